@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# The single test entry point (README's second command, called by .ci/run).
+# Starts PostgreSQL + mosquitto on loopback (scripts/infra.sh), installs the test toolchains, builds the solution
+# in Release, runs every test project under tests/, and ends with one line: `N passed, N failed, N skipped`.
+#
+#   scripts/test.sh                 everything
+#   scripts/test.sh Domain.Tests    only the named test projects (folder names under tests/)
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "infrastructure"
+scripts/infra.sh up
+eval "$(scripts/infra.sh env)"
+
+step "test toolchains"
+scripts/tools.sh
+
+step "format check"
+dotnet format whitespace Propeller.sln --verify-no-changes
+
+step "build (Release)"
+dotnet build Propeller.sln -c Release -nologo -clp:ErrorsOnly
+
+results="$root/TestResults"
+rm -rf "$results"
+mkdir -p "$results"
+
+projects=()
+if [ $# -gt 0 ]; then
+  for name in "$@"; do projects+=("tests/$name/$name.csproj"); done
+else
+  for p in tests/*/*.csproj; do projects+=("$p"); done
+fi
+
+total_passed=0 total_failed=0 total_skipped=0 broken=0
+for proj in "${projects[@]}"; do
+  name="$(basename "$proj" .csproj)"
+  step "test $name"
+  set +e
+  dotnet test "$proj" -c Release --no-build --nologo \
+    --logger "trx;LogFileName=$name.trx" --results-directory "$results/$name"
+  rc=$?
+  set -e
+  trx="$results/$name/$name.trx"
+  if [ ! -f "$trx" ]; then
+    echo "test.sh: $name produced no results (exit $rc)" >&2
+    broken=$((broken + 1))
+    continue
+  fi
+  read -r p f s < <(python3 - "$trx" <<'PY'
+import sys, xml.etree.ElementTree as ET
+ns = {"t": "http://microsoft.com/schemas/VisualStudio/TeamTest/2010"}
+c = ET.parse(sys.argv[1]).getroot().find("t:ResultSummary/t:Counters", ns)
+a = lambda k: int(c.get(k, "0"))
+print(a("passed"), a("failed") + a("error") + a("timeout") + a("aborted"), a("notExecuted"))
+PY
+)
+  echo "$name: $p passed, $f failed, $s skipped"
+  total_passed=$((total_passed + p)); total_failed=$((total_failed + f)); total_skipped=$((total_skipped + s))
+  if [ "$rc" != 0 ] && [ "$f" = 0 ]; then broken=$((broken + 1)); fi
+done
+
+# Non-xunit suites (spec tests, WASI conformance) append their own counts through scripts/suites.d/*.sh:
+# each prints one `N passed, N failed, N skipped` line as its last line.
+if [ $# -eq 0 ] && compgen -G "scripts/suites.d/*.sh" >/dev/null; then
+  for suite in scripts/suites.d/*.sh; do
+    step "suite $(basename "$suite" .sh)"
+    set +e
+    out="$(bash "$suite" 2>&1 | tee /dev/stderr | tail -1)"
+    set -e
+    if [[ "$out" =~ ([0-9]+)\ passed,\ ([0-9]+)\ failed(,\ ([0-9]+)\ skipped)? ]]; then
+      total_passed=$((total_passed + BASH_REMATCH[1])); total_failed=$((total_failed + BASH_REMATCH[2]))
+      total_skipped=$((total_skipped + ${BASH_REMATCH[4]:-0}))
+    else
+      echo "test.sh: suite $suite printed no count line" >&2
+      broken=$((broken + 1))
+    fi
+  done
+fi
+
+total_failed=$((total_failed + broken))
+echo
+echo "$total_passed passed, $total_failed failed, $total_skipped skipped"
+[ "$total_failed" = 0 ]

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Test toolchains from Debian, installed when missing: wabt (wat2wasm), clang + lld + wasi-libc +
+# libclang-rt-dev-wasm32 (C test programs for wasm32-wasi), python3 (WASI conformance runner), mosquitto clients.
+set -euo pipefail
+need=()
+command -v wat2wasm >/dev/null || need+=(wabt)
+command -v clang >/dev/null || need+=(clang)
+command -v wasm-ld >/dev/null || need+=(lld)
+[ -d /usr/include/wasm32-wasi ] || [ -d /usr/share/wasi-sysroot ] || need+=(wasi-libc)
+compgen -G "/usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a" >/dev/null || need+=(libclang-rt-dev-wasm32)
+command -v python3 >/dev/null || need+=(python3)
+command -v mosquitto_pub >/dev/null || need+=(mosquitto-clients)
+if [ ${#need[@]} -eq 0 ]; then echo "tools: all present"; exit 0; fi
+sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+echo "tools: apt-get install ${need[*]}"
+sudo_ apt-get update -qq >/dev/null
+sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
