@@ -1,0 +1,68 @@
+using Microsoft.Extensions.Logging;
+using Propeller.Application.EventStore;
+
+namespace Propeller.Application.Aggregates;
+
+/// <summary>
+/// The one generic command path (STYLE.md DECIDERS): fold the stream, Decide, append with the expected version.
+/// A lost race (<see cref="ConcurrencyException"/>) reloads and decides again, so concurrent commands on one aggregate
+/// are serialised by retry and never lost.
+/// </summary>
+public sealed class CommandHandler(IEventStore store, AggregateLoader loader, ISnapshotStore snapshots, ILogger<CommandHandler> logger)
+{
+    /// <summary>How many times a command is decided again after losing a race before the conflict is surfaced.</summary>
+    public int MaxAttempts { get; init; } = 8;
+
+    public async Task<CommandResult<TEvent, TState>> HandleAsync<TCommand, TEvent, TState>(
+        Decider<TCommand, TEvent, TState> decider, string streamId, TCommand command, EventMetadata metadata, CancellationToken cancellationToken)
+        where TEvent : class
+    {
+        ArgumentNullException.ThrowIfNull(decider);
+        for (var attempt = 1; ; attempt++)
+        {
+            var loaded = await loader.LoadAsync(decider, streamId, cancellationToken);
+            var decision = decider.Decide(command, loaded.State);
+            if (decision.Rejection is { } rejection)
+            {
+                return new CommandResult<TEvent, TState>(loaded.State, loaded.Version, [], rejection);
+            }
+
+            if (decision.Events.Count == 0)
+            {
+                return new CommandResult<TEvent, TState>(loaded.State, loaded.Version, [], null);
+            }
+
+            try
+            {
+                var result = await store.AppendAsync(streamId, decider.StreamType, ExpectedVersion.Exact(loaded.Version), [.. decision.Events], metadata, cancellationToken);
+                var state = loaded.State;
+                foreach (var @event in decision.Events)
+                {
+                    state = decider.Evolve(state, @event);
+                }
+
+                await SaveSnapshotIfDueAsync(decider.Snapshots, streamId, result, state, cancellationToken);
+                return new CommandResult<TEvent, TState>(state, result.NextVersion, decision.Events, null);
+            }
+            catch (ConcurrencyException ex) when (attempt < MaxAttempts)
+            {
+                CommandLog.RetryingAfterConflict(logger, streamId, attempt, ex.Actual);
+                await Task.Delay(TimeSpan.FromMilliseconds(Random.Shared.Next(1, 5 * attempt)), cancellationToken);
+            }
+        }
+    }
+
+    private async Task SaveSnapshotIfDueAsync<TState>(SnapshotPolicy? policy, string streamId, AppendResult result, TState state, CancellationToken cancellationToken)
+    {
+        if (policy is null || policy.Every <= 0)
+        {
+            return;
+        }
+
+        // Due when the append crossed a multiple of Every, so multi-event appends do not step over it.
+        if (result.NextVersion / policy.Every > result.PreviousVersion / policy.Every)
+        {
+            await snapshots.SaveAsync(streamId, policy.SnapshotType, result.NextVersion, state, cancellationToken);
+        }
+    }
+}

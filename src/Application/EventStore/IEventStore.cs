@@ -1,0 +1,30 @@
+namespace Propeller.Application.EventStore;
+
+/// <summary>
+/// The event store port (replaces Marten's event store; ARCHITECTURE.md §3). Streams hold ordered events with a
+/// version; appends are optimistic and atomic; the global reader gives a commit-safe order for projections.
+/// </summary>
+public interface IEventStore
+{
+    /// <summary>
+    /// Appends <paramref name="events"/> to a stream in one round trip, after checking <paramref name="expected"/>.
+    /// Creates the stream (of <paramref name="streamType"/>) when it does not exist.
+    /// </summary>
+    /// <exception cref="ConcurrencyException">The stream is not at the expected version.</exception>
+    /// <exception cref="StreamArchivedException">The stream was archived.</exception>
+    /// <exception cref="EventStoreValidationException">Empty or oversized stream id, no events, oversized event.</exception>
+    Task<AppendResult> AppendAsync(string streamId, string streamType, ExpectedVersion expected, IReadOnlyList<object> events, EventMetadata metadata, CancellationToken cancellationToken);
+
+    /// <summary>Reads a stream forward; null when it does not exist (or is archived and archived streams are not asked for).</summary>
+    /// <exception cref="UnknownEventTypeException">A stored event's alias is not registered.</exception>
+    Task<EventStream?> ReadStreamAsync(string streamId, StreamReadOptions options, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Reads up to <paramref name="maxCount"/> events after <paramref name="after"/> in the global order, only from
+    /// transactions that can no longer be in flight; optionally only the given event type aliases.
+    /// </summary>
+    Task<IReadOnlyList<StoredEvent>> ReadAllAsync(GlobalPosition after, int maxCount, IReadOnlyCollection<string>? eventTypes, CancellationToken cancellationToken);
+
+    /// <summary>Marks a stream archived: kept for audit, hidden from normal reads, closed for appends.</summary>
+    Task<bool> ArchiveStreamAsync(string streamId, CancellationToken cancellationToken);
+}

@@ -1,0 +1,30 @@
+namespace Propeller.Domain.Tasks;
+
+/// <summary>What can be asked of a task. Time enters as data (<c>At</c>), read by the handler from TimeProvider.</summary>
+public abstract record TaskCommand
+{
+    private TaskCommand()
+    {
+    }
+
+    public abstract TaskId TaskId { get; init; }
+
+    public abstract DateTimeOffset At { get; init; }
+
+    public sealed record CreateTask(TaskId TaskId, TaskSpec Spec, DateTimeOffset At) : TaskCommand;
+
+    public sealed record UpdateTask(TaskId TaskId, TaskSpec Spec, DateTimeOffset At) : TaskCommand;
+
+    public sealed record StartTask(TaskId TaskId, DateTimeOffset At) : TaskCommand;
+
+    public sealed record DispatchTask(TaskId TaskId, string PropletId, DateTimeOffset At) : TaskCommand;
+
+    /// <summary>A result from a proplet: <paramref name="Error"/> set means the run failed.</summary>
+    public sealed record RecordResult(TaskId TaskId, string? Results, string? Error, DateTimeOffset At) : TaskCommand;
+
+    public sealed record StopTask(TaskId TaskId, string Reason, DateTimeOffset At) : TaskCommand;
+
+    public sealed record SkipTask(TaskId TaskId, string Reason, DateTimeOffset At) : TaskCommand;
+
+    public sealed record DeleteTask(TaskId TaskId, DateTimeOffset At) : TaskCommand;
+}

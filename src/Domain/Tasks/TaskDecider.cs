@@ -1,0 +1,89 @@
+using Propeller.Domain.Common;
+using static Propeller.Domain.Tasks.TaskCommand;
+using static Propeller.Domain.Tasks.TaskEvent;
+
+namespace Propeller.Domain.Tasks;
+
+/// <summary>
+/// The task aggregate as a decider. Unlike the original (spec §2.3, "no guards anywhere"), transitions are guarded:
+/// impossible pairs are rejected, repeats are idempotent, a finished task may be started again as a new attempt, and
+/// results for a task that is not running are recorded as ignored instead of overwriting its outcome.
+/// </summary>
+public static class TaskDecider
+{
+    public static TaskState Initial => TaskState.Initial;
+
+    public static Decision<TaskEvent> Decide(TaskCommand command, TaskState state) => (command, state) switch
+    {
+        (CreateTask c, { Exists: false }) => Decision<TaskEvent>.Accept(new TaskCreated(c.TaskId, c.Spec, c.At)),
+        (CreateTask c, { Deleted: false }) when c.Spec == state.Spec => Decision<TaskEvent>.Accept(),
+        (CreateTask c, _) => Rejection.Conflict($"task {c.TaskId} already exists"),
+
+        (DeleteTask, { Deleted: true }) => Decision<TaskEvent>.Accept(),
+        (_, { Exists: false } or { Deleted: true }) => Rejection.NotFound($"task {command.TaskId} not found"),
+
+        (UpdateTask c, _) when c.Spec == state.Spec => Decision<TaskEvent>.Accept(),
+        (UpdateTask c, _) => Decision<TaskEvent>.Accept(new TaskUpdated(c.TaskId, c.Spec, c.At)),
+
+        (StartTask, { IsActive: true }) => Decision<TaskEvent>.Accept(),
+        (StartTask c, { Status: TaskStatus.Pending } or { IsFinished: true }) =>
+            Decision<TaskEvent>.Accept(new TaskStartRequested(c.TaskId, state.Attempt + 1, c.At)),
+
+        (DispatchTask c, { Status: TaskStatus.Scheduled }) =>
+            Decision<TaskEvent>.Accept(new TaskDispatched(c.TaskId, state.Attempt, c.PropletId, c.At)),
+        (DispatchTask c, { Status: TaskStatus.Running }) when c.PropletId == state.PropletId => Decision<TaskEvent>.Accept(),
+        (DispatchTask c, _) => Rejection.Conflict($"task {c.TaskId} is {state.Status}, not waiting for a proplet"),
+
+        (RecordResult c, { Status: TaskStatus.Running }) when !string.IsNullOrEmpty(c.Error) =>
+            Decision<TaskEvent>.Accept(new TaskFailed(c.TaskId, state.Attempt, c.Error, c.At)),
+        (RecordResult c, { Status: TaskStatus.Running }) =>
+            Decision<TaskEvent>.Accept(new TaskCompleted(c.TaskId, state.Attempt, c.Results, c.At)),
+        (RecordResult c, _) =>
+            Decision<TaskEvent>.Accept(new TaskResultIgnored(c.TaskId, state.Attempt, $"result for a task that is {state.Status}", c.At)),
+
+        (StopTask c, { IsActive: true }) => Decision<TaskEvent>.Accept(new TaskStopped(c.TaskId, state.Attempt, c.Reason, c.At)),
+        (StopTask, { Status: TaskStatus.Interrupted }) => Decision<TaskEvent>.Accept(),
+        (StopTask c, _) => Rejection.Conflict($"task {c.TaskId} is {state.Status}, not running"),
+
+        (SkipTask c, { Status: TaskStatus.Pending }) => Decision<TaskEvent>.Accept(new TaskSkipped(c.TaskId, c.Reason, c.At)),
+        (SkipTask, { Status: TaskStatus.Skipped }) => Decision<TaskEvent>.Accept(),
+        (SkipTask c, _) => Rejection.Conflict($"task {c.TaskId} is {state.Status}, only a pending task can be skipped"),
+
+        (DeleteTask c, { IsActive: true }) => Rejection.Conflict($"task {c.TaskId} is {state.Status}; stop it before deleting it"),
+        (DeleteTask c, _) => Decision<TaskEvent>.Accept(new TaskDeleted(c.TaskId, c.At)),
+
+        _ => Rejection.Conflict($"{command.GetType().Name} is not possible while task {command.TaskId} is {state.Status}"),
+    };
+
+    public static TaskState Evolve(TaskState state, TaskEvent @event) => @event switch
+    {
+        TaskCreated e => state with
+        {
+            Exists = true,
+            Id = e.TaskId,
+            Spec = e.Spec,
+            Status = TaskStatus.Pending,
+            PropletId = e.Spec.PropletId,
+            CreatedAt = e.CreatedAt,
+        },
+        TaskUpdated e => state with { Spec = e.Spec, UpdatedAt = e.UpdatedAt },
+        TaskStartRequested e => state with
+        {
+            Status = TaskStatus.Scheduled,
+            Attempt = e.Attempt,
+            Results = null,
+            Error = null,
+            StartTime = null,
+            FinishTime = null,
+            UpdatedAt = e.RequestedAt,
+        },
+        TaskDispatched e => state with { Status = TaskStatus.Running, PropletId = e.PropletId, StartTime = e.DispatchedAt, UpdatedAt = e.DispatchedAt },
+        TaskCompleted e => state with { Status = TaskStatus.Completed, Results = e.Results, FinishTime = e.CompletedAt, UpdatedAt = e.CompletedAt },
+        TaskFailed e => state with { Status = TaskStatus.Failed, Error = e.Error, FinishTime = e.FailedAt, UpdatedAt = e.FailedAt },
+        TaskStopped e => state with { Status = TaskStatus.Interrupted, Error = e.Reason, FinishTime = e.StoppedAt, UpdatedAt = e.StoppedAt },
+        TaskSkipped e => state with { Status = TaskStatus.Skipped, UpdatedAt = e.SkippedAt },
+        TaskResultIgnored => state,
+        TaskDeleted e => state with { Deleted = true, UpdatedAt = e.DeletedAt },
+        _ => state,
+    };
+}

@@ -1,0 +1,33 @@
+namespace Propeller.Domain.Tasks;
+
+/// <summary>Everything that can happen to a task. Stored under the aliases in TaskEventTypes (Application).</summary>
+public abstract record TaskEvent
+{
+    private TaskEvent()
+    {
+    }
+
+    public abstract TaskId TaskId { get; init; }
+
+    public sealed record TaskCreated(TaskId TaskId, TaskSpec Spec, DateTimeOffset CreatedAt) : TaskEvent;
+
+    public sealed record TaskUpdated(TaskId TaskId, TaskSpec Spec, DateTimeOffset UpdatedAt) : TaskEvent;
+
+    /// <summary>A start was asked for; <paramref name="Attempt"/> counts runs, from 1.</summary>
+    public sealed record TaskStartRequested(TaskId TaskId, int Attempt, DateTimeOffset RequestedAt) : TaskEvent;
+
+    public sealed record TaskDispatched(TaskId TaskId, int Attempt, string PropletId, DateTimeOffset DispatchedAt) : TaskEvent;
+
+    public sealed record TaskCompleted(TaskId TaskId, int Attempt, string? Results, DateTimeOffset CompletedAt) : TaskEvent;
+
+    public sealed record TaskFailed(TaskId TaskId, int Attempt, string Error, DateTimeOffset FailedAt) : TaskEvent;
+
+    public sealed record TaskStopped(TaskId TaskId, int Attempt, string Reason, DateTimeOffset StoppedAt) : TaskEvent;
+
+    public sealed record TaskSkipped(TaskId TaskId, string Reason, DateTimeOffset SkippedAt) : TaskEvent;
+
+    /// <summary>A result that arrived for a task that was not running (duplicate or late): kept for audit, not applied.</summary>
+    public sealed record TaskResultIgnored(TaskId TaskId, int Attempt, string Reason, DateTimeOffset ReceivedAt) : TaskEvent;
+
+    public sealed record TaskDeleted(TaskId TaskId, DateTimeOffset DeletedAt) : TaskEvent;
+}

@@ -1,0 +1,26 @@
+namespace Propeller.Domain.Tasks;
+
+/// <summary>A task as folded from its events. <see cref="Exists"/> is false before TaskCreated.</summary>
+public sealed record TaskState(
+    bool Exists,
+    bool Deleted,
+    TaskId Id,
+    TaskSpec? Spec,
+    TaskStatus Status,
+    int Attempt,
+    string? PropletId,
+    string? Results,
+    string? Error,
+    DateTimeOffset? CreatedAt,
+    DateTimeOffset? UpdatedAt,
+    DateTimeOffset? StartTime,
+    DateTimeOffset? FinishTime)
+{
+    public static readonly TaskState Initial = new(false, false, default, null, TaskStatus.Pending, 0, null, null, null, null, null, null, null);
+
+    /// <summary>True when the current attempt has ended (or the task never ran and was skipped).</summary>
+    public bool IsFinished => Status is TaskStatus.Completed or TaskStatus.Failed or TaskStatus.Skipped or TaskStatus.Interrupted;
+
+    /// <summary>True while a start is requested or the task runs on a proplet.</summary>
+    public bool IsActive => Status is TaskStatus.Scheduled or TaskStatus.Running;
+}

@@ -1,0 +1,4 @@
+namespace Propeller.Infrastructure.EventStore;
+
+/// <summary>PostgreSQL could not be reached within the configured startup attempts.</summary>
+public sealed class EventStoreUnavailableException(string message, Exception innerException) : Exception(message, innerException);

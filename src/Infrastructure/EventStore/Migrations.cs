@@ -1,0 +1,126 @@
+namespace Propeller.Infrastructure.EventStore;
+
+/// <summary>
+/// The versioned schema of the event store. Append-only: a released migration is never edited; changes come as a new
+/// version. "{schema}" is replaced by the quoted schema name.
+/// </summary>
+internal static class Migrations
+{
+    public static IReadOnlyList<(int Version, string Description, string Sql)> All { get; } =
+    [
+        (1, "streams, events, snapshots, projections, append_events", """
+            create table {schema}.streams (
+                id          text primary key,
+                type        text not null,
+                version     bigint not null,
+                created_at  timestamptz not null,
+                updated_at  timestamptz not null,
+                archived    boolean not null default false,
+                archived_at timestamptz,
+                last_tx_id  xid8
+            );
+
+            create table {schema}.events (
+                seq        bigint generated always as identity primary key,
+                id         uuid not null,
+                stream_id  text not null references {schema}.streams (id),
+                version    bigint not null,
+                type       text not null,
+                data       jsonb not null,
+                metadata   jsonb not null,
+                tx_id      xid8 not null default pg_current_xact_id(),
+                created_at timestamptz not null default now(),
+                constraint events_stream_version unique (stream_id, version)
+            );
+
+            -- The commit-safe global cursor reads in (tx_id, seq) order.
+            create index events_tx_seq on {schema}.events (tx_id, seq);
+
+            create table {schema}.snapshots (
+                stream_id  text primary key references {schema}.streams (id),
+                type       text not null,
+                version    bigint not null,
+                data       jsonb not null,
+                created_at timestamptz not null default now()
+            );
+
+            -- One row per async projection: its checkpoint (committed with its writes), its lease and its health.
+            create table {schema}.projections (
+                name              text primary key,
+                last_tx_id        xid8 not null default '0',
+                last_seq          bigint not null default 0,
+                events_applied    bigint not null default 0,
+                status            text not null default 'running',
+                error             text,
+                failed_stream_id  text,
+                failed_version    bigint,
+                failed_seq        bigint,
+                failed_at         timestamptz,
+                rebuild_requested boolean not null default false,
+                rebuilds          integer not null default 0,
+                lease_owner       text,
+                lease_token       bigint not null default 0,
+                lease_expires_at  timestamptz,
+                updated_at        timestamptz not null default now()
+            );
+
+            -- Append in one call: lock the stream row and check the expected version before inserting anything.
+            -- p_expected: -2 = any, 0 = the stream must not exist, n > 0 = exactly n.
+            create function {schema}.append_events(
+                p_stream text, p_type text, p_expected bigint,
+                p_ids uuid[], p_types text[], p_data jsonb[], p_meta jsonb[], p_at timestamptz,
+                out o_version bigint, out o_tx xid8, out o_seqs bigint[])
+            language plpgsql as $$
+            declare
+                v_current  bigint;
+                v_archived boolean;
+                v_last_tx  xid8;
+            begin
+                -- Serialise writers of this stream on an advisory lock first: it needs no transaction id, so the id
+                -- taken right after it is newer than the previous writer's, and (tx_id, seq) order agrees with
+                -- version order within the stream.
+                perform pg_advisory_xact_lock(hashtextextended(p_stream, 7346));
+                o_tx := pg_current_xact_id();
+                select version, archived, last_tx_id into v_current, v_archived, v_last_tx
+                  from {schema}.streams where id = p_stream for update;
+                if not found then
+                    if p_expected > 0 then
+                        raise exception 'stream % does not exist, expected version %', p_stream, p_expected
+                            using errcode = 'PV001', detail = '0';
+                    end if;
+                    insert into {schema}.streams (id, type, version, created_at, updated_at)
+                        values (p_stream, p_type, 0, p_at, p_at)
+                        on conflict (id) do nothing;
+                    if found then
+                        v_current := 0;
+                        v_archived := false;
+                    else
+                        -- Created concurrently by a transaction that has committed since: lock it and check again.
+                        select version, archived, last_tx_id into v_current, v_archived, v_last_tx
+                          from {schema}.streams where id = p_stream for update;
+                    end if;
+                end if;
+                if v_archived then
+                    raise exception 'stream % is archived', p_stream using errcode = 'PV002';
+                end if;
+                if p_expected >= 0 and v_current <> p_expected then
+                    raise exception 'stream % is at version %, expected %', p_stream, v_current, p_expected
+                        using errcode = 'PV001', detail = v_current::text;
+                end if;
+                if v_last_tx is not null and v_last_tx > o_tx then
+                    raise exception 'transaction % is older than the last writer % of stream %', o_tx, v_last_tx, p_stream
+                        using errcode = 'PV003', detail = v_current::text;
+                end if;
+                with inserted as (
+                    insert into {schema}.events (id, stream_id, version, type, data, metadata, created_at)
+                    select u.id, p_stream, v_current + u.ord, u.t, u.d, u.m, p_at
+                      from unnest(p_ids, p_types, p_data, p_meta) with ordinality as u (id, t, d, m, ord)
+                    returning seq, version)
+                select array_agg(seq order by version) into o_seqs from inserted;
+                o_version := v_current + cardinality(p_types);
+                update {schema}.streams set version = o_version, updated_at = p_at, last_tx_id = o_tx where id = p_stream;
+            end
+            $$;
+            """),
+    ];
+}

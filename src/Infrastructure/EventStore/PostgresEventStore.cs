@@ -1,0 +1,312 @@
+using System.Globalization;
+using System.Text;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Npgsql;
+using NpgsqlTypes;
+using Propeller.Application.EventStore;
+using Propeller.Infrastructure.Projections;
+using Propeller.Infrastructure.Serialization;
+
+namespace Propeller.Infrastructure.EventStore;
+
+/// <summary>
+/// The event store on PostgreSQL (ARCHITECTURE.md §3). Appends are one call of <c>append_events</c>, which checks the
+/// expected version under a stream lock before inserting; inline projections, when any read the appended types, run in
+/// the same transaction. The global reader only returns events of transactions older than the snapshot's xmin, so a
+/// cursor over (tx_id, seq) never skips a slow transaction that commits later.
+/// </summary>
+public sealed class PostgresEventStore : IEventStore
+{
+    private const int MaxOrderingRetries = 10;
+
+    private readonly NpgsqlDataSource _dataSource;
+    private readonly EventSerializer _serializer;
+    private readonly ProjectionCatalog _projections;
+    private readonly ILogger<PostgresEventStore> _logger;
+    private readonly EventStoreOptions _options;
+    private readonly string _schema;
+    private readonly string _appendSql;
+    private readonly string _readStreamSql;
+    private readonly string _readStreamHeaderSql;
+
+    public PostgresEventStore(NpgsqlDataSource dataSource, EventSerializer serializer, ProjectionCatalog projections, IOptions<EventStoreOptions> options, ILogger<PostgresEventStore> logger)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        _dataSource = dataSource;
+        _serializer = serializer;
+        _projections = projections;
+        _logger = logger;
+        _options = options.Value;
+        _schema = Sql.Identifier(_options.Schema);
+        _appendSql = $"select o_version, o_tx::text, o_seqs from {_schema}.append_events($1, $2, $3, $4, $5, $6, $7, $8)";
+        _readStreamHeaderSql = $"select type, version, archived from {_schema}.streams where id = $1";
+        _readStreamSql = $"""
+            select id, seq, tx_id::text, version, type, data::text, metadata::text, created_at
+              from {_schema}.events
+             where stream_id = $1 and version >= $2 and version <= $3 and created_at <= $4
+             order by version
+            """;
+    }
+
+    internal string Schema => _schema;
+
+    public async Task<AppendResult> AppendAsync(string streamId, string streamType, ExpectedVersion expected, IReadOnlyList<object> events, EventMetadata metadata, CancellationToken cancellationToken)
+    {
+        ValidateStreamId(streamId);
+        ArgumentException.ThrowIfNullOrWhiteSpace(streamType);
+        ArgumentNullException.ThrowIfNull(events);
+        ArgumentNullException.ThrowIfNull(metadata);
+        if (events.Count == 0)
+        {
+            throw new EventStoreValidationException($"append to stream '{streamId}' has no events");
+        }
+
+        var batch = Prepare(events, metadata);
+        var inline = InlineProjectionsFor(batch.Types);
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return inline.Count == 0
+                    ? await AppendAutocommitAsync(streamId, streamType, expected, batch, cancellationToken)
+                    : await AppendWithInlineProjectionsAsync(streamId, streamType, expected, batch, events, metadata, inline, cancellationToken);
+            }
+            catch (PostgresException ex) when (ex.SqlState == Sql.OrderingState && attempt < MaxOrderingRetries)
+            {
+                EventStoreLog.OrderingRetry(_logger, streamId);
+            }
+            catch (PostgresException ex) when (ex.SqlState is Sql.ConcurrencyState or Sql.OrderingState)
+            {
+                throw new ConcurrencyException(streamId, expected, long.Parse(ex.Detail ?? "0", CultureInfo.InvariantCulture));
+            }
+            catch (PostgresException ex) when (ex.SqlState == Sql.ArchivedState)
+            {
+                throw new StreamArchivedException(streamId);
+            }
+            catch (PostgresException ex) when (ex.SqlState == PostgresErrorCodes.UniqueViolation)
+            {
+                // The stream lock makes this unreachable; the unique (stream_id, version) index is the last line of defence.
+                throw new ConcurrencyException(streamId, expected, -1, $"stream '{streamId}': concurrent append detected by the unique index ({ex.ConstraintName})");
+            }
+        }
+    }
+
+    private async Task<AppendResult> AppendAutocommitAsync(string streamId, string streamType, ExpectedVersion expected, PreparedBatch batch, CancellationToken cancellationToken)
+    {
+        await using var command = _dataSource.CreateCommand(_appendSql);
+        AddAppendParameters(command.Parameters, streamId, streamType, expected, batch);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        await reader.ReadAsync(cancellationToken);
+        var next = reader.GetInt64(0);
+        return new AppendResult(streamId, next - batch.Types.Length, next);
+    }
+
+    private async Task<AppendResult> AppendWithInlineProjectionsAsync(
+        string streamId, string streamType, ExpectedVersion expected, PreparedBatch batch, IReadOnlyList<object> events, EventMetadata metadata,
+        IReadOnlyList<IProjection> inline, CancellationToken cancellationToken)
+    {
+        await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        long next;
+        ulong tx;
+        long[] seqs;
+        await using (var command = new NpgsqlCommand(_appendSql, connection, transaction))
+        {
+            AddAppendParameters(command.Parameters, streamId, streamType, expected, batch);
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+            await reader.ReadAsync(cancellationToken);
+            next = reader.GetInt64(0);
+            tx = ulong.Parse(reader.GetString(1), CultureInfo.InvariantCulture);
+            seqs = await reader.GetFieldValueAsync<long[]>(2, cancellationToken);
+        }
+
+        var previous = next - events.Count;
+        var stored = new StoredEvent[events.Count];
+        for (var i = 0; i < events.Count; i++)
+        {
+            stored[i] = new StoredEvent(batch.Ids[i], new GlobalPosition(tx, seqs[i]), streamId, previous + i + 1, batch.Types[i], events[i], metadata);
+        }
+
+        await using (var context = new ProjectionContext(connection, transaction, _schema))
+        {
+            foreach (var projection in inline)
+            {
+                var matching = projection.EventTypes is null ? stored : [.. stored.Where(e => projection.EventTypes.Contains(e.Type))];
+                await projection.ApplyAsync(context, matching, cancellationToken);
+            }
+
+            await context.FlushAsync(cancellationToken);
+        }
+
+        await transaction.CommitAsync(cancellationToken);
+        return new AppendResult(streamId, previous, next);
+    }
+
+    private static void AddAppendParameters(NpgsqlParameterCollection parameters, string streamId, string streamType, ExpectedVersion expected, PreparedBatch batch)
+    {
+        parameters.AddWithValue(streamId);
+        parameters.AddWithValue(streamType);
+        parameters.AddWithValue(expected.Value);
+        parameters.AddWithValue(batch.Ids);
+        parameters.AddWithValue(batch.Types);
+        parameters.Add(new NpgsqlParameter { Value = batch.Data, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Jsonb });
+        parameters.Add(new NpgsqlParameter { Value = batch.Metadata, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Jsonb });
+        parameters.AddWithValue(batch.Timestamp);
+    }
+
+    private PreparedBatch Prepare(IReadOnlyList<object> events, EventMetadata metadata)
+    {
+        var count = events.Count;
+        var ids = new Guid[count];
+        var types = new string[count];
+        var data = new string[count];
+        var metadataJson = EventSerializer.SerializeMetadata(metadata);
+        var metadataArray = new string[count];
+        for (var i = 0; i < count; i++)
+        {
+            var @event = events[i] ?? throw new EventStoreValidationException($"event {i} of the append is null");
+            (types[i], data[i]) = _serializer.Serialize(@event);
+            if (data[i].Length > _options.MaxEventBytes / 4 && Encoding.UTF8.GetByteCount(data[i]) > _options.MaxEventBytes)
+            {
+                throw new EventStoreValidationException($"event '{types[i]}' is larger than {_options.MaxEventBytes} bytes");
+            }
+
+            ids[i] = Guid.CreateVersion7(metadata.Timestamp);
+            metadataArray[i] = metadataJson;
+        }
+
+        return new PreparedBatch(ids, types, data, metadataArray, metadata.Timestamp);
+    }
+
+    private List<IProjection> InlineProjectionsFor(string[] types)
+    {
+        var inline = new List<IProjection>();
+        foreach (var projection in _projections.Inline)
+        {
+            if (projection.EventTypes is null || types.Any(projection.EventTypes.Contains))
+            {
+                inline.Add(projection);
+            }
+        }
+
+        return inline;
+    }
+
+    public async Task<EventStream?> ReadStreamAsync(string streamId, StreamReadOptions options, CancellationToken cancellationToken)
+    {
+        ValidateStreamId(streamId);
+        ArgumentNullException.ThrowIfNull(options);
+        await using var batch = _dataSource.CreateBatch();
+        var header = new NpgsqlBatchCommand(_readStreamHeaderSql);
+        header.Parameters.AddWithValue(streamId);
+        var body = new NpgsqlBatchCommand(_readStreamSql);
+        body.Parameters.AddWithValue(streamId);
+        body.Parameters.AddWithValue(Math.Max(1, options.FromVersion));
+        body.Parameters.AddWithValue(options.ToVersion);
+        body.Parameters.AddWithValue(options.Until ?? DateTimeOffset.MaxValue);
+        batch.BatchCommands.Add(header);
+        batch.BatchCommands.Add(body);
+        await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
+        if (!await reader.ReadAsync(cancellationToken))
+        {
+            return null;
+        }
+
+        var type = reader.GetString(0);
+        var version = reader.GetInt64(1);
+        var archived = reader.GetBoolean(2);
+        if (archived && !options.IncludeArchived)
+        {
+            return null;
+        }
+
+        await reader.NextResultAsync(cancellationToken);
+        var events = new List<StoredEvent>();
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            events.Add(ReadEvent(reader, streamId, 0));
+        }
+
+        return new EventStream(streamId, type, version, archived, events);
+    }
+
+    public async Task<IReadOnlyList<StoredEvent>> ReadAllAsync(GlobalPosition after, int maxCount, IReadOnlyCollection<string>? eventTypes, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxCount, 1);
+        var filter = eventTypes is null ? "" : " and type = any($4)";
+        await using var command = _dataSource.CreateCommand($"""
+            select id, seq, tx_id::text, version, type, data::text, metadata::text, created_at, stream_id
+              from {_schema}.events
+             where (tx_id, seq) > ($1::text::xid8, $2)
+               and tx_id < pg_snapshot_xmin(pg_current_snapshot()){filter}
+             order by tx_id, seq
+             limit $3
+            """);
+        command.Parameters.AddWithValue(after.TransactionId.ToString(CultureInfo.InvariantCulture));
+        command.Parameters.AddWithValue(after.Sequence);
+        command.Parameters.AddWithValue(maxCount);
+        if (eventTypes is not null)
+        {
+            command.Parameters.AddWithValue(eventTypes.ToArray());
+        }
+
+        var events = new List<StoredEvent>(Math.Min(maxCount, 1024));
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            events.Add(ReadEvent(reader, reader.GetString(8), 0));
+        }
+
+        return events;
+    }
+
+    public async Task<bool> ArchiveStreamAsync(string streamId, CancellationToken cancellationToken)
+    {
+        ValidateStreamId(streamId);
+        await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        await using var command = new NpgsqlCommand($"""
+            select pg_advisory_xact_lock(hashtextextended($1, 7346));
+            update {_schema}.streams set archived = true, archived_at = now() where id = $1 and not archived;
+            """, connection, transaction);
+        command.Parameters.AddWithValue(streamId);
+        await command.ExecuteNonQueryAsync(cancellationToken);
+        await using var check = new NpgsqlCommand($"select archived from {_schema}.streams where id = $1", connection, transaction);
+        check.Parameters.AddWithValue(streamId);
+        var archived = await check.ExecuteScalarAsync(cancellationToken) is true;
+        await transaction.CommitAsync(cancellationToken);
+        return archived;
+    }
+
+    private StoredEvent ReadEvent(NpgsqlDataReader reader, string streamId, int offset)
+    {
+        var version = reader.GetInt64(offset + 3);
+        var alias = reader.GetString(offset + 4);
+        var data = _serializer.Deserialize(alias, reader.GetString(offset + 5), streamId, version);
+        var timestamp = reader.GetFieldValue<DateTimeOffset>(offset + 7);
+        return new StoredEvent(
+            reader.GetGuid(offset),
+            new GlobalPosition(ulong.Parse(reader.GetString(offset + 2), CultureInfo.InvariantCulture), reader.GetInt64(offset + 1)),
+            streamId,
+            version,
+            alias,
+            data,
+            EventSerializer.DeserializeMetadata(reader.GetString(offset + 6), timestamp));
+    }
+
+    private void ValidateStreamId(string streamId)
+    {
+        if (string.IsNullOrWhiteSpace(streamId))
+        {
+            throw new EventStoreValidationException("stream id is empty");
+        }
+
+        if (streamId.Length > _options.MaxStreamIdLength)
+        {
+            throw new EventStoreValidationException($"stream id is {streamId.Length} characters long; the limit is {_options.MaxStreamIdLength}");
+        }
+    }
+
+    private sealed record PreparedBatch(Guid[] Ids, string[] Types, string[] Data, string[] Metadata, DateTimeOffset Timestamp);
+}

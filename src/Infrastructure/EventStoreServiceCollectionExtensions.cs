@@ -1,0 +1,53 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
+using Npgsql;
+using Propeller.Application.Aggregates;
+using Propeller.Application.EventStore;
+using Propeller.Application.Tasks;
+using Propeller.Infrastructure.EventStore;
+using Propeller.Infrastructure.Projections;
+using Propeller.Infrastructure.Serialization;
+
+namespace Propeller.Infrastructure;
+
+/// <summary>Composition of the event store for hosts (AddInfrastructure calls this).</summary>
+public static class EventStoreServiceCollectionExtensions
+{
+    /// <summary>
+    /// Registers the PostgreSQL event store, snapshots, projections and the command path. The schema is migrated by a
+    /// hosted service at startup; with <paramref name="runDaemon"/> the async projection daemon runs in this host.
+    /// </summary>
+    public static IServiceCollection AddEventStore(
+        this IServiceCollection services, Action<EventStoreOptions> configure, Action<ProjectionCatalog>? projections = null, bool runDaemon = true)
+    {
+        services.AddOptions<EventStoreOptions>()
+            .Configure(configure)
+            .Validate(o => !string.IsNullOrWhiteSpace(o.ConnectionString), "EventStore:ConnectionString is required (set MANAGER_POSTGRES_*)")
+            .ValidateOnStart();
+        services.AddOptions<ProjectionDaemonOptions>().BindConfiguration(ProjectionDaemonOptions.Section);
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton(sp => NpgsqlDataSource.Create(sp.GetRequiredService<IOptions<EventStoreOptions>>().Value.ConnectionString));
+        services.TryAddSingleton(_ => TaskAggregate.RegisterEvents(new EventTypeRegistry()));
+        services.TryAddSingleton<EventSerializer>();
+        services.TryAddSingleton(_ =>
+        {
+            var catalog = new ProjectionCatalog();
+            projections?.Invoke(catalog);
+            return catalog;
+        });
+        services.TryAddSingleton<IEventStore, PostgresEventStore>();
+        services.TryAddSingleton<ISnapshotStore, PostgresSnapshotStore>();
+        services.TryAddSingleton<SchemaMigrator>();
+        services.TryAddSingleton<ProjectionDaemon>();
+        services.TryAddSingleton<AggregateLoader>();
+        services.TryAddSingleton<CommandHandler>();
+        services.AddHostedService<SchemaMigrationHostedService>();
+        if (runDaemon)
+        {
+            services.AddHostedService<ProjectionDaemonHostedService>();
+        }
+
+        return services;
+    }
+}

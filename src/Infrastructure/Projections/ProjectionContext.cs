@@ -1,0 +1,54 @@
+using Npgsql;
+
+namespace Propeller.Infrastructure.Projections;
+
+/// <summary>
+/// What a projection writes through: an open transaction and a batch of commands sent in one round trip.
+/// <see cref="Schema"/> is the quoted schema of the event store.
+/// </summary>
+public sealed class ProjectionContext : IAsyncDisposable
+{
+    internal ProjectionContext(NpgsqlConnection connection, NpgsqlTransaction transaction, string schema)
+    {
+        Connection = connection;
+        Transaction = transaction;
+        Schema = schema;
+        Batch = new NpgsqlBatch(connection, transaction);
+    }
+
+    public NpgsqlConnection Connection { get; }
+
+    public NpgsqlTransaction Transaction { get; }
+
+    public string Schema { get; }
+
+    public NpgsqlBatch Batch { get; }
+
+    /// <summary>Queues a statement with positional parameters ($1, $2, ...).</summary>
+    public NpgsqlBatchCommand Add(string sql, params object?[] values)
+    {
+        ArgumentNullException.ThrowIfNull(values);
+        var command = new NpgsqlBatchCommand(sql);
+        foreach (var value in values)
+        {
+            command.Parameters.Add(value is NpgsqlParameter parameter ? parameter : new NpgsqlParameter { Value = value ?? DBNull.Value });
+        }
+
+        Batch.BatchCommands.Add(command);
+        return command;
+    }
+
+    /// <summary>Runs what is queued (if anything) and empties the batch.</summary>
+    public async Task FlushAsync(CancellationToken cancellationToken)
+    {
+        if (Batch.BatchCommands.Count == 0)
+        {
+            return;
+        }
+
+        await Batch.ExecuteNonQueryAsync(cancellationToken);
+        Batch.BatchCommands.Clear();
+    }
+
+    public ValueTask DisposeAsync() => Batch.DisposeAsync();
+}
