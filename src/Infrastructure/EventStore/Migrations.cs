@@ -86,7 +86,7 @@ internal static class Migrations
                 if not found then
                     if p_expected > 0 then
                         raise exception 'stream % does not exist, expected version %', p_stream, p_expected
-                            using errcode = 'PV001', detail = '0';
+                            using errcode = 'PV001', hint = '0';
                     end if;
                     insert into {schema}.streams (id, type, version, created_at, updated_at)
                         values (p_stream, p_type, 0, p_at, p_at)
@@ -105,11 +105,11 @@ internal static class Migrations
                 end if;
                 if p_expected >= 0 and v_current <> p_expected then
                     raise exception 'stream % is at version %, expected %', p_stream, v_current, p_expected
-                        using errcode = 'PV001', detail = v_current::text;
+                        using errcode = 'PV001', hint = v_current::text;
                 end if;
                 if v_last_tx is not null and v_last_tx > o_tx then
                     raise exception 'transaction % is older than the last writer % of stream %', o_tx, v_last_tx, p_stream
-                        using errcode = 'PV003', detail = v_current::text;
+                        using errcode = 'PV003', hint = v_current::text;
                 end if;
                 with inserted as (
                     insert into {schema}.events (id, stream_id, version, type, data, metadata, created_at)

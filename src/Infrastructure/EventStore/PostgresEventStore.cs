@@ -78,7 +78,8 @@ public sealed class PostgresEventStore : IEventStore
             }
             catch (PostgresException ex) when (ex.SqlState is Sql.ConcurrencyState or Sql.OrderingState)
             {
-                throw new ConcurrencyException(streamId, expected, long.Parse(ex.Detail ?? "0", CultureInfo.InvariantCulture));
+                // append_events puts the stream's actual version in HINT (DETAIL is redacted by Npgsql by default).
+                throw new ConcurrencyException(streamId, expected, long.TryParse(ex.Hint, CultureInfo.InvariantCulture, out var actual) ? actual : -1);
             }
             catch (PostgresException ex) when (ex.SqlState == Sql.ArchivedState)
             {
@@ -266,12 +267,18 @@ public sealed class PostgresEventStore : IEventStore
         ValidateStreamId(streamId);
         await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
-        await using var command = new NpgsqlCommand($"""
-            select pg_advisory_xact_lock(hashtextextended($1, 7346));
-            update {_schema}.streams set archived = true, archived_at = now() where id = $1 and not archived;
-            """, connection, transaction);
-        command.Parameters.AddWithValue(streamId);
-        await command.ExecuteNonQueryAsync(cancellationToken);
+        await using (var lockStream = new NpgsqlCommand("select pg_advisory_xact_lock(hashtextextended($1, 7346))", connection, transaction))
+        {
+            lockStream.Parameters.AddWithValue(streamId);
+            await lockStream.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        await using (var archive = new NpgsqlCommand($"update {_schema}.streams set archived = true, archived_at = now() where id = $1 and not archived", connection, transaction))
+        {
+            archive.Parameters.AddWithValue(streamId);
+            await archive.ExecuteNonQueryAsync(cancellationToken);
+        }
+
         await using var check = new NpgsqlCommand($"select archived from {_schema}.streams where id = $1", connection, transaction);
         check.Parameters.AddWithValue(streamId);
         var archived = await check.ExecuteScalarAsync(cancellationToken) is true;

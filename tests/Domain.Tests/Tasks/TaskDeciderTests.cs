@@ -1,0 +1,278 @@
+using Propeller.Domain.Common;
+using Propeller.Domain.Tasks;
+using static Propeller.Domain.Tasks.TaskCommand;
+using static Propeller.Domain.Tasks.TaskEvent;
+using static Propeller.Domain.Tests.Tasks.TaskSpecification;
+using TaskStatus = Propeller.Domain.Tasks.TaskStatus;
+
+namespace Propeller.Domain.Tests.Tasks;
+
+public sealed class TaskDeciderTests
+{
+    private static readonly TaskId Id = new(Guid.Parse("0194a1b2-0000-7000-8000-000000000001"));
+    private static readonly DateTimeOffset T0 = new(2026, 11, 22, 10, 0, 0, TimeSpan.Zero);
+    private static readonly TaskSpec Spec = TaskSpec.Named("add") with
+    {
+        File = "AGFzbQEAAAABBwFgAn9/AX8DAgEABwgBBG1haW4AAAoJAQcAIAAgAWoL",
+        Inputs = new EquatableArray<string>(["10", "32"]),
+        CliArgs = new EquatableArray<string>(["--invoke", "main"]),
+        Env = new EquatableMap([new("K", "V")]),
+    };
+
+    private static DateTimeOffset At(int seconds) => T0.AddSeconds(seconds);
+
+    private static TaskCreated Created => new(Id, Spec, T0);
+
+    private static TaskStartRequested StartRequested(int attempt = 1) => new(Id, attempt, At(1));
+
+    private static TaskDispatched Dispatched(int attempt = 1) => new(Id, attempt, "proplet-1", At(2));
+
+    [Fact]
+    public void GivenNothing_WhenCreateTask_ThenTaskCreated()
+    {
+        var state = Given().When(new CreateTask(Id, Spec, T0)).Then(new TaskCreated(Id, Spec, T0));
+
+        state.Exists.ShouldBeTrue();
+        state.Status.ShouldBe(TaskStatus.Pending);
+        state.Attempt.ShouldBe(0);
+    }
+
+    [Fact]
+    public void GivenCreated_WhenCreateTaskAgainWithSameSpec_ThenNothing() =>
+        Given(Created).When(new CreateTask(Id, Spec with { Inputs = new EquatableArray<string>(["10", "32"]) }, At(5))).Then();
+
+    [Fact]
+    public void GivenCreated_WhenCreateTaskWithOtherSpec_ThenConflict() =>
+        Given(Created).When(new CreateTask(Id, Spec with { Name = "other" }, At(5))).ThenRejected(RejectionKind.Conflict);
+
+    [Fact]
+    public void GivenNothing_WhenStartTask_ThenNotFound() =>
+        Given().When(new StartTask(Id, T0)).ThenRejected(RejectionKind.NotFound).Reason.ShouldContain(Id.ToString());
+
+    [Fact]
+    public void GivenCreated_WhenStartTask_ThenStartRequestedAsFirstAttempt()
+    {
+        var state = Given(Created).When(new StartTask(Id, At(1))).Then(new TaskStartRequested(Id, 1, At(1)));
+
+        state.Status.ShouldBe(TaskStatus.Scheduled);
+        state.Attempt.ShouldBe(1);
+    }
+
+    [Fact]
+    public void GivenStartRequested_WhenStartTask_ThenNothing() =>
+        Given(Created, StartRequested()).When(new StartTask(Id, At(3))).Then();
+
+    [Fact]
+    public void GivenRunning_WhenStartTask_ThenNothing() =>
+        Given(Created, StartRequested(), Dispatched()).When(new StartTask(Id, At(3))).Then();
+
+    [Fact]
+    public void GivenStartRequested_WhenDispatchTask_ThenDispatchedAndRunning()
+    {
+        var state = Given(Created, StartRequested()).When(new DispatchTask(Id, "proplet-1", At(2))).Then(Dispatched());
+
+        state.Status.ShouldBe(TaskStatus.Running);
+        state.PropletId.ShouldBe("proplet-1");
+        state.StartTime.ShouldBe(At(2));
+    }
+
+    [Fact]
+    public void GivenRunningOnProplet_WhenDispatchTaskToSameProplet_ThenNothing() =>
+        Given(Created, StartRequested(), Dispatched()).When(new DispatchTask(Id, "proplet-1", At(3))).Then();
+
+    [Fact]
+    public void GivenRunningOnProplet_WhenDispatchTaskToOtherProplet_ThenConflict() =>
+        Given(Created, StartRequested(), Dispatched()).When(new DispatchTask(Id, "proplet-2", At(3))).ThenRejected(RejectionKind.Conflict);
+
+    [Fact]
+    public void GivenPending_WhenDispatchTask_ThenConflict() =>
+        Given(Created).When(new DispatchTask(Id, "proplet-1", At(3))).ThenRejected(RejectionKind.Conflict);
+
+    [Fact]
+    public void GivenRunning_WhenRecordResultWithoutError_ThenCompleted()
+    {
+        var state = Given(Created, StartRequested(), Dispatched())
+            .When(new RecordResult(Id, "42", null, At(3)))
+            .Then(new TaskCompleted(Id, 1, "42", At(3)));
+
+        state.Status.ShouldBe(TaskStatus.Completed);
+        state.Results.ShouldBe("42");
+        state.FinishTime.ShouldBe(At(3));
+    }
+
+    [Fact]
+    public void GivenRunning_WhenRecordResultWithError_ThenFailed()
+    {
+        var state = Given(Created, StartRequested(), Dispatched())
+            .When(new RecordResult(Id, null, "trap: unreachable", At(3)))
+            .Then(new TaskFailed(Id, 1, "trap: unreachable", At(3)));
+
+        state.Status.ShouldBe(TaskStatus.Failed);
+        state.Error.ShouldBe("trap: unreachable");
+    }
+
+    [Fact]
+    public void GivenRunning_WhenRecordResultWithEmptyError_ThenCompleted() =>
+        Given(Created, StartRequested(), Dispatched())
+            .When(new RecordResult(Id, "1", "", At(3)))
+            .Then(new TaskCompleted(Id, 1, "1", At(3)));
+
+    [Fact]
+    public void GivenCompleted_WhenRecordResultAgain_ThenResultIgnoredAndOutcomeKept()
+    {
+        var spec = Given(Created, StartRequested(), Dispatched(), new TaskCompleted(Id, 1, "42", At(3)))
+            .When(new RecordResult(Id, "99", null, At(4)));
+
+        var state = spec.Then(new TaskResultIgnored(Id, 1, "result for a task that is Completed", At(4)));
+
+        state.Results.ShouldBe("42");
+        state.Status.ShouldBe(TaskStatus.Completed);
+    }
+
+    [Fact]
+    public void GivenPending_WhenRecordResult_ThenResultIgnored() =>
+        Given(Created).When(new RecordResult(Id, "42", null, At(4))).Then(new TaskResultIgnored(Id, 0, "result for a task that is Pending", At(4)));
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void GivenFinished_WhenStartTask_ThenNewAttemptAndPreviousOutcomeCleared(bool completed)
+    {
+        TaskEvent finished = completed ? new TaskCompleted(Id, 1, "42", At(3)) : new TaskFailed(Id, 1, "boom", At(3));
+
+        var state = Given(Created, StartRequested(), Dispatched(), finished)
+            .When(new StartTask(Id, At(10)))
+            .Then(new TaskStartRequested(Id, 2, At(10)));
+
+        state.Attempt.ShouldBe(2);
+        state.Status.ShouldBe(TaskStatus.Scheduled);
+        state.Results.ShouldBeNull();
+        state.Error.ShouldBeNull();
+        state.FinishTime.ShouldBeNull();
+    }
+
+    [Fact]
+    public void GivenRunning_WhenStopTask_ThenStoppedAndInterrupted()
+    {
+        var state = Given(Created, StartRequested(), Dispatched())
+            .When(new StopTask(Id, "stopped by user", At(5)))
+            .Then(new TaskStopped(Id, 1, "stopped by user", At(5)));
+
+        state.Status.ShouldBe(TaskStatus.Interrupted);
+    }
+
+    [Fact]
+    public void GivenStopped_WhenStopTask_ThenNothing() =>
+        Given(Created, StartRequested(), Dispatched(), new TaskStopped(Id, 1, "stopped by user", At(5)))
+            .When(new StopTask(Id, "again", At(6))).Then();
+
+    [Theory]
+    [InlineData(TaskStatus.Pending)]
+    [InlineData(TaskStatus.Completed)]
+    public void GivenNotRunning_WhenStopTask_ThenConflict(TaskStatus status)
+    {
+        var history = status == TaskStatus.Pending
+            ? new TaskEvent[] { Created }
+            : [Created, StartRequested(), Dispatched(), new TaskCompleted(Id, 1, "42", At(3))];
+
+        Given(history).When(new StopTask(Id, "x", At(6))).ThenRejected(RejectionKind.Conflict);
+    }
+
+    [Fact]
+    public void GivenPending_WhenSkipTask_ThenSkipped() =>
+        Given(Created).When(new SkipTask(Id, "run_if failure not met", At(2))).Then(new TaskSkipped(Id, "run_if failure not met", At(2)))
+            .Status.ShouldBe(TaskStatus.Skipped);
+
+    [Fact]
+    public void GivenSkipped_WhenSkipTask_ThenNothing() =>
+        Given(Created, new TaskSkipped(Id, "r", At(2))).When(new SkipTask(Id, "r", At(3))).Then();
+
+    [Fact]
+    public void GivenRunning_WhenSkipTask_ThenConflict() =>
+        Given(Created, StartRequested(), Dispatched()).When(new SkipTask(Id, "r", At(3))).ThenRejected(RejectionKind.Conflict);
+
+    [Fact]
+    public void GivenCreated_WhenUpdateTask_ThenUpdated()
+    {
+        var changed = Spec with { Name = "renamed", Priority = 70 };
+
+        var state = Given(Created).When(new UpdateTask(Id, changed, At(4))).Then(new TaskUpdated(Id, changed, At(4)));
+
+        state.Spec.ShouldBe(changed);
+        state.UpdatedAt.ShouldBe(At(4));
+    }
+
+    [Fact]
+    public void GivenCreated_WhenUpdateTaskWithSameSpec_ThenNothing() =>
+        Given(Created).When(new UpdateTask(Id, Spec, At(4))).Then();
+
+    [Fact]
+    public void GivenCreated_WhenDeleteTask_ThenDeleted() =>
+        Given(Created).When(new DeleteTask(Id, At(4))).Then(new TaskDeleted(Id, At(4))).Deleted.ShouldBeTrue();
+
+    [Fact]
+    public void GivenDeleted_WhenDeleteTask_ThenNothing() =>
+        Given(Created, new TaskDeleted(Id, At(4))).When(new DeleteTask(Id, At(5))).Then();
+
+    [Fact]
+    public void GivenDeleted_WhenStartTask_ThenNotFound() =>
+        Given(Created, new TaskDeleted(Id, At(4))).When(new StartTask(Id, At(5))).ThenRejected(RejectionKind.NotFound);
+
+    [Fact]
+    public void GivenDeleted_WhenCreateTask_ThenConflict() =>
+        Given(Created, new TaskDeleted(Id, At(4))).When(new CreateTask(Id, Spec, At(5))).ThenRejected(RejectionKind.Conflict);
+
+    [Fact]
+    public void GivenRunning_WhenDeleteTask_ThenConflict() =>
+        Given(Created, StartRequested(), Dispatched()).When(new DeleteTask(Id, At(4))).ThenRejected(RejectionKind.Conflict);
+
+    [Fact]
+    public void GivenNothing_WhenDeleteTask_ThenNotFound() =>
+        Given().When(new DeleteTask(Id, At(4))).ThenRejected(RejectionKind.NotFound);
+
+    [Fact]
+    public void EveryCommandOnEveryState_DecideIsTotal()
+    {
+        TaskEvent[][] histories =
+        [
+            [],
+            [Created],
+            [Created, StartRequested()],
+            [Created, StartRequested(), Dispatched()],
+            [Created, StartRequested(), Dispatched(), new TaskCompleted(Id, 1, "1", At(3))],
+            [Created, StartRequested(), Dispatched(), new TaskFailed(Id, 1, "e", At(3))],
+            [Created, StartRequested(), Dispatched(), new TaskStopped(Id, 1, "s", At(3))],
+            [Created, new TaskSkipped(Id, "r", At(3))],
+            [Created, new TaskDeleted(Id, At(3))],
+        ];
+        TaskCommand[] commands =
+        [
+            new CreateTask(Id, Spec, At(9)), new UpdateTask(Id, Spec with { Name = "n" }, At(9)), new StartTask(Id, At(9)),
+            new DispatchTask(Id, "p", At(9)), new RecordResult(Id, "r", null, At(9)), new StopTask(Id, "s", At(9)),
+            new SkipTask(Id, "k", At(9)), new DeleteTask(Id, At(9)),
+        ];
+
+        foreach (var history in histories)
+        {
+            var state = history.Aggregate(TaskDecider.Initial, TaskDecider.Evolve);
+            foreach (var command in commands)
+            {
+                var decision = TaskDecider.Decide(command, state);
+                (decision.IsRejected ^ decision.Rejection is null).ShouldBeTrue();
+                if (decision.IsRejected)
+                {
+                    decision.Events.ShouldBeEmpty();
+                }
+
+                // Applying the decision and deciding again must be a repeat: idempotent or rejected, never new state changes,
+                // except results, which are recorded as ignored, and starts of finished tasks (new attempts).
+                var after = decision.Events.Aggregate(state, TaskDecider.Evolve);
+                var again = TaskDecider.Decide(command, after);
+                if (!decision.IsRejected && command is not RecordResult)
+                {
+                    again.Events.ShouldBeEmpty($"{command.GetType().Name} after {string.Join(",", history.Select(e => e.GetType().Name))}");
+                }
+            }
+        }
+    }
+}
