@@ -48,6 +48,9 @@ public sealed class ProjectionDaemon
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
         await using (var context = new ProjectionContext(connection, transaction, _schema))
         {
+            // Nodes starting at once would race on "create table if not exists"; serialise them per schema.
+            context.Add("select pg_advisory_xact_lock(hashtext('propeller.projections.' || $1))", _schema);
+            await context.FlushAsync(cancellationToken);
             foreach (var projection in _catalog.Inline.Concat(_catalog.Async))
             {
                 await projection.EnsureSchemaAsync(context, cancellationToken);
@@ -145,10 +148,11 @@ public sealed class ProjectionDaemon
 
     private async Task<GlobalPosition> LastVisiblePositionAsync(IReadOnlyCollection<string>? types, CancellationToken cancellationToken)
     {
-        var filter = types is null ? "" : " and type = any($1)";
+        // Every event committed before this call, whether or not the cursor may read it yet: xmin is cluster-wide, so an
+        // unrelated open transaction can hold the cursor back, and catching up means waiting for it.
+        var filter = types is null ? "" : " where type = any($1)";
         await using var command = _dataSource.CreateCommand($"""
-            select tx_id::text, seq from {_schema}.events
-             where tx_id < pg_snapshot_xmin(pg_current_snapshot()){filter}
+            select tx_id::text, seq from {_schema}.events{filter}
              order by tx_id desc, seq desc limit 1
             """);
         if (types is not null)
