@@ -23,7 +23,9 @@ internal static class Migrations
             create table {schema}.events (
                 seq        bigint generated always as identity primary key,
                 id         uuid not null,
-                stream_id  text not null references {schema}.streams (id),
+                -- No foreign key to streams: append_events always writes the stream row first, and a per-row FK
+                -- check (a KEY SHARE lock on the stream row per event) costs more than the insert itself.
+                stream_id  text not null,
                 version    bigint not null,
                 type       text not null,
                 data       jsonb not null,
@@ -37,7 +39,7 @@ internal static class Migrations
             create index events_tx_seq on {schema}.events (tx_id, seq);
 
             create table {schema}.snapshots (
-                stream_id  text primary key references {schema}.streams (id),
+                stream_id  text primary key,
                 type       text not null,
                 version    bigint not null,
                 data       jsonb not null,

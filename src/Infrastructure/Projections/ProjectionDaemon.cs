@@ -169,6 +169,8 @@ public sealed class ProjectionDaemon
     private async Task RunProjectionAsync(IProjection projection, CancellationToken cancellationToken)
     {
         Lease? lease = null;
+        Task<IReadOnlyList<StoredEvent>>? prefetch = null;
+        var prefetchFrom = GlobalPosition.Start;
         try
         {
             while (!cancellationToken.IsCancellationRequested)
@@ -204,10 +206,15 @@ public sealed class ProjectionDaemon
                     IReadOnlyList<StoredEvent> events;
                     try
                     {
-                        events = await _store.ReadAllAsync(lease.Checkpoint, _options.BatchSize, projection.EventTypes, cancellationToken);
+                        // The page read ahead while the previous one was applied, when it starts where we are.
+                        events = prefetch is not null && prefetchFrom == lease.Checkpoint
+                            ? await prefetch
+                            : await _store.ReadAllAsync(lease.Checkpoint, _options.BatchSize, projection.EventTypes, cancellationToken);
+                        prefetch = null;
                     }
                     catch (Exception ex) when (ex is UnknownEventTypeException or InvalidDataException)
                     {
+                        prefetch = null;
                         var (stream, version) = ex is UnknownEventTypeException unknown ? (unknown.StreamId, unknown.Version) : ((string?)null, (long?)null);
                         await PauseAsync(projection.Name, lease, stream, version, null, ex.Message, cancellationToken);
                         continue;
@@ -217,6 +224,13 @@ public sealed class ProjectionDaemon
                     {
                         await Task.Delay(_options.PollInterval, _time, cancellationToken);
                         continue;
+                    }
+
+                    // A full page means more is waiting: read the next page while this one is applied (rebuilds, catch-up).
+                    if (events.Count == _options.BatchSize)
+                    {
+                        prefetchFrom = events[^1].Position;
+                        prefetch = _store.ReadAllAsync(prefetchFrom, _options.BatchSize, projection.EventTypes, cancellationToken);
                     }
 
                     await ApplyWithPolicyAsync(projection, lease, events, cancellationToken);
@@ -234,6 +248,12 @@ public sealed class ProjectionDaemon
         }
         finally
         {
+            if (prefetch is not null)
+            {
+                // Observe a read-ahead that is no longer needed, so its failure is not left unobserved.
+                await prefetch.ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            }
+
             if (lease is not null)
             {
                 await ReleaseLeaseAsync(projection.Name, lease);

@@ -1,0 +1,136 @@
+using System.Diagnostics;
+using System.Globalization;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using Npgsql;
+using NpgsqlTypes;
+using Propeller.Application.EventStore;
+using Propeller.Application.Tasks;
+using Propeller.Domain.Tasks;
+using Propeller.Infrastructure.EventStore;
+using Propeller.Infrastructure.Projections;
+using Propeller.Infrastructure.Serialization;
+
+namespace Propeller.Bench.EventStore;
+
+/// <summary>
+/// `eventstore`: appends through the event store vs. a raw INSERT of the identical rows (same JSON, same batching, same
+/// concurrency, autocommit) into a plain table, in one run against the same PostgreSQL; then a projection rebuild.
+/// </summary>
+internal static class EventStoreBenchmark
+{
+    private const string Schema = "bench_eventstore";
+
+    public static async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
+    {
+        var scale = args.Length > 0 ? double.Parse(args[0], CultureInfo.InvariantCulture) : 1.0;
+        var connectionString = Environment.GetEnvironmentVariable("PROPELLER_TEST_DB") is { Length: > 0 } cs
+            ? cs
+            : "Host=127.0.0.1;Port=55432;Username=propeller;Password=propeller;Database=propeller_test";
+        var builder = new NpgsqlDataSourceBuilder(connectionString);
+        builder.ConnectionStringBuilder.MaxPoolSize = 32;
+        builder.ConnectionStringBuilder.NoResetOnClose = true;
+        await using var dataSource = builder.Build();
+
+        await ExecuteAsync(dataSource, $"drop schema if exists {Schema} cascade", cancellationToken);
+        var options = Options.Create(new EventStoreOptions { ConnectionString = connectionString, Schema = Schema });
+        await new SchemaMigrator(dataSource, options, NullLogger<SchemaMigrator>.Instance).MigrateAsync(cancellationToken);
+        await ExecuteAsync(dataSource, $"""
+            create table {Schema}.raw_events (
+                seq bigint generated always as identity primary key, id uuid not null, stream_id text not null, version bigint not null,
+                type text not null, data jsonb not null, metadata jsonb not null, created_at timestamptz not null)
+            """, cancellationToken);
+
+        var catalog = new ProjectionCatalog().Add(new StreamSummaryProjection(), ProjectionLifecycle.Async);
+        var serializer = new EventSerializer(TaskAggregate.RegisterEvents(new EventTypeRegistry()));
+        var store = new PostgresEventStore(dataSource, serializer, catalog, options, NullLogger<PostgresEventStore>.Instance);
+
+        var total = 0L;
+        foreach (var (batch, writers) in new[] { (1, 1), (10, 1), (1, 8), (10, 8) })
+        {
+            var events = (int)((batch == 1 ? 24_000 : 80_000) * scale);
+            var perWriter = events / writers / batch;
+            var raw = await MeasureAsync(writers, perWriter, batch, (w, i, payload) => RawInsertAsync(dataSource, w, i, batch, payload, cancellationToken), cancellationToken);
+            var ours = await MeasureAsync(writers, perWriter, batch, (w, i, payload) => store.AppendAsync($"bench-b{batch}w{writers}-{w}-{i % 16}", "task", ExpectedVersion.Any, payload, EventMetadata.At(DateTimeOffset.UtcNow), cancellationToken), cancellationToken);
+            total += ((long)perWriter + 1) * writers * batch;
+            Console.WriteLine(FormattableString.Invariant($"eventstore case=b{batch}_w{writers} events_per_s={ours:F0} raw_rows_per_s={raw:F0} ratio={ours / raw:F2}"));
+        }
+
+        var daemon = new ProjectionDaemon(dataSource, store, catalog, options,
+            Options.Create(new ProjectionDaemonOptions { BatchSize = 5000, PollInterval = TimeSpan.FromMilliseconds(5) }), TimeProvider.System, NullLogger<ProjectionDaemon>.Instance);
+        await daemon.EnsureAsync(cancellationToken);
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var stopwatch = Stopwatch.StartNew();
+        var running = daemon.RunAsync(stop.Token);
+        if (!await daemon.WaitForCatchUpAsync("stream_summary", TimeSpan.FromMinutes(10), cancellationToken))
+        {
+            Console.Error.WriteLine("eventstore: projection rebuild did not catch up within 10 minutes");
+            return 1;
+        }
+
+        stopwatch.Stop();
+        await stop.CancelAsync();
+        await running;
+        var applied = (await daemon.GetStatusAsync("stream_summary", cancellationToken))!.EventsApplied;
+        Console.WriteLine(FormattableString.Invariant($"eventstore case=projection_rebuild events={applied} events_per_s={applied / stopwatch.Elapsed.TotalSeconds:F0}"));
+        return applied == total ? 0 : 1;
+    }
+
+    private static async Task<double> MeasureAsync(int writers, int appendsPerWriter, int batch, Func<int, int, IReadOnlyList<object>, Task> append, CancellationToken cancellationToken)
+    {
+        var payloads = Enumerable.Range(0, writers)
+            .Select(w => Enumerable.Range(0, batch).Select(i => (object)new TaskEvent.TaskStartRequested(new TaskId(Guid.CreateVersion7()), i + 1, DateTimeOffset.UtcNow)).ToArray())
+            .ToArray();
+
+        // Warm-up outside the clock: connections, prepared plans, JIT.
+        await Task.WhenAll(Enumerable.Range(0, writers).Select(w => append(w, -1 - w, payloads[w])));
+        var stopwatch = Stopwatch.StartNew();
+        await Task.WhenAll(Enumerable.Range(0, writers).Select(w => Task.Run(async () =>
+        {
+            for (var i = 0; i < appendsPerWriter; i++)
+            {
+                await append(w, i, payloads[w]);
+            }
+        }, cancellationToken)));
+        stopwatch.Stop();
+        return writers * appendsPerWriter * batch / stopwatch.Elapsed.TotalSeconds;
+    }
+
+    private static readonly EventSerializer RawSerializer = new(TaskAggregate.RegisterEvents(new EventTypeRegistry()));
+
+    private static async Task RawInsertAsync(NpgsqlDataSource dataSource, int writer, int index, int batch, IReadOnlyList<object> payload, CancellationToken cancellationToken)
+    {
+        // The identical row content the store writes: same ids, JSON bodies, metadata, one statement per batch.
+        var ids = new Guid[batch];
+        var types = new string[batch];
+        var data = new string[batch];
+        var metadata = new string[batch];
+        var meta = EventSerializer.SerializeMetadata(EventMetadata.At(DateTimeOffset.UtcNow));
+        for (var i = 0; i < batch; i++)
+        {
+            (types[i], data[i]) = RawSerializer.Serialize(payload[i]);
+            ids[i] = Guid.CreateVersion7();
+            metadata[i] = meta;
+        }
+
+        await using var command = dataSource.CreateCommand($"""
+            insert into {Schema}.raw_events (id, stream_id, version, type, data, metadata, created_at)
+            select u.id, $1, $2 + u.ord, u.t, u.d, u.m, $7
+              from unnest($3::uuid[], $4::text[], $5::jsonb[], $6::jsonb[]) with ordinality as u (id, t, d, m, ord)
+            """);
+        command.Parameters.AddWithValue($"raw-{writer}-{index % 16}");
+        command.Parameters.AddWithValue((long)index * batch);
+        command.Parameters.AddWithValue(ids);
+        command.Parameters.AddWithValue(types);
+        command.Parameters.Add(new NpgsqlParameter { Value = data, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Jsonb });
+        command.Parameters.Add(new NpgsqlParameter { Value = metadata, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Jsonb });
+        command.Parameters.AddWithValue(DateTimeOffset.UtcNow);
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    private static async Task ExecuteAsync(NpgsqlDataSource dataSource, string sql, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand(sql);
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+}
