@@ -1,0 +1,1 @@
+create database propeller_test;
