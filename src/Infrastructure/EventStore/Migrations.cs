@@ -70,7 +70,7 @@ internal static class Migrations
             -- p_expected: -2 = any, 0 = the stream must not exist, n > 0 = exactly n.
             create function {schema}.append_events(
                 p_stream text, p_type text, p_expected bigint,
-                p_ids uuid[], p_types text[], p_data jsonb[], p_meta jsonb[], p_at timestamptz,
+                p_ids uuid[], p_types text[], p_data jsonb[], p_meta jsonb[], p_at timestamptz, p_positions boolean,
                 out o_version bigint, out o_tx xid8, out o_seqs bigint[])
             language plpgsql as $$
             declare
@@ -113,12 +113,19 @@ internal static class Migrations
                     raise exception 'transaction % is older than the last writer % of stream %', o_tx, v_last_tx, p_stream
                         using errcode = 'PV003', hint = v_current::text;
                 end if;
-                with inserted as (
+                -- The global positions are returned only when asked for (inline projections need them).
+                if p_positions then
+                    with inserted as (
+                        insert into {schema}.events (id, stream_id, version, type, data, metadata, created_at)
+                        select u.id, p_stream, v_current + u.ord, u.t, u.d, u.m, p_at
+                          from unnest(p_ids, p_types, p_data, p_meta) with ordinality as u (id, t, d, m, ord)
+                        returning seq, version)
+                    select array_agg(seq order by version) into o_seqs from inserted;
+                else
                     insert into {schema}.events (id, stream_id, version, type, data, metadata, created_at)
                     select u.id, p_stream, v_current + u.ord, u.t, u.d, u.m, p_at
-                      from unnest(p_ids, p_types, p_data, p_meta) with ordinality as u (id, t, d, m, ord)
-                    returning seq, version)
-                select array_agg(seq order by version) into o_seqs from inserted;
+                      from unnest(p_ids, p_types, p_data, p_meta) with ordinality as u (id, t, d, m, ord);
+                end if;
                 o_version := v_current + cardinality(p_types);
                 update {schema}.streams set version = o_version, updated_at = p_at, last_tx_id = o_tx where id = p_stream;
             end

@@ -39,7 +39,7 @@ public sealed class PostgresEventStore : IEventStore
         _logger = logger;
         _options = options.Value;
         _schema = Sql.Identifier(_options.Schema);
-        _appendSql = $"select o_version, o_tx::text, o_seqs from {_schema}.append_events($1, $2, $3, $4, $5, $6, $7, $8)";
+        _appendSql = $"select o_version, o_tx::text, o_seqs from {_schema}.append_events($1, $2, $3, $4, $5, $6, $7, $8, $9)";
         _readStreamHeaderSql = $"select type, version, archived from {_schema}.streams where id = $1";
         _readStreamSql = $"""
             select id, seq, tx_id::text, version, type, data::text, metadata::text, created_at
@@ -96,7 +96,7 @@ public sealed class PostgresEventStore : IEventStore
     private async Task<AppendResult> AppendAutocommitAsync(string streamId, string streamType, ExpectedVersion expected, PreparedBatch batch, CancellationToken cancellationToken)
     {
         await using var command = _dataSource.CreateCommand(_appendSql);
-        AddAppendParameters(command.Parameters, streamId, streamType, expected, batch);
+        AddAppendParameters(command.Parameters, streamId, streamType, expected, batch, positions: false);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         await reader.ReadAsync(cancellationToken);
         var next = reader.GetInt64(0);
@@ -114,7 +114,7 @@ public sealed class PostgresEventStore : IEventStore
         long[] seqs;
         await using (var command = new NpgsqlCommand(_appendSql, connection, transaction))
         {
-            AddAppendParameters(command.Parameters, streamId, streamType, expected, batch);
+            AddAppendParameters(command.Parameters, streamId, streamType, expected, batch, positions: true);
             await using var reader = await command.ExecuteReaderAsync(cancellationToken);
             await reader.ReadAsync(cancellationToken);
             next = reader.GetInt64(0);
@@ -144,7 +144,7 @@ public sealed class PostgresEventStore : IEventStore
         return new AppendResult(streamId, previous, next);
     }
 
-    private static void AddAppendParameters(NpgsqlParameterCollection parameters, string streamId, string streamType, ExpectedVersion expected, PreparedBatch batch)
+    private static void AddAppendParameters(NpgsqlParameterCollection parameters, string streamId, string streamType, ExpectedVersion expected, PreparedBatch batch, bool positions)
     {
         parameters.AddWithValue(streamId);
         parameters.AddWithValue(streamType);
@@ -154,6 +154,7 @@ public sealed class PostgresEventStore : IEventStore
         parameters.Add(new NpgsqlParameter { Value = batch.Data, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Jsonb });
         parameters.Add(new NpgsqlParameter { Value = batch.Metadata, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Jsonb });
         parameters.AddWithValue(batch.Timestamp);
+        parameters.AddWithValue(positions);
     }
 
     private PreparedBatch Prepare(IReadOnlyList<object> events, EventMetadata metadata)
@@ -224,9 +225,10 @@ public sealed class PostgresEventStore : IEventStore
 
         await reader.NextResultAsync(cancellationToken);
         var events = new List<StoredEvent>();
+        var metadata = new MetadataCache();
         while (await reader.ReadAsync(cancellationToken))
         {
-            events.Add(ReadEvent(reader, streamId, 0));
+            events.Add(ReadEvent(reader, streamId, metadata));
         }
 
         return new EventStream(streamId, type, version, archived, events);
@@ -253,10 +255,11 @@ public sealed class PostgresEventStore : IEventStore
         }
 
         var events = new List<StoredEvent>(Math.Min(maxCount, 1024));
+        var metadata = new MetadataCache();
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
         {
-            events.Add(ReadEvent(reader, reader.GetString(8), 0));
+            events.Add(ReadEvent(reader, reader.GetString(8), metadata));
         }
 
         return events;
@@ -286,20 +289,39 @@ public sealed class PostgresEventStore : IEventStore
         return archived;
     }
 
-    private StoredEvent ReadEvent(NpgsqlDataReader reader, string streamId, int offset)
+    private StoredEvent ReadEvent(NpgsqlDataReader reader, string streamId, MetadataCache metadata)
     {
-        var version = reader.GetInt64(offset + 3);
-        var alias = reader.GetString(offset + 4);
-        var data = _serializer.Deserialize(alias, reader.GetString(offset + 5), streamId, version);
-        var timestamp = reader.GetFieldValue<DateTimeOffset>(offset + 7);
+        var version = reader.GetInt64(3);
+        var alias = reader.GetString(4);
+        var data = _serializer.Deserialize(alias, reader.GetString(5), streamId, version);
         return new StoredEvent(
-            reader.GetGuid(offset),
-            new GlobalPosition(ulong.Parse(reader.GetString(offset + 2), CultureInfo.InvariantCulture), reader.GetInt64(offset + 1)),
+            reader.GetGuid(0),
+            new GlobalPosition(ulong.Parse(reader.GetString(2), CultureInfo.InvariantCulture), reader.GetInt64(1)),
             streamId,
             version,
             alias,
             data,
-            EventSerializer.DeserializeMetadata(reader.GetString(offset + 6), timestamp));
+            metadata.Get(reader.GetString(6), reader.GetFieldValue<DateTimeOffset>(7)));
+    }
+
+    /// <summary>Events of one append share their metadata: parse it once per run of equal rows.</summary>
+    private sealed class MetadataCache
+    {
+        private string? _json;
+        private DateTimeOffset _timestamp;
+        private EventMetadata? _metadata;
+
+        public EventMetadata Get(string json, DateTimeOffset timestamp)
+        {
+            if (_metadata is null || timestamp != _timestamp || !string.Equals(json, _json, StringComparison.Ordinal))
+            {
+                _metadata = EventSerializer.DeserializeMetadata(json, timestamp);
+                _json = json;
+                _timestamp = timestamp;
+            }
+
+            return _metadata;
+        }
     }
 
     private void ValidateStreamId(string streamId)

@@ -1,3 +1,4 @@
+using System.Linq.Expressions;
 using System.Reflection;
 using System.Text.Json;
 using System.Text.Json.Serialization;
@@ -19,13 +20,24 @@ internal sealed class TypedIdConverterFactory : JsonConverterFactory
     private sealed class TypedIdConverter<T> : JsonConverter<T>
         where T : struct
     {
-        private static readonly ConstructorInfo Constructor = typeof(T).GetConstructor([typeof(Guid)])!;
-        private static readonly PropertyInfo ValueProperty = typeof(T).GetProperty("Value")!;
+        // Compiled once per id type: reflection per value would dominate reading large pages of events.
+        private static readonly Func<Guid, T> Create = BuildCreate();
+        private static readonly Func<T, Guid> GetValue = BuildGetValue();
 
-        public override T Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
-            (T)Constructor.Invoke([reader.GetGuid()]);
+        public override T Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) => Create(reader.GetGuid());
 
-        public override void Write(Utf8JsonWriter writer, T value, JsonSerializerOptions options) =>
-            writer.WriteStringValue((Guid)ValueProperty.GetValue(value)!);
+        public override void Write(Utf8JsonWriter writer, T value, JsonSerializerOptions options) => writer.WriteStringValue(GetValue(value));
+
+        private static Func<Guid, T> BuildCreate()
+        {
+            var guid = Expression.Parameter(typeof(Guid), "value");
+            return Expression.Lambda<Func<Guid, T>>(Expression.New(typeof(T).GetConstructor([typeof(Guid)])!, guid), guid).Compile();
+        }
+
+        private static Func<T, Guid> BuildGetValue()
+        {
+            var id = Expression.Parameter(typeof(T), "id");
+            return Expression.Lambda<Func<T, Guid>>(Expression.Property(id, "Value"), id).Compile();
+        }
     }
 }

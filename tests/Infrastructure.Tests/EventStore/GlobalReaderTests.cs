@@ -29,7 +29,7 @@ public sealed class GlobalReaderTests : IAsyncLifetime
         var connection = await _db.DataSource.OpenConnectionAsync(Ct);
         var transaction = await connection.BeginTransactionAsync(Ct);
         var (type, json) = _db.Serializer.Serialize(Created(NewId(), "slow"));
-        await using var command = new NpgsqlCommand($"select * from {_db.Quoted}.append_events($1, 'task', -2, $2, $3, $4, $5, now())", connection, transaction);
+        await using var command = new NpgsqlCommand($"select * from {_db.Quoted}.append_events($1, 'task', -2, $2, $3, $4, $5, now(), false)", connection, transaction);
         command.Parameters.AddWithValue(stream);
         command.Parameters.AddWithValue(new[] { Guid.CreateVersion7() });
         command.Parameters.AddWithValue(new[] { type });
