@@ -46,6 +46,19 @@ public sealed class ProjectionDaemonTests : IAsyncLifetime
         return rows;
     }
 
+    private static async Task<ProjectionStatus> WaitForPauseAsync(ProjectionDaemon daemon)
+    {
+        while (true)
+        {
+            if (await daemon.GetStatusAsync("recorder", Ct) is { IsPaused: true } status)
+            {
+                return status;
+            }
+
+            await Task.Delay(10, Ct);
+        }
+    }
+
     private async Task AssertEveryEventSeenOnceInOrderAsync(int expected)
     {
         var seen = await SeenAsync();
@@ -141,12 +154,7 @@ public sealed class ProjectionDaemonTests : IAsyncLifetime
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(Ct);
         var running = daemon.RunAsync(stop.Token);
 
-        ProjectionStatus? status = null;
-        while (status is not { IsPaused: true })
-        {
-            await Task.Delay(10, Ct);
-            status = await daemon.GetStatusAsync("recorder", Ct);
-        }
+        var status = await WaitForPauseAsync(daemon);
 
         status.FailedStreamId.ShouldBe("task-poison");
         status.FailedVersion.ShouldBe(1);
@@ -172,12 +180,7 @@ public sealed class ProjectionDaemonTests : IAsyncLifetime
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(Ct);
         var running = daemon.RunAsync(stop.Token);
 
-        ProjectionStatus? status = null;
-        while (status is not { IsPaused: true })
-        {
-            await Task.Delay(10, Ct);
-            status = await daemon.GetStatusAsync("recorder", Ct);
-        }
+        var status = await WaitForPauseAsync(daemon);
 
         await stop.CancelAsync();
         await running;
