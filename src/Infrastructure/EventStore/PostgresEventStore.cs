@@ -42,7 +42,7 @@ public sealed class PostgresEventStore : IEventStore
         _appendSql = $"select o_version, o_tx::text, o_seqs from {_schema}.append_events($1, $2, $3, $4, $5, $6, $7, $8, $9)";
         _readStreamHeaderSql = $"select type, version, archived from {_schema}.streams where id = $1";
         _readStreamSql = $"""
-            select id, seq, tx_id::text, version, type, data::text, metadata::text, created_at
+            select id, seq, tx_id::text as tx, version, type, data::text, metadata::text, created_at
               from {_schema}.events
              where stream_id = $1 and version >= $2 and version <= $3 and created_at <= $4
              order by version
@@ -237,13 +237,13 @@ public sealed class PostgresEventStore : IEventStore
     public async Task<IReadOnlyList<StoredEvent>> ReadAllAsync(GlobalPosition after, int maxCount, IReadOnlyCollection<string>? eventTypes, CancellationToken cancellationToken)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxCount, 1);
-        var filter = eventTypes is null ? "" : " and type = any($4)";
+        var filter = eventTypes is null ? "" : " and e.type = any($4)";
         await using var command = _dataSource.CreateCommand($"""
-            select id, seq, tx_id::text, version, type, data::text, metadata::text, created_at, stream_id
-              from {_schema}.events
-             where (tx_id, seq) > ($1::text::xid8, $2)
-               and tx_id < pg_snapshot_xmin(pg_current_snapshot()){filter}
-             order by tx_id, seq
+            select e.id, e.seq, e.tx_id::text as tx, e.version, e.type, e.data::text, e.metadata::text, e.created_at, e.stream_id
+              from {_schema}.events e
+             where (e.tx_id, e.seq) > ($1::text::xid8, $2)
+               and e.tx_id < pg_snapshot_xmin(pg_current_snapshot()){filter}
+             order by e.tx_id, e.seq
              limit $3
             """);
         command.Parameters.AddWithValue(after.TransactionId.ToString(CultureInfo.InvariantCulture));

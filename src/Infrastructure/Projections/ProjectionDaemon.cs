@@ -150,10 +150,11 @@ public sealed class ProjectionDaemon
     {
         // Every event committed before this call, whether or not the cursor may read it yet: xmin is cluster-wide, so an
         // unrelated open transaction can hold the cursor back, and catching up means waiting for it.
-        var filter = types is null ? "" : " where type = any($1)";
+        // Order by the qualified xid8 column: an unqualified "tx_id" would bind to the text output column.
+        var filter = types is null ? "" : " where e.type = any($1)";
         await using var command = _dataSource.CreateCommand($"""
-            select tx_id::text, seq from {_schema}.events{filter}
-             order by tx_id desc, seq desc limit 1
+            select e.tx_id::text as tx, e.seq from {_schema}.events e{filter}
+             order by e.tx_id desc, e.seq desc limit 1
             """);
         if (types is not null)
         {

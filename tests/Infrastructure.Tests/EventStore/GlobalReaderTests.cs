@@ -158,6 +158,21 @@ public sealed class GlobalReaderTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ReadAll_OrdersByTransactionIdAsANumber_AcrossDigitBoundaries()
+    {
+        // Regression: "order by tx_id" once bound to the selected tx_id::text column, sorting "10" before "9".
+        var id = NewId();
+        await _db.Store.AppendAsync(TaskAggregate.StreamId(id), "task", ExpectedVersion.Any, [Numbered(id, 1), Numbered(id, 2), Numbered(id, 3)], Meta(), Ct);
+        await _db.ExecuteAsync("update {schema}.events set tx_id = (case version when 1 then '9' when 2 then '10' else '100' end)::xid8");
+
+        var first = await _db.Store.ReadAllAsync(GlobalPosition.Start, 2, null, Ct);
+        var rest = await _db.Store.ReadAllAsync(first[^1].Position, 10, null, Ct);
+
+        first.Select(e => e.Position.TransactionId).ShouldBe([9UL, 10UL]);
+        rest.Select(e => e.Position.TransactionId).ShouldBe([100UL]);
+    }
+
+    [Fact]
     public async Task ReadAll_FiltersByEventType()
     {
         var id = NewId();
