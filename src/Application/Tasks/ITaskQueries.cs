@@ -1,0 +1,15 @@
+using Propeller.Domain.Tasks;
+
+namespace Propeller.Application.Tasks;
+
+/// <summary>Reads of the task read model (the task_view projection, written in the append transaction).</summary>
+public interface ITaskQueries
+{
+    Task<TaskState?> GetAsync(TaskId id, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// A page of tasks, oldest first; with <paramref name="metadataFilter"/> (a JSON object) only tasks whose
+    /// metadata contains it.
+    /// </summary>
+    Task<TaskList> ListAsync(long offset, int limit, string? metadataFilter, CancellationToken cancellationToken);
+}

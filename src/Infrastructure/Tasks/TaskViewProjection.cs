@@ -1,0 +1,96 @@
+using Propeller.Application.EventStore;
+using Propeller.Domain.Tasks;
+using Propeller.Infrastructure.Projections;
+using Propeller.Infrastructure.Serialization;
+
+namespace Propeller.Infrastructure.Tasks;
+
+/// <summary>
+/// The task read model: one row per task with its folded state, name, state number and metadata (GIN-indexed for
+/// the metadata filter of GET /tasks). Inline: written in the same transaction as the task's events.
+/// </summary>
+public sealed class TaskViewProjection : IProjection
+{
+    public const string ProjectionName = "task_view";
+
+    public string Name => ProjectionName;
+
+    public IReadOnlyCollection<string>? EventTypes => null;
+
+    public Task EnsureSchemaAsync(ProjectionContext context, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        context.Add($"""
+            create table if not exists {context.Schema}.task_view (
+                id         uuid primary key,
+                name       text not null,
+                state      integer not null,
+                metadata   jsonb,
+                created_at timestamptz not null,
+                version    bigint not null,
+                doc        jsonb not null);
+            """);
+        context.Add($"create index if not exists task_view_metadata on {context.Schema}.task_view using gin (metadata jsonb_path_ops)");
+        context.Add($"create index if not exists task_view_created on {context.Schema}.task_view (created_at, id)");
+        return Task.CompletedTask;
+    }
+
+    public async Task ApplyAsync(ProjectionContext context, IReadOnlyList<StoredEvent> events, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(events);
+        var byTask = events.Where(e => e.Data is TaskEvent).GroupBy(e => ((TaskEvent)e.Data).TaskId).ToList();
+        if (byTask.Count == 0)
+        {
+            return;
+        }
+
+        var current = await LoadAsync(context, [.. byTask.Select(g => g.Key.Value)], cancellationToken);
+        foreach (var group in byTask)
+        {
+            var state = current.GetValueOrDefault(group.Key.Value) ?? TaskDecider.Initial;
+            long version = 0;
+            foreach (var e in group)
+            {
+                state = TaskDecider.Evolve(state, (TaskEvent)e.Data);
+                version = e.Version;
+            }
+
+            if (state.Deleted || !state.Exists)
+            {
+                context.Add($"delete from {context.Schema}.task_view where id = $1", group.Key.Value);
+                continue;
+            }
+
+            context.Add(
+                $"""
+                insert into {context.Schema}.task_view (id, name, state, metadata, created_at, version, doc)
+                values ($1, $2, $3, $4::jsonb, $5, $6, $7::jsonb)
+                on conflict (id) do update
+                   set name = excluded.name, state = excluded.state, metadata = excluded.metadata, version = excluded.version, doc = excluded.doc
+                """,
+                group.Key.Value, state.Spec!.Name, (int)state.Status, state.Spec.Metadata, state.CreatedAt!.Value, version, EventSerializer.SerializeState(state));
+        }
+    }
+
+    public Task ResetAsync(ProjectionContext context, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        context.Add($"truncate {context.Schema}.task_view");
+        return Task.CompletedTask;
+    }
+
+    private static async Task<Dictionary<Guid, TaskState>> LoadAsync(ProjectionContext context, Guid[] ids, CancellationToken cancellationToken)
+    {
+        var states = new Dictionary<Guid, TaskState>();
+        await using var command = new Npgsql.NpgsqlCommand($"select id, doc::text from {context.Schema}.task_view where id = any($1)", context.Connection, context.Transaction);
+        command.Parameters.AddWithValue(ids);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            states[reader.GetGuid(0)] = EventSerializer.DeserializeState<TaskState>(reader.GetString(1))!;
+        }
+
+        return states;
+    }
+}

@@ -1,0 +1,93 @@
+using Propeller.Application.Tasks;
+using Propeller.Domain.Common;
+using Propeller.Domain.Tasks;
+using Propeller.Infrastructure.Projections;
+using Propeller.Infrastructure.Tasks;
+using Propeller.Infrastructure.Tests.Support;
+using static Propeller.Domain.Tasks.TaskCommand;
+using static Propeller.Infrastructure.Tests.Support.TestEvents;
+using TaskStatus = Propeller.Domain.Tasks.TaskStatus;
+
+namespace Propeller.Infrastructure.Tests.Tasks;
+
+public sealed class TaskViewProjectionTests : IAsyncLifetime
+{
+    private TestDatabase _db = null!;
+    private PostgresTaskQueries _queries = null!;
+
+    public async ValueTask InitializeAsync()
+    {
+        _db = await TestDatabase.CreateAsync("task_view", c => c.Add(new TaskViewProjection(), ProjectionLifecycle.Inline));
+        await _db.Daemon().EnsureAsync(Ct);
+        _queries = new PostgresTaskQueries(_db.DataSource, _db.Options);
+    }
+
+    public ValueTask DisposeAsync() => _db.DisposeAsync();
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    private async Task<TaskState> HandleAsync(TaskCommand command)
+    {
+        var result = await _db.Commands.HandleAsync(TaskAggregate.Decider, TaskAggregate.StreamId(command.TaskId), command, Meta(), Ct);
+        result.Rejection.ShouldBeNull();
+        return result.State;
+    }
+
+    [Fact]
+    public async Task View_FollowsTheStream_AndRoundTripsTheWholeState()
+    {
+        var id = NewId();
+        var spec = TaskSpec.Named("add") with
+        {
+            File = "AGFzbQ==",
+            CliArgs = new EquatableArray<string>(["--invoke", "main"]),
+            Inputs = new EquatableArray<string>(["10", "1.50"]),
+            Env = new EquatableMap([new("K", "V")]),
+            DependsOn = new EquatableArray<string>(["a"]),
+            WorkflowId = "wf",
+            Metadata = """{"team":"edge","n":1}""",
+            MonitoringProfile = """{"enabled":true,"interval":5}""",
+            HalStoragePath = "",
+        };
+        await HandleAsync(new CreateTask(id, spec, T0));
+        await HandleAsync(new StartTask(id, T0.AddSeconds(1)));
+        var running = await HandleAsync(new DispatchTask(id, "p1", T0.AddSeconds(2)));
+
+        var view = await _queries.GetAsync(id, Ct);
+
+        view.ShouldBe(running);
+        view!.Status.ShouldBe(TaskStatus.Running);
+        view.Spec!.HalStoragePath.ShouldBe("");
+    }
+
+    [Fact]
+    public async Task List_PagesOldestFirst_AndFiltersByMetadata()
+    {
+        var ids = new List<TaskId>();
+        for (var i = 0; i < 5; i++)
+        {
+            var id = NewId();
+            ids.Add(id);
+            await HandleAsync(new CreateTask(id, TaskSpec.Named($"t{i}") with { Metadata = i % 2 == 0 ? """{"team":"edge"}""" : """{"team":"core"}""" }, T0.AddSeconds(i)));
+        }
+
+        var page = await _queries.ListAsync(1, 2, null, Ct);
+        page.Total.ShouldBe(5);
+        page.Tasks.Select(t => t.Spec!.Name).ShouldBe(["t1", "t2"]);
+
+        var edge = await _queries.ListAsync(0, 100, """{"team":"edge"}""", Ct);
+        edge.Total.ShouldBe(3);
+        edge.Tasks.Select(t => t.Spec!.Name).ShouldBe(["t0", "t2", "t4"]);
+    }
+
+    [Fact]
+    public async Task DeletedTask_LeavesTheView()
+    {
+        var id = NewId();
+        await HandleAsync(new CreateTask(id, TaskSpec.Named("gone"), T0));
+        await HandleAsync(new DeleteTask(id, T0.AddSeconds(1)));
+
+        (await _queries.GetAsync(id, Ct)).ShouldBeNull();
+        (await _queries.ListAsync(0, 10, null, Ct)).Total.ShouldBe(0);
+    }
+}
