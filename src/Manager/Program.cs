@@ -1,23 +1,14 @@
-using Propeller.Infrastructure;
 using Propeller.Manager;
 using Propeller.Manager.Demo;
 
-// The manager host. Today it owns the event store (schema migration at startup, async projection daemon);
-// the HTTP API, scheduler and MQTT bridge arrive with the manager-core issue. `demo` runs the event-store demo.
-var demo = args.Length > 0 && args[0] == "demo";
-var builder = Host.CreateApplicationBuilder(demo ? args[1..] : args);
-if (demo)
+// `propeller-manager` runs the manager; `propeller-manager demo` runs the event-store demo (scripts/demo.sh).
+if (args.Length > 0 && args[0] == "demo")
 {
-    builder.Logging.SetMinimumLevel(LogLevel.Warning);
-}
-
-builder.Services.AddEventStore(o => o.ConnectionString = ManagerSettings.PostgresConnectionString(), runDaemon: !demo);
-using var host = builder.Build();
-if (demo)
-{
+    await using var demoApp = ManagerApp.Build(args[1..], b => b.Logging.SetMinimumLevel(LogLevel.Warning), runDaemon: false);
     using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(2));
-    return await EventStoreDemo.RunAsync(host, cts.Token);
+    return await EventStoreDemo.RunAsync(demoApp, cts.Token);
 }
 
-await host.RunAsync();
+await using var app = ManagerApp.Build(args);
+await app.RunAsync();
 return 0;

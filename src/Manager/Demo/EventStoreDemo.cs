@@ -4,6 +4,7 @@ using Propeller.Application.Tasks;
 using Propeller.Domain.Common;
 using Propeller.Domain.Tasks;
 using Propeller.Infrastructure.EventStore;
+using Propeller.Infrastructure.Projections;
 using Propeller.Infrastructure.Serialization;
 using static Propeller.Domain.Tasks.TaskCommand;
 
@@ -19,6 +20,7 @@ internal static class EventStoreDemo
     {
         var services = host.Services;
         await services.GetRequiredService<SchemaMigrator>().MigrateAsync(cancellationToken);
+        await services.GetRequiredService<ProjectionDaemon>().EnsureAsync(cancellationToken);
         var commands = services.GetRequiredService<CommandHandler>();
         var loader = services.GetRequiredService<AggregateLoader>();
         var store = services.GetRequiredService<IEventStore>();

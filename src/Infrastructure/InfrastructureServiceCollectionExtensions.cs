@@ -1,0 +1,19 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Propeller.Application.Tasks;
+using Propeller.Infrastructure.EventStore;
+using Propeller.Infrastructure.Projections;
+using Propeller.Infrastructure.Tasks;
+
+namespace Propeller.Infrastructure;
+
+/// <summary>Everything a manager host needs from Infrastructure: the event store and the read models.</summary>
+public static class InfrastructureServiceCollectionExtensions
+{
+    public static IServiceCollection AddInfrastructure(this IServiceCollection services, Action<EventStoreOptions> configure, bool runDaemon = true)
+    {
+        services.AddEventStore(configure, catalog => catalog.Add(new TaskViewProjection(), ProjectionLifecycle.Inline), runDaemon);
+        services.TryAddSingleton<ITaskQueries, PostgresTaskQueries>();
+        return services;
+    }
+}

@@ -1,0 +1,34 @@
+using Microsoft.AspNetCore.Diagnostics;
+using Propeller.Application.EventStore;
+using Propeller.Contracts;
+
+namespace Propeller.Manager.Http;
+
+/// <summary>
+/// The one place exceptions become responses (STYLE.md): a lost race that survived the command retries → 409,
+/// store validation → 400, a malformed request → 400, anything else → 500 with a logged reason. Always <c>{"error"}</c>.
+/// </summary>
+internal sealed partial class ApiExceptionHandler(ILogger<ApiExceptionHandler> logger) : IExceptionHandler
+{
+    public async ValueTask<bool> TryHandleAsync(HttpContext httpContext, Exception exception, CancellationToken cancellationToken)
+    {
+        var (status, message) = exception switch
+        {
+            ConcurrencyException e => (StatusCodes.Status409Conflict, e.Message),
+            EventStoreValidationException e => (StatusCodes.Status400BadRequest, e.Message),
+            BadHttpRequestException e => (e.StatusCode, e.Message),
+            _ => (StatusCodes.Status500InternalServerError, "internal error"),
+        };
+        if (status >= 500)
+        {
+            LogUnhandled(logger, exception, httpContext.Request.Method, httpContext.Request.Path);
+        }
+
+        httpContext.Response.StatusCode = status;
+        await httpContext.Response.WriteAsJsonAsync(new ErrorJson(message), cancellationToken);
+        return true;
+    }
+
+    [LoggerMessage(EventId = 4001, Level = LogLevel.Error, Message = "Unhandled error on {Method} {Path}")]
+    private static partial void LogUnhandled(ILogger logger, Exception exception, string method, string path);
+}

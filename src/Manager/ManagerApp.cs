@@ -1,0 +1,46 @@
+using FluentValidation;
+using Propeller.Contracts.Tasks;
+using Propeller.Infrastructure;
+using Propeller.Manager.Http;
+using Propeller.Manager.Tasks;
+
+namespace Propeller.Manager;
+
+/// <summary>The manager's composition root, shared by Program and the API tests.</summary>
+public static class ManagerApp
+{
+    /// <summary>
+    /// Builds the web application. Settings: MANAGER_HTTP_HOST/PORT (default localhost:7070), MANAGER_POSTGRES_*,
+    /// or EventStore:ConnectionString / EventStore:Schema in configuration (tests).
+    /// </summary>
+    public static WebApplication Build(string[] args, Action<WebApplicationBuilder>? configure = null, bool runDaemon = true)
+    {
+        var builder = WebApplication.CreateBuilder(args);
+        configure?.Invoke(builder);
+        var configuration = builder.Configuration;
+        var host = configuration["MANAGER_HTTP_HOST"] is { Length: > 0 } h ? h : "localhost";
+        var port = configuration["MANAGER_HTTP_PORT"] is { Length: > 0 } p ? p : "7070";
+        if (configuration["urls"] is null && configuration["ASPNETCORE_URLS"] is null)
+        {
+            builder.WebHost.UseUrls($"http://{host}:{port}");
+        }
+
+        builder.Services.AddInfrastructure(
+            o =>
+            {
+                o.ConnectionString = configuration["EventStore:ConnectionString"] is { Length: > 0 } cs ? cs : ManagerSettings.PostgresConnectionString();
+                o.Schema = configuration["EventStore:Schema"] is { Length: > 0 } schema ? schema : o.Schema;
+            },
+            runDaemon);
+        builder.Services.AddSingleton<TaskSender>();
+        builder.Services.AddSingleton<IValidator<TaskJson>, TaskJsonValidator>();
+        builder.Services.AddExceptionHandler<ApiExceptionHandler>();
+        builder.Services.AddProblemDetails();
+
+        var app = builder.Build();
+        app.UseExceptionHandler();
+        app.MapHealthEndpoints();
+        app.MapTaskEndpoints();
+        return app;
+    }
+}

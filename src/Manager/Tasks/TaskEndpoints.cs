@@ -1,0 +1,236 @@
+using System.Globalization;
+using System.Text.Json;
+using FluentValidation;
+using Propeller.Application.Aggregates;
+using Propeller.Application.EventStore;
+using Propeller.Application.Tasks;
+using Propeller.Contracts.Tasks;
+using Propeller.Domain.Tasks;
+using Propeller.Infrastructure.Serialization;
+using Propeller.Manager.Http;
+using static Propeller.Domain.Tasks.TaskCommand;
+
+namespace Propeller.Manager.Tasks;
+
+/// <summary>The task routes of the original (spec §1.2 rows 1–8, 11) plus history and replay.</summary>
+internal static class TaskEndpoints
+{
+    private const string InvalidId = "invalid query parameters";
+
+    public static IEndpointRouteBuilder MapTaskEndpoints(this IEndpointRouteBuilder app)
+    {
+        app.MapPost("/tasks", CreateAsync);
+        app.MapGet("/tasks", ListAsync);
+        app.MapGet("/tasks/{taskId}", GetAsync);
+        app.MapPut("/tasks/{taskId}", UpdateAsync);
+        app.MapDelete("/tasks/{taskId}", DeleteAsync);
+        app.MapPost("/tasks/{taskId}/start", StartAsync);
+        app.MapPost("/tasks/{taskId}/stop", StopAsync);
+        app.MapGet("/tasks/{taskId}/results", ResultsAsync);
+        app.MapGet("/tasks/{taskId}/history", HistoryAsync);
+        return app;
+    }
+
+    private static async Task<IResult> CreateAsync(HttpRequest request, TaskSender sender, IValidator<TaskJson> validator, CancellationToken cancellationToken)
+    {
+        var (body, error) = await JsonBody.ReadAsync<TaskJson>(request, cancellationToken);
+        if (error is not null)
+        {
+            return error;
+        }
+
+        if (Validate(validator, body!) is { } invalid)
+        {
+            return invalid;
+        }
+
+        var id = new TaskId(Guid.CreateVersion7());
+        var result = await sender.SendAsync(new CreateTask(id, TaskMapping.ToSpec(body!), sender.Now), request, cancellationToken);
+        return result.Rejection is { } rejection
+            ? ApiResults.From(rejection)
+            : Results.Created($"/tasks/{id}", TaskMapping.ToJson(result.State));
+    }
+
+    private static async Task<IResult> ListAsync(HttpRequest request, ITaskQueries queries, CancellationToken cancellationToken)
+    {
+        if (!TryUnsigned(request, "offset", 0, out var offset) || !TryUnsigned(request, "limit", 100, out var limit))
+        {
+            return ApiResults.BadRequest("invalid offset/limit");
+        }
+
+        if (limit is < 1 or > 100)
+        {
+            return ApiResults.BadRequest("invalid limit size");
+        }
+
+        string? filter = null;
+        var metadata = request.Query["metadata"];
+        if (metadata.Count > 1)
+        {
+            return ApiResults.BadRequest("metadata given more than once");
+        }
+
+        if (metadata.Count == 1)
+        {
+            try
+            {
+                using var document = JsonDocument.Parse(metadata[0]!);
+                if (document.RootElement.ValueKind != JsonValueKind.Object)
+                {
+                    return ApiResults.BadRequest("metadata must be a JSON object");
+                }
+
+                filter = document.RootElement.GetRawText();
+            }
+            catch (JsonException)
+            {
+                return ApiResults.BadRequest("metadata must be a JSON object");
+            }
+        }
+
+        var page = await queries.ListAsync((long)offset, (int)limit, filter, cancellationToken);
+        return Results.Ok(new TaskPage((long)offset, (long)limit, page.Total, [.. page.Tasks.Select(TaskMapping.ToJson)]));
+    }
+
+    private static async Task<IResult> GetAsync(string taskId, HttpRequest request, ITaskQueries queries, AggregateLoader loader, CancellationToken cancellationToken)
+    {
+        if (!TryTaskId(taskId, out var id))
+        {
+            return ApiResults.BadRequest(InvalidId);
+        }
+
+        var version = request.Query["version"].FirstOrDefault();
+        var at = request.Query["at"].FirstOrDefault();
+        if (version is null && at is null)
+        {
+            return await queries.GetAsync(id, cancellationToken) is { } state ? Results.Ok(TaskMapping.ToJson(state)) : ApiResults.NotFound("task not found");
+        }
+
+        // Replay: the state as it was at a version or a point in time, folded from the stream.
+        StreamReadOptions options;
+        if (version is not null)
+        {
+            if (!long.TryParse(version, NumberStyles.None, CultureInfo.InvariantCulture, out var v) || v < 1)
+            {
+                return ApiResults.BadRequest("version must be a positive integer");
+            }
+
+            options = new StreamReadOptions(ToVersion: v);
+        }
+        else if (DateTimeOffset.TryParse(at, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var time))
+        {
+            options = new StreamReadOptions(Until: time);
+        }
+        else
+        {
+            return ApiResults.BadRequest("at must be an RFC 3339 time");
+        }
+
+        var replayed = await loader.LoadAsync(TaskAggregate.Decider, TaskAggregate.StreamId(id), options with { IncludeArchived = true }, cancellationToken);
+        return replayed.State.Exists ? Results.Ok(TaskMapping.ToJson(replayed.State)) : ApiResults.NotFound("task not found at that point");
+    }
+
+    private static async Task<IResult> UpdateAsync(string taskId, HttpRequest request, TaskSender sender, AggregateLoader loader, CancellationToken cancellationToken)
+    {
+        if (!TryTaskId(taskId, out var id))
+        {
+            return ApiResults.BadRequest(InvalidId);
+        }
+
+        var (body, error) = await JsonBody.ReadAsync<TaskJson>(request, cancellationToken);
+        if (error is not null)
+        {
+            return error;
+        }
+
+        var current = await loader.LoadAsync(TaskAggregate.Decider, TaskAggregate.StreamId(id), cancellationToken);
+        if (current.State.Spec is not { } spec || current.State.Deleted)
+        {
+            return ApiResults.NotFound("task not found");
+        }
+
+        var result = await sender.SendAsync(new UpdateTask(id, TaskMapping.Merge(spec, body!), sender.Now), request, cancellationToken);
+        return result.Rejection is { } rejection ? ApiResults.From(rejection) : Results.Ok(TaskMapping.ToJson(result.State));
+    }
+
+    private static Task<IResult> DeleteAsync(string taskId, HttpRequest request, TaskSender sender, CancellationToken cancellationToken) =>
+        SendAsync(taskId, request, sender, id => new DeleteTask(id, sender.Now), _ => Results.NoContent(), cancellationToken);
+
+    private static Task<IResult> StartAsync(string taskId, HttpRequest request, TaskSender sender, CancellationToken cancellationToken) =>
+        SendAsync(taskId, request, sender, id => new StartTask(id, sender.Now), _ => Results.Ok(new { started = true }), cancellationToken);
+
+    private static Task<IResult> StopAsync(string taskId, HttpRequest request, TaskSender sender, CancellationToken cancellationToken) =>
+        SendAsync(taskId, request, sender, id => new StopTask(id, "stopped by user", sender.Now), _ => Results.Ok(new { stopped = true }), cancellationToken);
+
+    private static async Task<IResult> ResultsAsync(string taskId, ITaskQueries queries, CancellationToken cancellationToken)
+    {
+        if (!TryTaskId(taskId, out var id))
+        {
+            return ApiResults.BadRequest(InvalidId);
+        }
+
+        var state = await queries.GetAsync(id, cancellationToken);
+        if (state is null)
+        {
+            return ApiResults.NotFound("task not found");
+        }
+
+        // The original answers 200 with an empty body when there are no results.
+        return TaskMapping.Parse(state.Results) is { } results ? Results.Ok(new { results }) : Results.Ok();
+    }
+
+    private static async Task<IResult> HistoryAsync(string taskId, IEventStore store, EventSerializer serializer, CancellationToken cancellationToken)
+    {
+        if (!TryTaskId(taskId, out var id))
+        {
+            return ApiResults.BadRequest(InvalidId);
+        }
+
+        var stream = await store.ReadStreamAsync(TaskAggregate.StreamId(id), new StreamReadOptions(IncludeArchived: true), cancellationToken);
+        if (stream is null)
+        {
+            return ApiResults.NotFound("task not found");
+        }
+
+        return Results.Ok(stream.Events.Select(e => new TaskHistoryEntryJson(
+            e.Version, e.Type, e.Metadata.Timestamp, JsonSerializer.Deserialize<JsonElement>(serializer.Serialize(e.Data).Json),
+            e.Metadata.CorrelationId, e.Metadata.CausationId, e.Metadata.UserId, e.Metadata.Headers)).ToList());
+    }
+
+    private static async Task<IResult> SendAsync(
+        string taskId, HttpRequest request, TaskSender sender, Func<TaskId, TaskCommand> command, Func<TaskState, IResult> ok, CancellationToken cancellationToken)
+    {
+        if (!TryTaskId(taskId, out var id))
+        {
+            return ApiResults.BadRequest(InvalidId);
+        }
+
+        var result = await sender.SendAsync(command(id), request, cancellationToken);
+        return result.Rejection is { } rejection ? ApiResults.From(rejection) : ok(result.State);
+    }
+
+    private static IResult? Validate(IValidator<TaskJson> validator, TaskJson body)
+    {
+        var validation = validator.Validate(body);
+        return validation.IsValid ? null : ApiResults.BadRequest(string.Join('\n', validation.Errors.Select(e => e.ErrorMessage)));
+    }
+
+    private static bool TryTaskId(string value, out TaskId id)
+    {
+        var ok = Guid.TryParse(value, out var guid);
+        id = new TaskId(guid);
+        return ok;
+    }
+
+    private static bool TryUnsigned(HttpRequest request, string name, ulong fallback, out ulong value)
+    {
+        var raw = request.Query[name].FirstOrDefault();
+        if (string.IsNullOrEmpty(raw))
+        {
+            value = fallback;
+            return true;
+        }
+
+        return ulong.TryParse(raw, NumberStyles.None, CultureInfo.InvariantCulture, out value);
+    }
+}

@@ -1,0 +1,27 @@
+using System.Buffers.Text;
+using System.Text.Json;
+using FluentValidation;
+using Propeller.Contracts.Tasks;
+
+namespace Propeller.Manager.Tasks;
+
+/// <summary>Shape checks of a task body (spec §1.3, POST /tasks 400 list), before any command runs.</summary>
+internal sealed class TaskJsonValidator : AbstractValidator<TaskJson>
+{
+    public const int MaxMetadataBytes = 1024 * 1024;
+
+    public TaskJsonValidator()
+    {
+        RuleFor(t => t.Name).NotEmpty().WithMessage("missing identity name");
+        RuleFor(t => t.RunIf).Must(r => r is null or "" or "success" or "failure").WithMessage("run_if must be \"\", \"success\" or \"failure\"");
+        RuleFor(t => t.Priority).InclusiveBetween(0, 100).WithMessage("priority must be between 0 and 100");
+        RuleFor(t => t).Must(t => !(t.Broadcast && !string.IsNullOrEmpty(t.PropletId))).WithMessage("broadcast and proplet_id are mutually exclusive");
+        RuleFor(t => t).Must(t => t.DependsOn is not { Count: > 0 } || !string.IsNullOrEmpty(t.WorkflowId))
+            .WithMessage("workflow_id is required when depends_on is specified");
+        RuleFor(t => t.File).Must(f => f is null || Base64.IsValid(f)).WithMessage("file is not valid base64");
+        RuleFor(t => t.Metadata).Must(m => m is null || m.Value.ValueKind is JsonValueKind.Object or JsonValueKind.Null).WithMessage("metadata must be a JSON object");
+        RuleFor(t => t.Metadata).Must(m => m is null || m.Value.GetRawText().Length <= MaxMetadataBytes).WithMessage("metadata is larger than 1 MiB");
+        RuleFor(t => t.MonitoringProfile).Must(m => m is null || m.Value.ValueKind is JsonValueKind.Object or JsonValueKind.Null)
+            .WithMessage("monitoring_profile must be a JSON object");
+    }
+}

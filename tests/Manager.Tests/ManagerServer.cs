@@ -1,0 +1,56 @@
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+
+namespace Propeller.Manager.Tests;
+
+/// <summary>
+/// The real manager (Kestrel on a free loopback port) on a real PostgreSQL (PROPELLER_TEST_DB) in a schema of its
+/// own, dropped before the test (not after, so a failure leaves its evidence).
+/// </summary>
+internal sealed class ManagerServer : IAsyncDisposable
+{
+    private const string DefaultDb = "Host=127.0.0.1;Port=55432;Username=propeller;Password=propeller;Database=propeller_test";
+
+    private readonly WebApplication _app;
+
+    private ManagerServer(WebApplication app, HttpClient client)
+    {
+        _app = app;
+        Client = client;
+    }
+
+    public HttpClient Client { get; }
+
+    public IServiceProvider Services => _app.Services;
+
+    public static async Task<ManagerServer> StartAsync(string schema)
+    {
+        var db = Environment.GetEnvironmentVariable("PROPELLER_TEST_DB") is { Length: > 0 } value ? value : DefaultDb;
+        await using (var dataSource = NpgsqlDataSource.Create(db))
+        await using (var drop = dataSource.CreateCommand($"drop schema if exists \"{schema}\" cascade"))
+        {
+            await drop.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
+        }
+
+        var app = ManagerApp.Build(["--urls", "http://127.0.0.1:0"], b =>
+        {
+            b.Configuration["EventStore:ConnectionString"] = db;
+            b.Configuration["EventStore:Schema"] = schema;
+            b.Logging.SetMinimumLevel(LogLevel.Warning);
+        });
+        await app.StartAsync(TestContext.Current.CancellationToken);
+        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        return new ManagerServer(app, new HttpClient { BaseAddress = new Uri(address) });
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Client.Dispose();
+        await _app.StopAsync(CancellationToken.None);
+        await _app.DisposeAsync();
+    }
+}

@@ -1,0 +1,225 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+
+namespace Propeller.Manager.Tests.Tasks;
+
+/// <summary>The task routes against the original's contract (spec propeller-manager.md §1–§2) and our documented fixes.</summary>
+public sealed class TaskApiTests : IAsyncLifetime
+{
+    private const string AddWasm = "AGFzbQEAAAABBwFgAn9/AX8DAgEABwgBBG1haW4AAAoJAQcAIAAgAWoL";
+    private ManagerServer _server = null!;
+
+    public async ValueTask InitializeAsync() => _server = await ManagerServer.StartAsync("api_tasks");
+
+    public ValueTask DisposeAsync() => _server.DisposeAsync();
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    private HttpClient Http => _server.Client;
+
+    private static StringContent Json(string json) => new(json, Encoding.UTF8, "application/json");
+
+    private static async Task<JsonElement> BodyAsync(HttpResponseMessage response) =>
+        JsonDocument.Parse(await response.Content.ReadAsStringAsync(Ct)).RootElement;
+
+    private async Task<string> CreateAsync(string json = """{"name":"add"}""")
+    {
+        var response = await Http.PostAsync("/tasks", Json(json), Ct);
+        response.StatusCode.ShouldBe(HttpStatusCode.Created);
+        return (await BodyAsync(response)).GetProperty("id").GetString()!;
+    }
+
+    private async Task<int> StateAsync(string id) => (await BodyAsync(await Http.GetAsync($"/tasks/{id}", Ct))).GetProperty("state").GetInt32();
+
+    [Fact]
+    public async Task Create_Returns201WithLocationAndTheRedactedTask_IgnoringServerOwnedFields()
+    {
+        var response = await Http.PostAsync("/tasks", Json($$"""
+            {"id":"client-id","name":"add","file":"{{AddWasm}}","inputs":[10,"32",1.50],"env":{"K":"V"},
+             "state":3,"results":"forged","metadata":{"team":"edge"},"cli_args":["--invoke","main"]}
+            """), Ct);
+
+        response.StatusCode.ShouldBe(HttpStatusCode.Created);
+        var task = await BodyAsync(response);
+        var id = task.GetProperty("id").GetString()!;
+        Guid.TryParse(id, out _).ShouldBeTrue();
+        id.ShouldNotBe("client-id");
+        response.Headers.Location!.ToString().ShouldBe($"/tasks/{id}");
+        task.GetProperty("state").GetInt32().ShouldBe(0);
+        task.TryGetProperty("results", out _).ShouldBeFalse();
+        task.GetProperty("file").GetString().ShouldBe("AGFzbQEAAA<REDACTED>cAIAAgAWoL");
+        task.GetProperty("inputs").EnumerateArray().Select(e => e.GetString()).ShouldBe(["10", "32", "1.50"]);
+        task.GetProperty("kind").GetString().ShouldBe("standard");
+        task.GetProperty("priority").GetInt32().ShouldBe(50);
+        task.GetProperty("metadata").GetProperty("team").GetString().ShouldBe("edge");
+        task.GetProperty("finish_time").GetString().ShouldBe("0001-01-01T00:00:00Z");
+        task.GetProperty("cli_args").EnumerateArray().Count().ShouldBe(2);
+    }
+
+    [Fact]
+    public async Task Create_WithoutCliArgs_WritesNull()
+    {
+        var task = await BodyAsync(await Http.GetAsync($"/tasks/{await CreateAsync()}", Ct));
+
+        task.GetProperty("cli_args").ValueKind.ShouldBe(JsonValueKind.Null);
+        task.TryGetProperty("file", out _).ShouldBeFalse();
+    }
+
+    [Theory]
+    [InlineData("""{"name":""}""", "missing identity name")]
+    [InlineData("""{"name":"a","priority":101}""", "priority must be between 0 and 100")]
+    [InlineData("""{"name":"a","run_if":"maybe"}""", "run_if")]
+    [InlineData("""{"name":"a","broadcast":true,"proplet_id":"p"}""", "mutually exclusive")]
+    [InlineData("""{"name":"a","depends_on":["x"]}""", "workflow_id is required")]
+    [InlineData("""{"name":"a","file":"not base64!"}""", "base64")]
+    [InlineData("""{"name":"a","metadata":[1]}""", "metadata must be a JSON object")]
+    [InlineData("""{"name":"a","inputs":[true]}""", "inputs[0]: expected string or number")]
+    [InlineData("""{"name":"a",""", "invalid JSON body")]
+    public async Task Create_WithBadBody_Is400WithTheReason_AndStoresNothing(string body, string reason)
+    {
+        var response = await Http.PostAsync("/tasks", Json(body), Ct);
+
+        response.StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await BodyAsync(response)).GetProperty("error").GetString()!.ShouldContain(reason);
+        (await BodyAsync(await Http.GetAsync("/tasks", Ct))).GetProperty("total").GetInt64().ShouldBe(0);
+    }
+
+    [Fact]
+    public async Task Create_WithoutJsonContentType_Is400()
+    {
+        var response = await Http.PostAsync("/tasks", new StringContent("""{"name":"a"}""", Encoding.UTF8, "text/plain"), Ct);
+
+        response.StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await BodyAsync(response)).GetProperty("error").GetString().ShouldBe("unsupported content type");
+    }
+
+    [Fact]
+    public async Task List_PagesAndFiltersByMetadata_AndChecksItsParameters()
+    {
+        for (var i = 0; i < 3; i++)
+        {
+            var team = i == 1 ? "core" : "edge";
+            await CreateAsync($$$"""{"name":"t{{{i}}}","metadata":{"team":"{{{team}}}"}}""");
+        }
+
+        var page = await BodyAsync(await Http.GetAsync("/tasks?offset=1&limit=1", Ct));
+        page.GetProperty("offset").GetInt64().ShouldBe(1);
+        page.GetProperty("limit").GetInt64().ShouldBe(1);
+        page.GetProperty("total").GetInt64().ShouldBe(3);
+        page.GetProperty("tasks")[0].GetProperty("name").GetString().ShouldBe("t1");
+
+        var edge = await BodyAsync(await Http.GetAsync("/tasks?metadata=" + Uri.EscapeDataString("""{"team":"edge"}"""), Ct));
+        edge.GetProperty("total").GetInt64().ShouldBe(2);
+
+        (await Http.GetAsync("/tasks?limit=0", Ct)).StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await Http.GetAsync("/tasks?limit=101", Ct)).StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await Http.GetAsync("/tasks?offset=-1", Ct)).StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await Http.GetAsync("/tasks?metadata=[1]", Ct)).StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await Http.GetAsync("/tasks?metadata={}&metadata={}", Ct)).StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+    }
+
+    [Fact]
+    public async Task Get_WithBadOrUnknownId_Is400Or404()
+    {
+        var bad = await Http.GetAsync("/tasks/not-a-uuid", Ct);
+        bad.StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await BodyAsync(bad)).GetProperty("error").GetString().ShouldBe("invalid query parameters");
+
+        var unknown = await Http.GetAsync($"/tasks/{Guid.NewGuid()}", Ct);
+        unknown.StatusCode.ShouldBe(HttpStatusCode.NotFound);
+        (await BodyAsync(unknown)).GetProperty("error").GetString().ShouldBe("task not found");
+        (await Http.PostAsync($"/tasks/{Guid.NewGuid()}/start", null, Ct)).StatusCode.ShouldBe(HttpStatusCode.NotFound);
+    }
+
+    [Fact]
+    public async Task StartAndStop_AreIdempotent_AndGuarded()
+    {
+        var id = await CreateAsync();
+
+        (await Http.PostAsync($"/tasks/{id}/stop", null, Ct)).StatusCode.ShouldBe(HttpStatusCode.Conflict);
+        var start = await Http.PostAsync($"/tasks/{id}/start", null, Ct);
+        start.StatusCode.ShouldBe(HttpStatusCode.OK);
+        (await BodyAsync(start)).GetProperty("started").GetBoolean().ShouldBeTrue();
+        (await Http.PostAsync($"/tasks/{id}/start", null, Ct)).StatusCode.ShouldBe(HttpStatusCode.OK);
+        (await StateAsync(id)).ShouldBe(1);
+
+        var stop = await Http.PostAsync($"/tasks/{id}/stop", null, Ct);
+        (await BodyAsync(stop)).GetProperty("stopped").GetBoolean().ShouldBeTrue();
+        (await Http.PostAsync($"/tasks/{id}/stop", null, Ct)).StatusCode.ShouldBe(HttpStatusCode.OK);
+        (await StateAsync(id)).ShouldBe(6);
+
+        var history = await BodyAsync(await Http.GetAsync($"/tasks/{id}/history", Ct));
+        history.EnumerateArray().Select(e => e.GetProperty("type").GetString()).ShouldBe(["task.created.v1", "task.start_requested.v1", "task.stopped.v1"]);
+    }
+
+    [Fact]
+    public async Task Update_AppliesTheOriginalsFieldRules_AndKeepsTheSchedule()
+    {
+        var id = await CreateAsync("""{"name":"add","priority":10,"schedule":"*/5 * * * *","inputs":["1"]}""");
+
+        var response = await Http.PutAsync($"/tasks/{id}", Json("""{"name":"renamed","priority":0,"image_url":"ignored","inputs":[]}"""), Ct);
+
+        response.StatusCode.ShouldBe(HttpStatusCode.OK);
+        var task = await BodyAsync(response);
+        task.GetProperty("name").GetString().ShouldBe("renamed");
+        task.GetProperty("priority").GetInt32().ShouldBe(10);
+        task.TryGetProperty("image_url", out _).ShouldBeFalse();
+        task.TryGetProperty("inputs", out _).ShouldBeFalse();
+        task.GetProperty("schedule").GetString().ShouldBe("*/5 * * * *");
+        (await Http.PutAsync($"/tasks/{Guid.NewGuid()}", Json("""{"name":"x"}"""), Ct)).StatusCode.ShouldBe(HttpStatusCode.NotFound);
+    }
+
+    [Fact]
+    public async Task Delete_Is204_ThenTheTaskIsGone_AndAuditedInItsHistory()
+    {
+        var id = await CreateAsync();
+
+        (await Http.DeleteAsync($"/tasks/{id}", Ct)).StatusCode.ShouldBe(HttpStatusCode.NoContent);
+
+        (await Http.GetAsync($"/tasks/{id}", Ct)).StatusCode.ShouldBe(HttpStatusCode.NotFound);
+        (await Http.DeleteAsync($"/tasks/{id}", Ct)).StatusCode.ShouldBe(HttpStatusCode.NoContent);
+        var history = await BodyAsync(await Http.GetAsync($"/tasks/{id}/history", Ct));
+        history.EnumerateArray().Last().GetProperty("type").GetString().ShouldBe("task.deleted.v1");
+    }
+
+    [Fact]
+    public async Task History_CarriesTheUserAndCorrelation_AndReplayGivesEarlierStates()
+    {
+        var request = new HttpRequestMessage(HttpMethod.Post, "/tasks") { Content = Json("""{"name":"audited"}""") };
+        request.Headers.Add("X-User-Id", "alice");
+        request.Headers.Add("X-Correlation-Id", "corr-42");
+        var id = (await BodyAsync(await Http.SendAsync(request, Ct))).GetProperty("id").GetString();
+        await Http.PostAsync($"/tasks/{id}/start", null, Ct);
+
+        var history = (await BodyAsync(await Http.GetAsync($"/tasks/{id}/history", Ct))).EnumerateArray().ToList();
+        history[0].GetProperty("user_id").GetString().ShouldBe("alice");
+        history[0].GetProperty("correlation_id").GetString().ShouldBe("corr-42");
+        history[0].GetProperty("version").GetInt64().ShouldBe(1);
+
+        (await BodyAsync(await Http.GetAsync($"/tasks/{id}?version=1", Ct))).GetProperty("state").GetInt32().ShouldBe(0);
+        (await BodyAsync(await Http.GetAsync($"/tasks/{id}?version=2", Ct))).GetProperty("state").GetInt32().ShouldBe(1);
+        var createdAt = history[0].GetProperty("timestamp").GetString();
+        (await BodyAsync(await Http.GetAsync($"/tasks/{id}?at={Uri.EscapeDataString(createdAt!)}", Ct))).GetProperty("state").GetInt32().ShouldBe(0);
+        (await Http.GetAsync($"/tasks/{id}?version=zero", Ct)).StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await Http.GetAsync($"/tasks/{id}?at=yesterday", Ct)).StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+    }
+
+    [Fact]
+    public async Task Results_WithoutResults_Is200WithAnEmptyBody()
+    {
+        var response = await Http.GetAsync($"/tasks/{await CreateAsync()}/results", Ct);
+
+        response.StatusCode.ShouldBe(HttpStatusCode.OK);
+        (await response.Content.ReadAsStringAsync(Ct)).ShouldBeEmpty();
+    }
+
+    [Fact]
+    public async Task Health_LiveAndReady()
+    {
+        (await Http.GetFromJsonAsync<JsonElement>("/health", Ct)).GetProperty("status").GetString().ShouldBe("pass");
+        (await Http.GetAsync("/health/live", Ct)).StatusCode.ShouldBe(HttpStatusCode.OK);
+        (await Http.GetFromJsonAsync<JsonElement>("/health/ready", Ct)).GetProperty("checks").GetProperty("postgres").GetString().ShouldBe("pass");
+    }
+}
