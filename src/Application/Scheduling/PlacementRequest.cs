@@ -1,0 +1,10 @@
+namespace Propeller.Application.Scheduling;
+
+/// <summary>
+/// What a task asks of a proplet: a pinned proplet (plugin constraints do not apply to it, as in the original),
+/// or tags it must carry and a minimum of memory.
+/// </summary>
+public sealed record PlacementRequest(string? PinnedPropletId, IReadOnlySet<string> RequiredTags, ulong MinMemoryBytes)
+{
+    public static PlacementRequest Any { get; } = new(null, new HashSet<string>(), 0);
+}

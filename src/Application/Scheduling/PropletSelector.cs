@@ -1,0 +1,54 @@
+namespace Propeller.Application.Scheduling;
+
+/// <summary>
+/// Chooses a proplet for a task: only alive proplets, only those carrying every required tag and at least the
+/// required memory, then by policy. Pure apart from the round-robin cursor, which the caller keeps (so a scheduler
+/// that restarts, or runs on another node, may start from any position without harm).
+/// </summary>
+public static class PropletSelector
+{
+    public static Placement Select(SchedulingPolicy policy, PlacementRequest request, IReadOnlyList<PropletCandidate> proplets, ref long roundRobinCursor)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(proplets);
+        if (request.PinnedPropletId is { } pinned)
+        {
+            var target = proplets.FirstOrDefault(p => p.Id == pinned);
+            return target switch
+            {
+                null => Placement.Wait($"pinned proplet {pinned} is unknown"),
+                { Alive: false } => Placement.Wait($"pinned proplet {pinned} is not alive"),
+                _ => Placement.On(pinned),
+            };
+        }
+
+        var alive = proplets.Where(p => p.Alive).ToList();
+        if (alive.Count == 0)
+        {
+            return Placement.Wait("no active proplets available");
+        }
+
+        var eligible = alive
+            .Where(p => request.RequiredTags.All(p.Tags.Contains) && p.TotalMemoryBytes >= request.MinMemoryBytes)
+            .OrderBy(p => p.Id, StringComparer.Ordinal)
+            .ToList();
+        if (eligible.Count == 0)
+        {
+            return Placement.Wait("no proplet satisfies the required tags and memory");
+        }
+
+        switch (policy)
+        {
+            case SchedulingPolicy.LeastLoaded:
+                return Placement.On(eligible.MinBy(p => p.RunningTasks)!.Id);
+            default:
+                var index = (int)(roundRobinCursor % eligible.Count);
+                roundRobinCursor++;
+                return Placement.On(eligible[index].Id);
+        }
+    }
+
+    /// <summary>The order pending tasks are placed in: higher priority first, then oldest request first.</summary>
+    public static IEnumerable<T> InDispatchOrder<T>(IEnumerable<T> pending, Func<T, int> priority, Func<T, DateTimeOffset> requestedAt) =>
+        pending.OrderByDescending(priority).ThenBy(requestedAt);
+}

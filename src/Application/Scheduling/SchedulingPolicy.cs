@@ -1,0 +1,11 @@
+namespace Propeller.Application.Scheduling;
+
+/// <summary>How a proplet is chosen among the eligible ones (spec §5: round-robin is the original's only policy).</summary>
+public enum SchedulingPolicy
+{
+    /// <summary>Each eligible proplet in turn, in id order.</summary>
+    RoundRobin,
+
+    /// <summary>The eligible proplet with the fewest running tasks (ties: id order).</summary>
+    LeastLoaded,
+}

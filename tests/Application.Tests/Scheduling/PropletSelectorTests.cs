@@ -1,0 +1,72 @@
+using Propeller.Application.Scheduling;
+
+namespace Propeller.Application.Tests.Scheduling;
+
+public sealed class PropletSelectorTests
+{
+    private static PropletCandidate Proplet(string id, bool alive = true, int running = 0, ulong memory = 1024, params string[] tags) =>
+        new(id, alive, running, tags.ToHashSet(), memory);
+
+    private static Placement Select(SchedulingPolicy policy, PlacementRequest request, params PropletCandidate[] proplets)
+    {
+        long cursor = 0;
+        return PropletSelector.Select(policy, request, proplets, ref cursor);
+    }
+
+    [Fact]
+    public void RoundRobin_CyclesOverAliveProplets_InIdOrder()
+    {
+        PropletCandidate[] proplets = [Proplet("c"), Proplet("a"), Proplet("b", alive: false), Proplet("d")];
+        long cursor = 0;
+
+        var picks = Enumerable.Range(0, 6).Select(_ => PropletSelector.Select(SchedulingPolicy.RoundRobin, PlacementRequest.Any, proplets, ref cursor).PropletId).ToList();
+
+        picks.ShouldBe(["a", "c", "d", "a", "c", "d"]);
+    }
+
+    [Fact]
+    public void LeastLoaded_PicksTheFewestRunningTasks_TiesByIdOrder()
+    {
+        Select(SchedulingPolicy.LeastLoaded, PlacementRequest.Any, Proplet("a", running: 3), Proplet("b", running: 1), Proplet("c", running: 1))
+            .PropletId.ShouldBe("b");
+    }
+
+    [Fact]
+    public void NoAliveProplet_TheTaskWaitsAndSaysWhy()
+    {
+        var placement = Select(SchedulingPolicy.RoundRobin, PlacementRequest.Any, Proplet("a", alive: false));
+
+        placement.PropletId.ShouldBeNull();
+        placement.WaitReason.ShouldBe("no active proplets available");
+    }
+
+    [Fact]
+    public void TagsAndMemory_FilterTheCandidates()
+    {
+        var request = new PlacementRequest(null, new HashSet<string> { "gpu" }, 2048);
+
+        Select(SchedulingPolicy.RoundRobin, request, Proplet("a", memory: 4096), Proplet("b", memory: 1024, tags: "gpu"), Proplet("c", memory: 4096, tags: ["gpu", "arm"]))
+            .PropletId.ShouldBe("c");
+        Select(SchedulingPolicy.RoundRobin, request, Proplet("a", memory: 4096))
+            .WaitReason.ShouldBe("no proplet satisfies the required tags and memory");
+    }
+
+    [Fact]
+    public void PinnedProplet_IsUsedWhenAlive_RegardlessOfConstraints()
+    {
+        var request = new PlacementRequest("b", new HashSet<string> { "gpu" }, ulong.MaxValue);
+
+        Select(SchedulingPolicy.LeastLoaded, request, Proplet("a"), Proplet("b", running: 9)).PropletId.ShouldBe("b");
+        Select(SchedulingPolicy.LeastLoaded, request, Proplet("b", alive: false)).WaitReason.ShouldBe("pinned proplet b is not alive");
+        Select(SchedulingPolicy.LeastLoaded, request, Proplet("a")).WaitReason.ShouldBe("pinned proplet b is unknown");
+    }
+
+    [Fact]
+    public void DispatchOrder_IsPriorityThenAge()
+    {
+        var t0 = DateTimeOffset.UnixEpoch;
+        (string Name, int Priority, DateTimeOffset At)[] pending = [("old-low", 10, t0), ("new-high", 90, t0.AddSeconds(5)), ("old-high", 90, t0.AddSeconds(1))];
+
+        PropletSelector.InDispatchOrder(pending, p => p.Priority, p => p.At).Select(p => p.Name).ShouldBe(["old-high", "new-high", "old-low"]);
+    }
+}
