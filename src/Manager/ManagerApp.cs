@@ -36,9 +36,13 @@ public static class ManagerApp
         builder.Services.AddSingleton<IValidator<TaskJson>, TaskJsonValidator>();
         builder.Services.AddExceptionHandler<ApiExceptionHandler>();
         builder.Services.AddProblemDetails();
+        builder.Services.AddSingleton<PrometheusMetrics>();
 
         var app = builder.Build();
         app.UseExceptionHandler();
+        app.UseApiMetrics();
+        var metrics = app.Services.GetRequiredService<PrometheusMetrics>();
+        app.MapGet("/metrics", () => Results.Text(metrics.Scrape(), "text/plain; version=0.0.4")).WithName("metrics");
         app.MapHealthEndpoints();
         app.MapTaskEndpoints();
         return app;

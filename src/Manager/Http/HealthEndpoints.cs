@@ -15,9 +15,9 @@ internal static class HealthEndpoints
             description = "manager service",
             build_time = "",
             instance_id = configuration["MANAGER_ENTITY_ID"] ?? "",
-        }));
-        app.MapGet("/health/live", () => Results.Ok(new { status = "pass" }));
-        app.MapGet("/health/ready", ReadyAsync);
+        })).WithName("health");
+        app.MapGet("/health/live", () => Results.Ok(new { status = "pass" })).WithName("health-live");
+        app.MapGet("/health/ready", ReadyAsync).WithName("health-ready");
         return app;
     }
 

@@ -19,15 +19,15 @@ internal static class TaskEndpoints
 
     public static IEndpointRouteBuilder MapTaskEndpoints(this IEndpointRouteBuilder app)
     {
-        app.MapPost("/tasks", CreateAsync);
-        app.MapGet("/tasks", ListAsync);
-        app.MapGet("/tasks/{taskId}", GetAsync);
-        app.MapPut("/tasks/{taskId}", UpdateAsync);
-        app.MapDelete("/tasks/{taskId}", DeleteAsync);
-        app.MapPost("/tasks/{taskId}/start", StartAsync);
-        app.MapPost("/tasks/{taskId}/stop", StopAsync);
-        app.MapGet("/tasks/{taskId}/results", ResultsAsync);
-        app.MapGet("/tasks/{taskId}/history", HistoryAsync);
+        app.MapPost("/tasks", CreateAsync).WithName("create-task");
+        app.MapGet("/tasks", ListAsync).WithName("list-tasks");
+        app.MapGet("/tasks/{taskId}", GetAsync).WithName("get-task");
+        app.MapPut("/tasks/{taskId}", UpdateAsync).WithName("update-task");
+        app.MapDelete("/tasks/{taskId}", DeleteAsync).WithName("delete-task");
+        app.MapPost("/tasks/{taskId}/start", StartAsync).WithName("start-task");
+        app.MapPost("/tasks/{taskId}/stop", StopAsync).WithName("stop-task");
+        app.MapGet("/tasks/{taskId}/results", ResultsAsync).WithName("get-task-results");
+        app.MapGet("/tasks/{taskId}/history", HistoryAsync).WithName("get-task-history");
         return app;
     }
 

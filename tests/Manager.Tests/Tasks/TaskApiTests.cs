@@ -222,4 +222,19 @@ public sealed class TaskApiTests : IAsyncLifetime
         (await Http.GetAsync("/health/live", Ct)).StatusCode.ShouldBe(HttpStatusCode.OK);
         (await Http.GetFromJsonAsync<JsonElement>("/health/ready", Ct)).GetProperty("checks").GetProperty("postgres").GetString().ShouldBe("pass");
     }
+
+    [Fact]
+    public async Task Metrics_CountsRequestsPerOperation_InPrometheusText()
+    {
+        await CreateAsync();
+        await Http.GetAsync("/tasks", Ct);
+
+        var response = await Http.GetAsync("/metrics", Ct);
+        var text = await response.Content.ReadAsStringAsync(Ct);
+
+        response.Content.Headers.ContentType!.MediaType.ShouldBe("text/plain");
+        text.ShouldContain("# TYPE manager_api_request_count counter");
+        text.ShouldContain("manager_api_request_count{method=\"create-task\"}");
+        text.ShouldContain("manager_api_request_latency_microseconds_count{method=\"list-tasks\"}");
+    }
 }
