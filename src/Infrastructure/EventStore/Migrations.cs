@@ -131,5 +131,29 @@ internal static class Migrations
             end
             $$;
             """),
+        (2, "outbox and inbox", """
+            -- Messages written in the business transaction and sent after commit by the relay (ARCHITECTURE.md §4).
+            create table {schema}.outbox (
+                id              bigint generated always as identity primary key,
+                destination     text not null,
+                payload         bytea not null,
+                headers         jsonb,
+                created_at      timestamptz not null default now(),
+                attempts        integer not null default 0,
+                next_attempt_at timestamptz not null default now(),
+                claimed_until   timestamptz,
+                sent_at         timestamptz,
+                dead_at         timestamptz,
+                last_error      text
+            );
+            create index outbox_pending on {schema}.outbox (next_attempt_at, id) where sent_at is null and dead_at is null;
+
+            -- Incoming messages, stored before they are acknowledged and handled once (deduplicated by key).
+            create table {schema}.inbox (
+                message_key text primary key,
+                received_at timestamptz not null default now(),
+                handled_at  timestamptz
+            );
+            """),
     ];
 }

@@ -5,6 +5,7 @@ using Microsoft.Extensions.Options;
 using Npgsql;
 using NpgsqlTypes;
 using Propeller.Application.EventStore;
+using Propeller.Application.Messaging;
 using Propeller.Infrastructure.Projections;
 using Propeller.Infrastructure.Serialization;
 
@@ -51,8 +52,14 @@ public sealed class PostgresEventStore : IEventStore
 
     internal string Schema => _schema;
 
-    public async Task<AppendResult> AppendAsync(string streamId, string streamType, ExpectedVersion expected, IReadOnlyList<object> events, EventMetadata metadata, CancellationToken cancellationToken)
+    public Task<AppendResult> AppendAsync(string streamId, string streamType, ExpectedVersion expected, IReadOnlyList<object> events, EventMetadata metadata, CancellationToken cancellationToken) =>
+        AppendAsync(streamId, streamType, expected, events, metadata, [], cancellationToken);
+
+    public async Task<AppendResult> AppendAsync(
+        string streamId, string streamType, ExpectedVersion expected, IReadOnlyList<object> events, EventMetadata metadata,
+        IReadOnlyList<OutgoingMessage> outbox, CancellationToken cancellationToken)
     {
+        ArgumentNullException.ThrowIfNull(outbox);
         ValidateStreamId(streamId);
         ArgumentException.ThrowIfNullOrWhiteSpace(streamType);
         ArgumentNullException.ThrowIfNull(events);
@@ -68,9 +75,9 @@ public sealed class PostgresEventStore : IEventStore
         {
             try
             {
-                return inline.Count == 0
+                return inline.Count == 0 && outbox.Count == 0
                     ? await AppendAutocommitAsync(streamId, streamType, expected, batch, cancellationToken)
-                    : await AppendWithInlineProjectionsAsync(streamId, streamType, expected, batch, events, metadata, inline, cancellationToken);
+                    : await AppendInTransactionAsync(streamId, streamType, expected, batch, events, metadata, inline, outbox, cancellationToken);
             }
             catch (PostgresException ex) when (ex.SqlState == Sql.OrderingState && attempt < MaxOrderingRetries)
             {
@@ -103,9 +110,10 @@ public sealed class PostgresEventStore : IEventStore
         return new AppendResult(streamId, next - batch.Types.Length, next);
     }
 
-    private async Task<AppendResult> AppendWithInlineProjectionsAsync(
+    /// <summary>The append, the inline projections' writes and the outbox rows, in one transaction.</summary>
+    private async Task<AppendResult> AppendInTransactionAsync(
         string streamId, string streamType, ExpectedVersion expected, PreparedBatch batch, IReadOnlyList<object> events, EventMetadata metadata,
-        IReadOnlyList<IProjection> inline, CancellationToken cancellationToken)
+        IReadOnlyList<IProjection> inline, IReadOnlyList<OutgoingMessage> outbox, CancellationToken cancellationToken)
     {
         await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
@@ -135,6 +143,15 @@ public sealed class PostgresEventStore : IEventStore
             {
                 var matching = projection.EventTypes is null ? stored : [.. stored.Where(e => projection.EventTypes.Contains(e.Type))];
                 await projection.ApplyAsync(context, matching, cancellationToken);
+            }
+
+            if (outbox.Count > 0)
+            {
+                context.Add(
+                    $"insert into {_schema}.outbox (destination, payload, headers) select * from unnest($1::text[], $2::bytea[], $3::jsonb[])",
+                    outbox.Select(m => m.Destination).ToArray(),
+                    outbox.Select(m => m.Payload.ToArray()).ToArray(),
+                    outbox.Select(m => m.Headers is null ? null : System.Text.Json.JsonSerializer.Serialize(m.Headers)).ToArray());
             }
 
             await context.FlushAsync(cancellationToken);

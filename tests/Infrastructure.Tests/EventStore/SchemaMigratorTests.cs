@@ -21,7 +21,18 @@ public sealed class SchemaMigratorTests : IAsyncLifetime
         await _db.Migrator().MigrateAsync(Ct);
         await _db.Migrator().MigrateAsync(Ct);
 
-        (await _db.ScalarAsync<long>("select count(*) from {schema}.schema_migrations")).ShouldBe(1);
+        (await _db.ScalarAsync<long>("select count(*) from {schema}.schema_migrations")).ShouldBe(Migrations.All.Count);
+    }
+
+    [Fact]
+    public async Task OlderSchema_IsUpgradedToTheLatestVersion()
+    {
+        await _db.ExecuteAsync("drop table {schema}.outbox; drop table {schema}.inbox; delete from {schema}.schema_migrations where version >= 2");
+
+        await _db.Migrator().MigrateAsync(Ct);
+
+        (await _db.ScalarAsync<int>("select max(version) from {schema}.schema_migrations")).ShouldBe(Migrations.All[^1].Version);
+        (await _db.ScalarAsync<long>("select count(*) from {schema}.outbox")).ShouldBe(0);
     }
 
     [Fact]
@@ -31,7 +42,7 @@ public sealed class SchemaMigratorTests : IAsyncLifetime
 
         await Task.WhenAll(Enumerable.Range(0, 6).Select(_ => Task.Run(() => _db.Migrator().MigrateAsync(Ct), Ct)));
 
-        (await _db.ScalarAsync<long>("select count(*) from {schema}.schema_migrations")).ShouldBe(1);
+        (await _db.ScalarAsync<long>("select count(*) from {schema}.schema_migrations")).ShouldBe(Migrations.All.Count);
         (await _db.ScalarAsync<long>("select count(*) from {schema}.events")).ShouldBe(0);
     }
 

@@ -1,0 +1,177 @@
+using System.Diagnostics.Metrics;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Npgsql;
+using Propeller.Application.Messaging;
+using Propeller.Infrastructure.EventStore;
+
+namespace Propeller.Infrastructure.Messaging;
+
+/// <summary>
+/// Sends what the business transactions wrote to the outbox (ARCHITECTURE.md §4): claims due rows with
+/// <c>FOR UPDATE SKIP LOCKED</c> and a claim expiry (so several nodes share the work and a dead node's claims return),
+/// publishes them in order, marks them sent; a failure is retried with exponential backoff and jitter, and after
+/// <see cref="OutboxOptions.MaxAttempts"/> the row is dead-lettered with its error. At-least-once: a crash between
+/// publish and mark sends the message again.
+/// </summary>
+public sealed class OutboxRelay
+{
+    private static readonly Meter Meter = new("Propeller.Outbox");
+    private static readonly Counter<long> Sent = Meter.CreateCounter<long>("outbox_sent", description: "Outbox messages published");
+    private static readonly Counter<long> Failed = Meter.CreateCounter<long>("outbox_failed", description: "Outbox publish attempts that failed");
+    private static readonly Counter<long> DeadLettered = Meter.CreateCounter<long>("outbox_dead_lettered", description: "Outbox messages given up on");
+
+    private readonly NpgsqlDataSource _dataSource;
+    private readonly IMessagePublisher _publisher;
+    private readonly OutboxOptions _options;
+    private readonly ILogger<OutboxRelay> _logger;
+    private readonly string _schema;
+    private long _depth;
+
+    public OutboxRelay(NpgsqlDataSource dataSource, IMessagePublisher publisher, IOptions<EventStoreOptions> storeOptions, IOptions<OutboxOptions> options, ILogger<OutboxRelay> logger)
+    {
+        ArgumentNullException.ThrowIfNull(storeOptions);
+        ArgumentNullException.ThrowIfNull(options);
+        _dataSource = dataSource;
+        _publisher = publisher;
+        _options = options.Value;
+        _logger = logger;
+        _schema = Sql.Identifier(storeOptions.Value.Schema);
+        Meter.CreateObservableGauge("outbox_depth", () => Interlocked.Read(ref _depth), description: "Outbox messages not yet sent (refreshed each relay round)");
+    }
+
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            try
+            {
+                if (await RelayOnceAsync(cancellationToken) == 0)
+                {
+                    Interlocked.Exchange(ref _depth, await DepthAsync(cancellationToken));
+                    await Task.Delay(_options.PollInterval, cancellationToken);
+                }
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex) when (ex is NpgsqlException or TimeoutException)
+            {
+                OutboxLog.LoopError(_logger, ex);
+                await Task.Delay(_options.RetryDelay, cancellationToken);
+            }
+        }
+    }
+
+    /// <summary>One round: claim due rows, publish them in order, record the outcome. Returns how many were attempted.</summary>
+    public async Task<int> RelayOnceAsync(CancellationToken cancellationToken)
+    {
+        var claimed = await ClaimAsync(cancellationToken);
+        var attempted = 0;
+        var sent = new List<long>();
+        try
+        {
+            foreach (var row in claimed)
+            {
+                attempted++;
+                try
+                {
+                    await _publisher.PublishAsync(row.Message, cancellationToken);
+                    sent.Add(row.Id);
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+                {
+                    await RecordFailureAsync(row, ex.Message, cancellationToken);
+
+                    // The destination is failing: keep the order of the rest and try them in a later round.
+                    break;
+                }
+            }
+        }
+        finally
+        {
+            await MarkSentAsync(sent, cancellationToken);
+            var untried = claimed.Skip(attempted).Select(r => r.Id).ToArray();
+            if (untried.Length > 0)
+            {
+                await ExecuteAsync($"update {_schema}.outbox set claimed_until = null where id = any($1)", CancellationToken.None, untried);
+            }
+        }
+
+        Sent.Add(sent.Count);
+        return attempted;
+    }
+
+    public async Task<long> DepthAsync(CancellationToken cancellationToken)
+    {
+        await using var command = _dataSource.CreateCommand($"select count(*) from {_schema}.outbox where sent_at is null and dead_at is null");
+        return (long)(await command.ExecuteScalarAsync(cancellationToken))!;
+    }
+
+    private async Task<List<Row>> ClaimAsync(CancellationToken cancellationToken)
+    {
+        await using var command = _dataSource.CreateCommand($"""
+            update {_schema}.outbox set claimed_until = now() + make_interval(secs => $2)
+             where id in (select id from {_schema}.outbox
+                           where sent_at is null and dead_at is null and next_attempt_at <= now()
+                             and (claimed_until is null or claimed_until < now())
+                           order by id limit $1 for update skip locked)
+            returning id, destination, payload, headers::text, attempts
+            """);
+        command.Parameters.AddWithValue(_options.BatchSize);
+        command.Parameters.AddWithValue(_options.ClaimDuration.TotalSeconds);
+        var rows = new List<Row>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            var headers = await reader.IsDBNullAsync(3, cancellationToken) ? null : JsonSerializer.Deserialize<Dictionary<string, string>>(reader.GetString(3));
+            rows.Add(new Row(reader.GetInt64(0), new OutgoingMessage(reader.GetString(1), await reader.GetFieldValueAsync<byte[]>(2, cancellationToken), headers), reader.GetInt32(4)));
+        }
+
+        rows.Sort((a, b) => a.Id.CompareTo(b.Id));
+        return rows;
+    }
+
+    private async Task RecordFailureAsync(Row row, string reason, CancellationToken cancellationToken)
+    {
+        Failed.Add(1);
+        var attempts = row.Attempts + 1;
+        if (attempts >= _options.MaxAttempts)
+        {
+            DeadLettered.Add(1);
+            OutboxLog.DeadLettered(_logger, row.Id, row.Message.Destination, attempts, reason);
+            await ExecuteAsync(
+                $"update {_schema}.outbox set attempts = $2, last_error = $3, dead_at = now(), claimed_until = null where id = $1",
+                cancellationToken, row.Id, attempts, reason);
+            return;
+        }
+
+        var exponential = _options.RetryDelay * Math.Pow(2, attempts - 1);
+        var delay = TimeSpan.FromTicks(Math.Min(exponential.Ticks, _options.MaxRetryDelay.Ticks));
+        delay += TimeSpan.FromTicks((long)(delay.Ticks * 0.2 * Random.Shared.NextDouble()));
+        OutboxLog.PublishFailed(_logger, row.Id, row.Message.Destination, attempts, delay, reason);
+        await ExecuteAsync(
+            $"update {_schema}.outbox set attempts = $2, last_error = $3, next_attempt_at = now() + make_interval(secs => $4), claimed_until = null where id = $1",
+            cancellationToken, row.Id, attempts, reason, delay.TotalSeconds);
+    }
+
+    private Task MarkSentAsync(List<long> ids, CancellationToken cancellationToken) =>
+        ids.Count == 0
+            ? Task.CompletedTask
+            : ExecuteAsync($"update {_schema}.outbox set sent_at = now(), claimed_until = null where id = any($1)", CancellationToken.None, ids.ToArray());
+
+    private async Task ExecuteAsync(string sql, CancellationToken cancellationToken, params object[] values)
+    {
+        await using var command = _dataSource.CreateCommand(sql);
+        foreach (var value in values)
+        {
+            command.Parameters.Add(new NpgsqlParameter { Value = value });
+        }
+
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    private sealed record Row(long Id, OutgoingMessage Message, int Attempts);
+}
