@@ -2,9 +2,9 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using Npgsql;
+using Propeller.Application;
 using Propeller.Application.Aggregates;
 using Propeller.Application.EventStore;
-using Propeller.Application.Tasks;
 using Propeller.Infrastructure.EventStore;
 using Propeller.Infrastructure.Projections;
 using Propeller.Infrastructure.Serialization;
@@ -28,7 +28,7 @@ public static class EventStoreServiceCollectionExtensions
         services.AddOptions<ProjectionDaemonOptions>().BindConfiguration(ProjectionDaemonOptions.Section);
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton(sp => NpgsqlDataSource.Create(sp.GetRequiredService<IOptions<EventStoreOptions>>().Value.ConnectionString));
-        services.TryAddSingleton(_ => TaskAggregate.RegisterEvents(new EventTypeRegistry()));
+        services.TryAddSingleton(_ => DomainEvents.CreateRegistry());
         services.TryAddSingleton<EventSerializer>();
         services.TryAddSingleton(_ =>
         {

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Npgsql;
+using Propeller.Application;
 using Propeller.Application.Aggregates;
 using Propeller.Application.EventStore;
 using Propeller.Application.Tasks;
@@ -25,7 +26,7 @@ internal sealed class TestDatabase : IAsyncDisposable
         DataSource = dataSource;
         Catalog = catalog;
         Options = Microsoft.Extensions.Options.Options.Create(new EventStoreOptions { ConnectionString = ConnectionString, Schema = schema });
-        Registry = TaskAggregate.RegisterEvents(new EventTypeRegistry());
+        Registry = DomainEvents.CreateRegistry();
         Serializer = new EventSerializer(Registry);
         Store = new PostgresEventStore(dataSource, Serializer, catalog, Options, NullLogger<PostgresEventStore>.Instance);
         Snapshots = new PostgresSnapshotStore(dataSource, Options);
