@@ -1,8 +1,10 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Propeller.Application.Proplets;
 using Propeller.Application.Tasks;
 using Propeller.Infrastructure.EventStore;
 using Propeller.Infrastructure.Projections;
+using Propeller.Infrastructure.Proplets;
 using Propeller.Infrastructure.Tasks;
 
 namespace Propeller.Infrastructure;
@@ -12,8 +14,14 @@ public static class InfrastructureServiceCollectionExtensions
 {
     public static IServiceCollection AddInfrastructure(this IServiceCollection services, Action<EventStoreOptions> configure, bool runDaemon = true)
     {
-        services.AddEventStore(configure, catalog => catalog.Add(new TaskViewProjection(), ProjectionLifecycle.Inline), runDaemon);
+        services.AddEventStore(
+            configure,
+            catalog => catalog
+                .Add(new TaskViewProjection(), ProjectionLifecycle.Inline)
+                .Add(new PropletViewProjection(), ProjectionLifecycle.Inline),
+            runDaemon);
         services.TryAddSingleton<ITaskQueries, PostgresTaskQueries>();
+        services.TryAddSingleton<IPropletRegistry, PostgresPropletRegistry>();
         return services;
     }
 }

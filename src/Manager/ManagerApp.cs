@@ -2,6 +2,7 @@ using FluentValidation;
 using Propeller.Contracts.Tasks;
 using Propeller.Infrastructure;
 using Propeller.Manager.Http;
+using Propeller.Manager.Proplets;
 using Propeller.Manager.Tasks;
 
 namespace Propeller.Manager;
@@ -32,7 +33,8 @@ public static class ManagerApp
                 o.Schema = configuration["EventStore:Schema"] is { Length: > 0 } schema ? schema : o.Schema;
             },
             runDaemon);
-        builder.Services.AddSingleton<TaskSender>();
+        builder.Services.AddSingleton<CommandSender>();
+        builder.Services.AddSingleton(new ManagerOptions(TimeSpan.FromSeconds(double.TryParse(configuration["MANAGER_PROPLET_LIVENESS_WINDOW"], System.Globalization.CultureInfo.InvariantCulture, out var window) ? window : 30)));
         builder.Services.AddSingleton<IValidator<TaskJson>, TaskJsonValidator>();
         builder.Services.AddExceptionHandler<ApiExceptionHandler>();
         builder.Services.AddProblemDetails();
@@ -45,6 +47,7 @@ public static class ManagerApp
         app.MapGet("/metrics", () => Results.Text(metrics.Scrape(), "text/plain; version=0.0.4")).WithName("metrics");
         app.MapHealthEndpoints();
         app.MapTaskEndpoints();
+        app.MapPropletEndpoints();
         return app;
     }
 }

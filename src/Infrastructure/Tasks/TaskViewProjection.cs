@@ -25,6 +25,7 @@ public sealed class TaskViewProjection : IProjection
                 id         uuid primary key,
                 name       text not null,
                 state      integer not null,
+                proplet_id text,
                 metadata   jsonb,
                 created_at timestamptz not null,
                 version    bigint not null,
@@ -32,6 +33,7 @@ public sealed class TaskViewProjection : IProjection
             """);
         context.Add($"create index if not exists task_view_metadata on {context.Schema}.task_view using gin (metadata jsonb_path_ops)");
         context.Add($"create index if not exists task_view_created on {context.Schema}.task_view (created_at, id)");
+        context.Add($"create index if not exists task_view_running on {context.Schema}.task_view (proplet_id) where state = 2");
         return Task.CompletedTask;
     }
 
@@ -64,12 +66,13 @@ public sealed class TaskViewProjection : IProjection
 
             context.Add(
                 $"""
-                insert into {context.Schema}.task_view (id, name, state, metadata, created_at, version, doc)
-                values ($1, $2, $3, $4::jsonb, $5, $6, $7::jsonb)
+                insert into {context.Schema}.task_view (id, name, state, proplet_id, metadata, created_at, version, doc)
+                values ($1, $2, $3, $4, $5::jsonb, $6, $7, $8::jsonb)
                 on conflict (id) do update
-                   set name = excluded.name, state = excluded.state, metadata = excluded.metadata, version = excluded.version, doc = excluded.doc
+                   set name = excluded.name, state = excluded.state, proplet_id = excluded.proplet_id, metadata = excluded.metadata,
+                       version = excluded.version, doc = excluded.doc
                 """,
-                group.Key.Value, state.Spec!.Name, (int)state.Status, state.Spec.Metadata, state.CreatedAt!.Value, version, EventSerializer.SerializeState(state));
+                group.Key.Value, state.Spec!.Name, (int)state.Status, state.PropletId, state.Spec.Metadata, state.CreatedAt!.Value, version, EventSerializer.SerializeState(state));
         }
     }
 

@@ -31,7 +31,7 @@ internal static class TaskEndpoints
         return app;
     }
 
-    private static async Task<IResult> CreateAsync(HttpRequest request, TaskSender sender, IValidator<TaskJson> validator, CancellationToken cancellationToken)
+    private static async Task<IResult> CreateAsync(HttpRequest request, CommandSender sender, IValidator<TaskJson> validator, CancellationToken cancellationToken)
     {
         var (body, error) = await JsonBody.ReadAsync<TaskJson>(request, cancellationToken);
         if (error is not null)
@@ -45,7 +45,7 @@ internal static class TaskEndpoints
         }
 
         var id = new TaskId(Guid.CreateVersion7());
-        var result = await sender.SendAsync(new CreateTask(id, TaskMapping.ToSpec(body!), sender.Now), request, cancellationToken);
+        var result = await SendTaskAsync(sender, new CreateTask(id, TaskMapping.ToSpec(body!), sender.Now), request, cancellationToken);
         return result.Rejection is { } rejection
             ? ApiResults.From(rejection)
             : Results.Created($"/tasks/{id}", TaskMapping.ToJson(result.State));
@@ -53,7 +53,7 @@ internal static class TaskEndpoints
 
     private static async Task<IResult> ListAsync(HttpRequest request, ITaskQueries queries, CancellationToken cancellationToken)
     {
-        if (!TryUnsigned(request, "offset", 0, out var offset) || !TryUnsigned(request, "limit", 100, out var limit))
+        if (!Paging.TryRead(request, out var offset, out var limit))
         {
             return ApiResults.BadRequest("invalid offset/limit");
         }
@@ -130,7 +130,7 @@ internal static class TaskEndpoints
         return replayed.State.Exists ? Results.Ok(TaskMapping.ToJson(replayed.State)) : ApiResults.NotFound("task not found at that point");
     }
 
-    private static async Task<IResult> UpdateAsync(string taskId, HttpRequest request, TaskSender sender, AggregateLoader loader, CancellationToken cancellationToken)
+    private static async Task<IResult> UpdateAsync(string taskId, HttpRequest request, CommandSender sender, AggregateLoader loader, CancellationToken cancellationToken)
     {
         if (!TryTaskId(taskId, out var id))
         {
@@ -149,17 +149,17 @@ internal static class TaskEndpoints
             return ApiResults.NotFound("task not found");
         }
 
-        var result = await sender.SendAsync(new UpdateTask(id, TaskMapping.Merge(spec, body!), sender.Now), request, cancellationToken);
+        var result = await SendTaskAsync(sender, new UpdateTask(id, TaskMapping.Merge(spec, body!), sender.Now), request, cancellationToken);
         return result.Rejection is { } rejection ? ApiResults.From(rejection) : Results.Ok(TaskMapping.ToJson(result.State));
     }
 
-    private static Task<IResult> DeleteAsync(string taskId, HttpRequest request, TaskSender sender, CancellationToken cancellationToken) =>
+    private static Task<IResult> DeleteAsync(string taskId, HttpRequest request, CommandSender sender, CancellationToken cancellationToken) =>
         SendAsync(taskId, request, sender, id => new DeleteTask(id, sender.Now), _ => Results.NoContent(), cancellationToken);
 
-    private static Task<IResult> StartAsync(string taskId, HttpRequest request, TaskSender sender, CancellationToken cancellationToken) =>
+    private static Task<IResult> StartAsync(string taskId, HttpRequest request, CommandSender sender, CancellationToken cancellationToken) =>
         SendAsync(taskId, request, sender, id => new StartTask(id, sender.Now), _ => Results.Ok(new { started = true }), cancellationToken);
 
-    private static Task<IResult> StopAsync(string taskId, HttpRequest request, TaskSender sender, CancellationToken cancellationToken) =>
+    private static Task<IResult> StopAsync(string taskId, HttpRequest request, CommandSender sender, CancellationToken cancellationToken) =>
         SendAsync(taskId, request, sender, id => new StopTask(id, "stopped by user", sender.Now), _ => Results.Ok(new { stopped = true }), cancellationToken);
 
     private static async Task<IResult> ResultsAsync(string taskId, ITaskQueries queries, CancellationToken cancellationToken)
@@ -198,16 +198,19 @@ internal static class TaskEndpoints
     }
 
     private static async Task<IResult> SendAsync(
-        string taskId, HttpRequest request, TaskSender sender, Func<TaskId, TaskCommand> command, Func<TaskState, IResult> ok, CancellationToken cancellationToken)
+        string taskId, HttpRequest request, CommandSender sender, Func<TaskId, TaskCommand> command, Func<TaskState, IResult> ok, CancellationToken cancellationToken)
     {
         if (!TryTaskId(taskId, out var id))
         {
             return ApiResults.BadRequest(InvalidId);
         }
 
-        var result = await sender.SendAsync(command(id), request, cancellationToken);
+        var result = await SendTaskAsync(sender, command(id), request, cancellationToken);
         return result.Rejection is { } rejection ? ApiResults.From(rejection) : ok(result.State);
     }
+
+    private static Task<CommandResult<TaskEvent, TaskState>> SendTaskAsync(CommandSender sender, TaskCommand command, HttpRequest request, CancellationToken cancellationToken) =>
+        sender.SendAsync(TaskAggregate.Decider, TaskAggregate.StreamId(command.TaskId), command, request, cancellationToken);
 
     private static IResult? Validate(IValidator<TaskJson> validator, TaskJson body)
     {
@@ -220,17 +223,5 @@ internal static class TaskEndpoints
         var ok = Guid.TryParse(value, out var guid);
         id = new TaskId(guid);
         return ok;
-    }
-
-    private static bool TryUnsigned(HttpRequest request, string name, ulong fallback, out ulong value)
-    {
-        var raw = request.Query[name].FirstOrDefault();
-        if (string.IsNullOrEmpty(raw))
-        {
-            value = fallback;
-            return true;
-        }
-
-        return ulong.TryParse(raw, NumberStyles.None, CultureInfo.InvariantCulture, out value);
     }
 }

@@ -1,0 +1,18 @@
+using Propeller.Domain.Proplets;
+
+namespace Propeller.Application.Proplets;
+
+/// <summary>The proplet read model: queries, and heartbeats (folded into the view, never one event each).</summary>
+public interface IPropletRegistry
+{
+    Task<PropletView?> GetAsync(PropletId id, CancellationToken cancellationToken);
+
+    /// <summary>All proplets, ordered by name then id; liveness is judged by the caller with its clock and window.</summary>
+    Task<IReadOnlyList<PropletView>> ListAsync(CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Records a heartbeat (keeps the last 10). Returns null when the proplet is unknown (the caller registers it),
+    /// else whether it was marked offline (the caller marks it online again).
+    /// </summary>
+    Task<bool?> RecordHeartbeatAsync(PropletId id, DateTimeOffset at, CancellationToken cancellationToken);
+}

@@ -1,0 +1,24 @@
+using Propeller.Application.Aggregates;
+using Propeller.Application.EventStore;
+
+namespace Propeller.Manager.Http;
+
+/// <summary>
+/// Runs a command through the one command path with the request's metadata: X-User-Id as the user, and
+/// X-Correlation-Id (or the request id) as the correlation id.
+/// </summary>
+internal sealed class CommandSender(CommandHandler handler, TimeProvider time)
+{
+    public DateTimeOffset Now => time.GetUtcNow();
+
+    public Task<CommandResult<TEvent, TState>> SendAsync<TCommand, TEvent, TState>(
+        Decider<TCommand, TEvent, TState> decider, string streamId, TCommand command, HttpRequest request, CancellationToken cancellationToken)
+        where TEvent : class
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var user = request.Headers["X-User-Id"].FirstOrDefault();
+        var correlation = request.Headers["X-Correlation-Id"].FirstOrDefault() ?? request.HttpContext.TraceIdentifier;
+        var metadata = new EventMetadata(correlation, null, string.IsNullOrEmpty(user) ? null : user, time.GetUtcNow());
+        return handler.HandleAsync(decider, streamId, command, metadata, cancellationToken);
+    }
+}

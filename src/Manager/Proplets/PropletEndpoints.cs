@@ -1,0 +1,114 @@
+using System.Globalization;
+using Propeller.Application.Proplets;
+using Propeller.Contracts;
+using Propeller.Contracts.Proplets;
+using Propeller.Domain.Proplets;
+using Propeller.Manager.Http;
+using static Propeller.Domain.Proplets.PropletCommand;
+
+namespace Propeller.Manager.Proplets;
+
+/// <summary>The proplet routes of the original (spec §1.2 rows 12–14, 17).</summary>
+internal static class PropletEndpoints
+{
+    public static IEndpointRouteBuilder MapPropletEndpoints(this IEndpointRouteBuilder app)
+    {
+        app.MapGet("/proplets", ListAsync).WithName("list-proplets");
+        app.MapGet("/proplets/{propletId}", GetAsync).WithName("get-proplet");
+        app.MapDelete("/proplets/{propletId}", DeleteAsync).WithName("delete-proplet");
+        app.MapGet("/proplets/{propletId}/alive-history", AliveHistoryAsync).WithName("get-proplet-alive-history");
+        return app;
+    }
+
+    private static async Task<IResult> ListAsync(HttpRequest request, IPropletRegistry registry, ManagerOptions options, TimeProvider time, CancellationToken cancellationToken)
+    {
+        if (!Paging.TryRead(request, out var offset, out var limit))
+        {
+            return ApiResults.BadRequest("invalid offset/limit");
+        }
+
+        var status = request.Query["status"].FirstOrDefault();
+        if (status is not (null or "" or "active" or "inactive"))
+        {
+            return ApiResults.BadRequest("status must be active or inactive");
+        }
+
+        var now = time.GetUtcNow();
+        var all = (await registry.ListAsync(cancellationToken))
+            .Where(p => status switch { "active" => p.IsAlive(now, options.LivenessWindow), "inactive" => !p.IsAlive(now, options.LivenessWindow), _ => true })
+            .ToList();
+        var page = all.Skip((int)Math.Min(offset, int.MaxValue)).Take((int)Math.Min(limit, int.MaxValue)).Select(p => ToJson(p, now, options)).ToList();
+        return Results.Ok(PageJson.Of("proplets", (long)offset, (long)limit, all.Count, page));
+    }
+
+    private static async Task<IResult> GetAsync(string propletId, IPropletRegistry registry, ManagerOptions options, TimeProvider time, CancellationToken cancellationToken)
+    {
+        if (!Guid.TryParse(propletId, out _))
+        {
+            return ApiResults.BadRequest("invalid query parameters");
+        }
+
+        return await registry.GetAsync(new PropletId(propletId), cancellationToken) is { } view
+            ? Results.Ok(ToJson(view, time.GetUtcNow(), options))
+            : ApiResults.NotFound("proplet not found");
+    }
+
+    private static async Task<IResult> DeleteAsync(string propletId, HttpRequest request, IPropletRegistry registry, CommandSender sender, CancellationToken cancellationToken)
+    {
+        if (!Guid.TryParse(propletId, out _))
+        {
+            return ApiResults.BadRequest("invalid query parameters");
+        }
+
+        var id = new PropletId(propletId);
+        var view = await registry.GetAsync(id, cancellationToken);
+        var command = new DeleteProplet(id, view?.RunningTasks ?? 0, sender.Now);
+        var result = await sender.SendAsync(PropletAggregate.Decider, PropletAggregate.StreamId(id), command, request, cancellationToken);
+        return result.Rejection switch
+        {
+            { Kind: Domain.Common.RejectionKind.Conflict } conflict => ApiResults.Error(StatusCodes.Status409Conflict, $"conflict: {conflict.Reason}"),
+            { } rejection => ApiResults.From(rejection),
+            _ => Results.NoContent(),
+        };
+    }
+
+    private static async Task<IResult> AliveHistoryAsync(string propletId, HttpRequest request, IPropletRegistry registry, CancellationToken cancellationToken)
+    {
+        if (!Paging.TryRead(request, out var offset, out var limit))
+        {
+            return ApiResults.BadRequest("invalid offset/limit");
+        }
+
+        if (await registry.GetAsync(new PropletId(propletId), cancellationToken) is not { } view)
+        {
+            return ApiResults.NotFound("proplet not found");
+        }
+
+        var history = view.AliveHistory.Skip((int)Math.Min(offset, int.MaxValue)).Take((int)Math.Min(limit, int.MaxValue))
+            .Select(t => t.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.FFFFFFF'Z'", CultureInfo.InvariantCulture)).ToList();
+        return Results.Ok(PageJson.Of("history", (long)offset, (long)limit, view.AliveHistory.Count, history));
+    }
+
+    private static PropletJson ToJson(PropletView view, DateTimeOffset now, ManagerOptions options) => new(
+        view.Id.Value,
+        view.Name,
+        view.RunningTasks,
+        view.IsAlive(now, options.LivenessWindow),
+        view.LastAliveAt ?? default,
+        new PropletMetadataJson
+        {
+            Description = Empty(view.Metadata.Description),
+            Tags = view.Metadata.Tags.Count == 0 ? null : [.. view.Metadata.Tags],
+            Location = Empty(view.Metadata.Location),
+            Ip = Empty(view.Metadata.Ip),
+            Environment = Empty(view.Metadata.Environment),
+            Os = Empty(view.Metadata.Os),
+            Hostname = Empty(view.Metadata.Hostname),
+            CpuArch = Empty(view.Metadata.CpuArch),
+            TotalMemoryBytes = view.Metadata.TotalMemoryBytes,
+            PropletVersion = Empty(view.Metadata.PropletVersion),
+            WasmRuntime = Empty(view.Metadata.WasmRuntime),
+        });
+
+    private static string? Empty(string? value) => string.IsNullOrEmpty(value) ? null : value;
+}

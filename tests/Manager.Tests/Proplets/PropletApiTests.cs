@@ -1,0 +1,131 @@
+using System.Net;
+using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
+using Propeller.Application.Aggregates;
+using Propeller.Application.EventStore;
+using Propeller.Application.Proplets;
+using Propeller.Application.Tasks;
+using Propeller.Domain.Common;
+using Propeller.Domain.Proplets;
+using Propeller.Domain.Tasks;
+using static Propeller.Domain.Proplets.PropletCommand;
+
+namespace Propeller.Manager.Tests.Proplets;
+
+public sealed class PropletApiTests : IAsyncLifetime
+{
+    private ManagerServer _server = null!;
+
+    public async ValueTask InitializeAsync() => _server = await ManagerServer.StartAsync("api_proplets");
+
+    public ValueTask DisposeAsync() => _server.DisposeAsync();
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    private HttpClient Http => _server.Client;
+
+    private CommandHandler Commands => _server.Services.GetRequiredService<CommandHandler>();
+
+    private IPropletRegistry Registry => _server.Services.GetRequiredService<IPropletRegistry>();
+
+    private static async Task<JsonElement> BodyAsync(HttpResponseMessage response) =>
+        JsonDocument.Parse(await response.Content.ReadAsStringAsync(Ct)).RootElement;
+
+    private async Task<PropletId> RegisterAsync(string name, PropletMetadata? metadata = null, bool heartbeat = true)
+    {
+        var id = new PropletId(Guid.NewGuid().ToString());
+        var result = await Commands.HandleAsync(PropletAggregate.Decider, PropletAggregate.StreamId(id),
+            new RegisterProplet(id, name, metadata ?? PropletMetadata.Empty, DateTimeOffset.UtcNow), EventMetadata.At(DateTimeOffset.UtcNow), Ct);
+        result.Rejection.ShouldBeNull();
+        if (heartbeat)
+        {
+            (await Registry.RecordHeartbeatAsync(id, DateTimeOffset.UtcNow, Ct)).ShouldBe(false);
+        }
+
+        return id;
+    }
+
+    [Fact]
+    public async Task GetProplet_ShowsTheOriginalsShape_WithLivenessAndMetadata()
+    {
+        var id = await RegisterAsync("Connolly-Bateman", new PropletMetadata { Hostname = "h1", Tags = new EquatableArray<string>(["gpu"]), TotalMemoryBytes = 16_777_216_000 });
+
+        var proplet = await BodyAsync(await Http.GetAsync($"/proplets/{id}", Ct));
+
+        proplet.GetProperty("id").GetString().ShouldBe(id.Value);
+        proplet.GetProperty("name").GetString().ShouldBe("Connolly-Bateman");
+        proplet.GetProperty("alive").GetBoolean().ShouldBeTrue();
+        proplet.GetProperty("task_count").GetInt32().ShouldBe(0);
+        proplet.GetProperty("last_alive_at").GetString().ShouldNotBeNullOrEmpty();
+        var metadata = proplet.GetProperty("metadata");
+        metadata.GetProperty("hostname").GetString().ShouldBe("h1");
+        metadata.GetProperty("total_memory_bytes").GetUInt64().ShouldBe(16_777_216_000UL);
+        metadata.TryGetProperty("description", out _).ShouldBeFalse();
+    }
+
+    [Fact]
+    public async Task List_FiltersByStatus_AndPages()
+    {
+        await RegisterAsync("Alive-One");
+        await RegisterAsync("Never-Heard", heartbeat: false);
+        var offline = await RegisterAsync("Gone-Away");
+        await Commands.HandleAsync(PropletAggregate.Decider, PropletAggregate.StreamId(offline), new MarkPropletOffline(offline, "last will", DateTimeOffset.UtcNow), EventMetadata.At(DateTimeOffset.UtcNow), Ct);
+
+        var all = await BodyAsync(await Http.GetAsync("/proplets", Ct));
+        all.GetProperty("total").GetInt32().ShouldBe(3);
+        var active = await BodyAsync(await Http.GetAsync("/proplets?status=active", Ct));
+        active.GetProperty("proplets").EnumerateArray().Select(p => p.GetProperty("name").GetString()).ShouldBe(["Alive-One"]);
+        (await BodyAsync(await Http.GetAsync("/proplets?status=inactive", Ct))).GetProperty("total").GetInt32().ShouldBe(2);
+        (await BodyAsync(await Http.GetAsync("/proplets?offset=1&limit=1", Ct))).GetProperty("proplets").GetArrayLength().ShouldBe(1);
+        (await Http.GetAsync("/proplets?status=sleeping", Ct)).StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+    }
+
+    [Fact]
+    public async Task AliveHistory_KeepsTheLastTenHeartbeats()
+    {
+        var id = await RegisterAsync("Beating-Heart", heartbeat: false);
+        var now = DateTimeOffset.UtcNow.AddMinutes(-1);
+        var t0 = new DateTimeOffset(now.Ticks - (now.Ticks % 10), TimeSpan.Zero); // PostgreSQL keeps microseconds
+        for (var i = 0; i < 12; i++)
+        {
+            await Registry.RecordHeartbeatAsync(id, t0.AddSeconds(i), Ct);
+        }
+
+        var history = await BodyAsync(await Http.GetAsync($"/proplets/{id}/alive-history", Ct));
+
+        history.GetProperty("total").GetInt32().ShouldBe(10);
+        history.GetProperty("history")[0].GetString().ShouldBe(t0.AddSeconds(2).UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.FFFFFFF'Z'", System.Globalization.CultureInfo.InvariantCulture));
+        (await Http.GetAsync($"/proplets/{Guid.NewGuid()}/alive-history", Ct)).StatusCode.ShouldBe(HttpStatusCode.NotFound);
+    }
+
+    [Fact]
+    public async Task Delete_IsRefusedWhileTasksRunOnIt_ThenAllowed()
+    {
+        var id = await RegisterAsync("Busy-Bee");
+        var task = new TaskId(Guid.CreateVersion7());
+        var meta = EventMetadata.At(DateTimeOffset.UtcNow);
+        async Task TaskAsync(TaskCommand command) => await Commands.HandleAsync(TaskAggregate.Decider, TaskAggregate.StreamId(task), command, meta, Ct);
+        await TaskAsync(new TaskCommand.CreateTask(task, TaskSpec.Named("t"), DateTimeOffset.UtcNow));
+        await TaskAsync(new TaskCommand.StartTask(task, DateTimeOffset.UtcNow));
+        await TaskAsync(new TaskCommand.DispatchTask(task, id.Value, DateTimeOffset.UtcNow));
+
+        (await BodyAsync(await Http.GetAsync($"/proplets/{id}", Ct))).GetProperty("task_count").GetInt32().ShouldBe(1);
+        var refused = await Http.DeleteAsync($"/proplets/{id}", Ct);
+        refused.StatusCode.ShouldBe(HttpStatusCode.Conflict);
+        (await BodyAsync(refused)).GetProperty("error").GetString().ShouldBe($"conflict: proplet {id} has 1 active tasks");
+
+        await TaskAsync(new TaskCommand.RecordResult(task, "42", null, DateTimeOffset.UtcNow));
+        (await Http.DeleteAsync($"/proplets/{id}", Ct)).StatusCode.ShouldBe(HttpStatusCode.NoContent);
+        (await Http.GetAsync($"/proplets/{id}", Ct)).StatusCode.ShouldBe(HttpStatusCode.NotFound);
+    }
+
+    [Fact]
+    public async Task BadOrUnknownIds_Are400Or404()
+    {
+        (await Http.GetAsync("/proplets/nope", Ct)).StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await Http.DeleteAsync("/proplets/nope", Ct)).StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await Http.GetAsync($"/proplets/{Guid.NewGuid()}", Ct)).StatusCode.ShouldBe(HttpStatusCode.NotFound);
+        (await Http.DeleteAsync($"/proplets/{Guid.NewGuid()}", Ct)).StatusCode.ShouldBe(HttpStatusCode.NotFound);
+        (await Registry.RecordHeartbeatAsync(new PropletId("unknown"), DateTimeOffset.UtcNow, Ct)).ShouldBeNull();
+    }
+}
