@@ -1,0 +1,71 @@
+using System.Diagnostics;
+
+namespace Propeller.Wasm;
+
+/// <summary>Guest code trapped. <see cref="Message"/> starts with the spec's text for the trap.</summary>
+public sealed class TrapException : WasmException
+{
+    private string? _functionName;
+    private bool _located;
+
+    public TrapException()
+        : this(TrapCode.Undefined, "trap")
+    {
+    }
+
+    public TrapException(string message)
+        : this(TrapCode.Undefined, message)
+    {
+    }
+
+    public TrapException(string message, Exception innerException)
+        : base(message, innerException)
+    {
+        Code = TrapCode.Undefined;
+        Text = message;
+    }
+
+    public TrapException(TrapCode code, string text)
+        : base(text)
+    {
+        Code = code;
+        Text = text;
+    }
+
+    public TrapCode Code { get; }
+
+    /// <summary>The spec's trap text, for example "integer divide by zero".</summary>
+    public string Text { get; }
+
+    /// <summary>The wasm function that trapped (from the name section when present), or null when unknown.</summary>
+    public string? FunctionName
+    {
+        get
+        {
+            Locate();
+            return _functionName;
+        }
+    }
+
+    public override string Message => FunctionName is { } name ? $"{Text} (in wasm function {name})" : Text;
+
+    /// <summary>Finds the innermost compiled wasm frame; compiled functions live in dynamic assemblies named "wasm:".</summary>
+    private void Locate()
+    {
+        if (_located)
+        {
+            return;
+        }
+
+        _located = true;
+        foreach (var frame in new StackTrace(this, false).GetFrames())
+        {
+            var method = frame.GetMethod();
+            if (method?.DeclaringType?.Assembly.GetName().Name?.StartsWith("wasm:", StringComparison.Ordinal) == true)
+            {
+                _functionName = method.Name;
+                return;
+            }
+        }
+    }
+}
