@@ -7,6 +7,7 @@ namespace Propeller.Wasm.Compilation;
 /// <summary>Shared Reflection.Emit plumbing: dynamic assemblies that may see our internals, and method lookups.</summary>
 internal static class Emit
 {
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(Type, string), MethodInfo> Methods = new();
     private static int s_assemblyCounter;
 
     public static ModuleBuilder NewModule(string purpose, bool collectible)
@@ -19,9 +20,10 @@ internal static class Emit
         return assembly.DefineDynamicModule(name.Name!);
     }
 
-    public static MethodInfo Method(Type type, string name) =>
-        type.GetMethod(name, BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Static | BindingFlags.Instance)
-        ?? throw new InvalidOperationException($"{type.Name}.{name} not found");
+    /// <summary>Looks a helper up by name once; code generation asks for the same few helpers over and over.</summary>
+    public static MethodInfo Method(Type type, string name) => Methods.GetOrAdd((type, name), static key =>
+        key.Item1.GetMethod(key.Item2, BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Static | BindingFlags.Instance)
+        ?? throw new InvalidOperationException($"{key.Item1.Name}.{key.Item2} not found"));
 
     public static FieldInfo Field(Type type, string name) =>
         type.GetField(name, BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance)

@@ -14,7 +14,7 @@ internal sealed partial class FunctionCompiler
             case 0x00:
                 if (Live)
                 {
-                    _il.Emit(OpCodes.Call, Emit.Method(typeof(Traps), nameof(Traps.Unreachable)));
+                    CallHelper(Emit.Method(typeof(Traps), nameof(Traps.Unreachable)));
                     _il.Emit(OpCodes.Ldnull);
                     _il.Emit(OpCodes.Throw);
                 }
@@ -231,7 +231,7 @@ internal sealed partial class FunctionCompiler
                     if (Live)
                     {
                         LoadGlobalCell(i);
-                        _il.Emit(OpCodes.Call, Emit.Method(typeof(TableOps), "GetGlobal" + Emit.UnboxSuffix(kind)));
+                        CallHelper(Emit.Method(typeof(TableOps), "GetGlobal" + Emit.UnboxSuffix(kind)));
                     }
 
                     break;
@@ -250,7 +250,7 @@ internal sealed partial class FunctionCompiler
                     if (Live)
                     {
                         LoadGlobalCell(i);
-                        _il.Emit(OpCodes.Call, Emit.Method(typeof(TableOps), "SetGlobal" + Emit.UnboxSuffix(kind)));
+                        CallHelper(Emit.Method(typeof(TableOps), "SetGlobal" + Emit.UnboxSuffix(kind)));
                     }
 
                     break;
@@ -325,7 +325,7 @@ internal sealed partial class FunctionCompiler
                         if (float.IsNaN(f))
                         {
                             Emit.LoadInt(_il, v);
-                            _il.Emit(OpCodes.Call, Emit.Method(typeof(NumericOps), nameof(NumericOps.F32FromBitsOpaque)));
+                            CallHelper(Emit.Method(typeof(NumericOps), nameof(NumericOps.F32FromBitsOpaque)));
                         }
                         else
                         {
@@ -347,7 +347,7 @@ internal sealed partial class FunctionCompiler
                         if (double.IsNaN(d))
                         {
                             _il.Emit(OpCodes.Ldc_I8, v);
-                            _il.Emit(OpCodes.Call, Emit.Method(typeof(NumericOps), nameof(NumericOps.F64FromBitsOpaque)));
+                            CallHelper(Emit.Method(typeof(NumericOps), nameof(NumericOps.F64FromBitsOpaque)));
                         }
                         else
                         {
@@ -405,7 +405,7 @@ internal sealed partial class FunctionCompiler
                     {
                         _il.Emit(OpCodes.Ldloc, _instance);
                         Emit.LoadInt(_il, (int)f);
-                        _il.Emit(OpCodes.Call, Emit.Method(typeof(TableOps), nameof(TableOps.RefFunc)));
+                        CallHelper(Emit.Method(typeof(TableOps), nameof(TableOps.RefFunc)));
                     }
 
                     break;
@@ -566,13 +566,13 @@ internal sealed partial class FunctionCompiler
 
         var fn = Temp(typeof(Function));
         _il.Emit(OpCodes.Ldloc, _instance);
-        _il.Emit(OpCodes.Ldfld, FunctionsField);
+        _tokens.EmitField(_il, OpCodes.Ldfld, FunctionsField);
         Emit.LoadInt(_il, f);
         _il.Emit(OpCodes.Ldelem_Ref);
         _il.Emit(OpCodes.Stloc, fn);
         _il.Emit(OpCodes.Ldloc, _state);
         _il.Emit(OpCodes.Ldloc, _instance);
-        _il.Emit(OpCodes.Stfld, CallerField);
+        _tokens.EmitField(_il, OpCodes.Stfld, CallerField);
         CallThrough(fn, type);
     }
 
@@ -608,7 +608,7 @@ internal sealed partial class FunctionCompiler
         _il.Emit(OpCodes.Ldloc, _instance);
         Emit.LoadInt(_il, (int)table);
         Emit.LoadInt(_il, type.Id);
-        _il.Emit(OpCodes.Call, Emit.Method(typeof(TableOps), nameof(TableOps.ResolveIndirect)));
+        CallHelper(Emit.Method(typeof(TableOps), nameof(TableOps.ResolveIndirect)));
         _il.Emit(OpCodes.Stloc, fn);
         CallThrough(fn, type);
     }
@@ -617,10 +617,10 @@ internal sealed partial class FunctionCompiler
     {
         var extras = PushResultAddresses(type);
         _il.Emit(OpCodes.Ldloc, fn);
-        _il.Emit(OpCodes.Ldfld, ContextField);
+        _tokens.EmitField(_il, OpCodes.Ldfld, ContextField);
         _il.Emit(OpCodes.Ldloc, fn);
-        _il.Emit(OpCodes.Ldfld, CodeField);
-        _il.EmitCalli(OpCodes.Calli, System.Reflection.CallingConventions.Standard, ClrTypes.Return(type), ClrTypes.Parameters(type), null);
+        _tokens.EmitField(_il, OpCodes.Ldfld, CodeField);
+        _slackBudget -= _tokens.EmitCalli(_il, type, _slackBudget);
         Release(fn);
         LoadExtraResults(extras);
     }
@@ -706,7 +706,7 @@ internal sealed partial class FunctionCompiler
     private void LoadGlobalCell(int i)
     {
         _il.Emit(OpCodes.Ldloc, _instance);
-        _il.Emit(OpCodes.Ldfld, GlobalsField);
+        _tokens.EmitField(_il, OpCodes.Ldfld, GlobalsField);
         Emit.LoadInt(_il, i);
         _il.Emit(OpCodes.Ldelem_Ref);
     }
@@ -717,7 +717,7 @@ internal sealed partial class FunctionCompiler
         {
             _il.Emit(OpCodes.Ldloc, _instance);
             Emit.LoadInt(_il, table);
-            _il.Emit(OpCodes.Call, Emit.Method(typeof(TableOps), name));
+            CallHelper(Emit.Method(typeof(TableOps), name));
         }
     }
 
@@ -743,7 +743,7 @@ internal sealed partial class FunctionCompiler
         if (Live)
         {
             _il.Emit(OpCodes.Ldloc, _memory!);
-            _il.Emit(OpCodes.Call, Emit.Method(typeof(MemoryOps), name));
+            CallHelper(Emit.Method(typeof(MemoryOps), name));
         }
     }
 
@@ -799,7 +799,7 @@ internal sealed partial class FunctionCompiler
         {
             _il.Emit(OpCodes.Ldloc, _memory!);
             _il.Emit(OpCodes.Ldc_I8, (long)offset);
-            _il.Emit(OpCodes.Call, Emit.Method(typeof(MemoryOps), helper));
+            CallHelper(Emit.Method(typeof(MemoryOps), helper));
         }
     }
 
@@ -860,7 +860,7 @@ internal sealed partial class FunctionCompiler
                         _il.Emit(OpCodes.Ldloc, _instance);
                         Emit.LoadInt(_il, table);
                         Emit.LoadInt(_il, segment);
-                        _il.Emit(OpCodes.Call, Emit.Method(typeof(TableOps), nameof(TableOps.Init)));
+                        CallHelper(Emit.Method(typeof(TableOps), nameof(TableOps.Init)));
                     }
 
                     break;
@@ -884,7 +884,7 @@ internal sealed partial class FunctionCompiler
                         _il.Emit(OpCodes.Ldloc, _instance);
                         Emit.LoadInt(_il, destination);
                         Emit.LoadInt(_il, source);
-                        _il.Emit(OpCodes.Call, Emit.Method(typeof(TableOps), nameof(TableOps.Copy)));
+                        CallHelper(Emit.Method(typeof(TableOps), nameof(TableOps.Copy)));
                     }
 
                     break;
@@ -956,7 +956,7 @@ internal sealed partial class FunctionCompiler
         {
             _il.Emit(OpCodes.Ldloc, _instance);
             Emit.LoadInt(_il, segment);
-            _il.Emit(OpCodes.Call, Emit.Method(type, name));
+            CallHelper(Emit.Method(type, name));
         }
     }
 }

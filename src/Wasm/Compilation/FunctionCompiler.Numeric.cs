@@ -405,7 +405,7 @@ internal sealed partial class FunctionCompiler
         if (Live)
         {
             var t = prefix == "F32" ? typeof(float) : typeof(double);
-            _il.Emit(OpCodes.Call, math.GetMethod(name, [t])!);
+            CallHelper(math.GetMethod(name, [t])!);
         }
     }
 

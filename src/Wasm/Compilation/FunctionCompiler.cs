@@ -39,12 +39,18 @@ internal sealed partial class FunctionCompiler
     /// <summary>Stack slots produced directly by a float constant or a promote (see NumericOps' Opaque helpers).</summary>
     private readonly Dictionary<int, (byte Opcode, long Bits)> _origins = [];
     private readonly int _contextArg;
+    private readonly HelperTokens _tokens;
+
+    /// <summary>Remaining max-stack overestimate allowed for token calls (see HelperTokens).</summary>
+    private int _slackBudget = 30_000;
     private LocalBuilder _instance = null!;
     private LocalBuilder _state = null!;
     private LocalBuilder? _memory;
 
-    public FunctionCompiler(ModuleInfo module, int functionIndex, MethodInfo[] methods, HashSet<int> declaredRefs, ILGenerator il)
+    public FunctionCompiler(
+        ModuleInfo module, int functionIndex, MethodInfo[] methods, HashSet<int> declaredRefs, HelperTokens tokens, ILGenerator il)
     {
+        _tokens = tokens;
         _module = module;
         _type = module.FunctionType(functionIndex);
         _body = module.Bodies[functionIndex - module.ImportedFunctionCount];
@@ -112,17 +118,17 @@ internal sealed partial class FunctionCompiler
         _instance = _il.DeclareLocal(typeof(Instance));
         _state = _il.DeclareLocal(typeof(ExecutionState));
         Emit.LoadArg(_il, _contextArg);
-        _il.Emit(OpCodes.Castclass, typeof(Instance));
+        _tokens.EmitType(_il, OpCodes.Castclass, typeof(Instance));
         _il.Emit(OpCodes.Stloc, _instance);
         _il.Emit(OpCodes.Ldloc, _instance);
-        _il.Emit(OpCodes.Ldfld, StateField);
+        _tokens.EmitField(_il, OpCodes.Ldfld, StateField);
         _il.Emit(OpCodes.Stloc, _state);
         EmitEntryCheck();
         if (_module.Memories.Count > 0)
         {
             _memory = _il.DeclareLocal(typeof(Memory));
             _il.Emit(OpCodes.Ldloc, _instance);
-            _il.Emit(OpCodes.Ldfld, MemoriesField);
+            _tokens.EmitField(_il, OpCodes.Ldfld, MemoriesField);
             _il.Emit(OpCodes.Ldc_I4_0);
             _il.Emit(OpCodes.Ldelem_Ref);
             _il.Emit(OpCodes.Stloc, _memory);
@@ -133,7 +139,7 @@ internal sealed partial class FunctionCompiler
     private void EmitEntryCheck()
     {
         _il.Emit(OpCodes.Ldloc, _state);
-        _il.Emit(OpCodes.Call, Emit.Method(typeof(ExecutionState), nameof(ExecutionState.Enter)));
+        CallHelper(Emit.Method(typeof(ExecutionState), nameof(ExecutionState.Enter)));
     }
 
     /// <summary>Loop-header hook. Nothing is checked here yet; issue 5's fuel and epoch deadline checks go here.</summary>
@@ -163,10 +169,10 @@ internal sealed partial class FunctionCompiler
 
         _il.Emit(OpCodes.Ldloc, _state);
         _il.Emit(OpCodes.Ldloc, _state);
-        _il.Emit(OpCodes.Ldfld, DepthField);
+        _tokens.EmitField(_il, OpCodes.Ldfld, DepthField);
         _il.Emit(OpCodes.Ldc_I4_1);
         _il.Emit(OpCodes.Sub);
-        _il.Emit(OpCodes.Stfld, DepthField);
+        _tokens.EmitField(_il, OpCodes.Stfld, DepthField);
         _il.Emit(OpCodes.Ret);
     }
 
@@ -328,9 +334,11 @@ internal sealed partial class FunctionCompiler
     {
         if (Live)
         {
-            _il.Emit(OpCodes.Call, Emit.Method(type, name));
+            CallHelper(Emit.Method(type, name));
         }
     }
+
+    private void CallHelper(MethodInfo method) => _slackBudget -= _tokens.EmitCall(_il, method, _slackBudget);
 
     private void Num(string name) => Call(typeof(NumericOps), name);
 

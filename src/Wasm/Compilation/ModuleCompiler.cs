@@ -43,9 +43,10 @@ internal static class ModuleCompiler
             methods[i].SetImplementationFlags(MethodImplAttributes.AggressiveOptimization);
         }
 
+        var tokens = new HelperTokens(module);
         for (var i = 0; i < defined; i++)
         {
-            new FunctionCompiler(info, i + info.ImportedFunctionCount, methods, declared, methods[i].GetILGenerator()).Compile();
+            new FunctionCompiler(info, i + info.ImportedFunctionCount, methods, declared, tokens, methods[i].GetILGenerator()).Compile();
         }
 
         var created = tb.CreateType();
