@@ -61,9 +61,11 @@ public sealed class TrapException : WasmException
         foreach (var frame in new StackTrace(this, false).GetFrames())
         {
             var method = frame.GetMethod();
-            if (method?.DeclaringType?.Assembly.GetName().Name?.StartsWith("wasm:", StringComparison.Ordinal) == true)
+            var assembly = method?.DeclaringType?.Assembly.GetName().Name;
+            if (assembly is not null && assembly.StartsWith("wasm:", StringComparison.Ordinal)
+                && !assembly.StartsWith("wasm:host:", StringComparison.Ordinal))
             {
-                _functionName = method.Name;
+                _functionName = method!.Name;
                 return;
             }
         }

@@ -742,7 +742,7 @@ internal sealed partial class FunctionCompiler
     {
         if (Live)
         {
-            _il.Emit(OpCodes.Ldloc, _memory!);
+            _il.Emit(OpCodes.Ldloc, MemoryLocal());
             CallHelper(Emit.Method(typeof(MemoryOps), name));
         }
     }
@@ -797,7 +797,7 @@ internal sealed partial class FunctionCompiler
 
         if (Live)
         {
-            _il.Emit(OpCodes.Ldloc, _memory!);
+            _il.Emit(OpCodes.Ldloc, MemoryLocal());
             _il.Emit(OpCodes.Ldc_I8, (long)offset);
             CallHelper(Emit.Method(typeof(MemoryOps), helper));
         }

@@ -46,6 +46,8 @@ internal sealed partial class FunctionCompiler
     private LocalBuilder _instance = null!;
     private LocalBuilder _state = null!;
     private LocalBuilder? _memory;
+    private Label _deferredPrologue;
+    private Label _bodyStart;
 
     public FunctionCompiler(
         ModuleInfo module, int functionIndex, MethodInfo[] methods, HashSet<int> declaredRefs, HelperTokens tokens, ILGenerator il)
@@ -106,6 +108,8 @@ internal sealed partial class FunctionCompiler
         {
             throw WasmReader.Malformed("section size mismatch", _r.Position);
         }
+
+        EmitDeferredPrologue();
     }
 
     private void EmitPrologue()
@@ -124,15 +128,30 @@ internal sealed partial class FunctionCompiler
         _tokens.EmitField(_il, OpCodes.Ldfld, StateField);
         _il.Emit(OpCodes.Stloc, _state);
         EmitEntryCheck();
-        if (_module.Memories.Count > 0)
+
+        // The memory object is loaded into a local only if the body touches memory, which is known at the end: the
+        // prologue jumps to a block emitted after the body (see EmitDeferredPrologue), which jumps back here.
+        _deferredPrologue = _il.DefineLabel();
+        _bodyStart = _il.DefineLabel();
+        _il.Emit(OpCodes.Br, _deferredPrologue);
+        _il.MarkLabel(_bodyStart);
+    }
+
+    private LocalBuilder MemoryLocal() => _memory ??= _il.DeclareLocal(typeof(Memory));
+
+    private void EmitDeferredPrologue()
+    {
+        _il.MarkLabel(_deferredPrologue);
+        if (_memory is not null)
         {
-            _memory = _il.DeclareLocal(typeof(Memory));
             _il.Emit(OpCodes.Ldloc, _instance);
             _tokens.EmitField(_il, OpCodes.Ldfld, MemoriesField);
             _il.Emit(OpCodes.Ldc_I4_0);
             _il.Emit(OpCodes.Ldelem_Ref);
             _il.Emit(OpCodes.Stloc, _memory);
         }
+
+        _il.Emit(OpCodes.Br, _bodyStart);
     }
 
     /// <summary>Function-entry hook: call depth and native stack floor (issue 5 adds fuel and epoch checks here).</summary>

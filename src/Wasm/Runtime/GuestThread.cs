@@ -12,6 +12,12 @@ internal sealed class GuestThread(ExecutionState state, int stackSize) : IDispos
     /// <summary>Room kept below the stack floor for host functions, the JIT and exception dispatch.</summary>
     private const int StackMargin = 8 << 20;
 
+    /// <summary>
+    /// An idle guest thread exits after this long (and is restarted on the next call), so a store that is dropped without
+    /// Dispose does not keep a thread, and through it the store, alive for ever.
+    /// </summary>
+    private static readonly TimeSpan IdleTimeout = TimeSpan.FromSeconds(30);
+
     [ThreadStatic]
     private static GuestThread? t_current;
 
@@ -79,7 +85,31 @@ internal sealed class GuestThread(ExecutionState state, int stackSize) : IDispos
         state.StackLimit = (nuint)(&marker) - (nuint)stackSize + StackMargin;
         while (true)
         {
-            _go.Wait();
+            if (!_go.Wait(IdleTimeout))
+            {
+                // Run() holds _callLock from starting the thread until the call completes, so holding it here means no
+                // call is in flight and none can start until _thread is cleared.
+                if (!_callLock.TryEnter())
+                {
+                    continue;
+                }
+
+                try
+                {
+                    if (_go.CurrentCount == 0)
+                    {
+                        _thread = null;
+                        return;
+                    }
+                }
+                finally
+                {
+                    _callLock.Exit();
+                }
+
+                continue;
+            }
+
             if (_disposed)
             {
                 return;
