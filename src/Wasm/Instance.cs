@@ -42,6 +42,14 @@ public sealed class Instance
         {
             var import = info.Imports[i];
             var provided = imports[i];
+
+            // Compiled code of a function runs against its own store's depth counter and stack floor, which are only
+            // meaningful on that store's guest thread, so functions never cross stores.
+            if (provided is Function { Owner: { } owner } && owner.Store != store)
+            {
+                throw new LinkException($"{import.Module}.{import.Name} is a function of another store");
+            }
+
             switch (import.Kind)
             {
                 case ExternKind.Function when provided is Function fn && fn.Type.Equals(info.Types[import.TypeIndex]):

@@ -82,7 +82,8 @@ internal static class ModuleDecoder
                     ReadExports(m, s);
                     break;
                 case 8:
-                    m.StartFunction = (int)s.ReadU32();
+                    m.StartPosition = s.Position;
+                    m.StartFunction = (int)Math.Min(s.ReadU32(), int.MaxValue);
                     break;
                 case 9:
                     ReadElements(m, s);
@@ -270,6 +271,7 @@ internal static class ModuleDecoder
         var count = s.ReadCount();
         for (var i = 0; i < count; i++)
         {
+            m.FunctionPositions.Add(s.Position);
             m.FunctionTypes.Add((int)Math.Min(s.ReadU32(), int.MaxValue));
         }
 
@@ -281,6 +283,7 @@ internal static class ModuleDecoder
         var count = s.ReadCount(3);
         for (var i = 0; i < count; i++)
         {
+            m.TablePositions.Add(s.Position);
             m.Tables.Add(new TableType(s.ReadRefKind(), s.ReadLimits(false)));
         }
     }
@@ -290,6 +293,7 @@ internal static class ModuleDecoder
         var count = s.ReadCount(2);
         for (var i = 0; i < count; i++)
         {
+            m.MemoryPositions.Add(s.Position);
             m.Memories.Add(s.ReadLimits(true));
         }
     }
@@ -310,6 +314,7 @@ internal static class ModuleDecoder
         var count = s.ReadCount(3);
         for (var i = 0; i < count; i++)
         {
+            m.ExportPositions.Add(s.Position);
             var name = s.ReadName();
             var at = s.Position;
             var kind = s.ReadByte();

@@ -38,6 +38,18 @@ internal sealed class ModuleInfo
 
     public List<(string Name, int Offset, int Length)> CustomSections { get; } = [];
 
+    /// <summary>Byte offsets of entries, for error messages: function-section entries (defined functions), exports,
+    /// defined tables and memories, and the start section.</summary>
+    public List<int> FunctionPositions { get; } = [];
+
+    public List<int> ExportPositions { get; } = [];
+
+    public List<int> TablePositions { get; } = [];
+
+    public List<int> MemoryPositions { get; } = [];
+
+    public int StartPosition { get; set; }
+
     public int ImportedFunctionCount { get; set; }
 
     public int ImportedTableCount { get; set; }

@@ -29,23 +29,23 @@ internal static class ModuleValidator
         {
             if (m.FunctionTypes[i] >= m.Types.Count)
             {
-                throw WasmReader.Invalid("unknown type", 0);
+                throw WasmReader.Invalid("unknown type", m.FunctionPositions[i - m.ImportedFunctionCount]);
             }
         }
 
         for (var i = m.ImportedTableCount; i < m.Tables.Count; i++)
         {
-            CheckTable(m.Tables[i].Limits, 0);
+            CheckTable(m.Tables[i].Limits, m.TablePositions[i - m.ImportedTableCount]);
         }
 
         if (m.Memories.Count > 1)
         {
-            throw WasmReader.Invalid("multiple memories", 0);
+            throw WasmReader.Invalid("multiple memories", m.MemoryPositions.Count > 0 ? m.MemoryPositions[^1] : m.Imports[^1].Position);
         }
 
         for (var i = m.ImportedMemoryCount; i < m.Memories.Count; i++)
         {
-            CheckMemory(m.Memories[i], 0);
+            CheckMemory(m.Memories[i], m.MemoryPositions[i - m.ImportedMemoryCount]);
         }
 
         var refs = new HashSet<int>();
@@ -77,11 +77,13 @@ internal static class ModuleValidator
         }
 
         var names = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var export in m.Exports)
+        for (var e = 0; e < m.Exports.Count; e++)
         {
+            var export = m.Exports[e];
+            var at = m.ExportPositions[e];
             if (!names.Add(export.Name))
             {
-                throw WasmReader.Invalid("duplicate export name", 0);
+                throw WasmReader.Invalid("duplicate export name", at);
             }
 
             var (count, what) = export.Kind switch
@@ -93,7 +95,7 @@ internal static class ModuleValidator
             };
             if (export.Index >= count)
             {
-                throw WasmReader.Invalid($"unknown {what} {export.Index}", 0);
+                throw WasmReader.Invalid($"unknown {what} {export.Index}", at);
             }
         }
 
@@ -101,13 +103,13 @@ internal static class ModuleValidator
         {
             if (start >= m.FunctionTypes.Count || start < 0)
             {
-                throw WasmReader.Invalid("unknown function", 0);
+                throw WasmReader.Invalid("unknown function", m.StartPosition);
             }
 
             var type = m.FunctionType(start);
             if (type.Parameters.Count != 0 || type.Results.Count != 0)
             {
-                throw WasmReader.Invalid("start function", 0);
+                throw WasmReader.Invalid("start function", m.StartPosition);
             }
         }
 
