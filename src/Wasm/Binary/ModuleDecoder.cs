@@ -170,7 +170,7 @@ internal static class ModuleDecoder
             }
             else if (id == 1)
             {
-                var count = sub.ReadCount(2);
+                var count = sub.ReadCount();
                 for (var i = 0; i < count; i++)
                 {
                     var index = (int)sub.ReadU32();
@@ -184,7 +184,7 @@ internal static class ModuleDecoder
 
     private static void ReadTypes(ModuleInfo m, WasmReader s)
     {
-        var count = s.ReadCount(3);
+        var count = s.ReadCount();
         for (var i = 0; i < count; i++)
         {
             var at = s.Position;
@@ -213,7 +213,7 @@ internal static class ModuleDecoder
 
     private static void ReadImports(ModuleInfo m, WasmReader s)
     {
-        var count = s.ReadCount(4);
+        var count = s.ReadCount();
         for (var i = 0; i < count; i++)
         {
             var at = s.Position;
@@ -230,13 +230,13 @@ internal static class ModuleDecoder
                     m.ImportedFunctionCount++;
                     break;
                 case 1:
-                    var table = new TableType(s.ReadRefKind(), s.ReadLimits(false));
+                    var table = new TableType(s.ReadRefKind(), s.ReadLimits());
                     m.Imports.Add(new ImportInfo(module, name, ExternKind.Table, 0, table, default, default, at));
                     m.Tables.Add(table);
                     m.ImportedTableCount++;
                     break;
                 case 2:
-                    var memory = s.ReadLimits(true);
+                    var memory = s.ReadLimits();
                     m.Imports.Add(new ImportInfo(module, name, ExternKind.Memory, 0, default, memory, default, at));
                     m.Memories.Add(memory);
                     m.ImportedMemoryCount++;
@@ -280,27 +280,27 @@ internal static class ModuleDecoder
 
     private static void ReadTables(ModuleInfo m, WasmReader s)
     {
-        var count = s.ReadCount(3);
+        var count = s.ReadCount();
         for (var i = 0; i < count; i++)
         {
             m.TablePositions.Add(s.Position);
-            m.Tables.Add(new TableType(s.ReadRefKind(), s.ReadLimits(false)));
+            m.Tables.Add(new TableType(s.ReadRefKind(), s.ReadLimits()));
         }
     }
 
     private static void ReadMemories(ModuleInfo m, WasmReader s)
     {
-        var count = s.ReadCount(2);
+        var count = s.ReadCount();
         for (var i = 0; i < count; i++)
         {
             m.MemoryPositions.Add(s.Position);
-            m.Memories.Add(s.ReadLimits(true));
+            m.Memories.Add(s.ReadLimits());
         }
     }
 
     private static void ReadGlobals(ModuleInfo m, WasmReader s)
     {
-        var count = s.ReadCount(4);
+        var count = s.ReadCount();
         for (var i = 0; i < count; i++)
         {
             var type = ReadGlobalType(s);
@@ -311,7 +311,7 @@ internal static class ModuleDecoder
 
     private static void ReadExports(ModuleInfo m, WasmReader s)
     {
-        var count = s.ReadCount(3);
+        var count = s.ReadCount();
         for (var i = 0; i < count; i++)
         {
             m.ExportPositions.Add(s.Position);
@@ -359,11 +359,17 @@ internal static class ModuleDecoder
                     list.Add(new ConstInstruction(op, (long)s.ReadRefKind(), at));
                     break;
                 default:
-                    // Any other instruction (including a stray one before `end`) is a validation error in wasm 2.0.
-                    throw WasmReader.Invalid("constant expression required", at);
+                    // Any other instruction is a validation error in wasm 2.0; a byte that is no instruction at all is malformed.
+                    throw IsOpcode(op)
+                        ? WasmReader.Invalid("constant expression required", at)
+                        : WasmReader.Malformed("illegal opcode", at);
             }
         }
     }
+
+    private static bool IsOpcode(byte op) =>
+        op is <= 0x05 or (>= 0x0B and <= 0x11) or (>= 0x1A and <= 0x1C) or (>= 0x20 and <= 0x26) or (>= 0x28 and <= 0xC4)
+            or (>= 0xD0 and <= 0xD2) or 0xFC or 0xFD;
 
     private static void ReadElements(ModuleInfo m, WasmReader s)
     {
@@ -419,7 +425,7 @@ internal static class ModuleDecoder
 
     private static void ReadCode(ModuleInfo m, WasmReader s, int functionCount)
     {
-        var count = s.ReadCount(2);
+        var count = s.ReadCount();
         if (count != functionCount)
         {
             throw WasmReader.Malformed("function and code section have inconsistent lengths", s.Position);
@@ -435,7 +441,7 @@ internal static class ModuleDecoder
 
             var end = s.Position + (int)size;
             var body = new WasmReader(s.Bytes, s.Position, end);
-            var groups = body.ReadCount(2);
+            var groups = body.ReadCount();
             var locals = new List<ValueKind>();
             long total = 0;
             for (var g = 0; g < groups; g++)

@@ -260,13 +260,14 @@ internal sealed class WasmReader(byte[] data, int from, int to)
         };
     }
 
-    public Limits ReadLimits(bool memory)
+    public Limits ReadLimits()
     {
         var start = Position;
         var flag = ReadByte();
         if (flag > 1)
         {
-            throw Malformed(memory ? "integer too large" : "malformed limits flags", start);
+            // The flags field is a LEB-encoded integer in the spec's reader, hence its wording.
+            throw Malformed((flag & 0x80) != 0 ? "integer representation too long" : "integer too large", start);
         }
 
         var min = ReadU32();

@@ -821,16 +821,17 @@ internal sealed partial class FunctionCompiler
 
             case 8:
                 {
-                    var segment = DataIndex();
+                    var index = _r.ReadU32();
                     ZeroByte();
                     RequireMemory();
+                    var segment = CheckDataIndex(index);
                     PopAll([ValueKind.I32, ValueKind.I32, ValueKind.I32]);
                     SegmentCall(typeof(MemoryOps), nameof(MemoryOps.Init), segment);
                     break;
                 }
 
             case 9:
-                SegmentCall(typeof(MemoryOps), nameof(MemoryOps.DataDrop), DataIndex());
+                SegmentCall(typeof(MemoryOps), nameof(MemoryOps.DataDrop), CheckDataIndex(_r.ReadU32()));
                 break;
             case 10:
                 ZeroByte();
@@ -847,8 +848,9 @@ internal sealed partial class FunctionCompiler
                 break;
             case 12:
                 {
-                    var segment = ElementIndex();
+                    var segmentIndex = _r.ReadU32();
                     var table = TableIndex();
+                    var segment = CheckElementIndex(segmentIndex);
                     if (_module.Elements[segment].Kind != _module.Tables[table].ElementKind)
                     {
                         throw Invalid("type mismatch");
@@ -867,7 +869,7 @@ internal sealed partial class FunctionCompiler
                 }
 
             case 13:
-                SegmentCall(typeof(TableOps), nameof(TableOps.ElemDrop), ElementIndex());
+                SegmentCall(typeof(TableOps), nameof(TableOps.ElemDrop), CheckElementIndex(_r.ReadU32()));
                 break;
             case 14:
                 {
@@ -923,12 +925,12 @@ internal sealed partial class FunctionCompiler
         }
     }
 
-    private int DataIndex()
+    private int CheckDataIndex(uint i)
     {
-        var i = _r.ReadU32();
         if (_module.DataCount is not { } count)
         {
-            throw Invalid("data count section required");
+            // Without a data section the index is simply unknown; with one, the data count section was required.
+            throw _module.Data.Count == 0 ? Invalid("unknown data segment " + i) : WasmReader.Malformed("data count section required", _r.Position);
         }
 
         if (i >= count)
@@ -939,9 +941,8 @@ internal sealed partial class FunctionCompiler
         return (int)i;
     }
 
-    private int ElementIndex()
+    private int CheckElementIndex(uint i)
     {
-        var i = _r.ReadU32();
         if (i >= _module.Elements.Count)
         {
             throw Invalid("unknown elem segment " + i);
