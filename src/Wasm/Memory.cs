@@ -35,7 +35,14 @@ public sealed class Memory
         Minimum = minimum;
         Maximum = maximum;
         Cap = (int)Math.Min(maximum ?? 65536u, (uint)cap);
-        Buffer = minimum == 0 ? [] : new byte[minimum * (long)PageSize];
+        try
+        {
+            Buffer = minimum == 0 ? [] : new byte[minimum * (long)PageSize];
+        }
+        catch (OutOfMemoryException e)
+        {
+            throw new WasmException($"cannot allocate a memory of {minimum} pages", e);
+        }
     }
 
     public uint Minimum { get; }
@@ -67,7 +74,17 @@ public sealed class Memory
             return -1;
         }
 
-        var bigger = new byte[target * PageSize];
+        byte[] bigger;
+        try
+        {
+            bigger = new byte[target * PageSize];
+        }
+        catch (OutOfMemoryException)
+        {
+            // The host cannot provide the pages right now: wasm sees an ordinary failed grow.
+            return -1;
+        }
+
         Buffer.AsSpan().CopyTo(bigger);
         Buffer = bigger;
         return old;

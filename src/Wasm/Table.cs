@@ -70,7 +70,16 @@ public sealed class Table
             return old;
         }
 
-        var bigger = new object?[target];
+        object?[] bigger;
+        try
+        {
+            bigger = new object?[target];
+        }
+        catch (OutOfMemoryException)
+        {
+            return -1;
+        }
+
         Array.Copy(Elements, bigger, old);
         if (initial is not null)
         {

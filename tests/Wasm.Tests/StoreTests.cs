@@ -97,4 +97,16 @@ public sealed class StoreTests : IDisposable
         memory.Pages.ShouldBe(3);
         memory.Grow(1).ShouldBe(-1);
     }
+
+    [Fact]
+    public void GivenFunctionOfAnotherStore_WhenImported_ThenLinkException()
+    {
+        var (other, instance) = Wat.Instantiate(_engine, Fib);
+        using var _ = other;
+        using var store = new Store(_engine);
+        var linker = new Linker(_engine);
+        linker.Define("env", "fib", instance.GetFunction("fib")!);
+        var module = Module.FromBytes(_engine, "m", Wat.ToWasm("""(module (import "env" "fib" (func (param i32) (result i32))))"""));
+        Should.Throw<LinkException>(() => linker.Instantiate(store, module)).Message.ShouldContain("another store");
+    }
 }

@@ -35,11 +35,17 @@ internal sealed class ExecutionState
         set => t_current = value;
     }
 
+    /// <summary>
+    /// Function entry: the depth counter, the stack floor computed by the guest thread, and every 256 levels the runtime's
+    /// own TryEnsureSufficientExecutionStack as a second line of defence.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static unsafe void Enter(ExecutionState state)
     {
         byte marker = 0;
-        if (++state.Depth > state.MaxDepth || (nuint)(&marker) < state.StackLimit)
+        var depth = ++state.Depth;
+        if (depth > state.MaxDepth || (nuint)(&marker) < state.StackLimit
+            || ((depth & 255) == 0 && !RuntimeHelpers.TryEnsureSufficientExecutionStack()))
         {
             Traps.StackExhausted();
         }
