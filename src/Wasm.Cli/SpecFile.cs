@@ -26,7 +26,15 @@ internal sealed class SpecFile(Engine engine, string directory, TextWriter log)
         _store = store;
         _linker = new Linker(engine) { AllowShadowing = true };
         DefineSpectest();
-        foreach (var command in doc.RootElement.GetProperty("commands").EnumerateArray())
+
+        // All commands run on the store's guest thread, so wasm calls are inline instead of a thread hand-off each.
+        store.Run(() => RunCommands(doc.RootElement.GetProperty("commands")));
+        return this;
+    }
+
+    private void RunCommands(JsonElement commands)
+    {
+        foreach (var command in commands.EnumerateArray())
         {
             var line = command.TryGetProperty("line", out var l) ? l.GetInt32() : 0;
             string? error;
@@ -58,8 +66,6 @@ internal sealed class SpecFile(Engine engine, string directory, TextWriter log)
                 }
             }
         }
-
-        return this;
     }
 
     private string? Execute(JsonElement command)

@@ -26,5 +26,24 @@ public sealed class Store : IDisposable
 
     internal GuestThread Thread { get; }
 
+    /// <summary>
+    /// Runs <paramref name="work"/> on this store's guest thread. Every wasm call made inside it runs inline, without the
+    /// thread hand-off a call from another thread costs (tens of microseconds), so batch many small calls this way.
+    /// </summary>
+    public void Run(Action work)
+    {
+        ArgumentNullException.ThrowIfNull(work);
+        Thread.Run(work);
+    }
+
+    /// <inheritdoc cref="Run(Action)"/>
+    public T Run<T>(Func<T> work)
+    {
+        ArgumentNullException.ThrowIfNull(work);
+        T result = default!;
+        Thread.Run(() => result = work());
+        return result;
+    }
+
     public void Dispose() => Thread.Dispose();
 }

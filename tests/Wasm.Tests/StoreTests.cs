@@ -109,4 +109,16 @@ public sealed class StoreTests : IDisposable
         var module = Module.FromBytes(_engine, "m", Wat.ToWasm("""(module (import "env" "fib" (func (param i32) (result i32))))"""));
         Should.Throw<LinkException>(() => linker.Instantiate(store, module)).Message.ShouldContain("another store");
     }
+
+    [Fact]
+    public void GivenStoreRun_WhenManyCallsAreBatched_ThenTheyRunOnTheGuestThread()
+    {
+        var (store, instance) = Wat.Instantiate(_engine, Fib);
+        using var _ = store;
+        var fib = instance.GetFunction<int, int>("fib")!;
+        var caller = Environment.CurrentManagedThreadId;
+        var (sum, thread) = store.Run(() => (Enumerable.Range(0, 1000).Sum(i => fib(i % 10)), Environment.CurrentManagedThreadId));
+        sum.ShouldBe(100 * 88);
+        thread.ShouldNotBe(caller);
+    }
 }
