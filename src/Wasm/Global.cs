@@ -10,7 +10,7 @@ public sealed class Global
         : this(new GlobalType(kind, mutable))
     {
         ArgumentNullException.ThrowIfNull(store);
-        Value = initial;
+        Assign(initial);
     }
 
     internal Global(GlobalType type)
@@ -20,20 +20,7 @@ public sealed class Global
 
     public GlobalType Type { get; }
 
-    public Value Value
-    {
-        get => Value.FromBits(Type.Kind, Bits, Reference);
-        set
-        {
-            if (value.Kind != Type.Kind)
-            {
-                throw new WasmException($"global of type {FuncType.Name(Type.Kind)} cannot hold {FuncType.Name(value.Kind)}");
-            }
-
-            Bits = value.Bits;
-            Reference = value.Reference;
-        }
-    }
+    public Value Value => Value.FromBits(Type.Kind, Bits, Reference);
 
     /// <summary>Sets the value from the host; immutable globals refuse.</summary>
     public void SetValue(Value value)
@@ -43,6 +30,17 @@ public sealed class Global
             throw new WasmException("global is immutable");
         }
 
-        Value = value;
+        Assign(value);
+    }
+
+    internal void Assign(Value value)
+    {
+        if (value.Kind != Type.Kind)
+        {
+            throw new WasmException($"global of type {FuncType.Name(Type.Kind)} cannot hold {FuncType.Name(value.Kind)}");
+        }
+
+        Bits = value.Bits;
+        Reference = value.Reference;
     }
 }

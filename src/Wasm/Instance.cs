@@ -79,7 +79,9 @@ public sealed class Instance
         for (var i = 0; i < info.DefinedGlobals.Count; i++)
         {
             var def = info.DefinedGlobals[i];
-            Globals[g + i] = new Global(def.Type) { Value = Evaluate(def.Init, def.Type.Kind) };
+            var global = new Global(def.Type);
+            global.Assign(Evaluate(def.Init, def.Type.Kind));
+            Globals[g + i] = global;
         }
 
         for (; t < Tables.Length; t++)
