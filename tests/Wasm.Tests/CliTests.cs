@@ -11,12 +11,20 @@ public sealed class CliTests
             (module (func (export "pair") (param i32 f64) (result i32 f64) (local.get 0) (local.get 1))
                     (func (export "div") (param i32 i32) (result i32) (i32.div_s (local.get 0) (local.get 1))))
             """);
-        var (code, stdout, _) = Run("--invoke", "pair", file, "-7", "2.5");
-        code.ShouldBe(0);
-        stdout.ShouldBe("-7\n2.5\n", StringCompareShould.IgnoreLineEndings);
-        var (trapCode, _, stderr) = Run("--invoke", "div", file, "1", "0");
-        trapCode.ShouldBe(134);
-        stderr.ShouldContain("integer divide by zero");
+        try
+        {
+            var (code, stdout, _) = Run("--invoke", "pair", file, "-7", "2.5");
+            code.ShouldBe(0);
+            stdout.ShouldBe("-7\n2.5\n", StringCompareShould.IgnoreLineEndings);
+            var (trapCode, _, stderr) = Run("--invoke", "div", file, "1", "0");
+            trapCode.ShouldBe(134);
+            stderr.ShouldContain("integer divide by zero");
+            Run("--invoke", "missing", file).Code.ShouldBe(1);
+        }
+        finally
+        {
+            File.Delete(file);
+        }
     }
 
     [Fact]

@@ -101,4 +101,52 @@ public sealed class DecoderTests : IDisposable
 
         accepted.ShouldBeLessThan(3_000);
     }
+
+    [Fact]
+    public void GivenExtremeButValidShapes_WhenCompiledAndRun_ThenTheyWork()
+    {
+        // 50k nested blocks, then a 50k-entry br_table: the compiler is not recursive, and the JIT runs on the guest thread.
+        const int n = 50_000;
+        var body = new List<byte> { 0 };
+        for (var i = 0; i < n; i++)
+        {
+            body.AddRange([0x02, 0x40]);
+        }
+
+        body.AddRange([0x20, 0x00, 0x0e]);
+        body.AddRange(Leb(n));
+        for (var i = 0; i < n; i++)
+        {
+            body.AddRange(Leb(i));
+        }
+
+        body.Add(0x00);
+        body.AddRange(Enumerable.Repeat((byte)0x0b, n));
+        body.AddRange([0x41, 0x07, 0x0b]);
+        byte[] header = [0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 1, 6, 1, 0x60, 1, 0x7f, 1, 0x7f, 3, 2, 1, 0, 7, 5, 1, 1, (byte)'f', 0, 0];
+        var code = new List<byte>();
+        code.AddRange(Leb(1));
+        code.AddRange(Leb(body.Count));
+        code.AddRange(body);
+        var module = new List<byte>(header) { 10 };
+        module.AddRange(Leb(code.Count));
+        module.AddRange(code);
+        using var store = new Store(_engine);
+        var f = new Instance(store, Module.FromBytes(_engine, "deep", module.ToArray())).GetFunction("f")!;
+        f.Invoke(12_345).ShouldBe(7);
+    }
+
+    private static byte[] Leb(int value)
+    {
+        var bytes = new List<byte>();
+        var v = (uint)value;
+        do
+        {
+            var b = (byte)(v & 0x7f);
+            v >>= 7;
+            bytes.Add(v != 0 ? (byte)(b | 0x80) : b);
+        }
+        while (v != 0);
+        return [.. bytes];
+    }
 }
