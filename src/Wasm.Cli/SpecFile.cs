@@ -60,7 +60,7 @@ internal sealed class SpecFile(Engine engine, string directory, TextWriter log)
             else
             {
                 Failed++;
-                if (_shown++ < SpecTestRunner.MaxShown)
+                if (_shown++ < SpecTestRunner.MaxFailuresShown)
                 {
                     log.WriteLine($"  {_name}.wast:{line}: {command.GetProperty("type").GetString()}: {error}");
                 }

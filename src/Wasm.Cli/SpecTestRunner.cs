@@ -10,7 +10,7 @@ namespace Propeller.Wasm.Cli;
 /// </summary>
 internal static class SpecTestRunner
 {
-    private const int MaxFailuresShown = 8;
+    internal const int MaxFailuresShown = 8;
 
     public static int Run(string directory, string? knownFailingPath, IReadOnlyCollection<string> only, TextWriter stdout, TextWriter stderr)
     {
@@ -146,6 +146,4 @@ internal static class SpecTestRunner
             _ => throw new FormatException($"unsupported argument type {type}"),
         };
     }
-
-    internal static int MaxShown => MaxFailuresShown;
 }
