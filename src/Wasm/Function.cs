@@ -102,8 +102,10 @@ public sealed class Function
         var store = Owner.Store;
         store.Thread.Run(() =>
         {
+            // A host function may call back into wasm; restoring the caller afterwards keeps its Caller view correct.
             var state = store.State;
             var depth = state.Depth;
+            var caller = state.CallerInstance;
             try
             {
                 invoker(Code, Context, arguments, results);
@@ -111,6 +113,7 @@ public sealed class Function
             finally
             {
                 state.Depth = depth;
+                state.CallerInstance = caller;
             }
         });
         return results;

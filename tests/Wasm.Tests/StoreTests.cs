@@ -31,10 +31,13 @@ public sealed class StoreTests : IDisposable
     public void GivenHostFunction_WhenItCallsBackIntoTheCallingInstance_ThenTheCallRunsInline()
     {
         var linker = new Linker(_engine);
+        Instance? seenBefore = null;
         linker.DefineFunction("env", "callback", (Caller caller, int n) =>
         {
-            caller.Instance.ShouldNotBeNull();
-            return (int)caller.GetFunction("square")!.Invoke(n)! + 1;
+            seenBefore = caller.Instance;
+            var result = (int)caller.GetFunction("square")!.Invoke(n)! + 1;
+            caller.Instance.ShouldBeSameAs(seenBefore);
+            return result;
         });
         var (store, instance) = Wat.Instantiate(_engine, """
             (module
@@ -44,6 +47,7 @@ public sealed class StoreTests : IDisposable
             """, linker);
         using var _ = store;
         instance.GetFunction("run")!.Invoke(9).ShouldBe(82);
+        seenBefore.ShouldBeSameAs(instance);
     }
 
     [Fact]
