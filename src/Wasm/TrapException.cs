@@ -6,6 +6,7 @@ namespace Propeller.Wasm;
 public sealed class TrapException : WasmException
 {
     private string? _functionName;
+    private List<string> _frames = [];
     private bool _located;
 
     public TrapException()
@@ -47,6 +48,16 @@ public sealed class TrapException : WasmException
         }
     }
 
+    /// <summary>The wasm call stack at the trap, innermost first (function names from the name section when present).</summary>
+    public IReadOnlyList<string> Frames
+    {
+        get
+        {
+            Locate();
+            return _frames;
+        }
+    }
+
     public override string Message => FunctionName is { } name ? $"{Text} (in wasm function {name})" : Text;
 
     /// <summary>Finds the innermost compiled wasm frame; compiled functions live in dynamic assemblies named "wasm:".</summary>
@@ -58,6 +69,7 @@ public sealed class TrapException : WasmException
         }
 
         _located = true;
+        var frames = new List<string>();
         foreach (var frame in new StackTrace(this, false).GetFrames())
         {
             var method = frame.GetMethod();
@@ -65,9 +77,11 @@ public sealed class TrapException : WasmException
             if (assembly is not null && assembly.StartsWith("wasm:", StringComparison.Ordinal)
                 && !assembly.StartsWith("wasm:host:", StringComparison.Ordinal))
             {
-                _functionName = method!.Name;
-                return;
+                frames.Add(method!.Name);
             }
         }
+
+        _frames = frames;
+        _functionName = frames.Count > 0 ? frames[0] : null;
     }
 }

@@ -22,6 +22,8 @@ public sealed class TrapTests : IDisposable
         trap.Code.ShouldBe(TrapCode.StackOverflow);
         trap.Text.ShouldBe("call stack exhausted");
         trap.FunctionName.ShouldBe("forever");
+        trap.Frames.Count.ShouldBeGreaterThan(100);
+        trap.Frames.ShouldAllBe(f => f == "forever");
         instance.GetFunction("down")!.Invoke(4_000).ShouldBe(4_000);
         Should.Throw<TrapException>(() => instance.GetFunction("down")!.Invoke(6_000)).Code.ShouldBe(TrapCode.StackOverflow);
     }
