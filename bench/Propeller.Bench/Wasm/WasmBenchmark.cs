@@ -1,0 +1,155 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using Propeller.Wasm;
+
+namespace Propeller.Bench;
+
+/// <summary>
+/// `wasm`: runs the C kernels in bench/wasm-kernels (same .wasm bytes) on Propeller.Wasm and on node --no-liftoff (V8's
+/// optimising tier), best of N calls to the exported `run` after one warm-up each, checksums compared.
+/// Prints `wasm case=&lt;kernel&gt; engine_ms=&lt;n&gt; v8_ms=&lt;m&gt; ratio=&lt;n/m&gt;`, the geomean, and the compile throughput.
+/// Options: --iterations N (default 5), --kernels DIR.
+/// </summary>
+internal static class WasmBenchmark
+{
+    private static readonly string[] Kernels = ["fib", "sieve", "matmul", "sha256"];
+
+    public static async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
+    {
+        var iterations = 5;
+        string? directory = null;
+        for (var i = 0; i < args.Length - 1; i++)
+        {
+            if (args[i] == "--iterations")
+            {
+                iterations = int.Parse(args[++i], CultureInfo.InvariantCulture);
+            }
+            else if (args[i] == "--kernels")
+            {
+                directory = args[++i];
+            }
+        }
+
+        directory ??= FindKernels();
+        var ratios = new List<double>();
+        var ok = true;
+        foreach (var kernel in Kernels)
+        {
+            var file = Path.Combine(directory, kernel + ".wasm");
+            var bytes = await File.ReadAllBytesAsync(file, cancellationToken);
+            var (engineMs, firstMs, checksum) = RunEngine(bytes, iterations);
+            var (v8Ms, v8Checksum) = await RunNodeAsync(directory, file, iterations, cancellationToken);
+            var ratio = engineMs / v8Ms;
+            ratios.Add(ratio);
+            if (checksum != v8Checksum)
+            {
+                ok = false;
+                Console.WriteLine($"wasm case={kernel} checksum mismatch: engine={checksum} v8={v8Checksum}");
+            }
+
+            Console.WriteLine(FormattableString.Invariant(
+                $"wasm case={kernel} engine_ms={engineMs:F2} v8_ms={v8Ms:F2} ratio={ratio:F2} engine_first_ms={firstMs:F2}"));
+        }
+
+        var geomean = Math.Exp(ratios.Sum(Math.Log) / ratios.Count);
+        Console.WriteLine(FormattableString.Invariant($"wasm case=geomean ratio={geomean:F2} max_ratio={ratios.Max():F2}"));
+        // Compile throughput: decode + validate + IL generation (JIT happens lazily at first call and is in engine_first_ms).
+        // The kernels are tiny, so the real-world Rust/C binaries of the WASI testsuite are used too when they are present.
+        var corpus = Directory.GetFiles(directory, "*.wasm").ToList();
+        var wasi = Path.Combine(directory, "..", "..", "..", "shared", "testdata", "wasi-testsuite");
+        if (Directory.Exists(wasi))
+        {
+            corpus.AddRange(Directory.GetFiles(wasi, "*.wasm", SearchOption.AllDirectories));
+        }
+
+        var (kib, ms) = MeasureCompile(corpus);
+        Console.WriteLine(FormattableString.Invariant(
+            $"wasm case=compile kib_per_ms={kib / ms:F2} kib={kib:F0} compile_ms={ms:F1} modules={corpus.Count}"));
+        return ok ? 0 : 1;
+    }
+
+    private static (double Kib, double Ms) MeasureCompile(List<string> files)
+    {
+        using (var warmup = new Engine())
+        {
+            Module.FromBytes(warmup, "warmup", File.ReadAllBytes(files[0]));
+        }
+
+        double kib = 0, ms = 0;
+        foreach (var file in files)
+        {
+            var bytes = File.ReadAllBytes(file);
+            var best = double.MaxValue;
+            for (var i = 0; i < 3; i++)
+            {
+                using var engine = new Engine();
+                var clock = Stopwatch.StartNew();
+                Module.FromBytes(engine, "corpus", bytes);
+                best = Math.Min(best, clock.Elapsed.TotalMilliseconds);
+            }
+
+            kib += bytes.Length / 1024.0;
+            ms += best;
+        }
+
+        return (kib, ms);
+    }
+
+    private static (double BestMs, double FirstMs, uint Checksum) RunEngine(byte[] bytes, int iterations)
+    {
+        using var engine = new Engine();
+        using var store = new Store(engine);
+        var module = Module.FromBytes(engine, "kernel", bytes);
+        var run = new Instance(store, module).GetFunction("run")!;
+        var clock = new Stopwatch();
+        var best = double.MaxValue;
+        var first = 0.0;
+        uint checksum = 0;
+        for (var i = 0; i <= iterations; i++)
+        {
+            clock.Restart();
+            checksum = (uint)run.Call()[0].AsI32;
+            var ms = clock.Elapsed.TotalMilliseconds;
+            if (i == 0)
+            {
+                first = ms;
+            }
+            else
+            {
+                best = Math.Min(best, ms);
+            }
+        }
+
+        return (best, first, checksum);
+    }
+
+    private static async Task<(double BestMs, uint Checksum)> RunNodeAsync(
+        string directory, string file, int iterations, CancellationToken cancellationToken)
+    {
+        var psi = new ProcessStartInfo("node") { RedirectStandardOutput = true, UseShellExecute = false };
+        psi.ArgumentList.Add("--no-liftoff");
+        psi.ArgumentList.Add(Path.Combine(directory, "run-node.mjs"));
+        psi.ArgumentList.Add(file);
+        psi.ArgumentList.Add((iterations + 1).ToString(CultureInfo.InvariantCulture));
+        using var process = Process.Start(psi) ?? throw new InvalidOperationException("node did not start");
+        var output = await process.StandardOutput.ReadToEndAsync(cancellationToken);
+        await process.WaitForExitAsync(cancellationToken);
+        using var json = JsonDocument.Parse(output);
+        return (json.RootElement.GetProperty("best_ms").GetDouble(), json.RootElement.GetProperty("checksum").GetUInt32());
+    }
+
+    private static string FindKernels()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            var candidate = Path.Combine(dir.FullName, "bench", "wasm-kernels");
+            if (Directory.Exists(candidate))
+            {
+                return candidate;
+            }
+        }
+
+        throw new DirectoryNotFoundException("bench/wasm-kernels not found above " + AppContext.BaseDirectory);
+    }
+}

@@ -1,0 +1,3 @@
+namespace Propeller.Wasm.Binary;
+
+internal sealed record GlobalInfo(GlobalType Type, ConstExpr Init);

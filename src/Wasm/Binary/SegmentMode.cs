@@ -1,0 +1,8 @@
+namespace Propeller.Wasm.Binary;
+
+internal enum SegmentMode
+{
+    Active,
+    Passive,
+    Declarative,
+}
