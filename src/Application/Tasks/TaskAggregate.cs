@@ -27,6 +27,7 @@ public static class TaskAggregate
             .Register<TaskCreated>("task.created.v1")
             .Register<TaskUpdated>("task.updated.v1")
             .Register<TaskStartRequested>("task.start_requested.v1")
+            .Register<TaskDispatchDeferred>("task.dispatch_deferred.v1")
             .Register<TaskDispatched>("task.dispatched.v1")
             .Register<TaskCompleted>("task.completed.v1")
             .Register<TaskFailed>("task.failed.v1")

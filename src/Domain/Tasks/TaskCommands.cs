@@ -19,6 +19,8 @@ public abstract record TaskCommand
 
     public sealed record DispatchTask(TaskId TaskId, string PropletId, DateTimeOffset At) : TaskCommand;
 
+    public sealed record DeferDispatch(TaskId TaskId, string Reason, DateTimeOffset At) : TaskCommand;
+
     /// <summary>A result from a proplet: <paramref name="Error"/> set means the run failed.</summary>
     public sealed record RecordResult(TaskId TaskId, string? Results, string? Error, DateTimeOffset At) : TaskCommand;
 

@@ -29,6 +29,11 @@ public static class TaskDecider
         (StartTask c, { Status: TaskStatus.Pending } or { IsFinished: true }) =>
             Decision<TaskEvent>.Accept(new TaskStartRequested(c.TaskId, state.Attempt + 1, c.At)),
 
+        (DeferDispatch c, { Status: TaskStatus.Scheduled }) when c.Reason == state.WaitReason => Decision<TaskEvent>.Accept(),
+        (DeferDispatch c, { Status: TaskStatus.Scheduled }) =>
+            Decision<TaskEvent>.Accept(new TaskDispatchDeferred(c.TaskId, state.Attempt, c.Reason, c.At)),
+        (DeferDispatch, _) => Decision<TaskEvent>.Accept(),
+
         (DispatchTask c, { Status: TaskStatus.Scheduled }) =>
             Decision<TaskEvent>.Accept(new TaskDispatched(c.TaskId, state.Attempt, c.PropletId, c.At)),
         (DispatchTask c, { Status: TaskStatus.Running }) when c.PropletId == state.PropletId => Decision<TaskEvent>.Accept(),
@@ -71,13 +76,15 @@ public static class TaskDecider
         {
             Status = TaskStatus.Scheduled,
             Attempt = e.Attempt,
+            WaitReason = null,
             Results = null,
             Error = null,
             StartTime = null,
             FinishTime = null,
             UpdatedAt = e.RequestedAt,
         },
-        TaskDispatched e => state with { Status = TaskStatus.Running, PropletId = e.PropletId, StartTime = e.DispatchedAt, UpdatedAt = e.DispatchedAt },
+        TaskDispatchDeferred e => state with { WaitReason = e.Reason },
+        TaskDispatched e => state with { Status = TaskStatus.Running, PropletId = e.PropletId, WaitReason = null, StartTime = e.DispatchedAt, UpdatedAt = e.DispatchedAt },
         TaskCompleted e => state with { Status = TaskStatus.Completed, Results = e.Results, FinishTime = e.CompletedAt, UpdatedAt = e.CompletedAt },
         TaskFailed e => state with { Status = TaskStatus.Failed, Error = e.Error, FinishTime = e.FailedAt, UpdatedAt = e.FailedAt },
         TaskStopped e => state with { Status = TaskStatus.Interrupted, Error = e.Reason, FinishTime = e.StoppedAt, UpdatedAt = e.StoppedAt },

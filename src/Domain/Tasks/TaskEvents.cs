@@ -16,6 +16,9 @@ public abstract record TaskEvent
     /// <summary>A start was asked for; <paramref name="Attempt"/> counts runs, from 1.</summary>
     public sealed record TaskStartRequested(TaskId TaskId, int Attempt, DateTimeOffset RequestedAt) : TaskEvent;
 
+    /// <summary>The scheduler could not place the task yet; it waits for a proplet and says why (recorded when the reason changes).</summary>
+    public sealed record TaskDispatchDeferred(TaskId TaskId, int Attempt, string Reason, DateTimeOffset DeferredAt) : TaskEvent;
+
     public sealed record TaskDispatched(TaskId TaskId, int Attempt, string PropletId, DateTimeOffset DispatchedAt) : TaskEvent;
 
     public sealed record TaskCompleted(TaskId TaskId, int Attempt, string? Results, DateTimeOffset CompletedAt) : TaskEvent;

@@ -9,6 +9,7 @@ public sealed record TaskState(
     TaskStatus Status,
     int Attempt,
     string? PropletId,
+    string? WaitReason,
     string? Results,
     string? Error,
     DateTimeOffset? CreatedAt,
@@ -16,7 +17,7 @@ public sealed record TaskState(
     DateTimeOffset? StartTime,
     DateTimeOffset? FinishTime)
 {
-    public static readonly TaskState Initial = new(false, false, default, null, TaskStatus.Pending, 0, null, null, null, null, null, null, null);
+    public static readonly TaskState Initial = new(false, false, default, null, TaskStatus.Pending, 0, null, null, null, null, null, null, null, null);
 
     /// <summary>True when the current attempt has ended (or the task never ran and was skipped).</summary>
     public bool IsFinished => Status is TaskStatus.Completed or TaskStatus.Failed or TaskStatus.Skipped or TaskStatus.Interrupted;

@@ -77,6 +77,19 @@ public sealed class TaskDeciderTests
     }
 
     [Fact]
+    public void GivenScheduled_WhenDeferDispatch_ThenDeferredOncePerReason_AndDispatchClearsIt()
+    {
+        var deferred = new TaskDispatchDeferred(Id, 1, "no active proplets available", At(2));
+
+        Given(Created, StartRequested()).When(new DeferDispatch(Id, "no active proplets available", At(2))).Then(deferred)
+            .WaitReason.ShouldBe("no active proplets available");
+        Given(Created, StartRequested(), deferred).When(new DeferDispatch(Id, "no active proplets available", At(3))).Then();
+        Given(Created, StartRequested(), deferred).When(new DispatchTask(Id, "proplet-1", At(4))).Then(new TaskDispatched(Id, 1, "proplet-1", At(4)))
+            .WaitReason.ShouldBeNull();
+        Given(Created, StartRequested(), Dispatched()).When(new DeferDispatch(Id, "late", At(5))).Then();
+    }
+
+    [Fact]
     public void GivenRunningOnProplet_WhenDispatchTaskToSameProplet_ThenNothing() =>
         Given(Created, StartRequested(), Dispatched()).When(new DispatchTask(Id, "proplet-1", At(3))).Then();
 
@@ -248,7 +261,7 @@ public sealed class TaskDeciderTests
         TaskCommand[] commands =
         [
             new CreateTask(Id, Spec, At(9)), new UpdateTask(Id, Spec with { Name = "n" }, At(9)), new StartTask(Id, At(9)),
-            new DispatchTask(Id, "p", At(9)), new RecordResult(Id, "r", null, At(9)), new StopTask(Id, "s", At(9)),
+            new DispatchTask(Id, "p", At(9)), new DeferDispatch(Id, "waiting", At(9)), new RecordResult(Id, "r", null, At(9)), new StopTask(Id, "s", At(9)),
             new SkipTask(Id, "k", At(9)), new DeleteTask(Id, At(9)),
         ];
 
