@@ -176,7 +176,17 @@ internal sealed class MqttConnection
             var result = await _reader.ReadAsync(cancellationToken);
             var buffer = result.Buffer;
             var status = MqttPacketDecoder.TryDecode(ref buffer, Version, _options.MaxPacketSize, out var packet, out var error);
-            _reader.AdvanceTo(buffer.Start, buffer.End);
+            // After a packet, bytes that follow it (the broker may send right after CONNACK) stay unexamined so the
+            // reader loop sees them at once.
+            if (status == MqttDecodeStatus.Packet)
+            {
+                _reader.AdvanceTo(buffer.Start);
+            }
+            else
+            {
+                _reader.AdvanceTo(buffer.Start, buffer.End);
+            }
+
             switch (status)
             {
                 case MqttDecodeStatus.Malformed:
