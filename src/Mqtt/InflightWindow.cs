@@ -8,6 +8,7 @@ internal sealed class InflightWindow(int limit)
     private readonly Queue<TaskCompletionSource> _waiters = new();
     private int _limit = limit;
     private int _used;
+    private Func<Exception>? _closed;
 
     public int InUse
     {
@@ -25,6 +26,11 @@ internal sealed class InflightWindow(int limit)
         TaskCompletionSource waiter;
         lock (_lock)
         {
+            if (_closed is not null)
+            {
+                return ValueTask.FromException(_closed());
+            }
+
             if (_used < _limit && _waiters.Count == 0)
             {
                 _used++;
@@ -53,6 +59,11 @@ internal sealed class InflightWindow(int limit)
             TaskCompletionSource next;
             lock (_lock)
             {
+                if (_closed is not null)
+                {
+                    return;
+                }
+
                 if (_used > _limit || !_waiters.TryDequeue(out next!))
                 {
                     _used--;
@@ -64,6 +75,36 @@ internal sealed class InflightWindow(int limit)
             {
                 return;
             }
+        }
+    }
+
+    /// <summary>Fails every waiter and every later acquire with a new exception from <paramref name="error"/>, and
+    /// forgets the slots in use (their publishes are failed by the caller). Waiters fail here rather than being granted
+    /// one by one, so a long queue never turns into a deep chain of inline continuations. Each waiter gets its own
+    /// exception: a shared instance would collect one more stack trace with every await that rethrows it.</summary>
+    public void Close(Func<Exception> error)
+    {
+        TaskCompletionSource[] waiters;
+        lock (_lock)
+        {
+            _closed = error;
+            _used = 0;
+            waiters = [.. _waiters];
+            _waiters.Clear();
+        }
+
+        foreach (var waiter in waiters)
+        {
+            waiter.TrySetException(error());
+        }
+    }
+
+    public void Open()
+    {
+        lock (_lock)
+        {
+            _closed = null;
+            _used = 0;
         }
     }
 

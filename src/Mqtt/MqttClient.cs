@@ -84,6 +84,7 @@ public sealed class MqttClient : IAsyncDisposable
                 throw new InvalidOperationException("The MQTT client is already connected.");
             }
 
+            _window.Open();
             lock (_sync)
             {
                 _running = true;
@@ -100,13 +101,9 @@ public sealed class MqttClient : IAsyncDisposable
             {
                 connection = await EstablishAsync(cancellationToken);
             }
-            catch
+            catch (Exception ex)
             {
-                lock (_sync)
-                {
-                    _running = false;
-                }
-
+                Stop("The MQTT client could not connect.", ex);
                 throw;
             }
 
@@ -209,14 +206,20 @@ public sealed class MqttClient : IAsyncDisposable
         await _window.AcquireAsync(cancellationToken);
         PendingOperation operation;
         MqttConnection? current;
+        bool running;
         lock (_sync)
         {
-            if (!_running)
-            {
-                _window.Release();
-                throw new MqttException("The MQTT client is not connected.");
-            }
+            running = _running;
+        }
 
+        if (!running)
+        {
+            _window.Release();
+            throw new MqttException("The MQTT client is not connected.");
+        }
+
+        lock (_sync)
+        {
             var id = AllocatePacketId();
             operation = new PendingOperation(
                 qos == MqttQualityOfService.AtLeastOnce ? PendingStage.AwaitPubAck : PendingStage.AwaitPubRec,
@@ -694,7 +697,7 @@ public sealed class MqttClient : IAsyncDisposable
             MqttLog.ConnectionLost(_logger, _options.Host, _options.Port, reason);
             if (!_options.AutoReconnect)
             {
-                Stop(new MqttException($"The MQTT connection was lost ({reason}) and auto-reconnect is off."));
+                Stop($"The MQTT connection was lost ({reason}) and auto-reconnect is off.");
                 return;
             }
 
@@ -735,27 +738,26 @@ public sealed class MqttClient : IAsyncDisposable
         }
     }
 
-    /// <summary>Marks the client stopped and fails everything still waiting.</summary>
-    private void Stop(MqttException reason)
+    /// <summary>Marks the client stopped and fails everything still waiting, each with its own exception (a shared
+    /// instance would grow a stack trace with every await that rethrows it).</summary>
+    private void Stop(string reason, Exception? cause = null)
     {
+        MqttException Error() => cause is null ? new MqttException(reason) : new MqttException(reason, cause);
+        _window.Close(Error);
         List<PendingOperation> failed;
         lock (_sync)
         {
             _running = false;
             Volatile.Write(ref _connection, null);
-            _connectedSignal.TrySetException(reason);
+            // Waiters for a connection wake up, see that the client stopped, and throw their own exception.
+            _connectedSignal.TrySetResult();
             failed = [.. _pending.Values];
             _pending.Clear();
         }
 
         foreach (var operation in failed)
         {
-            if (operation.IsPublish)
-            {
-                _window.Release();
-            }
-
-            operation.Completion.TrySetException(reason);
+            operation.Completion.TrySetException(Error());
         }
     }
 
@@ -791,7 +793,7 @@ public sealed class MqttClient : IAsyncDisposable
             _supervisor = null;
         }
 
-        Stop(new MqttException("The MQTT client was disconnected."));
+        Stop("The MQTT client was disconnected.");
     }
 
     private async ValueTask HandlePacketAsync(MqttConnection connection, MqttPacket packet, CancellationToken cancellationToken)

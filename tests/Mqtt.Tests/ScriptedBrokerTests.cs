@@ -251,4 +251,30 @@ public sealed class ScriptedBrokerTests
         error.Message.ShouldContain("nope");
         client.IsConnected.ShouldBeFalse();
     }
+
+    [Fact]
+    public async Task GivenThousandsOfPublishesWaitingForTheWindow_WhenDisconnecting_ThenAllFailPromptly()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var broker = new ScriptedBroker();
+        await using var client = new MqttClient(broker.Options(MqttProtocolVersion.V500));
+        var connecting = client.ConnectAsync(ct);
+        var (session, _) = await broker.AcceptAsync(ct);
+        await using var _ = session;
+        await session.SendAsync(new MqttPacket.ConnAck(false, 0, new MqttProperties { ReceiveMaximum = 1 }), ct);
+        await connecting;
+
+        var publishes = Enumerable.Range(0, 20_000)
+            .Select(i => client.PublishAsync("t", "x"u8.ToArray(), MqttQualityOfService.AtLeastOnce, retain: false, ct))
+            .ToList();
+        (await session.ReadAsync(ct)).ShouldBeOfType<MqttPacket.Publish>();
+        await client.DisconnectAsync(ct);
+
+        foreach (var publish in publishes)
+        {
+            await Should.ThrowAsync<MqttException>(() => publish.WaitAsync(Timeout, ct));
+        }
+
+        client.InflightCount.ShouldBe(0);
+    }
 }

@@ -10,7 +10,7 @@ namespace Propeller.Bench;
 /// against mosquitto's own C clients in the same run (`mosquitto_sub -C N` fed by `mosquitto_pub -l`).
 /// Options: --broker tcp://host:port (default PROPELLER_TEST_MQTT, else tcp://127.0.0.1:51883), --messages N (qos0),
 /// --acked-messages N (qos1/qos2), --reference-acked-messages N (mosquitto_pub waits for every ack, so fewer suffice),
-/// --payload BYTES.
+/// --payload BYTES, --inflight N (our in-flight window, default 10 like the original), --case qos0|qos1|qos2 (default all).
 /// </summary>
 internal static partial class BenchmarkRegistry
 {
@@ -29,11 +29,18 @@ internal static partial class BenchmarkRegistry
             var acked = int.Parse(Option(args, "--acked-messages") ?? "100000", CultureInfo.InvariantCulture);
             var referenceAcked = int.Parse(Option(args, "--reference-acked-messages") ?? "5000", CultureInfo.InvariantCulture);
             var payloadSize = int.Parse(Option(args, "--payload") ?? "32", CultureInfo.InvariantCulture);
-            var options = new MqttClientOptions().WithAddress(broker);
-            Console.WriteLine($"# mqtt broker={options.Host}:{options.Port} payload={payloadSize}B messages(qos0)={messages} messages(qos1/2)={acked} reference(qos1/2)={referenceAcked}");
+            var inflight = int.Parse(Option(args, "--inflight") ?? "10", CultureInfo.InvariantCulture);
+            var only = Option(args, "--case");
+            var options = new MqttClientOptions { MaxInflight = inflight }.WithAddress(broker);
+            Console.WriteLine($"# mqtt broker={options.Host}:{options.Port} payload={payloadSize}B messages(qos0)={messages} messages(qos1/2)={acked} reference(qos1/2)={referenceAcked} inflight={inflight}");
 
             foreach (var qos in new[] { MqttQualityOfService.AtMostOnce, MqttQualityOfService.AtLeastOnce, MqttQualityOfService.ExactlyOnce })
             {
+                if (only is not null && only != $"qos{(int)qos}")
+                {
+                    continue;
+                }
+
                 var ours = qos == MqttQualityOfService.AtMostOnce ? messages : acked;
                 var theirs = qos == MqttQualityOfService.AtMostOnce ? messages : referenceAcked;
                 // Warm-up (JIT, broker caches), not measured.
@@ -147,6 +154,7 @@ internal static partial class BenchmarkRegistry
             Host = template.Host,
             Port = template.Port,
             ClientId = $"{prefix}-{Guid.NewGuid():N}",
+            MaxInflight = template.MaxInflight,
             ReceiveQueueCapacity = 4096,
             SendQueueCapacity = 4096,
         };
