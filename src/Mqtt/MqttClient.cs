@@ -552,7 +552,7 @@ public sealed class MqttClient : IAsyncDisposable
                 }
             }
 
-            connection.Start(HandlePacketAsync);
+            connection.Start(HandlePacketAsync, OnConnectionLost);
             if (!sessionPresent)
             {
                 await ResubscribeAsync(connection, cancellationToken);
@@ -564,6 +564,11 @@ public sealed class MqttClient : IAsyncDisposable
                 if (!_running)
                 {
                     throw new OperationCanceledException("The MQTT client was stopped while connecting.");
+                }
+
+                if (connection.Closed.IsCompleted)
+                {
+                    throw new MqttException("The MQTT connection ended while it was being set up.");
                 }
 
                 resend = [.. _pending.Values.Where(p => p.IsPublish).OrderBy(p => p.Sequence)];

@@ -26,6 +26,7 @@ internal sealed class MqttConnection
     private readonly MqttClientOptions _options;
     private readonly ILogger _logger;
     private Task _writerTask = Task.CompletedTask;
+    private Action<MqttConnection>? _onClosed;
     private long _lastSent;
     private long _lastReceived;
     private long _pingSentAt;
@@ -248,9 +249,17 @@ internal sealed class MqttConnection
             properties);
     }
 
-    /// <summary>Starts the loops; <paramref name="onPacket"/> runs on the reader loop, one packet at a time.</summary>
-    public void Start(Func<MqttConnection, MqttPacket, CancellationToken, ValueTask> onPacket)
+    /// <summary>Starts the loops; <paramref name="onPacket"/> runs on the reader loop, one packet at a time, and
+    /// <paramref name="onClosed"/> runs once, synchronously, when the connection ends.</summary>
+    public void Start(Func<MqttConnection, MqttPacket, CancellationToken, ValueTask> onPacket, Action<MqttConnection> onClosed)
     {
+        _onClosed = onClosed;
+        if (_closed.Task.IsCompleted)
+        {
+            onClosed(this);
+            return;
+        }
+
         _writerTask = Task.Run(WriteLoopAsync, _cts.Token);
         _ = Task.Run(() => ReadLoopAsync(onPacket), _cts.Token);
         _ = Task.Run(KeepAliveLoopAsync, _cts.Token);
@@ -295,6 +304,7 @@ internal sealed class MqttConnection
         _outgoing.Writer.TryComplete();
         _cts.Cancel();
         _stream.Dispose();
+        _onClosed?.Invoke(this);
     }
 
     /// <summary>Sends <paramref name="last"/> (DISCONNECT) after everything queued, waits for the flush, then closes.</summary>
@@ -388,9 +398,10 @@ internal sealed class MqttConnection
         {
             // Aborted elsewhere; the reason is already recorded.
         }
-        catch (Exception ex) when (ex is IOException or SocketException or ObjectDisposedException or InvalidOperationException or MqttException)
+        catch (Exception ex)
         {
-            Abort($"read failed: {ex.Message}");
+            // Whatever failed (socket, TLS, a bug in a handler), the connection must end so the client reconnects.
+            Abort($"read failed: {ex.GetType().Name}: {ex.Message}");
         }
         finally
         {
@@ -425,9 +436,9 @@ internal sealed class MqttConnection
         {
             // Aborted elsewhere.
         }
-        catch (Exception ex) when (ex is IOException or SocketException or ObjectDisposedException or InvalidOperationException or ArgumentException)
+        catch (Exception ex)
         {
-            Abort($"write failed: {ex.Message}");
+            Abort($"write failed: {ex.GetType().Name}: {ex.Message}");
         }
     }
 

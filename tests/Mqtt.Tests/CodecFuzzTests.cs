@@ -11,9 +11,6 @@ public sealed class CodecFuzzTests
     private const int Cases = 1_000_000;
     private const int MaxPacketSize = 4096;
 
-    /// <summary>First cases run type initializers and lazy caches, which allocate once.</summary>
-    private const int Warmup = 10_000;
-
     [Fact]
     public void GivenAMillionRandomAndMutatedInputs_WhenDecoding_ThenNothingThrowsHangsOrOverAllocates()
     {
@@ -58,9 +55,16 @@ public sealed class CodecFuzzTests
             var input = scratch.AsMemory(0, length);
             var (status, allocated) = DecodeAll(input, version);
             counts[(int)status]++;
-            if (i >= Warmup && allocated > (32L * length) + 1024)
+            var bound = (32L * length) + 1024;
+            if (allocated > bound)
             {
-                Assert.Fail($"case {i}: {allocated} bytes allocated for a {length}-byte input");
+                // The first decode down a rare path may fill a runtime cache once (type initializers, enum names, format
+                // strings); allocation that depends on the input shows up again when the same input is decoded again.
+                var (_, again) = DecodeAll(input, version);
+                if (again > bound)
+                {
+                    Assert.Fail($"case {i}: {again} bytes allocated for a {length}-byte input");
+                }
             }
         }
 
