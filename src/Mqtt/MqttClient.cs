@@ -27,6 +27,9 @@ public sealed class MqttClient : IAsyncDisposable
     private readonly Dictionary<string, MqttSubscription> _subscriptions = new(StringComparer.Ordinal);
     private readonly InflightWindow _window;
     private readonly SemaphoreSlim _gate = new(1, 1);
+    private readonly Channel<Delivery>? _dispatch;
+    private readonly CancellationTokenSource _disposing = new();
+    private Task? _dispatcher;
     private MqttConnection? _connection;
     private TaskCompletionSource _connectedSignal = NewSignal();
     private CancellationTokenSource? _lifetime;
@@ -60,6 +63,14 @@ public sealed class MqttClient : IAsyncDisposable
             SingleReader = false,
             SingleWriter = false,
         });
+        if (options.MessageHandler is not null)
+        {
+            _dispatch = Channel.CreateBounded<Delivery>(new BoundedChannelOptions(options.ReceiveQueueCapacity)
+            {
+                FullMode = BoundedChannelFullMode.Wait,
+                SingleReader = true,
+            });
+        }
     }
 
     /// <summary>Received application messages (unless a <see cref="MqttClientOptions.MessageHandler"/> is set).
@@ -96,6 +107,11 @@ public sealed class MqttClient : IAsyncDisposable
 
             _lifetime?.Dispose();
             _lifetime = new CancellationTokenSource();
+            if (_dispatch is not null && _options.MessageHandler is { } handler)
+            {
+                _dispatcher ??= Task.Run(() => DispatchLoopAsync(_dispatch.Reader, handler, _disposing.Token), _disposing.Token);
+            }
+
             MqttConnection connection;
             try
             {
@@ -160,7 +176,22 @@ public sealed class MqttClient : IAsyncDisposable
 
         _disposed = true;
         _messages.Writer.TryComplete();
+        _dispatch?.Writer.TryComplete();
+        await _disposing.CancelAsync();
+        if (_dispatcher is not null)
+        {
+            try
+            {
+                await _dispatcher.WaitAsync(TimeSpan.FromSeconds(5), CancellationToken.None);
+            }
+            catch (TimeoutException)
+            {
+                // A handler that ignores cancellation keeps running on its own; disposal does not wait for it.
+            }
+        }
+
         _lifetime?.Dispose();
+        _disposing.Dispose();
     }
 
     public Task PublishAsync(
@@ -872,13 +903,13 @@ public sealed class MqttClient : IAsyncDisposable
         switch (publish.Qos)
         {
             case MqttQualityOfService.AtMostOnce:
-                await DeliverAsync(message, cancellationToken);
+                await DeliverAsync(connection, message, null, cancellationToken);
                 break;
             case MqttQualityOfService.AtLeastOnce:
-                await DeliverAsync(message, cancellationToken);
-                await connection.SendAsync(new MqttPacket.PublishAck(MqttPacketType.PubAck, publish.PacketId, 0, null));
+                await DeliverAsync(connection, message, new MqttPacket.PublishAck(MqttPacketType.PubAck, publish.PacketId, 0, null), cancellationToken);
                 break;
             default:
+                var pubRec = new MqttPacket.PublishAck(MqttPacketType.PubRec, publish.PacketId, 0, null);
                 bool duplicate;
                 lock (_sync)
                 {
@@ -889,40 +920,73 @@ public sealed class MqttClient : IAsyncDisposable
                 {
                     MqttMetrics.DuplicatesSuppressed.Add(1);
                     MqttLog.DuplicateSuppressed(_logger, publish.PacketId);
-                }
-                else
-                {
-                    await DeliverAsync(message, cancellationToken);
-                    lock (_sync)
-                    {
-                        _receivedQos2.Add(publish.PacketId);
-                    }
+                    await connection.SendAsync(pubRec);
+                    break;
                 }
 
-                await connection.SendAsync(new MqttPacket.PublishAck(MqttPacketType.PubRec, publish.PacketId, 0, null));
+                // Recorded only once the message is queued: if the connection dies first, the redelivery must get through.
+                await DeliverAsync(connection, message, pubRec, cancellationToken);
+                lock (_sync)
+                {
+                    _receivedQos2.Add(publish.PacketId);
+                }
+
                 break;
         }
     }
 
-    private async ValueTask DeliverAsync(MqttMessage message, CancellationToken cancellationToken)
+    /// <summary>Hands a message to the application and acknowledges it: at once after it is queued in
+    /// <see cref="Messages"/>, or after the handler returned. The handler runs on its own loop, not on the reader
+    /// loop, so a handler may publish at QoS 1/2 and wait for the acknowledgement.</summary>
+    private async ValueTask DeliverAsync(MqttConnection connection, MqttMessage message, MqttPacket? ack, CancellationToken cancellationToken)
     {
-        if (_options.MessageHandler is { } handler)
+        if (_dispatch is not null)
         {
-            try
-            {
-                await handler(message, cancellationToken);
-            }
-            catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
-            {
-                MqttLog.HandlerFailed(_logger, message.Topic, ex);
-            }
-        }
-        else
-        {
-            await _messages.Writer.WriteAsync(message, cancellationToken);
+            await _dispatch.Writer.WriteAsync(new Delivery(message, connection, ack), cancellationToken);
+            return;
         }
 
+        await _messages.Writer.WriteAsync(message, cancellationToken);
         MqttMetrics.MessagesReceived.Add(1);
+        if (ack is not null)
+        {
+            await connection.SendAsync(ack);
+        }
+    }
+
+    private async Task DispatchLoopAsync(
+        ChannelReader<Delivery> deliveries,
+        Func<MqttMessage, CancellationToken, ValueTask> handler,
+        CancellationToken cancellationToken)
+    {
+        try
+        {
+            while (await deliveries.WaitToReadAsync(cancellationToken))
+            {
+                while (!cancellationToken.IsCancellationRequested && deliveries.TryRead(out var delivery))
+                {
+                    try
+                    {
+                        await handler(delivery.Message, cancellationToken);
+                    }
+                    catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+                    {
+                        MqttLog.HandlerFailed(_logger, delivery.Message.Topic, ex);
+                    }
+
+                    MqttMetrics.MessagesReceived.Add(1);
+                    if (delivery.Ack is not null)
+                    {
+                        // On a connection that has ended this is a no-op; the broker redelivers on the next one.
+                        await delivery.Connection.SendAsync(delivery.Ack);
+                    }
+                }
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // Disposed.
+        }
     }
 
     private void CompletePublish(MqttPacket.PublishAck ack, PendingStage expected)

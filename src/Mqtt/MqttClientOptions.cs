@@ -58,8 +58,10 @@ public sealed class MqttClientOptions
 
     public TimeSpan MaxReconnectDelay { get; set; } = TimeSpan.FromSeconds(60);
 
-    /// <summary>When set, received messages go to this handler (awaited before the acknowledgement, one at a
-    /// time) instead of <see cref="MqttClient.Messages"/>.</summary>
+    /// <summary>When set, received messages go to this handler instead of <see cref="MqttClient.Messages"/>: one at a
+    /// time, in order, on a loop of their own (so the handler may publish and wait for acknowledgements), through a
+    /// queue of <see cref="ReceiveQueueCapacity"/> (when full, reading from the socket pauses). A QoS 1/2 message is
+    /// acknowledged after the handler returned, also when it threw (the exception is logged).</summary>
     public Func<MqttMessage, CancellationToken, ValueTask>? MessageHandler { get; set; }
 
     /// <summary>Sets <see cref="Host"/>, <see cref="Port"/> and <see cref="Tls"/> from an address such as

@@ -261,9 +261,10 @@ internal sealed class MqttConnection
             return;
         }
 
-        _writerTask = Task.Run(WriteLoopAsync, _cts.Token);
-        _ = Task.Run(() => ReadLoopAsync(onPacket), _cts.Token);
-        _ = Task.Run(KeepAliveLoopAsync, _cts.Token);
+        // The loops watch _cts themselves and always end normally; they must start even if it is already cancelled.
+        _writerTask = Task.Run(WriteLoopAsync, CancellationToken.None);
+        _ = Task.Run(() => ReadLoopAsync(onPacket), CancellationToken.None);
+        _ = Task.Run(KeepAliveLoopAsync, CancellationToken.None);
     }
 
     /// <summary>Sends a packet, or queues it for the writer loop (waiting while the queue is full). False when the
@@ -362,6 +363,10 @@ internal sealed class MqttConnection
                 _outgoing.Writer.TryComplete();
                 await _writerTask.WaitAsync(cancellationToken);
             }
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            // The connection ended some other way while closing; the DISCONNECT was written or no longer matters.
         }
         finally
         {

@@ -277,6 +277,35 @@ public sealed class BrokerRoundTripTests
     }
 
     [Fact]
+    public async Task GivenMessageHandler_WhenItPublishesAtQos2AndWaitsForTheAck_ThenNothingDeadlocks()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var requests = TestBroker.UniqueTopic("requests");
+        var results = TestBroker.UniqueTopic("results");
+        MqttClient? self = null;
+        var options = TestBroker.Options(MqttProtocolVersion.V311);
+        options.MessageHandler = async (message, token) =>
+            await self!.PublishAsync(results, message.Payload, MqttQualityOfService.ExactlyOnce, retain: false, token);
+        await using var worker = new MqttClient(options);
+        self = worker;
+        await using var manager = new MqttClient(TestBroker.Options(MqttProtocolVersion.V311));
+        await worker.ConnectAsync(ct);
+        await manager.ConnectAsync(ct);
+        await worker.SubscribeAsync(requests, MqttQualityOfService.ExactlyOnce, ct);
+        await manager.SubscribeAsync(results, MqttQualityOfService.ExactlyOnce, ct);
+
+        for (var i = 0; i < 30; i++)
+        {
+            await manager.PublishAsync(requests, Encoding.UTF8.GetBytes($"task-{i}"), MqttQualityOfService.ExactlyOnce, retain: false, ct);
+        }
+
+        for (var i = 0; i < 30; i++)
+        {
+            Encoding.UTF8.GetString((await TestBroker.ReceiveAsync(manager, Timeout, ct)).Payload.Span).ShouldBe($"task-{i}");
+        }
+    }
+
+    [Fact]
     public async Task GivenNotConnected_WhenPublishing_ThenAClearErrorIsRaised()
     {
         var ct = TestContext.Current.CancellationToken;
