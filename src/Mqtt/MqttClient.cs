@@ -84,6 +84,9 @@ public sealed class MqttClient : IAsyncDisposable
 
     /// <summary>Connects, waiting for CONNACK. Afterwards the connection is kept up until <see cref="DisconnectAsync"/>.</summary>
     /// <exception cref="MqttConnectException">The broker refused the connection (e.g. bad credentials).</exception>
+    /// <exception cref="TimeoutException">No CONNACK within <see cref="MqttClientOptions.ConnectTimeout"/>.</exception>
+    /// <exception cref="System.Net.Sockets.SocketException">The broker could not be reached.</exception>
+    /// <exception cref="System.Security.Authentication.AuthenticationException">The TLS handshake failed (e.g. an untrusted broker certificate).</exception>
     public async Task ConnectAsync(CancellationToken cancellationToken)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
@@ -234,38 +237,51 @@ public sealed class MqttClient : IAsyncDisposable
             }
         }
 
-        await _window.AcquireAsync(cancellationToken);
-        PendingOperation operation;
-        MqttConnection? current;
-        bool running;
+        // Taking a window slot, getting the packet id and handing the packet to the connection (which fixes its place on
+        // the wire) happen under one lock, so QoS 1/2 messages leave in the order their slots were granted: the window
+        // serves waiters first in, first out, and a granted waiter continues synchronously on the releasing thread.
+        var operation = new PendingOperation(
+            qos == MqttQualityOfService.AtLeastOnce ? PendingStage.AwaitPubAck : PendingStage.AwaitPubRec,
+            packet,
+            0);
+        MqttConnection? target = null;
+        ValueTask slot;
         lock (_sync)
         {
-            running = _running;
+            if (!_running)
+            {
+                throw new MqttException("The MQTT client is not connected.");
+            }
+
+            slot = _window.AcquireAsync(cancellationToken);
+            if (slot.IsCompletedSuccessfully)
+            {
+                target = StartPublishUnderLock(operation);
+            }
         }
 
-        if (!running)
+        if (!slot.IsCompletedSuccessfully)
         {
-            _window.Release();
-            throw new MqttException("The MQTT client is not connected.");
+            await slot;
+            lock (_sync)
+            {
+                if (_running)
+                {
+                    target = StartPublishUnderLock(operation);
+                }
+            }
+
+            if (!operation.Started)
+            {
+                _window.Release();
+                throw new MqttException("The MQTT client is not connected.");
+            }
         }
 
-        lock (_sync)
+        if (target is not null)
         {
-            var id = AllocatePacketId();
-            operation = new PendingOperation(
-                qos == MqttQualityOfService.AtLeastOnce ? PendingStage.AwaitPubAck : PendingStage.AwaitPubRec,
-                packet with { PacketId = id },
-                ++_sequence);
-            _pending[id] = operation;
-            current = _connection;
-            operation.Sent = current is not null;
+            await target.FlushDeferredAsync();
         }
-
-        if (current is not null)
-        {
-            await current.SendAsync(operation.Publish!);
-        }
-
         await operation.Completion.Task.WaitAsync(cancellationToken);
         MqttMetrics.MessagesPublished.Add(1);
     }
@@ -457,6 +473,38 @@ public sealed class MqttClient : IAsyncDisposable
             return length;
         }
     }
+
+    /// <summary>Gives a publish that holds a window slot its packet id and places it on the current connection (if
+    /// any; otherwise it goes out on the next one). Runs under <c>_sync</c>, so the packet is only encoded or queued
+    /// here, never flushed; the caller flushes after leaving the lock.</summary>
+    private MqttConnection? StartPublishUnderLock(PendingOperation operation)
+    {
+        var id = AllocatePacketId();
+        operation.Start(id, ++_sequence);
+        _pending[id] = operation;
+        var current = _connection;
+        operation.Sent = current is not null;
+        if (current is null)
+        {
+            return null;
+        }
+
+        var queued = current.SendAsync(operation.Publish!, deferFlush: true);
+        if (queued.IsCompleted)
+        {
+            // False means the connection just ended; the publish stays pending and is resent on the next one.
+            _ = queued.Result;
+        }
+        else
+        {
+            // The send queue is full: waiting is done off the lock (the packet's place may then follow later sends).
+            _ = WaitQueuedAsync(queued);
+        }
+
+        return current;
+    }
+
+    private static async Task WaitQueuedAsync(ValueTask<bool> queued) => await queued;
 
     private ushort AllocatePacketId()
     {
@@ -811,25 +859,26 @@ public sealed class MqttClient : IAsyncDisposable
             await _lifetime.CancelAsync();
         }
 
-        if (connection is not null)
+        try
         {
-            try
+            if (connection is not null)
             {
+                // CloseAsync aborts the connection even when the token ends the wait for the DISCONNECT to flush.
                 await connection.CloseAsync(new MqttPacket.Disconnect(0, null), "closed by the client", cancellationToken);
-            }
-            finally
-            {
                 MqttLog.Disconnected(_logger, _options.Host, _options.Port);
             }
         }
-
-        if (_supervisor is not null)
+        finally
         {
-            await _supervisor;
-            _supervisor = null;
-        }
+            if (_supervisor is not null)
+            {
+                // The supervisor never throws: it ends once it sees the client stopped or its lifetime cancelled.
+                await _supervisor;
+                _supervisor = null;
+            }
 
-        Stop("The MQTT client was disconnected.");
+            Stop("The MQTT client was disconnected.");
+        }
     }
 
     private async ValueTask HandlePacketAsync(MqttConnection connection, MqttPacket packet, CancellationToken cancellationToken)

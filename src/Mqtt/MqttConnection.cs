@@ -32,6 +32,12 @@ internal sealed class MqttConnection
     private long _lastReceived;
     private long _pingSentAt;
 
+    // Reader-batch flush deferral: while the reader loop handles packets synchronously and more received bytes wait in
+    // its buffer, writes made on its thread (acknowledgements, the next publish of the window) are encoded but not
+    // flushed; the reader flushes once when the batch is done. Fewer syscalls without a thread switch.
+    private int _deferFlushThread;
+    private bool _flushPending;
+
     private MqttConnection(Stream stream, MqttClientOptions options, ILogger logger)
     {
         _stream = stream;
@@ -271,7 +277,12 @@ internal sealed class MqttConnection
     /// connection has ended. Acknowledgements and QoS 1/2 publishes are written on the caller's thread when nothing is
     /// queued and nobody is writing: that saves a thread switch per packet on the acknowledgement round trips that
     /// bound QoS 1/2 throughput. QoS 0 publishes always go through the queue, which batches them into few writes.</summary>
-    public ValueTask<bool> SendAsync(MqttPacket packet)
+    public ValueTask<bool> SendAsync(MqttPacket packet) => SendAsync(packet, deferFlush: false);
+
+    /// <summary>As <see cref="SendAsync(MqttPacket)"/>; with <paramref name="deferFlush"/> an immediate write is only
+    /// encoded (the call then completes synchronously, so it can run under a lock) and <see cref="FlushDeferredAsync"/>
+    /// must follow.</summary>
+    public ValueTask<bool> SendAsync(MqttPacket packet, bool deferFlush)
     {
 #pragma warning disable VSTHRD103 // Wait(0) is a try-acquire: it never blocks.
         if (packet is not MqttPacket.Publish { Qos: MqttQualityOfService.AtMostOnce }
@@ -283,7 +294,7 @@ internal sealed class MqttConnection
             // still unwritten: writing now keeps the order.
             if (_outgoing.Reader.Count == 0)
             {
-                return WriteNowAsync(packet);
+                return WriteNowAsync(packet, deferFlush);
             }
 
             _writeLock.Release();
@@ -297,7 +308,7 @@ internal sealed class MqttConnection
         return SendSlowAsync(packet);
     }
 
-    private async ValueTask<bool> WriteNowAsync(MqttPacket packet)
+    private async ValueTask<bool> WriteNowAsync(MqttPacket packet, bool deferFlush)
     {
         try
         {
@@ -307,6 +318,13 @@ internal sealed class MqttConnection
             }
 
             _encoder.Encode(packet, Version, _writer);
+            if (deferFlush || Volatile.Read(ref _deferFlushThread) == Environment.CurrentManagedThreadId)
+            {
+                Volatile.Write(ref _flushPending, true);
+                return true;
+            }
+
+            Volatile.Write(ref _flushPending, false);
             await _writer.FlushAsync(_cts.Token);
             Volatile.Write(ref _lastSent, Environment.TickCount64);
             return true;
@@ -423,13 +441,24 @@ internal sealed class MqttConnection
 
                         Volatile.Write(ref _lastReceived, Environment.TickCount64);
                         Volatile.Write(ref _pingSentAt, 0);
-                        await onPacket(this, packet!, token);
+                        Volatile.Write(ref _deferFlushThread, buffer.IsEmpty ? 0 : Environment.CurrentManagedThreadId);
+                        var handling = onPacket(this, packet!, token);
+                        if (!handling.IsCompletedSuccessfully)
+                        {
+                            // The handler waits (e.g. for room in the receive queue): what it wrote must not wait with it.
+                            Volatile.Write(ref _deferFlushThread, 0);
+                            await FlushPendingAsync(token);
+                            await handling;
+                        }
                     }
                 }
                 finally
                 {
+                    Volatile.Write(ref _deferFlushThread, 0);
                     _reader.AdvanceTo(buffer.Start, buffer.End);
                 }
+
+                await FlushPendingAsync(token);
 
                 if (violation is not null)
                 {
@@ -459,6 +488,52 @@ internal sealed class MqttConnection
         }
     }
 
+    /// <summary>Flushes what a deferred send encoded, unless the reader loop will (the call runs inside its batch).</summary>
+    public ValueTask FlushDeferredAsync()
+    {
+        if (!Volatile.Read(ref _flushPending) || Volatile.Read(ref _deferFlushThread) == Environment.CurrentManagedThreadId)
+        {
+            return ValueTask.CompletedTask;
+        }
+
+        return FlushDeferredSlowAsync();
+    }
+
+    private async ValueTask FlushDeferredSlowAsync()
+    {
+        try
+        {
+            await FlushPendingAsync(_cts.Token);
+        }
+        catch (Exception ex)
+        {
+            Abort($"write failed: {ex.GetType().Name}: {ex.Message}");
+        }
+    }
+
+    private async ValueTask FlushPendingAsync(CancellationToken cancellationToken)
+    {
+        if (!Volatile.Read(ref _flushPending))
+        {
+            return;
+        }
+
+        await _writeLock.WaitAsync(cancellationToken);
+        try
+        {
+            if (Volatile.Read(ref _flushPending))
+            {
+                Volatile.Write(ref _flushPending, false);
+                await _writer.FlushAsync(cancellationToken);
+                Volatile.Write(ref _lastSent, Environment.TickCount64);
+            }
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
     private async Task WriteLoopAsync()
     {
         var token = _cts.Token;
@@ -479,6 +554,7 @@ internal sealed class MqttConnection
                         }
                     }
 
+                    Volatile.Write(ref _flushPending, false);
                     await _writer.FlushAsync(token);
                     Volatile.Write(ref _lastSent, Environment.TickCount64);
                 }
