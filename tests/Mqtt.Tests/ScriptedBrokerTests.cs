@@ -277,4 +277,86 @@ public sealed class ScriptedBrokerTests
 
         client.InflightCount.ShouldBe(0);
     }
+
+    [Fact]
+    public async Task GivenBrokerRefusesASubscription_WhenSubscribing_ThenMqttExceptionCarriesTheCode_AndItIsNotRenewedOnReconnect()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var broker = new ScriptedBroker();
+        await using var client = new MqttClient(broker.Options(MqttProtocolVersion.V311));
+        var connecting = client.ConnectAsync(ct);
+        var (first, _) = await broker.AcceptAsync(ct);
+        await first.SendAsync(new MqttPacket.ConnAck(false, 0, null), ct);
+        await connecting;
+
+        var subscribing = client.SubscribeAsync(
+            [new MqttSubscription("allowed/#", MqttQualityOfService.AtLeastOnce), new MqttSubscription("forbidden/#", MqttQualityOfService.AtLeastOnce)],
+            ct);
+        var subscribe = (MqttPacket.Subscribe)await first.ReadAsync(ct);
+        await first.SendAsync(new MqttPacket.SubAck(subscribe.PacketId, [1, 0x80], null), ct);
+        var error = await Should.ThrowAsync<MqttException>(() => subscribing);
+        error.ReasonCode.ShouldBe((byte)0x80);
+        error.Message.ShouldContain("forbidden/#");
+        await first.DisposeAsync();
+
+        var (second, _) = await broker.AcceptAsync(ct);
+        await using var _ = second;
+        await second.SendAsync(new MqttPacket.ConnAck(false, 0, null), ct);
+        var resubscribe = (MqttPacket.Subscribe)await second.ReadAsync(ct);
+        resubscribe.Entries.Select(e => e.Filter).ShouldBe(["allowed/#"]);
+    }
+
+    [Fact]
+    public async Task GivenQos0PublishWhileReconnecting_WhenTheConnectionComesBack_ThenItIsSentOnTheNewConnection()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var broker = new ScriptedBroker();
+        await using var client = new MqttClient(broker.Options(MqttProtocolVersion.V311));
+        var connecting = client.ConnectAsync(ct);
+        var (first, _) = await broker.AcceptAsync(ct);
+        await first.SendAsync(new MqttPacket.ConnAck(false, 0, null), ct);
+        await connecting;
+        await first.DisposeAsync();
+        while (client.IsConnected)
+        {
+            await Task.Delay(10, ct);
+        }
+
+        var publishing = client.PublishAsync("late", "x"u8.ToArray(), MqttQualityOfService.AtMostOnce, retain: false, ct);
+        var (second, _) = await broker.AcceptAsync(ct);
+        await using var _ = second;
+        await second.SendAsync(new MqttPacket.ConnAck(false, 0, null), ct);
+        ((MqttPacket.Publish)await second.ReadAsync(ct)).Topic.ShouldBe("late");
+        await publishing.WaitAsync(Timeout, ct);
+    }
+
+    [Fact]
+    public async Task GivenConsumerReadingMessages_WhenTheClientIsDisposed_ThenTheChannelCompletes()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var broker = new ScriptedBroker();
+        var client = new MqttClient(broker.Options(MqttProtocolVersion.V500));
+        var connecting = client.ConnectAsync(ct);
+        var (session, _) = await broker.AcceptAsync(ct);
+        await using var _ = session;
+        await session.SendAsync(new MqttPacket.ConnAck(false, 0, null), ct);
+        await connecting;
+        var consumer = Task.Run(
+            async () =>
+            {
+                var count = 0;
+                await foreach (var message in client.Messages.ReadAllAsync(ct))
+                {
+                    count++;
+                }
+
+                return count;
+            },
+            ct);
+        await session.SendAsync(Publish("a", "1", MqttQualityOfService.AtMostOnce, 0), ct);
+        await client.DisposeAsync();
+        (await session.ReadAsync(ct)).ShouldBe(new MqttPacket.Disconnect(0, null));
+        (await consumer.WaitAsync(Timeout, ct)).ShouldBeLessThanOrEqualTo(1);
+        await Should.ThrowAsync<ObjectDisposedException>(() => client.PublishAsync("a", "x"u8.ToArray(), MqttQualityOfService.AtMostOnce, retain: false, ct));
+    }
 }
