@@ -637,7 +637,8 @@ public sealed class MqttClient : IAsyncDisposable
                 await ResubscribeAsync(connection, cancellationToken);
             }
 
-            List<PendingOperation> resend;
+            List<PendingOperation> settled;
+            int resent;
             lock (_sync)
             {
                 if (!_running)
@@ -650,14 +651,28 @@ public sealed class MqttClient : IAsyncDisposable
                     throw new MqttException("The MQTT connection ended while it was being set up.");
                 }
 
-                resend = [.. _pending.Values.Where(p => p.IsPublish).OrderBy(p => p.Sequence)];
+                // Unacknowledged publishes go out first, in their original order, before any new publish can reach this
+                // connection (new ones need _connection, published only below in the same lock).
+                (resent, settled) = ResendUnderLock(connection, sessionPresent);
                 Volatile.Write(ref _connection, connection);
                 _connectedSignal.TrySetResult();
             }
 
+            foreach (var operation in settled)
+            {
+                _window.Release();
+                operation.Completion.TrySetResult(null);
+            }
+
+            await connection.FlushDeferredAsync();
+            if (resent > 0)
+            {
+                MqttMetrics.Retransmissions.Add(resent);
+                MqttLog.Retransmitted(_logger, resent);
+            }
+
             MqttMetrics.Connects.Add(1);
             MqttLog.Connected(_logger, _options.Host, _options.Port, ClientId, connection.Version, sessionPresent);
-            await ResendAsync(connection, resend, sessionPresent);
             return connection;
         }
         catch
@@ -704,60 +719,45 @@ public sealed class MqttClient : IAsyncDisposable
         }
     }
 
-    private async Task ResendAsync(MqttConnection connection, List<PendingOperation> operations, bool sessionPresent)
+    /// <summary>Places every unacknowledged publish on the new connection, oldest first: the PUBLISH again (with DUP
+    /// when the broker kept the session and had it before), or PUBREL when the broker already acknowledged it with
+    /// PUBREC. When the broker lost the session, PUBREC'd messages are settled (returned; the caller completes them).
+    /// Runs under <c>_sync</c>; sends are encoded or queued, never awaited (the caller flushes).</summary>
+    private (int Resent, List<PendingOperation> Settled) ResendUnderLock(MqttConnection connection, bool sessionPresent)
     {
+        var settled = new List<PendingOperation>();
         var resent = 0;
-        foreach (var operation in operations)
+        foreach (var operation in _pending.Values.Where(p => p.IsPublish).OrderBy(p => p.Sequence).ToList())
         {
-            MqttPacket? packet = null;
-            var completed = false;
-            lock (_sync)
+            var id = operation.Publish!.PacketId;
+            MqttPacket packet;
+            if (operation.Stage == PendingStage.AwaitPubComp)
             {
-                var id = operation.Publish!.PacketId;
-                if (!_pending.TryGetValue(id, out var current) || current != operation)
+                if (!sessionPresent)
                 {
+                    _pending.Remove(id);
+                    settled.Add(operation);
                     continue;
                 }
 
-                if (operation.Stage == PendingStage.AwaitPubComp)
-                {
-                    if (sessionPresent)
-                    {
-                        packet = new MqttPacket.PublishAck(MqttPacketType.PubRel, id, 0, null);
-                    }
-                    else
-                    {
-                        // The broker already owns the message (it sent PUBREC) but lost the session: nothing to resend.
-                        _pending.Remove(id);
-                        completed = true;
-                    }
-                }
-                else
-                {
-                    packet = sessionPresent && operation.Sent ? operation.Publish with { Dup = true } : operation.Publish;
-                    operation.Sent = true;
-                }
+                packet = new MqttPacket.PublishAck(MqttPacketType.PubRel, id, 0, null);
             }
-
-            if (completed)
+            else
             {
-                _window.Release();
-                operation.Completion.TrySetResult(null);
-                continue;
+                packet = sessionPresent && operation.Sent ? operation.Publish with { Dup = true } : operation.Publish;
+                operation.Sent = true;
             }
 
             resent++;
-            if (!await connection.SendAsync(packet!))
+            var queued = connection.SendAsync(packet, deferFlush: true);
+            if (!queued.IsCompleted)
             {
-                return;
+                // The send queue is full: the rest waits off the lock (it still goes out before new publishes).
+                _ = WaitQueuedAsync(queued);
             }
         }
 
-        if (resent > 0)
-        {
-            MqttMetrics.Retransmissions.Add(resent);
-            MqttLog.Retransmitted(_logger, resent);
-        }
+        return (resent, settled);
     }
 
     private async Task SuperviseAsync(MqttConnection connection, CancellationToken cancellationToken)
