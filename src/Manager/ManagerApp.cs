@@ -33,8 +33,31 @@ public static class ManagerApp
                 o.Schema = configuration["EventStore:Schema"] is { Length: > 0 } schema ? schema : o.Schema;
             },
             runDaemon);
+        if (configuration["MANAGER_MQTT_ADDRESS"] is { Length: > 0 } mqttAddress)
+        {
+            builder.Services.AddManagerMessaging(
+                mqtt =>
+                {
+                    mqtt.Address = mqttAddress;
+                    mqtt.Tenant = configuration["MANAGER_TENANT_ID"] is { Length: > 0 } tenant ? tenant : mqtt.Tenant;
+                    mqtt.Channel = configuration["MANAGER_CHANNEL_ID"] is { Length: > 0 } channel ? channel : mqtt.Channel;
+                    mqtt.EntityId = configuration["MANAGER_ENTITY_ID"] is { Length: > 0 } entity ? entity : $"manager-{Environment.MachineName}";
+                    mqtt.ApiKey = configuration["MANAGER_API_KEY"];
+                    mqtt.QualityOfService = configuration["MANAGER_MQTT_QOS"] is { Length: > 0 } qos && int.TryParse(qos, out var q) && q is >= 0 and <= 2
+                        ? (Propeller.Mqtt.MqttQualityOfService)q
+                        : Propeller.Mqtt.MqttQualityOfService.ExactlyOnce;
+                },
+                scheduler =>
+                {
+                    scheduler.BaseTopic = Propeller.Contracts.Mqtt.Topics.Base(
+                        configuration["MANAGER_TENANT_ID"] is { Length: > 0 } tenant ? tenant : "default",
+                        configuration["MANAGER_CHANNEL_ID"] is { Length: > 0 } channel ? channel : "default");
+                    scheduler.LivenessWindow = LivenessWindow(configuration);
+                });
+        }
+
         builder.Services.AddSingleton<CommandSender>();
-        builder.Services.AddSingleton(new ManagerOptions(TimeSpan.FromSeconds(double.TryParse(configuration["MANAGER_PROPLET_LIVENESS_WINDOW"], System.Globalization.CultureInfo.InvariantCulture, out var window) ? window : 30)));
+        builder.Services.AddSingleton(new ManagerOptions(LivenessWindow(configuration)));
         builder.Services.AddSingleton<IValidator<TaskJson>, TaskJsonValidator>();
         builder.Services.AddExceptionHandler<ApiExceptionHandler>();
         builder.Services.AddProblemDetails();
@@ -50,4 +73,7 @@ public static class ManagerApp
         app.MapPropletEndpoints();
         return app;
     }
+
+    private static TimeSpan LivenessWindow(IConfiguration configuration) =>
+        TimeSpan.FromSeconds(double.TryParse(configuration["MANAGER_PROPLET_LIVENESS_WINDOW"], System.Globalization.CultureInfo.InvariantCulture, out var seconds) && seconds > 0 ? seconds : 30);
 }

@@ -27,7 +27,7 @@ internal sealed class ManagerServer : IAsyncDisposable
 
     public IServiceProvider Services => _app.Services;
 
-    public static async Task<ManagerServer> StartAsync(string schema)
+    public static async Task<ManagerServer> StartAsync(string schema, IReadOnlyDictionary<string, string>? settings = null)
     {
         var db = Environment.GetEnvironmentVariable("PROPELLER_TEST_DB") is { Length: > 0 } value ? value : DefaultDb;
         await using (var dataSource = NpgsqlDataSource.Create(db))
@@ -40,6 +40,11 @@ internal sealed class ManagerServer : IAsyncDisposable
         {
             b.Configuration["EventStore:ConnectionString"] = db;
             b.Configuration["EventStore:Schema"] = schema;
+            foreach (var (key, value) in settings ?? new Dictionary<string, string>())
+            {
+                b.Configuration[key] = value;
+            }
+
             b.Logging.SetMinimumLevel(LogLevel.Warning);
         });
         await app.StartAsync(TestContext.Current.CancellationToken);

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using Propeller.Application.EventStore;
+using Propeller.Application.Messaging;
 
 namespace Propeller.Application.Aggregates;
 
@@ -13,10 +14,22 @@ public sealed class CommandHandler(IEventStore store, AggregateLoader loader, IS
     /// <summary>How many times a command is decided again after losing a race before the conflict is surfaced.</summary>
     public int MaxAttempts { get; init; } = 8;
 
-    public async Task<CommandResult<TEvent, TState>> HandleAsync<TCommand, TEvent, TState>(
+    public Task<CommandResult<TEvent, TState>> HandleAsync<TCommand, TEvent, TState>(
         Decider<TCommand, TEvent, TState> decider, string streamId, TCommand command, EventMetadata metadata, CancellationToken cancellationToken)
+        where TEvent : class =>
+        HandleAsync(decider, streamId, command, metadata, static (_, _) => [], cancellationToken);
+
+    /// <summary>
+    /// Handles the command and writes the messages <paramref name="outbox"/> derives from the new state and events in
+    /// the same transaction as the events (sent after commit by the outbox relay; nothing is sent for a rejection or
+    /// an idempotent repeat).
+    /// </summary>
+    public async Task<CommandResult<TEvent, TState>> HandleAsync<TCommand, TEvent, TState>(
+        Decider<TCommand, TEvent, TState> decider, string streamId, TCommand command, EventMetadata metadata,
+        Func<TState, IReadOnlyList<TEvent>, IReadOnlyList<OutgoingMessage>> outbox, CancellationToken cancellationToken)
         where TEvent : class
     {
+        ArgumentNullException.ThrowIfNull(outbox);
         ArgumentNullException.ThrowIfNull(decider);
         for (var attempt = 1; ; attempt++)
         {
@@ -32,14 +45,16 @@ public sealed class CommandHandler(IEventStore store, AggregateLoader loader, IS
                 return new CommandResult<TEvent, TState>(loaded.State, loaded.Version, [], null);
             }
 
+            var state = loaded.State;
+            foreach (var @event in decision.Events)
+            {
+                state = decider.Evolve(state, @event);
+            }
+
             try
             {
-                var result = await store.AppendAsync(streamId, decider.StreamType, ExpectedVersion.Exact(loaded.Version), [.. decision.Events], metadata, cancellationToken);
-                var state = loaded.State;
-                foreach (var @event in decision.Events)
-                {
-                    state = decider.Evolve(state, @event);
-                }
+                var result = await store.AppendAsync(
+                    streamId, decider.StreamType, ExpectedVersion.Exact(loaded.Version), [.. decision.Events], metadata, outbox(state, decision.Events), cancellationToken);
 
                 await SaveSnapshotIfDueAsync(decider.Snapshots, streamId, result, state, cancellationToken);
                 return new CommandResult<TEvent, TState>(state, result.NextVersion, decision.Events, null);

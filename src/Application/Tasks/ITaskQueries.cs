@@ -12,4 +12,7 @@ public interface ITaskQueries
     /// metadata contains it.
     /// </summary>
     Task<TaskList> ListAsync(long offset, int limit, string? metadataFilter, CancellationToken cancellationToken);
+
+    /// <summary>Tasks waiting for a proplet (Scheduled), at most <paramref name="limit"/>, highest priority first, then oldest.</summary>
+    Task<IReadOnlyList<TaskState>> ListScheduledAsync(int limit, CancellationToken cancellationToken);
 }

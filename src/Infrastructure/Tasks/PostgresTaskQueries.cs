@@ -20,6 +20,23 @@ public sealed class PostgresTaskQueries(NpgsqlDataSource dataSource, IOptions<Ev
         return await command.ExecuteScalarAsync(cancellationToken) is string json ? EventSerializer.DeserializeState<TaskState>(json) : null;
     }
 
+    public async Task<IReadOnlyList<TaskState>> ListScheduledAsync(int limit, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand($"""
+            select doc::text from {_schema}.task_view where state = 1
+             order by (doc -> 'spec' ->> 'priority')::int desc, doc ->> 'updated_at', id limit $1
+            """);
+        command.Parameters.AddWithValue(limit);
+        var tasks = new List<TaskState>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            tasks.Add(EventSerializer.DeserializeState<TaskState>(reader.GetString(0))!);
+        }
+
+        return tasks;
+    }
+
     public async Task<TaskList> ListAsync(long offset, int limit, string? metadataFilter, CancellationToken cancellationToken)
     {
         var where = metadataFilter is null ? "" : " where metadata @> $3::jsonb";

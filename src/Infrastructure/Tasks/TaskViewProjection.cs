@@ -34,6 +34,7 @@ public sealed class TaskViewProjection : IProjection
         context.Add($"create index if not exists task_view_metadata on {context.Schema}.task_view using gin (metadata jsonb_path_ops)");
         context.Add($"create index if not exists task_view_created on {context.Schema}.task_view (created_at, id)");
         context.Add($"create index if not exists task_view_running on {context.Schema}.task_view (proplet_id) where state = 2");
+        context.Add($"create index if not exists task_view_scheduled on {context.Schema}.task_view (id) where state = 1");
         return Task.CompletedTask;
     }
 

@@ -1,0 +1,20 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Propeller.Contracts.Mqtt;
+
+/// <summary>
+/// <c>control/proplet/create</c> (spec propeller-manager.md §6.2). Metadata values are read leniently (strings,
+/// string arrays, an unsigned integer for total_memory_bytes), so it stays a JSON element here.
+/// </summary>
+public sealed record DiscoveryMessage
+{
+    [JsonPropertyName("proplet_id")]
+    public string? PropletId { get; init; }
+
+    [JsonPropertyName("namespace")]
+    public string? Namespace { get; init; }
+
+    [JsonPropertyName("metadata")]
+    public JsonElement? Metadata { get; init; }
+}

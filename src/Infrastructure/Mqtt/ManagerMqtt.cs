@@ -1,0 +1,47 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Propeller.Application.Messaging;
+using Propeller.Mqtt;
+
+namespace Propeller.Infrastructure.Mqtt;
+
+/// <summary>
+/// The manager's one broker connection, and the outbox's publisher. Last Will as the original's:
+/// <c>{"status":"offline","proplet_id":"&lt;entity id&gt;"}</c> on control/proplet/alive.
+/// </summary>
+public sealed class ManagerMqtt : IMessagePublisher, IAsyncDisposable
+{
+    private readonly MqttBridgeOptions _options;
+
+    public ManagerMqtt(IOptions<MqttBridgeOptions> options, ILoggerFactory loggers)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(loggers);
+        _options = options.Value;
+        var clientOptions = new MqttClientOptions
+        {
+            ClientId = _options.EntityId,
+            Username = _options.EntityId,
+            Password = _options.ApiKey,
+            ReceiveQueueCapacity = 4096,
+            Will = new MqttMessage
+            {
+                Topic = Contracts.Mqtt.Topics.Of(_options.BaseTopic, Contracts.Mqtt.Topics.PropletAlive),
+                Payload = System.Text.Encoding.UTF8.GetBytes($$"""{"status":"offline","proplet_id":"{{_options.EntityId}}"}"""),
+            },
+        }.WithAddress(_options.Address);
+        Client = new MqttClient(clientOptions, loggers.CreateLogger<MqttClient>());
+    }
+
+    public MqttClient Client { get; }
+
+    public MqttBridgeOptions Options => _options;
+
+    public Task PublishAsync(OutgoingMessage message, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        return Client.PublishAsync(new MqttMessage { Topic = message.Destination, Payload = message.Payload, QualityOfService = _options.QualityOfService }, cancellationToken);
+    }
+
+    public ValueTask DisposeAsync() => Client.DisposeAsync();
+}

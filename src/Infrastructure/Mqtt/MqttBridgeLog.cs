@@ -1,0 +1,21 @@
+using Microsoft.Extensions.Logging;
+
+namespace Propeller.Infrastructure.Mqtt;
+
+internal static partial class MqttBridgeLog
+{
+    [LoggerMessage(EventId = 7001, Level = LogLevel.Warning, Message = "Dropped a malformed message on {Topic}: {Reason}")]
+    public static partial void Malformed(ILogger logger, string topic, string reason);
+
+    [LoggerMessage(EventId = 7002, Level = LogLevel.Warning, Message = "Broker at {Address} not reachable yet (check MANAGER_MQTT_ADDRESS); retrying in {Delay}: {Reason}")]
+    public static partial void ConnectRetry(ILogger logger, string address, TimeSpan delay, string reason);
+
+    [LoggerMessage(EventId = 7003, Level = LogLevel.Information, Message = "Connected to {Address}; listening on {Filter}")]
+    public static partial void Listening(ILogger logger, string address, string filter);
+
+    [LoggerMessage(EventId = 7004, Level = LogLevel.Warning, Message = "Handling a message on {Topic} failed; it will be handled again if redelivered")]
+    public static partial void HandlerFailed(ILogger logger, Exception exception, string topic);
+
+    [LoggerMessage(EventId = 7005, Level = LogLevel.Debug, Message = "Duplicate message on {Topic} ignored (inbox key {Key})")]
+    public static partial void Duplicate(ILogger logger, string topic, string key);
+}

@@ -1,0 +1,21 @@
+using Propeller.Application.Scheduling;
+
+namespace Propeller.Infrastructure.Scheduling;
+
+/// <summary>Settings of the task scheduler.</summary>
+public sealed class SchedulerOptions
+{
+    /// <summary>How often waiting tasks are looked at.</summary>
+    public TimeSpan PollInterval { get; set; } = TimeSpan.FromMilliseconds(50);
+
+    /// <summary>A proplet is alive while its last heartbeat is younger than this.</summary>
+    public TimeSpan LivenessWindow { get; set; } = TimeSpan.FromSeconds(30);
+
+    public SchedulingPolicy Policy { get; set; } = SchedulingPolicy.RoundRobin;
+
+    /// <summary>Waiting tasks considered per round.</summary>
+    public int BatchSize { get; set; } = 200;
+
+    /// <summary><c>m/{tenant}/c/{channel}</c>: where start messages go.</summary>
+    public string BaseTopic { get; set; } = "m/default/c/default";
+}

@@ -1,0 +1,37 @@
+using System.Text.Json;
+using Propeller.Application.Messaging;
+using Propeller.Contracts.Mqtt;
+using Propeller.Domain.Tasks;
+using TaskStatus = Propeller.Domain.Tasks.TaskStatus;
+
+namespace Propeller.Infrastructure.Scheduling;
+
+/// <summary>The start message for a dispatched task, in the original's payload (spec propeller-edge.md §1.8).</summary>
+internal static class StartMessages
+{
+    public static OutgoingMessage For(TaskState task, string baseTopic, string? correlationId)
+    {
+        var spec = task.Spec ?? throw new InvalidOperationException("a task without a spec cannot start");
+        var message = new StartMessage
+        {
+            Id = task.Id.ToString(),
+            Name = spec.Name,
+            State = (int)TaskStatus.Scheduled,
+            ImageUrl = spec.ImageUrl,
+            File = spec.File,
+            Inputs = spec.Inputs.Count == 0 ? null : [.. spec.Inputs],
+            CliArgs = spec.CliArgs is { } args ? [.. args] : null,
+            Broadcast = spec.Broadcast,
+            Daemon = spec.Daemon,
+            Latent = spec.Latent,
+            Env = spec.Env.Count == 0 ? null : spec.Env.ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal),
+            Encrypted = spec.Encrypted,
+            KbsResourcePath = spec.KbsResourcePath,
+            MonitoringProfile = spec.MonitoringProfile is { } profile ? JsonSerializer.Deserialize<JsonElement>(profile) : null,
+            PropletId = spec.Broadcast ? null : task.PropletId,
+            HalStoragePath = spec.HalStoragePath,
+        };
+        var headers = correlationId is null ? null : new Dictionary<string, string> { ["correlation_id"] = correlationId };
+        return new OutgoingMessage(Topics.Of(baseTopic, Topics.Start), JsonSerializer.SerializeToUtf8Bytes(message), headers);
+    }
+}

@@ -1,0 +1,169 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using Propeller.Mqtt;
+
+namespace Propeller.Manager.Tests.Dispatch;
+
+/// <summary>
+/// The whole manager path on real PostgreSQL and mosquitto: a simulated proplet (our MQTT client) registers, sends
+/// heartbeats and answers start messages with results; tasks started over HTTP end Completed with those results.
+/// </summary>
+public sealed class DispatchTests : IAsyncLifetime
+{
+    private readonly string _tenant = "t" + Guid.NewGuid().ToString("N")[..12];
+    private ManagerServer _server = null!;
+
+    private string Base => $"m/{_tenant}/c/ch";
+
+    public async ValueTask InitializeAsync() => _server = await ManagerServer.StartAsync("api_dispatch", new Dictionary<string, string>
+    {
+        ["MANAGER_MQTT_ADDRESS"] = Broker,
+        ["MANAGER_TENANT_ID"] = _tenant,
+        ["MANAGER_CHANNEL_ID"] = "ch",
+        ["MANAGER_ENTITY_ID"] = "manager-" + _tenant,
+        ["MANAGER_MQTT_QOS"] = "1",
+    });
+
+    public ValueTask DisposeAsync() => _server.DisposeAsync();
+
+    private static string Broker => Environment.GetEnvironmentVariable("PROPELLER_TEST_MQTT") is { Length: > 0 } value ? value : "tcp://127.0.0.1:51883";
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    private HttpClient Http => _server.Client;
+
+    /// <summary>A proplet that answers every start addressed to it with <paramref name="answer"/>(inputs).</summary>
+    private async Task<MqttClient> StartPropletAsync(string propletId, Func<JsonElement, string> answer)
+    {
+        MqttClient? client = null;
+        client = new MqttClient(new MqttClientOptions
+        {
+            ClientId = propletId,
+            MessageHandler = async (message, token) =>
+            {
+                var start = JsonDocument.Parse(message.Payload).RootElement;
+                if (start.TryGetProperty("proplet_id", out var target) && target.GetString() != propletId)
+                {
+                    return;
+                }
+
+                var result = JsonSerializer.Serialize(new { task_id = start.GetProperty("id").GetString(), proplet_id = propletId, results = answer(start), error = (string?)null });
+                await client!.PublishAsync(new MqttMessage { Topic = $"{Base}/control/proplet/results", Payload = Encoding.UTF8.GetBytes(result), QualityOfService = MqttQualityOfService.AtLeastOnce }, token);
+            },
+        }.WithAddress(Broker));
+        await client.ConnectAsync(Ct);
+        await client.SubscribeAsync($"{Base}/control/manager/start", MqttQualityOfService.AtLeastOnce, Ct);
+        await PublishAsync(client, "control/proplet/create", new { proplet_id = propletId, @namespace = "default", metadata = new { hostname = "sim", total_memory_bytes = 16_777_216_000UL, tags = new[] { "sim" } } });
+        await PublishAsync(client, "control/proplet/alive", new { proplet_id = propletId, status = "alive", @namespace = "default" });
+        return client;
+    }
+
+    private Task PublishAsync(MqttClient client, string path, object payload) =>
+        client.PublishAsync(new MqttMessage { Topic = $"{Base}/{path}", Payload = JsonSerializer.SerializeToUtf8Bytes(payload), QualityOfService = MqttQualityOfService.AtLeastOnce }, Ct);
+
+    private async Task<JsonElement> WaitForStateAsync(string id, int state)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (true)
+        {
+            var task = await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}", Ct);
+            if (task.GetProperty("state").GetInt32() == state || DateTime.UtcNow > deadline)
+            {
+                return task;
+            }
+
+            await Task.Delay(20, Ct);
+        }
+    }
+
+    private async Task<string> CreateAndStartAsync(string body)
+    {
+        var created = await Http.PostAsync("/tasks", new StringContent(body, Encoding.UTF8, "application/json"), Ct);
+        created.StatusCode.ShouldBe(HttpStatusCode.Created);
+        var id = (await created.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetString()!;
+        (await Http.PostAsync($"/tasks/{id}/start", null, Ct)).StatusCode.ShouldBe(HttpStatusCode.OK);
+        return id;
+    }
+
+    [Fact]
+    public async Task StartedTask_IsDispatchedToAnAliveProplet_AndCompletesWithItsResult()
+    {
+        var propletId = Guid.NewGuid().ToString();
+        await using var proplet = await StartPropletAsync(propletId, start =>
+            start.GetProperty("inputs").EnumerateArray().Sum(i => int.Parse(i.GetString()!, System.Globalization.CultureInfo.InvariantCulture)).ToString(System.Globalization.CultureInfo.InvariantCulture));
+        await WaitForAliveAsync(propletId);
+
+        var id = await CreateAndStartAsync("""{"name":"main","file":"AGFzbQEAAAABBwFgAn9/AX8DAgEABwgBBG1haW4AAAoJAQcAIAAgAWoL","inputs":[10,32]}""");
+
+        var task = await WaitForStateAsync(id, 3);
+        task.GetProperty("state").GetInt32().ShouldBe(3);
+        task.GetProperty("proplet_id").GetString().ShouldBe(propletId);
+        task.GetProperty("results").GetString().ShouldBe("42");
+        var results = await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}/results", Ct);
+        results.GetProperty("results").GetString().ShouldBe("42");
+        var history = await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}/history", Ct);
+        history.EnumerateArray().Select(e => e.GetProperty("type").GetString()).ShouldBe(["task.created.v1", "task.start_requested.v1", "task.dispatched.v1", "task.completed.v1"]);
+        (await Http.GetFromJsonAsync<JsonElement>($"/proplets/{propletId}", Ct)).GetProperty("metadata").GetProperty("total_memory_bytes").GetUInt64().ShouldBe(16_777_216_000UL);
+    }
+
+    [Fact]
+    public async Task WithoutProplets_TheTaskWaitsAndSaysWhy_ThenRunsWhenOneAppears()
+    {
+        var id = await CreateAndStartAsync("""{"name":"main"}""");
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (DateTime.UtcNow < deadline)
+        {
+            var history = await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}/history", Ct);
+            if (history.EnumerateArray().Any(e => e.GetProperty("type").GetString() == "task.dispatch_deferred.v1"))
+            {
+                history.EnumerateArray().Last().GetProperty("data").GetProperty("reason").GetString().ShouldBe("no active proplets available");
+                break;
+            }
+
+            await Task.Delay(20, Ct);
+        }
+
+        (await WaitForStateAsync(id, 1)).GetProperty("state").GetInt32().ShouldBe(1);
+        var propletId = Guid.NewGuid().ToString();
+        await using var proplet = await StartPropletAsync(propletId, _ => "done");
+
+        var task = await WaitForStateAsync(id, 3);
+        task.GetProperty("results").GetString().ShouldBe("done");
+    }
+
+    [Fact]
+    public async Task MalformedPropletMessages_AreDroppedAndChangeNothing()
+    {
+        await using var client = new MqttClient(new MqttClientOptions { ClientId = "bad-" + _tenant }.WithAddress(Broker));
+        await client.ConnectAsync(Ct);
+        foreach (var (path, payload) in new[] { ("control/proplet/results", "{not json"), ("control/proplet/results", """{"task_id":"nope"}"""), ("control/proplet/create", """{"proplet_id":""}"""), ("control/proplet/alive", "[]") })
+        {
+            await client.PublishAsync(new MqttMessage { Topic = $"{Base}/{path}", Payload = Encoding.UTF8.GetBytes(payload), QualityOfService = MqttQualityOfService.AtLeastOnce }, Ct);
+        }
+
+        var propletId = Guid.NewGuid().ToString();
+        await using var proplet = await StartPropletAsync(propletId, _ => "ok");
+        await WaitForAliveAsync(propletId);
+        var list = await Http.GetFromJsonAsync<JsonElement>("/proplets", Ct);
+        list.GetProperty("total").GetInt32().ShouldBe(1);
+    }
+
+    private async Task WaitForAliveAsync(string propletId)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (DateTime.UtcNow < deadline)
+        {
+            var response = await Http.GetAsync($"/proplets/{propletId}", Ct);
+            if (response.IsSuccessStatusCode && (await response.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("alive").GetBoolean())
+            {
+                return;
+            }
+
+            await Task.Delay(20, Ct);
+        }
+
+        throw new TimeoutException($"proplet {propletId} never became alive");
+    }
+}
