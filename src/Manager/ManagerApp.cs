@@ -56,6 +56,11 @@ public static class ManagerApp
                 });
         }
 
+        builder.Services.AddSingleton(new StopMessages(configuration["MANAGER_MQTT_ADDRESS"] is { Length: > 0 }
+            ? Propeller.Contracts.Mqtt.Topics.Base(
+                configuration["MANAGER_TENANT_ID"] is { Length: > 0 } t ? t : "default",
+                configuration["MANAGER_CHANNEL_ID"] is { Length: > 0 } c ? c : "default")
+            : null));
         builder.Services.AddSingleton<CommandSender>();
         builder.Services.AddSingleton(new ManagerOptions(LivenessWindow(configuration)));
         builder.Services.AddSingleton<IValidator<TaskJson>, TaskJsonValidator>();

@@ -43,8 +43,8 @@ internal static class EventStoreDemo
             new CreateTask(id, spec, time.GetUtcNow()),
             new StartTask(id, time.GetUtcNow()),
             new DispatchTask(id, "demo-proplet", time.GetUtcNow()),
-            new RecordResult(id, "42", null, time.GetUtcNow()),
-            new RecordResult(id, "42", null, time.GetUtcNow()),
+            new RecordResult(id, "\"42\"", null, time.GetUtcNow()),
+            new RecordResult(id, "\"42\"", null, time.GetUtcNow()),
         ];
         foreach (var step in steps)
         {
@@ -71,7 +71,9 @@ internal static class EventStoreDemo
         }
 
         var final = await loader.LoadAsync(TaskAggregate.Decider, stream, cancellationToken);
-        Console.WriteLine($"result: {final.State.Results}");
-        return final.State is { Status: Propeller.Domain.Tasks.TaskStatus.Completed, Results: "42" } ? 0 : 1;
+        // Results are stored as the JSON the proplet sent: a JSON string here, as the Rust proplet sends them.
+        var answer = final.State.Results is { } json ? System.Text.Json.JsonSerializer.Deserialize<string>(json) : null;
+        Console.WriteLine($"result: {answer}");
+        return final.State.Status == Propeller.Domain.Tasks.TaskStatus.Completed && answer == "42" ? 0 : 1;
     }
 }

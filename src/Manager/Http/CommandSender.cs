@@ -1,5 +1,6 @@
 using Propeller.Application.Aggregates;
 using Propeller.Application.EventStore;
+using Propeller.Application.Messaging;
 
 namespace Propeller.Manager.Http;
 
@@ -13,12 +14,19 @@ internal sealed class CommandSender(CommandHandler handler, TimeProvider time)
 
     public Task<CommandResult<TEvent, TState>> SendAsync<TCommand, TEvent, TState>(
         Decider<TCommand, TEvent, TState> decider, string streamId, TCommand command, HttpRequest request, CancellationToken cancellationToken)
+        where TEvent : class =>
+        SendAsync(decider, streamId, command, request, static (_, _) => [], cancellationToken);
+
+    /// <summary>Sends the command and writes the messages derived from its outcome through the outbox, atomically.</summary>
+    public Task<CommandResult<TEvent, TState>> SendAsync<TCommand, TEvent, TState>(
+        Decider<TCommand, TEvent, TState> decider, string streamId, TCommand command, HttpRequest request,
+        Func<TState, IReadOnlyList<TEvent>, IReadOnlyList<OutgoingMessage>> outbox, CancellationToken cancellationToken)
         where TEvent : class
     {
         ArgumentNullException.ThrowIfNull(request);
         var user = request.Headers["X-User-Id"].FirstOrDefault();
         var correlation = request.Headers["X-Correlation-Id"].FirstOrDefault() ?? request.HttpContext.TraceIdentifier;
         var metadata = new EventMetadata(correlation, null, string.IsNullOrEmpty(user) ? null : user, time.GetUtcNow());
-        return handler.HandleAsync(decider, streamId, command, metadata, cancellationToken);
+        return handler.HandleAsync(decider, streamId, command, metadata, outbox, cancellationToken);
     }
 }

@@ -159,8 +159,20 @@ internal static class TaskEndpoints
     private static Task<IResult> StartAsync(string taskId, HttpRequest request, CommandSender sender, CancellationToken cancellationToken) =>
         SendAsync(taskId, request, sender, id => new StartTask(id, sender.Now), _ => Results.Ok(new { started = true }), cancellationToken);
 
-    private static Task<IResult> StopAsync(string taskId, HttpRequest request, CommandSender sender, CancellationToken cancellationToken) =>
-        SendAsync(taskId, request, sender, id => new StopTask(id, "stopped by user", sender.Now), _ => Results.Ok(new { stopped = true }), cancellationToken);
+    /// <summary>Stops a task: the TaskStopped event and the original's stop message (outbox) in one transaction.</summary>
+    private static async Task<IResult> StopAsync(string taskId, HttpRequest request, CommandSender sender, StopMessages stops, CancellationToken cancellationToken)
+    {
+        if (!TryTaskId(taskId, out var id))
+        {
+            return ApiResults.BadRequest(InvalidId);
+        }
+
+        var result = await sender.SendAsync(
+            TaskAggregate.Decider, TaskAggregate.StreamId(id), new StopTask(id, "stopped by user", sender.Now), request,
+            (state, events) => events.Any(e => e is TaskEvent.TaskStopped) ? stops.For(state) : [],
+            cancellationToken);
+        return result.Rejection is { } rejection ? ApiResults.From(rejection) : Results.Ok(new { stopped = true });
+    }
 
     private static async Task<IResult> ResultsAsync(string taskId, ITaskQueries queries, CancellationToken cancellationToken)
     {

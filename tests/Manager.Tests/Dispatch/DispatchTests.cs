@@ -150,6 +150,42 @@ public sealed class DispatchTests : IAsyncLifetime
         list.GetProperty("total").GetInt32().ShouldBe(1);
     }
 
+    [Fact]
+    public async Task StoppingARunningTask_SendsTheOriginalsStopMessage_AndInterruptsIt()
+    {
+        var propletId = Guid.NewGuid().ToString();
+        var stops = System.Threading.Channels.Channel.CreateUnbounded<JsonElement>();
+        await using var proplet = new MqttClient(new MqttClientOptions
+        {
+            ClientId = propletId,
+            MessageHandler = (message, _) =>
+            {
+                if (message.Topic.EndsWith("/control/manager/stop", StringComparison.Ordinal))
+                {
+                    stops.Writer.TryWrite(JsonDocument.Parse(message.Payload).RootElement.Clone());
+                }
+
+                return ValueTask.CompletedTask;
+            },
+        }.WithAddress(Broker));
+        await proplet.ConnectAsync(Ct);
+        await proplet.SubscribeAsync($"{Base}/control/manager/stop", MqttQualityOfService.AtLeastOnce, Ct);
+        await PublishAsync(proplet, "control/proplet/alive", new { proplet_id = propletId, status = "alive" });
+        await WaitForAliveAsync(propletId);
+        var id = await CreateAndStartAsync("""{"name":"long_running"}""");
+        (await WaitForStateAsync(id, 2)).GetProperty("state").GetInt32().ShouldBe(2);
+
+        (await Http.PostAsync($"/tasks/{id}/stop", null, Ct)).StatusCode.ShouldBe(HttpStatusCode.OK);
+
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        timeout.CancelAfter(TimeSpan.FromSeconds(30));
+        var stop = await stops.Reader.ReadAsync(timeout.Token);
+        stop.GetProperty("id").GetString().ShouldBe(id);
+        stop.GetProperty("broadcast").GetBoolean().ShouldBeFalse();
+        stop.GetProperty("proplet_id").GetString().ShouldBe(propletId);
+        (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}", Ct)).GetProperty("state").GetInt32().ShouldBe(6);
+    }
+
     private async Task WaitForAliveAsync(string propletId)
     {
         var deadline = DateTime.UtcNow.AddSeconds(30);

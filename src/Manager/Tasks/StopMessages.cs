@@ -1,0 +1,24 @@
+using System.Text.Json;
+using Propeller.Application.Messaging;
+using Propeller.Contracts.Mqtt;
+using Propeller.Domain.Tasks;
+
+namespace Propeller.Manager.Tasks;
+
+/// <summary>
+/// The stop message for a stopped task (spec propeller-edge.md §1.9), or none when the manager has no broker
+/// configured (then nothing runs anywhere to be stopped).
+/// </summary>
+internal sealed class StopMessages(string? baseTopic)
+{
+    public IReadOnlyList<OutgoingMessage> For(TaskState task)
+    {
+        if (baseTopic is null || task.Spec is null)
+        {
+            return [];
+        }
+
+        var message = new StopMessage(task.Id.ToString(), task.Spec.Broadcast, task.Spec.Broadcast ? null : task.PropletId);
+        return [new OutgoingMessage(Topics.Of(baseTopic, Topics.Stop), JsonSerializer.SerializeToUtf8Bytes(message))];
+    }
+}
