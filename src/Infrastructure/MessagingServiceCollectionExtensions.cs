@@ -22,6 +22,7 @@ public static class MessagingServiceCollectionExtensions
         services.AddHostedService<MqttBridgeHostedService>();
         services.AddHostedService<OutboxRelayHostedService>();
         services.AddHostedService<DispatchScheduler>();
+        services.AddHostedService<LivenessMonitor>();
         return services;
     }
 }

@@ -15,4 +15,7 @@ public interface ITaskQueries
 
     /// <summary>Tasks waiting for a proplet (Scheduled), at most <paramref name="limit"/>, highest priority first, then oldest.</summary>
     Task<IReadOnlyList<TaskState>> ListScheduledAsync(int limit, CancellationToken cancellationToken);
+
+    /// <summary>Tasks running on <paramref name="propletId"/>.</summary>
+    Task<IReadOnlyList<TaskState>> ListRunningOnAsync(string propletId, CancellationToken cancellationToken);
 }

@@ -29,6 +29,7 @@ public static class TaskAggregate
             .Register<TaskStartRequested>("task.start_requested.v1")
             .Register<TaskDispatchDeferred>("task.dispatch_deferred.v1")
             .Register<TaskDispatched>("task.dispatched.v1")
+            .Register<TaskRedispatchRequested>("task.redispatch_requested.v1")
             .Register<TaskCompleted>("task.completed.v1")
             .Register<TaskFailed>("task.failed.v1")
             .Register<TaskStopped>("task.stopped.v1")

@@ -21,8 +21,14 @@ public abstract record TaskCommand
 
     public sealed record DeferDispatch(TaskId TaskId, string Reason, DateTimeOffset At) : TaskCommand;
 
-    /// <summary>A result from a proplet: <paramref name="Error"/> set means the run failed.</summary>
-    public sealed record RecordResult(TaskId TaskId, string? Results, string? Error, DateTimeOffset At) : TaskCommand;
+    /// <summary>
+    /// A result from a proplet: <paramref name="Error"/> set means the run failed. With <paramref name="PropletId"/>,
+    /// a result from a proplet other than the one running the task is ignored (a late answer after a re-dispatch).
+    /// </summary>
+    public sealed record RecordResult(TaskId TaskId, string? Results, string? Error, DateTimeOffset At, string? PropletId = null) : TaskCommand;
+
+    /// <summary>The task's proplet went offline: wait for another one, or fail once <paramref name="MaxRedispatches"/> is used up.</summary>
+    public sealed record RedispatchTask(TaskId TaskId, string Reason, int MaxRedispatches, DateTimeOffset At) : TaskCommand;
 
     public sealed record StopTask(TaskId TaskId, string Reason, DateTimeOffset At) : TaskCommand;
 

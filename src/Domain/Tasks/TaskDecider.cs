@@ -39,12 +39,20 @@ public static class TaskDecider
         (DispatchTask c, { Status: TaskStatus.Running }) when c.PropletId == state.PropletId => Decision<TaskEvent>.Accept(),
         (DispatchTask c, _) => Rejection.Conflict($"task {c.TaskId} is {state.Status}, not waiting for a proplet"),
 
+        (RecordResult c, { Status: TaskStatus.Running }) when c.PropletId is { Length: > 0 } from && state.PropletId is { } current && from != current =>
+            Decision<TaskEvent>.Accept(new TaskResultIgnored(c.TaskId, state.Attempt, $"result from proplet {from}; the task runs on {current}", c.At)),
         (RecordResult c, { Status: TaskStatus.Running }) when !string.IsNullOrEmpty(c.Error) =>
             Decision<TaskEvent>.Accept(new TaskFailed(c.TaskId, state.Attempt, c.Error, c.At)),
         (RecordResult c, { Status: TaskStatus.Running }) =>
             Decision<TaskEvent>.Accept(new TaskCompleted(c.TaskId, state.Attempt, c.Results, c.At)),
         (RecordResult c, _) =>
             Decision<TaskEvent>.Accept(new TaskResultIgnored(c.TaskId, state.Attempt, $"result for a task that is {state.Status}", c.At)),
+
+        (RedispatchTask c, { Status: TaskStatus.Running }) when state.Redispatches >= c.MaxRedispatches =>
+            Decision<TaskEvent>.Accept(new TaskFailed(c.TaskId, state.Attempt, $"{c.Reason}; not re-dispatched (limit {c.MaxRedispatches})", c.At)),
+        (RedispatchTask c, { Status: TaskStatus.Running }) =>
+            Decision<TaskEvent>.Accept(new TaskRedispatchRequested(c.TaskId, state.Attempt, state.PropletId!, c.Reason, state.Redispatches + 1, c.At)),
+        (RedispatchTask, _) => Decision<TaskEvent>.Accept(),
 
         (StopTask c, { IsActive: true }) => Decision<TaskEvent>.Accept(new TaskStopped(c.TaskId, state.Attempt, c.Reason, c.At)),
         (StopTask, { Status: TaskStatus.Interrupted }) => Decision<TaskEvent>.Accept(),
@@ -77,6 +85,7 @@ public static class TaskDecider
             Status = TaskStatus.Scheduled,
             Attempt = e.Attempt,
             WaitReason = null,
+            Redispatches = 0,
             Results = null,
             Error = null,
             StartTime = null,
@@ -85,6 +94,15 @@ public static class TaskDecider
         },
         TaskDispatchDeferred e => state with { WaitReason = e.Reason },
         TaskDispatched e => state with { Status = TaskStatus.Running, PropletId = e.PropletId, WaitReason = null, StartTime = e.DispatchedAt, UpdatedAt = e.DispatchedAt },
+        TaskRedispatchRequested e => state with
+        {
+            Status = TaskStatus.Scheduled,
+            PropletId = state.Spec?.PropletId,
+            Redispatches = e.Redispatches,
+            WaitReason = e.Reason,
+            StartTime = null,
+            UpdatedAt = e.RequestedAt,
+        },
         TaskCompleted e => state with { Status = TaskStatus.Completed, Results = e.Results, FinishTime = e.CompletedAt, UpdatedAt = e.CompletedAt },
         TaskFailed e => state with { Status = TaskStatus.Failed, Error = e.Error, FinishTime = e.FailedAt, UpdatedAt = e.FailedAt },
         TaskStopped e => state with { Status = TaskStatus.Interrupted, Error = e.Reason, FinishTime = e.StoppedAt, UpdatedAt = e.StoppedAt },

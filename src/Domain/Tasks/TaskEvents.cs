@@ -21,6 +21,9 @@ public abstract record TaskEvent
 
     public sealed record TaskDispatched(TaskId TaskId, int Attempt, string PropletId, DateTimeOffset DispatchedAt) : TaskEvent;
 
+    /// <summary>The proplet running the task went away; the task waits for another one (<paramref name="Redispatches"/> so far).</summary>
+    public sealed record TaskRedispatchRequested(TaskId TaskId, int Attempt, string FromPropletId, string Reason, int Redispatches, DateTimeOffset RequestedAt) : TaskEvent;
+
     public sealed record TaskCompleted(TaskId TaskId, int Attempt, string? Results, DateTimeOffset CompletedAt) : TaskEvent;
 
     public sealed record TaskFailed(TaskId TaskId, int Attempt, string Error, DateTimeOffset FailedAt) : TaskEvent;

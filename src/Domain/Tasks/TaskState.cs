@@ -10,6 +10,7 @@ public sealed record TaskState(
     int Attempt,
     string? PropletId,
     string? WaitReason,
+    int Redispatches,
     string? Results,
     string? Error,
     DateTimeOffset? CreatedAt,
@@ -17,7 +18,7 @@ public sealed record TaskState(
     DateTimeOffset? StartTime,
     DateTimeOffset? FinishTime)
 {
-    public static readonly TaskState Initial = new(false, false, default, null, TaskStatus.Pending, 0, null, null, null, null, null, null, null, null);
+    public static readonly TaskState Initial = new(false, false, default, null, TaskStatus.Pending, 0, null, null, 0, null, null, null, null, null, null);
 
     /// <summary>True when the current attempt has ended (or the task never ran and was skipped).</summary>
     public bool IsFinished => Status is TaskStatus.Completed or TaskStatus.Failed or TaskStatus.Skipped or TaskStatus.Interrupted;

@@ -82,7 +82,7 @@ public sealed class InboundHandler(
         var id = new TaskId(guid);
         var now = time.GetUtcNow();
         var metadata = new EventMetadata(taskId, key, result.PropletId is { Length: > 0 } p ? $"proplet:{p}" : "proplet", now);
-        await commands.HandleAsync(TaskAggregate.Decider, TaskAggregate.StreamId(id), new TaskCommand.RecordResult(id, result.Results?.GetRawText(), error, now), metadata, cancellationToken);
+        await commands.HandleAsync(TaskAggregate.Decider, TaskAggregate.StreamId(id), new TaskCommand.RecordResult(id, result.Results?.GetRawText(), error, now, result.PropletId), metadata, cancellationToken);
         await using var handled = dataSource.CreateCommand($"update {_schema}.inbox set handled_at = now() where message_key = $1");
         handled.Parameters.AddWithValue(key);
         await handled.ExecuteNonQueryAsync(cancellationToken);

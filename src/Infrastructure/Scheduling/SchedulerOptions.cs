@@ -13,6 +13,12 @@ public sealed class SchedulerOptions
 
     public SchedulingPolicy Policy { get; set; } = SchedulingPolicy.RoundRobin;
 
+    /// <summary>How often proplet liveness is checked (silent proplets marked offline, their tasks re-dispatched).</summary>
+    public TimeSpan LivenessCheckInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>How many times a task whose proplet went offline is re-dispatched before it fails.</summary>
+    public int MaxRedispatches { get; set; } = 3;
+
     /// <summary>Waiting tasks considered per round.</summary>
     public int BatchSize { get; set; } = 200;
 

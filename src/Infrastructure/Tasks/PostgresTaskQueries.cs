@@ -27,6 +27,18 @@ public sealed class PostgresTaskQueries(NpgsqlDataSource dataSource, IOptions<Ev
              order by (doc -> 'spec' ->> 'priority')::int desc, doc ->> 'updated_at', id limit $1
             """);
         command.Parameters.AddWithValue(limit);
+        return await ReadStatesAsync(command, cancellationToken);
+    }
+
+    public async Task<IReadOnlyList<TaskState>> ListRunningOnAsync(string propletId, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand($"select doc::text from {_schema}.task_view where state = 2 and proplet_id = $1 order by id");
+        command.Parameters.AddWithValue(propletId);
+        return await ReadStatesAsync(command, cancellationToken);
+    }
+
+    private static async Task<List<TaskState>> ReadStatesAsync(NpgsqlCommand command, CancellationToken cancellationToken)
+    {
         var tasks = new List<TaskState>();
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))

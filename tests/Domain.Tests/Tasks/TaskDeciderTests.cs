@@ -165,6 +165,35 @@ public sealed class TaskDeciderTests
     }
 
     [Fact]
+    public void GivenRunning_WhenRedispatchTask_ThenBackToScheduledWithTheReason_AndCounted()
+    {
+        var state = Given(Created, StartRequested(), Dispatched())
+            .When(new RedispatchTask(Id, "proplet proplet-1 went offline", 2, At(5)))
+            .Then(new TaskRedispatchRequested(Id, 1, "proplet-1", "proplet proplet-1 went offline", 1, At(5)));
+
+        state.Status.ShouldBe(TaskStatus.Scheduled);
+        state.PropletId.ShouldBeNull();
+        state.Redispatches.ShouldBe(1);
+        state.WaitReason.ShouldBe("proplet proplet-1 went offline");
+    }
+
+    [Fact]
+    public void GivenRedispatchLimitReached_WhenRedispatchTask_ThenFailedSayingWhy() =>
+        Given(Created, StartRequested(), Dispatched(), new TaskRedispatchRequested(Id, 1, "proplet-1", "gone", 1, At(5)), new TaskDispatched(Id, 1, "proplet-2", At(6)))
+            .When(new RedispatchTask(Id, "proplet proplet-2 went offline", 1, At(7)))
+            .Then(new TaskFailed(Id, 1, "proplet proplet-2 went offline; not re-dispatched (limit 1)", At(7)));
+
+    [Fact]
+    public void GivenNotRunning_WhenRedispatchTask_ThenNothing() =>
+        Given(Created, StartRequested()).When(new RedispatchTask(Id, "x", 3, At(7))).Then();
+
+    [Fact]
+    public void GivenRunningOnAnotherProplet_WhenRecordResultFromTheOldOne_ThenIgnored() =>
+        Given(Created, StartRequested(), Dispatched())
+            .When(new RecordResult(Id, "\"late\"", null, At(8), "proplet-0"))
+            .Then(new TaskResultIgnored(Id, 1, "result from proplet proplet-0; the task runs on proplet-1", At(8)));
+
+    [Fact]
     public void GivenRunning_WhenStopTask_ThenStoppedAndInterrupted()
     {
         var state = Given(Created, StartRequested(), Dispatched())
@@ -261,7 +290,7 @@ public sealed class TaskDeciderTests
         TaskCommand[] commands =
         [
             new CreateTask(Id, Spec, At(9)), new UpdateTask(Id, Spec with { Name = "n" }, At(9)), new StartTask(Id, At(9)),
-            new DispatchTask(Id, "p", At(9)), new DeferDispatch(Id, "waiting", At(9)), new RecordResult(Id, "r", null, At(9)), new StopTask(Id, "s", At(9)),
+            new DispatchTask(Id, "p", At(9)), new DeferDispatch(Id, "waiting", At(9)), new RedispatchTask(Id, "gone", 1, At(9)), new RecordResult(Id, "r", null, At(9)), new StopTask(Id, "s", At(9)),
             new SkipTask(Id, "k", At(9)), new DeleteTask(Id, At(9)),
         ];
 

@@ -49,7 +49,17 @@ public sealed class DispatchTests : IAsyncLifetime
                     return;
                 }
 
-                var result = JsonSerializer.Serialize(new { task_id = start.GetProperty("id").GetString(), proplet_id = propletId, results = answer(start), error = (string?)null });
+                string results;
+                try
+                {
+                    results = answer(start);
+                }
+                catch (InvalidOperationException)
+                {
+                    return; // a proplet that never answers
+                }
+
+                var result = JsonSerializer.Serialize(new { task_id = start.GetProperty("id").GetString(), proplet_id = propletId, results, error = (string?)null });
                 await client!.PublishAsync(new MqttMessage { Topic = $"{Base}/control/proplet/results", Payload = Encoding.UTF8.GetBytes(result), QualityOfService = MqttQualityOfService.AtLeastOnce }, token);
             },
         }.WithAddress(Broker));
@@ -184,6 +194,29 @@ public sealed class DispatchTests : IAsyncLifetime
         stop.GetProperty("broadcast").GetBoolean().ShouldBeFalse();
         stop.GetProperty("proplet_id").GetString().ShouldBe(propletId);
         (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}", Ct)).GetProperty("state").GetInt32().ShouldBe(6);
+    }
+
+    [Fact]
+    public async Task PropletGoingOfflineMidTask_TheTaskIsRedispatchedToAnother_AndCompletes()
+    {
+        var first = Guid.NewGuid().ToString();
+        await using var silent = await StartPropletAsync(first, _ => throw new InvalidOperationException("never answers"));
+        await WaitForAliveAsync(first);
+        var id = await CreateAndStartAsync("""{"name":"main"}""");
+        (await WaitForStateAsync(id, 2)).GetProperty("proplet_id").GetString().ShouldBe(first);
+
+        var second = Guid.NewGuid().ToString();
+        await using var helper = await StartPropletAsync(second, _ => "rescued");
+        await WaitForAliveAsync(second);
+        await PublishAsync(silent, "control/proplet/alive", new { proplet_id = first, status = "offline" });
+
+        var task = await WaitForStateAsync(id, 3);
+        task.GetProperty("state").GetInt32().ShouldBe(3);
+        task.GetProperty("proplet_id").GetString().ShouldBe(second);
+        task.GetProperty("results").GetString().ShouldBe("rescued");
+        var types = (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}/history", Ct)).EnumerateArray().Select(e => e.GetProperty("type").GetString()).ToList();
+        types.ShouldBe(["task.created.v1", "task.start_requested.v1", "task.dispatched.v1", "task.redispatch_requested.v1", "task.dispatched.v1", "task.completed.v1"]);
+        (await Http.GetFromJsonAsync<JsonElement>($"/proplets/{first}", Ct)).GetProperty("alive").GetBoolean().ShouldBeFalse();
     }
 
     private async Task WaitForAliveAsync(string propletId)
