@@ -27,12 +27,13 @@ internal sealed class ManagerServer : IAsyncDisposable
 
     public IServiceProvider Services => _app.Services;
 
-    public static async Task<ManagerServer> StartAsync(string schema, IReadOnlyDictionary<string, string>? settings = null)
+    public static async Task<ManagerServer> StartAsync(string schema, IReadOnlyDictionary<string, string>? settings = null, bool dropSchema = true, bool waitUntilReady = true)
     {
         var db = Environment.GetEnvironmentVariable("PROPELLER_TEST_DB") is { Length: > 0 } value ? value : DefaultDb;
-        await using (var dataSource = NpgsqlDataSource.Create(db))
-        await using (var drop = dataSource.CreateCommand($"drop schema if exists \"{schema}\" cascade"))
+        if (dropSchema)
         {
+            await using var dataSource = NpgsqlDataSource.Create(db);
+            await using var drop = dataSource.CreateCommand($"drop schema if exists \"{schema}\" cascade");
             await drop.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
         }
 
@@ -49,7 +50,19 @@ internal sealed class ManagerServer : IAsyncDisposable
         });
         await app.StartAsync(TestContext.Current.CancellationToken);
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        return new ManagerServer(app, new HttpClient { BaseAddress = new Uri(address) });
+        var client = new HttpClient { BaseAddress = new Uri(address) };
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (waitUntilReady && !(await client.GetAsync("/health/ready", TestContext.Current.CancellationToken)).IsSuccessStatusCode)
+        {
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException("the manager did not become ready (PostgreSQL and broker)");
+            }
+
+            await Task.Delay(20, TestContext.Current.CancellationToken);
+        }
+
+        return new ManagerServer(app, client);
     }
 
     public async ValueTask DisposeAsync()

@@ -6,7 +6,8 @@ using Propeller.Mqtt;
 namespace Propeller.Infrastructure.Mqtt;
 
 /// <summary>
-/// The manager's one broker connection, and the outbox's publisher. Last Will as the original's:
+/// The manager's one broker connection (a persistent session under its entity id, unlike the original's clean one),
+/// and the outbox's publisher. Last Will as the original's:
 /// <c>{"status":"offline","proplet_id":"&lt;entity id&gt;"}</c> on control/proplet/alive.
 /// </summary>
 public sealed class ManagerMqtt : IMessagePublisher, IAsyncDisposable
@@ -24,6 +25,10 @@ public sealed class ManagerMqtt : IMessagePublisher, IAsyncDisposable
             Username = _options.EntityId,
             Password = _options.ApiKey,
             ReceiveQueueCapacity = 4096,
+
+            // A persistent session: results published while the manager is down wait in the broker for it.
+            CleanStart = false,
+            SessionExpiryInterval = 7 * 24 * 3600,
             Will = new MqttMessage
             {
                 Topic = Contracts.Mqtt.Topics.Of(_options.BaseTopic, Contracts.Mqtt.Topics.PropletAlive),
@@ -36,6 +41,11 @@ public sealed class ManagerMqtt : IMessagePublisher, IAsyncDisposable
     public MqttClient Client { get; }
 
     public MqttBridgeOptions Options => _options;
+
+    /// <summary>Connected and subscribed to the proplets' topics (readiness).</summary>
+    public bool IsReady => Subscribed && Client.IsConnected;
+
+    internal bool Subscribed { get; set; }
 
     public Task PublishAsync(OutgoingMessage message, CancellationToken cancellationToken)
     {

@@ -30,6 +30,7 @@ internal sealed class MqttBridgeHostedService(ManagerMqtt mqtt, InboundHandler h
 
         var filter = mqtt.Options.BaseTopic + "/#";
         await mqtt.Client.SubscribeAsync([new MqttSubscription(filter, mqtt.Options.QualityOfService)], stoppingToken);
+        mqtt.Subscribed = true;
         MqttBridgeLog.Listening(logger, mqtt.Options.Address, filter);
         await foreach (var message in mqtt.Client.Messages.ReadAllAsync(stoppingToken))
         {

@@ -1,4 +1,5 @@
 using Npgsql;
+using Propeller.Infrastructure.Mqtt;
 
 namespace Propeller.Manager.Http;
 
@@ -21,17 +22,23 @@ internal static class HealthEndpoints
         return app;
     }
 
-    private static async Task<IResult> ReadyAsync(NpgsqlDataSource dataSource, CancellationToken cancellationToken)
+    /// <summary>Ready = PostgreSQL answers and, when a broker is configured, the manager is connected and subscribed.</summary>
+    private static async Task<IResult> ReadyAsync(NpgsqlDataSource dataSource, IServiceProvider services, CancellationToken cancellationToken)
     {
+        string postgres;
         try
         {
             await using var command = dataSource.CreateCommand("select 1");
             await command.ExecuteScalarAsync(cancellationToken);
-            return Results.Ok(new { status = "pass", checks = new { postgres = "pass" } });
+            postgres = "pass";
         }
         catch (NpgsqlException ex)
         {
-            return Results.Json(new { status = "fail", checks = new { postgres = ex.Message } }, statusCode: StatusCodes.Status503ServiceUnavailable);
+            postgres = ex.Message;
         }
+
+        var mqtt = services.GetService<ManagerMqtt>() is { } bridge ? (bridge.IsReady ? "pass" : "not connected to the broker") : "not configured";
+        var ready = postgres == "pass" && mqtt is "pass" or "not configured";
+        return Results.Json(new { status = ready ? "pass" : "fail", checks = new { postgres, mqtt } }, statusCode: ready ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable);
     }
 }
