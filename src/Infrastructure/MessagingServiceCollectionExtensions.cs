@@ -18,6 +18,7 @@ public static class MessagingServiceCollectionExtensions
         services.TryAddSingleton<ManagerMqtt>();
         services.TryAddSingleton<IMessagePublisher>(sp => sp.GetRequiredService<ManagerMqtt>());
         services.TryAddSingleton<InboundHandler>();
+        services.TryAddSingleton<WorkSignals>();
         services.TryAddSingleton<OutboxRelay>();
         services.AddHostedService<MqttBridgeHostedService>();
         services.AddHostedService<OutboxRelayHostedService>();

@@ -1,4 +1,6 @@
 using FluentValidation;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Propeller.Application.Messaging;
 using Propeller.Contracts.Tasks;
 using Propeller.Infrastructure;
 using Propeller.Manager.Http;
@@ -61,6 +63,7 @@ public static class ManagerApp
                 configuration["MANAGER_TENANT_ID"] is { Length: > 0 } t ? t : "default",
                 configuration["MANAGER_CHANNEL_ID"] is { Length: > 0 } c ? c : "default")
             : null));
+        builder.Services.TryAddSingleton<WorkSignals>();
         builder.Services.AddSingleton<CommandSender>();
         builder.Services.AddSingleton(new ManagerOptions(LivenessWindow(configuration)));
         builder.Services.AddSingleton<IValidator<TaskJson>, TaskJsonValidator>();

@@ -27,9 +27,10 @@ public sealed class OutboxRelay
     private readonly OutboxOptions _options;
     private readonly ILogger<OutboxRelay> _logger;
     private readonly string _schema;
+    private readonly WorkSignal _signal;
     private long _depth;
 
-    public OutboxRelay(NpgsqlDataSource dataSource, IMessagePublisher publisher, IOptions<EventStoreOptions> storeOptions, IOptions<OutboxOptions> options, ILogger<OutboxRelay> logger)
+    public OutboxRelay(NpgsqlDataSource dataSource, IMessagePublisher publisher, IOptions<EventStoreOptions> storeOptions, IOptions<OutboxOptions> options, ILogger<OutboxRelay> logger, WorkSignals signals)
     {
         ArgumentNullException.ThrowIfNull(storeOptions);
         ArgumentNullException.ThrowIfNull(options);
@@ -38,6 +39,8 @@ public sealed class OutboxRelay
         _options = options.Value;
         _logger = logger;
         _schema = Sql.Identifier(storeOptions.Value.Schema);
+        ArgumentNullException.ThrowIfNull(signals);
+        _signal = signals.Outbox;
         Meter.CreateObservableGauge("outbox_depth", () => Interlocked.Read(ref _depth), description: "Outbox messages not yet sent (refreshed each relay round)");
     }
 
@@ -50,7 +53,7 @@ public sealed class OutboxRelay
                 if (await RelayOnceAsync(cancellationToken) == 0)
                 {
                     Interlocked.Exchange(ref _depth, await DepthAsync(cancellationToken));
-                    await Task.Delay(_options.PollInterval, cancellationToken);
+                    await _signal.WaitAsync(_options.PollInterval, cancellationToken);
                 }
             }
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)

@@ -4,6 +4,7 @@ using Microsoft.Extensions.Options;
 using Npgsql;
 using Propeller.Application.Aggregates;
 using Propeller.Application.EventStore;
+using Propeller.Application.Messaging;
 using Propeller.Application.Proplets;
 using Propeller.Application.Scheduling;
 using Propeller.Application.Tasks;
@@ -18,7 +19,7 @@ namespace Propeller.Infrastructure.Scheduling;
 /// two schedulers racing for one task both decide on the same stream, and only one dispatch is appended.
 /// </summary>
 public sealed class DispatchScheduler(
-    ITaskQueries tasks, IPropletRegistry proplets, CommandHandler commands, IOptions<SchedulerOptions> options, TimeProvider time, ILogger<DispatchScheduler> logger)
+    ITaskQueries tasks, IPropletRegistry proplets, CommandHandler commands, WorkSignals signals, IOptions<SchedulerOptions> options, TimeProvider time, ILogger<DispatchScheduler> logger)
     : BackgroundService
 {
     private readonly SchedulerOptions _options = options.Value;
@@ -32,7 +33,7 @@ public sealed class DispatchScheduler(
             {
                 if (await ScheduleOnceAsync(stoppingToken) == 0)
                 {
-                    await Task.Delay(_options.PollInterval, time, stoppingToken);
+                    await signals.Scheduler.WaitAsync(_options.PollInterval, stoppingToken);
                 }
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -85,6 +86,7 @@ public sealed class DispatchScheduler(
                 cancellationToken);
             if (result.Appended.Any(e => e is TaskEvent.TaskDispatched))
             {
+                signals.Outbox.Notify();
                 dispatched++;
                 SchedulerLog.Dispatched(logger, task.Id.ToString(), propletId);
                 var index = candidates.FindIndex(c => c.Id == propletId);

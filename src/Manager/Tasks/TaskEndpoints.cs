@@ -3,6 +3,7 @@ using System.Text.Json;
 using FluentValidation;
 using Propeller.Application.Aggregates;
 using Propeller.Application.EventStore;
+using Propeller.Application.Messaging;
 using Propeller.Application.Tasks;
 using Propeller.Contracts.Tasks;
 using Propeller.Domain.Tasks;
@@ -156,11 +157,15 @@ internal static class TaskEndpoints
     private static Task<IResult> DeleteAsync(string taskId, HttpRequest request, CommandSender sender, CancellationToken cancellationToken) =>
         SendAsync(taskId, request, sender, id => new DeleteTask(id, sender.Now), _ => Results.NoContent(), cancellationToken);
 
-    private static Task<IResult> StartAsync(string taskId, HttpRequest request, CommandSender sender, CancellationToken cancellationToken) =>
-        SendAsync(taskId, request, sender, id => new StartTask(id, sender.Now), _ => Results.Ok(new { started = true }), cancellationToken);
+    private static Task<IResult> StartAsync(string taskId, HttpRequest request, CommandSender sender, WorkSignals signals, CancellationToken cancellationToken) =>
+        SendAsync(taskId, request, sender, id => new StartTask(id, sender.Now), _ =>
+        {
+            signals.Scheduler.Notify();
+            return Results.Ok(new { started = true });
+        }, cancellationToken);
 
     /// <summary>Stops a task: the TaskStopped event and the original's stop message (outbox) in one transaction.</summary>
-    private static async Task<IResult> StopAsync(string taskId, HttpRequest request, CommandSender sender, StopMessages stops, CancellationToken cancellationToken)
+    private static async Task<IResult> StopAsync(string taskId, HttpRequest request, CommandSender sender, StopMessages stops, WorkSignals signals, CancellationToken cancellationToken)
     {
         if (!TryTaskId(taskId, out var id))
         {
@@ -171,6 +176,7 @@ internal static class TaskEndpoints
             TaskAggregate.Decider, TaskAggregate.StreamId(id), new StopTask(id, "stopped by user", sender.Now), request,
             (state, events) => events.Any(e => e is TaskEvent.TaskStopped) ? stops.For(state) : [],
             cancellationToken);
+        signals.Outbox.Notify();
         return result.Rejection is { } rejection ? ApiResults.From(rejection) : Results.Ok(new { stopped = true });
     }
 

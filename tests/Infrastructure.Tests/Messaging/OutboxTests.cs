@@ -12,11 +12,16 @@ namespace Propeller.Infrastructure.Tests.Messaging;
 
 public sealed class OutboxTests : IAsyncLifetime
 {
+    private readonly WorkSignals _signals = new();
     private TestDatabase _db = null!;
 
     public async ValueTask InitializeAsync() => _db = await TestDatabase.CreateAsync("outbox");
 
-    public ValueTask DisposeAsync() => _db.DisposeAsync();
+    public ValueTask DisposeAsync()
+    {
+        _signals.Dispose();
+        return _db.DisposeAsync();
+    }
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
@@ -27,7 +32,7 @@ public sealed class OutboxTests : IAsyncLifetime
     {
         var options = new OutboxOptions { RetryDelay = TimeSpan.FromMilliseconds(1), BatchSize = 10 };
         configure?.Invoke(options);
-        return new OutboxRelay(_db.DataSource, publisher, _db.Options, Options.Create(options), NullLogger<OutboxRelay>.Instance);
+        return new OutboxRelay(_db.DataSource, publisher, _db.Options, Options.Create(options), NullLogger<OutboxRelay>.Instance, _signals);
     }
 
     private async Task AppendAsync(string stream, params OutgoingMessage[] outbox) =>

@@ -1,0 +1,161 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using Propeller.Manager;
+using Propeller.Mqtt;
+
+namespace Propeller.Bench.Manager;
+
+/// <summary>
+/// `manager`: the real manager (Kestrel, PostgreSQL, mosquitto) with M simulated proplets that answer every start at
+/// once; N tasks are created and started over HTTP by concurrent clients, and each task's latency runs from its start
+/// request to the Completed state visible through GET /tasks/{id}.
+/// </summary>
+internal static class ManagerBenchmark
+{
+    public static async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
+    {
+        var tasks = Option(args, "--tasks", 1000);
+        var proplets = Option(args, "--proplets", 3);
+        var clients = Option(args, "--clients", 16);
+        var db = Environment.GetEnvironmentVariable("PROPELLER_TEST_DB") is { Length: > 0 } v ? v : "Host=127.0.0.1;Port=55432;Username=propeller;Password=propeller;Database=propeller_test";
+        var broker = Environment.GetEnvironmentVariable("PROPELLER_TEST_MQTT") is { Length: > 0 } m ? m : "tcp://127.0.0.1:51883";
+        var tenant = "bench" + Guid.NewGuid().ToString("N")[..8];
+        var baseTopic = $"m/{tenant}/c/bench";
+        await using (var dataSource = NpgsqlDataSource.Create(db))
+        await using (var drop = dataSource.CreateCommand("drop schema if exists bench_manager cascade"))
+        {
+            await drop.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        await using var app = ManagerApp.Build(["--urls", "http://127.0.0.1:0"], b =>
+        {
+            b.Configuration["EventStore:ConnectionString"] = db;
+            b.Configuration["EventStore:Schema"] = "bench_manager";
+            b.Configuration["MANAGER_MQTT_ADDRESS"] = broker;
+            b.Configuration["MANAGER_TENANT_ID"] = tenant;
+            b.Configuration["MANAGER_CHANNEL_ID"] = "bench";
+            b.Configuration["MANAGER_ENTITY_ID"] = "manager-" + tenant;
+            b.Configuration["MANAGER_MQTT_QOS"] = "1";
+            b.Logging.SetMinimumLevel(LogLevel.Warning);
+        });
+        await app.StartAsync(cancellationToken);
+        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        using var http = new HttpClient { BaseAddress = new Uri(address) };
+        while (!(await http.GetAsync("/health/ready", cancellationToken)).IsSuccessStatusCode)
+        {
+            await Task.Delay(20, cancellationToken);
+        }
+
+        var simulated = new List<MqttClient>();
+        var ids = new List<string>();
+        for (var i = 0; i < proplets; i++)
+        {
+            ids.Add(Guid.NewGuid().ToString());
+            simulated.Add(await StartPropletAsync(broker, baseTopic, ids[^1], cancellationToken));
+        }
+
+        // Heartbeats every 5 s, like real proplets (every 10 s by default), so they stay alive however long the run.
+        using var stopHeartbeats = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var heartbeats = Task.Run(async () =>
+        {
+            while (!stopHeartbeats.IsCancellationRequested)
+            {
+                await Task.Delay(TimeSpan.FromSeconds(5), stopHeartbeats.Token).ContinueWith(static _ => { }, TaskScheduler.Default);
+                for (var i = 0; i < simulated.Count && !stopHeartbeats.IsCancellationRequested; i++)
+                {
+                    var alive = JsonSerializer.SerializeToUtf8Bytes(new { proplet_id = ids[i], status = "alive" });
+                    await simulated[i].PublishAsync(new MqttMessage { Topic = $"{baseTopic}/control/proplet/alive", Payload = alive, QualityOfService = MqttQualityOfService.AtLeastOnce }, CancellationToken.None);
+                }
+            }
+        }, CancellationToken.None);
+
+        while ((await http.GetFromJsonAsync<JsonElement>("/proplets?status=active", cancellationToken)).GetProperty("total").GetInt32() < proplets)
+        {
+            await Task.Delay(20, cancellationToken);
+        }
+
+        // Warm-up outside the clock.
+        await RunTasksAsync(http, Math.Min(50, tasks), clients, cancellationToken);
+        var stopwatch = Stopwatch.StartNew();
+        var latencies = await RunTasksAsync(http, tasks, clients, cancellationToken);
+        stopwatch.Stop();
+        latencies.Sort();
+        Console.WriteLine(FormattableString.Invariant(
+            $"manager case=dispatch tasks={tasks} proplets={proplets} clients={clients} tasks_per_s={tasks / stopwatch.Elapsed.TotalSeconds:F0} p50_ms={Percentile(latencies, 0.50):F1} p99_ms={Percentile(latencies, 0.99):F1}"));
+        await stopHeartbeats.CancelAsync();
+        await heartbeats;
+        foreach (var client in simulated)
+        {
+            await client.DisposeAsync();
+        }
+
+        await app.StopAsync(cancellationToken);
+        return 0;
+    }
+
+    private static async Task<List<double>> RunTasksAsync(HttpClient http, int count, int clients, CancellationToken cancellationToken)
+    {
+        var latencies = new ConcurrentBag<double>();
+        var next = -1;
+        await Task.WhenAll(Enumerable.Range(0, clients).Select(_ => Task.Run(async () =>
+        {
+            while (Interlocked.Increment(ref next) < count)
+            {
+                var created = await http.PostAsync("/tasks", new StringContent("""{"name":"main","inputs":["1","2"]}""", Encoding.UTF8, "application/json"), cancellationToken);
+                var id = (await created.Content.ReadFromJsonAsync<JsonElement>(cancellationToken)).GetProperty("id").GetString();
+                var start = Stopwatch.GetTimestamp();
+                (await http.PostAsync($"/tasks/{id}/start", null, cancellationToken)).EnsureSuccessStatusCode();
+                while ((await http.GetFromJsonAsync<JsonElement>($"/tasks/{id}", cancellationToken)).GetProperty("state").GetInt32() != 3)
+                {
+                    await Task.Delay(1, cancellationToken);
+                }
+
+                latencies.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+            }
+        }, cancellationToken)));
+        return [.. latencies];
+    }
+
+    private static async Task<MqttClient> StartPropletAsync(string broker, string baseTopic, string propletId, CancellationToken cancellationToken)
+    {
+        MqttClient? client = null;
+        client = new MqttClient(new MqttClientOptions
+        {
+            ClientId = propletId,
+            MessageHandler = async (message, token) =>
+            {
+                var start = JsonDocument.Parse(message.Payload).RootElement;
+                if (start.TryGetProperty("proplet_id", out var target) && target.GetString() != propletId)
+                {
+                    return;
+                }
+
+                var result = JsonSerializer.SerializeToUtf8Bytes(new { task_id = start.GetProperty("id").GetString(), proplet_id = propletId, results = "3", error = (string?)null });
+                await client!.PublishAsync(new MqttMessage { Topic = $"{baseTopic}/control/proplet/results", Payload = result, QualityOfService = MqttQualityOfService.AtLeastOnce }, token);
+            },
+        }.WithAddress(broker));
+        await client.ConnectAsync(cancellationToken);
+        await client.SubscribeAsync($"{baseTopic}/control/manager/start", MqttQualityOfService.AtLeastOnce, cancellationToken);
+        var alive = JsonSerializer.SerializeToUtf8Bytes(new { proplet_id = propletId, status = "alive" });
+        await client.PublishAsync(new MqttMessage { Topic = $"{baseTopic}/control/proplet/alive", Payload = alive, QualityOfService = MqttQualityOfService.AtLeastOnce }, cancellationToken);
+        return client;
+    }
+
+    private static double Percentile(List<double> sorted, double p) => sorted.Count == 0 ? 0 : sorted[Math.Min(sorted.Count - 1, (int)Math.Ceiling(p * sorted.Count) - 1)];
+
+    private static int Option(string[] args, string name, int fallback)
+    {
+        var index = Array.IndexOf(args, name);
+        return index >= 0 && index + 1 < args.Length && int.TryParse(args[index + 1], NumberStyles.None, CultureInfo.InvariantCulture, out var value) ? value : fallback;
+    }
+}
