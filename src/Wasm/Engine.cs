@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using Propeller.Wasm.Binary;
 using Propeller.Wasm.Compilation;
+using Propeller.Wasm.Runtime;
 
 namespace Propeller.Wasm;
 
@@ -19,12 +20,20 @@ public sealed class Engine : IDisposable
 
     public int CachedModuleCount => _cache.Count;
 
+    /// <summary>The shared epoch counter read by generated code when <see cref="Config.EpochInterruption"/> is on.</summary>
+    public long CurrentEpoch => Volatile.Read(ref Epoch.Value);
+
+    internal EpochCounter Epoch { get; } = new();
+
+    /// <summary>Advances the epoch; stores whose deadline it reaches trap with <see cref="TrapCode.Interrupt"/>.</summary>
+    public void IncrementEpoch() => Interlocked.Increment(ref Epoch.Value);
+
     public void Dispose() => _cache.Clear();
 
     internal CompiledModule Compile(byte[] bytes)
     {
         var key = Convert.ToHexString(SHA256.HashData(bytes));
-        var lazy = _cache.GetOrAdd(key, _ => new Lazy<CompiledModule>(() => ModuleCompiler.Compile(ModuleDecoder.Decode(bytes))));
+        var lazy = _cache.GetOrAdd(key, _ => new Lazy<CompiledModule>(() => ModuleCompiler.Compile(ModuleDecoder.Decode(bytes), Config)));
         try
         {
             return lazy.Value;

@@ -65,6 +65,15 @@ internal sealed partial class FunctionCompiler
         _contextArg = ClrTypes.ContextArgument(_type);
     }
 
+    /// <summary>Emit fuel metering (Config.ConsumeFuel).</summary>
+    public bool Fuel { get; init; }
+
+    /// <summary>Emit epoch deadline checks (Config.EpochInterruption).</summary>
+    public bool Epochs { get; init; }
+
+    /// <summary>Fuel of the current basic block not yet charged; a function starts with 1 unit, as in Wasmtime.</summary>
+    private long _fuelPending = 1;
+
     private ControlFrame Frame => _frames[^1];
 
     private bool Live => Frame.Live;
@@ -90,6 +99,11 @@ internal sealed partial class FunctionCompiler
             }
 
             var op = _r.ReadByte();
+            if (Fuel)
+            {
+                MeterFuel(op);
+            }
+
             try
             {
                 Instruction(op, at);
@@ -154,16 +168,64 @@ internal sealed partial class FunctionCompiler
         _il.Emit(OpCodes.Br, _bodyStart);
     }
 
-    /// <summary>Function-entry hook: call depth and native stack floor (issue 5 adds fuel and epoch checks here).</summary>
+    /// <summary>Function-entry hook: call depth and native stack floor, then the fuel and epoch checks when compiled in.</summary>
     private void EmitEntryCheck()
     {
         _il.Emit(OpCodes.Ldloc, _state);
         CallHelper(Emit.Method(typeof(ExecutionState), nameof(ExecutionState.Enter)));
+        if (Fuel)
+        {
+            // The function's own unit is charged before the check, so a store with no fuel traps on its first call.
+            _il.Emit(OpCodes.Ldloc, _state);
+            _il.Emit(OpCodes.Ldc_I8, _fuelPending);
+            CallHelper(Emit.Method(typeof(ExecutionState), nameof(ExecutionState.Consume)));
+            _fuelPending = 0;
+        }
+
+        EmitLoopHeaderCheck();
     }
 
-    /// <summary>Loop-header hook. Nothing is checked here yet; issue 5's fuel and epoch deadline checks go here.</summary>
-    private static void EmitLoopHeaderCheck()
+    /// <summary>Loop-header hook (also run at function entry): fuel and epoch deadline checks.</summary>
+    private void EmitLoopHeaderCheck()
     {
+        if (Fuel)
+        {
+            _il.Emit(OpCodes.Ldloc, _state);
+            CallHelper(Emit.Method(typeof(ExecutionState), nameof(ExecutionState.CheckFuel)));
+        }
+
+        if (Epochs)
+        {
+            _il.Emit(OpCodes.Ldloc, _state);
+            CallHelper(Emit.Method(typeof(ExecutionState), nameof(ExecutionState.CheckEpoch)));
+        }
+    }
+
+    /// <summary>
+    /// Wasmtime's cost model: 1 per operator except nop, drop, block, loop, end, else, return and unreachable, accumulated at
+    /// compile time and charged to the store's counter at basic-block boundaries and before calls (so the callee and host
+    /// see an exact balance). Checks happen only at function entry and loop headers.
+    /// </summary>
+    private void MeterFuel(byte op)
+    {
+        if (!Live)
+        {
+            _fuelPending = 0;
+            return;
+        }
+
+        if (op is not (0x01 or 0x1A or 0x02 or 0x03 or 0x0B or 0x05 or 0x0F or 0x00))
+        {
+            _fuelPending++;
+        }
+
+        if (_fuelPending > 0 && op is 0x00 or 0x03 or 0x04 or 0x05 or 0x0B or 0x0C or 0x0D or 0x0E or 0x0F or 0x10 or 0x11)
+        {
+            _il.Emit(OpCodes.Ldloc, _state);
+            _il.Emit(OpCodes.Ldc_I8, _fuelPending);
+            CallHelper(Emit.Method(typeof(ExecutionState), nameof(ExecutionState.Consume)));
+            _fuelPending = 0;
+        }
     }
 
     private void EmitEpilogue()

@@ -3,9 +3,8 @@ using System.Runtime.CompilerServices;
 namespace Propeller.Wasm.Runtime;
 
 /// <summary>
-/// Per-store state that generated code touches at function entry and exit: the call depth and the native stack floor.
-/// Issue 5's fuel counter, epoch deadline and interrupt flag belong here too; the compiler's entry and loop-header hooks
-/// (FunctionCompiler.EmitEntryCheck / EmitLoopHeaderCheck) are where they will be checked.
+/// Per-store state that generated code touches at function entry and exit: the call depth and the native stack floor,
+/// and, when compiled in, the remaining fuel and the epoch deadline (checked at function entry and loop headers).
 /// </summary>
 internal sealed class ExecutionState
 {
@@ -17,10 +16,18 @@ internal sealed class ExecutionState
     public nuint StackLimit;
     public Instance? CallerInstance;
 
+    /// <summary>Fuel left; generated code subtracts each basic block's cost and traps at a check when it is negative.</summary>
+    public long Fuel;
+
+    /// <summary>The engine's epoch counter (shared) and this store's deadline on it.</summary>
+    public EpochCounter Epoch;
+    public long EpochDeadline = long.MaxValue;
+
     public ExecutionState(Store store, int maxDepth)
     {
         Store = store;
         MaxDepth = maxDepth;
+        Epoch = store.Engine.Epoch;
         Caller = new Caller(this);
     }
 
@@ -48,6 +55,30 @@ internal sealed class ExecutionState
             || ((depth & 255) == 0 && !RuntimeHelpers.TryEnsureSufficientExecutionStack()))
         {
             Traps.StackExhausted();
+        }
+    }
+
+    /// <summary>Charges a basic block's fuel cost.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Consume(ExecutionState state, long cost) => state.Fuel -= cost;
+
+    /// <summary>Fuel check at function entry and loop headers.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void CheckFuel(ExecutionState state)
+    {
+        if (state.Fuel < 0)
+        {
+            Traps.OutOfFuel(state);
+        }
+    }
+
+    /// <summary>Epoch check at function entry and loop headers (both fields are written by other threads).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void CheckEpoch(ExecutionState state)
+    {
+        if (Volatile.Read(ref state.Epoch.Value) >= Volatile.Read(ref state.EpochDeadline))
+        {
+            Traps.Interrupted();
         }
     }
 }
