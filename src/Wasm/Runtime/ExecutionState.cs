@@ -16,7 +16,10 @@ internal sealed class ExecutionState
     public nuint StackLimit;
     public Instance? CallerInstance;
 
-    /// <summary>Fuel left; generated code subtracts each basic block's cost and traps at a check when it is negative.</summary>
+    /// <summary>
+    /// Fuel left. Generated code copies it into a local at entry, subtracts each basic block's cost there, traps at a check
+    /// when it is negative, and writes it back before calls and at return.
+    /// </summary>
     public long Fuel;
 
     /// <summary>The engine's epoch counter (shared) and this store's deadline on it.</summary>
@@ -55,20 +58,6 @@ internal sealed class ExecutionState
             || ((depth & 255) == 0 && !RuntimeHelpers.TryEnsureSufficientExecutionStack()))
         {
             Traps.StackExhausted();
-        }
-    }
-
-    /// <summary>Charges a basic block's fuel cost.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Consume(ExecutionState state, long cost) => state.Fuel -= cost;
-
-    /// <summary>Fuel check at function entry and loop headers.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void CheckFuel(ExecutionState state)
-    {
-        if (state.Fuel < 0)
-        {
-            Traps.OutOfFuel(state);
         }
     }
 
