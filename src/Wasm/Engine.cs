@@ -10,6 +10,8 @@ namespace Propeller.Wasm;
 public sealed class Engine : IDisposable
 {
     private readonly ConcurrentDictionary<string, Lazy<CompiledModule>> _cache = new(StringComparer.Ordinal);
+    private readonly List<WeakReference<ExecutionState>> _epochStates = [];
+    private long _epoch;
 
     public Engine(Config? config = null)
     {
@@ -20,13 +22,37 @@ public sealed class Engine : IDisposable
 
     public int CachedModuleCount => _cache.Count;
 
-    /// <summary>The shared epoch counter read by generated code when <see cref="Config.EpochInterruption"/> is on.</summary>
-    public long CurrentEpoch => Volatile.Read(ref Epoch.Value);
+    /// <summary>The engine's epoch (see <see cref="Config.EpochInterruption"/>).</summary>
+    public long CurrentEpoch => Volatile.Read(ref _epoch);
 
-    internal EpochCounter Epoch { get; } = new();
+    /// <summary>
+    /// Advances the epoch; running guest code of every store whose deadline it reaches traps with
+    /// <see cref="TrapCode.Interrupt"/> at its next function entry or loop header.
+    /// </summary>
+    public void IncrementEpoch()
+    {
+        var now = Interlocked.Increment(ref _epoch);
+        lock (_epochStates)
+        {
+            _epochStates.RemoveAll(weak => !weak.TryGetTarget(out _));
+            foreach (var weak in _epochStates)
+            {
+                if (weak.TryGetTarget(out var state) && now >= Volatile.Read(ref state.EpochDeadline))
+                {
+                    Volatile.Write(ref state.Interrupted, 1);
+                }
+            }
+        }
+    }
 
-    /// <summary>Advances the epoch; stores whose deadline it reaches trap with <see cref="TrapCode.Interrupt"/>.</summary>
-    public void IncrementEpoch() => Interlocked.Increment(ref Epoch.Value);
+    /// <summary>Stores created with epoch interruption on, so IncrementEpoch can raise their flag.</summary>
+    internal void RegisterForEpochs(ExecutionState state)
+    {
+        lock (_epochStates)
+        {
+            _epochStates.Add(new WeakReference<ExecutionState>(state));
+        }
+    }
 
     public void Dispose() => _cache.Clear();
 

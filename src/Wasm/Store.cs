@@ -15,6 +15,10 @@ public sealed class Store : IDisposable
         Data = data;
         State = new ExecutionState(this, engine.Config.MaxCallDepth);
         Thread = new GuestThread(State, engine.Config.GuestStackSize);
+        if (engine.Config.EpochInterruption)
+        {
+            engine.RegisterForEpochs(State);
+        }
     }
 
     public Engine Engine { get; }
@@ -82,6 +86,7 @@ public sealed class Store : IDisposable
         ArgumentOutOfRangeException.ThrowIfNegative(ticks);
         var current = Engine.CurrentEpoch;
         Volatile.Write(ref State.EpochDeadline, ticks > long.MaxValue - current ? long.MaxValue : current + ticks);
+        Volatile.Write(ref State.Interrupted, Engine.CurrentEpoch >= Volatile.Read(ref State.EpochDeadline) ? 1 : 0);
     }
 
     /// <summary>
@@ -89,7 +94,11 @@ public sealed class Store : IDisposable
     /// <see cref="TrapCode.Interrupt"/> trap; later calls trap too until <see cref="SetEpochDeadline"/> is called again.
     /// Requires <see cref="Config.EpochInterruption"/>.
     /// </summary>
-    public void Interrupt() => Volatile.Write(ref State.EpochDeadline, long.MinValue);
+    public void Interrupt()
+    {
+        Volatile.Write(ref State.EpochDeadline, long.MinValue);
+        Volatile.Write(ref State.Interrupted, 1);
+    }
 
     public void Dispose() => Thread.Dispose();
 }

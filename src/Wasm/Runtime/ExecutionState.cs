@@ -22,15 +22,19 @@ internal sealed class ExecutionState
     /// </summary>
     public long Fuel;
 
-    /// <summary>The engine's epoch counter (shared) and this store's deadline on it.</summary>
-    public EpochCounter Epoch;
+    /// <summary>
+    /// 1 once this store's epoch deadline has passed (set by Engine.IncrementEpoch and Store.SetEpochDeadline) or
+    /// Store.Interrupt was called: the single field the generated epoch check reads.
+    /// </summary>
+    public int Interrupted;
+
+    /// <summary>The engine epoch at which the store is interrupted.</summary>
     public long EpochDeadline = long.MaxValue;
 
     public ExecutionState(Store store, int maxDepth)
     {
         Store = store;
         MaxDepth = maxDepth;
-        Epoch = store.Engine.Epoch;
         Caller = new Caller(this);
     }
 
@@ -61,11 +65,11 @@ internal sealed class ExecutionState
         }
     }
 
-    /// <summary>Epoch check at function entry and loop headers (both fields are written by other threads).</summary>
+    /// <summary>Epoch check at function entry and loop headers: one volatile load of a flag other threads set.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void CheckEpoch(ExecutionState state)
     {
-        if (Volatile.Read(ref state.Epoch.Value) >= Volatile.Read(ref state.EpochDeadline))
+        if (Volatile.Read(ref state.Interrupted) != 0)
         {
             Traps.Interrupted();
         }
