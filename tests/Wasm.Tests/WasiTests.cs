@@ -80,6 +80,16 @@ public sealed class WasiTests : IDisposable
     }
 
     [Fact]
+    public void GivenAGuestSleepingInPollOneoff_WhenTheTimeoutFires_ThenTheSleepIsInterruptedToo()
+    {
+        var started = DateTime.UtcNow;
+        var run = Run("sleep", c => c.WithArgs("sleep"), timeout: TimeSpan.FromMilliseconds(300));
+        run.Trap.ShouldNotBeNull().Code.ShouldBe(TrapCode.Interrupt);
+        run.Stdout.ShouldBeEmpty();
+        (DateTime.UtcNow - started).ShouldBeLessThan(TimeSpan.FromSeconds(10));
+    }
+
+    [Fact]
     public void GivenAMemoryCap_WhenTheProgramAllocatesWithoutEnd_ThenMallocFailsAtTheCap()
     {
         Memory? memory = null;

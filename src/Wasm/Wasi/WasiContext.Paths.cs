@@ -580,10 +580,16 @@ public sealed partial class WasiContext
 
         if (events.Count == 0 && wakeAt is { } until)
         {
-            var wait = until - MonotonicNanos();
-            if (wait > 0)
+            // Sleep in short slices so Store.Interrupt (a timeout) also stops a guest that is waiting here.
+            var state = a.Store?.State;
+            for (var wait = until - MonotonicNanos(); wait > 0; wait = until - MonotonicNanos())
             {
-                Thread.Sleep(TimeSpan.FromTicks(Math.Min(wait / 100, TimeSpan.FromDays(1).Ticks)));
+                if (state is not null && Volatile.Read(ref state.Interrupted) != 0)
+                {
+                    Runtime.Traps.Interrupted();
+                }
+
+                Thread.Sleep(TimeSpan.FromTicks(Math.Clamp(wait / 100, 1, TimeSpan.TicksPerMillisecond * 10)));
             }
 
             var after = MonotonicNanos();

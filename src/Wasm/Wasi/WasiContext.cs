@@ -167,6 +167,8 @@ public sealed partial class WasiContext
     {
         public byte[] Mem => caller.GetMemory("memory")?.Buffer ?? throw new WasiErrorException(Errno.Fault);
 
+        public Store? Store => caller.Store;
+
         public int I32(int i) => values[i].AsI32;
 
         public long I64(int i) => values[i].AsI64;
