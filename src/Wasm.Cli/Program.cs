@@ -1,6 +1,6 @@
 using Propeller.Wasm.Cli;
 
-// propeller-wasm [--invoke NAME] FILE.wasm [ARGS...]   runs a module like `wasmtime run`
+// propeller-wasm [OPTIONS] FILE.wasm [ARGS...]         runs a WASI program or --invoke NAME, like `wasmtime run`
 // propeller-wasm spectest DIR [--known-failing FILE]   runs the wast2json spec suite under DIR
 if (args.Length >= 2 && args[0] == "spectest")
 {
@@ -21,4 +21,7 @@ if (args.Length >= 2 && args[0] == "spectest")
     return SpecTestRunner.Run(args[1], knownFailing, filter, Console.Out, Console.Error);
 }
 
-return RunCommand.Run(args, Console.Out, Console.Error);
+using var guestStdout = Console.OpenStandardOutput();
+using var guestStderr = Console.OpenStandardError();
+using var guestStdin = Console.OpenStandardInput();
+return RunCommand.Run(args, Console.Out, Console.Error, guestStdout, guestStderr, guestStdin);

@@ -1,45 +1,125 @@
 using System.Globalization;
+using System.Text;
+using Propeller.Wasm.Wasi;
 
 namespace Propeller.Wasm.Cli;
 
-/// <summary>`propeller-wasm [--invoke NAME] FILE.wasm [ARGS...]`: exit 0, or 134 with the trap message (as wasmtime does).</summary>
+/// <summary>
+/// `propeller-wasm [OPTIONS] FILE.wasm [ARGS...]`, shaped like `wasmtime run`: runs `_start` as a WASI program with ARGS as
+/// argv and exits with the guest's exit code, or calls `--invoke NAME` with ARGS as typed values and prints the results.
+/// A trap exits with 134 and "error: wasm trap: KIND: message" on stderr; bad arguments exit with 2.
+/// </summary>
 internal static class RunCommand
 {
-    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    private const string Usage =
+        "usage: propeller-wasm [--invoke NAME] [--dir HOST::GUEST]... [--env K=V]... [--fuel N] [--timeout SECONDS]\n"
+        + "                      [--max-memory MIB] [--max-call-depth N] FILE.wasm [ARGS...]\n"
+        + "       propeller-wasm spectest DIR [--known-failing FILE]";
+
+    public static int Run(
+        string[] args, TextWriter stdout, TextWriter stderr, Stream? guestStdout = null, Stream? guestStderr = null, Stream? guestStdin = null)
     {
-        string? invoke = null;
+        var options = new Options();
         var i = 0;
-        if (args.Length >= 2 && args[0] == "--invoke")
+        try
         {
-            invoke = args[1];
-            i = 2;
+            for (; i < args.Length && args[i].StartsWith("--", StringComparison.Ordinal); i++)
+            {
+                if (args[i] == "--")
+                {
+                    i++;
+                    break;
+                }
+
+                if (i + 1 >= args.Length)
+                {
+                    throw new FormatException($"{args[i]} needs a value");
+                }
+
+                options.Set(args[i], args[++i]);
+            }
+        }
+        catch (FormatException e)
+        {
+            stderr.WriteLine($"error: {e.Message}");
+            stderr.WriteLine(Usage);
+            return 2;
         }
 
         if (i >= args.Length)
         {
-            stderr.WriteLine("usage: propeller-wasm [--invoke NAME] FILE.wasm [ARGS...]\n       propeller-wasm spectest DIR [--known-failing FILE]");
+            stderr.WriteLine(Usage);
             return 2;
         }
 
         var file = args[i];
         var rest = args[(i + 1)..];
+        var captureOut = guestStdout is null ? new MemoryStream() : null;
+        var captureErr = guestStderr is null ? new MemoryStream() : null;
         try
         {
-            using var engine = new Engine();
+            var config = new Config().WithConsumeFuel(options.Fuel is not null).WithEpochInterruption(options.Timeout is not null);
+            using var engine = new Engine(config);
             using var store = new Store(engine);
+            if (options.Fuel is { } fuel)
+            {
+                store.SetFuel(fuel);
+            }
+
+            if (options.MaxMemoryMib is { } mib)
+            {
+                store.SetLimits(new StoreLimits { MemorySize = mib << 20 });
+            }
+
+            if (options.MaxCallDepth is { } depth)
+            {
+                store.SetMaxCallDepth(depth);
+            }
+
             var module = Module.FromFile(engine, file);
-            var instance = new Linker(engine).Instantiate(store, module);
-            var name = invoke ?? "_start";
-            var function = instance.GetFunction(name);
+            var wasi = new WasiConfiguration()
+                .WithArgs([Path.GetFileName(file), .. options.Invoke is null ? rest : []])
+                .WithStandardOutput(guestStdout ?? captureOut!)
+                .WithStandardError(guestStderr ?? captureErr!)
+                .WithStandardInput(guestStdin ?? new MemoryStream([]));
+            foreach (var (name, value) in options.Env)
+            {
+                wasi.WithEnvironmentVariable(name, value);
+            }
+
+            foreach (var (host, guest) in options.Dirs)
+            {
+                wasi.WithPreopenedDirectory(host, guest);
+            }
+
+            var context = new WasiContext(wasi);
+            var linker = new Linker(engine);
+            context.DefineIn(linker);
+            using var timer = options.Timeout is { } seconds
+                ? new Timer(_ => store.Interrupt(), null, TimeSpan.FromSeconds(seconds), Timeout.InfiniteTimeSpan)
+                : null;
+            var instance = linker.Instantiate(store, module);
+            if (options.Invoke is null)
+            {
+                if (instance.GetFunction("_start") is not { } start || start.Type.Parameters.Count != 0 || start.Type.Results.Count != 0)
+                {
+                    stderr.WriteLine($"error: {file} has no exported function '_start' of type [] -> []");
+                    return 1;
+                }
+
+                return context.RunStart(instance);
+            }
+
+            var function = instance.GetFunction(options.Invoke);
             if (function is null)
             {
-                stderr.WriteLine($"error: {file} has no exported function '{name}'");
+                stderr.WriteLine($"error: {file} has no exported function '{options.Invoke}'");
                 return 1;
             }
 
             if (rest.Length != function.Type.Parameters.Count)
             {
-                stderr.WriteLine($"error: {name} takes {function.Type.Parameters.Count} arguments, got {rest.Length}");
+                stderr.WriteLine($"error: {options.Invoke} takes {function.Type.Parameters.Count} arguments, got {rest.Length}");
                 return 1;
             }
 
@@ -56,9 +136,13 @@ internal static class RunCommand
 
             return 0;
         }
+        catch (WasiExitException exit)
+        {
+            return exit.ExitCode;
+        }
         catch (TrapException trap)
         {
-            stderr.WriteLine($"error: wasm trap: {trap.Message}");
+            stderr.WriteLine($"error: wasm trap: {trap.Code}: {trap.Message}");
             return 134;
         }
         catch (WasmException e)
@@ -70,6 +154,92 @@ internal static class RunCommand
         {
             stderr.WriteLine($"error: {e.Message}");
             return 1;
+        }
+        finally
+        {
+            if (captureOut is not null)
+            {
+                stdout.Write(Encoding.UTF8.GetString(captureOut.ToArray()));
+            }
+
+            if (captureErr is not null)
+            {
+                stderr.Write(Encoding.UTF8.GetString(captureErr.ToArray()));
+            }
+        }
+    }
+
+    private sealed class Options
+    {
+        public string? Invoke { get; private set; }
+
+        public List<(string Host, string Guest)> Dirs { get; } = [];
+
+        public List<(string Name, string Value)> Env { get; } = [];
+
+        public long? Fuel { get; private set; }
+
+        public double? Timeout { get; private set; }
+
+        public long? MaxMemoryMib { get; private set; }
+
+        public int? MaxCallDepth { get; private set; }
+
+        public void Set(string option, string value)
+        {
+            switch (option)
+            {
+                case "--invoke":
+                    Invoke = value;
+                    break;
+                case "--dir":
+                    {
+                        var split = value.IndexOf("::", StringComparison.Ordinal);
+                        Dirs.Add(split < 0 ? (value, value) : (value[..split], value[(split + 2)..]));
+                        if (Dirs[^1].Host.Length == 0 || Dirs[^1].Guest.Length == 0)
+                        {
+                            throw new FormatException($"--dir {value}: expected HOST::GUEST");
+                        }
+
+                        break;
+                    }
+
+                case "--env":
+                    {
+                        var split = value.IndexOf('=', StringComparison.Ordinal);
+                        if (split <= 0)
+                        {
+                            throw new FormatException($"--env {value}: expected NAME=VALUE");
+                        }
+
+                        Env.Add((value[..split], value[(split + 1)..]));
+                        break;
+                    }
+
+                case "--fuel":
+                    Fuel = long.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var fuel)
+                        ? fuel
+                        : throw new FormatException($"--fuel {value}: expected a non-negative integer");
+                    break;
+                case "--timeout":
+                    Timeout = double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out var seconds)
+                              && seconds > 0 && seconds < 1e7
+                        ? seconds
+                        : throw new FormatException($"--timeout {value}: expected a positive number of seconds");
+                    break;
+                case "--max-memory":
+                    MaxMemoryMib = long.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var mib) && mib < 1L << 20
+                        ? mib
+                        : throw new FormatException($"--max-memory {value}: expected a size in MiB");
+                    break;
+                case "--max-call-depth":
+                    MaxCallDepth = int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var depth) && depth > 0
+                        ? depth
+                        : throw new FormatException($"--max-call-depth {value}: expected a positive integer");
+                    break;
+                default:
+                    throw new FormatException($"unknown option {option}");
+            }
         }
     }
 

@@ -86,13 +86,13 @@ public sealed class Instance
 
         for (; t < Tables.Length; t++)
         {
-            Tables[t] = new Table(info.Tables[t], null);
+            Tables[t] = new Table(info.Tables[t], null, store.Limits);
         }
 
         var cap = store.Engine.Config.MaxMemoryPages;
         for (; m < Memories.Length; m++)
         {
-            Memories[m] = new Memory(info.Memories[m].Minimum, info.Memories[m].Maximum, cap);
+            Memories[m] = new Memory(info.Memories[m].Minimum, info.Memories[m].Maximum, cap, store.Limits);
         }
 
         foreach (var export in info.Exports)

@@ -16,12 +16,20 @@ public sealed class Memory
     internal byte[] Buffer;
 
     public Memory(Store store, uint minimum, uint? maximum = null)
-        : this(minimum, maximum, store?.Engine.Config.MaxMemoryPages ?? MaxPagesSupported)
+        : this(minimum, maximum, store?.Engine.Config.MaxMemoryPages ?? MaxPagesSupported, store?.Limits)
     {
     }
 
-    internal Memory(uint minimum, uint? maximum, int cap)
+    internal Memory(uint minimum, uint? maximum, int cap, StoreLimits? limiter = null)
     {
+        Limiter = limiter;
+        if (limiter is not null && minimum * (long)PageSize > limiter.MemorySize)
+        {
+            throw new TrapException(
+                TrapCode.ResourceLimitExceeded,
+                $"memory minimum size of {minimum} pages exceeds memory limits ({limiter.MemorySize} bytes)");
+        }
+
         if (maximum is { } max && max < minimum)
         {
             throw new WasmException("memory minimum exceeds maximum");
@@ -51,6 +59,8 @@ public sealed class Memory
 
     internal int Cap { get; }
 
+    internal StoreLimits? Limiter { get; }
+
     /// <summary>Current size in pages.</summary>
     public int Pages => Buffer.Length / PageSize;
 
@@ -69,8 +79,13 @@ public sealed class Memory
         }
 
         var target = (long)old + deltaPages;
-        if (target > Cap)
+        if (target > Cap || (Limiter is not null && target * PageSize > Limiter.MemorySize))
         {
+            if (Limiter is { TrapOnGrowFailure: true })
+            {
+                Runtime.Traps.ResourceLimit($"memory of {target} pages exceeds memory limits");
+            }
+
             return -1;
         }
 

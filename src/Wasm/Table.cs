@@ -9,13 +9,21 @@ public sealed class Table
     internal object?[] Elements;
 
     public Table(Store store, ValueKind elementKind, uint minimum, uint? maximum = null, object? initial = null)
-        : this(new TableType(elementKind, new Limits(minimum, maximum)), initial)
+        : this(new TableType(elementKind, new Limits(minimum, maximum)), initial, store?.Limits)
     {
         ArgumentNullException.ThrowIfNull(store);
     }
 
-    internal Table(TableType type, object? initial)
+    internal Table(TableType type, object? initial, StoreLimits? limiter = null)
     {
+        Limiter = limiter;
+        if (limiter is not null && type.Limits.Minimum > limiter.TableElements)
+        {
+            throw new TrapException(
+                TrapCode.ResourceLimitExceeded,
+                $"table minimum size of {type.Limits.Minimum} elements exceeds table limits ({limiter.TableElements} elements)");
+        }
+
         if (type.ElementKind is not (ValueKind.FuncRef or ValueKind.ExternRef))
         {
             throw new WasmException("a table holds funcref or externref");
@@ -41,6 +49,8 @@ public sealed class Table
 
     public int Size => Elements.Length;
 
+    internal StoreLimits? Limiter { get; }
+
     public TableType Type => new(ElementKind, new Limits((uint)Elements.Length, Maximum));
 
     public object? GetElement(int index) => Elements[index];
@@ -60,8 +70,14 @@ public sealed class Table
     {
         var old = Elements.Length;
         var target = (long)old + delta;
-        if (target > (Maximum ?? uint.MaxValue) || target > MaxElementsSupported)
+        if (target > (Maximum ?? uint.MaxValue) || target > MaxElementsSupported
+            || (Limiter is not null && target > Limiter.TableElements))
         {
+            if (Limiter is { TrapOnGrowFailure: true })
+            {
+                Runtime.Traps.ResourceLimit($"table of {target} elements exceeds table limits");
+            }
+
             return -1;
         }
 

@@ -19,6 +19,7 @@ internal sealed partial class FunctionCompiler
     private static readonly FieldInfo GlobalsField = Emit.Field(typeof(Instance), nameof(Instance.Globals));
     private static readonly FieldInfo StateField = Emit.Field(typeof(Instance), nameof(Instance.State));
     private static readonly FieldInfo DepthField = Emit.Field(typeof(ExecutionState), nameof(ExecutionState.Depth));
+    private static readonly FieldInfo FuelField = Emit.Field(typeof(ExecutionState), nameof(ExecutionState.Fuel));
     private static readonly FieldInfo CallerField = Emit.Field(typeof(ExecutionState), nameof(ExecutionState.CallerInstance));
     private static readonly FieldInfo ContextField = Emit.Field(typeof(Function), nameof(Function.Context));
     private static readonly FieldInfo CodeField = Emit.Field(typeof(Function), nameof(Function.Code));
@@ -45,6 +46,9 @@ internal sealed partial class FunctionCompiler
     private int _slackBudget = 30_000;
     private LocalBuilder _instance = null!;
     private LocalBuilder _state = null!;
+
+    /// <summary>The fuel balance, kept in a local (a register) and written to the store only around calls and returns.</summary>
+    private LocalBuilder? _fuel;
     private LocalBuilder? _memory;
     private Label _deferredPrologue;
     private Label _bodyStart;
@@ -64,6 +68,15 @@ internal sealed partial class FunctionCompiler
         _ilLocals = new LocalBuilder?[_locals.Length];
         _contextArg = ClrTypes.ContextArgument(_type);
     }
+
+    /// <summary>Emit fuel metering (Config.ConsumeFuel).</summary>
+    public bool Fuel { get; init; }
+
+    /// <summary>Emit epoch deadline checks (Config.EpochInterruption).</summary>
+    public bool Epochs { get; init; }
+
+    /// <summary>Fuel of the current basic block not yet charged; a function starts with 1 unit, as in Wasmtime.</summary>
+    private long _fuelPending = 1;
 
     private ControlFrame Frame => _frames[^1];
 
@@ -90,9 +103,19 @@ internal sealed partial class FunctionCompiler
             }
 
             var op = _r.ReadByte();
+            if (Fuel)
+            {
+                MeterFuel(op);
+            }
+
             try
             {
                 Instruction(op, at);
+                if (Fuel && op is 0x10 or 0x11 && Live)
+                {
+                    // The callee (or host) charged the store; continue from its balance.
+                    LoadFuel();
+                }
             }
             catch (ModuleException)
             {
@@ -121,6 +144,7 @@ internal sealed partial class FunctionCompiler
 
         _instance = _il.DeclareLocal(typeof(Instance));
         _state = _il.DeclareLocal(typeof(ExecutionState));
+        _fuel = Fuel ? _il.DeclareLocal(typeof(long)) : null;
         Emit.LoadArg(_il, _contextArg);
         _tokens.EmitType(_il, OpCodes.Castclass, typeof(Instance));
         _il.Emit(OpCodes.Stloc, _instance);
@@ -154,16 +178,92 @@ internal sealed partial class FunctionCompiler
         _il.Emit(OpCodes.Br, _bodyStart);
     }
 
-    /// <summary>Function-entry hook: call depth and native stack floor (issue 5 adds fuel and epoch checks here).</summary>
+    /// <summary>Function-entry hook: call depth and native stack floor, then the fuel and epoch checks when compiled in.</summary>
     private void EmitEntryCheck()
     {
         _il.Emit(OpCodes.Ldloc, _state);
         CallHelper(Emit.Method(typeof(ExecutionState), nameof(ExecutionState.Enter)));
+        if (Fuel)
+        {
+            // The function's own unit is charged before the check, so a store with no fuel traps on its first call.
+            LoadFuel();
+            ChargeFuel();
+        }
+
+        EmitLoopHeaderCheck();
     }
 
-    /// <summary>Loop-header hook. Nothing is checked here yet; issue 5's fuel and epoch deadline checks go here.</summary>
-    private static void EmitLoopHeaderCheck()
+    /// <summary>Loop-header hook (also run at function entry): fuel and epoch deadline checks.</summary>
+    private void EmitLoopHeaderCheck()
     {
+        if (Fuel)
+        {
+            var enough = _il.DefineLabel();
+            _il.Emit(OpCodes.Ldloc, _fuel!);
+            _il.Emit(OpCodes.Ldc_I8, 0L);
+            _il.Emit(OpCodes.Bge, enough);
+            _il.Emit(OpCodes.Ldloc, _state);
+            CallHelper(Emit.Method(typeof(Traps), nameof(Traps.OutOfFuel)));
+            _il.MarkLabel(enough);
+        }
+
+        if (Epochs)
+        {
+            _il.Emit(OpCodes.Ldloc, _state);
+            CallHelper(Emit.Method(typeof(ExecutionState), nameof(ExecutionState.CheckEpoch)));
+        }
+    }
+
+    /// <summary>
+    /// Wasmtime's cost model: 1 per operator except nop, drop, block, loop, end, else, return and unreachable, accumulated at
+    /// compile time and charged to the store's counter at basic-block boundaries and before calls (so the callee and host
+    /// see an exact balance). Checks happen only at function entry and loop headers.
+    /// </summary>
+    private void MeterFuel(byte op)
+    {
+        if (!Live)
+        {
+            _fuelPending = 0;
+            return;
+        }
+
+        if (op is not (0x01 or 0x1A or 0x02 or 0x03 or 0x0B or 0x05 or 0x0F or 0x00))
+        {
+            _fuelPending++;
+        }
+
+        if (_fuelPending > 0 && op is 0x00 or 0x03 or 0x04 or 0x05 or 0x0B or 0x0C or 0x0D or 0x0E or 0x0F or 0x10 or 0x11)
+        {
+            ChargeFuel();
+        }
+
+        if (op is 0x10 or 0x11)
+        {
+            StoreFuel();
+        }
+    }
+
+    private void ChargeFuel()
+    {
+        _il.Emit(OpCodes.Ldloc, _fuel!);
+        _il.Emit(OpCodes.Ldc_I8, _fuelPending);
+        _il.Emit(OpCodes.Sub);
+        _il.Emit(OpCodes.Stloc, _fuel!);
+        _fuelPending = 0;
+    }
+
+    private void LoadFuel()
+    {
+        _il.Emit(OpCodes.Ldloc, _state);
+        _tokens.EmitField(_il, OpCodes.Ldfld, FuelField);
+        _il.Emit(OpCodes.Stloc, _fuel!);
+    }
+
+    private void StoreFuel()
+    {
+        _il.Emit(OpCodes.Ldloc, _state);
+        _il.Emit(OpCodes.Ldloc, _fuel!);
+        _tokens.EmitField(_il, OpCodes.Stfld, FuelField);
     }
 
     private void EmitEpilogue()
@@ -184,6 +284,11 @@ internal sealed partial class FunctionCompiler
                 Emit.StoreIndirect(_il, ClrTypes.Of(_type.Results[j]));
                 Release(temps[j]);
             }
+        }
+
+        if (Fuel)
+        {
+            StoreFuel();
         }
 
         _il.Emit(OpCodes.Ldloc, _state);

@@ -11,7 +11,7 @@ namespace Propeller.Wasm.Compilation;
 /// </summary>
 internal static class ModuleCompiler
 {
-    public static CompiledModule Compile(ModuleInfo info)
+    public static CompiledModule Compile(ModuleInfo info, Config config)
     {
         var clock = Stopwatch.StartNew();
         var declared = ModuleValidator.Validate(info);
@@ -46,7 +46,11 @@ internal static class ModuleCompiler
         var tokens = new HelperTokens(module);
         for (var i = 0; i < defined; i++)
         {
-            new FunctionCompiler(info, i + info.ImportedFunctionCount, methods, declared, tokens, methods[i].GetILGenerator()).Compile();
+            new FunctionCompiler(info, i + info.ImportedFunctionCount, methods, declared, tokens, methods[i].GetILGenerator())
+            {
+                Fuel = config.ConsumeFuel,
+                Epochs = config.EpochInterruption,
+            }.Compile();
         }
 
         var created = tb.CreateType();

@@ -3,9 +3,8 @@ using System.Runtime.CompilerServices;
 namespace Propeller.Wasm.Runtime;
 
 /// <summary>
-/// Per-store state that generated code touches at function entry and exit: the call depth and the native stack floor.
-/// Issue 5's fuel counter, epoch deadline and interrupt flag belong here too; the compiler's entry and loop-header hooks
-/// (FunctionCompiler.EmitEntryCheck / EmitLoopHeaderCheck) are where they will be checked.
+/// Per-store state that generated code touches at function entry and exit: the call depth and the native stack floor,
+/// and, when compiled in, the remaining fuel and the epoch deadline (checked at function entry and loop headers).
 /// </summary>
 internal sealed class ExecutionState
 {
@@ -16,6 +15,21 @@ internal sealed class ExecutionState
     public int MaxDepth;
     public nuint StackLimit;
     public Instance? CallerInstance;
+
+    /// <summary>
+    /// Fuel left. Generated code copies it into a local at entry, subtracts each basic block's cost there, traps at a check
+    /// when it is negative, and writes it back before calls and at return.
+    /// </summary>
+    public long Fuel;
+
+    /// <summary>
+    /// 1 once this store's epoch deadline has passed (set by Engine.IncrementEpoch and Store.SetEpochDeadline) or
+    /// Store.Interrupt was called: the single field the generated epoch check reads.
+    /// </summary>
+    public int Interrupted;
+
+    /// <summary>The engine epoch at which the store is interrupted.</summary>
+    public long EpochDeadline = long.MaxValue;
 
     public ExecutionState(Store store, int maxDepth)
     {
@@ -48,6 +62,16 @@ internal sealed class ExecutionState
             || ((depth & 255) == 0 && !RuntimeHelpers.TryEnsureSufficientExecutionStack()))
         {
             Traps.StackExhausted();
+        }
+    }
+
+    /// <summary>Epoch check at function entry and loop headers: one volatile load of a flag other threads set.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void CheckEpoch(ExecutionState state)
+    {
+        if (Volatile.Read(ref state.Interrupted) != 0)
+        {
+            Traps.Interrupted();
         }
     }
 }

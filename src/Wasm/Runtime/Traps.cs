@@ -34,4 +34,18 @@ internal static class Traps
 
     [DoesNotReturn]
     public static void InvalidConversion() => throw new TrapException(TrapCode.BadConversionToInteger, "invalid conversion to integer");
+
+    /// <summary>Out of fuel. The counter is reset to 0 so that the host sees "empty" rather than a negative balance.</summary>
+    [DoesNotReturn]
+    public static void OutOfFuel(ExecutionState state)
+    {
+        state.Fuel = 0;
+        throw new TrapException(TrapCode.OutOfFuel, "all fuel consumed by WebAssembly");
+    }
+
+    [DoesNotReturn]
+    public static void Interrupted() => throw new TrapException(TrapCode.Interrupt, "interrupt");
+
+    [DoesNotReturn]
+    public static void ResourceLimit(string what) => throw new TrapException(TrapCode.ResourceLimitExceeded, what);
 }
