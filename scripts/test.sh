@@ -70,9 +70,13 @@ done
 if [ $# -eq 0 ] && compgen -G "scripts/suites.d/*.sh" >/dev/null; then
   for suite in scripts/suites.d/*.sh; do
     step "suite $(basename "$suite" .sh)"
+    # Through a file: `tee /dev/stderr` would reopen (and clobber) a log file that stdout and stderr share.
+    log="$results/suite-$(basename "$suite" .sh).log"
     set +e
-    out="$(bash "$suite" 2>&1 | tee /dev/stderr | tail -1)"
+    bash "$suite" >"$log" 2>&1
     set -e
+    cat "$log"
+    out="$(tail -1 "$log")"
     if [[ "$out" =~ ([0-9]+)\ passed,\ ([0-9]+)\ failed(,\ ([0-9]+)\ skipped)? ]]; then
       total_passed=$((total_passed + BASH_REMATCH[1])); total_failed=$((total_failed + BASH_REMATCH[2]))
       total_skipped=$((total_skipped + ${BASH_REMATCH[4]:-0}))

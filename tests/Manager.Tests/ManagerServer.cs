@@ -41,6 +41,9 @@ internal sealed class ManagerServer : IAsyncDisposable
         {
             b.Configuration["EventStore:ConnectionString"] = db;
             b.Configuration["EventStore:Schema"] = schema;
+
+            // Only what the test asks for: the test command exports the broker address for everything else.
+            b.Configuration["MANAGER_MQTT_ADDRESS"] = "";
             foreach (var (key, value) in settings ?? new Dictionary<string, string>())
             {
                 b.Configuration[key] = value;
