@@ -128,7 +128,14 @@ mq_running() { local p; p="$(mq_pid)" && kill -0 "$p" 2>/dev/null && port_open "
 
 mq_up() {
   if mq_running; then log "mosquitto already running on 127.0.0.1:$mqtt_port"; return 0; fi
-  if port_open "$mqtt_port"; then die "port $mqtt_port is taken by another process (set PROPELLER_MQTT_PORT)"; fi
+  if port_open "$mqtt_port"; then
+    # Like postgres above: a broker already listening there (another checkout's, or a developer's) is used as is.
+    if command -v mosquitto_pub >/dev/null && mosquitto_pub -h 127.0.0.1 -p "$mqtt_port" -t propeller/infra/probe -n -q 0 2>/dev/null; then
+      log "an MQTT broker already listens on 127.0.0.1:$mqtt_port; using it"
+      return 0
+    fi
+    die "port $mqtt_port is taken by a process that is not an MQTT broker (set PROPELLER_MQTT_PORT)"
+  fi
   mkdir -p "$mq_dir/data"
   local bin; bin="$(command -v mosquitto || echo /usr/sbin/mosquitto)"
   cat >"$mq_dir/mosquitto.conf" <<EOF
@@ -177,7 +184,9 @@ cmd_down() {
 cmd_status() {
   local rc=0
   if pg_bin >/dev/null && pg_running; then echo "postgres: up 127.0.0.1:$pg_port (data $pg_data)"; else echo "postgres: down"; rc=1; fi
-  if mq_running; then echo "mosquitto: up 127.0.0.1:$mqtt_port (pid $(mq_pid))"; else echo "mosquitto: down"; rc=1; fi
+  if mq_running; then echo "mosquitto: up 127.0.0.1:$mqtt_port (pid $(mq_pid))";
+  elif port_open "$mqtt_port"; then echo "mosquitto: a broker of another checkout answers on 127.0.0.1:$mqtt_port";
+  else echo "mosquitto: down"; rc=1; fi
   return $rc
 }
 
