@@ -21,7 +21,7 @@ internal static class Migrations
             );
 
             create table {schema}.events (
-                seq        bigint generated always as identity primary key,
+                seq        bigint generated always as identity,
                 id         uuid not null,
                 -- No foreign key to streams: append_events always writes the stream row first, and a per-row FK
                 -- check (a KEY SHARE lock on the stream row per event) costs more than the insert itself.
@@ -32,11 +32,11 @@ internal static class Migrations
                 metadata   jsonb not null,
                 tx_id      xid8 not null default pg_current_xact_id(),
                 created_at timestamptz not null default now(),
+                -- The commit-safe global cursor reads in (tx_id, seq) order; as the primary key it costs no extra
+                -- index (seq alone is never looked up).
+                constraint events_pk primary key (tx_id, seq),
                 constraint events_stream_version unique (stream_id, version)
             );
-
-            -- The commit-safe global cursor reads in (tx_id, seq) order.
-            create index events_tx_seq on {schema}.events (tx_id, seq);
 
             create table {schema}.snapshots (
                 stream_id  text primary key,
