@@ -29,7 +29,7 @@ public sealed class WasiOutputBuffer(int capacity) : Stream
     public override long Position
     {
         get => _bytes.Length;
-        set => throw new NotSupportedException();
+        set => throw new NotSupportedException("WasiOutputBuffer is a write-only, non-seekable stream (CanRead and CanSeek are false).");
     }
 
     public byte[] ToArray()
@@ -61,9 +61,9 @@ public sealed class WasiOutputBuffer(int capacity) : Stream
     {
     }
 
-    public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+    public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException("WasiOutputBuffer is a write-only, non-seekable stream (CanRead and CanSeek are false).");
 
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException("WasiOutputBuffer is a write-only, non-seekable stream (CanRead and CanSeek are false).");
 
-    public override void SetLength(long value) => throw new NotSupportedException();
+    public override void SetLength(long value) => throw new NotSupportedException("WasiOutputBuffer is a write-only, non-seekable stream (CanRead and CanSeek are false).");
 }
