@@ -35,14 +35,18 @@ public static class ManagerApp
                 o.Schema = configuration["EventStore:Schema"] is { Length: > 0 } schema ? schema : o.Schema;
             },
             runDaemon);
-        if (configuration["MANAGER_MQTT_ADDRESS"] is { Length: > 0 } mqttAddress)
+        // One base topic for everything that talks to proplets: m/{MANAGER_TENANT_ID}/c/{MANAGER_CHANNEL_ID}.
+        var tenant = configuration["MANAGER_TENANT_ID"] is { Length: > 0 } t ? t : "default";
+        var channel = configuration["MANAGER_CHANNEL_ID"] is { Length: > 0 } c ? c : "default";
+        var mqttAddress = configuration["MANAGER_MQTT_ADDRESS"] is { Length: > 0 } address ? address : null;
+        if (mqttAddress is not null)
         {
             builder.Services.AddManagerMessaging(
                 mqtt =>
                 {
                     mqtt.Address = mqttAddress;
-                    mqtt.Tenant = configuration["MANAGER_TENANT_ID"] is { Length: > 0 } tenant ? tenant : mqtt.Tenant;
-                    mqtt.Channel = configuration["MANAGER_CHANNEL_ID"] is { Length: > 0 } channel ? channel : mqtt.Channel;
+                    mqtt.Tenant = tenant;
+                    mqtt.Channel = channel;
                     mqtt.EntityId = configuration["MANAGER_ENTITY_ID"] is { Length: > 0 } entity ? entity : $"manager-{Environment.MachineName}";
                     mqtt.ApiKey = configuration["MANAGER_API_KEY"];
                     mqtt.QualityOfService = configuration["MANAGER_MQTT_QOS"] is { Length: > 0 } qos && int.TryParse(qos, out var q) && q is >= 0 and <= 2
@@ -51,18 +55,12 @@ public static class ManagerApp
                 },
                 scheduler =>
                 {
-                    scheduler.BaseTopic = Propeller.Contracts.Mqtt.Topics.Base(
-                        configuration["MANAGER_TENANT_ID"] is { Length: > 0 } tenant ? tenant : "default",
-                        configuration["MANAGER_CHANNEL_ID"] is { Length: > 0 } channel ? channel : "default");
+                    scheduler.BaseTopic = Propeller.Contracts.Mqtt.Topics.Base(tenant, channel);
                     scheduler.LivenessWindow = LivenessWindow(configuration);
                 });
         }
 
-        builder.Services.AddSingleton(new StopMessages(configuration["MANAGER_MQTT_ADDRESS"] is { Length: > 0 }
-            ? Propeller.Contracts.Mqtt.Topics.Base(
-                configuration["MANAGER_TENANT_ID"] is { Length: > 0 } t ? t : "default",
-                configuration["MANAGER_CHANNEL_ID"] is { Length: > 0 } c ? c : "default")
-            : null));
+        builder.Services.AddSingleton(new StopMessages(mqttAddress is null ? null : Propeller.Contracts.Mqtt.Topics.Base(tenant, channel)));
         builder.Services.TryAddSingleton<WorkSignals>();
         builder.Services.AddSingleton<CommandSender>();
         builder.Services.AddSingleton(new ManagerOptions(LivenessWindow(configuration)));

@@ -30,6 +30,8 @@ public sealed class PostgresEventStore : IEventStore
     private readonly string _appendSql;
     private readonly string _readStreamSql;
     private readonly string _readStreamHeaderSql;
+    private readonly string _readAllSql;
+    private readonly string _readAllFilteredSql;
 
     public PostgresEventStore(NpgsqlDataSource dataSource, EventSerializer serializer, ProjectionCatalog projections, IOptions<EventStoreOptions> options, ILogger<PostgresEventStore> logger)
     {
@@ -42,6 +44,8 @@ public sealed class PostgresEventStore : IEventStore
         _schema = Sql.Identifier(_options.Schema);
         _appendSql = $"select o_version, o_tx::text, o_seqs from {_schema}.append_events($1, $2, $3, $4, $5, $6, $7, $8, $9)";
         _readStreamHeaderSql = $"select type, version, archived from {_schema}.streams where id = $1";
+        _readAllSql = ReadAllSql(_schema, "");
+        _readAllFilteredSql = ReadAllSql(_schema, " and e.type = any($4)");
         _readStreamSql = $"""
             select id, seq, tx_id::text as tx, version, type, data::text, metadata::text, created_at
               from {_schema}.events
@@ -254,15 +258,7 @@ public sealed class PostgresEventStore : IEventStore
     public async Task<IReadOnlyList<StoredEvent>> ReadAllAsync(GlobalPosition after, int maxCount, IReadOnlyCollection<string>? eventTypes, CancellationToken cancellationToken)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxCount, 1);
-        var filter = eventTypes is null ? "" : " and e.type = any($4)";
-        await using var command = _dataSource.CreateCommand($"""
-            select e.id, e.seq, e.tx_id::text as tx, e.version, e.type, e.data::text, e.metadata::text, e.created_at, e.stream_id
-              from {_schema}.events e
-             where (e.tx_id, e.seq) > ($1::text::xid8, $2)
-               and e.tx_id < pg_snapshot_xmin(pg_current_snapshot()){filter}
-             order by e.tx_id, e.seq
-             limit $3
-            """);
+        await using var command = _dataSource.CreateCommand(eventTypes is null ? _readAllSql : _readAllFilteredSql);
         command.Parameters.AddWithValue(after.TransactionId.ToString(CultureInfo.InvariantCulture));
         command.Parameters.AddWithValue(after.Sequence);
         command.Parameters.AddWithValue(maxCount);
@@ -340,6 +336,19 @@ public sealed class PostgresEventStore : IEventStore
             return _metadata;
         }
     }
+
+    /// <summary>
+    /// Only transactions older than the snapshot's xmin, in (tx_id, seq) order. The order columns are qualified: an
+    /// unqualified "tx_id" would bind to the selected text column and sort as text.
+    /// </summary>
+    private static string ReadAllSql(string schema, string filter) => $"""
+        select e.id, e.seq, e.tx_id::text as tx, e.version, e.type, e.data::text, e.metadata::text, e.created_at, e.stream_id
+          from {schema}.events e
+         where (e.tx_id, e.seq) > ($1::text::xid8, $2)
+           and e.tx_id < pg_snapshot_xmin(pg_current_snapshot()){filter}
+         order by e.tx_id, e.seq
+         limit $3
+        """;
 
     private void ValidateStreamId(string streamId)
     {
