@@ -14,6 +14,8 @@ internal static partial class BenchmarkRegistry
         AddWasm(all);
         AddWasi(all);
         AddManager(all);
+        AddEndToEnd(all);
+        AddPlugins(all);
         return all;
     }
 
@@ -26,4 +28,8 @@ internal static partial class BenchmarkRegistry
     static partial void AddWasi(IDictionary<string, Func<string[], CancellationToken, Task<int>>> benchmarks);
 
     static partial void AddManager(IDictionary<string, Func<string[], CancellationToken, Task<int>>> benchmarks);
+
+    static partial void AddEndToEnd(IDictionary<string, Func<string[], CancellationToken, Task<int>>> benchmarks);
+
+    static partial void AddPlugins(IDictionary<string, Func<string[], CancellationToken, Task<int>>> benchmarks);
 }
