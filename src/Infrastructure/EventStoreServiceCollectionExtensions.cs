@@ -41,6 +41,8 @@ public static class EventStoreServiceCollectionExtensions
         services.TryAddSingleton<SchemaMigrator>();
         services.TryAddSingleton<ProjectionDaemon>();
         services.TryAddSingleton<AggregateLoader>();
+        services.TryAddSingleton<StreamChanges>();
+        services.TryAddSingleton<AggregateCache>();
         services.TryAddSingleton<CommandHandler>();
         services.AddHostedService<SchemaMigrationHostedService>();
         if (runDaemon)

@@ -6,6 +6,7 @@ using Propeller.Infrastructure;
 using Propeller.Manager.Http;
 using Propeller.Manager.Proplets;
 using Propeller.Manager.Tasks;
+using Propeller.Manager.Telemetry;
 
 namespace Propeller.Manager;
 
@@ -77,6 +78,7 @@ public static class ManagerApp
         app.MapHealthEndpoints();
         app.MapTaskEndpoints();
         app.MapPropletEndpoints();
+        app.MapMetricsEndpoints();
         return app;
     }
 

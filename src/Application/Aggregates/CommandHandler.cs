@@ -9,8 +9,15 @@ namespace Propeller.Application.Aggregates;
 /// A lost race (<see cref="ConcurrencyException"/>) reloads and decides again, so concurrent commands on one aggregate
 /// are serialised by retry and never lost.
 /// </summary>
-public sealed class CommandHandler(IEventStore store, AggregateLoader loader, ISnapshotStore snapshots, ILogger<CommandHandler> logger)
+public sealed class CommandHandler(
+    IEventStore store, AggregateLoader loader, ISnapshotStore snapshots, ILogger<CommandHandler> logger, StreamChanges? changes = null, AggregateCache? cache = null)
 {
+    /// <summary>States this handler appended, used instead of a load for the next command (checked by the append).</summary>
+    public AggregateCache Cache { get; } = cache ?? new AggregateCache();
+
+    /// <summary>Notified after every append this handler makes.</summary>
+    public StreamChanges Changes { get; } = changes ?? new StreamChanges();
+
     /// <summary>How many times a command is decided again after losing a race before the conflict is surfaced.</summary>
     public int MaxAttempts { get; init; } = 8;
 
@@ -31,18 +38,34 @@ public sealed class CommandHandler(IEventStore store, AggregateLoader loader, IS
     {
         ArgumentNullException.ThrowIfNull(outbox);
         ArgumentNullException.ThrowIfNull(decider);
+        var cached = true;
         for (var attempt = 1; ; attempt++)
         {
-            var loaded = await loader.LoadAsync(decider, streamId, cancellationToken);
-            var decision = decider.Decide(command, loaded.State);
-            if (decision.Rejection is { } rejection)
+            LoadedAggregate<TState> loaded;
+            var fromCache = false;
+            if (cached && Cache.TryGet<TState>(streamId, out var hit))
             {
-                return new CommandResult<TEvent, TState>(loaded.State, loaded.Version, [], rejection);
+                loaded = hit;
+                fromCache = true;
+            }
+            else
+            {
+                loaded = await loader.LoadAsync(decider, streamId, cancellationToken);
             }
 
-            if (decision.Events.Count == 0)
+            var decision = decider.Decide(command, loaded.State);
+            if (decision.Rejection is not null || decision.Events.Count == 0)
             {
-                return new CommandResult<TEvent, TState>(loaded.State, loaded.Version, [], null);
+                if (fromCache)
+                {
+                    // A rejection or a no-op may come from a stale entry (another node moved the stream): decide again on a load.
+                    Cache.Remove(streamId);
+                    cached = false;
+                    attempt--;
+                    continue;
+                }
+
+                return new CommandResult<TEvent, TState>(loaded.State, loaded.Version, [], decision.Rejection);
             }
 
             var state = loaded.State;
@@ -56,13 +79,27 @@ public sealed class CommandHandler(IEventStore store, AggregateLoader loader, IS
                 var result = await store.AppendAsync(
                     streamId, decider.StreamType, ExpectedVersion.Exact(loaded.Version), [.. decision.Events], metadata, outbox(state, decision.Events), cancellationToken);
 
+                Cache.Set(streamId, state, result.NextVersion);
+                Changes.Notify(streamId);
                 await SaveSnapshotIfDueAsync(decider.Snapshots, streamId, result, state, cancellationToken);
                 return new CommandResult<TEvent, TState>(state, result.NextVersion, decision.Events, null);
             }
+            catch (ConcurrencyException) when (fromCache)
+            {
+                Cache.Remove(streamId);
+                cached = false;
+                attempt--;
+            }
             catch (ConcurrencyException ex) when (attempt < MaxAttempts)
             {
+                Cache.Remove(streamId);
                 CommandLog.RetryingAfterConflict(logger, streamId, attempt, ex.Actual);
                 await Task.Delay(TimeSpan.FromMilliseconds(Random.Shared.Next(1, 5 * attempt)), cancellationToken);
+            }
+            catch (StreamArchivedException)
+            {
+                Cache.Remove(streamId);
+                throw;
             }
         }
     }

@@ -40,6 +40,7 @@ public static class PropletSelector
         switch (policy)
         {
             case SchedulingPolicy.LeastLoaded:
+            case SchedulingPolicy.Priority when request.Priority >= Domain.Tasks.TaskSpec.DefaultPriority:
                 return Placement.On(eligible.MinBy(p => p.RunningTasks)!.Id);
             default:
                 var index = (int)(roundRobinCursor % eligible.Count);

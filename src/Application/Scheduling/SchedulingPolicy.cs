@@ -8,4 +8,9 @@ public enum SchedulingPolicy
 
     /// <summary>The eligible proplet with the fewest running tasks (ties: id order).</summary>
     LeastLoaded,
+
+    /// <summary>Tasks at or above the default priority (50) take the least-loaded proplet; lower-priority tasks are
+    /// spread round-robin, so they do not crowd the idlest proplet ahead of important work. (Waiting tasks are always
+    /// placed highest priority first.)</summary>
+    Priority,
 }

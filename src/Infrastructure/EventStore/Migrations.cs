@@ -155,5 +155,33 @@ internal static class Migrations
                 handled_at  timestamptz
             );
             """),
+        (3, "inbox payloads, task and proplet metrics", """
+            -- The inbox keeps what it acknowledged until it is handled, so a crash in between loses nothing.
+            alter table {schema}.inbox add column topic text, add column payload bytea;
+            create index inbox_unhandled on {schema}.inbox (received_at) where handled_at is null;
+
+            -- Telemetry from proplets (spec propeller-manager.md §6.6): append-only samples, not domain events.
+            create table {schema}.task_metrics (
+                id          bigint generated always as identity primary key,
+                task_id     uuid not null,
+                proplet_id  text not null,
+                sampled_at  timestamptz not null,
+                metrics     jsonb not null,
+                aggregated  jsonb,
+                received_at timestamptz not null default now()
+            );
+            create index task_metrics_task on {schema}.task_metrics (task_id, sampled_at desc, id desc);
+
+            create table {schema}.proplet_metrics (
+                id          bigint generated always as identity primary key,
+                proplet_id  text not null,
+                namespace   text,
+                sampled_at  timestamptz not null,
+                cpu         jsonb not null,
+                memory      jsonb not null,
+                received_at timestamptz not null default now()
+            );
+            create index proplet_metrics_proplet on {schema}.proplet_metrics (proplet_id, sampled_at desc, id desc);
+            """),
     ];
 }

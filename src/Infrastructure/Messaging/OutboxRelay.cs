@@ -68,35 +68,52 @@ public sealed class OutboxRelay
         }
     }
 
-    /// <summary>One round: claim due rows, publish them in order, record the outcome. Returns how many were attempted.</summary>
+    /// <summary>
+    /// One round: claim due rows, publish them (all handed to the broker connection in order, then awaited together),
+    /// record the outcomes. Returns how many were attempted.
+    /// </summary>
     public async Task<int> RelayOnceAsync(CancellationToken cancellationToken)
     {
         var claimed = await ClaimAsync(cancellationToken);
-        var attempted = 0;
+        if (claimed.Count == 0)
+        {
+            return 0;
+        }
+
+        // Handing a message over fixes its place on the wire; a publish that fails at once (not connected) stops the
+        // hand-over, so the rest keep their order for a later round. A failure found later (no acknowledgement) cannot
+        // recall the messages already handed over: those may arrive before the retried one.
+        var publishes = new List<Task>(claimed.Count);
+        foreach (var row in claimed)
+        {
+            var publish = PublishAsync(row, cancellationToken);
+            publishes.Add(publish);
+            if (publish.IsFaulted)
+            {
+                break;
+            }
+        }
+
         var sent = new List<long>();
         try
         {
-            foreach (var row in claimed)
+            for (var i = 0; i < publishes.Count; i++)
             {
-                attempted++;
                 try
                 {
-                    await _publisher.PublishAsync(row.Message, cancellationToken);
-                    sent.Add(row.Id);
+                    await publishes[i];
+                    sent.Add(claimed[i].Id);
                 }
                 catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
                 {
-                    await RecordFailureAsync(row, ex.Message, cancellationToken);
-
-                    // The destination is failing: keep the order of the rest and try them in a later round.
-                    break;
+                    await RecordFailureAsync(claimed[i], ex.Message, cancellationToken);
                 }
             }
         }
         finally
         {
             await MarkSentAsync(sent, cancellationToken);
-            var untried = claimed.Skip(attempted).Select(r => r.Id).ToArray();
+            var untried = claimed.Skip(publishes.Count).Select(r => r.Id).ToArray();
             if (untried.Length > 0)
             {
                 await ExecuteAsync($"update {_schema}.outbox set claimed_until = null where id = any($1)", CancellationToken.None, untried);
@@ -104,8 +121,10 @@ public sealed class OutboxRelay
         }
 
         Sent.Add(sent.Count);
-        return attempted;
+        return publishes.Count;
     }
+
+    private async Task PublishAsync(Row row, CancellationToken cancellationToken) => await _publisher.PublishAsync(row.Message, cancellationToken);
 
     public async Task<long> DepthAsync(CancellationToken cancellationToken)
     {

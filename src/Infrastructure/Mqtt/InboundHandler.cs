@@ -1,5 +1,7 @@
+using System.Globalization;
 using System.Security.Cryptography;
 using System.Text.Json;
+using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Npgsql;
@@ -19,17 +21,46 @@ namespace Propeller.Infrastructure.Mqtt;
 
 /// <summary>
 /// Turns proplet messages into commands (spec propeller-manager.md §6): discovery registers or refreshes a proplet,
-/// heartbeats fold into the proplet view, a Last Will ("status":"offline") marks it offline, results go through the
-/// inbox (stored first, handled once) to RecordResult. Malformed payloads are logged and dropped; nothing throws out.
+/// heartbeats fold into the proplet view, a Last Will ("status":"offline") marks it offline, metrics are stored, and
+/// results go through the inbox to RecordResult.
+/// <para>
+/// <see cref="AcceptAsync"/> runs on the broker connection's receive loop, one message at a time, before the
+/// message is acknowledged: it parses and checks the message and stores a result in the inbox (so an acknowledged
+/// result survives a crash), then queues the work on one of <see cref="MqttBridgeOptions.InboundConcurrency"/>
+/// partitions by task or proplet id. Partitions run in parallel; each keeps its messages in order. Malformed
+/// payloads are logged and dropped; nothing throws out.
+/// </para>
 /// </summary>
 public sealed class InboundHandler(
     CommandHandler commands, IPropletRegistry proplets, NpgsqlDataSource dataSource, IOptions<EventStoreOptions> storeOptions,
-    IOptions<MqttBridgeOptions> options, TimeProvider time, ILogger<InboundHandler> logger)
+    IOptions<MqttBridgeOptions> options, TimeProvider time, ILogger<InboundHandler> logger) : IAsyncDisposable
 {
     private readonly string _base = options.Value.BaseTopic + "/";
     private readonly string _schema = Sql.Identifier(storeOptions.Value.Schema);
+    private readonly Channel<Work>[] _partitions = [.. Enumerable.Range(0, Math.Max(1, options.Value.InboundConcurrency))
+        .Select(_ => Channel.CreateBounded<Work>(new BoundedChannelOptions(1024) { SingleReader = true, SingleWriter = true }))];
 
-    public async Task HandleAsync(MqttMessage message, CancellationToken cancellationToken)
+    private Task[] _workers = [];
+
+    /// <summary>Starts the partition workers.</summary>
+    public void Start(CancellationToken stoppingToken)
+    {
+        _workers = [.. _partitions.Select(p => Task.Run(() => WorkAsync(p.Reader, stoppingToken), CancellationToken.None))];
+    }
+
+    /// <summary>Stops taking work and waits for the queued work to finish.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var partition in _partitions)
+        {
+            partition.Writer.TryComplete();
+        }
+
+        await Task.WhenAll(_workers);
+    }
+
+    /// <summary>Parses, checks and queues one message (results are stored in the inbox first).</summary>
+    public async ValueTask AcceptAsync(MqttMessage message, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(message);
         if (!message.Topic.StartsWith(_base, StringComparison.Ordinal))
@@ -40,19 +71,18 @@ public sealed class InboundHandler(
         var path = message.Topic[_base.Length..];
         try
         {
-            switch (path)
+            var work = path switch
             {
-                case Topics.Results:
-                    await OnResultAsync(message, cancellationToken);
-                    break;
-                case Topics.PropletCreate:
-                    await OnDiscoveryAsync(message, cancellationToken);
-                    break;
-                case Topics.PropletAlive:
-                    await OnAliveAsync(message, cancellationToken);
-                    break;
-                default:
-                    break;
+                Topics.Results => await AcceptResultAsync(message, cancellationToken),
+                Topics.PropletCreate => AcceptDiscovery(message),
+                Topics.PropletAlive => AcceptAlive(message),
+                Topics.TaskMetrics => AcceptTaskMetrics(message),
+                Topics.PropletMetrics => AcceptPropletMetrics(message),
+                _ => null,
+            };
+            if (work is not null)
+            {
+                await EnqueueAsync(work, cancellationToken);
             }
         }
         catch (JsonException ex)
@@ -61,78 +91,171 @@ public sealed class InboundHandler(
         }
     }
 
-    private async Task OnResultAsync(MqttMessage message, CancellationToken cancellationToken)
+    /// <summary>Queues the results that were stored in the inbox but never handled (the manager stopped in between).</summary>
+    public async Task<int> RecoverAsync(CancellationToken cancellationToken)
     {
-        var result = JsonSerializer.Deserialize<ResultMessage>(message.Payload.Span);
-        if (result?.TaskId is not { Length: > 0 } taskId || !Guid.TryParse(taskId, out var guid))
+        var recovered = new List<(string Key, string Topic, byte[] Payload)>();
+        await using (var command = dataSource.CreateCommand($"select message_key, topic, payload from {_schema}.inbox where handled_at is null and payload is not null order by received_at"))
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
         {
-            MqttBridgeLog.Malformed(logger, message.Topic, "task_id must be a task's UUID");
-            return;
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                recovered.Add((reader.GetString(0), reader.GetString(1), await reader.GetFieldValueAsync<byte[]>(2, cancellationToken)));
+            }
+        }
+
+        var queued = 0;
+        foreach (var (_, topic, payload) in recovered)
+        {
+            try
+            {
+                if (ParseResult(topic, payload) is { } work)
+                {
+                    await EnqueueAsync(work, cancellationToken);
+                    queued++;
+                }
+            }
+            catch (JsonException ex)
+            {
+                MqttBridgeLog.Malformed(logger, topic, ex.Message);
+            }
+        }
+
+        return queued;
+    }
+
+    private ValueTask EnqueueAsync(Work work, CancellationToken cancellationToken)
+    {
+        var partition = (int)((uint)StringComparer.Ordinal.GetHashCode(work.PartitionKey) % (uint)_partitions.Length);
+        return _partitions[partition].Writer.WriteAsync(work, cancellationToken);
+    }
+
+    private async Task WorkAsync(ChannelReader<Work> reader, CancellationToken stoppingToken)
+    {
+        await foreach (var work in reader.ReadAllAsync(CancellationToken.None))
+        {
+            for (var attempt = 1; ; attempt++)
+            {
+                try
+                {
+                    await HandleAsync(work, stoppingToken);
+                    break;
+                }
+                catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+                {
+                    break; // results stay unhandled in the inbox and are recovered at the next start
+                }
+                catch (Exception ex) when (attempt < 3 && ex is NpgsqlException or TimeoutException or ConcurrencyException)
+                {
+                    await Task.Delay(TimeSpan.FromMilliseconds(100 * attempt * attempt), time, stoppingToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                }
+                catch (Exception ex)
+                {
+                    MqttBridgeLog.HandlerFailed(logger, ex, work.Topic);
+                    break;
+                }
+            }
+        }
+    }
+
+    private Task HandleAsync(Work work, CancellationToken cancellationToken) => work switch
+    {
+        ResultWork result => HandleResultAsync(result, cancellationToken),
+        DiscoveryWork discovery => RegisterAsync(new PropletId(discovery.PropletId), discovery.Metadata, cancellationToken),
+        AliveWork alive => HandleAliveAsync(alive, cancellationToken),
+        TaskMetricsWork metrics => StoreTaskMetricsAsync(metrics, cancellationToken),
+        PropletMetricsWork metrics => StorePropletMetricsAsync(metrics, cancellationToken),
+        _ => Task.CompletedTask,
+    };
+
+    private async Task<Work?> AcceptResultAsync(MqttMessage message, CancellationToken cancellationToken)
+    {
+        var payload = message.Payload.ToArray();
+        if (ParseResult(message.Topic, payload) is not { } work)
+        {
+            return null;
         }
 
         // The inbox key is the message itself: an identical redelivery is handled once.
-        var key = "results:" + Convert.ToHexString(SHA256.HashData(message.Payload.Span));
-        if (!await BeginInboxAsync(key, cancellationToken))
+        await using var command = dataSource.CreateCommand(
+            $"insert into {_schema}.inbox (message_key, topic, payload) values ($1, $2, $3) on conflict (message_key) do nothing");
+        command.Parameters.AddWithValue(work.Key);
+        command.Parameters.AddWithValue(message.Topic);
+        command.Parameters.AddWithValue(payload);
+        if (await command.ExecuteNonQueryAsync(cancellationToken) == 0)
         {
-            MqttBridgeLog.Duplicate(logger, message.Topic, key);
-            return;
+            MqttBridgeLog.Duplicate(logger, message.Topic, work.Key);
+            return null;
+        }
+
+        return work;
+    }
+
+    private ResultWork? ParseResult(string topic, byte[] payload)
+    {
+        var result = JsonSerializer.Deserialize<ResultMessage>(payload);
+        if (result?.TaskId is not { Length: > 0 } taskId || !Guid.TryParse(taskId, out var guid))
+        {
+            MqttBridgeLog.Malformed(logger, topic, "task_id must be a task's UUID");
+            return null;
         }
 
         var error = result.Error is { ValueKind: JsonValueKind.String } e && e.GetString() is { Length: > 0 } text ? text : null;
-        var id = new TaskId(guid);
+        var key = "results:" + Convert.ToHexString(SHA256.HashData(payload));
+        return new ResultWork(topic, taskId, key, new TaskId(guid), result.Results?.GetRawText(), error, result.PropletId is { Length: > 0 } p ? p : null);
+    }
+
+    private async Task HandleResultAsync(ResultWork work, CancellationToken cancellationToken)
+    {
         var now = time.GetUtcNow();
-        var metadata = new EventMetadata(taskId, key, result.PropletId is { Length: > 0 } p ? $"proplet:{p}" : "proplet", now);
-        await commands.HandleAsync(TaskAggregate.Decider, TaskAggregate.StreamId(id), new TaskCommand.RecordResult(id, result.Results?.GetRawText(), error, now, result.PropletId), metadata, cancellationToken);
+        var metadata = new EventMetadata(work.TaskId.ToString(), work.Key, work.PropletId is { } p ? $"proplet:{p}" : "proplet", now);
+        await commands.HandleAsync(
+            TaskAggregate.Decider, TaskAggregate.StreamId(work.TaskId), new TaskCommand.RecordResult(work.TaskId, work.Results, work.Error, now, work.PropletId), metadata, cancellationToken);
         await using var handled = dataSource.CreateCommand($"update {_schema}.inbox set handled_at = now() where message_key = $1");
-        handled.Parameters.AddWithValue(key);
+        handled.Parameters.AddWithValue(work.Key);
         await handled.ExecuteNonQueryAsync(cancellationToken);
     }
 
-    /// <summary>True when the message is new or was stored but never handled (a crash in between).</summary>
-    private async Task<bool> BeginInboxAsync(string key, CancellationToken cancellationToken)
-    {
-        await using var command = dataSource.CreateCommand($"""
-            with inserted as (insert into {_schema}.inbox (message_key) values ($1) on conflict (message_key) do nothing returning 1)
-            select exists (select 1 from inserted) or exists (select 1 from {_schema}.inbox where message_key = $1 and handled_at is null)
-            """);
-        command.Parameters.AddWithValue(key);
-        return await command.ExecuteScalarAsync(cancellationToken) is true;
-    }
-
-    private async Task OnDiscoveryAsync(MqttMessage message, CancellationToken cancellationToken)
+    private DiscoveryWork? AcceptDiscovery(MqttMessage message)
     {
         var discovery = JsonSerializer.Deserialize<DiscoveryMessage>(message.Payload.Span);
         if (discovery?.PropletId is not { Length: > 0 } propletId)
         {
             MqttBridgeLog.Malformed(logger, message.Topic, "proplet_id must be a non-empty string");
-            return;
+            return null;
         }
 
-        await RegisterAsync(new PropletId(propletId), ReadMetadata(discovery.Metadata), cancellationToken);
+        return new DiscoveryWork(message.Topic, propletId, ReadMetadata(discovery.Metadata));
     }
 
-    private async Task OnAliveAsync(MqttMessage message, CancellationToken cancellationToken)
+    private AliveWork? AcceptAlive(MqttMessage message)
     {
         var alive = JsonSerializer.Deserialize<AliveMessage>(message.Payload.Span);
         if (alive?.PropletId is not { Length: > 0 } propletId)
         {
             MqttBridgeLog.Malformed(logger, message.Topic, "proplet_id must be a non-empty string");
-            return;
+            return null;
         }
 
-        var id = new PropletId(propletId);
-        var now = time.GetUtcNow();
-        var metadata = new EventMetadata(null, null, $"proplet:{propletId}", now);
-        if (string.Equals(alive.Status, "offline", StringComparison.OrdinalIgnoreCase))
+        // A Last Will (the original counted it as a heartbeat, §6.3 [QUIRK]).
+        var offline = string.Equals(alive.Status, "offline", StringComparison.OrdinalIgnoreCase);
+        if (!offline && message.Retain)
         {
-            // A Last Will (the original counted it as a heartbeat, §6.3 [QUIRK]).
+            return null; // a retained heartbeat says nothing about liveness now
+        }
+
+        return new AliveWork(message.Topic, propletId, offline);
+    }
+
+    private async Task HandleAliveAsync(AliveWork work, CancellationToken cancellationToken)
+    {
+        var id = new PropletId(work.PropletId);
+        var now = time.GetUtcNow();
+        var metadata = new EventMetadata(null, null, $"proplet:{work.PropletId}", now);
+        if (work.Offline)
+        {
             await commands.HandleAsync(PropletAggregate.Decider, PropletAggregate.StreamId(id), new PropletCommand.MarkPropletOffline(id, "last will: offline", now), metadata, cancellationToken);
             return;
-        }
-
-        if (message.Retain)
-        {
-            return; // a retained message says nothing about liveness now
         }
 
         switch (await proplets.RecordHeartbeatAsync(id, now, cancellationToken))
@@ -155,6 +278,76 @@ public sealed class InboundHandler(
         return commands.HandleAsync(
             PropletAggregate.Decider, PropletAggregate.StreamId(id), new PropletCommand.RegisterProplet(id, PropletNames.Next(), metadata, now),
             new EventMetadata(null, null, $"proplet:{id}", now), cancellationToken);
+    }
+
+    private TaskMetricsWork? AcceptTaskMetrics(MqttMessage message)
+    {
+        var metrics = JsonSerializer.Deserialize<TaskMetricsMessage>(message.Payload.Span);
+        if (metrics?.TaskId is not { Length: > 0 } taskId || !Guid.TryParse(taskId, out var guid))
+        {
+            MqttBridgeLog.Malformed(logger, message.Topic, "task_id must be a task's UUID");
+            return null;
+        }
+
+        if (metrics.PropletId is not { ValueKind: JsonValueKind.String } propletId)
+        {
+            MqttBridgeLog.Malformed(logger, message.Topic, "proplet_id must be a string");
+            return null;
+        }
+
+        if (metrics.Metrics is not { ValueKind: JsonValueKind.Object } sample)
+        {
+            MqttBridgeLog.Malformed(logger, message.Topic, "metrics must be an object");
+            return null;
+        }
+
+        var aggregated = metrics.Aggregated is { ValueKind: JsonValueKind.Object } a ? a.GetRawText() : null;
+        return new TaskMetricsWork(message.Topic, guid, propletId.GetString()!, SampledAt(metrics.Timestamp), sample.GetRawText(), aggregated);
+    }
+
+    private PropletMetricsWork? AcceptPropletMetrics(MqttMessage message)
+    {
+        var metrics = JsonSerializer.Deserialize<PropletMetricsMessage>(message.Payload.Span);
+        if (metrics?.PropletId is not { Length: > 0 } propletId)
+        {
+            MqttBridgeLog.Malformed(logger, message.Topic, "proplet_id must be a non-empty string");
+            return null;
+        }
+
+        var cpu = metrics.CpuMetrics is { ValueKind: JsonValueKind.Object } c ? c.GetRawText() : "{}";
+        var memory = metrics.MemoryMetrics is { ValueKind: JsonValueKind.Object } m ? m.GetRawText() : "{}";
+        return new PropletMetricsWork(message.Topic, propletId, metrics.Namespace, SampledAt(metrics.Timestamp), cpu, memory);
+    }
+
+    /// <summary>An RFC 3339 string timestamp, else the receipt time (as the original).</summary>
+    private DateTimeOffset SampledAt(JsonElement? timestamp) =>
+        timestamp is { ValueKind: JsonValueKind.String } t
+        && DateTimeOffset.TryParse(t.GetString(), CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var at)
+            ? at
+            : time.GetUtcNow();
+
+    private async Task StoreTaskMetricsAsync(TaskMetricsWork work, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand(
+            $"insert into {_schema}.task_metrics (task_id, proplet_id, sampled_at, metrics, aggregated) values ($1, $2, $3, $4::jsonb, $5::jsonb)");
+        command.Parameters.AddWithValue(work.TaskId);
+        command.Parameters.AddWithValue(work.PropletId);
+        command.Parameters.AddWithValue(work.SampledAt);
+        command.Parameters.AddWithValue(work.Metrics);
+        command.Parameters.Add(new NpgsqlParameter { Value = (object?)work.Aggregated ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    private async Task StorePropletMetricsAsync(PropletMetricsWork work, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand(
+            $"insert into {_schema}.proplet_metrics (proplet_id, namespace, sampled_at, cpu, memory) values ($1, $2, $3, $4::jsonb, $5::jsonb)");
+        command.Parameters.AddWithValue(work.PropletId);
+        command.Parameters.Add(new NpgsqlParameter { Value = (object?)work.Namespace ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
+        command.Parameters.AddWithValue(work.SampledAt);
+        command.Parameters.AddWithValue(work.Cpu);
+        command.Parameters.AddWithValue(work.Memory);
+        await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
     /// <summary>Lenient metadata: strings, string items of tags, total_memory_bytes as an unsigned integer (§9.5 fixed).</summary>
@@ -185,4 +378,18 @@ public sealed class InboundHandler(
             WasmRuntime = Text("wasm_runtime"),
         };
     }
+
+    private abstract record Work(string Topic, string PartitionKey);
+
+    private sealed record ResultWork(string Topic, string PartitionKey, string Key, TaskId TaskId, string? Results, string? Error, string? PropletId) : Work(Topic, PartitionKey);
+
+    private sealed record DiscoveryWork(string Topic, string PropletId, PropletMetadata Metadata) : Work(Topic, PropletId);
+
+    private sealed record AliveWork(string Topic, string PropletId, bool Offline) : Work(Topic, PropletId);
+
+    private sealed record TaskMetricsWork(string Topic, Guid TaskId, string PropletId, DateTimeOffset SampledAt, string Metrics, string? Aggregated)
+        : Work(Topic, TaskId.ToString());
+
+    private sealed record PropletMetricsWork(string Topic, string PropletId, string? Namespace, DateTimeOffset SampledAt, string Cpu, string Memory)
+        : Work(Topic, PropletId);
 }

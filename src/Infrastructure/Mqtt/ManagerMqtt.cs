@@ -26,6 +26,9 @@ public sealed class ManagerMqtt : IMessagePublisher, IAsyncDisposable
             Password = _options.ApiKey,
             ReceiveQueueCapacity = 4096,
 
+            // Acknowledged once the inbound handler accepted (and, for results, stored) the message.
+            MessageHandler = (message, token) => Inbound is { } inbound ? inbound(message, token) : ValueTask.CompletedTask,
+
             // A persistent session: results published while the manager is down wait in the broker for it.
             CleanStart = false,
             SessionExpiryInterval = 7 * 24 * 3600,
@@ -39,6 +42,9 @@ public sealed class ManagerMqtt : IMessagePublisher, IAsyncDisposable
     }
 
     public MqttClient Client { get; }
+
+    /// <summary>Where received messages go; set before connecting (messages received without it are dropped).</summary>
+    public Func<MqttMessage, CancellationToken, ValueTask>? Inbound { get; set; }
 
     public MqttBridgeOptions Options => _options;
 

@@ -18,4 +18,10 @@ internal static partial class MqttBridgeLog
 
     [LoggerMessage(EventId = 7005, Level = LogLevel.Debug, Message = "Duplicate message on {Topic} ignored (inbox key {Key})")]
     public static partial void Duplicate(ILogger logger, string topic, string key);
+
+    [LoggerMessage(EventId = 7006, Level = LogLevel.Information, Message = "Queued {Count} results stored in the inbox but not handled before the last stop")]
+    public static partial void Recovered(ILogger logger, int count);
+
+    [LoggerMessage(EventId = 7007, Level = LogLevel.Warning, Message = "Could not read the inbox yet; retrying in {Delay}: {Reason}")]
+    public static partial void RecoverRetry(ILogger logger, TimeSpan delay, string reason);
 }

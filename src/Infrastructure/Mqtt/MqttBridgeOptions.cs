@@ -20,5 +20,8 @@ public sealed class MqttBridgeOptions
 
     public MqttQualityOfService QualityOfService { get; set; } = MqttQualityOfService.ExactlyOnce;
 
+    /// <summary>How many inbound partitions run in parallel (each keeps its task's or proplet's messages in order).</summary>
+    public int InboundConcurrency { get; set; } = 8;
+
     public string BaseTopic => Contracts.Mqtt.Topics.Base(Tenant, Channel);
 }

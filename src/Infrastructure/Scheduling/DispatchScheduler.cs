@@ -61,42 +61,67 @@ public sealed class DispatchScheduler(
         var candidates = (await proplets.ListAsync(cancellationToken))
             .Select(p => new PropletCandidate(p.Id.Value, p.IsAlive(now, _options.LivenessWindow), p.RunningTasks, p.Metadata.Tags.ToHashSet(StringComparer.Ordinal), p.Metadata.TotalMemoryBytes))
             .ToList();
-        var dispatched = 0;
+        // Placement is decided in order (round-robin cursor, load counts); the appends then run in parallel.
+        var placed = new List<(TaskState Task, Placement Placement)>(waiting.Count);
         foreach (var task in waiting)
         {
             var spec = task.Spec!;
-            var request = new PlacementRequest(spec.PropletId, new HashSet<string>(), 0);
+            var request = new PlacementRequest(spec.PropletId, new HashSet<string>(), 0, spec.Priority);
             var placement = spec.Broadcast ? Placement.On("broadcast") : PropletSelector.Select(_options.Policy, request, candidates, ref _cursor);
-            var stream = TaskAggregate.StreamId(task.Id);
-            var metadata = new EventMetadata(task.Id.ToString(), null, "system", now);
-            if (placement.PropletId is not { } propletId)
+            placed.Add((task, placement));
+            var index = placement.PropletId is { } chosen ? candidates.FindIndex(c => c.Id == chosen) : -1;
+            if (index >= 0)
             {
-                var deferred = await commands.HandleAsync(TaskAggregate.Decider, stream, new DeferDispatch(task.Id, placement.WaitReason!, now), metadata, cancellationToken);
-                if (deferred.Appended.Count > 0)
-                {
-                    SchedulerLog.Waiting(logger, task.Id.ToString(), placement.WaitReason!);
-                }
-
-                continue;
-            }
-
-            var result = await commands.HandleAsync(
-                TaskAggregate.Decider, stream, new DispatchTask(task.Id, propletId, now), metadata,
-                (state, events) => events.Any(e => e is TaskEvent.TaskDispatched) ? [StartMessages.For(state, _options.BaseTopic, metadata.CorrelationId)] : [],
-                cancellationToken);
-            if (result.Appended.Any(e => e is TaskEvent.TaskDispatched))
-            {
-                signals.Outbox.Notify();
-                dispatched++;
-                SchedulerLog.Dispatched(logger, task.Id.ToString(), propletId);
-                var index = candidates.FindIndex(c => c.Id == propletId);
-                if (index >= 0)
-                {
-                    candidates[index] = candidates[index] with { RunningTasks = candidates[index].RunningTasks + 1 };
-                }
+                candidates[index] = candidates[index] with { RunningTasks = candidates[index].RunningTasks + 1 };
             }
         }
 
+        var dispatched = 0;
+        await Parallel.ForEachAsync(
+            placed,
+            new ParallelOptions { MaxDegreeOfParallelism = _options.DispatchConcurrency, CancellationToken = cancellationToken },
+            async (item, token) =>
+            {
+                if (await PlaceAsync(item.Task, item.Placement, now, token))
+                {
+                    Interlocked.Increment(ref dispatched);
+                }
+            });
+        if (dispatched > 0)
+        {
+            signals.Outbox.Notify();
+        }
+
         return dispatched;
+    }
+
+    private async Task<bool> PlaceAsync(TaskState task, Placement placement, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        var stream = TaskAggregate.StreamId(task.Id);
+        var metadata = new EventMetadata(task.Id.ToString(), null, "system", now);
+        if (placement.PropletId is not { } propletId)
+        {
+            var deferred = await commands.HandleAsync(TaskAggregate.Decider, stream, new DeferDispatch(task.Id, placement.WaitReason!, now), metadata, cancellationToken);
+            if (deferred.Appended.Count > 0)
+            {
+                SchedulerLog.Waiting(logger, task.Id.ToString(), placement.WaitReason!);
+            }
+
+            return false;
+        }
+
+        var result = await commands.HandleAsync(
+            TaskAggregate.Decider, stream, new DispatchTask(task.Id, propletId, now), metadata,
+            (state, events) => events.Any(e => e is TaskEvent.TaskDispatched) ? [StartMessages.For(state, _options.BaseTopic, metadata.CorrelationId)] : [],
+            cancellationToken);
+        if (!result.Appended.Any(e => e is TaskEvent.TaskDispatched))
+        {
+            return false;
+        }
+
+        // Each dispatch wakes the relay at once: a large round should not hold its first messages back.
+        signals.Outbox.Notify();
+        SchedulerLog.Dispatched(logger, task.Id.ToString(), propletId);
+        return true;
     }
 }

@@ -19,6 +19,9 @@ public sealed class SchedulerOptions
     /// <summary>How many times a task whose proplet went offline is re-dispatched before it fails.</summary>
     public int MaxRedispatches { get; set; } = 3;
 
+    /// <summary>How many dispatches of one round are appended in parallel.</summary>
+    public int DispatchConcurrency { get; set; } = 8;
+
     /// <summary>Waiting tasks considered per round.</summary>
     public int BatchSize { get; set; } = 200;
 

@@ -8,7 +8,7 @@ using static Propeller.Domain.Proplets.PropletCommand;
 
 namespace Propeller.Manager.Proplets;
 
-/// <summary>The proplet routes of the original (spec §1.2 rows 12–14, 17).</summary>
+/// <summary>The proplet routes of the original (spec §1.2 rows 12–15, 17; metrics, row 16, in MetricsEndpoints).</summary>
 internal static class PropletEndpoints
 {
     public static IEndpointRouteBuilder MapPropletEndpoints(this IEndpointRouteBuilder app)
@@ -17,6 +17,7 @@ internal static class PropletEndpoints
         app.MapGet("/proplets/{propletId}", GetAsync).WithName("get-proplet");
         app.MapDelete("/proplets/{propletId}", DeleteAsync).WithName("delete-proplet");
         app.MapGet("/proplets/{propletId}/alive-history", AliveHistoryAsync).WithName("get-proplet-alive-history");
+        app.MapGet("/proplets/{propletId}/sdf", SdfAsync).WithName("get-proplet-sdf");
         return app;
     }
 
@@ -87,6 +88,18 @@ internal static class PropletEndpoints
         var history = view.AliveHistory.Skip((int)Math.Min(offset, int.MaxValue)).Take((int)Math.Min(limit, int.MaxValue))
             .Select(t => t.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.FFFFFFF'Z'", CultureInfo.InvariantCulture)).ToList();
         return Results.Ok(PageJson.Of("history", (long)offset, (long)limit, view.AliveHistory.Count, history));
+    }
+
+    private static async Task<IResult> SdfAsync(string propletId, IPropletRegistry registry, CancellationToken cancellationToken)
+    {
+        if (!Guid.TryParse(propletId, out _))
+        {
+            return ApiResults.BadRequest("invalid query parameters");
+        }
+
+        return await registry.GetAsync(new PropletId(propletId), cancellationToken) is { } view
+            ? Results.Ok(SdfDocument.For(view.Id.Value, view.Name))
+            : ApiResults.NotFound("proplet not found");
     }
 
     private static PropletJson ToJson(PropletView view, DateTimeOffset now, ManagerOptions options) => new(

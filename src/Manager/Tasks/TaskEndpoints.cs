@@ -5,11 +5,13 @@ using Propeller.Application.Aggregates;
 using Propeller.Application.EventStore;
 using Propeller.Application.Messaging;
 using Propeller.Application.Tasks;
+using Propeller.Contracts;
 using Propeller.Contracts.Tasks;
 using Propeller.Domain.Tasks;
 using Propeller.Infrastructure.Serialization;
 using Propeller.Manager.Http;
 using static Propeller.Domain.Tasks.TaskCommand;
+using TaskStatus = Propeller.Domain.Tasks.TaskStatus;
 
 namespace Propeller.Manager.Tasks;
 
@@ -17,6 +19,10 @@ namespace Propeller.Manager.Tasks;
 internal static class TaskEndpoints
 {
     private const string InvalidId = "invalid query parameters";
+
+    private static readonly TimeSpan MaxWait = TimeSpan.FromSeconds(60);
+
+    private static readonly TimeSpan WaitRecheck = TimeSpan.FromMilliseconds(250);
 
     public static IEndpointRouteBuilder MapTaskEndpoints(this IEndpointRouteBuilder app)
     {
@@ -93,7 +99,8 @@ internal static class TaskEndpoints
         return Results.Ok(new TaskPage((long)offset, (long)limit, page.Total, [.. page.Tasks.Select(TaskMapping.ToJson)]));
     }
 
-    private static async Task<IResult> GetAsync(string taskId, HttpRequest request, ITaskQueries queries, AggregateLoader loader, CancellationToken cancellationToken)
+    private static async Task<IResult> GetAsync(
+        string taskId, HttpRequest request, ITaskQueries queries, AggregateLoader loader, StreamChanges changes, CancellationToken cancellationToken)
     {
         if (!TryTaskId(taskId, out var id))
         {
@@ -102,6 +109,24 @@ internal static class TaskEndpoints
 
         var version = request.Query["version"].FirstOrDefault();
         var at = request.Query["at"].FirstOrDefault();
+        var wait = request.Query["wait"].FirstOrDefault();
+        if (wait is not null)
+        {
+            if (version is not null || at is not null)
+            {
+                return ApiResults.BadRequest("wait cannot be combined with version or at");
+            }
+
+            if (!GoDuration.TryParse(wait, out var timeout) || timeout > MaxWait)
+            {
+                return ApiResults.BadRequest("wait must be a duration up to 60s (e.g. 5s or 500ms)");
+            }
+
+            return await WaitForEndAsync(id, timeout, queries, changes, cancellationToken) is { } waited
+                ? Results.Ok(TaskMapping.ToJson(waited))
+                : ApiResults.NotFound("task not found");
+        }
+
         if (version is null && at is null)
         {
             return await queries.GetAsync(id, cancellationToken) is { } state ? Results.Ok(TaskMapping.ToJson(state)) : ApiResults.NotFound("task not found");
@@ -129,6 +154,36 @@ internal static class TaskEndpoints
 
         var replayed = await loader.LoadAsync(TaskAggregate.Decider, TaskAggregate.StreamId(id), options with { IncludeArchived = true }, cancellationToken);
         return replayed.State.Exists ? Results.Ok(TaskMapping.ToJson(replayed.State)) : ApiResults.NotFound("task not found at that point");
+    }
+
+    /// <summary>
+    /// Long polling (beyond the original): the task once its current attempt has ended (completed, failed, skipped or
+    /// interrupted), or as it is when <paramref name="timeout"/> runs out. Woken by this node's appends; re-reads every
+    /// <see cref="WaitRecheck"/> for changes made by other nodes.
+    /// </summary>
+    private static async Task<TaskState?> WaitForEndAsync(TaskId id, TimeSpan timeout, ITaskQueries queries, StreamChanges changes, CancellationToken cancellationToken)
+    {
+        var stream = TaskAggregate.StreamId(id);
+        var deadline = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
+        while (true)
+        {
+            var next = changes.NextAppendAsync(stream);
+            var state = await queries.GetAsync(id, cancellationToken);
+            var left = deadline - Environment.TickCount64;
+            if (state is null || state.Status is not (TaskStatus.Pending or TaskStatus.Scheduled or TaskStatus.Running) || left <= 0)
+            {
+                return state;
+            }
+
+            try
+            {
+                await next.WaitAsync(TimeSpan.FromMilliseconds(Math.Min(left, WaitRecheck.TotalMilliseconds)), cancellationToken);
+            }
+            catch (TimeoutException)
+            {
+                // Re-read: the change may have been made by another node.
+            }
+        }
     }
 
     private static async Task<IResult> UpdateAsync(string taskId, HttpRequest request, CommandSender sender, AggregateLoader loader, CancellationToken cancellationToken)

@@ -32,6 +32,20 @@ public sealed class PropletSelectorTests
     }
 
     [Fact]
+    public void Priority_ImportantTasksTakeTheLeastLoaded_LowPriorityTasksRotate()
+    {
+        PropletCandidate[] proplets = [Proplet("a", running: 5), Proplet("b", running: 0), Proplet("c", running: 2)];
+        long cursor = 0;
+        var high = PlacementRequest.Any with { Priority = 90 };
+        var low = PlacementRequest.Any with { Priority = 10 };
+
+        PropletSelector.Select(SchedulingPolicy.Priority, high, proplets, ref cursor).PropletId.ShouldBe("b");
+        PropletSelector.Select(SchedulingPolicy.Priority, PlacementRequest.Any, proplets, ref cursor).PropletId.ShouldBe("b");
+        var lows = Enumerable.Range(0, 3).Select(_ => PropletSelector.Select(SchedulingPolicy.Priority, low, proplets, ref cursor).PropletId).ToList();
+        lows.ShouldBe(["a", "b", "c"]);
+    }
+
+    [Fact]
     public void NoAliveProplet_TheTaskWaitsAndSaysWhy()
     {
         var placement = Select(SchedulingPolicy.RoundRobin, PlacementRequest.Any, Proplet("a", alive: false));

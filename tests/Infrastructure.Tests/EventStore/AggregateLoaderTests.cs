@@ -43,6 +43,35 @@ public sealed class AggregateLoaderTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task TwoNodes_EachWithItsCache_NeverDecideOnAStaleState()
+    {
+        var id = NewId();
+        var stream = TaskAggregate.StreamId(id);
+        var other = new Propeller.Application.Aggregates.CommandHandler(_db.Store, _db.Loader, _db.Snapshots, Microsoft.Extensions.Logging.Abstractions.NullLogger<Propeller.Application.Aggregates.CommandHandler>.Instance);
+        await HandleAsync(new CreateTask(id, TaskSpec.Named("add"), T0));
+        await HandleAsync(new StartTask(id, T0));
+        await HandleAsync(new DispatchTask(id, "p1", T0));
+
+        // The other node completes the task; this node's cache still says Running.
+        (await other.HandleAsync(TaskAggregate.Decider, stream, new RecordResult(id, "42", null, T0.AddSeconds(1)), Meta(), Ct)).Version.ShouldBe(4);
+        _db.Commands.Cache.TryGet<TaskState>(stream, out var stale).ShouldBeTrue();
+        stale.State.Status.ShouldBe(TaskStatus.Running);
+
+        // A stop decided on the stale state would append an interruption; the append's version check sends it back to a load.
+        var stop = await HandleAsync(new StopTask(id, "user", T0.AddSeconds(2)));
+        stop.State.Status.ShouldBe(TaskStatus.Completed);
+        stop.Appended.ShouldBeEmpty();
+
+        // A repeat decided as a no-op on a stale entry is decided again on a load too.
+        (await other.HandleAsync(TaskAggregate.Decider, stream, new StartTask(id, T0.AddSeconds(3)), Meta(), Ct)).State.Status.ShouldBe(TaskStatus.Scheduled);
+        _db.Commands.Cache.Set(stream, stale.State with { Status = TaskStatus.Scheduled }, 5);
+        var repeat = await HandleAsync(new StartTask(id, T0.AddSeconds(4)));
+        repeat.Appended.ShouldBeEmpty();
+        repeat.Version.ShouldBe(5);
+        (await _db.ScalarAsync<long>("select version from {schema}.streams where id = $1", stream)).ShouldBe(5);
+    }
+
+    [Fact]
     public async Task RepeatedCommand_AppendsNothing_AndRejectionIsAValue()
     {
         var id = NewId();

@@ -119,6 +119,90 @@ public sealed class DispatchTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task LongPolling_ReturnsOnceTheTaskEnded_OrAtTheTimeoutWithTheCurrentState()
+    {
+        var pending = await Http.PostAsync("/tasks", new StringContent("""{"name":"idle"}""", Encoding.UTF8, "application/json"), Ct);
+        var idleId = (await pending.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetString();
+        (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{idleId}?wait=200ms", Ct)).GetProperty("state").GetInt32().ShouldBe(0);
+        (await Http.GetAsync($"/tasks/{idleId}?wait=forever", Ct)).StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await Http.GetAsync($"/tasks/{idleId}?wait=2m", Ct)).StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await Http.GetAsync($"/tasks/{idleId}?wait=1s&version=1", Ct)).StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await Http.GetAsync($"/tasks/{Guid.NewGuid()}?wait=1s", Ct)).StatusCode.ShouldBe(HttpStatusCode.NotFound);
+
+        var propletId = Guid.NewGuid().ToString();
+        await using var proplet = await StartPropletAsync(propletId, _ => "waited");
+        await WaitForAliveAsync(propletId);
+        var id = await CreateAndStartAsync("""{"name":"main"}""");
+        var task = await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}?wait=30s", Ct);
+        task.GetProperty("state").GetInt32().ShouldBe(3);
+        task.GetProperty("results").GetString().ShouldBe("waited");
+    }
+
+    [Fact]
+    public async Task MetricsFromProplets_AreStored_AndListedNewestFirst_MalformedOnesDropped()
+    {
+        var propletId = Guid.NewGuid().ToString();
+        await using var proplet = await StartPropletAsync(propletId, _ => "ok");
+        await WaitForAliveAsync(propletId);
+        var taskId = Guid.NewGuid().ToString();
+        await PublishAsync(proplet, "control/proplet/task_metrics", new { task_id = "not-a-uuid", proplet_id = propletId, metrics = new { cpu_percent = 1.0 } });
+        await PublishAsync(proplet, "control/proplet/task_metrics", new { task_id = taskId, proplet_id = 7, metrics = new { cpu_percent = 1.0 } });
+        await PublishAsync(proplet, "control/proplet/task_metrics", new { task_id = taskId, proplet_id = propletId, timestamp = "2026-01-01T00:00:00Z", metrics = new { cpu_percent = 12.5, memory_bytes = 1024 } });
+        await PublishAsync(proplet, "control/proplet/task_metrics", new
+        {
+            task_id = taskId,
+            proplet_id = propletId,
+            timestamp = "2026-01-01T00:00:01Z",
+            metrics = new { cpu_percent = 20.0, memory_bytes = 2048 },
+            aggregated = new { avg_cpu_usage = 16.25, sample_count = 2 },
+        });
+        await PublishAsync(proplet, "control/proplet/metrics", new
+        {
+            proplet_id = propletId,
+            @namespace = "default",
+            timestamp = new { secs_since_epoch = 1, nanos_since_epoch = 0 },
+            cpu_metrics = new { user_seconds = 1.5, system_seconds = 0.5, percent = 3.0 },
+            memory_metrics = new { rss_bytes = 4096 },
+        });
+
+        JsonElement taskMetrics = default;
+        JsonElement propletMetrics = default;
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (DateTime.UtcNow < deadline)
+        {
+            taskMetrics = await Http.GetFromJsonAsync<JsonElement>($"/tasks/{taskId}/metrics", Ct);
+            propletMetrics = await Http.GetFromJsonAsync<JsonElement>($"/proplets/{propletId}/metrics", Ct);
+            if (taskMetrics.GetProperty("total").GetInt32() == 2 && propletMetrics.GetProperty("total").GetInt32() == 1)
+            {
+                break;
+            }
+
+            await Task.Delay(20, Ct);
+        }
+
+        taskMetrics.GetProperty("total").GetInt32().ShouldBe(2);
+        var newest = taskMetrics.GetProperty("metrics")[0];
+        newest.GetProperty("metrics").GetProperty("cpu_percent").GetDouble().ShouldBe(20.0);
+        newest.GetProperty("aggregated").GetProperty("sample_count").GetInt32().ShouldBe(2);
+        newest.GetProperty("proplet_id").GetString().ShouldBe(propletId);
+        taskMetrics.GetProperty("metrics")[1].TryGetProperty("aggregated", out _).ShouldBeFalse();
+        var sample = propletMetrics.GetProperty("metrics")[0];
+        sample.GetProperty("cpu_metrics").GetProperty("user_seconds").GetDouble().ShouldBe(1.5);
+        sample.GetProperty("memory_metrics").GetProperty("rss_bytes").GetInt64().ShouldBe(4096);
+        sample.GetProperty("namespace").GetString().ShouldBe("default");
+        (DateTimeOffset.UtcNow - sample.GetProperty("timestamp").GetDateTimeOffset()).ShouldBeLessThan(TimeSpan.FromMinutes(5)); // receipt time for a non-string timestamp
+        (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{taskId}/metrics?offset=1&limit=1", Ct)).GetProperty("metrics").GetArrayLength().ShouldBe(1);
+        (await Http.GetAsync($"/tasks/{taskId}/metrics?limit=0", Ct)).StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await Http.GetAsync($"/proplets/{Guid.NewGuid()}/metrics", Ct)).StatusCode.ShouldBe(HttpStatusCode.NotFound);
+
+        var sdf = await Http.GetFromJsonAsync<JsonElement>($"/proplets/{propletId}/sdf", Ct);
+        sdf.GetProperty("info").GetProperty("title").GetString().ShouldStartWith("Propeller Proplet: ");
+        sdf.GetProperty("info").GetProperty("title").GetString().ShouldEndWith($"({propletId})");
+        sdf.GetProperty("sdfThing").GetProperty("Proplet").GetProperty("sdfAction").TryGetProperty("start_task", out _).ShouldBeTrue();
+        (await Http.GetAsync($"/proplets/{Guid.NewGuid()}/sdf", Ct)).StatusCode.ShouldBe(HttpStatusCode.NotFound);
+    }
+
+    [Fact]
     public async Task WithoutProplets_TheTaskWaitsAndSaysWhy_ThenRunsWhenOneAppears()
     {
         var id = await CreateAndStartAsync("""{"name":"main"}""");

@@ -100,6 +100,44 @@ public sealed class RestartTests
     }
 
     [Fact]
+    public async Task ResultsAcknowledgedButNotHandledBeforeAStop_AreHandledAfterRestart()
+    {
+        var propletId = Guid.NewGuid().ToString();
+        var starts = System.Threading.Channels.Channel.CreateUnbounded<string>();
+        await using var proplet = await PropletAsync(propletId, message =>
+        {
+            starts.Writer.TryWrite(JsonDocument.Parse(message.Payload).RootElement.GetProperty("id").GetString()!);
+            return ValueTask.CompletedTask;
+        });
+
+        string id;
+        await using (var first = await ManagerServer.StartAsync("restart_inbox", Settings(Broker)))
+        {
+            await PublishAsync(proplet, "control/proplet/alive", new { proplet_id = propletId, status = "alive" });
+            id = await CreateAndStartAsync(first.Client);
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+            timeout.CancelAfter(TimeSpan.FromSeconds(30));
+            (await starts.Reader.ReadAsync(timeout.Token)).ShouldBe(id);
+        }
+
+        // What a crash right after the acknowledgement leaves: the result stored in the inbox, not handled.
+        var payload = JsonSerializer.SerializeToUtf8Bytes(new { task_id = id, proplet_id = propletId, results = "from the inbox", error = (string?)null });
+        var db = Environment.GetEnvironmentVariable("PROPELLER_TEST_DB") is { Length: > 0 } value ? value : "Host=127.0.0.1;Port=55432;Username=propeller;Password=propeller;Database=propeller_test";
+        await using (var dataSource = Npgsql.NpgsqlDataSource.Create(db))
+        await using (var insert = dataSource.CreateCommand("insert into restart_inbox.inbox (message_key, topic, payload) values ($1, $2, $3)"))
+        {
+            insert.Parameters.AddWithValue("results:crashed");
+            insert.Parameters.AddWithValue($"{Base}/control/proplet/results");
+            insert.Parameters.AddWithValue(payload);
+            await insert.ExecuteNonQueryAsync(Ct);
+        }
+
+        await using var second = await ManagerServer.StartAsync("restart_inbox", Settings(Broker), dropSchema: false);
+        var task = await WaitForAsync(second.Client, id, t => t.GetProperty("state").GetInt32() == 3);
+        task.GetProperty("results").GetString().ShouldBe("from the inbox");
+    }
+
+    [Fact]
     public async Task StartMessagesNotYetPublished_ArePublishedAfterRestart()
     {
         var propletId = Guid.NewGuid().ToString();

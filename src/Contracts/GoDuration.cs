@@ -1,0 +1,73 @@
+using System.Globalization;
+
+namespace Propeller.Contracts;
+
+/// <summary>
+/// Durations as the original writes them (Go's <c>time.ParseDuration</c>: "300ms", "1.5s", "2m30s", "1h"), and a bare
+/// number meaning seconds. Negative values are rejected.
+/// </summary>
+public static class GoDuration
+{
+    public static bool TryParse(string? text, out TimeSpan value)
+    {
+        value = default;
+        if (string.IsNullOrWhiteSpace(text))
+        {
+            return false;
+        }
+
+        text = text.Trim();
+        if (double.TryParse(text, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var seconds))
+        {
+            value = TimeSpan.FromSeconds(seconds);
+            return true;
+        }
+
+        var total = 0.0;
+        var i = 0;
+        while (i < text.Length)
+        {
+            var start = i;
+            while (i < text.Length && (char.IsAsciiDigit(text[i]) || text[i] == '.'))
+            {
+                i++;
+            }
+
+            if (i == start || !double.TryParse(text.AsSpan(start, i - start), NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var number))
+            {
+                return false;
+            }
+
+            var unitStart = i;
+            while (i < text.Length && !char.IsAsciiDigit(text[i]) && text[i] != '.')
+            {
+                i++;
+            }
+
+            double? scale = text[unitStart..i] switch
+            {
+                "ns" => 1e-9,
+                "us" or "µs" => 1e-6,
+                "ms" => 1e-3,
+                "s" => 1,
+                "m" => 60,
+                "h" => 3600,
+                _ => null,
+            };
+            if (scale is null)
+            {
+                return false;
+            }
+
+            total += number * scale.Value;
+        }
+
+        if (total > TimeSpan.MaxValue.TotalSeconds)
+        {
+            return false;
+        }
+
+        value = TimeSpan.FromSeconds(total);
+        return true;
+    }
+}

@@ -1,0 +1,91 @@
+using System.Text.Json;
+using Propeller.Application.Proplets;
+using Propeller.Application.Telemetry;
+using Propeller.Contracts;
+using Propeller.Domain.Proplets;
+using Propeller.Manager.Http;
+
+namespace Propeller.Manager.Telemetry;
+
+/// <summary>GET /tasks/{id}/metrics and GET /proplets/{id}/metrics (spec §1.2 rows 10 and 16), newest first.</summary>
+internal static class MetricsEndpoints
+{
+    public static IEndpointRouteBuilder MapMetricsEndpoints(this IEndpointRouteBuilder app)
+    {
+        app.MapGet("/tasks/{taskId}/metrics", TaskMetricsAsync).WithName("get-task-metrics");
+        app.MapGet("/proplets/{propletId}/metrics", PropletMetricsAsync).WithName("get-proplet-metrics");
+        return app;
+    }
+
+    private static async Task<IResult> TaskMetricsAsync(string taskId, HttpRequest request, IMetricsQueries queries, CancellationToken cancellationToken)
+    {
+        if (!Guid.TryParse(taskId, out var id))
+        {
+            return ApiResults.BadRequest("invalid query parameters");
+        }
+
+        if (Page(request) is not var (offset, limit))
+        {
+            return ApiResults.BadRequest("invalid offset/limit");
+        }
+
+        var page = await queries.TaskMetricsAsync(id, offset, limit, cancellationToken);
+        var items = page.Items.Select(s =>
+        {
+            var json = new Dictionary<string, object?>(StringComparer.Ordinal)
+            {
+                ["task_id"] = s.TaskId.ToString(),
+                ["proplet_id"] = s.PropletId,
+                ["metrics"] = Parse(s.Metrics),
+            };
+            if (s.Aggregated is not null)
+            {
+                json["aggregated"] = Parse(s.Aggregated);
+            }
+
+            json["timestamp"] = s.Timestamp;
+            return json;
+        }).ToList();
+        return Results.Ok(PageJson.Of("metrics", offset, limit, page.Total, items));
+    }
+
+    private static async Task<IResult> PropletMetricsAsync(string propletId, HttpRequest request, IMetricsQueries queries, IPropletRegistry registry, CancellationToken cancellationToken)
+    {
+        if (!Guid.TryParse(propletId, out _))
+        {
+            return ApiResults.BadRequest("invalid query parameters");
+        }
+
+        if (Page(request) is not var (offset, limit))
+        {
+            return ApiResults.BadRequest("invalid offset/limit");
+        }
+
+        var page = await queries.PropletMetricsAsync(propletId, offset, limit, cancellationToken);
+        if (page.Total == 0 && await registry.GetAsync(new PropletId(propletId), cancellationToken) is null)
+        {
+            return ApiResults.NotFound("proplet not found");
+        }
+
+        var items = page.Items.Select(s => new Dictionary<string, object?>(StringComparer.Ordinal)
+        {
+            ["proplet_id"] = s.PropletId,
+            ["namespace"] = s.Namespace ?? "",
+            ["timestamp"] = s.Timestamp,
+            ["cpu_metrics"] = Parse(s.Cpu),
+            ["memory_metrics"] = Parse(s.Memory),
+        }).ToList();
+        return Results.Ok(PageJson.Of("metrics", offset, limit, page.Total, items));
+    }
+
+    private static (long Offset, int Limit)? Page(HttpRequest request) =>
+        Paging.TryRead(request, out var offset, out var limit) && offset <= long.MaxValue && limit is >= 1 and <= 1000
+            ? ((long)offset, (int)limit)
+            : null;
+
+    private static JsonElement Parse(string json)
+    {
+        using var document = JsonDocument.Parse(json);
+        return document.RootElement.Clone();
+    }
+}
