@@ -1,4 +1,5 @@
 using Propeller.Manager;
+using Propeller.Manager.Configuration;
 using Propeller.Manager.Demo;
 
 // `propeller-manager` runs the manager; `propeller-manager demo` runs the event-store demo (scripts/demo.sh).
@@ -9,6 +10,20 @@ if (args.Length > 0 && args[0] == "demo")
     return await EventStoreDemo.RunAsync(demoApp, cts.Token);
 }
 
-await using var app = ManagerApp.Build(args);
-await app.RunAsync();
+WebApplication app;
+try
+{
+    app = ManagerApp.Build(args);
+}
+catch (ManagerConfigurationException ex)
+{
+    await Console.Error.WriteLineAsync($"propeller-manager: {ex.Message}");
+    return 2;
+}
+
+await using (app)
+{
+    await app.RunAsync();
+}
+
 return 0;

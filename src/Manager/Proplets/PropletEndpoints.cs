@@ -3,6 +3,7 @@ using Propeller.Application.Proplets;
 using Propeller.Contracts;
 using Propeller.Contracts.Proplets;
 using Propeller.Domain.Proplets;
+using Propeller.Manager.Configuration;
 using Propeller.Manager.Http;
 using static Propeller.Domain.Proplets.PropletCommand;
 
@@ -21,7 +22,7 @@ internal static class PropletEndpoints
         return app;
     }
 
-    private static async Task<IResult> ListAsync(HttpRequest request, IPropletRegistry registry, ManagerOptions options, TimeProvider time, CancellationToken cancellationToken)
+    private static async Task<IResult> ListAsync(HttpRequest request, IPropletRegistry registry, ManagerConfig options, TimeProvider time, CancellationToken cancellationToken)
     {
         if (!Paging.TryRead(request, out var offset, out var limit))
         {
@@ -42,7 +43,7 @@ internal static class PropletEndpoints
         return Results.Ok(PageJson.Of("proplets", (long)offset, (long)limit, all.Count, page));
     }
 
-    private static async Task<IResult> GetAsync(string propletId, IPropletRegistry registry, ManagerOptions options, TimeProvider time, CancellationToken cancellationToken)
+    private static async Task<IResult> GetAsync(string propletId, IPropletRegistry registry, ManagerConfig options, TimeProvider time, CancellationToken cancellationToken)
     {
         if (!Guid.TryParse(propletId, out _))
         {
@@ -102,7 +103,7 @@ internal static class PropletEndpoints
             : ApiResults.NotFound("proplet not found");
     }
 
-    private static PropletJson ToJson(PropletView view, DateTimeOffset now, ManagerOptions options) => new(
+    private static PropletJson ToJson(PropletView view, DateTimeOffset now, ManagerConfig options) => new(
         view.Id.Value,
         view.Name,
         view.RunningTasks,

@@ -1,0 +1,240 @@
+using System.Globalization;
+using Npgsql;
+using Propeller.Application.Scheduling;
+using Propeller.Contracts;
+using Propeller.Contracts.Configuration;
+using Propeller.Mqtt;
+
+namespace Propeller.Manager.Configuration;
+
+/// <summary>
+/// The manager's settings, read once at startup from the original's environment names (spec propeller-manager.md §8)
+/// with config.toml as the fallback for the broker credentials, and checked as a whole: every problem is reported in
+/// one <see cref="ManagerConfigurationException"/> naming the variable, instead of a default silently taking over.
+/// </summary>
+internal sealed record ManagerConfig
+{
+    public required string HttpHost { get; init; }
+
+    public required int HttpPort { get; init; }
+
+    /// <summary>Null: no broker (the HTTP API and the event store only; nothing is dispatched).</summary>
+    public string? MqttAddress { get; init; }
+
+    public MqttQualityOfService MqttQos { get; init; } = MqttQualityOfService.ExactlyOnce;
+
+    public TimeSpan MqttTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    public required string Tenant { get; init; }
+
+    public required string Channel { get; init; }
+
+    public required string EntityId { get; init; }
+
+    public string? ApiKey { get; init; }
+
+    public TimeSpan LivenessWindow { get; init; } = TimeSpan.FromSeconds(30);
+
+    public SchedulingPolicy Policy { get; init; } = SchedulingPolicy.RoundRobin;
+
+    public int MaxRedispatches { get; init; } = 3;
+
+    public string? PluginDir { get; init; }
+
+    public LogLevel LogLevel { get; init; } = LogLevel.Information;
+
+    public required string PostgresConnectionString { get; init; }
+
+    public string? PostgresSchema { get; init; }
+
+    /// <summary>Reads and checks the settings; <paramref name="workingDirectory"/> is where config.toml is looked for.</summary>
+    /// <exception cref="ManagerConfigurationException">One or more settings are invalid.</exception>
+    public static ManagerConfig Load(IConfiguration configuration, string workingDirectory)
+    {
+        ArgumentNullException.ThrowIfNull(configuration);
+        var errors = new List<string>();
+        string? Get(string name) => configuration[name] is { Length: > 0 } value ? value.Trim() : null;
+
+        int Int(string name, int fallback, int min, int max)
+        {
+            var raw = Get(name);
+            if (raw is null)
+            {
+                return fallback;
+            }
+
+            if (int.TryParse(raw, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var value) && value >= min && value <= max)
+            {
+                return value;
+            }
+
+            errors.Add($"{name} must be a whole number from {min} to {max} (got '{raw}')");
+            return fallback;
+        }
+
+        TimeSpan Duration(string name, TimeSpan fallback)
+        {
+            var raw = Get(name);
+            if (raw is null)
+            {
+                return fallback;
+            }
+
+            if (GoDuration.TryParse(raw, out var value) && value > TimeSpan.Zero)
+            {
+                return value;
+            }
+
+            errors.Add($"{name} must be a positive duration such as 30s, 1m or 500ms (got '{raw}')");
+            return fallback;
+        }
+
+        // Broker credentials: environment first; what is missing comes from config.toml ([manager] table).
+        var tenant = Get("MANAGER_TENANT_ID");
+        var channel = Get("MANAGER_CHANNEL_ID");
+        var entity = Get("MANAGER_ENTITY_ID");
+        var apiKey = Get("MANAGER_API_KEY");
+        var configFile = Get("MANAGER_CONFIG_FILE");
+        var tomlPath = Path.Combine(workingDirectory, configFile ?? "config.toml");
+        if (tenant is null || channel is null || entity is null || apiKey is null || configFile is not null)
+        {
+            if (File.Exists(tomlPath))
+            {
+                try
+                {
+                    var toml = TomlFile.Parse(File.ReadAllText(tomlPath), tomlPath);
+                    string? Toml(string key) => toml.TryGetValue("manager." + key, out var v) && v.Length > 0 ? v : null;
+                    tenant ??= Toml("tenant_id");
+                    channel ??= Toml("channel_id");
+                    entity ??= Toml("entity_id");
+                    apiKey ??= Toml("api_key");
+                }
+                catch (FormatException ex)
+                {
+                    errors.Add($"config file: {ex.Message}");
+                }
+                catch (IOException ex)
+                {
+                    errors.Add($"config file {tomlPath} cannot be read: {ex.Message}");
+                }
+            }
+            else if (configFile is not null)
+            {
+                errors.Add($"MANAGER_CONFIG_FILE names {tomlPath}, which does not exist");
+            }
+        }
+
+        var mqttAddress = Get("MANAGER_MQTT_ADDRESS");
+        if (mqttAddress is not null && !ValidBrokerAddress(mqttAddress))
+        {
+            errors.Add($"MANAGER_MQTT_ADDRESS must look like tcp://host:1883 or ssl://host:8883 (got '{mqttAddress}')");
+        }
+
+        var policy = Get("MANAGER_SCHEDULER_POLICY") switch
+        {
+            null or "round-robin" or "round_robin" or "roundrobin" => SchedulingPolicy.RoundRobin,
+            "least-loaded" or "least_loaded" => SchedulingPolicy.LeastLoaded,
+            "priority" => SchedulingPolicy.Priority,
+            var other => Fail(SchedulingPolicy.RoundRobin, $"MANAGER_SCHEDULER_POLICY must be round-robin, least-loaded or priority (got '{other}')"),
+        };
+        var logLevel = Get("MANAGER_LOG_LEVEL")?.ToLowerInvariant() switch
+        {
+            null or "info" => LogLevel.Information,
+            "debug" => LogLevel.Debug,
+            "warn" or "warning" => LogLevel.Warning,
+            "error" => LogLevel.Error,
+            var other => Fail(LogLevel.Information, $"MANAGER_LOG_LEVEL must be debug, info, warn or error (got '{other}')"),
+        };
+        if (Get("MANAGER_STORAGE_TYPE") is { } storage && !string.Equals(storage, "postgres", StringComparison.OrdinalIgnoreCase))
+        {
+            errors.Add($"MANAGER_STORAGE_TYPE '{storage}' is not supported: this manager stores everything in PostgreSQL (set postgres or leave it unset)");
+        }
+
+        var pluginDir = Get("MANAGER_PLUGIN_DIR");
+        if (pluginDir is not null && File.Exists(pluginDir))
+        {
+            errors.Add($"MANAGER_PLUGIN_DIR {pluginDir} is a file, not a directory");
+        }
+
+        var sslMode = SslMode.Disable;
+        if ((Get("MANAGER_POSTGRES_SSL_MODE") ?? Get("MANAGER_POSTGRES_SSLMODE")) is { } ssl
+            && !Enum.TryParse(ssl.Replace("-", "", StringComparison.Ordinal), ignoreCase: true, out sslMode))
+        {
+            errors.Add($"MANAGER_POSTGRES_SSL_MODE must be disable, allow, prefer, require, verify-ca or verify-full (got '{ssl}')");
+        }
+
+        var connectionString = Get("EventStore:ConnectionString") ?? new NpgsqlConnectionStringBuilder
+        {
+            Host = Get("MANAGER_POSTGRES_HOST") ?? "localhost",
+            Port = Int("MANAGER_POSTGRES_PORT", 5432, 1, 65535),
+            Username = Get("MANAGER_POSTGRES_USER") ?? "propeller",
+            Password = Get("MANAGER_POSTGRES_PASS") ?? "propeller",
+            Database = Get("MANAGER_POSTGRES_DB") ?? "propeller",
+            SslMode = sslMode,
+        }.ConnectionString;
+
+        var config = new ManagerConfig
+        {
+            HttpHost = Get("MANAGER_HTTP_HOST") ?? "localhost",
+            HttpPort = Int("MANAGER_HTTP_PORT", 7070, 0, 65535),
+            MqttAddress = mqttAddress,
+            MqttQos = (MqttQualityOfService)Int("MANAGER_MQTT_QOS", 2, 0, 2),
+            MqttTimeout = Duration("MANAGER_MQTT_TIMEOUT", TimeSpan.FromSeconds(30)),
+            Tenant = tenant ?? "default",
+            Channel = channel ?? "default",
+            EntityId = entity ?? $"manager-{Environment.MachineName}",
+            ApiKey = apiKey,
+            LivenessWindow = Duration("MANAGER_PROPLET_LIVENESS_WINDOW", TimeSpan.FromSeconds(30)),
+            Policy = policy,
+            MaxRedispatches = Int("MANAGER_MAX_REDISPATCHES", 3, 0, 1000),
+            PluginDir = pluginDir,
+            LogLevel = logLevel,
+            PostgresConnectionString = connectionString,
+            PostgresSchema = Get("EventStore:Schema") ?? Get("MANAGER_POSTGRES_SCHEMA"),
+        };
+        foreach (var (name, value) in new[] { ("MANAGER_TENANT_ID", config.Tenant), ("MANAGER_CHANNEL_ID", config.Channel) })
+        {
+            if (value.IndexOfAny(['/', '+', '#']) >= 0)
+            {
+                errors.Add($"{name} must not contain '/', '+' or '#' (it is part of the MQTT topics; got '{value}')");
+            }
+        }
+
+        if (errors.Count > 0)
+        {
+            throw new ManagerConfigurationException(errors);
+        }
+
+        return config;
+
+        T Fail<T>(T fallback, string error)
+        {
+            errors.Add(error);
+            return fallback;
+        }
+    }
+
+    private static bool ValidBrokerAddress(string address)
+    {
+        try
+        {
+            var options = new MqttClientOptions().WithAddress(address);
+            return options.Host.Length > 0 && options.Port is > 0 and <= 65535;
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
+        catch (FormatException)
+        {
+            return false;
+        }
+    }
+}
+
+/// <summary>The manager's settings are invalid; <see cref="Errors"/> lists every problem, each naming its variable.</summary>
+internal sealed class ManagerConfigurationException(IReadOnlyList<string> errors)
+    : Exception("invalid configuration:" + string.Concat(errors.Select(e => Environment.NewLine + "  - " + e)))
+{
+    public IReadOnlyList<string> Errors { get; } = errors;
+}

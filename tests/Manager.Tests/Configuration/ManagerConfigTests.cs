@@ -1,0 +1,133 @@
+using Microsoft.Extensions.Configuration;
+using Propeller.Application.Scheduling;
+using Propeller.Contracts.Configuration;
+using Propeller.Manager.Configuration;
+using Propeller.Mqtt;
+
+namespace Propeller.Manager.Tests.Configuration;
+
+public sealed class ManagerConfigTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("manager-config-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private ManagerConfig Load(params (string Key, string Value)[] settings) =>
+        ManagerConfig.Load(new ConfigurationBuilder().AddInMemoryCollection(settings.Select(s => new KeyValuePair<string, string?>(s.Key, s.Value))).Build(), _dir);
+
+    [Fact]
+    public void Defaults_AreTheOriginals_WhereTheyMakeSense()
+    {
+        var config = Load();
+
+        config.HttpHost.ShouldBe("localhost");
+        config.HttpPort.ShouldBe(7070);
+        config.MqttQos.ShouldBe(MqttQualityOfService.ExactlyOnce);
+        config.MqttTimeout.ShouldBe(TimeSpan.FromSeconds(30));
+        config.LivenessWindow.ShouldBe(TimeSpan.FromSeconds(30));
+        config.Policy.ShouldBe(SchedulingPolicy.RoundRobin);
+        config.MqttAddress.ShouldBeNull();
+        config.PostgresConnectionString.ShouldContain("Host=localhost");
+    }
+
+    [Fact]
+    public void Settings_AreRead_WithGoDurations()
+    {
+        var config = Load(
+            ("MANAGER_HTTP_PORT", "8080"), ("MANAGER_MQTT_ADDRESS", "tcp://broker:1883"), ("MANAGER_MQTT_QOS", "1"), ("MANAGER_MQTT_TIMEOUT", "1m30s"),
+            ("MANAGER_PROPLET_LIVENESS_WINDOW", "45s"), ("MANAGER_SCHEDULER_POLICY", "least-loaded"), ("MANAGER_POSTGRES_PORT", "6543"), ("MANAGER_LOG_LEVEL", "debug"));
+
+        config.HttpPort.ShouldBe(8080);
+        config.MqttAddress.ShouldBe("tcp://broker:1883");
+        config.MqttQos.ShouldBe(MqttQualityOfService.AtLeastOnce);
+        config.MqttTimeout.ShouldBe(TimeSpan.FromSeconds(90));
+        config.LivenessWindow.ShouldBe(TimeSpan.FromSeconds(45));
+        config.Policy.ShouldBe(SchedulingPolicy.LeastLoaded);
+        config.PostgresConnectionString.ShouldContain("Port=6543");
+        config.LogLevel.ShouldBe(Microsoft.Extensions.Logging.LogLevel.Debug);
+    }
+
+    [Fact]
+    public void EveryInvalidSetting_IsReportedAtOnce_NamingItsVariable()
+    {
+        var ex = Should.Throw<ManagerConfigurationException>(() => Load(
+            ("MANAGER_HTTP_PORT", "seventy"), ("MANAGER_MQTT_QOS", "3"), ("MANAGER_MQTT_TIMEOUT", "soon"), ("MANAGER_SCHEDULER_POLICY", "random"),
+            ("MANAGER_STORAGE_TYPE", "badger"), ("MANAGER_TENANT_ID", "a/b"), ("MANAGER_MQTT_ADDRESS", "tcp://:99999"), ("MANAGER_LOG_LEVEL", "loud")));
+
+        ex.Errors.Count.ShouldBe(8);
+        foreach (var name in new[] { "MANAGER_HTTP_PORT", "MANAGER_MQTT_QOS", "MANAGER_MQTT_TIMEOUT", "MANAGER_SCHEDULER_POLICY", "MANAGER_STORAGE_TYPE", "MANAGER_TENANT_ID", "MANAGER_MQTT_ADDRESS", "MANAGER_LOG_LEVEL" })
+        {
+            ex.Message.ShouldContain(name);
+        }
+    }
+
+    [Fact]
+    public void MissingCredentials_ComeFromConfigToml_EnvironmentWins()
+    {
+        File.WriteAllText(Path.Combine(_dir, "config.toml"), """
+            # written by the provisioning tool
+            [manager]
+            tenant_id = "tenant-from-file"
+            channel_id = 'channel-from-file'
+            entity_id = "entity-from-file" # trailing comment
+            api_key = "key-from-file"
+
+            [proplet]
+            id = "ignored"
+            """);
+
+        var config = Load(("MANAGER_ENTITY_ID", "entity-from-env"));
+
+        config.Tenant.ShouldBe("tenant-from-file");
+        config.Channel.ShouldBe("channel-from-file");
+        config.EntityId.ShouldBe("entity-from-env");
+        config.ApiKey.ShouldBe("key-from-file");
+    }
+
+    [Fact]
+    public void BrokenConfigToml_IsAnErrorNamingTheLine()
+    {
+        File.WriteAllText(Path.Combine(_dir, "config.toml"), "[manager]\ntenant_id = unquoted\n");
+
+        var ex = Should.Throw<ManagerConfigurationException>(() => Load());
+
+        ex.Message.ShouldContain("config.toml:2");
+        Should.Throw<ManagerConfigurationException>(() => Load(("MANAGER_CONFIG_FILE", "missing.toml"))).Message.ShouldContain("missing.toml");
+    }
+
+    [Fact]
+    public void Toml_SupportsTheSubsetConfigFilesUse()
+    {
+        var values = TomlFile.Parse("a = 1\nb = true\n[x.y]\nc = \"q\\\"#\\u0041\"\nd = 1_000\ne = 2.5\n");
+
+        values["a"].ShouldBe("1");
+        values["b"].ShouldBe("true");
+        values["x.y.c"].ShouldBe("q\"#A");
+        values["x.y.d"].ShouldBe("1000");
+        values["x.y.e"].ShouldBe("2.5");
+        Should.Throw<FormatException>(() => TomlFile.Parse("a = 1\na = 2\n")).Message.ShouldContain("twice");
+        Should.Throw<FormatException>(() => TomlFile.Parse("[[arr]]\n"));
+        Should.Throw<FormatException>(() => TomlFile.Parse("a = \"open\n"));
+    }
+
+    [Theory]
+    [InlineData("30s", 30_000)]
+    [InlineData("1.5s", 1_500)]
+    [InlineData("2m30s", 150_000)]
+    [InlineData("500ms", 500)]
+    [InlineData("1h", 3_600_000)]
+    [InlineData("10", 10_000)]
+    public void GoDurations_Parse(string text, double milliseconds)
+    {
+        Propeller.Contracts.GoDuration.TryParse(text, out var value).ShouldBeTrue();
+        value.TotalMilliseconds.ShouldBe(milliseconds);
+    }
+
+    [Theory]
+    [InlineData("")]
+    [InlineData("s")]
+    [InlineData("5 minutes")]
+    [InlineData("-5s")]
+    [InlineData("1d")]
+    public void BadGoDurations_AreRejected(string text) => Propeller.Contracts.GoDuration.TryParse(text, out _).ShouldBeFalse();
+}
