@@ -21,6 +21,7 @@ public static class InfrastructureServiceCollectionExtensions
                 .Add(new PropletViewProjection(), ProjectionLifecycle.Inline),
             runDaemon);
         services.TryAddSingleton<ITaskQueries, PostgresTaskQueries>();
+        services.TryAddSingleton<Application.Plugins.IPluginGate>(Application.Plugins.AllowAllPluginGate.Instance);
         services.TryAddSingleton<Application.Telemetry.IMetricsQueries, Telemetry.PostgresMetricsQueries>();
         services.TryAddSingleton<IPropletRegistry, PostgresPropletRegistry>();
         return services;

@@ -69,6 +69,7 @@ public static class ManagerApp
         builder.Services.AddSingleton(new StopMessages(config.MqttAddress is null ? null : baseTopic));
         builder.Services.TryAddSingleton<WorkSignals>();
         builder.Services.AddSingleton<CommandSender>();
+        builder.Services.AddSingleton<Plugins.TaskPlugins>();
         builder.Services.AddSingleton<IValidator<TaskJson>, TaskJsonValidator>();
         builder.Services.AddExceptionHandler<ApiExceptionHandler>();
         builder.Services.AddProblemDetails();

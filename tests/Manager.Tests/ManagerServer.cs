@@ -27,7 +27,8 @@ internal sealed class ManagerServer : IAsyncDisposable
 
     public IServiceProvider Services => _app.Services;
 
-    public static async Task<ManagerServer> StartAsync(string schema, IReadOnlyDictionary<string, string>? settings = null, bool dropSchema = true, bool waitUntilReady = true)
+    public static async Task<ManagerServer> StartAsync(
+        string schema, IReadOnlyDictionary<string, string>? settings = null, bool dropSchema = true, bool waitUntilReady = true, Action<IServiceCollection>? services = null)
     {
         var db = Environment.GetEnvironmentVariable("PROPELLER_TEST_DB") is { Length: > 0 } value ? value : DefaultDb;
         if (dropSchema)
@@ -50,6 +51,7 @@ internal sealed class ManagerServer : IAsyncDisposable
             }
 
             b.Logging.SetMinimumLevel(LogLevel.Warning);
+            services?.Invoke(b.Services);
         });
         await app.StartAsync(TestContext.Current.CancellationToken);
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();

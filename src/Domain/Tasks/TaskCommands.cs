@@ -1,3 +1,5 @@
+using Propeller.Domain.Common;
+
 namespace Propeller.Domain.Tasks;
 
 /// <summary>What can be asked of a task. Time enters as data (<c>At</c>), read by the handler from TimeProvider.</summary>
@@ -15,9 +17,12 @@ public abstract record TaskCommand
 
     public sealed record UpdateTask(TaskId TaskId, TaskSpec Spec, DateTimeOffset At) : TaskCommand;
 
-    public sealed record StartTask(TaskId TaskId, DateTimeOffset At) : TaskCommand;
+    public sealed record StartTask(TaskId TaskId, DateTimeOffset At, string? RequestedBy = null) : TaskCommand;
 
-    public sealed record DispatchTask(TaskId TaskId, string PropletId, DateTimeOffset At) : TaskCommand;
+    public sealed record DispatchTask(TaskId TaskId, string PropletId, DateTimeOffset At, EquatableMap? ExtraEnv = null) : TaskCommand;
+
+    /// <summary>A plugin refused the placement or the dispatch: the waiting attempt fails with the reason.</summary>
+    public sealed record BlockDispatch(TaskId TaskId, string Reason, DateTimeOffset At) : TaskCommand;
 
     public sealed record DeferDispatch(TaskId TaskId, string Reason, DateTimeOffset At) : TaskCommand;
 

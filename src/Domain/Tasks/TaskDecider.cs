@@ -27,15 +27,18 @@ public static class TaskDecider
 
         (StartTask, { IsActive: true }) => Decision<TaskEvent>.Accept(),
         (StartTask c, { Status: TaskStatus.Pending } or { IsFinished: true }) =>
-            Decision<TaskEvent>.Accept(new TaskStartRequested(c.TaskId, state.Attempt + 1, c.At)),
+            Decision<TaskEvent>.Accept(new TaskStartRequested(c.TaskId, state.Attempt + 1, c.At, c.RequestedBy)),
 
         (DeferDispatch c, { Status: TaskStatus.Scheduled }) when c.Reason == state.WaitReason => Decision<TaskEvent>.Accept(),
         (DeferDispatch c, { Status: TaskStatus.Scheduled }) =>
             Decision<TaskEvent>.Accept(new TaskDispatchDeferred(c.TaskId, state.Attempt, c.Reason, c.At)),
         (DeferDispatch, _) => Decision<TaskEvent>.Accept(),
 
+        (BlockDispatch c, { Status: TaskStatus.Scheduled }) => Decision<TaskEvent>.Accept(new TaskFailed(c.TaskId, state.Attempt, c.Reason, c.At)),
+        (BlockDispatch, _) => Decision<TaskEvent>.Accept(),
+
         (DispatchTask c, { Status: TaskStatus.Scheduled }) =>
-            Decision<TaskEvent>.Accept(new TaskDispatched(c.TaskId, state.Attempt, c.PropletId, c.At)),
+            Decision<TaskEvent>.Accept(new TaskDispatched(c.TaskId, state.Attempt, c.PropletId, c.At, c.ExtraEnv is { Count: > 0 } env ? env : null)),
         (DispatchTask c, { Status: TaskStatus.Running }) when c.PropletId == state.PropletId => Decision<TaskEvent>.Accept(),
         (DispatchTask c, _) => Rejection.Conflict($"task {c.TaskId} is {state.Status}, not waiting for a proplet"),
 
@@ -91,9 +94,22 @@ public static class TaskDecider
             StartTime = null,
             FinishTime = null,
             UpdatedAt = e.RequestedAt,
+            RequestedBy = e.RequestedBy,
         },
         TaskDispatchDeferred e => state with { WaitReason = e.Reason },
-        TaskDispatched e => state with { Status = TaskStatus.Running, PropletId = e.PropletId, WaitReason = null, StartTime = e.DispatchedAt, UpdatedAt = e.DispatchedAt },
+        TaskDispatched e => state with
+        {
+            Status = TaskStatus.Running,
+            PropletId = e.PropletId,
+            WaitReason = null,
+            StartTime = e.DispatchedAt,
+            UpdatedAt = e.DispatchedAt,
+
+            // Environment a plugin added for this dispatch is kept with the task, as in the original (spec §7.8).
+            Spec = e.ExtraEnv is { Count: > 0 } extra && state.Spec is { } spec
+                ? spec with { Env = new EquatableMap(spec.Env.Where(kv => !extra.ContainsKey(kv.Key)).Concat(extra)) }
+                : state.Spec,
+        },
         TaskRedispatchRequested e => state with
         {
             Status = TaskStatus.Scheduled,

@@ -1,3 +1,5 @@
+using Propeller.Domain.Common;
+
 namespace Propeller.Domain.Tasks;
 
 /// <summary>Everything that can happen to a task. Stored under the aliases in TaskEventTypes (Application).</summary>
@@ -14,12 +16,12 @@ public abstract record TaskEvent
     public sealed record TaskUpdated(TaskId TaskId, TaskSpec Spec, DateTimeOffset UpdatedAt) : TaskEvent;
 
     /// <summary>A start was asked for; <paramref name="Attempt"/> counts runs, from 1.</summary>
-    public sealed record TaskStartRequested(TaskId TaskId, int Attempt, DateTimeOffset RequestedAt) : TaskEvent;
+    public sealed record TaskStartRequested(TaskId TaskId, int Attempt, DateTimeOffset RequestedAt, string? RequestedBy = null) : TaskEvent;
 
     /// <summary>The scheduler could not place the task yet; it waits for a proplet and says why (recorded when the reason changes).</summary>
     public sealed record TaskDispatchDeferred(TaskId TaskId, int Attempt, string Reason, DateTimeOffset DeferredAt) : TaskEvent;
 
-    public sealed record TaskDispatched(TaskId TaskId, int Attempt, string PropletId, DateTimeOffset DispatchedAt) : TaskEvent;
+    public sealed record TaskDispatched(TaskId TaskId, int Attempt, string PropletId, DateTimeOffset DispatchedAt, EquatableMap? ExtraEnv = null) : TaskEvent;
 
     /// <summary>The proplet running the task went away; the task waits for another one (<paramref name="Redispatches"/> so far).</summary>
     public sealed record TaskRedispatchRequested(TaskId TaskId, int Attempt, string FromPropletId, string Reason, int Redispatches, DateTimeOffset RequestedAt) : TaskEvent;

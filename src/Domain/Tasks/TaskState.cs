@@ -20,6 +20,9 @@ public sealed record TaskState(
 {
     public static readonly TaskState Initial = new(false, false, default, null, TaskStatus.Pending, 0, null, null, 0, null, null, null, null, null, null);
 
+    /// <summary>Who asked for the current attempt (the X-User-Id of the start; "system" for internal starts).</summary>
+    public string? RequestedBy { get; init; }
+
     /// <summary>True when the current attempt has ended (or the task never ran and was skipped).</summary>
     public bool IsFinished => Status is TaskStatus.Completed or TaskStatus.Failed or TaskStatus.Skipped or TaskStatus.Interrupted;
 

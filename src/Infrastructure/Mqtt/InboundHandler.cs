@@ -7,6 +7,7 @@ using Microsoft.Extensions.Options;
 using Npgsql;
 using Propeller.Application.Aggregates;
 using Propeller.Application.EventStore;
+using Propeller.Application.Plugins;
 using Propeller.Application.Proplets;
 using Propeller.Application.Tasks;
 using Propeller.Contracts.Mqtt;
@@ -16,6 +17,7 @@ using Propeller.Domain.Tasks;
 using Propeller.Infrastructure.EventStore;
 using Propeller.Infrastructure.Proplets;
 using Propeller.Mqtt;
+using TaskStatus = Propeller.Domain.Tasks.TaskStatus;
 
 namespace Propeller.Infrastructure.Mqtt;
 
@@ -33,8 +35,10 @@ namespace Propeller.Infrastructure.Mqtt;
 /// </summary>
 public sealed class InboundHandler(
     CommandHandler commands, IPropletRegistry proplets, NpgsqlDataSource dataSource, IOptions<EventStoreOptions> storeOptions,
-    IOptions<MqttBridgeOptions> options, TimeProvider time, ILogger<InboundHandler> logger) : IAsyncDisposable
+    IOptions<MqttBridgeOptions> options, TimeProvider time, ILogger<InboundHandler> logger, IPluginGate? plugins = null) : IAsyncDisposable
 {
+    private readonly IPluginGate _plugins = plugins ?? AllowAllPluginGate.Instance;
+
     private readonly string _base = options.Value.BaseTopic + "/";
     private readonly string _schema = Sql.Identifier(storeOptions.Value.Schema);
     private readonly Channel<Work>[] _partitions = [.. Enumerable.Range(0, Math.Max(1, options.Value.InboundConcurrency))
@@ -209,8 +213,13 @@ public sealed class InboundHandler(
     {
         var now = time.GetUtcNow();
         var metadata = new EventMetadata(work.TaskId.ToString(), work.Key, work.PropletId is { } p ? $"proplet:{p}" : "proplet", now);
-        await commands.HandleAsync(
+        var result = await commands.HandleAsync(
             TaskAggregate.Decider, TaskAggregate.StreamId(work.TaskId), new TaskCommand.RecordResult(work.TaskId, work.Results, work.Error, now, work.PropletId), metadata, cancellationToken);
+        if (PluginTaskInfos.From(result.State) is { } info)
+        {
+            // on_task_complete for every result message, duplicates of a result included (spec §7.8).
+            _plugins.OnTaskCompleted(info, result.State.Status == TaskStatus.Completed, result.State.Error);
+        }
         await using var handled = dataSource.CreateCommand($"update {_schema}.inbox set handled_at = now() where message_key = $1");
         handled.Parameters.AddWithValue(work.Key);
         await handled.ExecuteNonQueryAsync(cancellationToken);

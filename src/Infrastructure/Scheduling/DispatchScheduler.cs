@@ -5,9 +5,11 @@ using Npgsql;
 using Propeller.Application.Aggregates;
 using Propeller.Application.EventStore;
 using Propeller.Application.Messaging;
+using Propeller.Application.Plugins;
 using Propeller.Application.Proplets;
 using Propeller.Application.Scheduling;
 using Propeller.Application.Tasks;
+using Propeller.Domain.Common;
 using Propeller.Domain.Tasks;
 using static Propeller.Domain.Tasks.TaskCommand;
 
@@ -19,9 +21,12 @@ namespace Propeller.Infrastructure.Scheduling;
 /// two schedulers racing for one task both decide on the same stream, and only one dispatch is appended.
 /// </summary>
 public sealed class DispatchScheduler(
-    ITaskQueries tasks, IPropletRegistry proplets, CommandHandler commands, WorkSignals signals, IOptions<SchedulerOptions> options, TimeProvider time, ILogger<DispatchScheduler> logger)
+    ITaskQueries tasks, IPropletRegistry proplets, CommandHandler commands, WorkSignals signals, IOptions<SchedulerOptions> options, TimeProvider time,
+    ILogger<DispatchScheduler> logger, IPluginGate? plugins = null)
     : BackgroundService
 {
+    private readonly IPluginGate _plugins = plugins ?? AllowAllPluginGate.Instance;
+
     private readonly SchedulerOptions _options = options.Value;
     private long _cursor;
 
@@ -58,17 +63,35 @@ public sealed class DispatchScheduler(
         }
 
         var now = time.GetUtcNow();
-        var candidates = (await proplets.ListAsync(cancellationToken))
+        var views = (await proplets.ListAsync(cancellationToken)).ToDictionary(p => p.Id.Value, StringComparer.Ordinal);
+        var candidates = views.Values
             .Select(p => new PropletCandidate(p.Id.Value, p.IsAlive(now, _options.LivenessWindow), p.RunningTasks, p.Metadata.Tags.ToHashSet(StringComparer.Ordinal), p.Metadata.TotalMemoryBytes))
             .ToList();
+        var gated = _plugins is not AllowAllPluginGate;
+
         // Placement is decided in order (round-robin cursor, load counts); the appends then run in parallel.
-        var placed = new List<(TaskState Task, Placement Placement)>(waiting.Count);
+        var placed = new List<Placed>(waiting.Count);
         foreach (var task in waiting)
         {
             var spec = task.Spec!;
             var request = new PlacementRequest(spec.PropletId, new HashSet<string>(), 0, spec.Priority);
+            IReadOnlyList<PluginDecision> decisions = [];
+            if (gated && !spec.Broadcast)
+            {
+                // on_before_proplet_select (spec §7.7): may refuse, or narrow the candidates.
+                var select = await _plugins.BeforePropletSelectAsync(new PluginAuthContext(task.RequestedBy, PluginAction.None), PluginTaskInfos.From(task)!, cancellationToken);
+                decisions = select.Decisions;
+                if (!select.Allowed)
+                {
+                    placed.Add(new Placed(task, null, decisions, "proplet selection blocked by plugin: " + (select.Reason is { Length: > 0 } r ? r : "denied")));
+                    continue;
+                }
+
+                request = request with { RequiredTags = select.RequiredTags.ToHashSet(StringComparer.Ordinal), MinMemoryBytes = select.MinMemoryBytes };
+            }
+
             var placement = spec.Broadcast ? Placement.On("broadcast") : PropletSelector.Select(_options.Policy, request, candidates, ref _cursor);
-            placed.Add((task, placement));
+            placed.Add(new Placed(task, placement, decisions, null));
             var index = placement.PropletId is { } chosen ? candidates.FindIndex(c => c.Id == chosen) : -1;
             if (index >= 0)
             {
@@ -82,7 +105,7 @@ public sealed class DispatchScheduler(
             new ParallelOptions { MaxDegreeOfParallelism = _options.DispatchConcurrency, CancellationToken = cancellationToken },
             async (item, token) =>
             {
-                if (await PlaceAsync(item.Task, item.Placement, now, token))
+                if (await PlaceAsync(item, views, now, token))
                 {
                     Interlocked.Increment(ref dispatched);
                 }
@@ -95,23 +118,52 @@ public sealed class DispatchScheduler(
         return dispatched;
     }
 
-    private async Task<bool> PlaceAsync(TaskState task, Placement placement, DateTimeOffset now, CancellationToken cancellationToken)
+    private async Task<bool> PlaceAsync(Placed item, IReadOnlyDictionary<string, PropletView> views, DateTimeOffset now, CancellationToken cancellationToken)
     {
+        var task = item.Task;
         var stream = TaskAggregate.StreamId(task.Id);
-        var metadata = new EventMetadata(task.Id.ToString(), null, "system", now);
-        if (placement.PropletId is not { } propletId)
+        var decisions = item.Decisions;
+        EventMetadata Metadata() => new(task.Id.ToString(), null, "system", now, PluginTaskInfos.Headers(decisions));
+        if (item.Blocked is { } blocked)
         {
-            var deferred = await commands.HandleAsync(TaskAggregate.Decider, stream, new DeferDispatch(task.Id, placement.WaitReason!, now), metadata, cancellationToken);
+            await commands.HandleAsync(TaskAggregate.Decider, stream, new BlockDispatch(task.Id, blocked, now), Metadata(), cancellationToken);
+            SchedulerLog.Blocked(logger, task.Id.ToString(), blocked);
+            return false;
+        }
+
+        if (item.Placement!.PropletId is not { } propletId)
+        {
+            var deferred = await commands.HandleAsync(TaskAggregate.Decider, stream, new DeferDispatch(task.Id, item.Placement.WaitReason!, now), Metadata(), cancellationToken);
             if (deferred.Appended.Count > 0)
             {
-                SchedulerLog.Waiting(logger, task.Id.ToString(), placement.WaitReason!);
+                SchedulerLog.Waiting(logger, task.Id.ToString(), item.Placement.WaitReason!);
             }
 
             return false;
         }
 
+        EquatableMap? extraEnv = null;
+        if (_plugins is not AllowAllPluginGate && !task.Spec!.Broadcast)
+        {
+            // on_before_dispatch (spec §7.8): may refuse the chosen proplet, or add environment for it.
+            var view = views.GetValueOrDefault(propletId);
+            var proplet = new PluginPropletInfo(propletId, view?.Name ?? "", view is null ? [] : [.. view.Metadata.Tags], view?.Metadata.TotalMemoryBytes ?? 0, view?.Metadata.Location);
+            var dispatch = await _plugins.BeforeDispatchAsync(new PluginAuthContext(task.RequestedBy, PluginAction.None), PluginTaskInfos.From(task)!, proplet, cancellationToken);
+            decisions = [.. decisions, .. dispatch.Decisions];
+            if (!dispatch.Allowed)
+            {
+                var reason = "dispatch blocked by plugin: " + (dispatch.Reason is { Length: > 0 } r ? r : "denied");
+                await commands.HandleAsync(TaskAggregate.Decider, stream, new BlockDispatch(task.Id, reason, now), Metadata(), cancellationToken);
+                SchedulerLog.Blocked(logger, task.Id.ToString(), reason);
+                return false;
+            }
+
+            extraEnv = dispatch.ExtraEnv.Count > 0 ? new EquatableMap(dispatch.ExtraEnv) : null;
+        }
+
+        var metadata = Metadata();
         var result = await commands.HandleAsync(
-            TaskAggregate.Decider, stream, new DispatchTask(task.Id, propletId, now), metadata,
+            TaskAggregate.Decider, stream, new DispatchTask(task.Id, propletId, now, extraEnv), metadata,
             (state, events) => events.Any(e => e is TaskEvent.TaskDispatched) ? [StartMessages.For(state, _options.BaseTopic, metadata.CorrelationId)] : [],
             cancellationToken);
         if (!result.Appended.Any(e => e is TaskEvent.TaskDispatched))
@@ -124,4 +176,6 @@ public sealed class DispatchScheduler(
         SchedulerLog.Dispatched(logger, task.Id.ToString(), propletId);
         return true;
     }
+
+    private sealed record Placed(TaskState Task, Placement? Placement, IReadOnlyList<PluginDecision> Decisions, string? Blocked);
 }

@@ -12,4 +12,7 @@ internal static partial class SchedulerLog
 
     [LoggerMessage(EventId = 6003, Level = LogLevel.Warning, Message = "Scheduler round failed; retrying")]
     public static partial void RoundFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 6010, Level = LogLevel.Warning, Message = "Task {TaskId} not dispatched: {Reason}")]
+    public static partial void Blocked(ILogger logger, string taskId, string reason);
 }

@@ -4,12 +4,14 @@ using FluentValidation;
 using Propeller.Application.Aggregates;
 using Propeller.Application.EventStore;
 using Propeller.Application.Messaging;
+using Propeller.Application.Plugins;
 using Propeller.Application.Tasks;
 using Propeller.Contracts;
 using Propeller.Contracts.Tasks;
 using Propeller.Domain.Tasks;
 using Propeller.Infrastructure.Serialization;
 using Propeller.Manager.Http;
+using Propeller.Manager.Plugins;
 using static Propeller.Domain.Tasks.TaskCommand;
 using TaskStatus = Propeller.Domain.Tasks.TaskStatus;
 
@@ -38,7 +40,7 @@ internal static class TaskEndpoints
         return app;
     }
 
-    private static async Task<IResult> CreateAsync(HttpRequest request, CommandSender sender, IValidator<TaskJson> validator, CancellationToken cancellationToken)
+    private static async Task<IResult> CreateAsync(HttpRequest request, CommandSender sender, IValidator<TaskJson> validator, TaskPlugins plugins, CancellationToken cancellationToken)
     {
         var (body, error) = await JsonBody.ReadAsync<TaskJson>(request, cancellationToken);
         if (error is not null)
@@ -51,8 +53,17 @@ internal static class TaskEndpoints
             return invalid;
         }
 
+        var spec = TaskMapping.ToSpec(body!);
+        var gated = await plugins.AuthorizeAsync(request, PluginAction.Create, PluginTaskInfos.From("", spec), cancellationToken);
+        if (gated.Denied is { } denied)
+        {
+            return denied;
+        }
+
+        var (enriched, enrichDecisions) = await plugins.EnrichAsync(request, spec, cancellationToken);
         var id = new TaskId(Guid.CreateVersion7());
-        var result = await SendTaskAsync(sender, new CreateTask(id, TaskMapping.ToSpec(body!), sender.Now), request, cancellationToken);
+        var headers = PluginTaskInfos.Headers(enrichDecisions, gated.Headers);
+        var result = await SendTaskAsync(sender, new CreateTask(id, enriched, sender.Now), request, headers, cancellationToken);
         return result.Rejection is { } rejection
             ? ApiResults.From(rejection)
             : Results.Created($"/tasks/{id}", TaskMapping.ToJson(result.State));
@@ -186,7 +197,7 @@ internal static class TaskEndpoints
         }
     }
 
-    private static async Task<IResult> UpdateAsync(string taskId, HttpRequest request, CommandSender sender, AggregateLoader loader, CancellationToken cancellationToken)
+    private static async Task<IResult> UpdateAsync(string taskId, HttpRequest request, CommandSender sender, AggregateLoader loader, TaskPlugins plugins, CancellationToken cancellationToken)
     {
         if (!TryTaskId(taskId, out var id))
         {
@@ -205,31 +216,69 @@ internal static class TaskEndpoints
             return ApiResults.NotFound("task not found");
         }
 
-        var result = await SendTaskAsync(sender, new UpdateTask(id, TaskMapping.Merge(spec, body!), sender.Now), request, cancellationToken);
+        var merged = TaskMapping.Merge(spec, body!);
+        var gated = await plugins.AuthorizeAsync(request, PluginAction.Update, PluginTaskInfos.From(id.ToString(), merged, current.State.PropletId, current.State.CreatedAt), cancellationToken);
+        if (gated.Denied is { } denied)
+        {
+            return denied;
+        }
+
+        var result = await SendTaskAsync(sender, new UpdateTask(id, merged, sender.Now), request, gated.Headers, cancellationToken);
         return result.Rejection is { } rejection ? ApiResults.From(rejection) : Results.Ok(TaskMapping.ToJson(result.State));
     }
 
-    private static Task<IResult> DeleteAsync(string taskId, HttpRequest request, CommandSender sender, CancellationToken cancellationToken) =>
-        SendAsync(taskId, request, sender, id => new DeleteTask(id, sender.Now), _ => Results.NoContent(), cancellationToken);
+    private static Task<IResult> DeleteAsync(string taskId, HttpRequest request, CommandSender sender, TaskPlugins plugins, CancellationToken cancellationToken) =>
+        SendAsync(taskId, request, sender, plugins, PluginAction.Delete, id => new DeleteTask(id, sender.Now), _ => Results.NoContent(), cancellationToken);
 
-    private static Task<IResult> StartAsync(string taskId, HttpRequest request, CommandSender sender, WorkSignals signals, CancellationToken cancellationToken) =>
-        SendAsync(taskId, request, sender, id => new StartTask(id, sender.Now), _ =>
-        {
-            signals.Scheduler.Notify();
-            return Results.Ok(new { started = true });
-        }, cancellationToken);
-
-    /// <summary>Stops a task: the TaskStopped event and the original's stop message (outbox) in one transaction.</summary>
-    private static async Task<IResult> StopAsync(string taskId, HttpRequest request, CommandSender sender, StopMessages stops, WorkSignals signals, CancellationToken cancellationToken)
+    private static async Task<IResult> StartAsync(
+        string taskId, HttpRequest request, CommandSender sender, WorkSignals signals, TaskPlugins plugins, ITaskQueries queries, CancellationToken cancellationToken)
     {
         if (!TryTaskId(taskId, out var id))
         {
             return ApiResults.BadRequest(InvalidId);
         }
 
+        var before = plugins.Active && await queries.GetAsync(id, cancellationToken) is { } state ? PluginTaskInfos.From(state) : null;
+        var gated = before is null ? TaskPlugins.Gated.Allowed : await plugins.AuthorizeAsync(request, PluginAction.Start, before, cancellationToken);
+        if (gated.Denied is { } denied)
+        {
+            return denied;
+        }
+
+        var result = await SendTaskAsync(sender, new StartTask(id, sender.Now, TaskPlugins.UserOf(request)), request, gated.Headers, cancellationToken);
+        if (result.Rejection is { } rejection)
+        {
+            return ApiResults.From(rejection);
+        }
+
+        signals.Scheduler.Notify();
+        if (result.Appended.Count > 0)
+        {
+            plugins.Started(before);
+        }
+
+        return Results.Ok(new { started = true });
+    }
+
+    /// <summary>Stops a task: the TaskStopped event and the original's stop message (outbox) in one transaction.</summary>
+    private static async Task<IResult> StopAsync(
+        string taskId, HttpRequest request, CommandSender sender, StopMessages stops, WorkSignals signals, TaskPlugins plugins, CancellationToken cancellationToken)
+    {
+        if (!TryTaskId(taskId, out var id))
+        {
+            return ApiResults.BadRequest(InvalidId);
+        }
+
+        var gated = await plugins.AuthorizeAsync(request, PluginAction.Stop, id, cancellationToken);
+        if (gated.Denied is { } denied)
+        {
+            return denied;
+        }
+
         var result = await sender.SendAsync(
             TaskAggregate.Decider, TaskAggregate.StreamId(id), new StopTask(id, "stopped by user", sender.Now), request,
             (state, events) => events.Any(e => e is TaskEvent.TaskStopped) ? stops.For(state) : [],
+            gated.Headers,
             cancellationToken);
         signals.Outbox.Notify();
         return result.Rejection is { } rejection ? ApiResults.From(rejection) : Results.Ok(new { stopped = true });
@@ -271,19 +320,27 @@ internal static class TaskEndpoints
     }
 
     private static async Task<IResult> SendAsync(
-        string taskId, HttpRequest request, CommandSender sender, Func<TaskId, TaskCommand> command, Func<TaskState, IResult> ok, CancellationToken cancellationToken)
+        string taskId, HttpRequest request, CommandSender sender, TaskPlugins plugins, PluginAction action, Func<TaskId, TaskCommand> command, Func<TaskState, IResult> ok,
+        CancellationToken cancellationToken)
     {
         if (!TryTaskId(taskId, out var id))
         {
             return ApiResults.BadRequest(InvalidId);
         }
 
-        var result = await SendTaskAsync(sender, command(id), request, cancellationToken);
+        var gated = await plugins.AuthorizeAsync(request, action, id, cancellationToken);
+        if (gated.Denied is { } denied)
+        {
+            return denied;
+        }
+
+        var result = await SendTaskAsync(sender, command(id), request, gated.Headers, cancellationToken);
         return result.Rejection is { } rejection ? ApiResults.From(rejection) : ok(result.State);
     }
 
-    private static Task<CommandResult<TaskEvent, TaskState>> SendTaskAsync(CommandSender sender, TaskCommand command, HttpRequest request, CancellationToken cancellationToken) =>
-        sender.SendAsync(TaskAggregate.Decider, TaskAggregate.StreamId(command.TaskId), command, request, cancellationToken);
+    private static Task<CommandResult<TaskEvent, TaskState>> SendTaskAsync(
+        CommandSender sender, TaskCommand command, HttpRequest request, IReadOnlyDictionary<string, string>? headers, CancellationToken cancellationToken) =>
+        sender.SendAsync(TaskAggregate.Decider, TaskAggregate.StreamId(command.TaskId), command, request, headers, cancellationToken);
 
     private static IResult? Validate(IValidator<TaskJson> validator, TaskJson body)
     {

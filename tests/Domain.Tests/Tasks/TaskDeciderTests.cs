@@ -28,6 +28,32 @@ public sealed class TaskDeciderTests
     private static TaskDispatched Dispatched(int attempt = 1) => new(Id, attempt, "proplet-1", At(2));
 
     [Fact]
+    public void GivenCreated_WhenStartTaskByAUser_ThenTheRequesterIsKept() =>
+        Given(Created).When(new StartTask(Id, At(1), "alice")).Then(new TaskStartRequested(Id, 1, At(1), "alice")).RequestedBy.ShouldBe("alice");
+
+    [Fact]
+    public void GivenScheduled_WhenAPluginBlocksTheDispatch_ThenTheAttemptFailsWithTheReason()
+    {
+        var state = Given(Created, StartRequested()).When(new BlockDispatch(Id, "dispatch blocked by plugin: quota", At(2)))
+            .Then(new TaskFailed(Id, 1, "dispatch blocked by plugin: quota", At(2)));
+
+        state.Status.ShouldBe(TaskStatus.Failed);
+        Given(Created).When(new BlockDispatch(Id, "late", At(2))).Then();
+    }
+
+    [Fact]
+    public void GivenScheduled_WhenDispatchedWithExtraEnv_ThenTheEnvIsMergedAndKept()
+    {
+        var extra = new EquatableMap([new("K", "plugin"), new("REGION", "eu")]);
+
+        var state = Given(Created, StartRequested()).When(new DispatchTask(Id, "proplet-1", At(2), extra))
+            .Then(new TaskDispatched(Id, 1, "proplet-1", At(2), extra));
+
+        state.Spec!.Env["K"].ShouldBe("plugin");
+        state.Spec.Env["REGION"].ShouldBe("eu");
+    }
+
+    [Fact]
     public void GivenNothing_WhenCreateTask_ThenTaskCreated()
     {
         var state = Given().When(new CreateTask(Id, Spec, T0)).Then(new TaskCreated(Id, Spec, T0));

@@ -1,0 +1,237 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
+using Propeller.Application.Plugins;
+using Propeller.Mqtt;
+
+namespace Propeller.Manager.Tests.Plugins;
+
+/// <summary>
+/// The plugin gate in the command pipeline (spec §7.9), with a scripted gate standing in for the Wasm plugin host:
+/// who is asked, with what, and what a deny or an answer does to the task and its history.
+/// </summary>
+public sealed class PluginGateTests : IAsyncLifetime
+{
+    private readonly string _tenant = "g" + Guid.NewGuid().ToString("N")[..12];
+    private readonly ScriptedGate _gate = new();
+    private ManagerServer _server = null!;
+
+    private string Base => $"m/{_tenant}/c/ch";
+
+    private static string Broker => Environment.GetEnvironmentVariable("PROPELLER_TEST_MQTT") is { Length: > 0 } value ? value : "tcp://127.0.0.1:51883";
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    private HttpClient Http => _server.Client;
+
+    public async ValueTask InitializeAsync() => _server = await ManagerServer.StartAsync(
+        "api_plugins",
+        new Dictionary<string, string>
+        {
+            ["MANAGER_MQTT_ADDRESS"] = Broker,
+            ["MANAGER_TENANT_ID"] = _tenant,
+            ["MANAGER_CHANNEL_ID"] = "ch",
+            ["MANAGER_ENTITY_ID"] = "manager-" + _tenant,
+            ["MANAGER_MQTT_QOS"] = "1",
+        },
+        services: s => s.AddSingleton<IPluginGate>(_gate));
+
+    public ValueTask DisposeAsync() => _server.DisposeAsync();
+
+    private async Task<HttpResponseMessage> PostAsync(string path, string? body, string? user = "alice")
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = body is null ? null : new StringContent(body, Encoding.UTF8, "application/json") };
+        if (user is not null)
+        {
+            request.Headers.Add("X-User-Id", user);
+        }
+
+        return await Http.SendAsync(request, Ct);
+    }
+
+    private async Task<string> CreateAsync(string body)
+    {
+        var created = await PostAsync("/tasks", body);
+        created.StatusCode.ShouldBe(HttpStatusCode.Created);
+        return (await created.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetString()!;
+    }
+
+    [Fact]
+    public async Task CreateDenied_Is403WithTheReason_AndNothingIsStored()
+    {
+        _gate.Deny = (hook, _) => hook == "authorize" ? "names must not start with x" : null;
+
+        var response = await PostAsync("/tasks", """{"name":"xray"}""");
+
+        response.StatusCode.ShouldBe(HttpStatusCode.Forbidden);
+        (await response.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("error").GetString().ShouldBe("names must not start with x");
+        (await Http.GetFromJsonAsync<JsonElement>("/tasks", Ct)).GetProperty("total").GetInt32().ShouldBe(0);
+        _gate.Calls.ShouldContain(c => c.Hook == "authorize" && c.Action == PluginAction.Create && c.User == "alice" && c.Task.Id == "");
+    }
+
+    [Fact]
+    public async Task CreateAllowed_IsEnriched_AndTheDecisionsAreInTheHistory()
+    {
+        _gate.Enrich = new EnrichOutcome(new Dictionary<string, string> { ["PROPELLER_CREATED_BY"] = "alice" }, 70, ["extra"], "registry.mirror/app:1", []);
+
+        var id = await CreateAsync("""{"name":"main","inputs":["1"]}""");
+
+        var task = await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}", Ct);
+        task.GetProperty("env").GetProperty("PROPELLER_CREATED_BY").GetString().ShouldBe("alice");
+        task.GetProperty("priority").GetInt32().ShouldBe(70);
+        task.GetProperty("inputs").EnumerateArray().Select(i => i.GetString()).ShouldBe(["1", "extra"]);
+        task.GetProperty("image_url").GetString().ShouldBe("registry.mirror/app:1");
+        var created = (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}/history", Ct))[0];
+        var decisions = JsonDocument.Parse(created.GetProperty("headers").GetProperty("plugins").GetString()!).RootElement;
+        decisions.EnumerateArray().Select(d => d.GetProperty("hook").GetString()).ShouldBe(["authorize", "enrich_task"]);
+        decisions[0].GetProperty("plugin").GetString().ShouldBe("scripted");
+    }
+
+    [Fact]
+    public async Task StartStopDeleteDenied_Are403_AndTheTaskIsUnchanged()
+    {
+        var id = await CreateAsync("""{"name":"main"}""");
+        _gate.Deny = (hook, action) => hook == "authorize" && action != PluginAction.Create ? $"no {action}" : null;
+
+        (await PostAsync($"/tasks/{id}/start", null)).StatusCode.ShouldBe(HttpStatusCode.Forbidden);
+        (await PostAsync($"/tasks/{id}/stop", null)).StatusCode.ShouldBe(HttpStatusCode.Forbidden);
+        (await Http.DeleteAsync($"/tasks/{id}", Ct)).StatusCode.ShouldBe(HttpStatusCode.Forbidden);
+        using var update = new HttpRequestMessage(HttpMethod.Put, $"/tasks/{id}") { Content = new StringContent("""{"name":"renamed"}""", Encoding.UTF8, "application/json") };
+        var updated = await Http.SendAsync(update, Ct);
+        updated.StatusCode.ShouldBe(HttpStatusCode.Forbidden);
+        (await updated.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("error").GetString().ShouldBe("no Update");
+
+        var task = await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}", Ct);
+        task.GetProperty("state").GetInt32().ShouldBe(0);
+        task.GetProperty("name").GetString().ShouldBe("main");
+        _gate.Started.ShouldBeEmpty();
+    }
+
+    [Fact]
+    public async Task SelectionDenied_FailsTheAttemptWithTheReason()
+    {
+        var id = await CreateAsync("""{"name":"main"}""");
+        _gate.Deny = (hook, _) => hook == "on_before_proplet_select" ? "maintenance window" : null;
+
+        (await PostAsync($"/tasks/{id}/start", null)).StatusCode.ShouldBe(HttpStatusCode.OK);
+
+        var task = await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}?wait=30s", Ct);
+        task.GetProperty("state").GetInt32().ShouldBe(4);
+        task.GetProperty("error").GetString().ShouldBe("proplet selection blocked by plugin: maintenance window");
+        _gate.Calls.ShouldContain(c => c.Hook == "on_before_proplet_select" && c.User == "alice" && c.Task.Id == id);
+        _gate.Started.ShouldBe([id]);
+    }
+
+    [Fact]
+    public async Task Dispatch_CarriesThePluginsExtraEnv_ToTheProplet_AndKeepsIt_ThenCompletionIsAnnounced()
+    {
+        var propletId = Guid.NewGuid().ToString();
+        var starts = new ConcurrentQueue<JsonElement>();
+        MqttClient? proplet = null;
+        proplet = new MqttClient(new MqttClientOptions
+        {
+            ClientId = propletId,
+            MessageHandler = async (message, token) =>
+            {
+                var start = JsonDocument.Parse(message.Payload).RootElement.Clone();
+                starts.Enqueue(start);
+                var result = JsonSerializer.SerializeToUtf8Bytes(new { task_id = start.GetProperty("id").GetString(), proplet_id = propletId, results = "ok" });
+                await proplet!.PublishAsync(new MqttMessage { Topic = $"{Base}/control/proplet/results", Payload = result, QualityOfService = MqttQualityOfService.AtLeastOnce }, token);
+            },
+        }.WithAddress(Broker));
+        await using (proplet)
+        {
+            await proplet.ConnectAsync(Ct);
+            await proplet.SubscribeAsync($"{Base}/control/manager/start", MqttQualityOfService.AtLeastOnce, Ct);
+            await proplet.PublishAsync(
+                new MqttMessage
+                {
+                    Topic = $"{Base}/control/proplet/create",
+                    Payload = JsonSerializer.SerializeToUtf8Bytes(new { proplet_id = propletId, metadata = new { tags = new[] { "gpu" }, location = "lab" } }),
+                    QualityOfService = MqttQualityOfService.AtLeastOnce,
+                },
+                Ct);
+            await proplet.PublishAsync(new MqttMessage { Topic = $"{Base}/control/proplet/alive", Payload = JsonSerializer.SerializeToUtf8Bytes(new { proplet_id = propletId, status = "alive" }), QualityOfService = MqttQualityOfService.AtLeastOnce }, Ct);
+            _gate.Select = new SelectOutcome(true, null, ["gpu"], 0, []);
+            _gate.ExtraEnv = new Dictionary<string, string> { ["REGION"] = "eu" };
+            var id = await CreateAsync("""{"name":"main","env":{"A":"1"}}""");
+
+            (await PostAsync($"/tasks/{id}/start", null)).StatusCode.ShouldBe(HttpStatusCode.OK);
+
+            var task = await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}?wait=30s", Ct);
+            task.GetProperty("state").GetInt32().ShouldBe(3);
+            task.GetProperty("env").GetProperty("REGION").GetString().ShouldBe("eu");
+            var start = starts.Single(s => s.GetProperty("id").GetString() == id);
+            start.GetProperty("env").GetProperty("REGION").GetString().ShouldBe("eu");
+            start.GetProperty("env").GetProperty("A").GetString().ShouldBe("1");
+            _gate.Calls.ShouldContain(c => c.Hook == "on_before_dispatch" && c.Proplet!.Id == propletId && c.Proplet.Location == "lab" && c.Proplet.Tags.Contains("gpu"));
+            var deadline = DateTime.UtcNow.AddSeconds(10);
+            while (_gate.Completed.IsEmpty && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(20, Ct);
+            }
+
+            _gate.Completed.ShouldContain((id, true));
+            var dispatched = (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}/history", Ct)).EnumerateArray().Single(e => e.GetProperty("type").GetString() == "task.dispatched.v1");
+            dispatched.GetProperty("headers").GetProperty("plugins").GetString()!.ShouldContain("on_before_dispatch");
+        }
+    }
+
+    private sealed record Call(string Hook, PluginAction Action, string? User, PluginTaskInfo Task, PluginPropletInfo? Proplet);
+
+    /// <summary>A gate that answers as the test says and records every call.</summary>
+    private sealed class ScriptedGate : IPluginGate
+    {
+        public ConcurrentQueue<Call> Calls { get; } = new();
+
+        public ConcurrentQueue<string> Started { get; } = new();
+
+        public ConcurrentQueue<(string Id, bool Success)> Completed { get; } = new();
+
+        public Func<string, PluginAction, string?> Deny { get; set; } = (_, _) => null;
+
+        public EnrichOutcome Enrich { get; set; } = EnrichOutcome.None;
+
+        public SelectOutcome Select { get; set; } = SelectOutcome.Allow;
+
+        public IReadOnlyDictionary<string, string> ExtraEnv { get; set; } = new Dictionary<string, string>();
+
+        private PluginDecision[] Record(string hook, PluginAuthContext context, PluginTaskInfo task, PluginPropletInfo? proplet, out string? denied)
+        {
+            Calls.Enqueue(new Call(hook, context.Action, context.UserId, task, proplet));
+            denied = Deny(hook, context.Action);
+            return [new PluginDecision("scripted", hook, denied is null, denied, TimeSpan.FromMicroseconds(5))];
+        }
+
+        public ValueTask<GateOutcome> AuthorizeAsync(PluginAuthContext context, PluginTaskInfo task, CancellationToken cancellationToken)
+        {
+            var decisions = Record("authorize", context, task, null, out var denied);
+            return ValueTask.FromResult(new GateOutcome(denied is null, denied, decisions));
+        }
+
+        public ValueTask<EnrichOutcome> EnrichAsync(PluginAuthContext context, PluginTaskInfo task, CancellationToken cancellationToken)
+        {
+            var decisions = Record("enrich_task", context, task, null, out _);
+            return ValueTask.FromResult(Enrich with { Decisions = decisions });
+        }
+
+        public ValueTask<SelectOutcome> BeforePropletSelectAsync(PluginAuthContext context, PluginTaskInfo task, CancellationToken cancellationToken)
+        {
+            var decisions = Record("on_before_proplet_select", context, task, null, out var denied);
+            return ValueTask.FromResult(denied is null ? Select with { Decisions = decisions } : new SelectOutcome(false, denied, [], 0, decisions));
+        }
+
+        public ValueTask<DispatchOutcome> BeforeDispatchAsync(PluginAuthContext context, PluginTaskInfo task, PluginPropletInfo proplet, CancellationToken cancellationToken)
+        {
+            var decisions = Record("on_before_dispatch", context, task, proplet, out var denied);
+            return ValueTask.FromResult(new DispatchOutcome(denied is null, denied, ExtraEnv, decisions));
+        }
+
+        public void OnTaskStarted(PluginTaskInfo task) => Started.Enqueue(task.Id);
+
+        public void OnTaskCompleted(PluginTaskInfo task, bool success, string? error) => Completed.Enqueue((task.Id, success));
+    }
+}
