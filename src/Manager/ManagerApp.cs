@@ -74,12 +74,19 @@ public static class ManagerApp
         builder.Services.AddExceptionHandler<ApiExceptionHandler>();
         builder.Services.AddProblemDetails();
         builder.Services.AddSingleton<PrometheusMetrics>();
+        builder.Services.AddOpenApi(o => o.AddDocumentTransformer((document, _, _) =>
+        {
+            document.Info.Title = "Propeller manager API";
+            document.Info.Description = "The original Propeller manager's task and proplet routes, plus history, replay, long polling, health and metrics.";
+            return Task.CompletedTask;
+        }));
 
         var app = builder.Build();
         app.UseExceptionHandler();
         app.UseApiMetrics();
         var metrics = app.Services.GetRequiredService<PrometheusMetrics>();
         app.MapGet("/metrics", () => Results.Text(metrics.Scrape(), "text/plain; version=0.0.4")).WithName("metrics");
+        app.MapOpenApi("/openapi/{documentName}.json");
         app.MapHealthEndpoints();
         app.MapTaskEndpoints();
         app.MapPropletEndpoints();

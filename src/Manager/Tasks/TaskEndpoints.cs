@@ -32,6 +32,7 @@ internal static class TaskEndpoints
         app.MapGet("/tasks", ListAsync).WithName("list-tasks");
         app.MapGet("/tasks/{taskId}", GetAsync).WithName("get-task");
         app.MapPut("/tasks/{taskId}", UpdateAsync).WithName("update-task");
+        app.MapPut("/tasks/{taskId}/upload", UploadAsync).WithName("upload-task-file").DisableAntiforgery();
         app.MapDelete("/tasks/{taskId}", DeleteAsync).WithName("delete-task");
         app.MapPost("/tasks/{taskId}/start", StartAsync).WithName("start-task");
         app.MapPost("/tasks/{taskId}/stop", StopAsync).WithName("stop-task");
@@ -224,6 +225,73 @@ internal static class TaskEndpoints
         }
 
         var result = await SendTaskAsync(sender, new UpdateTask(id, merged, sender.Now), request, gated.Headers, cancellationToken);
+        return result.Rejection is { } rejection ? ApiResults.From(rejection) : Results.Ok(TaskMapping.ToJson(result.State));
+    }
+
+    /// <summary>
+    /// PUT /tasks/{id}/upload: a multipart part <c>file</c> named *.wasm whose content starts with <c>\0asm</c> becomes
+    /// the task's file (spec §2.6). Unlike the original, a missing part or a broken body is a 400, and the upload
+    /// leaves a cron schedule alone.
+    /// </summary>
+    private static async Task<IResult> UploadAsync(string taskId, HttpRequest request, CommandSender sender, AggregateLoader loader, TaskPlugins plugins, CancellationToken cancellationToken)
+    {
+        if (!TryTaskId(taskId, out var id))
+        {
+            return ApiResults.BadRequest(InvalidId);
+        }
+
+        if (!request.HasFormContentType)
+        {
+            return ApiResults.BadRequest("expected multipart/form-data with a part named file");
+        }
+
+        IFormFile? file;
+        try
+        {
+            file = (await request.ReadFormAsync(cancellationToken)).Files.GetFile("file");
+        }
+        catch (Exception ex) when (ex is InvalidDataException or IOException or BadHttpRequestException)
+        {
+            return ApiResults.BadRequest($"invalid multipart body: {ex.Message}");
+        }
+
+        if (file is null)
+        {
+            return ApiResults.BadRequest("the multipart body has no part named file");
+        }
+
+        if (!file.FileName.EndsWith(".wasm", StringComparison.OrdinalIgnoreCase))
+        {
+            return ApiResults.BadRequest("file name must end with .wasm");
+        }
+
+        byte[] bytes;
+        await using (var stream = file.OpenReadStream())
+        using (var buffer = new MemoryStream())
+        {
+            await stream.CopyToAsync(buffer, cancellationToken);
+            bytes = buffer.ToArray();
+        }
+
+        if (bytes.Length < 4 || bytes[0] != 0 || bytes[1] != (byte)'a' || bytes[2] != (byte)'s' || bytes[3] != (byte)'m')
+        {
+            return ApiResults.BadRequest("file is not a WebAssembly module (it must start with \\0asm)");
+        }
+
+        var current = await loader.LoadAsync(TaskAggregate.Decider, TaskAggregate.StreamId(id), cancellationToken);
+        if (current.State.Spec is not { } spec || current.State.Deleted)
+        {
+            return ApiResults.NotFound("task not found");
+        }
+
+        var updated = spec with { File = Convert.ToBase64String(bytes) };
+        var gated = await plugins.AuthorizeAsync(request, PluginAction.Update, PluginTaskInfos.From(id.ToString(), updated, current.State.PropletId, current.State.CreatedAt), cancellationToken);
+        if (gated.Denied is { } denied)
+        {
+            return denied;
+        }
+
+        var result = await SendTaskAsync(sender, new UpdateTask(id, updated, sender.Now), request, gated.Headers, cancellationToken);
         return result.Rejection is { } rejection ? ApiResults.From(rejection) : Results.Ok(TaskMapping.ToJson(result.State));
     }
 

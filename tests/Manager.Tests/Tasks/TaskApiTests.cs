@@ -34,6 +34,26 @@ public sealed class TaskApiTests : IAsyncLifetime
     private async Task<int> StateAsync(string id) => (await BodyAsync(await Http.GetAsync($"/tasks/{id}", Ct))).GetProperty("state").GetInt32();
 
     [Fact]
+    public async Task Upload_SetsTheFile_FromAWasmPart_AndRejectsEverythingElse()
+    {
+        var id = await CreateAsync();
+        var wasm = Convert.FromBase64String(AddWasm);
+        MultipartFormDataContent Form(byte[] bytes, string name, string part = "file") =>
+            new() { { new ByteArrayContent(bytes), part, name } };
+
+        var uploaded = await Http.PutAsync($"/tasks/{id}/upload", Form(wasm, "add.wasm"), Ct);
+
+        uploaded.StatusCode.ShouldBe(HttpStatusCode.OK);
+        (await BodyAsync(uploaded)).GetProperty("file").GetString().ShouldBe(AddWasm[..10] + "<REDACTED>" + AddWasm[^10..]);
+        (await Http.PutAsync($"/tasks/{id}/upload", Form(wasm, "add.txt"), Ct)).StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await Http.PutAsync($"/tasks/{id}/upload", Form("nope"u8.ToArray(), "add.wasm"), Ct)).StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await Http.PutAsync($"/tasks/{id}/upload", Form(wasm, "add.wasm", part: "other"), Ct)).StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await Http.PutAsync($"/tasks/{id}/upload", Json("{}"), Ct)).StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await Http.PutAsync($"/tasks/{Guid.NewGuid()}/upload", Form(wasm, "add.wasm"), Ct)).StatusCode.ShouldBe(HttpStatusCode.NotFound);
+        (await Http.PutAsync("/tasks/not-a-uuid/upload", Form(wasm, "add.wasm"), Ct)).StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+    }
+
+    [Fact]
     public async Task Create_Returns201WithLocationAndTheRedactedTask_IgnoringServerOwnedFields()
     {
         var response = await Http.PostAsync("/tasks", Json($$"""
