@@ -80,7 +80,7 @@ public sealed class CommandHandler(
                     streamId, decider.StreamType, ExpectedVersion.Exact(loaded.Version), [.. decision.Events], metadata, outbox(state, decision.Events), cancellationToken);
 
                 Cache.Set(streamId, state, result.NextVersion);
-                Changes.Notify(streamId);
+                Changes.Notify(streamId, state);
                 await SaveSnapshotIfDueAsync(decider.Snapshots, streamId, result, state, cancellationToken);
                 return new CommandResult<TEvent, TState>(state, result.NextVersion, decision.Events, null);
             }

@@ -13,14 +13,14 @@ public sealed class StreamChanges
     /// again, so this only bounds the memory kept for streams that are waited on but never change.</summary>
     public const int MaxWatchedStreams = 10_000;
 
-    private readonly ConcurrentDictionary<string, TaskCompletionSource> _waiters = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, TaskCompletionSource<object?>> _waiters = new(StringComparer.Ordinal);
 
-    /// <summary>Wakes everyone waiting on <paramref name="streamId"/>.</summary>
-    public void Notify(string streamId)
+    /// <summary>Wakes everyone waiting on <paramref name="streamId"/>, handing them the state after the append (when known).</summary>
+    public void Notify(string streamId, object? state = null)
     {
         if (_waiters.TryRemove(streamId, out var waiter))
         {
-            waiter.TrySetResult();
+            waiter.TrySetResult(state);
         }
     }
 
@@ -28,7 +28,7 @@ public sealed class StreamChanges
     /// A task that completes at the next append to <paramref name="streamId"/>. Take it before reading the state, then
     /// await it (with a timeout) only if the state read is not yet the one wanted: no append can fall in between.
     /// </summary>
-    public Task NextAppendAsync(string streamId)
+    public Task<object?> NextAppendAsync(string streamId)
     {
         if (_waiters.Count >= MaxWatchedStreams)
         {
@@ -38,7 +38,7 @@ public sealed class StreamChanges
             }
         }
 
-        return _waiters.GetOrAdd(streamId, static _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+        return _waiters.GetOrAdd(streamId, static _ => new TaskCompletionSource<object?>(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
     }
 
     /// <summary>How many streams have waiters (for tests and metrics).</summary>

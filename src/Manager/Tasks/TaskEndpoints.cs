@@ -41,7 +41,8 @@ internal static class TaskEndpoints
         return app;
     }
 
-    private static async Task<IResult> CreateAsync(HttpRequest request, CommandSender sender, IValidator<TaskJson> validator, TaskPlugins plugins, CancellationToken cancellationToken)
+    private static async Task<IResult> CreateAsync(
+        HttpRequest request, CommandSender sender, IValidator<TaskJson> validator, TaskPlugins plugins, AggregateCache cache, CancellationToken cancellationToken)
     {
         var (body, error) = await JsonBody.ReadAsync<TaskJson>(request, cancellationToken);
         if (error is not null)
@@ -64,6 +65,7 @@ internal static class TaskEndpoints
         var (enriched, enrichDecisions) = await plugins.EnrichAsync(request, spec, cancellationToken);
         var id = new TaskId(Guid.CreateVersion7());
         var headers = PluginTaskInfos.Headers(enrichDecisions, gated.Headers);
+        cache.Set(TaskAggregate.StreamId(id), TaskState.Initial, 0); // a new id: decide on the empty state without a load
         var result = await SendTaskAsync(sender, new CreateTask(id, enriched, sender.Now), request, headers, cancellationToken);
         return result.Rejection is { } rejection
             ? ApiResults.From(rejection)
@@ -182,20 +184,26 @@ internal static class TaskEndpoints
             var next = changes.NextAppendAsync(stream);
             var state = await queries.GetAsync(id, cancellationToken);
             var left = deadline - Environment.TickCount64;
-            if (state is null || state.Status is not (TaskStatus.Pending or TaskStatus.Scheduled or TaskStatus.Running) || left <= 0)
+            if (state is null || Ended(state) || left <= 0)
             {
                 return state;
             }
 
             try
             {
-                await next.WaitAsync(TimeSpan.FromMilliseconds(Math.Min(left, WaitRecheck.TotalMilliseconds)), cancellationToken);
+                // The appender hands over the state it committed (the inline projection wrote the same in that transaction).
+                if (await next.WaitAsync(TimeSpan.FromMilliseconds(Math.Min(left, WaitRecheck.TotalMilliseconds)), cancellationToken) is TaskState appended && Ended(appended))
+                {
+                    return appended;
+                }
             }
             catch (TimeoutException)
             {
                 // Re-read: the change may have been made by another node.
             }
         }
+
+        static bool Ended(TaskState state) => state.Status is not (TaskStatus.Pending or TaskStatus.Scheduled or TaskStatus.Running) || state.Deleted;
     }
 
     private static async Task<IResult> UpdateAsync(string taskId, HttpRequest request, CommandSender sender, AggregateLoader loader, TaskPlugins plugins, CancellationToken cancellationToken)

@@ -70,26 +70,30 @@ public sealed class RestartTests
         return id;
     }
 
-    [Fact]
-    public async Task ResultsSentWhileTheManagerIsDown_AreHandledAfterRestart()
+    /// <summary>A manager dispatches a started task to a simulated proplet and stops; the proplet stays connected.</summary>
+    private async Task<(MqttClient Proplet, string TaskId)> DispatchedThenManagerStoppedAsync(string schema, string propletId)
     {
-        var propletId = Guid.NewGuid().ToString();
         var starts = System.Threading.Channels.Channel.CreateUnbounded<string>();
-        await using var proplet = await PropletAsync(propletId, message =>
+        var proplet = await PropletAsync(propletId, message =>
         {
             starts.Writer.TryWrite(JsonDocument.Parse(message.Payload).RootElement.GetProperty("id").GetString()!);
             return ValueTask.CompletedTask;
         });
+        await using var first = await ManagerServer.StartAsync(schema, Settings(Broker));
+        await PublishAsync(proplet, "control/proplet/alive", new { proplet_id = propletId, status = "alive" });
+        var id = await CreateAndStartAsync(first.Client);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        timeout.CancelAfter(TimeSpan.FromSeconds(30));
+        (await starts.Reader.ReadAsync(timeout.Token)).ShouldBe(id);
+        return (proplet, id);
+    }
 
-        string id;
-        await using (var first = await ManagerServer.StartAsync("restart_session", Settings(Broker)))
-        {
-            await PublishAsync(proplet, "control/proplet/alive", new { proplet_id = propletId, status = "alive" });
-            id = await CreateAndStartAsync(first.Client);
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Ct);
-            timeout.CancelAfter(TimeSpan.FromSeconds(30));
-            (await starts.Reader.ReadAsync(timeout.Token)).ShouldBe(id);
-        }
+    [Fact]
+    public async Task ResultsSentWhileTheManagerIsDown_AreHandledAfterRestart()
+    {
+        var propletId = Guid.NewGuid().ToString();
+        var (proplet, id) = await DispatchedThenManagerStoppedAsync("restart_session", propletId);
+        await using var _ = proplet;
 
         // The manager is down: the proplet finishes now. The broker keeps the result for the manager's session.
         await PublishAsync(proplet, "control/proplet/results", new { task_id = id, proplet_id = propletId, results = "while you were away", error = (string?)null });
@@ -103,22 +107,8 @@ public sealed class RestartTests
     public async Task ResultsAcknowledgedButNotHandledBeforeAStop_AreHandledAfterRestart()
     {
         var propletId = Guid.NewGuid().ToString();
-        var starts = System.Threading.Channels.Channel.CreateUnbounded<string>();
-        await using var proplet = await PropletAsync(propletId, message =>
-        {
-            starts.Writer.TryWrite(JsonDocument.Parse(message.Payload).RootElement.GetProperty("id").GetString()!);
-            return ValueTask.CompletedTask;
-        });
-
-        string id;
-        await using (var first = await ManagerServer.StartAsync("restart_inbox", Settings(Broker)))
-        {
-            await PublishAsync(proplet, "control/proplet/alive", new { proplet_id = propletId, status = "alive" });
-            id = await CreateAndStartAsync(first.Client);
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Ct);
-            timeout.CancelAfter(TimeSpan.FromSeconds(30));
-            (await starts.Reader.ReadAsync(timeout.Token)).ShouldBe(id);
-        }
+        var (proplet, id) = await DispatchedThenManagerStoppedAsync("restart_inbox", propletId);
+        await using var _ = proplet;
 
         // What a crash right after the acknowledgement leaves: the result stored in the inbox, not handled.
         var payload = JsonSerializer.SerializeToUtf8Bytes(new { task_id = id, proplet_id = propletId, results = "from the inbox", error = (string?)null });
