@@ -78,6 +78,9 @@ public sealed partial class PluginJobWorker : BackgroundService
         await Task.WhenAll(_running.Values.ToArray());
     }
 
+    /// <summary>Completes when the jobs started so far have finished (tests, shutdown).</summary>
+    internal Task WhenIdleAsync() => Task.WhenAll(_running.Values.ToArray());
+
     /// <summary>One round: drop orphans, claim and start due jobs. Returns how many were started.</summary>
     internal async Task<int> PollOnceAsync(CancellationToken cancellationToken)
     {
