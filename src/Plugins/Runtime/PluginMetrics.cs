@@ -34,6 +34,9 @@ public sealed class PluginMetrics : IDisposable
         _jobsRun = _meter.CreateCounter<long>("propeller.plugins.jobs.runs", description: "Job runs by outcome");
     }
 
+    /// <summary>The meter itself (from the factory when one was given).</summary>
+    public Meter Meter => _meter;
+
     internal void Call(string plugin, string hook, TimeSpan duration, PluginFailureKind? failure)
     {
         var tags = new TagList { { "plugin", plugin }, { "hook", hook } };
