@@ -169,5 +169,15 @@ public sealed class GateTests : IDisposable
         _dir.Log.Lines.ShouldContain("Information: plugin=talk world");
     }
 
+    [Fact]
+    public async Task TheWatExampleOfTheDocs_Allows()
+    {
+        var docs = await File.ReadAllTextAsync(Path.Combine(AppContext.BaseDirectory, "docs", "plugins.md"), Ct);
+        var start = docs.IndexOf("```wat\n(module", StringComparison.Ordinal) + "```wat\n".Length;
+        var wat = docs[start..docs.IndexOf("```", start, StringComparison.Ordinal)];
+        _dir.Add("doc", wat);
+        (await _dir.Gate().AuthorizeAsync(Create, Task, Ct)).Allowed.ShouldBeTrue();
+    }
+
     public void Dispose() => _dir.Dispose();
 }

@@ -39,7 +39,7 @@ public sealed class PropletChainTests : IDisposable
         (await chain.EnrichAsync(Task, Ct)).ShouldBe(new Dictionary<string, string> { ["A"] = "a", ["B"] = "b" }, ignoreOrder: true);
         chain.OnTaskStart(Task);
         chain.OnTaskComplete("t", success: true, output: "42", error: null);
-        await chain.DrainAsync(Ct);
+        (await chain.DrainAsync(TimeSpan.FromSeconds(30), Ct)).ShouldBeTrue();
         chain.Plugins.Find("b")!.Counters.Calls.ShouldBe(3);
     }
 

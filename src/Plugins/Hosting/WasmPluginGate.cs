@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Propeller.Application.Plugins;
@@ -19,8 +18,7 @@ public sealed class WasmPluginGate(PluginCatalog catalog, ILogger<WasmPluginGate
     private const string SelectBlocked = "proplet selection blocked by plugin";
     private const string DispatchBlocked = "dispatch blocked by plugin";
 
-    private readonly ConcurrentDictionary<long, Task> _notifications = new();
-    private long _nextNotification;
+    private readonly NotificationCalls _notifications = new();
     private volatile bool _draining;
 
     public PluginCatalog Catalog => catalog;
@@ -36,25 +34,9 @@ public sealed class WasmPluginGate(PluginCatalog catalog, ILogger<WasmPluginGate
             return GateOutcome.Allow;
         }
 
-        byte[]? request = null;
-        var decisions = new List<PluginDecision>(chain.Count);
-        foreach (var plugin in chain)
-        {
-            if (!plugin.Has(PluginHooks.Authorize))
-            {
-                continue;
-            }
-
-            request ??= PluginJson.ContextAndTask(context, task, withAction: true);
-            var (answer, decision) = await CallAllowAsync(plugin, PluginHookNames.Authorize, request, DeniedByPlugin, cancellationToken);
-            decisions.Add(decision);
-            if (answer is null)
-            {
-                return new GateOutcome(false, decision.Reason, decisions);
-            }
-        }
-
-        return new GateOutcome(true, null, decisions);
+        var (reason, decisions) = await RunAllowChainAsync(
+            chain, PluginHooks.Authorize, PluginHookNames.Authorize, () => PluginJson.ContextAndTask(context, task, withAction: true), DeniedByPlugin, _ => { }, cancellationToken);
+        return new GateOutcome(reason is null, reason, decisions);
     }
 
     public async ValueTask<EnrichOutcome> EnrichAsync(PluginAuthContext context, PluginTaskInfo task, CancellationToken cancellationToken)
@@ -132,37 +114,21 @@ public sealed class WasmPluginGate(PluginCatalog catalog, ILogger<WasmPluginGate
             return SelectOutcome.Allow;
         }
 
-        byte[]? request = null;
-        var decisions = new List<PluginDecision>(chain.Count);
         var tags = new List<string>();
         ulong minMemory = 0;
-        foreach (var plugin in chain)
-        {
-            if (!plugin.Has(PluginHooks.BeforePropletSelect))
+        var (reason, decisions) = await RunAllowChainAsync(
+            chain,
+            PluginHooks.BeforePropletSelect,
+            PluginHookNames.BeforePropletSelect,
+            () => PluginJson.ContextAndTask(context, task, withAction: false),
+            SelectBlocked,
+            answer =>
             {
-                continue;
-            }
-
-            request ??= PluginJson.ContextAndTask(context, task, withAction: false);
-            var (answer, decision) = await CallAllowAsync(plugin, PluginHookNames.BeforePropletSelect, request, SelectBlocked, cancellationToken);
-            decisions.Add(decision);
-            if (answer is null)
-            {
-                return new SelectOutcome(false, decision.Reason, tags, minMemory, decisions);
-            }
-
-            foreach (var tag in answer.RequiredTags)
-            {
-                if (!tags.Contains(tag, StringComparer.Ordinal))
-                {
-                    tags.Add(tag);
-                }
-            }
-
-            minMemory = Math.Max(minMemory, answer.MinMemoryBytes);
-        }
-
-        return new SelectOutcome(true, null, tags, minMemory, decisions);
+                tags.AddRange(answer.RequiredTags.Where(tag => !tags.Contains(tag, StringComparer.Ordinal)).Distinct(StringComparer.Ordinal));
+                minMemory = Math.Max(minMemory, answer.MinMemoryBytes);
+            },
+            cancellationToken);
+        return new SelectOutcome(reason is null, reason, tags, minMemory, decisions);
     }
 
     public async ValueTask<DispatchOutcome> BeforeDispatchAsync(PluginAuthContext context, PluginTaskInfo task, PluginPropletInfo proplet, CancellationToken cancellationToken)
@@ -173,31 +139,22 @@ public sealed class WasmPluginGate(PluginCatalog catalog, ILogger<WasmPluginGate
             return DispatchOutcome.Allow;
         }
 
-        byte[]? request = null;
-        var decisions = new List<PluginDecision>(chain.Count);
         var extraEnv = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (var plugin in chain)
-        {
-            if (!plugin.Has(PluginHooks.BeforeDispatch))
+        var (reason, decisions) = await RunAllowChainAsync(
+            chain,
+            PluginHooks.BeforeDispatch,
+            PluginHookNames.BeforeDispatch,
+            () => PluginJson.Dispatch(context, task, proplet),
+            DispatchBlocked,
+            answer =>
             {
-                continue;
-            }
-
-            request ??= PluginJson.Dispatch(context, task, proplet);
-            var (answer, decision) = await CallAllowAsync(plugin, PluginHookNames.BeforeDispatch, request, DispatchBlocked, cancellationToken);
-            decisions.Add(decision);
-            if (answer is null)
-            {
-                return new DispatchOutcome(false, decision.Reason, extraEnv, decisions);
-            }
-
-            foreach (var (key, value) in answer.ExtraEnv ?? new Dictionary<string, string>())
-            {
-                extraEnv[key] = value;
-            }
-        }
-
-        return new DispatchOutcome(true, null, extraEnv, decisions);
+                foreach (var (key, value) in answer.ExtraEnv ?? new Dictionary<string, string>())
+                {
+                    extraEnv[key] = value;
+                }
+            },
+            cancellationToken);
+        return new DispatchOutcome(reason is null, reason, extraEnv, decisions);
     }
 
     public void OnTaskStarted(PluginTaskInfo task)
@@ -219,17 +176,7 @@ public sealed class WasmPluginGate(PluginCatalog catalog, ILogger<WasmPluginGate
     public async Task DrainAsync(CancellationToken cancellationToken)
     {
         _draining = true;
-        var pending = _notifications.Values.ToArray();
-        if (pending.Length == 0)
-        {
-            return;
-        }
-
-        try
-        {
-            await Task.WhenAll(pending).WaitAsync(catalog.Options.DrainTimeout, cancellationToken);
-        }
-        catch (TimeoutException)
+        if (!await _notifications.DrainAsync(catalog.Options.DrainTimeout, cancellationToken))
         {
             PluginLog.DrainTimedOut(logger, _notifications.Count);
         }
@@ -256,29 +203,45 @@ public sealed class WasmPluginGate(PluginCatalog catalog, ILogger<WasmPluginGate
             }
 
             bytes ??= request();
-            var id = Interlocked.Increment(ref _nextNotification);
-            var payload = bytes;
-            var run = Task.Run(async () =>
-            {
-                try
-                {
-                    await CallAsync(plugin, hookName, payload, CancellationToken.None, returnsValue: false);
-                }
-                catch (PluginFailure)
-                {
-                    // Logged and counted by the plugin; notifications have no one to report to.
-                }
-                finally
-                {
-                    _notifications.TryRemove(id, out _);
-                }
-            });
-            _notifications.TryAdd(id, run);
-            if (run.IsCompleted)
-            {
-                _notifications.TryRemove(id, out _);
-            }
+            _notifications.Start(plugin, hookName, bytes);
         }
+    }
+
+    /// <summary>
+    /// An allow-bearing chain: plugins with <paramref name="hook"/> in order, the same request for all, the first deny
+    /// stops it. Returns the deny reason (null when every plugin allowed) and the decisions; <paramref name="merge"/>
+    /// sees each allowing answer.
+    /// </summary>
+    private static async ValueTask<(string? DenyReason, List<PluginDecision> Decisions)> RunAllowChainAsync(
+        IReadOnlyList<LoadedPlugin> chain,
+        PluginHooks hook,
+        string hookName,
+        Func<byte[]> request,
+        string defaultReason,
+        Action<AllowAnswer> merge,
+        CancellationToken cancellationToken)
+    {
+        byte[]? bytes = null;
+        var decisions = new List<PluginDecision>(chain.Count);
+        foreach (var plugin in chain)
+        {
+            if (!plugin.Has(hook))
+            {
+                continue;
+            }
+
+            bytes ??= request();
+            var (answer, decision) = await CallAllowAsync(plugin, hookName, bytes, defaultReason, cancellationToken);
+            decisions.Add(decision);
+            if (answer is null)
+            {
+                return (decision.Reason, decisions);
+            }
+
+            merge(answer);
+        }
+
+        return (null, decisions);
     }
 
     /// <summary>
@@ -310,11 +273,11 @@ public sealed class WasmPluginGate(PluginCatalog catalog, ILogger<WasmPluginGate
     }
 
     /// <summary>The raw call; plugin failures and malformed answers become <see cref="PluginFailure"/>.</summary>
-    private static async ValueTask<byte[]?> CallAsync(LoadedPlugin plugin, string hook, byte[] request, CancellationToken cancellationToken, bool returnsValue = true)
+    private static async ValueTask<byte[]?> CallAsync(LoadedPlugin plugin, string hook, byte[] request, CancellationToken cancellationToken)
     {
         try
         {
-            return await plugin.CallAsync(hook, request, returnsValue, cancellationToken);
+            return await plugin.CallAsync(hook, request, returnsValue: true, cancellationToken);
         }
         catch (PluginCallException e)
         {

@@ -17,8 +17,7 @@ public sealed class PropletPluginChain : IDisposable
     public const string DirectoryVariable = "PROPLET_PLUGIN_DIR";
 
     private readonly PluginRuntime _runtime;
-    private readonly ConcurrentDictionary<long, Task> _notifications = new();
-    private long _next;
+    private readonly NotificationCalls _notifications = new();
 
     private PropletPluginChain(PluginRuntime runtime, PluginSet set)
     {
@@ -150,8 +149,8 @@ public sealed class PropletPluginChain : IDisposable
             w.WriteEndObject();
         }));
 
-    /// <summary>Waits for outstanding notifications.</summary>
-    public Task DrainAsync(CancellationToken cancellationToken) => Task.WhenAll(_notifications.Values.ToArray()).WaitAsync(cancellationToken);
+    /// <summary>Waits for outstanding notifications; false when <paramref name="timeout"/> passed first.</summary>
+    public Task<bool> DrainAsync(TimeSpan timeout, CancellationToken cancellationToken) => _notifications.DrainAsync(timeout, cancellationToken);
 
     /// <summary><c>{"task":{"id","name","image_url","cli_args","env","daemon","encrypted"}}</c>: every field present, as in the WIT record.</summary>
     internal static byte[] Request(PropletTaskInfo task) => PluginJson.Write(w =>
@@ -180,28 +179,7 @@ public sealed class PropletPluginChain : IDisposable
             }
 
             bytes ??= request();
-            var payload = bytes;
-            var id = Interlocked.Increment(ref _next);
-            var run = Task.Run(async () =>
-            {
-                try
-                {
-                    await plugin.CallAsync(hookName, payload, false, CancellationToken.None);
-                }
-                catch (PluginCallException)
-                {
-                    // Logged and counted by the plugin.
-                }
-                finally
-                {
-                    _notifications.TryRemove(id, out _);
-                }
-            });
-            _notifications.TryAdd(id, run);
-            if (run.IsCompleted)
-            {
-                _notifications.TryRemove(id, out _);
-            }
+            _notifications.Start(plugin, hookName, bytes);
         }
     }
 

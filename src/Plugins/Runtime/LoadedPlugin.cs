@@ -197,6 +197,12 @@ public sealed class LoadedPlugin : IDisposable
                 if (healthy && pooled && !_retired)
                 {
                     _idle.Enqueue(instance);
+
+                    // A reload may have retired the plugin between the check and the enqueue: do not keep it idle then.
+                    if (_retired && _idle.TryDequeue(out var late))
+                    {
+                        late.Dispose();
+                    }
                 }
                 else
                 {

@@ -74,6 +74,11 @@ public sealed record PluginManifest
             JobMemoryMb = (int)Positive(l.JobMemoryMb, defaults.JobMemoryMb, "limits.job_memory_mb"),
             JobTimeout = l.JobTimeoutMs is { } jms ? TimeSpan.FromMilliseconds(Positive(jms, 0, "limits.job_timeout_ms")) : defaults.JobTimeout,
         };
+        if (limits.Timeout > TimeSpan.FromDays(1) || limits.JobTimeout > TimeSpan.FromDays(1))
+        {
+            throw new FormatException($"manifest {name}: timeouts are at most one day");
+        }
+
         if (limits.MemoryMb > 2047 || limits.JobMemoryMb > 2047)
         {
             throw new FormatException($"manifest {name}: memory limits are at most 2047 MiB");
