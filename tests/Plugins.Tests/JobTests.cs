@@ -242,6 +242,46 @@ public sealed class JobTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Delay_KeepsTheJobWaiting_InactivePluginsJobsAreDropped()
+    {
+        _dir.Add("p", Enqueuer("""{"delay":3600}""", Wat.Answer("handle_job", "{}")), Queue);
+        var id = Guid.Parse(await EnqueueAsync());
+        var worker = Worker();
+        (await worker.PollOnceAsync(Ct)).ShouldBe(0);
+        (await _store.GetAsync(id, Ct))!.State.ShouldBe("pending");
+
+        await TestDatabase.ScalarAsync<object>($"update {Schema}.plugin_jobs set run_at = now() where id = $1", id);
+        await File.WriteAllTextAsync(Path.Combine(_dir.Path, "p.json"), """{"capabilities":["queue"],"active":false}""", Ct);
+        _dir.Catalog().Reload();
+        await RunUntilQuietAsync(worker);
+        var job = (await _store.GetAsync(id, Ct))!;
+        job.State.ShouldBe("dropped");
+        job.Attempts.ShouldBe(0);
+    }
+
+    [Fact]
+    public async Task AJobWhoseWorkerDied_IsClaimedAgainWhenItsLeaseExpires()
+    {
+        _dir.Add("p", Enqueuer(extra: Wat.Answer("handle_job", "{}")), Queue);
+        var id = Guid.Parse(await EnqueueAsync());
+        (await _store.ClaimAsync("p", 10, TimeSpan.FromHours(1), Ct)).Single().Id.ShouldBe(id);
+        (await _store.ClaimAsync("p", 10, TimeSpan.FromHours(1), Ct)).ShouldBeEmpty();
+        await TestDatabase.ScalarAsync<object>($"update {Schema}.plugin_jobs set locked_until = now() - interval '1 second' where id = $1", id);
+        await RunUntilQuietAsync(Worker());
+        var job = (await _store.GetAsync(id, Ct))!;
+        job.State.ShouldBe("done");
+        job.Attempts.ShouldBe(2);
+    }
+
+    [Fact]
+    public void Backoff_DoublesUpToTheCap()
+    {
+        var options = new PluginJobOptions { ConnectionString = "x", RetryBaseDelay = TimeSpan.FromSeconds(1), MaxRetryDelay = TimeSpan.FromSeconds(5) };
+        var worker = new PluginJobWorker(_dir.Catalog(), _store, _queue, options, new ListLogger<PluginJobWorker>());
+        Enumerable.Range(1, 5).Select(worker.Backoff).ShouldBe([TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(2), TimeSpan.FromSeconds(4), TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(5)]);
+    }
+
+    [Fact]
     public async Task Enqueue_WithoutAJobStore_IsENOSYS()
     {
         _dir.Add("p", Enqueuer(), Queue);

@@ -216,7 +216,7 @@ public sealed class LoadedPlugin : IDisposable
     internal void RecordMalformed(string hook, string message)
     {
         Counters.Failure();
-        _runtime.Metrics.Call(Name, hook, TimeSpan.Zero, PluginFailureKind.Malformed);
+        _runtime.Metrics.Failure(Name, hook, PluginFailureKind.Malformed);
         PluginLog.CallFailed(_runtime.Logger, Name, hook, PluginFailureKind.Malformed, message);
     }
 

@@ -44,10 +44,13 @@ public sealed class PluginMetrics : IDisposable
         _duration.Record(duration.TotalSeconds, tags);
         if (failure is { } kind)
         {
-            tags.Add("failure", FailureTag(kind));
-            _failures.Add(1, tags);
+            Failure(plugin, hook, kind);
         }
     }
+
+    /// <summary>A failure found after the call returned (a malformed answer): counted without counting the call again.</summary>
+    internal void Failure(string plugin, string hook, PluginFailureKind kind) =>
+        _failures.Add(1, new TagList { { "plugin", plugin }, { "hook", hook }, { "failure", FailureTag(kind) } });
 
     internal void Deny(string plugin, string hook) => _denies.Add(1, new TagList { { "plugin", plugin }, { "hook", hook } });
 
