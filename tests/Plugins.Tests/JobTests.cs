@@ -223,7 +223,7 @@ public sealed class JobTests : IAsyncLifetime
                   (loop $l (local.set $i (i32.sub (local.get $i) (i32.const 1))) (br_if $l (local.get $i)))
                   (i64.const 0))
                 """),
-            """{"capabilities":["queue"],"limits":{"job_fuel":1000000000}}""");
+            """{"capabilities":["queue","high_resource_jobs"],"limits":{"job_fuel":1000000000}}""");
         var ids = new List<Guid>();
         for (var i = 0; i < 5; i++)
         {

@@ -68,6 +68,20 @@ public sealed class LoadingTests : IDisposable
     }
 
     [Fact]
+    public void JobLimits_AboveTheDefaults_NeedHighResourceJobs()
+    {
+        const string Limits = "\"limits\":{\"job_fuel\":99000000000,\"job_memory_mb\":512,\"job_timeout_ms\":600000,\"fuel\":99}";
+        _dir.Add("capped", Wat.Plugin(""), "{" + Limits + "}")
+            .Add("granted", Wat.Plugin(""), """{"capabilities":["high_resource_jobs"],""" + Limits + "}");
+        var set = _dir.Catalog().Current;
+        set.Find("capped")!.Limits.ShouldBe(PluginLimits.Default with { Fuel = 99 });
+        var granted = set.Find("granted")!.Limits;
+        granted.JobFuel.ShouldBe(99_000_000_000);
+        granted.JobMemoryMb.ShouldBe(512);
+        granted.JobTimeout.ShouldBe(TimeSpan.FromMinutes(10));
+    }
+
+    [Fact]
     public async Task Reload_SwapsTheSet_WithoutDroppingCallsInFlight()
     {
         _dir.Add("slow", Wat.Plugin("""

@@ -12,6 +12,9 @@ public sealed record PluginManifest
 {
     public const string QueueCapability = "queue";
 
+    /// <summary>Lets the manifest raise the job limits above the host defaults (seed 004: granted explicitly).</summary>
+    public const string HighResourceJobsCapability = "high_resource_jobs";
+
     public static PluginManifest Empty { get; } = new();
 
     public string? Version { get; init; }
@@ -58,7 +61,7 @@ public sealed record PluginManifest
     {
         foreach (var capability in file.Capabilities ?? [])
         {
-            if (capability != QueueCapability)
+            if (capability is not (QueueCapability or HighResourceJobsCapability))
             {
                 throw new FormatException($"manifest {name}: unknown capability \"{capability}\"");
             }
@@ -74,6 +77,17 @@ public sealed record PluginManifest
             JobMemoryMb = (int)Positive(l.JobMemoryMb, defaults.JobMemoryMb, "limits.job_memory_mb"),
             JobTimeout = l.JobTimeoutMs is { } jms ? TimeSpan.FromMilliseconds(Positive(jms, 0, "limits.job_timeout_ms")) : defaults.JobTimeout,
         };
+        if (!(file.Capabilities ?? []).Contains(HighResourceJobsCapability, StringComparer.Ordinal))
+        {
+            // Without high_resource_jobs the job limits can only be lowered.
+            limits = limits with
+            {
+                JobFuel = Math.Min(limits.JobFuel, defaults.JobFuel),
+                JobMemoryMb = Math.Min(limits.JobMemoryMb, defaults.JobMemoryMb),
+                JobTimeout = limits.JobTimeout < defaults.JobTimeout ? limits.JobTimeout : defaults.JobTimeout,
+            };
+        }
+
         if (limits.Timeout > TimeSpan.FromDays(1) || limits.JobTimeout > TimeSpan.FromDays(1))
         {
             throw new FormatException($"manifest {name}: timeouts are at most one day");
