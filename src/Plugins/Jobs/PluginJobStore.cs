@@ -14,6 +14,7 @@ public sealed partial class PluginJobStore : IAsyncDisposable
     public const string QueueName = "plugins";
 
     private readonly NpgsqlDataSource _dataSource;
+    private readonly NpgsqlDataSource _insertSource;
     private readonly string _jobs;
     private readonly string _history;
     private readonly string _schema;
@@ -30,6 +31,8 @@ public sealed partial class PluginJobStore : IAsyncDisposable
         _jobs = $"\"{_schema}\".plugin_jobs";
         _history = $"\"{_schema}\".plugin_job_history";
         _dataSource = NpgsqlDataSource.Create(options.ConnectionString);
+        var insert = new NpgsqlConnectionStringBuilder(options.ConnectionString) { CommandTimeout = 5, Timeout = 5 };
+        _insertSource = NpgsqlDataSource.Create(insert.ConnectionString);
     }
 
     public async Task MigrateAsync(CancellationToken cancellationToken)
@@ -90,7 +93,8 @@ public sealed partial class PluginJobStore : IAsyncDisposable
     /// </summary>
     internal Guid? Insert(NewPluginJob job)
     {
-        using var connection = _dataSource.OpenConnection();
+        // This runs on the plugin's guest thread, outside the reach of its interrupt: keep the wait short.
+        using var connection = _insertSource.OpenConnection();
         using var transaction = connection.BeginTransaction();
         if (job.UniqueKey is not null)
         {
@@ -275,7 +279,11 @@ public sealed partial class PluginJobStore : IAsyncDisposable
         reader.GetString(9),
         reader.IsDBNull(10) ? null : reader.GetString(10));
 
-    public ValueTask DisposeAsync() => _dataSource.DisposeAsync();
+    public async ValueTask DisposeAsync()
+    {
+        await _insertSource.DisposeAsync();
+        await _dataSource.DisposeAsync();
+    }
 
     [GeneratedRegex("^[a-z_][a-z0-9_]*$")]
     private static partial Regex SchemaName();
