@@ -82,6 +82,49 @@ public sealed class HostingTests : IDisposable
     }
 
     [Fact]
+    public async Task WithJobs_TheHostMigratesAndTheWorkerRunsAJobAPluginEnqueued()
+    {
+        const string Schema = "plugins_hosting_tests";
+        await TestDatabase.ResetAsync(Schema);
+        var opts = """{"idempotency_key":"once"}"""u8.ToArray();
+        _dir.Add(
+            "j",
+            Wat.Plugin(
+                $$"""
+                (data (i32.const 3000) "ping")
+                (data (i32.const 3200) "{{Wat.Escape(opts)}}")
+                (data (i32.const 4000) "{\"allow\":true}")
+                (func (export "authorize") (param i32 i32) (result i64)
+                  (drop (call $enqueue (i32.const 3000) (i32.const 4) (i32.const 0) (i32.const 0) (i32.const 3200) (i32.const {{opts.Length}}) (i32.const 0) (i32.const 0)))
+                  (i64.const {{Wat.Packed(4000, 14)}}))
+                {{Wat.Answer("handle_job", "{}")}}
+                """,
+                imports: """(import "queue" "enqueue" (func $enqueue (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))"""),
+            """{"capabilities":["queue"]}""");
+        var options = new PluginHostOptions
+        {
+            Directory = _dir.Path,
+            Jobs = new PluginJobOptions { ConnectionString = TestDatabase.ConnectionString, Schema = Schema, PollInterval = TimeSpan.FromMilliseconds(20) },
+        };
+        var (app, client) = await StartAsync(options);
+        await using (app)
+        {
+            client.Dispose();
+            var gate = app.Services.GetRequiredService<IPluginGate>();
+            (await gate.AuthorizeAsync(new("u", PluginAction.Create), new PluginTaskInfo { Id = "", Name = "n" }, Ct)).Allowed.ShouldBeTrue();
+            var state = "";
+            for (var i = 0; i < 500 && state != "done"; i++)
+            {
+                state = await TestDatabase.ScalarAsync<string>($"select state from {Schema}.plugin_jobs where idempotency_key = 'once'") ?? "";
+                await Task.Delay(20, Ct);
+            }
+
+            state.ShouldBe("done");
+            (await TestDatabase.ScalarAsync<string>($"select type from {Schema}.plugin_jobs where idempotency_key = 'once'")).ShouldBe("plugin:j:ping");
+        }
+    }
+
+    [Fact]
     public async Task NotADirectory_FailsTheStart()
     {
         var file = Path.Combine(_dir.Path, "file");
