@@ -1,0 +1,186 @@
+using System.Text.Json;
+
+namespace Propeller.Plugins.Abi;
+
+/// <summary>An allow-bearing answer: authorize, on_before_proplet_select and on_before_dispatch (and proplet authorize).</summary>
+internal sealed record AllowAnswer(bool Allow, string? Reason, IReadOnlyList<string> RequiredTags, ulong MinMemoryBytes, IReadOnlyDictionary<string, string>? ExtraEnv);
+
+/// <summary>An <c>enrich_task</c> (or proplet <c>enrich</c>) answer; null members were absent.</summary>
+internal sealed record EnrichAnswer(IReadOnlyDictionary<string, string>? Env, int? Priority, IReadOnlyList<string>? Inputs, string? ImageUrl);
+
+/// <summary>
+/// Reads plugin answers like the original's Go decoder: unknown keys ignored, a missing <c>allow</c> is false, a
+/// zero-length answer or JSON <c>null</c> is the zero value (so it denies). A value of the wrong type or bytes that are
+/// not JSON are malformed: <see cref="FormatException"/> with the reason.
+/// </summary>
+internal static class PluginResponses
+{
+    private static readonly AllowAnswer Deny = new(false, null, [], 0, null);
+
+    public static AllowAnswer Allow(byte[]? bytes)
+    {
+        using var document = Parse(bytes);
+        if (document is null || document.RootElement.ValueKind == JsonValueKind.Null)
+        {
+            return Deny;
+        }
+
+        var root = Object(document.RootElement);
+        var allow = false;
+        string? reason = null;
+        List<string> tags = [];
+        ulong minMemory = 0;
+        Dictionary<string, string>? extraEnv = null;
+        foreach (var property in root.EnumerateObject())
+        {
+            var value = property.Value;
+            if (value.ValueKind == JsonValueKind.Null)
+            {
+                continue;
+            }
+
+            switch (property.Name)
+            {
+                case "allow":
+                    allow = value.ValueKind switch
+                    {
+                        JsonValueKind.True => true,
+                        JsonValueKind.False => false,
+                        _ => throw new FormatException($"\"allow\" must be a boolean, got {value.ValueKind}"),
+                    };
+                    break;
+                case "reason":
+                    reason = String(value, "reason");
+                    break;
+                case "required_tags":
+                    tags = Strings(value, "required_tags");
+                    break;
+                case "min_memory_bytes":
+                    minMemory = value.ValueKind == JsonValueKind.Number && value.TryGetUInt64(out var bytesValue)
+                        ? bytesValue
+                        : throw new FormatException("\"min_memory_bytes\" must be an unsigned integer");
+                    break;
+                case "extra_env":
+                    extraEnv = Map(value, "extra_env");
+                    break;
+            }
+        }
+
+        return new AllowAnswer(allow, string.IsNullOrEmpty(reason) ? null : reason, tags, minMemory, extraEnv);
+    }
+
+    public static EnrichAnswer Enrich(byte[]? bytes)
+    {
+        using var document = Parse(bytes);
+        if (document is null || document.RootElement.ValueKind == JsonValueKind.Null)
+        {
+            return new EnrichAnswer(null, null, null, null);
+        }
+
+        var root = Object(document.RootElement);
+        Dictionary<string, string>? env = null;
+        int? priority = null;
+        List<string>? inputs = null;
+        string? imageUrl = null;
+        foreach (var property in root.EnumerateObject())
+        {
+            var value = property.Value;
+            if (value.ValueKind == JsonValueKind.Null)
+            {
+                continue;
+            }
+
+            switch (property.Name)
+            {
+                case "env":
+                    env = Map(value, "env");
+                    break;
+                case "priority":
+                    priority = value.ValueKind == JsonValueKind.Number && value.TryGetInt32(out var p)
+                        ? p
+                        : throw new FormatException("\"priority\" must be an integer");
+                    break;
+                case "inputs":
+                    inputs = Strings(value, "inputs");
+                    break;
+                case "image_url":
+                    imageUrl = String(value, "image_url");
+                    break;
+            }
+        }
+
+        return new EnrichAnswer(env, priority, inputs, imageUrl);
+    }
+
+    /// <summary>A job's answer: success unless it has a non-empty <c>"error"</c> string.</summary>
+    public static string? JobError(byte[]? bytes)
+    {
+        using var document = Parse(bytes);
+        if (document is null || document.RootElement.ValueKind == JsonValueKind.Null)
+        {
+            return null;
+        }
+
+        var root = Object(document.RootElement);
+        return root.TryGetProperty("error", out var error) && error.ValueKind != JsonValueKind.Null && String(error, "error") is { Length: > 0 } text
+            ? text
+            : null;
+    }
+
+    private static JsonDocument? Parse(byte[]? bytes)
+    {
+        if (bytes is null || bytes.Length == 0)
+        {
+            return null;
+        }
+
+        try
+        {
+            return JsonDocument.Parse(bytes);
+        }
+        catch (JsonException e)
+        {
+            throw new FormatException($"malformed JSON answer: {e.Message}", e);
+        }
+    }
+
+    private static JsonElement Object(JsonElement element) => element.ValueKind == JsonValueKind.Object
+        ? element
+        : throw new FormatException($"expected a JSON object, got {element.ValueKind}");
+
+    private static string String(JsonElement value, string name) => value.ValueKind == JsonValueKind.String
+        ? value.GetString()!
+        : throw new FormatException($"\"{name}\" must be a string, got {value.ValueKind}");
+
+    private static List<string> Strings(JsonElement value, string name)
+    {
+        if (value.ValueKind != JsonValueKind.Array)
+        {
+            throw new FormatException($"\"{name}\" must be an array of strings, got {value.ValueKind}");
+        }
+
+        var list = new List<string>(value.GetArrayLength());
+        foreach (var item in value.EnumerateArray())
+        {
+            list.Add(String(item, name));
+        }
+
+        return list;
+    }
+
+    private static Dictionary<string, string> Map(JsonElement value, string name)
+    {
+        if (value.ValueKind != JsonValueKind.Object)
+        {
+            throw new FormatException($"\"{name}\" must be an object of strings, got {value.ValueKind}");
+        }
+
+        var map = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var property in value.EnumerateObject())
+        {
+            map[property.Name] = String(property.Value, name + "." + property.Name);
+        }
+
+        return map;
+    }
+}

@@ -1,0 +1,94 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Propeller.Plugins.Runtime;
+
+namespace Propeller.Plugins.Hosting;
+
+/// <summary><c>GET /plugins</c> and <c>POST /plugins/reload</c> (issue 8).</summary>
+public static class PluginEndpoints
+{
+    public static IEndpointRouteBuilder MapPluginEndpoints(this IEndpointRouteBuilder endpoints)
+    {
+        ArgumentNullException.ThrowIfNull(endpoints);
+        endpoints.MapGet("/plugins", (PluginCatalog catalog) => Results.Json(Describe(catalog, catalog.Current)));
+        endpoints.MapPost("/plugins/reload", (PluginCatalog catalog) =>
+        {
+            try
+            {
+                return Results.Json(Describe(catalog, catalog.Reload()));
+            }
+            catch (PluginDirectoryException e)
+            {
+                return Results.Json(new Dictionary<string, string> { ["error"] = e.Message }, statusCode: StatusCodes.Status500InternalServerError);
+            }
+        });
+        return endpoints;
+    }
+
+    /// <summary>The body of <c>GET /plugins</c>.</summary>
+    public static PluginListing Describe(PluginCatalog catalog, PluginSet set)
+    {
+        ArgumentNullException.ThrowIfNull(catalog);
+        ArgumentNullException.ThrowIfNull(set);
+        return new PluginListing(
+            catalog.Options.Directory ?? "",
+            catalog.LoadedAt,
+            [.. set.All.Select((p, i) => new PluginDescription(
+                p.Name,
+                Path.GetFileName(p.File),
+                i,
+                p.Manifest.Version,
+                p.Hash,
+                p.Active,
+                PluginHookNames.Names(p.Hooks),
+                new PluginLimitsDescription(
+                    p.Limits.Fuel, p.Limits.MemoryMb, (long)p.Limits.Timeout.TotalMilliseconds,
+                    p.Limits.JobFuel, p.Limits.JobMemoryMb, (long)p.Limits.JobTimeout.TotalMilliseconds),
+                p.Manifest.Capabilities,
+                new PluginCountersDescription(
+                    p.Counters.Calls, p.Counters.Denies, p.Counters.Failures, p.Counters.JobsEnqueued,
+                    p.Counters.JobsRejected, p.Counters.JobsSucceeded, p.Counters.JobsFailed)))],
+            [.. set.Skipped.Select(s => new PluginSkipped(s.Plugin, Path.GetFileName(s.File), s.Error))]);
+    }
+}
+
+public sealed record PluginListing(
+    [property: System.Text.Json.Serialization.JsonPropertyName("directory")] string Directory,
+    [property: System.Text.Json.Serialization.JsonPropertyName("loaded_at")] DateTimeOffset? LoadedAt,
+    [property: System.Text.Json.Serialization.JsonPropertyName("plugins")] IReadOnlyList<PluginDescription> Plugins,
+    [property: System.Text.Json.Serialization.JsonPropertyName("skipped")] IReadOnlyList<PluginSkipped> Skipped);
+
+public sealed record PluginDescription(
+    [property: System.Text.Json.Serialization.JsonPropertyName("name")] string Name,
+    [property: System.Text.Json.Serialization.JsonPropertyName("file")] string File,
+    [property: System.Text.Json.Serialization.JsonPropertyName("order")] int Order,
+    [property: System.Text.Json.Serialization.JsonPropertyName("version")] string? Version,
+    [property: System.Text.Json.Serialization.JsonPropertyName("sha256")] string Sha256,
+    [property: System.Text.Json.Serialization.JsonPropertyName("active")] bool Active,
+    [property: System.Text.Json.Serialization.JsonPropertyName("hooks")] IReadOnlyList<string> Hooks,
+    [property: System.Text.Json.Serialization.JsonPropertyName("limits")] PluginLimitsDescription Limits,
+    [property: System.Text.Json.Serialization.JsonPropertyName("capabilities")] IReadOnlyList<string> Capabilities,
+    [property: System.Text.Json.Serialization.JsonPropertyName("counters")] PluginCountersDescription Counters);
+
+public sealed record PluginLimitsDescription(
+    [property: System.Text.Json.Serialization.JsonPropertyName("fuel")] long Fuel,
+    [property: System.Text.Json.Serialization.JsonPropertyName("memory_mb")] int MemoryMb,
+    [property: System.Text.Json.Serialization.JsonPropertyName("timeout_ms")] long TimeoutMs,
+    [property: System.Text.Json.Serialization.JsonPropertyName("job_fuel")] long JobFuel,
+    [property: System.Text.Json.Serialization.JsonPropertyName("job_memory_mb")] int JobMemoryMb,
+    [property: System.Text.Json.Serialization.JsonPropertyName("job_timeout_ms")] long JobTimeoutMs);
+
+public sealed record PluginCountersDescription(
+    [property: System.Text.Json.Serialization.JsonPropertyName("calls")] long Calls,
+    [property: System.Text.Json.Serialization.JsonPropertyName("denies")] long Denies,
+    [property: System.Text.Json.Serialization.JsonPropertyName("failures")] long Failures,
+    [property: System.Text.Json.Serialization.JsonPropertyName("jobs_enqueued")] long JobsEnqueued,
+    [property: System.Text.Json.Serialization.JsonPropertyName("jobs_rejected")] long JobsRejected,
+    [property: System.Text.Json.Serialization.JsonPropertyName("jobs_succeeded")] long JobsSucceeded,
+    [property: System.Text.Json.Serialization.JsonPropertyName("jobs_failed")] long JobsFailed);
+
+public sealed record PluginSkipped(
+    [property: System.Text.Json.Serialization.JsonPropertyName("name")] string Name,
+    [property: System.Text.Json.Serialization.JsonPropertyName("file")] string File,
+    [property: System.Text.Json.Serialization.JsonPropertyName("error")] string Error);

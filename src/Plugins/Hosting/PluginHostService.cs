@@ -1,0 +1,26 @@
+using Microsoft.Extensions.Hosting;
+using Propeller.Plugins.Jobs;
+
+namespace Propeller.Plugins.Hosting;
+
+/// <summary>
+/// Loads the plugins when the host starts (a directory that is not a directory fails the start, spec §7.1), migrates
+/// the job tables when the bridge is on, and on shutdown waits for outstanding notifications.
+/// </summary>
+internal sealed class PluginHostService(PluginCatalog catalog, WasmPluginGate gate, PluginJobStore? jobs = null) : IHostedService
+{
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        if (jobs is not null)
+        {
+            await jobs.MigrateAsync(cancellationToken);
+        }
+
+        if (catalog.LoadedAt is null)
+        {
+            catalog.Reload();
+        }
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => gate.DrainAsync(cancellationToken);
+}

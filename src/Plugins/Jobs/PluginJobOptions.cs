@@ -1,0 +1,36 @@
+namespace Propeller.Plugins.Jobs;
+
+/// <summary>The plugin job bridge: where jobs are kept and how the worker runs them.</summary>
+public sealed class PluginJobOptions
+{
+    public const string DefaultSchema = "propeller_plugins";
+
+    /// <summary>PostgreSQL connection string (Npgsql format).</summary>
+    public required string ConnectionString { get; set; }
+
+    /// <summary>Schema of the job tables; created by <see cref="PluginJobStore.MigrateAsync"/> if missing.</summary>
+    public string Schema { get; set; } = DefaultSchema;
+
+    /// <summary>Enqueues allowed per plugin per minute unless its manifest says otherwise.</summary>
+    public int DefaultRatePerMinute { get; set; } = 60;
+
+    /// <summary>Jobs of one plugin running at once in this process unless its manifest says otherwise.</summary>
+    public int DefaultConcurrency { get; set; } = 2;
+
+    /// <summary>Retries when the plugin asks for none.</summary>
+    public int DefaultMaxRetry { get; set; } = 3;
+
+    /// <summary>The most retries a plugin may ask for (larger values are capped).</summary>
+    public int MaxRetryCap { get; set; } = 10;
+
+    /// <summary>Backoff before retry n is <c>RetryBaseDelay * 2^(n-1)</c>, at most <see cref="MaxRetryDelay"/>.</summary>
+    public TimeSpan RetryBaseDelay { get; set; } = TimeSpan.FromSeconds(1);
+
+    public TimeSpan MaxRetryDelay { get; set; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>How often the worker looks for due jobs when it found none.</summary>
+    public TimeSpan PollInterval { get; set; } = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>Run the job worker in this process (a hosted service).</summary>
+    public bool RunWorker { get; set; } = true;
+}

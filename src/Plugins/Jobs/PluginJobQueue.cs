@@ -1,0 +1,165 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using Npgsql;
+using Propeller.Plugins.Runtime;
+
+namespace Propeller.Plugins.Jobs;
+
+/// <summary>
+/// The <c>queue.enqueue</c> side of the job bridge (seed 004): validates the request, applies the plugin's rate limit,
+/// rewrites the type to <c>plugin:{name}:{type}</c> on the <c>plugins</c> queue and stores the job durably.
+/// Options are whitelisted: <c>delay</c> and <c>unique_for</c> (seconds), <c>max_retry</c> (capped) and
+/// <c>idempotency_key</c>; any other key (a queue, say) is EINVAL.
+/// </summary>
+public sealed class PluginJobQueue : IPluginJobSink
+{
+    private readonly PluginJobStore _store;
+    private readonly PluginJobOptions _options;
+    private readonly PluginRateLimiter _limiter;
+
+    public PluginJobQueue(PluginJobStore store, PluginJobOptions options, TimeProvider time)
+    {
+        _store = store;
+        _options = options;
+        _limiter = new PluginRateLimiter(time);
+    }
+
+    /// <summary>Raised after a job was stored, so a worker in this process can look at once.</summary>
+    public event EventHandler? Enqueued;
+
+    public int Enqueue(LoadedPlugin plugin, string? hook, string taskType, ReadOnlySpan<byte> payload, ReadOnlySpan<byte> options, out Guid jobId)
+    {
+        ArgumentNullException.ThrowIfNull(plugin);
+        jobId = default;
+        if (!plugin.Manifest.Has(PluginManifest.QueueCapability))
+        {
+            return PluginErrno.Permission;
+        }
+
+        if (taskType.Length is 0 or > 128 || taskType.Any(c => !(char.IsAsciiLetterOrDigit(c) || c is '_' or '-' or '.' or ':')))
+        {
+            return PluginErrno.Invalid;
+        }
+
+        string? payloadText = null;
+        if (payload.Length > 0)
+        {
+            if (payload.Length > 1 << 20 || !IsJson(payload))
+            {
+                return PluginErrno.Invalid;
+            }
+
+            payloadText = Encoding.UTF8.GetString(payload);
+        }
+
+        var cap = Math.Min(_options.MaxRetryCap, plugin.Manifest.MaxRetry ?? int.MaxValue);
+        if (!TryReadOptions(options, out var delay, out var uniqueFor, out var maxRetry, out var idempotencyKey))
+        {
+            return PluginErrno.Invalid;
+        }
+
+        if (!_limiter.TryAcquire(plugin.Name, plugin.Manifest.RatePerMinute ?? _options.DefaultRatePerMinute))
+        {
+            return PluginErrno.RateLimit;
+        }
+
+        var type = $"plugin:{plugin.Name}:{taskType}";
+        var uniqueKey = uniqueFor is null
+            ? null
+            : Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(type + "\n" + payloadText)));
+        var job = new NewPluginJob(
+            Guid.CreateVersion7(),
+            plugin.Name,
+            plugin.Hash,
+            type,
+            taskType,
+            payloadText,
+            hook,
+            idempotencyKey,
+            uniqueKey,
+            uniqueFor,
+            Math.Clamp(maxRetry ?? _options.DefaultMaxRetry, 0, cap),
+            delay ?? 0);
+        Guid? stored;
+        try
+        {
+            stored = _store.Insert(job);
+        }
+        catch (Exception e) when (e is NpgsqlException or InvalidOperationException or TimeoutException)
+        {
+            return PluginErrno.IO;
+        }
+
+        if (stored is not { } id)
+        {
+            return PluginErrno.Exists;
+        }
+
+        jobId = id;
+        Enqueued?.Invoke(this, EventArgs.Empty);
+        return PluginErrno.Success;
+    }
+
+    private static bool IsJson(ReadOnlySpan<byte> bytes)
+    {
+        var reader = new Utf8JsonReader(bytes);
+        try
+        {
+            return reader.Read() && reader.TrySkip() && !reader.Read();
+        }
+        catch (JsonException)
+        {
+            return false;
+        }
+    }
+
+    private static bool TryReadOptions(ReadOnlySpan<byte> bytes, out double? delay, out double? uniqueFor, out int? maxRetry, out string? idempotencyKey)
+    {
+        delay = null;
+        uniqueFor = null;
+        maxRetry = null;
+        idempotencyKey = null;
+        if (bytes.Length == 0)
+        {
+            return true;
+        }
+
+        try
+        {
+            using var document = JsonDocument.Parse(bytes.ToArray());
+            if (document.RootElement.ValueKind != JsonValueKind.Object)
+            {
+                return false;
+            }
+
+            foreach (var property in document.RootElement.EnumerateObject())
+            {
+                var value = property.Value;
+                switch (property.Name)
+                {
+                    case "delay" when value.ValueKind == JsonValueKind.Number && value.GetDouble() is >= 0 and <= 31_536_000:
+                        delay = value.GetDouble();
+                        break;
+                    case "unique_for" when value.ValueKind == JsonValueKind.Number && value.GetDouble() is > 0 and <= 31_536_000:
+                        uniqueFor = value.GetDouble();
+                        break;
+                    case "max_retry" when value.ValueKind == JsonValueKind.Number && value.TryGetInt32(out var retries) && retries >= 0:
+                        maxRetry = retries;
+                        break;
+                    case "idempotency_key" when value.ValueKind == JsonValueKind.String && value.GetString() is { Length: > 0 and <= 256 } key:
+                        idempotencyKey = key;
+                        break;
+                    default:
+                        return false;
+                }
+            }
+
+            return true;
+        }
+        catch (JsonException)
+        {
+            return false;
+        }
+    }
+}

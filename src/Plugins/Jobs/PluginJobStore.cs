@@ -1,0 +1,305 @@
+using System.Text.RegularExpressions;
+using Npgsql;
+using NpgsqlTypes;
+
+namespace Propeller.Plugins.Jobs;
+
+/// <summary>
+/// The job bridge's tables in their own schema (created by <see cref="MigrateAsync"/>, idempotent): <c>plugin_jobs</c>
+/// (one row per job, its state and retry bookkeeping) and <c>plugin_job_history</c> (the audit trail). Times come from
+/// the database clock, so every replica agrees on what is due.
+/// </summary>
+public sealed partial class PluginJobStore : IAsyncDisposable
+{
+    public const string QueueName = "plugins";
+
+    private readonly NpgsqlDataSource _dataSource;
+    private readonly NpgsqlDataSource _insertSource;
+    private readonly string _jobs;
+    private readonly string _history;
+    private readonly string _schema;
+
+    public PluginJobStore(PluginJobOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (!SchemaName().IsMatch(options.Schema))
+        {
+            throw new ArgumentException($"schema name {options.Schema} must match [a-z_][a-z0-9_]*", nameof(options));
+        }
+
+        _schema = options.Schema;
+        _jobs = $"\"{_schema}\".plugin_jobs";
+        _history = $"\"{_schema}\".plugin_job_history";
+        _dataSource = NpgsqlDataSource.Create(options.ConnectionString);
+        var insert = new NpgsqlConnectionStringBuilder(options.ConnectionString) { CommandTimeout = 5, Timeout = 5 };
+        _insertSource = NpgsqlDataSource.Create(insert.ConnectionString);
+    }
+
+    public async Task MigrateAsync(CancellationToken cancellationToken)
+    {
+        var sql = $"""
+            create schema if not exists "{_schema}";
+            create table if not exists {_jobs} (
+                id uuid primary key,
+                plugin text not null,
+                plugin_hash text not null,
+                type text not null,
+                user_type text not null,
+                queue text not null default '{QueueName}',
+                payload text,
+                enqueued_by text,
+                idempotency_key text,
+                unique_key text,
+                unique_until timestamptz,
+                state text not null default 'pending',
+                attempts int not null default 0,
+                max_retry int not null,
+                run_at timestamptz not null,
+                locked_until timestamptz,
+                last_error text,
+                created_at timestamptz not null default now(),
+                updated_at timestamptz not null default now());
+            create unique index if not exists plugin_jobs_idempotency on {_jobs} (plugin, idempotency_key) where idempotency_key is not null;
+            create index if not exists plugin_jobs_due on {_jobs} (plugin, run_at) where state in ('pending', 'running');
+            create index if not exists plugin_jobs_unique on {_jobs} (plugin, unique_key) where unique_key is not null;
+            create table if not exists {_history} (
+                n bigserial primary key,
+                job_id uuid not null,
+                at timestamptz not null default now(),
+                event text not null,
+                attempt int not null default 0,
+                detail text);
+            create index if not exists plugin_job_history_job on {_history} (job_id, n);
+            """;
+        await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        await using (var lockCommand = new NpgsqlCommand("select pg_advisory_xact_lock(hashtext($1))", connection, transaction))
+        {
+            lockCommand.Parameters.Add(new NpgsqlParameter { Value = "propeller-plugin-jobs:" + _schema });
+            await lockCommand.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        await using (var command = new NpgsqlCommand(sql, connection, transaction))
+        {
+            await command.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        await transaction.CommitAsync(cancellationToken);
+    }
+
+    /// <summary>
+    /// Inserts a job (synchronously: it runs inside the plugin's host call). An existing idempotency key returns the
+    /// existing job's id; a live <c>unique_for</c> duplicate returns null.
+    /// </summary>
+    internal Guid? Insert(NewPluginJob job)
+    {
+        // This runs on the plugin's guest thread, outside the reach of its interrupt: keep the wait short.
+        using var connection = _insertSource.OpenConnection();
+        using var transaction = connection.BeginTransaction();
+        if (job.UniqueKey is not null)
+        {
+            using (var serialize = new NpgsqlCommand("select pg_advisory_xact_lock(hashtext($1))", connection, transaction))
+            {
+                serialize.Parameters.Add(new NpgsqlParameter { Value = job.Plugin + "/" + job.UniqueKey });
+                serialize.ExecuteNonQuery();
+            }
+
+            using var check = new NpgsqlCommand($"select 1 from {_jobs} where plugin = $2 and unique_key = $1 and unique_until > now() limit 1", connection, transaction);
+            check.Parameters.Add(new NpgsqlParameter { Value = job.UniqueKey });
+            check.Parameters.Add(new NpgsqlParameter { Value = job.Plugin });
+            if (check.ExecuteScalar() is not null)
+            {
+                return null;
+            }
+        }
+
+        using var insert = new NpgsqlCommand(
+            $"""
+            insert into {_jobs} (id, plugin, plugin_hash, type, user_type, payload, enqueued_by, idempotency_key, unique_key, unique_until, max_retry, run_at)
+            values ($1, $2, $3, $4, $5, $6, $7, $8, $9, case when $10::double precision is null then null else now() + make_interval(secs => $10) end,
+                    $11, now() + make_interval(secs => $12))
+            on conflict (plugin, idempotency_key) where idempotency_key is not null do nothing
+            returning id
+            """,
+            connection,
+            transaction);
+        insert.Parameters.Add(new NpgsqlParameter { Value = job.Id });
+        insert.Parameters.Add(new NpgsqlParameter { Value = job.Plugin });
+        insert.Parameters.Add(new NpgsqlParameter { Value = job.PluginHash });
+        insert.Parameters.Add(new NpgsqlParameter { Value = job.Type });
+        insert.Parameters.Add(new NpgsqlParameter { Value = job.UserType });
+        insert.Parameters.Add(new NpgsqlParameter { Value = (object?)job.Payload ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
+        insert.Parameters.Add(new NpgsqlParameter { Value = (object?)job.EnqueuedBy ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
+        insert.Parameters.Add(new NpgsqlParameter { Value = (object?)job.IdempotencyKey ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
+        insert.Parameters.Add(new NpgsqlParameter { Value = (object?)job.UniqueKey ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
+        insert.Parameters.Add(new NpgsqlParameter { Value = (object?)job.UniqueForSeconds ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Double });
+        insert.Parameters.Add(new NpgsqlParameter { Value = job.MaxRetry });
+        insert.Parameters.Add(new NpgsqlParameter { Value = job.DelaySeconds, NpgsqlDbType = NpgsqlDbType.Double });
+        if (insert.ExecuteScalar() is not Guid id)
+        {
+            using var existing = new NpgsqlCommand($"select id from {_jobs} where plugin = $1 and idempotency_key = $2", connection, transaction);
+            existing.Parameters.Add(new NpgsqlParameter { Value = job.Plugin });
+            existing.Parameters.Add(new NpgsqlParameter { Value = job.IdempotencyKey! });
+            var found = (Guid)existing.ExecuteScalar()!;
+            transaction.Commit();
+            return found;
+        }
+
+        using (var history = new NpgsqlCommand($"insert into {_history} (job_id, event, detail) values ($1, 'enqueued', $2)", connection, transaction))
+        {
+            history.Parameters.Add(new NpgsqlParameter { Value = id });
+            history.Parameters.Add(new NpgsqlParameter { Value = $"{job.Type} by {job.EnqueuedBy ?? "plugin"}" });
+            history.ExecuteNonQuery();
+        }
+
+        transaction.Commit();
+        return id;
+    }
+
+    /// <summary>
+    /// Claims up to <paramref name="limit"/> due jobs of <paramref name="plugin"/> (pending and due, or running with an
+    /// expired lease after a crash): state running, one more attempt, leased for <paramref name="lease"/>.
+    /// </summary>
+    public async Task<IReadOnlyList<PluginJob>> ClaimAsync(string plugin, int limit, TimeSpan lease, CancellationToken cancellationToken)
+    {
+        await using var command = _dataSource.CreateCommand(
+            $"""
+            with due as (
+                select id from {_jobs}
+                where plugin = $1 and ((state = 'pending' and run_at <= now()) or (state = 'running' and locked_until < now()))
+                order by run_at limit $2 for update skip locked)
+            update {_jobs} j set state = 'running', attempts = j.attempts + 1, locked_until = now() + make_interval(secs => $3), updated_at = now()
+            from due where j.id = due.id
+            returning j.id, j.plugin, j.plugin_hash, j.type, j.user_type, j.payload, j.enqueued_by, j.attempts, j.max_retry, j.state, j.last_error
+            """);
+        command.Parameters.Add(new NpgsqlParameter { Value = plugin });
+        command.Parameters.Add(new NpgsqlParameter { Value = limit });
+        command.Parameters.Add(new NpgsqlParameter { Value = lease.TotalSeconds });
+        var jobs = new List<PluginJob>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            jobs.Add(Read(reader));
+        }
+
+        return jobs;
+    }
+
+    /// <summary>Drops (no retry) the waiting jobs of plugins not in <paramref name="activePlugins"/>; returns how many.</summary>
+    public async Task<int> DropOrphansAsync(IReadOnlyCollection<string> activePlugins, CancellationToken cancellationToken)
+    {
+        await using var command = _dataSource.CreateCommand(
+            $"""
+            with dropped as (
+                update {_jobs} set state = 'dropped', last_error = 'plugin gone or inactive', locked_until = null, updated_at = now()
+                where state = 'pending' and run_at <= now() and plugin <> all($1) returning id, attempts)
+            insert into {_history} (job_id, event, attempt, detail) select id, 'dropped', attempts, 'plugin gone or inactive' from dropped
+            """);
+        command.Parameters.Add(new NpgsqlParameter { Value = activePlugins.ToArray() });
+        return await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    /// <summary>Records the end of a run: <c>done</c>, <c>dropped</c> or <c>failed</c> (no retry), or back to <c>pending</c> after <paramref name="retryIn"/>.</summary>
+    public async Task FinishAsync(Guid id, int attempt, string state, string @event, string? detail, TimeSpan? retryIn, CancellationToken cancellationToken)
+    {
+        await using var batch = _dataSource.CreateBatch();
+        var update = new NpgsqlBatchCommand(
+            $"update {_jobs} set state = $2, last_error = coalesce($3, last_error), locked_until = null, run_at = case when $4::double precision is null then run_at else now() + make_interval(secs => $4) end, updated_at = now() where id = $1");
+        update.Parameters.Add(new NpgsqlParameter { Value = id });
+        update.Parameters.Add(new NpgsqlParameter { Value = state });
+        update.Parameters.Add(new NpgsqlParameter { Value = (object?)detail ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
+        update.Parameters.Add(new NpgsqlParameter { Value = (object?)retryIn?.TotalSeconds ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Double });
+        batch.BatchCommands.Add(update);
+        var history = new NpgsqlBatchCommand($"insert into {_history} (job_id, event, attempt, detail) values ($1, $2, $3, $4)");
+        history.Parameters.Add(new NpgsqlParameter { Value = id });
+        history.Parameters.Add(new NpgsqlParameter { Value = @event });
+        history.Parameters.Add(new NpgsqlParameter { Value = attempt });
+        history.Parameters.Add(new NpgsqlParameter { Value = (object?)detail ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
+        batch.BatchCommands.Add(history);
+        await batch.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    /// <summary>Adds an audit row without changing the job.</summary>
+    public async Task AuditAsync(Guid id, int attempt, string @event, string? detail, CancellationToken cancellationToken)
+    {
+        await using var command = _dataSource.CreateCommand($"insert into {_history} (job_id, event, attempt, detail) values ($1, $2, $3, $4)");
+        command.Parameters.Add(new NpgsqlParameter { Value = id });
+        command.Parameters.Add(new NpgsqlParameter { Value = @event });
+        command.Parameters.Add(new NpgsqlParameter { Value = attempt });
+        command.Parameters.Add(new NpgsqlParameter { Value = (object?)detail ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    /// <summary>Hands a claimed job back untouched (shutdown while it ran): pending again, the attempt not counted.</summary>
+    public async Task ReleaseAsync(Guid id, CancellationToken cancellationToken)
+    {
+        await using var command = _dataSource.CreateCommand($"update {_jobs} set state = 'pending', attempts = greatest(attempts - 1, 0), locked_until = null, updated_at = now() where id = $1 and state = 'running'");
+        command.Parameters.Add(new NpgsqlParameter { Value = id });
+        await command.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    public async Task<PluginJob?> GetAsync(Guid id, CancellationToken cancellationToken)
+    {
+        await using var command = _dataSource.CreateCommand(
+            $"select id, plugin, plugin_hash, type, user_type, payload, enqueued_by, attempts, max_retry, state, last_error from {_jobs} where id = $1");
+        command.Parameters.Add(new NpgsqlParameter { Value = id });
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        return await reader.ReadAsync(cancellationToken) ? Read(reader) : null;
+    }
+
+    public async Task<IReadOnlyList<PluginJobEvent>> HistoryAsync(Guid id, CancellationToken cancellationToken)
+    {
+        await using var command = _dataSource.CreateCommand($"select job_id, at, event, attempt, detail from {_history} where job_id = $1 order by n");
+        command.Parameters.Add(new NpgsqlParameter { Value = id });
+        var events = new List<PluginJobEvent>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            events.Add(new PluginJobEvent(
+                reader.GetGuid(0),
+                await reader.GetFieldValueAsync<DateTimeOffset>(1, cancellationToken),
+                reader.GetString(2),
+                reader.GetInt32(3),
+                await reader.IsDBNullAsync(4, cancellationToken) ? null : reader.GetString(4)));
+        }
+
+        return events;
+    }
+
+    private static PluginJob Read(NpgsqlDataReader reader) => new(
+        reader.GetGuid(0),
+        reader.GetString(1),
+        reader.GetString(2),
+        reader.GetString(3),
+        reader.GetString(4),
+        reader.IsDBNull(5) ? null : reader.GetString(5),
+        reader.IsDBNull(6) ? null : reader.GetString(6),
+        reader.GetInt32(7),
+        reader.GetInt32(8),
+        reader.GetString(9),
+        reader.IsDBNull(10) ? null : reader.GetString(10));
+
+    public async ValueTask DisposeAsync()
+    {
+        await _insertSource.DisposeAsync();
+        await _dataSource.DisposeAsync();
+    }
+
+    [GeneratedRegex("^[a-z_][a-z0-9_]*$")]
+    private static partial Regex SchemaName();
+}
+
+/// <summary>A validated enqueue, ready to insert.</summary>
+internal sealed record NewPluginJob(
+    Guid Id,
+    string Plugin,
+    string PluginHash,
+    string Type,
+    string UserType,
+    string? Payload,
+    string? EnqueuedBy,
+    string? IdempotencyKey,
+    string? UniqueKey,
+    double? UniqueForSeconds,
+    int MaxRetry,
+    double DelaySeconds);

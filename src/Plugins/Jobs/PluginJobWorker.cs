@@ -1,0 +1,255 @@
+using System.Collections.Concurrent;
+using System.Text.Json;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Propeller.Plugins.Abi;
+using Propeller.Plugins.Hosting;
+using Propeller.Plugins.Runtime;
+
+namespace Propeller.Plugins.Jobs;
+
+/// <summary>
+/// Runs plugin jobs (seed 004): for each active plugin with a free slot (manifest <c>queue.concurrency</c>, default 2
+/// in flight per process) it claims due jobs, re-resolves the plugin by name and drops the job without retry when the
+/// plugin is gone, inactive or at another version (hash); otherwise it calls <c>handle_job</c> in a fresh instance under
+/// the job limits. A failure is retried with exponential backoff until <c>max_retry</c>, then the job is failed.
+/// Every step is written to the job's history.
+/// </summary>
+public sealed partial class PluginJobWorker : BackgroundService
+{
+    private readonly PluginCatalog _catalog;
+    private readonly PluginJobStore _store;
+    private readonly PluginJobOptions _options;
+    private readonly ILogger<PluginJobWorker> _logger;
+    private readonly ConcurrentDictionary<string, int> _inFlight = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<Guid, Task> _running = new();
+    private readonly SemaphoreSlim _wake = new(0);
+
+    public PluginJobWorker(PluginCatalog catalog, PluginJobStore store, PluginJobQueue queue, PluginJobOptions options, ILogger<PluginJobWorker> logger)
+    {
+        ArgumentNullException.ThrowIfNull(queue);
+        _catalog = catalog;
+        _store = store;
+        _options = options;
+        _logger = logger;
+        queue.Enqueued += (_, _) => Wake();
+    }
+
+    /// <summary>Jobs running right now, by plugin name.</summary>
+    public int InFlight(string plugin) => _inFlight.GetValueOrDefault(plugin);
+
+    /// <summary>The most jobs of one plugin seen running at once since start (for tests and diagnostics).</summary>
+    public int PeakInFlight { get; private set; }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            var started = 0;
+            try
+            {
+                started = await PollOnceAsync(stoppingToken);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                break;
+            }
+#pragma warning disable CA1031 // The worker must outlive a database hiccup; it logs and polls again.
+            catch (Exception e)
+#pragma warning restore CA1031
+            {
+                LogPollFailed(_logger, e);
+            }
+
+            if (started == 0)
+            {
+                try
+                {
+                    await _wake.WaitAsync(_options.PollInterval, stoppingToken);
+                }
+                catch (OperationCanceledException)
+                {
+                    break;
+                }
+            }
+        }
+
+        // Jobs still running were interrupted by the token; they hand themselves back. Wait for that.
+        await Task.WhenAll(_running.Values.ToArray());
+    }
+
+    /// <summary>Completes when the jobs started so far have finished (tests, shutdown).</summary>
+    internal Task WhenIdleAsync() => Task.WhenAll(_running.Values.ToArray());
+
+    /// <summary>One round: drop orphans, claim and start due jobs. Returns how many were started.</summary>
+    internal async Task<int> PollOnceAsync(CancellationToken cancellationToken)
+    {
+        var set = _catalog.Current;
+        await _store.DropOrphansAsync([.. set.Active.Select(p => p.Name)], cancellationToken);
+        var started = 0;
+        foreach (var plugin in set.Active)
+        {
+            var limit = plugin.Manifest.Concurrency ?? _options.DefaultConcurrency;
+            var free = limit - _inFlight.GetValueOrDefault(plugin.Name);
+            if (free <= 0)
+            {
+                continue;
+            }
+
+            var lease = plugin.Limits.JobTimeout + TimeSpan.FromSeconds(30);
+            foreach (var job in await _store.ClaimAsync(plugin.Name, free, lease, cancellationToken))
+            {
+                var now = _inFlight.AddOrUpdate(plugin.Name, 1, (_, n) => n + 1);
+                PeakInFlight = Math.Max(PeakInFlight, now);
+                started++;
+                var run = Task.Run(() => RunAsync(job, cancellationToken), CancellationToken.None);
+                _running[job.Id] = run;
+                _ = run.ContinueWith(
+                    _ =>
+                    {
+                        _running.TryRemove(job.Id, out Task? _);
+                        _inFlight.AddOrUpdate(job.Plugin, 0, (_, n) => n - 1);
+                        Wake();
+                    },
+                    CancellationToken.None,
+                    TaskContinuationOptions.ExecuteSynchronously,
+                    TaskScheduler.Default);
+            }
+        }
+
+        return started;
+    }
+
+    private async Task RunAsync(PluginJob job, CancellationToken cancellationToken)
+    {
+        var plugin = _catalog.Current.Find(job.Plugin);
+        string? drop = plugin switch
+        {
+            null => "plugin gone",
+            { Active: false } => "plugin inactive",
+            _ when plugin.Hash != job.PluginHash => $"plugin at another version ({plugin.Hash[..12]}, job for {job.PluginHash[..Math.Min(12, job.PluginHash.Length)]})",
+            _ when !plugin.Has(PluginHooks.HandleJob) => "plugin has no handle_job export",
+            _ => null,
+        };
+        try
+        {
+            if (drop is not null)
+            {
+                await _store.FinishAsync(job.Id, job.Attempts, "dropped", "dropped", drop, null, cancellationToken);
+                LogDropped(_logger, job.Id, job.Type, drop);
+                return;
+            }
+
+            await _store.AuditAsync(job.Id, job.Attempts, "started", null, cancellationToken);
+            string? error;
+            try
+            {
+                error = PluginResponses.JobError(plugin!.CallJob(Request(job), cancellationToken));
+            }
+            catch (PluginCallException e)
+            {
+                error = e.Message;
+            }
+            catch (FormatException e)
+            {
+                plugin!.RecordMalformed(PluginHookNames.HandleJob, e.Message);
+                error = e.Message;
+            }
+
+            if (error is null)
+            {
+                plugin!.Counters.JobSucceeded();
+                _catalog.Runtime.Metrics.JobRun(job.Plugin, "succeeded");
+                await _store.FinishAsync(job.Id, job.Attempts, "done", "succeeded", null, null, cancellationToken);
+                return;
+            }
+
+            plugin!.Counters.JobFailed();
+            if (job.Attempts <= job.MaxRetry)
+            {
+                var delay = Backoff(job.Attempts);
+                _catalog.Runtime.Metrics.JobRun(job.Plugin, "retry");
+                await _store.FinishAsync(job.Id, job.Attempts, "pending", "failed", error, delay, cancellationToken);
+                LogRetry(_logger, job.Id, job.Type, job.Attempts, error, delay);
+            }
+            else
+            {
+                _catalog.Runtime.Metrics.JobRun(job.Plugin, "failed");
+                await _store.FinishAsync(job.Id, job.Attempts, "failed", "dead", error, null, cancellationToken);
+                LogDead(_logger, job.Id, job.Type, job.Attempts, error);
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            await _store.ReleaseAsync(job.Id, CancellationToken.None);
+        }
+#pragma warning disable CA1031 // A job's bookkeeping failure must not take the worker down; the lease brings the job back.
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            LogRunFailed(_logger, job.Id, e);
+        }
+    }
+
+    internal TimeSpan Backoff(int attempt)
+    {
+        var factor = Math.Pow(2, Math.Clamp(attempt - 1, 0, 30));
+        var delay = TimeSpan.FromTicks((long)Math.Min(_options.RetryBaseDelay.Ticks * factor, _options.MaxRetryDelay.Ticks));
+        return delay;
+    }
+
+    private static byte[] Request(PluginJob job) => PluginJson.Write(w =>
+    {
+        w.WriteStartObject();
+        w.WriteString("id", job.Id);
+        w.WriteString("type", job.UserType);
+        w.WritePropertyName("payload");
+        if (job.Payload is null)
+        {
+            w.WriteNullValue();
+        }
+        else
+        {
+            using var payload = JsonDocument.Parse(job.Payload);
+            payload.RootElement.WriteTo(w);
+        }
+
+        w.WriteNumber("attempt", job.Attempts);
+        w.WriteNumber("max_retry", job.MaxRetry);
+        if (job.EnqueuedBy is not null)
+        {
+            w.WriteString("enqueued_by", job.EnqueuedBy);
+        }
+
+        w.WriteEndObject();
+    });
+
+    private void Wake()
+    {
+        if (_wake.CurrentCount == 0)
+        {
+            _wake.Release();
+        }
+    }
+
+    public override void Dispose()
+    {
+        _wake.Dispose();
+        base.Dispose();
+    }
+
+    [LoggerMessage(EventId = 8101, Level = LogLevel.Error, Message = "Plugin job poll failed")]
+    private static partial void LogPollFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 8102, Level = LogLevel.Warning, Message = "Plugin job {JobId} ({Type}) dropped without retry: {Reason}")]
+    private static partial void LogDropped(ILogger logger, Guid jobId, string type, string reason);
+
+    [LoggerMessage(EventId = 8103, Level = LogLevel.Warning, Message = "Plugin job {JobId} ({Type}) attempt {Attempt} failed: {Error}; retry in {Delay}")]
+    private static partial void LogRetry(ILogger logger, Guid jobId, string type, int attempt, string error, TimeSpan delay);
+
+    [LoggerMessage(EventId = 8104, Level = LogLevel.Error, Message = "Plugin job {JobId} ({Type}) failed for good after {Attempt} attempts: {Error}")]
+    private static partial void LogDead(ILogger logger, Guid jobId, string type, int attempt, string error);
+
+    [LoggerMessage(EventId = 8105, Level = LogLevel.Error, Message = "Plugin job {JobId}: bookkeeping failed")]
+    private static partial void LogRunFailed(ILogger logger, Guid jobId, Exception exception);
+}

@@ -1,0 +1,294 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Security.Cryptography;
+using Propeller.Plugins.Hosting;
+using Propeller.Wasm;
+using Propeller.Wasm.Wasi;
+
+namespace Propeller.Plugins.Runtime;
+
+/// <summary>
+/// A compiled plugin with its manifest and a pool of instances. The compiled module is shared; every call rents an
+/// instance of its own (at most <see cref="PluginHostOptions.MaxInstancesPerPlugin"/> at once), and an instance that
+/// failed (trap, timeout, limit) is thrown away, so one bad call never poisons the next.
+/// </summary>
+public sealed class LoadedPlugin : IDisposable
+{
+    private readonly PluginRuntime _runtime;
+    private readonly Module _module;
+    private readonly ConcurrentQueue<PluginInstance> _idle = new();
+    private readonly SemaphoreSlim _slots;
+    private volatile bool _retired;
+
+    private LoadedPlugin(PluginRuntime runtime, string name, string file, string hash, PluginManifest manifest, Module module, PluginHooks hooks, PluginCounters counters)
+    {
+        _runtime = runtime;
+        Name = name;
+        File = file;
+        Hash = hash;
+        Manifest = manifest;
+        _module = module;
+        Hooks = hooks;
+        Counters = counters;
+        _slots = new SemaphoreSlim(runtime.Options.MaxInstancesPerPlugin, runtime.Options.MaxInstancesPerPlugin);
+    }
+
+    /// <summary>The file name without <c>.wasm</c>.</summary>
+    public string Name { get; }
+
+    /// <summary>The full path it was loaded from.</summary>
+    public string File { get; }
+
+    /// <summary>SHA-256 of the module bytes (lower-case hex): the plugin's version for the job bridge.</summary>
+    public string Hash { get; }
+
+    public PluginManifest Manifest { get; }
+
+    public PluginLimits Limits => Manifest.Limits;
+
+    public PluginHooks Hooks { get; }
+
+    public PluginCounters Counters { get; }
+
+    public bool Active => Manifest.Active;
+
+    public bool Has(PluginHooks hook) => Hooks.HasFlag(hook);
+
+    /// <summary>
+    /// Reads, compiles and instantiates once (the instance is kept for the pool). Throws <see cref="PluginLoadException"/>
+    /// when the file cannot be used: unreadable, not a module, bad manifest, missing memory/plugin_alloc/plugin_free,
+    /// a hook with the wrong signature, or an instantiation failure (unknown import, start trap, memory over the limit).
+    /// </summary>
+    public static LoadedPlugin Load(PluginRuntime runtime, string path, PluginCounters counters)
+    {
+        ArgumentNullException.ThrowIfNull(runtime);
+        var name = Path.GetFileNameWithoutExtension(path);
+        try
+        {
+            var manifest = PluginManifest.Load(Path.ChangeExtension(path, ".json"), runtime.Options.DefaultLimits);
+            var bytes = System.IO.File.ReadAllBytes(path);
+            var hash = Convert.ToHexStringLower(SHA256.HashData(bytes));
+            var module = Module.FromBytes(runtime.Engine, name, bytes);
+            var hooks = CheckExports(module);
+            var plugin = new LoadedPlugin(runtime, name, path, hash, manifest, module, hooks, counters);
+            var first = plugin.CreateInstance(manifest.Limits.MemoryMb);
+            try
+            {
+                CheckSignatures(first.Instance);
+            }
+            catch
+            {
+                first.Dispose();
+                throw;
+            }
+
+            plugin._idle.Enqueue(first);
+            return plugin;
+        }
+        catch (Exception e) when (e is WasmException or IOException or UnauthorizedAccessException or FormatException or PluginCallException)
+        {
+            throw new PluginLoadException(name, path, e.Message, e);
+        }
+    }
+
+    private static PluginHooks CheckExports(Module module)
+    {
+        var exports = module.Exports.ToDictionary(e => e.Name, e => e.Kind, StringComparer.Ordinal);
+        if (!exports.TryGetValue("memory", out var memory) || memory != ExternKind.Memory)
+        {
+            throw new FormatException("no exported memory");
+        }
+
+        foreach (var required in (string[])["plugin_alloc", "plugin_free"])
+        {
+            if (!exports.TryGetValue(required, out var kind) || kind != ExternKind.Function)
+            {
+                throw new FormatException($"missing required export {required}");
+            }
+        }
+
+        PluginHooks hooks = default;
+        foreach (var (name, hook, _) in PluginHookNames.All)
+        {
+            if (exports.ContainsKey(name))
+            {
+                hooks |= hook;
+            }
+        }
+
+        return hooks;
+    }
+
+    /// <summary>Function types are only visible on an instance, so they are checked on the first one.</summary>
+    private static void CheckSignatures(Instance instance)
+    {
+        Require("plugin_alloc", [ValueKind.I32], [ValueKind.I32], "(i32) -> i32");
+        Require("plugin_free", [ValueKind.I32, ValueKind.I32], [], "(i32, i32) -> ()");
+        foreach (var (name, _, returns) in PluginHookNames.All)
+        {
+            if (instance.Exports.ContainsKey(name))
+            {
+                Require(name, [ValueKind.I32, ValueKind.I32], returns ? [ValueKind.I64] : null, returns ? "(i32, i32) -> i64" : "(i32, i32) -> any");
+            }
+        }
+
+        void Require(string name, ValueKind[] parameters, ValueKind[]? results, string signature)
+        {
+            if (instance.GetFunction(name) is not { } function
+                || !function.Type.Parameters.SequenceEqual(parameters)
+                || (results is not null && !function.Type.Results.SequenceEqual(results)))
+            {
+                throw new FormatException($"export {name} must be a function {signature}");
+            }
+        }
+    }
+
+    /// <summary>
+    /// Calls <paramref name="hook"/> with <paramref name="request"/> under the plugin's hook limits. Returns the response
+    /// bytes (null for a zero-length answer or a void hook). Throws <see cref="PluginCallException"/> when the plugin
+    /// fails and <see cref="OperationCanceledException"/> when <paramref name="cancellationToken"/> stopped it.
+    /// </summary>
+    public async ValueTask<byte[]?> CallAsync(string hook, byte[] request, bool returnsValue, CancellationToken cancellationToken)
+    {
+        await _slots.WaitAsync(cancellationToken);
+        try
+        {
+            return CallRented(hook, request, returnsValue, Limits.Fuel, Limits.Timeout, Limits.MemoryMb, pooled: true, cancellationToken);
+        }
+        finally
+        {
+            _slots.Release();
+        }
+    }
+
+    /// <summary>Runs <c>handle_job</c> in a fresh instance under the job limits (job_fuel, job_memory_mb, job_timeout).</summary>
+    public byte[]? CallJob(byte[] request, CancellationToken cancellationToken) =>
+        CallRented(PluginHookNames.HandleJob, request, true, Limits.JobFuel, Limits.JobTimeout, Limits.JobMemoryMb, pooled: false, cancellationToken);
+
+    private byte[]? CallRented(string hook, byte[] request, bool returnsValue, long fuel, TimeSpan timeout, int memoryMb, bool pooled, CancellationToken cancellationToken)
+    {
+        var started = Stopwatch.GetTimestamp();
+        PluginInstance? instance = null;
+        var healthy = false;
+        try
+        {
+            instance = pooled && _idle.TryDequeue(out var idle) ? idle : CreateInstance(memoryMb);
+            var response = instance.Call(hook, request, returnsValue, fuel, timeout, cancellationToken);
+            healthy = true;
+            Record(hook, started, null);
+            return response;
+        }
+        catch (TrapException trap) when (trap.Code == TrapCode.Interrupt && cancellationToken.IsCancellationRequested)
+        {
+            throw new OperationCanceledException("the plugin call was cancelled", trap, cancellationToken);
+        }
+        catch (Exception e) when (e is WasmException or PluginCallException)
+        {
+            var failure = Classify(e, fuel, timeout, memoryMb);
+            Record(hook, started, failure.Kind);
+            PluginLog.CallFailed(_runtime.Logger, Name, hook, failure.Kind, failure.Message);
+            throw failure;
+        }
+        finally
+        {
+            if (instance is not null)
+            {
+                DrainOutput(instance);
+                if (healthy && pooled && !_retired)
+                {
+                    _idle.Enqueue(instance);
+
+                    // A reload may have retired the plugin between the check and the enqueue: do not keep it idle then.
+                    if (_retired && _idle.TryDequeue(out var late))
+                    {
+                        late.Dispose();
+                    }
+                }
+                else
+                {
+                    instance.Dispose();
+                }
+            }
+        }
+    }
+
+    /// <summary>Counts a call that the caller found malformed after it returned (the instance itself stays healthy).</summary>
+    internal void RecordMalformed(string hook, string message)
+    {
+        Counters.Failure();
+        _runtime.Metrics.Failure(Name, hook, PluginFailureKind.Malformed);
+        PluginLog.CallFailed(_runtime.Logger, Name, hook, PluginFailureKind.Malformed, message);
+    }
+
+    internal void RecordDeny(string hook)
+    {
+        Counters.Deny();
+        _runtime.Metrics.Deny(Name, hook);
+    }
+
+    private void Record(string hook, long started, PluginFailureKind? failure)
+    {
+        Counters.Call();
+        if (failure is not null)
+        {
+            Counters.Failure();
+        }
+
+        _runtime.Metrics.Call(Name, hook, Stopwatch.GetElapsedTime(started), failure);
+    }
+
+    private static PluginCallException Classify(Exception e, long fuel, TimeSpan timeout, int memoryMb) => e switch
+    {
+        PluginCallException call => call,
+        TrapException { Code: TrapCode.Interrupt } t => new(PluginFailureKind.Timeout, $"timed out after {timeout.TotalMilliseconds:0} ms", t),
+        TrapException { Code: TrapCode.OutOfFuel } t => new(PluginFailureKind.OutOfFuel, $"out of fuel (limit {fuel})", t),
+        TrapException { Code: TrapCode.ResourceLimitExceeded } t => new(PluginFailureKind.MemoryLimit, $"memory limit of {memoryMb} MiB exceeded", t),
+        TrapException t => new(PluginFailureKind.Trap, $"wasm trap: {t.Message}", t),
+        WasiExitException x => new(PluginFailureKind.Trap, $"exited with code {x.ExitCode}", x),
+        _ => new(PluginFailureKind.Abi, e.Message, e),
+    };
+
+    private PluginInstance CreateInstance(int memoryMb)
+    {
+        try
+        {
+            return new PluginInstance(_runtime, this, _module, memoryMb);
+        }
+        catch (TrapException t) when (t.Code == TrapCode.ResourceLimitExceeded)
+        {
+            throw new PluginCallException(PluginFailureKind.MemoryLimit, $"memory limit of {memoryMb} MiB exceeded at instantiation", t);
+        }
+    }
+
+    private void DrainOutput(PluginInstance instance)
+    {
+        var stdout = instance.Stdout.Drain(out var droppedOut);
+        var stderr = instance.Stderr.Drain(out var droppedErr);
+        foreach (var line in stdout)
+        {
+            PluginLog.Stdout(_runtime.Logger, Name, line);
+        }
+
+        foreach (var line in stderr)
+        {
+            PluginLog.Stderr(_runtime.Logger, Name, line);
+        }
+
+        if (droppedOut + droppedErr > 0)
+        {
+            PluginLog.OutputDropped(_runtime.Logger, Name, droppedOut + droppedErr);
+        }
+    }
+
+    /// <summary>After a reload: idle instances go now, rented ones when their call ends (in-flight calls finish).</summary>
+    internal void Retire()
+    {
+        _retired = true;
+        while (_idle.TryDequeue(out var instance))
+        {
+            instance.Dispose();
+        }
+    }
+
+    public void Dispose() => Retire();
+}

@@ -1,0 +1,183 @@
+using Propeller.Application.Plugins;
+using Propeller.Plugins.Runtime;
+using Propeller.Plugins.Tests.Support;
+
+namespace Propeller.Plugins.Tests;
+
+public sealed class GateTests : IDisposable
+{
+    private static readonly PluginTaskInfo Task = new() { Id = "", Name = "job", ImageUrl = "docker.io/lib/app:1", Inputs = ["1"] };
+    private static readonly PluginAuthContext Create = new("alice", PluginAction.Create);
+    private readonly PluginDir _dir = new();
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task Authorize_AllAllow_AllowsWithOneDecisionPerPlugin()
+    {
+        _dir.Add("a", Wat.Plugin(Wat.Answer("authorize", """{"allow":true,"extra":[1,2]}""")))
+            .Add("b", Wat.Plugin(Wat.Answer("authorize", """{"allow":true}""")));
+        var outcome = await _dir.Gate().AuthorizeAsync(Create, Task, Ct);
+        outcome.Allowed.ShouldBeTrue();
+        outcome.Decisions.Select(d => (d.Plugin, d.Hook, d.Allowed)).ShouldBe([("a", "authorize", true), ("b", "authorize", true)]);
+    }
+
+    [Fact]
+    public async Task Authorize_FirstDenyStopsTheChain_WithItsReason()
+    {
+        _dir.Add("1-deny", Wat.Plugin(Wat.Answer("authorize", """{"allow":false,"reason":"not on my watch"}""")))
+            .Add("2-never", Wat.Plugin("(func (export \"authorize\") (param i32 i32) (result i64) unreachable)"));
+        var outcome = await _dir.Gate().AuthorizeAsync(Create, Task, Ct);
+        outcome.Allowed.ShouldBeFalse();
+        outcome.Reason.ShouldBe("not on my watch");
+        outcome.Decisions.Count.ShouldBe(1);
+        _dir.Catalog().Current.Find("2-never")!.Counters.Calls.ShouldBe(0);
+    }
+
+    [Theory]
+    [InlineData("""{"allow":false}""")]
+    [InlineData("{}")]
+    [InlineData("null")]
+    [InlineData("""{"reason":"","allow":false,"unknown":{"x":1}}""")]
+    public async Task Authorize_DenyWithoutReason_SaysDeniedByPlugin(string answer)
+    {
+        _dir.Add("p", Wat.Plugin(Wat.Answer("authorize", answer)));
+        var outcome = await _dir.Gate().AuthorizeAsync(Create, Task, Ct);
+        outcome.Allowed.ShouldBeFalse();
+        outcome.Reason.ShouldBe("denied by plugin");
+    }
+
+    [Fact]
+    public async Task Authorize_ZeroLengthAnswer_Denies()
+    {
+        _dir.Add("p", Wat.Plugin("(func (export \"authorize\") (param i32 i32) (result i64) (i64.const 0))"));
+        var outcome = await _dir.Gate().AuthorizeAsync(Create, Task, Ct);
+        outcome.Allowed.ShouldBeFalse();
+        outcome.Reason.ShouldBe("denied by plugin");
+    }
+
+    [Fact]
+    public async Task Authorize_MissingExport_Allows_AndWarns()
+    {
+        _dir.Add("quiet", Wat.Plugin(""));
+        var outcome = await _dir.Gate().AuthorizeAsync(Create, Task, Ct);
+        outcome.Allowed.ShouldBeTrue();
+        outcome.Decisions.ShouldBeEmpty();
+        _dir.Log.Lines.ShouldContain(l => l.Contains("quiet has no authorize export", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Enrich_MergesInOrder_EveryPluginSeesTheOriginal()
+    {
+        _dir.Add("a", Wat.Plugin(Wat.Answer("enrich_task", """{"env":{"A":"1","K":"a"},"priority":70,"inputs":["1","x"],"image_url":"mirror/a"}""")))
+            .Add("b", Wat.Plugin(Wat.Answer("enrich_task", """{"env":{"K":"b"},"inputs":["x","y"],"image_url":""}""")))
+            .Add("c", Wat.Plugin("(func (export \"enrich_task\") (param i32 i32) (result i64) unreachable)"));
+        var outcome = await _dir.Gate().EnrichAsync(Create, Task, Ct);
+        outcome.Env!.ShouldBe(new Dictionary<string, string> { ["A"] = "1", ["K"] = "b" }, ignoreOrder: true);
+        outcome.Priority.ShouldBe(70);
+        outcome.Inputs.ShouldBe(["1", "x", "y"]);
+        outcome.ImageUrl.ShouldBe("mirror/a");
+        outcome.Decisions.Select(d => d.Allowed).ShouldBe([true, true, false]);
+        outcome.Decisions[2].Reason!.ShouldStartWith("plugin c enrich_task: wasm trap: unreachable");
+    }
+
+    [Fact]
+    public async Task Select_MergesTagsAndMaxMemory()
+    {
+        _dir.Add("a", Wat.Plugin(Wat.Answer("on_before_proplet_select", """{"allow":true,"required_tags":["gpu"],"min_memory_bytes":100}""")))
+            .Add("b", Wat.Plugin(Wat.Answer("on_before_proplet_select", """{"allow":true,"required_tags":["gpu","eu"],"min_memory_bytes":50}""")));
+        var outcome = await _dir.Gate().BeforePropletSelectAsync(Create, Task, Ct);
+        outcome.Allowed.ShouldBeTrue();
+        outcome.RequiredTags.ShouldBe(["gpu", "eu"]);
+        outcome.MinMemoryBytes.ShouldBe(100UL);
+    }
+
+    [Fact]
+    public async Task Select_Deny_DefaultReason()
+    {
+        _dir.Add("a", Wat.Plugin(Wat.Answer("on_before_proplet_select", "{}")));
+        var outcome = await _dir.Gate().BeforePropletSelectAsync(Create, Task, Ct);
+        outcome.Allowed.ShouldBeFalse();
+        outcome.Reason.ShouldBe("proplet selection blocked by plugin");
+    }
+
+    [Fact]
+    public async Task Dispatch_MergesExtraEnvInOrder_AndDenies()
+    {
+        var proplet = new PluginPropletInfo("p1", "edge-1", ["gpu"], 1024, null);
+        _dir.Add("a", Wat.Plugin(Wat.Answer("on_before_dispatch", """{"allow":true,"extra_env":{"X":"a","Y":"a"}}""")))
+            .Add("b", Wat.Plugin(Wat.Answer("on_before_dispatch", """{"allow":true,"extra_env":{"Y":"b"}}""")));
+        var outcome = await _dir.Gate().BeforeDispatchAsync(Create, Task, proplet, Ct);
+        outcome.Allowed.ShouldBeTrue();
+        outcome.ExtraEnv.ShouldBe(new Dictionary<string, string> { ["X"] = "a", ["Y"] = "b" }, ignoreOrder: true);
+
+        using var other = new PluginDir();
+        other.Add("a", Wat.Plugin(Wat.Answer("on_before_dispatch", """{"allow":false}""")));
+        var denied = await other.Gate().BeforeDispatchAsync(Create, Task, proplet, Ct);
+        denied.Allowed.ShouldBeFalse();
+        denied.Reason.ShouldBe("dispatch blocked by plugin");
+    }
+
+    [Fact]
+    public async Task Notifications_RunInTheBackground_AndDrain()
+    {
+        _dir.Add("n", Wat.Plugin("""
+            (func (export "on_task_start") (param i32 i32))
+            (func (export "on_task_complete") (param i32 i32) (result i64) (i64.const 99))
+            """));
+        var gate = _dir.Gate();
+        gate.OnTaskStarted(Task with { Id = "t1" });
+        gate.OnTaskCompleted(Task with { Id = "t1" }, success: true, error: null);
+        await gate.DrainAsync(Ct);
+        gate.PendingNotifications.ShouldBe(0);
+        var counters = _dir.Catalog().Current.Find("n")!.Counters;
+        counters.Calls.ShouldBe(2);
+        counters.Failures.ShouldBe(0);
+    }
+
+    [Fact]
+    public async Task NoPlugins_AllowsEverything()
+    {
+        var gate = _dir.Gate();
+        (await gate.AuthorizeAsync(Create, Task, Ct)).ShouldBe(GateOutcome.Allow);
+        (await gate.EnrichAsync(Create, Task, Ct)).ShouldBe(EnrichOutcome.None);
+    }
+
+    [Fact]
+    public async Task InactivePlugin_IsListedButNotCalled()
+    {
+        _dir.Add("off", Wat.Plugin(Wat.Answer("authorize", "{}")), """{"active": false}""");
+        var gate = _dir.Gate();
+        (await gate.AuthorizeAsync(Create, Task, Ct)).Allowed.ShouldBeTrue();
+        _dir.Catalog().Current.All.Count.ShouldBe(1);
+    }
+
+    [Fact]
+    public async Task PluginStdout_IsLoggedPerLineWithItsName()
+    {
+        _dir.Add("talk", Wat.Plugin(
+            """
+            (data (i32.const 2000) "hello\nworld\n")
+            (data (i32.const 2100) "\d0\07\00\00\0c\00\00\00")
+            (func (export "authorize") (param i32 i32) (result i64)
+              (drop (call $fd_write (i32.const 1) (i32.const 2100) (i32.const 1) (i32.const 2200)))
+              (i64.const 0))
+            """,
+            imports: """(import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))"""));
+        await _dir.Gate().AuthorizeAsync(Create, Task, Ct);
+        _dir.Log.Lines.ShouldContain("Information: plugin=talk hello");
+        _dir.Log.Lines.ShouldContain("Information: plugin=talk world");
+    }
+
+    [Fact]
+    public async Task TheWatExampleOfTheDocs_Allows()
+    {
+        var docs = await File.ReadAllTextAsync(Path.Combine(AppContext.BaseDirectory, "docs", "plugins.md"), Ct);
+        var start = docs.IndexOf("```wat\n(module", StringComparison.Ordinal) + "```wat\n".Length;
+        var wat = docs[start..docs.IndexOf("```", start, StringComparison.Ordinal)];
+        _dir.Add("doc", wat);
+        (await _dir.Gate().AuthorizeAsync(Create, Task, Ct)).Allowed.ShouldBeTrue();
+    }
+
+    public void Dispose() => _dir.Dispose();
+}

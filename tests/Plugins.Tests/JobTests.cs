@@ -1,0 +1,297 @@
+using System.Text;
+using Propeller.Application.Plugins;
+using Propeller.Plugins.Jobs;
+using Propeller.Plugins.Runtime;
+using Propeller.Plugins.Tests.Support;
+
+namespace Propeller.Plugins.Tests;
+
+/// <summary>The plugin job bridge (seed 004) on the real PostgreSQL: enqueue from a plugin, limits, the worker, retries, drops.</summary>
+public sealed class JobTests : IAsyncLifetime
+{
+    private const string Schema = "plugins_job_tests";
+    private static readonly PluginTaskInfo Task = new() { Id = "t", Name = "n" };
+    private static readonly PluginAuthContext Start = new("u", PluginAction.Start);
+    private readonly PluginDir _dir = new();
+    private readonly PluginJobOptions _options = new() { ConnectionString = TestDatabase.ConnectionString, Schema = Schema, RetryBaseDelay = TimeSpan.Zero, PollInterval = TimeSpan.FromMilliseconds(20) };
+    private PluginJobStore _store = null!;
+    private PluginJobQueue _queue = null!;
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    public async ValueTask InitializeAsync()
+    {
+        await TestDatabase.ResetAsync(Schema);
+        _store = new PluginJobStore(_options);
+        await _store.MigrateAsync(Ct);
+        await _store.MigrateAsync(Ct);
+        _queue = new PluginJobQueue(_store, _options, TimeProvider.System);
+    }
+
+    /// <summary>
+    /// authorize calls queue.enqueue("ping", {"n":1}, OPTS) and answers allow with the job id as the reason, or deny
+    /// with the errno as four digits.
+    /// </summary>
+    private static string Enqueuer(string options = "", string extra = "")
+    {
+        var opts = Encoding.UTF8.GetBytes(options);
+        var ok = Encoding.UTF8.GetBytes("""{"allow":true,"reason":" """.TrimEnd());
+        return Wat.Plugin(
+            $$"""
+            (data (i32.const 3000) "ping")
+            (data (i32.const 3100) "{\"n\":1}")
+            (data (i32.const 3200) "{{Wat.Escape(opts)}}")
+            (data (i32.const 4000) "{{Wat.Escape(ok)}}")
+            (data (i32.const {{4000 + ok.Length + 36}}) "\"}")
+            (data (i32.const 5000) "{\"allow\":false,\"reason\":\"0000\"}")
+            (func (export "authorize") (param i32 i32) (result i64) (local $e i32)
+              (local.set $e (call $enqueue (i32.const 3000) (i32.const 4) (i32.const 3100) (i32.const 7) (i32.const 3200) (i32.const {{opts.Length}}) (i32.const {{4000 + ok.Length}}) (i32.const 36)))
+              (if (i32.eqz (local.get $e)) (then (return (i64.const {{Wat.Packed(4000, ok.Length + 38)}}))))
+              (i32.store8 (i32.const 5025) (i32.add (i32.const 48) (i32.rem_u (i32.div_u (local.get $e) (i32.const 1000)) (i32.const 10))))
+              (i32.store8 (i32.const 5026) (i32.add (i32.const 48) (i32.rem_u (i32.div_u (local.get $e) (i32.const 100)) (i32.const 10))))
+              (i32.store8 (i32.const 5027) (i32.add (i32.const 48) (i32.rem_u (i32.div_u (local.get $e) (i32.const 10)) (i32.const 10))))
+              (i32.store8 (i32.const 5028) (i32.add (i32.const 48) (i32.rem_u (local.get $e) (i32.const 10))))
+              (i64.const {{Wat.Packed(5000, 31)}}))
+            {{extra}}
+            """,
+            imports: """(import "queue" "enqueue" (func $enqueue (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))""");
+    }
+
+    private const string Queue = """{"capabilities":["queue"]}""";
+
+    private async Task<string> EnqueueAsync(string plugin = "p")
+    {
+        var outcome = await _dir.Gate(_queue).AuthorizeAsync(Start, Task, Ct);
+        return outcome.Decisions.Single(d => d.Plugin == plugin).Reason!;
+    }
+
+    private PluginJobWorker Worker() => new(_dir.Catalog(_queue), _store, _queue, _options, new ListLogger<PluginJobWorker>());
+
+    private static async Task RunUntilQuietAsync(PluginJobWorker worker)
+    {
+        for (var round = 0; round < 200; round++)
+        {
+            var started = await worker.PollOnceAsync(Ct);
+            await worker.WhenIdleAsync();
+            if (started == 0)
+            {
+                return;
+            }
+        }
+    }
+
+    [Fact]
+    public async Task Enqueue_WithTheCapability_StoresAJobOnThePluginsQueue()
+    {
+        _dir.Add("p", Enqueuer(), Queue);
+        var id = Guid.Parse(await EnqueueAsync());
+        var job = (await _store.GetAsync(id, Ct))!;
+        job.Type.ShouldBe("plugin:p:ping");
+        job.UserType.ShouldBe("ping");
+        job.Payload.ShouldBe("""{"n":1}""");
+        job.EnqueuedBy.ShouldBe("authorize");
+        job.State.ShouldBe("pending");
+        job.MaxRetry.ShouldBe(_options.DefaultMaxRetry);
+        job.PluginHash.ShouldBe(_dir.Catalog().Current.Find("p")!.Hash);
+        (await TestDatabase.ScalarAsync<string>($"select queue from {Schema}.plugin_jobs where id = $1", id)).ShouldBe("plugins");
+        (await _store.HistoryAsync(id, Ct)).Select(e => e.Event).ShouldBe(["enqueued"]);
+        _dir.Catalog().Current.Find("p")!.Counters.JobsEnqueued.ShouldBe(1);
+    }
+
+    [Fact]
+    public async Task Enqueue_WithoutTheCapability_IsEPERM()
+    {
+        _dir.Add("p", Enqueuer());
+        (await EnqueueAsync()).ShouldBe("0063");
+    }
+
+    [Theory]
+    [InlineData("""{"queue":"default"}""", "0028")]
+    [InlineData("""{"delay":-1}""", "0028")]
+    [InlineData("[1]", "0028")]
+    [InlineData("{bad", "0028")]
+    public async Task Enqueue_OptionsOutsideTheWhitelist_AreEINVAL(string options, string errno)
+    {
+        _dir.Add("p", Enqueuer(options), Queue);
+        (await EnqueueAsync()).ShouldBe(errno);
+    }
+
+    [Fact]
+    public async Task Enqueue_MaxRetryIsCapped_IdempotencyKeyReturnsTheSameJob()
+    {
+        _dir.Add("p", Enqueuer("""{"max_retry":1000,"idempotency_key":"k1","delay":0}"""), Queue);
+        var first = await EnqueueAsync();
+        var second = await EnqueueAsync();
+        second.ShouldBe(first);
+        (await _store.GetAsync(Guid.Parse(first), Ct))!.MaxRetry.ShouldBe(_options.MaxRetryCap);
+    }
+
+    [Fact]
+    public async Task Enqueue_UniqueFor_RefusesADuplicateWithEEXIST()
+    {
+        _dir.Add("p", Enqueuer("""{"unique_for":60}"""), Queue);
+        Guid.TryParse(await EnqueueAsync(), out _).ShouldBeTrue();
+        (await EnqueueAsync()).ShouldBe("0020");
+    }
+
+    [Fact]
+    public async Task Enqueue_RateLimit_IsERATELIMIT()
+    {
+        _dir.Add("p", Enqueuer(), """{"capabilities":["queue"],"queue":{"rate_per_minute":3}}""");
+        for (var i = 0; i < 3; i++)
+        {
+            Guid.TryParse(await EnqueueAsync(), out _).ShouldBeTrue();
+        }
+
+        (await EnqueueAsync()).ShouldBe("1001");
+        _dir.Catalog().Current.Find("p")!.Counters.JobsRejected.ShouldBe(1);
+    }
+
+    [Fact]
+    public async Task Worker_RunsHandleJob_AndAuditsIt()
+    {
+        _dir.Add("p", Enqueuer(extra: Wat.Answer("handle_job", """{"ok":true}""")), Queue);
+        var id = Guid.Parse(await EnqueueAsync());
+        await RunUntilQuietAsync(Worker());
+        var job = (await _store.GetAsync(id, Ct))!;
+        job.State.ShouldBe("done");
+        job.Attempts.ShouldBe(1);
+        (await _store.HistoryAsync(id, Ct)).Select(e => e.Event).ShouldBe(["enqueued", "started", "succeeded"]);
+        _dir.Catalog().Current.Find("p")!.Counters.JobsSucceeded.ShouldBe(1);
+    }
+
+    [Fact]
+    public async Task Worker_RetriesWithBackoff_ThenFails()
+    {
+        _dir.Add("p", Enqueuer("""{"max_retry":2}""", Wat.Answer("handle_job", """{"error":"boom"}""")), Queue);
+        var id = Guid.Parse(await EnqueueAsync());
+        await RunUntilQuietAsync(Worker());
+        var job = (await _store.GetAsync(id, Ct))!;
+        job.State.ShouldBe("failed");
+        job.Attempts.ShouldBe(3);
+        job.LastError.ShouldBe("boom");
+        (await _store.HistoryAsync(id, Ct)).Select(e => e.Event)
+            .ShouldBe(["enqueued", "started", "failed", "started", "failed", "started", "dead"]);
+    }
+
+    [Fact]
+    public async Task Worker_JobLimits_OutOfFuelIsAFailure()
+    {
+        _dir.Add(
+            "p",
+            Enqueuer("""{"max_retry":0}""", "(func (export \"handle_job\") (param i32 i32) (result i64) (loop $l (br $l)) (i64.const 0))"),
+            """{"capabilities":["queue"],"limits":{"job_fuel":100000}}""");
+        var id = Guid.Parse(await EnqueueAsync());
+        await RunUntilQuietAsync(Worker());
+        var job = (await _store.GetAsync(id, Ct))!;
+        job.State.ShouldBe("failed");
+        job.LastError.ShouldBe("out of fuel (limit 100000)");
+    }
+
+    [Fact]
+    public async Task Worker_DropsJobsOfAPluginGoneOrAtAnotherVersion()
+    {
+        _dir.Add("p", Enqueuer(extra: Wat.Answer("handle_job", "{}")), Queue);
+        _dir.Add("q", Enqueuer(extra: Wat.Answer("handle_job", "{}")), Queue);
+        var catalog = _dir.Catalog(_queue);
+        var outcome = await _dir.Gate(_queue).AuthorizeAsync(Start, Task, Ct);
+        var p = Guid.Parse(outcome.Decisions[0].Reason!);
+        var q = Guid.Parse(outcome.Decisions[1].Reason!);
+
+        File.Delete(Path.Combine(_dir.Path, "p.wasm"));
+        _dir.Add("q", Enqueuer(extra: Wat.Answer("handle_job", """{"changed":true}""")), Queue);
+        catalog.Reload();
+        await RunUntilQuietAsync(Worker());
+
+        var gone = (await _store.GetAsync(p, Ct))!;
+        gone.State.ShouldBe("dropped");
+        gone.LastError.ShouldBe("plugin gone or inactive");
+        var moved = (await _store.GetAsync(q, Ct))!;
+        moved.State.ShouldBe("dropped");
+        moved.LastError!.ShouldStartWith("plugin at another version");
+        (await _store.HistoryAsync(q, Ct)).Select(e => e.Event).ShouldBe(["enqueued", "dropped"]);
+    }
+
+    [Fact]
+    public async Task Worker_RespectsThePluginConcurrencyLimit()
+    {
+        _dir.Add(
+            "p",
+            Enqueuer(extra: """
+                (func (export "handle_job") (param i32 i32) (result i64) (local $i i32)
+                  (local.set $i (i32.const 20000000))
+                  (loop $l (local.set $i (i32.sub (local.get $i) (i32.const 1))) (br_if $l (local.get $i)))
+                  (i64.const 0))
+                """),
+            """{"capabilities":["queue","high_resource_jobs"],"limits":{"job_fuel":1000000000}}""");
+        var ids = new List<Guid>();
+        for (var i = 0; i < 5; i++)
+        {
+            ids.Add(Guid.Parse(await EnqueueAsync()));
+        }
+
+        var worker = Worker();
+        (await worker.PollOnceAsync(Ct)).ShouldBe(2);
+        await worker.WhenIdleAsync();
+        await RunUntilQuietAsync(worker);
+        worker.PeakInFlight.ShouldBe(2);
+        foreach (var id in ids)
+        {
+            (await _store.GetAsync(id, Ct))!.State.ShouldBe("done");
+        }
+    }
+
+    [Fact]
+    public async Task Delay_KeepsTheJobWaiting_InactivePluginsJobsAreDropped()
+    {
+        _dir.Add("p", Enqueuer("""{"delay":3600}""", Wat.Answer("handle_job", "{}")), Queue);
+        var id = Guid.Parse(await EnqueueAsync());
+        var worker = Worker();
+        (await worker.PollOnceAsync(Ct)).ShouldBe(0);
+        (await _store.GetAsync(id, Ct))!.State.ShouldBe("pending");
+
+        await TestDatabase.ScalarAsync<object>($"update {Schema}.plugin_jobs set run_at = now() where id = $1", id);
+        await File.WriteAllTextAsync(Path.Combine(_dir.Path, "p.json"), """{"capabilities":["queue"],"active":false}""", Ct);
+        _dir.Catalog().Reload();
+        await RunUntilQuietAsync(worker);
+        var job = (await _store.GetAsync(id, Ct))!;
+        job.State.ShouldBe("dropped");
+        job.Attempts.ShouldBe(0);
+    }
+
+    [Fact]
+    public async Task AJobWhoseWorkerDied_IsClaimedAgainWhenItsLeaseExpires()
+    {
+        _dir.Add("p", Enqueuer(extra: Wat.Answer("handle_job", "{}")), Queue);
+        var id = Guid.Parse(await EnqueueAsync());
+        (await _store.ClaimAsync("p", 10, TimeSpan.FromHours(1), Ct)).Single().Id.ShouldBe(id);
+        (await _store.ClaimAsync("p", 10, TimeSpan.FromHours(1), Ct)).ShouldBeEmpty();
+        await TestDatabase.ScalarAsync<object>($"update {Schema}.plugin_jobs set locked_until = now() - interval '1 second' where id = $1", id);
+        await RunUntilQuietAsync(Worker());
+        var job = (await _store.GetAsync(id, Ct))!;
+        job.State.ShouldBe("done");
+        job.Attempts.ShouldBe(2);
+    }
+
+    [Fact]
+    public void Backoff_DoublesUpToTheCap()
+    {
+        var options = new PluginJobOptions { ConnectionString = "x", RetryBaseDelay = TimeSpan.FromSeconds(1), MaxRetryDelay = TimeSpan.FromSeconds(5) };
+        var worker = new PluginJobWorker(_dir.Catalog(), _store, _queue, options, new ListLogger<PluginJobWorker>());
+        Enumerable.Range(1, 5).Select(worker.Backoff).ShouldBe([TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(2), TimeSpan.FromSeconds(4), TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(5)]);
+    }
+
+    [Fact]
+    public async Task Enqueue_WithoutAJobStore_IsENOSYS()
+    {
+        _dir.Add("p", Enqueuer(), Queue);
+        var outcome = await _dir.Gate().AuthorizeAsync(Start, Task, Ct);
+        outcome.Decisions.Single().Reason.ShouldBe("0052");
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _dir.Dispose();
+        await _store.DisposeAsync();
+    }
+}

@@ -1,0 +1,67 @@
+using System.Text;
+using Propeller.Application.Plugins;
+using Propeller.Plugins.Abi;
+using Propeller.Plugins.Proplet;
+
+namespace Propeller.Plugins.Tests;
+
+/// <summary>The request JSON of spec §7.4–7.8, byte for byte.</summary>
+public sealed class JsonShapeTests
+{
+    [Fact]
+    public void TaskInfo_OmitsEmptyValues_KeepsIdAndName()
+    {
+        var json = Encoding.UTF8.GetString(PluginJson.ContextAndTask(new(null, PluginAction.Create), new PluginTaskInfo { Id = "", Name = "n" }, withAction: true));
+        json.ShouldBe("""{"context":{"action":"create"},"task":{"id":"","name":"n"}}""");
+    }
+
+    [Fact]
+    public void TaskInfo_Full()
+    {
+        var task = new PluginTaskInfo
+        {
+            Id = "t1",
+            Name = "n",
+            Kind = "standard",
+            ImageUrl = "img",
+            Inputs = ["1"],
+            CliArgs = ["--invoke", "add"],
+            Env = new Dictionary<string, string> { ["K"] = "V" },
+            PropletId = "p",
+            Priority = 50,
+            Daemon = true,
+            Encrypted = true,
+            CreatedAt = new DateTimeOffset(2025, 1, 1, 0, 0, 0, TimeSpan.Zero),
+        };
+        var json = Encoding.UTF8.GetString(PluginJson.ContextAndTask(new("u", PluginAction.Start), task, withAction: false));
+        json.ShouldBe("""{"context":{"user_id":"u","action":""},"task":{"id":"t1","name":"n","kind":"standard","image_url":"img","inputs":["1"],"cli_args":["--invoke","add"],"env":{"K":"V"},"proplet_id":"p","priority":50,"daemon":true,"encrypted":true,"created_at":"2025-01-01T00:00:00Z"}}""");
+    }
+
+    [Theory]
+    [InlineData(PluginAction.Create, "create")]
+    [InlineData(PluginAction.Start, "start")]
+    [InlineData(PluginAction.Stop, "stop")]
+    [InlineData(PluginAction.Invoke, "invoke")]
+    [InlineData(PluginAction.Delete, "delete")]
+    [InlineData(PluginAction.Update, "update")]
+    [InlineData(PluginAction.None, "")]
+    public void Actions(PluginAction action, string name) => PluginJson.ActionName(action).ShouldBe(name);
+
+    [Fact]
+    public void Dispatch_And_Events()
+    {
+        var task = new PluginTaskInfo { Id = "t", Name = "n" };
+        Encoding.UTF8.GetString(PluginJson.Dispatch(new("u", PluginAction.Start), task, new PluginPropletInfo("p", "edge", ["gpu"], 0, null)))
+            .ShouldBe("""{"context":{"user_id":"u","action":""},"task":{"id":"t","name":"n"},"proplet":{"id":"p","name":"edge","tags":["gpu"]}}""");
+        Encoding.UTF8.GetString(PluginJson.TaskEvent(task)).ShouldBe("""{"task":{"id":"t","name":"n"}}""");
+        Encoding.UTF8.GetString(PluginJson.CompleteEvent(task, false, null)).ShouldBe("""{"task":{"id":"t","name":"n"}}""");
+        Encoding.UTF8.GetString(PluginJson.CompleteEvent(task, true, "x")).ShouldBe("""{"task":{"id":"t","name":"n"},"success":true,"error":"x"}""");
+    }
+
+    [Fact]
+    public void PropletRequest_HasEveryField()
+    {
+        Encoding.UTF8.GetString(PropletPluginChain.Request(new PropletTaskInfo { Id = "t", Name = "n" }))
+            .ShouldBe("""{"task":{"id":"t","name":"n","image_url":"","cli_args":[],"env":{},"daemon":false,"encrypted":false}}""");
+    }
+}

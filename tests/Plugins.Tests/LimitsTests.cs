@@ -1,0 +1,90 @@
+using Propeller.Application.Plugins;
+using Propeller.Plugins.Tests.Support;
+
+namespace Propeller.Plugins.Tests;
+
+/// <summary>Misbehaving plugins are denied with a reason, counted, and the host keeps answering.</summary>
+public sealed class LimitsTests : IDisposable
+{
+    private static readonly PluginTaskInfo Task = new() { Id = "t", Name = "job" };
+    private static readonly PluginAuthContext Start = new("alice", PluginAction.Start);
+    private readonly PluginDir _dir = new();
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    public static TheoryData<string, string, string?, string> Misbehaving => new()
+    {
+        { "loop-fuel", "(func (export \"authorize\") (param i32 i32) (result i64) (loop $l (br $l)) (i64.const 0))", null, "out of fuel (limit 10000000)" },
+        { "loop-time", "(func (export \"authorize\") (param i32 i32) (result i64) (loop $l (br $l)) (i64.const 0))", """{"limits":{"fuel":1000000000000000,"timeout_ms":100}}""", "timed out after 100 ms" },
+        { "grow", "(func (export \"authorize\") (param i32 i32) (result i64) (loop $l (drop (memory.grow (i32.const 16))) (br $l)) (i64.const 0))", """{"limits":{"memory_mb":4}}""", "memory limit of 4 MiB exceeded" },
+        { "trap", "(func (export \"authorize\") (param i32 i32) (result i64) unreachable)", null, "wasm trap: unreachable" },
+        { "garbage", Wat.Answer("authorize", "this is not json"), null, "malformed JSON answer" },
+        { "wrong-type", Wat.Answer("authorize", """{"allow":"yes"}"""), null, "\"allow\" must be a boolean" },
+        { "array", Wat.Answer("authorize", "[true]"), null, "expected a JSON object, got Array" },
+        { "beyond", "(func (export \"authorize\") (param i32 i32) (result i64) (i64.const " + Wat.Packed(0x7fff0000, 100) + "))", null, "is beyond memory" },
+        { "recurse", "(func $f (export \"authorize\") (param i32 i32) (result i64) (call $f (local.get 0) (local.get 1)))", """{"limits":{"fuel":1000000000000000}}""", "wasm trap: call stack exhausted" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Misbehaving))]
+    public async Task MisbehavingPlugin_IsDeniedWithAReason_AndTheHostStaysHealthy(string name, string hook, string? manifest, string reason)
+    {
+        _dir.Add(name, Wat.Plugin(hook), manifest);
+        _dir.Add("zz-good", Wat.Plugin(Wat.Answer("authorize", """{"allow":true}""")));
+        var gate = _dir.Gate();
+        for (var i = 0; i < 2; i++)
+        {
+            var outcome = await gate.AuthorizeAsync(Start, Task, Ct);
+            outcome.Allowed.ShouldBeFalse();
+            outcome.Reason!.ShouldStartWith($"plugin {name} authorize: ");
+            outcome.Reason.ShouldContain(reason);
+            outcome.Decisions.Single().Allowed.ShouldBeFalse();
+        }
+
+        var plugin = _dir.Catalog().Current.Find(name)!;
+        plugin.Counters.Failures.ShouldBe(2);
+        plugin.Counters.Denies.ShouldBe(2);
+
+        // The rest of the host is unaffected.
+        using var healthy = new PluginDir();
+        healthy.Add("good", Wat.Plugin(Wat.Answer("authorize", """{"allow":true}""")));
+        (await healthy.Gate().AuthorizeAsync(Start, Task, Ct)).Allowed.ShouldBeTrue();
+    }
+
+    [Fact]
+    public async Task CallerCancellation_StopsALoopingPlugin()
+    {
+        _dir.Add("loop", Wat.Plugin("(func (export \"authorize\") (param i32 i32) (result i64) (loop $l (br $l)) (i64.const 0))"), """{"limits":{"fuel":1000000000000000,"timeout_ms":60000}}""");
+        var gate = _dir.Gate();
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        cts.CancelAfter(TimeSpan.FromMilliseconds(50));
+        await Should.ThrowAsync<OperationCanceledException>(async () => await gate.AuthorizeAsync(Start, Task, cts.Token));
+    }
+
+    [Fact]
+    public async Task ConcurrentCalls_NeverShareAnInstance()
+    {
+        // The hook marks its instance busy, works a while, and denies if it ever finds the mark already set.
+        _dir.Add("busy", Wat.Plugin(
+            Wat.Answer("unused", "{}") + """
+            (global $busy (mut i32) (i32.const 0))
+            (global $calls (mut i32) (i32.const 0))
+            (data (i32.const 30000) "{\"allow\":true}")
+            (data (i32.const 30100) "{\"allow\":false,\"reason\":\"shared\"}")
+            (func (export "authorize") (param i32 i32) (result i64) (local $i i32)
+              (if (global.get $busy) (then (return (i64.const 129278515609633))))
+              (global.set $busy (i32.const 1))
+              (global.set $calls (i32.add (global.get $calls) (i32.const 1)))
+              (local.set $i (i32.const 200000))
+              (loop $l (local.set $i (i32.sub (local.get $i) (i32.const 1))) (br_if $l (local.get $i)))
+              (global.set $busy (i32.const 0))
+              (i64.const 128849018880014))
+            """));
+        var gate = _dir.Gate();
+        var calls = Enumerable.Range(0, 32).Select(_ => System.Threading.Tasks.Task.Run(async () => await gate.AuthorizeAsync(Start, Task, Ct), Ct));
+        var outcomes = await System.Threading.Tasks.Task.WhenAll(calls);
+        outcomes.ShouldAllBe(o => o.Allowed);
+    }
+
+    public void Dispose() => _dir.Dispose();
+}

@@ -1,0 +1,114 @@
+using Propeller.Application.Plugins;
+using Propeller.Plugins.Hosting;
+using Propeller.Plugins.Runtime;
+using Propeller.Plugins.Tests.Support;
+
+namespace Propeller.Plugins.Tests;
+
+public sealed class LoadingTests : IDisposable
+{
+    private readonly PluginDir _dir = new();
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public void Load_LexicalOrder_WasmOnly_SkipsBrokenOnes()
+    {
+        _dir.Add("b", Wat.Plugin(""))
+            .Add("a", Wat.Plugin(""))
+            .Add("B-upper", Wat.Plugin(""))
+            .Add("c-noalloc", Wat.Plugin("", alloc: false))
+            .Add("d-nofree", Wat.Plugin("", free: false))
+            .Add("e-badsig", Wat.Plugin("(func (export \"authorize\") (param i32 i32) (result i32) (i32.const 0))"))
+            .Add("f-badmanifest", Wat.Plugin(""), "{ not json")
+            .Add("g-unknown-import", Wat.Plugin("", imports: """(import "env" "nope" (func))"""));
+        File.WriteAllBytes(Path.Combine(_dir.Path, "h-garbage.wasm"), [1, 2, 3]);
+        File.WriteAllText(Path.Combine(_dir.Path, "readme.txt"), "not a plugin");
+        Directory.CreateDirectory(Path.Combine(_dir.Path, "sub.wasm"));
+        var set = _dir.Catalog().Current;
+        set.All.Select(p => p.Name).ShouldBe(["B-upper", "a", "b"]);
+        set.Skipped.Select(s => s.Plugin).ShouldBe(["c-noalloc", "d-nofree", "e-badsig", "f-badmanifest", "g-unknown-import", "h-garbage"]);
+        set.Skipped[0].Error.ShouldContain("plugin_alloc");
+        _dir.Log.Lines.Count(l => l.StartsWith("Error:", StringComparison.Ordinal)).ShouldBe(6);
+    }
+
+    [Fact]
+    public void MissingDirectory_IsAWarning_NotADirectory_IsAnError()
+    {
+        using var missing = new PluginCatalog(new PluginHostOptions { Directory = Path.Combine(_dir.Path, "nope") }, new ListLogger<PluginCatalog>(), _dir.Metrics);
+        missing.Reload().All.ShouldBeEmpty();
+        var file = Path.Combine(_dir.Path, "file");
+        File.WriteAllText(file, "x");
+        using var notDir = new PluginCatalog(new PluginHostOptions { Directory = file }, new ListLogger<PluginCatalog>(), _dir.Metrics);
+        Should.Throw<PluginDirectoryException>(notDir.Reload);
+        using var empty = new PluginCatalog(new PluginHostOptions { Directory = "" }, new ListLogger<PluginCatalog>(), _dir.Metrics);
+        empty.Reload().All.ShouldBeEmpty();
+    }
+
+    [Fact]
+    public void Manifest_SetsLimitsAndCapabilities_DefaultsOtherwise()
+    {
+        _dir.Add("m", Wat.Plugin(""), """{"version":"1.2.3","limits":{"fuel":5,"memory_mb":8,"timeout_ms":250,"job_timeout_ms":1000},"capabilities":["queue"],"queue":{"rate_per_minute":5,"concurrency":1,"max_retry":2}}""")
+            .Add("plain", Wat.Plugin(""))
+            .Add("badcap", Wat.Plugin(""), """{"capabilities":["network"]}""");
+        var set = _dir.Catalog().Current;
+        var m = set.Find("m")!;
+        m.Manifest.Version.ShouldBe("1.2.3");
+        m.Limits.Fuel.ShouldBe(5);
+        m.Limits.MemoryMb.ShouldBe(8);
+        m.Limits.Timeout.ShouldBe(TimeSpan.FromMilliseconds(250));
+        m.Limits.JobFuel.ShouldBe(10_000_000);
+        m.Limits.JobTimeout.ShouldBe(TimeSpan.FromSeconds(1));
+        m.Manifest.Has("queue").ShouldBeTrue();
+        m.Manifest.RatePerMinute.ShouldBe(5);
+        var plain = set.Find("plain")!;
+        plain.Limits.ShouldBe(PluginLimits.Default);
+        plain.Hash.Length.ShouldBe(64);
+        set.Skipped.Single().Error.ShouldContain("unknown capability");
+    }
+
+    [Fact]
+    public void JobLimits_AboveTheDefaults_NeedHighResourceJobs()
+    {
+        const string Limits = "\"limits\":{\"job_fuel\":99000000000,\"job_memory_mb\":512,\"job_timeout_ms\":600000,\"fuel\":99}";
+        _dir.Add("capped", Wat.Plugin(""), "{" + Limits + "}")
+            .Add("granted", Wat.Plugin(""), """{"capabilities":["high_resource_jobs"],""" + Limits + "}");
+        var set = _dir.Catalog().Current;
+        set.Find("capped")!.Limits.ShouldBe(PluginLimits.Default with { Fuel = 99 });
+        var granted = set.Find("granted")!.Limits;
+        granted.JobFuel.ShouldBe(99_000_000_000);
+        granted.JobMemoryMb.ShouldBe(512);
+        granted.JobTimeout.ShouldBe(TimeSpan.FromMinutes(10));
+    }
+
+    [Fact]
+    public async Task Reload_SwapsTheSet_WithoutDroppingCallsInFlight()
+    {
+        _dir.Add("slow", Wat.Plugin("""
+            (data (i32.const 30000) "{\"allow\":true}")
+            (func (export "authorize") (param i32 i32) (result i64) (local $i i32)
+              (local.set $i (i32.const 3000000))
+              (loop $l (local.set $i (i32.sub (local.get $i) (i32.const 1))) (br_if $l (local.get $i)))
+              (i64.const 128849018880014))
+            """), """{"limits":{"fuel":1000000000}}""");
+        var catalog = _dir.Catalog();
+        var gate = _dir.Gate();
+        var context = new PluginAuthContext("u", PluginAction.Start);
+        var task = new PluginTaskInfo { Id = "t", Name = "n" };
+        var inFlight = Enumerable.Range(0, 4).Select(_ => Task.Run(async () => await gate.AuthorizeAsync(context, task, Ct), Ct)).ToArray();
+        File.Delete(Path.Combine(_dir.Path, "slow.wasm"));
+        _dir.Add("deny", Wat.Plugin(Wat.Answer("authorize", """{"allow":false,"reason":"new set"}""")));
+        var next = catalog.Reload();
+        next.All.Select(p => p.Name).ShouldBe(["deny"]);
+        foreach (var outcome in await Task.WhenAll(inFlight))
+        {
+            // Each call ran on the set it started with: the old plugin allowed, or the new one denied.
+            (outcome.Allowed || outcome.Reason == "new set").ShouldBeTrue();
+        }
+
+        (await gate.AuthorizeAsync(context, task, Ct)).Reason.ShouldBe("new set");
+        catalog.Counters("slow").Failures.ShouldBe(0);
+    }
+
+    public void Dispose() => _dir.Dispose();
+}
