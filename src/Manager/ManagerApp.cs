@@ -8,6 +8,8 @@ using Propeller.Manager.Http;
 using Propeller.Manager.Proplets;
 using Propeller.Manager.Tasks;
 using Propeller.Manager.Telemetry;
+using Propeller.Plugins.Hosting;
+using Propeller.Plugins.Jobs;
 
 namespace Propeller.Manager;
 
@@ -42,6 +44,16 @@ public static class ManagerApp
                 o.Schema = config.PostgresSchema ?? o.Schema;
             },
             runDaemon);
+
+        if (config.PluginDir is { } pluginDir)
+        {
+            // Wasm plugins gate the task commands (docs/plugins.md); their jobs live beside the event store.
+            builder.Services.AddWasmPlugins(new PluginHostOptions
+            {
+                Directory = pluginDir,
+                Jobs = new PluginJobOptions { ConnectionString = config.PostgresConnectionString, Schema = (config.PostgresSchema ?? "propeller") + "_plugins" },
+            });
+        }
 
         // One base topic for everything that talks to proplets: m/{MANAGER_TENANT_ID}/c/{MANAGER_CHANNEL_ID}.
         var baseTopic = Propeller.Contracts.Mqtt.Topics.Base(config.Tenant, config.Channel);
@@ -91,6 +103,15 @@ public static class ManagerApp
         app.MapTaskEndpoints();
         app.MapPropletEndpoints();
         app.MapMetricsEndpoints();
+        if (config.PluginDir is not null)
+        {
+            app.MapPluginEndpoints();
+        }
+        else
+        {
+            app.MapGet("/plugins", () => Results.Ok(new PluginListing("", null, [], [])));
+            app.MapPost("/plugins/reload", () => ApiResults.Error(StatusCodes.Status409Conflict, "no plugin directory is configured (MANAGER_PLUGIN_DIR)"));
+        }
         return app;
     }
 }
