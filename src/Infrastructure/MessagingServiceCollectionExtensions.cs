@@ -20,6 +20,7 @@ public static class MessagingServiceCollectionExtensions
         services.TryAddSingleton<InboundHandler>();
         services.TryAddSingleton<WorkSignals>();
         services.TryAddSingleton<OutboxRelay>();
+        services.TryAddSingleton<ICommittedMessages>(sp => sp.GetRequiredService<OutboxRelay>());
         services.AddHostedService<MqttBridgeHostedService>();
         services.AddHostedService<OutboxRelayHostedService>();
         services.AddHostedService<DispatchScheduler>();

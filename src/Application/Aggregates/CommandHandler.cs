@@ -10,7 +10,8 @@ namespace Propeller.Application.Aggregates;
 /// are serialised by retry and never lost.
 /// </summary>
 public sealed class CommandHandler(
-    IEventStore store, AggregateLoader loader, ISnapshotStore snapshots, ILogger<CommandHandler> logger, StreamChanges? changes = null, AggregateCache? cache = null)
+    IEventStore store, AggregateLoader loader, ISnapshotStore snapshots, ILogger<CommandHandler> logger, StreamChanges? changes = null, AggregateCache? cache = null,
+    ICommittedMessages? committed = null)
 {
     /// <summary>States this handler appended, used instead of a load for the next command (checked by the append).</summary>
     public AggregateCache Cache { get; } = cache ?? new AggregateCache();
@@ -76,8 +77,13 @@ public sealed class CommandHandler(
 
             try
             {
+                var messages = outbox(state, decision.Events);
                 var result = await store.AppendAsync(
-                    streamId, decider.StreamType, ExpectedVersion.Exact(loaded.Version), [.. decision.Events], metadata, outbox(state, decision.Events), cancellationToken);
+                    streamId, decider.StreamType, ExpectedVersion.Exact(loaded.Version), [.. decision.Events], metadata, messages, cancellationToken);
+                if (committed is not null && messages.Count > 0 && result.OutboxIds.Count == messages.Count)
+                {
+                    committed.Committed(result.OutboxIds, messages);
+                }
 
                 Cache.Set(streamId, state, result.NextVersion);
                 Changes.Notify(streamId, state);

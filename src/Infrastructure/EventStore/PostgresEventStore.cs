@@ -135,6 +135,7 @@ public sealed class PostgresEventStore : IEventStore
         }
 
         var previous = next - events.Count;
+        IReadOnlyList<long> outboxIds = [];
         var stored = new StoredEvent[events.Count];
         for (var i = 0; i < events.Count; i++)
         {
@@ -149,20 +150,24 @@ public sealed class PostgresEventStore : IEventStore
                 await projection.ApplyAsync(context, matching, cancellationToken);
             }
 
-            if (outbox.Count > 0)
+            if (outbox.Count == 0)
             {
+                await context.FlushAsync(cancellationToken);
+            }
+            else
+            {
+                // The outbox rows go last in the same round trip; their ids come back for the after-commit publish.
                 context.Add(
-                    $"insert into {_schema}.outbox (destination, payload, headers) select * from unnest($1::text[], $2::bytea[], $3::jsonb[])",
+                    $"insert into {_schema}.outbox (destination, payload, headers) select d, p, h from unnest($1::text[], $2::bytea[], $3::jsonb[]) with ordinality as m(d, p, h, n) order by n returning id as outbox_id",
                     outbox.Select(m => m.Destination).ToArray(),
                     outbox.Select(m => m.Payload.ToArray()).ToArray(),
                     outbox.Select(m => m.Headers is null ? null : System.Text.Json.JsonSerializer.Serialize(m.Headers)).ToArray());
+                outboxIds = await context.FlushReadingAsync("outbox_id", cancellationToken);
             }
-
-            await context.FlushAsync(cancellationToken);
         }
 
         await transaction.CommitAsync(cancellationToken);
-        return new AppendResult(streamId, previous, next);
+        return new AppendResult(streamId, previous, next) { OutboxIds = outboxIds };
     }
 
     private static void AddAppendParameters(NpgsqlParameterCollection parameters, string streamId, string streamType, ExpectedVersion expected, PreparedBatch batch, bool positions)

@@ -12,4 +12,7 @@ internal static partial class OutboxLog
 
     [LoggerMessage(EventId = 5003, Level = LogLevel.Warning, Message = "Outbox relay: database error; retrying")]
     public static partial void LoopError(ILogger logger, Exception exception);
+
+    [LoggerMessage(EventId = 5010, Level = LogLevel.Warning, Message = "Outbox message {Id} to {Destination} not sent right after commit ({Reason}); the relay will retry it")]
+    public static partial void FastPathFailed(ILogger logger, long id, string destination, string reason);
 }

@@ -21,4 +21,8 @@ public sealed class OutboxOptions
     public TimeSpan RetryDelay { get; set; } = TimeSpan.FromMilliseconds(500);
 
     public TimeSpan MaxRetryDelay { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>While the relay runs, rows younger than this are left to the after-commit fast path of the node that
+    /// wrote them; after it, the relay sends whatever is still unsent (fast path failed, or the node died).</summary>
+    public TimeSpan FastPathGrace { get; set; } = TimeSpan.FromSeconds(2);
 }

@@ -1,5 +1,6 @@
 using System.Diagnostics.Metrics;
 using System.Text.Json;
+using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Npgsql;
@@ -15,7 +16,7 @@ namespace Propeller.Infrastructure.Messaging;
 /// <see cref="OutboxOptions.MaxAttempts"/> the row is dead-lettered with its error. At-least-once: a crash between
 /// publish and mark sends the message again.
 /// </summary>
-public sealed class OutboxRelay
+public sealed class OutboxRelay : ICommittedMessages
 {
     private static readonly Meter Meter = new("Propeller.Outbox");
     private static readonly Counter<long> Sent = Meter.CreateCounter<long>("outbox_sent", description: "Outbox messages published");
@@ -28,7 +29,11 @@ public sealed class OutboxRelay
     private readonly ILogger<OutboxRelay> _logger;
     private readonly string _schema;
     private readonly WorkSignal _signal;
+    private readonly Channel<(long Id, OutgoingMessage Message)> _committed =
+        Channel.CreateBounded<(long Id, OutgoingMessage Message)>(new BoundedChannelOptions(8192) { FullMode = BoundedChannelFullMode.DropWrite, SingleReader = true });
+
     private long _depth;
+    private volatile bool _fastPath;
 
     public OutboxRelay(NpgsqlDataSource dataSource, IMessagePublisher publisher, IOptions<EventStoreOptions> storeOptions, IOptions<OutboxOptions> options, ILogger<OutboxRelay> logger, WorkSignals signals)
     {
@@ -44,7 +49,94 @@ public sealed class OutboxRelay
         Meter.CreateObservableGauge("outbox_depth", () => Interlocked.Read(ref _depth), description: "Outbox messages not yet sent (refreshed each relay round)");
     }
 
+    /// <summary>Queues just-committed messages for the fast path (dropped when the queue is full: the relay sends them).</summary>
+    public void Committed(IReadOnlyList<long> outboxIds, IReadOnlyList<OutgoingMessage> messages)
+    {
+        ArgumentNullException.ThrowIfNull(outboxIds);
+        ArgumentNullException.ThrowIfNull(messages);
+        if (!_fastPath)
+        {
+            return;
+        }
+
+        for (var i = 0; i < outboxIds.Count; i++)
+        {
+            _committed.Writer.TryWrite((outboxIds[i], messages[i]));
+        }
+    }
+
     public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        _fastPath = true;
+        var fast = Task.Run(() => FastPathAsync(cancellationToken), CancellationToken.None);
+        try
+        {
+            await RelayLoopAsync(cancellationToken);
+        }
+        finally
+        {
+            _fastPath = false;
+            await fast;
+        }
+    }
+
+    /// <summary>
+    /// Publishes messages right after their transaction committed, in the order they committed on this node, and marks
+    /// them sent. Anything that fails here is left to the relay, which leaves rows younger than
+    /// <see cref="OutboxOptions.FastPathGrace"/> to this path while it runs.
+    /// </summary>
+    private async Task FastPathAsync(CancellationToken cancellationToken)
+    {
+        var batch = new List<(long Id, OutgoingMessage Message)>();
+        try
+        {
+            while (await _committed.Reader.WaitToReadAsync(cancellationToken))
+            {
+                while (batch.Count < _options.BatchSize && _committed.Reader.TryRead(out var item))
+                {
+                    batch.Add(item);
+                }
+
+                var publishes = new List<Task>(batch.Count);
+                foreach (var (_, message) in batch)
+                {
+                    publishes.Add(PublishAsync(message, cancellationToken));
+                }
+
+                var sent = new List<long>(batch.Count);
+                for (var i = 0; i < batch.Count; i++)
+                {
+                    try
+                    {
+                        await publishes[i];
+                        sent.Add(batch[i].Id);
+                    }
+                    catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+                    {
+                        OutboxLog.FastPathFailed(_logger, batch[i].Id, batch[i].Message.Destination, ex.Message);
+                    }
+                }
+
+                batch.Clear();
+                try
+                {
+                    await MarkSentAsync(sent, cancellationToken);
+                    Sent.Add(sent.Count);
+                }
+                catch (Exception ex) when (ex is NpgsqlException or TimeoutException)
+                {
+                    // Sent but not marked: the relay sends them again (at least once).
+                    OutboxLog.LoopError(_logger, ex);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // Stopping: what is queued here is still in the outbox.
+        }
+    }
+
+    private async Task RelayLoopAsync(CancellationToken cancellationToken)
     {
         while (!cancellationToken.IsCancellationRequested)
         {
@@ -53,7 +145,16 @@ public sealed class OutboxRelay
                 if (await RelayOnceAsync(cancellationToken) == 0)
                 {
                     Interlocked.Exchange(ref _depth, await DepthAsync(cancellationToken));
-                    await _signal.WaitAsync(_options.PollInterval, cancellationToken);
+                    // With the fast path on, the relay only sends what it left behind (older than the grace): it need
+                    // not wake for every commit.
+                    if (_fastPath)
+                    {
+                        await Task.Delay(Max(_options.PollInterval, _options.FastPathGrace / 4), cancellationToken);
+                    }
+                    else
+                    {
+                        await _signal.WaitAsync(_options.PollInterval, cancellationToken);
+                    }
                 }
             }
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
@@ -124,7 +225,9 @@ public sealed class OutboxRelay
         return publishes.Count;
     }
 
-    private async Task PublishAsync(Row row, CancellationToken cancellationToken) => await _publisher.PublishAsync(row.Message, cancellationToken);
+    private Task PublishAsync(Row row, CancellationToken cancellationToken) => PublishAsync(row.Message, cancellationToken);
+
+    private async Task PublishAsync(OutgoingMessage message, CancellationToken cancellationToken) => await _publisher.PublishAsync(message, cancellationToken);
 
     public async Task<long> DepthAsync(CancellationToken cancellationToken)
     {
@@ -139,11 +242,13 @@ public sealed class OutboxRelay
              where id in (select id from {_schema}.outbox
                            where sent_at is null and dead_at is null and next_attempt_at <= now()
                              and (claimed_until is null or claimed_until < now())
+                             and created_at <= now() - make_interval(secs => $3)
                            order by id limit $1 for update skip locked)
             returning id, destination, payload, headers::text, attempts
             """);
         command.Parameters.AddWithValue(_options.BatchSize);
         command.Parameters.AddWithValue(_options.ClaimDuration.TotalSeconds);
+        command.Parameters.AddWithValue(_fastPath ? _options.FastPathGrace.TotalSeconds : 0.0);
         var rows = new List<Row>();
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
@@ -194,6 +299,8 @@ public sealed class OutboxRelay
 
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
+
+    private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
 
     private sealed record Row(long Id, OutgoingMessage Message, int Attempts);
 }

@@ -50,5 +50,28 @@ public sealed class ProjectionContext : IAsyncDisposable
         Batch.BatchCommands.Clear();
     }
 
+    /// <summary>Runs what is queued and returns the <c>bigint</c> values of the result column named <paramref name="column"/>.</summary>
+    internal async Task<IReadOnlyList<long>> FlushReadingAsync(string column, CancellationToken cancellationToken)
+    {
+        var values = new List<long>();
+        await using (var reader = await Batch.ExecuteReaderAsync(cancellationToken))
+        {
+            do
+            {
+                if (reader.FieldCount == 1 && reader.GetName(0) == column)
+                {
+                    while (await reader.ReadAsync(cancellationToken))
+                    {
+                        values.Add(reader.GetInt64(0));
+                    }
+                }
+            }
+            while (await reader.NextResultAsync(cancellationToken));
+        }
+
+        Batch.BatchCommands.Clear();
+        return values;
+    }
+
     public ValueTask DisposeAsync() => Batch.DisposeAsync();
 }

@@ -28,10 +28,14 @@ public sealed class DispatchScheduler(
     private readonly IPluginGate _plugins = plugins ?? AllowAllPluginGate.Instance;
 
     private readonly SchedulerOptions _options = options.Value;
+    private readonly SemaphoreSlim _placing = new(1, 1);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<TaskId, byte> _inFlight = new();
     private long _cursor;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        signals.FastPath = true;
+        var fresh = Task.Run(() => FreshStartsAsync(stoppingToken), CancellationToken.None);
         while (!stoppingToken.IsCancellationRequested)
         {
             try
@@ -43,12 +47,63 @@ public sealed class DispatchScheduler(
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
-                return;
+                break;
             }
             catch (Exception ex) when (ex is NpgsqlException or TimeoutException or ConcurrencyException)
             {
                 SchedulerLog.RoundFailed(logger, ex);
-                await Task.Delay(_options.PollInterval * 10, time, stoppingToken);
+                await Task.Delay(_options.PollInterval * 10, time, stoppingToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            }
+        }
+
+        signals.FastPath = false;
+        await fresh;
+    }
+
+    /// <summary>
+    /// The fast path: tasks started on this node are placed as soon as their start is appended, in batches of what
+    /// has arrived, without a query for waiting tasks. The polling round skips them while they are in flight here.
+    /// </summary>
+    private async Task FreshStartsAsync(CancellationToken stoppingToken)
+    {
+        var batch = new List<TaskState>();
+        while (true)
+        {
+            try
+            {
+                if (!await signals.Starts.WaitToReadAsync(stoppingToken))
+                {
+                    return;
+                }
+
+                while (batch.Count < _options.BatchSize && signals.Starts.TryRead(out var task))
+                {
+                    if (_inFlight.TryAdd(task.Id, 0))
+                    {
+                        batch.Add(task);
+                    }
+                }
+
+                await PlaceAllAsync(batch, stoppingToken);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex) when (ex is NpgsqlException or TimeoutException or ConcurrencyException)
+            {
+                // What was not placed stays Scheduled in the view and is picked up by the polling round.
+                SchedulerLog.RoundFailed(logger, ex);
+                signals.Scheduler.Notify();
+            }
+            finally
+            {
+                foreach (var task in batch)
+                {
+                    _inFlight.TryRemove(task.Id, out _);
+                }
+
+                batch.Clear();
             }
         }
     }
@@ -56,7 +111,13 @@ public sealed class DispatchScheduler(
     /// <summary>One round over the waiting tasks; returns how many were dispatched.</summary>
     public async Task<int> ScheduleOnceAsync(CancellationToken cancellationToken)
     {
-        var waiting = await tasks.ListScheduledAsync(_options.BatchSize, cancellationToken);
+        var waiting = (await tasks.ListScheduledAsync(_options.BatchSize, cancellationToken)).Where(t => !_inFlight.ContainsKey(t.Id)).ToList();
+        return waiting.Count == 0 ? 0 : await PlaceAllAsync(waiting, cancellationToken);
+    }
+
+    /// <summary>Places the tasks in order, then appends their dispatches in parallel; returns how many were dispatched.</summary>
+    private async Task<int> PlaceAllAsync(IReadOnlyList<TaskState> waiting, CancellationToken cancellationToken)
+    {
         if (waiting.Count == 0)
         {
             return 0;
@@ -69,34 +130,43 @@ public sealed class DispatchScheduler(
             .ToList();
         var gated = _plugins is not AllowAllPluginGate;
 
-        // Placement is decided in order (round-robin cursor, load counts); the appends then run in parallel.
+        // Placement is decided in order (round-robin cursor, load counts); the appends then run in parallel. The fast
+        // path and the polling round share the cursor, so they take turns here.
         var placed = new List<Placed>(waiting.Count);
-        foreach (var task in waiting)
+        await _placing.WaitAsync(cancellationToken);
+        try
         {
-            var spec = task.Spec!;
-            var request = new PlacementRequest(spec.PropletId, new HashSet<string>(), 0, spec.Priority);
-            IReadOnlyList<PluginDecision> decisions = [];
-            if (gated && !spec.Broadcast)
+            foreach (var task in waiting)
             {
-                // on_before_proplet_select (spec §7.7): may refuse, or narrow the candidates.
-                var select = await _plugins.BeforePropletSelectAsync(new PluginAuthContext(task.RequestedBy, PluginAction.None), PluginTaskInfos.From(task)!, cancellationToken);
-                decisions = select.Decisions;
-                if (!select.Allowed)
+                var spec = task.Spec!;
+                var request = new PlacementRequest(spec.PropletId, new HashSet<string>(), 0, spec.Priority);
+                IReadOnlyList<PluginDecision> decisions = [];
+                if (gated && !spec.Broadcast)
                 {
-                    placed.Add(new Placed(task, null, decisions, "proplet selection blocked by plugin: " + (select.Reason is { Length: > 0 } r ? r : "denied")));
-                    continue;
+                    // on_before_proplet_select (spec §7.7): may refuse, or narrow the candidates.
+                    var select = await _plugins.BeforePropletSelectAsync(new PluginAuthContext(task.RequestedBy, PluginAction.None), PluginTaskInfos.From(task)!, cancellationToken);
+                    decisions = select.Decisions;
+                    if (!select.Allowed)
+                    {
+                        placed.Add(new Placed(task, null, decisions, "proplet selection blocked by plugin: " + (select.Reason is { Length: > 0 } r ? r : "denied")));
+                        continue;
+                    }
+
+                    request = request with { RequiredTags = select.RequiredTags.ToHashSet(StringComparer.Ordinal), MinMemoryBytes = select.MinMemoryBytes };
                 }
 
-                request = request with { RequiredTags = select.RequiredTags.ToHashSet(StringComparer.Ordinal), MinMemoryBytes = select.MinMemoryBytes };
+                var placement = spec.Broadcast ? Placement.On("broadcast") : PropletSelector.Select(_options.Policy, request, candidates, ref _cursor);
+                placed.Add(new Placed(task, placement, decisions, null));
+                var index = placement.PropletId is { } chosen ? candidates.FindIndex(c => c.Id == chosen) : -1;
+                if (index >= 0)
+                {
+                    candidates[index] = candidates[index] with { RunningTasks = candidates[index].RunningTasks + 1 };
+                }
             }
-
-            var placement = spec.Broadcast ? Placement.On("broadcast") : PropletSelector.Select(_options.Policy, request, candidates, ref _cursor);
-            placed.Add(new Placed(task, placement, decisions, null));
-            var index = placement.PropletId is { } chosen ? candidates.FindIndex(c => c.Id == chosen) : -1;
-            if (index >= 0)
-            {
-                candidates[index] = candidates[index] with { RunningTasks = candidates[index].RunningTasks + 1 };
-            }
+        }
+        finally
+        {
+            _placing.Release();
         }
 
         var dispatched = 0;

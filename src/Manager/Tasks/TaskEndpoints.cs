@@ -327,7 +327,11 @@ internal static class TaskEndpoints
             return ApiResults.From(rejection);
         }
 
-        signals.Scheduler.Notify();
+        if (result.State.Status == TaskStatus.Scheduled)
+        {
+            signals.OfferStart(result.State);
+        }
+
         if (result.Appended.Count > 0)
         {
             plugins.Started(before);
