@@ -27,7 +27,14 @@ public static class EventStoreServiceCollectionExtensions
             .ValidateOnStart();
         services.AddOptions<ProjectionDaemonOptions>().BindConfiguration(ProjectionDaemonOptions.Section);
         services.TryAddSingleton(TimeProvider.System);
-        services.TryAddSingleton(sp => NpgsqlDataSource.Create(sp.GetRequiredService<IOptions<EventStoreOptions>>().Value.ConnectionString));
+        services.TryAddSingleton(sp =>
+        {
+            // No DISCARD ALL when a connection goes back to the pool: nothing here keeps session state (locks are
+            // transaction-scoped), and the reset was a round trip on every use.
+            var builder = new NpgsqlDataSourceBuilder(sp.GetRequiredService<IOptions<EventStoreOptions>>().Value.ConnectionString);
+            builder.ConnectionStringBuilder.NoResetOnClose = true;
+            return builder.Build();
+        });
         services.TryAddSingleton(_ => DomainEvents.CreateRegistry());
         services.TryAddSingleton<EventSerializer>();
         services.TryAddSingleton(_ =>

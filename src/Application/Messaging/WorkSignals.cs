@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Threading.Channels;
 using Propeller.Domain.Tasks;
 
@@ -22,13 +23,24 @@ public sealed class WorkSignals : IDisposable
     /// <summary>True once a scheduler reads <see cref="Starts"/> (a node without a broker has none).</summary>
     public bool FastPath { get; set; }
 
+    /// <summary>Tasks handed to the fast path and not placed yet: the polling round leaves them alone.</summary>
+    public ConcurrentDictionary<TaskId, byte> PendingStarts { get; } = new();
+
     /// <summary>Hands a task whose start was just appended to the scheduler, or wakes the polling round.</summary>
     public void OfferStart(TaskState task)
     {
-        if (!FastPath || !_starts.Writer.TryWrite(task))
+        ArgumentNullException.ThrowIfNull(task);
+        if (FastPath && PendingStarts.TryAdd(task.Id, 0))
         {
-            Scheduler.Notify();
+            if (_starts.Writer.TryWrite(task))
+            {
+                return;
+            }
+
+            PendingStarts.TryRemove(task.Id, out _);
         }
+
+        Scheduler.Notify();
     }
 
     public void Dispose()

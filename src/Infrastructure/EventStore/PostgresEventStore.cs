@@ -142,7 +142,8 @@ public sealed class PostgresEventStore : IEventStore
             stored[i] = new StoredEvent(batch.Ids[i], new GlobalPosition(tx, seqs[i]), streamId, previous + i + 1, batch.Types[i], events[i], metadata);
         }
 
-        await using (var context = new ProjectionContext(connection, transaction, _schema))
+        var context = new ProjectionContext(connection, transaction, _schema);
+        await using (context)
         {
             foreach (var projection in inline)
             {
@@ -167,6 +168,7 @@ public sealed class PostgresEventStore : IEventStore
         }
 
         await transaction.CommitAsync(cancellationToken);
+        context.Committed();
         return new AppendResult(streamId, previous, next) { OutboxIds = outboxIds };
     }
 

@@ -24,6 +24,22 @@ public sealed class ProjectionContext : IAsyncDisposable
 
     public NpgsqlBatch Batch { get; }
 
+    private List<Action>? _committed;
+
+    /// <summary>
+    /// Runs <paramref name="action"/> once the transaction committed (never if it rolls back). Only the event store's
+    /// inline appends report commits; a projection must not rely on it (it is for caches).
+    /// </summary>
+    public void OnCommitted(Action action) => (_committed ??= []).Add(action);
+
+    internal void Committed()
+    {
+        foreach (var action in _committed ?? [])
+        {
+            action();
+        }
+    }
+
     /// <summary>Queues a statement with positional parameters ($1, $2, ...).</summary>
     public NpgsqlBatchCommand Add(string sql, params object?[] values)
     {

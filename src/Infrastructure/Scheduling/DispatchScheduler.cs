@@ -29,7 +29,6 @@ public sealed class DispatchScheduler(
 
     private readonly SchedulerOptions _options = options.Value;
     private readonly SemaphoreSlim _placing = new(1, 1);
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<TaskId, byte> _inFlight = new();
     private long _cursor;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -62,7 +61,7 @@ public sealed class DispatchScheduler(
 
     /// <summary>
     /// The fast path: tasks started on this node are placed as soon as their start is appended, in batches of what
-    /// has arrived, without a query for waiting tasks. The polling round skips them while they are in flight here.
+    /// has arrived, without a query for waiting tasks. The polling round skips them until they are placed (<see cref="WorkSignals.PendingStarts"/>).
     /// </summary>
     private async Task FreshStartsAsync(CancellationToken stoppingToken)
     {
@@ -78,10 +77,7 @@ public sealed class DispatchScheduler(
 
                 while (batch.Count < _options.BatchSize && signals.Starts.TryRead(out var task))
                 {
-                    if (_inFlight.TryAdd(task.Id, 0))
-                    {
-                        batch.Add(task);
-                    }
+                    batch.Add(task);
                 }
 
                 await PlaceAllAsync(batch, stoppingToken);
@@ -100,7 +96,7 @@ public sealed class DispatchScheduler(
             {
                 foreach (var task in batch)
                 {
-                    _inFlight.TryRemove(task.Id, out _);
+                    signals.PendingStarts.TryRemove(task.Id, out _);
                 }
 
                 batch.Clear();
@@ -111,7 +107,7 @@ public sealed class DispatchScheduler(
     /// <summary>One round over the waiting tasks; returns how many were dispatched.</summary>
     public async Task<int> ScheduleOnceAsync(CancellationToken cancellationToken)
     {
-        var waiting = (await tasks.ListScheduledAsync(_options.BatchSize, cancellationToken)).Where(t => !_inFlight.ContainsKey(t.Id)).ToList();
+        var waiting = (await tasks.ListScheduledAsync(_options.BatchSize, cancellationToken)).Where(t => !signals.PendingStarts.ContainsKey(t.Id)).ToList();
         return waiting.Count == 0 ? 0 : await PlaceAllAsync(waiting, cancellationToken);
     }
 
