@@ -34,6 +34,29 @@ public sealed class TaskViewProjectionTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task TwoNodes_EachWithItsOwnProjection_KeepTheViewRight()
+    {
+        // Another node: its own event store, projection (and row cache) and command handler, on the same schema.
+        var catalog = new ProjectionCatalog().Add(new TaskViewProjection(), ProjectionLifecycle.Inline);
+        var store = new Propeller.Infrastructure.EventStore.PostgresEventStore(
+            _db.DataSource, _db.Serializer, catalog, _db.Options, Microsoft.Extensions.Logging.Abstractions.NullLogger<Propeller.Infrastructure.EventStore.PostgresEventStore>.Instance);
+        var other = new Propeller.Application.Aggregates.CommandHandler(
+            store, new Propeller.Application.Aggregates.AggregateLoader(store, _db.Snapshots), _db.Snapshots,
+            Microsoft.Extensions.Logging.Abstractions.NullLogger<Propeller.Application.Aggregates.CommandHandler>.Instance);
+        var id = NewId();
+        await HandleAsync(new CreateTask(id, TaskSpec.Named("add"), T0));
+        await HandleAsync(new StartTask(id, T0.AddSeconds(1)));
+
+        (await other.HandleAsync(TaskAggregate.Decider, TaskAggregate.StreamId(id), new DispatchTask(id, "p-other", T0.AddSeconds(2)), Meta(), Ct)).Rejection.ShouldBeNull();
+        var done = await HandleAsync(new RecordResult(id, "42", null, T0.AddSeconds(3)));
+
+        var view = await _queries.GetAsync(id, Ct);
+        view.ShouldBe(done);
+        view!.PropletId.ShouldBe("p-other");
+        view.Results.ShouldBe("42");
+    }
+
+    [Fact]
     public async Task View_FollowsTheStream_AndRoundTripsTheWholeState()
     {
         var id = NewId();
