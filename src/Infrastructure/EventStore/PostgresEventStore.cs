@@ -115,7 +115,92 @@ public sealed class PostgresEventStore : IEventStore
     }
 
     /// <summary>The append, the inline projections' writes and the outbox rows, in one transaction.</summary>
-    private async Task<AppendResult> AppendInTransactionAsync(
+    private Task<AppendResult> AppendInTransactionAsync(
+        string streamId, string streamType, ExpectedVersion expected, PreparedBatch batch, IReadOnlyList<object> events, EventMetadata metadata,
+        IReadOnlyList<IProjection> inline, IReadOnlyList<OutgoingMessage> outbox, CancellationToken cancellationToken) =>
+        expected.Value >= 0 && inline.All(p => !p.UsesGlobalPositions)
+            ? AppendInOneBatchAsync(streamId, streamType, expected.Value, batch, events, metadata, inline, outbox, cancellationToken)
+            : AppendWithPositionsAsync(streamId, streamType, expected, batch, events, metadata, inline, outbox, cancellationToken);
+
+    /// <summary>
+    /// The common case (an exact expected version, projections that need no global positions): the events' versions
+    /// are known before the append, so the append, the projections' writes and the outbox rows go in one batch, and
+    /// the commit is the only other round trip. A failed version check aborts the batch before anything else runs.
+    /// </summary>
+    private async Task<AppendResult> AppendInOneBatchAsync(
+        string streamId, string streamType, long previous, PreparedBatch batch, IReadOnlyList<object> events, EventMetadata metadata,
+        IReadOnlyList<IProjection> inline, IReadOnlyList<OutgoingMessage> outbox, CancellationToken cancellationToken)
+    {
+        await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        var stored = new StoredEvent[events.Count];
+        for (var i = 0; i < events.Count; i++)
+        {
+            stored[i] = new StoredEvent(batch.Ids[i], GlobalPosition.Start, streamId, previous + i + 1, batch.Types[i], events[i], metadata);
+        }
+
+        var context = new ProjectionContext(connection, transaction, _schema);
+        long next = 0;
+        IReadOnlyList<long> outboxIds = [];
+        await using (context)
+        {
+            var append = new NpgsqlBatchCommand(_appendSql);
+            AddAppendParameters(append.Parameters, streamId, streamType, ExpectedVersion.Exact(previous), batch, positions: false);
+            context.Batch.BatchCommands.Add(append);
+            foreach (var projection in inline)
+            {
+                var matching = projection.EventTypes is null ? stored : [.. stored.Where(e => projection.EventTypes.Contains(e.Type))];
+                await projection.ApplyAsync(context, matching, cancellationToken);
+            }
+
+            // A projection may have read before the append was sent: the append's version check still guards it, since a
+            // row changed in between means the stream moved and the append fails.
+            context.Batch.BatchCommands.Remove(append);
+            context.Batch.BatchCommands.Insert(0, append);
+            AddOutbox(context, outbox);
+            await using var reader = await context.Batch.ExecuteReaderAsync(cancellationToken);
+            var ids = new List<long>();
+            do
+            {
+                if (reader.FieldCount > 0 && reader.GetName(0) == "o_version")
+                {
+                    await reader.ReadAsync(cancellationToken);
+                    next = reader.GetInt64(0);
+                }
+                else if (reader.FieldCount == 1 && reader.GetName(0) == "outbox_id")
+                {
+                    while (await reader.ReadAsync(cancellationToken))
+                    {
+                        ids.Add(reader.GetInt64(0));
+                    }
+                }
+            }
+            while (await reader.NextResultAsync(cancellationToken));
+            outboxIds = ids;
+        }
+
+        await transaction.CommitAsync(cancellationToken);
+        context.Committed();
+        return new AppendResult(streamId, previous, next) { OutboxIds = outboxIds };
+    }
+
+    private void AddOutbox(ProjectionContext context, IReadOnlyList<OutgoingMessage> outbox)
+    {
+        if (outbox.Count == 0)
+        {
+            return;
+        }
+
+        // The outbox rows' ids come back (in message order) for the after-commit publish.
+        context.Add(
+            $"insert into {_schema}.outbox (destination, payload, headers) select d, p, h from unnest($1::text[], $2::bytea[], $3::jsonb[]) with ordinality as m(d, p, h, n) order by n returning id as outbox_id",
+            outbox.Select(m => m.Destination).ToArray(),
+            outbox.Select(m => m.Payload.ToArray()).ToArray(),
+            outbox.Select(m => m.Headers is null ? null : System.Text.Json.JsonSerializer.Serialize(m.Headers)).ToArray());
+    }
+
+    /// <summary>The general case: append first (the positions come back), then the projections' writes and the outbox rows.</summary>
+    private async Task<AppendResult> AppendWithPositionsAsync(
         string streamId, string streamType, ExpectedVersion expected, PreparedBatch batch, IReadOnlyList<object> events, EventMetadata metadata,
         IReadOnlyList<IProjection> inline, IReadOnlyList<OutgoingMessage> outbox, CancellationToken cancellationToken)
     {
@@ -157,12 +242,7 @@ public sealed class PostgresEventStore : IEventStore
             }
             else
             {
-                // The outbox rows go last in the same round trip; their ids come back for the after-commit publish.
-                context.Add(
-                    $"insert into {_schema}.outbox (destination, payload, headers) select d, p, h from unnest($1::text[], $2::bytea[], $3::jsonb[]) with ordinality as m(d, p, h, n) order by n returning id as outbox_id",
-                    outbox.Select(m => m.Destination).ToArray(),
-                    outbox.Select(m => m.Payload.ToArray()).ToArray(),
-                    outbox.Select(m => m.Headers is null ? null : System.Text.Json.JsonSerializer.Serialize(m.Headers)).ToArray());
+                AddOutbox(context, outbox);
                 outboxIds = await context.FlushReadingAsync("outbox_id", cancellationToken);
             }
         }

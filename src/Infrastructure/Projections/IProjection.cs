@@ -17,7 +17,14 @@ public interface IProjection
     /// <summary>Creates the projection's tables when missing (idempotent).</summary>
     Task EnsureSchemaAsync(ProjectionContext context, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Applies events. Inline, when <see cref="UsesGlobalPositions"/> is false, the events' positions are not known yet
+    /// (<see cref="GlobalPosition.Start"/>): the writes go to the database in the same round trip as the append itself.
+    /// </summary>
     Task ApplyAsync(ProjectionContext context, IReadOnlyList<StoredEvent> events, CancellationToken cancellationToken);
+
+    /// <summary>Whether <see cref="ApplyAsync"/> reads the events' global positions (inline appends then take one round trip more).</summary>
+    bool UsesGlobalPositions => true;
 
     /// <summary>Deletes everything the projection wrote, before a rebuild from zero.</summary>
     Task ResetAsync(ProjectionContext context, CancellationToken cancellationToken);

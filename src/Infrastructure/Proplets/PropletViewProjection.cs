@@ -13,6 +13,8 @@ public sealed class PropletViewProjection : IProjection
 {
     public string Name => "proplet_view";
 
+    public bool UsesGlobalPositions => false;
+
     public IReadOnlyCollection<string>? EventTypes { get; } =
         ["proplet.registered.v1", "proplet.metadata_changed.v1", "proplet.went_offline.v1", "proplet.came_online.v1", "proplet.deleted.v1"];
 

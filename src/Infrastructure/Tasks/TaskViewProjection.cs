@@ -20,6 +20,8 @@ public sealed class TaskViewProjection : IProjection
 
     public string Name => ProjectionName;
 
+    public bool UsesGlobalPositions => false;
+
     public IReadOnlyCollection<string>? EventTypes => null;
 
     public Task EnsureSchemaAsync(ProjectionContext context, CancellationToken cancellationToken)
