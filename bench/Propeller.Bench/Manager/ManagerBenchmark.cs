@@ -90,8 +90,14 @@ internal static class ManagerBenchmark
         var latencies = await RunTasksAsync(http, tasks, clients, cancellationToken);
         stopwatch.Stop();
         latencies.Sort();
+        var tasksPerSecond = tasks / stopwatch.Elapsed.TotalSeconds;
+
+        // Reference, same run and database: the bare command path (load-free decide + append with the inline task view)
+        // at the same concurrency. A task needs four such appends (create, start, dispatch, result), so appends/s ÷ 4 is
+        // the ceiling the event store alone allows; ratio = what the whole manager reaches of it.
+        var appendsPerSecond = await ReferenceAppendsPerSecondAsync(app.Services, clients, Math.Max(400, tasks), cancellationToken);
         Console.WriteLine(FormattableString.Invariant(
-            $"manager case=dispatch tasks={tasks} proplets={proplets} clients={clients} tasks_per_s={tasks / stopwatch.Elapsed.TotalSeconds:F0} p50_ms={Percentile(latencies, 0.50):F1} p99_ms={Percentile(latencies, 0.99):F1}"));
+            $"manager case=dispatch tasks={tasks} proplets={proplets} clients={clients} tasks_per_s={tasksPerSecond:F0} p50_ms={Percentile(latencies, 0.50):F1} p99_ms={Percentile(latencies, 0.99):F1} reference_appends_per_s={appendsPerSecond:F0} ratio={tasksPerSecond / (appendsPerSecond / 4):F2}"));
         await stopHeartbeats.CancelAsync();
         await heartbeats;
         foreach (var client in simulated)
@@ -101,6 +107,27 @@ internal static class ManagerBenchmark
 
         await app.StopAsync(cancellationToken);
         return 0;
+    }
+
+    private static async Task<double> ReferenceAppendsPerSecondAsync(IServiceProvider services, int writers, int tasks, CancellationToken cancellationToken)
+    {
+        var commands = services.GetRequiredService<Propeller.Application.Aggregates.CommandHandler>();
+        var now = DateTimeOffset.UtcNow;
+        var next = -1;
+        var stopwatch = Stopwatch.StartNew();
+        await Task.WhenAll(Enumerable.Range(0, writers).Select(_ => Task.Run(async () =>
+        {
+            while (Interlocked.Increment(ref next) < tasks)
+            {
+                var id = new Propeller.Domain.Tasks.TaskId(Guid.CreateVersion7());
+                var stream = Propeller.Application.Tasks.TaskAggregate.StreamId(id);
+                var metadata = Propeller.Application.EventStore.EventMetadata.At(now);
+                commands.Cache.Set(stream, Propeller.Domain.Tasks.TaskState.Initial, 0);
+                await commands.HandleAsync(
+                    Propeller.Application.Tasks.TaskAggregate.Decider, stream, new Propeller.Domain.Tasks.TaskCommand.CreateTask(id, Propeller.Domain.Tasks.TaskSpec.Named("reference"), now), metadata, cancellationToken);
+            }
+        }, cancellationToken)));
+        return tasks / stopwatch.Elapsed.TotalSeconds;
     }
 
     private static async Task<List<double>> RunTasksAsync(HttpClient http, int count, int clients, CancellationToken cancellationToken)
