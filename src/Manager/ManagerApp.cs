@@ -31,6 +31,12 @@ public static class ManagerApp
             builder.Logging.SetMinimumLevel(config.LogLevel);
         }
 
+        if (config.LogLevel > LogLevel.Debug)
+        {
+            // The framework's per-request lines are debugging detail; its warnings, errors and lifetime lines stay.
+            builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        }
+
         if (builder.Configuration["urls"] is null && builder.Configuration["ASPNETCORE_URLS"] is null)
         {
             builder.WebHost.UseUrls($"http://{config.HttpHost}:{config.HttpPort.ToString(System.Globalization.CultureInfo.InvariantCulture)}");
