@@ -86,7 +86,7 @@ public sealed class CommandHandler(
                 }
 
                 Cache.Set(streamId, state, result.NextVersion);
-                Changes.Notify(streamId, state);
+                Changes.Notify(streamId, result.NextVersion, state);
                 await SaveSnapshotIfDueAsync(decider.Snapshots, streamId, result, state, cancellationToken);
                 return new CommandResult<TEvent, TState>(state, result.NextVersion, decision.Events, null);
             }

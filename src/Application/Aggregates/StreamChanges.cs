@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Collections.Immutable;
 
 namespace Propeller.Application.Aggregates;
 
@@ -9,38 +10,116 @@ namespace Propeller.Application.Aggregates;
 /// </summary>
 public sealed class StreamChanges
 {
-    /// <summary>Beyond this many watched streams every waiter is woken and forgotten: waiters re-read and wait
-    /// again, so this only bounds the memory kept for streams that are waited on but never change.</summary>
-    public const int MaxWatchedStreams = 10_000;
+    private readonly ConcurrentDictionary<string, ImmutableArray<Watch>> _watches = new(StringComparer.Ordinal);
 
-    private readonly ConcurrentDictionary<string, TaskCompletionSource<object?>> _waiters = new(StringComparer.Ordinal);
-
-    /// <summary>Wakes everyone waiting on <paramref name="streamId"/>, handing them the state after the append (when known).</summary>
-    public void Notify(string streamId, object? state = null)
+    /// <summary>Called after every append: hands the new state (when known) to the stream's watches.</summary>
+    public void Notify(string streamId, long version, object? state)
     {
-        if (_waiters.TryRemove(streamId, out var waiter))
+        if (_watches.TryGetValue(streamId, out var watches))
         {
-            waiter.TrySetResult(state);
+            foreach (var watch in watches)
+            {
+                watch.Post(version, state);
+            }
         }
     }
 
     /// <summary>
-    /// A task that completes at the next append to <paramref name="streamId"/>. Take it before reading the state, then
-    /// await it (with a timeout) only if the state read is not yet the one wanted: no append can fall in between.
+    /// Starts watching <paramref name="streamId"/>: every append from now on is seen, so read the state after this
+    /// call and then wait on the watch. Dispose it when done.
     /// </summary>
-    public Task<object?> NextAppendAsync(string streamId)
+    public Watch Start(string streamId)
     {
-        if (_waiters.Count >= MaxWatchedStreams)
+        var watch = new Watch(this, streamId);
+        _watches.AddOrUpdate(streamId, static (_, w) => [w], static (_, list, w) => list.Add(w), watch);
+        return watch;
+    }
+
+    /// <summary>How many streams are watched (for tests and metrics).</summary>
+    public int WatchedStreams => _watches.Count;
+
+    private void Stop(Watch watch)
+    {
+        while (_watches.TryGetValue(watch.StreamId, out var list))
         {
-            foreach (var key in _waiters.Keys)
+            var rest = list.Remove(watch);
+            if (rest.IsEmpty
+                ? _watches.TryRemove(new KeyValuePair<string, ImmutableArray<Watch>>(watch.StreamId, list))
+                : _watches.TryUpdate(watch.StreamId, rest, list))
             {
-                Notify(key);
+                return;
+            }
+        }
+    }
+
+    /// <summary>One reader's watch on one stream; keeps the newest state posted since it was last read.</summary>
+    public sealed class Watch : IDisposable
+    {
+        private readonly StreamChanges _owner;
+        private readonly Lock _lock = new();
+        private TaskCompletionSource? _signal;
+        private long _version = -1;
+        private object? _state;
+        private bool _posted;
+
+        internal Watch(StreamChanges owner, string streamId)
+        {
+            _owner = owner;
+            StreamId = streamId;
+        }
+
+        public string StreamId { get; }
+
+        internal void Post(long version, object? state)
+        {
+            TaskCompletionSource? signal;
+            lock (_lock)
+            {
+                if (version <= _version)
+                {
+                    return; // an older append reported late
+                }
+
+                (_version, _state, _posted) = (version, state, true);
+                signal = _signal;
+                _signal = null;
+            }
+
+            signal?.TrySetResult();
+        }
+
+        /// <summary>The newest state posted since the last call (null state: unknown), or false after <paramref name="timeout"/>.</summary>
+        public async Task<(bool Changed, object? State)> NextAsync(TimeSpan timeout, CancellationToken cancellationToken)
+        {
+            Task wait;
+            lock (_lock)
+            {
+                if (_posted)
+                {
+                    _posted = false;
+                    return (true, _state);
+                }
+
+                _signal ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                wait = _signal.Task;
+            }
+
+            try
+            {
+                await wait.WaitAsync(timeout, cancellationToken);
+            }
+            catch (TimeoutException)
+            {
+                return (false, null);
+            }
+
+            lock (_lock)
+            {
+                _posted = false;
+                return (true, _state);
             }
         }
 
-        return _waiters.GetOrAdd(streamId, static _ => new TaskCompletionSource<object?>(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+        public void Dispose() => _owner.Stop(this);
     }
-
-    /// <summary>How many streams have waiters (for tests and metrics).</summary>
-    public int WatchedStreams => _waiters.Count;
 }

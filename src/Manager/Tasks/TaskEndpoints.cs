@@ -177,30 +177,21 @@ internal static class TaskEndpoints
     /// </summary>
     private static async Task<TaskState?> WaitForEndAsync(TaskId id, TimeSpan timeout, ITaskQueries queries, StreamChanges changes, CancellationToken cancellationToken)
     {
-        var stream = TaskAggregate.StreamId(id);
+        using var watch = changes.Start(TaskAggregate.StreamId(id));
         var deadline = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
+        var state = await queries.GetAsync(id, cancellationToken);
         while (true)
         {
-            var next = changes.NextAppendAsync(stream);
-            var state = await queries.GetAsync(id, cancellationToken);
             var left = deadline - Environment.TickCount64;
             if (state is null || Ended(state) || left <= 0)
             {
-                return state;
+                return state is { Deleted: true } ? null : state;
             }
 
-            try
-            {
-                // The appender hands over the state it committed (the inline projection wrote the same in that transaction).
-                if (await next.WaitAsync(TimeSpan.FromMilliseconds(Math.Min(left, WaitRecheck.TotalMilliseconds)), cancellationToken) is TaskState appended && Ended(appended))
-                {
-                    return appended;
-                }
-            }
-            catch (TimeoutException)
-            {
-                // Re-read: the change may have been made by another node.
-            }
+            // The appender hands over the state it committed (the inline projection wrote the same in that transaction);
+            // without one, or after the re-check interval (another node may have appended), read the view again.
+            var (changed, appended) = await watch.NextAsync(TimeSpan.FromMilliseconds(Math.Min(left, WaitRecheck.TotalMilliseconds)), cancellationToken);
+            state = changed && appended is TaskState known ? known : await queries.GetAsync(id, cancellationToken);
         }
 
         static bool Ended(TaskState state) => state.Status is not (TaskStatus.Pending or TaskStatus.Scheduled or TaskStatus.Running) || state.Deleted;
