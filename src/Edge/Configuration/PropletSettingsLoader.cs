@@ -100,7 +100,10 @@ public static class PropletSettingsLoader
 
         try
         {
-            _ = new MqttClientOptions().WithAddress(settings.MqttAddress);
+            if (string.IsNullOrWhiteSpace(new MqttClientOptions().WithAddress(settings.MqttAddress).Host))
+            {
+                throw new UriFormatException("missing host");
+            }
         }
         catch (Exception ex) when (ex is UriFormatException or ArgumentException)
         {
