@@ -5,7 +5,8 @@
 # and everything this script started stopped again.
 #
 # Settings (environment): DEMO_HTTP_PORT (first port tried for the manager, default 7070), DEMO_SCHEMA (event store
-# schema, default demo), DEMO_KEEP_LOGS=1 (keep the log folder). Needs the .NET SDK and curl.
+# schema, default demo), DEMO_KEEP_LOGS=1 (keep the log folder), DEMO_HTTP=tcp (never use curl). Needs the .NET SDK
+# (curl and jq are used when present).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -31,7 +32,28 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-command -v curl >/dev/null || fail "curl is needed (apt-get install curl)"
+# http METHOD PATH [JSON]: prints the response body; fails on a non-2xx status. Uses curl when present, else bash's
+# /dev/tcp with HTTP/1.0 (no chunked encoding), so the demo needs nothing beyond bash and the .NET SDK.
+http() {
+  local method="$1" path="$2" body="${3:-}"
+  if [ "${DEMO_HTTP:-}" != tcp ] && command -v curl >/dev/null; then
+    if [ -n "$body" ]; then
+      curl -fsS -X "$method" "$api$path" -H 'content-type: application/json' -d "$body"
+    else
+      curl -fsS -X "$method" "$api$path"
+    fi
+    return
+  fi
+  local response status
+  exec 3<>"/dev/tcp/127.0.0.1/$port" || return 1
+  printf '%s %s HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: %s\r\n\r\n%s' \
+    "$method" "$path" "${#body}" "$body" >&3
+  response="$(cat <&3)"
+  exec 3<&-
+  status="$(printf '%s' "$response" | head -1 | cut -d' ' -f2)"
+  printf '%s' "$response" | sed '1,/^\r\{0,1\}$/d'
+  [[ "$status" == 2* ]]
+}
 
 step "[1/6] infrastructure (PostgreSQL + mosquitto on loopback)"
 scripts/infra.sh up
@@ -76,24 +98,23 @@ wait_for() {
   printf '\n'
   fail "timed out waiting for $what"
 }
-proplet_listed() { curl -fsS "$api/proplets" | grep -q "\"id\":\"$proplet_id\""; }
-wait_for "the manager (/health/ready)" 120 curl -fsS "$api/health/ready"
+proplet_listed() { http GET /proplets | grep -q "\"id\":\"$proplet_id\""; }
+wait_for "the manager (/health/ready)" 120 http GET /health/ready
 wait_for "the proplet to register (GET /proplets)" 60 proplet_listed
 
 step "[4/6] creating the addition task (main(10, 32))"
-created="$(curl -fsS -X POST "$api/tasks" -H 'content-type: application/json' \
-  -d '{"name":"main","file":"AGFzbQEAAAABBwFgAn9/AX8DAgEABwgBBG1haW4AAAoJAQcAIAAgAWoL","inputs":[10,32]}')" \
+created="$(http POST /tasks '{"name":"main","file":"AGFzbQEAAAABBwFgAn9/AX8DAgEABwgBBG1haW4AAAoJAQcAIAAgAWoL","inputs":[10,32]}')" \
   || fail "POST /tasks failed"
 task_id="$(printf '%s' "$created" | grep -o '"id":"[^"]*"' | head -1 | cut -d'"' -f4)"
 [ -n "$task_id" ] || fail "no task id in: $created"
 echo "task $task_id"
 
 step "[5/6] starting it and waiting for the result"
-curl -fsS -X POST "$api/tasks/$task_id/start" >/dev/null || fail "POST /tasks/$task_id/start failed"
+http POST "/tasks/$task_id/start" >/dev/null || fail "POST /tasks/$task_id/start failed"
 state=""
 printf 'waiting for the task '
 for ((i = 0; i < 120; i++)); do
-  task="$(curl -fsS "$api/tasks/$task_id")" || fail "GET /tasks/$task_id failed"
+  task="$(http GET "/tasks/$task_id")" || fail "GET /tasks/$task_id failed"
   state="$(printf '%s' "$task" | grep -o '"state":[0-9]*' | head -1 | cut -d: -f2)"
   [ "$state" = 3 ] || [ "$state" = 4 ] && break
   printf '.'
@@ -107,7 +128,7 @@ echo "result: $result"
 [ "$result" = 42 ] || fail "expected 42"
 
 step "[6/6] the task's history (GET /tasks/$task_id/history)"
-history="$(curl -fsS "$api/tasks/$task_id/history")" || fail "GET /tasks/$task_id/history failed"
+history="$(http GET "/tasks/$task_id/history")" || fail "GET /tasks/$task_id/history failed"
 if command -v jq >/dev/null; then
   printf '%s' "$history" | jq -r '.[] | "v\(.version)  \(.timestamp)  \(.type)  \(.data | del(.task_id, .spec) | tostring)"'
 else
