@@ -185,7 +185,7 @@ internal sealed class Cluster : IAsyncDisposable
     }
 
     /// <summary>The host dll built in the same configuration as this test assembly (scripts/test.sh builds Release).</summary>
-    private static string Built(string project, string dll)
+    internal static string Built(string project, string dll)
     {
         var here = AppContext.BaseDirectory;
         var configuration = here.Contains($"{Path.DirectorySeparatorChar}Debug{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Debug" : "Release";
