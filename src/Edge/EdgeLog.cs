@@ -70,6 +70,12 @@ internal static partial class EdgeLog
     [LoggerMessage(EventId = 8022, Level = LogLevel.Error, Message = "Handling a message on {Topic} failed")]
     public static partial void HandlerFailed(ILogger logger, string topic, Exception exception);
 
+    [LoggerMessage(EventId = 8024, Level = LogLevel.Warning, Message = "Metrics endpoint not started: port {Port} unavailable ({Reason}); set PROPLET_METRICS_PORT or PROPLET_METRICS_ENABLED=false")]
+    public static partial void MetricsPortUnavailable(ILogger logger, int port, string reason);
+
+    [LoggerMessage(EventId = 8025, Level = LogLevel.Information, Message = "Metrics and health on http://0.0.0.0:{Port}/metrics and /health")]
+    public static partial void MetricsListening(ILogger logger, int port);
+
     [LoggerMessage(EventId = 8023, Level = LogLevel.Information, Message = "Proplet {EntityId} stopped")]
     public static partial void Stopped(ILogger logger, string entityId);
 }

@@ -32,7 +32,11 @@ public sealed class PropletNode : IAsyncDisposable
     private readonly List<Task> _loops = [];
     private readonly string _runtimeName;
     private readonly TaskCompletionSource _discovered = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly BinaryFetcher _fetcher;
     private MqttClient? _client;
+    private MetricsServer? _metrics;
+    private long _connects;
+    private (double User, double System, double SystemPercent) _lastCpu;
 
     public PropletNode(PropletSettings settings, ILoggerFactory loggers, TimeProvider time)
     {
@@ -61,6 +65,7 @@ public sealed class PropletNode : IAsyncDisposable
         }
 
         var fetcher = new BinaryFetcher(settings, _chunks, _publisher, _http);
+        _fetcher = fetcher;
         var monitor = new TaskMonitor(settings, _publisher, time, loggers.CreateLogger<TaskMonitor>());
         _runner = new TaskRunner(settings, _runtime, fetcher, _publisher, monitor, loggers.CreateLogger<TaskRunner>());
         ClientLogger = loggers.CreateLogger<MqttClient>();
@@ -119,12 +124,25 @@ public sealed class PropletNode : IAsyncDisposable
         }
 
         _loops.Add(EveryAsync(TimeSpan.FromSeconds(60), SweepChunksAsync, token));
+        if (_settings.MetricsEnabled)
+        {
+            _metrics = new MetricsServer(_settings.MetricsPort, Series, () => _runner.RunningCount, _logger);
+            if (_metrics.Start())
+            {
+                EdgeLog.MetricsListening(_logger, _settings.MetricsPort);
+            }
+        }
     }
 
     /// <summary>Ends the tasks, says "offline" (the manager then re-dispatches what ran here) and disconnects.</summary>
     public async ValueTask DisposeAsync()
     {
         await _lifetime.CancelAsync();
+        if (_metrics is not null)
+        {
+            await _metrics.DisposeAsync();
+        }
+
         await _runner.DisposeAsync();
         foreach (var loop in _loops)
         {
@@ -205,6 +223,7 @@ public sealed class PropletNode : IAsyncDisposable
 
     private async Task OnConnectedAsync(bool sessionPresent, CancellationToken cancellationToken)
     {
+        Interlocked.Increment(ref _connects);
         // Discovery on every connect: the original sent it once, so a manager restarted meanwhile never learnt the metadata.
         var discovery = new DiscoveryMessage
         {
@@ -291,14 +310,38 @@ public sealed class PropletNode : IAsyncDisposable
         _publisher.PublishAsync(
             Topics.PropletAlive, JsonSerializer.SerializeToUtf8Bytes(new AliveMessage(_settings.EntityId, "alive", _settings.Namespace)), cancellationToken);
 
+    /// <summary>The Prometheus series of the original (spec §4.2).</summary>
+    private List<(string Name, string Type, double Value)> Series()
+    {
+        using var process = System.Diagnostics.Process.GetCurrentProcess();
+        var cpu = _lastCpu;
+        return
+        [
+            ("proplet_tasks_started_total", "counter", _runner.Started),
+            ("proplet_tasks_completed_total", "counter", _runner.Completed),
+            ("proplet_tasks_failed_total", "counter", _runner.Failed),
+            ("proplet_tasks_running", "gauge", _runner.RunningCount),
+            ("proplet_mqtt_reconnects_total", "counter", Math.Max(0, Interlocked.Read(ref _connects) - 1)),
+            ("proplet_wasm_fetch_bytes_total", "counter", _fetcher.FetchedBytes),
+            ("proplet_cpu_usage_ratio", "gauge", cpu.SystemPercent / 100),
+            ("proplet_cpu_user_seconds", "gauge", process.UserProcessorTime.TotalSeconds),
+            ("proplet_cpu_system_seconds", "gauge", process.PrivilegedProcessorTime.TotalSeconds),
+            ("proplet_memory_rss_bytes", "gauge", process.WorkingSet64),
+            ("proplet_memory_container_usage_bytes", "gauge", SystemSampler.ContainerUsageBytes() ?? 0),
+            ("proplet_memory_container_limit_bytes", "gauge", SystemSampler.ContainerLimitBytes() ?? 0),
+        ];
+    }
+
     private async Task PublishMetricsAsync(CancellationToken cancellationToken)
     {
         using var process = System.Diagnostics.Process.GetCurrentProcess();
+        var systemPercent = _sampler.SystemCpuPercent();
+        _lastCpu = (process.UserProcessorTime.TotalSeconds, process.PrivilegedProcessorTime.TotalSeconds, systemPercent);
         var message = new PropletMetricsMessage(
             _settings.EntityId,
             _settings.Namespace,
             _time.GetUtcNow().ToString("O", CultureInfo.InvariantCulture),
-            new CpuMetrics(process.UserProcessorTime.TotalSeconds, process.PrivilegedProcessorTime.TotalSeconds, _sampler.SystemCpuPercent()),
+            new CpuMetrics(process.UserProcessorTime.TotalSeconds, process.PrivilegedProcessorTime.TotalSeconds, systemPercent),
             new MemoryMetrics
             {
                 RssBytes = (ulong)Math.Max(0, process.WorkingSet64),

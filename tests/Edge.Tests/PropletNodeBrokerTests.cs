@@ -97,6 +97,32 @@ public sealed class PropletNodeBrokerTests : IAsyncLifetime
         _node.IsConnected.ShouldBeTrue();
     }
 
+    [Fact]
+    public async Task GivenTheMetricsEndpoint_WhenScraped_ThenItServesPrometheusTextAndHealth()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var port = FreePort();
+        await using var node = new PropletNode(TestSettings.Create() with { MetricsEnabled = true, MetricsPort = port }, NullLoggerFactory.Instance, TimeProvider.System);
+        await node.StartAsync(ct);
+        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+
+        var metrics = await http.GetStringAsync("/metrics", ct);
+        var health = await http.GetStringAsync("/health", ct);
+        using var missing = await http.GetAsync("/nope", ct);
+
+        metrics.ShouldContain("# TYPE proplet_tasks_started_total counter\nproplet_tasks_started_total 0\n");
+        metrics.ShouldContain("proplet_memory_rss_bytes ");
+        health.ShouldBe("""{"status":"ok","running_tasks":0}""");
+        missing.StatusCode.ShouldBe(System.Net.HttpStatusCode.NotFound);
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
     private Task PublishAsync(string path, byte[] payload) =>
         _observer.PublishAsync(Topics.Of(_settings.BaseTopic, path), payload, MqttQualityOfService.AtLeastOnce, false, TestContext.Current.CancellationToken);
 

@@ -13,6 +13,7 @@ internal static class TestSettings
         MqttAddress = TestBroker.Address,
         MaxConcurrentTasks = 4,
         OutputLimit = 4096,
+        MetricsEnabled = false,
     };
 }
 

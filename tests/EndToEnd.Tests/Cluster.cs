@@ -84,6 +84,7 @@ internal sealed class Cluster : IAsyncDisposable
             ["PROPLET_API_KEY"] = "e2e",
             ["PROPLET_LIVELINESS_INTERVAL"] = "1",
             ["PROPLET_METRICS_INTERVAL"] = "0",
+            ["PROPLET_METRICS_ENABLED"] = "false",
             ["PROPLET_MQTT_KEEP_ALIVE"] = "2",
         };
         foreach (var (key, value) in extra ?? new Dictionary<string, string>())

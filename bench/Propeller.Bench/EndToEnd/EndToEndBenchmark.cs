@@ -194,6 +194,7 @@ internal static class EndToEndBenchmark
         info.Environment["PROPLET_MQTT_KEEP_ALIVE"] = "2";
         info.Environment["PROPLET_LIVELINESS_INTERVAL"] = "2";
         info.Environment["PROPLET_METRICS_INTERVAL"] = "0";
+        info.Environment["PROPLET_METRICS_ENABLED"] = "false";
         info.Environment["PROPLET_LOG_LEVEL"] = "warn";
         return Process.Start(info) ?? throw new InvalidOperationException("could not start " + dll);
     }

@@ -88,5 +88,10 @@ public sealed record PropletSettings
     /// <summary>Largest binary accepted from HTTP or chunks (PROPLET_MAX_BINARY_SIZE bytes, default 100 MiB).</summary>
     public long MaxBinarySize { get; init; } = 100L << 20;
 
+    /// <summary>Serve GET /metrics (Prometheus text) and GET /health on <see cref="MetricsPort"/> (PROPLET_METRICS_ENABLED).</summary>
+    public bool MetricsEnabled { get; init; } = true;
+
+    public int MetricsPort { get; init; } = 9092;
+
     public string BaseTopic => Contracts.Mqtt.Topics.Base(TenantId, ChannelId);
 }

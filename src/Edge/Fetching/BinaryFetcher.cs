@@ -14,7 +14,23 @@ namespace Propeller.Edge.Fetching;
 /// </summary>
 public sealed class BinaryFetcher(PropletSettings settings, ChunkAssembler chunks, IPropletPublisher publisher, HttpClient http)
 {
+    private long _fetchedBytes;
+
+    /// <summary>Bytes obtained over HTTP or from chunks (proplet_wasm_fetch_bytes_total).</summary>
+    public long FetchedBytes => Interlocked.Read(ref _fetchedBytes);
+
     public async Task<byte[]> FetchAsync(StartRequest request, CancellationToken cancellationToken)
+    {
+        var bytes = await GetAsync(request, cancellationToken);
+        if (request.Message.File is not { Length: > 0 })
+        {
+            Interlocked.Add(ref _fetchedBytes, bytes.Length);
+        }
+
+        return bytes;
+    }
+
+    private async Task<byte[]> GetAsync(StartRequest request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
         if (request.Message.File is { Length: > 0 } file)
