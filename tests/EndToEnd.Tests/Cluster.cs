@@ -8,9 +8,10 @@ namespace Propeller.EndToEnd.Tests;
 
 /// <summary>
 /// A manager and proplets as real processes (the built propeller-manager.dll and propeller-proplet.dll) against the
-/// shared PostgreSQL (PROPELLER_TEST_DB) and mosquitto (PROPELLER_TEST_MQTT). Each cluster has its own event store
-/// schema (reset before use, kept afterwards as evidence), its own tenant and channel, and a free HTTP port, so
-/// clusters never see each other. Dispose kills every process.
+/// shared PostgreSQL (PROPELLER_TEST_DB) and mosquitto (PROPELLER_TEST_MQTT). Each cluster has an event store schema
+/// of its own (the given prefix plus a random suffix, so two test runs on one database, e.g. two worktrees, never
+/// share one), its own tenant and channel, and a free HTTP port, so clusters never see each other. Dispose kills every
+/// process and drops the schema; the evidence of a failure is the processes' output, which every wait includes.
 /// </summary>
 internal sealed class Cluster : IAsyncDisposable
 {
@@ -36,16 +37,11 @@ internal sealed class Cluster : IAsyncDisposable
 
     public static string Mqtt => Environment.GetEnvironmentVariable("PROPELLER_TEST_MQTT") is { Length: > 0 } mqtt ? mqtt : DefaultMqtt;
 
-    /// <summary>Resets <paramref name="schema"/>, starts the manager and waits for /health/ready.</summary>
-    public static async Task<Cluster> StartAsync(string schema, IReadOnlyDictionary<string, string>? managerEnv, CancellationToken cancellationToken)
+    /// <summary>Starts the manager on a new schema named after <paramref name="schemaPrefix"/> and waits for /health/ready.</summary>
+    public static async Task<Cluster> StartAsync(string schemaPrefix, IReadOnlyDictionary<string, string>? managerEnv, CancellationToken cancellationToken)
     {
-        await using (var connection = new NpgsqlConnection(Db))
-        {
-            await connection.OpenAsync(cancellationToken);
-            await using var drop = new NpgsqlCommand($"drop schema if exists \"{schema}\" cascade", connection);
-            await drop.ExecuteNonQueryAsync(cancellationToken);
-        }
-
+        var schema = $"{schemaPrefix}_{Guid.NewGuid():N}"[..(schemaPrefix.Length + 9)];
+        await DropSchemaAsync(schema, cancellationToken);
         var cluster = new Cluster(schema);
         var port = FreePort();
         cluster.Http.BaseAddress = new Uri($"http://127.0.0.1:{port}");
@@ -142,7 +138,15 @@ internal sealed class Cluster : IAsyncDisposable
         }
 
         Http.Dispose();
-        await Task.CompletedTask;
+        await DropSchemaAsync(Schema, CancellationToken.None);
+    }
+
+    private static async Task DropSchemaAsync(string schema, CancellationToken cancellationToken)
+    {
+        await using var connection = new NpgsqlConnection(Db);
+        await connection.OpenAsync(cancellationToken);
+        await using var drop = new NpgsqlCommand($"drop schema if exists \"{schema}\" cascade", connection);
+        await drop.ExecuteNonQueryAsync(cancellationToken);
     }
 
     public async Task WaitUntilAsync(string what, Func<Task<bool>> condition, TimeSpan timeout, CancellationToken cancellationToken, Func<string>? state = null)
