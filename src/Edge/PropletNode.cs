@@ -265,8 +265,9 @@ public sealed class PropletNode : IAsyncDisposable
                 }
             }
         }
-        catch (JsonException ex)
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException)
         {
+            // InvalidOperationException: a string that is not valid UTF-8.
             EdgeLog.Malformed(_logger, topic, ex.Message);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)

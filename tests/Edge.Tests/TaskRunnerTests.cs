@@ -155,6 +155,43 @@ public sealed class TaskRunnerTests : IAsyncDisposable
         _runner.HandleStart(Encoding.UTF8.GetBytes("\u0000\u0001"));
     }
 
+    [Fact]
+    public async Task GivenThousandsOfMangledStartsAndStops_WhenHandled_ThenNothingThrowsAndTheRunnerStillWorks()
+    {
+        var random = new Random(7);
+        var valid = JsonSerializer.SerializeToUtf8Bytes(new { id = "fz", name = "main", file = Modules.AdditionBase64, inputs = new[] { "1", "2" } });
+        for (var i = 0; i < 3000; i++)
+        {
+            var payload = (byte[])valid.Clone();
+            for (var flips = random.Next(1, 6); flips > 0; flips--)
+            {
+                payload[random.Next(payload.Length)] = (byte)random.Next(256);
+            }
+
+            if (i % 7 == 0)
+            {
+                payload = payload[..random.Next(payload.Length)];
+            }
+
+            _runner.HandleStart(payload);
+            _runner.HandleStop(payload);
+        }
+
+        // Random bytes as a module: an error result, not a crash.
+        var junk = new byte[256];
+        random.NextBytes(junk);
+        Start(new { id = "junk", name = "main", file = Convert.ToBase64String([0, 97, 115, 109, 1, 0, 0, 0, .. junk]) });
+        while (true)
+        {
+            var result = await NextResultAsync();
+            if (result.GetProperty("task_id").GetString() == "junk")
+            {
+                result.GetProperty("error").GetString().ShouldNotBeNull().ShouldStartWith("Failed to compile wasm module from binary:");
+                break;
+            }
+        }
+    }
+
     private void Start(object message) => _runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(message));
 
     private Task<JsonElement> NextResultAsync() => _published.NextAsync(Topics.Results, TestContext.Current.CancellationToken);

@@ -16,9 +16,9 @@ public static class StartRequestParser
         {
             message = JsonSerializer.Deserialize<StartMessage>(payload);
         }
-        catch (JsonException ex)
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException)
         {
-            // Salvage id and targeting so the failure can be reported to the manager.
+            // Salvage (InvalidOperationException: a string that is not valid UTF-8) id and targeting so the failure can be reported to the manager.
             var (salvagedId, targetedElsewhere) = Salvage(payload);
             return targetedElsewhere(myId)
                 ? StartParse.NotForMe
@@ -107,7 +107,7 @@ public static class StartRequestParser
             var id = Text("id") is { Length: > 0 } i ? i : null;
             return (id, me => !broadcast && target is { Length: > 0 } && !string.Equals(target, me, StringComparison.Ordinal));
         }
-        catch (JsonException)
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException)
         {
             return (null, _ => false);
         }

@@ -114,8 +114,9 @@ public sealed class TaskRunner : IAsyncDisposable
                 ? value.GetString()
                 : null;
         }
-        catch (JsonException ex)
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException)
         {
+            // InvalidOperationException: a string that is not valid UTF-8.
             EdgeLog.InvalidStop(_logger, ex.Message);
             return;
         }
