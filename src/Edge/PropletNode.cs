@@ -24,7 +24,7 @@ public sealed class PropletNode : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly MqttPublisher _publisher;
     private readonly ChunkAssembler _chunks;
-    private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(30) };
+    private readonly HttpClient _http;
     private readonly IWasmRuntime _runtime;
     private readonly TaskRunner _runner;
     private readonly SystemSampler _sampler = new();
@@ -47,6 +47,7 @@ public sealed class PropletNode : IAsyncDisposable
         _logger = loggers.CreateLogger<PropletNode>();
         _publisher = new MqttPublisher(settings, loggers.CreateLogger<MqttPublisher>());
         _chunks = new ChunkAssembler(settings.MaxBinarySize, time);
+        _http = DownloadClient.Create(settings);
         if (settings.ExternalWasmRuntime is { } external && ExternalRuntime.Resolve(external) is { } path)
         {
             _runtime = new ExternalRuntime(path, settings, loggers.CreateLogger<ExternalRuntime>());

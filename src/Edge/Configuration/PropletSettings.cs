@@ -88,6 +88,12 @@ public sealed record PropletSettings
     /// <summary>Largest binary accepted from HTTP or chunks (PROPLET_MAX_BINARY_SIZE bytes, default 100 MiB).</summary>
     public long MaxBinarySize { get; init; } = 100L << 20;
 
+    /// <summary>Extra CA (PEM file) trusted for http(s) image downloads (PROPLET_HTTP_TLS_CA_CERT).</summary>
+    public string? HttpTlsCaCert { get; init; }
+
+    /// <summary>Skip certificate checks for image downloads (PROPLET_HTTP_TLS_INSECURE_SKIP_VERIFY).</summary>
+    public bool HttpTlsInsecureSkipVerify { get; init; }
+
     /// <summary>Serve GET /metrics (Prometheus text) and GET /health on <see cref="MetricsPort"/> (PROPLET_METRICS_ENABLED).</summary>
     public bool MetricsEnabled { get; init; } = true;
 

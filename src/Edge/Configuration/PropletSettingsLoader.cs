@@ -90,6 +90,8 @@ public static class PropletSettingsLoader
             OutputLimit = (int)Integer(Get, "PROPLET_TASK_OUTPUT_LIMIT", 1 << 20, 0, int.MaxValue),
             ChunkWait = Seconds(Get, "PROPLET_CHUNK_WAIT", 60, allowZero: false),
             ChunkTtl = Seconds(Get, "PROPLET_CHUNK_TTL", 300, allowZero: false),
+            HttpTlsCaCert = ExistingFile(Get, "PROPLET_HTTP_TLS_CA_CERT"),
+            HttpTlsInsecureSkipVerify = Truthy(Get("PROPLET_HTTP_TLS_INSECURE_SKIP_VERIFY"), false),
             MetricsEnabled = Truthy(Get("PROPLET_METRICS_ENABLED"), true),
             MetricsPort = (int)Integer(Get, "PROPLET_METRICS_PORT", 9092, 1, 65_535),
             MaxBinarySize = Integer(Get, "PROPLET_MAX_BINARY_SIZE", 100L << 20, 1, long.MaxValue),
