@@ -36,11 +36,23 @@ catch (ConfigurationException ex)
 
 var builder = Host.CreateApplicationBuilder();
 builder.Logging.ClearProviders();
-builder.Logging.AddSimpleConsole(o =>
+if (settings.JsonLogs)
 {
-    o.SingleLine = true;
-    o.TimestampFormat = "HH:mm:ss.fff ";
-});
+    builder.Logging.AddJsonConsole(o =>
+    {
+        o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ";
+        o.UseUtcTimestamp = true;
+    });
+}
+else
+{
+    builder.Logging.AddSimpleConsole(o =>
+    {
+        o.SingleLine = true;
+        o.TimestampFormat = "HH:mm:ss.fff ";
+    });
+}
+
 builder.Logging.SetMinimumLevel(settings.LogLevel);
 builder.Services.AddSingleton(settings);
 builder.Services.AddSingleton(TimeProvider.System);

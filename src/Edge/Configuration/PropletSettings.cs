@@ -11,6 +11,9 @@ public sealed record PropletSettings
 {
     public LogLevel LogLevel { get; init; } = LogLevel.Information;
 
+    /// <summary>One JSON object per log entry (PROPLET_LOG_FORMAT=json, like the original) instead of one text line.</summary>
+    public bool JsonLogs { get; init; }
+
     public string MqttAddress { get; init; } = "tcp://localhost:1883";
 
     public MqttQualityOfService Qos { get; init; } = MqttQualityOfService.ExactlyOnce;

@@ -57,6 +57,12 @@ public static class PropletSettingsLoader
             ApiKey = identity["api_key"]!,
             ChannelId = identity["channel_id"]!,
             LogLevel = LogLevelOf(Get("PROPLET_LOG_LEVEL")),
+            JsonLogs = Get("PROPLET_LOG_FORMAT")?.Trim().ToLowerInvariant() switch
+            {
+                null or "text" => false,
+                "json" => true,
+                var other => throw new ConfigurationException($"PROPLET_LOG_FORMAT '{other}' is not text or json"),
+            },
             MqttAddress = Get("PROPLET_MQTT_ADDRESS") ?? "tcp://localhost:1883",
             Qos = Integer(Get, "PROPLET_MQTT_QOS", 2, 0, 2) switch
             {
