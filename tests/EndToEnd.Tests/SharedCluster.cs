@@ -7,17 +7,24 @@ public sealed class SharedCluster : IAsyncLifetime
 
     internal List<string> PropletIds { get; } = [];
 
+    /// <summary>Preopened for WASI on every proplet (PROPLET_DIRS).</summary>
+    internal DirectoryInfo DataDir { get; } = Directory.CreateTempSubdirectory("e2e-data");
+
     public async ValueTask InitializeAsync()
     {
         var ct = TestContext.Current.CancellationToken;
         Cluster = await Cluster.StartAsync("e2e_shared", null, ct);
         for (var i = 0; i < 3; i++)
         {
-            PropletIds.Add((await Cluster.StartPropletAsync(null, ct)).Id);
+            PropletIds.Add((await Cluster.StartPropletAsync(new Dictionary<string, string> { ["PROPLET_DIRS"] = DataDir.FullName }, ct)).Id);
         }
     }
 
-    public async ValueTask DisposeAsync() => await Cluster.DisposeAsync();
+    public async ValueTask DisposeAsync()
+    {
+        await Cluster.DisposeAsync();
+        DataDir.Delete(true);
+    }
 }
 
 [CollectionDefinition("e2e", DisableParallelization = true)]

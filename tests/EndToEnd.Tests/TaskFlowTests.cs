@@ -42,6 +42,29 @@ public sealed class TaskFlowTests(SharedCluster shared)
     }
 
     [Fact]
+    public async Task GivenAWasiProgramFromC_WhenRunWithInputsEnvAndAPreopenedFile_ThenItSeesThemAll()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var data = Path.Combine(shared.DataDir.FullName, "in.txt");
+        await File.WriteAllTextAsync(data, "from-host\n", ct);
+        var id = await Cluster.CreateTaskAsync(
+            new
+            {
+                name = "_start",
+                file = Convert.ToBase64String(CPrograms.Get("echo")),
+                inputs = new[] { "hello", "world" },
+                env = new Dictionary<string, string> { ["GREETING"] = "hi", ["DATA_FILE"] = data },
+            },
+            ct);
+        await Cluster.StartTaskAsync(id, ct);
+
+        var task = await Cluster.WaitForTaskAsync(id, t => State(t) is Completed or Failed, ct);
+
+        State(task).ShouldBe(Completed, task.GetRawText());
+        task.GetProperty("results").GetString().ShouldBe("hello world\ngreeting=hi proplet=set data=from-host\n");
+    }
+
+    [Fact]
     public async Task GivenATrappingTask_WhenRun_ThenItFailsWithTheTrapMessage()
     {
         var ct = TestContext.Current.CancellationToken;
