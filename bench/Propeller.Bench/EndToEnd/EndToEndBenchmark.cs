@@ -22,7 +22,9 @@ namespace Propeller.Bench.EndToEnd;
 /// start N addition tasks; each task's latency runs from its `POST /tasks/{id}/start` to Completed visible through
 /// `GET /tasks/{id}`. The reference is the same run against K simulated proplets that answer every start at once
 /// (the manager benchmark's), so ratio = real / simulated throughput: the share of the manager's own ceiling the
-/// proplets reach. Options: --tasks N (500), --proplets K (4), --clients C (16).
+/// proplets reach. A watcher on the broker also times each task's proplet hop (start message seen → result seen),
+/// which separates the proplets' share of the latency from the manager's. Options: --tasks N (500), --proplets K (4),
+/// --clients C (16).
 /// </summary>
 internal static class EndToEndBenchmark
 {
@@ -64,6 +66,33 @@ internal static class EndToEndBenchmark
             await Task.Delay(20, cancellationToken);
         }
 
+        // The watcher: when each start and each result crossed the broker.
+        var starts = new ConcurrentDictionary<string, long>(StringComparer.Ordinal);
+        var hops = new ConcurrentBag<double>();
+        await using var watcher = new MqttClient(new MqttClientOptions
+        {
+            ClientId = "watch-" + tenant,
+            MessageHandler = (message, _) =>
+            {
+                var now = Stopwatch.GetTimestamp();
+                using var json = JsonDocument.Parse(message.Payload);
+                if (message.Topic.EndsWith("/control/manager/start", StringComparison.Ordinal))
+                {
+                    starts.TryAdd(json.RootElement.GetProperty("id").GetString()!, now);
+                }
+                else if (json.RootElement.TryGetProperty("task_id", out var id) && starts.TryRemove(id.GetString()!, out var started))
+                {
+                    hops.Add(Stopwatch.GetElapsedTime(started, now).TotalMilliseconds);
+                }
+
+                return ValueTask.CompletedTask;
+            },
+        }.WithAddress(broker));
+        await watcher.ConnectAsync(cancellationToken);
+        await watcher.SubscribeAsync(
+            [new MqttSubscription($"{baseTopic}/control/manager/start", MqttQualityOfService.AtMostOnce), new MqttSubscription($"{baseTopic}/control/proplet/results", MqttQualityOfService.AtMostOnce)],
+            cancellationToken);
+
         // Real proplets: separate processes.
         var processes = new List<Process>();
         try
@@ -75,7 +104,10 @@ internal static class EndToEndBenchmark
 
             await WaitActiveAsync(http, n => n >= proplets, cancellationToken);
             await RunTasksAsync(http, Math.Min(50, tasks), clients, cancellationToken); // warm-up outside the clock
+            hops.Clear();
             var real = await MeasureAsync(http, tasks, clients, cancellationToken);
+            var hop = hops.ToList();
+            hop.Sort();
 
             foreach (var process in processes)
             {
@@ -102,6 +134,8 @@ internal static class EndToEndBenchmark
 
             Console.WriteLine(FormattableString.Invariant(
                 $"e2e case=reference-simulated tasks={tasks} proplets={proplets} clients={clients} tasks_per_s={reference.PerSecond:F0} p50_ms={reference.P50:F1} p99_ms={reference.P99:F1}"));
+            Console.WriteLine(FormattableString.Invariant(
+                $"e2e case=proplet-hop tasks={hop.Count} p50_ms={ManagerBenchmark.Percentile(hop, 0.50):F1} p99_ms={ManagerBenchmark.Percentile(hop, 0.99):F1}"));
             Console.WriteLine(FormattableString.Invariant(
                 $"e2e case=addition tasks={tasks} proplets={proplets} clients={clients} tasks_per_s={real.PerSecond:F0} p50_ms={real.P50:F1} p99_ms={real.P99:F1} ratio={real.PerSecond / reference.PerSecond:F2}"));
         }
