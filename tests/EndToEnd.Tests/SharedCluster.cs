@@ -26,6 +26,3 @@ public sealed class SharedCluster : IAsyncLifetime
         DataDir.Delete(true);
     }
 }
-
-[CollectionDefinition("e2e", DisableParallelization = true)]
-public sealed class EndToEndCollection : ICollectionFixture<SharedCluster>;
