@@ -77,5 +77,20 @@ public sealed class StartRequestParserTests
         profile.ShouldBe(new MonitoringProfile(true, TimeSpan.FromSeconds(3), true, false, true, true, false, true, false, 7));
     }
 
+    [Theory]
+    [InlineData(10_000_000_000UL, true, 10)]
+    [InlineData(0UL, false, 1)]
+    public void GivenAGoDurationOrZeroInterval_WhenParsed_ThenItIsNanosecondsOrMonitoringOff(ulong interval, bool enabled, int seconds)
+    {
+        var profile = Parse($$$"""
+            {"id":"t","name":"main","file":"AGFz","monitoring_profile":{"enabled":true,"interval":{{{interval}}},"collect_cpu":true,
+             "collect_memory":true,"collect_disk_io":true,"collect_threads":true,"collect_file_descriptors":true,
+             "export_to_mqtt":true,"retain_history":true,"history_size":5}}
+            """).Request!.Monitoring;
+
+        profile.Enabled.ShouldBe(enabled);
+        profile.Interval.ShouldBe(TimeSpan.FromSeconds(seconds));
+    }
+
     private static StartParse Parse(string json) => StartRequestParser.Parse(Encoding.UTF8.GetBytes(json), "me", Defaults);
 }

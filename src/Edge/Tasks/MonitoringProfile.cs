@@ -40,15 +40,14 @@ public sealed record MonitoringProfile(
             ? n
             : throw new FormatException($"monitoring_profile.{key} must be a non-negative integer");
 
-        var interval = Number("interval");
-        if (interval is 0 or > 86_400 * 365)
-        {
-            throw new FormatException("monitoring_profile.interval must be 1 second or more (and under a year)");
-        }
-
+        // Seconds on the wire; a Go client's time.Duration arrives in nanoseconds (10 s = 10000000000, spec §4.4), and
+        // nobody means 31 years, so values from 1e9 up are read as nanoseconds. 0 (which only broke the original's
+        // monitor) turns monitoring off for the task instead of failing it.
+        var raw = Number("interval");
+        var interval = raw >= 1_000_000_000 ? TimeSpan.FromSeconds(Math.Max(1, raw / 1_000_000_000)) : TimeSpan.FromSeconds(raw);
         return new MonitoringProfile(
-            Flag("enabled"),
-            TimeSpan.FromSeconds(interval),
+            Flag("enabled") && raw > 0,
+            raw == 0 ? TimeSpan.FromSeconds(1) : interval,
             Flag("collect_cpu"),
             Flag("collect_memory"),
             Flag("collect_disk_io"),
