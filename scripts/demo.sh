@@ -79,10 +79,6 @@ MANAGER_HTTP_HOST=127.0.0.1 MANAGER_HTTP_PORT="$port" MANAGER_TENANT_ID="$run" M
   MANAGER_ENTITY_ID="manager-$run" EventStore__Schema="${DEMO_SCHEMA:-demo}" \
   dotnet "$manager_dll" >"$logs/manager.log" 2>&1 &
 pids+=($!)
-PROPLET_TENANT_ID="$run" PROPLET_CHANNEL_ID=demo PROPLET_ENTITY_ID="$proplet_id" PROPLET_API_KEY=demo \
-  PROPLET_LIVELINESS_INTERVAL=2 PROPLET_METRICS_INTERVAL=0 \
-  dotnet "$proplet_dll" >"$logs/proplet.log" 2>&1 &
-pids+=($!)
 
 # wait_for DESCRIPTION SECONDS COMMAND...: retries COMMAND every half second, printing a dot per second.
 wait_for() {
@@ -100,6 +96,11 @@ wait_for() {
 }
 proplet_listed() { http GET /proplets | grep -q "\"id\":\"$proplet_id\""; }
 wait_for "the manager (/health/ready)" 120 http GET /health/ready
+# The proplet starts once the manager listens, so the manager receives its discovery (sent on every connect).
+PROPLET_TENANT_ID="$run" PROPLET_CHANNEL_ID=demo PROPLET_ENTITY_ID="$proplet_id" PROPLET_API_KEY=demo \
+  PROPLET_LIVELINESS_INTERVAL=2 PROPLET_METRICS_INTERVAL=0 \
+  dotnet "$proplet_dll" >"$logs/proplet.log" 2>&1 &
+pids+=($!)
 wait_for "the proplet to register (GET /proplets)" 60 proplet_listed
 
 step "[4/6] creating the addition task (main(10, 32))"
