@@ -69,6 +69,21 @@ public sealed class ExternalRuntimeTests : IDisposable
         (await running.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken)).Error.ShouldBe($"Task {task.Id} was stopped before completion");
     }
 
+    [Fact]
+    public async Task GivenThePropletsDefaultTimeout_WhenAnExternalRuntimeHangs_ThenTheRunnerKillsItAndReportsTheLimit()
+    {
+        var settings = TestSettings.Create("me") with { TaskTimeout = TimeSpan.FromSeconds(0.3) };
+        var published = new InMemoryPublisher();
+        using var http = new HttpClient();
+        var fetcher = new Propeller.Edge.Fetching.BinaryFetcher(settings, new Propeller.Edge.Fetching.ChunkAssembler(1 << 20, TimeProvider.System), published, http);
+        await using var runner = new TaskRunner(settings, Runtime("exec sleep 60"), fetcher, published, null, NullLogger<TaskRunner>.Instance);
+
+        runner.HandleStart(System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(new { id = "hang", name = "main", file = Modules.AdditionBase64 }));
+
+        var result = await published.NextAsync(Topics.Results, TestContext.Current.CancellationToken);
+        result.GetProperty("error").GetString().ShouldBe("Task hang exceeded its time limit of 0.3 s and was stopped");
+    }
+
     private async Task<TaskOutcome> RunAsync(string script, StartRequest request)
     {
         using var task = new RunningTask(request);
