@@ -23,11 +23,14 @@ namespace Propeller.Bench.EndToEnd;
 /// `GET /tasks/{id}`. The reference is the same run against K simulated proplets that answer every start at once
 /// (the manager benchmark's), so ratio = real / simulated throughput: the share of the manager's own ceiling the
 /// proplets reach. A watcher on the broker also times each task's proplet hop (start message seen → result seen),
-/// which separates the proplets' share of the latency from the manager's. Options: --tasks N (500), --proplets K (4),
-/// --clients C (16).
+/// which separates the proplets' share of the latency from the manager's, and `case=proplets-direct` drives the same
+/// K proplet processes without the manager: C starts in flight published straight to the broker (round robin over the
+/// proplets), latency from publish to result received. Options: --tasks N (500), --proplets K (4), --clients C (16).
 /// </summary>
 internal static class EndToEndBenchmark
 {
+    private static readonly string[] AdditionInputs = ["10", "32"];
+
     private const string AdditionBody =
         """{"name":"main","file":"AGFzbQEAAAABBwFgAn9/AX8DAgEABwgBBG1haW4AAAoJAQcAIAAgAWoL","inputs":[10,32]}""";
 
@@ -69,6 +72,7 @@ internal static class EndToEndBenchmark
         // The watcher: when each start and each result crossed the broker.
         var starts = new ConcurrentDictionary<string, long>(StringComparer.Ordinal);
         var hops = new ConcurrentBag<double>();
+        var direct = new ConcurrentDictionary<string, TaskCompletionSource>(StringComparer.Ordinal);
         await using var watcher = new MqttClient(new MqttClientOptions
         {
             ClientId = "watch-" + tenant,
@@ -80,9 +84,17 @@ internal static class EndToEndBenchmark
                 {
                     starts.TryAdd(json.RootElement.GetProperty("id").GetString()!, now);
                 }
-                else if (json.RootElement.TryGetProperty("task_id", out var id) && starts.TryRemove(id.GetString()!, out var started))
+                else if (json.RootElement.TryGetProperty("task_id", out var id))
                 {
-                    hops.Add(Stopwatch.GetElapsedTime(started, now).TotalMilliseconds);
+                    if (starts.TryRemove(id.GetString()!, out var started))
+                    {
+                        hops.Add(Stopwatch.GetElapsedTime(started, now).TotalMilliseconds);
+                    }
+
+                    if (direct.TryRemove(id.GetString()!, out var waiter))
+                    {
+                        waiter.TrySetResult();
+                    }
                 }
 
                 return ValueTask.CompletedTask;
@@ -95,11 +107,14 @@ internal static class EndToEndBenchmark
 
         // Real proplets: separate processes.
         var processes = new List<Process>();
+        var propletIds = new List<string>();
         try
         {
             for (var i = 0; i < proplets; i++)
             {
-                processes.Add(StartProplet(proplet, broker, tenant));
+                var propletId = Guid.NewGuid().ToString();
+                propletIds.Add(propletId);
+                processes.Add(StartProplet(proplet, broker, tenant, propletId));
             }
 
             await WaitActiveAsync(http, n => n >= proplets, cancellationToken);
@@ -108,6 +123,10 @@ internal static class EndToEndBenchmark
             var real = await MeasureAsync(http, tasks, clients, cancellationToken);
             var hop = hops.ToList();
             hop.Sort();
+
+            // The same proplets without the manager.
+            await DirectAsync(watcher, baseTopic, propletIds, direct, Math.Min(200, tasks), clients, cancellationToken); // warm-up
+            var propletsDirect = await DirectAsync(watcher, baseTopic, propletIds, direct, tasks, clients, cancellationToken);
 
             foreach (var process in processes)
             {
@@ -134,6 +153,8 @@ internal static class EndToEndBenchmark
 
             Console.WriteLine(FormattableString.Invariant(
                 $"e2e case=reference-simulated tasks={tasks} proplets={proplets} clients={clients} tasks_per_s={reference.PerSecond:F0} p50_ms={reference.P50:F1} p99_ms={reference.P99:F1}"));
+            Console.WriteLine(FormattableString.Invariant(
+                $"e2e case=proplets-direct tasks={tasks} proplets={proplets} in_flight={clients} tasks_per_s={propletsDirect.PerSecond:F0} p50_ms={propletsDirect.P50:F1} p99_ms={propletsDirect.P99:F1}"));
             Console.WriteLine(FormattableString.Invariant(
                 $"e2e case=proplet-hop tasks={hop.Count} p50_ms={ManagerBenchmark.Percentile(hop, 0.50):F1} p99_ms={ManagerBenchmark.Percentile(hop, 0.99):F1}"));
             Console.WriteLine(FormattableString.Invariant(
@@ -164,6 +185,42 @@ internal static class EndToEndBenchmark
         stopwatch.Stop();
         latencies.Sort();
         return (tasks / stopwatch.Elapsed.TotalSeconds, ManagerBenchmark.Percentile(latencies, 0.50), ManagerBenchmark.Percentile(latencies, 0.99));
+    }
+
+    /// <summary>Publishes <paramref name="count"/> addition starts straight to the proplets (round robin, at most
+    /// <paramref name="inFlight"/> outstanding) and times each until its result is seen.</summary>
+    private static async Task<(double PerSecond, double P50, double P99)> DirectAsync(
+        MqttClient client, string baseTopic, List<string> propletIds, ConcurrentDictionary<string, TaskCompletionSource> waiters, int count, int inFlight, CancellationToken cancellationToken)
+    {
+        var latencies = new ConcurrentBag<double>();
+        var next = -1;
+        var stopwatch = Stopwatch.StartNew();
+        await Task.WhenAll(Enumerable.Range(0, inFlight).Select(_ => Task.Run(async () =>
+        {
+            int i;
+            while ((i = Interlocked.Increment(ref next)) < count)
+            {
+                var id = Guid.NewGuid().ToString();
+                var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                waiters[id] = done;
+                var start = JsonSerializer.SerializeToUtf8Bytes(new
+                {
+                    id,
+                    name = "main",
+                    file = "AGFzbQEAAAABBwFgAn9/AX8DAgEABwgBBG1haW4AAAoJAQcAIAAgAWoL",
+                    inputs = AdditionInputs,
+                    proplet_id = propletIds[i % propletIds.Count],
+                });
+                var began = Stopwatch.GetTimestamp();
+                await client.PublishAsync($"{baseTopic}/control/manager/start", start, MqttQualityOfService.AtLeastOnce, false, cancellationToken);
+                await done.Task.WaitAsync(TimeSpan.FromSeconds(60), cancellationToken);
+                latencies.Add(Stopwatch.GetElapsedTime(began).TotalMilliseconds);
+            }
+        }, cancellationToken)));
+        stopwatch.Stop();
+        var sorted = latencies.ToList();
+        sorted.Sort();
+        return (count / stopwatch.Elapsed.TotalSeconds, ManagerBenchmark.Percentile(sorted, 0.50), ManagerBenchmark.Percentile(sorted, 0.99));
     }
 
     private static async Task<List<double>> RunTasksAsync(HttpClient http, int count, int clients, CancellationToken cancellationToken)
@@ -215,14 +272,14 @@ internal static class EndToEndBenchmark
         }
     }
 
-    private static Process StartProplet(string dll, string broker, string tenant)
+    private static Process StartProplet(string dll, string broker, string tenant, string propletId)
     {
         var info = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = false, RedirectStandardError = false };
         info.ArgumentList.Add(dll);
         info.Environment["PROPLET_MQTT_ADDRESS"] = broker;
         info.Environment["PROPLET_TENANT_ID"] = tenant;
         info.Environment["PROPLET_CHANNEL_ID"] = "bench";
-        info.Environment["PROPLET_ENTITY_ID"] = Guid.NewGuid().ToString();
+        info.Environment["PROPLET_ENTITY_ID"] = propletId;
         info.Environment["PROPLET_API_KEY"] = "bench";
         info.Environment["PROPLET_MQTT_QOS"] = "1";
         info.Environment["PROPLET_MQTT_KEEP_ALIVE"] = "2";
