@@ -1,17 +1,140 @@
 #!/usr/bin/env bash
-# The main job (README's first command). Until the end-to-end demo exists, it runs the event-store demo:
-# infrastructure up, a task stream created, started, dispatched and completed, its history replayed and printed.
+# The main job (README's first command): the end-to-end demo on one machine.
+# Infrastructure up (PostgreSQL + mosquitto on loopback), manager and one proplet built and started, the addition task
+# created and started (inline wasm, function main, inputs 10 and 32), `result: 42` printed with the task's history,
+# and everything this script started stopped again.
+#
+# Settings (environment): DEMO_HTTP_PORT (first port tried for the manager, default 7070), DEMO_SCHEMA (event store
+# schema, default demo), DEMO_KEEP_LOGS=1 (keep the log folder), DEMO_HTTP=tcp (never use curl). Needs the .NET SDK
+# (curl and jq are used when present).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 
-echo "==> [1/3] infrastructure (PostgreSQL + mosquitto on loopback)"
+step() { printf '\n==> %s\n' "$*"; }
+fail() {
+  printf '\ndemo: error: %s\n' "$*" >&2
+  for f in "$logs"/*.log; do
+    [ -f "$f" ] && { printf -- '--- last lines of %s\n' "$f" >&2; tail -n 25 "$f" >&2; }
+  done
+  exit 1
+}
+
+logs="$(mktemp -d "${TMPDIR:-/tmp}/propeller-demo.XXXXXX")"
+pids=()
+cleanup() {
+  local rc=$?
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [ "${DEMO_KEEP_LOGS:-0}" = 1 ] || [ "$rc" != 0 ]; then echo "demo: logs kept in $logs" >&2; else rm -rf "$logs"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# http METHOD PATH [JSON]: prints the response body; fails on a non-2xx status. Uses curl when present, else bash's
+# /dev/tcp with HTTP/1.0 (no chunked encoding), so the demo needs nothing beyond bash and the .NET SDK.
+http() {
+  local method="$1" path="$2" body="${3:-}"
+  if [ "${DEMO_HTTP:-}" != tcp ] && command -v curl >/dev/null; then
+    if [ -n "$body" ]; then
+      curl -fsS -X "$method" "$api$path" -H 'content-type: application/json' -d "$body"
+    else
+      curl -fsS -X "$method" "$api$path"
+    fi
+    return
+  fi
+  local response status
+  exec 3<>"/dev/tcp/127.0.0.1/$port" || return 1
+  printf '%s %s HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: %s\r\n\r\n%s' \
+    "$method" "$path" "${#body}" "$body" >&3
+  response="$(cat <&3)"
+  exec 3<&-
+  status="$(printf '%s' "$response" | head -1 | cut -d' ' -f2)"
+  printf '%s' "$response" | sed '1,/^\r\{0,1\}$/d'
+  [[ "$status" == 2* ]]
+}
+
+step "[1/6] infrastructure (PostgreSQL + mosquitto on loopback)"
 scripts/infra.sh up
 eval "$(scripts/infra.sh env)"
 
-echo "==> [2/3] building the manager (Release)"
-dotnet build src/Manager/Propeller.Manager.csproj -c Release -nologo -clp:ErrorsOnly
+step "[2/6] building the manager and the proplet (Release)"
+for project in src/Manager/Propeller.Manager.csproj src/Edge/Propeller.Edge.csproj; do
+  echo "building $project"
+  dotnet build "$project" -c Release -nologo -v minimal -clp:NoSummary | sed 's/^/  /'
+done
+manager_dll=src/Manager/bin/Release/net10.0/propeller-manager.dll
+proplet_dll=src/Edge/bin/Release/net10.0/propeller-proplet.dll
 
-echo "==> [3/3] event-store demo"
-dotnet src/Manager/bin/Release/net10.0/propeller-manager.dll demo
+# A free port, and names of our own: other managers and proplets may share this broker and database.
+port="${DEMO_HTTP_PORT:-7070}"
+while (: </dev/tcp/127.0.0.1/"$port") 2>/dev/null; do port=$((port + 1)); done
+run="demo-$$-$RANDOM"
+proplet_id="$(cat /proc/sys/kernel/random/uuid 2>/dev/null || echo "proplet-$run")"
+api="http://127.0.0.1:$port"
+
+step "[3/6] starting the manager on $api and proplet $proplet_id"
+MANAGER_HTTP_HOST=127.0.0.1 MANAGER_HTTP_PORT="$port" MANAGER_TENANT_ID="$run" MANAGER_CHANNEL_ID=demo \
+  MANAGER_ENTITY_ID="manager-$run" EventStore__Schema="${DEMO_SCHEMA:-demo}" \
+  dotnet "$manager_dll" >"$logs/manager.log" 2>&1 &
+pids+=($!)
+
+# wait_for DESCRIPTION SECONDS COMMAND...: retries COMMAND every half second, printing a dot per second.
+wait_for() {
+  local what="$1" seconds="$2"
+  shift 2
+  printf 'waiting for %s ' "$what"
+  for ((i = 0; i < seconds * 2; i++)); do
+    if "$@" >/dev/null 2>&1; then printf ' ok\n'; return 0; fi
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null || { printf '\n'; fail "a process exited early"; }; done
+    if ((i % 2 == 0)); then printf '.'; fi
+    sleep 0.5
+  done
+  printf '\n'
+  fail "timed out waiting for $what"
+}
+proplet_listed() { http GET /proplets | grep -q "\"id\":\"$proplet_id\""; }
+wait_for "the manager (/health/ready)" 120 http GET /health/ready
+# The proplet starts once the manager listens, so the manager receives its discovery (sent on every connect).
+PROPLET_TENANT_ID="$run" PROPLET_CHANNEL_ID=demo PROPLET_ENTITY_ID="$proplet_id" PROPLET_API_KEY=demo \
+  PROPLET_LIVELINESS_INTERVAL=2 PROPLET_METRICS_INTERVAL=0 \
+  dotnet "$proplet_dll" >"$logs/proplet.log" 2>&1 &
+pids+=($!)
+wait_for "the proplet to register (GET /proplets)" 60 proplet_listed
+
+step "[4/6] creating the addition task (main(10, 32))"
+created="$(http POST /tasks '{"name":"main","file":"AGFzbQEAAAABBwFgAn9/AX8DAgEABwgBBG1haW4AAAoJAQcAIAAgAWoL","inputs":[10,32]}')" \
+  || fail "POST /tasks failed"
+task_id="$(printf '%s' "$created" | grep -o '"id":"[^"]*"' | head -1 | cut -d'"' -f4)"
+[ -n "$task_id" ] || fail "no task id in: $created"
+echo "task $task_id"
+
+step "[5/6] starting it and waiting for the result"
+http POST "/tasks/$task_id/start" >/dev/null || fail "POST /tasks/$task_id/start failed"
+state=""
+printf 'waiting for the task '
+for ((i = 0; i < 120; i++)); do
+  task="$(http GET "/tasks/$task_id")" || fail "GET /tasks/$task_id failed"
+  state="$(printf '%s' "$task" | grep -o '"state":[0-9]*' | head -1 | cut -d: -f2)"
+  [ "$state" = 3 ] || [ "$state" = 4 ] && break
+  printf '.'
+  sleep 0.5
+done
+printf '\n'
+[ "$state" = 3 ] || fail "task ended in state ${state:-unknown}: $task"
+# The proplet sends results as a JSON string, like the original ("results":"42").
+result="$(printf '%s' "$task" | grep -o '"results":"[^"]*"' | head -1 | cut -d'"' -f4)"
+echo "result: $result"
+[ "$result" = 42 ] || fail "expected 42"
+
+step "[6/6] the task's history (GET /tasks/$task_id/history)"
+history="$(http GET "/tasks/$task_id/history")" || fail "GET /tasks/$task_id/history failed"
+if command -v jq >/dev/null; then
+  printf '%s' "$history" | jq -r '.[] | "v\(.version)  \(.timestamp)  \(.type)  \(.data | del(.task_id, .spec) | tostring)"'
+else
+  printf '%s\n' "$history" | sed 's/},{"version"/}\n{"version"/g'
+fi
+
+echo
+echo "demo: done; stopping the manager and the proplet"

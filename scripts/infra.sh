@@ -152,6 +152,8 @@ listener $mqtt_port 127.0.0.1
 allow_anonymous true
 max_inflight_messages 0
 max_queued_messages 100000
+# Without it, Nagle on the broker's side and delayed ACKs on the client's put ~40 ms into every request/response hop.
+set_tcp_nodelay true
 EOF
   log "starting mosquitto on 127.0.0.1:$mqtt_port"
   rm -f "$mq_dir/mosquitto.pid"

@@ -673,12 +673,34 @@ public sealed class MqttClient : IAsyncDisposable
 
             MqttMetrics.Connects.Add(1);
             MqttLog.Connected(_logger, _options.Host, _options.Port, ClientId, connection.Version, sessionPresent);
+            if (_options.Connected is { } connected)
+            {
+                _ = NotifyConnectedAsync(connected, sessionPresent);
+            }
+
             return connection;
         }
         catch
         {
             connection.Abort("connect failed");
             throw;
+        }
+    }
+
+    private async Task NotifyConnectedAsync(Func<bool, CancellationToken, Task> connected, bool sessionPresent)
+    {
+        try
+        {
+            await Task.Yield();
+            await connected(sessionPresent, _disposing.Token);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !_disposing.IsCancellationRequested)
+        {
+            MqttLog.ConnectedCallbackFailed(_logger, ex);
+        }
+        catch (OperationCanceledException)
+        {
+            // disposed meanwhile
         }
     }
 

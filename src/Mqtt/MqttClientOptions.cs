@@ -64,6 +64,11 @@ public sealed class MqttClientOptions
     /// acknowledged after the handler returned, also when it threw (the exception is logged).</summary>
     public Func<MqttMessage, CancellationToken, ValueTask>? MessageHandler { get; set; }
 
+    /// <summary>Called after every successful connect, the first one and each reconnect (argument: whether the broker
+    /// kept the session), once subscriptions are renewed. It runs off the connection loop; an exception is logged.
+    /// The proplet uses it to announce itself again after a reconnect.</summary>
+    public Func<bool, CancellationToken, Task>? Connected { get; set; }
+
     /// <summary>Sets <see cref="Host"/>, <see cref="Port"/> and <see cref="Tls"/> from an address such as
     /// <c>tcp://host:1883</c>, <c>mqtts://host</c> or <c>host:port</c>. Schemes <c>ssl</c>, <c>tls</c>, <c>mqtts</c>
     /// mean TLS (default port 8883); any other scheme means plain TCP (default port 1883).</summary>

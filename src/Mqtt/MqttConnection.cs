@@ -105,7 +105,7 @@ internal sealed class MqttConnection
             throw;
         }
 
-        Stream stream = new NetworkStream(socket, ownsSocket: true);
+        Stream stream = OperatingSystem.IsLinux() ? new QuickAckStream(socket) : new NetworkStream(socket, ownsSocket: true);
         if (options.Tls is not { } tls)
         {
             return stream;

@@ -42,4 +42,7 @@ internal static partial class MqttLog
 
     [LoggerMessage(13, LogLevel.Information, "MQTT disconnected from {Host}:{Port}")]
     public static partial void Disconnected(ILogger logger, string host, int port);
+
+    [LoggerMessage(40, LogLevel.Warning, "The MQTT Connected callback failed")]
+    public static partial void ConnectedCallbackFailed(ILogger logger, Exception exception);
 }

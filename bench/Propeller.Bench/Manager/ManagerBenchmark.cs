@@ -153,7 +153,7 @@ internal static class ManagerBenchmark
         return [.. latencies];
     }
 
-    private static async Task<MqttClient> StartPropletAsync(string broker, string baseTopic, string propletId, CancellationToken cancellationToken)
+    internal static async Task<MqttClient> StartPropletAsync(string broker, string baseTopic, string propletId, CancellationToken cancellationToken)
     {
         MqttClient? client = null;
         client = new MqttClient(new MqttClientOptions
@@ -178,9 +178,9 @@ internal static class ManagerBenchmark
         return client;
     }
 
-    private static double Percentile(List<double> sorted, double p) => sorted.Count == 0 ? 0 : sorted[Math.Min(sorted.Count - 1, (int)Math.Ceiling(p * sorted.Count) - 1)];
+    internal static double Percentile(List<double> sorted, double p) => sorted.Count == 0 ? 0 : sorted[Math.Min(sorted.Count - 1, (int)Math.Ceiling(p * sorted.Count) - 1)];
 
-    private static int Option(string[] args, string name, int fallback)
+    internal static int Option(string[] args, string name, int fallback)
     {
         var index = Array.IndexOf(args, name);
         return index >= 0 && index + 1 < args.Length && int.TryParse(args[index + 1], NumberStyles.None, CultureInfo.InvariantCulture, out var value) ? value : fallback;

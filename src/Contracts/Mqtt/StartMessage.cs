@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Propeller.Contracts.Json;
 
 namespace Propeller.Contracts.Mqtt;
 
@@ -25,7 +26,9 @@ public sealed record StartMessage
     [JsonPropertyName("file"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public string? File { get; init; }
 
+    /// <summary>Strings on the wire; numbers are read too, as their literal text (spec §7.8 item 3).</summary>
     [JsonPropertyName("inputs"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    [JsonConverter(typeof(FlexStringsConverter))]
     public IReadOnlyList<string>? Inputs { get; init; }
 
     [JsonPropertyName("cli_args")]

@@ -12,6 +12,8 @@ public static class Topics
     public const string Start = "control/manager/start";
     public const string Stop = "control/manager/stop";
     public const string Invoke = "control/manager/invoke";
+    public const string RegistryRequest = "registry/proplet";
+    public const string RegistryChunks = "registry/server";
 
     public static string Base(string tenant, string channel) => $"m/{tenant}/c/{channel}";
 

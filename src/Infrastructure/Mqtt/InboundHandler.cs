@@ -321,7 +321,7 @@ public sealed class InboundHandler(
 
     private TaskMetricsWork? AcceptTaskMetrics(MqttMessage message)
     {
-        var metrics = JsonSerializer.Deserialize<TaskMetricsMessage>(message.Payload.Span);
+        var metrics = JsonSerializer.Deserialize<InboundTaskMetrics>(message.Payload.Span);
         if (metrics?.TaskId is not { Length: > 0 } taskId || !Guid.TryParse(taskId, out var guid))
         {
             MqttBridgeLog.Malformed(logger, message.Topic, "task_id must be a task's UUID");
@@ -346,7 +346,7 @@ public sealed class InboundHandler(
 
     private PropletMetricsWork? AcceptPropletMetrics(MqttMessage message)
     {
-        var metrics = JsonSerializer.Deserialize<PropletMetricsMessage>(message.Payload.Span);
+        var metrics = JsonSerializer.Deserialize<InboundPropletMetrics>(message.Payload.Span);
         if (metrics?.PropletId is not { Length: > 0 } propletId)
         {
             MqttBridgeLog.Malformed(logger, message.Topic, "proplet_id must be a non-empty string");

@@ -3,9 +3,10 @@ using System.Text.Json.Serialization;
 
 namespace Propeller.Contracts.Mqtt;
 
-/// <summary><c>control/proplet/task_metrics</c> (spec propeller-edge.md §1.7). <c>timestamp</c> is an RFC 3339 string
+/// <summary><c>control/proplet/task_metrics</c> as the manager reads it (spec propeller-edge.md §1.7), leniently: any JSON
+/// values, checked by the reader (the proplet writes <see cref="TaskMetricsMessage"/>). <c>timestamp</c> is an RFC 3339 string
 /// or, from the Rust proplet, an object (then the receipt time is used).</summary>
-public sealed record TaskMetricsMessage
+public sealed record InboundTaskMetrics
 {
     [JsonPropertyName("task_id")]
     public string? TaskId { get; init; }
@@ -23,8 +24,8 @@ public sealed record TaskMetricsMessage
     public JsonElement? Aggregated { get; init; }
 }
 
-/// <summary><c>control/proplet/metrics</c> (spec propeller-edge.md §1.6).</summary>
-public sealed record PropletMetricsMessage
+/// <summary><c>control/proplet/metrics</c> as the manager reads it (spec propeller-edge.md §1.6), leniently (the proplet writes <see cref="PropletMetricsMessage"/>).</summary>
+public sealed record InboundPropletMetrics
 {
     [JsonPropertyName("proplet_id")]
     public string? PropletId { get; init; }

@@ -1,0 +1,307 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using Propeller.Bench.Manager;
+using Propeller.Manager;
+using Propeller.Mqtt;
+
+namespace Propeller.Bench.EndToEnd;
+
+/// <summary>
+/// `e2e`: the real manager (Kestrel, PostgreSQL, mosquitto) with K real proplets, each a separate
+/// `propeller-proplet` process running the addition module in Propeller.Wasm. C concurrent HTTP clients create and
+/// start N addition tasks; each task's latency runs from its `POST /tasks/{id}/start` to Completed visible through
+/// `GET /tasks/{id}`. The reference is the same run against K simulated proplets that answer every start at once
+/// (the manager benchmark's), so ratio = real / simulated throughput: the share of the manager's own ceiling the
+/// proplets reach. A watcher on the broker also times each task's proplet hop (start message seen → result seen),
+/// which separates the proplets' share of the latency from the manager's, and `case=proplets-direct` drives the same
+/// K proplet processes without the manager: C starts in flight published straight to the broker (round robin over the
+/// proplets), latency from publish to result received. Options: --tasks N (500), --proplets K (4), --clients C (16).
+/// </summary>
+internal static class EndToEndBenchmark
+{
+    private static readonly string[] AdditionInputs = ["10", "32"];
+
+    private const string AdditionBody =
+        """{"name":"main","file":"AGFzbQEAAAABBwFgAn9/AX8DAgEABwgBBG1haW4AAAoJAQcAIAAgAWoL","inputs":[10,32]}""";
+
+    public static async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
+    {
+        var tasks = ManagerBenchmark.Option(args, "--tasks", 500);
+        var proplets = ManagerBenchmark.Option(args, "--proplets", 4);
+        var clients = ManagerBenchmark.Option(args, "--clients", 16);
+        var db = Environment.GetEnvironmentVariable("PROPELLER_TEST_DB") is { Length: > 0 } v ? v : "Host=127.0.0.1;Port=55432;Username=propeller;Password=propeller;Database=propeller_test";
+        var broker = Environment.GetEnvironmentVariable("PROPELLER_TEST_MQTT") is { Length: > 0 } m ? m : "tcp://127.0.0.1:51883";
+        var proplet = PropletDll();
+        var tenant = "e2e" + Guid.NewGuid().ToString("N")[..8];
+        var baseTopic = $"m/{tenant}/c/bench";
+        await using (var dataSource = NpgsqlDataSource.Create(db))
+        await using (var drop = dataSource.CreateCommand("drop schema if exists bench_e2e cascade"))
+        {
+            await drop.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        await using var app = ManagerApp.Build(["--urls", "http://127.0.0.1:0"], b =>
+        {
+            b.Configuration["EventStore:ConnectionString"] = db;
+            b.Configuration["EventStore:Schema"] = "bench_e2e";
+            b.Configuration["MANAGER_MQTT_ADDRESS"] = broker;
+            b.Configuration["MANAGER_TENANT_ID"] = tenant;
+            b.Configuration["MANAGER_CHANNEL_ID"] = "bench";
+            b.Configuration["MANAGER_ENTITY_ID"] = "manager-" + tenant;
+            b.Configuration["MANAGER_MQTT_QOS"] = "1";
+            b.Logging.SetMinimumLevel(LogLevel.Warning);
+        });
+        await app.StartAsync(cancellationToken);
+        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        using var http = new HttpClient { BaseAddress = new Uri(address) };
+        while (!(await http.GetAsync("/health/ready", cancellationToken)).IsSuccessStatusCode)
+        {
+            await Task.Delay(20, cancellationToken);
+        }
+
+        // The watcher: when each start and each result crossed the broker.
+        var starts = new ConcurrentDictionary<string, long>(StringComparer.Ordinal);
+        var hops = new ConcurrentBag<double>();
+        var direct = new ConcurrentDictionary<string, TaskCompletionSource>(StringComparer.Ordinal);
+        await using var watcher = new MqttClient(new MqttClientOptions
+        {
+            ClientId = "watch-" + tenant,
+            MessageHandler = (message, _) =>
+            {
+                var now = Stopwatch.GetTimestamp();
+                using var json = JsonDocument.Parse(message.Payload);
+                if (message.Topic.EndsWith("/control/manager/start", StringComparison.Ordinal))
+                {
+                    starts.TryAdd(json.RootElement.GetProperty("id").GetString()!, now);
+                }
+                else if (json.RootElement.TryGetProperty("task_id", out var id))
+                {
+                    if (starts.TryRemove(id.GetString()!, out var started))
+                    {
+                        hops.Add(Stopwatch.GetElapsedTime(started, now).TotalMilliseconds);
+                    }
+
+                    if (direct.TryRemove(id.GetString()!, out var waiter))
+                    {
+                        waiter.TrySetResult();
+                    }
+                }
+
+                return ValueTask.CompletedTask;
+            },
+        }.WithAddress(broker));
+        await watcher.ConnectAsync(cancellationToken);
+        await watcher.SubscribeAsync(
+            [new MqttSubscription($"{baseTopic}/control/manager/start", MqttQualityOfService.AtMostOnce), new MqttSubscription($"{baseTopic}/control/proplet/results", MqttQualityOfService.AtMostOnce)],
+            cancellationToken);
+
+        // Real proplets: separate processes.
+        var processes = new List<Process>();
+        var propletIds = new List<string>();
+        try
+        {
+            for (var i = 0; i < proplets; i++)
+            {
+                var propletId = Guid.NewGuid().ToString();
+                propletIds.Add(propletId);
+                processes.Add(StartProplet(proplet, broker, tenant, propletId));
+            }
+
+            await WaitActiveAsync(http, n => n >= proplets, cancellationToken);
+            await RunTasksAsync(http, Math.Min(50, tasks), clients, cancellationToken); // warm-up outside the clock
+            hops.Clear();
+            var real = await MeasureAsync(http, tasks, clients, cancellationToken);
+            var hop = hops.ToList();
+            hop.Sort();
+
+            // The same proplets without the manager.
+            await DirectAsync(watcher, baseTopic, propletIds, direct, Math.Min(200, tasks), clients, cancellationToken); // warm-up
+            var propletsDirect = await DirectAsync(watcher, baseTopic, propletIds, direct, tasks, clients, cancellationToken);
+
+            foreach (var process in processes)
+            {
+                process.Kill(entireProcessTree: true);
+                await process.WaitForExitAsync(cancellationToken);
+            }
+
+            await WaitActiveAsync(http, n => n == 0, cancellationToken); // their Last Wills took them offline
+
+            // Reference: simulated proplets that answer at once, same manager, same task stream.
+            var simulated = new List<MqttClient>();
+            for (var i = 0; i < proplets; i++)
+            {
+                simulated.Add(await ManagerBenchmark.StartPropletAsync(broker, baseTopic, Guid.NewGuid().ToString(), cancellationToken));
+            }
+
+            await WaitActiveAsync(http, n => n >= proplets, cancellationToken);
+            await RunTasksAsync(http, Math.Min(50, tasks), clients, cancellationToken);
+            var reference = await MeasureAsync(http, tasks, clients, cancellationToken);
+            foreach (var client in simulated)
+            {
+                await client.DisposeAsync();
+            }
+
+            Console.WriteLine(FormattableString.Invariant(
+                $"e2e case=reference-simulated tasks={tasks} proplets={proplets} clients={clients} tasks_per_s={reference.PerSecond:F0} p50_ms={reference.P50:F1} p99_ms={reference.P99:F1}"));
+            Console.WriteLine(FormattableString.Invariant(
+                $"e2e case=proplets-direct tasks={tasks} proplets={proplets} in_flight={clients} tasks_per_s={propletsDirect.PerSecond:F0} p50_ms={propletsDirect.P50:F1} p99_ms={propletsDirect.P99:F1}"));
+            Console.WriteLine(FormattableString.Invariant(
+                $"e2e case=proplet-hop tasks={hop.Count} p50_ms={ManagerBenchmark.Percentile(hop, 0.50):F1} p99_ms={ManagerBenchmark.Percentile(hop, 0.99):F1}"));
+            Console.WriteLine(FormattableString.Invariant(
+                $"e2e case=addition tasks={tasks} proplets={proplets} clients={clients} tasks_per_s={real.PerSecond:F0} p50_ms={real.P50:F1} p99_ms={real.P99:F1} ratio={real.PerSecond / reference.PerSecond:F2}"));
+        }
+        finally
+        {
+            foreach (var process in processes)
+            {
+                if (!process.HasExited)
+                {
+                    process.Kill(entireProcessTree: true);
+                }
+
+                process.Dispose();
+            }
+
+            await app.StopAsync(cancellationToken);
+        }
+
+        return 0;
+    }
+
+    private static async Task<(double PerSecond, double P50, double P99)> MeasureAsync(HttpClient http, int tasks, int clients, CancellationToken cancellationToken)
+    {
+        var stopwatch = Stopwatch.StartNew();
+        var latencies = await RunTasksAsync(http, tasks, clients, cancellationToken);
+        stopwatch.Stop();
+        latencies.Sort();
+        return (tasks / stopwatch.Elapsed.TotalSeconds, ManagerBenchmark.Percentile(latencies, 0.50), ManagerBenchmark.Percentile(latencies, 0.99));
+    }
+
+    /// <summary>Publishes <paramref name="count"/> addition starts straight to the proplets (round robin, at most
+    /// <paramref name="inFlight"/> outstanding) and times each until its result is seen.</summary>
+    private static async Task<(double PerSecond, double P50, double P99)> DirectAsync(
+        MqttClient client, string baseTopic, List<string> propletIds, ConcurrentDictionary<string, TaskCompletionSource> waiters, int count, int inFlight, CancellationToken cancellationToken)
+    {
+        var latencies = new ConcurrentBag<double>();
+        var next = -1;
+        var stopwatch = Stopwatch.StartNew();
+        await Task.WhenAll(Enumerable.Range(0, inFlight).Select(_ => Task.Run(async () =>
+        {
+            int i;
+            while ((i = Interlocked.Increment(ref next)) < count)
+            {
+                var id = Guid.NewGuid().ToString();
+                var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                waiters[id] = done;
+                var start = JsonSerializer.SerializeToUtf8Bytes(new
+                {
+                    id,
+                    name = "main",
+                    file = "AGFzbQEAAAABBwFgAn9/AX8DAgEABwgBBG1haW4AAAoJAQcAIAAgAWoL",
+                    inputs = AdditionInputs,
+                    proplet_id = propletIds[i % propletIds.Count],
+                });
+                var began = Stopwatch.GetTimestamp();
+                await client.PublishAsync($"{baseTopic}/control/manager/start", start, MqttQualityOfService.AtLeastOnce, false, cancellationToken);
+                await done.Task.WaitAsync(TimeSpan.FromSeconds(60), cancellationToken);
+                latencies.Add(Stopwatch.GetElapsedTime(began).TotalMilliseconds);
+            }
+        }, cancellationToken)));
+        stopwatch.Stop();
+        var sorted = latencies.ToList();
+        sorted.Sort();
+        return (count / stopwatch.Elapsed.TotalSeconds, ManagerBenchmark.Percentile(sorted, 0.50), ManagerBenchmark.Percentile(sorted, 0.99));
+    }
+
+    private static async Task<List<double>> RunTasksAsync(HttpClient http, int count, int clients, CancellationToken cancellationToken)
+    {
+        var latencies = new ConcurrentBag<double>();
+        var next = -1;
+        await Task.WhenAll(Enumerable.Range(0, clients).Select(_ => Task.Run(async () =>
+        {
+            while (Interlocked.Increment(ref next) < count)
+            {
+                using var created = await http.PostAsync("/tasks", new StringContent(AdditionBody, Encoding.UTF8, "application/json"), cancellationToken);
+                var id = (await created.Content.ReadFromJsonAsync<JsonElement>(cancellationToken)).GetProperty("id").GetString();
+                var start = Stopwatch.GetTimestamp();
+                (await http.PostAsync($"/tasks/{id}/start", null, cancellationToken)).EnsureSuccessStatusCode();
+                while (true)
+                {
+                    var task = await http.GetFromJsonAsync<JsonElement>($"/tasks/{id}", cancellationToken);
+                    var state = task.GetProperty("state").GetInt32();
+                    if (state == 3)
+                    {
+                        break;
+                    }
+
+                    if (state == 4)
+                    {
+                        throw new InvalidOperationException($"task {id} failed: {task.GetRawText()}");
+                    }
+
+                    await Task.Delay(1, cancellationToken);
+                }
+
+                latencies.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+            }
+        }, cancellationToken)));
+        return [.. latencies];
+    }
+
+    private static async Task WaitActiveAsync(HttpClient http, Func<int, bool> done, CancellationToken cancellationToken)
+    {
+        var deadline = Stopwatch.GetTimestamp();
+        while (!done((await http.GetFromJsonAsync<JsonElement>("/proplets?status=active", cancellationToken)).GetProperty("total").GetInt32()))
+        {
+            if (Stopwatch.GetElapsedTime(deadline) > TimeSpan.FromSeconds(120))
+            {
+                throw new TimeoutException("proplets did not reach the expected liveness");
+            }
+
+            await Task.Delay(50, cancellationToken);
+        }
+    }
+
+    private static Process StartProplet(string dll, string broker, string tenant, string propletId)
+    {
+        var info = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = false, RedirectStandardError = false };
+        info.ArgumentList.Add(dll);
+        info.Environment["PROPLET_MQTT_ADDRESS"] = broker;
+        info.Environment["PROPLET_TENANT_ID"] = tenant;
+        info.Environment["PROPLET_CHANNEL_ID"] = "bench";
+        info.Environment["PROPLET_ENTITY_ID"] = propletId;
+        info.Environment["PROPLET_API_KEY"] = "bench";
+        info.Environment["PROPLET_MQTT_QOS"] = "1";
+        info.Environment["PROPLET_MQTT_KEEP_ALIVE"] = "2";
+        info.Environment["PROPLET_LIVELINESS_INTERVAL"] = "2";
+        info.Environment["PROPLET_METRICS_INTERVAL"] = "0";
+        info.Environment["PROPLET_METRICS_ENABLED"] = "false";
+        info.Environment["PROPLET_LOG_LEVEL"] = "warn";
+        return Process.Start(info) ?? throw new InvalidOperationException("could not start " + dll);
+    }
+
+    /// <summary>propeller-proplet.dll built in the same configuration as this benchmark.</summary>
+    private static string PropletDll()
+    {
+        var here = AppContext.BaseDirectory;
+        var configuration = here.Contains($"{Path.DirectorySeparatorChar}Debug{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Debug" : "Release";
+        var dir = new DirectoryInfo(here);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Propeller.sln")))
+        {
+            dir = dir.Parent;
+        }
+
+        var path = Path.Combine(dir?.FullName ?? here, "src", "Edge", "bin", configuration, "net10.0", "propeller-proplet.dll");
+        return File.Exists(path) ? path : throw new FileNotFoundException($"{path} is not built (dotnet build -c {configuration} src/Edge)", path);
+    }
+}

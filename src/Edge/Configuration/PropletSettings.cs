@@ -1,0 +1,106 @@
+using Microsoft.Extensions.Logging;
+using Propeller.Mqtt;
+
+namespace Propeller.Edge.Configuration;
+
+/// <summary>
+/// The proplet's settings, read by <see cref="PropletSettingsLoader"/> from the original's PROPLET_* variables
+/// (spec propeller-edge.md §4.2) plus the limits this implementation adds (docs/edge.md).
+/// </summary>
+public sealed record PropletSettings
+{
+    public LogLevel LogLevel { get; init; } = LogLevel.Information;
+
+    /// <summary>One JSON object per log entry (PROPLET_LOG_FORMAT=json, like the original) instead of one text line.</summary>
+    public bool JsonLogs { get; init; }
+
+    public string MqttAddress { get; init; } = "tcp://localhost:1883";
+
+    public MqttQualityOfService Qos { get; init; } = MqttQualityOfService.ExactlyOnce;
+
+    public TimeSpan KeepAlive { get; init; } = TimeSpan.FromSeconds(30);
+
+    public int MaxPacketSize { get; init; } = 10 * 1024 * 1024;
+
+    public int Inflight { get; init; } = 10;
+
+    public int RequestChannelCapacity { get; init; } = 128;
+
+    public string? TlsCaCert { get; init; }
+
+    public string? TlsClientCert { get; init; }
+
+    public string? TlsClientKey { get; init; }
+
+    public bool TlsInsecureSkipVerify { get; init; }
+
+    /// <summary>False keeps the broker session (PROPLET_MQTT_CLEAN_SESSION=false); the original always used a clean one.</summary>
+    public bool CleanSession { get; init; } = true;
+
+    public required string TenantId { get; init; }
+
+    public required string ChannelId { get; init; }
+
+    public required string EntityId { get; init; }
+
+    public required string ApiKey { get; init; }
+
+    public TimeSpan LivelinessInterval { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Zero disables the proplet metrics.</summary>
+    public TimeSpan MetricsInterval { get; init; } = TimeSpan.FromSeconds(10);
+
+    public bool EnableMonitoring { get; init; } = true;
+
+    public string Namespace { get; init; } = "default";
+
+    /// <summary>PROPLET_EXTERNAL_WASM_RUNTIME as given (reported in discovery even when it was not found).</summary>
+    public string? ExternalWasmRuntime { get; init; }
+
+    public IReadOnlyList<string> Dirs { get; init; } = [];
+
+    public string? Description { get; init; }
+
+    public IReadOnlyList<string> Tags { get; init; } = [];
+
+    public string? Location { get; init; }
+
+    public bool CollectSystemInfo { get; init; } = true;
+
+    /// <summary>Tasks running at once (PROPLET_MAX_CONCURRENT_TASKS); later starts wait for a slot. Daemons do not count.</summary>
+    public int MaxConcurrentTasks { get; init; } = Math.Max(2, Environment.ProcessorCount * 2);
+
+    /// <summary>Default fuel per task (PROPLET_TASK_FUEL); null = unlimited.</summary>
+    public long? TaskFuel { get; init; }
+
+    /// <summary>Default linear-memory cap per task in MiB (PROPLET_TASK_MAX_MEMORY_MIB); null = unlimited.</summary>
+    public long? TaskMaxMemoryMib { get; init; }
+
+    /// <summary>Default wall-clock limit per task (PROPLET_TASK_TIMEOUT seconds); null = none. Daemons are exempt.</summary>
+    public TimeSpan? TaskTimeout { get; init; }
+
+    /// <summary>Bytes of stdout (and of stderr) kept per task (PROPLET_TASK_OUTPUT_LIMIT, default 1 MiB).</summary>
+    public int OutputLimit { get; init; } = 1 << 20;
+
+    /// <summary>How long a registry fetch waits for its chunks (PROPLET_CHUNK_WAIT seconds, default 60).</summary>
+    public TimeSpan ChunkWait { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>Age after which a partial or unclaimed chunk assembly is dropped (PROPLET_CHUNK_TTL seconds, default 300).</summary>
+    public TimeSpan ChunkTtl { get; init; } = TimeSpan.FromSeconds(300);
+
+    /// <summary>Largest binary accepted from HTTP or chunks (PROPLET_MAX_BINARY_SIZE bytes, default 100 MiB).</summary>
+    public long MaxBinarySize { get; init; } = 100L << 20;
+
+    /// <summary>Extra CA (PEM file) trusted for http(s) image downloads (PROPLET_HTTP_TLS_CA_CERT).</summary>
+    public string? HttpTlsCaCert { get; init; }
+
+    /// <summary>Skip certificate checks for image downloads (PROPLET_HTTP_TLS_INSECURE_SKIP_VERIFY).</summary>
+    public bool HttpTlsInsecureSkipVerify { get; init; }
+
+    /// <summary>Serve GET /metrics (Prometheus text) and GET /health on <see cref="MetricsPort"/> (PROPLET_METRICS_ENABLED).</summary>
+    public bool MetricsEnabled { get; init; } = true;
+
+    public int MetricsPort { get; init; } = 9092;
+
+    public string BaseTopic => Contracts.Mqtt.Topics.Base(TenantId, ChannelId);
+}

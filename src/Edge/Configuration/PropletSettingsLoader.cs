@@ -1,0 +1,187 @@
+using System.Globalization;
+using Microsoft.Extensions.Logging;
+using Propeller.Mqtt;
+
+namespace Propeller.Edge.Configuration;
+
+/// <summary>
+/// Reads <see cref="PropletSettings"/> from PROPLET_* variables with the original's names and defaults, falling back to
+/// the <c>[PROPLET_CONFIG_SECTION]</c> table of PROPLET_CONFIG_FILE (default config.toml, section proplet) for the four
+/// identity keys (spec §4.3). Unlike the original, a malformed value is an error naming the variable instead of a
+/// silently kept default; "10s" is still accepted for seconds because the original's docker/.env uses it.
+/// </summary>
+public static class PropletSettingsLoader
+{
+    private static readonly (string Variable, string Key)[] Identity =
+    [
+        ("PROPLET_TENANT_ID", "tenant_id"),
+        ("PROPLET_ENTITY_ID", "entity_id"),
+        ("PROPLET_API_KEY", "api_key"),
+        ("PROPLET_CHANNEL_ID", "channel_id"),
+    ];
+
+    public static PropletSettings Load(Func<string, string?> environment)
+    {
+        ArgumentNullException.ThrowIfNull(environment);
+        string? Get(string name) => environment(name) is { Length: > 0 } value ? value : null;
+
+        var identity = Identity.ToDictionary(i => i.Key, i => Get(i.Variable), StringComparer.Ordinal);
+        if (identity.Values.Any(v => v is null))
+        {
+            var path = Get("PROPLET_CONFIG_FILE") ?? "config.toml";
+            var sectionName = Get("PROPLET_CONFIG_SECTION") ?? "proplet";
+            var section = TomlDocument.Load(path).Section(sectionName)
+                ?? throw new ConfigurationException($"config file '{path}' has no [{sectionName}] section");
+            foreach (var (variable, key) in Identity)
+            {
+                if (!section.TryGetValue(key, out var value) || value is not string text)
+                {
+                    throw new ConfigurationException($"config file '{path}' [{sectionName}]: {key} must be a string (it stands in for {variable})");
+                }
+
+                identity[key] ??= text.Length > 0 ? text : null;
+            }
+        }
+
+        var missing = Identity.Where(i => identity[i.Key] is null).Select(i => $"{i.Key}/{i.Variable}").ToList();
+        if (missing.Count > 0)
+        {
+            throw new ConfigurationException($"missing required proplet configuration: {string.Join(", ", missing)}");
+        }
+
+        var timeout = Seconds(Get, "PROPLET_TASK_TIMEOUT", 0, allowZero: true);
+        var settings = new PropletSettings
+        {
+            TenantId = identity["tenant_id"]!,
+            EntityId = identity["entity_id"]!,
+            ApiKey = identity["api_key"]!,
+            ChannelId = identity["channel_id"]!,
+            LogLevel = LogLevelOf(Get("PROPLET_LOG_LEVEL")),
+            JsonLogs = Get("PROPLET_LOG_FORMAT")?.Trim().ToLowerInvariant() switch
+            {
+                null or "text" => false,
+                "json" => true,
+                var other => throw new ConfigurationException($"PROPLET_LOG_FORMAT '{other}' is not text or json"),
+            },
+            MqttAddress = Get("PROPLET_MQTT_ADDRESS") ?? "tcp://localhost:1883",
+            Qos = Integer(Get, "PROPLET_MQTT_QOS", 2, 0, 2) switch
+            {
+                0 => MqttQualityOfService.AtMostOnce,
+                1 => MqttQualityOfService.AtLeastOnce,
+                _ => MqttQualityOfService.ExactlyOnce,
+            },
+            KeepAlive = Seconds(Get, "PROPLET_MQTT_KEEP_ALIVE", 30, allowZero: true),
+            MaxPacketSize = (int)Integer(Get, "PROPLET_MQTT_MAX_PACKET_SIZE", 10 * 1024 * 1024, 1024, 268_435_455),
+            Inflight = (int)Integer(Get, "PROPLET_MQTT_INFLIGHT", 10, 1, 65_535),
+            RequestChannelCapacity = (int)Integer(Get, "PROPLET_MQTT_REQUEST_CHANNEL_CAPACITY", 128, 1, 1_000_000),
+            TlsCaCert = ExistingFile(Get, "PROPLET_MQTT_TLS_CA_CERT"),
+            TlsClientCert = ExistingFile(Get, "PROPLET_MQTT_TLS_CLIENT_CERT"),
+            TlsClientKey = ExistingFile(Get, "PROPLET_MQTT_TLS_CLIENT_KEY"),
+            TlsInsecureSkipVerify = Truthy(Get("PROPLET_MQTT_TLS_INSECURE_SKIP_VERIFY"), false),
+            CleanSession = Truthy(Get("PROPLET_MQTT_CLEAN_SESSION"), true),
+            LivelinessInterval = Seconds(Get, "PROPLET_LIVELINESS_INTERVAL", 10, allowZero: false),
+            MetricsInterval = Seconds(Get, "PROPLET_METRICS_INTERVAL", 10, allowZero: true),
+            EnableMonitoring = Truthy(Get("PROPLET_ENABLE_MONITORING"), true),
+            Namespace = Get("PROPLET_MANAGER_K8S_NAMESPACE") ?? "default",
+            ExternalWasmRuntime = Get("PROPLET_EXTERNAL_WASM_RUNTIME"),
+            Dirs = Get("PROPLET_DIRS") is { } dirs ? dirs.Split(':', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) : [],
+            Description = Get("PROPLET_DESCRIPTION"),
+            Tags = Get("PROPLET_TAGS") is { } tags ? tags.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) : [],
+            Location = Get("PROPLET_LOCATION"),
+            CollectSystemInfo = Truthy(Get("PROPLET_COLLECT_SYSTEM_INFO"), true),
+            MaxConcurrentTasks = (int)Integer(Get, "PROPLET_MAX_CONCURRENT_TASKS", Math.Max(2, Environment.ProcessorCount * 2), 1, 100_000),
+            TaskFuel = Get("PROPLET_TASK_FUEL") is null ? null : Integer(Get, "PROPLET_TASK_FUEL", 0, 1, long.MaxValue),
+            TaskMaxMemoryMib = Get("PROPLET_TASK_MAX_MEMORY_MIB") is null ? null : Integer(Get, "PROPLET_TASK_MAX_MEMORY_MIB", 0, 1, 1 << 20),
+            TaskTimeout = timeout > TimeSpan.Zero ? timeout : null,
+            OutputLimit = (int)Integer(Get, "PROPLET_TASK_OUTPUT_LIMIT", 1 << 20, 0, int.MaxValue),
+            ChunkWait = Seconds(Get, "PROPLET_CHUNK_WAIT", 60, allowZero: false),
+            ChunkTtl = Seconds(Get, "PROPLET_CHUNK_TTL", 300, allowZero: false),
+            HttpTlsCaCert = ExistingFile(Get, "PROPLET_HTTP_TLS_CA_CERT"),
+            HttpTlsInsecureSkipVerify = Truthy(Get("PROPLET_HTTP_TLS_INSECURE_SKIP_VERIFY"), false),
+            MetricsEnabled = Truthy(Get("PROPLET_METRICS_ENABLED"), true),
+            MetricsPort = (int)Integer(Get, "PROPLET_METRICS_PORT", 9092, 1, 65_535),
+            MaxBinarySize = Integer(Get, "PROPLET_MAX_BINARY_SIZE", 100L << 20, 1, long.MaxValue),
+        };
+
+        if ((settings.TlsClientCert is null) != (settings.TlsClientKey is null))
+        {
+            throw new ConfigurationException("PROPLET_MQTT_TLS_CLIENT_CERT and PROPLET_MQTT_TLS_CLIENT_KEY must be given together");
+        }
+
+        try
+        {
+            if (string.IsNullOrWhiteSpace(new MqttClientOptions().WithAddress(settings.MqttAddress).Host))
+            {
+                throw new UriFormatException("missing host");
+            }
+        }
+        catch (Exception ex) when (ex is UriFormatException or ArgumentException)
+        {
+            throw new ConfigurationException($"PROPLET_MQTT_ADDRESS '{settings.MqttAddress}' is not an MQTT address such as tcp://host:1883 ({ex.Message})", ex);
+        }
+
+        return settings;
+    }
+
+    /// <summary>The original's truthy rule: 1/true/yes/on (any case); the default applies when unset. For a variable that
+    /// defaults to true (PROPLET_COLLECT_SYSTEM_INFO-style) only 0/false/no/off turn it off.</summary>
+    public static bool Truthy(string? value, bool defaultValue)
+    {
+        if (value is null)
+        {
+            return defaultValue;
+        }
+
+        var v = value.Trim().ToLowerInvariant();
+        return defaultValue ? v is not ("0" or "false" or "no" or "off") : v is "1" or "true" or "yes" or "on";
+    }
+
+    private static LogLevel LogLevelOf(string? value) => value?.Trim().ToLowerInvariant() switch
+    {
+        null => LogLevel.Information,
+        "trace" => LogLevel.Trace,
+        "debug" => LogLevel.Debug,
+        "info" or "information" => LogLevel.Information,
+        "warn" or "warning" => LogLevel.Warning,
+        "error" => LogLevel.Error,
+        _ => throw new ConfigurationException($"PROPLET_LOG_LEVEL '{value}' is not one of trace, debug, info, warn, error"),
+    };
+
+    private static long Integer(Func<string, string?> get, string name, long defaultValue, long min, long max)
+    {
+        if (get(name) is not { } text)
+        {
+            return defaultValue;
+        }
+
+        return long.TryParse(text.Trim(), NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var value) && value >= min && value <= max
+            ? value
+            : throw new ConfigurationException($"{name} '{text}' must be an integer from {min} to {max}");
+    }
+
+    private static TimeSpan Seconds(Func<string, string?> get, string name, double defaultSeconds, bool allowZero)
+    {
+        if (get(name) is not { } text)
+        {
+            return TimeSpan.FromSeconds(defaultSeconds);
+        }
+
+        var trimmed = text.Trim();
+        if (trimmed.EndsWith('s'))
+        {
+            trimmed = trimmed[..^1];
+        }
+
+        return double.TryParse(trimmed, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var seconds)
+               && seconds <= 86_400 * 365 && (seconds > 0 || (allowZero && seconds == 0))
+            ? TimeSpan.FromSeconds(seconds)
+            : throw new ConfigurationException($"{name} '{text}' must be a number of seconds{(allowZero ? "" : " greater than 0")}");
+    }
+
+    private static string? ExistingFile(Func<string, string?> get, string name) => get(name) switch
+    {
+        null => null,
+        var path when File.Exists(path) => path,
+        var path => throw new ConfigurationException($"{name}: file '{path}' does not exist"),
+    };
+}

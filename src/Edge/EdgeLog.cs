@@ -1,0 +1,81 @@
+using Microsoft.Extensions.Logging;
+
+namespace Propeller.Edge;
+
+internal static partial class EdgeLog
+{
+    [LoggerMessage(EventId = 8001, Level = LogLevel.Information, Message = "Proplet {EntityId} starting: broker {Address}, topics {BaseTopic}/..., runtime {Runtime}, {Slots} task slots")]
+    public static partial void Starting(ILogger logger, string entityId, string address, string baseTopic, string runtime, int slots);
+
+    [LoggerMessage(EventId = 8002, Level = LogLevel.Warning, Message = "Broker at {Address} not reachable (check PROPLET_MQTT_ADDRESS and the credentials); retrying in {Delay}: {Reason}")]
+    public static partial void ConnectRetry(ILogger logger, string address, TimeSpan delay, string reason);
+
+    [LoggerMessage(EventId = 8003, Level = LogLevel.Information, Message = "Connected; subscribed to start, stop, invoke and registry/server")]
+    public static partial void Subscribed(ILogger logger);
+
+    [LoggerMessage(EventId = 8004, Level = LogLevel.Information, Message = "Published discovery (session present: {SessionPresent})")]
+    public static partial void DiscoveryPublished(ILogger logger, bool sessionPresent);
+
+    [LoggerMessage(EventId = 8005, Level = LogLevel.Warning, Message = "Invalid start request for task {TaskId}: {Reason}")]
+    public static partial void InvalidStart(ILogger logger, string taskId, string reason);
+
+    [LoggerMessage(EventId = 8006, Level = LogLevel.Warning, Message = "Task {TaskId} is already running here; duplicate start ignored")]
+    public static partial void DuplicateStart(ILogger logger, string taskId);
+
+    [LoggerMessage(EventId = 8007, Level = LogLevel.Information, Message = "Task {TaskId} accepted (function {Name})")]
+    public static partial void TaskAccepted(ILogger logger, string taskId, string name);
+
+    [LoggerMessage(EventId = 8008, Level = LogLevel.Information, Message = "Task {TaskId} completed")]
+    public static partial void TaskSucceeded(ILogger logger, string taskId);
+
+    [LoggerMessage(EventId = 8009, Level = LogLevel.Warning, Message = "Task {TaskId} failed: {Error}")]
+    public static partial void TaskFailed(ILogger logger, string taskId, string error);
+
+    [LoggerMessage(EventId = 8010, Level = LogLevel.Error, Message = "Task {TaskId} hit an unexpected proplet error")]
+    public static partial void TaskCrashed(ILogger logger, string taskId, Exception exception);
+
+    [LoggerMessage(EventId = 8011, Level = LogLevel.Warning, Message = "Ignored a malformed stop request: {Reason}")]
+    public static partial void InvalidStop(ILogger logger, string reason);
+
+    [LoggerMessage(EventId = 8012, Level = LogLevel.Information, Message = "Stopping task {TaskId}")]
+    public static partial void Stopping(ILogger logger, string taskId);
+
+    [LoggerMessage(EventId = 8013, Level = LogLevel.Debug, Message = "Stop for task {TaskId}, which does not run here")]
+    public static partial void StopUnknown(ILogger logger, string taskId);
+
+    [LoggerMessage(EventId = 8014, Level = LogLevel.Warning, Message = "No result published for task {TaskId}: the proplet is shutting down")]
+    public static partial void ResultDropped(ILogger logger, string taskId);
+
+    [LoggerMessage(EventId = 8015, Level = LogLevel.Warning, Message = "Publishing on {Topic} failed; retrying in {Delay}: {Reason}")]
+    public static partial void PublishRetry(ILogger logger, string topic, TimeSpan delay, string reason);
+
+    [LoggerMessage(EventId = 8016, Level = LogLevel.Warning, Message = "PROPLET_DIRS entry {Dir} does not exist; not preopened for task {TaskId}")]
+    public static partial void PreopenSkipped(ILogger logger, string dir, string taskId);
+
+    [LoggerMessage(EventId = 8017, Level = LogLevel.Warning, Message = "Task {TaskId} wrote {Total} bytes of output; only the first {Limit} are kept")]
+    public static partial void OutputTruncated(ILogger logger, string taskId, long total, int limit);
+
+    [LoggerMessage(EventId = 8018, Level = LogLevel.Warning, Message = "Task metrics for {TaskId} stopped: {Reason}")]
+    public static partial void TaskMetricsFailed(ILogger logger, string taskId, string reason);
+
+    [LoggerMessage(EventId = 8019, Level = LogLevel.Warning, Message = "Dropped a malformed message on {Topic}: {Reason}")]
+    public static partial void Malformed(ILogger logger, string topic, string reason);
+
+    [LoggerMessage(EventId = 8020, Level = LogLevel.Warning, Message = "Chunk assembly for {App} expired with {Received}/{Total} chunks")]
+    public static partial void ChunksExpired(ILogger logger, string app, int received, int total);
+
+    [LoggerMessage(EventId = 8021, Level = LogLevel.Warning, Message = "PROPLET_EXTERNAL_WASM_RUNTIME '{Runtime}' not found; using the in-process runtime")]
+    public static partial void ExternalRuntimeMissing(ILogger logger, string runtime);
+
+    [LoggerMessage(EventId = 8022, Level = LogLevel.Error, Message = "Handling a message on {Topic} failed")]
+    public static partial void HandlerFailed(ILogger logger, string topic, Exception exception);
+
+    [LoggerMessage(EventId = 8024, Level = LogLevel.Warning, Message = "Metrics endpoint not started: port {Port} unavailable ({Reason}); set PROPLET_METRICS_PORT or PROPLET_METRICS_ENABLED=false")]
+    public static partial void MetricsPortUnavailable(ILogger logger, int port, string reason);
+
+    [LoggerMessage(EventId = 8025, Level = LogLevel.Information, Message = "Metrics and health on http://0.0.0.0:{Port}/metrics and /health")]
+    public static partial void MetricsListening(ILogger logger, int port);
+
+    [LoggerMessage(EventId = 8023, Level = LogLevel.Information, Message = "Proplet {EntityId} stopped")]
+    public static partial void Stopped(ILogger logger, string entityId);
+}

@@ -1,0 +1,141 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using Propeller.Edge.Configuration;
+using Propeller.Edge.Tasks;
+
+namespace Propeller.Edge.Execution;
+
+/// <summary>
+/// PROPLET_EXTERNAL_WASM_RUNTIME (spec §6): runs the binary in a child process with the original's argument shape,
+/// <c>run [--invoke NAME] CLI_ARGS... [--env K=V]... FILE INPUTS...</c> (wasmtime's, and `propeller-proplet run`'s).
+/// Output is read while the child runs and bounded; the task timeout and a stop kill the process tree.
+/// </summary>
+public sealed class ExternalRuntime(string executable, PropletSettings settings, ILogger<ExternalRuntime> logger) : IWasmRuntime
+{
+    public string Name => settings.ExternalWasmRuntime ?? executable;
+
+    public string Executable => executable;
+
+    /// <summary>Finds the runtime: a value with a path separator must exist; a bare name is looked up on PATH.</summary>
+    public static string? Resolve(string value)
+    {
+        ArgumentNullException.ThrowIfNull(value);
+        if (value.Contains('/', StringComparison.Ordinal) || value.Contains('\\', StringComparison.Ordinal))
+        {
+            return File.Exists(value) ? Path.GetFullPath(value) : null;
+        }
+
+        foreach (var dir in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries))
+        {
+            var candidate = Path.Combine(dir, value);
+            if (File.Exists(candidate))
+            {
+                return candidate;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>The child's arguments for a task whose binary was written to <paramref name="file"/>.</summary>
+    public static List<string> Arguments(StartRequest request, string file)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var args = new List<string> { "run" };
+        var customExport = request.Name is { Length: > 0 } name && name != "_start" && !name.StartsWith("fl-round-", StringComparison.Ordinal);
+        if (customExport && !request.CliArgs.Contains("--invoke"))
+        {
+            args.Add("--invoke");
+            args.Add(request.Name);
+        }
+
+        args.AddRange(request.CliArgs);
+        foreach (var (key, value) in request.Env)
+        {
+            args.Add("--env");
+            args.Add($"{key}={value}");
+        }
+
+        args.Add(file);
+        args.AddRange(request.Inputs);
+        return args;
+    }
+
+    public async Task<TaskOutcome> RunAsync(RunningTask task, byte[] binary, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(task);
+        ArgumentNullException.ThrowIfNull(binary);
+        var file = Path.Combine(Path.GetTempPath(), $"proplet_{SafeName(task.Id)}.wasm");
+        try
+        {
+            await File.WriteAllBytesAsync(file, binary, cancellationToken);
+            var info = new ProcessStartInfo(executable)
+            {
+                RedirectStandardInput = true,
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+                UseShellExecute = false,
+            };
+            foreach (var arg in Arguments(task.Request, file))
+            {
+                info.ArgumentList.Add(arg);
+            }
+
+            foreach (var (key, value) in task.Request.Env)
+            {
+                info.Environment[key] = value;
+            }
+
+            using var process = new Process { StartInfo = info };
+            try
+            {
+                process.Start();
+            }
+            catch (System.ComponentModel.Win32Exception ex)
+            {
+                return TaskOutcome.Failure($"Failed to start the external runtime '{executable}': {ex.Message}");
+            }
+
+            process.StandardInput.Close();
+            var (stdout, stdoutDone) = BoundedCapture.Start(process.StandardOutput.BaseStream, settings.OutputLimit);
+            var (stderr, stderrDone) = BoundedCapture.Start(process.StandardError.BaseStream, settings.OutputLimit);
+            task.Attach(process);
+            try
+            {
+                await process.WaitForExitAsync(CancellationToken.None);
+                await Task.WhenAll(stdoutDone, stderrDone);
+            }
+            finally
+            {
+                task.Attach((Process?)null);
+            }
+
+            if (InProcessRuntime.Stopped(task) is { } stopped)
+            {
+                return stopped;
+            }
+
+            if (stdout.Total > settings.OutputLimit)
+            {
+                EdgeLog.OutputTruncated(logger, task.Id, stdout.Total, settings.OutputLimit);
+            }
+
+            return process.ExitCode == 0
+                ? TaskOutcome.Success(stdout.ToString())
+                : TaskOutcome.Failure($"Process exited with status: exit status: {process.ExitCode}, stderr: {stderr}");
+        }
+        finally
+        {
+            try
+            {
+                File.Delete(file);
+            }
+            catch (IOException)
+            {
+                // best effort, like the original
+            }
+        }
+    }
+
+    private static string SafeName(string id) => string.Concat(id.Select(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' ? c : '_'));
+}

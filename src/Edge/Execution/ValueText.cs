@@ -1,0 +1,222 @@
+using System.Globalization;
+using System.Numerics;
+using Propeller.Wasm;
+
+namespace Propeller.Edge.Execution;
+
+/// <summary>
+/// Task inputs and results as text, the way the Rust proplet does it (spec §2.4 steps 6 and 8): integers are strict
+/// signed decimals (optional sign, no spaces, hex or decimal point), floats use Rust's syntax (inf, infinity, NaN in any
+/// case), and results print like Rust's Display (no exponent, shortest round trip, "inf", "NaN").
+/// </summary>
+public static class ValueText
+{
+    /// <summary>Parses <paramref name="text"/> for a parameter of <paramref name="kind"/>; the error is the proplet's message.</summary>
+    public static bool TryParse(ValueKind kind, string text, out Value value, out string error)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        value = default;
+        error = "";
+        switch (kind)
+        {
+            case ValueKind.I32:
+                if (TryInteger(text, int.MinValue, int.MaxValue, out var i32, out var reason32))
+                {
+                    value = Value.I32((int)i32);
+                    return true;
+                }
+
+                error = $"Failed to parse '{text}' as i32: {reason32}";
+                return false;
+            case ValueKind.I64:
+                if (TryInteger(text, long.MinValue, long.MaxValue, out var i64, out var reason64))
+                {
+                    value = Value.I64((long)i64);
+                    return true;
+                }
+
+                error = $"Failed to parse '{text}' as i64: {reason64}";
+                return false;
+            case ValueKind.F32:
+                if (TryFloat(text, out var f32))
+                {
+                    // Parsed again as float when finite: rounding through double could be off by one ulp.
+                    value = Value.F32(double.IsFinite(f32) ? float.Parse(text, NumberStyles.Float, CultureInfo.InvariantCulture) : (float)f32);
+                    return true;
+                }
+
+                error = $"Failed to parse '{text}' as f32: invalid float literal";
+                return false;
+            case ValueKind.F64:
+                if (TryFloat(text, out var f64))
+                {
+                    value = Value.F64(f64);
+                    return true;
+                }
+
+                error = $"Failed to parse '{text}' as f64: invalid float literal";
+                return false;
+            default:
+                error = $"Unsupported Wasm value type for arg '{text}'";
+                return false;
+        }
+    }
+
+    /// <summary>The result text of a value: signed decimal integers, Rust-Display floats; references give "".</summary>
+    public static string Format(Value value) => value.Kind switch
+    {
+        ValueKind.I32 => value.AsI32.ToString(CultureInfo.InvariantCulture),
+        ValueKind.I64 => value.AsI64.ToString(CultureInfo.InvariantCulture),
+        ValueKind.F32 => FormatFloat(value.AsF32, value.AsF32.ToString("R", CultureInfo.InvariantCulture)),
+        ValueKind.F64 => FormatFloat(value.AsF64, value.AsF64.ToString("R", CultureInfo.InvariantCulture)),
+        _ => "",
+    };
+
+    private static bool TryInteger(string text, BigInteger min, BigInteger max, out BigInteger value, out string reason)
+    {
+        value = 0;
+        if (text.Length == 0)
+        {
+            reason = "cannot parse integer from empty string";
+            return false;
+        }
+
+        var start = text[0] is '+' or '-' ? 1 : 0;
+        if (start == text.Length || text.AsSpan(start).ContainsAnyExceptInRange('0', '9'))
+        {
+            reason = "invalid digit found in string";
+            return false;
+        }
+
+        value = BigInteger.Parse(text.AsSpan(start), NumberStyles.None, CultureInfo.InvariantCulture);
+        if (text[0] == '-')
+        {
+            value = -value;
+        }
+
+        if (value > max)
+        {
+            reason = "number too large to fit in target type";
+            return false;
+        }
+
+        if (value < min)
+        {
+            reason = "number too small to fit in target type";
+            return false;
+        }
+
+        reason = "";
+        return true;
+    }
+
+    private static bool TryFloat(string text, out double value)
+    {
+        value = 0;
+        if (text.Length == 0)
+        {
+            return false;
+        }
+
+        var negative = text[0] == '-';
+        var body = text[0] is '+' or '-' ? text[1..] : text;
+        switch (body.ToLowerInvariant())
+        {
+            case "inf" or "infinity":
+                value = negative ? double.NegativeInfinity : double.PositiveInfinity;
+                return true;
+            case "nan":
+                value = double.NaN;
+                return true;
+        }
+
+        // Rust's grammar: digits, an optional '.', optional digits (at least one digit overall), an optional exponent.
+        var i = 0;
+        var mantissaDigits = 0;
+        while (i < body.Length && char.IsAsciiDigit(body[i]))
+        {
+            i++;
+            mantissaDigits++;
+        }
+
+        if (i < body.Length && body[i] == '.')
+        {
+            i++;
+            while (i < body.Length && char.IsAsciiDigit(body[i]))
+            {
+                i++;
+                mantissaDigits++;
+            }
+        }
+
+        if (mantissaDigits == 0)
+        {
+            return false;
+        }
+
+        if (i < body.Length && body[i] is 'e' or 'E')
+        {
+            i++;
+            if (i < body.Length && body[i] is '+' or '-')
+            {
+                i++;
+            }
+
+            var exponentDigits = 0;
+            while (i < body.Length && char.IsAsciiDigit(body[i]))
+            {
+                i++;
+                exponentDigits++;
+            }
+
+            if (exponentDigits == 0)
+            {
+                return false;
+            }
+        }
+
+        return i == body.Length && double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out value);
+    }
+
+    private static string FormatFloat(double value, string roundTrip)
+    {
+        if (double.IsNaN(value))
+        {
+            return "NaN";
+        }
+
+        if (double.IsInfinity(value))
+        {
+            return value > 0 ? "inf" : "-inf";
+        }
+
+        var e = roundTrip.IndexOfAny(['E', 'e']);
+        if (e < 0)
+        {
+            return roundTrip;
+        }
+
+        // Expand d.ddddE±x into plain decimal notation, as Rust's Display does.
+        var negative = roundTrip[0] == '-';
+        var mantissa = roundTrip[(negative ? 1 : 0)..e];
+        var exponent = int.Parse(roundTrip.AsSpan(e + 1), NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture);
+        var dot = mantissa.IndexOf('.', StringComparison.Ordinal);
+        var digits = dot < 0 ? mantissa : mantissa.Remove(dot, 1);
+        var pointAt = (dot < 0 ? mantissa.Length : dot) + exponent;
+        string plain;
+        if (pointAt <= 0)
+        {
+            plain = "0." + new string('0', -pointAt) + digits;
+        }
+        else if (pointAt >= digits.Length)
+        {
+            plain = digits + new string('0', pointAt - digits.Length);
+        }
+        else
+        {
+            plain = digits[..pointAt] + "." + digits[pointAt..];
+        }
+
+        return negative ? "-" + plain : plain;
+    }
+}

@@ -1,0 +1,123 @@
+using System.Net.Http.Headers;
+using System.Text.Json;
+using Propeller.Contracts.Mqtt;
+using Propeller.Edge.Configuration;
+using Propeller.Edge.Messaging;
+using Propeller.Edge.Tasks;
+
+namespace Propeller.Edge.Fetching;
+
+/// <summary>
+/// Gets a task's binary (spec §2.2): inline base64 <c>file</c>; an http(s) <c>image_url</c> by GET (30 s, status,
+/// content type and size checks); any other <c>image_url</c> through the proxy: a <c>registry/proplet</c> request, then
+/// the chunks on <c>registry/server</c>. Failures are <see cref="FetchException"/> with the message for the result.
+/// </summary>
+public sealed class BinaryFetcher(PropletSettings settings, ChunkAssembler chunks, IPropletPublisher publisher, HttpClient http)
+{
+    private long _fetchedBytes;
+
+    /// <summary>Bytes obtained over HTTP or from chunks (proplet_wasm_fetch_bytes_total).</summary>
+    public long FetchedBytes => Interlocked.Read(ref _fetchedBytes);
+
+    public async Task<byte[]> FetchAsync(StartRequest request, CancellationToken cancellationToken)
+    {
+        var bytes = await GetAsync(request, cancellationToken);
+        if (request.Message.File is not { Length: > 0 })
+        {
+            Interlocked.Add(ref _fetchedBytes, bytes.Length);
+        }
+
+        return bytes;
+    }
+
+    private async Task<byte[]> GetAsync(StartRequest request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        if (request.Message.File is { Length: > 0 } file)
+        {
+            try
+            {
+                return Convert.FromBase64String(file);
+            }
+            catch (FormatException ex)
+            {
+                throw new FetchException($"Failed to decode the base64 file: {ex.Message}", ex);
+            }
+        }
+
+        if (request.Message.ImageUrl is not { Length: > 0 } url)
+        {
+            throw new FetchException("No wasm binary or image URL provided");
+        }
+
+        if (url.StartsWith("http://", StringComparison.OrdinalIgnoreCase) || url.StartsWith("https://", StringComparison.OrdinalIgnoreCase))
+        {
+            return await DownloadAsync(url, cancellationToken);
+        }
+
+        try
+        {
+            var payload = JsonSerializer.SerializeToUtf8Bytes(new RegistryRequestMessage(url));
+            return await chunks.WaitAsync(
+                url, ct => publisher.PublishAsync(Topics.RegistryRequest, payload, ct), settings.ChunkWait, cancellationToken);
+        }
+        catch (TimeoutException ex)
+        {
+            throw new FetchException(ex.Message, ex);
+        }
+        catch (InvalidDataException ex)
+        {
+            throw new FetchException(ex.Message, ex);
+        }
+    }
+
+    private async Task<byte[]> DownloadAsync(string url, CancellationToken cancellationToken)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(TimeSpan.FromSeconds(30));
+        try
+        {
+            using var response = await http.GetAsync(url, HttpCompletionOption.ResponseHeadersRead, timeout.Token);
+            if (!response.IsSuccessStatusCode)
+            {
+                throw new FetchException($"HTTP {(int)response.StatusCode} {response.ReasonPhrase} fetching wasm from {url}");
+            }
+
+            if (response.Content.Headers.ContentType is MediaTypeHeaderValue { MediaType: { } type }
+                && !type.Contains("application/wasm", StringComparison.OrdinalIgnoreCase)
+                && !type.Contains("application/octet-stream", StringComparison.OrdinalIgnoreCase))
+            {
+                throw new FetchException($"unexpected Content-Type '{type}' fetching wasm from {url}");
+            }
+
+            if (response.Content.Headers.ContentLength > settings.MaxBinarySize)
+            {
+                throw new FetchException($"wasm at {url} is larger than {settings.MaxBinarySize} bytes");
+            }
+
+            await using var body = await response.Content.ReadAsStreamAsync(timeout.Token);
+            using var buffer = new MemoryStream();
+            var block = new byte[81920];
+            int read;
+            while ((read = await body.ReadAsync(block, timeout.Token)) > 0)
+            {
+                if (buffer.Length + read > settings.MaxBinarySize)
+                {
+                    throw new FetchException($"wasm at {url} is larger than {settings.MaxBinarySize} bytes");
+                }
+
+                await buffer.WriteAsync(block.AsMemory(0, read), timeout.Token);
+            }
+
+            return buffer.ToArray();
+        }
+        catch (OperationCanceledException ex) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new FetchException($"timed out fetching wasm from {url}", ex);
+        }
+        catch (HttpRequestException ex)
+        {
+            throw new FetchException($"error fetching wasm from {url}: {ex.Message}", ex);
+        }
+    }
+}

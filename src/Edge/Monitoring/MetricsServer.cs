@@ -1,0 +1,97 @@
+using System.Globalization;
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+
+namespace Propeller.Edge.Monitoring;
+
+/// <summary>
+/// PROPLET_METRICS_PORT (spec §4.2): <c>GET /metrics</c> in Prometheus text and <c>GET /health</c> →
+/// <c>{"status":"ok","running_tasks":N}</c>; anything else is 404. A port already in use (several proplets on one host)
+/// is a warning, not a failure: the proplet runs on without the endpoint.
+/// </summary>
+public sealed class MetricsServer(int port, Func<IReadOnlyList<(string Name, string Type, double Value)>> series, Func<int> running, ILogger logger) : IAsyncDisposable
+{
+    private readonly HttpListener _listener = new();
+    private Task? _serving;
+
+    public bool Start()
+    {
+        try
+        {
+            _listener.Prefixes.Add($"http://*:{port}/");
+            _listener.Start();
+        }
+        catch (HttpListenerException ex)
+        {
+            EdgeLog.MetricsPortUnavailable(logger, port, ex.Message);
+            return false;
+        }
+
+        _serving = ServeAsync();
+        return true;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_listener.IsListening)
+        {
+            _listener.Stop();
+        }
+
+        _listener.Close();
+        if (_serving is not null)
+        {
+            await _serving;
+        }
+    }
+
+    /// <summary>Prometheus text exposition of <paramref name="values"/>.</summary>
+    public static string Format(IReadOnlyList<(string Name, string Type, double Value)> values)
+    {
+        var text = new StringBuilder();
+        foreach (var (name, type, value) in values)
+        {
+            text.Append(CultureInfo.InvariantCulture, $"# TYPE {name} {type}\n{name} {value.ToString("R", CultureInfo.InvariantCulture)}\n");
+        }
+
+        return text.ToString();
+    }
+
+    private async Task ServeAsync()
+    {
+        while (true)
+        {
+            HttpListenerContext context;
+            try
+            {
+                context = await _listener.GetContextAsync();
+            }
+            catch (Exception ex) when (ex is HttpListenerException or ObjectDisposedException or InvalidOperationException)
+            {
+                return; // stopped
+            }
+
+            try
+            {
+                var (status, type, body) = context.Request.Url?.AbsolutePath switch
+                {
+                    "/metrics" => (200, "text/plain; version=0.0.4", Format(series())),
+                    "/health" => (200, "application/json", JsonSerializer.Serialize(new { status = "ok", running_tasks = running() })),
+                    _ => (404, "text/plain", "not found\n"),
+                };
+                var bytes = Encoding.UTF8.GetBytes(body);
+                context.Response.StatusCode = status;
+                context.Response.ContentType = type;
+                context.Response.ContentLength64 = bytes.Length;
+                await context.Response.OutputStream.WriteAsync(bytes, CancellationToken.None);
+                context.Response.Close();
+            }
+            catch (Exception ex) when (ex is HttpListenerException or IOException or ObjectDisposedException)
+            {
+                // the client went away
+            }
+        }
+    }
+}

@@ -1,0 +1,102 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using Propeller.Contracts.Mqtt;
+using Propeller.Edge.Configuration;
+using Propeller.Edge.Messaging;
+using Propeller.Edge.Tasks;
+
+namespace Propeller.Edge.Monitoring;
+
+/// <summary>
+/// Per-task metrics (spec §1.7): 100 ms after a task starts, then every profile interval, one sample of the process
+/// that runs it (the proplet itself in-process, the child with an external runtime), published on
+/// <c>control/proplet/task_metrics</c> with aggregates over the retained history. Memory is sent in real bytes (the
+/// Rust proplet's was 1024× too large); the timestamp is RFC 3339.
+/// </summary>
+public sealed class TaskMonitor(PropletSettings settings, IPropletPublisher publisher, TimeProvider time, ILogger<TaskMonitor> logger)
+{
+    /// <summary>Samples <paramref name="task"/> until <paramref name="cancellationToken"/> is cancelled (the task ended).</summary>
+    public async Task MonitorAsync(RunningTask task, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(task);
+        var profile = task.Request.Monitoring;
+        if (!profile.Enabled || !profile.ExportToMqtt)
+        {
+            return;
+        }
+
+        var history = new List<ProcessMetrics>();
+        var started = time.GetTimestamp();
+        (TimeSpan Cpu, long At)? last = null;
+        try
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(100), time, cancellationToken);
+            while (!cancellationToken.IsCancellationRequested)
+            {
+                await Task.Delay(profile.Interval, time, cancellationToken);
+                var sample = Sample(task, profile, time.GetElapsedTime(started), ref last);
+                if (profile.RetainHistory)
+                {
+                    history.Add(sample);
+                    if (history.Count > profile.HistorySize)
+                    {
+                        history.RemoveAt(0);
+                    }
+                }
+
+                var message = new TaskMetricsMessage(
+                    task.Id, settings.EntityId, sample, Aggregate(history), time.GetUtcNow().ToString("O", CultureInfo.InvariantCulture));
+                await publisher.PublishAsync(Topics.TaskMetrics, JsonSerializer.SerializeToUtf8Bytes(message), cancellationToken);
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // the task ended
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or IOException or System.ComponentModel.Win32Exception)
+        {
+            EdgeLog.TaskMetricsFailed(logger, task.Id, ex.Message);
+        }
+    }
+
+    internal static AggregatedMetrics? Aggregate(IReadOnlyList<ProcessMetrics> history)
+    {
+        if (history.Count == 0)
+        {
+            return null;
+        }
+
+        return new AggregatedMetrics(
+            history.Average(h => h.CpuPercent),
+            history.Max(h => h.CpuPercent),
+            (ulong)history.Average(h => (double)h.MemoryBytes),
+            history.Max(h => h.MemoryBytes),
+            history[^1].DiskReadBytes - Math.Min(history[^1].DiskReadBytes, history[0].DiskReadBytes),
+            history[^1].DiskWriteBytes - Math.Min(history[^1].DiskWriteBytes, history[0].DiskWriteBytes),
+            history.Count);
+    }
+
+    private ProcessMetrics Sample(RunningTask task, MonitoringProfile profile, TimeSpan uptime, ref (TimeSpan Cpu, long At)? last)
+    {
+        using var process = task.ProcessId is { } pid ? Process.GetProcessById(pid) : Process.GetCurrentProcess();
+        var cpu = process.TotalProcessorTime;
+        var now = time.GetTimestamp();
+        var percent = last is { } l && time.GetElapsedTime(l.At, now) is { TotalMilliseconds: > 0 } wall
+            ? 100.0 * (cpu - l.Cpu).TotalMilliseconds / wall.TotalMilliseconds
+            : 0;
+        last = (cpu, now);
+        var (read, written) = profile.CollectDiskIo ? SystemSampler.DiskIo(process.Id) : (0UL, 0UL);
+        return new ProcessMetrics
+        {
+            CpuPercent = profile.CollectCpu ? Math.Max(0, percent) : 0,
+            MemoryBytes = profile.CollectMemory ? (ulong)Math.Max(0, process.WorkingSet64) : 0,
+            DiskReadBytes = read,
+            DiskWriteBytes = written,
+            UptimeSeconds = (ulong)uptime.TotalSeconds,
+            ThreadCount = profile.CollectThreads ? (uint)process.Threads.Count : 0,
+            FileDescriptorCount = profile.CollectFileDescriptors ? SystemSampler.FileDescriptors(process.Id) : 0,
+        };
+    }
+}

@@ -1,0 +1,61 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Propeller.Edge;
+using Propeller.Edge.Configuration;
+using Propeller.Wasm.Hosting;
+
+// propeller-proplet                               the proplet: PROPLET_* settings (docs/edge.md), runs until Ctrl-C
+// propeller-proplet run [OPTIONS] FILE.wasm ARGS  runs a module locally, without MQTT (the flags of propeller-wasm)
+if (args.Length > 0 && args[0] == "run")
+{
+    using var guestStdout = Console.OpenStandardOutput();
+    using var guestStderr = Console.OpenStandardError();
+    using var guestStdin = Console.OpenStandardInput();
+    return RunCommand.Run("propeller-proplet run", args[1..], Console.Out, Console.Error, guestStdout, guestStderr, guestStdin);
+}
+
+if (args.Length > 0)
+{
+    Console.Error.WriteLine($"propeller-proplet: unknown command '{args[0]}'");
+    Console.Error.WriteLine($"usage: propeller-proplet                (settings from PROPLET_* variables or config.toml)");
+    Console.Error.WriteLine($"       propeller-proplet run {RunCommand.OptionsUsage}");
+    return 2;
+}
+
+PropletSettings settings;
+try
+{
+    settings = PropletSettingsLoader.Load(Environment.GetEnvironmentVariable);
+}
+catch (ConfigurationException ex)
+{
+    Console.Error.WriteLine($"propeller-proplet: configuration error: {ex.Message}");
+    return 78; // EX_CONFIG
+}
+
+var builder = Host.CreateApplicationBuilder();
+builder.Logging.ClearProviders();
+if (settings.JsonLogs)
+{
+    builder.Logging.AddJsonConsole(o =>
+    {
+        o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ";
+        o.UseUtcTimestamp = true;
+    });
+}
+else
+{
+    builder.Logging.AddSimpleConsole(o =>
+    {
+        o.SingleLine = true;
+        o.TimestampFormat = "HH:mm:ss.fff ";
+    });
+}
+
+builder.Logging.SetMinimumLevel(settings.LogLevel);
+builder.Services.AddSingleton(settings);
+builder.Services.AddSingleton(TimeProvider.System);
+builder.Services.AddHostedService<PropletHostedService>();
+await builder.Build().RunAsync();
+return 0;

@@ -1,0 +1,388 @@
+using System.Globalization;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using Propeller.Contracts.Mqtt;
+using Propeller.Edge.Configuration;
+using Propeller.Edge.Execution;
+using Propeller.Edge.Fetching;
+using Propeller.Edge.Messaging;
+using Propeller.Edge.Monitoring;
+using Propeller.Edge.Tasks;
+using Propeller.Mqtt;
+
+namespace Propeller.Edge;
+
+/// <summary>
+/// One proplet (spec §4.3 step 5 on): connects to the broker with a Last Will that marks it offline, announces itself
+/// on every (re)connect, subscribes to start/stop/invoke/registry, sends heartbeats and metrics, and hands commands to
+/// the <see cref="TaskRunner"/>. Used by the host and, in-process, by the tests.
+/// </summary>
+public sealed class PropletNode : IAsyncDisposable
+{
+    private readonly PropletSettings _settings;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly MqttPublisher _publisher;
+    private readonly ChunkAssembler _chunks;
+    private readonly HttpClient _http;
+    private readonly IWasmRuntime _runtime;
+    private readonly TaskRunner _runner;
+    private readonly SystemSampler _sampler = new();
+    private readonly CancellationTokenSource _lifetime = new();
+    private readonly List<Task> _loops = [];
+    private readonly string _runtimeName;
+    private readonly TaskCompletionSource _discovered = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly BinaryFetcher _fetcher;
+    private MqttClient? _client;
+    private MetricsServer? _metrics;
+    private long _connects;
+    private (double User, double System, double SystemPercent) _lastCpu;
+
+    public PropletNode(PropletSettings settings, ILoggerFactory loggers, TimeProvider time)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        ArgumentNullException.ThrowIfNull(loggers);
+        _settings = settings;
+        _time = time;
+        _logger = loggers.CreateLogger<PropletNode>();
+        _publisher = new MqttPublisher(settings, loggers.CreateLogger<MqttPublisher>());
+        _chunks = new ChunkAssembler(settings.MaxBinarySize, time);
+        _http = DownloadClient.Create(settings);
+        if (settings.ExternalWasmRuntime is { } external && ExternalRuntime.Resolve(external) is { } path)
+        {
+            _runtime = new ExternalRuntime(path, settings, loggers.CreateLogger<ExternalRuntime>());
+            _runtimeName = external;
+        }
+        else
+        {
+            if (settings.ExternalWasmRuntime is { } missing)
+            {
+                EdgeLog.ExternalRuntimeMissing(_logger, missing);
+            }
+
+            _runtime = new InProcessRuntime(settings, loggers.CreateLogger<InProcessRuntime>());
+            // The original reports the configured external runtime even when it fell back (spec §1.3, quirk kept).
+            _runtimeName = settings.ExternalWasmRuntime ?? _runtime.Name;
+        }
+
+        var fetcher = new BinaryFetcher(settings, _chunks, _publisher, _http);
+        _fetcher = fetcher;
+        var monitor = new TaskMonitor(settings, _publisher, time, loggers.CreateLogger<TaskMonitor>());
+        _runner = new TaskRunner(settings, _runtime, fetcher, _publisher, monitor, loggers.CreateLogger<TaskRunner>());
+        ClientLogger = loggers.CreateLogger<MqttClient>();
+    }
+
+    public TaskRunner Runner => _runner;
+
+    public bool IsConnected => _client?.IsConnected ?? false;
+
+    private ILogger<MqttClient> ClientLogger { get; }
+
+    /// <summary>Connects (retrying while the broker is unreachable), subscribes and starts the loops.</summary>
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        EdgeLog.Starting(_logger, _settings.EntityId, _settings.MqttAddress, _settings.BaseTopic, _runtimeName, _settings.MaxConcurrentTasks);
+        var client = new MqttClient(ClientOptions(), ClientLogger);
+        _client = client;
+        _publisher.Client = client;
+        var delay = TimeSpan.FromSeconds(1);
+        while (true)
+        {
+            try
+            {
+                await client.ConnectAsync(cancellationToken);
+                break;
+            }
+            catch (Exception ex) when (ex is MqttException or TimeoutException or System.Net.Sockets.SocketException or IOException
+                                           or System.Security.Authentication.AuthenticationException)
+            {
+                EdgeLog.ConnectRetry(_logger, _settings.MqttAddress, delay, ex.Message);
+                await Task.Delay(delay, _time, cancellationToken);
+                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(60).Ticks));
+            }
+        }
+
+        await client.SubscribeAsync(
+            [.. new[] { Topics.Start, Topics.Stop, Topics.Invoke, Topics.RegistryChunks }.Select(p => new MqttSubscription(Topics.Of(_settings.BaseTopic, p), _settings.Qos))],
+            cancellationToken);
+        EdgeLog.Subscribed(_logger);
+        try
+        {
+            // Discovery goes out before the first heartbeat, so the manager registers the proplet with its metadata
+            // instead of creating it from a heartbeat with none.
+            await _discovered.Task.WaitAsync(TimeSpan.FromSeconds(10), _time, cancellationToken);
+        }
+        catch (TimeoutException)
+        {
+            // the heartbeats start anyway; discovery keeps retrying on its own
+        }
+
+        var token = _lifetime.Token;
+        _loops.Add(EveryAsync(_settings.LivelinessInterval, PublishAliveAsync, token));
+        if (_settings.EnableMonitoring && _settings.MetricsInterval > TimeSpan.Zero)
+        {
+            _loops.Add(EveryAsync(_settings.MetricsInterval, PublishMetricsAsync, token));
+        }
+
+        _loops.Add(EveryAsync(TimeSpan.FromSeconds(60), SweepChunksAsync, token));
+        if (_settings.MetricsEnabled)
+        {
+            _metrics = new MetricsServer(_settings.MetricsPort, Series, () => _runner.RunningCount, _logger);
+            if (_metrics.Start())
+            {
+                EdgeLog.MetricsListening(_logger, _settings.MetricsPort);
+            }
+        }
+    }
+
+    /// <summary>Ends the tasks, says "offline" (the manager then re-dispatches what ran here) and disconnects.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        await _lifetime.CancelAsync();
+        if (_metrics is not null)
+        {
+            await _metrics.DisposeAsync();
+        }
+
+        await _runner.DisposeAsync();
+        foreach (var loop in _loops)
+        {
+            try
+            {
+                await loop;
+            }
+            catch (OperationCanceledException)
+            {
+                // stopping
+            }
+        }
+
+        if (_client is { } client)
+        {
+            try
+            {
+                using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(3));
+                if (client.IsConnected)
+                {
+                    await client.PublishAsync(Topics.Of(_settings.BaseTopic, Topics.PropletAlive), OfflinePayload(), _settings.Qos, false, timeout.Token);
+                }
+
+                await client.DisconnectAsync(timeout.Token);
+            }
+            catch (Exception ex) when (ex is MqttException or OperationCanceledException or IOException)
+            {
+                // leaving anyway; the Last Will covers it
+            }
+
+            await client.DisposeAsync();
+        }
+
+        (_runtime as IDisposable)?.Dispose();
+        _http.Dispose();
+        _lifetime.Dispose();
+        EdgeLog.Stopped(_logger, _settings.EntityId);
+    }
+
+    private MqttClientOptions ClientOptions()
+    {
+        var options = new MqttClientOptions
+        {
+            ClientId = _settings.EntityId,
+            Username = _settings.EntityId,
+            Password = _settings.ApiKey,
+            CleanStart = _settings.CleanSession,
+            KeepAlive = _settings.KeepAlive,
+            MaxInflight = _settings.Inflight,
+            MaxPacketSize = _settings.MaxPacketSize,
+            SendQueueCapacity = _settings.RequestChannelCapacity,
+            ReceiveQueueCapacity = _settings.RequestChannelCapacity,
+            Will = new MqttMessage
+            {
+                Topic = Topics.Of(_settings.BaseTopic, Topics.PropletAlive),
+                Payload = OfflinePayload(),
+                QualityOfService = _settings.Qos,
+            },
+            MessageHandler = HandleAsync,
+            Connected = OnConnectedAsync,
+        }.WithAddress(_settings.MqttAddress);
+        if (options.Tls is not null || _settings.TlsCaCert is not null)
+        {
+            options.Tls = new MqttTlsOptions
+            {
+                CaFile = _settings.TlsCaCert,
+                ClientCertificateFile = _settings.TlsClientCert,
+                ClientKeyFile = _settings.TlsClientKey,
+                AllowUntrustedCertificates = _settings.TlsInsecureSkipVerify,
+            };
+        }
+
+        return options;
+    }
+
+    private byte[] OfflinePayload() =>
+        JsonSerializer.SerializeToUtf8Bytes(new AliveMessage(_settings.EntityId, "offline", _settings.Namespace));
+
+    private async Task OnConnectedAsync(bool sessionPresent, CancellationToken cancellationToken)
+    {
+        Interlocked.Increment(ref _connects);
+        // Discovery on every connect: the original sent it once, so a manager restarted meanwhile never learnt the metadata.
+        var discovery = new DiscoveryMessage
+        {
+            PropletId = _settings.EntityId,
+            Namespace = _settings.Namespace,
+            Metadata = JsonSerializer.SerializeToElement(Discovery.Metadata(_settings, _runtimeName)),
+        };
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _lifetime.Token);
+        await _publisher.PublishAsync(Topics.PropletCreate, JsonSerializer.SerializeToUtf8Bytes(discovery), linked.Token);
+        EdgeLog.DiscoveryPublished(_logger, sessionPresent);
+        _discovered.TrySetResult();
+    }
+
+    private ValueTask HandleAsync(MqttMessage message, CancellationToken cancellationToken)
+    {
+        // Routed by substring like the original (spec §1.1), in its order.
+        var topic = message.Topic;
+        try
+        {
+            if (topic.Contains(Topics.Start, StringComparison.Ordinal))
+            {
+                _runner.HandleStart(message.Payload);
+            }
+            else if (topic.Contains(Topics.Invoke, StringComparison.Ordinal))
+            {
+                HandleInvoke(message);
+            }
+            else if (topic.Contains(Topics.Stop, StringComparison.Ordinal))
+            {
+                _runner.HandleStop(message.Payload);
+            }
+            else if (topic.Contains(Topics.RegistryChunks, StringComparison.Ordinal))
+            {
+                var chunk = JsonSerializer.Deserialize<ChunkMessage>(message.Payload.Span);
+                var rejected = chunk is null ? "null chunk" : _chunks.Add(chunk);
+                if (rejected is not null)
+                {
+                    EdgeLog.Malformed(_logger, topic, rejected);
+                }
+            }
+        }
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException)
+        {
+            // InvalidOperationException: a string that is not valid UTF-8.
+            EdgeLog.Malformed(_logger, topic, ex.Message);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            EdgeLog.HandlerFailed(_logger, topic, ex);
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    /// <summary>No latent tasks run here, so every invoke gets the error text the manager looks for ("has not been
+    /// precompiled") and moves on to another proplet or redeploys (spec §2.10).</summary>
+    private void HandleInvoke(MqttMessage message)
+    {
+        using var document = JsonDocument.Parse(message.Payload);
+        var root = document.RootElement;
+        string? Text(string key) => root.ValueKind == JsonValueKind.Object && root.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
+        if (Text("id") is not { Length: > 0 } id)
+        {
+            EdgeLog.Malformed(_logger, message.Topic, "id is required");
+            return;
+        }
+
+        if (Text("proplet_id") is { Length: > 0 } target && target != _settings.EntityId)
+        {
+            return;
+        }
+
+        var reply = new Dictionary<string, object?>
+        {
+            ["task_id"] = id,
+            ["invocation_id"] = Text("invocation_id"),
+            ["proplet_id"] = _settings.EntityId,
+            ["results"] = "",
+            ["error"] = $"task {id} has not been precompiled; deploy it as a latent task first",
+        };
+        _ = _publisher.PublishAsync(Topics.InvokeResults, JsonSerializer.SerializeToUtf8Bytes(reply), _lifetime.Token);
+    }
+
+    private Task PublishAliveAsync(CancellationToken cancellationToken) =>
+        _publisher.PublishAsync(
+            Topics.PropletAlive, JsonSerializer.SerializeToUtf8Bytes(new AliveMessage(_settings.EntityId, "alive", _settings.Namespace)), cancellationToken);
+
+    /// <summary>The Prometheus series of the original (spec §4.2).</summary>
+    private List<(string Name, string Type, double Value)> Series()
+    {
+        using var process = System.Diagnostics.Process.GetCurrentProcess();
+        var cpu = _lastCpu;
+        return
+        [
+            ("proplet_tasks_started_total", "counter", _runner.Started),
+            ("proplet_tasks_completed_total", "counter", _runner.Completed),
+            ("proplet_tasks_failed_total", "counter", _runner.Failed),
+            ("proplet_tasks_running", "gauge", _runner.RunningCount),
+            ("proplet_mqtt_reconnects_total", "counter", Math.Max(0, Interlocked.Read(ref _connects) - 1)),
+            ("proplet_wasm_fetch_bytes_total", "counter", _fetcher.FetchedBytes),
+            ("proplet_cpu_usage_ratio", "gauge", cpu.SystemPercent / 100),
+            ("proplet_cpu_user_seconds", "gauge", process.UserProcessorTime.TotalSeconds),
+            ("proplet_cpu_system_seconds", "gauge", process.PrivilegedProcessorTime.TotalSeconds),
+            ("proplet_memory_rss_bytes", "gauge", process.WorkingSet64),
+            ("proplet_memory_container_usage_bytes", "gauge", SystemSampler.ContainerUsageBytes() ?? 0),
+            ("proplet_memory_container_limit_bytes", "gauge", SystemSampler.ContainerLimitBytes() ?? 0),
+        ];
+    }
+
+    private async Task PublishMetricsAsync(CancellationToken cancellationToken)
+    {
+        using var process = System.Diagnostics.Process.GetCurrentProcess();
+        var systemPercent = _sampler.SystemCpuPercent();
+        _lastCpu = (process.UserProcessorTime.TotalSeconds, process.PrivilegedProcessorTime.TotalSeconds, systemPercent);
+        var message = new PropletMetricsMessage(
+            _settings.EntityId,
+            _settings.Namespace,
+            _time.GetUtcNow().ToString("O", CultureInfo.InvariantCulture),
+            new CpuMetrics(process.UserProcessorTime.TotalSeconds, process.PrivilegedProcessorTime.TotalSeconds, systemPercent),
+            new MemoryMetrics
+            {
+                RssBytes = (ulong)Math.Max(0, process.WorkingSet64),
+                ContainerUsageBytes = OperatingSystem.IsLinux() ? SystemSampler.ContainerUsageBytes() ?? 0 : null,
+                ContainerLimitBytes = SystemSampler.ContainerLimitBytes(),
+            });
+        await _publisher.PublishAsync(Topics.PropletMetrics, JsonSerializer.SerializeToUtf8Bytes(message), cancellationToken);
+    }
+
+    private Task SweepChunksAsync(CancellationToken cancellationToken)
+    {
+        foreach (var (app, received, total) in _chunks.Sweep(_settings.ChunkTtl))
+        {
+            EdgeLog.ChunksExpired(_logger, app, received, total);
+        }
+
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Runs <paramref name="work"/> now and then every <paramref name="interval"/> until cancelled; a failed
+    /// round is logged and the loop goes on.</summary>
+    private async Task EveryAsync(TimeSpan interval, Func<CancellationToken, Task> work, CancellationToken cancellationToken)
+    {
+        using var timer = new PeriodicTimer(interval, _time);
+        do
+        {
+            try
+            {
+                await work(cancellationToken);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                EdgeLog.HandlerFailed(_logger, "(periodic)", ex);
+            }
+        }
+        while (await timer.WaitForNextTickAsync(cancellationToken));
+    }
+}

@@ -1,0 +1,125 @@
+using System.Diagnostics;
+using Propeller.Wasm;
+
+namespace Propeller.Edge.Tasks;
+
+/// <summary>
+/// A task between its start and its result: the handle a stop, a timeout or shutdown uses to end it. Ending cancels the
+/// token (fetches and waits for a slot), interrupts the wasm store (epoch interrupt: the guest traps at its next
+/// function entry or loop header) and kills an external runtime process.
+/// </summary>
+public sealed class RunningTask(StartRequest request) : IDisposable
+{
+    private readonly CancellationTokenSource _abort = new();
+    private readonly Lock _lock = new();
+    private Store? _store;
+    private Process? _process;
+    private int _reason;
+
+    public StartRequest Request { get; } = request;
+
+    public string Id => Request.Id;
+
+    public CancellationToken Aborted => _abort.Token;
+
+    public StopReason Reason => (StopReason)Volatile.Read(ref _reason);
+
+    /// <summary>Process id of an external runtime child, for task metrics (null in-process).</summary>
+    public int? ProcessId
+    {
+        get
+        {
+            lock (_lock)
+            {
+                try
+                {
+                    return _process is { HasExited: false } p ? p.Id : null;
+                }
+                catch (InvalidOperationException)
+                {
+                    return null;
+                }
+            }
+        }
+    }
+
+    /// <summary>Ends the task; the first reason wins. Safe from any thread, any number of times.</summary>
+    public void Abort(StopReason reason)
+    {
+        if (Interlocked.CompareExchange(ref _reason, (int)reason, (int)StopReason.None) != (int)StopReason.None)
+        {
+            return;
+        }
+
+        Store? store;
+        Process? process;
+        lock (_lock)
+        {
+            store = _store;
+            process = _process;
+        }
+
+        try
+        {
+            _abort.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            return;
+        }
+
+        store?.Interrupt();
+        Kill(process);
+    }
+
+    /// <summary>Attaches the store the guest runs in; interrupts it at once when the task was already ended.</summary>
+    public void Attach(Store? store)
+    {
+        lock (_lock)
+        {
+            _store = store;
+        }
+
+        if (store is not null && Reason != StopReason.None)
+        {
+            store.Interrupt();
+        }
+    }
+
+    /// <summary>Attaches the external runtime process; kills it at once when the task was already ended.</summary>
+    public void Attach(Process? process)
+    {
+        lock (_lock)
+        {
+            _process = process;
+        }
+
+        if (process is not null && Reason != StopReason.None)
+        {
+            Kill(process);
+        }
+    }
+
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            _store = null;
+            _process = null;
+        }
+
+        _abort.Dispose();
+    }
+
+    private static void Kill(Process? process)
+    {
+        try
+        {
+            process?.Kill(entireProcessTree: true);
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or System.ComponentModel.Win32Exception or NotSupportedException)
+        {
+            // already gone
+        }
+    }
+}

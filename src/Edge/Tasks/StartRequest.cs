@@ -1,0 +1,18 @@
+using Propeller.Contracts.Mqtt;
+
+namespace Propeller.Edge.Tasks;
+
+/// <summary>A decoded start command (<see cref="StartMessage"/>) with the proplet's own interpretation: the execution
+/// limits and the monitoring profile.</summary>
+public sealed record StartRequest(StartMessage Message, TaskLimits Limits, MonitoringProfile Monitoring)
+{
+    public string Id => Message.Id;
+
+    public string Name => Message.Name;
+
+    public IReadOnlyList<string> Inputs => Message.Inputs ?? [];
+
+    public IReadOnlyList<string> CliArgs => Message.CliArgs ?? [];
+
+    public IReadOnlyDictionary<string, string> Env => Message.Env ?? new Dictionary<string, string>();
+}

@@ -1,0 +1,115 @@
+using System.Text.Json;
+using Propeller.Contracts.Mqtt;
+
+namespace Propeller.Edge.Tasks;
+
+/// <summary>
+/// Decodes and validates a start command (spec §2.1 steps 1–3). Unlike the original, which only logged a bad request,
+/// a request with a usable id targeted at this proplet gets an error result, so the manager does not wait forever.
+/// </summary>
+public static class StartRequestParser
+{
+    public static StartParse Parse(ReadOnlySpan<byte> payload, string myId, TaskLimits defaults)
+    {
+        StartMessage? message;
+        try
+        {
+            message = JsonSerializer.Deserialize<StartMessage>(payload);
+        }
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException)
+        {
+            // Salvage (InvalidOperationException: a string that is not valid UTF-8) id and targeting so the failure can be reported to the manager.
+            var (salvagedId, targetedElsewhere) = Salvage(payload);
+            return targetedElsewhere(myId)
+                ? StartParse.NotForMe
+                : new StartParse(null, salvagedId, $"invalid start request: {ex.Message}");
+        }
+
+        if (message is null)
+        {
+            return new StartParse(null, null, "invalid start request: null");
+        }
+
+        if (!message.Broadcast && message.PropletId is { Length: > 0 } target && !string.Equals(target, myId, StringComparison.Ordinal))
+        {
+            return StartParse.NotForMe;
+        }
+
+        var id = message.Id is { Length: > 0 } i ? i : null;
+        var problem = Validate(message);
+        if (problem is not null)
+        {
+            return new StartParse(null, id, problem);
+        }
+
+        try
+        {
+            var limits = TaskLimits.From(message.CliArgs ?? [], defaults);
+            var monitoring = MonitoringProfile.From(message.MonitoringProfile, message.Daemon);
+            return new StartParse(new StartRequest(message, limits, monitoring), id, null);
+        }
+        catch (FormatException ex)
+        {
+            return new StartParse(null, id, $"invalid start request: {ex.Message}");
+        }
+    }
+
+    /// <summary>The original's checks, in its order and with its messages.</summary>
+    public static string? Validate(StartMessage message)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        var file = message.File is { Length: > 0 };
+        var image = message.ImageUrl is { Length: > 0 };
+        if (message.Id is not { Length: > 0 })
+        {
+            return "id is required";
+        }
+
+        if (message.Name is not { Length: > 0 })
+        {
+            return "name is required";
+        }
+
+        if (message.Encrypted)
+        {
+            if (!image)
+            {
+                return "image_url is required for encrypted workloads";
+            }
+
+            if (file)
+            {
+                return "encrypted workloads should only use image_url, not file";
+            }
+        }
+        else if (!file && !image)
+        {
+            return "either file or image_url must be provided";
+        }
+
+        return null;
+    }
+
+    private static (string? Id, Func<string, bool> TargetedElsewhere) Salvage(ReadOnlySpan<byte> payload)
+    {
+        try
+        {
+            using var document = JsonDocument.Parse(payload.ToArray());
+            var root = document.RootElement;
+            if (root.ValueKind != JsonValueKind.Object)
+            {
+                return (null, _ => false);
+            }
+
+            string? Text(string key) => root.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
+            var broadcast = root.TryGetProperty("broadcast", out var b) && b.ValueKind == JsonValueKind.True;
+            var target = Text("proplet_id");
+            var id = Text("id") is { Length: > 0 } i ? i : null;
+            return (id, me => !broadcast && target is { Length: > 0 } && !string.Equals(target, me, StringComparison.Ordinal));
+        }
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException)
+        {
+            return (null, _ => false);
+        }
+    }
+}

@@ -1,0 +1,79 @@
+using System.Globalization;
+using Propeller.Edge.Configuration;
+
+namespace Propeller.Edge.Tasks;
+
+/// <summary>
+/// Per-task execution limits. The start command has no fields for them, so a task sets them with propeller-wasm's
+/// flags in <c>cli_args</c> (<c>--fuel N</c>, <c>--max-memory MIB</c>, <c>--timeout SECONDS</c>; the in-process runtime
+/// ignored cli_args before); what a task leaves out comes from the proplet defaults (PROPLET_TASK_*).
+/// </summary>
+public sealed record TaskLimits(long? Fuel, long? MaxMemoryMib, TimeSpan? Timeout)
+{
+    public static TaskLimits Defaults(PropletSettings settings)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        return new TaskLimits(settings.TaskFuel, settings.TaskMaxMemoryMib, settings.TaskTimeout);
+    }
+
+    /// <summary>Applies the limit flags found in <paramref name="cliArgs"/>; other arguments are left alone. A malformed
+    /// limit value is an error (the message names the flag).</summary>
+    public static TaskLimits From(IReadOnlyList<string> cliArgs, TaskLimits defaults)
+    {
+        ArgumentNullException.ThrowIfNull(cliArgs);
+        ArgumentNullException.ThrowIfNull(defaults);
+        var limits = defaults;
+        for (var i = 0; i < cliArgs.Count; i++)
+        {
+            var (flag, value) = Split(cliArgs, ref i);
+            switch (flag)
+            {
+                case "--fuel":
+                    limits = limits with
+                    {
+                        Fuel = long.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var fuel) && fuel > 0
+                            ? fuel
+                            : throw new FormatException($"--fuel '{value}': expected a positive integer"),
+                    };
+                    break;
+                case "--max-memory":
+                    limits = limits with
+                    {
+                        MaxMemoryMib = long.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var mib) && mib is > 0 and < 1 << 20
+                            ? mib
+                            : throw new FormatException($"--max-memory '{value}': expected a size in MiB"),
+                    };
+                    break;
+                case "--timeout":
+                    limits = limits with
+                    {
+                        Timeout = double.TryParse(value, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var seconds) && seconds is > 0 and < 1e7
+                            ? TimeSpan.FromSeconds(seconds)
+                            : throw new FormatException($"--timeout '{value}': expected a positive number of seconds"),
+                    };
+                    break;
+                default:
+                    break;
+            }
+        }
+
+        return limits;
+    }
+
+    private static (string? Flag, string? Value) Split(IReadOnlyList<string> args, ref int i)
+    {
+        var arg = args[i];
+        if (arg is not ("--fuel" or "--max-memory" or "--timeout"))
+        {
+            var eq = arg.IndexOf('=', StringComparison.Ordinal);
+            return eq > 0 && arg[..eq] is "--fuel" or "--max-memory" or "--timeout" ? (arg[..eq], arg[(eq + 1)..]) : (null, null);
+        }
+
+        if (i + 1 >= args.Count)
+        {
+            throw new FormatException($"{arg} needs a value");
+        }
+
+        return (arg, args[++i]);
+    }
+}

@@ -1,0 +1,273 @@
+using System.Collections.Concurrent;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using Propeller.Contracts.Mqtt;
+using Propeller.Edge.Configuration;
+using Propeller.Edge.Execution;
+using Propeller.Edge.Fetching;
+using Propeller.Edge.Messaging;
+using Propeller.Edge.Monitoring;
+
+namespace Propeller.Edge.Tasks;
+
+/// <summary>
+/// The proplet's task pipeline (spec §2.1): decode and validate a start (an invalid one gets an error result),
+/// drop starts for other proplets, ignore duplicates while the id is running, fetch the binary, run it in a
+/// concurrency slot under its limits, publish the result; stops end the task for real. Daemons publish an empty
+/// success at once (like the original) but stay registered, so a stop still ends them and a second start is a
+/// duplicate. Nothing here throws out to the MQTT loop: every failure becomes a log line or an error result.
+/// </summary>
+public sealed class TaskRunner : IAsyncDisposable
+{
+    private readonly ConcurrentDictionary<string, RunningTask> _running = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<Task, byte> _executions = new();
+    private readonly SemaphoreSlim _slots;
+    private readonly PropletSettings _settings;
+    private readonly IWasmRuntime _runtime;
+    private readonly BinaryFetcher _fetcher;
+    private readonly IPropletPublisher _publisher;
+    private readonly TaskMonitor? _monitor;
+    private readonly ILogger<TaskRunner> _logger;
+    private readonly TaskLimits _defaults;
+    private readonly CancellationTokenSource _lifetime = new();
+    private long _started;
+    private long _completed;
+    private long _failed;
+
+    public TaskRunner(
+        PropletSettings settings, IWasmRuntime runtime, BinaryFetcher fetcher, IPropletPublisher publisher, TaskMonitor? monitor, ILogger<TaskRunner> logger)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        _settings = settings;
+        _runtime = runtime;
+        _fetcher = fetcher;
+        _publisher = publisher;
+        _monitor = monitor;
+        _logger = logger;
+        _defaults = TaskLimits.Defaults(settings);
+        _slots = new SemaphoreSlim(settings.MaxConcurrentTasks, settings.MaxConcurrentTasks);
+    }
+
+    public int RunningCount => _running.Count;
+
+    public long Started => Interlocked.Read(ref _started);
+
+    public long Completed => Interlocked.Read(ref _completed);
+
+    public long Failed => Interlocked.Read(ref _failed);
+
+    /// <summary>Handles a start command; returns at once (execution continues in the background).</summary>
+    public void HandleStart(ReadOnlyMemory<byte> payload)
+    {
+        var parse = StartRequestParser.Parse(payload.Span, _settings.EntityId, _defaults);
+        if (parse.IsForOtherProplet)
+        {
+            return;
+        }
+
+        if (parse.Request is not { } request)
+        {
+            EdgeLog.InvalidStart(_logger, parse.Id ?? "(none)", parse.Error!);
+            if (parse.Id is { } badId)
+            {
+                Track(PublishResultAsync(badId, TaskOutcome.Failure(parse.Error!)));
+            }
+
+            return;
+        }
+
+        // Features of the original this proplet does not have are refused with an error result, not silence.
+        var unsupported = request.Message switch
+        {
+            { Encrypted: true } => "TEE runtime not available",
+            { Latent: true } => $"latent tasks require a WASM component; task {request.Id} is not a component",
+            _ => null,
+        };
+        if (unsupported is not null)
+        {
+            Track(PublishResultAsync(request.Id, TaskOutcome.Failure(unsupported)));
+            return;
+        }
+
+        var task = new RunningTask(request);
+        if (!_running.TryAdd(request.Id, task))
+        {
+            EdgeLog.DuplicateStart(_logger, request.Id);
+            task.Dispose();
+            return;
+        }
+
+        Interlocked.Increment(ref _started);
+        EdgeLog.TaskAccepted(_logger, request.Id, request.Name);
+        Track(ExecuteAsync(task));
+    }
+
+    /// <summary>Handles a stop command: ends the task if it runs here; an unknown id is normal (stops go to every proplet).</summary>
+    public void HandleStop(ReadOnlyMemory<byte> payload)
+    {
+        string? id;
+        try
+        {
+            using var document = JsonDocument.Parse(payload);
+            id = document.RootElement.ValueKind == JsonValueKind.Object
+                 && document.RootElement.TryGetProperty("id", out var value) && value.ValueKind == JsonValueKind.String
+                ? value.GetString()
+                : null;
+        }
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException)
+        {
+            // InvalidOperationException: a string that is not valid UTF-8.
+            EdgeLog.InvalidStop(_logger, ex.Message);
+            return;
+        }
+
+        if (id is not { Length: > 0 })
+        {
+            EdgeLog.InvalidStop(_logger, "id is required");
+            return;
+        }
+
+        if (_running.TryGetValue(id, out var task))
+        {
+            EdgeLog.Stopping(_logger, id);
+            task.Abort(StopReason.Stopped);
+        }
+        else
+        {
+            EdgeLog.StopUnknown(_logger, id);
+        }
+    }
+
+    /// <summary>Ends every task (no results are published for them) and waits for the pipeline to settle.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var task in _running.Values)
+        {
+            task.Abort(StopReason.ShuttingDown);
+        }
+
+        await _lifetime.CancelAsync();
+        try
+        {
+            await Task.WhenAll(_executions.Keys).WaitAsync(TimeSpan.FromSeconds(10), CancellationToken.None);
+        }
+        catch (Exception ex) when (ex is TimeoutException or OperationCanceledException)
+        {
+            // best effort on the way out
+        }
+
+        _lifetime.Dispose();
+        _slots.Dispose();
+    }
+
+    private void Track(Task execution)
+    {
+        _executions.TryAdd(execution, 0);
+        _ = execution.ContinueWith(t => _executions.TryRemove(t, out _), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+    }
+
+    private async Task ExecuteAsync(RunningTask task)
+    {
+        await Task.Yield();
+        var request = task.Request;
+        var daemon = request.Message.Daemon;
+        var slot = false;
+        TaskOutcome outcome;
+        using var monitoring = CancellationTokenSource.CreateLinkedTokenSource(task.Aborted);
+        Task? monitor = null;
+        try
+        {
+            if (!daemon)
+            {
+                await _slots.WaitAsync(task.Aborted);
+                slot = true;
+            }
+
+            var binary = await _fetcher.FetchAsync(request, task.Aborted);
+            using var timer = !daemon && request.Limits.Timeout is { } limit
+                ? new Timer(_ => task.Abort(StopReason.TimedOut), null, limit, Timeout.InfiniteTimeSpan)
+                : null;
+            if (daemon)
+            {
+                // The original reports a daemon as done at once (spec §2.9); the workload keeps running.
+                await PublishResultAsync(request.Id, TaskOutcome.Success(""));
+            }
+
+            monitor = _monitor?.MonitorAsync(task, monitoring.Token);
+            outcome = await _runtime.RunAsync(task, binary, CancellationToken.None);
+        }
+        catch (OperationCanceledException) when (task.Aborted.IsCancellationRequested)
+        {
+            outcome = InProcessRuntime.Stopped(task) ?? TaskOutcome.Failure($"Task {request.Id} was stopped before completion");
+        }
+        catch (FetchException ex)
+        {
+            outcome = TaskOutcome.Failure(ex.Message);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            EdgeLog.TaskCrashed(_logger, request.Id, ex);
+            outcome = TaskOutcome.Failure($"internal proplet error: {ex.Message}");
+        }
+        finally
+        {
+            if (slot)
+            {
+                _slots.Release();
+            }
+
+            await monitoring.CancelAsync();
+        }
+
+        if (monitor is not null)
+        {
+            await monitor;
+        }
+
+        _running.TryRemove(new KeyValuePair<string, RunningTask>(request.Id, task));
+        var shuttingDown = task.Reason == StopReason.ShuttingDown;
+        task.Dispose();
+        if (outcome.Succeeded)
+        {
+            Interlocked.Increment(ref _completed);
+            EdgeLog.TaskSucceeded(_logger, request.Id);
+        }
+        else
+        {
+            Interlocked.Increment(ref _failed);
+            EdgeLog.TaskFailed(_logger, request.Id, outcome.Error!);
+        }
+
+        if (daemon)
+        {
+            return; // its result was sent when it started
+        }
+
+        if (shuttingDown)
+        {
+            EdgeLog.ResultDropped(_logger, request.Id);
+            return;
+        }
+
+        await PublishResultAsync(request.Id, outcome);
+    }
+
+    private async Task PublishResultAsync(string taskId, TaskOutcome outcome)
+    {
+        var message = new ResultMessage
+        {
+            TaskId = taskId,
+            PropletId = _settings.EntityId,
+            Results = JsonSerializer.SerializeToElement(outcome.Results),
+            Error = outcome.Error is null ? null : JsonSerializer.SerializeToElement(outcome.Error),
+        };
+        try
+        {
+            await _publisher.PublishAsync(Topics.Results, JsonSerializer.SerializeToUtf8Bytes(message), _lifetime.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            EdgeLog.ResultDropped(_logger, taskId);
+        }
+    }
+}

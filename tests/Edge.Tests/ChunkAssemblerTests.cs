@@ -1,0 +1,96 @@
+using Propeller.Contracts.Mqtt;
+using Propeller.Edge.Fetching;
+
+namespace Propeller.Edge.Tests;
+
+public sealed class ChunkAssemblerTests
+{
+    private readonly ManualClock _clock = new();
+
+    [Fact]
+    public async Task GivenAWaiter_WhenChunksArriveOutOfOrderWithDuplicates_ThenItGetsThemJoinedInIndexOrder()
+    {
+        var assembler = new ChunkAssembler(1 << 20, _clock);
+        var requested = 0;
+        var waiting = assembler.WaitAsync("r/add:v1", _ => { requested++; return Task.CompletedTask; }, TimeSpan.FromMinutes(5), TestContext.Current.CancellationToken);
+
+        assembler.Add(Chunk("r/add:v1", 2, 3, [5, 6])).ShouldBeNull();
+        assembler.Add(Chunk("r/add:v1", 0, 3, [1, 2])).ShouldBeNull();
+        assembler.Add(Chunk("r/add:v1", 0, 3, [9, 9])).ShouldBeNull(); // duplicate: the first copy wins
+        waiting.IsCompleted.ShouldBeFalse();
+        assembler.Add(Chunk("r/add:v1", 1, 3, [3, 4])).ShouldBeNull();
+
+        (await waiting).ShouldBe(new byte[] { 1, 2, 3, 4, 5, 6 });
+        requested.ShouldBe(1);
+        assembler.Count.ShouldBe(0);
+    }
+
+    [Fact]
+    public async Task GivenAnImageAssembledBeforeAnyoneAsked_WhenRequestedWithinTheTtl_ThenItIsServedAtOnce()
+    {
+        var assembler = new ChunkAssembler(1 << 20, _clock);
+        assembler.Add(Chunk("img", 0, 1, [7])).ShouldBeNull();
+
+        var bytes = await assembler.WaitAsync("img", _ => throw new InvalidOperationException("no request expected"), TimeSpan.FromSeconds(1), TestContext.Current.CancellationToken);
+
+        bytes.ShouldBe(new byte[] { 7 });
+    }
+
+    [Theory]
+    [InlineData(null, 0, 1, "AA==", "app_name is required")]
+    [InlineData("a", 0, 0, "AA==", "total_chunks 0 is out of range")]
+    [InlineData("a", 3, 3, "AA==", "chunk_idx 3 is out of range 0..2")]
+    [InlineData("a", -1, 3, "AA==", "chunk_idx -1 is out of range")]
+    [InlineData("a", 0, 3, "not base64!", "data is not valid base64")]
+    public void GivenABadChunk_WhenAdded_ThenItIsRejectedWithTheReason(string? app, int index, int total, string data, string reason)
+    {
+        new ChunkAssembler(1 << 20, _clock).Add(new ChunkMessage(app, index, total, data)).ShouldNotBeNull().ShouldStartWith(reason);
+    }
+
+    [Fact]
+    public void GivenAChunkWhoseTotalDisagreesWithTheFirst_WhenAdded_ThenItIsRejectedAndTheEntryKept()
+    {
+        var assembler = new ChunkAssembler(1 << 20, _clock);
+        assembler.Add(Chunk("a", 0, 2, [1])).ShouldBeNull();
+
+        assembler.Add(Chunk("a", 1, 3, [2])).ShouldBe("total_chunks 3 differs from the first chunk's 2");
+        assembler.Count.ShouldBe(1);
+    }
+
+    [Fact]
+    public async Task GivenAnAssemblyOverTheSizeCap_WhenItGrows_ThenTheWaiterFails()
+    {
+        var assembler = new ChunkAssembler(3, _clock);
+        var waiting = assembler.WaitAsync("big", _ => Task.CompletedTask, TimeSpan.FromMinutes(5), TestContext.Current.CancellationToken);
+
+        assembler.Add(Chunk("big", 0, 2, [1, 2, 3, 4])).ShouldNotBeNull().ShouldContain("exceeds 3 bytes");
+
+        (await Should.ThrowAsync<InvalidDataException>(waiting)).Message.ShouldContain("larger than the 3 byte limit");
+    }
+
+    [Fact]
+    public void GivenEntriesOlderThanTheTtl_WhenSwept_ThenOnlyThoseAreDropped()
+    {
+        var assembler = new ChunkAssembler(1 << 20, _clock);
+        assembler.Add(Chunk("old", 0, 3, [1])).ShouldBeNull();
+        _clock.Advance(TimeSpan.FromMinutes(4));
+        assembler.Add(Chunk("new", 0, 2, [1])).ShouldBeNull();
+        _clock.Advance(TimeSpan.FromMinutes(2));
+
+        assembler.Sweep(TimeSpan.FromMinutes(5)).ShouldBe([("old", 1, 3)]);
+        assembler.Count.ShouldBe(1);
+    }
+
+    [Fact]
+    public async Task GivenNoChunksEver_WhenTheWaitEnds_ThenTheErrorIsTheOriginals()
+    {
+        var assembler = new ChunkAssembler(1 << 20, TimeProvider.System);
+
+        var error = await Should.ThrowAsync<TimeoutException>(
+            assembler.WaitAsync("nothing", _ => Task.CompletedTask, TimeSpan.FromMilliseconds(50), TestContext.Current.CancellationToken));
+
+        error.Message.ShouldBe("Timeout waiting for binary chunks");
+    }
+
+    private static ChunkMessage Chunk(string app, int index, int total, byte[] data) => new(app, index, total, Convert.ToBase64String(data));
+}

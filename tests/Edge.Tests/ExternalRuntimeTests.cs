@@ -1,0 +1,109 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using Propeller.Contracts.Mqtt;
+using Propeller.Edge.Execution;
+using Propeller.Edge.Tasks;
+
+namespace Propeller.Edge.Tests;
+
+public sealed class ExternalRuntimeTests : IDisposable
+{
+    private readonly DirectoryInfo _dir = Directory.CreateTempSubdirectory("external-runtime");
+
+    public void Dispose() => _dir.Delete(true);
+
+    [Fact]
+    public void GivenACoreTask_WhenTheCommandLineIsBuilt_ThenItHasTheOriginalsShape()
+    {
+        var request = Request("add", ["10", "20"], ["--dir", "/tmp"], new Dictionary<string, string> { ["K"] = "V" });
+
+        ExternalRuntime.Arguments(request, "/tmp/proplet_x.wasm")
+            .ShouldBe(["run", "--invoke", "add", "--dir", "/tmp", "--env", "K=V", "/tmp/proplet_x.wasm", "10", "20"]);
+        ExternalRuntime.Arguments(Request("_start", ["a"], [], []), "/f.wasm").ShouldBe(["run", "/f.wasm", "a"]);
+        ExternalRuntime.Arguments(Request("add", [], ["--invoke", "x"], []), "/f.wasm").ShouldBe(["run", "--invoke", "x", "/f.wasm"]);
+    }
+
+    [Fact]
+    public void GivenARuntimeName_WhenResolved_ThenPathsMustExistAndBareNamesComeFromPath()
+    {
+        ExternalRuntime.Resolve("sh").ShouldNotBeNull();
+        ExternalRuntime.Resolve("/no/such/wasmtime").ShouldBeNull();
+        ExternalRuntime.Resolve("no-such-runtime-" + Guid.NewGuid().ToString("N")).ShouldBeNull();
+    }
+
+    [Fact]
+    public async Task GivenAScriptRuntime_WhenItSucceeds_ThenStdoutIsTheResultUnchanged()
+    {
+        var outcome = await RunAsync("echo \"$@\" | sed 's#/[^ ]*proplet_[^ ]*#FILE#'; echo \"env=$K\"", Request("add", ["1", "2"], [], new Dictionary<string, string> { ["K"] = "V" }));
+
+        outcome.ShouldBe(TaskOutcome.Success("run --invoke add --env K=V FILE 1 2\nenv=V\n"));
+    }
+
+    [Fact]
+    public async Task GivenAScriptRuntime_WhenItFails_ThenTheErrorHasTheStatusAndStderr()
+    {
+        var outcome = await RunAsync("echo boom >&2; exit 3", Request("main", [], [], []));
+
+        outcome.Error.ShouldBe("Process exited with status: exit status: 3, stderr: boom\n");
+    }
+
+    [Fact]
+    public async Task GivenARuntimeWritingMoreThanAPipeBuffer_WhenRun_ThenItFinishesAndTheOutputIsBounded()
+    {
+        var outcome = await RunAsync("head -c 3000000 /dev/zero | tr '\\0' 'x'", Request("main", [], [], []));
+
+        outcome.Results.Length.ShouldBe(4096);
+    }
+
+    [Fact]
+    public async Task GivenAHangingRuntime_WhenTheTaskIsStopped_ThenTheProcessIsKilled()
+    {
+        using var task = new RunningTask(Request("main", [], [], []));
+        var running = Runtime("exec sleep 60").RunAsync(task, [0], TestContext.Current.CancellationToken);
+        while (task.ProcessId is null && !running.IsCompleted)
+        {
+            await Task.Delay(10, TestContext.Current.CancellationToken);
+        }
+
+        task.Abort(StopReason.Stopped);
+
+        (await running.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken)).Error.ShouldBe($"Task {task.Id} was stopped before completion");
+    }
+
+    [Fact]
+    public async Task GivenThePropletsDefaultTimeout_WhenAnExternalRuntimeHangs_ThenTheRunnerKillsItAndReportsTheLimit()
+    {
+        var settings = TestSettings.Create("me") with { TaskTimeout = TimeSpan.FromSeconds(0.3) };
+        var published = new InMemoryPublisher();
+        using var http = new HttpClient();
+        var fetcher = new Propeller.Edge.Fetching.BinaryFetcher(settings, new Propeller.Edge.Fetching.ChunkAssembler(1 << 20, TimeProvider.System), published, http);
+        await using var runner = new TaskRunner(settings, Runtime("exec sleep 60"), fetcher, published, null, NullLogger<TaskRunner>.Instance);
+
+        runner.HandleStart(System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(new { id = "hang", name = "main", file = Modules.AdditionBase64 }));
+
+        var result = await published.NextAsync(Topics.Results, TestContext.Current.CancellationToken);
+        result.GetProperty("error").GetString().ShouldBe("Task hang exceeded its time limit of 0.3 s and was stopped");
+    }
+
+    private async Task<TaskOutcome> RunAsync(string script, StartRequest request)
+    {
+        using var task = new RunningTask(request);
+        return await Runtime(script).RunAsync(task, [0, 97, 115, 109], TestContext.Current.CancellationToken);
+    }
+
+    private ExternalRuntime Runtime(string script)
+    {
+        var path = Path.Combine(_dir.FullName, "runtime-" + Guid.NewGuid().ToString("N")[..6] + ".sh");
+        File.WriteAllText(path, "#!/bin/sh\n" + script + "\n");
+        if (!OperatingSystem.IsWindows())
+        {
+            File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        }
+
+        return new ExternalRuntime(path, TestSettings.Create(), NullLogger<ExternalRuntime>.Instance);
+    }
+
+    private static StartRequest Request(string name, string[] inputs, string[] cliArgs, Dictionary<string, string> env) => new(
+        new StartMessage { Id = Guid.NewGuid().ToString(), Name = name, Inputs = inputs, CliArgs = cliArgs, Env = env },
+        new TaskLimits(null, null, null),
+        MonitoringProfile.Standard);
+}

@@ -1,0 +1,152 @@
+using System.Text;
+using System.Text.Json;
+using Microsoft.Extensions.Logging.Abstractions;
+using Propeller.Contracts.Mqtt;
+using Propeller.Edge.Configuration;
+using Propeller.Mqtt;
+
+namespace Propeller.Edge.Tests;
+
+/// <summary>A proplet against the real mosquitto (PROPELLER_TEST_MQTT), watched by a second client on its channel.</summary>
+public sealed class PropletNodeBrokerTests : IAsyncLifetime
+{
+    private readonly PropletSettings _settings = TestSettings.Create() with
+    {
+        MetricsInterval = TimeSpan.FromSeconds(1),
+        LivelinessInterval = TimeSpan.FromSeconds(1),
+        Description = "test proplet",
+        Tags = ["lab", "x86"],
+    };
+
+    private MqttClient _observer = null!;
+    private PropletNode _node = null!;
+
+    public async ValueTask InitializeAsync()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        _observer = new MqttClient(new MqttClientOptions { ClientId = "obs-" + Guid.NewGuid().ToString("N")[..8] }.WithAddress(TestBroker.Address));
+        await _observer.ConnectAsync(ct);
+        await _observer.SubscribeAsync(_settings.BaseTopic + "/#", MqttQualityOfService.AtLeastOnce, ct);
+        _node = new PropletNode(_settings, NullLoggerFactory.Instance, TimeProvider.System);
+        await _node.StartAsync(ct);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _node.DisposeAsync();
+        await _observer.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task GivenAStartedProplet_WhenWatched_ThenDiscoveryComesFirstThenHeartbeatsAndMetrics()
+    {
+        var discovery = await NextAsync(Topics.PropletCreate, skipOthers: false);
+        discovery.GetProperty("proplet_id").GetString().ShouldBe(_settings.EntityId);
+        discovery.GetProperty("namespace").GetString().ShouldBe("default");
+        var metadata = discovery.GetProperty("metadata");
+        metadata.GetProperty("description").GetString().ShouldBe("test proplet");
+        metadata.GetProperty("tags").EnumerateArray().Select(t => t.GetString()).ShouldBe(["lab", "x86"]);
+        metadata.GetProperty("os").GetString().ShouldBe("linux");
+        metadata.GetProperty("wasm_runtime").GetString().ShouldBe("propeller-wasm-internal");
+
+        var alive = await NextAsync(Topics.PropletAlive);
+        alive.GetRawText().ShouldBe($$"""{"proplet_id":"{{_settings.EntityId}}","status":"alive","namespace":"default"}""");
+
+        var metrics = await NextAsync(Topics.PropletMetrics);
+        DateTimeOffset.TryParse(metrics.GetProperty("timestamp").GetString(), out _).ShouldBeTrue();
+        metrics.GetProperty("cpu_metrics").GetProperty("percent").GetDouble().ShouldBeInRange(0, 100);
+        metrics.GetProperty("memory_metrics").GetProperty("rss_bytes").GetUInt64().ShouldBeGreaterThan(0UL);
+    }
+
+    [Fact]
+    public async Task GivenTheDemoStartOnTheBroker_WhenThePropletRunsIt_ThenTheResultArrivesOnTheResultsTopic()
+    {
+        var id = Guid.NewGuid().ToString();
+        var start = new StartMessage { Id = id, Name = "main", File = Modules.AdditionBase64, Inputs = ["10", "32"], PropletId = _settings.EntityId };
+        await PublishAsync(Topics.Start, JsonSerializer.SerializeToUtf8Bytes(start));
+
+        var result = await NextAsync(Topics.Results);
+
+        result.GetRawText().ShouldBe($$"""{"task_id":"{{id}}","proplet_id":"{{_settings.EntityId}}","results":"42","error":null}""");
+    }
+
+    [Fact]
+    public async Task GivenAnInvoke_WhenNoLatentTaskRunsHere_ThenTheReplyHasTheTextTheManagerLooksFor()
+    {
+        await PublishAsync(Topics.Invoke, Encoding.UTF8.GetBytes("""{"id":"lat","invocation_id":"inv-1"}"""));
+
+        var reply = await NextAsync(Topics.InvokeResults);
+
+        reply.GetProperty("invocation_id").GetString().ShouldBe("inv-1");
+        reply.GetProperty("error").GetString().ShouldNotBeNull().ShouldContain("has not been precompiled");
+    }
+
+    [Fact]
+    public async Task GivenGarbageOnEveryTopic_WhenReceived_ThenThePropletStaysUpAndStillRunsTasks()
+    {
+        foreach (var path in new[] { Topics.Start, Topics.Stop, Topics.Invoke, Topics.RegistryChunks })
+        {
+            await PublishAsync(path, Encoding.UTF8.GetBytes("{not json"));
+            await PublishAsync(path, Encoding.UTF8.GetBytes("[]"));
+        }
+
+        var id = Guid.NewGuid().ToString();
+        await PublishAsync(Topics.Start, JsonSerializer.SerializeToUtf8Bytes(new StartMessage { Id = id, Name = "main", File = Modules.AdditionBase64, Inputs = ["1", "1"] }));
+
+        (await NextAsync(Topics.Results, match: r => r.GetProperty("task_id").GetString() == id)).GetProperty("results").GetString().ShouldBe("2");
+        _node.IsConnected.ShouldBeTrue();
+    }
+
+    [Fact]
+    public async Task GivenTheMetricsEndpoint_WhenScraped_ThenItServesPrometheusTextAndHealth()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var port = FreePort();
+        await using var node = new PropletNode(TestSettings.Create() with { MetricsEnabled = true, MetricsPort = port }, NullLoggerFactory.Instance, TimeProvider.System);
+        await node.StartAsync(ct);
+        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+
+        var metrics = await http.GetStringAsync("/metrics", ct);
+        var health = await http.GetStringAsync("/health", ct);
+        using var missing = await http.GetAsync("/nope", ct);
+
+        metrics.ShouldContain("# TYPE proplet_tasks_started_total counter\nproplet_tasks_started_total 0\n");
+        metrics.ShouldContain("proplet_memory_rss_bytes ");
+        health.ShouldBe("""{"status":"ok","running_tasks":0}""");
+        missing.StatusCode.ShouldBe(System.Net.HttpStatusCode.NotFound);
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    private Task PublishAsync(string path, byte[] payload) =>
+        _observer.PublishAsync(Topics.Of(_settings.BaseTopic, path), payload, MqttQualityOfService.AtLeastOnce, false, TestContext.Current.CancellationToken);
+
+    /// <summary>The next message on <paramref name="path"/>; with <paramref name="skipOthers"/> false, the very next one must be it.</summary>
+    private async Task<JsonElement> NextAsync(string path, bool skipOthers = true, Func<JsonElement, bool>? match = null)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
+        timeout.CancelAfter(TimeSpan.FromSeconds(30));
+        while (true)
+        {
+            var message = await _observer.Messages.ReadAsync(timeout.Token);
+            var received = message.Topic[(_settings.BaseTopic.Length + 1)..];
+            if (received == path)
+            {
+                var json = JsonSerializer.Deserialize<JsonElement>(message.Payload.Span);
+                if (match is null || match(json))
+                {
+                    return json;
+                }
+            }
+            else if (!skipOthers)
+            {
+                throw new ShouldAssertException($"expected {path} first, got {received}");
+            }
+        }
+    }
+}

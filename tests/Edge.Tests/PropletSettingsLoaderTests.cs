@@ -1,0 +1,146 @@
+using Microsoft.Extensions.Logging;
+using Propeller.Edge.Configuration;
+using Propeller.Mqtt;
+
+namespace Propeller.Edge.Tests;
+
+public sealed class PropletSettingsLoaderTests : IDisposable
+{
+    private readonly DirectoryInfo _dir = Directory.CreateTempSubdirectory("proplet-config");
+
+    private static readonly Dictionary<string, string> Identity = new()
+    {
+        ["PROPLET_TENANT_ID"] = "t1",
+        ["PROPLET_CHANNEL_ID"] = "c1",
+        ["PROPLET_ENTITY_ID"] = "p1",
+        ["PROPLET_API_KEY"] = "k1",
+    };
+
+    public void Dispose() => _dir.Delete(true);
+
+    [Fact]
+    public void GivenOnlyTheIdentity_WhenLoaded_ThenTheOriginalDefaultsApply()
+    {
+        var settings = Load(Identity);
+
+        settings.MqttAddress.ShouldBe("tcp://localhost:1883");
+        settings.Qos.ShouldBe(MqttQualityOfService.ExactlyOnce);
+        settings.LivelinessInterval.ShouldBe(TimeSpan.FromSeconds(10));
+        settings.MetricsInterval.ShouldBe(TimeSpan.FromSeconds(10));
+        settings.KeepAlive.ShouldBe(TimeSpan.FromSeconds(30));
+        settings.EnableMonitoring.ShouldBeTrue();
+        settings.CollectSystemInfo.ShouldBeTrue();
+        settings.Namespace.ShouldBe("default");
+        settings.LogLevel.ShouldBe(LogLevel.Information);
+        settings.TaskTimeout.ShouldBeNull();
+        settings.TaskFuel.ShouldBeNull();
+        settings.BaseTopic.ShouldBe("m/t1/c/c1");
+    }
+
+    [Fact]
+    public void GivenEveryVariable_WhenLoaded_ThenEachIsRead()
+    {
+        var settings = Load(new Dictionary<string, string>(Identity)
+        {
+            ["PROPLET_MQTT_ADDRESS"] = "tcp://10.0.0.1:1884",
+            ["PROPLET_MQTT_QOS"] = "1",
+            ["PROPLET_LIVELINESS_INTERVAL"] = "10s",
+            ["PROPLET_METRICS_INTERVAL"] = "0",
+            ["PROPLET_ENABLE_MONITORING"] = "no",
+            ["PROPLET_COLLECT_SYSTEM_INFO"] = "maybe",
+            ["PROPLET_TAGS"] = " lab , arm ,",
+            ["PROPLET_DIRS"] = "/tmp:/var/tmp",
+            ["PROPLET_LOG_LEVEL"] = "debug",
+            ["PROPLET_MAX_CONCURRENT_TASKS"] = "3",
+            ["PROPLET_TASK_FUEL"] = "1000",
+            ["PROPLET_TASK_MAX_MEMORY_MIB"] = "16",
+            ["PROPLET_TASK_TIMEOUT"] = "2.5",
+            ["PROPLET_MANAGER_K8S_NAMESPACE"] = "edge",
+        });
+
+        settings.MqttAddress.ShouldBe("tcp://10.0.0.1:1884");
+        settings.Qos.ShouldBe(MqttQualityOfService.AtLeastOnce);
+        settings.LivelinessInterval.ShouldBe(TimeSpan.FromSeconds(10));
+        settings.MetricsInterval.ShouldBe(TimeSpan.Zero);
+        settings.EnableMonitoring.ShouldBeFalse();
+        settings.CollectSystemInfo.ShouldBeTrue(); // only 0/false/no/off turn it off
+        settings.Tags.ShouldBe(["lab", "arm"]);
+        settings.Dirs.ShouldBe(["/tmp", "/var/tmp"]);
+        settings.LogLevel.ShouldBe(LogLevel.Debug);
+        settings.MaxConcurrentTasks.ShouldBe(3);
+        settings.TaskFuel.ShouldBe(1000);
+        settings.TaskMaxMemoryMib.ShouldBe(16);
+        settings.TaskTimeout.ShouldBe(TimeSpan.FromSeconds(2.5));
+        settings.Namespace.ShouldBe("edge");
+    }
+
+    [Theory]
+    [InlineData("PROPLET_LIVELINESS_INTERVAL", "0", "PROPLET_LIVELINESS_INTERVAL '0' must be a number of seconds greater than 0")]
+    [InlineData("PROPLET_MQTT_QOS", "3", "PROPLET_MQTT_QOS '3' must be an integer from 0 to 2")]
+    [InlineData("PROPLET_MAX_CONCURRENT_TASKS", "many", "PROPLET_MAX_CONCURRENT_TASKS 'many' must be an integer")]
+    [InlineData("PROPLET_LOG_LEVEL", "loud", "PROPLET_LOG_LEVEL 'loud' is not one of")]
+    [InlineData("PROPLET_MQTT_ADDRESS", "tcp://", "PROPLET_MQTT_ADDRESS 'tcp://' is not an MQTT address")]
+    [InlineData("PROPLET_MQTT_TLS_CA_CERT", "/no/such/ca.pem", "PROPLET_MQTT_TLS_CA_CERT: file '/no/such/ca.pem' does not exist")]
+    public void GivenAMalformedValue_WhenLoaded_ThenTheErrorNamesTheVariable(string name, string value, string expected)
+    {
+        var env = new Dictionary<string, string>(Identity) { [name] = value };
+        Should.Throw<ConfigurationException>(() => Load(env)).Message.ShouldStartWith(expected);
+    }
+
+    [Fact]
+    public void GivenAnIncompleteEnvironment_WhenTheConfigFileHasTheSection_ThenOnlyTheEmptyFieldsComeFromIt()
+    {
+        var file = Path.Combine(_dir.FullName, "config.toml");
+        File.WriteAllText(file, """
+            [proplet]
+            tenant_id = "file-tenant"
+            entity_id = "file-entity"
+            api_key = "file-key"
+            channel_id = "file-channel"
+            """);
+
+        var settings = Load(new Dictionary<string, string> { ["PROPLET_CONFIG_FILE"] = file, ["PROPLET_ENTITY_ID"] = "env-entity" });
+
+        settings.TenantId.ShouldBe("file-tenant");
+        settings.EntityId.ShouldBe("env-entity");
+        settings.ApiKey.ShouldBe("file-key");
+        settings.ChannelId.ShouldBe("file-channel");
+    }
+
+    [Fact]
+    public void GivenAConfigFileWithoutTheSectionOrAKey_WhenLoaded_ThenTheErrorSaysWhich()
+    {
+        var file = Path.Combine(_dir.FullName, "config.toml");
+        File.WriteAllText(file, "[proxy]\ntenant_id = \"x\"\n");
+        Should.Throw<ConfigurationException>(() => Load(new Dictionary<string, string> { ["PROPLET_CONFIG_FILE"] = file }))
+            .Message.ShouldBe($"config file '{file}' has no [proplet] section");
+
+        File.WriteAllText(file, "[edge]\ntenant_id = \"x\"\nentity_id = \"e\"\napi_key = 3\nchannel_id = \"c\"\n");
+        Should.Throw<ConfigurationException>(() => Load(new Dictionary<string, string> { ["PROPLET_CONFIG_FILE"] = file, ["PROPLET_CONFIG_SECTION"] = "edge" }))
+            .Message.ShouldContain("api_key must be a string");
+    }
+
+    [Fact]
+    public void GivenNoIdentityAnywhere_WhenLoaded_ThenTheMissingFieldsAreListed()
+    {
+        var file = Path.Combine(_dir.FullName, "config.toml");
+        File.WriteAllText(file, "[proplet]\ntenant_id = \"\"\nentity_id = \"\"\napi_key = \"k\"\nchannel_id = \"\"\n");
+
+        Should.Throw<ConfigurationException>(() => Load(new Dictionary<string, string> { ["PROPLET_CONFIG_FILE"] = file }))
+            .Message.ShouldBe("missing required proplet configuration: tenant_id/PROPLET_TENANT_ID, entity_id/PROPLET_ENTITY_ID, channel_id/PROPLET_CHANNEL_ID");
+    }
+
+    [Theory]
+    [InlineData("1", false, true)]
+    [InlineData("YES", false, true)]
+    [InlineData("on", false, true)]
+    [InlineData("2", false, false)]
+    [InlineData("off", true, false)]
+    [InlineData("whatever", true, true)]
+    public void GivenTheOriginalsTruthyRule_WhenAValueIsRead_ThenItMatches(string value, bool defaultValue, bool expected)
+    {
+        PropletSettingsLoader.Truthy(value, defaultValue).ShouldBe(expected);
+    }
+
+    private static PropletSettings Load(Dictionary<string, string> env) => PropletSettingsLoader.Load(name => env.GetValueOrDefault(name));
+}

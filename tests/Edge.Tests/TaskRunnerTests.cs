@@ -1,0 +1,198 @@
+using System.Text;
+using System.Text.Json;
+using Microsoft.Extensions.Logging.Abstractions;
+using Propeller.Contracts.Mqtt;
+using Propeller.Edge.Configuration;
+using Propeller.Edge.Execution;
+using Propeller.Edge.Fetching;
+using Propeller.Edge.Tasks;
+
+namespace Propeller.Edge.Tests;
+
+public sealed class TaskRunnerTests : IAsyncDisposable
+{
+    private readonly InMemoryPublisher _published = new();
+    private readonly PropletSettings _settings = TestSettings.Create("me") with { MaxConcurrentTasks = 1 };
+    private readonly InProcessRuntime _runtime;
+    private readonly HttpClient _http = new();
+    private readonly TaskRunner _runner;
+    private readonly ChunkAssembler _chunks;
+
+    public TaskRunnerTests()
+    {
+        _runtime = new InProcessRuntime(_settings, NullLogger<InProcessRuntime>.Instance);
+        _chunks = new ChunkAssembler(_settings.MaxBinarySize, TimeProvider.System);
+        var fetcher = new BinaryFetcher(_settings, _chunks, _published, _http);
+        _runner = new TaskRunner(_settings, _runtime, fetcher, _published, null, NullLogger<TaskRunner>.Instance);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _runner.DisposeAsync();
+        _runtime.Dispose();
+        _http.Dispose();
+    }
+
+    [Fact]
+    public async Task GivenTheDemoStart_WhenHandled_ThenTheResultIsTheOriginalsShape()
+    {
+        Start(new { id = "t1", name = "main", file = Modules.AdditionBase64, inputs = new[] { "10", "32" }, proplet_id = "me" });
+
+        var result = await NextResultAsync();
+
+        result.GetRawText().ShouldBe("""{"task_id":"t1","proplet_id":"me","results":"42","error":null}""");
+    }
+
+    [Fact]
+    public async Task GivenAnInvalidStart_WhenHandled_ThenAnErrorResultIsPublished()
+    {
+        Start(new { id = "t2", name = "main" });
+
+        var result = await NextResultAsync();
+
+        result.GetProperty("task_id").GetString().ShouldBe("t2");
+        result.GetProperty("results").GetString().ShouldBe("");
+        result.GetProperty("error").GetString().ShouldBe("either file or image_url must be provided");
+    }
+
+    [Fact]
+    public async Task GivenStartsForOtherProplets_WhenHandled_ThenNothingIsPublished()
+    {
+        Start(new { id = "t3", name = "main", file = Modules.AdditionBase64, inputs = new[] { "1", "2" }, proplet_id = "other" });
+        Start(new { id = "t3b", name = "main", proplet_id = "other" });
+        Start(new { id = "t4", name = "main", file = Modules.AdditionBase64, inputs = new[] { "1", "2" } });
+
+        (await NextResultAsync()).GetProperty("task_id").GetString().ShouldBe("t4");
+        _published.TryNext(out _).ShouldBeFalse();
+    }
+
+    [Fact]
+    public async Task GivenARunningTask_WhenStartedAgainAndThenStopped_ThenTheDuplicateIsIgnoredAndOneStoppedResultSent()
+    {
+        var spin = Convert.ToBase64String(Modules.Spin);
+        Start(new { id = "loop", name = "main", file = spin });
+        Start(new { id = "loop", name = "main", file = spin });
+        _runner.RunningCount.ShouldBe(1);
+
+        _runner.HandleStop(Encoding.UTF8.GetBytes("""{"id":"loop","broadcast":false}"""));
+
+        (await NextResultAsync()).GetProperty("error").GetString().ShouldBe("Task loop was stopped before completion");
+        _published.TryNext(out _).ShouldBeFalse();
+    }
+
+    [Fact]
+    public async Task GivenOneSlotTakenByAnEndlessTask_WhenASecondTaskWaits_ThenItRunsOnceTheFirstIsStopped()
+    {
+        Start(new { id = "hog", name = "main", file = Convert.ToBase64String(Modules.Spin) });
+        Start(new { id = "next", name = "main", file = Modules.AdditionBase64, inputs = new[] { "2", "3" } });
+        _runner.RunningCount.ShouldBe(2);
+
+        _runner.HandleStop(Encoding.UTF8.GetBytes("""{"id":"hog"}"""));
+
+        (await NextResultAsync()).GetProperty("task_id").GetString().ShouldBe("hog");
+        var second = await NextResultAsync();
+        second.GetProperty("task_id").GetString().ShouldBe("next");
+        second.GetProperty("results").GetString().ShouldBe("5");
+    }
+
+    [Fact]
+    public async Task GivenATimeoutFlag_WhenTheTaskRunsForever_ThenItFailsWithTheLimit()
+    {
+        Start(new { id = "slow", name = "main", file = Convert.ToBase64String(Modules.Spin), cli_args = new[] { "--timeout", "0.2" } });
+
+        (await NextResultAsync()).GetProperty("error").GetString().ShouldBe("Task slow exceeded its time limit of 0.2 s and was stopped");
+    }
+
+    [Fact]
+    public async Task GivenADaemon_WhenStarted_ThenAnEmptySuccessIsPublishedAtOnceAndAStopStillEndsIt()
+    {
+        Start(new { id = "d1", name = "main", file = Convert.ToBase64String(Modules.Spin), daemon = true });
+
+        var result = await NextResultAsync();
+        result.GetProperty("results").GetString().ShouldBe("");
+        result.GetProperty("error").ValueKind.ShouldBe(JsonValueKind.Null);
+        _runner.RunningCount.ShouldBe(1);
+
+        _runner.HandleStop(Encoding.UTF8.GetBytes("""{"id":"d1"}"""));
+        while (_runner.RunningCount > 0)
+        {
+            await Task.Delay(20, TestContext.Current.CancellationToken);
+        }
+
+        _published.TryNext(out _).ShouldBeFalse();
+    }
+
+    [Fact]
+    public async Task GivenUnsupportedFeatures_WhenStarted_ThenTheyAreRefusedWithAnError()
+    {
+        Start(new { id = "l1", name = "main", file = Modules.AdditionBase64, latent = true });
+        (await NextResultAsync()).GetProperty("error").GetString().ShouldBe("latent tasks require a WASM component; task l1 is not a component");
+
+        Start(new { id = "b64", name = "main", file = "not base64!" });
+        (await NextResultAsync()).GetProperty("error").GetString().ShouldNotBeNull().ShouldStartWith("Failed to decode the base64 file:");
+    }
+
+    [Fact]
+    public async Task GivenAnOciImageUrl_WhenStarted_ThenTheProxyIsAskedAndTheChunksAreRun()
+    {
+        Start(new { id = "oci", name = "main", image_url = "registry.local/add:v1", inputs = new[] { "20", "22" } });
+
+        var request = await _published.NextAsync(Topics.RegistryRequest, TestContext.Current.CancellationToken);
+        request.GetRawText().ShouldBe("""{"app_name":"registry.local/add:v1"}""");
+        var bytes = Modules.Addition;
+        _chunks.Add(new ChunkMessage("registry.local/add:v1", 1, 2, Convert.ToBase64String(bytes[20..]))).ShouldBeNull();
+        _chunks.Add(new ChunkMessage("registry.local/add:v1", 0, 2, Convert.ToBase64String(bytes[..20]))).ShouldBeNull();
+
+        (await NextResultAsync()).GetProperty("results").GetString().ShouldBe("42");
+    }
+
+    [Fact]
+    public void GivenMalformedStops_WhenHandled_ThenNothingThrows()
+    {
+        _runner.HandleStop(Encoding.UTF8.GetBytes("nope"));
+        _runner.HandleStop(Encoding.UTF8.GetBytes("""{"id":""}"""));
+        _runner.HandleStop(Encoding.UTF8.GetBytes("""{"id":"unknown"}"""));
+        _runner.HandleStart(Encoding.UTF8.GetBytes("\u0000\u0001"));
+    }
+
+    [Fact]
+    public async Task GivenThousandsOfMangledStartsAndStops_WhenHandled_ThenNothingThrowsAndTheRunnerStillWorks()
+    {
+        var random = new Random(7);
+        var valid = JsonSerializer.SerializeToUtf8Bytes(new { id = "fz", name = "main", file = Modules.AdditionBase64, inputs = new[] { "1", "2" } });
+        for (var i = 0; i < 3000; i++)
+        {
+            var payload = (byte[])valid.Clone();
+            for (var flips = random.Next(1, 6); flips > 0; flips--)
+            {
+                payload[random.Next(payload.Length)] = (byte)random.Next(256);
+            }
+
+            if (i % 7 == 0)
+            {
+                payload = payload[..random.Next(payload.Length)];
+            }
+
+            _runner.HandleStart(payload);
+            _runner.HandleStop(payload);
+        }
+
+        // Random bytes as a module: an error result, not a crash.
+        var junk = new byte[256];
+        random.NextBytes(junk);
+        Start(new { id = "junk", name = "main", file = Convert.ToBase64String([0, 97, 115, 109, 1, 0, 0, 0, .. junk]) });
+        while (true)
+        {
+            var result = await NextResultAsync();
+            if (result.GetProperty("task_id").GetString() == "junk")
+            {
+                result.GetProperty("error").GetString().ShouldNotBeNull().ShouldStartWith("Failed to compile wasm module from binary:");
+                break;
+            }
+        }
+    }
+
+    private void Start(object message) => _runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(message));
+
+    private Task<JsonElement> NextResultAsync() => _published.NextAsync(Topics.Results, TestContext.Current.CancellationToken);
+}

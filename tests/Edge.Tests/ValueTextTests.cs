@@ -1,0 +1,91 @@
+using Propeller.Edge.Execution;
+using Propeller.Wasm;
+
+namespace Propeller.Edge.Tests;
+
+public sealed class ValueTextTests
+{
+    [Theory]
+    [InlineData("10", 10)]
+    [InlineData("-3", -3)]
+    [InlineData("+7", 7)]
+    [InlineData("2147483647", int.MaxValue)]
+    [InlineData("-2147483648", int.MinValue)]
+    public void GivenAStrictDecimal_WhenParsedAsI32_ThenItIsAccepted(string text, int expected)
+    {
+        ValueText.TryParse(ValueKind.I32, text, out var value, out _).ShouldBeTrue();
+        value.AsI32.ShouldBe(expected);
+    }
+
+    [Theory]
+    [InlineData("10.0", "invalid digit found in string")]
+    [InlineData(" 1", "invalid digit found in string")]
+    [InlineData("0x10", "invalid digit found in string")]
+    [InlineData("", "cannot parse integer from empty string")]
+    [InlineData("-", "invalid digit found in string")]
+    [InlineData("4294967295", "number too large to fit in target type")]
+    [InlineData("-2147483649", "number too small to fit in target type")]
+    public void GivenAnythingElse_WhenParsedAsI32_ThenTheErrorIsTheOriginals(string text, string reason)
+    {
+        ValueText.TryParse(ValueKind.I32, text, out _, out var error).ShouldBeFalse();
+        error.ShouldBe($"Failed to parse '{text}' as i32: {reason}");
+    }
+
+    [Theory]
+    [InlineData("1.5", 1.5)]
+    [InlineData("1e3", 1000)]
+    [InlineData("-0", -0.0)]
+    [InlineData(".5", 0.5)]
+    [InlineData("5.", 5)]
+    [InlineData("inf", double.PositiveInfinity)]
+    [InlineData("-Infinity", double.NegativeInfinity)]
+    public void GivenRustFloatSyntax_WhenParsedAsF64_ThenItIsAccepted(string text, double expected)
+    {
+        ValueText.TryParse(ValueKind.F64, text, out var value, out _).ShouldBeTrue();
+        value.AsF64.ShouldBe(expected);
+    }
+
+    [Theory]
+    [InlineData("1,5")]
+    [InlineData("e5")]
+    [InlineData("1e")]
+    [InlineData("0x1p3")]
+    [InlineData(" 1")]
+    public void GivenOtherText_WhenParsedAsF64_ThenItIsAnInvalidFloatLiteral(string text)
+    {
+        ValueText.TryParse(ValueKind.F64, text, out _, out var error).ShouldBeFalse();
+        error.ShouldBe($"Failed to parse '{text}' as f64: invalid float literal");
+        ValueText.TryParse(ValueKind.F64, "nan", out var nan, out _).ShouldBeTrue();
+        double.IsNaN(nan.AsF64).ShouldBeTrue();
+    }
+
+    [Fact]
+    public void GivenAReferenceParameter_WhenParsed_ThenItIsUnsupported()
+    {
+        ValueText.TryParse(ValueKind.ExternRef, "x", out _, out var error).ShouldBeFalse();
+        error.ShouldBe("Unsupported Wasm value type for arg 'x'");
+    }
+
+    [Theory]
+    [InlineData(1.0, "1")]
+    [InlineData(0.1, "0.1")]
+    [InlineData(1e21, "1000000000000000000000")]
+    [InlineData(1.5e-7, "0.00000015")]
+    [InlineData(-2.5e20, "-250000000000000000000")]
+    [InlineData(double.NaN, "NaN")]
+    [InlineData(double.PositiveInfinity, "inf")]
+    [InlineData(double.NegativeInfinity, "-inf")]
+    public void GivenAnF64Result_WhenFormatted_ThenItReadsLikeRustDisplay(double value, string expected)
+    {
+        ValueText.Format(Value.F64(value)).ShouldBe(expected);
+    }
+
+    [Fact]
+    public void GivenIntegerAndF32Results_WhenFormatted_ThenTheyAreSignedDecimalsAndShortestFloats()
+    {
+        ValueText.Format(Value.I32(-5)).ShouldBe("-5");
+        ValueText.Format(Value.I64(long.MinValue)).ShouldBe("-9223372036854775808");
+        ValueText.Format(Value.F32(0.1f)).ShouldBe("0.1");
+        ValueText.Format(Value.F32(3f)).ShouldBe("3");
+    }
+}
