@@ -78,4 +78,7 @@ internal static partial class EdgeLog
 
     [LoggerMessage(EventId = 8023, Level = LogLevel.Information, Message = "Proplet {EntityId} stopped")]
     public static partial void Stopped(ILogger logger, string entityId);
+
+    [LoggerMessage(EventId = 8026, Level = LogLevel.Warning, Message = "Task {TaskId} refused by a plugin: {Reason}")]
+    public static partial void PluginDenied(ILogger logger, string taskId, string reason);
 }

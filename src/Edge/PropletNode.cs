@@ -9,6 +9,7 @@ using Propeller.Edge.Messaging;
 using Propeller.Edge.Monitoring;
 using Propeller.Edge.Tasks;
 using Propeller.Mqtt;
+using Propeller.Plugins.Proplet;
 
 namespace Propeller.Edge;
 
@@ -37,6 +38,8 @@ public sealed class PropletNode : IAsyncDisposable
     private MetricsServer? _metrics;
     private long _connects;
     private (double User, double System, double SystemPercent) _lastCpu;
+
+    private readonly PropletPluginChain? _plugins;
 
     public PropletNode(PropletSettings settings, ILoggerFactory loggers, TimeProvider time)
     {
@@ -68,7 +71,9 @@ public sealed class PropletNode : IAsyncDisposable
         var fetcher = new BinaryFetcher(settings, _chunks, _publisher, _http);
         _fetcher = fetcher;
         var monitor = new TaskMonitor(settings, _publisher, time, loggers.CreateLogger<TaskMonitor>());
-        _runner = new TaskRunner(settings, _runtime, fetcher, _publisher, monitor, loggers.CreateLogger<TaskRunner>());
+        // A plugin directory that cannot be read disables plugins with a warning, as in the original (spec §5).
+        _plugins = settings.PluginDir is { Length: > 0 } pluginDir ? PropletPluginChain.Load(pluginDir, loggers.CreateLogger<PropletPluginChain>()) : null;
+        _runner = new TaskRunner(settings, _runtime, fetcher, _publisher, monitor, loggers.CreateLogger<TaskRunner>(), _plugins);
         ClientLogger = loggers.CreateLogger<MqttClient>();
     }
 
@@ -145,6 +150,12 @@ public sealed class PropletNode : IAsyncDisposable
         }
 
         await _runner.DisposeAsync();
+        if (_plugins is not null)
+        {
+            await _plugins.DrainAsync(TimeSpan.FromSeconds(10), CancellationToken.None);
+            _plugins.Dispose();
+        }
+
         foreach (var loop in _loops)
         {
             try

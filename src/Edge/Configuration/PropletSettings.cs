@@ -102,5 +102,8 @@ public sealed record PropletSettings
 
     public int MetricsPort { get; init; } = 9092;
 
+    /// <summary>PROPLET_PLUGIN_DIR: Wasm plugins consulted for every start (docs/plugins.md); none when unset.</summary>
+    public string? PluginDir { get; init; }
+
     public string BaseTopic => Contracts.Mqtt.Topics.Base(TenantId, ChannelId);
 }

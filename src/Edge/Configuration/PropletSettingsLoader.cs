@@ -84,6 +84,7 @@ public static class PropletSettingsLoader
             EnableMonitoring = Truthy(Get("PROPLET_ENABLE_MONITORING"), true),
             Namespace = Get("PROPLET_MANAGER_K8S_NAMESPACE") ?? "default",
             ExternalWasmRuntime = Get("PROPLET_EXTERNAL_WASM_RUNTIME"),
+            PluginDir = Get("PROPLET_PLUGIN_DIR"),
             Dirs = Get("PROPLET_DIRS") is { } dirs ? dirs.Split(':', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) : [],
             Description = Get("PROPLET_DESCRIPTION"),
             Tags = Get("PROPLET_TAGS") is { } tags ? tags.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) : [],

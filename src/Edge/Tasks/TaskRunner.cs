@@ -7,6 +7,7 @@ using Propeller.Edge.Execution;
 using Propeller.Edge.Fetching;
 using Propeller.Edge.Messaging;
 using Propeller.Edge.Monitoring;
+using Propeller.Plugins.Proplet;
 
 namespace Propeller.Edge.Tasks;
 
@@ -29,14 +30,17 @@ public sealed class TaskRunner : IAsyncDisposable
     private readonly TaskMonitor? _monitor;
     private readonly ILogger<TaskRunner> _logger;
     private readonly TaskLimits _defaults;
+    private readonly PropletPluginChain? _plugins;
     private readonly CancellationTokenSource _lifetime = new();
     private long _started;
     private long _completed;
     private long _failed;
 
     public TaskRunner(
-        PropletSettings settings, IWasmRuntime runtime, BinaryFetcher fetcher, IPropletPublisher publisher, TaskMonitor? monitor, ILogger<TaskRunner> logger)
+        PropletSettings settings, IWasmRuntime runtime, BinaryFetcher fetcher, IPropletPublisher publisher, TaskMonitor? monitor, ILogger<TaskRunner> logger,
+        PropletPluginChain? plugins = null)
     {
+        _plugins = plugins;
         ArgumentNullException.ThrowIfNull(settings);
         _settings = settings;
         _runtime = runtime;
@@ -89,6 +93,17 @@ public sealed class TaskRunner : IAsyncDisposable
             return;
         }
 
+        if (_plugins is { Plugins.All.Count: > 0 } plugins)
+        {
+            Track(AdmitWithPluginsAsync(request, plugins));
+            return;
+        }
+
+        Admit(request);
+    }
+
+    private void Admit(StartRequest request)
+    {
         var task = new RunningTask(request);
         if (!_running.TryAdd(request.Id, task))
         {
@@ -101,6 +116,48 @@ public sealed class TaskRunner : IAsyncDisposable
         EdgeLog.TaskAccepted(_logger, request.Id, request.Name);
         Track(ExecuteAsync(task));
     }
+
+    /// <summary>
+    /// The proplet plugins (spec propeller-edge.md §5): <c>authorize</c> first (a deny, or a plugin failure, sends an
+    /// error result), then <c>enrich</c>, whose environment goes over the request's.
+    /// </summary>
+    private async Task AdmitWithPluginsAsync(StartRequest request, PropletPluginChain plugins)
+    {
+        var info = InfoOf(request);
+        var (allowed, reason) = await plugins.AuthorizeAsync(info, _lifetime.Token);
+        if (!allowed)
+        {
+            var why = reason is { Length: > 0 } ? reason : "denied by plugin";
+            EdgeLog.PluginDenied(_logger, request.Id, why);
+            await PublishResultAsync(request.Id, TaskOutcome.Failure(why));
+            return;
+        }
+
+        var extra = await plugins.EnrichAsync(info, _lifetime.Token);
+        if (extra.Count > 0)
+        {
+            var env = new Dictionary<string, string>(request.Env, StringComparer.Ordinal);
+            foreach (var (key, value) in extra)
+            {
+                env[key] = value;
+            }
+
+            request = request with { Message = request.Message with { Env = env } };
+        }
+
+        Admit(request);
+    }
+
+    private static PropletTaskInfo InfoOf(StartRequest request) => new()
+    {
+        Id = request.Id,
+        Name = request.Name,
+        ImageUrl = request.Message.ImageUrl ?? "",
+        CliArgs = request.CliArgs,
+        Env = request.Env,
+        Daemon = request.Message.Daemon,
+        Encrypted = request.Message.Encrypted,
+    };
 
     /// <summary>Handles a stop command: ends the task if it runs here; an unknown id is normal (stops go to every proplet).</summary>
     public void HandleStop(ReadOnlyMemory<byte> payload)
@@ -194,6 +251,7 @@ public sealed class TaskRunner : IAsyncDisposable
             }
 
             monitor = _monitor?.MonitorAsync(task, monitoring.Token);
+            _plugins?.OnTaskStart(InfoOf(request));
             outcome = await _runtime.RunAsync(task, binary, CancellationToken.None);
         }
         catch (OperationCanceledException) when (task.Aborted.IsCancellationRequested)
@@ -249,6 +307,7 @@ public sealed class TaskRunner : IAsyncDisposable
             return;
         }
 
+        _plugins?.OnTaskComplete(request.Id, outcome.Succeeded, outcome.Results is { Length: > 0 } output ? output : null, outcome.Error);
         await PublishResultAsync(request.Id, outcome);
     }
 

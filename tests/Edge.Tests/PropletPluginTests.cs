@@ -1,0 +1,79 @@
+using System.Text;
+using System.Text.Json;
+using Microsoft.Extensions.Logging.Abstractions;
+using Propeller.Contracts.Mqtt;
+using Propeller.Edge.Configuration;
+using Propeller.Edge.Execution;
+using Propeller.Edge.Fetching;
+using Propeller.Edge.Tasks;
+using Propeller.Plugins.Proplet;
+using Propeller.Wasm.Tests;
+
+namespace Propeller.Edge.Tests;
+
+/// <summary>PROPLET_PLUGIN_DIR plugins in the start pipeline (spec propeller-edge.md §5, JSON core-module ABI).</summary>
+public sealed class PropletPluginTests : IDisposable
+{
+    private readonly DirectoryInfo _dir = Directory.CreateTempSubdirectory("proplet-plugins");
+
+    public void Dispose() => _dir.Delete(recursive: true);
+
+    /// <summary>A plugin whose hooks answer constant JSON (a 64 KiB input buffer at 65536, answers in data segments).</summary>
+    private void Plugin(string name, params (string Hook, string Json)[] hooks)
+    {
+        var body = new StringBuilder();
+        var offset = 1024;
+        foreach (var (hook, json) in hooks)
+        {
+            var bytes = Encoding.UTF8.GetBytes(json);
+            body.Append(System.Globalization.CultureInfo.InvariantCulture, $$"""(data (i32.const {{offset}}) "{{string.Concat(bytes.Select(b => $"\\{b:x2}"))}}")""");
+            body.Append(System.Globalization.CultureInfo.InvariantCulture, $$"""(func (export "{{hook}}") (param i32 i32) (result i64) (i64.const {{((long)offset << 32) | (uint)bytes.Length}}))""");
+            offset += 1024;
+        }
+
+        File.WriteAllBytes(Path.Combine(_dir.FullName, name + ".wasm"), Wat.ToWasm($$"""
+            (module
+              (memory (export "memory") 2)
+              (func (export "plugin_alloc") (param i32) (result i32) (i32.const 65536))
+              (func (export "plugin_free") (param i32 i32))
+              {{body}})
+            """));
+    }
+
+    private static async Task<JsonElement> RunAsync(PropletPluginChain plugins, object start)
+    {
+        var settings = TestSettings.Create("me");
+        var published = new InMemoryPublisher();
+        using var runtime = new InProcessRuntime(settings, NullLogger<InProcessRuntime>.Instance);
+        using var http = new HttpClient();
+        var fetcher = new BinaryFetcher(settings, new ChunkAssembler(settings.MaxBinarySize, TimeProvider.System), published, http);
+        await using var runner = new TaskRunner(settings, runtime, fetcher, published, null, NullLogger<TaskRunner>.Instance, plugins);
+        runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(start));
+        return await published.NextAsync(Topics.Results, TestContext.Current.CancellationToken);
+    }
+
+    [Fact]
+    public async Task APluginsDeny_IsAnErrorResultWithItsReason()
+    {
+        Plugin("10-allow", ("authorize", """{"allow":true}"""));
+        Plugin("20-deny", ("authorize", """{"allow":false,"reason":"no tasks today"}"""));
+        using var plugins = PropletPluginChain.Load(_dir.FullName, NullLogger.Instance);
+
+        var result = await RunAsync(plugins, new { id = "t1", name = "main", file = Modules.AdditionBase64, inputs = new[] { "1", "2" }, proplet_id = "me" });
+
+        result.GetProperty("task_id").GetString().ShouldBe("t1");
+        result.GetProperty("error").GetString().ShouldBe("no tasks today");
+    }
+
+    [Fact]
+    public async Task AllowedAndEnriched_TheTaskRuns()
+    {
+        Plugin("10-env", ("authorize", """{"allow":true}"""), ("enrich", """{"env":{"GREETING":"hi"}}"""));
+        using var plugins = PropletPluginChain.Load(_dir.FullName, NullLogger.Instance);
+
+        var result = await RunAsync(plugins, new { id = "t2", name = "main", file = Modules.AdditionBase64, inputs = new[] { "10", "32" }, proplet_id = "me" });
+
+        result.GetProperty("results").GetString().ShouldBe("42");
+        result.GetProperty("error").ValueKind.ShouldBe(JsonValueKind.Null);
+    }
+}
