@@ -20,7 +20,7 @@ namespace Propeller.Bench.EndToEnd;
 /// `e2e`: the real manager (Kestrel, PostgreSQL, mosquitto) with K real proplets, each a separate
 /// `propeller-proplet` process running the addition module in Propeller.Wasm. C concurrent HTTP clients create and
 /// start N addition tasks; each task's latency runs from its `POST /tasks/{id}/start` to Completed visible through
-/// `GET /tasks/{id}`. The reference is the same run against K simulated proplets that answer every start at once
+/// `GET /tasks/{id}?wait=10s`. The reference is the same run against K simulated proplets that answer every start at once
 /// (the manager benchmark's), so ratio = real / simulated throughput: the share of the manager's own ceiling the
 /// proplets reach. A watcher on the broker also times each task's proplet hop (start message seen → result seen),
 /// which separates the proplets' share of the latency from the manager's, and `case=proplets-direct` drives the same
@@ -237,7 +237,8 @@ internal static class EndToEndBenchmark
                 (await http.PostAsync($"/tasks/{id}/start", null, cancellationToken)).EnsureSuccessStatusCode();
                 while (true)
                 {
-                    var task = await http.GetFromJsonAsync<JsonElement>($"/tasks/{id}", cancellationToken);
+                    // Long polling: the manager answers once the task has ended (or after 10 s).
+                    var task = await http.GetFromJsonAsync<JsonElement>($"/tasks/{id}?wait=10s", cancellationToken);
                     var state = task.GetProperty("state").GetInt32();
                     if (state == 3)
                     {
@@ -248,8 +249,6 @@ internal static class EndToEndBenchmark
                     {
                         throw new InvalidOperationException($"task {id} failed: {task.GetRawText()}");
                     }
-
-                    await Task.Delay(1, cancellationToken);
                 }
 
                 latencies.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
