@@ -39,35 +39,12 @@ internal static class EndToEndBenchmark
         var tasks = ManagerBenchmark.Option(args, "--tasks", 500);
         var proplets = ManagerBenchmark.Option(args, "--proplets", 4);
         var clients = ManagerBenchmark.Option(args, "--clients", 16);
-        var db = Environment.GetEnvironmentVariable("PROPELLER_TEST_DB") is { Length: > 0 } v ? v : "Host=127.0.0.1;Port=55432;Username=propeller;Password=propeller;Database=propeller_test";
-        var broker = Environment.GetEnvironmentVariable("PROPELLER_TEST_MQTT") is { Length: > 0 } m ? m : "tcp://127.0.0.1:51883";
         var proplet = PropletDll();
-        var tenant = "e2e" + Guid.NewGuid().ToString("N")[..8];
-        var baseTopic = $"m/{tenant}/c/bench";
-        await using (var dataSource = NpgsqlDataSource.Create(db))
-        await using (var drop = dataSource.CreateCommand("drop schema if exists bench_e2e cascade"))
-        {
-            await drop.ExecuteNonQueryAsync(cancellationToken);
-        }
-
-        await using var app = ManagerApp.Build(["--urls", "http://127.0.0.1:0"], b =>
-        {
-            b.Configuration["EventStore:ConnectionString"] = db;
-            b.Configuration["EventStore:Schema"] = "bench_e2e";
-            b.Configuration["MANAGER_MQTT_ADDRESS"] = broker;
-            b.Configuration["MANAGER_TENANT_ID"] = tenant;
-            b.Configuration["MANAGER_CHANNEL_ID"] = "bench";
-            b.Configuration["MANAGER_ENTITY_ID"] = "manager-" + tenant;
-            b.Configuration["MANAGER_MQTT_QOS"] = "1";
-            b.Logging.SetMinimumLevel(LogLevel.Warning);
-        });
-        await app.StartAsync(cancellationToken);
-        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        using var http = new HttpClient { BaseAddress = new Uri(address) };
-        while (!(await http.GetAsync("/health/ready", cancellationToken)).IsSuccessStatusCode)
-        {
-            await Task.Delay(20, cancellationToken);
-        }
+        await using var manager = await BenchManager.StartAsync("bench_e2e", "e2e", cancellationToken);
+        var http = manager.Http;
+        var broker = manager.Broker;
+        var baseTopic = manager.BaseTopic;
+        var tenant = manager.Tenant;
 
         // The watcher: when each start and each result crossed the broker.
         var starts = new ConcurrentDictionary<string, long>(StringComparer.Ordinal);
@@ -171,8 +148,6 @@ internal static class EndToEndBenchmark
 
                 process.Dispose();
             }
-
-            await app.StopAsync(cancellationToken);
         }
 
         return 0;

@@ -27,34 +27,11 @@ internal static class ManagerBenchmark
         var tasks = Option(args, "--tasks", 1000);
         var proplets = Option(args, "--proplets", 3);
         var clients = Option(args, "--clients", 16);
-        var db = Environment.GetEnvironmentVariable("PROPELLER_TEST_DB") is { Length: > 0 } v ? v : "Host=127.0.0.1;Port=55432;Username=propeller;Password=propeller;Database=propeller_test";
-        var broker = Environment.GetEnvironmentVariable("PROPELLER_TEST_MQTT") is { Length: > 0 } m ? m : "tcp://127.0.0.1:51883";
-        var tenant = "bench" + Guid.NewGuid().ToString("N")[..8];
-        var baseTopic = $"m/{tenant}/c/bench";
-        await using (var dataSource = NpgsqlDataSource.Create(db))
-        await using (var drop = dataSource.CreateCommand("drop schema if exists bench_manager cascade"))
-        {
-            await drop.ExecuteNonQueryAsync(cancellationToken);
-        }
-
-        await using var app = ManagerApp.Build(["--urls", "http://127.0.0.1:0"], b =>
-        {
-            b.Configuration["EventStore:ConnectionString"] = db;
-            b.Configuration["EventStore:Schema"] = "bench_manager";
-            b.Configuration["MANAGER_MQTT_ADDRESS"] = broker;
-            b.Configuration["MANAGER_TENANT_ID"] = tenant;
-            b.Configuration["MANAGER_CHANNEL_ID"] = "bench";
-            b.Configuration["MANAGER_ENTITY_ID"] = "manager-" + tenant;
-            b.Configuration["MANAGER_MQTT_QOS"] = "1";
-            b.Logging.SetMinimumLevel(LogLevel.Warning);
-        });
-        await app.StartAsync(cancellationToken);
-        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        using var http = new HttpClient { BaseAddress = new Uri(address) };
-        while (!(await http.GetAsync("/health/ready", cancellationToken)).IsSuccessStatusCode)
-        {
-            await Task.Delay(20, cancellationToken);
-        }
+        await using var manager = await BenchManager.StartAsync("bench_manager", "bench", cancellationToken);
+        var app = manager.App;
+        var http = manager.Http;
+        var broker = manager.Broker;
+        var baseTopic = manager.BaseTopic;
 
         var simulated = new List<MqttClient>();
         var ids = new List<string>();
@@ -105,7 +82,6 @@ internal static class ManagerBenchmark
             await client.DisposeAsync();
         }
 
-        await app.StopAsync(cancellationToken);
         return 0;
     }
 
