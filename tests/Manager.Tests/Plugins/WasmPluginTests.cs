@@ -62,5 +62,8 @@ public sealed class WasmPluginTests : IAsyncLifetime
         var listing = await Http.GetFromJsonAsync<JsonElement>("/plugins", Ct);
         listing.GetProperty("plugins")[0].GetProperty("name").GetString().ShouldBe("10-plugin-auth");
         (await Http.PostAsync("/plugins/reload", null, Ct)).StatusCode.ShouldBe(HttpStatusCode.OK);
+        var metrics = await Http.GetStringAsync("/metrics", Ct);
+        metrics.ShouldContain("propeller_plugins_calls");
+        metrics.ShouldContain("propeller_plugins_denies");
     }
 }
