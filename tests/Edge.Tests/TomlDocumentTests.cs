@@ -1,4 +1,4 @@
-using Propeller.Edge.Configuration;
+using Propeller.Contracts.Configuration;
 
 namespace Propeller.Edge.Tests;
 
@@ -43,13 +43,13 @@ public sealed class TomlDocumentTests
     [InlineData("a = \"x\\q\"", "config.toml:1: invalid escape \\q")]
     public void GivenMalformedText_WhenParsed_ThenTheErrorNamesTheLine(string text, string expected)
     {
-        Should.Throw<ConfigurationException>(() => TomlDocument.Parse(text)).Message.ShouldStartWith(expected);
+        Should.Throw<TomlException>(() => TomlDocument.Parse(text)).Message.ShouldStartWith(expected);
     }
 
     [Fact]
     public void GivenAMissingFile_WhenLoaded_ThenTheErrorSaysItIsNotAccessible()
     {
         var path = Path.Combine(Path.GetTempPath(), Guid.NewGuid().ToString("N"), "config.toml");
-        Should.Throw<ConfigurationException>(() => TomlDocument.Load(path)).Message.ShouldStartWith($"config file '{path}' not accessible");
+        Should.Throw<TomlException>(() => TomlDocument.Load(path)).Message.ShouldStartWith($"config file '{path}' not accessible");
     }
 }

@@ -1,6 +1,7 @@
 using System.Globalization;
 using Microsoft.Extensions.Logging;
 using Propeller.Mqtt;
+using Propeller.Contracts.Configuration;
 
 namespace Propeller.Edge.Configuration;
 
@@ -30,7 +31,17 @@ public static class PropletSettingsLoader
         {
             var path = Get("PROPLET_CONFIG_FILE") ?? "config.toml";
             var sectionName = Get("PROPLET_CONFIG_SECTION") ?? "proplet";
-            var section = TomlDocument.Load(path).Section(sectionName)
+            TomlDocument document;
+            try
+            {
+                document = TomlDocument.Load(path);
+            }
+            catch (TomlException ex)
+            {
+                throw new ConfigurationException(ex.Message, ex);
+            }
+
+            var section = document.Section(sectionName)
                 ?? throw new ConfigurationException($"config file '{path}' has no [{sectionName}] section");
             foreach (var (variable, key) in Identity)
             {

@@ -102,20 +102,16 @@ internal sealed record ManagerConfig
             {
                 try
                 {
-                    var toml = TomlFile.Parse(File.ReadAllText(tomlPath), tomlPath);
-                    string? Toml(string key) => toml.TryGetValue("manager." + key, out var v) && v.Length > 0 ? v : null;
+                    var manager = TomlDocument.Load(tomlPath).Section("manager");
+                    string? Toml(string key) => manager is not null && manager.TryGetValue(key, out var v) && v is string { Length: > 0 } text ? text : null;
                     tenant ??= Toml("tenant_id");
                     channel ??= Toml("channel_id");
                     entity ??= Toml("entity_id");
                     apiKey ??= Toml("api_key");
                 }
-                catch (FormatException ex)
+                catch (TomlException ex)
                 {
-                    errors.Add($"config file: {ex.Message}");
-                }
-                catch (IOException ex)
-                {
-                    errors.Add($"config file {tomlPath} cannot be read: {ex.Message}");
+                    errors.Add(ex.Message);
                 }
             }
             else if (configFile is not null)

@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text;
 
-namespace Propeller.Edge.Configuration;
+namespace Propeller.Contracts.Configuration;
 
 /// <summary>
 /// The small TOML subset config.toml needs (no TOML package is available here): <c>[section]</c> headers (dotted names
@@ -31,7 +31,7 @@ public sealed class TomlDocument
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
-            throw new ConfigurationException($"config file '{path}' not accessible: {ex.Message}", ex);
+            throw new TomlException($"config file '{path}' not accessible: {ex.Message}", ex);
         }
 
         return Parse(text, path);
@@ -58,13 +58,13 @@ public sealed class TomlDocument
                 var close = line.IndexOf(']', StringComparison.Ordinal);
                 if (line.StartsWith("[[", StringComparison.Ordinal) || close < 0 || StripComment(line[(close + 1)..]).Length != 0)
                 {
-                    throw new ConfigurationException($"{Where()}: expected a section header like [proplet]");
+                    throw new TomlException($"{Where()}: expected a section header like [proplet]");
                 }
 
                 var name = line[1..close].Trim();
                 if (name.Length == 0 || !name.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-' or '.'))
                 {
-                    throw new ConfigurationException($"{Where()}: invalid section name '{name}'");
+                    throw new TomlException($"{Where()}: invalid section name '{name}'");
                 }
 
                 current = document.SectionFor(name);
@@ -74,7 +74,7 @@ public sealed class TomlDocument
             var equals = line.IndexOf('=', StringComparison.Ordinal);
             if (equals <= 0)
             {
-                throw new ConfigurationException($"{Where()}: expected key = value");
+                throw new TomlException($"{Where()}: expected key = value");
             }
 
             var key = line[..equals].Trim();
@@ -84,12 +84,12 @@ public sealed class TomlDocument
             }
             else if (key.Length == 0 || !key.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-'))
             {
-                throw new ConfigurationException($"{Where()}: invalid key '{key}'");
+                throw new TomlException($"{Where()}: invalid key '{key}'");
             }
 
             if (current.ContainsKey(key))
             {
-                throw new ConfigurationException($"{Where()}: duplicate key '{key}'");
+                throw new TomlException($"{Where()}: duplicate key '{key}'");
             }
 
             current[key] = ParseValue(line[(equals + 1)..].Trim(), Where());
@@ -113,7 +113,7 @@ public sealed class TomlDocument
     {
         if (text.Length == 0)
         {
-            throw new ConfigurationException($"{where}: missing value after '='");
+            throw new TomlException($"{where}: missing value after '='");
         }
 
         if (text[0] == '"' || text[0] == '\'')
@@ -121,7 +121,7 @@ public sealed class TomlDocument
             var (value, end) = text[0] == '"' ? ReadBasic(text, where) : ReadLiteral(text, where);
             if (StripComment(text[end..]).Length != 0)
             {
-                throw new ConfigurationException($"{where}: unexpected text after the string");
+                throw new TomlException($"{where}: unexpected text after the string");
             }
 
             return value;
@@ -130,7 +130,7 @@ public sealed class TomlDocument
         var bare = StripComment(text);
         if (bare.StartsWith('[') || bare.StartsWith('{'))
         {
-            throw new ConfigurationException($"{where}: arrays and inline tables are not supported here; use a string");
+            throw new TomlException($"{where}: arrays and inline tables are not supported here; use a string");
         }
 
         if (bare is "true" or "false")
@@ -149,7 +149,7 @@ public sealed class TomlDocument
             return number;
         }
 
-        throw new ConfigurationException($"{where}: cannot read value '{bare}' (strings need quotes)");
+        throw new TomlException($"{where}: cannot read value '{bare}' (strings need quotes)");
     }
 
     private static string StripComment(string text)
@@ -161,7 +161,7 @@ public sealed class TomlDocument
     private static (string Value, int End) ReadLiteral(string text, string where)
     {
         var close = text.IndexOf('\'', 1);
-        return close < 0 ? throw new ConfigurationException($"{where}: unterminated string") : (text[1..close], close + 1);
+        return close < 0 ? throw new TomlException($"{where}: unterminated string") : (text[1..close], close + 1);
     }
 
     private static (string Value, int End) ReadBasic(string text, string where)
@@ -202,7 +202,7 @@ public sealed class TomlDocument
                             || !int.TryParse(text.AsSpan(i + 1, length), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out var code)
                             || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF))
                         {
-                            throw new ConfigurationException($"{where}: invalid \\{text[i]} escape");
+                            throw new TomlException($"{where}: invalid \\{text[i]} escape");
                         }
 
                         builder.Append(char.ConvertFromUtf32(code));
@@ -211,10 +211,10 @@ public sealed class TomlDocument
                     }
 
                 default:
-                    throw new ConfigurationException($"{where}: invalid escape \\{text[i]}");
+                    throw new TomlException($"{where}: invalid escape \\{text[i]}");
             }
         }
 
-        throw new ConfigurationException($"{where}: unterminated string");
+        throw new TomlException($"{where}: unterminated string");
     }
 }
