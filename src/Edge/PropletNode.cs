@@ -39,6 +39,8 @@ public sealed class PropletNode : IAsyncDisposable
     private long _connects;
     private (double User, double System, double SystemPercent) _lastCpu;
 
+    private static readonly TimeSpan RediscoveryInterval = TimeSpan.FromMinutes(5);
+
     private readonly PropletPluginChain? _plugins;
 
     public PropletNode(PropletSettings settings, ILoggerFactory loggers, TimeProvider time)
@@ -130,6 +132,7 @@ public sealed class PropletNode : IAsyncDisposable
         }
 
         _loops.Add(EveryAsync(TimeSpan.FromSeconds(60), SweepChunksAsync, token));
+        _loops.Add(EveryAsync(RediscoveryInterval, PublishDiscoveryAsync, token));
         if (_settings.MetricsEnabled)
         {
             _metrics = new MetricsServer(_settings.MetricsPort, Series, () => _runner.RunningCount, _logger);
@@ -237,16 +240,24 @@ public sealed class PropletNode : IAsyncDisposable
     {
         Interlocked.Increment(ref _connects);
         // Discovery on every connect: the original sent it once, so a manager restarted meanwhile never learnt the metadata.
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _lifetime.Token);
+        await PublishDiscoveryAsync(linked.Token);
+        EdgeLog.DiscoveryPublished(_logger, sessionPresent);
+        _discovered.TrySetResult();
+    }
+
+    /// <summary>Discovery, also repeated every <see cref="RediscoveryInterval"/>: a manager that subscribed for the first time
+    /// after this proplet connected (a new deployment, a lost session) learns the metadata without a reconnect. The manager
+    /// records nothing when the metadata did not change.</summary>
+    private Task PublishDiscoveryAsync(CancellationToken cancellationToken)
+    {
         var discovery = new DiscoveryMessage
         {
             PropletId = _settings.EntityId,
             Namespace = _settings.Namespace,
             Metadata = JsonSerializer.SerializeToElement(Discovery.Metadata(_settings, _runtimeName)),
         };
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _lifetime.Token);
-        await _publisher.PublishAsync(Topics.PropletCreate, JsonSerializer.SerializeToUtf8Bytes(discovery), linked.Token);
-        EdgeLog.DiscoveryPublished(_logger, sessionPresent);
-        _discovered.TrySetResult();
+        return _publisher.PublishAsync(Topics.PropletCreate, JsonSerializer.SerializeToUtf8Bytes(discovery), cancellationToken);
     }
 
     private ValueTask HandleAsync(MqttMessage message, CancellationToken cancellationToken)
