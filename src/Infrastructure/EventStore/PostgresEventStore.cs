@@ -144,39 +144,21 @@ public sealed class PostgresEventStore : IEventStore
         IReadOnlyList<long> outboxIds = [];
         await using (context)
         {
-            var append = new NpgsqlBatchCommand(_appendSql);
-            AddAppendParameters(append.Parameters, streamId, streamType, ExpectedVersion.Exact(previous), batch, positions: false);
-            context.Batch.BatchCommands.Add(append);
             foreach (var projection in inline)
             {
                 var matching = projection.EventTypes is null ? stored : [.. stored.Where(e => projection.EventTypes.Contains(e.Type))];
                 await projection.ApplyAsync(context, matching, cancellationToken);
             }
 
-            // A projection may have read before the append was sent: the append's version check still guards it, since a
-            // row changed in between means the stream moved and the append fails.
-            context.Batch.BatchCommands.Remove(append);
+            // The append goes first in the batch. A projection may have read before it was sent: the append's version
+            // check still guards that read, since a row changed in between means the stream moved and the append fails.
+            var append = new NpgsqlBatchCommand(_appendSql);
+            AddAppendParameters(append.Parameters, streamId, streamType, ExpectedVersion.Exact(previous), batch, positions: false);
             context.Batch.BatchCommands.Insert(0, append);
             AddOutbox(context, outbox);
-            await using var reader = await context.Batch.ExecuteReaderAsync(cancellationToken);
-            var ids = new List<long>();
-            do
-            {
-                if (reader.FieldCount > 0 && reader.GetName(0) == "o_version")
-                {
-                    await reader.ReadAsync(cancellationToken);
-                    next = reader.GetInt64(0);
-                }
-                else if (reader.FieldCount == 1 && reader.GetName(0) == "outbox_id")
-                {
-                    while (await reader.ReadAsync(cancellationToken))
-                    {
-                        ids.Add(reader.GetInt64(0));
-                    }
-                }
-            }
-            while (await reader.NextResultAsync(cancellationToken));
-            outboxIds = ids;
+            var results = await context.FlushReadingAsync(["o_version", "outbox_id"], cancellationToken);
+            next = results["o_version"][0];
+            outboxIds = results["outbox_id"];
         }
 
         await transaction.CommitAsync(cancellationToken);
@@ -243,7 +225,7 @@ public sealed class PostgresEventStore : IEventStore
             else
             {
                 AddOutbox(context, outbox);
-                outboxIds = await context.FlushReadingAsync("outbox_id", cancellationToken);
+                outboxIds = (await context.FlushReadingAsync(["outbox_id"], cancellationToken))["outbox_id"];
             }
         }
 

@@ -97,25 +97,17 @@ public sealed class OutboxRelay : ICommittedMessages
                     batch.Add(item);
                 }
 
-                var publishes = new List<Task>(batch.Count);
-                foreach (var (_, message) in batch)
-                {
-                    publishes.Add(PublishAsync(message, cancellationToken));
-                }
-
+                var publishes = HandOver(batch.Select(b => b.Message), cancellationToken);
                 var sent = new List<long>(batch.Count);
-                for (var i = 0; i < batch.Count; i++)
-                {
-                    try
-                    {
-                        await publishes[i];
-                        sent.Add(batch[i].Id);
-                    }
-                    catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+                await AwaitInOrderAsync(
+                    publishes,
+                    i => sent.Add(batch[i].Id),
+                    (i, ex) =>
                     {
                         OutboxLog.FastPathFailed(_logger, batch[i].Id, batch[i].Message.Destination, ex.Message);
-                    }
-                }
+                        return Task.CompletedTask;
+                    },
+                    cancellationToken);
 
                 batch.Clear();
                 try
@@ -181,35 +173,11 @@ public sealed class OutboxRelay : ICommittedMessages
             return 0;
         }
 
-        // Handing a message over fixes its place on the wire; a publish that fails at once (not connected) stops the
-        // hand-over, so the rest keep their order for a later round. A failure found later (no acknowledgement) cannot
-        // recall the messages already handed over: those may arrive before the retried one.
-        var publishes = new List<Task>(claimed.Count);
-        foreach (var row in claimed)
-        {
-            var publish = PublishAsync(row, cancellationToken);
-            publishes.Add(publish);
-            if (publish.IsFaulted)
-            {
-                break;
-            }
-        }
-
+        var publishes = HandOver(claimed.Select(r => r.Message), cancellationToken);
         var sent = new List<long>();
         try
         {
-            for (var i = 0; i < publishes.Count; i++)
-            {
-                try
-                {
-                    await publishes[i];
-                    sent.Add(claimed[i].Id);
-                }
-                catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
-                {
-                    await RecordFailureAsync(claimed[i], ex.Message, cancellationToken);
-                }
-            }
+            await AwaitInOrderAsync(publishes, i => sent.Add(claimed[i].Id), (i, ex) => RecordFailureAsync(claimed[i], ex.Message, cancellationToken), cancellationToken);
         }
         finally
         {
@@ -225,8 +193,45 @@ public sealed class OutboxRelay : ICommittedMessages
         return publishes.Count;
     }
 
-    private Task PublishAsync(Row row, CancellationToken cancellationToken) => PublishAsync(row.Message, cancellationToken);
+    /// <summary>
+    /// Hands the messages to the publisher in order (which fixes their place on the wire) without waiting for their
+    /// acknowledgements. A publish that fails at once (not connected) stops the hand-over, so the rest keep their order
+    /// for a later round; a failure found later (no acknowledgement) cannot recall the messages already handed over.
+    /// </summary>
+    private List<Task> HandOver(IEnumerable<OutgoingMessage> messages, CancellationToken cancellationToken)
+    {
+        var publishes = new List<Task>();
+        foreach (var message in messages)
+        {
+            var publish = PublishAsync(message, cancellationToken);
+            publishes.Add(publish);
+            if (publish.IsFaulted)
+            {
+                break;
+            }
+        }
 
+        return publishes;
+    }
+
+    /// <summary>Awaits the handed-over publishes in order, reporting each one's outcome by its index.</summary>
+    private static async Task AwaitInOrderAsync(List<Task> publishes, Action<int> sent, Func<int, Exception, Task> failed, CancellationToken cancellationToken)
+    {
+        for (var i = 0; i < publishes.Count; i++)
+        {
+            try
+            {
+                await publishes[i];
+                sent(i);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+            {
+                await failed(i, ex);
+            }
+        }
+    }
+
+    // Async, so a publisher that throws at once gives a faulted task (HandOver stops there) instead of an exception.
     private async Task PublishAsync(OutgoingMessage message, CancellationToken cancellationToken) => await _publisher.PublishAsync(message, cancellationToken);
 
     public async Task<long> DepthAsync(CancellationToken cancellationToken)

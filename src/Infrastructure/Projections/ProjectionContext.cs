@@ -66,19 +66,22 @@ public sealed class ProjectionContext : IAsyncDisposable
         Batch.BatchCommands.Clear();
     }
 
-    /// <summary>Runs what is queued and returns the <c>bigint</c> values of the result column named <paramref name="column"/>.</summary>
-    internal async Task<IReadOnlyList<long>> FlushReadingAsync(string column, CancellationToken cancellationToken)
+    /// <summary>
+    /// Runs what is queued and returns, per name in <paramref name="columns"/>, the <c>bigint</c> values of the result
+    /// sets whose first column has that name (empty when none came back).
+    /// </summary>
+    internal async Task<Dictionary<string, List<long>>> FlushReadingAsync(string[] columns, CancellationToken cancellationToken)
     {
-        var values = new List<long>();
+        var values = columns.ToDictionary(c => c, _ => new List<long>(), StringComparer.Ordinal);
         await using (var reader = await Batch.ExecuteReaderAsync(cancellationToken))
         {
             do
             {
-                if (reader.FieldCount == 1 && reader.GetName(0) == column)
+                if (reader.FieldCount > 0 && values.TryGetValue(reader.GetName(0), out var list))
                 {
                     while (await reader.ReadAsync(cancellationToken))
                     {
-                        values.Add(reader.GetInt64(0));
+                        list.Add(reader.GetInt64(0));
                     }
                 }
             }
