@@ -37,24 +37,14 @@ public static class PluginTaskInfos
         return state.Spec is { } spec ? From(state.Id.ToString(), spec, state.PropletId, state.CreatedAt) : null;
     }
 
-    /// <summary>The decisions as metadata headers (merged into <paramref name="headers"/> when given); null when there are none.</summary>
-    public static IReadOnlyDictionary<string, string>? Headers(IEnumerable<PluginDecision> decisions, IReadOnlyDictionary<string, string>? headers = null)
+    /// <summary>The decisions as metadata headers (a JSON array under <see cref="DecisionsHeader"/>); null when there are none.</summary>
+    public static IReadOnlyDictionary<string, string>? Headers(IEnumerable<PluginDecision> decisions)
     {
         ArgumentNullException.ThrowIfNull(decisions);
         var list = decisions.Select(d => new DecisionJson(d.Plugin, d.Hook, d.Allowed, d.Reason, Math.Round(d.Duration.TotalMicroseconds))).ToList();
-        if (list.Count == 0)
-        {
-            return headers;
-        }
-
-        var merged = headers is null ? new Dictionary<string, string>(StringComparer.Ordinal) : new Dictionary<string, string>(headers, StringComparer.Ordinal);
-        if (merged.TryGetValue(DecisionsHeader, out var earlier) && JsonSerializer.Deserialize<List<DecisionJson>>(earlier) is { } previous)
-        {
-            list.InsertRange(0, previous);
-        }
-
-        merged[DecisionsHeader] = JsonSerializer.Serialize(list);
-        return merged;
+        return list.Count == 0
+            ? null
+            : new Dictionary<string, string>(StringComparer.Ordinal) { [DecisionsHeader] = JsonSerializer.Serialize(list) };
     }
 
     private sealed record DecisionJson(

@@ -17,6 +17,9 @@ public readonly struct EquatableMap : IEquatable<EquatableMap>, IReadOnlyDiction
 
     public int Count => Items.Count;
 
+    /// <summary>This map with <paramref name="entries"/> laid over it (their values win).</summary>
+    public EquatableMap SetItems(IEnumerable<KeyValuePair<string, string>> entries) => new(Items.SetItems(entries));
+
     public IEnumerable<string> Keys => Items.Keys;
 
     public IEnumerable<string> Values => Items.Values;

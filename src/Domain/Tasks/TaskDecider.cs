@@ -107,7 +107,7 @@ public static class TaskDecider
 
             // Environment a plugin added for this dispatch is kept with the task, as in the original (spec §7.8).
             Spec = e.ExtraEnv is { Count: > 0 } extra && state.Spec is { } spec
-                ? spec with { Env = new EquatableMap(spec.Env.Where(kv => !extra.ContainsKey(kv.Key)).Concat(extra)) }
+                ? spec with { Env = spec.Env.SetItems(extra) }
                 : state.Spec,
         },
         TaskRedispatchRequested e => state with

@@ -176,10 +176,6 @@ public sealed class DispatchScheduler(
                     Interlocked.Increment(ref dispatched);
                 }
             });
-        if (dispatched > 0)
-        {
-            signals.Outbox.Notify();
-        }
 
         return dispatched;
     }

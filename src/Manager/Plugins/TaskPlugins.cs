@@ -52,7 +52,7 @@ internal sealed class TaskPlugins(IPluginGate gate, ITaskQueries queries)
         var outcome = await gate.EnrichAsync(new PluginAuthContext(UserOf(request), PluginAction.None), PluginTaskInfos.From("", spec), cancellationToken);
         if (outcome.Env is { Count: > 0 } env)
         {
-            spec = spec with { Env = new EquatableMap(spec.Env.Where(kv => !env.ContainsKey(kv.Key)).Concat(env)) };
+            spec = spec with { Env = spec.Env.SetItems(env) };
         }
 
         if (outcome.Priority is { } priority)

@@ -64,7 +64,7 @@ internal static class TaskEndpoints
 
         var (enriched, enrichDecisions) = await plugins.EnrichAsync(request, spec, cancellationToken);
         var id = new TaskId(Guid.CreateVersion7());
-        var headers = PluginTaskInfos.Headers(enrichDecisions, gated.Headers);
+        var headers = PluginTaskInfos.Headers([.. gated.Decisions, .. enrichDecisions]);
         cache.Set(TaskAggregate.StreamId(id), TaskState.Initial, 0); // a new id: decide on the empty state without a load
         var result = await SendTaskAsync(sender, new CreateTask(id, enriched, sender.Now), request, headers, cancellationToken);
         return result.Rejection is { } rejection
