@@ -48,6 +48,7 @@ public static class ManagerApp
             {
                 o.ConnectionString = config.PostgresConnectionString;
                 o.Schema = config.PostgresSchema ?? o.Schema;
+                builder.Configuration.GetSection("EventStore:GroupCommit").Bind(o.GroupCommit);
             },
             runDaemon);
 

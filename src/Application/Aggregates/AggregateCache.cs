@@ -1,4 +1,4 @@
-using System.Collections.Concurrent;
+using Propeller.Application.Caching;
 
 namespace Propeller.Application.Aggregates;
 
@@ -10,17 +10,27 @@ namespace Propeller.Application.Aggregates;
 /// </summary>
 public sealed class AggregateCache
 {
-    private readonly ConcurrentDictionary<string, Entry> _entries = new(StringComparer.Ordinal);
+    private readonly VersionedCache<string, object?> _entries;
 
-    public int Capacity { get; init; } = 50_000;
+    public AggregateCache()
+        : this(50_000)
+    {
+    }
+
+    public AggregateCache(int capacity)
+    {
+        _entries = new VersionedCache<string, object?>(capacity, StringComparer.Ordinal);
+    }
+
+    public int Capacity => _entries.Capacity;
 
     public int Count => _entries.Count;
 
     public bool TryGet<TState>(string streamId, out LoadedAggregate<TState> loaded)
     {
-        if (_entries.TryGetValue(streamId, out var entry) && entry.State is TState state)
+        if (_entries.TryGet(streamId, out var value, out var version) && value is TState state)
         {
-            loaded = new LoadedAggregate<TState>(state, entry.Version, false);
+            loaded = new LoadedAggregate<TState>(state, version, false);
             return true;
         }
 
@@ -28,22 +38,8 @@ public sealed class AggregateCache
         return false;
     }
 
-    public void Set<TState>(string streamId, TState state, long version)
-    {
-        if (_entries.Count >= Capacity)
-        {
-            _entries.Clear();
-        }
+    /// <summary>Never moves an entry backwards: a slower writer of an older version does not replace a newer one.</summary>
+    public void Set<TState>(string streamId, TState state, long version) => _entries.Set(streamId, state, version);
 
-        // Never move an entry backwards: a slower writer of an older version must not replace a newer one.
-        _entries.AddOrUpdate(
-            streamId,
-            static (_, arg) => arg,
-            static (_, current, arg) => current.Version >= arg.Version ? current : arg,
-            new Entry(state, version));
-    }
-
-    public void Remove(string streamId) => _entries.TryRemove(streamId, out _);
-
-    private sealed record Entry(object? State, long Version);
+    public void Remove(string streamId) => _entries.Remove(streamId);
 }

@@ -183,5 +183,20 @@ internal static class Migrations
             );
             create index proplet_metrics_proplet on {schema}.proplet_metrics (proplet_id, sampled_at desc, id desc);
             """),
+        (4, "lock_streams for group commit", """
+            -- Locks several streams in one order (the hash order of their advisory locks), so two transactions that
+            -- append to overlapping sets of streams never deadlock, and all locks are held before the transaction
+            -- takes its id (see append_events).
+            create function {schema}.lock_streams(p_streams text[]) returns void
+            language plpgsql as $$
+            declare
+                v_key bigint;
+            begin
+                for v_key in select distinct hashtextextended(s, 7346) from unnest(p_streams) s order by 1 loop
+                    perform pg_advisory_xact_lock(v_key);
+                end loop;
+            end
+            $$;
+            """),
     ];
 }

@@ -32,6 +32,8 @@ public sealed class PostgresEventStore : IEventStore
     private readonly string _readStreamHeaderSql;
     private readonly string _readAllSql;
     private readonly string _readAllFilteredSql;
+    private readonly string _lockStreamsSql;
+    private readonly AppendGroupCommitter<OneBatchAppend, AppendResult>? _groups;
 
     public PostgresEventStore(NpgsqlDataSource dataSource, EventSerializer serializer, ProjectionCatalog projections, IOptions<EventStoreOptions> options, ILogger<PostgresEventStore> logger)
     {
@@ -46,6 +48,12 @@ public sealed class PostgresEventStore : IEventStore
         _readStreamHeaderSql = $"select type, version, archived from {_schema}.streams where id = $1";
         _readAllSql = ReadAllSql(_schema, "");
         _readAllFilteredSql = ReadAllSql(_schema, " and e.type = any($4)");
+        _lockStreamsSql = $"select {_schema}.lock_streams($1)";
+        if (_options.GroupCommit.MaxConcurrentGroups > 0)
+        {
+            _groups = new AppendGroupCommitter<OneBatchAppend, AppendResult>(
+                a => a.StreamId, group => CommitOneBatchAsync(group, CancellationToken.None), _options.GroupCommit.MaxConcurrentGroups, _options.GroupCommit.MaxGroupSize);
+        }
         _readStreamSql = $"""
             select id, seq, tx_id::text as tx, version, type, data::text, metadata::text, created_at
               from {_schema}.events
@@ -125,45 +133,76 @@ public sealed class PostgresEventStore : IEventStore
     /// <summary>
     /// The common case (an exact expected version, projections that need no global positions): the events' versions
     /// are known before the append, so the append, the projections' writes and the outbox rows go in one batch, and
-    /// the commit is the only other round trip. A failed version check aborts the batch before anything else runs.
+    /// the commit is the only other round trip. Concurrent such appends share that transaction (group commit).
     /// </summary>
-    private async Task<AppendResult> AppendInOneBatchAsync(
+    private Task<AppendResult> AppendInOneBatchAsync(
         string streamId, string streamType, long previous, PreparedBatch batch, IReadOnlyList<object> events, EventMetadata metadata,
         IReadOnlyList<IProjection> inline, IReadOnlyList<OutgoingMessage> outbox, CancellationToken cancellationToken)
     {
-        await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
-        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
         var stored = new StoredEvent[events.Count];
         for (var i = 0; i < events.Count; i++)
         {
             stored[i] = new StoredEvent(batch.Ids[i], GlobalPosition.Start, streamId, previous + i + 1, batch.Types[i], events[i], metadata);
         }
 
+        var append = new OneBatchAppend(streamId, streamType, previous, batch, stored, inline, outbox);
+        return _groups is null ? CommitAloneAsync(append, cancellationToken) : _groups.CommitAsync(append, cancellationToken);
+    }
+
+    private async Task<AppendResult> CommitAloneAsync(OneBatchAppend append, CancellationToken cancellationToken) =>
+        (await CommitOneBatchAsync([append], cancellationToken))[0];
+
+    /// <summary>
+    /// Commits appends of different streams in one transaction: the streams' locks first (in one order, before the
+    /// transaction takes its id, so no two groups deadlock and (tx_id, seq) order still follows each stream's
+    /// versions), then per append its <c>append_events</c> call, its projections' writes and its outbox rows, then
+    /// the commit. A failed version check aborts the whole batch; nothing of it is written.
+    /// </summary>
+    private async Task<AppendResult[]> CommitOneBatchAsync(IReadOnlyList<OneBatchAppend> appends, CancellationToken cancellationToken)
+    {
+        await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
         var context = new ProjectionContext(connection, transaction, _schema);
-        long next = 0;
-        IReadOnlyList<long> outboxIds = [];
+        var results = new AppendResult[appends.Count];
         await using (context)
         {
-            foreach (var projection in inline)
+            if (appends.Count > 1)
             {
-                var matching = projection.EventTypes is null ? stored : [.. stored.Where(e => projection.EventTypes.Contains(e.Type))];
-                await projection.ApplyAsync(context, matching, cancellationToken);
+                context.Add(_lockStreamsSql, (object)appends.Select(a => a.StreamId).ToArray());
             }
 
-            // The append goes first in the batch. A projection may have read before it was sent: the append's version
-            // check still guards that read, since a row changed in between means the stream moved and the append fails.
-            var append = new NpgsqlBatchCommand(_appendSql);
-            AddAppendParameters(append.Parameters, streamId, streamType, ExpectedVersion.Exact(previous), batch, positions: false);
-            context.Batch.BatchCommands.Insert(0, append);
-            AddOutbox(context, outbox);
-            var results = await context.FlushReadingAsync(["o_version", "outbox_id"], cancellationToken);
-            next = results["o_version"][0];
-            outboxIds = results["outbox_id"];
+            foreach (var a in appends)
+            {
+                var first = context.Batch.BatchCommands.Count;
+                foreach (var projection in a.Inline)
+                {
+                    var matching = projection.EventTypes is null ? a.Events : [.. a.Events.Where(e => projection.EventTypes.Contains(e.Type))];
+                    await projection.ApplyAsync(context, matching, cancellationToken);
+                }
+
+                // The append goes before its projections' writes. A projection may have read before it was sent: the
+                // append's version check still guards that read, since a row changed in between means the stream
+                // moved and the append fails.
+                var append = new NpgsqlBatchCommand(_appendSql);
+                AddAppendParameters(append.Parameters, a.StreamId, a.StreamType, ExpectedVersion.Exact(a.Previous), a.Batch, positions: false);
+                context.Batch.BatchCommands.Insert(first, append);
+                AddOutbox(context, a.Outbox);
+            }
+
+            var read = await context.FlushReadingAsync(["o_version", "outbox_id"], cancellationToken);
+            var outboxIds = read["outbox_id"];
+            var taken = 0;
+            for (var i = 0; i < appends.Count; i++)
+            {
+                var ids = appends[i].Outbox.Count == 0 ? [] : outboxIds.GetRange(taken, appends[i].Outbox.Count);
+                taken += ids.Count;
+                results[i] = new AppendResult(appends[i].StreamId, appends[i].Previous, read["o_version"][i]) { OutboxIds = ids };
+            }
         }
 
         await transaction.CommitAsync(cancellationToken);
         context.Committed();
-        return new AppendResult(streamId, previous, next) { OutboxIds = outboxIds };
+        return results;
     }
 
     private void AddOutbox(ProjectionContext context, IReadOnlyList<OutgoingMessage> outbox)
@@ -431,6 +470,9 @@ public sealed class PostgresEventStore : IEventStore
             throw new EventStoreValidationException($"stream id is {streamId.Length} characters long; the limit is {_options.MaxStreamIdLength}");
         }
     }
+
+    private sealed record OneBatchAppend(
+        string StreamId, string StreamType, long Previous, PreparedBatch Batch, StoredEvent[] Events, IReadOnlyList<IProjection> Inline, IReadOnlyList<OutgoingMessage> Outbox);
 
     private sealed record PreparedBatch(Guid[] Ids, string[] Types, string[] Data, string[] Metadata, DateTimeOffset Timestamp);
 }

@@ -1,3 +1,4 @@
+using Propeller.Application.Caching;
 using Propeller.Application.EventStore;
 using Propeller.Domain.Tasks;
 using Propeller.Infrastructure.Projections;
@@ -16,7 +17,7 @@ public sealed class TaskViewProjection : IProjection
     private const int MaxCachedRows = 50_000;
 
     /// <summary>Rows this node committed, by task: spares the read before the next append to the same task.</summary>
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<Guid, Row> _rows = new();
+    private readonly VersionedCache<Guid, TaskState> _rows = new(MaxCachedRows);
 
     public string Name => ProjectionName;
 
@@ -66,9 +67,9 @@ public sealed class TaskViewProjection : IProjection
             {
                 known[group.Key.Value] = TaskDecider.Initial;
             }
-            else if (_rows.TryGetValue(group.Key.Value, out var row) && row.Version == before)
+            else if (_rows.TryGet(group.Key.Value, out var row, out var rowVersion) && rowVersion == before)
             {
-                known[group.Key.Value] = row.State;
+                known[group.Key.Value] = row;
             }
             else
             {
@@ -88,8 +89,9 @@ public sealed class TaskViewProjection : IProjection
             }
 
             var id = group.Key.Value;
-            var written = new Row(version, state);
-            context.OnCommitted(() => Remember(id, written));
+            var written = state;
+            var writtenVersion = version;
+            context.OnCommitted(() => _rows.Set(id, written, writtenVersion));
 
             if (state.Deleted || !state.Exists)
             {
@@ -117,16 +119,6 @@ public sealed class TaskViewProjection : IProjection
         return Task.CompletedTask;
     }
 
-    private void Remember(Guid id, Row row)
-    {
-        if (_rows.Count >= MaxCachedRows)
-        {
-            _rows.Clear();
-        }
-
-        _rows.AddOrUpdate(id, row, (_, current) => current.Version >= row.Version ? current : row);
-    }
-
     private static async Task<Dictionary<Guid, TaskState>> LoadAsync(ProjectionContext context, Guid[] ids, Dictionary<Guid, TaskState> states, CancellationToken cancellationToken)
     {
         await using var command = new Npgsql.NpgsqlCommand($"select id, doc::text from {context.Schema}.task_view where id = any($1)", context.Connection, context.Transaction);
@@ -139,6 +131,4 @@ public sealed class TaskViewProjection : IProjection
 
         return states;
     }
-
-    private sealed record Row(long Version, TaskState State);
 }

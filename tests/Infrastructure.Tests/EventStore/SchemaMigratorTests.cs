@@ -27,7 +27,7 @@ public sealed class SchemaMigratorTests : IAsyncLifetime
     [Fact]
     public async Task OlderSchema_IsUpgradedToTheLatestVersion()
     {
-        await _db.ExecuteAsync("drop table {schema}.outbox, {schema}.inbox, {schema}.task_metrics, {schema}.proplet_metrics; delete from {schema}.schema_migrations where version >= 2");
+        await _db.ExecuteAsync("drop table {schema}.outbox, {schema}.inbox, {schema}.task_metrics, {schema}.proplet_metrics; drop function {schema}.lock_streams(text[]); delete from {schema}.schema_migrations where version >= 2");
 
         await _db.Migrator().MigrateAsync(Ct);
 

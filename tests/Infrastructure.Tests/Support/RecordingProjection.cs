@@ -5,10 +5,13 @@ namespace Propeller.Infrastructure.Tests.Support;
 
 /// <summary>
 /// Writes one row per event it sees (no unique key, so a duplicate application would show), in apply order.
-/// <see cref="Poison"/> makes it throw on chosen events, to exercise the error policy.
+/// <see cref="Poison"/> makes it throw on chosen events, to exercise the error policy. Without global positions it
+/// records position 0 and takes the one-batch (group commit) path of inline appends.
 /// </summary>
-internal sealed class RecordingProjection(string name, IReadOnlyCollection<string>? eventTypes = null) : IProjection
+internal sealed class RecordingProjection(string name, IReadOnlyCollection<string>? eventTypes = null, bool usesGlobalPositions = true) : IProjection
 {
+    public bool UsesGlobalPositions { get; } = usesGlobalPositions;
+
     public string Name { get; } = name;
 
     public IReadOnlyCollection<string>? EventTypes { get; } = eventTypes;

@@ -20,12 +20,14 @@ internal sealed class TestDatabase : IAsyncDisposable
 {
     public const string DefaultConnectionString = "Host=127.0.0.1;Port=55432;Username=propeller;Password=propeller;Database=propeller_test";
 
-    private TestDatabase(string schema, NpgsqlDataSource dataSource, ProjectionCatalog catalog)
+    private TestDatabase(string schema, NpgsqlDataSource dataSource, ProjectionCatalog catalog, Action<EventStoreOptions>? configure)
     {
         Schema = schema;
         DataSource = dataSource;
         Catalog = catalog;
-        Options = Microsoft.Extensions.Options.Options.Create(new EventStoreOptions { ConnectionString = ConnectionString, Schema = schema });
+        var options = new EventStoreOptions { ConnectionString = ConnectionString, Schema = schema };
+        configure?.Invoke(options);
+        Options = Microsoft.Extensions.Options.Options.Create(options);
         Registry = DomainEvents.CreateRegistry();
         Serializer = new EventSerializer(Registry);
         Store = new PostgresEventStore(dataSource, Serializer, catalog, Options, NullLogger<PostgresEventStore>.Instance);
@@ -58,7 +60,7 @@ internal sealed class TestDatabase : IAsyncDisposable
 
     public CommandHandler Commands { get; }
 
-    public static async Task<TestDatabase> CreateAsync(string schema, Action<ProjectionCatalog>? projections = null)
+    public static async Task<TestDatabase> CreateAsync(string schema, Action<ProjectionCatalog>? projections = null, Action<EventStoreOptions>? configure = null)
     {
         var ct = TestContext.Current.CancellationToken;
         var builder = new NpgsqlDataSourceBuilder(ConnectionString);
@@ -71,7 +73,7 @@ internal sealed class TestDatabase : IAsyncDisposable
 
         var catalog = new ProjectionCatalog();
         projections?.Invoke(catalog);
-        var database = new TestDatabase(schema, dataSource, catalog);
+        var database = new TestDatabase(schema, dataSource, catalog, configure);
         await database.Migrator().MigrateAsync(ct);
         return database;
     }
