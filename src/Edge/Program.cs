@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -34,7 +35,11 @@ catch (ConfigurationException ex)
     return 78; // EX_CONFIG
 }
 
-var builder = Host.CreateApplicationBuilder();
+// No file watching for configuration reloads (the proplet reads PROPLET_* and config.toml once): the watcher on the
+// content root is recursive and spent CPU on every write below the working directory.
+var hostConfiguration = new ConfigurationManager();
+hostConfiguration["hostBuilder:reloadConfigOnChange"] = "false";
+var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Configuration = hostConfiguration });
 builder.Logging.ClearProviders();
 if (settings.JsonLogs)
 {

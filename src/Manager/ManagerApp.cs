@@ -23,7 +23,9 @@ public static class ManagerApp
     /// <exception cref="ManagerConfigurationException">A setting is invalid (the message lists every problem).</exception>
     public static WebApplication Build(string[] args, Action<WebApplicationBuilder>? configure = null, bool runDaemon = true)
     {
-        var builder = WebApplication.CreateBuilder(args);
+        // No file watching for configuration reloads: the manager has no appsettings files, and the watcher on the
+        // content root (recursive) spent CPU on every write below it (a PostgreSQL data directory, build output).
+        var builder = WebApplication.CreateBuilder([.. args, "--hostBuilder:reloadConfigOnChange=false"]);
         configure?.Invoke(builder);
         var config = ManagerConfig.Load(builder.Configuration, Directory.GetCurrentDirectory());
         if (builder.Configuration["MANAGER_LOG_LEVEL"] is { Length: > 0 })

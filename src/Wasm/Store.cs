@@ -49,6 +49,16 @@ public sealed class Store : IDisposable
         return result;
     }
 
+    /// <summary>
+    /// Runs <paramref name="work"/> on a guest thread without blocking the caller's thread: the task completes with its
+    /// result or its exception (a trap, say). Wasm calls made inside it run inline, as with <see cref="Run(Action)"/>.
+    /// </summary>
+    public Task<T> RunAsync<T>(Func<T> work)
+    {
+        ArgumentNullException.ThrowIfNull(work);
+        return Thread.RunAsync(work);
+    }
+
     /// <summary>Memory and table limits applied to instances created from now on (see <see cref="StoreLimits"/>).</summary>
     public StoreLimits? Limits { get; private set; }
 

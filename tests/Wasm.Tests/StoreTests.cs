@@ -51,6 +51,47 @@ public sealed class StoreTests : IDisposable
     }
 
     [Fact]
+    public void GivenStoresOneAfterAnother_WhenCalled_ThenTheyReuseAPooledGuestThread_NotTheCallersThread()
+    {
+        var threads = new List<int>();
+        var linker = new Linker(_engine);
+        linker.DefineFunction("env", "where", () => threads.Add(Environment.CurrentManagedThreadId));
+        const string Module = """(module (import "env" "where" (func $where)) (func (export "run") (call $where)))""";
+        for (var i = 0; i < 3; i++)
+        {
+            var (store, instance) = Wat.Instantiate(_engine, Module, linker);
+            using var _ = store;
+            instance.GetFunction("run")!.Call();
+        }
+
+        threads.Count.ShouldBe(3);
+        threads.ShouldAllBe(t => t == threads[0]);
+        threads[0].ShouldNotBe(Environment.CurrentManagedThreadId);
+    }
+
+    [Fact]
+    public void GivenAStoreThatExhaustedTheStack_WhenTheNextStoreRunsOnThePooledThread_ThenItHasItsFullDepth()
+    {
+        const string Recursion = """
+            (module
+              (func $down (export "down") (param i32) (result i32)
+                (if (result i32) (i32.eqz (local.get 0))
+                  (then (i32.const 0))
+                  (else (i32.add (i32.const 1) (call $down (i32.sub (local.get 0) (i32.const 1)))))))
+              (func $forever (export "forever") (call $forever)))
+            """;
+        var (first, runaway) = Wat.Instantiate(_engine, Recursion);
+        using (first)
+        {
+            Should.Throw<TrapException>(() => runaway.GetFunction("forever")!.Call()).Code.ShouldBe(TrapCode.StackOverflow);
+        }
+
+        var (second, instance) = Wat.Instantiate(_engine, Recursion);
+        using var _ = second;
+        instance.GetFunction("down")!.Invoke(4_000).ShouldBe(4_000);
+    }
+
+    [Fact]
     public void GivenDisposedStore_WhenCalling_ThenObjectDisposedException()
     {
         var (store, instance) = Wat.Instantiate(_engine, Fib);

@@ -95,7 +95,8 @@ internal static class EndToEndBenchmark
             }
 
             await WaitActiveAsync(http, n => n >= proplets, cancellationToken);
-            await RunTasksAsync(http, Math.Min(50, tasks), clients, cancellationToken); // warm-up outside the clock
+            // Warm-up outside the clock, until the JIT has settled in this process (the proplets warm up alongside).
+            await ManagerBenchmark.WarmUpAsync(count => RunTasksAsync(http, count, clients, cancellationToken), ManagerBenchmark.Option(args, "--warmup", 0));
             hops.Clear();
             var real = await MeasureAsync(http, tasks, clients, cancellationToken);
             var hop = hops.ToList();

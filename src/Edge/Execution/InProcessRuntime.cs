@@ -28,14 +28,21 @@ public sealed class InProcessRuntime(PropletSettings settings, ILogger<InProcess
     {
         ArgumentNullException.ThrowIfNull(task);
         ArgumentNullException.ThrowIfNull(binary);
-        // The guest runs on its store's own thread and the caller blocks until it returns, so the caller is a dedicated
-        // thread, not a pool thread: blocked pool threads starved the MQTT and timer work (a 30 ms p50 proplet hop).
-        return Task.Factory.StartNew(() => Run(task, binary), cancellationToken, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        // Everything (compile, link, instantiate, call) runs on a pooled guest thread and no other thread waits for it:
+        // blocked pool threads starved the MQTT and timer work (a 30 ms p50 proplet hop), and a dedicated thread per
+        // task cost a thread creation each.
+        return RunOnGuestThreadAsync(task, binary);
+    }
+
+    private async Task<TaskOutcome> RunOnGuestThreadAsync(RunningTask task, byte[] binary)
+    {
+        using var store = new Store(_engine);
+        return await store.RunAsync(() => Run(task, binary, store));
     }
 
     public void Dispose() => _engine.Dispose();
 
-    private TaskOutcome Run(RunningTask task, byte[] binary)
+    private TaskOutcome Run(RunningTask task, byte[] binary, Store store)
     {
         var request = task.Request;
         Module module;
@@ -84,7 +91,6 @@ public sealed class InProcessRuntime(PropletSettings settings, ILogger<InProcess
             }
         }
 
-        using var store = new Store(_engine);
         store.SetFuel(request.Limits.Fuel ?? long.MaxValue);
         if (request.Limits.MaxMemoryMib is { } mib)
         {

@@ -1,33 +1,26 @@
-using System.Runtime.ExceptionServices;
-
 namespace Propeller.Wasm.Runtime;
 
 /// <summary>
-/// The dedicated thread with a known, large stack on which a store runs guest code, so that deep recursion ends in the
-/// "call stack exhausted" trap (depth counter plus a stack floor) instead of an uncatchable StackOverflowException.
-/// Calls made from the guest thread itself (host function re-entering wasm) run inline.
+/// Where a store runs guest code: a thread with a known, large stack (from <see cref="GuestThreadPool"/>), so that deep
+/// recursion ends in the "call stack exhausted" trap (depth counter plus a stack floor) instead of an uncatchable
+/// StackOverflowException. Calls are serialised per store; calls made from guest code itself (a host function
+/// re-entering wasm of the same store) run inline.
 /// </summary>
 internal sealed class GuestThread(ExecutionState state, int stackSize) : IDisposable
 {
-    /// <summary>Room kept below the stack floor for host functions, the JIT and exception dispatch.</summary>
-    private const int StackMargin = 8 << 20;
-
-    /// <summary>
-    /// An idle guest thread exits after this long (and is restarted on the next call), so a store that is dropped without
-    /// Dispose does not keep a thread, and through it the store, alive for ever.
-    /// </summary>
-    private static readonly TimeSpan IdleTimeout = TimeSpan.FromSeconds(30);
-
     [ThreadStatic]
     private static GuestThread? t_current;
 
-    private readonly Lock _callLock = new();
-    private readonly SemaphoreSlim _go = new(0);
-    private readonly SemaphoreSlim _done = new(0);
-    private Thread? _thread;
-    private Action? _work;
-    private Exception? _error;
+    private readonly SemaphoreSlim _calls = new(1, 1);
+    private readonly GuestThreadPool _pool = GuestThreadPool.For(stackSize);
     private volatile bool _disposed;
+
+    /// <summary>The store whose guest code the current thread is running, if any.</summary>
+    internal static GuestThread? Current
+    {
+        get => t_current;
+        set => t_current = value;
+    }
 
     public void Run(Action work)
     {
@@ -37,96 +30,39 @@ internal sealed class GuestThread(ExecutionState state, int stackSize) : IDispos
             return;
         }
 
-        lock (_callLock)
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        _calls.Wait();
+        try
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            if (_thread is null)
-            {
-                _thread = new Thread(Loop, stackSize) { IsBackground = true, Name = "wasm guest" };
-                _thread.Start();
-            }
-
-            _work = work;
-            _error = null;
-            _go.Release();
-            _done.Wait();
-            var error = _error;
-            _error = null;
-            _work = null;
-            if (error is not null)
-            {
-                ExceptionDispatchInfo.Capture(error).Throw();
-            }
+            _pool.Run(state, this, work);
         }
-    }
-
-    public void Dispose()
-    {
-        lock (_callLock)
+        finally
         {
-            if (_disposed)
-            {
-                return;
-            }
-
-            _disposed = true;
-            if (_thread is not null)
-            {
-                _go.Release();
-            }
+            _calls.Release();
         }
     }
 
-    private unsafe void Loop()
+    public async Task<T> RunAsync<T>(Func<T> work)
     {
-        t_current = this;
-        ExecutionState.Current = state;
-        byte marker = 0;
-        state.StackLimit = (nuint)(&marker) - (nuint)stackSize + StackMargin;
-        while (true)
+        if (t_current == this)
         {
-            if (!_go.Wait(IdleTimeout))
-            {
-                // Run() holds _callLock from starting the thread until the call completes, so holding it here means no
-                // call is in flight and none can start until _thread is cleared.
-                if (!_callLock.TryEnter())
-                {
-                    continue;
-                }
+            return work();
+        }
 
-                try
-                {
-                    if (_go.CurrentCount == 0)
-                    {
-                        _thread = null;
-                        return;
-                    }
-                }
-                finally
-                {
-                    _callLock.Exit();
-                }
-
-                continue;
-            }
-
-            if (_disposed)
-            {
-                return;
-            }
-
-            try
-            {
-                _work!();
-            }
-#pragma warning disable CA1031 // Everything is handed back to the calling thread and rethrown there.
-            catch (Exception e)
-#pragma warning restore CA1031
-            {
-                _error = e;
-            }
-
-            _done.Release();
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        await _calls.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            return await _pool.RunAsync(state, this, work).ConfigureAwait(false);
+        }
+        finally
+        {
+            _calls.Release();
         }
     }
+
+    /// <summary>Later calls throw <see cref="ObjectDisposedException"/>; a call in flight finishes.</summary>
+    public void Dispose() => _disposed = true;
 }
