@@ -1,6 +1,7 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Propeller.Application.Messaging;
+using Propeller.Application.Scheduling;
 using Propeller.Infrastructure.Messaging;
 using Propeller.Infrastructure.Mqtt;
 using Propeller.Infrastructure.Scheduling;
@@ -23,7 +24,9 @@ public static class MessagingServiceCollectionExtensions
         services.TryAddSingleton<ICommittedMessages>(sp => sp.GetRequiredService<OutboxRelay>());
         services.AddHostedService<MqttBridgeHostedService>();
         services.AddHostedService<OutboxRelayHostedService>();
-        services.AddHostedService<DispatchScheduler>();
+        services.TryAddSingleton<DispatchScheduler>();
+        services.TryAddSingleton<IImmediatePlacement>(sp => sp.GetRequiredService<DispatchScheduler>());
+        services.AddHostedService(sp => sp.GetRequiredService<DispatchScheduler>());
         services.AddHostedService<LivenessMonitor>();
         return services;
     }

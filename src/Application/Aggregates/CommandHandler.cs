@@ -32,9 +32,21 @@ public sealed class CommandHandler(
     /// the same transaction as the events (sent after commit by the outbox relay; nothing is sent for a rejection or
     /// an idempotent repeat).
     /// </summary>
-    public async Task<CommandResult<TEvent, TState>> HandleAsync<TCommand, TEvent, TState>(
+    public Task<CommandResult<TEvent, TState>> HandleAsync<TCommand, TEvent, TState>(
         Decider<TCommand, TEvent, TState> decider, string streamId, TCommand command, EventMetadata metadata,
         Func<TState, IReadOnlyList<TEvent>, IReadOnlyList<OutgoingMessage>> outbox, CancellationToken cancellationToken)
+        where TEvent : class =>
+        HandleAsync(decider, streamId, command, metadata, outbox, null, cancellationToken);
+
+    /// <summary>
+    /// As above, and then <paramref name="followUp"/> may name a second command, decided on the state the first one
+    /// produced; the events of both are appended together (one transaction). A follow-up that is rejected or changes
+    /// nothing is dropped; the first command's outcome stands.
+    /// </summary>
+    public async Task<CommandResult<TEvent, TState>> HandleAsync<TCommand, TEvent, TState>(
+        Decider<TCommand, TEvent, TState> decider, string streamId, TCommand command, EventMetadata metadata,
+        Func<TState, IReadOnlyList<TEvent>, IReadOnlyList<OutgoingMessage>> outbox, Func<TState, CancellationToken, ValueTask<TCommand?>>? followUp,
+        CancellationToken cancellationToken)
         where TEvent : class
     {
         ArgumentNullException.ThrowIfNull(outbox);
@@ -70,16 +82,27 @@ public sealed class CommandHandler(
             }
 
             var state = loaded.State;
-            foreach (var @event in decision.Events)
+            IReadOnlyList<TEvent> events = decision.Events;
+            foreach (var @event in events)
             {
                 state = decider.Evolve(state, @event);
             }
 
+            if (followUp is not null && await followUp(state, cancellationToken) is { } next
+                && decider.Decide(next, state) is { Rejection: null, Events.Count: > 0 } then)
+            {
+                events = [.. events, .. then.Events];
+                foreach (var @event in then.Events)
+                {
+                    state = decider.Evolve(state, @event);
+                }
+            }
+
             try
             {
-                var messages = outbox(state, decision.Events);
+                var messages = outbox(state, events);
                 var result = await store.AppendAsync(
-                    streamId, decider.StreamType, ExpectedVersion.Exact(loaded.Version), [.. decision.Events], metadata, messages, cancellationToken);
+                    streamId, decider.StreamType, ExpectedVersion.Exact(loaded.Version), [.. events], metadata, messages, cancellationToken);
                 if (committed is not null && messages.Count > 0 && result.OutboxIds.Count == messages.Count)
                 {
                     committed.Committed(result.OutboxIds, messages);
@@ -88,7 +111,7 @@ public sealed class CommandHandler(
                 Cache.Set(streamId, state, result.NextVersion);
                 Changes.Notify(streamId, result.NextVersion, state);
                 await SaveSnapshotIfDueAsync(decider.Snapshots, streamId, result, state, cancellationToken);
-                return new CommandResult<TEvent, TState>(state, result.NextVersion, decision.Events, null);
+                return new CommandResult<TEvent, TState>(state, result.NextVersion, events, null);
             }
             catch (ConcurrencyException) when (fromCache)
             {

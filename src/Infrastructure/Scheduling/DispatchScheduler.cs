@@ -23,13 +23,17 @@ namespace Propeller.Infrastructure.Scheduling;
 public sealed class DispatchScheduler(
     ITaskQueries tasks, IPropletRegistry proplets, CommandHandler commands, WorkSignals signals, IOptions<SchedulerOptions> options, TimeProvider time,
     ILogger<DispatchScheduler> logger, IPluginGate? plugins = null)
-    : BackgroundService
+    : BackgroundService, IImmediatePlacement
 {
+    /// <summary>How old the proplet snapshot used for immediate placement may get before it is read again.</summary>
+    private static readonly TimeSpan SnapshotAge = TimeSpan.FromMilliseconds(250);
+
     private readonly IPluginGate _plugins = plugins ?? AllowAllPluginGate.Instance;
 
     private readonly SchedulerOptions _options = options.Value;
     private readonly SemaphoreSlim _placing = new(1, 1);
     private long _cursor;
+    private Snapshot? _snapshot;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -104,6 +108,49 @@ public sealed class DispatchScheduler(
         }
     }
 
+    public async ValueTask<string?> TryPlaceAsync(TaskState scheduled, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(scheduled);
+        if (!signals.FastPath || _plugins is not AllowAllPluginGate || scheduled.Spec is not { Broadcast: false } spec)
+        {
+            return null;
+        }
+
+        var now = time.GetUtcNow();
+        await _placing.WaitAsync(cancellationToken);
+        try
+        {
+            if (_snapshot is null || now - _snapshot.TakenAt > SnapshotAge)
+            {
+                _snapshot = new Snapshot(now, Candidates(await proplets.ListAsync(cancellationToken), now));
+            }
+
+            var candidates = _snapshot.Candidates;
+            var placement = PropletSelector.Select(_options.Policy, new PlacementRequest(spec.PropletId, new HashSet<string>(), 0, spec.Priority), candidates, ref _cursor);
+            var index = placement.PropletId is { } chosen ? candidates.FindIndex(c => c.Id == chosen) : -1;
+            if (index < 0)
+            {
+                return null;
+            }
+
+            candidates[index] = candidates[index] with { RunningTasks = candidates[index].RunningTasks + 1 };
+            return placement.PropletId;
+        }
+        finally
+        {
+            _placing.Release();
+        }
+    }
+
+    public OutgoingMessage StartMessage(TaskState dispatched, string? correlationId) => StartMessages.For(dispatched, _options.BaseTopic, correlationId);
+
+    public void Dispatched(TaskState dispatched)
+    {
+        ArgumentNullException.ThrowIfNull(dispatched);
+        signals.Outbox.Notify();
+        SchedulerLog.Dispatched(logger, dispatched.Id.ToString(), dispatched.PropletId ?? "");
+    }
+
     /// <summary>One round over the waiting tasks; returns how many were dispatched.</summary>
     public async Task<int> ScheduleOnceAsync(CancellationToken cancellationToken)
     {
@@ -121,9 +168,7 @@ public sealed class DispatchScheduler(
 
         var now = time.GetUtcNow();
         var views = (await proplets.ListAsync(cancellationToken)).ToDictionary(p => p.Id.Value, StringComparer.Ordinal);
-        var candidates = views.Values
-            .Select(p => new PropletCandidate(p.Id.Value, p.IsAlive(now, _options.LivenessWindow), p.RunningTasks, p.Metadata.Tags.ToHashSet(StringComparer.Ordinal), p.Metadata.TotalMemoryBytes))
-            .ToList();
+        var candidates = Candidates(views.Values, now);
         var gated = _plugins is not AllowAllPluginGate;
 
         // Placement is decided in order (round-robin cursor, load counts); the appends then run in parallel. The fast
@@ -238,6 +283,12 @@ public sealed class DispatchScheduler(
         SchedulerLog.Dispatched(logger, task.Id.ToString(), propletId);
         return true;
     }
+
+    private List<PropletCandidate> Candidates(IEnumerable<PropletView> views, DateTimeOffset now) =>
+        [.. views.Select(p => new PropletCandidate(p.Id.Value, p.IsAlive(now, _options.LivenessWindow), p.RunningTasks, p.Metadata.Tags.ToHashSet(StringComparer.Ordinal), p.Metadata.TotalMemoryBytes))];
+
+    /// <summary>The candidates immediate placement chooses from, with the tasks it placed since counted in.</summary>
+    private sealed record Snapshot(DateTimeOffset TakenAt, List<PropletCandidate> Candidates);
 
     private sealed record Placed(TaskState Task, Placement? Placement, IReadOnlyList<PluginDecision> Decisions, string? Blocked);
 }

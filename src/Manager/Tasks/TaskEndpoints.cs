@@ -5,6 +5,7 @@ using Propeller.Application.Aggregates;
 using Propeller.Application.EventStore;
 using Propeller.Application.Messaging;
 using Propeller.Application.Plugins;
+using Propeller.Application.Scheduling;
 using Propeller.Application.Tasks;
 using Propeller.Contracts;
 using Propeller.Contracts.Tasks;
@@ -312,7 +313,20 @@ internal static class TaskEndpoints
             return denied;
         }
 
-        var result = await SendTaskAsync(sender, new StartTask(id, sender.Now, TaskPlugins.UserOf(request)), request, gated.Headers, cancellationToken);
+        // When the scheduler can place the task at once (no plugins take part), the start, the dispatch and the start
+        // message are one append; otherwise the started task goes to the scheduler.
+        var placement = request.HttpContext.RequestServices.GetService<IImmediatePlacement>();
+        var now = sender.Now;
+        var result = await sender.SendAsync(
+            TaskAggregate.Decider,
+            TaskAggregate.StreamId(id),
+            new StartTask(id, now, TaskPlugins.UserOf(request)),
+            request,
+            (correlation, state, events) => placement is not null && events.Any(e => e is TaskEvent.TaskDispatched) ? [placement.StartMessage(state, correlation)] : [],
+            placement is null ? null : async (state, token) =>
+                state.Status == TaskStatus.Scheduled && await placement.TryPlaceAsync(state, token) is { } proplet ? new DispatchTask(id, proplet, now, null) : null,
+            gated.Headers,
+            cancellationToken);
         if (result.Rejection is { } rejection)
         {
             return ApiResults.From(rejection);
@@ -321,6 +335,10 @@ internal static class TaskEndpoints
         if (result.State.Status == TaskStatus.Scheduled)
         {
             signals.OfferStart(result.State);
+        }
+        else if (result.Appended.Any(e => e is TaskEvent.TaskDispatched))
+        {
+            placement?.Dispatched(result.State);
         }
 
         if (result.Appended.Count > 0)

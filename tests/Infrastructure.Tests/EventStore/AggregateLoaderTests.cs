@@ -43,6 +43,31 @@ public sealed class AggregateLoaderTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AFollowUpCommand_IsAppendedWithTheFirst_AndARejectedOneIsDropped()
+    {
+        var id = NewId();
+        var stream = TaskAggregate.StreamId(id);
+        await HandleAsync(new CreateTask(id, TaskSpec.Named("add"), T0));
+
+        var both = await _db.Commands.HandleAsync(
+            TaskAggregate.Decider, stream, new StartTask(id, T0.AddSeconds(1)), Meta(), static (_, _) => [],
+            (state, _) => ValueTask.FromResult<TaskCommand?>(state.Status == TaskStatus.Scheduled ? new DispatchTask(id, "p1", T0.AddSeconds(1)) : null), Ct);
+        both.Appended.Select(e => e.GetType().Name).ShouldBe(["TaskStartRequested", "TaskDispatched"]);
+        both.State.Status.ShouldBe(TaskStatus.Running);
+        both.Version.ShouldBe(3);
+        (await _db.ScalarAsync<long>("select count(distinct tx_id) from {schema}.events where stream_id = $1 and version in (2, 3)", stream)).ShouldBe(1);
+
+        // A follow-up the decider rejects (a second create) is dropped; the first command stands.
+        var other = NewId();
+        var alone = await _db.Commands.HandleAsync(
+            TaskAggregate.Decider, TaskAggregate.StreamId(other), new CreateTask(other, TaskSpec.Named("b"), T0), Meta(), static (_, _) => [],
+            (_, _) => ValueTask.FromResult<TaskCommand?>(new CreateTask(other, TaskSpec.Named("b"), T0)), Ct);
+        alone.Rejection.ShouldBeNull();
+        alone.Appended.Count.ShouldBe(1);
+        alone.Version.ShouldBe(1);
+    }
+
+    [Fact]
     public async Task TwoNodes_EachWithItsCache_NeverDecideOnAStaleState()
     {
         var id = NewId();

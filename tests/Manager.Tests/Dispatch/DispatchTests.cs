@@ -119,6 +119,34 @@ public sealed class DispatchTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task StartWithAnAliveProplet_AppendsTheStartAndTheDispatchTogether_WithTheRequestsMetadata()
+    {
+        var propletId = Guid.NewGuid().ToString();
+        await using var proplet = await StartPropletAsync(propletId, _ => "7");
+        await WaitForAliveAsync(propletId);
+        var created = await Http.PostAsync("/tasks", new StringContent("""{"name":"main","inputs":[1]}""", Encoding.UTF8, "application/json"), Ct);
+        var id = (await created.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetString()!;
+
+        using var start = new HttpRequestMessage(HttpMethod.Post, $"/tasks/{id}/start");
+        start.Headers.Add("X-Correlation-Id", "corr-start-1");
+        start.Headers.Add("X-User-Id", "alice");
+        (await Http.SendAsync(start, Ct)).StatusCode.ShouldBe(HttpStatusCode.OK);
+
+        // Dispatched by the start request itself: the answer to the start already shows the proplet.
+        var task = await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}", Ct);
+        task.GetProperty("state").GetInt32().ShouldBeOneOf(2, 3);
+        task.GetProperty("proplet_id").GetString().ShouldBe(propletId);
+        (await WaitForStateAsync(id, 3)).GetProperty("results").GetString().ShouldBe("7");
+        var history = (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}/history", Ct)).EnumerateArray().ToList();
+        var started = history.Single(e => e.GetProperty("type").GetString() == "task.start_requested.v1");
+        var dispatched = history.Single(e => e.GetProperty("type").GetString() == "task.dispatched.v1");
+        dispatched.GetProperty("version").GetInt64().ShouldBe(started.GetProperty("version").GetInt64() + 1);
+        dispatched.GetProperty("correlation_id").GetString().ShouldBe("corr-start-1");
+        dispatched.GetProperty("user_id").GetString().ShouldBe("alice");
+        dispatched.GetProperty("timestamp").GetString().ShouldBe(started.GetProperty("timestamp").GetString());
+    }
+
+    [Fact]
     public async Task LongPolling_ReturnsOnceTheTaskEnded_OrAtTheTimeoutWithTheCurrentState()
     {
         var pending = await Http.PostAsync("/tasks", new StringContent("""{"name":"idle"}""", Encoding.UTF8, "application/json"), Ct);
