@@ -67,8 +67,11 @@ public sealed class OutboxRelay : ICommittedMessages
 
     public async Task RunAsync(CancellationToken cancellationToken)
     {
+        // The fast path's sent marks lag by a few milliseconds so that one statement marks many messages; the relay
+        // leaves rows younger than FastPathGrace alone, so a late mark never means a second send.
+        await using var sentMarks = new BatchedMarks<long>(ids => MarkSentAsync([.. ids], CancellationToken.None), ex => OutboxLog.LoopError(_logger, ex), TimeSpan.FromMilliseconds(5));
         _fastPath = true;
-        var fast = Task.Run(() => FastPathAsync(cancellationToken), CancellationToken.None);
+        var fast = Task.Run(() => FastPathAsync(sentMarks, cancellationToken), CancellationToken.None);
         try
         {
             await RelayLoopAsync(cancellationToken);
@@ -85,7 +88,7 @@ public sealed class OutboxRelay : ICommittedMessages
     /// them sent. Anything that fails here is left to the relay, which leaves rows younger than
     /// <see cref="OutboxOptions.FastPathGrace"/> to this path while it runs.
     /// </summary>
-    private async Task FastPathAsync(CancellationToken cancellationToken)
+    private async Task FastPathAsync(BatchedMarks<long> sentMarks, CancellationToken cancellationToken)
     {
         var batch = new List<(long Id, OutgoingMessage Message)>();
         try
@@ -110,16 +113,12 @@ public sealed class OutboxRelay : ICommittedMessages
                     cancellationToken);
 
                 batch.Clear();
-                try
+                foreach (var id in sent)
                 {
-                    await MarkSentAsync(sent, cancellationToken);
-                    Sent.Add(sent.Count);
+                    sentMarks.Add(id);
                 }
-                catch (Exception ex) when (ex is NpgsqlException or TimeoutException)
-                {
-                    // Sent but not marked: the relay sends them again (at least once).
-                    OutboxLog.LoopError(_logger, ex);
-                }
+
+                Sent.Add(sent.Count);
             }
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)

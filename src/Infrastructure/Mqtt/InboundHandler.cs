@@ -15,6 +15,7 @@ using Propeller.Domain.Common;
 using Propeller.Domain.Proplets;
 using Propeller.Domain.Tasks;
 using Propeller.Infrastructure.EventStore;
+using Propeller.Infrastructure.Messaging;
 using Propeller.Infrastructure.Proplets;
 using Propeller.Mqtt;
 using TaskStatus = Propeller.Domain.Tasks.TaskStatus;
@@ -44,15 +45,24 @@ public sealed class InboundHandler(
     private readonly Channel<Work>[] _partitions = [.. Enumerable.Range(0, Math.Max(1, options.Value.InboundConcurrency))
         .Select(_ => Channel.CreateBounded<Work>(new BoundedChannelOptions(1024) { SingleReader = true, SingleWriter = true }))];
 
-    private readonly Channel<string> _handled = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true });
+    private BatchedMarks<string>? _handled;
     private Task[] _workers = [];
-    private Task _marking = Task.CompletedTask;
 
     /// <summary>Starts the partition workers.</summary>
     public void Start(CancellationToken stoppingToken)
     {
+        // Marked handled in batches: a key not marked yet when the manager stops is handled again at the next start,
+        // which the task decider records as a repeated result (ignored).
+        _handled = new BatchedMarks<string>(
+            async keys =>
+            {
+                await using var handled = dataSource.CreateCommand($"update {_schema}.inbox set handled_at = now() where message_key = any($1)");
+                handled.Parameters.AddWithValue(keys);
+                await handled.ExecuteNonQueryAsync(CancellationToken.None);
+            },
+            ex => MqttBridgeLog.HandlerFailed(logger, ex, "inbox"),
+            TimeSpan.FromMilliseconds(5));
         _workers = [.. _partitions.Select(p => Task.Run(() => WorkAsync(p.Reader, stoppingToken), CancellationToken.None))];
-        _marking = Task.Run(MarkHandledAsync, CancellationToken.None);
     }
 
     /// <summary>Stops taking work and waits for the queued work to finish.</summary>
@@ -64,8 +74,10 @@ public sealed class InboundHandler(
         }
 
         await Task.WhenAll(_workers);
-        _handled.Writer.TryComplete();
-        await _marking;
+        if (_handled is not null)
+        {
+            await _handled.DisposeAsync();
+        }
     }
 
     /// <summary>Parses, checks and queues one message (results are stored in the inbox first).</summary>
@@ -225,34 +237,7 @@ public sealed class InboundHandler(
             // on_task_complete for every result message, duplicates of a result included (spec §7.8).
             _plugins.OnTaskCompleted(info, result.State.Status == TaskStatus.Completed, result.State.Error);
         }
-        // Marked handled in batches: a key not marked yet when the manager stops is handled again at the next start,
-        // which the task decider records as a repeated result (ignored).
-        _handled.Writer.TryWrite(work.Key);
-    }
-
-    private async Task MarkHandledAsync()
-    {
-        var keys = new List<string>();
-        while (await _handled.Reader.WaitToReadAsync(CancellationToken.None))
-        {
-            while (keys.Count < 500 && _handled.Reader.TryRead(out var key))
-            {
-                keys.Add(key);
-            }
-
-            try
-            {
-                await using var handled = dataSource.CreateCommand($"update {_schema}.inbox set handled_at = now() where message_key = any($1)");
-                handled.Parameters.AddWithValue(keys.ToArray());
-                await handled.ExecuteNonQueryAsync(CancellationToken.None);
-            }
-            catch (Exception ex) when (ex is NpgsqlException or TimeoutException)
-            {
-                MqttBridgeLog.HandlerFailed(logger, ex, "inbox");
-            }
-
-            keys.Clear();
-        }
+        _handled?.Add(work.Key);
     }
 
     private DiscoveryWork? AcceptDiscovery(MqttMessage message)
