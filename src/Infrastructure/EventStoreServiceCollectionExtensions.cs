@@ -42,6 +42,14 @@ public static class EventStoreServiceCollectionExtensions
                 builder.ConnectionStringBuilder.MaxAutoPrepare = 64;
                 builder.ConnectionStringBuilder.AutoPrepareMinUsages = 3;
             }
+
+            // Generic plans for prepared statements: PostgreSQL kept re-planning the task view's upsert on half of its
+            // executions (its custom-plan heuristic), and every statement here is a key lookup or an insert whose
+            // plan does not depend on the values. Options given in the connection string win.
+            if (string.IsNullOrEmpty(builder.ConnectionStringBuilder.Options))
+            {
+                builder.ConnectionStringBuilder.Options = "-c plan_cache_mode=force_generic_plan";
+            }
             return builder.Build();
         });
         services.TryAddSingleton(_ => DomainEvents.CreateRegistry());

@@ -107,9 +107,12 @@ public sealed class TaskViewProjection : IProjection
                    set name = excluded.name, state = excluded.state, proplet_id = excluded.proplet_id, metadata = excluded.metadata,
                        version = excluded.version, doc = excluded.doc
                 """,
-                group.Key.Value, state.Spec!.Name, (int)state.Status, state.PropletId, state.Spec.Metadata, state.CreatedAt!.Value, version, EventSerializer.SerializeState(state));
+                group.Key.Value, state.Spec!.Name, (int)state.Status, Text(state.PropletId), Text(state.Spec.Metadata), state.CreatedAt!.Value, version, EventSerializer.SerializeState(state));
         }
     }
+
+    /// <summary>A text parameter that keeps its type when null, so the statement is prepared once, not re-planned each time.</summary>
+    private static Npgsql.NpgsqlParameter Text(string? value) => new() { Value = (object?)value ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text };
 
     public Task ResetAsync(ProjectionContext context, CancellationToken cancellationToken)
     {
