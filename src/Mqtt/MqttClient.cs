@@ -11,7 +11,7 @@ namespace Propeller.Mqtt;
 /// broker refuses); after that the client reconnects by itself with exponential backoff and jitter, re-subscribes when the
 /// broker lost the session, and resends unacknowledged QoS 1/2 publishes (with DUP when the session survived).
 /// Received messages are read from <see cref="Messages"/> (bounded: when it is full the client stops reading the socket)
-/// unless <see cref="MqttClientOptions.MessageHandler"/> is set. QoS 1/2 messages are acknowledged once they are queued
+/// unless <see cref="MqttClientOptions.MessageHandler"/> or <see cref="MqttClientOptions.MessageBatchHandler"/> is set. QoS 1/2 messages are acknowledged once they are queued
 /// there (or once the handler returned). Do not block the consumer of <see cref="Messages"/> on a QoS 1/2
 /// <see cref="PublishAsync(MqttMessage, CancellationToken)"/> while that channel is full: the acknowledgement would sit
 /// behind the messages nobody reads.
@@ -63,7 +63,7 @@ public sealed class MqttClient : IAsyncDisposable
             SingleReader = false,
             SingleWriter = false,
         });
-        if (options.MessageHandler is not null)
+        if (options.MessageHandler is not null || options.MessageBatchHandler is not null)
         {
             _dispatch = Channel.CreateBounded<Delivery>(new BoundedChannelOptions(options.ReceiveQueueCapacity)
             {
@@ -73,7 +73,7 @@ public sealed class MqttClient : IAsyncDisposable
         }
     }
 
-    /// <summary>Received application messages (unless a <see cref="MqttClientOptions.MessageHandler"/> is set).
+    /// <summary>Received application messages (unless a <see cref="MqttClientOptions.MessageHandler"/> or a batch handler is set).
     /// Completes when the client is disposed.</summary>
     public ChannelReader<MqttMessage> Messages => _messages.Reader;
 
@@ -113,6 +113,10 @@ public sealed class MqttClient : IAsyncDisposable
             if (_dispatch is not null && _options.MessageHandler is { } handler)
             {
                 _dispatcher ??= Task.Run(() => DispatchLoopAsync(_dispatch.Reader, handler, _disposing.Token), _disposing.Token);
+            }
+            else if (_dispatch is not null && _options.MessageBatchHandler is { } batchHandler)
+            {
+                _dispatcher ??= Task.Run(() => DispatchBatchLoopAsync(_dispatch.Reader, batchHandler, _options.MaxHandlerBatch, _disposing.Token), _disposing.Token);
             }
 
             MqttConnection connection;
@@ -1052,6 +1056,53 @@ public sealed class MqttClient : IAsyncDisposable
                         await delivery.Connection.SendAsync(delivery.Ack);
                     }
                 }
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // Disposed.
+        }
+    }
+
+    private async Task DispatchBatchLoopAsync(
+        ChannelReader<Delivery> deliveries,
+        Func<IReadOnlyList<MqttMessage>, CancellationToken, ValueTask> handler,
+        int maxBatch,
+        CancellationToken cancellationToken)
+    {
+        var batch = new List<Delivery>(maxBatch);
+        var messages = new List<MqttMessage>(maxBatch);
+        try
+        {
+            while (await deliveries.WaitToReadAsync(cancellationToken))
+            {
+                while (batch.Count < maxBatch && deliveries.TryRead(out var delivery))
+                {
+                    batch.Add(delivery);
+                    messages.Add(delivery.Message);
+                }
+
+                try
+                {
+                    await handler(messages, cancellationToken);
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+                {
+                    MqttLog.HandlerFailed(_logger, messages[0].Topic, ex);
+                }
+
+                MqttMetrics.MessagesReceived.Add(batch.Count);
+                foreach (var delivery in batch)
+                {
+                    if (delivery.Ack is not null)
+                    {
+                        // On a connection that has ended this is a no-op; the broker redelivers on the next one.
+                        await delivery.Connection.SendAsync(delivery.Ack);
+                    }
+                }
+
+                batch.Clear();
+                messages = new List<MqttMessage>(maxBatch); // the handler may have kept the list
             }
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)

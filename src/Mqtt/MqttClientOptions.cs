@@ -64,6 +64,15 @@ public sealed class MqttClientOptions
     /// acknowledged after the handler returned, also when it threw (the exception is logged).</summary>
     public Func<MqttMessage, CancellationToken, ValueTask>? MessageHandler { get; set; }
 
+    /// <summary>Instead of <see cref="MessageHandler"/>: received messages go to this handler in batches of what has
+    /// arrived (at most <see cref="MaxHandlerBatch"/>), in order, on a loop of their own; the QoS 1/2 messages of a
+    /// batch are acknowledged, in order, after the handler returned (also when it threw). Lets a consumer that stores
+    /// messages before acknowledging them store a batch in one write.</summary>
+    public Func<IReadOnlyList<MqttMessage>, CancellationToken, ValueTask>? MessageBatchHandler { get; set; }
+
+    /// <summary>The most messages one <see cref="MessageBatchHandler"/> call is given.</summary>
+    public int MaxHandlerBatch { get; set; } = 256;
+
     /// <summary>Called after every successful connect, the first one and each reconnect (argument: whether the broker
     /// kept the session), once subscriptions are renewed. It runs off the connection loop; an exception is logged.
     /// The proplet uses it to announce itself again after a reconnect.</summary>
@@ -100,6 +109,8 @@ public sealed class MqttClientOptions
         Check(options, options.MaxPacketSize is >= 64 and <= 268_435_460, "MaxPacketSize must be 64..268,435,460");
         Check(options, options.ReceiveQueueCapacity >= 1 && options.SendQueueCapacity >= 1, "queue capacities must be positive");
         Check(options, options.ReceiveMaximum > 0, "ReceiveMaximum must be positive");
+        Check(options, options.MessageHandler is null || options.MessageBatchHandler is null, "set MessageHandler or MessageBatchHandler, not both");
+        Check(options, options.MaxHandlerBatch >= 1, "MaxHandlerBatch must be positive");
         Check(options, options.KeepAlive >= TimeSpan.Zero && options.KeepAlive.TotalSeconds <= ushort.MaxValue, "KeepAlive must be 0..65535 s");
         Check(options, options.ConnectTimeout > TimeSpan.Zero, "ConnectTimeout must be positive");
         Check(options, options.ReconnectDelay > TimeSpan.Zero && options.MaxReconnectDelay >= options.ReconnectDelay, "reconnect delays must be positive and ordered");

@@ -288,6 +288,69 @@ public sealed class BrokerRoundTripTests
         seen.ShouldBe(Enumerable.Range(0, 50).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)));
     }
 
+    [Theory]
+    [InlineData(MqttQualityOfService.AtLeastOnce)]
+    [InlineData(MqttQualityOfService.ExactlyOnce)]
+    public async Task GivenBatchHandler_WhenMessagesArriveWhileItWorks_ThenTheyComeBatchedInOrder_AndAreAcknowledged(MqttQualityOfService qos)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var topic = TestBroker.UniqueTopic("batches");
+        var seen = new List<string>();
+        var batches = new List<int>();
+        var done = new TaskCompletionSource();
+        var options = TestBroker.Options(MqttProtocolVersion.V311);
+        options.ClientId = "batch-" + Guid.NewGuid().ToString("N")[..8];
+        options.CleanStart = false;
+        options.MessageBatchHandler = async (messages, token) =>
+        {
+            // Slow on the first batch, so what arrives meanwhile gathers into the next ones.
+            await Task.Delay(batches.Count == 0 ? 300 : 1, token);
+            lock (seen)
+            {
+                batches.Add(messages.Count);
+                seen.AddRange(messages.Select(m => Encoding.UTF8.GetString(m.Payload.Span)));
+                if (seen.Count == 100)
+                {
+                    done.TrySetResult();
+                }
+            }
+        };
+        await using (var subscriber = new MqttClient(options))
+        {
+            await using var publisher = new MqttClient(TestBroker.Options(MqttProtocolVersion.V311));
+            await subscriber.ConnectAsync(ct);
+            await publisher.ConnectAsync(ct);
+            await subscriber.SubscribeAsync(topic, qos, ct);
+            for (var i = 0; i < 100; i++)
+            {
+                await publisher.PublishAsync(topic, Encoding.UTF8.GetBytes(i.ToString(System.Globalization.CultureInfo.InvariantCulture)), qos, retain: false, ct);
+            }
+
+            await done.Task.WaitAsync(Timeout, ct);
+            await Task.Delay(200, ct); // the last batch's acknowledgements reach the broker
+            await subscriber.DisconnectAsync(ct);
+        }
+
+        seen.ShouldBe(Enumerable.Range(0, 100).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        batches.Max().ShouldBeGreaterThan(1);
+
+        // Everything was acknowledged: the persistent session has nothing to redeliver.
+        var again = new List<string>();
+        options.MessageBatchHandler = (messages, _) =>
+        {
+            lock (again)
+            {
+                again.AddRange(messages.Select(m => Encoding.UTF8.GetString(m.Payload.Span)));
+            }
+
+            return ValueTask.CompletedTask;
+        };
+        await using var resumed = new MqttClient(options);
+        await resumed.ConnectAsync(ct);
+        await Task.Delay(500, ct);
+        again.ShouldBeEmpty();
+    }
+
     [Fact]
     public async Task GivenMessageHandler_WhenItPublishesAtQos2AndWaitsForTheAck_ThenNothingDeadlocks()
     {

@@ -93,6 +93,11 @@ public sealed class ClientPartsTests
         Should.Throw<ArgumentException>(() => new MqttClient(new MqttClientOptions { Tls = new MqttTlsOptions { ClientCertificateFile = "c.pem" } }))
             .Message.ShouldContain("certificate and its key");
         Should.Throw<ArgumentException>(() => new MqttClient(new MqttClientOptions { Will = new MqttMessage { Topic = "a/#" } }));
+        Should.Throw<ArgumentException>(() => new MqttClient(new MqttClientOptions
+        {
+            MessageHandler = (_, _) => ValueTask.CompletedTask,
+            MessageBatchHandler = (_, _) => ValueTask.CompletedTask,
+        })).Message.ShouldContain("not both");
     }
 
     [Fact]

@@ -89,35 +89,109 @@ public sealed class InboundHandler(
     }
 
     /// <summary>Parses, checks and queues one message (results are stored in the inbox first).</summary>
-    public async ValueTask AcceptAsync(MqttMessage message, CancellationToken cancellationToken)
+    public ValueTask AcceptAsync(MqttMessage message, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(message);
-        if (!message.Topic.StartsWith(_base, StringComparison.Ordinal))
+        return AcceptBatchAsync([message], cancellationToken);
+    }
+
+    /// <summary>
+    /// Parses, checks and queues messages in their order; the results among them are stored in the inbox first, in
+    /// one statement (the broker connection hands over what has arrived, and acknowledges it afterwards).
+    /// </summary>
+    public async ValueTask AcceptBatchAsync(IReadOnlyList<MqttMessage> messages, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(messages);
+        var parsed = new Work?[messages.Count];
+        var results = new List<(ResultWork Work, byte[] Payload)>();
+        for (var i = 0; i < messages.Count; i++)
         {
-            return;
+            var message = messages[i];
+            if (!message.Topic.StartsWith(_base, StringComparison.Ordinal))
+            {
+                continue;
+            }
+
+            try
+            {
+                parsed[i] = message.Topic[_base.Length..] switch
+                {
+                    Topics.Results => message.Payload.ToArray() is var payload && ParseResult(message.Topic, payload) is { } result ? Collect(result, payload) : null,
+                    Topics.PropletCreate => AcceptDiscovery(message),
+                    Topics.PropletAlive => AcceptAlive(message),
+                    Topics.TaskMetrics => AcceptTaskMetrics(message),
+                    Topics.PropletMetrics => AcceptPropletMetrics(message),
+                    _ => null,
+                };
+            }
+            catch (JsonException ex)
+            {
+                MqttBridgeLog.Malformed(logger, message.Topic, ex.Message);
+            }
         }
 
-        var path = message.Topic[_base.Length..];
-        try
+        var stored = results.Count == 0 ? null : await StoreResultsWithRetryAsync(results, cancellationToken);
+        foreach (var work in parsed)
         {
-            var work = path switch
+            if (work is ResultWork result && !stored!.Remove(result.Key))
             {
-                Topics.Results => await AcceptResultAsync(message, cancellationToken),
-                Topics.PropletCreate => AcceptDiscovery(message),
-                Topics.PropletAlive => AcceptAlive(message),
-                Topics.TaskMetrics => AcceptTaskMetrics(message),
-                Topics.PropletMetrics => AcceptPropletMetrics(message),
-                _ => null,
-            };
+                // Already in the inbox (an identical redelivery), or twice in this batch: handled once.
+                MqttBridgeLog.Duplicate(logger, result.Topic, result.Key);
+                continue;
+            }
+
             if (work is not null)
             {
                 await EnqueueAsync(work, cancellationToken);
             }
         }
-        catch (JsonException ex)
+
+        ResultWork Collect(ResultWork result, byte[] payload)
         {
-            MqttBridgeLog.Malformed(logger, message.Topic, ex.Message);
+            results.Add((result, payload));
+            return result;
         }
+    }
+
+    /// <summary>
+    /// Stores the results, retrying while PostgreSQL is unreachable: nothing is acknowledged before it is stored, so
+    /// the broker keeps the messages (and redelivers them after a restart) until then.
+    /// </summary>
+    private async Task<HashSet<string>> StoreResultsWithRetryAsync(List<(ResultWork Work, byte[] Payload)> results, CancellationToken cancellationToken)
+    {
+        var delay = TimeSpan.FromMilliseconds(100);
+        while (true)
+        {
+            try
+            {
+                return await StoreResultsAsync(results, cancellationToken);
+            }
+            catch (Exception ex) when (ex is NpgsqlException or TimeoutException && !cancellationToken.IsCancellationRequested)
+            {
+                MqttBridgeLog.HandlerFailed(logger, ex, "inbox");
+                await Task.Delay(delay, time, cancellationToken);
+                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(5).Ticks));
+            }
+        }
+    }
+
+    /// <summary>Inserts the results into the inbox in one statement; returns the keys that were new.</summary>
+    private async Task<HashSet<string>> StoreResultsAsync(List<(ResultWork Work, byte[] Payload)> results, CancellationToken cancellationToken)
+    {
+        // The inbox key is the message itself: an identical redelivery is handled once.
+        await using var command = dataSource.CreateCommand(
+            $"insert into {_schema}.inbox (message_key, topic, payload) select * from unnest($1::text[], $2::text[], $3::bytea[]) on conflict (message_key) do nothing returning message_key");
+        command.Parameters.AddWithValue(results.Select(r => r.Work.Key).ToArray());
+        command.Parameters.AddWithValue(results.Select(r => r.Work.Topic).ToArray());
+        command.Parameters.AddWithValue(results.Select(r => r.Payload).ToArray());
+        var stored = new HashSet<string>(StringComparer.Ordinal);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            stored.Add(reader.GetString(0));
+        }
+
+        return stored;
     }
 
     /// <summary>Queues the results that were stored in the inbox but never handled (the manager stopped in between).</summary>
@@ -196,29 +270,6 @@ public sealed class InboundHandler(
         PropletMetricsWork metrics => StorePropletMetricsAsync(metrics, cancellationToken),
         _ => Task.CompletedTask,
     };
-
-    private async Task<Work?> AcceptResultAsync(MqttMessage message, CancellationToken cancellationToken)
-    {
-        var payload = message.Payload.ToArray();
-        if (ParseResult(message.Topic, payload) is not { } work)
-        {
-            return null;
-        }
-
-        // The inbox key is the message itself: an identical redelivery is handled once.
-        await using var command = dataSource.CreateCommand(
-            $"insert into {_schema}.inbox (message_key, topic, payload) values ($1, $2, $3) on conflict (message_key) do nothing");
-        command.Parameters.AddWithValue(work.Key);
-        command.Parameters.AddWithValue(message.Topic);
-        command.Parameters.AddWithValue(payload);
-        if (await command.ExecuteNonQueryAsync(cancellationToken) == 0)
-        {
-            MqttBridgeLog.Duplicate(logger, message.Topic, work.Key);
-            return null;
-        }
-
-        return work;
-    }
 
     private ResultWork? ParseResult(string topic, byte[] payload)
     {

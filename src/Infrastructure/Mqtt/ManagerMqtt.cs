@@ -26,8 +26,9 @@ public sealed class ManagerMqtt : IMessagePublisher, IAsyncDisposable
             Password = _options.ApiKey,
             ReceiveQueueCapacity = 4096,
 
-            // Acknowledged once the inbound handler accepted (and, for results, stored) the message.
-            MessageHandler = (message, token) => Inbound is { } inbound ? inbound(message, token) : ValueTask.CompletedTask,
+            // Acknowledged once the inbound handler accepted (and, for results, stored) the messages: in batches of
+            // what has arrived, so that the results of a batch are stored in one statement.
+            MessageBatchHandler = (messages, token) => Inbound is { } inbound ? inbound(messages, token) : ValueTask.CompletedTask,
 
             // A persistent session: results published while the manager is down wait in the broker for it.
             CleanStart = false,
@@ -44,7 +45,7 @@ public sealed class ManagerMqtt : IMessagePublisher, IAsyncDisposable
     public MqttClient Client { get; }
 
     /// <summary>Where received messages go; set before connecting (messages received without it are dropped).</summary>
-    public Func<MqttMessage, CancellationToken, ValueTask>? Inbound { get; set; }
+    public Func<IReadOnlyList<MqttMessage>, CancellationToken, ValueTask>? Inbound { get; set; }
 
     public MqttBridgeOptions Options => _options;
 

@@ -15,15 +15,15 @@ internal sealed class MqttBridgeHostedService(ManagerMqtt mqtt, InboundHandler h
     {
         handler.Start(stoppingToken);
         await RecoverAsync(stoppingToken);
-        mqtt.Inbound = async (message, token) =>
+        mqtt.Inbound = async (messages, token) =>
         {
             try
             {
-                await handler.AcceptAsync(message, token);
+                await handler.AcceptBatchAsync(messages, token);
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
             {
-                MqttBridgeLog.HandlerFailed(logger, ex, message.Topic);
+                MqttBridgeLog.HandlerFailed(logger, ex, messages[0].Topic);
             }
         };
 
