@@ -63,9 +63,37 @@ internal static class ManagerBenchmark
 
         // Warm-up outside the clock, until the JIT has settled (see WarmUpAsync).
         await WarmUpAsync(count => RunTasksAsync(http, count, clients, cancellationToken), Option(args, "--warmup", 0));
+        // Where the time goes: a watcher on the broker sees each start message and each result go by.
+        var seen = new ConcurrentDictionary<string, (long Start, long Result)>(StringComparer.Ordinal);
+        await using var watcher = new MqttClient(new MqttClientOptions
+        {
+            ClientId = "watch-" + manager.Tenant,
+            MessageHandler = (message, _) =>
+            {
+                var now = Stopwatch.GetTimestamp();
+                using var json = JsonDocument.Parse(message.Payload);
+                if (json.RootElement.TryGetProperty("task_id", out var done))
+                {
+                    seen.AddOrUpdate(done.GetString()!, _ => (0, now), (_, v) => (v.Start, now));
+                }
+                else if (json.RootElement.TryGetProperty("id", out var started))
+                {
+                    seen.AddOrUpdate(started.GetString()!, _ => (now, 0), (_, v) => (now, v.Result));
+                }
+
+                return ValueTask.CompletedTask;
+            },
+        }.WithAddress(broker));
+        await watcher.ConnectAsync(cancellationToken);
+        await watcher.SubscribeAsync(
+            [new MqttSubscription($"{baseTopic}/control/manager/start", MqttQualityOfService.AtMostOnce), new MqttSubscription($"{baseTopic}/control/proplet/results", MqttQualityOfService.AtMostOnce)],
+            cancellationToken);
+        var stages = new ConcurrentBag<(string Id, long Start, long Started, long Done)>();
+        var busyBefore = MachineBusy();
         var stopwatch = Stopwatch.StartNew();
-        var latencies = await RunTasksAsync(http, tasks, clients, cancellationToken);
+        var latencies = await RunTasksAsync(http, tasks, clients, cancellationToken, stages);
         stopwatch.Stop();
+        var busyMs = MachineBusy() - busyBefore;
         latencies.Sort();
         var tasksPerSecond = tasks / stopwatch.Elapsed.TotalSeconds;
 
@@ -75,6 +103,8 @@ internal static class ManagerBenchmark
         var appendsPerSecond = await ReferenceAppendsPerSecondAsync(app.Services, clients, Math.Max(400, tasks), cancellationToken);
         Console.WriteLine(FormattableString.Invariant(
             $"manager case=dispatch tasks={tasks} proplets={proplets} clients={clients} tasks_per_s={tasksPerSecond:F0} p50_ms={Percentile(latencies, 0.50):F1} p99_ms={Percentile(latencies, 0.99):F1} reference_appends_per_s={appendsPerSecond:F0} ratio={tasksPerSecond / (appendsPerSecond / 3):F2}"));
+        PrintStages(stages, seen);
+        Console.WriteLine(FormattableString.Invariant($"manager case=cpu machine_busy_ms_per_task={busyMs / tasks:F2} cores={Environment.ProcessorCount}"));
         await stopHeartbeats.CancelAsync();
         await heartbeats;
         foreach (var client in simulated)
@@ -106,7 +136,21 @@ internal static class ManagerBenchmark
         return tasks / stopwatch.Elapsed.TotalSeconds;
     }
 
-    private static async Task<List<double>> RunTasksAsync(HttpClient http, int count, int clients, CancellationToken cancellationToken)
+    /// <summary>
+    /// Medians from the HTTP start: its response, the start message on the broker, the result on the broker, and the
+    /// Completed state at the client (the last is the benchmark's latency).
+    /// </summary>
+    private static void PrintStages(IEnumerable<(string Id, long Start, long Started, long Done)> stages, ConcurrentDictionary<string, (long Start, long Result)> seen)
+    {
+        var rows = stages.Where(s => seen.TryGetValue(s.Id, out var v) && v.Start > 0 && v.Result > 0).Select(s => (s, v: seen[s.Id])).ToList();
+        double Median(Func<((string Id, long Start, long Started, long Done) s, (long Start, long Result) v), long> to) =>
+            Percentile([.. rows.Select(r => Stopwatch.GetElapsedTime(r.s.Start, to(r)).TotalMilliseconds).Order()], 0.5);
+        Console.WriteLine(FormattableString.Invariant(
+            $"manager case=stages tasks={rows.Count} start_response_ms={Median(r => r.s.Started):F1} start_message_ms={Median(r => r.v.Start):F1} result_message_ms={Median(r => r.v.Result):F1} completed_ms={Median(r => r.s.Done):F1}"));
+    }
+
+    private static async Task<List<double>> RunTasksAsync(
+        HttpClient http, int count, int clients, CancellationToken cancellationToken, ConcurrentBag<(string Id, long Start, long Started, long Done)>? stages = null)
     {
         var latencies = new ConcurrentBag<double>();
         var next = -1;
@@ -118,12 +162,15 @@ internal static class ManagerBenchmark
                 var id = (await created.Content.ReadFromJsonAsync<JsonElement>(cancellationToken)).GetProperty("id").GetString();
                 var start = Stopwatch.GetTimestamp();
                 (await http.PostAsync($"/tasks/{id}/start", null, cancellationToken)).EnsureSuccessStatusCode();
+                var started = Stopwatch.GetTimestamp();
                 // Long polling (GET /tasks/{id}?wait=...) rather than a tight poll loop that would load the manager.
                 while ((await http.GetFromJsonAsync<JsonElement>($"/tasks/{id}?wait=10s", cancellationToken)).GetProperty("state").GetInt32() != 3)
                 {
                 }
 
-                latencies.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+                var done = Stopwatch.GetTimestamp();
+                latencies.Add(Stopwatch.GetElapsedTime(start, done).TotalMilliseconds);
+                stages?.Add((id!, start, started, done));
             }
         }, cancellationToken)));
         return [.. latencies];
@@ -180,6 +227,22 @@ internal static class ManagerBenchmark
         while (System.Runtime.JitInfo.GetCompiledMethodCount() - compiled >= 20 && deadline.Elapsed < TimeSpan.FromSeconds(60));
 
         Console.Error.WriteLine(FormattableString.Invariant($"# warm-up: {rounds * 500} tasks in {deadline.Elapsed.TotalSeconds:F0} s"));
+    }
+
+    /// <summary>
+    /// CPU time the whole machine spent busy so far, in ms (all processes: PostgreSQL, mosquitto, this one), from
+    /// /proc/stat; 0 where there is none. Per task, it is steadier than throughput on a shared machine.
+    /// </summary>
+    internal static double MachineBusy()
+    {
+        if (!File.Exists("/proc/stat"))
+        {
+            return 0;
+        }
+
+        var fields = File.ReadLines("/proc/stat").First().Split(' ', StringSplitOptions.RemoveEmptyEntries).Skip(1).Select(long.Parse).ToArray();
+        var idle = fields[3] + (fields.Length > 4 ? fields[4] : 0);
+        return (fields.Sum() - idle) * 1000.0 / 100; // USER_HZ = 100
     }
 
     internal static double Percentile(List<double> sorted, double p) => sorted.Count == 0 ? 0 : sorted[Math.Min(sorted.Count - 1, (int)Math.Ceiling(p * sorted.Count) - 1)];

@@ -153,16 +153,17 @@ public sealed class PostgresEventStore : IEventStore
         (await CommitOneBatchAsync([append], cancellationToken))[0];
 
     /// <summary>
-    /// Commits appends of different streams in one transaction: the streams' locks first (in one order, before the
-    /// transaction takes its id, so no two groups deadlock and (tx_id, seq) order still follows each stream's
-    /// versions), then per append its <c>append_events</c> call, its projections' writes and its outbox rows, then
-    /// the commit. A failed version check aborts the whole batch; nothing of it is written.
+    /// Commits appends of different streams in one transaction and one round trip: the streams' locks first (in one
+    /// order, before the transaction takes its id, so no two groups deadlock and (tx_id, seq) order still follows each
+    /// stream's versions), then per append its <c>append_events</c> call, its projections' writes and its outbox rows.
+    /// The batch is its own transaction (PostgreSQL runs the statements up to the batch's Sync as one implicit
+    /// transaction, and Npgsql sends no error barriers): it commits when its last result has been read, and a failed
+    /// version check rolls all of it back.
     /// </summary>
     private async Task<AppendResult[]> CommitOneBatchAsync(IReadOnlyList<OneBatchAppend> appends, CancellationToken cancellationToken)
     {
         await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
-        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
-        var context = new ProjectionContext(connection, transaction, _schema);
+        var context = new ProjectionContext(connection, null, _schema);
         var results = new AppendResult[appends.Count];
         await using (context)
         {
@@ -200,7 +201,6 @@ public sealed class PostgresEventStore : IEventStore
             }
         }
 
-        await transaction.CommitAsync(cancellationToken);
         context.Committed();
         return results;
     }

@@ -3,12 +3,13 @@ using Npgsql;
 namespace Propeller.Infrastructure.Projections;
 
 /// <summary>
-/// What a projection writes through: an open transaction and a batch of commands sent in one round trip.
-/// <see cref="Schema"/> is the quoted schema of the event store.
+/// What a projection writes through: a batch of commands sent in one round trip, in the caller's transaction (an
+/// explicit one, or, when <see cref="Transaction"/> is null, the implicit transaction of the batch itself: the one-batch
+/// append commits with its batch). <see cref="Schema"/> is the quoted schema of the event store.
 /// </summary>
 public sealed class ProjectionContext : IAsyncDisposable
 {
-    internal ProjectionContext(NpgsqlConnection connection, NpgsqlTransaction transaction, string schema)
+    internal ProjectionContext(NpgsqlConnection connection, NpgsqlTransaction? transaction, string schema)
     {
         Connection = connection;
         Transaction = transaction;
@@ -18,7 +19,7 @@ public sealed class ProjectionContext : IAsyncDisposable
 
     public NpgsqlConnection Connection { get; }
 
-    public NpgsqlTransaction Transaction { get; }
+    public NpgsqlTransaction? Transaction { get; }
 
     public string Schema { get; }
 

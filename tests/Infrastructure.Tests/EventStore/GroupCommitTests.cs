@@ -103,6 +103,19 @@ public sealed class GroupCommitTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AStatementFailingAfterTheAppendInTheBatch_RollsBackTheEventsToo()
+    {
+        await using var failing = await TestDatabase.CreateAsync("es_group_fail", c => c.Add(new FailingSqlProjection(), ProjectionLifecycle.Inline));
+
+        await Should.ThrowAsync<Npgsql.PostgresException>(() =>
+            failing.Store.AppendAsync("task-f", "task", ExpectedVersion.NoStream, [Created(NewId())], Meta(), [new OutgoingMessage("t", new byte[] { 1 })], Ct));
+
+        (await failing.ScalarAsync<long>("select count(*) from {schema}.events")).ShouldBe(0);
+        (await failing.ScalarAsync<long>("select count(*) from {schema}.streams")).ShouldBe(0);
+        (await failing.ScalarAsync<long>("select count(*) from {schema}.outbox")).ShouldBe(0);
+    }
+
+    [Fact]
     public async Task WithGroupingOff_AppendsStillCommitOneByOne()
     {
         await using var single = await TestDatabase.CreateAsync("es_group_off", c => c.Add(new RecordingProjection("single", null, usesGlobalPositions: false), ProjectionLifecycle.Inline), o => o.GroupCommit.MaxConcurrentGroups = 0);
@@ -122,5 +135,25 @@ public sealed class GroupCommitTests : IAsyncLifetime
             DateTime.UtcNow.ShouldBeLessThan(deadline, "timed out waiting for the blocked append");
             await Task.Delay(10, Ct);
         }
+    }
+
+    /// <summary>An inline projection (no positions) whose write fails in the database, after the append ran.</summary>
+    private sealed class FailingSqlProjection : IProjection
+    {
+        public string Name => "failing";
+
+        public bool UsesGlobalPositions => false;
+
+        public IReadOnlyCollection<string>? EventTypes => null;
+
+        public Task EnsureSchemaAsync(ProjectionContext context, CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public Task ApplyAsync(ProjectionContext context, IReadOnlyList<StoredEvent> events, CancellationToken cancellationToken)
+        {
+            context.Add("select 1 / 0");
+            return Task.CompletedTask;
+        }
+
+        public Task ResetAsync(ProjectionContext context, CancellationToken cancellationToken) => Task.CompletedTask;
     }
 }
