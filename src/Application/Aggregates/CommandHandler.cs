@@ -36,17 +36,34 @@ public sealed class CommandHandler(
         Decider<TCommand, TEvent, TState> decider, string streamId, TCommand command, EventMetadata metadata,
         Func<TState, IReadOnlyList<TEvent>, IReadOnlyList<OutgoingMessage>> outbox, CancellationToken cancellationToken)
         where TEvent : class =>
-        HandleAsync(decider, streamId, command, metadata, outbox, null, cancellationToken);
+        HandleCoreAsync(decider, streamId, command, metadata, outbox, null, null, cancellationToken);
+
+    /// <summary>
+    /// As above, and records <paramref name="received"/> (the message that carried the command) as handled in the
+    /// same transaction as the events (the transactional inbox). Without events (a rejection, a no-op) nothing is
+    /// recorded.
+    /// </summary>
+    public Task<CommandResult<TEvent, TState>> HandleAsync<TCommand, TEvent, TState>(
+        Decider<TCommand, TEvent, TState> decider, string streamId, TCommand command, EventMetadata metadata, InboxReceipt received, CancellationToken cancellationToken)
+        where TEvent : class =>
+        HandleCoreAsync(decider, streamId, command, metadata, static (_, _) => [], null, received, cancellationToken);
 
     /// <summary>
     /// As above, and then <paramref name="followUp"/> may name a second command, decided on the state the first one
     /// produced; the events of both are appended together (one transaction). A follow-up that is rejected or changes
     /// nothing is dropped; the first command's outcome stands.
     /// </summary>
-    public async Task<CommandResult<TEvent, TState>> HandleAsync<TCommand, TEvent, TState>(
+    public Task<CommandResult<TEvent, TState>> HandleAsync<TCommand, TEvent, TState>(
         Decider<TCommand, TEvent, TState> decider, string streamId, TCommand command, EventMetadata metadata,
         Func<TState, IReadOnlyList<TEvent>, IReadOnlyList<OutgoingMessage>> outbox, Func<TState, CancellationToken, ValueTask<TCommand?>>? followUp,
         CancellationToken cancellationToken)
+        where TEvent : class =>
+        HandleCoreAsync(decider, streamId, command, metadata, outbox, followUp, null, cancellationToken);
+
+    private async Task<CommandResult<TEvent, TState>> HandleCoreAsync<TCommand, TEvent, TState>(
+        Decider<TCommand, TEvent, TState> decider, string streamId, TCommand command, EventMetadata metadata,
+        Func<TState, IReadOnlyList<TEvent>, IReadOnlyList<OutgoingMessage>> outbox, Func<TState, CancellationToken, ValueTask<TCommand?>>? followUp,
+        InboxReceipt? received, CancellationToken cancellationToken)
         where TEvent : class
     {
         ArgumentNullException.ThrowIfNull(outbox);
@@ -102,7 +119,7 @@ public sealed class CommandHandler(
             {
                 var messages = outbox(state, events);
                 var result = await store.AppendAsync(
-                    streamId, decider.StreamType, ExpectedVersion.Exact(loaded.Version), [.. events], metadata, messages, cancellationToken);
+                    streamId, decider.StreamType, ExpectedVersion.Exact(loaded.Version), [.. events], metadata, messages, received, cancellationToken);
                 if (committed is not null && messages.Count > 0 && result.OutboxIds.Count == messages.Count)
                 {
                     committed.Committed(result.OutboxIds, messages);

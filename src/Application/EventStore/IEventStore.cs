@@ -24,6 +24,14 @@ public interface IEventStore
         string streamId, string streamType, ExpectedVersion expected, IReadOnlyList<object> events, EventMetadata metadata,
         IReadOnlyList<Messaging.OutgoingMessage> outbox, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Appends with outbox messages, and records <paramref name="received"/> (when given) as handled in the same
+    /// transaction: the message and its effect are stored together or not at all (the transactional inbox).
+    /// </summary>
+    Task<AppendResult> AppendAsync(
+        string streamId, string streamType, ExpectedVersion expected, IReadOnlyList<object> events, EventMetadata metadata,
+        IReadOnlyList<Messaging.OutgoingMessage> outbox, Messaging.InboxReceipt? received, CancellationToken cancellationToken);
+
     /// <summary>Reads a stream forward; null when it does not exist (or is archived and archived streams are not asked for).</summary>
     /// <exception cref="UnknownEventTypeException">A stored event's alias is not registered.</exception>
     Task<EventStream?> ReadStreamAsync(string streamId, StreamReadOptions options, CancellationToken cancellationToken);

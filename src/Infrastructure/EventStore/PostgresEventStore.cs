@@ -67,9 +67,14 @@ public sealed class PostgresEventStore : IEventStore
     public Task<AppendResult> AppendAsync(string streamId, string streamType, ExpectedVersion expected, IReadOnlyList<object> events, EventMetadata metadata, CancellationToken cancellationToken) =>
         AppendAsync(streamId, streamType, expected, events, metadata, [], cancellationToken);
 
+    public Task<AppendResult> AppendAsync(
+        string streamId, string streamType, ExpectedVersion expected, IReadOnlyList<object> events, EventMetadata metadata,
+        IReadOnlyList<OutgoingMessage> outbox, CancellationToken cancellationToken) =>
+        AppendAsync(streamId, streamType, expected, events, metadata, outbox, null, cancellationToken);
+
     public async Task<AppendResult> AppendAsync(
         string streamId, string streamType, ExpectedVersion expected, IReadOnlyList<object> events, EventMetadata metadata,
-        IReadOnlyList<OutgoingMessage> outbox, CancellationToken cancellationToken)
+        IReadOnlyList<OutgoingMessage> outbox, InboxReceipt? received, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(outbox);
         ValidateStreamId(streamId);
@@ -87,9 +92,9 @@ public sealed class PostgresEventStore : IEventStore
         {
             try
             {
-                return inline.Count == 0 && outbox.Count == 0
+                return inline.Count == 0 && outbox.Count == 0 && received is null
                     ? await AppendAutocommitAsync(streamId, streamType, expected, batch, cancellationToken)
-                    : await AppendInTransactionAsync(streamId, streamType, expected, batch, events, metadata, inline, outbox, cancellationToken);
+                    : await AppendInTransactionAsync(streamId, streamType, expected, batch, events, metadata, inline, outbox, received, cancellationToken);
             }
             catch (PostgresException ex) when (ex.SqlState == Sql.OrderingState && attempt < MaxOrderingRetries)
             {
@@ -125,10 +130,10 @@ public sealed class PostgresEventStore : IEventStore
     /// <summary>The append, the inline projections' writes and the outbox rows, in one transaction.</summary>
     private Task<AppendResult> AppendInTransactionAsync(
         string streamId, string streamType, ExpectedVersion expected, PreparedBatch batch, IReadOnlyList<object> events, EventMetadata metadata,
-        IReadOnlyList<IProjection> inline, IReadOnlyList<OutgoingMessage> outbox, CancellationToken cancellationToken) =>
+        IReadOnlyList<IProjection> inline, IReadOnlyList<OutgoingMessage> outbox, InboxReceipt? received, CancellationToken cancellationToken) =>
         expected.Value >= 0 && inline.All(p => !p.UsesGlobalPositions)
-            ? AppendInOneBatchAsync(streamId, streamType, expected.Value, batch, events, metadata, inline, outbox, cancellationToken)
-            : AppendWithPositionsAsync(streamId, streamType, expected, batch, events, metadata, inline, outbox, cancellationToken);
+            ? AppendInOneBatchAsync(streamId, streamType, expected.Value, batch, events, metadata, inline, outbox, received, cancellationToken)
+            : AppendWithPositionsAsync(streamId, streamType, expected, batch, events, metadata, inline, outbox, received, cancellationToken);
 
     /// <summary>
     /// The common case (an exact expected version, projections that need no global positions): the events' versions
@@ -137,7 +142,7 @@ public sealed class PostgresEventStore : IEventStore
     /// </summary>
     private Task<AppendResult> AppendInOneBatchAsync(
         string streamId, string streamType, long previous, PreparedBatch batch, IReadOnlyList<object> events, EventMetadata metadata,
-        IReadOnlyList<IProjection> inline, IReadOnlyList<OutgoingMessage> outbox, CancellationToken cancellationToken)
+        IReadOnlyList<IProjection> inline, IReadOnlyList<OutgoingMessage> outbox, InboxReceipt? received, CancellationToken cancellationToken)
     {
         var stored = new StoredEvent[events.Count];
         for (var i = 0; i < events.Count; i++)
@@ -145,7 +150,7 @@ public sealed class PostgresEventStore : IEventStore
             stored[i] = new StoredEvent(batch.Ids[i], GlobalPosition.Start, streamId, previous + i + 1, batch.Types[i], events[i], metadata);
         }
 
-        var append = new OneBatchAppend(streamId, streamType, previous, batch, stored, inline, outbox);
+        var append = new OneBatchAppend(streamId, streamType, previous, batch, stored, inline, outbox, received);
         return _groups is null ? CommitAloneAsync(append, cancellationToken) : _groups.CommitAsync(append, cancellationToken);
     }
 
@@ -188,6 +193,7 @@ public sealed class PostgresEventStore : IEventStore
                 AddAppendParameters(append.Parameters, a.StreamId, a.StreamType, ExpectedVersion.Exact(a.Previous), a.Batch, positions: false);
                 context.Batch.BatchCommands.Insert(first, append);
                 AddOutbox(context, a.Outbox);
+                AddReceipt(context, a.Received);
             }
 
             var read = await context.FlushReadingAsync(["o_version", "outbox_id"], cancellationToken);
@@ -203,6 +209,20 @@ public sealed class PostgresEventStore : IEventStore
 
         context.Committed();
         return results;
+    }
+
+    /// <summary>
+    /// Records a handled message in the inbox; a row already there (stored by an earlier version before it was
+    /// handled, or a redelivery) is marked handled.
+    /// </summary>
+    private void AddReceipt(ProjectionContext context, InboxReceipt? received)
+    {
+        if (received is not null)
+        {
+            context.Add(
+                $"insert into {_schema}.inbox (message_key, topic, payload, handled_at) values ($1, $2, $3, now()) on conflict (message_key) do update set handled_at = now()",
+                received.Key, received.Topic, received.Payload.ToArray());
+        }
     }
 
     private void AddOutbox(ProjectionContext context, IReadOnlyList<OutgoingMessage> outbox)
@@ -223,7 +243,7 @@ public sealed class PostgresEventStore : IEventStore
     /// <summary>The general case: append first (the positions come back), then the projections' writes and the outbox rows.</summary>
     private async Task<AppendResult> AppendWithPositionsAsync(
         string streamId, string streamType, ExpectedVersion expected, PreparedBatch batch, IReadOnlyList<object> events, EventMetadata metadata,
-        IReadOnlyList<IProjection> inline, IReadOnlyList<OutgoingMessage> outbox, CancellationToken cancellationToken)
+        IReadOnlyList<IProjection> inline, IReadOnlyList<OutgoingMessage> outbox, InboxReceipt? received, CancellationToken cancellationToken)
     {
         await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
@@ -257,6 +277,7 @@ public sealed class PostgresEventStore : IEventStore
                 await projection.ApplyAsync(context, matching, cancellationToken);
             }
 
+            AddReceipt(context, received);
             if (outbox.Count == 0)
             {
                 await context.FlushAsync(cancellationToken);
@@ -472,7 +493,8 @@ public sealed class PostgresEventStore : IEventStore
     }
 
     private sealed record OneBatchAppend(
-        string StreamId, string StreamType, long Previous, PreparedBatch Batch, StoredEvent[] Events, IReadOnlyList<IProjection> Inline, IReadOnlyList<OutgoingMessage> Outbox);
+        string StreamId, string StreamType, long Previous, PreparedBatch Batch, StoredEvent[] Events, IReadOnlyList<IProjection> Inline, IReadOnlyList<OutgoingMessage> Outbox,
+        InboxReceipt? Received);
 
     private sealed record PreparedBatch(Guid[] Ids, string[] Types, string[] Data, string[] Metadata, DateTimeOffset Timestamp);
 }

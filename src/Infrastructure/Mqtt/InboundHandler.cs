@@ -7,6 +7,7 @@ using Microsoft.Extensions.Options;
 using Npgsql;
 using Propeller.Application.Aggregates;
 using Propeller.Application.EventStore;
+using Propeller.Application.Messaging;
 using Propeller.Application.Plugins;
 using Propeller.Application.Proplets;
 using Propeller.Application.Tasks;
@@ -15,7 +16,6 @@ using Propeller.Domain.Common;
 using Propeller.Domain.Proplets;
 using Propeller.Domain.Tasks;
 using Propeller.Infrastructure.EventStore;
-using Propeller.Infrastructure.Messaging;
 using Propeller.Infrastructure.Proplets;
 using Propeller.Mqtt;
 using TaskStatus = Propeller.Domain.Tasks.TaskStatus;
@@ -45,31 +45,11 @@ public sealed class InboundHandler(
     private readonly Channel<Work>[] _partitions = [.. Enumerable.Range(0, Math.Max(1, options.Value.InboundConcurrency))
         .Select(_ => Channel.CreateBounded<Work>(new BoundedChannelOptions(1024) { SingleReader = true, SingleWriter = true }))];
 
-    private BatchedMarks<string>? _handled;
     private Task[] _workers = [];
 
     /// <summary>Starts the partition workers.</summary>
     public void Start(CancellationToken stoppingToken)
     {
-        // Marked handled in batches: a key not marked yet when the manager stops is handled again at the next start,
-        // which the task decider records as a repeated result (ignored).
-        _handled = new BatchedMarks<string>(
-            async keys =>
-            {
-                // One statement per key in one batch: "message_key = any($1)" was planned as a sequential scan of the
-                // inbox (a tenth of PostgreSQL's time under load); a primary-key equality never is.
-                await using var batch = dataSource.CreateBatch();
-                foreach (var key in keys)
-                {
-                    var handled = new NpgsqlBatchCommand($"update {_schema}.inbox set handled_at = now() where message_key = $1");
-                    handled.Parameters.AddWithValue(key);
-                    batch.BatchCommands.Add(handled);
-                }
-
-                await batch.ExecuteNonQueryAsync(CancellationToken.None);
-            },
-            ex => MqttBridgeLog.HandlerFailed(logger, ex, "inbox"),
-            TimeSpan.FromMilliseconds(5));
         _workers = [.. _partitions.Select(p => Task.Run(() => WorkAsync(p.Reader, stoppingToken), CancellationToken.None))];
     }
 
@@ -82,10 +62,6 @@ public sealed class InboundHandler(
         }
 
         await Task.WhenAll(_workers);
-        if (_handled is not null)
-        {
-            await _handled.DisposeAsync();
-        }
     }
 
     /// <summary>Parses, checks and queues one message (results are stored in the inbox first).</summary>
@@ -96,17 +72,17 @@ public sealed class InboundHandler(
     }
 
     /// <summary>
-    /// Parses, checks and queues messages in their order; the results among them are stored in the inbox first, in
-    /// one statement (the broker connection hands over what has arrived, and acknowledges it afterwards).
+    /// Parses and checks messages. Results are handled before this returns (and so before the broker connection
+    /// acknowledges them), each recorded in the inbox in the transaction of its events; the rest is queued on the
+    /// partitions. A result that cannot be stored because PostgreSQL is unreachable is retried until it can, or until
+    /// the manager stops: then it is not acknowledged, and the broker delivers it again.
     /// </summary>
     public async ValueTask AcceptBatchAsync(IReadOnlyList<MqttMessage> messages, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(messages);
-        var parsed = new Work?[messages.Count];
-        var results = new List<(ResultWork Work, byte[] Payload)>();
-        for (var i = 0; i < messages.Count; i++)
+        var results = new List<ResultWork>();
+        foreach (var message in messages)
         {
-            var message = messages[i];
             if (!message.Topic.StartsWith(_base, StringComparison.Ordinal))
             {
                 continue;
@@ -114,15 +90,23 @@ public sealed class InboundHandler(
 
             try
             {
-                parsed[i] = message.Topic[_base.Length..] switch
+                var work = message.Topic[_base.Length..] switch
                 {
-                    Topics.Results => message.Payload.ToArray() is var payload && ParseResult(message.Topic, payload) is { } result ? Collect(result, payload) : null,
+                    Topics.Results => ParseResult(message.Topic, message.Payload.ToArray()),
                     Topics.PropletCreate => AcceptDiscovery(message),
                     Topics.PropletAlive => AcceptAlive(message),
                     Topics.TaskMetrics => AcceptTaskMetrics(message),
                     Topics.PropletMetrics => AcceptPropletMetrics(message),
-                    _ => null,
+                    _ => (Work?)null,
                 };
+                if (work is ResultWork result)
+                {
+                    results.Add(result);
+                }
+                else if (work is not null)
+                {
+                    await EnqueueAsync(work, cancellationToken);
+                }
             }
             catch (JsonException ex)
             {
@@ -130,68 +114,43 @@ public sealed class InboundHandler(
             }
         }
 
-        var stored = results.Count == 0 ? null : await StoreResultsWithRetryAsync(results, cancellationToken);
-        foreach (var work in parsed)
+        // Different tasks' results in parallel (their appends share group commits), one task's in order.
+        await Task.WhenAll(results.GroupBy(r => r.TaskId).Select(async ofTask =>
         {
-            if (work is ResultWork result && !stored!.Remove(result.Key))
+            foreach (var result in ofTask)
             {
-                // Already in the inbox (an identical redelivery), or twice in this batch: handled once.
-                MqttBridgeLog.Duplicate(logger, result.Topic, result.Key);
-                continue;
+                await HandleResultWithRetryAsync(result, cancellationToken);
             }
-
-            if (work is not null)
-            {
-                await EnqueueAsync(work, cancellationToken);
-            }
-        }
-
-        ResultWork Collect(ResultWork result, byte[] payload)
-        {
-            results.Add((result, payload));
-            return result;
-        }
+        }));
     }
 
-    /// <summary>
-    /// Stores the results, retrying while PostgreSQL is unreachable: nothing is acknowledged before it is stored, so
-    /// the broker keeps the messages (and redelivers them after a restart) until then.
-    /// </summary>
-    private async Task<HashSet<string>> StoreResultsWithRetryAsync(List<(ResultWork Work, byte[] Payload)> results, CancellationToken cancellationToken)
+    private async Task HandleResultWithRetryAsync(ResultWork work, CancellationToken cancellationToken)
     {
         var delay = TimeSpan.FromMilliseconds(100);
-        while (true)
+        for (var attempt = 1; ; attempt++)
         {
             try
             {
-                return await StoreResultsAsync(results, cancellationToken);
+                await HandleResultAsync(work, cancellationToken);
+                return;
             }
             catch (Exception ex) when (ex is NpgsqlException or TimeoutException && !cancellationToken.IsCancellationRequested)
             {
-                MqttBridgeLog.HandlerFailed(logger, ex, "inbox");
+                MqttBridgeLog.HandlerFailed(logger, ex, work.Topic);
                 await Task.Delay(delay, time, cancellationToken);
                 delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(5).Ticks));
             }
+            catch (ConcurrencyException) when (attempt < 3)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(100 * attempt * attempt), time, cancellationToken);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                // Not retryable (a bug, a conflict that does not settle): logged; the message is acknowledged.
+                MqttBridgeLog.HandlerFailed(logger, ex, work.Topic);
+                return;
+            }
         }
-    }
-
-    /// <summary>Inserts the results into the inbox in one statement; returns the keys that were new.</summary>
-    private async Task<HashSet<string>> StoreResultsAsync(List<(ResultWork Work, byte[] Payload)> results, CancellationToken cancellationToken)
-    {
-        // The inbox key is the message itself: an identical redelivery is handled once.
-        await using var command = dataSource.CreateCommand(
-            $"insert into {_schema}.inbox (message_key, topic, payload) select * from unnest($1::text[], $2::text[], $3::bytea[]) on conflict (message_key) do nothing returning message_key");
-        command.Parameters.AddWithValue(results.Select(r => r.Work.Key).ToArray());
-        command.Parameters.AddWithValue(results.Select(r => r.Work.Topic).ToArray());
-        command.Parameters.AddWithValue(results.Select(r => r.Payload).ToArray());
-        var stored = new HashSet<string>(StringComparer.Ordinal);
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        while (await reader.ReadAsync(cancellationToken))
-        {
-            stored.Add(reader.GetString(0));
-        }
-
-        return stored;
     }
 
     /// <summary>Queues the results that were stored in the inbox but never handled (the manager stopped in between).</summary>
@@ -282,7 +241,7 @@ public sealed class InboundHandler(
 
         var error = result.Error is { ValueKind: JsonValueKind.String } e && e.GetString() is { Length: > 0 } text ? text : null;
         var key = "results:" + Convert.ToHexString(SHA256.HashData(payload));
-        return new ResultWork(topic, taskId, key, new TaskId(guid), result.Results?.GetRawText(), error, result.PropletId is { Length: > 0 } p ? p : null);
+        return new ResultWork(topic, taskId, key, new TaskId(guid), result.Results?.GetRawText(), error, result.PropletId is { Length: > 0 } p ? p : null, payload);
     }
 
     private async Task HandleResultAsync(ResultWork work, CancellationToken cancellationToken)
@@ -290,13 +249,13 @@ public sealed class InboundHandler(
         var now = time.GetUtcNow();
         var metadata = new EventMetadata(work.TaskId.ToString(), work.Key, work.PropletId is { } p ? $"proplet:{p}" : "proplet", now);
         var result = await commands.HandleAsync(
-            TaskAggregate.Decider, TaskAggregate.StreamId(work.TaskId), new TaskCommand.RecordResult(work.TaskId, work.Results, work.Error, now, work.PropletId), metadata, cancellationToken);
+            TaskAggregate.Decider, TaskAggregate.StreamId(work.TaskId), new TaskCommand.RecordResult(work.TaskId, work.Results, work.Error, now, work.PropletId), metadata,
+            new InboxReceipt(work.Key, work.Topic, work.Payload), cancellationToken);
         if (PluginTaskInfos.From(result.State) is { } info)
         {
             // on_task_complete for every result message, duplicates of a result included (spec §7.8).
             _plugins.OnTaskCompleted(info, result.State.Status == TaskStatus.Completed, result.State.Error);
         }
-        _handled?.Add(work.Key);
     }
 
     private DiscoveryWork? AcceptDiscovery(MqttMessage message)
@@ -464,7 +423,7 @@ public sealed class InboundHandler(
 
     private abstract record Work(string Topic, string PartitionKey);
 
-    private sealed record ResultWork(string Topic, string PartitionKey, string Key, TaskId TaskId, string? Results, string? Error, string? PropletId) : Work(Topic, PartitionKey);
+    private sealed record ResultWork(string Topic, string PartitionKey, string Key, TaskId TaskId, string? Results, string? Error, string? PropletId, byte[] Payload) : Work(Topic, PartitionKey);
 
     private sealed record DiscoveryWork(string Topic, string PropletId, PropletMetadata Metadata) : Work(Topic, PropletId);
 

@@ -16,9 +16,6 @@ internal static partial class MqttBridgeLog
     [LoggerMessage(EventId = 7004, Level = LogLevel.Warning, Message = "Handling a message on {Topic} failed; it will be handled again if redelivered")]
     public static partial void HandlerFailed(ILogger logger, Exception exception, string topic);
 
-    [LoggerMessage(EventId = 7005, Level = LogLevel.Debug, Message = "Duplicate message on {Topic} ignored (inbox key {Key})")]
-    public static partial void Duplicate(ILogger logger, string topic, string key);
-
     [LoggerMessage(EventId = 7006, Level = LogLevel.Information, Message = "Queued {Count} results stored in the inbox but not handled before the last stop")]
     public static partial void Recovered(ILogger logger, int count);
 

@@ -147,6 +147,39 @@ public sealed class DispatchTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AResult_IsRecordedInTheInboxWithItsEvents_AndARedeliveryIsRecordedAsIgnored()
+    {
+        var propletId = Guid.NewGuid().ToString();
+        await using var proplet = await StartPropletAsync(propletId, _ => "5");
+        await WaitForAliveAsync(propletId);
+        var id = await CreateAndStartAsync("""{"name":"main","inputs":[1]}""");
+        (await WaitForStateAsync(id, 3)).GetProperty("results").GetString().ShouldBe("5");
+
+        var dataSource = (Npgsql.NpgsqlDataSource)_server.Services.GetService(typeof(Npgsql.NpgsqlDataSource))!;
+        await using (var inbox = dataSource.CreateCommand("select count(*) from api_dispatch.inbox where handled_at is not null and convert_from(payload, 'UTF8')::jsonb ->> 'task_id' = $1"))
+        {
+            inbox.Parameters.AddWithValue(id);
+            ((long)(await inbox.ExecuteScalarAsync(Ct))!).ShouldBe(1);
+        }
+
+        // The broker delivering the same result again (after a crash before the acknowledgement, say): not applied twice.
+        var again = JsonSerializer.Serialize(new { task_id = id, proplet_id = propletId, results = "5", error = (string?)null });
+        await proplet.PublishAsync(new MqttMessage { Topic = $"{Base}/control/proplet/results", Payload = Encoding.UTF8.GetBytes(again), QualityOfService = MqttQualityOfService.AtLeastOnce }, Ct);
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        List<string?> types;
+        do
+        {
+            await Task.Delay(50, Ct);
+            types = [.. (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}/history", Ct)).EnumerateArray().Select(e => e.GetProperty("type").GetString())];
+        }
+        while (!types.Contains("task.result_ignored.v1") && DateTime.UtcNow < deadline);
+
+        types.Count(t => t == "task.completed.v1").ShouldBe(1);
+        types.ShouldContain("task.result_ignored.v1");
+        (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}", Ct)).GetProperty("results").GetString().ShouldBe("5");
+    }
+
+    [Fact]
     public async Task LongPolling_ReturnsOnceTheTaskEnded_OrAtTheTimeoutWithTheCurrentState()
     {
         var pending = await Http.PostAsync("/tasks", new StringContent("""{"name":"idle"}""", Encoding.UTF8, "application/json"), Ct);
