@@ -25,7 +25,8 @@ namespace Propeller.Bench.EndToEnd;
 /// proplets reach. A watcher on the broker also times each task's proplet hop (start message seen → result seen),
 /// which separates the proplets' share of the latency from the manager's, and `case=proplets-direct` drives the same
 /// K proplet processes without the manager: C starts in flight published straight to the broker (round robin over the
-/// proplets), latency from publish to result received. Options: --tasks N (500), --proplets K (4), --clients C (16).
+/// proplets), latency from publish to result received. Options: --tasks N (3000), --proplets K (4), --clients C (8),
+/// --warmup N (default: until the JIT has settled).
 /// </summary>
 internal static class EndToEndBenchmark
 {
@@ -36,9 +37,9 @@ internal static class EndToEndBenchmark
 
     public static async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
     {
-        var tasks = ManagerBenchmark.Option(args, "--tasks", 500);
+        var tasks = ManagerBenchmark.Option(args, "--tasks", 3000);
         var proplets = ManagerBenchmark.Option(args, "--proplets", 4);
-        var clients = ManagerBenchmark.Option(args, "--clients", 16);
+        var clients = ManagerBenchmark.Option(args, "--clients", 8);
         var proplet = PropletDll();
         await using var manager = await BenchManager.StartAsync("bench_e2e", "e2e", cancellationToken);
         var http = manager.Http;
