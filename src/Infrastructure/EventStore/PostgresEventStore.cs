@@ -137,8 +137,8 @@ public sealed class PostgresEventStore : IEventStore
 
     /// <summary>
     /// The common case (an exact expected version, projections that need no global positions): the events' versions
-    /// are known before the append, so the append, the projections' writes and the outbox rows go in one batch, and
-    /// the commit is the only other round trip. Concurrent such appends share that transaction (group commit).
+    /// are known before the append, so the append, the projections' writes, the outbox rows and the inbox receipt go
+    /// in one batch, which is its own transaction: one round trip. Concurrent such appends share it (group commit).
     /// </summary>
     private Task<AppendResult> AppendInOneBatchAsync(
         string streamId, string streamType, long previous, PreparedBatch batch, IReadOnlyList<object> events, EventMetadata metadata,

@@ -25,13 +25,13 @@ namespace Propeller.Infrastructure.Mqtt;
 /// <summary>
 /// Turns proplet messages into commands (spec propeller-manager.md §6): discovery registers or refreshes a proplet,
 /// heartbeats fold into the proplet view, a Last Will ("status":"offline") marks it offline, metrics are stored, and
-/// results go through the inbox to RecordResult.
+/// results become RecordResult through the transactional inbox.
 /// <para>
-/// <see cref="AcceptAsync"/> runs on the broker connection's receive loop, one message at a time, before the
-/// message is acknowledged: it parses and checks the message and stores a result in the inbox (so an acknowledged
-/// result survives a crash), then queues the work on one of <see cref="MqttBridgeOptions.InboundConcurrency"/>
-/// partitions by task or proplet id. Partitions run in parallel; each keeps its messages in order. Malformed
-/// payloads are logged and dropped; nothing throws out.
+/// <see cref="AcceptBatchAsync"/> runs on the broker connection's receive loop with what has arrived, before those
+/// messages are acknowledged: it handles the results (each recorded in the inbox in the transaction of its events, so
+/// an acknowledged result is always stored), and queues the rest on one of
+/// <see cref="MqttBridgeOptions.InboundConcurrency"/> partitions by task or proplet id. Partitions run in parallel;
+/// each keeps its messages in order. Malformed payloads are logged and dropped; nothing throws out.
 /// </para>
 /// </summary>
 public sealed class InboundHandler(
