@@ -51,36 +51,23 @@ internal static class EndToEndBenchmark
         var starts = new ConcurrentDictionary<string, long>(StringComparer.Ordinal);
         var hops = new ConcurrentBag<double>();
         var direct = new ConcurrentDictionary<string, TaskCompletionSource>(StringComparer.Ordinal);
-        await using var watcher = new MqttClient(new MqttClientOptions
-        {
-            ClientId = "watch-" + tenant,
-            MessageHandler = (message, _) =>
+        await using var watcher = await BrokerWatcher.StartAsync(
+            broker,
+            baseTopic,
+            "watch-" + tenant,
+            (id, at) => starts.TryAdd(id, at),
+            (id, at) =>
             {
-                var now = Stopwatch.GetTimestamp();
-                using var json = JsonDocument.Parse(message.Payload);
-                if (message.Topic.EndsWith("/control/manager/start", StringComparison.Ordinal))
+                if (starts.TryRemove(id, out var started))
                 {
-                    starts.TryAdd(json.RootElement.GetProperty("id").GetString()!, now);
-                }
-                else if (json.RootElement.TryGetProperty("task_id", out var id))
-                {
-                    if (starts.TryRemove(id.GetString()!, out var started))
-                    {
-                        hops.Add(Stopwatch.GetElapsedTime(started, now).TotalMilliseconds);
-                    }
-
-                    if (direct.TryRemove(id.GetString()!, out var waiter))
-                    {
-                        waiter.TrySetResult();
-                    }
+                    hops.Add(Stopwatch.GetElapsedTime(started, at).TotalMilliseconds);
                 }
 
-                return ValueTask.CompletedTask;
+                if (direct.TryRemove(id, out var waiter))
+                {
+                    waiter.TrySetResult();
+                }
             },
-        }.WithAddress(broker));
-        await watcher.ConnectAsync(cancellationToken);
-        await watcher.SubscribeAsync(
-            [new MqttSubscription($"{baseTopic}/control/manager/start", MqttQualityOfService.AtMostOnce), new MqttSubscription($"{baseTopic}/control/proplet/results", MqttQualityOfService.AtMostOnce)],
             cancellationToken);
 
         // Real proplets: separate processes.

@@ -66,28 +66,12 @@ internal static class ManagerBenchmark
         await WarmUpAsync(count => RunTasksAsync(http, count, clients, cancellationToken), Option(args, "--warmup", 0));
         // Where the time goes: a watcher on the broker sees each start message and each result go by.
         var seen = new ConcurrentDictionary<string, (long Start, long Result)>(StringComparer.Ordinal);
-        await using var watcher = new MqttClient(new MqttClientOptions
-        {
-            ClientId = "watch-" + manager.Tenant,
-            MessageHandler = (message, _) =>
-            {
-                var now = Stopwatch.GetTimestamp();
-                using var json = JsonDocument.Parse(message.Payload);
-                if (json.RootElement.TryGetProperty("task_id", out var done))
-                {
-                    seen.AddOrUpdate(done.GetString()!, _ => (0, now), (_, v) => (v.Start, now));
-                }
-                else if (json.RootElement.TryGetProperty("id", out var started))
-                {
-                    seen.AddOrUpdate(started.GetString()!, _ => (now, 0), (_, v) => (now, v.Result));
-                }
-
-                return ValueTask.CompletedTask;
-            },
-        }.WithAddress(broker));
-        await watcher.ConnectAsync(cancellationToken);
-        await watcher.SubscribeAsync(
-            [new MqttSubscription($"{baseTopic}/control/manager/start", MqttQualityOfService.AtMostOnce), new MqttSubscription($"{baseTopic}/control/proplet/results", MqttQualityOfService.AtMostOnce)],
+        await using var watcher = await BrokerWatcher.StartAsync(
+            broker,
+            baseTopic,
+            "watch-" + manager.Tenant,
+            (id, at) => seen.AddOrUpdate(id, _ => (at, 0), (_, v) => (at, v.Result)),
+            (id, at) => seen.AddOrUpdate(id, _ => (0, at), (_, v) => (v.Start, at)),
             cancellationToken);
         var stages = new ConcurrentBag<(string Id, long Start, long Started, long Done)>();
         var busyBefore = MachineBusy();
