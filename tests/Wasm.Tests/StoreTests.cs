@@ -94,6 +94,27 @@ public sealed class StoreTests : IDisposable
     }
 
     [Fact]
+    public async Task GivenRunAsync_WhenTheWorkReturnsOrTraps_ThenTheTaskCarriesTheResultOrTheTrap()
+    {
+        var (store, instance) = Wat.Instantiate(_engine, Fib);
+        using var _ = store;
+        var fib = instance.GetFunction<int, int>("fib")!;
+
+        (await store.RunAsync(() => fib(20))).ShouldBe(6765);
+
+        var (trapping, bad) = Wat.Instantiate(_engine, """(module (func (export "boom") unreachable))""");
+        using (trapping)
+        {
+            var trap = await Should.ThrowAsync<TrapException>(() => trapping.RunAsync(() => bad.GetFunction("boom")!.Call()));
+            trap.Code.ShouldBe(TrapCode.Unreachable);
+        }
+
+        // The store is still usable, from RunAsync and from a plain call.
+        (await store.RunAsync(() => fib(10))).ShouldBe(55);
+        fib(11).ShouldBe(89);
+    }
+
+    [Fact]
     public void GivenDisposedStore_WhenCalling_ThenObjectDisposedException()
     {
         var (store, instance) = Wat.Instantiate(_engine, Fib);
