@@ -19,7 +19,7 @@ namespace Propeller.Bench.Manager;
 /// `manager`: the real manager (Kestrel, PostgreSQL, mosquitto) with M simulated proplets that answer every start at
 /// once; N tasks are created and started over HTTP by concurrent clients, and each task's latency runs from its start
 /// request to the Completed state visible through GET /tasks/{id} (long polling with ?wait). Options: --tasks N (4000),
-/// --proplets M (3), --clients C (12), --warmup N (default: until the JIT has settled).
+/// --proplets M (3), --clients C (16), --warmup N (default: until the JIT has settled).
 /// </summary>
 internal static class ManagerBenchmark
 {
@@ -27,7 +27,7 @@ internal static class ManagerBenchmark
     {
         var tasks = Option(args, "--tasks", 4000);
         var proplets = Option(args, "--proplets", 3);
-        var clients = Option(args, "--clients", 12);
+        var clients = Option(args, "--clients", 16);
         await using var manager = await BenchManager.StartAsync("bench_manager", "bench", cancellationToken);
         var app = manager.App;
         var http = manager.Http;

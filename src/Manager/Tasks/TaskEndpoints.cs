@@ -27,6 +27,9 @@ internal static class TaskEndpoints
 
     private static readonly TimeSpan WaitRecheck = TimeSpan.FromMilliseconds(250);
 
+    /// <summary>How long a wait that started from this node's cached state trusts it before reading the view.</summary>
+    private static readonly TimeSpan FirstRecheck = TimeSpan.FromMilliseconds(50);
+
     public static IEndpointRouteBuilder MapTaskEndpoints(this IEndpointRouteBuilder app)
     {
         app.MapPost("/tasks", CreateAsync).WithName("create-task");
@@ -115,7 +118,7 @@ internal static class TaskEndpoints
     }
 
     private static async Task<IResult> GetAsync(
-        string taskId, HttpRequest request, ITaskQueries queries, AggregateLoader loader, StreamChanges changes, CancellationToken cancellationToken)
+        string taskId, HttpRequest request, ITaskQueries queries, AggregateLoader loader, StreamChanges changes, AggregateCache cache, CancellationToken cancellationToken)
     {
         if (!TryTaskId(taskId, out var id))
         {
@@ -137,7 +140,7 @@ internal static class TaskEndpoints
                 return ApiResults.BadRequest("wait must be a duration up to 60s (e.g. 5s or 500ms)");
             }
 
-            return await WaitForEndAsync(id, timeout, queries, changes, cancellationToken) is { } waited
+            return await WaitForEndAsync(id, timeout, queries, changes, cache, cancellationToken) is { } waited
                 ? Results.Ok(TaskMapping.ToJson(waited))
                 : ApiResults.NotFound("task not found");
         }
@@ -174,13 +177,19 @@ internal static class TaskEndpoints
     /// <summary>
     /// Long polling (beyond the original): the task once its current attempt has ended (completed, failed, skipped or
     /// interrupted), or as it is when <paramref name="timeout"/> runs out. Woken by this node's appends; re-reads every
-    /// <see cref="WaitRecheck"/> for changes made by other nodes.
+    /// <see cref="WaitRecheck"/> for changes made by other nodes. When this node appended the task's latest state it
+    /// knows (the command cache: committed states only), that state answers instead of a first read of the view: at
+    /// once when it has ended, else the wait starts from it and the view is read after <see cref="FirstRecheck"/> (in
+    /// case another node moved the task since).
     /// </summary>
-    private static async Task<TaskState?> WaitForEndAsync(TaskId id, TimeSpan timeout, ITaskQueries queries, StreamChanges changes, CancellationToken cancellationToken)
+    private static async Task<TaskState?> WaitForEndAsync(
+        TaskId id, TimeSpan timeout, ITaskQueries queries, StreamChanges changes, AggregateCache cache, CancellationToken cancellationToken)
     {
-        using var watch = changes.Start(TaskAggregate.StreamId(id));
+        var stream = TaskAggregate.StreamId(id);
+        using var watch = changes.Start(stream);
         var deadline = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
-        var state = await queries.GetAsync(id, cancellationToken);
+        var fromCache = cache.TryGet<TaskState>(stream, out var cached) && cached.State.Exists;
+        var state = fromCache ? cached.State : await queries.GetAsync(id, cancellationToken);
         while (true)
         {
             var left = deadline - Environment.TickCount64;
@@ -191,7 +200,9 @@ internal static class TaskEndpoints
 
             // The appender hands over the state it committed (the inline projection wrote the same in that transaction);
             // without one, or after the re-check interval (another node may have appended), read the view again.
-            var (changed, appended) = await watch.NextAsync(TimeSpan.FromMilliseconds(Math.Min(left, WaitRecheck.TotalMilliseconds)), cancellationToken);
+            var recheck = fromCache ? FirstRecheck : WaitRecheck;
+            fromCache = false;
+            var (changed, appended) = await watch.NextAsync(TimeSpan.FromMilliseconds(Math.Min(left, recheck.TotalMilliseconds)), cancellationToken);
             state = changed && appended is TaskState known ? known : await queries.GetAsync(id, cancellationToken);
         }
 

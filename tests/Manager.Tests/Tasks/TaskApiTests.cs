@@ -259,4 +259,22 @@ public sealed class TaskApiTests : IAsyncLifetime
         text.ShouldContain("manager_api_request_count{method=\"create-task\"}");
         text.ShouldContain("manager_api_request_latency_microseconds_count{method=\"list-tasks\"}");
     }
+
+    [Fact]
+    public async Task LongPolling_OnANodeWhoseCachedStateIsStale_SeesAnotherNodesChangeQuickly()
+    {
+        var id = await CreateAsync();
+        (await Http.PostAsync($"/tasks/{id}/start", null, Ct)).StatusCode.ShouldBe(HttpStatusCode.OK); // this node caches Scheduled
+
+        // A second manager on the same database stops the task: this node's cache still says Scheduled.
+        await using (var other = await ManagerServer.StartAsync("api_tasks", dropSchema: false))
+        {
+            (await other.Client.PostAsync($"/tasks/{id}/stop", null, Ct)).StatusCode.ShouldBe(HttpStatusCode.OK);
+        }
+
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var waited = await BodyAsync(await Http.GetAsync($"/tasks/{id}?wait=20s", Ct));
+        waited.GetProperty("state").GetInt32().ShouldBe(6);
+        clock.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(10), "the view is read again soon, not at the end of the wait");
+    }
 }
