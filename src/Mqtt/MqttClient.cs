@@ -112,7 +112,8 @@ public sealed class MqttClient : IAsyncDisposable
             _lifetime = new CancellationTokenSource();
             if (_dispatch is not null && _options.MessageHandler is { } handler)
             {
-                _dispatcher ??= Task.Run(() => DispatchLoopAsync(_dispatch.Reader, handler, _disposing.Token), _disposing.Token);
+                // One message at a time: a batch of one.
+                _dispatcher ??= Task.Run(() => DispatchBatchLoopAsync(_dispatch.Reader, (messages, token) => handler(messages[0], token), 1, _disposing.Token), _disposing.Token);
             }
             else if (_dispatch is not null && _options.MessageBatchHandler is { } batchHandler)
             {
@@ -1026,41 +1027,6 @@ public sealed class MqttClient : IAsyncDisposable
         if (ack is not null)
         {
             await connection.SendAsync(ack);
-        }
-    }
-
-    private async Task DispatchLoopAsync(
-        ChannelReader<Delivery> deliveries,
-        Func<MqttMessage, CancellationToken, ValueTask> handler,
-        CancellationToken cancellationToken)
-    {
-        try
-        {
-            while (await deliveries.WaitToReadAsync(cancellationToken))
-            {
-                while (!cancellationToken.IsCancellationRequested && deliveries.TryRead(out var delivery))
-                {
-                    try
-                    {
-                        await handler(delivery.Message, cancellationToken);
-                    }
-                    catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
-                    {
-                        MqttLog.HandlerFailed(_logger, delivery.Message.Topic, ex);
-                    }
-
-                    MqttMetrics.MessagesReceived.Add(1);
-                    if (delivery.Ack is not null)
-                    {
-                        // On a connection that has ended this is a no-op; the broker redelivers on the next one.
-                        await delivery.Connection.SendAsync(delivery.Ack);
-                    }
-                }
-            }
-        }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-        {
-            // Disposed.
         }
     }
 

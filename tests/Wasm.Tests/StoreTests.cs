@@ -74,21 +74,13 @@ public sealed class StoreTests : IDisposable
     [Fact]
     public void GivenAStoreThatExhaustedTheStack_WhenTheNextStoreRunsOnThePooledThread_ThenItHasItsFullDepth()
     {
-        const string Recursion = """
-            (module
-              (func $down (export "down") (param i32) (result i32)
-                (if (result i32) (i32.eqz (local.get 0))
-                  (then (i32.const 0))
-                  (else (i32.add (i32.const 1) (call $down (i32.sub (local.get 0) (i32.const 1)))))))
-              (func $forever (export "forever") (call $forever)))
-            """;
-        var (first, runaway) = Wat.Instantiate(_engine, Recursion);
+        var (first, runaway) = Wat.Instantiate(_engine, TrapTests.Recursion);
         using (first)
         {
             Should.Throw<TrapException>(() => runaway.GetFunction("forever")!.Call()).Code.ShouldBe(TrapCode.StackOverflow);
         }
 
-        var (second, instance) = Wat.Instantiate(_engine, Recursion);
+        var (second, instance) = Wat.Instantiate(_engine, TrapTests.Recursion);
         using var _ = second;
         instance.GetFunction("down")!.Invoke(4_000).ShouldBe(4_000);
     }

@@ -2,6 +2,16 @@ namespace Propeller.Wasm.Tests;
 
 public sealed class TrapTests : IDisposable
 {
+    /// <summary>`down(n)` recurses n deep and returns n; `forever` recurses without end.</summary>
+    internal const string Recursion = """
+        (module
+          (func $down (export "down") (param i32) (result i32)
+            (if (result i32) (i32.eqz (local.get 0))
+              (then (i32.const 0))
+              (else (i32.add (i32.const 1) (call $down (i32.sub (local.get 0) (i32.const 1)))))))
+          (func $forever (export "forever") (call $forever)))
+        """;
+
     private readonly Engine _engine = new(new Config().WithMaxCallDepth(5_000));
 
     public void Dispose() => _engine.Dispose();
@@ -9,14 +19,7 @@ public sealed class TrapTests : IDisposable
     [Fact]
     public void GivenInfiniteRecursion_WhenCalled_ThenCallStackExhaustedTrapAndTheStoreStaysUsable()
     {
-        var (store, instance) = Wat.Instantiate(_engine, """
-            (module
-              (func $down (export "down") (param i32) (result i32)
-                (if (result i32) (i32.eqz (local.get 0))
-                  (then (i32.const 0))
-                  (else (i32.add (i32.const 1) (call $down (i32.sub (local.get 0) (i32.const 1)))))))
-              (func $forever (export "forever") (call $forever)))
-            """);
+        var (store, instance) = Wat.Instantiate(_engine, Recursion);
         using var _ = store;
         var trap = Should.Throw<TrapException>(() => instance.GetFunction("forever")!.Call());
         trap.Code.ShouldBe(TrapCode.StackOverflow);

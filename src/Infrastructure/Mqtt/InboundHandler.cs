@@ -64,13 +64,6 @@ public sealed class InboundHandler(
         await Task.WhenAll(_workers);
     }
 
-    /// <summary>Parses, checks and queues one message (results are stored in the inbox first).</summary>
-    public ValueTask AcceptAsync(MqttMessage message, CancellationToken cancellationToken)
-    {
-        ArgumentNullException.ThrowIfNull(message);
-        return AcceptBatchAsync([message], cancellationToken);
-    }
-
     /// <summary>
     /// Parses and checks messages. Results are handled before this returns (and so before the broker connection
     /// acknowledges them), each recorded in the inbox in the transaction of its events; the rest is queued on the

@@ -125,16 +125,7 @@ public sealed class DispatchScheduler(
                 _snapshot = new Snapshot(now, Candidates(await proplets.ListAsync(cancellationToken), now));
             }
 
-            var candidates = _snapshot.Candidates;
-            var placement = PropletSelector.Select(_options.Policy, new PlacementRequest(spec.PropletId, new HashSet<string>(), 0, spec.Priority), candidates, ref _cursor);
-            var index = placement.PropletId is { } chosen ? candidates.FindIndex(c => c.Id == chosen) : -1;
-            if (index < 0)
-            {
-                return null;
-            }
-
-            candidates[index] = candidates[index] with { RunningTasks = candidates[index].RunningTasks + 1 };
-            return placement.PropletId;
+            return Select(new PlacementRequest(spec.PropletId, new HashSet<string>(), 0, spec.Priority), _snapshot.Candidates).PropletId;
         }
         finally
         {
@@ -147,6 +138,8 @@ public sealed class DispatchScheduler(
     public void Dispatched(TaskState dispatched)
     {
         ArgumentNullException.ThrowIfNull(dispatched);
+
+        // Each dispatch wakes the relay at once: a large round should not hold its first messages back.
         signals.Outbox.Notify();
         SchedulerLog.Dispatched(logger, dispatched.Id.ToString(), dispatched.PropletId ?? "");
     }
@@ -196,13 +189,7 @@ public sealed class DispatchScheduler(
                     request = request with { RequiredTags = select.RequiredTags.ToHashSet(StringComparer.Ordinal), MinMemoryBytes = select.MinMemoryBytes };
                 }
 
-                var placement = spec.Broadcast ? Placement.On("broadcast") : PropletSelector.Select(_options.Policy, request, candidates, ref _cursor);
-                placed.Add(new Placed(task, placement, decisions, null));
-                var index = placement.PropletId is { } chosen ? candidates.FindIndex(c => c.Id == chosen) : -1;
-                if (index >= 0)
-                {
-                    candidates[index] = candidates[index] with { RunningTasks = candidates[index].RunningTasks + 1 };
-                }
+                placed.Add(new Placed(task, spec.Broadcast ? Placement.On("broadcast") : Select(request, candidates), decisions, null));
             }
         }
         finally
@@ -278,10 +265,21 @@ public sealed class DispatchScheduler(
             return false;
         }
 
-        // Each dispatch wakes the relay at once: a large round should not hold its first messages back.
-        signals.Outbox.Notify();
-        SchedulerLog.Dispatched(logger, task.Id.ToString(), propletId);
+        Dispatched(result.State);
         return true;
+    }
+
+    /// <summary>Under <see cref="_placing"/>: chooses by policy and counts the task in on the chosen candidate.</summary>
+    private Placement Select(PlacementRequest request, List<PropletCandidate> candidates)
+    {
+        var placement = PropletSelector.Select(_options.Policy, request, candidates, ref _cursor);
+        var index = placement.PropletId is { } chosen ? candidates.FindIndex(c => c.Id == chosen) : -1;
+        if (index >= 0)
+        {
+            candidates[index] = candidates[index] with { RunningTasks = candidates[index].RunningTasks + 1 };
+        }
+
+        return placement;
     }
 
     private List<PropletCandidate> Candidates(IEnumerable<PropletView> views, DateTimeOffset now) =>
