@@ -1,7 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 
-namespace Propeller.Wasm.Tests;
+namespace Propeller.Tests.Shared;
 
 /// <summary>
 /// Builds the C programs in WasiPrograms/ with `clang --target=wasm32-wasi -O2` (Debian clang, lld, wasi-libc and

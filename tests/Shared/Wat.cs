@@ -1,6 +1,6 @@
 using System.Diagnostics;
 
-namespace Propeller.Wasm.Tests;
+namespace Propeller.Tests.Shared;
 
 /// <summary>Assembles WebAssembly text with wabt's wat2wasm (installed by scripts/tools.sh), keeping the name section.</summary>
 internal static class Wat
@@ -44,12 +44,4 @@ internal static class Wat
         }
     }
 
-    /// <summary>A store plus an instance of <paramref name="wat"/> with no imports.</summary>
-    public static (Store Store, Instance Instance) Instantiate(Engine engine, string wat, Linker? linker = null)
-    {
-        var store = new Store(engine);
-        var module = Module.FromBytes(engine, "test", ToWasm(wat));
-        var instance = (linker ?? new Linker(engine)).Instantiate(store, module);
-        return (store, instance);
-    }
 }
