@@ -71,7 +71,8 @@ internal sealed class PluginInstance : IDisposable
     {
         Context.Hook = hook;
         _store.Fuel = (ulong)fuel;
-        _deadline = timeout == Timeout.InfiniteTimeSpan ? long.MaxValue : Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
+        var ticks = timeout.TotalSeconds * Stopwatch.Frequency;
+        _deadline = timeout < TimeSpan.Zero || ticks >= long.MaxValue / 2 ? long.MaxValue : Stopwatch.GetTimestamp() + (long)ticks;
         _cancellation = cancellationToken;
         try
         {
