@@ -81,18 +81,6 @@ public static class RunCommand
                 store.SetLimits(memorySize: mib << 20);
             }
 
-            var deadline = options.Timeout is { } seconds ? DateTime.UtcNow.AddSeconds(seconds) : DateTime.MaxValue;
-            if (options.Timeout is not null)
-            {
-                WasmEngine.Watch(store, () =>
-                {
-                    if (DateTime.UtcNow >= deadline)
-                    {
-                        throw new TimeoutException($"--timeout of {options.Timeout} s exceeded");
-                    }
-                });
-            }
-
             using var module = Module.FromFile(engine.Engine, file);
             var wasi = new WasiConfiguration().WithArgs([Path.GetFileName(file), .. options.Invoke is null ? rest : []]);
             if (inheritStdio)
@@ -117,6 +105,20 @@ public static class RunCommand
             store.SetWasiConfiguration(wasi);
             using var linker = new Linker(engine.Engine);
             linker.DefineWasi();
+
+            // The time limit covers running the guest (its start function included), not compiling it.
+            var deadline = options.Timeout is { } seconds ? DateTime.UtcNow.AddSeconds(seconds) : DateTime.MaxValue;
+            if (options.Timeout is not null)
+            {
+                WasmEngine.Watch(store, () =>
+                {
+                    if (DateTime.UtcNow >= deadline)
+                    {
+                        throw new TimeoutException($"--timeout of {options.Timeout} s exceeded");
+                    }
+                });
+            }
+
             var instance = linker.Instantiate(store, module);
             if (options.Invoke is null)
             {
