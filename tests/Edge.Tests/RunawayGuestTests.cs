@@ -163,6 +163,17 @@ public sealed class RunawayGuestTests : IDisposable
         (await RunAsync(_runtime, CPrograms.Get("basics"), "_start", ["0"], new TaskLimits(null, null, null))).Succeeded.ShouldBeTrue();
     }
 
+    [Fact]
+    public async Task GivenOutputBeyondTheLimit_WhenAWasiCommandRuns_ThenTheResultKeepsTheFirstBytes_AndTheGuestCompletes()
+    {
+        // 1000 lines of 68 bytes against TestSettings' 4096-byte output limit.
+        var outcome = await RunAsync(_runtime, CPrograms.Get("bigout"), "_start", ["1000"], new TaskLimits(null, null, null));
+
+        outcome.Succeeded.ShouldBeTrue(outcome.Error);
+        outcome.Results.Length.ShouldBe(4096);
+        outcome.Results.ShouldStartWith("00000000-abcdefghijklmnopqrstuvwxyz-ABCDEFGHIJKLMNOPQRSTUVWXYZ-0123\n00000001-");
+    }
+
     [Theory]
     [InlineData(0)]
     [InlineData(4)]
