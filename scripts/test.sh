@@ -65,7 +65,7 @@ PY
   if [ "$rc" != 0 ] && [ "$f" = 0 ]; then broken=$((broken + 1)); fi
 done
 
-# Non-xunit suites (spec tests, WASI conformance) append their own counts through scripts/suites.d/*.sh:
+# Non-xunit suites (WASI conformance) append their own counts through scripts/suites.d/*.sh:
 # each prints one `N passed, N failed, N skipped` line as its last line.
 if [ $# -eq 0 ] && compgen -G "scripts/suites.d/*.sh" >/dev/null; then
   for suite in scripts/suites.d/*.sh; do

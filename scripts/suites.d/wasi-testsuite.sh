@@ -1,25 +1,26 @@
 #!/usr/bin/env bash
-# WASI preview1 conformance (issue 5): runs ../shared/testdata/wasi-testsuite/run.py against `propeller-wasm`.
-# Tests listed in tests/Wasm.Tests/wasi-known-failing.txt (one `dir/name.wasm` per line, `#` comments) still run,
+# WASI preview1 conformance (issues 5 and 12): runs ../shared/testdata/wasi-testsuite/run.py against
+# `propeller-proplet run` (Wasmtime's WASI as our proplet wires it: args, env, preopens, exit codes, stdout).
+# Tests listed in scripts/suites.d/wasi-known-failing.txt (one `dir/name.wasm` per line, `#` comments) still run,
 # but a failure there counts as skipped; any other failure counts as failed.
 # The last line is `wasi-testsuite: N passed, N failed, N skipped` (parsed by scripts/test.sh).
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 suite="${PROPELLER_WASI_TESTSUITE_DIR:-$root/../shared/testdata/wasi-testsuite}"
-cli="$root/src/Wasm.Cli/bin/Release/net10.0/propeller-wasm.dll"
-known="$root/tests/Wasm.Tests/wasi-known-failing.txt"
+cli="$root/src/Edge/bin/Release/net10.0/propeller-proplet.dll"
+known="$root/scripts/suites.d/wasi-known-failing.txt"
 if [ ! -f "$suite/run.py" ]; then
   echo "wasi-testsuite: run.py not found under $suite (set PROPELLER_WASI_TESTSUITE_DIR)"
   echo "wasi-testsuite: 0 passed, 1 failed, 0 skipped"
   exit 1
 fi
 if [ ! -f "$cli" ]; then
-  dotnet build "$root/src/Wasm.Cli/Propeller.Wasm.Cli.csproj" -c Release -nologo -clp:ErrorsOnly >&2 || {
+  dotnet build "$root/src/Edge/Propeller.Edge.csproj" -c Release -nologo -clp:ErrorsOnly >&2 || {
     echo "wasi-testsuite: 0 passed, 1 failed, 0 skipped"
     exit 1
   }
 fi
-out="$(python3 "$suite/run.py" dotnet "$cli" 2>&1)"
+out="$(python3 "$suite/run.py" dotnet "$cli" run 2>&1)"
 echo "$out" | grep '^FAIL ' >&2
 RUN_PY_OUTPUT="$out" python3 - "$known" <<'PY'
 import os, re, sys

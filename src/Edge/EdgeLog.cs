@@ -52,6 +52,9 @@ internal static partial class EdgeLog
     [LoggerMessage(EventId = 8016, Level = LogLevel.Warning, Message = "PROPLET_DIRS entry {Dir} does not exist; not preopened for task {TaskId}")]
     public static partial void PreopenSkipped(ILogger logger, string dir, string taskId);
 
+    [LoggerMessage(EventId = 8030, Level = LogLevel.Warning, Message = "Task {TaskId} was ended while its guest waited in a host call; the guest stops when the call returns")]
+    public static partial void GuestInHostCall(ILogger logger, string taskId);
+
     [LoggerMessage(EventId = 8017, Level = LogLevel.Warning, Message = "Task {TaskId} wrote {Total} bytes of output; only the first {Limit} are kept")]
     public static partial void OutputTruncated(ILogger logger, string taskId, long total, int limit);
 

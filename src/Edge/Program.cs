@@ -4,16 +4,13 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Propeller.Edge;
 using Propeller.Edge.Configuration;
-using Propeller.Wasm.Hosting;
+using Propeller.Edge.Execution;
 
 // propeller-proplet                               the proplet: PROPLET_* settings (docs/edge.md), runs until Ctrl-C
-// propeller-proplet run [OPTIONS] FILE.wasm ARGS  runs a module locally, without MQTT (the flags of propeller-wasm)
+// propeller-proplet run [OPTIONS] FILE.wasm ARGS  runs a module locally on Wasmtime, without MQTT (like `wasmtime run`)
 if (args.Length > 0 && args[0] == "run")
 {
-    using var guestStdout = Console.OpenStandardOutput();
-    using var guestStderr = Console.OpenStandardError();
-    using var guestStdin = Console.OpenStandardInput();
-    return RunCommand.Run("propeller-proplet run", args[1..], Console.Out, Console.Error, guestStdout, guestStderr, guestStdin);
+    return RunCommand.Run("propeller-proplet run", args[1..], Console.Out, Console.Error, inheritStdio: true);
 }
 
 if (args.Length > 0)

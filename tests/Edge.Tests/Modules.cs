@@ -1,4 +1,4 @@
-using Propeller.Wasm.Tests;
+using Propeller.Tests.Shared;
 
 namespace Propeller.Edge.Tests;
 

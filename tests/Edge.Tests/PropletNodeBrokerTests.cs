@@ -47,7 +47,7 @@ public sealed class PropletNodeBrokerTests : IAsyncLifetime
         metadata.GetProperty("description").GetString().ShouldBe("test proplet");
         metadata.GetProperty("tags").EnumerateArray().Select(t => t.GetString()).ShouldBe(["lab", "x86"]);
         metadata.GetProperty("os").GetString().ShouldBe("linux");
-        metadata.GetProperty("wasm_runtime").GetString().ShouldBe("propeller-wasm-internal");
+        metadata.GetProperty("wasm_runtime").GetString().ShouldBe("wasmtime-internal");
 
         var alive = await NextAsync(Topics.PropletAlive);
         alive.GetRawText().ShouldBe($$"""{"proplet_id":"{{_settings.EntityId}}","status":"alive","namespace":"default"}""");

@@ -7,7 +7,7 @@ using Propeller.Edge.Execution;
 using Propeller.Edge.Fetching;
 using Propeller.Edge.Tasks;
 using Propeller.Plugins.Proplet;
-using Propeller.Wasm.Tests;
+using Propeller.Tests.Shared;
 
 namespace Propeller.Edge.Tests;
 

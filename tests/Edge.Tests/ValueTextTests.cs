@@ -1,5 +1,5 @@
 using Propeller.Edge.Execution;
-using Propeller.Wasm;
+using Wasmtime;
 
 namespace Propeller.Edge.Tests;
 
@@ -13,8 +13,8 @@ public sealed class ValueTextTests
     [InlineData("-2147483648", int.MinValue)]
     public void GivenAStrictDecimal_WhenParsedAsI32_ThenItIsAccepted(string text, int expected)
     {
-        ValueText.TryParse(ValueKind.I32, text, out var value, out _).ShouldBeTrue();
-        value.AsI32.ShouldBe(expected);
+        ValueText.TryParse(ValueKind.Int32, text, out var value, out _).ShouldBeTrue();
+        value.AsInt32().ShouldBe(expected);
     }
 
     [Theory]
@@ -27,7 +27,7 @@ public sealed class ValueTextTests
     [InlineData("-2147483649", "number too small to fit in target type")]
     public void GivenAnythingElse_WhenParsedAsI32_ThenTheErrorIsTheOriginals(string text, string reason)
     {
-        ValueText.TryParse(ValueKind.I32, text, out _, out var error).ShouldBeFalse();
+        ValueText.TryParse(ValueKind.Int32, text, out _, out var error).ShouldBeFalse();
         error.ShouldBe($"Failed to parse '{text}' as i32: {reason}");
     }
 
@@ -41,8 +41,8 @@ public sealed class ValueTextTests
     [InlineData("-Infinity", double.NegativeInfinity)]
     public void GivenRustFloatSyntax_WhenParsedAsF64_ThenItIsAccepted(string text, double expected)
     {
-        ValueText.TryParse(ValueKind.F64, text, out var value, out _).ShouldBeTrue();
-        value.AsF64.ShouldBe(expected);
+        ValueText.TryParse(ValueKind.Float64, text, out var value, out _).ShouldBeTrue();
+        value.AsDouble().ShouldBe(expected);
     }
 
     [Theory]
@@ -53,10 +53,10 @@ public sealed class ValueTextTests
     [InlineData(" 1")]
     public void GivenOtherText_WhenParsedAsF64_ThenItIsAnInvalidFloatLiteral(string text)
     {
-        ValueText.TryParse(ValueKind.F64, text, out _, out var error).ShouldBeFalse();
+        ValueText.TryParse(ValueKind.Float64, text, out _, out var error).ShouldBeFalse();
         error.ShouldBe($"Failed to parse '{text}' as f64: invalid float literal");
-        ValueText.TryParse(ValueKind.F64, "nan", out var nan, out _).ShouldBeTrue();
-        double.IsNaN(nan.AsF64).ShouldBeTrue();
+        ValueText.TryParse(ValueKind.Float64, "nan", out var nan, out _).ShouldBeTrue();
+        double.IsNaN(nan.AsDouble()).ShouldBeTrue();
     }
 
     [Fact]
@@ -77,15 +77,15 @@ public sealed class ValueTextTests
     [InlineData(double.NegativeInfinity, "-inf")]
     public void GivenAnF64Result_WhenFormatted_ThenItReadsLikeRustDisplay(double value, string expected)
     {
-        ValueText.Format(Value.F64(value)).ShouldBe(expected);
+        ValueText.Format(value).ShouldBe(expected);
     }
 
     [Fact]
     public void GivenIntegerAndF32Results_WhenFormatted_ThenTheyAreSignedDecimalsAndShortestFloats()
     {
-        ValueText.Format(Value.I32(-5)).ShouldBe("-5");
-        ValueText.Format(Value.I64(long.MinValue)).ShouldBe("-9223372036854775808");
-        ValueText.Format(Value.F32(0.1f)).ShouldBe("0.1");
-        ValueText.Format(Value.F32(3f)).ShouldBe("3");
+        ValueText.Format(-5).ShouldBe("-5");
+        ValueText.Format(long.MinValue).ShouldBe("-9223372036854775808");
+        ValueText.Format(0.1f).ShouldBe("0.1");
+        ValueText.Format(3f).ShouldBe("3");
     }
 }

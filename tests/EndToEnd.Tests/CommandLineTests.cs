@@ -37,6 +37,28 @@ public sealed class CommandLineTests : IDisposable
     }
 
     [Fact]
+    public async Task GivenRunWithLimits_WhenTheGuestRunsAway_ThenEachLimitEndsItWithItsExitCode()
+    {
+        var spin = Path.Combine(_dir.FullName, "spin.wasm");
+        var grow = Path.Combine(_dir.FullName, "grow.wasm");
+        var garbage = Path.Combine(_dir.FullName, "garbage.wasm");
+        await File.WriteAllBytesAsync(spin, Modules.Spin, TestContext.Current.CancellationToken);
+        await File.WriteAllBytesAsync(grow, Modules.Grow, TestContext.Current.CancellationToken);
+        await File.WriteAllBytesAsync(garbage, [0, 97, 115, 109, 1, 0], TestContext.Current.CancellationToken);
+
+        var fuel = await RunAsync(["run", "--fuel", "100000", "--invoke", "main", spin], []);
+        fuel.Code.ShouldBe(134);
+        fuel.Stderr.ShouldStartWith("error: wasm trap: all fuel consumed");
+        var timeout = await RunAsync(["run", "--timeout", "0.3", "--invoke", "main", spin], []);
+        timeout.Code.ShouldBe(124);
+        timeout.Stderr.ShouldContain("--timeout of 0.3 s exceeded");
+        (await RunAsync(["run", "--max-memory", "2", "--invoke", "main", grow], [])).ShouldBe((0, "-1\n", ""));
+        var malformed = await RunAsync(["run", garbage], []);
+        malformed.Code.ShouldBe(1);
+        malformed.Stderr.ShouldStartWith("error: ");
+    }
+
+    [Fact]
     public async Task GivenMissingOrBadSettings_WhenStarted_ThenItStopsWithAMessageNamingTheProblem()
     {
         var missing = await RunAsync([], new Dictionary<string, string> { ["PROPLET_CONFIG_FILE"] = Path.Combine(_dir.FullName, "none.toml") });

@@ -1,2 +1,2 @@
 global using Propeller.Edge.Tests;
-global using Propeller.Wasm.Tests;
+global using Propeller.Tests.Shared;

@@ -11,7 +11,7 @@ namespace Propeller.Bench.EndToEnd;
 
 /// <summary>
 /// `e2e`: the real manager (Kestrel, PostgreSQL, mosquitto) with K real proplets, each a separate
-/// `propeller-proplet` process running the addition module in Propeller.Wasm. C concurrent HTTP clients create and
+/// `propeller-proplet` process running the addition module on Wasmtime. C concurrent HTTP clients create and
 /// start N addition tasks; each task's latency runs from its `POST /tasks/{id}/start` to Completed visible through
 /// `GET /tasks/{id}?wait=10s`. The reference is the same run against K simulated proplets that answer every start at once
 /// (the manager benchmark's), so ratio = real / simulated throughput: the share of the manager's own ceiling the

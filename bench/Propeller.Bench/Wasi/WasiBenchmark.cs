@@ -1,19 +1,20 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
-using Propeller.Wasm;
-using Propeller.Wasm.Wasi;
+using Propeller.WasmHost;
+using Wasmtime;
 
 namespace Propeller.Bench;
 
 /// <summary>
 /// `wasi` (issue 5), three parts:
 /// 1. WASI builds of the bench/wasm-kernels kernels (kernel.c + Wasi/wasi_main.c, built here with
-///    `clang --target=wasm32-wasi -O2`), timed inside the guest with clock_gettime, on this engine and on node
+///    `clang --target=wasm32-wasi -O2`), timed inside the guest with clock_gettime, on Wasmtime and on node
 ///    --no-liftoff: `wasi case=&lt;kernel&gt; engine_ms=&lt;n&gt; v8_ms=&lt;m&gt; ratio=&lt;r&gt;` and the geomean.
 /// 2. The cost of each limit on the plain kernels (best of N calls of `run`, no limits vs fuel vs epoch checks compiled
-///    in): `wasi case=overhead fuel=&lt;x&gt; epoch=&lt;y&gt;` (geomean ratios to no limits).
-/// 3. `wasm case=instantiate us=&lt;n&gt;`: instantiating a compiled small module (fib.wasm) into an existing store.
+///    in, the epoch ticker running): `wasi case=overhead fuel=&lt;x&gt; epoch=&lt;y&gt; both=&lt;z&gt;` (geomean ratios).
+/// 3. `wasm case=instantiate`: a cached small module (the demo's addition) through the module cache, a new store,
+///    instantiation, the export lookup and one call: p50/p99 µs, bare and as a proplet task does it (WASI, fuel, epochs).
 /// Options: --iterations N (default 5).
 /// </summary>
 internal static partial class WasiBenchmark
@@ -68,26 +69,31 @@ internal static partial class WasiBenchmark
             build.Delete(true);
         }
 
-        // 2. Cost of fuel and epoch checks on the plain kernels: the three variants run interleaved, best of N each, so
-        // load from other processes on the machine hits them alike.
+        // 2. Cost of fuel and epoch checks on the plain kernels: the variants run interleaved, best of N each, so load
+        // from other processes on the machine hits them alike.
         var fuelRatios = new List<double>();
         var epochRatios = new List<double>();
+        var bothRatios = new List<double>();
         foreach (var kernel in Kernels)
         {
             var bytes = await File.ReadAllBytesAsync(Path.Combine(kernels, kernel + ".wasm"), cancellationToken);
-            var (none, fuel, epoch) = BestOfKernel(bytes, iterations * 2);
-            fuelRatios.Add(fuel / none);
-            epochRatios.Add(epoch / none);
+            var best = BestOfKernel(bytes, iterations * 2);
+            fuelRatios.Add(best[1] / best[0]);
+            epochRatios.Add(best[2] / best[0]);
+            bothRatios.Add(best[3] / best[0]);
             Console.WriteLine(FormattableString.Invariant(
-                $"wasi case=overhead kernel={kernel} none_ms={none:F2} fuel_ms={fuel:F2} epoch_ms={epoch:F2} fuel={fuel / none:F2} epoch={epoch / none:F2}"));
+                $"wasi case=overhead kernel={kernel} none_ms={best[0]:F2} fuel_ms={best[1]:F2} epoch_ms={best[2]:F2} both_ms={best[3]:F2} fuel={best[1] / best[0]:F2} epoch={best[2] / best[0]:F2} both={best[3] / best[0]:F2}"));
         }
 
         Console.WriteLine(FormattableString.Invariant(
-            $"wasi case=overhead fuel={Geomean(fuelRatios):F2} epoch={Geomean(epochRatios):F2}"));
+            $"wasi case=overhead fuel={Geomean(fuelRatios):F2} epoch={Geomean(epochRatios):F2} both={Geomean(bothRatios):F2}"));
 
-        // 3. Instantiation of a cached small module.
-        var (instantiateUs, lookupUs) = MeasureInstantiate(await File.ReadAllBytesAsync(Path.Combine(kernels, "fib.wasm"), cancellationToken));
-        Console.WriteLine(FormattableString.Invariant($"wasm case=instantiate us={instantiateUs:F1} cache_lookup_us={lookupUs:F1}"));
+        // 3. Instantiation of a cached small module, and one call.
+        var addition = Convert.FromBase64String("AGFzbQEAAAABBwFgAn9/AX8DAgEABwgBBG1haW4AAAoJAQcAIAAgAWoL");
+        var (bare50, bare99) = MeasureInstantiate(addition, proplet: false);
+        var (task50, task99) = MeasureInstantiate(addition, proplet: true);
+        Console.WriteLine(FormattableString.Invariant(
+            $"wasm case=instantiate p50_us={bare50:F1} p99_us={bare99:F1} proplet_p50_us={task50:F1} proplet_p99_us={task99:F1} target_us=10"));
         return ok ? 0 : 1;
     }
 
@@ -95,17 +101,28 @@ internal static partial class WasiBenchmark
 
     private static string RunOnEngine(string wasm, int iterations)
     {
-        using var engine = new Engine();
-        using var store = new Store(engine);
-        var stdout = new WasiOutputBuffer(1 << 16);
-        var context = new WasiContext(new WasiConfiguration()
+        using var engine = new WasmEngine(fuel: false, epochs: false);
+        using var store = new Store(engine.Engine);
+        var stdout = new MemoryStream();
+        store.SetWasiConfiguration(new WasiConfiguration()
             .WithArgs(Path.GetFileName(wasm), iterations.ToString(CultureInfo.InvariantCulture))
-            .WithStandardOutput(stdout));
-        var linker = new Linker(engine);
-        context.DefineIn(linker);
-        var instance = linker.Instantiate(store, Module.FromFile(engine, wasm));
-        var code = context.RunStart(instance);
-        return code == 0 ? stdout.ToString() : throw new InvalidOperationException($"{wasm} exited with {code}");
+            .WithStandardOutputCallback(data => stdout.Write(data)));
+        using var linker = new Linker(engine.Engine);
+        linker.DefineWasi();
+        using var module = Module.FromFile(engine.Engine, wasm);
+        try
+        {
+            linker.Instantiate(store, module).GetAction("_start")!();
+        }
+        catch (WasmtimeException exit) when (exit.ExitCode is { } code)
+        {
+            if (code != 0)
+            {
+                throw new InvalidOperationException($"{wasm} exited with {code}", exit);
+            }
+        }
+
+        return System.Text.Encoding.UTF8.GetString(stdout.ToArray());
     }
 
     private static (double Ms, string Checksum) Parse(string output)
@@ -116,33 +133,47 @@ internal static partial class WasiBenchmark
             : throw new InvalidOperationException("unexpected kernel output: " + output);
     }
 
-    private static (double None, double Fuel, double Epoch) BestOfKernel(byte[] bytes, int iterations)
+    /// <summary>Best ms of `run` with no limits, fuel, epoch checks (ticker running), and both, in that order.</summary>
+    private static double[] BestOfKernel(byte[] bytes, int iterations)
     {
-        Config[] configs = [new Config(), new Config().WithConsumeFuel(true), new Config().WithEpochInterruption(true)];
-        var engines = configs.Select(c => new Engine(c)).ToArray();
-        var stores = engines.Select(e => new Store(e)).ToArray();
+        var engines = new[]
+        {
+            new WasmEngine(fuel: false, epochs: false), new WasmEngine(fuel: true, epochs: false),
+            new WasmEngine(fuel: false, epochs: true), new WasmEngine(fuel: true, epochs: true),
+        };
+        var stores = engines.Select(e => new Store(e.Engine)).ToArray();
         try
         {
-            var runs = new Function[3];
-            for (var v = 0; v < 3; v++)
+            var runs = new Func<int>[engines.Length];
+            for (var v = 0; v < engines.Length; v++)
             {
-                stores[v].SetFuel(long.MaxValue / 2);
-                runs[v] = new Instance(stores[v], Module.FromBytes(engines[v], "kernel", bytes)).GetFunction("run")!;
-                runs[v].Call();
+                if (engines[v].Fuel)
+                {
+                    stores[v].Fuel = ulong.MaxValue / 2;
+                }
+
+                if (engines[v].Epochs)
+                {
+                    WasmEngine.Watch(stores[v], static () => { });
+                }
+
+                using var linker = new Linker(engines[v].Engine);
+                runs[v] = linker.Instantiate(stores[v], Module.FromBytes(engines[v].Engine, "kernel", bytes)).GetFunction<int>("run")!;
+                runs[v]();
             }
 
-            var best = new[] { double.MaxValue, double.MaxValue, double.MaxValue };
+            var best = Enumerable.Repeat(double.MaxValue, engines.Length).ToArray();
             for (var i = 0; i < iterations; i++)
             {
-                for (var v = 0; v < 3; v++)
+                for (var v = 0; v < engines.Length; v++)
                 {
                     var clock = Stopwatch.StartNew();
-                    runs[v].Call();
+                    runs[v]();
                     best[v] = Math.Min(best[v], clock.Elapsed.TotalMilliseconds);
                 }
             }
 
-            return (best[0], best[1], best[2]);
+            return best;
         }
         finally
         {
@@ -159,38 +190,45 @@ internal static partial class WasiBenchmark
     }
 
     /// <summary>
-    /// Average µs to instantiate a compiled (cached) module into an existing store from the store's own thread, and
-    /// separately the µs of the engine-cache lookup by module bytes (SHA-256) that Module.FromBytes adds.
+    /// p50 and p99 µs of: module cache lookup (SHA-256 of the bytes), a new store with fuel and the epoch check,
+    /// instantiation, the export lookup and one call. proplet adds the WASI configuration a proplet task's store gets.
     /// </summary>
-    private static (double Instantiate, double Lookup) MeasureInstantiate(byte[] bytes)
+    private static (double P50, double P99) MeasureInstantiate(byte[] bytes, bool proplet)
     {
-        using var engine = new Engine();
-        using var store = new Store(engine);
-        var linker = new Linker(engine);
-        var module = Module.FromBytes(engine, "small", bytes);
-        return store.Run(() =>
+        var engine = WasmEngine.Shared;
+        var cache = new ModuleCache(engine);
+        using var linker = new Linker(engine.Engine);
+        linker.DefineWasi();
+        const int count = 20_000;
+        var samples = new double[count];
+        for (var i = -2_000; i < count; i++)
         {
-            const int count = 2_000;
-            for (var i = 0; i < 200; i++)
+            var started = Stopwatch.GetTimestamp();
+            var module = cache.GetOrCompile("small", bytes);
+            using var store = new Store(engine.Engine);
+            store.Fuel = 1_000_000;
+
+            // Every store of an engine with epochs needs a deadline, else the first tick traps it.
+            WasmEngine.Watch(store, static () => { });
+            if (proplet)
             {
-                linker.Instantiate(store, module);
+                store.SetWasiConfiguration(new WasiConfiguration().WithArgs("main").WithEnvironmentVariable("PROPLET_ID", "bench"));
             }
 
-            var clock = Stopwatch.StartNew();
-            for (var i = 0; i < count; i++)
+            var main = linker.Instantiate(store, module).GetFunction<int, int, int>("main")!;
+            if (main(40, 2) != 42)
             {
-                linker.Instantiate(store, module);
+                throw new InvalidOperationException("main(40, 2) != 42");
             }
 
-            var instantiate = clock.Elapsed.TotalMicroseconds / count;
-            clock.Restart();
-            for (var i = 0; i < count; i++)
+            if (i >= 0)
             {
-                Module.FromBytes(engine, "small", bytes);
+                samples[i] = Stopwatch.GetElapsedTime(started).TotalMicroseconds;
             }
+        }
 
-            return (instantiate, clock.Elapsed.TotalMicroseconds / count);
-        });
+        Array.Sort(samples);
+        return (samples[count / 2], samples[count * 99 / 100]);
     }
 
     private static async Task<string> ExecAsync(string tool, string[] arguments, CancellationToken cancellationToken)

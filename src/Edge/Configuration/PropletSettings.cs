@@ -82,6 +82,9 @@ public sealed record PropletSettings
     /// <summary>Bytes of stdout (and of stderr) kept per task (PROPLET_TASK_OUTPUT_LIMIT, default 1 MiB).</summary>
     public int OutputLimit { get; init; } = 1 << 20;
 
+    /// <summary>Where compiled modules are kept across restarts (PROPLET_WASM_CACHE_DIR); null = in memory only.</summary>
+    public string? WasmCacheDir { get; init; }
+
     /// <summary>How long a registry fetch waits for its chunks (PROPLET_CHUNK_WAIT seconds, default 60).</summary>
     public TimeSpan ChunkWait { get; init; } = TimeSpan.FromSeconds(60);
 

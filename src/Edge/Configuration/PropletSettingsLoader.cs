@@ -106,6 +106,7 @@ public static class PropletSettingsLoader
             TaskMaxMemoryMib = Get("PROPLET_TASK_MAX_MEMORY_MIB") is null ? null : Integer(Get, "PROPLET_TASK_MAX_MEMORY_MIB", 0, 1, 1 << 20),
             TaskTimeout = timeout > TimeSpan.Zero ? timeout : null,
             OutputLimit = (int)Integer(Get, "PROPLET_TASK_OUTPUT_LIMIT", 1 << 20, 0, int.MaxValue),
+            WasmCacheDir = Get("PROPLET_WASM_CACHE_DIR"),
             ChunkWait = Seconds(Get, "PROPLET_CHUNK_WAIT", 60, allowZero: false),
             ChunkTtl = Seconds(Get, "PROPLET_CHUNK_TTL", 300, allowZero: false),
             HttpTlsCaCert = ExistingFile(Get, "PROPLET_HTTP_TLS_CA_CERT"),

@@ -2,16 +2,29 @@ using System.Text;
 
 namespace Propeller.Edge.Execution;
 
-/// <summary>Drains a child's output stream while it runs (the original read only after exit, so a child writing more
-/// than a pipe buffer hung, spec §6), keeping the first <c>limit</c> bytes and counting the rest.</summary>
-internal sealed class BoundedCapture
+/// <summary>
+/// A task's stdout or stderr: keeps the first <c>limit</c> bytes and counts the rest. Fed by an external runtime's
+/// pipe while the child runs (the original read only after exit, so a child writing more than a pipe buffer hung,
+/// spec §6) or by Wasmtime's WASI output callback.
+/// </summary>
+internal sealed class BoundedCapture(int limit)
 {
     private readonly List<byte> _kept = [];
-    private readonly int _limit;
+    private readonly Lock _lock = new();
+    private long _total;
 
-    private BoundedCapture(int limit) => _limit = limit;
+    public long Total
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _total;
+            }
+        }
+    }
 
-    public long Total { get; private set; }
+    public bool Truncated => Total > limit;
 
     public static (BoundedCapture Capture, Task Drained) Start(Stream stream, int limit)
     {
@@ -19,7 +32,23 @@ internal sealed class BoundedCapture
         return (capture, capture.DrainAsync(stream));
     }
 
-    public override string ToString() => Encoding.UTF8.GetString([.. _kept]);
+    public void Append(ReadOnlySpan<byte> data)
+    {
+        lock (_lock)
+        {
+            var keep = Math.Min(data.Length, Math.Max(0, limit - _kept.Count));
+            _kept.AddRange(data[..keep]);
+            _total += data.Length;
+        }
+    }
+
+    public override string ToString()
+    {
+        lock (_lock)
+        {
+            return Encoding.UTF8.GetString([.. _kept]);
+        }
+    }
 
     private async Task DrainAsync(Stream stream)
     {
@@ -27,9 +56,7 @@ internal sealed class BoundedCapture
         int read;
         while ((read = await stream.ReadAsync(buffer, CancellationToken.None)) > 0)
         {
-            var keep = Math.Min(read, Math.Max(0, _limit - _kept.Count));
-            _kept.AddRange(buffer.AsSpan(0, keep));
-            Total += read;
+            Append(buffer.AsSpan(0, read));
         }
     }
 }

@@ -1,62 +1,97 @@
-using System.Text;
+using System.Globalization;
 using Microsoft.Extensions.Logging;
 using Propeller.Edge.Configuration;
 using Propeller.Edge.Tasks;
-using Propeller.Wasm;
-using Propeller.Wasm.Wasi;
+using Propeller.WasmHost;
+using Wasmtime;
 
 namespace Propeller.Edge.Execution;
 
 /// <summary>
-/// Runs core modules with Propeller.Wasm (spec §2.4, with the quirks fixed that docs/edge.md lists): WASI preview1 with
-/// the task env plus PROPLET_ID and the PROPLET_DIRS preopens; <c>_initialize</c> first when exported; the export named
-/// by the task (else main, run, _start). A <c>_start</c> program gets the inputs as argv and its stdout is the result;
-/// any other function gets the inputs parsed by parameter type and returns its first result as text. Fuel, memory and
-/// time limits apply per task, and a stop interrupts the guest (epoch interrupt) instead of leaving it running.
+/// Runs core modules on Wasmtime (spec §2.4, with the quirks fixed that docs/edge.md lists; ADR 0007): WASI preview1
+/// with the task env plus PROPLET_ID and the PROPLET_DIRS preopens; <c>_initialize</c> first when exported; the export
+/// named by the task (else main, run, _start). A <c>_start</c> program gets the inputs as argv and its stdout is the
+/// result; any other function gets the inputs parsed by parameter type and returns its first result as text. Fuel,
+/// memory and time limits apply per task, and a stop ends the guest at the next epoch tick.
 /// </summary>
-public sealed class InProcessRuntime(PropletSettings settings, ILogger<InProcessRuntime> logger) : IWasmRuntime, IDisposable
+public sealed class InProcessRuntime : IWasmRuntime, IDisposable
 {
     private static readonly string[] Fallbacks = ["main", "run", "_start"];
 
-    // One engine for every task: modules are compiled once per distinct binary (cached by SHA-256). Fuel metering and
-    // epoch interruption are on so limits and stop work; a task without a fuel limit gets long.MaxValue.
-    private readonly Engine _engine = new(new Config().WithConsumeFuel(true).WithEpochInterruption(true));
+    /// <summary>How long an ended task's guest gets to stop by itself (ten epoch ticks) before the stop is reported.</summary>
+    private static readonly TimeSpan StopGrace = WasmEngine.EpochTick * 10;
 
-    public string Name => "propeller-wasm-internal";
+    private readonly PropletSettings _settings;
+    private readonly ILogger<InProcessRuntime> _logger;
+    private readonly WasmEngine _engine;
+    private readonly ModuleCache _modules;
+    private readonly Linker _linker;
+
+    public InProcessRuntime(PropletSettings settings, ILogger<InProcessRuntime> logger)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        _settings = settings;
+        _logger = logger;
+
+        // One engine per process, shared with the proplet's plugins; compiled modules are cached by SHA-256 (and on disk
+        // under PROPLET_WASM_CACHE_DIR), so a repeated task never compiles again.
+        _engine = WasmEngine.Shared;
+        _modules = new ModuleCache(_engine, settings.WasmCacheDir);
+        _linker = new Linker(_engine.Engine);
+        _linker.DefineWasi();
+    }
+
+    public string Name => "wasmtime-internal";
 
     public Task<TaskOutcome> RunAsync(RunningTask task, byte[] binary, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(task);
         ArgumentNullException.ThrowIfNull(binary);
-        // Everything (compile, link, instantiate, call) runs on a pooled guest thread and no other thread waits for it:
-        // blocked pool threads starved the MQTT and timer work (a 30 ms p50 proplet hop), and a dedicated thread per
-        // task cost a thread creation each.
-        return RunOnGuestThreadAsync(task, binary);
+
+        // Compile, instantiate and call on a pooled guest thread; no other thread waits for it (GuestThreads).
+        return WaitAsync(task, GuestThreads.RunAsync(() => Run(task, binary)));
     }
 
-    private async Task<TaskOutcome> RunOnGuestThreadAsync(RunningTask task, byte[] binary)
+    /// <summary>
+    /// The guest's own outcome; but when the task is ended and the guest does not stop within <see cref="StopGrace"/>, the
+    /// stop's outcome at once. Epoch interruption reaches guest code only: a guest blocked in a host call (a WASI
+    /// <c>poll_oneoff</c> sleep) ends when that call returns, on its guest thread, after the task's result is out.
+    /// </summary>
+    private async Task<TaskOutcome> WaitAsync(RunningTask task, Task<TaskOutcome> run)
     {
-        using var store = new Store(_engine);
-        return await store.RunAsync(() => Run(task, binary, store));
+        try
+        {
+            return await run.WaitAsync(task.Aborted);
+        }
+        catch (OperationCanceledException) when (task.Reason != StopReason.None)
+        {
+            try
+            {
+                return await run.WaitAsync(StopGrace, CancellationToken.None);
+            }
+            catch (TimeoutException)
+            {
+                EdgeLog.GuestInHostCall(_logger, task.Id);
+                return Stopped(task)!;
+            }
+        }
     }
 
-    public void Dispose() => _engine.Dispose();
+    public void Dispose() => _linker.Dispose();
 
-    private TaskOutcome Run(RunningTask task, byte[] binary, Store store)
+    private TaskOutcome Run(RunningTask task, byte[] binary)
     {
         var request = task.Request;
         Module module;
         try
         {
-            module = Module.FromBytes(_engine, request.Id, binary);
+            module = _modules.GetOrCompile(request.Id, binary);
         }
-        catch (ModuleException ex)
+        catch (WasmtimeException ex)
         {
-            return TaskOutcome.Failure($"Failed to compile wasm module from binary: {ex.Message}");
+            return TaskOutcome.Failure($"Failed to compile wasm module from binary: {WasmErrors.Reason(ex)}");
         }
 
-        var stdout = new WasiOutputBuffer(settings.OutputLimit);
-        var stderr = new WasiOutputBuffer(settings.OutputLimit);
         var choice = ChooseExport(module, request.Name);
         if (choice.Error is { } notFound)
         {
@@ -64,11 +99,59 @@ public sealed class InProcessRuntime(PropletSettings settings, ILogger<InProcess
         }
 
         var isCommand = choice.Name == "_start";
+        var stdout = new BoundedCapture(_settings.OutputLimit);
+        var stderr = new BoundedCapture(_settings.OutputLimit);
+        using var store = new Store(_engine.Engine);
+        store.SetWasiConfiguration(Wasi(request, isCommand, stdout, stderr));
+        store.Fuel = (ulong)(request.Limits.Fuel ?? long.MaxValue);
+        if (request.Limits.MaxMemoryMib is { } mib)
+        {
+            store.SetLimits(memorySize: mib << 20);
+        }
+
+        // A stop, a timeout or shutdown sets the task's reason; the guest sees it at the next epoch tick.
+        WasmEngine.Watch(store, () =>
+        {
+            if (task.Reason != StopReason.None)
+            {
+                throw new OperationCanceledException($"task {task.Id} ended: {task.Reason}");
+            }
+        });
+
+        Instance instance;
+        try
+        {
+            instance = _linker.Instantiate(store, module);
+        }
+        catch (WasmtimeException ex)
+        {
+            return Stopped(task) ?? TaskOutcome.Failure($"Failed to instantiate wasm module: {Describe(ex, request.Limits, null)}");
+        }
+
+        if (choice.Name != "_initialize" && instance.GetFunction("_initialize") is { } initialize)
+        {
+            try
+            {
+                initialize.Invoke();
+            }
+            catch (WasmtimeException ex)
+            {
+                return Stopped(task) ?? TaskOutcome.Failure($"Failed to initialize the module via _initialize: {Describe(ex, request.Limits, instance)}");
+            }
+        }
+
+        var function = instance.GetFunction(choice.Name!)!;
+        return isCommand
+            ? RunCommand(task, function, instance, stdout, stderr)
+            : CallFunction(task, choice.Name!, function, instance);
+    }
+
+    private WasiConfiguration Wasi(StartRequest request, bool isCommand, BoundedCapture stdout, BoundedCapture stderr)
+    {
         var wasi = new WasiConfiguration()
             .WithArgs([request.Name, .. isCommand ? request.Inputs : []])
-            .WithStandardInput([])
-            .WithStandardOutput(stdout)
-            .WithStandardError(stderr);
+            .WithStandardOutputCallback(data => stdout.Append(data))
+            .WithStandardErrorCallback(data => stderr.Append(data));
         foreach (var (key, value) in request.Env)
         {
             wasi.WithEnvironmentVariable(key, value);
@@ -76,127 +159,94 @@ public sealed class InProcessRuntime(PropletSettings settings, ILogger<InProcess
 
         if (!request.Env.ContainsKey("PROPLET_ID"))
         {
-            wasi.WithEnvironmentVariable("PROPLET_ID", settings.EntityId);
+            wasi.WithEnvironmentVariable("PROPLET_ID", _settings.EntityId);
         }
 
-        foreach (var dir in settings.Dirs)
+        foreach (var dir in _settings.Dirs)
         {
             if (Directory.Exists(dir))
             {
-                wasi.WithPreopenedDirectory(dir, dir);
+                wasi.WithPreopenedDirectory(dir, dir, mutable: true);
             }
             else
             {
-                EdgeLog.PreopenSkipped(logger, dir, request.Id);
+                EdgeLog.PreopenSkipped(_logger, dir, request.Id);
             }
         }
 
-        store.SetFuel(request.Limits.Fuel ?? long.MaxValue);
-        if (request.Limits.MaxMemoryMib is { } mib)
+        return wasi;
+    }
+
+    private static TaskOutcome CallFunction(RunningTask task, string name, Function function, Instance instance)
+    {
+        var request = task.Request;
+        var parameters = function.Parameters;
+        if (request.Inputs.Count != parameters.Count)
         {
-            store.SetLimits(new StoreLimits { MemorySize = mib << 20 });
+            return TaskOutcome.Failure(
+                $"Argument count mismatch for function '{name}': expected {parameters.Count} arguments but got {request.Inputs.Count}");
         }
 
-        task.Attach(store);
+        var arguments = new ValueBox[parameters.Count];
+        for (var i = 0; i < arguments.Length; i++)
+        {
+            if (!ValueText.TryParse(parameters[i], request.Inputs[i], out arguments[i], out var error))
+            {
+                return TaskOutcome.Failure(error);
+            }
+        }
+
         try
         {
-            var context = new WasiContext(wasi);
-            var linker = new Linker(_engine);
-            context.DefineIn(linker);
-            Instance instance;
-            try
-            {
-                instance = linker.Instantiate(store, module);
-            }
-            catch (Exception ex) when (ex is LinkException or WasmException and not TrapException)
-            {
-                return TaskOutcome.Failure($"Failed to instantiate wasm module: {ex.Message}");
-            }
-
-            if (instance.GetFunction("_initialize") is { } initialize && choice.Name != "_initialize")
-            {
-                try
-                {
-                    store.Run(() => initialize.Call());
-                }
-                catch (TrapException trap)
-                {
-                    return Stopped(task) ?? TaskOutcome.Failure($"Failed to initialize the module via _initialize: {trap.Message}");
-                }
-            }
-
-            var function = instance.GetFunction(choice.Name!)!;
-            if (isCommand)
-            {
-                return RunCommand(task, context, instance, stdout, stderr);
-            }
-
-            var parameters = function.Type.Parameters;
-            if (request.Inputs.Count != parameters.Count)
-            {
-                return TaskOutcome.Failure(
-                    $"Argument count mismatch for function '{choice.Name}': expected {parameters.Count} arguments but got {request.Inputs.Count}");
-            }
-
-            var arguments = new Value[parameters.Count];
-            for (var i = 0; i < arguments.Length; i++)
-            {
-                if (!ValueText.TryParse(parameters[i], request.Inputs[i], out arguments[i], out var error))
-                {
-                    return TaskOutcome.Failure(error);
-                }
-            }
-
-            try
-            {
-                var results = store.Run(() => function.Call(arguments));
-                return TaskOutcome.Success(results.Length > 0 ? ValueText.Format(results[0]) : "");
-            }
-            catch (WasiExitException exit)
-            {
-                // The original reported every proc_exit as a failure, even 0 (spec §2.4 step 7).
-                return exit.ExitCode == 0
-                    ? TaskOutcome.Success("")
-                    : TaskOutcome.Failure($"Failed to call function '{choice.Name}': Exited with i32 exit status {exit.ExitCode}");
-            }
-            catch (TrapException trap)
-            {
-                return Stopped(task) ?? TaskOutcome.Failure($"Failed to call function '{choice.Name}': {Describe(trap)}");
-            }
+            var result = function.Invoke(arguments);
+            return TaskOutcome.Success(ValueText.Format(result is object[] many ? many[0] : result));
         }
-        finally
+        catch (WasmtimeException exit) when (exit.ExitCode is { } code)
         {
-            task.Attach((Store?)null);
+            // The original reported every proc_exit as a failure, even 0 (spec §2.4 step 7).
+            return code == 0
+                ? TaskOutcome.Success("")
+                : TaskOutcome.Failure($"Failed to call function '{name}': Exited with i32 exit status {code}");
+        }
+        catch (WasmtimeException ex)
+        {
+            return Stopped(task) ?? TaskOutcome.Failure($"Failed to call function '{name}': {Describe(ex, request.Limits, instance)}");
         }
     }
 
-    private TaskOutcome RunCommand(RunningTask task, WasiContext context, Instance instance, WasiOutputBuffer stdout, WasiOutputBuffer stderr)
+    private TaskOutcome RunCommand(RunningTask task, Function start, Instance instance, BoundedCapture stdout, BoundedCapture stderr)
     {
         int exitCode;
         try
         {
-            exitCode = instance.Store.Run(() => context.RunStart(instance));
+            start.Invoke();
+            exitCode = 0;
         }
-        catch (TrapException trap)
+        catch (WasmtimeException exit) when (exit.ExitCode is { } code)
         {
-            return Stopped(task) ?? TaskOutcome.Failure($"Failed to call function '_start': {Describe(trap)}");
+            exitCode = code;
+        }
+        catch (WasmtimeException ex)
+        {
+            return Stopped(task) ?? TaskOutcome.Failure($"Failed to call function '_start': {Describe(ex, task.Request.Limits, instance)}");
         }
 
         if (stdout.Truncated)
         {
-            EdgeLog.OutputTruncated(logger, task.Id, stdout.TotalWritten, settings.OutputLimit);
+            EdgeLog.OutputTruncated(_logger, task.Id, stdout.Total, _settings.OutputLimit);
         }
 
         if (exitCode == 0)
         {
-            return TaskOutcome.Success(Encoding.UTF8.GetString(stdout.ToArray()));
+            return TaskOutcome.Success(stdout.ToString());
         }
 
-        var err = Encoding.UTF8.GetString(stderr.ToArray()).TrimEnd();
-        return TaskOutcome.Failure($"Exited with i32 exit status {exitCode}{(err.Length > 0 ? ", stderr: " + err : "")}");
+        var err = stderr.ToString().TrimEnd();
+        return TaskOutcome.Failure(
+            $"Exited with i32 exit status {exitCode}{(err.Length > 0 ? ", stderr: " + err : "")}{MemoryNote(task.Request.Limits, instance)}");
     }
 
-    /// <summary>The outcome of a task ended from outside, or null when it trapped on its own.</summary>
+    /// <summary>The outcome of a task ended from outside, or null when it failed on its own.</summary>
     internal static TaskOutcome? Stopped(RunningTask task) => task.Reason switch
     {
         StopReason.Stopped => TaskOutcome.Failure($"Task {task.Id} was stopped before completion"),
@@ -206,15 +256,44 @@ public sealed class InProcessRuntime(PropletSettings settings, ILogger<InProcess
         _ => null,
     };
 
-    private static string Describe(TrapException trap) => trap.Code switch
+    /// <summary>
+    /// A failure's text naming the limit that ended it. Wasmtime refuses a <c>memory.grow</c> past the memory limit by
+    /// returning -1 (no trap), so when the guest then fails with its memory at the limit, the text says so.
+    /// </summary>
+    private static string Describe(WasmtimeException error, TaskLimits limits, Instance? instance)
     {
-        TrapCode.OutOfFuel => $"wasm trap: all fuel consumed ({trap.Message})",
-        _ => $"wasm trap: {trap.Message}",
-    };
+        if (error.ExitCode is { } code)
+        {
+            return string.Create(CultureInfo.InvariantCulture, $"Exited with i32 exit status {code}");
+        }
+
+        var text = error is TrapException trap
+            ? trap.Type == TrapCode.OutOfFuel
+                ? string.Create(CultureInfo.InvariantCulture, $"wasm trap: all fuel consumed (fuel limit {limits.Fuel})")
+                : WasmErrors.Trap(trap)
+            : WasmErrors.Reason(error);
+        if (instance is null)
+        {
+            return limits.MaxMemoryMib is { } mib && text.Contains("exceeds memory limits", StringComparison.Ordinal)
+                ? $"{text} (memory limit of {mib} MiB)"
+                : text;
+        }
+
+        return text + MemoryNote(limits, instance);
+    }
+
+    /// <summary>
+    /// " (memory limit of N MiB reached: U MiB in use)" when the guest's memory is within <see cref="MemoryLimits.Margin"/>
+    /// of the limit, the sign that a <c>memory.grow</c> was refused (Wasmtime answers it with -1; ADR 0007).
+    /// </summary>
+    private static string MemoryNote(TaskLimits limits, Instance instance) =>
+        limits.MaxMemoryMib is { } mib && instance.GetMemory("memory") is { } memory && MemoryLimits.Reached(memory, mib << 20)
+            ? string.Create(CultureInfo.InvariantCulture, $" (memory limit of {mib} MiB reached: {memory.GetLength() / (double)(1 << 20):0.##} MiB in use)")
+            : "";
 
     private static (string? Name, string? Error) ChooseExport(Module module, string name)
     {
-        var functions = module.Exports.Where(e => e.Kind == ExternKind.Function).Select(e => e.Name).ToList();
+        var functions = module.Exports.OfType<FunctionExport>().Select(e => e.Name).ToList();
         if (functions.Contains(name, StringComparer.Ordinal))
         {
             return (name, null);

@@ -1,6 +1,6 @@
 using System.Globalization;
 using System.Numerics;
-using Propeller.Wasm;
+using Wasmtime;
 
 namespace Propeller.Edge.Execution;
 
@@ -12,45 +12,45 @@ namespace Propeller.Edge.Execution;
 public static class ValueText
 {
     /// <summary>Parses <paramref name="text"/> for a parameter of <paramref name="kind"/>; the error is the proplet's message.</summary>
-    public static bool TryParse(ValueKind kind, string text, out Value value, out string error)
+    public static bool TryParse(ValueKind kind, string text, out ValueBox value, out string error)
     {
         ArgumentNullException.ThrowIfNull(text);
         value = default;
         error = "";
         switch (kind)
         {
-            case ValueKind.I32:
+            case ValueKind.Int32:
                 if (TryInteger(text, int.MinValue, int.MaxValue, out var i32, out var reason32))
                 {
-                    value = Value.I32((int)i32);
+                    value = (int)i32;
                     return true;
                 }
 
                 error = $"Failed to parse '{text}' as i32: {reason32}";
                 return false;
-            case ValueKind.I64:
+            case ValueKind.Int64:
                 if (TryInteger(text, long.MinValue, long.MaxValue, out var i64, out var reason64))
                 {
-                    value = Value.I64((long)i64);
+                    value = (long)i64;
                     return true;
                 }
 
                 error = $"Failed to parse '{text}' as i64: {reason64}";
                 return false;
-            case ValueKind.F32:
+            case ValueKind.Float32:
                 if (TryFloat(text, out var f32))
                 {
                     // Parsed again as float when finite: rounding through double could be off by one ulp.
-                    value = Value.F32(double.IsFinite(f32) ? float.Parse(text, NumberStyles.Float, CultureInfo.InvariantCulture) : (float)f32);
+                    value = double.IsFinite(f32) ? float.Parse(text, NumberStyles.Float, CultureInfo.InvariantCulture) : (float)f32;
                     return true;
                 }
 
                 error = $"Failed to parse '{text}' as f32: invalid float literal";
                 return false;
-            case ValueKind.F64:
+            case ValueKind.Float64:
                 if (TryFloat(text, out var f64))
                 {
-                    value = Value.F64(f64);
+                    value = f64;
                     return true;
                 }
 
@@ -62,13 +62,13 @@ public static class ValueText
         }
     }
 
-    /// <summary>The result text of a value: signed decimal integers, Rust-Display floats; references give "".</summary>
-    public static string Format(Value value) => value.Kind switch
+    /// <summary>The result text of a value as Wasmtime returns it: signed decimal integers, Rust-Display floats; others give "".</summary>
+    public static string Format(object? value) => value switch
     {
-        ValueKind.I32 => value.AsI32.ToString(CultureInfo.InvariantCulture),
-        ValueKind.I64 => value.AsI64.ToString(CultureInfo.InvariantCulture),
-        ValueKind.F32 => FormatFloat(value.AsF32, value.AsF32.ToString("R", CultureInfo.InvariantCulture)),
-        ValueKind.F64 => FormatFloat(value.AsF64, value.AsF64.ToString("R", CultureInfo.InvariantCulture)),
+        int i32 => i32.ToString(CultureInfo.InvariantCulture),
+        long i64 => i64.ToString(CultureInfo.InvariantCulture),
+        float f32 => FormatFloat(f32, f32.ToString("R", CultureInfo.InvariantCulture)),
+        double f64 => FormatFloat(f64, f64.ToString("R", CultureInfo.InvariantCulture)),
         _ => "",
     };
 

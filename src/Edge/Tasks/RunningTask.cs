@@ -1,18 +1,16 @@
 using System.Diagnostics;
-using Propeller.Wasm;
 
 namespace Propeller.Edge.Tasks;
 
 /// <summary>
 /// A task between its start and its result: the handle a stop, a timeout or shutdown uses to end it. Ending cancels the
-/// token (fetches and waits for a slot), interrupts the wasm store (epoch interrupt: the guest traps at its next
-/// function entry or loop header) and kills an external runtime process.
+/// token (fetches and waits for a slot), sets <see cref="Reason"/> (which the in-process runtime's epoch check sees
+/// within one tick: the guest is ended at its next function entry or loop header) and kills an external runtime process.
 /// </summary>
 public sealed class RunningTask(StartRequest request) : IDisposable
 {
     private readonly CancellationTokenSource _abort = new();
     private readonly Lock _lock = new();
-    private Store? _store;
     private Process? _process;
     private int _reason;
 
@@ -51,11 +49,9 @@ public sealed class RunningTask(StartRequest request) : IDisposable
             return;
         }
 
-        Store? store;
         Process? process;
         lock (_lock)
         {
-            store = _store;
             process = _process;
         }
 
@@ -68,22 +64,7 @@ public sealed class RunningTask(StartRequest request) : IDisposable
             return;
         }
 
-        store?.Interrupt();
         Kill(process);
-    }
-
-    /// <summary>Attaches the store the guest runs in; interrupts it at once when the task was already ended.</summary>
-    public void Attach(Store? store)
-    {
-        lock (_lock)
-        {
-            _store = store;
-        }
-
-        if (store is not null && Reason != StopReason.None)
-        {
-            store.Interrupt();
-        }
     }
 
     /// <summary>Attaches the external runtime process; kills it at once when the task was already ended.</summary>
@@ -104,7 +85,6 @@ public sealed class RunningTask(StartRequest request) : IDisposable
     {
         lock (_lock)
         {
-            _store = null;
             _process = null;
         }
 

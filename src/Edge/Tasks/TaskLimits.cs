@@ -4,7 +4,7 @@ using Propeller.Edge.Configuration;
 namespace Propeller.Edge.Tasks;
 
 /// <summary>
-/// Per-task execution limits. The start command has no fields for them, so a task sets them with propeller-wasm's
+/// Per-task execution limits. The start command has no fields for them, so a task sets them with `propeller-proplet run`'s
 /// flags in <c>cli_args</c> (<c>--fuel N</c>, <c>--max-memory MIB</c>, <c>--timeout SECONDS</c>; the in-process runtime
 /// ignored cli_args before); what a task leaves out comes from the proplet defaults (PROPLET_TASK_*).
 /// </summary>

@@ -2,8 +2,8 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Security.Cryptography;
 using Propeller.Plugins.Hosting;
-using Propeller.Wasm;
-using Propeller.Wasm.Wasi;
+using Propeller.WasmHost;
+using Wasmtime;
 
 namespace Propeller.Plugins.Runtime;
 
@@ -68,75 +68,54 @@ public sealed class LoadedPlugin : IDisposable
             var manifest = PluginManifest.Load(Path.ChangeExtension(path, ".json"), runtime.Options.DefaultLimits);
             var bytes = System.IO.File.ReadAllBytes(path);
             var hash = Convert.ToHexStringLower(SHA256.HashData(bytes));
-            var module = Module.FromBytes(runtime.Engine, name, bytes);
+            var module = runtime.Modules.GetOrCompile(name, bytes);
             var hooks = CheckExports(module);
             var plugin = new LoadedPlugin(runtime, name, path, hash, manifest, module, hooks, counters);
-            var first = plugin.CreateInstance(manifest.Limits.MemoryMb);
-            try
-            {
-                CheckSignatures(first.Instance);
-            }
-            catch
-            {
-                first.Dispose();
-                throw;
-            }
-
-            plugin._idle.Enqueue(first);
+            plugin._idle.Enqueue(plugin.CreateInstance(manifest.Limits.MemoryMb));
             return plugin;
         }
-        catch (Exception e) when (e is WasmException or IOException or UnauthorizedAccessException or FormatException or PluginCallException)
+        catch (Exception e) when (e is WasmtimeException or IOException or UnauthorizedAccessException or FormatException or PluginCallException)
         {
             throw new PluginLoadException(name, path, e.Message, e);
         }
     }
 
+    /// <summary>The ABI's exports and their signatures (spec §7.3), read from the module before anything runs.</summary>
     private static PluginHooks CheckExports(Module module)
     {
-        var exports = module.Exports.ToDictionary(e => e.Name, e => e.Kind, StringComparer.Ordinal);
-        if (!exports.TryGetValue("memory", out var memory) || memory != ExternKind.Memory)
+        var exports = module.Exports.ToDictionary(e => e.Name, StringComparer.Ordinal);
+        if (!exports.TryGetValue("memory", out var memory) || memory is not MemoryExport)
         {
             throw new FormatException("no exported memory");
         }
 
         foreach (var required in (string[])["plugin_alloc", "plugin_free"])
         {
-            if (!exports.TryGetValue(required, out var kind) || kind != ExternKind.Function)
+            if (!exports.TryGetValue(required, out var export) || export is not FunctionExport)
             {
                 throw new FormatException($"missing required export {required}");
             }
         }
 
+        Require("plugin_alloc", [ValueKind.Int32], [ValueKind.Int32], "(i32) -> i32");
+        Require("plugin_free", [ValueKind.Int32, ValueKind.Int32], [], "(i32, i32) -> ()");
         PluginHooks hooks = default;
-        foreach (var (name, hook, _) in PluginHookNames.All)
+        foreach (var (name, hook, returns) in PluginHookNames.All)
         {
             if (exports.ContainsKey(name))
             {
+                Require(name, [ValueKind.Int32, ValueKind.Int32], returns ? [ValueKind.Int64] : null, returns ? "(i32, i32) -> i64" : "(i32, i32) -> any");
                 hooks |= hook;
             }
         }
 
         return hooks;
-    }
-
-    /// <summary>Function types are only visible on an instance, so they are checked on the first one.</summary>
-    private static void CheckSignatures(Instance instance)
-    {
-        Require("plugin_alloc", [ValueKind.I32], [ValueKind.I32], "(i32) -> i32");
-        Require("plugin_free", [ValueKind.I32, ValueKind.I32], [], "(i32, i32) -> ()");
-        foreach (var (name, _, returns) in PluginHookNames.All)
-        {
-            if (instance.Exports.ContainsKey(name))
-            {
-                Require(name, [ValueKind.I32, ValueKind.I32], returns ? [ValueKind.I64] : null, returns ? "(i32, i32) -> i64" : "(i32, i32) -> any");
-            }
-        }
 
         void Require(string name, ValueKind[] parameters, ValueKind[]? results, string signature)
         {
-            if (instance.GetFunction(name) is not { } function
-                || !function.Type.Parameters.SequenceEqual(parameters)
-                || (results is not null && !function.Type.Results.SequenceEqual(results)))
+            if (exports[name] is not FunctionExport function
+                || !function.Parameters.SequenceEqual(parameters)
+                || (results is not null && !function.Results.SequenceEqual(results)))
             {
                 throw new FormatException($"export {name} must be a function {signature}");
             }
@@ -178,13 +157,13 @@ public sealed class LoadedPlugin : IDisposable
             Record(hook, started, null);
             return response;
         }
-        catch (TrapException trap) when (trap.Code == TrapCode.Interrupt && cancellationToken.IsCancellationRequested)
+        catch (WasmtimeException e) when (e.InnerException is OperationCanceledException && cancellationToken.IsCancellationRequested)
         {
-            throw new OperationCanceledException("the plugin call was cancelled", trap, cancellationToken);
+            throw new OperationCanceledException("the plugin call was cancelled", e, cancellationToken);
         }
-        catch (Exception e) when (e is WasmException or PluginCallException)
+        catch (Exception e) when (e is WasmtimeException or PluginCallException)
         {
-            var failure = Classify(e, fuel, timeout, memoryMb);
+            var failure = Classify(e, fuel, timeout, memoryMb, instance is { MemoryAtLimit: true });
             Record(hook, started, failure.Kind);
             PluginLog.CallFailed(_runtime.Logger, Name, hook, failure.Kind, failure.Message);
             throw failure;
@@ -237,14 +216,18 @@ public sealed class LoadedPlugin : IDisposable
         _runtime.Metrics.Call(Name, hook, Stopwatch.GetElapsedTime(started), failure);
     }
 
-    private static PluginCallException Classify(Exception e, long fuel, TimeSpan timeout, int memoryMb) => e switch
+    private static PluginCallException Classify(Exception e, long fuel, TimeSpan timeout, int memoryMb, bool memoryAtLimit) => e switch
     {
         PluginCallException call => call,
-        TrapException { Code: TrapCode.Interrupt } t => new(PluginFailureKind.Timeout, $"timed out after {timeout.TotalMilliseconds:0} ms", t),
-        TrapException { Code: TrapCode.OutOfFuel } t => new(PluginFailureKind.OutOfFuel, $"out of fuel (limit {fuel})", t),
-        TrapException { Code: TrapCode.ResourceLimitExceeded } t => new(PluginFailureKind.MemoryLimit, $"memory limit of {memoryMb} MiB exceeded", t),
-        TrapException t => new(PluginFailureKind.Trap, $"wasm trap: {t.Message}", t),
-        WasiExitException x => new(PluginFailureKind.Trap, $"exited with code {x.ExitCode}", x),
+        WasmtimeException { InnerException: TimeoutException } t => new(PluginFailureKind.Timeout, $"timed out after {timeout.TotalMilliseconds:0} ms", t),
+
+        // Wasmtime refuses a memory.grow past the cap with -1; a call that then fails with its memory at the cap ran
+        // into the cap, whatever the guest did next (trap, loop until out of fuel or time). ADR 0007.
+        WasmtimeException { ExitCode: null } t when memoryAtLimit => new(PluginFailureKind.MemoryLimit, $"memory limit of {memoryMb} MiB exceeded", t),
+        TrapException { Type: TrapCode.OutOfFuel } t => new(PluginFailureKind.OutOfFuel, $"out of fuel (limit {fuel})", t),
+        TrapException t => new(PluginFailureKind.Trap, WasmErrors.Trap(t), t),
+        WasmtimeException { ExitCode: { } code } x => new(PluginFailureKind.Trap, $"exited with code {code}", x),
+        WasmtimeException x => new(PluginFailureKind.Abi, WasmErrors.Reason(x), x),
         _ => new(PluginFailureKind.Abi, e.Message, e),
     };
 
@@ -254,9 +237,9 @@ public sealed class LoadedPlugin : IDisposable
         {
             return new PluginInstance(_runtime, this, _module, memoryMb);
         }
-        catch (TrapException t) when (t.Code == TrapCode.ResourceLimitExceeded)
+        catch (WasmtimeException e) when (e is not TrapException && e.Message.Contains("exceeds memory limits", StringComparison.Ordinal))
         {
-            throw new PluginCallException(PluginFailureKind.MemoryLimit, $"memory limit of {memoryMb} MiB exceeded at instantiation", t);
+            throw new PluginCallException(PluginFailureKind.MemoryLimit, $"memory limit of {memoryMb} MiB exceeded at instantiation", e);
         }
     }
 

@@ -1,37 +1,47 @@
-using Propeller.Wasm;
-using Propeller.Wasm.Wasi;
+using System.Diagnostics;
+using Propeller.WasmHost;
+using Wasmtime;
 
 namespace Propeller.Plugins.Runtime;
 
 /// <summary>
-/// One instance of a plugin in its own store, thread and WASI context. A call has it to itself (the pool in
-/// <see cref="LoadedPlugin"/> hands it out), so concurrent calls never share guest state.
+/// One instance of a plugin in its own Wasmtime store and WASI context. A call has it to itself (the pool in
+/// <see cref="LoadedPlugin"/> hands it out), so a store is never used by two threads at once and concurrent calls never
+/// share guest state. Exports are looked up once (Wasmtime's GetFunction is the costly step of a call).
 /// </summary>
 internal sealed class PluginInstance : IDisposable
 {
     private readonly Store _store;
     private readonly Memory _memory;
-    private readonly Function _alloc;
-    private readonly Function _free;
+    private readonly Func<int, int> _alloc;
+    private readonly Action<int, int> _free;
     private readonly Instance _instance;
+    private readonly Dictionary<string, Func<int, int, long>> _hooks = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, Action<int, int>> _voidHooks = new(StringComparer.Ordinal);
+    private long _deadline = long.MaxValue;
+    private CancellationToken _cancellation;
 
     public PluginInstance(PluginRuntime runtime, LoadedPlugin plugin, Module module, int memoryMb)
     {
         Stdout = new PluginOutput(runtime.Options.OutputCaptureBytes);
         Stderr = new PluginOutput(runtime.Options.OutputCaptureBytes);
         Context = new InstanceContext(plugin);
-        _store = new Store(runtime.Engine, Context);
+        MemoryLimit = (long)memoryMb << 20;
+        _store = new Store(runtime.Engine.Engine, Context);
         try
         {
-            _store.SetLimits(new StoreLimits { MemorySize = (long)memoryMb << 20, TrapOnGrowFailure = true });
-            var linker = new Linker(runtime.Engine);
-            new WasiContext(new WasiConfiguration().WithStandardOutput(Stdout).WithStandardError(Stderr)).DefineIn(linker);
-            runtime.DefineHostImports(linker);
-            _store.SetFuel(plugin.Limits.Fuel);
-            _instance = linker.Instantiate(_store, module);
+            _store.SetLimits(memorySize: MemoryLimit);
+            _store.SetWasiConfiguration(new WasiConfiguration()
+                .WithStandardOutputCallback(data => Stdout.Write(data))
+                .WithStandardErrorCallback(data => Stderr.Write(data)));
+            _store.Fuel = (ulong)plugin.Limits.Fuel;
+
+            // Checked at each epoch tick while guest code runs: the call's wall-clock limit and the caller's token.
+            WasmEngine.Watch(_store, Check);
+            _instance = runtime.Linker.Instantiate(_store, module);
             _memory = _instance.GetMemory("memory") ?? throw new PluginCallException(PluginFailureKind.Abi, "no exported memory");
-            _alloc = _instance.GetFunction("plugin_alloc") ?? throw new PluginCallException(PluginFailureKind.Abi, "no plugin_alloc export");
-            _free = _instance.GetFunction("plugin_free") ?? throw new PluginCallException(PluginFailureKind.Abi, "no plugin_free export");
+            _alloc = _instance.GetFunction<int, int>("plugin_alloc") ?? throw new PluginCallException(PluginFailureKind.Abi, "plugin_alloc must be a function (i32) -> i32");
+            _free = _instance.GetAction<int, int>("plugin_free") ?? throw new PluginCallException(PluginFailureKind.Abi, "plugin_free must be a function (i32, i32) -> ()");
         }
         catch
         {
@@ -42,88 +52,122 @@ internal sealed class PluginInstance : IDisposable
 
     public InstanceContext Context { get; }
 
-    public Instance Instance => _instance;
-
     public PluginOutput Stdout { get; }
 
     public PluginOutput Stderr { get; }
 
+    /// <summary>The store's memory cap in bytes.</summary>
+    public long MemoryLimit { get; }
+
+    /// <summary>True when the memory is at its cap (<see cref="MemoryLimits.Reached"/>): a failed call then ran into it.</summary>
+    public bool MemoryAtLimit => MemoryLimits.Reached(_memory, MemoryLimit);
+
     /// <summary>
-    /// The ABI of spec §7.3 in one hop to the guest thread: alloc, copy in, call, unpack (ptr &lt;&lt; 32 | len), copy out,
-    /// free the output, free the input. Returns null for a zero-length answer (and for void hooks). Fuel covers the whole
-    /// sequence; <paramref name="timeout"/> or <paramref name="cancellationToken"/> interrupt it.
+    /// The ABI of spec §7.3: alloc, copy in, call, unpack (ptr &lt;&lt; 32 | len), copy out, free the output, free the
+    /// input. Returns null for a zero-length answer (and for void hooks). Fuel covers the whole sequence;
+    /// <paramref name="timeout"/> or <paramref name="cancellationToken"/> end it at the next epoch tick.
     /// </summary>
     public byte[]? Call(string hook, byte[] request, bool returnsValue, long fuel, TimeSpan timeout, CancellationToken cancellationToken)
     {
-        var function = _instance.GetFunction(hook) ?? throw new PluginCallException(PluginFailureKind.Abi, $"no {hook} export");
         Context.Hook = hook;
-        _store.SetFuel(fuel);
-        _store.SetEpochDeadline(long.MaxValue);
-        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        deadline.CancelAfter(timeout);
-        using var interrupt = deadline.Token.UnsafeRegister(static s => ((Store)s!).Interrupt(), _store);
+        _store.Fuel = (ulong)fuel;
+        var ticks = timeout.TotalSeconds * Stopwatch.Frequency;
+        _deadline = timeout < TimeSpan.Zero || ticks >= long.MaxValue / 2 ? long.MaxValue : Stopwatch.GetTimestamp() + (long)ticks;
+        _cancellation = cancellationToken;
         try
         {
-            return _store.Run(() => Invoke(function, request, returnsValue));
+            return Invoke(hook, request, returnsValue);
         }
         finally
         {
             Context.Hook = null;
+            _cancellation = default;
         }
     }
 
-    private byte[]? Invoke(Function function, byte[] request, bool returnsValue)
+    private void Check()
+    {
+        _cancellation.ThrowIfCancellationRequested();
+        if (Stopwatch.GetTimestamp() > _deadline)
+        {
+            throw new TimeoutException("the plugin call ran past its time limit");
+        }
+    }
+
+    private byte[]? Invoke(string hook, byte[] request, bool returnsValue)
     {
         var inLen = request.Length;
-        var inPtr = _alloc.Call(Value.I32(inLen))[0].AsI32;
+        var inPtr = _alloc(inLen);
         if (inPtr == 0)
         {
             throw new PluginCallException(PluginFailureKind.Abi, "plugin_alloc returned 0");
         }
 
-        if ((uint)inPtr + (long)inLen > _memory.Length)
+        if ((uint)inPtr + (long)inLen > _memory.GetLength())
         {
             throw new PluginCallException(PluginFailureKind.Abi, $"plugin_alloc returned {(uint)inPtr}, beyond memory for {inLen} bytes");
         }
 
-        request.CopyTo(_memory.GetSpan(inPtr, inLen));
-        var results = function.Call(Value.I32(inPtr), Value.I32(inLen));
+        request.CopyTo(_memory.GetSpan((uint)inPtr, inLen));
         byte[]? response = null;
         if (returnsValue)
         {
-            if (results.Length != 1 || results[0].Kind != ValueKind.I64)
-            {
-                throw new PluginCallException(
-                    PluginFailureKind.Abi,
-                    results.Length == 0 ? "returned nil, expected i64" : $"returned {results[0].Kind}, expected i64");
-            }
-
-            var packed = (ulong)results[0].AsI64;
+            var packed = (ulong)Returning(hook)(inPtr, inLen);
             var outPtr = (uint)(packed >> 32);
             var outLen = (uint)packed;
             if (outLen > 0)
             {
-                if (outPtr + (long)outLen > _memory.Length)
+                if (outPtr + (long)outLen > _memory.GetLength())
                 {
-                    throw new PluginCallException(PluginFailureKind.Abi, $"response {outPtr}+{outLen} is beyond memory ({_memory.Length} bytes)");
+                    throw new PluginCallException(PluginFailureKind.Abi, $"response {outPtr}+{outLen} is beyond memory ({_memory.GetLength()} bytes)");
                 }
 
-                response = _memory.GetSpan((int)outPtr, (int)outLen).ToArray();
-                _free.Call(Value.I32((int)outPtr), Value.I32((int)outLen));
+                response = _memory.GetSpan(outPtr, (int)outLen).ToArray();
+                _free((int)outPtr, (int)outLen);
             }
             else
             {
                 response = [];
             }
         }
+        else
+        {
+            Void(hook)(inPtr, inLen);
+        }
 
-        _free.Call(Value.I32(inPtr), Value.I32(inLen));
+        _free(inPtr, inLen);
         return response is { Length: 0 } ? null : response;
+    }
+
+    /// <summary>A hook that answers: (i32, i32) -> i64, checked when the plugin loaded.</summary>
+    private Func<int, int, long> Returning(string hook)
+    {
+        if (!_hooks.TryGetValue(hook, out var function))
+        {
+            function = _instance.GetFunction<int, int, long>(hook)
+                ?? throw new PluginCallException(PluginFailureKind.Abi, $"export {hook} must be a function (i32, i32) -> i64");
+            _hooks[hook] = function;
+        }
+
+        return function;
+    }
+
+    /// <summary>A fire-and-forget hook: (i32, i32) with any results, which are ignored.</summary>
+    private Action<int, int> Void(string hook)
+    {
+        if (!_voidHooks.TryGetValue(hook, out var action))
+        {
+            var function = _instance.GetFunction(hook) ?? throw new PluginCallException(PluginFailureKind.Abi, $"no {hook} export");
+            action = (ptr, len) => function.Invoke(ptr, len);
+            _voidHooks[hook] = action;
+        }
+
+        return action;
     }
 
     public void Dispose() => _store.Dispose();
 
-    /// <summary>What host imports see through <see cref="Caller.Data"/>: which plugin calls, from which hook.</summary>
+    /// <summary>What host imports see through <see cref="Caller.GetData"/>: which plugin calls, from which hook.</summary>
     internal sealed class InstanceContext(LoadedPlugin plugin)
     {
         public LoadedPlugin Plugin { get; } = plugin;

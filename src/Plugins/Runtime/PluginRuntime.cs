@@ -1,13 +1,15 @@
 using System.Text;
 using Microsoft.Extensions.Logging;
 using Propeller.Plugins.Hosting;
-using Propeller.Wasm;
+using Propeller.WasmHost;
+using Wasmtime;
 
 namespace Propeller.Plugins.Runtime;
 
 /// <summary>
-/// What every plugin instance shares: one engine (fuel metering and interruption compiled in; modules cached by hash),
-/// the host options, logging, metrics and the host imports (<c>queue.enqueue</c>).
+/// What every plugin instance shares: the process's Wasmtime engine (<see cref="WasmEngine.Shared"/>: fuel metering and
+/// epoch interruption compiled in), compiled modules by hash, one linker with WASI and the host imports
+/// (<c>queue.enqueue</c>), the host options, logging and metrics.
 /// </summary>
 public sealed class PluginRuntime : IDisposable
 {
@@ -19,11 +21,20 @@ public sealed class PluginRuntime : IDisposable
         Metrics = metrics;
         Jobs = jobs;
 
-        // The guest thread keeps an 8 MiB margin below its floor (GuestThread.StackMargin): 32 MiB leaves plugins 24 MiB.
-        Engine = new Engine(new Config().WithConsumeFuel(true).WithEpochInterruption(true).WithGuestStackSize(32 << 20));
+        Engine = WasmEngine.Shared;
+        Modules = new ModuleCache(Engine);
+        Linker = new Linker(Engine.Engine);
+        Linker.DefineWasi();
+        DefineHostImports(Linker);
     }
 
-    public Engine Engine { get; }
+    public WasmEngine Engine { get; }
+
+    /// <summary>Compiled plugins by SHA-256: a reload of an unchanged file does not compile again.</summary>
+    public ModuleCache Modules { get; }
+
+    /// <summary>WASI preview1 and <c>queue.enqueue</c>; instantiates every plugin (a linker is not tied to a store).</summary>
+    public Linker Linker { get; }
 
     public PluginHostOptions Options { get; }
 
@@ -38,18 +49,18 @@ public sealed class PluginRuntime : IDisposable
     /// <c>queue.enqueue(type_ptr, type_len, payload_ptr, payload_len, opts_ptr, opts_len, id_ptr, id_cap) -> errno</c>
     /// (docs/plugins.md). On success the job id (36 ASCII characters) is written to <c>id_ptr</c> when <c>id_cap</c> ≥ 36.
     /// </summary>
-    internal void DefineHostImports(Linker linker)
+    private void DefineHostImports(Linker linker)
     {
         linker.DefineFunction(
             "queue",
             "enqueue",
-            (Func<Caller, int, int, int, int, int, int, int, int, int>)((caller, typePtr, typeLen, payloadPtr, payloadLen, optsPtr, optsLen, idPtr, idCap) =>
+            (CallerFunc<int, int, int, int, int, int, int, int, int>)((caller, typePtr, typeLen, payloadPtr, payloadLen, optsPtr, optsLen, idPtr, idCap) =>
                 Enqueue(caller, typePtr, typeLen, payloadPtr, payloadLen, optsPtr, optsLen, idPtr, idCap)));
     }
 
     private int Enqueue(Caller caller, int typePtr, int typeLen, int payloadPtr, int payloadLen, int optsPtr, int optsLen, int idPtr, int idCap)
     {
-        if (caller.Data is not PluginInstance.InstanceContext context || caller.GetMemory("memory") is not { } memory)
+        if (caller.GetData() is not PluginInstance.InstanceContext context || caller.GetMemory("memory") is not { } memory)
         {
             return PluginErrno.Fault;
         }
@@ -71,7 +82,7 @@ public sealed class PluginRuntime : IDisposable
         }
         else
         {
-            var span = memory.GetSpan();
+            var span = memory.GetSpan(0, (int)Math.Min(memory.GetLength(), int.MaxValue));
             string type;
             try
             {
@@ -107,7 +118,8 @@ public sealed class PluginRuntime : IDisposable
         return errno;
     }
 
-    private static bool InBounds(Memory memory, int ptr, int len) => len == 0 || (ptr >= 0 && len > 0 && (long)ptr + len <= memory.Length);
+    private static bool InBounds(Memory memory, int ptr, int len) => len == 0 || (ptr >= 0 && len > 0 && (long)ptr + len <= memory.GetLength());
 
-    public void Dispose() => Engine.Dispose();
+    /// <summary>The engine is the process's and stays; the linker goes.</summary>
+    public void Dispose() => Linker.Dispose();
 }

@@ -1,0 +1,278 @@
+using System.Globalization;
+using System.Text;
+using Propeller.WasmHost;
+using Wasmtime;
+
+namespace Propeller.Edge.Execution;
+
+/// <summary>
+/// `propeller-proplet run [OPTIONS] FILE.wasm [ARGS...]`, shaped like `wasmtime run` and running on Wasmtime: runs
+/// `_start` as a WASI program with ARGS as argv and exits with the guest's exit code, or calls `--invoke NAME` with ARGS
+/// as typed values and prints the results. A trap exits with 134 and "error: wasm trap: KIND: message" on stderr, an
+/// exceeded --timeout with 124; bad arguments exit with 2. The program argument names the command in the usage text.
+/// </summary>
+public static class RunCommand
+{
+    /// <summary>The option lines of the usage text, after "usage: PROGRAM ".</summary>
+    public const string OptionsUsage =
+        "[--invoke NAME] [--dir HOST::GUEST]... [--env K=V]... [--fuel N] [--timeout SECONDS]\n"
+        + "        [--max-memory MIB] FILE.wasm [ARGS...]";
+
+    public static int Run(
+        string program,
+        string[] args,
+        TextWriter stdout,
+        TextWriter stderr,
+        bool inheritStdio = false)
+    {
+        ArgumentNullException.ThrowIfNull(args);
+        ArgumentNullException.ThrowIfNull(stdout);
+        ArgumentNullException.ThrowIfNull(stderr);
+        var usage = $"usage: {program} {OptionsUsage}";
+        var options = new Options();
+        var i = 0;
+        try
+        {
+            for (; i < args.Length && args[i].StartsWith("--", StringComparison.Ordinal); i++)
+            {
+                if (args[i] == "--")
+                {
+                    i++;
+                    break;
+                }
+
+                if (i + 1 >= args.Length)
+                {
+                    throw new FormatException($"{args[i]} needs a value");
+                }
+
+                options.Set(args[i], args[++i]);
+            }
+        }
+        catch (FormatException e)
+        {
+            stderr.WriteLine($"error: {e.Message}");
+            stderr.WriteLine(usage);
+            return 2;
+        }
+
+        if (i >= args.Length)
+        {
+            stderr.WriteLine(usage);
+            return 2;
+        }
+
+        var file = args[i];
+        var rest = args[(i + 1)..];
+        var captureOut = new MemoryStream();
+        var captureErr = new MemoryStream();
+        try
+        {
+            // An engine of its own with only the instrumentation the options ask for (fuel and epochs cost up to 1.33x).
+            using var engine = new WasmEngine(fuel: options.Fuel is not null, epochs: options.Timeout is not null);
+            using var store = new Store(engine.Engine);
+            if (options.Fuel is { } fuel)
+            {
+                store.Fuel = (ulong)fuel;
+            }
+
+            if (options.MaxMemoryMib is { } mib)
+            {
+                store.SetLimits(memorySize: mib << 20);
+            }
+
+            using var module = Module.FromFile(engine.Engine, file);
+            var wasi = new WasiConfiguration().WithArgs([Path.GetFileName(file), .. options.Invoke is null ? rest : []]);
+            if (inheritStdio)
+            {
+                wasi.WithInheritedStandardInput().WithInheritedStandardOutput().WithInheritedStandardError();
+            }
+            else
+            {
+                wasi.WithStandardOutputCallback(data => captureOut.Write(data)).WithStandardErrorCallback(data => captureErr.Write(data));
+            }
+
+            foreach (var (name, value) in options.Env)
+            {
+                wasi.WithEnvironmentVariable(name, value);
+            }
+
+            foreach (var (host, guest) in options.Dirs)
+            {
+                wasi.WithPreopenedDirectory(host, guest, mutable: true);
+            }
+
+            store.SetWasiConfiguration(wasi);
+            using var linker = new Linker(engine.Engine);
+            linker.DefineWasi();
+
+            // The time limit covers running the guest (its start function included), not compiling it.
+            var deadline = options.Timeout is { } seconds ? DateTime.UtcNow.AddSeconds(seconds) : DateTime.MaxValue;
+            if (options.Timeout is not null)
+            {
+                WasmEngine.Watch(store, () =>
+                {
+                    if (DateTime.UtcNow >= deadline)
+                    {
+                        throw new TimeoutException($"--timeout of {options.Timeout} s exceeded");
+                    }
+                });
+            }
+
+            var instance = linker.Instantiate(store, module);
+            if (options.Invoke is null)
+            {
+                if (instance.GetFunction("_start") is not { } start || start.Parameters.Count != 0 || start.Results.Count != 0)
+                {
+                    stderr.WriteLine($"error: {file} has no exported function '_start' of type [] -> []");
+                    return 1;
+                }
+
+                start.Invoke();
+                return 0;
+            }
+
+            var function = instance.GetFunction(options.Invoke);
+            if (function is null)
+            {
+                stderr.WriteLine($"error: {file} has no exported function '{options.Invoke}'");
+                return 1;
+            }
+
+            if (rest.Length != function.Parameters.Count)
+            {
+                stderr.WriteLine($"error: {options.Invoke} takes {function.Parameters.Count} arguments, got {rest.Length}");
+                return 1;
+            }
+
+            var values = new ValueBox[rest.Length];
+            for (var a = 0; a < rest.Length; a++)
+            {
+                values[a] = Parse(function.Parameters[a], rest[a]);
+            }
+
+            var result = function.Invoke(values);
+            foreach (var value in result is object[] many ? many : result is null ? [] : [result])
+            {
+                stdout.WriteLine(Format(value));
+            }
+
+            return 0;
+        }
+        catch (WasmtimeException exit) when (exit.ExitCode is { } code)
+        {
+            return code;
+        }
+        catch (WasmtimeException timeout) when (timeout.InnerException is TimeoutException)
+        {
+            stderr.WriteLine($"error: {timeout.InnerException.Message}");
+            return 124;
+        }
+        catch (TrapException trap)
+        {
+            stderr.WriteLine($"error: {WasmErrors.Trap(trap)}: {WasmErrors.Reason(trap)}");
+            return 134;
+        }
+        catch (WasmtimeException e)
+        {
+            stderr.WriteLine($"error: {WasmErrors.Reason(e)}");
+            return 1;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or OverflowException)
+        {
+            stderr.WriteLine($"error: {e.Message}");
+            return 1;
+        }
+        finally
+        {
+            stdout.Write(Encoding.UTF8.GetString(captureOut.ToArray()));
+            stderr.Write(Encoding.UTF8.GetString(captureErr.ToArray()));
+        }
+    }
+
+    private sealed class Options
+    {
+        public string? Invoke { get; private set; }
+
+        public List<(string Host, string Guest)> Dirs { get; } = [];
+
+        public List<(string Name, string Value)> Env { get; } = [];
+
+        public long? Fuel { get; private set; }
+
+        public double? Timeout { get; private set; }
+
+        public long? MaxMemoryMib { get; private set; }
+
+        public void Set(string option, string value)
+        {
+            switch (option)
+            {
+                case "--invoke":
+                    Invoke = value;
+                    break;
+                case "--dir":
+                    {
+                        var split = value.IndexOf("::", StringComparison.Ordinal);
+                        Dirs.Add(split < 0 ? (value, value) : (value[..split], value[(split + 2)..]));
+                        if (Dirs[^1].Host.Length == 0 || Dirs[^1].Guest.Length == 0)
+                        {
+                            throw new FormatException($"--dir {value}: expected HOST::GUEST");
+                        }
+
+                        break;
+                    }
+
+                case "--env":
+                    {
+                        var split = value.IndexOf('=', StringComparison.Ordinal);
+                        if (split <= 0)
+                        {
+                            throw new FormatException($"--env {value}: expected NAME=VALUE");
+                        }
+
+                        Env.Add((value[..split], value[(split + 1)..]));
+                        break;
+                    }
+
+                case "--fuel":
+                    Fuel = long.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var fuel)
+                        ? fuel
+                        : throw new FormatException($"--fuel {value}: expected a non-negative integer");
+                    break;
+                case "--timeout":
+                    Timeout = double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out var seconds)
+                              && seconds > 0 && seconds < 1e7
+                        ? seconds
+                        : throw new FormatException($"--timeout {value}: expected a positive number of seconds");
+                    break;
+                case "--max-memory":
+                    MaxMemoryMib = long.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var mib) && mib < 1L << 20
+                        ? mib
+                        : throw new FormatException($"--max-memory {value}: expected a size in MiB");
+                    break;
+                default:
+                    throw new FormatException($"unknown option {option}");
+            }
+        }
+    }
+
+    private static ValueBox Parse(ValueKind kind, string text) => kind switch
+    {
+        ValueKind.Int32 => text.StartsWith('-') ? int.Parse(text, CultureInfo.InvariantCulture) : (int)uint.Parse(text, CultureInfo.InvariantCulture),
+        ValueKind.Int64 => text.StartsWith('-') ? long.Parse(text, CultureInfo.InvariantCulture) : (long)ulong.Parse(text, CultureInfo.InvariantCulture),
+        ValueKind.Float32 => float.Parse(text, CultureInfo.InvariantCulture),
+        ValueKind.Float64 => double.Parse(text, CultureInfo.InvariantCulture),
+        _ => throw new FormatException($"cannot pass a {kind} argument from the command line"),
+    };
+
+    private static string Format(object? value) => value switch
+    {
+        int i32 => i32.ToString(CultureInfo.InvariantCulture),
+        long i64 => i64.ToString(CultureInfo.InvariantCulture),
+        float f32 => f32.ToString("R", CultureInfo.InvariantCulture),
+        double f64 => f64.ToString("R", CultureInfo.InvariantCulture),
+        null => "null",
+        _ => value.ToString() ?? "ref",
+    };
+}

@@ -1,3 +1,0 @@
-namespace Propeller.Wasm.Binary;
-
-internal sealed record GlobalInfo(GlobalType Type, ConstExpr Init);

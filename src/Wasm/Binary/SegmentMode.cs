@@ -1,8 +1,0 @@
-namespace Propeller.Wasm.Binary;
-
-internal enum SegmentMode
-{
-    Active,
-    Passive,
-    Declarative,
-}
