@@ -50,6 +50,7 @@ public sealed class BrokerConnection : IAsyncDisposable
     private int _windowTarget;
     private long _generation;
     private int _started;
+    private int _disposed;
 
     public BrokerConnection(BrokerOptions options, ILogger? logger = null, TimeProvider? time = null)
     {
@@ -60,7 +61,7 @@ public sealed class BrokerConnection : IAsyncDisposable
         _time = time ?? TimeProvider.System;
         _windowSize = _windowTarget = options.MaxInflight;
         _window = new SemaphoreSlim(options.MaxInflight, 65535);
-        _received = Channel.CreateBounded<Delivery>(new BoundedChannelOptions(Math.Max(1024, options.MaxBatch * 4)) { SingleReader = true, SingleWriter = true });
+        _received = Channel.CreateBounded<Delivery>(new BoundedChannelOptions(options.ReceiveQueueCapacity) { SingleReader = true, SingleWriter = true });
         _clientOptions = BuildClientOptions(options);
         _client = new MqttClientFactory().CreateMqttClient();
         _client.ApplicationMessageReceivedAsync += OnReceivedAsync;
@@ -160,6 +161,7 @@ public sealed class BrokerConnection : IAsyncDisposable
     /// <summary>Sends DISCONNECT (no Last Will) and stops reconnecting.</summary>
     public async Task DisconnectAsync(CancellationToken cancellationToken)
     {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) == 1, this);
         await _stopping.CancelAsync();
         if (_client.IsConnected)
         {
@@ -169,6 +171,11 @@ public sealed class BrokerConnection : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+        {
+            return; // the host may dispose a service registered under two types twice
+        }
+
         await _stopping.CancelAsync();
         _reconnect.Writer.TryComplete();
         _received.Writer.TryComplete();

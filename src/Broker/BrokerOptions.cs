@@ -54,6 +54,9 @@ public sealed class BrokerOptions
     /// <summary>Subscriptions made on every connect that finds no session (the first one included).</summary>
     public IList<(string Filter, MqttQualityOfServiceLevel Qos)> Subscriptions { get; } = [];
 
+    /// <summary>Received messages waiting for the handler; when full, MQTTnet stops taking messages from the broker.</summary>
+    public int ReceiveQueueCapacity { get; set; } = 1024;
+
     /// <summary>The most received messages one handler call is given.</summary>
     public int MaxBatch { get; set; } = 256;
 
@@ -84,12 +87,24 @@ public sealed class BrokerOptions
         return this;
     }
 
+    /// <summary>Reads a protocol version setting: unset, 5, 5.0 (MQTT 5) or 3.1.1, 311, 4 (MQTT 3.1.1).</summary>
+    public static bool TryParseProtocolVersion(string? value, out MqttProtocolVersion version)
+    {
+        version = value?.Trim() switch
+        {
+            null or "" or "5" or "5.0" => MqttProtocolVersion.V500,
+            "3.1.1" or "311" or "4" => MqttProtocolVersion.V311,
+            _ => MqttProtocolVersion.Unknown,
+        };
+        return version != MqttProtocolVersion.Unknown;
+    }
+
     internal void Validate()
     {
         Check(!string.IsNullOrWhiteSpace(Host), "Host is required");
         Check(Port is >= 1 and <= 65535, "Port must be 1..65535");
         Check(MaxInflight is >= 1 and <= 65535, "MaxInflight must be 1..65535");
-        Check(MaxBatch >= 1, "MaxBatch must be positive");
+        Check(MaxBatch >= 1 && ReceiveQueueCapacity >= 1, "MaxBatch and ReceiveQueueCapacity must be positive");
         Check(KeepAlive >= TimeSpan.Zero && KeepAlive.TotalSeconds <= ushort.MaxValue, "KeepAlive must be 0..65535 s");
         Check(ConnectTimeout > TimeSpan.Zero && OperationTimeout > TimeSpan.Zero, "timeouts must be positive");
         Check(ReconnectDelay > TimeSpan.Zero && MaxReconnectDelay >= ReconnectDelay, "reconnect delays must be positive and ordered");

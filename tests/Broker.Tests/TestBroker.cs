@@ -1,4 +1,3 @@
-using System.Threading.Channels;
 using MQTTnet.Formatter;
 
 namespace Propeller.Broker.Tests;
@@ -23,47 +22,4 @@ internal static class TestBroker
     }.WithAddress(Address);
 
     public static string UniqueTopic(string name) => $"propeller-test/{name}/{Guid.NewGuid():N}";
-}
-
-/// <summary>A connection's handler that queues what arrives, for the test to read.</summary>
-internal sealed class Inbox
-{
-    private readonly Channel<ReceivedMessage> _messages = Channel.CreateUnbounded<ReceivedMessage>();
-
-    public static Inbox Of(BrokerConnection connection)
-    {
-        var inbox = new Inbox();
-        connection.Handler = (messages, _) =>
-        {
-            foreach (var message in messages)
-            {
-                inbox._messages.Writer.TryWrite(message);
-            }
-
-            return ValueTask.CompletedTask;
-        };
-        return inbox;
-    }
-
-    public async Task<ReceivedMessage> ReceiveAsync(CancellationToken cancellationToken)
-    {
-        using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        cts.CancelAfter(TestBroker.Timeout);
-        return await _messages.Reader.ReadAsync(cts.Token);
-    }
-
-    public async Task<bool> NothingAsync(TimeSpan wait, CancellationToken cancellationToken)
-    {
-        using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        cts.CancelAfter(wait);
-        try
-        {
-            await _messages.Reader.WaitToReadAsync(cts.Token);
-            return false;
-        }
-        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-        {
-            return true;
-        }
-    }
 }

@@ -1,6 +1,6 @@
 using Microsoft.Extensions.Logging;
 using Propeller.Edge.Configuration;
-using Propeller.Mqtt;
+using MQTTnet.Protocol;
 
 namespace Propeller.Edge.Tests;
 
@@ -24,7 +24,7 @@ public sealed class PropletSettingsLoaderTests : IDisposable
         var settings = Load(Identity);
 
         settings.MqttAddress.ShouldBe("tcp://localhost:1883");
-        settings.Qos.ShouldBe(MqttQualityOfService.ExactlyOnce);
+        settings.Qos.ShouldBe(MqttQualityOfServiceLevel.ExactlyOnce);
         settings.LivelinessInterval.ShouldBe(TimeSpan.FromSeconds(10));
         settings.MetricsInterval.ShouldBe(TimeSpan.FromSeconds(10));
         settings.KeepAlive.ShouldBe(TimeSpan.FromSeconds(30));
@@ -59,7 +59,7 @@ public sealed class PropletSettingsLoaderTests : IDisposable
         });
 
         settings.MqttAddress.ShouldBe("tcp://10.0.0.1:1884");
-        settings.Qos.ShouldBe(MqttQualityOfService.AtLeastOnce);
+        settings.Qos.ShouldBe(MqttQualityOfServiceLevel.AtLeastOnce);
         settings.LivelinessInterval.ShouldBe(TimeSpan.FromSeconds(10));
         settings.MetricsInterval.ShouldBe(TimeSpan.Zero);
         settings.EnableMonitoring.ShouldBeFalse();

@@ -1,7 +1,7 @@
 using Microsoft.Extensions.Configuration;
 using Propeller.Application.Scheduling;
 using Propeller.Manager.Configuration;
-using Propeller.Mqtt;
+using MQTTnet.Protocol;
 
 namespace Propeller.Manager.Tests.Configuration;
 
@@ -21,7 +21,7 @@ public sealed class ManagerConfigTests : IDisposable
 
         config.HttpHost.ShouldBe("localhost");
         config.HttpPort.ShouldBe(7070);
-        config.MqttQos.ShouldBe(MqttQualityOfService.ExactlyOnce);
+        config.MqttQos.ShouldBe(MqttQualityOfServiceLevel.ExactlyOnce);
         config.MqttTimeout.ShouldBe(TimeSpan.FromSeconds(30));
         config.LivenessWindow.ShouldBe(TimeSpan.FromSeconds(30));
         config.Policy.ShouldBe(SchedulingPolicy.RoundRobin);
@@ -38,7 +38,7 @@ public sealed class ManagerConfigTests : IDisposable
 
         config.HttpPort.ShouldBe(8080);
         config.MqttAddress.ShouldBe("tcp://broker:1883");
-        config.MqttQos.ShouldBe(MqttQualityOfService.AtLeastOnce);
+        config.MqttQos.ShouldBe(MqttQualityOfServiceLevel.AtLeastOnce);
         config.MqttTimeout.ShouldBe(TimeSpan.FromSeconds(90));
         config.LivenessWindow.ShouldBe(TimeSpan.FromSeconds(45));
         config.Policy.ShouldBe(SchedulingPolicy.LeastLoaded);
