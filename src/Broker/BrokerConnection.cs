@@ -216,35 +216,40 @@ public sealed class BrokerConnection : IAsyncDisposable
 
     private async Task PublishCheckedAsync(MqttApplicationMessage message, CancellationToken cancellationToken)
     {
-        using var timeout = Timeout(cancellationToken);
-        var token = timeout.Token;
+        // A deadline rather than a linked token source per publish (this is the hot path of every publish).
+        var started = _time.GetTimestamp();
         var retryDelay = TimeSpan.FromMilliseconds(5);
         while (true)
         {
+            var remaining = _options.OperationTimeout - _time.GetElapsedTime(started);
             // Queued in call order: the send loop puts them on the wire in that order.
-            var send = new Send(message, token);
-            await using var cancelled = token.Register(() => send.Done.TrySetCanceled(token));
+            var send = new Send(message);
             ObjectDisposedException.ThrowIf(!_sends.Writer.TryWrite(send), this);
-
             MqttClientPublishResult result;
             try
             {
-                result = await send.Done.Task;
+                result = await send.Done.Task.WaitAsync(remaining > TimeSpan.Zero ? remaining : TimeSpan.Zero, _time, cancellationToken);
             }
-            catch (Exception ex) when (ex is MqttClientNotConnectedException or MqttCommunicationException && !token.IsCancellationRequested)
+            catch (Exception ex) when (ex is MqttClientNotConnectedException or MqttCommunicationException)
             {
                 // Lost mid-publish: wait for the next connection, then send it again.
-                await ConnectionGoneAsync(send.Generation, token, cancellationToken);
+                await ConnectionGoneAsync(send.Generation, remaining, cancellationToken);
                 BrokerMetrics.PublishRetries.Add(1);
                 continue;
             }
-            catch (OperationCanceledException ex) when (!cancellationToken.IsCancellationRequested)
+            catch (Exception ex) when (ex is TimeoutException || (ex is OperationCanceledException && !cancellationToken.IsCancellationRequested))
             {
+                send.Done.TrySetCanceled(CancellationToken.None); // the send loop skips it if it has not sent it yet
                 throw new TimeoutException(
                     _client.IsConnected
                         ? $"Publishing on {message.Topic} did not complete within {_options.OperationTimeout.TotalSeconds:0.#} s."
                         : $"Not connected to {_options.Host}:{_options.Port} within {_options.OperationTimeout.TotalSeconds:0.#} s (publishing on {message.Topic}).",
                     ex);
+            }
+            catch (OperationCanceledException)
+            {
+                send.Done.TrySetCanceled(cancellationToken);
+                throw;
             }
 
             if (result.IsSuccess)
@@ -260,7 +265,11 @@ public sealed class BrokerConnection : IAsyncDisposable
 
             BrokerMetrics.PublishRetries.Add(1);
             BrokerLog.QuotaExceeded(_logger, message.Topic, (long)retryDelay.TotalMilliseconds);
-            await DelayAsync(retryDelay, token, cancellationToken);
+            using (var timeout = Timeout(remaining, cancellationToken))
+            {
+                await DelayAsync(retryDelay, timeout.Token, cancellationToken);
+            }
+
             retryDelay = TimeSpan.FromTicks(Math.Min(retryDelay.Ticks * 2, TimeSpan.FromMilliseconds(500).Ticks));
         }
     }
@@ -275,24 +284,23 @@ public sealed class BrokerConnection : IAsyncDisposable
         await foreach (var send in _sends.Reader.ReadAllAsync(stoppingToken))
         {
             var limited = send.Message.QualityOfServiceLevel != MqttQualityOfServiceLevel.AtMostOnce;
-            try
+            await WaitConnectedAsync(stoppingToken);
+            if (limited)
             {
-                await WaitConnectedAsync(send.Token);
-                if (limited)
-                {
-                    await _window.WaitAsync(send.Token);
-                }
+                await _window.WaitAsync(stoppingToken);
             }
-            catch (OperationCanceledException)
+
+            if (send.Done.Task.IsCompleted)
             {
-                send.Done.TrySetCanceled(send.Token);
+                ReleaseWindow(limited); // its caller gave up while it waited here
                 continue;
             }
 
             send.Generation = Interlocked.Read(ref _generation);
             try
             {
-                _ = CompleteAsync(send, _client.PublishAsync(send.Message, send.Token), limited);
+                // MQTTnet bounds the wait for the acknowledgement by its own timeout (ConnectTimeout here).
+                _ = CompleteAsync(send, _client.PublishAsync(send.Message, stoppingToken), limited);
             }
             catch (Exception ex) when (ex is not OutOfMemoryException)
             {
@@ -308,9 +316,9 @@ public sealed class BrokerConnection : IAsyncDisposable
         {
             send.Done.TrySetResult(await publish);
         }
-        catch (OperationCanceledException)
+        catch (OperationCanceledException ex)
         {
-            send.Done.TrySetCanceled(send.Token);
+            send.Done.TrySetCanceled(ex.CancellationToken);
         }
         catch (Exception ex)
         {
@@ -337,8 +345,10 @@ public sealed class BrokerConnection : IAsyncDisposable
         }
     }
 
-    private async Task ConnectionGoneAsync(long generation, CancellationToken token, CancellationToken cancellationToken)
+    private async Task ConnectionGoneAsync(long generation, TimeSpan remaining, CancellationToken cancellationToken)
     {
+        using var timeout = Timeout(remaining, cancellationToken);
+        var token = timeout.Token;
         // The client saw the loss before DisconnectedAsync ran: give the event a moment so that the wait that follows is
         // for the next connection, not the dead one.
         while (Interlocked.Read(ref _generation) == generation && _connected.Task.IsCompleted && !_client.IsConnected)
@@ -371,11 +381,13 @@ public sealed class BrokerConnection : IAsyncDisposable
         }
     }
 
-    private CancellationTokenSource Timeout(CancellationToken cancellationToken)
+    private CancellationTokenSource Timeout(CancellationToken cancellationToken) => Timeout(_options.OperationTimeout, cancellationToken);
+
+    private CancellationTokenSource Timeout(TimeSpan timeout, CancellationToken cancellationToken)
     {
-        var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
-        timeout.CancelAfter(_options.OperationTimeout);
-        return timeout;
+        var source = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
+        source.CancelAfter(timeout > TimeSpan.Zero ? timeout : TimeSpan.Zero);
+        return source;
     }
 
     private Task OnDisconnectedAsync(MqttClientDisconnectedEventArgs e)
@@ -587,7 +599,10 @@ public sealed class BrokerConnection : IAsyncDisposable
             // In arrival order (acknowledging out of order made mosquitto reorder later deliveries, libraries.md).
             foreach (var delivery in batch)
             {
-                await AcknowledgeAsync(delivery, stoppingToken);
+                if (delivery.Message.Qos != MqttQualityOfServiceLevel.AtMostOnce)
+                {
+                    await AcknowledgeAsync(delivery, stoppingToken);
+                }
             }
 
             batch.Clear();
@@ -689,11 +704,9 @@ public sealed class BrokerConnection : IAsyncDisposable
         return chain.Build(certificate);
     }
 
-    private sealed class Send(MqttApplicationMessage message, CancellationToken token)
+    private sealed class Send(MqttApplicationMessage message)
     {
         public MqttApplicationMessage Message { get; } = message;
-
-        public CancellationToken Token { get; } = token;
 
         public TaskCompletionSource<MqttClientPublishResult> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
