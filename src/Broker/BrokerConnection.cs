@@ -637,7 +637,10 @@ public sealed class BrokerConnection : IAsyncDisposable
             .WithProtocolVersion(options.ProtocolVersion)
             .WithCleanStart(options.CleanStart)
             .WithKeepAlivePeriod(options.KeepAlive)
-            .WithTimeout(options.ConnectTimeout);
+            .WithTimeout(options.ConnectTimeout)
+            // One write per packet: with fragmentation allowed MQTTnet writes a publish's header and payload separately,
+            // two segments per message on a no-delay socket.
+            .WithoutPacketFragmentation();
         if (options.SessionExpiryInterval > 0 && options.ProtocolVersion == MQTTnet.Formatter.MqttProtocolVersion.V500)
         {
             builder.WithSessionExpiryInterval(options.SessionExpiryInterval);

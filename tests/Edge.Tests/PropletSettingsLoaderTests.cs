@@ -108,6 +108,48 @@ public sealed class PropletSettingsLoaderTests : IDisposable
     }
 
     [Fact]
+    public void GivenTheOriginalDocsIdentityNames_WhenLoaded_ThenTheyAreRead_AndTheCodesNamesWin()
+    {
+        var settings = Load(new Dictionary<string, string>
+        {
+            ["PROPLET_DOMAIN_ID"] = "domain",
+            ["PROPLET_CLIENT_ID"] = "client",
+            ["PROPLET_CLIENT_KEY"] = "client-key",
+            ["PROPLET_API_KEY"] = "api-key",
+            ["PROPLET_CHANNEL_ID"] = "c1",
+            ["PROPLET_MQTT_PROTOCOL_VERSION"] = "3.1.1",
+            ["PROPLET_MQTT_TIMEOUT"] = "5s",
+        });
+
+        settings.TenantId.ShouldBe("domain");
+        settings.EntityId.ShouldBe("client");
+        settings.ApiKey.ShouldBe("api-key");
+        settings.MqttProtocolVersion.ShouldBe(MQTTnet.Formatter.MqttProtocolVersion.V311);
+        settings.MqttTimeout.ShouldBe(TimeSpan.FromSeconds(5));
+        Should.Throw<ConfigurationException>(() => Load(new Dictionary<string, string>(Identity) { ["PROPLET_MQTT_PROTOCOL_VERSION"] = "6" }))
+            .Message.ShouldContain("PROPLET_MQTT_PROTOCOL_VERSION");
+    }
+
+    [Fact]
+    public void GivenTheOriginalDocsIdentityKeysInTheConfigFile_WhenLoaded_ThenTheyAreRead()
+    {
+        var file = Path.Combine(_dir.FullName, "config.toml");
+        File.WriteAllText(file, """
+            [proplet]
+            domain_id = "file-domain"
+            client_id = "file-client"
+            client_key = "file-key"
+            channel_id = "file-channel"
+            """);
+
+        var settings = Load(new Dictionary<string, string> { ["PROPLET_CONFIG_FILE"] = file });
+
+        settings.TenantId.ShouldBe("file-domain");
+        settings.EntityId.ShouldBe("file-client");
+        settings.ApiKey.ShouldBe("file-key");
+    }
+
+    [Fact]
     public void GivenAConfigFileWithoutTheSectionOrAKey_WhenLoaded_ThenTheErrorSaysWhich()
     {
         var file = Path.Combine(_dir.FullName, "config.toml");

@@ -84,6 +84,26 @@ public sealed class ManagerConfigTests : IDisposable
     }
 
     [Fact]
+    public void TheOriginalDocsIdentityNames_AreAccepted_TheCodesNamesWin()
+    {
+        File.WriteAllText(Path.Combine(_dir, "config.toml"), """
+            [manager]
+            domain_id = "domain-from-file"
+            client_key = "key-from-file"
+            """);
+
+        var config = Load(("MANAGER_CLIENT_ID", "client-from-env"), ("MANAGER_CHANNEL_ID", "c"), ("MANAGER_MQTT_PROTOCOL_VERSION", "3.1.1"));
+
+        config.Tenant.ShouldBe("domain-from-file");
+        config.EntityId.ShouldBe("client-from-env");
+        config.ApiKey.ShouldBe("key-from-file");
+        config.MqttProtocolVersion.ShouldBe(MQTTnet.Formatter.MqttProtocolVersion.V311);
+        Load(("MANAGER_ENTITY_ID", "entity"), ("MANAGER_CLIENT_ID", "client"), ("MANAGER_DOMAIN_ID", "domain"), ("MANAGER_TENANT_ID", "tenant"))
+            .ShouldSatisfyAllConditions(c => c.EntityId.ShouldBe("entity"), c => c.Tenant.ShouldBe("tenant"));
+        Should.Throw<ManagerConfigurationException>(() => Load(("MANAGER_MQTT_PROTOCOL_VERSION", "4.0"))).Message.ShouldContain("MANAGER_MQTT_PROTOCOL_VERSION");
+    }
+
+    [Fact]
     public void BrokenConfigToml_IsAnErrorNamingTheLine()
     {
         File.WriteAllText(Path.Combine(_dir, "config.toml"), "[manager]\ntenant_id = unquoted\n");

@@ -304,6 +304,11 @@ public sealed class DispatchTests : IAsyncLifetime
         await WaitForAliveAsync(propletId);
         var list = await Http.GetFromJsonAsync<JsonElement>("/proplets", Ct);
         list.GetProperty("total").GetInt32().ShouldBe(1);
+
+        // Counted by topic on /metrics (and acknowledged: the persistent session does not hold them).
+        var metrics = await Http.GetStringAsync("/metrics", Ct);
+        metrics.ShouldContain("mqtt_malformed_messages{topic=\"control/proplet/results\"}");
+        metrics.ShouldContain("mqtt_malformed_messages{topic=\"control/proplet/alive\"}");
     }
 
     [Fact]
