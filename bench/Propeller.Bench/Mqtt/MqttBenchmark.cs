@@ -3,14 +3,13 @@ using System.Globalization;
 using System.Text;
 using MQTTnet.Protocol;
 using Propeller.Broker;
-using Propeller.Mqtt;
 
 namespace Propeller.Bench;
 
 /// <summary>
 /// `mqtt`: N messages through mosquitto from one publisher to one subscriber, per QoS: the product's connection layer
-/// over MQTTnet (Propeller.Broker) and the retired own client (Propeller.Mqtt), against mosquitto's own C clients in the
-/// same run (`mosquitto_sub -C N` fed by `mosquitto_pub -l`). Beside each rate: CPU seconds per 100k messages
+/// over MQTTnet (Propeller.Broker) against mosquitto's own C clients in the same run (`mosquitto_sub -C N` fed by
+/// `mosquitto_pub -l`). Beside each rate: CPU seconds per 100k messages
 /// (publisher + subscriber; ours in this process, mosquitto's clients through bash's `times`).
 /// Options: --broker tcp://host:port (default PROPELLER_TEST_MQTT, else tcp://127.0.0.1:51883), --messages N (qos0),
 /// --acked-messages N (qos1/qos2), --reference-acked-messages N (mosquitto_pub waits for every ack, so fewer suffice),
@@ -36,34 +35,32 @@ internal static partial class BenchmarkRegistry
             var inflight = int.Parse(Option(args, "--inflight") ?? "10", CultureInfo.InvariantCulture);
             var rounds = int.Parse(Option(args, "--rounds") ?? "3", CultureInfo.InvariantCulture);
             var only = Option(args, "--case");
-            var options = new MqttClientOptions { MaxInflight = inflight }.WithAddress(broker);
+            var options = new BrokerOptions { MaxInflight = inflight }.WithAddress(broker);
             Console.WriteLine($"# mqtt broker={options.Host}:{options.Port} payload={payloadSize}B messages(qos0)={messages} messages(qos1/2)={acked} reference(qos1/2)={referenceAcked} inflight={inflight} rounds={rounds} (best of)");
 
-            foreach (var qos in new[] { MqttQualityOfService.AtMostOnce, MqttQualityOfService.AtLeastOnce, MqttQualityOfService.ExactlyOnce })
+            foreach (var qos in new[] { MqttQualityOfServiceLevel.AtMostOnce, MqttQualityOfServiceLevel.AtLeastOnce, MqttQualityOfServiceLevel.ExactlyOnce })
             {
                 if (only is not null && only != $"qos{(int)qos}")
                 {
                     continue;
                 }
 
-                var ours = qos == MqttQualityOfService.AtMostOnce ? messages : acked;
-                var theirs = qos == MqttQualityOfService.AtMostOnce ? messages : referenceAcked;
+                var ours = qos == MqttQualityOfServiceLevel.AtMostOnce ? messages : acked;
+                var theirs = qos == MqttQualityOfServiceLevel.AtMostOnce ? messages : referenceAcked;
                 // Warm-up (JIT, broker caches), not measured.
-                await MeasureOursAsync(options, qos, Math.Min(ours, 5000), payloadSize, cancellationToken);
                 await MeasureLayerAsync(options, qos, Math.Min(ours, 5000), payloadSize, cancellationToken);
-                (double Rate, double Cpu) own = default, layer = default, reference = default;
+                (double Rate, double Cpu) layer = default, reference = default;
                 for (var round = 0; round < rounds; round++)
                 {
                     // Interleaved rounds, best of each: on a shared machine the best round is the one least disturbed by
                     // other processes, for all clients alike.
                     layer = Best(layer, await MeasureLayerAsync(options, qos, ours, payloadSize, cancellationToken));
-                    own = Best(own, await MeasureOursAsync(options, qos, ours, payloadSize, cancellationToken));
                     reference = Best(reference, await MeasureReferenceAsync(options, qos, theirs, payloadSize, cancellationToken));
                 }
 
                 Console.WriteLine(string.Create(
                     CultureInfo.InvariantCulture,
-                    $"mqtt case=qos{(int)qos} mqttnet_msgs_per_s={layer.Rate:F0} own_client_msgs_per_s={own.Rate:F0} reference_msgs_per_s={reference.Rate:F0} ratio={layer.Rate / reference.Rate:F2} own_ratio={own.Rate / reference.Rate:F2} cpu_s_per_100k mqttnet={layer.Cpu:F1} own={own.Cpu:F1} reference={reference.Cpu:F1}"));
+                    $"mqtt case=qos{(int)qos} msgs_per_s={layer.Rate:F0} reference_msgs_per_s={reference.Rate:F0} ratio={layer.Rate / reference.Rate:F2} cpu_s_per_100k={layer.Cpu:F1} reference_cpu_s_per_100k={reference.Cpu:F1}"));
             }
 
             return 0;
@@ -73,14 +70,14 @@ internal static partial class BenchmarkRegistry
 
         /// <summary>The product's connection layer over MQTTnet, pipelined the way the outbox hands messages over.</summary>
         private static async Task<(double Rate, double Cpu)> MeasureLayerAsync(
-            MqttClientOptions template,
-            MqttQualityOfService qos,
+            BrokerOptions template,
+            MqttQualityOfServiceLevel qos,
             int count,
             int payloadSize,
             CancellationToken cancellationToken)
         {
             var topic = $"propeller-bench/layer/{Guid.NewGuid():N}";
-            var level = (MqttQualityOfServiceLevel)(int)qos;
+            var level = qos;
             BrokerOptions Options(string prefix) => new() { Host = template.Host, Port = template.Port, ClientId = $"{prefix}-{Guid.NewGuid():N}", MaxInflight = template.MaxInflight, ReceiveQueueCapacity = 4096 };
             var received = 0;
             var all = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -123,58 +120,9 @@ internal static partial class BenchmarkRegistry
 
         private static double PerHundredThousand(TimeSpan cpu, int count) => cpu.TotalSeconds * 100_000 / count;
 
-        private static async Task<(double Rate, double Cpu)> MeasureOursAsync(
-            MqttClientOptions template,
-            MqttQualityOfService qos,
-            int count,
-            int payloadSize,
-            CancellationToken cancellationToken)
-        {
-            var topic = $"propeller-bench/ours/{Guid.NewGuid():N}";
-            await using var subscriber = new MqttClient(Clone(template, "bench-sub"));
-            await using var publisher = new MqttClient(Clone(template, "bench-pub"));
-            await subscriber.ConnectAsync(cancellationToken);
-            await publisher.ConnectAsync(cancellationToken);
-            await subscriber.SubscribeAsync(topic, qos, cancellationToken);
-            var payload = new byte[payloadSize];
-            Array.Fill(payload, (byte)'x');
-
-            var cpu = Process.GetCurrentProcess().TotalProcessorTime;
-            var stopwatch = Stopwatch.StartNew();
-            var receive = Task.Run(
-                async () =>
-                {
-                    var received = 0;
-                    while (received < count && await subscriber.Messages.WaitToReadAsync(cancellationToken))
-                    {
-                        while (received < count && subscriber.Messages.TryRead(out _))
-                        {
-                            received++;
-                        }
-                    }
-                },
-                cancellationToken);
-
-            // Keep more publishes outstanding than the in-flight window so the window, not this loop, is the limit.
-            var outstanding = new Queue<Task>();
-            for (var i = 0; i < count; i++)
-            {
-                outstanding.Enqueue(publisher.PublishAsync(topic, payload, qos, retain: false, cancellationToken));
-                while (outstanding.Count > 64 || (outstanding.Count > 0 && outstanding.Peek().IsCompleted))
-                {
-                    await outstanding.Dequeue();
-                }
-            }
-
-            await Task.WhenAll(outstanding);
-            await receive.WaitAsync(TimeSpan.FromSeconds(120), cancellationToken);
-            var elapsed = stopwatch.Elapsed;
-            return (count / elapsed.TotalSeconds, PerHundredThousand(Process.GetCurrentProcess().TotalProcessorTime - cpu, count));
-        }
-
         private static async Task<(double Rate, double Cpu)> MeasureReferenceAsync(
-            MqttClientOptions template,
-            MqttQualityOfService qos,
+            BrokerOptions template,
+            MqttQualityOfServiceLevel qos,
             int count,
             int payloadSize,
             CancellationToken cancellationToken)
@@ -235,16 +183,6 @@ internal static partial class BenchmarkRegistry
             };
             return Process.Start(info) ?? throw new InvalidOperationException($"{file} did not start");
         }
-
-        private static MqttClientOptions Clone(MqttClientOptions template, string prefix) => new()
-        {
-            Host = template.Host,
-            Port = template.Port,
-            ClientId = $"{prefix}-{Guid.NewGuid():N}",
-            MaxInflight = template.MaxInflight,
-            ReceiveQueueCapacity = 4096,
-            SendQueueCapacity = 4096,
-        };
 
         private static string? Option(string[] args, string name)
         {
