@@ -81,6 +81,10 @@ public sealed class BrokerConnection : IAsyncDisposable
 
     public BrokerOptions Options => _options;
 
+    /// <summary>Dispose closes the socket without DISCONNECT, as a killed process would (the broker publishes the Last
+    /// Will): for tests.</summary>
+    internal bool AbortOnDispose { get; set; }
+
     /// <summary>QoS 1/2 publishes allowed in flight now (the option, or the broker's Receive Maximum when lower).</summary>
     public int InflightLimit => Volatile.Read(ref _windowTarget);
 
@@ -158,7 +162,7 @@ public sealed class BrokerConnection : IAsyncDisposable
     public Task PublishAsync(string topic, ReadOnlyMemory<byte> payload, MqttQualityOfServiceLevel qos, CancellationToken cancellationToken) =>
         PublishAsync(topic, payload, qos, retain: false, orderKey: null, cancellationToken);
 
-    /// <summary>Sends DISCONNECT (no Last Will) and stops reconnecting.</summary>
+    /// <summary>Sends DISCONNECT (no Last Will) and stops reconnecting. Disposing does the same.</summary>
     public async Task DisconnectAsync(CancellationToken cancellationToken)
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) == 1, this);
@@ -177,6 +181,20 @@ public sealed class BrokerConnection : IAsyncDisposable
         }
 
         await _stopping.CancelAsync();
+        if (!AbortOnDispose && _client.IsConnected)
+        {
+            // DISCONNECT, so the broker does not publish the Last Will for an orderly stop.
+            try
+            {
+                using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(3));
+                await _client.DisconnectAsync(new MqttClientDisconnectOptionsBuilder().WithReason(MqttClientDisconnectOptionsReason.NormalDisconnection).Build(), timeout.Token);
+            }
+            catch (Exception ex) when (ex is MqttCommunicationException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
+            {
+                // leaving anyway; the Last Will covers it
+            }
+        }
+
         _reconnect.Writer.TryComplete();
         _received.Writer.TryComplete();
         _sends.Writer.TryComplete();

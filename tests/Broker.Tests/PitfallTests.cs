@@ -184,6 +184,7 @@ public sealed class PitfallTests
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var first = new BrokerConnection(Persistent())
         {
+            AbortOnDispose = true,
             Handler = async (_, token) =>
             {
                 handled.TrySetResult();

@@ -63,7 +63,7 @@ public sealed class RoundTripTests
 
         var options = TestBroker.Options(version);
         options.Will = new BrokerWill(topic, "{\"status\":\"offline\"}"u8.ToArray());
-        var proplet = new BrokerConnection(options);
+        var proplet = new BrokerConnection(options) { AbortOnDispose = true };
         await proplet.StartAsync(ct);
         (await inbox.NothingAsync(TimeSpan.FromMilliseconds(200), ct)).ShouldBeTrue();
 
@@ -87,6 +87,14 @@ public sealed class RoundTripTests
         await using var client = new BrokerConnection(options);
         await client.StartAsync(ct);
         await client.DisconnectAsync(ct);
+        (await inbox.NothingAsync(TimeSpan.FromMilliseconds(500), ct)).ShouldBeTrue();
+
+        // Disposing is an orderly stop too.
+        var other = TestBroker.Options(MqttProtocolVersion.V500);
+        other.Will = new BrokerWill(topic, "gone"u8.ToArray());
+        var disposed = new BrokerConnection(other);
+        await disposed.StartAsync(ct);
+        await disposed.DisposeAsync();
         (await inbox.NothingAsync(TimeSpan.FromMilliseconds(500), ct)).ShouldBeTrue();
     }
 
