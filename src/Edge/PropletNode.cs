@@ -8,7 +8,7 @@ using Propeller.Edge.Fetching;
 using Propeller.Edge.Messaging;
 using Propeller.Edge.Monitoring;
 using Propeller.Edge.Tasks;
-using Propeller.Mqtt;
+using Propeller.Broker;
 using Propeller.Plugins.Proplet;
 
 namespace Propeller.Edge;
@@ -34,7 +34,7 @@ public sealed class PropletNode : IAsyncDisposable
     private readonly string _runtimeName;
     private readonly TaskCompletionSource _discovered = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly BinaryFetcher _fetcher;
-    private MqttClient? _client;
+    private BrokerConnection? _client;
     private MetricsServer? _metrics;
     private long _connects;
     private (double User, double System, double SystemPercent) _lastCpu;
@@ -76,42 +76,25 @@ public sealed class PropletNode : IAsyncDisposable
         // A plugin directory that cannot be read disables plugins with a warning, as in the original (spec §5).
         _plugins = settings.PluginDir is { Length: > 0 } pluginDir ? PropletPluginChain.Load(pluginDir, loggers.CreateLogger<PropletPluginChain>()) : null;
         _runner = new TaskRunner(settings, _runtime, fetcher, _publisher, monitor, loggers.CreateLogger<TaskRunner>(), _plugins);
-        ClientLogger = loggers.CreateLogger<MqttClient>();
+        ClientLogger = loggers.CreateLogger<BrokerConnection>();
     }
 
     public TaskRunner Runner => _runner;
 
     public bool IsConnected => _client?.IsConnected ?? false;
 
-    private ILogger<MqttClient> ClientLogger { get; }
+    private ILogger<BrokerConnection> ClientLogger { get; }
 
     /// <summary>Connects (retrying while the broker is unreachable), subscribes and starts the loops.</summary>
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         EdgeLog.Starting(_logger, _settings.EntityId, _settings.MqttAddress, _settings.BaseTopic, _runtimeName, _settings.MaxConcurrentTasks);
-        var client = new MqttClient(ClientOptions(), ClientLogger);
+        // The connection retries with backoff while the broker is unreachable or refuses, and subscribes again after
+        // every connect that finds no session.
+        var client = new BrokerConnection(ClientOptions(), ClientLogger, _time) { Handler = HandleBatchAsync, Connected = OnConnectedAsync };
         _client = client;
-        _publisher.Client = client;
-        var delay = TimeSpan.FromSeconds(1);
-        while (true)
-        {
-            try
-            {
-                await client.ConnectAsync(cancellationToken);
-                break;
-            }
-            catch (Exception ex) when (ex is MqttException or TimeoutException or System.Net.Sockets.SocketException or IOException
-                                           or System.Security.Authentication.AuthenticationException)
-            {
-                EdgeLog.ConnectRetry(_logger, _settings.MqttAddress, delay, ex.Message);
-                await Task.Delay(delay, _time, cancellationToken);
-                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(60).Ticks));
-            }
-        }
-
-        await client.SubscribeAsync(
-            [.. new[] { Topics.Start, Topics.Stop, Topics.Invoke, Topics.RegistryChunks }.Select(p => new MqttSubscription(Topics.Of(_settings.BaseTopic, p), _settings.Qos))],
-            cancellationToken);
+        _publisher.Connection = client;
+        await client.StartAsync(cancellationToken);
         EdgeLog.Subscribed(_logger);
         try
         {
@@ -178,12 +161,12 @@ public sealed class PropletNode : IAsyncDisposable
                 using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(3));
                 if (client.IsConnected)
                 {
-                    await client.PublishAsync(Topics.Of(_settings.BaseTopic, Topics.PropletAlive), OfflinePayload(), _settings.Qos, false, timeout.Token);
+                    await client.PublishAsync(Topics.Of(_settings.BaseTopic, Topics.PropletAlive), OfflinePayload(), _settings.Qos, timeout.Token);
                 }
 
                 await client.DisconnectAsync(timeout.Token);
             }
-            catch (Exception ex) when (ex is MqttException or OperationCanceledException or IOException)
+            catch (Exception ex) when (ex is MQTTnet.Exceptions.MqttCommunicationException or BrokerPublishException or TimeoutException or OperationCanceledException or IOException)
             {
                 // leaving anyway; the Last Will covers it
             }
@@ -197,31 +180,33 @@ public sealed class PropletNode : IAsyncDisposable
         EdgeLog.Stopped(_logger, _settings.EntityId);
     }
 
-    private MqttClientOptions ClientOptions()
+    private BrokerOptions ClientOptions()
     {
-        var options = new MqttClientOptions
+        var options = new BrokerOptions
         {
             ClientId = _settings.EntityId,
             Username = _settings.EntityId,
             Password = _settings.ApiKey,
+            ProtocolVersion = _settings.MqttProtocolVersion,
             CleanStart = _settings.CleanSession,
+            SessionExpiryInterval = _settings.CleanSession ? 0u : 24 * 3600u,
             KeepAlive = _settings.KeepAlive,
             MaxInflight = _settings.Inflight,
-            MaxPacketSize = _settings.MaxPacketSize,
-            SendQueueCapacity = _settings.RequestChannelCapacity,
+            MaxPacketSize = (uint)_settings.MaxPacketSize,
             ReceiveQueueCapacity = _settings.RequestChannelCapacity,
-            Will = new MqttMessage
-            {
-                Topic = Topics.Of(_settings.BaseTopic, Topics.PropletAlive),
-                Payload = OfflinePayload(),
-                QualityOfService = _settings.Qos,
-            },
-            MessageHandler = HandleAsync,
-            Connected = OnConnectedAsync,
+            OperationTimeout = _settings.MqttTimeout,
+            ReconnectDelay = TimeSpan.FromSeconds(1),
+            MaxReconnectDelay = TimeSpan.FromSeconds(60),
+            Will = new BrokerWill(Topics.Of(_settings.BaseTopic, Topics.PropletAlive), OfflinePayload(), _settings.Qos),
         }.WithAddress(_settings.MqttAddress);
+        foreach (var path in new[] { Topics.Start, Topics.Stop, Topics.Invoke, Topics.RegistryChunks })
+        {
+            options.Subscriptions.Add((Topics.Of(_settings.BaseTopic, path), _settings.Qos));
+        }
+
         if (options.Tls is not null || _settings.TlsCaCert is not null)
         {
-            options.Tls = new MqttTlsOptions
+            options.Tls = new BrokerTls
             {
                 CaFile = _settings.TlsCaCert,
                 ClientCertificateFile = _settings.TlsClientCert,
@@ -260,7 +245,18 @@ public sealed class PropletNode : IAsyncDisposable
         return _publisher.PublishAsync(Topics.PropletCreate, JsonSerializer.SerializeToUtf8Bytes(discovery), cancellationToken);
     }
 
-    private ValueTask HandleAsync(MqttMessage message, CancellationToken cancellationToken)
+    /// <summary>Commands one by one, in arrival order; they are acknowledged after this returns.</summary>
+    private ValueTask HandleBatchAsync(IReadOnlyList<ReceivedMessage> messages, CancellationToken cancellationToken)
+    {
+        foreach (var message in messages)
+        {
+            Handle(message);
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    private void Handle(ReceivedMessage message)
     {
         // Routed by substring like the original (spec §1.1), in its order.
         var topic = message.Topic;
@@ -297,13 +293,11 @@ public sealed class PropletNode : IAsyncDisposable
         {
             EdgeLog.HandlerFailed(_logger, topic, ex);
         }
-
-        return ValueTask.CompletedTask;
     }
 
     /// <summary>No latent tasks run here, so every invoke gets the error text the manager looks for ("has not been
     /// precompiled") and moves on to another proplet or redeploys (spec §2.10).</summary>
-    private void HandleInvoke(MqttMessage message)
+    private void HandleInvoke(ReceivedMessage message)
     {
         using var document = JsonDocument.Parse(message.Payload);
         var root = document.RootElement;

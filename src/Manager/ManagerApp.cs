@@ -77,6 +77,9 @@ public static class ManagerApp
                     mqtt.EntityId = config.EntityId;
                     mqtt.ApiKey = config.ApiKey;
                     mqtt.QualityOfService = config.MqttQos;
+                    mqtt.ProtocolVersion = config.MqttProtocolVersion;
+                    mqtt.OperationTimeout = config.MqttTimeout;
+                    mqtt.Tls = config.MqttTls;
                 },
                 scheduler =>
                 {

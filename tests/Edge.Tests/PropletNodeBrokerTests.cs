@@ -3,7 +3,9 @@ using System.Text.Json;
 using Microsoft.Extensions.Logging.Abstractions;
 using Propeller.Contracts.Mqtt;
 using Propeller.Edge.Configuration;
-using Propeller.Mqtt;
+using MQTTnet.Protocol;
+using Propeller.Broker;
+using Propeller.Broker.Tests;
 
 namespace Propeller.Edge.Tests;
 
@@ -18,15 +20,17 @@ public sealed class PropletNodeBrokerTests : IAsyncLifetime
         Tags = ["lab", "x86"],
     };
 
-    private MqttClient _observer = null!;
+    private BrokerConnection _observer = null!;
+    private Inbox _observed = null!;
     private PropletNode _node = null!;
 
     public async ValueTask InitializeAsync()
     {
         var ct = TestContext.Current.CancellationToken;
-        _observer = new MqttClient(new MqttClientOptions { ClientId = "obs-" + Guid.NewGuid().ToString("N")[..8] }.WithAddress(TestBroker.Address));
-        await _observer.ConnectAsync(ct);
-        await _observer.SubscribeAsync(_settings.BaseTopic + "/#", MqttQualityOfService.AtLeastOnce, ct);
+        _observer = new BrokerConnection(new BrokerOptions { ClientId = "obs-" + Guid.NewGuid().ToString("N")[..8] }.WithAddress(TestBroker.Address));
+        _observed = Inbox.Of(_observer);
+        await _observer.StartAsync(ct);
+        await _observer.SubscribeAsync(_settings.BaseTopic + "/#", MqttQualityOfServiceLevel.AtLeastOnce, ct);
         _node = new PropletNode(_settings, NullLoggerFactory.Instance, TimeProvider.System);
         await _node.StartAsync(ct);
     }
@@ -124,7 +128,7 @@ public sealed class PropletNodeBrokerTests : IAsyncLifetime
     }
 
     private Task PublishAsync(string path, byte[] payload) =>
-        _observer.PublishAsync(Topics.Of(_settings.BaseTopic, path), payload, MqttQualityOfService.AtLeastOnce, false, TestContext.Current.CancellationToken);
+        _observer.PublishAsync(Topics.Of(_settings.BaseTopic, path), payload, MqttQualityOfServiceLevel.AtLeastOnce, retain: false, orderKey: null, TestContext.Current.CancellationToken);
 
     /// <summary>The next message on <paramref name="path"/>; with <paramref name="skipOthers"/> false, the very next one must be it.</summary>
     private async Task<JsonElement> NextAsync(string path, bool skipOthers = true, Func<JsonElement, bool>? match = null)
@@ -133,7 +137,7 @@ public sealed class PropletNodeBrokerTests : IAsyncLifetime
         timeout.CancelAfter(TimeSpan.FromSeconds(30));
         while (true)
         {
-            var message = await _observer.Messages.ReadAsync(timeout.Token);
+            var message = await _observed.ReadAsync(timeout.Token);
             var received = message.Topic[(_settings.BaseTopic.Length + 1)..];
             if (received == path)
             {

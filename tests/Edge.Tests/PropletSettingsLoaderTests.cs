@@ -1,6 +1,6 @@
 using Microsoft.Extensions.Logging;
 using Propeller.Edge.Configuration;
-using Propeller.Mqtt;
+using MQTTnet.Protocol;
 
 namespace Propeller.Edge.Tests;
 
@@ -24,7 +24,7 @@ public sealed class PropletSettingsLoaderTests : IDisposable
         var settings = Load(Identity);
 
         settings.MqttAddress.ShouldBe("tcp://localhost:1883");
-        settings.Qos.ShouldBe(MqttQualityOfService.ExactlyOnce);
+        settings.Qos.ShouldBe(MqttQualityOfServiceLevel.ExactlyOnce);
         settings.LivelinessInterval.ShouldBe(TimeSpan.FromSeconds(10));
         settings.MetricsInterval.ShouldBe(TimeSpan.FromSeconds(10));
         settings.KeepAlive.ShouldBe(TimeSpan.FromSeconds(30));
@@ -59,7 +59,7 @@ public sealed class PropletSettingsLoaderTests : IDisposable
         });
 
         settings.MqttAddress.ShouldBe("tcp://10.0.0.1:1884");
-        settings.Qos.ShouldBe(MqttQualityOfService.AtLeastOnce);
+        settings.Qos.ShouldBe(MqttQualityOfServiceLevel.AtLeastOnce);
         settings.LivelinessInterval.ShouldBe(TimeSpan.FromSeconds(10));
         settings.MetricsInterval.ShouldBe(TimeSpan.Zero);
         settings.EnableMonitoring.ShouldBeFalse();
@@ -105,6 +105,48 @@ public sealed class PropletSettingsLoaderTests : IDisposable
         settings.EntityId.ShouldBe("env-entity");
         settings.ApiKey.ShouldBe("file-key");
         settings.ChannelId.ShouldBe("file-channel");
+    }
+
+    [Fact]
+    public void GivenTheOriginalDocsIdentityNames_WhenLoaded_ThenTheyAreRead_AndTheCodesNamesWin()
+    {
+        var settings = Load(new Dictionary<string, string>
+        {
+            ["PROPLET_DOMAIN_ID"] = "domain",
+            ["PROPLET_CLIENT_ID"] = "client",
+            ["PROPLET_CLIENT_KEY"] = "client-key",
+            ["PROPLET_API_KEY"] = "api-key",
+            ["PROPLET_CHANNEL_ID"] = "c1",
+            ["PROPLET_MQTT_PROTOCOL_VERSION"] = "3.1.1",
+            ["PROPLET_MQTT_TIMEOUT"] = "5s",
+        });
+
+        settings.TenantId.ShouldBe("domain");
+        settings.EntityId.ShouldBe("client");
+        settings.ApiKey.ShouldBe("api-key");
+        settings.MqttProtocolVersion.ShouldBe(MQTTnet.Formatter.MqttProtocolVersion.V311);
+        settings.MqttTimeout.ShouldBe(TimeSpan.FromSeconds(5));
+        Should.Throw<ConfigurationException>(() => Load(new Dictionary<string, string>(Identity) { ["PROPLET_MQTT_PROTOCOL_VERSION"] = "6" }))
+            .Message.ShouldContain("PROPLET_MQTT_PROTOCOL_VERSION");
+    }
+
+    [Fact]
+    public void GivenTheOriginalDocsIdentityKeysInTheConfigFile_WhenLoaded_ThenTheyAreRead()
+    {
+        var file = Path.Combine(_dir.FullName, "config.toml");
+        File.WriteAllText(file, """
+            [proplet]
+            domain_id = "file-domain"
+            client_id = "file-client"
+            client_key = "file-key"
+            channel_id = "file-channel"
+            """);
+
+        var settings = Load(new Dictionary<string, string> { ["PROPLET_CONFIG_FILE"] = file });
+
+        settings.TenantId.ShouldBe("file-domain");
+        settings.EntityId.ShouldBe("file-client");
+        settings.ApiKey.ShouldBe("file-key");
     }
 
     [Fact]

@@ -5,7 +5,8 @@ using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
 using Propeller.Bench.Manager;
-using Propeller.Mqtt;
+using MQTTnet.Protocol;
+using Propeller.Broker;
 
 namespace Propeller.Bench.EndToEnd;
 
@@ -96,7 +97,7 @@ internal static class EndToEndBenchmark
             await WaitActiveAsync(http, n => n == 0, cancellationToken); // their Last Wills took them offline
 
             // Reference: simulated proplets that answer at once, same manager, same task stream.
-            var simulated = new List<MqttClient>();
+            var simulated = new List<BrokerConnection>();
             for (var i = 0; i < proplets; i++)
             {
                 simulated.Add(await ManagerBenchmark.StartPropletAsync(broker, baseTopic, Guid.NewGuid().ToString(), cancellationToken));
@@ -147,7 +148,7 @@ internal static class EndToEndBenchmark
     /// <summary>Publishes <paramref name="count"/> addition starts straight to the proplets (round robin, at most
     /// <paramref name="inFlight"/> outstanding) and times each until its result is seen.</summary>
     private static async Task<(double PerSecond, double P50, double P99)> DirectAsync(
-        MqttClient client, string baseTopic, List<string> propletIds, ConcurrentDictionary<string, TaskCompletionSource> waiters, int count, int inFlight, CancellationToken cancellationToken)
+        BrokerConnection client, string baseTopic, List<string> propletIds, ConcurrentDictionary<string, TaskCompletionSource> waiters, int count, int inFlight, CancellationToken cancellationToken)
     {
         var latencies = new ConcurrentBag<double>();
         var next = -1;
@@ -169,7 +170,7 @@ internal static class EndToEndBenchmark
                     proplet_id = propletIds[i % propletIds.Count],
                 });
                 var began = Stopwatch.GetTimestamp();
-                await client.PublishAsync($"{baseTopic}/control/manager/start", start, MqttQualityOfService.AtLeastOnce, false, cancellationToken);
+                await client.PublishAsync($"{baseTopic}/control/manager/start", start, MqttQualityOfServiceLevel.AtLeastOnce, retain: false, orderKey: null, cancellationToken);
                 await done.Task.WaitAsync(TimeSpan.FromSeconds(60), cancellationToken);
                 latencies.Add(Stopwatch.GetElapsedTime(began).TotalMilliseconds);
             }

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
-using Propeller.Mqtt;
+using MQTTnet.Protocol;
+using Propeller.Broker;
 
 namespace Propeller.Bench.Manager;
 
@@ -10,13 +11,12 @@ namespace Propeller.Bench.Manager;
 /// </summary>
 internal static class BrokerWatcher
 {
-    public static async Task<MqttClient> StartAsync(
+    public static async Task<BrokerConnection> StartAsync(
         string broker, string baseTopic, string clientId, Action<string, long> started, Action<string, long> finished, CancellationToken cancellationToken)
     {
-        var watcher = new MqttClient(new MqttClientOptions
+        var watcher = new BrokerConnection(new BrokerOptions { ClientId = clientId }.WithAddress(broker))
         {
-            ClientId = clientId,
-            MessageHandler = (message, _) =>
+            Handler = ManagerBenchmark.EachMessage((message, _) =>
             {
                 var now = Stopwatch.GetTimestamp();
                 using var json = JsonDocument.Parse(message.Payload);
@@ -30,12 +30,11 @@ internal static class BrokerWatcher
                 }
 
                 return ValueTask.CompletedTask;
-            },
-        }.WithAddress(broker));
-        await watcher.ConnectAsync(cancellationToken);
-        await watcher.SubscribeAsync(
-            [new MqttSubscription($"{baseTopic}/control/manager/start", MqttQualityOfService.AtMostOnce), new MqttSubscription($"{baseTopic}/control/proplet/results", MqttQualityOfService.AtMostOnce)],
-            cancellationToken);
+            }),
+        };
+        await watcher.StartAsync(cancellationToken);
+        await watcher.SubscribeAsync($"{baseTopic}/control/manager/start", MqttQualityOfServiceLevel.AtMostOnce, cancellationToken);
+        await watcher.SubscribeAsync($"{baseTopic}/control/proplet/results", MqttQualityOfServiceLevel.AtMostOnce, cancellationToken);
         return watcher;
     }
 }

@@ -5,7 +5,8 @@ using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
-using Propeller.Mqtt;
+using MQTTnet.Protocol;
+using Propeller.Broker;
 
 namespace Propeller.Bench.Manager;
 
@@ -28,7 +29,7 @@ internal static class ManagerBenchmark
         var broker = manager.Broker;
         var baseTopic = manager.BaseTopic;
 
-        var simulated = new List<MqttClient>();
+        var simulated = new List<BrokerConnection>();
         var ids = new List<string>();
         for (var i = 0; i < proplets; i++)
         {
@@ -46,7 +47,7 @@ internal static class ManagerBenchmark
                 for (var i = 0; i < simulated.Count && !stopHeartbeats.IsCancellationRequested; i++)
                 {
                     var alive = JsonSerializer.SerializeToUtf8Bytes(new { proplet_id = ids[i], status = "alive" });
-                    await simulated[i].PublishAsync(new MqttMessage { Topic = $"{baseTopic}/control/proplet/alive", Payload = alive, QualityOfService = MqttQualityOfService.AtLeastOnce }, CancellationToken.None);
+                    await simulated[i].PublishAsync($"{baseTopic}/control/proplet/alive", alive, MqttQualityOfServiceLevel.AtLeastOnce, CancellationToken.None);
                 }
             }
         }, CancellationToken.None);
@@ -155,13 +156,22 @@ internal static class ManagerBenchmark
         return [.. latencies];
     }
 
-    internal static async Task<MqttClient> StartPropletAsync(string broker, string baseTopic, string propletId, CancellationToken cancellationToken)
-    {
-        MqttClient? client = null;
-        client = new MqttClient(new MqttClientOptions
+    /// <summary>A batch handler that hands each message to <paramref name="handle"/>, in order.</summary>
+    internal static Func<IReadOnlyList<ReceivedMessage>, CancellationToken, ValueTask> EachMessage(Func<ReceivedMessage, CancellationToken, ValueTask> handle) =>
+        async (messages, cancellationToken) =>
         {
-            ClientId = propletId,
-            MessageHandler = async (message, token) =>
+            foreach (var message in messages)
+            {
+                await handle(message, cancellationToken);
+            }
+        };
+
+    internal static async Task<BrokerConnection> StartPropletAsync(string broker, string baseTopic, string propletId, CancellationToken cancellationToken)
+    {
+        BrokerConnection? client = null;
+        client = new BrokerConnection(new BrokerOptions { ClientId = propletId }.WithAddress(broker))
+        {
+            Handler = ManagerBenchmark.EachMessage(async (message, token) =>
             {
                 var start = JsonDocument.Parse(message.Payload).RootElement;
                 if (start.TryGetProperty("proplet_id", out var target) && target.GetString() != propletId)
@@ -170,13 +180,13 @@ internal static class ManagerBenchmark
                 }
 
                 var result = JsonSerializer.SerializeToUtf8Bytes(new { task_id = start.GetProperty("id").GetString(), proplet_id = propletId, results = "3", error = (string?)null });
-                await client!.PublishAsync(new MqttMessage { Topic = $"{baseTopic}/control/proplet/results", Payload = result, QualityOfService = MqttQualityOfService.AtLeastOnce }, token);
-            },
-        }.WithAddress(broker));
-        await client.ConnectAsync(cancellationToken);
-        await client.SubscribeAsync($"{baseTopic}/control/manager/start", MqttQualityOfService.AtLeastOnce, cancellationToken);
+                await client!.PublishAsync($"{baseTopic}/control/proplet/results", result, MqttQualityOfServiceLevel.AtLeastOnce, token);
+            }),
+        };
+        await client.StartAsync(cancellationToken);
+        await client.SubscribeAsync($"{baseTopic}/control/manager/start", MqttQualityOfServiceLevel.AtLeastOnce, cancellationToken);
         var alive = JsonSerializer.SerializeToUtf8Bytes(new { proplet_id = propletId, status = "alive" });
-        await client.PublishAsync(new MqttMessage { Topic = $"{baseTopic}/control/proplet/alive", Payload = alive, QualityOfService = MqttQualityOfService.AtLeastOnce }, cancellationToken);
+        await client.PublishAsync($"{baseTopic}/control/proplet/alive", alive, MqttQualityOfServiceLevel.AtLeastOnce, cancellationToken);
         return client;
     }
 

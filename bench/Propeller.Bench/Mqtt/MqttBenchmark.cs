@@ -1,13 +1,16 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
-using Propeller.Mqtt;
+using MQTTnet.Protocol;
+using Propeller.Broker;
 
 namespace Propeller.Bench;
 
 /// <summary>
-/// `mqtt`: N messages through mosquitto from one Propeller.Mqtt publisher to one Propeller.Mqtt subscriber, per QoS,
-/// against mosquitto's own C clients in the same run (`mosquitto_sub -C N` fed by `mosquitto_pub -l`).
+/// `mqtt`: N messages through mosquitto from one publisher to one subscriber, per QoS: the product's connection layer
+/// over MQTTnet (Propeller.Broker) against mosquitto's own C clients in the same run (`mosquitto_sub -C N` fed by
+/// `mosquitto_pub -l`). Beside each rate: CPU seconds per 100k messages
+/// (publisher + subscriber; ours in this process, mosquitto's clients through bash's `times`).
 /// Options: --broker tcp://host:port (default PROPELLER_TEST_MQTT, else tcp://127.0.0.1:51883), --messages N (qos0),
 /// --acked-messages N (qos1/qos2), --reference-acked-messages N (mosquitto_pub waits for every ack, so fewer suffice),
 /// --payload BYTES, --rounds N (interleaved rounds, best of each; default 3), --inflight N (our in-flight window, default 10 like the original), --case qos0|qos1|qos2 (default all).
@@ -32,73 +35,77 @@ internal static partial class BenchmarkRegistry
             var inflight = int.Parse(Option(args, "--inflight") ?? "10", CultureInfo.InvariantCulture);
             var rounds = int.Parse(Option(args, "--rounds") ?? "3", CultureInfo.InvariantCulture);
             var only = Option(args, "--case");
-            var options = new MqttClientOptions { MaxInflight = inflight }.WithAddress(broker);
+            var options = new BrokerOptions { MaxInflight = inflight }.WithAddress(broker);
             Console.WriteLine($"# mqtt broker={options.Host}:{options.Port} payload={payloadSize}B messages(qos0)={messages} messages(qos1/2)={acked} reference(qos1/2)={referenceAcked} inflight={inflight} rounds={rounds} (best of)");
 
-            foreach (var qos in new[] { MqttQualityOfService.AtMostOnce, MqttQualityOfService.AtLeastOnce, MqttQualityOfService.ExactlyOnce })
+            foreach (var qos in new[] { MqttQualityOfServiceLevel.AtMostOnce, MqttQualityOfServiceLevel.AtLeastOnce, MqttQualityOfServiceLevel.ExactlyOnce })
             {
                 if (only is not null && only != $"qos{(int)qos}")
                 {
                     continue;
                 }
 
-                var ours = qos == MqttQualityOfService.AtMostOnce ? messages : acked;
-                var theirs = qos == MqttQualityOfService.AtMostOnce ? messages : referenceAcked;
+                var ours = qos == MqttQualityOfServiceLevel.AtMostOnce ? messages : acked;
+                var theirs = qos == MqttQualityOfServiceLevel.AtMostOnce ? messages : referenceAcked;
                 // Warm-up (JIT, broker caches), not measured.
-                await MeasureOursAsync(options, qos, Math.Min(ours, 5000), payloadSize, cancellationToken);
-                double oursRate = 0, referenceRate = 0;
+                await MeasureLayerAsync(options, qos, Math.Min(ours, 5000), payloadSize, cancellationToken);
+                (double Rate, double Cpu) layer = default, reference = default;
                 for (var round = 0; round < rounds; round++)
                 {
                     // Interleaved rounds, best of each: on a shared machine the best round is the one least disturbed by
-                    // other processes, for both clients alike.
-                    oursRate = Math.Max(oursRate, await MeasureOursAsync(options, qos, ours, payloadSize, cancellationToken));
-                    referenceRate = Math.Max(referenceRate, await MeasureReferenceAsync(options, qos, theirs, payloadSize, cancellationToken));
+                    // other processes, for all clients alike.
+                    layer = Best(layer, await MeasureLayerAsync(options, qos, ours, payloadSize, cancellationToken));
+                    reference = Best(reference, await MeasureReferenceAsync(options, qos, theirs, payloadSize, cancellationToken));
                 }
 
                 Console.WriteLine(string.Create(
                     CultureInfo.InvariantCulture,
-                    $"mqtt case=qos{(int)qos} msgs_per_s={oursRate:F0} reference_msgs_per_s={referenceRate:F0} ratio={oursRate / referenceRate:F2}"));
+                    $"mqtt case=qos{(int)qos} msgs_per_s={layer.Rate:F0} reference_msgs_per_s={reference.Rate:F0} ratio={layer.Rate / reference.Rate:F2} cpu_s_per_100k={layer.Cpu:F1} reference_cpu_s_per_100k={reference.Cpu:F1}"));
             }
 
             return 0;
         }
 
-        private static async Task<double> MeasureOursAsync(
-            MqttClientOptions template,
-            MqttQualityOfService qos,
+        private static (double Rate, double Cpu) Best((double Rate, double Cpu) best, (double Rate, double Cpu) round) => round.Rate > best.Rate ? round : best;
+
+        /// <summary>The product's connection layer over MQTTnet, pipelined the way the outbox hands messages over.</summary>
+        private static async Task<(double Rate, double Cpu)> MeasureLayerAsync(
+            BrokerOptions template,
+            MqttQualityOfServiceLevel qos,
             int count,
             int payloadSize,
             CancellationToken cancellationToken)
         {
-            var topic = $"propeller-bench/ours/{Guid.NewGuid():N}";
-            await using var subscriber = new MqttClient(Clone(template, "bench-sub"));
-            await using var publisher = new MqttClient(Clone(template, "bench-pub"));
-            await subscriber.ConnectAsync(cancellationToken);
-            await publisher.ConnectAsync(cancellationToken);
-            await subscriber.SubscribeAsync(topic, qos, cancellationToken);
+            var topic = $"propeller-bench/layer/{Guid.NewGuid():N}";
+            var level = qos;
+            BrokerOptions Options(string prefix) => new() { Host = template.Host, Port = template.Port, ClientId = $"{prefix}-{Guid.NewGuid():N}", MaxInflight = template.MaxInflight, ReceiveQueueCapacity = 4096 };
+            var received = 0;
+            var all = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            await using var subscriber = new BrokerConnection(Options("bench-sub"))
+            {
+                Handler = (messages, _) =>
+                {
+                    if ((received += messages.Count) >= count)
+                    {
+                        all.TrySetResult();
+                    }
+
+                    return ValueTask.CompletedTask;
+                },
+            };
+            await using var publisher = new BrokerConnection(Options("bench-pub"));
+            await subscriber.StartAsync(cancellationToken);
+            await publisher.StartAsync(cancellationToken);
+            await subscriber.SubscribeAsync(topic, level, cancellationToken);
             var payload = new byte[payloadSize];
             Array.Fill(payload, (byte)'x');
 
+            var cpu = Process.GetCurrentProcess().TotalProcessorTime;
             var stopwatch = Stopwatch.StartNew();
-            var receive = Task.Run(
-                async () =>
-                {
-                    var received = 0;
-                    while (received < count && await subscriber.Messages.WaitToReadAsync(cancellationToken))
-                    {
-                        while (received < count && subscriber.Messages.TryRead(out _))
-                        {
-                            received++;
-                        }
-                    }
-                },
-                cancellationToken);
-
-            // Keep more publishes outstanding than the in-flight window so the window, not this loop, is the limit.
             var outstanding = new Queue<Task>();
             for (var i = 0; i < count; i++)
             {
-                outstanding.Enqueue(publisher.PublishAsync(topic, payload, qos, retain: false, cancellationToken));
+                outstanding.Enqueue(publisher.PublishAsync(topic, payload, level, retain: false, orderKey: null, cancellationToken));
                 while (outstanding.Count > 64 || (outstanding.Count > 0 && outstanding.Peek().IsCompleted))
                 {
                     await outstanding.Dequeue();
@@ -106,21 +113,25 @@ internal static partial class BenchmarkRegistry
             }
 
             await Task.WhenAll(outstanding);
-            await receive.WaitAsync(TimeSpan.FromSeconds(120), cancellationToken);
-            return count / stopwatch.Elapsed.TotalSeconds;
+            await all.Task.WaitAsync(TimeSpan.FromSeconds(120), cancellationToken);
+            var elapsed = stopwatch.Elapsed;
+            return (count / elapsed.TotalSeconds, PerHundredThousand(Process.GetCurrentProcess().TotalProcessorTime - cpu, count));
         }
 
-        private static async Task<double> MeasureReferenceAsync(
-            MqttClientOptions template,
-            MqttQualityOfService qos,
+        private static double PerHundredThousand(TimeSpan cpu, int count) => cpu.TotalSeconds * 100_000 / count;
+
+        private static async Task<(double Rate, double Cpu)> MeasureReferenceAsync(
+            BrokerOptions template,
+            MqttQualityOfServiceLevel qos,
             int count,
             int payloadSize,
             CancellationToken cancellationToken)
         {
             var topic = $"propeller-bench/reference/{Guid.NewGuid():N}";
             var common = new[] { "-h", template.Host, "-p", template.Port.ToString(CultureInfo.InvariantCulture), "-t", topic, "-q", ((int)qos).ToString(CultureInfo.InvariantCulture) };
-            using var subscriber = Start("mosquitto_sub", [.. common, "-C", count.ToString(CultureInfo.InvariantCulture)], redirectInput: false);
-            var drain = subscriber.StandardOutput.BaseStream.CopyToAsync(Stream.Null, cancellationToken);
+            // Through bash, whose `times` prints the CPU time of the client it ran (its only output: the messages go to /dev/null).
+            using var subscriber = Start("bash", ["-c", Shell("mosquitto_sub", [.. common, "-C", count.ToString(CultureInfo.InvariantCulture)]) + " > /dev/null; times"], redirectInput: false);
+            var subscriberTimes = subscriber.StandardOutput.ReadToEndAsync(cancellationToken);
             // mosquitto_sub has no readiness signal; give it time to connect and subscribe before publishing.
             await Task.Delay(500, cancellationToken);
 
@@ -132,8 +143,8 @@ internal static partial class BenchmarkRegistry
             }
 
             var stopwatch = Stopwatch.StartNew();
-            using var publisher = Start("mosquitto_pub", [.. common, "-l"], redirectInput: true);
-            var drainPublisher = publisher.StandardOutput.BaseStream.CopyToAsync(Stream.Null, cancellationToken);
+            using var publisher = Start("bash", ["-c", Shell("mosquitto_pub", [.. common, "-l"]) + "; times"], redirectInput: true);
+            var publisherTimes = publisher.StandardOutput.ReadToEndAsync(cancellationToken);
             await publisher.StandardInput.WriteAsync(input, cancellationToken);
             publisher.StandardInput.Close();
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -141,9 +152,25 @@ internal static partial class BenchmarkRegistry
             await subscriber.WaitForExitAsync(timeout.Token);
             var elapsed = stopwatch.Elapsed;
             await publisher.WaitForExitAsync(timeout.Token);
-            await drain;
-            await drainPublisher;
-            return count / elapsed.TotalSeconds;
+            var cpu = ChildCpu(await subscriberTimes) + ChildCpu(await publisherTimes);
+            return (count / elapsed.TotalSeconds, PerHundredThousand(cpu, count));
+        }
+
+        private static string Shell(string file, string[] arguments) => string.Join(' ', [file, .. arguments.Select(a => "'" + a + "'")]);
+
+        /// <summary>The children's user + system time from bash's `times` (second line: "0m0.210s 0m0.150s").</summary>
+        private static TimeSpan ChildCpu(string times)
+        {
+            var lines = times.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            var total = TimeSpan.Zero;
+            foreach (var part in lines[^1].Split(' ', StringSplitOptions.RemoveEmptyEntries))
+            {
+                var m = part.IndexOf('m', StringComparison.Ordinal);
+                total += TimeSpan.FromMinutes(int.Parse(part[..m], CultureInfo.InvariantCulture))
+                    + TimeSpan.FromSeconds(double.Parse(part[(m + 1)..^1], CultureInfo.InvariantCulture));
+            }
+
+            return total;
         }
 
         private static Process Start(string file, string[] arguments, bool redirectInput)
@@ -156,16 +183,6 @@ internal static partial class BenchmarkRegistry
             };
             return Process.Start(info) ?? throw new InvalidOperationException($"{file} did not start");
         }
-
-        private static MqttClientOptions Clone(MqttClientOptions template, string prefix) => new()
-        {
-            Host = template.Host,
-            Port = template.Port,
-            ClientId = $"{prefix}-{Guid.NewGuid():N}",
-            MaxInflight = template.MaxInflight,
-            ReceiveQueueCapacity = 4096,
-            SendQueueCapacity = 4096,
-        };
 
         private static string? Option(string[] args, string name)
         {

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
-using Propeller.Mqtt;
+using MQTTnet.Formatter;
+using MQTTnet.Protocol;
 
 namespace Propeller.Edge.Configuration;
 
@@ -16,7 +17,14 @@ public sealed record PropletSettings
 
     public string MqttAddress { get; init; } = "tcp://localhost:1883";
 
-    public MqttQualityOfService Qos { get; init; } = MqttQualityOfService.ExactlyOnce;
+    public MqttQualityOfServiceLevel Qos { get; init; } = MqttQualityOfServiceLevel.ExactlyOnce;
+
+    /// <summary>MQTT 5 (default) or 3.1.1 (PROPLET_MQTT_PROTOCOL_VERSION).</summary>
+    public MqttProtocolVersion MqttProtocolVersion { get; init; } = MqttProtocolVersion.V500;
+
+    /// <summary>How long a publish waits, for the connection included, before it is retried (PROPLET_MQTT_TIMEOUT;
+    /// unused by the original).</summary>
+    public TimeSpan MqttTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
     public TimeSpan KeepAlive { get; init; } = TimeSpan.FromSeconds(30);
 

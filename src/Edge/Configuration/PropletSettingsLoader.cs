@@ -1,6 +1,7 @@
 using System.Globalization;
 using Microsoft.Extensions.Logging;
-using Propeller.Mqtt;
+using MQTTnet.Protocol;
+using Propeller.Broker;
 using Propeller.Contracts.Configuration;
 
 namespace Propeller.Edge.Configuration;
@@ -8,17 +9,19 @@ namespace Propeller.Edge.Configuration;
 /// <summary>
 /// Reads <see cref="PropletSettings"/> from PROPLET_* variables with the original's names and defaults, falling back to
 /// the <c>[PROPLET_CONFIG_SECTION]</c> table of PROPLET_CONFIG_FILE (default config.toml, section proplet) for the four
-/// identity keys (spec §4.3). Unlike the original, a malformed value is an error naming the variable instead of a
+/// identity keys (spec §4.3). The identity names the original's docs use (PROPLET_DOMAIN_ID, PROPLET_CLIENT_ID,
+/// PROPLET_CLIENT_KEY; domain_id, client_id, client_key in the file) are accepted too; its code's names win when both are
+/// set. Unlike the original, a malformed value is an error naming the variable instead of a
 /// silently kept default; "10s" is still accepted for seconds because the original's docker/.env uses it.
 /// </summary>
 public static class PropletSettingsLoader
 {
-    private static readonly (string Variable, string Key)[] Identity =
+    private static readonly (string Variable, string Key, string? AliasVariable, string? AliasKey)[] Identity =
     [
-        ("PROPLET_TENANT_ID", "tenant_id"),
-        ("PROPLET_ENTITY_ID", "entity_id"),
-        ("PROPLET_API_KEY", "api_key"),
-        ("PROPLET_CHANNEL_ID", "channel_id"),
+        ("PROPLET_TENANT_ID", "tenant_id", "PROPLET_DOMAIN_ID", "domain_id"),
+        ("PROPLET_ENTITY_ID", "entity_id", "PROPLET_CLIENT_ID", "client_id"),
+        ("PROPLET_API_KEY", "api_key", "PROPLET_CLIENT_KEY", "client_key"),
+        ("PROPLET_CHANNEL_ID", "channel_id", null, null),
     ];
 
     public static PropletSettings Load(Func<string, string?> environment)
@@ -26,7 +29,7 @@ public static class PropletSettingsLoader
         ArgumentNullException.ThrowIfNull(environment);
         string? Get(string name) => environment(name) is { Length: > 0 } value ? value : null;
 
-        var identity = Identity.ToDictionary(i => i.Key, i => Get(i.Variable), StringComparer.Ordinal);
+        var identity = Identity.ToDictionary(i => i.Key, i => Get(i.Variable) ?? (i.AliasVariable is { } alias ? Get(alias) : null), StringComparer.Ordinal);
         if (identity.Values.Any(v => v is null))
         {
             var path = Get("PROPLET_CONFIG_FILE") ?? "config.toml";
@@ -43,18 +46,29 @@ public static class PropletSettingsLoader
 
             var section = document.Section(sectionName)
                 ?? throw new ConfigurationException($"config file '{path}' has no [{sectionName}] section");
-            foreach (var (variable, key) in Identity)
+            foreach (var (variable, key, _, aliasKey) in Identity)
             {
-                if (!section.TryGetValue(key, out var value) || value is not string text)
+                if (identity[key] is not null)
+                {
+                    continue;
+                }
+
+                var found = section.TryGetValue(key, out var value) || (aliasKey is not null && section.TryGetValue(aliasKey, out value));
+                if (!found || value is not string text)
                 {
                     throw new ConfigurationException($"config file '{path}' [{sectionName}]: {key} must be a string (it stands in for {variable})");
                 }
 
-                identity[key] ??= text.Length > 0 ? text : null;
+                identity[key] = text.Length > 0 ? text : null;
             }
         }
 
         var missing = Identity.Where(i => identity[i.Key] is null).Select(i => $"{i.Key}/{i.Variable}").ToList();
+        var protocol = Get("PROPLET_MQTT_PROTOCOL_VERSION");
+        if (!BrokerOptions.TryParseProtocolVersion(protocol, out var protocolVersion))
+        {
+            throw new ConfigurationException($"PROPLET_MQTT_PROTOCOL_VERSION must be 5 or 3.1.1 (got '{protocol}')");
+        }
         if (missing.Count > 0)
         {
             throw new ConfigurationException($"missing required proplet configuration: {string.Join(", ", missing)}");
@@ -77,11 +91,13 @@ public static class PropletSettingsLoader
             MqttAddress = Get("PROPLET_MQTT_ADDRESS") ?? "tcp://localhost:1883",
             Qos = Integer(Get, "PROPLET_MQTT_QOS", 2, 0, 2) switch
             {
-                0 => MqttQualityOfService.AtMostOnce,
-                1 => MqttQualityOfService.AtLeastOnce,
-                _ => MqttQualityOfService.ExactlyOnce,
+                0 => MqttQualityOfServiceLevel.AtMostOnce,
+                1 => MqttQualityOfServiceLevel.AtLeastOnce,
+                _ => MqttQualityOfServiceLevel.ExactlyOnce,
             },
             KeepAlive = Seconds(Get, "PROPLET_MQTT_KEEP_ALIVE", 30, allowZero: true),
+            MqttProtocolVersion = protocolVersion,
+            MqttTimeout = Seconds(Get, "PROPLET_MQTT_TIMEOUT", 30, allowZero: false),
             MaxPacketSize = (int)Integer(Get, "PROPLET_MQTT_MAX_PACKET_SIZE", 10 * 1024 * 1024, 1024, 268_435_455),
             Inflight = (int)Integer(Get, "PROPLET_MQTT_INFLIGHT", 10, 1, 65_535),
             RequestChannelCapacity = (int)Integer(Get, "PROPLET_MQTT_REQUEST_CHANNEL_CAPACITY", 128, 1, 1_000_000),
@@ -123,7 +139,7 @@ public static class PropletSettingsLoader
 
         try
         {
-            if (string.IsNullOrWhiteSpace(new MqttClientOptions().WithAddress(settings.MqttAddress).Host))
+            if (string.IsNullOrWhiteSpace(new BrokerOptions().WithAddress(settings.MqttAddress).Host))
             {
                 throw new UriFormatException("missing host");
             }

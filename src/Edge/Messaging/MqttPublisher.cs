@@ -1,23 +1,24 @@
 using Microsoft.Extensions.Logging;
+using Propeller.Broker;
 using Propeller.Contracts.Mqtt;
 using Propeller.Edge.Configuration;
-using Propeller.Mqtt;
 
 namespace Propeller.Edge.Messaging;
 
 /// <summary>
-/// <see cref="IPropletPublisher"/> over our MQTT client. The client already holds publishes while it reconnects and
-/// resends unacknowledged QoS 1/2 ones; this adds a retry when a publish fails outright (the client was stopped or the
-/// broker refused it), so a result is kept until it is sent or the proplet shuts down.
+/// <see cref="IPropletPublisher"/> over the proplet's <see cref="BrokerConnection"/>. The connection already waits for
+/// a reconnect (up to PROPLET_MQTT_TIMEOUT) and sends again what a lost connection took; this adds a retry when a
+/// publish fails outright (that wait timed out, or the broker refused it), so a result is kept until it is sent or the
+/// proplet shuts down.
 /// </summary>
 public sealed class MqttPublisher(PropletSettings settings, ILogger<MqttPublisher> logger) : IPropletPublisher
 {
-    private MqttClient? _client;
+    private BrokerConnection? _connection;
 
-    public MqttClient? Client
+    public BrokerConnection? Connection
     {
-        get => Volatile.Read(ref _client);
-        set => Volatile.Write(ref _client, value);
+        get => Volatile.Read(ref _connection);
+        set => Volatile.Write(ref _connection, value);
     }
 
     public async Task PublishAsync(string path, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
@@ -29,11 +30,12 @@ public sealed class MqttPublisher(PropletSettings settings, ILogger<MqttPublishe
             cancellationToken.ThrowIfCancellationRequested();
             try
             {
-                var client = Client ?? throw new MqttException("The MQTT client is not created yet.");
-                await client.PublishAsync(topic, payload, settings.Qos, retain: false, cancellationToken);
+                var connection = Connection ?? throw new InvalidOperationException("The broker connection is not created yet.");
+                await connection.PublishAsync(topic, payload, settings.Qos, cancellationToken);
                 return;
             }
-            catch (Exception ex) when (ex is MqttException or ObjectDisposedException)
+            catch (Exception ex) when (ex is TimeoutException or BrokerPublishException or InvalidOperationException or ObjectDisposedException
+                                           && !cancellationToken.IsCancellationRequested)
             {
                 EdgeLog.PublishRetry(logger, topic, delay, ex.Message);
                 await Task.Delay(delay, cancellationToken);

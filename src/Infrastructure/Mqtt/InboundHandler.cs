@@ -1,7 +1,7 @@
+using System.Diagnostics.Metrics;
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text.Json;
-using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Npgsql;
@@ -17,7 +17,7 @@ using Propeller.Domain.Proplets;
 using Propeller.Domain.Tasks;
 using Propeller.Infrastructure.EventStore;
 using Propeller.Infrastructure.Proplets;
-using Propeller.Mqtt;
+using Propeller.Broker;
 using TaskStatus = Propeller.Domain.Tasks.TaskStatus;
 
 namespace Propeller.Infrastructure.Mqtt;
@@ -27,53 +27,37 @@ namespace Propeller.Infrastructure.Mqtt;
 /// heartbeats fold into the proplet view, a Last Will ("status":"offline") marks it offline, metrics are stored, and
 /// results become RecordResult through the transactional inbox.
 /// <para>
-/// <see cref="AcceptBatchAsync"/> runs on the broker connection's receive loop with what has arrived, before those
-/// messages are acknowledged: it handles the results (each recorded in the inbox in the transaction of its events, so
-/// an acknowledged result is always stored), and queues the rest on one of
-/// <see cref="MqttBridgeOptions.InboundConcurrency"/> partitions by task or proplet id. Partitions run in parallel;
-/// each keeps its messages in order. Malformed payloads are logged and dropped; nothing throws out.
+/// <see cref="AcceptBatchAsync"/> gets what has arrived on the broker connection, before those messages are
+/// acknowledged, and returns once every effect is committed: a result is recorded in the inbox in the transaction of
+/// its events, discovery and Last Will are appended, metrics stored. Messages of different keys (task or proplet id)
+/// run in parallel, each key's in arrival order; the connection then acknowledges the batch in arrival order
+/// (docs/adr/0008-mqttnet.md). A message delivered twice changes nothing the second time (the inbox key of a result is
+/// its payload's hash; registering, heartbeats and marking offline are idempotent). Malformed payloads are logged with
+/// their topic, counted (mqtt_malformed_messages) and acknowledged; nothing throws out.
 /// </para>
 /// </summary>
 public sealed class InboundHandler(
     CommandHandler commands, IPropletRegistry proplets, NpgsqlDataSource dataSource, IOptions<EventStoreOptions> storeOptions,
-    IOptions<MqttBridgeOptions> options, TimeProvider time, ILogger<InboundHandler> logger, IPluginGate? plugins = null) : IAsyncDisposable
+    IOptions<MqttBridgeOptions> options, TimeProvider time, ILogger<InboundHandler> logger, IPluginGate? plugins = null)
 {
+    private static readonly Meter Meter = new("Propeller.Inbound");
+    private static readonly Counter<long> MalformedMessages =
+        Meter.CreateCounter<long>("mqtt_malformed_messages", "{message}", "Proplet messages dropped as malformed (logged with their topic, acknowledged)");
+
     private readonly IPluginGate _plugins = plugins ?? AllowAllPluginGate.Instance;
 
     private readonly string _base = options.Value.BaseTopic + "/";
     private readonly string _schema = Sql.Identifier(storeOptions.Value.Schema);
-    private readonly Channel<Work>[] _partitions = [.. Enumerable.Range(0, Math.Max(1, options.Value.InboundConcurrency))
-        .Select(_ => Channel.CreateBounded<Work>(new BoundedChannelOptions(1024) { SingleReader = true, SingleWriter = true }))];
-
-    private Task[] _workers = [];
-
-    /// <summary>Starts the partition workers.</summary>
-    public void Start(CancellationToken stoppingToken)
-    {
-        _workers = [.. _partitions.Select(p => Task.Run(() => WorkAsync(p.Reader, stoppingToken), CancellationToken.None))];
-    }
-
-    /// <summary>Stops taking work and waits for the queued work to finish.</summary>
-    public async ValueTask DisposeAsync()
-    {
-        foreach (var partition in _partitions)
-        {
-            partition.Writer.TryComplete();
-        }
-
-        await Task.WhenAll(_workers);
-    }
 
     /// <summary>
-    /// Parses and checks messages. Results are handled before this returns (and so before the broker connection
-    /// acknowledges them), each recorded in the inbox in the transaction of its events; the rest is queued on the
-    /// partitions. A result that cannot be stored because PostgreSQL is unreachable is retried until it can, or until
-    /// the manager stops: then it is not acknowledged, and the broker delivers it again.
+    /// Parses, checks and handles messages; returns once their effects are committed (so before the broker connection
+    /// acknowledges them). A message whose effect cannot be stored because PostgreSQL is unreachable is retried until it
+    /// can, or until the manager stops: then it is not acknowledged, and the broker delivers it again.
     /// </summary>
-    public async ValueTask AcceptBatchAsync(IReadOnlyList<MqttMessage> messages, CancellationToken cancellationToken)
+    public async ValueTask AcceptBatchAsync(IReadOnlyList<ReceivedMessage> messages, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(messages);
-        var results = new List<ResultWork>();
+        var works = new List<Work>(messages.Count);
         foreach (var message in messages)
         {
             if (!message.Topic.StartsWith(_base, StringComparison.Ordinal))
@@ -92,39 +76,44 @@ public sealed class InboundHandler(
                     Topics.PropletMetrics => AcceptPropletMetrics(message),
                     _ => (Work?)null,
                 };
-                if (work is ResultWork result)
+                if (work is not null)
                 {
-                    results.Add(result);
-                }
-                else if (work is not null)
-                {
-                    await EnqueueAsync(work, cancellationToken);
+                    works.Add(work);
                 }
             }
             catch (JsonException ex)
             {
-                MqttBridgeLog.Malformed(logger, message.Topic, ex.Message);
+                Malformed(message.Topic, ex.Message);
             }
         }
 
-        // Different tasks' results in parallel (their appends share group commits), one task's in order.
-        await Task.WhenAll(results.GroupBy(r => r.TaskId).Select(async ofTask =>
-        {
-            foreach (var result in ofTask)
-            {
-                await HandleResultWithRetryAsync(result, cancellationToken);
-            }
-        }));
+        await HandleAllAsync(works, cancellationToken);
     }
 
-    private async Task HandleResultWithRetryAsync(ResultWork work, CancellationToken cancellationToken)
+    /// <summary>Different keys in parallel (a batch's result appends share group commits), one key's in order.</summary>
+    private Task HandleAllAsync(List<Work> works, CancellationToken cancellationToken) =>
+        Task.WhenAll(works.GroupBy(w => w.PartitionKey, StringComparer.Ordinal).Select(async ofKey =>
+        {
+            foreach (var work in ofKey)
+            {
+                await HandleWithRetryAsync(work, cancellationToken);
+            }
+        }));
+
+    private void Malformed(string topic, string reason)
+    {
+        MqttBridgeLog.Malformed(logger, topic, reason);
+        MalformedMessages.Add(1, new KeyValuePair<string, object?>("topic", topic.StartsWith(_base, StringComparison.Ordinal) ? topic[_base.Length..] : topic));
+    }
+
+    private async Task HandleWithRetryAsync(Work work, CancellationToken cancellationToken)
     {
         var delay = TimeSpan.FromMilliseconds(100);
         for (var attempt = 1; ; attempt++)
         {
             try
             {
-                await HandleResultAsync(work, cancellationToken);
+                await HandleAsync(work, cancellationToken);
                 return;
             }
             catch (Exception ex) when (ex is NpgsqlException or TimeoutException && !cancellationToken.IsCancellationRequested)
@@ -146,7 +135,8 @@ public sealed class InboundHandler(
         }
     }
 
-    /// <summary>Queues the results that were stored in the inbox but never handled (the manager stopped in between).</summary>
+    /// <summary>Handles the results that were stored in the inbox but never handled (rows from before the transactional
+    /// inbox, or a manager stopped in between); returns how many.</summary>
     public async Task<int> RecoverAsync(CancellationToken cancellationToken)
     {
         var recovered = new List<(string Key, string Topic, byte[] Payload)>();
@@ -159,58 +149,24 @@ public sealed class InboundHandler(
             }
         }
 
-        var queued = 0;
+        var works = new List<Work>();
         foreach (var (_, topic, payload) in recovered)
         {
             try
             {
                 if (ParseResult(topic, payload) is { } work)
                 {
-                    await EnqueueAsync(work, cancellationToken);
-                    queued++;
+                    works.Add(work);
                 }
             }
             catch (JsonException ex)
             {
-                MqttBridgeLog.Malformed(logger, topic, ex.Message);
+                Malformed(topic, ex.Message);
             }
         }
 
-        return queued;
-    }
-
-    private ValueTask EnqueueAsync(Work work, CancellationToken cancellationToken)
-    {
-        var partition = (int)((uint)StringComparer.Ordinal.GetHashCode(work.PartitionKey) % (uint)_partitions.Length);
-        return _partitions[partition].Writer.WriteAsync(work, cancellationToken);
-    }
-
-    private async Task WorkAsync(ChannelReader<Work> reader, CancellationToken stoppingToken)
-    {
-        await foreach (var work in reader.ReadAllAsync(CancellationToken.None))
-        {
-            for (var attempt = 1; ; attempt++)
-            {
-                try
-                {
-                    await HandleAsync(work, stoppingToken);
-                    break;
-                }
-                catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-                {
-                    break; // results stay unhandled in the inbox and are recovered at the next start
-                }
-                catch (Exception ex) when (attempt < 3 && ex is NpgsqlException or TimeoutException or ConcurrencyException)
-                {
-                    await Task.Delay(TimeSpan.FromMilliseconds(100 * attempt * attempt), time, stoppingToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-                }
-                catch (Exception ex)
-                {
-                    MqttBridgeLog.HandlerFailed(logger, ex, work.Topic);
-                    break;
-                }
-            }
-        }
+        await HandleAllAsync(works, cancellationToken);
+        return works.Count;
     }
 
     private Task HandleAsync(Work work, CancellationToken cancellationToken) => work switch
@@ -228,7 +184,7 @@ public sealed class InboundHandler(
         var result = JsonSerializer.Deserialize<ResultMessage>(payload);
         if (result?.TaskId is not { Length: > 0 } taskId || !Guid.TryParse(taskId, out var guid))
         {
-            MqttBridgeLog.Malformed(logger, topic, "task_id must be a task's UUID");
+            Malformed(topic, "task_id must be a task's UUID");
             return null;
         }
 
@@ -251,24 +207,24 @@ public sealed class InboundHandler(
         }
     }
 
-    private DiscoveryWork? AcceptDiscovery(MqttMessage message)
+    private DiscoveryWork? AcceptDiscovery(ReceivedMessage message)
     {
         var discovery = JsonSerializer.Deserialize<DiscoveryMessage>(message.Payload.Span);
         if (discovery?.PropletId is not { Length: > 0 } propletId)
         {
-            MqttBridgeLog.Malformed(logger, message.Topic, "proplet_id must be a non-empty string");
+            Malformed(message.Topic, "proplet_id must be a non-empty string");
             return null;
         }
 
         return new DiscoveryWork(message.Topic, propletId, ReadMetadata(discovery.Metadata));
     }
 
-    private AliveWork? AcceptAlive(MqttMessage message)
+    private AliveWork? AcceptAlive(ReceivedMessage message)
     {
         var alive = JsonSerializer.Deserialize<AliveMessage>(message.Payload.Span);
         if (alive?.PropletId is not { Length: > 0 } propletId)
         {
-            MqttBridgeLog.Malformed(logger, message.Topic, "proplet_id must be a non-empty string");
+            Malformed(message.Topic, "proplet_id must be a non-empty string");
             return null;
         }
 
@@ -315,24 +271,24 @@ public sealed class InboundHandler(
             new EventMetadata(null, null, $"proplet:{id}", now), cancellationToken);
     }
 
-    private TaskMetricsWork? AcceptTaskMetrics(MqttMessage message)
+    private TaskMetricsWork? AcceptTaskMetrics(ReceivedMessage message)
     {
         var metrics = JsonSerializer.Deserialize<InboundTaskMetrics>(message.Payload.Span);
         if (metrics?.TaskId is not { Length: > 0 } taskId || !Guid.TryParse(taskId, out var guid))
         {
-            MqttBridgeLog.Malformed(logger, message.Topic, "task_id must be a task's UUID");
+            Malformed(message.Topic, "task_id must be a task's UUID");
             return null;
         }
 
         if (metrics.PropletId is not { ValueKind: JsonValueKind.String } propletId)
         {
-            MqttBridgeLog.Malformed(logger, message.Topic, "proplet_id must be a string");
+            Malformed(message.Topic, "proplet_id must be a string");
             return null;
         }
 
         if (metrics.Metrics is not { ValueKind: JsonValueKind.Object } sample)
         {
-            MqttBridgeLog.Malformed(logger, message.Topic, "metrics must be an object");
+            Malformed(message.Topic, "metrics must be an object");
             return null;
         }
 
@@ -340,12 +296,12 @@ public sealed class InboundHandler(
         return new TaskMetricsWork(message.Topic, guid, propletId.GetString()!, SampledAt(metrics.Timestamp), sample.GetRawText(), aggregated);
     }
 
-    private PropletMetricsWork? AcceptPropletMetrics(MqttMessage message)
+    private PropletMetricsWork? AcceptPropletMetrics(ReceivedMessage message)
     {
         var metrics = JsonSerializer.Deserialize<InboundPropletMetrics>(message.Payload.Span);
         if (metrics?.PropletId is not { Length: > 0 } propletId)
         {
-            MqttBridgeLog.Malformed(logger, message.Topic, "proplet_id must be a non-empty string");
+            Malformed(message.Topic, "proplet_id must be a non-empty string");
             return null;
         }
 

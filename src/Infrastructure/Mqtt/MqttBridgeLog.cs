@@ -4,11 +4,8 @@ namespace Propeller.Infrastructure.Mqtt;
 
 internal static partial class MqttBridgeLog
 {
-    [LoggerMessage(EventId = 7001, Level = LogLevel.Warning, Message = "Dropped a malformed message on {Topic}: {Reason}")]
+    [LoggerMessage(EventId = 7001, Level = LogLevel.Warning, Message = "Dropped a malformed message on {Topic} (acknowledged, counted in mqtt_malformed_messages): {Reason}")]
     public static partial void Malformed(ILogger logger, string topic, string reason);
-
-    [LoggerMessage(EventId = 7002, Level = LogLevel.Warning, Message = "Broker at {Address} not reachable yet (check MANAGER_MQTT_ADDRESS); retrying in {Delay}: {Reason}")]
-    public static partial void ConnectRetry(ILogger logger, string address, TimeSpan delay, string reason);
 
     [LoggerMessage(EventId = 7003, Level = LogLevel.Information, Message = "Connected to {Address}; listening on {Filter}")]
     public static partial void Listening(ILogger logger, string address, string filter);
@@ -16,7 +13,7 @@ internal static partial class MqttBridgeLog
     [LoggerMessage(EventId = 7004, Level = LogLevel.Warning, Message = "Handling a message on {Topic} failed; it will be handled again if redelivered")]
     public static partial void HandlerFailed(ILogger logger, Exception exception, string topic);
 
-    [LoggerMessage(EventId = 7006, Level = LogLevel.Information, Message = "Queued {Count} results stored in the inbox but not handled before the last stop")]
+    [LoggerMessage(EventId = 7006, Level = LogLevel.Information, Message = "Handled {Count} results stored in the inbox but not handled before the last stop")]
     public static partial void Recovered(ILogger logger, int count);
 
     [LoggerMessage(EventId = 7007, Level = LogLevel.Warning, Message = "Could not read the inbox yet; retrying in {Delay}: {Reason}")]

@@ -1,4 +1,5 @@
-using Propeller.Mqtt;
+using MQTTnet.Formatter;
+using MQTTnet.Protocol;
 
 namespace Propeller.Infrastructure.Mqtt;
 
@@ -18,10 +19,20 @@ public sealed class MqttBridgeOptions
     /// <summary>Password (MANAGER_API_KEY).</summary>
     public string? ApiKey { get; set; }
 
-    public MqttQualityOfService QualityOfService { get; set; } = MqttQualityOfService.ExactlyOnce;
+    /// <summary>QoS of the subscriptions and of start/stop commands (MANAGER_MQTT_QOS, 2 as in the original).</summary>
+    public MqttQualityOfServiceLevel QualityOfService { get; set; } = MqttQualityOfServiceLevel.ExactlyOnce;
 
-    /// <summary>How many inbound partitions run in parallel (each keeps its task's or proplet's messages in order).</summary>
-    public int InboundConcurrency { get; set; } = 8;
+    /// <summary>MQTT 5 (default) or 3.1.1 (MANAGER_MQTT_PROTOCOL_VERSION).</summary>
+    public MqttProtocolVersion ProtocolVersion { get; set; } = MqttProtocolVersion.V500;
+
+    /// <summary>How long a publish may wait, for the connection included (MANAGER_MQTT_TIMEOUT).</summary>
+    public TimeSpan OperationTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>TLS settings (MANAGER_MQTT_TLS_*); an ssl:// address without them uses the system trust store.</summary>
+    public Propeller.Broker.BrokerTls? Tls { get; set; }
+
+    /// <summary>Most commands in flight (lowered to the broker's Receive Maximum).</summary>
+    public int MaxInflight { get; set; } = 16;
 
     public string BaseTopic => Contracts.Mqtt.Topics.Base(Tenant, Channel);
 }

@@ -3,7 +3,9 @@ using Npgsql;
 using Propeller.Application.Scheduling;
 using Propeller.Contracts;
 using Propeller.Contracts.Configuration;
-using Propeller.Mqtt;
+using MQTTnet.Formatter;
+using MQTTnet.Protocol;
+using Propeller.Broker;
 
 namespace Propeller.Manager.Configuration;
 
@@ -21,9 +23,14 @@ internal sealed record ManagerConfig
     /// <summary>Null: no broker (the HTTP API and the event store only; nothing is dispatched).</summary>
     public string? MqttAddress { get; init; }
 
-    public MqttQualityOfService MqttQos { get; init; } = MqttQualityOfService.ExactlyOnce;
+    public MqttQualityOfServiceLevel MqttQos { get; init; } = MqttQualityOfServiceLevel.ExactlyOnce;
+
+    public MqttProtocolVersion MqttProtocolVersion { get; init; } = MqttProtocolVersion.V500;
 
     public TimeSpan MqttTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>MANAGER_MQTT_TLS_*: set when a CA file is given, a client certificate or the insecure flag (or ssl://).</summary>
+    public BrokerTls? MqttTls { get; init; }
 
     public required string Tenant { get; init; }
 
@@ -89,11 +96,12 @@ internal sealed record ManagerConfig
             return fallback;
         }
 
-        // Broker credentials: environment first; what is missing comes from config.toml ([manager] table).
-        var tenant = Get("MANAGER_TENANT_ID");
+        // Broker credentials: environment first; what is missing comes from config.toml ([manager] table). The names the
+        // original's docs use (DOMAIN_ID, CLIENT_ID, CLIENT_KEY) are accepted too; its code's names win when both are set.
+        var tenant = Get("MANAGER_TENANT_ID") ?? Get("MANAGER_DOMAIN_ID");
         var channel = Get("MANAGER_CHANNEL_ID");
-        var entity = Get("MANAGER_ENTITY_ID");
-        var apiKey = Get("MANAGER_API_KEY");
+        var entity = Get("MANAGER_ENTITY_ID") ?? Get("MANAGER_CLIENT_ID");
+        var apiKey = Get("MANAGER_API_KEY") ?? Get("MANAGER_CLIENT_KEY");
         var configFile = Get("MANAGER_CONFIG_FILE");
         var tomlPath = Path.Combine(workingDirectory, configFile ?? "config.toml");
         if (tenant is null || channel is null || entity is null || apiKey is null || configFile is not null)
@@ -104,10 +112,10 @@ internal sealed record ManagerConfig
                 {
                     var manager = TomlDocument.Load(tomlPath).Section("manager");
                     string? Toml(string key) => manager is not null && manager.TryGetValue(key, out var v) && v is string { Length: > 0 } text ? text : null;
-                    tenant ??= Toml("tenant_id");
+                    tenant ??= Toml("tenant_id") ?? Toml("domain_id");
                     channel ??= Toml("channel_id");
-                    entity ??= Toml("entity_id");
-                    apiKey ??= Toml("api_key");
+                    entity ??= Toml("entity_id") ?? Toml("client_id");
+                    apiKey ??= Toml("api_key") ?? Toml("client_key");
                 }
                 catch (TomlException ex)
                 {
@@ -169,12 +177,38 @@ internal sealed record ManagerConfig
             SslMode = sslMode,
         }.ConnectionString;
 
+        string? TlsFile(string name)
+        {
+            var path = Get(name);
+            if (path is not null && !File.Exists(path))
+            {
+                errors.Add($"{name} names {path}, which does not exist");
+            }
+
+            return path;
+        }
+
+        var tlsCa = TlsFile("MANAGER_MQTT_TLS_CA_CERT");
+        var tlsCert = TlsFile("MANAGER_MQTT_TLS_CLIENT_CERT");
+        var tlsKey = TlsFile("MANAGER_MQTT_TLS_CLIENT_KEY");
+        var tlsInsecure = Get("MANAGER_MQTT_TLS_INSECURE_SKIP_VERIFY")?.ToLowerInvariant() is "1" or "true" or "yes" or "on";
+        if ((tlsCert is null) != (tlsKey is null))
+        {
+            errors.Add("MANAGER_MQTT_TLS_CLIENT_CERT and MANAGER_MQTT_TLS_CLIENT_KEY must be given together");
+        }
+
         var config = new ManagerConfig
         {
+            MqttTls = tlsCa is not null || tlsCert is not null || tlsInsecure
+                ? new BrokerTls { CaFile = tlsCa, ClientCertificateFile = tlsCert, ClientKeyFile = tlsKey, AllowUntrustedCertificates = tlsInsecure }
+                : null,
             HttpHost = Get("MANAGER_HTTP_HOST") ?? "localhost",
             HttpPort = Int("MANAGER_HTTP_PORT", 7070, 0, 65535),
             MqttAddress = mqttAddress,
-            MqttQos = (MqttQualityOfService)Int("MANAGER_MQTT_QOS", 2, 0, 2),
+            MqttQos = (MqttQualityOfServiceLevel)Int("MANAGER_MQTT_QOS", 2, 0, 2),
+            MqttProtocolVersion = BrokerOptions.TryParseProtocolVersion(Get("MANAGER_MQTT_PROTOCOL_VERSION"), out var version)
+                ? version
+                : Fail(MqttProtocolVersion.V500, $"MANAGER_MQTT_PROTOCOL_VERSION must be 5 or 3.1.1 (got '{Get("MANAGER_MQTT_PROTOCOL_VERSION")}')"),
             MqttTimeout = Duration("MANAGER_MQTT_TIMEOUT", TimeSpan.FromSeconds(30)),
             Tenant = tenant ?? "default",
             Channel = channel ?? "default",
@@ -214,7 +248,7 @@ internal sealed record ManagerConfig
     {
         try
         {
-            var options = new MqttClientOptions().WithAddress(address);
+            var options = new BrokerOptions().WithAddress(address);
             return options.Host.Length > 0 && options.Port is > 0 and <= 65535;
         }
         catch (ArgumentException)

@@ -1,7 +1,7 @@
 using Microsoft.Extensions.Configuration;
 using Propeller.Application.Scheduling;
 using Propeller.Manager.Configuration;
-using Propeller.Mqtt;
+using MQTTnet.Protocol;
 
 namespace Propeller.Manager.Tests.Configuration;
 
@@ -21,7 +21,7 @@ public sealed class ManagerConfigTests : IDisposable
 
         config.HttpHost.ShouldBe("localhost");
         config.HttpPort.ShouldBe(7070);
-        config.MqttQos.ShouldBe(MqttQualityOfService.ExactlyOnce);
+        config.MqttQos.ShouldBe(MqttQualityOfServiceLevel.ExactlyOnce);
         config.MqttTimeout.ShouldBe(TimeSpan.FromSeconds(30));
         config.LivenessWindow.ShouldBe(TimeSpan.FromSeconds(30));
         config.Policy.ShouldBe(SchedulingPolicy.RoundRobin);
@@ -38,7 +38,7 @@ public sealed class ManagerConfigTests : IDisposable
 
         config.HttpPort.ShouldBe(8080);
         config.MqttAddress.ShouldBe("tcp://broker:1883");
-        config.MqttQos.ShouldBe(MqttQualityOfService.AtLeastOnce);
+        config.MqttQos.ShouldBe(MqttQualityOfServiceLevel.AtLeastOnce);
         config.MqttTimeout.ShouldBe(TimeSpan.FromSeconds(90));
         config.LivenessWindow.ShouldBe(TimeSpan.FromSeconds(45));
         config.Policy.ShouldBe(SchedulingPolicy.LeastLoaded);
@@ -81,6 +81,26 @@ public sealed class ManagerConfigTests : IDisposable
         config.Channel.ShouldBe("channel-from-file");
         config.EntityId.ShouldBe("entity-from-env");
         config.ApiKey.ShouldBe("key-from-file");
+    }
+
+    [Fact]
+    public void TheOriginalDocsIdentityNames_AreAccepted_TheCodesNamesWin()
+    {
+        File.WriteAllText(Path.Combine(_dir, "config.toml"), """
+            [manager]
+            domain_id = "domain-from-file"
+            client_key = "key-from-file"
+            """);
+
+        var config = Load(("MANAGER_CLIENT_ID", "client-from-env"), ("MANAGER_CHANNEL_ID", "c"), ("MANAGER_MQTT_PROTOCOL_VERSION", "3.1.1"));
+
+        config.Tenant.ShouldBe("domain-from-file");
+        config.EntityId.ShouldBe("client-from-env");
+        config.ApiKey.ShouldBe("key-from-file");
+        config.MqttProtocolVersion.ShouldBe(MQTTnet.Formatter.MqttProtocolVersion.V311);
+        Load(("MANAGER_ENTITY_ID", "entity"), ("MANAGER_CLIENT_ID", "client"), ("MANAGER_DOMAIN_ID", "domain"), ("MANAGER_TENANT_ID", "tenant"))
+            .ShouldSatisfyAllConditions(c => c.EntityId.ShouldBe("entity"), c => c.Tenant.ShouldBe("tenant"));
+        Should.Throw<ManagerConfigurationException>(() => Load(("MANAGER_MQTT_PROTOCOL_VERSION", "4.0"))).Message.ShouldContain("MANAGER_MQTT_PROTOCOL_VERSION");
     }
 
     [Fact]

@@ -2,7 +2,9 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
-using Propeller.Mqtt;
+using MQTTnet.Protocol;
+using Propeller.Broker;
+using Propeller.Broker.Tests;
 
 namespace Propeller.Manager.Tests.Dispatch;
 
@@ -35,13 +37,12 @@ public sealed class DispatchTests : IAsyncLifetime
     private HttpClient Http => _server.Client;
 
     /// <summary>A proplet that answers every start addressed to it with <paramref name="answer"/>(inputs).</summary>
-    private async Task<MqttClient> StartPropletAsync(string propletId, Func<JsonElement, string> answer)
+    private async Task<BrokerConnection> StartPropletAsync(string propletId, Func<JsonElement, string> answer)
     {
-        MqttClient? client = null;
-        client = new MqttClient(new MqttClientOptions
+        BrokerConnection? client = null;
+        client = new BrokerConnection(new BrokerOptions { ClientId = propletId }.WithAddress(Broker))
         {
-            ClientId = propletId,
-            MessageHandler = async (message, token) =>
+            Handler = Inbox.Each(async (message, token) =>
             {
                 var start = JsonDocument.Parse(message.Payload).RootElement;
                 if (start.TryGetProperty("proplet_id", out var target) && target.GetString() != propletId)
@@ -60,18 +61,18 @@ public sealed class DispatchTests : IAsyncLifetime
                 }
 
                 var result = JsonSerializer.Serialize(new { task_id = start.GetProperty("id").GetString(), proplet_id = propletId, results, error = (string?)null });
-                await client!.PublishAsync(new MqttMessage { Topic = $"{Base}/control/proplet/results", Payload = Encoding.UTF8.GetBytes(result), QualityOfService = MqttQualityOfService.AtLeastOnce }, token);
-            },
-        }.WithAddress(Broker));
-        await client.ConnectAsync(Ct);
-        await client.SubscribeAsync($"{Base}/control/manager/start", MqttQualityOfService.AtLeastOnce, Ct);
+                await client!.PublishAsync($"{Base}/control/proplet/results", Encoding.UTF8.GetBytes(result), MqttQualityOfServiceLevel.AtLeastOnce, token);
+            }),
+        };
+        await client.StartAsync(Ct);
+        await client.SubscribeAsync($"{Base}/control/manager/start", MqttQualityOfServiceLevel.AtLeastOnce, Ct);
         await PublishAsync(client, "control/proplet/create", new { proplet_id = propletId, @namespace = "default", metadata = new { hostname = "sim", total_memory_bytes = 16_777_216_000UL, tags = new[] { "sim" } } });
         await PublishAsync(client, "control/proplet/alive", new { proplet_id = propletId, status = "alive", @namespace = "default" });
         return client;
     }
 
-    private Task PublishAsync(MqttClient client, string path, object payload) =>
-        client.PublishAsync(new MqttMessage { Topic = $"{Base}/{path}", Payload = JsonSerializer.SerializeToUtf8Bytes(payload), QualityOfService = MqttQualityOfService.AtLeastOnce }, Ct);
+    private Task PublishAsync(BrokerConnection client, string path, object payload) =>
+        client.PublishAsync($"{Base}/{path}", JsonSerializer.SerializeToUtf8Bytes(payload), MqttQualityOfServiceLevel.AtLeastOnce, Ct);
 
     private async Task<JsonElement> WaitForStateAsync(string id, int state)
     {
@@ -164,7 +165,7 @@ public sealed class DispatchTests : IAsyncLifetime
 
         // The broker delivering the same result again (after a crash before the acknowledgement, say): not applied twice.
         var again = JsonSerializer.Serialize(new { task_id = id, proplet_id = propletId, results = "5", error = (string?)null });
-        await proplet.PublishAsync(new MqttMessage { Topic = $"{Base}/control/proplet/results", Payload = Encoding.UTF8.GetBytes(again), QualityOfService = MqttQualityOfService.AtLeastOnce }, Ct);
+        await proplet.PublishAsync($"{Base}/control/proplet/results", Encoding.UTF8.GetBytes(again), MqttQualityOfServiceLevel.AtLeastOnce, Ct);
         var deadline = DateTime.UtcNow.AddSeconds(10);
         List<string?> types;
         do
@@ -291,11 +292,11 @@ public sealed class DispatchTests : IAsyncLifetime
     [Fact]
     public async Task MalformedPropletMessages_AreDroppedAndChangeNothing()
     {
-        await using var client = new MqttClient(new MqttClientOptions { ClientId = "bad-" + _tenant }.WithAddress(Broker));
-        await client.ConnectAsync(Ct);
+        await using var client = new BrokerConnection(new BrokerOptions { ClientId = "bad-" + _tenant }.WithAddress(Broker));
+        await client.StartAsync(Ct);
         foreach (var (path, payload) in new[] { ("control/proplet/results", "{not json"), ("control/proplet/results", """{"task_id":"nope"}"""), ("control/proplet/create", """{"proplet_id":""}"""), ("control/proplet/alive", "[]") })
         {
-            await client.PublishAsync(new MqttMessage { Topic = $"{Base}/{path}", Payload = Encoding.UTF8.GetBytes(payload), QualityOfService = MqttQualityOfService.AtLeastOnce }, Ct);
+            await client.PublishAsync($"{Base}/{path}", Encoding.UTF8.GetBytes(payload), MqttQualityOfServiceLevel.AtLeastOnce, Ct);
         }
 
         var propletId = Guid.NewGuid().ToString();
@@ -303,6 +304,11 @@ public sealed class DispatchTests : IAsyncLifetime
         await WaitForAliveAsync(propletId);
         var list = await Http.GetFromJsonAsync<JsonElement>("/proplets", Ct);
         list.GetProperty("total").GetInt32().ShouldBe(1);
+
+        // Counted by topic on /metrics (and acknowledged: the persistent session does not hold them).
+        var metrics = await Http.GetStringAsync("/metrics", Ct);
+        metrics.ShouldContain("mqtt_malformed_messages{topic=\"control/proplet/results\"}");
+        metrics.ShouldContain("mqtt_malformed_messages{topic=\"control/proplet/alive\"}");
     }
 
     [Fact]
@@ -310,10 +316,9 @@ public sealed class DispatchTests : IAsyncLifetime
     {
         var propletId = Guid.NewGuid().ToString();
         var stops = System.Threading.Channels.Channel.CreateUnbounded<JsonElement>();
-        await using var proplet = new MqttClient(new MqttClientOptions
+        await using var proplet = new BrokerConnection(new BrokerOptions { ClientId = propletId }.WithAddress(Broker))
         {
-            ClientId = propletId,
-            MessageHandler = (message, _) =>
+            Handler = Inbox.Each((message, _) =>
             {
                 if (message.Topic.EndsWith("/control/manager/stop", StringComparison.Ordinal))
                 {
@@ -321,10 +326,10 @@ public sealed class DispatchTests : IAsyncLifetime
                 }
 
                 return ValueTask.CompletedTask;
-            },
-        }.WithAddress(Broker));
-        await proplet.ConnectAsync(Ct);
-        await proplet.SubscribeAsync($"{Base}/control/manager/stop", MqttQualityOfService.AtLeastOnce, Ct);
+            }),
+        };
+        await proplet.StartAsync(Ct);
+        await proplet.SubscribeAsync($"{Base}/control/manager/stop", MqttQualityOfServiceLevel.AtLeastOnce, Ct);
         await PublishAsync(proplet, "control/proplet/alive", new { proplet_id = propletId, status = "alive" });
         await WaitForAliveAsync(propletId);
         var id = await CreateAndStartAsync("""{"name":"long_running"}""");

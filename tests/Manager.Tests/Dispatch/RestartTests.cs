@@ -7,7 +7,9 @@ using Propeller.Application.Aggregates;
 using Propeller.Application.EventStore;
 using Propeller.Application.Proplets;
 using Propeller.Domain.Proplets;
-using Propeller.Mqtt;
+using MQTTnet.Protocol;
+using Propeller.Broker;
+using Propeller.Broker.Tests;
 
 namespace Propeller.Manager.Tests.Dispatch;
 
@@ -31,21 +33,20 @@ public sealed class RestartTests
         ["MANAGER_MQTT_QOS"] = "1",
     };
 
-    private async Task<MqttClient> PropletAsync(string propletId, Func<MqttMessage, ValueTask>? onStart = null)
+    private async Task<BrokerConnection> PropletAsync(string propletId, Func<ReceivedMessage, ValueTask>? onStart = null)
     {
-        var client = new MqttClient(new MqttClientOptions
+        var client = new BrokerConnection(new BrokerOptions { ClientId = propletId }.WithAddress(Broker))
         {
-            ClientId = propletId,
-            MessageHandler = (message, _) => onStart?.Invoke(message) ?? ValueTask.CompletedTask,
-        }.WithAddress(Broker));
-        await client.ConnectAsync(Ct);
-        await client.SubscribeAsync($"{Base}/control/manager/start", MqttQualityOfService.AtLeastOnce, Ct);
+            Handler = Inbox.Each((message, _) => onStart?.Invoke(message) ?? ValueTask.CompletedTask),
+        };
+        await client.StartAsync(Ct);
+        await client.SubscribeAsync($"{Base}/control/manager/start", MqttQualityOfServiceLevel.AtLeastOnce, Ct);
         await PublishAsync(client, "control/proplet/alive", new { proplet_id = propletId, status = "alive" });
         return client;
     }
 
-    private Task PublishAsync(MqttClient client, string path, object payload) =>
-        client.PublishAsync(new MqttMessage { Topic = $"{Base}/{path}", Payload = JsonSerializer.SerializeToUtf8Bytes(payload), QualityOfService = MqttQualityOfService.AtLeastOnce }, Ct);
+    private Task PublishAsync(BrokerConnection client, string path, object payload) =>
+        client.PublishAsync($"{Base}/{path}", JsonSerializer.SerializeToUtf8Bytes(payload), MqttQualityOfServiceLevel.AtLeastOnce, Ct);
 
     private static async Task<JsonElement> WaitForAsync(HttpClient http, string id, Func<JsonElement, bool> done)
     {
@@ -71,7 +72,7 @@ public sealed class RestartTests
     }
 
     /// <summary>A manager dispatches a started task to a simulated proplet and stops; the proplet stays connected.</summary>
-    private async Task<(MqttClient Proplet, string TaskId)> DispatchedThenManagerStoppedAsync(string schema, string propletId)
+    private async Task<(BrokerConnection Proplet, string TaskId)> DispatchedThenManagerStoppedAsync(string schema, string propletId)
     {
         var starts = System.Threading.Channels.Channel.CreateUnbounded<string>();
         var proplet = await PropletAsync(propletId, message =>

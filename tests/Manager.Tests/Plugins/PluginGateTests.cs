@@ -5,7 +5,9 @@ using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
 using Propeller.Application.Plugins;
-using Propeller.Mqtt;
+using MQTTnet.Protocol;
+using Propeller.Broker;
+using Propeller.Broker.Tests;
 
 namespace Propeller.Manager.Tests.Plugins;
 
@@ -130,31 +132,25 @@ public sealed class PluginGateTests : IAsyncLifetime
     {
         var propletId = Guid.NewGuid().ToString();
         var starts = new ConcurrentQueue<JsonElement>();
-        MqttClient? proplet = null;
-        proplet = new MqttClient(new MqttClientOptions
+        BrokerConnection? proplet = null;
+        proplet = new BrokerConnection(new BrokerOptions { ClientId = propletId }.WithAddress(Broker))
         {
-            ClientId = propletId,
-            MessageHandler = async (message, token) =>
+            Handler = Inbox.Each(async (message, token) =>
             {
                 var start = JsonDocument.Parse(message.Payload).RootElement.Clone();
                 starts.Enqueue(start);
                 var result = JsonSerializer.SerializeToUtf8Bytes(new { task_id = start.GetProperty("id").GetString(), proplet_id = propletId, results = "ok" });
-                await proplet!.PublishAsync(new MqttMessage { Topic = $"{Base}/control/proplet/results", Payload = result, QualityOfService = MqttQualityOfService.AtLeastOnce }, token);
-            },
-        }.WithAddress(Broker));
+                await proplet!.PublishAsync($"{Base}/control/proplet/results", result, MqttQualityOfServiceLevel.AtLeastOnce, token);
+            }),
+        };
         await using (proplet)
         {
-            await proplet.ConnectAsync(Ct);
-            await proplet.SubscribeAsync($"{Base}/control/manager/start", MqttQualityOfService.AtLeastOnce, Ct);
+            await proplet.StartAsync(Ct);
+            await proplet.SubscribeAsync($"{Base}/control/manager/start", MqttQualityOfServiceLevel.AtLeastOnce, Ct);
             await proplet.PublishAsync(
-                new MqttMessage
-                {
-                    Topic = $"{Base}/control/proplet/create",
-                    Payload = JsonSerializer.SerializeToUtf8Bytes(new { proplet_id = propletId, metadata = new { tags = new[] { "gpu" }, location = "lab" } }),
-                    QualityOfService = MqttQualityOfService.AtLeastOnce,
-                },
+                $"{Base}/control/proplet/create", JsonSerializer.SerializeToUtf8Bytes(new { proplet_id = propletId, metadata = new { tags = new[] { "gpu" }, location = "lab" } }), MqttQualityOfServiceLevel.AtLeastOnce,
                 Ct);
-            await proplet.PublishAsync(new MqttMessage { Topic = $"{Base}/control/proplet/alive", Payload = JsonSerializer.SerializeToUtf8Bytes(new { proplet_id = propletId, status = "alive" }), QualityOfService = MqttQualityOfService.AtLeastOnce }, Ct);
+            await proplet.PublishAsync($"{Base}/control/proplet/alive", JsonSerializer.SerializeToUtf8Bytes(new { proplet_id = propletId, status = "alive" }), MqttQualityOfServiceLevel.AtLeastOnce, Ct);
             _gate.Select = new SelectOutcome(true, null, ["gpu"], 0, []);
             _gate.ExtraEnv = new Dictionary<string, string> { ["REGION"] = "eu" };
             var id = await CreateAsync("""{"name":"main","env":{"A":"1"}}""");

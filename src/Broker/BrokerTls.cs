@@ -1,7 +1,7 @@
-namespace Propeller.Mqtt;
+namespace Propeller.Broker;
 
 /// <summary>TLS settings. Without a CA file the system trust store validates the broker certificate.</summary>
-public sealed class MqttTlsOptions
+public sealed class BrokerTls
 {
     /// <summary>PEM file with the CA certificate(s) that must sign the broker certificate.</summary>
     public string? CaFile { get; set; }
@@ -14,7 +14,4 @@ public sealed class MqttTlsOptions
 
     /// <summary>Accept any broker certificate (tests and labs only).</summary>
     public bool AllowUntrustedCertificates { get; set; }
-
-    /// <summary>Name checked against the broker certificate; defaults to the host name.</summary>
-    public string? TargetHost { get; set; }
 }

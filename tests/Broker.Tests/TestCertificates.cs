@@ -2,7 +2,7 @@ using System.Net;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 
-namespace Propeller.Mqtt.Tests;
+namespace Propeller.Broker.Tests;
 
 /// <summary>A throw-away CA, a broker certificate (localhost, 127.0.0.1) and a client certificate, written as PEM files.</summary>
 internal static class TestCertificates

@@ -2,7 +2,9 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 
-namespace Propeller.Mqtt.Tests;
+using MQTTnet.Formatter;
+
+namespace Propeller.Broker.Tests;
 
 /// <summary>A private mosquitto for tests that need their own broker setup (password file, TLS, restarts): a temp
 /// directory, a free loopback port, and a process this test owns and kills. Never touches the shared broker.</summary>
@@ -103,7 +105,9 @@ internal sealed class MosquittoProcess : IAsyncDisposable
         _process = null;
     }
 
-    public MqttClientOptions Options(MqttProtocolVersion version, string clientId) => new()
+    public string Address => $"tcp://127.0.0.1:{Port}";
+
+    public BrokerOptions Options(MqttProtocolVersion version, string clientId) => new()
     {
         Host = "127.0.0.1",
         Port = Port,
@@ -113,6 +117,13 @@ internal sealed class MosquittoProcess : IAsyncDisposable
         MaxReconnectDelay = TimeSpan.FromMilliseconds(500),
         ConnectTimeout = TimeSpan.FromSeconds(5),
     };
+
+    /// <summary>Makes mosquitto read its configuration, password file included, again (SIGHUP).</summary>
+    public async Task ReloadAsync(CancellationToken cancellationToken)
+    {
+        using var hup = Process.Start("kill", ["-HUP", _process!.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        await hup!.WaitForExitAsync(cancellationToken);
+    }
 
     public string ReadLog()
     {

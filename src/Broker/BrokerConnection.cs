@@ -1,0 +1,738 @@
+using System.Buffers;
+using System.Net.Security;
+using System.Security.Cryptography.X509Certificates;
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using MQTTnet;
+using MQTTnet.Adapter;
+using MQTTnet.Exceptions;
+using MQTTnet.Protocol;
+
+namespace Propeller.Broker;
+
+/// <summary>
+/// One connection to the broker over an MQTTnet <see cref="IMqttClient"/>, with what MQTTnet 5 leaves to its user
+/// (docs/adr/0008-mqttnet.md; the pitfalls in libraries.md):
+/// <list type="bullet">
+/// <item>Reconnects with backoff and jitter from <c>DisconnectedAsync</c> (one loop of its own: a failed connect raises
+/// that event again), and subscribes again when the broker kept no session.</item>
+/// <item>A publish made while disconnected waits for the connection, bounded by
+/// <see cref="BrokerOptions.OperationTimeout"/>; QoS 1/2 publishes in flight stay below the broker's Receive Maximum;
+/// every result is checked: QuotaExceeded and a connection lost mid-publish are retried, any other refusal throws.</item>
+/// <item>QoS 2 publishes with the same order key go one after the other (MQTTnet sends the PUBRELs of concurrent QoS 2
+/// publishes out of order and mosquitto delivers on PUBREL).</item>
+/// <item>Received messages are acknowledged by hand: handed to <see cref="Handler"/> in batches of what has arrived, in
+/// order, and acknowledged in arrival order after the handler returned. The handler may process different keys in
+/// parallel; it must be idempotent (QoS 2 is not exactly-once to it: a connection lost before the acknowledgement
+/// delivers the message again).</item>
+/// </list>
+/// </summary>
+public sealed class BrokerConnection : IAsyncDisposable
+{
+    private readonly BrokerOptions _options;
+    private readonly ILogger _logger;
+    private readonly TimeProvider _time;
+    private readonly IMqttClient _client;
+    private readonly MqttClientOptions _clientOptions;
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly Channel<bool> _reconnect = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+    private readonly Channel<Delivery> _received;
+    private readonly Channel<Send> _sends = Channel.CreateUnbounded<Send>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly SemaphoreSlim _window;
+    private readonly Dictionary<string, Task> _chains = new(StringComparer.Ordinal);
+    private readonly Lock _gate = new();
+    private TaskCompletionSource _connected = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private Task _connectLoop = Task.CompletedTask;
+    private Task _dispatchLoop = Task.CompletedTask;
+    private Task _sendLoop = Task.CompletedTask;
+    private int _windowSize;
+    private int _windowTarget;
+    private long _generation;
+    private int _started;
+    private int _disposed;
+
+    public BrokerConnection(BrokerOptions options, ILogger? logger = null, TimeProvider? time = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        _options = options;
+        _logger = logger ?? NullLogger.Instance;
+        _time = time ?? TimeProvider.System;
+        _windowSize = _windowTarget = options.MaxInflight;
+        _window = new SemaphoreSlim(options.MaxInflight, 65535);
+        _received = Channel.CreateBounded<Delivery>(new BoundedChannelOptions(options.ReceiveQueueCapacity) { SingleReader = true, SingleWriter = true });
+        _clientOptions = BuildClientOptions(options);
+        _client = new MqttClientFactory().CreateMqttClient();
+        _client.ApplicationMessageReceivedAsync += OnReceivedAsync;
+        _client.DisconnectedAsync += OnDisconnectedAsync;
+    }
+
+    /// <summary>Where received messages go, in batches of what has arrived (at most <see cref="BrokerOptions.MaxBatch"/>),
+    /// in order; the batch is acknowledged, in order, after it returns (also when it threw: the exception is logged).
+    /// Set before <see cref="StartAsync"/>; without it messages are acknowledged unread.</summary>
+    public Func<IReadOnlyList<ReceivedMessage>, CancellationToken, ValueTask>? Handler { get; set; }
+
+    /// <summary>Called after every connect (argument: whether the broker kept the session), once subscriptions are
+    /// renewed, off the connection loop; an exception is logged.</summary>
+    public Func<bool, CancellationToken, Task>? Connected { get; set; }
+
+    public bool IsConnected => _connected.Task.IsCompleted && _client.IsConnected;
+
+    public BrokerOptions Options => _options;
+
+    /// <summary>Dispose closes the socket without DISCONNECT, as a killed process would (the broker publishes the Last
+    /// Will): for tests.</summary>
+    internal bool AbortOnDispose { get; set; }
+
+    /// <summary>QoS 1/2 publishes allowed in flight now (the option, or the broker's Receive Maximum when lower).</summary>
+    public int InflightLimit => Volatile.Read(ref _windowTarget);
+
+    /// <summary>Starts connecting (retrying with backoff while the broker is unreachable or refuses) and waits for the
+    /// first connection; cancelling the wait leaves the connection trying.</summary>
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        if (Interlocked.Exchange(ref _started, 1) == 0)
+        {
+            _connectLoop = Task.Run(() => ConnectLoopAsync(_stopping.Token), CancellationToken.None);
+            _dispatchLoop = Task.Run(() => DispatchLoopAsync(_stopping.Token), CancellationToken.None);
+            _sendLoop = Task.Run(() => SendLoopAsync(_stopping.Token), CancellationToken.None);
+            _reconnect.Writer.TryWrite(true);
+        }
+
+        await WaitConnectedAsync(cancellationToken);
+    }
+
+    /// <summary>Waits until connected (and subscribed).</summary>
+    public Task WaitConnectedAsync(CancellationToken cancellationToken)
+    {
+        lock (_gate)
+        {
+            return _connected.Task.WaitAsync(cancellationToken);
+        }
+    }
+
+    /// <summary>Subscribes now (waiting for the connection) and again on every connect that finds no session.</summary>
+    public async Task SubscribeAsync(string filter, MqttQualityOfServiceLevel qos, CancellationToken cancellationToken)
+    {
+        lock (_gate)
+        {
+            _options.Subscriptions.Add((filter, qos));
+        }
+
+        using var timeout = Timeout(cancellationToken);
+        await WaitConnectedOrTimeoutAsync(timeout.Token, cancellationToken);
+        if (!await SubscribeAllAsync([(filter, qos)], timeout.Token))
+        {
+            throw new BrokerPublishException($"The broker refused the subscription to {filter}.");
+        }
+    }
+
+    /// <summary>
+    /// Publishes and returns once the broker has the message (QoS 0: once it is written). Waits for the connection
+    /// while disconnected; retries on QuotaExceeded and on a connection lost mid-publish (so a QoS 1/2 message may
+    /// arrive twice); throws <see cref="TimeoutException"/> after <see cref="BrokerOptions.OperationTimeout"/> and
+    /// <see cref="BrokerPublishException"/> when the broker refuses it. QoS 2 publishes with the same
+    /// <paramref name="orderKey"/> are published one after the other, in call order.
+    /// </summary>
+    public Task PublishAsync(string topic, ReadOnlyMemory<byte> payload, MqttQualityOfServiceLevel qos, bool retain, string? orderKey, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(topic);
+        var message = new MqttApplicationMessageBuilder()
+            .WithTopic(topic)
+            .WithPayload(new ReadOnlySequence<byte>(payload))
+            .WithQualityOfServiceLevel(qos)
+            .WithRetainFlag(retain)
+            .Build();
+        if (qos != MqttQualityOfServiceLevel.ExactlyOnce || orderKey is null)
+        {
+            return PublishCheckedAsync(message, cancellationToken);
+        }
+
+        lock (_chains)
+        {
+            var previous = _chains.GetValueOrDefault(orderKey) ?? Task.CompletedTask;
+            var next = AfterAsync(previous, message, orderKey, cancellationToken);
+            _chains[orderKey] = next;
+            return next;
+        }
+    }
+
+    /// <summary>Publishes at QoS 0/1/2 without an order key.</summary>
+    public Task PublishAsync(string topic, ReadOnlyMemory<byte> payload, MqttQualityOfServiceLevel qos, CancellationToken cancellationToken) =>
+        PublishAsync(topic, payload, qos, retain: false, orderKey: null, cancellationToken);
+
+    /// <summary>Sends DISCONNECT (no Last Will) and stops reconnecting. Disposing does the same.</summary>
+    public async Task DisconnectAsync(CancellationToken cancellationToken)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) == 1, this);
+        await _stopping.CancelAsync();
+        if (_client.IsConnected)
+        {
+            await _client.DisconnectAsync(new MqttClientDisconnectOptionsBuilder().WithReason(MqttClientDisconnectOptionsReason.NormalDisconnection).Build(), cancellationToken);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+        {
+            return; // the host may dispose a service registered under two types twice
+        }
+
+        await _stopping.CancelAsync();
+        if (!AbortOnDispose && _client.IsConnected)
+        {
+            // DISCONNECT, so the broker does not publish the Last Will for an orderly stop.
+            try
+            {
+                using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(3));
+                await _client.DisconnectAsync(new MqttClientDisconnectOptionsBuilder().WithReason(MqttClientDisconnectOptionsReason.NormalDisconnection).Build(), timeout.Token);
+            }
+            catch (Exception ex) when (ex is MqttCommunicationException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
+            {
+                // leaving anyway; the Last Will covers it
+            }
+        }
+
+        _reconnect.Writer.TryComplete();
+        _received.Writer.TryComplete();
+        _sends.Writer.TryComplete();
+        try
+        {
+            await Task.WhenAll(_connectLoop, _dispatchLoop, _sendLoop);
+        }
+        catch (OperationCanceledException)
+        {
+            // stopping
+        }
+
+        _client.Dispose();
+        _stopping.Dispose();
+        _window.Dispose();
+    }
+
+    private async Task AfterAsync(Task previous, MqttApplicationMessage message, string orderKey, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await previous.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            await PublishCheckedAsync(message, cancellationToken);
+        }
+        finally
+        {
+            lock (_chains)
+            {
+                // The last of its chain removes the key (a later publish replaced it otherwise).
+                if (_chains.TryGetValue(orderKey, out var last) && last.IsCompleted)
+                {
+                    _chains.Remove(orderKey);
+                }
+            }
+        }
+    }
+
+    private async Task PublishCheckedAsync(MqttApplicationMessage message, CancellationToken cancellationToken)
+    {
+        // A deadline rather than a linked token source per publish (this is the hot path of every publish).
+        var started = _time.GetTimestamp();
+        var retryDelay = TimeSpan.FromMilliseconds(5);
+        while (true)
+        {
+            var remaining = _options.OperationTimeout - _time.GetElapsedTime(started);
+            // Queued in call order: the send loop puts them on the wire in that order.
+            var send = new Send(message);
+            ObjectDisposedException.ThrowIf(!_sends.Writer.TryWrite(send), this);
+            MqttClientPublishResult result;
+            try
+            {
+                result = await send.Done.Task.WaitAsync(remaining > TimeSpan.Zero ? remaining : TimeSpan.Zero, _time, cancellationToken);
+            }
+            catch (Exception ex) when (ex is MqttClientNotConnectedException or MqttCommunicationException)
+            {
+                // Lost mid-publish: wait for the next connection, then send it again.
+                await ConnectionGoneAsync(send.Generation, remaining, cancellationToken);
+                BrokerMetrics.PublishRetries.Add(1);
+                continue;
+            }
+            catch (Exception ex) when (ex is TimeoutException || (ex is OperationCanceledException && !cancellationToken.IsCancellationRequested))
+            {
+                send.Done.TrySetCanceled(CancellationToken.None); // the send loop skips it if it has not sent it yet
+                throw new TimeoutException(
+                    _client.IsConnected
+                        ? $"Publishing on {message.Topic} did not complete within {_options.OperationTimeout.TotalSeconds:0.#} s."
+                        : $"Not connected to {_options.Host}:{_options.Port} within {_options.OperationTimeout.TotalSeconds:0.#} s (publishing on {message.Topic}).",
+                    ex);
+            }
+            catch (OperationCanceledException)
+            {
+                send.Done.TrySetCanceled(cancellationToken);
+                throw;
+            }
+
+            if (result.IsSuccess)
+            {
+                BrokerMetrics.Published.Add(1);
+                return;
+            }
+
+            if (result.ReasonCode != MqttClientPublishReasonCode.QuotaExceeded)
+            {
+                throw new BrokerPublishException(message.Topic, result.ReasonCode, result.ReasonString);
+            }
+
+            BrokerMetrics.PublishRetries.Add(1);
+            BrokerLog.QuotaExceeded(_logger, message.Topic, (long)retryDelay.TotalMilliseconds);
+            using (var timeout = Timeout(remaining, cancellationToken))
+            {
+                await DelayAsync(retryDelay, timeout.Token, cancellationToken);
+            }
+
+            retryDelay = TimeSpan.FromTicks(Math.Min(retryDelay.Ticks * 2, TimeSpan.FromMilliseconds(500).Ticks));
+        }
+    }
+
+    /// <summary>
+    /// Puts queued publishes on the wire one after the other, in call order: waits for the connection and for room in
+    /// the in-flight window (pitfall 1: never more than the broker's Receive Maximum), starts the publish and goes on
+    /// without waiting for its acknowledgement (pipelining).
+    /// </summary>
+    private async Task SendLoopAsync(CancellationToken stoppingToken)
+    {
+        await foreach (var send in _sends.Reader.ReadAllAsync(stoppingToken))
+        {
+            var limited = send.Message.QualityOfServiceLevel != MqttQualityOfServiceLevel.AtMostOnce;
+            await WaitConnectedAsync(stoppingToken);
+            if (limited)
+            {
+                await _window.WaitAsync(stoppingToken);
+            }
+
+            if (send.Done.Task.IsCompleted)
+            {
+                ReleaseWindow(limited); // its caller gave up while it waited here
+                continue;
+            }
+
+            send.Generation = Interlocked.Read(ref _generation);
+            try
+            {
+                // MQTTnet bounds the wait for the acknowledgement by its own timeout (ConnectTimeout here).
+                _ = CompleteAsync(send, _client.PublishAsync(send.Message, stoppingToken), limited);
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                ReleaseWindow(limited);
+                send.Done.TrySetException(ex);
+            }
+        }
+    }
+
+    private async Task CompleteAsync(Send send, Task<MqttClientPublishResult> publish, bool limited)
+    {
+        try
+        {
+            send.Done.TrySetResult(await publish);
+        }
+        catch (OperationCanceledException ex)
+        {
+            send.Done.TrySetCanceled(ex.CancellationToken);
+        }
+        catch (Exception ex)
+        {
+            send.Done.TrySetException(ex);
+        }
+        finally
+        {
+            ReleaseWindow(limited);
+        }
+    }
+
+    private void ReleaseWindow(bool limited)
+    {
+        if (limited)
+        {
+            try
+            {
+                _window.Release();
+            }
+            catch (ObjectDisposedException)
+            {
+                // disposed meanwhile
+            }
+        }
+    }
+
+    private async Task ConnectionGoneAsync(long generation, TimeSpan remaining, CancellationToken cancellationToken)
+    {
+        using var timeout = Timeout(remaining, cancellationToken);
+        var token = timeout.Token;
+        // The client saw the loss before DisconnectedAsync ran: give the event a moment so that the wait that follows is
+        // for the next connection, not the dead one.
+        while (Interlocked.Read(ref _generation) == generation && _connected.Task.IsCompleted && !_client.IsConnected)
+        {
+            await DelayAsync(TimeSpan.FromMilliseconds(10), token, cancellationToken);
+        }
+    }
+
+    private async Task DelayAsync(TimeSpan delay, CancellationToken token, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await Task.Delay(delay, _time, token);
+        }
+        catch (OperationCanceledException ex) when (!cancellationToken.IsCancellationRequested && !_stopping.IsCancellationRequested)
+        {
+            throw new TimeoutException($"The broker connection did not complete the operation within {_options.OperationTimeout.TotalSeconds:0.#} s.", ex);
+        }
+    }
+
+    private async Task WaitConnectedOrTimeoutAsync(CancellationToken token, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await WaitConnectedAsync(token);
+        }
+        catch (OperationCanceledException ex) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new TimeoutException($"Not connected to {_options.Host}:{_options.Port} within {_options.OperationTimeout.TotalSeconds:0.#} s.", ex);
+        }
+    }
+
+    private CancellationTokenSource Timeout(CancellationToken cancellationToken) => Timeout(_options.OperationTimeout, cancellationToken);
+
+    private CancellationTokenSource Timeout(TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var source = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
+        source.CancelAfter(timeout > TimeSpan.Zero ? timeout : TimeSpan.Zero);
+        return source;
+    }
+
+    private Task OnDisconnectedAsync(MqttClientDisconnectedEventArgs e)
+    {
+        lock (_gate)
+        {
+            // Messages received from here on belong to the next connection (their acknowledgements too).
+            Interlocked.Increment(ref _generation);
+            if (_connected.Task.IsCompleted)
+            {
+                _connected = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            }
+        }
+
+        if (e.ClientWasConnected && !_stopping.IsCancellationRequested)
+        {
+            BrokerMetrics.ConnectionsLost.Add(1);
+            BrokerLog.ConnectionLost(_logger, _options.Host, _options.Port, e.Exception?.Message ?? e.Reason.ToString());
+        }
+
+        // Only a signal: the connect loop does the reconnecting (a failed connect raises this event again).
+        _reconnect.Writer.TryWrite(true);
+        return Task.CompletedTask;
+    }
+
+    private async Task ConnectLoopAsync(CancellationToken stoppingToken)
+    {
+        while (await _reconnect.Reader.WaitToReadAsync(stoppingToken))
+        {
+            _reconnect.Reader.TryRead(out _);
+            var delay = _options.ReconnectDelay;
+            for (var attempt = 1; !_client.IsConnected && !stoppingToken.IsCancellationRequested; attempt++)
+            {
+                try
+                {
+                    using var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+                    connectTimeout.CancelAfter(_options.ConnectTimeout);
+                    var result = await _client.ConnectAsync(_clientOptions, connectTimeout.Token);
+                    await OnConnectedAsync(result, stoppingToken);
+                    break;
+                }
+                catch (Exception ex) when (!stoppingToken.IsCancellationRequested && ex is not OutOfMemoryException)
+                {
+                    // Equal jitter: half the delay fixed, half random, so that many clients do not return at once.
+                    var wait = delay / 2 + delay / 2 * Random.Shared.NextDouble();
+                    BrokerLog.ConnectFailed(_logger, _options.Host, _options.Port, attempt, (long)wait.TotalMilliseconds, Reason(ex));
+                    await Task.Delay(wait, _time, stoppingToken);
+                    delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, _options.MaxReconnectDelay.Ticks));
+                }
+            }
+        }
+    }
+
+    private static string Reason(Exception ex) => ex switch
+    {
+        MqttConnectingFailedException failed => $"the broker refused the connection: {failed.Message}",
+        OperationCanceledException => "timed out",
+        _ => ex.InnerException is { } inner ? $"{ex.Message} ({inner.Message})" : ex.Message,
+    };
+
+    private async Task OnConnectedAsync(MqttClientConnectResult result, CancellationToken stoppingToken)
+    {
+        var generation = Interlocked.Read(ref _generation);
+        BrokerMetrics.Connects.Add(1);
+        ResizeWindow(result.ReceiveMaximum is > 0 and var max ? Math.Min(_options.MaxInflight, (int)max) : _options.MaxInflight);
+        BrokerLog.Connected(_logger, _options.Host, _options.Port, _options.ClientId, result.IsSessionPresent, result.ReceiveMaximum ?? 0);
+        if (!result.IsSessionPresent)
+        {
+            (string, MqttQualityOfServiceLevel)[] subscriptions;
+            lock (_gate)
+            {
+                subscriptions = [.. _options.Subscriptions];
+            }
+
+            if (subscriptions.Length > 0)
+            {
+                if (await SubscribeAllAsync(subscriptions, stoppingToken))
+                {
+                    BrokerLog.Subscribed(_logger, subscriptions.Length);
+                }
+            }
+        }
+
+        lock (_gate)
+        {
+            if (Interlocked.Read(ref _generation) == generation && _client.IsConnected)
+            {
+                _connected.TrySetResult();
+            }
+        }
+
+        if (Connected is { } connected)
+        {
+            _ = Task.Run(
+                async () =>
+                {
+                    try
+                    {
+                        await connected(result.IsSessionPresent, stoppingToken);
+                    }
+                    catch (Exception ex) when (ex is not OperationCanceledException || !stoppingToken.IsCancellationRequested)
+                    {
+                        BrokerLog.ConnectedCallbackFailed(_logger, ex);
+                    }
+                },
+                CancellationToken.None);
+        }
+    }
+
+    /// <summary>Subscribes; false (logged) when the broker refused a filter.</summary>
+    private async Task<bool> SubscribeAllAsync(IReadOnlyCollection<(string Filter, MqttQualityOfServiceLevel Qos)> subscriptions, CancellationToken cancellationToken)
+    {
+        var builder = new MqttClientSubscribeOptionsBuilder();
+        foreach (var (filter, qos) in subscriptions)
+        {
+            builder.WithTopicFilter(f => f.WithTopic(filter).WithQualityOfServiceLevel(qos));
+        }
+
+        var result = await _client.SubscribeAsync(builder.Build(), cancellationToken);
+        if (result.Items.FirstOrDefault(i => (int)i.ResultCode >= 0x80) is { } refused)
+        {
+            BrokerLog.SubscribeFailed(_logger, $"{refused.TopicFilter.Topic}: {refused.ResultCode}");
+            return false;
+        }
+
+        return true;
+    }
+
+    /// <summary>Keeps the publishes in flight below the broker's Receive Maximum (pitfall 1): holds back permits when
+    /// the target is lower than the window, gives them back when it is higher.</summary>
+    private void ResizeWindow(int target)
+    {
+        Volatile.Write(ref _windowTarget, target);
+        lock (_gate)
+        {
+            var change = target - _windowSize;
+            _windowSize = target;
+            if (change > 0)
+            {
+                _window.Release(change);
+            }
+            else if (change < 0)
+            {
+                _ = Task.Run(
+                    async () =>
+                    {
+                        try
+                        {
+                            for (var i = 0; i < -change; i++)
+                            {
+                                await _window.WaitAsync(_stopping.Token);
+                            }
+                        }
+                        catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException)
+                        {
+                            // stopping
+                        }
+                    },
+                    CancellationToken.None);
+            }
+        }
+    }
+
+    private async Task OnReceivedAsync(MqttApplicationMessageReceivedEventArgs e)
+    {
+        // Acknowledged by the dispatch loop after the handler (MQTTnet would acknowledge when this returns).
+        e.AutoAcknowledge = false;
+        var m = e.ApplicationMessage;
+        var message = new ReceivedMessage(m.Topic, m.Payload.ToArray(), m.QualityOfServiceLevel, m.Retain, m.Dup);
+        try
+        {
+            await _received.Writer.WriteAsync(new Delivery(message, e, Interlocked.Read(ref _generation)), _stopping.Token);
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or ChannelClosedException)
+        {
+            // stopping: not acknowledged, so the broker delivers it again to the next session
+        }
+    }
+
+    private async Task DispatchLoopAsync(CancellationToken stoppingToken)
+    {
+        var batch = new List<Delivery>(_options.MaxBatch);
+        var messages = new List<ReceivedMessage>(_options.MaxBatch);
+        while (await _received.Reader.WaitToReadAsync(stoppingToken))
+        {
+            while (batch.Count < _options.MaxBatch && _received.Reader.TryRead(out var delivery))
+            {
+                batch.Add(delivery);
+                messages.Add(delivery.Message);
+            }
+
+            BrokerMetrics.Received.Add(batch.Count);
+            if (Handler is { } handler)
+            {
+                try
+                {
+                    await handler(messages, stoppingToken);
+                }
+                catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+                {
+                    return; // not acknowledged: delivered again
+                }
+                catch (Exception ex)
+                {
+                    BrokerLog.HandlerFailed(_logger, messages[0].Topic, ex);
+                }
+            }
+
+            // In arrival order (acknowledging out of order made mosquitto reorder later deliveries, libraries.md).
+            foreach (var delivery in batch)
+            {
+                if (delivery.Message.Qos != MqttQualityOfServiceLevel.AtMostOnce)
+                {
+                    await AcknowledgeAsync(delivery, stoppingToken);
+                }
+            }
+
+            batch.Clear();
+            messages.Clear();
+        }
+    }
+
+    private async Task AcknowledgeAsync(Delivery delivery, CancellationToken stoppingToken)
+    {
+        // A packet id belongs to its connection: acknowledging it on a later one could acknowledge another message.
+        if (delivery.Generation != Interlocked.Read(ref _generation) || !_client.IsConnected)
+        {
+            BrokerLog.AcknowledgementDropped(_logger);
+            return;
+        }
+
+        try
+        {
+            await delivery.Event.AcknowledgeAsync(stoppingToken);
+        }
+        catch (Exception ex) when (ex is MqttCommunicationException or MqttClientNotConnectedException or ObjectDisposedException or InvalidOperationException)
+        {
+            BrokerLog.AcknowledgementDropped(_logger);
+        }
+    }
+
+    private static MqttClientOptions BuildClientOptions(BrokerOptions options)
+    {
+        var builder = new MqttClientOptionsBuilder()
+            .WithTcpServer(options.Host, options.Port)
+            .WithClientId(options.ClientId)
+            .WithProtocolVersion(options.ProtocolVersion)
+            .WithCleanStart(options.CleanStart)
+            .WithKeepAlivePeriod(options.KeepAlive)
+            .WithTimeout(options.ConnectTimeout)
+            // One write per packet: with fragmentation allowed MQTTnet writes a publish's header and payload separately,
+            // two segments per message on a no-delay socket.
+            .WithoutPacketFragmentation();
+        if (options.SessionExpiryInterval > 0 && options.ProtocolVersion == MQTTnet.Formatter.MqttProtocolVersion.V500)
+        {
+            builder.WithSessionExpiryInterval(options.SessionExpiryInterval);
+        }
+
+        if (options.MaxPacketSize > 0)
+        {
+            builder.WithMaximumPacketSize(options.MaxPacketSize);
+        }
+
+        if (options.Username is { Length: > 0 } username)
+        {
+            builder.WithCredentials(username, options.Password);
+        }
+
+        if (options.Will is { } will)
+        {
+            builder.WithWillTopic(will.Topic).WithWillPayload(will.Payload).WithWillQualityOfServiceLevel(will.Qos);
+        }
+
+        if (options.Tls is { } tls)
+        {
+            var trusted = tls.CaFile is { } caFile ? LoadCertificates(caFile) : null;
+            builder.WithTlsOptions(t =>
+            {
+                t.UseTls().WithTargetHost(options.Host)
+                    .WithCertificateValidationHandler(e => ValidateServerCertificate(e.Certificate as X509Certificate2, e.SslPolicyErrors, trusted, tls.AllowUntrustedCertificates));
+                if (tls.ClientCertificateFile is { } certificate && tls.ClientKeyFile is { } key)
+                {
+                    // Through PKCS#12: SslStream on Linux needs the key as part of a persisted certificate.
+                    using var pem = X509Certificate2.CreateFromPemFile(certificate, key);
+                    t.WithClientCertificates([X509CertificateLoader.LoadPkcs12(pem.Export(X509ContentType.Pkcs12), null)]);
+                }
+            });
+        }
+
+        return builder.Build();
+    }
+
+    private static X509Certificate2Collection LoadCertificates(string file)
+    {
+        var collection = new X509Certificate2Collection();
+        collection.ImportFromPemFile(file);
+        return collection;
+    }
+
+    /// <summary>Without a CA file: the system's verdict. With one: the chain must end in one of its certificates.</summary>
+    private static bool ValidateServerCertificate(X509Certificate2? certificate, SslPolicyErrors errors, X509Certificate2Collection? trusted, bool allowUntrusted)
+    {
+        if (allowUntrusted)
+        {
+            return true;
+        }
+
+        if (trusted is null || certificate is null || (errors & ~SslPolicyErrors.RemoteCertificateChainErrors) != SslPolicyErrors.None)
+        {
+            return errors == SslPolicyErrors.None;
+        }
+
+        using var chain = new X509Chain();
+        chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+        chain.ChainPolicy.CustomTrustStore.AddRange(trusted);
+        chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+        return chain.Build(certificate);
+    }
+
+    private sealed class Send(MqttApplicationMessage message)
+    {
+        public MqttApplicationMessage Message { get; } = message;
+
+        public TaskCompletionSource<MqttClientPublishResult> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public long Generation { get; set; }
+    }
+
+    private sealed record Delivery(ReceivedMessage Message, MqttApplicationMessageReceivedEventArgs Event, long Generation);
+}

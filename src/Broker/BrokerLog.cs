@@ -1,0 +1,33 @@
+using Microsoft.Extensions.Logging;
+
+namespace Propeller.Broker;
+
+internal static partial class BrokerLog
+{
+    [LoggerMessage(7101, LogLevel.Information, "Connected to {Host}:{Port} as '{ClientId}' (session present {SessionPresent}, receive maximum {ReceiveMaximum})")]
+    public static partial void Connected(ILogger logger, string host, int port, string clientId, bool sessionPresent, int receiveMaximum);
+
+    [LoggerMessage(7102, LogLevel.Warning, "Connection to {Host}:{Port} lost: {Reason}")]
+    public static partial void ConnectionLost(ILogger logger, string host, int port, string reason);
+
+    [LoggerMessage(7103, LogLevel.Warning, "Could not connect to {Host}:{Port} (attempt {Attempt}); retrying in {DelayMs} ms: {Reason}")]
+    public static partial void ConnectFailed(ILogger logger, string host, int port, int attempt, long delayMs, string reason);
+
+    [LoggerMessage(7104, LogLevel.Information, "Subscribed {Count} topic filters (the broker kept no session)")]
+    public static partial void Subscribed(ILogger logger, int count);
+
+    [LoggerMessage(7105, LogLevel.Warning, "The broker refused a subscription: {Reason}")]
+    public static partial void SubscribeFailed(ILogger logger, string reason);
+
+    [LoggerMessage(7106, LogLevel.Error, "The message handler failed for a batch starting on {Topic}; the batch is acknowledged")]
+    public static partial void HandlerFailed(ILogger logger, string topic, Exception exception);
+
+    [LoggerMessage(7107, LogLevel.Warning, "The Connected callback failed")]
+    public static partial void ConnectedCallbackFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(7108, LogLevel.Debug, "The broker's quota is exceeded on {Topic}; publishing again in {DelayMs} ms")]
+    public static partial void QuotaExceeded(ILogger logger, string topic, long delayMs);
+
+    [LoggerMessage(7109, LogLevel.Debug, "An acknowledgement was not sent (the connection it belongs to is gone; the broker delivers the message again)")]
+    public static partial void AcknowledgementDropped(ILogger logger);
+}

@@ -1,0 +1,122 @@
+using MQTTnet.Formatter;
+using MQTTnet.Protocol;
+
+namespace Propeller.Broker;
+
+/// <summary>
+/// Settings of a <see cref="BrokerConnection"/>: where (<see cref="WithAddress"/>), who (client id, username, password),
+/// the session (clean start, expiry), keep-alive, Last Will, TLS, and this layer's own limits (in-flight window,
+/// operation timeout, reconnect backoff).
+/// </summary>
+public sealed class BrokerOptions
+{
+    public string Host { get; set; } = "localhost";
+
+    public int Port { get; set; } = 1883;
+
+    /// <summary>TLS settings; null means plain TCP.</summary>
+    public BrokerTls? Tls { get; set; }
+
+    /// <summary>MQTT 5 by default; <see cref="MqttProtocolVersion.V311"/> is selectable.</summary>
+    public MqttProtocolVersion ProtocolVersion { get; set; } = MqttProtocolVersion.V500;
+
+    public string ClientId { get; set; } = string.Empty;
+
+    public string? Username { get; set; }
+
+    public string? Password { get; set; }
+
+    /// <summary>Clean start (3.1.1: clean session). False keeps the broker session (with <see cref="SessionExpiryInterval"/>).</summary>
+    public bool CleanStart { get; set; } = true;
+
+    /// <summary>MQTT 5 session expiry in seconds (0: the session ends with the connection).</summary>
+    public uint SessionExpiryInterval { get; set; }
+
+    public TimeSpan KeepAlive { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>How long one connect attempt may take.</summary>
+    public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>How long a publish or subscribe may wait, a wait for the connection included.</summary>
+    public TimeSpan OperationTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Most QoS 1/2 publishes in flight; lowered to the broker's Receive Maximum when it announces one
+    /// (MQTT 5). A 3.1.1 broker announces nothing and drops what is over its limit silently (mosquitto:
+    /// max_inflight_messages, 20 by default), so keep this at or below that.</summary>
+    public int MaxInflight { get; set; } = 16;
+
+    /// <summary>Largest packet accepted (0: no limit announced).</summary>
+    public uint MaxPacketSize { get; set; }
+
+    /// <summary>Last Will: published by the broker when this client disappears without DISCONNECT.</summary>
+    public BrokerWill? Will { get; set; }
+
+    /// <summary>Subscriptions made on every connect that finds no session (the first one included).</summary>
+    public IList<(string Filter, MqttQualityOfServiceLevel Qos)> Subscriptions { get; } = [];
+
+    /// <summary>Received messages waiting for the handler; when full, MQTTnet stops taking messages from the broker.</summary>
+    public int ReceiveQueueCapacity { get; set; } = 1024;
+
+    /// <summary>The most received messages one handler call is given.</summary>
+    public int MaxBatch { get; set; } = 256;
+
+    public TimeSpan ReconnectDelay { get; set; } = TimeSpan.FromMilliseconds(500);
+
+    public TimeSpan MaxReconnectDelay { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Sets <see cref="Host"/>, <see cref="Port"/> and <see cref="Tls"/> from an address such as
+    /// <c>tcp://host:1883</c>, <c>mqtts://host</c> or <c>host:port</c>. Schemes <c>ssl</c>, <c>tls</c>, <c>mqtts</c>
+    /// mean TLS (default port 8883); any other scheme means plain TCP (default port 1883).</summary>
+    public BrokerOptions WithAddress(string address)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(address);
+        if (!address.Contains("://", StringComparison.Ordinal))
+        {
+            address = "tcp://" + address;
+        }
+
+        var uri = new Uri(address, UriKind.Absolute);
+        var tls = uri.Scheme is "ssl" or "tls" or "mqtts";
+        Host = uri.Host.Trim('[', ']');
+        Port = uri.IsDefaultPort || uri.Port <= 0 ? (tls ? 8883 : 1883) : uri.Port;
+        if (tls)
+        {
+            Tls ??= new BrokerTls();
+        }
+
+        return this;
+    }
+
+    /// <summary>Reads a protocol version setting: unset, 5, 5.0 (MQTT 5) or 3.1.1, 311, 4 (MQTT 3.1.1).</summary>
+    public static bool TryParseProtocolVersion(string? value, out MqttProtocolVersion version)
+    {
+        version = value?.Trim() switch
+        {
+            null or "" or "5" or "5.0" => MqttProtocolVersion.V500,
+            "3.1.1" or "311" or "4" => MqttProtocolVersion.V311,
+            _ => MqttProtocolVersion.Unknown,
+        };
+        return version != MqttProtocolVersion.Unknown;
+    }
+
+    internal void Validate()
+    {
+        Check(!string.IsNullOrWhiteSpace(Host), "Host is required");
+        Check(Port is >= 1 and <= 65535, "Port must be 1..65535");
+        Check(MaxInflight is >= 1 and <= 65535, "MaxInflight must be 1..65535");
+        Check(MaxBatch >= 1 && ReceiveQueueCapacity >= 1, "MaxBatch and ReceiveQueueCapacity must be positive");
+        Check(KeepAlive >= TimeSpan.Zero && KeepAlive.TotalSeconds <= ushort.MaxValue, "KeepAlive must be 0..65535 s");
+        Check(ConnectTimeout > TimeSpan.Zero && OperationTimeout > TimeSpan.Zero, "timeouts must be positive");
+        Check(ReconnectDelay > TimeSpan.Zero && MaxReconnectDelay >= ReconnectDelay, "reconnect delays must be positive and ordered");
+        Check(ProtocolVersion != MqttProtocolVersion.V311 || ClientId.Length > 0 || CleanStart, "MQTT 3.1.1 needs a client id for a persistent session");
+        Check(Tls is null || (Tls.ClientCertificateFile is null) == (Tls.ClientKeyFile is null), "a TLS client certificate and its key must be given together");
+    }
+
+    private static void Check(bool valid, string problem)
+    {
+        if (!valid)
+        {
+            throw new InvalidOperationException($"Invalid broker connection settings: {problem}.");
+        }
+    }
+}

@@ -1,0 +1,178 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using MQTTnet.Formatter;
+using MQTTnet.Protocol;
+
+namespace Propeller.Broker.Tests;
+
+/// <summary>Tests that need a mosquitto of their own (restarts, password file, TLS); each starts one on a free
+/// loopback port and kills it at the end. Pitfall 5 (no managed client: reconnect, resubscribe, publishing while
+/// disconnected) is covered by the restart test.</summary>
+public sealed class OwnBrokerTests
+{
+    [Theory]
+    [InlineData(MqttProtocolVersion.V311, MqttQualityOfServiceLevel.AtLeastOnce)]
+    [InlineData(MqttProtocolVersion.V500, MqttQualityOfServiceLevel.ExactlyOnce)]
+    [InlineData(MqttProtocolVersion.V500, MqttQualityOfServiceLevel.AtLeastOnce)]
+    [InlineData(MqttProtocolVersion.V311, MqttQualityOfServiceLevel.ExactlyOnce)]
+    public async Task GivenBrokerRestartMidStream_WhenPublishingDuringTheOutage_ThenClientsReconnectResubscribeAndEveryMessageArrives(
+        MqttProtocolVersion version,
+        MqttQualityOfServiceLevel qos)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var broker = await MosquittoProcess.StartAsync(_ => "allow_anonymous true", ct);
+        var topic = "m/tenant/c/channel/control/manager/start";
+
+        BrokerOptions Persistent(string id)
+        {
+            var options = broker.Options(version, id);
+            options.CleanStart = false;
+            options.SessionExpiryInterval = 3600;
+            return options;
+        }
+
+        await using var subscriber = new BrokerConnection(Persistent("proplet-persistent"));
+        await using var watcher = new BrokerConnection(broker.Options(version, "proplet-clean"));
+        await using var publisher = new BrokerConnection(Persistent("manager"));
+        var inbox = Inbox.Of(subscriber);
+        var watched = Inbox.Of(watcher);
+        await subscriber.StartAsync(ct);
+        await watcher.StartAsync(ct);
+        await publisher.StartAsync(ct);
+        await subscriber.SubscribeAsync(topic, qos, ct);
+        await watcher.SubscribeAsync("m/+/c/+/control/manager/#", qos, ct);
+
+        Task PublishRangeAsync(int from, int count) =>
+            Task.WhenAll(Enumerable.Range(from, count).Select(i =>
+                publisher.PublishAsync(topic, Encoding.UTF8.GetBytes(i.ToString(CultureInfo.InvariantCulture)), qos, retain: false, orderKey: "k", ct)));
+
+        await PublishRangeAsync(0, 50);
+        var seen = new HashSet<int>();
+        await ReceiveDistinctAsync(inbox, 50, seen, ct);
+        await subscriber.PublishAsync("barrier/" + Guid.NewGuid().ToString("N"), Array.Empty<byte>(), MqttQualityOfServiceLevel.AtLeastOnce, ct);
+        await broker.StopAsync(ct);
+        await WaitUntilAsync(() => !subscriber.IsConnected && !watcher.IsConnected && !publisher.IsConnected, ct);
+
+        // Publishing while disconnected waits for the connection instead of failing.
+        var duringOutage = PublishRangeAsync(50, 50);
+        await Task.Delay(300, ct);
+        duringOutage.IsCompleted.ShouldBeFalse();
+        await broker.StartAsync(ct);
+        await duringOutage.WaitAsync(TestBroker.Timeout, ct);
+
+        // The clean-session watcher lost its subscription with the broker restart; it must have subscribed again.
+        await WaitUntilAsync(() => watcher.IsConnected && subscriber.IsConnected, ct);
+        await PublishRangeAsync(100, 50);
+
+        // Nothing lost; a message whose acknowledgement the stopping broker never read may arrive twice (at least once).
+        await ReceiveDistinctAsync(inbox, 150, seen, ct);
+        seen.Order().ShouldBe(Enumerable.Range(0, 150));
+        var fromWatcher = new HashSet<int>();
+        await ReceiveDistinctAsync(watched, 50, fromWatcher, ct, only: i => i >= 100);
+    }
+
+    [Theory]
+    [InlineData(MqttProtocolVersion.V311)]
+    [InlineData(MqttProtocolVersion.V500)]
+    public async Task GivenTheBrokerRefusesTheCredentials_WhenTheyAreAcceptedLater_ThenTheConnectionRetriesAndConnects(MqttProtocolVersion version)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        string? passwords = null;
+        await using var broker = await MosquittoProcess.StartAsync(
+            directory =>
+            {
+                passwords = Path.Combine(directory, "passwords");
+                using var passwd = Process.Start("mosquitto_passwd", ["-b", "-c", passwords, "someone-else", "x"])!;
+                passwd.WaitForExit();
+                return $"allow_anonymous false\npassword_file {passwords}";
+            },
+            ct);
+
+        var options = broker.Options(version, "proplet-1");
+        options.Username = "proplet-1";
+        options.Password = "s3cret";
+        await using var client = new BrokerConnection(options);
+        using (var refused = CancellationTokenSource.CreateLinkedTokenSource(ct))
+        {
+            refused.CancelAfter(TimeSpan.FromSeconds(1));
+            await Should.ThrowAsync<OperationCanceledException>(() => client.StartAsync(refused.Token));
+        }
+
+        client.IsConnected.ShouldBeFalse();
+        using (var passwd = Process.Start("mosquitto_passwd", ["-b", passwords!, "proplet-1", "s3cret"])!)
+        {
+            await passwd.WaitForExitAsync(ct);
+        }
+
+        await broker.ReloadAsync(ct);
+        await client.WaitConnectedAsync(ct).WaitAsync(TestBroker.Timeout, ct);
+        client.IsConnected.ShouldBeTrue();
+    }
+
+    [Fact]
+    public async Task GivenMutualTlsBroker_WhenConnectingWithTheCaAndAClientCertificate_ThenMessagesRoundTrip_AndUntrustedBrokersAreRejected()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        (string CaFile, string ServerCert, string ServerKey, string ClientCert, string ClientKey) files = default;
+        await using var broker = await MosquittoProcess.StartAsync(
+            directory =>
+            {
+                files = TestCertificates.Write(directory);
+                return $"allow_anonymous true\ncafile {files.CaFile}\ncertfile {files.ServerCert}\nkeyfile {files.ServerKey}\nrequire_certificate true";
+            },
+            ct);
+
+        BrokerConnection Tls(BrokerTls tls)
+        {
+            var options = broker.Options(MqttProtocolVersion.V500, "tls-" + Guid.NewGuid().ToString("N")[..8]);
+            options.Tls = tls;
+            return new BrokerConnection(options);
+        }
+
+        await using (var client = Tls(new BrokerTls { CaFile = files.CaFile, ClientCertificateFile = files.ClientCert, ClientKeyFile = files.ClientKey }))
+        {
+            var inbox = Inbox.Of(client);
+            await client.StartAsync(ct);
+            await client.SubscribeAsync("secure/+", MqttQualityOfServiceLevel.ExactlyOnce, ct);
+            await client.PublishAsync("secure/1", "over tls"u8.ToArray(), MqttQualityOfServiceLevel.ExactlyOnce, ct);
+            Encoding.UTF8.GetString((await inbox.ReceiveAsync(ct)).Payload.Span).ShouldBe("over tls");
+        }
+
+        await using (var insecure = Tls(new BrokerTls { AllowUntrustedCertificates = true, ClientCertificateFile = files.ClientCert, ClientKeyFile = files.ClientKey }))
+        {
+            await insecure.StartAsync(ct).WaitAsync(TestBroker.Timeout, ct);
+        }
+
+        foreach (var refused in new[] { new BrokerTls { ClientCertificateFile = files.ClientCert, ClientKeyFile = files.ClientKey }, new BrokerTls { CaFile = files.CaFile } })
+        {
+            await using var client = Tls(refused);
+            using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            wait.CancelAfter(TimeSpan.FromSeconds(1));
+            await Should.ThrowAsync<OperationCanceledException>(() => client.StartAsync(wait.Token));
+            client.IsConnected.ShouldBeFalse();
+        }
+    }
+
+    private static async Task WaitUntilAsync(Func<bool> condition, CancellationToken cancellationToken)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (!condition())
+        {
+            deadline.Elapsed.ShouldBeLessThan(TestBroker.Timeout, "condition not reached");
+            await Task.Delay(20, cancellationToken);
+        }
+    }
+
+    private static async Task ReceiveDistinctAsync(Inbox inbox, int count, HashSet<int> seen, CancellationToken cancellationToken, Func<int, bool>? only = null)
+    {
+        while (seen.Count < count)
+        {
+            var value = int.Parse(Encoding.UTF8.GetString((await inbox.ReceiveAsync(cancellationToken)).Payload.Span), CultureInfo.InvariantCulture);
+            if (only is null || only(value))
+            {
+                seen.Add(value);
+            }
+        }
+    }
+}

@@ -1,0 +1,212 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Text;
+using MQTTnet.Formatter;
+using MQTTnet.Protocol;
+
+namespace Propeller.Broker.Tests;
+
+/// <summary>One test per MQTTnet pitfall in ../shared/design/libraries.md, each against a real mosquitto.</summary>
+public sealed class PitfallTests
+{
+    /// <summary>Pitfall 1: MQTTnet ignores the broker's Receive Maximum (MQTT 5: QuotaExceeded without an exception).</summary>
+    [Fact]
+    public async Task GivenMqtt5Broker_WhenPublishingFarMoreThanItsReceiveMaximumAtOnce_ThenTheWindowFollowsIt_AndEveryMessageArrives()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var broker = await MosquittoProcess.StartAsync(_ => "allow_anonymous true\nmax_inflight_messages 20", ct);
+        var topic = "pitfall/quota";
+        var options = broker.Options(MqttProtocolVersion.V500, "pub");
+        options.MaxInflight = 1000;
+        await using var publisher = new BrokerConnection(options);
+        await using var subscriber = new BrokerConnection(broker.Options(MqttProtocolVersion.V500, "sub"));
+        var inbox = Inbox.Of(subscriber);
+        await subscriber.StartAsync(ct);
+        await subscriber.SubscribeAsync(topic, MqttQualityOfServiceLevel.AtLeastOnce, ct);
+        await publisher.StartAsync(ct);
+
+        publisher.InflightLimit.ShouldBe(20, "mosquitto announces max_inflight_messages as its receive maximum");
+        await Task.WhenAll(Enumerable.Range(0, 1000).Select(i => publisher.PublishAsync(topic, Encoding.UTF8.GetBytes(i.ToString(CultureInfo.InvariantCulture)), MqttQualityOfServiceLevel.AtLeastOnce, ct)));
+
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        while (seen.Count < 1000)
+        {
+            seen.Add(Encoding.UTF8.GetString((await inbox.ReceiveAsync(ct)).Payload.Span));
+        }
+    }
+
+    /// <summary>Pitfall 1 on 3.1.1: over the broker's limit a message is lost silently, so the window is configured at
+    /// or below it (nothing announces it).</summary>
+    [Fact]
+    public async Task GivenMqtt311BrokerWithASmallInflightLimit_WhenTheWindowMatchesIt_ThenNothingIsLost()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var broker = await MosquittoProcess.StartAsync(_ => "allow_anonymous true\nmax_inflight_messages 5", ct);
+        var topic = "pitfall/v311";
+        var options = broker.Options(MqttProtocolVersion.V311, "pub");
+        options.MaxInflight = 5;
+        await using var publisher = new BrokerConnection(options);
+        await using var subscriber = new BrokerConnection(broker.Options(MqttProtocolVersion.V311, "sub"));
+        var inbox = Inbox.Of(subscriber);
+        await subscriber.StartAsync(ct);
+        await subscriber.SubscribeAsync(topic, MqttQualityOfServiceLevel.ExactlyOnce, ct);
+        await publisher.StartAsync(ct);
+
+        await Task.WhenAll(Enumerable.Range(0, 300).Select(i => publisher.PublishAsync(topic, Encoding.UTF8.GetBytes(i.ToString(CultureInfo.InvariantCulture)), MqttQualityOfServiceLevel.AtLeastOnce, ct)));
+
+        for (var i = 0; i < 300; i++)
+        {
+            Encoding.UTF8.GetString((await inbox.ReceiveAsync(ct)).Payload.Span).ShouldBe(i.ToString(CultureInfo.InvariantCulture));
+        }
+    }
+
+    /// <summary>Pitfall 2: concurrent QoS 2 publishes send PUBREL out of order. A task's start and stop (two topics)
+    /// share the task's order key and arrive in order.</summary>
+    [Fact]
+    public async Task GivenConcurrentQos2Publishes_WhenStartAndStopShareTheTasksOrderKey_ThenEachTasksStartArrivesBeforeItsStop()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var root = TestBroker.UniqueTopic("qos2order");
+        await using var publisher = new BrokerConnection(TestBroker.Options(MqttProtocolVersion.V500));
+        await using var subscriber = new BrokerConnection(TestBroker.Options(MqttProtocolVersion.V500));
+        var inbox = Inbox.Of(subscriber);
+        await subscriber.StartAsync(ct);
+        await subscriber.SubscribeAsync(root + "/#", MqttQualityOfServiceLevel.ExactlyOnce, ct);
+        await publisher.StartAsync(ct);
+
+        var publishes = new List<Task>();
+        for (var task = 0; task < 50; task++)
+        {
+            var key = task.ToString(CultureInfo.InvariantCulture);
+            for (var step = 0; step < 4; step++)
+            {
+                var topic = root + (step % 2 == 0 ? "/start" : "/stop");
+                publishes.Add(publisher.PublishAsync(topic, Encoding.UTF8.GetBytes($"{key}:{step}"), MqttQualityOfServiceLevel.ExactlyOnce, retain: false, orderKey: key, ct));
+            }
+        }
+
+        await Task.WhenAll(publishes);
+        var last = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (var i = 0; i < 200; i++)
+        {
+            var parts = Encoding.UTF8.GetString((await inbox.ReceiveAsync(ct)).Payload.Span).Split(':');
+            var step = int.Parse(parts[1], CultureInfo.InvariantCulture);
+            step.ShouldBe(last.GetValueOrDefault(parts[0], -1) + 1, $"task {parts[0]} out of order");
+            last[parts[0]] = step;
+        }
+    }
+
+    /// <summary>Pitfall 3: the handler is sequential. Different keys run in parallel inside a batch, each key in order,
+    /// and the batch is acknowledged in arrival order after it: nothing is redelivered to the persistent session.</summary>
+    [Fact]
+    public async Task GivenAHandlerThatRunsKeysInParallel_WhenManyKeysArrive_ThenEachKeyKeepsItsOrder_AndEverythingIsAcknowledged()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var topic = TestBroker.UniqueTopic("perkey");
+        var clientId = "perkey-" + Guid.NewGuid().ToString("N")[..8];
+        BrokerOptions Persistent()
+        {
+            var options = TestBroker.Options(MqttProtocolVersion.V500, clientId);
+            options.CleanStart = false;
+            options.SessionExpiryInterval = 600;
+            return options;
+        }
+
+        var seen = new ConcurrentDictionary<int, List<int>>();
+        var total = 0;
+        var subscriber = new BrokerConnection(Persistent())
+        {
+            Handler = async (messages, _) =>
+            {
+                var parsed = messages.Select(m => Encoding.UTF8.GetString(m.Payload.Span).Split(':').Select(p => int.Parse(p, CultureInfo.InvariantCulture)).ToArray());
+                await Task.WhenAll(parsed.GroupBy(p => p[0]).Select(async ofKey =>
+                {
+                    foreach (var p in ofKey)
+                    {
+                        await Task.Yield();
+                        var list = seen.GetOrAdd(p[0], _ => []);
+                        lock (list)
+                        {
+                            list.Add(p[1]);
+                        }
+
+                        Interlocked.Increment(ref total);
+                    }
+                }));
+            },
+        };
+        await subscriber.StartAsync(ct);
+        await subscriber.SubscribeAsync(topic, MqttQualityOfServiceLevel.AtLeastOnce, ct);
+        await using (var publisher = new BrokerConnection(TestBroker.Options(MqttProtocolVersion.V500)))
+        {
+            await publisher.StartAsync(ct);
+            await Task.WhenAll(Enumerable.Range(0, 1000).Select(i => publisher.PublishAsync(topic, Encoding.UTF8.GetBytes($"{i % 20}:{i / 20}"), MqttQualityOfServiceLevel.AtLeastOnce, ct)));
+        }
+
+        var deadline = DateTime.UtcNow + TestBroker.Timeout;
+        while (Volatile.Read(ref total) < 1000 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(20, ct);
+        }
+
+        total.ShouldBe(1000);
+        foreach (var (key, values) in seen)
+        {
+            values.ShouldBe(Enumerable.Range(0, 50), $"key {key}");
+        }
+
+        // A barrier: a QoS 1 round trip from the subscriber returns after the broker read the acknowledgements sent before.
+        await subscriber.PublishAsync(TestBroker.UniqueTopic("barrier"), "b"u8.ToArray(), MqttQualityOfServiceLevel.AtLeastOnce, ct);
+        await subscriber.DisposeAsync();
+        await using var again = new BrokerConnection(Persistent());
+        var inbox = Inbox.Of(again);
+        await again.StartAsync(ct);
+        (await inbox.NothingAsync(TimeSpan.FromMilliseconds(500), ct)).ShouldBeTrue("a message was not acknowledged");
+    }
+
+    /// <summary>Pitfall 4: QoS 2 is not exactly-once to the handler: a connection lost after the handler saw a message
+    /// but before its acknowledgement delivers it again (so handlers are idempotent).</summary>
+    [Fact]
+    public async Task GivenQos2Message_WhenTheConnectionIsLostBeforeItsAcknowledgement_ThenItIsDeliveredAgain()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var topic = TestBroker.UniqueTopic("qos2again");
+        var clientId = "again-" + Guid.NewGuid().ToString("N")[..8];
+        BrokerOptions Persistent()
+        {
+            var options = TestBroker.Options(MqttProtocolVersion.V500, clientId);
+            options.CleanStart = false;
+            options.SessionExpiryInterval = 600;
+            return options;
+        }
+
+        var handled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var first = new BrokerConnection(Persistent())
+        {
+            AbortOnDispose = true,
+            Handler = async (_, token) =>
+            {
+                handled.TrySetResult();
+                await release.Task.WaitAsync(token);
+            },
+        };
+        await first.StartAsync(ct);
+        await first.SubscribeAsync(topic, MqttQualityOfServiceLevel.ExactlyOnce, ct);
+        await using (var publisher = new BrokerConnection(TestBroker.Options(MqttProtocolVersion.V500)))
+        {
+            await publisher.StartAsync(ct);
+            await publisher.PublishAsync(topic, "once?"u8.ToArray(), MqttQualityOfServiceLevel.ExactlyOnce, ct);
+        }
+
+        await handled.Task.WaitAsync(TestBroker.Timeout, ct);
+        await first.DisposeAsync(); // the handler saw it; no PUBREC went out
+
+        await using var second = new BrokerConnection(Persistent());
+        var inbox = Inbox.Of(second);
+        await second.StartAsync(ct);
+        var again = await inbox.ReceiveAsync(ct);
+        Encoding.UTF8.GetString(again.Payload.Span).ShouldBe("once?");
+        again.Duplicate.ShouldBeTrue();
+    }
+}

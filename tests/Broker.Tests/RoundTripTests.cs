@@ -1,0 +1,112 @@
+using System.Text;
+using MQTTnet.Formatter;
+using MQTTnet.Protocol;
+
+namespace Propeller.Broker.Tests;
+
+/// <summary>The connection layer against the shared mosquitto: round trips, Last Will, handler batches.</summary>
+public sealed class RoundTripTests
+{
+    public static TheoryData<MqttProtocolVersion, MqttQualityOfServiceLevel> Cases()
+    {
+        var data = new TheoryData<MqttProtocolVersion, MqttQualityOfServiceLevel>();
+        foreach (var version in new[] { MqttProtocolVersion.V311, MqttProtocolVersion.V500 })
+        {
+            foreach (var qos in new[] { MqttQualityOfServiceLevel.AtMostOnce, MqttQualityOfServiceLevel.AtLeastOnce, MqttQualityOfServiceLevel.ExactlyOnce })
+            {
+                data.Add(version, qos);
+            }
+        }
+
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public async Task GivenSubscriber_WhenPublishingAtQos_ThenEveryMessageArrivesOnceInOrder(MqttProtocolVersion version, MqttQualityOfServiceLevel qos)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var topic = TestBroker.UniqueTopic("roundtrip");
+        await using var subscriber = new BrokerConnection(TestBroker.Options(version));
+        await using var publisher = new BrokerConnection(TestBroker.Options(version));
+        var inbox = Inbox.Of(subscriber);
+        await subscriber.StartAsync(ct);
+        await publisher.StartAsync(ct);
+        await subscriber.SubscribeAsync(topic, qos, ct);
+
+        // Handed over together without waiting (pipelined); QoS 2 keeps its order through the order key.
+        const int count = 200;
+        await Task.WhenAll(Enumerable.Range(0, count).Select(i => publisher.PublishAsync(topic, Encoding.UTF8.GetBytes($"m{i}"), qos, retain: false, orderKey: "one", ct)));
+
+        for (var i = 0; i < count; i++)
+        {
+            var message = await inbox.ReceiveAsync(ct);
+            message.Topic.ShouldBe(topic);
+            message.Qos.ShouldBe(qos);
+            Encoding.UTF8.GetString(message.Payload.Span).ShouldBe($"m{i}");
+        }
+
+        (await inbox.NothingAsync(TimeSpan.FromMilliseconds(300), ct)).ShouldBeTrue();
+    }
+
+    [Theory]
+    [InlineData(MqttProtocolVersion.V311)]
+    [InlineData(MqttProtocolVersion.V500)]
+    public async Task GivenLastWill_WhenTheConnectionEndsWithoutDisconnect_ThenTheBrokerPublishesTheWill(MqttProtocolVersion version)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var topic = TestBroker.UniqueTopic("will");
+        await using var watcher = new BrokerConnection(TestBroker.Options(MqttProtocolVersion.V500));
+        var inbox = Inbox.Of(watcher);
+        await watcher.StartAsync(ct);
+        await watcher.SubscribeAsync(topic, MqttQualityOfServiceLevel.AtLeastOnce, ct);
+
+        var options = TestBroker.Options(version);
+        options.Will = new BrokerWill(topic, "{\"status\":\"offline\"}"u8.ToArray());
+        var proplet = new BrokerConnection(options) { AbortOnDispose = true };
+        await proplet.StartAsync(ct);
+        (await inbox.NothingAsync(TimeSpan.FromMilliseconds(200), ct)).ShouldBeTrue();
+
+        await proplet.DisposeAsync(); // closes the socket without DISCONNECT, as a killed process would
+
+        var will = await inbox.ReceiveAsync(ct);
+        Encoding.UTF8.GetString(will.Payload.Span).ShouldBe("{\"status\":\"offline\"}");
+    }
+
+    [Fact]
+    public async Task GivenLastWill_WhenDisconnectingCleanly_ThenNoWillIsPublished()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var topic = TestBroker.UniqueTopic("nowill");
+        await using var watcher = new BrokerConnection(TestBroker.Options(MqttProtocolVersion.V500));
+        var inbox = Inbox.Of(watcher);
+        await watcher.StartAsync(ct);
+        await watcher.SubscribeAsync(topic, MqttQualityOfServiceLevel.AtLeastOnce, ct);
+        var options = TestBroker.Options(MqttProtocolVersion.V311);
+        options.Will = new BrokerWill(topic, "gone"u8.ToArray());
+        await using var client = new BrokerConnection(options);
+        await client.StartAsync(ct);
+        await client.DisconnectAsync(ct);
+        (await inbox.NothingAsync(TimeSpan.FromMilliseconds(500), ct)).ShouldBeTrue();
+
+        // Disposing is an orderly stop too.
+        var other = TestBroker.Options(MqttProtocolVersion.V500);
+        other.Will = new BrokerWill(topic, "gone"u8.ToArray());
+        var disposed = new BrokerConnection(other);
+        await disposed.StartAsync(ct);
+        await disposed.DisposeAsync();
+        (await inbox.NothingAsync(TimeSpan.FromMilliseconds(500), ct)).ShouldBeTrue();
+    }
+
+    [Fact]
+    public async Task GivenNoBroker_WhenPublishing_ThenItWaitsForTheConnection_AndTimesOutWithAClearError()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var options = new BrokerOptions { ClientId = "nobody", OperationTimeout = TimeSpan.FromMilliseconds(500), ReconnectDelay = TimeSpan.FromMilliseconds(100) }
+            .WithAddress("tcp://127.0.0.1:1");
+        await using var client = new BrokerConnection(options);
+        _ = client.StartAsync(ct);
+        var error = await Should.ThrowAsync<TimeoutException>(() => client.PublishAsync("t/x", "x"u8.ToArray(), MqttQualityOfServiceLevel.AtLeastOnce, ct));
+        error.Message.ShouldContain("127.0.0.1:1");
+    }
+}
