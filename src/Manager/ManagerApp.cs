@@ -4,6 +4,7 @@ using Propeller.Application.Messaging;
 using Propeller.Contracts.Tasks;
 using Propeller.Infrastructure;
 using Propeller.Manager.Configuration;
+using Propeller.Manager.Events;
 using Propeller.Manager.Http;
 using Propeller.Manager.Proplets;
 using Propeller.Manager.Tasks;
@@ -112,6 +113,7 @@ public static class ManagerApp
         app.MapTaskEndpoints();
         app.MapPropletEndpoints();
         app.MapMetricsEndpoints();
+        app.MapEventEndpoints();
         if (config.PluginDir is not null)
         {
             app.MapPluginEndpoints();
