@@ -4,6 +4,7 @@ using Propeller.Application.Messaging;
 using Propeller.Contracts.Tasks;
 using Propeller.Infrastructure;
 using Propeller.Manager.Configuration;
+using Propeller.Manager.Dashboard;
 using Propeller.Manager.Events;
 using Propeller.Manager.Http;
 using Propeller.Manager.Proplets;
@@ -105,6 +106,7 @@ public static class ManagerApp
 
         var app = builder.Build();
         app.UseExceptionHandler();
+        app.UseDashboard();
         app.UseApiMetrics();
         var metrics = app.Services.GetRequiredService<PrometheusMetrics>();
         app.MapGet("/metrics", () => Results.Text(metrics.Scrape(), "text/plain; version=0.0.4")).WithName("metrics");
