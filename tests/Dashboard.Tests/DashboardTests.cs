@@ -139,6 +139,25 @@ public sealed class DashboardTests(DashboardCluster cluster) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task WhenTheStreamDrops_ThePageSaysSo_AndCatchesUpAfterReconnecting()
+    {
+        var id = await cluster.Cluster.CreateTaskAsync(new { name = "main", file = Convert.ToBase64String(Wasm.Addition), inputs = new[] { 4, 5 } }, Ct);
+        await _page.RouteAsync("**/events*", route => route.AbortAsync()); // every (re)connection of the stream fails
+        await _page.GotoAsync(Ui(cluster.Cluster, $"#/tasks/{id}"));
+        await Assertions.Expect(_page.Locator("#outcome")).ToHaveTextAsync("No result yet.");
+
+        await Assertions.Expect(_page.Locator("#live")).ToHaveAttributeAsync("data-state", "down");
+        await Assertions.Expect(_page.Locator("#live")).ToContainTextAsync("reconnecting");
+        await cluster.Cluster.StartTaskAsync(id, Ct); // completes while the stream is down: no event reaches the page
+        await cluster.Cluster.WaitForTaskAsync(id, t => t.GetProperty("state").GetInt32() == 3, Ct);
+        await _page.UnrouteAsync("**/events*");
+
+        await Assertions.Expect(_page.Locator("#live")).ToHaveAttributeAsync("data-state", "up", new() { Timeout = 20000 });
+        await Assertions.Expect(_page.Locator("#result")).ToHaveTextAsync("9"); // reloaded on reconnection
+        _errors.RemoveAll(e => e.Contains("ERR_FAILED", StringComparison.Ordinal)); // the browser logs the failed connections
+    }
+
+    [Fact]
     public async Task ApiErrors_AreShownAsMessages_NotABlankPage()
     {
         await _page.GotoAsync(Ui(cluster.Cluster, $"#/tasks/{Guid.NewGuid()}"));

@@ -5,7 +5,7 @@ import { apiUrl } from './api.js';
 
 const listeners = new Set();
 let source = null;
-let connectedOnce = false;
+let dropped = false;
 
 /** fn(type, data): type is 'task', 'proplet' or 'resync' (reload everything you show). Returns an unsubscribe. */
 export function onChange(fn) {
@@ -32,13 +32,14 @@ export function connect() {
   source = new EventSource(apiUrl('/events'));
   source.addEventListener('hello', () => {
     indicator('up', 'live');
-    if (connectedOnce) emit('resync', null); // changes made while we were away were not sent
-    connectedOnce = true;
+    if (dropped) emit('resync', null); // changes made while the stream was down were not sent
+    dropped = false;
   });
   source.addEventListener('task', (e) => emit('task', JSON.parse(e.data)));
   source.addEventListener('proplet', (e) => emit('proplet', JSON.parse(e.data)));
   source.addEventListener('resync', () => emit('resync', null));
   source.addEventListener('error', () => {
+    dropped = true;
     indicator('down', source.readyState === EventSource.CLOSED ? 'stream closed — reload the page' : 'stream dropped — reconnecting…');
   });
 }
