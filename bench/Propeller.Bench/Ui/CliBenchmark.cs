@@ -11,7 +11,9 @@ namespace Propeller.Bench.Ui;
 /// doing the same three calls from bash (POST /tasks, POST /tasks/{id}/start, GET /tasks/{id}?wait=30s), in the same
 /// run against one manager (in this process) and one real proplet; alternating, N times each. `case=cli-in-process`
 /// runs the same command through CliApp without starting a process (what the CLI costs beyond .NET's start-up).
-/// Options: --runs N (20).
+/// `--r2r DIR` adds `case=cli-process-r2r`: DIR/propeller.dll from `dotnet publish src/Cli -c Release -r linux-x64
+/// --self-contained false -p:PublishReadyToRun=true -o DIR` (precompiled: less JIT at start-up).
+/// Options: --runs N (20), --r2r DIR.
 /// </summary>
 internal static class CliBenchmark
 {
@@ -20,6 +22,8 @@ internal static class CliBenchmark
     public static async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
     {
         var runs = ManagerBenchmark.Option(args, "--runs", 20);
+        var r2rAt = Array.IndexOf(args, "--r2r");
+        var r2r = r2rAt >= 0 && r2rAt + 1 < args.Length ? Path.Combine(args[r2rAt + 1], "propeller.dll") : null;
         await using var manager = await BenchManager.StartAsync("bench_cli", "cli", cancellationToken);
         var url = manager.Http.BaseAddress!.ToString().TrimEnd('/');
         var proplet = EndToEndBenchmark.StartProplet(EndToEndBenchmark.PropletDll(), manager.Broker, manager.Tenant, Guid.NewGuid().ToString());
@@ -51,20 +55,27 @@ internal static class CliBenchmark
             var curl = new List<double>();
             var process = new List<double>();
             var inProcess = new List<double>();
+            var precompiled = new List<double>();
             for (var i = 0; i < runs; i++)
             {
                 curl.Add(await TimeAsync("bash", [script], url, cancellationToken));
                 process.Add(await TimeAsync("dotnet", [cli, "task", "run", wasm, "--inputs", "10,32"], url, cancellationToken));
                 inProcess.Add(await TimeInProcessAsync(url, wasm, cancellationToken));
+                if (r2r is not null)
+                {
+                    precompiled.Add(await TimeAsync("dotnet", [r2r, "task", "run", wasm, "--inputs", "10,32"], url, cancellationToken));
+                }
             }
 
             curl.Sort();
-            process.Sort();
-            inProcess.Sort();
             var reference = ManagerBenchmark.Percentile(curl, 0.5);
             Report("curl-3-calls", curl, reference);
             Report("cli-process", process, reference);
             Report("cli-in-process", inProcess, reference);
+            if (r2r is not null)
+            {
+                Report("cli-process-r2r", precompiled, reference);
+            }
             Console.WriteLine($"cli load={File.ReadAllText("/proc/loadavg").Split(' ')[0]} cores={Environment.ProcessorCount}");
             return 0;
         }
@@ -77,9 +88,12 @@ internal static class CliBenchmark
         }
     }
 
-    private static void Report(string name, List<double> sorted, double reference) =>
+    private static void Report(string name, List<double> times, double reference)
+    {
+        var sorted = times.Order().ToList();
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"cli case={name} runs={sorted.Count} p50_ms={ManagerBenchmark.Percentile(sorted, 0.5):F1} p95_ms={ManagerBenchmark.Percentile(sorted, 0.95):F1} ratio_vs_curl={ManagerBenchmark.Percentile(sorted, 0.5) / reference:F2}"));
+    }
 
     private static async Task<double> TimeAsync(string program, string[] args, string url, CancellationToken cancellationToken)
     {
