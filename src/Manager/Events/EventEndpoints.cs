@@ -60,25 +60,30 @@ internal static class EventEndpoints
         Task<bool>? waiting = null;
         while (!cancellationToken.IsCancellationRequested)
         {
+            // One pending wait across pings; WaitAsync's timer goes away with each answer (no timer per change).
             waiting ??= reader.WaitToReadAsync(cancellationToken).AsTask();
-            if (await Task.WhenAny(waiting, Task.Delay(PingInterval, cancellationToken)) != waiting)
-            {
-                yield return new SseItem<object>(new { at = DateTimeOffset.UtcNow }, "ping");
-                continue;
-            }
-
-            bool open;
+            bool? open;
             try
             {
-                open = await waiting;
+                open = await waiting.WaitAsync(PingInterval, cancellationToken);
+            }
+            catch (TimeoutException)
+            {
+                open = null;
             }
             catch (OperationCanceledException)
             {
                 yield break; // the client went away
             }
 
+            if (open is null)
+            {
+                yield return new SseItem<object>(new { at = DateTimeOffset.UtcNow }, "ping");
+                continue;
+            }
+
             waiting = null;
-            if (!open)
+            if (open == false)
             {
                 yield break;
             }
