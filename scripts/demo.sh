@@ -96,6 +96,7 @@ wait_for() {
 }
 proplet_listed() { http GET /proplets | grep -q "\"id\":\"$proplet_id\""; }
 wait_for "the manager (/health/ready)" 120 http GET /health/ready
+echo "dashboard: $api/ui/ (live while the demo runs; docs/dashboard.md)"
 # The proplet starts once the manager listens, so the manager receives its discovery (sent on every connect).
 PROPLET_TENANT_ID="$run" PROPLET_CHANNEL_ID=demo PROPLET_ENTITY_ID="$proplet_id" PROPLET_API_KEY=demo \
   PROPLET_LIVELINESS_INTERVAL=2 PROPLET_METRICS_INTERVAL=0 \

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Test toolchains from Debian, installed when missing: wabt (wat2wasm), clang + lld + wasi-libc +
-# libclang-rt-dev-wasm32 (C test programs for wasm32-wasi), python3 (WASI conformance runner), mosquitto clients.
+# libclang-rt-dev-wasm32 (C test programs for wasm32-wasi), python3 (WASI conformance runner), mosquitto clients,
+# chromium (the dashboard's browser tests, driven by Playwright).
 set -euo pipefail
 need=()
 command -v wat2wasm >/dev/null || need+=(wabt)
@@ -10,6 +11,7 @@ command -v wasm-ld >/dev/null || need+=(lld)
 compgen -G "/usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a" >/dev/null || need+=(libclang-rt-dev-wasm32)
 command -v python3 >/dev/null || need+=(python3)
 command -v mosquitto_pub >/dev/null || need+=(mosquitto-clients)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -eq 0 ]; then echo "tools: all present"; exit 0; fi
 sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 echo "tools: apt-get install ${need[*]}"

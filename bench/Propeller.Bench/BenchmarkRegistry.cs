@@ -16,6 +16,7 @@ internal static partial class BenchmarkRegistry
         AddManager(all);
         AddEndToEnd(all);
         AddPlugins(all);
+        AddUi(all);
         return all;
     }
 
@@ -32,4 +33,6 @@ internal static partial class BenchmarkRegistry
     static partial void AddEndToEnd(IDictionary<string, Func<string[], CancellationToken, Task<int>>> benchmarks);
 
     static partial void AddPlugins(IDictionary<string, Func<string[], CancellationToken, Task<int>>> benchmarks);
+
+    static partial void AddUi(IDictionary<string, Func<string[], CancellationToken, Task<int>>> benchmarks);
 }

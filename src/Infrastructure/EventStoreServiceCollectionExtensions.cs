@@ -4,6 +4,7 @@ using Microsoft.Extensions.Options;
 using Npgsql;
 using Propeller.Application;
 using Propeller.Application.Aggregates;
+using Propeller.Application.Changes;
 using Propeller.Application.EventStore;
 using Propeller.Infrastructure.EventStore;
 using Propeller.Infrastructure.Projections;
@@ -66,6 +67,7 @@ public static class EventStoreServiceCollectionExtensions
         services.TryAddSingleton<ProjectionDaemon>();
         services.TryAddSingleton<AggregateLoader>();
         services.TryAddSingleton<StreamChanges>();
+        services.TryAddSingleton<IChangeFeed>(sp => sp.GetRequiredService<StreamChanges>());
         services.TryAddSingleton<AggregateCache>();
         services.TryAddSingleton<CommandHandler>();
         services.AddHostedService<SchemaMigrationHostedService>();

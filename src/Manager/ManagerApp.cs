@@ -4,6 +4,8 @@ using Propeller.Application.Messaging;
 using Propeller.Contracts.Tasks;
 using Propeller.Infrastructure;
 using Propeller.Manager.Configuration;
+using Propeller.Manager.Dashboard;
+using Propeller.Manager.Events;
 using Propeller.Manager.Http;
 using Propeller.Manager.Proplets;
 using Propeller.Manager.Tasks;
@@ -107,6 +109,7 @@ public static class ManagerApp
 
         var app = builder.Build();
         app.UseExceptionHandler();
+        app.UseDashboard();
         app.UseApiMetrics();
         var metrics = app.Services.GetRequiredService<PrometheusMetrics>();
         app.MapGet("/metrics", () => Results.Text(metrics.Scrape(), "text/plain; version=0.0.4")).WithName("metrics");
@@ -115,6 +118,7 @@ public static class ManagerApp
         app.MapTaskEndpoints();
         app.MapPropletEndpoints();
         app.MapMetricsEndpoints();
+        app.MapEventEndpoints();
         if (config.PluginDir is not null)
         {
             app.MapPluginEndpoints();

@@ -229,7 +229,7 @@ internal static class EndToEndBenchmark
         }
     }
 
-    private static Process StartProplet(string dll, string broker, string tenant, string propletId)
+    internal static Process StartProplet(string dll, string broker, string tenant, string propletId)
     {
         var info = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = false, RedirectStandardError = false };
         info.ArgumentList.Add(dll);
@@ -248,7 +248,7 @@ internal static class EndToEndBenchmark
     }
 
     /// <summary>propeller-proplet.dll built in the same configuration as this benchmark.</summary>
-    private static string PropletDll()
+    internal static string PropletDll()
     {
         var here = AppContext.BaseDirectory;
         var configuration = here.Contains($"{Path.DirectorySeparatorChar}Debug{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Debug" : "Release";

@@ -1,20 +1,37 @@
 using System.Collections.Concurrent;
 using System.Collections.Immutable;
+using Propeller.Application.Changes;
 
 namespace Propeller.Application.Aggregates;
 
 /// <summary>
 /// In-process notifications of appended streams, so a reader can wait for a change (long polling) instead of polling
 /// the store. Only appends made through this node's <see cref="CommandHandler"/> are seen; a waiter also re-reads on
-/// its own interval, so changes made by other nodes are picked up, later.
+/// its own interval, so changes made by other nodes are picked up, later. It is also this node's
+/// <see cref="IChangeFeed"/>: subscribers see every stream's committed appends.
 /// </summary>
-public sealed class StreamChanges
+public sealed class StreamChanges : IChangeFeed
 {
+    /// <summary>Changes a subscriber may lag behind before it is told to reload.</summary>
+    private const int SubscriptionCapacity = 4096;
+
     private readonly ConcurrentDictionary<string, ImmutableArray<Watch>> _watches = new(StringComparer.Ordinal);
 
-    /// <summary>Called after every append: hands the new state (when known) to the stream's watches.</summary>
+    private ImmutableArray<ChangeSubscription> _subscriptions = [];
+
+    /// <summary>Called after every append: hands the new state (when known) to the stream's watches and the subscribers.</summary>
     public void Notify(string streamId, long version, object? state)
     {
+        var subscriptions = _subscriptions;
+        if (!subscriptions.IsEmpty)
+        {
+            var notice = new ChangeNotice(streamId, version, state);
+            foreach (var subscription in subscriptions)
+            {
+                subscription.Post(notice);
+            }
+        }
+
         if (_watches.TryGetValue(streamId, out var watches))
         {
             foreach (var watch in watches)
@@ -34,6 +51,17 @@ public sealed class StreamChanges
         _watches.AddOrUpdate(streamId, static (_, w) => [w], static (_, list, w) => list.Add(w), watch);
         return watch;
     }
+
+    /// <inheritdoc />
+    public ChangeSubscription Subscribe()
+    {
+        var subscription = new ChangeSubscription(SubscriptionCapacity, s => ImmutableInterlocked.Update(ref _subscriptions, static (list, item) => list.Remove(item), s));
+        ImmutableInterlocked.Update(ref _subscriptions, static (list, item) => list.Add(item), subscription);
+        return subscription;
+    }
+
+    /// <summary>How many subscribers follow every stream (for tests and metrics).</summary>
+    public int Subscribers => _subscriptions.Length;
 
     /// <summary>How many streams are watched (for tests and metrics).</summary>
     public int WatchedStreams => _watches.Count;

@@ -8,10 +8,9 @@ public interface ITaskQueries
     Task<TaskState?> GetAsync(TaskId id, CancellationToken cancellationToken);
 
     /// <summary>
-    /// A page of tasks, oldest first; with <paramref name="metadataFilter"/> (a JSON object) only tasks whose
-    /// metadata contains it.
+    /// A page of the tasks that <paramref name="filter"/> lets through, oldest first (newest first when it says so).
     /// </summary>
-    Task<TaskList> ListAsync(long offset, int limit, string? metadataFilter, CancellationToken cancellationToken);
+    Task<TaskList> ListAsync(long offset, int limit, TaskListFilter filter, CancellationToken cancellationToken);
 
     /// <summary>Tasks waiting for a proplet (Scheduled), at most <paramref name="limit"/>, highest priority first, then oldest.</summary>
     Task<IReadOnlyList<TaskState>> ListScheduledAsync(int limit, CancellationToken cancellationToken);

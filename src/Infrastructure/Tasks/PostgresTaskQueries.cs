@@ -49,19 +49,54 @@ public sealed class PostgresTaskQueries(NpgsqlDataSource dataSource, IOptions<Ev
         return tasks;
     }
 
-    public async Task<TaskList> ListAsync(long offset, int limit, string? metadataFilter, CancellationToken cancellationToken)
+    public async Task<TaskList> ListAsync(long offset, int limit, TaskListFilter filter, CancellationToken cancellationToken)
     {
-        var where = metadataFilter is null ? "" : " where metadata @> $3::jsonb";
+        ArgumentNullException.ThrowIfNull(filter);
+
+        // The conditions' parameters come first ($1..$n) in both statements; the page adds offset and limit after them.
+        var conditions = new List<string>();
+        var values = new List<NpgsqlParameter>();
+        void Add(string condition, object value, NpgsqlDbType type)
+        {
+            values.Add(new NpgsqlParameter { Value = value, NpgsqlDbType = type });
+            conditions.Add(condition.Replace("?", "$" + values.Count.ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal));
+        }
+
+        if (filter.Metadata is not null)
+        {
+            Add("metadata @> ?::jsonb", filter.Metadata, NpgsqlDbType.Text);
+        }
+
+        if (filter.Status is { } status)
+        {
+            Add("state = ?", (int)status, NpgsqlDbType.Integer);
+        }
+
+        if (filter.Name is { Length: > 0 } name)
+        {
+            // A part of the name, case-insensitive; LIKE's wildcards in the input are taken literally.
+            Add("name ilike '%' || ? || '%'", name.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("%", "\\%", StringComparison.Ordinal).Replace("_", "\\_", StringComparison.Ordinal), NpgsqlDbType.Text);
+        }
+
+        if (filter.PropletId is { Length: > 0 } proplet)
+        {
+            Add("proplet_id = ?", proplet, NpgsqlDbType.Text);
+        }
+
+        var where = conditions.Count == 0 ? "" : " where " + string.Join(" and ", conditions);
+        var order = filter.NewestFirst ? "created_at desc, id desc" : "created_at, id";
+        var n = values.Count;
         await using var batch = dataSource.CreateBatch();
-        var count = new NpgsqlBatchCommand($"select count(*) from {_schema}.task_view{where.Replace("$3", "$1", StringComparison.Ordinal)}");
-        var page = new NpgsqlBatchCommand($"select doc::text from {_schema}.task_view{where} order by created_at, id offset $1 limit $2");
+        var count = new NpgsqlBatchCommand($"select count(*) from {_schema}.task_view{where}");
+        var page = new NpgsqlBatchCommand($"select doc::text from {_schema}.task_view{where} order by {order} offset ${n + 1} limit ${n + 2}");
+        foreach (var value in values)
+        {
+            count.Parameters.Add(value.Clone());
+            page.Parameters.Add(value.Clone());
+        }
+
         page.Parameters.AddWithValue(offset);
         page.Parameters.AddWithValue(limit);
-        if (metadataFilter is not null)
-        {
-            count.Parameters.Add(new NpgsqlParameter { Value = metadataFilter, NpgsqlDbType = NpgsqlDbType.Text });
-            page.Parameters.Add(new NpgsqlParameter { Value = metadataFilter, NpgsqlDbType = NpgsqlDbType.Text });
-        }
 
         batch.BatchCommands.Add(count);
         batch.BatchCommands.Add(page);

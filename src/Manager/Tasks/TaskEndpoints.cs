@@ -113,7 +113,26 @@ internal static class TaskEndpoints
             }
         }
 
-        var page = await queries.ListAsync((long)offset, (int)limit, filter, cancellationToken);
+        // Beyond the original: state (its number or name), a part of the name, the proplet and newest-first order.
+        TaskStatus? status = null;
+        if (request.Query["state"].FirstOrDefault() is { Length: > 0 } state)
+        {
+            if (!Enum.TryParse<TaskStatus>(state, ignoreCase: true, out var parsed) || !Enum.IsDefined(parsed))
+            {
+                return ApiResults.BadRequest("state must be a task state: 0-6 or pending, scheduled, running, completed, failed, skipped, interrupted");
+            }
+
+            status = parsed;
+        }
+
+        var order = request.Query["order"].FirstOrDefault();
+        if (order is not (null or "" or "oldest" or "newest"))
+        {
+            return ApiResults.BadRequest("order must be oldest or newest");
+        }
+
+        var listFilter = new TaskListFilter(filter, status, request.Query["name"].FirstOrDefault(), request.Query["proplet_id"].FirstOrDefault(), order == "newest");
+        var page = await queries.ListAsync((long)offset, (int)limit, listFilter, cancellationToken);
         return Results.Ok(new TaskPage((long)offset, (long)limit, page.Total, [.. page.Tasks.Select(TaskMapping.ToJson)]));
     }
 

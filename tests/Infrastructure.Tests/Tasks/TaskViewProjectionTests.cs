@@ -94,13 +94,35 @@ public sealed class TaskViewProjectionTests : IAsyncLifetime
             await HandleAsync(new CreateTask(id, TaskSpec.Named($"t{i}") with { Metadata = i % 2 == 0 ? """{"team":"edge"}""" : """{"team":"core"}""" }, T0.AddSeconds(i)));
         }
 
-        var page = await _queries.ListAsync(1, 2, null, Ct);
+        var page = await _queries.ListAsync(1, 2, TaskListFilter.None, Ct);
         page.Total.ShouldBe(5);
         page.Tasks.Select(t => t.Spec!.Name).ShouldBe(["t1", "t2"]);
 
-        var edge = await _queries.ListAsync(0, 100, """{"team":"edge"}""", Ct);
+        var edge = await _queries.ListAsync(0, 100, new TaskListFilter("""{"team":"edge"}"""), Ct);
         edge.Total.ShouldBe(3);
         edge.Tasks.Select(t => t.Spec!.Name).ShouldBe(["t0", "t2", "t4"]);
+    }
+
+    [Fact]
+    public async Task List_FiltersByStateNameAndProplet_AndPagesNewestFirst()
+    {
+        var ids = new List<TaskId>();
+        foreach (var name in new[] { "add_one", "Add_two", "multiply", "100%_add" })
+        {
+            var id = NewId();
+            ids.Add(id);
+            await HandleAsync(new CreateTask(id, TaskSpec.Named(name), T0.AddSeconds(ids.Count)));
+        }
+
+        await HandleAsync(new StartTask(ids[1], T0.AddSeconds(10), null));
+
+        (await _queries.ListAsync(0, 10, new TaskListFilter(Name: "ADD"), Ct)).Tasks.Select(t => t.Spec!.Name).ShouldBe(["add_one", "Add_two", "100%_add"]);
+        (await _queries.ListAsync(0, 10, new TaskListFilter(Name: "%_"), Ct)).Tasks.Select(t => t.Spec!.Name).ShouldBe(["100%_add"]);
+        (await _queries.ListAsync(0, 10, new TaskListFilter(Status: TaskStatus.Scheduled), Ct)).Tasks.Select(t => t.Spec!.Name).ShouldBe(["Add_two"]);
+        var pending = await _queries.ListAsync(0, 2, new TaskListFilter(Status: TaskStatus.Pending, Name: "a", NewestFirst: true), Ct);
+        pending.Total.ShouldBe(2);
+        pending.Tasks.Select(t => t.Spec!.Name).ShouldBe(["100%_add", "add_one"]);
+        (await _queries.ListAsync(0, 10, new TaskListFilter(PropletId: "nowhere"), Ct)).Total.ShouldBe(0);
     }
 
     [Fact]
@@ -111,6 +133,6 @@ public sealed class TaskViewProjectionTests : IAsyncLifetime
         await HandleAsync(new DeleteTask(id, T0.AddSeconds(1)));
 
         (await _queries.GetAsync(id, Ct)).ShouldBeNull();
-        (await _queries.ListAsync(0, 10, null, Ct)).Total.ShouldBe(0);
+        (await _queries.ListAsync(0, 10, TaskListFilter.None, Ct)).Total.ShouldBe(0);
     }
 }

@@ -34,6 +34,26 @@ public sealed class TaskApiTests : IAsyncLifetime
     private async Task<int> StateAsync(string id) => (await BodyAsync(await Http.GetAsync($"/tasks/{id}", Ct))).GetProperty("state").GetInt32();
 
     [Fact]
+    public async Task List_FiltersByStateAndName_NewestFirst_AndRejectsBadValues()
+    {
+        var one = await CreateAsync("""{"name":"alpha"}""");
+        var two = await CreateAsync("""{"name":"Alphabet"}""");
+        await CreateAsync("""{"name":"beta"}""");
+        (await Http.PostAsync($"/tasks/{two}/start", null, Ct)).StatusCode.ShouldBe(HttpStatusCode.OK);
+
+        static IEnumerable<string?> Ids(JsonElement page) => page.GetProperty("tasks").EnumerateArray().Select(t => t.GetProperty("id").GetString());
+        var byName = await BodyAsync(await Http.GetAsync("/tasks?name=ALPHA&order=newest", Ct));
+        byName.GetProperty("total").GetInt64().ShouldBe(2);
+        Ids(byName).ShouldBe([two, one]);
+        Ids(await BodyAsync(await Http.GetAsync("/tasks?state=scheduled", Ct))).ShouldBe([two]);
+        Ids(await BodyAsync(await Http.GetAsync("/tasks?state=0&name=alpha", Ct))).ShouldBe([one]);
+        foreach (var bad in new[] { "state=9", "state=done", "order=sideways" })
+        {
+            (await Http.GetAsync("/tasks?" + bad, Ct)).StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        }
+    }
+
+    [Fact]
     public async Task Upload_SetsTheFile_FromAWasmPart_AndRejectsEverythingElse()
     {
         var id = await CreateAsync();

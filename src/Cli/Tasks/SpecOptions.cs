@@ -1,0 +1,120 @@
+using System.CommandLine;
+using System.CommandLine.Parsing;
+using System.Text.Json;
+using Propeller.Contracts;
+using Propeller.Contracts.Tasks;
+
+namespace Propeller.Cli.Tasks;
+
+/// <summary>The options that describe a task to create (shared by <c>task create</c> and <c>task run</c>).</summary>
+internal sealed class SpecOptions
+{
+    private readonly Option<FileInfo?>? _file;
+    private readonly Option<string?> _imageUrl = new("--image-url") { Description = "An OCI image holding the module (instead of a file)" };
+    private readonly Option<string?> _inputs = new("--inputs", "-i") { Description = "The function's arguments, comma-separated (e.g. 10,32)" };
+    private readonly Option<string[]> _env = new("--env", "-e") { Description = "An environment variable for WASI programs, KEY=VALUE (repeatable)", AllowMultipleArgumentsPerToken = false };
+    private readonly Option<string[]> _cliArgs = new("--cli-arg") { Description = "An argument for the runtime (repeatable)" };
+    private readonly Option<string?> _metadata = new("--metadata", "-m") { Description = "Metadata, a JSON object (e.g. '{\"team\":\"edge\"}')" };
+    private readonly Option<bool> _daemon = new("--daemon") { Description = "Run as a daemon (the proplet keeps it running)" };
+
+    public SpecOptions(bool withFile = true)
+    {
+        if (withFile)
+        {
+            _file = new Option<FileInfo?>("--file") { Description = "The WebAssembly module (.wasm), sent inline" };
+        }
+    }
+
+    public void AddTo(Command command)
+    {
+        if (_file is not null)
+        {
+            command.Options.Add(_file);
+        }
+
+        foreach (var option in new Option[] { _imageUrl, _inputs, _env, _cliArgs, _metadata, _daemon })
+        {
+            command.Options.Add(option);
+        }
+    }
+
+    public TaskJson Body(ParseResult parse, string name)
+    {
+        var env = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var pair in parse.GetValue(_env) ?? [])
+        {
+            var eq = pair.IndexOf('=', StringComparison.Ordinal);
+            if (eq < 1)
+            {
+                throw new CliException($"--env expects KEY=VALUE, got '{pair}'", CliException.Usage);
+            }
+
+            env[pair[..eq]] = pair[(eq + 1)..];
+        }
+
+        JsonElement? metadata = null;
+        if (parse.GetValue(_metadata) is { } text)
+        {
+            try
+            {
+                metadata = JsonDocument.Parse(text).RootElement.Clone();
+            }
+            catch (JsonException ex)
+            {
+                throw new CliException($"--metadata is not JSON: {ex.Message}", CliException.Usage);
+            }
+
+            if (metadata.Value.ValueKind != JsonValueKind.Object)
+            {
+                throw new CliException("--metadata must be a JSON object", CliException.Usage);
+            }
+        }
+
+        var cliArgs = parse.GetValue(_cliArgs);
+        return new TaskJson
+        {
+            Name = name,
+            File = _file is not null && parse.GetValue(_file) is { } file ? ReadWasm(file) : null,
+            ImageUrl = parse.GetValue(_imageUrl),
+            Inputs = parse.GetValue(_inputs) is { Length: > 0 } inputs ? inputs.Split(',', StringSplitOptions.TrimEntries) : null,
+            Env = env.Count == 0 ? null : env,
+            CliArgs = cliArgs is { Length: > 0 } ? cliArgs : null,
+            Metadata = metadata,
+            Daemon = parse.GetValue(_daemon),
+        };
+    }
+
+    /// <summary>The module's bytes as base64, after checking it is one (<c>\0asm</c>), so a wrong file fails here.</summary>
+    public static string ReadWasm(FileInfo file)
+    {
+        byte[] bytes;
+        try
+        {
+            bytes = File.ReadAllBytes(file.FullName);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            throw new CliException($"cannot read {file.FullName}: {ex.Message}", CliException.Usage);
+        }
+
+        if (bytes.Length < 8 || !bytes.AsSpan(0, 4).SequenceEqual("\0asm"u8))
+        {
+            throw new CliException($"{file.FullName} is not a WebAssembly module (it must start with \\0asm)", CliException.Usage);
+        }
+
+        return Convert.ToBase64String(bytes);
+    }
+
+    /// <summary>A duration like the manager's: 500ms, 30s, 5m, 1h30m.</summary>
+    public static TimeSpan ParseDuration(ArgumentResult result)
+    {
+        var text = result.Tokens.Count > 0 ? result.Tokens[0].Value : "";
+        if (GoDuration.TryParse(text, out var duration) && duration > TimeSpan.Zero)
+        {
+            return duration;
+        }
+
+        result.AddError($"'{text}' is not a duration (e.g. 500ms, 30s, 5m, 1h30m)");
+        return default;
+    }
+}

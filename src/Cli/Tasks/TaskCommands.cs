@@ -1,0 +1,271 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using Propeller.Cli.Output;
+
+namespace Propeller.Cli.Tasks;
+
+/// <summary><c>propeller task ...</c>: create, list, get, start, stop, delete, history, watch and run.</summary>
+internal static class TaskCommands
+{
+    public static Command Build(CommandActions actions)
+    {
+        var task = new Command("task", "Create, run, inspect and control tasks");
+        task.Subcommands.Add(Create(actions));
+        task.Subcommands.Add(List(actions));
+        task.Subcommands.Add(Get(actions));
+        task.Subcommands.Add(Simple(actions, "start", "Start a task (it is placed on a proplet)", id => $"/tasks/{id}/start", "started"));
+        task.Subcommands.Add(Simple(actions, "stop", "Stop a running task", id => $"/tasks/{id}/stop", "stopped"));
+        task.Subcommands.Add(Delete(actions));
+        task.Subcommands.Add(History(actions));
+        task.Subcommands.Add(Watch(actions));
+        task.Subcommands.Add(Run(actions));
+        return task;
+    }
+
+    private static Argument<string> IdArgument() => new("id") { Description = "The task's id" };
+
+    private static Command Create(CommandActions actions)
+    {
+        var name = new Option<string>("--name", "-n") { Description = "The task's name: the function to call (main, _start for WASI programs)", Required = true };
+        var spec = new SpecOptions();
+        var command = new Command("create", "Create a task (from a .wasm file or an OCI image URL); it stays pending until started") { name };
+        spec.AddTo(command);
+        actions.Set(
+            command,
+            (context, parse, cancellationToken) => context.Manager.PostAsync("/tasks", spec.Body(parse, parse.GetValue(name)!), cancellationToken),
+            (context, created) => context.Console.Write(TaskFields.Detail(created)));
+        return command;
+    }
+
+    private static Command List(CommandActions actions)
+    {
+        var offset = new Option<long>("--offset") { Description = "Skip this many tasks", DefaultValueFactory = _ => 0 };
+        var limit = new Option<int>("--limit") { Description = "Show at most this many tasks (1-100)", DefaultValueFactory = _ => 20 };
+        var state = new Option<string?>("--state", "-s") { Description = "Only tasks in this state" };
+        state.AcceptOnlyFromAmong("pending", "scheduled", "running", "completed", "failed", "skipped", "interrupted");
+        var name = new Option<string?>("--name", "-n") { Description = "Only tasks whose name contains this (any case)" };
+        var metadata = new Option<string?>("--metadata") { Description = "Only tasks whose metadata contains this JSON object, e.g. '{\"team\":\"edge\"}'" };
+        var proplet = new Option<string?>("--proplet") { Description = "Only tasks dispatched to this proplet" };
+        var newest = new Option<bool>("--newest") { Description = "Newest first (default: oldest first)" };
+        var command = new Command("list", "List tasks, a page at a time") { offset, limit, state, name, metadata, proplet, newest };
+        actions.Set(
+            command,
+            (context, parse, cancellationToken) =>
+            {
+                var query = new List<string>
+                {
+                    "offset=" + parse.GetValue(offset).ToString(CultureInfo.InvariantCulture),
+                    "limit=" + parse.GetValue(limit).ToString(CultureInfo.InvariantCulture),
+                };
+                void Add(string key, string? value)
+                {
+                    if (value is { Length: > 0 })
+                    {
+                        query.Add(key + "=" + Uri.EscapeDataString(value));
+                    }
+                }
+
+                Add("state", parse.GetValue(state));
+                Add("name", parse.GetValue(name));
+                Add("metadata", parse.GetValue(metadata));
+                Add("proplet_id", parse.GetValue(proplet));
+                Add("order", parse.GetValue(newest) ? "newest" : null);
+                return context.Manager.GetAsync("/tasks?" + string.Join('&', query), cancellationToken);
+            },
+            (context, page) =>
+            {
+                var tasks = page.GetProperty("tasks").EnumerateArray().ToList();
+                context.Console.Write(TaskFields.List(tasks, DateTimeOffset.UtcNow));
+                var from = page.GetProperty("offset").GetInt64();
+                context.Output.WriteLine(tasks.Count == 0
+                    ? $"no tasks ({page.GetProperty("total").GetInt64()} in all)"
+                    : $"{from + 1}-{from + tasks.Count} of {page.GetProperty("total").GetInt64()}");
+            });
+        return command;
+    }
+
+    private static Command Get(CommandActions actions)
+    {
+        var id = IdArgument();
+        var version = new Option<long?>("--version") { Description = "The task as it was at this version of its history (replay)" };
+        var at = new Option<string?>("--at") { Description = "The task as it was at this time (RFC 3339; replay)" };
+        var command = new Command("get", "Show a task, now or as it was at a version or time") { id, version, at };
+        actions.Set(
+            command,
+            (context, parse, cancellationToken) =>
+            {
+                var query = parse.GetValue(version) is { } v ? "?version=" + v.ToString(CultureInfo.InvariantCulture)
+                    : parse.GetValue(at) is { } time ? "?at=" + Uri.EscapeDataString(time)
+                    : "";
+                return context.Manager.GetAsync($"/tasks/{Escape(parse.GetValue(id)!)}{query}", cancellationToken);
+            },
+            (context, task) => context.Console.Write(TaskFields.Detail(task)));
+        return command;
+    }
+
+    private static Command Simple(CommandActions actions, string name, string description, Func<string, string> path, string done)
+    {
+        var id = IdArgument();
+        var command = new Command(name, description) { id };
+        actions.Set(command, async (context, parse, cancellationToken) =>
+        {
+            var answer = await context.Manager.PostAsync(path(Escape(parse.GetValue(id)!)), null, cancellationToken);
+            if (context.Json)
+            {
+                context.WriteJson(answer);
+            }
+            else
+            {
+                await context.Output.WriteLineAsync($"{done} {parse.GetValue(id)}");
+            }
+
+            return 0;
+        });
+        return command;
+    }
+
+    private static Command Delete(CommandActions actions)
+    {
+        var id = IdArgument();
+        var command = new Command("delete", "Delete a task (not while it runs: stop it first)") { id };
+        actions.Set(command, async (context, parse, cancellationToken) =>
+        {
+            await context.Manager.DeleteAsync($"/tasks/{Escape(parse.GetValue(id)!)}", cancellationToken);
+            if (context.Json)
+            {
+                context.WriteJson(new { deleted = true });
+            }
+            else
+            {
+                await context.Output.WriteLineAsync($"deleted {parse.GetValue(id)}");
+            }
+
+            return 0;
+        });
+        return command;
+    }
+
+    private static Command History(CommandActions actions)
+    {
+        var id = IdArgument();
+        var command = new Command("history", "Show a task's history: every event with its time, user and plugin decisions") { id };
+        actions.Set(
+            command,
+            (context, parse, cancellationToken) => context.Manager.GetAsync($"/tasks/{Escape(parse.GetValue(id)!)}/history", cancellationToken),
+            (context, history) =>
+            {
+                var table = Tables.Create("VERSION", "TIME", "EVENT", "USER", "PLUGINS");
+                foreach (var entry in history.EnumerateArray())
+                {
+                    Tables.Row(table, Tables.Str(entry, "version"), Tables.Stamp(Tables.Time(entry, "timestamp")), Tables.Str(entry, "type"), Tables.Str(entry, "user_id"), PluginDecisions(entry));
+                }
+
+                context.Console.Write(table);
+            });
+        return command;
+    }
+
+    /// <summary>The plugin decisions in an event's headers, e.g. <c>audit: authorize create allow</c>.</summary>
+    internal static string PluginDecisions(JsonElement entry)
+    {
+        if (!entry.TryGetProperty("headers", out var headers) || headers.ValueKind != JsonValueKind.Object || !headers.TryGetProperty("plugins", out var plugins))
+        {
+            return "";
+        }
+
+        try
+        {
+            using var decisions = JsonDocument.Parse(plugins.GetString() ?? "[]");
+            return string.Join("; ", decisions.RootElement.EnumerateArray().Select(d =>
+                $"{Tables.Str(d, "plugin")}: {Tables.Str(d, "hook")} {(d.TryGetProperty("allow", out var allow) && allow.GetBoolean() ? "allow" : "deny")}"
+                + (Tables.Str(d, "reason") is { Length: > 0 } reason ? $" ({reason})" : "")));
+        }
+        catch (JsonException)
+        {
+            return plugins.ToString();
+        }
+    }
+
+    private static Command Watch(CommandActions actions)
+    {
+        var id = IdArgument();
+        var timeout = TimeoutOption();
+        var command = new Command("watch", "Follow a task's state live until its attempt ends; the exit code tells how it ended") { id, timeout };
+        actions.Set(command, async (context, parse, cancellationToken) =>
+        {
+            var task = await TaskWaiter.WatchAsync(context, parse.GetValue(id)!, Stopwatch.StartNew(), parse.GetValue(timeout), null, cancellationToken);
+            return Finish(context, task);
+        });
+        return command;
+    }
+
+    private static Command Run(CommandActions actions)
+    {
+        var file = new Argument<FileInfo>("file") { Description = "The WebAssembly module (.wasm) to run" };
+        var function = new Option<string>("--function", "-f") { Description = "The function to call (_start for WASI programs)", DefaultValueFactory = _ => "main" };
+        var watch = new Option<bool>("--watch", "-w") { Description = "Print every state the task reaches (scheduled, running on which proplet, ...)" };
+        var timeout = TimeoutOption();
+        var spec = new SpecOptions(withFile: false);
+        var command = new Command("run", "Create a task from a .wasm file, start it and wait for its result (exit code 0 when it completed)") { file, function, watch, timeout };
+        spec.AddTo(command);
+        actions.Set(command, async (context, parse, cancellationToken) =>
+        {
+            var clock = Stopwatch.StartNew();
+            var body = spec.Body(parse, parse.GetValue(function)!) with { File = SpecOptions.ReadWasm(parse.GetValue(file)!) };
+            var created = await context.Manager.PostAsync("/tasks", body, cancellationToken);
+            var id = created.GetProperty("id").GetString()!;
+            Task StartAsync() => context.Manager.PostAsync($"/tasks/{id}/start", null, cancellationToken);
+            JsonElement task;
+            if (parse.GetValue(watch))
+            {
+                if (!context.Json)
+                {
+                    await context.Output.WriteLineAsync($"task {id}");
+                }
+
+                task = await TaskWaiter.WatchAsync(context, id, clock, parse.GetValue(timeout), StartAsync, cancellationToken);
+            }
+            else
+            {
+                await StartAsync();
+                task = await TaskWaiter.PollAsync(context, id, $"task {id} running", clock, parse.GetValue(timeout), cancellationToken);
+            }
+
+            return Finish(context, task, clock);
+        });
+        return command;
+    }
+
+    /// <summary>Prints how the attempt ended (the result on stdout, alone) and returns the exit code: 0 only when it completed.</summary>
+    private static int Finish(CliContext context, JsonElement task, Stopwatch? clock = null)
+    {
+        var state = Tables.StateName(task);
+        var completed = state == "completed";
+        if (context.Json)
+        {
+            context.WriteJson(task);
+        }
+        else if (completed)
+        {
+            context.Output.WriteLine(Tables.Results(task));
+        }
+
+        var took = clock is null ? "" : $" in {clock.Elapsed.TotalSeconds.ToString("0.000", CultureInfo.InvariantCulture)}s";
+        var where = Tables.Str(task, "proplet_id") is { Length: > 0 } proplet ? $" on proplet {proplet}" : "";
+        context.Error.WriteLine(completed
+            ? $"task {Tables.Str(task, "id")} completed{where}{took}"
+            : $"propeller: task {Tables.Str(task, "id")} {state}{where}{took}" + (Tables.Str(task, "error") is { Length: > 0 } error ? $": {error}" : ""));
+        return completed ? 0 : 1;
+    }
+
+    private static Option<TimeSpan> TimeoutOption() => new("--timeout")
+    {
+        Description = "Give up waiting after this long (e.g. 30s, 5m; the task goes on); exit code 4",
+        DefaultValueFactory = _ => TimeSpan.FromMinutes(10),
+        CustomParser = result => SpecOptions.ParseDuration(result),
+    };
+
+    private static string Escape(string id) => Uri.EscapeDataString(id);
+}

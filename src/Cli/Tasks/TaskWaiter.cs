@@ -1,0 +1,136 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using Propeller.Cli.Output;
+using Spectre.Console;
+
+namespace Propeller.Cli.Tasks;
+
+/// <summary>
+/// Waits for a task's attempt to end: by long polling (<c>GET /tasks/{id}?wait=</c>, one request per 30 s) with a
+/// live status line on a terminal, or by following <c>GET /events?task=</c> and printing every change (watch).
+/// </summary>
+internal static class TaskWaiter
+{
+    /// <summary>The exit code when the wait ran out before the task ended.</summary>
+    public const int TimedOut = 4;
+
+    private static readonly TimeSpan PollWait = TimeSpan.FromSeconds(30);
+
+    public static async Task<JsonElement> PollAsync(CliContext context, string id, string what, Stopwatch clock, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(timeout);
+        var wait = PollLoopAsync(context, id, deadline.Token);
+        if (context.Interactive && !context.Json)
+        {
+            await context.Console.Status().StartAsync(what, async status =>
+            {
+                while (!wait.IsCompleted)
+                {
+                    status.Status = $"{what} {clock.Elapsed.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture)}s";
+                    await Task.WhenAny(wait, Task.Delay(100, CancellationToken.None));
+                }
+            });
+        }
+
+        return await DeadlineAsync(wait, id, timeout, cancellationToken);
+    }
+
+    /// <summary>
+    /// Follows the task's events, printing each state it reaches, until its attempt ends. <paramref name="subscribed"/>
+    /// runs once the stream is open (so a start it makes cannot be missed).
+    /// </summary>
+    public static async Task<JsonElement> WatchAsync(CliContext context, string id, Stopwatch clock, TimeSpan timeout, Func<Task>? subscribed, CancellationToken cancellationToken)
+    {
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(timeout);
+        return await DeadlineAsync(FollowAsync(context, id, clock, subscribed, deadline.Token), id, timeout, cancellationToken);
+    }
+
+    private static async Task<JsonElement> FollowAsync(CliContext context, string id, Stopwatch clock, Func<Task>? subscribed, CancellationToken cancellationToken)
+    {
+        string? shown = null;
+        void Show(JsonElement task)
+        {
+            var line = Tables.StateName(task) + (Tables.Str(task, "proplet_id") is { Length: > 0 } proplet ? " on " + proplet : "");
+            if (line != shown && !context.Json)
+            {
+                context.Output.WriteLine($"+{clock.Elapsed.TotalSeconds.ToString("0.000", CultureInfo.InvariantCulture)}s  {line}");
+            }
+
+            shown = line;
+        }
+
+        await using var events = context.Manager.EventsAsync($"?task={id}", cancellationToken).GetAsyncEnumerator(cancellationToken);
+        if (!await events.MoveNextAsync())
+        {
+            throw new CliException("the manager closed the event stream at once", CliException.Failed);
+        }
+
+        if (subscribed is not null)
+        {
+            await subscribed();
+        }
+
+        var task = await context.Manager.GetAsync($"/tasks/{id}", cancellationToken);
+        Show(task);
+        while (!Tables.Ended(task))
+        {
+            if (!await events.MoveNextAsync())
+            {
+                return await PollLoopAsync(context, id, cancellationToken); // the stream dropped: finish by long polling
+            }
+
+            switch (events.Current.EventType)
+            {
+                case "task":
+                    using (var change = JsonDocument.Parse(events.Current.Data))
+                    {
+                        if (change.RootElement.TryGetProperty("deleted", out var deleted) && deleted.GetBoolean())
+                        {
+                            throw new CliException($"task {id} was deleted", CliException.Failed);
+                        }
+
+                        task = change.RootElement.GetProperty("task").Clone();
+                    }
+
+                    break;
+                case "resync" or "hello":
+                    task = await context.Manager.GetAsync($"/tasks/{id}", cancellationToken);
+                    break;
+                default:
+                    continue;
+            }
+
+            Show(task);
+        }
+
+        return task;
+    }
+
+    private static async Task<JsonElement> PollLoopAsync(CliContext context, string id, CancellationToken cancellationToken)
+    {
+        var wait = "?wait=" + ((int)PollWait.TotalSeconds).ToString(CultureInfo.InvariantCulture) + "s";
+        while (true)
+        {
+            var task = await context.Manager.GetAsync($"/tasks/{id}{wait}", cancellationToken);
+            if (Tables.Ended(task))
+            {
+                return task;
+            }
+        }
+    }
+
+    private static async Task<JsonElement> DeadlineAsync(Task<JsonElement> wait, string id, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await wait;
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new CliException($"task {id} did not end within {timeout} (it goes on; see `propeller task get {id}`)", TimedOut);
+        }
+    }
+}

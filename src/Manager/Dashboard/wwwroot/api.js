@@ -1,0 +1,53 @@
+// The manager's HTTP API. Every failure becomes an Error whose message is the manager's {"error": ...} or says why
+// the manager could not be reached, so views can show it.
+
+export class ApiError extends Error {
+  constructor(message, status) {
+    super(message);
+    this.status = status;
+  }
+}
+
+// The dashboard is served under /ui/ by the manager: the API is one level up (also behind a path prefix).
+export const apiBase = new URL('../', document.baseURI);
+
+export const apiUrl = (path) => new URL(path.replace(/^\//, ''), apiBase).href;
+
+// The user the manager records in the history and shows to plugins (X-User-Id); there is no login.
+export const user = {
+  get: () => localStorage.getItem('propeller.user') ?? '',
+  set: (value) => (value ? localStorage.setItem('propeller.user', value) : localStorage.removeItem('propeller.user')),
+};
+
+async function request(method, path, body, headers = {}) {
+  const who = user.get();
+  let response;
+  try {
+    response = await fetch(apiUrl(path), { method, body, headers: { Accept: 'application/json', ...(who ? { 'X-User-Id': who } : {}), ...headers } });
+  } catch (e) {
+    throw new ApiError(`cannot reach the manager (${e.message})`, 0);
+  }
+  const text = await response.text();
+  let json = null;
+  if (text) {
+    try { json = JSON.parse(text); } catch { /* not JSON: shown as text below */ }
+  }
+  if (!response.ok) {
+    const detail = json && typeof json.error === 'string' ? json.error : (text || response.statusText);
+    throw new ApiError(`${method} ${path}: ${response.status} ${detail}`, response.status);
+  }
+  return json;
+}
+
+const jsonBody = (value) => [JSON.stringify(value), { 'Content-Type': 'application/json' }];
+
+export const api = {
+  get: (path) => request('GET', path),
+  post: (path, value) => value === undefined ? request('POST', path) : request('POST', path, ...jsonBody(value)),
+  del: (path) => request('DELETE', path),
+  upload: (path, file) => {
+    const form = new FormData();
+    form.append('file', file, file.name);
+    return request('PUT', path, form);
+  },
+};

@@ -1,0 +1,59 @@
+// Create a task from a .wasm upload with inputs: POST /tasks, then PUT /tasks/{id}/upload, then (optionally) start.
+import { api } from '../api.js';
+import { message, flash } from '../message.js';
+import { h } from '../dom.js';
+
+export async function render(main) {
+  const form = h('form', { class: 'create card', id: 'create' },
+    h('label', {}, 'WebAssembly module (.wasm)', h('input', { type: 'file', name: 'file', accept: '.wasm', required: true })),
+    h('label', {}, 'Function', h('input', { name: 'name', value: 'main', required: true })),
+    h('label', {}, 'Inputs (comma-separated)', h('input', { name: 'inputs', placeholder: '10,32' })),
+    h('label', {}, 'Environment (KEY=VALUE per line)', h('textarea', { name: 'env', rows: 2 })),
+    h('label', {}, 'Metadata (JSON object)', h('input', { name: 'metadata', placeholder: '{"team":"edge"}' })),
+    h('label', { class: 'check' }, h('input', { type: 'checkbox', name: 'start', checked: true }), ' start it now'),
+    h('button', { type: 'submit' }, 'Create task'));
+
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const data = new FormData(form);
+    const file = data.get('file');
+    const body = { name: data.get('name').trim() };
+    const inputs = data.get('inputs').trim();
+    if (inputs) body.inputs = inputs.split(',').map((s) => s.trim());
+    const env = Object.fromEntries(data.get('env').split('\n').map((l) => l.trim()).filter(Boolean).map((l) => {
+      const eq = l.indexOf('=');
+      return eq > 0 ? [l.slice(0, eq), l.slice(eq + 1)] : [l, ''];
+    }));
+    if (Object.keys(env).length) body.env = env;
+    const metadata = data.get('metadata').trim();
+    if (metadata) {
+      try {
+        body.metadata = JSON.parse(metadata);
+      } catch (err) {
+        message(`metadata is not JSON: ${err.message}`);
+        return;
+      }
+    }
+    const button = form.querySelector('button[type=submit]');
+    button.disabled = true;
+    try {
+      const task = await api.post('/tasks', body);
+      try {
+        await api.upload(`/tasks/${task.id}/upload`, file);
+        if (data.get('start')) await api.post(`/tasks/${task.id}/start`);
+      } catch (err) {
+        // The task exists without its module (or unstarted): say so and show it rather than losing it.
+        flash(err.message);
+        location.hash = `#/tasks/${task.id}`;
+        return;
+      }
+      location.hash = `#/tasks/${task.id}`;
+    } catch (err) {
+      message(err.message);
+    } finally {
+      button.disabled = false;
+    }
+  });
+
+  main.replaceChildren(h('h1', {}, 'New task'), form);
+}

@@ -1,0 +1,142 @@
+// One task: its state, result or error, spec, and its history as a timeline (time, user, the plugin decisions that
+// applied), with replay to any version; start, stop and delete. Follows the task's events live.
+import { api } from '../api.js';
+import { message } from '../message.js';
+import { h, fields, stateBadge, stamp, results, ended } from '../dom.js';
+
+const eventName = (type) => type.replace(/^task\./, '').replace(/\.v\d+$/, '').replaceAll('_', ' ');
+
+function decisions(entry) {
+  const raw = entry.headers?.plugins;
+  if (!raw) return [];
+  try {
+    return JSON.parse(raw);
+  } catch {
+    return [{ plugin: '?', hook: raw, allow: true }];
+  }
+}
+
+function summary(task) {
+  return fields([
+    ['State', stateBadge(task.state)],
+    ['Proplet', task.proplet_id ? h('a', { href: `#/proplets/${task.proplet_id}`, class: 'mono' }, task.proplet_id) : ''],
+    ['Created', stamp(task.created_at)],
+    ['Started', stamp(task.start_time)],
+    ['Finished', stamp(task.finish_time)],
+    ['Updated', stamp(task.updated_at)],
+  ]);
+}
+
+function spec(task) {
+  return fields([
+    ['Function', task.name],
+    ['Kind', task.kind],
+    ['Module', task.file ? 'inline .wasm' : task.image_url ?? ''],
+    ['Inputs', task.inputs?.length ? task.inputs.join(', ') : ''],
+    ['Env', task.env ? Object.entries(task.env).map(([k, v]) => `${k}=${v}`).join(' ') : ''],
+    ['CLI args', task.cli_args?.length ? task.cli_args.join(' ') : ''],
+    ['Daemon', task.daemon ? 'yes' : ''],
+    ['Priority', task.priority ?? ''],
+    ['Metadata', task.metadata ? JSON.stringify(task.metadata) : ''],
+  ]);
+}
+
+function outcome(task) {
+  if (task.error) return h('div', { id: 'outcome', class: 'outcome error' }, h('h2', {}, 'Error'), h('pre', { id: 'error' }, task.error));
+  const text = results(task);
+  if (text !== '') return h('div', { id: 'outcome', class: 'outcome ok' }, h('h2', {}, 'Result'), h('pre', { id: 'result' }, text));
+  return h('div', { id: 'outcome', class: 'outcome muted' }, ended(task.state) ? 'No result.' : 'No result yet.');
+}
+
+export async function render(main, [id]) {
+  const path = `/tasks/${encodeURIComponent(id)}`;
+  const [task, history] = await Promise.all([api.get(path), api.get(`${path}/history`)]);
+  const head = h('div', { class: 'title' });
+  const summaryBox = h('section', { class: 'card' });
+  const outcomeBox = h('section', { class: 'card' });
+  const replayBox = h('section', { class: 'card replay', hidden: true });
+  const timeline = h('ol', { class: 'timeline', id: 'timeline' });
+
+  const act = (label, run, confirmText) => h('button', {
+    class: label === 'Delete' ? 'danger' : '',
+    onclick: async (e) => {
+      if (confirmText && !confirm(confirmText)) return;
+      e.target.disabled = true;
+      try {
+        await run();
+        message(`${label}: done`, 'info');
+      } catch (err) {
+        message(err.message);
+      } finally {
+        e.target.disabled = false;
+      }
+    },
+  }, label);
+
+  const showTask = (t) => {
+    head.replaceChildren(h('h1', {}, t.name, ' ', stateBadge(t.state)), h('div', { class: 'mono muted' }, t.id),
+      h('div', { class: 'actions' },
+        act('Start', () => api.post(`${path}/start`)),
+        act('Stop', () => api.post(`${path}/stop`)),
+        act('Delete', async () => { await api.del(path); location.hash = '#/tasks'; }, 'Delete this task?')));
+    summaryBox.replaceChildren(h('h2', {}, 'Status'), summary(t), h('h2', {}, 'Spec'), spec(t));
+    outcomeBox.replaceChildren(outcome(t));
+  };
+
+  const replay = async (version) => {
+    try {
+      const then = await api.get(`${path}?version=${version}`);
+      replayBox.replaceChildren(h('h2', {}, `As it was at version ${version}`,
+        h('button', { class: 'link', onclick: () => { replayBox.hidden = true; } }, 'close')), summary(then), outcome(then));
+      replayBox.hidden = false;
+      replayBox.scrollIntoView({ block: 'nearest' });
+    } catch (e) {
+      message(e.message);
+    }
+  };
+
+  const showHistory = (entries) => {
+    timeline.replaceChildren(...entries.map((entry) => h('li', { dataset: { version: entry.version, type: entry.type } },
+      h('div', { class: 'when' }, stamp(entry.timestamp)),
+      h('div', { class: 'what' },
+        h('strong', {}, eventName(entry.type)), ' ',
+        h('span', { class: 'muted' }, `v${entry.version}`),
+        entry.user_id ? h('span', { class: 'who' }, ` by ${entry.user_id}`) : '',
+        entry.data?.proplet_id ? h('span', { class: 'muted' }, ` → ${entry.data.proplet_id.slice(0, 8)}`) : '',
+        entry.data?.reason ? h('span', { class: 'muted' }, ` (${entry.data.reason})`) : '',
+        h('button', { class: 'link', onclick: () => replay(entry.version) }, 'replay')),
+      h('div', { class: 'decisions' }, decisions(entry).map((d) => h('span', {
+        class: `decision ${d.allow ? 'allow' : 'deny'}`,
+        title: d.duration_us !== undefined ? `${d.duration_us} µs` : '',
+      }, `${d.plugin}: ${d.hook} ${d.allow ? 'allow' : 'deny'}${d.reason ? ` — ${d.reason}` : ''}`))))));
+  };
+
+  showTask(task);
+  showHistory(history);
+  main.replaceChildren(head, h('div', { class: 'columns' }, h('div', {}, outcomeBox, summaryBox), h('div', {},
+    h('section', { class: 'card' }, h('h2', {}, 'History'), timeline), replayBox)));
+
+  let pending = null;
+  const refreshHistory = () => {
+    pending ??= setTimeout(async () => {
+      pending = null;
+      try { showHistory(await api.get(`${path}/history`)); } catch (e) { message(e.message); }
+    }, 100);
+  };
+  return {
+    async onChange(type, data) {
+      if (type === 'resync') {
+        showTask(await api.get(path));
+        refreshHistory();
+      } else if (type === 'task' && data.id === id) {
+        if (data.deleted) {
+          message('This task was deleted.', 'info');
+          return;
+        }
+        showTask(data.task);
+        refreshHistory();
+      }
+    },
+    dispose() { clearTimeout(pending); },
+  };
+}

@@ -1,0 +1,117 @@
+using System.Net.ServerSentEvents;
+using System.Runtime.CompilerServices;
+using Propeller.Application.Changes;
+using Propeller.Contracts.Events;
+using Propeller.Domain.Proplets;
+using Propeller.Domain.Tasks;
+using Propeller.Manager.Http;
+using Propeller.Manager.Tasks;
+
+namespace Propeller.Manager.Events;
+
+/// <summary>
+/// <c>GET /events</c> (beyond the original): a server-sent-events stream of committed task and proplet changes, for
+/// the dashboard and <c>propeller task watch</c>. Events: <c>hello</c> once connected, <c>task</c>
+/// (<see cref="TaskChangedJson"/>), <c>proplet</c> (<see cref="PropletChangedJson"/>), <c>resync</c> when the reader
+/// fell behind and changes were dropped (reload what you show), <c>ping</c> every 15 s of quiet. Filters:
+/// <c>?task=ID</c> (that task only), <c>?types=task,proplet</c>. Fed by <see cref="IChangeFeed"/>: this node's
+/// commits; there is no replay, so a client reloads what it shows whenever it (re)connects.
+/// </summary>
+internal static class EventEndpoints
+{
+    private static readonly TimeSpan PingInterval = TimeSpan.FromSeconds(15);
+
+    public static IEndpointRouteBuilder MapEventEndpoints(this IEndpointRouteBuilder app)
+    {
+        app.MapGet("/events", Stream).WithName("events");
+        return app;
+    }
+
+    private static IResult Stream(HttpRequest request, IChangeFeed feed)
+    {
+        string? onlyStream = null;
+        if (request.Query["task"].FirstOrDefault() is { Length: > 0 } task)
+        {
+            if (!Guid.TryParse(task, out var guid))
+            {
+                return ApiResults.BadRequest("task must be a task id");
+            }
+
+            onlyStream = Application.Tasks.TaskAggregate.StreamId(new TaskId(guid));
+        }
+
+        var types = request.Query["types"].FirstOrDefault() is { Length: > 0 } list ? list.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries) : ["task", "proplet"];
+        if (types.Any(t => t is not ("task" or "proplet")))
+        {
+            return ApiResults.BadRequest("types must be a comma-separated list of task and proplet");
+        }
+
+        // Subscribe before the response starts, so nothing committed after this request arrived is missed.
+        var subscription = feed.Subscribe();
+        return TypedResults.ServerSentEvents(ReadAsync(subscription, onlyStream, types.Contains("task"), types.Contains("proplet"), request.HttpContext.RequestAborted));
+    }
+
+    private static async IAsyncEnumerable<SseItem<object>> ReadAsync(
+        ChangeSubscription subscription, string? onlyStream, bool tasks, bool proplets, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        using var _ = subscription;
+        yield return new SseItem<object>(new { at = DateTimeOffset.UtcNow }, "hello") { ReconnectionInterval = TimeSpan.FromSeconds(1) };
+        var reader = subscription.Reader;
+        Task<bool>? waiting = null;
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            // One pending wait across pings; WaitAsync's timer goes away with each answer (no timer per change).
+            waiting ??= reader.WaitToReadAsync(cancellationToken).AsTask();
+            bool? open;
+            try
+            {
+                open = await waiting.WaitAsync(PingInterval, cancellationToken);
+            }
+            catch (TimeoutException)
+            {
+                open = null;
+            }
+            catch (OperationCanceledException)
+            {
+                yield break; // the client went away
+            }
+
+            if (open is null)
+            {
+                yield return new SseItem<object>(new { at = DateTimeOffset.UtcNow }, "ping");
+                continue;
+            }
+
+            waiting = null;
+            if (open == false)
+            {
+                yield break;
+            }
+
+            if (subscription.Overflowed())
+            {
+                yield return new SseItem<object>(new { reason = "changes were dropped while this reader was behind" }, "resync");
+            }
+
+            while (reader.TryRead(out var notice))
+            {
+                if (onlyStream is not null && !string.Equals(notice.StreamId, onlyStream, StringComparison.Ordinal))
+                {
+                    continue;
+                }
+
+                switch (notice.State)
+                {
+                    case TaskState task when tasks:
+                        yield return new SseItem<object>(
+                            new TaskChangedJson(task.Id.ToString(), notice.Version, task.Deleted, task.Deleted ? null : TaskMapping.ToJson(task)), "task");
+                        break;
+                    case PropletState proplet when proplets:
+                        yield return new SseItem<object>(
+                            new PropletChangedJson(proplet.Id.Value, notice.Version, proplet.Name, proplet.Offline, proplet.Deleted), "proplet");
+                        break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,25 @@
+using System.Text.Json;
+
+namespace Propeller.Cli.Tests;
+
+/// <summary>Runs the CLI in-process, as a user would type it, capturing stdout, stderr and the exit code.</summary>
+internal static class Cli
+{
+    public static async Task<Outcome> RunAsync(string url, params string[] args) => await RunWithEnvironmentAsync(new Dictionary<string, string> { ["PROPELLER_URL"] = url }, args);
+
+    public static async Task<Outcome> RunWithEnvironmentAsync(IReadOnlyDictionary<string, string> environment, params string[] args)
+    {
+        using var output = new StringWriter();
+        using var error = new StringWriter();
+        var host = new CliHost(output, error, name => environment.TryGetValue(name, out var value) ? value : null);
+        var exit = await CliApp.RunAsync(args, host, TestContext.Current.CancellationToken);
+        return new Outcome(exit, output.ToString(), error.ToString());
+    }
+
+    internal sealed record Outcome(int Exit, string Out, string Err)
+    {
+        public JsonElement Json => JsonDocument.Parse(Out).RootElement.Clone();
+
+        public override string ToString() => $"exit {Exit}\n--- stdout\n{Out}\n--- stderr\n{Err}";
+    }
+}

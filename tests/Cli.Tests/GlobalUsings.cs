@@ -1,0 +1,1 @@
+global using Propeller.EndToEnd.Tests;

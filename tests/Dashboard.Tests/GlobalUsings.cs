@@ -1,0 +1,3 @@
+global using Propeller.Cli.Tests;
+global using Propeller.EndToEnd.Tests;
+global using Propeller.Plugins.Tests.Support;
