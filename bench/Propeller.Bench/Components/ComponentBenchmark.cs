@@ -36,7 +36,12 @@ internal static class ComponentBenchmark
         var calculator = Module.ConvertText(await File.ReadAllTextAsync(FindCalculator(), cancellationToken));
         var core = Convert.FromBase64String(AdditionBase64);
 
-        foreach (var (name, inputs, expected) in new[] { ("add", new[] { "40", "2" }, "42"), ("greet", new[] { "\"world\"" }, "\"Hello, world\"") })
+        foreach (var (name, inputs, expected) in new[]
+        {
+            ("add", new[] { "40", "2" }, "42"),
+            ("echo-string", new[] { "\"world\"" }, "\"world\""),
+            ("propeller:test/greeter@0.1.0#greet", new[] { "\"world\"" }, "\"Hello, world\""),
+        })
         {
             var component = await MeasureAsync(iterations, name, inputs, expected, async task =>
             {
@@ -49,7 +54,54 @@ internal static class ComponentBenchmark
                 $"components case={name} component_p50_us={component.P50:F1} component_p99_us={component.P99:F1} core_p50_us={reference.P50:F1} ratio={component.P50 / reference.P50:F2}"));
         }
 
+        if (args.Contains("--raw"))
+        {
+            Raw(calculator, iterations);
+        }
+
         return 0;
+    }
+
+    /// <summary>--raw: where a string call's time goes, on the wrapper alone (fresh store per call, and one store reused).</summary>
+    private static void Raw(byte[] calculator, int iterations)
+    {
+        var engine = Propeller.WasmHost.WasmEngine.Shared.Engine;
+        using var component = Wasmtime.Components.Component.FromBytes(engine, calculator);
+        using var linker = new Wasmtime.Components.ComponentLinker(engine);
+        linker.AddWasiPreview2();
+        foreach (var (name, argument) in new[] { ("echo-u32", Wasmtime.Components.ComponentValue.U32(7)), ("echo-string", Wasmtime.Components.ComponentValue.String("world")) })
+        {
+            var fresh = Percentile(iterations, () =>
+            {
+                using var store = new Store(engine);
+                store.SetWasiConfiguration(new WasiConfiguration());
+                store.Fuel = ulong.MaxValue / 2;
+                Propeller.WasmHost.WasmEngine.Watch(store, () => { });
+                linker.Instantiate(store, component).GetFunction(name)!.Call(argument);
+            });
+            using var kept = new Store(engine);
+            kept.SetWasiConfiguration(new WasiConfiguration());
+            kept.Fuel = ulong.MaxValue / 2;
+            Propeller.WasmHost.WasmEngine.Watch(kept, () => { });
+            var function = linker.Instantiate(kept, component).GetFunction(name)!;
+            var reused = Percentile(iterations, () => function.Call(argument));
+            Console.WriteLine(FormattableString.Invariant($"components raw={name} fresh_store_p50_us={fresh:F1} reused_store_p50_us={reused:F1}"));
+        }
+    }
+
+    private static double Percentile(int iterations, Action call)
+    {
+        var samples = new double[iterations];
+        var clock = new Stopwatch();
+        for (var i = 0; i < iterations; i++)
+        {
+            clock.Restart();
+            call();
+            samples[i] = clock.Elapsed.TotalMicroseconds;
+        }
+
+        Array.Sort(samples);
+        return samples[iterations / 2];
     }
 
     private static async Task<(double P50, double P99)> MeasureAsync(
