@@ -64,6 +64,36 @@ public sealed class ComponentTests(SharedCluster shared)
     }
 
     [Fact]
+    public async Task GivenABroadcastLatentTaskThatNoPropletHolds_WhenInvoked_ThenItIsDeployedEverywhereAndTheNextInvokeWorks()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var id = await Cluster.CreateTaskAsync(
+            new { name = "add", file = Convert.ToBase64String(Components.Calculator), inputs = new[] { "2", "3" }, latent = true, broadcast = true }, ct);
+
+        // Never started: every alive proplet answers "has not been precompiled", so the manager deploys it to each.
+        using (var first = await Cluster.Http.PostAsync($"/tasks/{id}/invoke", null, ct))
+        {
+            first.StatusCode.ShouldBe(HttpStatusCode.InternalServerError);
+            (await first.Content.ReadAsStringAsync(ct)).ShouldContain("has not been precompiled");
+        }
+
+        string? body = null;
+        await Cluster.WaitUntilAsync(
+            $"invoke of {id} after the redeploy",
+            async () =>
+            {
+                using var response = await Cluster.Http.PostAsync($"/tasks/{id}/invoke", null, ct);
+                body = await response.Content.ReadAsStringAsync(ct);
+                return response.StatusCode == HttpStatusCode.OK;
+            },
+            TimeSpan.FromSeconds(60),
+            ct,
+            () => body ?? "");
+
+        body.ShouldBe("""{"invoked":true,"results":"5"}""");
+    }
+
+    [Fact]
     public async Task GivenATaskThatIsNotLatent_WhenInvoked_ThenTheOriginalsErrorComesBack()
     {
         var ct = TestContext.Current.CancellationToken;
