@@ -65,7 +65,17 @@ internal static class ComponentBenchmark
     /// <summary>--raw: where a string call's time goes, on the wrapper alone (fresh store per call, and one store reused).</summary>
     private static void Raw(byte[] calculator, int iterations)
     {
-        var engine = Propeller.WasmHost.WasmEngine.Shared.Engine;
+        Raw(calculator, iterations, Propeller.WasmHost.WasmEngine.Shared.Engine, "on-demand");
+
+        // The same on an engine with Wasmtime's pooling allocator (warm slots keep their pages resident).
+        using var pool = new PoolingAllocationConfig().WithLinearMemoryKeepResidentBytes(1 << 20).WithMaxUnusedWarmSlots(100);
+        using var config = new Config().WithFuelConsumption(true).WithEpochInterruption(true).WithPoolingAllocationStrategy(pool);
+        using var pooled = new Engine(config);
+        Raw(calculator, iterations, pooled, "pooling");
+    }
+
+    private static void Raw(byte[] calculator, int iterations, Engine engine, string allocator)
+    {
         using var component = Wasmtime.Components.Component.FromBytes(engine, calculator);
         using var linker = new Wasmtime.Components.ComponentLinker(engine);
         linker.AddWasiPreview2();
@@ -85,7 +95,7 @@ internal static class ComponentBenchmark
             Propeller.WasmHost.WasmEngine.Watch(kept, () => { });
             var function = linker.Instantiate(kept, component).GetFunction(name)!;
             var reused = Percentile(iterations, () => function.Call(argument));
-            Console.WriteLine(FormattableString.Invariant($"components raw={name} fresh_store_p50_us={fresh:F1} reused_store_p50_us={reused:F1}"));
+            Console.WriteLine(FormattableString.Invariant($"components raw={name} allocator={allocator} fresh_store_p50_us={fresh:F1} reused_store_p50_us={reused:F1}"));
         }
     }
 
