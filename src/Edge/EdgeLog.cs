@@ -84,4 +84,10 @@ internal static partial class EdgeLog
 
     [LoggerMessage(EventId = 8026, Level = LogLevel.Warning, Message = "Task {TaskId} refused by a plugin: {Reason}")]
     public static partial void PluginDenied(ILogger logger, string taskId, string reason);
+
+    [LoggerMessage(EventId = 8040, Level = LogLevel.Warning, Message = "Ignored a malformed invoke request: {Reason}")]
+    public static partial void InvalidInvoke(ILogger logger, string reason);
+
+    [LoggerMessage(EventId = 8041, Level = LogLevel.Information, Message = "Latent task {TaskId} precompiled; it runs on invoke")]
+    public static partial void LatentDeployed(ILogger logger, string taskId);
 }

@@ -268,7 +268,7 @@ public sealed class PropletNode : IAsyncDisposable
             }
             else if (topic.Contains(Topics.Invoke, StringComparison.Ordinal))
             {
-                HandleInvoke(message);
+                _runner.HandleInvoke(message.Payload);
             }
             else if (topic.Contains(Topics.Stop, StringComparison.Ordinal))
             {
@@ -293,35 +293,6 @@ public sealed class PropletNode : IAsyncDisposable
         {
             EdgeLog.HandlerFailed(_logger, topic, ex);
         }
-    }
-
-    /// <summary>No latent tasks run here, so every invoke gets the error text the manager looks for ("has not been
-    /// precompiled") and moves on to another proplet or redeploys (spec §2.10).</summary>
-    private void HandleInvoke(ReceivedMessage message)
-    {
-        using var document = JsonDocument.Parse(message.Payload);
-        var root = document.RootElement;
-        string? Text(string key) => root.ValueKind == JsonValueKind.Object && root.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
-        if (Text("id") is not { Length: > 0 } id)
-        {
-            EdgeLog.Malformed(_logger, message.Topic, "id is required");
-            return;
-        }
-
-        if (Text("proplet_id") is { Length: > 0 } target && target != _settings.EntityId)
-        {
-            return;
-        }
-
-        var reply = new Dictionary<string, object?>
-        {
-            ["task_id"] = id,
-            ["invocation_id"] = Text("invocation_id"),
-            ["proplet_id"] = _settings.EntityId,
-            ["results"] = "",
-            ["error"] = $"task {id} has not been precompiled; deploy it as a latent task first",
-        };
-        _ = _publisher.PublishAsync(Topics.InvokeResults, JsonSerializer.SerializeToUtf8Bytes(reply), _lifetime.Token);
     }
 
     private Task PublishAliveAsync(CancellationToken cancellationToken) =>

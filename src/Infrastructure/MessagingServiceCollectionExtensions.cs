@@ -18,6 +18,7 @@ public static class MessagingServiceCollectionExtensions
         services.AddOptions<OutboxOptions>().BindConfiguration(OutboxOptions.Section);
         services.TryAddSingleton<ManagerMqtt>();
         services.TryAddSingleton<IMessagePublisher>(sp => sp.GetRequiredService<ManagerMqtt>());
+        services.TryAddSingleton<LatentInvoker>();
         services.TryAddSingleton<InboundHandler>();
         services.TryAddSingleton<WorkSignals>();
         services.TryAddSingleton<OutboxRelay>();

@@ -82,6 +82,7 @@ public static class ManagerApp
                     mqtt.ProtocolVersion = config.MqttProtocolVersion;
                     mqtt.OperationTimeout = config.MqttTimeout;
                     mqtt.Tls = config.MqttTls;
+                    mqtt.InvokeTimeout = config.InvokeTimeout;
                 },
                 scheduler =>
                 {

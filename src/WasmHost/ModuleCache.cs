@@ -1,22 +1,25 @@
 using System.Collections.Concurrent;
 using System.Security.Cryptography;
+using Propeller.WasmHost.Components;
 using Wasmtime;
+using Wasmtime.Components;
 
 namespace Propeller.WasmHost;
 
 /// <summary>
-/// Compiled modules by the SHA-256 of their bytes, so a repeated binary never compiles again: in memory (at most
-/// <see cref="MaxModules"/>), and on disk through <see cref="Module.Serialize"/> when a directory is given. Disk entries
-/// are named by the hash and by the engine's <see cref="WasmEngine.ConfigKey"/> (Wasmtime refuses code compiled under
-/// another configuration); an entry that does not load is compiled again and rewritten. The directory must be private to
-/// the proplet: deserialized code is trusted.
+/// Compiled modules and components by the SHA-256 of their bytes, so a repeated binary never compiles again: in memory
+/// (at most <see cref="MaxModules"/> of each), and on disk through <c>Serialize</c> when a directory is given. Disk
+/// entries are named by the hash and by the engine's <see cref="WasmEngine.ConfigKey"/> (Wasmtime refuses code compiled
+/// under another configuration); an entry that does not load is compiled again and rewritten. The directory must be
+/// private to the proplet: deserialized code is trusted.
 /// </summary>
 public sealed class ModuleCache(WasmEngine engine, string? directory = null)
 {
-    /// <summary>Modules kept in memory; beyond that an arbitrary entry is dropped (an instance in use keeps its module alive).</summary>
+    /// <summary>Entries kept in memory; beyond that an arbitrary entry is dropped (an instance in use keeps its code alive).</summary>
     public const int MaxModules = 256;
 
     private readonly ConcurrentDictionary<string, Module> _modules = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, CompiledComponent> _components = new(StringComparer.Ordinal);
     private readonly string _configHash = Convert.ToHexStringLower(SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(engine.ConfigKey)))[..16];
 
     public WasmEngine Engine { get; } = engine;
@@ -30,31 +33,56 @@ public sealed class ModuleCache(WasmEngine engine, string? directory = null)
             return cached;
         }
 
-        var module = Load(hash, name, bytes);
-        if (_modules.Count >= MaxModules)
+        var copy = bytes.ToArray();
+        var module = Load(
+            hash, "cwasm", () => Module.FromBytes(Engine.Engine, name, copy), path => Module.DeserializeFile(Engine.Engine, name, path), m => m.Serialize());
+        return Add(_modules, hash, module);
+    }
+
+    /// <summary>
+    /// Compiles a component (with its exported functions' types, <see cref="ComponentTypes"/>), or returns the one compiled
+    /// before. Throws <see cref="WasmtimeException"/> for an invalid binary.
+    /// </summary>
+    public CompiledComponent GetOrCompileComponent(ReadOnlySpan<byte> bytes)
+    {
+        var hash = Convert.ToHexStringLower(SHA256.HashData(bytes));
+        if (_components.TryGetValue(hash, out var cached))
         {
-            foreach (var key in _modules.Keys.Take(MaxModules / 4))
+            return cached;
+        }
+
+        var copy = bytes.ToArray();
+        var component = Load(
+            hash, "cwasmc", () => Component.FromBytes(Engine.Engine, copy), path => Component.DeserializeFile(Engine.Engine, path), c => c.Serialize());
+        return Add(_components, hash, new CompiledComponent(component, ComponentTypes.Functions(component, Engine.Engine), WasmBinary.IsHttpProxy(copy)));
+    }
+
+    private static T Add<T>(ConcurrentDictionary<string, T> entries, string hash, T entry)
+    {
+        if (entries.Count >= MaxModules)
+        {
+            foreach (var key in entries.Keys.Take(MaxModules / 4))
             {
-                _modules.TryRemove(key, out _);
+                entries.TryRemove(key, out _);
             }
         }
 
-        return _modules.GetOrAdd(hash, module);
+        return entries.GetOrAdd(hash, entry);
     }
 
-    private Module Load(string hash, string name, ReadOnlySpan<byte> bytes)
+    private T Load<T>(string hash, string extension, Func<T> compile, Func<string, T> deserialize, Func<T, byte[]> serialize)
     {
         if (directory is null)
         {
-            return Module.FromBytes(Engine.Engine, name, bytes);
+            return compile();
         }
 
-        var path = Path.Combine(directory, $"{hash}.{_configHash}.cwasm");
+        var path = Path.Combine(directory, $"{hash}.{_configHash}.{extension}");
         if (File.Exists(path))
         {
             try
             {
-                return Module.DeserializeFile(Engine.Engine, name, path);
+                return deserialize(path);
             }
             catch (WasmtimeException)
             {
@@ -62,12 +90,12 @@ public sealed class ModuleCache(WasmEngine engine, string? directory = null)
             }
         }
 
-        var module = Module.FromBytes(Engine.Engine, name, bytes);
+        var compiled = compile();
         try
         {
             Directory.CreateDirectory(directory);
             var temporary = $"{path}.{Guid.NewGuid():N}.tmp";
-            File.WriteAllBytes(temporary, module.Serialize());
+            File.WriteAllBytes(temporary, serialize(compiled));
             File.Move(temporary, path, overwrite: true);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -75,6 +103,6 @@ public sealed class ModuleCache(WasmEngine engine, string? directory = null)
             // The disk cache is an optimisation: a read-only or full disk only costs a compile next time.
         }
 
-        return module;
+        return compiled;
     }
 }

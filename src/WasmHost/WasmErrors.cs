@@ -30,6 +30,17 @@ public static class WasmErrors
         return $"wasm trap: {kind}";
     }
 
+    /// <summary>
+    /// Wasmtime's own trap texts (its TrapCode's Display) and the names results use. A component call reports a trap as
+    /// a plain error carrying these texts (no <see cref="TrapException"/>), so they are mapped here (ADR 0011).
+    /// </summary>
+    private static readonly (string Message, string Kind)[] TrapMessages =
+    [
+        ("wasm `unreachable` instruction executed", "unreachable"),
+        ("all fuel consumed by WebAssembly", "all fuel consumed"),
+        ("undefined element: out of bounds table access", "undefined element"),
+    ];
+
     /// <summary>The cause of a Wasmtime error without its backtrace: the last non-empty line after "Caused by:".</summary>
     public static string Reason(WasmtimeException error)
     {
@@ -38,11 +49,32 @@ public static class WasmErrors
         var caused = message.LastIndexOf("Caused by:", StringComparison.Ordinal);
         if (caused < 0)
         {
-            return message.Trim();
+            return Named(message.Trim());
         }
 
         var lines = message[(caused + "Caused by:".Length)..]
             .Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-        return lines.Length == 0 ? message.Trim() : string.Join(": ", lines);
+        return Named(lines.Length == 0 ? message.Trim() : string.Join(": ", lines));
+    }
+
+    /// <summary>Whether the guest ran out of fuel (a core trap, or a component call's error text).</summary>
+    public static bool OutOfFuel(WasmtimeException error) =>
+        error is TrapException trap ? trap.Type == TrapCode.OutOfFuel : Reason(error) == "wasm trap: all fuel consumed";
+
+    private static string Named(string reason)
+    {
+        const string Prefix = "wasm trap: ";
+        if (reason.StartsWith(Prefix, StringComparison.Ordinal))
+        {
+            foreach (var (message, kind) in TrapMessages)
+            {
+                if (reason.AsSpan(Prefix.Length).StartsWith(message, StringComparison.Ordinal))
+                {
+                    return Prefix + kind;
+                }
+            }
+        }
+
+        return reason;
     }
 }

@@ -6,6 +6,7 @@ using Propeller.Edge.Configuration;
 using Propeller.Edge.Execution;
 using Propeller.Edge.Fetching;
 using Propeller.Edge.Tasks;
+using Propeller.Plugins.Hosting;
 using Propeller.Plugins.Proplet;
 using Propeller.Tests.Shared;
 
@@ -75,5 +76,77 @@ public sealed class PropletPluginTests : IDisposable
 
         result.GetProperty("results").GetString().ShouldBe("42");
         result.GetProperty("error").ValueKind.ShouldBe(JsonValueKind.Null);
+    }
+
+    /// <summary>plugin.wat with <paramref name="prelude"/> at the start of authorize.</summary>
+    private void ComponentPlugin(string name, string prelude = "") =>
+        File.WriteAllBytes(
+            Path.Combine(_dir.FullName, name + ".wasm"),
+            Components.FromText(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Components", "plugin.wat"))
+                .Replace("AUTHORIZE_PRELUDE", prelude, StringComparison.Ordinal)));
+
+    private static PropletTaskInfo Info(bool daemon = false) => new()
+    {
+        Id = "t",
+        Name = "main",
+        CliArgs = ["--x"],
+        Env = new Dictionary<string, string> { ["A"] = "1" },
+        Daemon = daemon,
+    };
+
+    [Fact]
+    public async Task AComponentPlugin_AuthorizesEnrichesAndDeniesWithItsReason()
+    {
+        ComponentPlugin("10-component");
+        using var plugins = PropletPluginChain.Load(_dir.FullName, NullLogger.Instance);
+        var ct = TestContext.Current.CancellationToken;
+
+        plugins.Components.Count.ShouldBe(1);
+        (await plugins.AuthorizeAsync(Info(), ct)).ShouldBe((true, null));
+        (await plugins.AuthorizeAsync(Info(daemon: true), ct)).ShouldBe((false, "daemons are not allowed here"));
+        (await plugins.EnrichAsync(Info(), ct)).ShouldBe(new Dictionary<string, string> { ["PLUGIN"] = "component" });
+        plugins.OnTaskStart(Info());
+        plugins.OnTaskComplete("t", true, "42", null);
+
+        var result = await RunAsync(plugins, new { id = "d1", name = "main", file = Modules.AdditionBase64, inputs = new[] { "1", "2" }, daemon = true });
+        result.GetProperty("error").GetString().ShouldBe("daemons are not allowed here");
+    }
+
+    [Fact]
+    public async Task ComponentAndCorePlugins_RunInFileNameOrder()
+    {
+        Plugin("10-deny", ("authorize", """{"allow":false,"reason":"core first"}"""));
+        ComponentPlugin("20-component");
+        using var plugins = PropletPluginChain.Load(_dir.FullName, NullLogger.Instance);
+
+        (await plugins.AuthorizeAsync(Info(daemon: true), TestContext.Current.CancellationToken)).ShouldBe((false, "core first"));
+    }
+
+    [Fact]
+    public async Task ATrappingOrSpinningComponentPlugin_DeniesWithTheReason_AndTheProcessLives()
+    {
+        ComponentPlugin("10-trap", "(unreachable)");
+        ComponentPlugin("20-spin", "(loop $l (br $l))");
+        var ct = TestContext.Current.CancellationToken;
+        using (var trapping = PropletPluginChain.Load(_dir.FullName, NullLogger.Instance))
+        {
+            (await trapping.AuthorizeAsync(Info(), ct)).ShouldBe((false, "plugin error: 10-trap authorize: wasm trap: unreachable"));
+        }
+
+        File.Delete(Path.Combine(_dir.FullName, "10-trap.wasm"));
+        using var spinning = PropletPluginChain.Load(_dir.FullName, NullLogger.Instance, PluginLimits.Default with { Timeout = TimeSpan.FromMilliseconds(200), Fuel = long.MaxValue / 2 });
+        (await spinning.AuthorizeAsync(Info(), ct)).ShouldBe((false, "plugin error: 20-spin authorize: time limit of 0.2 s exceeded"));
+        using var fuelLimited = PropletPluginChain.Load(_dir.FullName, NullLogger.Instance, PluginLimits.Default with { Fuel = 100_000 });
+        (await fuelLimited.AuthorizeAsync(Info(), ct)).ShouldBe((false, "plugin error: 20-spin authorize: fuel limit of 100000 exhausted"));
+    }
+
+    [Fact]
+    public void AComponentThatIsNoPlugin_IsSkipped()
+    {
+        File.WriteAllBytes(Path.Combine(_dir.FullName, "10-calculator.wasm"), Components.Calculator);
+        using var plugins = PropletPluginChain.Load(_dir.FullName, NullLogger.Instance);
+
+        plugins.Components.ShouldBeEmpty();
+        plugins.Any.ShouldBeFalse();
     }
 }

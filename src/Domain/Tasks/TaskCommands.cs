@@ -40,4 +40,7 @@ public abstract record TaskCommand
     public sealed record SkipTask(TaskId TaskId, string Reason, DateTimeOffset At) : TaskCommand;
 
     public sealed record DeleteTask(TaskId TaskId, DateTimeOffset At) : TaskCommand;
+
+    /// <summary>Records the outcome of one invocation of a latent task (it changes nothing else about the task).</summary>
+    public sealed record RecordInvocation(TaskId TaskId, string InvocationId, string? PropletId, string? Results, string? Error, DateTimeOffset At) : TaskCommand;
 }

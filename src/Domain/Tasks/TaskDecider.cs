@@ -22,6 +22,8 @@ public static class TaskDecider
         (DeleteTask, { Deleted: true }) => Decision<TaskEvent>.Accept(),
         (_, { Exists: false } or { Deleted: true }) => Rejection.NotFound($"task {command.TaskId} not found"),
 
+        (RecordInvocation c, _) => Decision<TaskEvent>.Accept(new TaskInvoked(c.TaskId, c.InvocationId, c.PropletId, c.Results, c.Error, c.At)),
+
         (UpdateTask c, _) when c.Spec == state.Spec => Decision<TaskEvent>.Accept(),
         (UpdateTask c, _) => Decision<TaskEvent>.Accept(new TaskUpdated(c.TaskId, c.Spec, c.At)),
 
@@ -124,6 +126,7 @@ public static class TaskDecider
         TaskStopped e => state with { Status = TaskStatus.Interrupted, Error = e.Reason, FinishTime = e.StoppedAt, UpdatedAt = e.StoppedAt },
         TaskSkipped e => state with { Status = TaskStatus.Skipped, UpdatedAt = e.SkippedAt },
         TaskResultIgnored => state,
+        TaskInvoked => state,
         TaskDeleted e => state with { Deleted = true, UpdatedAt = e.DeletedAt },
         _ => state,
     };

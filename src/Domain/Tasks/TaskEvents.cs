@@ -38,4 +38,10 @@ public abstract record TaskEvent
     public sealed record TaskResultIgnored(TaskId TaskId, int Attempt, string Reason, DateTimeOffset ReceivedAt) : TaskEvent;
 
     public sealed record TaskDeleted(TaskId TaskId, DateTimeOffset DeletedAt) : TaskEvent;
+
+    /// <summary>
+    /// A latent task was invoked (spec propeller-manager.md §2.8) on <paramref name="PropletId"/>: its results, or the
+    /// error (a proplet's, or the wait that timed out). The original kept invocations only in memory.
+    /// </summary>
+    public sealed record TaskInvoked(TaskId TaskId, string InvocationId, string? PropletId, string? Results, string? Error, DateTimeOffset InvokedAt) : TaskEvent;
 }

@@ -16,6 +16,12 @@ public sealed class ExternalRuntime(string executable, PropletSettings settings,
 
     public string Executable => executable;
 
+    /// <summary>The original's host runtime has no latent tasks either (spec §2.10).</summary>
+    public LatentPreparation Prepare(RunningTask task, byte[] binary) => LatentPreparation.Failed("latent tasks are not supported by this runtime");
+
+    public Task<TaskOutcome> InvokeAsync(RunningTask invocation, object prepared, CancellationToken cancellationToken) =>
+        Task.FromResult(TaskOutcome.Failure("latent task invocation is not supported by this runtime"));
+
     /// <summary>Finds the runtime: a value with a path separator must exist; a bare name is looked up on PATH.</summary>
     public static string? Resolve(string value)
     {

@@ -9,4 +9,10 @@ public interface IWasmRuntime
     string Name { get; }
 
     Task<TaskOutcome> RunAsync(RunningTask task, byte[] binary, CancellationToken cancellationToken);
+
+    /// <summary>Compiles a latent task's component and keeps it for <see cref="InvokeAsync"/> (spec §2.10).</summary>
+    LatentPreparation Prepare(RunningTask task, byte[] binary);
+
+    /// <summary>Runs one invocation of a latent task: <paramref name="invocation"/> carries the merged env and the inputs.</summary>
+    Task<TaskOutcome> InvokeAsync(RunningTask invocation, object prepared, CancellationToken cancellationToken);
 }

@@ -3,7 +3,9 @@ using Microsoft.Extensions.Logging;
 using Propeller.Edge.Configuration;
 using Propeller.Edge.Tasks;
 using Propeller.WasmHost;
+using Propeller.WasmHost.Components;
 using Wasmtime;
+using Wasmtime.Components;
 
 namespace Propeller.Edge.Execution;
 
@@ -14,7 +16,7 @@ namespace Propeller.Edge.Execution;
 /// result; any other function gets the inputs parsed by parameter type and returns its first result as text. Fuel,
 /// memory and time limits apply per task, and a stop ends the guest at the next epoch tick.
 /// </summary>
-public sealed class InProcessRuntime : IWasmRuntime, IDisposable
+public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
 {
     private static readonly string[] Fallbacks = ["main", "run", "_start"];
 
@@ -26,6 +28,7 @@ public sealed class InProcessRuntime : IWasmRuntime, IDisposable
     private readonly WasmEngine _engine;
     private readonly ModuleCache _modules;
     private readonly Linker _linker;
+    private readonly ComponentLinker _componentLinker;
 
     public InProcessRuntime(PropletSettings settings, ILogger<InProcessRuntime> logger)
     {
@@ -39,6 +42,8 @@ public sealed class InProcessRuntime : IWasmRuntime, IDisposable
         _modules = new ModuleCache(_engine, settings.WasmCacheDir);
         _linker = new Linker(_engine.Engine);
         _linker.DefineWasi();
+        _componentLinker = new ComponentLinker(_engine.Engine);
+        _componentLinker.AddWasiPreview2();
     }
 
     public string Name => "wasmtime-internal";
@@ -77,10 +82,19 @@ public sealed class InProcessRuntime : IWasmRuntime, IDisposable
         }
     }
 
-    public void Dispose() => _linker.Dispose();
+    public void Dispose()
+    {
+        _linker.Dispose();
+        _componentLinker.Dispose();
+    }
 
     private TaskOutcome Run(RunningTask task, byte[] binary)
     {
+        if (WasmBinary.IsComponent(binary))
+        {
+            return RunComponent(task, binary);
+        }
+
         var request = task.Request;
         Module module;
         try
@@ -101,22 +115,7 @@ public sealed class InProcessRuntime : IWasmRuntime, IDisposable
         var isCommand = choice.Name == "_start";
         var stdout = new BoundedCapture(_settings.OutputLimit);
         var stderr = new BoundedCapture(_settings.OutputLimit);
-        using var store = new Store(_engine.Engine);
-        store.SetWasiConfiguration(Wasi(request, isCommand, stdout, stderr));
-        store.Fuel = (ulong)(request.Limits.Fuel ?? long.MaxValue);
-        if (request.Limits.MaxMemoryMib is { } mib)
-        {
-            store.SetLimits(memorySize: mib << 20);
-        }
-
-        // A stop, a timeout or shutdown sets the task's reason; the guest sees it at the next epoch tick.
-        WasmEngine.Watch(store, () =>
-        {
-            if (task.Reason != StopReason.None)
-            {
-                throw new OperationCanceledException($"task {task.Id} ended: {task.Reason}");
-            }
-        });
+        using var store = NewStore(task, Wasi(request, isCommand ? request.Inputs : [], stdout, stderr));
 
         Instance instance;
         try
@@ -146,10 +145,34 @@ public sealed class InProcessRuntime : IWasmRuntime, IDisposable
             : CallFunction(task, choice.Name!, function, instance);
     }
 
-    private WasiConfiguration Wasi(StartRequest request, bool isCommand, BoundedCapture stdout, BoundedCapture stderr)
+    /// <summary>A store for one run of <paramref name="task"/>: its WASI context, fuel and memory limits, and the epoch check
+    /// that ends the guest when the task is stopped, times out or the proplet shuts down.</summary>
+    private Store NewStore(RunningTask task, WasiConfiguration wasi)
+    {
+        var limits = task.Request.Limits;
+        var store = new Store(_engine.Engine);
+        store.SetWasiConfiguration(wasi);
+        store.Fuel = (ulong)(limits.Fuel ?? long.MaxValue);
+        if (limits.MaxMemoryMib is { } mib)
+        {
+            store.SetLimits(memorySize: mib << 20);
+        }
+
+        // A stop, a timeout or shutdown sets the task's reason; the guest sees it at the next epoch tick.
+        WasmEngine.Watch(store, () =>
+        {
+            if (task.Reason != StopReason.None)
+            {
+                throw new OperationCanceledException($"task {task.Id} ended: {task.Reason}");
+            }
+        });
+        return store;
+    }
+
+    private WasiConfiguration Wasi(StartRequest request, IReadOnlyList<string> args, BoundedCapture stdout, BoundedCapture stderr)
     {
         var wasi = new WasiConfiguration()
-            .WithArgs([request.Name, .. isCommand ? request.Inputs : []])
+            .WithArgs([request.Name, .. args])
             .WithStandardOutputCallback(data => stdout.Append(data))
             .WithStandardErrorCallback(data => stderr.Append(data));
         foreach (var (key, value) in request.Env)
@@ -267,11 +290,9 @@ public sealed class InProcessRuntime : IWasmRuntime, IDisposable
             return string.Create(CultureInfo.InvariantCulture, $"Exited with i32 exit status {code}");
         }
 
-        var text = error is TrapException trap
-            ? trap.Type == TrapCode.OutOfFuel
-                ? string.Create(CultureInfo.InvariantCulture, $"wasm trap: all fuel consumed (fuel limit {limits.Fuel})")
-                : WasmErrors.Trap(trap)
-            : WasmErrors.Reason(error);
+        var text = WasmErrors.OutOfFuel(error)
+            ? string.Create(CultureInfo.InvariantCulture, $"wasm trap: all fuel consumed (fuel limit {limits.Fuel})")
+            : error is TrapException trap ? WasmErrors.Trap(trap) : WasmErrors.Reason(error);
         if (instance is null)
         {
             return limits.MaxMemoryMib is { } mib && text.Contains("exceeds memory limits", StringComparison.Ordinal)

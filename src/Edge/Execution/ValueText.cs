@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Numerics;
+using Propeller.WasmHost;
 using Wasmtime;
 
 namespace Propeller.Edge.Execution;
@@ -67,8 +68,8 @@ public static class ValueText
     {
         int i32 => i32.ToString(CultureInfo.InvariantCulture),
         long i64 => i64.ToString(CultureInfo.InvariantCulture),
-        float f32 => FormatFloat(f32, f32.ToString("R", CultureInfo.InvariantCulture)),
-        double f64 => FormatFloat(f64, f64.ToString("R", CultureInfo.InvariantCulture)),
+        float f32 => FloatText.Format(f32),
+        double f64 => FloatText.Format(f64),
         _ => "",
     };
 
@@ -176,47 +177,5 @@ public static class ValueText
         }
 
         return i == body.Length && double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out value);
-    }
-
-    private static string FormatFloat(double value, string roundTrip)
-    {
-        if (double.IsNaN(value))
-        {
-            return "NaN";
-        }
-
-        if (double.IsInfinity(value))
-        {
-            return value > 0 ? "inf" : "-inf";
-        }
-
-        var e = roundTrip.IndexOfAny(['E', 'e']);
-        if (e < 0)
-        {
-            return roundTrip;
-        }
-
-        // Expand d.ddddE±x into plain decimal notation, as Rust's Display does.
-        var negative = roundTrip[0] == '-';
-        var mantissa = roundTrip[(negative ? 1 : 0)..e];
-        var exponent = int.Parse(roundTrip.AsSpan(e + 1), NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture);
-        var dot = mantissa.IndexOf('.', StringComparison.Ordinal);
-        var digits = dot < 0 ? mantissa : mantissa.Remove(dot, 1);
-        var pointAt = (dot < 0 ? mantissa.Length : dot) + exponent;
-        string plain;
-        if (pointAt <= 0)
-        {
-            plain = "0." + new string('0', -pointAt) + digits;
-        }
-        else if (pointAt >= digits.Length)
-        {
-            plain = digits + new string('0', pointAt - digits.Length);
-        }
-        else
-        {
-            plain = digits[..pointAt] + "." + digits[pointAt..];
-        }
-
-        return negative ? "-" + plain : plain;
     }
 }

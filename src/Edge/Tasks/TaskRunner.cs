@@ -21,6 +21,7 @@ namespace Propeller.Edge.Tasks;
 public sealed class TaskRunner : IAsyncDisposable
 {
     private readonly ConcurrentDictionary<string, RunningTask> _running = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, LatentTask> _latent = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<Task, byte> _executions = new();
     private readonly SemaphoreSlim _slots;
     private readonly PropletSettings _settings;
@@ -54,6 +55,9 @@ public sealed class TaskRunner : IAsyncDisposable
 
     public int RunningCount => _running.Count;
 
+    /// <summary>Whether latent task <paramref name="id"/> is precompiled and waits for invocations.</summary>
+    internal bool IsDeployed(string id) => _latent.ContainsKey(id);
+
     public long Started => Interlocked.Read(ref _started);
 
     public long Completed => Interlocked.Read(ref _completed);
@@ -84,7 +88,6 @@ public sealed class TaskRunner : IAsyncDisposable
         var unsupported = request.Message switch
         {
             { Encrypted: true } => "TEE runtime not available",
-            { Latent: true } => $"latent tasks require a WASM component; task {request.Id} is not a component",
             _ => null,
         };
         if (unsupported is not null)
@@ -93,7 +96,7 @@ public sealed class TaskRunner : IAsyncDisposable
             return;
         }
 
-        if (_plugins is { Plugins.All.Count: > 0 } plugins)
+        if (_plugins is { Any: true } plugins)
         {
             Track(AdmitWithPluginsAsync(request, plugins));
             return;
@@ -114,7 +117,7 @@ public sealed class TaskRunner : IAsyncDisposable
 
         Interlocked.Increment(ref _started);
         EdgeLog.TaskAccepted(_logger, request.Id, request.Name);
-        Track(ExecuteAsync(task));
+        Track(request.Message.Latent ? DeployLatentAsync(task) : ExecuteAsync(task));
     }
 
     /// <summary>
@@ -184,7 +187,19 @@ public sealed class TaskRunner : IAsyncDisposable
             return;
         }
 
-        if (_running.TryGetValue(id, out var task))
+        if (_latent.TryRemove(id, out var latent))
+        {
+            // A deployed latent task has nothing running of its own: forget it and end its invocations (spec §2.8).
+            EdgeLog.Stopping(_logger, id);
+            latent.Deployment.Abort(StopReason.Stopped);
+            foreach (var invocation in latent.Invocations.Keys)
+            {
+                invocation.Abort(StopReason.Stopped);
+            }
+
+            _running.TryRemove(new KeyValuePair<string, RunningTask>(id, latent.Deployment));
+        }
+        else if (_running.TryGetValue(id, out var task))
         {
             EdgeLog.Stopping(_logger, id);
             task.Abort(StopReason.Stopped);
@@ -195,12 +210,187 @@ public sealed class TaskRunner : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Handles an invoke command (spec §1.10, §2.10): runs the latent task once with the request's env merged over the
+    /// deployed one and its inputs (or the deployed inputs), and answers on <c>invoke_results</c>. An unknown id gets
+    /// the original's "has not been precompiled" error, which makes the manager try another proplet or redeploy.
+    /// </summary>
+    public void HandleInvoke(ReadOnlyMemory<byte> payload)
+    {
+        InvokeMessage? message;
+        try
+        {
+            message = JsonSerializer.Deserialize<InvokeMessage>(payload.Span);
+        }
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException)
+        {
+            EdgeLog.InvalidInvoke(_logger, ex.Message);
+            return;
+        }
+
+        if (message is not { Id.Length: > 0 })
+        {
+            EdgeLog.InvalidInvoke(_logger, "id is required");
+            return;
+        }
+
+        if (!message.Broadcast && message.PropletId is { Length: > 0 } target && !string.Equals(target, _settings.EntityId, StringComparison.Ordinal))
+        {
+            return;
+        }
+
+        Track(InvokeAsync(message));
+    }
+
+    private async Task InvokeAsync(InvokeMessage message)
+    {
+        var id = message.Id;
+        TaskOutcome outcome;
+        if (!_latent.TryGetValue(id, out var latent))
+        {
+            outcome = TaskOutcome.Failure($"task {id} has not been precompiled; deploy it as a latent task first");
+        }
+        else if (latent.IsHttpProxy)
+        {
+            outcome = TaskOutcome.Failure($"task {id} is an HTTP proxy component; it is served by its listener, not by direct invocation");
+        }
+        else
+        {
+            outcome = await RunInvocationAsync(latent, message);
+        }
+
+        var reply = new InvokeResultMessage
+        {
+            TaskId = id,
+            InvocationId = message.InvocationId ?? "",
+            PropletId = _settings.EntityId,
+            Results = outcome.Results,
+            Error = outcome.Error,
+        };
+        try
+        {
+            await _publisher.PublishAsync(Topics.InvokeResults, JsonSerializer.SerializeToUtf8Bytes(reply), _lifetime.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            EdgeLog.ResultDropped(_logger, id);
+        }
+    }
+
+    private async Task<TaskOutcome> RunInvocationAsync(LatentTask latent, InvokeMessage message)
+    {
+        var deployed = latent.Request;
+        var env = new Dictionary<string, string>(deployed.Env, StringComparer.Ordinal);
+        foreach (var (key, value) in message.Env ?? new Dictionary<string, string>())
+        {
+            env[key] = value;
+        }
+
+        var request = deployed with
+        {
+            Message = deployed.Message with
+            {
+                Id = $"{deployed.Id}-inv-{Guid.NewGuid()}",
+                Env = env,
+                Inputs = message.Inputs is { Count: > 0 } inputs ? inputs : deployed.Message.Inputs,
+                Daemon = false,
+            },
+        };
+        using var invocation = new RunningTask(request);
+        latent.Invocations.TryAdd(invocation, 0);
+        var slot = false;
+        try
+        {
+            if (latent.Deployment.Reason != StopReason.None)
+            {
+                invocation.Abort(latent.Deployment.Reason);
+            }
+
+            await _slots.WaitAsync(invocation.Aborted);
+            slot = true;
+            using var timer = request.Limits.Timeout is { } limit
+                ? new Timer(_ => invocation.Abort(StopReason.TimedOut), null, limit, Timeout.InfiniteTimeSpan)
+                : null;
+            return await _runtime.InvokeAsync(invocation, latent.Prepared, CancellationToken.None);
+        }
+        catch (OperationCanceledException) when (invocation.Aborted.IsCancellationRequested)
+        {
+            return InProcessRuntime.Stopped(invocation) ?? TaskOutcome.Failure($"Task {invocation.Id} was stopped before completion");
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            EdgeLog.TaskCrashed(_logger, invocation.Id, ex);
+            return TaskOutcome.Failure($"internal proplet error: {ex.Message}");
+        }
+        finally
+        {
+            if (slot)
+            {
+                _slots.Release();
+            }
+
+            latent.Invocations.TryRemove(invocation, out _);
+        }
+    }
+
+    /// <summary>
+    /// A latent start (spec §2.10): fetch and precompile, then keep the task (no result) until a stop; a failure is an
+    /// error result and the task is forgotten.
+    /// </summary>
+    private async Task DeployLatentAsync(RunningTask task)
+    {
+        await Task.Yield();
+        var request = task.Request;
+        string error;
+        try
+        {
+            var binary = await _fetcher.FetchAsync(request, task.Aborted);
+            var preparation = _runtime.Prepare(task, binary);
+            if (preparation.Error is null)
+            {
+                _latent[request.Id] = new LatentTask(task, preparation.Prepared!, preparation.IsHttpProxy);
+                EdgeLog.LatentDeployed(_logger, request.Id);
+                return;
+            }
+
+            error = preparation.Error;
+        }
+        catch (OperationCanceledException) when (task.Aborted.IsCancellationRequested)
+        {
+            error = InProcessRuntime.Stopped(task)?.Error ?? $"Task {request.Id} was stopped before completion";
+        }
+        catch (FetchException ex)
+        {
+            error = ex.Message;
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            EdgeLog.TaskCrashed(_logger, request.Id, ex);
+            error = $"internal proplet error: {ex.Message}";
+        }
+
+        _running.TryRemove(new KeyValuePair<string, RunningTask>(request.Id, task));
+        var shuttingDown = task.Reason == StopReason.ShuttingDown;
+        task.Dispose();
+        Interlocked.Increment(ref _failed);
+        EdgeLog.TaskFailed(_logger, request.Id, error);
+        if (!shuttingDown)
+        {
+            await PublishResultAsync(request.Id, TaskOutcome.Failure(error));
+        }
+    }
+
     /// <summary>Ends every task (no results are published for them) and waits for the pipeline to settle.</summary>
     public async ValueTask DisposeAsync()
     {
         foreach (var task in _running.Values)
         {
             task.Abort(StopReason.ShuttingDown);
+        }
+
+        foreach (var invocation in _latent.Values.SelectMany(l => l.Invocations.Keys))
+        {
+            invocation.Abort(StopReason.ShuttingDown);
         }
 
         await _lifetime.CancelAsync();

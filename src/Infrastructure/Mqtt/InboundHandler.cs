@@ -38,7 +38,8 @@ namespace Propeller.Infrastructure.Mqtt;
 /// </summary>
 public sealed class InboundHandler(
     CommandHandler commands, IPropletRegistry proplets, NpgsqlDataSource dataSource, IOptions<EventStoreOptions> storeOptions,
-    IOptions<MqttBridgeOptions> options, TimeProvider time, ILogger<InboundHandler> logger, IPluginGate? plugins = null)
+    IOptions<MqttBridgeOptions> options, TimeProvider time, ILogger<InboundHandler> logger, IPluginGate? plugins = null,
+    LatentInvoker? invocations = null)
 {
     private static readonly Meter Meter = new("Propeller.Inbound");
     private static readonly Counter<long> MalformedMessages =
@@ -74,6 +75,7 @@ public sealed class InboundHandler(
                     Topics.PropletAlive => AcceptAlive(message),
                     Topics.TaskMetrics => AcceptTaskMetrics(message),
                     Topics.PropletMetrics => AcceptPropletMetrics(message),
+                    Topics.InvokeResults => AcceptInvokeResult(message),
                     _ => (Work?)null,
                 };
                 if (work is not null)
@@ -178,6 +180,25 @@ public sealed class InboundHandler(
         PropletMetricsWork metrics => StorePropletMetricsAsync(metrics, cancellationToken),
         _ => Task.CompletedTask,
     };
+
+    /// <summary>
+    /// An invocation's answer goes to the request waiting for it (nothing is stored here: the endpoint records the
+    /// invocation). The original requires results to be a string and error a string or null.
+    /// </summary>
+    private Work? AcceptInvokeResult(ReceivedMessage message)
+    {
+        var result = JsonSerializer.Deserialize<InvokeResultMessage>(message.Payload.Span);
+        if (result is null)
+        {
+            Malformed(message.Topic, "null invoke result");
+        }
+        else if (invocations?.Complete(result) != true)
+        {
+            MqttBridgeLog.InvocationUnknown(logger, result.TaskId, result.InvocationId);
+        }
+
+        return null;
+    }
 
     private ResultWork? ParseResult(string topic, byte[] payload)
     {

@@ -18,4 +18,7 @@ internal static partial class MqttBridgeLog
 
     [LoggerMessage(EventId = 7007, Level = LogLevel.Warning, Message = "Could not read the inbox yet; retrying in {Delay}: {Reason}")]
     public static partial void RecoverRetry(ILogger logger, TimeSpan delay, string reason);
+
+    [LoggerMessage(EventId = 7008, Level = LogLevel.Debug, Message = "Invoke result for task {TaskId} with invocation id '{InvocationId}', which no request waits for: ignored")]
+    public static partial void InvocationUnknown(ILogger logger, string taskId, string invocationId);
 }

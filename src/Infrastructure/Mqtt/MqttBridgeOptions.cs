@@ -34,5 +34,8 @@ public sealed class MqttBridgeOptions
     /// <summary>Most commands in flight (lowered to the broker's Receive Maximum).</summary>
     public int MaxInflight { get; set; } = 16;
 
+    /// <summary>How long an invocation of a latent task waits for its result (the original's 30 s, spec propeller-manager.md §2.8).</summary>
+    public TimeSpan InvokeTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
     public string BaseTopic => Contracts.Mqtt.Topics.Base(Tenant, Channel);
 }

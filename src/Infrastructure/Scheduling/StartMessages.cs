@@ -11,8 +11,22 @@ internal static class StartMessages
 {
     public static OutgoingMessage For(TaskState task, string baseTopic, string? correlationId)
     {
+        var message = Message(task);
+        var headers = correlationId is null ? null : new Dictionary<string, string> { ["correlation_id"] = correlationId };
+        return new OutgoingMessage(Topics.Of(baseTopic, Topics.Start), JsonSerializer.SerializeToUtf8Bytes(message), headers);
+    }
+
+    /// <summary>The start that deploys a latent task again on one proplet (spec propeller-manager.md §2.8).</summary>
+    public static OutgoingMessage LatentRedeploy(TaskState task, string propletId, string baseTopic)
+    {
+        var message = Message(task) with { Broadcast = false, Daemon = false, Latent = true, PropletId = propletId };
+        return new OutgoingMessage(Topics.Of(baseTopic, Topics.Start), JsonSerializer.SerializeToUtf8Bytes(message));
+    }
+
+    private static StartMessage Message(TaskState task)
+    {
         var spec = task.Spec ?? throw new InvalidOperationException("a task without a spec cannot start");
-        var message = new StartMessage
+        return new StartMessage
         {
             Id = task.Id.ToString(),
             Name = spec.Name,
@@ -31,7 +45,5 @@ internal static class StartMessages
             PropletId = spec.Broadcast ? null : task.PropletId,
             HalStoragePath = spec.HalStoragePath,
         };
-        var headers = correlationId is null ? null : new Dictionary<string, string> { ["correlation_id"] = correlationId };
-        return new OutgoingMessage(Topics.Of(baseTopic, Topics.Start), JsonSerializer.SerializeToUtf8Bytes(message), headers);
     }
 }

@@ -42,6 +42,9 @@ internal sealed record ManagerConfig
 
     public TimeSpan LivenessWindow { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>MANAGER_INVOKE_TIMEOUT: how long POST /tasks/{id}/invoke waits for the proplet (the original's 30 s).</summary>
+    public TimeSpan InvokeTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
     public SchedulingPolicy Policy { get; init; } = SchedulingPolicy.RoundRobin;
 
     public int MaxRedispatches { get; init; } = 3;
@@ -215,6 +218,7 @@ internal sealed record ManagerConfig
             EntityId = entity ?? $"manager-{Environment.MachineName}",
             ApiKey = apiKey,
             LivenessWindow = Duration("MANAGER_PROPLET_LIVENESS_WINDOW", TimeSpan.FromSeconds(30)),
+            InvokeTimeout = Duration("MANAGER_INVOKE_TIMEOUT", TimeSpan.FromSeconds(30)),
             Policy = policy,
             MaxRedispatches = Int("MANAGER_MAX_REDISPATCHES", 3, 0, 1000),
             PluginDir = pluginDir,

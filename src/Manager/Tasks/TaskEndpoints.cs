@@ -42,6 +42,7 @@ internal static class TaskEndpoints
         app.MapPost("/tasks/{taskId}/stop", StopAsync).WithName("stop-task");
         app.MapGet("/tasks/{taskId}/results", ResultsAsync).WithName("get-task-results");
         app.MapGet("/tasks/{taskId}/history", HistoryAsync).WithName("get-task-history");
+        app.MapPost("/tasks/{taskId}/invoke", TaskInvocation.InvokeAsync).WithName("invoke-task");
         return app;
     }
 
@@ -467,7 +468,7 @@ internal static class TaskEndpoints
         return validation.IsValid ? null : ApiResults.BadRequest(string.Join('\n', validation.Errors.Select(e => e.ErrorMessage)));
     }
 
-    private static bool TryTaskId(string value, out TaskId id)
+    internal static bool TryTaskId(string value, out TaskId id)
     {
         var ok = Guid.TryParse(value, out var guid);
         id = new TaskId(guid);

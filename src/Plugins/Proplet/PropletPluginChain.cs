@@ -3,13 +3,16 @@ using Microsoft.Extensions.Logging;
 using Propeller.Plugins.Abi;
 using Propeller.Plugins.Hosting;
 using Propeller.Plugins.Runtime;
+using Propeller.WasmHost;
+using Wasmtime.Components;
 
 namespace Propeller.Plugins.Proplet;
 
 /// <summary>
-/// The proplet's plugins (propeller-edge.md §5) over the manager's JSON core-module ABI until the engine has the
-/// component model (docs/plugins.md): hooks <c>authorize</c>, <c>enrich</c> (or <c>enrich_task</c>),
-/// <c>on_task_start</c> and <c>on_task_complete</c>, with the same limits and isolation as manager plugins.
+/// The proplet's plugins (propeller-edge.md §5), in file-name order: WIT components of
+/// <c>propeller:proplet-plugin@0.1.0</c> as the original's (<see cref="ComponentPlugin"/>, ADR 0011), and core modules
+/// with the manager's JSON ABI (docs/plugins.md: hooks <c>authorize</c>, <c>enrich</c> or <c>enrich_task</c>,
+/// <c>on_task_start</c>, <c>on_task_complete</c>), both under the plugin limits.
 /// No ASP.NET dependency: the proplet constructs it with <see cref="Load"/> and calls it directly.
 /// </summary>
 public sealed class PropletPluginChain : IDisposable
@@ -18,14 +21,33 @@ public sealed class PropletPluginChain : IDisposable
 
     private readonly PluginRuntime _runtime;
     private readonly NotificationCalls _notifications = new();
+    private readonly ComponentLinker? _componentLinker;
+    private readonly ILogger _logger;
 
-    private PropletPluginChain(PluginRuntime runtime, PluginSet set)
+    /// <summary>Every active plugin in file-name order: a JSON core module or a component.</summary>
+    private readonly IReadOnlyList<(LoadedPlugin? Core, ComponentPlugin? Component)> _order;
+
+    private PropletPluginChain(PluginRuntime runtime, PluginSet set, IReadOnlyList<(string File, ComponentPlugin Plugin)> components, ComponentLinker? linker, ILogger logger)
     {
         _runtime = runtime;
+        _componentLinker = linker;
+        _logger = logger;
         Plugins = set;
+        Components = [.. components.Select(c => c.Plugin)];
+        _order = [.. set.Active.Select(p => (p.File, (LoadedPlugin?)p, (ComponentPlugin?)null))
+            .Concat(components.Select(c => (c.File, (LoadedPlugin?)null, (ComponentPlugin?)c.Plugin)))
+            .OrderBy(e => e.Item1, StringComparer.Ordinal)
+            .Select(e => (e.Item2, e.Item3))];
     }
 
+    /// <summary>The JSON core-module plugins.</summary>
     public PluginSet Plugins { get; }
+
+    /// <summary>The component plugins.</summary>
+    public IReadOnlyList<ComponentPlugin> Components { get; }
+
+    /// <summary>Whether any plugin takes part (the proplet skips the chain otherwise).</summary>
+    public bool Any => Plugins.All.Count > 0 || Components.Count > 0;
 
     /// <summary>
     /// Loads <paramref name="directory"/> (PROPLET_PLUGIN_DIR): unset or missing gives an empty chain, a directory that
@@ -35,9 +57,29 @@ public sealed class PropletPluginChain : IDisposable
     {
         var runtime = new PluginRuntime(new PluginHostOptions { Directory = directory, DefaultLimits = limits ?? PluginLimits.Default }, logger, new PluginMetrics());
         PluginSet set;
+        List<(string, ComponentPlugin)> components = [];
+        ComponentLinker? linker = null;
         try
         {
-            set = PluginLoader.Load(runtime, directory, new ConcurrentDictionary<string, PluginCounters>(StringComparer.Ordinal));
+            set = PluginLoader.Load(runtime, directory, new ConcurrentDictionary<string, PluginCounters>(StringComparer.Ordinal), skipComponents: true);
+            foreach (var file in PluginLoader.ComponentFiles(directory))
+            {
+                if (linker is null)
+                {
+                    linker = new ComponentLinker(WasmEngine.Shared.Engine);
+                    linker.AddWasiPreview2();
+                }
+
+                try
+                {
+                    components.Add((file, ComponentPlugin.Load(file, new ModuleCache(WasmEngine.Shared), linker, limits ?? PluginLimits.Default)));
+                    PropletLog.ComponentLoaded(logger, Path.GetFileNameWithoutExtension(file), file);
+                }
+                catch (PluginLoadException e)
+                {
+                    PropletLog.ComponentSkipped(logger, file, e.Message);
+                }
+            }
         }
         catch (PluginDirectoryException e)
         {
@@ -45,7 +87,7 @@ public sealed class PropletPluginChain : IDisposable
             set = PluginSet.Empty;
         }
 
-        return new PropletPluginChain(runtime, set);
+        return new PropletPluginChain(runtime, set, components, linker, logger);
     }
 
     /// <summary>Plugins in order; the first deny wins (reason or "denied by plugin"); a failing plugin denies with "plugin error: WHY".</summary>
@@ -53,9 +95,33 @@ public sealed class PropletPluginChain : IDisposable
     {
         ArgumentNullException.ThrowIfNull(task);
         byte[]? request = null;
-        foreach (var plugin in Plugins.Active)
+        foreach (var (plugin, component) in _order)
         {
-            if (!plugin.Has(PluginHooks.Authorize))
+            if (component is not null)
+            {
+                if (!component.Has("authorize"))
+                {
+                    continue;
+                }
+
+                try
+                {
+                    var response = component.Call("authorize", TaskInfoValue(task), cancellationToken)!;
+                    if (!response.Field("allow").AsBool())
+                    {
+                        var reason = response.Field("reason") is { IsSome: true, Payload: { } text } ? text.AsString() : null;
+                        return (false, reason is { Length: > 0 } ? reason : "denied by plugin");
+                    }
+                }
+                catch (ComponentPluginException e)
+                {
+                    return (false, $"plugin error: {e.Message}");
+                }
+
+                continue;
+            }
+
+            if (!plugin!.Has(PluginHooks.Authorize))
             {
                 continue;
             }
@@ -93,9 +159,30 @@ public sealed class PropletPluginChain : IDisposable
         ArgumentNullException.ThrowIfNull(task);
         var env = new Dictionary<string, string>(StringComparer.Ordinal);
         byte[]? request = null;
-        foreach (var plugin in Plugins.Active)
+        foreach (var (plugin, component) in _order)
         {
-            var hook = plugin.Has(PluginHooks.Enrich) ? PluginHookNames.Enrich : plugin.Has(PluginHooks.EnrichTask) ? PluginHookNames.EnrichTask : null;
+            if (component is not null)
+            {
+                if (component.Has("enrich"))
+                {
+                    try
+                    {
+                        foreach (var pair in component.Call("enrich", TaskInfoValue(task), cancellationToken)!.Field("env").AsList())
+                        {
+                            var tuple = pair.AsTuple();
+                            env[tuple[0].AsString()] = tuple[1].AsString();
+                        }
+                    }
+                    catch (ComponentPluginException e)
+                    {
+                        PropletLog.ComponentFailed(_logger, e.Message);
+                    }
+                }
+
+                continue;
+            }
+
+            var hook = plugin!.Has(PluginHooks.Enrich) ? PluginHookNames.Enrich : plugin.Has(PluginHooks.EnrichTask) ? PluginHookNames.EnrichTask : null;
             if (hook is null)
             {
                 continue;
@@ -127,10 +214,18 @@ public sealed class PropletPluginChain : IDisposable
     {
         ArgumentNullException.ThrowIfNull(task);
         Notify(PluginHooks.TaskStart, PluginHookNames.TaskStart, () => Request(task));
+        NotifyComponents("on-task-start", () => TaskInfoValue(task));
     }
 
     /// <summary><c>on_task_complete</c> with <c>{"task_id","success","output"?,"error"?}</c>, fire and forget.</summary>
-    public void OnTaskComplete(string taskId, bool success, string? output, string? error) =>
+    public void OnTaskComplete(string taskId, bool success, string? output, string? error)
+    {
+        NotifyComponents("on-task-complete", () => ComponentValue.Record([
+            new("task-id", ComponentValue.String(taskId)),
+            new("success", ComponentValue.Bool(success)),
+            new("output", string.IsNullOrEmpty(output) ? ComponentValue.None() : ComponentValue.Some(ComponentValue.String(output))),
+            new("error", string.IsNullOrEmpty(error) ? ComponentValue.None() : ComponentValue.Some(ComponentValue.String(error))),
+        ]));
         Notify(PluginHooks.TaskComplete, PluginHookNames.TaskComplete, () => PluginJson.Write(w =>
         {
             w.WriteStartObject();
@@ -148,6 +243,7 @@ public sealed class PropletPluginChain : IDisposable
 
             w.WriteEndObject();
         }));
+    }
 
     /// <summary>Waits for outstanding notifications; false when <paramref name="timeout"/> passed first.</summary>
     public Task<bool> DrainAsync(TimeSpan timeout, CancellationToken cancellationToken) => _notifications.DrainAsync(timeout, cancellationToken);
@@ -167,6 +263,42 @@ public sealed class PropletPluginChain : IDisposable
         w.WriteEndObject();
         w.WriteEndObject();
     });
+
+    /// <summary>The WIT <c>task-info</c> record (env in the request's order).</summary>
+    internal static ComponentValue TaskInfoValue(PropletTaskInfo task) => ComponentValue.Record([
+        new("id", ComponentValue.String(task.Id)),
+        new("name", ComponentValue.String(task.Name)),
+        new("image-url", ComponentValue.String(task.ImageUrl)),
+        new("cli-args", ComponentValue.List([.. task.CliArgs.Select(ComponentValue.String)])),
+        new("env", ComponentValue.List([.. task.Env.Select(p => ComponentValue.Tuple([ComponentValue.String(p.Key), ComponentValue.String(p.Value)]))])),
+        new("daemon", ComponentValue.Bool(task.Daemon)),
+        new("encrypted", ComponentValue.Bool(task.Encrypted)),
+    ]);
+
+    /// <summary>A notification to every component plugin that has it, fire and forget; failures are logged.</summary>
+    private void NotifyComponents(string function, Func<ComponentValue> argument)
+    {
+        foreach (var component in Components)
+        {
+            if (!component.Has(function))
+            {
+                continue;
+            }
+
+            var value = argument();
+            _ = Task.Run(() =>
+            {
+                try
+                {
+                    component.Call(function, value, CancellationToken.None);
+                }
+                catch (ComponentPluginException e)
+                {
+                    PropletLog.ComponentFailed(_logger, e.Message);
+                }
+            });
+        }
+    }
 
     private void Notify(PluginHooks hook, string hookName, Func<byte[]> request)
     {
@@ -192,6 +324,7 @@ public sealed class PropletPluginChain : IDisposable
 
         _runtime.Metrics.Dispose();
         _runtime.Dispose();
+        _componentLinker?.Dispose();
     }
 
     private static void LogDisabled(ILogger logger, string reason) => PropletLog.Disabled(logger, reason);

@@ -9,7 +9,9 @@ namespace Propeller.Plugins.Runtime;
 /// </summary>
 public static class PluginLoader
 {
-    public static PluginSet Load(PluginRuntime runtime, string? directory, ConcurrentDictionary<string, PluginCounters> counters)
+    /// <param name="skipComponents">The proplet loads component plugins itself (<see cref="ComponentFiles"/>); elsewhere a
+    /// component is a file that cannot be loaded.</param>
+    public static PluginSet Load(PluginRuntime runtime, string? directory, ConcurrentDictionary<string, PluginCounters> counters, bool skipComponents = false)
     {
         ArgumentNullException.ThrowIfNull(runtime);
         ArgumentNullException.ThrowIfNull(counters);
@@ -47,6 +49,11 @@ public static class PluginLoader
         foreach (var file in files)
         {
             var name = Path.GetFileNameWithoutExtension(file);
+            if (skipComponents && IsComponent(file))
+            {
+                continue;
+            }
+
             try
             {
                 var plugin = LoadedPlugin.Load(runtime, file, counters.GetOrAdd(name, _ => new PluginCounters()));
@@ -69,6 +76,26 @@ public static class PluginLoader
         }
 
         return new PluginSet(loaded, skipped);
+    }
+
+    /// <summary>The <c>*.wasm</c> files of <paramref name="directory"/> that are components, in file-name order (none when it is missing).</summary>
+    public static IReadOnlyList<string> ComponentFiles(string? directory) =>
+        string.IsNullOrEmpty(directory) || !Directory.Exists(directory)
+            ? []
+            : [.. Directory.EnumerateFiles(directory, "*.wasm", SearchOption.TopDirectoryOnly).Where(IsComponent).Order(StringComparer.Ordinal)];
+
+    private static bool IsComponent(string file)
+    {
+        try
+        {
+            using var stream = File.OpenRead(file);
+            Span<byte> header = stackalloc byte[8];
+            return stream.ReadAtLeast(header, 8, throwOnEndOfStream: false) == 8 && Propeller.WasmHost.Components.WasmBinary.IsComponent(header);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
     }
 
     /// <summary>A symlink to a regular file counts as a regular entry (what os.ReadDir + ReadFile sees).</summary>

@@ -169,6 +169,21 @@ public sealed class TaskDeciderTests
     }
 
     [Fact]
+    public void GivenRunningLatentTask_WhenRecordInvocation_ThenInvokedAndTheStateIsUnchanged()
+    {
+        var state = Given(Created, StartRequested(), Dispatched())
+            .When(new RecordInvocation(Id, "inv-1", "proplet-1", "42", null, At(5)))
+            .Then(new TaskInvoked(Id, "inv-1", "proplet-1", "42", null, At(5)));
+
+        state.Status.ShouldBe(TaskStatus.Running);
+        state.Results.ShouldBeNull();
+    }
+
+    [Fact]
+    public void GivenNoTask_WhenRecordInvocation_ThenNotFound() =>
+        Given().When(new RecordInvocation(Id, "inv-1", null, null, "timed out", At(5))).ThenRejected(RejectionKind.NotFound);
+
+    [Fact]
     public void GivenPending_WhenRecordResult_ThenResultIgnored() =>
         Given(Created).When(new RecordResult(Id, "42", null, At(4))).Then(new TaskResultIgnored(Id, 0, "result for a task that is Pending", At(4)));
 

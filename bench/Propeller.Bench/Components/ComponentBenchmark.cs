@@ -1,0 +1,160 @@
+using System.Diagnostics;
+using System.Globalization;
+using Microsoft.Extensions.Logging.Abstractions;
+using Propeller.Contracts.Mqtt;
+using Propeller.Edge.Configuration;
+using Propeller.Edge.Execution;
+using Propeller.Edge.Tasks;
+using Wasmtime;
+
+namespace Propeller.Bench;
+
+/// <summary>
+/// `components`: one invocation of a latent component task through the proplet's runtime (InProcessRuntime.InvokeAsync:
+/// guest-thread hop, new store with WASI preview 2, fuel and the epoch check, instantiate, WAVE parse of the inputs, the
+/// call, WAVE encoding of the result) against the same call of a cached core module (RunAsync of the demo's `main`), in
+/// the same run. Prints `components case=add component_p50_us=… core_p50_us=… ratio=…` and a string case.
+/// Options: --iterations N (default 20000).
+/// </summary>
+internal static class ComponentBenchmark
+{
+    private const string AdditionBase64 = "AGFzbQEAAAABBwFgAn9/AX8DAgEABwgBBG1haW4AAAoJAQcAIAAgAWoL";
+
+    public static async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
+    {
+        var iterations = 20000;
+        for (var i = 0; i < args.Length - 1; i++)
+        {
+            if (args[i] == "--iterations")
+            {
+                iterations = int.Parse(args[++i], CultureInfo.InvariantCulture);
+            }
+        }
+
+        var settings = new PropletSettings { TenantId = "t", ChannelId = "c", EntityId = "bench", ApiKey = "k", MetricsEnabled = false };
+        using var runtime = new InProcessRuntime(settings, NullLogger<InProcessRuntime>.Instance);
+        var calculator = Module.ConvertText(await File.ReadAllTextAsync(FindCalculator(), cancellationToken));
+        var core = Convert.FromBase64String(AdditionBase64);
+
+        foreach (var (name, inputs, expected) in new[]
+        {
+            ("add", new[] { "40", "2" }, "42"),
+            ("echo-string", new[] { "\"world\"" }, "\"world\""),
+            ("propeller:test/greeter@0.1.0#greet", new[] { "\"world\"" }, "\"Hello, world\""),
+        })
+        {
+            var component = await MeasureAsync(iterations, name, inputs, expected, async task =>
+            {
+                var prepared = runtime.Prepare(task, calculator).Prepared!;
+                return () => runtime.InvokeAsync(task, prepared, cancellationToken);
+            });
+            var reference = await MeasureAsync(iterations, "main", ["40", "2"], "42", task =>
+                Task.FromResult<Func<Task<TaskOutcome>>>(() => runtime.RunAsync(task, core, cancellationToken)));
+            Console.WriteLine(FormattableString.Invariant(
+                $"components case={name} component_p50_us={component.P50:F1} component_p99_us={component.P99:F1} core_p50_us={reference.P50:F1} ratio={component.P50 / reference.P50:F2}"));
+        }
+
+        if (args.Contains("--raw"))
+        {
+            Raw(calculator, iterations);
+        }
+
+        return 0;
+    }
+
+    /// <summary>--raw: where a string call's time goes, on the wrapper alone (fresh store per call, and one store reused).</summary>
+    private static void Raw(byte[] calculator, int iterations)
+    {
+        Raw(calculator, iterations, Propeller.WasmHost.WasmEngine.Shared.Engine, "on-demand");
+
+        // The same on an engine with Wasmtime's pooling allocator (warm slots keep their pages resident).
+        using var pool = new PoolingAllocationConfig().WithLinearMemoryKeepResidentBytes(1 << 20).WithMaxUnusedWarmSlots(100);
+        using var config = new Config().WithFuelConsumption(true).WithEpochInterruption(true).WithPoolingAllocationStrategy(pool);
+        using var pooled = new Engine(config);
+        Raw(calculator, iterations, pooled, "pooling");
+    }
+
+    private static void Raw(byte[] calculator, int iterations, Engine engine, string allocator)
+    {
+        using var component = Wasmtime.Components.Component.FromBytes(engine, calculator);
+        using var linker = new Wasmtime.Components.ComponentLinker(engine);
+        linker.AddWasiPreview2();
+        foreach (var (name, argument) in new[] { ("echo-u32", Wasmtime.Components.ComponentValue.U32(7)), ("echo-string", Wasmtime.Components.ComponentValue.String("world")) })
+        {
+            var fresh = Percentile(iterations, () =>
+            {
+                using var store = new Store(engine);
+                store.SetWasiConfiguration(new WasiConfiguration());
+                store.Fuel = ulong.MaxValue / 2;
+                Propeller.WasmHost.WasmEngine.Watch(store, () => { });
+                linker.Instantiate(store, component).GetFunction(name)!.Call(argument);
+            });
+            using var kept = new Store(engine);
+            kept.SetWasiConfiguration(new WasiConfiguration());
+            kept.Fuel = ulong.MaxValue / 2;
+            Propeller.WasmHost.WasmEngine.Watch(kept, () => { });
+            var function = linker.Instantiate(kept, component).GetFunction(name)!;
+            var reused = Percentile(iterations, () => function.Call(argument));
+            Console.WriteLine(FormattableString.Invariant($"components raw={name} allocator={allocator} fresh_store_p50_us={fresh:F1} reused_store_p50_us={reused:F1}"));
+        }
+    }
+
+    private static double Percentile(int iterations, Action call)
+    {
+        var samples = new double[iterations];
+        var clock = new Stopwatch();
+        for (var i = 0; i < iterations; i++)
+        {
+            clock.Restart();
+            call();
+            samples[i] = clock.Elapsed.TotalMicroseconds;
+        }
+
+        Array.Sort(samples);
+        return samples[iterations / 2];
+    }
+
+    private static async Task<(double P50, double P99)> MeasureAsync(
+        int iterations, string name, string[] inputs, string expected, Func<RunningTask, Task<Func<Task<TaskOutcome>>>> prepare)
+    {
+        using var task = new RunningTask(new StartRequest(
+            new StartMessage { Id = "bench", Name = name, Inputs = inputs }, new TaskLimits(null, null, null), MonitoringProfile.Standard));
+        var call = await prepare(task);
+        var outcome = await call();
+        if (outcome.Results != expected)
+        {
+            throw new InvalidOperationException($"{name}: expected {expected}, got {outcome.Results} {outcome.Error}");
+        }
+
+        for (var i = 0; i < Math.Min(iterations, 2000); i++)
+        {
+            await call();
+        }
+
+        var samples = new double[iterations];
+        var clock = new Stopwatch();
+        for (var i = 0; i < iterations; i++)
+        {
+            clock.Restart();
+            await call();
+            samples[i] = clock.Elapsed.TotalMicroseconds;
+        }
+
+        Array.Sort(samples);
+        return (samples[iterations / 2], samples[iterations * 99 / 100]);
+    }
+
+    private static string FindCalculator()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            var candidate = Path.Combine(dir.FullName, "tests", "Shared", "Components", "calculator.wat");
+            if (File.Exists(candidate))
+            {
+                return candidate;
+            }
+        }
+
+        throw new FileNotFoundException("tests/Shared/Components/calculator.wat not found above " + AppContext.BaseDirectory);
+    }
+}

@@ -1,0 +1,95 @@
+using System.Diagnostics;
+using System.Globalization;
+using Propeller.Plugins.Hosting;
+using Propeller.WasmHost;
+using Propeller.WasmHost.Components;
+using Wasmtime;
+using Wasmtime.Components;
+
+namespace Propeller.Plugins.Proplet;
+
+/// <summary>
+/// A proplet plugin as the original writes them (spec propeller-edge.md §5): a component of WIT package
+/// <c>propeller:proplet-plugin@0.1.0</c> exporting interface <c>lifecycle</c> (authorize, enrich, on-task-start,
+/// on-task-complete), with WASI preview 2 linked and an empty WASI context. Beyond the original, each call runs in a
+/// fresh store under the plugin limits (fuel, memory, wall clock), so a plugin that traps or spins fails that call
+/// only; the price is that no state survives between calls (the original kept one instance for the process).
+/// </summary>
+public sealed class ComponentPlugin
+{
+    public const string Lifecycle = "propeller:proplet-plugin/lifecycle@0.1.0";
+
+    private readonly CompiledComponent _component;
+    private readonly ComponentLinker _linker;
+    private readonly WasmEngine _engine;
+    private readonly PluginLimits _limits;
+
+    private ComponentPlugin(string name, CompiledComponent component, ComponentLinker linker, WasmEngine engine, PluginLimits limits)
+    {
+        Name = name;
+        _component = component;
+        _linker = linker;
+        _engine = engine;
+        _limits = limits;
+    }
+
+    public string Name { get; }
+
+    /// <summary>Compiles <paramref name="file"/>; throws <see cref="Runtime.PluginLoadException"/> when it is not a lifecycle plugin.</summary>
+    public static ComponentPlugin Load(string file, ModuleCache cache, ComponentLinker linker, PluginLimits limits)
+    {
+        ArgumentNullException.ThrowIfNull(cache);
+        var name = Path.GetFileNameWithoutExtension(file);
+        CompiledComponent component;
+        try
+        {
+            component = cache.GetOrCompileComponent(File.ReadAllBytes(file));
+        }
+        catch (Exception e) when (e is WasmtimeException or IOException or UnauthorizedAccessException)
+        {
+            throw new Runtime.PluginLoadException($"not a loadable component: {(e is WasmtimeException w ? WasmErrors.Reason(w) : e.Message)}", e);
+        }
+
+        if (!component.Functions.Any(f => f.Interface == Lifecycle))
+        {
+            throw new Runtime.PluginLoadException($"the component does not export {Lifecycle}");
+        }
+
+        return new ComponentPlugin(name, component, linker, cache.Engine, limits);
+    }
+
+    public bool Has(string function) => _component.Find($"{Lifecycle}#{function}") is not null;
+
+    /// <summary>Calls <paramref name="function"/> in a fresh instance; a trap, the fuel, memory or time limit throws <see cref="ComponentPluginException"/>.</summary>
+    public ComponentValue? Call(string function, ComponentValue argument, CancellationToken cancellationToken)
+    {
+        using var store = new Store(_engine.Engine);
+        store.SetWasiConfiguration(new WasiConfiguration());
+        store.Fuel = (ulong)_limits.Fuel;
+        store.SetLimits(memorySize: (long)_limits.MemoryMb << 20);
+        var deadline = Stopwatch.GetTimestamp() + (long)(_limits.Timeout.TotalSeconds * Stopwatch.Frequency);
+        WasmEngine.Watch(store, () =>
+        {
+            if (cancellationToken.IsCancellationRequested || Stopwatch.GetTimestamp() > deadline)
+            {
+                throw new TimeoutException(string.Create(CultureInfo.InvariantCulture, $"time limit of {_limits.Timeout.TotalSeconds:0.###} s exceeded"));
+            }
+        });
+        try
+        {
+            var instance = _linker.Instantiate(store, _component.Component);
+            return instance.GetFunction(Lifecycle, function)!.Call(argument);
+        }
+        catch (WasmtimeException e)
+        {
+            var reason = e switch
+            {
+                { InnerException: TimeoutException timeout } => timeout.Message,
+                _ when WasmErrors.OutOfFuel(e) => $"fuel limit of {_limits.Fuel} exhausted",
+                TrapException trap => WasmErrors.Trap(trap),
+                _ => WasmErrors.Reason(e),
+            };
+            throw new ComponentPluginException($"{Name} {function}: {reason}", e);
+        }
+    }
+}

@@ -1,0 +1,148 @@
+using System.Text.Json;
+using Microsoft.Extensions.Logging.Abstractions;
+using Propeller.Contracts.Mqtt;
+using Propeller.Edge.Configuration;
+using Propeller.Edge.Execution;
+using Propeller.Edge.Fetching;
+using Propeller.Edge.Tasks;
+using Propeller.Tests.Shared;
+
+namespace Propeller.Edge.Tests;
+
+/// <summary>Latent tasks and invoke on the proplet (spec §1.10, §1.12, §2.10).</summary>
+public sealed class LatentTaskTests : IAsyncDisposable
+{
+    private readonly InMemoryPublisher _published = new();
+    private readonly PropletSettings _settings = TestSettings.Create("me");
+    private readonly InProcessRuntime _runtime;
+    private readonly HttpClient _http = new();
+    private readonly TaskRunner _runner;
+
+    public LatentTaskTests()
+    {
+        _runtime = new InProcessRuntime(_settings, NullLogger<InProcessRuntime>.Instance);
+        var fetcher = new BinaryFetcher(_settings, new ChunkAssembler(_settings.MaxBinarySize, TimeProvider.System), _published, _http);
+        _runner = new TaskRunner(_settings, _runtime, fetcher, _published, null, NullLogger<TaskRunner>.Instance);
+    }
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    public async ValueTask DisposeAsync()
+    {
+        await _runner.DisposeAsync();
+        _runtime.Dispose();
+        _http.Dispose();
+    }
+
+    [Fact]
+    public async Task GivenADeployedLatentTask_WhenInvoked_ThenEachInvocationAnswersWithItsId()
+    {
+        await DeployAsync("calc", "add", ["1", "2"]);
+
+        Invoke(new { id = "calc", invocation_id = "i1", inputs = new[] { "40", "2" }, proplet_id = "me" });
+        (await NextInvokeResultAsync()).GetRawText().ShouldBe("""{"task_id":"calc","invocation_id":"i1","proplet_id":"me","results":"42","error":null}""");
+
+        Invoke(new { id = "calc", invocation_id = "i2" });
+        (await NextInvokeResultAsync()).GetProperty("results").GetString().ShouldBe("3");
+
+        Invoke(new { id = "calc" });
+        (await NextInvokeResultAsync()).GetProperty("invocation_id").GetString().ShouldBe("");
+        _published.TryNext(out var extra).ShouldBeFalse($"no task result for a latent task, got {extra.Path}");
+    }
+
+    [Fact]
+    public async Task GivenAnInterfaceExport_WhenInvokedWithWave_ThenTheResultIsWave()
+    {
+        await DeployAsync("greeter", "propeller:test/greeter@0.1.0#greet", ["\"nobody\""]);
+
+        Invoke(new { id = "greeter", invocation_id = "g", inputs = new[] { "\"world\"" } });
+
+        (await NextInvokeResultAsync()).GetProperty("results").GetString().ShouldBe("\"Hello, world\"");
+    }
+
+    [Fact]
+    public async Task GivenUnknownOrStoppedTasks_WhenInvoked_ThenTheManagerSeesNotPrecompiled()
+    {
+        Invoke(new { id = "ghost", invocation_id = "x" });
+        (await NextInvokeResultAsync()).GetProperty("error").GetString().ShouldBe("task ghost has not been precompiled; deploy it as a latent task first");
+
+        await DeployAsync("gone", "add", ["1", "2"]);
+        _runner.HandleStop(JsonSerializer.SerializeToUtf8Bytes(new { id = "gone" }));
+        Invoke(new { id = "gone", invocation_id = "y" });
+        (await NextInvokeResultAsync()).GetProperty("error").GetString().ShouldBe("task gone has not been precompiled; deploy it as a latent task first");
+        _runner.RunningCount.ShouldBe(0);
+    }
+
+    [Fact]
+    public async Task GivenInvokesForOtherProplets_WhenHandled_ThenNothingIsPublished()
+    {
+        Invoke(new { id = "calc", proplet_id = "other" });
+        _runner.HandleInvoke("not json"u8.ToArray());
+        _runner.HandleInvoke("""{"id":""}"""u8.ToArray());
+        await Task.Yield();
+
+        _published.TryNext(out _).ShouldBeFalse();
+    }
+
+    [Fact]
+    public async Task GivenBadInvocations_WhenInvoked_ThenTheErrorsComeBackAndTheTaskStaysDeployed()
+    {
+        await DeployAsync("calc", "add", ["1", "2"]);
+
+        Invoke(new { id = "calc", invocation_id = "a", inputs = new[] { "1" } });
+        (await NextInvokeResultAsync()).GetProperty("error").GetString().ShouldBe("Argument count mismatch for 'add': expected 2 but got 1");
+        Invoke(new { id = "calc", invocation_id = "b", inputs = new[] { "x", "1" } });
+        (await NextInvokeResultAsync()).GetProperty("error").GetString().ShouldBe("Failed to parse WAVE argument 'x' for export 'add': expected a s32 (a decimal integer) at 0");
+
+        Invoke(new { id = "calc", invocation_id = "c" });
+        (await NextInvokeResultAsync()).GetProperty("results").GetString().ShouldBe("3");
+    }
+
+    [Fact]
+    public async Task GivenASpinningLatentTask_WhenInvokedWithATimeout_ThenTheInvocationEndsAndTheNextStillWorks()
+    {
+        await DeployAsync("spinner", "spin", [], ["--timeout", "0.2"]);
+
+        Invoke(new { id = "spinner", invocation_id = "s" });
+
+        (await NextInvokeResultAsync()).GetProperty("error").GetString().ShouldNotBeNull().ShouldContain("exceeded its time limit of 0.2 s");
+    }
+
+    [Fact]
+    public async Task GivenAStopDuringAnInvocation_WhenHandled_ThenTheInvocationEnds()
+    {
+        await DeployAsync("spinner", "spin", []);
+
+        Invoke(new { id = "spinner", invocation_id = "s" });
+        await Task.Delay(50, Ct);
+        _runner.HandleStop(JsonSerializer.SerializeToUtf8Bytes(new { id = "spinner" }));
+
+        (await NextInvokeResultAsync()).GetProperty("error").GetString().ShouldNotBeNull().ShouldContain("was stopped before completion");
+    }
+
+    [Fact]
+    public async Task GivenALatentCoreModule_WhenStarted_ThenItIsRefused()
+    {
+        Start(new { id = "core", name = "main", file = Modules.AdditionBase64, latent = true });
+
+        (await _published.NextAsync(Topics.Results, Ct)).GetProperty("error").GetString().ShouldBe("latent tasks require a WASM component; task core is not a component");
+        _runner.RunningCount.ShouldBe(0);
+    }
+
+    private async Task DeployAsync(string id, string name, string[] inputs, string[]? cliArgs = null)
+    {
+        Start(new { id, name, file = Convert.ToBase64String(Components.Calculator), inputs, cli_args = cliArgs, latent = true });
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        timeout.CancelAfter(TimeSpan.FromSeconds(30));
+        while (!_runner.IsDeployed(id))
+        {
+            await Task.Delay(10, timeout.Token);
+        }
+    }
+
+    private void Start(object message) => _runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(message));
+
+    private void Invoke(object message) => _runner.HandleInvoke(JsonSerializer.SerializeToUtf8Bytes(message));
+
+    private Task<JsonElement> NextInvokeResultAsync() => _published.NextAsync(Topics.InvokeResults, Ct);
+}

@@ -1,0 +1,39 @@
+using System.Text;
+
+namespace Propeller.Tests.Shared;
+
+/// <summary>
+/// Test components from the component text in tests/Shared/Components, assembled at test time by Wasmtime's own text
+/// parser (<c>Module.ConvertText</c> reads the component model too; wabt's wat2wasm does not), so building them needs no
+/// tool beyond the runtime under test (ADR 0011).
+/// </summary>
+internal static class Components
+{
+    private static readonly Lazy<byte[]> s_calculator = new(() => Assemble("calculator.wat", text => text));
+
+    /// <summary>calculator.wat: custom exports of every WAVE type, <c>propeller:test/greeter@0.1.0#greet</c>, a trap and a spin.</summary>
+    public static byte[] Calculator => s_calculator.Value;
+
+    /// <summary>
+    /// command.wat: a wasi:cli/run command writing <paramref name="stdout"/> and <paramref name="stderr"/>
+    /// <paramref name="repeat"/> times, then running <paramref name="runBody"/> (core wasm leaving the run's i32: 0 ok, 1 err).
+    /// </summary>
+    public static byte[] Command(string stdout = "", string stderr = "", string runBody = "(i32.const 0)", int repeat = 1) =>
+        Assemble("command.wat", text => text
+            .Replace("STDOUT_TEXT", Escape(stdout), StringComparison.Ordinal)
+            .Replace("STDERR_TEXT", Escape(stderr), StringComparison.Ordinal)
+            .Replace("STDOUT_LENGTH", Encoding.UTF8.GetByteCount(stdout).ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal)
+            .Replace("STDERR_LENGTH", Encoding.UTF8.GetByteCount(stderr).ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal)
+            .Replace("REPEAT", repeat.ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal)
+            .Replace("RUN_BODY", runBody, StringComparison.Ordinal));
+
+    /// <summary>Any component text (for one-off components such as one with an import nobody provides).</summary>
+    public static byte[] FromText(string text) => Wasmtime.Module.ConvertText(text);
+
+    private static byte[] Assemble(string file, Func<string, string> edit) =>
+        Wasmtime.Module.ConvertText(edit(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Components", file))));
+
+    /// <summary>Text as the body of a wat string literal: every byte as \hh.</summary>
+    private static string Escape(string text) =>
+        string.Concat(Encoding.UTF8.GetBytes(text).Select(b => $"\\{b:x2}"));
+}
