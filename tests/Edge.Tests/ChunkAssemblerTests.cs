@@ -58,6 +58,57 @@ public sealed class ChunkAssemblerTests
     }
 
     [Fact]
+    public async Task GivenAStalledAssembly_WhenWaiting_ThenOnlyTheMissingChunksAreAskedForAgain()
+    {
+        var assembler = new ChunkAssembler(1 << 20, TimeProvider.System);
+        var requests = System.Threading.Channels.Channel.CreateUnbounded<IReadOnlyList<int>?>();
+        var waiting = assembler.WaitAsync(
+            "img", (missing, _) => { requests.Writer.TryWrite(missing); return Task.CompletedTask; }, TimeSpan.FromMinutes(1), TimeSpan.FromMilliseconds(50), TestContext.Current.CancellationToken);
+        (await requests.Reader.ReadAsync(TestContext.Current.CancellationToken)).ShouldBeNull(); // the first request: everything
+        assembler.Add(Chunk("img", 1, 4, [2])).ShouldBeNull();
+        assembler.Add(Chunk("img", 3, 4, [4])).ShouldBeNull();
+
+        (await requests.Reader.ReadAsync(TestContext.Current.CancellationToken)).ShouldBe([0, 2]);
+        assembler.Add(Chunk("img", 0, 4, [1])).ShouldBeNull();
+        assembler.Add(Chunk("img", 2, 4, [3])).ShouldBeNull();
+
+        (await waiting).ShouldBe(new byte[] { 1, 2, 3, 4 });
+    }
+
+    [Fact]
+    public async Task GivenChunksWithTheArtefactsSha256_WhenTheyMatch_ThenTheWaiterGetsTheBytes()
+    {
+        var assembler = new ChunkAssembler(1 << 20, _clock);
+        var sha = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(new byte[] { 1, 2, 3 }));
+        var waiting = assembler.WaitAsync("ok", _ => Task.CompletedTask, TimeSpan.FromMinutes(1), TestContext.Current.CancellationToken);
+
+        assembler.Add(Chunk("ok", 0, 2, [1, 2]) with { Sha256 = sha }).ShouldBeNull();
+        assembler.Add(Chunk("ok", 1, 2, [3]) with { Sha256 = sha.ToUpperInvariant() }).ShouldBeNull();
+
+        (await waiting).ShouldBe(new byte[] { 1, 2, 3 });
+    }
+
+    [Fact]
+    public void GivenAChunkWithAnotherSha256ThanTheFirst_WhenAdded_ThenItIsRejected()
+    {
+        var assembler = new ChunkAssembler(1 << 20, _clock);
+        assembler.Add(Chunk("a", 0, 2, [1]) with { Sha256 = "aa" }).ShouldBeNull();
+
+        assembler.Add(Chunk("a", 1, 2, [2]) with { Sha256 = "bb" }).ShouldBe("sha256 bb differs from the first chunk's aa");
+    }
+
+    [Fact]
+    public void GivenAFailureForAnImageNobodyWaitsFor_WhenReported_ThenThePartialAssemblyIsDropped()
+    {
+        var assembler = new ChunkAssembler(1 << 20, _clock);
+        assembler.Add(Chunk("p", 0, 2, [1])).ShouldBeNull();
+
+        assembler.Fail("p", "gone").ShouldBe(0);
+
+        assembler.Count.ShouldBe(0);
+    }
+
+    [Fact]
     public async Task GivenAnAssemblyOverTheSizeCap_WhenItGrows_ThenTheWaiterFails()
     {
         var assembler = new ChunkAssembler(3, _clock);

@@ -1,3 +1,4 @@
+using System.Security.Cryptography;
 using Propeller.Contracts.Mqtt;
 
 namespace Propeller.Edge.Fetching;
@@ -8,10 +9,14 @@ namespace Propeller.Edge.Fetching;
 /// Added checks: an index outside 0..total-1, a non-positive or huge total, bad base64 or an assembly over the size
 /// cap are rejected (with a reason). Waiters are woken on completion instead of polling every 5 s. Entries whose first
 /// chunk is older than the TTL are dropped by <see cref="Sweep"/>. Thread-safe.
+/// Beyond the original (docs/proxy.md): chunks may carry the artefact's <c>sha256</c>, and a complete assembly that does
+/// not match it fails its waiters instead of reaching the runtime; the proxy's <c>registry/failure</c> fails them at once
+/// (<see cref="Fail"/>); a waiter whose assembly stalls asks again for the missing chunks only.
 /// </summary>
 public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
 {
     private const int MaxChunks = 100_000;
+    private const int MaxReRequested = 10_000;
     private readonly Dictionary<string, Entry> _entries = new(StringComparer.Ordinal);
     private readonly Dictionary<string, List<TaskCompletionSource<byte[]>>> _waiters = new(StringComparer.Ordinal);
     private readonly Lock _lock = new();
@@ -59,11 +64,13 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
 
         List<TaskCompletionSource<byte[]>>? waiters = null;
         byte[]? assembled = null;
+        string? failure = null;
+        var tooLarge = false;
         lock (_lock)
         {
             if (!_entries.TryGetValue(app, out var entry))
             {
-                entry = new Entry(chunk.TotalChunks, time.GetUtcNow());
+                entry = new Entry(chunk.TotalChunks, time.GetUtcNow(), chunk.Sha256);
                 _entries[app] = entry;
             }
 
@@ -77,55 +84,100 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
                 return $"total_chunks {chunk.TotalChunks} differs from the first chunk's {entry.Total}";
             }
 
+            entry.Sha256 ??= chunk.Sha256;
+            if (chunk.Sha256 is not null && !string.Equals(chunk.Sha256, entry.Sha256, StringComparison.OrdinalIgnoreCase))
+            {
+                return $"sha256 {chunk.Sha256} differs from the first chunk's {entry.Sha256}";
+            }
+
             if (!entry.Chunks.TryAdd(chunk.ChunkIndex, data))
             {
                 return null;
             }
 
+            entry.LastArrival = time.GetTimestamp();
             entry.Size += data.Length;
             if (entry.Size > maxBinarySize)
             {
                 _entries.Remove(app);
-                Fail(app, $"image {app} is larger than the {maxBinarySize} byte limit");
-                return $"assembly exceeds {maxBinarySize} bytes; dropped";
+                _waiters.Remove(app, out waiters);
+                failure = $"image {app} is larger than the {maxBinarySize} byte limit";
+                tooLarge = true;
             }
-
-            if (entry.Chunks.Count < entry.Total)
+            else if (entry.Chunks.Count < entry.Total)
             {
                 return null;
             }
-
-            assembled = new byte[entry.Size];
-            var offset = 0;
-            foreach (var part in entry.Chunks.Values)
-            {
-                part.CopyTo(assembled, offset);
-                offset += part.Length;
-            }
-
-            if (_waiters.Remove(app, out waiters))
-            {
-                _entries.Remove(app);
-            }
             else
             {
-                // Nobody asked (yet): keep it for a request that comes within the TTL (spec §3.2).
-                entry.Complete = assembled;
-                entry.Chunks.Clear();
+                assembled = Assemble(app, entry, out failure);
+                if (failure is not null)
+                {
+                    _entries.Remove(app);
+                    _waiters.Remove(app, out waiters);
+                }
+                else if (_waiters.Remove(app, out waiters))
+                {
+                    _entries.Remove(app);
+                }
+                else
+                {
+                    // Nobody asked (yet): keep it for a request that comes within the TTL (spec §3.2).
+                    entry.Complete = assembled;
+                    entry.Chunks.Clear();
+                }
             }
         }
 
         foreach (var waiter in waiters ?? [])
         {
-            waiter.TrySetResult(assembled);
+            if (failure is null)
+            {
+                waiter.TrySetResult(assembled!);
+            }
+            else
+            {
+                waiter.TrySetException(new InvalidDataException(failure));
+            }
         }
 
-        return null;
+        return tooLarge ? $"assembly exceeds {maxBinarySize} bytes; dropped" : failure;
+    }
+
+    /// <summary>The proxy reported that it cannot deliver <paramref name="app"/> (<c>registry/failure</c>): its waiters
+    /// fail with <paramref name="reason"/> and a partial assembly is dropped. Returns how many waited.</summary>
+    public int Fail(string app, string reason)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        List<TaskCompletionSource<byte[]>>? waiters;
+        lock (_lock)
+        {
+            if (_entries.TryGetValue(app, out var entry) && entry.Complete is null)
+            {
+                _entries.Remove(app);
+            }
+
+            _waiters.Remove(app, out waiters);
+        }
+
+        foreach (var waiter in waiters ?? [])
+        {
+            waiter.TrySetException(new InvalidDataException(reason));
+        }
+
+        return waiters?.Count ?? 0;
     }
 
     /// <summary>Waits for the image <paramref name="app"/>: at once when a complete copy is held, else until its chunks
     /// arrive. <paramref name="request"/> is called (once) after the waiter is registered, to ask the proxy.</summary>
-    public async Task<byte[]> WaitAsync(string app, Func<CancellationToken, Task> request, TimeSpan timeout, CancellationToken cancellationToken)
+    public Task<byte[]> WaitAsync(string app, Func<CancellationToken, Task> request, TimeSpan timeout, CancellationToken cancellationToken) =>
+        WaitAsync(app, (_, ct) => request(ct), timeout, Timeout.InfiniteTimeSpan, cancellationToken);
+
+    /// <summary>As <see cref="WaitAsync(string, Func{CancellationToken, Task}, TimeSpan, CancellationToken)"/>; besides,
+    /// whenever a partial assembly has gone <paramref name="stall"/> without a new chunk, <paramref name="request"/> is
+    /// called again with the missing indices (the first call gets null: everything).</summary>
+    public async Task<byte[]> WaitAsync(
+        string app, Func<IReadOnlyList<int>?, CancellationToken, Task> request, TimeSpan timeout, TimeSpan stall, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
         var waiter = new TaskCompletionSource<byte[]>(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -148,8 +200,24 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
 
         try
         {
-            await request(cancellationToken);
-            return await waiter.Task.WaitAsync(timeout, time, cancellationToken);
+            var started = time.GetTimestamp();
+            await request(null, cancellationToken);
+            while (true)
+            {
+                var remaining = timeout - time.GetElapsedTime(started);
+                var slice = stall == Timeout.InfiniteTimeSpan || stall >= remaining ? remaining : stall;
+                try
+                {
+                    return await waiter.Task.WaitAsync(slice > TimeSpan.Zero ? slice : TimeSpan.Zero, time, cancellationToken);
+                }
+                catch (TimeoutException) when (slice < remaining)
+                {
+                    if (Missing(app, stall) is { Count: > 0 } missing)
+                    {
+                        await request(missing, cancellationToken);
+                    }
+                }
+            }
         }
         catch (TimeoutException ex)
         {
@@ -185,22 +253,60 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
         return dropped;
     }
 
-    private void Fail(string app, string reason)
+    /// <summary>The indices a partial assembly lacks when no chunk came for <paramref name="stall"/>; else null.</summary>
+    private List<int>? Missing(string app, TimeSpan stall)
     {
-        if (_waiters.Remove(app, out var waiters))
+        lock (_lock)
         {
-            foreach (var waiter in waiters)
+            if (!_entries.TryGetValue(app, out var entry) || entry.Complete is not null || time.GetElapsedTime(entry.LastArrival) < stall)
             {
-                waiter.TrySetException(new InvalidDataException(reason));
+                return null;
             }
+
+            var missing = new List<int>();
+            for (var i = 0; i < entry.Total && missing.Count < MaxReRequested; i++)
+            {
+                if (!entry.Chunks.ContainsKey(i))
+                {
+                    missing.Add(i);
+                }
+            }
+
+            entry.LastArrival = time.GetTimestamp(); // the next re-request only after another quiet stall
+            return missing;
         }
     }
 
-    private sealed class Entry(int total, DateTimeOffset createdAt)
+    /// <summary>Joins a complete entry's chunks in index order and checks them against the sha256 the chunks carried.</summary>
+    private static byte[] Assemble(string app, Entry entry, out string? failure)
+    {
+        failure = null;
+        var assembled = new byte[entry.Size];
+        var offset = 0;
+        foreach (var part in entry.Chunks.Values)
+        {
+            part.CopyTo(assembled, offset);
+            offset += part.Length;
+        }
+
+        if (entry.Sha256 is { } expected && Convert.ToHexStringLower(SHA256.HashData(assembled)) is var actual
+            && !string.Equals(actual, expected, StringComparison.OrdinalIgnoreCase))
+        {
+            failure = $"image {app} failed verification: its chunks hash to sha256 {actual}, the proxy sent sha256 {expected} (a chunk was corrupted)";
+        }
+
+        return assembled;
+    }
+
+    private sealed class Entry(int total, DateTimeOffset createdAt, string? sha256)
     {
         public int Total { get; } = total;
 
         public DateTimeOffset CreatedAt { get; } = createdAt;
+
+        public string? Sha256 { get; set; } = sha256;
+
+        public long LastArrival { get; set; }
 
         public SortedDictionary<int, byte[]> Chunks { get; } = [];
 
