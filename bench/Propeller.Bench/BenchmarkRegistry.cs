@@ -17,6 +17,7 @@ internal static partial class BenchmarkRegistry
         AddEndToEnd(all);
         AddPlugins(all);
         AddUi(all);
+        AddProxy(all);
         return all;
     }
 
@@ -35,4 +36,6 @@ internal static partial class BenchmarkRegistry
     static partial void AddPlugins(IDictionary<string, Func<string[], CancellationToken, Task<int>>> benchmarks);
 
     static partial void AddUi(IDictionary<string, Func<string[], CancellationToken, Task<int>>> benchmarks);
+
+    static partial void AddProxy(IDictionary<string, Func<string[], CancellationToken, Task<int>>> benchmarks);
 }
