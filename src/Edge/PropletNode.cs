@@ -276,8 +276,7 @@ public sealed class PropletNode : IAsyncDisposable
             }
             else if (topic.Contains(Topics.RegistryChunks, StringComparison.Ordinal))
             {
-                var chunk = JsonSerializer.Deserialize<ChunkMessage>(message.Payload.Span);
-                var rejected = chunk is null ? "null chunk" : _chunks.Add(chunk);
+                var rejected = _chunks.AddJson(message.Payload.Span);
                 if (rejected is not null)
                 {
                     EdgeLog.Malformed(_logger, topic, rejected);

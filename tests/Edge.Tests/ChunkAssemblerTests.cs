@@ -58,6 +58,31 @@ public sealed class ChunkAssemblerTests
     }
 
     [Fact]
+    public async Task GivenRawChunkJson_WhenAdded_ThenItIsDecodedFromTheUtf8AsTheRecordWouldBe()
+    {
+        var assembler = new ChunkAssembler(1 << 20, _clock);
+        var waiting = assembler.WaitAsync("j", _ => Task.CompletedTask, TimeSpan.FromMinutes(1), TestContext.Current.CancellationToken);
+
+        // An escaped '+' (as a serialiser with the default encoder writes it), an unknown field, fields in another order.
+        assembler.AddJson("""{"extra":[1,{"a":2}],"chunk_idx":1,"total_chunks":2,"data":"\u002B/8=","app_name":"j"}"""u8).ShouldBeNull();
+        assembler.AddJson("""{"app_name":"j","chunk_idx":0,"total_chunks":2,"data":"AQI=","sha256":null}"""u8).ShouldBeNull();
+
+        (await waiting).ShouldBe(new byte[] { 1, 2, 251, 255 });
+    }
+
+    [Theory]
+    [InlineData("nope", "the chunk is not valid JSON")]
+    [InlineData("[1]", "the chunk is not a JSON object")]
+    [InlineData("""{"app_name":"a","chunk_idx":"0","total_chunks":1,"data":""}""", "the chunk is not valid JSON of the expected shape")]
+    [InlineData("""{"app_name":"a","chunk_idx":0,"total_chunks":1,"data":"not base64!"}""", "data is not valid base64")]
+    [InlineData("""{"chunk_idx":0,"total_chunks":1,"data":""}""", "app_name is required")]
+    [InlineData("""{"app_name":"a","chunk_idx":5,"total_chunks":1,"data":""}""", "chunk_idx 5 is out of range 0..0")]
+    public void GivenBadChunkJson_WhenAdded_ThenItIsRejectedWithTheReason(string json, string reason)
+    {
+        new ChunkAssembler(1 << 20, _clock).AddJson(System.Text.Encoding.UTF8.GetBytes(json)).ShouldNotBeNull().ShouldStartWith(reason);
+    }
+
+    [Fact]
     public async Task GivenAStalledAssembly_WhenWaiting_ThenOnlyTheMissingChunksAreAskedForAgain()
     {
         var assembler = new ChunkAssembler(1 << 20, TimeProvider.System);

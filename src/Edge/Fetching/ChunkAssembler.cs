@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using System.Text.Json;
 using Propeller.Contracts.Mqtt;
 
 namespace Propeller.Edge.Fetching;
@@ -37,19 +38,9 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
     public string? Add(ChunkMessage chunk)
     {
         ArgumentNullException.ThrowIfNull(chunk);
-        if (chunk.AppName is not { Length: > 0 } app)
+        if (Check(chunk.AppName, chunk.ChunkIndex, chunk.TotalChunks) is { } problem)
         {
-            return "app_name is required";
-        }
-
-        if (chunk.TotalChunks is <= 0 or > MaxChunks)
-        {
-            return $"total_chunks {chunk.TotalChunks} is out of range 1..{MaxChunks}";
-        }
-
-        if (chunk.ChunkIndex < 0 || chunk.ChunkIndex >= chunk.TotalChunks)
-        {
-            return $"chunk_idx {chunk.ChunkIndex} is out of range 0..{chunk.TotalChunks - 1}";
+            return problem;
         }
 
         byte[] data;
@@ -62,6 +53,83 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
             return $"data is not valid base64: {ex.Message}";
         }
 
+        return Add(chunk.AppName!, chunk.ChunkIndex, chunk.TotalChunks, chunk.Sha256, data);
+    }
+
+    /// <summary>Adds a <c>registry/server</c> payload read straight from its UTF-8 JSON: <c>data</c> is decoded from the
+    /// JSON token (no 1.4 MB string per 512 KB chunk, as deserialising <see cref="ChunkMessage"/> makes). Unknown fields
+    /// are skipped. Returns null when accepted, else why it was rejected.</summary>
+    public string? AddJson(ReadOnlySpan<byte> json)
+    {
+        string? app = null;
+        string? sha256 = null;
+        int index = 0, total = 0;
+        byte[]? data = null;
+        try
+        {
+            var reader = new Utf8JsonReader(json);
+            if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
+            {
+                return "the chunk is not a JSON object";
+            }
+
+            while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+            {
+                var field = reader.ValueTextEquals("app_name"u8) ? 1 : reader.ValueTextEquals("chunk_idx"u8) ? 2 : reader.ValueTextEquals("total_chunks"u8) ? 3
+                    : reader.ValueTextEquals("data"u8) ? 4 : reader.ValueTextEquals("sha256"u8) ? 5 : 0;
+                reader.Read();
+                switch (field)
+                {
+                    case 1:
+                        app = reader.TokenType == JsonTokenType.Null ? null : reader.GetString();
+                        break;
+                    case 2:
+                        index = reader.GetInt32();
+                        break;
+                    case 3:
+                        total = reader.GetInt32();
+                        break;
+                    case 4:
+                        data = reader.TokenType == JsonTokenType.Null ? [] : reader.GetBytesFromBase64();
+                        break;
+                    case 5:
+                        sha256 = reader.TokenType == JsonTokenType.Null ? null : reader.GetString();
+                        break;
+                    default:
+                        reader.Skip();
+                        break;
+                }
+            }
+        }
+        catch (FormatException ex)
+        {
+            return $"data is not valid base64: {ex.Message}";
+        }
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException)
+        {
+            return $"the chunk is not valid JSON of the expected shape: {ex.Message}";
+        }
+
+        return Check(app, index, total) ?? Add(app!, index, total, sha256, data ?? []);
+    }
+
+    private static string? Check(string? app, int index, int total)
+    {
+        if (app is not { Length: > 0 })
+        {
+            return "app_name is required";
+        }
+
+        if (total is <= 0 or > MaxChunks)
+        {
+            return $"total_chunks {total} is out of range 1..{MaxChunks}";
+        }
+
+        return index < 0 || index >= total ? $"chunk_idx {index} is out of range 0..{total - 1}" : null;
+    }
+
+    private string? Add(string app, int index, int total, string? sha256, byte[] data)
+    {
         List<TaskCompletionSource<byte[]>>? waiters = null;
         byte[]? assembled = null;
         string? failure = null;
@@ -70,7 +138,7 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
         {
             if (!_entries.TryGetValue(app, out var entry))
             {
-                entry = new Entry(chunk.TotalChunks, time.GetUtcNow(), chunk.Sha256);
+                entry = new Entry(total, time.GetUtcNow(), sha256);
                 _entries[app] = entry;
             }
 
@@ -79,18 +147,18 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
                 return null; // a re-delivery of an image already assembled
             }
 
-            if (entry.Total != chunk.TotalChunks)
+            if (entry.Total != total)
             {
-                return $"total_chunks {chunk.TotalChunks} differs from the first chunk's {entry.Total}";
+                return $"total_chunks {total} differs from the first chunk's {entry.Total}";
             }
 
-            entry.Sha256 ??= chunk.Sha256;
-            if (chunk.Sha256 is not null && !string.Equals(chunk.Sha256, entry.Sha256, StringComparison.OrdinalIgnoreCase))
+            entry.Sha256 ??= sha256;
+            if (sha256 is not null && !string.Equals(sha256, entry.Sha256, StringComparison.OrdinalIgnoreCase))
             {
-                return $"sha256 {chunk.Sha256} differs from the first chunk's {entry.Sha256}";
+                return $"sha256 {sha256} differs from the first chunk's {entry.Sha256}";
             }
 
-            if (!entry.Chunks.TryAdd(chunk.ChunkIndex, data))
+            if (!entry.Chunks.TryAdd(index, data))
             {
                 return null;
             }
