@@ -4,6 +4,9 @@
 # created and started (inline wasm, function main, inputs 10 and 32), `result: 42` printed with the task's history,
 # and everything this script started stopped again.
 #
+# `scripts/demo.sh --image` also runs the addition module as an image task: pushed to the local OCI registry
+# (scripts/infra.sh), fetched by a propeller-proxy and streamed to the proplet in MQTT chunks (docs/proxy.md).
+#
 # Settings (environment): DEMO_HTTP_PORT (first port tried for the manager, default 7070), DEMO_SCHEMA (event store
 # schema, default demo), DEMO_KEEP_LOGS=1 (keep the log folder), DEMO_HTTP=tcp (never use curl). Needs the .NET SDK
 # (curl and jq are used when present).
@@ -11,6 +14,13 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+
+image=0
+case "${1:-}" in
+  "") ;;
+  --image) image=1 ;;
+  *) echo "usage: $0 [--image]" >&2; exit 2 ;;
+esac
 
 step() { printf '\n==> %s\n' "$*"; }
 fail() {
@@ -135,6 +145,34 @@ if command -v jq >/dev/null; then
   printf '%s' "$history" | jq -r '.[] | "v\(.version)  \(.timestamp)  \(.type)  \(.data | del(.task_id, .spec) | tostring)"'
 else
   printf '%s\n' "$history" | sed 's/},{"version"/}\n{"version"/g'
+fi
+
+if [ "$image" = 1 ]; then
+  step "[+] the same module as an image task: registry -> propeller-proxy -> MQTT chunks -> proplet"
+  dotnet build src/Proxy/Propeller.Proxy.csproj -c Release -nologo -v minimal -clp:NoSummary | sed 's/^/  /'
+  proxy_dll=src/Proxy/bin/Release/net10.0/propeller-proxy.dll
+  printf '%s' 'AGFzbQEAAAABBwFgAn9/AX8DAgEABwgBBG1haW4AAAoJAQcAIAAgAWoL' | base64 -d >"$logs/add.wasm"
+  image_ref="$PROPELLER_TEST_REGISTRY/demo/add:$run"
+  dotnet "$proxy_dll" push "$logs/add.wasm" "$image_ref" || fail "push to $image_ref failed"
+  proxy_port=$((port + 1))
+  while (: </dev/tcp/127.0.0.1/"$proxy_port") 2>/dev/null; do proxy_port=$((proxy_port + 1)); done
+  PROXY_TENANT_ID="$run" PROXY_CHANNEL_ID=demo PROXY_ENTITY_ID="proxy-$run" PROXY_API_KEY=demo \
+    PROXY_HTTP_HOST=127.0.0.1 PROXY_HTTP_PORT="$proxy_port" dotnet "$proxy_dll" >"$logs/proxy.log" 2>&1 &
+  pids+=($!)
+  proxy_up() { curl -fsS "http://127.0.0.1:$proxy_port/health" | grep -q '"mqtt_connected":true'; }
+  wait_for "the proxy (GET /health on :$proxy_port)" 60 proxy_up
+  created="$(http POST /tasks "{\"name\":\"main\",\"image_url\":\"$image_ref\",\"inputs\":[10,32]}")" || fail "POST /tasks failed"
+  image_task="$(printf '%s' "$created" | grep -o '"id":"[^"]*"' | head -1 | cut -d'"' -f4)"
+  http POST "/tasks/$image_task/start" >/dev/null || fail "POST /tasks/$image_task/start failed"
+  for ((i = 0; i < 120; i++)); do
+    task="$(http GET "/tasks/$image_task")" || fail "GET /tasks/$image_task failed"
+    state="$(printf '%s' "$task" | grep -o '"state":[0-9]*' | head -1 | cut -d: -f2)"
+    [ "$state" = 3 ] || [ "$state" = 4 ] && break
+    sleep 0.5
+  done
+  [ "$state" = 3 ] || fail "image task ended in state ${state:-unknown}: $task"
+  echo "image task $image_task ($image_ref): result $(printf '%s' "$task" | grep -o '"results":"[^"]*"' | head -1 | cut -d'"' -f4)"
+  curl -fsS "http://127.0.0.1:$proxy_port/metrics" | grep -E '^proxy_(fetches|fetch_bytes|chunks_published)_total' | sed 's/^/  /'
 fi
 
 echo

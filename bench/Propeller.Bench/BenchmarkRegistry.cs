@@ -18,6 +18,7 @@ internal static partial class BenchmarkRegistry
         AddPlugins(all);
         AddUi(all);
         AddComponents(all);
+        AddProxy(all);
         return all;
     }
 
@@ -38,4 +39,5 @@ internal static partial class BenchmarkRegistry
     static partial void AddUi(IDictionary<string, Func<string[], CancellationToken, Task<int>>> benchmarks);
 
     static partial void AddComponents(IDictionary<string, Func<string[], CancellationToken, Task<int>>> benchmarks);
+    static partial void AddProxy(IDictionary<string, Func<string[], CancellationToken, Task<int>>> benchmarks);
 }

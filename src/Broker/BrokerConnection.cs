@@ -695,7 +695,13 @@ public sealed class BrokerConnection : IAsyncDisposable
             });
         }
 
-        return builder.Build();
+        var built = builder.Build();
+        if (built.ChannelOptions is MqttClientTcpOptions tcp)
+        {
+            tcp.BufferSize = options.SocketBufferSize; // see BrokerOptions.SocketBufferSize
+        }
+
+        return built;
     }
 
     private static X509Certificate2Collection LoadCertificates(string file)

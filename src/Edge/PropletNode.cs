@@ -199,7 +199,7 @@ public sealed class PropletNode : IAsyncDisposable
             MaxReconnectDelay = TimeSpan.FromSeconds(60),
             Will = new BrokerWill(Topics.Of(_settings.BaseTopic, Topics.PropletAlive), OfflinePayload(), _settings.Qos),
         }.WithAddress(_settings.MqttAddress);
-        foreach (var path in new[] { Topics.Start, Topics.Stop, Topics.Invoke, Topics.RegistryChunks })
+        foreach (var path in new[] { Topics.Start, Topics.Stop, Topics.Invoke, Topics.RegistryChunks, Topics.RegistryFailure })
         {
             options.Subscriptions.Add((Topics.Of(_settings.BaseTopic, path), _settings.Qos));
         }
@@ -276,11 +276,23 @@ public sealed class PropletNode : IAsyncDisposable
             }
             else if (topic.Contains(Topics.RegistryChunks, StringComparison.Ordinal))
             {
-                var chunk = JsonSerializer.Deserialize<ChunkMessage>(message.Payload.Span);
-                var rejected = chunk is null ? "null chunk" : _chunks.Add(chunk);
+                var rejected = _chunks.AddJson(message.Payload.Span);
                 if (rejected is not null)
                 {
                     EdgeLog.Malformed(_logger, topic, rejected);
+                }
+            }
+            else if (topic.Contains(Topics.RegistryFailure, StringComparison.Ordinal))
+            {
+                // Ours (docs/proxy.md): the proxy cannot deliver an image; whoever waits for it fails now, not after 60 s.
+                var failure = JsonSerializer.Deserialize<RegistryFailureMessage>(message.Payload.Span);
+                if (failure?.AppName is not { Length: > 0 } app)
+                {
+                    EdgeLog.Malformed(_logger, topic, "app_name is required");
+                }
+                else
+                {
+                    _chunks.Fail(app, failure.Error is { Length: > 0 } error ? error : $"the proxy could not deliver {app}");
                 }
             }
         }

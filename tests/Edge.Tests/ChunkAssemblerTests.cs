@@ -58,6 +58,82 @@ public sealed class ChunkAssemblerTests
     }
 
     [Fact]
+    public async Task GivenRawChunkJson_WhenAdded_ThenItIsDecodedFromTheUtf8AsTheRecordWouldBe()
+    {
+        var assembler = new ChunkAssembler(1 << 20, _clock);
+        var waiting = assembler.WaitAsync("j", _ => Task.CompletedTask, TimeSpan.FromMinutes(1), TestContext.Current.CancellationToken);
+
+        // An escaped '+' (as a serialiser with the default encoder writes it), an unknown field, fields in another order.
+        assembler.AddJson("""{"extra":[1,{"a":2}],"chunk_idx":1,"total_chunks":2,"data":"\u002B/8=","app_name":"j"}"""u8).ShouldBeNull();
+        assembler.AddJson("""{"app_name":"j","chunk_idx":0,"total_chunks":2,"data":"AQI=","sha256":null}"""u8).ShouldBeNull();
+
+        (await waiting).ShouldBe(new byte[] { 1, 2, 251, 255 });
+    }
+
+    [Theory]
+    [InlineData("nope", "the chunk is not valid JSON")]
+    [InlineData("[1]", "the chunk is not a JSON object")]
+    [InlineData("""{"app_name":"a","chunk_idx":"0","total_chunks":1,"data":""}""", "the chunk is not valid JSON of the expected shape")]
+    [InlineData("""{"app_name":"a","chunk_idx":0,"total_chunks":1,"data":"not base64!"}""", "data is not valid base64")]
+    [InlineData("""{"chunk_idx":0,"total_chunks":1,"data":""}""", "app_name is required")]
+    [InlineData("""{"app_name":"a","chunk_idx":5,"total_chunks":1,"data":""}""", "chunk_idx 5 is out of range 0..0")]
+    public void GivenBadChunkJson_WhenAdded_ThenItIsRejectedWithTheReason(string json, string reason)
+    {
+        new ChunkAssembler(1 << 20, _clock).AddJson(System.Text.Encoding.UTF8.GetBytes(json)).ShouldNotBeNull().ShouldStartWith(reason);
+    }
+
+    [Fact]
+    public async Task GivenAStalledAssembly_WhenWaiting_ThenOnlyTheMissingChunksAreAskedForAgain()
+    {
+        var assembler = new ChunkAssembler(1 << 20, TimeProvider.System);
+        var requests = System.Threading.Channels.Channel.CreateUnbounded<IReadOnlyList<int>?>();
+        var waiting = assembler.WaitAsync(
+            "img", (missing, _) => { requests.Writer.TryWrite(missing); return Task.CompletedTask; }, TimeSpan.FromMinutes(1), TimeSpan.FromMilliseconds(50), TestContext.Current.CancellationToken);
+        (await requests.Reader.ReadAsync(TestContext.Current.CancellationToken)).ShouldBeNull(); // the first request: everything
+        assembler.Add(Chunk("img", 1, 4, [2])).ShouldBeNull();
+        assembler.Add(Chunk("img", 3, 4, [4])).ShouldBeNull();
+
+        (await requests.Reader.ReadAsync(TestContext.Current.CancellationToken)).ShouldBe([0, 2]);
+        assembler.Add(Chunk("img", 0, 4, [1])).ShouldBeNull();
+        assembler.Add(Chunk("img", 2, 4, [3])).ShouldBeNull();
+
+        (await waiting).ShouldBe(new byte[] { 1, 2, 3, 4 });
+    }
+
+    [Fact]
+    public async Task GivenChunksWithTheArtefactsSha256_WhenTheyMatch_ThenTheWaiterGetsTheBytes()
+    {
+        var assembler = new ChunkAssembler(1 << 20, _clock);
+        var sha = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(new byte[] { 1, 2, 3 }));
+        var waiting = assembler.WaitAsync("ok", _ => Task.CompletedTask, TimeSpan.FromMinutes(1), TestContext.Current.CancellationToken);
+
+        assembler.Add(Chunk("ok", 0, 2, [1, 2]) with { Sha256 = sha }).ShouldBeNull();
+        assembler.Add(Chunk("ok", 1, 2, [3]) with { Sha256 = sha.ToUpperInvariant() }).ShouldBeNull();
+
+        (await waiting).ShouldBe(new byte[] { 1, 2, 3 });
+    }
+
+    [Fact]
+    public void GivenAChunkWithAnotherSha256ThanTheFirst_WhenAdded_ThenItIsRejected()
+    {
+        var assembler = new ChunkAssembler(1 << 20, _clock);
+        assembler.Add(Chunk("a", 0, 2, [1]) with { Sha256 = "aa" }).ShouldBeNull();
+
+        assembler.Add(Chunk("a", 1, 2, [2]) with { Sha256 = "bb" }).ShouldBe("sha256 bb differs from the first chunk's aa");
+    }
+
+    [Fact]
+    public void GivenAFailureForAnImageNobodyWaitsFor_WhenReported_ThenThePartialAssemblyIsDropped()
+    {
+        var assembler = new ChunkAssembler(1 << 20, _clock);
+        assembler.Add(Chunk("p", 0, 2, [1])).ShouldBeNull();
+
+        assembler.Fail("p", "gone").ShouldBe(0);
+
+        assembler.Count.ShouldBe(0);
+    }
+
+    [Fact]
     public async Task GivenAnAssemblyOverTheSizeCap_WhenItGrows_ThenTheWaiterFails()
     {
         var assembler = new ChunkAssembler(3, _clock);

@@ -147,6 +147,35 @@ public sealed class TaskRunnerTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task GivenChunksWhoseSha256DoesNotMatch_WhenAssembled_ThenTheTaskFailsWithAVerificationError()
+    {
+        Start(new { id = "bad", name = "main", image_url = "registry.local/corrupt:v1", inputs = new[] { "20", "22" } });
+        await _published.NextAsync(Topics.RegistryRequest, TestContext.Current.CancellationToken);
+        var bytes = Modules.Addition;
+        var sha = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes));
+        var corrupted = (byte[])bytes.Clone();
+        corrupted[^1] ^= 0xFF; // one flipped byte in the last chunk
+
+        _chunks.Add(new ChunkMessage("registry.local/corrupt:v1", 0, 2, Convert.ToBase64String(corrupted[..20])) { Sha256 = sha }).ShouldBeNull();
+        _chunks.Add(new ChunkMessage("registry.local/corrupt:v1", 1, 2, Convert.ToBase64String(corrupted[20..])) { Sha256 = sha }).ShouldNotBeNull();
+
+        var error = (await NextResultAsync()).GetProperty("error").GetString().ShouldNotBeNull();
+        error.ShouldContain("image registry.local/corrupt:v1 failed verification");
+        error.ShouldContain($"the proxy sent sha256 {sha}");
+    }
+
+    [Fact]
+    public async Task GivenTheProxyReportsAFailure_WhenWaiting_ThenTheTaskFailsWithItsReasonAtOnce()
+    {
+        Start(new { id = "gone", name = "main", image_url = "registry.local/missing:v9" });
+        await _published.NextAsync(Topics.RegistryRequest, TestContext.Current.CancellationToken);
+
+        _chunks.Fail("registry.local/missing:v9", "image registry.local/missing:v9: tag v9 not found").ShouldBe(1);
+
+        (await NextResultAsync()).GetProperty("error").GetString().ShouldBe("image registry.local/missing:v9: tag v9 not found");
+    }
+
+    [Fact]
     public void GivenMalformedStops_WhenHandled_ThenNothingThrows()
     {
         _runner.HandleStop(Encoding.UTF8.GetBytes("nope"));

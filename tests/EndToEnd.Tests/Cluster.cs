@@ -29,6 +29,9 @@ internal sealed class Cluster : IAsyncDisposable
 
     public string Schema { get; }
 
+    /// <summary>The MQTT tenant of this cluster (its topics are m/{Tenant}/c/c1/...).</summary>
+    public string Tenant => _tenant;
+
     public HttpClient Http { get; } = new() { Timeout = TimeSpan.FromSeconds(30) };
 
     public IReadOnlyList<ChildProcess> Processes => _processes;
@@ -95,6 +98,36 @@ internal sealed class Cluster : IAsyncDisposable
             TimeSpan.FromSeconds(60),
             cancellationToken);
         return (id, process);
+    }
+
+    /// <summary>Starts a propeller-proxy on this cluster's channel and waits until its /health says MQTT is connected;
+    /// returns its HTTP base address.</summary>
+    public async Task<(Uri Address, ChildProcess Process)> StartProxyAsync(IReadOnlyDictionary<string, string>? extra, CancellationToken cancellationToken)
+    {
+        var port = FreePort();
+        var env = new Dictionary<string, string>
+        {
+            ["PROXY_MQTT_ADDRESS"] = Mqtt,
+            ["PROXY_TENANT_ID"] = _tenant,
+            ["PROXY_CHANNEL_ID"] = "c1",
+            ["PROXY_ENTITY_ID"] = "proxy-" + _tenant,
+            ["PROXY_API_KEY"] = "e2e",
+            ["PROXY_HTTP_HOST"] = "127.0.0.1",
+            ["PROXY_HTTP_PORT"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        };
+        foreach (var (key, value) in extra ?? new Dictionary<string, string>())
+        {
+            env[key] = value;
+        }
+
+        var process = Start("proxy", Built("Proxy", "propeller-proxy.dll"), env);
+        var address = new Uri($"http://127.0.0.1:{port}");
+        await WaitUntilAsync(
+            "the proxy to connect",
+            async () => (await Http.GetStringAsync(new Uri(address, "/health"), cancellationToken)).Contains("\"mqtt_connected\":true", StringComparison.Ordinal),
+            TimeSpan.FromSeconds(60),
+            cancellationToken);
+        return (address, process);
     }
 
     public async Task<string> CreateTaskAsync(object body, CancellationToken cancellationToken)

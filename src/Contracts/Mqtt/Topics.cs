@@ -15,6 +15,9 @@ public static class Topics
     public const string RegistryRequest = "registry/proplet";
     public const string RegistryChunks = "registry/server";
 
+    /// <summary>Ours (docs/proxy.md): the proxy reports an image it cannot deliver.</summary>
+    public const string RegistryFailure = "registry/failure";
+
     public static string Base(string tenant, string channel) => $"m/{tenant}/c/{channel}";
 
     public static string Of(string baseTopic, string path) => $"{baseTopic}/{path}";

@@ -99,6 +99,10 @@ public sealed record PropletSettings
     /// <summary>Age after which a partial or unclaimed chunk assembly is dropped (PROPLET_CHUNK_TTL seconds, default 300).</summary>
     public TimeSpan ChunkTtl { get; init; } = TimeSpan.FromSeconds(300);
 
+    /// <summary>How long a partial assembly may go without a new chunk before the missing ones are asked for again
+    /// (PROPLET_CHUNK_STALL seconds, default 2; docs/proxy.md).</summary>
+    public TimeSpan ChunkStall { get; init; } = TimeSpan.FromSeconds(2);
+
     /// <summary>Largest binary accepted from HTTP or chunks (PROPLET_MAX_BINARY_SIZE bytes, default 100 MiB).</summary>
     public long MaxBinarySize { get; init; } = 100L << 20;
 

@@ -125,6 +125,7 @@ public static class PropletSettingsLoader
             WasmCacheDir = Get("PROPLET_WASM_CACHE_DIR"),
             ChunkWait = Seconds(Get, "PROPLET_CHUNK_WAIT", 60, allowZero: false),
             ChunkTtl = Seconds(Get, "PROPLET_CHUNK_TTL", 300, allowZero: false),
+            ChunkStall = Seconds(Get, "PROPLET_CHUNK_STALL", 2, allowZero: false),
             HttpTlsCaCert = ExistingFile(Get, "PROPLET_HTTP_TLS_CA_CERT"),
             HttpTlsInsecureSkipVerify = Truthy(Get("PROPLET_HTTP_TLS_INSECURE_SKIP_VERIFY"), false),
             MetricsEnabled = Truthy(Get("PROPLET_METRICS_ENABLED"), true),

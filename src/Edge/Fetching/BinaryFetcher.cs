@@ -57,9 +57,15 @@ public sealed class BinaryFetcher(PropletSettings settings, ChunkAssembler chunk
 
         try
         {
-            var payload = JsonSerializer.SerializeToUtf8Bytes(new RegistryRequestMessage(url));
+            // A stalled assembly asks again for only the chunks it lacks (docs/proxy.md); the original proxy ignores the
+            // list and sends everything, which the assembler takes as duplicates.
             return await chunks.WaitAsync(
-                url, ct => publisher.PublishAsync(Topics.RegistryRequest, payload, ct), settings.ChunkWait, cancellationToken);
+                url,
+                (missing, ct) => publisher.PublishAsync(
+                    Topics.RegistryRequest, JsonSerializer.SerializeToUtf8Bytes(new RegistryRequestMessage(url) { Chunks = missing }), ct),
+                settings.ChunkWait,
+                settings.ChunkStall,
+                cancellationToken);
         }
         catch (TimeoutException ex)
         {

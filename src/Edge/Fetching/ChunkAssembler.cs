@@ -1,3 +1,5 @@
+using System.Security.Cryptography;
+using System.Text.Json;
 using Propeller.Contracts.Mqtt;
 
 namespace Propeller.Edge.Fetching;
@@ -8,10 +10,14 @@ namespace Propeller.Edge.Fetching;
 /// Added checks: an index outside 0..total-1, a non-positive or huge total, bad base64 or an assembly over the size
 /// cap are rejected (with a reason). Waiters are woken on completion instead of polling every 5 s. Entries whose first
 /// chunk is older than the TTL are dropped by <see cref="Sweep"/>. Thread-safe.
+/// Beyond the original (docs/proxy.md): chunks may carry the artefact's <c>sha256</c>, and a complete assembly that does
+/// not match it fails its waiters instead of reaching the runtime; the proxy's <c>registry/failure</c> fails them at once
+/// (<see cref="Fail"/>); a waiter whose assembly stalls asks again for the missing chunks only.
 /// </summary>
 public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
 {
     private const int MaxChunks = 100_000;
+    private const int MaxReRequested = 10_000;
     private readonly Dictionary<string, Entry> _entries = new(StringComparer.Ordinal);
     private readonly Dictionary<string, List<TaskCompletionSource<byte[]>>> _waiters = new(StringComparer.Ordinal);
     private readonly Lock _lock = new();
@@ -32,19 +38,9 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
     public string? Add(ChunkMessage chunk)
     {
         ArgumentNullException.ThrowIfNull(chunk);
-        if (chunk.AppName is not { Length: > 0 } app)
+        if (Check(chunk.AppName, chunk.ChunkIndex, chunk.TotalChunks) is { } problem)
         {
-            return "app_name is required";
-        }
-
-        if (chunk.TotalChunks is <= 0 or > MaxChunks)
-        {
-            return $"total_chunks {chunk.TotalChunks} is out of range 1..{MaxChunks}";
-        }
-
-        if (chunk.ChunkIndex < 0 || chunk.ChunkIndex >= chunk.TotalChunks)
-        {
-            return $"chunk_idx {chunk.ChunkIndex} is out of range 0..{chunk.TotalChunks - 1}";
+            return problem;
         }
 
         byte[] data;
@@ -57,13 +53,92 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
             return $"data is not valid base64: {ex.Message}";
         }
 
+        return Add(chunk.AppName!, chunk.ChunkIndex, chunk.TotalChunks, chunk.Sha256, data);
+    }
+
+    /// <summary>Adds a <c>registry/server</c> payload read straight from its UTF-8 JSON: <c>data</c> is decoded from the
+    /// JSON token (no 1.4 MB string per 512 KB chunk, as deserialising <see cref="ChunkMessage"/> makes). Unknown fields
+    /// are skipped. Returns null when accepted, else why it was rejected.</summary>
+    public string? AddJson(ReadOnlySpan<byte> json)
+    {
+        string? app = null;
+        string? sha256 = null;
+        int index = 0, total = 0;
+        byte[]? data = null;
+        try
+        {
+            var reader = new Utf8JsonReader(json);
+            if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
+            {
+                return "the chunk is not a JSON object";
+            }
+
+            while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+            {
+                var field = reader.ValueTextEquals("app_name"u8) ? 1 : reader.ValueTextEquals("chunk_idx"u8) ? 2 : reader.ValueTextEquals("total_chunks"u8) ? 3
+                    : reader.ValueTextEquals("data"u8) ? 4 : reader.ValueTextEquals("sha256"u8) ? 5 : 0;
+                reader.Read();
+                switch (field)
+                {
+                    case 1:
+                        app = reader.TokenType == JsonTokenType.Null ? null : reader.GetString();
+                        break;
+                    case 2:
+                        index = reader.GetInt32();
+                        break;
+                    case 3:
+                        total = reader.GetInt32();
+                        break;
+                    case 4:
+                        data = reader.TokenType == JsonTokenType.Null ? [] : reader.GetBytesFromBase64();
+                        break;
+                    case 5:
+                        sha256 = reader.TokenType == JsonTokenType.Null ? null : reader.GetString();
+                        break;
+                    default:
+                        reader.Skip();
+                        break;
+                }
+            }
+        }
+        catch (FormatException ex)
+        {
+            return $"data is not valid base64: {ex.Message}";
+        }
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException)
+        {
+            return $"the chunk is not valid JSON of the expected shape: {ex.Message}";
+        }
+
+        return Check(app, index, total) ?? Add(app!, index, total, sha256, data ?? []);
+    }
+
+    private static string? Check(string? app, int index, int total)
+    {
+        if (app is not { Length: > 0 })
+        {
+            return "app_name is required";
+        }
+
+        if (total is <= 0 or > MaxChunks)
+        {
+            return $"total_chunks {total} is out of range 1..{MaxChunks}";
+        }
+
+        return index < 0 || index >= total ? $"chunk_idx {index} is out of range 0..{total - 1}" : null;
+    }
+
+    private string? Add(string app, int index, int total, string? sha256, byte[] data)
+    {
         List<TaskCompletionSource<byte[]>>? waiters = null;
         byte[]? assembled = null;
+        string? failure = null;
+        var tooLarge = false;
         lock (_lock)
         {
             if (!_entries.TryGetValue(app, out var entry))
             {
-                entry = new Entry(chunk.TotalChunks, time.GetUtcNow());
+                entry = new Entry(total, time.GetUtcNow(), sha256);
                 _entries[app] = entry;
             }
 
@@ -72,60 +147,105 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
                 return null; // a re-delivery of an image already assembled
             }
 
-            if (entry.Total != chunk.TotalChunks)
+            if (entry.Total != total)
             {
-                return $"total_chunks {chunk.TotalChunks} differs from the first chunk's {entry.Total}";
+                return $"total_chunks {total} differs from the first chunk's {entry.Total}";
             }
 
-            if (!entry.Chunks.TryAdd(chunk.ChunkIndex, data))
+            entry.Sha256 ??= sha256;
+            if (sha256 is not null && !string.Equals(sha256, entry.Sha256, StringComparison.OrdinalIgnoreCase))
+            {
+                return $"sha256 {sha256} differs from the first chunk's {entry.Sha256}";
+            }
+
+            if (!entry.Chunks.TryAdd(index, data))
             {
                 return null;
             }
 
+            entry.LastArrival = time.GetTimestamp();
             entry.Size += data.Length;
             if (entry.Size > maxBinarySize)
             {
                 _entries.Remove(app);
-                Fail(app, $"image {app} is larger than the {maxBinarySize} byte limit");
-                return $"assembly exceeds {maxBinarySize} bytes; dropped";
+                _waiters.Remove(app, out waiters);
+                failure = $"image {app} is larger than the {maxBinarySize} byte limit";
+                tooLarge = true;
             }
-
-            if (entry.Chunks.Count < entry.Total)
+            else if (entry.Chunks.Count < entry.Total)
             {
                 return null;
             }
-
-            assembled = new byte[entry.Size];
-            var offset = 0;
-            foreach (var part in entry.Chunks.Values)
-            {
-                part.CopyTo(assembled, offset);
-                offset += part.Length;
-            }
-
-            if (_waiters.Remove(app, out waiters))
-            {
-                _entries.Remove(app);
-            }
             else
             {
-                // Nobody asked (yet): keep it for a request that comes within the TTL (spec §3.2).
-                entry.Complete = assembled;
-                entry.Chunks.Clear();
+                assembled = Assemble(app, entry, out failure);
+                if (failure is not null)
+                {
+                    _entries.Remove(app);
+                    _waiters.Remove(app, out waiters);
+                }
+                else if (_waiters.Remove(app, out waiters))
+                {
+                    _entries.Remove(app);
+                }
+                else
+                {
+                    // Nobody asked (yet): keep it for a request that comes within the TTL (spec §3.2).
+                    entry.Complete = assembled;
+                    entry.Chunks.Clear();
+                }
             }
         }
 
         foreach (var waiter in waiters ?? [])
         {
-            waiter.TrySetResult(assembled);
+            if (failure is null)
+            {
+                waiter.TrySetResult(assembled!);
+            }
+            else
+            {
+                waiter.TrySetException(new InvalidDataException(failure));
+            }
         }
 
-        return null;
+        return tooLarge ? $"assembly exceeds {maxBinarySize} bytes; dropped" : failure;
+    }
+
+    /// <summary>The proxy reported that it cannot deliver <paramref name="app"/> (<c>registry/failure</c>): its waiters
+    /// fail with <paramref name="reason"/> and a partial assembly is dropped. Returns how many waited.</summary>
+    public int Fail(string app, string reason)
+    {
+        ArgumentNullException.ThrowIfNull(app);
+        List<TaskCompletionSource<byte[]>>? waiters;
+        lock (_lock)
+        {
+            if (_entries.TryGetValue(app, out var entry) && entry.Complete is null)
+            {
+                _entries.Remove(app);
+            }
+
+            _waiters.Remove(app, out waiters);
+        }
+
+        foreach (var waiter in waiters ?? [])
+        {
+            waiter.TrySetException(new InvalidDataException(reason));
+        }
+
+        return waiters?.Count ?? 0;
     }
 
     /// <summary>Waits for the image <paramref name="app"/>: at once when a complete copy is held, else until its chunks
     /// arrive. <paramref name="request"/> is called (once) after the waiter is registered, to ask the proxy.</summary>
-    public async Task<byte[]> WaitAsync(string app, Func<CancellationToken, Task> request, TimeSpan timeout, CancellationToken cancellationToken)
+    public Task<byte[]> WaitAsync(string app, Func<CancellationToken, Task> request, TimeSpan timeout, CancellationToken cancellationToken) =>
+        WaitAsync(app, (_, ct) => request(ct), timeout, Timeout.InfiniteTimeSpan, cancellationToken);
+
+    /// <summary>As <see cref="WaitAsync(string, Func{CancellationToken, Task}, TimeSpan, CancellationToken)"/>; besides,
+    /// whenever a partial assembly has gone <paramref name="stall"/> without a new chunk, <paramref name="request"/> is
+    /// called again with the missing indices (the first call gets null: everything).</summary>
+    public async Task<byte[]> WaitAsync(
+        string app, Func<IReadOnlyList<int>?, CancellationToken, Task> request, TimeSpan timeout, TimeSpan stall, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
         var waiter = new TaskCompletionSource<byte[]>(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -148,8 +268,24 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
 
         try
         {
-            await request(cancellationToken);
-            return await waiter.Task.WaitAsync(timeout, time, cancellationToken);
+            var started = time.GetTimestamp();
+            await request(null, cancellationToken);
+            while (true)
+            {
+                var remaining = timeout - time.GetElapsedTime(started);
+                var slice = stall == Timeout.InfiniteTimeSpan || stall >= remaining ? remaining : stall;
+                try
+                {
+                    return await waiter.Task.WaitAsync(slice > TimeSpan.Zero ? slice : TimeSpan.Zero, time, cancellationToken);
+                }
+                catch (TimeoutException) when (slice < remaining)
+                {
+                    if (Missing(app, stall) is { Count: > 0 } missing)
+                    {
+                        await request(missing, cancellationToken);
+                    }
+                }
+            }
         }
         catch (TimeoutException ex)
         {
@@ -185,22 +321,60 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
         return dropped;
     }
 
-    private void Fail(string app, string reason)
+    /// <summary>The indices a partial assembly lacks when no chunk came for <paramref name="stall"/>; else null.</summary>
+    private List<int>? Missing(string app, TimeSpan stall)
     {
-        if (_waiters.Remove(app, out var waiters))
+        lock (_lock)
         {
-            foreach (var waiter in waiters)
+            if (!_entries.TryGetValue(app, out var entry) || entry.Complete is not null || time.GetElapsedTime(entry.LastArrival) < stall)
             {
-                waiter.TrySetException(new InvalidDataException(reason));
+                return null;
             }
+
+            var missing = new List<int>();
+            for (var i = 0; i < entry.Total && missing.Count < MaxReRequested; i++)
+            {
+                if (!entry.Chunks.ContainsKey(i))
+                {
+                    missing.Add(i);
+                }
+            }
+
+            entry.LastArrival = time.GetTimestamp(); // the next re-request only after another quiet stall
+            return missing;
         }
     }
 
-    private sealed class Entry(int total, DateTimeOffset createdAt)
+    /// <summary>Joins a complete entry's chunks in index order and checks them against the sha256 the chunks carried.</summary>
+    private static byte[] Assemble(string app, Entry entry, out string? failure)
+    {
+        failure = null;
+        var assembled = new byte[entry.Size];
+        var offset = 0;
+        foreach (var part in entry.Chunks.Values)
+        {
+            part.CopyTo(assembled, offset);
+            offset += part.Length;
+        }
+
+        if (entry.Sha256 is { } expected && Convert.ToHexStringLower(SHA256.HashData(assembled)) is var actual
+            && !string.Equals(actual, expected, StringComparison.OrdinalIgnoreCase))
+        {
+            failure = $"image {app} failed verification: its chunks hash to sha256 {actual}, the proxy sent sha256 {expected} (a chunk was corrupted)";
+        }
+
+        return assembled;
+    }
+
+    private sealed class Entry(int total, DateTimeOffset createdAt, string? sha256)
     {
         public int Total { get; } = total;
 
         public DateTimeOffset CreatedAt { get; } = createdAt;
+
+        public string? Sha256 { get; set; } = sha256;
+
+        public long LastArrival { get; set; }
 
         public SortedDictionary<int, byte[]> Chunks { get; } = [];
 

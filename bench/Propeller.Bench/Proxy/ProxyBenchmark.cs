@@ -1,0 +1,180 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using Microsoft.Extensions.Logging.Abstractions;
+using MQTTnet.Protocol;
+using Propeller.Bench.EndToEnd;
+using Propeller.Broker;
+using Propeller.Contracts.Mqtt;
+using Propeller.Proxy.Configuration;
+using Propeller.Proxy.Oci;
+using Propeller.Proxy.Serving;
+
+namespace Propeller.Bench.Proxy;
+
+/// <summary>
+/// `proxy`: a module of --size bytes (default 5 MiB: the addition module padded with a custom section) from the local
+/// registry (PROPELLER_TEST_REGISTRY, scripts/infra.sh) to a real proplet process, time from the start message to the
+/// result (time to first run) and MB/s, four ways in the same run, each with a fresh artefact per round:
+/// `direct` (reference): the task's image_url is the blob's registry URL, which the proplet GETs itself;
+/// `direct-again`: the same blob again (the proplet's compiled-module cache is warm);
+/// `proxy`: an OCI reference through propeller-proxy (in this process) and MQTT chunks, pulled from the registry;
+/// `proxy-cached`: the same reference again, served from the proxy's cache.
+/// Ratios: direct/proxy (target ≥ 0.5) and direct-again/proxy-cached (target ≥ 1.0). Options: --size BYTES,
+/// --rounds N (5; medians), --chunk BYTES (PROXY_CHUNK_SIZE, 512000), --qos N (the proxy's, 2).
+/// </summary>
+internal static class ProxyBenchmark
+{
+    public static async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
+    {
+        var broker = Environment.GetEnvironmentVariable("PROPELLER_TEST_MQTT") is { Length: > 0 } mqtt ? mqtt : "tcp://127.0.0.1:51883";
+        var registry = Environment.GetEnvironmentVariable("PROPELLER_TEST_REGISTRY") is { Length: > 0 } r ? r : "127.0.0.1:55000";
+        var size = Manager.ManagerBenchmark.Option(args, "--size", 5 << 20);
+        var rounds = Manager.ManagerBenchmark.Option(args, "--rounds", 5);
+        var chunk = Manager.ManagerBenchmark.Option(args, "--chunk", 512_000);
+        var qos = (MqttQualityOfServiceLevel)Manager.ManagerBenchmark.Option(args, "--qos", 2);
+        var tenant = "bench-proxy-" + Guid.NewGuid().ToString("N")[..8];
+        var baseTopic = Topics.Base(tenant, "bench");
+        Console.WriteLine($"# proxy size={size}B rounds={rounds} chunk={chunk}B proxy_qos={(int)qos} registry={registry} broker={broker} load={File.ReadAllText("/proc/loadavg").Trim()}");
+
+        using var http = new HttpClient();
+        var client = new RegistryClient(http, new RegistryAuth(null, TimeProvider.System), _ => true);
+        var settings = new ProxySettings
+        {
+            TenantId = tenant,
+            ChannelId = "bench",
+            EntityId = "proxy-" + tenant,
+            ApiKey = "bench",
+            MqttAddress = broker,
+            ChunkSize = chunk,
+            Qos = qos,
+            MaxArtifactBytes = 256L << 20,
+        };
+        await using var proxy = new ProxyNode(settings, NullLoggerFactory.Instance, TimeProvider.System);
+        await proxy.StartAsync(cancellationToken);
+        var propletId = Guid.NewGuid().ToString();
+        var discovered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var watcher = new BrokerConnection(new BrokerOptions { ClientId = "watch-" + tenant, MaxPacketSize = 0 }.WithAddress(broker));
+        var results = new System.Collections.Concurrent.ConcurrentDictionary<string, TaskCompletionSource<JsonElement>>(StringComparer.Ordinal);
+        watcher.Handler = (messages, _) =>
+        {
+            foreach (var message in messages)
+            {
+                if (message.Topic.EndsWith(Topics.PropletCreate, StringComparison.Ordinal))
+                {
+                    discovered.TrySetResult();
+                    continue;
+                }
+
+                var result = JsonSerializer.Deserialize<JsonElement>(message.Payload.Span);
+                if (result.TryGetProperty("task_id", out var id) && results.TryGetValue(id.GetString() ?? "", out var waiter))
+                {
+                    waiter.TrySetResult(result);
+                }
+            }
+
+            return ValueTask.CompletedTask;
+        };
+        await watcher.StartAsync(cancellationToken);
+        await watcher.SubscribeAsync(Topics.Of(baseTopic, Topics.Results), MqttQualityOfServiceLevel.AtLeastOnce, cancellationToken);
+        await watcher.SubscribeAsync(Topics.Of(baseTopic, Topics.PropletCreate), MqttQualityOfServiceLevel.AtLeastOnce, cancellationToken);
+        using var proplet = EndToEndBenchmark.StartProplet(EndToEndBenchmark.PropletDll(), broker, tenant, propletId);
+        await discovered.Task.WaitAsync(TimeSpan.FromSeconds(60), cancellationToken); // subscribed once it announced itself
+
+        try
+        {
+            // Warm-up outside the clock (JIT on both sides, connections), with a small module, until a run succeeds.
+            var warm = await PushAsync(client, registry, "warm", Padded(1000, 0), cancellationToken);
+            await RunTaskAsync(watcher, results, baseTopic, warm.Reference, TimeSpan.FromSeconds(60), cancellationToken);
+            await RunTaskAsync(watcher, results, baseTopic, warm.BlobUrl, TimeSpan.FromSeconds(60), cancellationToken);
+
+            var times = new Dictionary<string, List<double>>(StringComparer.Ordinal)
+            {
+                ["direct"] = [],
+                ["direct-again"] = [],
+                ["proxy"] = [],
+                ["proxy-cached"] = [],
+            };
+            for (var round = 1; round <= rounds; round++)
+            {
+                var direct = await PushAsync(client, registry, "direct", Padded(size, (2 * round) + 1), cancellationToken);
+                var viaProxy = await PushAsync(client, registry, "proxy", Padded(size, (2 * round) + 2), cancellationToken);
+                times["direct"].Add(await RunTaskAsync(watcher, results, baseTopic, direct.BlobUrl, TimeSpan.FromSeconds(60), cancellationToken));
+                times["direct-again"].Add(await RunTaskAsync(watcher, results, baseTopic, direct.BlobUrl, TimeSpan.FromSeconds(60), cancellationToken));
+                times["proxy"].Add(await RunTaskAsync(watcher, results, baseTopic, viaProxy.Reference, TimeSpan.FromSeconds(60), cancellationToken));
+                times["proxy-cached"].Add(await RunTaskAsync(watcher, results, baseTopic, viaProxy.Reference, TimeSpan.FromSeconds(60), cancellationToken));
+            }
+
+            double Median(string key) => times[key].Order().ElementAt(times[key].Count / 2);
+            double MBps(double ms) => size / (1 << 20) / (ms / 1000);
+            foreach (var key in times.Keys)
+            {
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"proxy case={key} size={size} rounds={rounds} first_run_ms_p50={Median(key):F1} MBps={MBps(Median(key)):F1} all_ms=[{string.Join(' ', times[key].Select(t => t.ToString("F0", CultureInfo.InvariantCulture)))}]"));
+            }
+
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"proxy case=ratio proxy_vs_direct={Median("direct") / Median("proxy"):F2} (target >= 0.5) cached_vs_direct_again={Median("direct-again") / Median("proxy-cached"):F2} (target >= 1.0) cache_hits={proxy.Metrics.CacheHits} fetches={proxy.Metrics.Fetches} load={File.ReadAllText("/proc/loadavg").Trim()}"));
+            return 0;
+        }
+        finally
+        {
+            proplet.Kill(entireProcessTree: true);
+        }
+    }
+
+    /// <summary>The addition module plus a custom section "pad" bringing it to <paramref name="size"/> bytes; the
+    /// <paramref name="salt"/> makes every round's artefact (and digest) new.</summary>
+    private static byte[] Padded(int size, int salt)
+    {
+        var module = Convert.FromBase64String(AdditionBase64);
+        var name = "pad"u8.ToArray();
+        var padding = Math.Max(0, size - module.Length - name.Length - 1 - 6);
+        var body = new byte[1 + name.Length + padding];
+        body[0] = (byte)name.Length;
+        name.CopyTo(body, 1);
+        BitConverter.TryWriteBytes(body.AsSpan(1 + name.Length), salt);
+        using var output = new MemoryStream();
+        output.Write(module);
+        output.WriteByte(0); // custom section
+        var length = (uint)body.Length;
+        do
+        {
+            var b = (byte)(length & 0x7F);
+            length >>= 7;
+            output.WriteByte(length != 0 ? (byte)(b | 0x80) : b);
+        }
+        while (length != 0);
+        output.Write(body);
+        return output.ToArray();
+    }
+
+    /// <summary>The `add` module of the original's docs (main(a, b) = a + b), as tests/Edge.Tests/Modules.cs has it.</summary>
+    private const string AdditionBase64 = "AGFzbQEAAAABBwFgAn9/AX8DAgEABwgBBG1haW4AAAoJAQcAIAAgAWoL";
+
+    private static async Task<(string Reference, string BlobUrl)> PushAsync(RegistryClient client, string registry, string name, byte[] module, CancellationToken cancellationToken)
+    {
+        var reference = ImageReference.Parse($"{registry}/bench/{name}:{Guid.NewGuid():N}");
+        await client.PushWasmAsync(reference, module, cancellationToken);
+        var digest = "sha256:" + Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(module));
+        return (reference.ToString(), $"http://{registry}/v2/{reference.Repository}/blobs/{digest}");
+    }
+
+    private static async Task<double> RunTaskAsync(
+        BrokerConnection watcher, System.Collections.Concurrent.ConcurrentDictionary<string, TaskCompletionSource<JsonElement>> results, string baseTopic, string imageUrl, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var id = Guid.NewGuid().ToString();
+        var done = new TaskCompletionSource<JsonElement>(TaskCreationOptions.RunContinuationsAsynchronously);
+        results[id] = done;
+        var start = JsonSerializer.SerializeToUtf8Bytes(new StartMessage { Id = id, Name = "main", ImageUrl = imageUrl, Inputs = ["20", "22"] });
+        var clock = Stopwatch.StartNew();
+        await watcher.PublishAsync(Topics.Of(baseTopic, Topics.Start), start, MqttQualityOfServiceLevel.AtLeastOnce, cancellationToken);
+        var result = await done.Task.WaitAsync(timeout, cancellationToken);
+        var elapsed = clock.Elapsed.TotalMilliseconds;
+        results.TryRemove(id, out _);
+        if (result.GetProperty("results").GetString() != "42")
+        {
+            throw new InvalidOperationException($"task with image {imageUrl} failed: {result.GetRawText()}");
+        }
+
+        return elapsed;
+    }
+}

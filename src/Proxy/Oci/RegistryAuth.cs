@@ -1,0 +1,147 @@
+using System.Collections.Concurrent;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+
+namespace Propeller.Proxy.Oci;
+
+/// <summary>
+/// The registry's authentication (the distribution spec's flow, as oras-go does it): a request goes out with what is
+/// known for its host (a cached bearer token for its scope, or basic credentials once the host asked for them); on a
+/// 401 the <c>WWW-Authenticate</c> challenge decides: <c>Basic</c> → the static username and password; <c>Bearer
+/// realm,service,scope</c> → a token from the realm (anonymously, or with the username and password), cached by host
+/// and scope until it expires; a static token (PROXY_REGISTRY_TOKEN) is sent as the bearer token itself.
+/// Credentials go only to the host they are for.
+/// </summary>
+public sealed class RegistryAuth(RegistryCredentials? credentials, TimeProvider time)
+{
+    private readonly ConcurrentDictionary<string, bool> _basicHosts = new(StringComparer.OrdinalIgnoreCase);
+    private readonly ConcurrentDictionary<(string Host, string Scope), (string Token, DateTimeOffset Expires)> _tokens = new();
+
+    /// <summary>Sets the Authorization header known to work for <paramref name="host"/> and <paramref name="scope"/>.</summary>
+    public void Apply(HttpRequestMessage request, string host, string scope)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        if (_tokens.TryGetValue((host, scope), out var token) && token.Expires > time.GetUtcNow())
+        {
+            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token.Token);
+        }
+        else if (_basicHosts.ContainsKey(host) && For(host) is { Username: { } user, Password: { } password })
+        {
+            request.Headers.Authorization = Basic(user, password);
+        }
+    }
+
+    /// <summary>Answers a 401: learns what the host wants (fetching a token when needed). False: nothing more to try.</summary>
+    public async Task<bool> ChallengeAsync(HttpResponseMessage response, HttpClient http, string host, string scope, bool secure, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(response);
+        ArgumentNullException.ThrowIfNull(http);
+        var known = For(host);
+        foreach (var challenge in response.Headers.WwwAuthenticate)
+        {
+            if (string.Equals(challenge.Scheme, "Basic", StringComparison.OrdinalIgnoreCase))
+            {
+                return known is { Username: not null, Password: not null } && _basicHosts.TryAdd(host, true);
+            }
+
+            if (string.Equals(challenge.Scheme, "Bearer", StringComparison.OrdinalIgnoreCase))
+            {
+                // A cached token that was refused (expired early, revoked) is replaced; the caller retries only once.
+                _tokens.TryRemove((host, scope), out _);
+                if (known?.Token is { } staticToken)
+                {
+                    _tokens[(host, scope)] = (staticToken, DateTimeOffset.MaxValue);
+                    return true;
+                }
+
+                var parameters = Parameters(challenge.Parameter ?? "");
+                if (!parameters.TryGetValue("realm", out var realm) || !Uri.TryCreate(realm, UriKind.Absolute, out var realmUri))
+                {
+                    throw new RegistryException($"registry {host} asked for a bearer token without a usable realm ('{challenge.Parameter}')");
+                }
+
+                var query = new StringBuilder();
+                if (parameters.TryGetValue("service", out var service))
+                {
+                    query.Append("service=").Append(Uri.EscapeDataString(service));
+                }
+
+                // Our scope, not the challenge's: a push's first request (HEAD of a blob) is challenged for pull only, and
+                // the token is cached for the whole push.
+                query.Append(query.Length > 0 ? "&" : "").Append("scope=").Append(Uri.EscapeDataString(scope));
+                var tokenUri = new UriBuilder(realmUri) { Query = (realmUri.Query.Length > 1 ? realmUri.Query[1..] + "&" : "") + query }.Uri;
+                using var tokenRequest = new HttpRequestMessage(HttpMethod.Get, tokenUri);
+                if (known is { Username: { } user, Password: { } password } && (secure || tokenUri.Scheme == Uri.UriSchemeHttps || tokenUri.IsLoopback))
+                {
+                    tokenRequest.Headers.Authorization = Basic(user, password);
+                }
+
+                using var tokenResponse = await http.SendAsync(tokenRequest, cancellationToken);
+                if (!tokenResponse.IsSuccessStatusCode)
+                {
+                    throw new RegistryException($"the token service {realmUri.GetLeftPart(UriPartial.Path)} of registry {host} refused a token for {scope}: HTTP {(int)tokenResponse.StatusCode} {tokenResponse.ReasonPhrase}");
+                }
+
+                using var document = await JsonDocument.ParseAsync(await tokenResponse.Content.ReadAsStreamAsync(cancellationToken), cancellationToken: cancellationToken);
+                var root = document.RootElement;
+                var token = (root.TryGetProperty("token", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString() : null)
+                    ?? (root.TryGetProperty("access_token", out var a) && a.ValueKind == JsonValueKind.String ? a.GetString() : null)
+                    ?? throw new RegistryException($"the token service of registry {host} answered without a token");
+                var lifetime = root.TryGetProperty("expires_in", out var e) && e.TryGetInt32(out var seconds) && seconds > 0 ? seconds : 60;
+                _tokens[(host, scope)] = (token, time.GetUtcNow().AddSeconds(lifetime - Math.Min(10, lifetime / 2)));
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private RegistryCredentials? For(string host) =>
+        credentials is not null && string.Equals(credentials.Host, host, StringComparison.OrdinalIgnoreCase) ? credentials : null;
+
+    private static AuthenticationHeaderValue Basic(string user, string password) =>
+        new("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes($"{user}:{password}")));
+
+    /// <summary>The comma-separated <c>key="value"</c> pairs of a challenge.</summary>
+    private static Dictionary<string, string> Parameters(string text)
+    {
+        var result = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        var i = 0;
+        while (i < text.Length)
+        {
+            while (i < text.Length && (text[i] == ',' || char.IsWhiteSpace(text[i])))
+            {
+                i++;
+            }
+
+            var eq = text.IndexOf('=', i);
+            if (eq < 0)
+            {
+                break;
+            }
+
+            var key = text[i..eq].Trim();
+            i = eq + 1;
+            string value;
+            if (i < text.Length && text[i] == '"')
+            {
+                var end = text.IndexOf('"', i + 1);
+                end = end < 0 ? text.Length : end;
+                value = text[(i + 1)..end];
+                i = end + 1;
+            }
+            else
+            {
+                var end = text.IndexOf(',', i);
+                end = end < 0 ? text.Length : end;
+                value = text[i..end].Trim();
+                i = end;
+            }
+
+            result[key] = value;
+        }
+
+        return result;
+    }
+}

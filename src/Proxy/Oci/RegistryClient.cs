@@ -1,0 +1,328 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Text.Json;
+
+namespace Propeller.Proxy.Oci;
+
+/// <summary>
+/// A small client of the OCI distribution API over HttpClient (docs/adr/0012-own-oci-client.md: no OCI client
+/// library is served here). Pull: the manifest the reference names (tag or digest; a digest is checked against the
+/// manifest's bytes), an index resolved to the manifest that holds a Wasm layer, the Wasm layer picked by media type
+/// (the largest layer only as the original's fallback), the blob read with its size capped and its digest verified.
+/// Push (tests, benchmark, <c>propeller-proxy push</c>): monolithic blob uploads and manifests. Every failure is a
+/// <see cref="RegistryException"/> whose message names the reference and what went wrong.
+/// </summary>
+public sealed class RegistryClient(HttpClient http, RegistryAuth auth, Func<string, bool> plainHttp)
+{
+    private const long MaxManifestBytes = 4 << 20;
+    private const int MaxIndexEntries = 64;
+
+    /// <summary>Resolves <paramref name="reference"/> to the descriptor of its Wasm layer; refuses one over
+    /// <paramref name="maxBytes"/> before downloading it.</summary>
+    public async Task<Descriptor> ResolveLayerAsync(ImageReference reference, long maxBytes, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(reference);
+        var (document, mediaType) = await GetManifestAsync(reference, reference.Version, cancellationToken);
+        if (OciMediaTypes.IsIndex(mediaType) || (mediaType is null && document.Manifests is not null))
+        {
+            document = await PickFromIndexAsync(reference, document, cancellationToken);
+        }
+
+        var layers = document.Layers ?? [];
+        if (layers.Count == 0)
+        {
+            throw new RegistryException($"image {reference}: the manifest has no layers");
+        }
+
+        // By media type first; the original took the largest layer whatever its type, kept as the fallback.
+        var layer = layers.FirstOrDefault(l => OciMediaTypes.IsWasm(l.MediaType)) ?? layers.MaxBy(l => l.Size)!;
+        if (layer.Size > maxBytes)
+        {
+            throw new RegistryException($"image {reference}: the artefact is {layer.Size} bytes, over the proxy's limit of {maxBytes} bytes (PROXY_MAX_ARTIFACT_BYTES)");
+        }
+
+        return layer;
+    }
+
+    /// <summary>Downloads the blob <paramref name="layer"/> of <paramref name="reference"/>'s repository, verifying its size
+    /// and digest.</summary>
+    public async Task<byte[]> GetBlobAsync(ImageReference reference, Descriptor layer, long maxBytes, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(reference);
+        ArgumentNullException.ThrowIfNull(layer);
+        if (layer.Size < 0 || layer.Size > maxBytes)
+        {
+            throw new RegistryException($"image {reference}: the artefact is {layer.Size} bytes, over the proxy's limit of {maxBytes} bytes (PROXY_MAX_ARTIFACT_BYTES)");
+        }
+
+        using var response = await SendAsync(reference, () => new HttpRequestMessage(HttpMethod.Get, Url(reference, $"blobs/{layer.Digest}")), push: false, cancellationToken);
+        await EnsureSuccessAsync(response, reference, $"blob {layer.Digest}", cancellationToken);
+        var data = new byte[layer.Size];
+        await using var body = await response.Content.ReadAsStreamAsync(cancellationToken);
+        var offset = 0;
+        int read;
+        while (offset < data.Length && (read = await body.ReadAsync(data.AsMemory(offset), cancellationToken)) > 0)
+        {
+            offset += read;
+        }
+
+        if (offset < data.Length || await body.ReadAsync(new byte[1], cancellationToken) > 0)
+        {
+            throw new RegistryException($"image {reference}: blob {layer.Digest} is not the {layer.Size} bytes its manifest says");
+        }
+
+        Verify(reference, data, layer.Digest, "blob");
+        return data;
+    }
+
+    /// <summary>Uploads <paramref name="data"/> as a blob of <paramref name="reference"/>'s repository (monolithic POST +
+    /// PUT); returns its digest. An existing blob is not sent again.</summary>
+    public async Task<string> PushBlobAsync(ImageReference reference, byte[] data, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(reference);
+        var digest = "sha256:" + Convert.ToHexStringLower(SHA256.HashData(data));
+        using (var head = await SendAsync(reference, () => new HttpRequestMessage(HttpMethod.Head, Url(reference, $"blobs/{digest}")), push: true, cancellationToken))
+        {
+            if (head.IsSuccessStatusCode)
+            {
+                return digest;
+            }
+        }
+
+        Uri location;
+        using (var start = await SendAsync(reference, () => new HttpRequestMessage(HttpMethod.Post, Url(reference, "blobs/uploads/")), push: true, cancellationToken))
+        {
+            await EnsureSuccessAsync(start, reference, "blob upload", cancellationToken);
+            location = start.Headers.Location is { } l ? (l.IsAbsoluteUri ? l : new Uri(Url(reference, ""), l)) : throw new RegistryException($"image {reference}: the upload had no Location");
+        }
+
+        var put = new UriBuilder(location) { Query = (location.Query.Length > 1 ? location.Query[1..] + "&" : "") + "digest=" + Uri.EscapeDataString(digest) }.Uri;
+        using var done = await SendAsync(
+            reference,
+            () => new HttpRequestMessage(HttpMethod.Put, put) { Content = new ByteArrayContent(data) { Headers = { ContentType = new MediaTypeHeaderValue("application/octet-stream") } } },
+            push: true,
+            cancellationToken);
+        await EnsureSuccessAsync(done, reference, "blob upload", cancellationToken);
+        return digest;
+    }
+
+    /// <summary>Puts a manifest (or index) under <paramref name="reference"/>'s tag (or digest); returns its digest.</summary>
+    public async Task<string> PushManifestAsync(ImageReference reference, ManifestDocument manifest, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(reference);
+        ArgumentNullException.ThrowIfNull(manifest);
+        var mediaType = manifest.MediaType ?? (manifest.Manifests is not null ? OciMediaTypes.ImageIndex : OciMediaTypes.ImageManifest);
+        var body = JsonSerializer.SerializeToUtf8Bytes(manifest);
+        using var response = await SendAsync(
+            reference,
+            () => new HttpRequestMessage(HttpMethod.Put, Url(reference, $"manifests/{reference.Version}")) { Content = new ByteArrayContent(body) { Headers = { ContentType = new MediaTypeHeaderValue(mediaType) } } },
+            push: true,
+            cancellationToken);
+        await EnsureSuccessAsync(response, reference, "manifest upload", cancellationToken);
+        return "sha256:" + Convert.ToHexStringLower(SHA256.HashData(body));
+    }
+
+    /// <summary>Pushes a Wasm module the way wasm-to-oci and ORAS do: an empty config and one
+    /// <see cref="OciMediaTypes.WasmLayer"/> layer. Returns the manifest's digest.</summary>
+    public async Task<string> PushWasmAsync(ImageReference reference, byte[] module, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(module);
+        var config = "{}"u8.ToArray();
+        var configDigest = await PushBlobAsync(reference, config, cancellationToken);
+        var layerDigest = await PushBlobAsync(reference, module, cancellationToken);
+        return await PushManifestAsync(
+            reference,
+            new ManifestDocument
+            {
+                MediaType = OciMediaTypes.ImageManifest,
+                Config = new Descriptor(OciMediaTypes.WasmConfig, configDigest, config.Length),
+                Layers = [new Descriptor(OciMediaTypes.WasmLayer, layerDigest, module.Length)],
+            },
+            cancellationToken);
+    }
+
+    private async Task<(ManifestDocument Document, string? MediaType)> GetManifestAsync(ImageReference reference, string version, CancellationToken cancellationToken)
+    {
+        using var response = await SendAsync(
+            reference,
+            () =>
+            {
+                var request = new HttpRequestMessage(HttpMethod.Get, Url(reference, $"manifests/{version}"));
+                foreach (var type in OciMediaTypes.Manifests)
+                {
+                    request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue(type));
+                }
+
+                return request;
+            },
+            push: false,
+            cancellationToken);
+        await EnsureSuccessAsync(response, reference, version == reference.Version ? null : $"manifest {version}", cancellationToken);
+        if (response.Content.Headers.ContentLength > MaxManifestBytes)
+        {
+            throw new RegistryException($"image {reference}: the manifest is larger than {MaxManifestBytes} bytes");
+        }
+
+        var bytes = await response.Content.ReadAsByteArrayAsync(cancellationToken);
+        if (bytes.Length > MaxManifestBytes)
+        {
+            throw new RegistryException($"image {reference}: the manifest is larger than {MaxManifestBytes} bytes");
+        }
+
+        if (version.Contains(':', StringComparison.Ordinal))
+        {
+            Verify(reference, bytes, version, "manifest");
+        }
+
+        ManifestDocument document;
+        try
+        {
+            document = JsonSerializer.Deserialize<ManifestDocument>(bytes) ?? throw new JsonException("null");
+        }
+        catch (JsonException ex)
+        {
+            throw new RegistryException($"image {reference}: the manifest is not valid JSON ({ex.Message})", ex);
+        }
+
+        var mediaType = document.MediaType ?? response.Content.Headers.ContentType?.MediaType;
+        if (!OciMediaTypes.IsIndex(mediaType) && document.Manifests is null && mediaType is not (null or OciMediaTypes.ImageManifest or OciMediaTypes.DockerManifest or "application/json"))
+        {
+            throw new RegistryException($"image {reference}: unsupported manifest type {mediaType}");
+        }
+
+        return (document, mediaType);
+    }
+
+    /// <summary>The first manifest of an index that has a Wasm layer: entries that say they are Wasm (artifact type,
+    /// platform wasi/wasm) are tried first; attestations are skipped.</summary>
+    private async Task<ManifestDocument> PickFromIndexAsync(ImageReference reference, ManifestDocument index, CancellationToken cancellationToken)
+    {
+        var entries = (index.Manifests ?? [])
+            .Where(m => m.Annotations?.GetValueOrDefault("vnd.docker.reference.type") != "attestation-manifest")
+            .OrderByDescending(m => LooksWasm(m))
+            .Take(MaxIndexEntries)
+            .ToList();
+        foreach (var entry in entries)
+        {
+            var (document, mediaType) = await GetManifestAsync(reference, entry.Digest, cancellationToken);
+            if (!OciMediaTypes.IsIndex(mediaType) && document.Layers?.Any(l => OciMediaTypes.IsWasm(l.MediaType)) == true)
+            {
+                return document;
+            }
+        }
+
+        var platforms = string.Join(", ", (index.Manifests ?? []).Select(m => m.Platform?.ToString() ?? m.ArtifactType ?? m.MediaType ?? "?"));
+        throw new RegistryException($"image {reference} is an index without a Wasm artefact (its manifests: {(platforms.Length > 0 ? platforms : "none")}); push the module with a {OciMediaTypes.WasmLayer} layer");
+    }
+
+    private static bool LooksWasm(Descriptor entry) =>
+        entry.ArtifactType?.Contains("wasm", StringComparison.OrdinalIgnoreCase) == true
+        || entry.Platform?.Architecture == "wasm"
+        || entry.Platform?.Os?.StartsWith("wasi", StringComparison.Ordinal) == true;
+
+    private static void Verify(ImageReference reference, byte[] data, string digest, string what)
+    {
+        var colon = digest.IndexOf(':', StringComparison.Ordinal);
+        var algorithm = colon > 0 ? digest[..colon] : "";
+        var actual = algorithm switch
+        {
+            "sha256" => Convert.ToHexStringLower(SHA256.HashData(data)),
+            "sha512" => Convert.ToHexStringLower(SHA512.HashData(data)),
+            _ => throw new RegistryException($"image {reference}: unsupported digest algorithm '{algorithm}' of {what} {digest}"),
+        };
+        if (!string.Equals(actual, digest[(colon + 1)..], StringComparison.OrdinalIgnoreCase))
+        {
+            throw new RegistryException($"image {reference}: {what} {digest} failed verification (its bytes hash to {algorithm}:{actual})");
+        }
+    }
+
+    private Uri Url(ImageReference reference, string path) =>
+        new($"{(plainHttp(reference.ApiHost) ? "http" : "https")}://{reference.ApiHost}/v2/{reference.Repository}/{path}");
+
+    /// <summary>Sends with what auth knows for the host; a 401 is answered once (token, basic) and the request made anew.</summary>
+    private async Task<HttpResponseMessage> SendAsync(ImageReference reference, Func<HttpRequestMessage> create, bool push, CancellationToken cancellationToken)
+    {
+        var scope = $"repository:{reference.Repository}:{(push ? "pull,push" : "pull")}";
+        for (var attempt = 0; ; attempt++)
+        {
+            using var request = create();
+            auth.Apply(request, reference.ApiHost, scope);
+            HttpResponseMessage response;
+            try
+            {
+                response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
+            }
+            catch (HttpRequestException ex)
+            {
+                var why = ex.InnerException is SocketException socket ? socket.Message : ex.Message;
+                throw new RegistryException($"image {reference}: registry {reference.ApiHost} is unreachable ({why})", ex);
+            }
+            catch (TaskCanceledException ex) when (!cancellationToken.IsCancellationRequested)
+            {
+                throw new RegistryException($"image {reference}: registry {reference.ApiHost} did not answer in time", ex);
+            }
+
+            if (response.StatusCode != HttpStatusCode.Unauthorized || attempt > 0)
+            {
+                return response;
+            }
+
+            bool retry;
+            try
+            {
+                retry = await auth.ChallengeAsync(response, http, reference.ApiHost, scope, !plainHttp(reference.ApiHost), cancellationToken);
+            }
+            catch (HttpRequestException ex)
+            {
+                response.Dispose();
+                throw new RegistryException($"image {reference}: the token service of registry {reference.ApiHost} is unreachable ({ex.Message})", ex);
+            }
+
+            if (!retry)
+            {
+                return response;
+            }
+
+            response.Dispose();
+        }
+    }
+
+    /// <summary>Turns an error status into a message: the registry's error code and message when it sent them.</summary>
+    private static async Task EnsureSuccessAsync(HttpResponseMessage response, ImageReference reference, string? what, CancellationToken cancellationToken)
+    {
+        if (response.IsSuccessStatusCode)
+        {
+            return;
+        }
+
+        string? code = null;
+        string? message = null;
+        try
+        {
+            var text = await response.Content.ReadAsStringAsync(cancellationToken);
+            using var document = JsonDocument.Parse(text.Length > 65536 ? "{}" : text);
+            if (document.RootElement.TryGetProperty("errors", out var errors) && errors.ValueKind == JsonValueKind.Array && errors.GetArrayLength() > 0)
+            {
+                var first = errors[0];
+                code = first.TryGetProperty("code", out var c) ? c.GetString() : null;
+                message = first.TryGetProperty("message", out var m) ? m.GetString() : null;
+            }
+        }
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException or HttpRequestException)
+        {
+            // no error body to quote
+        }
+
+        var status = $"HTTP {(int)response.StatusCode} {response.ReasonPhrase}{(code is null ? "" : $", {code}: {message}")}";
+        var subject = what ?? $"{(reference.Digest is null ? "tag " + reference.Tag : "digest " + reference.Digest)}";
+        throw new RegistryException((response.StatusCode, code) switch
+        {
+            (HttpStatusCode.NotFound, "NAME_UNKNOWN") => $"image {reference}: repository {reference.Repository} not found on {reference.ApiHost} ({status})",
+            (HttpStatusCode.NotFound, _) => $"image {reference}: {subject} not found in {reference.ApiHost}/{reference.Repository} ({status})",
+            (HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden, _) => $"image {reference}: not authorized ({status}); check PROXY_AUTHENTICATE, PROXY_REGISTRY_URL and the credentials",
+            _ => $"image {reference}: {what ?? "manifest"} request failed ({status})",
+        });
+    }
+}

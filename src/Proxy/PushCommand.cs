@@ -1,0 +1,58 @@
+using Propeller.Proxy.Oci;
+
+namespace Propeller.Proxy;
+
+/// <summary><c>propeller-proxy push FILE.wasm REFERENCE</c>: pushes a module as a Wasm OCI artefact (an empty config and
+/// one application/vnd.wasm.content.layer.v1+wasm layer), for the demo and for trying the proxy without other tools.
+/// Credentials from PROXY_REGISTRY_USERNAME / PROXY_REGISTRY_PASSWORD when set; loopback registries over plain HTTP.</summary>
+internal static class PushCommand
+{
+    public const string Usage = "FILE.wasm host/repository[:tag]";
+
+    public static async Task<int> RunAsync(string[] args, TextWriter output, TextWriter error, CancellationToken cancellationToken)
+    {
+        if (args.Length != 2)
+        {
+            await error.WriteLineAsync($"usage: propeller-proxy push {Usage}");
+            return 2;
+        }
+
+        if (!ImageReference.TryParse(args[1], out var reference, out var problem))
+        {
+            await error.WriteLineAsync($"propeller-proxy push: {problem}");
+            return 2;
+        }
+
+        byte[] module;
+        try
+        {
+            module = await File.ReadAllBytesAsync(args[0], cancellationToken);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            await error.WriteLineAsync($"propeller-proxy push: cannot read {args[0]}: {ex.Message}");
+            return 1;
+        }
+
+        var user = Environment.GetEnvironmentVariable("PROXY_REGISTRY_USERNAME");
+        var password = Environment.GetEnvironmentVariable("PROXY_REGISTRY_PASSWORD");
+        var credentials = user is { Length: > 0 } ? new RegistryCredentials(reference.ApiHost, user, password, null) : null;
+        using var http = new HttpClient { Timeout = TimeSpan.FromMinutes(2) };
+        var plain = Environment.GetEnvironmentVariable("PROXY_PLAIN_HTTP") is "1" or "true";
+        var client = new RegistryClient(http, new RegistryAuth(credentials, TimeProvider.System), host => plain || IsLoopback(host));
+        try
+        {
+            var digest = await client.PushWasmAsync(reference, module, cancellationToken);
+            await output.WriteLineAsync($"pushed {reference} ({module.Length} bytes, manifest {digest})");
+            return 0;
+        }
+        catch (RegistryException ex)
+        {
+            await error.WriteLineAsync($"propeller-proxy push: {ex.Message}");
+            return 1;
+        }
+    }
+
+    private static bool IsLoopback(string host) =>
+        host.Split(':')[0] is "localhost" or "127.0.0.1" || host.StartsWith("[::1]", StringComparison.Ordinal);
+}

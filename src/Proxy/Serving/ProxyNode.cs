@@ -1,0 +1,372 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Net;
+using System.Text.Json;
+using MQTTnet.Exceptions;
+using Propeller.Broker;
+using Propeller.Contracts.Mqtt;
+using Propeller.Proxy.Configuration;
+using Propeller.Proxy.Oci;
+
+namespace Propeller.Proxy.Serving;
+
+/// <summary>
+/// The proxy (spec propeller-edge.md §3.5): subscribes to <c>registry/proplet</c>, pulls the image a request names
+/// from its OCI registry and publishes it on <c>registry/server</c> in PROXY_CHUNK_SIZE chunks with the original JSON.
+/// Beyond the original (docs/proxy.md): the reference's own tag or digest is pulled; requests for an image already in
+/// flight share its chunks (single flight); pulled artefacts are cached by digest; every chunk carries the artefact's
+/// <c>sha256</c>; a request that lists <c>chunks</c> gets only those; a failure is published on
+/// <c>registry/failure</c> instead of being only logged. Used by the host and, in-process, by tests and benchmarks.
+/// </summary>
+public sealed class ProxyNode : IAsyncDisposable
+{
+    private const int MaxPending = 1000;
+    private const int PublishWindow = 8;
+    private static readonly JsonEncodedText AppNameField = JsonEncodedText.Encode("app_name");
+    private static readonly JsonEncodedText ChunkIndexField = JsonEncodedText.Encode("chunk_idx");
+    private static readonly JsonEncodedText TotalChunksField = JsonEncodedText.Encode("total_chunks");
+    private static readonly JsonEncodedText DataField = JsonEncodedText.Encode("data");
+    private static readonly JsonEncodedText Sha256Field = JsonEncodedText.Encode("sha256");
+
+    private readonly ProxySettings _settings;
+    private readonly ILogger _logger;
+    private readonly ILogger<BrokerConnection> _brokerLogger;
+    private readonly TimeProvider _time;
+    private readonly HttpClient _http;
+    private readonly RegistryClient _registry;
+    private readonly ConcurrentDictionary<string, Task> _inFlight = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, Descriptor> _layersByDigestReference = new(StringComparer.Ordinal);
+    private readonly SemaphoreSlim _fetchSlots;
+    private readonly CancellationTokenSource _lifetime = new();
+    private BrokerConnection? _connection;
+    private int _disposed;
+
+    public ProxyNode(ProxySettings settings, ILoggerFactory loggers, TimeProvider time)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        ArgumentNullException.ThrowIfNull(loggers);
+        _settings = settings;
+        _time = time;
+        _logger = loggers.CreateLogger<ProxyNode>();
+        _brokerLogger = loggers.CreateLogger<BrokerConnection>();
+        _fetchSlots = new SemaphoreSlim(settings.MaxConcurrentFetches);
+        Cache = new ArtifactCache(settings.CacheBytes);
+        _http = new HttpClient(new SocketsHttpHandler { AllowAutoRedirect = true, PooledConnectionLifetime = TimeSpan.FromMinutes(5) })
+        {
+            Timeout = settings.RegistryTimeout,
+        };
+        var credentials = settings.Authenticate && settings.RegistryHost is { } host
+            ? new RegistryCredentials(host, settings.RegistryUsername, settings.RegistryPassword, settings.RegistryToken)
+            : null;
+        _registry = new RegistryClient(_http, new RegistryAuth(credentials, time), PlainHttp);
+    }
+
+    public ProxyMetrics Metrics { get; } = new();
+
+    public ArtifactCache Cache { get; }
+
+    public int InFlight => _inFlight.Count;
+
+    public bool IsConnected => _connection?.IsConnected ?? false;
+
+    /// <summary>Connects (retrying while the broker is unreachable) and subscribes to <c>registry/proplet</c>.</summary>
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        ProxyLog.Starting(_logger, _settings.EntityId, _settings.MqttAddress, _settings.BaseTopic, _settings.ChunkSize, _settings.CacheBytes);
+        var options = new BrokerOptions
+        {
+            ClientId = _settings.EntityId,
+            Username = _settings.EntityId,
+            Password = _settings.ApiKey,
+            CleanStart = true,
+            OperationTimeout = _settings.MqttTimeout,
+            ReconnectDelay = TimeSpan.FromSeconds(1),
+            MaxReconnectDelay = TimeSpan.FromMinutes(1),
+        }.WithAddress(_settings.MqttAddress);
+        options.Subscriptions.Add((Topics.Of(_settings.BaseTopic, Topics.RegistryRequest), _settings.Qos));
+        if (options.Tls is not null || _settings.TlsCaCert is not null || _settings.TlsClientCert is not null || _settings.TlsInsecureSkipVerify)
+        {
+            options.Tls = new BrokerTls
+            {
+                CaFile = _settings.TlsCaCert,
+                ClientCertificateFile = _settings.TlsClientCert,
+                ClientKeyFile = _settings.TlsClientKey,
+                AllowUntrustedCertificates = _settings.TlsInsecureSkipVerify,
+            };
+        }
+
+        var connection = new BrokerConnection(options, _brokerLogger, _time) { Handler = HandleBatchAsync };
+        _connection = connection;
+        await connection.StartAsync(cancellationToken);
+        ProxyLog.Subscribed(_logger);
+    }
+
+    /// <summary>Pulls <paramref name="appName"/> (or takes it from the cache); the second value says whether it came
+    /// from the cache. Throws <see cref="RegistryException"/> with the reason for the proplet.</summary>
+    public async Task<(Artifact Artifact, bool Cached)> GetArtifactAsync(string appName, CancellationToken cancellationToken)
+    {
+        if (!ImageReference.TryParse(appName, out var reference, out var error))
+        {
+            throw new RegistryException(error);
+        }
+
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(_settings.RegistryTimeout);
+        try
+        {
+            // A digest names content that never changes: its layer is remembered; a tag is resolved every time.
+            var key = reference.Digest is null ? null : $"{reference.ApiHost}/{reference.Repository}@{reference.Digest}";
+            if (key is null || !_layersByDigestReference.TryGetValue(key, out var layer))
+            {
+                layer = await _registry.ResolveLayerAsync(reference, _settings.MaxArtifactBytes, timeout.Token);
+                if (key is not null && _layersByDigestReference.Count < 10_000)
+                {
+                    _layersByDigestReference[key] = layer;
+                }
+            }
+
+            if (Cache.TryGet(layer.Digest, out var cached))
+            {
+                Metrics.CacheHit();
+                return (cached, true);
+            }
+
+            var data = await _registry.GetBlobAsync(reference, layer, _settings.MaxArtifactBytes, timeout.Token);
+            Metrics.Fetched(data.Length);
+            var sha256 = layer.Digest.StartsWith("sha256:", StringComparison.Ordinal)
+                ? layer.Digest["sha256:".Length..].ToLowerInvariant()
+                : Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(data));
+            var artifact = new Artifact(layer.Digest, data, sha256);
+            Cache.Add(artifact);
+            return (artifact, false);
+        }
+        catch (OperationCanceledException ex) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new RegistryException($"image {reference}: the registry did not deliver it within {_settings.RegistryTimeout.TotalSeconds:0} s (PROXY_REGISTRY_TIMEOUT)", ex);
+        }
+    }
+
+    /// <summary>The JSON of one chunk: the original's four fields and our <c>sha256</c>; the base64 is written straight
+    /// into the buffer (no escaping: base64 needs none, and the default encoder would escape every '+').</summary>
+    public static byte[] ChunkJson(string appName, Artifact artifact, int index, int total, int chunkSize)
+    {
+        ArgumentNullException.ThrowIfNull(artifact);
+        var offset = (long)index * chunkSize;
+        var length = (int)Math.Min(chunkSize, Math.Max(0, artifact.Data.LongLength - offset));
+        var buffer = new ArrayBufferWriter<byte>((length * 4 / 3) + appName.Length + 160);
+        using (var writer = new Utf8JsonWriter(buffer))
+        {
+            writer.WriteStartObject();
+            writer.WriteString(AppNameField, appName);
+            writer.WriteNumber(ChunkIndexField, index);
+            writer.WriteNumber(TotalChunksField, total);
+            writer.WriteBase64String(DataField, artifact.Data.AsSpan((int)Math.Min(offset, artifact.Data.LongLength), length));
+            writer.WriteString(Sha256Field, artifact.Sha256);
+            writer.WriteEndObject();
+        }
+
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+        {
+            return;
+        }
+
+        await _lifetime.CancelAsync();
+        try
+        {
+            await Task.WhenAll(_inFlight.Values).WaitAsync(TimeSpan.FromSeconds(5), CancellationToken.None);
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or TimeoutException or RegistryException)
+        {
+            // stopping
+        }
+
+        if (_connection is { } connection)
+        {
+            await connection.DisposeAsync();
+        }
+
+        _http.Dispose();
+        _fetchSlots.Dispose();
+        _lifetime.Dispose();
+        ProxyLog.Stopped(_logger, _settings.EntityId);
+    }
+
+    /// <summary>Loopback registries are spoken to over plain HTTP (as docker treats localhost), others over HTTPS unless
+    /// PROXY_PLAIN_HTTP names them (or is true).</summary>
+    private bool PlainHttp(string host)
+    {
+        if (_settings.PlainHttpEverywhere || _settings.PlainHttpHosts.Contains(host))
+        {
+            return true;
+        }
+
+        var name = host.StartsWith('[') ? host[..(host.IndexOf(']', StringComparison.Ordinal) + 1)] : host.Split(':')[0];
+        return name == "localhost" || (IPAddress.TryParse(name.Trim('[', ']'), out var address) && IPAddress.IsLoopback(address));
+    }
+
+    private ValueTask HandleBatchAsync(IReadOnlyList<ReceivedMessage> messages, CancellationToken cancellationToken)
+    {
+        foreach (var message in messages)
+        {
+            Handle(message);
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    private void Handle(ReceivedMessage message)
+    {
+        RegistryRequestMessage? request;
+        try
+        {
+            request = JsonSerializer.Deserialize<RegistryRequestMessage>(message.Payload.Span);
+        }
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException)
+        {
+            ProxyLog.Malformed(_logger, message.Topic, ex.Message);
+            return;
+        }
+
+        if (request?.AppName is not { Length: > 0 } app)
+        {
+            ProxyLog.Malformed(_logger, message.Topic, "app_name must be a non-empty string");
+            return;
+        }
+
+        Metrics.Request();
+        if (_inFlight.Count >= MaxPending && !_inFlight.ContainsKey(app))
+        {
+            ProxyLog.Busy(_logger, _inFlight.Count, app);
+            _ = PublishFailureAsync(app, $"the proxy is busy ({_inFlight.Count} images in flight); try again later");
+            return;
+        }
+
+        // Single flight: a request for an image being fetched or published shares that delivery (the chunks are
+        // broadcast to every proplet on the channel); a proplet that still misses some asks for those afterwards.
+        var admitted = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var work = ServeWhenAdmittedAsync(admitted.Task, app, request.Chunks);
+        if (!_inFlight.TryAdd(app, work))
+        {
+            admitted.SetResult(false);
+            Metrics.Deduplicate();
+            ProxyLog.Deduplicated(_logger, app);
+            return;
+        }
+
+        admitted.SetResult(true);
+    }
+
+    /// <summary>Serves once registered as the flight for <paramref name="app"/>, and ends that flight.</summary>
+    private async Task ServeWhenAdmittedAsync(Task<bool> admitted, string app, IReadOnlyList<int>? wanted)
+    {
+        if (!await admitted)
+        {
+            return;
+        }
+
+        try
+        {
+            await ServeAsync(app, wanted);
+        }
+        finally
+        {
+            _inFlight.TryRemove(app, out _);
+        }
+    }
+
+    private async Task ServeAsync(string app, IReadOnlyList<int>? wanted)
+    {
+        var token = _lifetime.Token;
+        try
+        {
+            await _fetchSlots.WaitAsync(token);
+            try
+            {
+                var (artifact, cached) = await GetArtifactAsync(app, token);
+                await PublishChunksAsync(app, artifact, cached, wanted, token);
+            }
+            finally
+            {
+                _fetchSlots.Release();
+            }
+        }
+        catch (RegistryException ex)
+        {
+            Metrics.Failed();
+            ProxyLog.FetchFailed(_logger, app, ex.Message);
+            await PublishFailureAsync(app, ex.Message);
+        }
+        catch (OperationCanceledException) when (token.IsCancellationRequested)
+        {
+            // stopping
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            Metrics.Failed();
+            ProxyLog.Crashed(_logger, app, ex);
+            await PublishFailureAsync(app, $"the proxy failed to deliver {app}: {ex.Message}");
+        }
+    }
+
+    private async Task PublishChunksAsync(string app, Artifact artifact, bool cached, IReadOnlyList<int>? wanted, CancellationToken cancellationToken)
+    {
+        var size = _settings.ChunkSize;
+        var total = (int)Math.Max(1, (artifact.Data.LongLength + size - 1) / size);
+        var indices = wanted is null ? Enumerable.Range(0, total).ToList() : wanted.Where(i => i >= 0 && i < total).Distinct().Order().ToList();
+        ProxyLog.Serving(_logger, app, artifact.Data.Length, artifact.Digest, cached ? "from the cache" : "pulled", indices.Count, total);
+        var topic = Topics.Of(_settings.BaseTopic, Topics.RegistryChunks);
+        var connection = _connection ?? throw new InvalidOperationException("The proxy is not started.");
+        using var window = new SemaphoreSlim(PublishWindow);
+        var publishes = new List<Task>(indices.Count);
+        foreach (var index in indices)
+        {
+            await window.WaitAsync(cancellationToken);
+            var payload = ChunkJson(app, artifact, index, total, size);
+            publishes.Add(PublishChunkAsync(connection, topic, payload, app, index, window, cancellationToken));
+        }
+
+        await Task.WhenAll(publishes);
+    }
+
+    private async Task PublishChunkAsync(BrokerConnection connection, string topic, byte[] payload, string app, int index, SemaphoreSlim window, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await connection.PublishAsync(topic, payload, _settings.Qos, cancellationToken);
+            Metrics.ChunkPublished();
+        }
+        catch (Exception ex) when (ex is TimeoutException or BrokerPublishException or MqttCommunicationException or ObjectDisposedException && !cancellationToken.IsCancellationRequested)
+        {
+            // Like the original, a failed chunk is skipped; unlike it, the proplet asks for the missing ones again.
+            Metrics.ChunkFailed();
+            ProxyLog.ChunkFailed(_logger, index, app, ex.Message);
+        }
+        finally
+        {
+            window.Release();
+        }
+    }
+
+    private async Task PublishFailureAsync(string app, string reason)
+    {
+        if (_connection is not { } connection)
+        {
+            return;
+        }
+
+        try
+        {
+            var payload = JsonSerializer.SerializeToUtf8Bytes(new RegistryFailureMessage(app, reason));
+            await connection.PublishAsync(Topics.Of(_settings.BaseTopic, Topics.RegistryFailure), payload, _settings.Qos, _lifetime.Token);
+        }
+        catch (Exception ex) when (ex is TimeoutException or BrokerPublishException or MqttCommunicationException or ObjectDisposedException or OperationCanceledException)
+        {
+            ProxyLog.ChunkFailed(_logger, -1, app, ex.Message);
+        }
+    }
+}

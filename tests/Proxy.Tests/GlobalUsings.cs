@@ -1,0 +1,2 @@
+global using Propeller.Edge.Tests;
+global using Propeller.Tests.Shared;

@@ -1,0 +1,285 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using Microsoft.Extensions.Logging.Abstractions;
+using MQTTnet.Protocol;
+using Propeller.Broker;
+using Propeller.Broker.Tests;
+using Propeller.Contracts.Mqtt;
+using Propeller.Edge;
+using Propeller.Edge.Configuration;
+using Propeller.Proxy.Configuration;
+using Propeller.Proxy.Oci;
+using Propeller.Proxy.Serving;
+
+namespace Propeller.Proxy.Tests;
+
+/// <summary>The proxy against the real mosquitto and registry, watched by a client on its channel; and with a real
+/// proplet (in-process) that runs what it delivers.</summary>
+public sealed class ProxyNodeTests : IAsyncLifetime
+{
+    private readonly string _tenant = "px-" + Guid.NewGuid().ToString("N")[..10];
+    private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(30) };
+    private readonly List<IAsyncDisposable> _owned = [];
+    private BrokerConnection _observer = null!;
+    private Inbox _observed = null!;
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    private string BaseTopic => Topics.Base(_tenant, "c1");
+
+    public async ValueTask InitializeAsync()
+    {
+        _observer = new BrokerConnection(new BrokerOptions { ClientId = "obs-" + _tenant }.WithAddress(TestRegistry.Mqtt));
+        _observed = Inbox.Of(_observer);
+        await _observer.StartAsync(Ct);
+        await _observer.SubscribeAsync(BaseTopic + "/registry/#", MqttQualityOfServiceLevel.ExactlyOnce, Ct);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var owned in _owned)
+        {
+            await owned.DisposeAsync();
+        }
+
+        await _observer.DisposeAsync();
+        _http.Dispose();
+    }
+
+    [Fact]
+    public async Task GivenAnImage_WhenRequestedTwice_ThenChunksWithTheSha256ArriveAndTheSecondComesFromTheCache()
+    {
+        var node = await StartProxyAsync(chunkSize: 10);
+        var app = await PushAsync("twice", Modules.Addition);
+
+        await RequestAsync(app);
+        var first = await ReceiveImageAsync(app);
+        await RequestAsync(app);
+        var second = await ReceiveImageAsync(app);
+
+        first.Bytes.ShouldBe(Modules.Addition);
+        second.Bytes.ShouldBe(Modules.Addition);
+        first.Sha256.ShouldBe(Convert.ToHexStringLower(SHA256.HashData(Modules.Addition)));
+        first.Total.ShouldBe((Modules.Addition.Length + 9) / 10);
+        node.Metrics.Fetches.ShouldBe(1);
+        node.Metrics.CacheHits.ShouldBe(1);
+        node.Metrics.FetchBytes.ShouldBe(Modules.Addition.Length);
+    }
+
+    [Fact]
+    public async Task GivenManyRequestsForOneImageAtOnce_WhenServed_ThenTheRegistryIsAskedOnce()
+    {
+        var node = await StartProxyAsync(chunkSize: 8);
+        var app = await PushAsync("flight", Modules.Addition);
+
+        for (var i = 0; i < 5; i++)
+        {
+            await RequestAsync(app);
+        }
+
+        (await ReceiveImageAsync(app)).Bytes.ShouldBe(Modules.Addition);
+        for (var i = 0; i < 200 && node.Metrics.Requests < 5; i++)
+        {
+            await Task.Delay(50, Ct);
+        }
+
+        node.Metrics.Requests.ShouldBe(5);
+        node.Metrics.Fetches.ShouldBe(1); // the others shared the flight or, once it landed, the cache
+    }
+
+    [Fact]
+    public async Task GivenARequestListingChunks_WhenServed_ThenOnlyThoseArePublished()
+    {
+        await StartProxyAsync(chunkSize: 10);
+        var app = await PushAsync("some", Modules.Addition);
+
+        await RequestAsync(app, [2]);
+        var only = await NextChunkAsync();
+        await RequestAsync(app, [0]);
+        var next = await NextChunkAsync();
+
+        only.GetProperty("chunk_idx").GetInt32().ShouldBe(2);
+        next.GetProperty("chunk_idx").GetInt32().ShouldBe(0); // chunk 0 was not in the first answer
+        Convert.FromBase64String(only.GetProperty("data").GetString()!).ShouldBe(Modules.Addition[20..30]);
+    }
+
+    [Theory]
+    [InlineData("unknown-tag", "tag v404 not found in")]
+    [InlineData("bad-reference", "is not an image reference host/repository[:tag|@digest]")]
+    [InlineData("too-large", "over the proxy's limit of 1000 bytes (PROXY_MAX_ARTIFACT_BYTES)")]
+    [InlineData("unreachable", "is unreachable")]
+    public async Task GivenAnImageThatCannotBeDelivered_WhenRequested_ThenTheFailureIsPublished(string kind, string reason)
+    {
+        await StartProxyAsync(chunkSize: 512, maxArtifactBytes: 1000);
+        var app = kind switch
+        {
+            "unknown-tag" => (await PushAsync("known", Modules.Addition))[..^3] + ":v404",
+            "bad-reference" => "Not A Reference!",
+            "too-large" => await PushAsync("large", new byte[5000]),
+            _ => "127.0.0.1:1/test/none:v1",
+        };
+
+        await RequestAsync(app);
+        ReceivedMessage message;
+        do
+        {
+            message = await _observed.ReceiveAsync(Ct); // skipping our own request
+        }
+        while (message.Topic == Topics.Of(BaseTopic, Topics.RegistryRequest));
+
+        message.Topic.ShouldBe(Topics.Of(BaseTopic, Topics.RegistryFailure));
+        var failure = JsonSerializer.Deserialize<RegistryFailureMessage>(message.Payload.Span)!;
+        failure.AppName.ShouldBe(app);
+        failure.Error.ShouldNotBeNull().ShouldContain(reason);
+    }
+
+    [Fact]
+    public async Task GivenMalformedRequests_WhenReceived_ThenTheyAreIgnoredAndTheProxyGoesOn()
+    {
+        var node = await StartProxyAsync(chunkSize: 4096);
+        var app = await PushAsync("after", Modules.Addition);
+        var topic = Topics.Of(BaseTopic, Topics.RegistryRequest);
+
+        foreach (var junk in new[] { "nope", "{}", """{"app_name":42}""", """{"app_name":""}""", "\u0000\u0001" })
+        {
+            await _observer.PublishAsync(topic, Encoding.UTF8.GetBytes(junk), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
+        }
+
+        await RequestAsync(app);
+
+        (await ReceiveImageAsync(app)).Bytes.ShouldBe(Modules.Addition);
+        node.Metrics.Requests.ShouldBe(1);
+    }
+
+    [Fact]
+    public async Task GivenAProplet_WhenATaskNamesAnImage_ThenTheProxyDeliversItAndThePropletRunsIt()
+    {
+        await StartProxyAsync(chunkSize: 16);
+        var app = await PushAsync("run", Modules.Addition);
+        var proplet = new PropletNode(PropletSettings(), NullLoggerFactory.Instance, TimeProvider.System);
+        _owned.Add(proplet);
+        await proplet.StartAsync(Ct);
+        await _observer.SubscribeAsync(Topics.Of(BaseTopic, Topics.Results), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
+
+        var start = new StartMessage { Id = "img-task", Name = "main", ImageUrl = app, Inputs = ["20", "22"] };
+        await _observer.PublishAsync(Topics.Of(BaseTopic, Topics.Start), JsonSerializer.SerializeToUtf8Bytes(start), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
+
+        var result = await NextOnAsync(Topics.Results);
+        result.GetProperty("error").ValueKind.ShouldBe(JsonValueKind.Null, result.GetRawText());
+        result.GetProperty("results").GetString().ShouldBe("42");
+    }
+
+    [Fact]
+    public async Task GivenAProplet_WhenTheImageIsUnknown_ThenTheTaskFailsWithTheProxysReason()
+    {
+        await StartProxyAsync(chunkSize: 512);
+        var proplet = new PropletNode(PropletSettings(), NullLoggerFactory.Instance, TimeProvider.System);
+        _owned.Add(proplet);
+        await proplet.StartAsync(Ct);
+        await _observer.SubscribeAsync(Topics.Of(BaseTopic, Topics.Results), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
+        var app = $"{TestRegistry.Anonymous}/test/never-pushed:v1";
+
+        var start = new StartMessage { Id = "img-missing", Name = "main", ImageUrl = app };
+        await _observer.PublishAsync(Topics.Of(BaseTopic, Topics.Start), JsonSerializer.SerializeToUtf8Bytes(start), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
+
+        var result = await NextOnAsync(Topics.Results);
+        var error = result.GetProperty("error").GetString().ShouldNotBeNull();
+        error.ShouldStartWith($"image {app}: ");
+        error.ShouldContain("not found");
+    }
+
+    [Fact]
+    public void GivenAChunk_WhenWritten_ThenItIsTheOriginalsJsonPlusSha256()
+    {
+        var artifact = new Artifact("sha256:00", [1, 2, 3, 251, 255], "abc");
+
+        var json = Encoding.UTF8.GetString(ProxyNode.ChunkJson("r/a:v1", artifact, 1, 2, 3));
+
+        json.ShouldBe("""{"app_name":"r/a:v1","chunk_idx":1,"total_chunks":2,"data":"+/8=","sha256":"abc"}""");
+        JsonSerializer.Deserialize<ChunkMessage>(json).ShouldBe(new ChunkMessage("r/a:v1", 1, 2, "+/8=") { Sha256 = "abc" });
+    }
+
+    private PropletSettings PropletSettings() => new()
+    {
+        TenantId = _tenant,
+        ChannelId = "c1",
+        EntityId = "proplet-" + _tenant,
+        ApiKey = "k",
+        MqttAddress = TestRegistry.Mqtt,
+        MetricsEnabled = false,
+        MetricsInterval = TimeSpan.Zero,
+        LivelinessInterval = TimeSpan.FromSeconds(30),
+        ChunkWait = TimeSpan.FromSeconds(30),
+    };
+
+    private async Task<ProxyNode> StartProxyAsync(int chunkSize, long maxArtifactBytes = 1 << 20)
+    {
+        var settings = new ProxySettings
+        {
+            TenantId = _tenant,
+            ChannelId = "c1",
+            EntityId = "proxy-" + _tenant,
+            ApiKey = "k",
+            MqttAddress = TestRegistry.Mqtt,
+            ChunkSize = chunkSize,
+            MaxArtifactBytes = maxArtifactBytes,
+            RegistryTimeout = TimeSpan.FromSeconds(20),
+        };
+        var node = new ProxyNode(settings, NullLoggerFactory.Instance, TimeProvider.System);
+        _owned.Insert(0, node);
+        await node.StartAsync(Ct);
+        return node;
+    }
+
+    private async Task<string> PushAsync(string name, byte[] module)
+    {
+        var reference = ImageReference.Parse($"{TestRegistry.Anonymous}/{TestRegistry.Repository(name)}:v1");
+        await TestRegistry.Client(_http).PushWasmAsync(reference, module, Ct);
+        return reference.ToString();
+    }
+
+    private Task RequestAsync(string app, IReadOnlyList<int>? chunks = null) =>
+        _observer.PublishAsync(
+            Topics.Of(BaseTopic, Topics.RegistryRequest),
+            JsonSerializer.SerializeToUtf8Bytes(new RegistryRequestMessage(app) { Chunks = chunks }),
+            MqttQualityOfServiceLevel.ExactlyOnce,
+            Ct);
+
+    private async Task<JsonElement> NextChunkAsync() => await NextOnAsync(Topics.RegistryChunks);
+
+    private async Task<JsonElement> NextOnAsync(string path)
+    {
+        while (true)
+        {
+            var message = await _observed.ReceiveAsync(Ct);
+            if (message.Topic == Topics.Of(BaseTopic, path))
+            {
+                return JsonSerializer.Deserialize<JsonElement>(message.Payload.Span);
+            }
+
+            if (path == Topics.RegistryChunks && message.Topic == Topics.Of(BaseTopic, Topics.RegistryFailure))
+            {
+                throw new InvalidOperationException("the proxy failed: " + Encoding.UTF8.GetString(message.Payload.Span));
+            }
+        }
+    }
+
+    /// <summary>Every chunk of one delivery of <paramref name="app"/>, joined in index order.</summary>
+    private async Task<(byte[] Bytes, string? Sha256, int Total)> ReceiveImageAsync(string app)
+    {
+        var chunks = new SortedDictionary<int, byte[]>();
+        string? sha = null;
+        var total = int.MaxValue;
+        while (chunks.Count < total)
+        {
+            var chunk = JsonSerializer.Deserialize<ChunkMessage>((await NextChunkAsync()).GetRawText())!;
+            chunk.AppName.ShouldBe(app);
+            total = chunk.TotalChunks;
+            sha = chunk.Sha256;
+            chunks[chunk.ChunkIndex] = Convert.FromBase64String(chunk.Data!);
+        }
+
+        return ([.. chunks.Values.SelectMany(c => c)], sha, total);
+    }
+}

@@ -1,0 +1,87 @@
+using Propeller.Proxy.Configuration;
+
+namespace Propeller.Proxy.Tests;
+
+public sealed class ProxySettingsLoaderTests
+{
+    private static readonly Dictionary<string, string> Identity = new()
+    {
+        ["PROXY_TENANT_ID"] = "t",
+        ["PROXY_CHANNEL_ID"] = "c",
+        ["PROXY_ENTITY_ID"] = "proxy-1",
+        ["PROXY_API_KEY"] = "k",
+    };
+
+    [Fact]
+    public void GivenOnlyTheIdentity_WhenLoaded_ThenTheOriginalsDefaultsApply()
+    {
+        var settings = ProxySettingsLoader.Load(Env(Identity));
+
+        settings.BaseTopic.ShouldBe("m/t/c/c");
+        settings.MqttAddress.ShouldBe("tcp://localhost:1883");
+        settings.ChunkSize.ShouldBe(512_000);
+        settings.HttpPort.ShouldBe(9191);
+        settings.MqttTimeout.ShouldBe(TimeSpan.FromSeconds(30));
+        settings.Qos.ShouldBe(MQTTnet.Protocol.MqttQualityOfServiceLevel.ExactlyOnce);
+        settings.Authenticate.ShouldBeFalse();
+        settings.MaxArtifactBytes.ShouldBe(100L << 20);
+    }
+
+    [Fact]
+    public void GivenNoIdentityInTheEnvironment_WhenTheConfigFileHasAProxySection_ThenItIsUsedWithTheDocsNames()
+    {
+        var file = Path.GetTempFileName();
+        File.WriteAllText(file, "[proplet]\nclient_id = \"p\"\n[proxy]\ndomain_id = \"dom\"\nclient_id = \"px\"\nclient_key = \"key\"\nchannel_id = \"ch\"\n");
+        try
+        {
+            var settings = ProxySettingsLoader.Load(Env(new() { ["PROXY_CONFIG_FILE"] = file }));
+
+            (settings.TenantId, settings.EntityId, settings.ApiKey, settings.ChannelId).ShouldBe(("dom", "px", "key", "ch"));
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    [Theory]
+    [InlineData("PROXY_CHUNK_SIZE", "0", "PROXY_CHUNK_SIZE '0' must be an integer from 1")]
+    [InlineData("PROXY_MQTT_QOS", "3", "PROXY_MQTT_QOS '3' must be an integer from 0 to 2")]
+    [InlineData("PROXY_MQTT_TIMEOUT", "soon", "PROXY_MQTT_TIMEOUT 'soon' must be a positive duration")]
+    [InlineData("PROXY_AUTHENTICATE", "maybe", "PROXY_AUTHENTICATE 'maybe' must be true or false")]
+    [InlineData("PROXY_AUTHENTICATE", "true", "PROXY_AUTHENTICATE is true but PROXY_REGISTRY_URL is empty")]
+    [InlineData("PROXY_MAX_ARTIFACT_BYTES", "-1", "PROXY_MAX_ARTIFACT_BYTES '-1' must be an integer from 1")]
+    [InlineData("PROXY_MQTT_ADDRESS", "tcp://", "PROXY_MQTT_ADDRESS 'tcp://' is not an MQTT address")]
+    [InlineData("PROXY_LOG_LEVEL", "loud", "PROXY_LOG_LEVEL 'loud' is not one of")]
+    public void GivenABadValue_WhenLoaded_ThenTheErrorNamesTheVariable(string name, string value, string message)
+    {
+        var env = new Dictionary<string, string>(Identity) { [name] = value };
+
+        Should.Throw<ProxyConfigurationException>(() => ProxySettingsLoader.Load(Env(env))).Message.ShouldStartWith(message);
+    }
+
+    [Fact]
+    public void GivenNoIdentityAndNoConfigFile_WhenLoaded_ThenTheErrorNamesTheFileAndTheVariables()
+    {
+        var error = Should.Throw<ProxyConfigurationException>(() => ProxySettingsLoader.Load(Env(new() { ["PROXY_CONFIG_FILE"] = "/nonexistent/config.toml" }))).Message;
+
+        error.ShouldContain("'/nonexistent/config.toml' not accessible");
+        error.ShouldContain("PROXY_TENANT_ID");
+    }
+
+    [Fact]
+    public void GivenAuthenticationWithAUrl_WhenLoaded_ThenTheCredentialsAreForItsHost()
+    {
+        var env = new Dictionary<string, string>(Identity)
+        {
+            ["PROXY_AUTHENTICATE"] = "true",
+            ["PROXY_REGISTRY_URL"] = "https://Registry.Example:5000/",
+            ["PROXY_REGISTRY_USERNAME"] = "u",
+            ["PROXY_REGISTRY_PASSWORD"] = "p",
+        };
+
+        ProxySettingsLoader.Load(Env(env)).RegistryHost.ShouldBe("registry.example:5000");
+    }
+
+    private static Func<string, string?> Env(Dictionary<string, string> values) => name => values.GetValueOrDefault(name);
+}
