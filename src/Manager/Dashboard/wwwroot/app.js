@@ -21,6 +21,7 @@ const routes = [
 
 let current = null;
 let generation = 0;
+let missed = false; // a change arrived while a view was still rendering (it may predate or postdate what it fetched)
 
 async function route() {
   const hash = location.hash && location.hash !== '#' && location.hash !== '#/' ? location.hash.split('?')[0] : '#/tasks';
@@ -37,10 +38,19 @@ async function route() {
     return;
   }
   const mine = ++generation;
+  missed = false;
   try {
     const rendered = await view.render(main, match.slice(1).map(decodeURIComponent), query);
-    if (mine === generation) current = rendered ?? null;
-    else rendered?.dispose?.();
+    if (mine !== generation) {
+      rendered?.dispose?.();
+      return;
+    }
+    current = rendered ?? null;
+    if (missed) {
+      missed = false;
+      // reload what the view shows rather than lose the change
+      Promise.resolve(current?.onChange?.('resync', null)).catch((e) => message(e.message));
+    }
   } catch (e) {
     if (mine !== generation) return;
     main.replaceChildren();
@@ -49,7 +59,11 @@ async function route() {
 }
 
 onChange((type, data) => {
-  try { current?.onChange?.(type, data); } catch (e) { message(e.message); }
+  if (!current) {
+    missed = true;
+    return;
+  }
+  Promise.resolve(current.onChange?.(type, data)).catch((e) => message(e.message));
 });
 window.addEventListener('hashchange', route);
 window.addEventListener('unhandledrejection', (e) => message(e.reason?.message ?? String(e.reason)));
