@@ -135,9 +135,14 @@ public sealed class MartenEventStoreTests : IAsyncLifetime
         inline[1].Status.ShouldBe(TaskStatus.Scheduled);
 
         await _db.ExecuteAsync("update {schema}.mt_doc_taskstate set data = '{}'::jsonb");
-        using var daemon = await _marten.BuildProjectionDaemonAsync();
-        await daemon.RebuildProjectionAsync("task_state", TimeSpan.FromMinutes(1), Ct);
+        var log = new ListLogger<MartenProjectionRebuilder>();
+        var rebuilder = new MartenProjectionRebuilder(_marten, log) { ProgressInterval = TimeSpan.FromMilliseconds(10) };
+        (await rebuilder.RebuildAsync("task_state", TimeSpan.FromMinutes(1), Ct)).ShouldBe(11);
         (await LoadAllAsync()).ShouldBe(inline);
+        log.Lines.First().ShouldBe("Information: Rebuilding projection task_state from 11 events (up to sequence 11)");
+        log.Lines.Last().ShouldStartWith("Information: Rebuilt projection task_state: 11 events in ");
+
+        await Should.ThrowAsync<ArgumentException>(() => rebuilder.RebuildAsync("no_such_view", TimeSpan.FromMinutes(1), Ct));
     }
 
     [Fact]
