@@ -221,4 +221,23 @@ public sealed class MartenEventStoreTests : IAsyncLifetime
         MartenStreamIds.ToGuid("proplet-edge-01").ShouldNotBe(MartenStreamIds.ToGuid("proplet-edge-02"));
         MartenStreamIds.TypeOf($"task-{id}").ShouldBe("task");
     }
+
+    [Fact]
+    public async Task ASchemaThatCannotBeApplied_StopsStartup_NamingTheSchemaAndTheCause()
+    {
+        // Something in the way of Marten's tables: a view where mt_streams must be created.
+        const string schema = "marten_schema_blocked";
+        await _db.ExecuteAsync($"drop schema if exists {schema} cascade");
+        await _db.ExecuteAsync($"create schema {schema}");
+        await _db.ExecuteAsync($"create view {schema}.mt_streams as select 1 as id");
+        var options = new StoreOptions();
+        MartenStoreConfiguration.Configure(options, _db.DataSource, schema, _db.Registry);
+        using var blocked = new DocumentStore(options);
+        var settings = Microsoft.Extensions.Options.Options.Create(new Propeller.Infrastructure.EventStore.EventStoreOptions { Schema = schema });
+
+        var ex = await Should.ThrowAsync<Propeller.Infrastructure.EventStore.EventStoreUnavailableException>(
+            () => new MartenSchemaHostedService(blocked, settings, NullLogger<MartenSchemaHostedService>.Instance).StartAsync(Ct));
+        ex.Message.ShouldStartWith($"Marten's event store schema could not be applied to schema '{schema}'");
+        ex.Message.ShouldContain("mt_streams");
+    }
 }
