@@ -8,36 +8,62 @@ namespace Propeller.Infrastructure.EventStore;
 /// <summary>What an append writes beside its events, in its transaction: inline views, outbox rows, inbox receipt (both stores share this).</summary>
 internal static class OutboxRows
 {
+    /// <summary>One append's share of a transaction: its stored events, outbox messages and inbox receipt.</summary>
+    public sealed record AppendRows(StoredEvent[] Stored, IReadOnlyList<OutgoingMessage> Outbox, InboxReceipt? Received);
+
     /// <summary>
     /// Writes the inline projections' rows for <paramref name="stored"/>, the inbox receipt and the outbox rows on
     /// <paramref name="transaction"/> in one round trip, commits, tells the projections, and returns the outbox ids.
     /// </summary>
     public static async Task<IReadOnlyList<long>> WriteAndCommitAsync(
         NpgsqlConnection connection, NpgsqlTransaction transaction, string schema, IReadOnlyList<IProjection> inline, StoredEvent[] stored,
-        IReadOnlyList<OutgoingMessage> outbox, InboxReceipt? received, CancellationToken cancellationToken)
+        IReadOnlyList<OutgoingMessage> outbox, InboxReceipt? received, CancellationToken cancellationToken) =>
+        (await WriteAndCommitAsync(connection, transaction, schema, inline, [new AppendRows(stored, outbox, received)], cancellationToken))[0];
+
+    /// <summary>
+    /// Writes the rows of several appends (one transaction's group) in one round trip, commits, tells the projections,
+    /// and returns each append's outbox ids, in order.
+    /// </summary>
+    public static async Task<IReadOnlyList<long>[]> WriteAndCommitAsync(
+        NpgsqlConnection connection, NpgsqlTransaction transaction, string schema, IReadOnlyList<IProjection> inline, IReadOnlyList<AppendRows> appends,
+        CancellationToken cancellationToken)
     {
-        IReadOnlyList<long> outboxIds = [];
+        var outboxIds = new IReadOnlyList<long>[appends.Count];
+        Array.Fill(outboxIds, []);
         var context = new ProjectionContext(connection, transaction, schema);
         await using (context)
         {
-            foreach (var projection in inline)
+            foreach (var append in appends)
             {
-                var matching = projection.EventTypes is null ? stored : [.. stored.Where(e => projection.EventTypes.Contains(e.Type))];
-                if (matching.Length > 0)
+                foreach (var projection in inline)
                 {
-                    await projection.ApplyAsync(context, matching, cancellationToken);
+                    var matching = projection.EventTypes is null ? append.Stored : [.. append.Stored.Where(e => projection.EventTypes.Contains(e.Type))];
+                    if (matching.Length > 0)
+                    {
+                        await projection.ApplyAsync(context, matching, cancellationToken);
+                    }
                 }
+
+                AddReceipt(context, schema, append.Received);
+                AddOutbox(context, schema, append.Outbox);
             }
 
-            AddReceipt(context, schema, received);
-            if (outbox.Count == 0)
+            if (appends.All(a => a.Outbox.Count == 0))
             {
                 await context.FlushAsync(cancellationToken);
             }
             else
             {
-                AddOutbox(context, schema, outbox);
-                outboxIds = (await context.FlushReadingAsync(["outbox_id"], cancellationToken))["outbox_id"];
+                var read = (await context.FlushReadingAsync(["outbox_id"], cancellationToken))["outbox_id"];
+                var taken = 0;
+                for (var i = 0; i < appends.Count; i++)
+                {
+                    if (appends[i].Outbox.Count > 0)
+                    {
+                        outboxIds[i] = read.GetRange(taken, appends[i].Outbox.Count);
+                        taken += appends[i].Outbox.Count;
+                    }
+                }
             }
         }
 

@@ -31,6 +31,7 @@ public sealed class MartenEventStore : IEventStore
     private readonly ProjectionCatalog _projections;
     private readonly EventStoreOptions _options;
     private readonly string _schema;
+    private readonly AppendGroupCommitter<MartenAppend, AppendResult>? _groups;
 
     public MartenEventStore(IDocumentStore store, NpgsqlDataSource dataSource, ProjectionCatalog projections, IOptions<EventStoreOptions> options)
     {
@@ -40,6 +41,11 @@ public sealed class MartenEventStore : IEventStore
         _projections = projections;
         _options = options.Value;
         _schema = Sql.Identifier(_options.Schema);
+        if (_options.GroupCommit.MaxConcurrentGroups > 0)
+        {
+            _groups = new AppendGroupCommitter<MartenAppend, AppendResult>(
+                a => a.StreamId, group => CommitGroupAsync(group, CancellationToken.None), _options.GroupCommit.MaxConcurrentGroups, _options.GroupCommit.MaxGroupSize);
+        }
     }
 
     public Task<AppendResult> AppendAsync(string streamId, string streamType, ExpectedVersion expected, IReadOnlyList<object> events, EventMetadata metadata, CancellationToken cancellationToken) =>
@@ -59,62 +65,90 @@ public sealed class MartenEventStore : IEventStore
         ArgumentNullException.ThrowIfNull(outbox);
         ArgumentException.ThrowIfNullOrWhiteSpace(streamType);
         Validate(streamId, events);
-        var id = MartenStreamIds.ToGuid(streamId);
-
-        await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
-        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
-        StreamAction action;
-        try
-        {
-            await using var session = _store.LightweightSession(SessionOptions.ForTransaction(transaction));
-            action = Append(session, id, streamType, expected, events, metadata);
-            await session.SaveChangesAsync(cancellationToken);
-        }
-        catch (JasperFx.ConcurrencyException ex)
-        {
-            throw new ConcurrencyException(streamId, expected, -1, $"stream '{streamId}' is not at version {expected}: {ex.Message}");
-        }
-        catch (Exception ex) when (ex is Marten.Exceptions.ExistingStreamIdCollisionException or JasperFx.Events.ExistingStreamIdCollisionException)
-        {
-            throw new ConcurrencyException(streamId, expected, -1, $"stream '{streamId}' already exists (expected {expected})");
-        }
-        catch (InvalidStreamOperationException)
-        {
-            throw new StreamArchivedException(streamId);
-        }
-        catch (MartenCommandException ex) when (ex.InnerException is PostgresException { SqlState: PostgresErrorCodes.UniqueViolation } pg)
-        {
-            throw new ConcurrencyException(streamId, expected, -1, $"stream '{streamId}': concurrent append detected by the unique index ({pg.ConstraintName})");
-        }
-
-        var next = action.Events[^1].Version;
-        var previous = next - events.Count;
-        var stored = new StoredEvent[events.Count];
-        for (var i = 0; i < events.Count; i++)
-        {
-            var e = action.Events[i];
-            stored[i] = new StoredEvent(e.Id, new GlobalPosition(0, e.Sequence), streamId, previous + i + 1, e.EventTypeName, events[i], metadata);
-        }
-
-        var outboxIds = await OutboxRows.WriteAndCommitAsync(connection, transaction, _schema, _projections.Inline, stored, outbox, received, cancellationToken);
-        return new AppendResult(streamId, previous, next) { OutboxIds = outboxIds };
+        var append = new MartenAppend(streamId, MartenStreamIds.ToGuid(streamId), streamType, expected, events, metadata, outbox, received);
+        return _groups is null
+            ? (await CommitGroupAsync([append], cancellationToken))[0]
+            : await _groups.CommitAsync(append, cancellationToken);
     }
 
     /// <summary>
-    /// Queues the append on <paramref name="session"/> with our metadata: correlation, causation and user on the
-    /// session (Marten stamps every event with them), headers on the session, and the decision time and a v7 id per
-    /// event (QuickWithServerTimestamps stores the timestamp given here).
+    /// Commits appends to distinct streams in one transaction: one Marten session holds every append (each with its
+    /// expected version), Marten's batch runs, then our inline views, outbox rows and inbox receipts for all of them go
+    /// in one batch on the same transaction, which commits once. A failure rolls back the whole group; the group
+    /// committer then commits each append alone, so only the conflicting one sees the port's exception.
+    /// </summary>
+    private async Task<AppendResult[]> CommitGroupAsync(IReadOnlyList<MartenAppend> appends, CancellationToken cancellationToken)
+    {
+        await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        var actions = new StreamAction[appends.Count];
+        try
+        {
+            await using var session = _store.LightweightSession(SessionOptions.ForTransaction(transaction));
+
+            // Concurrent groups take the streams' row locks in one order (by id), so they queue instead of deadlocking.
+            foreach (var i in Enumerable.Range(0, appends.Count).OrderBy(i => appends[i].Id))
+            {
+                var a = appends[i];
+                actions[i] = Append(session, a.Id, a.StreamType, a.Expected, a.Events, a.Metadata);
+            }
+
+            await session.SaveChangesAsync(cancellationToken);
+        }
+
+        // A group of one gets the port's exceptions; a larger group's failure goes to the committer, which commits
+        // each of its appends alone.
+        catch (JasperFx.ConcurrencyException ex) when (appends.Count == 1)
+        {
+            throw new ConcurrencyException(appends[0].StreamId, appends[0].Expected, -1, $"stream '{appends[0].StreamId}' is not at version {appends[0].Expected}: {ex.Message}");
+        }
+        catch (Exception ex) when (appends.Count == 1 && ex is Marten.Exceptions.ExistingStreamIdCollisionException or JasperFx.Events.ExistingStreamIdCollisionException)
+        {
+            throw new ConcurrencyException(appends[0].StreamId, appends[0].Expected, -1, $"stream '{appends[0].StreamId}' already exists (expected {appends[0].Expected})");
+        }
+        catch (InvalidStreamOperationException) when (appends.Count == 1)
+        {
+            throw new StreamArchivedException(appends[0].StreamId);
+        }
+        catch (MartenCommandException ex) when (appends.Count == 1 && ex.InnerException is PostgresException { SqlState: PostgresErrorCodes.UniqueViolation } pg)
+        {
+            throw new ConcurrencyException(appends[0].StreamId, appends[0].Expected, -1, $"stream '{appends[0].StreamId}': concurrent append detected by the unique index ({pg.ConstraintName})");
+        }
+
+        var rows = new OutboxRows.AppendRows[appends.Count];
+        var results = new AppendResult[appends.Count];
+        for (var n = 0; n < appends.Count; n++)
+        {
+            var a = appends[n];
+            var next = actions[n].Events[^1].Version;
+            var previous = next - a.Events.Count;
+            var stored = new StoredEvent[a.Events.Count];
+            for (var i = 0; i < a.Events.Count; i++)
+            {
+                var e = actions[n].Events[i];
+                stored[i] = new StoredEvent(e.Id, new GlobalPosition(0, e.Sequence), a.StreamId, previous + i + 1, e.EventTypeName, a.Events[i], a.Metadata);
+            }
+
+            rows[n] = new OutboxRows.AppendRows(stored, a.Outbox, a.Received);
+            results[n] = new AppendResult(a.StreamId, previous, next);
+        }
+
+        var outboxIds = await OutboxRows.WriteAndCommitAsync(connection, transaction, _schema, _projections.Inline, rows, cancellationToken);
+        for (var n = 0; n < appends.Count; n++)
+        {
+            results[n] = results[n] with { OutboxIds = outboxIds[n] };
+        }
+
+        return results;
+    }
+
+    /// <summary>
+    /// Queues the append on <paramref name="session"/> with our metadata on each of its events (correlation,
+    /// causation, user, headers: the session may hold other streams' appends with other metadata), the decision time
+    /// and a v7 id per event (QuickWithServerTimestamps stores the timestamp given here).
     /// </summary>
     internal static StreamAction Append(IDocumentSession session, Guid id, string streamType, ExpectedVersion expected, IReadOnlyList<object> events, EventMetadata metadata)
     {
-        session.CorrelationId = metadata.CorrelationId;
-        session.CausationId = metadata.CausationId;
-        session.LastModifiedBy = metadata.UserId;
-        foreach (var (key, value) in metadata.Headers ?? new Dictionary<string, string>())
-        {
-            session.SetHeader(key, value);
-        }
-
         var action = expected switch
         {
             { IsAny: true } => session.Events.Append(id, events),
@@ -127,10 +161,21 @@ public sealed class MartenEventStore : IEventStore
         {
             e.Timestamp = metadata.Timestamp;
             e.Id = Guid.CreateVersion7(metadata.Timestamp);
+            e.CorrelationId = metadata.CorrelationId;
+            e.CausationId = metadata.CausationId;
+            e.UserName = metadata.UserId;
+            foreach (var (key, value) in metadata.Headers ?? new Dictionary<string, string>())
+            {
+                e.SetHeader(key, value);
+            }
         }
 
         return action;
     }
+
+    private sealed record MartenAppend(
+        string StreamId, Guid Id, string StreamType, ExpectedVersion Expected, IReadOnlyList<object> Events, EventMetadata Metadata,
+        IReadOnlyList<OutgoingMessage> Outbox, InboxReceipt? Received);
 
     private static Type AggregateTypeOf(string streamType) => streamType switch
     {

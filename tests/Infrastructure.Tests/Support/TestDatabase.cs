@@ -105,6 +105,17 @@ internal sealed class TestDatabase : IAsyncDisposable
         return new ProjectionDaemon(DataSource, Store, Catalog, Options, Microsoft.Extensions.Options.Options.Create(options), TimeProvider.System, NullLogger<ProjectionDaemon>.Instance);
     }
 
+    /// <summary>Polls <paramref name="condition"/> until it holds (at most 10 s): for a lock another session is waiting on.</summary>
+    public static async Task WaitUntilAsync(Func<Task<bool>> condition)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (!await condition())
+        {
+            DateTime.UtcNow.ShouldBeLessThan(deadline, "timed out waiting for the blocked append");
+            await Task.Delay(10, TestContext.Current.CancellationToken);
+        }
+    }
+
     public async Task<T> ScalarAsync<T>(string sql, params object[] values)
     {
         await using var command = DataSource.CreateCommand(sql.Replace("{schema}", Quoted, StringComparison.Ordinal));
