@@ -1,3 +1,4 @@
+using Marten;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
@@ -7,6 +8,7 @@ using Propeller.Application.Aggregates;
 using Propeller.Application.Changes;
 using Propeller.Application.EventStore;
 using Propeller.Infrastructure.EventStore;
+using Propeller.Infrastructure.MartenStore;
 using Propeller.Infrastructure.Projections;
 using Propeller.Infrastructure.Serialization;
 
@@ -61,7 +63,25 @@ public static class EventStoreServiceCollectionExtensions
             projections?.Invoke(catalog);
             return catalog;
         });
-        services.TryAddSingleton<IEventStore, PostgresEventStore>();
+        var chosen = new EventStoreOptions();
+        configure(chosen);
+        if (chosen.Provider == EventStoreProvider.Marten)
+        {
+            // Marten's streams (ADR 0010); its schema is applied after our migrations (hosted services start in order).
+            services.AddMarten(sp =>
+            {
+                var options = new StoreOptions();
+                MartenStoreConfiguration.Configure(
+                    options, sp.GetRequiredService<NpgsqlDataSource>(), sp.GetRequiredService<IOptions<EventStoreOptions>>().Value.Schema, sp.GetRequiredService<EventTypeRegistry>());
+                return options;
+            }).UseLightweightSessions();
+            services.TryAddSingleton<IEventStore, MartenEventStore>();
+        }
+        else
+        {
+            services.TryAddSingleton<IEventStore, PostgresEventStore>();
+        }
+
         services.TryAddSingleton<ISnapshotStore, PostgresSnapshotStore>();
         services.TryAddSingleton<SchemaMigrator>();
         services.TryAddSingleton<ProjectionDaemon>();
@@ -71,6 +91,11 @@ public static class EventStoreServiceCollectionExtensions
         services.TryAddSingleton<AggregateCache>();
         services.TryAddSingleton<CommandHandler>();
         services.AddHostedService<SchemaMigrationHostedService>();
+        if (chosen.Provider == EventStoreProvider.Marten)
+        {
+            services.AddHostedService<MartenSchemaHostedService>();
+        }
+
         if (runDaemon)
         {
             services.AddHostedService<ProjectionDaemonHostedService>();

@@ -52,6 +52,7 @@ public static class ManagerApp
             {
                 o.ConnectionString = config.PostgresConnectionString;
                 o.Schema = config.PostgresSchema ?? o.Schema;
+                o.Provider = config.EventStore;
                 builder.Configuration.GetSection("EventStore:GroupCommit").Bind(o.GroupCommit);
             },
             runDaemon);

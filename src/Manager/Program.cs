@@ -1,8 +1,15 @@
 using Propeller.Manager;
 using Propeller.Manager.Configuration;
 using Propeller.Manager.Demo;
+using Propeller.Manager.Operations;
 
-// `propeller-manager` runs the manager; `propeller-manager demo` runs the event-store demo (scripts/demo.sh).
+// `propeller-manager` runs the manager; `propeller-manager demo` runs the event-store demo (scripts/demo.sh);
+// `propeller-manager rebuild <projection>` rebuilds a Marten projection (docs/operations.md).
+if (args.Length > 0 && args[0] == "rebuild")
+{
+    return await RebuildCommand.RunAsync(args[1..]);
+}
+
 if (args.Length > 0 && args[0] == "demo")
 {
     await using var demoApp = ManagerApp.Build(args[1..], b => b.Logging.SetMinimumLevel(LogLevel.Warning), runDaemon: false);

@@ -4,17 +4,16 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Npgsql;
+using Propeller.Tests.Shared;
 
 namespace Propeller.Manager.Tests;
 
 /// <summary>
-/// The real manager (Kestrel on a free loopback port) on a real PostgreSQL (PROPELLER_TEST_DB) in a schema of its
+/// The real manager (Kestrel on a free loopback port) on a real PostgreSQL (tests/Shared/TestPostgres.cs) in a schema of its
 /// own, dropped before the test (not after, so a failure leaves its evidence).
 /// </summary>
 internal sealed class ManagerServer : IAsyncDisposable
 {
-    private const string DefaultDb = "Host=127.0.0.1;Port=55432;Username=propeller;Password=propeller;Database=propeller_test";
-
     private readonly WebApplication _app;
 
     private ManagerServer(WebApplication app, HttpClient client)
@@ -30,7 +29,7 @@ internal sealed class ManagerServer : IAsyncDisposable
     public static async Task<ManagerServer> StartAsync(
         string schema, IReadOnlyDictionary<string, string>? settings = null, bool dropSchema = true, bool waitUntilReady = true, Action<IServiceCollection>? services = null)
     {
-        var db = Environment.GetEnvironmentVariable("PROPELLER_TEST_DB") is { Length: > 0 } value ? value : DefaultDb;
+        var db = await TestPostgres.ConnectionStringAsync();
         if (dropSchema)
         {
             await using var dataSource = NpgsqlDataSource.Create(db);

@@ -1,5 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
+using JasperFx.Events;
+using Marten;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Npgsql;
@@ -8,6 +10,7 @@ using Propeller.Application.EventStore;
 using Propeller.Application.Tasks;
 using Propeller.Domain.Tasks;
 using Propeller.Infrastructure.EventStore;
+using Propeller.Infrastructure.MartenStore;
 using Propeller.Infrastructure.Projections;
 using Propeller.Infrastructure.Serialization;
 
@@ -15,7 +18,8 @@ namespace Propeller.Bench.EventStore;
 
 /// <summary>
 /// `eventstore`: appends through the event store vs. a raw INSERT of the identical rows (same JSON, same batching, same
-/// concurrency, autocommit) into a plain table, in one run against the same PostgreSQL; then a projection rebuild.
+/// concurrency, autocommit) into a plain table, in one run against the same PostgreSQL; Marten 9 (Quick, Rich, and Quick
+/// with several streams per session) beside it (issue 14); then a projection rebuild on each store.
 /// </summary>
 internal static class EventStoreBenchmark
 {
@@ -45,15 +49,29 @@ internal static class EventStoreBenchmark
         var serializer = new EventSerializer(TaskAggregate.RegisterEvents(new EventTypeRegistry()));
         var store = new PostgresEventStore(dataSource, serializer, catalog, options, NullLogger<PostgresEventStore>.Instance);
 
+        // Marten 9.62 beside it (issue 14), in its own schemas: Quick (the default) and Rich append modes.
+        var registry = TaskAggregate.RegisterEvents(new EventTypeRegistry());
+        await using var quick = await MartenStoreAsync(dataSource, QuickSchema, EventAppendMode.QuickWithServerTimestamps, registry, cancellationToken);
+        await using var rich = await MartenStoreAsync(dataSource, RichSchema, EventAppendMode.Rich, registry, cancellationToken);
+
         var total = 0L;
+        var martenTotal = 0L;
         foreach (var (batch, writers) in new[] { (1, 1), (10, 1), (1, 8), (10, 8) })
         {
             var events = (int)((batch == 1 ? 24_000 : 80_000) * scale);
             var perWriter = events / writers / batch;
-            var raw = await MeasureAsync(writers, perWriter, batch, (w, i, payload) => RawInsertAsync(dataSource, w, i, batch, payload, cancellationToken), cancellationToken);
-            var ours = await MeasureAsync(writers, perWriter, batch, (w, i, payload) => store.AppendAsync($"bench-b{batch}w{writers}-{w}-{i % 16}", "task", ExpectedVersion.Any, payload, EventMetadata.At(DateTimeOffset.UtcNow), cancellationToken), cancellationToken);
+            var streams = Enumerable.Range(0, writers).Select(_ => Enumerable.Range(0, 16).Select(_ => Guid.CreateVersion7()).ToArray()).ToArray();
+            var raw = await MeasureAsync(writers, perWriter, batch, 1, (w, i, payload) => RawInsertAsync(dataSource, w, i, batch, payload, cancellationToken), cancellationToken);
+            var ours = await MeasureAsync(writers, perWriter, batch, 1, (w, i, payload) => store.AppendAsync($"bench-b{batch}w{writers}-{w}-{Slot(i)}", "task", ExpectedVersion.Any, payload, EventMetadata.At(DateTimeOffset.UtcNow), cancellationToken), cancellationToken);
+            var martenQuick = await MeasureAsync(writers, perWriter, batch, 1, (w, i, payload) => MartenAppendAsync(quick, streams[w], i, 1, payload, cancellationToken), cancellationToken);
+            var martenRich = await MeasureAsync(writers, perWriter, batch, 1, (w, i, payload) => MartenAppendAsync(rich, streams[w], i, 1, payload, cancellationToken), cancellationToken);
+
+            // Several streams per session, as the product can batch them (a scheduler round, a batch of results).
+            var martenQuick4 = await MeasureAsync(writers, perWriter / StreamsPerSession, batch, StreamsPerSession, (w, i, payload) => MartenAppendAsync(quick, streams[w], i, StreamsPerSession, payload, cancellationToken), cancellationToken);
             total += ((long)perWriter + 1) * writers * batch;
-            Console.WriteLine(FormattableString.Invariant($"eventstore case=b{batch}_w{writers} events_per_s={ours:F0} raw_rows_per_s={raw:F0} ratio={ours / raw:F2}"));
+            martenTotal += (((long)perWriter + 1) * writers * batch) + (((long)(perWriter / StreamsPerSession) + 1) * writers * batch * StreamsPerSession);
+            Console.WriteLine(FormattableString.Invariant(
+                $"eventstore case=b{batch}_w{writers} raw_rows_per_s={raw:F0} own={ours:F0} ratio={ours / raw:F2} marten_quick={martenQuick:F0} ratio={martenQuick / raw:F2} marten_rich={martenRich:F0} ratio={martenRich / raw:F2} marten_quick_{StreamsPerSession}streams_per_session={martenQuick4:F0} ratio={martenQuick4 / raw:F2}"));
         }
 
         var daemon = new ProjectionDaemon(dataSource, store, catalog, options,
@@ -72,11 +90,77 @@ internal static class EventStoreBenchmark
         await stop.CancelAsync();
         await running;
         var applied = (await daemon.GetStatusAsync("stream_summary", cancellationToken))!.EventsApplied;
-        Console.WriteLine(FormattableString.Invariant($"eventstore case=projection_rebuild events={applied} events_per_s={applied / stopwatch.Elapsed.TotalSeconds:F0}"));
-        return applied == total ? 0 : 1;
+        Console.WriteLine(FormattableString.Invariant($"eventstore case=projection_rebuild store=own events={applied} events_per_s={applied / stopwatch.Elapsed.TotalSeconds:F0}"));
+
+        var martenApplied = 0L;
+        // Marten's defaults, then bigger pages, then bigger pages with deferred writes (one write per stream per
+        // flush window instead of one per page: RebuildFlushThreshold, rebuild mode only).
+        foreach (var (label, batchSize, flushThreshold) in new[] { ("default", 0, 0), ("batch_5000", 5000, 0), ("batch_5000_deferred_writes", 5000, 10_000) })
+        {
+            (var seconds, martenApplied) = await MartenRebuildAsync(dataSource, registry, batchSize, flushThreshold, cancellationToken);
+            Console.WriteLine(FormattableString.Invariant($"eventstore case=projection_rebuild store=marten options={label} events={martenApplied} events_per_s={martenApplied / seconds:F0}"));
+        }
+
+        return applied == total && martenApplied == martenTotal ? 0 : 1;
     }
 
-    private static async Task<double> MeasureAsync(int writers, int appendsPerWriter, int batch, Func<int, int, IReadOnlyList<object>, Task> append, CancellationToken cancellationToken)
+    private const string QuickSchema = Schema + "_marten_quick";
+    private const string RichSchema = Schema + "_marten_rich";
+    private const int StreamsPerSession = 4;
+
+    private static int Slot(int i) => ((i % 16) + 16) % 16;
+
+    private static async Task<DocumentStore> MartenStoreAsync(NpgsqlDataSource dataSource, string schema, EventAppendMode mode, EventTypeRegistry registry, CancellationToken cancellationToken)
+    {
+        await ExecuteAsync(dataSource, $"drop schema if exists {schema} cascade", cancellationToken);
+        var options = new StoreOptions();
+        MartenStoreConfiguration.Configure(options, dataSource, schema, registry, mode, stateProjections: false);
+        var store = new DocumentStore(options);
+        await store.Storage.ApplyAllConfiguredChangesToDatabaseAsync().WaitAsync(cancellationToken);
+        return store;
+    }
+
+    /// <summary>One session, <paramref name="streamCount"/> streams (consecutive slots), one SaveChanges.</summary>
+    private static async Task MartenAppendAsync(DocumentStore store, Guid[] streams, int index, int streamCount, IReadOnlyList<object> payload, CancellationToken cancellationToken)
+    {
+        await using var session = store.LightweightSession();
+        for (var k = 0; k < streamCount; k++)
+        {
+            session.Events.Append(streams[Slot((index * streamCount) + k)], payload);
+        }
+
+        await session.SaveChangesAsync(cancellationToken);
+    }
+
+    /// <summary>Rebuilds the stream summary over every event of the Quick schema with Marten's async daemon.</summary>
+    private static async Task<(double Seconds, long Events)> MartenRebuildAsync(
+        NpgsqlDataSource dataSource, EventTypeRegistry registry, int batchSize, int flushThreshold, CancellationToken cancellationToken)
+    {
+        var options = new StoreOptions();
+        MartenStoreConfiguration.Configure(options, dataSource, QuickSchema, registry, stateProjections: false);
+        options.Projections.Add(new StreamSummaryMartenProjection(), JasperFx.Events.Projections.ProjectionLifecycle.Async, o =>
+        {
+            if (batchSize > 0)
+            {
+                o.BatchSize = batchSize;
+                o.MaximumHopperSize = batchSize * 4;
+            }
+
+            o.RebuildFlushThreshold = flushThreshold;
+        });
+        await using var store = new DocumentStore(options);
+        await store.Storage.ApplyAllConfiguredChangesToDatabaseAsync().WaitAsync(cancellationToken);
+        using var daemon = await store.BuildProjectionDaemonAsync();
+        var stopwatch = Stopwatch.StartNew();
+        await daemon.RebuildProjectionAsync("stream_summary", TimeSpan.FromMinutes(10), cancellationToken);
+        stopwatch.Stop();
+        await using var session = store.QuerySession();
+        var events = await session.Query<StreamSummary>().SumAsync(x => x.Events, cancellationToken);
+        return (stopwatch.Elapsed.TotalSeconds, events);
+    }
+
+    /// <summary>Events per second: each writer calls <paramref name="append"/> <paramref name="callsPerWriter"/> times, each call writing <paramref name="appendsPerCall"/> × <paramref name="batch"/> events.</summary>
+    private static async Task<double> MeasureAsync(int writers, int callsPerWriter, int batch, int appendsPerCall, Func<int, int, IReadOnlyList<object>, Task> append, CancellationToken cancellationToken)
     {
         var payloads = Enumerable.Range(0, writers)
             .Select(w => Enumerable.Range(0, batch).Select(i => (object)new TaskEvent.TaskStartRequested(new TaskId(Guid.CreateVersion7()), i + 1, DateTimeOffset.UtcNow)).ToArray())
@@ -87,13 +171,13 @@ internal static class EventStoreBenchmark
         var stopwatch = Stopwatch.StartNew();
         await Task.WhenAll(Enumerable.Range(0, writers).Select(w => Task.Run(async () =>
         {
-            for (var i = 0; i < appendsPerWriter; i++)
+            for (var i = 0; i < callsPerWriter; i++)
             {
                 await append(w, i, payloads[w]);
             }
         }, cancellationToken)));
         stopwatch.Stop();
-        return writers * appendsPerWriter * batch / stopwatch.Elapsed.TotalSeconds;
+        return (double)writers * callsPerWriter * appendsPerCall * batch / stopwatch.Elapsed.TotalSeconds;
     }
 
     private static readonly EventSerializer RawSerializer = new(TaskAggregate.RegisterEvents(new EventTypeRegistry()));

@@ -32,6 +32,9 @@ public sealed class EventTypeRegistry
 
     public IReadOnlyCollection<string> Aliases => _byAlias.Keys;
 
+    /// <summary>Every alias with its type: what a store registers (Marten's MapEventType), so a new event needs one line.</summary>
+    public IReadOnlyDictionary<string, Type> Entries => _byAlias;
+
     public string AliasOf(Type type) =>
         _byType.TryGetValue(type, out var alias)
             ? alias

@@ -26,8 +26,25 @@ public sealed class EventStoreOptions
     /// <summary>Group commit of concurrent appends (ADR 0006).</summary>
     public GroupCommitOptions GroupCommit { get; set; } = new();
 
+    /// <summary>
+    /// Which store holds the events: <see cref="EventStoreProvider.Own"/> (our tables, ADR 0001) or
+    /// <see cref="EventStoreProvider.Marten"/> (Marten's mt_events/mt_streams, ADR 0010). The views, outbox and inbox
+    /// stay in <see cref="Schema"/> either way, written in the append's transaction.
+    /// </summary>
+    public EventStoreProvider Provider { get; set; } = EventStoreProvider.Own;
+
     /// <summary>The name of the setting that holds the database address, for error messages.</summary>
     public string ConnectionSettingName { get; set; } = "MANAGER_POSTGRES_HOST/MANAGER_POSTGRES_PORT";
+}
+
+/// <summary>Where events are stored (issue 14: the move to Marten happens beside the old store).</summary>
+public enum EventStoreProvider
+{
+    /// <summary>Our own event store on Npgsql (ADR 0001, 0006).</summary>
+    Own,
+
+    /// <summary>Marten 9 streams (ADR 0010).</summary>
+    Marten,
 }
 
 /// <summary>Group commit of concurrent appends (ADR 0006).</summary>

@@ -192,8 +192,8 @@ public sealed class PostgresEventStore : IEventStore
                 var append = new NpgsqlBatchCommand(_appendSql);
                 AddAppendParameters(append.Parameters, a.StreamId, a.StreamType, ExpectedVersion.Exact(a.Previous), a.Batch, positions: false);
                 context.Batch.BatchCommands.Insert(first, append);
-                AddOutbox(context, a.Outbox);
-                AddReceipt(context, a.Received);
+                OutboxRows.AddOutbox(context, _schema, a.Outbox);
+                OutboxRows.AddReceipt(context, _schema, a.Received);
             }
 
             var read = await context.FlushReadingAsync(["o_version", "outbox_id"], cancellationToken);
@@ -209,35 +209,6 @@ public sealed class PostgresEventStore : IEventStore
 
         context.Committed();
         return results;
-    }
-
-    /// <summary>
-    /// Records a handled message in the inbox; a row already there (stored by an earlier version before it was
-    /// handled, or a redelivery) is marked handled.
-    /// </summary>
-    private void AddReceipt(ProjectionContext context, InboxReceipt? received)
-    {
-        if (received is not null)
-        {
-            context.Add(
-                $"insert into {_schema}.inbox (message_key, topic, payload, handled_at) values ($1, $2, $3, now()) on conflict (message_key) do update set handled_at = now()",
-                received.Key, received.Topic, received.Payload.ToArray());
-        }
-    }
-
-    private void AddOutbox(ProjectionContext context, IReadOnlyList<OutgoingMessage> outbox)
-    {
-        if (outbox.Count == 0)
-        {
-            return;
-        }
-
-        // The outbox rows' ids come back (in message order) for the after-commit publish.
-        context.Add(
-            $"insert into {_schema}.outbox (destination, payload, headers) select d, p, h from unnest($1::text[], $2::bytea[], $3::jsonb[]) with ordinality as m(d, p, h, n) order by n returning id as outbox_id",
-            outbox.Select(m => m.Destination).ToArray(),
-            outbox.Select(m => m.Payload.ToArray()).ToArray(),
-            outbox.Select(m => m.Headers is null ? null : System.Text.Json.JsonSerializer.Serialize(m.Headers)).ToArray());
     }
 
     /// <summary>The general case: append first (the positions come back), then the projections' writes and the outbox rows.</summary>
@@ -261,36 +232,13 @@ public sealed class PostgresEventStore : IEventStore
         }
 
         var previous = next - events.Count;
-        IReadOnlyList<long> outboxIds = [];
         var stored = new StoredEvent[events.Count];
         for (var i = 0; i < events.Count; i++)
         {
             stored[i] = new StoredEvent(batch.Ids[i], new GlobalPosition(tx, seqs[i]), streamId, previous + i + 1, batch.Types[i], events[i], metadata);
         }
 
-        var context = new ProjectionContext(connection, transaction, _schema);
-        await using (context)
-        {
-            foreach (var projection in inline)
-            {
-                var matching = projection.EventTypes is null ? stored : [.. stored.Where(e => projection.EventTypes.Contains(e.Type))];
-                await projection.ApplyAsync(context, matching, cancellationToken);
-            }
-
-            AddReceipt(context, received);
-            if (outbox.Count == 0)
-            {
-                await context.FlushAsync(cancellationToken);
-            }
-            else
-            {
-                AddOutbox(context, outbox);
-                outboxIds = (await context.FlushReadingAsync(["outbox_id"], cancellationToken))["outbox_id"];
-            }
-        }
-
-        await transaction.CommitAsync(cancellationToken);
-        context.Committed();
+        var outboxIds = await OutboxRows.WriteAndCommitAsync(connection, transaction, _schema, inline, stored, outbox, received, cancellationToken);
         return new AppendResult(streamId, previous, next) { OutboxIds = outboxIds };
     }
 

@@ -10,18 +10,24 @@ internal static class JsonDefaults
 
     private static JsonSerializerOptions Create()
     {
-        var options = new JsonSerializerOptions(JsonSerializerDefaults.General)
-        {
-            PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
-            DictionaryKeyPolicy = null,
-            DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
-            MaxDepth = 64,
-        };
+        var options = new JsonSerializerOptions(JsonSerializerDefaults.General) { MaxDepth = 64 };
+        Apply(options);
+        options.MakeReadOnly(populateMissingResolver: true);
+        return options;
+    }
+
+    /// <summary>
+    /// Gives <paramref name="options"/> the stored shape: also used for Marten's serializer, so events stored by Marten
+    /// have the same JSON as before (GET /tasks/{id}/history keeps its shape).
+    /// </summary>
+    public static void Apply(JsonSerializerOptions options)
+    {
+        options.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;
+        options.DictionaryKeyPolicy = null;
+        options.DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull;
         options.Converters.Add(new TypedIdConverterFactory());
         options.Converters.Add(new EquatableArrayConverterFactory());
         options.Converters.Add(new EquatableMapConverter());
         options.Converters.Add(new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower));
-        options.MakeReadOnly(populateMissingResolver: true);
-        return options;
     }
 }

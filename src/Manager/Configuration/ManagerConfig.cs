@@ -6,6 +6,7 @@ using Propeller.Contracts.Configuration;
 using MQTTnet.Formatter;
 using MQTTnet.Protocol;
 using Propeller.Broker;
+using Propeller.Infrastructure.EventStore;
 
 namespace Propeller.Manager.Configuration;
 
@@ -54,6 +55,9 @@ internal sealed record ManagerConfig
     public LogLevel LogLevel { get; init; } = LogLevel.Information;
 
     public required string PostgresConnectionString { get; init; }
+
+    /// <summary>Where events are stored: our own store (default) or Marten's streams (MANAGER_EVENT_STORE, ADR 0010).</summary>
+    public EventStoreProvider EventStore { get; init; }
 
     public string? PostgresSchema { get; init; }
 
@@ -200,8 +204,16 @@ internal sealed record ManagerConfig
             errors.Add("MANAGER_MQTT_TLS_CLIENT_CERT and MANAGER_MQTT_TLS_CLIENT_KEY must be given together");
         }
 
+        var eventStore = (Get("EventStore:Provider") ?? Get("MANAGER_EVENT_STORE"))?.ToLowerInvariant() switch
+        {
+            null or "own" => EventStoreProvider.Own,
+            "marten" => EventStoreProvider.Marten,
+            var other => Fail(EventStoreProvider.Own, $"MANAGER_EVENT_STORE must be own or marten (got '{other}')"),
+        };
+
         var config = new ManagerConfig
         {
+            EventStore = eventStore,
             MqttTls = tlsCa is not null || tlsCert is not null || tlsInsecure
                 ? new BrokerTls { CaFile = tlsCa, ClientCertificateFile = tlsCert, ClientKeyFile = tlsKey, AllowUntrustedCertificates = tlsInsecure }
                 : null,

@@ -81,7 +81,7 @@ public sealed class GroupCommitTests : IAsyncLifetime
         }
 
         var first = _db.Store.AppendAsync("task-blocked", "task", ExpectedVersion.Exact(1), [Numbered(blocked, 2)], Meta(), [], Ct);
-        await WaitUntilAsync(async () => await _db.ScalarAsync<long>("select count(*) from pg_locks where locktype = 'advisory' and not granted") > 0);
+        await TestDatabase.WaitUntilAsync(async () => await _db.ScalarAsync<long>("select count(*) from pg_locks where locktype = 'advisory' and not granted") > 0);
         var a = NewId();
         var c = NewId();
         var okA = _db.Store.AppendAsync("task-a", "task", ExpectedVersion.NoStream, [Created(a)], Meta(), [], Ct);
@@ -125,16 +125,6 @@ public sealed class GroupCommitTests : IAsyncLifetime
 
         (await single.ScalarAsync<long>("select count(distinct tx_id) from {schema}.events")).ShouldBe(8);
         (await single.ScalarAsync<long>("select count(*) from {schema}.outbox")).ShouldBe(8);
-    }
-
-    private static async Task WaitUntilAsync(Func<Task<bool>> condition)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(10);
-        while (!await condition())
-        {
-            DateTime.UtcNow.ShouldBeLessThan(deadline, "timed out waiting for the blocked append");
-            await Task.Delay(10, Ct);
-        }
     }
 
     /// <summary>An inline projection (no positions) whose write fails in the database, after the append ran.</summary>

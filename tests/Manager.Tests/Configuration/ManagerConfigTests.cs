@@ -51,10 +51,11 @@ public sealed class ManagerConfigTests : IDisposable
     {
         var ex = Should.Throw<ManagerConfigurationException>(() => Load(
             ("MANAGER_HTTP_PORT", "seventy"), ("MANAGER_MQTT_QOS", "3"), ("MANAGER_MQTT_TIMEOUT", "soon"), ("MANAGER_SCHEDULER_POLICY", "random"),
-            ("MANAGER_STORAGE_TYPE", "badger"), ("MANAGER_TENANT_ID", "a/b"), ("MANAGER_MQTT_ADDRESS", "tcp://:99999"), ("MANAGER_LOG_LEVEL", "loud")));
+            ("MANAGER_STORAGE_TYPE", "badger"), ("MANAGER_TENANT_ID", "a/b"), ("MANAGER_MQTT_ADDRESS", "tcp://:99999"), ("MANAGER_LOG_LEVEL", "loud"),
+            ("MANAGER_EVENT_STORE", "1")));
 
-        ex.Errors.Count.ShouldBe(8);
-        foreach (var name in new[] { "MANAGER_HTTP_PORT", "MANAGER_MQTT_QOS", "MANAGER_MQTT_TIMEOUT", "MANAGER_SCHEDULER_POLICY", "MANAGER_STORAGE_TYPE", "MANAGER_TENANT_ID", "MANAGER_MQTT_ADDRESS", "MANAGER_LOG_LEVEL" })
+        ex.Errors.Count.ShouldBe(9);
+        foreach (var name in new[] { "MANAGER_HTTP_PORT", "MANAGER_MQTT_QOS", "MANAGER_MQTT_TIMEOUT", "MANAGER_SCHEDULER_POLICY", "MANAGER_STORAGE_TYPE", "MANAGER_TENANT_ID", "MANAGER_MQTT_ADDRESS", "MANAGER_LOG_LEVEL", "MANAGER_EVENT_STORE" })
         {
             ex.Message.ShouldContain(name);
         }

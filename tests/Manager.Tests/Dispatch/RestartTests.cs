@@ -113,7 +113,7 @@ public sealed class RestartTests
 
         // What a crash right after the acknowledgement leaves: the result stored in the inbox, not handled.
         var payload = JsonSerializer.SerializeToUtf8Bytes(new { task_id = id, proplet_id = propletId, results = "from the inbox", error = (string?)null });
-        var db = Environment.GetEnvironmentVariable("PROPELLER_TEST_DB") is { Length: > 0 } value ? value : "Host=127.0.0.1;Port=55432;Username=propeller;Password=propeller;Database=propeller_test";
+        var db = await Propeller.Tests.Shared.TestPostgres.ConnectionStringAsync();
         await using (var dataSource = Npgsql.NpgsqlDataSource.Create(db))
         await using (var insert = dataSource.CreateCommand("insert into restart_inbox.inbox (message_key, topic, payload) values ($1, $2, $3)"))
         {

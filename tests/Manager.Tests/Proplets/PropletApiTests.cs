@@ -12,13 +12,22 @@ using static Propeller.Domain.Proplets.PropletCommand;
 
 namespace Propeller.Manager.Tests.Proplets;
 
-public sealed class PropletApiTests : IAsyncLifetime
+public class PropletApiTests : IAsyncLifetime
 {
     private ManagerServer _server = null!;
 
-    public async ValueTask InitializeAsync() => _server = await ManagerServer.StartAsync("api_proplets");
+    /// <summary>The manager's schema (and, in a subclass, its settings: the same tests on another event store).</summary>
+    protected virtual string Schema => "api_proplets";
 
-    public ValueTask DisposeAsync() => _server.DisposeAsync();
+    protected virtual IReadOnlyDictionary<string, string>? Settings => null;
+
+    public async ValueTask InitializeAsync() => _server = await ManagerServer.StartAsync(Schema, Settings);
+
+    public async ValueTask DisposeAsync()
+    {
+        await _server.DisposeAsync();
+        GC.SuppressFinalize(this);
+    }
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 

@@ -6,14 +6,23 @@ using System.Text.Json;
 namespace Propeller.Manager.Tests.Tasks;
 
 /// <summary>The task routes against the original's contract (spec propeller-manager.md §1–§2) and our documented fixes.</summary>
-public sealed class TaskApiTests : IAsyncLifetime
+public class TaskApiTests : IAsyncLifetime
 {
     private const string AddWasm = "AGFzbQEAAAABBwFgAn9/AX8DAgEABwgBBG1haW4AAAoJAQcAIAAgAWoL";
     private ManagerServer _server = null!;
 
-    public async ValueTask InitializeAsync() => _server = await ManagerServer.StartAsync("api_tasks");
+    /// <summary>The manager's schema (and, in a subclass, its settings: the same tests on another event store).</summary>
+    protected virtual string Schema => "api_tasks";
 
-    public ValueTask DisposeAsync() => _server.DisposeAsync();
+    protected virtual IReadOnlyDictionary<string, string>? Settings => null;
+
+    public async ValueTask InitializeAsync() => _server = await ManagerServer.StartAsync(Schema, Settings);
+
+    public async ValueTask DisposeAsync()
+    {
+        await _server.DisposeAsync();
+        GC.SuppressFinalize(this);
+    }
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
@@ -287,7 +296,7 @@ public sealed class TaskApiTests : IAsyncLifetime
         (await Http.PostAsync($"/tasks/{id}/start", null, Ct)).StatusCode.ShouldBe(HttpStatusCode.OK); // this node caches Scheduled
 
         // A second manager on the same database stops the task: this node's cache still says Scheduled.
-        await using (var other = await ManagerServer.StartAsync("api_tasks", dropSchema: false))
+        await using (var other = await ManagerServer.StartAsync(Schema, Settings, dropSchema: false))
         {
             (await other.Client.PostAsync($"/tasks/{id}/stop", null, Ct)).StatusCode.ShouldBe(HttpStatusCode.OK);
         }

@@ -1,0 +1,291 @@
+using System.Text.Json;
+using IEvent = JasperFx.Events.IEvent;
+using StreamAction = JasperFx.Events.StreamAction;
+using Marten;
+using Microsoft.Extensions.Options;
+using Marten.Exceptions;
+using Marten.Services;
+using Npgsql;
+using Propeller.Application.EventStore;
+using Propeller.Application.Messaging;
+using Propeller.Application.Proplets;
+using Propeller.Application.Tasks;
+using Propeller.Domain.Proplets;
+using Propeller.Domain.Tasks;
+using Propeller.Infrastructure.EventStore;
+using Propeller.Infrastructure.Projections;
+
+namespace Propeller.Infrastructure.MartenStore;
+
+/// <summary>
+/// The event store port on Marten 9 (ADR 0010): streams are Marten streams with Guid ids, appended with the expected
+/// version through a Marten session, with correlation, causation, user and headers (the plugin decisions) in Marten's
+/// metadata columns. The session enlists in our transaction, so the inline views, the outbox rows and the inbox
+/// receipt are committed with the events, as with the old store (their tables stay ours until they move to Marten
+/// projections, issue 14).
+/// </summary>
+public sealed class MartenEventStore : IEventStore
+{
+    private readonly IDocumentStore _store;
+    private readonly NpgsqlDataSource _dataSource;
+    private readonly ProjectionCatalog _projections;
+    private readonly EventStoreOptions _options;
+    private readonly string _schema;
+    private readonly AppendGroupCommitter<MartenAppend, AppendResult>? _groups;
+
+    public MartenEventStore(IDocumentStore store, NpgsqlDataSource dataSource, ProjectionCatalog projections, IOptions<EventStoreOptions> options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        _store = store;
+        _dataSource = dataSource;
+        _projections = projections;
+        _options = options.Value;
+        _schema = Sql.Identifier(_options.Schema);
+        if (_options.GroupCommit.MaxConcurrentGroups > 0)
+        {
+            _groups = new AppendGroupCommitter<MartenAppend, AppendResult>(
+                a => a.StreamId, group => CommitGroupAsync(group, CancellationToken.None), _options.GroupCommit.MaxConcurrentGroups, _options.GroupCommit.MaxGroupSize);
+        }
+    }
+
+    public Task<AppendResult> AppendAsync(string streamId, string streamType, ExpectedVersion expected, IReadOnlyList<object> events, EventMetadata metadata, CancellationToken cancellationToken) =>
+        AppendAsync(streamId, streamType, expected, events, metadata, [], null, cancellationToken);
+
+    public Task<AppendResult> AppendAsync(
+        string streamId, string streamType, ExpectedVersion expected, IReadOnlyList<object> events, EventMetadata metadata,
+        IReadOnlyList<OutgoingMessage> outbox, CancellationToken cancellationToken) =>
+        AppendAsync(streamId, streamType, expected, events, metadata, outbox, null, cancellationToken);
+
+    public async Task<AppendResult> AppendAsync(
+        string streamId, string streamType, ExpectedVersion expected, IReadOnlyList<object> events, EventMetadata metadata,
+        IReadOnlyList<OutgoingMessage> outbox, InboxReceipt? received, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(events);
+        ArgumentNullException.ThrowIfNull(metadata);
+        ArgumentNullException.ThrowIfNull(outbox);
+        ArgumentException.ThrowIfNullOrWhiteSpace(streamType);
+        Validate(streamId, events);
+        var append = new MartenAppend(streamId, MartenStreamIds.ToGuid(streamId), streamType, expected, events, metadata, outbox, received);
+        return _groups is null
+            ? (await CommitGroupAsync([append], cancellationToken))[0]
+            : await _groups.CommitAsync(append, cancellationToken);
+    }
+
+    /// <summary>
+    /// Commits appends to distinct streams in one transaction: one Marten session holds every append (each with its
+    /// expected version), Marten's batch runs, then our inline views, outbox rows and inbox receipts for all of them go
+    /// in one batch on the same transaction, which commits once. A failure rolls back the whole group; the group
+    /// committer then commits each append alone, so only the conflicting one sees the port's exception.
+    /// </summary>
+    private async Task<AppendResult[]> CommitGroupAsync(IReadOnlyList<MartenAppend> appends, CancellationToken cancellationToken)
+    {
+        await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        var actions = new StreamAction[appends.Count];
+        try
+        {
+            await using var session = _store.LightweightSession(SessionOptions.ForTransaction(transaction));
+
+            // Concurrent groups take the streams' row locks in one order (by id), so they queue instead of deadlocking.
+            foreach (var i in Enumerable.Range(0, appends.Count).OrderBy(i => appends[i].Id))
+            {
+                var a = appends[i];
+                actions[i] = Append(session, a.Id, a.StreamType, a.Expected, a.Events, a.Metadata);
+            }
+
+            await session.SaveChangesAsync(cancellationToken);
+        }
+
+        // A group of one gets the port's exceptions; a larger group's failure goes to the committer, which commits
+        // each of its appends alone.
+        catch (JasperFx.ConcurrencyException ex) when (appends.Count == 1)
+        {
+            throw new ConcurrencyException(appends[0].StreamId, appends[0].Expected, -1, $"stream '{appends[0].StreamId}' is not at version {appends[0].Expected}: {ex.Message}");
+        }
+        catch (Exception ex) when (appends.Count == 1 && ex is Marten.Exceptions.ExistingStreamIdCollisionException or JasperFx.Events.ExistingStreamIdCollisionException)
+        {
+            throw new ConcurrencyException(appends[0].StreamId, appends[0].Expected, -1, $"stream '{appends[0].StreamId}' already exists (expected {appends[0].Expected})");
+        }
+        catch (InvalidStreamOperationException) when (appends.Count == 1)
+        {
+            throw new StreamArchivedException(appends[0].StreamId);
+        }
+        catch (MartenCommandException ex) when (appends.Count == 1 && ex.InnerException is PostgresException { SqlState: PostgresErrorCodes.UniqueViolation } pg)
+        {
+            throw new ConcurrencyException(appends[0].StreamId, appends[0].Expected, -1, $"stream '{appends[0].StreamId}': concurrent append detected by the unique index ({pg.ConstraintName})");
+        }
+
+        var rows = new OutboxRows.AppendRows[appends.Count];
+        var results = new AppendResult[appends.Count];
+        for (var n = 0; n < appends.Count; n++)
+        {
+            var a = appends[n];
+            var next = actions[n].Events[^1].Version;
+            var previous = next - a.Events.Count;
+            var stored = new StoredEvent[a.Events.Count];
+            for (var i = 0; i < a.Events.Count; i++)
+            {
+                var e = actions[n].Events[i];
+                stored[i] = new StoredEvent(e.Id, new GlobalPosition(0, e.Sequence), a.StreamId, previous + i + 1, e.EventTypeName, a.Events[i], a.Metadata);
+            }
+
+            rows[n] = new OutboxRows.AppendRows(stored, a.Outbox, a.Received);
+            results[n] = new AppendResult(a.StreamId, previous, next);
+        }
+
+        var outboxIds = await OutboxRows.WriteAndCommitAsync(connection, transaction, _schema, _projections.Inline, rows, cancellationToken);
+        for (var n = 0; n < appends.Count; n++)
+        {
+            results[n] = results[n] with { OutboxIds = outboxIds[n] };
+        }
+
+        return results;
+    }
+
+    /// <summary>
+    /// Queues the append on <paramref name="session"/> with our metadata on each of its events (correlation,
+    /// causation, user, headers: the session may hold other streams' appends with other metadata), the decision time
+    /// and a v7 id per event (QuickWithServerTimestamps stores the timestamp given here).
+    /// </summary>
+    internal static StreamAction Append(IDocumentSession session, Guid id, string streamType, ExpectedVersion expected, IReadOnlyList<object> events, EventMetadata metadata)
+    {
+        var action = expected switch
+        {
+            { IsAny: true } => session.Events.Append(id, events),
+            { Value: 0 } => session.Events.StartStream(AggregateTypeOf(streamType), id, events),
+
+            // Marten takes the version the stream has *after* the append.
+            _ => session.Events.Append(id, expected.Value + events.Count, events),
+        };
+        foreach (var e in action.Events)
+        {
+            e.Timestamp = metadata.Timestamp;
+            e.Id = Guid.CreateVersion7(metadata.Timestamp);
+            e.CorrelationId = metadata.CorrelationId;
+            e.CausationId = metadata.CausationId;
+            e.UserName = metadata.UserId;
+            foreach (var (key, value) in metadata.Headers ?? new Dictionary<string, string>())
+            {
+                e.SetHeader(key, value);
+            }
+        }
+
+        return action;
+    }
+
+    private sealed record MartenAppend(
+        string StreamId, Guid Id, string StreamType, ExpectedVersion Expected, IReadOnlyList<object> Events, EventMetadata Metadata,
+        IReadOnlyList<OutgoingMessage> Outbox, InboxReceipt? Received);
+
+    private static Type AggregateTypeOf(string streamType) => streamType switch
+    {
+        TaskAggregate.StreamType => typeof(TaskState),
+        PropletAggregate.StreamType => typeof(PropletState),
+        _ => typeof(object),
+    };
+
+    public async Task<EventStream?> ReadStreamAsync(string streamId, StreamReadOptions options, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ValidateStreamId(streamId);
+        var id = MartenStreamIds.ToGuid(streamId);
+        await using var session = _store.QuerySession();
+        var state = await session.Events.FetchStreamStateAsync(id, cancellationToken);
+        if (state is null || (state.IsArchived && !options.IncludeArchived))
+        {
+            return null;
+        }
+
+        var toVersion = options.ToVersion == long.MaxValue ? 0 : options.ToVersion;
+        var events = await session.Events.FetchStreamAsync(id, toVersion, options.Until, Math.Max(1, options.FromVersion), cancellationToken);
+        var stored = new List<StoredEvent>(events.Count);
+        foreach (var e in events)
+        {
+            if (e.Version >= options.FromVersion)
+            {
+                stored.Add(ToStored(streamId, e));
+            }
+        }
+
+        return new EventStream(streamId, MartenStreamIds.TypeOf(streamId), state.Version, state.IsArchived, stored);
+    }
+
+    /// <summary>
+    /// Not on Marten: async projections run in Marten's daemon, which has its own commit-safe cursor (the high-water
+    /// mark). Our ProjectionDaemon is not started with this store.
+    /// </summary>
+    public Task<IReadOnlyList<StoredEvent>> ReadAllAsync(GlobalPosition after, int maxCount, IReadOnlyCollection<string>? eventTypes, CancellationToken cancellationToken) =>
+        throw new NotSupportedException("the Marten event store feeds async projections through Marten's daemon, not ReadAllAsync (ADR 0010)");
+
+    public async Task<bool> ArchiveStreamAsync(string streamId, CancellationToken cancellationToken)
+    {
+        ValidateStreamId(streamId);
+        var id = MartenStreamIds.ToGuid(streamId);
+        await using var session = _store.LightweightSession();
+        if (await session.Events.FetchStreamStateAsync(id, cancellationToken) is null)
+        {
+            return false;
+        }
+
+        session.Events.ArchiveStream(id);
+        await session.SaveChangesAsync(cancellationToken);
+        return true;
+    }
+
+    /// <summary>Marten's event with its metadata as the port's stored event (headers come back as JSON values).</summary>
+    internal static StoredEvent ToStored(string streamId, IEvent e)
+    {
+        Dictionary<string, string>? headers = null;
+        if (e.Headers is { Count: > 0 } raw)
+        {
+            headers = new Dictionary<string, string>(raw.Count, StringComparer.Ordinal);
+            foreach (var (key, value) in raw)
+            {
+                headers[key] = value switch
+                {
+                    string s => s,
+                    JsonElement { ValueKind: JsonValueKind.String } json => json.GetString() ?? "",
+                    JsonElement json => json.GetRawText(),
+                    null => "",
+                    _ => value.ToString() ?? "",
+                };
+            }
+        }
+
+        var metadata = new EventMetadata(e.CorrelationId, e.CausationId, e.UserName, e.Timestamp, headers);
+        return new StoredEvent(e.Id, new GlobalPosition(0, e.Sequence), streamId, e.Version, e.EventTypeName, e.Data, metadata);
+    }
+
+    private void Validate(string streamId, IReadOnlyList<object> events)
+    {
+        ValidateStreamId(streamId);
+        if (events.Count == 0)
+        {
+            throw new EventStoreValidationException($"append to stream '{streamId}' has no events");
+        }
+
+        for (var i = 0; i < events.Count; i++)
+        {
+            var e = events[i] ?? throw new EventStoreValidationException($"event {i} of the append is null");
+            var size = JsonSerializer.SerializeToUtf8Bytes(e, e.GetType(), Serialization.JsonDefaults.Options).Length;
+            if (size > _options.MaxEventBytes)
+            {
+                throw new EventStoreValidationException($"event {e.GetType().Name} is larger than {_options.MaxEventBytes} bytes");
+            }
+        }
+    }
+
+    private void ValidateStreamId(string streamId)
+    {
+        if (string.IsNullOrWhiteSpace(streamId))
+        {
+            throw new EventStoreValidationException("stream id is empty");
+        }
+
+        if (streamId.Length > _options.MaxStreamIdLength)
+        {
+            throw new EventStoreValidationException($"stream id is {streamId.Length} characters long; the limit is {_options.MaxStreamIdLength}");
+        }
+
+    }
+}

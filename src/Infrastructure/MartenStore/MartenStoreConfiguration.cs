@@ -1,0 +1,73 @@
+using JasperFx;
+using JasperFx.Events;
+using JasperFx.Events.Projections;
+using Marten;
+using Npgsql;
+using Propeller.Application.EventStore;
+using Propeller.Application.Tasks;
+using Propeller.Infrastructure.Serialization;
+using Weasel.Core;
+
+namespace Propeller.Infrastructure.MartenStore;
+
+/// <summary>
+/// How Propeller configures Marten (ADR 0010), in one place for the manager, the tests and the benchmarks: Guid
+/// streams, the event aliases of <see cref="EventTypeRegistry"/> (a new event is one line there), every metadata
+/// column on, the stored JSON shape of <see cref="JsonDefaults"/>, and the inline state projections.
+/// </summary>
+public static class MartenStoreConfiguration
+{
+    /// <summary>
+    /// The append mode chosen by measurement (docs/performance.md, eventstore): Quick is one function call per
+    /// stream (no sequence and stream reads before the transaction as in Rich), and the server-timestamp variant
+    /// keeps the timestamp the command was decided at (the one `?at=` time travel filters on).
+    /// </summary>
+    public const EventAppendMode DefaultAppendMode = EventAppendMode.QuickWithServerTimestamps;
+
+    /// <param name="options">Marten's options to fill.</param>
+    /// <param name="dataSource">Shared with the rest of the host (one pool).</param>
+    /// <param name="schema">Marten's tables go into the event store's schema.</param>
+    /// <param name="registry">The event aliases.</param>
+    /// <param name="appendMode">Quick by default; the benchmark compares Rich.</param>
+    /// <param name="stateProjections">Whether the inline TaskState projection is registered (off only in benchmarks of bare appends).</param>
+    public static void Configure(
+        StoreOptions options, NpgsqlDataSource dataSource, string schema, EventTypeRegistry registry, EventAppendMode appendMode = DefaultAppendMode, bool stateProjections = true)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(registry);
+        options.Connection(dataSource);
+        options.DatabaseSchemaName = schema;
+
+        // The schema is applied at startup (MartenSchemaHostedService), never from a request (libraries.md: a first
+        // run on an empty database took 10 s when Marten created its tables on first use).
+        options.AutoCreateSchemaObjects = AutoCreate.CreateOrUpdate;
+        // Snake case, so Marten's LINQ paths name the stored members; our enum converter (snake_case values) replaces
+        // the one Marten adds, so documents and events keep the stored shape.
+        options.UseSystemTextJsonForSerialization(EnumStorage.AsString, Casing.SnakeCase, json =>
+        {
+            foreach (var converter in json.Converters.OfType<System.Text.Json.Serialization.JsonStringEnumConverter>().ToList())
+            {
+                json.Converters.Remove(converter);
+            }
+
+            JsonDefaults.Apply(json);
+        });
+
+        options.Events.StreamIdentity = StreamIdentity.AsGuid;
+        options.Events.AppendMode = appendMode;
+        // Each flag by name: EnableAll() left the user_name column out (tested by the metadata round trip).
+        options.Events.MetadataConfig.CorrelationIdEnabled = true;
+        options.Events.MetadataConfig.CausationIdEnabled = true;
+        options.Events.MetadataConfig.UserNameEnabled = true;
+        options.Events.MetadataConfig.HeadersEnabled = true;
+        foreach (var (alias, type) in registry.Entries)
+        {
+            options.Events.MapEventType(type, alias);
+        }
+
+        if (stateProjections)
+        {
+            options.Projections.Add(new TaskStateProjection(), ProjectionLifecycle.Inline);
+        }
+    }
+}

@@ -1,0 +1,59 @@
+using Marten;
+using Propeller.Infrastructure.MartenStore;
+using Propeller.Manager.Configuration;
+
+namespace Propeller.Manager.Operations;
+
+/// <summary>
+/// `propeller-manager rebuild &lt;projection&gt;`: rebuilds a Marten projection from the events (with the manager's
+/// settings; MANAGER_EVENT_STORE=marten), logging progress. Exit codes: 0 done, 2 usage or settings, 1 failure.
+/// </summary>
+internal static class RebuildCommand
+{
+    public static async Task<int> RunAsync(string[] args)
+    {
+        if (args.Length == 0 || args[0].StartsWith('-'))
+        {
+            await Console.Error.WriteLineAsync("usage: propeller-manager rebuild <projection>   (e.g. task_state; needs MANAGER_EVENT_STORE=marten)");
+            return 2;
+        }
+
+        WebApplication app;
+        try
+        {
+            app = ManagerApp.Build(args[1..], runDaemon: false);
+        }
+        catch (ManagerConfigurationException ex)
+        {
+            await Console.Error.WriteLineAsync($"propeller-manager: {ex.Message}");
+            return 2;
+        }
+
+        await using (app)
+        {
+            if (app.Services.GetService<IDocumentStore>() is not { } store)
+            {
+                await Console.Error.WriteLineAsync("propeller-manager rebuild: the events are not in Marten here (set MANAGER_EVENT_STORE=marten)");
+                return 2;
+            }
+
+            using var stop = new CancellationTokenSource();
+            Console.CancelKeyPress += (_, e) =>
+            {
+                e.Cancel = true;
+                stop.Cancel();
+            };
+            try
+            {
+                await store.Storage.ApplyAllConfiguredChangesToDatabaseAsync().WaitAsync(stop.Token);
+                await ActivatorUtilities.CreateInstance<MartenProjectionRebuilder>(app.Services).RebuildAsync(args[0], TimeSpan.FromMinutes(30), stop.Token);
+                return 0;
+            }
+            catch (ArgumentException ex)
+            {
+                await Console.Error.WriteLineAsync($"propeller-manager rebuild: {ex.Message}");
+                return 2;
+            }
+        }
+    }
+}

@@ -1,0 +1,145 @@
+using System.Text;
+using Marten;
+using Microsoft.Extensions.Logging.Abstractions;
+using Propeller.Application.Aggregates;
+using Propeller.Application.EventStore;
+using Propeller.Application.Messaging;
+using Propeller.Application.Tasks;
+using Propeller.Domain.Tasks;
+using Propeller.Infrastructure.MartenStore;
+using Propeller.Infrastructure.Projections;
+using Propeller.Infrastructure.Tests.Support;
+using static Propeller.Infrastructure.Tests.Support.TestEvents;
+
+namespace Propeller.Infrastructure.Tests.MartenStore;
+
+/// <summary>
+/// Group commit on Marten (ADR 0010): concurrent appends to distinct streams share one Marten session and one
+/// transaction, with their inline view rows and outbox rows; each keeps its expected version, its metadata and its
+/// own outcome (a conflicting append fails alone and its command is retried; the others commit).
+/// </summary>
+public sealed class MartenGroupCommitTests : IAsyncLifetime
+{
+    private readonly RecordingProjection _projection = new("mgrouped", null, usesGlobalPositions: false);
+    private TestDatabase _db = null!;
+    private DocumentStore _marten = null!;
+    private MartenEventStore _store = null!;
+
+    public async ValueTask InitializeAsync()
+    {
+        _db = await TestDatabase.CreateAsync("marten_group", c => c.Add(_projection, ProjectionLifecycle.Inline), o => o.GroupCommit.MaxConcurrentGroups = 1);
+        await _db.Daemon().EnsureAsync(Ct);
+        (_marten, _store) = await _db.MartenAsync();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _marten.Dispose();
+        await _db.DisposeAsync();
+    }
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task ConcurrentAppends_ShareTransactions_AndEachGetsItsVersionsMetadataAndOutboxRows()
+    {
+        const int streams = 32;
+        const int appendsPerStream = 4;
+        var results = new System.Collections.Concurrent.ConcurrentBag<(TaskId Id, int N, AppendResult Result)>();
+
+        await Task.WhenAll(Enumerable.Range(0, streams).Select(_ => Task.Run(
+            async () =>
+            {
+                var id = NewId();
+                var stream = TaskAggregate.StreamId(id);
+                for (var n = 1; n <= appendsPerStream; n++)
+                {
+                    object @event = n == 1 ? Created(id) : Numbered(id, n);
+                    var message = new OutgoingMessage("topic/" + stream, Encoding.UTF8.GetBytes($"{stream}#{n}"));
+                    var metadata = new EventMetadata($"corr-{stream}-{n}", null, $"user-{n}", T0.AddSeconds(n), new Dictionary<string, string> { ["n"] = $"{n}" });
+                    var result = await _store.AppendAsync(stream, TaskAggregate.StreamType, ExpectedVersion.Exact(n - 1), [@event], metadata, [message], Ct);
+                    results.Add((id, n, result));
+                }
+            },
+            Ct)));
+
+        results.Count.ShouldBe(streams * appendsPerStream);
+        foreach (var (id, n, result) in results)
+        {
+            var stream = TaskAggregate.StreamId(id);
+            result.NextVersion.ShouldBe(n);
+            result.OutboxIds.Count.ShouldBe(1);
+            (await _db.ScalarAsync<byte[]>("select payload from {schema}.outbox where id = $1", result.OutboxIds[0])).ShouldBe(Encoding.UTF8.GetBytes($"{stream}#{n}"));
+            (await _db.ScalarAsync<string>("select correlation_id || '|' || user_name || '|' || (headers->>'n') from {schema}.mt_events where stream_id = $1 and version = $2", id.Value, (long)n))
+                .ShouldBe($"corr-{stream}-{n}|user-{n}|{n}");
+        }
+
+        (await _db.ScalarAsync<long>("select count(*) from {schema}.mt_events")).ShouldBe(streams * appendsPerStream);
+        (await _db.ScalarAsync<long>("select count(*) from {schema}.seen_mgrouped")).ShouldBe(streams * appendsPerStream);
+        (await _db.ScalarAsync<long>("select count(*) from {schema}.mt_streams where version <> $1", (long)appendsPerStream)).ShouldBe(0);
+
+        // Fewer transactions than appends: some appends shared one (xmin is the inserting transaction).
+        (await _db.ScalarAsync<long>("select count(distinct xmin::text) from {schema}.mt_events")).ShouldBeLessThan(streams * appendsPerStream);
+    }
+
+    [Fact]
+    public async Task AConflictInAGroup_FailsOnlyThatAppend_TheOthersCommitWithTheirRows()
+    {
+        var blocked = NewId();
+        var existing = NewId();
+        await _store.AppendAsync(TaskAggregate.StreamId(blocked), TaskAggregate.StreamType, ExpectedVersion.NoStream, [Created(blocked)], Meta(), Ct);
+        await _store.AppendAsync(TaskAggregate.StreamId(existing), TaskAggregate.StreamType, ExpectedVersion.NoStream, [Created(existing)], Meta(), Ct);
+
+        // Hold the first stream's row in another transaction, so the next append's group waits on it while the three
+        // appends after it queue up (one group at a time in this fixture) and then go as one group.
+        await using var holder = await _db.DataSource.OpenConnectionAsync(Ct);
+        await using var hold = await holder.BeginTransactionAsync(Ct);
+        await using (var take = new Npgsql.NpgsqlCommand($"select id from {_db.Quoted}.mt_streams where id = $1 for update", holder, hold))
+        {
+            take.Parameters.Add(new Npgsql.NpgsqlParameter { Value = blocked.Value });
+            await take.ExecuteNonQueryAsync(Ct);
+        }
+
+        var first = _store.AppendAsync(TaskAggregate.StreamId(blocked), TaskAggregate.StreamType, ExpectedVersion.Exact(1), [Numbered(blocked, 2)], Meta(), Ct);
+        await TestDatabase.WaitUntilAsync(async () => await _db.ScalarAsync<long>("select count(*) from pg_locks where not granted") > 0);
+        var a = NewId();
+        var c = NewId();
+        var okA = _store.AppendAsync(TaskAggregate.StreamId(a), TaskAggregate.StreamType, ExpectedVersion.NoStream, [Created(a)], Meta(1), [new OutgoingMessage("t/a", new byte[] { 1 })], Ct);
+        var conflicting = _store.AppendAsync(TaskAggregate.StreamId(existing), TaskAggregate.StreamType, ExpectedVersion.NoStream, [Created(existing)], Meta(2), [new OutgoingMessage("t/x", new byte[] { 2 })], Ct);
+        var okC = _store.AppendAsync(TaskAggregate.StreamId(c), TaskAggregate.StreamType, ExpectedVersion.NoStream, [Created(c)], Meta(3), [new OutgoingMessage("t/c", new byte[] { 3 })], Ct);
+        await hold.RollbackAsync(Ct);
+
+        (await first).NextVersion.ShouldBe(2);
+        (await okA).NextVersion.ShouldBe(1);
+        (await okC).NextVersion.ShouldBe(1);
+        await Should.ThrowAsync<ConcurrencyException>(() => conflicting);
+        (await _db.ScalarAsync<long>("select count(*) from {schema}.mt_events where stream_id = $1", existing.Value)).ShouldBe(1);
+        (await _db.ScalarAsync<long>("select count(*) from {schema}.seen_mgrouped where stream_id = $1", TaskAggregate.StreamId(existing))).ShouldBe(1);
+        (await _db.ScalarAsync<long>("select count(*) from {schema}.seen_mgrouped where stream_id = any($1)", (object)new[] { TaskAggregate.StreamId(a), TaskAggregate.StreamId(c) })).ShouldBe(2);
+        (await _db.ScalarAsync<string>("select string_agg(destination, ',' order by destination) from {schema}.outbox")).ShouldBe("t/a,t/c");
+    }
+
+    [Fact]
+    public async Task ConcurrentCommandsOnManyTasks_OneConflictRetried_NoneLost()
+    {
+        var loader = new AggregateLoader(_store, _db.Snapshots);
+        var ids = Enumerable.Range(0, 8).Select(_ => NewId()).ToArray();
+        var creator = new CommandHandler(_store, loader, _db.Snapshots, NullLogger<CommandHandler>.Instance);
+        await Task.WhenAll(ids.Select(id => creator.HandleAsync(TaskAggregate.Decider, TaskAggregate.StreamId(id), new TaskCommand.CreateTask(id, TaskSpec.Named("v0"), T0), Meta(), Ct)));
+
+        // Two handlers per task (no shared cache, as on two nodes): the groups mix tasks, and one of each pair loses.
+        var results = await Task.WhenAll(ids.SelectMany(id => Enumerable.Range(1, 2).Select(n =>
+            new CommandHandler(_store, loader, _db.Snapshots, NullLogger<CommandHandler>.Instance).HandleAsync(
+                TaskAggregate.Decider, TaskAggregate.StreamId(id), new TaskCommand.UpdateTask(id, TaskSpec.Named($"v{n}"), T0.AddSeconds(n)), Meta(n), Ct))));
+
+        results.ShouldAllBe(r => !r.IsRejected);
+        foreach (var id in ids)
+        {
+            var history = (await _store.ReadStreamAsync(TaskAggregate.StreamId(id), StreamReadOptions.All, Ct))!;
+            history.Events.Select(e => e.Version).ShouldBe([1, 2, 3]);
+            history.Events.Skip(1).Select(e => ((TaskEvent.TaskUpdated)e.Data).Spec.Name).Order().ShouldBe(["v1", "v2"]);
+        }
+
+        (await _db.ScalarAsync<long>("select count(*) from {schema}.seen_mgrouped")).ShouldBe(ids.Length * 3);
+    }
+}
