@@ -62,17 +62,77 @@ internal static class ComponentBenchmark
         return 0;
     }
 
-    /// <summary>--raw: where a string call's time goes, on the wrapper alone (fresh store per call, and one store reused).</summary>
+    /// <summary>
+    /// --raw: where a string call's time goes, on the wrapper alone (fresh store per call, and one store reused), on the
+    /// shared on-demand engine and on pooling-allocator engines the shared engine could switch to: the virtual memory each
+    /// reserves and the component instance at which its pool runs out (ADR 0011).
+    /// </summary>
     private static void Raw(byte[] calculator, int iterations)
     {
         Raw(calculator, iterations, Propeller.WasmHost.WasmEngine.Shared.Engine, "on-demand");
 
-        // The same on an engine with Wasmtime's pooling allocator (warm slots keep their pages resident).
-        using var pool = new PoolingAllocationConfig().WithLinearMemoryKeepResidentBytes(1 << 20).WithMaxUnusedWarmSlots(100);
-        using var config = new Config().WithFuelConsumption(true).WithEpochInterruption(true).WithPoolingAllocationStrategy(pool);
-        using var pooled = new Engine(config);
-        Raw(calculator, iterations, pooled, "pooling");
+        var pools = new (string Name, Func<PoolingAllocationConfig, PoolingAllocationConfig> Pool, ulong? Reservation)[]
+        {
+            ("pooling-defaults", p => p, null),
+            ("pooling-keep64k", p => p.WithLinearMemoryKeepResidentBytes(64 << 10).WithMaxUnusedWarmSlots(100), null),
+            ("pooling-keep1m", p => p.WithLinearMemoryKeepResidentBytes(1 << 20).WithMaxUnusedWarmSlots(100), null),
+            ("pooling-64slots-256mib", p => p.WithLinearMemoryKeepResidentBytes(64 << 10).WithMaxUnusedWarmSlots(64)
+                .WithTotalComponentInstances(64).WithMaxCoreInstances(64).WithMaxMemories(64).WithMaxMemorySize(256 << 20), 256 << 20),
+        };
+        foreach (var (name, configure, reservation) in pools)
+        {
+            var before = VirtualMemoryKib();
+            using var pool = configure(new PoolingAllocationConfig());
+            var config = new Config().WithFuelConsumption(true).WithEpochInterruption(true).WithPoolingAllocationStrategy(pool);
+            if (reservation is { } bytes)
+            {
+                config = config.WithStaticMemoryMaximumSize(bytes);
+            }
+
+            using (config)
+            {
+                using var pooled = new Engine(config);
+                Raw(calculator, iterations, pooled, name);
+                Console.WriteLine(FormattableString.Invariant(
+                    $"components raw=pool allocator={name} reserved_gib={(VirtualMemoryKib() - before) / 1048576.0:F0} exhausted_at={Exhaust(calculator, pooled)}"));
+            }
+        }
     }
+
+    /// <summary>Holds instances until instantiation fails (at most 2,000); the count reached and Wasmtime's message.</summary>
+    private static string Exhaust(byte[] calculator, Engine engine)
+    {
+        using var component = Wasmtime.Components.Component.FromBytes(engine, calculator);
+        using var linker = new Wasmtime.Components.ComponentLinker(engine);
+        linker.AddWasiPreview2();
+        var held = new List<Store>();
+        try
+        {
+            while (held.Count < 2000)
+            {
+                var store = new Store(engine);
+                held.Add(store);
+                store.SetWasiConfiguration(new WasiConfiguration());
+                store.Fuel = ulong.MaxValue / 2;
+                Propeller.WasmHost.WasmEngine.Watch(store, () => { });
+                linker.Instantiate(store, component);
+            }
+
+            return "none";
+        }
+        catch (WasmtimeException e)
+        {
+            return FormattableString.Invariant($"{held.Count} \"{e.Message}\"");
+        }
+        finally
+        {
+            held.ForEach(store => store.Dispose());
+        }
+    }
+
+    private static long VirtualMemoryKib() =>
+        long.Parse(File.ReadLines("/proc/self/status").First(line => line.StartsWith("VmSize:", StringComparison.Ordinal))
+            .Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture);
 
     private static void Raw(byte[] calculator, int iterations, Engine engine, string allocator)
     {
