@@ -65,16 +65,20 @@ public static class EventStoreServiceCollectionExtensions
         });
         var chosen = new EventStoreOptions();
         configure(chosen);
+        MartenServiceCollectionExtensions.MartenConfigurationExpression? marten = null;
         if (chosen.Provider == EventStoreProvider.Marten)
         {
             // Marten's streams (ADR 0010); its schema is applied after our migrations (hosted services start in order).
-            services.AddMarten(sp =>
+            marten = services.AddMarten(sp =>
             {
                 var options = new StoreOptions();
                 MartenStoreConfiguration.Configure(
                     options, sp.GetRequiredService<NpgsqlDataSource>(), sp.GetRequiredService<IOptions<EventStoreOptions>>().Value.Schema, sp.GetRequiredService<EventTypeRegistry>());
                 return options;
             }).UseLightweightSessions();
+
+            services.AddOptions<ProjectionHealthOptions>().BindConfiguration("ProjectionHealth");
+            services.TryAddSingleton<MartenProjectionMonitor>();
             services.TryAddSingleton<IEventStore, MartenEventStore>();
         }
         else
@@ -94,9 +98,18 @@ public static class EventStoreServiceCollectionExtensions
         if (chosen.Provider == EventStoreProvider.Marten)
         {
             services.AddHostedService<MartenSchemaHostedService>();
+
+            // Async projections run in Marten's daemon (ADR 0010 step 2); Solo: this host runs all of them (Wolverine
+            // distributes them later). Its hosted service is added after the schema's, so it starts on an applied
+            // schema (started earlier, it created tables concurrently with the schema service). The monitor reports
+            // the projections' lag and status to /metrics and /health/ready.
+            if (runDaemon)
+            {
+                marten!.AddAsyncDaemon(JasperFx.Events.Daemon.DaemonMode.Solo);
+            }
         }
 
-        if (runDaemon)
+        if (runDaemon && chosen.Provider != EventStoreProvider.Marten)
         {
             services.AddHostedService<ProjectionDaemonHostedService>();
         }

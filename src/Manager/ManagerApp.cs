@@ -56,6 +56,7 @@ public static class ManagerApp
                 builder.Configuration.GetSection("EventStore:GroupCommit").Bind(o.GroupCommit);
             },
             runDaemon);
+        builder.Services.Configure<Infrastructure.MartenStore.ProjectionHealthOptions>(o => o.MaxLag = config.ProjectionMaxLag);
 
         if (config.PluginDir is { } pluginDir)
         {
@@ -114,10 +115,20 @@ public static class ManagerApp
         app.UseDashboard();
         app.UseApiMetrics();
         var metrics = app.Services.GetRequiredService<PrometheusMetrics>();
-        app.MapGet("/metrics", () => Results.Text(metrics.Scrape(), "text/plain; version=0.0.4")).WithName("metrics");
+        app.MapGet("/metrics", async (IServiceProvider services, CancellationToken cancellationToken) =>
+        {
+            // The async projections' lag is read from PostgreSQL at scrape time (Marten store only).
+            if (services.GetService<Infrastructure.MartenStore.MartenProjectionMonitor>() is { } projections)
+            {
+                await projections.SampleAsync(cancellationToken);
+            }
+
+            return Results.Text(metrics.Scrape(), "text/plain; version=0.0.4");
+        }).WithName("metrics");
         app.MapOpenApi("/openapi/{documentName}.json");
         app.MapHealthEndpoints();
         app.MapTaskEndpoints();
+        app.MapTaskActivityEndpoint();
         app.MapPropletEndpoints();
         app.MapMetricsEndpoints();
         app.MapEventEndpoints();

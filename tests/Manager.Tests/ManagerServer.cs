@@ -27,7 +27,8 @@ internal sealed class ManagerServer : IAsyncDisposable
     public IServiceProvider Services => _app.Services;
 
     public static async Task<ManagerServer> StartAsync(
-        string schema, IReadOnlyDictionary<string, string>? settings = null, bool dropSchema = true, bool waitUntilReady = true, Action<IServiceCollection>? services = null)
+        string schema, IReadOnlyDictionary<string, string>? settings = null, bool dropSchema = true, bool waitUntilReady = true, Action<IServiceCollection>? services = null,
+        bool runDaemon = true)
     {
         var db = await TestPostgres.ConnectionStringAsync();
         if (dropSchema)
@@ -51,7 +52,7 @@ internal sealed class ManagerServer : IAsyncDisposable
 
             b.Logging.SetMinimumLevel(LogLevel.Warning);
             services?.Invoke(b.Services);
-        });
+        }, runDaemon);
         await app.StartAsync(TestContext.Current.CancellationToken);
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         var client = new HttpClient { BaseAddress = new Uri(address) };

@@ -20,9 +20,9 @@ namespace Propeller.Infrastructure.MartenStore;
 /// <summary>
 /// The event store port on Marten 9 (ADR 0010): streams are Marten streams with Guid ids, appended with the expected
 /// version through a Marten session, with correlation, causation, user and headers (the plugin decisions) in Marten's
-/// metadata columns. The session enlists in our transaction, so the inline views, the outbox rows and the inbox
-/// receipt are committed with the events, as with the old store (their tables stay ours until they move to Marten
-/// projections, issue 14).
+/// metadata columns. The session enlists in our transaction, so Marten's inline projections (the task and proplet
+/// views), the outbox rows and the inbox receipt are committed with the events, as with the old store (the outbox and
+/// inbox tables stay ours until Wolverine's take over, issue 15).
 /// </summary>
 public sealed class MartenEventStore : IEventStore
 {

@@ -12,6 +12,9 @@ public sealed class MartenProjectionRebuilder(IDocumentStore store, ILogger<Mart
 {
     public TimeSpan ProgressInterval { get; init; } = TimeSpan.FromSeconds(2);
 
+    /// <summary>Every registered projection's name, inline and async (task_state, proplet_view, task_activity).</summary>
+    public IReadOnlyList<string> Projections => [.. store.Options.Events.Projections().Select(p => p.Name)];
+
     /// <summary>Rebuilds <paramref name="projection"/> (its name, e.g. "task_state"); returns how many events the store held when it started.</summary>
     /// <exception cref="ArgumentException">No projection of that name is registered.</exception>
     public async Task<long> RebuildAsync(string projection, TimeSpan timeout, CancellationToken cancellationToken)

@@ -59,6 +59,9 @@ internal sealed record ManagerConfig
     /// <summary>Where events are stored: our own store (default) or Marten's streams (MANAGER_EVENT_STORE, ADR 0010).</summary>
     public EventStoreProvider EventStore { get; init; }
 
+    /// <summary>How many events an async projection may be behind before /health/ready fails (MANAGER_PROJECTION_MAX_LAG; Marten store).</summary>
+    public long ProjectionMaxLag { get; init; } = 10_000;
+
     public string? PostgresSchema { get; init; }
 
     /// <summary>Reads and checks the settings; <paramref name="workingDirectory"/> is where config.toml is looked for.</summary>
@@ -214,6 +217,7 @@ internal sealed record ManagerConfig
         var config = new ManagerConfig
         {
             EventStore = eventStore,
+            ProjectionMaxLag = Int("MANAGER_PROJECTION_MAX_LAG", 10_000, 0, int.MaxValue),
             MqttTls = tlsCa is not null || tlsCert is not null || tlsInsecure
                 ? new BrokerTls { CaFile = tlsCa, ClientCertificateFile = tlsCert, ClientKeyFile = tlsKey, AllowUntrustedCertificates = tlsInsecure }
                 : null,

@@ -1,9 +1,10 @@
 using Npgsql;
+using Propeller.Infrastructure.MartenStore;
 using Propeller.Infrastructure.Mqtt;
 
 namespace Propeller.Manager.Http;
 
-/// <summary>GET /health (the original's HealthInfo), /health/live and /health/ready (PostgreSQL reachable).</summary>
+/// <summary>GET /health (the original's HealthInfo), /health/live and /health/ready (PostgreSQL reachable, broker connected, async projections running and caught up).</summary>
 internal static class HealthEndpoints
 {
     public static IEndpointRouteBuilder MapHealthEndpoints(this IEndpointRouteBuilder app)
@@ -38,7 +39,24 @@ internal static class HealthEndpoints
         }
 
         var mqtt = services.GetService<ManagerMqtt>() is { } bridge ? (bridge.IsReady ? "pass" : "not connected to the broker") : "not configured";
-        var ready = postgres == "pass" && mqtt is "pass" or "not configured";
-        return Results.Json(new { status = ready ? "pass" : "fail", checks = new { postgres, mqtt } }, statusCode: ready ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable);
+
+        // On Marten: every async projection runs in this host's daemon and is at most MANAGER_PROJECTION_MAX_LAG
+        // events behind (ADR 0010).
+        var projections = "not configured";
+        if (postgres == "pass" && services.GetService<MartenProjectionMonitor>() is { } monitor)
+        {
+            try
+            {
+                projections = await monitor.CheckAsync(cancellationToken) ?? "pass";
+            }
+            catch (NpgsqlException ex)
+            {
+                projections = ex.Message;
+            }
+        }
+
+        var ready = postgres == "pass" && mqtt is "pass" or "not configured" && projections is "pass" or "not configured";
+        return Results.Json(
+            new { status = ready ? "pass" : "fail", checks = new { postgres, mqtt, projections } }, statusCode: ready ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable);
     }
 }

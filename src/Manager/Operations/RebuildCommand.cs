@@ -5,7 +5,7 @@ using Propeller.Manager.Configuration;
 namespace Propeller.Manager.Operations;
 
 /// <summary>
-/// `propeller-manager rebuild &lt;projection&gt;`: rebuilds a Marten projection from the events (with the manager's
+/// `propeller-manager rebuild &lt;projection&gt;|all`: rebuilds a Marten projection (or every one) from the events (with the manager's
 /// settings; MANAGER_EVENT_STORE=marten), logging progress. Exit codes: 0 done, 2 usage or settings, 1 failure.
 /// </summary>
 internal static class RebuildCommand
@@ -14,7 +14,8 @@ internal static class RebuildCommand
     {
         if (args.Length == 0 || args[0].StartsWith('-'))
         {
-            await Console.Error.WriteLineAsync("usage: propeller-manager rebuild <projection>   (e.g. task_state; needs MANAGER_EVENT_STORE=marten)");
+            await Console.Error.WriteLineAsync(
+                "usage: propeller-manager rebuild <projection>|all   (task_state, proplet_view, task_activity; needs MANAGER_EVENT_STORE=marten)");
             return 2;
         }
 
@@ -46,7 +47,13 @@ internal static class RebuildCommand
             try
             {
                 await store.Storage.ApplyAllConfiguredChangesToDatabaseAsync().WaitAsync(stop.Token);
-                await ActivatorUtilities.CreateInstance<MartenProjectionRebuilder>(app.Services).RebuildAsync(args[0], TimeSpan.FromMinutes(30), stop.Token);
+                var rebuilder = ActivatorUtilities.CreateInstance<MartenProjectionRebuilder>(app.Services);
+                var names = args[0] == "all" ? rebuilder.Projections : [args[0]];
+                foreach (var name in names)
+                {
+                    await rebuilder.RebuildAsync(name, TimeSpan.FromMinutes(30), stop.Token);
+                }
+
                 return 0;
             }
             catch (ArgumentException ex)

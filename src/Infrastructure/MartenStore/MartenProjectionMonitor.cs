@@ -1,0 +1,119 @@
+using System.Diagnostics.Metrics;
+using JasperFx;
+using JasperFx.Events.Projections;
+using Marten;
+using Marten.Events.Daemon.Coordination;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+using Npgsql;
+using Propeller.Infrastructure.EventStore;
+
+namespace Propeller.Infrastructure.MartenStore;
+
+/// <summary>One async projection as the monitor last saw it.</summary>
+/// <param name="Projection">Its name (task_activity, ...).</param>
+/// <param name="Status">running, paused or stopped in this host's daemon; "not run here" when the host runs no daemon.</param>
+/// <param name="Sequence">The last event sequence it applied (Marten's progression row).</param>
+/// <param name="Highest">The highest event sequence in the store.</param>
+public sealed record ProjectionHealth(string Projection, string Status, long Sequence, long Highest)
+{
+    public const string Running = "running";
+
+    public const string NotRunHere = "not run here";
+
+    /// <summary>Events committed that the projection has not applied yet.</summary>
+    public long Lag => Math.Max(0, Highest - Sequence);
+}
+
+/// <summary>Settings of the async projections' health (ProjectionHealth section; the manager sets it from MANAGER_PROJECTION_MAX_LAG).</summary>
+public sealed class ProjectionHealthOptions
+{
+    /// <summary>/health/ready fails while an async projection is more events than this behind the store.</summary>
+    public long MaxLag { get; set; } = 10_000;
+}
+
+/// <summary>
+/// Watches Marten's async daemon (ADR 0010 step 2): per async projection its status in this host's daemon and its
+/// lag (the store's highest event sequence minus the projection's progression), sampled on demand by /metrics and
+/// /health/ready and published as the gauges <c>projection_lag_events</c> and <c>projection_running</c>.
+/// </summary>
+public sealed class MartenProjectionMonitor : IDisposable
+{
+    public const string MeterName = "Propeller.Projections";
+
+    private readonly IDocumentStore _store;
+    private readonly IServiceProvider _services;
+    private readonly NpgsqlDataSource _dataSource;
+    private readonly string _schema;
+    private readonly ProjectionHealthOptions _options;
+    private readonly Meter _meter;
+    private volatile IReadOnlyList<ProjectionHealth> _last = [];
+
+    public MartenProjectionMonitor(
+        IDocumentStore store, IServiceProvider services, NpgsqlDataSource dataSource, IOptions<EventStoreOptions> storeOptions, IOptions<ProjectionHealthOptions> options)
+    {
+        ArgumentNullException.ThrowIfNull(storeOptions);
+        ArgumentNullException.ThrowIfNull(options);
+        _store = store;
+        _services = services;
+        _dataSource = dataSource;
+        _schema = Sql.Identifier(storeOptions.Value.Schema);
+        _options = options.Value;
+        var schema = storeOptions.Value.Schema;
+        _meter = services.GetService<IMeterFactory>()?.Create(MeterName) ?? new Meter(MeterName);
+        _meter.CreateObservableGauge(
+            "projection_lag_events",
+            () => _last.Select(p => new Measurement<long>(p.Lag, new("projection", p.Projection), new("schema", schema))),
+            description: "Events an async projection has not applied yet (sampled by /metrics and /health/ready)");
+        _meter.CreateObservableGauge(
+            "projection_running",
+            () => _last.Select(p => new Measurement<int>(p.Status == ProjectionHealth.Running ? 1 : 0, new("projection", p.Projection), new("schema", schema))),
+            description: "1 while an async projection runs in this host's daemon, else 0");
+    }
+
+    public long MaxLag => _options.MaxLag;
+
+    /// <summary>The async projections' names, as registered.</summary>
+    public IReadOnlyList<string> AsyncProjections =>
+        [.. _store.Options.Events.Projections().Where(p => p.Lifecycle == ProjectionLifecycle.Async).Select(p => p.Name)];
+
+    /// <summary>Reads the progression rows and the daemon's agents; the gauges then show this sample.</summary>
+    public async Task<IReadOnlyList<ProjectionHealth>> SampleAsync(CancellationToken cancellationToken)
+    {
+        var progress = await _store.Advanced.AllProjectionProgress(token: cancellationToken);
+        await using var command = _dataSource.CreateCommand($"select coalesce(max(seq_id), 0) from {_schema}.mt_events");
+        var highest = (long)(await command.ExecuteScalarAsync(cancellationToken))!;
+        var daemon = _services.GetService<IProjectionCoordinator>()?.DaemonForMainDatabase();
+        var agents = daemon?.CurrentAgents() ?? [];
+        var sample = new List<ProjectionHealth>();
+        foreach (var name in AsyncProjections)
+        {
+            var sequence = progress.Where(s => s.ShardName.StartsWith(name + ":", StringComparison.Ordinal)).Select(s => s.Sequence).DefaultIfEmpty(0).Max();
+            var agent = agents.FirstOrDefault(a => a.Name.Name == name);
+            var status = daemon is null ? ProjectionHealth.NotRunHere : agent?.Status switch
+            {
+                AgentStatus.Running => ProjectionHealth.Running,
+                AgentStatus.Paused => "paused",
+                _ => "stopped",
+            };
+            sample.Add(new ProjectionHealth(name, status, sequence, highest));
+        }
+
+        _last = sample;
+        return sample;
+    }
+
+    /// <summary>Null when every async projection runs here (or no daemon runs here) within <see cref="MaxLag"/>; else why not.</summary>
+    public async Task<string?> CheckAsync(CancellationToken cancellationToken)
+    {
+        var problems = (await SampleAsync(cancellationToken))
+            .Where(p => p.Status is not (ProjectionHealth.Running or ProjectionHealth.NotRunHere) || p.Lag > _options.MaxLag)
+            .Select(p => p.Status is ProjectionHealth.Running or ProjectionHealth.NotRunHere
+                ? $"projection {p.Projection} is {p.Lag} events behind (more than {_options.MaxLag})"
+                : $"projection {p.Projection} is {p.Status}")
+            .ToList();
+        return problems.Count == 0 ? null : string.Join("; ", problems);
+    }
+
+    public void Dispose() => _meter.Dispose();
+}

@@ -1,0 +1,69 @@
+using Marten;
+using Marten.Patching;
+using Propeller.Application.Proplets;
+using Propeller.Domain.Proplets;
+using Propeller.Domain.Tasks;
+using TaskStatus = Propeller.Domain.Tasks.TaskStatus;
+
+namespace Propeller.Infrastructure.MartenStore;
+
+/// <summary>
+/// The proplet view on Marten (ADR 0010 step 2): <see cref="PropletDocument"/>s written inline by
+/// <see cref="PropletDocumentProjection"/>, heartbeats patched into them (no event each), running-task counts read
+/// from the task view in the same round trip (a batched query), so they cannot drift.
+/// </summary>
+public sealed class MartenPropletRegistry(IDocumentStore store) : IPropletRegistry
+{
+    public const int AliveHistoryLength = 10;
+
+    public async Task<PropletView?> GetAsync(PropletId id, CancellationToken cancellationToken)
+    {
+        await using var session = store.QuerySession();
+        var batch = session.CreateBatchQuery();
+        var document = batch.Load<PropletDocument>(IdOf(id));
+        var running = batch.Query<TaskState>().Where(x => x.Status == TaskStatus.Running && x.PropletId == id.Value && !x.Deleted).Count();
+        await batch.Execute(cancellationToken);
+        return await document is { State.Deleted: false } found ? View(found, (int)await running) : null;
+    }
+
+    public async Task<IReadOnlyList<PropletView>> ListAsync(CancellationToken cancellationToken)
+    {
+        await using var session = store.QuerySession();
+        var batch = session.CreateBatchQuery();
+        var documents = batch.Query<PropletDocument>().ToList();
+        var running = batch.Query<TaskState>().Where(x => x.Status == TaskStatus.Running && !x.Deleted).Select(x => x.PropletId).ToList();
+        await batch.Execute(cancellationToken);
+        var counts = (await running).Where(p => p is not null).GroupBy(p => p!, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.Count(), StringComparer.Ordinal);
+        return [.. (await documents).Where(d => !d.State.Deleted)
+            .Select(d => View(d, counts.GetValueOrDefault(d.State.Id.Value)))
+            .OrderBy(v => v.Name, StringComparer.Ordinal).ThenBy(v => v.Id.Value, StringComparer.Ordinal)];
+    }
+
+    /// <summary>
+    /// Reads the document and patches its liveness (newest heartbeat, the last ten): two round trips, no event. A
+    /// proplet event committed between the two may overwrite this heartbeat (its inline projection writes the whole
+    /// document); the next heartbeat restores it (ADR 0010).
+    /// </summary>
+    public async Task<bool?> RecordHeartbeatAsync(PropletId id, DateTimeOffset at, CancellationToken cancellationToken)
+    {
+        var key = IdOf(id);
+        await using var session = store.LightweightSession();
+        if (await session.LoadAsync<PropletDocument>(key, cancellationToken) is not { State.Deleted: false } document)
+        {
+            return null;
+        }
+
+        var last = document.LastAliveAt is { } previous && previous > at ? previous : at;
+        var history = document.AliveHistory.Append(at).TakeLast(AliveHistoryLength).ToList();
+        session.Patch<PropletDocument>(key)
+            .Set(x => x.LastAliveAt, last)
+            .Set(x => x.AliveHistory, history);
+        await session.SaveChangesAsync(cancellationToken);
+        return document.State.Offline;
+    }
+
+    private static Guid IdOf(PropletId id) => MartenStreamIds.ToGuid(PropletAggregate.StreamId(id));
+
+    private static PropletView View(PropletDocument document, int runningTasks) => new(
+        document.State.Id, document.State.Name ?? "", document.State.Metadata, document.State.Offline, document.LastAliveAt, document.AliveHistory, runningTasks);
+}

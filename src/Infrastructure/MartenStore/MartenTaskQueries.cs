@@ -1,0 +1,89 @@
+using Marten;
+using Marten.Linq.MatchesSql;
+using Propeller.Application.Tasks;
+using Propeller.Domain.Tasks;
+using TaskStatus = Propeller.Domain.Tasks.TaskStatus;
+
+namespace Propeller.Infrastructure.MartenStore;
+
+/// <summary>
+/// The task view on Marten (ADR 0010 step 2): the inline <see cref="TaskState"/> document, written in the append's
+/// transaction (the API reads its own writes), queried through its duplicated columns (status, proplet, creation
+/// time) and the GIN-indexed jsonb copy of the metadata (MartenStoreConfiguration). A deleted task keeps its document
+/// (the projection folds TaskDeleted like any event) and is left out of every read.
+/// </summary>
+public sealed class MartenTaskQueries(IDocumentStore store) : ITaskQueries
+{
+    public async Task<TaskState?> GetAsync(TaskId id, CancellationToken cancellationToken)
+    {
+        await using var session = store.QuerySession();
+        return await session.LoadAsync<TaskState>(id, cancellationToken) is { Deleted: false } state ? state : null;
+    }
+
+    public async Task<IReadOnlyList<TaskState>> ListScheduledAsync(int limit, CancellationToken cancellationToken)
+    {
+        await using var session = store.QuerySession();
+        return await session.Query<TaskState>()
+            .Where(x => x.Status == TaskStatus.Scheduled && !x.Deleted)
+            .OrderByDescending(x => x.Spec!.Priority).ThenBy(x => x.UpdatedAt).ThenBy(x => x.Id)
+            .Take(limit)
+            .ToListAsync(cancellationToken);
+    }
+
+    public async Task<IReadOnlyList<TaskState>> ListRunningOnAsync(string propletId, CancellationToken cancellationToken)
+    {
+        await using var session = store.QuerySession();
+        return await session.Query<TaskState>()
+            .Where(x => x.Status == TaskStatus.Running && x.PropletId == propletId && !x.Deleted)
+            .OrderBy(x => x.Id)
+            .ToListAsync(cancellationToken);
+    }
+
+    public async Task<TaskList> ListAsync(long offset, int limit, TaskListFilter filter, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(filter);
+        await using var session = store.QuerySession();
+        var query = Filter(session.Query<TaskState>().Stats(out var statistics), filter);
+        var page = await query.Skip((int)Math.Min(offset, int.MaxValue)).Take(limit).ToListAsync(cancellationToken);
+
+        // A page past the end has no rows to carry the total (count(*) over()): count separately then.
+        var total = page.Count > 0 || offset == 0 ? statistics.TotalResults : await Filter(session.Query<TaskState>(), filter).LongCountAsync(cancellationToken);
+        return new TaskList(total, page);
+    }
+
+    /// <summary>The tasks <paramref name="filter"/> lets through, in its order (the list's query; tests EXPLAIN it).</summary>
+    public static IQueryable<TaskState> Filter(IQueryable<TaskState> tasks, TaskListFilter filter)
+    {
+        ArgumentNullException.ThrowIfNull(filter);
+        var query = tasks.Where(x => !x.Deleted);
+        if (filter.Metadata is not null)
+        {
+            // Containment on the indexed jsonb column (a LINQ dictionary lookup would scan the JSON instead).
+            query = query.Where(x => x.MatchesSql($"d.{MetadataColumn} @> ?::jsonb", filter.Metadata));
+        }
+
+        if (filter.Status is { } status)
+        {
+            query = query.Where(x => x.Status == status);
+        }
+
+        if (filter.Name is { Length: > 0 } name)
+        {
+            // A part of the name, case-insensitive; LIKE's wildcards in the input are taken literally.
+            var escaped = name.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("%", "\\%", StringComparison.Ordinal).Replace("_", "\\_", StringComparison.Ordinal);
+            query = query.Where(x => x.MatchesSql("d.data -> 'spec' ->> 'name' ilike '%' || ? || '%'", escaped));
+        }
+
+        if (filter.PropletId is { Length: > 0 } proplet)
+        {
+            query = query.Where(x => x.PropletId == proplet);
+        }
+
+        return filter.NewestFirst
+            ? query.OrderByDescending(x => x.CreatedAt).ThenByDescending(x => x.Id)
+            : query.OrderBy(x => x.CreatedAt).ThenBy(x => x.Id);
+    }
+
+    /// <summary>The duplicated jsonb column holding the metadata (Marten names it after the member path).</summary>
+    public const string MetadataColumn = "specmetadata";
+}

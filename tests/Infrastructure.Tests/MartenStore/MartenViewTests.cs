@@ -1,0 +1,174 @@
+using Marten;
+using Microsoft.Extensions.Logging.Abstractions;
+using Npgsql;
+using Propeller.Application.Aggregates;
+using Propeller.Application.EventStore;
+using Propeller.Application.Proplets;
+using Propeller.Application.Tasks;
+using Propeller.Domain.Proplets;
+using Propeller.Domain.Tasks;
+using Propeller.Infrastructure.MartenStore;
+using Propeller.Infrastructure.Tests.Support;
+using static Propeller.Domain.Proplets.PropletEvent;
+using static Propeller.Domain.Tasks.TaskCommand;
+using static Propeller.Infrastructure.Tests.Support.TestEvents;
+
+namespace Propeller.Infrastructure.Tests.MartenStore;
+
+/// <summary>The task and proplet views as Marten projections (ADR 0010 step 2): metadata filter, heartbeats, PropletState.</summary>
+public sealed class MartenViewTests : IAsyncLifetime
+{
+    private TestDatabase _db = null!;
+    private DocumentStore _marten = null!;
+    private MartenEventStore _store = null!;
+    private CommandHandler _commands = null!;
+
+    public async ValueTask InitializeAsync()
+    {
+        _db = await TestDatabase.CreateAsync("marten_views");
+        (_marten, _store) = await _db.MartenAsync();
+        _commands = new CommandHandler(_store, new AggregateLoader(_store, _db.Snapshots), _db.Snapshots, NullLogger<CommandHandler>.Instance);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _marten.Dispose();
+        await _db.DisposeAsync();
+    }
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    private async Task<TaskId> CreateAsync(string name, string? metadata)
+    {
+        var id = NewId();
+        var spec = TaskSpec.Named(name) with { Metadata = metadata };
+        (await _commands.HandleAsync(TaskAggregate.Decider, TaskAggregate.StreamId(id), new CreateTask(id, spec, T0), Meta(), Ct)).IsRejected.ShouldBeFalse();
+        return id;
+    }
+
+    [Fact]
+    public async Task MetadataFilter_FindsByContainment_AndUsesTheGinIndex()
+    {
+        var a = await CreateAsync("a", """{"team":"edge","tier":1}""");
+        var b = await CreateAsync("b", """{"team":"edge","tier":2}""");
+        await CreateAsync("c", """{"team":"cloud"}""");
+        await CreateAsync("d", null);
+        var deleted = await CreateAsync("e", """{"team":"edge"}""");
+        await _commands.HandleAsync(TaskAggregate.Decider, TaskAggregate.StreamId(deleted), new DeleteTask(deleted, T0.AddSeconds(1)), Meta(1), Ct);
+        var queries = new MartenTaskQueries(_marten);
+
+        var edge = await queries.ListAsync(0, 10, new TaskListFilter(Metadata: """{"team":"edge"}"""), Ct);
+        edge.Total.ShouldBe(2);
+        edge.Tasks.Select(t => t.Id).ShouldBe([a, b]);
+        (await queries.ListAsync(0, 10, new TaskListFilter(Metadata: """{"team":"edge","tier":2}"""), Ct)).Tasks.Select(t => t.Id).ShouldBe([b]);
+        (await queries.ListAsync(5, 10, new TaskListFilter(Metadata: """{"team":"edge"}"""), Ct)).Total.ShouldBe(2);
+        (await queries.ListAsync(0, 10, TaskListFilter.None, Ct)).Total.ShouldBe(4);
+        (await queries.GetAsync(deleted, Ct)).ShouldBeNull();
+
+        // The plan of the list's own query, with sequential scans priced out (a table this small is scanned otherwise).
+        await using var session = _marten.QuerySession();
+        var command = MartenTaskQueries.Filter(session.Query<TaskState>(), new TaskListFilter(Metadata: """{"team":"edge"}""")).ToCommand();
+        await using var connection = await _db.DataSource.OpenConnectionAsync(Ct);
+        await using (var off = new NpgsqlCommand("set enable_seqscan = off", connection))
+        {
+            await off.ExecuteNonQueryAsync(Ct);
+        }
+
+        await using var explain = new NpgsqlCommand("explain " + command.CommandText, connection);
+        foreach (NpgsqlParameter parameter in command.Parameters)
+        {
+            explain.Parameters.Add(parameter.Clone());
+        }
+
+        var plan = new List<string>();
+        await using (var reader = await explain.ExecuteReaderAsync(Ct))
+        {
+            while (await reader.ReadAsync(Ct))
+            {
+                plan.Add(reader.GetString(0));
+            }
+        }
+
+        string.Join('\n', plan).ShouldContain($"mt_doc_taskstate_idx_{MartenTaskQueries.MetadataColumn}", customMessage: string.Join('\n', plan));
+    }
+
+    private async Task AppendAsync(PropletId id, ExpectedVersion expected, params PropletEvent[] events) =>
+        await _store.AppendAsync(PropletAggregate.StreamId(id), PropletAggregate.StreamType, expected, events, Meta(), Ct);
+
+    private async Task<PropletDocument?> DocumentAsync(PropletId id)
+    {
+        await using var session = _marten.QuerySession();
+        return await session.LoadAsync<PropletDocument>(MartenStreamIds.ToGuid(PropletAggregate.StreamId(id)), Ct);
+    }
+
+    [Fact]
+    public async Task Heartbeats_PatchTheProplet_WithoutAnEvent_KeepingTheLastTen()
+    {
+        var id = new PropletId("edge-node-1");
+        var registry = new MartenPropletRegistry(_marten);
+        (await registry.RecordHeartbeatAsync(id, T0, Ct)).ShouldBeNull();
+        await AppendAsync(id, ExpectedVersion.NoStream, new PropletRegistered(id, "Abbott-Crane", PropletMetadata.Empty, T0));
+
+        for (var n = 1; n <= 12; n++)
+        {
+            (await registry.RecordHeartbeatAsync(id, T0.AddSeconds(n), Ct)).ShouldBe(false);
+        }
+
+        // A late heartbeat joins the history but does not move the newest one back.
+        (await registry.RecordHeartbeatAsync(id, T0.AddSeconds(1), Ct)).ShouldBe(false);
+        var view = (await registry.GetAsync(id, Ct))!;
+        view.LastAliveAt.ShouldBe(T0.AddSeconds(12));
+        view.AliveHistory.Count.ShouldBe(MartenPropletRegistry.AliveHistoryLength);
+        view.AliveHistory[^1].ShouldBe(T0.AddSeconds(1));
+        view.AliveHistory[0].ShouldBe(T0.AddSeconds(4));
+        (await _store.ReadStreamAsync(PropletAggregate.StreamId(id), StreamReadOptions.All, Ct))!.Version.ShouldBe(1);
+
+        await AppendAsync(id, ExpectedVersion.Exact(1), new PropletWentOffline(id, "no heartbeat", T0.AddMinutes(5)));
+        (await registry.RecordHeartbeatAsync(id, T0.AddMinutes(6), Ct)).ShouldBe(true);
+        (await registry.GetAsync(id, Ct))!.LastAliveAt.ShouldBe(T0.AddMinutes(6));
+
+        await AppendAsync(id, ExpectedVersion.Exact(2), new PropletDeleted(id, T0.AddMinutes(7)));
+        (await registry.GetAsync(id, Ct)).ShouldBeNull();
+        (await registry.ListAsync(Ct)).ShouldBeEmpty();
+        (await registry.RecordHeartbeatAsync(id, T0.AddMinutes(8), Ct)).ShouldBeNull();
+    }
+
+    [Fact]
+    public async Task PropletState_IsTheDecidersFold_UnderTheStreamsGuid_AndARebuildGivesItBack()
+    {
+        var id = new PropletId("not-a-uuid proplet");
+        var metadata = PropletMetadata.Empty with { Os = "linux", TotalMemoryBytes = 1UL << 40 };
+        PropletEvent[] events =
+        [
+            new PropletRegistered(id, "Crane-Darrow", PropletMetadata.Empty, T0),
+            new PropletMetadataChanged(id, metadata, T0.AddSeconds(1)),
+            new PropletWentOffline(id, "no heartbeat", T0.AddSeconds(2)),
+            new PropletCameOnline(id, T0.AddSeconds(3)),
+        ];
+        await AppendAsync(id, ExpectedVersion.NoStream, events[..2]);
+        await AppendAsync(id, ExpectedVersion.Exact(2), events[2..]);
+        var fold = events.Aggregate(PropletDecider.Initial, PropletDecider.Evolve);
+
+        var document = (await DocumentAsync(id))!;
+        document.Id.ShouldBe(MartenStreamIds.ToGuid(PropletAggregate.StreamId(id)));
+        document.State.ShouldBe(fold);
+        document.State.Metadata.TotalMemoryBytes.ShouldBe(1UL << 40);
+
+        // Liveness is not in the events: a rebuild gives the state back and starts liveness afresh.
+        await new MartenPropletRegistry(_marten).RecordHeartbeatAsync(id, T0.AddSeconds(4), Ct);
+        var rebuilder = new MartenProjectionRebuilder(_marten, NullLogger<MartenProjectionRebuilder>.Instance);
+        await _db.ExecuteAsync("update {schema}.mt_doc_propletdocument set data = '{}'::jsonb");
+        await rebuilder.RebuildAsync(PropletDocumentProjection.ProjectionName, TimeSpan.FromMinutes(1), Ct);
+        var rebuilt = (await DocumentAsync(id))!;
+        rebuilt.State.ShouldBe(fold);
+        rebuilt.LastAliveAt.ShouldBeNull();
+        rebuilt.AliveHistory.ShouldBeEmpty();
+
+        // A new registration starts liveness afresh.
+        await new MartenPropletRegistry(_marten).RecordHeartbeatAsync(id, T0.AddSeconds(5), Ct);
+        await AppendAsync(id, ExpectedVersion.Exact(4), new PropletRegistered(id, "Crane-Darrow", metadata, T0.AddSeconds(6)));
+        var registered = (await DocumentAsync(id))!;
+        registered.LastAliveAt.ShouldBeNull();
+        registered.AliveHistory.ShouldBeEmpty();
+    }
+}

@@ -1,0 +1,114 @@
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using Marten.Events.Daemon.Coordination;
+using Microsoft.Extensions.DependencyInjection;
+using Propeller.Infrastructure.MartenStore;
+using Propeller.Manager.Operations;
+using Propeller.Tests.Shared;
+
+namespace Propeller.Manager.Tests.Projections;
+
+/// <summary>
+/// Marten's async daemon in the manager (ADR 0010 step 2): each async projection's lag in /metrics, /health/ready
+/// failing while one is stopped or too far behind, GET /tasks/activity, and `propeller-manager rebuild`.
+/// </summary>
+public sealed class MartenDaemonTests
+{
+    private const string Schema = "api_marten_daemon";
+
+    private static readonly Dictionary<string, string> Marten = new() { ["MANAGER_EVENT_STORE"] = "marten" };
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    private static async Task CreateTasksAsync(HttpClient http, int count)
+    {
+        for (var i = 0; i < count; i++)
+        {
+            var response = await http.PostAsync("/tasks", new StringContent($$"""{"name":"t{{i}}"}""", Encoding.UTF8, "application/json"), Ct);
+            response.StatusCode.ShouldBe(HttpStatusCode.Created);
+        }
+    }
+
+    private static async Task<string> LagLineAsync(HttpClient http)
+    {
+        var metrics = await http.GetStringAsync("/metrics", Ct);
+        return metrics.Split('\n').Single(l => l.StartsWith($"projection_lag_events{{projection=\"task_activity\",schema=\"{Schema}\"}}", StringComparison.Ordinal));
+    }
+
+    /// <summary>Polls until <paramref name="condition"/> holds (at most 30 s: the daemon is a background loop).</summary>
+    private static async Task EventuallyAsync(Func<Task<bool>> condition, string what)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!await condition())
+        {
+            DateTime.UtcNow.ShouldBeLessThan(deadline, $"timed out waiting until {what}");
+            await Task.Delay(50, Ct);
+        }
+    }
+
+    private static async Task<(HttpStatusCode Status, string Projections)> ReadyAsync(HttpClient http)
+    {
+        var response = await http.GetAsync("/health/ready", Ct);
+        using var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync(Ct));
+        return (response.StatusCode, body.RootElement.GetProperty("checks").GetProperty("projections").GetString()!);
+    }
+
+    [Fact]
+    public async Task TheDaemon_ReportsLagInMetrics_AndReadyFailsWhileAProjectionIsStoppedOrTooFarBehind()
+    {
+        await using var server = await ManagerServer.StartAsync(Schema, Marten);
+        await CreateTasksAsync(server.Client, 3);
+        await EventuallyAsync(async () => (await LagLineAsync(server.Client)).EndsWith(" 0", StringComparison.Ordinal), "task_activity caught up");
+        (await server.Client.GetStringAsync("/metrics", Ct)).ShouldContain($"projection_running{{projection=\"task_activity\",schema=\"{Schema}\"}} 1");
+        using (var activity = JsonDocument.Parse(await server.Client.GetStringAsync("/tasks/activity", Ct)))
+        {
+            activity.RootElement.GetProperty("events").GetProperty("task.created.v1").GetInt64().ShouldBe(3);
+        }
+
+        (await ReadyAsync(server.Client)).ShouldBe((HttpStatusCode.OK, "pass"));
+
+        // Stopped: not ready, whatever the lag.
+        var daemon = server.Services.GetRequiredService<IProjectionCoordinator>().DaemonForMainDatabase();
+        await daemon.StopAgentAsync("task_activity:All");
+        (await ReadyAsync(server.Client)).ShouldBe((HttpStatusCode.ServiceUnavailable, "projection task_activity is stopped"));
+        (await server.Client.GetStringAsync("/metrics", Ct)).ShouldContain($"projection_running{{projection=\"task_activity\",schema=\"{Schema}\"}} 0");
+
+        // Behind: a node that runs no daemon judges the lag alone, against its threshold.
+        await using var reader = await ManagerServer.StartAsync(
+            Schema, new Dictionary<string, string>(Marten) { ["MANAGER_PROJECTION_MAX_LAG"] = "2" }, dropSchema: false, waitUntilReady: false, runDaemon: false);
+        (await ReadyAsync(reader.Client)).ShouldBe((HttpStatusCode.OK, "pass"));
+        await CreateTasksAsync(server.Client, 3);
+        (await LagLineAsync(reader.Client)).ShouldEndWith(" 3");
+        (await ReadyAsync(reader.Client)).ShouldBe((HttpStatusCode.ServiceUnavailable, "projection task_activity is 3 events behind (more than 2)"));
+
+        // Started again, it catches up and both nodes are ready.
+        await daemon.StartAgentAsync("task_activity:All", Ct);
+        await EventuallyAsync(async () => (await ReadyAsync(reader.Client)).Status == HttpStatusCode.OK, "the reader is ready again");
+        (await ReadyAsync(server.Client)).ShouldBe((HttpStatusCode.OK, "pass"));
+        using var caughtUp = JsonDocument.Parse(await server.Client.GetStringAsync("/tasks/activity", Ct));
+        caughtUp.RootElement.GetProperty("events").GetProperty("task.created.v1").GetInt64().ShouldBe(6);
+    }
+
+    [Fact]
+    public async Task TheRebuildCommand_RebuildsOneOrEveryProjection_AndRejectsAnUnknownOne()
+    {
+        const string schema = Schema + "_rebuild";
+        await using (var server = await ManagerServer.StartAsync(schema, Marten))
+        {
+            await CreateTasksAsync(server.Client, 4);
+        }
+
+        var db = await TestPostgres.ConnectionStringAsync();
+        string[] settings = [$"--EventStore:ConnectionString={db}", $"--EventStore:Schema={schema}", "--MANAGER_EVENT_STORE=marten", "--MANAGER_MQTT_ADDRESS=", "--MANAGER_LOG_LEVEL=warn"];
+        (await RebuildCommand.RunAsync(["no_such_view", .. settings])).ShouldBe(2);
+        (await RebuildCommand.RunAsync([TaskActivityProjection.ProjectionName, .. settings])).ShouldBe(0);
+        (await RebuildCommand.RunAsync(["all", .. settings])).ShouldBe(0);
+
+        await using var after = await ManagerServer.StartAsync(schema, Marten, dropSchema: false, runDaemon: false);
+        using var activity = JsonDocument.Parse(await after.Client.GetStringAsync("/tasks/activity", Ct));
+        activity.RootElement.GetProperty("events").GetProperty("task.created.v1").GetInt64().ShouldBe(4);
+        using var tasks = JsonDocument.Parse(await after.Client.GetStringAsync("/tasks", Ct));
+        tasks.RootElement.GetProperty("total").GetInt64().ShouldBe(4);
+    }
+}
