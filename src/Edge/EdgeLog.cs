@@ -90,4 +90,13 @@ internal static partial class EdgeLog
 
     [LoggerMessage(EventId = 8041, Level = LogLevel.Information, Message = "Latent task {TaskId} precompiled; it runs on invoke")]
     public static partial void LatentDeployed(ILogger logger, string taskId);
+
+    [LoggerMessage(EventId = 8042, Level = LogLevel.Information, Message = "WebAssembly engine: {Allocator}")]
+    public static partial void EngineAllocator(ILogger logger, string allocator);
+
+    [LoggerMessage(EventId = 8043, Level = LogLevel.Warning, Message = "The process's WebAssembly engine already exists with another pool ({Allocator}); this proplet's PROPLET_WASM_POOL_INSTANCES and memory cap do not apply to it")]
+    public static partial void EngineAlreadyPooled(ILogger logger, string allocator);
+
+    [LoggerMessage(EventId = 8044, Level = LogLevel.Warning, Message = "PROPLET_HTTP_ENABLED is set, but this proplet cannot serve HTTP proxy components (wasi:http is not reachable through Wasmtime.Dotnet 50; docs/compatibility.md): such tasks get an error result")]
+    public static partial void HttpProxyUnsupported(ILogger logger);
 }

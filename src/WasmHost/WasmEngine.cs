@@ -23,19 +23,36 @@ public sealed class WasmEngine : IDisposable
     /// </summary>
     public const int MaxWasmStack = 512 << 10;
 
-    private static readonly Lazy<WasmEngine> s_shared = new(() => new WasmEngine(fuel: true, epochs: true));
+    private static readonly Lock s_gate = new();
+    private static readonly Lazy<WasmEngine> s_shared = new(CreateShared);
+    private static WasmPool? s_sharedPool = new();
 
     private readonly Timer? _ticker;
 
-    public WasmEngine(bool fuel, bool epochs)
+    /// <summary>An engine with Wasmtime's on-demand allocator, or the pooling one when <paramref name="pool"/> is given
+    /// (its reservation is made here; a <see cref="WasmtimeException"/> when the address space cannot hold it).</summary>
+    public WasmEngine(bool fuel, bool epochs, WasmPool? pool = null)
     {
-        using var config = new Config()
+        var config = new Config()
             .WithFuelConsumption(fuel)
             .WithEpochInterruption(epochs)
             .WithMaximumStackSize(MaxWasmStack);
-        Engine = new Engine(config);
+        var before = VirtualMemoryBytes();
+        using (var pooling = pool?.ToConfig())
+        using (config)
+        {
+            if (pooling is not null)
+            {
+                config.WithPoolingAllocationStrategy(pooling);
+            }
+
+            Engine = new Engine(config);
+        }
+
+        ReservedBytes = pool is null ? 0 : Math.Max(0, VirtualMemoryBytes() - before);
         Fuel = fuel;
         Epochs = epochs;
+        Pool = pool;
         ConfigKey = string.Create(CultureInfo.InvariantCulture, $"wasmtime-{WasmtimeVersion};fuel={fuel};epochs={epochs};stack={MaxWasmStack}");
         if (epochs)
         {
@@ -43,8 +60,46 @@ public sealed class WasmEngine : IDisposable
         }
     }
 
-    /// <summary>The engine every task and plugin of this process shares (fuel and epochs on).</summary>
+    /// <summary>
+    /// The engine every task and plugin of this process shares (fuel and epochs on), on the pooling allocator chosen by
+    /// <see cref="ConfigureShared"/> (Wasmtime's defaults with 64 KiB kept resident when nothing configured it). When
+    /// the pool cannot be reserved (a small address space, <c>ulimit -v</c>) it is the on-demand engine and
+    /// <see cref="PoolFailure"/> says why.
+    /// </summary>
     public static WasmEngine Shared => s_shared.Value;
+
+    /// <summary>Why the shared engine is not pooled although a pool was asked for; null otherwise.</summary>
+    public static string? PoolFailure { get; private set; }
+
+    /// <summary>
+    /// Chooses the shared engine's pool (null: Wasmtime's on-demand allocator) before its first use. The engine is one
+    /// per process, so the first configuration wins: false when the engine already exists with another pool (a second
+    /// proplet in a test process).
+    /// </summary>
+    public static bool ConfigureShared(WasmPool? pool)
+    {
+        lock (s_gate)
+        {
+            if (!s_shared.IsValueCreated)
+            {
+                s_sharedPool = pool;
+                return true;
+            }
+        }
+
+        return Equals(s_shared.Value.Pool, pool);
+    }
+
+    /// <summary>The pooling allocator's limits, or null on the on-demand allocator.</summary>
+    public WasmPool? Pool { get; }
+
+    /// <summary>Address space the pool reserved at creation (VmSize growth), 0 on the on-demand allocator.</summary>
+    public long ReservedBytes { get; }
+
+    /// <summary>One line for the start-up log: the allocator and what it reserved.</summary>
+    public string Allocator => Pool is { } pool
+        ? string.Create(CultureInfo.InvariantCulture, $"{pool}; {ReservedBytes / (double)(1L << 30):0.#} GiB of address space reserved")
+        : "on-demand" + (PoolFailure is { } why ? $" (pooling allocator unavailable: {why})" : "");
 
     public Engine Engine { get; }
 
@@ -54,6 +109,46 @@ public sealed class WasmEngine : IDisposable
 
     /// <summary>The settings compiled code depends on: part of the disk cache key (Wasmtime refuses code from another config).</summary>
     public string ConfigKey { get; }
+
+    private static WasmEngine CreateShared()
+    {
+        WasmPool? pool;
+        lock (s_gate)
+        {
+            pool = s_sharedPool;
+        }
+
+        if (pool is not null)
+        {
+            try
+            {
+                return new WasmEngine(fuel: true, epochs: true, pool);
+            }
+            catch (WasmtimeException e)
+            {
+                PoolFailure = WasmErrors.Reason(e);
+            }
+        }
+
+        return new WasmEngine(fuel: true, epochs: true);
+    }
+
+    private static long VirtualMemoryBytes()
+    {
+        try
+        {
+            var line = File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith("VmSize:", StringComparison.Ordinal));
+            return line is null ? 0 : long.Parse(line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) << 10;
+        }
+        catch (IOException)
+        {
+            return 0;
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return 0;
+        }
+    }
 
     private static string WasmtimeVersion =>
         typeof(Engine).Assembly.GetName().Version?.ToString() ?? "unknown";

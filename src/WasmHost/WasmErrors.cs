@@ -63,6 +63,18 @@ public static class WasmErrors
 
     private static string Named(string reason)
     {
+        if (reason.Contains("maximum concurrent limit of", StringComparison.Ordinal))
+        {
+            // The pooling allocator has no free slot (ADR 0011): a capacity condition, not a fault of the module.
+            return $"no free WebAssembly instance slot in the pooling allocator ({reason}); retry when running tasks end, or raise PROPLET_WASM_POOL_INSTANCES";
+        }
+
+        if (reason.Contains("pooling allocator", StringComparison.Ordinal))
+        {
+            // A memory, table or instance beyond the pool's slots; Wasmtime checks that when it compiles.
+            return $"{reason} (a limit of the proplet's pooling allocator: PROPLET_TASK_MAX_MEMORY_MIB sizes its memory slots; PROPLET_WASM_POOL_INSTANCES=0 turns the pool off)";
+        }
+
         const string Prefix = "wasm trap: ";
         if (reason.StartsWith(Prefix, StringComparison.Ordinal))
         {

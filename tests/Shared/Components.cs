@@ -27,6 +27,9 @@ internal static class Components
             .Replace("REPEAT", repeat.ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal)
             .Replace("RUN_BODY", runBody, StringComparison.Ordinal));
 
+    /// <summary>proxy.wat: a wasi:http/incoming-handler@0.2.0 component (spec §2.11).</summary>
+    public static byte[] Proxy => Assemble("proxy.wat", text => text);
+
     /// <summary>Any component text (for one-off components such as one with an import nobody provides).</summary>
     public static byte[] FromText(string text) => Wasmtime.Module.ConvertText(text);
 

@@ -64,12 +64,18 @@ internal static class ComponentBenchmark
 
     /// <summary>
     /// --raw: where a string call's time goes, on the wrapper alone (fresh store per call, and one store reused), on the
-    /// shared on-demand engine and on pooling-allocator engines the shared engine could switch to: the virtual memory each
+    /// on-demand allocator, on the shared engine (pooled, ADR 0011) and on other pooling configurations: the virtual memory each
     /// reserves and the component instance at which its pool runs out (ADR 0011).
     /// </summary>
     private static void Raw(byte[] calculator, int iterations)
     {
-        Raw(calculator, iterations, Propeller.WasmHost.WasmEngine.Shared.Engine, "on-demand");
+        using (var onDemand = new Propeller.WasmHost.WasmEngine(fuel: true, epochs: true))
+        {
+            Raw(calculator, iterations, onDemand.Engine, "on-demand");
+        }
+
+        Raw(calculator, iterations, Propeller.WasmHost.WasmEngine.Shared.Engine, "shared");
+        Console.WriteLine(FormattableString.Invariant($"components raw=pool allocator=shared \"{Propeller.WasmHost.WasmEngine.Shared.Allocator}\""));
 
         var pools = new (string Name, Func<PoolingAllocationConfig, PoolingAllocationConfig> Pool, ulong? Reservation)[]
         {

@@ -84,6 +84,18 @@ public sealed record PropletSettings
     /// <summary>Default linear-memory cap per task in MiB (PROPLET_TASK_MAX_MEMORY_MIB); null = unlimited.</summary>
     public long? TaskMaxMemoryMib { get; init; }
 
+    /// <summary>
+    /// PROPLET_HTTP_ENABLED (spec §2.11), default false. Off, an HTTP proxy component gets the original's "HTTP proxy is
+    /// disabled" error; on, an error saying this proplet cannot serve one (ADR 0011: not built on Wasmtime.Dotnet 50).
+    /// </summary>
+    public bool HttpEnabled { get; init; }
+
+    /// <summary>
+    /// WebAssembly instances alive at once in the process's pooling allocator (PROPLET_WASM_POOL_INSTANCES; ADR 0011):
+    /// default max(1000, 2 × PROPLET_MAX_CONCURRENT_TASKS); 0 = Wasmtime's on-demand allocator (no pool).
+    /// </summary>
+    public int WasmPoolInstances { get; init; } = WasmHost.WasmPool.DefaultInstances;
+
     /// <summary>Default wall-clock limit per task (PROPLET_TASK_TIMEOUT seconds); null = none. Daemons are exempt.</summary>
     public TimeSpan? TaskTimeout { get; init; }
 

@@ -129,8 +129,13 @@ public static class PropletSettingsLoader
             HttpTlsCaCert = ExistingFile(Get, "PROPLET_HTTP_TLS_CA_CERT"),
             HttpTlsInsecureSkipVerify = Truthy(Get("PROPLET_HTTP_TLS_INSECURE_SKIP_VERIFY"), false),
             MetricsEnabled = Truthy(Get("PROPLET_METRICS_ENABLED"), true),
+            HttpEnabled = Truthy(Get("PROPLET_HTTP_ENABLED"), false),
             MetricsPort = (int)Integer(Get, "PROPLET_METRICS_PORT", 9092, 1, 65_535),
             MaxBinarySize = Integer(Get, "PROPLET_MAX_BINARY_SIZE", 100L << 20, 1, long.MaxValue),
+        };
+        settings = settings with
+        {
+            WasmPoolInstances = (int)Integer(Get, "PROPLET_WASM_POOL_INSTANCES", Math.Max(WasmHost.WasmPool.DefaultInstances, 2L * settings.MaxConcurrentTasks), 0, 1_000_000),
         };
 
         if ((settings.TlsClientCert is null) != (settings.TlsClientKey is null))

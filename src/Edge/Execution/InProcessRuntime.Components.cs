@@ -26,9 +26,15 @@ public sealed partial class InProcessRuntime
             return LatentPreparation.Failed($"latent tasks require a WASM component; task {task.Id} is not a component");
         }
 
-        return Compile(binary, out var component) is { } error
-            ? LatentPreparation.Failed(error)
-            : new LatentPreparation(component, component!.IsHttpProxy, null);
+        if (Compile(binary, out var component) is { } error)
+        {
+            return LatentPreparation.Failed(error);
+        }
+
+        // A latent proxy would be kept with no listener; it is refused as a start is (ADR 0011).
+        return component!.IsHttpProxy
+            ? LatentPreparation.Failed(HttpProxyRefusal())
+            : new LatentPreparation(component, false, null);
     }
 
     public Task<TaskOutcome> InvokeAsync(RunningTask invocation, object prepared, CancellationToken cancellationToken)
@@ -59,12 +65,20 @@ public sealed partial class InProcessRuntime
     {
         if (component.IsHttpProxy)
         {
-            // Serving wasi:http/incoming-handler is not built yet (issue 16): this proplet behaves as one with HTTP off.
-            return TaskOutcome.Failure("HTTP proxy is disabled. Enable it by setting http_enabled=true in configuration");
+            return TaskOutcome.Failure(HttpProxyRefusal());
         }
 
         return HasCustomExport(task.Request.Name) ? CallExport(task, component) : RunCliCommand(task, component);
     }
+
+    /// <summary>
+    /// The answer to an HTTP proxy component (spec §2.11): the original's text while PROPLET_HTTP_ENABLED is off; with it
+    /// on, that this proplet cannot serve one. Wasmtime.Dotnet 50.0.1 and Wasmtime 50's C API give no way to hand a
+    /// <c>wasi:http</c> request to <c>incoming-handler.handle</c> (ADR 0011, docs/compatibility.md).
+    /// </summary>
+    private string HttpProxyRefusal() => _settings.HttpEnabled
+        ? "HTTP proxy components are not supported by this proplet: its Wasmtime (Wasmtime.Dotnet 50.0.1) cannot create the wasi:http incoming-request and response-outparam resources that wasi:http/incoming-handler.handle takes (docs/compatibility.md)"
+        : "HTTP proxy is disabled. Enable it by setting http_enabled=true in configuration";
 
     private TaskOutcome CallExport(RunningTask task, CompiledComponent component)
     {
@@ -109,7 +123,7 @@ public sealed partial class InProcessRuntime
         }
         catch (WasmtimeException ex)
         {
-            return Stopped(task) ?? TaskOutcome.Failure($"Failed to call export '{name}' on component: {Describe(ex, request.Limits, null)}");
+            return Stopped(task) ?? TaskOutcome.Failure($"Failed to call export '{name}' on component: {Describe(ex, Limits(task), null)}");
         }
     }
 
@@ -124,7 +138,7 @@ public sealed partial class InProcessRuntime
         }
         catch (WasmtimeException ex)
         {
-            return (store, null, Stopped(task) ?? TaskOutcome.Failure($"Failed to instantiate {what}: {Describe(ex, task.Request.Limits, null)}"));
+            return (store, null, Stopped(task) ?? TaskOutcome.Failure($"Failed to instantiate {what}: {Describe(ex, Limits(task), null)}"));
         }
     }
 
@@ -158,7 +172,7 @@ public sealed partial class InProcessRuntime
         }
         catch (WasmtimeException ex)
         {
-            return Stopped(task) ?? TaskOutcome.Failure($"Failed to call wasi:cli/run on component: {Describe(ex, request.Limits, null)}");
+            return Stopped(task) ?? TaskOutcome.Failure($"Failed to call wasi:cli/run on component: {Describe(ex, Limits(task), null)}");
         }
 
         if (stdout.Truncated || stderr.Truncated)

@@ -36,9 +36,26 @@ public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
         _settings = settings;
         _logger = logger;
 
-        // One engine per process, shared with the proplet's plugins; compiled modules are cached by SHA-256 (and on disk
-        // under PROPLET_WASM_CACHE_DIR), so a repeated task never compiles again.
+        // One engine per process, shared with the proplet's plugins, on the pooling allocator sized from the settings
+        // (ADR 0011); compiled modules are cached by SHA-256 (and on disk under PROPLET_WASM_CACHE_DIR), so a repeated
+        // task never compiles again.
+        var pool = SharedPool(settings);
+        var configured = WasmEngine.ConfigureShared(pool);
         _engine = WasmEngine.Shared;
+        if (configured)
+        {
+            EdgeLog.EngineAllocator(logger, _engine.Allocator);
+        }
+        else
+        {
+            EdgeLog.EngineAlreadyPooled(logger, _engine.Allocator);
+        }
+
+        if (settings.HttpEnabled)
+        {
+            EdgeLog.HttpProxyUnsupported(logger);
+        }
+
         _modules = new ModuleCache(_engine, settings.WasmCacheDir);
         _linker = new Linker(_engine.Engine);
         _linker.DefineWasi();
@@ -47,6 +64,20 @@ public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
     }
 
     public string Name => "wasmtime-internal";
+
+    /// <summary>
+    /// The pool for <paramref name="settings"/>: PROPLET_WASM_POOL_INSTANCES slots (0: none); memory slots as large as the
+    /// largest cap a guest of this proplet has by default: PROPLET_TASK_MAX_MEMORY_MIB or the plugin caps, and the wasm32
+    /// maximum when tasks are uncapped. A task's <c>--max-memory</c> above the slot gets the slot.
+    /// </summary>
+    internal static WasmPool? SharedPool(PropletSettings settings) =>
+        settings.WasmPoolInstances == 0
+            ? null
+            : WasmPool.For(
+                settings.WasmPoolInstances,
+                settings.TaskMaxMemoryMib is { } mib
+                    ? Math.Max(mib, Math.Max(Plugins.Hosting.PluginLimits.Default.MemoryMb, Plugins.Hosting.PluginLimits.Default.JobMemoryMb))
+                    : null);
 
     public Task<TaskOutcome> RunAsync(RunningTask task, byte[] binary, CancellationToken cancellationToken)
     {
@@ -124,7 +155,7 @@ public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
         }
         catch (WasmtimeException ex)
         {
-            return Stopped(task) ?? TaskOutcome.Failure($"Failed to instantiate wasm module: {Describe(ex, request.Limits, null)}");
+            return Stopped(task) ?? TaskOutcome.Failure($"Failed to instantiate wasm module: {Describe(ex, Limits(task), null)}");
         }
 
         if (choice.Name != "_initialize" && instance.GetFunction("_initialize") is { } initialize)
@@ -135,7 +166,7 @@ public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
             }
             catch (WasmtimeException ex)
             {
-                return Stopped(task) ?? TaskOutcome.Failure($"Failed to initialize the module via _initialize: {Describe(ex, request.Limits, instance)}");
+                return Stopped(task) ?? TaskOutcome.Failure($"Failed to initialize the module via _initialize: {Describe(ex, Limits(task), instance)}");
             }
         }
 
@@ -153,7 +184,7 @@ public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
         var store = new Store(_engine.Engine);
         store.SetWasiConfiguration(wasi);
         store.Fuel = (ulong)(limits.Fuel ?? long.MaxValue);
-        if (limits.MaxMemoryMib is { } mib)
+        if (Limits(task).MaxMemoryMib is { } mib)
         {
             store.SetLimits(memorySize: mib << 20);
         }
@@ -233,7 +264,7 @@ public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
         }
         catch (WasmtimeException ex)
         {
-            return Stopped(task) ?? TaskOutcome.Failure($"Failed to call function '{name}': {Describe(ex, request.Limits, instance)}");
+            return Stopped(task) ?? TaskOutcome.Failure($"Failed to call function '{name}': {Describe(ex, Limits(task), instance)}");
         }
     }
 
@@ -251,7 +282,7 @@ public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
         }
         catch (WasmtimeException ex)
         {
-            return Stopped(task) ?? TaskOutcome.Failure($"Failed to call function '_start': {Describe(ex, task.Request.Limits, instance)}");
+            return Stopped(task) ?? TaskOutcome.Failure($"Failed to call function '_start': {Describe(ex, Limits(task), instance)}");
         }
 
         if (stdout.Truncated)
@@ -266,7 +297,16 @@ public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
 
         var err = stderr.ToString().TrimEnd();
         return TaskOutcome.Failure(
-            $"Exited with i32 exit status {exitCode}{(err.Length > 0 ? ", stderr: " + err : "")}{MemoryNote(task.Request.Limits, instance)}");
+            $"Exited with i32 exit status {exitCode}{(err.Length > 0 ? ", stderr: " + err : "")}{MemoryNote(Limits(task), instance)}");
+    }
+
+    /// <summary>The task's limits as the engine applies them: a memory cap above the pool's slot is the slot.</summary>
+    private static TaskLimits Limits(RunningTask task)
+    {
+        var limits = task.Request.Limits;
+        return WasmEngine.Shared.Pool is { } pool && pool.Clamp(limits.MaxMemoryMib) != limits.MaxMemoryMib
+            ? limits with { MaxMemoryMib = pool.Clamp(limits.MaxMemoryMib) }
+            : limits;
     }
 
     /// <summary>The outcome of a task ended from outside, or null when it failed on its own.</summary>
