@@ -20,9 +20,11 @@ public static class EventStoreServiceCollectionExtensions
     /// <summary>
     /// Registers the PostgreSQL event store, snapshots, projections and the command path. The schema is migrated by a
     /// hosted service at startup; with <paramref name="runDaemon"/> the async projection daemon runs in this host.
+    /// <paramref name="marten"/> adds to Marten's registration (the Wolverine pipeline integrates with it; ADR 0014).
     /// </summary>
     public static IServiceCollection AddEventStore(
-        this IServiceCollection services, Action<EventStoreOptions> configure, Action<ProjectionCatalog>? projections = null, bool runDaemon = true)
+        this IServiceCollection services, Action<EventStoreOptions> configure, Action<ProjectionCatalog>? projections = null, bool runDaemon = true,
+        Action<MartenServiceCollectionExtensions.MartenConfigurationExpression>? marten = null)
     {
         services.AddOptions<EventStoreOptions>()
             .Configure(configure)
@@ -68,13 +70,14 @@ public static class EventStoreServiceCollectionExtensions
         if (chosen.Provider == EventStoreProvider.Marten)
         {
             // Marten's streams (ADR 0010); its schema is applied after our migrations (hosted services start in order).
-            services.AddMarten(sp =>
+            var expression = services.AddMarten(sp =>
             {
                 var options = new StoreOptions();
                 MartenStoreConfiguration.Configure(
                     options, sp.GetRequiredService<NpgsqlDataSource>(), sp.GetRequiredService<IOptions<EventStoreOptions>>().Value.Schema, sp.GetRequiredService<EventTypeRegistry>());
                 return options;
             }).UseLightweightSessions();
+            marten?.Invoke(expression);
             services.TryAddSingleton<IEventStore, MartenEventStore>();
         }
         else

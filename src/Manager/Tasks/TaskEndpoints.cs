@@ -13,6 +13,7 @@ using Propeller.Domain.Tasks;
 using Propeller.Infrastructure.Serialization;
 using Propeller.Manager.Http;
 using Propeller.Manager.Plugins;
+using Propeller.Manager.Wolverine;
 using static Propeller.Domain.Tasks.TaskCommand;
 using TaskStatus = Propeller.Domain.Tasks.TaskStatus;
 
@@ -344,6 +345,23 @@ internal static class TaskEndpoints
             return denied;
         }
 
+        if (request.HttpContext.RequestServices.GetService<WolverineTaskCommands>() is { } wolverine)
+        {
+            // Wolverine's start handler cascades the placement (and the start message) through its outbox.
+            var started = await wolverine.SendAsync(new StartTask(id, sender.Now, TaskPlugins.UserOf(request)), request, gated.Headers, cancellationToken);
+            if (started.Rejection is { } refused)
+            {
+                return ApiResults.From(refused);
+            }
+
+            if (started.Appended.Count > 0)
+            {
+                plugins.Started(before);
+            }
+
+            return Results.Ok(new { started = true });
+        }
+
         // When the scheduler can place the task at once (no plugins take part), the start, the dispatch and the start
         // message are one append; otherwise the started task goes to the scheduler.
         var placement = request.HttpContext.RequestServices.GetService<IImmediatePlacement>();
@@ -393,6 +411,13 @@ internal static class TaskEndpoints
         if (gated.Denied is { } denied)
         {
             return denied;
+        }
+
+        if (request.HttpContext.RequestServices.GetService<WolverineTaskCommands>() is not null)
+        {
+            // Wolverine's stop handler cascades the stop message through its outbox.
+            var stopped = await SendTaskAsync(sender, new StopTask(id, "stopped by user", sender.Now), request, gated.Headers, cancellationToken);
+            return stopped.Rejection is { } refused ? ApiResults.From(refused) : Results.Ok(new { stopped = true });
         }
 
         var result = await sender.SendAsync(
@@ -458,9 +483,12 @@ internal static class TaskEndpoints
         return result.Rejection is { } rejection ? ApiResults.From(rejection) : ok(result.State);
     }
 
+    /// <summary>Through Wolverine's handlers when MANAGER_PIPELINE=wolverine (ADR 0014), else our command path.</summary>
     private static Task<CommandResult<TaskEvent, TaskState>> SendTaskAsync(
         CommandSender sender, TaskCommand command, HttpRequest request, IReadOnlyDictionary<string, string>? headers, CancellationToken cancellationToken) =>
-        sender.SendAsync(TaskAggregate.Decider, TaskAggregate.StreamId(command.TaskId), command, request, headers, cancellationToken);
+        request.HttpContext.RequestServices.GetService<WolverineTaskCommands>() is { } wolverine
+            ? wolverine.SendAsync(command, request, headers, cancellationToken)
+            : sender.SendAsync(TaskAggregate.Decider, TaskAggregate.StreamId(command.TaskId), command, request, headers, cancellationToken);
 
     private static IResult? Validate(IValidator<TaskJson> validator, TaskJson body)
     {
