@@ -345,37 +345,24 @@ internal static class TaskEndpoints
             return denied;
         }
 
-        if (request.HttpContext.RequestServices.GetService<WolverineTaskCommands>() is { } wolverine)
-        {
-            // Wolverine's start handler cascades the placement (and the start message) through its outbox.
-            var started = await wolverine.SendAsync(new StartTask(id, sender.Now, TaskPlugins.UserOf(request)), request, gated.Headers, cancellationToken);
-            if (started.Rejection is { } refused)
-            {
-                return ApiResults.From(refused);
-            }
-
-            if (started.Appended.Count > 0)
-            {
-                plugins.Started(before);
-            }
-
-            return Results.Ok(new { started = true });
-        }
-
         // When the scheduler can place the task at once (no plugins take part), the start, the dispatch and the start
-        // message are one append; otherwise the started task goes to the scheduler.
+        // message are one append (on the Wolverine pipeline, one handler's transaction with the message cascaded into
+        // its outbox); otherwise the started task goes to the scheduler.
         var placement = request.HttpContext.RequestServices.GetService<IImmediatePlacement>();
         var now = sender.Now;
-        var result = await sender.SendAsync(
-            TaskAggregate.Decider,
-            TaskAggregate.StreamId(id),
-            new StartTask(id, now, TaskPlugins.UserOf(request)),
-            request,
-            (correlation, state, events) => placement is not null && events.Any(e => e is TaskEvent.TaskDispatched) ? [placement.StartMessage(state, correlation)] : [],
-            placement is null ? null : async (state, token) =>
-                state.Status == TaskStatus.Scheduled && await placement.TryPlaceAsync(state, token) is { } proplet ? new DispatchTask(id, proplet, now, null) : null,
-            gated.Headers,
-            cancellationToken);
+        var command = new StartTask(id, now, TaskPlugins.UserOf(request));
+        var result = request.HttpContext.RequestServices.GetService<WolverineTaskCommands>() is { } wolverine
+            ? await wolverine.SendAsync(command, request, gated.Headers, cancellationToken)
+            : await sender.SendAsync(
+                TaskAggregate.Decider,
+                TaskAggregate.StreamId(id),
+                command,
+                request,
+                (correlation, state, events) => placement is not null && events.Any(e => e is TaskEvent.TaskDispatched) ? [placement.StartMessage(state, correlation)] : [],
+                placement is null ? null : async (state, token) =>
+                    state.Status == TaskStatus.Scheduled && await placement.TryPlaceAsync(state, token) is { } proplet ? new DispatchTask(id, proplet, now, null) : null,
+                gated.Headers,
+                cancellationToken);
         if (result.Rejection is { } rejection)
         {
             return ApiResults.From(rejection);

@@ -24,89 +24,51 @@ namespace Propeller.Manager.Wolverine;
 /// </summary>
 public static class TaskCommandHandler
 {
-    /// <summary>Create, update, delete, start and stop: the outcome goes back to the caller of InvokeAsync.</summary>
-    public static (CommandResult<TaskEvent, TaskState>, OutgoingMessages) Handle(
+    /// <summary>
+    /// Create, update, delete, start and stop; the outcome goes back to the caller of InvokeAsync. A start that the
+    /// scheduler can place at once (no plugins take part) is dispatched in the same transaction, and its start message
+    /// is cascaded into the outbox with it; a stop cascades the original's stop message.
+    /// </summary>
+    public static async Task<(CommandResult<TaskEvent, TaskState>, OutgoingMessages)> HandleAsync(
         RunTaskCommand message, [WriteAggregate(nameof(RunTaskCommand.TaskId), Required = false)] IEventStream<TaskState> stream, IDocumentSession session,
-        CommandSessionServices services, StopMessages stops, WolverinePlacement placement)
+        CommandSessionServices services, StopMessages stops, WolverinePlacement placement, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(message);
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(services);
         ArgumentNullException.ThrowIfNull(stops);
         ArgumentNullException.ThrowIfNull(placement);
-        var listener = services.Attach(session, message.Metadata);
-        var (result, appended) = Decide(stream, message.Command, listener);
         var outgoing = new OutgoingMessages();
-        if (appended.Any(e => e is TaskEvent.TaskStartRequested) && result.State.Status == TaskStatus.Scheduled && placement.Enabled)
-        {
-            outgoing.Add(new PlaceTask(message.TaskId, message.Metadata.CorrelationId));
-        }
-
-        if (appended.Any(e => e is TaskEvent.TaskStopped))
-        {
-            outgoing.AddRange(stops.For(result.State).Select(ToBroker));
-        }
-
-        return (result, outgoing);
-    }
-
-    /// <summary>
-    /// Places a started task (cascaded from the start): a proplet chosen by the scheduler's policy gets the task, and
-    /// the start message leaves through the outbox with the dispatch; with none free the scheduler's sweep takes it.
-    /// </summary>
-    public static async Task<OutgoingMessages> HandleAsync(
-        PlaceTask message, [WriteAggregate(nameof(PlaceTask.TaskId), Required = false)] IEventStream<TaskState> stream, IDocumentSession session,
-        CommandSessionServices services, WolverinePlacement placement, TimeProvider time, CancellationToken cancellationToken)
-    {
-        ArgumentNullException.ThrowIfNull(message);
-        ArgumentNullException.ThrowIfNull(stream);
-        ArgumentNullException.ThrowIfNull(services);
-        ArgumentNullException.ThrowIfNull(placement);
-        ArgumentNullException.ThrowIfNull(time);
-        var outgoing = new OutgoingMessages();
-        var state = stream.Aggregate ?? TaskState.Initial;
-        if (state.Status != TaskStatus.Scheduled || placement.Placement is not { } scheduler)
-        {
-            return outgoing;
-        }
-
-        if (await scheduler.TryPlaceAsync(state, cancellationToken) is not { } proplet)
-        {
-            placement.Signals.OfferStart(state);
-            return outgoing;
-        }
-
-        var now = time.GetUtcNow();
-        var listener = services.Attach(session, new(message.CorrelationId, null, "system", now));
-        var (result, appended) = Decide(stream, new DispatchTask(state.Id, proplet, now), listener);
-        if (appended.Any(e => e is TaskEvent.TaskDispatched))
-        {
-            outgoing.Add(ToBroker(scheduler.StartMessage(result.State, message.CorrelationId)));
-            scheduler.Dispatched(result.State);
-        }
-
-        return outgoing;
-    }
-
-    private static (CommandResult<TaskEvent, TaskState> Result, IReadOnlyList<TaskEvent> Appended) Decide(IEventStream<TaskState> stream, TaskCommand command, CommandSessionListener listener)
-    {
-        var state = stream.Aggregate ?? TaskState.Initial;
-        var decision = TaskDecider.Decide(command, state);
+        var before = stream.Aggregate ?? TaskState.Initial;
+        var decision = TaskDecider.Decide(message.Command, before);
         if (decision.Rejection is not null || decision.Events.Count == 0)
         {
-            return (new CommandResult<TaskEvent, TaskState>(state, stream.CurrentVersion ?? 0, [], decision.Rejection), []);
+            return (new CommandResult<TaskEvent, TaskState>(before, stream.CurrentVersion ?? 0, [], decision.Rejection), outgoing);
         }
 
-        foreach (var e in decision.Events)
+        IReadOnlyList<TaskEvent> events = decision.Events;
+        var state = Fold(before, events);
+        if (message.Command is StartTask start && state.Status == TaskStatus.Scheduled && placement.Placement is { } scheduler
+            && await scheduler.TryPlaceAsync(state, cancellationToken) is { } proplet
+            && TaskDecider.Decide(new DispatchTask(start.TaskId, proplet, start.At), state) is { Rejection: null, Events.Count: > 0 } dispatch)
         {
-            state = TaskDecider.Evolve(state, e);
+            events = [.. events, .. dispatch.Events];
+            state = Fold(state, dispatch.Events);
+            outgoing.Add(ToBroker(scheduler.StartMessage(state, message.Metadata.CorrelationId)));
         }
 
-        stream.AppendMany(decision.Events);
-        var version = (stream.StartingVersion ?? 0) + decision.Events.Count;
-        listener.Committed(TaskAggregate.StreamId(command.TaskId), state, version);
-        return (new CommandResult<TaskEvent, TaskState>(state, version, decision.Events, null), decision.Events);
+        if (events.Any(e => e is TaskEvent.TaskStopped))
+        {
+            outgoing.AddRange(stops.For(state).Select(ToBroker));
+        }
+
+        stream.AppendMany(events);
+        var version = (stream.StartingVersion ?? 0) + events.Count;
+        services.Attach(session, message.Metadata).Committed(TaskAggregate.StreamId(message.TaskId), state, version);
+        return (new CommandResult<TaskEvent, TaskState>(state, version, events, null), outgoing);
     }
+
+    private static TaskState Fold(TaskState state, IEnumerable<TaskEvent> events) => events.Aggregate(state, TaskDecider.Evolve);
 
     private static PublishToBroker ToBroker(OutgoingMessage message) =>
         new(message.Destination, message.Payload.ToArray(), message.Headers?.ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal));
@@ -130,12 +92,8 @@ public static class BrokerMessageHandler
     }
 }
 
-/// <summary>The scheduler as the placement handler sees it: none when the manager has no broker (nothing to place on).</summary>
-public sealed class WolverinePlacement(IServiceProvider services, WorkSignals signals)
+/// <summary>The scheduler as the start handler sees it: none when the manager has no broker (nothing to place on).</summary>
+public sealed class WolverinePlacement(IServiceProvider services)
 {
     public IImmediatePlacement? Placement { get; } = services.GetService<IImmediatePlacement>();
-
-    public WorkSignals Signals { get; } = signals;
-
-    public bool Enabled => Placement is not null;
 }

@@ -10,8 +10,5 @@ namespace Propeller.Manager.Wolverine;
 /// </summary>
 public sealed record RunTaskCommand(TaskId TaskId, TaskCommand Command, EventMetadata Metadata);
 
-/// <summary>Place a started task on a proplet: cascaded from a start, handled on the durable local queue "placement".</summary>
-public sealed record PlaceTask(TaskId TaskId, string? CorrelationId);
-
 /// <summary>A message for the broker (a start or a stop), cascaded in the command's transaction; published from the durable local queue "broker".</summary>
 public sealed record PublishToBroker(string Topic, byte[] Payload, Dictionary<string, string>? Headers);

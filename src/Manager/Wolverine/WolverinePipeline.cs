@@ -13,8 +13,8 @@ namespace Propeller.Manager.Wolverine;
 
 /// <summary>
 /// The Wolverine write side (MANAGER_PIPELINE=wolverine, ADR 0014), beside our own: Wolverine on Marten with its
-/// transactional middleware, durable inbox/outbox tables in the event store's schema, the durable local queues
-/// "placement" and "broker", and the conflict retry policy.
+/// transactional middleware, durable inbox/outbox tables in the event store's schema, the durable local queue
+/// "broker", and the conflict retry policy.
 /// </summary>
 internal static class WolverinePipeline
 {
@@ -36,10 +36,8 @@ internal static class WolverinePipeline
             opts.Durability.Mode = DurabilityMode.Solo;
             opts.Policies.AutoApplyTransactions();
             opts.Policies.UseDurableLocalQueues();
-            opts.PublishMessage<PlaceTask>().ToLocalQueue("placement");
             opts.PublishMessage<PublishToBroker>().ToLocalQueue("broker");
             opts.LocalQueue("broker").UseDurableInbox();
-            opts.LocalQueue("placement").UseDurableInbox();
 
             // A lost race on a stream decides again on the new state (Marten's optimistic concurrency).
             opts.OnException<JasperFx.ConcurrencyException>().RetryWithCooldown(
