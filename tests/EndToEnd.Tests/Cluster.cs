@@ -3,19 +3,19 @@ using System.Net.Http.Json;
 using System.Net.Sockets;
 using System.Text.Json;
 using Npgsql;
+using Propeller.Tests.Shared;
 
 namespace Propeller.EndToEnd.Tests;
 
 /// <summary>
 /// A manager and proplets as real processes (the built propeller-manager.dll and propeller-proplet.dll) against the
-/// shared PostgreSQL (PROPELLER_TEST_DB) and mosquitto (PROPELLER_TEST_MQTT). Each cluster has an event store schema
+/// shared PostgreSQL (tests/Shared/TestPostgres.cs) and mosquitto (PROPELLER_TEST_MQTT). Each cluster has an event store schema
 /// of its own (the given prefix plus a random suffix, so two test runs on one database, e.g. two worktrees, never
 /// share one), its own tenant and channel, and a free HTTP port, so clusters never see each other. Dispose kills every
 /// process and drops the schema; the evidence of a failure is the processes' output, which every wait includes.
 /// </summary>
 internal sealed class Cluster : IAsyncDisposable
 {
-    public const string DefaultDb = "Host=127.0.0.1;Port=55432;Username=propeller;Password=propeller;Database=propeller_test";
     public const string DefaultMqtt = "tcp://127.0.0.1:51883";
 
     private readonly List<ChildProcess> _processes = [];
@@ -36,8 +36,6 @@ internal sealed class Cluster : IAsyncDisposable
 
     public IReadOnlyList<ChildProcess> Processes => _processes;
 
-    public static string Db => Environment.GetEnvironmentVariable("PROPELLER_TEST_DB") is { Length: > 0 } db ? db : DefaultDb;
-
     public static string Mqtt => Environment.GetEnvironmentVariable("PROPELLER_TEST_MQTT") is { Length: > 0 } mqtt ? mqtt : DefaultMqtt;
 
     /// <summary>Starts the manager on a new schema named after <paramref name="schemaPrefix"/> and waits for /health/ready.</summary>
@@ -56,7 +54,7 @@ internal sealed class Cluster : IAsyncDisposable
             ["MANAGER_TENANT_ID"] = cluster._tenant,
             ["MANAGER_CHANNEL_ID"] = "c1",
             ["MANAGER_ENTITY_ID"] = "manager-" + cluster._tenant,
-            ["EventStore__ConnectionString"] = Db,
+            ["EventStore__ConnectionString"] = await TestPostgres.ConnectionStringAsync(),
             ["EventStore__Schema"] = schema,
             ["Logging__LogLevel__Default"] = "Warning",
         };
@@ -176,7 +174,7 @@ internal sealed class Cluster : IAsyncDisposable
 
     private static async Task DropSchemaAsync(string schema, CancellationToken cancellationToken)
     {
-        await using var connection = new NpgsqlConnection(Db);
+        await using var connection = new NpgsqlConnection(await TestPostgres.ConnectionStringAsync());
         await connection.OpenAsync(cancellationToken);
         await using var drop = new NpgsqlCommand($"drop schema if exists \"{schema}\" cascade", connection);
         await drop.ExecuteNonQueryAsync(cancellationToken);

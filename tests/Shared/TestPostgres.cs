@@ -15,6 +15,7 @@ public static class TestPostgres
 
     private static readonly Lock Gate = new();
     private static Task<string>? _server;
+    private static string? _started;
 
     /// <summary>The connection string of the chosen server (starting the container on first use).</summary>
     public static Task<string> ConnectionStringAsync()
@@ -24,6 +25,13 @@ public static class TestPostgres
             return _server ??= StartAsync();
         }
     }
+
+    /// <summary>
+    /// The connection string for code that cannot await (field initialisers): valid once the server is up, which
+    /// <see cref="TestPostgresFixture"/> as an assembly fixture guarantees before the first test class is built.
+    /// </summary>
+    public static string ConnectionString => _started
+        ?? throw new InvalidOperationException("the test PostgreSQL is not started: register TestPostgresFixture with [assembly: AssemblyFixture(typeof(TestPostgresFixture))] or await TestPostgres.ConnectionStringAsync() first");
 
     /// <summary>What the choice was, for the log and for tests that assert it.</summary>
     public static string Choice { get; private set; } = "";
@@ -48,6 +56,15 @@ public static class TestPostgres
         }
 
         await Console.Error.WriteLineAsync($"tests: PostgreSQL from {Choice}");
+        _started = connectionString;
         return connectionString;
     }
+}
+
+/// <summary>Starts <see cref="TestPostgres"/> before any test class of the assembly is built (xunit v3 assembly fixture).</summary>
+public sealed class TestPostgresFixture : IAsyncLifetime
+{
+    public async ValueTask InitializeAsync() => await TestPostgres.ConnectionStringAsync();
+
+    public ValueTask DisposeAsync() => ValueTask.CompletedTask;
 }

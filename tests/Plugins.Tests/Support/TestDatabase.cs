@@ -1,16 +1,17 @@
 using Npgsql;
+using Propeller.Tests.Shared;
+
+[assembly: AssemblyFixture(typeof(TestPostgresFixture))]
 
 namespace Propeller.Plugins.Tests.Support;
 
 /// <summary>
-/// The real PostgreSQL of scripts/test.sh (PROPELLER_TEST_DB, default below) with one schema per test class, dropped
-/// before each test (not after, so a failure leaves its evidence). No fallback: unreachable = failure.
+/// The shared test PostgreSQL (tests/Shared/TestPostgres.cs: a container where Docker answers, else scripts/infra.sh's)
+/// with one schema per test class, dropped before each test (not after, so a failure leaves its evidence).
 /// </summary>
 internal static class TestDatabase
 {
-    public const string DefaultConnectionString = "Host=127.0.0.1;Port=55432;Username=propeller;Password=propeller;Database=propeller_test";
-
-    public static string ConnectionString => Environment.GetEnvironmentVariable("PROPELLER_TEST_DB") is { Length: > 0 } value ? value : DefaultConnectionString;
+    public static string ConnectionString => TestPostgres.ConnectionString;
 
     public static async Task ResetAsync(string schema)
     {
