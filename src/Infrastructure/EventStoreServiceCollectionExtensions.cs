@@ -20,9 +20,11 @@ public static class EventStoreServiceCollectionExtensions
     /// <summary>
     /// Registers the PostgreSQL event store, snapshots, projections and the command path. The schema is migrated by a
     /// hosted service at startup; with <paramref name="runDaemon"/> the async projection daemon runs in this host.
+    /// <paramref name="marten"/> adds to Marten's registration (the Wolverine pipeline integrates with it; ADR 0014).
     /// </summary>
     public static IServiceCollection AddEventStore(
-        this IServiceCollection services, Action<EventStoreOptions> configure, Action<ProjectionCatalog>? projections = null, bool runDaemon = true)
+        this IServiceCollection services, Action<EventStoreOptions> configure, Action<ProjectionCatalog>? projections = null, bool runDaemon = true,
+        Action<MartenServiceCollectionExtensions.MartenConfigurationExpression>? marten = null)
     {
         services.AddOptions<EventStoreOptions>()
             .Configure(configure)
@@ -65,17 +67,18 @@ public static class EventStoreServiceCollectionExtensions
         });
         var chosen = new EventStoreOptions();
         configure(chosen);
-        MartenServiceCollectionExtensions.MartenConfigurationExpression? marten = null;
+        MartenServiceCollectionExtensions.MartenConfigurationExpression? expression = null;
         if (chosen.Provider == EventStoreProvider.Marten)
         {
             // Marten's streams (ADR 0010); its schema is applied after our migrations (hosted services start in order).
-            marten = services.AddMarten(sp =>
+            expression = services.AddMarten(sp =>
             {
                 var options = new StoreOptions();
                 MartenStoreConfiguration.Configure(
                     options, sp.GetRequiredService<NpgsqlDataSource>(), sp.GetRequiredService<IOptions<EventStoreOptions>>().Value.Schema, sp.GetRequiredService<EventTypeRegistry>());
                 return options;
             }).UseLightweightSessions();
+            marten?.Invoke(expression);
 
             services.AddOptions<ProjectionHealthOptions>().BindConfiguration("ProjectionHealth");
             services.TryAddSingleton<MartenProjectionMonitor>();
@@ -105,7 +108,7 @@ public static class EventStoreServiceCollectionExtensions
             // the projections' lag and status to /metrics and /health/ready.
             if (runDaemon)
             {
-                marten!.AddAsyncDaemon(JasperFx.Events.Daemon.DaemonMode.Solo);
+                expression!.AddAsyncDaemon(JasperFx.Events.Daemon.DaemonMode.Solo);
             }
         }
 

@@ -13,7 +13,9 @@ namespace Propeller.Infrastructure;
 /// <summary>Everything a manager host needs from Infrastructure: the event store and the read models.</summary>
 public static class InfrastructureServiceCollectionExtensions
 {
-    public static IServiceCollection AddInfrastructure(this IServiceCollection services, Action<EventStoreOptions> configure, bool runDaemon = true)
+    public static IServiceCollection AddInfrastructure(
+        this IServiceCollection services, Action<EventStoreOptions> configure, bool runDaemon = true,
+        Action<Marten.MartenServiceCollectionExtensions.MartenConfigurationExpression>? marten = null)
     {
         ArgumentNullException.ThrowIfNull(configure);
         var chosen = new EventStoreOptions();
@@ -21,7 +23,7 @@ public static class InfrastructureServiceCollectionExtensions
         if (chosen.Provider == EventStoreProvider.Marten)
         {
             // The views are Marten documents written by Marten's inline projections (ADR 0010 step 2).
-            services.AddEventStore(configure, runDaemon: runDaemon);
+            services.AddEventStore(configure, runDaemon: runDaemon, marten: marten);
             services.TryAddSingleton<ITaskQueries, MartenTaskQueries>();
             services.TryAddSingleton<IPropletRegistry, MartenPropletRegistry>();
         }
@@ -32,7 +34,8 @@ public static class InfrastructureServiceCollectionExtensions
                 catalog => catalog
                     .Add(new TaskViewProjection(), ProjectionLifecycle.Inline)
                     .Add(new PropletViewProjection(), ProjectionLifecycle.Inline),
-                runDaemon);
+                runDaemon,
+                marten);
             services.TryAddSingleton<ITaskQueries, PostgresTaskQueries>();
             services.TryAddSingleton<IPropletRegistry, PostgresPropletRegistry>();
         }

@@ -10,6 +10,7 @@ using Propeller.Manager.Http;
 using Propeller.Manager.Proplets;
 using Propeller.Manager.Tasks;
 using Propeller.Manager.Telemetry;
+using Propeller.Manager.Wolverine;
 using Propeller.Plugins.Hosting;
 using Propeller.Plugins.Jobs;
 
@@ -55,8 +56,13 @@ public static class ManagerApp
                 o.Provider = config.EventStore;
                 builder.Configuration.GetSection("EventStore:GroupCommit").Bind(o.GroupCommit);
             },
-            runDaemon);
+            runDaemon,
+            config.Pipeline == CommandPipeline.Wolverine ? m => WolverinePipeline.IntegrateMarten(m, config.PostgresSchema ?? "propeller") : null);
         builder.Services.Configure<Infrastructure.MartenStore.ProjectionHealthOptions>(o => o.MaxLag = config.ProjectionMaxLag);
+        if (config.Pipeline == CommandPipeline.Wolverine)
+        {
+            builder.AddWolverinePipeline();
+        }
 
         if (config.PluginDir is { } pluginDir)
         {

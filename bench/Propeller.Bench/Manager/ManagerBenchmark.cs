@@ -14,16 +14,33 @@ namespace Propeller.Bench.Manager;
 /// `manager`: the real manager (Kestrel, PostgreSQL, mosquitto) with M simulated proplets that answer every start at
 /// once; N tasks are created and started over HTTP by concurrent clients, and each task's latency runs from its start
 /// request to the Completed state visible through GET /tasks/{id} (long polling with ?wait). Options: --tasks N (4000),
-/// --proplets M (3), --clients C (16), --warmup N (default: until the JIT has settled).
+/// --proplets M (3), --clients C (16), --warmup N (default: until the JIT has settled). With --pipelines the run is
+/// made twice in one process, on our write side and on Wolverine's (ADR 0014), both on Marten's streams, and the
+/// ratio Wolverine / ours is printed.
 /// </summary>
 internal static class ManagerBenchmark
 {
     public static async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
     {
+        if (!args.Contains("--pipelines"))
+        {
+            await MeasureAsync(args, null, cancellationToken);
+            return 0;
+        }
+
+        var own = await MeasureAsync(args, new Dictionary<string, string> { ["MANAGER_EVENT_STORE"] = "marten", ["MANAGER_PIPELINE"] = "own" }, cancellationToken);
+        var wolverine = await MeasureAsync(args, new Dictionary<string, string> { ["MANAGER_PIPELINE"] = "wolverine" }, cancellationToken);
+        Console.WriteLine(FormattableString.Invariant(
+            $"manager case=pipelines own_tasks_per_s={own.TasksPerSecond:F0} own_p50_ms={own.P50:F1} own_p99_ms={own.P99:F1} wolverine_tasks_per_s={wolverine.TasksPerSecond:F0} wolverine_p50_ms={wolverine.P50:F1} wolverine_p99_ms={wolverine.P99:F1} ratio={wolverine.TasksPerSecond / own.TasksPerSecond:F2}"));
+        return 0;
+    }
+
+    private static async Task<(double TasksPerSecond, double P50, double P99)> MeasureAsync(string[] args, IReadOnlyDictionary<string, string>? settings, CancellationToken cancellationToken)
+    {
         var tasks = Option(args, "--tasks", 4000);
         var proplets = Option(args, "--proplets", 3);
         var clients = Option(args, "--clients", 16);
-        await using var manager = await BenchManager.StartAsync("bench_manager", "bench", cancellationToken);
+        await using var manager = await BenchManager.StartAsync("bench_manager", "bench", cancellationToken, settings);
         var app = manager.App;
         var http = manager.Http;
         var broker = manager.Broker;
@@ -82,7 +99,7 @@ internal static class ManagerBenchmark
         // appends/s ÷ 3 is the ceiling the event store alone allows; ratio = what the whole manager reaches of it.
         var appendsPerSecond = await ReferenceAppendsPerSecondAsync(app.Services, clients, Math.Max(400, tasks), cancellationToken);
         Console.WriteLine(FormattableString.Invariant(
-            $"manager case=dispatch tasks={tasks} proplets={proplets} clients={clients} tasks_per_s={tasksPerSecond:F0} p50_ms={Percentile(latencies, 0.50):F1} p99_ms={Percentile(latencies, 0.99):F1} reference_appends_per_s={appendsPerSecond:F0} ratio={tasksPerSecond / (appendsPerSecond / 3):F2}"));
+            $"manager case=dispatch pipeline={settings?.GetValueOrDefault("MANAGER_PIPELINE") ?? "default"} tasks={tasks} proplets={proplets} clients={clients} tasks_per_s={tasksPerSecond:F0} p50_ms={Percentile(latencies, 0.50):F1} p99_ms={Percentile(latencies, 0.99):F1} reference_appends_per_s={appendsPerSecond:F0} ratio={tasksPerSecond / (appendsPerSecond / 3):F2}"));
         PrintStages(stages, seen);
         Console.WriteLine(FormattableString.Invariant($"manager case=cpu machine_busy_ms_per_task={busyMs / tasks:F2} cores={Environment.ProcessorCount}"));
         await stopHeartbeats.CancelAsync();
@@ -92,7 +109,7 @@ internal static class ManagerBenchmark
             await client.DisposeAsync();
         }
 
-        return 0;
+        return (tasksPerSecond, Percentile(latencies, 0.50), Percentile(latencies, 0.99));
     }
 
     private static async Task<double> ReferenceAppendsPerSecondAsync(IServiceProvider services, int writers, int tasks, CancellationToken cancellationToken)

@@ -157,7 +157,14 @@ public sealed class MartenEventStore : IEventStore
             // Marten takes the version the stream has *after* the append.
             _ => session.Events.Append(id, expected.Value + events.Count, events),
         };
-        foreach (var e in action.Events)
+        Stamp(action.Events, metadata);
+        return action;
+    }
+
+    /// <summary>Our metadata on each event: the decision time, a v7 id, correlation, causation, user, headers.</summary>
+    internal static void Stamp(IReadOnlyList<IEvent> events, EventMetadata metadata)
+    {
+        foreach (var e in events)
         {
             e.Timestamp = metadata.Timestamp;
             e.Id = Guid.CreateVersion7(metadata.Timestamp);
@@ -169,8 +176,6 @@ public sealed class MartenEventStore : IEventStore
                 e.SetHeader(key, value);
             }
         }
-
-        return action;
     }
 
     private sealed record MartenAppend(

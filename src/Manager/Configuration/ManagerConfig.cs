@@ -62,6 +62,12 @@ internal sealed record ManagerConfig
     /// <summary>How many events an async projection may be behind before /health/ready fails (MANAGER_PROJECTION_MAX_LAG; Marten store).</summary>
     public long ProjectionMaxLag { get; init; } = 10_000;
 
+    /// <summary>
+    /// Which write side runs the commands (MANAGER_PIPELINE, ADR 0014): ours (default) or Wolverine's handlers, outbox
+    /// and queues. Wolverine needs Marten's streams, so it implies MANAGER_EVENT_STORE=marten.
+    /// </summary>
+    public CommandPipeline Pipeline { get; init; }
+
     public string? PostgresSchema { get; init; }
 
     /// <summary>Reads and checks the settings; <paramref name="workingDirectory"/> is where config.toml is looked for.</summary>
@@ -214,9 +220,21 @@ internal sealed record ManagerConfig
             var other => Fail(EventStoreProvider.Own, $"MANAGER_EVENT_STORE must be own or marten (got '{other}')"),
         };
 
+        var pipeline = Get("MANAGER_PIPELINE")?.ToLowerInvariant() switch
+        {
+            null or "" or "own" => CommandPipeline.Own,
+            "wolverine" => CommandPipeline.Wolverine,
+            var other => Fail(CommandPipeline.Own, $"MANAGER_PIPELINE must be own or wolverine (got '{other}')"),
+        };
+        if (pipeline == CommandPipeline.Wolverine && (Get("EventStore:Provider") ?? Get("MANAGER_EVENT_STORE"))?.ToLowerInvariant() == "own")
+        {
+            errors.Add("MANAGER_PIPELINE=wolverine needs Marten's streams: leave MANAGER_EVENT_STORE unset or set it to marten");
+        }
+
         var config = new ManagerConfig
         {
-            EventStore = eventStore,
+            EventStore = pipeline == CommandPipeline.Wolverine ? EventStoreProvider.Marten : eventStore,
+            Pipeline = pipeline,
             ProjectionMaxLag = Int("MANAGER_PROJECTION_MAX_LAG", 10_000, 0, int.MaxValue),
             MqttTls = tlsCa is not null || tlsCert is not null || tlsInsecure
                 ? new BrokerTls { CaFile = tlsCa, ClientCertificateFile = tlsCert, ClientKeyFile = tlsKey, AllowUntrustedCertificates = tlsInsecure }
@@ -287,4 +305,14 @@ internal sealed class ManagerConfigurationException(IReadOnlyList<string> errors
     : Exception("invalid configuration:" + string.Concat(errors.Select(e => Environment.NewLine + "  - " + e)))
 {
     public IReadOnlyList<string> Errors { get; } = errors;
+}
+
+/// <summary>The write side that runs the commands (MANAGER_PIPELINE; ADR 0014).</summary>
+internal enum CommandPipeline
+{
+    /// <summary>Our CommandHandler, outbox relay, inbox and scheduler.</summary>
+    Own,
+
+    /// <summary>Wolverine's aggregate handlers, durable outbox and local queues on Marten.</summary>
+    Wolverine,
 }

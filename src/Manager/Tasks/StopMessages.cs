@@ -9,7 +9,7 @@ namespace Propeller.Manager.Tasks;
 /// The stop message for a stopped task (spec propeller-edge.md §1.9), or none when the manager has no broker
 /// configured (then nothing runs anywhere to be stopped).
 /// </summary>
-internal sealed class StopMessages(string? baseTopic)
+public sealed class StopMessages(string? baseTopic)
 {
     public IReadOnlyList<OutgoingMessage> For(TaskState task)
     {

@@ -13,6 +13,7 @@ using Propeller.Domain.Tasks;
 using Propeller.Infrastructure.Serialization;
 using Propeller.Manager.Http;
 using Propeller.Manager.Plugins;
+using Propeller.Manager.Wolverine;
 using static Propeller.Domain.Tasks.TaskCommand;
 using TaskStatus = Propeller.Domain.Tasks.TaskStatus;
 
@@ -345,19 +346,23 @@ internal static class TaskEndpoints
         }
 
         // When the scheduler can place the task at once (no plugins take part), the start, the dispatch and the start
-        // message are one append; otherwise the started task goes to the scheduler.
+        // message are one append (on the Wolverine pipeline, one handler's transaction with the message cascaded into
+        // its outbox); otherwise the started task goes to the scheduler.
         var placement = request.HttpContext.RequestServices.GetService<IImmediatePlacement>();
         var now = sender.Now;
-        var result = await sender.SendAsync(
-            TaskAggregate.Decider,
-            TaskAggregate.StreamId(id),
-            new StartTask(id, now, TaskPlugins.UserOf(request)),
-            request,
-            (correlation, state, events) => placement is not null && events.Any(e => e is TaskEvent.TaskDispatched) ? [placement.StartMessage(state, correlation)] : [],
-            placement is null ? null : async (state, token) =>
-                state.Status == TaskStatus.Scheduled && await placement.TryPlaceAsync(state, token) is { } proplet ? new DispatchTask(id, proplet, now, null) : null,
-            gated.Headers,
-            cancellationToken);
+        var command = new StartTask(id, now, TaskPlugins.UserOf(request));
+        var result = request.HttpContext.RequestServices.GetService<WolverineTaskCommands>() is { } wolverine
+            ? await wolverine.SendAsync(command, request, gated.Headers, cancellationToken)
+            : await sender.SendAsync(
+                TaskAggregate.Decider,
+                TaskAggregate.StreamId(id),
+                command,
+                request,
+                (correlation, state, events) => placement is not null && events.Any(e => e is TaskEvent.TaskDispatched) ? [placement.StartMessage(state, correlation)] : [],
+                placement is null ? null : async (state, token) =>
+                    state.Status == TaskStatus.Scheduled && await placement.TryPlaceAsync(state, token) is { } proplet ? new DispatchTask(id, proplet, now, null) : null,
+                gated.Headers,
+                cancellationToken);
         if (result.Rejection is { } rejection)
         {
             return ApiResults.From(rejection);
@@ -393,6 +398,13 @@ internal static class TaskEndpoints
         if (gated.Denied is { } denied)
         {
             return denied;
+        }
+
+        if (request.HttpContext.RequestServices.GetService<WolverineTaskCommands>() is not null)
+        {
+            // Wolverine's stop handler cascades the stop message through its outbox.
+            var stopped = await SendTaskAsync(sender, new StopTask(id, "stopped by user", sender.Now), request, gated.Headers, cancellationToken);
+            return stopped.Rejection is { } refused ? ApiResults.From(refused) : Results.Ok(new { stopped = true });
         }
 
         var result = await sender.SendAsync(
@@ -458,9 +470,12 @@ internal static class TaskEndpoints
         return result.Rejection is { } rejection ? ApiResults.From(rejection) : ok(result.State);
     }
 
+    /// <summary>Through Wolverine's handlers when MANAGER_PIPELINE=wolverine (ADR 0014), else our command path.</summary>
     private static Task<CommandResult<TaskEvent, TaskState>> SendTaskAsync(
         CommandSender sender, TaskCommand command, HttpRequest request, IReadOnlyDictionary<string, string>? headers, CancellationToken cancellationToken) =>
-        sender.SendAsync(TaskAggregate.Decider, TaskAggregate.StreamId(command.TaskId), command, request, headers, cancellationToken);
+        request.HttpContext.RequestServices.GetService<WolverineTaskCommands>() is { } wolverine
+            ? wolverine.SendAsync(command, request, headers, cancellationToken)
+            : sender.SendAsync(TaskAggregate.Decider, TaskAggregate.StreamId(command.TaskId), command, request, headers, cancellationToken);
 
     private static IResult? Validate(IValidator<TaskJson> validator, TaskJson body)
     {

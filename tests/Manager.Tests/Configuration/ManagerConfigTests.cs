@@ -62,6 +62,17 @@ public sealed class ManagerConfigTests : IDisposable
     }
 
     [Fact]
+    public void Pipeline_WolverineImpliesMarten_AndRefusesOurStoreOrAnUnknownValue()
+    {
+        var config = Load(("MANAGER_PIPELINE", "wolverine"));
+        config.Pipeline.ShouldBe(CommandPipeline.Wolverine);
+        config.EventStore.ShouldBe(Propeller.Infrastructure.EventStore.EventStoreProvider.Marten);
+        Load().Pipeline.ShouldBe(CommandPipeline.Own);
+        Should.Throw<ManagerConfigurationException>(() => Load(("MANAGER_PIPELINE", "wolverine"), ("MANAGER_EVENT_STORE", "own"))).Message.ShouldContain("MANAGER_PIPELINE=wolverine needs Marten");
+        Should.Throw<ManagerConfigurationException>(() => Load(("MANAGER_PIPELINE", "mediator"))).Message.ShouldContain("MANAGER_PIPELINE must be own or wolverine");
+    }
+
+    [Fact]
     public void MissingCredentials_ComeFromConfigToml_EnvironmentWins()
     {
         File.WriteAllText(Path.Combine(_dir, "config.toml"), """

@@ -12,14 +12,20 @@ namespace Propeller.Manager.Tests.Dispatch;
 /// The whole manager path on real PostgreSQL and mosquitto: a simulated proplet (our MQTT client) registers, sends
 /// heartbeats and answers start messages with results; tasks started over HTTP end Completed with those results.
 /// </summary>
-public sealed class DispatchTests : IAsyncLifetime
+public class DispatchTests : IAsyncLifetime
 {
     private readonly string _tenant = "t" + Guid.NewGuid().ToString("N")[..12];
     private ManagerServer _server = null!;
 
     private string Base => $"m/{_tenant}/c/ch";
 
-    public async ValueTask InitializeAsync() => _server = await ManagerServer.StartAsync("api_dispatch", new Dictionary<string, string>
+    /// <summary>The schema of this run (a subclass runs every test again on another pipeline).</summary>
+    protected virtual string Schema => "api_dispatch";
+
+    /// <summary>Settings added to the broker's (a subclass selects another pipeline).</summary>
+    protected virtual IReadOnlyDictionary<string, string> Settings => new Dictionary<string, string>();
+
+    public async ValueTask InitializeAsync() => _server = await ManagerServer.StartAsync(Schema, new Dictionary<string, string>(Settings)
     {
         ["MANAGER_MQTT_ADDRESS"] = Broker,
         ["MANAGER_TENANT_ID"] = _tenant,
@@ -28,7 +34,11 @@ public sealed class DispatchTests : IAsyncLifetime
         ["MANAGER_MQTT_QOS"] = "1",
     });
 
-    public ValueTask DisposeAsync() => _server.DisposeAsync();
+    public async ValueTask DisposeAsync()
+    {
+        await _server.DisposeAsync();
+        GC.SuppressFinalize(this);
+    }
 
     private static string Broker => Environment.GetEnvironmentVariable("PROPELLER_TEST_MQTT") is { Length: > 0 } value ? value : "tcp://127.0.0.1:51883";
 
@@ -157,7 +167,7 @@ public sealed class DispatchTests : IAsyncLifetime
         (await WaitForStateAsync(id, 3)).GetProperty("results").GetString().ShouldBe("5");
 
         var dataSource = (Npgsql.NpgsqlDataSource)_server.Services.GetService(typeof(Npgsql.NpgsqlDataSource))!;
-        await using (var inbox = dataSource.CreateCommand("select count(*) from api_dispatch.inbox where handled_at is not null and convert_from(payload, 'UTF8')::jsonb ->> 'task_id' = $1"))
+        await using (var inbox = dataSource.CreateCommand($"select count(*) from {Schema}.inbox where handled_at is not null and convert_from(payload, 'UTF8')::jsonb ->> 'task_id' = $1"))
         {
             inbox.Parameters.AddWithValue(id);
             ((long)(await inbox.ExecuteScalarAsync(Ct))!).ShouldBe(1);

@@ -1,0 +1,99 @@
+using JasperFx.Events;
+using Marten;
+using Propeller.Application.Aggregates;
+using Propeller.Application.Messaging;
+using Propeller.Application.Scheduling;
+using Propeller.Application.Tasks;
+using Propeller.Domain.Tasks;
+using Propeller.Infrastructure.Wolverine;
+using Propeller.Manager.Tasks;
+using Wolverine;
+using Wolverine.ErrorHandling;
+using Wolverine.Runtime.Handlers;
+using Wolverine.Marten;
+using static Propeller.Domain.Tasks.TaskCommand;
+using TaskStatus = Propeller.Domain.Tasks.TaskStatus;
+
+namespace Propeller.Manager.Wolverine;
+
+/// <summary>
+/// The task commands as Wolverine handlers in the aggregate handler workflow (ADR 0014): Wolverine fetches the
+/// stream for writing (FetchForWriting, expected version), <see cref="TaskDecider"/> decides, the events go on the
+/// stream and the cascaded messages into Wolverine's outbox, committed by Wolverine's transactional middleware in one
+/// transaction. A lost race throws JasperFx's ConcurrencyException, which the retry policy answers by deciding again.
+/// </summary>
+public static class TaskCommandHandler
+{
+    /// <summary>
+    /// Create, update, delete, start and stop; the outcome goes back to the caller of InvokeAsync. A start that the
+    /// scheduler can place at once (no plugins take part) is dispatched in the same transaction, and its start message
+    /// is cascaded into the outbox with it; a stop cascades the original's stop message.
+    /// </summary>
+    public static async Task<(CommandResult<TaskEvent, TaskState>, OutgoingMessages)> HandleAsync(
+        RunTaskCommand message, [WriteAggregate(nameof(RunTaskCommand.TaskId), Required = false)] IEventStream<TaskState> stream, IDocumentSession session,
+        CommandSessionServices services, StopMessages stops, WolverinePlacement placement, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        ArgumentNullException.ThrowIfNull(stream);
+        ArgumentNullException.ThrowIfNull(services);
+        ArgumentNullException.ThrowIfNull(stops);
+        ArgumentNullException.ThrowIfNull(placement);
+        var outgoing = new OutgoingMessages();
+        var before = stream.Aggregate ?? TaskState.Initial;
+        var decision = TaskDecider.Decide(message.Command, before);
+        if (decision.Rejection is not null || decision.Events.Count == 0)
+        {
+            return (new CommandResult<TaskEvent, TaskState>(before, stream.CurrentVersion ?? 0, [], decision.Rejection), outgoing);
+        }
+
+        IReadOnlyList<TaskEvent> events = decision.Events;
+        var state = Fold(before, events);
+        if (message.Command is StartTask start && state.Status == TaskStatus.Scheduled && placement.Placement is { } scheduler
+            && await scheduler.TryPlaceAsync(state, cancellationToken) is { } proplet
+            && TaskDecider.Decide(new DispatchTask(start.TaskId, proplet, start.At), state) is { Rejection: null, Events.Count: > 0 } dispatch)
+        {
+            events = [.. events, .. dispatch.Events];
+            state = Fold(state, dispatch.Events);
+            outgoing.Add(ToBroker(scheduler.StartMessage(state, message.Metadata.CorrelationId)));
+        }
+
+        if (events.Any(e => e is TaskEvent.TaskStopped))
+        {
+            outgoing.AddRange(stops.For(state).Select(ToBroker));
+        }
+
+        stream.AppendMany(events);
+        var version = (stream.StartingVersion ?? 0) + events.Count;
+        services.Attach(session, message.Metadata).Committed(TaskAggregate.StreamId(message.TaskId), state, version);
+        return (new CommandResult<TaskEvent, TaskState>(state, version, events, null), outgoing);
+    }
+
+    private static TaskState Fold(TaskState state, IEnumerable<TaskEvent> events) => events.Aggregate(state, TaskDecider.Evolve);
+
+    private static PublishToBroker ToBroker(OutgoingMessage message) =>
+        new(message.Destination, message.Payload.ToArray(), message.Headers?.ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal));
+}
+
+/// <summary>Publishes a start or stop message to the broker from the durable local queue "broker" (after the command's commit).</summary>
+public static class BrokerMessageHandler
+{
+    /// <summary>A failed publish waits and tries again; after that the message is a dead letter in PostgreSQL.</summary>
+    public static void Configure(HandlerChain chain)
+    {
+        ArgumentNullException.ThrowIfNull(chain);
+        chain.OnAnyException().ScheduleRetry(TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(30));
+    }
+
+    public static Task HandleAsync(PublishToBroker message, IMessagePublisher publisher, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        ArgumentNullException.ThrowIfNull(publisher);
+        return publisher.PublishAsync(new OutgoingMessage(message.Topic, message.Payload, message.Headers), cancellationToken);
+    }
+}
+
+/// <summary>The scheduler as the start handler sees it: none when the manager has no broker (nothing to place on).</summary>
+public sealed class WolverinePlacement(IServiceProvider services)
+{
+    public IImmediatePlacement? Placement { get; } = services.GetService<IImmediatePlacement>();
+}

@@ -1,0 +1,9 @@
+namespace Propeller.Manager.Tests.Dispatch;
+
+/// <summary>Every dispatch test again on the Wolverine write side (MANAGER_PIPELINE=wolverine, ADR 0014).</summary>
+public sealed class DispatchOnWolverineTests : DispatchTests
+{
+    protected override string Schema => "api_dispatch_wolverine";
+
+    protected override IReadOnlyDictionary<string, string> Settings { get; } = new Dictionary<string, string> { ["MANAGER_PIPELINE"] = "wolverine" };
+}
