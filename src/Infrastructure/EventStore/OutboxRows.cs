@@ -35,7 +35,15 @@ internal static class OutboxRows
         {
             foreach (var append in appends)
             {
-                await ApplyInlineAsync(context, inline, append.Stored, cancellationToken);
+                foreach (var projection in inline)
+                {
+                    var matching = projection.EventTypes is null ? append.Stored : [.. append.Stored.Where(e => projection.EventTypes.Contains(e.Type))];
+                    if (matching.Length > 0)
+                    {
+                        await projection.ApplyAsync(context, matching, cancellationToken);
+                    }
+                }
+
                 AddReceipt(context, schema, append.Received);
                 AddOutbox(context, schema, append.Outbox);
             }
@@ -62,19 +70,6 @@ internal static class OutboxRows
         await transaction.CommitAsync(cancellationToken);
         context.Committed();
         return outboxIds;
-    }
-
-    /// <summary>Adds the inline projections' rows for <paramref name="stored"/> to <paramref name="context"/>'s batch.</summary>
-    public static async Task ApplyInlineAsync(ProjectionContext context, IReadOnlyList<IProjection> inline, StoredEvent[] stored, CancellationToken cancellationToken)
-    {
-        foreach (var projection in inline)
-        {
-            var matching = projection.EventTypes is null ? stored : [.. stored.Where(e => projection.EventTypes.Contains(e.Type))];
-            if (matching.Length > 0)
-            {
-                await projection.ApplyAsync(context, matching, cancellationToken);
-            }
-        }
     }
 
     /// <summary>
