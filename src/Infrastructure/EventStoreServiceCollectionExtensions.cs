@@ -9,7 +9,6 @@ using Propeller.Application.Changes;
 using Propeller.Application.EventStore;
 using Propeller.Infrastructure.EventStore;
 using Propeller.Infrastructure.MartenStore;
-using Propeller.Infrastructure.Projections;
 using Propeller.Infrastructure.Serialization;
 
 namespace Propeller.Infrastructure;
@@ -18,19 +17,19 @@ namespace Propeller.Infrastructure;
 public static class EventStoreServiceCollectionExtensions
 {
     /// <summary>
-    /// Registers the PostgreSQL event store, snapshots, projections and the command path. The schema is migrated by a
-    /// hosted service at startup; with <paramref name="runDaemon"/> the async projection daemon runs in this host.
+    /// Registers the event store on Marten (ADR 0010): Marten's streams, projections and documents, the port on them,
+    /// snapshots and the command path. The schema (Marten's and our outbox, inbox and telemetry tables) is applied by a
+    /// hosted service at startup; with <paramref name="runDaemon"/> Marten's async daemon runs in this host.
     /// <paramref name="marten"/> adds to Marten's registration (the Wolverine pipeline integrates with it; ADR 0014).
     /// </summary>
     public static IServiceCollection AddEventStore(
-        this IServiceCollection services, Action<EventStoreOptions> configure, Action<ProjectionCatalog>? projections = null, bool runDaemon = true,
+        this IServiceCollection services, Action<EventStoreOptions> configure, bool runDaemon = true,
         Action<MartenServiceCollectionExtensions.MartenConfigurationExpression>? marten = null)
     {
         services.AddOptions<EventStoreOptions>()
             .Configure(configure)
             .Validate(o => !string.IsNullOrWhiteSpace(o.ConnectionString), "EventStore:ConnectionString is required (set MANAGER_POSTGRES_*)")
             .ValidateOnStart();
-        services.AddOptions<ProjectionDaemonOptions>().BindConfiguration(ProjectionDaemonOptions.Section);
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton(sp =>
         {
@@ -59,62 +58,33 @@ public static class EventStoreServiceCollectionExtensions
         });
         services.TryAddSingleton(_ => DomainEvents.CreateRegistry());
         services.TryAddSingleton<EventSerializer>();
-        services.TryAddSingleton(_ =>
+        var expression = services.AddMarten(sp =>
         {
-            var catalog = new ProjectionCatalog();
-            projections?.Invoke(catalog);
-            return catalog;
-        });
-        var chosen = new EventStoreOptions();
-        configure(chosen);
-        MartenServiceCollectionExtensions.MartenConfigurationExpression? expression = null;
-        if (chosen.Provider == EventStoreProvider.Marten)
-        {
-            // Marten's streams (ADR 0010); its schema is applied after our migrations (hosted services start in order).
-            expression = services.AddMarten(sp =>
-            {
-                var options = new StoreOptions();
-                MartenStoreConfiguration.Configure(
-                    options, sp.GetRequiredService<NpgsqlDataSource>(), sp.GetRequiredService<IOptions<EventStoreOptions>>().Value.Schema, sp.GetRequiredService<EventTypeRegistry>());
-                return options;
-            }).UseLightweightSessions();
-            marten?.Invoke(expression);
+            var options = new StoreOptions();
+            MartenStoreConfiguration.Configure(
+                options, sp.GetRequiredService<NpgsqlDataSource>(), sp.GetRequiredService<IOptions<EventStoreOptions>>().Value.Schema, sp.GetRequiredService<EventTypeRegistry>());
+            return options;
+        }).UseLightweightSessions();
+        marten?.Invoke(expression);
 
-            services.AddOptions<ProjectionHealthOptions>().BindConfiguration("ProjectionHealth");
-            services.TryAddSingleton<MartenProjectionMonitor>();
-            services.TryAddSingleton<IEventStore, MartenEventStore>();
-        }
-        else
-        {
-            services.TryAddSingleton<IEventStore, PostgresEventStore>();
-        }
-
-        services.TryAddSingleton<ISnapshotStore, PostgresSnapshotStore>();
-        services.TryAddSingleton<SchemaMigrator>();
-        services.TryAddSingleton<ProjectionDaemon>();
+        services.AddOptions<ProjectionHealthOptions>().BindConfiguration("ProjectionHealth");
+        services.TryAddSingleton<MartenProjectionMonitor>();
+        services.TryAddSingleton<IEventStore, MartenEventStore>();
+        services.TryAddSingleton<ISnapshotStore, MartenSnapshotStore>();
         services.TryAddSingleton<AggregateLoader>();
         services.TryAddSingleton<StreamChanges>();
         services.TryAddSingleton<IChangeFeed>(sp => sp.GetRequiredService<StreamChanges>());
         services.TryAddSingleton<AggregateCache>();
         services.TryAddSingleton<CommandHandler>();
-        services.AddHostedService<SchemaMigrationHostedService>();
-        if (chosen.Provider == EventStoreProvider.Marten)
-        {
-            services.AddHostedService<MartenSchemaHostedService>();
+        services.AddHostedService<MartenSchemaHostedService>();
 
-            // Async projections run in Marten's daemon (ADR 0010 step 2); Solo: this host runs all of them (Wolverine
-            // distributes them later). Its hosted service is added after the schema's, so it starts on an applied
-            // schema (started earlier, it created tables concurrently with the schema service). The monitor reports
-            // the projections' lag and status to /metrics and /health/ready.
-            if (runDaemon)
-            {
-                expression!.AddAsyncDaemon(JasperFx.Events.Daemon.DaemonMode.Solo);
-            }
-        }
-
-        if (runDaemon && chosen.Provider != EventStoreProvider.Marten)
+        // Async projections run in Marten's daemon; Solo: this host runs all of them (Wolverine distributes them later,
+        // issue 15). Its hosted service is added after the schema's, so it starts on an applied schema (started
+        // earlier, it created tables concurrently with the schema service). The monitor reports the projections' lag
+        // and status to /metrics and /health/ready.
+        if (runDaemon)
         {
-            services.AddHostedService<ProjectionDaemonHostedService>();
+            expression.AddAsyncDaemon(JasperFx.Events.Daemon.DaemonMode.Solo);
         }
 
         return services;

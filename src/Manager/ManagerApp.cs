@@ -53,7 +53,6 @@ public static class ManagerApp
             {
                 o.ConnectionString = config.PostgresConnectionString;
                 o.Schema = config.PostgresSchema ?? o.Schema;
-                o.Provider = config.EventStore;
                 builder.Configuration.GetSection("EventStore:GroupCommit").Bind(o.GroupCommit);
             },
             runDaemon,

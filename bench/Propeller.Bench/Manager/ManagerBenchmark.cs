@@ -28,7 +28,7 @@ internal static class ManagerBenchmark
             return 0;
         }
 
-        var own = await MeasureAsync(args, new Dictionary<string, string> { ["MANAGER_EVENT_STORE"] = "marten", ["MANAGER_PIPELINE"] = "own" }, cancellationToken);
+        var own = await MeasureAsync(args, new Dictionary<string, string> { ["MANAGER_PIPELINE"] = "own" }, cancellationToken);
         var wolverine = await MeasureAsync(args, new Dictionary<string, string> { ["MANAGER_PIPELINE"] = "wolverine" }, cancellationToken);
         Console.WriteLine(FormattableString.Invariant(
             $"manager case=pipelines own_tasks_per_s={own.TasksPerSecond:F0} own_p50_ms={own.P50:F1} own_p99_ms={own.P99:F1} wolverine_tasks_per_s={wolverine.TasksPerSecond:F0} wolverine_p50_ms={wolverine.P50:F1} wolverine_p99_ms={wolverine.P99:F1} ratio={wolverine.TasksPerSecond / own.TasksPerSecond:F2}"));

@@ -19,8 +19,11 @@ public sealed class CommandHandler(
     /// <summary>Notified after every append this handler makes.</summary>
     public StreamChanges Changes { get; } = changes ?? new StreamChanges();
 
-    /// <summary>How many times a command is decided again after losing a race before the conflict is surfaced.</summary>
-    public int MaxAttempts { get; init; } = 8;
+    /// <summary>
+    /// How many times a command is decided again after losing a race before the conflict is surfaced: 12, as the
+    /// Wolverine pipeline's conflict policy (ADR 0014); a loser reloads, so it loses at most once to each other writer.
+    /// </summary>
+    public int MaxAttempts { get; init; } = 12;
 
     public Task<CommandResult<TEvent, TState>> HandleAsync<TCommand, TEvent, TState>(
         Decider<TCommand, TEvent, TState> decider, string streamId, TCommand command, EventMetadata metadata, CancellationToken cancellationToken)

@@ -1,8 +1,8 @@
 namespace Propeller.Application.EventStore;
 
 /// <summary>
-/// The event store port (replaces Marten's event store; ARCHITECTURE.md §3). Streams hold ordered events with a
-/// version; appends are optimistic and atomic; the global reader gives a commit-safe order for projections.
+/// The event store port of the command path (ARCHITECTURE.md §3), implemented on Marten's streams (ADR 0010). Streams
+/// hold ordered events with a version; appends are optimistic and atomic. Projections are Marten's, fed by its daemon.
 /// </summary>
 public interface IEventStore
 {
@@ -35,12 +35,6 @@ public interface IEventStore
     /// <summary>Reads a stream forward; null when it does not exist (or is archived and archived streams are not asked for).</summary>
     /// <exception cref="UnknownEventTypeException">A stored event's alias is not registered.</exception>
     Task<EventStream?> ReadStreamAsync(string streamId, StreamReadOptions options, CancellationToken cancellationToken);
-
-    /// <summary>
-    /// Reads up to <paramref name="maxCount"/> events after <paramref name="after"/> in the global order, only from
-    /// transactions that can no longer be in flight; optionally only the given event type aliases.
-    /// </summary>
-    Task<IReadOnlyList<StoredEvent>> ReadAllAsync(GlobalPosition after, int maxCount, IReadOnlyCollection<string>? eventTypes, CancellationToken cancellationToken);
 
     /// <summary>Marks a stream archived: kept for audit, hidden from normal reads, closed for appends.</summary>
     Task<bool> ArchiveStreamAsync(string streamId, CancellationToken cancellationToken);

@@ -1,6 +1,6 @@
 namespace Propeller.Infrastructure.EventStore;
 
-/// <summary>Settings of the PostgreSQL event store (section "EventStore").</summary>
+/// <summary>Settings of the event store on Marten (section "EventStore", ADR 0010).</summary>
 public sealed class EventStoreOptions
 {
     public const string Section = "EventStore";
@@ -8,7 +8,7 @@ public sealed class EventStoreOptions
     /// <summary>Npgsql connection string. Hosts build it from MANAGER_POSTGRES_* (see docs/operations.md).</summary>
     public string ConnectionString { get; set; } = "";
 
-    /// <summary>Where the store's tables live; one schema per test class in tests.</summary>
+    /// <summary>Where Marten's tables (and the outbox, inbox and telemetry tables) live; one schema per test class in tests.</summary>
     public string Schema { get; set; } = "propeller";
 
     /// <summary>Longest accepted stream id, in characters.</summary>
@@ -23,31 +23,14 @@ public sealed class EventStoreOptions
     /// <summary>First delay between startup attempts; doubles each time, capped at 10 s.</summary>
     public TimeSpan StartupRetryDelay { get; set; } = TimeSpan.FromMilliseconds(500);
 
-    /// <summary>Group commit of concurrent appends (ADR 0006).</summary>
+    /// <summary>Group commit of concurrent appends (ADR 0010).</summary>
     public GroupCommitOptions GroupCommit { get; set; } = new();
-
-    /// <summary>
-    /// Which store holds the events: <see cref="EventStoreProvider.Own"/> (our tables, ADR 0001) or
-    /// <see cref="EventStoreProvider.Marten"/> (Marten's mt_events/mt_streams, ADR 0010). The views, outbox and inbox
-    /// stay in <see cref="Schema"/> either way, written in the append's transaction.
-    /// </summary>
-    public EventStoreProvider Provider { get; set; } = EventStoreProvider.Own;
 
     /// <summary>The name of the setting that holds the database address, for error messages.</summary>
     public string ConnectionSettingName { get; set; } = "MANAGER_POSTGRES_HOST/MANAGER_POSTGRES_PORT";
 }
 
-/// <summary>Where events are stored (issue 14: the move to Marten happens beside the old store).</summary>
-public enum EventStoreProvider
-{
-    /// <summary>Our own event store on Npgsql (ADR 0001, 0006).</summary>
-    Own,
-
-    /// <summary>Marten 9 streams (ADR 0010).</summary>
-    Marten,
-}
-
-/// <summary>Group commit of concurrent appends (ADR 0006).</summary>
+/// <summary>Group commit of concurrent appends (ADR 0010).</summary>
 public sealed class GroupCommitOptions
 {
     /// <summary>How many group transactions may run at once; 0 turns grouping off (one transaction per append).</summary>

@@ -16,16 +16,4 @@ internal static class Sql
 
         return "\"" + name + "\"";
     }
-
-    /// <summary>SQLSTATE raised by append_events when the expected version does not match.</summary>
-    public const string ConcurrencyState = "PV001";
-
-    /// <summary>SQLSTATE raised by append_events on an archived stream.</summary>
-    public const string ArchivedState = "PV002";
-
-    /// <summary>
-    /// SQLSTATE raised by append_events when the transaction's id is older than the stream's last writer, which would
-    /// make the global (xid, seq) order disagree with the stream's version order. The caller retries in a new transaction.
-    /// </summary>
-    public const string OrderingState = "PV003";
 }

@@ -4,6 +4,7 @@ using StreamAction = JasperFx.Events.StreamAction;
 using Marten;
 using Microsoft.Extensions.Options;
 using Marten.Exceptions;
+using Marten.Events.Archiving;
 using Marten.Services;
 using Npgsql;
 using Propeller.Application.EventStore;
@@ -13,7 +14,7 @@ using Propeller.Application.Tasks;
 using Propeller.Domain.Proplets;
 using Propeller.Domain.Tasks;
 using Propeller.Infrastructure.EventStore;
-using Propeller.Infrastructure.Projections;
+using Propeller.Infrastructure.Messaging;
 
 namespace Propeller.Infrastructure.MartenStore;
 
@@ -21,24 +22,24 @@ namespace Propeller.Infrastructure.MartenStore;
 /// The event store port on Marten 9 (ADR 0010): streams are Marten streams with Guid ids, appended with the expected
 /// version through a Marten session, with correlation, causation, user and headers (the plugin decisions) in Marten's
 /// metadata columns. The session enlists in our transaction, so Marten's inline projections (the task and proplet
-/// views), the outbox rows and the inbox receipt are committed with the events, as with the old store (the outbox and
-/// inbox tables stay ours until Wolverine's take over, issue 15).
+/// views), the outbox rows and the inbox receipt are committed with the events (the outbox and inbox tables stay ours
+/// until Wolverine's take over, issue 15). Concurrent appends are committed in groups (ADR 0010).
 /// </summary>
 public sealed class MartenEventStore : IEventStore
 {
     private readonly IDocumentStore _store;
+    private readonly EventTypeRegistry _registry;
     private readonly NpgsqlDataSource _dataSource;
-    private readonly ProjectionCatalog _projections;
     private readonly EventStoreOptions _options;
     private readonly string _schema;
     private readonly AppendGroupCommitter<MartenAppend, AppendResult>? _groups;
 
-    public MartenEventStore(IDocumentStore store, NpgsqlDataSource dataSource, ProjectionCatalog projections, IOptions<EventStoreOptions> options)
+    public MartenEventStore(IDocumentStore store, NpgsqlDataSource dataSource, IOptions<EventStoreOptions> options, EventTypeRegistry registry)
     {
         ArgumentNullException.ThrowIfNull(options);
         _store = store;
+        _registry = registry;
         _dataSource = dataSource;
-        _projections = projections;
         _options = options.Value;
         _schema = Sql.Identifier(_options.Schema);
         if (_options.GroupCommit.MaxConcurrentGroups > 0)
@@ -98,21 +99,22 @@ public sealed class MartenEventStore : IEventStore
 
         // A group of one gets the port's exceptions; a larger group's failure goes to the committer, which commits
         // each of its appends alone.
-        catch (JasperFx.ConcurrencyException ex) when (appends.Count == 1)
+        catch (JasperFx.ConcurrencyException) when (appends.Count == 1)
         {
-            throw new ConcurrencyException(appends[0].StreamId, appends[0].Expected, -1, $"stream '{appends[0].StreamId}' is not at version {appends[0].Expected}: {ex.Message}");
+            throw new ConcurrencyException(appends[0].StreamId, appends[0].Expected, await VersionOfAsync(appends[0].Id, cancellationToken));
         }
         catch (Exception ex) when (appends.Count == 1 && ex is Marten.Exceptions.ExistingStreamIdCollisionException or JasperFx.Events.ExistingStreamIdCollisionException)
         {
-            throw new ConcurrencyException(appends[0].StreamId, appends[0].Expected, -1, $"stream '{appends[0].StreamId}' already exists (expected {appends[0].Expected})");
+            throw new ConcurrencyException(appends[0].StreamId, appends[0].Expected, await VersionOfAsync(appends[0].Id, cancellationToken));
         }
         catch (InvalidStreamOperationException) when (appends.Count == 1)
         {
             throw new StreamArchivedException(appends[0].StreamId);
         }
-        catch (MartenCommandException ex) when (appends.Count == 1 && ex.InnerException is PostgresException { SqlState: PostgresErrorCodes.UniqueViolation } pg)
+        catch (MartenCommandException ex) when (appends.Count == 1 && ex.InnerException is PostgresException { SqlState: PostgresErrorCodes.UniqueViolation })
         {
-            throw new ConcurrencyException(appends[0].StreamId, appends[0].Expected, -1, $"stream '{appends[0].StreamId}': concurrent append detected by the unique index ({pg.ConstraintName})");
+            // Two first appends raced past the version check; the unique index on (stream, version) caught the second.
+            throw new ConcurrencyException(appends[0].StreamId, appends[0].Expected, await VersionOfAsync(appends[0].Id, cancellationToken));
         }
 
         var rows = new OutboxRows.AppendRows[appends.Count];
@@ -121,19 +123,11 @@ public sealed class MartenEventStore : IEventStore
         {
             var a = appends[n];
             var next = actions[n].Events[^1].Version;
-            var previous = next - a.Events.Count;
-            var stored = new StoredEvent[a.Events.Count];
-            for (var i = 0; i < a.Events.Count; i++)
-            {
-                var e = actions[n].Events[i];
-                stored[i] = new StoredEvent(e.Id, new GlobalPosition(0, e.Sequence), a.StreamId, previous + i + 1, e.EventTypeName, a.Events[i], a.Metadata);
-            }
-
-            rows[n] = new OutboxRows.AppendRows(stored, a.Outbox, a.Received);
-            results[n] = new AppendResult(a.StreamId, previous, next);
+            rows[n] = new OutboxRows.AppendRows(a.Outbox, a.Received);
+            results[n] = new AppendResult(a.StreamId, next - a.Events.Count, next);
         }
 
-        var outboxIds = await OutboxRows.WriteAndCommitAsync(connection, transaction, _schema, _projections.Inline, rows, cancellationToken);
+        var outboxIds = await OutboxRows.WriteAndCommitAsync(connection, transaction, _schema, rows, cancellationToken);
         for (var n = 0; n < appends.Count; n++)
         {
             results[n] = results[n] with { OutboxIds = outboxIds[n] };
@@ -201,8 +195,21 @@ public sealed class MartenEventStore : IEventStore
             return null;
         }
 
-        var toVersion = options.ToVersion == long.MaxValue ? 0 : options.ToVersion;
-        var events = await session.Events.FetchStreamAsync(id, toVersion, options.Until, Math.Max(1, options.FromVersion), cancellationToken);
+        var from = Math.Max(1, options.FromVersion);
+        IReadOnlyList<IEvent> events;
+        try
+        {
+            events = state.IsArchived
+                ? await ArchivedEventsAsync(session, id, from, options, cancellationToken)
+                : await session.Events.FetchStreamAsync(id, options.ToVersion == long.MaxValue ? 0 : options.ToVersion, options.Until, from, cancellationToken);
+        }
+        catch (Exception ex) when (ex is Marten.Exceptions.UnknownEventTypeException or JasperFx.Events.UnknownEventTypeException)
+        {
+            // Never skipped silently: the history would lie. The stored alias and where it is, for the operator.
+            var (alias, version) = await FirstUnknownAliasAsync(id, cancellationToken);
+            throw new Propeller.Application.EventStore.UnknownEventTypeException(alias, streamId, version);
+        }
+
         var stored = new List<StoredEvent>(events.Count);
         foreach (var e in events)
         {
@@ -215,12 +222,35 @@ public sealed class MartenEventStore : IEventStore
         return new EventStream(streamId, MartenStreamIds.TypeOf(streamId), state.Version, state.IsArchived, stored);
     }
 
-    /// <summary>
-    /// Not on Marten: async projections run in Marten's daemon, which has its own commit-safe cursor (the high-water
-    /// mark). Our ProjectionDaemon is not started with this store.
-    /// </summary>
-    public Task<IReadOnlyList<StoredEvent>> ReadAllAsync(GlobalPosition after, int maxCount, IReadOnlyCollection<string>? eventTypes, CancellationToken cancellationToken) =>
-        throw new NotSupportedException("the Marten event store feeds async projections through Marten's daemon, not ReadAllAsync (ADR 0010)");
+    /// <summary>An archived stream's events (Marten's FetchStream leaves archived events out; an audit read wants them).</summary>
+    private static async Task<IReadOnlyList<IEvent>> ArchivedEventsAsync(IQuerySession session, Guid id, long from, StreamReadOptions options, CancellationToken cancellationToken)
+    {
+        var query = session.Events.QueryAllRawEvents().Where(e => e.StreamId == id && e.MaybeArchived() && e.Version >= from && e.Version <= options.ToVersion);
+        if (options.Until is { } until)
+        {
+            query = query.Where(e => e.Timestamp <= until);
+        }
+
+        return await query.OrderBy(e => e.Version).ToListAsync(cancellationToken);
+    }
+
+    /// <summary>The stream's version now (0 when it does not exist), for a conflict's message and retry log.</summary>
+    private async Task<long> VersionOfAsync(Guid id, CancellationToken cancellationToken)
+    {
+        await using var session = _store.QuerySession();
+        return (await session.Events.FetchStreamStateAsync(id, cancellationToken))?.Version ?? 0;
+    }
+
+    /// <summary>The stream's first event whose alias is not registered (Marten's exception does not say where it is).</summary>
+    private async Task<(string Alias, long Version)> FirstUnknownAliasAsync(Guid id, CancellationToken cancellationToken)
+    {
+        await using var command = _dataSource.CreateCommand(
+            $"select type, version from {_schema}.mt_events where stream_id = $1 and type <> all($2) order by version limit 1");
+        command.Parameters.Add(new NpgsqlParameter { Value = id });
+        command.Parameters.Add(new NpgsqlParameter { Value = _registry.Aliases.ToArray() });
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        return await reader.ReadAsync(cancellationToken) ? (reader.GetString(0), reader.GetInt64(1)) : ("?", -1);
+    }
 
     public async Task<bool> ArchiveStreamAsync(string streamId, CancellationToken cancellationToken)
     {
@@ -258,7 +288,7 @@ public sealed class MartenEventStore : IEventStore
         }
 
         var metadata = new EventMetadata(e.CorrelationId, e.CausationId, e.UserName, e.Timestamp, headers);
-        return new StoredEvent(e.Id, new GlobalPosition(0, e.Sequence), streamId, e.Version, e.EventTypeName, e.Data, metadata);
+        return new StoredEvent(e.Id, e.Sequence, streamId, e.Version, e.EventTypeName, e.Data, metadata);
     }
 
     private void Validate(string streamId, IReadOnlyList<object> events)
@@ -272,6 +302,9 @@ public sealed class MartenEventStore : IEventStore
         for (var i = 0; i < events.Count; i++)
         {
             var e = events[i] ?? throw new EventStoreValidationException($"event {i} of the append is null");
+
+            // Only registered types: Marten would store any other under an alias of its own making.
+            _registry.AliasOf(e.GetType());
             var size = JsonSerializer.SerializeToUtf8Bytes(e, e.GetType(), Serialization.JsonDefaults.Options).Length;
             if (size > _options.MaxEventBytes)
             {

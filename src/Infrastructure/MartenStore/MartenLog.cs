@@ -4,6 +4,10 @@ namespace Propeller.Infrastructure.MartenStore;
 
 internal static partial class MartenLog
 {
+    [LoggerMessage(EventId = 2001, Level = LogLevel.Warning,
+        Message = "PostgreSQL at {Address} is unreachable (check {Setting}); attempt {Attempt}/{MaxAttempts}, retrying in {Delay}: {Reason}")]
+    public static partial void DatabaseUnreachable(ILogger logger, string address, string setting, int attempt, int maxAttempts, TimeSpan delay, string reason);
+
     [LoggerMessage(EventId = 2101, Level = LogLevel.Information, Message = "Marten event store schema applied in {Schema}")]
     public static partial void SchemaApplied(ILogger logger, string schema);
 

@@ -1,33 +1,98 @@
+using System.Net.Sockets;
 using Marten;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using Npgsql;
 using Propeller.Infrastructure.EventStore;
 
 namespace Propeller.Infrastructure.MartenStore;
 
 /// <summary>
-/// Applies Marten's schema (event tables, append function, projected documents) at startup, after our own migrations
-/// proved PostgreSQL reachable, so no request pays for it; a failure stops the host with a message naming the schema
-/// and the cause.
+/// Applies Marten's schema (event tables, append function, projected documents, and our outbox, inbox and telemetry
+/// tables) at startup, so no request pays for it. Several nodes starting at once are serialised by Marten's own
+/// advisory lock. PostgreSQL unreachable: retried with backoff, each attempt logged with the setting to check, then a
+/// clear failure; any other failure stops the host with a message naming the schema and the cause.
 /// </summary>
-internal sealed class MartenSchemaHostedService(IDocumentStore store, IOptions<EventStoreOptions> options, ILogger<MartenSchemaHostedService> logger) : IHostedService
+internal sealed class MartenSchemaHostedService(IDocumentStore store, NpgsqlDataSource dataSource, IOptions<EventStoreOptions> options, ILogger<MartenSchemaHostedService> logger) : IHostedService
 {
     public async Task StartAsync(CancellationToken cancellationToken)
     {
-        var schema = options.Value.Schema;
+        var settings = options.Value;
+        var delay = settings.StartupRetryDelay;
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await ApplyAsync(settings.Schema, cancellationToken);
+                break;
+            }
+            catch (Exception ex) when (IsUnreachable(ex) && attempt < settings.StartupAttempts && !cancellationToken.IsCancellationRequested)
+            {
+                MartenLog.DatabaseUnreachable(logger, Describe(settings), settings.ConnectionSettingName, attempt, settings.StartupAttempts, delay, ex.Message);
+                await Task.Delay(delay, cancellationToken);
+                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(10).Ticks));
+            }
+            catch (Exception ex) when (IsUnreachable(ex))
+            {
+                throw new EventStoreUnavailableException(
+                    $"PostgreSQL at {Describe(settings)} is unreachable after {attempt} attempts; check {settings.ConnectionSettingName}: {ex.Message}", ex);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                throw new EventStoreUnavailableException(
+                    $"Marten's event store schema could not be applied to schema '{settings.Schema}' (check {settings.ConnectionSettingName} and the database user's rights): {ex.Message}", ex);
+            }
+        }
+
+        MartenLog.SchemaApplied(logger, settings.Schema);
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    /// <summary>
+    /// Applies the schema holding an advisory lock of this schema's: Weasel's DDL is not safe against itself (two nodes
+    /// creating the schema at once failed on Marten's functions), so the later nodes wait and then find nothing to do.
+    /// </summary>
+    private async Task ApplyAsync(string schema, CancellationToken cancellationToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        await using (var take = new NpgsqlCommand("select pg_advisory_lock(hashtext('propeller.schema.' || $1))", connection))
+        {
+            take.Parameters.Add(new NpgsqlParameter { Value = schema });
+            await take.ExecuteNonQueryAsync(cancellationToken);
+        }
+
         try
         {
             await store.Storage.ApplyAllConfiguredChangesToDatabaseAsync().WaitAsync(cancellationToken);
         }
-        catch (Exception ex) when (ex is not OperationCanceledException)
+        finally
         {
-            throw new EventStoreUnavailableException(
-                $"Marten's event store schema could not be applied to schema '{schema}' (check {options.Value.ConnectionSettingName} and the database user's rights): {ex.Message}", ex);
+            await using var release = new NpgsqlCommand("select pg_advisory_unlock(hashtext('propeller.schema.' || $1))", connection);
+            release.Parameters.Add(new NpgsqlParameter { Value = schema });
+            await release.ExecuteNonQueryAsync(CancellationToken.None);
         }
-
-        MartenLog.SchemaApplied(logger, schema);
     }
 
-    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    private static string Describe(EventStoreOptions settings)
+    {
+        var builder = new NpgsqlConnectionStringBuilder(settings.ConnectionString);
+        return $"{builder.Host}:{builder.Port}";
+    }
+
+    /// <summary>Whether <paramref name="ex"/> (or what it wraps: Weasel wraps the driver's errors) says PostgreSQL is not there yet.</summary>
+    private static bool IsUnreachable(Exception? ex)
+    {
+        for (; ex is not null; ex = ex.InnerException)
+        {
+            if (ex is SocketException or NpgsqlException { InnerException: SocketException or TimeoutException or IOException }
+                or PostgresException { SqlState: "57P03" or "53300" }) // starting up / too many connections
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
 }

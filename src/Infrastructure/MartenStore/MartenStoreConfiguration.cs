@@ -14,7 +14,8 @@ namespace Propeller.Infrastructure.MartenStore;
 /// <summary>
 /// How Propeller configures Marten (ADR 0010), in one place for the manager, the tests and the benchmarks: Guid
 /// streams, the event aliases of <see cref="EventTypeRegistry"/> (a new event is one line there), every metadata
-/// column on, the stored JSON shape of <see cref="JsonDefaults"/>, and the inline state projections.
+/// column on, the stored JSON shape of <see cref="JsonDefaults"/>, the inline state projections, and our own
+/// tables (<see cref="MessageTables"/>) and snapshots in the same schema, applied with Marten's.
 /// </summary>
 public static class MartenStoreConfiguration
 {
@@ -68,6 +69,10 @@ public static class MartenStoreConfiguration
         {
             options.Events.MapEventType(type, alias);
         }
+
+        // Ours beside Marten's, created and migrated with them: outbox, inbox, telemetry samples; and the snapshots.
+        options.Storage.ExtendedSchemaObjects.AddRange(MessageTables.All(schema));
+        options.Schema.For<StreamSnapshot>().DocumentAlias("stream_snapshot");
 
         if (stateProjections)
         {

@@ -6,7 +6,6 @@ using Propeller.Contracts.Configuration;
 using MQTTnet.Formatter;
 using MQTTnet.Protocol;
 using Propeller.Broker;
-using Propeller.Infrastructure.EventStore;
 
 namespace Propeller.Manager.Configuration;
 
@@ -56,15 +55,12 @@ internal sealed record ManagerConfig
 
     public required string PostgresConnectionString { get; init; }
 
-    /// <summary>Where events are stored: our own store (default) or Marten's streams (MANAGER_EVENT_STORE, ADR 0010).</summary>
-    public EventStoreProvider EventStore { get; init; }
-
-    /// <summary>How many events an async projection may be behind before /health/ready fails (MANAGER_PROJECTION_MAX_LAG; Marten store).</summary>
+    /// <summary>How many events an async projection may be behind before /health/ready fails (MANAGER_PROJECTION_MAX_LAG).</summary>
     public long ProjectionMaxLag { get; init; } = 10_000;
 
     /// <summary>
     /// Which write side runs the commands (MANAGER_PIPELINE, ADR 0014): ours (default) or Wolverine's handlers, outbox
-    /// and queues. Wolverine needs Marten's streams, so it implies MANAGER_EVENT_STORE=marten.
+    /// and queues, both on Marten's streams.
     /// </summary>
     public CommandPipeline Pipeline { get; init; }
 
@@ -213,12 +209,19 @@ internal sealed record ManagerConfig
             errors.Add("MANAGER_MQTT_TLS_CLIENT_CERT and MANAGER_MQTT_TLS_CLIENT_KEY must be given together");
         }
 
-        var eventStore = (Get("EventStore:Provider") ?? Get("MANAGER_EVENT_STORE"))?.ToLowerInvariant() switch
+        // Marten is the only event store since issue 14 (ADR 0010); the old switch is still read so that a setting that
+        // asks for the deleted store fails clearly instead of starting on an empty Marten schema.
+        switch ((Get("EventStore:Provider") ?? Get("MANAGER_EVENT_STORE"))?.ToLowerInvariant())
         {
-            null or "own" => EventStoreProvider.Own,
-            "marten" => EventStoreProvider.Marten,
-            var other => Fail(EventStoreProvider.Own, $"MANAGER_EVENT_STORE must be own or marten (got '{other}')"),
-        };
+            case null or "" or "marten":
+                break;
+            case "own":
+                errors.Add("MANAGER_EVENT_STORE=own is no longer available: the events are in Marten's streams (ADR 0010); unset MANAGER_EVENT_STORE");
+                break;
+            case var other:
+                errors.Add($"MANAGER_EVENT_STORE must be marten or unset (got '{other}')");
+                break;
+        }
 
         var pipeline = Get("MANAGER_PIPELINE")?.ToLowerInvariant() switch
         {
@@ -226,14 +229,8 @@ internal sealed record ManagerConfig
             "wolverine" => CommandPipeline.Wolverine,
             var other => Fail(CommandPipeline.Own, $"MANAGER_PIPELINE must be own or wolverine (got '{other}')"),
         };
-        if (pipeline == CommandPipeline.Wolverine && (Get("EventStore:Provider") ?? Get("MANAGER_EVENT_STORE"))?.ToLowerInvariant() == "own")
-        {
-            errors.Add("MANAGER_PIPELINE=wolverine needs Marten's streams: leave MANAGER_EVENT_STORE unset or set it to marten");
-        }
-
         var config = new ManagerConfig
         {
-            EventStore = pipeline == CommandPipeline.Wolverine ? EventStoreProvider.Marten : eventStore,
             Pipeline = pipeline,
             ProjectionMaxLag = Int("MANAGER_PROJECTION_MAX_LAG", 10_000, 0, int.MaxValue),
             MqttTls = tlsCa is not null || tlsCert is not null || tlsInsecure

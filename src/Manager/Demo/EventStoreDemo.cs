@@ -3,8 +3,6 @@ using Propeller.Application.EventStore;
 using Propeller.Application.Tasks;
 using Propeller.Domain.Common;
 using Propeller.Domain.Tasks;
-using Propeller.Infrastructure.EventStore;
-using Propeller.Infrastructure.Projections;
 using Propeller.Infrastructure.Serialization;
 using static Propeller.Domain.Tasks.TaskCommand;
 
@@ -19,8 +17,7 @@ internal static class EventStoreDemo
     public static async Task<int> RunAsync(IHost host, CancellationToken cancellationToken)
     {
         var services = host.Services;
-        await services.GetRequiredService<SchemaMigrator>().MigrateAsync(cancellationToken);
-        await services.GetRequiredService<ProjectionDaemon>().EnsureAsync(cancellationToken);
+        await services.GetRequiredService<Marten.IDocumentStore>().Storage.ApplyAllConfiguredChangesToDatabaseAsync().WaitAsync(cancellationToken);
         var commands = services.GetRequiredService<CommandHandler>();
         var loader = services.GetRequiredService<AggregateLoader>();
         var store = services.GetRequiredService<IEventStore>();
@@ -59,7 +56,7 @@ internal static class EventStoreDemo
         Console.WriteLine($"history of {stream} (version {history.Version}):");
         foreach (var e in history.Events)
         {
-            Console.WriteLine($"  v{e.Version} {e.Metadata.Timestamp:O} {e.Type,-24} seq={e.Position.Sequence} user={e.Metadata.UserId} correlation={e.Metadata.CorrelationId}");
+            Console.WriteLine($"  v{e.Version} {e.Metadata.Timestamp:O} {e.Type,-24} seq={e.Sequence} user={e.Metadata.UserId} correlation={e.Metadata.CorrelationId}");
             Console.WriteLine($"     {serializer.Serialize(e.Data).Json}");
         }
 

@@ -6,7 +6,7 @@ namespace Propeller.Manager.Operations;
 
 /// <summary>
 /// `propeller-manager rebuild &lt;projection&gt;|all`: rebuilds a Marten projection (or every one) from the events (with the manager's
-/// settings; MANAGER_EVENT_STORE=marten), logging progress. Exit codes: 0 done, 2 usage or settings, 1 failure.
+/// settings), logging progress. Exit codes: 0 done, 2 usage or settings, 1 failure.
 /// </summary>
 internal static class RebuildCommand
 {
@@ -15,7 +15,7 @@ internal static class RebuildCommand
         if (args.Length == 0 || args[0].StartsWith('-'))
         {
             await Console.Error.WriteLineAsync(
-                "usage: propeller-manager rebuild <projection>|all   (task_state, proplet_view, task_activity; needs MANAGER_EVENT_STORE=marten)");
+                "usage: propeller-manager rebuild <projection>|all   (task_state, proplet_view, task_activity)");
             return 2;
         }
 
@@ -32,12 +32,7 @@ internal static class RebuildCommand
 
         await using (app)
         {
-            if (app.Services.GetService<IDocumentStore>() is not { } store)
-            {
-                await Console.Error.WriteLineAsync("propeller-manager rebuild: the events are not in Marten here (set MANAGER_EVENT_STORE=marten)");
-                return 2;
-            }
-
+            var store = app.Services.GetRequiredService<IDocumentStore>();
             using var stop = new CancellationTokenSource();
             Console.CancelKeyPress += (_, e) =>
             {

@@ -1,12 +1,11 @@
 using Marten;
 using Propeller.Infrastructure.MartenStore;
-using Propeller.Manager.Http;
 
 namespace Propeller.Manager.Tasks;
 
 /// <summary>
 /// GET /tasks/activity: how many events of each type the task streams hold, from Marten's async task_activity
-/// projection (it may lag the store by what /metrics shows as projection_lag_events). Marten store only.
+/// projection (it may lag the store by what /metrics shows as projection_lag_events).
 /// </summary>
 internal static class TaskActivityEndpoint
 {
@@ -16,13 +15,8 @@ internal static class TaskActivityEndpoint
         return app;
     }
 
-    private static async Task<IResult> ActivityAsync(IServiceProvider services, CancellationToken cancellationToken)
+    private static async Task<IResult> ActivityAsync(IDocumentStore store, CancellationToken cancellationToken)
     {
-        if (services.GetService<IDocumentStore>() is not { } store)
-        {
-            return ApiResults.Error(StatusCodes.Status404NotFound, "task activity is a Marten projection: it needs MANAGER_EVENT_STORE=marten");
-        }
-
         await using var session = store.QuerySession();
         var activity = await session.LoadAsync<TaskActivity>(TaskActivity.AllTasks, cancellationToken) ?? new TaskActivity();
         return Results.Ok(new { events = activity.Events, last_sequence = activity.LastSequence, last_event_at = activity.LastEventAt });

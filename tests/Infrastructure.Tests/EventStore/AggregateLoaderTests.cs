@@ -55,7 +55,7 @@ public sealed class AggregateLoaderTests : IAsyncLifetime
         both.Appended.Select(e => e.GetType().Name).ShouldBe(["TaskStartRequested", "TaskDispatched"]);
         both.State.Status.ShouldBe(TaskStatus.Running);
         both.Version.ShouldBe(3);
-        (await _db.ScalarAsync<long>("select count(distinct tx_id) from {schema}.events where stream_id = $1 and version in (2, 3)", stream)).ShouldBe(1);
+        (await _db.ScalarAsync<long>("select count(distinct xmin::text) from {schema}.mt_events where stream_id = $1 and version in (2, 3)", id.Value)).ShouldBe(1);
 
         // A follow-up the decider rejects (a second create) is dropped; the first command stands.
         var other = NewId();
@@ -93,7 +93,7 @@ public sealed class AggregateLoaderTests : IAsyncLifetime
         var repeat = await HandleAsync(new StartTask(id, T0.AddSeconds(4)));
         repeat.Appended.ShouldBeEmpty();
         repeat.Version.ShouldBe(5);
-        (await _db.ScalarAsync<long>("select version from {schema}.streams where id = $1", stream)).ShouldBe(5);
+        (await _db.ScalarAsync<long>("select version from {schema}.mt_streams where id = $1", id.Value)).ShouldBe(5);
     }
 
     [Fact]
@@ -109,7 +109,7 @@ public sealed class AggregateLoaderTests : IAsyncLifetime
 
         var rejected = await HandleAsync(new SkipTask(id, "x", T0));
         rejected.Rejection!.Kind.ShouldBe(RejectionKind.Conflict);
-        (await _db.ScalarAsync<long>("select version from {schema}.streams where id = $1", TaskAggregate.StreamId(id))).ShouldBe(2);
+        (await _db.ScalarAsync<long>("select version from {schema}.mt_streams where id = $1", id.Value)).ShouldBe(2);
     }
 
     [Fact]

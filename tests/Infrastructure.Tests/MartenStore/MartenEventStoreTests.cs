@@ -25,14 +25,13 @@ public sealed class MartenEventStoreTests : IAsyncLifetime
     public async ValueTask InitializeAsync()
     {
         _db = await TestDatabase.CreateAsync("marten_store");
-        (_marten, _store) = await _db.MartenAsync();
+        (_marten, _store) = (_db.Marten, _db.Store);
         _loader = new AggregateLoader(_store, _db.Snapshots);
         _commands = new CommandHandler(_store, _loader, _db.Snapshots, NullLogger<CommandHandler>.Instance);
     }
 
     public async ValueTask DisposeAsync()
     {
-        _marten.Dispose();
         await _db.DisposeAsync();
     }
 
@@ -230,13 +229,11 @@ public sealed class MartenEventStoreTests : IAsyncLifetime
         await _db.ExecuteAsync($"drop schema if exists {schema} cascade");
         await _db.ExecuteAsync($"create schema {schema}");
         await _db.ExecuteAsync($"create view {schema}.mt_streams as select 1 as id");
-        var options = new StoreOptions();
-        MartenStoreConfiguration.Configure(options, _db.DataSource, schema, _db.Registry);
-        using var blocked = new DocumentStore(options);
+        using var blocked = TestDatabase.NewMarten(_db.DataSource, schema);
         var settings = Microsoft.Extensions.Options.Options.Create(new Propeller.Infrastructure.EventStore.EventStoreOptions { Schema = schema });
 
         var ex = await Should.ThrowAsync<Propeller.Infrastructure.EventStore.EventStoreUnavailableException>(
-            () => new MartenSchemaHostedService(blocked, settings, NullLogger<MartenSchemaHostedService>.Instance).StartAsync(Ct));
+            () => new MartenSchemaHostedService(blocked, _db.DataSource, settings, NullLogger<MartenSchemaHostedService>.Instance).StartAsync(Ct));
         ex.Message.ShouldStartWith($"Marten's event store schema could not be applied to schema '{schema}'");
         ex.Message.ShouldContain("mt_streams");
     }

@@ -7,7 +7,6 @@ using Propeller.Application.Messaging;
 using Propeller.Application.Tasks;
 using Propeller.Domain.Tasks;
 using Propeller.Infrastructure.MartenStore;
-using Propeller.Infrastructure.Projections;
 using Propeller.Infrastructure.Tests.Support;
 using static Propeller.Infrastructure.Tests.Support.TestEvents;
 
@@ -15,26 +14,23 @@ namespace Propeller.Infrastructure.Tests.MartenStore;
 
 /// <summary>
 /// Group commit on Marten (ADR 0010): concurrent appends to distinct streams share one Marten session and one
-/// transaction, with their inline view rows and outbox rows; each keeps its expected version, its metadata and its
+/// transaction, with their inline views (the TaskState documents) and outbox rows; each keeps its expected version, its metadata and its
 /// own outcome (a conflicting append fails alone and its command is retried; the others commit).
 /// </summary>
 public sealed class MartenGroupCommitTests : IAsyncLifetime
 {
-    private readonly RecordingProjection _projection = new("mgrouped", null, usesGlobalPositions: false);
     private TestDatabase _db = null!;
     private DocumentStore _marten = null!;
     private MartenEventStore _store = null!;
 
     public async ValueTask InitializeAsync()
     {
-        _db = await TestDatabase.CreateAsync("marten_group", c => c.Add(_projection, ProjectionLifecycle.Inline), o => o.GroupCommit.MaxConcurrentGroups = 1);
-        await _db.Daemon().EnsureAsync(Ct);
-        (_marten, _store) = await _db.MartenAsync();
+        _db = await TestDatabase.CreateAsync("marten_group", o => o.GroupCommit.MaxConcurrentGroups = 1);
+        (_marten, _store) = (_db.Marten, _db.Store);
     }
 
     public async ValueTask DisposeAsync()
     {
-        _marten.Dispose();
         await _db.DisposeAsync();
     }
 
@@ -75,7 +71,7 @@ public sealed class MartenGroupCommitTests : IAsyncLifetime
         }
 
         (await _db.ScalarAsync<long>("select count(*) from {schema}.mt_events")).ShouldBe(streams * appendsPerStream);
-        (await _db.ScalarAsync<long>("select count(*) from {schema}.seen_mgrouped")).ShouldBe(streams * appendsPerStream);
+        (await _db.ScalarAsync<long>("select count(*) from {schema}.mt_doc_taskstate where (data->>'attempt')::int = $1", appendsPerStream)).ShouldBe(streams);
         (await _db.ScalarAsync<long>("select count(*) from {schema}.mt_streams where version <> $1", (long)appendsPerStream)).ShouldBe(0);
 
         // Fewer transactions than appends: some appends shared one (xmin is the inserting transaction).
@@ -114,8 +110,7 @@ public sealed class MartenGroupCommitTests : IAsyncLifetime
         (await okC).NextVersion.ShouldBe(1);
         await Should.ThrowAsync<ConcurrencyException>(() => conflicting);
         (await _db.ScalarAsync<long>("select count(*) from {schema}.mt_events where stream_id = $1", existing.Value)).ShouldBe(1);
-        (await _db.ScalarAsync<long>("select count(*) from {schema}.seen_mgrouped where stream_id = $1", TaskAggregate.StreamId(existing))).ShouldBe(1);
-        (await _db.ScalarAsync<long>("select count(*) from {schema}.seen_mgrouped where stream_id = any($1)", (object)new[] { TaskAggregate.StreamId(a), TaskAggregate.StreamId(c) })).ShouldBe(2);
+        (await _db.ScalarAsync<long>("select count(*) from {schema}.mt_doc_taskstate where id = any($1)", (object)new[] { existing.Value, a.Value, c.Value })).ShouldBe(3);
         (await _db.ScalarAsync<string>("select string_agg(destination, ',' order by destination) from {schema}.outbox")).ShouldBe("t/a,t/c");
     }
 
@@ -140,6 +135,6 @@ public sealed class MartenGroupCommitTests : IAsyncLifetime
             history.Events.Skip(1).Select(e => ((TaskEvent.TaskUpdated)e.Data).Spec.Name).Order().ShouldBe(["v1", "v2"]);
         }
 
-        (await _db.ScalarAsync<long>("select count(*) from {schema}.seen_mgrouped")).ShouldBe(ids.Length * 3);
+        (await _db.ScalarAsync<long>("select count(*) from {schema}.mt_doc_taskstate where data->'spec'->>'name' in ('v1', 'v2')")).ShouldBe(ids.Length);
     }
 }

@@ -26,13 +26,12 @@ public sealed class MartenViewTests : IAsyncLifetime
     public async ValueTask InitializeAsync()
     {
         _db = await TestDatabase.CreateAsync("marten_views");
-        (_marten, _store) = await _db.MartenAsync();
+        (_marten, _store) = (_db.Marten, _db.Store);
         _commands = new CommandHandler(_store, new AggregateLoader(_store, _db.Snapshots), _db.Snapshots, NullLogger<CommandHandler>.Instance);
     }
 
     public async ValueTask DisposeAsync()
     {
-        _marten.Dispose();
         await _db.DisposeAsync();
     }
 

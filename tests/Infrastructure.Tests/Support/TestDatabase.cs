@@ -1,39 +1,33 @@
-using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Marten;
 using Npgsql;
 using Propeller.Application;
 using Propeller.Application.Aggregates;
-using Propeller.Application.EventStore;
-using Propeller.Application.Tasks;
 using Propeller.Infrastructure.EventStore;
 using Propeller.Infrastructure.MartenStore;
-using Propeller.Infrastructure.Projections;
-using Propeller.Infrastructure.Serialization;
 using Propeller.Tests.Shared;
 
 namespace Propeller.Infrastructure.Tests.Support;
 
 /// <summary>
-/// A real PostgreSQL (the shared TestPostgres: a container where Docker answers, else scripts/infra.sh's) with one schema per test class, dropped and
-/// migrated again before each test (not after, so a failure leaves its evidence). No fallback: unreachable = failure.
+/// A real PostgreSQL (the shared TestPostgres: a container where Docker answers, else scripts/infra.sh's) with one schema
+/// per test class, dropped and created again by Marten before each test (not after, so a failure leaves its evidence),
+/// and the event store port, snapshots and command path on Marten (ADR 0010). No fallback: unreachable = failure.
 /// </summary>
 internal sealed class TestDatabase : IAsyncDisposable
 {
-    private TestDatabase(string schema, string connectionString, NpgsqlDataSource dataSource, ProjectionCatalog catalog, Action<EventStoreOptions>? configure)
+    private TestDatabase(string schema, string connectionString, NpgsqlDataSource dataSource, DocumentStore marten, IOptions<EventStoreOptions> options)
     {
         ConnectionString = connectionString;
         Schema = schema;
         DataSource = dataSource;
-        Catalog = catalog;
-        var options = new EventStoreOptions { ConnectionString = ConnectionString, Schema = schema };
-        configure?.Invoke(options);
-        Options = Microsoft.Extensions.Options.Options.Create(options);
+        Options = options;
+        Marten = marten;
         Registry = DomainEvents.CreateRegistry();
-        Serializer = new EventSerializer(Registry);
-        Store = new PostgresEventStore(dataSource, Serializer, catalog, Options, NullLogger<PostgresEventStore>.Instance);
-        Snapshots = new PostgresSnapshotStore(dataSource, Options);
+        Serializer = new Propeller.Infrastructure.Serialization.EventSerializer(Registry);
+        Store = new MartenEventStore(marten, dataSource, options, Registry);
+        Snapshots = new MartenSnapshotStore(marten);
         Loader = new AggregateLoader(Store, Snapshots);
         Commands = new CommandHandler(Store, Loader, Snapshots, NullLogger<CommandHandler>.Instance);
     }
@@ -47,23 +41,25 @@ internal sealed class TestDatabase : IAsyncDisposable
 
     public NpgsqlDataSource DataSource { get; }
 
-    public ProjectionCatalog Catalog { get; }
-
     public IOptions<EventStoreOptions> Options { get; }
 
-    public EventTypeRegistry Registry { get; }
+    public DocumentStore Marten { get; }
 
-    public EventSerializer Serializer { get; }
+    public Propeller.Application.EventStore.EventTypeRegistry Registry { get; }
 
-    public PostgresEventStore Store { get; }
+    /// <summary>The stored JSON shape (the history contract).</summary>
+    public Propeller.Infrastructure.Serialization.EventSerializer Serializer { get; }
 
-    public PostgresSnapshotStore Snapshots { get; }
+    public MartenEventStore Store { get; }
+
+    public MartenSnapshotStore Snapshots { get; }
 
     public AggregateLoader Loader { get; }
 
     public CommandHandler Commands { get; }
 
-    public static async Task<TestDatabase> CreateAsync(string schema, Action<ProjectionCatalog>? projections = null, Action<EventStoreOptions>? configure = null)
+    /// <summary>Marten configured as the manager configures it (<see cref="MartenStoreConfiguration"/>), in <paramref name="schema"/>, its schema applied.</summary>
+    public static async Task<TestDatabase> CreateAsync(string schema, Action<EventStoreOptions>? configure = null)
     {
         var ct = TestContext.Current.CancellationToken;
         var connectionString = await TestPostgres.ConnectionStringAsync();
@@ -75,34 +71,19 @@ internal sealed class TestDatabase : IAsyncDisposable
             await drop.ExecuteNonQueryAsync(ct);
         }
 
-        var catalog = new ProjectionCatalog();
-        projections?.Invoke(catalog);
-        var database = new TestDatabase(schema, connectionString, dataSource, catalog, configure);
-        await database.Migrator().MigrateAsync(ct);
-        return database;
+        var settings = new EventStoreOptions { ConnectionString = connectionString, Schema = schema };
+        configure?.Invoke(settings);
+        var marten = NewMarten(dataSource, schema);
+        await marten.Storage.ApplyAllConfiguredChangesToDatabaseAsync().WaitAsync(ct);
+        return new TestDatabase(schema, connectionString, dataSource, marten, Microsoft.Extensions.Options.Options.Create(settings));
     }
 
-    /// <summary>
-    /// Marten in this class's schema (ADR 0010), its schema applied, and the event store port on it; the inline views
-    /// of <see cref="Catalog"/> run in its appends' transactions.
-    /// </summary>
-    public async Task<(DocumentStore Marten, MartenEventStore Store)> MartenAsync()
+    /// <summary>Another Marten store as the manager configures it (another node, or another schema), not applied.</summary>
+    public static DocumentStore NewMarten(NpgsqlDataSource dataSource, string schema)
     {
         var options = new StoreOptions();
-        MartenStoreConfiguration.Configure(options, DataSource, Schema, Registry);
-        var marten = new DocumentStore(options);
-        await marten.Storage.ApplyAllConfiguredChangesToDatabaseAsync().WaitAsync(TestContext.Current.CancellationToken);
-        return (marten, new MartenEventStore(marten, DataSource, Catalog, Options));
-    }
-
-    public SchemaMigrator Migrator(ILogger<SchemaMigrator>? logger = null) =>
-        new(DataSource, Options, logger ?? NullLogger<SchemaMigrator>.Instance);
-
-    public ProjectionDaemon Daemon(Action<ProjectionDaemonOptions>? configure = null)
-    {
-        var options = new ProjectionDaemonOptions { PollInterval = TimeSpan.FromMilliseconds(20), RetryDelay = TimeSpan.FromMilliseconds(10), LeaseRetryInterval = TimeSpan.FromMilliseconds(100) };
-        configure?.Invoke(options);
-        return new ProjectionDaemon(DataSource, Store, Catalog, Options, Microsoft.Extensions.Options.Options.Create(options), TimeProvider.System, NullLogger<ProjectionDaemon>.Instance);
+        MartenStoreConfiguration.Configure(options, dataSource, schema, DomainEvents.CreateRegistry());
+        return new DocumentStore(options);
     }
 
     /// <summary>Polls <paramref name="condition"/> until it holds (at most 10 s): for a lock another session is waiting on.</summary>
@@ -138,5 +119,9 @@ internal sealed class TestDatabase : IAsyncDisposable
         await command.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
     }
 
-    public ValueTask DisposeAsync() => DataSource.DisposeAsync();
+    public ValueTask DisposeAsync()
+    {
+        Marten.Dispose();
+        return DataSource.DisposeAsync();
+    }
 }

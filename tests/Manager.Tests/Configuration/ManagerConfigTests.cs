@@ -62,13 +62,12 @@ public sealed class ManagerConfigTests : IDisposable
     }
 
     [Fact]
-    public void Pipeline_WolverineImpliesMarten_AndRefusesOurStoreOrAnUnknownValue()
+    public void Pipeline_IsOwnOrWolverine_AndTheDeletedStoreIsRefusedClearly()
     {
-        var config = Load(("MANAGER_PIPELINE", "wolverine"));
-        config.Pipeline.ShouldBe(CommandPipeline.Wolverine);
-        config.EventStore.ShouldBe(Propeller.Infrastructure.EventStore.EventStoreProvider.Marten);
+        Load(("MANAGER_PIPELINE", "wolverine")).Pipeline.ShouldBe(CommandPipeline.Wolverine);
         Load().Pipeline.ShouldBe(CommandPipeline.Own);
-        Should.Throw<ManagerConfigurationException>(() => Load(("MANAGER_PIPELINE", "wolverine"), ("MANAGER_EVENT_STORE", "own"))).Message.ShouldContain("MANAGER_PIPELINE=wolverine needs Marten");
+        Load(("MANAGER_EVENT_STORE", "marten")).Pipeline.ShouldBe(CommandPipeline.Own);
+        Should.Throw<ManagerConfigurationException>(() => Load(("MANAGER_EVENT_STORE", "own"))).Message.ShouldContain("MANAGER_EVENT_STORE=own is no longer available");
         Should.Throw<ManagerConfigurationException>(() => Load(("MANAGER_PIPELINE", "mediator"))).Message.ShouldContain("MANAGER_PIPELINE must be own or wolverine");
     }
 

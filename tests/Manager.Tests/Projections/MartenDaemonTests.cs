@@ -17,8 +17,6 @@ public sealed class MartenDaemonTests
 {
     private const string Schema = "api_marten_daemon";
 
-    private static readonly Dictionary<string, string> Marten = new() { ["MANAGER_EVENT_STORE"] = "marten" };
-
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
     private static async Task CreateTasksAsync(HttpClient http, int count)
@@ -57,7 +55,7 @@ public sealed class MartenDaemonTests
     [Fact]
     public async Task TheDaemon_ReportsLagInMetrics_AndReadyFailsWhileAProjectionIsStoppedOrTooFarBehind()
     {
-        await using var server = await ManagerServer.StartAsync(Schema, Marten);
+        await using var server = await ManagerServer.StartAsync(Schema);
         await CreateTasksAsync(server.Client, 3);
         await EventuallyAsync(async () => (await LagLineAsync(server.Client)).EndsWith(" 0", StringComparison.Ordinal), "task_activity caught up");
         (await server.Client.GetStringAsync("/metrics", Ct)).ShouldContain($"projection_running{{projection=\"task_activity\",schema=\"{Schema}\"}} 1");
@@ -76,7 +74,7 @@ public sealed class MartenDaemonTests
 
         // Behind: a node that runs no daemon judges the lag alone, against its threshold.
         await using var reader = await ManagerServer.StartAsync(
-            Schema, new Dictionary<string, string>(Marten) { ["MANAGER_PROJECTION_MAX_LAG"] = "2" }, dropSchema: false, waitUntilReady: false, runDaemon: false);
+            Schema, new Dictionary<string, string> { ["MANAGER_PROJECTION_MAX_LAG"] = "2" }, dropSchema: false, waitUntilReady: false, runDaemon: false);
         (await ReadyAsync(reader.Client)).ShouldBe((HttpStatusCode.OK, "pass"));
         await CreateTasksAsync(server.Client, 3);
         (await LagLineAsync(reader.Client)).ShouldEndWith(" 3");
@@ -94,18 +92,18 @@ public sealed class MartenDaemonTests
     public async Task TheRebuildCommand_RebuildsOneOrEveryProjection_AndRejectsAnUnknownOne()
     {
         const string schema = Schema + "_rebuild";
-        await using (var server = await ManagerServer.StartAsync(schema, Marten))
+        await using (var server = await ManagerServer.StartAsync(schema))
         {
             await CreateTasksAsync(server.Client, 4);
         }
 
         var db = await TestPostgres.ConnectionStringAsync();
-        string[] settings = [$"--EventStore:ConnectionString={db}", $"--EventStore:Schema={schema}", "--MANAGER_EVENT_STORE=marten", "--MANAGER_MQTT_ADDRESS=", "--MANAGER_LOG_LEVEL=warn"];
+        string[] settings = [$"--EventStore:ConnectionString={db}", $"--EventStore:Schema={schema}", "--MANAGER_MQTT_ADDRESS=", "--MANAGER_LOG_LEVEL=warn"];
         (await RebuildCommand.RunAsync(["no_such_view", .. settings])).ShouldBe(2);
         (await RebuildCommand.RunAsync([TaskActivityProjection.ProjectionName, .. settings])).ShouldBe(0);
         (await RebuildCommand.RunAsync(["all", .. settings])).ShouldBe(0);
 
-        await using var after = await ManagerServer.StartAsync(schema, Marten, dropSchema: false, runDaemon: false);
+        await using var after = await ManagerServer.StartAsync(schema, null, dropSchema: false, runDaemon: false);
         using var activity = JsonDocument.Parse(await after.Client.GetStringAsync("/tasks/activity", Ct));
         activity.RootElement.GetProperty("events").GetProperty("task.created.v1").GetInt64().ShouldBe(4);
         using var tasks = JsonDocument.Parse(await after.Client.GetStringAsync("/tasks", Ct));

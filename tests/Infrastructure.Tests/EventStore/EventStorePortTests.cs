@@ -7,7 +7,8 @@ using static Propeller.Infrastructure.Tests.Support.TestEvents;
 
 namespace Propeller.Infrastructure.Tests.EventStore;
 
-public sealed class PostgresEventStoreTests : IAsyncLifetime
+/// <summary>The event store port (IEventStore) on Marten: appends, reads, versions, archive, validation, races.</summary>
+public sealed class EventStorePortTests : IAsyncLifetime
 {
     private TestDatabase _db = null!;
 
@@ -40,7 +41,7 @@ public sealed class PostgresEventStoreTests : IAsyncLifetime
         meta.UserId.ShouldBe("alice");
         meta.Timestamp.ShouldBe(T0.AddMinutes(1));
         meta.Headers!["plugin"].ShouldBe("allow");
-        read.Events[0].Position.ShouldBeLessThan(read.Events[1].Position);
+        read.Events[0].Sequence.ShouldBeLessThan(read.Events[1].Sequence);
     }
 
     [Fact]
@@ -68,8 +69,9 @@ public sealed class PostgresEventStoreTests : IAsyncLifetime
 
         (await _db.Store.AppendAsync(stream, "task", ExpectedVersion.Exact(1), [Numbered(id, 1)], Meta(), Ct)).NextVersion.ShouldBe(2);
         (await _db.Store.AppendAsync(stream, "task", ExpectedVersion.Any, [Numbered(id, 2), Numbered(id, 3)], Meta(), Ct)).NextVersion.ShouldBe(4);
-        (await _db.ScalarAsync<long>("select count(*) from {schema}.events")).ShouldBe(4);
-        (await _db.ScalarAsync<bool>("select exists (select 1 from {schema}.streams where id = 'task-nope')")).ShouldBeFalse();
+        (await _db.ScalarAsync<long>("select count(*) from {schema}.mt_events")).ShouldBe(4);
+        // Marten's tombstone stream (where it records the sequence numbers a failed append used) has version 0.
+        (await _db.ScalarAsync<long>("select count(*) from {schema}.mt_streams where version > 0")).ShouldBe(1);
     }
 
     [Fact]
@@ -113,7 +115,7 @@ public sealed class PostgresEventStoreTests : IAsyncLifetime
         var id = NewId();
         var stream = TaskAggregate.StreamId(id);
         await _db.Store.AppendAsync(stream, "task", ExpectedVersion.NoStream, [Created(id)], Meta(), Ct);
-        await _db.ExecuteAsync("update {schema}.events set type = 'task.renamed_by_mistake.v9' where stream_id = $1", stream);
+        await _db.ExecuteAsync("update {schema}.mt_events set type = 'task.renamed_by_mistake.v9', mt_dotnet_type = 'Gone.RenamedEvent, Gone' where stream_id = $1", id.Value);
 
         var ex = await Should.ThrowAsync<UnknownEventTypeException>(() => _db.Store.ReadStreamAsync(stream, StreamReadOptions.All, Ct));
 
@@ -137,7 +139,7 @@ public sealed class PostgresEventStoreTests : IAsyncLifetime
             .Message.ShouldContain("201");
         await Should.ThrowAsync<EventStoreValidationException>(() => _db.Store.ReadStreamAsync(tooLong, StreamReadOptions.All, Ct));
         await Should.ThrowAsync<EventStoreValidationException>(() => _db.Store.AppendAsync("task-x", "task", ExpectedVersion.Any, [], Meta(), Ct));
-        (await _db.ScalarAsync<long>("select count(*) from {schema}.streams")).ShouldBe(0);
+        (await _db.ScalarAsync<long>("select count(*) from {schema}.mt_streams where version > 0")).ShouldBe(0);
     }
 
     [Fact]
@@ -160,7 +162,7 @@ public sealed class PostgresEventStoreTests : IAsyncLifetime
 
         await Should.ThrowAsync<EventStoreValidationException>(() => _db.Store.AppendAsync(stream, "task", ExpectedVersion.Any, [Numbered(id, 1), huge], Meta(), Ct));
 
-        (await _db.ScalarAsync<long>("select count(*) from {schema}.events")).ShouldBe(0);
+        (await _db.ScalarAsync<long>("select count(*) from {schema}.mt_events")).ShouldBe(0);
     }
 
     [Fact]
@@ -198,7 +200,7 @@ public sealed class PostgresEventStoreTests : IAsyncLifetime
         payloads.Distinct().Count().ShouldBe(writers * eventsPerWriter);
         payloads.ShouldBe(Enumerable.Range(0, writers).SelectMany(w => Enumerable.Range(0, eventsPerWriter).Select(i => (w * 1000) + i)), ignoreOrder: true);
         conflicts.ShouldBeGreaterThan(0);
-        (await _db.ScalarAsync<long>("select count(*) from {schema}.events")).ShouldBe(writers * eventsPerWriter);
+        (await _db.ScalarAsync<long>("select count(*) from {schema}.mt_events")).ShouldBe(writers * eventsPerWriter);
     }
 
     [Fact]

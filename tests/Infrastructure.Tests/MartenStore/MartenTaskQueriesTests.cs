@@ -1,25 +1,24 @@
 using Propeller.Application.Tasks;
 using Propeller.Domain.Common;
 using Propeller.Domain.Tasks;
-using Propeller.Infrastructure.Projections;
-using Propeller.Infrastructure.Tasks;
+using Propeller.Infrastructure.MartenStore;
 using Propeller.Infrastructure.Tests.Support;
 using static Propeller.Domain.Tasks.TaskCommand;
 using static Propeller.Infrastructure.Tests.Support.TestEvents;
 using TaskStatus = Propeller.Domain.Tasks.TaskStatus;
 
-namespace Propeller.Infrastructure.Tests.Tasks;
+namespace Propeller.Infrastructure.Tests.MartenStore;
 
-public sealed class TaskViewProjectionTests : IAsyncLifetime
+/// <summary>The task view on Marten: the inline TaskState document read by <see cref="MartenTaskQueries"/>.</summary>
+public sealed class MartenTaskQueriesTests : IAsyncLifetime
 {
     private TestDatabase _db = null!;
-    private PostgresTaskQueries _queries = null!;
+    private MartenTaskQueries _queries = null!;
 
     public async ValueTask InitializeAsync()
     {
-        _db = await TestDatabase.CreateAsync("task_view", c => c.Add(new TaskViewProjection(), ProjectionLifecycle.Inline));
-        await _db.Daemon().EnsureAsync(Ct);
-        _queries = new PostgresTaskQueries(_db.DataSource, _db.Options);
+        _db = await TestDatabase.CreateAsync("task_view");
+        _queries = new MartenTaskQueries(_db.Marten);
     }
 
     public ValueTask DisposeAsync() => _db.DisposeAsync();
@@ -34,14 +33,14 @@ public sealed class TaskViewProjectionTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task TwoNodes_EachWithItsOwnProjection_KeepTheViewRight()
+    public async Task TwoNodes_EachWithItsOwnMarten_KeepTheViewRight()
     {
-        // Another node: its own event store, projection (and row cache) and command handler, on the same schema.
-        var catalog = new ProjectionCatalog().Add(new TaskViewProjection(), ProjectionLifecycle.Inline);
-        var store = new Propeller.Infrastructure.EventStore.PostgresEventStore(
-            _db.DataSource, _db.Serializer, catalog, _db.Options, Microsoft.Extensions.Logging.Abstractions.NullLogger<Propeller.Infrastructure.EventStore.PostgresEventStore>.Instance);
+        // Another node: its own Marten store, event store port and command handler, on the same schema.
+        using var marten = TestDatabase.NewMarten(_db.DataSource, _db.Schema);
+        var store = new MartenEventStore(marten, _db.DataSource, _db.Options, _db.Registry);
+        var snapshots = new MartenSnapshotStore(marten);
         var other = new Propeller.Application.Aggregates.CommandHandler(
-            store, new Propeller.Application.Aggregates.AggregateLoader(store, _db.Snapshots), _db.Snapshots,
+            store, new Propeller.Application.Aggregates.AggregateLoader(store, snapshots), snapshots,
             Microsoft.Extensions.Logging.Abstractions.NullLogger<Propeller.Application.Aggregates.CommandHandler>.Instance);
         var id = NewId();
         await HandleAsync(new CreateTask(id, TaskSpec.Named("add"), T0));

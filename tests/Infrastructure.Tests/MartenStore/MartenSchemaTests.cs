@@ -1,0 +1,87 @@
+using Marten;
+using Microsoft.Extensions.Options;
+using Npgsql;
+using Propeller.Infrastructure.EventStore;
+using Propeller.Infrastructure.MartenStore;
+using Propeller.Infrastructure.Tests.Support;
+
+namespace Propeller.Infrastructure.Tests.MartenStore;
+
+/// <summary>
+/// The schema at startup (issue 14): Marten's tables and ours (outbox, inbox, telemetry) applied by the hosted service,
+/// idempotently, by several nodes at once; PostgreSQL unreachable is retried, logged and then a clear failure.
+/// </summary>
+public sealed class MartenSchemaTests : IAsyncLifetime
+{
+    private TestDatabase _db = null!;
+
+    public async ValueTask InitializeAsync() => _db = await TestDatabase.CreateAsync("marten_schema");
+
+    public ValueTask DisposeAsync() => _db.DisposeAsync();
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    private MartenSchemaHostedService Service(IDocumentStore store, ListLogger<MartenSchemaHostedService>? logger = null) =>
+        new(store, _db.DataSource, _db.Options, logger ?? new ListLogger<MartenSchemaHostedService>());
+
+    [Fact]
+    public async Task NodesStartingAtOnce_OnAFreshSchema_AllSucceed_WithEveryTable()
+    {
+        await _db.ExecuteAsync($"drop schema {_db.Quoted} cascade");
+        var stores = Enumerable.Range(0, 4).Select(_ => TestDatabase.NewMarten(_db.DataSource, _db.Schema)).ToArray();
+        try
+        {
+            await Task.WhenAll(stores.Select(s => Task.Run(() => Service(s).StartAsync(Ct), Ct)));
+        }
+        finally
+        {
+            foreach (var store in stores)
+            {
+                await store.DisposeAsync();
+            }
+        }
+
+        var tables = await _db.ScalarAsync<string>(
+            "select string_agg(table_name, ',' order by table_name) from information_schema.tables where table_schema = $1 and table_name in ('mt_events', 'mt_streams', 'outbox', 'inbox', 'task_metrics', 'proplet_metrics', 'mt_doc_taskstate', 'mt_doc_stream_snapshot')",
+            _db.Schema);
+        tables.ShouldBe("inbox,mt_doc_stream_snapshot,mt_doc_taskstate,mt_events,mt_streams,outbox,proplet_metrics,task_metrics");
+    }
+
+    [Fact]
+    public async Task ApplyingAgain_OnAnExistingSchema_ChangesNothing_AndKeepsTheRows()
+    {
+        await _db.ExecuteAsync("insert into {schema}.outbox (destination, payload) values ('t', '\\x01'::bytea)");
+        var logger = new ListLogger<MartenSchemaHostedService>();
+
+        await Service(_db.Marten, logger).StartAsync(Ct);
+        using (var store = TestDatabase.NewMarten(_db.DataSource, _db.Schema))
+        {
+            (await store.Storage.Database.CreateMigrationAsync(Ct)).Difference.ShouldBe(Weasel.Core.SchemaPatchDifference.None);
+        }
+
+        (await _db.ScalarAsync<long>("select count(*) from {schema}.outbox")).ShouldBe(1);
+        logger.Lines.ShouldContain(l => l.Contains("schema applied", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task PostgresDownAtStartup_RetriesWithLogLinesNamingTheSetting_ThenFailsClearly()
+    {
+        var settings = new EventStoreOptions
+        {
+            ConnectionString = "Host=127.0.0.1;Port=1;Username=x;Password=y;Database=z;Timeout=2",
+            Schema = "unreachable",
+            StartupAttempts = 3,
+            StartupRetryDelay = TimeSpan.FromMilliseconds(10),
+        };
+        await using var dataSource = NpgsqlDataSource.Create(settings.ConnectionString);
+        using var store = TestDatabase.NewMarten(dataSource, settings.Schema);
+        var logger = new ListLogger<MartenSchemaHostedService>();
+
+        var ex = await Should.ThrowAsync<EventStoreUnavailableException>(() => new MartenSchemaHostedService(store, dataSource, Options.Create(settings), logger).StartAsync(Ct));
+
+        ex.Message.ShouldContain("127.0.0.1:1");
+        ex.Message.ShouldContain("MANAGER_POSTGRES_HOST");
+        logger.Lines.Count.ShouldBe(2);
+        logger.Lines.ShouldAllBe(l => l.Contains("MANAGER_POSTGRES_HOST") && l.StartsWith("Warning"));
+    }
+}
