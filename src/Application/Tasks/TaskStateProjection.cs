@@ -11,7 +11,14 @@ namespace Propeller.Application.Tasks;
 /// </summary>
 public sealed class TaskStateProjection : SingleStreamProjection<TaskState, TaskId>
 {
-    public TaskStateProjection() => Name = "task_state";
+    public TaskStateProjection()
+    {
+        Name = "task_state";
+
+        // Only task events: without the filter Marten loads a TaskState document for every stream in an append
+        // (a proplet's too), one more query per session.
+        IncludeType<TaskEvent>();
+    }
 
     public override TaskState? Evolve(TaskState? snapshot, TaskId id, IEvent e)
     {

@@ -32,7 +32,13 @@ public sealed class PropletDocumentProjection : SingleStreamProjection<PropletDo
 {
     public const string ProjectionName = "proplet_view";
 
-    public PropletDocumentProjection() => Name = ProjectionName;
+    public PropletDocumentProjection()
+    {
+        Name = ProjectionName;
+
+        // Only proplet events: without the filter Marten loads a proplet document for every task append too.
+        IncludeType<PropletEvent>();
+    }
 
     public override PropletDocument? Evolve(PropletDocument? snapshot, Guid id, IEvent e)
     {
