@@ -53,10 +53,16 @@ public sealed class HttpProxyComponentTests : IDisposable
         Handle("GET", "/", "").Status.ShouldBe(200);
     }
 
-    private HttpProxyResponse Handle(string method, string path, string body, KeyValuePair<string, byte[]>[]? headers = null)
+    [Fact]
+    public void GivenASpinningHandler_WhenItsFuelRunsOut_ThenTheResponseSaysSo()
+    {
+        Handle("GET", "/spin", "", fuel: 1_000_000).Error.ShouldNotBeNull().ShouldContain("all fuel consumed");
+    }
+
+    private HttpProxyResponse Handle(string method, string path, string body, KeyValuePair<string, byte[]>[]? headers = null, ulong fuel = ulong.MaxValue)
     {
         using var store = new Store(WasmEngine.Shared.Engine);
-        store.Fuel = ulong.MaxValue;
+        store.Fuel = fuel;
         WasmEngine.Watch(store, () => { });
         return _proxy.Handle(
             store,

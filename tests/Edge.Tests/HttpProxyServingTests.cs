@@ -86,6 +86,24 @@ public sealed class HttpProxyServingTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task GivenATimeout_WhenARequestSpins_ThenThatRequestIs500AtTheLimitAndTheProxyOutlivesIt()
+    {
+        var port = FreePort();
+        Start(new { id = "spin", name = "proxy", file = Convert.ToBase64String(Components.Proxy), cli_args = new[] { "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--timeout", "0.3" } });
+        (await NextResultAsync()).GetProperty("results").GetString().ShouldBe($"started at port {port}");
+        var url = $"http://127.0.0.1:{port}";
+
+        var spin = await _http.GetAsync(new Uri(url + "/spin"), Ct);
+        spin.StatusCode.ShouldBe(HttpStatusCode.InternalServerError);
+        (await spin.Content.ReadAsStringAsync(Ct)).ShouldContain("exceeded the task's time limit of 0.3 s");
+
+        // The task itself has no time limit: it still serves after more than 0.3 s.
+        (await _http.GetStringAsync(new Uri(url + "/"), Ct)).ShouldBe("hello, world");
+        _runner.HandleStop(Encoding.UTF8.GetBytes("""{"id":"spin"}"""));
+        await WaitUntilAsync(() => HttpProxyServer.Free(port));
+    }
+
+    [Fact]
     public async Task GivenNoPortInCliArgs_WhenStarted_ThenTheFirstFreePortOfTheRangeIsTaken()
     {
         using var busy = new TcpListener(IPAddress.Any, _settings.HttpProxyPort);

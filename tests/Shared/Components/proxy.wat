@@ -9,6 +9,7 @@
 ;;   /none     returns without setting a response
 ;;   /exit     calls wasi:cli/exit (err)
 ;;   /outgoing calls wasi:http/outgoing-handler.handle, which this proplet does not implement (it traps)
+;;   /spin     loops forever (until the fuel, the time limit or a stop ends it)
 ;;   else      200 "hello, world"
 ;; Every answer has content-type: text/plain. The response is set before its body is written, as streaming handlers do.
 ;; Core functions follow the canonical ABI by hand; a result of more than one flat value is written to a return area.
@@ -162,6 +163,7 @@
     (data (i32.const 1136) " ")
     (data (i32.const 1144) "/exit")
     (data (i32.const 1152) "/outgoing")
+    (data (i32.const 1168) "/spin")
     ;; Return areas: 100 path, 120 append, 140 consume, 160 stream, 180 read, 200 method, 220 body, 240 write-stream,
     ;; 260 write, 280 finish, 300 header values; 320 holds the method digit.
 
@@ -195,6 +197,8 @@
         (then (call $exit (i32.const 1))))
       (if (call $starts (local.get $ptr) (local.get $len) (i32.const 1152) (i32.const 9))
         (then (drop (call $outgoing))))
+      (if (call $starts (local.get $ptr) (local.get $len) (i32.const 1168) (i32.const 5))
+        (then (loop $forever (br $forever))))
 
       (local.set $headers (call $fields-new))
       (call $fields-append (local.get $headers) (i32.const 1024) (i32.const 12) (i32.const 1040) (i32.const 10) (i32.const 120))
