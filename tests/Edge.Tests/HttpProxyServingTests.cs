@@ -75,6 +75,15 @@ public sealed class HttpProxyServingTests : IAsyncDisposable
         (await _http.GetAsync(new Uri(url + "/none"), Ct)).StatusCode.ShouldBe(HttpStatusCode.InternalServerError);
         (await _http.GetStringAsync(new Uri(url + "/"), Ct)).ShouldBe("hello, world");
 
+        // Concurrent requests, each on its own instance: every client gets its own body back.
+        var answers = await Task.WhenAll(Enumerable.Range(0, 16).Select(async i =>
+        {
+            using var content = new StringContent($"client {i}");
+            var answer = await _http.PostAsync(new Uri(url + $"/echo/{i}"), content, Ct);
+            return await answer.Content.ReadAsStringAsync(Ct);
+        }));
+        answers.ShouldBe(Enumerable.Range(0, 16).Select(i => $"/echo/{i} client {i}").ToArray());
+
         // The proxy holds no concurrency slot (there is one): a normal task runs beside it.
         Start(new { id = "sum", name = "main", file = Modules.AdditionBase64, inputs = new[] { "40", "2" } });
         (await NextResultAsync()).GetProperty("results").GetString().ShouldBe("42");
