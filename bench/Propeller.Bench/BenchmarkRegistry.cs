@@ -19,6 +19,7 @@ internal static partial class BenchmarkRegistry
         AddUi(all);
         AddComponents(all);
         AddProxy(all);
+        AddHttpProxy(all);
         return all;
     }
 
@@ -40,4 +41,6 @@ internal static partial class BenchmarkRegistry
 
     static partial void AddComponents(IDictionary<string, Func<string[], CancellationToken, Task<int>>> benchmarks);
     static partial void AddProxy(IDictionary<string, Func<string[], CancellationToken, Task<int>>> benchmarks);
+
+    static partial void AddHttpProxy(IDictionary<string, Func<string[], CancellationToken, Task<int>>> benchmarks);
 }

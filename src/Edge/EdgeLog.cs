@@ -97,6 +97,12 @@ internal static partial class EdgeLog
     [LoggerMessage(EventId = 8043, Level = LogLevel.Warning, Message = "The process's WebAssembly engine already exists with another pool ({Allocator}); this proplet's PROPLET_WASM_POOL_INSTANCES and memory cap do not apply to it")]
     public static partial void EngineAlreadyPooled(ILogger logger, string allocator);
 
-    [LoggerMessage(EventId = 8044, Level = LogLevel.Warning, Message = "PROPLET_HTTP_ENABLED is set, but this proplet cannot serve HTTP proxy components (wasi:http is not reachable through Wasmtime.Dotnet 50; docs/compatibility.md): such tasks get an error result")]
-    public static partial void HttpProxyUnsupported(ILogger logger);
+    [LoggerMessage(EventId = 8044, Level = LogLevel.Information, Message = "HTTP proxy component of task {TaskId} serving on port {Port}")]
+    public static partial void HttpProxyStarted(ILogger logger, string taskId, int port);
+
+    [LoggerMessage(EventId = 8045, Level = LogLevel.Information, Message = "HTTP proxy of task {TaskId} stopped; port {Port} freed")]
+    public static partial void HttpProxyStopped(ILogger logger, string taskId, int port);
+
+    [LoggerMessage(EventId = 8046, Level = LogLevel.Warning, Message = "HTTP proxy of task {TaskId}: {Method} {Path} answered 500: {Error}{Stderr}")]
+    public static partial void HttpProxyRequestFailed(ILogger logger, string taskId, string method, string path, string error, string stderr);
 }

@@ -45,7 +45,13 @@ public static class WasmErrors
     public static string Reason(WasmtimeException error)
     {
         ArgumentNullException.ThrowIfNull(error);
-        var message = error.Message;
+        return Reason(error.Message);
+    }
+
+    /// <summary>The same for the text of an error the C API returned (ADR 0015's direct calls).</summary>
+    public static string Reason(string message)
+    {
+        ArgumentNullException.ThrowIfNull(message);
         var caused = message.LastIndexOf("Caused by:", StringComparison.Ordinal);
         if (caused < 0)
         {

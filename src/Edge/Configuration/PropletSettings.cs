@@ -86,9 +86,13 @@ public sealed record PropletSettings
 
     /// <summary>
     /// PROPLET_HTTP_ENABLED (spec §2.11), default false. Off, an HTTP proxy component gets the original's "HTTP proxy is
-    /// disabled" error; on, an error saying this proplet cannot serve one (ADR 0011: not built on Wasmtime.Dotnet 50).
+    /// disabled" error; on, it is served on its own port (ADR 0015).
     /// </summary>
     public bool HttpEnabled { get; init; }
+
+    /// <summary>PROPLET_HTTP_PROXY_PORT (spec §2.11), default 8222: the first of the 100 ports a proxy without a port in its
+    /// cli_args may take.</summary>
+    public int HttpProxyPort { get; init; } = 8222;
 
     /// <summary>
     /// WebAssembly instances alive at once in the process's pooling allocator (PROPLET_WASM_POOL_INSTANCES; ADR 0011):

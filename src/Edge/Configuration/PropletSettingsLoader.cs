@@ -130,6 +130,7 @@ public static class PropletSettingsLoader
             HttpTlsInsecureSkipVerify = Truthy(Get("PROPLET_HTTP_TLS_INSECURE_SKIP_VERIFY"), false),
             MetricsEnabled = Truthy(Get("PROPLET_METRICS_ENABLED"), true),
             HttpEnabled = Truthy(Get("PROPLET_HTTP_ENABLED"), false),
+            HttpProxyPort = (int)Integer(Get, "PROPLET_HTTP_PROXY_PORT", 8222, 1, 65_535),
             MetricsPort = (int)Integer(Get, "PROPLET_METRICS_PORT", 9092, 1, 65_535),
             MaxBinarySize = Integer(Get, "PROPLET_MAX_BINARY_SIZE", 100L << 20, 1, long.MaxValue),
         };

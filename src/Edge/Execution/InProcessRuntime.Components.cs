@@ -72,12 +72,12 @@ public sealed partial class InProcessRuntime
     }
 
     /// <summary>
-    /// The answer to an HTTP proxy component (spec §2.11): the original's text while PROPLET_HTTP_ENABLED is off; with it
-    /// on, that this proplet cannot serve one. Wasmtime.Dotnet 50.0.1 and Wasmtime 50's C API give no way to hand a
-    /// <c>wasi:http</c> request to <c>incoming-handler.handle</c> (ADR 0011, docs/compatibility.md).
+    /// The answer to an HTTP proxy component that is not served (spec §2.11): the original's text while
+    /// PROPLET_HTTP_ENABLED is off; with it on, a latent deployment, which would keep a proxy with no listener (a start
+    /// serves it, ADR 0015).
     /// </summary>
     private string HttpProxyRefusal() => _settings.HttpEnabled
-        ? "HTTP proxy components are not supported by this proplet: its Wasmtime (Wasmtime.Dotnet 50.0.1) cannot create the wasi:http incoming-request and response-outparam resources that wasi:http/incoming-handler.handle takes (docs/compatibility.md)"
+        ? "HTTP proxy components are served by a normal start (they answer \"started at port N\"), not deployed as latent tasks"
         : "HTTP proxy is disabled. Enable it by setting http_enabled=true in configuration";
 
     private TaskOutcome CallExport(RunningTask task, CompiledComponent component)

@@ -51,11 +51,6 @@ public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
             EdgeLog.EngineAlreadyPooled(logger, _engine.Allocator);
         }
 
-        if (settings.HttpEnabled)
-        {
-            EdgeLog.HttpProxyUnsupported(logger);
-        }
-
         _modules = new ModuleCache(_engine, settings.WasmCacheDir);
         _linker = new Linker(_engine.Engine);
         _linker.DefineWasi();
@@ -83,6 +78,11 @@ public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
     {
         ArgumentNullException.ThrowIfNull(task);
         ArgumentNullException.ThrowIfNull(binary);
+
+        if (ServesHttpProxy(binary))
+        {
+            return ServeHttpProxyAsync(task, binary);
+        }
 
         // Compile, instantiate and call on a pooled guest thread; no other thread waits for it (GuestThreads).
         return WaitAsync(task, GuestThreads.RunAsync(() => Run(task, binary)));
@@ -176,13 +176,18 @@ public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
             : CallFunction(task, choice.Name!, function, instance);
     }
 
-    /// <summary>A store for one run of <paramref name="task"/>: its WASI context, fuel and memory limits, and the epoch check
-    /// that ends the guest when the task is stopped, times out or the proplet shuts down.</summary>
-    private Store NewStore(RunningTask task, WasiConfiguration wasi)
+    /// <summary>A store for one run of <paramref name="task"/>: its WASI context (none for an HTTP proxy, whose host
+    /// defines its own), fuel and memory limits, and the epoch check that ends the guest when the task is stopped, times
+    /// out or the proplet shuts down (or <paramref name="check"/>'s own).</summary>
+    private Store NewStore(RunningTask task, WasiConfiguration? wasi, Action? check = null)
     {
         var limits = task.Request.Limits;
         var store = new Store(_engine.Engine);
-        store.SetWasiConfiguration(wasi);
+        if (wasi is not null)
+        {
+            store.SetWasiConfiguration(wasi);
+        }
+
         store.Fuel = (ulong)(limits.Fuel ?? long.MaxValue);
         if (Limits(task).MaxMemoryMib is { } mib)
         {
@@ -190,13 +195,13 @@ public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
         }
 
         // A stop, a timeout or shutdown sets the task's reason; the guest sees it at the next epoch tick.
-        WasmEngine.Watch(store, () =>
+        WasmEngine.Watch(store, check ?? (() =>
         {
             if (task.Reason != StopReason.None)
             {
                 throw new OperationCanceledException($"task {task.Id} ended: {task.Reason}");
             }
-        });
+        }));
         return store;
     }
 

@@ -11,6 +11,7 @@ public sealed class RunningTask(StartRequest request) : IDisposable
 {
     private readonly CancellationTokenSource _abort = new();
     private readonly Lock _lock = new();
+    private readonly TaskCompletionSource<string> _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Process? _process;
     private int _reason;
 
@@ -21,6 +22,14 @@ public sealed class RunningTask(StartRequest request) : IDisposable
     public CancellationToken Aborted => _abort.Token;
 
     public StopReason Reason => (StopReason)Volatile.Read(ref _reason);
+
+    /// <summary>
+    /// Completed with the task's results when its runtime reports success before the task ends: an HTTP proxy component
+    /// is "started at port N" once it listens and then serves until stopped (spec §2.11).
+    /// </summary>
+    public Task<string> Started => _started.Task;
+
+    public void ReportStarted(string results) => _started.TrySetResult(results);
 
     /// <summary>Process id of an external runtime child, for task metrics (null in-process).</summary>
     public int? ProcessId

@@ -442,7 +442,19 @@ public sealed class TaskRunner : IAsyncDisposable
 
             monitor = _monitor?.MonitorAsync(task, monitoring.Token);
             _plugins?.OnTaskStart(InfoOf(request));
-            outcome = await _runtime.RunAsync(task, binary, CancellationToken.None);
+            var run = _runtime.RunAsync(task, binary, CancellationToken.None);
+            if (!daemon && await Task.WhenAny(run, task.Started) != run)
+            {
+                // A served HTTP proxy (spec §2.11): "started at port N" now; it runs until stopped like a daemon, outside
+                // the concurrency slots, and its time limit applies to each request instead of to the task.
+                timer?.Dispose();
+                daemon = true;
+                _slots.Release();
+                slot = false;
+                await PublishResultAsync(request.Id, TaskOutcome.Success(await task.Started));
+            }
+
+            outcome = await run;
         }
         catch (OperationCanceledException) when (task.Aborted.IsCancellationRequested)
         {

@@ -1,0 +1,174 @@
+using System.Text;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Propeller.Edge.Tasks;
+using Propeller.WasmHost;
+using Propeller.WasmHost.Components;
+using Propeller.WasmHost.Components.Http;
+
+namespace Propeller.Edge.Execution;
+
+/// <summary>
+/// HTTP proxy components (spec §2.11, ADR 0015): with PROPLET_HTTP_ENABLED a component exporting
+/// <c>wasi:http/incoming-handler</c> is served on its own port, "started at port N" is the task's result at once, and each
+/// request gets a fresh instance with the task's env and limits (fuel, memory, and its timeout per request). A failed
+/// request is a 500 and a log line; the stop ends the listener and frees the port.
+/// </summary>
+public sealed partial class InProcessRuntime
+{
+    /// <summary>Headers Kestrel writes itself; a component's own would contradict the body it sends.</summary>
+    private static readonly HashSet<string> HopByHop = new(StringComparer.OrdinalIgnoreCase)
+    {
+        "connection", "content-length", "keep-alive", "transfer-encoding", "upgrade",
+    };
+
+    private bool ServesHttpProxy(byte[] binary) => _settings.HttpEnabled && WasmBinary.IsComponent(binary) && WasmBinary.IsHttpProxy(binary);
+
+    private async Task<TaskOutcome> ServeHttpProxyAsync(RunningTask task, byte[] binary)
+    {
+        var (port, portError) = HttpProxyServer.RequestedPort(task.Request.CliArgs);
+        if (portError is not null)
+        {
+            return TaskOutcome.Failure(portError);
+        }
+
+        var (proxy, error) = await GuestThreads.RunAsync(() => LinkProxy(binary));
+        if (proxy is null)
+        {
+            return TaskOutcome.Failure(error!);
+        }
+
+        using (proxy)
+        {
+            var (server, bindError) = await HttpProxyServer.StartAsync(port, _settings.HttpProxyPort, context => HandleAsync(task, proxy, context), task.Aborted);
+            if (server is null)
+            {
+                return TaskOutcome.Failure(bindError!);
+            }
+
+            await using (server)
+            {
+                EdgeLog.HttpProxyStarted(_logger, task.Id, server.Port);
+                task.ReportStarted($"started at port {server.Port}");
+                try
+                {
+                    await Task.Delay(Timeout.Infinite, task.Aborted);
+                }
+                catch (OperationCanceledException)
+                {
+                    // stopped, or the proplet shuts down
+                }
+            }
+
+            EdgeLog.HttpProxyStopped(_logger, task.Id, server.Port);
+        }
+
+        return Stopped(task) ?? TaskOutcome.Failure($"Task {task.Id} was stopped before completion");
+    }
+
+    private (HttpProxyComponent? Proxy, string? Error) LinkProxy(byte[] binary)
+    {
+        if (Compile(binary, out var component) is { } error)
+        {
+            return (null, error);
+        }
+
+        try
+        {
+            return (HttpProxyComponent.Create(_engine.Engine, component!), null);
+        }
+        catch (InvalidOperationException ex)
+        {
+            return (null, $"Failed to link HTTP proxy component: {ex.Message}");
+        }
+    }
+
+    private async Task HandleAsync(RunningTask task, HttpProxyComponent proxy, HttpContext context)
+    {
+        var request = context.Request;
+        byte[] body;
+        using (var buffer = new MemoryStream())
+        {
+            await request.Body.CopyToAsync(buffer, context.RequestAborted);
+            body = buffer.ToArray();
+        }
+
+        var headers = new List<KeyValuePair<string, byte[]>>();
+        foreach (var (name, values) in request.Headers)
+        {
+            foreach (var value in values)
+            {
+                headers.Add(new(name, Encoding.Latin1.GetBytes(value ?? "")));
+            }
+        }
+
+        var target = context.Features.Get<IHttpRequestFeature>()?.RawTarget is { Length: > 0 } raw ? raw : request.Path + request.QueryString;
+        var incoming = new HttpProxyRequest(request.Method, target, request.Scheme, request.Host.Value ?? "", headers, body);
+        var response = Serve(task, proxy, incoming);
+        if (response.Error is { } error)
+        {
+            EdgeLog.HttpProxyRequestFailed(_logger, task.Id, request.Method, target, error, response.Stderr.Length > 0 ? ", stderr: " + response.Stderr.TrimEnd() : "");
+            context.Response.StatusCode = StatusCodes.Status500InternalServerError;
+            context.Response.ContentType = "text/plain; charset=utf-8";
+            await context.Response.WriteAsync($"HTTP proxy component failed: {error}\n", context.RequestAborted);
+            return;
+        }
+
+        context.Response.StatusCode = response.Status;
+        foreach (var (name, value) in response.Headers)
+        {
+            if (!HopByHop.Contains(name))
+            {
+                context.Response.Headers.Append(name, Encoding.Latin1.GetString(value));
+            }
+        }
+
+        context.Response.ContentLength = response.Body.Length;
+        await context.Response.Body.WriteAsync(response.Body, context.RequestAborted);
+    }
+
+    /// <summary>One request on a fresh store: the task's fuel and memory limits, its timeout for this request, and the
+    /// task's stop, all seen by the epoch check.</summary>
+    private HttpProxyResponse Serve(RunningTask task, HttpProxyComponent proxy, HttpProxyRequest request)
+    {
+        var limits = task.Request.Limits;
+        using var ended = CancellationTokenSource.CreateLinkedTokenSource(task.Aborted);
+        if (limits.Timeout is { } timeout)
+        {
+            ended.CancelAfter(timeout);
+        }
+
+        using var store = NewStore(task, null, () =>
+        {
+            if (ended.IsCancellationRequested)
+            {
+                throw new OperationCanceledException(task.Reason != StopReason.None
+                    ? $"task {task.Id} ended: {task.Reason}"
+                    : $"the request exceeded the task's time limit of {limits.Timeout?.TotalSeconds:0.###} s");
+            }
+        });
+        try
+        {
+            var response = proxy.Handle(store, request, new HttpProxyOptions(Environment(task.Request), [task.Request.Name], _settings.OutputLimit, ended.Token));
+            return response.Error == "wasm trap: all fuel consumed"
+                ? response with { Error = $"wasm trap: all fuel consumed (fuel limit {limits.Fuel})" }
+                : response;
+        }
+        catch (OperationCanceledException ex)
+        {
+            return HttpProxyResponse.Failed(ex.Message);
+        }
+    }
+
+    /// <summary>The env a task's guest sees: its own, plus PROPLET_ID unless it sets one.</summary>
+    private List<KeyValuePair<string, string>> Environment(StartRequest request)
+    {
+        var env = request.Env.ToList();
+        if (!request.Env.ContainsKey("PROPLET_ID"))
+        {
+            env.Add(new("PROPLET_ID", _settings.EntityId));
+        }
+
+        return env;
+    }
+}

@@ -1,0 +1,105 @@
+using System.Buffers;
+using System.Diagnostics;
+using static Propeller.WasmHost.Components.Http.ComponentNative;
+
+namespace Propeller.WasmHost.Components.Http;
+
+/// <summary>
+/// One request's state while its fresh instance runs <c>handle</c>: the resource table (rep = index + 1), the request, the
+/// response once <c>response-outparam.set</c> gave one, and the bounded stdout/stderr the guest wrote. It is the store's
+/// data, so host functions find it from the store context they are called with.
+/// </summary>
+internal sealed unsafe class HttpProxyCall(HttpProxyRequest request, HttpProxyOptions options)
+{
+    /// <summary>stdout and stderr of one request are kept up to this many bytes each (for the log on a failure).</summary>
+    public const int OutputLimit = 64 << 10;
+
+    private readonly List<object?> _resources = [];
+
+    public HttpProxyRequest Request { get; } = request;
+
+    public HttpProxyOptions Options { get; } = options;
+
+    public nint Context { get; set; }
+
+    public WasiResources.OutgoingResponse? Response { get; set; }
+
+    /// <summary>The error-code the guest set instead of a response.</summary>
+    public string? ResponseError { get; set; }
+
+    public ArrayBufferWriter<byte> Stdout { get; } = new();
+
+    public ArrayBufferWriter<byte> Stderr { get; } = new();
+
+    /// <summary>wasi:clocks/monotonic-clock's time: nanoseconds from an arbitrary start.</summary>
+    public static ulong Now() => (ulong)(Stopwatch.GetTimestamp() * (1_000_000_000.0 / Stopwatch.Frequency));
+
+    /// <summary>A new <c>own</c> handle for <paramref name="resource"/>, as a component value.</summary>
+    public Val New(object resource, WasiResources.Type type)
+    {
+        _resources.Add(resource);
+        var host = wasmtime_component_resource_host_new(owned: true, (uint)_resources.Count, (uint)type);
+        try
+        {
+            nint any;
+            var error = wasmtime_component_resource_host_to_any(Context, host, &any);
+            if (error != 0)
+            {
+                throw new InvalidOperationException(TakeMessage(error));
+            }
+
+            return new Val { Kind = KindResource, A = any };
+        }
+        finally
+        {
+            wasmtime_component_resource_host_delete(host);
+        }
+    }
+
+    /// <summary>The object behind a <c>borrow</c> (or <c>own</c>, kept in the table) handle argument.</summary>
+    public T Get<T>(Val* value)
+        where T : class => Lookup<T>(value, take: false);
+
+    /// <summary>The object behind an <c>own</c> handle argument, which now belongs to the host: its slot is freed.</summary>
+    public T Take<T>(Val* value)
+        where T : class => Lookup<T>(value, take: true);
+
+    /// <summary>The guest dropped its handle with this rep.</summary>
+    public void Drop(uint rep)
+    {
+        if (rep >= 1 && rep <= _resources.Count)
+        {
+            _resources[(int)rep - 1] = null;
+        }
+    }
+
+    private T Lookup<T>(Val* value, bool take)
+        where T : class
+    {
+        if (value->Kind != KindResource)
+        {
+            throw new InvalidOperationException($"expected a resource argument, got a value of kind {value->Kind}");
+        }
+
+        nint host;
+        var error = wasmtime_component_resource_any_to_host(Context, value->A, &host);
+        if (error != 0)
+        {
+            throw new InvalidOperationException(TakeMessage(error));
+        }
+
+        var rep = wasmtime_component_resource_host_rep(host);
+        wasmtime_component_resource_host_delete(host);
+        if (rep < 1 || rep > _resources.Count || _resources[(int)rep - 1] is not T resource)
+        {
+            throw new InvalidOperationException($"unknown {typeof(T).Name} handle (rep {rep})");
+        }
+
+        if (take)
+        {
+            _resources[(int)rep - 1] = null;
+        }
+
+        return resource;
+    }
+}

@@ -1,0 +1,79 @@
+using System.Security.Cryptography;
+using static Propeller.WasmHost.Components.Http.ComponentValues;
+
+namespace Propeller.WasmHost.Components.Http;
+
+/// <summary>wasi:cli environment and exit, wasi:clocks and wasi:random for a proxy component's runtime.</summary>
+internal static unsafe partial class WasiProxyWorld
+{
+    private static (string, HostFunction)[] Environment() =>
+    [
+        ("get-environment", (c, a, r) => r[0] = List(c.Options.Environment.Select(e => Tuple(String(e.Key), String(e.Value))).ToArray())),
+        ("get-arguments", (c, a, r) => r[0] = List(c.Options.Arguments.Select(String).ToArray())),
+        ("initial-cwd", (c, a, r) => r[0] = None()),
+    ];
+
+    private static (string, HostFunction)[] Exit() =>
+    [
+        ("exit", (c, a, r) => throw new InvalidOperationException(
+            $"the component called wasi:cli/exit with {(Result(a, out _) ? "ok" : "err")} while handling the request")),
+    ];
+
+    private static (string, HostFunction)[] MonotonicClock() =>
+    [
+        ("now", (c, a, r) => r[0] = U64(HttpProxyCall.Now())),
+        ("resolution", (c, a, r) => r[0] = U64(1)),
+        ("subscribe-instant", (c, a, r) => r[0] = c.New(new WasiResources.Pollable(U64(a)), WasiResources.Type.Pollable)),
+        ("subscribe-duration", (c, a, r) => r[0] = c.New(new WasiResources.Pollable(HttpProxyCall.Now() + U64(a)), WasiResources.Type.Pollable)),
+    ];
+
+    private static (string, HostFunction)[] WallClock() =>
+    [
+        ("now", (c, a, r) =>
+        {
+            var now = DateTimeOffset.UtcNow - DateTimeOffset.UnixEpoch;
+            r[0] = Record(("seconds", U64((ulong)now.Ticks / TimeSpan.TicksPerSecond)), ("nanoseconds", U32((uint)(now.Ticks % TimeSpan.TicksPerSecond * 100))));
+        }),
+        ("resolution", (c, a, r) => r[0] = Record(("seconds", U64(0)), ("nanoseconds", U32(100)))),
+    ];
+
+    private static (string, HostFunction)[] Random(string bytes, string u64, bool secure) =>
+    [
+        (bytes, (c, a, r) =>
+        {
+            var length = U64(a);
+            if (length > ChunkLimit)
+            {
+                throw new InvalidOperationException($"{bytes} asked for {length} bytes; this host gives at most {ChunkLimit} per call");
+            }
+
+            var buffer = new byte[length];
+            if (secure)
+            {
+                RandomNumberGenerator.Fill(buffer);
+            }
+            else
+            {
+                System.Random.Shared.NextBytes(buffer);
+            }
+
+            r[0] = Bytes(buffer);
+        }),
+        (u64, (c, a, r) => r[0] = U64(NextU64(secure))),
+    ];
+
+    private static ulong NextU64(bool secure)
+    {
+        Span<byte> bytes = stackalloc byte[8];
+        if (secure)
+        {
+            RandomNumberGenerator.Fill(bytes);
+        }
+        else
+        {
+            System.Random.Shared.NextBytes(bytes);
+        }
+
+        return BitConverter.ToUInt64(bytes);
+    }
+}

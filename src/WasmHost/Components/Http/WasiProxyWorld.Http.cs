@@ -1,0 +1,260 @@
+using static Propeller.WasmHost.Components.Http.ComponentNative;
+using static Propeller.WasmHost.Components.Http.ComponentValues;
+using R = Propeller.WasmHost.Components.Http.WasiResources;
+
+namespace Propeller.WasmHost.Components.Http;
+
+/// <summary>wasi:http/types for an incoming handler: the request side read-only, the response side buffered until
+/// <c>handle</c> returns (the server then sends it whole).</summary>
+internal static unsafe partial class WasiProxyWorld
+{
+    private static (string, HostFunction)[] HttpTypes() =>
+    [
+        ("[constructor]fields", (c, a, r) => r[0] = c.New(new R.Fields([], immutable: false), R.Type.Fields)),
+        ("[static]fields.from-list", FieldsFromList),
+        ("[method]fields.get", (c, a, r) => r[0] = FieldValues(c.Get<R.Fields>(a), String(a + 1))),
+        ("[method]fields.has", (c, a, r) => r[0] = Bool(c.Get<R.Fields>(a).Entries.Exists(e => SameName(e.Key, String(a + 1))))),
+        ("[method]fields.set", FieldsSet),
+        ("[method]fields.delete", FieldsDelete),
+        ("[method]fields.append", FieldsAppend),
+        ("[method]fields.entries", (c, a, r) => r[0] = Entries(c.Get<R.Fields>(a))),
+        ("[method]fields.clone", (c, a, r) => r[0] = c.New(new R.Fields([.. c.Get<R.Fields>(a).Entries], immutable: false), R.Type.Fields)),
+        ("[method]incoming-request.method", (c, a, r) => r[0] = Method(c.Get<R.IncomingRequest>(a).Request.Method)),
+        ("[method]incoming-request.path-with-query", (c, a, r) => r[0] = Some(String(c.Get<R.IncomingRequest>(a).Request.PathWithQuery))),
+        ("[method]incoming-request.scheme", (c, a, r) => r[0] = Some(Scheme(c.Get<R.IncomingRequest>(a).Request.Scheme))),
+        ("[method]incoming-request.authority", (c, a, r) => r[0] = Some(String(c.Get<R.IncomingRequest>(a).Request.Authority))),
+        ("[method]incoming-request.headers", (c, a, r) => r[0] = c.New(new R.Fields([.. c.Get<R.IncomingRequest>(a).Request.Headers], immutable: true), R.Type.Fields)),
+        ("[method]incoming-request.consume", Consume),
+        ("[method]incoming-body.stream", IncomingStream),
+        ("[static]incoming-body.finish", (c, a, r) =>
+        {
+            c.Take<R.IncomingBody>(a);
+            r[0] = c.New(new R.FutureTrailers(), R.Type.FutureTrailers);
+        }),
+        ("[method]future-trailers.subscribe", (c, a, r) =>
+        {
+            c.Get<R.FutureTrailers>(a);
+            Ready(c, a, r);
+        }),
+        ("[method]future-trailers.get", (c, a, r) =>
+        {
+            // A request's trailers are not read: the body came whole and they are always "none".
+            c.Get<R.FutureTrailers>(a);
+            r[0] = Some(Ok(Ok(None())));
+        }),
+        ("[constructor]outgoing-response", (c, a, r) => r[0] = c.New(new R.OutgoingResponse(c.Take<R.Fields>(a)), R.Type.OutgoingResponse)),
+        ("[method]outgoing-response.status-code", (c, a, r) => r[0] = U16(c.Get<R.OutgoingResponse>(a).Status)),
+        ("[method]outgoing-response.set-status-code", SetStatus),
+        ("[method]outgoing-response.headers", (c, a, r) => r[0] = c.New(new R.Fields(c.Get<R.OutgoingResponse>(a).Headers.Entries, immutable: true), R.Type.Fields)),
+        ("[method]outgoing-response.body", ResponseBody),
+        ("[method]outgoing-body.write", BodyWrite),
+        ("[static]outgoing-body.finish", (c, a, r) =>
+        {
+            c.Take<R.OutgoingBody>(a).Finished = true;
+            r[0] = Ok();
+        }),
+        ("[static]response-outparam.set", SetResponse),
+        ("http-error-code", (c, a, r) => r[0] = None()),
+    ];
+
+    private static void FieldsFromList(HttpProxyCall call, Val* arguments, Val* results)
+    {
+        var entries = new List<KeyValuePair<string, byte[]>>();
+        foreach (ref var entry in Items(arguments))
+        {
+            fixed (Val* pair = &entry)
+            {
+                var items = Items(pair);
+                fixed (Val* name = &items[0])
+                fixed (Val* value = &items[1])
+                {
+                    var key = String(name);
+                    var bytes = Bytes(value);
+                    if (!ValidName(key) || !ValidValue(bytes))
+                    {
+                        results[0] = Err(Variant("invalid-syntax"));
+                        return;
+                    }
+
+                    entries.Add(new(key, bytes));
+                }
+            }
+        }
+
+        results[0] = Ok(call.New(new R.Fields(entries, immutable: false), R.Type.Fields));
+    }
+
+    private static void FieldsSet(HttpProxyCall call, Val* arguments, Val* results)
+    {
+        var fields = call.Get<R.Fields>(arguments);
+        var name = String(arguments + 1);
+        var values = new List<byte[]>();
+        foreach (ref var item in Items(arguments + 2))
+        {
+            fixed (Val* value = &item)
+            {
+                values.Add(Bytes(value));
+            }
+        }
+
+        if (Refused(fields, name, values) is { } refusal)
+        {
+            results[0] = refusal;
+            return;
+        }
+
+        fields.Entries.RemoveAll(e => SameName(e.Key, name));
+        fields.Entries.AddRange(values.Select(v => new KeyValuePair<string, byte[]>(name, v)));
+        results[0] = Ok();
+    }
+
+    private static void FieldsDelete(HttpProxyCall call, Val* arguments, Val* results)
+    {
+        var fields = call.Get<R.Fields>(arguments);
+        var name = String(arguments + 1);
+        if (Refused(fields, name, []) is { } refusal)
+        {
+            results[0] = refusal;
+            return;
+        }
+
+        fields.Entries.RemoveAll(e => SameName(e.Key, name));
+        results[0] = Ok();
+    }
+
+    private static void FieldsAppend(HttpProxyCall call, Val* arguments, Val* results)
+    {
+        var fields = call.Get<R.Fields>(arguments);
+        var name = String(arguments + 1);
+        var value = Bytes(arguments + 2);
+        if (Refused(fields, name, [value]) is { } refusal)
+        {
+            results[0] = refusal;
+            return;
+        }
+
+        fields.Entries.Add(new(name, value));
+        results[0] = Ok();
+    }
+
+    /// <summary>The header-error for a change of <paramref name="fields"/>, or null when it may be made.</summary>
+    private static Val? Refused(R.Fields fields, string name, List<byte[]> values) =>
+        fields.Immutable ? Err(Variant("immutable"))
+        : !ValidName(name) || !values.TrueForAll(ValidValue) ? Err(Variant("invalid-syntax"))
+        : null;
+
+    private static Val FieldValues(R.Fields fields, string name)
+    {
+        var values = fields.Entries.Where(e => SameName(e.Key, name)).Select(e => Bytes(e.Value)).ToArray();
+        return List(values);
+    }
+
+    private static Val Entries(R.Fields fields) =>
+        List(fields.Entries.Select(e => Tuple(String(e.Key), Bytes(e.Value))).ToArray());
+
+    private static void Consume(HttpProxyCall call, Val* arguments, Val* results)
+    {
+        var request = call.Get<R.IncomingRequest>(arguments);
+        if (request.Consumed)
+        {
+            results[0] = Err();
+            return;
+        }
+
+        request.Consumed = true;
+        results[0] = Ok(call.New(new R.IncomingBody(request.Request.Body), R.Type.IncomingBody));
+    }
+
+    private static void IncomingStream(HttpProxyCall call, Val* arguments, Val* results)
+    {
+        var body = call.Get<R.IncomingBody>(arguments);
+        if (body.StreamTaken)
+        {
+            results[0] = Err();
+            return;
+        }
+
+        body.StreamTaken = true;
+        results[0] = Ok(call.New(new R.InputStream(body.Data), R.Type.InputStream));
+    }
+
+    private static void SetStatus(HttpProxyCall call, Val* arguments, Val* results)
+    {
+        var response = call.Get<R.OutgoingResponse>(arguments);
+        var status = U16(arguments + 1);
+        if (status is < 100 or > 999)
+        {
+            results[0] = Err();
+            return;
+        }
+
+        response.Status = status;
+        results[0] = Ok();
+    }
+
+    private static void ResponseBody(HttpProxyCall call, Val* arguments, Val* results)
+    {
+        var response = call.Get<R.OutgoingResponse>(arguments);
+        if (response.Body is not null)
+        {
+            results[0] = Err();
+            return;
+        }
+
+        response.Body = new R.OutgoingBody();
+        results[0] = Ok(call.New(response.Body, R.Type.OutgoingBody));
+    }
+
+    private static void BodyWrite(HttpProxyCall call, Val* arguments, Val* results)
+    {
+        var body = call.Get<R.OutgoingBody>(arguments);
+        if (body.StreamTaken)
+        {
+            results[0] = Err();
+            return;
+        }
+
+        body.StreamTaken = true;
+        results[0] = Ok(call.New(new R.OutputStream(body.Data, call.Options.BodyLimit, "response body"), R.Type.OutputStream));
+    }
+
+    private static void SetResponse(HttpProxyCall call, Val* arguments, Val* results)
+    {
+        var outparam = call.Take<R.ResponseOutparam>(arguments);
+        if (outparam.Set)
+        {
+            throw new InvalidOperationException("response-outparam.set called twice");
+        }
+
+        outparam.Set = true;
+        if (Result(arguments + 1, out var payload))
+        {
+            call.Response = call.Take<R.OutgoingResponse>(payload);
+        }
+        else
+        {
+            call.ResponseError = payload is null ? "(none)" : Case(payload);
+        }
+    }
+
+    private static Val Method(string method)
+    {
+        var lower = method.ToLowerInvariant();
+        return Array.IndexOf(Methods, lower) >= 0 ? Variant(lower) : Variant("other", String(method));
+    }
+
+    private static Val Scheme(string scheme) => scheme switch
+    {
+        "http" => Variant("HTTP"),
+        "https" => Variant("HTTPS"),
+        _ => Variant("other", String(scheme)),
+    };
+
+    private static bool SameName(string a, string b) => string.Equals(a, b, StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>An RFC 9110 token.</summary>
+    private static bool ValidName(string name) =>
+        name.Length > 0 && name.All(ch => ch < 127 && (char.IsAsciiLetterOrDigit(ch) || "!#$%&'*+-.^_`|~".Contains(ch, StringComparison.Ordinal)));
+
+    private static bool ValidValue(byte[] value) => !value.Any(b => b is (byte)'\r' or (byte)'\n' or 0);
+}

@@ -1,0 +1,198 @@
+using System.Buffers;
+using static Propeller.WasmHost.Components.Http.ComponentNative;
+using static Propeller.WasmHost.Components.Http.ComponentValues;
+using R = Propeller.WasmHost.Components.Http.WasiResources;
+
+namespace Propeller.WasmHost.Components.Http;
+
+/// <summary>wasi:io error, poll and streams over in-memory bodies: every stream is ready at once, so every pollable but a
+/// clock's is too, and a blocking call never blocks except on a clock deadline.</summary>
+internal static unsafe partial class WasiProxyWorld
+{
+    /// <summary>The most one read or write moves (wasi:io lets a host give less than asked).</summary>
+    private const int ChunkLimit = 1 << 20;
+
+    private static (string, HostFunction)[] IoError() =>
+    [
+        ("[method]error.to-debug-string", (c, a, r) => r[0] = String(c.Get<R.Error>(a).Message)),
+    ];
+
+    private static (string, HostFunction)[] Poll() =>
+    [
+        ("[method]pollable.ready", (c, a, r) => r[0] = Bool(c.Get<R.Pollable>(a).Deadline <= HttpProxyCall.Now())),
+        ("[method]pollable.block", (c, a, r) => Block(c, c.Get<R.Pollable>(a).Deadline)),
+        ("poll", PollList),
+    ];
+
+    private static (string, HostFunction)[] Streams() =>
+    [
+        ("[method]input-stream.read", Read),
+        ("[method]input-stream.blocking-read", Read),
+        ("[method]input-stream.skip", Skip),
+        ("[method]input-stream.blocking-skip", Skip),
+        ("[method]input-stream.subscribe", Ready),
+        ("[method]output-stream.check-write", CheckWrite),
+        ("[method]output-stream.write", Write),
+        ("[method]output-stream.blocking-write-and-flush", Write),
+        ("[method]output-stream.flush", Flush),
+        ("[method]output-stream.blocking-flush", Flush),
+        ("[method]output-stream.subscribe", Ready),
+        ("[method]output-stream.write-zeroes", WriteZeroes),
+        ("[method]output-stream.blocking-write-zeroes-and-flush", WriteZeroes),
+        ("[method]output-stream.splice", Splice),
+        ("[method]output-stream.blocking-splice", Splice),
+    ];
+
+    private static void Ready(HttpProxyCall call, Val* arguments, Val* results) =>
+        results[0] = call.New(new R.Pollable(0), R.Type.Pollable);
+
+    /// <summary>Waits until <paramref name="deadline"/> (monotonic nanoseconds) or until the request is ended.</summary>
+    private static void Block(HttpProxyCall call, ulong deadline)
+    {
+        var now = HttpProxyCall.Now();
+        if (deadline > now)
+        {
+            call.Options.Ended.WaitHandle.WaitOne(TimeSpan.FromTicks((long)Math.Min((deadline - now) / 100, (ulong)TimeSpan.FromDays(1).Ticks)));
+        }
+
+        call.Options.Ended.ThrowIfCancellationRequested();
+    }
+
+    private static void PollList(HttpProxyCall call, Val* arguments, Val* results)
+    {
+        var items = Items(arguments);
+        if (items.Length == 0)
+        {
+            throw new InvalidOperationException("wasi:io/poll.poll called with an empty list");
+        }
+
+        var deadlines = new ulong[items.Length];
+        for (var i = 0; i < items.Length; i++)
+        {
+            fixed (Val* item = &items[i])
+            {
+                deadlines[i] = call.Get<R.Pollable>(item).Deadline;
+            }
+        }
+
+        var now = HttpProxyCall.Now();
+        if (deadlines.All(d => d > now))
+        {
+            Block(call, deadlines.Min());
+            now = HttpProxyCall.Now();
+        }
+
+        var ready = new List<Val>();
+        for (var i = 0; i < deadlines.Length; i++)
+        {
+            if (deadlines[i] <= now)
+            {
+                ready.Add(U32((uint)i));
+            }
+        }
+
+        results[0] = List(ready.ToArray());
+    }
+
+    private static void Read(HttpProxyCall call, Val* arguments, Val* results)
+    {
+        var stream = call.Get<R.InputStream>(arguments);
+        var length = (int)Math.Min(U64(arguments + 1), ChunkLimit);
+        var left = stream.Data.Length - stream.Position;
+        if (left == 0)
+        {
+            results[0] = Err(Variant("closed"));
+            return;
+        }
+
+        var chunk = Math.Min(left, length);
+        results[0] = Ok(Bytes(stream.Data.AsSpan(stream.Position, chunk)));
+        stream.Position += chunk;
+    }
+
+    private static void Skip(HttpProxyCall call, Val* arguments, Val* results)
+    {
+        var stream = call.Get<R.InputStream>(arguments);
+        var left = stream.Data.Length - stream.Position;
+        if (left == 0)
+        {
+            results[0] = Err(Variant("closed"));
+            return;
+        }
+
+        var chunk = (int)Math.Min((ulong)left, U64(arguments + 1));
+        stream.Position += chunk;
+        results[0] = Ok(U64((ulong)chunk));
+    }
+
+    private static void CheckWrite(HttpProxyCall call, Val* arguments, Val* results)
+    {
+        var stream = call.Get<R.OutputStream>(arguments);
+        var room = stream.Limit - stream.Sink.WrittenCount;
+        results[0] = room > 0 ? Ok(U64((ulong)Math.Min(room, ChunkLimit))) : Full(call, stream);
+    }
+
+    private static void Write(HttpProxyCall call, Val* arguments, Val* results)
+    {
+        var stream = call.Get<R.OutputStream>(arguments);
+        var bytes = Bytes(arguments + 1);
+        results[0] = Append(call, stream, bytes);
+    }
+
+    private static void WriteZeroes(HttpProxyCall call, Val* arguments, Val* results)
+    {
+        var stream = call.Get<R.OutputStream>(arguments);
+        var length = U64(arguments + 1);
+        results[0] = length > (ulong)stream.Limit ? Full(call, stream) : Append(call, stream, new byte[length]);
+    }
+
+    private static void Flush(HttpProxyCall call, Val* arguments, Val* results)
+    {
+        call.Get<R.OutputStream>(arguments);
+        results[0] = Ok();
+    }
+
+    private static void Splice(HttpProxyCall call, Val* arguments, Val* results)
+    {
+        var target = call.Get<R.OutputStream>(arguments);
+        var source = call.Get<R.InputStream>(arguments + 1);
+        var left = source.Data.Length - source.Position;
+        if (left == 0)
+        {
+            results[0] = Err(Variant("closed"));
+            return;
+        }
+
+        var chunk = (int)Math.Min((ulong)Math.Min(left, ChunkLimit), U64(arguments + 2));
+        var written = Append(call, target, source.Data.AsSpan(source.Position, chunk));
+        if ((byte)written.A != 0)
+        {
+            source.Position += chunk;
+            written = Ok(U64((ulong)chunk));
+        }
+
+        results[0] = written;
+    }
+
+    private static Val Append(HttpProxyCall call, R.OutputStream stream, ReadOnlySpan<byte> bytes)
+    {
+        if (stream.Sink.WrittenCount + bytes.Length > stream.Limit)
+        {
+            if (stream.What != "response body")
+            {
+                // stdout and stderr keep their first bytes; the rest is dropped, as the task output limit does.
+                bytes = bytes[..Math.Max(0, stream.Limit - stream.Sink.WrittenCount)];
+                stream.Sink.Write(bytes);
+                return Ok();
+            }
+
+            return Full(call, stream);
+        }
+
+        stream.Sink.Write(bytes);
+        return Ok();
+    }
+
+    private static Val Full(HttpProxyCall call, R.OutputStream stream) =>
+        Err(Variant("last-operation-failed", call.New(new R.Error($"the {stream.What} exceeds its limit of {stream.Limit} bytes"), R.Type.Error)));
+}

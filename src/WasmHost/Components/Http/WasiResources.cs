@@ -1,0 +1,103 @@
+using System.Buffers;
+
+namespace Propeller.WasmHost.Components.Http;
+
+/// <summary>
+/// The host objects behind the resources of the wasi:http proxy world that this proplet implements (ADR 0015). A guest
+/// holds handles whose rep indexes <see cref="HttpProxyCall"/>'s table; the resource type id travels with each handle
+/// (Wasmtime checks it at every boundary), so a handle of one type can never reach a function of another.
+/// </summary>
+internal static class WasiResources
+{
+    public enum Type : uint
+    {
+        Fields = 1,
+        IncomingRequest,
+        ResponseOutparam,
+        IncomingBody,
+        FutureTrailers,
+        OutgoingResponse,
+        OutgoingBody,
+        InputStream,
+        OutputStream,
+        Pollable,
+        Error,
+    }
+
+    /// <summary><c>fields</c> (headers and trailers): names are kept as given, compared case-insensitively.</summary>
+    public sealed class Fields(List<KeyValuePair<string, byte[]>> entries, bool immutable)
+    {
+        public List<KeyValuePair<string, byte[]>> Entries { get; } = entries;
+
+        public bool Immutable { get; } = immutable;
+    }
+
+    public sealed class IncomingRequest(HttpProxyRequest request)
+    {
+        public HttpProxyRequest Request { get; } = request;
+
+        public bool Consumed { get; set; }
+    }
+
+    public sealed class ResponseOutparam
+    {
+        public bool Set { get; set; }
+    }
+
+    public sealed class IncomingBody(byte[] data)
+    {
+        public byte[] Data { get; } = data;
+
+        public bool StreamTaken { get; set; }
+    }
+
+    public sealed class FutureTrailers;
+
+    public sealed class OutgoingResponse(Fields headers)
+    {
+        public Fields Headers { get; } = headers;
+
+        public ushort Status { get; set; } = 200;
+
+        public OutgoingBody? Body { get; set; }
+    }
+
+    /// <summary>The response body: what the guest writes to its stream, up to the options' limit.</summary>
+    public sealed class OutgoingBody
+    {
+        public ArrayBufferWriter<byte> Data { get; } = new();
+
+        public bool StreamTaken { get; set; }
+
+        public bool Finished { get; set; }
+    }
+
+    /// <summary>An input stream over bytes in memory (a request body, or an empty stdin).</summary>
+    public sealed class InputStream(byte[] data)
+    {
+        public byte[] Data { get; } = data;
+
+        public int Position { get; set; }
+    }
+
+    /// <summary>An output stream into a response body, or into the request's bounded stdout/stderr capture.</summary>
+    public sealed class OutputStream(ArrayBufferWriter<byte> sink, int limit, string what)
+    {
+        public ArrayBufferWriter<byte> Sink { get; } = sink;
+
+        public int Limit { get; } = limit;
+
+        public string What { get; } = what;
+    }
+
+    /// <summary>A pollable: ready at once, or at a monotonic-clock deadline (nanoseconds of <see cref="HttpProxyCall.Now"/>).</summary>
+    public sealed class Pollable(ulong deadline)
+    {
+        public ulong Deadline { get; } = deadline;
+    }
+
+    public sealed class Error(string message)
+    {
+        public string Message { get; } = message;
+    }
+}

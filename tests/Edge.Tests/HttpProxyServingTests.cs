@@ -1,0 +1,182 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+using Microsoft.Extensions.Logging.Abstractions;
+using Propeller.Contracts.Mqtt;
+using Propeller.Edge.Configuration;
+using Propeller.Edge.Execution;
+using Propeller.Edge.Fetching;
+using Propeller.Edge.Tasks;
+using Propeller.Tests.Shared;
+
+namespace Propeller.Edge.Tests;
+
+/// <summary>
+/// HTTP proxy components served by the proplet (spec §2.11, ADR 0015): a start with PROPLET_HTTP_ENABLED answers
+/// "started at port N", a real HttpClient gets the component's answers on that port, a trap is a 500 that leaves the
+/// listener serving, a busy port or an exhausted range is a clear error, and a stop frees the port.
+/// </summary>
+public sealed class HttpProxyServingTests : IAsyncDisposable
+{
+    private readonly InMemoryPublisher _published = new();
+    private readonly PropletSettings _settings;
+    private readonly InProcessRuntime _runtime;
+    private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(30) };
+    private readonly TaskRunner _runner;
+
+    public HttpProxyServingTests()
+    {
+        _settings = TestSettings.Create("me") with { MaxConcurrentTasks = 1, HttpEnabled = true, HttpProxyPort = FreePort() };
+        _runtime = new InProcessRuntime(_settings, NullLogger<InProcessRuntime>.Instance);
+        var fetcher = new BinaryFetcher(_settings, new ChunkAssembler(_settings.MaxBinarySize, TimeProvider.System), _published, _http);
+        _runner = new TaskRunner(_settings, _runtime, fetcher, _published, null, NullLogger<TaskRunner>.Instance);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _runner.DisposeAsync();
+        _runtime.Dispose();
+        _http.Dispose();
+    }
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task GivenAProxyComponent_WhenStarted_ThenRealRequestsAreServedTrapsAre500AndAStopFreesThePort()
+    {
+        var port = FreePort();
+        Start(new { id = "web", name = "proxy", file = Convert.ToBase64String(Components.Proxy), cli_args = new[] { "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture) } });
+
+        var started = await NextResultAsync();
+        started.GetProperty("task_id").GetString().ShouldBe("web");
+        started.GetProperty("results").GetString().ShouldBe($"started at port {port}");
+        started.GetProperty("error").ValueKind.ShouldBe(JsonValueKind.Null);
+        var url = $"http://127.0.0.1:{port}";
+
+        var hello = await _http.GetAsync(new Uri(url + "/"), Ct);
+        hello.StatusCode.ShouldBe(HttpStatusCode.OK);
+        hello.Content.Headers.ContentType!.MediaType.ShouldBe("text/plain");
+        (await hello.Content.ReadAsStringAsync(Ct)).ShouldBe("hello, world");
+
+        using var body = new StringContent("a body from a real client");
+        var echo = await _http.PostAsync(new Uri(url + "/echo?q=1"), body, Ct);
+        (await echo.Content.ReadAsStringAsync(Ct)).ShouldBe("/echo?q=1 a body from a real client");
+
+        using var withHeader = new HttpRequestMessage(HttpMethod.Get, new Uri(url + "/header"));
+        withHeader.Headers.Add("x-echo", "header value");
+        (await (await _http.SendAsync(withHeader, Ct)).Content.ReadAsStringAsync(Ct)).ShouldBe("header value");
+        (await _http.GetAsync(new Uri(url + "/teapot"), Ct)).StatusCode.ShouldBe((HttpStatusCode)418);
+
+        // A trap, a missing response: 500 with the reason; the listener keeps serving.
+        var trap = await _http.GetAsync(new Uri(url + "/trap"), Ct);
+        trap.StatusCode.ShouldBe(HttpStatusCode.InternalServerError);
+        (await trap.Content.ReadAsStringAsync(Ct)).ShouldContain("unreachable");
+        (await _http.GetAsync(new Uri(url + "/none"), Ct)).StatusCode.ShouldBe(HttpStatusCode.InternalServerError);
+        (await _http.GetStringAsync(new Uri(url + "/"), Ct)).ShouldBe("hello, world");
+
+        // Concurrent requests, each on its own instance: every client gets its own body back.
+        var answers = await Task.WhenAll(Enumerable.Range(0, 16).Select(async i =>
+        {
+            using var content = new StringContent($"client {i}");
+            var answer = await _http.PostAsync(new Uri(url + $"/echo/{i}"), content, Ct);
+            return await answer.Content.ReadAsStringAsync(Ct);
+        }));
+        answers.ShouldBe(Enumerable.Range(0, 16).Select(i => $"/echo/{i} client {i}").ToArray());
+
+        // The proxy holds no concurrency slot (there is one): a normal task runs beside it.
+        Start(new { id = "sum", name = "main", file = Modules.AdditionBase64, inputs = new[] { "40", "2" } });
+        (await NextResultAsync()).GetProperty("results").GetString().ShouldBe("42");
+
+        _runner.HandleStop(Encoding.UTF8.GetBytes("""{"id":"web"}"""));
+        await WaitUntilAsync(() => _runner.RunningCount == 0);
+        await WaitUntilAsync(() => HttpProxyServer.Free(port));
+        _published.TryNext(out _).ShouldBeFalse();
+    }
+
+    [Fact]
+    public async Task GivenATimeout_WhenARequestSpins_ThenThatRequestIs500AtTheLimitAndTheProxyOutlivesIt()
+    {
+        var port = FreePort();
+        Start(new { id = "spin", name = "proxy", file = Convert.ToBase64String(Components.Proxy), cli_args = new[] { "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--timeout", "0.3" } });
+        (await NextResultAsync()).GetProperty("results").GetString().ShouldBe($"started at port {port}");
+        var url = $"http://127.0.0.1:{port}";
+
+        var spin = await _http.GetAsync(new Uri(url + "/spin"), Ct);
+        spin.StatusCode.ShouldBe(HttpStatusCode.InternalServerError);
+        (await spin.Content.ReadAsStringAsync(Ct)).ShouldContain("exceeded the task's time limit of 0.3 s");
+
+        // The task itself has no time limit: it still serves after more than 0.3 s.
+        (await _http.GetStringAsync(new Uri(url + "/"), Ct)).ShouldBe("hello, world");
+        _runner.HandleStop(Encoding.UTF8.GetBytes("""{"id":"spin"}"""));
+        await WaitUntilAsync(() => HttpProxyServer.Free(port));
+    }
+
+    [Fact]
+    public async Task GivenNoPortInCliArgs_WhenStarted_ThenTheFirstFreePortOfTheRangeIsTaken()
+    {
+        using var busy = new TcpListener(IPAddress.Any, _settings.HttpProxyPort);
+        busy.Start();
+        Start(new { id = "ranged", name = "proxy", file = Convert.ToBase64String(Components.Proxy) });
+
+        var results = (await NextResultAsync()).GetProperty("results").GetString().ShouldNotBeNull();
+        results.ShouldStartWith("started at port ");
+        var port = int.Parse(results["started at port ".Length..], System.Globalization.CultureInfo.InvariantCulture);
+        port.ShouldBeInRange(_settings.HttpProxyPort + 1, _settings.HttpProxyPort + 99);
+        (await _http.GetStringAsync(new Uri($"http://127.0.0.1:{port}/"), Ct)).ShouldBe("hello, world");
+        _runner.HandleStop(Encoding.UTF8.GetBytes("""{"id":"ranged"}"""));
+        await WaitUntilAsync(() => HttpProxyServer.Free(port));
+    }
+
+    [Fact]
+    public async Task GivenABusyPortOrAnExhaustedRange_WhenStarted_ThenTheErrorSaysSo()
+    {
+        using var busy = new TcpListener(IPAddress.Any, 0);
+        busy.Start();
+        var port = ((IPEndPoint)busy.LocalEndpoint).Port;
+        var text = port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+        Start(new { id = "taken", name = "proxy", file = Convert.ToBase64String(Components.Proxy), cli_args = new[] { $"--addr=0.0.0.0:{text}" } });
+        (await NextResultAsync()).GetProperty("error").GetString().ShouldNotBeNull().ShouldStartWith($"Failed to bind HTTP proxy to port {port}:");
+
+        Start(new { id = "bad", name = "proxy", file = Convert.ToBase64String(Components.Proxy), cli_args = new[] { "--port", "http" } });
+        (await NextResultAsync()).GetProperty("error").GetString().ShouldBe("Invalid HTTP proxy port in cli_args: 'http'");
+
+        // A range of one port (the last one), taken.
+        using var runtime = new InProcessRuntime(_settings with { HttpProxyPort = 65_535 }, NullLogger<InProcessRuntime>.Instance);
+        using var last = new TcpListener(IPAddress.Any, 65_535);
+        try
+        {
+            last.Start();
+        }
+        catch (SocketException)
+        {
+            // someone else holds it: taken all the same
+        }
+
+        using var task = new RunningTask(new StartRequest(new StartMessage { Id = "full", Name = "" }, new TaskLimits(null, null, null), MonitoringProfile.Standard));
+        (await runtime.RunAsync(task, Components.Proxy, Ct)).Error.ShouldBe("No available port found in range 65535-65535");
+    }
+
+    private void Start(object message) => _runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(message));
+
+    private async Task<JsonElement> NextResultAsync() =>
+        await _published.NextAsync(Topics.Results, Ct).WaitAsync(TimeSpan.FromSeconds(60), Ct);
+
+    private static async Task WaitUntilAsync(Func<bool> condition)
+    {
+        for (var i = 0; i < 200 && !condition(); i++)
+        {
+            await Task.Delay(50, Ct);
+        }
+
+        condition().ShouldBeTrue();
+    }
+
+    private static int FreePort()
+    {
+        using var probe = new TcpListener(IPAddress.Loopback, 0);
+        probe.Start();
+        return ((IPEndPoint)probe.LocalEndpoint).Port;
+    }
+}
