@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Buffers.Text;
 using System.Text;
 using System.Text.Json;
+using Propeller.Broker;
 
 namespace Propeller.Proxy.Serving;
 
@@ -102,9 +103,7 @@ public sealed class ChunkBodies
     public ReadOnlySequence<byte> Payload(string appName, int index)
     {
         var body = Volatile.Read(ref _bodies[index]) ?? throw new InvalidOperationException($"chunk {index} is not encoded yet");
-        var first = new Segment(Prefix(appName, index, Total));
-        var last = first.Append(body).Append(_suffix);
-        return new ReadOnlySequence<byte>(first, 0, last, last.Memory.Length);
+        return PayloadSequence.Of(Prefix(appName, index, Total), body, _suffix);
     }
 
     /// <summary><c>{"app_name":"…","chunk_idx":i,"total_chunks":n,"data":"</c>, escaped as <see cref="Utf8JsonWriter"/>
@@ -123,17 +122,5 @@ public sealed class ChunkBodies
 
         buffer.Write("\""u8);
         return buffer.WrittenSpan.ToArray();
-    }
-
-    private sealed class Segment : ReadOnlySequenceSegment<byte>
-    {
-        public Segment(ReadOnlyMemory<byte> memory) => Memory = memory;
-
-        public Segment Append(ReadOnlyMemory<byte> memory)
-        {
-            var next = new Segment(memory) { RunningIndex = RunningIndex + Memory.Length };
-            Next = next;
-            return next;
-        }
     }
 }
