@@ -135,12 +135,18 @@ public sealed class BrokerConnection : IAsyncDisposable
     /// <see cref="BrokerPublishException"/> when the broker refuses it. QoS 2 publishes with the same
     /// <paramref name="orderKey"/> are published one after the other, in call order.
     /// </summary>
-    public Task PublishAsync(string topic, ReadOnlyMemory<byte> payload, MqttQualityOfServiceLevel qos, bool retain, string? orderKey, CancellationToken cancellationToken)
+    public Task PublishAsync(string topic, ReadOnlyMemory<byte> payload, MqttQualityOfServiceLevel qos, bool retain, string? orderKey, CancellationToken cancellationToken) =>
+        PublishAsync(topic, new ReadOnlySequence<byte>(payload), qos, retain, orderKey, cancellationToken);
+
+    /// <summary>Publishes a payload made of several buffers (as <see cref="PublishAsync(string, ReadOnlyMemory{byte}, MqttQualityOfServiceLevel, bool, string?, CancellationToken)"/>);
+    /// with <see cref="BrokerOptions.AllowPacketFragmentation"/> each buffer is written as it is, without joining them.
+    /// The buffers must not change until the publish completes.</summary>
+    public Task PublishAsync(string topic, ReadOnlySequence<byte> payload, MqttQualityOfServiceLevel qos, bool retain, string? orderKey, CancellationToken cancellationToken)
     {
         ArgumentException.ThrowIfNullOrEmpty(topic);
         var message = new MqttApplicationMessageBuilder()
             .WithTopic(topic)
-            .WithPayload(new ReadOnlySequence<byte>(payload))
+            .WithPayload(payload)
             .WithQualityOfServiceLevel(qos)
             .WithRetainFlag(retain)
             .Build();
@@ -160,6 +166,10 @@ public sealed class BrokerConnection : IAsyncDisposable
 
     /// <summary>Publishes at QoS 0/1/2 without an order key.</summary>
     public Task PublishAsync(string topic, ReadOnlyMemory<byte> payload, MqttQualityOfServiceLevel qos, CancellationToken cancellationToken) =>
+        PublishAsync(topic, payload, qos, retain: false, orderKey: null, cancellationToken);
+
+    /// <summary>Publishes a payload of several buffers at QoS 0/1/2 without an order key.</summary>
+    public Task PublishAsync(string topic, ReadOnlySequence<byte> payload, MqttQualityOfServiceLevel qos, CancellationToken cancellationToken) =>
         PublishAsync(topic, payload, qos, retain: false, orderKey: null, cancellationToken);
 
     /// <summary>Sends DISCONNECT (no Last Will) and stops reconnecting. Disposing does the same.</summary>
@@ -655,10 +665,14 @@ public sealed class BrokerConnection : IAsyncDisposable
             .WithProtocolVersion(options.ProtocolVersion)
             .WithCleanStart(options.CleanStart)
             .WithKeepAlivePeriod(options.KeepAlive)
-            .WithTimeout(options.ConnectTimeout)
+            .WithTimeout(options.ConnectTimeout);
+        if (!options.AllowPacketFragmentation)
+        {
             // One write per packet: with fragmentation allowed MQTTnet writes a publish's header and payload separately,
             // two segments per message on a no-delay socket.
-            .WithoutPacketFragmentation();
+            builder.WithoutPacketFragmentation();
+        }
+
         if (options.SessionExpiryInterval > 0 && options.ProtocolVersion == MQTTnet.Formatter.MqttProtocolVersion.V500)
         {
             builder.WithSessionExpiryInterval(options.SessionExpiryInterval);

@@ -53,6 +53,11 @@ public sealed class BrokerOptions
     /// bench `proxy`); with 1 MiB (the kernel caps it at net.core.wmem_max/rmem_max) it takes ~5 ms.</summary>
     public int SocketBufferSize { get; set; } = 1 << 20;
 
+    /// <summary>Write a publish's header and each buffer of its payload as they are, instead of copying them into one
+    /// buffer first (MQTTnet's packet fragmentation). Off by default: one write per small message. For clients that send
+    /// large payloads (the proxy's chunks, issue 17), where the copy costs more than the extra writes.</summary>
+    public bool AllowPacketFragmentation { get; set; }
+
     /// <summary>Last Will: published by the broker when this client disappears without DISCONNECT.</summary>
     public BrokerWill? Will { get; set; }
 

@@ -12,7 +12,7 @@ internal static partial class ProxyLog
     public static partial void Malformed(ILogger logger, string topic, string reason);
 
     [LoggerMessage(EventId = 9004, Level = LogLevel.Information, Message = "Image {App}: {Bytes} bytes ({Digest}) {Source}; publishing {Count} of {Total} chunks")]
-    public static partial void Serving(ILogger logger, string app, int bytes, string digest, string source, int count, int total);
+    public static partial void Serving(ILogger logger, string app, long bytes, string digest, string source, int count, int total);
 
     [LoggerMessage(EventId = 9005, Level = LogLevel.Warning, Message = "Image {App} cannot be delivered: {Reason}")]
     public static partial void FetchFailed(ILogger logger, string app, string reason);

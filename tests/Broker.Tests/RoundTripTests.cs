@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Text;
 using MQTTnet.Formatter;
 using MQTTnet.Protocol;
@@ -47,6 +48,33 @@ public sealed class RoundTripTests
         }
 
         (await inbox.NothingAsync(TimeSpan.FromMilliseconds(300), ct)).ShouldBeTrue();
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task GivenAPayloadOfSeveralBuffers_WhenPublishedWithOrWithoutFragmentation_ThenItArrivesJoined(bool fragmentation)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var topic = TestBroker.UniqueTopic("segments");
+        await using var subscriber = new BrokerConnection(TestBroker.Options(MqttProtocolVersion.V500));
+        var options = TestBroker.Options(MqttProtocolVersion.V500);
+        options.AllowPacketFragmentation = fragmentation;
+        await using var publisher = new BrokerConnection(options);
+        var inbox = Inbox.Of(subscriber);
+        await subscriber.StartAsync(ct);
+        await publisher.StartAsync(ct);
+        await subscriber.SubscribeAsync(topic, MqttQualityOfServiceLevel.ExactlyOnce, ct);
+        var large = new byte[300_000];
+        Random.Shared.NextBytes(large);
+        var payload = PayloadSequence.Of("{\"head\":\""u8.ToArray(), large, "\"}"u8.ToArray());
+
+        payload.IsSingleSegment.ShouldBeFalse();
+        await publisher.PublishAsync(topic, payload, MqttQualityOfServiceLevel.ExactlyOnce, ct);
+        await publisher.PublishAsync(topic, "small"u8.ToArray(), MqttQualityOfServiceLevel.ExactlyOnce, ct);
+
+        (await inbox.ReceiveAsync(ct)).Payload.ToArray().ShouldBe([.. "{\"head\":\""u8, .. large, .. "\"}"u8]);
+        Encoding.UTF8.GetString((await inbox.ReceiveAsync(ct)).Payload.Span).ShouldBe("small");
     }
 
     [Theory]

@@ -75,6 +75,9 @@ public sealed class ChunkAssemblerTests
     [InlineData("[1]", "the chunk is not a JSON object")]
     [InlineData("""{"app_name":"a","chunk_idx":"0","total_chunks":1,"data":""}""", "the chunk is not valid JSON of the expected shape")]
     [InlineData("""{"app_name":"a","chunk_idx":0,"total_chunks":1,"data":"not base64!"}""", "data is not valid base64")]
+    [InlineData("""{"app_name":"a","chunk_idx":0,"total_chunks":1,"data":"AQI"}""", "data is not valid base64")]
+    [InlineData("""{"app_name":"a","chunk_idx":0,"total_chunks":1,"data":"AA==AA=="}""", "data is not valid base64")]
+    [InlineData("""{"app_name":"a","chunk_idx":0,"total_chunks":1,"data":"A==="}""", "data is not valid base64")]
     [InlineData("""{"chunk_idx":0,"total_chunks":1,"data":""}""", "app_name is required")]
     [InlineData("""{"app_name":"a","chunk_idx":5,"total_chunks":1,"data":""}""", "chunk_idx 5 is out of range 0..0")]
     public void GivenBadChunkJson_WhenAdded_ThenItIsRejectedWithTheReason(string json, string reason)

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
@@ -102,6 +103,92 @@ public sealed class ProxyNodeTests : IAsyncLifetime
         only.GetProperty("chunk_idx").GetInt32().ShouldBe(2);
         next.GetProperty("chunk_idx").GetInt32().ShouldBe(0); // chunk 0 was not in the first answer
         Convert.FromBase64String(only.GetProperty("data").GetString()!).ShouldBe(Modules.Addition[20..30]);
+    }
+
+    [Fact]
+    public async Task GivenAnImageOfManyChunks_WhenPulledAndThenServedFromTheCache_ThenEveryChunkArrivesBothTimes()
+    {
+        // Pulled: chunks go out while the blob still arrives (several publishes in flight); cached: all at once.
+        var node = await StartProxyAsync(chunkSize: 1000);
+        var module = RandomNumberGenerator.GetBytes(300_000);
+        var app = await PushAsync("many", module);
+
+        await RequestAsync(app);
+        var pulled = await ReceiveImageAsync(app);
+        await RequestAsync(app);
+        var cached = await ReceiveImageAsync(app);
+
+        pulled.Total.ShouldBe(300);
+        pulled.Bytes.ShouldBe(module);
+        cached.Bytes.ShouldBe(module);
+        pulled.Sha256.ShouldBe(Convert.ToHexStringLower(SHA256.HashData(module)));
+        node.Metrics.Fetches.ShouldBe(1);
+        node.Metrics.CacheHits.ShouldBe(1);
+        node.Metrics.Chunks.ShouldBe(600);
+        node.Cache.Bytes.ShouldBe(300_000 + (300 * 1336)); // the bytes and their encoded chunks (1000 bytes: 1336 in base64)
+    }
+
+    [Fact]
+    public async Task GivenNoCache_WhenARequestListsChunks_ThenOnlyThoseArePublishedFromThePull()
+    {
+        var node = await StartProxyAsync(chunkSize: 10, cacheBytes: 0);
+        var app = await PushAsync("uncached", Modules.Addition);
+
+        await RequestAsync(app, [3, 1]);
+        var first = await NextChunkAsync();
+        var second = await NextChunkAsync();
+        await RequestAsync(app, [0]);
+        var third = await NextChunkAsync();
+
+        new[] { first, second }.Select(c => c.GetProperty("chunk_idx").GetInt32()).Order().ShouldBe([1, 3]); // in flight together: any order
+        third.GetProperty("chunk_idx").GetInt32().ShouldBe(0);
+        var three = first.GetProperty("chunk_idx").GetInt32() == 3 ? first : second;
+        Convert.FromBase64String(three.GetProperty("data").GetString()!).ShouldBe(Modules.Addition[30..40]);
+        node.Metrics.Fetches.ShouldBe(2);
+    }
+
+    [Fact]
+    public async Task GivenABlobCorruptedInTheRegistrysStorage_WhenPulled_ThenTheLastChunkIsWithheldAndTheFailureIsPublished()
+    {
+        await StartProxyAsync(chunkSize: 1000);
+        var module = RandomNumberGenerator.GetBytes(5000);
+        var app = await PushAsync("rot", module);
+        var hex = Convert.ToHexStringLower(SHA256.HashData(module));
+        var file = Path.Combine(TestRegistry.StorageDirectory, "docker", "registry", "v2", "blobs", "sha256", hex[..2], hex, "data");
+        var stored = await File.ReadAllBytesAsync(file, Ct);
+        stored[10] ^= 0xFF; // in the first chunk, which goes out before the digest can be checked
+        await File.WriteAllBytesAsync(file, stored, Ct);
+
+        await RequestAsync(app);
+        var chunks = new List<int>();
+        ReceivedMessage message;
+        while ((message = await _observed.ReceiveAsync(Ct)).Topic != Topics.Of(BaseTopic, Topics.RegistryFailure))
+        {
+            if (message.Topic == Topics.Of(BaseTopic, Topics.RegistryChunks))
+            {
+                chunks.Add(JsonSerializer.Deserialize<JsonElement>(message.Payload.Span).GetProperty("chunk_idx").GetInt32());
+            }
+        }
+
+        chunks.ShouldNotContain(4); // without the last chunk no proplet, old or new, assembles the rotten bytes
+        JsonSerializer.Deserialize<RegistryFailureMessage>(message.Payload.Span)!.Error.ShouldNotBeNull().ShouldContain("failed verification");
+    }
+
+    [Fact]
+    public void GivenEncodedChunks_WhenAPayloadIsMade_ThenItHasTheBytesOfChunkJson()
+    {
+        foreach (var (size, chunkSize) in new[] { (0, 3), (1, 1), (5, 3), (1000, 7), (1000, 1000), (4096, 1024) })
+        {
+            var artifact = new Artifact("sha256:00", RandomNumberGenerator.GetBytes(size), "abc");
+            var bodies = artifact.Bodies(chunkSize);
+            foreach (var app in new[] { "r/a:v1", """h\u "quoted" é+<>""" })
+            {
+                for (var i = 0; i < bodies.Total; i++)
+                {
+                    bodies.Payload(app, i).ToArray().ShouldBe(ProxyNode.ChunkJson(app, artifact, i, bodies.Total, chunkSize), $"size {size}, chunk {i} of {app}");
+                }
+            }
+        }
     }
 
     [Theory]
@@ -213,7 +300,7 @@ public sealed class ProxyNodeTests : IAsyncLifetime
         ChunkWait = TimeSpan.FromSeconds(30),
     };
 
-    private async Task<ProxyNode> StartProxyAsync(int chunkSize, long maxArtifactBytes = 1 << 20)
+    private async Task<ProxyNode> StartProxyAsync(int chunkSize, long maxArtifactBytes = 1 << 20, long cacheBytes = 256 << 20)
     {
         var settings = new ProxySettings
         {
@@ -224,6 +311,7 @@ public sealed class ProxyNodeTests : IAsyncLifetime
             MqttAddress = TestRegistry.Mqtt,
             ChunkSize = chunkSize,
             MaxArtifactBytes = maxArtifactBytes,
+            CacheBytes = cacheBytes,
             RegistryTimeout = TimeSpan.FromSeconds(20),
         };
         var node = new ProxyNode(settings, NullLoggerFactory.Instance, TimeProvider.System);

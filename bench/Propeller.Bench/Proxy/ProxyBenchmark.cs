@@ -21,7 +21,8 @@ namespace Propeller.Bench.Proxy;
 /// `proxy`: an OCI reference through propeller-proxy (in this process) and MQTT chunks, pulled from the registry;
 /// `proxy-cached`: the same reference again, served from the proxy's cache.
 /// Ratios: direct/proxy (target ≥ 0.5) and direct-again/proxy-cached (target ≥ 1.0). Options: --size BYTES,
-/// --rounds N (5; medians), --chunk BYTES (PROXY_CHUNK_SIZE, 512000), --qos N (the proxy's, 2).
+/// --rounds N (5; medians), --chunk BYTES (PROXY_CHUNK_SIZE, 128000), --qos N (the proxy's, 2), --cases a,b (a subset),
+/// --broker-pid PID (adds the broker's CPU time per run to the CPU columns).
 /// </summary>
 internal static class ProxyBenchmark
 {
@@ -31,7 +32,7 @@ internal static class ProxyBenchmark
         var registry = Environment.GetEnvironmentVariable("PROPELLER_TEST_REGISTRY") is { Length: > 0 } r ? r : "127.0.0.1:55000";
         var size = Manager.ManagerBenchmark.Option(args, "--size", 5 << 20);
         var rounds = Manager.ManagerBenchmark.Option(args, "--rounds", 5);
-        var chunk = Manager.ManagerBenchmark.Option(args, "--chunk", 512_000);
+        var chunk = Manager.ManagerBenchmark.Option(args, "--chunk", ProxySettings.DefaultChunkSize);
         var qos = (MqttQualityOfServiceLevel)Manager.ManagerBenchmark.Option(args, "--qos", 2);
         var tenant = "bench-proxy-" + Guid.NewGuid().ToString("N")[..8];
         var baseTopic = Topics.Base(tenant, "bench");
@@ -88,36 +89,77 @@ internal static class ProxyBenchmark
             await RunTaskAsync(watcher, results, baseTopic, warm.Reference, TimeSpan.FromSeconds(60), cancellationToken);
             await RunTaskAsync(watcher, results, baseTopic, warm.BlobUrl, TimeSpan.FromSeconds(60), cancellationToken);
 
-            var times = new Dictionary<string, List<double>>(StringComparer.Ordinal)
+            string[] all = ["direct", "direct-again", "proxy", "proxy-cached"];
+            var cases = StringOption(args, "--cases") is { } only ? only.Split(',') : all;
+            var times = all.Where(cases.Contains).ToDictionary(c => c, _ => new List<double>(), StringComparer.Ordinal);
+            var cpu = times.Keys.ToDictionary(c => c, _ => new double[3], StringComparer.Ordinal);
+            var mosquitto = Manager.ManagerBenchmark.Option(args, "--broker-pid", 0);
+            async Task MeasureAsync(string name, string imageUrl)
             {
-                ["direct"] = [],
-                ["direct-again"] = [],
-                ["proxy"] = [],
-                ["proxy-cached"] = [],
-            };
+                if (!times.TryGetValue(name, out var list))
+                {
+                    return;
+                }
+
+                var before = CpuMs(proplet.Id, mosquitto);
+                list.Add(await RunTaskAsync(watcher, results, baseTopic, imageUrl, TimeSpan.FromSeconds(60), cancellationToken));
+                var after = CpuMs(proplet.Id, mosquitto);
+                for (var i = 0; i < 3; i++)
+                {
+                    cpu[name][i] += after[i] - before[i];
+                }
+            }
+
             for (var round = 1; round <= rounds; round++)
             {
                 var direct = await PushAsync(client, registry, "direct", Padded(size, (2 * round) + 1), cancellationToken);
                 var viaProxy = await PushAsync(client, registry, "proxy", Padded(size, (2 * round) + 2), cancellationToken);
-                times["direct"].Add(await RunTaskAsync(watcher, results, baseTopic, direct.BlobUrl, TimeSpan.FromSeconds(60), cancellationToken));
-                times["direct-again"].Add(await RunTaskAsync(watcher, results, baseTopic, direct.BlobUrl, TimeSpan.FromSeconds(60), cancellationToken));
-                times["proxy"].Add(await RunTaskAsync(watcher, results, baseTopic, viaProxy.Reference, TimeSpan.FromSeconds(60), cancellationToken));
-                times["proxy-cached"].Add(await RunTaskAsync(watcher, results, baseTopic, viaProxy.Reference, TimeSpan.FromSeconds(60), cancellationToken));
+                await MeasureAsync("direct", direct.BlobUrl);
+                await MeasureAsync("direct-again", direct.BlobUrl);
+                await MeasureAsync("proxy", viaProxy.Reference);
+                await MeasureAsync("proxy-cached", viaProxy.Reference);
             }
 
             double Median(string key) => times[key].Order().ElementAt(times[key].Count / 2);
             double MBps(double ms) => size / (1 << 20) / (ms / 1000);
             foreach (var key in times.Keys)
             {
-                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"proxy case={key} size={size} rounds={rounds} first_run_ms_p50={Median(key):F1} MBps={MBps(Median(key)):F1} all_ms=[{string.Join(' ', times[key].Select(t => t.ToString("F0", CultureInfo.InvariantCulture)))}]"));
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"proxy case={key} size={size} rounds={rounds} first_run_ms_p50={Median(key):F1} MBps={MBps(Median(key)):F1} cpu_ms_per_run(proplet,bench,broker)={cpu[key][0] / rounds:F0},{cpu[key][1] / rounds:F0},{cpu[key][2] / rounds:F0} all_ms=[{string.Join(' ', times[key].Select(t => t.ToString("F0", CultureInfo.InvariantCulture)))}]"));
             }
 
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"proxy case=ratio proxy_vs_direct={Median("direct") / Median("proxy"):F2} (target >= 0.5) cached_vs_direct_again={Median("direct-again") / Median("proxy-cached"):F2} (target >= 1.0) cache_hits={proxy.Metrics.CacheHits} fetches={proxy.Metrics.Fetches} load={File.ReadAllText("/proc/loadavg").Trim()}"));
+            string Ratio(string reference, string measured) =>
+                times.ContainsKey(reference) && times.ContainsKey(measured) ? (Median(reference) / Median(measured)).ToString("F2", CultureInfo.InvariantCulture) : "-";
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"proxy case=ratio proxy_vs_direct={Ratio("direct", "proxy")} (target >= 0.5) cached_vs_direct_again={Ratio("direct-again", "proxy-cached")} (target >= 1.0) cache_hits={proxy.Metrics.CacheHits} fetches={proxy.Metrics.Fetches} load={File.ReadAllText("/proc/loadavg").Trim()}"));
             return 0;
         }
         finally
         {
             proplet.Kill(entireProcessTree: true);
+        }
+    }
+
+    private static string? StringOption(string[] args, string name)
+    {
+        var index = Array.IndexOf(args, name);
+        return index >= 0 && index + 1 < args.Length ? args[index + 1] : null;
+    }
+
+    /// <summary>CPU milliseconds used so far by the proplet, this process (the proxy and the watcher) and the broker
+    /// (when its pid is known), from /proc (user + system ticks).</summary>
+    private static double[] CpuMs(int proplet, int broker) => [ProcCpuMs(proplet), ProcCpuMs(Environment.ProcessId), broker > 0 ? ProcCpuMs(broker) : 0];
+
+    private static double ProcCpuMs(int pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            // fields[11], fields[12]: utime, stime (fields 14 and 15 of proc(5), counted from the state field).
+            return (double.Parse(fields[11], CultureInfo.InvariantCulture) + double.Parse(fields[12], CultureInfo.InvariantCulture)) * 1000 / 100;
+        }
+        catch (IOException)
+        {
+            return 0;
         }
     }
 

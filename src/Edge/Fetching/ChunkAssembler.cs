@@ -1,3 +1,5 @@
+using System.Buffers;
+using System.Buffers.Text;
 using System.Security.Cryptography;
 using System.Text.Json;
 using Propeller.Contracts.Mqtt;
@@ -90,7 +92,7 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
                         total = reader.GetInt32();
                         break;
                     case 4:
-                        data = reader.TokenType == JsonTokenType.Null ? [] : reader.GetBytesFromBase64();
+                        data = reader.TokenType == JsonTokenType.Null ? [] : Base64Value(ref reader);
                         break;
                     case 5:
                         sha256 = reader.TokenType == JsonTokenType.Null ? null : reader.GetString();
@@ -111,6 +113,26 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
         }
 
         return Check(app, index, total) ?? Add(app!, index, total, sha256, data ?? []);
+    }
+
+    /// <summary>A base64 string token decoded straight from the payload into an array of its exact length (the reader's
+    /// own <c>GetBytesFromBase64</c> decodes into a scratch buffer and copies). Escaped or split tokens go the reader's way.</summary>
+    private static byte[] Base64Value(ref Utf8JsonReader reader)
+    {
+        if (reader.TokenType != JsonTokenType.String || reader.HasValueSequence || reader.ValueIsEscaped)
+        {
+            return reader.GetBytesFromBase64();
+        }
+
+        var text = reader.ValueSpan;
+        var padding = text.EndsWith("=="u8) ? 2 : text.EndsWith("="u8) ? 1 : 0;
+        var bytes = GC.AllocateUninitializedArray<byte>(Math.Max(0, Base64.GetMaxDecodedFromUtf8Length(text.Length) - padding));
+        if (Base64.DecodeFromUtf8(text, bytes, out _, out var written) != OperationStatus.Done || written != bytes.Length)
+        {
+            throw new FormatException("The input is not a valid Base-64 string (standard alphabet with padding).");
+        }
+
+        return bytes;
     }
 
     private static string? Check(string? app, int index, int total)

@@ -48,7 +48,15 @@ public sealed class RegistryClient(HttpClient http, RegistryAuth auth, Func<stri
 
     /// <summary>Downloads the blob <paramref name="layer"/> of <paramref name="reference"/>'s repository, verifying its size
     /// and digest.</summary>
-    public async Task<byte[]> GetBlobAsync(ImageReference reference, Descriptor layer, long maxBytes, CancellationToken cancellationToken)
+    public Task<byte[]> GetBlobAsync(ImageReference reference, Descriptor layer, long maxBytes, CancellationToken cancellationToken) =>
+        GetBlobAsync(reference, layer, maxBytes, received: null, cancellationToken);
+
+    /// <summary>As <see cref="GetBlobAsync(ImageReference, Descriptor, long, CancellationToken)"/>; besides,
+    /// <paramref name="received"/> is called after each read with the buffer and how many bytes of it have arrived, so
+    /// that the caller can use the first bytes while the rest arrive. Those bytes are not verified yet: the digest is
+    /// checked once all have arrived (and the call throws if it does not match).</summary>
+    public async Task<byte[]> GetBlobAsync(
+        ImageReference reference, Descriptor layer, long maxBytes, Func<byte[], int, ValueTask>? received, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(reference);
         ArgumentNullException.ThrowIfNull(layer);
@@ -66,6 +74,10 @@ public sealed class RegistryClient(HttpClient http, RegistryAuth auth, Func<stri
         while (offset < data.Length && (read = await body.ReadAsync(data.AsMemory(offset), cancellationToken)) > 0)
         {
             offset += read;
+            if (received is not null)
+            {
+                await received(data, offset);
+            }
         }
 
         if (offset < data.Length || await body.ReadAsync(new byte[1], cancellationToken) > 0)

@@ -1,4 +1,31 @@
 namespace Propeller.Proxy.Serving;
 
-/// <summary>A pulled Wasm artefact: its layer digest, bytes and their sha256 (hex, sent in every chunk).</summary>
-public sealed record Artifact(string Digest, byte[] Data, string Sha256);
+/// <summary>A pulled Wasm artefact: its layer digest, bytes and their sha256 (hex, sent in every chunk), and its chunks
+/// encoded once for the proxy's chunk size (<see cref="ChunkBodies"/>), which every publication of it reuses.</summary>
+public sealed record Artifact(string Digest, byte[] Data, string Sha256)
+{
+    private ChunkBodies? _bodies;
+
+    /// <summary>What the artefact holds in memory: its bytes and its encoded chunks (the cache's measure).</summary>
+    public long Bytes => Data.LongLength + (Volatile.Read(ref _bodies)?.Bytes ?? 0);
+
+    /// <summary>The chunks for <paramref name="chunkSize"/>: those attached, else encoded now (and kept).</summary>
+    public ChunkBodies Bodies(int chunkSize)
+    {
+        var bodies = Volatile.Read(ref _bodies);
+        if (bodies is null || bodies.ChunkSize != chunkSize)
+        {
+            bodies = ChunkBodies.EncodeAll(Data, Sha256, chunkSize);
+            Volatile.Write(ref _bodies, bodies);
+        }
+
+        return bodies;
+    }
+
+    /// <summary>Keeps <paramref name="bodies"/> (encoded while the artefact was pulled) for later publications.</summary>
+    public void Attach(ChunkBodies bodies)
+    {
+        ArgumentNullException.ThrowIfNull(bodies);
+        Volatile.Write(ref _bodies, bodies);
+    }
+}

@@ -2,12 +2,12 @@ namespace Propeller.Proxy.Serving;
 
 /// <summary>
 /// Pulled artefacts by layer digest, least recently used first out, holding at most <c>capacity</c> bytes
-/// (PROXY_CACHE_BYTES; 0 turns it off). Content-addressed, so an entry is never stale. Thread-safe.
+/// (PROXY_CACHE_BYTES; 0 turns it off), counted as <see cref="Artifact.Bytes"/>: the artefact and its encoded chunks. Content-addressed, so an entry is never stale. Thread-safe.
 /// </summary>
 public sealed class ArtifactCache(long capacity)
 {
-    private readonly Dictionary<string, LinkedListNode<Artifact>> _byDigest = new(StringComparer.Ordinal);
-    private readonly LinkedList<Artifact> _order = new();
+    private readonly Dictionary<string, LinkedListNode<Entry>> _byDigest = new(StringComparer.Ordinal);
+    private readonly LinkedList<Entry> _order = new();
     private readonly Lock _lock = new();
     private long _bytes;
 
@@ -41,7 +41,7 @@ public sealed class ArtifactCache(long capacity)
             {
                 _order.Remove(node);
                 _order.AddFirst(node);
-                artifact = node.Value;
+                artifact = node.Value.Artifact;
                 return true;
             }
         }
@@ -55,7 +55,8 @@ public sealed class ArtifactCache(long capacity)
     public void Add(Artifact artifact)
     {
         ArgumentNullException.ThrowIfNull(artifact);
-        if (artifact.Data.LongLength > capacity)
+        var bytes = artifact.Bytes;
+        if (bytes > capacity)
         {
             return;
         }
@@ -67,14 +68,17 @@ public sealed class ArtifactCache(long capacity)
                 return;
             }
 
-            _byDigest[artifact.Digest] = _order.AddFirst(artifact);
-            _bytes += artifact.Data.LongLength;
+            _byDigest[artifact.Digest] = _order.AddFirst(new Entry(artifact, bytes));
+            _bytes += bytes;
             while (_bytes > capacity && _order.Last is { } oldest)
             {
                 _order.RemoveLast();
-                _byDigest.Remove(oldest.Value.Digest);
-                _bytes -= oldest.Value.Data.LongLength;
+                _byDigest.Remove(oldest.Value.Artifact.Digest);
+                _bytes -= oldest.Value.Bytes;
             }
         }
     }
+
+    /// <summary>An artefact with the size it was counted at (its encoded chunks may be attached or replaced later).</summary>
+    private sealed record Entry(Artifact Artifact, long Bytes);
 }

@@ -21,7 +21,6 @@ namespace Propeller.Proxy.Serving;
 public sealed class ProxyNode : IAsyncDisposable
 {
     private const int MaxPending = 1000;
-    private const int PublishWindow = 8;
     private static readonly JsonEncodedText AppNameField = JsonEncodedText.Encode("app_name");
     private static readonly JsonEncodedText ChunkIndexField = JsonEncodedText.Encode("chunk_idx");
     private static readonly JsonEncodedText TotalChunksField = JsonEncodedText.Encode("total_chunks");
@@ -82,6 +81,7 @@ public sealed class ProxyNode : IAsyncDisposable
             OperationTimeout = _settings.MqttTimeout,
             ReconnectDelay = TimeSpan.FromSeconds(1),
             MaxReconnectDelay = TimeSpan.FromMinutes(1),
+            AllowPacketFragmentation = true, // chunks go out as prefix, encoded chunk and suffix, never joined (ChunkBodies)
         }.WithAddress(_settings.MqttAddress);
         options.Subscriptions.Add((Topics.Of(_settings.BaseTopic, Topics.RegistryRequest), _settings.Qos));
         if (options.Tls is not null || _settings.TlsCaCert is not null || _settings.TlsClientCert is not null || _settings.TlsInsecureSkipVerify)
@@ -103,7 +103,14 @@ public sealed class ProxyNode : IAsyncDisposable
 
     /// <summary>Pulls <paramref name="appName"/> (or takes it from the cache); the second value says whether it came
     /// from the cache. Throws <see cref="RegistryException"/> with the reason for the proplet.</summary>
-    public async Task<(Artifact Artifact, bool Cached)> GetArtifactAsync(string appName, CancellationToken cancellationToken)
+    public Task<(Artifact Artifact, bool Cached)> GetArtifactAsync(string appName, CancellationToken cancellationToken) =>
+        FetchAsync(appName, pulling: null, cancellationToken);
+
+    /// <summary>As <see cref="GetArtifactAsync"/>; before a pull, <paramref name="pulling"/> is given the layer and may
+    /// return chunks to encode as the bytes arrive and a callback for them (<see cref="RegistryClient.GetBlobAsync(ImageReference, Descriptor, long, Func{byte[], int, ValueTask}?, CancellationToken)"/>).
+    /// A pulled artefact enters the cache with its chunks encoded.</summary>
+    private async Task<(Artifact Artifact, bool Cached)> FetchAsync(
+        string appName, Func<Descriptor, (ChunkBodies Bodies, Func<byte[], int, ValueTask> Received)?>? pulling, CancellationToken cancellationToken)
     {
         if (!ImageReference.TryParse(appName, out var reference, out var error))
         {
@@ -131,12 +138,20 @@ public sealed class ProxyNode : IAsyncDisposable
                 return (cached, true);
             }
 
-            var data = await _registry.GetBlobAsync(reference, layer, _settings.MaxArtifactBytes, timeout.Token);
+            var streamed = pulling?.Invoke(layer);
+            var data = await _registry.GetBlobAsync(reference, layer, _settings.MaxArtifactBytes, streamed?.Received, timeout.Token);
             Metrics.Fetched(data.Length);
-            var sha256 = layer.Digest.StartsWith("sha256:", StringComparison.Ordinal)
-                ? layer.Digest["sha256:".Length..].ToLowerInvariant()
-                : Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(data));
-            var artifact = new Artifact(layer.Digest, data, sha256);
+            var artifact = new Artifact(layer.Digest, data, Sha256Of(layer.Digest) ?? Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(data)));
+            if (streamed is { Bodies: var bodies } && bodies.ChunkSize == _settings.ChunkSize)
+            {
+                bodies.EncodeMissing(data);
+                artifact.Attach(bodies);
+            }
+            else
+            {
+                artifact.Bodies(_settings.ChunkSize);
+            }
+
             Cache.Add(artifact);
             return (artifact, false);
         }
@@ -145,6 +160,10 @@ public sealed class ProxyNode : IAsyncDisposable
             throw new RegistryException($"image {reference}: the registry did not deliver it within {_settings.RegistryTimeout.TotalSeconds:0} s (PROXY_REGISTRY_TIMEOUT)", ex);
         }
     }
+
+    /// <summary>The hex sha256 a <c>sha256:</c> digest names; null for another algorithm.</summary>
+    private static string? Sha256Of(string digest) =>
+        digest.StartsWith("sha256:", StringComparison.Ordinal) ? digest["sha256:".Length..].ToLowerInvariant() : null;
 
     /// <summary>The JSON of one chunk: the original's four fields and our <c>sha256</c>; the base64 is written straight
     /// into the buffer (no escaping: base64 needs none, and the default encoder would escape every '+').</summary>
@@ -287,8 +306,7 @@ public sealed class ProxyNode : IAsyncDisposable
             await _fetchSlots.WaitAsync(token);
             try
             {
-                var (artifact, cached) = await GetArtifactAsync(app, token);
-                await PublishChunksAsync(app, artifact, cached, wanted, token);
+                await DeliverAsync(app, wanted, token);
             }
             finally
             {
@@ -313,42 +331,48 @@ public sealed class ProxyNode : IAsyncDisposable
         }
     }
 
-    private async Task PublishChunksAsync(string app, Artifact artifact, bool cached, IReadOnlyList<int>? wanted, CancellationToken cancellationToken)
+    /// <summary>
+    /// Publishes <paramref name="app"/>'s chunks (those <paramref name="wanted"/>, or all). From the cache: the encoded
+    /// chunks at once. Pulled: each chunk as soon as its bytes have arrived from the registry, except the last, which
+    /// waits until the whole artefact matched its digest, so that no proplet, old or new, assembles unverified bytes;
+    /// if it does not match, the proplets get <c>registry/failure</c> instead of the last chunk.
+    /// </summary>
+    private async Task DeliverAsync(string app, IReadOnlyList<int>? wanted, CancellationToken cancellationToken)
     {
-        var size = _settings.ChunkSize;
-        var total = (int)Math.Max(1, (artifact.Data.LongLength + size - 1) / size);
-        var indices = wanted is null ? Enumerable.Range(0, total).ToList() : wanted.Where(i => i >= 0 && i < total).Distinct().Order().ToList();
-        ProxyLog.Serving(_logger, app, artifact.Data.Length, artifact.Digest, cached ? "from the cache" : "pulled", indices.Count, total);
-        var topic = Topics.Of(_settings.BaseTopic, Topics.RegistryChunks);
         var connection = _connection ?? throw new InvalidOperationException("The proxy is not started.");
-        using var window = new SemaphoreSlim(PublishWindow);
-        var publishes = new List<Task>(indices.Count);
-        foreach (var index in indices)
-        {
-            await window.WaitAsync(cancellationToken);
-            var payload = ChunkJson(app, artifact, index, total, size);
-            publishes.Add(PublishChunkAsync(connection, topic, payload, app, index, window, cancellationToken));
-        }
-
-        await Task.WhenAll(publishes);
-    }
-
-    private async Task PublishChunkAsync(BrokerConnection connection, string topic, byte[] payload, string app, int index, SemaphoreSlim window, CancellationToken cancellationToken)
-    {
+        var topic = Topics.Of(_settings.BaseTopic, Topics.RegistryChunks);
+        ChunkPublication? streaming = null;
         try
         {
-            await connection.PublishAsync(topic, payload, _settings.Qos, cancellationToken);
-            Metrics.ChunkPublished();
-        }
-        catch (Exception ex) when (ex is TimeoutException or BrokerPublishException or MqttCommunicationException or ObjectDisposedException && !cancellationToken.IsCancellationRequested)
-        {
-            // Like the original, a failed chunk is skipped; unlike it, the proplet asks for the missing ones again.
-            Metrics.ChunkFailed();
-            ProxyLog.ChunkFailed(_logger, index, app, ex.Message);
+            var (artifact, cached) = await FetchAsync(
+                app,
+                layer =>
+                {
+                    if (Sha256Of(layer.Digest) is not { } sha256)
+                    {
+                        return null; // the chunks' sha256 is known only once the bytes are in
+                    }
+
+                    streaming = new ChunkPublication(connection, topic, _settings.Qos, Metrics, _logger, app, new ChunkBodies(layer.Size, sha256, _settings.ChunkSize), wanted, cancellationToken);
+                    ProxyLog.Serving(_logger, app, layer.Size, layer.Digest, "pulled", streaming.Indices.Count, streaming.Bodies.Total);
+                    return (streaming.Bodies, streaming.ReceivedAsync);
+                },
+                cancellationToken);
+            if (streaming is null)
+            {
+                streaming = new ChunkPublication(connection, topic, _settings.Qos, Metrics, _logger, app, artifact.Bodies(_settings.ChunkSize), wanted, cancellationToken);
+                ProxyLog.Serving(_logger, app, artifact.Data.LongLength, artifact.Digest, cached ? "from the cache" : "pulled", streaming.Indices.Count, streaming.Bodies.Total);
+            }
+
+            await streaming.FinishAsync();
         }
         finally
         {
-            window.Release();
+            if (streaming is not null)
+            {
+                await streaming.DrainAsync(); // the chunks already sent go out before a failure message
+                streaming.Dispose();
+            }
         }
     }
 

@@ -1,0 +1,91 @@
+using System.Buffers;
+using MQTTnet.Exceptions;
+using MQTTnet.Protocol;
+using Propeller.Broker;
+
+namespace Propeller.Proxy.Serving;
+
+/// <summary>
+/// One publication of an artefact's chunks on <c>registry/server</c>: the chunks asked for (all, or a re-request's
+/// list), in index order, with up to <see cref="Window"/> publishes in flight (the broker connection keeps them within
+/// the broker's Receive Maximum). A pulled artefact is published while it arrives: <see cref="ReceivedAsync"/> encodes
+/// and sends each complete chunk but the last; <see cref="FinishAsync"/>, called once the artefact is verified, sends
+/// the rest. A chunk that cannot be published is skipped, like the original, and counted: the proplet asks again.
+/// </summary>
+internal sealed class ChunkPublication(
+    BrokerConnection connection, string topic, MqttQualityOfServiceLevel qos, ProxyMetrics metrics, ILogger logger, string app, ChunkBodies bodies,
+    IReadOnlyList<int>? wanted, CancellationToken cancellationToken) : IDisposable
+{
+    /// <summary>Publishes in flight at once: enough to keep the socket busy while the broker acknowledges.</summary>
+    public const int Window = 8;
+
+    private readonly SemaphoreSlim _window = new(Window);
+    private readonly List<Task> _publishes = [];
+    private int _next;
+
+    public ChunkBodies Bodies { get; } = bodies;
+
+    /// <summary>The chunk indices to publish, in order.</summary>
+    public IReadOnlyList<int> Indices { get; } =
+        wanted is null ? [.. Enumerable.Range(0, bodies.Total)] : [.. wanted.Where(i => i >= 0 && i < bodies.Total).Distinct().Order()];
+
+    /// <summary>The first <paramref name="received"/> bytes of <paramref name="data"/> have arrived (unverified): every
+    /// chunk they complete, except the artefact's last, is encoded and published.</summary>
+    public async ValueTask ReceivedAsync(byte[] data, int received)
+    {
+        while (_next < Indices.Count && Indices[_next] < Bodies.Total - 1)
+        {
+            var index = Indices[_next];
+            var (offset, length) = Bodies.Range(index);
+            if (offset + length > received)
+            {
+                return;
+            }
+
+            Bodies.Encode(index, data);
+            await SendAsync(index);
+            _next++;
+        }
+    }
+
+    /// <summary>Publishes the chunks not published yet (all are encoded by now) and waits for every publish.</summary>
+    public async Task FinishAsync()
+    {
+        for (; _next < Indices.Count; _next++)
+        {
+            await SendAsync(Indices[_next]);
+        }
+
+        await DrainAsync();
+    }
+
+    /// <summary>Waits for the publishes started so far (each handles its own failure).</summary>
+    public Task DrainAsync() => Task.WhenAll(_publishes);
+
+    public void Dispose() => _window.Dispose();
+
+    private async Task SendAsync(int index)
+    {
+        await _window.WaitAsync(cancellationToken);
+        _publishes.Add(PublishAsync(Bodies.Payload(app, index), index));
+    }
+
+    private async Task PublishAsync(ReadOnlySequence<byte> payload, int index)
+    {
+        try
+        {
+            await connection.PublishAsync(topic, payload, qos, cancellationToken);
+            metrics.ChunkPublished();
+        }
+        catch (Exception ex) when (ex is TimeoutException or BrokerPublishException or MqttCommunicationException or ObjectDisposedException && !cancellationToken.IsCancellationRequested)
+        {
+            // Like the original, a failed chunk is skipped; unlike it, the proplet asks for the missing ones again.
+            metrics.ChunkFailed();
+            ProxyLog.ChunkFailed(logger, index, app, ex.Message);
+        }
+        finally
+        {
+            _window.Release();
+        }
+    }
+}
