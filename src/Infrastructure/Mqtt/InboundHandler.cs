@@ -35,11 +35,15 @@ namespace Propeller.Infrastructure.Mqtt;
 /// its payload's hash; registering, heartbeats and marking offline are idempotent). Malformed payloads are logged with
 /// their topic, counted (mqtt_malformed_messages) and acknowledged; nothing throws out.
 /// </para>
+/// <para>
+/// With <see cref="IResultCommands"/> registered (the Wolverine pipeline, ADR 0014) results go through it instead of
+/// our inbox; discovery, heartbeats and Last Will still go through <see cref="CommandHandler"/>.
+/// </para>
 /// </summary>
 public sealed class InboundHandler(
     CommandHandler commands, IPropletRegistry proplets, NpgsqlDataSource dataSource, IOptions<EventStoreOptions> storeOptions,
     IOptions<MqttBridgeOptions> options, TimeProvider time, ILogger<InboundHandler> logger, IPluginGate? plugins = null,
-    LatentInvoker? invocations = null)
+    LatentInvoker? invocations = null, IResultCommands? resultCommands = null)
 {
     private static readonly Meter Meter = new("Propeller.Inbound");
     private static readonly Counter<long> MalformedMessages =
@@ -218,8 +222,16 @@ public sealed class InboundHandler(
     {
         var now = time.GetUtcNow();
         var metadata = new EventMetadata(work.TaskId.ToString(), work.Key, work.PropletId is { } p ? $"proplet:{p}" : "proplet", now);
+        var command = new TaskCommand.RecordResult(work.TaskId, work.Results, work.Error, now, work.PropletId);
+        if (resultCommands is not null)
+        {
+            // Through the Wolverine pipeline (its handler's middleware sends on_task_complete after the commit).
+            await resultCommands.RecordAsync(command, metadata, cancellationToken);
+            return;
+        }
+
         var result = await commands.HandleAsync(
-            TaskAggregate.Decider, TaskAggregate.StreamId(work.TaskId), new TaskCommand.RecordResult(work.TaskId, work.Results, work.Error, now, work.PropletId), metadata,
+            TaskAggregate.Decider, TaskAggregate.StreamId(work.TaskId), command, metadata,
             new InboxReceipt(work.Key, work.Topic, work.Payload), cancellationToken);
         if (PluginTaskInfos.From(result.State) is { } info)
         {

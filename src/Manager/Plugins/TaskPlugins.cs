@@ -3,6 +3,7 @@ using Propeller.Application.Tasks;
 using Propeller.Domain.Common;
 using Propeller.Domain.Tasks;
 using Propeller.Manager.Http;
+using TaskStatus = Propeller.Domain.Tasks.TaskStatus;
 
 namespace Propeller.Manager.Plugins;
 
@@ -90,6 +91,16 @@ public sealed class TaskPlugins(IPluginGate gate, ITaskQueries queries)
         if (Active && before is not null)
         {
             gate.OnTaskStarted(before);
+        }
+    }
+
+    /// <summary>The <c>on_task_complete</c> notification for a recorded result (every result message, duplicates included; spec §7.8).</summary>
+    public void Completed(TaskState state)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        if (Active && PluginTaskInfos.From(state) is { } info)
+        {
+            gate.OnTaskCompleted(info, state.Status == TaskStatus.Completed, state.Error);
         }
     }
 

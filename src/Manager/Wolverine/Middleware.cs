@@ -116,6 +116,10 @@ public static class PluginGateMiddleware
                     ? TaskPlugins.Gated.Allowed
                     : Allowed(await plugins.AuthorizeAsync(user, PluginAction.Update, PluginTaskInfos.From(update.TaskId.ToString(), update.Spec, current.PropletId, current.CreatedAt), cancellationToken));
                 break;
+            case RecordResult:
+                // A proplet's result: nothing to authorize (on_task_complete follows the commit).
+                gated = TaskPlugins.Gated.Allowed;
+                break;
             case StartTask start:
                 before = await queries.GetAsync(start.TaskId, cancellationToken) is { } state ? PluginTaskInfos.From(state) : null;
                 gated = before is null ? TaskPlugins.Gated.Allowed : Allowed(await plugins.AuthorizeAsync(user, PluginAction.Start, before, cancellationToken));
@@ -129,7 +133,10 @@ public static class PluginGateMiddleware
         return new GatedCommand(command, headers is null ? message.Metadata : message.Metadata with { Headers = headers }, before);
     }
 
-    /// <summary>After the commit: <c>on_task_start</c> with the task as it was before a start that appended.</summary>
+    /// <summary>
+    /// After the commit: <c>on_task_start</c> with the task as it was before a start that appended, and
+    /// <c>on_task_complete</c> for every recorded result (duplicates included, spec §7.8).
+    /// </summary>
     public static void AfterCommit(GatedCommand gated, CommandResult<TaskEvent, TaskState> result, TaskPlugins plugins)
     {
         ArgumentNullException.ThrowIfNull(gated);
@@ -138,6 +145,10 @@ public static class PluginGateMiddleware
         if (gated.Command is StartTask && result.Appended.Count > 0)
         {
             plugins.Started(gated.Before);
+        }
+        else if (gated.Command is RecordResult && result.Rejection is null)
+        {
+            plugins.Completed(result.State);
         }
     }
 

@@ -6,11 +6,13 @@ using Propeller.Application.Aggregates;
 using Propeller.Application.EventStore;
 using Propeller.Domain.Tasks;
 using Propeller.Contracts.Tasks;
+using Propeller.Infrastructure.Mqtt;
 using Propeller.Infrastructure.Wolverine;
 using Propeller.Manager.Http;
 using Wolverine;
 using Wolverine.ErrorHandling;
 using Wolverine.Marten;
+using Wolverine.Runtime;
 
 namespace Propeller.Manager.Wolverine;
 
@@ -44,6 +46,7 @@ internal static class WolverinePipeline
         builder.Services.TryAddSingleton<WolverinePlacement>();
         builder.Services.TryAddSingleton<WolverineTaskCommands>();
         builder.Services.TryAddSingleton<IValidator<RunTaskCommand>, RunTaskCommandValidator>();
+        builder.Services.TryAddSingleton<IResultCommands, WolverineResultCommands>();
         builder.Host.UseWolverine(opts =>
         {
             opts.ApplicationAssembly = typeof(WolverinePipeline).Assembly;
@@ -109,5 +112,19 @@ public sealed class WolverineTaskCommands
     {
         ArgumentNullException.ThrowIfNull(ok);
         return outcome.Refused ?? (outcome.Result!.Rejection is { } rejection ? ApiResults.From(rejection) : ok(outcome.Result.State));
+    }
+}
+
+/// <summary>
+/// Proplet results into the Wolverine pipeline (ADR 0014): the task command handler decides <c>RecordResult</c> with
+/// TaskDecider in the aggregate handler workflow and commits before InvokeAsync returns, so the MQTT connection
+/// acknowledges the message only after its effect is committed.
+/// </summary>
+public sealed class WolverineResultCommands(IWolverineRuntime runtime) : IResultCommands
+{
+    public Task RecordAsync(TaskCommand.RecordResult command, EventMetadata metadata, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(command);
+        return new MessageBus(runtime).InvokeAsync<CommandResult<TaskEvent, TaskState>>(new RunTaskCommand(command.TaskId, command, metadata), cancellationToken);
     }
 }
