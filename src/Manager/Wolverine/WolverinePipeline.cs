@@ -4,6 +4,7 @@ using Marten;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Propeller.Application.Aggregates;
 using Propeller.Application.EventStore;
+using Propeller.Domain.Proplets;
 using Propeller.Domain.Tasks;
 using Propeller.Contracts.Tasks;
 using Propeller.Infrastructure.Mqtt;
@@ -46,7 +47,7 @@ internal static class WolverinePipeline
         builder.Services.TryAddSingleton<WolverinePlacement>();
         builder.Services.TryAddSingleton<WolverineTaskCommands>();
         builder.Services.TryAddSingleton<IValidator<RunTaskCommand>, RunTaskCommandValidator>();
-        builder.Services.TryAddSingleton<IResultCommands, WolverineResultCommands>();
+        builder.Services.TryAddSingleton<IInboundCommands, WolverineInboundCommands>();
         builder.Host.UseWolverine(opts =>
         {
             opts.ApplicationAssembly = typeof(WolverinePipeline).Assembly;
@@ -116,15 +117,19 @@ public sealed class WolverineTaskCommands
 }
 
 /// <summary>
-/// Proplet results into the Wolverine pipeline (ADR 0014): the task command handler decides <c>RecordResult</c> with
-/// TaskDecider in the aggregate handler workflow and commits before InvokeAsync returns, so the MQTT connection
-/// acknowledges the message only after its effect is committed.
+/// What proplets send, into the Wolverine pipeline (ADR 0014): results to the task command handler (RecordResult,
+/// TaskDecider), discovery, Last Will and coming back online to <see cref="PropletCommandHandler"/> (PropletDecider),
+/// each in the aggregate handler workflow and committed before InvokeAsync returns, so the MQTT connection acknowledges
+/// the message only after its effect is committed.
 /// </summary>
-public sealed class WolverineResultCommands(IWolverineRuntime runtime) : IResultCommands
+public sealed class WolverineInboundCommands(IWolverineRuntime runtime) : IInboundCommands
 {
-    public Task RecordAsync(TaskCommand.RecordResult command, EventMetadata metadata, CancellationToken cancellationToken)
+    public Task RecordResultAsync(TaskCommand.RecordResult command, EventMetadata metadata, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(command);
         return new MessageBus(runtime).InvokeAsync<CommandResult<TaskEvent, TaskState>>(new RunTaskCommand(command.TaskId, command, metadata), cancellationToken);
     }
+
+    public Task HandlePropletAsync(PropletCommand command, EventMetadata metadata, CancellationToken cancellationToken) =>
+        new MessageBus(runtime).InvokeAsync<CommandResult<PropletEvent, PropletState>>(RunPropletCommand.For(command, metadata), cancellationToken);
 }
