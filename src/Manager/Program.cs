@@ -2,12 +2,22 @@ using Propeller.Manager;
 using Propeller.Manager.Configuration;
 using Propeller.Manager.Demo;
 using Propeller.Manager.Operations;
+using Propeller.Manager.Wolverine;
+using JasperFx;
 
 // `propeller-manager` runs the manager; `propeller-manager demo` runs the event-store demo (scripts/demo.sh);
 // `propeller-manager rebuild <projection>` rebuilds a Marten projection (docs/operations.md).
 if (args.Length > 0 && args[0] == "rebuild")
 {
     return await RebuildCommand.RunAsync(args[1..]);
+}
+
+if (args.Length > 0 && args[0] == "codegen")
+{
+    // `propeller-manager codegen write` (scripts/codegen.sh) pre-generates the Wolverine pipeline's handler code into
+    // src/Manager/Internal/Generated, which runs in TypeLoadMode.Static (ADR 0014); `codegen preview` prints it.
+    await using var codegenApp = ManagerApp.Build([], WolverinePipeline.ConfigureForCodegen, runDaemon: false);
+    return await codegenApp.RunJasperFxCommands(args);
 }
 
 if (args.Length > 0 && args[0] == "demo")

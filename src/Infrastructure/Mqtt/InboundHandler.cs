@@ -35,11 +35,16 @@ namespace Propeller.Infrastructure.Mqtt;
 /// its payload's hash; registering, heartbeats and marking offline are idempotent). Malformed payloads are logged with
 /// their topic, counted (mqtt_malformed_messages) and acknowledged; nothing throws out.
 /// </para>
+/// <para>
+/// With <see cref="IInboundCommands"/> registered (the Wolverine pipeline, ADR 0014) results, discovery, Last Will and
+/// a heartbeat's coming back online go through it instead of our inbox and <see cref="CommandHandler"/>; heartbeats
+/// still patch the proplet view through <see cref="IPropletRegistry"/>.
+/// </para>
 /// </summary>
 public sealed class InboundHandler(
     CommandHandler commands, IPropletRegistry proplets, NpgsqlDataSource dataSource, IOptions<EventStoreOptions> storeOptions,
     IOptions<MqttBridgeOptions> options, TimeProvider time, ILogger<InboundHandler> logger, IPluginGate? plugins = null,
-    LatentInvoker? invocations = null)
+    LatentInvoker? invocations = null, IInboundCommands? inbound = null)
 {
     private static readonly Meter Meter = new("Propeller.Inbound");
     private static readonly Counter<long> MalformedMessages =
@@ -218,8 +223,16 @@ public sealed class InboundHandler(
     {
         var now = time.GetUtcNow();
         var metadata = new EventMetadata(work.TaskId.ToString(), work.Key, work.PropletId is { } p ? $"proplet:{p}" : "proplet", now);
+        var command = new TaskCommand.RecordResult(work.TaskId, work.Results, work.Error, now, work.PropletId);
+        if (inbound is not null)
+        {
+            // Through the Wolverine pipeline (its handler's middleware sends on_task_complete after the commit).
+            await inbound.RecordResultAsync(command, metadata, cancellationToken);
+            return;
+        }
+
         var result = await commands.HandleAsync(
-            TaskAggregate.Decider, TaskAggregate.StreamId(work.TaskId), new TaskCommand.RecordResult(work.TaskId, work.Results, work.Error, now, work.PropletId), metadata,
+            TaskAggregate.Decider, TaskAggregate.StreamId(work.TaskId), command, metadata,
             new InboxReceipt(work.Key, work.Topic, work.Payload), cancellationToken);
         if (PluginTaskInfos.From(result.State) is { } info)
         {
@@ -266,7 +279,7 @@ public sealed class InboundHandler(
         var metadata = new EventMetadata(null, null, $"proplet:{work.PropletId}", now);
         if (work.Offline)
         {
-            await commands.HandleAsync(PropletAggregate.Decider, PropletAggregate.StreamId(id), new PropletCommand.MarkPropletOffline(id, "last will: offline", now), metadata, cancellationToken);
+            await HandlePropletAsync(new PropletCommand.MarkPropletOffline(id, "last will: offline", now), metadata, cancellationToken);
             return;
         }
 
@@ -277,7 +290,7 @@ public sealed class InboundHandler(
                 await proplets.RecordHeartbeatAsync(id, now, cancellationToken);
                 break;
             case true:
-                await commands.HandleAsync(PropletAggregate.Decider, PropletAggregate.StreamId(id), new PropletCommand.MarkPropletOnline(id, now), metadata, cancellationToken);
+                await HandlePropletAsync(new PropletCommand.MarkPropletOnline(id, now), metadata, cancellationToken);
                 break;
             default:
                 break;
@@ -287,10 +300,13 @@ public sealed class InboundHandler(
     private Task RegisterAsync(PropletId id, PropletMetadata metadata, CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow();
-        return commands.HandleAsync(
-            PropletAggregate.Decider, PropletAggregate.StreamId(id), new PropletCommand.RegisterProplet(id, PropletNames.Next(), metadata, now),
-            new EventMetadata(null, null, $"proplet:{id}", now), cancellationToken);
+        return HandlePropletAsync(new PropletCommand.RegisterProplet(id, PropletNames.Next(), metadata, now), new EventMetadata(null, null, $"proplet:{id}", now), cancellationToken);
     }
+
+    private Task HandlePropletAsync(PropletCommand command, EventMetadata metadata, CancellationToken cancellationToken) =>
+        inbound is not null
+            ? inbound.HandlePropletAsync(command, metadata, cancellationToken)
+            : commands.HandleAsync(PropletAggregate.Decider, PropletAggregate.StreamId(command.PropletId), command, metadata, cancellationToken);
 
     private TaskMetricsWork? AcceptTaskMetrics(ReceivedMessage message)
     {

@@ -2,6 +2,7 @@ using Marten;
 using Marten.Services;
 using Propeller.Application.Aggregates;
 using Propeller.Application.EventStore;
+using Propeller.Domain.Proplets;
 using Propeller.Domain.Tasks;
 using Propeller.Infrastructure.MartenStore;
 
@@ -9,7 +10,7 @@ namespace Propeller.Infrastructure.Wolverine;
 
 /// <summary>
 /// Attached to the Marten session of one Wolverine command (ADR 0014): before Marten's batch it stamps every pending
-/// task event with the command's metadata (the decision time, a v7 id, correlation, user and the plugin decisions as
+/// task or proplet event with the command's metadata (the decision time, a v7 id, correlation, user and the plugin decisions as
 /// headers); the views are Marten's inline projections (ADR 0010), so they commit with the events and Wolverine's
 /// outbox envelopes. After the commit it hands the committed states to this node's command cache and long-polling
 /// waiters.
@@ -34,7 +35,7 @@ public sealed class CommandSessionListener : DocumentSessionListenerBase
         ArgumentNullException.ThrowIfNull(session);
         foreach (var stream in session.PendingChanges.Streams())
         {
-            if (stream.Events.Count > 0 && stream.Events[0].Data is TaskEvent)
+            if (stream.Events.Count > 0 && stream.Events[0].Data is TaskEvent or PropletEvent)
             {
                 MartenEventStore.Stamp(stream.Events, _metadata);
             }
@@ -73,4 +74,11 @@ public sealed class CommandSessionServices(AggregateCache cache, StreamChanges c
         session.LastModifiedBy = metadata.UserId;
         return listener;
     }
+}
+
+/// <summary>Marten's stream key for one of our stream ids, for Wolverine messages that target a stream (the aggregate handler workflow).</summary>
+public static class WolverineStreams
+{
+    /// <summary>The Guid Marten keys <paramref name="streamId"/> by (a task's own id; a name-based UUID for any other id).</summary>
+    public static Guid Key(string streamId) => MartenStreamIds.ToGuid(streamId);
 }

@@ -56,6 +56,15 @@ internal static class TaskEndpoints
             return error;
         }
 
+        if (Wolverine(request) is { } wolverine)
+        {
+            // Validation, the plugin gate and enrichment run as the Wolverine handler's middleware (ADR 0014).
+            var created = new TaskId(Guid.CreateVersion7());
+            return WolverineTaskCommands.Answer(
+                await wolverine.SendAsync(new CreateTask(created, TaskMapping.ToSpec(body!), sender.Now), request, body, cancellationToken),
+                state => Results.Created($"/tasks/{created}", TaskMapping.ToJson(state)));
+        }
+
         if (Validate(validator, body!) is { } invalid)
         {
             return invalid;
@@ -250,6 +259,11 @@ internal static class TaskEndpoints
         }
 
         var merged = TaskMapping.Merge(spec, body!);
+        if (Wolverine(request) is { } wolverine)
+        {
+            return WolverineTaskCommands.Answer(await wolverine.SendAsync(new UpdateTask(id, merged, sender.Now), request, null, cancellationToken), state => Results.Ok(TaskMapping.ToJson(state)));
+        }
+
         var gated = await plugins.AuthorizeAsync(request, PluginAction.Update, PluginTaskInfos.From(id.ToString(), merged, current.State.PropletId, current.State.CreatedAt), cancellationToken);
         if (gated.Denied is { } denied)
         {
@@ -317,6 +331,11 @@ internal static class TaskEndpoints
         }
 
         var updated = spec with { File = Convert.ToBase64String(bytes) };
+        if (Wolverine(request) is { } wolverine)
+        {
+            return WolverineTaskCommands.Answer(await wolverine.SendAsync(new UpdateTask(id, updated, sender.Now), request, null, cancellationToken), state => Results.Ok(TaskMapping.ToJson(state)));
+        }
+
         var gated = await plugins.AuthorizeAsync(request, PluginAction.Update, PluginTaskInfos.From(id.ToString(), updated, current.State.PropletId, current.State.CreatedAt), cancellationToken);
         if (gated.Denied is { } denied)
         {
@@ -338,6 +357,24 @@ internal static class TaskEndpoints
             return ApiResults.BadRequest(InvalidId);
         }
 
+        // When the scheduler can place the task at once (no plugins take part), the start, the dispatch and the start
+        // message are one append (on the Wolverine pipeline, one handler's transaction with the message cascaded into
+        // its outbox, the plugin gate and on_task_start as its middleware); otherwise the started task goes to the
+        // scheduler.
+        var placement = request.HttpContext.RequestServices.GetService<IImmediatePlacement>();
+        var now = sender.Now;
+        var command = new StartTask(id, now, TaskPlugins.UserOf(request));
+        if (Wolverine(request) is { } wolverine)
+        {
+            var outcome = await wolverine.SendAsync(command, request, null, cancellationToken);
+            if (outcome.Result is { Rejection: null } started)
+            {
+                Scheduled(started, signals, placement);
+            }
+
+            return WolverineTaskCommands.Answer(outcome, _ => Results.Ok(new { started = true }));
+        }
+
         var before = plugins.Active && await queries.GetAsync(id, cancellationToken) is { } state ? PluginTaskInfos.From(state) : null;
         var gated = before is null ? TaskPlugins.Gated.Allowed : await plugins.AuthorizeAsync(request, PluginAction.Start, before, cancellationToken);
         if (gated.Denied is { } denied)
@@ -345,15 +382,7 @@ internal static class TaskEndpoints
             return denied;
         }
 
-        // When the scheduler can place the task at once (no plugins take part), the start, the dispatch and the start
-        // message are one append (on the Wolverine pipeline, one handler's transaction with the message cascaded into
-        // its outbox); otherwise the started task goes to the scheduler.
-        var placement = request.HttpContext.RequestServices.GetService<IImmediatePlacement>();
-        var now = sender.Now;
-        var command = new StartTask(id, now, TaskPlugins.UserOf(request));
-        var result = request.HttpContext.RequestServices.GetService<WolverineTaskCommands>() is { } wolverine
-            ? await wolverine.SendAsync(command, request, gated.Headers, cancellationToken)
-            : await sender.SendAsync(
+        var result = await sender.SendAsync(
                 TaskAggregate.Decider,
                 TaskAggregate.StreamId(id),
                 command,
@@ -368,15 +397,7 @@ internal static class TaskEndpoints
             return ApiResults.From(rejection);
         }
 
-        if (result.State.Status == TaskStatus.Scheduled)
-        {
-            signals.OfferStart(result.State);
-        }
-        else if (result.Appended.Any(e => e is TaskEvent.TaskDispatched))
-        {
-            placement?.Dispatched(result.State);
-        }
-
+        Scheduled(result, signals, placement);
         if (result.Appended.Count > 0)
         {
             plugins.Started(before);
@@ -394,17 +415,16 @@ internal static class TaskEndpoints
             return ApiResults.BadRequest(InvalidId);
         }
 
+        if (Wolverine(request) is { } wolverine)
+        {
+            // Wolverine's stop handler cascades the stop message through its outbox; the gate is its middleware.
+            return WolverineTaskCommands.Answer(await wolverine.SendAsync(new StopTask(id, "stopped by user", sender.Now), request, null, cancellationToken), _ => Results.Ok(new { stopped = true }));
+        }
+
         var gated = await plugins.AuthorizeAsync(request, PluginAction.Stop, id, cancellationToken);
         if (gated.Denied is { } denied)
         {
             return denied;
-        }
-
-        if (request.HttpContext.RequestServices.GetService<WolverineTaskCommands>() is not null)
-        {
-            // Wolverine's stop handler cascades the stop message through its outbox.
-            var stopped = await SendTaskAsync(sender, new StopTask(id, "stopped by user", sender.Now), request, gated.Headers, cancellationToken);
-            return stopped.Rejection is { } refused ? ApiResults.From(refused) : Results.Ok(new { stopped = true });
         }
 
         var result = await sender.SendAsync(
@@ -460,6 +480,11 @@ internal static class TaskEndpoints
             return ApiResults.BadRequest(InvalidId);
         }
 
+        if (Wolverine(request) is { } wolverine)
+        {
+            return WolverineTaskCommands.Answer(await wolverine.SendAsync(command(id), request, null, cancellationToken), ok);
+        }
+
         var gated = await plugins.AuthorizeAsync(request, action, id, cancellationToken);
         if (gated.Denied is { } denied)
         {
@@ -470,12 +495,29 @@ internal static class TaskEndpoints
         return result.Rejection is { } rejection ? ApiResults.From(rejection) : ok(result.State);
     }
 
-    /// <summary>Through Wolverine's handlers when MANAGER_PIPELINE=wolverine (ADR 0014), else our command path.</summary>
+    /// <summary>
+    /// The Wolverine pipeline's seam when MANAGER_PIPELINE=wolverine (ADR 0014): the route parses the request and sends
+    /// the command; validation and the plugin gate are the handler's middleware.
+    /// </summary>
+    private static WolverineTaskCommands? Wolverine(HttpRequest request) => request.HttpContext.RequestServices.GetService<WolverineTaskCommands>();
+
+    /// <summary>Our command path: the command decided by CommandHandler with the plugin decisions as headers.</summary>
     private static Task<CommandResult<TaskEvent, TaskState>> SendTaskAsync(
         CommandSender sender, TaskCommand command, HttpRequest request, IReadOnlyDictionary<string, string>? headers, CancellationToken cancellationToken) =>
-        request.HttpContext.RequestServices.GetService<WolverineTaskCommands>() is { } wolverine
-            ? wolverine.SendAsync(command, request, headers, cancellationToken)
-            : sender.SendAsync(TaskAggregate.Decider, TaskAggregate.StreamId(command.TaskId), command, request, headers, cancellationToken);
+        sender.SendAsync(TaskAggregate.Decider, TaskAggregate.StreamId(command.TaskId), command, request, headers, cancellationToken);
+
+    /// <summary>A started task waiting for a proplet goes to the scheduler; one dispatched at once is counted as placed.</summary>
+    private static void Scheduled(CommandResult<TaskEvent, TaskState> result, WorkSignals signals, IImmediatePlacement? placement)
+    {
+        if (result.State.Status == TaskStatus.Scheduled)
+        {
+            signals.OfferStart(result.State);
+        }
+        else if (result.Appended.Any(e => e is TaskEvent.TaskDispatched))
+        {
+            placement?.Dispatched(result.State);
+        }
+    }
 
     private static IResult? Validate(IValidator<TaskJson> validator, TaskJson body)
     {

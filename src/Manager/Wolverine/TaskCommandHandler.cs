@@ -25,22 +25,25 @@ namespace Propeller.Manager.Wolverine;
 public static class TaskCommandHandler
 {
     /// <summary>
-    /// Create, update, delete, start and stop; the outcome goes back to the caller of InvokeAsync. A start that the
+    /// Create, update, delete, start and stop; the outcome goes back to the caller of InvokeAsync. The validation and
+    /// plugin gate middleware ran before (<see cref="FluentValidationMiddleware"/>, <see cref="PluginGateMiddleware"/>):
+    /// <paramref name="gated"/> is the command to decide and the metadata with the plugin decisions. A start that the
     /// scheduler can place at once (no plugins take part) is dispatched in the same transaction, and its start message
     /// is cascaded into the outbox with it; a stop cascades the original's stop message.
     /// </summary>
     public static async Task<(CommandResult<TaskEvent, TaskState>, OutgoingMessages)> HandleAsync(
-        RunTaskCommand message, [WriteAggregate(nameof(RunTaskCommand.TaskId), Required = false)] IEventStream<TaskState> stream, IDocumentSession session,
+        RunTaskCommand message, GatedCommand gated, [WriteAggregate(nameof(RunTaskCommand.TaskId), Required = false)] IEventStream<TaskState> stream, IDocumentSession session,
         CommandSessionServices services, StopMessages stops, WolverinePlacement placement, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(message);
+        ArgumentNullException.ThrowIfNull(gated);
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(services);
         ArgumentNullException.ThrowIfNull(stops);
         ArgumentNullException.ThrowIfNull(placement);
         var outgoing = new OutgoingMessages();
         var before = stream.Aggregate ?? TaskState.Initial;
-        var decision = TaskDecider.Decide(message.Command, before);
+        var decision = TaskDecider.Decide(gated.Command, before);
         if (decision.Rejection is not null || decision.Events.Count == 0)
         {
             return (new CommandResult<TaskEvent, TaskState>(before, stream.CurrentVersion ?? 0, [], decision.Rejection), outgoing);
@@ -48,13 +51,13 @@ public static class TaskCommandHandler
 
         IReadOnlyList<TaskEvent> events = decision.Events;
         var state = Fold(before, events);
-        if (message.Command is StartTask start && state.Status == TaskStatus.Scheduled && placement.Placement is { } scheduler
+        if (gated.Command is StartTask start && state.Status == TaskStatus.Scheduled && placement.Placement is { } scheduler
             && await scheduler.TryPlaceAsync(state, cancellationToken) is { } proplet
             && TaskDecider.Decide(new DispatchTask(start.TaskId, proplet, start.At), state) is { Rejection: null, Events.Count: > 0 } dispatch)
         {
             events = [.. events, .. dispatch.Events];
             state = Fold(state, dispatch.Events);
-            outgoing.Add(ToBroker(scheduler.StartMessage(state, message.Metadata.CorrelationId)));
+            outgoing.Add(ToBroker(scheduler.StartMessage(state, gated.Metadata.CorrelationId)));
         }
 
         if (events.Any(e => e is TaskEvent.TaskStopped))
@@ -64,7 +67,7 @@ public static class TaskCommandHandler
 
         stream.AppendMany(events);
         var version = (stream.StartingVersion ?? 0) + events.Count;
-        services.Attach(session, message.Metadata).Committed(TaskAggregate.StreamId(message.TaskId), state, version);
+        services.Attach(session, gated.Metadata).Committed(TaskAggregate.StreamId(message.TaskId), state, version);
         return (new CommandResult<TaskEvent, TaskState>(state, version, events, null), outgoing);
     }
 

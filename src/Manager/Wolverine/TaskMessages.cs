@@ -1,14 +1,26 @@
 using Propeller.Application.EventStore;
+using Propeller.Application.Plugins;
+using Propeller.Contracts.Tasks;
 using Propeller.Domain.Tasks;
 
 namespace Propeller.Manager.Wolverine;
 
 /// <summary>
 /// A task command on its way through Wolverine (ADR 0014): the pure command the decider takes, the stream it targets
-/// (the aggregate handler workflow reads <see cref="TaskId"/>) and the request's metadata (correlation, user, the
-/// plugin decisions as headers), which lands on the events. Invoked in process, never serialized.
+/// (the aggregate handler workflow reads <see cref="TaskId"/>), the request's metadata (correlation, user), which
+/// lands on the events, and for a create the request body, which the validation middleware checks before the handler
+/// (the command's spec is mapped from it). Invoked in process, never serialized.
 /// </summary>
-public sealed record RunTaskCommand(TaskId TaskId, TaskCommand Command, EventMetadata Metadata);
+public sealed record RunTaskCommand(TaskId TaskId, TaskCommand Command, EventMetadata Metadata, TaskJson? Body = null);
+
+/// <summary>
+/// What the plugin gate middleware hands the handler: the command to decide (a create enriched by <c>enrich_task</c>),
+/// the metadata with every plugin decision as headers, and the task as it was before a start (for <c>on_task_start</c>).
+/// </summary>
+public sealed record GatedCommand(TaskCommand Command, EventMetadata Metadata, PluginTaskInfo? Before);
+
+/// <summary>A plugin said no: the command is not decided; the route answers 403 with <see cref="Exception.Message"/> as the error.</summary>
+public sealed class PluginDeniedException(string reason) : Exception(reason);
 
 /// <summary>A message for the broker (a start or a stop), cascaded in the command's transaction; published from the durable local queue "broker".</summary>
 public sealed record PublishToBroker(string Topic, byte[] Payload, Dictionary<string, string>? Headers);

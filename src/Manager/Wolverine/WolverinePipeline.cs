@@ -1,13 +1,19 @@
+using FluentValidation;
 using JasperFx.CodeGeneration;
 using Marten;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Propeller.Application.Aggregates;
 using Propeller.Application.EventStore;
+using Propeller.Domain.Proplets;
 using Propeller.Domain.Tasks;
+using Propeller.Contracts.Tasks;
+using Propeller.Infrastructure.Mqtt;
 using Propeller.Infrastructure.Wolverine;
+using Propeller.Manager.Http;
 using Wolverine;
 using Wolverine.ErrorHandling;
 using Wolverine.Marten;
+using Wolverine.Runtime;
 
 namespace Propeller.Manager.Wolverine;
 
@@ -22,11 +28,26 @@ internal static class WolverinePipeline
     public static void IntegrateMarten(MartenServiceCollectionExtensions.MartenConfigurationExpression marten, string schema) =>
         marten.IntegrateWithWolverine(w => w.MessageStorageSchemaName = schema);
 
+    /// <summary>
+    /// The configuration `propeller-manager codegen` generates the handler code under: the Wolverine pipeline with a
+    /// broker, so every handler's dependencies are registered (the generated code is the same for every configuration
+    /// the pipeline runs in: the handlers' services are registered whatever the settings).
+    /// </summary>
+    public static void ConfigureForCodegen(WebApplicationBuilder builder)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        builder.Configuration["MANAGER_PIPELINE"] = "wolverine";
+        builder.Configuration["MANAGER_MQTT_ADDRESS"] = "tcp://127.0.0.1:1883";
+        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+    }
+
     public static void AddWolverinePipeline(this WebApplicationBuilder builder)
     {
         builder.Services.TryAddSingleton<CommandSessionServices>();
         builder.Services.TryAddSingleton<WolverinePlacement>();
         builder.Services.TryAddSingleton<WolverineTaskCommands>();
+        builder.Services.TryAddSingleton<IValidator<RunTaskCommand>, RunTaskCommandValidator>();
+        builder.Services.TryAddSingleton<IInboundCommands, WolverineInboundCommands>();
         builder.Host.UseWolverine(opts =>
         {
             opts.ApplicationAssembly = typeof(WolverinePipeline).Assembly;
@@ -35,6 +56,12 @@ internal static class WolverinePipeline
             // One node per database for now (Balanced mode, several nodes: ADR 0014, left).
             opts.Durability.Mode = DurabilityMode.Solo;
             opts.Policies.AutoApplyTransactions();
+
+            // Middleware (ADR 0014): FluentValidation before every handler whose message has validators, then the
+            // plugin gate around the task commands (authorize and enrich before the decision, on_task_start after
+            // the commit).
+            opts.Policies.Add<FluentValidationPolicy>();
+            opts.Policies.AddMiddleware(typeof(PluginGateMiddleware), chain => chain.MessageType == typeof(RunTaskCommand));
             opts.Policies.UseDurableLocalQueues();
             opts.PublishMessage<PublishToBroker>().ToLocalQueue("broker");
             opts.LocalQueue("broker").UseDurableInbox();
@@ -46,22 +73,63 @@ internal static class WolverinePipeline
                 [.. Enumerable.Range(0, 12).Select(i => TimeSpan.FromMilliseconds(Math.Min(2 << i, 100)))]).WithFullJitter();
             opts.OnException<Marten.Exceptions.ExistingStreamIdCollisionException>().RetryTimes(3);
 
-            opts.CodeGeneration.TypeLoadMode = TypeLoadMode.Dynamic;
+            opts.CodeGeneration.TypeLoadMode = TypeLoadMode.Static;
         });
     }
 }
 
-/// <summary>The task routes' way into the Wolverine pipeline: the request's metadata on the command, InvokeAsync, the outcome.</summary>
+/// <summary>
+/// The task routes' way into the Wolverine pipeline: the request's metadata on the command, InvokeAsync, the outcome.
+/// The middleware's refusals come back as exceptions and leave here as the routes' answers: a failed validation 400,
+/// a plugin's deny 403, each with <c>{"error": ...}</c>.
+/// </summary>
 public sealed class WolverineTaskCommands
 {
-    public async Task<CommandResult<TaskEvent, TaskState>> SendAsync(TaskCommand command, HttpRequest request, IReadOnlyDictionary<string, string>? headers, CancellationToken cancellationToken)
+    public async Task<(CommandResult<TaskEvent, TaskState>? Result, IResult? Refused)> SendAsync(
+        TaskCommand command, HttpRequest request, TaskJson? body, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(command);
         ArgumentNullException.ThrowIfNull(request);
         var user = request.Headers["X-User-Id"].FirstOrDefault();
         var correlation = request.Headers["X-Correlation-Id"].FirstOrDefault() ?? request.HttpContext.TraceIdentifier;
-        var metadata = new EventMetadata(correlation, null, string.IsNullOrEmpty(user) ? null : user, command.At, headers);
+        var metadata = new EventMetadata(correlation, null, string.IsNullOrEmpty(user) ? null : user, command.At, null);
         var bus = request.HttpContext.RequestServices.GetRequiredService<IMessageBus>();
-        return await bus.InvokeAsync<CommandResult<TaskEvent, TaskState>>(new RunTaskCommand(command.TaskId, command, metadata), cancellationToken);
+        try
+        {
+            return (await bus.InvokeAsync<CommandResult<TaskEvent, TaskState>>(new RunTaskCommand(command.TaskId, command, metadata, body), cancellationToken), null);
+        }
+        catch (ValidationException ex)
+        {
+            return (null, ApiResults.BadRequest(FluentValidationMiddleware.Reason(ex)));
+        }
+        catch (PluginDeniedException ex)
+        {
+            return (null, ApiResults.Error(StatusCodes.Status403Forbidden, ex.Message));
+        }
     }
+
+    /// <summary>The route's answer: the refusal, the decider's rejection, or <paramref name="ok"/> with the new state.</summary>
+    public static IResult Answer((CommandResult<TaskEvent, TaskState>? Result, IResult? Refused) outcome, Func<TaskState, IResult> ok)
+    {
+        ArgumentNullException.ThrowIfNull(ok);
+        return outcome.Refused ?? (outcome.Result!.Rejection is { } rejection ? ApiResults.From(rejection) : ok(outcome.Result.State));
+    }
+}
+
+/// <summary>
+/// What proplets send, into the Wolverine pipeline (ADR 0014): results to the task command handler (RecordResult,
+/// TaskDecider), discovery, Last Will and coming back online to <see cref="PropletCommandHandler"/> (PropletDecider),
+/// each in the aggregate handler workflow and committed before InvokeAsync returns, so the MQTT connection acknowledges
+/// the message only after its effect is committed.
+/// </summary>
+public sealed class WolverineInboundCommands(IWolverineRuntime runtime) : IInboundCommands
+{
+    public Task RecordResultAsync(TaskCommand.RecordResult command, EventMetadata metadata, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(command);
+        return new MessageBus(runtime).InvokeAsync<CommandResult<TaskEvent, TaskState>>(new RunTaskCommand(command.TaskId, command, metadata), cancellationToken);
+    }
+
+    public Task HandlePropletAsync(PropletCommand command, EventMetadata metadata, CancellationToken cancellationToken) =>
+        new MessageBus(runtime).InvokeAsync<CommandResult<PropletEvent, PropletState>>(RunPropletCommand.For(command, metadata), cancellationToken);
 }

@@ -6,4 +6,7 @@ public sealed class DispatchOnWolverineTests : DispatchTests
     protected override string Schema => "api_dispatch_wolverine";
 
     protected override IReadOnlyDictionary<string, string> Settings { get; } = new Dictionary<string, string> { ["MANAGER_PIPELINE"] = "wolverine" };
+
+    /// <summary>Results go through the Wolverine handler (committed before the acknowledgement), not our inbox.</summary>
+    protected override long ExpectedInboxRows => 0;
 }

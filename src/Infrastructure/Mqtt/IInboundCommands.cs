@@ -1,0 +1,20 @@
+using Propeller.Application.EventStore;
+using Propeller.Domain.Proplets;
+using Propeller.Domain.Tasks;
+
+namespace Propeller.Infrastructure.Mqtt;
+
+/// <summary>
+/// The write side for what proplets send when it is not our CommandHandler and inbox: on the Wolverine pipeline
+/// (MANAGER_PIPELINE=wolverine, ADR 0014) Wolverine handlers decide results (TaskDecider) and discovery, Last Will and
+/// a heartbeat's coming back online (PropletDecider) in the aggregate handler workflow and commit their events before
+/// these calls return, so <see cref="InboundHandler"/> still acknowledges a message to the broker only after its effect
+/// is committed. A redelivered or late result is decided again on the task's state and recorded as ignored
+/// (<c>task.result_ignored.v1</c>); a redelivered discovery or Last Will changes nothing.
+/// </summary>
+public interface IInboundCommands
+{
+    Task RecordResultAsync(TaskCommand.RecordResult command, EventMetadata metadata, CancellationToken cancellationToken);
+
+    Task HandlePropletAsync(PropletCommand command, EventMetadata metadata, CancellationToken cancellationToken);
+}
