@@ -6,6 +6,7 @@ using Propeller.Edge.Configuration;
 using Propeller.Edge.Execution;
 using Propeller.Edge.Tasks;
 using Wasmtime;
+using Propeller.Bench.Support;
 
 namespace Propeller.Bench;
 
@@ -33,7 +34,7 @@ internal static class ComponentBenchmark
 
         var settings = new PropletSettings { TenantId = "t", ChannelId = "c", EntityId = "bench", ApiKey = "k", MetricsEnabled = false };
         using var runtime = new InProcessRuntime(settings, NullLogger<InProcessRuntime>.Instance);
-        var calculator = Module.ConvertText(await File.ReadAllTextAsync(FindCalculator(), cancellationToken));
+        var calculator = Module.ConvertText(await File.ReadAllTextAsync(TestComponents.Find("calculator.wat"), cancellationToken));
         var core = Convert.FromBase64String(AdditionBase64);
 
         foreach (var (name, inputs, expected) in new[]
@@ -208,19 +209,5 @@ internal static class ComponentBenchmark
 
         Array.Sort(samples);
         return (samples[iterations / 2], samples[iterations * 99 / 100]);
-    }
-
-    private static string FindCalculator()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            var candidate = Path.Combine(dir.FullName, "tests", "Shared", "Components", "calculator.wat");
-            if (File.Exists(candidate))
-            {
-                return candidate;
-            }
-        }
-
-        throw new FileNotFoundException("tests/Shared/Components/calculator.wat not found above " + AppContext.BaseDirectory);
     }
 }

@@ -13,6 +13,7 @@ using Propeller.Edge.Configuration;
 using Propeller.Edge.Execution;
 using Propeller.Edge.Tasks;
 using Wasmtime;
+using Propeller.Bench.Support;
 
 namespace Propeller.Bench;
 
@@ -38,7 +39,7 @@ internal static partial class HttpProxyBenchmark
 
         var settings = new PropletSettings { TenantId = "t", ChannelId = "c", EntityId = "bench", ApiKey = "k", MetricsEnabled = false, HttpEnabled = true };
         using var runtime = new InProcessRuntime(settings, NullLogger<InProcessRuntime>.Instance);
-        var proxy = Module.ConvertText(await File.ReadAllTextAsync(FindProxy(), cancellationToken));
+        var proxy = Module.ConvertText(await File.ReadAllTextAsync(TestComponents.Find("proxy.wat"), cancellationToken));
         var proxyPort = FreePort();
         using var task = new RunningTask(new StartRequest(
             new StartMessage { Id = "bench-proxy", Name = "proxy", CliArgs = ["--port", proxyPort.ToString(CultureInfo.InvariantCulture)] },
@@ -126,20 +127,6 @@ internal static partial class HttpProxyBenchmark
         using var probe = new TcpListener(IPAddress.Loopback, 0);
         probe.Start();
         return ((IPEndPoint)probe.LocalEndpoint).Port;
-    }
-
-    private static string FindProxy()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            var candidate = Path.Combine(dir.FullName, "tests", "Shared", "Components", "proxy.wat");
-            if (File.Exists(candidate))
-            {
-                return candidate;
-            }
-        }
-
-        throw new FileNotFoundException("tests/Shared/Components/proxy.wat not found above " + AppContext.BaseDirectory);
     }
 
     [GeneratedRegex(@"Requests/sec:\s+([0-9.]+)")]

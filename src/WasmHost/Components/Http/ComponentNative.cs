@@ -5,8 +5,8 @@ namespace Propeller.WasmHost.Components.Http;
 /// <summary>
 /// The part of Wasmtime 50's component C API that serving wasi:http needs and Wasmtime.Dotnet 50.0.1 does not wrap (ADR
 /// 0015): a component linker with host-defined resource types and functions, instantiation, export lookup, calls, and the
-/// value and resource conversions. Layouts are those of <c>wasmtime/component/val.h</c>; <c>HostResourceTests</c> and
-/// <c>HttpProxyTests</c> exercise them against the shipped library, so an upgrade that changes them fails there first.
+/// value and resource conversions. Layouts are those of <c>wasmtime/component/val.h</c>; <c>HttpProxyComponentTests</c> and
+/// <c>HttpProxyServingTests</c> exercise them against the shipped library, so an upgrade that changes them fails there first.
 /// </summary>
 internal static unsafe partial class ComponentNative
 {

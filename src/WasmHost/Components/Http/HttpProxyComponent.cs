@@ -56,7 +56,7 @@ public sealed unsafe class HttpProxyComponent : IDisposable
             Check(wasmtime_component_linker_define_unknown_imports_as_traps(linker, componentHandle.DangerousGetHandle()));
 
             // Export indices are the component's, valid for each of its instances; they are kept for its life. (Deleting one
-            // aborted the process in the HostResourceTests probe, so none is deleted: two small allocations per served task.)
+            // aborted the process in session 6's host-resource probe, so none is deleted: two small allocations per served task.)
             var iface = ExportIndex(componentHandle.DangerousGetHandle(), 0, handle.Interface!);
             var index = ExportIndex(componentHandle.DangerousGetHandle(), iface, handle.Name);
             GC.KeepAlive(engine);
