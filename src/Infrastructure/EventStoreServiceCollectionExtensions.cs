@@ -7,7 +7,6 @@ using Propeller.Application;
 using Propeller.Application.Aggregates;
 using Propeller.Application.Changes;
 using Propeller.Application.EventStore;
-using Propeller.Infrastructure.EventStore;
 using Propeller.Infrastructure.MartenStore;
 using Propeller.Infrastructure.Serialization;
 

@@ -2,7 +2,6 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Propeller.Application.Proplets;
 using Propeller.Application.Tasks;
-using Propeller.Infrastructure.EventStore;
 using Propeller.Infrastructure.MartenStore;
 
 namespace Propeller.Infrastructure;

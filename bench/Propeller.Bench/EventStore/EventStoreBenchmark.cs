@@ -8,7 +8,6 @@ using NpgsqlTypes;
 using Propeller.Application.EventStore;
 using Propeller.Application.Tasks;
 using Propeller.Domain.Tasks;
-using Propeller.Infrastructure.EventStore;
 using Propeller.Infrastructure.MartenStore;
 using Propeller.Infrastructure.Serialization;
 

@@ -13,7 +13,6 @@ using Propeller.Application.Proplets;
 using Propeller.Application.Tasks;
 using Propeller.Domain.Proplets;
 using Propeller.Domain.Tasks;
-using Propeller.Infrastructure.EventStore;
 using Propeller.Infrastructure.Messaging;
 
 namespace Propeller.Infrastructure.MartenStore;

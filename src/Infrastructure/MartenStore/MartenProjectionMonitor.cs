@@ -6,7 +6,6 @@ using Marten.Events.Daemon.Coordination;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 using Npgsql;
-using Propeller.Infrastructure.EventStore;
 
 namespace Propeller.Infrastructure.MartenStore;
 

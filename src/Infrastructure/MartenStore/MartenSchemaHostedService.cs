@@ -4,7 +4,6 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Npgsql;
-using Propeller.Infrastructure.EventStore;
 
 namespace Propeller.Infrastructure.MartenStore;
 

@@ -5,7 +5,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Npgsql;
 using Propeller.Application.Messaging;
-using Propeller.Infrastructure.EventStore;
+using Propeller.Infrastructure.MartenStore;
 
 namespace Propeller.Infrastructure.Messaging;
 

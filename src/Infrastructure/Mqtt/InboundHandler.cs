@@ -15,7 +15,7 @@ using Propeller.Contracts.Mqtt;
 using Propeller.Domain.Common;
 using Propeller.Domain.Proplets;
 using Propeller.Domain.Tasks;
-using Propeller.Infrastructure.EventStore;
+using Propeller.Infrastructure.MartenStore;
 using Propeller.Infrastructure.Proplets;
 using Propeller.Broker;
 using TaskStatus = Propeller.Domain.Tasks.TaskStatus;

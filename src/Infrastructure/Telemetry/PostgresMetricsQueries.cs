@@ -2,7 +2,7 @@ using System.Data.Common;
 using Microsoft.Extensions.Options;
 using Npgsql;
 using Propeller.Application.Telemetry;
-using Propeller.Infrastructure.EventStore;
+using Propeller.Infrastructure.MartenStore;
 
 namespace Propeller.Infrastructure.Telemetry;
 

@@ -1,4 +1,4 @@
-using Propeller.Infrastructure.EventStore;
+using Propeller.Infrastructure.MartenStore;
 
 namespace Propeller.Infrastructure.Tests.EventStore;
 

@@ -230,9 +230,9 @@ public sealed class MartenEventStoreTests : IAsyncLifetime
         await _db.ExecuteAsync($"create schema {schema}");
         await _db.ExecuteAsync($"create view {schema}.mt_streams as select 1 as id");
         using var blocked = TestDatabase.NewMarten(_db.DataSource, schema);
-        var settings = Microsoft.Extensions.Options.Options.Create(new Propeller.Infrastructure.EventStore.EventStoreOptions { Schema = schema });
+        var settings = Microsoft.Extensions.Options.Options.Create(new Propeller.Infrastructure.MartenStore.EventStoreOptions { Schema = schema });
 
-        var ex = await Should.ThrowAsync<Propeller.Infrastructure.EventStore.EventStoreUnavailableException>(
+        var ex = await Should.ThrowAsync<Propeller.Infrastructure.MartenStore.EventStoreUnavailableException>(
             () => new MartenSchemaHostedService(blocked, _db.DataSource, settings, NullLogger<MartenSchemaHostedService>.Instance).StartAsync(Ct));
         ex.Message.ShouldStartWith($"Marten's event store schema could not be applied to schema '{schema}'");
         ex.Message.ShouldContain("mt_streams");

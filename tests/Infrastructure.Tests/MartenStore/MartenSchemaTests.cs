@@ -1,7 +1,6 @@
 using Marten;
 using Microsoft.Extensions.Options;
 using Npgsql;
-using Propeller.Infrastructure.EventStore;
 using Propeller.Infrastructure.MartenStore;
 using Propeller.Infrastructure.Tests.Support;
 

@@ -4,7 +4,6 @@ using Marten;
 using Npgsql;
 using Propeller.Application;
 using Propeller.Application.Aggregates;
-using Propeller.Infrastructure.EventStore;
 using Propeller.Infrastructure.MartenStore;
 using Propeller.Tests.Shared;
 

@@ -1,4 +1,4 @@
-namespace Propeller.Infrastructure.EventStore;
+namespace Propeller.Infrastructure.MartenStore;
 
 /// <summary>
 /// Group commit for appends (ADR 0006): appends that arrive while a group is being committed wait and then share

@@ -1,4 +1,4 @@
-namespace Propeller.Infrastructure.EventStore;
+namespace Propeller.Infrastructure.MartenStore;
 
 /// <summary>Settings of the event store on Marten (section "EventStore", ADR 0010).</summary>
 public sealed class EventStoreOptions

@@ -1,4 +1,4 @@
-namespace Propeller.Infrastructure.EventStore;
+namespace Propeller.Infrastructure.MartenStore;
 
 /// <summary>Quoting helpers for identifiers that come from configuration (the schema name).</summary>
 internal static class Sql
