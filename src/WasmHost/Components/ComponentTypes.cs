@@ -1,4 +1,3 @@
-using System.Reflection;
 using System.Runtime.InteropServices;
 using Wasmtime;
 using Wasmtime.Components;
@@ -16,16 +15,13 @@ public static partial class ComponentTypes
 {
     private const string Library = "wasmtime";
 
-    private static readonly PropertyInfo ComponentHandle = NativeHandleOf(typeof(Component));
-    private static readonly PropertyInfo EngineHandle = NativeHandleOf(typeof(Engine));
-
     /// <summary>Every exported function: top-level ones (null interface), then those of each exported instance, in export order.</summary>
     public static IReadOnlyList<WitFunction> Functions(Component component, Engine engine)
     {
         ArgumentNullException.ThrowIfNull(component);
         ArgumentNullException.ThrowIfNull(engine);
-        var componentHandle = (SafeHandle)ComponentHandle.GetValue(component)!;
-        var engineHandle = (SafeHandle)EngineHandle.GetValue(engine)!;
+        var componentHandle = WasmtimeHandles.Of(component);
+        var engineHandle = WasmtimeHandles.Of(engine);
         var componentRef = false;
         var engineRef = false;
         try
@@ -201,10 +197,6 @@ public static partial class ComponentTypes
 
     private static string Utf8(nint pointer, nuint length) =>
         pointer == 0 ? "" : Marshal.PtrToStringUTF8(pointer, checked((int)length));
-
-    private static PropertyInfo NativeHandleOf(Type type) =>
-        type.GetProperty("NativeHandle", BindingFlags.Instance | BindingFlags.NonPublic)
-        ?? throw new MissingMemberException(type.FullName, "NativeHandle");
 
     private const byte ItemComponentInstance = 1;
     private const byte ItemComponentFunc = 3;

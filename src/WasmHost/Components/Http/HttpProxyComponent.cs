@@ -1,4 +1,3 @@
-using System.Reflection;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Text;
@@ -16,9 +15,6 @@ namespace Propeller.WasmHost.Components.Http;
 /// </summary>
 public sealed unsafe class HttpProxyComponent : IDisposable
 {
-    private static readonly PropertyInfo StoreHandle = NativeHandleOf(typeof(Store));
-    private static readonly PropertyInfo ComponentHandle = NativeHandleOf(typeof(Wasmtime.Components.Component));
-    private static readonly PropertyInfo EngineHandle = NativeHandleOf(typeof(Engine));
 
     [ThreadStatic]
     private static HttpProxyCall? t_current;
@@ -47,8 +43,8 @@ public sealed unsafe class HttpProxyComponent : IDisposable
         ArgumentNullException.ThrowIfNull(component);
         var handle = component.Functions.FirstOrDefault(f => f.Name == "handle" && f.Interface?.StartsWith("wasi:http/incoming-handler@", StringComparison.Ordinal) == true)
             ?? throw new InvalidOperationException("the component does not export wasi:http/incoming-handler#handle");
-        var componentHandle = (SafeHandle)ComponentHandle.GetValue(component.Component)!;
-        var engineHandle = (SafeHandle)EngineHandle.GetValue(engine)!;
+        var componentHandle = WasmtimeHandles.Of(component.Component);
+        var engineHandle = WasmtimeHandles.Of(engine);
         var linker = wasmtime_component_linker_new(engineHandle.DangerousGetHandle());
         try
         {
@@ -87,7 +83,7 @@ public sealed unsafe class HttpProxyComponent : IDisposable
     private HttpProxyResponse Run(Store store, HttpProxyCall call)
     {
         var request = call.Request;
-        var storeHandle = (SafeHandle)StoreHandle.GetValue(store)!;
+        var storeHandle = WasmtimeHandles.Of(store);
         var added = false;
         var previous = t_current;
         var arguments = stackalloc Val[2];
@@ -200,7 +196,4 @@ public sealed unsafe class HttpProxyComponent : IDisposable
         }
     }
 
-    private static PropertyInfo NativeHandleOf(System.Type type) =>
-        type.GetProperty("NativeHandle", BindingFlags.Instance | BindingFlags.NonPublic)
-        ?? throw new MissingMemberException(type.FullName, "NativeHandle");
 }
