@@ -16,5 +16,11 @@ public interface IInboundCommands
 {
     Task RecordResultAsync(TaskCommand.RecordResult command, EventMetadata metadata, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Records the results of one broker batch, in order, returning once all are committed (fewer transactions than
+    /// one <see cref="RecordResultAsync"/> each; a task's results stay in their order).
+    /// </summary>
+    Task RecordResultsAsync(IReadOnlyList<(TaskCommand.RecordResult Command, EventMetadata Metadata)> results, CancellationToken cancellationToken);
+
     Task HandlePropletAsync(PropletCommand command, EventMetadata metadata, CancellationToken cancellationToken);
 }

@@ -97,15 +97,28 @@ public sealed class InboundHandler(
         await HandleAllAsync(works, cancellationToken);
     }
 
-    /// <summary>Different keys in parallel (a batch's result appends share group commits), one key's in order.</summary>
-    private Task HandleAllAsync(List<Work> works, CancellationToken cancellationToken) =>
-        Task.WhenAll(works.GroupBy(w => w.PartitionKey, StringComparer.Ordinal).Select(async ofKey =>
+    /// <summary>
+    /// Different keys in parallel (a batch's result appends share group commits), one key's in order. On the Wolverine
+    /// pipeline a batch's results go together, in their order, into <see cref="IInboundCommands.RecordResultsAsync"/>.
+    /// </summary>
+    private Task HandleAllAsync(List<Work> works, CancellationToken cancellationToken)
+    {
+        var results = inbound is null ? [] : works.OfType<ResultWork>().ToList();
+        var each = results.Count == 0 ? works : works.Where(w => w is not ResultWork);
+        var all = each.GroupBy(w => w.PartitionKey, StringComparer.Ordinal).Select(async ofKey =>
         {
             foreach (var work in ofKey)
             {
                 await HandleWithRetryAsync(work, cancellationToken);
             }
-        }));
+        }).ToList();
+        if (results.Count > 0)
+        {
+            all.Add(HandleWithRetryAsync(new ResultsWork(results[0].Topic, results), cancellationToken));
+        }
+
+        return Task.WhenAll(all);
+    }
 
     private void Malformed(string topic, string reason)
     {
@@ -179,6 +192,7 @@ public sealed class InboundHandler(
     private Task HandleAsync(Work work, CancellationToken cancellationToken) => work switch
     {
         ResultWork result => HandleResultAsync(result, cancellationToken),
+        ResultsWork results => RecordResultsAsync(results, cancellationToken),
         DiscoveryWork discovery => RegisterAsync(new PropletId(discovery.PropletId), discovery.Metadata, cancellationToken),
         AliveWork alive => HandleAliveAsync(alive, cancellationToken),
         TaskMetricsWork metrics => StoreTaskMetricsAsync(metrics, cancellationToken),
@@ -219,11 +233,36 @@ public sealed class InboundHandler(
         return new ResultWork(topic, taskId, key, new TaskId(guid), result.Results?.GetRawText(), error, result.PropletId is { Length: > 0 } p ? p : null, payload);
     }
 
-    private async Task HandleResultAsync(ResultWork work, CancellationToken cancellationToken)
+    private (TaskCommand.RecordResult Command, EventMetadata Metadata) ResultCommand(ResultWork work)
     {
         var now = time.GetUtcNow();
         var metadata = new EventMetadata(work.TaskId.ToString(), work.Key, work.PropletId is { } p ? $"proplet:{p}" : "proplet", now);
-        var command = new TaskCommand.RecordResult(work.TaskId, work.Results, work.Error, now, work.PropletId);
+        return (new TaskCommand.RecordResult(work.TaskId, work.Results, work.Error, now, work.PropletId), metadata);
+    }
+
+    /// <summary>
+    /// A batch's results together; when the batch fails for a reason a retry does not cure, each result alone, so that
+    /// one bad result costs only itself (it is logged and acknowledged; the others are recorded).
+    /// </summary>
+    private async Task RecordResultsAsync(ResultsWork work, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await inbound!.RecordResultsAsync([.. work.Results.Select(ResultCommand)], cancellationToken);
+        }
+        catch (Exception ex) when (work.Results.Count > 1 && ex is not (OperationCanceledException or NpgsqlException or TimeoutException))
+        {
+            MqttBridgeLog.HandlerFailed(logger, ex, work.Topic);
+            foreach (var result in work.Results)
+            {
+                await HandleWithRetryAsync(result, cancellationToken);
+            }
+        }
+    }
+
+    private async Task HandleResultAsync(ResultWork work, CancellationToken cancellationToken)
+    {
+        var (command, metadata) = ResultCommand(work);
         if (inbound is not null)
         {
             // Through the Wolverine pipeline (its handler's middleware sends on_task_complete after the commit).
@@ -410,6 +449,9 @@ public sealed class InboundHandler(
     private abstract record Work(string Topic, string PartitionKey);
 
     private sealed record ResultWork(string Topic, string PartitionKey, string Key, TaskId TaskId, string? Results, string? Error, string? PropletId, byte[] Payload) : Work(Topic, PartitionKey);
+
+    /// <summary>A batch's results, recorded together (the Wolverine pipeline).</summary>
+    private sealed record ResultsWork(string Topic, IReadOnlyList<ResultWork> Results) : Work(Topic, "results");
 
     private sealed record DiscoveryWork(string Topic, string PropletId, PropletMetadata Metadata) : Work(Topic, PropletId);
 

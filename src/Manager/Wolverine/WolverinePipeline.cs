@@ -10,6 +10,7 @@ using Propeller.Contracts.Tasks;
 using Propeller.Infrastructure.Mqtt;
 using Propeller.Infrastructure.Wolverine;
 using Propeller.Manager.Http;
+using Propeller.Manager.Plugins;
 using Wolverine;
 using Wolverine.ErrorHandling;
 using Wolverine.Marten;
@@ -128,6 +129,44 @@ public sealed class WolverineInboundCommands(IWolverineRuntime runtime) : IInbou
     {
         ArgumentNullException.ThrowIfNull(command);
         return new MessageBus(runtime).InvokeAsync<CommandResult<TaskEvent, TaskState>>(new RunTaskCommand(command.TaskId, command, metadata), cancellationToken);
+    }
+
+    /// <summary>
+    /// One <see cref="RecordResults"/> per round of distinct tasks (a task's second result in the same broker batch, a
+    /// redelivery, goes in the next round, so each stream's events carry their own result's metadata); then
+    /// <c>on_task_complete</c> for every recorded result, after its commit.
+    /// </summary>
+    public async Task RecordResultsAsync(IReadOnlyList<(TaskCommand.RecordResult Command, EventMetadata Metadata)> results, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(results);
+        var bus = new MessageBus(runtime);
+        var plugins = runtime.Services.GetRequiredService<TaskPlugins>();
+        foreach (var round in Rounds(results))
+        {
+            var recorded = await bus.InvokeAsync<RecordedResults>(new RecordResults(round), cancellationToken);
+            foreach (var outcome in recorded.Outcomes.Where(o => o.Rejection is null))
+            {
+                plugins.Completed(outcome.State);
+            }
+        }
+    }
+
+    private static List<List<RecordedResult>> Rounds(IReadOnlyList<(TaskCommand.RecordResult Command, EventMetadata Metadata)> results)
+    {
+        var rounds = new List<List<RecordedResult>>();
+        var seen = new Dictionary<TaskId, int>();
+        foreach (var (command, metadata) in results)
+        {
+            var round = seen[command.TaskId] = seen.TryGetValue(command.TaskId, out var last) ? last + 1 : 0;
+            if (round == rounds.Count)
+            {
+                rounds.Add([]);
+            }
+
+            rounds[round].Add(new RecordedResult(command, metadata));
+        }
+
+        return rounds;
     }
 
     public Task HandlePropletAsync(PropletCommand command, EventMetadata metadata, CancellationToken cancellationToken) =>

@@ -185,6 +185,57 @@ public class DispatchTests : IAsyncLifetime
         (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}", Ct)).GetProperty("results").GetString().ShouldBe("5");
     }
 
+    [Fact]
+    public async Task ABurstOfResults_IsRecordedOncePerTask_EachWithItsOwnMetadata_TheDuplicateAndTheStrayIgnored()
+    {
+        var propletId = Guid.NewGuid().ToString();
+        await using var proplet = await StartPropletAsync(propletId, _ => throw new InvalidOperationException()); // never answers
+        await WaitForAliveAsync(propletId);
+        var ids = new List<string>();
+        for (var i = 0; i < 12; i++)
+        {
+            ids.Add(await CreateAndStartAsync("""{"name":"main","inputs":[1]}"""));
+        }
+
+        foreach (var id in ids)
+        {
+            (await WaitForStateAsync(id, 2)).GetProperty("state").GetInt32().ShouldBe(2);
+        }
+
+        // Published back to back, so they reach the manager in one or a few broker batches: every task's result, the
+        // first task's again (a redelivery) and one for a task that does not exist.
+        byte[] Result(string id, string results) => JsonSerializer.SerializeToUtf8Bytes(new { task_id = id, proplet_id = propletId, results, error = (string?)null });
+        var burst = ids.Select((id, i) => Result(id, "r" + i)).Append(Result(ids[0], "r0")).Append(Result(Guid.NewGuid().ToString(), "stray"));
+        await Task.WhenAll(burst.Select(payload => proplet.PublishAsync($"{Base}/control/proplet/results", payload, MqttQualityOfServiceLevel.AtLeastOnce, Ct)));
+
+        for (var i = 0; i < ids.Count; i++)
+        {
+            (await WaitForStateAsync(ids[i], 3)).GetProperty("results").GetString().ShouldBe("r" + i);
+            var history = (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{ids[i]}/history", Ct)).EnumerateArray().ToList();
+            var completed = history.Single(e => e.GetProperty("type").GetString() == "task.completed.v1");
+            completed.GetProperty("user_id").GetString().ShouldBe("proplet:" + propletId);
+            completed.GetProperty("correlation_id").GetString().ShouldBe(ids[i]);
+            completed.GetProperty("causation_id").GetString()!.ShouldStartWith("results:");
+        }
+
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        List<JsonElement> first;
+        do
+        {
+            first = [.. (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{ids[0]}/history", Ct)).EnumerateArray()];
+        }
+        while (!first.Any(e => e.GetProperty("type").GetString() == "task.result_ignored.v1") && DateTime.UtcNow < deadline && await Delay());
+
+        first.Count(e => e.GetProperty("type").GetString() == "task.completed.v1").ShouldBe(1);
+        first.ShouldContain(e => e.GetProperty("type").GetString() == "task.result_ignored.v1");
+    }
+
+    private static async Task<bool> Delay()
+    {
+        await Task.Delay(50, Ct);
+        return true;
+    }
+
     /// <summary>Handled rows of our inbox for one result (the Wolverine pipeline records results without it).</summary>
     protected virtual long ExpectedInboxRows => 1;
 
