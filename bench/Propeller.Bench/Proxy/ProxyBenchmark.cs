@@ -22,7 +22,7 @@ namespace Propeller.Bench.Proxy;
 /// `proxy-cached`: the same reference again, served from the proxy's cache.
 /// Ratios: direct/proxy (target ≥ 0.5) and direct-again/proxy-cached (target ≥ 1.0). Options: --size BYTES,
 /// --rounds N (5; medians), --chunk BYTES (PROXY_CHUNK_SIZE, 128000), --qos N (the proxy's, 2), --cases a,b (a subset),
-/// --warmup N (rounds of every case at full size before the clock runs, 3: the JIT tiers the proplet's receive path up
+/// --warmup N (rounds of every case at full size before the clock runs, 5: the JIT tiers the proplet's receive path up
 /// in the first rounds, session 8), --broker-pid PID (the broker's CPU time per run goes in the CPU columns; by default
 /// the process listening on the broker's port, found through /proc).
 /// </summary>
@@ -36,7 +36,7 @@ internal static class ProxyBenchmark
         var rounds = Manager.ManagerBenchmark.Option(args, "--rounds", 5);
         var chunk = Manager.ManagerBenchmark.Option(args, "--chunk", ProxySettings.DefaultChunkSize);
         var qos = (MqttQualityOfServiceLevel)Manager.ManagerBenchmark.Option(args, "--qos", 2);
-        var warmups = Manager.ManagerBenchmark.Option(args, "--warmup", 3);
+        var warmups = Manager.ManagerBenchmark.Option(args, "--warmup", 5);
         var mosquitto = Manager.ManagerBenchmark.Option(args, "--broker-pid", 0) is > 0 and var given ? given : ListeningPid(new Uri(broker.Contains("://", StringComparison.Ordinal) ? broker : "tcp://" + broker).Port);
         var tenant = "bench-proxy-" + Guid.NewGuid().ToString("N")[..8];
         var baseTopic = Topics.Base(tenant, "bench");
