@@ -82,7 +82,10 @@ public sealed class ChunkAssemblerTests
     [InlineData("""{"app_name":"a","chunk_idx":5,"total_chunks":1,"data":""}""", "chunk_idx 5 is out of range 0..0")]
     public void GivenBadChunkJson_WhenAdded_ThenItIsRejectedWithTheReason(string json, string reason)
     {
-        new ChunkAssembler(1 << 20, _clock).AddJson(System.Text.Encoding.UTF8.GetBytes(json)).ShouldNotBeNull().ShouldStartWith(reason);
+        var assembler = new ChunkAssembler(1 << 20, _clock);
+
+        assembler.AddJson(System.Text.Encoding.UTF8.GetBytes(json)).ShouldNotBeNull().ShouldStartWith(reason);
+        assembler.Count.ShouldBe(0);
     }
 
     [Fact]

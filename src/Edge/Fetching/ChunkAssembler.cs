@@ -166,10 +166,12 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
         var tooLarge = false;
         lock (_lock)
         {
+            var created = false;
             if (!_entries.TryGetValue(app, out var entry))
             {
                 entry = new Entry(total, time.GetUtcNow(), sha256, size, maxBinarySize);
                 _entries[app] = entry;
+                created = true;
             }
 
             if (entry.Complete is not null)
@@ -229,6 +231,11 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
             }
             catch (FormatException ex)
             {
+                if (created)
+                {
+                    _entries.Remove(app); // a bad first chunk leaves nothing behind
+                }
+
                 return $"data is not valid base64: {ex.Message}";
             }
 
