@@ -584,7 +584,9 @@ public sealed class BrokerConnection : IAsyncDisposable
         // Acknowledged by the dispatch loop after the handler (MQTTnet would acknowledge when this returns).
         e.AutoAcknowledge = false;
         var m = e.ApplicationMessage;
-        var message = new ReceivedMessage(m.Topic, m.Payload.ToArray(), m.QualityOfServiceLevel, m.Retain, m.Dup);
+        // MQTTnet decodes every payload into an array of its own that it never reuses (ReadRemainingData): kept as it is
+        // instead of copied once more (issue 17: a second copy of every 175 KB chunk on the proplet).
+        var message = new ReceivedMessage(m.Topic, m.Payload.IsSingleSegment ? m.Payload.First : m.Payload.ToArray(), m.QualityOfServiceLevel, m.Retain, m.Dup);
         try
         {
             await _received.Writer.WriteAsync(new Delivery(message, e, Interlocked.Read(ref _generation)), _stopping.Token);

@@ -27,16 +27,22 @@ public sealed class ModuleCache(WasmEngine engine, string? directory = null)
     /// <summary>Compiles, or returns the module compiled before. Throws <see cref="WasmtimeException"/> for an invalid binary.</summary>
     public Module GetOrCompile(string name, ReadOnlySpan<byte> bytes)
     {
-        var hash = Convert.ToHexStringLower(SHA256.HashData(bytes));
-        if (_modules.TryGetValue(hash, out var cached))
-        {
-            return cached;
-        }
+        var hash = Hash(bytes);
+        return _modules.TryGetValue(hash, out var cached) ? cached : Compile(name, bytes.ToArray(), hash);
+    }
 
-        var copy = bytes.ToArray();
-        var module = Load(
-            hash, "cwasm", () => Module.FromBytes(Engine.Engine, name, copy), path => Module.DeserializeFile(Engine.Engine, name, path), m => m.Serialize());
-        return Add(_modules, hash, module);
+    /// <summary>
+    /// As <see cref="GetOrCompile(string, ReadOnlySpan{byte})"/>, without copying <paramref name="bytes"/> (it must not
+    /// change meanwhile). <paramref name="sha256"/>, when given, is the SHA-256 of <paramref name="bytes"/> as lowercase hex,
+    /// computed by the caller (the proplet's chunk assembly verifies every image against it, issue 17): the cache then
+    /// does not hash the 5 MiB again. A wrong value would key the module under another binary's hash, so only pass one
+    /// computed from these very bytes.
+    /// </summary>
+    public Module GetOrCompile(string name, byte[] bytes, string? sha256 = null)
+    {
+        ArgumentNullException.ThrowIfNull(bytes);
+        var hash = sha256 ?? Hash(bytes);
+        return _modules.TryGetValue(hash, out var cached) ? cached : Compile(name, bytes, hash);
     }
 
     /// <summary>
@@ -45,7 +51,7 @@ public sealed class ModuleCache(WasmEngine engine, string? directory = null)
     /// </summary>
     public CompiledComponent GetOrCompileComponent(ReadOnlySpan<byte> bytes)
     {
-        var hash = Convert.ToHexStringLower(SHA256.HashData(bytes));
+        var hash = Hash(bytes);
         if (_components.TryGetValue(hash, out var cached))
         {
             return cached;
@@ -56,6 +62,15 @@ public sealed class ModuleCache(WasmEngine engine, string? directory = null)
             hash, "cwasmc", () => Component.FromBytes(Engine.Engine, copy), path => Component.DeserializeFile(Engine.Engine, path), c => c.Serialize());
         return Add(_components, hash, new CompiledComponent(component, ComponentTypes.Functions(component, Engine.Engine), WasmBinary.IsHttpProxy(copy)));
     }
+
+    private Module Compile(string name, byte[] bytes, string hash)
+    {
+        var module = Load(
+            hash, "cwasm", () => Module.FromBytes(Engine.Engine, name, bytes), path => Module.DeserializeFile(Engine.Engine, name, path), m => m.Serialize());
+        return Add(_modules, hash, module);
+    }
+
+    private static string Hash(ReadOnlySpan<byte> bytes) => Convert.ToHexStringLower(SHA256.HashData(bytes));
 
     private static T Add<T>(ConcurrentDictionary<string, T> entries, string hash, T entry)
     {

@@ -20,7 +20,7 @@ public sealed class ChunkAssemblerTests
         waiting.IsCompleted.ShouldBeFalse();
         assembler.Add(Chunk("r/add:v1", 1, 3, [3, 4])).ShouldBeNull();
 
-        (await waiting).ShouldBe(new byte[] { 1, 2, 3, 4, 5, 6 });
+        (await waiting).Bytes.ShouldBe(new byte[] { 1, 2, 3, 4, 5, 6 });
         requested.ShouldBe(1);
         assembler.Count.ShouldBe(0);
     }
@@ -33,7 +33,7 @@ public sealed class ChunkAssemblerTests
 
         var bytes = await assembler.WaitAsync("img", _ => throw new InvalidOperationException("no request expected"), TimeSpan.FromSeconds(1), TestContext.Current.CancellationToken);
 
-        bytes.ShouldBe(new byte[] { 7 });
+        bytes.Bytes.ShouldBe(new byte[] { 7 });
     }
 
     [Theory]
@@ -67,7 +67,7 @@ public sealed class ChunkAssemblerTests
         assembler.AddJson("""{"extra":[1,{"a":2}],"chunk_idx":1,"total_chunks":2,"data":"\u002B/8=","app_name":"j"}"""u8).ShouldBeNull();
         assembler.AddJson("""{"app_name":"j","chunk_idx":0,"total_chunks":2,"data":"AQI=","sha256":null}"""u8).ShouldBeNull();
 
-        (await waiting).ShouldBe(new byte[] { 1, 2, 251, 255 });
+        (await waiting).Bytes.ShouldBe(new byte[] { 1, 2, 251, 255 });
     }
 
     [Theory]
@@ -82,7 +82,10 @@ public sealed class ChunkAssemblerTests
     [InlineData("""{"app_name":"a","chunk_idx":5,"total_chunks":1,"data":""}""", "chunk_idx 5 is out of range 0..0")]
     public void GivenBadChunkJson_WhenAdded_ThenItIsRejectedWithTheReason(string json, string reason)
     {
-        new ChunkAssembler(1 << 20, _clock).AddJson(System.Text.Encoding.UTF8.GetBytes(json)).ShouldNotBeNull().ShouldStartWith(reason);
+        var assembler = new ChunkAssembler(1 << 20, _clock);
+
+        assembler.AddJson(System.Text.Encoding.UTF8.GetBytes(json)).ShouldNotBeNull().ShouldStartWith(reason);
+        assembler.Count.ShouldBe(0);
     }
 
     [Fact]
@@ -100,7 +103,7 @@ public sealed class ChunkAssemblerTests
         assembler.Add(Chunk("img", 0, 4, [1])).ShouldBeNull();
         assembler.Add(Chunk("img", 2, 4, [3])).ShouldBeNull();
 
-        (await waiting).ShouldBe(new byte[] { 1, 2, 3, 4 });
+        (await waiting).Bytes.ShouldBe(new byte[] { 1, 2, 3, 4 });
     }
 
     [Fact]
@@ -113,7 +116,7 @@ public sealed class ChunkAssemblerTests
         assembler.Add(Chunk("ok", 0, 2, [1, 2]) with { Sha256 = sha }).ShouldBeNull();
         assembler.Add(Chunk("ok", 1, 2, [3]) with { Sha256 = sha.ToUpperInvariant() }).ShouldBeNull();
 
-        (await waiting).ShouldBe(new byte[] { 1, 2, 3 });
+        (await waiting).Bytes.ShouldBe(new byte[] { 1, 2, 3 });
     }
 
     [Fact]
@@ -169,6 +172,76 @@ public sealed class ChunkAssemblerTests
             assembler.WaitAsync("nothing", _ => Task.CompletedTask, TimeSpan.FromMilliseconds(50), TestContext.Current.CancellationToken));
 
         error.Message.ShouldBe("Timeout waiting for binary chunks");
+    }
+
+    [Fact]
+    public async Task GivenChunksAnnouncingTheSize_WhenTheyArriveLastFirstWithDuplicates_ThenTheyAreDecodedIntoPlaceAndTheDigestGoesWithThem()
+    {
+        var assembler = new ChunkAssembler(1 << 20, _clock);
+        byte[] image = [1, 2, 3, 4, 5, 6, 7];
+        var sha = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(image));
+        var waiting = assembler.WaitAsync("s", _ => Task.CompletedTask, TimeSpan.FromMinutes(1), TestContext.Current.CancellationToken);
+
+        assembler.Add(Chunk("s", 2, 3, [7]) with { Sha256 = sha.ToUpperInvariant(), Size = 7 }).ShouldBeNull();
+        assembler.AddJson(System.Text.Encoding.UTF8.GetBytes($$"""{"app_name":"s","chunk_idx":1,"total_chunks":3,"data":"BAUG","sha256":"{{sha}}","size":7}""")).ShouldBeNull();
+        assembler.Add(Chunk("s", 1, 3, [9, 9, 9]) with { Sha256 = sha, Size = 7 }).ShouldBeNull(); // duplicate: the first copy wins
+        // An escaped token goes the reader's way, then into place.
+        assembler.AddJson(System.Text.Encoding.UTF8.GetBytes($$"""{"app_name":"s","chunk_idx":0,"total_chunks":3,"data":"AQ\u0049D","sha256":"{{sha}}","size":7}""")).ShouldBeNull();
+
+        var fetched = await waiting;
+        fetched.Bytes.ShouldBe(image);
+        fetched.Sha256.ShouldBe(sha);
+    }
+
+    [Theory]
+    [InlineData(7)] // the chunks' lengths do not add up to it
+    [InlineData(3)] // smaller than what the chunks carry
+    public async Task GivenChunksWhoseLengthsDoNotFitTheAnnouncedSize_WhenAssembled_ThenTheyAreJoinedAndJudgedByTheSha256(long size)
+    {
+        var assembler = new ChunkAssembler(1 << 20, _clock);
+        byte[] image = [1, 2, 3, 4, 5];
+        var sha = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(image));
+        var waiting = assembler.WaitAsync("u", _ => Task.CompletedTask, TimeSpan.FromMinutes(1), TestContext.Current.CancellationToken);
+
+        assembler.Add(Chunk("u", 0, 3, [1, 2]) with { Sha256 = sha, Size = size }).ShouldBeNull();
+        assembler.Add(Chunk("u", 2, 3, [5]) with { Sha256 = sha, Size = size }).ShouldBeNull();
+        assembler.Add(Chunk("u", 1, 3, [3, 4]) with { Sha256 = sha, Size = size }).ShouldBeNull();
+
+        (await waiting).Bytes.ShouldBe(image);
+    }
+
+    [Fact]
+    public async Task GivenSizedChunksOfUnequalLength_WhenAssembled_ThenACorruptImageStillFailsVerification()
+    {
+        var assembler = new ChunkAssembler(1 << 20, _clock);
+        var sha = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(new byte[] { 1, 2, 3, 4 }));
+        var waiting = assembler.WaitAsync("c", _ => Task.CompletedTask, TimeSpan.FromMinutes(1), TestContext.Current.CancellationToken);
+
+        assembler.Add(Chunk("c", 0, 2, [1, 2]) with { Sha256 = sha, Size = 4 }).ShouldBeNull();
+        assembler.Add(Chunk("c", 1, 2, [3, 4, 5]) with { Sha256 = sha, Size = 4 }).ShouldNotBeNull().ShouldContain("failed verification");
+
+        (await Should.ThrowAsync<InvalidDataException>(waiting)).Message.ShouldContain("failed verification");
+    }
+
+    [Fact]
+    public void GivenAChunkAnnouncingAnotherSizeThanTheFirst_WhenAdded_ThenItIsRejected()
+    {
+        var assembler = new ChunkAssembler(1 << 20, _clock);
+        assembler.Add(Chunk("a", 0, 2, [1]) with { Size = 2 }).ShouldBeNull();
+
+        assembler.Add(Chunk("a", 1, 2, [2]) with { Size = 3 }).ShouldBe("size 3 differs from the first chunk's 2");
+    }
+
+    [Fact]
+    public async Task GivenASizeOverTheCap_WhenChunksArrive_ThenTheWaiterFailsAsTheAssemblyGrows()
+    {
+        var assembler = new ChunkAssembler(3, _clock);
+        var waiting = assembler.WaitAsync("big", _ => Task.CompletedTask, TimeSpan.FromMinutes(5), TestContext.Current.CancellationToken);
+
+        assembler.Add(Chunk("big", 0, 2, [1, 2]) with { Size = 4 }).ShouldBeNull();
+        assembler.Add(Chunk("big", 1, 2, [3, 4]) with { Size = 4 }).ShouldNotBeNull().ShouldContain("exceeds 3 bytes");
+
+        (await Should.ThrowAsync<InvalidDataException>(waiting)).Message.ShouldContain("larger than the 3 byte limit");
     }
 
     private static ChunkMessage Chunk(string app, int index, int total, byte[] data) => new(app, index, total, Convert.ToBase64String(data));

@@ -258,6 +258,64 @@ public sealed class ProxyNodeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task GivenAChunkLostWhileAPullIsPublished_WhenThePropletStalls_ThenItAsksForThatChunkAloneAndRunsTheModule()
+    {
+        // 40 chunks, so the pull is published while it arrives (the pipelined path); chunk 3 is lost the first time only.
+        var proxy = await StartProxyAsync(chunkSize: 1024);
+        var lost = 0;
+        proxy.LoseChunk = (_, index) => index == 3 && Interlocked.Exchange(ref lost, 1) == 0;
+        var app = await PushAsync("lost", Padded(Modules.Addition, 40 * 1024));
+        var proplet = new PropletNode(PropletSettings() with { ChunkStall = TimeSpan.FromMilliseconds(300) }, NullLoggerFactory.Instance, TimeProvider.System);
+        _owned.Add(proplet);
+        await proplet.StartAsync(Ct);
+        await _observer.SubscribeAsync(Topics.Of(BaseTopic, Topics.Results), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
+
+        var start = new StartMessage { Id = "img-lost", Name = "main", ImageUrl = app, Inputs = ["20", "22"] };
+        await _observer.PublishAsync(Topics.Of(BaseTopic, Topics.Start), JsonSerializer.SerializeToUtf8Bytes(start), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
+
+        var requests = new List<IReadOnlyList<int>?>();
+        while (true)
+        {
+            var message = await _observed.ReceiveAsync(Ct);
+            if (message.Topic == Topics.Of(BaseTopic, Topics.RegistryRequest))
+            {
+                requests.Add(JsonSerializer.Deserialize<RegistryRequestMessage>(message.Payload.Span)!.Chunks);
+            }
+            else if (message.Topic == Topics.Of(BaseTopic, Topics.Results))
+            {
+                var result = JsonSerializer.Deserialize<JsonElement>(message.Payload.Span);
+                result.GetProperty("error").ValueKind.ShouldBe(JsonValueKind.Null, result.GetRawText());
+                result.GetProperty("results").GetString().ShouldBe("42");
+                break;
+            }
+        }
+
+        lost.ShouldBe(1);
+        proxy.Metrics.ChunkFailures.ShouldBe(1);
+        requests.Count.ShouldBe(2, "the first request and one re-request");
+        requests[0].ShouldBeNull();
+        requests[1].ShouldBe([3]);
+    }
+
+    /// <summary><paramref name="module"/> with a custom section that brings it to about <paramref name="size"/> bytes.</summary>
+    private static byte[] Padded(byte[] module, int size)
+    {
+        var body = new byte[Math.Max(1, size - module.Length - 4)];
+        body[0] = 0; // an empty section name
+        var sectionLength = new List<byte>();
+        for (var rest = (uint)body.Length; ; rest >>= 7)
+        {
+            sectionLength.Add((byte)(rest < 0x80 ? rest : (rest & 0x7F) | 0x80));
+            if (rest < 0x80)
+            {
+                break;
+            }
+        }
+
+        return [.. module, 0, .. sectionLength, .. body];
+    }
+
+    [Fact]
     public async Task GivenAProplet_WhenTheImageIsUnknown_ThenTheTaskFailsWithTheProxysReason()
     {
         await StartProxyAsync(chunkSize: 512);
@@ -277,14 +335,14 @@ public sealed class ProxyNodeTests : IAsyncLifetime
     }
 
     [Fact]
-    public void GivenAChunk_WhenWritten_ThenItIsTheOriginalsJsonPlusSha256()
+    public void GivenAChunk_WhenWritten_ThenItIsTheOriginalsJsonPlusSha256AndSize()
     {
         var artifact = new Artifact("sha256:00", [1, 2, 3, 251, 255], "abc");
 
         var json = Encoding.UTF8.GetString(ProxyNode.ChunkJson("r/a:v1", artifact, 1, 2, 3));
 
-        json.ShouldBe("""{"app_name":"r/a:v1","chunk_idx":1,"total_chunks":2,"data":"+/8=","sha256":"abc"}""");
-        JsonSerializer.Deserialize<ChunkMessage>(json).ShouldBe(new ChunkMessage("r/a:v1", 1, 2, "+/8=") { Sha256 = "abc" });
+        json.ShouldBe("""{"app_name":"r/a:v1","chunk_idx":1,"total_chunks":2,"data":"+/8=","sha256":"abc","size":5}""");
+        JsonSerializer.Deserialize<ChunkMessage>(json).ShouldBe(new ChunkMessage("r/a:v1", 1, 2, "+/8=") { Sha256 = "abc", Size = 5 });
     }
 
     private PropletSettings PropletSettings() => new()

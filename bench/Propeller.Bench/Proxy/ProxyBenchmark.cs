@@ -22,7 +22,9 @@ namespace Propeller.Bench.Proxy;
 /// `proxy-cached`: the same reference again, served from the proxy's cache.
 /// Ratios: direct/proxy (target ≥ 0.5) and direct-again/proxy-cached (target ≥ 1.0). Options: --size BYTES,
 /// --rounds N (5; medians), --chunk BYTES (PROXY_CHUNK_SIZE, 128000), --qos N (the proxy's, 2), --cases a,b (a subset),
-/// --broker-pid PID (adds the broker's CPU time per run to the CPU columns).
+/// --warmup N (rounds of every case at full size before the clock runs, 5: the JIT tiers the proplet's receive path up
+/// in the first rounds, session 8), --broker-pid PID (the broker's CPU time per run goes in the CPU columns; by default
+/// the process listening on the broker's port, found through /proc).
 /// </summary>
 internal static class ProxyBenchmark
 {
@@ -34,9 +36,11 @@ internal static class ProxyBenchmark
         var rounds = Manager.ManagerBenchmark.Option(args, "--rounds", 5);
         var chunk = Manager.ManagerBenchmark.Option(args, "--chunk", ProxySettings.DefaultChunkSize);
         var qos = (MqttQualityOfServiceLevel)Manager.ManagerBenchmark.Option(args, "--qos", 2);
+        var warmups = Manager.ManagerBenchmark.Option(args, "--warmup", 5);
+        var mosquitto = Manager.ManagerBenchmark.Option(args, "--broker-pid", 0) is > 0 and var given ? given : ListeningPid(new Uri(broker.Contains("://", StringComparison.Ordinal) ? broker : "tcp://" + broker).Port);
         var tenant = "bench-proxy-" + Guid.NewGuid().ToString("N")[..8];
         var baseTopic = Topics.Base(tenant, "bench");
-        Console.WriteLine($"# proxy size={size}B rounds={rounds} chunk={chunk}B proxy_qos={(int)qos} registry={registry} broker={broker} load={File.ReadAllText("/proc/loadavg").Trim()}");
+        Console.WriteLine($"# proxy size={size}B rounds={rounds} warmup={warmups} chunk={chunk}B proxy_qos={(int)qos} registry={registry} broker={broker} broker_pid={(mosquitto > 0 ? mosquitto : "unknown")} load={File.ReadAllText("/proc/loadavg").Trim()}");
 
         using var http = new HttpClient();
         var client = new RegistryClient(http, new RegistryAuth(null, TimeProvider.System), _ => true);
@@ -93,7 +97,6 @@ internal static class ProxyBenchmark
             var cases = StringOption(args, "--cases") is { } only ? only.Split(',') : all;
             var times = all.Where(cases.Contains).ToDictionary(c => c, _ => new List<double>(), StringComparer.Ordinal);
             var cpu = times.Keys.ToDictionary(c => c, _ => new double[3], StringComparer.Ordinal);
-            var mosquitto = Manager.ManagerBenchmark.Option(args, "--broker-pid", 0);
             async Task MeasureAsync(string name, string imageUrl)
             {
                 if (!times.TryGetValue(name, out var list))
@@ -110,6 +113,18 @@ internal static class ProxyBenchmark
                 }
             }
 
+            for (var round = 1; round <= warmups; round++)
+            {
+                var direct = await PushAsync(client, registry, "warm-direct", Padded(size, -(2 * round) - 1), cancellationToken);
+                var viaProxy = await PushAsync(client, registry, "warm-proxy", Padded(size, -(2 * round) - 2), cancellationToken);
+                foreach (var url in (string[])[direct.BlobUrl, direct.BlobUrl, viaProxy.Reference, viaProxy.Reference])
+                {
+                    await RunTaskAsync(watcher, results, baseTopic, url, TimeSpan.FromSeconds(60), cancellationToken);
+                }
+            }
+
+            var hitsBefore = proxy.Metrics.CacheHits;
+            var fetchesBefore = proxy.Metrics.Fetches;
             for (var round = 1; round <= rounds; round++)
             {
                 var direct = await PushAsync(client, registry, "direct", Padded(size, (2 * round) + 1), cancellationToken);
@@ -129,7 +144,7 @@ internal static class ProxyBenchmark
 
             string Ratio(string reference, string measured) =>
                 times.ContainsKey(reference) && times.ContainsKey(measured) ? (Median(reference) / Median(measured)).ToString("F2", CultureInfo.InvariantCulture) : "-";
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"proxy case=ratio proxy_vs_direct={Ratio("direct", "proxy")} (target >= 0.5) cached_vs_direct_again={Ratio("direct-again", "proxy-cached")} (target >= 1.0) cache_hits={proxy.Metrics.CacheHits} fetches={proxy.Metrics.Fetches} load={File.ReadAllText("/proc/loadavg").Trim()}"));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"proxy case=ratio proxy_vs_direct={Ratio("direct", "proxy")} (target >= 0.5) cached_vs_direct_again={Ratio("direct-again", "proxy-cached")} (target >= 1.0) cache_hits={proxy.Metrics.CacheHits - hitsBefore} fetches={proxy.Metrics.Fetches - fetchesBefore} load={File.ReadAllText("/proc/loadavg").Trim()}"));
             return 0;
         }
         finally
@@ -147,6 +162,54 @@ internal static class ProxyBenchmark
     /// <summary>CPU milliseconds used so far by the proplet, this process (the proxy and the watcher) and the broker
     /// (when its pid is known), from /proc (user + system ticks).</summary>
     private static double[] CpuMs(int proplet, int broker) => [ProcCpuMs(proplet), ProcCpuMs(Environment.ProcessId), broker > 0 ? ProcCpuMs(broker) : 0];
+
+    /// <summary>The process listening on TCP <paramref name="port"/> (the broker), from /proc/net/tcp{,6} and the processes'
+    /// open sockets; 0 when not found (another user's process, or not Linux).</summary>
+    private static int ListeningPid(int port)
+    {
+        try
+        {
+            var inodes = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var table in (string[])["/proc/net/tcp", "/proc/net/tcp6"])
+            {
+                foreach (var line in File.Exists(table) ? File.ReadLines(table).Skip(1) : [])
+                {
+                    // sl local_address rem_address st ... inode: the local port is hex after the colon; 0A = LISTEN.
+                    var fields = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                    if (fields.Length > 9 && fields[3] == "0A" && int.Parse(fields[1][(fields[1].LastIndexOf(':') + 1)..], NumberStyles.HexNumber, CultureInfo.InvariantCulture) == port)
+                    {
+                        inodes.Add($"socket:[{fields[9]}]");
+                    }
+                }
+            }
+
+            foreach (var process in Directory.EnumerateDirectories("/proc"))
+            {
+                if (!int.TryParse(Path.GetFileName(process), out var pid))
+                {
+                    continue;
+                }
+
+                try
+                {
+                    if (Directory.EnumerateFileSystemEntries(Path.Combine(process, "fd")).Any(fd => new FileInfo(fd).LinkTarget is { } target && inodes.Contains(target)))
+                    {
+                        return pid;
+                    }
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+                {
+                    // gone meanwhile, or not ours to read
+                }
+            }
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            // no /proc
+        }
+
+        return 0;
+    }
 
     private static double ProcCpuMs(int pid)
     {

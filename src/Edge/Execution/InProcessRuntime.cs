@@ -130,7 +130,7 @@ public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
         Module module;
         try
         {
-            module = _modules.GetOrCompile(request.Id, binary);
+            module = _modules.GetOrCompile(request.Id, binary, task.BinarySha256);
         }
         catch (WasmtimeException ex)
         {

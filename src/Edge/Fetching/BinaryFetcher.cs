@@ -19,25 +19,25 @@ public sealed class BinaryFetcher(PropletSettings settings, ChunkAssembler chunk
     /// <summary>Bytes obtained over HTTP or from chunks (proplet_wasm_fetch_bytes_total).</summary>
     public long FetchedBytes => Interlocked.Read(ref _fetchedBytes);
 
-    public async Task<byte[]> FetchAsync(StartRequest request, CancellationToken cancellationToken)
+    public async Task<FetchedBinary> FetchAsync(StartRequest request, CancellationToken cancellationToken)
     {
-        var bytes = await GetAsync(request, cancellationToken);
+        var fetched = await GetAsync(request, cancellationToken);
         if (request.Message.File is not { Length: > 0 })
         {
-            Interlocked.Add(ref _fetchedBytes, bytes.Length);
+            Interlocked.Add(ref _fetchedBytes, fetched.Bytes.Length);
         }
 
-        return bytes;
+        return fetched;
     }
 
-    private async Task<byte[]> GetAsync(StartRequest request, CancellationToken cancellationToken)
+    private async Task<FetchedBinary> GetAsync(StartRequest request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
         if (request.Message.File is { Length: > 0 } file)
         {
             try
             {
-                return Convert.FromBase64String(file);
+                return new FetchedBinary(Convert.FromBase64String(file), null);
             }
             catch (FormatException ex)
             {
@@ -52,7 +52,7 @@ public sealed class BinaryFetcher(PropletSettings settings, ChunkAssembler chunk
 
         if (url.StartsWith("http://", StringComparison.OrdinalIgnoreCase) || url.StartsWith("https://", StringComparison.OrdinalIgnoreCase))
         {
-            return await DownloadAsync(url, cancellationToken);
+            return new FetchedBinary(await DownloadAsync(url, cancellationToken), null);
         }
 
         try

@@ -14,14 +14,16 @@ namespace Propeller.Edge.Fetching;
 /// chunk is older than the TTL are dropped by <see cref="Sweep"/>. Thread-safe.
 /// Beyond the original (docs/proxy.md): chunks may carry the artefact's <c>sha256</c>, and a complete assembly that does
 /// not match it fails its waiters instead of reaching the runtime; the proxy's <c>registry/failure</c> fails them at once
-/// (<see cref="Fail"/>); a waiter whose assembly stalls asks again for the missing chunks only.
+/// (<see cref="Fail"/>); a waiter whose assembly stalls asks again for the missing chunks only. Chunks that announce the
+/// artefact's <c>size</c> (ours, additive) are decoded straight into one array of that size (issue 17: no array per
+/// chunk, no joining copy); the others are kept per chunk and joined at the end, as before.
 /// </summary>
 public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
 {
     private const int MaxChunks = 100_000;
     private const int MaxReRequested = 10_000;
     private readonly Dictionary<string, Entry> _entries = new(StringComparer.Ordinal);
-    private readonly Dictionary<string, List<TaskCompletionSource<byte[]>>> _waiters = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, List<TaskCompletionSource<FetchedBinary>>> _waiters = new(StringComparer.Ordinal);
     private readonly Lock _lock = new();
 
     /// <summary>Entries currently held (partial, or complete and unclaimed).</summary>
@@ -55,7 +57,7 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
             return $"data is not valid base64: {ex.Message}";
         }
 
-        return Add(chunk.AppName!, chunk.ChunkIndex, chunk.TotalChunks, chunk.Sha256, data);
+        return Add(chunk.AppName!, chunk.ChunkIndex, chunk.TotalChunks, chunk.Sha256, chunk.Size, default, data);
     }
 
     /// <summary>Adds a <c>registry/server</c> payload read straight from its UTF-8 JSON: <c>data</c> is decoded from the
@@ -65,8 +67,10 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
     {
         string? app = null;
         string? sha256 = null;
+        long? size = null;
         int index = 0, total = 0;
         byte[]? data = null;
+        var base64 = ReadOnlySpan<byte>.Empty;
         try
         {
             var reader = new Utf8JsonReader(json);
@@ -78,7 +82,7 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
             while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
             {
                 var field = reader.ValueTextEquals("app_name"u8) ? 1 : reader.ValueTextEquals("chunk_idx"u8) ? 2 : reader.ValueTextEquals("total_chunks"u8) ? 3
-                    : reader.ValueTextEquals("data"u8) ? 4 : reader.ValueTextEquals("sha256"u8) ? 5 : 0;
+                    : reader.ValueTextEquals("data"u8) ? 4 : reader.ValueTextEquals("sha256"u8) ? 5 : reader.ValueTextEquals("size"u8) ? 6 : 0;
                 reader.Read();
                 switch (field)
                 {
@@ -92,10 +96,16 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
                         total = reader.GetInt32();
                         break;
                     case 4:
-                        data = reader.TokenType == JsonTokenType.Null ? [] : Base64Value(ref reader);
+                        // A plain token is decoded later, straight into its place; escaped or split ones the reader's way.
+                        data = reader.TokenType == JsonTokenType.Null ? []
+                            : reader.TokenType != JsonTokenType.String || reader.HasValueSequence || reader.ValueIsEscaped ? reader.GetBytesFromBase64() : null;
+                        base64 = data is null ? reader.ValueSpan : [];
                         break;
                     case 5:
                         sha256 = reader.TokenType == JsonTokenType.Null ? null : reader.GetString();
+                        break;
+                    case 6:
+                        size = reader.TokenType == JsonTokenType.Null ? null : reader.GetInt64();
                         break;
                     default:
                         reader.Skip();
@@ -112,27 +122,23 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
             return $"the chunk is not valid JSON of the expected shape: {ex.Message}";
         }
 
-        return Check(app, index, total) ?? Add(app!, index, total, sha256, data ?? []);
+        return Check(app, index, total) ?? Add(app!, index, total, sha256, size, base64, data);
     }
 
-    /// <summary>A base64 string token decoded straight from the payload into an array of its exact length (the reader's
-    /// own <c>GetBytesFromBase64</c> decodes into a scratch buffer and copies). Escaped or split tokens go the reader's way.</summary>
-    private static byte[] Base64Value(ref Utf8JsonReader reader)
+    /// <summary>The length of what <paramref name="base64"/> decodes to (standard alphabet with padding).</summary>
+    private static int DecodedLength(ReadOnlySpan<byte> base64)
     {
-        if (reader.TokenType != JsonTokenType.String || reader.HasValueSequence || reader.ValueIsEscaped)
-        {
-            return reader.GetBytesFromBase64();
-        }
+        var padding = base64.EndsWith("=="u8) ? 2 : base64.EndsWith("="u8) ? 1 : 0;
+        return Math.Max(0, Base64.GetMaxDecodedFromUtf8Length(base64.Length) - padding);
+    }
 
-        var text = reader.ValueSpan;
-        var padding = text.EndsWith("=="u8) ? 2 : text.EndsWith("="u8) ? 1 : 0;
-        var bytes = GC.AllocateUninitializedArray<byte>(Math.Max(0, Base64.GetMaxDecodedFromUtf8Length(text.Length) - padding));
-        if (Base64.DecodeFromUtf8(text, bytes, out _, out var written) != OperationStatus.Done || written != bytes.Length)
+    /// <summary>Decodes <paramref name="base64"/> into <paramref name="destination"/>, exactly its decoded length.</summary>
+    private static void Decode(ReadOnlySpan<byte> base64, Span<byte> destination)
+    {
+        if (Base64.DecodeFromUtf8(base64, destination, out _, out var written) != OperationStatus.Done || written != destination.Length)
         {
             throw new FormatException("The input is not a valid Base-64 string (standard alphabet with padding).");
         }
-
-        return bytes;
     }
 
     private static string? Check(string? app, int index, int total)
@@ -150,18 +156,22 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
         return index < 0 || index >= total ? $"chunk_idx {index} is out of range 0..{total - 1}" : null;
     }
 
-    private string? Add(string app, int index, int total, string? sha256, byte[] data)
+    /// <summary>Adds chunk <paramref name="index"/>: <paramref name="decoded"/>, or else <paramref name="base64"/> decoded
+    /// here (into the entry's image when the chunks announced its size).</summary>
+    private string? Add(string app, int index, int total, string? sha256, long? size, ReadOnlySpan<byte> base64, byte[]? decoded)
     {
-        List<TaskCompletionSource<byte[]>>? waiters = null;
-        byte[]? assembled = null;
+        List<TaskCompletionSource<FetchedBinary>>? waiters = null;
+        FetchedBinary? assembled = null;
         string? failure = null;
         var tooLarge = false;
         lock (_lock)
         {
+            var created = false;
             if (!_entries.TryGetValue(app, out var entry))
             {
-                entry = new Entry(total, time.GetUtcNow(), sha256);
+                entry = new Entry(total, time.GetUtcNow(), sha256, size, maxBinarySize);
                 _entries[app] = entry;
+                created = true;
             }
 
             if (entry.Complete is not null)
@@ -180,13 +190,56 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
                 return $"sha256 {sha256} differs from the first chunk's {entry.Sha256}";
             }
 
-            if (!entry.Chunks.TryAdd(index, data))
+            if (size is not null && entry.AnnouncedSize is { } announced && size != announced)
+            {
+                return $"size {size} differs from the first chunk's {announced}";
+            }
+
+            if (entry.Has(index))
             {
                 return null;
             }
 
+            try
+            {
+                var length = decoded?.Length ?? DecodedLength(base64);
+                if (entry.Place(index, length) is { } offset)
+                {
+                    var target = entry.Image.AsSpan((int)offset, length);
+                    if (decoded is null)
+                    {
+                        Decode(base64, target);
+                    }
+                    else
+                    {
+                        decoded.CopyTo(target);
+                    }
+
+                    entry.Commit(index, length);
+                }
+                else
+                {
+                    if (decoded is null)
+                    {
+                        decoded = GC.AllocateUninitializedArray<byte>(length);
+                        Decode(base64, decoded);
+                    }
+
+                    entry.Parts[index] = decoded;
+                    entry.Size += length;
+                }
+            }
+            catch (FormatException ex)
+            {
+                if (created)
+                {
+                    _entries.Remove(app); // a bad first chunk leaves nothing behind
+                }
+
+                return $"data is not valid base64: {ex.Message}";
+            }
+
             entry.LastArrival = time.GetTimestamp();
-            entry.Size += data.Length;
             if (entry.Size > maxBinarySize)
             {
                 _entries.Remove(app);
@@ -194,7 +247,7 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
                 failure = $"image {app} is larger than the {maxBinarySize} byte limit";
                 tooLarge = true;
             }
-            else if (entry.Chunks.Count < entry.Total)
+            else if (entry.Received < entry.Total)
             {
                 return null;
             }
@@ -214,7 +267,8 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
                 {
                     // Nobody asked (yet): keep it for a request that comes within the TTL (spec §3.2).
                     entry.Complete = assembled;
-                    entry.Chunks.Clear();
+                    entry.Parts.Clear();
+                    entry.Image = null;
                 }
             }
         }
@@ -239,7 +293,7 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
     public int Fail(string app, string reason)
     {
         ArgumentNullException.ThrowIfNull(app);
-        List<TaskCompletionSource<byte[]>>? waiters;
+        List<TaskCompletionSource<FetchedBinary>>? waiters;
         lock (_lock)
         {
             if (_entries.TryGetValue(app, out var entry) && entry.Complete is null)
@@ -260,17 +314,17 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
 
     /// <summary>Waits for the image <paramref name="app"/>: at once when a complete copy is held, else until its chunks
     /// arrive. <paramref name="request"/> is called (once) after the waiter is registered, to ask the proxy.</summary>
-    public Task<byte[]> WaitAsync(string app, Func<CancellationToken, Task> request, TimeSpan timeout, CancellationToken cancellationToken) =>
+    public Task<FetchedBinary> WaitAsync(string app, Func<CancellationToken, Task> request, TimeSpan timeout, CancellationToken cancellationToken) =>
         WaitAsync(app, (_, ct) => request(ct), timeout, Timeout.InfiniteTimeSpan, cancellationToken);
 
     /// <summary>As <see cref="WaitAsync(string, Func{CancellationToken, Task}, TimeSpan, CancellationToken)"/>; besides,
     /// whenever a partial assembly has gone <paramref name="stall"/> without a new chunk, <paramref name="request"/> is
     /// called again with the missing indices (the first call gets null: everything).</summary>
-    public async Task<byte[]> WaitAsync(
+    public async Task<FetchedBinary> WaitAsync(
         string app, Func<IReadOnlyList<int>?, CancellationToken, Task> request, TimeSpan timeout, TimeSpan stall, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
-        var waiter = new TaskCompletionSource<byte[]>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var waiter = new TaskCompletionSource<FetchedBinary>(TaskCreationOptions.RunContinuationsAsynchronously);
         lock (_lock)
         {
             if (_entries.TryGetValue(app, out var entry) && entry.Complete is { } ready)
@@ -336,7 +390,7 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
             foreach (var (app, entry) in _entries.Where(e => now - e.Value.CreatedAt > ttl).ToList())
             {
                 _entries.Remove(app);
-                dropped.Add((app, entry.Complete is null ? entry.Chunks.Count : entry.Total, entry.Total));
+                dropped.Add((app, entry.Complete is null ? entry.Received : entry.Total, entry.Total));
             }
         }
 
@@ -356,7 +410,7 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
             var missing = new List<int>();
             for (var i = 0; i < entry.Total && missing.Count < MaxReRequested; i++)
             {
-                if (!entry.Chunks.ContainsKey(i))
+                if (!entry.Has(i))
                 {
                     missing.Add(i);
                 }
@@ -367,41 +421,125 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
         }
     }
 
-    /// <summary>Joins a complete entry's chunks in index order and checks them against the sha256 the chunks carried.</summary>
-    private static byte[] Assemble(string app, Entry entry, out string? failure)
+    /// <summary>A complete entry's image (its chunks joined in index order, unless they were decoded into it), checked
+    /// against the sha256 the chunks carried; the digest goes with the image, so that the compile cache need not hash it
+    /// again.</summary>
+    private static FetchedBinary Assemble(string app, Entry entry, out string? failure)
     {
         failure = null;
-        var assembled = new byte[entry.Size];
-        var offset = 0;
-        foreach (var part in entry.Chunks.Values)
+        var assembled = entry.Image;
+        if (assembled is null)
         {
-            part.CopyTo(assembled, offset);
-            offset += part.Length;
+            assembled = GC.AllocateUninitializedArray<byte>((int)entry.Size);
+            var offset = 0;
+            foreach (var part in entry.Parts.Values)
+            {
+                part.CopyTo(assembled, offset);
+                offset += part.Length;
+            }
         }
 
-        if (entry.Sha256 is { } expected && Convert.ToHexStringLower(SHA256.HashData(assembled)) is var actual
-            && !string.Equals(actual, expected, StringComparison.OrdinalIgnoreCase))
+        if (entry.Sha256 is not { } expected)
+        {
+            return new FetchedBinary(assembled, null);
+        }
+
+        var actual = Convert.ToHexStringLower(SHA256.HashData(assembled));
+        if (!string.Equals(actual, expected, StringComparison.OrdinalIgnoreCase))
         {
             failure = $"image {app} failed verification: its chunks hash to sha256 {actual}, the proxy sent sha256 {expected} (a chunk was corrupted)";
         }
 
-        return assembled;
+        return new FetchedBinary(assembled, actual);
     }
 
-    private sealed class Entry(int total, DateTimeOffset createdAt, string? sha256)
+    private sealed class Entry(int total, DateTimeOffset createdAt, string? sha256, long? size, long maxBinarySize)
     {
+        private bool[]? _have;
+        private int _received;
+        private int _chunkLength = -1;
+        private int _lastLength = -1;
+
         public int Total { get; } = total;
 
         public DateTimeOffset CreatedAt { get; } = createdAt;
 
         public string? Sha256 { get; set; } = sha256;
 
+        /// <summary>The artefact's size as the first chunk announced it (null: not announced).</summary>
+        public long? AnnouncedSize { get; } = size;
+
         public long LastArrival { get; set; }
 
-        public SortedDictionary<int, byte[]> Chunks { get; } = [];
+        /// <summary>Chunks kept one by one (no size announced, or chunks that did not fit it), joined at the end.</summary>
+        public SortedDictionary<int, byte[]> Parts { get; } = [];
 
+        /// <summary>The artefact, its chunks decoded into place: chunk i &lt; total-1 at i × the chunk length, the last
+        /// one at the end; allocated when the first chunk announces a plausible size within the cap.</summary>
+        public byte[]? Image { get; set; } = size is { } s && s <= maxBinarySize && s >= 0 && s <= Array.MaxLength && (s > 0 || total == 1) && total <= Math.Max(1, s)
+            ? GC.AllocateUninitializedArray<byte>((int)s)
+            : null;
+
+        /// <summary>Bytes received (and kept).</summary>
         public long Size { get; set; }
 
-        public byte[]? Complete { get; set; }
+        public int Received => Image is null ? Parts.Count : _received;
+
+        public FetchedBinary? Complete { get; set; }
+
+        public bool Has(int index) => Image is null ? Parts.ContainsKey(index) : _have?[index] == true;
+
+        /// <summary>Where chunk <paramref name="index"/> of <paramref name="length"/> bytes goes in <see cref="Image"/>;
+        /// null when there is no image (any more). A chunk that does not fit the announced size (chunks of unequal
+        /// length, or lengths that do not add up to it) moves what arrived into <see cref="Parts"/>: the sha256 check
+        /// then judges the joined bytes, as for chunks without a size.</summary>
+        public long? Place(int index, int length)
+        {
+            if (Image is not { } image)
+            {
+                return null;
+            }
+
+            var last = index == Total - 1;
+            var chunk = last ? _chunkLength : _chunkLength < 0 ? length : _chunkLength;
+            var lastLength = last ? length : _lastLength;
+            var fits = (last || length == chunk) && (chunk < 0 || (long)(Total - 1) * chunk + Math.Max(0, lastLength) <= image.Length)
+                && (chunk < 0 || lastLength < 0 || (long)(Total - 1) * chunk + lastLength == image.Length)
+                && (!last || length <= image.Length) && (Total > 1 || length == image.Length);
+            if (fits)
+            {
+                return last ? image.Length - length : (long)index * chunk;
+            }
+
+            // Demote: copy what arrived into parts of their own.
+            for (var i = 0; i < Total && _have is not null; i++)
+            {
+                if (_have[i])
+                {
+                    var at = i == Total - 1 ? image.Length - _lastLength : (long)i * _chunkLength;
+                    Parts[i] = image.AsSpan((int)at, i == Total - 1 ? _lastLength : _chunkLength).ToArray();
+                }
+            }
+
+            Image = null;
+            return null;
+        }
+
+        /// <summary>Records chunk <paramref name="index"/> as decoded into <see cref="Image"/> at the place <see cref="Place"/> gave.</summary>
+        public void Commit(int index, int length)
+        {
+            _have ??= new bool[Total];
+            _have[index] = true;
+            _received++;
+            Size += length;
+            if (index == Total - 1)
+            {
+                _lastLength = length;
+            }
+            else
+            {
+                _chunkLength = length;
+            }
+        }
     }
 }

@@ -23,6 +23,10 @@ public sealed class RunningTask(StartRequest request) : IDisposable
 
     public StopReason Reason => (StopReason)Volatile.Read(ref _reason);
 
+    /// <summary>The binary's SHA-256 (lowercase hex) when the fetch computed it from the bytes (verified proxy chunks):
+    /// the compile cache's key, so the runtime need not hash the binary again (<see cref="Fetching.FetchedBinary"/>).</summary>
+    public string? BinarySha256 { get; set; }
+
     /// <summary>
     /// Completed with the task's results when its runtime reports success before the task ends: an HTTP proxy component
     /// is "started at port N" once it listens and then serves until stopped (spec §2.11).

@@ -344,7 +344,7 @@ public sealed class TaskRunner : IAsyncDisposable
         string error;
         try
         {
-            var binary = await _fetcher.FetchAsync(request, task.Aborted);
+            var binary = (await _fetcher.FetchAsync(request, task.Aborted)).Bytes;
             var preparation = _runtime.Prepare(task, binary);
             if (preparation.Error is null)
             {
@@ -430,7 +430,9 @@ public sealed class TaskRunner : IAsyncDisposable
                 slot = true;
             }
 
-            var binary = await _fetcher.FetchAsync(request, task.Aborted);
+            var fetched = await _fetcher.FetchAsync(request, task.Aborted);
+            var binary = fetched.Bytes;
+            task.BinarySha256 = fetched.Sha256;
             using var timer = !daemon && request.Limits.Timeout is { } limit
                 ? new Timer(_ => task.Abort(StopReason.TimedOut), null, limit, Timeout.InfiniteTimeSpan)
                 : null;

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Buffers.Text;
+using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using Propeller.Broker;
@@ -10,7 +11,7 @@ namespace Propeller.Proxy.Serving;
 /// The <c>registry/server</c> chunks of one artefact for one chunk size, encoded once and published as often as asked
 /// (issue 17's benchmark: encoding every publication again was a third of the proxy's CPU). Each chunk's base64 text is
 /// kept; a payload is that text between a small per-request prefix (<c>{"app_name":…,"chunk_idx":…,"total_chunks":…,
-/// "data":"</c>) and the artefact's suffix (<c>","sha256":"…"}</c>), handed to MQTTnet as a three-segment sequence, so
+/// "data":"</c>) and the artefact's suffix (<c>","sha256":"…","size":…}</c>), handed to MQTTnet as a three-segment sequence, so
 /// no publication copies or allocates the chunk. The bytes are the same as one <see cref="Utf8JsonWriter"/> pass writes
 /// (<see cref="ProxyNode.ChunkJson"/>). Chunks may be encoded in any order, as they arrive (<see cref="Encode"/>);
 /// thread-safe for one writer per index and any readers of encoded indices.
@@ -34,7 +35,7 @@ public sealed class ChunkBodies
         ChunkSize = chunkSize;
         Total = (int)Math.Max(1, (size + chunkSize - 1) / chunkSize);
         _bodies = new byte[Total][];
-        _suffix = Encoding.UTF8.GetBytes($"\",\"sha256\":\"{sha256}\"}}");
+        _suffix = Encoding.UTF8.GetBytes(string.Create(CultureInfo.InvariantCulture, $"\",\"sha256\":\"{sha256}\",\"size\":{size}}}"));
     }
 
     /// <summary>The artefact's length in bytes.</summary>

@@ -14,7 +14,7 @@ namespace Propeller.Proxy.Serving;
 /// </summary>
 internal sealed class ChunkPublication(
     BrokerConnection connection, string topic, MqttQualityOfServiceLevel qos, ProxyMetrics metrics, ILogger logger, string app, ChunkBodies bodies,
-    IReadOnlyList<int>? wanted, CancellationToken cancellationToken) : IDisposable
+    IReadOnlyList<int>? wanted, Func<string, int, bool>? lose, CancellationToken cancellationToken) : IDisposable
 {
     /// <summary>Publishes in flight at once: enough to keep the socket busy while the broker acknowledges.</summary>
     public const int Window = 8;
@@ -74,6 +74,11 @@ internal sealed class ChunkPublication(
     {
         try
         {
+            if (lose?.Invoke(app, index) == true)
+            {
+                throw new BrokerPublishException($"chunk {index} of {app} lost on purpose (test)");
+            }
+
             await connection.PublishAsync(topic, payload, qos, cancellationToken);
             metrics.ChunkPublished();
         }

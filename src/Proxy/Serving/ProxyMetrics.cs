@@ -29,6 +29,8 @@ public sealed class ProxyMetrics
 
     public long Deduplicated => Interlocked.Read(ref _deduplicated);
 
+    public long ChunkFailures => Interlocked.Read(ref _chunkFailures);
+
     internal void Request() => Interlocked.Increment(ref _requests);
 
     internal void Fetched(long bytes)
@@ -59,7 +61,7 @@ public sealed class ProxyMetrics
         Line("proxy_cache_hits_total", "counter", "artefacts served from the cache", CacheHits);
         Line("proxy_failures_total", "counter", "requests answered on registry/failure", Failures);
         Line("proxy_chunks_published_total", "counter", "chunks published on registry/server", Chunks);
-        Line("proxy_chunk_publish_failures_total", "counter", "chunk publishes that failed", Interlocked.Read(ref _chunkFailures));
+        Line("proxy_chunk_publish_failures_total", "counter", "chunk publishes that failed", ChunkFailures);
         Line("proxy_fetches_in_flight", "gauge", "images being fetched or published", inFlight);
         Line("proxy_cache_bytes", "gauge", "bytes held by the artefact cache", cache.Bytes);
         Line("proxy_cache_entries", "gauge", "artefacts held by the cache", cache.Count);

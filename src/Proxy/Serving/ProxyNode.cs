@@ -26,6 +26,7 @@ public sealed class ProxyNode : IAsyncDisposable
     private static readonly JsonEncodedText TotalChunksField = JsonEncodedText.Encode("total_chunks");
     private static readonly JsonEncodedText DataField = JsonEncodedText.Encode("data");
     private static readonly JsonEncodedText Sha256Field = JsonEncodedText.Encode("sha256");
+    private static readonly JsonEncodedText SizeField = JsonEncodedText.Encode("size");
 
     private readonly ProxySettings _settings;
     private readonly ILogger _logger;
@@ -61,6 +62,10 @@ public sealed class ProxyNode : IAsyncDisposable
     }
 
     public ProxyMetrics Metrics { get; } = new();
+
+    /// <summary>For tests: a chunk for which this returns true is not published, as if the broker had refused it (the
+    /// publication skips it and counts it, like any failed chunk; the proplet asks for it again).</summary>
+    internal Func<string, int, bool>? LoseChunk { get; set; }
 
     public ArtifactCache Cache { get; }
 
@@ -165,7 +170,7 @@ public sealed class ProxyNode : IAsyncDisposable
     private static string? Sha256Of(string digest) =>
         digest.StartsWith("sha256:", StringComparison.Ordinal) ? digest["sha256:".Length..].ToLowerInvariant() : null;
 
-    /// <summary>The JSON of one chunk: the original's four fields and our <c>sha256</c>; the base64 is written straight
+    /// <summary>The JSON of one chunk: the original's four fields and our <c>sha256</c> and <c>size</c>; the base64 is written straight
     /// into the buffer (no escaping: base64 needs none, and the default encoder would escape every '+').</summary>
     public static byte[] ChunkJson(string appName, Artifact artifact, int index, int total, int chunkSize)
     {
@@ -181,6 +186,7 @@ public sealed class ProxyNode : IAsyncDisposable
             writer.WriteNumber(TotalChunksField, total);
             writer.WriteBase64String(DataField, artifact.Data.AsSpan((int)Math.Min(offset, artifact.Data.LongLength), length));
             writer.WriteString(Sha256Field, artifact.Sha256);
+            writer.WriteNumber(SizeField, artifact.Data.LongLength);
             writer.WriteEndObject();
         }
 
@@ -353,14 +359,14 @@ public sealed class ProxyNode : IAsyncDisposable
                         return null; // the chunks' sha256 is known only once the bytes are in
                     }
 
-                    streaming = new ChunkPublication(connection, topic, _settings.Qos, Metrics, _logger, app, new ChunkBodies(layer.Size, sha256, _settings.ChunkSize), wanted, cancellationToken);
+                    streaming = new ChunkPublication(connection, topic, _settings.Qos, Metrics, _logger, app, new ChunkBodies(layer.Size, sha256, _settings.ChunkSize), wanted, LoseChunk, cancellationToken);
                     ProxyLog.Serving(_logger, app, layer.Size, layer.Digest, "pulled", streaming.Indices.Count, streaming.Bodies.Total);
                     return (streaming.Bodies, streaming.ReceivedAsync);
                 },
                 cancellationToken);
             if (streaming is null)
             {
-                streaming = new ChunkPublication(connection, topic, _settings.Qos, Metrics, _logger, app, artifact.Bodies(_settings.ChunkSize), wanted, cancellationToken);
+                streaming = new ChunkPublication(connection, topic, _settings.Qos, Metrics, _logger, app, artifact.Bodies(_settings.ChunkSize), wanted, LoseChunk, cancellationToken);
                 ProxyLog.Serving(_logger, app, artifact.Data.LongLength, artifact.Digest, cached ? "from the cache" : "pulled", streaming.Indices.Count, streaming.Bodies.Total);
             }
 
