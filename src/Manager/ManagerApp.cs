@@ -56,12 +56,9 @@ public static class ManagerApp
                 builder.Configuration.GetSection("EventStore:GroupCommit").Bind(o.GroupCommit);
             },
             runDaemon,
-            config.Pipeline == CommandPipeline.Wolverine ? m => WolverinePipeline.IntegrateMarten(m, config.PostgresSchema ?? "propeller") : null);
+            m => WolverinePipeline.IntegrateMarten(m, config.PostgresSchema ?? "propeller"));
         builder.Services.Configure<Infrastructure.MartenStore.ProjectionHealthOptions>(o => o.MaxLag = config.ProjectionMaxLag);
-        if (config.Pipeline == CommandPipeline.Wolverine)
-        {
-            builder.AddWolverinePipeline();
-        }
+        builder.AddWolverinePipeline();
 
         if (config.PluginDir is { } pluginDir)
         {
@@ -102,7 +99,6 @@ public static class ManagerApp
 
         builder.Services.AddSingleton(new StopMessages(config.MqttAddress is null ? null : baseTopic));
         builder.Services.TryAddSingleton<WorkSignals>();
-        builder.Services.AddSingleton<CommandSender>();
         builder.Services.AddSingleton<Plugins.TaskPlugins>();
         builder.Services.AddSingleton<IValidator<TaskJson>, TaskJsonValidator>();
         builder.Services.AddExceptionHandler<ApiExceptionHandler>();

@@ -14,33 +14,23 @@ namespace Propeller.Bench.Manager;
 /// `manager`: the real manager (Kestrel, PostgreSQL, mosquitto) with M simulated proplets that answer every start at
 /// once; N tasks are created and started over HTTP by concurrent clients, and each task's latency runs from its start
 /// request to the Completed state visible through GET /tasks/{id} (long polling with ?wait). Options: --tasks N (4000),
-/// --proplets M (3), --clients C (16), --warmup N (default: until the JIT has settled). With --pipelines the run is
-/// made twice in one process, on our write side and on Wolverine's (ADR 0014), both on Marten's streams, and the
-/// ratio Wolverine / ours is printed.
+/// --proplets M (3), --clients C (16), --warmup N (default: until the JIT has settled). Reference in the same run and
+/// database: Marten alone appending a task's create (decide, append, inline view, commit) at the same concurrency.
 /// </summary>
 internal static class ManagerBenchmark
 {
     public static async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
     {
-        if (!args.Contains("--pipelines"))
-        {
-            await MeasureAsync(args, null, cancellationToken);
-            return 0;
-        }
-
-        var own = await MeasureAsync(args, new Dictionary<string, string> { ["MANAGER_PIPELINE"] = "own" }, cancellationToken);
-        var wolverine = await MeasureAsync(args, new Dictionary<string, string> { ["MANAGER_PIPELINE"] = "wolverine" }, cancellationToken);
-        Console.WriteLine(FormattableString.Invariant(
-            $"manager case=pipelines own_tasks_per_s={own.TasksPerSecond:F0} own_p50_ms={own.P50:F1} own_p99_ms={own.P99:F1} wolverine_tasks_per_s={wolverine.TasksPerSecond:F0} wolverine_p50_ms={wolverine.P50:F1} wolverine_p99_ms={wolverine.P99:F1} ratio={wolverine.TasksPerSecond / own.TasksPerSecond:F2}"));
+        await MeasureAsync(args, cancellationToken);
         return 0;
     }
 
-    private static async Task<(double TasksPerSecond, double P50, double P99)> MeasureAsync(string[] args, IReadOnlyDictionary<string, string>? settings, CancellationToken cancellationToken)
+    private static async Task MeasureAsync(string[] args, CancellationToken cancellationToken)
     {
         var tasks = Option(args, "--tasks", 4000);
         var proplets = Option(args, "--proplets", 3);
         var clients = Option(args, "--clients", 16);
-        await using var manager = await BenchManager.StartAsync("bench_manager", "bench", cancellationToken, settings);
+        await using var manager = await BenchManager.StartAsync("bench_manager", "bench", cancellationToken);
         var app = manager.App;
         var http = manager.Http;
         var broker = manager.Broker;
@@ -94,12 +84,12 @@ internal static class ManagerBenchmark
         latencies.Sort();
         var tasksPerSecond = tasks / stopwatch.Elapsed.TotalSeconds;
 
-        // Reference, same run and database: the bare command path (load-free decide + append with the inline task view)
-        // at the same concurrency. A task needs three such appends (create, start with its dispatch, result), so
-        // appends/s ÷ 3 is the ceiling the event store alone allows; ratio = what the whole manager reaches of it.
+        // Reference, same run and database: Marten alone (decide a create, append it, the inline task view, commit) at the
+        // same concurrency. A task needs three such appends (create, start with its dispatch, result), so appends/s ÷ 3
+        // is the ceiling the event store alone allows; ratio = what the whole manager reaches of it.
         var appendsPerSecond = await ReferenceAppendsPerSecondAsync(app.Services, clients, Math.Max(400, tasks), cancellationToken);
         Console.WriteLine(FormattableString.Invariant(
-            $"manager case=dispatch pipeline={settings?.GetValueOrDefault("MANAGER_PIPELINE") ?? "default"} tasks={tasks} proplets={proplets} clients={clients} tasks_per_s={tasksPerSecond:F0} p50_ms={Percentile(latencies, 0.50):F1} p99_ms={Percentile(latencies, 0.99):F1} reference_appends_per_s={appendsPerSecond:F0} ratio={tasksPerSecond / (appendsPerSecond / 3):F2}"));
+            $"manager case=dispatch tasks={tasks} proplets={proplets} clients={clients} tasks_per_s={tasksPerSecond:F0} p50_ms={Percentile(latencies, 0.50):F1} p99_ms={Percentile(latencies, 0.99):F1} reference_appends_per_s={appendsPerSecond:F0} ratio={tasksPerSecond / (appendsPerSecond / 3):F2}"));
         PrintStages(stages, seen);
         Console.WriteLine(FormattableString.Invariant($"manager case=cpu machine_busy_ms_per_task={busyMs / tasks:F2} cores={Environment.ProcessorCount}"));
         await stopHeartbeats.CancelAsync();
@@ -109,12 +99,11 @@ internal static class ManagerBenchmark
             await client.DisposeAsync();
         }
 
-        return (tasksPerSecond, Percentile(latencies, 0.50), Percentile(latencies, 0.99));
     }
 
     private static async Task<double> ReferenceAppendsPerSecondAsync(IServiceProvider services, int writers, int tasks, CancellationToken cancellationToken)
     {
-        var commands = services.GetRequiredService<Propeller.Application.Aggregates.CommandHandler>();
+        var store = services.GetRequiredService<Marten.IDocumentStore>();
         var now = DateTimeOffset.UtcNow;
         var next = -1;
         var stopwatch = Stopwatch.StartNew();
@@ -123,11 +112,11 @@ internal static class ManagerBenchmark
             while (Interlocked.Increment(ref next) < tasks)
             {
                 var id = new Propeller.Domain.Tasks.TaskId(Guid.CreateVersion7());
-                var stream = Propeller.Application.Tasks.TaskAggregate.StreamId(id);
-                var metadata = Propeller.Application.EventStore.EventMetadata.At(now);
-                commands.Cache.Set(stream, Propeller.Domain.Tasks.TaskState.Initial, 0);
-                await commands.HandleAsync(
-                    Propeller.Application.Tasks.TaskAggregate.Decider, stream, new Propeller.Domain.Tasks.TaskCommand.CreateTask(id, Propeller.Domain.Tasks.TaskSpec.Named("reference"), now), metadata, cancellationToken);
+                var decision = Propeller.Domain.Tasks.TaskDecider.Decide(
+                    new Propeller.Domain.Tasks.TaskCommand.CreateTask(id, Propeller.Domain.Tasks.TaskSpec.Named("reference"), now), Propeller.Domain.Tasks.TaskState.Initial);
+                await using var session = store.LightweightSession();
+                session.Events.StartStream<Propeller.Domain.Tasks.TaskState>(id.Value, [.. decision.Events]);
+                await session.SaveChangesAsync(cancellationToken);
             }
         }, cancellationToken)));
         return tasks / stopwatch.Elapsed.TotalSeconds;

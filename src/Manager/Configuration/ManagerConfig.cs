@@ -58,12 +58,6 @@ internal sealed record ManagerConfig
     /// <summary>How many events an async projection may be behind before /health/ready fails (MANAGER_PROJECTION_MAX_LAG).</summary>
     public long ProjectionMaxLag { get; init; } = 10_000;
 
-    /// <summary>
-    /// Which write side runs the commands (MANAGER_PIPELINE, ADR 0014): ours (default) or Wolverine's handlers, outbox
-    /// and queues, both on Marten's streams.
-    /// </summary>
-    public CommandPipeline Pipeline { get; init; }
-
     public string? PostgresSchema { get; init; }
 
     /// <summary>Reads and checks the settings; <paramref name="workingDirectory"/> is where config.toml is looked for.</summary>
@@ -223,15 +217,22 @@ internal sealed record ManagerConfig
                 break;
         }
 
-        var pipeline = Get("MANAGER_PIPELINE")?.ToLowerInvariant() switch
+        // Wolverine runs every command since issue 15 (ADR 0014); the old switch is still read so that a setting that asks
+        // for the deleted write side fails clearly.
+        switch (Get("MANAGER_PIPELINE")?.ToLowerInvariant())
         {
-            null or "" or "own" => CommandPipeline.Own,
-            "wolverine" => CommandPipeline.Wolverine,
-            var other => Fail(CommandPipeline.Own, $"MANAGER_PIPELINE must be own or wolverine (got '{other}')"),
-        };
+            case null or "" or "wolverine":
+                break;
+            case "own":
+                errors.Add("MANAGER_PIPELINE=own is no longer available: Wolverine's handlers run every command (ADR 0014); unset MANAGER_PIPELINE");
+                break;
+            case var other:
+                errors.Add($"MANAGER_PIPELINE must be wolverine or unset (got '{other}')");
+                break;
+        }
+
         var config = new ManagerConfig
         {
-            Pipeline = pipeline,
             ProjectionMaxLag = Int("MANAGER_PROJECTION_MAX_LAG", 10_000, 0, int.MaxValue),
             MqttTls = tlsCa is not null || tlsCert is not null || tlsInsecure
                 ? new BrokerTls { CaFile = tlsCa, ClientCertificateFile = tlsCert, ClientKeyFile = tlsKey, AllowUntrustedCertificates = tlsInsecure }
@@ -302,14 +303,4 @@ internal sealed class ManagerConfigurationException(IReadOnlyList<string> errors
     : Exception("invalid configuration:" + string.Concat(errors.Select(e => Environment.NewLine + "  - " + e)))
 {
     public IReadOnlyList<string> Errors { get; } = errors;
-}
-
-/// <summary>The write side that runs the commands (MANAGER_PIPELINE; ADR 0014).</summary>
-internal enum CommandPipeline
-{
-    /// <summary>Our CommandHandler, outbox relay, inbox and scheduler.</summary>
-    Own,
-
-    /// <summary>Wolverine's aggregate handlers, durable outbox and local queues on Marten.</summary>
-    Wolverine,
 }

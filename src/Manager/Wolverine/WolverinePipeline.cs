@@ -86,14 +86,15 @@ internal static class WolverinePipeline
 /// </summary>
 public sealed class WolverineTaskCommands
 {
+    /// <summary>
+    /// Sends <paramref name="command"/> with the request's metadata; <paramref name="headers"/> are plugin decisions the
+    /// route made itself (an invocation's, authorized before it ran), stored with the events.
+    /// </summary>
     public async Task<(CommandResult<TaskEvent, TaskState>? Result, IResult? Refused)> SendAsync(
-        TaskCommand command, HttpRequest request, TaskJson? body, CancellationToken cancellationToken)
+        TaskCommand command, HttpRequest request, TaskJson? body, CancellationToken cancellationToken, IReadOnlyDictionary<string, string>? headers = null)
     {
         ArgumentNullException.ThrowIfNull(command);
-        ArgumentNullException.ThrowIfNull(request);
-        var user = request.Headers["X-User-Id"].FirstOrDefault();
-        var correlation = request.Headers["X-Correlation-Id"].FirstOrDefault() ?? request.HttpContext.TraceIdentifier;
-        var metadata = new EventMetadata(correlation, null, string.IsNullOrEmpty(user) ? null : user, command.At, null);
+        var metadata = Metadata(request, command.At, headers);
         var bus = request.HttpContext.RequestServices.GetRequiredService<IMessageBus>();
         try
         {
@@ -107,6 +108,18 @@ public sealed class WolverineTaskCommands
         {
             return (null, ApiResults.Error(StatusCodes.Status403Forbidden, ex.Message));
         }
+    }
+
+    /// <summary>
+    /// A command's metadata from its request: X-User-Id as the user, X-Correlation-Id (or the request id) as the
+    /// correlation id, <paramref name="at"/> as the time, <paramref name="headers"/> stored with the events.
+    /// </summary>
+    public static EventMetadata Metadata(HttpRequest request, DateTimeOffset at, IReadOnlyDictionary<string, string>? headers = null)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var user = request.Headers["X-User-Id"].FirstOrDefault();
+        var correlation = request.Headers["X-Correlation-Id"].FirstOrDefault() ?? request.HttpContext.TraceIdentifier;
+        return new EventMetadata(correlation, null, string.IsNullOrEmpty(user) ? null : user, at, headers);
     }
 
     /// <summary>The route's answer: the refusal, the decider's rejection, or <paramref name="ok"/> with the new state.</summary>

@@ -15,7 +15,7 @@ namespace Propeller.Manager.Tests.Plugins;
 /// The plugin gate in the command pipeline (spec §7.9), with a scripted gate standing in for the Wasm plugin host:
 /// who is asked, with what, and what a deny or an answer does to the task and its history.
 /// </summary>
-public class PluginGateTests : IAsyncLifetime
+public sealed class PluginGateTests : IAsyncLifetime
 {
     private readonly string _tenant = "g" + Guid.NewGuid().ToString("N")[..12];
     private readonly ScriptedGate _gate = new();
@@ -29,15 +29,9 @@ public class PluginGateTests : IAsyncLifetime
 
     private HttpClient Http => _server.Client;
 
-    /// <summary>The schema of this run (a subclass runs every test again on another pipeline).</summary>
-    protected virtual string Schema => "api_plugins";
-
-    /// <summary>Settings added to the broker's (a subclass selects another pipeline).</summary>
-    protected virtual IReadOnlyDictionary<string, string> Settings => new Dictionary<string, string>();
-
     public async ValueTask InitializeAsync() => _server = await ManagerServer.StartAsync(
-        Schema,
-        new Dictionary<string, string>(Settings)
+        "api_plugins",
+        new Dictionary<string, string>
         {
             ["MANAGER_MQTT_ADDRESS"] = Broker,
             ["MANAGER_TENANT_ID"] = _tenant,

@@ -12,16 +12,13 @@ using static Propeller.Domain.Proplets.PropletCommand;
 
 namespace Propeller.Manager.Tests.Proplets;
 
-public class PropletApiTests : IAsyncLifetime
+public sealed class PropletApiTests : IAsyncLifetime
 {
     private ManagerServer _server = null!;
 
-    /// <summary>The manager's schema (and, in a subclass, its settings: the same tests on another event store).</summary>
-    protected virtual string Schema => "api_proplets";
+    private const string Schema = "api_proplets";
 
-    protected virtual IReadOnlyDictionary<string, string>? Settings => null;
-
-    public async ValueTask InitializeAsync() => _server = await ManagerServer.StartAsync(Schema, Settings);
+    public async ValueTask InitializeAsync() => _server = await ManagerServer.StartAsync(Schema, null);
 
     public async ValueTask DisposeAsync()
     {
