@@ -11,7 +11,14 @@ namespace Propeller.Infrastructure;
 /// <summary>The manager's messaging side: broker connection, inbound handler, outbox relay and scheduler.</summary>
 public static class MessagingServiceCollectionExtensions
 {
-    public static IServiceCollection AddManagerMessaging(this IServiceCollection services, Action<MqttBridgeOptions> mqtt, Action<SchedulerOptions> scheduler)
+    /// <param name="services">The host's services.</param>
+    /// <param name="mqtt">The broker connection's settings.</param>
+    /// <param name="scheduler">The scheduler's settings.</param>
+    /// <param name="schedulingLoops">
+    /// Our DispatchScheduler and LivenessMonitor loops; false on the Wolverine pipeline, where placement, the sweep and
+    /// liveness are Wolverine handlers and scheduled messages (ADR 0014).
+    /// </param>
+    public static IServiceCollection AddManagerMessaging(this IServiceCollection services, Action<MqttBridgeOptions> mqtt, Action<SchedulerOptions> scheduler, bool schedulingLoops = true)
     {
         services.AddOptions<MqttBridgeOptions>().Configure(mqtt);
         services.AddOptions<SchedulerOptions>().Configure(scheduler);
@@ -25,10 +32,14 @@ public static class MessagingServiceCollectionExtensions
         services.TryAddSingleton<ICommittedMessages>(sp => sp.GetRequiredService<OutboxRelay>());
         services.AddHostedService<MqttBridgeHostedService>();
         services.AddHostedService<OutboxRelayHostedService>();
-        services.TryAddSingleton<DispatchScheduler>();
-        services.TryAddSingleton<IImmediatePlacement>(sp => sp.GetRequiredService<DispatchScheduler>());
-        services.AddHostedService(sp => sp.GetRequiredService<DispatchScheduler>());
-        services.AddHostedService<LivenessMonitor>();
+        if (schedulingLoops)
+        {
+            services.TryAddSingleton<DispatchScheduler>();
+            services.TryAddSingleton<IImmediatePlacement>(sp => sp.GetRequiredService<DispatchScheduler>());
+            services.AddHostedService(sp => sp.GetRequiredService<DispatchScheduler>());
+            services.AddHostedService<LivenessMonitor>();
+        }
+
         return services;
     }
 }

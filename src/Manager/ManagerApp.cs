@@ -97,7 +97,12 @@ public static class ManagerApp
                     scheduler.LivenessWindow = config.LivenessWindow;
                     scheduler.Policy = config.Policy;
                     scheduler.MaxRedispatches = config.MaxRedispatches;
-                });
+                },
+                schedulingLoops: config.Pipeline != CommandPipeline.Wolverine);
+            if (config.Pipeline == CommandPipeline.Wolverine)
+            {
+                builder.Services.AddWolverineScheduling();
+            }
         }
 
         builder.Services.AddSingleton(new StopMessages(config.MqttAddress is null ? null : baseTopic));
@@ -128,6 +133,12 @@ public static class ManagerApp
                 await projections.SampleAsync(cancellationToken);
             }
 
+            // Wolverine's dead letters and scheduled messages (Wolverine pipeline only).
+            if (services.GetService<DeadLetterMetrics>() is { } deadLetters)
+            {
+                await deadLetters.SampleAsync();
+            }
+
             return Results.Text(metrics.Scrape(), "text/plain; version=0.0.4");
         }).WithName("metrics");
         app.MapOpenApi("/openapi/{documentName}.json");
@@ -137,6 +148,10 @@ public static class ManagerApp
         app.MapPropletEndpoints();
         app.MapMetricsEndpoints();
         app.MapEventEndpoints();
+        if (config.Pipeline == CommandPipeline.Wolverine)
+        {
+            app.MapDeadLetterEndpoints();
+        }
         if (config.PluginDir is not null)
         {
             app.MapPluginEndpoints();

@@ -270,20 +270,9 @@ public sealed class DispatchScheduler(
     }
 
     /// <summary>Under <see cref="_placing"/>: chooses by policy and counts the task in on the chosen candidate.</summary>
-    private Placement Select(PlacementRequest request, List<PropletCandidate> candidates)
-    {
-        var placement = PropletSelector.Select(_options.Policy, request, candidates, ref _cursor);
-        var index = placement.PropletId is { } chosen ? candidates.FindIndex(c => c.Id == chosen) : -1;
-        if (index >= 0)
-        {
-            candidates[index] = candidates[index] with { RunningTasks = candidates[index].RunningTasks + 1 };
-        }
+    private Placement Select(PlacementRequest request, List<PropletCandidate> candidates) => PlacementPlanner.SelectAndCount(_options.Policy, request, candidates, ref _cursor);
 
-        return placement;
-    }
-
-    private List<PropletCandidate> Candidates(IEnumerable<PropletView> views, DateTimeOffset now) =>
-        [.. views.Select(p => new PropletCandidate(p.Id.Value, p.IsAlive(now, _options.LivenessWindow), p.RunningTasks, p.Metadata.Tags.ToHashSet(StringComparer.Ordinal), p.Metadata.TotalMemoryBytes))];
+    private List<PropletCandidate> Candidates(IEnumerable<PropletView> views, DateTimeOffset now) => PlacementPlanner.CandidatesOf(views, now, _options.LivenessWindow);
 
     /// <summary>The candidates immediate placement chooses from, with the tasks it placed since counted in.</summary>
     private sealed record Snapshot(DateTimeOffset TakenAt, List<PropletCandidate> Candidates);

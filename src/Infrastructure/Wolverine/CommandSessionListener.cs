@@ -20,6 +20,7 @@ public sealed class CommandSessionListener : DocumentSessionListenerBase
     private readonly EventMetadata _metadata;
     private readonly CommandSessionServices _services;
     private readonly List<(string StreamId, object State, long Version)> _committed = [];
+    private readonly Dictionary<Guid, EventMetadata> _perStream = [];
 
     internal CommandSessionListener(EventMetadata metadata, CommandSessionServices services)
     {
@@ -30,6 +31,12 @@ public sealed class CommandSessionListener : DocumentSessionListenerBase
     /// <summary>Announces <paramref name="state"/> at <paramref name="version"/> once the session commits.</summary>
     public void Committed(string streamId, object state, long version) => _committed.Add((streamId, state, version));
 
+    /// <summary>
+    /// The events of Marten's stream <paramref name="streamKey"/> get <paramref name="metadata"/> instead of the
+    /// command's (a handler that appends to several streams, each with its own correlation and plugin decisions).
+    /// </summary>
+    public void Stamping(Guid streamKey, EventMetadata metadata) => _perStream[streamKey] = metadata;
+
     public override Task BeforeSaveChangesAsync(IDocumentSession session, CancellationToken token)
     {
         ArgumentNullException.ThrowIfNull(session);
@@ -37,7 +44,7 @@ public sealed class CommandSessionListener : DocumentSessionListenerBase
         {
             if (stream.Events.Count > 0 && stream.Events[0].Data is TaskEvent or PropletEvent)
             {
-                MartenEventStore.Stamp(stream.Events, _metadata);
+                MartenEventStore.Stamp(stream.Events, _perStream.GetValueOrDefault(stream.Id, _metadata));
             }
         }
 

@@ -366,13 +366,8 @@ internal static class TaskEndpoints
         var command = new StartTask(id, now, TaskPlugins.UserOf(request));
         if (Wolverine(request) is { } wolverine)
         {
-            var outcome = await wolverine.SendAsync(command, request, null, cancellationToken);
-            if (outcome.Result is { Rejection: null } started)
-            {
-                Scheduled(started, signals, placement);
-            }
-
-            return WolverineTaskCommands.Answer(outcome, _ => Results.Ok(new { started = true }));
+            // Placement is the handler's (dispatched or deferred in the start's transaction, or a cascaded PlaceTasks).
+            return WolverineTaskCommands.Answer(await wolverine.SendAsync(command, request, null, cancellationToken), _ => Results.Ok(new { started = true }));
         }
 
         var before = plugins.Active && await queries.GetAsync(id, cancellationToken) is { } state ? PluginTaskInfos.From(state) : null;
