@@ -22,6 +22,15 @@ internal static class ManagerBenchmark
 {
     public static async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
     {
+        if (args.Contains("--waiting"))
+        {
+            var ownWaiting = await MeasureWaitingAsync(args, "own", cancellationToken);
+            var wolverineWaiting = await MeasureWaitingAsync(args, "wolverine", cancellationToken);
+            Console.WriteLine(FormattableString.Invariant(
+                $"manager case=waiting-pipelines own_dispatched_per_s={ownWaiting.Dispatched:F0} wolverine_dispatched_per_s={wolverineWaiting.Dispatched:F0} dispatched_ratio={wolverineWaiting.Dispatched / ownWaiting.Dispatched:F2} own_completed_per_s={ownWaiting.Completed:F0} wolverine_completed_per_s={wolverineWaiting.Completed:F0} completed_ratio={wolverineWaiting.Completed / ownWaiting.Completed:F2}"));
+            return 0;
+        }
+
         if (!args.Contains("--pipelines"))
         {
             await MeasureAsync(args, null, cancellationToken);
@@ -110,6 +119,69 @@ internal static class ManagerBenchmark
         }
 
         return (tasksPerSecond, Percentile(latencies, 0.50), Percentile(latencies, 0.99));
+    }
+
+    /// <summary>
+    /// `manager --waiting [--tasks N]` (default 1,000): N tasks started with no proplet (each waits, with its reason),
+    /// then M proplets appear; the clock runs from the proplets' start to no task waiting (all dispatched) and to the last
+    /// task Completed. Prints tasks placed and completed per second and how many placement rounds dispatched them (distinct decision times of the
+    /// task.dispatched events: on the Wolverine pipeline one round is one transaction; ours appends each task alone).
+    /// </summary>
+    private static async Task<(double Dispatched, double Completed)> MeasureWaitingAsync(string[] args, string pipeline, CancellationToken cancellationToken)
+    {
+        var tasks = Option(args, "--tasks", 1000);
+        var proplets = Option(args, "--proplets", 3);
+        var clients = Option(args, "--clients", 16);
+        const string schema = "bench_waiting";
+        await using var manager = await BenchManager.StartAsync(schema, "wait", cancellationToken, new Dictionary<string, string> { ["MANAGER_PIPELINE"] = pipeline });
+        var http = manager.Http;
+        var next = -1;
+        await Task.WhenAll(Enumerable.Range(0, clients).Select(_ => Task.Run(async () =>
+        {
+            while (Interlocked.Increment(ref next) < tasks)
+            {
+                var created = await http.PostAsync("/tasks", new StringContent("""{"name":"main","inputs":["1","2"]}""", Encoding.UTF8, "application/json"), cancellationToken);
+                var id = (await created.Content.ReadFromJsonAsync<JsonElement>(cancellationToken)).GetProperty("id").GetString();
+                (await http.PostAsync($"/tasks/{id}/start", null, cancellationToken)).EnsureSuccessStatusCode();
+            }
+        }, cancellationToken)));
+
+        var stopwatch = Stopwatch.StartNew();
+        var simulated = new List<BrokerConnection>();
+        for (var i = 0; i < proplets; i++)
+        {
+            simulated.Add(await StartPropletAsync(manager.Broker, manager.BaseTopic, Guid.NewGuid().ToString(), cancellationToken));
+        }
+
+        TimeSpan? placed = null;
+        while ((await http.GetFromJsonAsync<JsonElement>("/tasks?state=3&limit=1", cancellationToken)).GetProperty("total").GetInt32() < tasks)
+        {
+            if (placed is null && (await http.GetFromJsonAsync<JsonElement>("/tasks?state=1&limit=1", cancellationToken)).GetProperty("total").GetInt32() == 0)
+            {
+                placed = stopwatch.Elapsed;
+            }
+
+            if (stopwatch.Elapsed > TimeSpan.FromMinutes(5))
+            {
+                throw new TimeoutException("waiting tasks were not all completed within 5 minutes");
+            }
+
+            await Task.Delay(20, cancellationToken);
+        }
+
+        stopwatch.Stop();
+        var dataSource = manager.App.Services.GetRequiredService<Npgsql.NpgsqlDataSource>();
+        await using var rounds = dataSource.CreateCommand($"select count(distinct timestamp) from {schema}.mt_events where type = 'task.dispatched.v1'");
+        var roundCount = (long)(await rounds.ExecuteScalarAsync(cancellationToken))!;
+        var perSecond = tasks / stopwatch.Elapsed.TotalSeconds;
+        Console.WriteLine(FormattableString.Invariant(
+            $"manager case=waiting pipeline={pipeline} tasks={tasks} proplets={proplets} all_dispatched_s={(placed ?? stopwatch.Elapsed).TotalSeconds:F2} all_completed_s={stopwatch.Elapsed.TotalSeconds:F2} tasks_per_s={perSecond:F0} dispatch_rounds={roundCount}"));
+        foreach (var client in simulated)
+        {
+            await client.DisposeAsync();
+        }
+
+        return (tasks / (placed ?? stopwatch.Elapsed).TotalSeconds, perSecond);
     }
 
     private static async Task<double> ReferenceAppendsPerSecondAsync(IServiceProvider services, int writers, int tasks, CancellationToken cancellationToken)

@@ -80,14 +80,19 @@ internal static class WolverinePipeline
             opts.PublishMessage<PublishToBroker>().ToLocalQueue("broker");
             opts.LocalQueue("broker").UseDurableInbox();
 
-            // Placement, the sweep and liveness timers (decision 13): durable local queue "scheduling"; the timers are
+            // Placement, the sweep and liveness timers (decision 13): durable local queues "scheduling" and "sweeps"; the timers are
             // scheduled messages in Wolverine's incoming envelopes, which the durability agent looks for every second
             // (default 5 s: a liveness check could fire up to 5 s late).
             opts.PublishMessage<PlaceTasks>().ToLocalQueue("scheduling");
-            opts.PublishMessage<SweepWaitingTasks>().ToLocalQueue("scheduling");
+            opts.PublishMessage<SweepWaitingTasks>().ToLocalQueue("sweeps");
             opts.PublishMessage<CheckLiveness>().ToLocalQueue("scheduling");
             opts.PublishMessage<RedispatchTasksOf>().ToLocalQueue("scheduling");
             opts.LocalQueue("scheduling").UseDurableInbox();
+
+            // Sweeps one at a time on a node: three proplets discovered at once send three sweeps, and in parallel
+            // they would all place the same oldest tasks and lose races to each other (measured: a storm of conflict
+            // retries); in turn, each places what the one before left.
+            opts.LocalQueue("sweeps").Sequential().UseDurableInbox();
             opts.Durability.ScheduledJobPollingTime = TimeSpan.FromSeconds(1);
 
             // A lost race on a stream decides again on the new state (Marten's optimistic concurrency): as many tries

@@ -20,7 +20,7 @@ namespace Propeller.Manager.Wolverine;
 /// the scheduling handlers use it: decides with <see cref="TaskDecider"/> and <see cref="PropletDecider"/> on streams
 /// fetched for writing in the handler's Marten session, so the events, the timers and the cascaded messages (start
 /// messages, scheduled checks) commit in Wolverine's one transaction. One per node; it holds no state but the time the
-/// sweep chain was last seen due (to skip reading the timer while it is known to be running).
+/// sweep chain was last seen due in the committed timer document (to skip reading it while it is known to be running).
 /// </summary>
 public sealed partial class WolverineScheduling(
     PlacementPlanner planner, ITaskQueries tasks, IPropletRegistry proplets, CommandSessionServices sessions, TimeProvider time, ILogger<WolverineScheduling> logger)
@@ -38,8 +38,8 @@ public sealed partial class WolverineScheduling(
     private static TimeSpan Grace => TimeSpan.FromMinutes(1);
 
     /// <summary>Metadata for what the scheduler decides on its own: the task as the correlation, the system as the user.</summary>
-    public EventMetadata SystemMetadata(string? correlationId, IEnumerable<PluginDecision>? decisions = null) =>
-        new(correlationId, null, PluginAuthContext.SystemUser, time.GetUtcNow(), decisions is null ? null : PluginTaskInfos.Headers(decisions));
+    public EventMetadata SystemMetadata(string? correlationId, IEnumerable<PluginDecision>? decisions = null, DateTimeOffset? at = null) =>
+        new(correlationId, null, PluginAuthContext.SystemUser, at ?? time.GetUtcNow(), decisions is null ? null : PluginTaskInfos.Headers(decisions));
 
     /// <summary>
     /// Decides <paramref name="plan"/> on <paramref name="state"/>: the events (none when a node before us decided
@@ -91,12 +91,14 @@ public sealed partial class WolverineScheduling(
             return 0;
         }
 
+        // One decision time for the round (its events carry it: one timestamp per placement transaction).
+        var now = time.GetUtcNow();
         var plans = await planner.PlanAsync([.. waiting.Values.Select(s => s.Aggregate!)], cancellationToken);
         var stillWaiting = 0;
         foreach (var plan in plans)
         {
             var stream = waiting[plan.Task.Id.Value];
-            var metadata = SystemMetadata(plan.Task.Id.ToString(), plan.Decisions);
+            var metadata = SystemMetadata(plan.Task.Id.ToString(), plan.Decisions, now);
             var (events, state, start) = Decide(plan, stream.Aggregate!, metadata.CorrelationId);
             if (state.Status == TaskStatus.Scheduled)
             {
@@ -156,7 +158,9 @@ public sealed partial class WolverineScheduling(
         timer.DueAt = dueAt;
         session.Store(timer);
         outgoing.Schedule(new SweepWaitingTasks(timer.Token), dueAt);
-        Interlocked.Exchange(ref _sweepDueTicks, dueAt.UtcTicks);
+
+        // Not remembered here: the transaction may yet roll back (a lost race re-runs the handler). What this node
+        // remembers is only what it read, committed, from the timer document.
     }
 
     public DateTimeOffset NextSweep(bool waiting) => time.GetUtcNow() + (waiting ? Options.SweepInterval : Options.IdleSweepInterval);
