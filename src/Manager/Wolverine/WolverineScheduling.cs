@@ -146,7 +146,11 @@ public sealed partial class WolverineScheduling(
             return;
         }
 
-        ScheduleSweep(session, outgoing, new SchedulerTimer { Id = SweepTimerId, Token = Guid.NewGuid() }, wanted);
+        // A new chain starts soon whatever it is for: two writers that race here (this node's start sweep and a
+        // deferral on another node, say) cannot see each other's document, the last one wins, and the loser's link
+        // stops when it fires; starting every chain a sweep interval ahead bounds what such a race costs a waiting
+        // task to one interval, not the idle one.
+        ScheduleSweep(session, outgoing, new SchedulerTimer { Id = SweepTimerId, Token = Guid.NewGuid() }, now + Options.SweepInterval);
     }
 
     /// <summary>The next link of the sweep chain <paramref name="timer"/> (its token), due at <paramref name="dueAt"/>.</summary>
