@@ -1,6 +1,4 @@
 using FluentValidation;
-using Microsoft.Extensions.DependencyInjection.Extensions;
-using Propeller.Application.Messaging;
 using Propeller.Contracts.Tasks;
 using Propeller.Infrastructure;
 using Propeller.Manager.Configuration;
@@ -95,10 +93,10 @@ public static class ManagerApp
                     scheduler.Policy = config.Policy;
                     scheduler.MaxRedispatches = config.MaxRedispatches;
                 });
+            builder.Services.AddWolverineScheduling();
         }
 
         builder.Services.AddSingleton(new StopMessages(config.MqttAddress is null ? null : baseTopic));
-        builder.Services.TryAddSingleton<WorkSignals>();
         builder.Services.AddSingleton<Plugins.TaskPlugins>();
         builder.Services.AddSingleton<IValidator<TaskJson>, TaskJsonValidator>();
         builder.Services.AddExceptionHandler<ApiExceptionHandler>();
@@ -124,6 +122,12 @@ public static class ManagerApp
                 await projections.SampleAsync(cancellationToken);
             }
 
+            // Wolverine's dead letters and scheduled messages.
+            if (services.GetService<DeadLetterMetrics>() is { } deadLetters)
+            {
+                await deadLetters.SampleAsync();
+            }
+
             return Results.Text(metrics.Scrape(), "text/plain; version=0.0.4");
         }).WithName("metrics");
         app.MapOpenApi("/openapi/{documentName}.json");
@@ -133,6 +137,7 @@ public static class ManagerApp
         app.MapPropletEndpoints();
         app.MapMetricsEndpoints();
         app.MapEventEndpoints();
+        app.MapDeadLetterEndpoints();
         if (config.PluginDir is not null)
         {
             app.MapPluginEndpoints();

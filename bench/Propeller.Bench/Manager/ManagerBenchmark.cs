@@ -21,6 +21,12 @@ internal static class ManagerBenchmark
 {
     public static async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
     {
+        if (args.Contains("--waiting"))
+        {
+            await MeasureWaitingAsync(args, cancellationToken);
+            return 0;
+        }
+
         await MeasureAsync(args, cancellationToken);
         return 0;
     }
@@ -99,6 +105,67 @@ internal static class ManagerBenchmark
             await client.DisposeAsync();
         }
 
+    }
+
+    /// <summary>
+    /// `manager --waiting [--tasks N]` (default 1,000): N tasks started with no proplet (each waits, with its reason),
+    /// then M proplets appear; the clock runs from the proplets' start to no task waiting (all dispatched) and to the last
+    /// task Completed. Prints tasks placed and completed per second and how many placement rounds dispatched them (distinct decision times of the
+    /// task.dispatched events: one placement round is one transaction).
+    /// </summary>
+    private static async Task MeasureWaitingAsync(string[] args, CancellationToken cancellationToken)
+    {
+        var tasks = Option(args, "--tasks", 1000);
+        var proplets = Option(args, "--proplets", 3);
+        var clients = Option(args, "--clients", 16);
+        const string schema = "bench_waiting";
+        await using var manager = await BenchManager.StartAsync(schema, "wait", cancellationToken);
+        var http = manager.Http;
+        var next = -1;
+        await Task.WhenAll(Enumerable.Range(0, clients).Select(_ => Task.Run(async () =>
+        {
+            while (Interlocked.Increment(ref next) < tasks)
+            {
+                var created = await http.PostAsync("/tasks", new StringContent("""{"name":"main","inputs":["1","2"]}""", Encoding.UTF8, "application/json"), cancellationToken);
+                var id = (await created.Content.ReadFromJsonAsync<JsonElement>(cancellationToken)).GetProperty("id").GetString();
+                (await http.PostAsync($"/tasks/{id}/start", null, cancellationToken)).EnsureSuccessStatusCode();
+            }
+        }, cancellationToken)));
+
+        var stopwatch = Stopwatch.StartNew();
+        var simulated = new List<BrokerConnection>();
+        for (var i = 0; i < proplets; i++)
+        {
+            simulated.Add(await StartPropletAsync(manager.Broker, manager.BaseTopic, Guid.NewGuid().ToString(), cancellationToken));
+        }
+
+        TimeSpan? placed = null;
+        while ((await http.GetFromJsonAsync<JsonElement>("/tasks?state=3&limit=1", cancellationToken)).GetProperty("total").GetInt32() < tasks)
+        {
+            if (placed is null && (await http.GetFromJsonAsync<JsonElement>("/tasks?state=1&limit=1", cancellationToken)).GetProperty("total").GetInt32() == 0)
+            {
+                placed = stopwatch.Elapsed;
+            }
+
+            if (stopwatch.Elapsed > TimeSpan.FromMinutes(5))
+            {
+                throw new TimeoutException("waiting tasks were not all completed within 5 minutes");
+            }
+
+            await Task.Delay(20, cancellationToken);
+        }
+
+        stopwatch.Stop();
+        var dataSource = manager.App.Services.GetRequiredService<Npgsql.NpgsqlDataSource>();
+        await using var rounds = dataSource.CreateCommand($"select count(distinct timestamp) from {schema}.mt_events where type = 'task.dispatched.v1'");
+        var roundCount = (long)(await rounds.ExecuteScalarAsync(cancellationToken))!;
+        var perSecond = tasks / stopwatch.Elapsed.TotalSeconds;
+        Console.WriteLine(FormattableString.Invariant(
+            $"manager case=waiting tasks={tasks} proplets={proplets} all_dispatched_s={(placed ?? stopwatch.Elapsed).TotalSeconds:F2} all_completed_s={stopwatch.Elapsed.TotalSeconds:F2} tasks_per_s={perSecond:F0} dispatch_rounds={roundCount}"));
+        foreach (var client in simulated)
+        {
+            await client.DisposeAsync();
+        }
     }
 
     private static async Task<double> ReferenceAppendsPerSecondAsync(IServiceProvider services, int writers, int tasks, CancellationToken cancellationToken)

@@ -3,8 +3,6 @@ using System.Text.Json;
 using FluentValidation;
 using Propeller.Application.Aggregates;
 using Propeller.Application.EventStore;
-using Propeller.Application.Messaging;
-using Propeller.Application.Scheduling;
 using Propeller.Application.Tasks;
 using Propeller.Contracts;
 using Propeller.Contracts.Tasks;
@@ -305,20 +303,15 @@ internal static class TaskEndpoints
     /// gate and on_task_start are the handler's middleware; otherwise the started task goes to the scheduler.
     /// </summary>
     private static async Task<IResult> StartAsync(
-        string taskId, HttpRequest request, WolverineTaskCommands commands, WorkSignals signals, TimeProvider time, CancellationToken cancellationToken)
+        string taskId, HttpRequest request, WolverineTaskCommands commands, TimeProvider time, CancellationToken cancellationToken)
     {
         if (!TryTaskId(taskId, out var id))
         {
             return ApiResults.BadRequest(InvalidId);
         }
 
-        var placement = request.HttpContext.RequestServices.GetService<IImmediatePlacement>();
+        // Placement is the handler's (dispatched or deferred in the start's transaction, or a cascaded PlaceTasks).
         var outcome = await commands.SendAsync(new StartTask(id, time.GetUtcNow(), TaskPlugins.UserOf(request)), request, null, cancellationToken);
-        if (outcome.Result is { Rejection: null } started)
-        {
-            Scheduled(started, signals, placement);
-        }
-
         return WolverineTaskCommands.Answer(outcome, _ => Results.Ok(new { started = true }));
     }
 
@@ -366,19 +359,6 @@ internal static class TaskEndpoints
         TryTaskId(taskId, out var id)
             ? WolverineTaskCommands.Answer(await commands.SendAsync(command(id), request, null, cancellationToken), ok)
             : ApiResults.BadRequest(InvalidId);
-
-    /// <summary>A started task waiting for a proplet goes to the scheduler; one dispatched at once is counted as placed.</summary>
-    private static void Scheduled(CommandResult<TaskEvent, TaskState> result, WorkSignals signals, IImmediatePlacement? placement)
-    {
-        if (result.State.Status == TaskStatus.Scheduled)
-        {
-            signals.OfferStart(result.State);
-        }
-        else if (result.Appended.Any(e => e is TaskEvent.TaskDispatched))
-        {
-            placement?.Dispatched(result.State);
-        }
-    }
 
     private static IResult? Validate(IValidator<TaskJson> validator, TaskJson body)
     {

@@ -8,6 +8,7 @@ using Propeller.Domain.Proplets;
 using Propeller.Domain.Tasks;
 using Propeller.Contracts.Tasks;
 using Propeller.Infrastructure.Mqtt;
+using Propeller.Infrastructure.Scheduling;
 using Propeller.Infrastructure.Wolverine;
 using Propeller.Manager.Http;
 using Propeller.Manager.Plugins;
@@ -42,6 +43,17 @@ internal static class WolverinePipeline
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
     }
 
+    /// <summary>
+    /// Placement, the sweep and liveness on Wolverine (decision 13), where a broker is configured: the planner and the
+    /// scheduling service the handlers use, and one sweep at start (waiting tasks of before the restart, timers lost).
+    /// </summary>
+    public static void AddWolverineScheduling(this IServiceCollection services)
+    {
+        services.TryAddSingleton<PlacementPlanner>();
+        services.TryAddSingleton<WolverineScheduling>();
+        services.AddHostedService<SweepAtStart>();
+    }
+
     public static void AddWolverinePipeline(this WebApplicationBuilder builder)
     {
         builder.Services.TryAddSingleton<CommandSessionServices>();
@@ -49,6 +61,8 @@ internal static class WolverinePipeline
         builder.Services.TryAddSingleton<WolverineTaskCommands>();
         builder.Services.TryAddSingleton<IValidator<RunTaskCommand>, RunTaskCommandValidator>();
         builder.Services.TryAddSingleton<IInboundCommands, WolverineInboundCommands>();
+        builder.Services.TryAddSingleton<DeadLetterMetrics>();
+        builder.Services.ConfigureMarten(o => o.Schema.For<SchedulerTimer>().DocumentAlias("scheduler_timer"));
         builder.Host.UseWolverine(opts =>
         {
             opts.ApplicationAssembly = typeof(WolverinePipeline).Assembly;
@@ -66,6 +80,21 @@ internal static class WolverinePipeline
             opts.Policies.UseDurableLocalQueues();
             opts.PublishMessage<PublishToBroker>().ToLocalQueue("broker");
             opts.LocalQueue("broker").UseDurableInbox();
+
+            // Placement, the sweep and liveness timers (decision 13): durable local queues "scheduling" and "sweeps"; the timers are
+            // scheduled messages in Wolverine's incoming envelopes, which the durability agent looks for every second
+            // (default 5 s: a liveness check could fire up to 5 s late).
+            opts.PublishMessage<PlaceTasks>().ToLocalQueue("scheduling");
+            opts.PublishMessage<SweepWaitingTasks>().ToLocalQueue("sweeps");
+            opts.PublishMessage<CheckLiveness>().ToLocalQueue("scheduling");
+            opts.PublishMessage<RedispatchTasksOf>().ToLocalQueue("scheduling");
+            opts.LocalQueue("scheduling").UseDurableInbox();
+
+            // Sweeps one at a time on a node: three proplets discovered at once send three sweeps, and in parallel
+            // they would all place the same oldest tasks and lose races to each other (measured: a storm of conflict
+            // retries); in turn, each places what the one before left.
+            opts.LocalQueue("sweeps").Sequential().UseDurableInbox();
+            opts.Durability.ScheduledJobPollingTime = TimeSpan.FromSeconds(1);
 
             // A lost race on a stream decides again on the new state (Marten's optimistic concurrency): as many tries
             // as our CommandHandler's and more, each after a short, jittered pause, so many writers on one stream
@@ -184,4 +213,16 @@ public sealed class WolverineInboundCommands(IWolverineRuntime runtime) : IInbou
 
     public Task HandlePropletAsync(PropletCommand command, EventMetadata metadata, CancellationToken cancellationToken) =>
         new MessageBus(runtime).InvokeAsync<CommandResult<PropletEvent, PropletState>>(RunPropletCommand.For(command, metadata), cancellationToken);
+}
+
+/// <summary>Sends one <see cref="SweepWaitingTasks"/> once Wolverine runs: places what waited across a restart and makes sure the sweep chain runs.</summary>
+internal sealed class SweepAtStart(IHostApplicationLifetime lifetime, IWolverineRuntime runtime) : IHostedService
+{
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        lifetime.ApplicationStarted.Register(() => _ = new MessageBus(runtime).PublishAsync(new SweepWaitingTasks(null)).AsTask());
+        return Task.CompletedTask;
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }
