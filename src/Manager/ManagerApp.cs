@@ -48,6 +48,10 @@ public static class ManagerApp
         }
 
         builder.Services.AddSingleton(config);
+
+        // Balanced mode on the Wolverine pipeline: Wolverine distributes Marten's async projections among the nodes,
+        // so Marten's own daemon is not added (ADR 0014).
+        var wolverineRunsProjections = runDaemon && config.Pipeline == CommandPipeline.Wolverine && config.Durability == DurabilityModeSetting.Balanced;
         builder.Services.AddInfrastructure(
             o =>
             {
@@ -55,12 +59,16 @@ public static class ManagerApp
                 o.Schema = config.PostgresSchema ?? o.Schema;
                 builder.Configuration.GetSection("EventStore:GroupCommit").Bind(o.GroupCommit);
             },
-            runDaemon,
-            config.Pipeline == CommandPipeline.Wolverine ? m => WolverinePipeline.IntegrateMarten(m, config.PostgresSchema ?? "propeller") : null);
-        builder.Services.Configure<Infrastructure.MartenStore.ProjectionHealthOptions>(o => o.MaxLag = config.ProjectionMaxLag);
+            runDaemon && !wolverineRunsProjections,
+            config.Pipeline == CommandPipeline.Wolverine ? m => WolverinePipeline.IntegrateMarten(m, config.PostgresSchema ?? "propeller", wolverineRunsProjections) : null);
+        builder.Services.Configure<Infrastructure.MartenStore.ProjectionHealthOptions>(o =>
+        {
+            o.MaxLag = config.ProjectionMaxLag;
+            o.Distributed = wolverineRunsProjections;
+        });
         if (config.Pipeline == CommandPipeline.Wolverine)
         {
-            builder.AddWolverinePipeline();
+            builder.AddWolverinePipeline(config.Durability, config.NodeStaleTimeout);
         }
 
         if (config.PluginDir is { } pluginDir)
