@@ -52,7 +52,7 @@ public sealed class ManagerNodesTests
         await WaitTerminalAsync(cluster, i => i % 2 == 0 ? a : b, [.. ids], TimeSpan.FromSeconds(120));
 
         // Kill the first node (it started first: the leader, running the projections) while it dispatches a burst of
-        // starts that the proplets hold: the survivor records their results, and whatever the dead node had committed
+        // starts (once 5 reached the proplets) that the proplets hold: the survivor records their results, and whatever the dead node had committed
         // but not yet published (its durable envelopes) is recovered once it is declared stale.
         proplets.Hold = true;
         var burst = new List<string>();
@@ -72,14 +72,16 @@ public sealed class ManagerNodesTests
                     accepted.Add(burst[i]);
                 }
             }
-            catch (HttpRequestException)
+            catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException && !Ct.IsCancellationRequested)
             {
                 // the node died under the request
             }
         });
         await cluster.WaitUntilAsync(
-            "the proplets to receive 20 starts of the burst", () => Task.FromResult(burst.Count(proplets.Starts.ContainsKey) >= 20), TimeSpan.FromSeconds(60), Ct);
+            "the proplets to receive 5 starts of the burst", () => Task.FromResult(burst.Count(proplets.Starts.ContainsKey) >= 5), TimeSpan.FromSeconds(60), Ct);
         cluster.KillManager();
+        var publishedBeforeKill = burst.Count(proplets.Starts.ContainsKey);
+        var leftBehind = await UnhandledEnvelopesAsync(cluster.Schema);
         await starting;
         await proplets.ReleaseAsync(Ct);
 
@@ -93,7 +95,7 @@ public sealed class ManagerNodesTests
             }
         }
 
-        started.Count.ShouldBeGreaterThanOrEqualTo(20);
+        started.Count.ShouldBeGreaterThanOrEqualTo(5);
         await WaitTerminalAsync(cluster, _ => b, started, TimeSpan.FromSeconds(90));
         await cluster.WaitUntilAsync(
             "no durable message left unhandled", async () => await UnhandledEnvelopesAsync(cluster.Schema) == 0, TimeSpan.FromSeconds(60), Ct);
@@ -108,7 +110,7 @@ public sealed class ManagerNodesTests
         }
 
         TestContext.Current.TestOutputHelper?.WriteLine(
-            $"two nodes: {all.Count} tasks, burst {burst.Count} ({accepted.Count} accepted before the kill, {started.Count} past Pending), start messages {proplets.Starts.Values.Sum()}");
+            $"two nodes: {all.Count} tasks, burst {burst.Count} ({accepted.Count} starts accepted, {started.Count} past Pending, {publishedBeforeKill} published before the kill, {leftBehind} durable envelopes left behind by the dead node), start messages {proplets.Starts.Values.Sum()}");
     }
 
     [Fact]
@@ -130,10 +132,16 @@ public sealed class ManagerNodesTests
         // Starts from 8 clients while the manager is killed and restarted at random points: a start that meets a dead
         // manager is sent again once it answers (a 4xx then means the first attempt had committed).
         using var startsDone = new CancellationTokenSource();
+        var deadline = DateTime.UtcNow.AddMinutes(4);
         var starting = ParallelAsync(Tasks, 8, async i =>
         {
             while (true)
             {
+                if (DateTime.UtcNow > deadline)
+                {
+                    throw new TimeoutException($"task {ids[i]} could not be started within 4 minutes of kills and restarts:\n{cluster.Logs()}");
+                }
+
                 try
                 {
                     using var response = await http.PostAsync($"/tasks/{ids[i]}/start", null, Ct);
@@ -163,9 +171,10 @@ public sealed class ManagerNodesTests
         await WaitTerminalAsync(cluster, _ => http, ids, TimeSpan.FromSeconds(120));
 
         // A result delivered again (as the broker does after a crash before its acknowledgement) is recorded as ignored.
+        var ignored = Count(await EventCountsAsync(cluster.Schema), ids[0], "task.result_ignored.v1");
         await proplets.SendResultAgainAsync(ids[0], Ct);
         await cluster.WaitUntilAsync(
-            "the repeated result to be recorded as ignored", async () => Count(await EventCountsAsync(cluster.Schema), ids[0], "task.result_ignored.v1") >= 1, TimeSpan.FromSeconds(30), Ct);
+            "the repeated result to be recorded as ignored", async () => Count(await EventCountsAsync(cluster.Schema), ids[0], "task.result_ignored.v1") > ignored, TimeSpan.FromSeconds(30), Ct);
 
         var counts = await EventCountsAsync(cluster.Schema);
         var missing = ids.Where(id => !proplets.Starts.ContainsKey(id)).ToList();
