@@ -46,6 +46,10 @@ public static class ManagerApp
         }
 
         builder.Services.AddSingleton(config);
+
+        // Balanced mode: Wolverine distributes Marten's async projections among the nodes,
+        // so Marten's own daemon is not added (ADR 0014).
+        var wolverineRunsProjections = runDaemon && config.Durability == DurabilityModeSetting.Balanced;
         builder.Services.AddInfrastructure(
             o =>
             {
@@ -53,10 +57,14 @@ public static class ManagerApp
                 o.Schema = config.PostgresSchema ?? o.Schema;
                 builder.Configuration.GetSection("EventStore:GroupCommit").Bind(o.GroupCommit);
             },
-            runDaemon,
-            m => WolverinePipeline.IntegrateMarten(m, config.PostgresSchema ?? "propeller"));
-        builder.Services.Configure<Infrastructure.MartenStore.ProjectionHealthOptions>(o => o.MaxLag = config.ProjectionMaxLag);
-        builder.AddWolverinePipeline();
+            runDaemon && !wolverineRunsProjections,
+            m => WolverinePipeline.IntegrateMarten(m, config.PostgresSchema ?? "propeller", wolverineRunsProjections));
+        builder.Services.Configure<Infrastructure.MartenStore.ProjectionHealthOptions>(o =>
+        {
+            o.MaxLag = config.ProjectionMaxLag;
+            o.Distributed = wolverineRunsProjections;
+        });
+        builder.AddWolverinePipeline(config.Durability, config.NodeStaleTimeout);
 
         if (config.PluginDir is { } pluginDir)
         {

@@ -40,7 +40,8 @@ internal sealed class BenchManager : IAsyncDisposable
     /// <param name="schema">Dropped first, then the manager's.</param>
     /// <param name="tenantPrefix">A fresh tenant per run (its own topics).</param>
     /// <param name="cancellationToken">Stops the start.</param>
-    public static async Task<BenchManager> StartAsync(string schema, string tenantPrefix, CancellationToken cancellationToken)
+    /// <param name="settings">More MANAGER_* settings (the durability comparison selects the mode with them).</param>
+    public static async Task<BenchManager> StartAsync(string schema, string tenantPrefix, CancellationToken cancellationToken, IReadOnlyDictionary<string, string>? settings = null)
     {
         var broker = Environment.GetEnvironmentVariable("PROPELLER_TEST_MQTT") is { Length: > 0 } m ? m : "tcp://127.0.0.1:51883";
         var tenant = tenantPrefix + Guid.NewGuid().ToString("N")[..8];
@@ -59,6 +60,11 @@ internal sealed class BenchManager : IAsyncDisposable
             b.Configuration["MANAGER_CHANNEL_ID"] = "bench";
             b.Configuration["MANAGER_ENTITY_ID"] = "manager-" + tenant;
             b.Configuration["MANAGER_MQTT_QOS"] = "1";
+            foreach (var (key, value) in settings ?? new Dictionary<string, string>())
+            {
+                b.Configuration[key] = value;
+            }
+
             b.Logging.SetMinimumLevel(LogLevel.Warning);
         });
         await app.StartAsync(cancellationToken);

@@ -16,27 +16,39 @@ namespace Propeller.Bench.Manager;
 /// request to the Completed state visible through GET /tasks/{id} (long polling with ?wait). Options: --tasks N (4000),
 /// --proplets M (3), --clients C (16), --warmup N (default: until the JIT has settled). Reference in the same run and
 /// database: Marten alone appending a task's create (decide, append, inline view, commit) at the same concurrency.
+/// With --durability the run is made twice in one process, in Wolverine's Solo and Balanced modes (ADR 0014), and the
+/// ratio Balanced / Solo is printed.
 /// </summary>
 internal static class ManagerBenchmark
 {
     public static async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
     {
+        if (args.Contains("--durability"))
+        {
+            // Wolverine's durability modes side by side (ADR 0014): Solo is the reference for Balanced on one node.
+            var solo = await MeasureAsync(args, new Dictionary<string, string> { ["MANAGER_DURABILITY_MODE"] = "solo" }, cancellationToken);
+            var balanced = await MeasureAsync(args, new Dictionary<string, string> { ["MANAGER_DURABILITY_MODE"] = "balanced" }, cancellationToken);
+            Console.WriteLine(FormattableString.Invariant(
+                $"manager case=durability solo_tasks_per_s={solo.TasksPerSecond:F0} solo_p50_ms={solo.P50:F1} solo_p99_ms={solo.P99:F1} balanced_tasks_per_s={balanced.TasksPerSecond:F0} balanced_p50_ms={balanced.P50:F1} balanced_p99_ms={balanced.P99:F1} ratio={balanced.TasksPerSecond / solo.TasksPerSecond:F2}"));
+            return 0;
+        }
+
         if (args.Contains("--waiting"))
         {
             await MeasureWaitingAsync(args, cancellationToken);
             return 0;
         }
 
-        await MeasureAsync(args, cancellationToken);
+        await MeasureAsync(args, null, cancellationToken);
         return 0;
     }
 
-    private static async Task MeasureAsync(string[] args, CancellationToken cancellationToken)
+    private static async Task<(double TasksPerSecond, double P50, double P99)> MeasureAsync(string[] args, IReadOnlyDictionary<string, string>? settings, CancellationToken cancellationToken)
     {
         var tasks = Option(args, "--tasks", 4000);
         var proplets = Option(args, "--proplets", 3);
         var clients = Option(args, "--clients", 16);
-        await using var manager = await BenchManager.StartAsync("bench_manager", "bench", cancellationToken);
+        await using var manager = await BenchManager.StartAsync("bench_manager", "bench", cancellationToken, settings);
         var app = manager.App;
         var http = manager.Http;
         var broker = manager.Broker;
@@ -95,7 +107,7 @@ internal static class ManagerBenchmark
         // is the ceiling the event store alone allows; ratio = what the whole manager reaches of it.
         var appendsPerSecond = await ReferenceAppendsPerSecondAsync(app.Services, clients, Math.Max(400, tasks), cancellationToken);
         Console.WriteLine(FormattableString.Invariant(
-            $"manager case=dispatch tasks={tasks} proplets={proplets} clients={clients} tasks_per_s={tasksPerSecond:F0} p50_ms={Percentile(latencies, 0.50):F1} p99_ms={Percentile(latencies, 0.99):F1} reference_appends_per_s={appendsPerSecond:F0} ratio={tasksPerSecond / (appendsPerSecond / 3):F2}"));
+            $"manager case=dispatch{(settings?.GetValueOrDefault("MANAGER_DURABILITY_MODE") is { } mode ? " durability=" + mode : "")} tasks={tasks} proplets={proplets} clients={clients} tasks_per_s={tasksPerSecond:F0} p50_ms={Percentile(latencies, 0.50):F1} p99_ms={Percentile(latencies, 0.99):F1} reference_appends_per_s={appendsPerSecond:F0} ratio={tasksPerSecond / (appendsPerSecond / 3):F2}"));
         PrintStages(stages, seen);
         Console.WriteLine(FormattableString.Invariant($"manager case=cpu machine_busy_ms_per_task={busyMs / tasks:F2} cores={Environment.ProcessorCount}"));
         await stopHeartbeats.CancelAsync();
@@ -105,6 +117,7 @@ internal static class ManagerBenchmark
             await client.DisposeAsync();
         }
 
+        return (tasksPerSecond, Percentile(latencies, 0.50), Percentile(latencies, 0.99));
     }
 
     /// <summary>

@@ -10,6 +10,7 @@ using Propeller.Contracts.Tasks;
 using Propeller.Infrastructure.Mqtt;
 using Propeller.Infrastructure.Scheduling;
 using Propeller.Infrastructure.Wolverine;
+using Propeller.Manager.Configuration;
 using Propeller.Manager.Http;
 using Propeller.Manager.Plugins;
 using Wolverine;
@@ -20,15 +21,23 @@ using Wolverine.Runtime;
 namespace Propeller.Manager.Wolverine;
 
 /// <summary>
-/// The Wolverine write side (MANAGER_PIPELINE=wolverine, ADR 0014), beside our own: Wolverine on Marten with its
-/// transactional middleware, durable inbox/outbox tables in the event store's schema, the durable local queue
+/// The manager's write side (ADR 0014): Wolverine on Marten with its transactional middleware, durable inbox/outbox tables in the event store's schema, the durable local queue
 /// "broker", and the conflict retry policy.
 /// </summary>
 internal static class WolverinePipeline
 {
-    /// <summary>Integrates Wolverine with the Marten registration (its envelope tables beside Marten's).</summary>
-    public static void IntegrateMarten(MartenServiceCollectionExtensions.MartenConfigurationExpression marten, string schema) =>
-        marten.IntegrateWithWolverine(w => w.MessageStorageSchemaName = schema);
+    /// <summary>
+    /// Integrates Wolverine with the Marten registration (its envelope tables beside Marten's). With
+    /// <paramref name="distributeProjections"/> (Balanced mode) Wolverine runs Marten's async projections itself, each on
+    /// exactly one node of the cluster (its managed subscription distribution replaces Marten's own daemon, which must
+    /// then not be added).
+    /// </summary>
+    public static void IntegrateMarten(MartenServiceCollectionExtensions.MartenConfigurationExpression marten, string schema, bool distributeProjections) =>
+        marten.IntegrateWithWolverine(w =>
+        {
+            w.MessageStorageSchemaName = schema;
+            w.UseWolverineManagedEventSubscriptionDistribution = distributeProjections;
+        });
 
     /// <summary>
     /// The configuration `propeller-manager codegen` generates the handler code under: the Wolverine pipeline with a
@@ -38,7 +47,6 @@ internal static class WolverinePipeline
     public static void ConfigureForCodegen(WebApplicationBuilder builder)
     {
         ArgumentNullException.ThrowIfNull(builder);
-        builder.Configuration["MANAGER_PIPELINE"] = "wolverine";
         builder.Configuration["MANAGER_MQTT_ADDRESS"] = "tcp://127.0.0.1:1883";
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
     }
@@ -54,7 +62,7 @@ internal static class WolverinePipeline
         services.AddHostedService<SweepAtStart>();
     }
 
-    public static void AddWolverinePipeline(this WebApplicationBuilder builder)
+    public static void AddWolverinePipeline(this WebApplicationBuilder builder, DurabilityModeSetting durability, TimeSpan staleNodeTimeout)
     {
         builder.Services.TryAddSingleton<CommandSessionServices>();
         builder.Services.TryAddSingleton<WolverinePlacement>();
@@ -68,8 +76,13 @@ internal static class WolverinePipeline
             opts.ApplicationAssembly = typeof(WolverinePipeline).Assembly;
             opts.ServiceName = "propeller-manager";
 
-            // One node per database for now (Balanced mode, several nodes: ADR 0014, left).
-            opts.Durability.Mode = DurabilityMode.Solo;
+            // Durability (ADR 0014): Balanced for several nodes on one database (leader election, agents assigned by
+            // the leader, a dead node's envelopes recovered once it is declared stale), Solo for one node per database.
+            // The heartbeat runs at a fifth of the stale timeout, so a node is declared dead after about five missed
+            // beats, and the leader ejects it after two consecutive stale observations (StaleNodeEjectionThreshold).
+            opts.Durability.Mode = durability == DurabilityModeSetting.Solo ? DurabilityMode.Solo : DurabilityMode.Balanced;
+            opts.Durability.StaleNodeTimeout = staleNodeTimeout;
+            opts.Durability.HealthCheckPollingTime = staleNodeTimeout / 5;
             opts.Policies.AutoApplyTransactions();
 
             // Middleware (ADR 0014): FluentValidation before every handler whose message has validators, then the

@@ -72,6 +72,26 @@ public sealed class ManagerConfigTests : IDisposable
     }
 
     [Fact]
+    public void DurabilityMode_IsBalancedOrSolo_FromTheEnvironmentOrConfigToml()
+    {
+        var wolverine = ("MANAGER_PIPELINE", "wolverine"); // still accepted (the only write side)
+        Load().Durability.ShouldBe(DurabilityModeSetting.Balanced);
+        Load(wolverine).NodeStaleTimeout.ShouldBe(TimeSpan.FromSeconds(10));
+        Load(wolverine, ("MANAGER_DURABILITY_MODE", "Solo")).Durability.ShouldBe(DurabilityModeSetting.Solo);
+        Load(wolverine, ("MANAGER_NODE_STALE_TIMEOUT", "30s")).NodeStaleTimeout.ShouldBe(TimeSpan.FromSeconds(30));
+
+        File.WriteAllText(Path.Combine(_dir, "config.toml"), "[manager]\ndurability_mode = \"solo\"\n");
+        Load(wolverine).Durability.ShouldBe(DurabilityModeSetting.Solo);
+        Load(wolverine, ("MANAGER_DURABILITY_MODE", "balanced")).Durability.ShouldBe(DurabilityModeSetting.Balanced);
+        Load().Durability.ShouldBe(DurabilityModeSetting.Solo);
+        File.Delete(Path.Combine(_dir, "config.toml"));
+
+        Should.Throw<ManagerConfigurationException>(() => Load(wolverine, ("MANAGER_DURABILITY_MODE", "cluster"))).Message
+            .ShouldContain("MANAGER_DURABILITY_MODE (or durability_mode in config.toml [manager]) must be solo or balanced (got 'cluster')");
+        Should.Throw<ManagerConfigurationException>(() => Load(wolverine, ("MANAGER_NODE_STALE_TIMEOUT", "soon"))).Message.ShouldContain("MANAGER_NODE_STALE_TIMEOUT must be a positive duration");
+    }
+
+    [Fact]
     public void MissingCredentials_ComeFromConfigToml_EnvironmentWins()
     {
         File.WriteAllText(Path.Combine(_dir, "config.toml"), """

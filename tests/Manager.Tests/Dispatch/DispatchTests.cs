@@ -12,14 +12,20 @@ namespace Propeller.Manager.Tests.Dispatch;
 /// The whole manager path on real PostgreSQL and mosquitto: a simulated proplet (our MQTT client) registers, sends
 /// heartbeats and answers start messages with results; tasks started over HTTP end Completed with those results.
 /// </summary>
-public sealed class DispatchTests : IAsyncLifetime
+public class DispatchTests : IAsyncLifetime
 {
     private readonly string _tenant = "t" + Guid.NewGuid().ToString("N")[..12];
     private ManagerServer _server = null!;
 
     private string Base => $"m/{_tenant}/c/ch";
 
-    public async ValueTask InitializeAsync() => _server = await ManagerServer.StartAsync("api_dispatch", new Dictionary<string, string>
+    /// <summary>The schema of this run (a subclass runs every test again in another durability mode).</summary>
+    protected virtual string Schema => "api_dispatch";
+
+    /// <summary>Settings added to the broker's (a subclass selects another durability mode).</summary>
+    protected virtual IReadOnlyDictionary<string, string> Settings => new Dictionary<string, string>();
+
+    public async ValueTask InitializeAsync() => _server = await ManagerServer.StartAsync(Schema, new Dictionary<string, string>(Settings)
     {
         ["MANAGER_MQTT_ADDRESS"] = Broker,
         ["MANAGER_TENANT_ID"] = _tenant,

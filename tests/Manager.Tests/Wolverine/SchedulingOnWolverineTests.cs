@@ -35,7 +35,6 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
 
     public async ValueTask InitializeAsync() => _server = await ManagerServer.StartAsync(Schema, new Dictionary<string, string>
     {
-        ["MANAGER_PIPELINE"] = "wolverine",
         ["MANAGER_MQTT_ADDRESS"] = Broker,
         ["MANAGER_TENANT_ID"] = _tenant,
         ["MANAGER_CHANNEL_ID"] = "ch",
