@@ -74,7 +74,6 @@ public static class EventStoreServiceCollectionExtensions
         services.TryAddSingleton<StreamChanges>();
         services.TryAddSingleton<IChangeFeed>(sp => sp.GetRequiredService<StreamChanges>());
         services.TryAddSingleton<AggregateCache>();
-        services.TryAddSingleton<CommandHandler>();
         services.AddHostedService<MartenSchemaHostedService>();
 
         // Async projections run in Marten's daemon; Solo: this host runs all of them (Wolverine distributes them later,

@@ -1,6 +1,4 @@
 using FluentValidation;
-using Microsoft.Extensions.DependencyInjection.Extensions;
-using Propeller.Application.Messaging;
 using Propeller.Contracts.Tasks;
 using Propeller.Infrastructure;
 using Propeller.Manager.Configuration;
@@ -48,6 +46,10 @@ public static class ManagerApp
         }
 
         builder.Services.AddSingleton(config);
+
+        // Balanced mode: Wolverine distributes Marten's async projections among the nodes,
+        // so Marten's own daemon is not added (ADR 0014).
+        var wolverineRunsProjections = runDaemon && config.Durability == DurabilityModeSetting.Balanced;
         builder.Services.AddInfrastructure(
             o =>
             {
@@ -55,13 +57,14 @@ public static class ManagerApp
                 o.Schema = config.PostgresSchema ?? o.Schema;
                 builder.Configuration.GetSection("EventStore:GroupCommit").Bind(o.GroupCommit);
             },
-            runDaemon,
-            config.Pipeline == CommandPipeline.Wolverine ? m => WolverinePipeline.IntegrateMarten(m, config.PostgresSchema ?? "propeller") : null);
-        builder.Services.Configure<Infrastructure.MartenStore.ProjectionHealthOptions>(o => o.MaxLag = config.ProjectionMaxLag);
-        if (config.Pipeline == CommandPipeline.Wolverine)
+            runDaemon && !wolverineRunsProjections,
+            m => WolverinePipeline.IntegrateMarten(m, config.PostgresSchema ?? "propeller", wolverineRunsProjections));
+        builder.Services.Configure<Infrastructure.MartenStore.ProjectionHealthOptions>(o =>
         {
-            builder.AddWolverinePipeline();
-        }
+            o.MaxLag = config.ProjectionMaxLag;
+            o.Distributed = wolverineRunsProjections;
+        });
+        builder.AddWolverinePipeline(config.Durability, config.NodeStaleTimeout);
 
         if (config.PluginDir is { } pluginDir)
         {
@@ -98,11 +101,10 @@ public static class ManagerApp
                     scheduler.Policy = config.Policy;
                     scheduler.MaxRedispatches = config.MaxRedispatches;
                 });
+            builder.Services.AddWolverineScheduling();
         }
 
         builder.Services.AddSingleton(new StopMessages(config.MqttAddress is null ? null : baseTopic));
-        builder.Services.TryAddSingleton<WorkSignals>();
-        builder.Services.AddSingleton<CommandSender>();
         builder.Services.AddSingleton<Plugins.TaskPlugins>();
         builder.Services.AddSingleton<IValidator<TaskJson>, TaskJsonValidator>();
         builder.Services.AddExceptionHandler<ApiExceptionHandler>();
@@ -128,6 +130,12 @@ public static class ManagerApp
                 await projections.SampleAsync(cancellationToken);
             }
 
+            // Wolverine's dead letters and scheduled messages.
+            if (services.GetService<DeadLetterMetrics>() is { } deadLetters)
+            {
+                await deadLetters.SampleAsync();
+            }
+
             return Results.Text(metrics.Scrape(), "text/plain; version=0.0.4");
         }).WithName("metrics");
         app.MapOpenApi("/openapi/{documentName}.json");
@@ -137,6 +145,7 @@ public static class ManagerApp
         app.MapPropletEndpoints();
         app.MapMetricsEndpoints();
         app.MapEventEndpoints();
+        app.MapDeadLetterEndpoints();
         if (config.PluginDir is not null)
         {
             app.MapPluginEndpoints();

@@ -1,11 +1,10 @@
 using Propeller.Manager;
 using Propeller.Manager.Configuration;
-using Propeller.Manager.Demo;
 using Propeller.Manager.Operations;
 using Propeller.Manager.Wolverine;
 using JasperFx;
 
-// `propeller-manager` runs the manager; `propeller-manager demo` runs the event-store demo (scripts/demo.sh);
+// `propeller-manager` runs the manager (scripts/demo.sh runs the end-to-end demo);
 // `propeller-manager rebuild <projection>` rebuilds a Marten projection (docs/operations.md).
 if (args.Length > 0 && args[0] == "rebuild")
 {
@@ -18,13 +17,6 @@ if (args.Length > 0 && args[0] == "codegen")
     // src/Manager/Internal/Generated, which runs in TypeLoadMode.Static (ADR 0014); `codegen preview` prints it.
     await using var codegenApp = ManagerApp.Build([], WolverinePipeline.ConfigureForCodegen, runDaemon: false);
     return await codegenApp.RunJasperFxCommands(args);
-}
-
-if (args.Length > 0 && args[0] == "demo")
-{
-    await using var demoApp = ManagerApp.Build(args[1..], b => b.Logging.SetMinimumLevel(LogLevel.Warning), runDaemon: false);
-    using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(2));
-    return await EventStoreDemo.RunAsync(demoApp, cts.Token);
 }
 
 WebApplication app;

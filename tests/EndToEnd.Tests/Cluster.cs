@@ -20,7 +20,9 @@ internal sealed class Cluster : IAsyncDisposable
 
     private readonly List<ChildProcess> _processes = [];
     private readonly string _tenant = "e2e-" + Guid.NewGuid().ToString("N")[..10];
+    private readonly List<HttpClient> _clients = [];
     private ChildProcess? _manager;
+    private Dictionary<string, string> _managerEnv = [];
 
     private Cluster(string schema)
     {
@@ -46,26 +48,70 @@ internal sealed class Cluster : IAsyncDisposable
         var cluster = new Cluster(schema);
         var port = FreePort();
         cluster.Http.BaseAddress = new Uri($"http://127.0.0.1:{port}");
-        var env = new Dictionary<string, string>
-        {
-            ["MANAGER_HTTP_HOST"] = "127.0.0.1",
-            ["MANAGER_HTTP_PORT"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            ["MANAGER_MQTT_ADDRESS"] = Mqtt,
-            ["MANAGER_TENANT_ID"] = cluster._tenant,
-            ["MANAGER_CHANNEL_ID"] = "c1",
-            ["MANAGER_ENTITY_ID"] = "manager-" + cluster._tenant,
-            ["EventStore__ConnectionString"] = await TestPostgres.ConnectionStringAsync(),
-            ["EventStore__Schema"] = schema,
-            ["Logging__LogLevel__Default"] = "Warning",
-        };
-        foreach (var (key, value) in managerEnv ?? new Dictionary<string, string>())
+        cluster._managerEnv = await cluster.ManagerEnvironmentAsync(port, "manager-" + cluster._tenant, managerEnv);
+        cluster._manager = cluster.Start("manager", Built("Manager", "propeller-manager.dll"), cluster._managerEnv);
+        await cluster.WaitUntilReadyAsync(cluster.Http, "the manager", cancellationToken);
+        return cluster;
+    }
+
+    /// <summary>
+    /// Another manager node on this cluster's schema, tenant and channel (several nodes on one database, ADR 0014):
+    /// its own HTTP port and MQTT client id, the first manager's settings otherwise plus <paramref name="extra"/>.
+    /// </summary>
+    public async Task<(HttpClient Http, ChildProcess Process)> StartManagerNodeAsync(string name, IReadOnlyDictionary<string, string>? extra, CancellationToken cancellationToken)
+    {
+        var port = FreePort();
+        var http = new HttpClient { Timeout = TimeSpan.FromSeconds(30), BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+        _clients.Add(http);
+        var env = await ManagerEnvironmentAsync(port, $"manager-{_tenant}-{name}", _managerEnv);
+        foreach (var (key, value) in extra ?? new Dictionary<string, string>())
         {
             env[key] = value;
         }
 
-        cluster._manager = cluster.Start("manager", Built("Manager", "propeller-manager.dll"), env);
-        await cluster.WaitUntilAsync("the manager to be ready", async () => (await cluster.Http.GetAsync("/health/ready", cancellationToken)).IsSuccessStatusCode, TimeSpan.FromSeconds(90), cancellationToken);
-        return cluster;
+        var process = Start(name, Built("Manager", "propeller-manager.dll"), env);
+        await WaitUntilReadyAsync(http, name, cancellationToken);
+        return (http, process);
+    }
+
+    /// <summary>SIGKILLs the first manager (no goodbye: its broker session and its durable messages stay behind).</summary>
+    public void KillManager() => _manager!.Kill();
+
+    /// <summary>Starts the first manager again with the same settings (port, MQTT client id, schema) and waits until it is ready.</summary>
+    public async Task RestartManagerAsync(CancellationToken cancellationToken)
+    {
+        if (!_manager!.HasExited)
+        {
+            _manager.Kill();
+        }
+
+        _manager = Start("manager", Built("Manager", "propeller-manager.dll"), _managerEnv);
+        await WaitUntilReadyAsync(Http, "the restarted manager", cancellationToken);
+    }
+
+    private async Task WaitUntilReadyAsync(HttpClient http, string what, CancellationToken cancellationToken) =>
+        await WaitUntilAsync($"{what} to be ready", async () => (await http.GetAsync("/health/ready", cancellationToken)).IsSuccessStatusCode, TimeSpan.FromSeconds(90), cancellationToken);
+
+    private async Task<Dictionary<string, string>> ManagerEnvironmentAsync(int port, string entityId, IReadOnlyDictionary<string, string>? extra)
+    {
+        var env = new Dictionary<string, string>
+        {
+            ["MANAGER_HTTP_HOST"] = "127.0.0.1",
+            ["MANAGER_MQTT_ADDRESS"] = Mqtt,
+            ["MANAGER_TENANT_ID"] = _tenant,
+            ["MANAGER_CHANNEL_ID"] = "c1",
+            ["EventStore__ConnectionString"] = await TestPostgres.ConnectionStringAsync(),
+            ["EventStore__Schema"] = Schema,
+            ["Logging__LogLevel__Default"] = "Warning",
+        };
+        foreach (var (key, value) in extra ?? new Dictionary<string, string>())
+        {
+            env[key] = value;
+        }
+
+        env["MANAGER_HTTP_PORT"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        env["MANAGER_ENTITY_ID"] = entityId;
+        return env;
     }
 
     /// <summary>Starts a proplet on this cluster's channel and waits until the manager lists it.</summary>
@@ -169,6 +215,11 @@ internal sealed class Cluster : IAsyncDisposable
         }
 
         Http.Dispose();
+        foreach (var client in _clients)
+        {
+            client.Dispose();
+        }
+
         await DropSchemaAsync(Schema, CancellationToken.None);
     }
 

@@ -248,7 +248,10 @@ internal static class EndToEndBenchmark
     }
 
     /// <summary>propeller-proplet.dll built in the same configuration as this benchmark.</summary>
-    internal static string PropletDll()
+    internal static string PropletDll() => HostDll("Edge", "propeller-proplet.dll");
+
+    /// <summary>A host's dll (src/<paramref name="project"/>) built in the same configuration as this benchmark.</summary>
+    internal static string HostDll(string project, string dll)
     {
         var here = AppContext.BaseDirectory;
         var configuration = here.Contains($"{Path.DirectorySeparatorChar}Debug{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Debug" : "Release";
@@ -258,7 +261,7 @@ internal static class EndToEndBenchmark
             dir = dir.Parent;
         }
 
-        var path = Path.Combine(dir?.FullName ?? here, "src", "Edge", "bin", configuration, "net10.0", "propeller-proplet.dll");
-        return File.Exists(path) ? path : throw new FileNotFoundException($"{path} is not built (dotnet build -c {configuration} src/Edge)", path);
+        var path = Path.Combine(dir?.FullName ?? here, "src", project, "bin", configuration, "net10.0", dll);
+        return File.Exists(path) ? path : throw new FileNotFoundException($"{path} is not built (dotnet build -c {configuration} src/{project})", path);
     }
 }

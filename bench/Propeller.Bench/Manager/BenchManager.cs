@@ -40,7 +40,7 @@ internal sealed class BenchManager : IAsyncDisposable
     /// <param name="schema">Dropped first, then the manager's.</param>
     /// <param name="tenantPrefix">A fresh tenant per run (its own topics).</param>
     /// <param name="cancellationToken">Stops the start.</param>
-    /// <param name="settings">More MANAGER_* settings (the pipeline comparison selects the write side with them).</param>
+    /// <param name="settings">More MANAGER_* settings (the durability comparison selects the mode with them).</param>
     public static async Task<BenchManager> StartAsync(string schema, string tenantPrefix, CancellationToken cancellationToken, IReadOnlyDictionary<string, string>? settings = null)
     {
         var broker = Environment.GetEnvironmentVariable("PROPELLER_TEST_MQTT") is { Length: > 0 } m ? m : "tcp://127.0.0.1:51883";

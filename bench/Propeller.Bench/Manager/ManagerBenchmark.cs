@@ -14,24 +14,32 @@ namespace Propeller.Bench.Manager;
 /// `manager`: the real manager (Kestrel, PostgreSQL, mosquitto) with M simulated proplets that answer every start at
 /// once; N tasks are created and started over HTTP by concurrent clients, and each task's latency runs from its start
 /// request to the Completed state visible through GET /tasks/{id} (long polling with ?wait). Options: --tasks N (4000),
-/// --proplets M (3), --clients C (16), --warmup N (default: until the JIT has settled). With --pipelines the run is
-/// made twice in one process, on our write side and on Wolverine's (ADR 0014), both on Marten's streams, and the
-/// ratio Wolverine / ours is printed.
+/// --proplets M (3), --clients C (16), --warmup N (default: until the JIT has settled). Reference in the same run and
+/// database: Marten alone appending a task's create (decide, append, inline view, commit) at the same concurrency.
+/// With --durability the run is made twice in one process, in Wolverine's Solo and Balanced modes (ADR 0014), and the
+/// ratio Balanced / Solo is printed.
 /// </summary>
 internal static class ManagerBenchmark
 {
     public static async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
     {
-        if (!args.Contains("--pipelines"))
+        if (args.Contains("--durability"))
         {
-            await MeasureAsync(args, null, cancellationToken);
+            // Wolverine's durability modes side by side (ADR 0014): Solo is the reference for Balanced on one node.
+            var solo = await MeasureAsync(args, new Dictionary<string, string> { ["MANAGER_DURABILITY_MODE"] = "solo" }, cancellationToken);
+            var balanced = await MeasureAsync(args, new Dictionary<string, string> { ["MANAGER_DURABILITY_MODE"] = "balanced" }, cancellationToken);
+            Console.WriteLine(FormattableString.Invariant(
+                $"manager case=durability solo_tasks_per_s={solo.TasksPerSecond:F0} solo_p50_ms={solo.P50:F1} solo_p99_ms={solo.P99:F1} balanced_tasks_per_s={balanced.TasksPerSecond:F0} balanced_p50_ms={balanced.P50:F1} balanced_p99_ms={balanced.P99:F1} ratio={balanced.TasksPerSecond / solo.TasksPerSecond:F2}"));
             return 0;
         }
 
-        var own = await MeasureAsync(args, new Dictionary<string, string> { ["MANAGER_PIPELINE"] = "own" }, cancellationToken);
-        var wolverine = await MeasureAsync(args, new Dictionary<string, string> { ["MANAGER_PIPELINE"] = "wolverine" }, cancellationToken);
-        Console.WriteLine(FormattableString.Invariant(
-            $"manager case=pipelines own_tasks_per_s={own.TasksPerSecond:F0} own_p50_ms={own.P50:F1} own_p99_ms={own.P99:F1} wolverine_tasks_per_s={wolverine.TasksPerSecond:F0} wolverine_p50_ms={wolverine.P50:F1} wolverine_p99_ms={wolverine.P99:F1} ratio={wolverine.TasksPerSecond / own.TasksPerSecond:F2}"));
+        if (args.Contains("--waiting"))
+        {
+            await MeasureWaitingAsync(args, cancellationToken);
+            return 0;
+        }
+
+        await MeasureAsync(args, null, cancellationToken);
         return 0;
     }
 
@@ -94,12 +102,12 @@ internal static class ManagerBenchmark
         latencies.Sort();
         var tasksPerSecond = tasks / stopwatch.Elapsed.TotalSeconds;
 
-        // Reference, same run and database: the bare command path (load-free decide + append with the inline task view)
-        // at the same concurrency. A task needs three such appends (create, start with its dispatch, result), so
-        // appends/s ÷ 3 is the ceiling the event store alone allows; ratio = what the whole manager reaches of it.
+        // Reference, same run and database: Marten alone (decide a create, append it, the inline task view, commit) at the
+        // same concurrency. A task needs three such appends (create, start with its dispatch, result), so appends/s ÷ 3
+        // is the ceiling the event store alone allows; ratio = what the whole manager reaches of it.
         var appendsPerSecond = await ReferenceAppendsPerSecondAsync(app.Services, clients, Math.Max(400, tasks), cancellationToken);
         Console.WriteLine(FormattableString.Invariant(
-            $"manager case=dispatch pipeline={settings?.GetValueOrDefault("MANAGER_PIPELINE") ?? "default"} tasks={tasks} proplets={proplets} clients={clients} tasks_per_s={tasksPerSecond:F0} p50_ms={Percentile(latencies, 0.50):F1} p99_ms={Percentile(latencies, 0.99):F1} reference_appends_per_s={appendsPerSecond:F0} ratio={tasksPerSecond / (appendsPerSecond / 3):F2}"));
+            $"manager case=dispatch{(settings?.GetValueOrDefault("MANAGER_DURABILITY_MODE") is { } mode ? " durability=" + mode : "")} tasks={tasks} proplets={proplets} clients={clients} tasks_per_s={tasksPerSecond:F0} p50_ms={Percentile(latencies, 0.50):F1} p99_ms={Percentile(latencies, 0.99):F1} reference_appends_per_s={appendsPerSecond:F0} ratio={tasksPerSecond / (appendsPerSecond / 3):F2}"));
         PrintStages(stages, seen);
         Console.WriteLine(FormattableString.Invariant($"manager case=cpu machine_busy_ms_per_task={busyMs / tasks:F2} cores={Environment.ProcessorCount}"));
         await stopHeartbeats.CancelAsync();
@@ -112,9 +120,70 @@ internal static class ManagerBenchmark
         return (tasksPerSecond, Percentile(latencies, 0.50), Percentile(latencies, 0.99));
     }
 
+    /// <summary>
+    /// `manager --waiting [--tasks N]` (default 1,000): N tasks started with no proplet (each waits, with its reason),
+    /// then M proplets appear; the clock runs from the proplets' start to no task waiting (all dispatched) and to the last
+    /// task Completed. Prints tasks placed and completed per second and how many placement rounds dispatched them (distinct decision times of the
+    /// task.dispatched events: one placement round is one transaction).
+    /// </summary>
+    private static async Task MeasureWaitingAsync(string[] args, CancellationToken cancellationToken)
+    {
+        var tasks = Option(args, "--tasks", 1000);
+        var proplets = Option(args, "--proplets", 3);
+        var clients = Option(args, "--clients", 16);
+        const string schema = "bench_waiting";
+        await using var manager = await BenchManager.StartAsync(schema, "wait", cancellationToken);
+        var http = manager.Http;
+        var next = -1;
+        await Task.WhenAll(Enumerable.Range(0, clients).Select(_ => Task.Run(async () =>
+        {
+            while (Interlocked.Increment(ref next) < tasks)
+            {
+                var created = await http.PostAsync("/tasks", new StringContent("""{"name":"main","inputs":["1","2"]}""", Encoding.UTF8, "application/json"), cancellationToken);
+                var id = (await created.Content.ReadFromJsonAsync<JsonElement>(cancellationToken)).GetProperty("id").GetString();
+                (await http.PostAsync($"/tasks/{id}/start", null, cancellationToken)).EnsureSuccessStatusCode();
+            }
+        }, cancellationToken)));
+
+        var stopwatch = Stopwatch.StartNew();
+        var simulated = new List<BrokerConnection>();
+        for (var i = 0; i < proplets; i++)
+        {
+            simulated.Add(await StartPropletAsync(manager.Broker, manager.BaseTopic, Guid.NewGuid().ToString(), cancellationToken));
+        }
+
+        TimeSpan? placed = null;
+        while ((await http.GetFromJsonAsync<JsonElement>("/tasks?state=3&limit=1", cancellationToken)).GetProperty("total").GetInt32() < tasks)
+        {
+            if (placed is null && (await http.GetFromJsonAsync<JsonElement>("/tasks?state=1&limit=1", cancellationToken)).GetProperty("total").GetInt32() == 0)
+            {
+                placed = stopwatch.Elapsed;
+            }
+
+            if (stopwatch.Elapsed > TimeSpan.FromMinutes(5))
+            {
+                throw new TimeoutException("waiting tasks were not all completed within 5 minutes");
+            }
+
+            await Task.Delay(20, cancellationToken);
+        }
+
+        stopwatch.Stop();
+        var dataSource = manager.App.Services.GetRequiredService<Npgsql.NpgsqlDataSource>();
+        await using var rounds = dataSource.CreateCommand($"select count(distinct timestamp) from {schema}.mt_events where type = 'task.dispatched.v1'");
+        var roundCount = (long)(await rounds.ExecuteScalarAsync(cancellationToken))!;
+        var perSecond = tasks / stopwatch.Elapsed.TotalSeconds;
+        Console.WriteLine(FormattableString.Invariant(
+            $"manager case=waiting tasks={tasks} proplets={proplets} all_dispatched_s={(placed ?? stopwatch.Elapsed).TotalSeconds:F2} all_completed_s={stopwatch.Elapsed.TotalSeconds:F2} tasks_per_s={perSecond:F0} dispatch_rounds={roundCount}"));
+        foreach (var client in simulated)
+        {
+            await client.DisposeAsync();
+        }
+    }
+
     private static async Task<double> ReferenceAppendsPerSecondAsync(IServiceProvider services, int writers, int tasks, CancellationToken cancellationToken)
     {
-        var commands = services.GetRequiredService<Propeller.Application.Aggregates.CommandHandler>();
+        var store = services.GetRequiredService<Marten.IDocumentStore>();
         var now = DateTimeOffset.UtcNow;
         var next = -1;
         var stopwatch = Stopwatch.StartNew();
@@ -123,11 +192,11 @@ internal static class ManagerBenchmark
             while (Interlocked.Increment(ref next) < tasks)
             {
                 var id = new Propeller.Domain.Tasks.TaskId(Guid.CreateVersion7());
-                var stream = Propeller.Application.Tasks.TaskAggregate.StreamId(id);
-                var metadata = Propeller.Application.EventStore.EventMetadata.At(now);
-                commands.Cache.Set(stream, Propeller.Domain.Tasks.TaskState.Initial, 0);
-                await commands.HandleAsync(
-                    Propeller.Application.Tasks.TaskAggregate.Decider, stream, new Propeller.Domain.Tasks.TaskCommand.CreateTask(id, Propeller.Domain.Tasks.TaskSpec.Named("reference"), now), metadata, cancellationToken);
+                var decision = Propeller.Domain.Tasks.TaskDecider.Decide(
+                    new Propeller.Domain.Tasks.TaskCommand.CreateTask(id, Propeller.Domain.Tasks.TaskSpec.Named("reference"), now), Propeller.Domain.Tasks.TaskState.Initial);
+                await using var session = store.LightweightSession();
+                session.Events.StartStream<Propeller.Domain.Tasks.TaskState>(id.Value, [.. decision.Events]);
+                await session.SaveChangesAsync(cancellationToken);
             }
         }, cancellationToken)));
         return tasks / stopwatch.Elapsed.TotalSeconds;

@@ -3,9 +3,9 @@ using Propeller.Application.Caching;
 namespace Propeller.Application.Aggregates;
 
 /// <summary>
-/// The last state this node appended per stream, so the next command on it skips the load. Safe with several nodes:
-/// a command decided on a stale entry either fails its append (expected version) or is rejected/idempotent, and in
-/// both cases <see cref="CommandHandler"/> drops the entry and decides again on a fresh load. Bounded: past
+/// The last state this node's Wolverine handlers committed per stream (set after the commit), so a read of it (GET
+/// /tasks/{id} with long polling) skips the load. Safe with several nodes: an entry may be stale, and
+/// commands never decide on it (they fetch the stream for writing with its expected version). Bounded: past
 /// <see cref="Capacity"/> entries it starts over.
 /// </summary>
 public sealed class AggregateCache

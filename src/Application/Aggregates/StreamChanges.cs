@@ -6,7 +6,7 @@ namespace Propeller.Application.Aggregates;
 
 /// <summary>
 /// In-process notifications of appended streams, so a reader can wait for a change (long polling) instead of polling
-/// the store. Only appends made through this node's <see cref="CommandHandler"/> are seen; a waiter also re-reads on
+/// the store. Only commits made by this node's command handlers are seen; a waiter also re-reads on
 /// its own interval, so changes made by other nodes are picked up, later. It is also this node's
 /// <see cref="IChangeFeed"/>: subscribers see every stream's committed appends.
 /// </summary>

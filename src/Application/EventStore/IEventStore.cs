@@ -15,23 +15,6 @@ public interface IEventStore
     /// <exception cref="EventStoreValidationException">Empty or oversized stream id, no events, oversized event.</exception>
     Task<AppendResult> AppendAsync(string streamId, string streamType, ExpectedVersion expected, IReadOnlyList<object> events, EventMetadata metadata, CancellationToken cancellationToken);
 
-    /// <summary>
-    /// Appends like <see cref="AppendAsync(string, string, ExpectedVersion, IReadOnlyList{object}, EventMetadata, CancellationToken)"/>
-    /// and writes <paramref name="outbox"/> messages in the same transaction: they are sent after commit, and only if
-    /// the events were stored (the transactional outbox).
-    /// </summary>
-    Task<AppendResult> AppendAsync(
-        string streamId, string streamType, ExpectedVersion expected, IReadOnlyList<object> events, EventMetadata metadata,
-        IReadOnlyList<Messaging.OutgoingMessage> outbox, CancellationToken cancellationToken);
-
-    /// <summary>
-    /// Appends with outbox messages, and records <paramref name="received"/> (when given) as handled in the same
-    /// transaction: the message and its effect are stored together or not at all (the transactional inbox).
-    /// </summary>
-    Task<AppendResult> AppendAsync(
-        string streamId, string streamType, ExpectedVersion expected, IReadOnlyList<object> events, EventMetadata metadata,
-        IReadOnlyList<Messaging.OutgoingMessage> outbox, Messaging.InboxReceipt? received, CancellationToken cancellationToken);
-
     /// <summary>Reads a stream forward; null when it does not exist (or is archived and archived streams are not asked for).</summary>
     /// <exception cref="UnknownEventTypeException">A stored event's alias is not registered.</exception>
     Task<EventStream?> ReadStreamAsync(string streamId, StreamReadOptions options, CancellationToken cancellationToken);

@@ -5,24 +5,21 @@ using Marten;
 using Microsoft.Extensions.Options;
 using Marten.Exceptions;
 using Marten.Events.Archiving;
-using Marten.Services;
 using Npgsql;
 using Propeller.Application.EventStore;
-using Propeller.Application.Messaging;
 using Propeller.Application.Proplets;
 using Propeller.Application.Tasks;
 using Propeller.Domain.Proplets;
 using Propeller.Domain.Tasks;
-using Propeller.Infrastructure.Messaging;
 
 namespace Propeller.Infrastructure.MartenStore;
 
 /// <summary>
 /// The event store port on Marten 9 (ADR 0010): streams are Marten streams with Guid ids, appended with the expected
 /// version through a Marten session, with correlation, causation, user and headers (the plugin decisions) in Marten's
-/// metadata columns. The session enlists in our transaction, so Marten's inline projections (the task and proplet
-/// views), the outbox rows and the inbox receipt are committed with the events (the outbox and inbox tables stay ours
-/// until Wolverine's take over, issue 15). Concurrent appends are committed in groups (ADR 0010).
+/// metadata columns; Marten's inline projections (the task and proplet views) commit with the events. Concurrent appends
+/// are committed in groups (ADR 0010). The manager's commands go through Wolverine's handlers (ADR 0014); this port
+/// serves the history and replay reads, the projections' rebuilds and appends made outside a handler.
 /// </summary>
 public sealed class MartenEventStore : IEventStore
 {
@@ -48,24 +45,13 @@ public sealed class MartenEventStore : IEventStore
         }
     }
 
-    public Task<AppendResult> AppendAsync(string streamId, string streamType, ExpectedVersion expected, IReadOnlyList<object> events, EventMetadata metadata, CancellationToken cancellationToken) =>
-        AppendAsync(streamId, streamType, expected, events, metadata, [], null, cancellationToken);
-
-    public Task<AppendResult> AppendAsync(
-        string streamId, string streamType, ExpectedVersion expected, IReadOnlyList<object> events, EventMetadata metadata,
-        IReadOnlyList<OutgoingMessage> outbox, CancellationToken cancellationToken) =>
-        AppendAsync(streamId, streamType, expected, events, metadata, outbox, null, cancellationToken);
-
-    public async Task<AppendResult> AppendAsync(
-        string streamId, string streamType, ExpectedVersion expected, IReadOnlyList<object> events, EventMetadata metadata,
-        IReadOnlyList<OutgoingMessage> outbox, InboxReceipt? received, CancellationToken cancellationToken)
+    public async Task<AppendResult> AppendAsync(string streamId, string streamType, ExpectedVersion expected, IReadOnlyList<object> events, EventMetadata metadata, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(events);
         ArgumentNullException.ThrowIfNull(metadata);
-        ArgumentNullException.ThrowIfNull(outbox);
         ArgumentException.ThrowIfNullOrWhiteSpace(streamType);
         Validate(streamId, events);
-        var append = new MartenAppend(streamId, MartenStreamIds.ToGuid(streamId), streamType, expected, events, metadata, outbox, received);
+        var append = new MartenAppend(streamId, MartenStreamIds.ToGuid(streamId), streamType, expected, events, metadata);
         return _groups is null
             ? (await CommitGroupAsync([append], cancellationToken))[0]
             : await _groups.CommitAsync(append, cancellationToken);
@@ -73,18 +59,15 @@ public sealed class MartenEventStore : IEventStore
 
     /// <summary>
     /// Commits appends to distinct streams in one transaction: one Marten session holds every append (each with its
-    /// expected version), Marten's batch runs, then our inline views, outbox rows and inbox receipts for all of them go
-    /// in one batch on the same transaction, which commits once. A failure rolls back the whole group; the group
+    /// expected version), and Marten's batch (the events and the inline views of all of them) commits once. A failure rolls back the whole group; the group
     /// committer then commits each append alone, so only the conflicting one sees the port's exception.
     /// </summary>
     private async Task<AppendResult[]> CommitGroupAsync(IReadOnlyList<MartenAppend> appends, CancellationToken cancellationToken)
     {
-        await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
-        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
         var actions = new StreamAction[appends.Count];
         try
         {
-            await using var session = _store.LightweightSession(SessionOptions.ForTransaction(transaction));
+            await using var session = _store.LightweightSession();
 
             // Concurrent groups take the streams' row locks in one order (by id), so they queue instead of deadlocking.
             foreach (var i in Enumerable.Range(0, appends.Count).OrderBy(i => appends[i].Id))
@@ -116,20 +99,11 @@ public sealed class MartenEventStore : IEventStore
             throw new ConcurrencyException(appends[0].StreamId, appends[0].Expected, await VersionOfAsync(appends[0].Id, cancellationToken));
         }
 
-        var rows = new OutboxRows.AppendRows[appends.Count];
         var results = new AppendResult[appends.Count];
         for (var n = 0; n < appends.Count; n++)
         {
-            var a = appends[n];
             var next = actions[n].Events[^1].Version;
-            rows[n] = new OutboxRows.AppendRows(a.Outbox, a.Received);
-            results[n] = new AppendResult(a.StreamId, next - a.Events.Count, next);
-        }
-
-        var outboxIds = await OutboxRows.WriteAndCommitAsync(connection, transaction, _schema, rows, cancellationToken);
-        for (var n = 0; n < appends.Count; n++)
-        {
-            results[n] = results[n] with { OutboxIds = outboxIds[n] };
+            results[n] = new AppendResult(appends[n].StreamId, next - appends[n].Events.Count, next);
         }
 
         return results;
@@ -171,9 +145,7 @@ public sealed class MartenEventStore : IEventStore
         }
     }
 
-    private sealed record MartenAppend(
-        string StreamId, Guid Id, string StreamType, ExpectedVersion Expected, IReadOnlyList<object> Events, EventMetadata Metadata,
-        IReadOnlyList<OutgoingMessage> Outbox, InboxReceipt? Received);
+    private sealed record MartenAppend(string StreamId, Guid Id, string StreamType, ExpectedVersion Expected, IReadOnlyList<object> Events, EventMetadata Metadata);
 
     private static Type AggregateTypeOf(string streamType) => streamType switch
     {

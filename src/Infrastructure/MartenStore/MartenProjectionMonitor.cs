@@ -2,6 +2,7 @@ using System.Diagnostics.Metrics;
 using JasperFx;
 using JasperFx.Events.Projections;
 using Marten;
+using IProjectionDaemon = JasperFx.Events.Daemon.IProjectionDaemon;
 using Marten.Events.Daemon.Coordination;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
@@ -11,7 +12,7 @@ namespace Propeller.Infrastructure.MartenStore;
 
 /// <summary>One async projection as the monitor last saw it.</summary>
 /// <param name="Projection">Its name (task_activity, ...).</param>
-/// <param name="Status">running, paused or stopped in this host's daemon; "not run here" when the host runs no daemon.</param>
+/// <param name="Status">running, paused or stopped in this host's daemon; "not run here" when the host runs no daemon, or another node runs it (distributed).</param>
 /// <param name="Sequence">The last event sequence it applied (Marten's progression row).</param>
 /// <param name="Highest">The highest event sequence in the store.</param>
 public sealed record ProjectionHealth(string Projection, string Status, long Sequence, long Highest)
@@ -29,6 +30,12 @@ public sealed class ProjectionHealthOptions
 {
     /// <summary>/health/ready fails while an async projection is more events than this behind the store.</summary>
     public long MaxLag { get; set; } = 10_000;
+
+    /// <summary>
+    /// True when the projections are distributed among several nodes (the manager's Balanced mode on Wolverine, ADR
+    /// 0014): a projection that this host's daemon does not run runs on another node and is judged by its lag alone.
+    /// </summary>
+    public bool Distributed { get; set; }
 }
 
 /// <summary>
@@ -82,14 +89,14 @@ public sealed class MartenProjectionMonitor : IDisposable
         var progress = await _store.Advanced.AllProjectionProgress(token: cancellationToken);
         await using var command = _dataSource.CreateCommand($"select coalesce(max(seq_id), 0) from {_schema}.mt_events");
         var highest = (long)(await command.ExecuteScalarAsync(cancellationToken))!;
-        var daemon = _services.GetService<IProjectionCoordinator>()?.DaemonForMainDatabase();
+        var daemon = DaemonHere();
         var agents = daemon?.CurrentAgents() ?? [];
         var sample = new List<ProjectionHealth>();
         foreach (var name in AsyncProjections)
         {
             var sequence = progress.Where(s => s.ShardName.StartsWith(name + ":", StringComparison.Ordinal)).Select(s => s.Sequence).DefaultIfEmpty(0).Max();
             var agent = agents.FirstOrDefault(a => a.Name.Name == name);
-            var status = daemon is null ? ProjectionHealth.NotRunHere : agent?.Status switch
+            var status = daemon is null || (agent is null && _options.Distributed) ? ProjectionHealth.NotRunHere : agent?.Status switch
             {
                 AgentStatus.Running => ProjectionHealth.Running,
                 AgentStatus.Paused => "paused",
@@ -100,6 +107,27 @@ public sealed class MartenProjectionMonitor : IDisposable
 
         _last = sample;
         return sample;
+    }
+
+    /// <summary>This host's daemon; null when it runs none (or, distributed, none runs on this node right now).</summary>
+    private IProjectionDaemon? DaemonHere()
+    {
+        var coordinator = _services.GetService<IProjectionCoordinator>();
+        if (coordinator is null)
+        {
+            return null;
+        }
+
+        try
+        {
+            return coordinator.DaemonForMainDatabase();
+        }
+        catch (Exception) when (_options.Distributed)
+        {
+            // Wolverine's coordinator throws (DaemonNotRunningOnThisNodeException; Infrastructure does not reference
+            // Wolverine) while the leader has assigned this node no projection of the database: they run elsewhere.
+            return null;
+        }
     }
 
     /// <summary>Null when every async projection runs here (or no daemon runs here) within <see cref="MaxLag"/>; else why not.</summary>

@@ -5,8 +5,7 @@ using Propeller.Domain.Tasks;
 namespace Propeller.Infrastructure.Mqtt;
 
 /// <summary>
-/// The write side for what proplets send when it is not our CommandHandler and inbox: on the Wolverine pipeline
-/// (MANAGER_PIPELINE=wolverine, ADR 0014) Wolverine handlers decide results (TaskDecider) and discovery, Last Will and
+/// The write side for what proplets send (ADR 0014): Wolverine handlers decide results (TaskDecider) and discovery, Last Will and
 /// a heartbeat's coming back online (PropletDecider) in the aggregate handler workflow and commit their events before
 /// these calls return, so <see cref="InboundHandler"/> still acknowledges a message to the broker only after its effect
 /// is committed. A redelivered or late result is decided again on the task's state and recorded as ignored

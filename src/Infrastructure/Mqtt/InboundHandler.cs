@@ -5,12 +5,8 @@ using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Npgsql;
-using Propeller.Application.Aggregates;
 using Propeller.Application.EventStore;
-using Propeller.Application.Messaging;
-using Propeller.Application.Plugins;
 using Propeller.Application.Proplets;
-using Propeller.Application.Tasks;
 using Propeller.Contracts.Mqtt;
 using Propeller.Domain.Common;
 using Propeller.Domain.Proplets;
@@ -18,39 +14,32 @@ using Propeller.Domain.Tasks;
 using Propeller.Infrastructure.MartenStore;
 using Propeller.Infrastructure.Proplets;
 using Propeller.Broker;
-using TaskStatus = Propeller.Domain.Tasks.TaskStatus;
 
 namespace Propeller.Infrastructure.Mqtt;
 
 /// <summary>
 /// Turns proplet messages into commands (spec propeller-manager.md §6): discovery registers or refreshes a proplet,
 /// heartbeats fold into the proplet view, a Last Will ("status":"offline") marks it offline, metrics are stored, and
-/// results become RecordResult through the transactional inbox.
+/// results become RecordResult.
 /// <para>
 /// <see cref="AcceptBatchAsync"/> gets what has arrived on the broker connection, before those messages are
-/// acknowledged, and returns once every effect is committed: a result is recorded in the inbox in the transaction of
-/// its events, discovery and Last Will are appended, metrics stored. Messages of different keys (task or proplet id)
-/// run in parallel, each key's in arrival order; the connection then acknowledges the batch in arrival order
-/// (docs/adr/0008-mqttnet.md). A message delivered twice changes nothing the second time (the inbox key of a result is
-/// its payload's hash; registering, heartbeats and marking offline are idempotent). Malformed payloads are logged with
-/// their topic, counted (mqtt_malformed_messages) and acknowledged; nothing throws out.
-/// </para>
-/// <para>
-/// With <see cref="IInboundCommands"/> registered (the Wolverine pipeline, ADR 0014) results, discovery, Last Will and
-/// a heartbeat's coming back online go through it instead of our inbox and <see cref="CommandHandler"/>; heartbeats
-/// still patch the proplet view through <see cref="IPropletRegistry"/>.
+/// acknowledged, and returns once every effect is committed: the batch's results are decided and appended by Wolverine's
+/// handler in one transaction, discovery, Last Will and a heartbeat's coming back online by the proplet handler
+/// (<see cref="IInboundCommands"/>, ADR 0014), heartbeats patch the proplet view (<see cref="IPropletRegistry"/>),
+/// metrics are stored. Messages of different keys (task or proplet id) run in parallel, each key's in arrival order;
+/// the connection then acknowledges the batch in arrival order (docs/adr/0008-mqttnet.md). A message delivered twice
+/// changes nothing the second time (a result decided again on the task's state is recorded as ignored; registering,
+/// heartbeats and marking offline are idempotent). Malformed payloads are logged with their topic, counted
+/// (mqtt_malformed_messages) and acknowledged; nothing throws out.
 /// </para>
 /// </summary>
 public sealed class InboundHandler(
-    CommandHandler commands, IPropletRegistry proplets, NpgsqlDataSource dataSource, IOptions<EventStoreOptions> storeOptions,
-    IOptions<MqttBridgeOptions> options, TimeProvider time, ILogger<InboundHandler> logger, IPluginGate? plugins = null,
-    LatentInvoker? invocations = null, IInboundCommands? inbound = null)
+    IInboundCommands inbound, IPropletRegistry proplets, NpgsqlDataSource dataSource, IOptions<EventStoreOptions> storeOptions,
+    IOptions<MqttBridgeOptions> options, TimeProvider time, ILogger<InboundHandler> logger, LatentInvoker? invocations = null)
 {
     private static readonly Meter Meter = new("Propeller.Inbound");
     private static readonly Counter<long> MalformedMessages =
         Meter.CreateCounter<long>("mqtt_malformed_messages", "{message}", "Proplet messages dropped as malformed (logged with their topic, acknowledged)");
-
-    private readonly IPluginGate _plugins = plugins ?? AllowAllPluginGate.Instance;
 
     private readonly string _base = options.Value.BaseTopic + "/";
     private readonly string _schema = Sql.Identifier(storeOptions.Value.Schema);
@@ -98,14 +87,13 @@ public sealed class InboundHandler(
     }
 
     /// <summary>
-    /// Different keys in parallel (a batch's result appends share group commits), one key's in order. On the Wolverine
-    /// pipeline a batch's results go together, in their order, into <see cref="IInboundCommands.RecordResultsAsync"/>.
+    /// A batch's results together, in their order (<see cref="IInboundCommands.RecordResultsAsync"/>: one transaction);
+    /// the other messages by key, different keys in parallel, one key's in order.
     /// </summary>
     private Task HandleAllAsync(List<Work> works, CancellationToken cancellationToken)
     {
-        var results = inbound is null ? [] : works.OfType<ResultWork>().ToList();
-        var each = results.Count == 0 ? works : works.Where(w => w is not ResultWork);
-        var all = each.GroupBy(w => w.PartitionKey, StringComparer.Ordinal).Select(async ofKey =>
+        var results = works.OfType<ResultWork>().ToList();
+        var all = works.Where(w => w is not ResultWork).GroupBy(w => w.PartitionKey, StringComparer.Ordinal).Select(async ofKey =>
         {
             foreach (var work in ofKey)
             {
@@ -153,40 +141,6 @@ public sealed class InboundHandler(
                 return;
             }
         }
-    }
-
-    /// <summary>Handles the results that were stored in the inbox but never handled (rows from before the transactional
-    /// inbox, or a manager stopped in between); returns how many.</summary>
-    public async Task<int> RecoverAsync(CancellationToken cancellationToken)
-    {
-        var recovered = new List<(string Key, string Topic, byte[] Payload)>();
-        await using (var command = dataSource.CreateCommand($"select message_key, topic, payload from {_schema}.inbox where handled_at is null and payload is not null order by received_at"))
-        await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
-        {
-            while (await reader.ReadAsync(cancellationToken))
-            {
-                recovered.Add((reader.GetString(0), reader.GetString(1), await reader.GetFieldValueAsync<byte[]>(2, cancellationToken)));
-            }
-        }
-
-        var works = new List<Work>();
-        foreach (var (_, topic, payload) in recovered)
-        {
-            try
-            {
-                if (ParseResult(topic, payload) is { } work)
-                {
-                    works.Add(work);
-                }
-            }
-            catch (JsonException ex)
-            {
-                Malformed(topic, ex.Message);
-            }
-        }
-
-        await HandleAllAsync(works, cancellationToken);
-        return works.Count;
     }
 
     private Task HandleAsync(Work work, CancellationToken cancellationToken) => work switch
@@ -248,7 +202,7 @@ public sealed class InboundHandler(
     {
         try
         {
-            await inbound!.RecordResultsAsync([.. work.Results.Select(ResultCommand)], cancellationToken);
+            await inbound.RecordResultsAsync([.. work.Results.Select(ResultCommand)], cancellationToken);
         }
         catch (Exception ex) when (work.Results.Count > 1 && ex is not (OperationCanceledException or NpgsqlException or TimeoutException))
         {
@@ -260,24 +214,11 @@ public sealed class InboundHandler(
         }
     }
 
-    private async Task HandleResultAsync(ResultWork work, CancellationToken cancellationToken)
+    /// <summary>One result alone (when its batch failed): its handler sends on_task_complete after the commit.</summary>
+    private Task HandleResultAsync(ResultWork work, CancellationToken cancellationToken)
     {
         var (command, metadata) = ResultCommand(work);
-        if (inbound is not null)
-        {
-            // Through the Wolverine pipeline (its handler's middleware sends on_task_complete after the commit).
-            await inbound.RecordResultAsync(command, metadata, cancellationToken);
-            return;
-        }
-
-        var result = await commands.HandleAsync(
-            TaskAggregate.Decider, TaskAggregate.StreamId(work.TaskId), command, metadata,
-            new InboxReceipt(work.Key, work.Topic, work.Payload), cancellationToken);
-        if (PluginTaskInfos.From(result.State) is { } info)
-        {
-            // on_task_complete for every result message, duplicates of a result included (spec §7.8).
-            _plugins.OnTaskCompleted(info, result.State.Status == TaskStatus.Completed, result.State.Error);
-        }
+        return inbound.RecordResultAsync(command, metadata, cancellationToken);
     }
 
     private DiscoveryWork? AcceptDiscovery(ReceivedMessage message)
@@ -343,9 +284,7 @@ public sealed class InboundHandler(
     }
 
     private Task HandlePropletAsync(PropletCommand command, EventMetadata metadata, CancellationToken cancellationToken) =>
-        inbound is not null
-            ? inbound.HandlePropletAsync(command, metadata, cancellationToken)
-            : commands.HandleAsync(PropletAggregate.Decider, PropletAggregate.StreamId(command.PropletId), command, metadata, cancellationToken);
+        inbound.HandlePropletAsync(command, metadata, cancellationToken);
 
     private TaskMetricsWork? AcceptTaskMetrics(ReceivedMessage message)
     {

@@ -13,12 +13,6 @@ internal static partial class MqttBridgeLog
     [LoggerMessage(EventId = 7004, Level = LogLevel.Warning, Message = "Handling a message on {Topic} failed; it will be handled again if redelivered")]
     public static partial void HandlerFailed(ILogger logger, Exception exception, string topic);
 
-    [LoggerMessage(EventId = 7006, Level = LogLevel.Information, Message = "Handled {Count} results stored in the inbox but not handled before the last stop")]
-    public static partial void Recovered(ILogger logger, int count);
-
-    [LoggerMessage(EventId = 7007, Level = LogLevel.Warning, Message = "Could not read the inbox yet; retrying in {Delay}: {Reason}")]
-    public static partial void RecoverRetry(ILogger logger, TimeSpan delay, string reason);
-
     [LoggerMessage(EventId = 7008, Level = LogLevel.Debug, Message = "Invoke result for task {TaskId} with invocation id '{InvocationId}', which no request waits for: ignored")]
     public static partial void InvocationUnknown(ILogger logger, string taskId, string invocationId);
 }

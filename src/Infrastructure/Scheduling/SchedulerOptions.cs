@@ -25,6 +25,15 @@ public sealed class SchedulerOptions
     /// <summary>Waiting tasks considered per round.</summary>
     public int BatchSize { get; set; } = 200;
 
+    /// <summary>
+    /// Wolverine pipeline (ADR 0014): how soon the scheduled sweep looks again while tasks wait for a proplet (events
+    /// place them sooner: a proplet discovered or back online).
+    /// </summary>
+    public TimeSpan SweepInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Wolverine pipeline: how soon the scheduled sweep looks again when nothing waits (the safety net).</summary>
+    public TimeSpan IdleSweepInterval { get; set; } = TimeSpan.FromSeconds(30);
+
     /// <summary><c>m/{tenant}/c/{channel}</c>: where start messages go.</summary>
     public string BaseTopic { get; set; } = "m/default/c/default";
 }

@@ -20,7 +20,7 @@ public sealed class CommandSessionListener : DocumentSessionListenerBase
     private readonly EventMetadata _metadata;
     private readonly CommandSessionServices _services;
     private readonly List<(string StreamId, object State, long Version)> _committed = [];
-    private Dictionary<Guid, EventMetadata>? _perStream;
+    private readonly Dictionary<Guid, EventMetadata> _perStream = [];
 
     internal CommandSessionListener(EventMetadata metadata, CommandSessionServices services)
     {
@@ -32,10 +32,10 @@ public sealed class CommandSessionListener : DocumentSessionListenerBase
     public void Committed(string streamId, object state, long version) => _committed.Add((streamId, state, version));
 
     /// <summary>
-    /// The events appended to the stream keyed <paramref name="streamKey"/> carry <paramref name="metadata"/> instead of
-    /// the session's (a batch of commands from different senders in one session: <c>RecordResults</c>).
+    /// The events of Marten's stream <paramref name="streamKey"/> get <paramref name="metadata"/> instead of the
+    /// command's (a handler that appends to several streams, each with its own correlation and plugin decisions).
     /// </summary>
-    public void StampWith(Guid streamKey, EventMetadata metadata) => (_perStream ??= [])[streamKey] = metadata;
+    public void Stamping(Guid streamKey, EventMetadata metadata) => _perStream[streamKey] = metadata;
 
     public override Task BeforeSaveChangesAsync(IDocumentSession session, CancellationToken token)
     {
@@ -44,7 +44,7 @@ public sealed class CommandSessionListener : DocumentSessionListenerBase
         {
             if (stream.Events.Count > 0 && stream.Events[0].Data is TaskEvent or PropletEvent)
             {
-                MartenEventStore.Stamp(stream.Events, _perStream?.GetValueOrDefault(stream.Id) ?? _metadata);
+                MartenEventStore.Stamp(stream.Events, _perStream.GetValueOrDefault(stream.Id, _metadata));
             }
         }
 

@@ -59,10 +59,17 @@ internal sealed record ManagerConfig
     public long ProjectionMaxLag { get; init; } = 10_000;
 
     /// <summary>
-    /// Which write side runs the commands (MANAGER_PIPELINE, ADR 0014): ours (default) or Wolverine's handlers, outbox
-    /// and queues, both on Marten's streams.
+    /// Wolverine's durability mode (MANAGER_DURABILITY_MODE or config.toml [manager] durability_mode; ADR 0014):
+    /// Balanced (several manager nodes on one database: leader election, agents and projections distributed, a dead
+    /// node's messages recovered) or Solo (one node per database).
     /// </summary>
-    public CommandPipeline Pipeline { get; init; }
+    public DurabilityModeSetting Durability { get; init; } = DurabilityModeSetting.Balanced;
+
+    /// <summary>
+    /// MANAGER_NODE_STALE_TIMEOUT (Balanced): how long a node may miss its heartbeats before the others declare it dead
+    /// and recover its messages and agents (Wolverine's StaleNodeTimeout; the heartbeat runs at a fifth of it).
+    /// </summary>
+    public TimeSpan NodeStaleTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
     public string? PostgresSchema { get; init; }
 
@@ -115,8 +122,10 @@ internal sealed record ManagerConfig
         var entity = Get("MANAGER_ENTITY_ID") ?? Get("MANAGER_CLIENT_ID");
         var apiKey = Get("MANAGER_API_KEY") ?? Get("MANAGER_CLIENT_KEY");
         var configFile = Get("MANAGER_CONFIG_FILE");
+        string? durabilityToml = null;
+        var durabilityRaw = Get("MANAGER_DURABILITY_MODE");
         var tomlPath = Path.Combine(workingDirectory, configFile ?? "config.toml");
-        if (tenant is null || channel is null || entity is null || apiKey is null || configFile is not null)
+        if (tenant is null || channel is null || entity is null || apiKey is null || durabilityRaw is null || configFile is not null)
         {
             if (File.Exists(tomlPath))
             {
@@ -128,6 +137,7 @@ internal sealed record ManagerConfig
                     channel ??= Toml("channel_id");
                     entity ??= Toml("entity_id") ?? Toml("client_id");
                     apiKey ??= Toml("api_key") ?? Toml("client_key");
+                    durabilityToml = Toml("durability_mode");
                 }
                 catch (TomlException ex)
                 {
@@ -223,15 +233,32 @@ internal sealed record ManagerConfig
                 break;
         }
 
-        var pipeline = Get("MANAGER_PIPELINE")?.ToLowerInvariant() switch
+        // Wolverine runs every command since issue 15 (ADR 0014); the old switch is still read so that a setting that asks
+        // for the deleted write side fails clearly.
+        switch (Get("MANAGER_PIPELINE")?.ToLowerInvariant())
         {
-            null or "" or "own" => CommandPipeline.Own,
-            "wolverine" => CommandPipeline.Wolverine,
-            var other => Fail(CommandPipeline.Own, $"MANAGER_PIPELINE must be own or wolverine (got '{other}')"),
+            case null or "" or "wolverine":
+                break;
+            case "own":
+                errors.Add("MANAGER_PIPELINE=own is no longer available: Wolverine's handlers run every command (ADR 0014); unset MANAGER_PIPELINE");
+                break;
+            case var other:
+                errors.Add($"MANAGER_PIPELINE must be wolverine or unset (got '{other}')");
+                break;
+        }
+
+        durabilityRaw ??= durabilityToml;
+        var durability = durabilityRaw?.ToLowerInvariant() switch
+        {
+            null => DurabilityModeSetting.Balanced,
+            "balanced" => DurabilityModeSetting.Balanced,
+            "solo" => DurabilityModeSetting.Solo,
+            var other => Fail(DurabilityModeSetting.Balanced, $"MANAGER_DURABILITY_MODE (or durability_mode in config.toml [manager]) must be solo or balanced (got '{other}')"),
         };
         var config = new ManagerConfig
         {
-            Pipeline = pipeline,
+            Durability = durability,
+            NodeStaleTimeout = Duration("MANAGER_NODE_STALE_TIMEOUT", TimeSpan.FromSeconds(10)),
             ProjectionMaxLag = Int("MANAGER_PROJECTION_MAX_LAG", 10_000, 0, int.MaxValue),
             MqttTls = tlsCa is not null || tlsCert is not null || tlsInsecure
                 ? new BrokerTls { CaFile = tlsCa, ClientCertificateFile = tlsCert, ClientKeyFile = tlsKey, AllowUntrustedCertificates = tlsInsecure }
@@ -304,12 +331,13 @@ internal sealed class ManagerConfigurationException(IReadOnlyList<string> errors
     public IReadOnlyList<string> Errors { get; } = errors;
 }
 
-/// <summary>The write side that runs the commands (MANAGER_PIPELINE; ADR 0014).</summary>
-internal enum CommandPipeline
+/// <summary>Wolverine's durability mode (MANAGER_DURABILITY_MODE; ADR 0014).</summary>
+internal enum DurabilityModeSetting
 {
-    /// <summary>Our CommandHandler, outbox relay, inbox and scheduler.</summary>
-    Own,
+    /// <summary>Several nodes on one database: leader election, agent assignment, dead nodes' messages recovered.</summary>
+    Balanced,
 
-    /// <summary>Wolverine's aggregate handlers, durable outbox and local queues on Marten.</summary>
-    Wolverine,
+    /// <summary>One node per database: everything runs here, a restart recovers its own messages at once.</summary>
+    Solo,
 }
+

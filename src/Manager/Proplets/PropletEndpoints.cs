@@ -1,10 +1,13 @@
 using System.Globalization;
+using Propeller.Application.Aggregates;
 using Propeller.Application.Proplets;
 using Propeller.Contracts;
 using Propeller.Contracts.Proplets;
 using Propeller.Domain.Proplets;
 using Propeller.Manager.Configuration;
 using Propeller.Manager.Http;
+using Propeller.Manager.Wolverine;
+using Wolverine;
 using static Propeller.Domain.Proplets.PropletCommand;
 
 namespace Propeller.Manager.Proplets;
@@ -55,7 +58,7 @@ internal static class PropletEndpoints
             : ApiResults.NotFound("proplet not found");
     }
 
-    private static async Task<IResult> DeleteAsync(string propletId, HttpRequest request, IPropletRegistry registry, CommandSender sender, CancellationToken cancellationToken)
+    private static async Task<IResult> DeleteAsync(string propletId, HttpRequest request, IPropletRegistry registry, IMessageBus bus, TimeProvider time, CancellationToken cancellationToken)
     {
         if (!Guid.TryParse(propletId, out _))
         {
@@ -64,8 +67,9 @@ internal static class PropletEndpoints
 
         var id = new PropletId(propletId);
         var view = await registry.GetAsync(id, cancellationToken);
-        var command = new DeleteProplet(id, view?.RunningTasks ?? 0, sender.Now);
-        var result = await sender.SendAsync(PropletAggregate.Decider, PropletAggregate.StreamId(id), command, request, cancellationToken);
+        var command = new DeleteProplet(id, view?.RunningTasks ?? 0, time.GetUtcNow());
+        var result = await bus.InvokeAsync<CommandResult<PropletEvent, PropletState>>(
+            RunPropletCommand.For(command, WolverineTaskCommands.Metadata(request, command.At)), cancellationToken);
         return result.Rejection switch
         {
             { Kind: Domain.Common.RejectionKind.Conflict } conflict => ApiResults.Error(StatusCodes.Status409Conflict, $"conflict: {conflict.Reason}"),

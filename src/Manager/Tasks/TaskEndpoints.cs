@@ -3,9 +3,6 @@ using System.Text.Json;
 using FluentValidation;
 using Propeller.Application.Aggregates;
 using Propeller.Application.EventStore;
-using Propeller.Application.Messaging;
-using Propeller.Application.Plugins;
-using Propeller.Application.Scheduling;
 using Propeller.Application.Tasks;
 using Propeller.Contracts;
 using Propeller.Contracts.Tasks;
@@ -47,8 +44,8 @@ internal static class TaskEndpoints
         return app;
     }
 
-    private static async Task<IResult> CreateAsync(
-        HttpRequest request, CommandSender sender, IValidator<TaskJson> validator, TaskPlugins plugins, AggregateCache cache, CancellationToken cancellationToken)
+    /// <summary>POST /tasks: validation, the plugin gate and enrichment run as the Wolverine handler's middleware (ADR 0014).</summary>
+    private static async Task<IResult> CreateAsync(HttpRequest request, WolverineTaskCommands commands, TimeProvider time, CancellationToken cancellationToken)
     {
         var (body, error) = await JsonBody.ReadAsync<TaskJson>(request, cancellationToken);
         if (error is not null)
@@ -56,35 +53,10 @@ internal static class TaskEndpoints
             return error;
         }
 
-        if (Wolverine(request) is { } wolverine)
-        {
-            // Validation, the plugin gate and enrichment run as the Wolverine handler's middleware (ADR 0014).
-            var created = new TaskId(Guid.CreateVersion7());
-            return WolverineTaskCommands.Answer(
-                await wolverine.SendAsync(new CreateTask(created, TaskMapping.ToSpec(body!), sender.Now), request, body, cancellationToken),
-                state => Results.Created($"/tasks/{created}", TaskMapping.ToJson(state)));
-        }
-
-        if (Validate(validator, body!) is { } invalid)
-        {
-            return invalid;
-        }
-
-        var spec = TaskMapping.ToSpec(body!);
-        var gated = await plugins.AuthorizeAsync(request, PluginAction.Create, PluginTaskInfos.From("", spec), cancellationToken);
-        if (gated.Denied is { } denied)
-        {
-            return denied;
-        }
-
-        var (enriched, enrichDecisions) = await plugins.EnrichAsync(request, spec, cancellationToken);
-        var id = new TaskId(Guid.CreateVersion7());
-        var headers = PluginTaskInfos.Headers([.. gated.Decisions, .. enrichDecisions]);
-        cache.Set(TaskAggregate.StreamId(id), TaskState.Initial, 0); // a new id: decide on the empty state without a load
-        var result = await SendTaskAsync(sender, new CreateTask(id, enriched, sender.Now), request, headers, cancellationToken);
-        return result.Rejection is { } rejection
-            ? ApiResults.From(rejection)
-            : Results.Created($"/tasks/{id}", TaskMapping.ToJson(result.State));
+        var created = new TaskId(Guid.CreateVersion7());
+        return WolverineTaskCommands.Answer(
+            await commands.SendAsync(new CreateTask(created, TaskMapping.ToSpec(body!), time.GetUtcNow()), request, body, cancellationToken),
+            state => Results.Created($"/tasks/{created}", TaskMapping.ToJson(state)));
     }
 
     private static async Task<IResult> ListAsync(HttpRequest request, ITaskQueries queries, CancellationToken cancellationToken)
@@ -239,7 +211,7 @@ internal static class TaskEndpoints
         static bool Ended(TaskState state) => state.Status is not (TaskStatus.Pending or TaskStatus.Scheduled or TaskStatus.Running) || state.Deleted;
     }
 
-    private static async Task<IResult> UpdateAsync(string taskId, HttpRequest request, CommandSender sender, AggregateLoader loader, TaskPlugins plugins, CancellationToken cancellationToken)
+    private static async Task<IResult> UpdateAsync(string taskId, HttpRequest request, WolverineTaskCommands commands, AggregateLoader loader, TimeProvider time, CancellationToken cancellationToken)
     {
         if (!TryTaskId(taskId, out var id))
         {
@@ -259,19 +231,7 @@ internal static class TaskEndpoints
         }
 
         var merged = TaskMapping.Merge(spec, body!);
-        if (Wolverine(request) is { } wolverine)
-        {
-            return WolverineTaskCommands.Answer(await wolverine.SendAsync(new UpdateTask(id, merged, sender.Now), request, null, cancellationToken), state => Results.Ok(TaskMapping.ToJson(state)));
-        }
-
-        var gated = await plugins.AuthorizeAsync(request, PluginAction.Update, PluginTaskInfos.From(id.ToString(), merged, current.State.PropletId, current.State.CreatedAt), cancellationToken);
-        if (gated.Denied is { } denied)
-        {
-            return denied;
-        }
-
-        var result = await SendTaskAsync(sender, new UpdateTask(id, merged, sender.Now), request, gated.Headers, cancellationToken);
-        return result.Rejection is { } rejection ? ApiResults.From(rejection) : Results.Ok(TaskMapping.ToJson(result.State));
+        return WolverineTaskCommands.Answer(await commands.SendAsync(new UpdateTask(id, merged, time.GetUtcNow()), request, null, cancellationToken), state => Results.Ok(TaskMapping.ToJson(state)));
     }
 
     /// <summary>
@@ -279,7 +239,7 @@ internal static class TaskEndpoints
     /// the task's file (spec §2.6). Unlike the original, a missing part or a broken body is a 400, and the upload
     /// leaves a cron schedule alone.
     /// </summary>
-    private static async Task<IResult> UploadAsync(string taskId, HttpRequest request, CommandSender sender, AggregateLoader loader, TaskPlugins plugins, CancellationToken cancellationToken)
+    private static async Task<IResult> UploadAsync(string taskId, HttpRequest request, WolverineTaskCommands commands, AggregateLoader loader, TimeProvider time, CancellationToken cancellationToken)
     {
         if (!TryTaskId(taskId, out var id))
         {
@@ -331,110 +291,33 @@ internal static class TaskEndpoints
         }
 
         var updated = spec with { File = Convert.ToBase64String(bytes) };
-        if (Wolverine(request) is { } wolverine)
-        {
-            return WolverineTaskCommands.Answer(await wolverine.SendAsync(new UpdateTask(id, updated, sender.Now), request, null, cancellationToken), state => Results.Ok(TaskMapping.ToJson(state)));
-        }
-
-        var gated = await plugins.AuthorizeAsync(request, PluginAction.Update, PluginTaskInfos.From(id.ToString(), updated, current.State.PropletId, current.State.CreatedAt), cancellationToken);
-        if (gated.Denied is { } denied)
-        {
-            return denied;
-        }
-
-        var result = await SendTaskAsync(sender, new UpdateTask(id, updated, sender.Now), request, gated.Headers, cancellationToken);
-        return result.Rejection is { } rejection ? ApiResults.From(rejection) : Results.Ok(TaskMapping.ToJson(result.State));
+        return WolverineTaskCommands.Answer(await commands.SendAsync(new UpdateTask(id, updated, time.GetUtcNow()), request, null, cancellationToken), state => Results.Ok(TaskMapping.ToJson(state)));
     }
 
-    private static Task<IResult> DeleteAsync(string taskId, HttpRequest request, CommandSender sender, TaskPlugins plugins, CancellationToken cancellationToken) =>
-        SendAsync(taskId, request, sender, plugins, PluginAction.Delete, id => new DeleteTask(id, sender.Now), _ => Results.NoContent(), cancellationToken);
+    private static Task<IResult> DeleteAsync(string taskId, HttpRequest request, WolverineTaskCommands commands, TimeProvider time, CancellationToken cancellationToken) =>
+        SendAsync(taskId, request, commands, id => new DeleteTask(id, time.GetUtcNow()), _ => Results.NoContent(), cancellationToken);
 
+    /// <summary>
+    /// Starts a task: when the scheduler can place it at once (no plugins take part), the start, the dispatch and the
+    /// start message are one handler's transaction, the message cascaded into Wolverine's outbox (ADR 0014); the plugin
+    /// gate and on_task_start are the handler's middleware; otherwise the started task goes to the scheduler.
+    /// </summary>
     private static async Task<IResult> StartAsync(
-        string taskId, HttpRequest request, CommandSender sender, WorkSignals signals, TaskPlugins plugins, ITaskQueries queries, CancellationToken cancellationToken)
+        string taskId, HttpRequest request, WolverineTaskCommands commands, TimeProvider time, CancellationToken cancellationToken)
     {
         if (!TryTaskId(taskId, out var id))
         {
             return ApiResults.BadRequest(InvalidId);
         }
 
-        // When the scheduler can place the task at once (no plugins take part), the start, the dispatch and the start
-        // message are one append (on the Wolverine pipeline, one handler's transaction with the message cascaded into
-        // its outbox, the plugin gate and on_task_start as its middleware); otherwise the started task goes to the
-        // scheduler.
-        var placement = request.HttpContext.RequestServices.GetService<IImmediatePlacement>();
-        var now = sender.Now;
-        var command = new StartTask(id, now, TaskPlugins.UserOf(request));
-        if (Wolverine(request) is { } wolverine)
-        {
-            var outcome = await wolverine.SendAsync(command, request, null, cancellationToken);
-            if (outcome.Result is { Rejection: null } started)
-            {
-                Scheduled(started, signals, placement);
-            }
-
-            return WolverineTaskCommands.Answer(outcome, _ => Results.Ok(new { started = true }));
-        }
-
-        var before = plugins.Active && await queries.GetAsync(id, cancellationToken) is { } state ? PluginTaskInfos.From(state) : null;
-        var gated = before is null ? TaskPlugins.Gated.Allowed : await plugins.AuthorizeAsync(request, PluginAction.Start, before, cancellationToken);
-        if (gated.Denied is { } denied)
-        {
-            return denied;
-        }
-
-        var result = await sender.SendAsync(
-                TaskAggregate.Decider,
-                TaskAggregate.StreamId(id),
-                command,
-                request,
-                (correlation, state, events) => placement is not null && events.Any(e => e is TaskEvent.TaskDispatched) ? [placement.StartMessage(state, correlation)] : [],
-                placement is null ? null : async (state, token) =>
-                    state.Status == TaskStatus.Scheduled && await placement.TryPlaceAsync(state, token) is { } proplet ? new DispatchTask(id, proplet, now, null) : null,
-                gated.Headers,
-                cancellationToken);
-        if (result.Rejection is { } rejection)
-        {
-            return ApiResults.From(rejection);
-        }
-
-        Scheduled(result, signals, placement);
-        if (result.Appended.Count > 0)
-        {
-            plugins.Started(before);
-        }
-
-        return Results.Ok(new { started = true });
+        // Placement is the handler's (dispatched or deferred in the start's transaction, or a cascaded PlaceTasks).
+        var outcome = await commands.SendAsync(new StartTask(id, time.GetUtcNow(), TaskPlugins.UserOf(request)), request, null, cancellationToken);
+        return WolverineTaskCommands.Answer(outcome, _ => Results.Ok(new { started = true }));
     }
 
-    /// <summary>Stops a task: the TaskStopped event and the original's stop message (outbox) in one transaction.</summary>
-    private static async Task<IResult> StopAsync(
-        string taskId, HttpRequest request, CommandSender sender, StopMessages stops, WorkSignals signals, TaskPlugins plugins, CancellationToken cancellationToken)
-    {
-        if (!TryTaskId(taskId, out var id))
-        {
-            return ApiResults.BadRequest(InvalidId);
-        }
-
-        if (Wolverine(request) is { } wolverine)
-        {
-            // Wolverine's stop handler cascades the stop message through its outbox; the gate is its middleware.
-            return WolverineTaskCommands.Answer(await wolverine.SendAsync(new StopTask(id, "stopped by user", sender.Now), request, null, cancellationToken), _ => Results.Ok(new { stopped = true }));
-        }
-
-        var gated = await plugins.AuthorizeAsync(request, PluginAction.Stop, id, cancellationToken);
-        if (gated.Denied is { } denied)
-        {
-            return denied;
-        }
-
-        var result = await sender.SendAsync(
-            TaskAggregate.Decider, TaskAggregate.StreamId(id), new StopTask(id, "stopped by user", sender.Now), request,
-            (state, events) => events.Any(e => e is TaskEvent.TaskStopped) ? stops.For(state) : [],
-            gated.Headers,
-            cancellationToken);
-        signals.Outbox.Notify();
-        return result.Rejection is { } rejection ? ApiResults.From(rejection) : Results.Ok(new { stopped = true });
-    }
+    /// <summary>Stops a task: TaskStopped and the original's stop message (cascaded into Wolverine's outbox) in one transaction.</summary>
+    private static Task<IResult> StopAsync(string taskId, HttpRequest request, WolverineTaskCommands commands, TimeProvider time, CancellationToken cancellationToken) =>
+        SendAsync(taskId, request, commands, id => new StopTask(id, "stopped by user", time.GetUtcNow()), _ => Results.Ok(new { stopped = true }), cancellationToken);
 
     private static async Task<IResult> ResultsAsync(string taskId, ITaskQueries queries, CancellationToken cancellationToken)
     {
@@ -472,52 +355,10 @@ internal static class TaskEndpoints
     }
 
     private static async Task<IResult> SendAsync(
-        string taskId, HttpRequest request, CommandSender sender, TaskPlugins plugins, PluginAction action, Func<TaskId, TaskCommand> command, Func<TaskState, IResult> ok,
-        CancellationToken cancellationToken)
-    {
-        if (!TryTaskId(taskId, out var id))
-        {
-            return ApiResults.BadRequest(InvalidId);
-        }
-
-        if (Wolverine(request) is { } wolverine)
-        {
-            return WolverineTaskCommands.Answer(await wolverine.SendAsync(command(id), request, null, cancellationToken), ok);
-        }
-
-        var gated = await plugins.AuthorizeAsync(request, action, id, cancellationToken);
-        if (gated.Denied is { } denied)
-        {
-            return denied;
-        }
-
-        var result = await SendTaskAsync(sender, command(id), request, gated.Headers, cancellationToken);
-        return result.Rejection is { } rejection ? ApiResults.From(rejection) : ok(result.State);
-    }
-
-    /// <summary>
-    /// The Wolverine pipeline's seam when MANAGER_PIPELINE=wolverine (ADR 0014): the route parses the request and sends
-    /// the command; validation and the plugin gate are the handler's middleware.
-    /// </summary>
-    private static WolverineTaskCommands? Wolverine(HttpRequest request) => request.HttpContext.RequestServices.GetService<WolverineTaskCommands>();
-
-    /// <summary>Our command path: the command decided by CommandHandler with the plugin decisions as headers.</summary>
-    private static Task<CommandResult<TaskEvent, TaskState>> SendTaskAsync(
-        CommandSender sender, TaskCommand command, HttpRequest request, IReadOnlyDictionary<string, string>? headers, CancellationToken cancellationToken) =>
-        sender.SendAsync(TaskAggregate.Decider, TaskAggregate.StreamId(command.TaskId), command, request, headers, cancellationToken);
-
-    /// <summary>A started task waiting for a proplet goes to the scheduler; one dispatched at once is counted as placed.</summary>
-    private static void Scheduled(CommandResult<TaskEvent, TaskState> result, WorkSignals signals, IImmediatePlacement? placement)
-    {
-        if (result.State.Status == TaskStatus.Scheduled)
-        {
-            signals.OfferStart(result.State);
-        }
-        else if (result.Appended.Any(e => e is TaskEvent.TaskDispatched))
-        {
-            placement?.Dispatched(result.State);
-        }
-    }
+        string taskId, HttpRequest request, WolverineTaskCommands commands, Func<TaskId, TaskCommand> command, Func<TaskState, IResult> ok, CancellationToken cancellationToken) =>
+        TryTaskId(taskId, out var id)
+            ? WolverineTaskCommands.Answer(await commands.SendAsync(command(id), request, null, cancellationToken), ok)
+            : ApiResults.BadRequest(InvalidId);
 
     private static IResult? Validate(IValidator<TaskJson> validator, TaskJson body)
     {

@@ -6,6 +6,7 @@ using Propeller.Domain.Tasks;
 using Propeller.Infrastructure.Mqtt;
 using Propeller.Manager.Http;
 using Propeller.Manager.Plugins;
+using Propeller.Manager.Wolverine;
 
 namespace Propeller.Manager.Tasks;
 
@@ -18,8 +19,8 @@ namespace Propeller.Manager.Tasks;
 internal static class TaskInvocation
 {
     public static async Task<IResult> InvokeAsync(
-        string taskId, HttpRequest request, ITaskQueries queries, CommandSender sender, TaskPlugins plugins, IServiceProvider services,
-        CancellationToken cancellationToken)
+        string taskId, HttpRequest request, ITaskQueries queries, WolverineTaskCommands commands, TaskPlugins plugins, IServiceProvider services,
+        TimeProvider time, CancellationToken cancellationToken)
     {
         if (!TaskEndpoints.TryTaskId(taskId, out var id))
         {
@@ -63,13 +64,12 @@ internal static class TaskInvocation
         var outcome = await invoker.InvokeAsync(task, body?.Inputs, body?.Env, cancellationToken);
         if (outcome.InvocationId.Length > 0)
         {
-            var recorded = await sender.SendAsync(
-                TaskAggregate.Decider, TaskAggregate.StreamId(id),
-                new TaskCommand.RecordInvocation(id, outcome.InvocationId, outcome.PropletId, outcome.Results, outcome.Error, sender.Now),
-                request, gated.Headers, cancellationToken);
-            if (recorded.Rejection is { } rejection)
+            var recorded = await commands.SendAsync(
+                new TaskCommand.RecordInvocation(id, outcome.InvocationId, outcome.PropletId, outcome.Results, outcome.Error, time.GetUtcNow()),
+                request, null, cancellationToken, gated.Headers);
+            if (recorded.Refused is not null || recorded.Result!.Rejection is not null)
             {
-                return ApiResults.From(rejection);
+                return WolverineTaskCommands.Answer(recorded, _ => Results.Ok());
             }
         }
 

@@ -116,8 +116,9 @@ public static class PluginGateMiddleware
                     ? TaskPlugins.Gated.Allowed
                     : Allowed(await plugins.AuthorizeAsync(user, PluginAction.Update, PluginTaskInfos.From(update.TaskId.ToString(), update.Spec, current.PropletId, current.CreatedAt), cancellationToken));
                 break;
-            case RecordResult:
-                // A proplet's result: nothing to authorize (on_task_complete follows the commit).
+            case RecordResult or RecordInvocation:
+                // A proplet's result: nothing to authorize (on_task_complete follows the commit); an invocation was
+                // authorized by its route before it ran (its decisions are in the metadata already).
                 gated = TaskPlugins.Gated.Allowed;
                 break;
             case StartTask start:

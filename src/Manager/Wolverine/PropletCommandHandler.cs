@@ -6,6 +6,7 @@ using Propeller.Application.Proplets;
 using Propeller.Domain.Proplets;
 using Propeller.Infrastructure.MartenStore;
 using Propeller.Infrastructure.Wolverine;
+using Wolverine;
 using Wolverine.Marten;
 
 namespace Propeller.Manager.Wolverine;
@@ -31,24 +32,50 @@ public sealed record RunPropletCommand(Guid StreamId, PropletCommand Command, Ev
 /// </summary>
 public static class PropletCommandHandler
 {
-    public static CommandResult<PropletEvent, PropletState> Handle(
+    /// <summary>
+    /// Decides and appends; then, in the same transaction (ADR 0014, decision 13): a proplet discovered, back online or
+    /// with new metadata starts its liveness timer and sends a sweep (waiting tasks may fit now); one that went offline
+    /// has its running tasks re-dispatched. Without a broker (no scheduling) only the events.
+    /// </summary>
+    public static (CommandResult<PropletEvent, PropletState>, OutgoingMessages) Handle(
         RunPropletCommand message, [WriteAggregate(nameof(RunPropletCommand.StreamId), Required = false)] IEventStream<PropletDocument> stream, IDocumentSession session,
-        CommandSessionServices services)
+        CommandSessionServices services, WolverinePlacement placement)
     {
         ArgumentNullException.ThrowIfNull(message);
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(services);
+        ArgumentNullException.ThrowIfNull(placement);
+        var outgoing = new OutgoingMessages();
         var before = stream.Aggregate?.State ?? PropletState.Initial;
         var decision = PropletDecider.Decide(message.Command, before);
         if (decision.Rejection is not null || decision.Events.Count == 0)
         {
-            return new CommandResult<PropletEvent, PropletState>(before, stream.CurrentVersion ?? 0, [], decision.Rejection);
+            return (new CommandResult<PropletEvent, PropletState>(before, stream.CurrentVersion ?? 0, [], decision.Rejection), outgoing);
         }
 
         var state = decision.Events.Aggregate(before, PropletDecider.Evolve);
         stream.AppendMany(decision.Events);
         var version = (stream.StartingVersion ?? 0) + decision.Events.Count;
         services.Attach(session, message.Metadata).Committed(PropletAggregate.StreamId(message.Command.PropletId), state, version);
-        return new CommandResult<PropletEvent, PropletState>(state, version, decision.Events, null);
+        if (placement.Scheduling is { } scheduling)
+        {
+            var propletId = message.Command.PropletId.Value;
+            if (decision.Events.Any(e => e is PropletEvent.PropletWentOffline))
+            {
+                outgoing.Add(new RedispatchTasksOf(propletId, $"proplet {propletId} went offline"));
+            }
+
+            if (decision.Events.Any(e => e is PropletEvent.PropletRegistered or PropletEvent.PropletCameOnline))
+            {
+                scheduling.StartLiveness(session, outgoing, propletId, message.Metadata.Timestamp + scheduling.Planner.Options.LivenessWindow);
+            }
+
+            if (decision.Events.Any(e => e is PropletEvent.PropletRegistered or PropletEvent.PropletCameOnline or PropletEvent.PropletMetadataChanged))
+            {
+                outgoing.Add(new SweepWaitingTasks(null));
+            }
+        }
+
+        return (new CommandResult<PropletEvent, PropletState>(state, version, decision.Events, null), outgoing);
     }
 }

@@ -56,7 +56,7 @@ public static class RecordResultsHandler
             stream.AppendMany(decision.Events);
             var version = (stream.StartingVersion ?? 0) + decision.Events.Count;
             listener ??= services.Attach(session, metadata);
-            listener.StampWith(stream.Id, metadata);
+            listener.Stamping(stream.Id, metadata);
             listener.Committed(TaskAggregate.StreamId(command.TaskId), state, version);
             outcomes.Add(new CommandResult<TaskEvent, TaskState>(state, version, decision.Events, null));
         }

@@ -2,7 +2,6 @@ using JasperFx.Events;
 using Marten;
 using Propeller.Application.Aggregates;
 using Propeller.Application.Messaging;
-using Propeller.Application.Scheduling;
 using Propeller.Application.Tasks;
 using Propeller.Domain.Tasks;
 using Propeller.Infrastructure.Wolverine;
@@ -27,9 +26,11 @@ public static class TaskCommandHandler
     /// <summary>
     /// Create, update, delete, start and stop; the outcome goes back to the caller of InvokeAsync. The validation and
     /// plugin gate middleware ran before (<see cref="FluentValidationMiddleware"/>, <see cref="PluginGateMiddleware"/>):
-    /// <paramref name="gated"/> is the command to decide and the metadata with the plugin decisions. A start that the
-    /// scheduler can place at once (no plugins take part) is dispatched in the same transaction, and its start message
-    /// is cascaded into the outbox with it; a stop cascades the original's stop message.
+    /// <paramref name="gated"/> is the command to decide and the metadata with the plugin decisions. A start is placed
+    /// in the same transaction when no plugins take part in placement (dispatched with its start message cascaded into
+    /// the outbox, or deferred with the wait reason and the sweep chain made sure of); with plugins, placement is the
+    /// cascaded <see cref="PlaceTasks"/> (their select and dispatch hooks run there). A stop cascades the original's
+    /// stop message.
     /// </summary>
     public static async Task<(CommandResult<TaskEvent, TaskState>, OutgoingMessages)> HandleAsync(
         RunTaskCommand message, GatedCommand gated, [WriteAggregate(nameof(RunTaskCommand.TaskId), Required = false)] IEventStream<TaskState> stream, IDocumentSession session,
@@ -51,18 +52,31 @@ public static class TaskCommandHandler
 
         IReadOnlyList<TaskEvent> events = decision.Events;
         var state = Fold(before, events);
-        if (gated.Command is StartTask start && state.Status == TaskStatus.Scheduled && placement.Placement is { } scheduler
-            && await scheduler.TryPlaceAsync(state, cancellationToken) is { } proplet
-            && TaskDecider.Decide(new DispatchTask(start.TaskId, proplet, start.At), state) is { Rejection: null, Events.Count: > 0 } dispatch)
+        if (gated.Command is StartTask && state.Status == TaskStatus.Scheduled && placement.Scheduling is { } scheduling)
         {
-            events = [.. events, .. dispatch.Events];
-            state = Fold(state, dispatch.Events);
-            outgoing.Add(ToBroker(scheduler.StartMessage(state, gated.Metadata.CorrelationId)));
+            if (await scheduling.Planner.PlanAtOnceAsync(state, cancellationToken) is not { } plan)
+            {
+                outgoing.Add(new PlaceTasks([message.TaskId.Value]));
+            }
+            else
+            {
+                var (placed, after, start) = scheduling.Decide(plan, state, gated.Metadata.CorrelationId);
+                events = [.. events, .. placed];
+                state = after;
+                if (start is not null)
+                {
+                    outgoing.Add(start);
+                }
+                else if (state.Status == TaskStatus.Scheduled)
+                {
+                    await scheduling.EnsureSweepAsync(session, outgoing, waiting: true, cancellationToken);
+                }
+            }
         }
 
         if (events.Any(e => e is TaskEvent.TaskStopped))
         {
-            outgoing.AddRange(stops.For(state).Select(ToBroker));
+            outgoing.AddRange(stops.For(state).Select(PublishToBroker.From));
         }
 
         stream.AppendMany(events);
@@ -72,18 +86,19 @@ public static class TaskCommandHandler
     }
 
     private static TaskState Fold(TaskState state, IEnumerable<TaskEvent> events) => events.Aggregate(state, TaskDecider.Evolve);
-
-    private static PublishToBroker ToBroker(OutgoingMessage message) =>
-        new(message.Destination, message.Payload.ToArray(), message.Headers?.ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal));
 }
 
 /// <summary>Publishes a start or stop message to the broker from the durable local queue "broker" (after the command's commit).</summary>
 public static class BrokerMessageHandler
 {
-    /// <summary>A failed publish waits and tries again; after that the message is a dead letter in PostgreSQL.</summary>
+    /// <summary>
+    /// A message that can never be published (an empty topic: ArgumentException) is a dead letter at once; any other
+    /// failed publish waits and tries again, then it is a dead letter in PostgreSQL (GET /dead-letters, replayable).
+    /// </summary>
     public static void Configure(HandlerChain chain)
     {
         ArgumentNullException.ThrowIfNull(chain);
+        chain.OnException<ArgumentException>().MoveToErrorQueue();
         chain.OnAnyException().ScheduleRetry(TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(30));
     }
 
@@ -95,8 +110,8 @@ public static class BrokerMessageHandler
     }
 }
 
-/// <summary>The scheduler as the start handler sees it: none when the manager has no broker (nothing to place on).</summary>
+/// <summary>Scheduling as the start handler sees it: none when the manager has no broker (nothing to place on).</summary>
 public sealed class WolverinePlacement(IServiceProvider services)
 {
-    public IImmediatePlacement? Placement { get; } = services.GetService<IImmediatePlacement>();
+    public WolverineScheduling? Scheduling { get; } = services.GetService<WolverineScheduling>();
 }

@@ -23,4 +23,11 @@ public sealed record GatedCommand(TaskCommand Command, EventMetadata Metadata, P
 public sealed class PluginDeniedException(string reason) : Exception(reason);
 
 /// <summary>A message for the broker (a start or a stop), cascaded in the command's transaction; published from the durable local queue "broker".</summary>
-public sealed record PublishToBroker(string Topic, byte[] Payload, Dictionary<string, string>? Headers);
+public sealed record PublishToBroker(string Topic, byte[] Payload, Dictionary<string, string>? Headers)
+{
+    public static PublishToBroker From(Application.Messaging.OutgoingMessage message)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        return new(message.Destination, message.Payload.ToArray(), message.Headers?.ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal));
+    }
+}

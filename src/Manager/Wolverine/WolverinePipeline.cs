@@ -8,7 +8,9 @@ using Propeller.Domain.Proplets;
 using Propeller.Domain.Tasks;
 using Propeller.Contracts.Tasks;
 using Propeller.Infrastructure.Mqtt;
+using Propeller.Infrastructure.Scheduling;
 using Propeller.Infrastructure.Wolverine;
+using Propeller.Manager.Configuration;
 using Propeller.Manager.Http;
 using Propeller.Manager.Plugins;
 using Wolverine;
@@ -19,15 +21,23 @@ using Wolverine.Runtime;
 namespace Propeller.Manager.Wolverine;
 
 /// <summary>
-/// The Wolverine write side (MANAGER_PIPELINE=wolverine, ADR 0014), beside our own: Wolverine on Marten with its
-/// transactional middleware, durable inbox/outbox tables in the event store's schema, the durable local queue
+/// The manager's write side (ADR 0014): Wolverine on Marten with its transactional middleware, durable inbox/outbox tables in the event store's schema, the durable local queue
 /// "broker", and the conflict retry policy.
 /// </summary>
 internal static class WolverinePipeline
 {
-    /// <summary>Integrates Wolverine with the Marten registration (its envelope tables beside Marten's).</summary>
-    public static void IntegrateMarten(MartenServiceCollectionExtensions.MartenConfigurationExpression marten, string schema) =>
-        marten.IntegrateWithWolverine(w => w.MessageStorageSchemaName = schema);
+    /// <summary>
+    /// Integrates Wolverine with the Marten registration (its envelope tables beside Marten's). With
+    /// <paramref name="distributeProjections"/> (Balanced mode) Wolverine runs Marten's async projections itself, each on
+    /// exactly one node of the cluster (its managed subscription distribution replaces Marten's own daemon, which must
+    /// then not be added).
+    /// </summary>
+    public static void IntegrateMarten(MartenServiceCollectionExtensions.MartenConfigurationExpression marten, string schema, bool distributeProjections) =>
+        marten.IntegrateWithWolverine(w =>
+        {
+            w.MessageStorageSchemaName = schema;
+            w.UseWolverineManagedEventSubscriptionDistribution = distributeProjections;
+        });
 
     /// <summary>
     /// The configuration `propeller-manager codegen` generates the handler code under: the Wolverine pipeline with a
@@ -37,25 +47,42 @@ internal static class WolverinePipeline
     public static void ConfigureForCodegen(WebApplicationBuilder builder)
     {
         ArgumentNullException.ThrowIfNull(builder);
-        builder.Configuration["MANAGER_PIPELINE"] = "wolverine";
         builder.Configuration["MANAGER_MQTT_ADDRESS"] = "tcp://127.0.0.1:1883";
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
     }
 
-    public static void AddWolverinePipeline(this WebApplicationBuilder builder)
+    /// <summary>
+    /// Placement, the sweep and liveness on Wolverine (decision 13), where a broker is configured: the planner and the
+    /// scheduling service the handlers use, and one sweep at start (waiting tasks of before the restart, timers lost).
+    /// </summary>
+    public static void AddWolverineScheduling(this IServiceCollection services)
+    {
+        services.TryAddSingleton<PlacementPlanner>();
+        services.TryAddSingleton<WolverineScheduling>();
+        services.AddHostedService<SweepAtStart>();
+    }
+
+    public static void AddWolverinePipeline(this WebApplicationBuilder builder, DurabilityModeSetting durability, TimeSpan staleNodeTimeout)
     {
         builder.Services.TryAddSingleton<CommandSessionServices>();
         builder.Services.TryAddSingleton<WolverinePlacement>();
         builder.Services.TryAddSingleton<WolverineTaskCommands>();
         builder.Services.TryAddSingleton<IValidator<RunTaskCommand>, RunTaskCommandValidator>();
         builder.Services.TryAddSingleton<IInboundCommands, WolverineInboundCommands>();
+        builder.Services.TryAddSingleton<DeadLetterMetrics>();
+        builder.Services.ConfigureMarten(o => o.Schema.For<SchedulerTimer>().DocumentAlias("scheduler_timer"));
         builder.Host.UseWolverine(opts =>
         {
             opts.ApplicationAssembly = typeof(WolverinePipeline).Assembly;
             opts.ServiceName = "propeller-manager";
 
-            // One node per database for now (Balanced mode, several nodes: ADR 0014, left).
-            opts.Durability.Mode = DurabilityMode.Solo;
+            // Durability (ADR 0014): Balanced for several nodes on one database (leader election, agents assigned by
+            // the leader, a dead node's envelopes recovered once it is declared stale), Solo for one node per database.
+            // The heartbeat runs at a fifth of the stale timeout, so a node is declared dead after about five missed
+            // beats, and the leader ejects it after two consecutive stale observations (StaleNodeEjectionThreshold).
+            opts.Durability.Mode = durability == DurabilityModeSetting.Solo ? DurabilityMode.Solo : DurabilityMode.Balanced;
+            opts.Durability.StaleNodeTimeout = staleNodeTimeout;
+            opts.Durability.HealthCheckPollingTime = staleNodeTimeout / 5;
             opts.Policies.AutoApplyTransactions();
 
             // Middleware (ADR 0014): FluentValidation before every handler whose message has validators, then the
@@ -66,6 +93,21 @@ internal static class WolverinePipeline
             opts.Policies.UseDurableLocalQueues();
             opts.PublishMessage<PublishToBroker>().ToLocalQueue("broker");
             opts.LocalQueue("broker").UseDurableInbox();
+
+            // Placement, the sweep and liveness timers (decision 13): durable local queues "scheduling" and "sweeps"; the timers are
+            // scheduled messages in Wolverine's incoming envelopes, which the durability agent looks for every second
+            // (default 5 s: a liveness check could fire up to 5 s late).
+            opts.PublishMessage<PlaceTasks>().ToLocalQueue("scheduling");
+            opts.PublishMessage<SweepWaitingTasks>().ToLocalQueue("sweeps");
+            opts.PublishMessage<CheckLiveness>().ToLocalQueue("scheduling");
+            opts.PublishMessage<RedispatchTasksOf>().ToLocalQueue("scheduling");
+            opts.LocalQueue("scheduling").UseDurableInbox();
+
+            // Sweeps one at a time on a node: three proplets discovered at once send three sweeps, and in parallel
+            // they would all place the same oldest tasks and lose races to each other (measured: a storm of conflict
+            // retries); in turn, each places what the one before left.
+            opts.LocalQueue("sweeps").Sequential().UseDurableInbox();
+            opts.Durability.ScheduledJobPollingTime = TimeSpan.FromSeconds(1);
 
             // A lost race on a stream decides again on the new state (Marten's optimistic concurrency): as many tries
             // as our CommandHandler's and more, each after a short, jittered pause, so many writers on one stream
@@ -86,14 +128,15 @@ internal static class WolverinePipeline
 /// </summary>
 public sealed class WolverineTaskCommands
 {
+    /// <summary>
+    /// Sends <paramref name="command"/> with the request's metadata; <paramref name="headers"/> are plugin decisions the
+    /// route made itself (an invocation's, authorized before it ran), stored with the events.
+    /// </summary>
     public async Task<(CommandResult<TaskEvent, TaskState>? Result, IResult? Refused)> SendAsync(
-        TaskCommand command, HttpRequest request, TaskJson? body, CancellationToken cancellationToken)
+        TaskCommand command, HttpRequest request, TaskJson? body, CancellationToken cancellationToken, IReadOnlyDictionary<string, string>? headers = null)
     {
         ArgumentNullException.ThrowIfNull(command);
-        ArgumentNullException.ThrowIfNull(request);
-        var user = request.Headers["X-User-Id"].FirstOrDefault();
-        var correlation = request.Headers["X-Correlation-Id"].FirstOrDefault() ?? request.HttpContext.TraceIdentifier;
-        var metadata = new EventMetadata(correlation, null, string.IsNullOrEmpty(user) ? null : user, command.At, null);
+        var metadata = Metadata(request, command.At, headers);
         var bus = request.HttpContext.RequestServices.GetRequiredService<IMessageBus>();
         try
         {
@@ -107,6 +150,18 @@ public sealed class WolverineTaskCommands
         {
             return (null, ApiResults.Error(StatusCodes.Status403Forbidden, ex.Message));
         }
+    }
+
+    /// <summary>
+    /// A command's metadata from its request: X-User-Id as the user, X-Correlation-Id (or the request id) as the
+    /// correlation id, <paramref name="at"/> as the time, <paramref name="headers"/> stored with the events.
+    /// </summary>
+    public static EventMetadata Metadata(HttpRequest request, DateTimeOffset at, IReadOnlyDictionary<string, string>? headers = null)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var user = request.Headers["X-User-Id"].FirstOrDefault();
+        var correlation = request.Headers["X-Correlation-Id"].FirstOrDefault() ?? request.HttpContext.TraceIdentifier;
+        return new EventMetadata(correlation, null, string.IsNullOrEmpty(user) ? null : user, at, headers);
     }
 
     /// <summary>The route's answer: the refusal, the decider's rejection, or <paramref name="ok"/> with the new state.</summary>
@@ -171,4 +226,16 @@ public sealed class WolverineInboundCommands(IWolverineRuntime runtime) : IInbou
 
     public Task HandlePropletAsync(PropletCommand command, EventMetadata metadata, CancellationToken cancellationToken) =>
         new MessageBus(runtime).InvokeAsync<CommandResult<PropletEvent, PropletState>>(RunPropletCommand.For(command, metadata), cancellationToken);
+}
+
+/// <summary>Sends one <see cref="SweepWaitingTasks"/> once Wolverine runs: places what waited across a restart and makes sure the sweep chain runs.</summary>
+internal sealed class SweepAtStart(IHostApplicationLifetime lifetime, IWolverineRuntime runtime) : IHostedService
+{
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        lifetime.ApplicationStarted.Register(() => _ = new MessageBus(runtime).PublishAsync(new SweepWaitingTasks(null)).AsTask());
+        return Task.CompletedTask;
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }

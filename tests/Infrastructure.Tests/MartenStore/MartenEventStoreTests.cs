@@ -19,7 +19,7 @@ public sealed class MartenEventStoreTests : IAsyncLifetime
     private TestDatabase _db = null!;
     private DocumentStore _marten = null!;
     private MartenEventStore _store = null!;
-    private CommandHandler _commands = null!;
+    private StreamCommands _commands = null!;
     private AggregateLoader _loader = null!;
 
     public async ValueTask InitializeAsync()
@@ -27,7 +27,7 @@ public sealed class MartenEventStoreTests : IAsyncLifetime
         _db = await TestDatabase.CreateAsync("marten_store");
         (_marten, _store) = (_db.Marten, _db.Store);
         _loader = new AggregateLoader(_store, _db.Snapshots);
-        _commands = new CommandHandler(_store, _loader, _db.Snapshots, NullLogger<CommandHandler>.Instance);
+        _commands = new StreamCommands(_store, _loader);
     }
 
     public async ValueTask DisposeAsync()
@@ -71,8 +71,8 @@ public sealed class MartenEventStoreTests : IAsyncLifetime
         var id = NewId();
         await HandleAsync(new CreateTask(id, TaskSpec.Named("v0"), T0), 0);
 
-        // Separate handlers (no shared cache), as on separate nodes: the losers reload and decide again.
-        var handlers = Enumerable.Range(0, 6).Select(_ => new CommandHandler(_store, _loader, _db.Snapshots, NullLogger<CommandHandler>.Instance)).ToArray();
+        // Separate writers, as on separate nodes: the losers reload and decide again.
+        var handlers = Enumerable.Range(0, 6).Select(_ => new StreamCommands(_store, _loader)).ToArray();
         var results = await Task.WhenAll(handlers.Select((h, n) =>
             h.HandleAsync(TaskAggregate.Decider, TaskAggregate.StreamId(id), new UpdateTask(id, TaskSpec.Named($"v{n + 1}"), T0.AddSeconds(n + 1)), Meta(n + 1), Ct)));
 

@@ -37,7 +37,7 @@ public sealed class MartenGroupCommitTests : IAsyncLifetime
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
     [Fact]
-    public async Task ConcurrentAppends_ShareTransactions_AndEachGetsItsVersionsMetadataAndOutboxRows()
+    public async Task ConcurrentAppends_ShareTransactions_AndEachGetsItsVersionsAndMetadata()
     {
         const int streams = 32;
         const int appendsPerStream = 4;
@@ -51,9 +51,8 @@ public sealed class MartenGroupCommitTests : IAsyncLifetime
                 for (var n = 1; n <= appendsPerStream; n++)
                 {
                     object @event = n == 1 ? Created(id) : Numbered(id, n);
-                    var message = new OutgoingMessage("topic/" + stream, Encoding.UTF8.GetBytes($"{stream}#{n}"));
                     var metadata = new EventMetadata($"corr-{stream}-{n}", null, $"user-{n}", T0.AddSeconds(n), new Dictionary<string, string> { ["n"] = $"{n}" });
-                    var result = await _store.AppendAsync(stream, TaskAggregate.StreamType, ExpectedVersion.Exact(n - 1), [@event], metadata, [message], Ct);
+                    var result = await _store.AppendAsync(stream, TaskAggregate.StreamType, ExpectedVersion.Exact(n - 1), [@event], metadata, Ct);
                     results.Add((id, n, result));
                 }
             },
@@ -64,8 +63,6 @@ public sealed class MartenGroupCommitTests : IAsyncLifetime
         {
             var stream = TaskAggregate.StreamId(id);
             result.NextVersion.ShouldBe(n);
-            result.OutboxIds.Count.ShouldBe(1);
-            (await _db.ScalarAsync<byte[]>("select payload from {schema}.outbox where id = $1", result.OutboxIds[0])).ShouldBe(Encoding.UTF8.GetBytes($"{stream}#{n}"));
             (await _db.ScalarAsync<string>("select correlation_id || '|' || user_name || '|' || (headers->>'n') from {schema}.mt_events where stream_id = $1 and version = $2", id.Value, (long)n))
                 .ShouldBe($"corr-{stream}-{n}|user-{n}|{n}");
         }
@@ -79,7 +76,7 @@ public sealed class MartenGroupCommitTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task AConflictInAGroup_FailsOnlyThatAppend_TheOthersCommitWithTheirRows()
+    public async Task AConflictInAGroup_FailsOnlyThatAppend_TheOthersCommit()
     {
         var blocked = NewId();
         var existing = NewId();
@@ -100,9 +97,9 @@ public sealed class MartenGroupCommitTests : IAsyncLifetime
         await TestDatabase.WaitUntilAsync(async () => await _db.ScalarAsync<long>("select count(*) from pg_locks where not granted") > 0);
         var a = NewId();
         var c = NewId();
-        var okA = _store.AppendAsync(TaskAggregate.StreamId(a), TaskAggregate.StreamType, ExpectedVersion.NoStream, [Created(a)], Meta(1), [new OutgoingMessage("t/a", new byte[] { 1 })], Ct);
-        var conflicting = _store.AppendAsync(TaskAggregate.StreamId(existing), TaskAggregate.StreamType, ExpectedVersion.NoStream, [Created(existing)], Meta(2), [new OutgoingMessage("t/x", new byte[] { 2 })], Ct);
-        var okC = _store.AppendAsync(TaskAggregate.StreamId(c), TaskAggregate.StreamType, ExpectedVersion.NoStream, [Created(c)], Meta(3), [new OutgoingMessage("t/c", new byte[] { 3 })], Ct);
+        var okA = _store.AppendAsync(TaskAggregate.StreamId(a), TaskAggregate.StreamType, ExpectedVersion.NoStream, [Created(a)], Meta(1), Ct);
+        var conflicting = _store.AppendAsync(TaskAggregate.StreamId(existing), TaskAggregate.StreamType, ExpectedVersion.NoStream, [Created(existing)], Meta(2), Ct);
+        var okC = _store.AppendAsync(TaskAggregate.StreamId(c), TaskAggregate.StreamType, ExpectedVersion.NoStream, [Created(c)], Meta(3), Ct);
         await hold.RollbackAsync(Ct);
 
         (await first).NextVersion.ShouldBe(2);
@@ -111,7 +108,6 @@ public sealed class MartenGroupCommitTests : IAsyncLifetime
         await Should.ThrowAsync<ConcurrencyException>(() => conflicting);
         (await _db.ScalarAsync<long>("select count(*) from {schema}.mt_events where stream_id = $1", existing.Value)).ShouldBe(1);
         (await _db.ScalarAsync<long>("select count(*) from {schema}.mt_doc_taskstate where id = any($1)", (object)new[] { existing.Value, a.Value, c.Value })).ShouldBe(3);
-        (await _db.ScalarAsync<string>("select string_agg(destination, ',' order by destination) from {schema}.outbox")).ShouldBe("t/a,t/c");
     }
 
     [Fact]
@@ -119,12 +115,12 @@ public sealed class MartenGroupCommitTests : IAsyncLifetime
     {
         var loader = new AggregateLoader(_store, _db.Snapshots);
         var ids = Enumerable.Range(0, 8).Select(_ => NewId()).ToArray();
-        var creator = new CommandHandler(_store, loader, _db.Snapshots, NullLogger<CommandHandler>.Instance);
+        var creator = new StreamCommands(_store, loader);
         await Task.WhenAll(ids.Select(id => creator.HandleAsync(TaskAggregate.Decider, TaskAggregate.StreamId(id), new TaskCommand.CreateTask(id, TaskSpec.Named("v0"), T0), Meta(), Ct)));
 
-        // Two handlers per task (no shared cache, as on two nodes): the groups mix tasks, and one of each pair loses.
+        // Two writers per task (as on two nodes): the groups mix tasks, and one of each pair loses.
         var results = await Task.WhenAll(ids.SelectMany(id => Enumerable.Range(1, 2).Select(n =>
-            new CommandHandler(_store, loader, _db.Snapshots, NullLogger<CommandHandler>.Instance).HandleAsync(
+            new StreamCommands(_store, loader).HandleAsync(
                 TaskAggregate.Decider, TaskAggregate.StreamId(id), new TaskCommand.UpdateTask(id, TaskSpec.Named($"v{n}"), T0.AddSeconds(n)), Meta(n), Ct))));
 
         results.ShouldAllBe(r => !r.IsRejected);

@@ -7,7 +7,7 @@ using Propeller.Infrastructure.Tests.Support;
 namespace Propeller.Infrastructure.Tests.MartenStore;
 
 /// <summary>
-/// The schema at startup (issue 14): Marten's tables and ours (outbox, inbox, telemetry) applied by the hosted service,
+/// The schema at startup (issue 14): Marten's tables and ours (telemetry) applied by the hosted service,
 /// idempotently, by several nodes at once; PostgreSQL unreachable is retried, logged and then a clear failure.
 /// </summary>
 public sealed class MartenSchemaTests : IAsyncLifetime
@@ -41,15 +41,15 @@ public sealed class MartenSchemaTests : IAsyncLifetime
         }
 
         var tables = await _db.ScalarAsync<string>(
-            "select string_agg(table_name, ',' order by table_name) from information_schema.tables where table_schema = $1 and table_name in ('mt_events', 'mt_streams', 'outbox', 'inbox', 'task_metrics', 'proplet_metrics', 'mt_doc_taskstate', 'mt_doc_stream_snapshot')",
+            "select string_agg(table_name, ',' order by table_name) from information_schema.tables where table_schema = $1 and table_name in ('mt_events', 'mt_streams', 'task_metrics', 'proplet_metrics', 'mt_doc_taskstate', 'mt_doc_stream_snapshot')",
             _db.Schema);
-        tables.ShouldBe("inbox,mt_doc_stream_snapshot,mt_doc_taskstate,mt_events,mt_streams,outbox,proplet_metrics,task_metrics");
+        tables.ShouldBe("mt_doc_stream_snapshot,mt_doc_taskstate,mt_events,mt_streams,proplet_metrics,task_metrics");
     }
 
     [Fact]
     public async Task ApplyingAgain_OnAnExistingSchema_ChangesNothing_AndKeepsTheRows()
     {
-        await _db.ExecuteAsync("insert into {schema}.outbox (destination, payload) values ('t', '\\x01'::bytea)");
+        await _db.ExecuteAsync("insert into {schema}.proplet_metrics (proplet_id, sampled_at, cpu, memory) values ('p', now(), '{}'::jsonb, '{}'::jsonb)");
         var logger = new ListLogger<MartenSchemaHostedService>();
 
         await Service(_db.Marten, logger).StartAsync(Ct);
@@ -58,7 +58,7 @@ public sealed class MartenSchemaTests : IAsyncLifetime
             (await store.Storage.Database.CreateMigrationAsync(Ct)).Difference.ShouldBe(Weasel.Core.SchemaPatchDifference.None);
         }
 
-        (await _db.ScalarAsync<long>("select count(*) from {schema}.outbox")).ShouldBe(1);
+        (await _db.ScalarAsync<long>("select count(*) from {schema}.proplet_metrics")).ShouldBe(1);
         logger.Lines.ShouldContain(l => l.Contains("schema applied", StringComparison.Ordinal));
     }
 

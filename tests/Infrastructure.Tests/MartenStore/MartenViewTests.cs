@@ -21,13 +21,13 @@ public sealed class MartenViewTests : IAsyncLifetime
     private TestDatabase _db = null!;
     private DocumentStore _marten = null!;
     private MartenEventStore _store = null!;
-    private CommandHandler _commands = null!;
+    private StreamCommands _commands = null!;
 
     public async ValueTask InitializeAsync()
     {
         _db = await TestDatabase.CreateAsync("marten_views");
         (_marten, _store) = (_db.Marten, _db.Store);
-        _commands = new CommandHandler(_store, new AggregateLoader(_store, _db.Snapshots), _db.Snapshots, NullLogger<CommandHandler>.Instance);
+        _commands = new StreamCommands(_store, new AggregateLoader(_store, _db.Snapshots));
     }
 
     public async ValueTask DisposeAsync()

@@ -12,7 +12,7 @@ namespace Propeller.Infrastructure.Tests.Support;
 /// <summary>
 /// A real PostgreSQL (the shared TestPostgres: a container where Docker answers, else scripts/infra.sh's) with one schema
 /// per test class, dropped and created again by Marten before each test (not after, so a failure leaves its evidence),
-/// and the event store port, snapshots and command path on Marten (ADR 0010). No fallback: unreachable = failure.
+/// and the event store port, snapshots and a command helper on Marten (ADR 0010). No fallback: unreachable = failure.
 /// </summary>
 internal sealed class TestDatabase : IAsyncDisposable
 {
@@ -28,7 +28,7 @@ internal sealed class TestDatabase : IAsyncDisposable
         Store = new MartenEventStore(marten, dataSource, options, Registry);
         Snapshots = new MartenSnapshotStore(marten);
         Loader = new AggregateLoader(Store, Snapshots);
-        Commands = new CommandHandler(Store, Loader, Snapshots, NullLogger<CommandHandler>.Instance);
+        Commands = new StreamCommands(Store, Loader);
     }
 
     /// <summary>The shared test server's (tests/Shared/TestPostgres.cs).</summary>
@@ -55,7 +55,7 @@ internal sealed class TestDatabase : IAsyncDisposable
 
     public AggregateLoader Loader { get; }
 
-    public CommandHandler Commands { get; }
+    public StreamCommands Commands { get; }
 
     /// <summary>Marten configured as the manager configures it (<see cref="MartenStoreConfiguration"/>), in <paramref name="schema"/>, its schema applied.</summary>
     public static async Task<TestDatabase> CreateAsync(string schema, Action<EventStoreOptions>? configure = null)

@@ -62,13 +62,33 @@ public sealed class ManagerConfigTests : IDisposable
     }
 
     [Fact]
-    public void Pipeline_IsOwnOrWolverine_AndTheDeletedStoreIsRefusedClearly()
+    public void TheDeletedStoreAndWriteSide_AreRefusedClearly()
     {
-        Load(("MANAGER_PIPELINE", "wolverine")).Pipeline.ShouldBe(CommandPipeline.Wolverine);
-        Load().Pipeline.ShouldBe(CommandPipeline.Own);
-        Load(("MANAGER_EVENT_STORE", "marten")).Pipeline.ShouldBe(CommandPipeline.Own);
+        Load(("MANAGER_PIPELINE", "wolverine")).ShouldNotBeNull();
+        Load(("MANAGER_EVENT_STORE", "marten")).ShouldNotBeNull();
         Should.Throw<ManagerConfigurationException>(() => Load(("MANAGER_EVENT_STORE", "own"))).Message.ShouldContain("MANAGER_EVENT_STORE=own is no longer available");
-        Should.Throw<ManagerConfigurationException>(() => Load(("MANAGER_PIPELINE", "mediator"))).Message.ShouldContain("MANAGER_PIPELINE must be own or wolverine");
+        Should.Throw<ManagerConfigurationException>(() => Load(("MANAGER_PIPELINE", "own"))).Message.ShouldContain("MANAGER_PIPELINE=own is no longer available");
+        Should.Throw<ManagerConfigurationException>(() => Load(("MANAGER_PIPELINE", "mediator"))).Message.ShouldContain("MANAGER_PIPELINE must be wolverine or unset");
+    }
+
+    [Fact]
+    public void DurabilityMode_IsBalancedOrSolo_FromTheEnvironmentOrConfigToml()
+    {
+        var wolverine = ("MANAGER_PIPELINE", "wolverine"); // still accepted (the only write side)
+        Load().Durability.ShouldBe(DurabilityModeSetting.Balanced);
+        Load(wolverine).NodeStaleTimeout.ShouldBe(TimeSpan.FromSeconds(10));
+        Load(wolverine, ("MANAGER_DURABILITY_MODE", "Solo")).Durability.ShouldBe(DurabilityModeSetting.Solo);
+        Load(wolverine, ("MANAGER_NODE_STALE_TIMEOUT", "30s")).NodeStaleTimeout.ShouldBe(TimeSpan.FromSeconds(30));
+
+        File.WriteAllText(Path.Combine(_dir, "config.toml"), "[manager]\ndurability_mode = \"solo\"\n");
+        Load(wolverine).Durability.ShouldBe(DurabilityModeSetting.Solo);
+        Load(wolverine, ("MANAGER_DURABILITY_MODE", "balanced")).Durability.ShouldBe(DurabilityModeSetting.Balanced);
+        Load().Durability.ShouldBe(DurabilityModeSetting.Solo);
+        File.Delete(Path.Combine(_dir, "config.toml"));
+
+        Should.Throw<ManagerConfigurationException>(() => Load(wolverine, ("MANAGER_DURABILITY_MODE", "cluster"))).Message
+            .ShouldContain("MANAGER_DURABILITY_MODE (or durability_mode in config.toml [manager]) must be solo or balanced (got 'cluster')");
+        Should.Throw<ManagerConfigurationException>(() => Load(wolverine, ("MANAGER_NODE_STALE_TIMEOUT", "soon"))).Message.ShouldContain("MANAGER_NODE_STALE_TIMEOUT must be a positive duration");
     }
 
     [Fact]

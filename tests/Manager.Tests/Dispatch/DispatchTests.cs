@@ -19,10 +19,10 @@ public class DispatchTests : IAsyncLifetime
 
     private string Base => $"m/{_tenant}/c/ch";
 
-    /// <summary>The schema of this run (a subclass runs every test again on another pipeline).</summary>
+    /// <summary>The schema of this run (a subclass runs every test again in another durability mode).</summary>
     protected virtual string Schema => "api_dispatch";
 
-    /// <summary>Settings added to the broker's (a subclass selects another pipeline).</summary>
+    /// <summary>Settings added to the broker's (a subclass selects another durability mode).</summary>
     protected virtual IReadOnlyDictionary<string, string> Settings => new Dictionary<string, string>();
 
     public async ValueTask InitializeAsync() => _server = await ManagerServer.StartAsync(Schema, new Dictionary<string, string>(Settings)
@@ -158,15 +158,13 @@ public class DispatchTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task AResult_IsRecordedInTheInboxWithItsEvents_AndARedeliveryIsRecordedAsIgnored()
+    public async Task AResult_IsRecordedWithItsEvents_AndARedeliveryIsRecordedAsIgnored()
     {
         var propletId = Guid.NewGuid().ToString();
         await using var proplet = await StartPropletAsync(propletId, _ => "5");
         await WaitForAliveAsync(propletId);
         var id = await CreateAndStartAsync("""{"name":"main","inputs":[1]}""");
         (await WaitForStateAsync(id, 3)).GetProperty("results").GetString().ShouldBe("5");
-
-        (await HandledInboxRowsAsync(id)).ShouldBe(ExpectedInboxRows);
 
         // The broker delivering the same result again (after a crash before the acknowledgement, say): not applied twice.
         var again = JsonSerializer.Serialize(new { task_id = id, proplet_id = propletId, results = "5", error = (string?)null });
@@ -234,17 +232,6 @@ public class DispatchTests : IAsyncLifetime
     {
         await Task.Delay(50, Ct);
         return true;
-    }
-
-    /// <summary>Handled rows of our inbox for one result (the Wolverine pipeline records results without it).</summary>
-    protected virtual long ExpectedInboxRows => 1;
-
-    private async Task<long> HandledInboxRowsAsync(string id)
-    {
-        var dataSource = (Npgsql.NpgsqlDataSource)_server.Services.GetService(typeof(Npgsql.NpgsqlDataSource))!;
-        await using var inbox = dataSource.CreateCommand($"select count(*) from {Schema}.inbox where handled_at is not null and convert_from(payload, 'UTF8')::jsonb ->> 'task_id' = $1");
-        inbox.Parameters.AddWithValue(id);
-        return (long)(await inbox.ExecuteScalarAsync(Ct))!;
     }
 
     [Fact]

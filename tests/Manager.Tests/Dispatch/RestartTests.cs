@@ -10,10 +10,12 @@ using Propeller.Domain.Proplets;
 using MQTTnet.Protocol;
 using Propeller.Broker;
 using Propeller.Broker.Tests;
+using Propeller.Manager.Wolverine;
+using Wolverine;
 
 namespace Propeller.Manager.Tests.Dispatch;
 
-/// <summary>What survives a manager restart: unsent start messages (outbox) and results sent while it was down (broker session).</summary>
+/// <summary>What survives a manager restart: unsent start messages (Wolverine's durable outbox) and results sent while it was down (broker session).</summary>
 public sealed class RestartTests
 {
     private readonly string _tenant = "r" + Guid.NewGuid().ToString("N")[..12];
@@ -105,44 +107,20 @@ public sealed class RestartTests
     }
 
     [Fact]
-    public async Task ResultsAcknowledgedButNotHandledBeforeAStop_AreHandledAfterRestart()
-    {
-        var propletId = Guid.NewGuid().ToString();
-        var (proplet, id) = await DispatchedThenManagerStoppedAsync("restart_inbox", propletId);
-        await using var _ = proplet;
-
-        // What a crash right after the acknowledgement leaves: the result stored in the inbox, not handled.
-        var payload = JsonSerializer.SerializeToUtf8Bytes(new { task_id = id, proplet_id = propletId, results = "from the inbox", error = (string?)null });
-        var db = await Propeller.Tests.Shared.TestPostgres.ConnectionStringAsync();
-        await using (var dataSource = Npgsql.NpgsqlDataSource.Create(db))
-        await using (var insert = dataSource.CreateCommand("insert into restart_inbox.inbox (message_key, topic, payload) values ($1, $2, $3)"))
-        {
-            insert.Parameters.AddWithValue("results:crashed");
-            insert.Parameters.AddWithValue($"{Base}/control/proplet/results");
-            insert.Parameters.AddWithValue(payload);
-            await insert.ExecuteNonQueryAsync(Ct);
-        }
-
-        await using var second = await ManagerServer.StartAsync("restart_inbox", Settings(Broker), dropSchema: false);
-        var task = await WaitForAsync(second.Client, id, t => t.GetProperty("state").GetInt32() == 3);
-        task.GetProperty("results").GetString().ShouldBe("from the inbox");
-    }
-
-    [Fact]
     public async Task StartMessagesNotYetPublished_ArePublishedAfterRestart()
     {
         var propletId = Guid.NewGuid().ToString();
         string id;
 
         // First life: the broker address is wrong. The proplet is known and alive (seeded directly), so the task is
-        // dispatched and its start message written to the outbox, but it cannot be published.
+        // dispatched and its start message committed into Wolverine's durable queue, but it cannot be published.
         await using (var first = await ManagerServer.StartAsync("restart_outbox", Settings("tcp://127.0.0.1:1"), waitUntilReady: false))
         {
             var services = first.Services;
             var proplet0 = new PropletId(propletId);
             var now = DateTimeOffset.UtcNow;
-            await services.GetRequiredService<CommandHandler>().HandleAsync(
-                PropletAggregate.Decider, PropletAggregate.StreamId(proplet0), new PropletCommand.RegisterProplet(proplet0, "Seeded-Proplet", PropletMetadata.Empty, now), EventMetadata.At(now), Ct);
+            await services.GetRequiredService<IMessageBus>().InvokeAsync<CommandResult<PropletEvent, PropletState>>(
+                RunPropletCommand.For(new PropletCommand.RegisterProplet(proplet0, "Seeded-Proplet", PropletMetadata.Empty, now), EventMetadata.At(now)), Ct);
             await services.GetRequiredService<IPropletRegistry>().RecordHeartbeatAsync(proplet0, now, Ct);
             id = await CreateAndStartAsync(first.Client);
             (await WaitForAsync(first.Client, id, t => t.GetProperty("state").GetInt32() == 2)).GetProperty("state").GetInt32().ShouldBe(2);

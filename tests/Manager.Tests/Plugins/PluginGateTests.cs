@@ -15,7 +15,7 @@ namespace Propeller.Manager.Tests.Plugins;
 /// The plugin gate in the command pipeline (spec §7.9), with a scripted gate standing in for the Wasm plugin host:
 /// who is asked, with what, and what a deny or an answer does to the task and its history.
 /// </summary>
-public class PluginGateTests : IAsyncLifetime
+public sealed class PluginGateTests : IAsyncLifetime
 {
     private readonly string _tenant = "g" + Guid.NewGuid().ToString("N")[..12];
     private readonly ScriptedGate _gate = new();
@@ -29,15 +29,9 @@ public class PluginGateTests : IAsyncLifetime
 
     private HttpClient Http => _server.Client;
 
-    /// <summary>The schema of this run (a subclass runs every test again on another pipeline).</summary>
-    protected virtual string Schema => "api_plugins";
-
-    /// <summary>Settings added to the broker's (a subclass selects another pipeline).</summary>
-    protected virtual IReadOnlyDictionary<string, string> Settings => new Dictionary<string, string>();
-
     public async ValueTask InitializeAsync() => _server = await ManagerServer.StartAsync(
-        Schema,
-        new Dictionary<string, string>(Settings)
+        "api_plugins",
+        new Dictionary<string, string>
         {
             ["MANAGER_MQTT_ADDRESS"] = Broker,
             ["MANAGER_TENANT_ID"] = _tenant,
@@ -184,6 +178,72 @@ public class PluginGateTests : IAsyncLifetime
             var dispatched = (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}/history", Ct)).EnumerateArray().Single(e => e.GetProperty("type").GetString() == "task.dispatched.v1");
             dispatched.GetProperty("headers").GetProperty("plugins").GetString()!.ShouldContain("on_before_dispatch");
         }
+    }
+
+    [Fact]
+    public async Task DispatchDenied_FailsTheAttempt_WithTheSelectAndDispatchDecisionsInTheEventMetadata()
+    {
+        var propletId = Guid.NewGuid().ToString();
+        await using var proplet = await ConnectAliveAsync(propletId, ["gpu"]);
+        _gate.Deny = (hook, _) => hook == "on_before_dispatch" ? "quota exceeded" : null;
+        var id = await CreateAsync("""{"name":"main"}""");
+
+        (await PostAsync($"/tasks/{id}/start", null)).StatusCode.ShouldBe(HttpStatusCode.OK);
+
+        var task = await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}?wait=30s", Ct);
+        task.GetProperty("state").GetInt32().ShouldBe(4);
+        task.GetProperty("error").GetString().ShouldBe("dispatch blocked by plugin: quota exceeded");
+        var failed = (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}/history", Ct)).EnumerateArray().Single(e => e.GetProperty("type").GetString() == "task.failed.v1");
+        var decisions = JsonDocument.Parse(failed.GetProperty("headers").GetProperty("plugins").GetString()!).RootElement;
+        decisions.EnumerateArray().Select(d => d.GetProperty("hook").GetString()).ShouldBe(["on_before_proplet_select", "on_before_dispatch"]);
+        _gate.Calls.ShouldContain(c => c.Hook == "on_before_dispatch" && c.Proplet!.Id == propletId && c.User == "alice");
+    }
+
+    [Fact]
+    public async Task SelectionNarrowedToTagsNoProplethas_TheTaskWaitsAndSaysWhy_WithTheDecisionInTheMetadata()
+    {
+        var propletId = Guid.NewGuid().ToString();
+        await using var proplet = await ConnectAliveAsync(propletId, ["cpu"]);
+        _gate.Select = new SelectOutcome(true, null, ["gpu"], 0, []);
+        var id = await CreateAsync("""{"name":"main"}""");
+
+        (await PostAsync($"/tasks/{id}/start", null)).StatusCode.ShouldBe(HttpStatusCode.OK);
+
+        JsonElement? deferred = null;
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (deferred is null && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(50, Ct);
+            deferred = (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}/history", Ct)).EnumerateArray().FirstOrDefault(e => e.GetProperty("type").GetString() == "task.dispatch_deferred.v1") is { ValueKind: JsonValueKind.Object } e ? e : null;
+        }
+
+        deferred.ShouldNotBeNull();
+        deferred.Value.GetProperty("data").GetProperty("reason").GetString().ShouldBe("no proplet satisfies the required tags and memory");
+        deferred.Value.GetProperty("headers").GetProperty("plugins").GetString()!.ShouldContain("on_before_proplet_select");
+        (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}", Ct)).GetProperty("state").GetInt32().ShouldBe(1);
+        _gate.Calls.ShouldNotContain(c => c.Hook == "on_before_dispatch");
+    }
+
+    /// <summary>A proplet with <paramref name="tags"/> that registers and sends one heartbeat (it never answers a start).</summary>
+    private async Task<BrokerConnection> ConnectAliveAsync(string propletId, string[] tags)
+    {
+        var proplet = new BrokerConnection(new BrokerOptions { ClientId = propletId }.WithAddress(Broker));
+        await proplet.StartAsync(Ct);
+        await proplet.PublishAsync($"{Base}/control/proplet/create", JsonSerializer.SerializeToUtf8Bytes(new { proplet_id = propletId, metadata = new { tags } }), MqttQualityOfServiceLevel.AtLeastOnce, Ct);
+        await proplet.PublishAsync($"{Base}/control/proplet/alive", JsonSerializer.SerializeToUtf8Bytes(new { proplet_id = propletId, status = "alive" }), MqttQualityOfServiceLevel.AtLeastOnce, Ct);
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (DateTime.UtcNow < deadline)
+        {
+            var response = await Http.GetAsync($"/proplets/{propletId}", Ct);
+            if (response.IsSuccessStatusCode && (await response.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("alive").GetBoolean())
+            {
+                return proplet;
+            }
+
+            await Task.Delay(20, Ct);
+        }
+
+        throw new TimeoutException($"proplet {propletId} never became alive");
     }
 
     private sealed record Call(string Hook, PluginAction Action, string? User, PluginTaskInfo Task, PluginPropletInfo? Proplet);

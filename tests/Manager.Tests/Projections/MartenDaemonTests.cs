@@ -52,10 +52,13 @@ public sealed class MartenDaemonTests
         return (response.StatusCode, body.RootElement.GetProperty("checks").GetProperty("projections").GetString()!);
     }
 
+    /// <summary>Solo mode: this node runs Marten's daemon itself (in Balanced, the default, Wolverine assigns the projections; ADR 0014).</summary>
+    private static Dictionary<string, string> Solo => new() { ["MANAGER_DURABILITY_MODE"] = "solo" };
+
     [Fact]
     public async Task TheDaemon_ReportsLagInMetrics_AndReadyFailsWhileAProjectionIsStoppedOrTooFarBehind()
     {
-        await using var server = await ManagerServer.StartAsync(Schema);
+        await using var server = await ManagerServer.StartAsync(Schema, Solo);
         await CreateTasksAsync(server.Client, 3);
         await EventuallyAsync(async () => (await LagLineAsync(server.Client)).EndsWith(" 0", StringComparison.Ordinal), "task_activity caught up");
         (await server.Client.GetStringAsync("/metrics", Ct)).ShouldContain($"projection_running{{projection=\"task_activity\",schema=\"{Schema}\"}} 1");
@@ -92,7 +95,7 @@ public sealed class MartenDaemonTests
     public async Task TheRebuildCommand_RebuildsOneOrEveryProjection_AndRejectsAnUnknownOne()
     {
         const string schema = Schema + "_rebuild";
-        await using (var server = await ManagerServer.StartAsync(schema))
+        await using (var server = await ManagerServer.StartAsync(schema, Solo))
         {
             await CreateTasksAsync(server.Client, 4);
         }

@@ -8,20 +8,19 @@ using Propeller.Application.Tasks;
 using Propeller.Domain.Common;
 using Propeller.Domain.Proplets;
 using Propeller.Domain.Tasks;
+using Propeller.Manager.Wolverine;
+using Wolverine;
 using static Propeller.Domain.Proplets.PropletCommand;
 
 namespace Propeller.Manager.Tests.Proplets;
 
-public class PropletApiTests : IAsyncLifetime
+public sealed class PropletApiTests : IAsyncLifetime
 {
     private ManagerServer _server = null!;
 
-    /// <summary>The manager's schema (and, in a subclass, its settings: the same tests on another event store).</summary>
-    protected virtual string Schema => "api_proplets";
+    private const string Schema = "api_proplets";
 
-    protected virtual IReadOnlyDictionary<string, string>? Settings => null;
-
-    public async ValueTask InitializeAsync() => _server = await ManagerServer.StartAsync(Schema, Settings);
+    public async ValueTask InitializeAsync() => _server = await ManagerServer.StartAsync(Schema, null);
 
     public async ValueTask DisposeAsync()
     {
@@ -33,7 +32,10 @@ public class PropletApiTests : IAsyncLifetime
 
     private HttpClient Http => _server.Client;
 
-    private CommandHandler Commands => _server.Services.GetRequiredService<CommandHandler>();
+    private IMessageBus Bus => _server.Services.GetRequiredService<IMessageBus>();
+
+    private Task<CommandResult<PropletEvent, PropletState>> ProposeAsync(PropletCommand command) =>
+        Bus.InvokeAsync<CommandResult<PropletEvent, PropletState>>(RunPropletCommand.For(command, EventMetadata.At(DateTimeOffset.UtcNow)), Ct);
 
     private IPropletRegistry Registry => _server.Services.GetRequiredService<IPropletRegistry>();
 
@@ -43,8 +45,7 @@ public class PropletApiTests : IAsyncLifetime
     private async Task<PropletId> RegisterAsync(string name, PropletMetadata? metadata = null, bool heartbeat = true)
     {
         var id = new PropletId(Guid.NewGuid().ToString());
-        var result = await Commands.HandleAsync(PropletAggregate.Decider, PropletAggregate.StreamId(id),
-            new RegisterProplet(id, name, metadata ?? PropletMetadata.Empty, DateTimeOffset.UtcNow), EventMetadata.At(DateTimeOffset.UtcNow), Ct);
+        var result = await ProposeAsync(new RegisterProplet(id, name, metadata ?? PropletMetadata.Empty, DateTimeOffset.UtcNow));
         result.Rejection.ShouldBeNull();
         if (heartbeat)
         {
@@ -78,7 +79,7 @@ public class PropletApiTests : IAsyncLifetime
         await RegisterAsync("Alive-One");
         await RegisterAsync("Never-Heard", heartbeat: false);
         var offline = await RegisterAsync("Gone-Away");
-        await Commands.HandleAsync(PropletAggregate.Decider, PropletAggregate.StreamId(offline), new MarkPropletOffline(offline, "last will", DateTimeOffset.UtcNow), EventMetadata.At(DateTimeOffset.UtcNow), Ct);
+        await ProposeAsync(new MarkPropletOffline(offline, "last will", DateTimeOffset.UtcNow));
 
         var all = await BodyAsync(await Http.GetAsync("/proplets", Ct));
         all.GetProperty("total").GetInt32().ShouldBe(3);
@@ -113,7 +114,7 @@ public class PropletApiTests : IAsyncLifetime
         var id = await RegisterAsync("Busy-Bee");
         var task = new TaskId(Guid.CreateVersion7());
         var meta = EventMetadata.At(DateTimeOffset.UtcNow);
-        async Task TaskAsync(TaskCommand command) => await Commands.HandleAsync(TaskAggregate.Decider, TaskAggregate.StreamId(task), command, meta, Ct);
+        async Task TaskAsync(TaskCommand command) => await Bus.InvokeAsync<CommandResult<TaskEvent, TaskState>>(new RunTaskCommand(task, command, meta), Ct);
         await TaskAsync(new TaskCommand.CreateTask(task, TaskSpec.Named("t"), DateTimeOffset.UtcNow));
         await TaskAsync(new TaskCommand.StartTask(task, DateTimeOffset.UtcNow));
         await TaskAsync(new TaskCommand.DispatchTask(task, id.Value, DateTimeOffset.UtcNow));

@@ -6,17 +6,14 @@ using System.Text.Json;
 namespace Propeller.Manager.Tests.Tasks;
 
 /// <summary>The task routes against the original's contract (spec propeller-manager.md §1–§2) and our documented fixes.</summary>
-public class TaskApiTests : IAsyncLifetime
+public sealed class TaskApiTests : IAsyncLifetime
 {
     private const string AddWasm = "AGFzbQEAAAABBwFgAn9/AX8DAgEABwgBBG1haW4AAAoJAQcAIAAgAWoL";
     private ManagerServer _server = null!;
 
-    /// <summary>The manager's schema (and, in a subclass, its settings: the same tests on another event store).</summary>
-    protected virtual string Schema => "api_tasks";
+    private const string Schema = "api_tasks";
 
-    protected virtual IReadOnlyDictionary<string, string>? Settings => null;
-
-    public async ValueTask InitializeAsync() => _server = await ManagerServer.StartAsync(Schema, Settings);
+    public async ValueTask InitializeAsync() => _server = await ManagerServer.StartAsync(Schema, null);
 
     public async ValueTask DisposeAsync()
     {
@@ -296,7 +293,7 @@ public class TaskApiTests : IAsyncLifetime
         (await Http.PostAsync($"/tasks/{id}/start", null, Ct)).StatusCode.ShouldBe(HttpStatusCode.OK); // this node caches Scheduled
 
         // A second manager on the same database stops the task: this node's cache still says Scheduled.
-        await using (var other = await ManagerServer.StartAsync(Schema, Settings, dropSchema: false))
+        await using (var other = await ManagerServer.StartAsync(Schema, null, dropSchema: false))
         {
             (await other.Client.PostAsync($"/tasks/{id}/stop", null, Ct)).StatusCode.ShouldBe(HttpStatusCode.OK);
         }

@@ -13,7 +13,7 @@ public sealed class WolverinePipelineTests : IAsyncLifetime
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
     public async ValueTask InitializeAsync() =>
-        _server = await ManagerServer.StartAsync("wolverine_pipeline", new Dictionary<string, string> { ["MANAGER_PIPELINE"] = "wolverine" });
+        _server = await ManagerServer.StartAsync("wolverine_pipeline", null);
 
     public ValueTask DisposeAsync() => _server.DisposeAsync();
 

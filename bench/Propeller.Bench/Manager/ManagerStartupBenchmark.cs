@@ -1,0 +1,150 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using Npgsql;
+using Propeller.Bench.EndToEnd;
+
+namespace Propeller.Bench.Manager;
+
+/// <summary>
+/// `manager-startup` (issue 15: "manager ready in under 3 s on an existing database"): the built propeller-manager
+/// started as a process, the time from the process start to the first 200 from /health/ready (PostgreSQL, broker and
+/// projections checked) and then to the answer of the first POST /tasks, on a schema an earlier start already
+/// migrated. Two configurations, alternating round by round so the machine's load falls on both alike: Wolverine in
+/// Solo mode (the reference) and in Balanced mode (ADR 0014); medians and the ratio to the reference (the figures of
+/// our retired pipeline, measured the same way before its deletion, are in docs/performance.md). Options: --rounds N (5).
+/// </summary>
+internal static class ManagerStartupBenchmark
+{
+    private static readonly (string Name, Dictionary<string, string> Settings)[] Variants =
+    [
+        ("solo", new() { ["MANAGER_DURABILITY_MODE"] = "solo" }),
+        ("balanced", new() { ["MANAGER_DURABILITY_MODE"] = "balanced" }),
+    ];
+
+    public static async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
+    {
+        var rounds = ManagerBenchmark.Option(args, "--rounds", 5);
+        var dll = EndToEndBenchmark.HostDll("Manager", "propeller-manager.dll");
+        var ready = Variants.ToDictionary(v => v.Name, _ => new List<double>(), StringComparer.Ordinal);
+        var first = Variants.ToDictionary(v => v.Name, _ => new List<double>(), StringComparer.Ordinal);
+
+        // Round 0 creates each schema (not measured): the measured starts find an existing database.
+        for (var round = 0; round <= rounds; round++)
+        {
+            foreach (var (name, settings) in round % 2 == 0 ? Variants : Variants.Reverse())
+            {
+                var (readyMs, firstMs) = await StartOnceAsync(dll, "bench_startup_" + name.Replace('-', '_'), settings, dropSchema: round == 0, cancellationToken);
+                if (round > 0)
+                {
+                    ready[name].Add(readyMs);
+                    first[name].Add(firstMs);
+                    Console.Error.WriteLine(FormattableString.Invariant($"# round {round} {name}: ready {readyMs:F0} ms, first command {firstMs:F0} ms"));
+                }
+            }
+        }
+
+        double Median(List<double> values) => ManagerBenchmark.Percentile([.. values.Order()], 0.5);
+        var reference = Median(ready["solo"]);
+        foreach (var (name, _) in Variants)
+        {
+            Console.WriteLine(FormattableString.Invariant(
+                $"manager-startup case={name} rounds={rounds} ready_median_ms={Median(ready[name]):F0} ready_min_ms={ready[name].Min():F0} ready_max_ms={ready[name].Max():F0} first_command_median_ms={Median(first[name]):F0} ratio_to_solo={Median(ready[name]) / reference:F2}"));
+        }
+
+        return 0;
+    }
+
+    private static async Task<(double ReadyMs, double FirstCommandMs)> StartOnceAsync(
+        string dll, string schema, Dictionary<string, string> settings, bool dropSchema, CancellationToken cancellationToken)
+    {
+        if (dropSchema)
+        {
+            await using var dataSource = NpgsqlDataSource.Create(BenchManager.Database);
+            await using var drop = dataSource.CreateCommand($"drop schema if exists {schema} cascade");
+            await drop.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        var port = FreePort();
+        var info = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        info.ArgumentList.Add(dll);
+        info.Environment["MANAGER_HTTP_HOST"] = "127.0.0.1";
+        info.Environment["MANAGER_HTTP_PORT"] = port.ToString(CultureInfo.InvariantCulture);
+        info.Environment["MANAGER_MQTT_ADDRESS"] = Environment.GetEnvironmentVariable("PROPELLER_TEST_MQTT") is { Length: > 0 } m ? m : "tcp://127.0.0.1:51883";
+        info.Environment["MANAGER_TENANT_ID"] = "startup";
+        info.Environment["MANAGER_ENTITY_ID"] = "manager-startup-" + schema;
+        info.Environment["MANAGER_MQTT_QOS"] = "1";
+        info.Environment["EventStore__ConnectionString"] = BenchManager.Database;
+        info.Environment["EventStore__Schema"] = schema;
+        info.Environment["Logging__LogLevel__Default"] = "Warning";
+        foreach (var (key, value) in settings)
+        {
+            info.Environment[key] = value;
+        }
+
+        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(30) };
+        var output = new StringBuilder();
+        var clock = Stopwatch.StartNew();
+        using var process = Process.Start(info) ?? throw new InvalidOperationException("could not start " + dll);
+        process.OutputDataReceived += (_, e) => { lock (output) { output.AppendLine(e.Data); } };
+        process.ErrorDataReceived += (_, e) => { lock (output) { output.AppendLine(e.Data); } };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        try
+        {
+            while (!await ReadyAsync(http, cancellationToken))
+            {
+                if (process.HasExited || clock.Elapsed > TimeSpan.FromSeconds(120))
+                {
+                    throw new InvalidOperationException($"the manager ({schema}) did not become ready:\n{output}");
+                }
+
+                await Task.Delay(10, cancellationToken);
+            }
+
+            var readyMs = clock.Elapsed.TotalMilliseconds;
+            using var created = await http.PostAsync("/tasks", new StringContent("""{"name":"main"}""", Encoding.UTF8, "application/json"), cancellationToken);
+            created.EnsureSuccessStatusCode();
+            return (readyMs, clock.Elapsed.TotalMilliseconds - readyMs);
+        }
+        finally
+        {
+            // SIGTERM: a graceful stop, so a Balanced node deregisters instead of leaving a stale node behind.
+            using (var term = Process.Start("kill", ["-TERM", process.Id.ToString(CultureInfo.InvariantCulture)]))
+            {
+                await term.WaitForExitAsync(cancellationToken);
+            }
+
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(TimeSpan.FromSeconds(30));
+            try
+            {
+                await process.WaitForExitAsync(timeout.Token);
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                process.Kill();
+            }
+        }
+    }
+
+    private static async Task<bool> ReadyAsync(HttpClient http, CancellationToken cancellationToken)
+    {
+        try
+        {
+            using var response = await http.GetAsync("/health/ready", cancellationToken);
+            return response.IsSuccessStatusCode;
+        }
+        catch (HttpRequestException)
+        {
+            return false;
+        }
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}

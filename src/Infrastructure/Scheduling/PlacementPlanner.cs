@@ -1,0 +1,196 @@
+using Microsoft.Extensions.Options;
+using Propeller.Application.Messaging;
+using Propeller.Application.Plugins;
+using Propeller.Application.Proplets;
+using Propeller.Application.Scheduling;
+using Propeller.Domain.Common;
+using Propeller.Domain.Tasks;
+using static Propeller.Domain.Tasks.TaskCommand;
+
+namespace Propeller.Infrastructure.Scheduling;
+
+/// <summary>
+/// What placement decides for one waiting task, before anything is appended: <see cref="DispatchTask"/> (with the
+/// environment a plugin added), <see cref="DeferDispatch"/> with the wait reason, or <see cref="BlockDispatch"/> when a
+/// plugin refused; the plugin decisions go into the events' metadata.
+/// </summary>
+public sealed record PlannedPlacement(TaskState Task, TaskCommand Command, IReadOnlyList<PluginDecision> Decisions);
+
+/// <summary>
+/// Placement without a store of its own (the Wolverine pipeline's handlers, ADR 0014, decide and append what it plans):
+/// the policy over live proplets (<see cref="PropletSelector"/>, <see cref="SchedulerOptions"/>), broadcast tasks, and
+/// the plugin hooks <c>on_before_proplet_select</c> (spec §7.7: refuse, or narrow the candidates by tags and memory)
+/// and <c>on_before_dispatch</c> (§7.8: refuse the chosen proplet, or add environment). One per node: the round-robin
+/// cursor and the load counts of what it placed are kept between calls, under a lock.
+/// </summary>
+public sealed class PlacementPlanner(IPropletRegistry proplets, IOptions<SchedulerOptions> options, TimeProvider time, IPluginGate? plugins = null) : IDisposable
+{
+    /// <summary>How old the proplet snapshot used for placement at the start may get before it is read again.</summary>
+    private static readonly TimeSpan SnapshotAge = TimeSpan.FromMilliseconds(250);
+
+    private readonly IPluginGate _plugins = plugins ?? AllowAllPluginGate.Instance;
+    private readonly SemaphoreSlim _placing = new(1, 1);
+    private long _cursor;
+    private Snapshot? _snapshot;
+
+    public SchedulerOptions Options { get; } = options.Value;
+
+    /// <summary>Plugins take part in placement: their hooks run in the placement handler, not in the start.</summary>
+    public bool PluginsTakePart => _plugins is not AllowAllPluginGate;
+
+    /// <summary>
+    /// Placement at the start (no plugins take part, else null): a proplet from a snapshot of at most
+    /// <see cref="SnapshotAge"/> (read again before deciding that the task waits), or the reason it waits.
+    /// </summary>
+    public async ValueTask<PlannedPlacement?> PlanAtOnceAsync(TaskState scheduled, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(scheduled);
+        if (PluginsTakePart || scheduled.Spec is not { } spec)
+        {
+            return null;
+        }
+
+        var now = time.GetUtcNow();
+        if (spec.Broadcast)
+        {
+            return new PlannedPlacement(scheduled, new DispatchTask(scheduled.Id, "broadcast", now), []);
+        }
+
+        var request = new PlacementRequest(spec.PropletId, new HashSet<string>(), 0, spec.Priority);
+        await _placing.WaitAsync(cancellationToken);
+        try
+        {
+            var fresh = false;
+            if (_snapshot is null || now - _snapshot.TakenAt > SnapshotAge)
+            {
+                _snapshot = new Snapshot(now, Candidates(await proplets.ListAsync(cancellationToken), now));
+                fresh = true;
+            }
+
+            var placement = Select(request, _snapshot.Candidates);
+            if (placement.PropletId is null && !fresh)
+            {
+                // A proplet may have appeared since the snapshot: waiting is decided on a fresh read.
+                _snapshot = new Snapshot(now, Candidates(await proplets.ListAsync(cancellationToken), now));
+                placement = Select(request, _snapshot.Candidates);
+            }
+
+            return new PlannedPlacement(scheduled, Command(scheduled.Id, placement, null, now), []);
+        }
+        finally
+        {
+            _placing.Release();
+        }
+    }
+
+    /// <summary>
+    /// Plans the waiting tasks in order on one fresh read of the proplets (load counts include what this round
+    /// placed), running the plugin hooks for each task that is not broadcast.
+    /// </summary>
+    public async Task<IReadOnlyList<PlannedPlacement>> PlanAsync(IReadOnlyList<TaskState> waiting, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(waiting);
+        if (waiting.Count == 0)
+        {
+            return [];
+        }
+
+        var now = time.GetUtcNow();
+        var views = (await proplets.ListAsync(cancellationToken)).ToDictionary(p => p.Id.Value, StringComparer.Ordinal);
+        var candidates = Candidates(views.Values, now);
+        var planned = new List<PlannedPlacement>(waiting.Count);
+        await _placing.WaitAsync(cancellationToken);
+        try
+        {
+            foreach (var task in waiting)
+            {
+                planned.Add(await PlanOneAsync(task, views, candidates, now, cancellationToken));
+            }
+        }
+        finally
+        {
+            _placing.Release();
+        }
+
+        return planned;
+    }
+
+    public void Dispose() => _placing.Dispose();
+
+    /// <summary>The start message for a task that has just been dispatched (spec propeller-edge.md §1.8).</summary>
+    public OutgoingMessage StartMessage(TaskState dispatched, string? correlationId) => StartMessages.For(dispatched, Options.BaseTopic, correlationId);
+
+    private async Task<PlannedPlacement> PlanOneAsync(
+        TaskState task, Dictionary<string, PropletView> views, List<PropletCandidate> candidates, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        var spec = task.Spec!;
+        if (spec.Broadcast)
+        {
+            return new PlannedPlacement(task, new DispatchTask(task.Id, "broadcast", now), []);
+        }
+
+        var request = new PlacementRequest(spec.PropletId, new HashSet<string>(), 0, spec.Priority);
+        IReadOnlyList<PluginDecision> decisions = [];
+        var context = new PluginAuthContext(task.RequestedBy, PluginAction.None);
+        if (PluginsTakePart)
+        {
+            // on_before_proplet_select (spec §7.7): may refuse, or narrow the candidates.
+            var select = await _plugins.BeforePropletSelectAsync(context, PluginTaskInfos.From(task)!, cancellationToken);
+            decisions = select.Decisions;
+            if (!select.Allowed)
+            {
+                return new PlannedPlacement(task, new BlockDispatch(task.Id, "proplet selection blocked by plugin: " + Reason(select.Reason), now), decisions);
+            }
+
+            request = request with { RequiredTags = select.RequiredTags.ToHashSet(StringComparer.Ordinal), MinMemoryBytes = select.MinMemoryBytes };
+        }
+
+        var placement = Select(request, candidates);
+        if (placement.PropletId is not { } propletId || !PluginsTakePart)
+        {
+            return new PlannedPlacement(task, Command(task.Id, placement, null, now), decisions);
+        }
+
+        // on_before_dispatch (spec §7.8): may refuse the chosen proplet, or add environment for it.
+        var view = views.GetValueOrDefault(propletId);
+        var proplet = new PluginPropletInfo(propletId, view?.Name ?? "", view is null ? [] : [.. view.Metadata.Tags], view?.Metadata.TotalMemoryBytes ?? 0, view?.Metadata.Location);
+        var dispatch = await _plugins.BeforeDispatchAsync(context, PluginTaskInfos.From(task)!, proplet, cancellationToken);
+        decisions = [.. decisions, .. dispatch.Decisions];
+        if (!dispatch.Allowed)
+        {
+            return new PlannedPlacement(task, new BlockDispatch(task.Id, "dispatch blocked by plugin: " + Reason(dispatch.Reason), now), decisions);
+        }
+
+        EquatableMap? extraEnv = dispatch.ExtraEnv.Count > 0 ? new EquatableMap(dispatch.ExtraEnv) : null;
+        return new PlannedPlacement(task, Command(task.Id, placement, extraEnv, now), decisions);
+    }
+
+    private static TaskCommand Command(TaskId id, Placement placement, EquatableMap? extraEnv, DateTimeOffset now) =>
+        placement.PropletId is { } propletId ? new DispatchTask(id, propletId, now, extraEnv) : new DeferDispatch(id, placement.WaitReason!, now);
+
+    private static string Reason(string? reason) => reason is { Length: > 0 } r ? r : "denied";
+
+    /// <summary>Under <see cref="_placing"/>: chooses by policy and counts the task in on the chosen candidate.</summary>
+    private Placement Select(PlacementRequest request, List<PropletCandidate> candidates) => SelectAndCount(Options.Policy, request, candidates, ref _cursor);
+
+    private List<PropletCandidate> Candidates(IEnumerable<PropletView> views, DateTimeOffset now) => CandidatesOf(views, now, Options.LivenessWindow);
+
+    /// <summary>Chooses by <paramref name="policy"/> and counts the task in on the chosen candidate (the caller holds the cursor's lock).</summary>
+    internal static Placement SelectAndCount(SchedulingPolicy policy, PlacementRequest request, List<PropletCandidate> candidates, ref long cursor)
+    {
+        var placement = PropletSelector.Select(policy, request, candidates, ref cursor);
+        var index = placement.PropletId is { } chosen ? candidates.FindIndex(c => c.Id == chosen) : -1;
+        if (index >= 0)
+        {
+            candidates[index] = candidates[index] with { RunningTasks = candidates[index].RunningTasks + 1 };
+        }
+
+        return placement;
+    }
+
+    /// <summary>The proplets as candidates: alive within <paramref name="window"/> of <paramref name="now"/>, their load, tags and memory.</summary>
+    internal static List<PropletCandidate> CandidatesOf(IEnumerable<PropletView> views, DateTimeOffset now, TimeSpan window) =>
+        [.. views.Select(p => new PropletCandidate(p.Id.Value, p.IsAlive(now, window), p.RunningTasks, p.Metadata.Tags.ToHashSet(StringComparer.Ordinal), p.Metadata.TotalMemoryBytes))];
+
+    private sealed record Snapshot(DateTimeOffset TakenAt, List<PropletCandidate> Candidates);
+}

@@ -1,0 +1,37 @@
+namespace Propeller.Manager.Wolverine;
+
+/// <summary>
+/// Place these tasks (those still waiting for a proplet) in one transaction: cascaded by a start when plugins take
+/// part in placement, and after a re-dispatch. Durable local queue "scheduling" (ADR 0014, decision 13).
+/// </summary>
+public sealed record PlaceTasks(Guid[] TaskIds);
+
+/// <summary>
+/// Look at the waiting tasks (and at proplets whose tasks need a new home) and place what can be placed. With a token
+/// it is a link of the scheduled sweep chain and is dropped unless the token is the one stored in the
+/// <see cref="SchedulerTimer"/> "sweep" (so several nodes and reconnects never multiply the chain); without one it was
+/// sent by an event (a proplet discovered or back online, a full batch to continue, the node's start).
+/// </summary>
+public sealed record SweepWaitingTasks(Guid? Token);
+
+/// <summary>A proplet's liveness timer firing; dropped unless <paramref name="Token"/> is the one in its <see cref="SchedulerTimer"/>.</summary>
+public sealed record CheckLiveness(string PropletId, Guid Token);
+
+/// <summary>A proplet went offline (Last Will, an offline status, silence): re-dispatch the tasks running on it, or fail them at the limit.</summary>
+public sealed record RedispatchTasksOf(string PropletId, string Reason);
+
+/// <summary>
+/// A timer chain's identity, stored as a Marten document beside the events ("sweep", "liveness:{proplet}"): the token
+/// of the one live chain and when its next message is due. A new chain replaces the token, and the old chain's message
+/// finds a different token when it fires and stops.
+/// </summary>
+public sealed class SchedulerTimer
+{
+    public string Id { get; set; } = "";
+
+    public Guid Token { get; set; }
+
+    public DateTimeOffset DueAt { get; set; }
+
+    public static string Liveness(string propletId) => "liveness:" + propletId;
+}

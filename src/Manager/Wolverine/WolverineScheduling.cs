@@ -1,0 +1,350 @@
+using System.Globalization;
+using JasperFx.Events;
+using Marten;
+using Propeller.Application.EventStore;
+using Propeller.Application.Plugins;
+using Propeller.Application.Proplets;
+using Propeller.Application.Tasks;
+using Propeller.Domain.Proplets;
+using Propeller.Domain.Tasks;
+using Propeller.Infrastructure.MartenStore;
+using Propeller.Infrastructure.Scheduling;
+using Propeller.Infrastructure.Wolverine;
+using Wolverine;
+using TaskStatus = Propeller.Domain.Tasks.TaskStatus;
+
+namespace Propeller.Manager.Wolverine;
+
+/// <summary>
+/// Placement, the sweep for waiting tasks and proplet liveness on the Wolverine pipeline (ADR 0014, decision 13), as
+/// the scheduling handlers use it: decides with <see cref="TaskDecider"/> and <see cref="PropletDecider"/> on streams
+/// fetched for writing in the handler's Marten session, so the events, the timers and the cascaded messages (start
+/// messages, scheduled checks) commit in Wolverine's one transaction. One per node; it holds no state but the time the
+/// sweep chain was last seen due in the committed timer document (to skip reading it while it is known to be running).
+/// </summary>
+public sealed partial class WolverineScheduling(
+    PlacementPlanner planner, ITaskQueries tasks, IPropletRegistry proplets, CommandSessionServices sessions, TimeProvider time, ILogger<WolverineScheduling> logger)
+{
+    /// <summary>The sweep timer document's id.</summary>
+    public const string SweepTimerId = "sweep";
+
+    private long _sweepDueTicks;
+
+    public PlacementPlanner Planner => planner;
+
+    private SchedulerOptions Options => planner.Options;
+
+    /// <summary>A timer due longer ago than this has lost its message (a node died, a dead letter): a new chain replaces it.</summary>
+    private static TimeSpan Grace => TimeSpan.FromMinutes(1);
+
+    /// <summary>Metadata for what the scheduler decides on its own: the task as the correlation, the system as the user.</summary>
+    public EventMetadata SystemMetadata(string? correlationId, IEnumerable<PluginDecision>? decisions = null, DateTimeOffset? at = null) =>
+        new(correlationId, null, PluginAuthContext.SystemUser, at ?? time.GetUtcNow(), decisions is null ? null : PluginTaskInfos.Headers(decisions));
+
+    /// <summary>
+    /// Decides <paramref name="plan"/> on <paramref name="state"/>: the events (none when a node before us decided
+    /// already), the state after them and, for a dispatch, the start message to cascade.
+    /// </summary>
+    public (IReadOnlyList<TaskEvent> Events, TaskState State, PublishToBroker? Start) Decide(PlannedPlacement plan, TaskState state, string? correlationId)
+    {
+        ArgumentNullException.ThrowIfNull(plan);
+        ArgumentNullException.ThrowIfNull(state);
+        var decision = TaskDecider.Decide(plan.Command, state);
+        if (decision.Rejection is not null || decision.Events.Count == 0)
+        {
+            return ([], state, null);
+        }
+
+        var after = decision.Events.Aggregate(state, TaskDecider.Evolve);
+        PublishToBroker? start = null;
+        switch (decision.Events[^1])
+        {
+            case TaskEvent.TaskDispatched dispatched:
+                start = PublishToBroker.From(planner.StartMessage(after, correlationId));
+                LogDispatched(logger, dispatched.TaskId.ToString(), dispatched.PropletId);
+                break;
+            case TaskEvent.TaskDispatchDeferred deferred:
+                LogWaiting(logger, deferred.TaskId.ToString(), deferred.Reason);
+                break;
+            case TaskEvent.TaskFailed failed:
+                LogBlocked(logger, failed.TaskId.ToString(), failed.Error);
+                break;
+        }
+
+        return (decision.Events, after, start);
+    }
+
+    /// <summary>
+    /// Places the waiting ones among <paramref name="ids"/> in the handler's session: fetched for writing in one
+    /// batch query (expected versions: a node that decided first wins, the retry decides again), planned in order,
+    /// appended with their plugin decisions; returns how many still wait.
+    /// </summary>
+    public async Task<int> PlaceAsync(IDocumentSession session, CommandSessionListener listener, IEnumerable<Guid> ids, OutgoingMessages outgoing, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(session);
+        ArgumentNullException.ThrowIfNull(listener);
+        ArgumentNullException.ThrowIfNull(outgoing);
+        var streams = await FetchAsync<TaskState>(session, ids.Distinct(), cancellationToken);
+        var waiting = streams.Where(s => s.Aggregate is { Status: TaskStatus.Scheduled, Spec: not null }).ToDictionary(s => s.Id);
+        if (waiting.Count == 0)
+        {
+            return 0;
+        }
+
+        // One decision time for the round (its events carry it: one timestamp per placement transaction).
+        var now = time.GetUtcNow();
+        var plans = await planner.PlanAsync([.. waiting.Values.Select(s => s.Aggregate!)], cancellationToken);
+        var stillWaiting = 0;
+        foreach (var plan in plans)
+        {
+            var stream = waiting[plan.Task.Id.Value];
+            var metadata = SystemMetadata(plan.Task.Id.ToString(), plan.Decisions, now);
+            var (events, state, start) = Decide(plan, stream.Aggregate!, metadata.CorrelationId);
+            if (state.Status == TaskStatus.Scheduled)
+            {
+                stillWaiting++;
+            }
+
+            if (events.Count == 0)
+            {
+                continue;
+            }
+
+            stream.AppendMany(events);
+            listener.Stamping(stream.Id, metadata);
+            listener.Committed(TaskAggregate.StreamId(plan.Task.Id), state, (stream.StartingVersion ?? 0) + events.Count);
+            if (start is not null)
+            {
+                outgoing.Add(start);
+            }
+        }
+
+        return stillWaiting;
+    }
+
+    /// <summary>
+    /// Makes sure the sweep chain runs and is due within the interval that fits (<see cref="SchedulerOptions.SweepInterval"/>
+    /// while tasks wait, else <see cref="SchedulerOptions.IdleSweepInterval"/>): a chain due late enough, or none, or one
+    /// whose message is lost, is replaced by a new token and a scheduled <see cref="SweepWaitingTasks"/> in this
+    /// transaction. While this node knows the chain is due soon enough nothing is read.
+    /// </summary>
+    public async Task EnsureSweepAsync(IDocumentSession session, OutgoingMessages outgoing, bool waiting, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(session);
+        ArgumentNullException.ThrowIfNull(outgoing);
+        var now = time.GetUtcNow();
+        var wanted = now + (waiting ? Options.SweepInterval : Options.IdleSweepInterval);
+        if (Usable(new DateTimeOffset(Interlocked.Read(ref _sweepDueTicks), TimeSpan.Zero), now, wanted))
+        {
+            return;
+        }
+
+        var timer = await session.LoadAsync<SchedulerTimer>(SweepTimerId, cancellationToken);
+        if (timer is not null && Usable(timer.DueAt, now, wanted))
+        {
+            Interlocked.Exchange(ref _sweepDueTicks, timer.DueAt.UtcTicks);
+            return;
+        }
+
+        // A new chain starts soon whatever it is for: two writers that race here (this node's start sweep and a
+        // deferral on another node, say) cannot see each other's document, the last one wins, and the loser's link
+        // stops when it fires; starting every chain a sweep interval ahead bounds what such a race costs a waiting
+        // task to one interval, not the idle one.
+        ScheduleSweep(session, outgoing, new SchedulerTimer { Id = SweepTimerId, Token = Guid.NewGuid() }, now + Options.SweepInterval);
+    }
+
+    /// <summary>The next link of the sweep chain <paramref name="timer"/> (its token), due at <paramref name="dueAt"/>.</summary>
+    public void ScheduleSweep(IDocumentSession session, OutgoingMessages outgoing, SchedulerTimer timer, DateTimeOffset dueAt)
+    {
+        ArgumentNullException.ThrowIfNull(session);
+        ArgumentNullException.ThrowIfNull(outgoing);
+        ArgumentNullException.ThrowIfNull(timer);
+        timer.DueAt = dueAt;
+        session.Store(timer);
+        outgoing.Schedule(new SweepWaitingTasks(timer.Token), dueAt);
+
+        // Not remembered here: the transaction may yet roll back (a lost race re-runs the handler). What this node
+        // remembers is only what it read, committed, from the timer document.
+    }
+
+    public DateTimeOffset NextSweep(bool waiting) => time.GetUtcNow() + (waiting ? Options.SweepInterval : Options.IdleSweepInterval);
+
+    /// <summary>
+    /// The sweep: places the oldest waiting tasks (one batch of <see cref="SchedulerOptions.BatchSize"/>, highest
+    /// priority first; a full batch sends the next sweep at once), re-dispatches the tasks of proplets marked offline
+    /// and starts the liveness timer of any proplet that has none (a timer lost, proplets from before this pipeline).
+    /// Returns whether tasks still wait.
+    /// </summary>
+    public async Task<bool> SweepAsync(IDocumentSession session, CommandSessionListener listener, OutgoingMessages outgoing, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(outgoing);
+        var scheduled = await tasks.ListScheduledAsync(Options.BatchSize, cancellationToken);
+        var waiting = scheduled.Count == 0 ? 0 : await PlaceAsync(session, listener, scheduled.Select(t => t.Id.Value), outgoing, cancellationToken);
+        if (scheduled.Count >= Options.BatchSize)
+        {
+            outgoing.Add(new SweepWaitingTasks(null));
+        }
+
+        var now = time.GetUtcNow();
+        var all = await proplets.ListAsync(cancellationToken);
+        foreach (var proplet in all.Where(p => p.Offline && p.RunningTasks > 0))
+        {
+            outgoing.Add(new RedispatchTasksOf(proplet.Id.Value, $"proplet {proplet.Id} went offline"));
+        }
+
+        var watched = all.Where(p => !p.Offline).ToList();
+        if (watched.Count > 0)
+        {
+            var timers = (await session.LoadManyAsync<SchedulerTimer>(cancellationToken, watched.Select(p => SchedulerTimer.Liveness(p.Id.Value)))).ToDictionary(t => t.Id, StringComparer.Ordinal);
+            foreach (var proplet in watched)
+            {
+                if (!timers.TryGetValue(SchedulerTimer.Liveness(proplet.Id.Value), out var timer) || timer.DueAt < now - Grace)
+                {
+                    StartLiveness(session, outgoing, proplet.Id.Value, LivenessDue(proplet, now));
+                }
+            }
+        }
+
+        return waiting > 0 || scheduled.Count >= Options.BatchSize;
+    }
+
+    /// <summary>Starts (or restarts, replacing the token) the liveness timer of a proplet: one check due at <paramref name="dueAt"/>.</summary>
+    public void StartLiveness(IDocumentSession session, OutgoingMessages outgoing, string propletId, DateTimeOffset dueAt) =>
+        ScheduleLiveness(session, outgoing, new SchedulerTimer { Id = SchedulerTimer.Liveness(propletId), Token = Guid.NewGuid() }, propletId, dueAt);
+
+    /// <summary>The liveness timer's next check: the window after the last sign of life (and not in the past).</summary>
+    public DateTimeOffset LivenessDue(PropletView proplet, DateTimeOffset now)
+    {
+        ArgumentNullException.ThrowIfNull(proplet);
+        var due = (proplet.LastAliveAt ?? now) + Options.LivenessWindow + TimeSpan.FromMilliseconds(1);
+        return due > now ? due : now + Options.LivenessWindow;
+    }
+
+    /// <summary>
+    /// A liveness check that fired with the current token: a proplet alive (or never heard from: as LivenessMonitor,
+    /// silence counts only after a first heartbeat) is checked again a window after its last heartbeat; a silent one
+    /// is marked offline (PropletWentOffline) and its running tasks re-dispatched in this transaction, and its timer
+    /// ends (coming back online starts a new one).
+    /// </summary>
+    public async Task CheckLivenessAsync(IDocumentSession session, CommandSessionListener listener, SchedulerTimer timer, string propletId, OutgoingMessages outgoing, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(session);
+        ArgumentNullException.ThrowIfNull(timer);
+        var now = time.GetUtcNow();
+        var proplet = await proplets.GetAsync(new PropletId(propletId), cancellationToken);
+        if (proplet is null || proplet.Offline)
+        {
+            session.Delete(timer);
+            return;
+        }
+
+        var silent = proplet.LastAliveAt is { } last && now - last > Options.LivenessWindow;
+        if (!silent)
+        {
+            ScheduleLiveness(session, outgoing, timer, propletId, LivenessDue(proplet, now));
+            return;
+        }
+
+        var reason = $"no heartbeat for {Options.LivenessWindow.TotalSeconds.ToString(CultureInfo.InvariantCulture)} s";
+        var stream = await session.Events.FetchForWriting<PropletDocument>(WolverineStreams.Key(PropletAggregate.StreamId(proplet.Id)), cancellationToken);
+        var before = stream.Aggregate?.State ?? PropletState.Initial;
+        var decision = PropletDecider.Decide(new PropletCommand.MarkPropletOffline(proplet.Id, reason, now), before);
+        if (decision.Rejection is null && decision.Events.Count > 0)
+        {
+            stream.AppendMany(decision.Events);
+            listener.Stamping(stream.Id, SystemMetadata(null));
+            listener.Committed(PropletAggregate.StreamId(proplet.Id), decision.Events.Aggregate(before, PropletDecider.Evolve), (stream.StartingVersion ?? 0) + decision.Events.Count);
+            LogSilent(logger, propletId, reason);
+        }
+
+        session.Delete(timer);
+        await RedispatchAsync(session, listener, propletId, $"proplet {propletId} went offline", outgoing, cancellationToken);
+    }
+
+    /// <summary>
+    /// Re-dispatches every task running on <paramref name="propletId"/> (TaskRedispatchRequested, or TaskFailed past
+    /// <see cref="SchedulerOptions.MaxRedispatches"/>) and cascades their placement.
+    /// </summary>
+    public async Task RedispatchAsync(IDocumentSession session, CommandSessionListener listener, string propletId, string reason, OutgoingMessages outgoing, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(listener);
+        ArgumentNullException.ThrowIfNull(outgoing);
+        var running = await tasks.ListRunningOnAsync(propletId, cancellationToken);
+        if (running.Count == 0)
+        {
+            return;
+        }
+
+        var now = time.GetUtcNow();
+        var redispatched = new List<Guid>();
+        foreach (var stream in await FetchAsync<TaskState>(session, running.Select(t => t.Id.Value), cancellationToken))
+        {
+            if (stream.Aggregate is not { Status: TaskStatus.Running } state || state.PropletId != propletId)
+            {
+                continue;
+            }
+
+            var decision = TaskDecider.Decide(new TaskCommand.RedispatchTask(state.Id, reason, Options.MaxRedispatches, now), state);
+            if (decision.Rejection is not null || decision.Events.Count == 0)
+            {
+                continue;
+            }
+
+            var after = decision.Events.Aggregate(state, TaskDecider.Evolve);
+            stream.AppendMany(decision.Events);
+            listener.Stamping(stream.Id, SystemMetadata(state.Id.ToString()));
+            listener.Committed(TaskAggregate.StreamId(state.Id), after, (stream.StartingVersion ?? 0) + decision.Events.Count);
+            LogRedispatch(logger, state.Id.ToString(), propletId);
+            if (after.Status == TaskStatus.Scheduled)
+            {
+                redispatched.Add(state.Id.Value);
+            }
+        }
+
+        if (redispatched.Count > 0)
+        {
+            outgoing.Add(new PlaceTasks([.. redispatched]));
+        }
+    }
+
+    /// <summary>Attaches the metadata listener to a scheduling handler's session (system user, no correlation of its own).</summary>
+    public CommandSessionListener Attach(IDocumentSession session) => sessions.Attach(session, SystemMetadata(null));
+
+    private static void ScheduleLiveness(IDocumentSession session, OutgoingMessages outgoing, SchedulerTimer timer, string propletId, DateTimeOffset dueAt)
+    {
+        timer.DueAt = dueAt;
+        session.Store(timer);
+        outgoing.Schedule(new CheckLiveness(propletId, timer.Token), dueAt);
+    }
+
+    private static bool Usable(DateTimeOffset dueAt, DateTimeOffset now, DateTimeOffset wanted) => dueAt <= wanted && dueAt > now - Grace;
+
+    private static async Task<IReadOnlyList<IEventStream<T>>> FetchAsync<T>(IDocumentSession session, IEnumerable<Guid> ids, CancellationToken cancellationToken)
+        where T : class
+    {
+        var batch = session.CreateBatchQuery();
+        var pending = ids.Select(id => batch.Events.FetchForWriting<T>(id)).ToList();
+        if (pending.Count == 0)
+        {
+            return [];
+        }
+
+        await batch.Execute(cancellationToken);
+        return await Task.WhenAll(pending);
+    }
+
+    [LoggerMessage(EventId = 6001, Level = LogLevel.Information, Message = "Task {TaskId} dispatched to proplet {PropletId}")]
+    private static partial void LogDispatched(ILogger logger, string taskId, string propletId);
+
+    [LoggerMessage(EventId = 6002, Level = LogLevel.Information, Message = "Task {TaskId} waits: {Reason}")]
+    private static partial void LogWaiting(ILogger logger, string taskId, string reason);
+
+    [LoggerMessage(EventId = 6010, Level = LogLevel.Warning, Message = "Task {TaskId} not dispatched: {Reason}")]
+    private static partial void LogBlocked(ILogger logger, string taskId, string? reason);
+
+    [LoggerMessage(EventId = 6101, Level = LogLevel.Warning, Message = "Proplet {PropletId} marked offline: {Reason}")]
+    private static partial void LogSilent(ILogger logger, string propletId, string reason);
+
+    [LoggerMessage(EventId = 6102, Level = LogLevel.Warning, Message = "Task {TaskId} was running on offline proplet {PropletId}: re-dispatching (or failing at the limit)")]
+    private static partial void LogRedispatch(ILogger logger, string taskId, string propletId);
+}

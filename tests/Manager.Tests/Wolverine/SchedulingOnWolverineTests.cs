@@ -1,0 +1,230 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
+using MQTTnet.Protocol;
+using Propeller.Broker;
+using Propeller.Broker.Tests;
+using Propeller.Manager.Wolverine;
+using Wolverine;
+using Wolverine.Runtime;
+
+namespace Propeller.Manager.Tests.Wolverine;
+
+/// <summary>
+/// Scheduling on the Wolverine pipeline (ADR 0014, decision 13) on real PostgreSQL and mosquitto, with no polling loop:
+/// a waiting task placed by the scheduled sweep when no event announces its proplet, liveness timers that mark a silent
+/// proplet offline and re-dispatch its task (then fail it at the limit), and dead letters listed and replayed (decision 14).
+/// </summary>
+public sealed class SchedulingOnWolverineTests : IAsyncLifetime
+{
+    private readonly string _tenant = "s" + Guid.NewGuid().ToString("N")[..12];
+    private ManagerServer _server = null!;
+
+    private string Base => $"m/{_tenant}/c/ch";
+
+    private static string Broker => Environment.GetEnvironmentVariable("PROPELLER_TEST_MQTT") is { Length: > 0 } value ? value : "tcp://127.0.0.1:51883";
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    private HttpClient Http => _server.Client;
+
+    /// <summary>A schema per test (each keeps its evidence after a failure): wolverine_scheduling_{the test's initials}.</summary>
+    private static string Schema => "wolverine_scheduling_" + new string([.. (TestContext.Current.TestMethod?.MethodName ?? "x").Where(char.IsUpper)]).ToLowerInvariant();
+
+    public async ValueTask InitializeAsync() => _server = await ManagerServer.StartAsync(Schema, new Dictionary<string, string>
+    {
+        ["MANAGER_MQTT_ADDRESS"] = Broker,
+        ["MANAGER_TENANT_ID"] = _tenant,
+        ["MANAGER_CHANNEL_ID"] = "ch",
+        ["MANAGER_ENTITY_ID"] = "manager-" + _tenant,
+        ["MANAGER_MQTT_QOS"] = "1",
+        ["MANAGER_PROPLET_LIVENESS_WINDOW"] = "2s",
+        ["MANAGER_MAX_REDISPATCHES"] = "1",
+    });
+
+    public ValueTask DisposeAsync() => _server.DisposeAsync();
+
+    [Fact]
+    public async Task AWaitingTask_IsPlacedByTheScheduledSweep_WhenNoEventAnnouncesItsProplet()
+    {
+        var id = await CreateAndStartAsync("""{"name":"main"}""");
+        (await WaitForEventAsync(id, "task.dispatch_deferred.v1")).GetProperty("data").GetProperty("reason").GetString().ShouldBe("no active proplets available");
+
+        // Discovered (an event: a sweep runs, but the proplet has never been heard from, so it is not alive and the
+        // task keeps waiting); then its heartbeats, which are no events at all: only the scheduled sweep sees them.
+        var propletId = Guid.NewGuid().ToString();
+        await using var proplet = await ConnectPropletAsync(propletId, answer: true);
+        await PublishAsync(proplet, "control/proplet/create", new { proplet_id = propletId, metadata = new { tags = new[] { "sim" } } });
+        await WaitForPropletAsync(propletId);
+        using var heartbeats = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        var beating = BeatAsync(proplet, propletId, heartbeats.Token);
+
+        var task = await WaitForStateAsync(id, 3);
+        await heartbeats.CancelAsync();
+        await beating;
+        task.GetProperty("state").GetInt32().ShouldBe(3);
+        task.GetProperty("proplet_id").GetString().ShouldBe(propletId);
+        var dispatched = await WaitForEventAsync(id, "task.dispatched.v1");
+        dispatched.GetProperty("user_id").GetString().ShouldBe("system");
+
+        // One sweep chain, whatever triggered sweeps: one timer document; at most the live link and one replaced link
+        // (the idle link scheduled at start, replaced when the task began to wait, stops when it fires).
+        (await CountAsync($"select count(*) from {Schema}.mt_doc_scheduler_timer where id = 'sweep'")).ShouldBe(1);
+        (await CountAsync($"select count(*) from {Schema}.wolverine_incoming_envelopes where status = 'Scheduled' and message_type like '%SweepWaitingTasks%'")).ShouldBeInRange(1, 2);
+    }
+
+    [Fact]
+    public async Task ASilentProplet_IsMarkedOffline_ItsTaskRedispatchedToAnother_ThenFailedAtTheLimit()
+    {
+        // The first proplet takes the task and falls silent after one heartbeat.
+        var first = Guid.NewGuid().ToString();
+        await using var silent = await ConnectPropletAsync(first, answer: false);
+        await PublishAsync(silent, "control/proplet/create", new { proplet_id = first });
+        await PublishAsync(silent, "control/proplet/alive", new { proplet_id = first, status = "alive" });
+        await WaitForAliveAsync(first);
+        var id = await CreateAndStartAsync("""{"name":"main"}""");
+        (await WaitForStateAsync(id, 2)).GetProperty("proplet_id").GetString().ShouldBe(first);
+
+        // The second one is alive while the first goes silent; it takes the task, never answers, and falls silent too.
+        var second = Guid.NewGuid().ToString();
+        await using var other = await ConnectPropletAsync(second, answer: false);
+        await PublishAsync(other, "control/proplet/create", new { proplet_id = second });
+        using var heartbeats = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        var beating = BeatAsync(other, second, heartbeats.Token);
+        var redispatched = await WaitForAsync(async () => await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}", Ct) is var t && t.TryGetProperty("proplet_id", out var on) && on.GetString() == second ? t : (JsonElement?)null);
+        await heartbeats.CancelAsync();
+        await beating;
+        redispatched.GetProperty("state").GetInt32().ShouldBe(2);
+        var offline = await Http.GetFromJsonAsync<JsonElement>($"/proplets/{first}", Ct);
+        offline.GetProperty("alive").GetBoolean().ShouldBeFalse();
+
+        // Silent too: with MANAGER_MAX_REDISPATCHES=1 the task now fails instead of moving again.
+        var failed = await WaitForStateAsync(id, 4);
+        failed.GetProperty("state").GetInt32().ShouldBe(4);
+        failed.GetProperty("error").GetString()!.ShouldContain("not re-dispatched (limit 1)");
+        // (A re-dispatch placed before the second proplet's first heartbeat was recorded waits once: a deferral between.)
+        var types = (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}/history", Ct)).EnumerateArray().Select(e => e.GetProperty("type").GetString())
+            .Where(t => t != "task.dispatch_deferred.v1").ToList();
+        types.ShouldBe(["task.created.v1", "task.start_requested.v1", "task.dispatched.v1", "task.redispatch_requested.v1", "task.dispatched.v1", "task.failed.v1"]);
+        (await CountAsync($"select count(*) from {Schema}.mt_events where data::text like '%no heartbeat for 2 s%'")).ShouldBe(2);
+    }
+
+    [Fact]
+    public async Task APoisonedMessage_IsADeadLetter_ListedAndCounted_AndReplayedOnRequest()
+    {
+        (await Http.GetFromJsonAsync<JsonElement>("/dead-letters", Ct)).GetProperty("total").GetInt32().ShouldBe(0);
+
+        // A start message with no topic can never be published: a dead letter at once (no retries).
+        var runtime = _server.Services.GetRequiredService<IWolverineRuntime>();
+        await new MessageBus(runtime).PublishAsync(new PublishToBroker("", Encoding.UTF8.GetBytes("""{"id":"poison"}"""), null));
+
+        var letter = await WaitForAsync(async () => (await Http.GetFromJsonAsync<JsonElement>("/dead-letters", Ct)).GetProperty("dead_letters").EnumerateArray().FirstOrDefault() is { ValueKind: JsonValueKind.Object } l ? l : (JsonElement?)null);
+        letter.GetProperty("message_type").GetString()!.ShouldContain("PublishToBroker", Case.Insensitive);
+        letter.GetProperty("exception_type").GetString()!.ShouldContain("ArgumentException");
+        letter.GetProperty("replayable").GetBoolean().ShouldBeFalse();
+        (await Http.GetStringAsync("/metrics", Ct)).ShouldContain("wolverine_dead_letters 1");
+
+        (await Http.PostAsync($"/dead-letters/{Guid.NewGuid()}/replay", null, Ct)).StatusCode.ShouldBe(HttpStatusCode.NotFound);
+        var invalid = await Http.PostAsync("/dead-letters/nope/replay", null, Ct);
+        invalid.StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await invalid.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("error").GetString().ShouldBe("invalid dead letter id");
+
+        // Replayed: Wolverine moves it back to its incoming envelopes and handles it again; it fails again (the topic is
+        // still empty) and is a dead letter once more, counted as replayed.
+        var id = letter.GetProperty("id").GetString();
+        var replay = await Http.PostAsync($"/dead-letters/{id}/replay", null, Ct);
+        replay.StatusCode.ShouldBe(HttpStatusCode.OK);
+        (await replay.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("marked").GetInt32().ShouldBe(1);
+        var again = await WaitForAsync(async () => (await Http.GetFromJsonAsync<JsonElement>("/dead-letters", Ct)).GetProperty("dead_letters").EnumerateArray()
+            .FirstOrDefault(l => l.GetProperty("id").GetString() == id && l.GetProperty("replay_count").GetInt32() >= 1 && !l.GetProperty("replayable").GetBoolean()) is { ValueKind: JsonValueKind.Object } l ? l : (JsonElement?)null);
+        again.GetProperty("exception_type").GetString()!.ShouldContain("ArgumentException");
+    }
+
+    private async Task<BrokerConnection> ConnectPropletAsync(string propletId, bool answer)
+    {
+        BrokerConnection? client = null;
+        client = new BrokerConnection(new BrokerOptions { ClientId = propletId }.WithAddress(Broker))
+        {
+            Handler = Inbox.Each(async (message, token) =>
+            {
+                var start = JsonDocument.Parse(message.Payload).RootElement;
+                if (!answer || (start.TryGetProperty("proplet_id", out var target) && target.GetString() != propletId))
+                {
+                    return;
+                }
+
+                var result = JsonSerializer.Serialize(new { task_id = start.GetProperty("id").GetString(), proplet_id = propletId, results = "done", error = (string?)null });
+                await client!.PublishAsync($"{Base}/control/proplet/results", Encoding.UTF8.GetBytes(result), MqttQualityOfServiceLevel.AtLeastOnce, token);
+            }),
+        };
+        await client.StartAsync(Ct);
+        await client.SubscribeAsync($"{Base}/control/manager/start", MqttQualityOfServiceLevel.AtLeastOnce, Ct);
+        return client;
+    }
+
+    /// <summary>Heartbeats every 300 ms until <paramref name="stop"/> (the liveness window here is 2 s).</summary>
+    private Task BeatAsync(BrokerConnection client, string propletId, CancellationToken stop) => Task.Run(
+        async () =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                await PublishAsync(client, "control/proplet/alive", new { proplet_id = propletId, status = "alive" });
+                await Task.Delay(300, CancellationToken.None);
+            }
+        },
+        CancellationToken.None);
+
+    private Task PublishAsync(BrokerConnection client, string path, object payload) =>
+        client.PublishAsync($"{Base}/{path}", JsonSerializer.SerializeToUtf8Bytes(payload), MqttQualityOfServiceLevel.AtLeastOnce, CancellationToken.None);
+
+    private async Task<string> CreateAndStartAsync(string body)
+    {
+        var created = await Http.PostAsync("/tasks", new StringContent(body, Encoding.UTF8, "application/json"), Ct);
+        created.StatusCode.ShouldBe(HttpStatusCode.Created);
+        var id = (await created.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetString()!;
+        (await Http.PostAsync($"/tasks/{id}/start", null, Ct)).StatusCode.ShouldBe(HttpStatusCode.OK);
+        return id;
+    }
+
+    private Task<JsonElement> WaitForStateAsync(string id, int state) =>
+        WaitForAsync(async () => await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}", Ct) is var task && task.GetProperty("state").GetInt32() == state ? task : (JsonElement?)null);
+
+    private Task<JsonElement> WaitForEventAsync(string id, string type) =>
+        WaitForAsync(async () => (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}/history", Ct)).EnumerateArray().LastOrDefault(e => e.GetProperty("type").GetString() == type) is { ValueKind: JsonValueKind.Object } e ? e : (JsonElement?)null);
+
+    private Task WaitForPropletAsync(string propletId) =>
+        WaitForAsync(async () => (await Http.GetAsync($"/proplets/{propletId}", Ct)).IsSuccessStatusCode ? default(JsonElement) : (JsonElement?)null);
+
+    private Task WaitForAliveAsync(string propletId) =>
+        WaitForAsync(async () => await Http.GetAsync($"/proplets/{propletId}", Ct) is { IsSuccessStatusCode: true } response
+            && (await response.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("alive").GetBoolean() ? default(JsonElement) : (JsonElement?)null);
+
+    /// <summary>Polls <paramref name="probe"/> until it answers (30 s at most: the scheduled sweep and checks fire within seconds).</summary>
+    private static async Task<JsonElement> WaitForAsync(Func<Task<JsonElement?>> probe)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (true)
+        {
+            if (await probe() is { } found)
+            {
+                return found;
+            }
+
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException("the expected state was not reached within 30 s");
+            }
+
+            await Task.Delay(50, Ct);
+        }
+    }
+
+    private async Task<long> CountAsync(string sql)
+    {
+        var dataSource = _server.Services.GetRequiredService<Npgsql.NpgsqlDataSource>();
+        await using var command = dataSource.CreateCommand(sql);
+        return (long)(await command.ExecuteScalarAsync(Ct))!;
+    }
+}
