@@ -1,3 +1,4 @@
+using JasperFx.Events;
 using Marten;
 using Marten.Services;
 using Propeller.Application.Aggregates;
@@ -30,6 +31,23 @@ public sealed class CommandSessionListener : DocumentSessionListenerBase
 
     /// <summary>Announces <paramref name="state"/> at <paramref name="version"/> once the session commits.</summary>
     public void Committed(string streamId, object state, long version) => _committed.Add((streamId, state, version));
+
+    /// <summary>
+    /// Appends <paramref name="events"/> to <paramref name="stream"/> (keyed <paramref name="streamId"/> in our terms),
+    /// stamped with <paramref name="metadata"/>, and announces <paramref name="state"/> at the stream's new version once
+    /// the session commits; returns that version.
+    /// </summary>
+    public long Append<T>(IEventStream<T> stream, string streamId, IReadOnlyList<object> events, object state, EventMetadata metadata)
+        where T : class
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        ArgumentNullException.ThrowIfNull(events);
+        stream.AppendMany(events);
+        Stamping(stream.Id, metadata);
+        var version = (stream.StartingVersion ?? 0) + events.Count;
+        Committed(streamId, state, version);
+        return version;
+    }
 
     /// <summary>
     /// The events of Marten's stream <paramref name="streamKey"/> get <paramref name="metadata"/> instead of the
@@ -88,4 +106,20 @@ public static class WolverineStreams
 {
     /// <summary>The Guid Marten keys <paramref name="streamId"/> by (a task's own id; a name-based UUID for any other id).</summary>
     public static Guid Key(string streamId) => MartenStreamIds.ToGuid(streamId);
+
+    /// <summary>Fetches the streams <paramref name="ids"/> for writing in one batched query (their inline aggregates and versions), in order.</summary>
+    public static async Task<IReadOnlyList<IEventStream<T>>> FetchForWritingAsync<T>(IDocumentSession session, IEnumerable<Guid> ids, CancellationToken cancellationToken)
+        where T : class
+    {
+        ArgumentNullException.ThrowIfNull(session);
+        var batch = session.CreateBatchQuery();
+        var pending = ids.Select(id => batch.Events.FetchForWriting<T>(id)).ToList();
+        if (pending.Count == 0)
+        {
+            return [];
+        }
+
+        await batch.Execute(cancellationToken);
+        return await Task.WhenAll(pending);
+    }
 }

@@ -34,16 +34,14 @@ public static class RecordResultsHandler
         ArgumentNullException.ThrowIfNull(message);
         ArgumentNullException.ThrowIfNull(session);
         ArgumentNullException.ThrowIfNull(services);
-        var batch = session.CreateBatchQuery();
-        var fetches = message.Results.Select(r => batch.Events.FetchForWriting<TaskState>(r.Command.TaskId.Value)).ToList();
-        await batch.Execute(cancellationToken);
+        var streams = await WolverineStreams.FetchForWritingAsync<TaskState>(session, message.Results.Select(r => r.Command.TaskId.Value), cancellationToken);
 
         CommandSessionListener? listener = null;
         var outcomes = new List<CommandResult<TaskEvent, TaskState>>(message.Results.Count);
         for (var i = 0; i < message.Results.Count; i++)
         {
             var (command, metadata) = message.Results[i];
-            var stream = await fetches[i];
+            var stream = streams[i];
             var before = stream.Aggregate ?? TaskState.Initial;
             var decision = TaskDecider.Decide(command, before);
             if (decision.Rejection is not null || decision.Events.Count == 0)
@@ -53,11 +51,8 @@ public static class RecordResultsHandler
             }
 
             var state = decision.Events.Aggregate(before, TaskDecider.Evolve);
-            stream.AppendMany(decision.Events);
-            var version = (stream.StartingVersion ?? 0) + decision.Events.Count;
             listener ??= services.Attach(session, metadata);
-            listener.Stamping(stream.Id, metadata);
-            listener.Committed(TaskAggregate.StreamId(command.TaskId), state, version);
+            var version = listener.Append(stream, TaskAggregate.StreamId(command.TaskId), decision.Events, state, metadata);
             outcomes.Add(new CommandResult<TaskEvent, TaskState>(state, version, decision.Events, null));
         }
 

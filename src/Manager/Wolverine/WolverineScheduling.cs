@@ -1,5 +1,4 @@
 using System.Globalization;
-using JasperFx.Events;
 using Marten;
 using Propeller.Application.EventStore;
 using Propeller.Application.Plugins;
@@ -84,7 +83,7 @@ public sealed partial class WolverineScheduling(
         ArgumentNullException.ThrowIfNull(session);
         ArgumentNullException.ThrowIfNull(listener);
         ArgumentNullException.ThrowIfNull(outgoing);
-        var streams = await FetchAsync<TaskState>(session, ids.Distinct(), cancellationToken);
+        var streams = await WolverineStreams.FetchForWritingAsync<TaskState>(session, ids.Distinct(), cancellationToken);
         var waiting = streams.Where(s => s.Aggregate is { Status: TaskStatus.Scheduled, Spec: not null }).ToDictionary(s => s.Id);
         if (waiting.Count == 0)
         {
@@ -110,9 +109,7 @@ public sealed partial class WolverineScheduling(
                 continue;
             }
 
-            stream.AppendMany(events);
-            listener.Stamping(stream.Id, metadata);
-            listener.Committed(TaskAggregate.StreamId(plan.Task.Id), state, (stream.StartingVersion ?? 0) + events.Count);
+            listener.Append(stream, TaskAggregate.StreamId(plan.Task.Id), events, state, metadata);
             if (start is not null)
             {
                 outgoing.Add(start);
@@ -251,9 +248,7 @@ public sealed partial class WolverineScheduling(
         var decision = PropletDecider.Decide(new PropletCommand.MarkPropletOffline(proplet.Id, reason, now), before);
         if (decision.Rejection is null && decision.Events.Count > 0)
         {
-            stream.AppendMany(decision.Events);
-            listener.Stamping(stream.Id, SystemMetadata(null));
-            listener.Committed(PropletAggregate.StreamId(proplet.Id), decision.Events.Aggregate(before, PropletDecider.Evolve), (stream.StartingVersion ?? 0) + decision.Events.Count);
+            listener.Append(stream, PropletAggregate.StreamId(proplet.Id), decision.Events, decision.Events.Aggregate(before, PropletDecider.Evolve), SystemMetadata(null));
             LogSilent(logger, propletId, reason);
         }
 
@@ -277,7 +272,7 @@ public sealed partial class WolverineScheduling(
 
         var now = time.GetUtcNow();
         var redispatched = new List<Guid>();
-        foreach (var stream in await FetchAsync<TaskState>(session, running.Select(t => t.Id.Value), cancellationToken))
+        foreach (var stream in await WolverineStreams.FetchForWritingAsync<TaskState>(session, running.Select(t => t.Id.Value), cancellationToken))
         {
             if (stream.Aggregate is not { Status: TaskStatus.Running } state || state.PropletId != propletId)
             {
@@ -291,9 +286,7 @@ public sealed partial class WolverineScheduling(
             }
 
             var after = decision.Events.Aggregate(state, TaskDecider.Evolve);
-            stream.AppendMany(decision.Events);
-            listener.Stamping(stream.Id, SystemMetadata(state.Id.ToString()));
-            listener.Committed(TaskAggregate.StreamId(state.Id), after, (stream.StartingVersion ?? 0) + decision.Events.Count);
+            listener.Append(stream, TaskAggregate.StreamId(state.Id), decision.Events, after, SystemMetadata(state.Id.ToString()));
             LogRedispatch(logger, state.Id.ToString(), propletId);
             if (after.Status == TaskStatus.Scheduled)
             {
@@ -318,20 +311,6 @@ public sealed partial class WolverineScheduling(
     }
 
     private static bool Usable(DateTimeOffset dueAt, DateTimeOffset now, DateTimeOffset wanted) => dueAt <= wanted && dueAt > now - Grace;
-
-    private static async Task<IReadOnlyList<IEventStream<T>>> FetchAsync<T>(IDocumentSession session, IEnumerable<Guid> ids, CancellationToken cancellationToken)
-        where T : class
-    {
-        var batch = session.CreateBatchQuery();
-        var pending = ids.Select(id => batch.Events.FetchForWriting<T>(id)).ToList();
-        if (pending.Count == 0)
-        {
-            return [];
-        }
-
-        await batch.Execute(cancellationToken);
-        return await Task.WhenAll(pending);
-    }
 
     [LoggerMessage(EventId = 6001, Level = LogLevel.Information, Message = "Task {TaskId} dispatched to proplet {PropletId}")]
     private static partial void LogDispatched(ILogger logger, string taskId, string propletId);
