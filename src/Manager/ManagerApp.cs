@@ -64,7 +64,7 @@ public static class ManagerApp
             o.MaxLag = config.ProjectionMaxLag;
             o.Distributed = wolverineRunsProjections;
         });
-        builder.AddWolverinePipeline(config.Durability, config.NodeStaleTimeout);
+        builder.AddWolverinePipeline(config.Durability, config.NodeStaleTimeout, config.CommandBatches);
 
         if (config.PluginDir is { } pluginDir)
         {

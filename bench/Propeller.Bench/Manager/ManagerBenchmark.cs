@@ -6,6 +6,7 @@ using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
 using MQTTnet.Protocol;
+using Propeller.Bench.Support;
 using Propeller.Broker;
 
 namespace Propeller.Bench.Manager;
@@ -95,10 +96,14 @@ internal static class ManagerBenchmark
             cancellationToken);
         var stages = new ConcurrentBag<(string Id, long Start, long Started, long Done)>();
         var busyBefore = MachineBusy();
+        var (selfBefore, postgresBefore, brokerBefore) = (ProcCpu.Ms(Environment.ProcessId), ProcCpu.ByName("postgres"), ProcCpu.ByName("mosquitto"));
         var stopwatch = Stopwatch.StartNew();
         var latencies = await RunTasksAsync(http, tasks, clients, cancellationToken, stages);
         stopwatch.Stop();
         var busyMs = MachineBusy() - busyBefore;
+        var selfMs = ProcCpu.Ms(Environment.ProcessId) - selfBefore;
+        var postgresMs = ProcCpu.Since(postgresBefore, ProcCpu.ByName("postgres"));
+        var brokerMs = ProcCpu.Since(brokerBefore, ProcCpu.ByName("mosquitto"));
         latencies.Sort();
         var tasksPerSecond = tasks / stopwatch.Elapsed.TotalSeconds;
 
@@ -109,7 +114,8 @@ internal static class ManagerBenchmark
         Console.WriteLine(FormattableString.Invariant(
             $"manager case=dispatch{(settings?.GetValueOrDefault("MANAGER_DURABILITY_MODE") is { } mode ? " durability=" + mode : "")} tasks={tasks} proplets={proplets} clients={clients} tasks_per_s={tasksPerSecond:F0} p50_ms={Percentile(latencies, 0.50):F1} p99_ms={Percentile(latencies, 0.99):F1} reference_appends_per_s={appendsPerSecond:F0} ratio={tasksPerSecond / (appendsPerSecond / 3):F2}"));
         PrintStages(stages, seen);
-        Console.WriteLine(FormattableString.Invariant($"manager case=cpu machine_busy_ms_per_task={busyMs / tasks:F2} cores={Environment.ProcessorCount}"));
+        Console.WriteLine(FormattableString.Invariant(
+            $"manager case=cpu machine_busy_ms_per_task={busyMs / tasks:F2} cores={Environment.ProcessorCount} stack_ms_per_task={(selfMs + postgresMs + brokerMs) / tasks:F2} process_ms_per_task={selfMs / tasks:F2} postgres_ms_per_task={postgresMs / tasks:F2} broker_ms_per_task={brokerMs / tasks:F2}"));
         await stopHeartbeats.CancelAsync();
         await heartbeats;
         foreach (var client in simulated)

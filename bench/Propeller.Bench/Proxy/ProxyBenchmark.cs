@@ -4,6 +4,7 @@ using System.Text.Json;
 using Microsoft.Extensions.Logging.Abstractions;
 using MQTTnet.Protocol;
 using Propeller.Bench.EndToEnd;
+using Propeller.Bench.Support;
 using Propeller.Broker;
 using Propeller.Contracts.Mqtt;
 using Propeller.Proxy.Configuration;
@@ -161,7 +162,7 @@ internal static class ProxyBenchmark
 
     /// <summary>CPU milliseconds used so far by the proplet, this process (the proxy and the watcher) and the broker
     /// (when its pid is known), from /proc (user + system ticks).</summary>
-    private static double[] CpuMs(int proplet, int broker) => [ProcCpuMs(proplet), ProcCpuMs(Environment.ProcessId), broker > 0 ? ProcCpuMs(broker) : 0];
+    private static double[] CpuMs(int proplet, int broker) => [ProcCpu.Ms(proplet), ProcCpu.Ms(Environment.ProcessId), broker > 0 ? ProcCpu.Ms(broker) : 0];
 
     /// <summary>The process listening on TCP <paramref name="port"/> (the broker), from /proc/net/tcp{,6} and the processes'
     /// open sockets; 0 when not found (another user's process, or not Linux).</summary>
@@ -209,21 +210,6 @@ internal static class ProxyBenchmark
         }
 
         return 0;
-    }
-
-    private static double ProcCpuMs(int pid)
-    {
-        try
-        {
-            var stat = File.ReadAllText($"/proc/{pid}/stat");
-            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-            // fields[11], fields[12]: utime, stime (fields 14 and 15 of proc(5), counted from the state field).
-            return (double.Parse(fields[11], CultureInfo.InvariantCulture) + double.Parse(fields[12], CultureInfo.InvariantCulture)) * 1000 / 100;
-        }
-        catch (IOException)
-        {
-            return 0;
-        }
     }
 
     /// <summary>The addition module plus a custom section "pad" bringing it to <paramref name="size"/> bytes; the

@@ -50,6 +50,23 @@ public sealed class CommandSessionListener : DocumentSessionListenerBase
     }
 
     /// <summary>
+    /// Starts Marten's stream <paramref name="streamKey"/> (keyed <paramref name="streamId"/> in our terms) of aggregate
+    /// <typeparamref name="T"/> with <paramref name="events"/>, stamped with <paramref name="metadata"/>, without reading
+    /// it first: the append fails at the commit if the stream exists. Announces <paramref name="state"/> once the session
+    /// commits; returns the new stream's version.
+    /// </summary>
+    public long Start<T>(IDocumentSession session, Guid streamKey, string streamId, IReadOnlyList<object> events, object state, EventMetadata metadata)
+        where T : class
+    {
+        ArgumentNullException.ThrowIfNull(session);
+        ArgumentNullException.ThrowIfNull(events);
+        session.Events.StartStream<T>(streamKey, events);
+        Stamping(streamKey, metadata);
+        Committed(streamId, state, events.Count);
+        return events.Count;
+    }
+
+    /// <summary>
     /// The events of Marten's stream <paramref name="streamKey"/> get <paramref name="metadata"/> instead of the
     /// command's (a handler that appends to several streams, each with its own correlation and plugin decisions).
     /// </summary>

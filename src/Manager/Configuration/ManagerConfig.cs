@@ -71,6 +71,13 @@ internal sealed record ManagerConfig
     /// </summary>
     public TimeSpan NodeStaleTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// MANAGER_COMMAND_BATCHES: how many batches of API task commands may be in flight at once (ADR 0016): the commands
+    /// that arrive while a batch commits are decided and committed together, in one Wolverine command and one
+    /// transaction. 0 sends each command alone (one transaction each).
+    /// </summary>
+    public int CommandBatches { get; init; } = 2;
+
     public string? PostgresSchema { get; init; }
 
     /// <summary>Reads and checks the settings; <paramref name="workingDirectory"/> is where config.toml is looked for.</summary>
@@ -260,6 +267,7 @@ internal sealed record ManagerConfig
             Durability = durability,
             NodeStaleTimeout = Duration("MANAGER_NODE_STALE_TIMEOUT", TimeSpan.FromSeconds(10)),
             ProjectionMaxLag = Int("MANAGER_PROJECTION_MAX_LAG", 10_000, 0, int.MaxValue),
+            CommandBatches = Int("MANAGER_COMMAND_BATCHES", 2, 0, 64),
             MqttTls = tlsCa is not null || tlsCert is not null || tlsInsecure
                 ? new BrokerTls { CaFile = tlsCa, ClientCertificateFile = tlsCert, ClientKeyFile = tlsKey, AllowUntrustedCertificates = tlsInsecure }
                 : null,

@@ -40,14 +40,38 @@ public static class TaskCommandHandler
         ArgumentNullException.ThrowIfNull(gated);
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(services);
+        var outgoing = new OutgoingMessages();
+        var result = await DecideAsync(message, gated, stream.Aggregate, stream.CurrentVersion ?? 0, session, stops, placement, outgoing, cancellationToken);
+        if (result.Appended.Count > 0)
+        {
+            stream.AppendMany(result.Appended);
+            services.Attach(session, gated.Metadata).Committed(TaskAggregate.StreamId(message.TaskId), result.State, result.Version);
+        }
+
+        return (result, outgoing);
+    }
+
+    /// <summary>
+    /// The decision of one gated task command on its task as it stands (<paramref name="current"/> at
+    /// <paramref name="version"/>; null for a task that does not exist), shared by this handler and the batch of
+    /// <see cref="RunTaskCommandsHandler"/>: the decider's events, a start's placement in the same transaction (or a
+    /// cascaded <see cref="PlaceTasks"/>), a stop's message, each added to <paramref name="outgoing"/>. The caller
+    /// appends <see cref="CommandResult{TEvent,TState}.Appended"/>; the result's version is the stream's after them.
+    /// </summary>
+    public static async Task<CommandResult<TaskEvent, TaskState>> DecideAsync(
+        RunTaskCommand message, GatedCommand gated, TaskState? current, long version, IDocumentSession session,
+        StopMessages stops, WolverinePlacement placement, OutgoingMessages outgoing, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        ArgumentNullException.ThrowIfNull(gated);
         ArgumentNullException.ThrowIfNull(stops);
         ArgumentNullException.ThrowIfNull(placement);
-        var outgoing = new OutgoingMessages();
-        var before = stream.Aggregate ?? TaskState.Initial;
+        ArgumentNullException.ThrowIfNull(outgoing);
+        var before = current ?? TaskState.Initial;
         var decision = TaskDecider.Decide(gated.Command, before);
         if (decision.Rejection is not null || decision.Events.Count == 0)
         {
-            return (new CommandResult<TaskEvent, TaskState>(before, stream.CurrentVersion ?? 0, [], decision.Rejection), outgoing);
+            return new CommandResult<TaskEvent, TaskState>(before, version, [], decision.Rejection);
         }
 
         IReadOnlyList<TaskEvent> events = decision.Events;
@@ -79,10 +103,7 @@ public static class TaskCommandHandler
             outgoing.AddRange(stops.For(state).Select(PublishToBroker.From));
         }
 
-        stream.AppendMany(events);
-        var version = (stream.StartingVersion ?? 0) + events.Count;
-        services.Attach(session, gated.Metadata).Committed(TaskAggregate.StreamId(message.TaskId), state, version);
-        return (new CommandResult<TaskEvent, TaskState>(state, version, events, null), outgoing);
+        return new CommandResult<TaskEvent, TaskState>(state, version + events.Count, events, null);
     }
 
     private static TaskState Fold(TaskState state, IEnumerable<TaskEvent> events) => events.Aggregate(state, TaskDecider.Evolve);

@@ -62,9 +62,11 @@ internal static class WolverinePipeline
         services.AddHostedService<SweepAtStart>();
     }
 
-    public static void AddWolverinePipeline(this WebApplicationBuilder builder, DurabilityModeSetting durability, TimeSpan staleNodeTimeout)
+    public static void AddWolverinePipeline(this WebApplicationBuilder builder, DurabilityModeSetting durability, TimeSpan staleNodeTimeout, int commandBatches)
     {
         builder.Services.TryAddSingleton<CommandSessionServices>();
+        builder.Services.TryAddSingleton(sp => ActivatorUtilities.CreateInstance<TaskCommandBatcher>(sp, commandBatches));
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<TaskCommandBatcher>());
         builder.Services.TryAddSingleton<WolverinePlacement>();
         builder.Services.TryAddSingleton<WolverineTaskCommands>();
         builder.Services.TryAddSingleton<IValidator<RunTaskCommand>, RunTaskCommandValidator>();
@@ -126,7 +128,7 @@ internal static class WolverinePipeline
 /// The middleware's refusals come back as exceptions and leave here as the routes' answers: a failed validation 400,
 /// a plugin's deny 403, each with <c>{"error": ...}</c>.
 /// </summary>
-public sealed class WolverineTaskCommands
+public sealed class WolverineTaskCommands(TaskCommandBatcher batcher)
 {
     /// <summary>
     /// Sends <paramref name="command"/> with the request's metadata; <paramref name="headers"/> are plugin decisions the
@@ -137,10 +139,9 @@ public sealed class WolverineTaskCommands
     {
         ArgumentNullException.ThrowIfNull(command);
         var metadata = Metadata(request, command.At, headers);
-        var bus = request.HttpContext.RequestServices.GetRequiredService<IMessageBus>();
         try
         {
-            return (await bus.InvokeAsync<CommandResult<TaskEvent, TaskState>>(new RunTaskCommand(command.TaskId, command, metadata, body), cancellationToken), null);
+            return (await batcher.InvokeAsync(new RunTaskCommand(command.TaskId, command, metadata, body), cancellationToken), null);
         }
         catch (ValidationException ex)
         {
@@ -196,7 +197,7 @@ public sealed class WolverineInboundCommands(IWolverineRuntime runtime) : IInbou
         ArgumentNullException.ThrowIfNull(results);
         var bus = new MessageBus(runtime);
         var plugins = runtime.Services.GetRequiredService<TaskPlugins>();
-        foreach (var round in Rounds(results))
+        foreach (var round in TaskRounds.Split(results.Select(r => new RecordedResult(r.Command, r.Metadata)), r => r.Command.TaskId))
         {
             var recorded = await bus.InvokeAsync<RecordedResults>(new RecordResults(round), cancellationToken);
             foreach (var outcome in recorded.Outcomes.Where(o => o.Rejection is null))
@@ -204,24 +205,6 @@ public sealed class WolverineInboundCommands(IWolverineRuntime runtime) : IInbou
                 plugins.Completed(outcome.State);
             }
         }
-    }
-
-    private static List<List<RecordedResult>> Rounds(IReadOnlyList<(TaskCommand.RecordResult Command, EventMetadata Metadata)> results)
-    {
-        var rounds = new List<List<RecordedResult>>();
-        var seen = new Dictionary<TaskId, int>();
-        foreach (var (command, metadata) in results)
-        {
-            var round = seen[command.TaskId] = seen.TryGetValue(command.TaskId, out var last) ? last + 1 : 0;
-            if (round == rounds.Count)
-            {
-                rounds.Add([]);
-            }
-
-            rounds[round].Add(new RecordedResult(command, metadata));
-        }
-
-        return rounds;
     }
 
     public Task HandlePropletAsync(PropletCommand command, EventMetadata metadata, CancellationToken cancellationToken) =>

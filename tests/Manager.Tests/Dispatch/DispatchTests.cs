@@ -158,6 +158,41 @@ public class DispatchTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ABurstOfCreatesAndStarts_SharesTransactions_YetEachTaskIsDispatchedOnce_WithItsOwnRequestsMetadata()
+    {
+        var propletId = Guid.NewGuid().ToString();
+        await using var proplet = await StartPropletAsync(propletId, start => "result-" + start.GetProperty("id").GetString());
+        await WaitForAliveAsync(propletId);
+
+        // 24 clients at once: their commands are decided in batches (ADR 0016), so events of several requests commit
+        // together; each must still carry its own request's correlation and user, and each task be dispatched once.
+        async Task<string> RunAsync(int i)
+        {
+            using var create = new HttpRequestMessage(HttpMethod.Post, "/tasks") { Content = new StringContent($$"""{"name":"main","inputs":[{{i}}]}""", Encoding.UTF8, "application/json") };
+            create.Headers.Add("X-Correlation-Id", $"burst-create-{i}");
+            var created = await Http.SendAsync(create, Ct);
+            created.StatusCode.ShouldBe(HttpStatusCode.Created);
+            var id = (await created.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetString()!;
+            using var start = new HttpRequestMessage(HttpMethod.Post, $"/tasks/{id}/start");
+            start.Headers.Add("X-Correlation-Id", $"burst-start-{i}");
+            start.Headers.Add("X-User-Id", $"user-{i}");
+            (await Http.SendAsync(start, Ct)).StatusCode.ShouldBe(HttpStatusCode.OK);
+            return id;
+        }
+
+        var ids = await Task.WhenAll(Enumerable.Range(0, 24).Select(RunAsync));
+        for (var i = 0; i < ids.Length; i++)
+        {
+            (await WaitForStateAsync(ids[i], 3)).GetProperty("results").GetString().ShouldBe("result-" + ids[i]);
+            var history = (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{ids[i]}/history", Ct)).EnumerateArray().ToList();
+            history.Select(e => e.GetProperty("type").GetString()).ShouldBe(["task.created.v1", "task.start_requested.v1", "task.dispatched.v1", "task.completed.v1"]);
+            history[0].GetProperty("correlation_id").GetString().ShouldBe($"burst-create-{i}");
+            history[2].GetProperty("correlation_id").GetString().ShouldBe($"burst-start-{i}");
+            history[2].GetProperty("user_id").GetString().ShouldBe($"user-{i}");
+        }
+    }
+
+    [Fact]
     public async Task AResult_IsRecordedWithItsEvents_AndARedeliveryIsRecordedAsIgnored()
     {
         var propletId = Guid.NewGuid().ToString();

@@ -1,0 +1,269 @@
+using System.Threading.Channels;
+using FluentValidation;
+using JasperFx.Events;
+using Marten;
+using Propeller.Application.Aggregates;
+using Propeller.Application.Tasks;
+using Propeller.Domain.Tasks;
+using Propeller.Infrastructure.Wolverine;
+using Propeller.Manager.Plugins;
+using Propeller.Manager.Tasks;
+using Wolverine;
+using Wolverine.Runtime;
+using static Propeller.Domain.Tasks.TaskCommand;
+
+namespace Propeller.Manager.Wolverine;
+
+/// <summary>
+/// API task commands that arrived together, each for a different task, decided and committed as one Wolverine command
+/// (ADR 0016): one Marten session, one batched fetch for writing, one commit with every stream's events, views and
+/// cascaded messages. Invoked in process by <see cref="TaskCommandBatcher"/>, never serialized.
+/// </summary>
+public sealed record RunTaskCommands(IReadOnlyList<RunTaskCommand> Commands);
+
+/// <summary>
+/// What one command of a <see cref="RunTaskCommands"/> came to: its result and the gated command (for the plugin
+/// notifications after the commit), or the refusal (a failed validation, a plugin's deny) that kept it from the decider.
+/// </summary>
+public sealed record TaskCommandOutcome(CommandResult<TaskEvent, TaskState>? Result, GatedCommand? Gated, Exception? Refusal);
+
+/// <summary>The outcomes of a <see cref="RunTaskCommands"/>, in the batch's order.</summary>
+public sealed record TaskCommandOutcomes(IReadOnlyList<TaskCommandOutcome> Outcomes);
+
+/// <summary>
+/// Decides a batch of task commands in one transaction (ADR 0016). Each command goes through what the single command's
+/// middleware does (FluentValidation, then the plugin gate) and is refused alone when they say no; the others are
+/// decided by <see cref="TaskCommandHandler.DecideAsync"/> on their task as fetched for writing in one batched query (a
+/// create, whose id the API has just made, starts its stream without that read). The events (each stream stamped with
+/// its own command's metadata) and the cascaded start and stop messages commit together through Wolverine's
+/// transactional middleware; a lost race on any stream fails the batch with Marten's concurrency error, and the conflict
+/// policy decides the whole batch again.
+/// </summary>
+public static class RunTaskCommandsHandler
+{
+    public static async Task<(TaskCommandOutcomes, OutgoingMessages)> HandleAsync(
+        RunTaskCommands message, IDocumentSession session, IValidator<RunTaskCommand> validator, TaskPlugins plugins, ITaskQueries queries,
+        CommandSessionServices services, StopMessages stops, WolverinePlacement placement, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        ArgumentNullException.ThrowIfNull(services);
+        var commands = message.Commands;
+        var gated = new GatedCommand?[commands.Count];
+        var outcomes = new TaskCommandOutcome[commands.Count];
+        for (var i = 0; i < commands.Count; i++)
+        {
+            try
+            {
+                FluentValidationMiddleware.Validate(commands[i], validator);
+                gated[i] = await PluginGateMiddleware.BeforeAsync(commands[i], plugins, queries, cancellationToken);
+            }
+            catch (Exception ex) when (ex is ValidationException or PluginDeniedException)
+            {
+                outcomes[i] = new TaskCommandOutcome(null, null, ex);
+            }
+        }
+
+        var existing = Enumerable.Range(0, commands.Count).Where(i => gated[i] is { Command: not CreateTask }).ToList();
+        var fetched = await WolverineStreams.FetchForWritingAsync<TaskState>(session, existing.Select(i => commands[i].TaskId.Value), cancellationToken);
+        var streams = new IEventStream<TaskState>?[commands.Count];
+        for (var j = 0; j < existing.Count; j++)
+        {
+            streams[existing[j]] = fetched[j];
+        }
+
+        var outgoing = new OutgoingMessages();
+        CommandSessionListener? listener = null;
+        for (var i = 0; i < commands.Count; i++)
+        {
+            if (gated[i] is not { } command)
+            {
+                continue;
+            }
+
+            var stream = streams[i];
+            var result = await TaskCommandHandler.DecideAsync(
+                commands[i], command, stream?.Aggregate, stream?.CurrentVersion ?? 0, session, stops, placement, outgoing, cancellationToken);
+            if (result.Appended.Count > 0)
+            {
+                listener ??= services.Attach(session, command.Metadata);
+                var streamId = TaskAggregate.StreamId(commands[i].TaskId);
+                _ = stream is null
+                    ? listener.Start<TaskState>(session, commands[i].TaskId.Value, streamId, result.Appended, result.State, command.Metadata)
+                    : listener.Append(stream, streamId, result.Appended, result.State, command.Metadata);
+            }
+
+            outcomes[i] = new TaskCommandOutcome(result, command, null);
+        }
+
+        return (new TaskCommandOutcomes(outcomes), outgoing);
+    }
+}
+
+/// <summary>
+/// Group commit for the API's task commands (ADR 0016): a request's command waits in a queue; up to
+/// <c>MANAGER_COMMAND_BATCHES</c> loops each take every command waiting (at most <see cref="MaxBatch"/>) and run them
+/// as one <see cref="RunTaskCommands"/>, so the commands that arrive while a batch commits share the next transaction.
+/// Two commands for one task go in successive rounds (each decides on the state the one before left). When a batch
+/// fails for a reason its retries did not cure, each of its commands runs again alone through the single command's
+/// handler, so one bad command costs only itself. The plugin notifications (on_task_start) follow each commit.
+/// </summary>
+public sealed partial class TaskCommandBatcher(IWolverineRuntime runtime, TaskPlugins plugins, int batches, ILogger<TaskCommandBatcher> logger)
+    : BackgroundService
+{
+    /// <summary>The most commands one batch takes.</summary>
+    public const int MaxBatch = 64;
+
+    private readonly Channel<Pending> _queue = Channel.CreateUnbounded<Pending>(new UnboundedChannelOptions { SingleReader = false, SingleWriter = false });
+
+    /// <summary>Whether commands are batched (MANAGER_COMMAND_BATCHES &gt; 0); otherwise each is invoked alone.</summary>
+    public bool Enabled => batches > 0;
+
+    /// <summary>
+    /// Decides <paramref name="command"/> in the next batch; its result once committed, or the refusal
+    /// (<see cref="ValidationException"/>, <see cref="PluginDeniedException"/>) or failure thrown.
+    /// </summary>
+    public async Task<CommandResult<TaskEvent, TaskState>> InvokeAsync(RunTaskCommand command, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(command);
+        var pending = new Pending(command, new TaskCompletionSource<CommandResult<TaskEvent, TaskState>>(TaskCreationOptions.RunContinuationsAsynchronously));
+        if (!Enabled || !_queue.Writer.TryWrite(pending))
+        {
+            return await new MessageBus(runtime).InvokeAsync<CommandResult<TaskEvent, TaskState>>(command, cancellationToken);
+        }
+
+        // The command commits whether or not its request is still waiting (as a single InvokeAsync would).
+        return await pending.Done.Task.WaitAsync(cancellationToken);
+    }
+
+    /// <summary>Runs <paramref name="commands"/> as one batch now, outside the queue (tests: what a batch that arrived together does).</summary>
+    internal async Task<Task<CommandResult<TaskEvent, TaskState>>[]> RunTogetherAsync(IReadOnlyList<RunTaskCommand> commands, CancellationToken cancellationToken)
+    {
+        var pending = commands.Select(c => new Pending(c, new TaskCompletionSource<CommandResult<TaskEvent, TaskState>>(TaskCreationOptions.RunContinuationsAsynchronously))).ToList();
+        foreach (var round in TaskRounds.Split(pending, p => p.Command.TaskId))
+        {
+            await RunAsync(round, cancellationToken);
+        }
+
+        return [.. pending.Select(p => p.Done.Task)];
+    }
+
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
+        Enabled ? Task.WhenAll(Enumerable.Range(0, batches).Select(_ => LoopAsync(stoppingToken))) : Task.CompletedTask;
+
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        _queue.Writer.TryComplete();
+        await base.StopAsync(cancellationToken);
+        while (_queue.Reader.TryRead(out var left))
+        {
+            left.Done.TrySetCanceled(CancellationToken.None);
+        }
+    }
+
+    private async Task LoopAsync(CancellationToken stoppingToken)
+    {
+        var batch = new List<Pending>(MaxBatch);
+        try
+        {
+            while (await _queue.Reader.WaitToReadAsync(stoppingToken))
+            {
+                batch.Clear();
+                while (batch.Count < MaxBatch && _queue.Reader.TryRead(out var pending))
+                {
+                    batch.Add(pending);
+                }
+
+                foreach (var round in TaskRounds.Split(batch, p => p.Command.TaskId))
+                {
+                    await RunAsync(round, stoppingToken);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            foreach (var pending in batch)
+            {
+                pending.Done.TrySetCanceled(stoppingToken);
+            }
+        }
+    }
+
+    private async Task RunAsync(List<Pending> round, CancellationToken stoppingToken)
+    {
+        var bus = new MessageBus(runtime);
+        TaskCommandOutcomes outcomes;
+        try
+        {
+            outcomes = await bus.InvokeAsync<TaskCommandOutcomes>(new RunTaskCommands([.. round.Select(p => p.Command)]), stoppingToken);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !stoppingToken.IsCancellationRequested)
+        {
+            if (round.Count == 1)
+            {
+                round[0].Done.TrySetException(ex);
+                return;
+            }
+
+            LogBatchFailed(logger, round.Count, ex);
+            await Task.WhenAll(round.Select(p => RunAloneAsync(bus, p, stoppingToken)));
+            return;
+        }
+
+        for (var i = 0; i < round.Count; i++)
+        {
+            var outcome = outcomes.Outcomes[i];
+            if (outcome.Refusal is not null)
+            {
+                round[i].Done.TrySetException(outcome.Refusal);
+                continue;
+            }
+
+            PluginGateMiddleware.AfterCommit(outcome.Gated!, outcome.Result!, plugins);
+            round[i].Done.TrySetResult(outcome.Result!);
+        }
+    }
+
+    private static async Task RunAloneAsync(MessageBus bus, Pending pending, CancellationToken stoppingToken)
+    {
+        try
+        {
+            pending.Done.TrySetResult(await bus.InvokeAsync<CommandResult<TaskEvent, TaskState>>(pending.Command, stoppingToken));
+        }
+        catch (Exception ex)
+        {
+            pending.Done.TrySetException(ex);
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "A batch of {Count} task commands failed; each runs again alone")]
+    private static partial void LogBatchFailed(ILogger logger, int count, Exception exception);
+
+    private sealed record Pending(RunTaskCommand Command, TaskCompletionSource<CommandResult<TaskEvent, TaskState>> Done);
+}
+
+/// <summary>Commands for several tasks split into rounds that each hold at most one command per task, in order.</summary>
+internal static class TaskRounds
+{
+    /// <summary>
+    /// The first command for each task goes in round 0, a second in round 1, and so on: each round can be decided in one
+    /// transaction, and a task's later command decides on the state its earlier one left.
+    /// </summary>
+    public static List<List<T>> Split<T>(IEnumerable<T> items, Func<T, TaskId> task)
+    {
+        var rounds = new List<List<T>>();
+        var seen = new Dictionary<TaskId, int>();
+        foreach (var item in items)
+        {
+            var key = task(item);
+            var round = seen[key] = seen.TryGetValue(key, out var last) ? last + 1 : 0;
+            if (round == rounds.Count)
+            {
+                rounds.Add([]);
+            }
+
+            rounds[round].Add(item);
+        }
+
+        return rounds;
+    }
+}
