@@ -5,6 +5,7 @@ using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
 using Propeller.Bench.Manager;
+using Propeller.Bench.Support;
 using MQTTnet.Protocol;
 using Propeller.Broker;
 
@@ -80,7 +81,14 @@ internal static class EndToEndBenchmark
             // Warm-up outside the clock, until the JIT has settled in this process (the proplets warm up alongside).
             await ManagerBenchmark.WarmUpAsync(count => RunTasksAsync(http, count, clients, cancellationToken), ManagerBenchmark.Option(args, "--warmup", 0));
             hops.Clear();
+            double PropletsMs() => processes.Sum(p => ProcCpu.Ms(p.Id));
+            var (selfBefore, propletsBefore, postgresBefore, brokerBefore) = (ProcCpu.Ms(Environment.ProcessId), PropletsMs(), ProcCpu.ByName("postgres"), ProcCpu.ByName("mosquitto"));
             var real = await MeasureAsync(http, tasks, clients, cancellationToken);
+            var cpu = (
+                Self: ProcCpu.Ms(Environment.ProcessId) - selfBefore,
+                Proplets: PropletsMs() - propletsBefore,
+                Postgres: ProcCpu.Since(postgresBefore, ProcCpu.ByName("postgres")),
+                Broker: ProcCpu.Since(brokerBefore, ProcCpu.ByName("mosquitto")));
             var hop = hops.ToList();
             hop.Sort();
 
@@ -119,6 +127,8 @@ internal static class EndToEndBenchmark
                 $"e2e case=proplet-hop tasks={hop.Count} p50_ms={ManagerBenchmark.Percentile(hop, 0.50):F1} p99_ms={ManagerBenchmark.Percentile(hop, 0.99):F1}"));
             Console.WriteLine(FormattableString.Invariant(
                 $"e2e case=addition tasks={tasks} proplets={proplets} clients={clients} tasks_per_s={real.PerSecond:F0} p50_ms={real.P50:F1} p99_ms={real.P99:F1} ratio={real.PerSecond / reference.PerSecond:F2}"));
+            Console.WriteLine(FormattableString.Invariant(
+                $"e2e case=cpu stack_ms_per_task={(cpu.Self + cpu.Proplets + cpu.Postgres + cpu.Broker) / tasks:F2} manager_process_ms_per_task={cpu.Self / tasks:F2} proplets_ms_per_task={cpu.Proplets / tasks:F2} postgres_ms_per_task={cpu.Postgres / tasks:F2} broker_ms_per_task={cpu.Broker / tasks:F2}"));
         }
         finally
         {
