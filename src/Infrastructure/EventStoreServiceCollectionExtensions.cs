@@ -69,7 +69,6 @@ public static class EventStoreServiceCollectionExtensions
         services.AddOptions<ProjectionHealthOptions>().BindConfiguration("ProjectionHealth");
         services.TryAddSingleton<MartenProjectionMonitor>();
         services.TryAddSingleton<IEventStore, MartenEventStore>();
-        services.TryAddSingleton<ISnapshotStore, MartenSnapshotStore>();
         services.TryAddSingleton<AggregateLoader>();
         services.TryAddSingleton<StreamChanges>();
         services.TryAddSingleton<IChangeFeed>(sp => sp.GetRequiredService<StreamChanges>());

@@ -5,7 +5,7 @@ using static Propeller.Domain.Tasks.TaskEvent;
 
 namespace Propeller.Application.Tasks;
 
-/// <summary>How the task aggregate is stored: its stream id, stream type, stable event aliases and snapshot policy.</summary>
+/// <summary>How the task aggregate is stored: its stream id, stream type, and stable event aliases.</summary>
 public static class TaskAggregate
 {
     public const string StreamType = "task";
@@ -14,8 +14,7 @@ public static class TaskAggregate
         StreamType,
         TaskDecider.Initial,
         TaskDecider.Decide,
-        TaskDecider.Evolve,
-        new SnapshotPolicy("task_state.v1", 50));
+        TaskDecider.Evolve);
 
     public static string StreamId(TaskId id) => $"task-{id}";
 

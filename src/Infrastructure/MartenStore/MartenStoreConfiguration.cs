@@ -70,9 +70,8 @@ public static class MartenStoreConfiguration
             options.Events.MapEventType(type, alias);
         }
 
-        // Ours beside Marten's, created and migrated with them: outbox, inbox, telemetry samples; and the snapshots.
+        // Ours beside Marten's, created and migrated with them: the telemetry samples.
         options.Storage.ExtendedSchemaObjects.AddRange(MessageTables.All(schema));
-        options.Schema.For<StreamSnapshot>().DocumentAlias("stream_snapshot");
 
         if (stateProjections)
         {

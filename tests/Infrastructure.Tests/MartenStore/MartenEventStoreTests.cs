@@ -26,7 +26,7 @@ public sealed class MartenEventStoreTests : IAsyncLifetime
     {
         _db = await TestDatabase.CreateAsync("marten_store");
         (_marten, _store) = (_db.Marten, _db.Store);
-        _loader = new AggregateLoader(_store, _db.Snapshots);
+        _loader = new AggregateLoader(_store);
         _commands = new StreamCommands(_store, _loader);
     }
 

@@ -113,7 +113,7 @@ public sealed class MartenGroupCommitTests : IAsyncLifetime
     [Fact]
     public async Task ConcurrentCommandsOnManyTasks_OneConflictRetried_NoneLost()
     {
-        var loader = new AggregateLoader(_store, _db.Snapshots);
+        var loader = new AggregateLoader(_store);
         var ids = Enumerable.Range(0, 8).Select(_ => NewId()).ToArray();
         var creator = new StreamCommands(_store, loader);
         await Task.WhenAll(ids.Select(id => creator.HandleAsync(TaskAggregate.Decider, TaskAggregate.StreamId(id), new TaskCommand.CreateTask(id, TaskSpec.Named("v0"), T0), Meta(), Ct)));

@@ -41,9 +41,9 @@ public sealed class MartenSchemaTests : IAsyncLifetime
         }
 
         var tables = await _db.ScalarAsync<string>(
-            "select string_agg(table_name, ',' order by table_name) from information_schema.tables where table_schema = $1 and table_name in ('mt_events', 'mt_streams', 'task_metrics', 'proplet_metrics', 'mt_doc_taskstate', 'mt_doc_stream_snapshot')",
+            "select string_agg(table_name, ',' order by table_name) from information_schema.tables where table_schema = $1 and table_name in ('mt_events', 'mt_streams', 'task_metrics', 'proplet_metrics', 'mt_doc_taskstate')",
             _db.Schema);
-        tables.ShouldBe("mt_doc_stream_snapshot,mt_doc_taskstate,mt_events,mt_streams,proplet_metrics,task_metrics");
+        tables.ShouldBe("mt_doc_taskstate,mt_events,mt_streams,proplet_metrics,task_metrics");
     }
 
     [Fact]

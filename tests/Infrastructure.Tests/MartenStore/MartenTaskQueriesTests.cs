@@ -38,8 +38,7 @@ public sealed class MartenTaskQueriesTests : IAsyncLifetime
         // Another node: its own Marten store, event store port and command path, on the same schema.
         using var marten = TestDatabase.NewMarten(_db.DataSource, _db.Schema);
         var store = new MartenEventStore(marten, _db.DataSource, _db.Options, _db.Registry);
-        var snapshots = new MartenSnapshotStore(marten);
-        var other = new StreamCommands(store, new Propeller.Application.Aggregates.AggregateLoader(store, snapshots));
+        var other = new StreamCommands(store, new Propeller.Application.Aggregates.AggregateLoader(store));
         var id = NewId();
         await HandleAsync(new CreateTask(id, TaskSpec.Named("add"), T0));
         await HandleAsync(new StartTask(id, T0.AddSeconds(1)));

@@ -27,7 +27,7 @@ public sealed class MartenViewTests : IAsyncLifetime
     {
         _db = await TestDatabase.CreateAsync("marten_views");
         (_marten, _store) = (_db.Marten, _db.Store);
-        _commands = new StreamCommands(_store, new AggregateLoader(_store, _db.Snapshots));
+        _commands = new StreamCommands(_store, new AggregateLoader(_store));
     }
 
     public async ValueTask DisposeAsync()

@@ -26,8 +26,7 @@ internal sealed class TestDatabase : IAsyncDisposable
         Registry = DomainEvents.CreateRegistry();
         Serializer = new Propeller.Infrastructure.Serialization.EventSerializer(Registry);
         Store = new MartenEventStore(marten, dataSource, options, Registry);
-        Snapshots = new MartenSnapshotStore(marten);
-        Loader = new AggregateLoader(Store, Snapshots);
+        Loader = new AggregateLoader(Store);
         Commands = new StreamCommands(Store, Loader);
     }
 
@@ -50,8 +49,6 @@ internal sealed class TestDatabase : IAsyncDisposable
     public Propeller.Infrastructure.Serialization.EventSerializer Serializer { get; }
 
     public MartenEventStore Store { get; }
-
-    public MartenSnapshotStore Snapshots { get; }
 
     public AggregateLoader Loader { get; }
 
