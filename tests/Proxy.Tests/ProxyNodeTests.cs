@@ -106,6 +106,67 @@ public sealed class ProxyNodeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task GivenARequestWhoseHaveNamesTheImagesSha256_WhenServed_ThenOnlyItsLastChunkIsPublished()
+    {
+        var node = await StartProxyAsync(chunkSize: 10);
+        var app = await PushAsync("held", Modules.Addition);
+        var sha = Convert.ToHexStringLower(SHA256.HashData(Modules.Addition));
+        var total = (Modules.Addition.Length + 9) / 10;
+
+        await RequestAsync(app, have: ["0" + sha[1..], sha.ToUpperInvariant()]); // pulled, then announced by one chunk
+        var announced = await NextChunkAsync();
+        await RequestAsync(app, have: [new string('0', 64)]); // another image held: every chunk, from the cache
+        var full = await ReceiveImageAsync(app);
+
+        announced.GetProperty("chunk_idx").GetInt32().ShouldBe(total - 1);
+        announced.GetProperty("sha256").GetString().ShouldBe(sha);
+        announced.GetProperty("size").GetInt64().ShouldBe(Modules.Addition.Length);
+        full.Bytes.ShouldBe(Modules.Addition);
+        node.Metrics.Chunks.ShouldBe(1 + total);
+        node.Metrics.Fetches.ShouldBe(1);
+    }
+
+    [Fact]
+    public async Task GivenAPropletThatRanAnImage_WhenATaskNamesItAgain_ThenOneChunkAnnouncesItAndThePropletRunsItsVerifiedCopy()
+    {
+        var node = await StartProxyAsync(chunkSize: 16);
+        var app = await PushAsync("again", Modules.Addition);
+        var proplet = new PropletNode(PropletSettings(), NullLoggerFactory.Instance, TimeProvider.System);
+        _owned.Add(proplet);
+        await proplet.StartAsync(Ct);
+        await _observer.SubscribeAsync(Topics.Of(BaseTopic, Topics.Results), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
+        var sha = Convert.ToHexStringLower(SHA256.HashData(Modules.Addition));
+
+        var haves = new List<IReadOnlyList<string>?>();
+        foreach (var id in (string[])["img-first", "img-again"])
+        {
+            var start = new StartMessage { Id = id, Name = "main", ImageUrl = app, Inputs = ["20", "22"] };
+            await _observer.PublishAsync(Topics.Of(BaseTopic, Topics.Start), JsonSerializer.SerializeToUtf8Bytes(start), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
+            while (true)
+            {
+                var message = await _observed.ReceiveAsync(Ct);
+                if (message.Topic == Topics.Of(BaseTopic, Topics.RegistryRequest))
+                {
+                    haves.Add(JsonSerializer.Deserialize<RegistryRequestMessage>(message.Payload.Span)!.Have);
+                }
+                else if (message.Topic == Topics.Of(BaseTopic, Topics.Results))
+                {
+                    var result = JsonSerializer.Deserialize<JsonElement>(message.Payload.Span);
+                    result.GetProperty("task_id").GetString().ShouldBe(id);
+                    result.GetProperty("error").ValueKind.ShouldBe(JsonValueKind.Null, result.GetRawText());
+                    result.GetProperty("results").GetString().ShouldBe("42");
+                    break;
+                }
+            }
+        }
+
+        haves.Count.ShouldBe(2);
+        haves[0].ShouldBeNull(); // nothing held yet: every chunk
+        haves[1].ShouldBe([sha]);
+        node.Metrics.Chunks.ShouldBe(((Modules.Addition.Length + 15) / 16) + 1);
+    }
+
+    [Fact]
     public async Task GivenAnImageOfManyChunks_WhenPulledAndThenServedFromTheCache_ThenEveryChunkArrivesBothTimes()
     {
         // Pulled: chunks go out while the blob still arrives (several publishes in flight); cached: all at once.
@@ -385,10 +446,10 @@ public sealed class ProxyNodeTests : IAsyncLifetime
         return reference.ToString();
     }
 
-    private Task RequestAsync(string app, IReadOnlyList<int>? chunks = null) =>
+    private Task RequestAsync(string app, IReadOnlyList<int>? chunks = null, IReadOnlyList<string>? have = null) =>
         _observer.PublishAsync(
             Topics.Of(BaseTopic, Topics.RegistryRequest),
-            JsonSerializer.SerializeToUtf8Bytes(new RegistryRequestMessage(app) { Chunks = chunks }),
+            JsonSerializer.SerializeToUtf8Bytes(new RegistryRequestMessage(app) { Chunks = chunks, Have = have }),
             MqttQualityOfServiceLevel.ExactlyOnce,
             Ct);
 

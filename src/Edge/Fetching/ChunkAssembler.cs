@@ -171,6 +171,16 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
         }
     }
 
+    /// <summary>The sha256 of the verified images held (most recently used first, at most 16), for a request's
+    /// <c>have</c>; null when none.</summary>
+    public IReadOnlyList<string>? HeldDigests()
+    {
+        lock (_lock)
+        {
+            return _verified.Digests(16) is { Count: > 0 } digests ? digests : null;
+        }
+    }
+
     /// <summary>Adds chunk <paramref name="index"/>: <paramref name="decoded"/>, or else <paramref name="base64"/> decoded
     /// here (into the entry's image when the chunks announced its size).</summary>
     private string? Add(string app, int index, int total, string? sha256, long? size, ReadOnlySpan<byte> base64, byte[]? decoded)

@@ -34,6 +34,9 @@ internal sealed class VerifiedImages(long capacity)
         return true;
     }
 
+    /// <summary>The digests held, most recently used first, at most <paramref name="max"/>.</summary>
+    public List<string> Digests(int max) => [.. _recent.Take(max).Select(image => image.Sha256!)];
+
     /// <summary>Holds <paramref name="image"/>, verified against its (lowercase hex) <see cref="FetchedBinary.Sha256"/>;
     /// an image larger than the bound is not held, older ones make room.</summary>
     public void Add(FetchedBinary image)
