@@ -137,32 +137,11 @@ public sealed class ProxyNodeTests : IAsyncLifetime
         await _observer.SubscribeAsync(Topics.Of(BaseTopic, Topics.Results), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
         var sha = Convert.ToHexStringLower(SHA256.HashData(Modules.Addition));
 
-        var haves = new List<IReadOnlyList<string>?>();
-        foreach (var id in (string[])["img-first", "img-again"])
-        {
-            var start = new StartMessage { Id = id, Name = "main", ImageUrl = app, Inputs = ["20", "22"] };
-            await _observer.PublishAsync(Topics.Of(BaseTopic, Topics.Start), JsonSerializer.SerializeToUtf8Bytes(start), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
-            while (true)
-            {
-                var message = await _observed.ReceiveAsync(Ct);
-                if (message.Topic == Topics.Of(BaseTopic, Topics.RegistryRequest))
-                {
-                    haves.Add(JsonSerializer.Deserialize<RegistryRequestMessage>(message.Payload.Span)!.Have);
-                }
-                else if (message.Topic == Topics.Of(BaseTopic, Topics.Results))
-                {
-                    var result = JsonSerializer.Deserialize<JsonElement>(message.Payload.Span);
-                    result.GetProperty("task_id").GetString().ShouldBe(id);
-                    result.GetProperty("error").ValueKind.ShouldBe(JsonValueKind.Null, result.GetRawText());
-                    result.GetProperty("results").GetString().ShouldBe("42");
-                    break;
-                }
-            }
-        }
+        var first = await RunAdditionAsync("img-first", app);
+        var again = await RunAdditionAsync("img-again", app);
 
-        haves.Count.ShouldBe(2);
-        haves[0].ShouldBeNull(); // nothing held yet: every chunk
-        haves[1].ShouldBe([sha]);
+        first.ShouldHaveSingleItem().Have.ShouldBeNull(); // nothing held yet: every chunk
+        again.ShouldHaveSingleItem().Have.ShouldBe([sha]);
         node.Metrics.Chunks.ShouldBe(((Modules.Addition.Length + 15) / 16) + 1);
     }
 
@@ -331,31 +310,38 @@ public sealed class ProxyNodeTests : IAsyncLifetime
         await proplet.StartAsync(Ct);
         await _observer.SubscribeAsync(Topics.Of(BaseTopic, Topics.Results), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
 
-        var start = new StartMessage { Id = "img-lost", Name = "main", ImageUrl = app, Inputs = ["20", "22"] };
-        await _observer.PublishAsync(Topics.Of(BaseTopic, Topics.Start), JsonSerializer.SerializeToUtf8Bytes(start), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
+        var requests = await RunAdditionAsync("img-lost", app);
 
-        var requests = new List<IReadOnlyList<int>?>();
+        lost.ShouldBe(1);
+        proxy.Metrics.ChunkFailures.ShouldBe(1);
+        requests.Count.ShouldBe(2, "the first request and one re-request");
+        requests[0].Chunks.ShouldBeNull();
+        requests[1].Chunks.ShouldBe([3]);
+    }
+
+    /// <summary>Starts task <paramref name="id"/> (the addition module's main(20, 22) from the image <paramref name="app"/>),
+    /// checks that its result is 42, and returns the registry requests seen meanwhile.</summary>
+    private async Task<List<RegistryRequestMessage>> RunAdditionAsync(string id, string app)
+    {
+        var start = new StartMessage { Id = id, Name = "main", ImageUrl = app, Inputs = ["20", "22"] };
+        await _observer.PublishAsync(Topics.Of(BaseTopic, Topics.Start), JsonSerializer.SerializeToUtf8Bytes(start), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
+        var requests = new List<RegistryRequestMessage>();
         while (true)
         {
             var message = await _observed.ReceiveAsync(Ct);
             if (message.Topic == Topics.Of(BaseTopic, Topics.RegistryRequest))
             {
-                requests.Add(JsonSerializer.Deserialize<RegistryRequestMessage>(message.Payload.Span)!.Chunks);
+                requests.Add(JsonSerializer.Deserialize<RegistryRequestMessage>(message.Payload.Span)!);
             }
             else if (message.Topic == Topics.Of(BaseTopic, Topics.Results))
             {
                 var result = JsonSerializer.Deserialize<JsonElement>(message.Payload.Span);
+                result.GetProperty("task_id").GetString().ShouldBe(id);
                 result.GetProperty("error").ValueKind.ShouldBe(JsonValueKind.Null, result.GetRawText());
                 result.GetProperty("results").GetString().ShouldBe("42");
-                break;
+                return requests;
             }
         }
-
-        lost.ShouldBe(1);
-        proxy.Metrics.ChunkFailures.ShouldBe(1);
-        requests.Count.ShouldBe(2, "the first request and one re-request");
-        requests[0].ShouldBeNull();
-        requests[1].ShouldBe([3]);
     }
 
     /// <summary><paramref name="module"/> with a custom section that brings it to about <paramref name="size"/> bytes.</summary>

@@ -289,26 +289,25 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
             else
             {
                 assembled = Assemble(app, entry, out failure);
-                if (failure is null)
-                {
-                    _verified.Add(assembled);
-                }
-
                 if (failure is not null)
                 {
                     _entries.Remove(app);
                     _waiters.Remove(app, out waiters);
                 }
-                else if (_waiters.Remove(app, out waiters))
-                {
-                    _entries.Remove(app);
-                }
                 else
                 {
-                    // Nobody asked (yet): keep it for a request that comes within the TTL (spec §3.2).
-                    entry.Complete = assembled;
-                    entry.Parts.Clear();
-                    entry.Image = null;
+                    _verified.Add(assembled); // kept only when it was checked against a sha256
+                    if (_waiters.Remove(app, out waiters))
+                    {
+                        _entries.Remove(app);
+                    }
+                    else
+                    {
+                        // Nobody asked (yet): keep it for a request that comes within the TTL (spec §3.2).
+                        entry.Complete = assembled;
+                        entry.Parts.Clear();
+                        entry.Image = null;
+                    }
                 }
             }
         }
