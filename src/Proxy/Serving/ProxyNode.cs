@@ -17,7 +17,8 @@ namespace Propeller.Proxy.Serving;
 /// flight share its chunks (single flight); pulled artefacts are cached by digest; every chunk carries the artefact's
 /// <c>sha256</c>; a request that lists <c>chunks</c> gets only those; a request whose <c>have</c> names the image's
 /// sha256 gets its last chunk only (the proplet holds the image verified; one chunk announces the digest); a failure is
-/// published on <c>registry/failure</c> instead of being only logged. Used by the host and, in-process, by tests and benchmarks.
+/// published on <c>registry/failure</c> instead of being only logged. Used by the host and, in-process, by tests and
+/// benchmarks.
 /// </summary>
 public sealed class ProxyNode : IAsyncDisposable
 {
