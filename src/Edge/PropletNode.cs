@@ -51,7 +51,7 @@ public sealed class PropletNode : IAsyncDisposable
         _time = time;
         _logger = loggers.CreateLogger<PropletNode>();
         _publisher = new MqttPublisher(settings, loggers.CreateLogger<MqttPublisher>());
-        _chunks = new ChunkAssembler(settings.MaxBinarySize, time);
+        _chunks = new ChunkAssembler(settings.MaxBinarySize, time, settings.ImageCacheBytes);
         _http = DownloadClient.Create(settings);
         if (settings.ExternalWasmRuntime is { } external && ExternalRuntime.Resolve(external) is { } path)
         {

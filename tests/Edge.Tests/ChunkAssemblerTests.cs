@@ -244,5 +244,102 @@ public sealed class ChunkAssemblerTests
         (await Should.ThrowAsync<InvalidDataException>(waiting)).Message.ShouldContain("larger than the 3 byte limit");
     }
 
+    [Fact]
+    public async Task GivenAVerifiedImageHeld_WhenADeliveryAnnouncesItsSha256_ThenTheWaiterGetsItAtTheFirstChunkAndTheRestIsDropped()
+    {
+        var assembler = new ChunkAssembler(1 << 20, _clock, imageCacheBytes: 1 << 10);
+        byte[] image = [1, 2, 3, 4, 5];
+        var sha = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(image));
+        var first = assembler.WaitAsync("i:v1", _ => Task.CompletedTask, TimeSpan.FromMinutes(1), TestContext.Current.CancellationToken);
+        assembler.Add(Chunk("i:v1", 0, 2, [1, 2, 3]) with { Sha256 = sha, Size = 5 }).ShouldBeNull();
+        assembler.Add(Chunk("i:v1", 1, 2, [4, 5]) with { Sha256 = sha, Size = 5 }).ShouldBeNull();
+        var assembled = await first;
+        assembler.VerifiedBytes.ShouldBe(5);
+
+        // Another task for the same image: the proxy is asked again, and the delivery's first chunk (any index) serves it.
+        var requested = 0;
+        var again = assembler.WaitAsync("i:v1", _ => { requested++; return Task.CompletedTask; }, TimeSpan.FromMinutes(1), TestContext.Current.CancellationToken);
+        assembler.AddJson(System.Text.Encoding.UTF8.GetBytes($$"""{"app_name":"i:v1","chunk_idx":1,"total_chunks":2,"data":"BAU=","sha256":"{{sha.ToUpperInvariant()}}","size":5}""")).ShouldBeNull();
+
+        var served = await again;
+        requested.ShouldBe(1);
+        served.Bytes.ShouldBeSameAs(assembled.Bytes);
+        served.Sha256.ShouldBe(sha);
+        assembler.Count.ShouldBe(1); // the rest of that delivery goes by undecoded (even a corrupt chunk) ...
+        assembler.Add(Chunk("i:v1", 0, 2, [9, 9, 9]) with { Sha256 = sha, Size = 5 }).ShouldBeNull();
+        assembler.Count.ShouldBe(0); // ... and the entry ends with it
+    }
+
+    [Fact]
+    public async Task GivenAServedDeliveryStillArriving_WhenTheNameNowHasAnotherSha256_ThenThatIsAssembledAndVerifiedAsADeliveryOfItsOwn()
+    {
+        var assembler = new ChunkAssembler(1 << 20, _clock, imageCacheBytes: 1 << 10);
+        byte[] old = [1, 2];
+        var oldSha = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(old));
+        var first = assembler.WaitAsync("t:latest", _ => Task.CompletedTask, TimeSpan.FromMinutes(1), TestContext.Current.CancellationToken);
+        assembler.Add(Chunk("t:latest", 0, 1, old) with { Sha256 = oldSha, Size = 2 }).ShouldBeNull();
+        await first;
+        var second = assembler.WaitAsync("t:latest", _ => Task.CompletedTask, TimeSpan.FromMinutes(1), TestContext.Current.CancellationToken);
+        assembler.Add(Chunk("t:latest", 0, 3, [1]) with { Sha256 = oldSha, Size = 3 }).ShouldBeNull(); // size differs: not the held image
+        assembler.Count.ShouldBe(1);
+        assembler.Fail("t:latest", "gone").ShouldBe(1);
+        (await Should.ThrowAsync<InvalidDataException>(second)).Message.ShouldBe("gone");
+
+        var third = assembler.WaitAsync("t:latest", _ => Task.CompletedTask, TimeSpan.FromMinutes(1), TestContext.Current.CancellationToken);
+        assembler.Add(Chunk("t:latest", 0, 2, [1, 2]) with { Sha256 = oldSha, Size = 2 }).ShouldBeNull(); // served from the held image
+        (await third).Bytes.ShouldBe(old);
+        byte[] moved = [3, 4];
+        var movedSha = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(moved));
+        var fourth = assembler.WaitAsync("t:latest", _ => Task.CompletedTask, TimeSpan.FromMinutes(1), TestContext.Current.CancellationToken);
+        assembler.Add(Chunk("t:latest", 0, 2, [3]) with { Sha256 = movedSha, Size = 2 }).ShouldBeNull();
+        assembler.Add(Chunk("t:latest", 1, 2, [5]) with { Sha256 = movedSha, Size = 2 }).ShouldNotBeNull().ShouldContain("failed verification");
+
+        (await Should.ThrowAsync<InvalidDataException>(fourth)).Message.ShouldContain("failed verification");
+    }
+
+    [Theory]
+    [InlineData(0)] // none kept
+    [InlineData(4)] // smaller than the image
+    public async Task GivenNoRoomForVerifiedImages_WhenTheSameImageComesAgain_ThenItIsAssembledAndVerifiedAgain(long imageCacheBytes)
+    {
+        var assembler = new ChunkAssembler(1 << 20, _clock, imageCacheBytes);
+        byte[] image = [1, 2, 3, 4, 5];
+        var sha = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(image));
+        for (var round = 0; round < 2; round++)
+        {
+            var waiting = assembler.WaitAsync("n", _ => Task.CompletedTask, TimeSpan.FromMinutes(1), TestContext.Current.CancellationToken);
+            assembler.Add(Chunk("n", 0, 2, [1, 2, 3]) with { Sha256 = sha, Size = 5 }).ShouldBeNull();
+            waiting.IsCompleted.ShouldBeFalse();
+            assembler.Add(Chunk("n", 1, 2, [4, 5]) with { Sha256 = sha, Size = 5 }).ShouldBeNull();
+            (await waiting).Bytes.ShouldBe(image);
+        }
+
+        assembler.VerifiedBytes.ShouldBe(0);
+    }
+
+    [Fact]
+    public async Task GivenVerifiedImagesOverTheBound_WhenAnotherIsAdded_ThenTheLeastRecentlyUsedMakesRoom()
+    {
+        var assembler = new ChunkAssembler(1 << 20, _clock, imageCacheBytes: 4);
+        async Task<FetchedBinary> FetchAsync(string app, byte[] image)
+        {
+            var sha = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(image));
+            var waiting = assembler.WaitAsync(app, _ => Task.CompletedTask, TimeSpan.FromMinutes(1), TestContext.Current.CancellationToken);
+            assembler.Add(Chunk(app, 0, 1, image) with { Sha256 = sha }).ShouldBeNull();
+            return await waiting;
+        }
+
+        await FetchAsync("a", [1, 1]);
+        await FetchAsync("b", [2, 2]);
+        await FetchAsync("a", [1, 1]); // held: a is now the most recent
+        await FetchAsync("c", [3, 3]); // b makes room
+
+        assembler.VerifiedBytes.ShouldBe(4);
+        var b = assembler.WaitAsync("b", _ => Task.CompletedTask, TimeSpan.FromMinutes(1), TestContext.Current.CancellationToken);
+        assembler.Add(Chunk("b", 0, 1, [9, 9]) with { Sha256 = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(new byte[] { 2, 2 })) })
+            .ShouldNotBeNull().ShouldContain("failed verification"); // not held any more: assembled and checked
+        await Should.ThrowAsync<InvalidDataException>(b);
+    }
+
     private static ChunkMessage Chunk(string app, int index, int total, byte[] data) => new(app, index, total, Convert.ToBase64String(data));
 }

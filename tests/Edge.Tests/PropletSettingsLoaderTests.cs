@@ -34,6 +34,7 @@ public sealed class PropletSettingsLoaderTests : IDisposable
         settings.LogLevel.ShouldBe(LogLevel.Information);
         settings.TaskTimeout.ShouldBeNull();
         settings.TaskFuel.ShouldBeNull();
+        settings.ImageCacheBytes.ShouldBe(32L << 20);
         settings.BaseTopic.ShouldBe("m/t1/c/c1");
     }
 
@@ -56,6 +57,7 @@ public sealed class PropletSettingsLoaderTests : IDisposable
             ["PROPLET_TASK_MAX_MEMORY_MIB"] = "16",
             ["PROPLET_TASK_TIMEOUT"] = "2.5",
             ["PROPLET_MANAGER_K8S_NAMESPACE"] = "edge",
+            ["PROPLET_IMAGE_CACHE_BYTES"] = "0",
         });
 
         settings.MqttAddress.ShouldBe("tcp://10.0.0.1:1884");
@@ -72,6 +74,7 @@ public sealed class PropletSettingsLoaderTests : IDisposable
         settings.TaskMaxMemoryMib.ShouldBe(16);
         settings.TaskTimeout.ShouldBe(TimeSpan.FromSeconds(2.5));
         settings.Namespace.ShouldBe("edge");
+        settings.ImageCacheBytes.ShouldBe(0);
     }
 
     [Theory]
@@ -79,6 +82,7 @@ public sealed class PropletSettingsLoaderTests : IDisposable
     [InlineData("PROPLET_MQTT_QOS", "3", "PROPLET_MQTT_QOS '3' must be an integer from 0 to 2")]
     [InlineData("PROPLET_MAX_CONCURRENT_TASKS", "many", "PROPLET_MAX_CONCURRENT_TASKS 'many' must be an integer")]
     [InlineData("PROPLET_LOG_LEVEL", "loud", "PROPLET_LOG_LEVEL 'loud' is not one of")]
+    [InlineData("PROPLET_IMAGE_CACHE_BYTES", "-1", "PROPLET_IMAGE_CACHE_BYTES '-1' must be an integer from 0 to")]
     [InlineData("PROPLET_MQTT_ADDRESS", "tcp://", "PROPLET_MQTT_ADDRESS 'tcp://' is not an MQTT address")]
     [InlineData("PROPLET_MQTT_TLS_CA_CERT", "/no/such/ca.pem", "PROPLET_MQTT_TLS_CA_CERT: file '/no/such/ca.pem' does not exist")]
     public void GivenAMalformedValue_WhenLoaded_ThenTheErrorNamesTheVariable(string name, string value, string expected)

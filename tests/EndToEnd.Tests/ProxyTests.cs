@@ -72,7 +72,9 @@ public sealed class ProxyTests(SharedCluster shared)
         var app = "corrupt.invalid/e2e/add:v1";
         await using var fake = new BrokerConnection(new BrokerOptions { ClientId = "fake-proxy-" + Cluster.Tenant }.WithAddress(Cluster.Mqtt));
         var baseTopic = Topics.Base(Cluster.Tenant, "c1");
-        var module = Modules.Addition;
+        // A module no proplet ran before: one that holds the true image verified would run it at the first chunk
+        // (docs/proxy.md, "Verified images"), corrupted or not. The addition module plus a custom section (empty name).
+        byte[] module = [.. Modules.Addition, 0, 17, 0, .. Guid.NewGuid().ToByteArray()];
         var sha = Convert.ToHexStringLower(SHA256.HashData(module));
         fake.Handler = async (messages, ct) =>
         {

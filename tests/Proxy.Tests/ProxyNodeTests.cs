@@ -106,6 +106,46 @@ public sealed class ProxyNodeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task GivenARequestWhoseHaveNamesTheImagesSha256_WhenServed_ThenOnlyItsLastChunkIsPublished()
+    {
+        var node = await StartProxyAsync(chunkSize: 10);
+        var app = await PushAsync("held", Modules.Addition);
+        var sha = Convert.ToHexStringLower(SHA256.HashData(Modules.Addition));
+        var total = (Modules.Addition.Length + 9) / 10;
+
+        await RequestAsync(app, have: ["0" + sha[1..], sha.ToUpperInvariant()]); // pulled, then announced by one chunk
+        var announced = await NextChunkAsync();
+        await RequestAsync(app, have: [new string('0', 64)]); // another image held: every chunk, from the cache
+        var full = await ReceiveImageAsync(app);
+
+        announced.GetProperty("chunk_idx").GetInt32().ShouldBe(total - 1);
+        announced.GetProperty("sha256").GetString().ShouldBe(sha);
+        announced.GetProperty("size").GetInt64().ShouldBe(Modules.Addition.Length);
+        full.Bytes.ShouldBe(Modules.Addition);
+        node.Metrics.Chunks.ShouldBe(1 + total);
+        node.Metrics.Fetches.ShouldBe(1);
+    }
+
+    [Fact]
+    public async Task GivenAPropletThatRanAnImage_WhenATaskNamesItAgain_ThenOneChunkAnnouncesItAndThePropletRunsItsVerifiedCopy()
+    {
+        var node = await StartProxyAsync(chunkSize: 16);
+        var app = await PushAsync("again", Modules.Addition);
+        var proplet = new PropletNode(PropletSettings(), NullLoggerFactory.Instance, TimeProvider.System);
+        _owned.Add(proplet);
+        await proplet.StartAsync(Ct);
+        await _observer.SubscribeAsync(Topics.Of(BaseTopic, Topics.Results), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
+        var sha = Convert.ToHexStringLower(SHA256.HashData(Modules.Addition));
+
+        var first = await RunAdditionAsync("img-first", app);
+        var again = await RunAdditionAsync("img-again", app);
+
+        first.ShouldHaveSingleItem().Have.ShouldBeNull(); // nothing held yet: every chunk
+        again.ShouldHaveSingleItem().Have.ShouldBe([sha]);
+        node.Metrics.Chunks.ShouldBe(((Modules.Addition.Length + 15) / 16) + 1);
+    }
+
+    [Fact]
     public async Task GivenAnImageOfManyChunks_WhenPulledAndThenServedFromTheCache_ThenEveryChunkArrivesBothTimes()
     {
         // Pulled: chunks go out while the blob still arrives (several publishes in flight); cached: all at once.
@@ -270,31 +310,38 @@ public sealed class ProxyNodeTests : IAsyncLifetime
         await proplet.StartAsync(Ct);
         await _observer.SubscribeAsync(Topics.Of(BaseTopic, Topics.Results), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
 
-        var start = new StartMessage { Id = "img-lost", Name = "main", ImageUrl = app, Inputs = ["20", "22"] };
-        await _observer.PublishAsync(Topics.Of(BaseTopic, Topics.Start), JsonSerializer.SerializeToUtf8Bytes(start), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
+        var requests = await RunAdditionAsync("img-lost", app);
 
-        var requests = new List<IReadOnlyList<int>?>();
+        lost.ShouldBe(1);
+        proxy.Metrics.ChunkFailures.ShouldBe(1);
+        requests.Count.ShouldBe(2, "the first request and one re-request");
+        requests[0].Chunks.ShouldBeNull();
+        requests[1].Chunks.ShouldBe([3]);
+    }
+
+    /// <summary>Starts task <paramref name="id"/> (the addition module's main(20, 22) from the image <paramref name="app"/>),
+    /// checks that its result is 42, and returns the registry requests seen meanwhile.</summary>
+    private async Task<List<RegistryRequestMessage>> RunAdditionAsync(string id, string app)
+    {
+        var start = new StartMessage { Id = id, Name = "main", ImageUrl = app, Inputs = ["20", "22"] };
+        await _observer.PublishAsync(Topics.Of(BaseTopic, Topics.Start), JsonSerializer.SerializeToUtf8Bytes(start), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
+        var requests = new List<RegistryRequestMessage>();
         while (true)
         {
             var message = await _observed.ReceiveAsync(Ct);
             if (message.Topic == Topics.Of(BaseTopic, Topics.RegistryRequest))
             {
-                requests.Add(JsonSerializer.Deserialize<RegistryRequestMessage>(message.Payload.Span)!.Chunks);
+                requests.Add(JsonSerializer.Deserialize<RegistryRequestMessage>(message.Payload.Span)!);
             }
             else if (message.Topic == Topics.Of(BaseTopic, Topics.Results))
             {
                 var result = JsonSerializer.Deserialize<JsonElement>(message.Payload.Span);
+                result.GetProperty("task_id").GetString().ShouldBe(id);
                 result.GetProperty("error").ValueKind.ShouldBe(JsonValueKind.Null, result.GetRawText());
                 result.GetProperty("results").GetString().ShouldBe("42");
-                break;
+                return requests;
             }
         }
-
-        lost.ShouldBe(1);
-        proxy.Metrics.ChunkFailures.ShouldBe(1);
-        requests.Count.ShouldBe(2, "the first request and one re-request");
-        requests[0].ShouldBeNull();
-        requests[1].ShouldBe([3]);
     }
 
     /// <summary><paramref name="module"/> with a custom section that brings it to about <paramref name="size"/> bytes.</summary>
@@ -385,10 +432,10 @@ public sealed class ProxyNodeTests : IAsyncLifetime
         return reference.ToString();
     }
 
-    private Task RequestAsync(string app, IReadOnlyList<int>? chunks = null) =>
+    private Task RequestAsync(string app, IReadOnlyList<int>? chunks = null, IReadOnlyList<string>? have = null) =>
         _observer.PublishAsync(
             Topics.Of(BaseTopic, Topics.RegistryRequest),
-            JsonSerializer.SerializeToUtf8Bytes(new RegistryRequestMessage(app) { Chunks = chunks }),
+            JsonSerializer.SerializeToUtf8Bytes(new RegistryRequestMessage(app) { Chunks = chunks, Have = have }),
             MqttQualityOfServiceLevel.ExactlyOnce,
             Ct);
 

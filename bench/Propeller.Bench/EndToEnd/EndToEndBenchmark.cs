@@ -239,7 +239,7 @@ internal static class EndToEndBenchmark
         }
     }
 
-    internal static Process StartProplet(string dll, string broker, string tenant, string propletId)
+    internal static Process StartProplet(string dll, string broker, string tenant, string propletId, IReadOnlyDictionary<string, string>? environment = null)
     {
         var info = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = false, RedirectStandardError = false };
         info.ArgumentList.Add(dll);
@@ -254,6 +254,11 @@ internal static class EndToEndBenchmark
         info.Environment["PROPLET_METRICS_INTERVAL"] = "0";
         info.Environment["PROPLET_METRICS_ENABLED"] = "false";
         info.Environment["PROPLET_LOG_LEVEL"] = "warn";
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            info.Environment[name] = value;
+        }
+
         return Process.Start(info) ?? throw new InvalidOperationException("could not start " + dll);
     }
 

@@ -25,7 +25,11 @@ namespace Propeller.Bench.Proxy;
 /// --rounds N (5; medians), --chunk BYTES (PROXY_CHUNK_SIZE, 128000), --qos N (the proxy's, 2), --cases a,b (a subset),
 /// --warmup N (rounds of every case at full size before the clock runs, 5: the JIT tiers the proplet's receive path up
 /// in the first rounds, session 8), --broker-pid PID (the broker's CPU time per run goes in the CPU columns; by default
-/// the process listening on the broker's port, found through /proc).
+/// the process listening on the broker's port, found through /proc), --image-cache BYTES (the proplet's
+/// PROPLET_IMAGE_CACHE_BYTES; 0: every delivery is assembled and hashed), --settle MS (pause after each run, 30).
+/// After each run the benchmark waits until the proxy has published every chunk of it (a proplet served from its
+/// verified images answers before the delivery ends) and then --settle ms, so that no run's leftover work falls into
+/// the next one's time or CPU; `delivered_ms` is the time until the proxy's last chunk went out (session 9).
 /// </summary>
 internal static class ProxyBenchmark
 {
@@ -38,10 +42,12 @@ internal static class ProxyBenchmark
         var chunk = Manager.ManagerBenchmark.Option(args, "--chunk", ProxySettings.DefaultChunkSize);
         var qos = (MqttQualityOfServiceLevel)Manager.ManagerBenchmark.Option(args, "--qos", 2);
         var warmups = Manager.ManagerBenchmark.Option(args, "--warmup", 5);
+        var settle = TimeSpan.FromMilliseconds(Manager.ManagerBenchmark.Option(args, "--settle", 30));
+        var imageCache = StringOption(args, "--image-cache");
         var mosquitto = Manager.ManagerBenchmark.Option(args, "--broker-pid", 0) is > 0 and var given ? given : ListeningPid(new Uri(broker.Contains("://", StringComparison.Ordinal) ? broker : "tcp://" + broker).Port);
         var tenant = "bench-proxy-" + Guid.NewGuid().ToString("N")[..8];
         var baseTopic = Topics.Base(tenant, "bench");
-        Console.WriteLine($"# proxy size={size}B rounds={rounds} warmup={warmups} chunk={chunk}B proxy_qos={(int)qos} registry={registry} broker={broker} broker_pid={(mosquitto > 0 ? mosquitto : "unknown")} load={File.ReadAllText("/proc/loadavg").Trim()}");
+        Console.WriteLine($"# proxy size={size}B rounds={rounds} warmup={warmups} chunk={chunk}B proxy_qos={(int)qos} registry={registry} broker={broker} broker_pid={(mosquitto > 0 ? mosquitto : "unknown")} image_cache={imageCache ?? "default"} settle_ms={settle.TotalMilliseconds} load={File.ReadAllText("/proc/loadavg").Trim()}");
 
         using var http = new HttpClient();
         var client = new RegistryClient(http, new RegistryAuth(null, TimeProvider.System), _ => true);
@@ -84,7 +90,8 @@ internal static class ProxyBenchmark
         await watcher.StartAsync(cancellationToken);
         await watcher.SubscribeAsync(Topics.Of(baseTopic, Topics.Results), MqttQualityOfServiceLevel.AtLeastOnce, cancellationToken);
         await watcher.SubscribeAsync(Topics.Of(baseTopic, Topics.PropletCreate), MqttQualityOfServiceLevel.AtLeastOnce, cancellationToken);
-        using var proplet = EndToEndBenchmark.StartProplet(EndToEndBenchmark.PropletDll(), broker, tenant, propletId);
+        using var proplet = EndToEndBenchmark.StartProplet(
+            EndToEndBenchmark.PropletDll(), broker, tenant, propletId, imageCache is null ? null : new Dictionary<string, string> { ["PROPLET_IMAGE_CACHE_BYTES"] = imageCache });
         await discovered.Task.WaitAsync(TimeSpan.FromSeconds(60), cancellationToken); // subscribed once it announced itself
 
         try
@@ -98,6 +105,7 @@ internal static class ProxyBenchmark
             var cases = StringOption(args, "--cases") is { } only ? only.Split(',') : all;
             var times = all.Where(cases.Contains).ToDictionary(c => c, _ => new List<double>(), StringComparer.Ordinal);
             var cpu = times.Keys.ToDictionary(c => c, _ => new double[3], StringComparer.Ordinal);
+            var delivered = times.Keys.ToDictionary(c => c, _ => new List<double>(), StringComparer.Ordinal);
             async Task MeasureAsync(string name, string imageUrl)
             {
                 if (!times.TryGetValue(name, out var list))
@@ -106,7 +114,9 @@ internal static class ProxyBenchmark
                 }
 
                 var before = CpuMs(proplet.Id, mosquitto);
+                var started = Stopwatch.GetTimestamp();
                 list.Add(await RunTaskAsync(watcher, results, baseTopic, imageUrl, TimeSpan.FromSeconds(60), cancellationToken));
+                delivered[name].Add(await SettleAsync(proxy, started, settle, cancellationToken));
                 var after = CpuMs(proplet.Id, mosquitto);
                 for (var i = 0; i < 3; i++)
                 {
@@ -121,6 +131,7 @@ internal static class ProxyBenchmark
                 foreach (var url in (string[])[direct.BlobUrl, direct.BlobUrl, viaProxy.Reference, viaProxy.Reference])
                 {
                     await RunTaskAsync(watcher, results, baseTopic, url, TimeSpan.FromSeconds(60), cancellationToken);
+                    await SettleAsync(proxy, Stopwatch.GetTimestamp(), settle, cancellationToken);
                 }
             }
 
@@ -137,10 +148,11 @@ internal static class ProxyBenchmark
             }
 
             double Median(string key) => times[key].Order().ElementAt(times[key].Count / 2);
+            double DeliveredMedian(string key) => delivered[key].Order().ElementAt(delivered[key].Count / 2);
             double MBps(double ms) => size / (1 << 20) / (ms / 1000);
             foreach (var key in times.Keys)
             {
-                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"proxy case={key} size={size} rounds={rounds} first_run_ms_p50={Median(key):F1} MBps={MBps(Median(key)):F1} cpu_ms_per_run(proplet,bench,broker)={cpu[key][0] / rounds:F0},{cpu[key][1] / rounds:F0},{cpu[key][2] / rounds:F0} all_ms=[{string.Join(' ', times[key].Select(t => t.ToString("F0", CultureInfo.InvariantCulture)))}]"));
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"proxy case={key} size={size} rounds={rounds} first_run_ms_p50={Median(key):F1} delivered_ms_p50={DeliveredMedian(key):F1} MBps={MBps(Median(key)):F1} cpu_ms_per_run(proplet,bench,broker)={cpu[key][0] / rounds:F0},{cpu[key][1] / rounds:F0},{cpu[key][2] / rounds:F0} all_ms=[{string.Join(' ', times[key].Select(t => t.ToString("F0", CultureInfo.InvariantCulture)))}]"));
             }
 
             string Ratio(string reference, string measured) =>
@@ -152,6 +164,21 @@ internal static class ProxyBenchmark
         {
             proplet.Kill(entireProcessTree: true);
         }
+    }
+
+    /// <summary>Waits until the proxy has no delivery in flight (its last chunk published and acknowledged), then
+    /// <paramref name="settle"/>; returns the milliseconds from <paramref name="started"/> until the deliveries ended.</summary>
+    private static async Task<double> SettleAsync(ProxyNode proxy, long started, TimeSpan settle, CancellationToken cancellationToken)
+    {
+        var deadline = Stopwatch.GetTimestamp() + (10 * Stopwatch.Frequency);
+        while (proxy.InFlight > 0 && Stopwatch.GetTimestamp() < deadline)
+        {
+            await Task.Delay(1, cancellationToken);
+        }
+
+        var delivered = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+        await Task.Delay(settle, cancellationToken);
+        return delivered;
     }
 
     private static string? StringOption(string[] args, string name)

@@ -119,6 +119,10 @@ public sealed record PropletSettings
     /// (PROPLET_CHUNK_STALL seconds, default 2; docs/proxy.md).</summary>
     public TimeSpan ChunkStall { get; init; } = TimeSpan.FromSeconds(2);
 
+    /// <summary>Bytes of verified images from the proxy kept by their sha256 (PROPLET_IMAGE_CACHE_BYTES, default 32 MiB; 0:
+    /// none): a later delivery of a held digest is served at its first chunk (docs/proxy.md).</summary>
+    public long ImageCacheBytes { get; init; } = 32L << 20;
+
     /// <summary>Largest binary accepted from HTTP or chunks (PROPLET_MAX_BINARY_SIZE bytes, default 100 MiB).</summary>
     public long MaxBinarySize { get; init; } = 100L << 20;
 

@@ -133,6 +133,7 @@ public static class PropletSettingsLoader
             HttpProxyPort = (int)Integer(Get, "PROPLET_HTTP_PROXY_PORT", 8222, 1, 65_535),
             MetricsPort = (int)Integer(Get, "PROPLET_METRICS_PORT", 9092, 1, 65_535),
             MaxBinarySize = Integer(Get, "PROPLET_MAX_BINARY_SIZE", 100L << 20, 1, long.MaxValue),
+            ImageCacheBytes = Integer(Get, "PROPLET_IMAGE_CACHE_BYTES", 32L << 20, 0, long.MaxValue),
         };
         settings = settings with
         {

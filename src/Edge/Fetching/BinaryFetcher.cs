@@ -58,11 +58,12 @@ public sealed class BinaryFetcher(PropletSettings settings, ChunkAssembler chunk
         try
         {
             // A stalled assembly asks again for only the chunks it lacks (docs/proxy.md); the original proxy ignores the
-            // list and sends everything, which the assembler takes as duplicates.
+            // list and sends everything, which the assembler takes as duplicates. The first request names the images
+            // held verified (have): our proxy then sends one chunk of a held one, enough to announce its sha256.
             return await chunks.WaitAsync(
                 url,
                 (missing, ct) => publisher.PublishAsync(
-                    Topics.RegistryRequest, JsonSerializer.SerializeToUtf8Bytes(new RegistryRequestMessage(url) { Chunks = missing }), ct),
+                    Topics.RegistryRequest, JsonSerializer.SerializeToUtf8Bytes(new RegistryRequestMessage(url) { Chunks = missing, Have = missing is null ? chunks.HeldDigests() : null }), ct),
                 settings.ChunkWait,
                 settings.ChunkStall,
                 cancellationToken);

@@ -16,15 +16,18 @@ namespace Propeller.Edge.Fetching;
 /// not match it fails its waiters instead of reaching the runtime; the proxy's <c>registry/failure</c> fails them at once
 /// (<see cref="Fail"/>); a waiter whose assembly stalls asks again for the missing chunks only. Chunks that announce the
 /// artefact's <c>size</c> (ours, additive) are decoded straight into one array of that size (issue 17: no array per
-/// chunk, no joining copy); the others are kept per chunk and joined at the end, as before.
+/// chunk, no joining copy); the others are kept per chunk and joined at the end, as before. Verified images are kept by
+/// their sha256 up to <paramref name="imageCacheBytes"/> (<see cref="VerifiedImages"/>): a delivery that announces a
+/// digest held there serves its waiters at its first chunk, and the rest of its chunks are dropped undecoded.
 /// </summary>
-public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
+public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long imageCacheBytes = 0)
 {
     private const int MaxChunks = 100_000;
     private const int MaxReRequested = 10_000;
     private readonly Dictionary<string, Entry> _entries = new(StringComparer.Ordinal);
     private readonly Dictionary<string, List<TaskCompletionSource<FetchedBinary>>> _waiters = new(StringComparer.Ordinal);
     private readonly Lock _lock = new();
+    private readonly VerifiedImages _verified = new(imageCacheBytes);
 
     /// <summary>Entries currently held (partial, or complete and unclaimed).</summary>
     public int Count
@@ -156,10 +159,42 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
         return index < 0 || index >= total ? $"chunk_idx {index} is out of range 0..{total - 1}" : null;
     }
 
+    /// <summary>Verified images held by their sha256 (bytes), for tests and metrics.</summary>
+    public long VerifiedBytes
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _verified.Bytes;
+            }
+        }
+    }
+
+    /// <summary>The sha256 of the verified images held (most recently used first, at most 16), for a request's
+    /// <c>have</c>; null when none.</summary>
+    public IReadOnlyList<string>? HeldDigests()
+    {
+        lock (_lock)
+        {
+            return _verified.Digests(16) is { Count: > 0 } digests ? digests : null;
+        }
+    }
+
     /// <summary>Adds chunk <paramref name="index"/>: <paramref name="decoded"/>, or else <paramref name="base64"/> decoded
     /// here (into the entry's image when the chunks announced its size).</summary>
     private string? Add(string app, int index, int total, string? sha256, long? size, ReadOnlySpan<byte> base64, byte[]? decoded)
     {
+        if (TakeKnown(app, index, total, sha256, size, out var served, out var known))
+        {
+            foreach (var waiter in served ?? [])
+            {
+                waiter.TrySetResult(known!);
+            }
+
+            return null;
+        }
+
         List<TaskCompletionSource<FetchedBinary>>? waiters = null;
         FetchedBinary? assembled = null;
         string? failure = null;
@@ -259,16 +294,20 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
                     _entries.Remove(app);
                     _waiters.Remove(app, out waiters);
                 }
-                else if (_waiters.Remove(app, out waiters))
-                {
-                    _entries.Remove(app);
-                }
                 else
                 {
-                    // Nobody asked (yet): keep it for a request that comes within the TTL (spec §3.2).
-                    entry.Complete = assembled;
-                    entry.Parts.Clear();
-                    entry.Image = null;
+                    _verified.Add(assembled); // kept only when it was checked against a sha256
+                    if (_waiters.Remove(app, out waiters))
+                    {
+                        _entries.Remove(app);
+                    }
+                    else
+                    {
+                        // Nobody asked (yet): keep it for a request that comes within the TTL (spec §3.2).
+                        entry.Complete = assembled;
+                        entry.Parts.Clear();
+                        entry.Image = null;
+                    }
                 }
             }
         }
@@ -286,6 +325,65 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
         }
 
         return tooLarge ? $"assembly exceeds {maxBinarySize} bytes; dropped" : failure;
+    }
+
+    /// <summary>
+    /// The shortcut through <see cref="VerifiedImages"/>, decided from the chunk's header alone: a chunk of a delivery
+    /// whose image was already served from there is dropped (the entry goes once every index went by); the first chunk
+    /// of a delivery that announces a held sha256 (and, if announced, its size) completes the waiters with the held
+    /// image, or, when nobody waits, leaves it complete for a request within the TTL (as an assembled one). Returns
+    /// false when the chunk takes the ordinary path.
+    /// </summary>
+    private bool TakeKnown(
+        string app, int index, int total, string? sha256, long? size, out List<TaskCompletionSource<FetchedBinary>>? waiters, out FetchedBinary? image)
+    {
+        waiters = null;
+        image = null;
+        lock (_lock)
+        {
+            if (_entries.TryGetValue(app, out var entry))
+            {
+                if (!entry.Served)
+                {
+                    return false;
+                }
+
+                if (sha256 is null || string.Equals(sha256, entry.Sha256, StringComparison.OrdinalIgnoreCase))
+                {
+                    if (entry.Pass(index))
+                    {
+                        _entries.Remove(app);
+                    }
+
+                    return true;
+                }
+
+                _entries.Remove(app); // another artefact under this name (its tag moved): a delivery of its own
+            }
+
+            if (sha256 is null || !_verified.TryGet(sha256, size, out var known))
+            {
+                return false;
+            }
+
+            image = known;
+            entry = new Entry(total, time.GetUtcNow(), known.Sha256, null, maxBinarySize) { LastArrival = time.GetTimestamp() };
+            if (_waiters.Remove(app, out waiters))
+            {
+                entry.Served = true;
+                if (!entry.Pass(index))
+                {
+                    _entries[app] = entry;
+                }
+            }
+            else
+            {
+                entry.Complete = known;
+                _entries[app] = entry;
+            }
+
+            return true;
+        }
     }
 
     /// <summary>The proxy reported that it cannot deliver <paramref name="app"/> (<c>registry/failure</c>): its waiters
@@ -331,6 +429,11 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
             {
                 _entries.Remove(app);
                 return ready;
+            }
+
+            if (entry is { Served: true })
+            {
+                _entries.Remove(app); // that delivery served an earlier waiter; this one asks the proxy again
             }
 
             if (!_waiters.TryGetValue(app, out var list))
@@ -390,7 +493,10 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
             foreach (var (app, entry) in _entries.Where(e => now - e.Value.CreatedAt > ttl).ToList())
             {
                 _entries.Remove(app);
-                dropped.Add((app, entry.Complete is null ? entry.Received : entry.Total, entry.Total));
+                if (!entry.Served)
+                {
+                    dropped.Add((app, entry.Complete is null ? entry.Received : entry.Total, entry.Total));
+                }
             }
         }
 
@@ -402,7 +508,7 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
     {
         lock (_lock)
         {
-            if (!_entries.TryGetValue(app, out var entry) || entry.Complete is not null || time.GetElapsedTime(entry.LastArrival) < stall)
+            if (!_entries.TryGetValue(app, out var entry) || entry.Complete is not null || entry.Served || time.GetElapsedTime(entry.LastArrival) < stall)
             {
                 return null;
             }
@@ -487,6 +593,10 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
 
         public FetchedBinary? Complete { get; set; }
 
+        /// <summary>Its waiters were served a held verified image at the first chunk; the rest of the delivery only goes by
+        /// (<see cref="Pass"/>).</summary>
+        public bool Served { get; set; }
+
         public bool Has(int index) => Image is null ? Parts.ContainsKey(index) : _have?[index] == true;
 
         /// <summary>Where chunk <paramref name="index"/> of <paramref name="length"/> bytes goes in <see cref="Image"/>;
@@ -523,6 +633,19 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time)
 
             Image = null;
             return null;
+        }
+
+        /// <summary>Notes that chunk <paramref name="index"/> of a served delivery went by; true once all of them did.</summary>
+        public bool Pass(int index)
+        {
+            _have ??= new bool[Total];
+            if (index < Total && !_have[index])
+            {
+                _have[index] = true;
+                _received++;
+            }
+
+            return _received == Total;
         }
 
         /// <summary>Records chunk <paramref name="index"/> as decoded into <see cref="Image"/> at the place <see cref="Place"/> gave.</summary>

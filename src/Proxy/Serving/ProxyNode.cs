@@ -15,8 +15,10 @@ namespace Propeller.Proxy.Serving;
 /// from its OCI registry and publishes it on <c>registry/server</c> in PROXY_CHUNK_SIZE chunks with the original JSON.
 /// Beyond the original (docs/proxy.md): the reference's own tag or digest is pulled; requests for an image already in
 /// flight share its chunks (single flight); pulled artefacts are cached by digest; every chunk carries the artefact's
-/// <c>sha256</c>; a request that lists <c>chunks</c> gets only those; a failure is published on
-/// <c>registry/failure</c> instead of being only logged. Used by the host and, in-process, by tests and benchmarks.
+/// <c>sha256</c>; a request that lists <c>chunks</c> gets only those; a request whose <c>have</c> names the image's
+/// sha256 gets its last chunk only (the proplet holds the image verified; one chunk announces the digest); a failure is
+/// published on <c>registry/failure</c> instead of being only logged. Used by the host and, in-process, by tests and
+/// benchmarks.
 /// </summary>
 public sealed class ProxyNode : IAsyncDisposable
 {
@@ -166,6 +168,9 @@ public sealed class ProxyNode : IAsyncDisposable
         }
     }
 
+    /// <summary>Whether a request's <c>have</c> names <paramref name="sha256"/>.</summary>
+    private static bool Held(IReadOnlyList<string> have, string sha256) => have.Contains(sha256, StringComparer.OrdinalIgnoreCase);
+
     /// <summary>The hex sha256 a <c>sha256:</c> digest names; null for another algorithm.</summary>
     private static string? Sha256Of(string digest) =>
         digest.StartsWith("sha256:", StringComparison.Ordinal) ? digest["sha256:".Length..].ToLowerInvariant() : null;
@@ -264,7 +269,11 @@ public sealed class ProxyNode : IAsyncDisposable
         }
 
         Metrics.Request();
-        if (_inFlight.Count >= MaxPending && !_inFlight.ContainsKey(app))
+        // A request naming held images is a flight of its own: one that needs every chunk must never share a delivery
+        // of one chunk (an old proplet would wait for the rest in vain).
+        var have = request.Have is { Count: > 0 } held ? held.Where(h => h is { Length: 64 }).Take(16).ToList() : [];
+        var flight = have.Count == 0 ? app : app + "\n" + string.Join(',', have.Order(StringComparer.OrdinalIgnoreCase));
+        if (_inFlight.Count >= MaxPending && !_inFlight.ContainsKey(flight))
         {
             ProxyLog.Busy(_logger, _inFlight.Count, app);
             _ = PublishFailureAsync(app, $"the proxy is busy ({_inFlight.Count} images in flight); try again later");
@@ -274,8 +283,8 @@ public sealed class ProxyNode : IAsyncDisposable
         // Single flight: a request for an image being fetched or published shares that delivery (the chunks are
         // broadcast to every proplet on the channel); a proplet that still misses some asks for those afterwards.
         var admitted = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var work = ServeWhenAdmittedAsync(admitted.Task, app, request.Chunks);
-        if (!_inFlight.TryAdd(app, work))
+        var work = ServeWhenAdmittedAsync(admitted.Task, flight, app, request.Chunks, have);
+        if (!_inFlight.TryAdd(flight, work))
         {
             admitted.SetResult(false);
             Metrics.Deduplicate();
@@ -286,8 +295,8 @@ public sealed class ProxyNode : IAsyncDisposable
         admitted.SetResult(true);
     }
 
-    /// <summary>Serves once registered as the flight for <paramref name="app"/>, and ends that flight.</summary>
-    private async Task ServeWhenAdmittedAsync(Task<bool> admitted, string app, IReadOnlyList<int>? wanted)
+    /// <summary>Serves once registered as <paramref name="flight"/>, and ends that flight.</summary>
+    private async Task ServeWhenAdmittedAsync(Task<bool> admitted, string flight, string app, IReadOnlyList<int>? wanted, IReadOnlyList<string> have)
     {
         if (!await admitted)
         {
@@ -296,15 +305,15 @@ public sealed class ProxyNode : IAsyncDisposable
 
         try
         {
-            await ServeAsync(app, wanted);
+            await ServeAsync(app, wanted, have);
         }
         finally
         {
-            _inFlight.TryRemove(app, out _);
+            _inFlight.TryRemove(flight, out _);
         }
     }
 
-    private async Task ServeAsync(string app, IReadOnlyList<int>? wanted)
+    private async Task ServeAsync(string app, IReadOnlyList<int>? wanted, IReadOnlyList<string> have)
     {
         var token = _lifetime.Token;
         try
@@ -312,7 +321,7 @@ public sealed class ProxyNode : IAsyncDisposable
             await _fetchSlots.WaitAsync(token);
             try
             {
-                await DeliverAsync(app, wanted, token);
+                await DeliverAsync(app, wanted, have, token);
             }
             finally
             {
@@ -341,9 +350,10 @@ public sealed class ProxyNode : IAsyncDisposable
     /// Publishes <paramref name="app"/>'s chunks (those <paramref name="wanted"/>, or all). From the cache: the encoded
     /// chunks at once. Pulled: each chunk as soon as its bytes have arrived from the registry, except the last, which
     /// waits until the whole artefact matched its digest, so that no proplet, old or new, assembles unverified bytes;
-    /// if it does not match, the proplets get <c>registry/failure</c> instead of the last chunk.
+    /// if it does not match, the proplets get <c>registry/failure</c> instead of the last chunk. An image whose sha256
+    /// the request's <paramref name="have"/> names: its last chunk only (pulled first if need be, to verify it).
     /// </summary>
-    private async Task DeliverAsync(string app, IReadOnlyList<int>? wanted, CancellationToken cancellationToken)
+    private async Task DeliverAsync(string app, IReadOnlyList<int>? wanted, IReadOnlyList<string> have, CancellationToken cancellationToken)
     {
         var connection = _connection ?? throw new InvalidOperationException("The proxy is not started.");
         var topic = Topics.Of(_settings.BaseTopic, Topics.RegistryChunks);
@@ -354,9 +364,9 @@ public sealed class ProxyNode : IAsyncDisposable
                 app,
                 layer =>
                 {
-                    if (Sha256Of(layer.Digest) is not { } sha256)
+                    if (Sha256Of(layer.Digest) is not { } sha256 || Held(have, sha256))
                     {
-                        return null; // the chunks' sha256 is known only once the bytes are in
+                        return null; // the chunks' sha256 is known only once the bytes are in; or one chunk will do
                     }
 
                     streaming = new ChunkPublication(connection, topic, _settings.Qos, Metrics, _logger, app, new ChunkBodies(layer.Size, sha256, _settings.ChunkSize), wanted, LoseChunk, cancellationToken);
@@ -366,8 +376,11 @@ public sealed class ProxyNode : IAsyncDisposable
                 cancellationToken);
             if (streaming is null)
             {
-                streaming = new ChunkPublication(connection, topic, _settings.Qos, Metrics, _logger, app, artifact.Bodies(_settings.ChunkSize), wanted, LoseChunk, cancellationToken);
-                ProxyLog.Serving(_logger, app, artifact.Data.LongLength, artifact.Digest, cached ? "from the cache" : "pulled", streaming.Indices.Count, streaming.Bodies.Total);
+                var bodies = artifact.Bodies(_settings.ChunkSize);
+                var announce = wanted is null && Held(have, artifact.Sha256);
+                streaming = new ChunkPublication(connection, topic, _settings.Qos, Metrics, _logger, app, bodies, announce ? [bodies.Total - 1] : wanted, LoseChunk, cancellationToken);
+                ProxyLog.Serving(
+                    _logger, app, artifact.Data.LongLength, artifact.Digest, (cached ? "from the cache" : "pulled") + (announce ? ", held by the proplet" : ""), streaming.Indices.Count, bodies.Total);
             }
 
             await streaming.FinishAsync();
