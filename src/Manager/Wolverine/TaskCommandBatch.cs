@@ -175,7 +175,19 @@ public sealed partial class TaskCommandBatcher(IWolverineRuntime runtime, TaskPl
 
                 foreach (var round in TaskRounds.Split(batch, p => p.Command.TaskId))
                 {
-                    await RunAsync(round, stoppingToken);
+                    try
+                    {
+                        await RunAsync(round, stoppingToken);
+                    }
+                    catch (Exception ex) when (ex is not OperationCanceledException || !stoppingToken.IsCancellationRequested)
+                    {
+                        // Whatever went wrong, the loop goes on and the requests get their answer (a 500), never a hang.
+                        LogRoundFailed(logger, round.Count, ex);
+                        foreach (var pending in round)
+                        {
+                            pending.Done.TrySetException(ex);
+                        }
+                    }
                 }
             }
         }
@@ -218,7 +230,16 @@ public sealed partial class TaskCommandBatcher(IWolverineRuntime runtime, TaskPl
                 continue;
             }
 
-            PluginGateMiddleware.AfterCommit(outcome.Gated!, outcome.Result!, plugins);
+            try
+            {
+                PluginGateMiddleware.AfterCommit(outcome.Gated!, outcome.Result!, plugins);
+            }
+            catch (Exception ex)
+            {
+                // The command is committed: its answer stands whatever a notification did.
+                LogNotificationFailed(logger, round[i].Command.TaskId.ToString(), ex);
+            }
+
             round[i].Done.TrySetResult(outcome.Result!);
         }
     }
@@ -237,6 +258,12 @@ public sealed partial class TaskCommandBatcher(IWolverineRuntime runtime, TaskPl
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "A batch of {Count} task commands failed; each runs again alone")]
     private static partial void LogBatchFailed(ILogger logger, int count, Exception exception);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "A round of {Count} task commands failed unexpectedly; their requests get the error")]
+    private static partial void LogRoundFailed(ILogger logger, int count, Exception exception);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "The plugin notification after task {TaskId}'s committed command failed")]
+    private static partial void LogNotificationFailed(ILogger logger, string taskId, Exception exception);
 
     private sealed record Pending(RunTaskCommand Command, TaskCompletionSource<CommandResult<TaskEvent, TaskState>> Done);
 }
