@@ -13,7 +13,7 @@ public sealed class JobTests : IAsyncLifetime
     private static readonly PluginTaskInfo Task = new() { Id = "t", Name = "n" };
     private static readonly PluginAuthContext Start = new("u", PluginAction.Start);
     private readonly PluginDir _dir = new();
-    private readonly PluginJobOptions _options = new() { ConnectionString = TestDatabase.ConnectionString, Schema = Schema, RetryBaseDelay = TimeSpan.Zero, PollInterval = TimeSpan.FromMilliseconds(20) };
+    private readonly PluginJobOptions _options = new() { ConnectionString = TestDatabase.ConnectionString, Schema = Schema, RetryBaseDelay = TimeSpan.Zero, PollInterval = TimeSpan.FromMilliseconds(20), EnqueueTimeout = TimeSpan.FromSeconds(60) }; // CI's load must not turn an enqueue into an I/O error
     private PluginJobStore _store = null!;
     private PluginJobQueue _queue = null!;
 

@@ -169,6 +169,27 @@ public sealed class ProxyNodeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task GivenADeliveryUnderWay_WhenARequestListsChunksOfTheSameImage_ThenItIsServedOnItsOwn()
+    {
+        // A proplet re-requesting what it missed must not join a delivery that may already have passed those chunks.
+        var node = await StartProxyAsync(chunkSize: 10);
+        var app = await PushAsync("rejoin", Modules.Addition);
+        var total = (Modules.Addition.Length + 9) / 10;
+
+        await RequestAsync(app);
+        await RequestAsync(app, [1]);
+        var chunks = new List<int>();
+        for (var i = 0; i < total + 1; i++)
+        {
+            chunks.Add((await NextChunkAsync()).GetProperty("chunk_idx").GetInt32());
+        }
+
+        chunks.Count(c => c == 1).ShouldBe(2);
+        chunks.Distinct().Count().ShouldBe(total);
+        node.Metrics.Deduplicated.ShouldBe(0);
+    }
+
+    [Fact]
     public async Task GivenNoCache_WhenARequestListsChunks_ThenOnlyThoseArePublishedFromThePull()
     {
         var node = await StartProxyAsync(chunkSize: 10, cacheBytes: 0);

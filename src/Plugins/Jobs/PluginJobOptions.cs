@@ -31,6 +31,12 @@ public sealed class PluginJobOptions
     /// <summary>How often the worker looks for due jobs when it found none.</summary>
     public TimeSpan PollInterval { get; set; } = TimeSpan.FromMilliseconds(500);
 
+    /// <summary>
+    /// How long a plugin's enqueue may wait for PostgreSQL (connecting, then inserting; 5 s): the host call blocks the
+    /// hook that made it, so a stalled database answers the plugin with an I/O error rather than holding the request.
+    /// </summary>
+    public TimeSpan EnqueueTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
     /// <summary>Run the job worker in this process (a hosted service).</summary>
     public bool RunWorker { get; set; } = true;
 }

@@ -31,7 +31,8 @@ public sealed partial class PluginJobStore : IAsyncDisposable
         _jobs = $"\"{_schema}\".plugin_jobs";
         _history = $"\"{_schema}\".plugin_job_history";
         _dataSource = NpgsqlDataSource.Create(options.ConnectionString);
-        var insert = new NpgsqlConnectionStringBuilder(options.ConnectionString) { CommandTimeout = 5, Timeout = 5 };
+        var seconds = Math.Max(1, (int)Math.Ceiling(options.EnqueueTimeout.TotalSeconds));
+        var insert = new NpgsqlConnectionStringBuilder(options.ConnectionString) { CommandTimeout = seconds, Timeout = seconds };
         _insertSource = NpgsqlDataSource.Create(insert.ConnectionString);
     }
 

@@ -270,9 +270,15 @@ public sealed class ProxyNode : IAsyncDisposable
 
         Metrics.Request();
         // A request naming held images is a flight of its own: one that needs every chunk must never share a delivery
-        // of one chunk (an old proplet would wait for the rest in vain).
+        // of one chunk (an old proplet would wait for the rest in vain). So is a request listing the chunks it misses:
+        // joined to a delivery already under way it could lose chunks that delivery published before it arrived.
         var have = request.Have is { Count: > 0 } held ? held.Where(h => h is { Length: 64 }).Take(16).ToList() : [];
         var flight = have.Count == 0 ? app : app + "\n" + string.Join(',', have.Order(StringComparer.OrdinalIgnoreCase));
+        if (request.Chunks is { } listed)
+        {
+            flight += "\n#" + string.Join(',', listed.Distinct().Order());
+        }
+
         if (_inFlight.Count >= MaxPending && !_inFlight.ContainsKey(flight))
         {
             ProxyLog.Busy(_logger, _inFlight.Count, app);
