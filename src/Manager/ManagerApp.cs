@@ -55,7 +55,6 @@ public static class ManagerApp
             {
                 o.ConnectionString = config.PostgresConnectionString;
                 o.Schema = config.PostgresSchema ?? o.Schema;
-                builder.Configuration.GetSection("EventStore:GroupCommit").Bind(o.GroupCommit);
             },
             runDaemon && !wolverineRunsProjections,
             m => WolverinePipeline.IntegrateMarten(m, config.PostgresSchema ?? "propeller", wolverineRunsProjections));

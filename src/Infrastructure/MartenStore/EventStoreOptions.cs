@@ -23,19 +23,6 @@ public sealed class EventStoreOptions
     /// <summary>First delay between startup attempts; doubles each time, capped at 10 s.</summary>
     public TimeSpan StartupRetryDelay { get; set; } = TimeSpan.FromMilliseconds(500);
 
-    /// <summary>Group commit of concurrent appends (ADR 0010).</summary>
-    public GroupCommitOptions GroupCommit { get; set; } = new();
-
     /// <summary>The name of the setting that holds the database address, for error messages.</summary>
     public string ConnectionSettingName { get; set; } = "MANAGER_POSTGRES_HOST/MANAGER_POSTGRES_PORT";
-}
-
-/// <summary>Group commit of concurrent appends (ADR 0010).</summary>
-public sealed class GroupCommitOptions
-{
-    /// <summary>How many group transactions may run at once; 0 turns grouping off (one transaction per append).</summary>
-    public int MaxConcurrentGroups { get; set; } = 2;
-
-    /// <summary>The most appends one transaction carries.</summary>
-    public int MaxGroupSize { get; set; } = 64;
 }

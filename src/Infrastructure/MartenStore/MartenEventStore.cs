@@ -17,8 +17,8 @@ namespace Propeller.Infrastructure.MartenStore;
 /// <summary>
 /// The event store port on Marten 9 (ADR 0010): streams are Marten streams with Guid ids, appended with the expected
 /// version through a Marten session, with correlation, causation, user and headers (the plugin decisions) in Marten's
-/// metadata columns; Marten's inline projections (the task and proplet views) commit with the events. Concurrent appends
-/// are committed in groups (ADR 0010). The manager's commands go through Wolverine's handlers (ADR 0014); this port
+/// metadata columns; Marten's inline projections (the task and proplet views) commit with the events. Each append is
+/// one session and transaction (the manager's own batching is ADR 0016's, in its handlers). The manager's commands go through Wolverine's handlers (ADR 0014); this port
 /// serves the history and replay reads, the projections' rebuilds and appends made outside a handler.
 /// </summary>
 public sealed class MartenEventStore : IEventStore
@@ -28,7 +28,6 @@ public sealed class MartenEventStore : IEventStore
     private readonly NpgsqlDataSource _dataSource;
     private readonly EventStoreOptions _options;
     private readonly string _schema;
-    private readonly AppendGroupCommitter<MartenAppend, AppendResult>? _groups;
 
     public MartenEventStore(IDocumentStore store, NpgsqlDataSource dataSource, IOptions<EventStoreOptions> options, EventTypeRegistry registry)
     {
@@ -38,11 +37,6 @@ public sealed class MartenEventStore : IEventStore
         _dataSource = dataSource;
         _options = options.Value;
         _schema = Sql.Identifier(_options.Schema);
-        if (_options.GroupCommit.MaxConcurrentGroups > 0)
-        {
-            _groups = new AppendGroupCommitter<MartenAppend, AppendResult>(
-                a => a.StreamId, group => CommitGroupAsync(group, CancellationToken.None), _options.GroupCommit.MaxConcurrentGroups, _options.GroupCommit.MaxGroupSize);
-        }
     }
 
     public async Task<AppendResult> AppendAsync(string streamId, string streamType, ExpectedVersion expected, IReadOnlyList<object> events, EventMetadata metadata, CancellationToken cancellationToken)
@@ -51,62 +45,27 @@ public sealed class MartenEventStore : IEventStore
         ArgumentNullException.ThrowIfNull(metadata);
         ArgumentException.ThrowIfNullOrWhiteSpace(streamType);
         Validate(streamId, events);
-        var append = new MartenAppend(streamId, MartenStreamIds.ToGuid(streamId), streamType, expected, events, metadata);
-        return _groups is null
-            ? (await CommitGroupAsync([append], cancellationToken))[0]
-            : await _groups.CommitAsync(append, cancellationToken);
-    }
-
-    /// <summary>
-    /// Commits appends to distinct streams in one transaction: one Marten session holds every append (each with its
-    /// expected version), and Marten's batch (the events and the inline views of all of them) commits once. A failure rolls back the whole group; the group
-    /// committer then commits each append alone, so only the conflicting one sees the port's exception.
-    /// </summary>
-    private async Task<AppendResult[]> CommitGroupAsync(IReadOnlyList<MartenAppend> appends, CancellationToken cancellationToken)
-    {
-        var actions = new StreamAction[appends.Count];
+        var id = MartenStreamIds.ToGuid(streamId);
+        StreamAction action;
         try
         {
             await using var session = _store.LightweightSession();
-
-            // Concurrent groups take the streams' row locks in one order (by id), so they queue instead of deadlocking.
-            foreach (var i in Enumerable.Range(0, appends.Count).OrderBy(i => appends[i].Id))
-            {
-                var a = appends[i];
-                actions[i] = Append(session, a.Id, a.StreamType, a.Expected, a.Events, a.Metadata);
-            }
-
+            action = Append(session, id, streamType, expected, events, metadata);
             await session.SaveChangesAsync(cancellationToken);
         }
-
-        // A group of one gets the port's exceptions; a larger group's failure goes to the committer, which commits
-        // each of its appends alone.
-        catch (JasperFx.ConcurrencyException) when (appends.Count == 1)
+        catch (Exception ex) when (ex is JasperFx.ConcurrencyException or Marten.Exceptions.ExistingStreamIdCollisionException or JasperFx.Events.ExistingStreamIdCollisionException
+            || (ex is MartenCommandException { InnerException: PostgresException { SqlState: PostgresErrorCodes.UniqueViolation } }))
         {
-            throw new ConcurrencyException(appends[0].StreamId, appends[0].Expected, await VersionOfAsync(appends[0].Id, cancellationToken));
+            // A unique violation: two first appends raced past the version check; the index on (stream, version) caught the second.
+            throw new ConcurrencyException(streamId, expected, await VersionOfAsync(id, cancellationToken));
         }
-        catch (Exception ex) when (appends.Count == 1 && ex is Marten.Exceptions.ExistingStreamIdCollisionException or JasperFx.Events.ExistingStreamIdCollisionException)
+        catch (InvalidStreamOperationException)
         {
-            throw new ConcurrencyException(appends[0].StreamId, appends[0].Expected, await VersionOfAsync(appends[0].Id, cancellationToken));
-        }
-        catch (InvalidStreamOperationException) when (appends.Count == 1)
-        {
-            throw new StreamArchivedException(appends[0].StreamId);
-        }
-        catch (MartenCommandException ex) when (appends.Count == 1 && ex.InnerException is PostgresException { SqlState: PostgresErrorCodes.UniqueViolation })
-        {
-            // Two first appends raced past the version check; the unique index on (stream, version) caught the second.
-            throw new ConcurrencyException(appends[0].StreamId, appends[0].Expected, await VersionOfAsync(appends[0].Id, cancellationToken));
+            throw new StreamArchivedException(streamId);
         }
 
-        var results = new AppendResult[appends.Count];
-        for (var n = 0; n < appends.Count; n++)
-        {
-            var next = actions[n].Events[^1].Version;
-            results[n] = new AppendResult(appends[n].StreamId, next - appends[n].Events.Count, next);
-        }
-
-        return results;
+        var next = action.Events[^1].Version;
+        return new AppendResult(streamId, next - events.Count, next);
     }
 
     /// <summary>
@@ -144,8 +103,6 @@ public sealed class MartenEventStore : IEventStore
             }
         }
     }
-
-    private sealed record MartenAppend(string StreamId, Guid Id, string StreamType, ExpectedVersion Expected, IReadOnlyList<object> Events, EventMetadata Metadata);
 
     private static Type AggregateTypeOf(string streamType) => streamType switch
     {
