@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
+using Propeller.Broker;
 using Propeller.Contracts.Mqtt;
 using Propeller.Edge.Configuration;
 using Propeller.Edge.Execution;
@@ -8,7 +9,6 @@ using Propeller.Edge.Fetching;
 using Propeller.Edge.Messaging;
 using Propeller.Edge.Monitoring;
 using Propeller.Edge.Tasks;
-using Propeller.Broker;
 using Propeller.Plugins.Proplet;
 
 namespace Propeller.Edge;
