@@ -53,6 +53,12 @@ public sealed partial class WolverineScheduling(
     /// </summary>
     internal Func<bool, CancellationToken, Task>? LinkLookedHook { get; set; }
 
+    /// <summary>
+    /// For tests: called by a deferral after it judged the sweep chain under the sweep lock (with whether it kept the
+    /// chain) and before its transaction commits: the other side of the race.
+    /// </summary>
+    internal Func<bool, CancellationToken, Task>? DeferralJudgedHook { get; set; }
+
     private SchedulerOptions Options => planner.Options;
 
     /// <summary>A timer due longer ago than this has lost its message (a node died, a dead letter): a new chain replaces it.</summary>
@@ -167,9 +173,15 @@ public sealed partial class WolverineScheduling(
         }
 
         var timer = await session.LoadAsync<SchedulerTimer>(SweepTimerId, cancellationToken);
-        if (timer is not null && Usable(timer.DueAt, now, wanted))
+        var usable = timer is not null && Usable(timer.DueAt, now, wanted);
+        if (waiting && DeferralJudgedHook is { } hook)
         {
-            Interlocked.Exchange(ref _sweepDueTicks, timer.DueAt.UtcTicks);
+            await hook(usable, cancellationToken);
+        }
+
+        if (usable)
+        {
+            Interlocked.Exchange(ref _sweepDueTicks, timer!.DueAt.UtcTicks);
             return;
         }
 

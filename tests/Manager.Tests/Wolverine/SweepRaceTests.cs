@@ -4,6 +4,7 @@ using System.Text;
 using System.Text.Json;
 using System.Threading.Channels;
 using Microsoft.Extensions.DependencyInjection;
+using Marten;
 using Npgsql;
 using Propeller.Infrastructure.Scheduling;
 using Propeller.Manager.Wolverine;
@@ -13,11 +14,12 @@ using Wolverine;
 namespace Propeller.Manager.Tests.Wolverine;
 
 /// <summary>
-/// The sweep chain going idle while a task is deferred (issue 15): a link that found nothing waiting is held, by
-/// <see cref="WolverineScheduling.LinkLookedHook"/>, just before it commits its next link an idle interval ahead; a task
-/// is started meanwhile with no proplet (TaskDispatchDeferred) in another transaction; then the link is released.
-/// Whatever the order of the two commits, a link must look at the waiting task within about a sweep interval (1 s),
-/// not after the idle one (10 minutes here, so a miss cannot pass for a slow machine).
+/// The sweep chain going idle while a task is deferred (issue 15), both ways round: a link that found nothing waiting
+/// held just before it commits its next link an idle interval ahead (<see cref="WolverineScheduling.LinkLookedHook"/>)
+/// while a task is started with no proplet (TaskDispatchDeferred) in another transaction; and a deferral held after it
+/// judged the chain usable (<see cref="WolverineScheduling.DeferralJudgedHook"/>) while that chain's link runs. Either
+/// way a link must look at the waiting task within about a sweep interval (1 s), not after the idle one (10 minutes
+/// here, so a miss cannot pass for a slow machine). Both fail without the sweep lock.
 /// </summary>
 public sealed class SweepRaceTests
 {
@@ -30,18 +32,7 @@ public sealed class SweepRaceTests
     [Fact]
     public async Task ATaskDeferredWhileALinkGoesIdle_IsSweptWithinASweepInterval()
     {
-        var tenant = "r" + Guid.NewGuid().ToString("N")[..12];
-        await using var server = await ManagerServer.StartAsync(
-            Schema,
-            new Dictionary<string, string>
-            {
-                ["MANAGER_MQTT_ADDRESS"] = Broker,
-                ["MANAGER_TENANT_ID"] = tenant,
-                ["MANAGER_CHANNEL_ID"] = "ch",
-                ["MANAGER_ENTITY_ID"] = "manager-" + tenant,
-                ["MANAGER_MQTT_QOS"] = "1",
-            },
-            services: s => s.PostConfigure<SchedulerOptions>(o => o.IdleSweepInterval = TimeSpan.FromMinutes(10)));
+        await using var server = await StartAsync();
         var scheduling = server.Services.GetRequiredService<WolverineScheduling>();
 
         // Hold the first link that goes idle from here on; record what every link saw.
@@ -57,23 +48,14 @@ public sealed class SweepRaceTests
             }
         };
 
-        // A fresh chain (due a sweep interval ahead), in case the node's first link went idle before the hook was set.
-        await ExecuteAsync($"delete from \"{Schema}\".mt_doc_scheduler_timer where id = 'sweep'");
-        await server.Services.GetRequiredService<IMessageBus>().SendAsync(new SweepWaitingTasks(null));
+        await FreshChainAsync(server);
         await held.Task.WaitAsync(TimeSpan.FromSeconds(30), Ct);
 
         // The deferral, in its own transaction, while the link is held: it either waits for the link (the fix: the
         // sweep lock) or commits before it (the race); either way it has judged the chain by then.
-        using var created = await server.Client.PostAsync("/tasks", new StringContent("""{"name":"main"}""", Encoding.UTF8, "application/json"), Ct);
-        created.StatusCode.ShouldBe(HttpStatusCode.Created);
-        var id = (await created.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetString()!;
+        var id = await CreateAsync(server.Client);
         var starting = server.Client.PostAsync($"/tasks/{id}/start", null, Ct);
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        while (!await DeferralWaitsForTheLinkAsync() && !await DeferredAsync(server.Client, id))
-        {
-            DateTime.UtcNow.ShouldBeLessThan(deadline, "the start neither waited for the held link nor committed its deferral");
-            await Task.Delay(20, Ct);
-        }
+        await UntilAsync("the start to wait for the held link or commit its deferral", async () => await SweepLockAwaitedAsync() || await DeferredAsync(server.Client, id));
 
         release.SetResult();
         using (var started = await starting)
@@ -82,6 +64,99 @@ public sealed class SweepRaceTests
         }
 
         (await DeferredAsync(server.Client, id)).ShouldBeTrue();
+        await SweptWithinTenSecondsAsync(looks, id);
+    }
+
+    [Fact]
+    public async Task ALinkGoingIdleWhileATaskIsDeferred_SeesTheTask()
+    {
+        await using var server = await StartAsync();
+        var scheduling = server.Services.GetRequiredService<WolverineScheduling>();
+        var looks = Channel.CreateUnbounded<bool>();
+        scheduling.LinkLookedHook = (waiting, _) =>
+        {
+            looks.Writer.TryWrite(waiting);
+            return Task.CompletedTask;
+        };
+
+        // Once the node's chain has gone idle (its link committed, the next one due in 10 minutes), make it due now under
+        // a token of the test's, whose link the test sends itself while the deferral is held.
+        var store = server.Services.GetRequiredService<IDocumentStore>();
+        await UntilAsync("the node's sweep chain to go idle", async () =>
+        {
+            await using var query = store.QuerySession();
+            return await query.LoadAsync<SchedulerTimer>(WolverineScheduling.SweepTimerId, Ct) is { } timer && timer.DueAt > DateTimeOffset.UtcNow.AddMinutes(1);
+        });
+        while (looks.Reader.TryRead(out _))
+        {
+        }
+
+        var token = Guid.NewGuid();
+        await using (var session = store.LightweightSession())
+        {
+            session.Store(new SchedulerTimer { Id = WolverineScheduling.SweepTimerId, Token = token, DueAt = DateTimeOffset.UtcNow });
+            await session.SaveChangesAsync(Ct);
+        }
+
+        var judged = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        scheduling.DeferralJudgedHook = async (usable, cancellationToken) =>
+        {
+            if (judged.TrySetResult(usable))
+            {
+                await release.Task.WaitAsync(cancellationToken);
+            }
+        };
+        var id = await CreateAsync(server.Client);
+        var starting = server.Client.PostAsync($"/tasks/{id}/start", null, Ct);
+        (await judged.Task.WaitAsync(TimeSpan.FromSeconds(30), Ct)).ShouldBeTrue("the chain, due now, is usable to the deferral");
+
+        // The link, while the deferral is held: it either waits for the deferral (the sweep lock) or goes idle.
+        await server.Services.GetRequiredService<IMessageBus>().SendAsync(new SweepWaitingTasks(token));
+        var wentIdle = looks.Reader.ReadAsync(Ct).AsTask();
+        await UntilAsync("the link to wait for the held deferral or go idle", async () => wentIdle.IsCompleted || await SweepLockAwaitedAsync());
+
+        release.SetResult();
+        using (var started = await starting)
+        {
+            started.StatusCode.ShouldBe(HttpStatusCode.OK);
+        }
+
+        (await wentIdle).ShouldBeTrue($"the link looked again after the deferral of {id} committed");
+    }
+
+    private static Task<ManagerServer> StartAsync()
+    {
+        var tenant = "r" + Guid.NewGuid().ToString("N")[..12];
+        return ManagerServer.StartAsync(
+            Schema,
+            new Dictionary<string, string>
+            {
+                ["MANAGER_MQTT_ADDRESS"] = Broker,
+                ["MANAGER_TENANT_ID"] = tenant,
+                ["MANAGER_CHANNEL_ID"] = "ch",
+                ["MANAGER_ENTITY_ID"] = "manager-" + tenant,
+                ["MANAGER_MQTT_QOS"] = "1",
+            },
+            services: s => s.PostConfigure<SchedulerOptions>(o => o.IdleSweepInterval = TimeSpan.FromMinutes(10)));
+    }
+
+    /// <summary>A fresh chain (due a sweep interval ahead), whatever the node's first link did before the test's hooks were set.</summary>
+    private static async Task FreshChainAsync(ManagerServer server)
+    {
+        await ExecuteAsync($"delete from \"{Schema}\".mt_doc_scheduler_timer where id = 'sweep'");
+        await server.Services.GetRequiredService<IMessageBus>().SendAsync(new SweepWaitingTasks(null));
+    }
+
+    private static async Task<string> CreateAsync(HttpClient http)
+    {
+        using var created = await http.PostAsync("/tasks", new StringContent("""{"name":"main"}""", Encoding.UTF8, "application/json"), Ct);
+        created.StatusCode.ShouldBe(HttpStatusCode.Created);
+        return (await created.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetString()!;
+    }
+
+    private static async Task SweptWithinTenSecondsAsync(Channel<bool> looks, string id)
+    {
         using var within = CancellationTokenSource.CreateLinkedTokenSource(Ct);
         within.CancelAfter(TimeSpan.FromSeconds(10));
         try
@@ -96,11 +171,21 @@ public sealed class SweepRaceTests
         }
     }
 
+    private static async Task UntilAsync(string what, Func<Task<bool>> condition)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!await condition())
+        {
+            DateTime.UtcNow.ShouldBeLessThan(deadline, $"waited 30 s for {what}");
+            await Task.Delay(20, Ct);
+        }
+    }
+
     private static async Task<bool> DeferredAsync(HttpClient http, string id) =>
         (await http.GetFromJsonAsync<JsonElement>($"/tasks/{id}/history", Ct)).EnumerateArray().Any(e => e.GetProperty("type").GetString() == "task.dispatch_deferred.v1");
 
     /// <summary>Whether a transaction waits for this schema's sweep lock (TransactionLocks: hashtext of schema.name).</summary>
-    private static async Task<bool> DeferralWaitsForTheLinkAsync()
+    private static async Task<bool> SweepLockAwaitedAsync()
     {
         await using var dataSource = NpgsqlDataSource.Create(await TestPostgres.ConnectionStringAsync());
         await using var command = dataSource.CreateCommand(
