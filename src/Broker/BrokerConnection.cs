@@ -16,7 +16,8 @@ namespace Propeller.Broker;
 /// (docs/adr/0008-mqttnet.md; the pitfalls in libraries.md):
 /// <list type="bullet">
 /// <item>Reconnects with backoff and jitter from <c>DisconnectedAsync</c> (one loop of its own: a failed connect raises
-/// that event again), and subscribes again when the broker kept no session.</item>
+/// that event again), and subscribes again when the broker kept no session (or kept one that may hold
+/// <see cref="BrokerOptions.StaleSubscriptions"/>).</item>
 /// <item>A publish made while disconnected waits for the connection, bounded by
 /// <see cref="BrokerOptions.OperationTimeout"/>; QoS 1/2 publishes in flight stay below the broker's Receive Maximum;
 /// every result is checked: QuotaExceeded and a connection lost mid-publish are retried, any other refusal throws.</item>
@@ -482,7 +483,13 @@ public sealed class BrokerConnection : IAsyncDisposable
         BrokerMetrics.Connects.Add(1);
         ResizeWindow(result.ReceiveMaximum is > 0 and var max ? Math.Min(_options.MaxInflight, (int)max) : _options.MaxInflight);
         BrokerLog.Connected(_logger, _options.Host, _options.Port, _options.ClientId, result.IsSessionPresent, result.ReceiveMaximum ?? 0);
-        if (!result.IsSessionPresent)
+        var renew = result.IsSessionPresent && _options.StaleSubscriptions.Count > 0;
+        if (renew)
+        {
+            await UnsubscribeAllAsync(_options.StaleSubscriptions, stoppingToken);
+        }
+
+        if (!result.IsSessionPresent || renew)
         {
             (string, MqttQualityOfServiceLevel)[] subscriptions;
             lock (_gate)
@@ -494,7 +501,7 @@ public sealed class BrokerConnection : IAsyncDisposable
             {
                 if (await SubscribeAllAsync(subscriptions, stoppingToken))
                 {
-                    BrokerLog.Subscribed(_logger, subscriptions.Length);
+                    BrokerLog.Subscribed(_logger, subscriptions.Length, result.IsSessionPresent);
                 }
             }
         }
@@ -531,7 +538,9 @@ public sealed class BrokerConnection : IAsyncDisposable
         var builder = new MqttClientSubscribeOptionsBuilder();
         foreach (var (filter, qos) in subscriptions)
         {
-            builder.WithTopicFilter(f => f.WithTopic(filter).WithQualityOfServiceLevel(qos));
+            // Renewing a kept subscription must not send the retained messages again (MQTT 5 only; 3.1.1 has no such option).
+            builder.WithTopicFilter(f => f.WithTopic(filter).WithQualityOfServiceLevel(qos).WithRetainHandling(
+                _options.ProtocolVersion == MQTTnet.Formatter.MqttProtocolVersion.V500 ? MqttRetainHandling.SendAtSubscribeIfNewSubscriptionOnly : MqttRetainHandling.SendAtSubscribe));
         }
 
         var result = await _client.SubscribeAsync(builder.Build(), cancellationToken);
@@ -542,6 +551,22 @@ public sealed class BrokerConnection : IAsyncDisposable
         }
 
         return true;
+    }
+
+    /// <summary>Removes filters from the kept session; one the session does not hold is no error.</summary>
+    private async Task UnsubscribeAllAsync(IList<string> filters, CancellationToken cancellationToken)
+    {
+        var builder = new MqttClientUnsubscribeOptionsBuilder();
+        foreach (var filter in filters)
+        {
+            builder.WithTopicFilter(filter);
+        }
+
+        var result = await _client.UnsubscribeAsync(builder.Build(), cancellationToken);
+        if (result.Items.FirstOrDefault(i => (int)i.ResultCode >= 0x80) is { } refused)
+        {
+            BrokerLog.UnsubscribeFailed(_logger, $"{refused.TopicFilter}: {refused.ResultCode}");
+        }
     }
 
     /// <summary>Keeps the publishes in flight below the broker's Receive Maximum (pitfall 1): holds back permits when

@@ -13,8 +13,8 @@ internal static partial class BrokerLog
     [LoggerMessage(7103, LogLevel.Warning, "Could not connect to {Host}:{Port} (attempt {Attempt}); retrying in {DelayMs} ms: {Reason}")]
     public static partial void ConnectFailed(ILogger logger, string host, int port, int attempt, long delayMs, string reason);
 
-    [LoggerMessage(7104, LogLevel.Information, "Subscribed {Count} topic filters (the broker kept no session)")]
-    public static partial void Subscribed(ILogger logger, int count);
+    [LoggerMessage(7104, LogLevel.Information, "Subscribed {Count} topic filters (session present {SessionPresent})")]
+    public static partial void Subscribed(ILogger logger, int count, bool sessionPresent);
 
     [LoggerMessage(7105, LogLevel.Warning, "The broker refused a subscription: {Reason}")]
     public static partial void SubscribeFailed(ILogger logger, string reason);
@@ -30,4 +30,7 @@ internal static partial class BrokerLog
 
     [LoggerMessage(7109, LogLevel.Debug, "An acknowledgement was not sent (the connection it belongs to is gone; the broker delivers the message again)")]
     public static partial void AcknowledgementDropped(ILogger logger);
+
+    [LoggerMessage(7110, LogLevel.Warning, "The broker refused to remove a stale subscription: {Reason}")]
+    public static partial void UnsubscribeFailed(ILogger logger, string reason);
 }

@@ -64,6 +64,13 @@ public sealed class BrokerOptions
     /// <summary>Subscriptions made on every connect that finds no session (the first one included).</summary>
     public IList<(string Filter, MqttQualityOfServiceLevel Qos)> Subscriptions { get; } = [];
 
+    /// <summary>
+    /// Filters an earlier configuration of this client may have left in its kept session (a persistent session keeps its
+    /// subscriptions across restarts, so a changed configuration would otherwise never reach the broker). When set, a
+    /// connect that finds the session unsubscribes these and subscribes <see cref="Subscriptions"/> again.
+    /// </summary>
+    public IList<string> StaleSubscriptions { get; } = [];
+
     /// <summary>Received messages waiting for the handler; when full, MQTTnet stops taking messages from the broker.</summary>
     public int ReceiveQueueCapacity { get; set; } = 1024;
 

@@ -90,6 +90,7 @@ public static class ManagerApp
                     mqtt.QualityOfService = config.MqttQos;
                     mqtt.ProtocolVersion = config.MqttProtocolVersion;
                     mqtt.OperationTimeout = config.MqttTimeout;
+                    mqtt.ShareGroup = config.MqttShareGroup;
                     mqtt.Tls = config.MqttTls;
                     mqtt.InvokeTimeout = config.InvokeTimeout;
                 },

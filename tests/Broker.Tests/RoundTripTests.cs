@@ -126,6 +126,48 @@ public sealed class RoundTripTests
         (await inbox.NothingAsync(TimeSpan.FromMilliseconds(500), ct)).ShouldBeTrue();
     }
 
+    /// <summary>A persistent session keeps its subscriptions: a changed configuration reaches it through
+    /// <see cref="BrokerOptions.StaleSubscriptions"/> (here: a plain filter replaced by a shared one, as the manager's
+    /// MANAGER_MQTT_SHARE_GROUP does; mosquitto accepts <c>$share</c> from MQTT 3.1.1 clients too).</summary>
+    [Theory]
+    [InlineData(MqttProtocolVersion.V500)]
+    [InlineData(MqttProtocolVersion.V311)]
+    public async Task GivenAKeptSession_WhenStaleSubscriptionsAreNamed_ThenTheyAreReplacedOnConnect(MqttProtocolVersion version)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var topic = TestBroker.UniqueTopic("stale");
+        var clientId = "t-" + Guid.NewGuid().ToString("N")[..12];
+        BrokerOptions Persistent()
+        {
+            var options = TestBroker.Options(version, clientId);
+            options.CleanStart = false;
+            options.SessionExpiryInterval = 60;
+            return options;
+        }
+
+        var before = Persistent();
+        before.Subscriptions.Add((topic + "/old", MqttQualityOfServiceLevel.AtLeastOnce));
+        await using (var first = new BrokerConnection(before))
+        {
+            await first.StartAsync(ct);
+        }
+
+        var after = Persistent();
+        after.Subscriptions.Add(($"$share/g/{topic}/new", MqttQualityOfServiceLevel.AtLeastOnce));
+        after.StaleSubscriptions.Add(topic + "/old");
+        await using var second = new BrokerConnection(after);
+        var inbox = Inbox.Of(second);
+        await second.StartAsync(ct);
+        await using var publisher = new BrokerConnection(TestBroker.Options(version));
+        await publisher.StartAsync(ct);
+        await publisher.PublishAsync(topic + "/old", "old"u8.ToArray(), MqttQualityOfServiceLevel.AtLeastOnce, ct);
+        await publisher.PublishAsync(topic + "/new", "new"u8.ToArray(), MqttQualityOfServiceLevel.AtLeastOnce, ct);
+
+        var received = await inbox.ReceiveAsync(ct);
+        received.Topic.ShouldBe(topic + "/new", "the shared subscription's messages carry the real topic; the old one is gone");
+        (await inbox.NothingAsync(TimeSpan.FromMilliseconds(300), ct)).ShouldBeTrue();
+    }
+
     [Fact]
     public async Task GivenNoBroker_WhenPublishing_ThenItWaitsForTheConnection_AndTimesOutWithAClearError()
     {

@@ -4,14 +4,15 @@ using Microsoft.Extensions.Options;
 using MQTTnet.Protocol;
 using Propeller.Application.Messaging;
 using Propeller.Broker;
+using Propeller.Contracts.Mqtt;
 
 namespace Propeller.Infrastructure.Mqtt;
 
 /// <summary>
 /// The manager's one broker connection (a persistent session under its entity id, unlike the original's clean one:
-/// results published while the manager is down wait in the broker for it), subscribed to <c>{base}/#</c>, and the
-/// outbox's publisher. Last Will as the original's: <c>{"status":"offline","proplet_id":"&lt;entity id&gt;"}</c> on
-/// control/proplet/alive.
+/// results published while the manager is down wait in the broker for it), subscribed to the proplets' topics it
+/// handles (<see cref="Filters"/>), and the outbox's publisher. Last Will as the original's:
+/// <c>{"status":"offline","proplet_id":"&lt;entity id&gt;"}</c> on control/proplet/alive.
 /// </summary>
 public sealed class ManagerMqtt : IMessagePublisher, IAsyncDisposable
 {
@@ -33,15 +34,72 @@ public sealed class ManagerMqtt : IMessagePublisher, IAsyncDisposable
             OperationTimeout = _options.OperationTimeout,
             MaxInflight = _options.MaxInflight,
             Will = new BrokerWill(
-                Contracts.Mqtt.Topics.Of(_options.BaseTopic, Contracts.Mqtt.Topics.PropletAlive),
+                Topics.Of(_options.BaseTopic, Topics.PropletAlive),
                 System.Text.Encoding.UTF8.GetBytes($$"""{"status":"offline","proplet_id":"{{_options.EntityId}}"}""")),
         }.WithAddress(_options.Address);
         connection.Tls = _options.Tls ?? connection.Tls;
-        connection.Subscriptions.Add((_options.BaseTopic + "/#", _options.QualityOfService));
+        var (filters, stale) = Filters(_options.BaseTopic, _options.ShareGroup);
+        foreach (var filter in filters)
+        {
+            connection.Subscriptions.Add((filter, _options.QualityOfService));
+        }
+
+        foreach (var filter in stale)
+        {
+            connection.StaleSubscriptions.Add(filter);
+        }
+
         Connection = new BrokerConnection(connection, loggers.CreateLogger<BrokerConnection>(), time);
     }
 
     public BrokerConnection Connection { get; }
+
+    /// <summary>The group name the docs suggest for MANAGER_MQTT_SHARE_GROUP; a kept session's subscriptions in it are
+    /// removed when the node runs with another group or none.</summary>
+    public const string SuggestedShareGroup = "propeller-manager";
+
+    /// <summary>
+    /// What the manager subscribes to, and what an earlier configuration may have left in its kept session.
+    /// <para>
+    /// With a share group, results, discovery and metrics are shared subscriptions: the broker hands each message to one
+    /// node of the group, so with several nodes a result is decided once instead of once per node (the others recorded
+    /// <c>task.result_ignored.v1</c>). Received messages carry their real topic, never the <c>$share/…</c> prefix, so the
+    /// inbound handler's parsing is the same in both modes. Two topics stay plain subscriptions on every node whatever the
+    /// setting: invocation answers (the request waiting for one is in the memory of the node that published the
+    /// invocation) and heartbeats with the Last Will (mosquitto 2.0 queues a shared message for a member whose persistent
+    /// session is offline instead of passing it to another member, and its round robin can send every heartbeat of a
+    /// proplet to the same node: a proplet's liveness must not wait for a node that is down). Results, discovery and
+    /// metrics given to a node that is down wait in its session until it returns (docs/operations.md, multi-node).
+    /// </para>
+    /// <para>
+    /// Stale: <c>{base}/#</c> (the one subscription before shared subscriptions existed; it also brought the manager its
+    /// own commands and the proxy's chunks), the plain forms of the shared topics with a group, and their forms in
+    /// <see cref="SuggestedShareGroup"/> when that is not the group. A session kept from another custom group keeps that
+    /// group's subscriptions until the session is dropped (docs/operations.md).
+    /// </para>
+    /// </summary>
+    public static (IReadOnlyList<string> Filters, IReadOnlyList<string> Stale) Filters(string baseTopic, string? shareGroup)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(baseTopic);
+        string[] shared = [Topics.Results, Topics.PropletCreate, Topics.TaskMetrics, Topics.PropletMetrics];
+        string[] everyNode = [Topics.PropletAlive, Topics.InvokeResults];
+        var group = string.IsNullOrEmpty(shareGroup) ? null : shareGroup;
+        string Plain(string topic) => Topics.Of(baseTopic, topic);
+        string In(string name, string topic) => $"$share/{name}/{Plain(topic)}";
+        var filters = shared.Select(t => group is null ? Plain(t) : In(group, t)).Concat(everyNode.Select(Plain)).ToList();
+        var stale = new List<string> { baseTopic + "/#" };
+        if (group is not null)
+        {
+            stale.AddRange(shared.Select(Plain));
+        }
+
+        if (!string.Equals(group, SuggestedShareGroup, StringComparison.Ordinal))
+        {
+            stale.AddRange(shared.Select(t => In(SuggestedShareGroup, t)));
+        }
+
+        return (filters, stale);
+    }
 
     /// <summary>Where received messages go, in batches; acknowledged after it returns. Set before connecting.</summary>
     public Func<IReadOnlyList<ReceivedMessage>, CancellationToken, ValueTask>? Inbound

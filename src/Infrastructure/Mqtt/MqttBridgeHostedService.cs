@@ -4,8 +4,8 @@ using Microsoft.Extensions.Logging;
 namespace Propeller.Infrastructure.Mqtt;
 
 /// <summary>
-/// Connects the manager to the broker (the connection retries while it is down, subscribes to <c>{base}/#</c> when the broker kept no session, and
-/// reconnects by itself) and hands every message to the <see cref="InboundHandler"/> before it is acknowledged.
+/// Connects the manager to the broker (the connection retries while it is down, subscribes to the proplets' topics
+/// (<see cref="ManagerMqtt.Filters"/>) when the broker kept no session, renews them when it did, and reconnects by itself) and hands every message to the <see cref="InboundHandler"/> before it is acknowledged.
 /// </summary>
 internal sealed class MqttBridgeHostedService(ManagerMqtt mqtt, InboundHandler handler, ILogger<MqttBridgeHostedService> logger) : BackgroundService
 {
@@ -26,7 +26,7 @@ internal sealed class MqttBridgeHostedService(ManagerMqtt mqtt, InboundHandler h
         try
         {
             await mqtt.Connection.StartAsync(stoppingToken);
-            MqttBridgeLog.Listening(logger, mqtt.Options.Address, mqtt.Options.BaseTopic + "/#");
+            MqttBridgeLog.Listening(logger, mqtt.Options.Address, string.Join(", ", mqtt.Connection.Options.Subscriptions.Select(s => s.Filter)));
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {

@@ -37,5 +37,13 @@ public sealed class MqttBridgeOptions
     /// <summary>How long an invocation of a latent task waits for its result (the original's 30 s, spec propeller-manager.md §2.8).</summary>
     public TimeSpan InvokeTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// MANAGER_MQTT_SHARE_GROUP: when set, the manager subscribes to results, discovery and metrics as MQTT shared
+    /// subscriptions (<c>$share/{group}/{filter}</c>), so the broker hands each such message to one node of the group
+    /// instead of every node; null or empty: plain subscriptions (every node receives everything). Heartbeats, Last Will
+    /// and invocation answers stay plain either way (<see cref="ManagerMqtt"/>). Nodes of one deployment use the same group.
+    /// </summary>
+    public string? ShareGroup { get; set; }
+
     public string BaseTopic => Contracts.Mqtt.Topics.Base(Tenant, Channel);
 }

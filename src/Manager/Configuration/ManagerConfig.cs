@@ -29,6 +29,13 @@ internal sealed record ManagerConfig
 
     public TimeSpan MqttTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// MANAGER_MQTT_SHARE_GROUP (or config.toml [manager] mqtt_share_group): the MQTT shared-subscription group of the
+    /// manager nodes of one deployment, so that each result, discovery and metrics message reaches one node; null
+    /// (unset or empty, the default): plain subscriptions, every node receives everything (docs/operations.md).
+    /// </summary>
+    public string? MqttShareGroup { get; init; }
+
     /// <summary>MANAGER_MQTT_TLS_*: set when a CA file is given, a client certificate or the insecure flag (or ssl://).</summary>
     public BrokerTls? MqttTls { get; init; }
 
@@ -131,8 +138,10 @@ internal sealed record ManagerConfig
         var configFile = Get("MANAGER_CONFIG_FILE");
         string? durabilityToml = null;
         var durabilityRaw = Get("MANAGER_DURABILITY_MODE");
+        // Set but empty means "no group" (plain subscriptions), so it is read without Get, which treats empty as unset.
+        var shareGroup = configuration["MANAGER_MQTT_SHARE_GROUP"]?.Trim();
         var tomlPath = Path.Combine(workingDirectory, configFile ?? "config.toml");
-        if (tenant is null || channel is null || entity is null || apiKey is null || durabilityRaw is null || configFile is not null)
+        if (tenant is null || channel is null || entity is null || apiKey is null || durabilityRaw is null || shareGroup is null || configFile is not null)
         {
             if (File.Exists(tomlPath))
             {
@@ -145,6 +154,7 @@ internal sealed record ManagerConfig
                     entity ??= Toml("entity_id") ?? Toml("client_id");
                     apiKey ??= Toml("api_key") ?? Toml("client_key");
                     durabilityToml = Toml("durability_mode");
+                    shareGroup ??= manager is not null && manager.TryGetValue("mqtt_share_group", out var g) && g is string group ? group.Trim() : null;
                 }
                 catch (TomlException ex)
                 {
@@ -279,6 +289,7 @@ internal sealed record ManagerConfig
                 ? version
                 : Fail(MqttProtocolVersion.V500, $"MANAGER_MQTT_PROTOCOL_VERSION must be 5 or 3.1.1 (got '{Get("MANAGER_MQTT_PROTOCOL_VERSION")}')"),
             MqttTimeout = Duration("MANAGER_MQTT_TIMEOUT", TimeSpan.FromSeconds(30)),
+            MqttShareGroup = shareGroup is { Length: > 0 } ? shareGroup : null,
             Tenant = tenant ?? "default",
             Channel = channel ?? "default",
             EntityId = entity ?? $"manager-{Environment.MachineName}",
@@ -292,7 +303,7 @@ internal sealed record ManagerConfig
             PostgresConnectionString = connectionString,
             PostgresSchema = Get("EventStore:Schema") ?? Get("MANAGER_POSTGRES_SCHEMA"),
         };
-        foreach (var (name, value) in new[] { ("MANAGER_TENANT_ID", config.Tenant), ("MANAGER_CHANNEL_ID", config.Channel) })
+        foreach (var (name, value) in new[] { ("MANAGER_TENANT_ID", config.Tenant), ("MANAGER_CHANNEL_ID", config.Channel), ("MANAGER_MQTT_SHARE_GROUP", config.MqttShareGroup ?? "") })
         {
             if (value.IndexOfAny(['/', '+', '#']) >= 0)
             {

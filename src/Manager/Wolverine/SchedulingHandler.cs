@@ -50,7 +50,7 @@ public static class SchedulingHandler
         var waiting = await scheduling.SweepAsync(session, scheduling.Attach(session), outgoing, cancellationToken);
         if (timer is not null)
         {
-            scheduling.ScheduleSweep(session, outgoing, timer, scheduling.NextSweep(waiting));
+            await scheduling.ContinueChainAsync(session, outgoing, timer, waiting, cancellationToken);
         }
         else
         {

@@ -19,7 +19,20 @@ namespace Propeller.Manager.Wolverine;
 /// the scheduling handlers use it: decides with <see cref="TaskDecider"/> and <see cref="PropletDecider"/> on streams
 /// fetched for writing in the handler's Marten session, so the events, the timers and the cascaded messages (start
 /// messages, scheduled checks) commit in Wolverine's one transaction. One per node; it holds no state but the time the
-/// sweep chain was last seen due in the committed timer document (to skip reading it while it is known to be running).
+/// sweep chain was last seen due in the committed timer document (to skip reading it while it is known to be running,
+/// when no waiting task depends on it).
+/// <para>
+/// The sweep lock (issue 15): a link of the chain that found nothing waiting stores its next link an idle interval
+/// ahead, while a deferral elsewhere may judge the chain usable from the timer as committed before that: after both
+/// commit, the deferred task would wait an idle interval instead of a sweep interval. So the two are serialised by a
+/// PostgreSQL advisory lock per schema (<see cref="TransactionLocks"/>), on every node alike: a deferral holds it shared
+/// from reading the timer until its transaction (with its deferred task) commits; a link takes it exclusive before its
+/// last look at the waiting tasks and holds it until its next link is committed. Whichever commits second sees the
+/// other's effect: a link after the deferral lists the deferred task (and stays at the sweep interval), a deferral after
+/// the link reads the idle due time and replaces the chain by one a sweep interval ahead. Deferrals do not wait for each
+/// other (shared), and the ordinary dispatch path never takes the lock (it defers nothing); a link takes it only when it
+/// is about to go idle, not while it places a backlog.
+/// </para>
 /// </summary>
 public sealed partial class WolverineScheduling(
     PlacementPlanner planner, ITaskQueries tasks, IPropletRegistry proplets, CommandSessionServices sessions, TimeProvider time, ILogger<WolverineScheduling> logger)
@@ -27,9 +40,24 @@ public sealed partial class WolverineScheduling(
     /// <summary>The sweep timer document's id.</summary>
     public const string SweepTimerId = "sweep";
 
+    /// <summary>The advisory lock that serialises a chain going idle with deferrals (see the class remarks).</summary>
+    private const string SweepLock = "propeller.sweep_timer";
+
     private long _sweepDueTicks;
 
     public PlacementPlanner Planner => planner;
+
+    /// <summary>
+    /// For tests: called by a link of the sweep chain after its last look at the waiting tasks (with whether any waits;
+    /// under the sweep lock when none did) and before its transaction commits: the point where a deferral would race it.
+    /// </summary>
+    internal Func<bool, CancellationToken, Task>? LinkLookedHook { get; set; }
+
+    /// <summary>
+    /// For tests: called by a deferral after it judged the sweep chain under the sweep lock (with whether it kept the
+    /// chain) and before its transaction commits: the other side of the race.
+    /// </summary>
+    internal Func<bool, CancellationToken, Task>? DeferralJudgedHook { get; set; }
 
     private SchedulerOptions Options => planner.Options;
 
@@ -123,23 +151,37 @@ public sealed partial class WolverineScheduling(
     /// Makes sure the sweep chain runs and is due within the interval that fits (<see cref="SchedulerOptions.SweepInterval"/>
     /// while tasks wait, else <see cref="SchedulerOptions.IdleSweepInterval"/>): a chain due late enough, or none, or one
     /// whose message is lost, is replaced by a new token and a scheduled <see cref="SweepWaitingTasks"/> in this
-    /// transaction. While this node knows the chain is due soon enough nothing is read.
+    /// transaction. With <paramref name="waiting"/> (a deferral) it first takes the sweep lock shared, held until this
+    /// transaction commits (class remarks); without, while this node knows the chain is due soon enough nothing is read.
     /// </summary>
     public async Task EnsureSweepAsync(IDocumentSession session, OutgoingMessages outgoing, bool waiting, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(session);
         ArgumentNullException.ThrowIfNull(outgoing);
+        if (waiting)
+        {
+            // The remembered due time may be stale exactly in the racy way (a link going idle right now), so a waiting
+            // task always reads the timer under the lock.
+            await TransactionLocks.TakeSharedAsync(session, SweepLock, cancellationToken);
+        }
+
         var now = time.GetUtcNow();
         var wanted = now + (waiting ? Options.SweepInterval : Options.IdleSweepInterval);
-        if (Usable(new DateTimeOffset(Interlocked.Read(ref _sweepDueTicks), TimeSpan.Zero), now, wanted))
+        if (!waiting && Usable(new DateTimeOffset(Interlocked.Read(ref _sweepDueTicks), TimeSpan.Zero), now, wanted))
         {
             return;
         }
 
         var timer = await session.LoadAsync<SchedulerTimer>(SweepTimerId, cancellationToken);
-        if (timer is not null && Usable(timer.DueAt, now, wanted))
+        var usable = timer is not null && Usable(timer.DueAt, now, wanted);
+        if (waiting && DeferralJudgedHook is { } hook)
         {
-            Interlocked.Exchange(ref _sweepDueTicks, timer.DueAt.UtcTicks);
+            await hook(usable, cancellationToken);
+        }
+
+        if (usable)
+        {
+            Interlocked.Exchange(ref _sweepDueTicks, timer!.DueAt.UtcTicks);
             return;
         }
 
@@ -151,7 +193,7 @@ public sealed partial class WolverineScheduling(
     }
 
     /// <summary>The next link of the sweep chain <paramref name="timer"/> (its token), due at <paramref name="dueAt"/>.</summary>
-    public void ScheduleSweep(IDocumentSession session, OutgoingMessages outgoing, SchedulerTimer timer, DateTimeOffset dueAt)
+    private static void ScheduleSweep(IDocumentSession session, OutgoingMessages outgoing, SchedulerTimer timer, DateTimeOffset dueAt)
     {
         ArgumentNullException.ThrowIfNull(session);
         ArgumentNullException.ThrowIfNull(outgoing);
@@ -164,7 +206,35 @@ public sealed partial class WolverineScheduling(
         // remembers is only what it read, committed, from the timer document.
     }
 
-    public DateTimeOffset NextSweep(bool waiting) => time.GetUtcNow() + (waiting ? Options.SweepInterval : Options.IdleSweepInterval);
+    /// <summary>
+    /// Stores the next link of the chain <paramref name="timer"/> after its sweep: a sweep interval ahead while tasks
+    /// wait, an idle interval when none does. Going idle races deferrals, so it is decided again under the sweep lock
+    /// taken exclusive (held until this link commits): a task deferred by a transaction that judged the chain usable
+    /// before this link went idle is either seen here or, committing after this link, reads the idle due time and
+    /// replaces the chain (class remarks). A deferral that replaced the chain before this link took the lock (possible
+    /// only for a link firing more than a minute late) committed before it, so this link sees its task, stays at the
+    /// sweep interval and overwrites that chain, whose message then stops at the token check.
+    /// </summary>
+    public async Task ContinueChainAsync(IDocumentSession session, OutgoingMessages outgoing, SchedulerTimer timer, bool waiting, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(session);
+        ArgumentNullException.ThrowIfNull(outgoing);
+        ArgumentNullException.ThrowIfNull(timer);
+        if (!waiting)
+        {
+            await TransactionLocks.TakeExclusiveAsync(session, SweepLock, cancellationToken);
+            waiting = (await tasks.ListScheduledAsync(1, cancellationToken)).Count > 0;
+        }
+
+        if (LinkLookedHook is { } hook)
+        {
+            await hook(waiting, cancellationToken);
+        }
+
+        ScheduleSweep(session, outgoing, timer, NextSweep(waiting));
+    }
+
+    private DateTimeOffset NextSweep(bool waiting) => time.GetUtcNow() + (waiting ? Options.SweepInterval : Options.IdleSweepInterval);
 
     /// <summary>
     /// The sweep: places the oldest waiting tasks (one batch of <see cref="SchedulerOptions.BatchSize"/>, highest

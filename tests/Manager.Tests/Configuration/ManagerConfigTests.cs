@@ -92,6 +92,20 @@ public sealed class ManagerConfigTests : IDisposable
     }
 
     [Fact]
+    public void ShareGroup_IsOffByDefault_SetFromTheEnvironmentOrConfigToml_AndEmptyTurnsItOff()
+    {
+        Load().MqttShareGroup.ShouldBeNull();
+        Load(("MANAGER_MQTT_SHARE_GROUP", "propeller-manager")).MqttShareGroup.ShouldBe("propeller-manager");
+
+        File.WriteAllText(Path.Combine(_dir, "config.toml"), "[manager]\nmqtt_share_group = \"nodes\"\n");
+        Load().MqttShareGroup.ShouldBe("nodes");
+        Load(("MANAGER_MQTT_SHARE_GROUP", "")).MqttShareGroup.ShouldBeNull("an empty value set in the environment turns the group off");
+        File.Delete(Path.Combine(_dir, "config.toml"));
+
+        Should.Throw<ManagerConfigurationException>(() => Load(("MANAGER_MQTT_SHARE_GROUP", "a/b"))).Message.ShouldContain("MANAGER_MQTT_SHARE_GROUP must not contain");
+    }
+
+    [Fact]
     public void MissingCredentials_ComeFromConfigToml_EnvironmentWins()
     {
         File.WriteAllText(Path.Combine(_dir, "config.toml"), """

@@ -1,0 +1,147 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using MQTTnet.Protocol;
+using Propeller.Broker;
+using Propeller.Broker.Tests;
+
+namespace Propeller.Manager.Tests.Dispatch;
+
+/// <summary>
+/// Two manager nodes on one database and the real mosquitto (MANAGER_MQTT_SHARE_GROUP, docs/operations.md): with a share
+/// group each result reaches one node, so a task's history holds no <c>task.result_ignored.v1</c>; without one both nodes
+/// receive every result and the second records it as ignored (the contrast shows the first case is not luck).
+/// </summary>
+public sealed class SharedSubscriptionTests
+{
+    private const int Tasks = 12;
+
+    private static string Broker => Environment.GetEnvironmentVariable("PROPELLER_TEST_MQTT") is { Length: > 0 } value ? value : "tcp://127.0.0.1:51883";
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Theory]
+    [InlineData("5", "propeller-manager", 0)]
+    [InlineData("3.1.1", "propeller-manager", 0)]
+    [InlineData("5", "", 1)]
+    public async Task TwoNodes_RecordEachResultOnce_WhenTheyShareAGroup(string protocol, string group, int ignoredPerTask)
+    {
+        var tenant = "t" + Guid.NewGuid().ToString("N")[..12];
+        var baseTopic = $"m/{tenant}/c/ch";
+        Dictionary<string, string> Node(string name) => new()
+        {
+            ["MANAGER_MQTT_ADDRESS"] = Broker,
+            ["MANAGER_TENANT_ID"] = tenant,
+            ["MANAGER_CHANNEL_ID"] = "ch",
+            ["MANAGER_ENTITY_ID"] = $"manager-{tenant}-{name}",
+            ["MANAGER_MQTT_QOS"] = "1",
+            ["MANAGER_MQTT_PROTOCOL_VERSION"] = protocol,
+            ["MANAGER_MQTT_SHARE_GROUP"] = group,
+        };
+
+        await using var a = await ManagerServer.StartAsync("api_shared_subscriptions", Node("a"));
+        await using var b = await ManagerServer.StartAsync("api_shared_subscriptions", Node("b"), dropSchema: false);
+        var propletId = Guid.NewGuid().ToString();
+        await using var proplet = await StartPropletAsync(baseTopic, propletId);
+        await EventuallyAsync("the proplet to be alive on both nodes", async () => await AliveAsync(a.Client, propletId) && await AliveAsync(b.Client, propletId));
+
+        var ids = new List<string>();
+        for (var i = 0; i < Tasks; i++)
+        {
+            var (creator, starter) = i % 2 == 0 ? (a.Client, b.Client) : (b.Client, a.Client);
+            using var created = await creator.PostAsync("/tasks", new StringContent("""{"name":"main","inputs":[1]}""", Encoding.UTF8, "application/json"), Ct);
+            created.StatusCode.ShouldBe(HttpStatusCode.Created);
+            var id = (await created.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetString()!;
+            using var started = await starter.PostAsync($"/tasks/{id}/start", null, Ct);
+            started.StatusCode.ShouldBe(HttpStatusCode.OK);
+            ids.Add(id);
+        }
+
+        await EventuallyAsync($"{Tasks} tasks to complete and show {ignoredPerTask} ignored result each", async () =>
+        {
+            foreach (var id in ids)
+            {
+                var types = await TypesAsync(a.Client, id);
+                if (!types.Contains("task.completed.v1") || types.Count(t => t == "task.result_ignored.v1") < ignoredPerTask)
+                {
+                    return false;
+                }
+            }
+
+            return true;
+        });
+
+        // With a group no node is left to record an ignored result; this pause gives a wrong delivery the time to show.
+        await Task.Delay(TimeSpan.FromSeconds(2), Ct);
+        foreach (var id in ids)
+        {
+            var types = await TypesAsync(b.Client, id);
+            types.Count(t => t == "task.completed.v1").ShouldBe(1, $"task {id}");
+            types.Count(t => t == "task.result_ignored.v1").ShouldBe(ignoredPerTask, $"task {id}: {string.Join(", ", types)}");
+        }
+    }
+
+    [Fact]
+    public void Filters_ShareResultsDiscoveryAndMetrics_KeepHeartbeatsAndInvocationAnswersPlain_AndNameWhatAKeptSessionMayHold()
+    {
+        var (shared, stale) = Propeller.Infrastructure.Mqtt.ManagerMqtt.Filters("m/t/c/ch", "nodes");
+        shared.ShouldBe([
+            "$share/nodes/m/t/c/ch/control/proplet/results", "$share/nodes/m/t/c/ch/control/proplet/create",
+            "$share/nodes/m/t/c/ch/control/proplet/task_metrics", "$share/nodes/m/t/c/ch/control/proplet/metrics",
+            "m/t/c/ch/control/proplet/alive", "m/t/c/ch/control/proplet/invoke_results"]);
+        stale.ShouldContain("m/t/c/ch/#");
+        stale.ShouldContain("m/t/c/ch/control/proplet/results");
+        stale.ShouldContain("$share/propeller-manager/m/t/c/ch/control/proplet/results");
+
+        var (plain, plainStale) = Propeller.Infrastructure.Mqtt.ManagerMqtt.Filters("m/t/c/ch", null);
+        plain.ShouldAllBe(f => !f.StartsWith('$'));
+        plainStale.ShouldNotContain("m/t/c/ch/control/proplet/results");
+        plainStale.ShouldContain("$share/propeller-manager/m/t/c/ch/control/proplet/create");
+    }
+
+    /// <summary>A proplet that answers every start message with a result (it never checks the target: there is one).</summary>
+    private static async Task<BrokerConnection> StartPropletAsync(string baseTopic, string propletId)
+    {
+        BrokerConnection? client = null;
+        client = new BrokerConnection(new BrokerOptions { ClientId = propletId }.WithAddress(Broker))
+        {
+            Handler = Inbox.Each(async (message, token) =>
+            {
+                var taskId = JsonDocument.Parse(message.Payload).RootElement.GetProperty("id").GetString();
+                var result = JsonSerializer.SerializeToUtf8Bytes(new { task_id = taskId, proplet_id = propletId, results = "1", error = (string?)null });
+                await client!.PublishAsync($"{baseTopic}/control/proplet/results", result, MqttQualityOfServiceLevel.AtLeastOnce, token);
+            }),
+        };
+        await client.StartAsync(Ct);
+        await client.SubscribeAsync($"{baseTopic}/control/manager/start", MqttQualityOfServiceLevel.AtLeastOnce, Ct);
+        await client.PublishAsync(
+            $"{baseTopic}/control/proplet/create", JsonSerializer.SerializeToUtf8Bytes(new { proplet_id = propletId, @namespace = "default" }), MqttQualityOfServiceLevel.AtLeastOnce, Ct);
+        await client.PublishAsync(
+            $"{baseTopic}/control/proplet/alive", JsonSerializer.SerializeToUtf8Bytes(new { proplet_id = propletId, status = "alive" }), MqttQualityOfServiceLevel.AtLeastOnce, Ct);
+        return client;
+    }
+
+    private static async Task<bool> AliveAsync(HttpClient http, string propletId)
+    {
+        using var response = await http.GetAsync($"/proplets/{propletId}", Ct);
+        return response.IsSuccessStatusCode && (await response.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("alive").GetBoolean();
+    }
+
+    private static async Task<List<string>> TypesAsync(HttpClient http, string id) =>
+        [.. (await http.GetFromJsonAsync<JsonElement>($"/tasks/{id}/history", Ct)).EnumerateArray().Select(e => e.GetProperty("type").GetString()!)];
+
+    private static async Task EventuallyAsync(string what, Func<Task<bool>> condition)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (!await condition())
+        {
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException($"waited 60 s for {what}");
+            }
+
+            await Task.Delay(50, Ct);
+        }
+    }
+}
