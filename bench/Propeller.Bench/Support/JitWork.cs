@@ -14,6 +14,9 @@ internal readonly record struct JitWork(long Methods, TimeSpan Time)
 
     public static JitWork operator -(JitWork after, JitWork before) => new(after.Methods - before.Methods, after.Time - before.Time);
 
-    public override string ToString() =>
-        string.Create(CultureInfo.InvariantCulture, $"jit_methods={Methods} jit_ms={Time.TotalMilliseconds:F0}");
+    public override string ToString() => Format("");
+
+    /// <summary>The two figures as benchmark fields, each name prefixed with <paramref name="prefix"/> (e.g. "manager_").</summary>
+    public string Format(string prefix) =>
+        string.Create(CultureInfo.InvariantCulture, $"{prefix}jit_methods={Methods} {prefix}jit_ms={Time.TotalMilliseconds:F0}");
 }
