@@ -18,8 +18,9 @@ namespace Propeller.Infrastructure.MartenStore;
 /// The event store port on Marten 9 (ADR 0010): streams are Marten streams with Guid ids, appended with the expected
 /// version through a Marten session, with correlation, causation, user and headers (the plugin decisions) in Marten's
 /// metadata columns; Marten's inline projections (the task and proplet views) commit with the events. Each append is
-/// one session and transaction (the manager's own batching is ADR 0016's, in its handlers). The manager's commands go through Wolverine's handlers (ADR 0014); this port
-/// serves the history and replay reads, the projections' rebuilds and appends made outside a handler.
+/// one session and transaction (the manager's own batching is ADR 0016's, in its handlers). The manager's commands go
+/// through Wolverine's handlers (ADR 0014); this port serves the history and replay reads, the projections' rebuilds
+/// and appends made outside a handler.
 /// </summary>
 public sealed class MartenEventStore : IEventStore
 {

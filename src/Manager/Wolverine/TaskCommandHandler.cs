@@ -44,8 +44,7 @@ public static class TaskCommandHandler
         var result = await DecideAsync(message, gated, stream.Aggregate, stream.CurrentVersion ?? 0, session, stops, placement, outgoing, cancellationToken);
         if (result.Appended.Count > 0)
         {
-            stream.AppendMany(result.Appended);
-            services.Attach(session, gated.Metadata).Committed(TaskAggregate.StreamId(message.TaskId), result.State, result.Version);
+            services.Attach(session, gated.Metadata).Append(stream, TaskAggregate.StreamId(message.TaskId), result.Appended, result.State, gated.Metadata);
         }
 
         return (result, outgoing);
