@@ -82,6 +82,10 @@ public sealed class BrokerConnection : IAsyncDisposable
 
     public BrokerOptions Options => _options;
 
+    /// <summary>Whether the broker offered shared subscriptions at the last connect (MQTT 5 only; see
+    /// <see cref="BrokerOptions.Subscribing"/>).</summary>
+    public bool SharedSubscriptionsAvailable { get; private set; }
+
     /// <summary>Dispose closes the socket without DISCONNECT, as a killed process would (the broker publishes the Last
     /// Will): for tests.</summary>
     internal bool AbortOnDispose { get; set; }
@@ -182,6 +186,39 @@ public sealed class BrokerConnection : IAsyncDisposable
         {
             await _client.DisconnectAsync(new MqttClientDisconnectOptionsBuilder().WithReason(MqttClientDisconnectOptionsReason.NormalDisconnection).Build(), cancellationToken);
         }
+    }
+
+    /// <summary>
+    /// Ends this client's session at the broker and disconnects, for a connection that borrowed another client's session
+    /// to drain it: MQTT 5 sends DISCONNECT with a session expiry of one second; MQTT 3.1.1, which has no such field, disconnects and
+    /// connects once more with a clean session, which the broker drops at that connection's DISCONNECT. Stops
+    /// reconnecting. False, and the session is left alone, when the connection was no longer up (its owner took it back).
+    /// </summary>
+    public async Task<bool> EndSessionAsync(CancellationToken cancellationToken)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) == 1, this);
+        await _stopping.CancelAsync();
+        if (!_client.IsConnected)
+        {
+            return false;
+        }
+
+        var disconnect = new MqttClientDisconnectOptionsBuilder().WithReason(MqttClientDisconnectOptionsReason.NormalDisconnection).Build();
+        if (_options.ProtocolVersion == MQTTnet.Formatter.MqttProtocolVersion.V500)
+        {
+            // One second, not zero: MQTTnet leaves a zero out of the packet (its default), and the CONNECT's expiry then
+            // stands. Within that second the session's owner may still connect and find it.
+            disconnect.SessionExpiryInterval = 1;
+            await _client.DisconnectAsync(disconnect, cancellationToken);
+            return true;
+        }
+
+        await _client.DisconnectAsync(disconnect, cancellationToken);
+        _clientOptions.CleanSession = true;
+        _clientOptions.WillTopic = null;
+        await _client.ConnectAsync(_clientOptions, cancellationToken);
+        await _client.DisconnectAsync(disconnect, cancellationToken);
+        return true;
     }
 
     public async ValueTask DisposeAsync()
@@ -437,6 +474,12 @@ public sealed class BrokerConnection : IAsyncDisposable
             BrokerLog.ConnectionLost(_logger, _options.Host, _options.Port, e.Exception?.Message ?? e.Reason.ToString());
         }
 
+        if (e.ClientWasConnected && !_options.ReconnectAfterLoss)
+        {
+            _reconnect.Writer.TryComplete();
+            return Task.CompletedTask;
+        }
+
         // Only a signal: the connect loop does the reconnecting (a failed connect raises this event again).
         _reconnect.Writer.TryWrite(true);
         return Task.CompletedTask;
@@ -483,6 +526,16 @@ public sealed class BrokerConnection : IAsyncDisposable
         BrokerMetrics.Connects.Add(1);
         ResizeWindow(result.ReceiveMaximum is > 0 and var max ? Math.Min(_options.MaxInflight, (int)max) : _options.MaxInflight);
         BrokerLog.Connected(_logger, _options.Host, _options.Port, _options.ClientId, result.IsSessionPresent, result.ReceiveMaximum ?? 0);
+        var shared = _options.ProtocolVersion == MQTTnet.Formatter.MqttProtocolVersion.V500 && result.SharedSubscriptionAvailable;
+        SharedSubscriptionsAvailable = shared;
+        if (_options.Subscribing is { } subscribing)
+        {
+            lock (_gate)
+            {
+                subscribing(shared);
+            }
+        }
+
         var renew = result.IsSessionPresent && _options.StaleSubscriptions.Count > 0;
         if (renew)
         {

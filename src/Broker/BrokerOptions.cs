@@ -71,6 +71,14 @@ public sealed class BrokerOptions
     /// </summary>
     public IList<string> StaleSubscriptions { get; } = [];
 
+    /// <summary>
+    /// Called at every connect, before the subscriptions are made or renewed, with whether the broker offers shared
+    /// subscriptions (MQTT 5: its CONNACK's Shared Subscription Available, which an absent property means yes; MQTT
+    /// 3.1.1 announces nothing: false). It may change <see cref="Subscriptions"/> and <see cref="StaleSubscriptions"/>
+    /// (the manager chooses between shared and plain filters here).
+    /// </summary>
+    public Action<bool>? Subscribing { get; set; }
+
     /// <summary>Received messages waiting for the handler; when full, MQTTnet stops taking messages from the broker.</summary>
     public int ReceiveQueueCapacity { get; set; } = 1024;
 
@@ -78,6 +86,13 @@ public sealed class BrokerOptions
     public int MaxBatch { get; set; } = 256;
 
     public TimeSpan ReconnectDelay { get; set; } = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>
+    /// Whether a connection that was made and then lost is made again (the default). False for a connection that only
+    /// borrows another client's session: when the broker hands that session back to its owner (a connect with the same
+    /// client id takes it over), connecting again would take it from the owner in turn.
+    /// </summary>
+    public bool ReconnectAfterLoss { get; set; } = true;
 
     public TimeSpan MaxReconnectDelay { get; set; } = TimeSpan.FromSeconds(30);
 

@@ -21,6 +21,7 @@ public static class MessagingServiceCollectionExtensions
         services.TryAddSingleton<LatentInvoker>();
         services.TryAddSingleton<InboundHandler>();
         services.AddHostedService<MqttBridgeHostedService>();
+        services.AddHostedService<SessionRecovery>();
 
         return services;
     }

@@ -91,6 +91,8 @@ public static class ManagerApp
                     mqtt.ProtocolVersion = config.MqttProtocolVersion;
                     mqtt.OperationTimeout = config.MqttTimeout;
                     mqtt.ShareGroup = config.MqttShareGroup;
+                    mqtt.ShareGroupIfOffered = config.MqttShareGroupIfOffered;
+                    mqtt.SessionStaleTimeout = config.NodeStaleTimeout;
                     mqtt.Tls = config.MqttTls;
                     mqtt.InvokeTimeout = config.InvokeTimeout;
                 },

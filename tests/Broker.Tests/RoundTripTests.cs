@@ -168,6 +168,28 @@ public sealed class RoundTripTests
         (await inbox.NothingAsync(TimeSpan.FromMilliseconds(300), ct)).ShouldBeTrue();
     }
 
+    /// <summary>mosquitto offers shared subscriptions to MQTT 5 clients (its CONNACK has no such property: absent means
+    /// yes); MQTT 3.1.1 has no way to say so. The choice is made before subscribing.</summary>
+    [Theory]
+    [InlineData(MqttProtocolVersion.V500, true)]
+    [InlineData(MqttProtocolVersion.V311, false)]
+    public async Task GivenAConnect_WhenTheBrokerAnswers_ThenSubscribingLearnsWhetherSharedSubscriptionsAreOffered(MqttProtocolVersion version, bool expected)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var options = TestBroker.Options(version);
+        var offered = new List<bool>();
+        options.Subscribing = shared =>
+        {
+            offered.Add(shared);
+            options.Subscriptions.Add((TestBroker.UniqueTopic("subscribing"), MqttQualityOfServiceLevel.AtLeastOnce));
+        };
+        await using var connection = new BrokerConnection(options);
+        await connection.StartAsync(ct);
+        offered.ShouldBe([expected]);
+        connection.SharedSubscriptionsAvailable.ShouldBe(expected);
+        options.Subscriptions.Count.ShouldBe(1);
+    }
+
     [Fact]
     public async Task GivenNoBroker_WhenPublishing_ThenItWaitsForTheConnection_AndTimesOutWithAClearError()
     {

@@ -21,10 +21,15 @@ public sealed class ManagerNodesTests
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
-    [Fact]
-    public async Task TwoNodes_ShareTheApiAndTheWork_AndTheSurvivorFinishesAKilledNodesTasks()
+    /// <param name="shareGroup">MANAGER_MQTT_SHARE_GROUP on both nodes (empty: plain subscriptions). With a group the
+    /// broker keeps giving the killed node's session its turn of the results; the survivor recovers that session
+    /// (Mqtt.SessionRecovery) once the node was not seen for MANAGER_NODE_STALE_TIMEOUT.</param>
+    [Theory]
+    [InlineData("")]
+    [InlineData("propeller-manager")]
+    public async Task TwoNodes_ShareTheApiAndTheWork_AndTheSurvivorFinishesAKilledNodesTasks(string shareGroup)
     {
-        await using var cluster = await Cluster.StartAsync("e2e_nodes", Wolverine, Ct);
+        await using var cluster = await Cluster.StartAsync("e2e_nodes", new Dictionary<string, string>(Wolverine) { ["MANAGER_MQTT_SHARE_GROUP"] = shareGroup }, Ct);
         var a = cluster.Http;
         var (b, _) = await cluster.StartManagerNodeAsync("manager-b", null, Ct);
         await using var proplets = await SimulatedProplets.StartAsync(cluster.Tenant, 3, Ct);
@@ -98,6 +103,16 @@ public sealed class ManagerNodesTests
         await WaitTerminalAsync(cluster, _ => b, started, TimeSpan.FromSeconds(90));
         await cluster.WaitUntilAsync(
             "no durable message left unhandled", async () => await UnhandledEnvelopesAsync(cluster.Schema) == 0, TimeSpan.FromSeconds(60), Ct);
+
+        if (shareGroup.Length > 0)
+        {
+            // The killed node's session, whatever it held, was drained and ended by the survivor.
+            await cluster.WaitUntilAsync(
+                "the survivor to recover the killed node's broker session",
+                async () => (await b.GetStringAsync("/metrics", Ct)).Split('\n').Any(l => l.StartsWith("mqtt_sessions_recovered ", StringComparison.Ordinal) && l != "mqtt_sessions_recovered 0"),
+                TimeSpan.FromSeconds(60),
+                Ct);
+        }
 
         var all = ids.Append(first).Concat(started).ToList();
         var counts = await EventCountsAsync(cluster.Schema);

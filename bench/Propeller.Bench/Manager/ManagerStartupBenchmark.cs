@@ -71,7 +71,7 @@ internal static class ManagerStartupBenchmark
         info.Environment["MANAGER_HTTP_HOST"] = "127.0.0.1";
         info.Environment["MANAGER_HTTP_PORT"] = port.ToString(CultureInfo.InvariantCulture);
         info.Environment["MANAGER_MQTT_ADDRESS"] = Environment.GetEnvironmentVariable("PROPELLER_TEST_MQTT") is { Length: > 0 } m ? m : "tcp://127.0.0.1:51883";
-        info.Environment["MANAGER_TENANT_ID"] = "startup";
+        info.Environment["MANAGER_TENANT_ID"] = "startup-" + schema; // one tenant per database: no other database's node shares its MQTT share group
         info.Environment["MANAGER_ENTITY_ID"] = "manager-startup-" + schema;
         info.Environment["MANAGER_MQTT_QOS"] = "1";
         info.Environment["EventStore__ConnectionString"] = BenchManager.Database;

@@ -44,6 +44,20 @@ public sealed class InboundHandler(
     private readonly string _base = options.Value.BaseTopic + "/";
     private readonly string _schema = Sql.Identifier(storeOptions.Value.Schema);
 
+    /// <summary>A broker connection's handler that hands batches to <see cref="AcceptBatchAsync"/> and logs (with the
+    /// first topic) what fails there; the batch is then acknowledged, and handled again only if redelivered.</summary>
+    public Func<IReadOnlyList<ReceivedMessage>, CancellationToken, ValueTask> Guarded(ILogger log) => async (messages, token) =>
+    {
+        try
+        {
+            await AcceptBatchAsync(messages, token);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            MqttBridgeLog.HandlerFailed(log, ex, messages[0].Topic);
+        }
+    };
+
     /// <summary>
     /// Parses, checks and handles messages; returns once their effects are committed (so before the broker connection
     /// acknowledges them). A message whose effect cannot be stored because PostgreSQL is unreachable is retried until it

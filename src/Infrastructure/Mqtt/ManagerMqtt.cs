@@ -23,36 +23,58 @@ public sealed class ManagerMqtt : IMessagePublisher, IAsyncDisposable
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(loggers);
         _options = options.Value;
-        var connection = new BrokerOptions
+        var connection = SessionOptions(_options, _options.EntityId);
+        connection.Will = new BrokerWill(
+            Topics.Of(_options.BaseTopic, Topics.PropletAlive),
+            System.Text.Encoding.UTF8.GetBytes($$"""{"status":"offline","proplet_id":"{{_options.EntityId}}"}"""));
+        // Chosen at each connect, once the broker has said whether it offers shared subscriptions.
+        connection.Subscribing = offered =>
         {
-            ClientId = _options.EntityId,
-            Username = _options.EntityId,
-            Password = _options.ApiKey,
-            ProtocolVersion = _options.ProtocolVersion,
-            CleanStart = false,
-            SessionExpiryInterval = 7 * 24 * 3600,
-            OperationTimeout = _options.OperationTimeout,
-            MaxInflight = _options.MaxInflight,
-            Will = new BrokerWill(
-                Topics.Of(_options.BaseTopic, Topics.PropletAlive),
-                System.Text.Encoding.UTF8.GetBytes($$"""{"status":"offline","proplet_id":"{{_options.EntityId}}"}""")),
-        }.WithAddress(_options.Address);
-        connection.Tls = _options.Tls ?? connection.Tls;
-        var (filters, stale) = Filters(_options.BaseTopic, _options.ShareGroup);
-        foreach (var filter in filters)
-        {
-            connection.Subscriptions.Add((filter, _options.QualityOfService));
-        }
+            var group = _options.ShareGroup is { Length: > 0 } name && (offered || !_options.ShareGroupIfOffered) ? name : null;
+            var (filters, stale) = Filters(_options.BaseTopic, group);
+            connection.Subscriptions.Clear();
+            foreach (var filter in filters)
+            {
+                connection.Subscriptions.Add((filter, _options.QualityOfService));
+            }
 
-        foreach (var filter in stale)
-        {
-            connection.StaleSubscriptions.Add(filter);
-        }
+            connection.StaleSubscriptions.Clear();
+            foreach (var filter in stale)
+            {
+                connection.StaleSubscriptions.Add(filter);
+            }
+
+            ShareGroup = group;
+        };
 
         Connection = new BrokerConnection(connection, loggers.CreateLogger<BrokerConnection>(), time);
     }
 
     public BrokerConnection Connection { get; }
+
+    /// <summary>The share group of the current connection's subscriptions; null: plain (no group configured, or the
+    /// broker did not offer shared subscriptions to the default one).</summary>
+    public string? ShareGroup { get; private set; }
+
+    /// <summary>A manager node's persistent session: kept for 7 days while the node is away, under its entity id (the
+    /// client id; also the username, with MANAGER_API_KEY as password). <see cref="SessionRecovery"/> borrows another node's
+    /// session with these settings.</summary>
+    internal static BrokerOptions SessionOptions(MqttBridgeOptions options, string clientId)
+    {
+        var connection = new BrokerOptions
+        {
+            ClientId = clientId,
+            Username = clientId,
+            Password = options.ApiKey,
+            ProtocolVersion = options.ProtocolVersion,
+            CleanStart = false,
+            SessionExpiryInterval = 7 * 24 * 3600,
+            OperationTimeout = options.OperationTimeout,
+            MaxInflight = options.MaxInflight,
+        }.WithAddress(options.Address);
+        connection.Tls = options.Tls ?? connection.Tls;
+        return connection;
+    }
 
     /// <summary>The group name the docs suggest for MANAGER_MQTT_SHARE_GROUP; a kept session's subscriptions in it are
     /// removed when the node runs with another group or none.</summary>

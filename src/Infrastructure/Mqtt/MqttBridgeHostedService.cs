@@ -11,17 +11,7 @@ internal sealed class MqttBridgeHostedService(ManagerMqtt mqtt, InboundHandler h
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        mqtt.Inbound = async (messages, token) =>
-        {
-            try
-            {
-                await handler.AcceptBatchAsync(messages, token);
-            }
-            catch (Exception ex) when (ex is not OperationCanceledException)
-            {
-                MqttBridgeLog.HandlerFailed(logger, ex, messages[0].Topic);
-            }
-        };
+        mqtt.Inbound = handler.Guarded(logger);
 
         try
         {

@@ -45,5 +45,16 @@ public sealed class MqttBridgeOptions
     /// </summary>
     public string? ShareGroup { get; set; }
 
+    /// <summary>Use <see cref="ShareGroup"/> only when the broker offers shared subscriptions at connect (MQTT 5's
+    /// CONNACK), plain subscriptions otherwise: the default, when MANAGER_MQTT_SHARE_GROUP is unset.</summary>
+    public bool ShareGroupIfOffered { get; set; }
+
+    /// <summary>
+    /// How long a manager node may go without marking its broker session alive before another node recovers that
+    /// session (<see cref="SessionRecovery"/>; MANAGER_NODE_STALE_TIMEOUT, the same timeout after which Wolverine declares
+    /// the node dead). Each node marks its own every fifth of this.
+    /// </summary>
+    public TimeSpan SessionStaleTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
     public string BaseTopic => Contracts.Mqtt.Topics.Base(Tenant, Channel);
 }

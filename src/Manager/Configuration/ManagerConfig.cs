@@ -31,10 +31,15 @@ internal sealed record ManagerConfig
 
     /// <summary>
     /// MANAGER_MQTT_SHARE_GROUP (or config.toml [manager] mqtt_share_group): the MQTT shared-subscription group of the
-    /// manager nodes of one deployment, so that each result, discovery and metrics message reaches one node; null
-    /// (unset or empty, the default): plain subscriptions, every node receives everything (docs/operations.md).
+    /// manager nodes of one deployment, so that each result, discovery and metrics message reaches one node. Unset (the
+    /// default): <c>propeller-manager</c> when the broker offers shared subscriptions (MQTT 5;
+    /// <see cref="MqttShareGroupIfOffered"/>), else plain subscriptions; a name: that group, always; empty or
+    /// <c>none</c>: null, plain subscriptions, every node receives everything (docs/operations.md).
     /// </summary>
-    public string? MqttShareGroup { get; init; }
+    public string? MqttShareGroup { get; init; } = Infrastructure.Mqtt.ManagerMqtt.SuggestedShareGroup;
+
+    /// <summary>True when <see cref="MqttShareGroup"/> is the default, used only if the broker offers shared subscriptions.</summary>
+    public bool MqttShareGroupIfOffered { get; init; } = true;
 
     /// <summary>MANAGER_MQTT_TLS_*: set when a CA file is given, a client certificate or the insecure flag (or ssl://).</summary>
     public BrokerTls? MqttTls { get; init; }
@@ -138,7 +143,8 @@ internal sealed record ManagerConfig
         var configFile = Get("MANAGER_CONFIG_FILE");
         string? durabilityToml = null;
         var durabilityRaw = Get("MANAGER_DURABILITY_MODE");
-        // Set but empty means "no group" (plain subscriptions), so it is read without Get, which treats empty as unset.
+        // Set but empty means "no group" (plain subscriptions), unset the default group if the broker offers it, so it is
+        // read without Get, which treats empty as unset.
         var shareGroup = configuration["MANAGER_MQTT_SHARE_GROUP"]?.Trim();
         var tomlPath = Path.Combine(workingDirectory, configFile ?? "config.toml");
         if (tenant is null || channel is null || entity is null || apiKey is null || durabilityRaw is null || shareGroup is null || configFile is not null)
@@ -289,7 +295,13 @@ internal sealed record ManagerConfig
                 ? version
                 : Fail(MqttProtocolVersion.V500, $"MANAGER_MQTT_PROTOCOL_VERSION must be 5 or 3.1.1 (got '{Get("MANAGER_MQTT_PROTOCOL_VERSION")}')"),
             MqttTimeout = Duration("MANAGER_MQTT_TIMEOUT", TimeSpan.FromSeconds(30)),
-            MqttShareGroup = shareGroup is { Length: > 0 } ? shareGroup : null,
+            MqttShareGroup = shareGroup switch
+            {
+                null => Infrastructure.Mqtt.ManagerMqtt.SuggestedShareGroup,
+                "" or "none" => null,
+                _ => shareGroup,
+            },
+            MqttShareGroupIfOffered = shareGroup is null,
             Tenant = tenant ?? "default",
             Channel = channel ?? "default",
             EntityId = entity ?? $"manager-{Environment.MachineName}",

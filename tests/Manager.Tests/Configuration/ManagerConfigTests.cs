@@ -92,15 +92,20 @@ public sealed class ManagerConfigTests : IDisposable
     }
 
     [Fact]
-    public void ShareGroup_IsOffByDefault_SetFromTheEnvironmentOrConfigToml_AndEmptyTurnsItOff()
+    public void ShareGroup_IsTheSuggestedOneIfTheBrokerOffersIt_SetFromTheEnvironmentOrConfigToml_AndEmptyOrNoneTurnsItOff()
     {
-        Load().MqttShareGroup.ShouldBeNull();
-        Load(("MANAGER_MQTT_SHARE_GROUP", "propeller-manager")).MqttShareGroup.ShouldBe("propeller-manager");
+        Load().MqttShareGroup.ShouldBe("propeller-manager");
+        Load().MqttShareGroupIfOffered.ShouldBeTrue();
+        Load(("MANAGER_MQTT_SHARE_GROUP", "propeller-manager")).MqttShareGroupIfOffered.ShouldBeFalse("a group named is used whatever the broker announces");
+        Load(("MANAGER_MQTT_SHARE_GROUP", "nodes")).MqttShareGroup.ShouldBe("nodes");
 
         File.WriteAllText(Path.Combine(_dir, "config.toml"), "[manager]\nmqtt_share_group = \"nodes\"\n");
         Load().MqttShareGroup.ShouldBe("nodes");
         Load(("MANAGER_MQTT_SHARE_GROUP", "")).MqttShareGroup.ShouldBeNull("an empty value set in the environment turns the group off");
+        File.WriteAllText(Path.Combine(_dir, "config.toml"), "[manager]\nmqtt_share_group = \"\"\n");
+        Load().MqttShareGroup.ShouldBeNull("an empty value in config.toml turns the group off");
         File.Delete(Path.Combine(_dir, "config.toml"));
+        Load(("MANAGER_MQTT_SHARE_GROUP", "none")).MqttShareGroup.ShouldBeNull();
 
         Should.Throw<ManagerConfigurationException>(() => Load(("MANAGER_MQTT_SHARE_GROUP", "a/b"))).Message.ShouldContain("MANAGER_MQTT_SHARE_GROUP must not contain");
     }

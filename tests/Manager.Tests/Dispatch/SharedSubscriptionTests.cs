@@ -10,7 +10,7 @@ namespace Propeller.Manager.Tests.Dispatch;
 
 /// <summary>
 /// Two manager nodes on one database and the real mosquitto (MANAGER_MQTT_SHARE_GROUP, docs/operations.md): with a share
-/// group each result reaches one node, so a task's history holds no <c>task.result_ignored.v1</c>; without one both nodes
+/// group (the default on MQTT 5) each result reaches one node, so a task's history holds no <c>task.result_ignored.v1</c>; without one both nodes
 /// receive every result and the second records it as ignored (the contrast shows the first case is not luck).
 /// </summary>
 public sealed class SharedSubscriptionTests
@@ -21,24 +21,19 @@ public sealed class SharedSubscriptionTests
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
+    /// <param name="group">MANAGER_MQTT_SHARE_GROUP; null: unset, the default group when the broker offers shared
+    /// subscriptions (mosquitto does to MQTT 5 clients; MQTT 3.1.1 cannot say so, so the default is plain there).</param>
     [Theory]
     [InlineData("5", "propeller-manager", 0)]
     [InlineData("3.1.1", "propeller-manager", 0)]
+    [InlineData("5", null, 0)]
+    [InlineData("3.1.1", null, 1)]
     [InlineData("5", "", 1)]
-    public async Task TwoNodes_RecordEachResultOnce_WhenTheyShareAGroup(string protocol, string group, int ignoredPerTask)
+    public async Task TwoNodes_RecordEachResultOnce_WhenTheyShareAGroup(string protocol, string? group, int ignoredPerTask)
     {
         var tenant = "t" + Guid.NewGuid().ToString("N")[..12];
         var baseTopic = $"m/{tenant}/c/ch";
-        Dictionary<string, string> Node(string name) => new()
-        {
-            ["MANAGER_MQTT_ADDRESS"] = Broker,
-            ["MANAGER_TENANT_ID"] = tenant,
-            ["MANAGER_CHANNEL_ID"] = "ch",
-            ["MANAGER_ENTITY_ID"] = $"manager-{tenant}-{name}",
-            ["MANAGER_MQTT_QOS"] = "1",
-            ["MANAGER_MQTT_PROTOCOL_VERSION"] = protocol,
-            ["MANAGER_MQTT_SHARE_GROUP"] = group,
-        };
+        Dictionary<string, string> Node(string name) => NodeSettings(tenant, name, protocol, group);
 
         await using var a = await ManagerServer.StartAsync("api_shared_subscriptions", Node("a"));
         await using var b = await ManagerServer.StartAsync("api_shared_subscriptions", Node("b"), dropSchema: false);
@@ -81,6 +76,111 @@ public sealed class SharedSubscriptionTests
             types.Count(t => t == "task.result_ignored.v1").ShouldBe(ignoredPerTask, $"task {id}: {string.Join(", ", types)}");
         }
     }
+
+    /// <summary>
+    /// A node that stopped (and is not started again) keeps its persistent session, and mosquitto keeps giving that
+    /// session its turn of the group's results: without recovery about every second task here would stay Running. The
+    /// other node recovers the session once it was not marked alive for MANAGER_NODE_STALE_TIMEOUT (Mqtt.SessionRecovery):
+    /// every task completes, the recovered messages show in /metrics, and the broker no longer holds the session.
+    /// </summary>
+    [Theory]
+    [InlineData("5")]
+    [InlineData("3.1.1")]
+    public async Task AStoppedNodesSession_IsRecoveredByTheLiveNode_SoItsShareOfTheResultsIsHandled(string protocol)
+    {
+        var tenant = "t" + Guid.NewGuid().ToString("N")[..12];
+        var baseTopic = $"m/{tenant}/c/ch";
+        Dictionary<string, string> Node(string name)
+        {
+            var settings = NodeSettings(tenant, name, protocol, "propeller-manager");
+            settings["MANAGER_NODE_STALE_TIMEOUT"] = "2s";
+            return settings;
+        }
+
+        var a = await ManagerServer.StartAsync("api_session_recovery", Node("a"));
+        await using var b = await ManagerServer.StartAsync("api_session_recovery", Node("b"), dropSchema: false);
+        var propletId = Guid.NewGuid().ToString();
+        await using var proplet = await StartPropletAsync(baseTopic, propletId);
+        await EventuallyAsync("the proplet to be alive on both nodes", async () => await AliveAsync(a.Client, propletId) && await AliveAsync(b.Client, propletId));
+        await a.DisposeAsync();
+
+        var ids = new List<string>();
+        for (var i = 0; i < Tasks; i++)
+        {
+            using var created = await b.Client.PostAsync("/tasks", new StringContent("""{"name":"main","inputs":[1]}""", Encoding.UTF8, "application/json"), Ct);
+            var id = (await created.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetString()!;
+            using var started = await b.Client.PostAsync($"/tasks/{id}/start", null, Ct);
+            started.StatusCode.ShouldBe(HttpStatusCode.OK);
+            ids.Add(id);
+        }
+
+        await EventuallyAsync($"{Tasks} tasks to complete on the live node", async () =>
+        {
+            foreach (var id in ids)
+            {
+                if (!(await TypesAsync(b.Client, id)).Contains("task.completed.v1"))
+                {
+                    return false;
+                }
+            }
+
+            return true;
+        });
+
+        await EventuallyAsync("the stopped node's session to be recovered", async () => MetricValue(await b.Client.GetStringAsync("/metrics", Ct), "mqtt_sessions_recovered") >= 1);
+        var metrics = await b.Client.GetStringAsync("/metrics", Ct);
+        TestContext.Current.TestOutputHelper?.WriteLine($"recovered messages: {MetricValue(metrics, "mqtt_session_messages_recovered")}");
+        MetricValue(metrics, "mqtt_session_messages_recovered").ShouldBeGreaterThan(0, "the stopped node's session held some of the results");
+
+        // The broker dropped the session (MQTT 5: one second after the recovery's DISCONNECT): connecting under the
+        // stopped node's id finds none.
+        await Task.Delay(TimeSpan.FromSeconds(3), Ct);
+        var present = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+        BrokerOptions.TryParseProtocolVersion(protocol, out var version).ShouldBeTrue();
+        await using var probe = new BrokerConnection(new BrokerOptions
+        {
+            ClientId = $"manager-{tenant}-a",
+            CleanStart = false,
+            ProtocolVersion = version,
+            SessionExpiryInterval = 60,
+        }.WithAddress(Broker))
+        {
+            Connected = (sessionPresent, _) =>
+            {
+                present.TrySetResult(sessionPresent);
+                return Task.CompletedTask;
+            },
+        };
+        await probe.StartAsync(Ct);
+        (await present.Task.WaitAsync(TimeSpan.FromSeconds(10), Ct)).ShouldBeFalse("the recovered session was ended");
+        await probe.EndSessionAsync(Ct);
+    }
+
+    /// <summary>A node of the tenant's deployment: its entity id, QoS 1, the protocol; <paramref name="group"/> null leaves
+    /// MANAGER_MQTT_SHARE_GROUP unset.</summary>
+    private static Dictionary<string, string> NodeSettings(string tenant, string name, string protocol, string? group)
+    {
+        var settings = new Dictionary<string, string>
+        {
+            ["MANAGER_MQTT_ADDRESS"] = Broker,
+            ["MANAGER_TENANT_ID"] = tenant,
+            ["MANAGER_CHANNEL_ID"] = "ch",
+            ["MANAGER_ENTITY_ID"] = $"manager-{tenant}-{name}",
+            ["MANAGER_MQTT_QOS"] = "1",
+            ["MANAGER_MQTT_PROTOCOL_VERSION"] = protocol,
+        };
+        if (group is not null)
+        {
+            settings["MANAGER_MQTT_SHARE_GROUP"] = group;
+        }
+
+        return settings;
+    }
+
+    /// <summary>The value of an unlabelled series in Prometheus text (0 when absent).</summary>
+    private static double MetricValue(string metrics, string name) =>
+        metrics.Split('\n').Where(l => l.StartsWith(name + " ", StringComparison.Ordinal))
+            .Select(l => double.Parse(l[(name.Length + 1)..], System.Globalization.CultureInfo.InvariantCulture)).DefaultIfEmpty(0).Single();
 
     [Fact]
     public void Filters_ShareResultsDiscoveryAndMetrics_KeepHeartbeatsAndInvocationAnswersPlain_AndNameWhatAKeptSessionMayHold()
