@@ -75,7 +75,16 @@ internal sealed partial class SessionRecovery(
                     await MarkAliveAsync(options.EntityId, stoppingToken);
                     while (!stoppingToken.IsCancellationRequested && await ClaimAsync(options.EntityId, options.SessionStaleTimeout, stoppingToken) is { } gone)
                     {
-                        await RecoverAsync(gone, stoppingToken);
+                        try
+                        {
+                            await RecoverAsync(gone, stoppingToken);
+                        }
+                        catch
+                        {
+                            // Let another round (here or on another node) try at once rather than after the claim timeout.
+                            await ReleaseAsync(gone, options.EntityId);
+                            throw;
+                        }
                     }
                 }
                 catch (Exception ex) when (ex is NpgsqlException or TimeoutException or InvalidOperationException or MQTTnet.Exceptions.MqttCommunicationException
@@ -118,6 +127,23 @@ internal sealed partial class SessionRecovery(
         command.Parameters.Add(new NpgsqlParameter { Value = stale });
         command.Parameters.Add(new NpgsqlParameter { Value = ClaimTimeout });
         return await command.ExecuteScalarAsync(cancellationToken) as string;
+    }
+
+    /// <summary>Gives up this node's claim (best effort: an error leaves it to expire).</summary>
+    private async Task ReleaseAsync(string clientId, string self)
+    {
+        try
+        {
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+            await using var command = dataSource.CreateCommand($"update {_table} set claimed_by = null, claimed_at = null where client_id = $1 and claimed_by = $2");
+            command.Parameters.Add(new NpgsqlParameter { Value = clientId });
+            command.Parameters.Add(new NpgsqlParameter { Value = self });
+            await command.ExecuteNonQueryAsync(timeout.Token);
+        }
+        catch (Exception ex) when (ex is NpgsqlException or OperationCanceledException or TimeoutException)
+        {
+            Log.RoundFailed(_logger, ex);
+        }
     }
 
     private async Task RecoverAsync(string clientId, CancellationToken cancellationToken)
