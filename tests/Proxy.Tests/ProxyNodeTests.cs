@@ -132,10 +132,7 @@ public sealed class ProxyNodeTests : IAsyncLifetime
     {
         var node = await StartProxyAsync(chunkSize: 16);
         var app = await PushAsync("again", Modules.Addition);
-        var proplet = new PropletNode(PropletSettings(), NullLoggerFactory.Instance, TimeProvider.System);
-        _owned.Add(proplet);
-        await proplet.StartAsync(Ct);
-        await _observer.SubscribeAsync(Topics.Of(BaseTopic, Topics.Results), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
+        await StartPropletAsync();
         var sha = Convert.ToHexStringLower(SHA256.HashData(Modules.Addition));
 
         var first = await RunAdditionAsync("img-first", app);
@@ -308,13 +305,9 @@ public sealed class ProxyNodeTests : IAsyncLifetime
     {
         var proxy = await StartProxyAsync(chunkSize: 16, binaryChunks: binaryChunks);
         var app = await PushAsync("run", Modules.Addition);
-        var proplet = new PropletNode(PropletSettings(), NullLoggerFactory.Instance, TimeProvider.System);
-        _owned.Add(proplet);
-        await proplet.StartAsync(Ct);
-        await _observer.SubscribeAsync(Topics.Of(BaseTopic, Topics.Results), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
+        await StartPropletAsync();
 
-        var start = new StartMessage { Id = "img-task", Name = "main", ImageUrl = app, Inputs = ["20", "22"] };
-        await _observer.PublishAsync(Topics.Of(BaseTopic, Topics.Start), JsonSerializer.SerializeToUtf8Bytes(start), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
+        await StartTaskAsync("img-task", app);
 
         var result = await NextOnAsync(Topics.Results);
         result.GetProperty("error").ValueKind.ShouldBe(JsonValueKind.Null, result.GetRawText());
@@ -332,10 +325,7 @@ public sealed class ProxyNodeTests : IAsyncLifetime
         var lost = 0;
         proxy.LoseChunk = (_, index) => index == 3 && Interlocked.Exchange(ref lost, 1) == 0;
         var app = await PushAsync("lost", Padded(Modules.Addition, 40 * 1024));
-        var proplet = new PropletNode(PropletSettings() with { ChunkStall = TimeSpan.FromMilliseconds(300) }, NullLoggerFactory.Instance, TimeProvider.System);
-        _owned.Add(proplet);
-        await proplet.StartAsync(Ct);
-        await _observer.SubscribeAsync(Topics.Of(BaseTopic, Topics.Results), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
+        await StartPropletAsync(PropletSettings() with { ChunkStall = TimeSpan.FromMilliseconds(300) });
 
         var requests = await RunAdditionAsync("img-lost", app);
 
@@ -395,13 +385,9 @@ public sealed class ProxyNodeTests : IAsyncLifetime
         var proxy = await StartProxyAsync(chunkSize: 1024);
         var module = Padded(Modules.Addition, 40 * 1024);
         var app = await PushAsync("mixed", module);
-        var proplet = new PropletNode(PropletSettings(), NullLoggerFactory.Instance, TimeProvider.System);
-        _owned.Add(proplet);
-        await proplet.StartAsync(Ct);
-        await _observer.SubscribeAsync(Topics.Of(BaseTopic, Topics.Results), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
+        await StartPropletAsync();
 
-        var start = new StartMessage { Id = "img-mixed", Name = "main", ImageUrl = app, Inputs = ["20", "22"] };
-        await _observer.PublishAsync(Topics.Of(BaseTopic, Topics.Start), JsonSerializer.SerializeToUtf8Bytes(start), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
+        await StartTaskAsync("img-mixed", app);
         await RequestAsync(app);
         var json = new SortedDictionary<int, byte[]>();
         var total = int.MaxValue;
@@ -431,17 +417,13 @@ public sealed class ProxyNodeTests : IAsyncLifetime
     public async Task GivenABinaryChunkCorruptedOnTheWay_WhenThePropletAssemblesTheImage_ThenTheTaskFailsVerification()
     {
         // No proxy: the observer answers the proplet's request with binary chunks, one byte of chunk 1 flipped.
-        var proplet = new PropletNode(PropletSettings(), NullLoggerFactory.Instance, TimeProvider.System);
-        _owned.Add(proplet);
-        await proplet.StartAsync(Ct);
-        await _observer.SubscribeAsync(Topics.Of(BaseTopic, Topics.Results), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
+        await StartPropletAsync();
         const string app = "127.0.0.1:1/test/corrupted:v1";
         var corrupted = Modules.Addition.ToArray();
         corrupted[20] ^= 0x01;
         var chunks = new BinaryChunks(corrupted, Convert.ToHexStringLower(SHA256.HashData(Modules.Addition)), 16);
 
-        var start = new StartMessage { Id = "img-corrupted", Name = "main", ImageUrl = app, Inputs = ["20", "22"] };
-        await _observer.PublishAsync(Topics.Of(BaseTopic, Topics.Start), JsonSerializer.SerializeToUtf8Bytes(start), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
+        await StartTaskAsync("img-corrupted", app);
         var request = JsonSerializer.Deserialize<RegistryRequestMessage>((await NextMessageOnAsync(Topics.RegistryRequest)).Payload.Span)!;
         request.Formats.ShouldBe(["binary"]);
         for (var i = 0; i < chunks.Layout.Total; i++)
@@ -460,10 +442,7 @@ public sealed class ProxyNodeTests : IAsyncLifetime
         var app = await PushAsync("malformed", Modules.Addition);
         var logs = new LogLines();
         using var loggers = LoggerFactory.Create(builder => builder.AddProvider(logs));
-        var proplet = new PropletNode(PropletSettings(), loggers, TimeProvider.System);
-        _owned.Add(proplet);
-        await proplet.StartAsync(Ct);
-        await _observer.SubscribeAsync(Topics.Of(BaseTopic, Topics.Results), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
+        await StartPropletAsync(loggers: loggers);
         string[] junk = ["no header", "{\"app_name\":\n", """{"app_name":"x","chunk_idx":0,"total_chunks":1,"length":9}""" + "\nabc", "\n"];
 
         foreach (var payload in junk)
@@ -488,8 +467,7 @@ public sealed class ProxyNodeTests : IAsyncLifetime
     /// checks that its result is 42, and returns the registry requests seen meanwhile.</summary>
     private async Task<List<RegistryRequestMessage>> RunAdditionAsync(string id, string app)
     {
-        var start = new StartMessage { Id = id, Name = "main", ImageUrl = app, Inputs = ["20", "22"] };
-        await _observer.PublishAsync(Topics.Of(BaseTopic, Topics.Start), JsonSerializer.SerializeToUtf8Bytes(start), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
+        await StartTaskAsync(id, app);
         var requests = new List<RegistryRequestMessage>();
         while (true)
         {
@@ -531,14 +509,10 @@ public sealed class ProxyNodeTests : IAsyncLifetime
     public async Task GivenAProplet_WhenTheImageIsUnknown_ThenTheTaskFailsWithTheProxysReason()
     {
         await StartProxyAsync(chunkSize: 512);
-        var proplet = new PropletNode(PropletSettings(), NullLoggerFactory.Instance, TimeProvider.System);
-        _owned.Add(proplet);
-        await proplet.StartAsync(Ct);
-        await _observer.SubscribeAsync(Topics.Of(BaseTopic, Topics.Results), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
+        await StartPropletAsync();
         var app = $"{TestRegistry.Anonymous}/test/never-pushed:v1";
 
-        var start = new StartMessage { Id = "img-missing", Name = "main", ImageUrl = app };
-        await _observer.PublishAsync(Topics.Of(BaseTopic, Topics.Start), JsonSerializer.SerializeToUtf8Bytes(start), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
+        await StartTaskAsync("img-missing", app, inputs: false);
 
         var result = await NextOnAsync(Topics.Results);
         var error = result.GetProperty("error").GetString().ShouldNotBeNull();
@@ -555,6 +529,22 @@ public sealed class ProxyNodeTests : IAsyncLifetime
 
         json.ShouldBe("""{"app_name":"r/a:v1","chunk_idx":1,"total_chunks":2,"data":"+/8=","sha256":"abc","size":5}""");
         JsonSerializer.Deserialize<ChunkMessage>(json).ShouldBe(new ChunkMessage("r/a:v1", 1, 2, "+/8=") { Sha256 = "abc", Size = 5 });
+    }
+
+    /// <summary>Starts a proplet on the test's channel (disposed with the test) and subscribes the observer to the results.</summary>
+    private async Task StartPropletAsync(PropletSettings? settings = null, ILoggerFactory? loggers = null)
+    {
+        var proplet = new PropletNode(settings ?? PropletSettings(), loggers ?? NullLoggerFactory.Instance, TimeProvider.System);
+        _owned.Add(proplet);
+        await proplet.StartAsync(Ct);
+        await _observer.SubscribeAsync(Topics.Of(BaseTopic, Topics.Results), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
+    }
+
+    /// <summary>Starts task <paramref name="id"/>: main of the image <paramref name="app"/>, with the inputs 20 and 22 or none.</summary>
+    private Task StartTaskAsync(string id, string app, bool inputs = true)
+    {
+        var start = new StartMessage { Id = id, Name = "main", ImageUrl = app, Inputs = inputs ? ["20", "22"] : null };
+        return _observer.PublishAsync(Topics.Of(BaseTopic, Topics.Start), JsonSerializer.SerializeToUtf8Bytes(start), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
     }
 
     private PropletSettings PropletSettings() => new()

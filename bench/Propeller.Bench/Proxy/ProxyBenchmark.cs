@@ -71,7 +71,7 @@ internal static class ProxyBenchmark
             Qos = qos,
             MaxArtifactBytes = 256L << 20,
         };
-        await using var proxy = new ProxyNode(settings, NullLoggerFactory.Instance, TimeProvider.System);
+        await using var proxy = new ProxyNode(settings, NullLoggerFactory.Instance, TimeProvider.System) { BinaryChunks = format != "json" };
         await proxy.StartAsync(cancellationToken);
         var propletId = Guid.NewGuid().ToString();
         var discovered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -183,7 +183,7 @@ internal static class ProxyBenchmark
 
             string Ratio(string reference, string measured) =>
                 times.ContainsKey(reference) && times.ContainsKey(measured) ? (Median(reference) / Median(measured)).ToString("F2", CultureInfo.InvariantCulture) : "-";
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"proxy case=ratio proxy_vs_direct={Ratio("direct", "proxy")} (target >= 0.5) cached_vs_direct_again={Ratio("direct-again", "proxy-cached")} (target >= 1.0) json_proxy_vs_direct={Ratio("direct", "proxy-json")} json_cached_vs_direct_again={Ratio("direct-again", "proxy-cached-json")} binary_requests={proxy.Metrics.BinaryRequests} cache_hits={proxy.Metrics.CacheHits - hitsBefore} fetches={proxy.Metrics.Fetches - fetchesBefore} load={File.ReadAllText("/proc/loadavg").Trim()}"));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"proxy case=ratio proxy_vs_direct={Ratio("direct", "proxy")} (target >= 0.5) cached_vs_direct_again={Ratio("direct-again", "proxy-cached")} (target >= 1.0) json_proxy_vs_direct={Ratio("direct", "proxy-json")} json_cached_vs_direct_again={Ratio("direct-again", "proxy-cached-json")} binary_requests={proxy.Metrics.BinaryRequests} chunks_published={proxy.Metrics.Chunks} cache_hits={proxy.Metrics.CacheHits - hitsBefore} fetches={proxy.Metrics.Fetches - fetchesBefore} load={File.ReadAllText("/proc/loadavg").Trim()}"));
             return 0;
         }
         finally
