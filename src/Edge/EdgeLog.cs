@@ -10,7 +10,7 @@ internal static partial class EdgeLog
     [LoggerMessage(EventId = 8002, Level = LogLevel.Warning, Message = "Broker at {Address} not reachable (check PROPLET_MQTT_ADDRESS and the credentials); retrying in {Delay}: {Reason}")]
     public static partial void ConnectRetry(ILogger logger, string address, TimeSpan delay, string reason);
 
-    [LoggerMessage(EventId = 8003, Level = LogLevel.Information, Message = "Connected; subscribed to start, stop, invoke, registry/server and registry/failure")]
+    [LoggerMessage(EventId = 8003, Level = LogLevel.Information, Message = "Connected; subscribed to start, stop, invoke, registry/server, registry/failure and registry/chunk")]
     public static partial void Subscribed(ILogger logger);
 
     [LoggerMessage(EventId = 8004, Level = LogLevel.Information, Message = "Published discovery (session present: {SessionPresent})")]

@@ -1,4 +1,3 @@
-using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -33,10 +32,11 @@ catch (ConfigurationException ex)
 }
 
 // No file watching for configuration reloads (the proplet reads PROPLET_* and config.toml once): the watcher on the
-// content root is recursive and spent CPU on every write below the working directory.
-var hostConfiguration = new ConfigurationManager();
-hostConfiguration["hostBuilder:reloadConfigOnChange"] = "false";
-var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Configuration = hostConfiguration });
+// content root is recursive and spent CPU on every write below the working directory. Given as a command-line
+// argument, as the manager and the proxy do: set on a ConfigurationManager passed in the settings it was not applied
+// (20,382 inotify watches from a repository checkout, every registry push of the proxy benchmark processed by the
+// proplet; issue 17, session 11).
+var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = ["--hostBuilder:reloadConfigOnChange=false"] });
 builder.Logging.ClearProviders();
 if (settings.JsonLogs)
 {

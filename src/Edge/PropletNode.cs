@@ -199,7 +199,7 @@ public sealed class PropletNode : IAsyncDisposable
             MaxReconnectDelay = TimeSpan.FromSeconds(60),
             Will = new BrokerWill(Topics.Of(_settings.BaseTopic, Topics.PropletAlive), OfflinePayload(), _settings.Qos),
         }.WithAddress(_settings.MqttAddress);
-        foreach (var path in new[] { Topics.Start, Topics.Stop, Topics.Invoke, Topics.RegistryChunks, Topics.RegistryFailure })
+        foreach (var path in new[] { Topics.Start, Topics.Stop, Topics.Invoke, Topics.RegistryChunks, Topics.RegistryFailure, Topics.RegistryBinaryChunks })
         {
             options.Subscriptions.Add((Topics.Of(_settings.BaseTopic, path), _settings.Qos));
         }
@@ -282,6 +282,15 @@ public sealed class PropletNode : IAsyncDisposable
                     EdgeLog.Malformed(_logger, topic, rejected);
                 }
             }
+            else if (topic.Contains(Topics.RegistryBinaryChunks, StringComparison.Ordinal))
+            {
+                // Ours (docs/proxy.md): the binary chunks our proxy sends to a request that announced them.
+                var rejected = _chunks.AddBinary(message.Payload.Span);
+                if (rejected is not null)
+                {
+                    EdgeLog.Malformed(_logger, topic, rejected);
+                }
+            }
             else if (topic.Contains(Topics.RegistryFailure, StringComparison.Ordinal))
             {
                 // Ours (docs/proxy.md): the proxy cannot deliver an image; whoever waits for it fails now, not after 60 s.
@@ -311,7 +320,7 @@ public sealed class PropletNode : IAsyncDisposable
         _publisher.PublishAsync(
             Topics.PropletAlive, JsonSerializer.SerializeToUtf8Bytes(new AliveMessage(_settings.EntityId, "alive", _settings.Namespace)), cancellationToken);
 
-    /// <summary>The Prometheus series of the original (spec §4.2).</summary>
+    /// <summary>The Prometheus series of the original (spec §4.2), and ours: proplet_chunks_rejected_total.</summary>
     private List<(string Name, string Type, double Value)> Series()
     {
         using var process = System.Diagnostics.Process.GetCurrentProcess();
@@ -324,6 +333,7 @@ public sealed class PropletNode : IAsyncDisposable
             ("proplet_tasks_running", "gauge", _runner.RunningCount),
             ("proplet_mqtt_reconnects_total", "counter", Math.Max(0, Interlocked.Read(ref _connects) - 1)),
             ("proplet_wasm_fetch_bytes_total", "counter", _fetcher.FetchedBytes),
+            ("proplet_chunks_rejected_total", "counter", _chunks.Rejected),
             ("proplet_cpu_usage_ratio", "gauge", cpu.SystemPercent / 100),
             ("proplet_cpu_user_seconds", "gauge", process.UserProcessorTime.TotalSeconds),
             ("proplet_cpu_system_seconds", "gauge", process.PrivilegedProcessorTime.TotalSeconds),

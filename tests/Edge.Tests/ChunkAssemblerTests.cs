@@ -1,3 +1,5 @@
+using System.Text;
+using System.Text.Json;
 using Propeller.Contracts.Mqtt;
 using Propeller.Edge.Fetching;
 
@@ -342,4 +344,63 @@ public sealed class ChunkAssemblerTests
     }
 
     private static ChunkMessage Chunk(string app, int index, int total, byte[] data) => new(app, index, total, Convert.ToBase64String(data));
+
+    [Fact]
+    public async Task GivenJsonAndBinaryChunksOfOneImage_WhenTheyArriveMixedOutOfOrderWithDuplicates_ThenTheyMakeOneVerifiedAssembly()
+    {
+        // An old proplet's JSON request and ours (binary) for one image at once: ours reads both topics.
+        var assembler = new ChunkAssembler(1 << 20, _clock);
+        byte[] image = [1, 2, 3, 4, 5, 6, 7];
+        var sha = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(image));
+        var waiting = assembler.WaitAsync("m", _ => Task.CompletedTask, TimeSpan.FromMinutes(1), TestContext.Current.CancellationToken);
+
+        assembler.AddBinary(Binary("m", 2, 3, [7], sha, 7)).ShouldBeNull();
+        assembler.AddBinary(Binary("m", 1, 3, [4, 5, 6], sha, 7)).ShouldBeNull();
+        assembler.Add(Chunk("m", 1, 3, [9, 9, 9]) with { Sha256 = sha, Size = 7 }).ShouldBeNull(); // duplicate: the first copy wins
+        assembler.Add(Chunk("m", 0, 3, [1, 2, 3]) with { Sha256 = sha, Size = 7 }).ShouldBeNull();
+
+        var fetched = await waiting;
+        fetched.Bytes.ShouldBe(image);
+        fetched.Sha256.ShouldBe(sha);
+        assembler.Rejected.ShouldBe(0);
+    }
+
+    [Fact]
+    public void GivenACorruptedBinaryChunk_WhenItCompletesAnUnclaimedImage_ThenItFailsVerificationAndNothingIsKept()
+    {
+        var assembler = new ChunkAssembler(1 << 20, _clock, imageCacheBytes: 1 << 20);
+        byte[] image = [1, 2, 3, 4, 5, 6];
+        var sha = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(image));
+
+        assembler.AddBinary(Binary("x", 1, 3, [3, 0xFF], sha, 6)).ShouldBeNull();
+        assembler.AddBinary(Binary("x", 2, 3, [5, 6], sha, 6)).ShouldBeNull();
+        var rejected = assembler.AddBinary(Binary("x", 0, 3, [1, 2], sha, 6));
+
+        rejected.ShouldNotBeNull().ShouldStartWith($"image x failed verification: its chunks hash to sha256 {Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(new byte[] { 1, 2, 3, 0xFF, 5, 6 }))}");
+        assembler.Rejected.ShouldBe(1);
+        assembler.Count.ShouldBe(0);
+        assembler.VerifiedBytes.ShouldBe(0);
+    }
+
+    [Theory]
+    [InlineData("no header line", "the binary chunk has no header line")]
+    [InlineData("{\"app_name\":\"a\",\"chunk_idx\":0\n", "the binary chunk's header is not valid JSON")]
+    [InlineData("[1,2]\nxy", "the binary chunk's header is not valid JSON")]
+    [InlineData("null\n", "the binary chunk's header is null")]
+    [InlineData("{\"app_name\":\"a\",\"chunk_idx\":0,\"total_chunks\":1,\"length\":5}\nabc", "the binary chunk carries 3 bytes, its header says 5")]
+    [InlineData("{\"app_name\":\"a\",\"chunk_idx\":0,\"total_chunks\":1,\"length\":1}\nabc", "the binary chunk carries 3 bytes, its header says 1")]
+    [InlineData("{\"chunk_idx\":0,\"total_chunks\":1,\"length\":1}\nx", "app_name is required")]
+    [InlineData("{\"app_name\":\"a\",\"chunk_idx\":4,\"total_chunks\":2,\"length\":1}\nx", "chunk_idx 4 is out of range 0..1")]
+    public void GivenAMalformedBinaryChunk_WhenAdded_ThenItIsRejectedWithTheReasonAndCounted(string payload, string reason)
+    {
+        var assembler = new ChunkAssembler(1 << 20, _clock);
+
+        assembler.AddBinary(Encoding.UTF8.GetBytes(payload)).ShouldNotBeNull().ShouldStartWith(reason);
+
+        assembler.Rejected.ShouldBe(1);
+        assembler.Count.ShouldBe(0);
+    }
+
+    private static byte[] Binary(string app, int index, int total, byte[] data, string sha256, long size) =>
+        [.. JsonSerializer.SerializeToUtf8Bytes(new BinaryChunkHeader(app, index, total, data.Length) { Sha256 = sha256, Size = size }), BinaryChunkHeader.Separator, .. data];
 }

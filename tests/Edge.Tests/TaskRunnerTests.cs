@@ -138,8 +138,8 @@ public sealed class TaskRunnerTests : IAsyncDisposable
         Start(new { id = "oci", name = "main", image_url = "registry.local/add:v1", inputs = new[] { "20", "22" } });
 
         var request = await _published.NextAsync(Topics.RegistryRequest, TestContext.Current.CancellationToken);
-        request.GetRawText().ShouldBe("""{"app_name":"registry.local/add:v1"}""");
-        var bytes = Modules.Addition;
+        request.GetRawText().ShouldBe("""{"app_name":"registry.local/add:v1","formats":["binary"]}""");
+        var bytes = Modules.Addition; // answered as the original proxy does, which ignores formats: JSON chunks
         _chunks.Add(new ChunkMessage("registry.local/add:v1", 1, 2, Convert.ToBase64String(bytes[20..]))).ShouldBeNull();
         _chunks.Add(new ChunkMessage("registry.local/add:v1", 0, 2, Convert.ToBase64String(bytes[..20]))).ShouldBeNull();
 

@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using MQTTnet.Protocol;
 using Propeller.Broker;
@@ -131,10 +132,7 @@ public sealed class ProxyNodeTests : IAsyncLifetime
     {
         var node = await StartProxyAsync(chunkSize: 16);
         var app = await PushAsync("again", Modules.Addition);
-        var proplet = new PropletNode(PropletSettings(), NullLoggerFactory.Instance, TimeProvider.System);
-        _owned.Add(proplet);
-        await proplet.StartAsync(Ct);
-        await _observer.SubscribeAsync(Topics.Of(BaseTopic, Topics.Results), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
+        await StartPropletAsync();
         var sha = Convert.ToHexStringLower(SHA256.HashData(Modules.Addition));
 
         var first = await RunAdditionAsync("img-first", app);
@@ -300,36 +298,34 @@ public sealed class ProxyNodeTests : IAsyncLifetime
         node.Metrics.Requests.ShouldBe(1);
     }
 
-    [Fact]
-    public async Task GivenAProplet_WhenATaskNamesAnImage_ThenTheProxyDeliversItAndThePropletRunsIt()
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)] // a proxy that sends JSON whatever the request announces, as the original does
+    public async Task GivenAProplet_WhenATaskNamesAnImage_ThenTheProxyDeliversItAndThePropletRunsIt(bool binaryChunks)
     {
-        await StartProxyAsync(chunkSize: 16);
+        var proxy = await StartProxyAsync(chunkSize: 16, binaryChunks: binaryChunks);
         var app = await PushAsync("run", Modules.Addition);
-        var proplet = new PropletNode(PropletSettings(), NullLoggerFactory.Instance, TimeProvider.System);
-        _owned.Add(proplet);
-        await proplet.StartAsync(Ct);
-        await _observer.SubscribeAsync(Topics.Of(BaseTopic, Topics.Results), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
+        await StartPropletAsync();
 
-        var start = new StartMessage { Id = "img-task", Name = "main", ImageUrl = app, Inputs = ["20", "22"] };
-        await _observer.PublishAsync(Topics.Of(BaseTopic, Topics.Start), JsonSerializer.SerializeToUtf8Bytes(start), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
+        await StartTaskAsync("img-task", app);
 
         var result = await NextOnAsync(Topics.Results);
         result.GetProperty("error").ValueKind.ShouldBe(JsonValueKind.Null, result.GetRawText());
         result.GetProperty("results").GetString().ShouldBe("42");
+        proxy.Metrics.BinaryRequests.ShouldBe(binaryChunks ? 1 : 0);
     }
 
-    [Fact]
-    public async Task GivenAChunkLostWhileAPullIsPublished_WhenThePropletStalls_ThenItAsksForThatChunkAloneAndRunsTheModule()
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task GivenAChunkLostWhileAPullIsPublished_WhenThePropletStalls_ThenItAsksForThatChunkAloneAndRunsTheModule(bool binaryChunks)
     {
         // 40 chunks, so the pull is published while it arrives (the pipelined path); chunk 3 is lost the first time only.
-        var proxy = await StartProxyAsync(chunkSize: 1024);
+        var proxy = await StartProxyAsync(chunkSize: 1024, binaryChunks: binaryChunks);
         var lost = 0;
         proxy.LoseChunk = (_, index) => index == 3 && Interlocked.Exchange(ref lost, 1) == 0;
         var app = await PushAsync("lost", Padded(Modules.Addition, 40 * 1024));
-        var proplet = new PropletNode(PropletSettings() with { ChunkStall = TimeSpan.FromMilliseconds(300) }, NullLoggerFactory.Instance, TimeProvider.System);
-        _owned.Add(proplet);
-        await proplet.StartAsync(Ct);
-        await _observer.SubscribeAsync(Topics.Of(BaseTopic, Topics.Results), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
+        await StartPropletAsync(PropletSettings() with { ChunkStall = TimeSpan.FromMilliseconds(300) });
 
         var requests = await RunAdditionAsync("img-lost", app);
 
@@ -338,14 +334,140 @@ public sealed class ProxyNodeTests : IAsyncLifetime
         requests.Count.ShouldBe(2, "the first request and one re-request");
         requests[0].Chunks.ShouldBeNull();
         requests[1].Chunks.ShouldBe([3]);
+        requests.ShouldAllBe(r => r.Formats!.SequenceEqual(new[] { "binary" }));
+        proxy.Metrics.BinaryRequests.ShouldBe(binaryChunks ? 2 : 0);
+    }
+
+    [Fact]
+    public async Task GivenARequestAnnouncingBinary_WhenPulledThenCached_ThenRawChunksArriveOnRegistryChunkAndTheCacheKeepsOnlyTheBytes()
+    {
+        var node = await StartProxyAsync(chunkSize: 1000);
+        var module = RandomNumberGenerator.GetBytes(4500);
+        var app = await PushAsync("binary", module);
+        var sha = Convert.ToHexStringLower(SHA256.HashData(module));
+
+        await RequestAsync(app, formats: ["binary"]);
+        var pulled = await ReceiveBinaryImageAsync(app);
+        await RequestAsync(app, formats: ["json", "binary"]);
+        var cached = await ReceiveBinaryImageAsync(app);
+        var cacheAfterBinary = node.Cache.Bytes;
+        await RequestAsync(app); // an old proplet's request: JSON, its chunks encoded now
+        var json = await ReceiveImageAsync(app);
+
+        pulled.Bytes.ShouldBe(module);
+        cached.Bytes.ShouldBe(module);
+        json.Bytes.ShouldBe(module);
+        pulled.Headers.ShouldAllBe(h => h.Sha256 == sha && h.Size == module.Length && h.TotalChunks == 5);
+        pulled.Headers.Select(h => h.Length).Order().ShouldBe([500, 1000, 1000, 1000, 1000]);
+        node.Metrics.Fetches.ShouldBe(1);
+        node.Metrics.CacheHits.ShouldBe(2);
+        node.Metrics.BinaryRequests.ShouldBe(2);
+        cacheAfterBinary.ShouldBe(module.Length); // no binary copy, no JSON until a JSON request needed it
+        node.Cache.Bytes.ShouldBe(module.Length + (4 * 1336) + 668);
+    }
+
+    [Fact]
+    public async Task GivenBinaryChunksTurnedOff_WhenARequestAnnouncesThem_ThenItGetsJson()
+    {
+        var node = await StartProxyAsync(chunkSize: 10, binaryChunks: false);
+        var app = await PushAsync("nobinary", Modules.Addition);
+
+        await RequestAsync(app, formats: ["binary"]);
+
+        (await ReceiveImageAsync(app)).Bytes.ShouldBe(Modules.Addition);
+        node.Metrics.BinaryRequests.ShouldBe(0);
+    }
+
+    [Fact]
+    public async Task GivenOurPropletAndAnOldStyleRequestForOneImageAtOnce_WhenServed_ThenBothGetTheImage()
+    {
+        // Two flights (binary for our proplet, JSON for the "old proplet" played by the observer), pulled at once.
+        var proxy = await StartProxyAsync(chunkSize: 1024);
+        var module = Padded(Modules.Addition, 40 * 1024);
+        var app = await PushAsync("mixed", module);
+        await StartPropletAsync();
+
+        await StartTaskAsync("img-mixed", app);
+        await RequestAsync(app);
+        var json = new SortedDictionary<int, byte[]>();
+        var total = int.MaxValue;
+        JsonElement? result = null;
+        while (result is null || json.Count < total)
+        {
+            var message = await _observed.ReceiveAsync(Ct);
+            if (message.Topic == Topics.Of(BaseTopic, Topics.RegistryChunks))
+            {
+                var chunk = JsonSerializer.Deserialize<ChunkMessage>(message.Payload.Span)!;
+                total = chunk.TotalChunks;
+                json.TryAdd(chunk.ChunkIndex, Convert.FromBase64String(chunk.Data!));
+            }
+            else if (message.Topic == Topics.Of(BaseTopic, Topics.Results))
+            {
+                result = JsonSerializer.Deserialize<JsonElement>(message.Payload.Span);
+            }
+        }
+
+        result.Value.GetProperty("error").ValueKind.ShouldBe(JsonValueKind.Null, result.Value.GetRawText());
+        result.Value.GetProperty("results").GetString().ShouldBe("42");
+        json.Values.SelectMany(c => c).ToArray().ShouldBe(module);
+        proxy.Metrics.BinaryRequests.ShouldBe(1);
+    }
+
+    [Fact]
+    public async Task GivenABinaryChunkCorruptedOnTheWay_WhenThePropletAssemblesTheImage_ThenTheTaskFailsVerification()
+    {
+        // No proxy: the observer answers the proplet's request with binary chunks, one byte of chunk 1 flipped.
+        await StartPropletAsync();
+        const string app = "127.0.0.1:1/test/corrupted:v1";
+        var corrupted = Modules.Addition.ToArray();
+        corrupted[20] ^= 0x01;
+        var chunks = new BinaryChunks(corrupted, Convert.ToHexStringLower(SHA256.HashData(Modules.Addition)), 16);
+
+        await StartTaskAsync("img-corrupted", app);
+        var request = JsonSerializer.Deserialize<RegistryRequestMessage>((await NextMessageOnAsync(Topics.RegistryRequest)).Payload.Span)!;
+        request.Formats.ShouldBe(["binary"]);
+        for (var i = 0; i < chunks.Layout.Total; i++)
+        {
+            await _observer.PublishAsync(Topics.Of(BaseTopic, Topics.RegistryBinaryChunks), chunks.Payload(app, i), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
+        }
+
+        var error = (await NextOnAsync(Topics.Results)).GetProperty("error").GetString().ShouldNotBeNull();
+        error.ShouldStartWith($"image {app} failed verification: its chunks hash to sha256 {Convert.ToHexStringLower(SHA256.HashData(corrupted))}");
+    }
+
+    [Fact]
+    public async Task GivenMalformedBinaryChunks_WhenThePropletReceivesThem_ThenEachIsLoggedAndDroppedAndItStillRunsImages()
+    {
+        await StartProxyAsync(chunkSize: 16);
+        var app = await PushAsync("malformed", Modules.Addition);
+        var logs = new LogLines();
+        using var loggers = LoggerFactory.Create(builder => builder.AddProvider(logs));
+        await StartPropletAsync(loggers: loggers);
+        string[] junk = ["no header", "{\"app_name\":\n", """{"app_name":"x","chunk_idx":0,"total_chunks":1,"length":9}""" + "\nabc", "\n"];
+
+        foreach (var payload in junk)
+        {
+            await _observer.PublishAsync(Topics.Of(BaseTopic, Topics.RegistryBinaryChunks), Encoding.UTF8.GetBytes(payload), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
+        }
+
+        await RunAdditionAsync("img-after-junk", app);
+        for (var i = 0; i < 200 && logs.Lines.Count(l => l.Contains("registry/chunk", StringComparison.Ordinal)) < junk.Length; i++)
+        {
+            await Task.Delay(25, Ct);
+        }
+
+        var dropped = logs.Lines.Where(l => l.Contains($"Dropped a malformed message on {BaseTopic}/registry/chunk", StringComparison.Ordinal)).ToList();
+        dropped.Count.ShouldBe(junk.Length, string.Join('\n', logs.Lines));
+        dropped.ShouldContain(l => l.EndsWith("the binary chunk has no header line", StringComparison.Ordinal));
+        dropped.ShouldContain(l => l.Contains("the binary chunk's header is not valid JSON", StringComparison.Ordinal));
+        dropped.ShouldContain(l => l.EndsWith("the binary chunk carries 3 bytes, its header says 9", StringComparison.Ordinal));
     }
 
     /// <summary>Starts task <paramref name="id"/> (the addition module's main(20, 22) from the image <paramref name="app"/>),
     /// checks that its result is 42, and returns the registry requests seen meanwhile.</summary>
     private async Task<List<RegistryRequestMessage>> RunAdditionAsync(string id, string app)
     {
-        var start = new StartMessage { Id = id, Name = "main", ImageUrl = app, Inputs = ["20", "22"] };
-        await _observer.PublishAsync(Topics.Of(BaseTopic, Topics.Start), JsonSerializer.SerializeToUtf8Bytes(start), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
+        await StartTaskAsync(id, app);
         var requests = new List<RegistryRequestMessage>();
         while (true)
         {
@@ -387,14 +509,10 @@ public sealed class ProxyNodeTests : IAsyncLifetime
     public async Task GivenAProplet_WhenTheImageIsUnknown_ThenTheTaskFailsWithTheProxysReason()
     {
         await StartProxyAsync(chunkSize: 512);
-        var proplet = new PropletNode(PropletSettings(), NullLoggerFactory.Instance, TimeProvider.System);
-        _owned.Add(proplet);
-        await proplet.StartAsync(Ct);
-        await _observer.SubscribeAsync(Topics.Of(BaseTopic, Topics.Results), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
+        await StartPropletAsync();
         var app = $"{TestRegistry.Anonymous}/test/never-pushed:v1";
 
-        var start = new StartMessage { Id = "img-missing", Name = "main", ImageUrl = app };
-        await _observer.PublishAsync(Topics.Of(BaseTopic, Topics.Start), JsonSerializer.SerializeToUtf8Bytes(start), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
+        await StartTaskAsync("img-missing", app, inputs: false);
 
         var result = await NextOnAsync(Topics.Results);
         var error = result.GetProperty("error").GetString().ShouldNotBeNull();
@@ -413,6 +531,22 @@ public sealed class ProxyNodeTests : IAsyncLifetime
         JsonSerializer.Deserialize<ChunkMessage>(json).ShouldBe(new ChunkMessage("r/a:v1", 1, 2, "+/8=") { Sha256 = "abc", Size = 5 });
     }
 
+    /// <summary>Starts a proplet on the test's channel (disposed with the test) and subscribes the observer to the results.</summary>
+    private async Task StartPropletAsync(PropletSettings? settings = null, ILoggerFactory? loggers = null)
+    {
+        var proplet = new PropletNode(settings ?? PropletSettings(), loggers ?? NullLoggerFactory.Instance, TimeProvider.System);
+        _owned.Add(proplet);
+        await proplet.StartAsync(Ct);
+        await _observer.SubscribeAsync(Topics.Of(BaseTopic, Topics.Results), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
+    }
+
+    /// <summary>Starts task <paramref name="id"/>: main of the image <paramref name="app"/>, with the inputs 20 and 22 or none.</summary>
+    private Task StartTaskAsync(string id, string app, bool inputs = true)
+    {
+        var start = new StartMessage { Id = id, Name = "main", ImageUrl = app, Inputs = inputs ? ["20", "22"] : null };
+        return _observer.PublishAsync(Topics.Of(BaseTopic, Topics.Start), JsonSerializer.SerializeToUtf8Bytes(start), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
+    }
+
     private PropletSettings PropletSettings() => new()
     {
         TenantId = _tenant,
@@ -426,7 +560,7 @@ public sealed class ProxyNodeTests : IAsyncLifetime
         ChunkWait = TimeSpan.FromSeconds(30),
     };
 
-    private async Task<ProxyNode> StartProxyAsync(int chunkSize, long maxArtifactBytes = 1 << 20, long cacheBytes = 256 << 20)
+    private async Task<ProxyNode> StartProxyAsync(int chunkSize, long maxArtifactBytes = 1 << 20, long cacheBytes = 256 << 20, bool binaryChunks = true)
     {
         var settings = new ProxySettings
         {
@@ -438,6 +572,7 @@ public sealed class ProxyNodeTests : IAsyncLifetime
             ChunkSize = chunkSize,
             MaxArtifactBytes = maxArtifactBytes,
             CacheBytes = cacheBytes,
+            BinaryChunks = binaryChunks,
             RegistryTimeout = TimeSpan.FromSeconds(20),
         };
         var node = new ProxyNode(settings, NullLoggerFactory.Instance, TimeProvider.System);
@@ -453,30 +588,61 @@ public sealed class ProxyNodeTests : IAsyncLifetime
         return reference.ToString();
     }
 
-    private Task RequestAsync(string app, IReadOnlyList<int>? chunks = null, IReadOnlyList<string>? have = null) =>
+    private Task RequestAsync(string app, IReadOnlyList<int>? chunks = null, IReadOnlyList<string>? have = null, IReadOnlyList<string>? formats = null) =>
         _observer.PublishAsync(
             Topics.Of(BaseTopic, Topics.RegistryRequest),
-            JsonSerializer.SerializeToUtf8Bytes(new RegistryRequestMessage(app) { Chunks = chunks, Have = have }),
+            JsonSerializer.SerializeToUtf8Bytes(new RegistryRequestMessage(app) { Chunks = chunks, Have = have, Formats = formats }),
             MqttQualityOfServiceLevel.ExactlyOnce,
             Ct);
 
     private async Task<JsonElement> NextChunkAsync() => await NextOnAsync(Topics.RegistryChunks);
 
-    private async Task<JsonElement> NextOnAsync(string path)
+    private async Task<JsonElement> NextOnAsync(string path) => JsonSerializer.Deserialize<JsonElement>((await NextMessageOnAsync(path)).Payload.Span);
+
+    /// <summary>The next message on <paramref name="path"/>. Waiting for chunks of one format, a chunk of the other
+    /// format or a failure ends the test (a request gets one format, never both).</summary>
+    private async Task<ReceivedMessage> NextMessageOnAsync(string path)
     {
+        var chunkPaths = new[] { Topics.RegistryChunks, Topics.RegistryBinaryChunks };
         while (true)
         {
             var message = await _observed.ReceiveAsync(Ct);
             if (message.Topic == Topics.Of(BaseTopic, path))
             {
-                return JsonSerializer.Deserialize<JsonElement>(message.Payload.Span);
+                return message;
             }
 
-            if (path == Topics.RegistryChunks && message.Topic == Topics.Of(BaseTopic, Topics.RegistryFailure))
+            if (chunkPaths.Contains(path) && message.Topic == Topics.Of(BaseTopic, Topics.RegistryFailure))
             {
                 throw new InvalidOperationException("the proxy failed: " + Encoding.UTF8.GetString(message.Payload.Span));
             }
+
+            if (chunkPaths.Contains(path) && chunkPaths.Any(other => other != path && message.Topic == Topics.Of(BaseTopic, other)))
+            {
+                throw new InvalidOperationException($"a chunk on {message.Topic} while waiting for one on {path}");
+            }
         }
+    }
+
+    /// <summary>Every binary chunk of one delivery of <paramref name="app"/>, joined in index order, and their headers.</summary>
+    private async Task<(byte[] Bytes, List<BinaryChunkHeader> Headers)> ReceiveBinaryImageAsync(string app)
+    {
+        var chunks = new SortedDictionary<int, byte[]>();
+        var headers = new List<BinaryChunkHeader>();
+        var total = int.MaxValue;
+        while (chunks.Count < total)
+        {
+            var payload = (await NextMessageOnAsync(Topics.RegistryBinaryChunks)).Payload.Span;
+            var end = payload.IndexOf(BinaryChunkHeader.Separator);
+            var header = JsonSerializer.Deserialize<BinaryChunkHeader>(payload[..end])!;
+            header.AppName.ShouldBe(app);
+            payload[(end + 1)..].Length.ShouldBe(header.Length);
+            headers.Add(header);
+            total = header.TotalChunks;
+            chunks[header.ChunkIndex] = payload[(end + 1)..].ToArray();
+        }
+
+        return ([.. chunks.Values.SelectMany(c => c)], headers);
     }
 
     /// <summary>Every chunk of one delivery of <paramref name="app"/>, joined in index order.</summary>

@@ -26,7 +26,10 @@ namespace Propeller.Bench.Proxy;
 /// --warmup N (rounds of every case at full size before the clock runs, 5: the JIT tiers the proplet's receive path up
 /// in the first rounds, session 8), --broker-pid PID (the broker's CPU time per run goes in the CPU columns; by default
 /// the process listening on the broker's port, found through /proc), --image-cache BYTES (the proplet's
-/// PROPLET_IMAGE_CACHE_BYTES; 0: every delivery is assembled and hashed), --settle MS (pause after each run, 30).
+/// PROPLET_IMAGE_CACHE_BYTES; 0: every delivery is assembled and hashed), --settle MS (pause after each run, 30),
+/// --format binary|json|both (the chunk format the proxy answers the proplet's requests with: binary, the default, on
+/// registry/chunk, as our proplet asks; json, as the original proxy does; both: the proxy cases twice per round, binary
+/// and then `proxy-json`/`proxy-cached-json` with a fresh artefact, alternating in one run, session 11).
 /// After each run the benchmark waits until the proxy has published every chunk of it (a proplet served from its
 /// verified images answers before the delivery ends) and then --settle ms, so that no run's leftover work falls into
 /// the next one's time or CPU; `delivered_ms` is the time until the proxy's last chunk went out (session 9).
@@ -44,10 +47,16 @@ internal static class ProxyBenchmark
         var warmups = Manager.ManagerBenchmark.Option(args, "--warmup", 5);
         var settle = TimeSpan.FromMilliseconds(Manager.ManagerBenchmark.Option(args, "--settle", 30));
         var imageCache = StringOption(args, "--image-cache");
+        var format = StringOption(args, "--format") ?? "binary";
+        if (format is not ("binary" or "json" or "both"))
+        {
+            throw new ArgumentException($"--format {format}: binary, json or both", nameof(args));
+        }
+
         var mosquitto = Manager.ManagerBenchmark.Option(args, "--broker-pid", 0) is > 0 and var given ? given : ListeningPid(new Uri(broker.Contains("://", StringComparison.Ordinal) ? broker : "tcp://" + broker).Port);
         var tenant = "bench-proxy-" + Guid.NewGuid().ToString("N")[..8];
         var baseTopic = Topics.Base(tenant, "bench");
-        Console.WriteLine($"# proxy size={size}B rounds={rounds} warmup={warmups} chunk={chunk}B proxy_qos={(int)qos} registry={registry} broker={broker} broker_pid={(mosquitto > 0 ? mosquitto : "unknown")} image_cache={imageCache ?? "default"} settle_ms={settle.TotalMilliseconds} load={File.ReadAllText("/proc/loadavg").Trim()}");
+        Console.WriteLine($"# proxy size={size}B rounds={rounds} warmup={warmups} chunk={chunk}B proxy_qos={(int)qos} registry={registry} broker={broker} broker_pid={(mosquitto > 0 ? mosquitto : "unknown")} image_cache={imageCache ?? "default"} format={format} settle_ms={settle.TotalMilliseconds} load={File.ReadAllText("/proc/loadavg").Trim()}");
 
         using var http = new HttpClient();
         var client = new RegistryClient(http, new RegistryAuth(null, TimeProvider.System), _ => true);
@@ -62,7 +71,7 @@ internal static class ProxyBenchmark
             Qos = qos,
             MaxArtifactBytes = 256L << 20,
         };
-        await using var proxy = new ProxyNode(settings, NullLoggerFactory.Instance, TimeProvider.System);
+        await using var proxy = new ProxyNode(settings, NullLoggerFactory.Instance, TimeProvider.System) { BinaryChunks = format != "json" };
         await proxy.StartAsync(cancellationToken);
         var propletId = Guid.NewGuid().ToString();
         var discovered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -101,7 +110,9 @@ internal static class ProxyBenchmark
             await RunTaskAsync(watcher, results, baseTopic, warm.Reference, TimeSpan.FromSeconds(60), cancellationToken);
             await RunTaskAsync(watcher, results, baseTopic, warm.BlobUrl, TimeSpan.FromSeconds(60), cancellationToken);
 
-            string[] all = ["direct", "direct-again", "proxy", "proxy-cached"];
+            string[] all = format == "both"
+                ? ["direct", "direct-again", "proxy", "proxy-cached", "proxy-json", "proxy-cached-json"]
+                : ["direct", "direct-again", "proxy", "proxy-cached"];
             var cases = StringOption(args, "--cases") is { } only ? only.Split(',') : all;
             var times = all.Where(cases.Contains).ToDictionary(c => c, _ => new List<double>(), StringComparer.Ordinal);
             var cpu = times.Keys.ToDictionary(c => c, _ => new double[3], StringComparer.Ordinal);
@@ -113,6 +124,7 @@ internal static class ProxyBenchmark
                     return;
                 }
 
+                proxy.BinaryChunks = format != "json" && !name.EndsWith("-json", StringComparison.Ordinal);
                 var before = CpuMs(proplet.Id, mosquitto);
                 var started = Stopwatch.GetTimestamp();
                 list.Add(await RunTaskAsync(watcher, results, baseTopic, imageUrl, TimeSpan.FromSeconds(60), cancellationToken));
@@ -128,8 +140,16 @@ internal static class ProxyBenchmark
             {
                 var direct = await PushAsync(client, registry, "warm-direct", Padded(size, -(2 * round) - 1), cancellationToken);
                 var viaProxy = await PushAsync(client, registry, "warm-proxy", Padded(size, -(2 * round) - 2), cancellationToken);
-                foreach (var url in (string[])[direct.BlobUrl, direct.BlobUrl, viaProxy.Reference, viaProxy.Reference])
+                List<(string Url, bool Binary)> runs = [(direct.BlobUrl, true), (direct.BlobUrl, true), (viaProxy.Reference, format != "json"), (viaProxy.Reference, format != "json")];
+                if (format == "both")
                 {
+                    var viaJson = await PushAsync(client, registry, "warm-json", Padded(size, -(2 * round) - 2 - (1 << 20)), cancellationToken);
+                    runs.AddRange([(viaJson.Reference, false), (viaJson.Reference, false)]);
+                }
+
+                foreach (var (url, binary) in runs)
+                {
+                    proxy.BinaryChunks = binary;
                     await RunTaskAsync(watcher, results, baseTopic, url, TimeSpan.FromSeconds(60), cancellationToken);
                     await SettleAsync(proxy, Stopwatch.GetTimestamp(), settle, cancellationToken);
                 }
@@ -145,6 +165,12 @@ internal static class ProxyBenchmark
                 await MeasureAsync("direct-again", direct.BlobUrl);
                 await MeasureAsync("proxy", viaProxy.Reference);
                 await MeasureAsync("proxy-cached", viaProxy.Reference);
+                if (format == "both")
+                {
+                    var viaJson = await PushAsync(client, registry, "proxy-json", Padded(size, (2 * round) + 2 + (1 << 20)), cancellationToken);
+                    await MeasureAsync("proxy-json", viaJson.Reference);
+                    await MeasureAsync("proxy-cached-json", viaJson.Reference);
+                }
             }
 
             double Median(string key) => times[key].Order().ElementAt(times[key].Count / 2);
@@ -157,7 +183,7 @@ internal static class ProxyBenchmark
 
             string Ratio(string reference, string measured) =>
                 times.ContainsKey(reference) && times.ContainsKey(measured) ? (Median(reference) / Median(measured)).ToString("F2", CultureInfo.InvariantCulture) : "-";
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"proxy case=ratio proxy_vs_direct={Ratio("direct", "proxy")} (target >= 0.5) cached_vs_direct_again={Ratio("direct-again", "proxy-cached")} (target >= 1.0) cache_hits={proxy.Metrics.CacheHits - hitsBefore} fetches={proxy.Metrics.Fetches - fetchesBefore} load={File.ReadAllText("/proc/loadavg").Trim()}"));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"proxy case=ratio proxy_vs_direct={Ratio("direct", "proxy")} (target >= 0.5) cached_vs_direct_again={Ratio("direct-again", "proxy-cached")} (target >= 1.0) json_proxy_vs_direct={Ratio("direct", "proxy-json")} json_cached_vs_direct_again={Ratio("direct-again", "proxy-cached-json")} binary_requests={proxy.Metrics.BinaryRequests} chunks_published={proxy.Metrics.Chunks} cache_hits={proxy.Metrics.CacheHits - hitsBefore} fetches={proxy.Metrics.Fetches - fetchesBefore} load={File.ReadAllText("/proc/loadavg").Trim()}"));
             return 0;
         }
         finally

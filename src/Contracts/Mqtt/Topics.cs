@@ -18,6 +18,10 @@ public static class Topics
     /// <summary>Ours (docs/proxy.md): the proxy reports an image it cannot deliver.</summary>
     public const string RegistryFailure = "registry/failure";
 
+    /// <summary>Ours (docs/proxy.md): binary chunks (<see cref="BinaryChunkHeader"/>) for a request that announced the
+    /// format. Its name does not contain <see cref="RegistryChunks"/>, which old proplets match by substring.</summary>
+    public const string RegistryBinaryChunks = "registry/chunk";
+
     public static string Base(string tenant, string channel) => $"m/{tenant}/c/{channel}";
 
     public static string Of(string baseTopic, string path) => $"{baseTopic}/{path}";

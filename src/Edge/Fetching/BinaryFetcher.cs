@@ -10,10 +10,12 @@ namespace Propeller.Edge.Fetching;
 /// <summary>
 /// Gets a task's binary (spec §2.2): inline base64 <c>file</c>; an http(s) <c>image_url</c> by GET (30 s, status,
 /// content type and size checks); any other <c>image_url</c> through the proxy: a <c>registry/proplet</c> request, then
-/// the chunks on <c>registry/server</c>. Failures are <see cref="FetchException"/> with the message for the result.
+/// the chunks on <c>registry/server</c>, or, from our proxy, which every request asks for binary chunks (<c>formats</c>),
+/// on <c>registry/chunk</c>. Failures are <see cref="FetchException"/> with the message for the result.
 /// </summary>
 public sealed class BinaryFetcher(PropletSettings settings, ChunkAssembler chunks, IPropletPublisher publisher, HttpClient http)
 {
+    private static readonly string[] BinaryFormats = [RegistryRequestMessage.BinaryFormat];
     private long _fetchedBytes;
 
     /// <summary>Bytes obtained over HTTP or from chunks (proplet_wasm_fetch_bytes_total).</summary>
@@ -59,11 +61,15 @@ public sealed class BinaryFetcher(PropletSettings settings, ChunkAssembler chunk
         {
             // A stalled assembly asks again for only the chunks it lacks (docs/proxy.md); the original proxy ignores the
             // list and sends everything, which the assembler takes as duplicates. The first request names the images
-            // held verified (have): our proxy then sends one chunk of a held one, enough to announce its sha256.
+            // held verified (have): our proxy then sends one chunk of a held one, enough to announce its sha256. Every
+            // request announces binary chunks (formats): our proxy sends raw bytes on registry/chunk, the original ignores
+            // the field and sends JSON, and the assembler takes either (issue 17).
             return await chunks.WaitAsync(
                 url,
                 (missing, ct) => publisher.PublishAsync(
-                    Topics.RegistryRequest, JsonSerializer.SerializeToUtf8Bytes(new RegistryRequestMessage(url) { Chunks = missing, Have = missing is null ? chunks.HeldDigests() : null }), ct),
+                    Topics.RegistryRequest,
+                    JsonSerializer.SerializeToUtf8Bytes(new RegistryRequestMessage(url) { Chunks = missing, Have = missing is null ? chunks.HeldDigests() : null, Formats = BinaryFormats }),
+                    ct),
                 settings.ChunkWait,
                 settings.ChunkStall,
                 cancellationToken);

@@ -18,7 +18,10 @@ namespace Propeller.Edge.Fetching;
 /// artefact's <c>size</c> (ours, additive) are decoded straight into one array of that size (issue 17: no array per
 /// chunk, no joining copy); the others are kept per chunk and joined at the end, as before. Verified images are kept by
 /// their sha256 up to <paramref name="imageCacheBytes"/> (<see cref="VerifiedImages"/>): a delivery that announces a
-/// digest held there serves its waiters at its first chunk, and the rest of its chunks are dropped undecoded.
+/// digest held there serves its waiters at its first chunk, and the rest of its chunks are dropped undecoded. Binary
+/// chunks (<c>registry/chunk</c>, <see cref="AddBinary"/>) are the same chunks without base64 and take the same path:
+/// one assembly per <c>app_name</c>, whichever format its chunks came in. Rejected chunks are counted
+/// (<see cref="Rejected"/>).
 /// </summary>
 public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long imageCacheBytes = 0)
 {
@@ -28,6 +31,11 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
     private readonly Dictionary<string, List<TaskCompletionSource<FetchedBinary>>> _waiters = new(StringComparer.Ordinal);
     private readonly Lock _lock = new();
     private readonly VerifiedImages _verified = new(imageCacheBytes);
+    private long _rejected;
+
+    /// <summary>Chunks rejected so far (malformed, inconsistent with their assembly, or completing one that failed
+    /// verification): proplet_chunks_rejected_total.</summary>
+    public long Rejected => Interlocked.Read(ref _rejected);
 
     /// <summary>Entries currently held (partial, or complete and unclaimed).</summary>
     public int Count
@@ -47,7 +55,7 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
         ArgumentNullException.ThrowIfNull(chunk);
         if (Check(chunk.AppName, chunk.ChunkIndex, chunk.TotalChunks) is { } problem)
         {
-            return problem;
+            return Counted(problem);
         }
 
         byte[] data;
@@ -57,10 +65,46 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
         }
         catch (FormatException ex)
         {
-            return $"data is not valid base64: {ex.Message}";
+            return Counted($"data is not valid base64: {ex.Message}");
         }
 
-        return Add(chunk.AppName!, chunk.ChunkIndex, chunk.TotalChunks, chunk.Sha256, chunk.Size, default, data);
+        return Counted(Add(chunk.AppName!, chunk.ChunkIndex, chunk.TotalChunks, chunk.Sha256, chunk.Size, data, base64: false));
+    }
+
+    /// <summary>Adds a <c>registry/chunk</c> payload (<see cref="BinaryChunkHeader"/>): a one-line JSON header, a newline,
+    /// then exactly <c>length</c> raw bytes, copied straight into the assembly. Returns null when accepted, else why it
+    /// was rejected (no header line, a header that is not the expected JSON, a byte count other than the header's).</summary>
+    public string? AddBinary(ReadOnlySpan<byte> payload)
+    {
+        var end = payload.IndexOf(BinaryChunkHeader.Separator);
+        if (end < 0)
+        {
+            return Counted("the binary chunk has no header line");
+        }
+
+        BinaryChunkHeader? header;
+        try
+        {
+            header = JsonSerializer.Deserialize<BinaryChunkHeader>(payload[..end]);
+        }
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException)
+        {
+            return Counted($"the binary chunk's header is not valid JSON of the expected shape: {ex.Message}");
+        }
+
+        var data = payload[(end + 1)..];
+        if (header is null)
+        {
+            return Counted("the binary chunk's header is null");
+        }
+
+        if (header.Length != data.Length)
+        {
+            return Counted($"the binary chunk carries {data.Length} bytes, its header says {header.Length}");
+        }
+
+        return Counted(Check(header.AppName, header.ChunkIndex, header.TotalChunks)
+            ?? Add(header.AppName!, header.ChunkIndex, header.TotalChunks, header.Sha256, header.Size, data, base64: false));
     }
 
     /// <summary>Adds a <c>registry/server</c> payload read straight from its UTF-8 JSON: <c>data</c> is decoded from the
@@ -79,7 +123,7 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
             var reader = new Utf8JsonReader(json);
             if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
             {
-                return "the chunk is not a JSON object";
+                return Counted("the chunk is not a JSON object");
             }
 
             while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
@@ -118,14 +162,25 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
         }
         catch (FormatException ex)
         {
-            return $"data is not valid base64: {ex.Message}";
+            return Counted($"data is not valid base64: {ex.Message}");
         }
         catch (Exception ex) when (ex is JsonException or InvalidOperationException)
         {
-            return $"the chunk is not valid JSON of the expected shape: {ex.Message}";
+            return Counted($"the chunk is not valid JSON of the expected shape: {ex.Message}");
         }
 
-        return Check(app, index, total) ?? Add(app!, index, total, sha256, size, base64, data);
+        return Counted(Check(app, index, total) ?? (data is null ? Add(app!, index, total, sha256, size, base64, base64: true) : Add(app!, index, total, sha256, size, data, base64: false)));
+    }
+
+    /// <summary>Counts <paramref name="rejection"/> when there is one, and returns it.</summary>
+    private string? Counted(string? rejection)
+    {
+        if (rejection is not null)
+        {
+            Interlocked.Increment(ref _rejected);
+        }
+
+        return rejection;
     }
 
     /// <summary>The length of what <paramref name="base64"/> decodes to (standard alphabet with padding).</summary>
@@ -181,9 +236,9 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
         }
     }
 
-    /// <summary>Adds chunk <paramref name="index"/>: <paramref name="decoded"/>, or else <paramref name="base64"/> decoded
-    /// here (into the entry's image when the chunks announced its size).</summary>
-    private string? Add(string app, int index, int total, string? sha256, long? size, ReadOnlySpan<byte> base64, byte[]? decoded)
+    /// <summary>Adds chunk <paramref name="index"/>: <paramref name="data"/>, its bytes, or, when <paramref name="base64"/>,
+    /// their base64 text, decoded here (into the entry's image when the chunks announced its size).</summary>
+    private string? Add(string app, int index, int total, string? sha256, long? size, ReadOnlySpan<byte> data, bool base64)
     {
         if (TakeKnown(app, index, total, sha256, size, out var served, out var known))
         {
@@ -237,30 +292,34 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
 
             try
             {
-                var length = decoded?.Length ?? DecodedLength(base64);
+                var length = base64 ? DecodedLength(data) : data.Length;
                 if (entry.Place(index, length) is { } offset)
                 {
                     var target = entry.Image.AsSpan((int)offset, length);
-                    if (decoded is null)
+                    if (base64)
                     {
-                        Decode(base64, target);
+                        Decode(data, target);
                     }
                     else
                     {
-                        decoded.CopyTo(target);
+                        data.CopyTo(target);
                     }
 
                     entry.Commit(index, length);
                 }
                 else
                 {
-                    if (decoded is null)
+                    var part = GC.AllocateUninitializedArray<byte>(length);
+                    if (base64)
                     {
-                        decoded = GC.AllocateUninitializedArray<byte>(length);
-                        Decode(base64, decoded);
+                        Decode(data, part);
+                    }
+                    else
+                    {
+                        data.CopyTo(part);
                     }
 
-                    entry.Parts[index] = decoded;
+                    entry.Parts[index] = part;
                     entry.Size += length;
                 }
             }

@@ -42,6 +42,10 @@ public sealed class ProxySettings
     /// the next arrives; any size up to the proplets' MQTT packet limit (10 MiB) is understood by old proplets.</summary>
     public int ChunkSize { get; init; } = DefaultChunkSize;
 
+    /// <summary>PROXY_BINARY_CHUNKS (true): a request whose <c>formats</c> names <c>binary</c> (our proplets) gets raw-bytes
+    /// chunks on <c>registry/chunk</c>; false: base64 JSON on <c>registry/server</c> for every request (docs/proxy.md).</summary>
+    public bool BinaryChunks { get; init; } = true;
+
     /// <summary>PROXY_AUTHENTICATE: send the static credentials to <see cref="RegistryHost"/>.</summary>
     public bool Authenticate { get; init; }
 

@@ -101,6 +101,7 @@ public static class ProxySettingsLoader
             HttpPort = (int)Integer(Get, "PROXY_HTTP_PORT", 9191, 1, 65_535),
             // The chunk's JSON is ~1.37× this (base64); 64 MiB keeps it below MQTT's 256 MiB packet limit with room.
             ChunkSize = (int)Integer(Get, "PROXY_CHUNK_SIZE", ProxySettings.DefaultChunkSize, 1, 64L << 20),
+            BinaryChunks = Boolean(Get, "PROXY_BINARY_CHUNKS", true),
             Authenticate = authenticate,
             RegistryToken = Get("PROXY_REGISTRY_TOKEN"),
             RegistryUsername = Get("PROXY_REGISTRY_USERNAME"),

@@ -2,7 +2,9 @@ namespace Propeller.Proxy.Serving;
 
 /// <summary>
 /// Pulled artefacts by layer digest, least recently used first out, holding at most <c>capacity</c> bytes
-/// (PROXY_CACHE_BYTES; 0 turns it off), counted as <see cref="Artifact.Bytes"/>: the artefact and its encoded chunks. Content-addressed, so an entry is never stale. Thread-safe.
+/// (PROXY_CACHE_BYTES; 0 turns it off), counted as <see cref="Artifact.Bytes"/>: the artefact and its encoded chunks, if
+/// a JSON publication encoded them (<see cref="Remeasure"/> counts chunks encoded after the artefact entered).
+/// Content-addressed, so an entry is never stale. Thread-safe.
 /// </summary>
 public sealed class ArtifactCache(long capacity)
 {
@@ -70,12 +72,39 @@ public sealed class ArtifactCache(long capacity)
 
             _byDigest[artifact.Digest] = _order.AddFirst(new Entry(artifact, bytes));
             _bytes += bytes;
-            while (_bytes > capacity && _order.Last is { } oldest)
+            Evict();
+        }
+    }
+
+    /// <summary>Counts <paramref name="artifact"/> again at its <see cref="Artifact.Bytes"/> (its JSON chunks were encoded
+    /// since it entered) and evicts the least recently used until the bound holds (the artefact itself last, if it alone
+    /// is over it). Nothing happens for an artefact not held.</summary>
+    public void Remeasure(Artifact artifact)
+    {
+        ArgumentNullException.ThrowIfNull(artifact);
+        lock (_lock)
+        {
+            if (!_byDigest.TryGetValue(artifact.Digest, out var node) || !ReferenceEquals(node.Value.Artifact, artifact) || node.Value.Bytes == artifact.Bytes)
             {
-                _order.RemoveLast();
-                _byDigest.Remove(oldest.Value.Artifact.Digest);
-                _bytes -= oldest.Value.Bytes;
+                return;
             }
+
+            _bytes += artifact.Bytes - node.Value.Bytes;
+            node.Value = node.Value with { Bytes = artifact.Bytes };
+            _order.Remove(node);
+            _order.AddFirst(node);
+            Evict();
+        }
+    }
+
+    /// <summary>Drops the least recently used until the bound holds; called under the lock.</summary>
+    private void Evict()
+    {
+        while (_bytes > capacity && _order.Last is { } oldest)
+        {
+            _order.RemoveLast();
+            _byDigest.Remove(oldest.Value.Artifact.Digest);
+            _bytes -= oldest.Value.Bytes;
         }
     }
 

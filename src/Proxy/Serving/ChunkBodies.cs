@@ -16,7 +16,7 @@ namespace Propeller.Proxy.Serving;
 /// (<see cref="ProxyNode.ChunkJson"/>). Chunks may be encoded in any order, as they arrive (<see cref="Encode"/>);
 /// thread-safe for one writer per index and any readers of encoded indices.
 /// </summary>
-public sealed class ChunkBodies
+public sealed class ChunkBodies : IChunkPayloads
 {
     private static readonly JsonEncodedText AppNameField = JsonEncodedText.Encode("app_name");
     private static readonly JsonEncodedText ChunkIndexField = JsonEncodedText.Encode("chunk_idx");
@@ -31,19 +31,20 @@ public sealed class ChunkBodies
         ArgumentOutOfRangeException.ThrowIfNegative(size);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(chunkSize);
         ArgumentNullException.ThrowIfNull(sha256);
-        Size = size;
-        ChunkSize = chunkSize;
-        Total = (int)Math.Max(1, (size + chunkSize - 1) / chunkSize);
+        Layout = new ChunkLayout(size, chunkSize);
+        Total = Layout.Total;
         _bodies = new byte[Total][];
         _suffix = Encoding.UTF8.GetBytes(string.Create(CultureInfo.InvariantCulture, $"\",\"sha256\":\"{sha256}\",\"size\":{size}}}"));
     }
 
+    public ChunkLayout Layout { get; }
+
     /// <summary>The artefact's length in bytes.</summary>
-    public long Size { get; }
+    public long Size => Layout.Size;
 
-    public int ChunkSize { get; }
+    public int ChunkSize => Layout.ChunkSize;
 
-    /// <summary>total_chunks: at least 1 (an empty artefact is one empty chunk, as the original sends it).</summary>
+    /// <summary>total_chunks (<see cref="ChunkLayout.Total"/>).</summary>
     public int Total { get; }
 
     /// <summary>The base64 bytes encoded so far (what these bodies add to the cache).</summary>
@@ -62,20 +63,11 @@ public sealed class ChunkBodies
         return bodies;
     }
 
-    /// <summary>The byte range of chunk <paramref name="index"/> within the artefact.</summary>
-    public (long Offset, int Length) Range(int index)
-    {
-        ArgumentOutOfRangeException.ThrowIfNegative(index);
-        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(index, Total);
-        var offset = (long)index * ChunkSize;
-        return (offset, (int)Math.Min(ChunkSize, Size - offset));
-    }
-
     /// <summary>Encodes chunk <paramref name="index"/> from the artefact's bytes (<paramref name="data"/> holds at least
     /// that chunk's range) into one exactly sized array, straight from the bytes.</summary>
     public void Encode(int index, ReadOnlySpan<byte> data)
     {
-        var (offset, length) = Range(index);
+        var (offset, length) = Layout.Range(index);
         var source = data.Slice((int)offset, length);
         var body = GC.AllocateUninitializedArray<byte>(Base64.GetMaxEncodedToUtf8Length(length));
         Base64.EncodeToUtf8(source, body, out _, out var written);
@@ -96,6 +88,10 @@ public sealed class ChunkBodies
             }
         }
     }
+
+    void IChunkPayloads.Prepare(int index, byte[] data) => Encode(index, data);
+
+    void IChunkPayloads.PrepareAll(byte[] data) => EncodeMissing(data);
 
     public bool IsEncoded(int index) => Volatile.Read(ref _bodies[index]) is not null;
 

@@ -6,14 +6,15 @@ using Propeller.Broker;
 namespace Propeller.Proxy.Serving;
 
 /// <summary>
-/// One publication of an artefact's chunks on <c>registry/server</c>: the chunks asked for (all, or a re-request's
+/// One publication of an artefact's chunks, in one format (JSON on <c>registry/server</c>, or binary on
+/// <c>registry/chunk</c>, <see cref="IChunkPayloads"/>): the chunks asked for (all, or a re-request's
 /// list), in index order, with up to <see cref="Window"/> publishes in flight (the broker connection keeps them within
-/// the broker's Receive Maximum). A pulled artefact is published while it arrives: <see cref="ReceivedAsync"/> encodes
-/// and sends each complete chunk but the last; <see cref="FinishAsync"/>, called once the artefact is verified, sends
+/// the broker's Receive Maximum). A pulled artefact is published while it arrives: <see cref="ReceivedAsync"/> prepares
+/// (for JSON: encodes) and sends each complete chunk but the last; <see cref="FinishAsync"/>, called once the artefact is verified, sends
 /// the rest. A chunk that cannot be published is skipped, like the original, and counted: the proplet asks again.
 /// </summary>
 internal sealed class ChunkPublication(
-    BrokerConnection connection, string topic, MqttQualityOfServiceLevel qos, ProxyMetrics metrics, ILogger logger, string app, ChunkBodies bodies,
+    BrokerConnection connection, string topic, MqttQualityOfServiceLevel qos, ProxyMetrics metrics, ILogger logger, string app, IChunkPayloads chunks,
     IReadOnlyList<int>? wanted, Func<string, int, bool>? lose, CancellationToken cancellationToken) : IDisposable
 {
     /// <summary>Publishes in flight at once: enough to keep the socket busy while the broker acknowledges.</summary>
@@ -23,32 +24,32 @@ internal sealed class ChunkPublication(
     private readonly List<Task> _publishes = [];
     private int _next;
 
-    public ChunkBodies Bodies { get; } = bodies;
+    public IChunkPayloads Chunks { get; } = chunks;
 
     /// <summary>The chunk indices to publish, in order.</summary>
     public IReadOnlyList<int> Indices { get; } =
-        wanted is null ? [.. Enumerable.Range(0, bodies.Total)] : [.. wanted.Where(i => i >= 0 && i < bodies.Total).Distinct().Order()];
+        wanted is null ? [.. Enumerable.Range(0, chunks.Layout.Total)] : [.. wanted.Where(i => i >= 0 && i < chunks.Layout.Total).Distinct().Order()];
 
     /// <summary>The first <paramref name="received"/> bytes of <paramref name="data"/> have arrived (unverified): every
-    /// chunk they complete, except the artefact's last, is encoded and published.</summary>
+    /// chunk they complete, except the artefact's last, is prepared and published.</summary>
     public async ValueTask ReceivedAsync(byte[] data, int received)
     {
-        while (_next < Indices.Count && Indices[_next] < Bodies.Total - 1)
+        while (_next < Indices.Count && Indices[_next] < Chunks.Layout.Total - 1)
         {
             var index = Indices[_next];
-            var (offset, length) = Bodies.Range(index);
+            var (offset, length) = Chunks.Layout.Range(index);
             if (offset + length > received)
             {
                 return;
             }
 
-            Bodies.Encode(index, data);
+            Chunks.Prepare(index, data);
             await SendAsync(index);
             _next++;
         }
     }
 
-    /// <summary>Publishes the chunks not published yet (all are encoded by now) and waits for every publish.</summary>
+    /// <summary>Publishes the chunks not published yet (all are prepared by now) and waits for every publish.</summary>
     public async Task FinishAsync()
     {
         for (; _next < Indices.Count; _next++)
@@ -67,7 +68,7 @@ internal sealed class ChunkPublication(
     private async Task SendAsync(int index)
     {
         await _window.WaitAsync(cancellationToken);
-        _publishes.Add(PublishAsync(Bodies.Payload(app, index), index));
+        _publishes.Add(PublishAsync(Chunks.Payload(app, index), index));
     }
 
     private async Task PublishAsync(ReadOnlySequence<byte> payload, int index)

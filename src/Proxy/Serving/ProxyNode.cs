@@ -16,9 +16,10 @@ namespace Propeller.Proxy.Serving;
 /// Beyond the original (docs/proxy.md): the reference's own tag or digest is pulled; requests for an image already in
 /// flight share its chunks (single flight); pulled artefacts are cached by digest; every chunk carries the artefact's
 /// <c>sha256</c>; a request that lists <c>chunks</c> gets only those; a request whose <c>have</c> names the image's
-/// sha256 gets its last chunk only (the proplet holds the image verified; one chunk announces the digest); a failure is
-/// published on <c>registry/failure</c> instead of being only logged. Used by the host and, in-process, by tests and
-/// benchmarks.
+/// sha256 gets its last chunk only (the proplet holds the image verified; one chunk announces the digest); a request
+/// whose <c>formats</c> names <c>binary</c> gets raw-bytes chunks on <c>registry/chunk</c> (<see cref="BinaryChunks"/>)
+/// instead of base64 JSON; a failure is published on <c>registry/failure</c> instead of being only logged. Used by the
+/// host and, in-process, by tests and benchmarks.
 /// </summary>
 public sealed class ProxyNode : IAsyncDisposable
 {
@@ -52,6 +53,7 @@ public sealed class ProxyNode : IAsyncDisposable
         _logger = loggers.CreateLogger<ProxyNode>();
         _brokerLogger = loggers.CreateLogger<BrokerConnection>();
         _fetchSlots = new SemaphoreSlim(settings.MaxConcurrentFetches);
+        BinaryChunks = settings.BinaryChunks;
         Cache = new ArtifactCache(settings.CacheBytes);
         _http = new HttpClient(new SocketsHttpHandler { AllowAutoRedirect = true, PooledConnectionLifetime = TimeSpan.FromMinutes(5) })
         {
@@ -70,6 +72,10 @@ public sealed class ProxyNode : IAsyncDisposable
     internal Func<string, int, bool>? LoseChunk { get; set; }
 
     public ArtifactCache Cache { get; }
+
+    /// <summary>Whether a request that announces binary chunks gets them (PROXY_BINARY_CHUNKS); false: JSON for every
+    /// request. Settable for the benchmark, which measures both formats in one run.</summary>
+    internal bool BinaryChunks { get; set; }
 
     public int InFlight => _inFlight.Count;
 
@@ -114,10 +120,11 @@ public sealed class ProxyNode : IAsyncDisposable
         FetchAsync(appName, pulling: null, cancellationToken);
 
     /// <summary>As <see cref="GetArtifactAsync"/>; before a pull, <paramref name="pulling"/> is given the layer and may
-    /// return chunks to encode as the bytes arrive and a callback for them (<see cref="RegistryClient.GetBlobAsync(ImageReference, Descriptor, long, Func{byte[], int, ValueTask}?, CancellationToken)"/>).
-    /// A pulled artefact enters the cache with its chunks encoded.</summary>
+    /// return chunks to prepare as the bytes arrive and a callback for them (<see cref="RegistryClient.GetBlobAsync(ImageReference, Descriptor, long, Func{byte[], int, ValueTask}?, CancellationToken)"/>).
+    /// A pulled artefact enters the cache with its JSON chunks if the pull encoded them; with its bytes only otherwise
+    /// (a binary publication, or none: the JSON is encoded when a JSON request needs it).</summary>
     private async Task<(Artifact Artifact, bool Cached)> FetchAsync(
-        string appName, Func<Descriptor, (ChunkBodies Bodies, Func<byte[], int, ValueTask> Received)?>? pulling, CancellationToken cancellationToken)
+        string appName, Func<Descriptor, (IChunkPayloads Chunks, Func<byte[], int, ValueTask> Received)?>? pulling, CancellationToken cancellationToken)
     {
         if (!ImageReference.TryParse(appName, out var reference, out var error))
         {
@@ -149,14 +156,13 @@ public sealed class ProxyNode : IAsyncDisposable
             var data = await _registry.GetBlobAsync(reference, layer, _settings.MaxArtifactBytes, streamed?.Received, timeout.Token);
             Metrics.Fetched(data.Length);
             var artifact = new Artifact(layer.Digest, data, Sha256Of(layer.Digest) ?? Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(data)));
-            if (streamed is { Bodies: var bodies } && bodies.ChunkSize == _settings.ChunkSize)
+            if (streamed is { Chunks: var chunks })
             {
-                bodies.EncodeMissing(data);
-                artifact.Attach(bodies);
-            }
-            else
-            {
-                artifact.Bodies(_settings.ChunkSize);
+                chunks.PrepareAll(data);
+                if (chunks is ChunkBodies bodies && bodies.ChunkSize == _settings.ChunkSize)
+                {
+                    artifact.Attach(bodies);
+                }
             }
 
             Cache.Add(artifact);
@@ -279,6 +285,15 @@ public sealed class ProxyNode : IAsyncDisposable
             flight += "\n#" + string.Join(',', listed.Distinct().Order());
         }
 
+        // Binary chunks go on their own topic, which a proplet that asked for JSON (an old one) does not read: a flight
+        // of its own too.
+        var binary = BinaryChunks && request.Formats is { } formats && formats.Contains(RegistryRequestMessage.BinaryFormat, StringComparer.OrdinalIgnoreCase);
+        if (binary)
+        {
+            Metrics.BinaryRequest();
+            flight += "\n@binary";
+        }
+
         if (_inFlight.Count >= MaxPending && !_inFlight.ContainsKey(flight))
         {
             ProxyLog.Busy(_logger, _inFlight.Count, app);
@@ -289,7 +304,7 @@ public sealed class ProxyNode : IAsyncDisposable
         // Single flight: a request for an image being fetched or published shares that delivery (the chunks are
         // broadcast to every proplet on the channel); a proplet that still misses some asks for those afterwards.
         var admitted = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var work = ServeWhenAdmittedAsync(admitted.Task, flight, app, request.Chunks, have);
+        var work = ServeWhenAdmittedAsync(admitted.Task, flight, new Delivery(app, request.Chunks, have, binary));
         if (!_inFlight.TryAdd(flight, work))
         {
             admitted.SetResult(false);
@@ -302,7 +317,7 @@ public sealed class ProxyNode : IAsyncDisposable
     }
 
     /// <summary>Serves once registered as <paramref name="flight"/>, and ends that flight.</summary>
-    private async Task ServeWhenAdmittedAsync(Task<bool> admitted, string flight, string app, IReadOnlyList<int>? wanted, IReadOnlyList<string> have)
+    private async Task ServeWhenAdmittedAsync(Task<bool> admitted, string flight, Delivery delivery)
     {
         if (!await admitted)
         {
@@ -311,7 +326,7 @@ public sealed class ProxyNode : IAsyncDisposable
 
         try
         {
-            await ServeAsync(app, wanted, have);
+            await ServeAsync(delivery);
         }
         finally
         {
@@ -319,15 +334,16 @@ public sealed class ProxyNode : IAsyncDisposable
         }
     }
 
-    private async Task ServeAsync(string app, IReadOnlyList<int>? wanted, IReadOnlyList<string> have)
+    private async Task ServeAsync(Delivery delivery)
     {
+        var app = delivery.App;
         var token = _lifetime.Token;
         try
         {
             await _fetchSlots.WaitAsync(token);
             try
             {
-                await DeliverAsync(app, wanted, have, token);
+                await DeliverAsync(delivery, token);
             }
             finally
             {
@@ -353,16 +369,18 @@ public sealed class ProxyNode : IAsyncDisposable
     }
 
     /// <summary>
-    /// Publishes <paramref name="app"/>'s chunks (those <paramref name="wanted"/>, or all). From the cache: the encoded
-    /// chunks at once. Pulled: each chunk as soon as its bytes have arrived from the registry, except the last, which
+    /// Publishes the chunks <paramref name="delivery"/> asks for (those listed, or all), in its format. From the cache: at
+    /// once (JSON: the chunks encoded at the first JSON request, then kept with the artefact). Pulled: each chunk as soon as its bytes have arrived from the registry, except the last, which
     /// waits until the whole artefact matched its digest, so that no proplet, old or new, assembles unverified bytes;
     /// if it does not match, the proplets get <c>registry/failure</c> instead of the last chunk. An image whose sha256
-    /// the request's <paramref name="have"/> names: its last chunk only (pulled first if need be, to verify it).
+    /// the request's <c>have</c> names: its last chunk only (pulled first if need be, to verify it).
     /// </summary>
-    private async Task DeliverAsync(string app, IReadOnlyList<int>? wanted, IReadOnlyList<string> have, CancellationToken cancellationToken)
+    private async Task DeliverAsync(Delivery delivery, CancellationToken cancellationToken)
     {
         var connection = _connection ?? throw new InvalidOperationException("The proxy is not started.");
-        var topic = Topics.Of(_settings.BaseTopic, Topics.RegistryChunks);
+        var (app, wanted, have, binary) = delivery;
+        var topic = Topics.Of(_settings.BaseTopic, binary ? Topics.RegistryBinaryChunks : Topics.RegistryChunks);
+        var format = binary ? ", binary" : "";
         ChunkPublication? streaming = null;
         try
         {
@@ -375,18 +393,22 @@ public sealed class ProxyNode : IAsyncDisposable
                         return null; // the chunks' sha256 is known only once the bytes are in; or one chunk will do
                     }
 
-                    streaming = new ChunkPublication(connection, topic, _settings.Qos, Metrics, _logger, app, new ChunkBodies(layer.Size, sha256, _settings.ChunkSize), wanted, LoseChunk, cancellationToken);
-                    ProxyLog.Serving(_logger, app, layer.Size, layer.Digest, "pulled", streaming.Indices.Count, streaming.Bodies.Total);
-                    return (streaming.Bodies, streaming.ReceivedAsync);
+                    IChunkPayloads chunks = binary
+                        ? new BinaryChunks(new ChunkLayout(layer.Size, _settings.ChunkSize), sha256)
+                        : new ChunkBodies(layer.Size, sha256, _settings.ChunkSize);
+                    streaming = new ChunkPublication(connection, topic, _settings.Qos, Metrics, _logger, app, chunks, wanted, LoseChunk, cancellationToken);
+                    ProxyLog.Serving(_logger, app, layer.Size, layer.Digest, "pulled" + format, streaming.Indices.Count, chunks.Layout.Total);
+                    return (chunks, streaming.ReceivedAsync);
                 },
                 cancellationToken);
             if (streaming is null)
             {
-                var bodies = artifact.Bodies(_settings.ChunkSize);
+                IChunkPayloads chunks = binary ? new BinaryChunks(artifact.Data, artifact.Sha256, _settings.ChunkSize) : JsonChunks(artifact);
+                var total = chunks.Layout.Total;
                 var announce = wanted is null && Held(have, artifact.Sha256);
-                streaming = new ChunkPublication(connection, topic, _settings.Qos, Metrics, _logger, app, bodies, announce ? [bodies.Total - 1] : wanted, LoseChunk, cancellationToken);
+                streaming = new ChunkPublication(connection, topic, _settings.Qos, Metrics, _logger, app, chunks, announce ? [total - 1] : wanted, LoseChunk, cancellationToken);
                 ProxyLog.Serving(
-                    _logger, app, artifact.Data.LongLength, artifact.Digest, (cached ? "from the cache" : "pulled") + (announce ? ", held by the proplet" : ""), streaming.Indices.Count, bodies.Total);
+                    _logger, app, artifact.Data.LongLength, artifact.Digest, (cached ? "from the cache" : "pulled") + (announce ? ", held by the proplet" : "") + format, streaming.Indices.Count, total);
             }
 
             await streaming.FinishAsync();
@@ -399,6 +421,15 @@ public sealed class ProxyNode : IAsyncDisposable
                 streaming.Dispose();
             }
         }
+    }
+
+    /// <summary><paramref name="artifact"/>'s JSON chunks: those kept with it, else encoded now, kept, and counted by the
+    /// cache.</summary>
+    private ChunkBodies JsonChunks(Artifact artifact)
+    {
+        var bodies = artifact.Bodies(_settings.ChunkSize);
+        Cache.Remeasure(artifact);
+        return bodies;
     }
 
     private async Task PublishFailureAsync(string app, string reason)
@@ -418,4 +449,7 @@ public sealed class ProxyNode : IAsyncDisposable
             ProxyLog.ChunkFailed(_logger, -1, app, ex.Message);
         }
     }
+
+    /// <summary>What one flight publishes: the image, the chunks listed (null: all), the held digests, the format.</summary>
+    private sealed record Delivery(string App, IReadOnlyList<int>? Wanted, IReadOnlyList<string> Have, bool Binary);
 }
