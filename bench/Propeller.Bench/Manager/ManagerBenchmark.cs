@@ -97,11 +97,19 @@ internal static class ManagerBenchmark
         var stages = new ConcurrentBag<(string Id, long Start, long Started, long Done)>();
         var busyBefore = MachineBusy();
         var (selfBefore, postgresBefore, brokerBefore) = (ProcCpu.Ms(Environment.ProcessId), ProcCpu.ByName("postgres"), ProcCpu.ByName("mosquitto"));
+        using var jitLog = JitLog.FromEnvironment();
         var jitBefore = JitWork.Now();
+        jitLog?.Start();
         var stopwatch = Stopwatch.StartNew();
         var latencies = await RunTasksAsync(http, tasks, clients, cancellationToken, stages);
         stopwatch.Stop();
+        jitLog?.Stop();
         var jit = JitWork.Now() - jitBefore;
+        foreach (var line in jitLog?.Report() ?? [])
+        {
+            Console.WriteLine(line);
+        }
+
         var busyMs = MachineBusy() - busyBefore;
         var selfMs = ProcCpu.Ms(Environment.ProcessId) - selfBefore;
         var postgresMs = ProcCpu.Since(postgresBefore, ProcCpu.ByName("postgres"));
