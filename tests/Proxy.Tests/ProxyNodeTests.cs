@@ -315,6 +315,34 @@ public sealed class ProxyNodeTests : IAsyncLifetime
         proxy.Metrics.BinaryRequests.ShouldBe(binaryChunks ? 1 : 0);
     }
 
+    /// <summary>A cached tag's chunks go out while the tag is resolved again; the last only if it still names that
+    /// artefact. Here the tag moved in between: the proplet (holding no verified images, so it names none in
+    /// <c>have</c>) runs the module the tag names now, never the cached one.</summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task GivenACachedTagThatMoved_WhenRequestedAgain_ThenThePropletRunsTheModuleTheTagNamesNow(bool binaryChunks)
+    {
+        var proxy = await StartProxyAsync(chunkSize: 16, binaryChunks: binaryChunks);
+        var app = await PushAsync("moved", Modules.Addition);
+        await StartPropletAsync(PropletSettings() with { ImageCacheBytes = 0 });
+
+        await StartTaskAsync("moved-1", app);
+        (await NextOnAsync(Topics.Results)).GetProperty("results").GetString().ShouldBe("42");
+        await StartTaskAsync("moved-2", app);
+        (await NextOnAsync(Topics.Results)).GetProperty("results").GetString().ShouldBe("42", "the cached tag, resolved again to the same artefact");
+
+        await TestRegistry.Client(_http).PushWasmAsync(ImageReference.Parse(app), Subtraction, Ct); // the same tag, moved
+        await StartTaskAsync("moved-3", app);
+        var result = await NextOnAsync(Topics.Results);
+        result.GetProperty("error").ValueKind.ShouldBe(JsonValueKind.Null, result.GetRawText());
+        result.GetProperty("results").GetString().ShouldBe("-2", "the module the tag names now (20 - 22)");
+        proxy.Metrics.Fetches.ShouldBe(2);
+        proxy.Metrics.CacheHits.ShouldBe(1);
+    }
+
+    private static readonly byte[] Subtraction = Wat.ToWasm("(module (func (export \"main\") (param i32 i32) (result i32) local.get 0 local.get 1 i32.sub))");
+
     [Theory]
     [InlineData(true)]
     [InlineData(false)]

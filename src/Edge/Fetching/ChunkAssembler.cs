@@ -269,16 +269,21 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
                 return null; // a re-delivery of an image already assembled
             }
 
+            if (!created && sha256 is not null && entry.Sha256 is not null && !string.Equals(sha256, entry.Sha256, StringComparison.OrdinalIgnoreCase))
+            {
+                // Another artefact under the same name while this one is incomplete: the newer delivery wins (our proxy,
+                // serving a cached tag that moved meanwhile, withholds the old artefact's last chunk and sends the new one).
+                entry = new Entry(total, time.GetUtcNow(), sha256, size, maxBinarySize);
+                _entries[app] = entry;
+                created = true;
+            }
+
             if (entry.Total != total)
             {
                 return $"total_chunks {total} differs from the first chunk's {entry.Total}";
             }
 
             entry.Sha256 ??= sha256;
-            if (sha256 is not null && !string.Equals(sha256, entry.Sha256, StringComparison.OrdinalIgnoreCase))
-            {
-                return $"sha256 {sha256} differs from the first chunk's {entry.Sha256}";
-            }
 
             if (size is not null && entry.AnnouncedSize is { } announced && size != announced)
             {

@@ -89,7 +89,13 @@ public sealed class ChunkBodies : IChunkPayloads
         }
     }
 
-    void IChunkPayloads.Prepare(int index, byte[] data) => Encode(index, data);
+    void IChunkPayloads.Prepare(int index, byte[] data)
+    {
+        if (!IsEncoded(index))
+        {
+            Encode(index, data); // a cached artefact's chunks are encoded already
+        }
+    }
 
     void IChunkPayloads.PrepareAll(byte[] data) => EncodeMissing(data);
 

@@ -39,6 +39,7 @@ public sealed class ProxyNode : IAsyncDisposable
     private readonly RegistryClient _registry;
     private readonly ConcurrentDictionary<string, Task> _inFlight = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Descriptor> _layersByDigestReference = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, string> _digestsByTag = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _fetchSlots;
     private readonly CancellationTokenSource _lifetime = new();
     private BrokerConnection? _connection;
@@ -143,6 +144,10 @@ public sealed class ProxyNode : IAsyncDisposable
                 if (key is not null && _layersByDigestReference.Count < 10_000)
                 {
                     _layersByDigestReference[key] = layer;
+                }
+                else if (key is null && (_digestsByTag.Count < 10_000 || _digestsByTag.ContainsKey(reference.ToString())))
+                {
+                    _digestsByTag[reference.ToString()] = layer.Digest;
                 }
             }
 
@@ -381,10 +386,39 @@ public sealed class ProxyNode : IAsyncDisposable
         var (app, wanted, have, binary) = delivery;
         var topic = Topics.Of(_settings.BaseTopic, binary ? Topics.RegistryBinaryChunks : Topics.RegistryChunks);
         var format = binary ? ", binary" : "";
+        (Artifact Artifact, bool Cached)? resolved = null;
+        if (binary && CachedUnderTag(app, have) is { } guess)
+        {
+            // A tag this proxy resolved before, whose artefact is cached: every chunk but the last goes out while the tag
+            // is resolved again (a tag may move), the last only once the tag still names that artefact. So the registry's
+            // round trip overlaps the publication instead of preceding it, and no proplet completes an assembly of an
+            // artefact the tag no longer names: the chunks already out stay an incomplete delivery of the old sha256,
+            // which our proplet drops when the new artefact's chunks arrive. Binary deliveries only: they reach only our
+            // proplets; an original proplet ignores the sha256 and would assemble old and new chunks into one image.
+            IChunkPayloads guessed = binary ? new BinaryChunks(guess.Data, guess.Sha256, _settings.ChunkSize) : JsonChunks(guess);
+            using var early = new ChunkPublication(connection, topic, _settings.Qos, Metrics, _logger, app, guessed, wanted, LoseChunk, cancellationToken);
+            try
+            {
+                var resolving = FetchAsync(app, pulling: null, cancellationToken);
+                await early.ReceivedAsync(guess.Data, guess.Data.Length);
+                resolved = await resolving;
+                if (resolved.Value.Artifact.Digest == guess.Digest)
+                {
+                    ProxyLog.Serving(_logger, app, guess.Data.LongLength, guess.Digest, "from the cache, the tag resolved meanwhile" + format, early.Indices.Count, guessed.Layout.Total);
+                    await early.FinishAsync();
+                    return;
+                }
+            }
+            finally
+            {
+                await early.DrainAsync(); // the chunks already sent go out before a failure message or the new artefact
+            }
+        }
+
         ChunkPublication? streaming = null;
         try
         {
-            var (artifact, cached) = await FetchAsync(
+            var (artifact, cached) = resolved ?? await FetchAsync(
                 app,
                 layer =>
                 {
@@ -422,6 +456,15 @@ public sealed class ProxyNode : IAsyncDisposable
             }
         }
     }
+
+    /// <summary>The cached artefact that <paramref name="app"/>, a tag reference, named when this proxy last resolved it;
+    /// null for a digest reference (its artefact is known without the registry), a tag not seen or not cached, and an
+    /// artefact the request's <c>have</c> names (one chunk will do).</summary>
+    private Artifact? CachedUnderTag(string app, IReadOnlyList<string> have) =>
+        ImageReference.TryParse(app, out var reference, out _) && reference.Digest is null
+            && _digestsByTag.TryGetValue(reference.ToString(), out var digest) && Cache.TryGet(digest, out var artifact) && !Held(have, artifact.Sha256)
+            ? artifact
+            : null;
 
     /// <summary><paramref name="artifact"/>'s JSON chunks: those kept with it, else encoded now, kept, and counted by the
     /// cache.</summary>
