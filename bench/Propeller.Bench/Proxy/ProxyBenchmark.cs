@@ -23,8 +23,8 @@ namespace Propeller.Bench.Proxy;
 /// `proxy-cached`: the same reference again, served from the proxy's cache.
 /// Ratios: direct/proxy (target ≥ 0.5) and direct-again/proxy-cached (target ≥ 1.0). Options: --size BYTES,
 /// --rounds N (5; medians), --chunk BYTES (PROXY_CHUNK_SIZE, 128000), --qos N (the proxy's, 2), --cases a,b (a subset),
-/// --warmup N (rounds of every case at full size before the clock runs, 5: the JIT tiers the proplet's receive path up
-/// in the first rounds, session 8), --broker-pid PID (the broker's CPU time per run goes in the CPU columns; by default
+/// --warmup N (rounds of every case at full size before the clock runs, 20: the JIT tiers the proplet's receive path up
+/// in the first rounds, session 8; with 5 a profile still showed ~16 % of the proplet's CPU in the JIT, session 11), --broker-pid PID (the broker's CPU time per run goes in the CPU columns; by default
 /// the process listening on the broker's port, found through /proc), --image-cache BYTES (the proplet's
 /// PROPLET_IMAGE_CACHE_BYTES; 0: every delivery is assembled and hashed), --settle MS (pause after each run, 30),
 /// --format binary|json|both (the chunk format the proxy answers the proplet's requests with: binary, the default, on
@@ -44,7 +44,7 @@ internal static class ProxyBenchmark
         var rounds = Manager.ManagerBenchmark.Option(args, "--rounds", 5);
         var chunk = Manager.ManagerBenchmark.Option(args, "--chunk", ProxySettings.DefaultChunkSize);
         var qos = (MqttQualityOfServiceLevel)Manager.ManagerBenchmark.Option(args, "--qos", 2);
-        var warmups = Manager.ManagerBenchmark.Option(args, "--warmup", 5);
+        var warmups = Manager.ManagerBenchmark.Option(args, "--warmup", 20);
         var settle = TimeSpan.FromMilliseconds(Manager.ManagerBenchmark.Option(args, "--settle", 30));
         var imageCache = StringOption(args, "--image-cache");
         var format = StringOption(args, "--format") ?? "binary";
