@@ -43,18 +43,12 @@ public sealed class ManagerMqtt : IMessagePublisher, IAsyncDisposable
             {
                 connection.StaleSubscriptions.Add(filter);
             }
-
-            ShareGroup = group;
         };
 
         Connection = new BrokerConnection(connection, loggers.CreateLogger<BrokerConnection>(), time);
     }
 
     public BrokerConnection Connection { get; }
-
-    /// <summary>The share group of the current connection's subscriptions; null: plain (no group configured, or the
-    /// broker did not offer shared subscriptions to the default one).</summary>
-    public string? ShareGroup { get; private set; }
 
     /// <summary>A manager node's persistent session: kept for 7 days while the node is away, under its entity id (the
     /// client id; also the username, with MANAGER_API_KEY as password). <see cref="SessionRecovery"/> borrows another node's

@@ -152,11 +152,12 @@ internal sealed partial class SessionRecovery(
         Log.Recovering(_logger, clientId);
         var borrowed = ManagerMqtt.SessionOptions(mqtt.Options, clientId);
         borrowed.ReconnectAfterLoss = false;
-        var grouped = ManagerMqtt.Filters(mqtt.Options.BaseTopic, mqtt.Options.ShareGroup);
-        var plain = ManagerMqtt.Filters(mqtt.Options.BaseTopic, null);
-        foreach (var filter in grouped.Filters.Concat(grouped.Stale).Concat(plain.Filters).Concat(plain.Stale).Distinct(StringComparer.Ordinal))
+        // The group's filters and their stale forms name everything a node of this deployment may have subscribed (the
+        // plain forms, the group's, the suggested group's, {base}/#). No Subscriptions: the connect finds the session and
+        // removes these, so nothing new is queued in it.
+        var (filters, stale) = ManagerMqtt.Filters(mqtt.Options.BaseTopic, mqtt.Options.ShareGroup);
+        foreach (var filter in filters.Concat(stale))
         {
-            // No Subscriptions: the connect finds the session and removes these, so nothing new is queued in it.
             borrowed.StaleSubscriptions.Add(filter);
         }
 

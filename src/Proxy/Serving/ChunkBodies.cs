@@ -89,13 +89,7 @@ public sealed class ChunkBodies : IChunkPayloads
         }
     }
 
-    void IChunkPayloads.Prepare(int index, byte[] data)
-    {
-        if (!IsEncoded(index))
-        {
-            Encode(index, data); // a cached artefact's chunks are encoded already
-        }
-    }
+    void IChunkPayloads.Prepare(int index, byte[] data) => Encode(index, data);
 
     void IChunkPayloads.PrepareAll(byte[] data) => EncodeMissing(data);
 

@@ -395,7 +395,7 @@ public sealed class ProxyNode : IAsyncDisposable
             // artefact the tag no longer names: the chunks already out stay an incomplete delivery of the old sha256,
             // which our proplet drops when the new artefact's chunks arrive. Binary deliveries only: they reach only our
             // proplets; an original proplet ignores the sha256 and would assemble old and new chunks into one image.
-            IChunkPayloads guessed = binary ? new BinaryChunks(guess.Data, guess.Sha256, _settings.ChunkSize) : JsonChunks(guess);
+            var guessed = new BinaryChunks(guess.Data, guess.Sha256, _settings.ChunkSize);
             using var early = new ChunkPublication(connection, topic, _settings.Qos, Metrics, _logger, app, guessed, wanted, LoseChunk, cancellationToken);
             try
             {
