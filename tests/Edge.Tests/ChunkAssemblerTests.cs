@@ -391,6 +391,42 @@ public sealed class ChunkAssemblerTests
         assembler.VerifiedBytes.ShouldBe(0);
     }
 
+    /// <summary>Chunks decoded into place are hashed as they extend the run from chunk 0 (the digest is ready with the
+    /// last chunk); whatever order they come in, the digest is the sha256 of the chunks in index order.</summary>
+    [Theory]
+    [InlineData(new[] { 0, 1, 2, 3, 4 }, false)]
+    [InlineData(new[] { 3, 0, 4, 1, 2 }, false)]
+    [InlineData(new[] { 0, 1, 2, 3, 4 }, true)]
+    [InlineData(new[] { 4, 3, 2, 1, 0 }, true)]
+    public void GivenBinaryChunksHashedAsTheyArrive_WhenTheImageCompletes_ThenItsDigestIsTheChunksInIndexOrder(int[] order, bool corruptChunk2)
+    {
+        var assembler = new ChunkAssembler(1 << 20, _clock, imageCacheBytes: 1 << 20);
+        var image = Enumerable.Range(0, 4 * 1000 + 300).Select(i => (byte)(i * 7)).ToArray();
+        var sha = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(image));
+        string? last = null;
+        foreach (var index in order)
+        {
+            var data = image.AsSpan(index * 1000, index == 4 ? 300 : 1000).ToArray();
+            if (corruptChunk2 && index == 2)
+            {
+                data[500] ^= 0xFF;
+            }
+
+            last = assembler.AddBinary(Binary("h", index, 5, data, sha, image.Length));
+        }
+
+        if (corruptChunk2)
+        {
+            last.ShouldNotBeNull().ShouldStartWith("image h failed verification");
+            assembler.VerifiedBytes.ShouldBe(0);
+        }
+        else
+        {
+            last.ShouldBeNull();
+            assembler.VerifiedBytes.ShouldBe(image.Length);
+        }
+    }
+
     [Theory]
     [InlineData("no header line", "the binary chunk has no header line")]
     [InlineData("{\"app_name\":\"a\",\"chunk_idx\":0\n", "the binary chunk's header is not valid JSON")]

@@ -614,7 +614,7 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
             return new FetchedBinary(assembled, null);
         }
 
-        var actual = Convert.ToHexStringLower(SHA256.HashData(assembled));
+        var actual = Convert.ToHexStringLower(entry.TakeHash() ?? SHA256.HashData(assembled));
         if (!string.Equals(actual, expected, StringComparison.OrdinalIgnoreCase))
         {
             failure = $"image {app} failed verification: its chunks hash to sha256 {actual}, the proxy sent sha256 {expected} (a chunk was corrupted)";
@@ -629,6 +629,13 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
         private int _received;
         private int _chunkLength = -1;
         private int _lastLength = -1;
+
+        // The sha256 of the image's chunks 0.._hashed-1, fed as each chunk completes that prefix: the digest is ready
+        // when the last chunk lands, instead of hashing the whole image after it (~3 ms per 5 MiB on the delivery's
+        // critical path). Only for images decoded in place and a delivery that announced a sha256. An entry dropped
+        // before it completes leaves its hash state to the SafeHandle's finalizer.
+        private IncrementalHash? _hash;
+        private int _hashed;
 
         public int Total { get; } = total;
 
@@ -685,7 +692,9 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
                 return last ? image.Length - length : (long)index * chunk;
             }
 
-            // Demote: copy what arrived into parts of their own.
+            // Demote: copy what arrived into parts of their own (hashed whole at the end).
+            _hash?.Dispose();
+            _hash = null;
             for (var i = 0; i < Total && _have is not null; i++)
             {
                 if (_have[i])
@@ -726,6 +735,44 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
             else
             {
                 _chunkLength = length;
+            }
+
+            HashPrefix();
+        }
+
+        /// <summary>The image's sha256 when every chunk was hashed in place as it arrived (see <see cref="HashPrefix"/>);
+        /// else null, and the caller hashes the assembled bytes.</summary>
+        public byte[]? TakeHash()
+        {
+            if (_hash is not { } hash)
+            {
+                return null;
+            }
+
+            _hash = null;
+            using (hash)
+            {
+                return _hashed == Total ? hash.GetHashAndReset() : null;
+            }
+        }
+
+        /// <summary>Feeds the hash with the chunks that now extend the contiguous run from chunk 0 (in index order, so
+        /// chunks that arrive out of order wait for their predecessors).</summary>
+        private void HashPrefix()
+        {
+            if (Sha256 is null || Image is not { } image || _have is null)
+            {
+                return;
+            }
+
+            while (_hashed < Total && _have[_hashed])
+            {
+                var last = _hashed == Total - 1;
+                var length = last ? _lastLength : _chunkLength;
+                var at = last ? image.Length - length : (long)_hashed * _chunkLength;
+                _hash ??= IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+                _hash.AppendData(image, (int)at, length);
+                _hashed++;
             }
         }
     }
