@@ -59,6 +59,10 @@ public static class MartenStoreConfiguration
         });
 
         options.Events.StreamIdentity = StreamIdentity.AsGuid;
+        // No DCB tags: Marten would register the strong-typed ids of the aggregate projections (TaskId) as a tag type,
+        // and every task event would then cost a row in mt_event_tag_task_id, with its foreign key and indexes, inside
+        // mt_quick_append_events. Nothing here queries events by tag (a task's events are its stream).
+        options.Events.AutoDiscoverTagTypes = false;
         options.Events.AppendMode = appendMode;
         // Each flag by name: EnableAll() left the user_name column out (tested by the metadata round trip).
         options.Events.MetadataConfig.CorrelationIdEnabled = true;
