@@ -12,7 +12,6 @@ using Propeller.Infrastructure.Scheduling;
 using Propeller.Infrastructure.Wolverine;
 using Propeller.Manager.Configuration;
 using Propeller.Manager.Http;
-using Propeller.Manager.Plugins;
 using Wolverine;
 using Wolverine.ErrorHandling;
 using Wolverine.Marten;
@@ -179,7 +178,7 @@ public sealed class WolverineTaskCommands(TaskCommandBatcher batcher)
 /// each in the aggregate handler workflow and committed before InvokeAsync returns, so the MQTT connection acknowledges
 /// the message only after its effect is committed.
 /// </summary>
-public sealed class WolverineInboundCommands(IWolverineRuntime runtime) : IInboundCommands
+public sealed class WolverineInboundCommands(IWolverineRuntime runtime, TaskCommandBatcher batcher) : IInboundCommands
 {
     public Task RecordResultAsync(TaskCommand.RecordResult command, EventMetadata metadata, CancellationToken cancellationToken)
     {
@@ -188,23 +187,16 @@ public sealed class WolverineInboundCommands(IWolverineRuntime runtime) : IInbou
     }
 
     /// <summary>
-    /// One <see cref="RecordResults"/> per round of distinct tasks (a task's second result in the same broker batch, a
-    /// redelivery, goes in the next round, so each stream's events carry their own result's metadata); then
-    /// <c>on_task_complete</c> for every recorded result, after its commit.
+    /// A broker batch's results join the API's task commands in <see cref="TaskCommandBatcher"/> (ADR 0016): they commit
+    /// in the same transactions as the creates and starts waiting with them, fewer and larger ones than a transaction of
+    /// results beside each batch of commands. A task's second result (a redelivery) goes in a later round, deciding on
+    /// the state the first left; <c>on_task_complete</c> follows each commit. Returns once every result is committed, so
+    /// the broker batch is acknowledged only then; throws if any failed (the caller then records each alone).
     /// </summary>
-    public async Task RecordResultsAsync(IReadOnlyList<(TaskCommand.RecordResult Command, EventMetadata Metadata)> results, CancellationToken cancellationToken)
+    public Task RecordResultsAsync(IReadOnlyList<(TaskCommand.RecordResult Command, EventMetadata Metadata)> results, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(results);
-        var bus = new MessageBus(runtime);
-        var plugins = runtime.Services.GetRequiredService<TaskPlugins>();
-        foreach (var round in TaskRounds.Split(results.Select(r => new RecordedResult(r.Command, r.Metadata)), r => r.Command.TaskId))
-        {
-            var recorded = await bus.InvokeAsync<RecordedResults>(new RecordResults(round), cancellationToken);
-            foreach (var outcome in recorded.Outcomes.Where(o => o.Rejection is null))
-            {
-                plugins.Completed(outcome.State);
-            }
-        }
+        return Task.WhenAll(results.Select(r => batcher.InvokeAsync(new RunTaskCommand(r.Command.TaskId, r.Command, r.Metadata), cancellationToken)));
     }
 
     public Task HandlePropletAsync(PropletCommand command, EventMetadata metadata, CancellationToken cancellationToken) =>
