@@ -188,6 +188,36 @@ public sealed class ProxyNodeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task GivenADeliveryAlreadyPublishing_WhenTheSameRequestComes_ThenTheDeliveryRunsOnceMoreForIt()
+    {
+        // An original proplet that asks while a delivery is under way cannot ask again for the chunks already out: the
+        // flight takes the request and, once it ends, delivers everything once more (from the cache).
+        var node = await StartProxyAsync(chunkSize: 100);
+        var module = Padded(Modules.Addition, 150 * 1024); // ~1,500 chunks: the late requests come while they go out
+        var app = await PushAsync("late", module);
+        var total = (module.Length + 99) / 100;
+
+        await RequestAsync(app);
+        var seen = new Dictionary<int, int> { [(await NextChunkAsync()).GetProperty("chunk_idx").GetInt32()] = 1 };
+        await RequestAsync(app);
+        await RequestAsync(app);
+        while (seen.Count < total || seen.Values.Any(n => n < 2))
+        {
+            var index = (await NextChunkAsync()).GetProperty("chunk_idx").GetInt32();
+            seen[index] = seen.GetValueOrDefault(index) + 1;
+        }
+
+        for (var i = 0; i < 200 && node.InFlight > 0; i++)
+        {
+            await Task.Delay(20, Ct);
+        }
+
+        node.Metrics.Deduplicated.ShouldBe(2);
+        node.Metrics.Fetches.ShouldBe(1);
+        node.Metrics.Chunks.ShouldBe(2 * total, "one delivery more for both late requests together");
+    }
+
+    [Fact]
     public async Task GivenNoCache_WhenARequestListsChunks_ThenOnlyThoseArePublishedFromThePull()
     {
         var node = await StartProxyAsync(chunkSize: 10, cacheBytes: 0);

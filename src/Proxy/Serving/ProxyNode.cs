@@ -37,7 +37,7 @@ public sealed class ProxyNode : IAsyncDisposable
     private readonly TimeProvider _time;
     private readonly HttpClient _http;
     private readonly RegistryClient _registry;
-    private readonly ConcurrentDictionary<string, Task> _inFlight = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, Flight> _inFlight = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Descriptor> _layersByDigestReference = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, string> _digestsByTag = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _fetchSlots;
@@ -219,7 +219,7 @@ public sealed class ProxyNode : IAsyncDisposable
         await _lifetime.CancelAsync();
         try
         {
-            await Task.WhenAll(_inFlight.Values).WaitAsync(TimeSpan.FromSeconds(5), CancellationToken.None);
+            await Task.WhenAll(_inFlight.Values.Select(f => f.Work)).WaitAsync(TimeSpan.FromSeconds(5), CancellationToken.None);
         }
         catch (Exception ex) when (ex is OperationCanceledException or TimeoutException or RegistryException)
         {
@@ -306,40 +306,71 @@ public sealed class ProxyNode : IAsyncDisposable
             return;
         }
 
-        // Single flight: a request for an image being fetched or published shares that delivery (the chunks are
-        // broadcast to every proplet on the channel); a proplet that still misses some asks for those afterwards.
-        var admitted = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var work = ServeWhenAdmittedAsync(admitted.Task, flight, new Delivery(app, request.Chunks, have, binary));
-        if (!_inFlight.TryAdd(flight, work))
-        {
-            admitted.SetResult(false);
-            Metrics.Deduplicate();
-            ProxyLog.Deduplicated(_logger, app);
-            return;
-        }
-
-        admitted.SetResult(true);
+        Admit(flight, new Delivery(app, request.Chunks, have, binary));
     }
 
-    /// <summary>Serves once registered as <paramref name="flight"/>, and ends that flight.</summary>
-    private async Task ServeWhenAdmittedAsync(Task<bool> admitted, string flight, Delivery delivery)
+    /// <summary>
+    /// Single flight: a request for an image being fetched shares that delivery (the chunks are broadcast to every proplet
+    /// on the channel). A request that comes once the delivery has begun publishing would miss the chunks already out
+    /// (an original proplet cannot ask for them again, and ours would wait for its stall timer): the flight then runs
+    /// once more when it ends, from the cache, for all who came late (one more delivery however many came).
+    /// </summary>
+    private void Admit(string flight, Delivery delivery)
+    {
+        while (true)
+        {
+            if (_inFlight.TryGetValue(flight, out var existing))
+            {
+                if (existing.Join())
+                {
+                    Metrics.Deduplicate();
+                    ProxyLog.Deduplicated(_logger, delivery.App);
+                    return;
+                }
+
+                continue; // it has just ended: start a flight of our own
+            }
+
+            var admitted = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+            var next = new Flight(delivery);
+            next.Work = ServeWhenAdmittedAsync(admitted.Task, flight, next);
+            if (_inFlight.TryAdd(flight, next))
+            {
+                admitted.SetResult(true);
+                return;
+            }
+
+            admitted.SetResult(false);
+        }
+    }
+
+    /// <summary>Serves once registered as <paramref name="flight"/>, ends that flight, and runs it again if requests came
+    /// after its publication had begun.</summary>
+    private async Task ServeWhenAdmittedAsync(Task<bool> admitted, string flight, Flight state)
     {
         if (!await admitted)
         {
             return;
         }
 
+        var again = false;
         try
         {
-            await ServeAsync(delivery);
+            await ServeAsync(state.Delivery, state);
         }
         finally
         {
             _inFlight.TryRemove(flight, out _);
+            again = state.Close();
+        }
+
+        if (again && !_lifetime.IsCancellationRequested)
+        {
+            Admit(flight, state.Delivery);
         }
     }
 
-    private async Task ServeAsync(Delivery delivery)
+    private async Task ServeAsync(Delivery delivery, Flight flight)
     {
         var app = delivery.App;
         var token = _lifetime.Token;
@@ -348,7 +379,7 @@ public sealed class ProxyNode : IAsyncDisposable
             await _fetchSlots.WaitAsync(token);
             try
             {
-                await DeliverAsync(delivery, token);
+                await DeliverAsync(delivery, flight, token);
             }
             finally
             {
@@ -380,7 +411,7 @@ public sealed class ProxyNode : IAsyncDisposable
     /// if it does not match, the proplets get <c>registry/failure</c> instead of the last chunk. An image whose sha256
     /// the request's <c>have</c> names: its last chunk only (pulled first if need be, to verify it).
     /// </summary>
-    private async Task DeliverAsync(Delivery delivery, CancellationToken cancellationToken)
+    private async Task DeliverAsync(Delivery delivery, Flight flight, CancellationToken cancellationToken)
     {
         var connection = _connection ?? throw new InvalidOperationException("The proxy is not started.");
         var (app, wanted, have, binary) = delivery;
@@ -396,6 +427,7 @@ public sealed class ProxyNode : IAsyncDisposable
             // which our proplet drops when the new artefact's chunks arrive. Binary deliveries only: they reach only our
             // proplets; an original proplet ignores the sha256 and would assemble old and new chunks into one image.
             var guessed = new BinaryChunks(guess.Data, guess.Sha256, _settings.ChunkSize);
+            flight.Publishing();
             using var early = new ChunkPublication(connection, topic, _settings.Qos, Metrics, _logger, app, guessed, wanted, LoseChunk, cancellationToken);
             try
             {
@@ -430,6 +462,7 @@ public sealed class ProxyNode : IAsyncDisposable
                     IChunkPayloads chunks = binary
                         ? new BinaryChunks(new ChunkLayout(layer.Size, _settings.ChunkSize), sha256)
                         : new ChunkBodies(layer.Size, sha256, _settings.ChunkSize);
+                    flight.Publishing();
                     streaming = new ChunkPublication(connection, topic, _settings.Qos, Metrics, _logger, app, chunks, wanted, LoseChunk, cancellationToken);
                     ProxyLog.Serving(_logger, app, layer.Size, layer.Digest, "pulled" + format, streaming.Indices.Count, chunks.Layout.Total);
                     return (chunks, streaming.ReceivedAsync);
@@ -440,6 +473,7 @@ public sealed class ProxyNode : IAsyncDisposable
                 IChunkPayloads chunks = binary ? new BinaryChunks(artifact.Data, artifact.Sha256, _settings.ChunkSize) : JsonChunks(artifact);
                 var total = chunks.Layout.Total;
                 var announce = wanted is null && Held(have, artifact.Sha256);
+                flight.Publishing();
                 streaming = new ChunkPublication(connection, topic, _settings.Qos, Metrics, _logger, app, chunks, announce ? [total - 1] : wanted, LoseChunk, cancellationToken);
                 ProxyLog.Serving(
                     _logger, app, artifact.Data.LongLength, artifact.Digest, (cached ? "from the cache" : "pulled") + (announce ? ", held by the proplet" : "") + format, streaming.Indices.Count, total);
@@ -495,4 +529,51 @@ public sealed class ProxyNode : IAsyncDisposable
 
     /// <summary>What one flight publishes: the image, the chunks listed (null: all), the held digests, the format.</summary>
     private sealed record Delivery(string App, IReadOnlyList<int>? Wanted, IReadOnlyList<string> Have, bool Binary);
+
+    /// <summary>One delivery in flight and the requests it absorbed (see <see cref="Admit"/>).</summary>
+    private sealed class Flight(Delivery delivery)
+    {
+        private readonly Lock _lock = new();
+        private bool _publishing;
+        private bool _again;
+        private bool _closed;
+
+        public Delivery Delivery { get; } = delivery;
+
+        public Task Work { get; set; } = Task.CompletedTask;
+
+        /// <summary>Its first chunk is about to go out: a request from now on needs the flight to run again.</summary>
+        public void Publishing()
+        {
+            lock (_lock)
+            {
+                _publishing = true;
+            }
+        }
+
+        /// <summary>A request for the same delivery: absorbed (true), or false when the flight has ended.</summary>
+        public bool Join()
+        {
+            lock (_lock)
+            {
+                if (_closed)
+                {
+                    return false;
+                }
+
+                _again |= _publishing;
+                return true;
+            }
+        }
+
+        /// <summary>Ends the flight (after it left the table); whether it must run again.</summary>
+        public bool Close()
+        {
+            lock (_lock)
+            {
+                _closed = true;
+                return _again;
+            }
+        }
+    }
 }
