@@ -17,7 +17,8 @@ namespace Propeller.Bench.Manager;
 /// request to the Completed state visible through GET /tasks/{id} (long polling with ?wait). Options: --tasks N (4000),
 /// --proplets M (3), --clients C (16), --warmup N (default: until the JIT has settled). Reference in the same run and
 /// database: Marten alone appending a task's create (decide, append, inline view, commit) at the same concurrency.
-/// With --durability the run is made twice in one process, in Wolverine's Solo and Balanced modes (ADR 0014), and the
+/// The cpu line adds what PostgreSQL did per task in the window (commits, rows inserted, updated, deleted: counts the
+/// machine's speed does not move, see PgWork). With --durability the run is made twice in one process, in Wolverine's Solo and Balanced modes (ADR 0014), and the
 /// ratio Balanced / Solo is printed.
 /// </summary>
 internal static class ManagerBenchmark
@@ -98,6 +99,8 @@ internal static class ManagerBenchmark
         var busyBefore = MachineBusy();
         var (selfBefore, postgresBefore, brokerBefore) = (ProcCpu.Ms(Environment.ProcessId), ProcCpu.ByName("postgres"), ProcCpu.ByName("mosquitto"));
         using var jitLog = JitLog.FromEnvironment();
+        var dataSource = app.Services.GetRequiredService<Npgsql.NpgsqlDataSource>();
+        var pgBefore = await PgWork.NowAsync(dataSource, cancellationToken);
         var jitBefore = JitWork.Now();
         jitLog?.Start();
         var stopwatch = Stopwatch.StartNew();
@@ -105,6 +108,7 @@ internal static class ManagerBenchmark
         stopwatch.Stop();
         jitLog?.Stop();
         var jit = JitWork.Now() - jitBefore;
+        var pg = await PgWork.NowAsync(dataSource, cancellationToken) - pgBefore;
         foreach (var line in jitLog?.Report() ?? [])
         {
             Console.WriteLine(line);
@@ -125,7 +129,7 @@ internal static class ManagerBenchmark
             $"manager case=dispatch{(settings?.GetValueOrDefault("MANAGER_DURABILITY_MODE") is { } mode ? " durability=" + mode : "")} tasks={tasks} proplets={proplets} clients={clients} tasks_per_s={tasksPerSecond:F0} p50_ms={Percentile(latencies, 0.50):F1} p99_ms={Percentile(latencies, 0.99):F1} reference_appends_per_s={appendsPerSecond:F0} ratio={tasksPerSecond / (appendsPerSecond / 3):F2}"));
         PrintStages(stages, seen);
         Console.WriteLine(FormattableString.Invariant(
-            $"manager case=cpu machine_busy_ms_per_task={busyMs / tasks:F2} cores={Environment.ProcessorCount} stack_ms_per_task={(selfMs + postgresMs + brokerMs) / tasks:F2} process_ms_per_task={selfMs / tasks:F2} postgres_ms_per_task={postgresMs / tasks:F2} broker_ms_per_task={brokerMs / tasks:F2} {jit}"));
+            $"manager case=cpu machine_busy_ms_per_task={busyMs / tasks:F2} cores={Environment.ProcessorCount} stack_ms_per_task={(selfMs + postgresMs + brokerMs) / tasks:F2} process_ms_per_task={selfMs / tasks:F2} postgres_ms_per_task={postgresMs / tasks:F2} broker_ms_per_task={brokerMs / tasks:F2} {jit} {pg.PerTask(tasks)}"));
         await stopHeartbeats.CancelAsync();
         await heartbeats;
         foreach (var client in simulated)
