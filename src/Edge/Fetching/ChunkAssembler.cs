@@ -699,8 +699,8 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
             {
                 if (_have[i])
                 {
-                    var at = i == Total - 1 ? image.Length - _lastLength : (long)i * _chunkLength;
-                    Parts[i] = image.AsSpan((int)at, i == Total - 1 ? _lastLength : _chunkLength).ToArray();
+                    var (at, kept) = Placed(i, image);
+                    Parts[i] = image.AsSpan((int)at, kept).ToArray();
                 }
             }
 
@@ -767,13 +767,16 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
 
             while (_hashed < Total && _have[_hashed])
             {
-                var last = _hashed == Total - 1;
-                var length = last ? _lastLength : _chunkLength;
-                var at = last ? image.Length - length : (long)_hashed * _chunkLength;
+                var (at, length) = Placed(_hashed, image);
                 _hash ??= IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
                 _hash.AppendData(image, (int)at, length);
                 _hashed++;
             }
         }
+
+        /// <summary>Where chunk <paramref name="index"/>, committed, lies in <paramref name="image"/>: chunk i &lt; total-1 at
+        /// i × the chunk length, the last one at the end.</summary>
+        private (long At, int Length) Placed(int index, byte[] image) =>
+            index == Total - 1 ? (image.Length - _lastLength, _lastLength) : ((long)index * _chunkLength, _chunkLength);
     }
 }

@@ -417,6 +417,14 @@ public sealed class ProxyNode : IAsyncDisposable
         var (app, wanted, have, binary) = delivery;
         var topic = Topics.Of(_settings.BaseTopic, binary ? Topics.RegistryBinaryChunks : Topics.RegistryChunks);
         var format = binary ? ", binary" : "";
+
+        // Every publication of this delivery starts here: from now on a request joining the flight needs it to run again.
+        ChunkPublication Publish(IChunkPayloads chunks, IReadOnlyList<int>? indices)
+        {
+            flight.Publishing();
+            return new ChunkPublication(connection, topic, _settings.Qos, Metrics, _logger, app, chunks, indices, LoseChunk, cancellationToken);
+        }
+
         (Artifact Artifact, bool Cached)? resolved = null;
         if (binary && CachedUnderTag(app, have) is { } guess)
         {
@@ -427,8 +435,7 @@ public sealed class ProxyNode : IAsyncDisposable
             // which our proplet drops when the new artefact's chunks arrive. Binary deliveries only: they reach only our
             // proplets; an original proplet ignores the sha256 and would assemble old and new chunks into one image.
             var guessed = new BinaryChunks(guess.Data, guess.Sha256, _settings.ChunkSize);
-            flight.Publishing();
-            using var early = new ChunkPublication(connection, topic, _settings.Qos, Metrics, _logger, app, guessed, wanted, LoseChunk, cancellationToken);
+            using var early = Publish(guessed, wanted);
             try
             {
                 var resolving = FetchAsync(app, pulling: null, cancellationToken);
@@ -462,8 +469,7 @@ public sealed class ProxyNode : IAsyncDisposable
                     IChunkPayloads chunks = binary
                         ? new BinaryChunks(new ChunkLayout(layer.Size, _settings.ChunkSize), sha256)
                         : new ChunkBodies(layer.Size, sha256, _settings.ChunkSize);
-                    flight.Publishing();
-                    streaming = new ChunkPublication(connection, topic, _settings.Qos, Metrics, _logger, app, chunks, wanted, LoseChunk, cancellationToken);
+                    streaming = Publish(chunks, wanted);
                     ProxyLog.Serving(_logger, app, layer.Size, layer.Digest, "pulled" + format, streaming.Indices.Count, chunks.Layout.Total);
                     return (chunks, streaming.ReceivedAsync);
                 },
@@ -473,8 +479,7 @@ public sealed class ProxyNode : IAsyncDisposable
                 IChunkPayloads chunks = binary ? new BinaryChunks(artifact.Data, artifact.Sha256, _settings.ChunkSize) : JsonChunks(artifact);
                 var total = chunks.Layout.Total;
                 var announce = wanted is null && Held(have, artifact.Sha256);
-                flight.Publishing();
-                streaming = new ChunkPublication(connection, topic, _settings.Qos, Metrics, _logger, app, chunks, announce ? [total - 1] : wanted, LoseChunk, cancellationToken);
+                streaming = Publish(chunks, announce ? [total - 1] : wanted);
                 ProxyLog.Serving(
                     _logger, app, artifact.Data.LongLength, artifact.Digest, (cached ? "from the cache" : "pulled") + (announce ? ", held by the proplet" : "") + format, streaming.Indices.Count, total);
             }
