@@ -3,7 +3,7 @@
 # on non-default ports, with their data under the git-ignored .infra/ folder.
 #
 #   scripts/infra.sh up       install (apt-get) when missing, start, wait until both accept connections; idempotent
-#   scripts/infra.sh down     stop both (data is kept; `rm -rf .infra` resets it)
+#   scripts/infra.sh down     stop both (data is kept; `rm -rf .infra` resets it, and the /var/tmp cluster below if used)
 #   scripts/infra.sh status   print what runs where; exit 1 when something is down
 #   scripts/infra.sh env      print `export` lines for hosts and tests (eval "$(scripts/infra.sh env)")
 #
@@ -24,9 +24,25 @@ pg_user=propeller
 pg_pass=propeller
 pg_db=propeller
 pg_test_db=propeller_test
-pg_data="$infra/postgres/data"
-pg_sock="$infra/postgres/run"
-pg_log="$infra/postgres/postgres.log"
+# PostgreSQL runs as its own user when this script runs as root, and that user must reach its data directory: a
+# checkout under a private directory (`mktemp -d` makes it 0700) is out of its reach, so the cluster then lives under
+# /var/tmp, named after this infra directory (decided from the directories' modes alone, so up, down and env agree).
+others_can_enter() {
+  local d="$1"
+  while [ "$d" != / ]; do
+    if [ -e "$d" ]; then
+      case "$(stat -c %A "$d")" in ?????????[xt]) ;; *) return 1 ;; esac
+    fi
+    d="$(dirname "$d")"
+  done
+}
+pg_dir="$infra/postgres"
+if [ "$(id -u)" = 0 ] && ! others_can_enter "$(dirname "$infra")"; then
+  pg_dir="/var/tmp/propeller-postgres-$(printf '%s' "$infra" | md5sum | cut -c1-12)"
+fi
+pg_data="$pg_dir/data"
+pg_sock="$pg_dir/run"
+pg_log="$pg_dir/postgres.log"
 mq_dir="$infra/mosquitto"
 reg_port="${PROPELLER_REGISTRY_PORT:-55000}"
 reg_auth_port=$((reg_port + 1))
@@ -99,16 +115,16 @@ pg_running() { "$(pg_bin)/pg_isready" -q -h 127.0.0.1 -p "$pg_port" 2>/dev/null;
 pg_up() {
   local bin; bin="$(pg_bin)"
   if pg_running; then log "postgres already running on 127.0.0.1:$pg_port"; return 0; fi
-  mkdir -p "$infra/postgres" "$pg_sock"
+  mkdir -p "$infra" "$pg_dir" "$pg_sock"
   local owner; owner="$(pg_owner)"
-  if [ "$(id -u)" = 0 ]; then chown -R "$owner" "$infra/postgres"; chmod 755 "$infra" "$infra/postgres"; fi
+  if [ "$(id -u)" = 0 ]; then chown -R "$owner" "$pg_dir"; chmod 755 "$infra" "$pg_dir"; fi
   if [ ! -s "$pg_data/PG_VERSION" ]; then
     log "initdb $pg_data"
-    local pwfile="$infra/postgres/.pw"
+    local pwfile="$pg_dir/.pw"
     printf '%s\n' "$pg_pass" >"$pwfile"
     [ "$(id -u)" = 0 ] && chown "$owner" "$pwfile"
     as_pg "$bin/initdb" -D "$pg_data" -U "$pg_user" --pwfile="$pwfile" --auth-local=trust --auth-host=scram-sha-256 \
-      -E UTF8 --locale=C.UTF-8 >"$infra/postgres/initdb.log" 2>&1 || { cat "$infra/postgres/initdb.log" >&2; die "initdb failed"; }
+      -E UTF8 --locale=C.UTF-8 >"$pg_dir/initdb.log" 2>&1 || { cat "$pg_dir/initdb.log" >&2; die "initdb failed"; }
     rm -f "$pwfile"
     cat >>"$pg_data/postgresql.conf" <<EOF
 # --- propeller (scripts/infra.sh) ---
