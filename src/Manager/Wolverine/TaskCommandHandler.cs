@@ -122,11 +122,17 @@ public static class BrokerMessageHandler
         chain.OnAnyException().ScheduleRetry(TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(30));
     }
 
-    public static Task HandleAsync(PublishToBroker message, IMessagePublisher publisher, CancellationToken cancellationToken)
+    /// <summary>
+    /// Publishes <paramref name="message"/>; once the broker has it, the envelope's handled mark goes in the next batch of
+    /// <paramref name="marks"/> (ADR 0016 decision 7) instead of a transaction of its own.
+    /// </summary>
+    public static async Task HandleAsync(PublishToBroker message, Envelope envelope, IMessagePublisher publisher, HandledEnvelopeMarks marks, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(message);
         ArgumentNullException.ThrowIfNull(publisher);
-        return publisher.PublishAsync(new OutgoingMessage(message.Topic, message.Payload, message.Headers), cancellationToken);
+        ArgumentNullException.ThrowIfNull(marks);
+        await publisher.PublishAsync(new OutgoingMessage(message.Topic, message.Payload, message.Headers), cancellationToken);
+        marks.Add(envelope);
     }
 }
 

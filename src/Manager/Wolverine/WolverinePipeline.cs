@@ -66,6 +66,8 @@ internal static class WolverinePipeline
         builder.Services.TryAddSingleton<CommandSessionServices>();
         builder.Services.TryAddSingleton(sp => ActivatorUtilities.CreateInstance<TaskCommandBatcher>(sp, commandBatches));
         builder.Services.AddHostedService(sp => sp.GetRequiredService<TaskCommandBatcher>());
+        builder.Services.TryAddSingleton<HandledEnvelopeMarks>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<HandledEnvelopeMarks>());
         builder.Services.TryAddSingleton<WolverinePlacement>();
         builder.Services.TryAddSingleton<WolverineTaskCommands>();
         builder.Services.TryAddSingleton<IValidator<RunTaskCommand>, RunTaskCommandValidator>();

@@ -142,6 +142,37 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
         again.GetProperty("exception_type").GetString()!.ShouldContain("ArgumentException");
     }
 
+    [Fact]
+    public async Task BrokerMessages_AreMarkedHandledInBatches_AfterTheyArePublished()
+    {
+        // A subscriber on the topic the messages go to: each must arrive, and only then may its envelope be handled.
+        var received = 0;
+        await using var subscriber = new BrokerConnection(new BrokerOptions { ClientId = "sub-" + _tenant }.WithAddress(Broker))
+        {
+            Handler = Inbox.Each((_, _) =>
+            {
+                Interlocked.Increment(ref received);
+                return ValueTask.CompletedTask;
+            }),
+        };
+        await subscriber.StartAsync(Ct);
+        await subscriber.SubscribeAsync($"{Base}/marks", MqttQualityOfServiceLevel.AtLeastOnce, Ct);
+
+        // Published through the durable "broker" queue, as a command's cascaded start is; the handler hands each
+        // envelope's mark to HandledEnvelopeMarks, which marks them in batches (ADR 0016 decision 7).
+        const int count = 40;
+        var bus = new MessageBus(_server.Services.GetRequiredService<IWolverineRuntime>());
+        await Task.WhenAll(Enumerable.Range(0, count).Select(i => bus.PublishAsync(new PublishToBroker($"{Base}/marks", Encoding.UTF8.GetBytes("{\"n\":" + i + "}"), null)).AsTask()));
+
+        await WaitForAsync(async () => await CountAsync(
+            $"select count(*) from {Schema}.wolverine_incoming_envelopes where status = 'Handled' and message_type like '%PublishToBroker%'") == count ? default(JsonElement) : (JsonElement?)null);
+        Volatile.Read(ref received).ShouldBe(count);
+        var marks = _server.Services.GetRequiredService<HandledEnvelopeMarks>();
+        marks.Marked.ShouldBe(count);
+        marks.RoundTrips.ShouldBeLessThan(count);
+        (await CountAsync($"select count(*) from {Schema}.wolverine_incoming_envelopes where status <> 'Handled' and message_type like '%PublishToBroker%'")).ShouldBe(0);
+    }
+
     private async Task<BrokerConnection> ConnectPropletAsync(string propletId, bool answer)
     {
         BrokerConnection? client = null;
