@@ -66,6 +66,24 @@ public sealed class MartenEventStoreTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AStreamFetchedForWriting_RefusesItsCommit_WhenAnotherWriterAppendedSince()
+    {
+        // The decision was made on version 1; another writer's append in between must fail the commit in every append
+        // mode (Rich reads the stream's version again at the commit, and must not take that one as the expected one).
+        var id = NewId();
+        var stream = TaskAggregate.StreamId(id);
+        await _store.AppendAsync(stream, TaskAggregate.StreamType, ExpectedVersion.NoStream, [Created(id)], Meta(), Ct);
+        await using var session = _marten.LightweightSession();
+        var fetched = await session.Events.FetchForWriting<TaskState>(id.Value, Ct);
+        fetched.CurrentVersion.ShouldBe(1);
+
+        await _store.AppendAsync(stream, TaskAggregate.StreamType, ExpectedVersion.Exact(1), [Numbered(id, 1)], Meta(1), Ct);
+        fetched.AppendOne(Numbered(id, 2));
+        await Should.ThrowAsync<JasperFx.ConcurrencyException>(() => session.SaveChangesAsync(Ct));
+        (await _store.ReadStreamAsync(stream, StreamReadOptions.All, Ct))!.Version.ShouldBe(2);
+    }
+
+    [Fact]
     public async Task ConcurrentCommandsOnOneTask_AreRetried_AndNoneIsLost()
     {
         var id = NewId();
