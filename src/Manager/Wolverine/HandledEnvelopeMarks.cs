@@ -65,7 +65,7 @@ public sealed partial class HandledEnvelopeMarks(IWolverineRuntime runtime, ILog
                 await MarkAsync(batch, stoppingToken);
             }
         }
-        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        catch (Exception) when (stoppingToken.IsCancellationRequested)
         {
         }
     }
@@ -84,7 +84,19 @@ public sealed partial class HandledEnvelopeMarks(IWolverineRuntime runtime, ILog
         await base.StopAsync(cancellationToken);
         foreach (var chunk in left.Chunk(MaxBatch))
         {
-            await MarkAsync(chunk, cancellationToken);
+            try
+            {
+                // One attempt each: while the host stops, the store may already be gone, and retrying would hold the
+                // shutdown until its timeout.
+                await runtime.Storage.Inbox.MarkIncomingEnvelopeAsHandledAsync(chunk);
+                Interlocked.Add(ref _marked, chunk.Length);
+                Interlocked.Increment(ref _roundTrips);
+            }
+            catch (Exception ex)
+            {
+                LogMarksLeft(logger, left.Count, ex);
+                return;
+            }
         }
     }
 
@@ -106,6 +118,9 @@ public sealed partial class HandledEnvelopeMarks(IWolverineRuntime runtime, ILog
             }
         }
     }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "{Count} broker envelopes were not marked handled at shutdown; they are published again after recovery")]
+    private static partial void LogMarksLeft(ILogger logger, int count, Exception exception);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Marking {Count} broker envelopes handled failed (attempt {Attempt}); trying again")]
     private static partial void LogMarkFailed(ILogger logger, int count, int attempt, Exception exception);
