@@ -103,9 +103,11 @@ internal static class ManagerBenchmark
         var pgBefore = await PgWork.NowAsync(dataSource, cancellationToken);
         var jitBefore = JitWork.Now();
         jitLog?.Start();
+        var batches = CommandBatches.Listen();
         var stopwatch = Stopwatch.StartNew();
         var latencies = await RunTasksAsync(http, tasks, clients, cancellationToken, stages);
         stopwatch.Stop();
+        batches.Dispose();
         jitLog?.Stop();
         var jit = JitWork.Now() - jitBefore;
         var pg = await PgWork.NowAsync(dataSource, cancellationToken) - pgBefore;
@@ -127,7 +129,7 @@ internal static class ManagerBenchmark
         var appendsPerSecond = await ReferenceAppendsPerSecondAsync(app.Services, clients, Math.Max(400, tasks), cancellationToken);
         Console.WriteLine(FormattableString.Invariant(
             $"manager case=dispatch{(settings?.GetValueOrDefault("MANAGER_DURABILITY_MODE") is { } mode ? " durability=" + mode : "")} tasks={tasks} proplets={proplets} clients={clients} tasks_per_s={tasksPerSecond:F0} p50_ms={Percentile(latencies, 0.50):F1} p99_ms={Percentile(latencies, 0.99):F1} reference_appends_per_s={appendsPerSecond:F0} ratio={tasksPerSecond / (appendsPerSecond / 3):F2}"));
-        PrintStages(stages, seen);
+        PrintStages(stages, seen, batches);
         Console.WriteLine(FormattableString.Invariant(
             $"manager case=cpu machine_busy_ms_per_task={busyMs / tasks:F2} cores={Environment.ProcessorCount} stack_ms_per_task={(selfMs + postgresMs + brokerMs) / tasks:F2} process_ms_per_task={selfMs / tasks:F2} postgres_ms_per_task={postgresMs / tasks:F2} broker_ms_per_task={brokerMs / tasks:F2} {jit} {pg.PerTask(tasks)}"));
         await stopHeartbeats.CancelAsync();
@@ -224,15 +226,17 @@ internal static class ManagerBenchmark
 
     /// <summary>
     /// Medians from the HTTP start: its response, the start message on the broker, the result on the broker, and the
-    /// Completed state at the client (the last is the benchmark's latency).
+    /// Completed state at the client (the last is the benchmark's latency); then the manager's command batches in the window
+    /// (how many, their mean size and duration).
     /// </summary>
-    private static void PrintStages(IEnumerable<(string Id, long Start, long Started, long Done)> stages, ConcurrentDictionary<string, (long Start, long Result)> seen)
+    private static void PrintStages(
+        IEnumerable<(string Id, long Start, long Started, long Done)> stages, ConcurrentDictionary<string, (long Start, long Result)> seen, CommandBatches batches)
     {
         var rows = stages.Where(s => seen.TryGetValue(s.Id, out var v) && v.Start > 0 && v.Result > 0).Select(s => (s, v: seen[s.Id])).ToList();
         double Median(Func<((string Id, long Start, long Started, long Done) s, (long Start, long Result) v), long> to) =>
             Percentile([.. rows.Select(r => Stopwatch.GetElapsedTime(r.s.Start, to(r)).TotalMilliseconds).Order()], 0.5);
         Console.WriteLine(FormattableString.Invariant(
-            $"manager case=stages tasks={rows.Count} start_response_ms={Median(r => r.s.Started):F1} start_message_ms={Median(r => r.v.Start):F1} result_message_ms={Median(r => r.v.Result):F1} completed_ms={Median(r => r.s.Done):F1}"));
+            $"manager case=stages tasks={rows.Count} start_response_ms={Median(r => r.s.Started):F1} start_message_ms={Median(r => r.v.Start):F1} result_message_ms={Median(r => r.v.Result):F1} completed_ms={Median(r => r.s.Done):F1} {batches}"));
     }
 
     private static async Task<List<double>> RunTasksAsync(

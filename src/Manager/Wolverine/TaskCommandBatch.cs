@@ -1,3 +1,5 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
 using System.Threading.Channels;
 using FluentValidation;
 using JasperFx.Events;
@@ -105,13 +107,23 @@ public static class RunTaskCommandsHandler
 /// as one <see cref="RunTaskCommands"/>, so the commands that arrive while a batch commits share the next transaction.
 /// Two commands for one task go in successive rounds (each decides on the state the one before left). When a batch
 /// fails for a reason its retries did not cure, each of its commands runs again alone through the single command's
-/// handler, so one bad command costs only itself. The plugin notifications (on_task_start) follow each commit.
+/// handler, so one bad command costs only itself. The plugin notifications (on_task_start) follow each commit. Each
+/// round's size and duration are in /metrics (<c>manager_command_batch_size</c>,
+/// <c>manager_command_batch_duration_seconds</c>): how many commands share a transaction and how long they wait for it.
 /// </summary>
 public sealed partial class TaskCommandBatcher(IWolverineRuntime runtime, TaskPlugins plugins, int batches, ILogger<TaskCommandBatcher> logger)
     : BackgroundService
 {
     /// <summary>The most commands one batch takes.</summary>
     public const int MaxBatch = 64;
+
+    private static readonly Meter Meter = new("Propeller.Manager");
+
+    private static readonly Histogram<int> BatchSize = Meter.CreateHistogram<int>(
+        "manager_command_batch_size", "{command}", "Task commands (API commands and proplet results) decided and committed together in one batch");
+
+    private static readonly Histogram<double> BatchDuration = Meter.CreateHistogram<double>(
+        "manager_command_batch_duration_seconds", "s", "Time from a batch's start to its commands' answers (decide, commit, notifications)");
 
     private readonly Channel<Pending> _queue = Channel.CreateUnbounded<Pending>(new UnboundedChannelOptions { SingleReader = false, SingleWriter = false });
 
@@ -175,6 +187,7 @@ public sealed partial class TaskCommandBatcher(IWolverineRuntime runtime, TaskPl
 
                 foreach (var round in TaskRounds.Split(batch, p => p.Command.TaskId))
                 {
+                    var started = Stopwatch.GetTimestamp();
                     try
                     {
                         await RunAsync(round, stoppingToken);
@@ -188,6 +201,9 @@ public sealed partial class TaskCommandBatcher(IWolverineRuntime runtime, TaskPl
                             pending.Done.TrySetException(ex);
                         }
                     }
+
+                    BatchSize.Record(round.Count);
+                    BatchDuration.Record(Stopwatch.GetElapsedTime(started).TotalSeconds);
                 }
             }
         }

@@ -284,6 +284,8 @@ public sealed class TaskApiTests : IAsyncLifetime
         text.ShouldContain("# TYPE manager_api_request_count counter");
         text.ShouldContain("manager_api_request_count{method=\"create-task\"}");
         text.ShouldContain("manager_api_request_latency_microseconds_count{method=\"list-tasks\"}");
+        text.ShouldContain("# TYPE manager_command_batch_size summary");
+        text.ShouldContain("manager_command_batch_duration_seconds_count");
     }
 
     [Fact]

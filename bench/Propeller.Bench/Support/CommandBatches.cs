@@ -1,0 +1,63 @@
+using System.Diagnostics.Metrics;
+using System.Globalization;
+
+namespace Propeller.Bench.Support;
+
+/// <summary>
+/// The manager's group commit seen from its metrics (<c>manager_command_batch_size</c>,
+/// <c>manager_command_batch_duration_seconds</c>, published by the manager in this process): how many batches ran while
+/// listening, how many commands each took on average and how long each took, which says how long a command waits for
+/// its transaction.
+/// </summary>
+internal sealed class CommandBatches : IDisposable
+{
+    private readonly MeterListener _listener = new();
+    private long _batches;
+    private long _commands;
+    private double _seconds;
+
+    private CommandBatches()
+    {
+        _listener.InstrumentPublished = (instrument, listener) =>
+        {
+            if (instrument.Meter.Name == "Propeller.Manager" && instrument.Name.StartsWith("manager_command_batch_", StringComparison.Ordinal))
+            {
+                listener.EnableMeasurementEvents(instrument);
+            }
+        };
+        _listener.SetMeasurementEventCallback<int>((_, size, _, _) =>
+        {
+            Interlocked.Increment(ref _batches);
+            Interlocked.Add(ref _commands, size);
+        });
+        _listener.SetMeasurementEventCallback<double>((_, seconds, _, _) =>
+        {
+            double seen, sum;
+            do
+            {
+                seen = Volatile.Read(ref _seconds);
+                sum = seen + seconds;
+            }
+            while (Interlocked.CompareExchange(ref _seconds, sum, seen) != seen);
+        });
+    }
+
+    /// <summary>Starts listening now (what ran before is not counted).</summary>
+    public static CommandBatches Listen()
+    {
+        var batches = new CommandBatches();
+        batches._listener.Start();
+        return batches;
+    }
+
+    /// <summary>The figures as benchmark fields.</summary>
+    public override string ToString()
+    {
+        var batches = Math.Max(1, Interlocked.Read(ref _batches));
+        return string.Create(
+            CultureInfo.InvariantCulture,
+            $"batches={Interlocked.Read(ref _batches)} batch_commands_mean={(double)Interlocked.Read(ref _commands) / batches:F1} batch_ms_mean={Volatile.Read(ref _seconds) * 1000 / batches:F2}");
+    }
+
+    public void Dispose() => _listener.Dispose();
+}
