@@ -12,6 +12,7 @@ namespace Propeller.Bench.Support;
 internal sealed class CommandBatches : IDisposable
 {
     private readonly MeterListener _listener = new();
+    private readonly Lock _gate = new();
     private long _batches;
     private long _commands;
     private double _seconds;
@@ -27,18 +28,18 @@ internal sealed class CommandBatches : IDisposable
         };
         _listener.SetMeasurementEventCallback<int>((_, size, _, _) =>
         {
-            Interlocked.Increment(ref _batches);
-            Interlocked.Add(ref _commands, size);
+            lock (_gate)
+            {
+                _batches++;
+                _commands += size;
+            }
         });
         _listener.SetMeasurementEventCallback<double>((_, seconds, _, _) =>
         {
-            double seen, sum;
-            do
+            lock (_gate)
             {
-                seen = Volatile.Read(ref _seconds);
-                sum = seen + seconds;
+                _seconds += seconds;
             }
-            while (Interlocked.CompareExchange(ref _seconds, sum, seen) != seen);
         });
     }
 
@@ -53,10 +54,13 @@ internal sealed class CommandBatches : IDisposable
     /// <summary>The figures as benchmark fields.</summary>
     public override string ToString()
     {
-        var batches = Math.Max(1, Interlocked.Read(ref _batches));
-        return string.Create(
-            CultureInfo.InvariantCulture,
-            $"batches={Interlocked.Read(ref _batches)} batch_commands_mean={(double)Interlocked.Read(ref _commands) / batches:F1} batch_ms_mean={Volatile.Read(ref _seconds) * 1000 / batches:F2}");
+        lock (_gate)
+        {
+            var batches = Math.Max(1, _batches);
+            return string.Create(
+                CultureInfo.InvariantCulture,
+                $"batches={_batches} batch_commands_mean={(double)_commands / batches:F1} batch_ms_mean={_seconds * 1000 / batches:F2}");
+        }
     }
 
     public void Dispose() => _listener.Dispose();
