@@ -6,7 +6,7 @@ using Propeller.Infrastructure.MartenStore;
 
 namespace Propeller.Infrastructure.Telemetry;
 
-/// <summary>Reads the task_metrics and proplet_metrics tables (migration 3), newest first.</summary>
+/// <summary>Reads the task_metrics and proplet_metrics tables (MessageTables), newest first.</summary>
 public sealed class PostgresMetricsQueries(NpgsqlDataSource dataSource, IOptions<EventStoreOptions> options) : IMetricsQueries
 {
     private readonly string _schema = Sql.Identifier(options.Value.Schema);
