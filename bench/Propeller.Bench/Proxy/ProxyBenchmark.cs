@@ -22,7 +22,7 @@ namespace Propeller.Bench.Proxy;
 /// `proxy`: an OCI reference through propeller-proxy (in this process) and MQTT chunks, pulled from the registry;
 /// `proxy-cached`: the same reference again, served from the proxy's cache.
 /// Ratios: direct/proxy (target ≥ 0.5) and direct-again/proxy-cached (target ≥ 1.0). Options: --size BYTES,
-/// --rounds N (5; medians), --chunk BYTES (PROXY_CHUNK_SIZE, 128000), --qos N (the proxy's, 2), --cases a,b (a subset),
+/// --rounds N (45; medians: with 15 the cached ratio of one run swung 0.91–1.24 around ~1.05, session 16), --chunk BYTES (PROXY_CHUNK_SIZE, 128000), --qos N (the proxy's, 2), --cases a,b (a subset),
 /// --warmup N (rounds of every case at full size before the clock runs, 20: the JIT tiers the proplet's receive path up
 /// in the first rounds, session 8; with 5 a profile still showed ~16 % of the proplet's CPU in the JIT, session 11), --broker-pid PID (the broker's CPU time per run goes in the CPU columns; by default
 /// the process listening on the broker's port, found through /proc), --image-cache BYTES (the proplet's
@@ -41,7 +41,7 @@ internal static class ProxyBenchmark
         var broker = Environment.GetEnvironmentVariable("PROPELLER_TEST_MQTT") is { Length: > 0 } mqtt ? mqtt : "tcp://127.0.0.1:51883";
         var registry = Environment.GetEnvironmentVariable("PROPELLER_TEST_REGISTRY") is { Length: > 0 } r ? r : "127.0.0.1:55000";
         var size = Manager.ManagerBenchmark.Option(args, "--size", 5 << 20);
-        var rounds = Manager.ManagerBenchmark.Option(args, "--rounds", 5);
+        var rounds = Manager.ManagerBenchmark.Option(args, "--rounds", 45);
         var chunk = Manager.ManagerBenchmark.Option(args, "--chunk", ProxySettings.DefaultChunkSize);
         var qos = (MqttQualityOfServiceLevel)Manager.ManagerBenchmark.Option(args, "--qos", 2);
         var warmups = Manager.ManagerBenchmark.Option(args, "--warmup", 20);
