@@ -21,7 +21,7 @@ internal sealed class CommandBatches : IDisposable
     {
         _listener.InstrumentPublished = (instrument, listener) =>
         {
-            if (instrument.Meter.Name == "Propeller.Manager" && instrument.Name.StartsWith("manager_command_batch_", StringComparison.Ordinal))
+            if (instrument.Meter.Name == Propeller.Manager.ManagerMeter.Name && instrument.Name.StartsWith("manager_command_batch_", StringComparison.Ordinal))
             {
                 listener.EnableMeasurementEvents(instrument);
             }

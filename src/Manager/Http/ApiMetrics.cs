@@ -10,9 +10,8 @@ namespace Propeller.Manager.Http;
 /// </summary>
 internal static class ApiMetrics
 {
-    private static readonly Meter Meter = new("Propeller.Manager");
-    private static readonly Counter<long> Requests = Meter.CreateCounter<long>("manager_api_request_count", description: "Number of API requests received");
-    private static readonly Histogram<double> Latency = Meter.CreateHistogram<double>("manager_api_request_latency_microseconds", description: "Total duration of API requests");
+    private static readonly Counter<long> Requests = ManagerMeter.Meter.CreateCounter<long>("manager_api_request_count", description: "Number of API requests received");
+    private static readonly Histogram<double> Latency = ManagerMeter.Meter.CreateHistogram<double>("manager_api_request_latency_microseconds", description: "Total duration of API requests");
 
     public static IApplicationBuilder UseApiMetrics(this IApplicationBuilder app) => app.Use(async (context, next) =>
     {

@@ -117,12 +117,10 @@ public sealed partial class TaskCommandBatcher(IWolverineRuntime runtime, TaskPl
     /// <summary>The most commands one batch takes.</summary>
     public const int MaxBatch = 64;
 
-    private static readonly Meter Meter = new("Propeller.Manager");
-
-    private static readonly Histogram<int> BatchSize = Meter.CreateHistogram<int>(
+    private static readonly Histogram<int> BatchSize = ManagerMeter.Meter.CreateHistogram<int>(
         "manager_command_batch_size", "{command}", "Task commands (API commands and proplet results) decided and committed together in one batch");
 
-    private static readonly Histogram<double> BatchDuration = Meter.CreateHistogram<double>(
+    private static readonly Histogram<double> BatchDuration = ManagerMeter.Meter.CreateHistogram<double>(
         "manager_command_batch_duration_seconds", "s", "Time from a batch's start to its commands' answers (decide, commit, notifications)");
 
     private readonly Channel<Pending> _queue = Channel.CreateUnbounded<Pending>(new UnboundedChannelOptions { SingleReader = false, SingleWriter = false });
