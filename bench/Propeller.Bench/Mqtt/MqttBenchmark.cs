@@ -13,7 +13,8 @@ namespace Propeller.Bench;
 /// (publisher + subscriber; ours in this process, mosquitto's clients through bash's `times`).
 /// Options: --broker tcp://host:port (default PROPELLER_TEST_MQTT, else tcp://127.0.0.1:51883), --messages N (qos0),
 /// --acked-messages N (qos1/qos2), --reference-acked-messages N (mosquitto_pub waits for every ack, so fewer suffice),
-/// --payload BYTES, --rounds N (interleaved rounds, best of each; default 3), --inflight N (our in-flight window, default 10 like the original), --case qos0|qos1|qos2 (default all).
+/// --payload BYTES, --rounds N (interleaved rounds, best of each; default 3), --inflight N (our in-flight window, default 10 like the original), --case qos0|qos1|qos2 (default all),
+/// --mixed (also each side of the layer alone against mosquitto's other client: which side costs what).
 /// </summary>
 internal static partial class BenchmarkRegistry
 {
@@ -35,7 +36,9 @@ internal static partial class BenchmarkRegistry
             var inflight = int.Parse(Option(args, "--inflight") ?? "10", CultureInfo.InvariantCulture);
             var rounds = int.Parse(Option(args, "--rounds") ?? "3", CultureInfo.InvariantCulture);
             var only = Option(args, "--case");
+            var mixed = args.Contains("--mixed");
             var options = new BrokerOptions { MaxInflight = inflight }.WithAddress(broker);
+
             Console.WriteLine($"# mqtt broker={options.Host}:{options.Port} payload={payloadSize}B messages(qos0)={messages} messages(qos1/2)={acked} reference(qos1/2)={referenceAcked} inflight={inflight} rounds={rounds} (best of)");
 
             foreach (var qos in new[] { MqttQualityOfServiceLevel.AtMostOnce, MqttQualityOfServiceLevel.AtLeastOnce, MqttQualityOfServiceLevel.ExactlyOnce })
@@ -60,7 +63,21 @@ internal static partial class BenchmarkRegistry
 
                 Console.WriteLine(string.Create(
                     CultureInfo.InvariantCulture,
-                    $"mqtt case=qos{(int)qos} msgs_per_s={layer.Rate:F0} reference_msgs_per_s={reference.Rate:F0} ratio={layer.Rate / reference.Rate:F2} cpu_s_per_100k={layer.Cpu:F1} reference_cpu_s_per_100k={reference.Cpu:F1}"));
+                    $"mqtt case=qos{(int)qos} msgs_per_s={layer.Rate:F0} reference_msgs_per_s={reference.Rate:F0} ratio={layer.Rate / reference.Rate:F2} cpu_s_per_100k={layer.Cpu:F2} reference_cpu_s_per_100k={reference.Cpu:F2}"));
+                if (mixed)
+                {
+                    // Which side of the layer costs what: ours publishing to mosquitto_sub, mosquitto_pub to ours.
+                    (double Rate, double Cpu) ourPublisher = default, ourSubscriber = default;
+                    for (var round = 0; round < rounds; round++)
+                    {
+                        ourPublisher = Best(ourPublisher, await MeasureMixedAsync(options, qos, theirs, payloadSize, layerPublishes: true, cancellationToken));
+                        ourSubscriber = Best(ourSubscriber, await MeasureMixedAsync(options, qos, theirs, payloadSize, layerPublishes: false, cancellationToken));
+                    }
+
+                    Console.WriteLine(string.Create(
+                        CultureInfo.InvariantCulture,
+                        $"mqtt case=qos{(int)qos}-mixed layer_pub_msgs_per_s={ourPublisher.Rate:F0} ratio={ourPublisher.Rate / reference.Rate:F2} cpu_s_per_100k={ourPublisher.Cpu:F2} layer_sub_msgs_per_s={ourSubscriber.Rate:F0} ratio={ourSubscriber.Rate / reference.Rate:F2} cpu_s_per_100k={ourSubscriber.Cpu:F2}"));
+                }
             }
 
             return 0;
@@ -79,9 +96,97 @@ internal static partial class BenchmarkRegistry
             var topic = $"propeller-bench/layer/{Guid.NewGuid():N}";
             var level = qos;
             BrokerOptions Options(string prefix) => new() { Host = template.Host, Port = template.Port, ClientId = $"{prefix}-{Guid.NewGuid():N}", MaxInflight = template.MaxInflight, ReceiveQueueCapacity = 4096 };
-            var received = 0;
             var all = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            await using var subscriber = new BrokerConnection(Options("bench-sub"))
+            await using var subscriber = CountingSubscriber(Options("bench-sub"), count, all);
+            await using var publisher = new BrokerConnection(Options("bench-pub"));
+            await subscriber.StartAsync(cancellationToken);
+            await publisher.StartAsync(cancellationToken);
+            await subscriber.SubscribeAsync(topic, level, cancellationToken);
+            var payload = new byte[payloadSize];
+            Array.Fill(payload, (byte)'x');
+
+            var cpu = Process.GetCurrentProcess().TotalProcessorTime;
+            var stopwatch = Stopwatch.StartNew();
+            await PublishAllAsync(publisher, topic, payload, level, count, cancellationToken);
+            await all.Task.WaitAsync(TimeSpan.FromSeconds(120), cancellationToken);
+            var elapsed = stopwatch.Elapsed;
+            return (count / elapsed.TotalSeconds, PerHundredThousand(Process.GetCurrentProcess().TotalProcessorTime - cpu, count));
+        }
+
+        /// <summary>The layer on one side, mosquitto's C client on the other (--mixed): which side of the layer costs what.</summary>
+        private static async Task<(double Rate, double Cpu)> MeasureMixedAsync(
+            BrokerOptions template,
+            MqttQualityOfServiceLevel qos,
+            int count,
+            int payloadSize,
+            bool layerPublishes,
+            CancellationToken cancellationToken)
+        {
+            var topic = $"propeller-bench/mixed/{Guid.NewGuid():N}";
+            var common = new[] { "-h", template.Host, "-p", template.Port.ToString(CultureInfo.InvariantCulture), "-t", topic, "-q", ((int)qos).ToString(CultureInfo.InvariantCulture) };
+            var options = new BrokerOptions { Host = template.Host, Port = template.Port, ClientId = $"bench-mixed-{Guid.NewGuid():N}", MaxInflight = template.MaxInflight, ReceiveQueueCapacity = 4096 };
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(TimeSpan.FromSeconds(120));
+            var payload = new byte[payloadSize];
+            Array.Fill(payload, (byte)'x');
+            if (layerPublishes)
+            {
+                using var subscriber = Start("bash", ["-c", Shell("mosquitto_sub", [.. common, "-C", count.ToString(CultureInfo.InvariantCulture)]) + " > /dev/null; times"], redirectInput: false);
+                var subscriberTimes = subscriber.StandardOutput.ReadToEndAsync(cancellationToken);
+                await using var publisher = new BrokerConnection(options);
+                await publisher.StartAsync(cancellationToken);
+                await Task.Delay(500, cancellationToken);
+                var cpu = Process.GetCurrentProcess().TotalProcessorTime;
+                var stopwatch = Stopwatch.StartNew();
+                await PublishAllAsync(publisher, topic, payload, qos, count, cancellationToken);
+                await subscriber.WaitForExitAsync(timeout.Token);
+                var elapsed = stopwatch.Elapsed;
+                var ours = Process.GetCurrentProcess().TotalProcessorTime - cpu;
+                return (count / elapsed.TotalSeconds, PerHundredThousand(ours + ChildCpu(await subscriberTimes), count));
+            }
+            else
+            {
+                var all = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                await using var subscriber = CountingSubscriber(options, count, all);
+                await subscriber.StartAsync(cancellationToken);
+                await subscriber.SubscribeAsync(topic, qos, cancellationToken);
+                var input = Lines(count, payloadSize);
+
+                var cpu = Process.GetCurrentProcess().TotalProcessorTime;
+                var stopwatch = Stopwatch.StartNew();
+                using var publisher = Start("bash", ["-c", Shell("mosquitto_pub", [.. common, "-l"]) + "; times"], redirectInput: true);
+                var publisherTimes = publisher.StandardOutput.ReadToEndAsync(cancellationToken);
+                await publisher.StandardInput.WriteAsync(input, cancellationToken);
+                publisher.StandardInput.Close();
+                await all.Task.WaitAsync(timeout.Token);
+                var elapsed = stopwatch.Elapsed;
+                var ours = Process.GetCurrentProcess().TotalProcessorTime - cpu;
+                await publisher.WaitForExitAsync(timeout.Token);
+                return (count / elapsed.TotalSeconds, PerHundredThousand(ours + ChildCpu(await publisherTimes), count));
+            }
+        }
+
+        /// <summary>Publishes <paramref name="count"/> messages with up to 64 outstanding, the way the outbox hands them over.</summary>
+        private static async Task PublishAllAsync(BrokerConnection publisher, string topic, byte[] payload, MqttQualityOfServiceLevel qos, int count, CancellationToken cancellationToken)
+        {
+            var outstanding = new Queue<Task>();
+            for (var i = 0; i < count; i++)
+            {
+                outstanding.Enqueue(publisher.PublishAsync(topic, payload, qos, retain: false, orderKey: null, cancellationToken));
+                while (outstanding.Count > 64 || (outstanding.Count > 0 && outstanding.Peek().IsCompleted))
+                {
+                    await outstanding.Dequeue();
+                }
+            }
+
+            await Task.WhenAll(outstanding);
+        }
+
+        /// <summary>A connection whose handler completes <paramref name="all"/> at the <paramref name="count"/>th message.</summary>
+        private static BrokerConnection CountingSubscriber(BrokerOptions options, int count, TaskCompletionSource all)
+        {
+            var received = 0;
+            return new BrokerConnection(options)
             {
                 Handler = (messages, _) =>
                 {
@@ -93,29 +198,19 @@ internal static partial class BenchmarkRegistry
                     return ValueTask.CompletedTask;
                 },
             };
-            await using var publisher = new BrokerConnection(Options("bench-pub"));
-            await subscriber.StartAsync(cancellationToken);
-            await publisher.StartAsync(cancellationToken);
-            await subscriber.SubscribeAsync(topic, level, cancellationToken);
-            var payload = new byte[payloadSize];
-            Array.Fill(payload, (byte)'x');
+        }
 
-            var cpu = Process.GetCurrentProcess().TotalProcessorTime;
-            var stopwatch = Stopwatch.StartNew();
-            var outstanding = new Queue<Task>();
+        /// <summary>mosquitto_pub -l's input: one payload per line.</summary>
+        private static StringBuilder Lines(int count, int payloadSize)
+        {
+            var line = new string('x', payloadSize);
+            var input = new StringBuilder(count * (payloadSize + 1));
             for (var i = 0; i < count; i++)
             {
-                outstanding.Enqueue(publisher.PublishAsync(topic, payload, level, retain: false, orderKey: null, cancellationToken));
-                while (outstanding.Count > 64 || (outstanding.Count > 0 && outstanding.Peek().IsCompleted))
-                {
-                    await outstanding.Dequeue();
-                }
+                input.Append(line).Append('\n');
             }
 
-            await Task.WhenAll(outstanding);
-            await all.Task.WaitAsync(TimeSpan.FromSeconds(120), cancellationToken);
-            var elapsed = stopwatch.Elapsed;
-            return (count / elapsed.TotalSeconds, PerHundredThousand(Process.GetCurrentProcess().TotalProcessorTime - cpu, count));
+            return input;
         }
 
         private static double PerHundredThousand(TimeSpan cpu, int count) => cpu.TotalSeconds * 100_000 / count;
@@ -135,12 +230,7 @@ internal static partial class BenchmarkRegistry
             // mosquitto_sub has no readiness signal; give it time to connect and subscribe before publishing.
             await Task.Delay(500, cancellationToken);
 
-            var line = new string('x', payloadSize);
-            var input = new StringBuilder(count * (payloadSize + 1));
-            for (var i = 0; i < count; i++)
-            {
-                input.Append(line).Append('\n');
-            }
+            var input = Lines(count, payloadSize);
 
             var stopwatch = Stopwatch.StartNew();
             using var publisher = Start("bash", ["-c", Shell("mosquitto_pub", [.. common, "-l"]) + "; times"], redirectInput: true);
