@@ -95,15 +95,13 @@ internal static partial class BenchmarkRegistry
         {
             var topic = $"propeller-bench/layer/{Guid.NewGuid():N}";
             var level = qos;
-            BrokerOptions Options(string prefix) => new() { Host = template.Host, Port = template.Port, ClientId = $"{prefix}-{Guid.NewGuid():N}", MaxInflight = template.MaxInflight, ReceiveQueueCapacity = 4096 };
             var all = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            await using var subscriber = CountingSubscriber(Options("bench-sub"), count, all);
-            await using var publisher = new BrokerConnection(Options("bench-pub"));
+            await using var subscriber = CountingSubscriber(ClientOptions(template, "bench-sub"), count, all);
+            await using var publisher = new BrokerConnection(ClientOptions(template, "bench-pub"));
             await subscriber.StartAsync(cancellationToken);
             await publisher.StartAsync(cancellationToken);
             await subscriber.SubscribeAsync(topic, level, cancellationToken);
-            var payload = new byte[payloadSize];
-            Array.Fill(payload, (byte)'x');
+            var payload = Payload(payloadSize);
 
             var cpu = Process.GetCurrentProcess().TotalProcessorTime;
             var stopwatch = Stopwatch.StartNew();
@@ -124,11 +122,9 @@ internal static partial class BenchmarkRegistry
         {
             var topic = $"propeller-bench/mixed/{Guid.NewGuid():N}";
             var common = new[] { "-h", template.Host, "-p", template.Port.ToString(CultureInfo.InvariantCulture), "-t", topic, "-q", ((int)qos).ToString(CultureInfo.InvariantCulture) };
-            var options = new BrokerOptions { Host = template.Host, Port = template.Port, ClientId = $"bench-mixed-{Guid.NewGuid():N}", MaxInflight = template.MaxInflight, ReceiveQueueCapacity = 4096 };
+            var options = ClientOptions(template, "bench-mixed");
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             timeout.CancelAfter(TimeSpan.FromSeconds(120));
-            var payload = new byte[payloadSize];
-            Array.Fill(payload, (byte)'x');
             if (layerPublishes)
             {
                 using var subscriber = Start("bash", ["-c", Shell("mosquitto_sub", [.. common, "-C", count.ToString(CultureInfo.InvariantCulture)]) + " > /dev/null; times"], redirectInput: false);
@@ -136,6 +132,7 @@ internal static partial class BenchmarkRegistry
                 await using var publisher = new BrokerConnection(options);
                 await publisher.StartAsync(cancellationToken);
                 await Task.Delay(500, cancellationToken);
+                var payload = Payload(payloadSize);
                 var cpu = Process.GetCurrentProcess().TotalProcessorTime;
                 var stopwatch = Stopwatch.StartNew();
                 await PublishAllAsync(publisher, topic, payload, qos, count, cancellationToken);
@@ -164,6 +161,17 @@ internal static partial class BenchmarkRegistry
                 await publisher.WaitForExitAsync(timeout.Token);
                 return (count / elapsed.TotalSeconds, PerHundredThousand(ours + ChildCpu(await publisherTimes), count));
             }
+        }
+
+        /// <summary>One of the benchmark's clients: the broker of <paramref name="template"/>, its window, a fresh client id.</summary>
+        private static BrokerOptions ClientOptions(BrokerOptions template, string prefix) =>
+            new() { Host = template.Host, Port = template.Port, ClientId = $"{prefix}-{Guid.NewGuid():N}", MaxInflight = template.MaxInflight, ReceiveQueueCapacity = 4096 };
+
+        private static byte[] Payload(int size)
+        {
+            var payload = new byte[size];
+            Array.Fill(payload, (byte)'x');
+            return payload;
         }
 
         /// <summary>Publishes <paramref name="count"/> messages with up to 64 outstanding, the way the outbox hands them over.</summary>
