@@ -6,7 +6,9 @@ namespace Propeller.WasmHost;
 /// <summary>
 /// The process's Wasmtime <see cref="Wasmtime.Engine"/> (ADR 0007): fuel metering and epoch interruption compiled in, and
 /// one ticker that advances the epoch every <see cref="EpochTick"/>. A store armed with <see cref="Watch"/> calls its
-/// check at every tick while guest code runs, so a stop or a timeout ends the guest within about one tick.
+/// check at every tick while guest code runs, so a stop or a timeout ends the guest within about one tick. The ticker
+/// ticks only while someone holds a <see cref="EpochLease"/> (from <see cref="Watch"/> or <see cref="KeepTicking"/>):
+/// an engine with no guest running does not wake at all.
 /// </summary>
 public sealed class WasmEngine : IDisposable
 {
@@ -23,12 +25,21 @@ public sealed class WasmEngine : IDisposable
     /// </summary>
     public const int MaxWasmStack = 512 << 10;
 
+    /// <summary>Ticks the ticker goes on for after the last lease is released (100 ms) before it blocks.</summary>
+    public const int LingerTicks = 10;
+
     private static readonly Lock s_gate = new();
     private static readonly Lazy<WasmEngine> s_shared = new(CreateShared);
     private static WasmPool? s_sharedPool = new();
 
     private readonly Thread? _ticker;
     private readonly ManualResetEvent _stopTicking = new(false);
+
+    /// <summary>Set while at least one lease is held; changed only under <see cref="_leaseGate"/> with the count.</summary>
+    private readonly ManualResetEvent _leased = new(false);
+    private readonly Lock _leaseGate = new();
+    private int _leases;
+    private long _ticks;
     private int _disposed;
 
     /// <summary>An engine with Wasmtime's on-demand allocator, or the pooling one when <paramref name="pool"/> is given
@@ -60,7 +71,8 @@ public sealed class WasmEngine : IDisposable
         {
             // A thread of its own rather than a System.Threading.Timer: a timer's tick wakes the runtime's timer thread,
             // which queues the callback and wakes a pool worker, which wakes another looking for more work. An idle
-            // proplet spent ~2 % of a core and ~880 context switches a second on that; this is one wake per tick.
+            // proplet spent ~2 % of a core and ~880 context switches a second on that; this is one wake per tick, and
+            // none while no lease is held.
             _ticker = new Thread(Tick) { IsBackground = true, Name = "wasm epoch" };
             _ticker.Start();
         }
@@ -116,6 +128,21 @@ public sealed class WasmEngine : IDisposable
     /// <summary>The settings compiled code depends on: part of the disk cache key (Wasmtime refuses code from another config).</summary>
     public string ConfigKey { get; }
 
+    /// <summary>Leases held now: the ticker ticks while this is above 0.</summary>
+    public int Leases
+    {
+        get
+        {
+            lock (_leaseGate)
+            {
+                return _leases;
+            }
+        }
+    }
+
+    /// <summary>How many times the ticker has advanced the epoch since the engine was made.</summary>
+    public long Ticks => Interlocked.Read(ref _ticks);
+
     private static WasmEngine CreateShared()
     {
         WasmPool? pool;
@@ -162,9 +189,12 @@ public sealed class WasmEngine : IDisposable
     /// <summary>
     /// Arms <paramref name="store"/> so <paramref name="check"/> runs on the guest's thread at every epoch tick while
     /// its guest code runs; <paramref name="check"/> throws to end the guest (the call then fails with a
-    /// <see cref="WasmtimeException"/> whose InnerException is what it threw) or returns to let it go on.
+    /// <see cref="WasmtimeException"/> whose InnerException is what it threw) or returns to let it go on. The ticker
+    /// ticks until the returned lease is disposed: hold it while the store runs guest code (dispose it with the store,
+    /// or after the calls made now, and take <see cref="KeepTicking"/> around later calls on the same store). A guest
+    /// that runs with no lease held is not interrupted.
     /// </summary>
-    public static void Watch(Store store, Action check)
+    public EpochLease Watch(Store store, Action check)
     {
         ArgumentNullException.ThrowIfNull(store);
         ArgumentNullException.ThrowIfNull(check);
@@ -177,6 +207,42 @@ public sealed class WasmEngine : IDisposable
             check();
             return 1;
         });
+        return KeepTicking();
+    }
+
+    /// <summary>
+    /// A lease that keeps the ticker ticking until it is disposed (disposing it twice releases it once): for calls on
+    /// a store armed by <see cref="Watch"/> whose own lease has been released. On an engine without epochs it does
+    /// nothing.
+    /// </summary>
+    public EpochLease KeepTicking()
+    {
+        if (_ticker is null)
+        {
+            return EpochLease.None;
+        }
+
+        lock (_leaseGate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed != 0, this);
+            if (_leases++ == 0)
+            {
+                _leased.Set();
+            }
+        }
+
+        return new EpochLease(this);
+    }
+
+    internal void Release()
+    {
+        lock (_leaseGate)
+        {
+            if (--_leases == 0 && _disposed == 0)
+            {
+                _leased.Reset();
+            }
+        }
     }
 
     public void Dispose()
@@ -189,14 +255,33 @@ public sealed class WasmEngine : IDisposable
         _stopTicking.Set();
         _ticker?.Join();
         _stopTicking.Dispose();
+        lock (_leaseGate)
+        {
+            _leased.Dispose(); // a lease released after this sees _disposed
+        }
+
         Engine.Dispose();
     }
 
     private void Tick()
     {
-        while (!_stopTicking.WaitOne(EpochTick))
+        WaitHandle[] idle = [_stopTicking, _leased];
+
+        // Blocks while no lease is held (no wake-ups at all); _leased is set whenever one is, so a guest never runs
+        // under a blocked ticker. After the last lease goes it ticks LingerTicks more: a proplet running task after
+        // task keeps one steady tick instead of waking this thread for each task.
+        while (WaitHandle.WaitAny(idle) != 0)
         {
-            Engine.IncrementEpoch();
+            for (var quiet = 0; quiet < LingerTicks; quiet = Volatile.Read(ref _leases) == 0 ? quiet + 1 : 0)
+            {
+                if (_stopTicking.WaitOne(EpochTick))
+                {
+                    return;
+                }
+
+                Engine.IncrementEpoch();
+                Interlocked.Increment(ref _ticks);
+            }
         }
     }
 }

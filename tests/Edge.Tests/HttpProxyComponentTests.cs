@@ -63,7 +63,7 @@ public sealed class HttpProxyComponentTests : IDisposable
     {
         using var store = new Store(WasmEngine.Shared.Engine);
         store.Fuel = fuel;
-        WasmEngine.Watch(store, () => { });
+        using var ticking = WasmEngine.Shared.Watch(store, () => { });
         return _proxy.Handle(
             store,
             new HttpProxyRequest(method, path, "http", "localhost", headers ?? [], Encoding.UTF8.GetBytes(body)),

@@ -3,7 +3,10 @@ using Wasmtime;
 
 namespace Propeller.Edge.Tests;
 
-/// <summary>An engine of its own with epochs: its ticker interrupts a running guest, and disposing it stops the ticker.</summary>
+/// <summary>
+/// An engine of its own with epochs: its ticker interrupts a running guest, ticks only while a lease is held (and a
+/// little after), and disposing the engine stops it.
+/// </summary>
 public sealed class WasmEngineTests
 {
     [Fact]
@@ -15,7 +18,7 @@ public sealed class WasmEngineTests
         using (var linker = new Linker(engine.Engine))
         {
             var checks = 0;
-            WasmEngine.Watch(store, () =>
+            using var ticking = engine.Watch(store, () =>
             {
                 if (++checks == 3)
                 {
@@ -35,6 +38,79 @@ public sealed class WasmEngineTests
     }
 
     [Fact]
+    public void GivenAnEngineWithEpochs_WhenNoLeaseIsHeld_ThenItDoesNotTick_AndALeaseStartsIt_UntilReleased()
+    {
+        using var engine = new WasmEngine(fuel: false, epochs: true);
+        Thread.Sleep(WasmEngine.EpochTick * 10);
+        engine.Ticks.ShouldBe(0); // never leased: the ticker thread has not woken
+
+        using (engine.KeepTicking())
+        {
+            WaitUntil(() => engine.Ticks >= 3);
+        }
+
+        engine.Leases.ShouldBe(0);
+        var stopped = WaitUntilSteady(engine);
+        Thread.Sleep(WasmEngine.EpochTick * 10);
+        engine.Ticks.ShouldBe(stopped); // idle again: no tick
+    }
+
+    [Fact]
+    public void GivenTwoLeases_WhenOneIsDisposedTwice_ThenTheOtherStillHoldsTheTicker()
+    {
+        using var engine = new WasmEngine(fuel: false, epochs: true);
+        var first = engine.KeepTicking();
+        using var second = engine.KeepTicking();
+
+        first.Dispose();
+        first.Dispose();
+
+        engine.Leases.ShouldBe(1);
+        var before = engine.Ticks;
+        WaitUntil(() => engine.Ticks >= before + WasmEngine.LingerTicks + 3); // past the linger: still ticking
+    }
+
+    [Fact]
+    public void GivenAStoreWhoseWatchLeaseWasReleased_WhenItsGuestRunsUnderKeepTicking_ThenTheCheckStillEndsIt()
+    {
+        using var engine = new WasmEngine(fuel: false, epochs: true);
+        using var module = Module.FromBytes(engine.Engine, "spin", Modules.Spin);
+        using var store = new Store(engine.Engine);
+        using var linker = new Linker(engine.Engine);
+        var checks = 0;
+        Action main;
+        using (engine.Watch(store, () =>
+        {
+            if (++checks == 3)
+            {
+                throw new TimeoutException("stopped by the test");
+            }
+        }))
+        {
+            main = linker.Instantiate(store, module).GetAction("main")!;
+        }
+
+        WaitUntilSteady(engine); // the ticker blocked: as between two plugin calls
+
+        using (engine.KeepTicking())
+        {
+            Should.Throw<WasmtimeException>(() => main()).InnerException.ShouldBeOfType<TimeoutException>();
+        }
+    }
+
+    [Fact]
+    public void GivenAnEngineWithoutEpochs_WhenLeased_ThenTheLeaseDoesNothing()
+    {
+        using var engine = new WasmEngine(fuel: false, epochs: false);
+        using (engine.KeepTicking())
+        {
+            engine.Leases.ShouldBe(0);
+        }
+
+        engine.Ticks.ShouldBe(0);
+    }
+
+    [Fact]
     public void GivenEnginesWithEpochs_WhenDisposed_ThenTheirTickerThreadsHaveEnded()
     {
         _ = WasmEngine.Shared; // made once per process, maybe by a test running beside this one: made before counting
@@ -45,6 +121,35 @@ public sealed class WasmEngineTests
         engines.ForEach(e => e.Dispose());
 
         Tickers().ShouldBe(before); // joined in Dispose
+    }
+
+    private static void WaitUntil(Func<bool> condition)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (!condition())
+        {
+            DateTime.UtcNow.ShouldBeLessThan(deadline, "the condition did not hold within 10 s");
+            Thread.Sleep(5);
+        }
+    }
+
+    /// <summary>Waits until the ticker has stopped (no tick over two linger periods) and returns its count.</summary>
+    private static long WaitUntilSteady(WasmEngine engine)
+    {
+        var last = -1L;
+        WaitUntil(() =>
+        {
+            var now = engine.Ticks;
+            var steady = now == last;
+            last = now;
+            if (!steady)
+            {
+                Thread.Sleep(WasmEngine.EpochTick * WasmEngine.LingerTicks * 2);
+            }
+
+            return steady;
+        });
+        return last;
     }
 
     /// <summary>Threads of this process named as the engine names its ticker (Linux: /proc/self/task/*/comm).</summary>

@@ -142,6 +142,7 @@ internal static partial class WasiBenchmark
             new WasmEngine(fuel: false, epochs: true), new WasmEngine(fuel: true, epochs: true),
         };
         var stores = engines.Select(e => new Store(e.Engine)).ToArray();
+        var leases = new List<EpochLease>();
         try
         {
             var runs = new Func<int>[engines.Length];
@@ -154,7 +155,7 @@ internal static partial class WasiBenchmark
 
                 if (engines[v].Epochs)
                 {
-                    WasmEngine.Watch(stores[v], static () => { });
+                    leases.Add(engines[v].Watch(stores[v], static () => { })); // ticking through the measurement, as while a task runs
                 }
 
                 using var linker = new Linker(engines[v].Engine);
@@ -177,6 +178,7 @@ internal static partial class WasiBenchmark
         }
         finally
         {
+            leases.ForEach(lease => lease.Dispose());
             foreach (var store in stores)
             {
                 store.Dispose();
@@ -208,8 +210,8 @@ internal static partial class WasiBenchmark
             using var store = new Store(engine.Engine);
             store.Fuel = 1_000_000;
 
-            // Every store of an engine with epochs needs a deadline, else the first tick traps it.
-            WasmEngine.Watch(store, static () => { });
+            // Every store of an engine with epochs needs a deadline, else the first tick traps it; the lease is the task's.
+            using var ticking = engine.Watch(store, static () => { });
             if (proplet)
             {
                 store.SetWasiConfiguration(new WasiConfiguration().WithArgs("main").WithEnvironmentVariable("PROPLET_ID", "bench"));

@@ -108,8 +108,9 @@ public sealed partial class InProcessRuntime
         }
 
         // Guest output is not part of an export's result (the original inherits the proplet's stdio, spec §2.5).
-        var (store, instance, failure) = Instantiate(task, component, new BoundedCapture(_settings.OutputLimit), new BoundedCapture(_settings.OutputLimit), "WASM component");
+        var (store, ticking, instance, failure) = Instantiate(task, component, new BoundedCapture(_settings.OutputLimit), new BoundedCapture(_settings.OutputLimit), "WASM component");
         using var owned = store;
+        using var held = ticking;
         if (failure is not null)
         {
             return failure;
@@ -127,18 +128,19 @@ public sealed partial class InProcessRuntime
         }
     }
 
-    /// <summary>A store with the task's WASI context and limits, and the component instantiated in it; or why it could not be.</summary>
-    private (Store Store, ComponentInstance? Instance, TaskOutcome? Failure) Instantiate(
+    /// <summary>A store with the task's WASI context and limits, and the component instantiated in it; or why it could not
+    /// be. The caller disposes the store and its epoch lease (<see cref="NewStore"/>).</summary>
+    private (Store Store, EpochLease Ticking, ComponentInstance? Instance, TaskOutcome? Failure) Instantiate(
         RunningTask task, CompiledComponent component, BoundedCapture stdout, BoundedCapture stderr, string what)
     {
-        var store = NewStore(task, Wasi(task.Request, [], stdout, stderr));
+        var store = NewStore(task, Wasi(task.Request, [], stdout, stderr), out var ticking);
         try
         {
-            return (store, _componentLinker.Instantiate(store, component.Component), null);
+            return (store, ticking, _componentLinker.Instantiate(store, component.Component), null);
         }
         catch (WasmtimeException ex)
         {
-            return (store, null, Stopped(task) ?? TaskOutcome.Failure($"Failed to instantiate {what}: {Describe(ex, Limits(task), null)}"));
+            return (store, ticking, null, Stopped(task) ?? TaskOutcome.Failure($"Failed to instantiate {what}: {Describe(ex, Limits(task), null)}"));
         }
     }
 
@@ -153,8 +155,9 @@ public sealed partial class InProcessRuntime
 
         var stdout = new BoundedCapture(_settings.OutputLimit);
         var stderr = new BoundedCapture(_settings.OutputLimit);
-        var (store, instance, failure) = Instantiate(task, component, stdout, stderr, "WASM command component");
+        var (store, ticking, instance, failure) = Instantiate(task, component, stdout, stderr, "WASM command component");
         using var owned = store;
+        using var held = ticking;
         if (failure is not null)
         {
             return failure;

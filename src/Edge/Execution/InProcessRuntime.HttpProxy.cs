@@ -138,7 +138,7 @@ public sealed partial class InProcessRuntime
             ended.CancelAfter(timeout);
         }
 
-        using var store = NewStore(task, null, () =>
+        using var store = NewStore(task, null, out var ticking, () =>
         {
             if (ended.IsCancellationRequested)
             {
@@ -147,6 +147,7 @@ public sealed partial class InProcessRuntime
                     : $"the request exceeded the task's time limit of {limits.Timeout?.TotalSeconds:0.###} s");
             }
         });
+        using var held = ticking;
         try
         {
             var response = proxy.Handle(store, request, new HttpProxyOptions(Environment(task.Request), [task.Request.Name], _settings.OutputLimit, ended.Token));

@@ -146,7 +146,8 @@ public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
         var isCommand = choice.Name == "_start";
         var stdout = new BoundedCapture(_settings.OutputLimit);
         var stderr = new BoundedCapture(_settings.OutputLimit);
-        using var store = NewStore(task, Wasi(request, isCommand ? request.Inputs : [], stdout, stderr));
+        using var store = NewStore(task, Wasi(request, isCommand ? request.Inputs : [], stdout, stderr), out var ticking);
+        using var held = ticking;
 
         Instance instance;
         try
@@ -178,8 +179,9 @@ public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
 
     /// <summary>A store for one run of <paramref name="task"/>: its WASI context (none for an HTTP proxy, whose host
     /// defines its own), fuel and memory limits, and the epoch check that ends the guest when the task is stopped, times
-    /// out or the proplet shuts down (or <paramref name="check"/>'s own).</summary>
-    private Store NewStore(RunningTask task, WasiConfiguration? wasi, Action? check = null)
+    /// out or the proplet shuts down (or <paramref name="check"/>'s own). <paramref name="ticking"/> keeps the epoch
+    /// ticking: the caller disposes it with the store.</summary>
+    private Store NewStore(RunningTask task, WasiConfiguration? wasi, out EpochLease ticking, Action? check = null)
     {
         var limits = task.Request.Limits;
         var store = new Store(_engine.Engine);
@@ -195,7 +197,7 @@ public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
         }
 
         // A stop, a timeout or shutdown sets the task's reason; the guest sees it at the next epoch tick.
-        WasmEngine.Watch(store, check ?? (() =>
+        ticking = _engine.Watch(store, check ?? (() =>
         {
             if (task.Reason != StopReason.None)
             {

@@ -108,16 +108,13 @@ public static class RunCommand
 
             // The time limit covers running the guest (its start function included), not compiling it.
             var deadline = options.Timeout is { } seconds ? DateTime.UtcNow.AddSeconds(seconds) : DateTime.MaxValue;
-            if (options.Timeout is not null)
+            using var ticking = options.Timeout is null ? null : engine.Watch(store, () =>
             {
-                WasmEngine.Watch(store, () =>
+                if (DateTime.UtcNow >= deadline)
                 {
-                    if (DateTime.UtcNow >= deadline)
-                    {
-                        throw new TimeoutException($"--timeout of {options.Timeout} s exceeded");
-                    }
-                });
-            }
+                    throw new TimeoutException($"--timeout of {options.Timeout} s exceeded");
+                }
+            });
 
             var instance = linker.Instantiate(store, module);
             if (options.Invoke is null)

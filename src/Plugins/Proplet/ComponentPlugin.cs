@@ -68,7 +68,7 @@ public sealed class ComponentPlugin
         store.Fuel = (ulong)_limits.Fuel;
         store.SetLimits(memorySize: (long)_limits.MemoryMb << 20);
         var deadline = Stopwatch.GetTimestamp() + (long)(_limits.Timeout.TotalSeconds * Stopwatch.Frequency);
-        WasmEngine.Watch(store, () =>
+        using var ticking = _engine.Watch(store, () =>
         {
             if (cancellationToken.IsCancellationRequested || Stopwatch.GetTimestamp() > deadline)
             {

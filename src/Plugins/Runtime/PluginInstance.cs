@@ -16,6 +16,7 @@ internal sealed class PluginInstance : IDisposable
     private readonly Func<int, int> _alloc;
     private readonly Action<int, int> _free;
     private readonly Instance _instance;
+    private readonly WasmEngine _engine;
     private readonly Dictionary<string, Func<int, int, long>> _hooks = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Action<int, int>> _voidHooks = new(StringComparer.Ordinal);
     private long _deadline = long.MaxValue;
@@ -27,7 +28,12 @@ internal sealed class PluginInstance : IDisposable
         Stderr = new PluginOutput(runtime.Options.OutputCaptureBytes);
         Context = new InstanceContext(plugin);
         MemoryLimit = (long)memoryMb << 20;
-        _store = new Store(runtime.Engine.Engine, Context);
+        _engine = runtime.Engine;
+        _store = new Store(_engine.Engine, Context);
+
+        // Guest code runs in the instantiation below and in Call, each under its own lease of the epoch ticker: between
+        // calls the instance holds none, so an idle plugin does not keep the ticker awake.
+        EpochLease? ticking = null;
         try
         {
             _store.SetLimits(memorySize: MemoryLimit);
@@ -37,7 +43,7 @@ internal sealed class PluginInstance : IDisposable
             _store.Fuel = (ulong)plugin.Limits.Fuel;
 
             // Checked at each epoch tick while guest code runs: the call's wall-clock limit and the caller's token.
-            WasmEngine.Watch(_store, Check);
+            ticking = _engine.Watch(_store, Check);
             _instance = runtime.Linker.Instantiate(_store, module);
             _memory = _instance.GetMemory("memory") ?? throw new PluginCallException(PluginFailureKind.Abi, "no exported memory");
             _alloc = _instance.GetFunction<int, int>("plugin_alloc") ?? throw new PluginCallException(PluginFailureKind.Abi, "plugin_alloc must be a function (i32) -> i32");
@@ -47,6 +53,10 @@ internal sealed class PluginInstance : IDisposable
         {
             _store.Dispose();
             throw;
+        }
+        finally
+        {
+            ticking?.Dispose();
         }
     }
 
@@ -74,6 +84,7 @@ internal sealed class PluginInstance : IDisposable
         var ticks = timeout.TotalSeconds * Stopwatch.Frequency;
         _deadline = timeout < TimeSpan.Zero || ticks >= long.MaxValue / 2 ? long.MaxValue : Stopwatch.GetTimestamp() + (long)ticks;
         _cancellation = cancellationToken;
+        using var ticking = _engine.KeepTicking();
         try
         {
             return Invoke(hook, request, returnsValue);
