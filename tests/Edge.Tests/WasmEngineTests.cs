@@ -99,6 +99,55 @@ public sealed class WasmEngineTests
     }
 
     [Fact]
+    public async Task GivenLeasesTakenAndReleasedOnOtherThreads_WhenAGuestRunsUnderItsOwnLease_ThenItsCheckAlwaysRuns()
+    {
+        using var engine = new WasmEngine(fuel: false, epochs: true);
+        using var module = Module.FromBytes(engine.Engine, "spin", Modules.Spin);
+        using var linker = new Linker(engine.Engine);
+        using var stop = new CancellationTokenSource();
+        var churn = Enumerable.Range(0, 3).Select(_ => Task.Run(() =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                engine.KeepTicking().Dispose(); // the count crossing zero, over and over
+            }
+        }, CancellationToken.None)).ToList();
+
+        for (var round = 0; round < 20; round++)
+        {
+            var guest = Task.Run(() =>
+            {
+                using var store = new Store(engine.Engine);
+                var checks = 0;
+                using var ticking = engine.Watch(store, () =>
+                {
+                    if (++checks == 2)
+                    {
+                        throw new TimeoutException("stopped by the test");
+                    }
+                });
+                var main = linker.Instantiate(store, module).GetAction("main")!;
+                Should.Throw<WasmtimeException>(() => main());
+            }, CancellationToken.None);
+            if (await Task.WhenAny(guest, Task.Delay(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken)) != guest)
+            {
+                using (engine.KeepTicking())
+                {
+                    await guest; // a held lease lets the stranded guest end before the test fails
+                }
+
+                Assert.Fail($"round {round}: the guest ran with its lease held and the ticker stopped");
+            }
+
+            await guest;
+        }
+
+        await stop.CancelAsync();
+        await Task.WhenAll(churn);
+        engine.Leases.ShouldBe(0);
+    }
+
+    [Fact]
     public void GivenAnEngineWithoutEpochs_WhenLeased_ThenTheLeaseDoesNothing()
     {
         using var engine = new WasmEngine(fuel: false, epochs: false);
