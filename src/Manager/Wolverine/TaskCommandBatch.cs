@@ -177,6 +177,12 @@ public sealed partial class TaskCommandBatcher(IWolverineRuntime runtime, TaskPl
         {
             while (await _queue.Reader.WaitToReadAsync(stoppingToken))
             {
+                // One pass through the thread pool's queue before taking the batch: the requests and broker messages
+                // already queued there add their commands first. Under load that makes the batches ~7 % larger (4.7
+                // commands instead of 4.4 at 16 clients, fewer commits per task); alone, a command waits no longer
+                // than the pool takes to run it (ADR 0016 decision 8).
+                await Task.Yield();
+
                 batch.Clear();
                 while (batch.Count < MaxBatch && _queue.Reader.TryRead(out var pending))
                 {
