@@ -117,6 +117,12 @@ public sealed partial class TaskCommandBatcher(IWolverineRuntime runtime, TaskPl
     /// <summary>The most commands one batch takes.</summary>
     public const int MaxBatch = 64;
 
+    /// <summary>Passes through the thread pool's queue a loop makes before it takes its batch (see LoopAsync).</summary>
+    private const int YieldPasses = 10;
+
+    /// <summary>How long a loop lets queued work add commands before it takes its batch (see LoopAsync).</summary>
+    private static readonly TimeSpan YieldBudget = TimeSpan.FromMilliseconds(1);
+
     private static readonly Histogram<int> BatchSize = ManagerMeter.Meter.CreateHistogram<int>(
         "manager_command_batch_size", "{command}", "Task commands (API commands and proplet results) decided and committed together in one batch");
 
@@ -177,11 +183,15 @@ public sealed partial class TaskCommandBatcher(IWolverineRuntime runtime, TaskPl
         {
             while (await _queue.Reader.WaitToReadAsync(stoppingToken))
             {
-                // One pass through the thread pool's queue before taking the batch: the requests and broker messages
-                // already queued there add their commands first. Under load that makes the batches ~7 % larger (4.7
-                // commands instead of 4.4 at 16 clients, fewer commits per task); alone, a command waits no longer
-                // than the pool takes to run it (ADR 0016 decision 8).
-                await Task.Yield();
+                // Up to ten passes through the thread pool's queue (at most 1 ms) before taking the batch: the requests
+                // and broker messages already queued there add their commands first. Under load the batches grow (5.5
+                // commands instead of 4.4 at 16 clients, 1.1 commits per task instead of 1.3); a lone command waits
+                // only for the idle pool to run the loop ten times (ADR 0016 decision 8).
+                var yielding = Stopwatch.GetTimestamp();
+                for (var pass = 0; pass < YieldPasses && Stopwatch.GetElapsedTime(yielding) < YieldBudget; pass++)
+                {
+                    await Task.Yield();
+                }
 
                 batch.Clear();
                 while (batch.Count < MaxBatch && _queue.Reader.TryRead(out var pending))
