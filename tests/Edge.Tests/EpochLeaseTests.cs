@@ -9,15 +9,18 @@ using Propeller.WasmHost;
 
 namespace Propeller.Edge.Tests;
 
-/// <summary>The shared engine's ticker is leased only while a guest may run: alone in the process, so the count is ours.</summary>
-[CollectionDefinition("shared engine leases", DisableParallelization = true)]
-public sealed class SharedEngineLeases;
+/// <summary>
+/// Tests that count what engines hold process-wide (the shared engine's leases, ticker threads): alone in the process,
+/// so the counts are theirs.
+/// </summary>
+[CollectionDefinition("wasm engines alone", DisableParallelization = true)]
+public sealed class WasmEnginesAlone;
 
 /// <summary>
 /// Every way the proplet runs guest code gives its epoch lease back when the guest is done, whichever way it ended
 /// (ADR 0007): a lease left behind would keep the ticker waking an idle proplet 100 times a second.
 /// </summary>
-[Collection("shared engine leases")]
+[Collection("wasm engines alone")]
 public sealed class EpochLeaseTests : IDisposable
 {
     private readonly InProcessRuntime _runtime = new(TestSettings.Create(), NullLogger<InProcessRuntime>.Instance);
