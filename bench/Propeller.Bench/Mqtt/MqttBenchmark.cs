@@ -121,13 +121,13 @@ internal static partial class BenchmarkRegistry
             CancellationToken cancellationToken)
         {
             var topic = $"propeller-bench/mixed/{Guid.NewGuid():N}";
-            var common = new[] { "-h", template.Host, "-p", template.Port.ToString(CultureInfo.InvariantCulture), "-t", topic, "-q", ((int)qos).ToString(CultureInfo.InvariantCulture) };
+            var common = MosquittoArgs(template, topic, qos);
             var options = ClientOptions(template, "bench-mixed");
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             timeout.CancelAfter(TimeSpan.FromSeconds(120));
             if (layerPublishes)
             {
-                using var subscriber = Start("bash", ["-c", Shell("mosquitto_sub", [.. common, "-C", count.ToString(CultureInfo.InvariantCulture)]) + " > /dev/null; times"], redirectInput: false);
+                using var subscriber = MosquittoSub(common, count);
                 var subscriberTimes = subscriber.StandardOutput.ReadToEndAsync(cancellationToken);
                 await using var publisher = new BrokerConnection(options);
                 await publisher.StartAsync(cancellationToken);
@@ -151,7 +151,7 @@ internal static partial class BenchmarkRegistry
 
                 var cpu = Process.GetCurrentProcess().TotalProcessorTime;
                 var stopwatch = Stopwatch.StartNew();
-                using var publisher = Start("bash", ["-c", Shell("mosquitto_pub", [.. common, "-l"]) + "; times"], redirectInput: true);
+                using var publisher = MosquittoPub(common);
                 var publisherTimes = publisher.StandardOutput.ReadToEndAsync(cancellationToken);
                 await publisher.StandardInput.WriteAsync(input, cancellationToken);
                 publisher.StandardInput.Close();
@@ -231,9 +231,8 @@ internal static partial class BenchmarkRegistry
             CancellationToken cancellationToken)
         {
             var topic = $"propeller-bench/reference/{Guid.NewGuid():N}";
-            var common = new[] { "-h", template.Host, "-p", template.Port.ToString(CultureInfo.InvariantCulture), "-t", topic, "-q", ((int)qos).ToString(CultureInfo.InvariantCulture) };
-            // Through bash, whose `times` prints the CPU time of the client it ran (its only output: the messages go to /dev/null).
-            using var subscriber = Start("bash", ["-c", Shell("mosquitto_sub", [.. common, "-C", count.ToString(CultureInfo.InvariantCulture)]) + " > /dev/null; times"], redirectInput: false);
+            var common = MosquittoArgs(template, topic, qos);
+            using var subscriber = MosquittoSub(common, count);
             var subscriberTimes = subscriber.StandardOutput.ReadToEndAsync(cancellationToken);
             // mosquitto_sub has no readiness signal; give it time to connect and subscribe before publishing.
             await Task.Delay(500, cancellationToken);
@@ -241,7 +240,7 @@ internal static partial class BenchmarkRegistry
             var input = Lines(count, payloadSize);
 
             var stopwatch = Stopwatch.StartNew();
-            using var publisher = Start("bash", ["-c", Shell("mosquitto_pub", [.. common, "-l"]) + "; times"], redirectInput: true);
+            using var publisher = MosquittoPub(common);
             var publisherTimes = publisher.StandardOutput.ReadToEndAsync(cancellationToken);
             await publisher.StandardInput.WriteAsync(input, cancellationToken);
             publisher.StandardInput.Close();
@@ -253,6 +252,21 @@ internal static partial class BenchmarkRegistry
             var cpu = ChildCpu(await subscriberTimes) + ChildCpu(await publisherTimes);
             return (count / elapsed.TotalSeconds, PerHundredThousand(cpu, count));
         }
+
+        /// <summary>mosquitto's client arguments for <paramref name="topic"/> at <paramref name="qos"/> on the broker of <paramref name="template"/>.</summary>
+        private static string[] MosquittoArgs(BrokerOptions template, string topic, MqttQualityOfServiceLevel qos) =>
+            ["-h", template.Host, "-p", template.Port.ToString(CultureInfo.InvariantCulture), "-t", topic, "-q", ((int)qos).ToString(CultureInfo.InvariantCulture)];
+
+        /// <summary>
+        /// mosquitto_sub until <paramref name="count"/> messages, through bash, whose `times` prints the CPU time of the
+        /// client it ran (its only output: the messages go to /dev/null).
+        /// </summary>
+        private static Process MosquittoSub(string[] common, int count) =>
+            Start("bash", ["-c", Shell("mosquitto_sub", [.. common, "-C", count.ToString(CultureInfo.InvariantCulture)]) + " > /dev/null; times"], redirectInput: false);
+
+        /// <summary>mosquitto_pub -l (one message per line of its input), through bash, then bash's `times`.</summary>
+        private static Process MosquittoPub(string[] common) =>
+            Start("bash", ["-c", Shell("mosquitto_pub", [.. common, "-l"]) + "; times"], redirectInput: true);
 
         private static string Shell(string file, string[] arguments) => string.Join(' ', [file, .. arguments.Select(a => "'" + a + "'")]);
 
