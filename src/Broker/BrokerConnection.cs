@@ -41,7 +41,7 @@ public sealed class BrokerConnection : IAsyncDisposable
     private readonly Channel<Delivery> _received;
     private readonly Channel<Send> _sends = Channel.CreateUnbounded<Send>(new UnboundedChannelOptions { SingleReader = true });
     private readonly SemaphoreSlim _window;
-    private readonly Dictionary<string, Task> _chains = new(StringComparer.Ordinal);
+    private readonly KeyedOrder _publishOrder = new();
     private readonly Lock _gate = new();
     private TaskCompletionSource _connected = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Task _connectLoop = Task.CompletedTask;
@@ -160,13 +160,7 @@ public sealed class BrokerConnection : IAsyncDisposable
             return PublishCheckedAsync(message, cancellationToken);
         }
 
-        lock (_chains)
-        {
-            var previous = _chains.GetValueOrDefault(orderKey) ?? Task.CompletedTask;
-            var next = AfterAsync(previous, message, orderKey, cancellationToken);
-            _chains[orderKey] = next;
-            return next;
-        }
+        return _publishOrder.RunAsync(orderKey, () => PublishCheckedAsync(message, cancellationToken));
     }
 
     /// <summary>Publishes at QoS 0/1/2 without an order key.</summary>
@@ -258,26 +252,6 @@ public sealed class BrokerConnection : IAsyncDisposable
         _client.Dispose();
         _stopping.Dispose();
         _window.Dispose();
-    }
-
-    private async Task AfterAsync(Task previous, MqttApplicationMessage message, string orderKey, CancellationToken cancellationToken)
-    {
-        try
-        {
-            await previous.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-            await PublishCheckedAsync(message, cancellationToken);
-        }
-        finally
-        {
-            lock (_chains)
-            {
-                // The last of its chain removes the key (a later publish replaced it otherwise).
-                if (_chains.TryGetValue(orderKey, out var last) && last.IsCompleted)
-                {
-                    _chains.Remove(orderKey);
-                }
-            }
-        }
     }
 
     private async Task PublishCheckedAsync(MqttApplicationMessage message, CancellationToken cancellationToken)
@@ -675,46 +649,104 @@ public sealed class BrokerConnection : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Hands what has arrived to <see cref="Handler"/> in batches and acknowledges each batch, in arrival order, once its
+    /// handler has returned. Up to <see cref="BrokerOptions.MaxBatchesInFlight"/> batches are with the handler at once:
+    /// the next is handed over while earlier ones are still being handled, and a batch's acknowledgements wait for the
+    /// batches before it. With one (the default) a batch is acknowledged as soon as its handler returns, on this loop.
+    /// </summary>
     private async Task DispatchLoopAsync(CancellationToken stoppingToken)
     {
-        var batch = new List<Delivery>(_options.MaxBatch);
-        var messages = new List<ReceivedMessage>(_options.MaxBatch);
-        while (await _received.Reader.WaitToReadAsync(stoppingToken))
+        var inFlight = new Queue<(List<Delivery> Batch, Task<bool> Handled)>();
+        Task<bool>? readable = null;
+        try
         {
-            while (batch.Count < _options.MaxBatch && _received.Reader.TryRead(out var delivery))
+            while (true)
             {
-                batch.Add(delivery);
-                messages.Add(delivery.Message);
+                // The batches at the head whose handlers have returned, in order; the oldest waited for when the window is full.
+                while (inFlight.TryPeek(out var head) && (head.Handled.IsCompleted || inFlight.Count == _options.MaxBatchesInFlight))
+                {
+                    inFlight.Dequeue();
+                    if (!await head.Handled)
+                    {
+                        return; // stopping: neither this batch nor a later one is acknowledged, so the broker delivers them again
+                    }
+
+                    await AcknowledgeAllAsync(head.Batch, stoppingToken);
+                }
+
+                readable ??= _received.Reader.WaitToReadAsync(stoppingToken).AsTask();
+                if (!readable.IsCompleted && inFlight.TryPeek(out var oldest))
+                {
+                    await Task.WhenAny(readable, oldest.Handled); // new messages, or the oldest batch to acknowledge
+                    continue;
+                }
+
+                if (!await readable)
+                {
+                    break;
+                }
+
+                readable = null;
+                var batch = new List<Delivery>(Math.Min(_options.MaxBatch, Math.Max(1, _received.Reader.Count)));
+                var messages = new List<ReceivedMessage>(batch.Capacity);
+                while (batch.Count < _options.MaxBatch && _received.Reader.TryRead(out var delivery))
+                {
+                    batch.Add(delivery);
+                    messages.Add(delivery.Message);
+                }
+
+                BrokerMetrics.Received.Add(batch.Count);
+                inFlight.Enqueue((batch, HandleAsync(messages, stoppingToken)));
             }
 
-            BrokerMetrics.Received.Add(batch.Count);
-            if (Handler is { } handler)
+            // No more messages (the connection is being disposed): what is still being handled ends first.
+            while (inFlight.TryDequeue(out var left) && await left.Handled)
             {
-                try
-                {
-                    await handler(messages, stoppingToken);
-                }
-                catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-                {
-                    return; // not acknowledged: delivered again
-                }
-                catch (Exception ex)
-                {
-                    BrokerLog.HandlerFailed(_logger, messages[0].Topic, ex);
-                }
+                await AcknowledgeAllAsync(left.Batch, stoppingToken);
             }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // stopping: what is not acknowledged is delivered again
+        }
+    }
 
-            // In arrival order (acknowledging out of order made mosquitto reorder later deliveries, libraries.md).
-            foreach (var delivery in batch)
+    /// <summary>The handler on one batch: false when it stopped because the connection is stopping (the batch is then
+    /// not acknowledged, and the broker delivers it again); an exception is logged and the batch acknowledged.</summary>
+    private async Task<bool> HandleAsync(List<ReceivedMessage> messages, CancellationToken stoppingToken)
+    {
+        if (Handler is not { } handler)
+        {
+            return true;
+        }
+
+        try
+        {
+            await handler(messages, stoppingToken);
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            return false;
+        }
+        catch (Exception ex)
+        {
+            BrokerLog.HandlerFailed(_logger, messages[0].Topic, ex);
+        }
+
+        return true;
+    }
+
+    /// <summary>A batch's QoS 1/2 messages, in arrival order (acknowledging out of order made mosquitto reorder later
+    /// deliveries, libraries.md).</summary>
+    private async Task AcknowledgeAllAsync(List<Delivery> batch, CancellationToken stoppingToken)
+    {
+        foreach (var delivery in batch)
+        {
+            if (delivery.Message.Qos != MqttQualityOfServiceLevel.AtMostOnce)
             {
-                if (delivery.Message.Qos != MqttQualityOfServiceLevel.AtMostOnce)
-                {
-                    await AcknowledgeAsync(delivery, stoppingToken);
-                }
+                await AcknowledgeAsync(delivery, stoppingToken);
             }
-
-            batch.Clear();
-            messages.Clear();
         }
     }
 

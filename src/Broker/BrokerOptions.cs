@@ -85,6 +85,14 @@ public sealed class BrokerOptions
     /// <summary>The most received messages one handler call is given.</summary>
     public int MaxBatch { get; set; } = 256;
 
+    /// <summary>
+    /// How many received batches <see cref="BrokerConnection.Handler"/> may hold at once (1 by default: the next batch
+    /// waits until the handler has returned). Above 1 the next batch is handed over while earlier ones are still being
+    /// handled; acknowledgements still go in arrival order, each batch's once its handler has returned. A handler that
+    /// needs some messages handled in order must then keep that order across batches itself.
+    /// </summary>
+    public int MaxBatchesInFlight { get; set; } = 1;
+
     public TimeSpan ReconnectDelay { get; set; } = TimeSpan.FromMilliseconds(500);
 
     /// <summary>
@@ -136,7 +144,7 @@ public sealed class BrokerOptions
         Check(!string.IsNullOrWhiteSpace(Host), "Host is required");
         Check(Port is >= 1 and <= 65535, "Port must be 1..65535");
         Check(MaxInflight is >= 1 and <= 65535, "MaxInflight must be 1..65535");
-        Check(MaxBatch >= 1 && ReceiveQueueCapacity >= 1, "MaxBatch and ReceiveQueueCapacity must be positive");
+        Check(MaxBatch >= 1 && ReceiveQueueCapacity >= 1 && MaxBatchesInFlight >= 1, "MaxBatch, ReceiveQueueCapacity and MaxBatchesInFlight must be positive");
         Check(SocketBufferSize >= 4096, "SocketBufferSize must be at least 4096");
         Check(KeepAlive >= TimeSpan.Zero && KeepAlive.TotalSeconds <= ushort.MaxValue, "KeepAlive must be 0..65535 s");
         Check(ConnectTimeout > TimeSpan.Zero && OperationTimeout > TimeSpan.Zero, "timeouts must be positive");

@@ -104,17 +104,9 @@ public sealed class PitfallTests
         var ct = TestContext.Current.CancellationToken;
         var topic = TestBroker.UniqueTopic("perkey");
         var clientId = "perkey-" + Guid.NewGuid().ToString("N")[..8];
-        BrokerOptions Persistent()
-        {
-            var options = TestBroker.Options(MqttProtocolVersion.V500, clientId);
-            options.CleanStart = false;
-            options.SessionExpiryInterval = 600;
-            return options;
-        }
-
         var seen = new ConcurrentDictionary<int, List<int>>();
         var total = 0;
-        var subscriber = new BrokerConnection(Persistent())
+        var subscriber = new BrokerConnection(Persistent(clientId))
         {
             Handler = async (messages, _) =>
             {
@@ -158,10 +150,53 @@ public sealed class PitfallTests
         // A barrier: a QoS 1 round trip from the subscriber returns after the broker read the acknowledgements sent before.
         await subscriber.PublishAsync(TestBroker.UniqueTopic("barrier"), "b"u8.ToArray(), MqttQualityOfServiceLevel.AtLeastOnce, ct);
         await subscriber.DisposeAsync();
-        await using var again = new BrokerConnection(Persistent());
+        await using var again = new BrokerConnection(Persistent(clientId));
         var inbox = Inbox.Of(again);
         await again.StartAsync(ct);
         (await inbox.NothingAsync(TimeSpan.FromMilliseconds(500), ct)).ShouldBeTrue("a message was not acknowledged");
+    }
+
+    /// <summary>Pitfall 3 with several batches in flight (the manager's setting): the next batch is handed over while the
+    /// first is still being handled, and no batch is acknowledged before the ones before it. A connection that stops
+    /// while the first is held leaves both to be delivered again, though the second's handler had returned.</summary>
+    [Fact]
+    public async Task GivenTwoBatchesInFlight_WhenTheFirstIsStillBeingHandled_ThenTheSecondIsHandedOver_AndNeitherIsAcknowledgedBeforeTheFirstReturns()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var topic = TestBroker.UniqueTopic("inflight");
+        var clientId = "inflight-" + Guid.NewGuid().ToString("N")[..8];
+        var firstHeld = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var secondHandled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var subscriber = new BrokerConnection(Persistent(clientId, batchesInFlight: 2))
+        {
+            Handler = async (messages, token) =>
+            {
+                if (Encoding.UTF8.GetString(messages[0].Payload.Span) == "first")
+                {
+                    firstHeld.TrySetResult();
+                    await Task.Delay(Timeout.Infinite, token);
+                }
+
+                secondHandled.TrySetResult();
+            },
+        };
+        await subscriber.StartAsync(ct);
+        await subscriber.SubscribeAsync(topic, MqttQualityOfServiceLevel.AtLeastOnce, ct);
+        await using (var publisher = await PublisherAsync(ct))
+        {
+            await publisher.PublishAsync(topic, "first"u8.ToArray(), MqttQualityOfServiceLevel.AtLeastOnce, ct);
+            await firstHeld.Task.WaitAsync(TestBroker.Timeout, ct);
+            await publisher.PublishAsync(topic, "second"u8.ToArray(), MqttQualityOfServiceLevel.AtLeastOnce, ct);
+            await secondHandled.Task.WaitAsync(TestBroker.Timeout, ct);
+        }
+
+        // Stopping cancels the first batch's handler: neither batch is acknowledged.
+        await subscriber.DisposeAsync();
+        await using var again = new BrokerConnection(Persistent(clientId));
+        var inbox = Inbox.Of(again);
+        await again.StartAsync(ct);
+        Encoding.UTF8.GetString((await inbox.ReceiveAsync(ct)).Payload.Span).ShouldBe("first");
+        Encoding.UTF8.GetString((await inbox.ReceiveAsync(ct)).Payload.Span).ShouldBe("second");
     }
 
     /// <summary>Pitfall 4: QoS 2 is not exactly-once to the handler: a connection lost after the handler saw a message
@@ -172,17 +207,9 @@ public sealed class PitfallTests
         var ct = TestContext.Current.CancellationToken;
         var topic = TestBroker.UniqueTopic("qos2again");
         var clientId = "again-" + Guid.NewGuid().ToString("N")[..8];
-        BrokerOptions Persistent()
-        {
-            var options = TestBroker.Options(MqttProtocolVersion.V500, clientId);
-            options.CleanStart = false;
-            options.SessionExpiryInterval = 600;
-            return options;
-        }
-
         var handled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var first = new BrokerConnection(Persistent())
+        var first = new BrokerConnection(Persistent(clientId))
         {
             AbortOnDispose = true,
             Handler = async (_, token) =>
@@ -193,20 +220,36 @@ public sealed class PitfallTests
         };
         await first.StartAsync(ct);
         await first.SubscribeAsync(topic, MqttQualityOfServiceLevel.ExactlyOnce, ct);
-        await using (var publisher = new BrokerConnection(TestBroker.Options(MqttProtocolVersion.V500)))
+        await using (var publisher = await PublisherAsync(ct))
         {
-            await publisher.StartAsync(ct);
             await publisher.PublishAsync(topic, "once?"u8.ToArray(), MqttQualityOfServiceLevel.ExactlyOnce, ct);
         }
 
         await handled.Task.WaitAsync(TestBroker.Timeout, ct);
         await first.DisposeAsync(); // the handler saw it; no PUBREC went out
 
-        await using var second = new BrokerConnection(Persistent());
+        await using var second = new BrokerConnection(Persistent(clientId));
         var inbox = Inbox.Of(second);
         await second.StartAsync(ct);
         var again = await inbox.ReceiveAsync(ct);
         Encoding.UTF8.GetString(again.Payload.Span).ShouldBe("once?");
         again.Duplicate.ShouldBeTrue();
+    }
+
+    /// <summary>Options of a subscriber with a persistent session (kept 10 minutes) under <paramref name="clientId"/>.</summary>
+    private static BrokerOptions Persistent(string clientId, int batchesInFlight = 1)
+    {
+        var options = TestBroker.Options(MqttProtocolVersion.V500, clientId);
+        options.CleanStart = false;
+        options.SessionExpiryInterval = 600;
+        options.MaxBatchesInFlight = batchesInFlight;
+        return options;
+    }
+
+    private static async Task<BrokerConnection> PublisherAsync(CancellationToken cancellationToken)
+    {
+        var publisher = new BrokerConnection(TestBroker.Options(MqttProtocolVersion.V500));
+        await publisher.StartAsync(cancellationToken);
+        return publisher;
     }
 }

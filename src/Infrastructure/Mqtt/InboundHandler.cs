@@ -42,6 +42,7 @@ public sealed class InboundHandler(
         Meter.CreateCounter<long>("mqtt_malformed_messages", "{message}", "Proplet messages dropped as malformed (logged with their topic, acknowledged)");
 
     private readonly string _base = options.Value.BaseTopic + "/";
+    private readonly KeyedOrder _order = new();
     private readonly string _schema = Sql.Identifier(storeOptions.Value.Schema);
 
     /// <summary>A broker connection's handler that hands batches to <see cref="AcceptBatchAsync"/> and logs (with the
@@ -101,19 +102,22 @@ public sealed class InboundHandler(
     }
 
     /// <summary>
-    /// A batch's results together, in their order (<see cref="IInboundCommands.RecordResultsAsync"/>: one transaction);
-    /// the other messages by key, different keys in parallel, one key's in order.
+    /// A batch's results together, in their order (<see cref="IInboundCommands.RecordResultsAsync"/>: they join the
+    /// command batches in that order); the other messages by key, different keys in parallel, one key's in order, also
+    /// after the same key's messages from batches still being handled (the broker connection hands over several,
+    /// <see cref="ManagerMqtt.ReceiveBatchesInFlight"/>). Results need no such chain: a second result for a task, decided
+    /// beside the first, loses the stream's version race and is decided again on the state the first left (ignored).
     /// </summary>
     private Task HandleAllAsync(List<Work> works, CancellationToken cancellationToken)
     {
         var results = works.OfType<ResultWork>().ToList();
-        var all = works.Where(w => w is not ResultWork).GroupBy(w => w.PartitionKey, StringComparer.Ordinal).Select(async ofKey =>
+        var all = works.Where(w => w is not ResultWork).GroupBy(w => w.PartitionKey, StringComparer.Ordinal).Select(ofKey => _order.RunAsync(ofKey.Key, async () =>
         {
             foreach (var work in ofKey)
             {
                 await HandleWithRetryAsync(work, cancellationToken);
             }
-        }).ToList();
+        })).ToList();
         if (results.Count > 0)
         {
             all.Add(HandleWithRetryAsync(new ResultsWork(results[0].Topic, results), cancellationToken));

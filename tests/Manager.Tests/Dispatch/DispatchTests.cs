@@ -2,9 +2,13 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
 using MQTTnet.Protocol;
+using Propeller.Application.EventStore;
+using Propeller.Application.Proplets;
 using Propeller.Broker;
 using Propeller.Broker.Tests;
+using Propeller.Domain.Proplets;
 
 namespace Propeller.Manager.Tests.Dispatch;
 
@@ -456,6 +460,40 @@ public class DispatchTests : IAsyncLifetime
         var types = (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}/history", Ct)).EnumerateArray().Select(e => e.GetProperty("type").GetString()).ToList();
         types.ShouldBe(["task.created.v1", "task.start_requested.v1", "task.dispatched.v1", "task.redispatch_requested.v1", "task.dispatched.v1", "task.completed.v1"]);
         (await Http.GetFromJsonAsync<JsonElement>($"/proplets/{first}", Ct)).GetProperty("alive").GetBoolean().ShouldBeFalse();
+    }
+
+    /// <summary>
+    /// The broker connection hands the inbound handler several batches at once (ManagerMqtt.ReceiveBatchesInFlight); a
+    /// proplet's messages still take effect in arrival order across them. Offline and alive alternate, one at a time and
+    /// faster than the manager commits each change, so they fill several batches; a metrics sample of the same proplet
+    /// closes the run. Every message is a change in that order, so the proplet's stream holds exactly one event per
+    /// message, alternating (out of order, an "alive" on a proplet still alive would change nothing, and the count falls).
+    /// </summary>
+    [Fact]
+    public async Task GivenAPropletsOfflineAndAliveMessages_WhenTheyArriveInSeveralBatches_ThenEachTakesEffectInArrivalOrder()
+    {
+        var propletId = Guid.NewGuid().ToString();
+        await using var proplet = await StartPropletAsync(propletId, _ => "1");
+        await WaitForAliveAsync(propletId);
+
+        const int Messages = 101;
+        for (var i = 0; i < Messages; i++)
+        {
+            await PublishAsync(proplet, "control/proplet/alive", new { proplet_id = propletId, status = i % 2 == 0 ? "offline" : "alive" });
+        }
+
+        await PublishAsync(proplet, "control/proplet/metrics", new { proplet_id = propletId, cpu_metrics = new { percent = 1.0 }, memory_metrics = new { rss_bytes = 1 } });
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while ((await Http.GetFromJsonAsync<JsonElement>($"/proplets/{propletId}/metrics", Ct)).GetProperty("total").GetInt32() == 0 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(20, Ct);
+        }
+
+        var store = _server.Services.GetRequiredService<IEventStore>();
+        var stream = await store.ReadStreamAsync(PropletAggregate.StreamId(new PropletId(propletId)), new StreamReadOptions(), Ct);
+        var changes = stream!.Events.Select(e => e.Type).Where(t => t is "proplet.went_offline.v1" or "proplet.came_online.v1").ToList();
+        changes.ShouldBe(Enumerable.Range(0, Messages).Select(i => i % 2 == 0 ? "proplet.went_offline.v1" : "proplet.came_online.v1"));
+        (await Http.GetFromJsonAsync<JsonElement>($"/proplets/{propletId}", Ct)).GetProperty("alive").GetBoolean().ShouldBeFalse("the last message said offline");
     }
 
     private async Task WaitForAliveAsync(string propletId)

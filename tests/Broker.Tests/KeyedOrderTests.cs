@@ -1,0 +1,94 @@
+namespace Propeller.Broker.Tests;
+
+/// <summary><see cref="KeyedOrder"/>: one key's work in order, different keys side by side, keys forgotten once idle.</summary>
+public sealed class KeyedOrderTests
+{
+    [Fact]
+    public async Task GivenWorkOfOneKey_WhenTheFirstIsStillRunning_ThenTheNextWaitsForIt()
+    {
+        var order = new KeyedOrder();
+        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var ran = new List<int>();
+        var first = order.RunAsync("a", async () =>
+        {
+            await gate.Task;
+            lock (ran)
+            {
+                ran.Add(1);
+            }
+        });
+        var second = order.RunAsync("a", () =>
+        {
+            lock (ran)
+            {
+                ran.Add(2);
+            }
+
+            return Task.CompletedTask;
+        });
+
+        await Task.Delay(50, TestContext.Current.CancellationToken);
+        second.IsCompleted.ShouldBeFalse("the second started before the first ended");
+        gate.SetResult();
+        await Task.WhenAll(first, second);
+        ran.ShouldBe([1, 2]);
+    }
+
+    [Fact]
+    public async Task GivenWorkOfTwoKeys_WhenTheFirstKeysWorkIsStillRunning_ThenTheOtherKeysRunsAtOnce()
+    {
+        var order = new KeyedOrder();
+        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var blocked = order.RunAsync("a", () => gate.Task);
+
+        await order.RunAsync("b", () => Task.CompletedTask).WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken);
+
+        blocked.IsCompleted.ShouldBeFalse();
+        gate.SetResult();
+        await blocked;
+    }
+
+    [Fact]
+    public async Task GivenAWorkThatFails_WhenTheNextOfItsKeyRuns_ThenItRunsAnyway_AndTheFailureStaysWithTheFirst()
+    {
+        var order = new KeyedOrder();
+        var failed = order.RunAsync("a", async () =>
+        {
+            await Task.Yield();
+            throw new InvalidOperationException("boom");
+        });
+        var cancelled = order.RunAsync("a", () => Task.FromCanceled(new CancellationToken(canceled: true)));
+        var ran = false;
+        await order.RunAsync("a", () =>
+        {
+            ran = true;
+            return Task.CompletedTask;
+        });
+
+        ran.ShouldBeTrue();
+        await Should.ThrowAsync<InvalidOperationException>(failed);
+        await Should.ThrowAsync<TaskCanceledException>(cancelled);
+    }
+
+    [Fact]
+    public async Task GivenManyKeys_WhenTheirWorkHasEnded_ThenNoKeyIsKept()
+    {
+        var order = new KeyedOrder();
+        var all = new List<Task>();
+        for (var i = 0; i < 1000; i++)
+        {
+            var key = (i % 300).ToString(System.Globalization.CultureInfo.InvariantCulture);
+            all.Add(order.RunAsync(key, async () => await Task.Yield()));
+            all.Add(order.RunAsync(key, () => Task.CompletedTask));
+        }
+
+        await Task.WhenAll(all);
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (order.Count > 0 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(10, TestContext.Current.CancellationToken);
+        }
+
+        order.Count.ShouldBe(0, "a key whose work has ended is forgotten (the manager sees one per task)");
+    }
+}
