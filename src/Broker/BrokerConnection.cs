@@ -710,6 +710,15 @@ public sealed class BrokerConnection : IAsyncDisposable
         {
             // stopping: what is not acknowledged is delivered again
         }
+        finally
+        {
+            // Handlers still running on later batches (stopping: cancelled, not acknowledged) end before the loop does, so
+            // a disposed connection has no handler left running.
+            while (inFlight.TryDequeue(out var left))
+            {
+                await left.Handled;
+            }
+        }
     }
 
     /// <summary>The handler on one batch: false when it stopped because the connection is stopping (the batch is then

@@ -163,32 +163,8 @@ public sealed class PitfallTests
     public async Task GivenTwoBatchesInFlight_WhenTheFirstIsStillBeingHandled_ThenTheSecondIsHandedOver_AndNeitherIsAcknowledgedBeforeTheFirstReturns()
     {
         var ct = TestContext.Current.CancellationToken;
-        var topic = TestBroker.UniqueTopic("inflight");
         var clientId = "inflight-" + Guid.NewGuid().ToString("N")[..8];
-        var firstHeld = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var secondHandled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var subscriber = new BrokerConnection(Persistent(clientId, batchesInFlight: 2))
-        {
-            Handler = async (messages, token) =>
-            {
-                if (Encoding.UTF8.GetString(messages[0].Payload.Span) == "first")
-                {
-                    firstHeld.TrySetResult();
-                    await Task.Delay(Timeout.Infinite, token);
-                }
-
-                secondHandled.TrySetResult();
-            },
-        };
-        await subscriber.StartAsync(ct);
-        await subscriber.SubscribeAsync(topic, MqttQualityOfServiceLevel.AtLeastOnce, ct);
-        await using (var publisher = await PublisherAsync(ct))
-        {
-            await publisher.PublishAsync(topic, "first"u8.ToArray(), MqttQualityOfServiceLevel.AtLeastOnce, ct);
-            await firstHeld.Task.WaitAsync(TestBroker.Timeout, ct);
-            await publisher.PublishAsync(topic, "second"u8.ToArray(), MqttQualityOfServiceLevel.AtLeastOnce, ct);
-            await secondHandled.Task.WaitAsync(TestBroker.Timeout, ct);
-        }
+        var subscriber = await HoldFirstBatchAsync(Persistent(clientId, batchesInFlight: 2), _ => Task.CompletedTask, ct);
 
         // Stopping cancels the first batch's handler: neither batch is acknowledged.
         await subscriber.DisposeAsync();
@@ -197,6 +173,28 @@ public sealed class PitfallTests
         await again.StartAsync(ct);
         Encoding.UTF8.GetString((await inbox.ReceiveAsync(ct)).Payload.Span).ShouldBe("first");
         Encoding.UTF8.GetString((await inbox.ReceiveAsync(ct)).Payload.Span).ShouldBe("second");
+    }
+
+    /// <summary>With several batches in flight, disposing the connection returns only once every handler still running
+    /// has ended (the first batch's gave up when it was cancelled; a later one finishes its work).</summary>
+    [Fact]
+    public async Task GivenTwoBatchesInFlight_WhenTheConnectionIsDisposed_ThenItReturnsOnlyOnceBothHandlersHaveEnded()
+    {
+        var options = TestBroker.Options(MqttProtocolVersion.V500);
+        options.MaxBatchesInFlight = 2;
+        var secondEnded = false;
+        var subscriber = await HoldFirstBatchAsync(
+            options,
+            async _ =>
+            {
+                await Task.Delay(300, CancellationToken.None); // work that does not stop for the cancellation
+                Volatile.Write(ref secondEnded, true);
+            },
+            TestContext.Current.CancellationToken);
+
+        await subscriber.DisposeAsync();
+
+        Volatile.Read(ref secondEnded).ShouldBeTrue();
     }
 
     /// <summary>Pitfall 4: QoS 2 is not exactly-once to the handler: a connection lost after the handler saw a message
@@ -251,5 +249,38 @@ public sealed class PitfallTests
         var publisher = new BrokerConnection(TestBroker.Options(MqttProtocolVersion.V500));
         await publisher.StartAsync(cancellationToken);
         return publisher;
+    }
+
+    /// <summary>
+    /// A subscriber (with <paramref name="options"/>) whose handler holds the batch "first" until the connection stops
+    /// and runs <paramref name="second"/> on the next; returned once "first" is held and "second" has been handed over.
+    /// </summary>
+    private static async Task<BrokerConnection> HoldFirstBatchAsync(BrokerOptions options, Func<CancellationToken, Task> second, CancellationToken ct)
+    {
+        var topic = TestBroker.UniqueTopic("inflight");
+        var firstHeld = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var secondStarted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var subscriber = new BrokerConnection(options)
+        {
+            Handler = async (messages, token) =>
+            {
+                if (Encoding.UTF8.GetString(messages[0].Payload.Span) == "first")
+                {
+                    firstHeld.TrySetResult();
+                    await Task.Delay(Timeout.Infinite, token);
+                }
+
+                secondStarted.TrySetResult();
+                await second(token);
+            },
+        };
+        await subscriber.StartAsync(ct);
+        await subscriber.SubscribeAsync(topic, MqttQualityOfServiceLevel.AtLeastOnce, ct);
+        await using var publisher = await PublisherAsync(ct);
+        await publisher.PublishAsync(topic, "first"u8.ToArray(), MqttQualityOfServiceLevel.AtLeastOnce, ct);
+        await firstHeld.Task.WaitAsync(TestBroker.Timeout, ct);
+        await publisher.PublishAsync(topic, "second"u8.ToArray(), MqttQualityOfServiceLevel.AtLeastOnce, ct);
+        await secondStarted.Task.WaitAsync(TestBroker.Timeout, ct);
+        return subscriber;
     }
 }
