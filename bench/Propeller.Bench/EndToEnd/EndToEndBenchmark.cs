@@ -84,6 +84,7 @@ internal static class EndToEndBenchmark
             double PropletsMs() => processes.Sum(p => ProcCpu.Ms(p.Id));
             var (selfBefore, propletsBefore, postgresBefore, brokerBefore) = (ProcCpu.Ms(Environment.ProcessId), PropletsMs(), ProcCpu.ByName("postgres"), ProcCpu.ByName("mosquitto"));
             var jitBefore = JitWork.Now();
+            var gcBefore = GcWork.Now();
             var batches = CommandBatches.Listen();
             var real = await MeasureAsync(http, tasks, clients, cancellationToken);
             batches.Dispose();
@@ -93,6 +94,7 @@ internal static class EndToEndBenchmark
                 Postgres: ProcCpu.Since(postgresBefore, ProcCpu.ByName("postgres")),
                 Broker: ProcCpu.Since(brokerBefore, ProcCpu.ByName("mosquitto")));
             var jit = JitWork.Now() - jitBefore;
+            var gc = GcWork.Now() - gcBefore;
             var hop = hops.ToList();
             hop.Sort();
 
@@ -132,7 +134,7 @@ internal static class EndToEndBenchmark
             Console.WriteLine(FormattableString.Invariant(
                 $"e2e case=addition tasks={tasks} proplets={proplets} clients={clients} tasks_per_s={real.PerSecond:F0} p50_ms={real.P50:F1} p99_ms={real.P99:F1} ratio={real.PerSecond / reference.PerSecond:F2}"));
             Console.WriteLine(FormattableString.Invariant(
-                $"e2e case=cpu stack_ms_per_task={(cpu.Self + cpu.Proplets + cpu.Postgres + cpu.Broker) / tasks:F2} manager_process_ms_per_task={cpu.Self / tasks:F2} proplets_ms_per_task={cpu.Proplets / tasks:F2} postgres_ms_per_task={cpu.Postgres / tasks:F2} broker_ms_per_task={cpu.Broker / tasks:F2} {jit.Format("manager_")} {batches}"));
+                $"e2e case=cpu stack_ms_per_task={(cpu.Self + cpu.Proplets + cpu.Postgres + cpu.Broker) / tasks:F2} manager_process_ms_per_task={cpu.Self / tasks:F2} proplets_ms_per_task={cpu.Proplets / tasks:F2} postgres_ms_per_task={cpu.Postgres / tasks:F2} broker_ms_per_task={cpu.Broker / tasks:F2} {jit.Format("manager_")} {batches} {gc.PerUnit(tasks)}"));
         }
         finally
         {

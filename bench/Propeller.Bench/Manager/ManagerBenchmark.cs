@@ -102,6 +102,7 @@ internal static class ManagerBenchmark
         var dataSource = app.Services.GetRequiredService<Npgsql.NpgsqlDataSource>();
         var pgBefore = await PgWork.NowAsync(dataSource, cancellationToken);
         var jitBefore = JitWork.Now();
+        var gcBefore = GcWork.Now();
         jitLog?.Start();
         var batches = CommandBatches.Listen();
         var stopwatch = Stopwatch.StartNew();
@@ -110,6 +111,7 @@ internal static class ManagerBenchmark
         batches.Dispose();
         jitLog?.Stop();
         var jit = JitWork.Now() - jitBefore;
+        var gc = GcWork.Now() - gcBefore;
         var pg = await PgWork.NowAsync(dataSource, cancellationToken) - pgBefore;
         foreach (var line in jitLog?.Report() ?? [])
         {
@@ -131,7 +133,7 @@ internal static class ManagerBenchmark
             $"manager case=dispatch{(settings?.GetValueOrDefault("MANAGER_DURABILITY_MODE") is { } mode ? " durability=" + mode : "")} tasks={tasks} proplets={proplets} clients={clients} tasks_per_s={tasksPerSecond:F0} p50_ms={Percentile(latencies, 0.50):F1} p99_ms={Percentile(latencies, 0.99):F1} reference_appends_per_s={appendsPerSecond:F0} ratio={tasksPerSecond / (appendsPerSecond / 3):F2}"));
         PrintStages(stages, seen, batches);
         Console.WriteLine(FormattableString.Invariant(
-            $"manager case=cpu machine_busy_ms_per_task={busyMs / tasks:F2} cores={Environment.ProcessorCount} stack_ms_per_task={(selfMs + postgresMs + brokerMs) / tasks:F2} process_ms_per_task={selfMs / tasks:F2} postgres_ms_per_task={postgresMs / tasks:F2} broker_ms_per_task={brokerMs / tasks:F2} {jit} {pg.PerTask(tasks)}"));
+            $"manager case=cpu machine_busy_ms_per_task={busyMs / tasks:F2} cores={Environment.ProcessorCount} stack_ms_per_task={(selfMs + postgresMs + brokerMs) / tasks:F2} process_ms_per_task={selfMs / tasks:F2} postgres_ms_per_task={postgresMs / tasks:F2} broker_ms_per_task={brokerMs / tasks:F2} {jit} {gc.PerUnit(tasks)} {pg.PerTask(tasks)}"));
         await stopHeartbeats.CancelAsync();
         await heartbeats;
         foreach (var client in simulated)
