@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Diagnostics;
 using System.Net.Security;
 using System.Security.Cryptography.X509Certificates;
 using System.Threading.Channels;
@@ -641,7 +642,7 @@ public sealed class BrokerConnection : IAsyncDisposable
         var message = new ReceivedMessage(m.Topic, m.Payload.IsSingleSegment ? m.Payload.First : m.Payload.ToArray(), m.QualityOfServiceLevel, m.Retain, m.Dup);
         try
         {
-            await _received.Writer.WriteAsync(new Delivery(message, e, Interlocked.Read(ref _generation)), _stopping.Token);
+            await _received.Writer.WriteAsync(new Delivery(message, e, Interlocked.Read(ref _generation), Stopwatch.GetTimestamp()), _stopping.Token);
         }
         catch (Exception ex) when (ex is OperationCanceledException or ChannelClosedException)
         {
@@ -697,6 +698,7 @@ public sealed class BrokerConnection : IAsyncDisposable
                 }
 
                 BrokerMetrics.Received.Add(batch.Count);
+                BrokerMetrics.ReceiveWait.Record(Stopwatch.GetElapsedTime(batch[0].ArrivedAt).TotalSeconds);
                 inFlight.Enqueue((batch, HandleAsync(messages, stoppingToken)));
             }
 
@@ -875,5 +877,5 @@ public sealed class BrokerConnection : IAsyncDisposable
         public long Generation { get; set; }
     }
 
-    private sealed record Delivery(ReceivedMessage Message, MqttApplicationMessageReceivedEventArgs Event, long Generation);
+    private sealed record Delivery(ReceivedMessage Message, MqttApplicationMessageReceivedEventArgs Event, long Generation, long ArrivedAt);
 }

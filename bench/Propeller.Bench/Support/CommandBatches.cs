@@ -16,12 +16,14 @@ internal sealed class CommandBatches : IDisposable
     private long _batches;
     private long _commands;
     private double _seconds;
+    private long _queued;
+    private double _queueSeconds;
 
     private CommandBatches()
     {
         _listener.InstrumentPublished = (instrument, listener) =>
         {
-            if (instrument.Meter.Name == Propeller.Manager.ManagerMeter.Name && instrument.Name.StartsWith("manager_command_batch_", StringComparison.Ordinal))
+            if (instrument.Meter.Name == Propeller.Manager.ManagerMeter.Name && instrument.Name.StartsWith("manager_command_", StringComparison.Ordinal))
             {
                 listener.EnableMeasurementEvents(instrument);
             }
@@ -34,11 +36,19 @@ internal sealed class CommandBatches : IDisposable
                 _commands += size;
             }
         });
-        _listener.SetMeasurementEventCallback<double>((_, seconds, _, _) =>
+        _listener.SetMeasurementEventCallback<double>((instrument, seconds, _, _) =>
         {
             lock (_gate)
             {
-                _seconds += seconds;
+                if (instrument.Name == "manager_command_queue_seconds")
+                {
+                    _queued++;
+                    _queueSeconds += seconds;
+                }
+                else
+                {
+                    _seconds += seconds;
+                }
             }
         });
     }
@@ -59,7 +69,7 @@ internal sealed class CommandBatches : IDisposable
             var batches = Math.Max(1, _batches);
             return string.Create(
                 CultureInfo.InvariantCulture,
-                $"batches={_batches} batch_commands_mean={(double)_commands / batches:F1} batch_ms_mean={_seconds * 1000 / batches:F2}");
+                $"batches={_batches} batch_commands_mean={(double)_commands / batches:F1} batch_ms_mean={_seconds * 1000 / batches:F2} queue_ms_mean={_queueSeconds * 1000 / Math.Max(1, _queued):F2}");
         }
     }
 

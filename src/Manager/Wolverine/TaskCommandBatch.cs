@@ -126,6 +126,9 @@ public sealed partial class TaskCommandBatcher(IWolverineRuntime runtime, TaskPl
     private static readonly Histogram<int> BatchSize = ManagerMeter.Meter.CreateHistogram<int>(
         "manager_command_batch_size", "{command}", "Task commands (API commands and proplet results) decided and committed together in one batch");
 
+    private static readonly Histogram<double> QueueWait = ManagerMeter.Meter.CreateHistogram<double>(
+        "manager_command_queue_seconds", "s", "Time a task command waited, from its request or broker message, until a batch loop took it");
+
     private static readonly Histogram<double> BatchDuration = ManagerMeter.Meter.CreateHistogram<double>(
         "manager_command_batch_duration_seconds", "s", "Time from a batch's start to its commands' answers (decide, commit, notifications)");
 
@@ -141,7 +144,7 @@ public sealed partial class TaskCommandBatcher(IWolverineRuntime runtime, TaskPl
     public async Task<CommandResult<TaskEvent, TaskState>> InvokeAsync(RunTaskCommand command, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(command);
-        var pending = new Pending(command, new TaskCompletionSource<CommandResult<TaskEvent, TaskState>>(TaskCreationOptions.RunContinuationsAsynchronously));
+        var pending = new Pending(command, new TaskCompletionSource<CommandResult<TaskEvent, TaskState>>(TaskCreationOptions.RunContinuationsAsynchronously), Stopwatch.GetTimestamp());
         if (!Enabled || !_queue.Writer.TryWrite(pending))
         {
             return await new MessageBus(runtime).InvokeAsync<CommandResult<TaskEvent, TaskState>>(command, cancellationToken);
@@ -154,7 +157,7 @@ public sealed partial class TaskCommandBatcher(IWolverineRuntime runtime, TaskPl
     /// <summary>Runs <paramref name="commands"/> as one batch now, outside the queue (tests: what a batch that arrived together does).</summary>
     internal async Task<Task<CommandResult<TaskEvent, TaskState>>[]> RunTogetherAsync(IReadOnlyList<RunTaskCommand> commands, CancellationToken cancellationToken)
     {
-        var pending = commands.Select(c => new Pending(c, new TaskCompletionSource<CommandResult<TaskEvent, TaskState>>(TaskCreationOptions.RunContinuationsAsynchronously))).ToList();
+        var pending = commands.Select(c => new Pending(c, new TaskCompletionSource<CommandResult<TaskEvent, TaskState>>(TaskCreationOptions.RunContinuationsAsynchronously), Stopwatch.GetTimestamp())).ToList();
         foreach (var round in TaskRounds.Split(pending, p => p.Command.TaskId))
         {
             await RunAsync(round, cancellationToken);
@@ -197,6 +200,7 @@ public sealed partial class TaskCommandBatcher(IWolverineRuntime runtime, TaskPl
                 while (batch.Count < MaxBatch && _queue.Reader.TryRead(out var pending))
                 {
                     batch.Add(pending);
+                    QueueWait.Record(Stopwatch.GetElapsedTime(pending.QueuedAt).TotalSeconds);
                 }
 
                 foreach (var round in TaskRounds.Split(batch, p => p.Command.TaskId))
@@ -295,7 +299,7 @@ public sealed partial class TaskCommandBatcher(IWolverineRuntime runtime, TaskPl
     [LoggerMessage(Level = LogLevel.Warning, Message = "The plugin notification after task {TaskId}'s committed command failed")]
     private static partial void LogNotificationFailed(ILogger logger, string taskId, Exception exception);
 
-    private sealed record Pending(RunTaskCommand Command, TaskCompletionSource<CommandResult<TaskEvent, TaskState>> Done);
+    private sealed record Pending(RunTaskCommand Command, TaskCompletionSource<CommandResult<TaskEvent, TaskState>> Done, long QueuedAt);
 }
 
 /// <summary>Commands for several tasks split into rounds that each hold at most one command per task, in order.</summary>

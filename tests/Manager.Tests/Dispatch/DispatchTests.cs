@@ -494,6 +494,7 @@ public class DispatchTests : IAsyncLifetime
         var changes = stream!.Events.Select(e => e.Type).Where(t => t is "proplet.went_offline.v1" or "proplet.came_online.v1").ToList();
         changes.ShouldBe(Enumerable.Range(0, Messages).Select(i => i % 2 == 0 ? "proplet.went_offline.v1" : "proplet.came_online.v1"));
         (await Http.GetFromJsonAsync<JsonElement>($"/proplets/{propletId}", Ct)).GetProperty("alive").GetBoolean().ShouldBeFalse("the last message said offline");
+        (await Http.GetStringAsync("/metrics", Ct)).ShouldContain("mqtt_receive_wait_seconds_count");
     }
 
     private async Task WaitForAliveAsync(string propletId)

@@ -286,6 +286,7 @@ public sealed class TaskApiTests : IAsyncLifetime
         text.ShouldContain("manager_api_request_latency_microseconds_count{method=\"list-tasks\"}");
         text.ShouldContain("# TYPE manager_command_batch_size summary");
         text.ShouldContain("manager_command_batch_duration_seconds_count");
+        text.ShouldContain("manager_command_queue_seconds_count");
     }
 
     [Fact]
