@@ -658,7 +658,8 @@ public sealed class BrokerConnection : IAsyncDisposable
     /// </summary>
     private async Task DispatchLoopAsync(CancellationToken stoppingToken)
     {
-        var inFlight = new Queue<(List<Delivery> Batch, Task<bool> Handled)>();
+        var inFlight = new Queue<(List<Delivery> Batch, List<ReceivedMessage> Messages, Task<bool> Handled)>();
+        var free = new Stack<(List<Delivery> Batch, List<ReceivedMessage> Messages)>(); // a batch's lists, once acknowledged
         Task<bool>? readable = null;
         try
         {
@@ -674,23 +675,37 @@ public sealed class BrokerConnection : IAsyncDisposable
                     }
 
                     await AcknowledgeAllAsync(head.Batch, stoppingToken);
+                    head.Batch.Clear();
+                    head.Messages.Clear();
+                    free.Push((head.Batch, head.Messages));
                 }
 
-                readable ??= _received.Reader.WaitToReadAsync(stoppingToken).AsTask();
-                if (!readable.IsCompleted && inFlight.TryPeek(out var oldest))
+                if (inFlight.Count == 0 && readable is null)
                 {
-                    await Task.WhenAny(readable, oldest.Handled); // new messages, or the oldest batch to acknowledge
-                    continue;
+                    // Nothing to acknowledge meanwhile: wait for messages alone (no Task for the wait).
+                    if (!await _received.Reader.WaitToReadAsync(stoppingToken))
+                    {
+                        break;
+                    }
                 }
-
-                if (!await readable)
+                else
                 {
-                    break;
+                    readable ??= _received.Reader.WaitToReadAsync(stoppingToken).AsTask();
+                    if (!readable.IsCompleted && inFlight.TryPeek(out var oldest))
+                    {
+                        await Task.WhenAny(readable, oldest.Handled); // new messages, or the oldest batch to acknowledge
+                        continue;
+                    }
+
+                    if (!await readable)
+                    {
+                        break;
+                    }
+
+                    readable = null;
                 }
 
-                readable = null;
-                var batch = new List<Delivery>(Math.Min(_options.MaxBatch, Math.Max(1, _received.Reader.Count)));
-                var messages = new List<ReceivedMessage>(batch.Capacity);
+                var (batch, messages) = free.TryPop(out var lists) ? lists : (new List<Delivery>(), new List<ReceivedMessage>());
                 while (batch.Count < _options.MaxBatch && _received.Reader.TryRead(out var delivery))
                 {
                     batch.Add(delivery);
@@ -699,7 +714,7 @@ public sealed class BrokerConnection : IAsyncDisposable
 
                 BrokerMetrics.Received.Add(batch.Count);
                 BrokerMetrics.ReceiveWait.Record(Stopwatch.GetElapsedTime(batch[0].ArrivedAt).TotalSeconds);
-                inFlight.Enqueue((batch, HandleAsync(messages, stoppingToken)));
+                inFlight.Enqueue((batch, messages, HandleAsync(messages, stoppingToken)));
             }
 
             // No more messages (the connection is being disposed): what is still being handled ends first.
