@@ -685,7 +685,7 @@ public sealed class BrokerConnection : IAsyncDisposable
                     // Nothing to acknowledge meanwhile: wait for messages alone (no Task for the wait).
                     if (!await _received.Reader.WaitToReadAsync(stoppingToken))
                     {
-                        break;
+                        return; // completed: only by DisposeAsync, after it cancelled stoppingToken
                     }
                 }
                 else
@@ -699,7 +699,7 @@ public sealed class BrokerConnection : IAsyncDisposable
 
                     if (!await readable)
                     {
-                        break;
+                        return;
                     }
 
                     readable = null;
@@ -716,12 +716,6 @@ public sealed class BrokerConnection : IAsyncDisposable
                 BrokerMetrics.ReceiveWait.Record(Stopwatch.GetElapsedTime(batch[0].ArrivedAt).TotalSeconds);
                 inFlight.Enqueue((batch, messages, HandleAsync(messages, stoppingToken)));
             }
-
-            // No more messages (the connection is being disposed): what is still being handled ends first.
-            while (inFlight.TryDequeue(out var left) && await left.Handled)
-            {
-                await AcknowledgeAllAsync(left.Batch, stoppingToken);
-            }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
@@ -729,8 +723,8 @@ public sealed class BrokerConnection : IAsyncDisposable
         }
         finally
         {
-            // Handlers still running on later batches (stopping: cancelled, not acknowledged) end before the loop does, so
-            // a disposed connection has no handler left running.
+            // Handlers still running (stopping: cancelled; their batches are not acknowledged, so the broker delivers them
+            // again) end before the loop does, so a disposed connection has no handler left running.
             while (inFlight.TryDequeue(out var left))
             {
                 await left.Handled;
