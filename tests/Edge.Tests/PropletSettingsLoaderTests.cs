@@ -79,6 +79,7 @@ public sealed class PropletSettingsLoaderTests : IDisposable
 
     [Theory]
     [InlineData("PROPLET_LIVELINESS_INTERVAL", "0", "PROPLET_LIVELINESS_INTERVAL '0' must be a number of seconds greater than 0")]
+    [InlineData("PROPLET_TASK_TIMEOUT", "5000000", "PROPLET_TASK_TIMEOUT '5000000' must be a number of seconds, at most 4294967")]
     [InlineData("PROPLET_MQTT_QOS", "3", "PROPLET_MQTT_QOS '3' must be an integer from 0 to 2")]
     [InlineData("PROPLET_MAX_CONCURRENT_TASKS", "many", "PROPLET_MAX_CONCURRENT_TASKS 'many' must be an integer")]
     [InlineData("PROPLET_LOG_LEVEL", "loud", "PROPLET_LOG_LEVEL 'loud' is not one of")]

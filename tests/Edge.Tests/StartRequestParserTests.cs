@@ -43,6 +43,10 @@ public sealed class StartRequestParserTests
     [InlineData("""{"id":"t1","name":"main","encrypted":true,"image_url":"r/x","file":"AGFz"}""", "t1", "encrypted workloads should only use image_url, not file")]
     [InlineData("""{"id":"t1","name":"main","file":"AGFz","cli_args":["--fuel","lots"]}""", "t1", "invalid start request: --fuel 'lots'")]
     [InlineData("""{"id":"t1","name":"main","file":"AGFz","monitoring_profile":{"enabled":true}}""", "t1", "invalid start request: monitoring_profile.interval")]
+    [InlineData("""{"id":"t1","name":"main","file":"AGFz","cli_args":["--timeout","5000000"]}""", "t1", "invalid start request: --timeout '5000000'")]
+    [InlineData("""{"id":"t1","name":"main","file":"AGFz","cli_args":[null]}""", "t1", "invalid start request: cli_args must hold strings")]
+    [InlineData("""{"id":"t1","name":"main","file":"AGFz","inputs":["1",null]}""", "t1", "invalid start request: inputs[1]")]
+    [InlineData("""{"id":"t1","name":"main","file":"AGFz","env":{"A":null}}""", "t1", "invalid start request: env values must be strings")]
     [InlineData("not json", null, "invalid start request:")]
     [InlineData("[1,2]", null, "invalid start request:")]
     public void GivenAnInvalidStart_WhenParsed_ThenTheErrorIsReportedWithTheIdWhenKnown(string json, string? id, string error)
@@ -80,6 +84,7 @@ public sealed class StartRequestParserTests
     [Theory]
     [InlineData(10_000_000_000UL, true, 10)]
     [InlineData(0UL, false, 1)]
+    [InlineData(500_000_000UL, true, 4_294_967)] // seconds beyond what a delay can wait: the longest one instead of a failed monitor
     public void GivenAGoDurationOrZeroInterval_WhenParsed_ThenItIsNanosecondsOrMonitoringOff(ulong interval, bool enabled, int seconds)
     {
         var profile = Parse($$$"""

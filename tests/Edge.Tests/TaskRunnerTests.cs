@@ -221,6 +221,52 @@ public sealed class TaskRunnerTests : IAsyncDisposable
         }
     }
 
+    [Fact]
+    public async Task GivenATaskWhoseMetricsCannotBePublished_WhenItIsStopped_ThenItsResultIsStillSent()
+    {
+        var publisher = new MetricsRefusingPublisher(_published);
+        var fetcher = new BinaryFetcher(_settings, _chunks, publisher, _http);
+        var monitor = new Propeller.Edge.Monitoring.TaskMonitor(_settings, publisher, TimeProvider.System, NullLogger<Propeller.Edge.Monitoring.TaskMonitor>.Instance);
+        await using var runner = new TaskRunner(_settings, _runtime, fetcher, publisher, monitor, NullLogger<TaskRunner>.Instance);
+        var profile = new
+        {
+            enabled = true,
+            interval = 1,
+            collect_cpu = true,
+            collect_memory = true,
+            collect_disk_io = false,
+            collect_threads = false,
+            collect_file_descriptors = false,
+            export_to_mqtt = true,
+            retain_history = false,
+            history_size = 1,
+        };
+        runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(new { id = "watched", name = "main", file = Convert.ToBase64String(Modules.Spin), monitoring_profile = profile }));
+
+        await publisher.Refused.Task.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
+        runner.HandleStop(Encoding.UTF8.GetBytes("""{"id":"watched","broadcast":false}"""));
+
+        (await NextResultAsync()).GetProperty("error").GetString().ShouldBe("Task watched was stopped before completion");
+        runner.RunningCount.ShouldBe(0);
+    }
+
+    /// <summary>Passes everything on except task metrics, which fail with an error nobody planned for.</summary>
+    private sealed class MetricsRefusingPublisher(InMemoryPublisher inner) : Propeller.Edge.Messaging.IPropletPublisher
+    {
+        public TaskCompletionSource Refused { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public Task PublishAsync(string path, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
+        {
+            if (path != Topics.TaskMetrics)
+            {
+                return inner.PublishAsync(path, payload, cancellationToken);
+            }
+
+            Refused.TrySetResult();
+            throw new NotSupportedException("no metrics here");
+        }
+    }
+
     private void Start(object message) => _runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(message));
 
     private Task<JsonElement> NextResultAsync() => _published.NextAsync(Topics.Results, TestContext.Current.CancellationToken);

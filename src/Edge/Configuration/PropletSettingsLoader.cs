@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging;
 using MQTTnet.Protocol;
 using Propeller.Broker;
 using Propeller.Contracts.Configuration;
+using Propeller.Edge.Tasks;
 
 namespace Propeller.Edge.Configuration;
 
@@ -210,9 +211,10 @@ public static class PropletSettingsLoader
         }
 
         return double.TryParse(trimmed, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var seconds)
-               && seconds <= 86_400 * 365 && (seconds > 0 || (allowZero && seconds == 0))
+               && seconds <= TaskLimits.MaxWait.TotalSeconds && (seconds > 0 || (allowZero && seconds == 0))
             ? TimeSpan.FromSeconds(seconds)
-            : throw new ConfigurationException($"{name} '{text}' must be a number of seconds{(allowZero ? "" : " greater than 0")}");
+            : throw new ConfigurationException(
+                $"{name} '{text}' must be a number of seconds{(allowZero ? "" : " greater than 0")}, at most {TaskLimits.MaxWait.TotalSeconds:F0} (about 49 days)");
     }
 
     private static string? ExistingFile(Func<string, string?> get, string name) => get(name) switch

@@ -55,8 +55,10 @@ public sealed class TaskMonitor(PropletSettings settings, IPropletPublisher publ
         {
             // the task ended
         }
-        catch (Exception ex) when (ex is InvalidOperationException or IOException or System.ComponentModel.Win32Exception)
+        catch (Exception ex) when (ex is not OutOfMemoryException)
         {
+            // Whatever fails here (the process gone between two samples, a publish refused), the task's own run and
+            // its result do not depend on its metrics: the monitor logs and ends.
             EdgeLog.TaskMetricsFailed(logger, task.Id, ex.Message);
         }
     }

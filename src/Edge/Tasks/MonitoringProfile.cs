@@ -44,7 +44,9 @@ public sealed record MonitoringProfile(
         // nobody means 31 years, so values from 1e9 up are read as nanoseconds. 0 (which only broke the original's
         // monitor) turns monitoring off for the task instead of failing it.
         var raw = Number("interval");
-        var interval = raw >= 1_000_000_000 ? TimeSpan.FromSeconds(Math.Max(1, raw / 1_000_000_000)) : TimeSpan.FromSeconds(raw);
+        // Either way at most TaskLimits.MaxWait (a delay cannot be longer), so a monitor never fails on its own interval.
+        var seconds = raw >= 1_000_000_000 ? Math.Max(1, raw / 1_000_000_000) : raw;
+        var interval = TimeSpan.FromSeconds(Math.Min(seconds, (ulong)TaskLimits.MaxWait.TotalSeconds));
         return new MonitoringProfile(
             Flag("enabled") && raw > 0,
             raw == 0 ? TimeSpan.FromSeconds(1) : interval,

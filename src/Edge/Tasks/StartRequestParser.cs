@@ -36,7 +36,7 @@ public static class StartRequestParser
         }
 
         var id = message.Id is { Length: > 0 } i ? i : null;
-        var problem = Validate(message);
+        var problem = Validate(message) ?? NullElement(message);
         if (problem is not null)
         {
             return new StartParse(null, id, problem);
@@ -89,6 +89,12 @@ public static class StartRequestParser
 
         return null;
     }
+
+    /// <summary>A JSON null inside cli_args or env (valid JSON, but nothing the task can be given; inputs' converter refuses it).</summary>
+    private static string? NullElement(StartMessage message) =>
+        message.CliArgs?.Contains(null!) == true ? "invalid start request: cli_args must hold strings, not null"
+        : message.Env?.Values.Contains(null!) == true ? "invalid start request: env values must be strings, not null"
+        : null;
 
     private static (string? Id, Func<string, bool> TargetedElsewhere) Salvage(ReadOnlySpan<byte> payload)
     {

@@ -10,6 +10,12 @@ namespace Propeller.Edge.Tasks;
 /// </summary>
 public sealed record TaskLimits(long? Fuel, long? MaxMemoryMib, TimeSpan? Timeout)
 {
+    /// <summary>
+    /// The longest wait .NET's timers take (2^32 − 2 ms, about 49.7 days): the bound of every time setting and limit the
+    /// proplet sets a timer or a delay with, so a long value is refused where it is read instead of failing the task.
+    /// </summary>
+    public static readonly TimeSpan MaxWait = TimeSpan.FromMilliseconds(uint.MaxValue - 1);
+
     public static TaskLimits Defaults(PropletSettings settings)
     {
         ArgumentNullException.ThrowIfNull(settings);
@@ -47,9 +53,9 @@ public sealed record TaskLimits(long? Fuel, long? MaxMemoryMib, TimeSpan? Timeou
                 case "--timeout":
                     limits = limits with
                     {
-                        Timeout = double.TryParse(value, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var seconds) && seconds is > 0 and < 1e7
+                        Timeout = double.TryParse(value, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var seconds) && seconds > 0 && seconds <= MaxWait.TotalSeconds
                             ? TimeSpan.FromSeconds(seconds)
-                            : throw new FormatException($"--timeout '{value}': expected a positive number of seconds"),
+                            : throw new FormatException($"--timeout '{value}': expected a positive number of seconds, at most {MaxWait.TotalSeconds:F0}"),
                     };
                     break;
                 default:

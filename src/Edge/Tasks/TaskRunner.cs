@@ -483,7 +483,15 @@ public sealed class TaskRunner : IAsyncDisposable
 
         if (monitor is not null)
         {
-            await monitor;
+            try
+            {
+                await monitor;
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                // The monitor ends on its own errors; this only keeps the result below from depending on it.
+                EdgeLog.TaskMetricsFailed(_logger, request.Id, ex.Message);
+            }
         }
 
         _running.TryRemove(new KeyValuePair<string, RunningTask>(request.Id, task));

@@ -50,6 +50,49 @@ public class DispatchTests : IAsyncLifetime
 
     private HttpClient Http => _server.Client;
 
+    /// <summary>
+    /// The broker connection closes when the host begins to stop, before any hosted service (the command batcher among
+    /// them) stops: no result reaches a batcher that would cancel it, which the connection would then have acknowledged.
+    /// </summary>
+    [Fact]
+    public async Task GivenARunningManager_WhenItStops_ThenItsBrokerConnectionIsClosedBeforeTheHostedServicesStop()
+    {
+        var probe = new StopProbe();
+        var server = await ManagerServer.StartAsync(Schema + "_stopping", new Dictionary<string, string>(Settings)
+        {
+            ["MANAGER_MQTT_ADDRESS"] = Broker,
+            ["MANAGER_TENANT_ID"] = _tenant + "s",
+            ["MANAGER_ENTITY_ID"] = "manager-" + _tenant + "s",
+        }, services: s => s.AddHostedService(sp => probe.With(sp.GetRequiredService<Infrastructure.Mqtt.ManagerMqtt>())));
+        probe.Mqtt.ShouldNotBeNull().Connection.IsConnected.ShouldBeTrue();
+
+        await server.DisposeAsync();
+
+        probe.ConnectedWhenStopped.ShouldBe(false);
+    }
+
+    /// <summary>Records whether the manager's broker connection was still up when the host stopped this service.</summary>
+    private sealed class StopProbe : Microsoft.Extensions.Hosting.IHostedService
+    {
+        public Infrastructure.Mqtt.ManagerMqtt? Mqtt { get; private set; }
+
+        public bool? ConnectedWhenStopped { get; private set; }
+
+        public StopProbe With(Infrastructure.Mqtt.ManagerMqtt mqtt)
+        {
+            Mqtt = mqtt;
+            return this;
+        }
+
+        public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public Task StopAsync(CancellationToken cancellationToken)
+        {
+            ConnectedWhenStopped = Mqtt?.Connection.IsConnected;
+            return Task.CompletedTask;
+        }
+    }
+
     /// <summary>A proplet that answers every start addressed to it with <paramref name="answer"/>(inputs).</summary>
     private async Task<BrokerConnection> StartPropletAsync(string propletId, Func<JsonElement, string> answer)
     {
