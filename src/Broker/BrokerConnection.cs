@@ -473,6 +473,13 @@ public sealed class BrokerConnection : IAsyncDisposable
                     using var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
                     connectTimeout.CancelAfter(_options.ConnectTimeout);
                     var result = await _client.ConnectAsync(_clientOptions, connectTimeout.Token);
+                    if (result.ResultCode != MqttClientConnectResultCode.Success)
+                    {
+                        // MQTTnet 5 returns a refusal (bad credentials, not authorised, busy) instead of throwing: a failed
+                        // attempt like any other, retried after the backoff, never taken for a connection.
+                        throw new MqttConnectingFailedException($"{result.ResultCode}{(result.ReasonString is { Length: > 0 } why ? ": " + why : "")}", null);
+                    }
+
                     await OnConnectedAsync(result, stoppingToken);
                     break;
                 }

@@ -92,7 +92,16 @@ public sealed class OwnBrokerTests
         var options = broker.Options(version, "proplet-1");
         options.Username = "proplet-1";
         options.Password = "s3cret";
-        await using var client = new BrokerConnection(options);
+        var connects = 0;
+        await using var client = new BrokerConnection(options)
+        {
+            // No subscriptions: a refusal taken for a connection reached this callback (and retried without backoff).
+            Connected = (_, _) =>
+            {
+                Interlocked.Increment(ref connects);
+                return Task.CompletedTask;
+            },
+        };
         using (var refused = CancellationTokenSource.CreateLinkedTokenSource(ct))
         {
             refused.CancelAfter(TimeSpan.FromSeconds(1));
@@ -100,6 +109,7 @@ public sealed class OwnBrokerTests
         }
 
         client.IsConnected.ShouldBeFalse();
+        Volatile.Read(ref connects).ShouldBe(0);
         using (var passwd = Process.Start("mosquitto_passwd", ["-b", passwords!, "proplet-1", "s3cret"])!)
         {
             await passwd.WaitForExitAsync(ct);
@@ -108,6 +118,8 @@ public sealed class OwnBrokerTests
         await broker.ReloadAsync(ct);
         await client.WaitConnectedAsync(ct).WaitAsync(TestBroker.Timeout, ct);
         client.IsConnected.ShouldBeTrue();
+        await WaitUntilAsync(() => Volatile.Read(ref connects) > 0, ct); // the callback runs beside the connection's loop
+        Volatile.Read(ref connects).ShouldBe(1);
     }
 
     [Fact]

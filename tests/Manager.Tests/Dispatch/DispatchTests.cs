@@ -19,6 +19,7 @@ namespace Propeller.Manager.Tests.Dispatch;
 public class DispatchTests : IAsyncLifetime
 {
     private readonly string _tenant = "t" + Guid.NewGuid().ToString("N")[..12];
+    private readonly RaceLostOnce _raceLost = new();
     private ManagerServer _server = null!;
 
     private string Base => $"m/{_tenant}/c/ch";
@@ -36,7 +37,7 @@ public class DispatchTests : IAsyncLifetime
         ["MANAGER_CHANNEL_ID"] = "ch",
         ["MANAGER_ENTITY_ID"] = "manager-" + _tenant,
         ["MANAGER_MQTT_QOS"] = "1",
-    });
+    }, services: s => Marten.MartenServiceCollectionExtensions.ConfigureMarten(s, o => o.Listeners.Add(_raceLost)));
 
     public async ValueTask DisposeAsync()
     {
@@ -89,6 +90,62 @@ public class DispatchTests : IAsyncLifetime
         public Task StopAsync(CancellationToken cancellationToken)
         {
             ConnectedWhenStopped = Mqtt?.Connection.IsConnected;
+            return Task.CompletedTask;
+        }
+    }
+
+    /// <summary>
+    /// A batch that placed a task and then lost a race on a stream is decided again (the conflict policy): only the start
+    /// message of the attempt that committed leaves, not the rolled-back attempt's as well (one dispatch per task).
+    /// </summary>
+    [Fact]
+    public async Task GivenABatchThatPlacedATaskAndLostARace_WhenItIsDecidedAgain_ThenOnlyTheCommittedStartIsSent()
+    {
+        var starts = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        await using var watcher = new BrokerConnection(new BrokerOptions { ClientId = "watch-" + _tenant }.WithAddress(Broker))
+        {
+            Handler = Inbox.Each((message, _) =>
+            {
+                starts.Enqueue(JsonDocument.Parse(message.Payload).RootElement.GetProperty("id").GetString()!);
+                return ValueTask.CompletedTask;
+            }),
+        };
+        await watcher.StartAsync(Ct);
+        await watcher.SubscribeAsync($"{Base}/control/manager/start", MqttQualityOfServiceLevel.AtLeastOnce, Ct);
+        var (first, second) = (Guid.NewGuid().ToString(), Guid.NewGuid().ToString());
+        await using var one = await StartPropletAsync(first, _ => "ok");
+        await using var two = await StartPropletAsync(second, _ => "ok");
+        await WaitForAliveAsync(first);
+        await WaitForAliveAsync(second);
+        _raceLost.Arm();
+
+        var id = await CreateAndStartAsync("""{"name":"main","file":"AGFzbQEAAAABBwFgAn9/AX8DAgEABwgBBG1haW4AAAoJAQcAIAAgAWoL","inputs":[1,2]}""");
+
+        (await WaitForStateAsync(id, 3)).GetProperty("state").GetInt32().ShouldBe(3);
+        _raceLost.Fired.ShouldBeTrue();
+        var history = await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}/history", Ct);
+        history.ToString().ShouldNotContain("task.result_ignored"); // a second start would have brought a second result
+        starts.Count(s => s == id).ShouldBe(1);
+    }
+
+    /// <summary>Once armed, fails the first commit that dispatches a task as a lost race (Marten's concurrency error).</summary>
+    private sealed class RaceLostOnce : Marten.DocumentSessionListenerBase
+    {
+        private int _armed;
+
+        public bool Fired { get; private set; }
+
+        public void Arm() => Volatile.Write(ref _armed, 1);
+
+        public override Task BeforeSaveChangesAsync(Marten.IDocumentSession session, CancellationToken token)
+        {
+            if (session.PendingChanges.Streams().Any(s => s.Events.Any(e => e.Data is Propeller.Domain.Tasks.TaskEvent.TaskDispatched))
+                && Interlocked.Exchange(ref _armed, 0) == 1)
+            {
+                Fired = true;
+                throw new JasperFx.ConcurrencyException("a lost race, for the test");
+            }
+
             return Task.CompletedTask;
         }
     }
