@@ -142,13 +142,13 @@ public sealed class InboundHandler(
                 await HandleAsync(work, cancellationToken);
                 return;
             }
-            catch (Exception ex) when (IsTransient(ex) && !cancellationToken.IsCancellationRequested)
+            catch (Exception ex) when (PostgresFailures.IsTransient(ex) && !cancellationToken.IsCancellationRequested)
             {
                 MqttBridgeLog.HandlerFailed(logger, ex, work.Topic);
                 await Task.Delay(delay, time, cancellationToken);
                 delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(5).Ticks));
             }
-            catch (Exception ex) when (IsConflict(ex) && attempt < 3)
+            catch (Exception ex) when (PostgresFailures.IsConflict(ex) && attempt < 3)
             {
                 await Task.Delay(TimeSpan.FromMilliseconds(100 * attempt * attempt), time, cancellationToken);
             }
@@ -158,25 +158,6 @@ public sealed class InboundHandler(
                 MqttBridgeLog.HandlerFailed(logger, ex, work.Topic);
                 return;
             }
-        }
-    }
-
-    /// <summary>
-    /// Whether <paramref name="ex"/> (or what it wraps: Marten and Wolverine pass PostgreSQL's errors on inside their
-    /// own) is a failure another try can cure: PostgreSQL unreachable, restarting or in a deadlock (Npgsql's transient
-    /// errors and any error below the SQL level), or a timeout. A PostgreSQL error that says the statement is wrong (a
-    /// constraint, a syntax error) is not: retried, it would hold its key's later messages forever.
-    /// </summary>
-    internal static bool IsTransient(Exception ex) => Chain(ex).Any(e => e is TimeoutException or NpgsqlException { IsTransient: true } or NpgsqlException and not PostgresException);
-
-    /// <summary>Whether <paramref name="ex"/> (or what it wraps) is a lost race on a stream that outlasted the pipeline's own retries.</summary>
-    internal static bool IsConflict(Exception ex) => Chain(ex).Any(e => e is ConcurrencyException or JasperFx.ConcurrencyException);
-
-    private static IEnumerable<Exception> Chain(Exception ex)
-    {
-        for (Exception? e = ex; e is not null; e = e.InnerException)
-        {
-            yield return e;
         }
     }
 
@@ -241,7 +222,7 @@ public sealed class InboundHandler(
         {
             await inbound.RecordResultsAsync([.. work.Results.Select(ResultCommand)], cancellationToken);
         }
-        catch (Exception ex) when (work.Results.Count > 1 && ex is not OperationCanceledException && !IsTransient(ex))
+        catch (Exception ex) when (work.Results.Count > 1 && ex is not OperationCanceledException && !PostgresFailures.IsTransient(ex))
         {
             MqttBridgeLog.HandlerFailed(logger, ex, work.Topic);
             foreach (var result in work.Results)

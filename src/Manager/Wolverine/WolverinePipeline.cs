@@ -119,6 +119,14 @@ internal static class WolverinePipeline
                 [.. Enumerable.Range(0, 12).Select(i => TimeSpan.FromMilliseconds(Math.Min(2 << i, 100)))]).WithFullJitter();
             opts.OnException<Marten.Exceptions.ExistingStreamIdCollisionException>().RetryTimes(3);
 
+            // PostgreSQL unreachable, restarting or deadlocked (also wrapped in Marten's errors): tried again shortly,
+            // then later, rather than dead-lettered at once. The sweep and liveness timers are chains in which each
+            // link schedules the next, so a link lost to a failover would have stopped its chain; what still fails
+            // after the last try is a dead letter (GET /dead-letters, replayable).
+            opts.OnException(Infrastructure.PostgresFailures.IsTransient, "PostgreSQL unreachable or transient")
+                .RetryWithCooldown(TimeSpan.FromMilliseconds(50), TimeSpan.FromMilliseconds(250), TimeSpan.FromSeconds(1))
+                .Then.ScheduleRetry(TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(30), TimeSpan.FromMinutes(2), TimeSpan.FromMinutes(5));
+
             opts.CodeGeneration.TypeLoadMode = TypeLoadMode.Static;
         });
     }

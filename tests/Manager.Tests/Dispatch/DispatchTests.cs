@@ -19,7 +19,7 @@ namespace Propeller.Manager.Tests.Dispatch;
 public class DispatchTests : IAsyncLifetime
 {
     private readonly string _tenant = "t" + Guid.NewGuid().ToString("N")[..12];
-    private readonly RaceLostOnce _raceLost = new();
+    private readonly FirstDispatchFails _raceLost = new(() => new JasperFx.ConcurrencyException("a lost race, for the test"));
     private ManagerServer _server = null!;
 
     private string Base => $"m/{_tenant}/c/ch";
@@ -128,27 +128,6 @@ public class DispatchTests : IAsyncLifetime
         starts.Count(s => s == id).ShouldBe(1);
     }
 
-    /// <summary>Once armed, fails the first commit that dispatches a task as a lost race (Marten's concurrency error).</summary>
-    private sealed class RaceLostOnce : Marten.DocumentSessionListenerBase
-    {
-        private int _armed;
-
-        public bool Fired { get; private set; }
-
-        public void Arm() => Volatile.Write(ref _armed, 1);
-
-        public override Task BeforeSaveChangesAsync(Marten.IDocumentSession session, CancellationToken token)
-        {
-            if (session.PendingChanges.Streams().Any(s => s.Events.Any(e => e.Data is Propeller.Domain.Tasks.TaskEvent.TaskDispatched))
-                && Interlocked.Exchange(ref _armed, 0) == 1)
-            {
-                Fired = true;
-                throw new JasperFx.ConcurrencyException("a lost race, for the test");
-            }
-
-            return Task.CompletedTask;
-        }
-    }
 
     /// <summary>A proplet that answers every start addressed to it with <paramref name="answer"/>(inputs).</summary>
     private async Task<BrokerConnection> StartPropletAsync(string propletId, Func<JsonElement, string> answer)

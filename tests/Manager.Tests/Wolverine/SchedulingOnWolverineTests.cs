@@ -20,6 +20,8 @@ namespace Propeller.Manager.Tests.Wolverine;
 public sealed class SchedulingOnWolverineTests : IAsyncLifetime
 {
     private readonly string _tenant = "s" + Guid.NewGuid().ToString("N")[..12];
+    private readonly FirstDispatchFails _failover = new(() =>
+        new InvalidOperationException("Marten's wrapper", new Npgsql.NpgsqlException("PostgreSQL went away, for the test", new System.Net.Sockets.SocketException(104))));
     private ManagerServer _server = null!;
 
     private string Base => $"m/{_tenant}/c/ch";
@@ -42,12 +44,21 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
         ["MANAGER_MQTT_QOS"] = "1",
         ["MANAGER_PROPLET_LIVENESS_WINDOW"] = "2s",
         ["MANAGER_MAX_REDISPATCHES"] = "1",
-    });
+    }, services: s => Marten.MartenServiceCollectionExtensions.ConfigureMarten(s, o => o.Listeners.Add(_failover)));
 
     public ValueTask DisposeAsync() => _server.DisposeAsync();
 
     [Fact]
-    public async Task AWaitingTask_IsPlacedByTheScheduledSweep_WhenNoEventAnnouncesItsProplet()
+    public Task AWaitingTask_IsPlacedByTheScheduledSweep_WhenNoEventAnnouncesItsProplet() => SweepPlacesAWaitingTaskAsync();
+
+    /// <summary>
+    /// The sweep's link that would place the task fails on PostgreSQL (a failover, as Marten passes it on): the link is
+    /// tried again instead of becoming a dead letter, so the chain goes on and the task is placed.
+    /// </summary>
+    [Fact]
+    public Task AWaitingTask_IsPlacedByTheScheduledSweep_WhenPostgreSQLFailsTheSweepsFirstTry() => SweepPlacesAWaitingTaskAsync(failFirstTry: true);
+
+    private async Task SweepPlacesAWaitingTaskAsync(bool failFirstTry = false)
     {
         var id = await CreateAndStartAsync("""{"name":"main"}""");
         (await WaitForEventAsync(id, "task.dispatch_deferred.v1")).GetProperty("data").GetProperty("reason").GetString().ShouldBe("no active proplets available");
@@ -58,12 +69,18 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
         await using var proplet = await ConnectPropletAsync(propletId, answer: true);
         await PublishAsync(proplet, "control/proplet/create", new { proplet_id = propletId, metadata = new { tags = new[] { "sim" } } });
         await WaitForPropletAsync(propletId);
+        if (failFirstTry)
+        {
+            _failover.Arm();
+        }
+
         using var heartbeats = CancellationTokenSource.CreateLinkedTokenSource(Ct);
         var beating = BeatAsync(proplet, propletId, heartbeats.Token);
 
         var task = await WaitForStateAsync(id, 3);
         await heartbeats.CancelAsync();
         await beating;
+        _failover.Fired.ShouldBe(failFirstTry);
         task.GetProperty("state").GetInt32().ShouldBe(3);
         task.GetProperty("proplet_id").GetString().ShouldBe(propletId);
         var dispatched = await WaitForEventAsync(id, "task.dispatched.v1");

@@ -1,0 +1,31 @@
+using Npgsql;
+using Propeller.Application.EventStore;
+
+namespace Propeller.Infrastructure;
+
+/// <summary>
+/// What a failure on the way to PostgreSQL says about trying again, read through the errors Marten and Wolverine wrap
+/// PostgreSQL's in: used by the inbound handler (retry before the broker acknowledges) and Wolverine's error policy.
+/// </summary>
+public static class PostgresFailures
+{
+    /// <summary>
+    /// Whether <paramref name="ex"/> (or what it wraps) is a failure another try can cure: PostgreSQL unreachable,
+    /// restarting or in a deadlock (Npgsql's transient errors and any error below the SQL level), or a timeout. A
+    /// PostgreSQL error that says the statement is wrong (a constraint, a syntax error) is not: retried, it would fail
+    /// the same way forever.
+    /// </summary>
+    public static bool IsTransient(Exception ex) =>
+        Chain(ex).Any(e => e is TimeoutException or NpgsqlException { IsTransient: true } or NpgsqlException and not PostgresException);
+
+    /// <summary>Whether <paramref name="ex"/> (or what it wraps) is a lost race on a stream.</summary>
+    public static bool IsConflict(Exception ex) => Chain(ex).Any(e => e is ConcurrencyException or JasperFx.ConcurrencyException);
+
+    private static IEnumerable<Exception> Chain(Exception ex)
+    {
+        for (Exception? e = ex; e is not null; e = e.InnerException)
+        {
+            yield return e;
+        }
+    }
+}
