@@ -121,6 +121,8 @@ public sealed class BrokerConnection : IAsyncDisposable
     /// <summary>Subscribes now (waiting for the connection) and again on every connect that finds no session.</summary>
     public async Task SubscribeAsync(string filter, MqttQualityOfServiceLevel qos, CancellationToken cancellationToken)
     {
+        // Checked before it is kept: an invalid filter, once among the subscriptions, would fail every later connect.
+        CheckFilter(filter);
         lock (_gate)
         {
             _options.Subscriptions.Add((filter, qos));
@@ -131,6 +133,22 @@ public sealed class BrokerConnection : IAsyncDisposable
         if (!await SubscribeAllAsync([(filter, qos)], timeout.Token))
         {
             throw new BrokerPublishException($"The broker refused the subscription to {filter}.");
+        }
+    }
+
+    /// <summary>A topic filter the broker takes: not empty, and '+' and '#' each a whole level, '#' the last.</summary>
+    private static void CheckFilter(string filter)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(filter);
+        var levels = filter.Split('/');
+        for (var i = 0; i < levels.Length; i++)
+        {
+            var level = levels[i];
+            if ((level.Contains('+', StringComparison.Ordinal) && level != "+")
+                || (level.Contains('#', StringComparison.Ordinal) && (level != "#" || i != levels.Length - 1)))
+            {
+                throw new ArgumentException($"'{filter}' is not a topic filter: '+' and '#' must each be a whole level, '#' the last", nameof(filter));
+            }
         }
     }
 
@@ -245,9 +263,11 @@ public sealed class BrokerConnection : IAsyncDisposable
         {
             await Task.WhenAll(_connectLoop, _dispatchLoop, _sendLoop);
         }
-        catch (OperationCanceledException)
+        catch (Exception ex) when (ex is not OutOfMemoryException)
         {
-            // stopping
+            // Stopping: a loop cancelled in the middle of a connect or a subscribe ends with MQTTnet's error for it (a
+            // failed connect, a timeout, a lost connection) rather than a cancellation; the client is disposed anyway.
+            BrokerLog.StoppedWith(_logger, ex.GetType().Name, ex.Message);
         }
 
         _client.Dispose();
@@ -488,10 +508,30 @@ public sealed class BrokerConnection : IAsyncDisposable
                     // Equal jitter: half the delay fixed, half random, so that many clients do not return at once.
                     var wait = delay / 2 + delay / 2 * Random.Shared.NextDouble();
                     BrokerLog.ConnectFailed(_logger, _options.Host, _options.Port, attempt, (long)wait.TotalMilliseconds, Reason(ex));
+                    if (_client.IsConnected)
+                    {
+                        // Connected, but what follows a connect (subscribing, the Subscribing callback) failed: a connection
+                        // that is not ready is closed and made again, or it would stay up with no publish ever let through.
+                        await DropAsync();
+                    }
+
                     await Task.Delay(wait, _time, stoppingToken);
                     delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, _options.MaxReconnectDelay.Ticks));
                 }
             }
+        }
+    }
+
+    private async Task DropAsync()
+    {
+        try
+        {
+            using var timeout = new CancellationTokenSource(_options.ConnectTimeout);
+            await _client.DisconnectAsync(new MqttClientDisconnectOptionsBuilder().WithReason(MqttClientDisconnectOptionsReason.UnspecifiedError).Build(), timeout.Token);
+        }
+        catch (Exception ex) when (ex is MqttCommunicationException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
+        {
+            // gone already
         }
     }
 
