@@ -53,6 +53,7 @@ public sealed class BrokerConnection : IAsyncDisposable
     private long _generation;
     private int _started;
     private int _disposed;
+    private int _queuedSends;
 
     public BrokerConnection(BrokerOptions options, ILogger? logger = null, TimeProvider? time = null)
     {
@@ -82,6 +83,9 @@ public sealed class BrokerConnection : IAsyncDisposable
     public bool IsConnected => _connected.Task.IsCompleted && _client.IsConnected;
 
     public BrokerOptions Options => _options;
+
+    /// <summary>Publishes queued for the send loop (tests: what an outage holds).</summary>
+    internal int QueuedSends => Volatile.Read(ref _queuedSends);
 
     /// <summary>Whether the broker offered shared subscriptions at the last connect (MQTT 5 only; see
     /// <see cref="BrokerOptions.Subscribing"/>).</summary>
@@ -286,6 +290,7 @@ public sealed class BrokerConnection : IAsyncDisposable
             // Queued in call order: the send loop puts them on the wire in that order.
             var send = new Send(message);
             ObjectDisposedException.ThrowIf(!_sends.Writer.TryWrite(send), this);
+            Interlocked.Increment(ref _queuedSends);
             MqttClientPublishResult result;
             try
             {
@@ -344,8 +349,21 @@ public sealed class BrokerConnection : IAsyncDisposable
     {
         await foreach (var send in _sends.Reader.ReadAllAsync(stoppingToken))
         {
+            Interlocked.Decrement(ref _queuedSends);
             var limited = send.Message.QualityOfServiceLevel != MqttQualityOfServiceLevel.AtMostOnce;
-            await WaitConnectedAsync(stoppingToken);
+            var connected = WaitConnectedAsync(stoppingToken);
+            if (!connected.IsCompleted)
+            {
+                // Disconnected: a publish whose caller gives up meanwhile (its operation timeout) is dropped then, not
+                // kept with its payload until the connection returns, so an outage holds at most one timeout's publishes.
+                await Task.WhenAny(connected, send.Done.Task);
+                if (send.Done.Task.IsCompleted)
+                {
+                    continue;
+                }
+            }
+
+            await connected;
             if (limited)
             {
                 await _window.WaitAsync(stoppingToken);
@@ -358,20 +376,25 @@ public sealed class BrokerConnection : IAsyncDisposable
             }
 
             send.Generation = Interlocked.Read(ref _generation);
+            // MQTTnet waits for a PUBACK / PUBCOMP as long as the token lets it (its own timeout applies only to a token
+            // that cannot be cancelled): one that never comes would hold its slot in the window for good, so a QoS 1/2
+            // publish is given up after the operation timeout (its caller has given up by then).
+            var acknowledged = limited ? CancellationTokenSource.CreateLinkedTokenSource(stoppingToken) : null;
+            acknowledged?.CancelAfter(_options.OperationTimeout);
             try
             {
-                // MQTTnet bounds the wait for the acknowledgement by its own timeout (ConnectTimeout here).
-                _ = CompleteAsync(send, _client.PublishAsync(send.Message, stoppingToken), limited);
+                _ = CompleteAsync(send, _client.PublishAsync(send.Message, acknowledged?.Token ?? stoppingToken), limited, acknowledged);
             }
             catch (Exception ex) when (ex is not OutOfMemoryException)
             {
+                acknowledged?.Dispose();
                 ReleaseWindow(limited);
                 send.Done.TrySetException(ex);
             }
         }
     }
 
-    private async Task CompleteAsync(Send send, Task<MqttClientPublishResult> publish, bool limited)
+    private async Task CompleteAsync(Send send, Task<MqttClientPublishResult> publish, bool limited, CancellationTokenSource? acknowledged)
     {
         try
         {
@@ -387,6 +410,7 @@ public sealed class BrokerConnection : IAsyncDisposable
         }
         finally
         {
+            acknowledged?.Dispose();
             ReleaseWindow(limited);
         }
     }

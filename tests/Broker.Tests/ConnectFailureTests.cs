@@ -78,4 +78,91 @@ public sealed class ConnectFailureTests
 
         await Should.ThrowAsync<Exception>(() => accepting);
     }
+
+    [Fact]
+    public async Task GivenNoBroker_WhenPublishesTimeOut_ThenTheyAreNotKeptUntilTheConnectionReturns()
+    {
+        var options = new BrokerOptions { ClientId = "gone-" + Guid.NewGuid().ToString("N")[..8], OperationTimeout = TimeSpan.FromMilliseconds(200) }
+            .WithAddress("tcp://127.0.0.1:1"); // nothing listens there
+        await using var client = new BrokerConnection(options);
+        using (var waiting = CancellationTokenSource.CreateLinkedTokenSource(Ct))
+        {
+            waiting.CancelAfter(TimeSpan.FromMilliseconds(100));
+            await Should.ThrowAsync<OperationCanceledException>(() => client.StartAsync(waiting.Token));
+        }
+
+        var publishes = Enumerable.Range(0, 200).Select(_ => client.PublishAsync("propeller-test/gone", new byte[1024], MqttQualityOfServiceLevel.AtLeastOnce, Ct)).ToList();
+        foreach (var publish in publishes)
+        {
+            await Should.ThrowAsync<TimeoutException>(() => publish);
+        }
+
+        var deadline = DateTime.UtcNow + TestBroker.Timeout;
+        while (client.QueuedSends > 0 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(20, Ct);
+        }
+
+        client.QueuedSends.ShouldBe(0);
+    }
+
+    [Fact]
+    public async Task GivenABrokerThatNeverAcknowledgesAPublish_WhenItTimesOut_ThenItsPlaceInTheWindowIsFreedForTheNext()
+    {
+        using var fake = new TcpListener(IPAddress.Loopback, 0);
+        fake.Start();
+        var serving = Task.Run(() => ServeIgnoringTheFirstPublishAsync(fake, Ct), Ct);
+        var options = new BrokerOptions
+        {
+            ClientId = "unacked-" + Guid.NewGuid().ToString("N")[..8],
+            ProtocolVersion = MqttProtocolVersion.V311,
+            MaxInflight = 1,
+            OperationTimeout = TimeSpan.FromSeconds(1),
+        }.WithAddress($"tcp://127.0.0.1:{((IPEndPoint)fake.LocalEndpoint).Port}");
+        await using var client = new BrokerConnection(options);
+        await client.StartAsync(Ct).WaitAsync(TestBroker.Timeout, Ct);
+
+        await Should.ThrowAsync<TimeoutException>(() => client.PublishAsync("propeller-test/unacked", new byte[] { 1 }, MqttQualityOfServiceLevel.AtLeastOnce, Ct));
+        await client.PublishAsync("propeller-test/unacked", new byte[] { 2 }, MqttQualityOfServiceLevel.AtLeastOnce, Ct);
+
+        serving.IsFaulted.ShouldBeFalse();
+    }
+
+    /// <summary>An MQTT 3.1.1 broker of a few lines: accepts the connect, answers pings, and acknowledges every QoS 1 publish but the first.</summary>
+    private static async Task ServeIgnoringTheFirstPublishAsync(TcpListener listener, CancellationToken cancellationToken)
+    {
+        using var socket = await listener.AcceptSocketAsync(cancellationToken);
+        await using var stream = new NetworkStream(socket);
+        var publishes = 0;
+        var one = new byte[1];
+        while (await stream.ReadAsync(one, cancellationToken) == 1)
+        {
+            var type = one[0];
+            int length = 0, shift = 0;
+            do
+            {
+                await stream.ReadExactlyAsync(one, cancellationToken);
+                length |= (one[0] & 0x7F) << shift;
+                shift += 7;
+            }
+            while ((one[0] & 0x80) != 0);
+            var body = new byte[length];
+            await stream.ReadExactlyAsync(body, cancellationToken);
+            switch (type >> 4)
+            {
+                case 1: // CONNECT: accepted
+                    await stream.WriteAsync(new byte[] { 0x20, 0x02, 0x00, 0x00 }, cancellationToken);
+                    break;
+                case 3 when ((type >> 1) & 3) == 1 && ++publishes > 1: // PUBLISH at QoS 1, after the first: PUBACK
+                    var id = 2 + ((body[0] << 8) | body[1]);
+                    await stream.WriteAsync(new byte[] { 0x40, 0x02, body[id], body[id + 1] }, cancellationToken);
+                    break;
+                case 12: // PINGREQ
+                    await stream.WriteAsync(new byte[] { 0xD0, 0x00 }, cancellationToken);
+                    break;
+                case 14: // DISCONNECT
+                    return;
+            }
+        }
+    }
 }
