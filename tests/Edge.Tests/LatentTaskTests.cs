@@ -1,3 +1,4 @@
+using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.Logging.Abstractions;
 using Propeller.Contracts.Mqtt;
@@ -127,6 +128,43 @@ public sealed class LatentTaskTests : IAsyncDisposable
 
         (await _published.NextAsync(Topics.Results, Ct)).GetProperty("error").GetString().ShouldBe("latent tasks require a WASM component; task core is not a component");
         _runner.RunningCount.ShouldBe(0);
+    }
+
+    [Fact]
+    public async Task GivenALatentTaskStillCompiling_WhenStopped_ThenItIsNotDeployedAndAStoppedResultIsSent()
+    {
+        using var gate = new ManualResetEventSlim();
+        var runtime = new GatedPrepare(_runtime, gate);
+        var fetcher = new BinaryFetcher(_settings, new ChunkAssembler(_settings.MaxBinarySize, TimeProvider.System), _published, _http);
+        await using var runner = new TaskRunner(_settings, runtime, fetcher, _published, null, NullLogger<TaskRunner>.Instance);
+        runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(new { id = "slow", name = "add", file = Convert.ToBase64String(Components.Calculator), latent = true }));
+        runtime.Preparing.Wait(TimeSpan.FromSeconds(30), Ct).ShouldBeTrue();
+
+        runner.HandleStop(Encoding.UTF8.GetBytes("""{"id":"slow"}"""));
+        gate.Set();
+
+        (await _published.NextAsync(Topics.Results, Ct)).GetProperty("error").GetString().ShouldNotBeNull().ShouldContain("stopped");
+        runner.IsDeployed("slow").ShouldBeFalse();
+        runner.RunningCount.ShouldBe(0);
+    }
+
+    /// <summary>The in-process runtime whose precompile waits for a gate (a large component still compiling).</summary>
+    private sealed class GatedPrepare(InProcessRuntime inner, ManualResetEventSlim gate) : IWasmRuntime
+    {
+        public ManualResetEventSlim Preparing { get; } = new();
+
+        public string Name => inner.Name;
+
+        public Task<TaskOutcome> RunAsync(RunningTask task, byte[] binary, CancellationToken cancellationToken) => inner.RunAsync(task, binary, cancellationToken);
+
+        public LatentPreparation Prepare(RunningTask task, byte[] binary)
+        {
+            Preparing.Set();
+            gate.Wait(TestContext.Current.CancellationToken);
+            return inner.Prepare(task, binary);
+        }
+
+        public Task<TaskOutcome> InvokeAsync(RunningTask invocation, object prepared, CancellationToken cancellationToken) => inner.InvokeAsync(invocation, prepared, cancellationToken);
     }
 
     private async Task DeployAsync(string id, string name, string[] inputs, string[]? cliArgs = null)

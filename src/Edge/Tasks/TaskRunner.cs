@@ -348,12 +348,23 @@ public sealed class TaskRunner : IAsyncDisposable
             var preparation = _runtime.Prepare(task, binary);
             if (preparation.Error is null)
             {
-                _latent[request.Id] = new LatentTask(task, preparation.Prepared!, preparation.IsHttpProxy);
-                EdgeLog.LatentDeployed(_logger, request.Id);
-                return;
-            }
+                var deployed = new LatentTask(task, preparation.Prepared!, preparation.IsHttpProxy);
+                _latent[request.Id] = deployed;
+                if (!task.Aborted.IsCancellationRequested)
+                {
+                    EdgeLog.LatentDeployed(_logger, request.Id);
+                    return;
+                }
 
-            error = preparation.Error;
+                // A stop came while it compiled (it found the task running, not yet deployed, and aborted it): forgotten
+                // again and answered as stopped, instead of staying deployed with every invocation failing.
+                _latent.TryRemove(new KeyValuePair<string, LatentTask>(request.Id, deployed));
+                error = InProcessRuntime.Stopped(task)?.Error ?? $"Task {request.Id} was stopped before completion";
+            }
+            else
+            {
+                error = preparation.Error;
+            }
         }
         catch (OperationCanceledException) when (task.Aborted.IsCancellationRequested)
         {
