@@ -352,6 +352,38 @@ public sealed class ChunkAssemblerTests
         await Should.ThrowAsync<InvalidDataException>(b);
     }
 
+    [Fact]
+    public void GivenFirstChunksAnnouncingHugeImagesNobodyAskedFor_WhenAdded_ThenMemoryGrowsWithWhatArrivedNotWithWhatWasAnnounced()
+    {
+        var assembler = new ChunkAssembler(100 << 20, _clock);
+        var before = GC.GetAllocatedBytesForCurrentThread();
+
+        for (var i = 0; i < 5; i++)
+        {
+            assembler.Add(Chunk($"flood-{i}", 0, 100_000, new byte[200]) with { Size = 100 << 20 }).ShouldBeNull();
+        }
+
+        (GC.GetAllocatedBytesForCurrentThread() - before).ShouldBeLessThan(10 << 20); // not 5 × 100 MiB
+        assembler.Count.ShouldBe(5);
+    }
+
+    [Fact]
+    public async Task GivenALargerImageNobodyAskedForYet_WhenItsChunksArriveAnnouncingItsSize_ThenItIsStillAssembledAndVerified()
+    {
+        var assembler = new ChunkAssembler(100 << 20, _clock);
+        var image = new byte[(int)ChunkAssembler.UnclaimedImageCap + 3];
+        Random.Shared.NextBytes(image);
+        var sha = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(image));
+        var half = image.Length / 2 + 1;
+
+        assembler.Add(Chunk("later", 1, 2, image[half..]) with { Sha256 = sha, Size = image.Length }).ShouldBeNull();
+        assembler.Add(Chunk("later", 0, 2, image[..half]) with { Sha256 = sha, Size = image.Length }).ShouldBeNull();
+
+        var fetched = await assembler.WaitAsync("later", _ => Task.CompletedTask, TimeSpan.FromMinutes(1), TestContext.Current.CancellationToken);
+        fetched.Bytes.ShouldBe(image);
+        fetched.Sha256.ShouldBe(sha);
+    }
+
     private static ChunkMessage Chunk(string app, int index, int total, byte[] data) => new(app, index, total, Convert.ToBase64String(data));
 
     [Fact]

@@ -25,6 +25,9 @@ namespace Propeller.Edge.Fetching;
 /// </summary>
 public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long imageCacheBytes = 0)
 {
+    /// <summary>The largest image allocated whole at its first chunk when nobody waits for it yet (see Add).</summary>
+    internal const long UnclaimedImageCap = 1 << 20;
+
     private const int MaxChunks = 100_000;
     private const int MaxReRequested = 10_000;
     private readonly Dictionary<string, Entry> _entries = new(StringComparer.Ordinal);
@@ -257,9 +260,13 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
         lock (_lock)
         {
             var created = false;
+            // The whole image is allocated at the first chunk only for a name someone waits for, or a small one: the
+            // first chunk of any name, 200 bytes announcing 100 MiB, would otherwise reserve 100 MiB for the TTL. Others
+            // keep their chunks as they come (memory as large as what arrived) and are joined at the end.
+            var imageCap = _waiters.ContainsKey(app) ? maxBinarySize : Math.Min(maxBinarySize, UnclaimedImageCap);
             if (!_entries.TryGetValue(app, out var entry))
             {
-                entry = new Entry(total, time.GetUtcNow(), sha256, size, maxBinarySize);
+                entry = new Entry(total, time.GetUtcNow(), sha256, size, imageCap);
                 _entries[app] = entry;
                 created = true;
             }
@@ -273,7 +280,7 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
             {
                 // Another artefact under the same name while this one is incomplete: the newer delivery wins (our proxy,
                 // serving a cached tag that moved meanwhile, withholds the old artefact's last chunk and sends the new one).
-                entry = new Entry(total, time.GetUtcNow(), sha256, size, maxBinarySize);
+                entry = new Entry(total, time.GetUtcNow(), sha256, size, imageCap);
                 _entries[app] = entry;
                 created = true;
             }
@@ -623,7 +630,7 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
         return new FetchedBinary(assembled, actual);
     }
 
-    private sealed class Entry(int total, DateTimeOffset createdAt, string? sha256, long? size, long maxBinarySize)
+    private sealed class Entry(int total, DateTimeOffset createdAt, string? sha256, long? size, long imageCap)
     {
         private bool[]? _have;
         private int _received;
@@ -653,7 +660,7 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
 
         /// <summary>The artefact, its chunks decoded into place: chunk i &lt; total-1 at i × the chunk length, the last
         /// one at the end; allocated when the first chunk announces a plausible size within the cap.</summary>
-        public byte[]? Image { get; set; } = size is { } s && s <= maxBinarySize && s >= 0 && s <= Array.MaxLength && (s > 0 || total == 1) && total <= Math.Max(1, s)
+        public byte[]? Image { get; set; } = size is { } s && s <= imageCap && s >= 0 && s <= Array.MaxLength && (s > 0 || total == 1) && total <= Math.Max(1, s)
             ? GC.AllocateUninitializedArray<byte>((int)s)
             : null;
 
