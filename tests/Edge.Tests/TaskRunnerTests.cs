@@ -222,6 +222,22 @@ public sealed class TaskRunnerTests : IAsyncDisposable
     }
 
     [Fact]
+    public async Task GivenARunningTask_WhenStoppedAndStartedAgainAtOnce_ThenTheNewStartRunsAfterTheStoppedOne()
+    {
+        Start(new { id = "again", name = "main", file = Convert.ToBase64String(Modules.Spin) });
+        _runner.RunningCount.ShouldBe(1);
+
+        _runner.HandleStop(Encoding.UTF8.GetBytes("""{"id":"again","broadcast":false}"""));
+        _runner.RunningCount.ShouldBe(1); // still unwinding
+        Start(new { id = "again", name = "main", file = Modules.AdditionBase64, inputs = new[] { "1", "2" } });
+
+        (await NextResultAsync()).GetProperty("error").GetString().ShouldBe("Task again was stopped before completion");
+        var second = await NextResultAsync();
+        second.GetProperty("task_id").GetString().ShouldBe("again");
+        second.GetProperty("results").GetString().ShouldBe("3");
+    }
+
+    [Fact]
     public async Task GivenATaskWhoseMetricsCannotBePublished_WhenItIsStopped_ThenItsResultIsStillSent()
     {
         var publisher = new MetricsRefusingPublisher(_published);

@@ -12,6 +12,7 @@ public sealed class RunningTask(StartRequest request) : IDisposable
     private readonly CancellationTokenSource _abort = new();
     private readonly Lock _lock = new();
     private readonly TaskCompletionSource<string> _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _ended = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Process? _process;
     private int _reason;
 
@@ -34,6 +35,9 @@ public sealed class RunningTask(StartRequest request) : IDisposable
     public Task<string> Started => _started.Task;
 
     public void ReportStarted(string results) => _started.TrySetResult(results);
+
+    /// <summary>Completed once the task has ended and let go of its id (disposed).</summary>
+    public Task Ended => _ended.Task;
 
     /// <summary>Process id of an external runtime child, for task metrics (null in-process).</summary>
     public int? ProcessId
@@ -102,6 +106,7 @@ public sealed class RunningTask(StartRequest request) : IDisposable
         }
 
         _abort.Dispose();
+        _ended.TrySetResult();
     }
 
     private static void Kill(Process? process)

@@ -108,16 +108,35 @@ public sealed class TaskRunner : IAsyncDisposable
     private void Admit(StartRequest request)
     {
         var task = new RunningTask(request);
-        if (!_running.TryAdd(request.Id, task))
+        while (!_running.TryAdd(request.Id, task))
         {
-            EdgeLog.DuplicateStart(_logger, request.Id);
+            if (!_running.TryGetValue(request.Id, out var earlier))
+            {
+                continue; // it ended meanwhile
+            }
+
             task.Dispose();
+            if (earlier.Reason is StopReason.Stopped or StopReason.TimedOut)
+            {
+                // Stopped and still unwinding (its grace period, an external process exiting): the start that follows a
+                // stop runs once that run has let go of the id (spec §2.8 forgets a stopped task at once), not dropped.
+                Track(AdmitAfterAsync(earlier, request));
+                return;
+            }
+
+            EdgeLog.DuplicateStart(_logger, request.Id);
             return;
         }
 
         Interlocked.Increment(ref _started);
         EdgeLog.TaskAccepted(_logger, request.Id, request.Name);
         Track(request.Message.Latent ? DeployLatentAsync(task) : ExecuteAsync(task));
+    }
+
+    private async Task AdmitAfterAsync(RunningTask earlier, StartRequest request)
+    {
+        await earlier.Ended.WaitAsync(_lifetime.Token);
+        Admit(request);
     }
 
     /// <summary>
