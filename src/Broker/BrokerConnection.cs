@@ -248,16 +248,7 @@ public sealed class BrokerConnection : IAsyncDisposable
         await _stopping.CancelAsync();
         if (!AbortOnDispose && _client.IsConnected)
         {
-            // DISCONNECT, so the broker does not publish the Last Will for an orderly stop.
-            try
-            {
-                using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(3));
-                await _client.DisconnectAsync(new MqttClientDisconnectOptionsBuilder().WithReason(MqttClientDisconnectOptionsReason.NormalDisconnection).Build(), timeout.Token);
-            }
-            catch (Exception ex) when (ex is MqttCommunicationException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
-            {
-                // leaving anyway; the Last Will covers it
-            }
+            await DisconnectQuietlyAsync(TimeSpan.FromSeconds(3));
         }
 
         _reconnect.Writer.TryComplete();
@@ -536,7 +527,7 @@ public sealed class BrokerConnection : IAsyncDisposable
                     {
                         // Connected, but what follows a connect (subscribing, the Subscribing callback) failed: a connection
                         // that is not ready is closed and made again, or it would stay up with no publish ever let through.
-                        await DropAsync();
+                        await DisconnectQuietlyAsync(_options.ConnectTimeout);
                     }
 
                     await Task.Delay(wait, _time, stoppingToken);
@@ -546,16 +537,20 @@ public sealed class BrokerConnection : IAsyncDisposable
         }
     }
 
-    private async Task DropAsync()
+    /// <summary>
+    /// DISCONNECT with a normal reason, so the broker publishes no Last Will (an orderly stop, or a half-made connection
+    /// closed to be made again: the client is not gone); a connection already lost is left as it is.
+    /// </summary>
+    private async Task DisconnectQuietlyAsync(TimeSpan timeout)
     {
         try
         {
-            using var timeout = new CancellationTokenSource(_options.ConnectTimeout);
-            await _client.DisconnectAsync(new MqttClientDisconnectOptionsBuilder().WithReason(MqttClientDisconnectOptionsReason.UnspecifiedError).Build(), timeout.Token);
+            using var limit = new CancellationTokenSource(timeout);
+            await _client.DisconnectAsync(new MqttClientDisconnectOptionsBuilder().WithReason(MqttClientDisconnectOptionsReason.NormalDisconnection).Build(), limit.Token);
         }
         catch (Exception ex) when (ex is MqttCommunicationException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
         {
-            // gone already
+            // gone already; the Last Will covers it
         }
     }
 

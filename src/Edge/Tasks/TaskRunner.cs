@@ -513,15 +513,7 @@ public sealed class TaskRunner : IAsyncDisposable
 
         if (monitor is not null)
         {
-            try
-            {
-                await monitor;
-            }
-            catch (Exception ex) when (ex is not OutOfMemoryException)
-            {
-                // The monitor ends on its own errors; this only keeps the result below from depending on it.
-                EdgeLog.TaskMetricsFailed(_logger, request.Id, ex.Message);
-            }
+            await monitor; // it ends on its own errors (TaskMonitor), so the result below never depends on it
         }
 
         _running.TryRemove(new KeyValuePair<string, RunningTask>(request.Id, task));
