@@ -56,5 +56,12 @@ public sealed class MqttBridgeOptions
     /// </summary>
     public TimeSpan SessionStaleTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// The longest one recovery of a gone node's session drains it (<see cref="SessionRecovery"/>). A session still
+    /// delivering after this is not ended (that would drop what it still holds): the claim is given up and the session
+    /// left as it is, and a later round goes on draining it.
+    /// </summary>
+    public TimeSpan SessionMaxDrain { get; set; } = TimeSpan.FromMinutes(1);
+
     public string BaseTopic => Contracts.Mqtt.Topics.Base(Tenant, Channel);
 }

@@ -28,6 +28,10 @@ namespace Propeller.Infrastructure.Mqtt;
 /// like its own messages (acknowledged once committed; a result another node decided already is recorded as ignored),
 /// and once nothing has arrived for <see cref="QuietPeriod"/>, ends the session (MQTT 5: DISCONNECT with a session expiry
 /// of one second) and deletes the row. The gone node's share of the group's messages then goes to the live members.
+/// A session that does not go quiet within <see cref="MqttBridgeOptions.SessionMaxDrain"/> (a backlog larger than a drain
+/// handles, or a handler held up) is never ended: ending it would drop what it still holds, and what is being handled
+/// (the handler is cancelled, its messages not acknowledged). The borrowed connection disconnects keeping the session,
+/// the claim is given up, and the next round drains it further.
 /// </para>
 /// <para>
 /// When the node comes back while its session is being recovered, its connect takes the session back (the broker closes
@@ -44,10 +48,6 @@ internal sealed partial class SessionRecovery(
 {
     /// <summary>How long the borrowed connection must receive nothing before the session is taken as drained.</summary>
     internal static readonly TimeSpan QuietPeriod = TimeSpan.FromSeconds(1);
-
-    /// <summary>The longest a drain may take; the session is ended afterwards even if messages still arrive (none are
-    /// routed to it once its subscriptions are gone, so this only bounds a broker that keeps sending).</summary>
-    internal static readonly TimeSpan MaxDrain = TimeSpan.FromMinutes(1);
 
     /// <summary>A claim this old belongs to a node that died while recovering; another node may take it.</summary>
     internal static readonly TimeSpan ClaimTimeout = TimeSpan.FromMinutes(3);
@@ -75,15 +75,22 @@ internal sealed partial class SessionRecovery(
                     await MarkAliveAsync(options.EntityId, stoppingToken);
                     while (!stoppingToken.IsCancellationRequested && await ClaimAsync(options.EntityId, options.SessionStaleTimeout, stoppingToken) is { } gone)
                     {
+                        bool finished;
                         try
                         {
-                            await RecoverAsync(gone, stoppingToken);
+                            finished = await RecoverAsync(gone, stoppingToken);
                         }
                         catch
                         {
                             // Let another round (here or on another node) try at once rather than after the claim timeout.
                             await ReleaseAsync(gone, options.EntityId);
                             throw;
+                        }
+
+                        if (!finished)
+                        {
+                            await ReleaseAsync(gone, options.EntityId);
+                            break; // the next round takes it up again (here or on another node), after the others
                         }
                     }
                 }
@@ -146,7 +153,9 @@ internal sealed partial class SessionRecovery(
         }
     }
 
-    private async Task RecoverAsync(string clientId, CancellationToken cancellationToken)
+    /// <summary>Drains and ends one gone node's session: true when done (or taken back by its node), false when the drain
+    /// was cut at <see cref="MqttBridgeOptions.SessionMaxDrain"/> and the session left to a later round.</summary>
+    private async Task<bool> RecoverAsync(string clientId, CancellationToken cancellationToken)
     {
         var self = mqtt.Options.EntityId;
         Log.Recovering(_logger, clientId);
@@ -197,7 +206,7 @@ internal sealed partial class SessionRecovery(
             if (!connection.IsConnected)
             {
                 Log.TakenBack(_logger, clientId, Volatile.Read(ref received));
-                return; // its node came back: its next mark clears our claim
+                return true; // its node came back: its next mark clears our claim
             }
 
             if (Volatile.Read(ref busy) == 0 && time.GetElapsedTime(Interlocked.Read(ref last)) >= QuietPeriod)
@@ -205,17 +214,20 @@ internal sealed partial class SessionRecovery(
                 break;
             }
 
-            if (time.GetElapsedTime(started) > MaxDrain)
+            if (time.GetElapsedTime(started) > mqtt.Options.SessionMaxDrain)
             {
-                Log.DrainCut(_logger, clientId, Volatile.Read(ref received), (long)MaxDrain.TotalSeconds);
-                break;
+                // Kept: what is being handled is not acknowledged (the handler is cancelled), so the broker delivers it
+                // again to the next borrower, with the rest of what the session holds.
+                Log.DrainCut(_logger, clientId, Volatile.Read(ref received), (long)mqtt.Options.SessionMaxDrain.TotalSeconds);
+                await connection.DisconnectAsync(cancellationToken);
+                return false;
             }
         }
 
         if (!await connection.EndSessionAsync(cancellationToken))
         {
             Log.TakenBack(_logger, clientId, Volatile.Read(ref received));
-            return;
+            return true;
         }
 
         await using (var command = dataSource.CreateCommand($"delete from {_table} where client_id = $1 and claimed_by = $2"))
@@ -228,6 +240,7 @@ internal sealed partial class SessionRecovery(
         Recovered.Add(1);
         RecoveredMessages.Add(received);
         Log.Recovered(_logger, clientId, received, (long)time.GetElapsedTime(started).TotalMilliseconds);
+        return true;
     }
 
     private static partial class Log
@@ -241,7 +254,7 @@ internal sealed partial class SessionRecovery(
         [LoggerMessage(EventId = 7012, Level = LogLevel.Information, Message = "Manager node session '{ClientId}' was taken back by its node after {Messages} recovered messages; left to it")]
         public static partial void TakenBack(ILogger logger, string clientId, int messages);
 
-        [LoggerMessage(EventId = 7013, Level = LogLevel.Warning, Message = "Recovering manager node session '{ClientId}' still received messages after {Seconds} s ({Messages} so far); ending it")]
+        [LoggerMessage(EventId = 7013, Level = LogLevel.Warning, Message = "Recovering manager node session '{ClientId}' was not drained within {Seconds} s ({Messages} messages so far); keeping it for the next round")]
         public static partial void DrainCut(ILogger logger, string clientId, int messages, long seconds);
 
         [LoggerMessage(EventId = 7014, Level = LogLevel.Warning, Message = "Session recovery round failed; trying again at the next round")]

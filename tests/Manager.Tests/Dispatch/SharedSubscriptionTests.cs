@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
 using MQTTnet.Protocol;
 using Propeller.Broker;
 using Propeller.Broker.Tests;
@@ -154,6 +155,82 @@ public sealed class SharedSubscriptionTests
         await probe.StartAsync(Ct);
         (await present.Task.WaitAsync(TimeSpan.FromSeconds(10), Ct)).ShouldBeFalse("the recovered session was ended");
         await probe.EndSessionAsync(Ct);
+    }
+
+    /// <summary>
+    /// A recovery that cannot drain the gone node's session within MANAGER's <c>SessionMaxDrain</c> (here: its handler is
+    /// held up) leaves the session as it is and drains it at a later round, instead of ending it under the messages it
+    /// was handling and the ones it still held (they were lost: the session is dropped a second after it ends).
+    /// </summary>
+    [Fact]
+    public async Task ARecoveryThatCannotDrainInTime_KeepsTheSessionForALaterRound_SoNothingItHeldIsLost()
+    {
+        var proplets = Enumerable.Range(0, 24).Select(_ => Guid.NewGuid().ToString()).ToList();
+        var tenant = "t" + Guid.NewGuid().ToString("N")[..12];
+        var baseTopic = $"m/{tenant}/c/ch";
+        Dictionary<string, string> Node(string name)
+        {
+            var settings = NodeSettings(tenant, name, "5", "propeller-manager");
+            settings["MANAGER_NODE_STALE_TIMEOUT"] = "2s";
+            return settings;
+        }
+
+        var held = new HoldRegistrations();
+        var a = await ManagerServer.StartAsync("api_session_drain_cut", Node("a"));
+        await using var b = await ManagerServer.StartAsync("api_session_drain_cut", Node("b"), dropSchema: false, services: s =>
+        {
+            Marten.MartenServiceCollectionExtensions.ConfigureMarten(s, o => o.Listeners.Add(held));
+            s.PostConfigure<Infrastructure.Mqtt.MqttBridgeOptions>(o => o.SessionMaxDrain = TimeSpan.FromSeconds(1));
+        });
+        await a.DisposeAsync();
+
+        // Discovery is shared: the broker gives the stopped node's session its turn of these.
+        await using (var sender = new BrokerConnection(new BrokerOptions { ClientId = "sender-" + tenant }.WithAddress(Broker)))
+        {
+            await sender.StartAsync(Ct);
+            foreach (var proplet in proplets)
+            {
+                await sender.PublishAsync(
+                    $"{baseTopic}/control/proplet/create", JsonSerializer.SerializeToUtf8Bytes(new { proplet_id = proplet, @namespace = "default" }),
+                    MqttQualityOfServiceLevel.AtLeastOnce, Ct);
+            }
+        }
+
+        // Registrations wait past the stale timeout and several drain limits: each recovery round is cut while handling.
+        await Task.Delay(TimeSpan.FromSeconds(6), Ct);
+        held.Release();
+
+        await EventuallyAsync($"{proplets.Count} proplets to be registered", async () =>
+        {
+            foreach (var proplet in proplets)
+            {
+                using var response = await b.Client.GetAsync($"/proplets/{proplet}", Ct);
+                if (!response.IsSuccessStatusCode)
+                {
+                    return false;
+                }
+            }
+
+            return true;
+        });
+        await EventuallyAsync("the stopped node's session to be recovered", async () => MetricValue(await b.Client.GetStringAsync("/metrics", Ct), "mqtt_sessions_recovered") >= 1);
+    }
+
+    /// <summary>Holds every commit that registers a proplet until released (a commit whose token is cancelled meanwhile
+    /// fails, as one cut off by a lost database would).</summary>
+    private sealed class HoldRegistrations : Marten.DocumentSessionListenerBase
+    {
+        private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public void Release() => _released.TrySetResult();
+
+        public override Task BeforeSaveChangesAsync(Marten.IDocumentSession session, CancellationToken token)
+        {
+            ArgumentNullException.ThrowIfNull(session);
+            return session.PendingChanges.Streams().Any(s => s.Events.Any(e => e.Data is Domain.Proplets.PropletEvent.PropletRegistered))
+                ? _released.Task.WaitAsync(token)
+                : Task.CompletedTask;
+        }
     }
 
     /// <summary>A node of the tenant's deployment: its entity id, QoS 1, the protocol; <paramref name="group"/> null leaves
