@@ -38,6 +38,9 @@ public sealed class BrokerConnection : IAsyncDisposable
     private readonly IMqttClient _client;
     private readonly MqttClientOptions _clientOptions;
     private readonly CancellationTokenSource _stopping = new();
+
+    /// <summary>How often a delivery waiting for room in a full receive queue checks that its connection is still up.</summary>
+    private static readonly TimeSpan ConnectionCheck = TimeSpan.FromMilliseconds(100);
     private readonly Channel<bool> _reconnect = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
     private readonly Channel<Delivery> _received;
     private readonly Channel<Send> _sends = Channel.CreateUnbounded<Send>(new UnboundedChannelOptions { SingleReader = true });
@@ -706,13 +709,47 @@ public sealed class BrokerConnection : IAsyncDisposable
         // MQTTnet decodes every payload into an array of its own that it never reuses (ReadRemainingData): kept as it is
         // instead of copied once more (issue 17: a second copy of every 175 KB chunk on the proplet).
         var message = new ReceivedMessage(m.Topic, m.Payload.IsSingleSegment ? m.Payload.First : m.Payload.ToArray(), m.QualityOfServiceLevel, m.Retain, m.Dup);
+        var delivery = new Delivery(message, e, Interlocked.Read(ref _generation), Stopwatch.GetTimestamp());
+        if (_received.Writer.TryWrite(delivery))
+        {
+            return;
+        }
+
         try
         {
-            await _received.Writer.WriteAsync(new Delivery(message, e, Interlocked.Read(ref _generation), Stopwatch.GetTimestamp()), _stopping.Token);
+            await WaitForRoomAsync(delivery);
         }
         catch (Exception ex) when (ex is OperationCanceledException or ChannelClosedException)
         {
             // stopping: not acknowledged, so the broker delivers it again to the next session
+        }
+    }
+
+    /// <summary>
+    /// A full receive queue holds MQTTnet's delivery of messages here, and MQTTnet waits for that delivery to end before it
+    /// reports a lost connection (DisconnectedAsync): waiting only for room, a connection lost while the handler is slow
+    /// (PostgreSQL down, the manager retrying) was not reconnected until the handler made room. So the wait also ends
+    /// when the connection is gone; the message is not acknowledged, and the broker delivers it again.
+    /// </summary>
+    private async Task WaitForRoomAsync(Delivery delivery)
+    {
+        while (true)
+        {
+            var room = _received.Writer.WaitToWriteAsync(_stopping.Token).AsTask();
+            while (!room.IsCompleted)
+            {
+                await Task.WhenAny(room, Task.Delay(ConnectionCheck, _stopping.Token));
+                if (!_client.IsConnected || delivery.Generation != Interlocked.Read(ref _generation))
+                {
+                    BrokerLog.DeliveryDropped(_logger);
+                    return;
+                }
+            }
+
+            if (!await room || _received.Writer.TryWrite(delivery))
+            {
+                return;
+            }
         }
     }
 

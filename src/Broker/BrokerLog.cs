@@ -34,6 +34,9 @@ internal static partial class BrokerLog
     [LoggerMessage(7110, LogLevel.Warning, "The broker refused to remove a stale subscription: {Reason}")]
     public static partial void UnsubscribeFailed(ILogger logger, string reason);
 
+    [LoggerMessage(7112, LogLevel.Debug, "A received message waiting for room in the full receive queue was let go: its connection is gone (the broker delivers it again)")]
+    public static partial void DeliveryDropped(ILogger logger);
+
     [LoggerMessage(7111, LogLevel.Debug, "The connection stopped while it was connecting or subscribing ({Type}: {Reason})")]
     public static partial void StoppedWith(ILogger logger, string type, string reason);
 }

@@ -234,6 +234,94 @@ public sealed class PitfallTests
         again.Duplicate.ShouldBeTrue();
     }
 
+    /// <summary>
+    /// MQTTnet reports a lost connection only once the delivery of a received message to us has ended, and a full receive
+    /// queue holds that delivery until the handler makes room: a connection lost while the handler is held up (the
+    /// manager retrying against a PostgreSQL that is down) must still be noticed and made again, and what was waiting
+    /// delivered again on the new one.
+    /// </summary>
+    [Fact]
+    public async Task GivenAFullReceiveQueue_WhenTheConnectionIsLostWhileTheHandlerIsHeld_ThenItReconnectsAtOnce_AndEveryMessageArrives()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var topic = TestBroker.UniqueTopic("fullqueue");
+        var clientId = "full-" + Guid.NewGuid().ToString("N")[..8];
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var held = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var connects = 0;
+        var reconnected = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var seen = new ConcurrentDictionary<string, int>();
+        void Record(IReadOnlyList<ReceivedMessage> messages)
+        {
+            foreach (var message in messages)
+            {
+                seen.AddOrUpdate(Encoding.UTF8.GetString(message.Payload.Span), 1, (_, n) => n + 1);
+            }
+        }
+
+        var options = Persistent(clientId);
+        options.ReceiveQueueCapacity = 1;
+        options.MaxBatch = 1;
+        await using var subscriber = new BrokerConnection(options)
+        {
+            Connected = (_, _) =>
+            {
+                if (Interlocked.Increment(ref connects) == 2)
+                {
+                    reconnected.TrySetResult();
+                }
+
+                return Task.CompletedTask;
+            },
+            Handler = async (messages, token) =>
+            {
+                Record(messages);
+                held.TrySetResult();
+                await release.Task.WaitAsync(token);
+            },
+        };
+        await subscriber.StartAsync(ct);
+        await subscriber.SubscribeAsync(topic, MqttQualityOfServiceLevel.AtLeastOnce, ct);
+        await using (var publisher = await PublisherAsync(ct))
+        {
+            for (var i = 0; i < 5; i++)
+            {
+                await publisher.PublishAsync(topic, Encoding.UTF8.GetBytes($"m{i}"), MqttQualityOfServiceLevel.AtLeastOnce, ct);
+            }
+        }
+
+        // The handler holds m0, m1 fills the queue, m2 waits for room. The broker then hands the session to another client
+        // (which may take some of what was not acknowledged: it records what it receives too).
+        await held.Task.WaitAsync(TestBroker.Timeout, ct);
+        await Task.Delay(300, ct);
+        var thief = TestBroker.Options(MqttProtocolVersion.V500, clientId);
+        thief.CleanStart = false;
+        thief.SessionExpiryInterval = 600;
+        thief.ReconnectAfterLoss = false;
+        await using (var taker = new BrokerConnection(thief) { Handler = (messages, _) => { Record(messages); return ValueTask.CompletedTask; } })
+        {
+            await taker.StartAsync(ct);
+        }
+
+        await reconnected.Task.WaitAsync(TestBroker.Timeout, ct);
+        release.TrySetResult();
+        for (var i = 0; i < 5; i++)
+        {
+            var payload = $"m{i}";
+            await EventuallyAsync(() => seen.ContainsKey(payload), ct);
+        }
+    }
+
+    private static async Task EventuallyAsync(Func<bool> condition, CancellationToken ct)
+    {
+        var deadline = DateTime.UtcNow + TestBroker.Timeout;
+        while (!condition())
+        {
+            DateTime.UtcNow.ShouldBeLessThan(deadline, "waited for the condition");
+            await Task.Delay(20, ct);
+        }
+    }
+
     /// <summary>Options of a subscriber with a persistent session (kept 10 minutes) under <paramref name="clientId"/>.</summary>
     private static BrokerOptions Persistent(string clientId, int batchesInFlight = 1)
     {
