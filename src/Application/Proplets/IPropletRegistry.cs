@@ -15,4 +15,11 @@ public interface IPropletRegistry
     /// else whether it was marked offline (the caller marks it online again).
     /// </summary>
     Task<bool?> RecordHeartbeatAsync(PropletId id, DateTimeOffset at, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Proplets that are not registered (deleted) yet have tasks running on them: a task placed on a proplet in the
+    /// moment it was deleted (the deletion counted its running tasks before the placement committed). Nothing watches
+    /// such a proplet's liveness, so the scheduler's sweep re-dispatches those tasks.
+    /// </summary>
+    Task<IReadOnlyList<PropletId>> ListGoneWithRunningTasksAsync(CancellationToken cancellationToken);
 }

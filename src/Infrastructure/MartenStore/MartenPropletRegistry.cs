@@ -62,6 +62,21 @@ public sealed class MartenPropletRegistry(IDocumentStore store) : IPropletRegist
         return document.State.Offline;
     }
 
+    public async Task<IReadOnlyList<PropletId>> ListGoneWithRunningTasksAsync(CancellationToken cancellationToken)
+    {
+        await using var session = store.QuerySession();
+        var running = await session.Query<TaskState>().Where(x => x.Status == TaskStatus.Running && !x.Deleted && x.PropletId != null)
+            .Select(x => x.PropletId!).Distinct().ToListAsync(cancellationToken);
+        if (running.Count == 0)
+        {
+            return [];
+        }
+
+        var documents = await session.LoadManyAsync<PropletDocument>(cancellationToken, running.Select(p => IdOf(new PropletId(p))));
+        var registered = documents.Where(d => !d.State.Deleted).Select(d => d.State.Id.Value).ToHashSet(StringComparer.Ordinal);
+        return [.. running.Where(p => !registered.Contains(p)).Select(p => new PropletId(p))];
+    }
+
     private static Guid IdOf(PropletId id) => MartenStreamIds.ToGuid(PropletAggregate.StreamId(id));
 
     private static PropletView View(PropletDocument document, int runningTasks) => new(

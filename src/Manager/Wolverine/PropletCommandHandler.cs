@@ -65,6 +65,13 @@ public static class PropletCommandHandler
                 outgoing.Add(new RedispatchTasksOf(propletId, $"proplet {propletId} went offline"));
             }
 
+            if (decision.Events.Any(e => e is PropletEvent.PropletDeleted))
+            {
+                // Deletion is refused while tasks run on the proplet, but a placement committing at the same moment is
+                // not seen (the sweep catches what this misses: IPropletRegistry.ListGoneWithRunningTasksAsync).
+                outgoing.Add(new RedispatchTasksOf(propletId, $"proplet {propletId} was deleted"));
+            }
+
             if (decision.Events.Any(e => e is PropletEvent.PropletRegistered or PropletEvent.PropletCameOnline))
             {
                 scheduling.StartLiveness(session, outgoing, propletId, message.Metadata.Timestamp + scheduling.Planner.Options.LivenessWindow);

@@ -20,6 +20,7 @@ public class DispatchTests : IAsyncLifetime
 {
     private readonly string _tenant = "t" + Guid.NewGuid().ToString("N")[..12];
     private readonly FirstDispatchFails _raceLost = new(() => new JasperFx.ConcurrencyException("a lost race, for the test"));
+    private readonly BeforeFirstDispatch _beforeDispatch = new();
     private ManagerServer _server = null!;
 
     private string Base => $"m/{_tenant}/c/ch";
@@ -37,7 +38,16 @@ public class DispatchTests : IAsyncLifetime
         ["MANAGER_CHANNEL_ID"] = "ch",
         ["MANAGER_ENTITY_ID"] = "manager-" + _tenant,
         ["MANAGER_MQTT_QOS"] = "1",
-    }, services: s => Marten.MartenServiceCollectionExtensions.ConfigureMarten(s, o => o.Listeners.Add(_raceLost)));
+    }, services: s =>
+    {
+        Marten.MartenServiceCollectionExtensions.ConfigureMarten(s, o =>
+        {
+            o.Listeners.Add(_raceLost);
+            o.Listeners.Add(_beforeDispatch);
+        });
+        // The sweep is the safety net for a task placed on a proplet deleted at that moment: sooner than its 30 s here.
+        s.PostConfigure<Infrastructure.Scheduling.SchedulerOptions>(o => o.IdleSweepInterval = TimeSpan.FromSeconds(2));
+    });
 
     public async ValueTask DisposeAsync()
     {
@@ -539,6 +549,55 @@ public class DispatchTests : IAsyncLifetime
         var types = (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}/history", Ct)).EnumerateArray().Select(e => e.GetProperty("type").GetString()).ToList();
         types.ShouldBe(["task.created.v1", "task.start_requested.v1", "task.dispatched.v1", "task.redispatch_requested.v1", "task.dispatched.v1", "task.completed.v1"]);
         (await Http.GetFromJsonAsync<JsonElement>($"/proplets/{first}", Ct)).GetProperty("alive").GetBoolean().ShouldBeFalse();
+    }
+
+    /// <summary>
+    /// A proplet deleted in the moment a task is placed on it: the deletion counts no running task (the placement has
+    /// not committed), and the task then runs on a proplet nobody watches any more. It is re-dispatched (by the deletion,
+    /// or by the next sweep when the placement commits after it) and completes elsewhere, instead of staying Running.
+    /// </summary>
+    [Fact]
+    public async Task GivenAPropletDeletedWhileATaskIsBeingPlacedOnIt_ThenTheTaskIsRedispatched_AndCompletesElsewhere()
+    {
+        var first = Guid.NewGuid().ToString();
+        await using var silent = await StartPropletAsync(first, _ => throw new InvalidOperationException("never answers"));
+        await WaitForAliveAsync(first);
+        _beforeDispatch.Arm(async () => (await Http.DeleteAsync($"/proplets/{first}", Ct)).StatusCode.ShouldBe(HttpStatusCode.NoContent));
+
+        var id = await CreateAndStartAsync("""{"name":"main"}""");
+        await _beforeDispatch.Fired.WaitAsync(TimeSpan.FromSeconds(30), Ct);
+        (await Http.GetAsync($"/proplets/{first}", Ct)).StatusCode.ShouldBe(HttpStatusCode.NotFound);
+
+        var second = Guid.NewGuid().ToString();
+        await using var helper = await StartPropletAsync(second, _ => "rescued");
+        var task = await WaitForStateAsync(id, 3);
+        task.GetProperty("state").GetInt32().ShouldBe(3);
+        task.GetProperty("proplet_id").GetString().ShouldBe(second);
+        var types = (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}/history", Ct)).EnumerateArray().Select(e => e.GetProperty("type").GetString()).ToList();
+        types.ShouldBe(["task.created.v1", "task.start_requested.v1", "task.dispatched.v1", "task.redispatch_requested.v1", "task.dispatched.v1", "task.completed.v1"]);
+    }
+
+    /// <summary>A Marten listener for tests: once armed, runs an action before the first commit that dispatches a task.</summary>
+    private sealed class BeforeFirstDispatch : Marten.DocumentSessionListenerBase
+    {
+        private readonly TaskCompletionSource _fired = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private Func<Task>? _action;
+
+        public Task Fired => _fired.Task;
+
+        public void Arm(Func<Task> action) => Volatile.Write(ref _action, action);
+
+        public override async Task BeforeSaveChangesAsync(Marten.IDocumentSession session, CancellationToken token)
+        {
+            ArgumentNullException.ThrowIfNull(session);
+            if (Volatile.Read(ref _action) is not null
+                && session.PendingChanges.Streams().Any(s => s.Events.Any(e => e.Data is Domain.Tasks.TaskEvent.TaskDispatched))
+                && Interlocked.Exchange(ref _action, null) is { } action)
+            {
+                await action();
+                _fired.TrySetResult();
+            }
+        }
     }
 
     /// <summary>
