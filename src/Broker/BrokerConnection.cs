@@ -54,6 +54,7 @@ public sealed class BrokerConnection : IAsyncDisposable
     private int _windowSize;
     private int _windowTarget;
     private long _generation;
+    private int _attempting;
     private int _started;
     private int _disposed;
     private int _queuedSends;
@@ -469,18 +470,14 @@ public sealed class BrokerConnection : IAsyncDisposable
         return source;
     }
 
-    private Task OnDisconnectedAsync(MqttClientDisconnectedEventArgs e)
+    /// <summary>
+    /// MQTTnet raises this after a connection ends and after every failed connect, from a task of its own: it may run
+    /// late, once the connect loop has made (or while it makes) the next connection. Such a late event changes nothing:
+    /// undoing the new connection would leave it up but never ready (every publish timing out, no reconnect, since the
+    /// client is connected). The connect loop handles the failures of its own attempts.
+    /// </summary>
+    internal Task OnDisconnectedAsync(MqttClientDisconnectedEventArgs e)
     {
-        lock (_gate)
-        {
-            // Messages received from here on belong to the next connection (their acknowledgements too).
-            Interlocked.Increment(ref _generation);
-            if (_connected.Task.IsCompleted)
-            {
-                _connected = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            }
-        }
-
         if (e.ClientWasConnected && !_stopping.IsCancellationRequested)
         {
             BrokerMetrics.ConnectionsLost.Add(1);
@@ -489,13 +486,33 @@ public sealed class BrokerConnection : IAsyncDisposable
 
         if (e.ClientWasConnected && !_options.ReconnectAfterLoss)
         {
+            NextConnection();
             _reconnect.Writer.TryComplete();
             return Task.CompletedTask;
         }
 
-        // Only a signal: the connect loop does the reconnecting (a failed connect raises this event again).
+        if (Volatile.Read(ref _attempting) == 1 || _client.IsConnected)
+        {
+            return Task.CompletedTask; // late, or the loop's own attempt
+        }
+
+        NextConnection();
+        // Only a signal: the connect loop does the reconnecting.
         _reconnect.Writer.TryWrite(true);
         return Task.CompletedTask;
+    }
+
+    /// <summary>Messages received from here on, and their acknowledgements, belong to the next connection; publishes wait for it.</summary>
+    private void NextConnection()
+    {
+        lock (_gate)
+        {
+            Interlocked.Increment(ref _generation);
+            if (_connected.Task.IsCompleted)
+            {
+                _connected = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            }
+        }
     }
 
     private async Task ConnectLoopAsync(CancellationToken stoppingToken)
@@ -503,39 +520,60 @@ public sealed class BrokerConnection : IAsyncDisposable
         while (await _reconnect.Reader.WaitToReadAsync(stoppingToken))
         {
             _reconnect.Reader.TryRead(out _);
-            var delay = _options.ReconnectDelay;
-            for (var attempt = 1; !_client.IsConnected && !stoppingToken.IsCancellationRequested; attempt++)
+            Volatile.Write(ref _attempting, 1);
+            try
             {
-                try
-                {
-                    using var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
-                    connectTimeout.CancelAfter(_options.ConnectTimeout);
-                    var result = await _client.ConnectAsync(_clientOptions, connectTimeout.Token);
-                    if (result.ResultCode != MqttClientConnectResultCode.Success)
-                    {
-                        // MQTTnet 5 returns a refusal (bad credentials, not authorised, busy) instead of throwing: a failed
-                        // attempt like any other, retried after the backoff, never taken for a connection.
-                        throw new MqttConnectingFailedException($"{result.ResultCode}{(result.ReasonString is { Length: > 0 } why ? ": " + why : "")}", null);
-                    }
+                await ConnectAsync(stoppingToken);
+            }
+            finally
+            {
+                Volatile.Write(ref _attempting, 0);
+            }
 
-                    await OnConnectedAsync(result, stoppingToken);
-                    break;
-                }
-                catch (Exception ex) when (!stoppingToken.IsCancellationRequested && ex is not OutOfMemoryException)
-                {
-                    // Equal jitter: half the delay fixed, half random, so that many clients do not return at once.
-                    var wait = delay / 2 + delay / 2 * Random.Shared.NextDouble();
-                    BrokerLog.ConnectFailed(_logger, _options.Host, _options.Port, attempt, (long)wait.TotalMilliseconds, Reason(ex));
-                    if (_client.IsConnected)
-                    {
-                        // Connected, but what follows a connect (subscribing, the Subscribing callback) failed: a connection
-                        // that is not ready is closed and made again, or it would stay up with no publish ever let through.
-                        await DisconnectQuietlyAsync(_options.ConnectTimeout);
-                    }
+            if (!_client.IsConnected && !stoppingToken.IsCancellationRequested)
+            {
+                // Lost between the connect and here: its event found the loop still attempting and left it to the loop.
+                _reconnect.Writer.TryWrite(true);
+            }
+        }
+    }
 
-                    await Task.Delay(wait, _time, stoppingToken);
-                    delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, _options.MaxReconnectDelay.Ticks));
+    /// <summary>Attempts until connected (and subscribed), with backoff and jitter.</summary>
+    private async Task ConnectAsync(CancellationToken stoppingToken)
+    {
+        var delay = _options.ReconnectDelay;
+        for (var attempt = 1; !_client.IsConnected && !stoppingToken.IsCancellationRequested; attempt++)
+        {
+            NextConnection();
+            try
+            {
+                using var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+                connectTimeout.CancelAfter(_options.ConnectTimeout);
+                var result = await _client.ConnectAsync(_clientOptions, connectTimeout.Token);
+                if (result.ResultCode != MqttClientConnectResultCode.Success)
+                {
+                    // MQTTnet 5 returns a refusal (bad credentials, not authorised, busy) instead of throwing: a failed
+                    // attempt like any other, retried after the backoff, never taken for a connection.
+                    throw new MqttConnectingFailedException($"{result.ResultCode}{(result.ReasonString is { Length: > 0 } why ? ": " + why : "")}", null);
                 }
+
+                await OnConnectedAsync(result, stoppingToken);
+                break;
+            }
+            catch (Exception ex) when (!stoppingToken.IsCancellationRequested && ex is not OutOfMemoryException)
+            {
+                // Equal jitter: half the delay fixed, half random, so that many clients do not return at once.
+                var wait = delay / 2 + delay / 2 * Random.Shared.NextDouble();
+                BrokerLog.ConnectFailed(_logger, _options.Host, _options.Port, attempt, (long)wait.TotalMilliseconds, Reason(ex));
+                if (_client.IsConnected)
+                {
+                    // Connected, but what follows a connect (subscribing, the Subscribing callback) failed: a connection
+                    // that is not ready is closed and made again, or it would stay up with no publish ever let through.
+                    await DisconnectQuietlyAsync(_options.ConnectTimeout);
+                }
+
+                await Task.Delay(wait, _time, stoppingToken);
+                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, _options.MaxReconnectDelay.Ticks));
             }
         }
     }

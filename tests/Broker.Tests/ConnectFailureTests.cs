@@ -31,6 +31,28 @@ public sealed class ConnectFailureTests
         Volatile.Read(ref calls).ShouldBeGreaterThanOrEqualTo(2);
     }
 
+    /// <summary>
+    /// MQTTnet reports a failed connect (and the end of a connection) from a task of its own, which may run only after
+    /// the next attempt connected. Such a late report must not undo that connection: it stayed up but never ready, every
+    /// publish timed out, and nothing reconnected it (the client was connected).
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task GivenALateDisconnectedEvent_WhenItArrivesAfterTheNextConnect_ThenTheConnectionStaysReady(bool clientWasConnected)
+    {
+        await using var client = new BrokerConnection(TestBroker.Options(MqttProtocolVersion.V500));
+        await client.StartAsync(Ct).WaitAsync(TestBroker.Timeout, Ct);
+
+        await client.OnDisconnectedAsync(new MQTTnet.MqttClientDisconnectedEventArgs(
+            clientWasConnected, null, MQTTnet.MqttClientDisconnectReason.UnspecifiedError, "an earlier attempt", null, new IOException("an earlier attempt")));
+
+        client.IsConnected.ShouldBeTrue();
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        timeout.CancelAfter(TimeSpan.FromSeconds(5));
+        await client.PublishAsync(TestBroker.UniqueTopic("late-event"), "x"u8.ToArray(), MqttQualityOfServiceLevel.AtLeastOnce, timeout.Token);
+    }
+
     [Theory]
     [InlineData("a/#/b")]
     [InlineData("a/b+")]
