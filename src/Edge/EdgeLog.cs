@@ -52,6 +52,12 @@ internal static partial class EdgeLog
     [LoggerMessage(EventId = 8016, Level = LogLevel.Warning, Message = "PROPLET_DIRS entry {Dir} does not exist; not preopened for task {TaskId}")]
     public static partial void PreopenSkipped(ILogger logger, string dir, string taskId);
 
+    [LoggerMessage(EventId = 8047, Level = LogLevel.Warning, Message = "Start of task {TaskId} dropped: the proplet is shutting down (the manager places it again once this proplet is offline)")]
+    public static partial void StartDuringShutdown(ILogger logger, string taskId);
+
+    [LoggerMessage(EventId = 8048, Level = LogLevel.Error, Message = "The plugins' admission of task {TaskId} failed unexpectedly; it gets an error result")]
+    public static partial void AdmissionFailed(ILogger logger, string taskId, Exception exception);
+
     [LoggerMessage(EventId = 8030, Level = LogLevel.Warning, Message = "Task {TaskId} was ended while its guest waited in a host call; the guest stops when the call returns")]
     public static partial void GuestInHostCall(ILogger logger, string taskId);
 

@@ -43,14 +43,35 @@ public sealed class PropletPluginTests : IDisposable
 
     private static async Task<JsonElement> RunAsync(PropletPluginChain plugins, object start)
     {
-        var settings = TestSettings.Create("me");
-        var published = new InMemoryPublisher();
-        using var runtime = new InProcessRuntime(settings, NullLogger<InProcessRuntime>.Instance);
-        using var http = new HttpClient();
-        var fetcher = new BinaryFetcher(settings, new ChunkAssembler(settings.MaxBinarySize, TimeProvider.System), published, http);
-        await using var runner = new TaskRunner(settings, runtime, fetcher, published, null, NullLogger<TaskRunner>.Instance, plugins);
-        runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(start));
-        return await published.NextAsync(Topics.Results, TestContext.Current.CancellationToken);
+        await using var proplet = new Proplet(plugins);
+        proplet.Runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(start));
+        return await proplet.Published.NextAsync(Topics.Results, TestContext.Current.CancellationToken);
+    }
+
+    /// <summary>A task runner (proplet "me", in-process runtime) with <c>plugins</c>, publishing into <see cref="Published"/>.</summary>
+    private sealed class Proplet : IAsyncDisposable
+    {
+        private readonly InProcessRuntime _runtime;
+        private readonly HttpClient _http = new();
+
+        public Proplet(PropletPluginChain? plugins = null)
+        {
+            var settings = TestSettings.Create("me");
+            _runtime = new InProcessRuntime(settings, NullLogger<InProcessRuntime>.Instance);
+            var fetcher = new BinaryFetcher(settings, new ChunkAssembler(settings.MaxBinarySize, TimeProvider.System), Published, _http);
+            Runner = new TaskRunner(settings, _runtime, fetcher, Published, null, NullLogger<TaskRunner>.Instance, plugins);
+        }
+
+        public InMemoryPublisher Published { get; } = new();
+
+        public TaskRunner Runner { get; }
+
+        public async ValueTask DisposeAsync()
+        {
+            await Runner.DisposeAsync();
+            _runtime.Dispose();
+            _http.Dispose();
+        }
     }
 
     [Fact]
@@ -76,6 +97,50 @@ public sealed class PropletPluginTests : IDisposable
 
         result.GetProperty("results").GetString().ShouldBe("42");
         result.GetProperty("error").ValueKind.ShouldBe(JsonValueKind.Null);
+    }
+
+    /// <summary>
+    /// A stop that arrives while the plugins are still deciding on the start (a slow authorize) cancels them: the task
+    /// never runs and gets the stopped result at once. Before, the stop found nothing running and was dropped, and the
+    /// task ran (or waited out the plugin's time limit) after it had been stopped.
+    /// </summary>
+    [Fact]
+    public async Task AStopWhileThePluginsAreStillDeciding_CancelsThem_AndTheTaskNeverRuns()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await File.WriteAllBytesAsync(Path.Combine(_dir.FullName, "10-slow.wasm"), Wat.ToWasm("""
+            (module
+              (memory (export "memory") 2)
+              (func (export "plugin_alloc") (param i32) (result i32) (i32.const 65536))
+              (func (export "plugin_free") (param i32 i32))
+              (func (export "authorize") (param i32 i32) (result i64) (loop $l (br $l)) (i64.const 0)))
+            """), ct);
+        using var plugins = PropletPluginChain.Load(_dir.FullName, NullLogger.Instance, PluginLimits.Default with { Timeout = TimeSpan.FromSeconds(60), Fuel = long.MaxValue / 2 });
+        await using var proplet = new Proplet(plugins);
+
+        proplet.Runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(new { id = "s1", name = "main", file = Modules.AdditionBase64, inputs = new[] { "1", "2" }, proplet_id = "me" }));
+        await Task.Delay(300, ct);
+        proplet.Runner.HandleStop(JsonSerializer.SerializeToUtf8Bytes(new { id = "s1" }));
+
+        var result = await proplet.Published.NextAsync(Topics.Results, ct).WaitAsync(TimeSpan.FromSeconds(20), ct);
+        result.GetProperty("task_id").GetString().ShouldBe("s1");
+        result.GetProperty("error").GetString().ShouldBe("Task s1 was stopped before completion");
+        proplet.Runner.Started.ShouldBe(0);
+    }
+
+    /// <summary>A start that arrives once the proplet is shutting down (its runner disposed, the broker connection still
+    /// up) is dropped with a log line: not run on released resources, no made-up error result.</summary>
+    [Fact]
+    public async Task AStartDuringShutdown_IsDropped()
+    {
+        await using var proplet = new Proplet();
+        await proplet.Runner.DisposeAsync();
+
+        proplet.Runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(new { id = "late", name = "main", file = Modules.AdditionBase64, inputs = new[] { "1", "2" }, proplet_id = "me" }));
+
+        await Task.Delay(300, TestContext.Current.CancellationToken);
+        proplet.Runner.Started.ShouldBe(0);
+        proplet.Published.TryNext(out _).ShouldBeFalse();
     }
 
     /// <summary>plugin.wat with <paramref name="prelude"/> at the start of authorize.</summary>

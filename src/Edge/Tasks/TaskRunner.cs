@@ -23,6 +23,10 @@ public sealed class TaskRunner : IAsyncDisposable
     private readonly ConcurrentDictionary<string, RunningTask> _running = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, LatentTask> _latent = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<Task, byte> _executions = new();
+
+    /// <summary>Starts with the plugins (authorize, enrich) and not yet admitted: a stop meanwhile cancels their calls.</summary>
+    private readonly ConcurrentDictionary<string, CancellationTokenSource> _admitting = new(StringComparer.Ordinal);
+    private readonly Lock _admissionGate = new();
     private readonly SemaphoreSlim _slots;
     private readonly PropletSettings _settings;
     private readonly IWasmRuntime _runtime;
@@ -36,6 +40,7 @@ public sealed class TaskRunner : IAsyncDisposable
     private long _started;
     private long _completed;
     private long _failed;
+    private int _closing;
 
     public TaskRunner(
         PropletSettings settings, IWasmRuntime runtime, BinaryFetcher fetcher, IPropletPublisher publisher, TaskMonitor? monitor, ILogger<TaskRunner> logger,
@@ -73,6 +78,12 @@ public sealed class TaskRunner : IAsyncDisposable
             return;
         }
 
+        if (Volatile.Read(ref _closing) == 1)
+        {
+            EdgeLog.StartDuringShutdown(_logger, parse.Id ?? "(none)");
+            return;
+        }
+
         if (parse.Request is not { } request)
         {
             EdgeLog.InvalidStart(_logger, parse.Id ?? "(none)", parse.Error!);
@@ -98,7 +109,15 @@ public sealed class TaskRunner : IAsyncDisposable
 
         if (_plugins is { Any: true } plugins)
         {
-            Track(AdmitWithPluginsAsync(request, plugins));
+            var admission = CancellationTokenSource.CreateLinkedTokenSource(_lifetime.Token);
+            if (!_admitting.TryAdd(request.Id, admission))
+            {
+                admission.Dispose();
+                EdgeLog.DuplicateStart(_logger, request.Id);
+                return;
+            }
+
+            Track(AdmitWithPluginsAsync(request, plugins, admission));
             return;
         }
 
@@ -128,6 +147,15 @@ public sealed class TaskRunner : IAsyncDisposable
             return;
         }
 
+        if (Volatile.Read(ref _closing) == 1)
+        {
+            // Shutting down began after the check in HandleStart: not run (nothing would wait for it).
+            _running.TryRemove(new KeyValuePair<string, RunningTask>(request.Id, task));
+            task.Dispose();
+            EdgeLog.StartDuringShutdown(_logger, request.Id);
+            return;
+        }
+
         Interlocked.Increment(ref _started);
         EdgeLog.TaskAccepted(_logger, request.Id, request.Name);
         Track(request.Message.Latent ? DeployLatentAsync(task) : ExecuteAsync(task));
@@ -141,33 +169,99 @@ public sealed class TaskRunner : IAsyncDisposable
 
     /// <summary>
     /// The proplet plugins (spec propeller-edge.md §5): <c>authorize</c> first (a deny, or a plugin failure, sends an
-    /// error result), then <c>enrich</c>, whose environment goes over the request's.
+    /// error result), then <c>enrich</c>, whose environment goes over the request's. They run off the MQTT handler (a
+    /// slow plugin holds up no other message), and a stop that arrives meanwhile cancels them: the task is not run and
+    /// gets the stopped result. Any other failure here is logged and gets an error result too.
     /// </summary>
-    private async Task AdmitWithPluginsAsync(StartRequest request, PropletPluginChain plugins)
+    private async Task AdmitWithPluginsAsync(StartRequest request, PropletPluginChain plugins, CancellationTokenSource admission)
     {
-        var info = InfoOf(request);
-        var (allowed, reason) = await plugins.AuthorizeAsync(info, _lifetime.Token);
-        if (!allowed)
+        await Task.Yield();
+        var id = request.Id;
+        TaskOutcome? refusal = null;
+        try
         {
-            var why = reason is { Length: > 0 } ? reason : "denied by plugin";
-            EdgeLog.PluginDenied(_logger, request.Id, why);
-            await PublishResultAsync(request.Id, TaskOutcome.Failure(why));
-            return;
-        }
-
-        var extra = await plugins.EnrichAsync(info, _lifetime.Token);
-        if (extra.Count > 0)
-        {
-            var env = new Dictionary<string, string>(request.Env, StringComparer.Ordinal);
-            foreach (var (key, value) in extra)
+            var info = InfoOf(request);
+            var (allowed, reason) = await plugins.AuthorizeAsync(info, admission.Token);
+            if (!allowed)
             {
-                env[key] = value;
+                var why = reason is { Length: > 0 } ? reason : "denied by plugin";
+                EdgeLog.PluginDenied(_logger, id, why);
+                refusal = TaskOutcome.Failure(why);
             }
+            else
+            {
+                var extra = await plugins.EnrichAsync(info, admission.Token);
+                if (extra.Count > 0)
+                {
+                    var env = new Dictionary<string, string>(request.Env, StringComparer.Ordinal);
+                    foreach (var (key, value) in extra)
+                    {
+                        env[key] = value;
+                    }
 
-            request = request with { Message = request.Message with { Env = env } };
+                    request = request with { Message = request.Message with { Env = env } };
+                }
+            }
+        }
+        catch (OperationCanceledException) when (admission.IsCancellationRequested)
+        {
+            // stopped, or shutting down: below
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            EdgeLog.AdmissionFailed(_logger, id, ex);
+            refusal = TaskOutcome.Failure($"internal proplet error: {ex.Message}");
         }
 
-        Admit(request);
+        bool stopped;
+        lock (_admissionGate)
+        {
+            // With the stop's side of this lock (StopAdmitting): a stop finds the start either here, and cancels it, or
+            // already running.
+            _admitting.TryRemove(new KeyValuePair<string, CancellationTokenSource>(id, admission));
+            stopped = admission.IsCancellationRequested;
+            if (!stopped && refusal is null)
+            {
+                Admit(request);
+            }
+        }
+
+        admission.Dispose();
+        if (stopped && _lifetime.IsCancellationRequested)
+        {
+            EdgeLog.ResultDropped(_logger, id);
+        }
+        else if (stopped)
+        {
+            await PublishResultAsync(id, TaskOutcome.Failure($"Task {id} was stopped before completion"));
+        }
+        else if (refusal is not null)
+        {
+            await PublishResultAsync(id, refusal);
+        }
+    }
+
+    /// <summary>Stops a start still with the plugins (or admitted in the meantime); false when there is none.</summary>
+    private bool StopAdmitting(string id)
+    {
+        lock (_admissionGate)
+        {
+            if (_admitting.TryRemove(id, out var admission))
+            {
+                EdgeLog.Stopping(_logger, id);
+                admission.Cancel();
+                return true;
+            }
+        }
+
+        if (_running.TryGetValue(id, out var task))
+        {
+            EdgeLog.Stopping(_logger, id);
+            task.Abort(StopReason.Stopped);
+            return true;
+        }
+
+        return false;
     }
 
     private static PropletTaskInfo InfoOf(StartRequest request) => new()
@@ -222,6 +316,10 @@ public sealed class TaskRunner : IAsyncDisposable
         {
             EdgeLog.Stopping(_logger, id);
             task.Abort(StopReason.Stopped);
+        }
+        else if (StopAdmitting(id))
+        {
+            // stopped with the plugins, or in the moment it was admitted
         }
         else
         {
@@ -413,6 +511,11 @@ public sealed class TaskRunner : IAsyncDisposable
     /// <summary>Ends every task (no results are published for them) and waits for the pipeline to settle.</summary>
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _closing, 1) == 1)
+        {
+            return;
+        }
+
         foreach (var task in _running.Values)
         {
             task.Abort(StopReason.ShuttingDown);
