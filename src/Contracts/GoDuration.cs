@@ -19,6 +19,13 @@ public static class GoDuration
         text = text.Trim();
         if (double.TryParse(text, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var seconds))
         {
+            // double.TryParse takes "NaN" and "Infinity" whatever the style says; neither, nor a number past TimeSpan's
+            // range, is a duration.
+            if (!double.IsFinite(seconds) || seconds >= TimeSpan.MaxValue.TotalSeconds)
+            {
+                return false;
+            }
+
             value = TimeSpan.FromSeconds(seconds);
             return true;
         }
@@ -62,7 +69,7 @@ public static class GoDuration
             total += number * scale.Value;
         }
 
-        if (total > TimeSpan.MaxValue.TotalSeconds)
+        if (!double.IsFinite(total) || total >= TimeSpan.MaxValue.TotalSeconds)
         {
             return false;
         }

@@ -21,6 +21,15 @@ public static class PostgresFailures
     /// <summary>Whether <paramref name="ex"/> (or what it wraps) is a lost race on a stream.</summary>
     public static bool IsConflict(Exception ex) => Chain(ex).Any(e => e is ConcurrencyException or JasperFx.ConcurrencyException);
 
+    /// <summary>
+    /// The PostgreSQL error when <paramref name="ex"/> (or what it wraps) says a value cannot be stored: a <c>\u0000</c>
+    /// in text or jsonb, a number beyond jsonb's numeric range, a character outside the encoding, text jsonb cannot
+    /// read. Input a client sent, not a failure of ours: the API answers it with 400.
+    /// </summary>
+    public static PostgresException? BadValue(Exception ex) =>
+        Chain(ex).OfType<PostgresException>().FirstOrDefault(e => e.SqlState is PostgresErrorCodes.UntranslatableCharacter
+            or PostgresErrorCodes.CharacterNotInRepertoire or PostgresErrorCodes.NumericValueOutOfRange or PostgresErrorCodes.InvalidTextRepresentation);
+
     private static IEnumerable<Exception> Chain(Exception ex)
     {
         for (Exception? e = ex; e is not null; e = e.InnerException)

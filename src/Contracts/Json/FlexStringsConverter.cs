@@ -10,6 +10,10 @@ namespace Propeller.Contracts.Json;
 /// </summary>
 public sealed class FlexStringsConverter : JsonConverter<IReadOnlyList<string>>
 {
+    /// <summary>An explicit <c>null</c> is an empty list (a PUT's <c>"inputs": null</c> clears them, spec §2.6); System.Text.Json
+    /// would otherwise set null without asking, the same as a missing key.</summary>
+    public override bool HandleNull => true;
+
     public override IReadOnlyList<string>? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
     {
         if (reader.TokenType == JsonTokenType.Null)
@@ -36,10 +40,15 @@ public sealed class FlexStringsConverter : JsonConverter<IReadOnlyList<string>>
         return items;
     }
 
-    public override void Write(Utf8JsonWriter writer, IReadOnlyList<string> value, JsonSerializerOptions options)
+    public override void Write(Utf8JsonWriter writer, IReadOnlyList<string>? value, JsonSerializerOptions options)
     {
         ArgumentNullException.ThrowIfNull(writer);
-        ArgumentNullException.ThrowIfNull(value);
+        if (value is null)
+        {
+            writer.WriteNullValue(); // asked for nulls too (HandleNull): written as System.Text.Json would
+            return;
+        }
+
         writer.WriteStartArray();
         foreach (var item in value)
         {

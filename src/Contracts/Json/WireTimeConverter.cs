@@ -11,7 +11,9 @@ namespace Propeller.Contracts.Json;
 public sealed class WireTimeConverter : JsonConverter<DateTimeOffset>
 {
     public override DateTimeOffset Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
-        DateTimeOffset.Parse(reader.GetString() ?? throw new JsonException("expected an RFC 3339 time"), CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal);
+        DateTimeOffset.TryParse(reader.GetString() ?? throw new JsonException("expected an RFC 3339 time"), CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var value)
+            ? value
+            : throw new JsonException("expected an RFC 3339 time"); // a JsonException: the caller's "invalid JSON body" (400), not a 500
 
     public override void Write(Utf8JsonWriter writer, DateTimeOffset value, JsonSerializerOptions options)
     {

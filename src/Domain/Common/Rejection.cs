@@ -8,4 +8,6 @@ public sealed record Rejection(RejectionKind Kind, string Reason)
     public static Rejection Conflict(string reason) => new(RejectionKind.Conflict, reason);
 
     public static Rejection Invalid(string reason) => new(RejectionKind.Invalid, reason);
+
+    public static Rejection Stale(string reason) => new(RejectionKind.Stale, reason);
 }

@@ -6,7 +6,8 @@ namespace Propeller.Manager.Http;
 
 /// <summary>
 /// The one place exceptions become responses (STYLE.md): a lost race that survived the command retries → 409,
-/// store validation → 400, a malformed request → 400, anything else → 500 with a logged reason. Always <c>{"error"}</c>.
+/// store validation → 400, a malformed request → 400, a value PostgreSQL cannot store (a <c>\u0000</c>, a number out of
+/// jsonb's range) → 400, anything else → 500 with a logged reason. Always <c>{"error"}</c>.
 /// </summary>
 internal sealed partial class ApiExceptionHandler(ILogger<ApiExceptionHandler> logger) : IExceptionHandler
 {
@@ -17,6 +18,7 @@ internal sealed partial class ApiExceptionHandler(ILogger<ApiExceptionHandler> l
             ConcurrencyException e => (StatusCodes.Status409Conflict, e.Message),
             EventStoreValidationException e => (StatusCodes.Status400BadRequest, e.Message),
             BadHttpRequestException e => (e.StatusCode, e.Message),
+            _ when Infrastructure.PostgresFailures.BadValue(exception) is { } bad => (StatusCodes.Status400BadRequest, $"a value cannot be stored: {bad.MessageText}"),
             _ => (StatusCodes.Status500InternalServerError, "internal error"),
         };
         if (status >= 500)

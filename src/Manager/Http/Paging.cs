@@ -6,7 +6,8 @@ namespace Propeller.Manager.Http;
 internal static class Paging
 {
     public static bool TryRead(HttpRequest request, out ulong offset, out ulong limit) =>
-        TryUnsigned(request, "offset", 0, out offset) & TryUnsigned(request, "limit", 100, out limit);
+        TryUnsigned(request, "offset", 0, out offset) & TryUnsigned(request, "limit", 100, out limit)
+        && offset <= long.MaxValue && limit <= long.MaxValue; // the pages are counted in int64 (a larger offset wrapped to a negative one)
 
     private static bool TryUnsigned(HttpRequest request, string name, ulong fallback, out ulong value)
     {

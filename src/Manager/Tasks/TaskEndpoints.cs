@@ -100,7 +100,8 @@ internal static class TaskEndpoints
         TaskStatus? status = null;
         if (request.Query["state"].FirstOrDefault() is { Length: > 0 } state)
         {
-            if (!Enum.TryParse<TaskStatus>(state, ignoreCase: true, out var parsed) || !Enum.IsDefined(parsed))
+            // One state: Enum.TryParse would OR a comma list ("scheduled,running" = 3, completed) together.
+            if (!state.All(char.IsAsciiLetterOrDigit) || !Enum.TryParse<TaskStatus>(state, ignoreCase: true, out var parsed) || !Enum.IsDefined(parsed))
             {
                 return ApiResults.BadRequest("state must be a task state: 0-6 or pending, scheduled, running, completed, failed, skipped, interrupted");
             }
@@ -180,9 +181,9 @@ internal static class TaskEndpoints
     /// Long polling (beyond the original): the task once its current attempt has ended (completed, failed, skipped or
     /// interrupted), or as it is when <paramref name="timeout"/> runs out. Woken by this node's appends; re-reads every
     /// <see cref="WaitRecheck"/> for changes made by other nodes. When this node appended the task's latest state it
-    /// knows (the command cache: committed states only), that state answers instead of a first read of the view: at
-    /// once when it has ended, else the wait starts from it and the view is read after <see cref="FirstRecheck"/> (in
-    /// case another node moved the task since).
+    /// knows (the command cache: committed states only) and it has not ended, the wait starts from it instead of a first
+    /// read of the view, which is read after <see cref="FirstRecheck"/> (in case another node moved the task since); an
+    /// ended state is never answered from the cache (another node may have started a new attempt).
     /// </summary>
     private static async Task<TaskState?> WaitForEndAsync(
         TaskId id, TimeSpan timeout, ITaskQueries queries, StreamChanges changes, AggregateCache cache, CancellationToken cancellationToken)
@@ -190,7 +191,8 @@ internal static class TaskEndpoints
         var stream = TaskAggregate.StreamId(id);
         using var watch = changes.Start(stream);
         var deadline = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
-        var fromCache = cache.TryGet<TaskState>(stream, out var cached) && cached.State.Exists;
+        // An ended state from the cache is confirmed by the view: another node may have started the task again since.
+        var fromCache = cache.TryGet<TaskState>(stream, out var cached) && cached.State.Exists && !Ended(cached.State);
         var state = fromCache ? cached.State : await queries.GetAsync(id, cancellationToken);
         while (true)
         {
@@ -224,14 +226,37 @@ internal static class TaskEndpoints
             return error;
         }
 
-        var current = await loader.LoadAsync(TaskAggregate.Decider, TaskAggregate.StreamId(id), cancellationToken);
-        if (current.State.Spec is not { } spec || current.State.Deleted)
-        {
-            return ApiResults.NotFound("task not found");
-        }
+        return Validate(TaskUpdateValidator.Instance, body!)
+            ?? await MergeAsync(id, spec => TaskMapping.Merge(spec, body!), request, commands, loader, time, cancellationToken);
+    }
 
-        var merged = TaskMapping.Merge(spec, body!);
-        return WolverineTaskCommands.Answer(await commands.SendAsync(new UpdateTask(id, merged, time.GetUtcNow()), request, null, cancellationToken), state => Results.Ok(TaskMapping.ToJson(state)));
+    /// <summary>How often a read-merge-write update is made again when the task changed under it before it gives 409.</summary>
+    private const int UpdateAttempts = 5;
+
+    /// <summary>
+    /// A read-merge-write update (PUT, upload): the merge is made from the task's current spec and sent with it as
+    /// <see cref="UpdateTask.BasedOn"/>; when the task changed in between (another PUT, a plugin's env at dispatch) the
+    /// decider refuses it as stale and the merge is made again from the new spec, so neither change undoes the other.
+    /// </summary>
+    private static async Task<IResult> MergeAsync(
+        TaskId id, Func<TaskSpec, TaskSpec> merge, HttpRequest request, WolverineTaskCommands commands, AggregateLoader loader, TimeProvider time, CancellationToken cancellationToken)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            var current = await loader.LoadAsync(TaskAggregate.Decider, TaskAggregate.StreamId(id), cancellationToken);
+            if (current.State.Spec is not { } spec || current.State.Deleted)
+            {
+                return ApiResults.NotFound("task not found");
+            }
+
+            var outcome = await commands.SendAsync(new UpdateTask(id, merge(spec), time.GetUtcNow(), BasedOn: spec), request, null, cancellationToken);
+            if (outcome.Result?.Rejection is { Kind: Domain.Common.RejectionKind.Stale } && attempt < UpdateAttempts)
+            {
+                continue;
+            }
+
+            return WolverineTaskCommands.Answer(outcome, state => Results.Ok(TaskMapping.ToJson(state)));
+        }
     }
 
     /// <summary>
@@ -284,14 +309,8 @@ internal static class TaskEndpoints
             return ApiResults.BadRequest("file is not a WebAssembly module (it must start with \\0asm)");
         }
 
-        var current = await loader.LoadAsync(TaskAggregate.Decider, TaskAggregate.StreamId(id), cancellationToken);
-        if (current.State.Spec is not { } spec || current.State.Deleted)
-        {
-            return ApiResults.NotFound("task not found");
-        }
-
-        var updated = spec with { File = Convert.ToBase64String(bytes) };
-        return WolverineTaskCommands.Answer(await commands.SendAsync(new UpdateTask(id, updated, time.GetUtcNow()), request, null, cancellationToken), state => Results.Ok(TaskMapping.ToJson(state)));
+        var base64 = Convert.ToBase64String(bytes);
+        return await MergeAsync(id, spec => spec with { File = base64 }, request, commands, loader, time, cancellationToken);
     }
 
     private static Task<IResult> DeleteAsync(string taskId, HttpRequest request, WolverineTaskCommands commands, TimeProvider time, CancellationToken cancellationToken) =>

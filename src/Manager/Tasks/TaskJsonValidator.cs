@@ -25,3 +25,22 @@ internal sealed class TaskJsonValidator : AbstractValidator<TaskJson>
             .WithMessage("monitoring_profile must be a JSON object");
     }
 }
+
+/// <summary>
+/// A PUT's body (spec §2.6): the fields an update applies must have the shapes a create's must (a file in base64,
+/// metadata an object of at most 1 MiB, a priority in 0–100, 0 keeping the stored one); the fields it ignores are not
+/// checked. The original checks only the JSON's types on a PUT (a non-object metadata, bad base64: 400) and takes any
+/// priority (docs/compatibility.md).
+/// </summary>
+internal sealed class TaskUpdateValidator : AbstractValidator<TaskJson>
+{
+    public static TaskUpdateValidator Instance { get; } = new();
+
+    public TaskUpdateValidator()
+    {
+        RuleFor(t => t.Priority).InclusiveBetween(0, 100).WithMessage("priority must be between 0 and 100");
+        RuleFor(t => t.File).Must(f => f is null || Base64.IsValid(f)).WithMessage("file is not valid base64");
+        RuleFor(t => t.Metadata).Must(m => m is null || m.Value.ValueKind is JsonValueKind.Object or JsonValueKind.Null).WithMessage("metadata must be a JSON object");
+        RuleFor(t => t.Metadata).Must(m => m is null || m.Value.GetRawText().Length <= TaskJsonValidator.MaxMetadataBytes).WithMessage("metadata is larger than 1 MiB");
+    }
+}

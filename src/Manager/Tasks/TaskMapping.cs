@@ -15,9 +15,10 @@ internal static class TaskMapping
         Kind = string.IsNullOrEmpty(json.Kind) ? TaskSpec.StandardKind : json.Kind,
         ImageUrl = NullIfEmpty(json.ImageUrl),
         File = NullIfEmpty(json.File),
-        CliArgs = json.CliArgs is null ? null : new EquatableArray<string>(json.CliArgs),
+        // A null item becomes "" as the original's Go decoding makes it (the proplet refuses a null).
+        CliArgs = json.CliArgs is null ? null : new EquatableArray<string>([.. json.CliArgs.Select(a => a ?? "")]),
         Inputs = new EquatableArray<string>(json.Inputs ?? []),
-        Env = new EquatableMap(json.Env ?? new Dictionary<string, string>()),
+        Env = new EquatableMap(json.Env?.ToDictionary(p => p.Key, p => p.Value ?? "", StringComparer.Ordinal) ?? new Dictionary<string, string>()),
         Daemon = json.Daemon,
         Latent = json.Latent,
         Encrypted = json.Encrypted,

@@ -286,6 +286,15 @@ public sealed class TaskDeciderTests
     }
 
     [Fact]
+    public void GivenAnUpdateMergedFromAnOlderSpec_WhenDecided_ThenStale_AndFromTheCurrentSpec_ThenUpdated()
+    {
+        var changed = Spec with { Name = "renamed" };
+
+        Given(Created).When(new UpdateTask(Id, changed, At(4), BasedOn: Spec with { Priority = 1 })).ThenRejected(RejectionKind.Stale);
+        Given(Created).When(new UpdateTask(Id, changed, At(4), BasedOn: Spec)).Then(new TaskUpdated(Id, changed, At(4)));
+    }
+
+    [Fact]
     public void GivenCreated_WhenUpdateTaskWithSameSpec_ThenNothing() =>
         Given(Created).When(new UpdateTask(Id, Spec, At(4))).Then();
 

@@ -184,5 +184,10 @@ public sealed class ManagerConfigTests : IDisposable
     [InlineData("5 minutes")]
     [InlineData("-5s")]
     [InlineData("1d")]
+    [InlineData("NaN")]
+    [InlineData("Infinity")]
+    [InlineData("-Infinity")]
+    [InlineData("1000000000000")]
+    [InlineData("1e400s")]
     public void BadGoDurations_AreRejected(string text) => Propeller.Contracts.GoDuration.TryParse(text, out _).ShouldBeFalse();
 }

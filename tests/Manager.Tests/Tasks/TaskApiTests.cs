@@ -53,7 +53,7 @@ public sealed class TaskApiTests : IAsyncLifetime
         Ids(byName).ShouldBe([two, one]);
         Ids(await BodyAsync(await Http.GetAsync("/tasks?state=scheduled", Ct))).ShouldBe([two]);
         Ids(await BodyAsync(await Http.GetAsync("/tasks?state=0&name=alpha", Ct))).ShouldBe([one]);
-        foreach (var bad in new[] { "state=9", "state=done", "order=sideways" })
+        foreach (var bad in new[] { "state=9", "state=done", "order=sideways", "state=scheduled,running", "state=1,2", "offset=18446744073709551615", "offset=9223372036854775809" })
         {
             (await Http.GetAsync("/tasks?" + bad, Ct)).StatusCode.ShouldBe(HttpStatusCode.BadRequest);
         }
@@ -123,6 +123,9 @@ public sealed class TaskApiTests : IAsyncLifetime
     [InlineData("""{"name":"a","metadata":[1]}""", "metadata must be a JSON object")]
     [InlineData("""{"name":"a","inputs":[true]}""", "inputs[0]: expected string or number")]
     [InlineData("""{"name":"a",""", "invalid JSON body")]
+    [InlineData("""{"name":"a","created_at":"garbage"}""", "invalid JSON body")]
+    [InlineData("""{"name":"a\u0000b"}""", "cannot be stored")]
+    [InlineData("""{"name":"a","metadata":{"n":1e1000000}}""", "cannot be stored")]
     public async Task Create_WithBadBody_Is400WithTheReason_AndStoresNothing(string body, string reason)
     {
         var response = await Http.PostAsync("/tasks", Json(body), Ct);
@@ -217,6 +220,91 @@ public sealed class TaskApiTests : IAsyncLifetime
         (await Http.PutAsync($"/tasks/{Guid.NewGuid()}", Json("""{"name":"x"}"""), Ct)).StatusCode.ShouldBe(HttpStatusCode.NotFound);
     }
 
+    /// <summary>A PUT's applied fields are checked as a create's are (the original: bad JSON → 400); nothing is stored.</summary>
+    [Theory]
+    [InlineData("""{"metadata":[1]}""", "metadata must be a JSON object")]
+    [InlineData("""{"metadata":"x"}""", "metadata must be a JSON object")]
+    [InlineData("""{"file":"not base64!"}""", "base64")]
+    [InlineData("""{"priority":101}""", "priority must be between 0 and 100")]
+    [InlineData("""{"finish_time":"soon"}""", "invalid JSON body")]
+    public async Task Update_WithBadBody_Is400_AndChangesNothing(string body, string reason)
+    {
+        var id = await CreateAsync("""{"name":"add","metadata":{"team":"edge"}}""");
+
+        var response = await Http.PutAsync($"/tasks/{id}", Json(body), Ct);
+
+        response.StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await BodyAsync(response)).GetProperty("error").GetString()!.ShouldContain(reason);
+        var task = await BodyAsync(await Http.GetAsync($"/tasks/{id}", Ct));
+        task.GetProperty("metadata").GetProperty("team").GetString().ShouldBe("edge");
+        task.TryGetProperty("file", out _).ShouldBeFalse();
+    }
+
+    /// <summary>Spec §2.6: <c>"inputs": null</c> on a PUT clears the inputs (a missing key keeps them).</summary>
+    [Fact]
+    public async Task Update_WithNullInputs_ClearsThem()
+    {
+        var id = await CreateAsync("""{"name":"add","inputs":["1","2"]}""");
+
+        (await BodyAsync(await Http.PutAsync($"/tasks/{id}", Json("""{"name":"kept"}"""), Ct))).GetProperty("inputs").GetArrayLength().ShouldBe(2);
+        var cleared = await BodyAsync(await Http.PutAsync($"/tasks/{id}", Json("""{"inputs":null}"""), Ct));
+
+        cleared.TryGetProperty("inputs", out _).ShouldBeFalse();
+    }
+
+    /// <summary>
+    /// Concurrent PUTs of different fields all take effect: each merges from the spec it read, and one that finds the
+    /// task changed since is merged again from the new spec (before, the last to commit undid the others).
+    /// </summary>
+    [Fact]
+    public async Task ConcurrentUpdatesOfDifferentFields_AllTakeEffect()
+    {
+        for (var round = 0; round < 5; round++)
+        {
+            var id = await CreateAsync();
+            var bodies = new[]
+            {
+                """{"name":"renamed"}""", """{"priority":7}""", """{"metadata":{"k":"v"}}""", """{"inputs":["1","2"]}""",
+                """{"schedule":"*/5 * * * *"}""", """{"file":"AGFzbQEAAAA="}""",
+            };
+
+            var responses = await Task.WhenAll(bodies.Select(b => Http.PutAsync($"/tasks/{id}", Json(b), Ct)));
+
+            responses.ShouldAllBe(r => r.StatusCode == HttpStatusCode.OK);
+            var task = await BodyAsync(await Http.GetAsync($"/tasks/{id}", Ct));
+            task.GetProperty("name").GetString().ShouldBe("renamed");
+            task.GetProperty("priority").GetInt32().ShouldBe(7);
+            task.GetProperty("metadata").GetProperty("k").GetString().ShouldBe("v");
+            task.GetProperty("inputs").GetArrayLength().ShouldBe(2);
+            task.GetProperty("schedule").GetString().ShouldBe("*/5 * * * *");
+            task.GetProperty("file").GetString().ShouldBe("AGFzbQEAAAA=");
+        }
+    }
+
+    /// <summary>A <c>null</c> in <c>cli_args</c> or <c>env</c> is stored as "" (the original's Go decoding), so the task
+    /// can run (the proplet refuses a null).</summary>
+    [Fact]
+    public async Task Create_WithNullsInCliArgsOrEnv_StoresEmptyStrings()
+    {
+        var id = await CreateAsync("""{"name":"add","cli_args":["--x",null],"env":{"K":null,"L":"1"}}""");
+
+        var task = await BodyAsync(await Http.GetAsync($"/tasks/{id}", Ct));
+        task.GetProperty("cli_args").EnumerateArray().Select(a => a.GetString()).ShouldBe(["--x", ""]);
+        task.GetProperty("env").GetProperty("K").GetString().ShouldBe("");
+        task.GetProperty("env").GetProperty("L").GetString().ShouldBe("1");
+    }
+
+    /// <summary>List filters PostgreSQL cannot take (a <c>\u0000</c>) are a 400, not a 500.</summary>
+    [Theory]
+    [InlineData("name=%00")]
+    [InlineData("metadata=%7B%22a%22:%22%5Cu0000%22%7D")]
+    public async Task List_WithAValuePostgresCannotTake_Is400(string query)
+    {
+        var response = await Http.GetAsync("/tasks?" + query, Ct);
+
+        response.StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+    }
+
     [Fact]
     public async Task Delete_Is204_ThenTheTaskIsGone_AndAuditedInItsHistory()
     {
@@ -287,6 +375,26 @@ public sealed class TaskApiTests : IAsyncLifetime
         text.ShouldContain("# TYPE manager_command_batch_size summary");
         text.ShouldContain("manager_command_batch_duration_seconds_count");
         text.ShouldContain("manager_command_queue_seconds_count");
+    }
+
+    /// <summary>
+    /// A node whose cache says the task ended (it stopped it) does not answer a long poll from that: another node has
+    /// started the task again since, and the wait goes on for the new attempt.
+    /// </summary>
+    [Fact]
+    public async Task LongPolling_OnANodeThatCachedAnEndedAttempt_WaitsForTheAttemptAnotherNodeStarted()
+    {
+        var id = await CreateAsync();
+        (await Http.PostAsync($"/tasks/{id}/start", null, Ct)).StatusCode.ShouldBe(HttpStatusCode.OK);
+        (await Http.PostAsync($"/tasks/{id}/stop", null, Ct)).StatusCode.ShouldBe(HttpStatusCode.OK); // this node caches Interrupted
+
+        await using (var other = await ManagerServer.StartAsync(Schema, null, dropSchema: false))
+        {
+            (await other.Client.PostAsync($"/tasks/{id}/start", null, Ct)).StatusCode.ShouldBe(HttpStatusCode.OK); // attempt 2, waiting
+        }
+
+        var waited = await BodyAsync(await Http.GetAsync($"/tasks/{id}?wait=2s", Ct));
+        waited.GetProperty("state").GetInt32().ShouldBe(1, "the new attempt waits for a proplet; the ended one is not the answer");
     }
 
     [Fact]
