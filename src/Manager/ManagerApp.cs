@@ -17,6 +17,9 @@ namespace Propeller.Manager;
 /// <summary>The manager's composition root, shared by Program and the API tests.</summary>
 public static class ManagerApp
 {
+    /// <summary>The largest request body the API reads (the original's <c>maxFileSize</c>, 100 MiB).</summary>
+    public const long MaxRequestBodyBytes = 100L * 1024 * 1024;
+
     /// <summary>
     /// Builds the web application from the MANAGER_* settings (<see cref="ManagerConfig"/>; docs/operations.md), or
     /// EventStore:ConnectionString / EventStore:Schema in configuration (tests).
@@ -45,6 +48,10 @@ public static class ManagerApp
             builder.WebHost.UseUrls($"http://{config.HttpHost}:{config.HttpPort.ToString(System.Globalization.CultureInfo.InvariantCulture)}");
         }
 
+        // The original's body limit (spec §1: every body read through a 100 MiB reader); Kestrel's default is 30,000,000
+        // bytes, which refused a 29 MB module the original takes.
+        builder.WebHost.ConfigureKestrel(kestrel => kestrel.Limits.MaxRequestBodySize = MaxRequestBodyBytes);
+        builder.Services.Configure<Microsoft.AspNetCore.Http.Features.FormOptions>(form => form.MultipartBodyLengthLimit = MaxRequestBodyBytes);
         builder.Services.AddSingleton(config);
 
         // Balanced mode: Wolverine distributes Marten's async projections among the nodes,

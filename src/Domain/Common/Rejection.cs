@@ -8,6 +8,4 @@ public sealed record Rejection(RejectionKind Kind, string Reason)
     public static Rejection Conflict(string reason) => new(RejectionKind.Conflict, reason);
 
     public static Rejection Invalid(string reason) => new(RejectionKind.Invalid, reason);
-
-    public static Rejection Stale(string reason) => new(RejectionKind.Stale, reason);
 }

@@ -11,8 +11,4 @@ public enum RejectionKind
 
     /// <summary>The command is well-formed but breaks a business rule.</summary>
     Invalid,
-
-    /// <summary>The command was made from a state that has changed since (a read-merge-write that lost a race): make it
-    /// again from the current state.</summary>
-    Stale,
 }

@@ -15,9 +15,8 @@ public abstract record TaskCommand
 
     public sealed record CreateTask(TaskId TaskId, TaskSpec Spec, DateTimeOffset At) : TaskCommand;
 
-    /// <param name="BasedOn">The spec <paramref name="Spec"/> was merged from (a PUT's read-merge-write): when the task's
-    /// spec is no longer that one, the update is rejected as stale instead of undoing the change made in between.</param>
-    public sealed record UpdateTask(TaskId TaskId, TaskSpec Spec, DateTimeOffset At, TaskSpec? BasedOn = null) : TaskCommand;
+    /// <summary>Changes the fields <paramref name="Patch"/> sets, on the spec the task has when this is decided.</summary>
+    public sealed record UpdateTask(TaskId TaskId, TaskSpecPatch Patch, DateTimeOffset At) : TaskCommand;
 
     public sealed record StartTask(TaskId TaskId, DateTimeOffset At, string? RequestedBy = null) : TaskCommand;
 

@@ -24,9 +24,8 @@ public static class TaskDecider
 
         (RecordInvocation c, _) => Decision<TaskEvent>.Accept(new TaskInvoked(c.TaskId, c.InvocationId, c.PropletId, c.Results, c.Error, c.At)),
 
-        (UpdateTask c, _) when c.BasedOn is { } basedOn && basedOn != state.Spec => Rejection.Stale($"task {c.TaskId} changed while it was being updated"),
-        (UpdateTask c, _) when c.Spec == state.Spec => Decision<TaskEvent>.Accept(),
-        (UpdateTask c, _) => Decision<TaskEvent>.Accept(new TaskUpdated(c.TaskId, c.Spec, c.At)),
+        (UpdateTask c, { Spec: { } spec }) when c.Patch.ApplyTo(spec) == spec => Decision<TaskEvent>.Accept(),
+        (UpdateTask c, { Spec: { } spec }) => Decision<TaskEvent>.Accept(new TaskUpdated(c.TaskId, c.Patch.ApplyTo(spec), c.At)),
 
         (StartTask, { IsActive: true }) => Decision<TaskEvent>.Accept(),
         (StartTask c, { Status: TaskStatus.Pending } or { IsFinished: true }) =>

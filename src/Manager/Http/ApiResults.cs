@@ -12,12 +12,11 @@ internal static class ApiResults
 
     public static IResult NotFound(string message) => Error(StatusCodes.Status404NotFound, message);
 
-    /// <summary>Rejections are expected outcomes: not found → 404, impossible in this state (or made from a state that
-    /// changed, when its retries ran out) → 409, rule broken → 422.</summary>
+    /// <summary>Rejections are expected outcomes: not found → 404, impossible in this state → 409, rule broken → 422.</summary>
     public static IResult From(Rejection rejection) => rejection.Kind switch
     {
         RejectionKind.NotFound => NotFound(rejection.Reason),
-        RejectionKind.Conflict or RejectionKind.Stale => Error(StatusCodes.Status409Conflict, rejection.Reason),
+        RejectionKind.Conflict => Error(StatusCodes.Status409Conflict, rejection.Reason),
         _ => Error(StatusCodes.Status422UnprocessableEntity, rejection.Reason),
     };
 }

@@ -226,38 +226,13 @@ internal static class TaskEndpoints
             return error;
         }
 
-        return Validate(TaskUpdateValidator.Instance, body!)
-            ?? await MergeAsync(id, spec => TaskMapping.Merge(spec, body!), request, commands, loader, time, cancellationToken);
+        return Validate(TaskUpdateValidator.Instance, body!) ?? await UpdateWithAsync(id, TaskMapping.ToPatch(body!), request, commands, time, cancellationToken);
     }
 
-    /// <summary>How often a read-merge-write update is made again when the task changed under it before it gives 409.</summary>
-    private const int UpdateAttempts = 5;
-
-    /// <summary>
-    /// A read-merge-write update (PUT, upload): the merge is made from the task's current spec and sent with it as
-    /// <see cref="UpdateTask.BasedOn"/>; when the task changed in between (another PUT, a plugin's env at dispatch) the
-    /// decider refuses it as stale and the merge is made again from the new spec, so neither change undoes the other.
-    /// </summary>
-    private static async Task<IResult> MergeAsync(
-        TaskId id, Func<TaskSpec, TaskSpec> merge, HttpRequest request, WolverineTaskCommands commands, AggregateLoader loader, TimeProvider time, CancellationToken cancellationToken)
-    {
-        for (var attempt = 1; ; attempt++)
-        {
-            var current = await loader.LoadAsync(TaskAggregate.Decider, TaskAggregate.StreamId(id), cancellationToken);
-            if (current.State.Spec is not { } spec || current.State.Deleted)
-            {
-                return ApiResults.NotFound("task not found");
-            }
-
-            var outcome = await commands.SendAsync(new UpdateTask(id, merge(spec), time.GetUtcNow(), BasedOn: spec), request, null, cancellationToken);
-            if (outcome.Result?.Rejection is { Kind: Domain.Common.RejectionKind.Stale } && attempt < UpdateAttempts)
-            {
-                continue;
-            }
-
-            return WolverineTaskCommands.Answer(outcome, state => Results.Ok(TaskMapping.ToJson(state)));
-        }
-    }
+    /// <summary>An update (PUT, upload): the decider applies the patch to the task's spec as it is then (404 when none).</summary>
+    private static async Task<IResult> UpdateWithAsync(
+        TaskId id, TaskSpecPatch patch, HttpRequest request, WolverineTaskCommands commands, TimeProvider time, CancellationToken cancellationToken) =>
+        WolverineTaskCommands.Answer(await commands.SendAsync(new UpdateTask(id, patch, time.GetUtcNow()), request, null, cancellationToken), state => Results.Ok(TaskMapping.ToJson(state)));
 
     /// <summary>
     /// PUT /tasks/{id}/upload: a multipart part <c>file</c> named *.wasm whose content starts with <c>\0asm</c> becomes
@@ -309,8 +284,7 @@ internal static class TaskEndpoints
             return ApiResults.BadRequest("file is not a WebAssembly module (it must start with \\0asm)");
         }
 
-        var base64 = Convert.ToBase64String(bytes);
-        return await MergeAsync(id, spec => spec with { File = base64 }, request, commands, loader, time, cancellationToken);
+        return await UpdateWithAsync(id, new TaskSpecPatch { SetsFile = true, File = Convert.ToBase64String(bytes) }, request, commands, time, cancellationToken);
     }
 
     private static Task<IResult> DeleteAsync(string taskId, HttpRequest request, WolverineTaskCommands commands, TimeProvider time, CancellationToken cancellationToken) =>
@@ -368,8 +342,16 @@ internal static class TaskEndpoints
             return ApiResults.NotFound("task not found");
         }
 
+        // The module is redacted as GET /tasks/{id} redacts it: a history holds it in every create and update otherwise.
+        static object Redacted(object data) => data switch
+        {
+            TaskEvent.TaskCreated c => c with { Spec = c.Spec with { File = TaskMapping.Redact(c.Spec.File) } },
+            TaskEvent.TaskUpdated u => u with { Spec = u.Spec with { File = TaskMapping.Redact(u.Spec.File) } },
+            _ => data,
+        };
+
         return Results.Ok(stream.Events.Select(e => new TaskHistoryEntryJson(
-            e.Version, e.Type, e.Metadata.Timestamp, JsonSerializer.Deserialize<JsonElement>(serializer.Serialize(e.Data).Json),
+            e.Version, e.Type, e.Metadata.Timestamp, JsonSerializer.Deserialize<JsonElement>(serializer.Serialize(Redacted(e.Data)).Json),
             e.Metadata.CorrelationId, e.Metadata.CausationId, e.Metadata.UserId, e.Metadata.Headers)).ToList());
     }
 

@@ -39,20 +39,23 @@ internal static class TaskMapping
     };
 
     /// <summary>
-    /// Update (spec §2.6): name when non-empty, inputs when the key is present, file when present, priority when
-    /// non-zero, metadata when present, schedule when present ("" clears it). Unlike the original, a PUT without
-    /// <c>schedule</c> keeps the schedule (quirk fixed).
+    /// Update (spec §2.6): name when non-empty, inputs when the key is present (null too: cleared), file when present,
+    /// priority when non-zero, metadata when present, schedule when present ("" clears it). Unlike the original, a PUT
+    /// without <c>schedule</c> keeps the schedule (quirk fixed). The decider applies it to the task's spec as it is then.
     /// </summary>
-    public static TaskSpec Merge(TaskSpec current, TaskJson json) => current with
+    public static TaskSpecPatch ToPatch(TaskJson json) => new()
     {
-        Name = string.IsNullOrEmpty(json.Name) ? current.Name : json.Name,
-        Inputs = json.Inputs is null ? current.Inputs : new EquatableArray<string>(json.Inputs),
-        File = json.File is null ? current.File : NullIfEmpty(json.File),
-        Priority = json.Priority == 0 ? current.Priority : json.Priority,
-        Metadata = json.Metadata is null ? current.Metadata : RawObject(json.Metadata),
-        Schedule = json.Schedule is null ? current.Schedule : NullIfEmpty(json.Schedule),
-        IsRecurring = json.Schedule is null ? current.IsRecurring : json.IsRecurring,
-        Timezone = json.Schedule is null ? current.Timezone : NullIfEmpty(json.Timezone) ?? "UTC",
+        Name = json.Name,
+        Inputs = json.Inputs is null ? null : new EquatableArray<string>(json.Inputs),
+        SetsFile = json.File is not null,
+        File = NullIfEmpty(json.File),
+        Priority = json.Priority,
+        SetsMetadata = json.Metadata is not null,
+        Metadata = RawObject(json.Metadata),
+        SetsSchedule = json.Schedule is not null,
+        Schedule = NullIfEmpty(json.Schedule),
+        IsRecurring = json.IsRecurring,
+        Timezone = NullIfEmpty(json.Timezone) ?? "UTC",
     };
 
     public static TaskJson ToJson(TaskState state)

@@ -29,11 +29,19 @@ internal static class DeadLetterEndpoints
             return ApiResults.BadRequest("invalid offset/limit");
         }
 
-        // Wolverine pages by number and size: the page holding the offset is read, and cut at the offset.
-        var page = (int)(offset / limit);
+        // Wolverine pages by number (from 1; 0 is taken as 1) and size: the page holding the offset is read and cut at the
+        // offset, and the next one completes it when the offset falls inside a page.
+        var page = (int)(offset / limit) + 1;
+        var skip = (int)(offset % limit);
         var results = await runtime.Storage.DeadLetters.QueryAsync(new DeadLetterEnvelopeQuery { PageNumber = page, PageSize = (int)limit }, cancellationToken);
-        var skip = (int)(offset - ((ulong)page * limit));
-        return Results.Ok(new DeadLetterListJson(results.TotalCount, [.. results.Envelopes.Skip(skip).Select(ToJson)]));
+        var envelopes = results.Envelopes.Skip(skip).ToList();
+        if (skip > 0 && envelopes.Count < (int)limit && (long)offset + envelopes.Count < results.TotalCount)
+        {
+            var next = await runtime.Storage.DeadLetters.QueryAsync(new DeadLetterEnvelopeQuery { PageNumber = page + 1, PageSize = (int)limit }, cancellationToken);
+            envelopes.AddRange(next.Envelopes.Take((int)limit - envelopes.Count));
+        }
+
+        return Results.Ok(new DeadLetterListJson(results.TotalCount, [.. envelopes.Select(ToJson)]));
     }
 
     private static async Task<IResult> ReplayOneAsync(string id, IWolverineRuntime runtime, CancellationToken cancellationToken)

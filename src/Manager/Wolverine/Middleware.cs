@@ -112,9 +112,9 @@ public static class PluginGateMiddleware
                 break;
             case UpdateTask update:
                 var current = await queries.GetAsync(update.TaskId, cancellationToken);
-                gated = current is null
+                gated = current is not { Spec: { } stored }
                     ? TaskPlugins.Gated.Allowed
-                    : Allowed(await plugins.AuthorizeAsync(user, PluginAction.Update, PluginTaskInfos.From(update.TaskId.ToString(), update.Spec, current.PropletId, current.CreatedAt), cancellationToken));
+                    : Allowed(await plugins.AuthorizeAsync(user, PluginAction.Update, PluginTaskInfos.From(update.TaskId.ToString(), update.Patch.ApplyTo(stored), current.PropletId, current.CreatedAt), cancellationToken));
                 break;
             case RecordResult or RecordInvocation:
                 // A proplet's result: nothing to authorize (on_task_complete follows the commit); an invocation was

@@ -279,24 +279,37 @@ public sealed class TaskDeciderTests
     {
         var changed = Spec with { Name = "renamed", Priority = 70 };
 
-        var state = Given(Created).When(new UpdateTask(Id, changed, At(4))).Then(new TaskUpdated(Id, changed, At(4)));
+        var state = Given(Created).When(new UpdateTask(Id, new TaskSpecPatch { Name = "renamed", Priority = 70 }, At(4))).Then(new TaskUpdated(Id, changed, At(4)));
 
         state.Spec.ShouldBe(changed);
         state.UpdatedAt.ShouldBe(At(4));
     }
 
+    /// <summary>An update changes only what its patch sets, on the spec the task has when it is decided: one that set
+    /// the priority in between is kept.</summary>
     [Fact]
-    public void GivenAnUpdateMergedFromAnOlderSpec_WhenDecided_ThenStale_AndFromTheCurrentSpec_ThenUpdated()
+    public void GivenAnotherUpdateInBetween_WhenAnUpdateOfAnotherFieldIsDecided_ThenBothChangesStand()
     {
-        var changed = Spec with { Name = "renamed" };
+        var prioritised = Spec with { Priority = 7 };
+        var both = prioritised with { Name = "renamed" };
 
-        Given(Created).When(new UpdateTask(Id, changed, At(4), BasedOn: Spec with { Priority = 1 })).ThenRejected(RejectionKind.Stale);
-        Given(Created).When(new UpdateTask(Id, changed, At(4), BasedOn: Spec)).Then(new TaskUpdated(Id, changed, At(4)));
+        Given(Created, new TaskUpdated(Id, prioritised, At(4))).When(new UpdateTask(Id, new TaskSpecPatch { Name = "renamed" }, At(5))).Then(new TaskUpdated(Id, both, At(5)));
+    }
+
+    [Fact]
+    public void GivenAPatch_WhenApplied_ThenItSetsWhatItNames_ClearsWhatItSetsToNothing_AndKeepsTheRest()
+    {
+        var current = Spec with { Inputs = new(["1"]), File = "AAAA", Metadata = "{}", Schedule = "* * * * *", IsRecurring = true, Timezone = "UTC" };
+
+        new TaskSpecPatch().ApplyTo(current).ShouldBe(current);
+        new TaskSpecPatch { Name = "", Priority = 0 }.ApplyTo(current).ShouldBe(current);
+        new TaskSpecPatch { Inputs = EquatableArray<string>.Empty, SetsFile = true, SetsMetadata = true, SetsSchedule = true }.ApplyTo(current)
+            .ShouldBe(current with { Inputs = EquatableArray<string>.Empty, File = null, Metadata = null, Schedule = null, IsRecurring = false, Timezone = null });
     }
 
     [Fact]
     public void GivenCreated_WhenUpdateTaskWithSameSpec_ThenNothing() =>
-        Given(Created).When(new UpdateTask(Id, Spec, At(4))).Then();
+        Given(Created).When(new UpdateTask(Id, new TaskSpecPatch { Name = Spec.Name }, At(4))).Then();
 
     [Fact]
     public void GivenCreated_WhenDeleteTask_ThenDeleted() =>
@@ -339,7 +352,7 @@ public sealed class TaskDeciderTests
         ];
         TaskCommand[] commands =
         [
-            new CreateTask(Id, Spec, At(9)), new UpdateTask(Id, Spec with { Name = "n" }, At(9)), new StartTask(Id, At(9)),
+            new CreateTask(Id, Spec, At(9)), new UpdateTask(Id, new TaskSpecPatch { Name = "n" }, At(9)), new StartTask(Id, At(9)),
             new DispatchTask(Id, "p", At(9)), new DeferDispatch(Id, "waiting", At(9)), new RedispatchTask(Id, "gone", 1, At(9)), new RecordResult(Id, "r", null, At(9)), new StopTask(Id, "s", At(9)),
             new SkipTask(Id, "k", At(9)), new DeleteTask(Id, At(9)),
         ];

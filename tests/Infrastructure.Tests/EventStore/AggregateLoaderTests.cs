@@ -65,7 +65,7 @@ public sealed class AggregateLoaderTests : IAsyncLifetime
         await HandleAsync(new CreateTask(id, TaskSpec.Named("add"), T0));
 
         // 12 concurrent updates, each a different spec: every one must land as its own event.
-        await Task.WhenAll(Enumerable.Range(1, 12).Select(i => Task.Run(() => HandleAsync(new UpdateTask(id, TaskSpec.Named($"v{i}"), T0.AddSeconds(i))), Ct)));
+        await Task.WhenAll(Enumerable.Range(1, 12).Select(i => Task.Run(() => HandleAsync(new UpdateTask(id, new TaskSpecPatch { Name = $"v{i}" }, T0.AddSeconds(i))), Ct)));
 
         var stream = await _db.Store.ReadStreamAsync(TaskAggregate.StreamId(id), StreamReadOptions.All, Ct);
         stream!.Events.Count(e => e.Data is TaskEvent.TaskUpdated).ShouldBe(12);
@@ -79,7 +79,7 @@ public sealed class AggregateLoaderTests : IAsyncLifetime
         await HandleAsync(new CreateTask(id, TaskSpec.Named("add"), T0));
         for (var i = 1; i <= 60; i++)
         {
-            await HandleAsync(new UpdateTask(id, TaskSpec.Named($"v{i}"), T0.AddSeconds(i)));
+            await HandleAsync(new UpdateTask(id, new TaskSpecPatch { Name = $"v{i}" }, T0.AddSeconds(i)));
         }
 
         var atVersion51 = await _db.Loader.LoadAsync(TaskAggregate.Decider, streamId, new StreamReadOptions(ToVersion: 51), Ct);

@@ -46,7 +46,7 @@ public sealed class MartenConcurrencyTests : IAsyncLifetime
         // Two writers per task (as on two nodes): one of each pair loses and is retried.
         var results = await Task.WhenAll(ids.SelectMany(id => Enumerable.Range(1, 2).Select(n =>
             new StreamCommands(_store, loader).HandleAsync(
-                TaskAggregate.Decider, TaskAggregate.StreamId(id), new TaskCommand.UpdateTask(id, TaskSpec.Named($"v{n}"), T0.AddSeconds(n)), Meta(n), Ct))));
+                TaskAggregate.Decider, TaskAggregate.StreamId(id), new TaskCommand.UpdateTask(id, new TaskSpecPatch { Name = $"v{n}" }, T0.AddSeconds(n)), Meta(n), Ct))));
 
         results.ShouldAllBe(r => !r.IsRejected);
         foreach (var id in ids)

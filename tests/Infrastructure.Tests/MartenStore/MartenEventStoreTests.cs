@@ -92,7 +92,7 @@ public sealed class MartenEventStoreTests : IAsyncLifetime
         // Separate writers, as on separate nodes: the losers reload and decide again.
         var handlers = Enumerable.Range(0, 6).Select(_ => new StreamCommands(_store, _loader)).ToArray();
         var results = await Task.WhenAll(handlers.Select((h, n) =>
-            h.HandleAsync(TaskAggregate.Decider, TaskAggregate.StreamId(id), new UpdateTask(id, TaskSpec.Named($"v{n + 1}"), T0.AddSeconds(n + 1)), Meta(n + 1), Ct)));
+            h.HandleAsync(TaskAggregate.Decider, TaskAggregate.StreamId(id), new UpdateTask(id, new TaskSpecPatch { Name = $"v{n + 1}" }, T0.AddSeconds(n + 1)), Meta(n + 1), Ct)));
 
         results.ShouldAllBe(r => !r.IsRejected);
         var history = (await _store.ReadStreamAsync(TaskAggregate.StreamId(id), StreamReadOptions.All, Ct))!;

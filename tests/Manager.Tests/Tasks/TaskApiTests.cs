@@ -79,6 +79,20 @@ public sealed class TaskApiTests : IAsyncLifetime
         (await Http.PutAsync("/tasks/not-a-uuid/upload", Form(wasm, "add.wasm"), Ct)).StatusCode.ShouldBe(HttpStatusCode.BadRequest);
     }
 
+    /// <summary>A module larger than Kestrel's default body limit (30,000,000 bytes) is taken, as the original takes up to
+    /// 100 MiB.</summary>
+    [Fact]
+    public async Task Upload_OfAModuleAbove30MB_IsTaken()
+    {
+        var id = await CreateAsync();
+        var wasm = new byte[31 * 1024 * 1024];
+        "\0asm\u0001\0\0\0"u8.CopyTo(wasm);
+
+        var uploaded = await Http.PutAsync($"/tasks/{id}/upload", new MultipartFormDataContent { { new ByteArrayContent(wasm), "file", "big.wasm" } }, Ct);
+
+        uploaded.StatusCode.ShouldBe(HttpStatusCode.OK);
+    }
+
     [Fact]
     public async Task Create_Returns201WithLocationAndTheRedactedTask_IgnoringServerOwnedFields()
     {
@@ -303,6 +317,20 @@ public sealed class TaskApiTests : IAsyncLifetime
         var response = await Http.GetAsync("/tasks?" + query, Ct);
 
         response.StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+    }
+
+    /// <summary>The history redacts the module as GET does (it held the whole module in every create and update).</summary>
+    [Fact]
+    public async Task History_RedactsTheModule()
+    {
+        var id = await CreateAsync($$"""{"name":"add","file":"{{AddWasm}}"}""");
+        (await Http.PutAsync($"/tasks/{id}", Json($$"""{"file":"{{AddWasm}}AA=="}"""), Ct)).StatusCode.ShouldBe(HttpStatusCode.OK);
+
+        var history = await Http.GetStringAsync($"/tasks/{id}/history", Ct);
+
+        history.ShouldNotContain(AddWasm);
+        var files = JsonDocument.Parse(history).RootElement.EnumerateArray().Take(2).Select(e => e.GetProperty("data").GetProperty("spec").GetProperty("file").GetString()).ToList();
+        files.ShouldBe([AddWasm[..10] + "<REDACTED>" + AddWasm[^10..], AddWasm[..10] + "<REDACTED>" + (AddWasm + "AA==")[^10..]]);
     }
 
     [Fact]
