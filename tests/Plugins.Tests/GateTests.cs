@@ -102,6 +102,40 @@ public sealed class GateTests : IDisposable
     }
 
     [Fact]
+    public async Task Select_AnAnswerThatDoesNotDecode_IsMalformed_AndDenies()
+    {
+        _dir.Add("s", Wat.Plugin(Wat.Answer("on_before_proplet_select", """{"allow":true,"required_tags":["gpu","\ud800"]}""")))
+            .Add("u", Wat.Plugin(Wat.Answer("on_before_proplet_select", [.. "{\"allow\":true,\"required_tags\":[\""u8, 0xc3, 0x28, .. "\"]}"u8])));
+        var outcome = await _dir.Gate().BeforePropletSelectAsync(Create, Task, Ct);
+        outcome.Allowed.ShouldBeFalse();
+        outcome.Reason!.ShouldStartWith("plugin s on_before_proplet_select: malformed JSON answer");
+
+        File.Delete(Path.Combine(_dir.Path, "s.wasm"));
+        _dir.Catalog().Reload();
+        var raw = await _dir.Gate().BeforePropletSelectAsync(Create, Task, Ct);
+        raw.Allowed.ShouldBeFalse();
+        raw.Reason!.ShouldStartWith("plugin u on_before_proplet_select: malformed JSON answer");
+        _dir.Catalog().Counters("s").Failures.ShouldBe(1);
+        _dir.Catalog().Counters("u").Failures.ShouldBe(1);
+        _dir.Log.Lines.Count(l => l.Contains("failed (Malformed): malformed JSON answer", StringComparison.Ordinal)).ShouldBe(2);
+    }
+
+    [Fact]
+    public async Task Enrich_AnAnswerThatDoesNotDecode_IsSkipped()
+    {
+        _dir.Add("a", Wat.Plugin(Wat.Answer("enrich_task", """{"env":{"A":"1"}}""")))
+            .Add("b", Wat.Plugin(Wat.Answer("enrich_task", """{"env":{"B":"\udfff"},"priority":1}""")))
+            .Add("c", Wat.Plugin(Wat.Answer("enrich_task", [.. "{\"image_url\":\""u8, 0xff, .. "\"}"u8])));
+        var outcome = await _dir.Gate().EnrichAsync(Create, Task, Ct);
+        outcome.Env!.ShouldBe(new Dictionary<string, string> { ["A"] = "1" });
+        outcome.Priority.ShouldBeNull();
+        outcome.ImageUrl.ShouldBeNull();
+        outcome.Decisions.Select(d => d.Allowed).ShouldBe([true, false, false]);
+        outcome.Decisions[1].Reason!.ShouldStartWith("plugin b enrich_task: malformed JSON answer");
+        outcome.Decisions[2].Reason!.ShouldStartWith("plugin c enrich_task: malformed JSON answer");
+    }
+
+    [Fact]
     public async Task Dispatch_MergesExtraEnvInOrder_AndDenies()
     {
         var proplet = new PluginPropletInfo("p1", "edge-1", ["gpu"], 1024, null);
