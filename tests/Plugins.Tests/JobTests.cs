@@ -274,6 +274,71 @@ public sealed class JobTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Worker_AnErrorThatDoesNotDecode_IsAMalformedFailure()
+    {
+        _dir.Add("p", Enqueuer("""{"max_retry":0}""", Wat.Answer("handle_job", """{"error":"\ud800"}""")), Queue);
+        var id = Guid.Parse(await EnqueueAsync());
+        await RunUntilQuietAsync(Worker());
+        var job = (await _store.GetAsync(id, Ct))!;
+        job.State.ShouldBe("failed");
+        job.LastError!.ShouldStartWith("malformed JSON answer");
+        (await _store.HistoryAsync(id, Ct)).Select(e => e.Event).ShouldBe(["enqueued", "started", "dead"]);
+    }
+
+    [Fact]
+    public async Task Worker_AnUnexpectedExceptionInTheRun_IsAFailedAttempt_NotAJobLeftRunning()
+    {
+        // A lone surrogate escape is valid JSON to the enqueue check, but the request cannot be written from it.
+        _dir.Add("p", Enqueuer("""{"max_retry":1}""", Wat.Answer("handle_job", "{}")), Queue);
+        var id = Guid.Parse(await EnqueueAsync());
+        await TestDatabase.ScalarAsync<object>($$"""update {{Schema}}.plugin_jobs set payload = '{"n":"\ud800"}' where id = $1""", id);
+        var log = new ListLogger<PluginJobWorker>();
+        await RunUntilQuietAsync(new PluginJobWorker(_dir.Catalog(_queue), _store, _queue, _options, log));
+        var job = (await _store.GetAsync(id, Ct))!;
+        job.State.ShouldBe("failed");
+        job.Attempts.ShouldBe(2);
+        job.LastError!.ShouldStartWith("unexpected failure: InvalidOperationException");
+        (await _store.HistoryAsync(id, Ct)).Select(e => e.Event).ShouldBe(["enqueued", "started", "failed", "started", "dead"]);
+        log.Lines.Count(l => l.Contains("failed unexpectedly", StringComparison.Ordinal)).ShouldBe(2);
+    }
+
+    [Fact]
+    public async Task Claim_AJobWhoseLastAttemptNeverFinished_FailsInsteadOfRunningAgain()
+    {
+        _dir.Add("p", Enqueuer("""{"max_retry":0}""", Wat.Answer("handle_job", "{}")), Queue);
+        var id = Guid.Parse(await EnqueueAsync());
+        (await _store.ClaimAsync("p", 10, TimeSpan.FromHours(1), Ct)).Single().Attempts.ShouldBe(1);
+        await TestDatabase.ScalarAsync<object>($"update {Schema}.plugin_jobs set locked_until = now() - interval '1 second' where id = $1", id);
+        (await _store.ClaimAsync("p", 10, TimeSpan.FromHours(1), Ct)).ShouldBeEmpty();
+        var job = (await _store.GetAsync(id, Ct))!;
+        job.State.ShouldBe("failed");
+        job.Attempts.ShouldBe(1);
+        job.LastError.ShouldBe(PluginJobStore.AttemptsSpent);
+        (await _store.HistoryAsync(id, Ct)).Select(e => e.Event).ShouldBe(["enqueued", "dead"]);
+    }
+
+    [Fact]
+    public async Task Finish_OnlyFinishesTheClaimThatIsStillTheJobs()
+    {
+        _dir.Add("p", Enqueuer(extra: Wat.Answer("handle_job", "{}")), Queue);
+        var id = Guid.Parse(await EnqueueAsync());
+        (await _store.ClaimAsync("p", 10, TimeSpan.FromHours(1), Ct)).Single().Attempts.ShouldBe(1);
+        await TestDatabase.ScalarAsync<object>($"update {Schema}.plugin_jobs set locked_until = now() - interval '1 second' where id = $1", id);
+        (await _store.ClaimAsync("p", 10, TimeSpan.FromHours(1), Ct)).Single().Attempts.ShouldBe(2);
+
+        // The first worker ends late: its claim is gone, so neither its result nor a release changes the job.
+        (await _store.FinishAsync(id, 1, "done", "succeeded", null, null, Ct)).ShouldBeFalse();
+        await _store.ReleaseAsync(id, 1, Ct);
+        var job = (await _store.GetAsync(id, Ct))!;
+        job.State.ShouldBe("running");
+        job.Attempts.ShouldBe(2);
+
+        (await _store.FinishAsync(id, 2, "done", "succeeded", null, null, Ct)).ShouldBeTrue();
+        (await _store.GetAsync(id, Ct))!.State.ShouldBe("done");
+        (await _store.HistoryAsync(id, Ct)).Select(e => e.Event).ShouldBe(["enqueued", "succeeded"]);
+    }
+
+    [Fact]
     public void Backoff_DoublesUpToTheCap()
     {
         var options = new PluginJobOptions { ConnectionString = "x", RetryBaseDelay = TimeSpan.FromSeconds(1), MaxRetryDelay = TimeSpan.FromSeconds(5) };
