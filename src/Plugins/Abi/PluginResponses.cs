@@ -16,7 +16,28 @@ internal sealed record EnrichAnswer(IReadOnlyDictionary<string, string>? Env, in
 /// </summary>
 internal static class PluginResponses
 {
+    /// <summary>The largest answer a hook may give; a larger one is malformed (it is not even copied out).</summary>
+    public const int MaxAnswerBytes = 1 << 20;
+
+    /// <summary>The longest deny reason or job error kept (it goes into events, the task and job history).</summary>
+    public const int MaxReasonChars = 4096;
+
+    /// <summary>Appended to a reason cut at <see cref="MaxReasonChars"/>.</summary>
+    public const string TruncatedMarker = "… (truncated)";
+
     private static readonly AllowAnswer Deny = new(false, null, [], 0, null);
+
+    /// <summary><paramref name="text"/> cut at <see cref="MaxReasonChars"/> (never inside a surrogate pair) and marked.</summary>
+    internal static string Truncate(string text)
+    {
+        if (text.Length <= MaxReasonChars)
+        {
+            return text;
+        }
+
+        var cut = char.IsHighSurrogate(text[MaxReasonChars - 1]) ? MaxReasonChars - 1 : MaxReasonChars;
+        return string.Concat(text.AsSpan(0, cut), TruncatedMarker);
+    }
 
     public static AllowAnswer Allow(byte[]? bytes) => Decode(bytes, ReadAllow);
 
@@ -90,7 +111,7 @@ internal static class PluginResponses
             }
         }
 
-        return new AllowAnswer(allow, string.IsNullOrEmpty(reason) ? null : reason, tags, minMemory, extraEnv);
+        return new AllowAnswer(allow, string.IsNullOrEmpty(reason) ? null : Truncate(reason), tags, minMemory, extraEnv);
     }
 
     private static EnrichAnswer ReadEnrich(JsonDocument? document)
@@ -144,7 +165,7 @@ internal static class PluginResponses
 
         var root = Object(document.RootElement);
         return root.TryGetProperty("error", out var error) && error.ValueKind != JsonValueKind.Null && String(error, "error") is { Length: > 0 } text
-            ? text
+            ? Truncate(text)
             : null;
     }
 
