@@ -70,17 +70,19 @@ public static class ManagerApp
             o.MaxLag = config.ProjectionMaxLag;
             o.Distributed = wolverineRunsProjections;
         });
-        builder.AddWolverinePipeline(config.Durability, config.NodeStaleTimeout, config.CommandBatches);
-
         if (config.PluginDir is { } pluginDir)
         {
-            // Wasm plugins gate the task commands (docs/plugins.md); their jobs live beside the event store.
+            // Wasm plugins gate the task commands (docs/plugins.md); their jobs live beside the event store. Registered
+            // before the command pipeline: hosted services start in registration order (and stop in reverse), so the
+            // plugin host is ready before Wolverine places a task and drains notifications after it stopped.
             builder.Services.AddWasmPlugins(new PluginHostOptions
             {
                 Directory = pluginDir,
                 Jobs = new PluginJobOptions { ConnectionString = config.PostgresConnectionString, Schema = (config.PostgresSchema ?? "propeller") + "_plugins" },
             });
         }
+
+        builder.AddWolverinePipeline(config.Durability, config.NodeStaleTimeout, config.CommandBatches);
 
         // One base topic for everything that talks to proplets: m/{MANAGER_TENANT_ID}/c/{MANAGER_CHANNEL_ID}.
         var baseTopic = Propeller.Contracts.Mqtt.Topics.Base(config.Tenant, config.Channel);

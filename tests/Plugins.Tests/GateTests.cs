@@ -1,4 +1,6 @@
+using System.Text;
 using Propeller.Application.Plugins;
+using Propeller.Plugins.Abi;
 using Propeller.Plugins.Runtime;
 using Propeller.Plugins.Tests.Support;
 
@@ -45,6 +47,40 @@ public sealed class GateTests : IDisposable
         var outcome = await _dir.Gate().AuthorizeAsync(Create, Task, Ct);
         outcome.Allowed.ShouldBeFalse();
         outcome.Reason.ShouldBe("denied by plugin");
+    }
+
+    [Fact]
+    public async Task Authorize_AnAnswerOverTheSizeLimit_IsMalformed_OneAtTheLimitIsRead()
+    {
+        const int Limit = PluginResponses.MaxAnswerBytes;
+        const string Allow = """{"allow":true}""";
+
+        // At the limit: spaces (JSON allows leading white space) and then the object, MaxAnswerBytes in all.
+        _dir.Add("1-at", Wat.Plugin(
+            $$"""
+            (data (i32.const {{1024 + Limit - Allow.Length}}) "{{Wat.Escape(Encoding.UTF8.GetBytes(Allow))}}")
+            (func (export "authorize") (param i32 i32) (result i64)
+              (memory.fill (i32.const 1024) (i32.const 32) (i32.const {{Limit - Allow.Length}}))
+              (i64.const {{Wat.Packed(1024, Limit)}}))
+            """,
+            pages: 20));
+        _dir.Add("2-over", Wat.Plugin($$"""(func (export "authorize") (param i32 i32) (result i64) (i64.const {{Wat.Packed(1024, Limit + 1)}}))""", pages: 20));
+        var outcome = await _dir.Gate().AuthorizeAsync(Create, Task, Ct);
+        outcome.Allowed.ShouldBeFalse();
+        outcome.Decisions.Select(d => (d.Plugin, d.Allowed)).ShouldBe([("1-at", true), ("2-over", false)]);
+        outcome.Reason.ShouldBe($"plugin 2-over authorize: answer of {Limit + 1} bytes is over the limit of {Limit} bytes");
+        _dir.Catalog().Counters("2-over").Failures.ShouldBe(1);
+        _dir.Log.Lines.ShouldContain(l => l.Contains("2-over authorize failed (Malformed)", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Authorize_ALongDenyReason_IsCutWithAMarker()
+    {
+        _dir.Add("p", Wat.Plugin(Wat.Answer("authorize", $$"""{"allow":false,"reason":"{{new string('x', 5000)}}"}""")));
+        var outcome = await _dir.Gate().AuthorizeAsync(Create, Task, Ct);
+        outcome.Allowed.ShouldBeFalse();
+        outcome.Reason.ShouldBe(new string('x', PluginResponses.MaxReasonChars) + PluginResponses.TruncatedMarker);
+        outcome.Decisions.Single().Reason.ShouldBe(outcome.Reason);
     }
 
     [Fact]
@@ -99,6 +135,40 @@ public sealed class GateTests : IDisposable
         var outcome = await _dir.Gate().BeforePropletSelectAsync(Create, Task, Ct);
         outcome.Allowed.ShouldBeFalse();
         outcome.Reason.ShouldBe("proplet selection blocked by plugin");
+    }
+
+    [Fact]
+    public async Task Select_AnAnswerThatDoesNotDecode_IsMalformed_AndDenies()
+    {
+        _dir.Add("s", Wat.Plugin(Wat.Answer("on_before_proplet_select", """{"allow":true,"required_tags":["gpu","\ud800"]}""")))
+            .Add("u", Wat.Plugin(Wat.Answer("on_before_proplet_select", [.. "{\"allow\":true,\"required_tags\":[\""u8, 0xc3, 0x28, .. "\"]}"u8])));
+        var outcome = await _dir.Gate().BeforePropletSelectAsync(Create, Task, Ct);
+        outcome.Allowed.ShouldBeFalse();
+        outcome.Reason!.ShouldStartWith("plugin s on_before_proplet_select: malformed JSON answer");
+
+        File.Delete(Path.Combine(_dir.Path, "s.wasm"));
+        _dir.Catalog().Reload();
+        var raw = await _dir.Gate().BeforePropletSelectAsync(Create, Task, Ct);
+        raw.Allowed.ShouldBeFalse();
+        raw.Reason!.ShouldStartWith("plugin u on_before_proplet_select: malformed JSON answer");
+        _dir.Catalog().Counters("s").Failures.ShouldBe(1);
+        _dir.Catalog().Counters("u").Failures.ShouldBe(1);
+        _dir.Log.Lines.Count(l => l.Contains("failed (Malformed): malformed JSON answer", StringComparison.Ordinal)).ShouldBe(2);
+    }
+
+    [Fact]
+    public async Task Enrich_AnAnswerThatDoesNotDecode_IsSkipped()
+    {
+        _dir.Add("a", Wat.Plugin(Wat.Answer("enrich_task", """{"env":{"A":"1"}}""")))
+            .Add("b", Wat.Plugin(Wat.Answer("enrich_task", """{"env":{"B":"\udfff"},"priority":1}""")))
+            .Add("c", Wat.Plugin(Wat.Answer("enrich_task", [.. "{\"image_url\":\""u8, 0xff, .. "\"}"u8])));
+        var outcome = await _dir.Gate().EnrichAsync(Create, Task, Ct);
+        outcome.Env!.ShouldBe(new Dictionary<string, string> { ["A"] = "1" });
+        outcome.Priority.ShouldBeNull();
+        outcome.ImageUrl.ShouldBeNull();
+        outcome.Decisions.Select(d => d.Allowed).ShouldBe([true, false, false]);
+        outcome.Decisions[1].Reason!.ShouldStartWith("plugin b enrich_task: malformed JSON answer");
+        outcome.Decisions[2].Reason!.ShouldStartWith("plugin c enrich_task: malformed JSON answer");
     }
 
     [Fact]

@@ -32,20 +32,21 @@ public sealed class JobTests : IAsyncLifetime
     /// authorize calls queue.enqueue("ping", {"n":1}, OPTS) and answers allow with the job id as the reason, or deny
     /// with the errno as four digits.
     /// </summary>
-    private static string Enqueuer(string options = "", string extra = "")
+    private static string Enqueuer(string options = "", string extra = "", byte[]? payload = null)
     {
         var opts = Encoding.UTF8.GetBytes(options);
+        payload ??= Encoding.UTF8.GetBytes("""{"n":1}""");
         var ok = Encoding.UTF8.GetBytes("""{"allow":true,"reason":" """.TrimEnd());
         return Wat.Plugin(
             $$"""
             (data (i32.const 3000) "ping")
-            (data (i32.const 3100) "{\"n\":1}")
+            (data (i32.const 3100) "{{Wat.Escape(payload)}}")
             (data (i32.const 3200) "{{Wat.Escape(opts)}}")
             (data (i32.const 4000) "{{Wat.Escape(ok)}}")
             (data (i32.const {{4000 + ok.Length + 36}}) "\"}")
             (data (i32.const 5000) "{\"allow\":false,\"reason\":\"0000\"}")
             (func (export "authorize") (param i32 i32) (result i64) (local $e i32)
-              (local.set $e (call $enqueue (i32.const 3000) (i32.const 4) (i32.const 3100) (i32.const 7) (i32.const 3200) (i32.const {{opts.Length}}) (i32.const {{4000 + ok.Length}}) (i32.const 36)))
+              (local.set $e (call $enqueue (i32.const 3000) (i32.const 4) (i32.const 3100) (i32.const {{payload.Length}}) (i32.const 3200) (i32.const {{opts.Length}}) (i32.const {{4000 + ok.Length}}) (i32.const 36)))
               (if (i32.eqz (local.get $e)) (then (return (i64.const {{Wat.Packed(4000, ok.Length + 38)}}))))
               (i32.store8 (i32.const 5025) (i32.add (i32.const 48) (i32.rem_u (i32.div_u (local.get $e) (i32.const 1000)) (i32.const 10))))
               (i32.store8 (i32.const 5026) (i32.add (i32.const 48) (i32.rem_u (i32.div_u (local.get $e) (i32.const 100)) (i32.const 10))))
@@ -110,10 +111,29 @@ public sealed class JobTests : IAsyncLifetime
     [InlineData("""{"delay":-1}""", "0028")]
     [InlineData("[1]", "0028")]
     [InlineData("{bad", "0028")]
+    [InlineData("""{"idempotency_key":"\ud800"}""", "0028")]
+    [InlineData("""{"\udc00":1}""", "0028")]
     public async Task Enqueue_OptionsOutsideTheWhitelist_AreEINVAL(string options, string errno)
     {
         _dir.Add("p", Enqueuer(options), Queue);
         (await EnqueueAsync()).ShouldBe(errno);
+    }
+
+    [Theory]
+    [InlineData("""{"n":"\ud800"}""")]
+    [InlineData("""{"\ud800":1}""")]
+    [InlineData("""[1] [2]""")]
+    public async Task Enqueue_APayloadThatIsNotOneDecodableJsonValue_IsEINVAL(string payload)
+    {
+        _dir.Add("p", Enqueuer(payload: Encoding.UTF8.GetBytes(payload)), Queue);
+        (await EnqueueAsync()).ShouldBe("0028");
+    }
+
+    [Fact]
+    public async Task Enqueue_APayloadWithInvalidUtf8_IsEINVAL()
+    {
+        _dir.Add("p", Enqueuer(payload: [.. "{\"n\":\""u8, 0xff, .. "\"}"u8]), Queue);
+        (await EnqueueAsync()).ShouldBe("0028");
     }
 
     [Fact]
@@ -271,6 +291,72 @@ public sealed class JobTests : IAsyncLifetime
         var job = (await _store.GetAsync(id, Ct))!;
         job.State.ShouldBe("done");
         job.Attempts.ShouldBe(2);
+    }
+
+    [Fact]
+    public async Task Worker_AnErrorThatDoesNotDecode_IsAMalformedFailure()
+    {
+        _dir.Add("p", Enqueuer("""{"max_retry":0}""", Wat.Answer("handle_job", """{"error":"\ud800"}""")), Queue);
+        var id = Guid.Parse(await EnqueueAsync());
+        await RunUntilQuietAsync(Worker());
+        var job = (await _store.GetAsync(id, Ct))!;
+        job.State.ShouldBe("failed");
+        job.LastError!.ShouldStartWith("malformed JSON answer");
+        (await _store.HistoryAsync(id, Ct)).Select(e => e.Event).ShouldBe(["enqueued", "started", "dead"]);
+    }
+
+    [Fact]
+    public async Task Worker_AnUnexpectedExceptionInTheRun_IsAFailedAttempt_NotAJobLeftRunning()
+    {
+        // A payload with a lone surrogate escape (enqueue refuses one; here it is put in the table) cannot be written into
+        // the request: the run throws something no handler expects.
+        _dir.Add("p", Enqueuer("""{"max_retry":1}""", Wat.Answer("handle_job", "{}")), Queue);
+        var id = Guid.Parse(await EnqueueAsync());
+        await TestDatabase.ScalarAsync<object>($$"""update {{Schema}}.plugin_jobs set payload = '{"n":"\ud800"}' where id = $1""", id);
+        var log = new ListLogger<PluginJobWorker>();
+        await RunUntilQuietAsync(new PluginJobWorker(_dir.Catalog(_queue), _store, _queue, _options, log));
+        var job = (await _store.GetAsync(id, Ct))!;
+        job.State.ShouldBe("failed");
+        job.Attempts.ShouldBe(2);
+        job.LastError!.ShouldStartWith("unexpected failure: InvalidOperationException");
+        (await _store.HistoryAsync(id, Ct)).Select(e => e.Event).ShouldBe(["enqueued", "started", "failed", "started", "dead"]);
+        log.Lines.Count(l => l.Contains("failed unexpectedly", StringComparison.Ordinal)).ShouldBe(2);
+    }
+
+    [Fact]
+    public async Task Claim_AJobWhoseLastAttemptNeverFinished_FailsInsteadOfRunningAgain()
+    {
+        _dir.Add("p", Enqueuer("""{"max_retry":0}""", Wat.Answer("handle_job", "{}")), Queue);
+        var id = Guid.Parse(await EnqueueAsync());
+        (await _store.ClaimAsync("p", 10, TimeSpan.FromHours(1), Ct)).Single().Attempts.ShouldBe(1);
+        await TestDatabase.ScalarAsync<object>($"update {Schema}.plugin_jobs set locked_until = now() - interval '1 second' where id = $1", id);
+        (await _store.ClaimAsync("p", 10, TimeSpan.FromHours(1), Ct)).ShouldBeEmpty();
+        var job = (await _store.GetAsync(id, Ct))!;
+        job.State.ShouldBe("failed");
+        job.Attempts.ShouldBe(1);
+        job.LastError.ShouldBe(PluginJobStore.AttemptsSpent);
+        (await _store.HistoryAsync(id, Ct)).Select(e => e.Event).ShouldBe(["enqueued", "dead"]);
+    }
+
+    [Fact]
+    public async Task Finish_OnlyFinishesTheClaimThatIsStillTheJobs()
+    {
+        _dir.Add("p", Enqueuer(extra: Wat.Answer("handle_job", "{}")), Queue);
+        var id = Guid.Parse(await EnqueueAsync());
+        (await _store.ClaimAsync("p", 10, TimeSpan.FromHours(1), Ct)).Single().Attempts.ShouldBe(1);
+        await TestDatabase.ScalarAsync<object>($"update {Schema}.plugin_jobs set locked_until = now() - interval '1 second' where id = $1", id);
+        (await _store.ClaimAsync("p", 10, TimeSpan.FromHours(1), Ct)).Single().Attempts.ShouldBe(2);
+
+        // The first worker ends late: its claim is gone, so neither its result nor a release changes the job.
+        (await _store.FinishAsync(id, 1, "done", "succeeded", null, null, Ct)).ShouldBeFalse();
+        await _store.ReleaseAsync(id, 1, Ct);
+        var job = (await _store.GetAsync(id, Ct))!;
+        job.State.ShouldBe("running");
+        job.Attempts.ShouldBe(2);
+
+        (await _store.FinishAsync(id, 2, "done", "succeeded", null, null, Ct)).ShouldBeTrue();
+        (await _store.GetAsync(id, Ct))!.State.ShouldBe("done");
+        (await _store.HistoryAsync(id, Ct)).Select(e => e.Event).ShouldBe(["enqueued", "succeeded"]);
     }
 
     [Fact]

@@ -64,4 +64,15 @@ public sealed class JsonShapeTests
         Encoding.UTF8.GetString(PropletPluginChain.Request(new PropletTaskInfo { Id = "t", Name = "n" }))
             .ShouldBe("""{"task":{"id":"t","name":"n","image_url":"","cli_args":[],"env":{},"daemon":false,"encrypted":false}}""");
     }
+
+    [Fact]
+    public void AJobErrorOrReasonPastTheLimit_IsCut_NeverInsideASurrogatePair()
+    {
+        var error = PluginResponses.JobError(Encoding.UTF8.GetBytes($$"""{"error":"{{new string('e', 5000)}}"}"""));
+        error.ShouldBe(new string('e', PluginResponses.MaxReasonChars) + PluginResponses.TruncatedMarker);
+        var emoji = new string('x', PluginResponses.MaxReasonChars - 1) + "\U0001F600tail";
+        var reason = PluginResponses.Allow(Encoding.UTF8.GetBytes($$"""{"allow":false,"reason":"{{emoji}}"}""")).Reason;
+        reason.ShouldBe(new string('x', PluginResponses.MaxReasonChars - 1) + PluginResponses.TruncatedMarker);
+        PluginResponses.Allow(Encoding.UTF8.GetBytes("""{"allow":false,"reason":"short"}""")).Reason.ShouldBe("short");
+    }
 }

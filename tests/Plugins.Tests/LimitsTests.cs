@@ -21,6 +21,9 @@ public sealed class LimitsTests : IDisposable
         { "garbage", Wat.Answer("authorize", "this is not json"), null, "malformed JSON answer" },
         { "wrong-type", Wat.Answer("authorize", """{"allow":"yes"}"""), null, "\"allow\" must be a boolean" },
         { "array", Wat.Answer("authorize", "[true]"), null, "expected a JSON object, got Array" },
+        { "lone-surrogate", Wat.Answer("authorize", """{"allow":true,"reason":"\ud800"}"""), null, "malformed JSON answer" },
+        { "lone-surrogate-key", Wat.Answer("authorize", """{"\udc00":1,"allow":true}"""), null, "malformed JSON answer" },
+        { "invalid-utf8", Wat.Answer("authorize", [.. "{\"allow\":true,\"reason\":\""u8, 0xff, 0xfe, .. "\"}"u8]), null, "malformed JSON answer" },
         { "beyond", "(func (export \"authorize\") (param i32 i32) (result i64) (i64.const " + Wat.Packed(0x7fff0000, 100) + "))", null, "is beyond memory" },
         { "recurse", "(func $f (export \"authorize\") (param i32 i32) (result i64) (call $f (local.get 0) (local.get 1)))", """{"limits":{"fuel":1000000000000000}}""", "wasm trap: call stack exhausted" },
     };

@@ -81,6 +81,27 @@ public sealed class LoadingTests : IDisposable
         granted.JobTimeout.ShouldBe(TimeSpan.FromMinutes(10));
     }
 
+    [Theory]
+    [InlineData("""{"limits":{"timeout_ms":1000000000000000}}""", "limits.timeout_ms must be between 1 and 86400000, got 1000000000000000")]
+    [InlineData("""{"limits":{"job_timeout_ms":86400001}}""", "limits.job_timeout_ms must be between 1 and 86400000")]
+    [InlineData("""{"limits":{"memory_mb":2147483648}}""", "limits.memory_mb must be between 1 and 2047, got 2147483648")]
+    [InlineData("""{"limits":{"job_memory_mb":2147483648},"capabilities":["high_resource_jobs"]}""", "limits.job_memory_mb must be between 1 and 2047")]
+    [InlineData("""{"limits":{"job_memory_mb":4294967360}}""", "limits.job_memory_mb must be between 1 and 2047")]
+    [InlineData("""{"limits":{"fuel":0}}""", "limits.fuel must be between 1 and")]
+    [InlineData("""{"queue":{"concurrency":4294967296}}""", "queue.concurrency must be between 1 and 2147483647, got 4294967296")]
+    [InlineData("""{"queue":{"rate_per_minute":4294967296}}""", "queue.rate_per_minute must be between 1 and 2147483647")]
+    [InlineData("""{"queue":{"max_retry":4294967296}}""", "queue.max_retry must be between 0 and 2147483647")]
+    [InlineData("""{"limits":{"fuel":100000000000000000000}}""", "manifest big.json:")]
+    public void Manifest_NumbersOutOfRange_SkipThePluginWithTheFieldNamed(string manifest, string error)
+    {
+        _dir.Add("big", Wat.Plugin(""), manifest).Add("ok", Wat.Plugin(""));
+        var set = _dir.Catalog().Current;
+        set.All.Select(p => p.Name).ShouldBe(["ok"]);
+        set.Skipped.Single().Plugin.ShouldBe("big");
+        set.Skipped.Single().Error.ShouldContain(error);
+        _dir.Log.Lines.ShouldContain(l => l.StartsWith("Error:", StringComparison.Ordinal) && l.Contains(error, StringComparison.Ordinal));
+    }
+
     [Fact]
     public async Task Reload_SwapsTheSet_WithoutDroppingCallsInFlight()
     {

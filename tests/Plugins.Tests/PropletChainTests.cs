@@ -44,6 +44,19 @@ public sealed class PropletChainTests : IDisposable
     }
 
     [Fact]
+    public async Task AnswersThatDoNotDecode_DenyAuthorize_AndAreSkippedInEnrich()
+    {
+        Add("a", Wat.Plugin(Wat.Answer("authorize", """{"allow":true,"reason":"\ud800"}""") + Wat.Answer("enrich", """{"env":{"A":"a"}}""")));
+        Add("b", Wat.Plugin(Wat.Answer("enrich", [.. "{\"env\":{\"B\":\""u8, 0xff, .. "\"}}"u8])));
+        using var chain = PropletPluginChain.Load(_dir, new ListLogger<PropletPluginChain>());
+        var (allowed, reason) = await chain.AuthorizeAsync(Task, Ct);
+        allowed.ShouldBeFalse();
+        reason!.ShouldStartWith("plugin error: a: malformed JSON answer");
+        (await chain.EnrichAsync(Task, Ct)).ShouldBe(new Dictionary<string, string> { ["A"] = "a" });
+        chain.Plugins.Find("b")!.Counters.Failures.ShouldBe(1);
+    }
+
+    [Fact]
     public async Task MissingOrUnusableDirectory_GivesAnEmptyChain()
     {
         using var missing = PropletPluginChain.Load(Path.Combine(_dir, "nope"), new ListLogger<PropletPluginChain>());

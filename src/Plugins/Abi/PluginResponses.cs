@@ -10,16 +10,61 @@ internal sealed record EnrichAnswer(IReadOnlyDictionary<string, string>? Env, in
 
 /// <summary>
 /// Reads plugin answers like the original's Go decoder: unknown keys ignored, a missing <c>allow</c> is false, a
-/// zero-length answer or JSON <c>null</c> is the zero value (so it denies). A value of the wrong type or bytes that are
-/// not JSON are malformed: <see cref="FormatException"/> with the reason.
+/// zero-length answer or JSON <c>null</c> is the zero value (so it denies). A value of the wrong type, bytes that are
+/// not JSON, and strings or keys that do not decode (invalid UTF-8, an unpaired surrogate escape such as <c>\ud800</c>,
+/// which the parser lets through until the string is read) are malformed: <see cref="FormatException"/> with the reason.
 /// </summary>
 internal static class PluginResponses
 {
+    /// <summary>The largest answer a hook may give; a larger one is malformed (it is not even copied out).</summary>
+    public const int MaxAnswerBytes = 1 << 20;
+
+    /// <summary>The longest deny reason or job error kept (it goes into events, the task and job history).</summary>
+    public const int MaxReasonChars = 4096;
+
+    /// <summary>Appended to a reason cut at <see cref="MaxReasonChars"/>.</summary>
+    public const string TruncatedMarker = "… (truncated)";
+
     private static readonly AllowAnswer Deny = new(false, null, [], 0, null);
 
-    public static AllowAnswer Allow(byte[]? bytes)
+    /// <summary><paramref name="text"/> cut at <see cref="MaxReasonChars"/> (never inside a surrogate pair) and marked.</summary>
+    internal static string Truncate(string text)
+    {
+        if (text.Length <= MaxReasonChars)
+        {
+            return text;
+        }
+
+        var cut = char.IsHighSurrogate(text[MaxReasonChars - 1]) ? MaxReasonChars - 1 : MaxReasonChars;
+        return string.Concat(text.AsSpan(0, cut), TruncatedMarker);
+    }
+
+    public static AllowAnswer Allow(byte[]? bytes) => Decode(bytes, ReadAllow);
+
+    public static EnrichAnswer Enrich(byte[]? bytes) => Decode(bytes, ReadEnrich);
+
+    /// <summary>A job's answer: success unless it has a non-empty <c>"error"</c> string.</summary>
+    public static string? JobError(byte[]? bytes) => Decode(bytes, ReadJobError);
+
+    /// <summary>
+    /// Parses and reads an answer. Reading a string or a key that does not decode throws
+    /// <see cref="InvalidOperationException"/> from System.Text.Json: it is a malformed answer like any other.
+    /// </summary>
+    private static T Decode<T>(byte[]? bytes, Func<JsonDocument?, T> read)
     {
         using var document = Parse(bytes);
+        try
+        {
+            return read(document);
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new FormatException($"malformed JSON answer: {e.Message}", e);
+        }
+    }
+
+    private static AllowAnswer ReadAllow(JsonDocument? document)
+    {
         if (document is null || document.RootElement.ValueKind == JsonValueKind.Null)
         {
             return Deny;
@@ -66,12 +111,11 @@ internal static class PluginResponses
             }
         }
 
-        return new AllowAnswer(allow, string.IsNullOrEmpty(reason) ? null : reason, tags, minMemory, extraEnv);
+        return new AllowAnswer(allow, string.IsNullOrEmpty(reason) ? null : Truncate(reason), tags, minMemory, extraEnv);
     }
 
-    public static EnrichAnswer Enrich(byte[]? bytes)
+    private static EnrichAnswer ReadEnrich(JsonDocument? document)
     {
-        using var document = Parse(bytes);
         if (document is null || document.RootElement.ValueKind == JsonValueKind.Null)
         {
             return new EnrichAnswer(null, null, null, null);
@@ -112,10 +156,8 @@ internal static class PluginResponses
         return new EnrichAnswer(env, priority, inputs, imageUrl);
     }
 
-    /// <summary>A job's answer: success unless it has a non-empty <c>"error"</c> string.</summary>
-    public static string? JobError(byte[]? bytes)
+    private static string? ReadJobError(JsonDocument? document)
     {
-        using var document = Parse(bytes);
         if (document is null || document.RootElement.ValueKind == JsonValueKind.Null)
         {
             return null;
@@ -123,7 +165,7 @@ internal static class PluginResponses
 
         var root = Object(document.RootElement);
         return root.TryGetProperty("error", out var error) && error.ValueKind != JsonValueKind.Null && String(error, "error") is { Length: > 0 } text
-            ? text
+            ? Truncate(text)
             : null;
     }
 

@@ -4,8 +4,10 @@ using Propeller.Plugins.Jobs;
 namespace Propeller.Plugins.Hosting;
 
 /// <summary>
-/// Loads the plugins when the host starts (a directory that is not a directory fails the start, spec §7.1), migrates
-/// the job tables when the bridge is on, and on shutdown waits for outstanding notifications.
+/// Makes sure the plugins are loaded when the host starts (the catalog loads itself when it is resolved, which for this
+/// service happens before any hosted service starts; a directory that is not a directory fails the start, spec §7.1),
+/// migrates the job tables when the bridge is on, and on shutdown waits for outstanding notifications. Registered
+/// before the command pipeline, it starts before it and stops after it.
 /// </summary>
 internal sealed class PluginHostService(PluginCatalog catalog, WasmPluginGate gate, PluginJobStore? jobs = null) : IHostedService
 {

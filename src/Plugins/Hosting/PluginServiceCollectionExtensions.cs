@@ -14,8 +14,11 @@ public static class PluginServiceCollectionExtensions
     /// <summary>
     /// Registers <see cref="PluginCatalog"/>, <see cref="WasmPluginGate"/> as the <see cref="IPluginGate"/> (replacing
     /// any earlier registration, e.g. <see cref="AllowAllPluginGate"/>), the "Propeller.Plugins" metrics, a hosted
-    /// service that loads the plugins at start and drains notifications at stop, and, when
-    /// <see cref="PluginHostOptions.Jobs"/> is set, the job bridge (store, <c>queue.enqueue</c>, worker).
+    /// service that migrates the job tables at start and drains notifications at stop, and, when
+    /// <see cref="PluginHostOptions.Jobs"/> is set, the job bridge (store, <c>queue.enqueue</c>, worker). The catalog
+    /// loads the plugins when it is first resolved. Hosted services start in registration order and stop in reverse:
+    /// call this before registering the command pipeline (e.g. Wolverine), so the plugin host starts before it and
+    /// drains notifications after it stopped.
     /// </summary>
     public static IServiceCollection AddWasmPlugins(this IServiceCollection services, PluginHostOptions options)
     {
@@ -32,11 +35,24 @@ public static class PluginServiceCollectionExtensions
             services.AddSingleton<IPluginJobSink>(sp => sp.GetRequiredService<PluginJobQueue>());
         }
 
-        services.AddSingleton(sp => new PluginCatalog(
-            options,
-            sp.GetRequiredService<ILogger<PluginCatalog>>(),
-            sp.GetRequiredService<PluginMetrics>(),
-            sp.GetService<IPluginJobSink>()));
+        services.AddSingleton(sp =>
+        {
+            // Loaded as it is made, so a gate is never used over an empty set (which allows everything) by whatever
+            // resolves it first, even before the hosted services start. A directory that is not one fails the resolve,
+            // and with it the start (the hosted service below needs the catalog).
+            var catalog = new PluginCatalog(options, sp.GetRequiredService<ILogger<PluginCatalog>>(), sp.GetRequiredService<PluginMetrics>(), sp.GetService<IPluginJobSink>());
+            try
+            {
+                catalog.Reload();
+            }
+            catch
+            {
+                catalog.Dispose();
+                throw;
+            }
+
+            return catalog;
+        });
         services.AddSingleton<WasmPluginGate>();
         services.RemoveAll<IPluginGate>();
         services.AddSingleton<IPluginGate>(sp => sp.GetRequiredService<WasmPluginGate>());

@@ -101,14 +101,29 @@ public sealed class PluginJobQueue : IPluginJobSink
         return PluginErrno.Success;
     }
 
+    /// <summary>
+    /// One JSON value and nothing after it, every string and key of which decodes (the reader alone lets invalid UTF-8
+    /// and unpaired surrogate escapes through, and the worker could not rebuild the request from them).
+    /// </summary>
     private static bool IsJson(ReadOnlySpan<byte> bytes)
     {
+        // Read to the end: the reader refuses anything after the one value.
         var reader = new Utf8JsonReader(bytes);
         try
         {
-            return reader.Read() && reader.TrySkip() && !reader.Read();
+            var any = false;
+            while (reader.Read())
+            {
+                any = true;
+                if (reader.TokenType is JsonTokenType.String or JsonTokenType.PropertyName)
+                {
+                    reader.GetString();
+                }
+            }
+
+            return any;
         }
-        catch (JsonException)
+        catch (Exception e) when (e is JsonException or InvalidOperationException)
         {
             return false;
         }
@@ -157,8 +172,9 @@ public sealed class PluginJobQueue : IPluginJobSink
 
             return true;
         }
-        catch (JsonException)
+        catch (Exception e) when (e is JsonException or InvalidOperationException)
         {
+            // InvalidOperationException: a key or string that does not decode (invalid UTF-8, an unpaired surrogate).
             return false;
         }
     }

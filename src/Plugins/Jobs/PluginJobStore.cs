@@ -13,6 +13,9 @@ public sealed partial class PluginJobStore : IAsyncDisposable
 {
     public const string QueueName = "plugins";
 
+    /// <summary>The error of a job whose last allowed attempt never finished (its lease ran out).</summary>
+    public const string AttemptsSpent = "the last attempt never finished (lease expired) and max_retry is reached";
+
     private readonly NpgsqlDataSource _dataSource;
     private readonly NpgsqlDataSource _insertSource;
     private readonly string _jobs;
@@ -159,23 +162,33 @@ public sealed partial class PluginJobStore : IAsyncDisposable
 
     /// <summary>
     /// Claims up to <paramref name="limit"/> due jobs of <paramref name="plugin"/> (pending and due, or running with an
-    /// expired lease after a crash): state running, one more attempt, leased for <paramref name="lease"/>.
+    /// expired lease after a crash): state running, one more attempt, leased for <paramref name="lease"/>. A claim is
+    /// identified by the job and its attempt number (each claim counts one more). A due job that has used its
+    /// <c>max_retry</c> + 1 attempts already (its last run never finished) is not handed out again: it fails (event
+    /// <c>dead</c>) in the same statement.
     /// </summary>
     public async Task<IReadOnlyList<PluginJob>> ClaimAsync(string plugin, int limit, TimeSpan lease, CancellationToken cancellationToken)
     {
         await using var command = _dataSource.CreateCommand(
             $"""
             with due as (
-                select id from {_jobs}
+                select id, attempts, max_retry from {_jobs}
                 where plugin = $1 and ((state = 'pending' and run_at <= now()) or (state = 'running' and locked_until < now()))
-                order by run_at limit $2 for update skip locked)
+                order by run_at limit $2 for update skip locked),
+            spent as (
+                update {_jobs} j set state = 'failed', last_error = $4, locked_until = null, updated_at = now()
+                from due where j.id = due.id and due.attempts > due.max_retry
+                returning j.id, j.attempts),
+            spent_history as (
+                insert into {_history} (job_id, event, attempt, detail) select id, 'dead', attempts, $4 from spent)
             update {_jobs} j set state = 'running', attempts = j.attempts + 1, locked_until = now() + make_interval(secs => $3), updated_at = now()
-            from due where j.id = due.id
+            from due where j.id = due.id and due.attempts <= due.max_retry
             returning j.id, j.plugin, j.plugin_hash, j.type, j.user_type, j.payload, j.enqueued_by, j.attempts, j.max_retry, j.state, j.last_error
             """);
         command.Parameters.Add(new NpgsqlParameter { Value = plugin });
         command.Parameters.Add(new NpgsqlParameter { Value = limit });
         command.Parameters.Add(new NpgsqlParameter { Value = lease.TotalSeconds });
+        command.Parameters.Add(new NpgsqlParameter { Value = AttemptsSpent });
         var jobs = new List<PluginJob>();
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
@@ -200,24 +213,29 @@ public sealed partial class PluginJobStore : IAsyncDisposable
         return await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
-    /// <summary>Records the end of a run: <c>done</c>, <c>dropped</c> or <c>failed</c> (no retry), or back to <c>pending</c> after <paramref name="retryIn"/>.</summary>
-    public async Task FinishAsync(Guid id, int attempt, string state, string @event, string? detail, TimeSpan? retryIn, CancellationToken cancellationToken)
+    /// <summary>
+    /// Records the end of the run of claim <paramref name="attempt"/>: <c>done</c>, <c>dropped</c> or <c>failed</c> (no
+    /// retry), or back to <c>pending</c> after <paramref name="retryIn"/>. Returns false, and changes nothing, when that
+    /// claim is no longer the job's (its lease ran out and the job was claimed again, released or failed since).
+    /// </summary>
+    public async Task<bool> FinishAsync(Guid id, int attempt, string state, string @event, string? detail, TimeSpan? retryIn, CancellationToken cancellationToken)
     {
-        await using var batch = _dataSource.CreateBatch();
-        var update = new NpgsqlBatchCommand(
-            $"update {_jobs} set state = $2, last_error = coalesce($3, last_error), locked_until = null, run_at = case when $4::double precision is null then run_at else now() + make_interval(secs => $4) end, updated_at = now() where id = $1");
-        update.Parameters.Add(new NpgsqlParameter { Value = id });
-        update.Parameters.Add(new NpgsqlParameter { Value = state });
-        update.Parameters.Add(new NpgsqlParameter { Value = (object?)detail ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
-        update.Parameters.Add(new NpgsqlParameter { Value = (object?)retryIn?.TotalSeconds ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Double });
-        batch.BatchCommands.Add(update);
-        var history = new NpgsqlBatchCommand($"insert into {_history} (job_id, event, attempt, detail) values ($1, $2, $3, $4)");
-        history.Parameters.Add(new NpgsqlParameter { Value = id });
-        history.Parameters.Add(new NpgsqlParameter { Value = @event });
-        history.Parameters.Add(new NpgsqlParameter { Value = attempt });
-        history.Parameters.Add(new NpgsqlParameter { Value = (object?)detail ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
-        batch.BatchCommands.Add(history);
-        await batch.ExecuteNonQueryAsync(cancellationToken);
+        await using var command = _dataSource.CreateCommand(
+            $"""
+            with finished as (
+                update {_jobs} set state = $2, last_error = coalesce($3, last_error), locked_until = null,
+                    run_at = case when $4::double precision is null then run_at else now() + make_interval(secs => $4) end, updated_at = now()
+                where id = $1 and state = 'running' and attempts = $5
+                returning id)
+            insert into {_history} (job_id, event, attempt, detail) select id, $6, $5, $3 from finished
+            """);
+        command.Parameters.Add(new NpgsqlParameter { Value = id });
+        command.Parameters.Add(new NpgsqlParameter { Value = state });
+        command.Parameters.Add(new NpgsqlParameter { Value = (object?)detail ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
+        command.Parameters.Add(new NpgsqlParameter { Value = (object?)retryIn?.TotalSeconds ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Double });
+        command.Parameters.Add(new NpgsqlParameter { Value = attempt });
+        command.Parameters.Add(new NpgsqlParameter { Value = @event });
+        return await command.ExecuteNonQueryAsync(cancellationToken) > 0;
     }
 
     /// <summary>Adds an audit row without changing the job.</summary>
@@ -231,11 +249,15 @@ public sealed partial class PluginJobStore : IAsyncDisposable
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
-    /// <summary>Hands a claimed job back untouched (shutdown while it ran): pending again, the attempt not counted.</summary>
-    public async Task ReleaseAsync(Guid id, CancellationToken cancellationToken)
+    /// <summary>
+    /// Hands claim <paramref name="attempt"/> of a job back untouched (shutdown while it ran): pending again, the attempt
+    /// not counted. Nothing happens when the claim is no longer the job's.
+    /// </summary>
+    public async Task ReleaseAsync(Guid id, int attempt, CancellationToken cancellationToken)
     {
-        await using var command = _dataSource.CreateCommand($"update {_jobs} set state = 'pending', attempts = greatest(attempts - 1, 0), locked_until = null, updated_at = now() where id = $1 and state = 'running'");
+        await using var command = _dataSource.CreateCommand($"update {_jobs} set state = 'pending', attempts = greatest(attempts - 1, 0), locked_until = null, updated_at = now() where id = $1 and state = 'running' and attempts = $2");
         command.Parameters.Add(new NpgsqlParameter { Value = id });
+        command.Parameters.Add(new NpgsqlParameter { Value = attempt });
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 

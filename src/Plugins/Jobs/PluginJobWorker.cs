@@ -12,7 +12,8 @@ namespace Propeller.Plugins.Jobs;
 /// Runs plugin jobs (seed 004): for each active plugin with a free slot (manifest <c>queue.concurrency</c>, default 2
 /// in flight per process) it claims due jobs, re-resolves the plugin by name and drops the job without retry when the
 /// plugin is gone, inactive or at another version (hash); otherwise it calls <c>handle_job</c> in a fresh instance under
-/// the job limits. A failure is retried with exponential backoff until <c>max_retry</c>, then the job is failed.
+/// the job limits. A failure (any exception in the run, too) is retried with exponential backoff until
+/// <c>max_retry</c>, then the job is failed. A run records its end only while its claim is still the job's.
 /// Every step is written to the job's history.
 /// </summary>
 public sealed partial class PluginJobWorker : BackgroundService
@@ -135,7 +136,7 @@ public sealed partial class PluginJobWorker : BackgroundService
         {
             if (drop is not null)
             {
-                await _store.FinishAsync(job.Id, job.Attempts, "dropped", "dropped", drop, null, cancellationToken);
+                await FinishAsync(job, "dropped", "dropped", drop, null, cancellationToken);
                 LogDropped(_logger, job.Id, job.Type, drop);
                 return;
             }
@@ -155,12 +156,23 @@ public sealed partial class PluginJobWorker : BackgroundService
                 plugin!.RecordMalformed(PluginHookNames.HandleJob, e.Message);
                 error = e.Message;
             }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                throw;
+            }
+#pragma warning disable CA1031 // Whatever went wrong in the run, it is a failed attempt: retried or dead by max_retry, never left running.
+            catch (Exception e)
+#pragma warning restore CA1031
+            {
+                LogRunCrashed(_logger, job.Id, job.Type, job.Attempts, e);
+                error = $"unexpected failure: {e.GetType().Name}: {e.Message}";
+            }
 
             if (error is null)
             {
                 plugin!.Counters.JobSucceeded();
                 _catalog.Runtime.Metrics.JobRun(job.Plugin, "succeeded");
-                await _store.FinishAsync(job.Id, job.Attempts, "done", "succeeded", null, null, cancellationToken);
+                await FinishAsync(job, "done", "succeeded", null, null, cancellationToken);
                 return;
             }
 
@@ -169,25 +181,34 @@ public sealed partial class PluginJobWorker : BackgroundService
             {
                 var delay = Backoff(job.Attempts);
                 _catalog.Runtime.Metrics.JobRun(job.Plugin, "retry");
-                await _store.FinishAsync(job.Id, job.Attempts, "pending", "failed", error, delay, cancellationToken);
+                await FinishAsync(job, "pending", "failed", error, delay, cancellationToken);
                 LogRetry(_logger, job.Id, job.Type, job.Attempts, error, delay);
             }
             else
             {
                 _catalog.Runtime.Metrics.JobRun(job.Plugin, "failed");
-                await _store.FinishAsync(job.Id, job.Attempts, "failed", "dead", error, null, cancellationToken);
+                await FinishAsync(job, "failed", "dead", error, null, cancellationToken);
                 LogDead(_logger, job.Id, job.Type, job.Attempts, error);
             }
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
-            await _store.ReleaseAsync(job.Id, CancellationToken.None);
+            await _store.ReleaseAsync(job.Id, job.Attempts, CancellationToken.None);
         }
 #pragma warning disable CA1031 // A job's bookkeeping failure must not take the worker down; the lease brings the job back.
         catch (Exception e)
 #pragma warning restore CA1031
         {
             LogRunFailed(_logger, job.Id, e);
+        }
+    }
+
+    /// <summary>Finishes this worker's claim; a claim lost meanwhile (lease expired, claimed again) is left alone and logged.</summary>
+    private async Task FinishAsync(PluginJob job, string state, string @event, string? detail, TimeSpan? retryIn, CancellationToken cancellationToken)
+    {
+        if (!await _store.FinishAsync(job.Id, job.Attempts, state, @event, detail, retryIn, cancellationToken))
+        {
+            LogClaimLost(_logger, job.Id, job.Type, job.Attempts, @event);
         }
     }
 
@@ -252,4 +273,10 @@ public sealed partial class PluginJobWorker : BackgroundService
 
     [LoggerMessage(EventId = 8105, Level = LogLevel.Error, Message = "Plugin job {JobId}: bookkeeping failed")]
     private static partial void LogRunFailed(ILogger logger, Guid jobId, Exception exception);
+
+    [LoggerMessage(EventId = 8106, Level = LogLevel.Error, Message = "Plugin job {JobId} ({Type}) attempt {Attempt} failed unexpectedly")]
+    private static partial void LogRunCrashed(ILogger logger, Guid jobId, string type, int attempt, Exception exception);
+
+    [LoggerMessage(EventId = 8107, Level = LogLevel.Warning, Message = "Plugin job {JobId} ({Type}) attempt {Attempt}: the claim was lost (lease expired, claimed again), its result ({Event}) is not recorded")]
+    private static partial void LogClaimLost(ILogger logger, Guid jobId, string type, int attempt, string @event);
 }

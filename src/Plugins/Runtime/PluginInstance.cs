@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Propeller.Plugins.Abi;
 using Propeller.WasmHost;
 using Wasmtime;
 
@@ -128,6 +129,11 @@ internal sealed class PluginInstance : IDisposable
             var outLen = (uint)packed;
             if (outLen > 0)
             {
+                if (outLen > PluginResponses.MaxAnswerBytes)
+                {
+                    throw new PluginCallException(PluginFailureKind.Malformed, $"answer of {outLen} bytes is over the limit of {PluginResponses.MaxAnswerBytes} bytes");
+                }
+
                 if (outPtr + (long)outLen > _memory.GetLength())
                 {
                     throw new PluginCallException(PluginFailureKind.Abi, $"response {outPtr}+{outLen} is beyond memory ({_memory.GetLength()} bytes)");

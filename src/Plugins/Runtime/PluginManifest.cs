@@ -15,6 +15,12 @@ public sealed record PluginManifest
     /// <summary>Lets the manifest raise the job limits above the host defaults (seed 004: granted explicitly).</summary>
     public const string HighResourceJobsCapability = "high_resource_jobs";
 
+    /// <summary>The largest <c>memory_mb</c> / <c>job_memory_mb</c> (a 32-bit memory is 4 GiB; Wasmtime's cap is in bytes).</summary>
+    public const int MaxMemoryMb = 2047;
+
+    /// <summary>The longest <c>timeout_ms</c> / <c>job_timeout_ms</c>: one day.</summary>
+    public const long MaxTimeoutMs = 86_400_000;
+
     public static PluginManifest Empty { get; } = new();
 
     public string? Version { get; init; }
@@ -70,12 +76,12 @@ public sealed record PluginManifest
         var l = file.Limits ?? new LimitsFile();
         var limits = new PluginLimits
         {
-            Fuel = Positive(l.Fuel, defaults.Fuel, "limits.fuel"),
-            MemoryMb = (int)Positive(l.MemoryMb, defaults.MemoryMb, "limits.memory_mb"),
-            Timeout = l.TimeoutMs is { } ms ? TimeSpan.FromMilliseconds(Positive(ms, 0, "limits.timeout_ms")) : defaults.Timeout,
-            JobFuel = Positive(l.JobFuel, defaults.JobFuel, "limits.job_fuel"),
-            JobMemoryMb = (int)Positive(l.JobMemoryMb, defaults.JobMemoryMb, "limits.job_memory_mb"),
-            JobTimeout = l.JobTimeoutMs is { } jms ? TimeSpan.FromMilliseconds(Positive(jms, 0, "limits.job_timeout_ms")) : defaults.JobTimeout,
+            Fuel = Ranged(l.Fuel, defaults.Fuel, "limits.fuel", 1, long.MaxValue),
+            MemoryMb = (int)Ranged(l.MemoryMb, defaults.MemoryMb, "limits.memory_mb", 1, MaxMemoryMb),
+            Timeout = l.TimeoutMs is { } ms ? TimeSpan.FromMilliseconds(Ranged(ms, 0, "limits.timeout_ms", 1, MaxTimeoutMs)) : defaults.Timeout,
+            JobFuel = Ranged(l.JobFuel, defaults.JobFuel, "limits.job_fuel", 1, long.MaxValue),
+            JobMemoryMb = (int)Ranged(l.JobMemoryMb, defaults.JobMemoryMb, "limits.job_memory_mb", 1, MaxMemoryMb),
+            JobTimeout = l.JobTimeoutMs is { } jms ? TimeSpan.FromMilliseconds(Ranged(jms, 0, "limits.job_timeout_ms", 1, MaxTimeoutMs)) : defaults.JobTimeout,
         };
         if (!(file.Capabilities ?? []).Contains(HighResourceJobsCapability, StringComparer.Ordinal))
         {
@@ -93,9 +99,9 @@ public sealed record PluginManifest
             throw new FormatException($"manifest {name}: timeouts are at most one day");
         }
 
-        if (limits.MemoryMb > 2047 || limits.JobMemoryMb > 2047)
+        if (limits.MemoryMb > MaxMemoryMb || limits.JobMemoryMb > MaxMemoryMb)
         {
-            throw new FormatException($"manifest {name}: memory limits are at most 2047 MiB");
+            throw new FormatException($"manifest {name}: memory limits are at most {MaxMemoryMb} MiB");
         }
 
         return new PluginManifest
@@ -104,16 +110,17 @@ public sealed record PluginManifest
             Active = file.Active ?? true,
             Limits = limits,
             Capabilities = [.. (file.Capabilities ?? []).Distinct(StringComparer.Ordinal)],
-            RatePerMinute = file.Queue?.RatePerMinute is { } rate ? (int)Positive(rate, 0, "queue.rate_per_minute") : null,
-            Concurrency = file.Queue?.Concurrency is { } c ? (int)Positive(c, 0, "queue.concurrency") : null,
-            MaxRetry = file.Queue?.MaxRetry is { } r and >= 0 ? (int)r : null,
+            RatePerMinute = file.Queue?.RatePerMinute is { } rate ? (int)Ranged(rate, 0, "queue.rate_per_minute", 1, int.MaxValue) : null,
+            Concurrency = file.Queue?.Concurrency is { } c ? (int)Ranged(c, 0, "queue.concurrency", 1, int.MaxValue) : null,
+            MaxRetry = file.Queue?.MaxRetry is { } r ? (int)Ranged(r, 0, "queue.max_retry", 0, int.MaxValue) : null,
         };
 
-        long Positive(long? value, long fallback, string key) => value switch
+        // Checked before any conversion: a value out of range names its key instead of wrapping around or throwing later.
+        long Ranged(long? value, long fallback, string key, long min, long max) => value switch
         {
             null => fallback,
-            > 0 => value.Value,
-            _ => throw new FormatException($"manifest {name}: {key} must be positive"),
+            { } v when v >= min && v <= max => v,
+            _ => throw new FormatException($"manifest {name}: {key} must be between {min} and {max}, got {value}"),
         };
     }
 

@@ -60,10 +60,12 @@ internal static class Wat
         """;
 
     /// <summary>An exported hook returning <paramref name="json"/> packed as ptr &lt;&lt; 32 | len.</summary>
-    public static string Answer(string hook, string json)
+    public static string Answer(string hook, string json) => Answer(hook, Encoding.UTF8.GetBytes(json));
+
+    /// <summary>An exported hook returning <paramref name="bytes"/> as they are (e.g. invalid UTF-8).</summary>
+    public static string Answer(string hook, byte[] bytes)
     {
         var offset = 1024 + (Interlocked.Increment(ref _nextData) % 40 * 512);
-        var bytes = Encoding.UTF8.GetBytes(json);
         return $$"""
             (data (i32.const {{offset}}) "{{Escape(bytes)}}")
             (func (export "{{hook}}") (param i32 i32) (result i64) (i64.const {{Packed(offset, bytes.Length)}}))
