@@ -253,14 +253,25 @@ public sealed class RegistryClient(HttpClient http, RegistryAuth auth, Func<stri
     private Uri Url(ImageReference reference, string path) =>
         new($"{(plainHttp(reference.ApiHost) ? "http" : "https")}://{reference.ApiHost}/v2/{reference.Repository}/{path}");
 
-    /// <summary>Sends with what auth knows for the host; a 401 is answered once (token, basic) and the request made anew.</summary>
+    /// <summary>Sends with what auth knows for the host; a 401 is answered once (token, basic) and the request made anew
+    /// with the Authorization that answer gave.</summary>
     private async Task<HttpResponseMessage> SendAsync(ImageReference reference, Func<HttpRequestMessage> create, bool push, CancellationToken cancellationToken)
     {
         var scope = $"repository:{reference.Repository}:{(push ? "pull,push" : "pull")}";
+        AuthenticationHeaderValue? retryWith = null;
         for (var attempt = 0; ; attempt++)
         {
             using var request = create();
-            auth.Apply(request, reference.ApiHost, scope);
+            if (retryWith is null)
+            {
+                auth.Apply(request, reference.ApiHost, scope);
+            }
+            else
+            {
+                request.Headers.Authorization = retryWith;
+            }
+
+            var sent = request.Headers.Authorization;
             HttpResponseMessage response;
             try
             {
@@ -281,10 +292,9 @@ public sealed class RegistryClient(HttpClient http, RegistryAuth auth, Func<stri
                 return response;
             }
 
-            bool retry;
             try
             {
-                retry = await auth.ChallengeAsync(response, http, reference.ApiHost, scope, !plainHttp(reference.ApiHost), cancellationToken);
+                retryWith = await auth.ChallengeAsync(response, sent, http, reference.ApiHost, scope, !plainHttp(reference.ApiHost), cancellationToken);
             }
             catch (HttpRequestException ex)
             {
@@ -292,7 +302,7 @@ public sealed class RegistryClient(HttpClient http, RegistryAuth auth, Func<stri
                 throw new RegistryException($"image {reference}: the token service of registry {reference.ApiHost} is unreachable ({ex.Message})", ex);
             }
 
-            if (!retry)
+            if (retryWith is null)
             {
                 return response;
             }
