@@ -101,5 +101,29 @@ public sealed class RegistryAuthTests
         issued.ShouldBeInRange(1, 2);
     }
 
+    [Fact]
+    public async Task GivenTokensForManyRepositories_WhenTheyHaveExpired_ThenTheyAreDroppedAsTheNextIsCached()
+    {
+        var clock = new SteppingClock();
+        using var stub = new StubRegistry((request, _) => Task.FromResult(
+            request.RequestUri!.AbsolutePath == "/token" ? Json("""{"token":"t","expires_in":60}""")
+            : request.Headers.Authorization is { Scheme: "Bearer" } ? StubRegistry.Manifest(Module)
+            : StubRegistry.Challenge($"Bearer realm=\"http://{StubRegistry.Host}/token\",service=\"stub\"")));
+        using var http = new HttpClient(stub);
+        var auth = new RegistryAuth(null, clock);
+        var client = new RegistryClient(http, auth, _ => true);
+
+        for (var i = 0; i < 3; i++)
+        {
+            await client.ResolveLayerAsync(ImageReference.Parse($"{StubRegistry.Host}/test/many-{i}:v1"), 1 << 20, Ct);
+        }
+
+        auth.CachedTokens.ShouldBe(3);
+        clock.Advance(TimeSpan.FromMinutes(2));
+        await client.ResolveLayerAsync(ImageReference.Parse($"{StubRegistry.Host}/test/many-3:v1"), 1 << 20, Ct);
+
+        auth.CachedTokens.ShouldBe(1, "the three expired tokens were dropped when the fourth was cached");
+    }
+
     private static HttpResponseMessage Json(string json) => new(HttpStatusCode.OK) { Content = new StringContent(json, Encoding.UTF8, new MediaTypeHeaderValue("application/json")) };
 }

@@ -10,7 +10,8 @@ namespace Propeller.Proxy.Oci;
 /// known for its host (a cached bearer token for its scope, or basic credentials once the host asked for them); on a
 /// 401 the <c>WWW-Authenticate</c> challenge decides: <c>Basic</c> → the static username and password; <c>Bearer
 /// realm,service,scope</c> → a token from the realm (anonymously, or with the username and password), cached by host
-/// and scope until it expires; a static token (PROXY_REGISTRY_TOKEN) is sent as the bearer token itself.
+/// and scope until it expires (expired ones are dropped as others are cached); a static token (PROXY_REGISTRY_TOKEN) is
+/// sent as the bearer token itself.
 /// Credentials go only to the host they are for. The answer to a 401 is the Authorization its request is retried with,
 /// not a look-up of the shared state: requests that were challenged at once (the first pulls from a host) each get
 /// theirs, whatever the others learnt or replaced meanwhile.
@@ -82,7 +83,7 @@ public sealed class RegistryAuth(RegistryCredentials? credentials, TimeProvider 
                         return null;
                     }
 
-                    Remember(host, scope, staticToken, DateTimeOffset.MaxValue);
+                    Remember(host, scope, staticToken, now.AddHours(1)); // the same for every scope: learnt again after an hour
                     return Bearer(staticToken);
                 }
 
@@ -128,8 +129,24 @@ public sealed class RegistryAuth(RegistryCredentials? credentials, TimeProvider 
         return null;
     }
 
-    /// <summary>Caches <paramref name="token"/> for <paramref name="scope"/>.</summary>
-    private void Remember(string host, string scope, string token, DateTimeOffset expires) => _tokens[(host, scope)] = (token, expires);
+    /// <summary>Tokens cached (for tests).</summary>
+    internal int CachedTokens => _tokens.Count;
+
+    /// <summary>Caches <paramref name="token"/> for <paramref name="scope"/> and drops the tokens that have expired: one
+    /// entry per repository pulled, which were never dropped before.</summary>
+    private void Remember(string host, string scope, string token, DateTimeOffset expires)
+    {
+        var now = time.GetUtcNow();
+        foreach (var entry in _tokens)
+        {
+            if (entry.Value.Expires <= now)
+            {
+                _tokens.TryRemove(entry);
+            }
+        }
+
+        _tokens[(host, scope)] = (token, expires);
+    }
 
     private static bool IsScheme(AuthenticationHeaderValue? header, string scheme) =>
         header is not null && string.Equals(header.Scheme, scheme, StringComparison.OrdinalIgnoreCase);
