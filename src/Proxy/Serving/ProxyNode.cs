@@ -63,7 +63,7 @@ public sealed class ProxyNode : IAsyncDisposable
         var credentials = settings.Authenticate && settings.RegistryHost is { } host
             ? new RegistryCredentials(host, settings.RegistryUsername, settings.RegistryPassword, settings.RegistryToken)
             : null;
-        _registry = new RegistryClient(_http, new RegistryAuth(credentials, time), PlainHttp);
+        _registry = new RegistryClient(_http, new RegistryAuth(credentials, time), PlainHttp, _logger);
     }
 
     public ProxyMetrics Metrics { get; } = new();
