@@ -311,6 +311,33 @@ public sealed class ProxyNodeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task GivenAManifestWhoseLayerHasNoDigest_WhenRequestedThenFixed_ThenTheFailureSaysSoAndTheNextRequestIsServed()
+    {
+        // Before: the missing digest was remembered for the tag, and every later binary request for it failed with an
+        // ArgumentNullException from the cache until the proxy restarted.
+        var module = Modules.Addition;
+        var fixedManifest = 0;
+        using var stub = new StubRegistry((request, _) => Task.FromResult(
+            request.RequestUri!.AbsolutePath.Contains("/blobs/", StringComparison.Ordinal) ? StubRegistry.Blob(module)
+            : Volatile.Read(ref fixedManifest) == 0 ? StubRegistry.Manifest(module, digest: null)
+            : StubRegistry.Manifest(module)));
+        var logs = new LogLines();
+        using var loggers = LoggerFactory.Create(builder => builder.AddProvider(logs));
+        await StartProxyAsync(chunkSize: 16, registry: stub, loggers: loggers);
+        var app = $"{StubRegistry.Host}/test/nodigest:v1";
+
+        await RequestAsync(app, formats: ["binary"]);
+        var failure = JsonSerializer.Deserialize<RegistryFailureMessage>((await NextMessageOnAsync(Topics.RegistryFailure)).Payload.Span)!;
+        Volatile.Write(ref fixedManifest, 1);
+        await RequestAsync(app, formats: ["binary"]);
+        var delivered = await ReceiveBinaryImageAsync(app);
+
+        failure.Error.ShouldBe($"image {app}: layer 0 of the manifest has no digest");
+        logs.Lines.ShouldContain($"Warning: Image {app} cannot be delivered: image {app}: layer 0 of the manifest has no digest");
+        delivered.Bytes.ShouldBe(module);
+    }
+
+    [Fact]
     public async Task GivenMalformedRequests_WhenReceived_ThenTheyAreIgnoredAndTheProxyGoesOn()
     {
         var node = await StartProxyAsync(chunkSize: 4096);
@@ -618,7 +645,8 @@ public sealed class ProxyNodeTests : IAsyncLifetime
         ChunkWait = TimeSpan.FromSeconds(30),
     };
 
-    private async Task<ProxyNode> StartProxyAsync(int chunkSize, long maxArtifactBytes = 1 << 20, long cacheBytes = 256 << 20, bool binaryChunks = true)
+    private async Task<ProxyNode> StartProxyAsync(
+        int chunkSize, long maxArtifactBytes = 1 << 20, long cacheBytes = 256 << 20, bool binaryChunks = true, HttpMessageHandler? registry = null, ILoggerFactory? loggers = null)
     {
         var settings = new ProxySettings
         {
@@ -633,7 +661,9 @@ public sealed class ProxyNodeTests : IAsyncLifetime
             BinaryChunks = binaryChunks,
             RegistryTimeout = TimeSpan.FromSeconds(20),
         };
-        var node = new ProxyNode(settings, NullLoggerFactory.Instance, TimeProvider.System);
+        var node = registry is null
+            ? new ProxyNode(settings, loggers ?? NullLoggerFactory.Instance, TimeProvider.System)
+            : new ProxyNode(settings, loggers ?? NullLoggerFactory.Instance, TimeProvider.System, registry);
         _owned.Insert(0, node);
         await node.StartAsync(Ct);
         return node;

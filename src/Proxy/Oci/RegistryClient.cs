@@ -73,6 +73,11 @@ public sealed class RegistryClient(HttpClient http, RegistryAuth auth, Func<stri
             throw new RegistryException($"image {reference}: the manifest has no layers");
         }
 
+        for (var i = 0; i < layers.Count; i++)
+        {
+            Check(reference, layers[i], $"layer {i} of the manifest");
+        }
+
         // By media type first; the original took the largest layer whatever its type, kept as the fallback.
         var layer = layers.FirstOrDefault(l => OciMediaTypes.IsWasm(l.MediaType)) ?? layers.MaxBy(l => l.Size)!;
         if (layer.Size > maxBytes)
@@ -253,6 +258,11 @@ public sealed class RegistryClient(HttpClient http, RegistryAuth auth, Func<stri
             .OrderByDescending(m => LooksWasm(m))
             .Take(MaxIndexEntries)
             .ToList();
+        for (var i = 0; i < entries.Count; i++)
+        {
+            Check(reference, entries[i], "an entry of the index");
+        }
+
         foreach (var entry in entries)
         {
             var (document, mediaType) = await GetManifestAsync(reference, entry.Digest, cancellationToken);
@@ -264,6 +274,36 @@ public sealed class RegistryClient(HttpClient http, RegistryAuth auth, Func<stri
 
         var platforms = string.Join(", ", (index.Manifests ?? []).Select(m => m.Platform?.ToString() ?? m.ArtifactType ?? m.MediaType ?? "?"));
         throw new RegistryException($"image {reference} is an index without a Wasm artefact (its manifests: {(platforms.Length > 0 ? platforms : "none")}); push the module with a {OciMediaTypes.WasmLayer} layer");
+    }
+
+    /// <summary>Refuses a descriptor without a digest of the form <c>algorithm:hex</c> (sha256: 64 digits, sha512: 128)
+    /// or with a negative size, before anything is fetched or remembered by it. JSON leaves a missing <c>digest</c> null
+    /// whatever the record says.</summary>
+    private static void Check(ImageReference reference, Descriptor descriptor, string what)
+    {
+        var digest = (string?)descriptor.Digest;
+        if (digest is null)
+        {
+            throw new RegistryException($"image {reference}: {what} has no digest");
+        }
+
+        var colon = digest.IndexOf(':', StringComparison.Ordinal);
+        var algorithm = colon > 0 ? digest[..colon] : "";
+        var hex = colon > 0 ? digest[(colon + 1)..] : "";
+        var valid = algorithm.Length > 0 && hex.Length > 0
+            && algorithm.All(c => char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c) || c is '+' or '.' or '_' or '-')
+            && char.IsAsciiLetterOrDigit(algorithm[0]) && char.IsAsciiLetterOrDigit(algorithm[^1])
+            && hex.All(char.IsAsciiHexDigit)
+            && algorithm switch { "sha256" => hex.Length == 64, "sha512" => hex.Length == 128, _ => true };
+        if (!valid)
+        {
+            throw new RegistryException($"image {reference}: {what} has an invalid digest '{(digest.Length > 200 ? digest[..200] + "…" : digest)}' (expected algorithm:hex, such as sha256: and 64 hex digits)");
+        }
+
+        if (descriptor.Size < 0)
+        {
+            throw new RegistryException($"image {reference}: {what} has a negative size ({descriptor.Size})");
+        }
     }
 
     private static bool LooksWasm(Descriptor entry) =>

@@ -46,6 +46,13 @@ public sealed class ProxyNode : IAsyncDisposable
     private int _disposed;
 
     public ProxyNode(ProxySettings settings, ILoggerFactory loggers, TimeProvider time)
+        : this(settings, loggers, time, new SocketsHttpHandler { AllowAutoRedirect = true, PooledConnectionLifetime = TimeSpan.FromMinutes(5) })
+    {
+    }
+
+    /// <summary>For tests: the registry is spoken to through <paramref name="registryHandler"/> (a stub registry, for what
+    /// the real one cannot be made to serve).</summary>
+    internal ProxyNode(ProxySettings settings, ILoggerFactory loggers, TimeProvider time, HttpMessageHandler registryHandler)
     {
         ArgumentNullException.ThrowIfNull(settings);
         ArgumentNullException.ThrowIfNull(loggers);
@@ -56,7 +63,7 @@ public sealed class ProxyNode : IAsyncDisposable
         _fetchSlots = new SemaphoreSlim(settings.MaxConcurrentFetches);
         BinaryChunks = settings.BinaryChunks;
         Cache = new ArtifactCache(settings.CacheBytes);
-        _http = new HttpClient(new SocketsHttpHandler { AllowAutoRedirect = true, PooledConnectionLifetime = TimeSpan.FromMinutes(5) })
+        _http = new HttpClient(registryHandler)
         {
             Timeout = settings.RegistryTimeout,
         };
