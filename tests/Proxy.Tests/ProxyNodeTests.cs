@@ -167,6 +167,27 @@ public sealed class ProxyNodeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task GivenARequestListingOnlyChunksTheImageDoesNotHave_WhenServed_ThenEveryChunkIsPublished()
+    {
+        // A proplet whose partial assembly came from another artefact under the name (a tag that moved to a smaller
+        // one) asks for chunks past the end; before, it got nothing and asked again until it timed out.
+        var logs = new LogLines();
+        using var loggers = LoggerFactory.Create(builder => builder.AddProvider(logs));
+        await StartProxyAsync(chunkSize: 10, loggers: loggers);
+        var app = await PushAsync("beyond", Modules.Addition);
+        var total = (Modules.Addition.Length + 9) / 10;
+
+        await RequestAsync(app, [total, total + 30]);
+        for (var i = 0; i < 200 && !logs.Lines.Any(l => l.Contains($"Image {app}: ", StringComparison.Ordinal) && l.Contains("; publishing ", StringComparison.Ordinal)); i++)
+        {
+            await Task.Delay(25, Ct);
+        }
+
+        logs.Lines.ShouldContain(l => l.Contains($"Image {app}: ", StringComparison.Ordinal) && l.EndsWith($"; publishing {total} of {total} chunks", StringComparison.Ordinal), string.Join('\n', logs.Lines));
+        (await ReceiveImageAsync(app)).Bytes.ShouldBe(Modules.Addition);
+    }
+
+    [Fact]
     public async Task GivenADeliveryUnderWay_WhenARequestListsChunksOfTheSameImage_ThenItIsServedOnItsOwn()
     {
         // A proplet re-requesting what it missed must not join a delivery that may already have passed those chunks.

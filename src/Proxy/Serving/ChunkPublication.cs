@@ -26,9 +26,11 @@ internal sealed class ChunkPublication(
 
     public IChunkPayloads Chunks { get; } = chunks;
 
-    /// <summary>The chunk indices to publish, in order.</summary>
+    /// <summary>The chunk indices to publish, in order: those asked for that the artefact has; all when none was asked
+    /// for, or none of those asked for fits (a re-request counted against another artefact under the name, e.g. a tag
+    /// that moved to a smaller one: answered with nothing, its proplet would ask again until it timed out).</summary>
     public IReadOnlyList<int> Indices { get; } =
-        wanted is null ? [.. Enumerable.Range(0, chunks.Layout.Total)] : [.. wanted.Where(i => i >= 0 && i < chunks.Layout.Total).Distinct().Order()];
+        wanted?.Where(i => i >= 0 && i < chunks.Layout.Total).Distinct().Order().ToList() is { Count: > 0 } fitting ? fitting : [.. Enumerable.Range(0, chunks.Layout.Total)];
 
     /// <summary>The first <paramref name="received"/> bytes of <paramref name="data"/> have arrived (unverified): every
     /// chunk they complete, except the artefact's last, is prepared and published.</summary>
