@@ -359,6 +359,31 @@ public sealed class ProxyNodeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task GivenADeliveryThatRunsOutOfMemory_WhenRequested_ThenItIsLoggedAndTheFailurePublished()
+    {
+        // An artefact one byte over the largest array (a limit the settings loader no longer accepts): allocating it
+        // throws OutOfMemoryException, which the delivery used to let through unlogged and unanswered.
+        var size = Array.MaxLength + 1L;
+        using var stub = new StubRegistry((request, _) => Task.FromResult(
+            request.RequestUri!.AbsolutePath.Contains("/blobs/", StringComparison.Ordinal) ? StubRegistry.Blob(Modules.Addition) : StubRegistry.Manifest(Modules.Addition, size: size)));
+        var logs = new LogLines();
+        using var loggers = LoggerFactory.Create(builder => builder.AddProvider(logs));
+        var node = await StartProxyAsync(chunkSize: 1 << 20, maxArtifactBytes: long.MaxValue, registry: stub, loggers: loggers);
+        var app = $"{StubRegistry.Host}/test/huge:v1";
+
+        await RequestAsync(app, formats: ["binary"]);
+        for (var i = 0; i < 200 && (stub.Count(StubRegistry.DigestOf(Modules.Addition)) == 0 || node.InFlight > 0); i++)
+        {
+            await Task.Delay(25, Ct);
+        }
+
+        logs.Lines.ShouldContain($"Error: Image {app}: unexpected proxy error", string.Join('\n', logs.Lines));
+        node.Metrics.Failures.ShouldBe(1);
+        var failure = JsonSerializer.Deserialize<RegistryFailureMessage>((await NextMessageOnAsync(Topics.RegistryFailure)).Payload.Span)!;
+        failure.Error.ShouldBe($"the proxy ran out of memory delivering {app}: Array dimensions exceeded supported range.");
+    }
+
+    [Fact]
     public async Task GivenMalformedRequests_WhenReceived_ThenTheyAreIgnoredAndTheProxyGoesOn()
     {
         var node = await StartProxyAsync(chunkSize: 4096);

@@ -403,11 +403,13 @@ public sealed class ProxyNode : IAsyncDisposable
         {
             // stopping
         }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
+        catch (Exception ex)
         {
+            // Out of memory too (an artefact's array, its chunks): the delivery is given up, logged and reported, and
+            // the proxy goes on; before, it vanished unlogged and its proplets waited for their timeout.
             Metrics.Failed();
             ProxyLog.Crashed(_logger, app, ex);
-            await PublishFailureAsync(app, $"the proxy failed to deliver {app}: {ex.Message}");
+            await PublishFailureAsync(app, ex is OutOfMemoryException ? $"the proxy ran out of memory delivering {app}: {ex.Message}" : $"the proxy failed to deliver {app}: {ex.Message}");
         }
     }
 
