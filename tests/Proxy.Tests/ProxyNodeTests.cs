@@ -239,6 +239,52 @@ public sealed class ProxyNodeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task GivenAPullWhoseBlobIsSlowToCome_WhenTheSameRequestComesMeanwhile_ThenItSharesTheDeliveryWithoutAnotherRun()
+    {
+        // Our proplet asks again in full when no chunk came for PROPLET_CHUNK_STALL. A request that joins before the first
+        // chunk went out gets every chunk of the delivery; it used to make the delivery run once more (from the cache),
+        // because a pull's publication counted as begun from before its blob was requested.
+        var module = Modules.Addition;
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var stub = new StubRegistry(async (request, ct) =>
+        {
+            if (request.RequestUri!.AbsolutePath.Contains("/blobs/", StringComparison.Ordinal))
+            {
+                await release.Task.WaitAsync(ct);
+                return StubRegistry.Blob(module);
+            }
+
+            return StubRegistry.Manifest(module);
+        });
+        var node = await StartProxyAsync(chunkSize: 16, registry: stub);
+        var app = $"{StubRegistry.Host}/test/slowblob:v1";
+
+        await RequestAsync(app, formats: ["binary"]);
+        for (var i = 0; i < 200 && stub.Count(StubRegistry.DigestOf(module)) == 0; i++)
+        {
+            await Task.Delay(25, Ct);
+        }
+
+        await RequestAsync(app, formats: ["binary"]);
+        for (var i = 0; i < 200 && node.Metrics.Deduplicated == 0; i++)
+        {
+            await Task.Delay(25, Ct);
+        }
+
+        release.SetResult();
+        var image = await ReceiveBinaryImageAsync(app);
+        for (var i = 0; i < 200 && node.InFlight > 0; i++)
+        {
+            await Task.Delay(25, Ct);
+        }
+
+        image.Bytes.ShouldBe(module);
+        node.Metrics.Deduplicated.ShouldBe(1);
+        node.Metrics.CacheHits.ShouldBe(0, "no second delivery");
+        node.Metrics.Chunks.ShouldBe((module.Length + 15) / 16);
+    }
+
+    [Fact]
     public async Task GivenNoCache_WhenARequestListsChunks_ThenOnlyThoseArePublishedFromThePull()
     {
         var node = await StartProxyAsync(chunkSize: 10, cacheBytes: 0);

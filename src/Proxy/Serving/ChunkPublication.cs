@@ -15,7 +15,7 @@ namespace Propeller.Proxy.Serving;
 /// </summary>
 internal sealed class ChunkPublication(
     BrokerConnection connection, string topic, MqttQualityOfServiceLevel qos, ProxyMetrics metrics, ILogger logger, string app, IChunkPayloads chunks,
-    IReadOnlyList<int>? wanted, Func<string, int, bool>? lose, CancellationToken cancellationToken) : IDisposable
+    IReadOnlyList<int>? wanted, Func<string, int, bool>? lose, Action? started, CancellationToken cancellationToken) : IDisposable
 {
     /// <summary>Publishes in flight at once: enough to keep the socket busy while the broker acknowledges.</summary>
     public const int Window = 8;
@@ -69,6 +69,11 @@ internal sealed class ChunkPublication(
 
     private async Task SendAsync(int index)
     {
+        if (_publishes.Count == 0)
+        {
+            started?.Invoke(); // the first chunk goes out now
+        }
+
         await _window.WaitAsync(cancellationToken);
         _publishes.Add(PublishAsync(Chunks.Payload(app, index), index));
     }

@@ -427,12 +427,12 @@ public sealed class ProxyNode : IAsyncDisposable
         var topic = Topics.Of(_settings.BaseTopic, binary ? Topics.RegistryBinaryChunks : Topics.RegistryChunks);
         var format = binary ? ", binary" : "";
 
-        // Every publication of this delivery starts here: from now on a request joining the flight needs it to run again.
-        ChunkPublication Publish(IChunkPayloads chunks, IReadOnlyList<int>? indices)
-        {
-            flight.Publishing();
-            return new ChunkPublication(connection, topic, _settings.Qos, Metrics, _logger, app, chunks, indices, LoseChunk, cancellationToken);
-        }
+        // Every publication of this delivery starts here; once its first chunk goes out, a request joining the flight
+        // needs it to run again. Not before: a pulled artefact's publication is made before the blob is requested, and a
+        // request that joins while the blob is still on its way (a slow registry, its retries; our proplet asking again
+        // when no chunk came for PROPLET_CHUNK_STALL) gets every chunk of this run.
+        ChunkPublication Publish(IChunkPayloads chunks, IReadOnlyList<int>? indices) =>
+            new(connection, topic, _settings.Qos, Metrics, _logger, app, chunks, indices, LoseChunk, flight.Publishing, cancellationToken);
 
         (Artifact Artifact, bool Cached)? resolved = null;
         if (binary && CachedUnderTag(app, have) is { } guess)
