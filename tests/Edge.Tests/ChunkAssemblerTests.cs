@@ -101,11 +101,45 @@ public sealed class ChunkAssemblerTests
         assembler.Add(Chunk("img", 1, 4, [2])).ShouldBeNull();
         assembler.Add(Chunk("img", 3, 4, [4])).ShouldBeNull();
 
-        (await requests.Reader.ReadAsync(TestContext.Current.CancellationToken)).ShouldBe([0, 2]);
+        IReadOnlyList<int>? again;
+        while ((again = await requests.Reader.ReadAsync(TestContext.Current.CancellationToken)) is null)
+        {
+            // a stall passed before the first chunks were added: everything was asked for again (the next test)
+        }
+
+        again.ShouldBe([0, 2]);
         assembler.Add(Chunk("img", 0, 4, [1])).ShouldBeNull();
         assembler.Add(Chunk("img", 2, 4, [3])).ShouldBeNull();
 
         (await waiting).Bytes.ShouldBe(new byte[] { 1, 2, 3, 4 });
+    }
+
+    [Fact]
+    public async Task GivenNoChunkAtAll_WhenStallsPass_ThenTheWholeImageIsAskedForAgainAtGrowingIntervals()
+    {
+        // The request (or the proxy's answer) was lost, e.g. while the proxy restarted: before, with no assembly to
+        // report missing chunks of, nothing was asked again and the task waited for its full timeout.
+        var clock = new FakeClock();
+        var stall = TimeSpan.FromSeconds(2);
+        var assembler = new ChunkAssembler(1 << 20, clock);
+        var requests = new System.Collections.Concurrent.ConcurrentQueue<IReadOnlyList<int>?>();
+        var waiting = assembler.WaitAsync(
+            "lost", (missing, _) => { requests.Enqueue(missing); return Task.CompletedTask; }, TimeSpan.FromMinutes(1), stall, TestContext.Current.CancellationToken);
+        var asked = new List<int>();
+
+        for (var timer = 1; timer <= 8; timer++)
+        {
+            await clock.TimersCreatedAsync(timer); // the assembler waits for the next stall
+            asked.Add(requests.Count);
+            clock.Advance(stall);
+        }
+
+        await clock.TimersCreatedAsync(9);
+        asked.Add(requests.Count);
+        asked.ShouldBe([1, 2, 2, 3, 3, 3, 3, 4, 4], "asked again after 2 s, 6 s and 14 s");
+        requests.ShouldAllBe(r => r == null);
+        assembler.Add(Chunk("lost", 0, 1, [7])).ShouldBeNull();
+        (await waiting).Bytes.ShouldBe(new byte[] { 7 });
     }
 
     [Fact]

@@ -167,6 +167,27 @@ public sealed class ProxyNodeTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task GivenARequestListingOnlyChunksTheImageDoesNotHave_WhenServed_ThenEveryChunkIsPublished()
+    {
+        // A proplet whose partial assembly came from another artefact under the name (a tag that moved to a smaller
+        // one) asks for chunks past the end; before, it got nothing and asked again until it timed out.
+        var logs = new LogLines();
+        using var loggers = LoggerFactory.Create(builder => builder.AddProvider(logs));
+        await StartProxyAsync(chunkSize: 10, loggers: loggers);
+        var app = await PushAsync("beyond", Modules.Addition);
+        var total = (Modules.Addition.Length + 9) / 10;
+
+        await RequestAsync(app, [total, total + 30]);
+        for (var i = 0; i < 200 && !logs.Lines.Any(l => l.Contains($"Image {app}: ", StringComparison.Ordinal) && l.Contains("; publishing ", StringComparison.Ordinal)); i++)
+        {
+            await Task.Delay(25, Ct);
+        }
+
+        logs.Lines.ShouldContain(l => l.Contains($"Image {app}: ", StringComparison.Ordinal) && l.EndsWith($"; publishing {total} of {total} chunks", StringComparison.Ordinal), string.Join('\n', logs.Lines));
+        (await ReceiveImageAsync(app)).Bytes.ShouldBe(Modules.Addition);
+    }
+
+    [Fact]
     public async Task GivenADeliveryUnderWay_WhenARequestListsChunksOfTheSameImage_ThenItIsServedOnItsOwn()
     {
         // A proplet re-requesting what it missed must not join a delivery that may already have passed those chunks.
@@ -215,6 +236,52 @@ public sealed class ProxyNodeTests : IAsyncLifetime
         node.Metrics.Deduplicated.ShouldBe(2);
         node.Metrics.Fetches.ShouldBe(1);
         node.Metrics.Chunks.ShouldBe(2 * total, "one delivery more for both late requests together");
+    }
+
+    [Fact]
+    public async Task GivenAPullWhoseBlobIsSlowToCome_WhenTheSameRequestComesMeanwhile_ThenItSharesTheDeliveryWithoutAnotherRun()
+    {
+        // Our proplet asks again in full when no chunk came for PROPLET_CHUNK_STALL. A request that joins before the first
+        // chunk went out gets every chunk of the delivery; it used to make the delivery run once more (from the cache),
+        // because a pull's publication counted as begun from before its blob was requested.
+        var module = Modules.Addition;
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var stub = new StubRegistry(async (request, ct) =>
+        {
+            if (request.RequestUri!.AbsolutePath.Contains("/blobs/", StringComparison.Ordinal))
+            {
+                await release.Task.WaitAsync(ct);
+                return StubRegistry.Blob(module);
+            }
+
+            return StubRegistry.Manifest(module);
+        });
+        var node = await StartProxyAsync(chunkSize: 16, registry: stub);
+        var app = $"{StubRegistry.Host}/test/slowblob:v1";
+
+        await RequestAsync(app, formats: ["binary"]);
+        for (var i = 0; i < 200 && stub.Count(StubRegistry.DigestOf(module)) == 0; i++)
+        {
+            await Task.Delay(25, Ct);
+        }
+
+        await RequestAsync(app, formats: ["binary"]);
+        for (var i = 0; i < 200 && node.Metrics.Deduplicated == 0; i++)
+        {
+            await Task.Delay(25, Ct);
+        }
+
+        release.SetResult();
+        var image = await ReceiveBinaryImageAsync(app);
+        for (var i = 0; i < 200 && node.InFlight > 0; i++)
+        {
+            await Task.Delay(25, Ct);
+        }
+
+        image.Bytes.ShouldBe(module);
+        node.Metrics.Deduplicated.ShouldBe(1);
+        node.Metrics.CacheHits.ShouldBe(0, "no second delivery");
+        node.Metrics.Chunks.ShouldBe((module.Length + 15) / 16);
     }
 
     [Fact]
@@ -308,6 +375,58 @@ public sealed class ProxyNodeTests : IAsyncLifetime
         var failure = JsonSerializer.Deserialize<RegistryFailureMessage>(message.Payload.Span)!;
         failure.AppName.ShouldBe(app);
         failure.Error.ShouldNotBeNull().ShouldContain(reason);
+    }
+
+    [Fact]
+    public async Task GivenAManifestWhoseLayerHasNoDigest_WhenRequestedThenFixed_ThenTheFailureSaysSoAndTheNextRequestIsServed()
+    {
+        // Before: the missing digest was remembered for the tag, and every later binary request for it failed with an
+        // ArgumentNullException from the cache until the proxy restarted.
+        var module = Modules.Addition;
+        var fixedManifest = 0;
+        using var stub = new StubRegistry((request, _) => Task.FromResult(
+            request.RequestUri!.AbsolutePath.Contains("/blobs/", StringComparison.Ordinal) ? StubRegistry.Blob(module)
+            : Volatile.Read(ref fixedManifest) == 0 ? StubRegistry.Manifest(module, digest: null)
+            : StubRegistry.Manifest(module)));
+        var logs = new LogLines();
+        using var loggers = LoggerFactory.Create(builder => builder.AddProvider(logs));
+        await StartProxyAsync(chunkSize: 16, registry: stub, loggers: loggers);
+        var app = $"{StubRegistry.Host}/test/nodigest:v1";
+
+        await RequestAsync(app, formats: ["binary"]);
+        var failure = JsonSerializer.Deserialize<RegistryFailureMessage>((await NextMessageOnAsync(Topics.RegistryFailure)).Payload.Span)!;
+        Volatile.Write(ref fixedManifest, 1);
+        await RequestAsync(app, formats: ["binary"]);
+        var delivered = await ReceiveBinaryImageAsync(app);
+
+        failure.Error.ShouldBe($"image {app}: layer 0 of the manifest has no digest");
+        logs.Lines.ShouldContain($"Warning: Image {app} cannot be delivered: image {app}: layer 0 of the manifest has no digest");
+        delivered.Bytes.ShouldBe(module);
+    }
+
+    [Fact]
+    public async Task GivenADeliveryThatRunsOutOfMemory_WhenRequested_ThenItIsLoggedAndTheFailurePublished()
+    {
+        // An artefact one byte over the largest array (a limit the settings loader no longer accepts): allocating it
+        // throws OutOfMemoryException, which the delivery used to let through unlogged and unanswered.
+        var size = Array.MaxLength + 1L;
+        using var stub = new StubRegistry((request, _) => Task.FromResult(
+            request.RequestUri!.AbsolutePath.Contains("/blobs/", StringComparison.Ordinal) ? StubRegistry.Blob(Modules.Addition) : StubRegistry.Manifest(Modules.Addition, size: size)));
+        var logs = new LogLines();
+        using var loggers = LoggerFactory.Create(builder => builder.AddProvider(logs));
+        var node = await StartProxyAsync(chunkSize: 1 << 20, maxArtifactBytes: long.MaxValue, registry: stub, loggers: loggers);
+        var app = $"{StubRegistry.Host}/test/huge:v1";
+
+        await RequestAsync(app, formats: ["binary"]);
+        for (var i = 0; i < 200 && (stub.Count(StubRegistry.DigestOf(Modules.Addition)) == 0 || node.InFlight > 0); i++)
+        {
+            await Task.Delay(25, Ct);
+        }
+
+        logs.Lines.ShouldContain($"Error: Image {app}: unexpected proxy error", string.Join('\n', logs.Lines));
+        node.Metrics.Failures.ShouldBe(1);
+        var failure = JsonSerializer.Deserialize<RegistryFailureMessage>((await NextMessageOnAsync(Topics.RegistryFailure)).Payload.Span)!;
+        failure.Error.ShouldBe($"the proxy ran out of memory delivering {app}: Array dimensions exceeded supported range.");
     }
 
     [Fact]
@@ -618,7 +737,8 @@ public sealed class ProxyNodeTests : IAsyncLifetime
         ChunkWait = TimeSpan.FromSeconds(30),
     };
 
-    private async Task<ProxyNode> StartProxyAsync(int chunkSize, long maxArtifactBytes = 1 << 20, long cacheBytes = 256 << 20, bool binaryChunks = true)
+    private async Task<ProxyNode> StartProxyAsync(
+        int chunkSize, long maxArtifactBytes = 1 << 20, long cacheBytes = 256 << 20, bool binaryChunks = true, HttpMessageHandler? registry = null, ILoggerFactory? loggers = null)
     {
         var settings = new ProxySettings
         {
@@ -633,7 +753,9 @@ public sealed class ProxyNodeTests : IAsyncLifetime
             BinaryChunks = binaryChunks,
             RegistryTimeout = TimeSpan.FromSeconds(20),
         };
-        var node = new ProxyNode(settings, NullLoggerFactory.Instance, TimeProvider.System);
+        var node = registry is null
+            ? new ProxyNode(settings, loggers ?? NullLoggerFactory.Instance, TimeProvider.System)
+            : new ProxyNode(settings, loggers ?? NullLoggerFactory.Instance, TimeProvider.System, registry);
         _owned.Insert(0, node);
         await node.StartAsync(Ct);
         return node;

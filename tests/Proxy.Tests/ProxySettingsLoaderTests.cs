@@ -51,6 +51,7 @@ public sealed class ProxySettingsLoaderTests
     [InlineData("PROXY_AUTHENTICATE", "maybe", "PROXY_AUTHENTICATE 'maybe' must be true or false")]
     [InlineData("PROXY_AUTHENTICATE", "true", "PROXY_AUTHENTICATE is true but PROXY_REGISTRY_URL is empty")]
     [InlineData("PROXY_MAX_ARTIFACT_BYTES", "-1", "PROXY_MAX_ARTIFACT_BYTES '-1' must be an integer from 1")]
+    [InlineData("PROXY_MAX_ARTIFACT_BYTES", "2147483592", "PROXY_MAX_ARTIFACT_BYTES '2147483592' is over 2147483591, the largest artefact the proxy can hold (one array)")]
     [InlineData("PROXY_MQTT_ADDRESS", "tcp://", "PROXY_MQTT_ADDRESS 'tcp://' is not an MQTT address")]
     [InlineData("PROXY_LOG_LEVEL", "loud", "PROXY_LOG_LEVEL 'loud' is not one of")]
     public void GivenABadValue_WhenLoaded_ThenTheErrorNamesTheVariable(string name, string value, string message)
@@ -58,6 +59,14 @@ public sealed class ProxySettingsLoaderTests
         var env = new Dictionary<string, string>(Identity) { [name] = value };
 
         Should.Throw<ProxyConfigurationException>(() => ProxySettingsLoader.Load(Env(env))).Message.ShouldStartWith(message);
+    }
+
+    [Fact]
+    public void GivenTheLargestArrayAsTheArtefactLimit_WhenLoaded_ThenItIsTaken()
+    {
+        var env = new Dictionary<string, string>(Identity) { ["PROXY_MAX_ARTIFACT_BYTES"] = Array.MaxLength.ToString(System.Globalization.CultureInfo.InvariantCulture) };
+
+        ProxySettingsLoader.Load(Env(env)).MaxArtifactBytes.ShouldBe(Array.MaxLength);
     }
 
     [Fact]

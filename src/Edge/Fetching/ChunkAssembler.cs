@@ -14,9 +14,9 @@ namespace Propeller.Edge.Fetching;
 /// chunk is older than the TTL are dropped by <see cref="Sweep"/>. Thread-safe.
 /// Beyond the original (docs/proxy.md): chunks may carry the artefact's <c>sha256</c>, and a complete assembly that does
 /// not match it fails its waiters instead of reaching the runtime; the proxy's <c>registry/failure</c> fails them at once
-/// (<see cref="Fail"/>); a waiter whose assembly stalls asks again for the missing chunks only. Chunks that announce the
-/// artefact's <c>size</c> (ours, additive) are decoded straight into one array of that size (issue 17: no array per
-/// chunk, no joining copy); the others are kept per chunk and joined at the end, as before. Verified images are kept by
+/// (<see cref="Fail"/>); a waiter whose assembly stalls asks again for the missing chunks only, and one that has had no
+/// chunk at all asks again for everything. Chunks that announce the artefact's <c>size</c> (ours, additive) are decoded
+/// straight into one array of that size (issue 17: no array per chunk, no joining copy); the others are kept per chunk and joined at the end, as before. Verified images are kept by
 /// their sha256 up to <paramref name="imageCacheBytes"/> (<see cref="VerifiedImages"/>): a delivery that announces a
 /// digest held there serves its waiters at its first chunk, and the rest of its chunks are dropped undecoded. Binary
 /// chunks (<c>registry/chunk</c>, <see cref="AddBinary"/>) are the same chunks without base64 and take the same path:
@@ -488,7 +488,10 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
 
     /// <summary>As <see cref="WaitAsync(string, Func{CancellationToken, Task}, TimeSpan, CancellationToken)"/>; besides,
     /// whenever a partial assembly has gone <paramref name="stall"/> without a new chunk, <paramref name="request"/> is
-    /// called again with the missing indices (the first call gets null: everything).</summary>
+    /// called again with the missing indices (the first call gets null: everything). When no chunk of the image has come
+    /// at all (the request or its answer lost, e.g. while the proxy restarted), it is called again with null after one
+    /// stall, then after two more, four more, and so on: a proxy still pulling a slow image is not asked every stall
+    /// (the original proxy pulls again for every request).</summary>
     public async Task<FetchedBinary> WaitAsync(
         string app, Func<IReadOnlyList<int>?, CancellationToken, Task> request, TimeSpan timeout, TimeSpan stall, CancellationToken cancellationToken)
     {
@@ -520,6 +523,8 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
         {
             var started = time.GetTimestamp();
             await request(null, cancellationToken);
+            var askedInFull = started;
+            var nextInFull = stall;
             while (true)
             {
                 var remaining = timeout - time.GetElapsedTime(started);
@@ -530,9 +535,20 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
                 }
                 catch (TimeoutException) when (slice < remaining)
                 {
-                    if (Missing(app, stall) is { Count: > 0 } missing)
+                    if (!Stalled(app, stall, out var missing))
+                    {
+                        continue;
+                    }
+
+                    if (missing is not null)
                     {
                         await request(missing, cancellationToken);
+                    }
+                    else if (time.GetElapsedTime(askedInFull) >= nextInFull)
+                    {
+                        askedInFull = time.GetTimestamp();
+                        nextInFull += nextInFull;
+                        await request(null, cancellationToken);
                     }
                 }
             }
@@ -574,17 +590,26 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
         return dropped;
     }
 
-    /// <summary>The indices a partial assembly lacks when no chunk came for <paramref name="stall"/>; else null.</summary>
-    private List<int>? Missing(string app, TimeSpan stall)
+    /// <summary>Whether the image should be asked for again after a quiet <paramref name="stall"/>: with
+    /// <paramref name="missing"/> the indices a partial assembly lacks when no chunk came for that long, or null when no
+    /// chunk of it has come at all (nothing held: everything). False while chunks come, and for an assembly that is
+    /// complete or was served from a held image.</summary>
+    private bool Stalled(string app, TimeSpan stall, out List<int>? missing)
     {
+        missing = null;
         lock (_lock)
         {
-            if (!_entries.TryGetValue(app, out var entry) || entry.Complete is not null || entry.Served || time.GetElapsedTime(entry.LastArrival) < stall)
+            if (!_entries.TryGetValue(app, out var entry))
             {
-                return null;
+                return true;
             }
 
-            var missing = new List<int>();
+            if (entry.Complete is not null || entry.Served || time.GetElapsedTime(entry.LastArrival) < stall)
+            {
+                return false;
+            }
+
+            missing = [];
             for (var i = 0; i < entry.Total && missing.Count < MaxReRequested; i++)
             {
                 if (!entry.Has(i))
@@ -594,7 +619,7 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
             }
 
             entry.LastArrival = time.GetTimestamp(); // the next re-request only after another quiet stall
-            return missing;
+            return missing.Count > 0;
         }
     }
 

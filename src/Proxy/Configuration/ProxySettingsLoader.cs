@@ -117,6 +117,12 @@ public static class ProxySettingsLoader
             RegistryTimeout = Duration(Get, "PROXY_REGISTRY_TIMEOUT", TimeSpan.FromMinutes(2)),
         };
 
+        if (settings.MaxArtifactBytes > Array.MaxLength)
+        {
+            // An artefact is pulled into one array; a larger one could only fail (out of memory) once downloaded.
+            throw new ProxyConfigurationException($"PROXY_MAX_ARTIFACT_BYTES '{settings.MaxArtifactBytes}' is over {Array.MaxLength}, the largest artefact the proxy can hold (one array)");
+        }
+
         if (authenticate && registryHost is null)
         {
             throw new ProxyConfigurationException("PROXY_AUTHENTICATE is true but PROXY_REGISTRY_URL is empty: it names the registry host the credentials are for");

@@ -10,8 +10,11 @@ namespace Propeller.Proxy.Oci;
 /// known for its host (a cached bearer token for its scope, or basic credentials once the host asked for them); on a
 /// 401 the <c>WWW-Authenticate</c> challenge decides: <c>Basic</c> → the static username and password; <c>Bearer
 /// realm,service,scope</c> → a token from the realm (anonymously, or with the username and password), cached by host
-/// and scope until it expires; a static token (PROXY_REGISTRY_TOKEN) is sent as the bearer token itself.
-/// Credentials go only to the host they are for.
+/// and scope until it expires (expired ones are dropped as others are cached); a static token (PROXY_REGISTRY_TOKEN) is
+/// sent as the bearer token itself.
+/// Credentials go only to the host they are for. The answer to a 401 is the Authorization its request is retried with,
+/// not a look-up of the shared state: requests that were challenged at once (the first pulls from a host) each get
+/// theirs, whatever the others learnt or replaced meanwhile.
 /// </summary>
 public sealed class RegistryAuth(RegistryCredentials? credentials, TimeProvider time)
 {
@@ -24,7 +27,7 @@ public sealed class RegistryAuth(RegistryCredentials? credentials, TimeProvider 
         ArgumentNullException.ThrowIfNull(request);
         if (_tokens.TryGetValue((host, scope), out var token) && token.Expires > time.GetUtcNow())
         {
-            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token.Token);
+            request.Headers.Authorization = Bearer(token.Token);
         }
         else if (_basicHosts.ContainsKey(host) && For(host) is { Username: { } user, Password: { } password })
         {
@@ -32,8 +35,11 @@ public sealed class RegistryAuth(RegistryCredentials? credentials, TimeProvider 
         }
     }
 
-    /// <summary>Answers a 401: learns what the host wants (fetching a token when needed). False: nothing more to try.</summary>
-    public async Task<bool> ChallengeAsync(HttpResponseMessage response, HttpClient http, string host, string scope, bool secure, CancellationToken cancellationToken)
+    /// <summary>Answers a 401 to a request that carried <paramref name="sent"/>: learns what the host wants (fetching a
+    /// token when needed) and returns the Authorization to retry that request with; null: nothing more to try (what the
+    /// host wants is what the request carried, or nothing is known that it would take).</summary>
+    public async Task<AuthenticationHeaderValue?> ChallengeAsync(
+        HttpResponseMessage response, AuthenticationHeaderValue? sent, HttpClient http, string host, string scope, bool secure, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(response);
         ArgumentNullException.ThrowIfNull(http);
@@ -42,17 +48,43 @@ public sealed class RegistryAuth(RegistryCredentials? credentials, TimeProvider 
         {
             if (string.Equals(challenge.Scheme, "Basic", StringComparison.OrdinalIgnoreCase))
             {
-                return known is { Username: not null, Password: not null } && _basicHosts.TryAdd(host, true);
+                if (known is not { Username: { } user, Password: { } password })
+                {
+                    return null;
+                }
+
+                // Every request that went out before the host was known to want them (concurrent first pulls) is retried
+                // with the credentials; one that carried them and was refused is not.
+                _basicHosts.TryAdd(host, true);
+                return IsScheme(sent, "Basic") ? null : Basic(user, password);
             }
 
             if (string.Equals(challenge.Scheme, "Bearer", StringComparison.OrdinalIgnoreCase))
             {
-                // A cached token that was refused (expired early, revoked) is replaced; the caller retries only once.
-                _tokens.TryRemove((host, scope), out _);
+                var now = time.GetUtcNow();
+                if (_tokens.TryGetValue((host, scope), out var cached))
+                {
+                    if (IsScheme(sent, "Bearer") && sent!.Parameter == cached.Token)
+                    {
+                        // The cached token was refused (expired early, revoked): dropped, unless another request has
+                        // replaced it meanwhile. The caller retries only once.
+                        _tokens.TryRemove(KeyValuePair.Create((host, scope), cached));
+                    }
+                    else if (cached.Expires > now)
+                    {
+                        return Bearer(cached.Token); // another request fetched one since this one went out
+                    }
+                }
+
                 if (known?.Token is { } staticToken)
                 {
-                    _tokens[(host, scope)] = (staticToken, DateTimeOffset.MaxValue);
-                    return true;
+                    if (IsScheme(sent, "Bearer") && sent!.Parameter == staticToken)
+                    {
+                        return null;
+                    }
+
+                    Remember(host, scope, staticToken, now.AddHours(1)); // the same for every scope: learnt again after an hour
+                    return Bearer(staticToken);
                 }
 
                 var parameters = Parameters(challenge.Parameter ?? "");
@@ -89,13 +121,37 @@ public sealed class RegistryAuth(RegistryCredentials? credentials, TimeProvider 
                     ?? (root.TryGetProperty("access_token", out var a) && a.ValueKind == JsonValueKind.String ? a.GetString() : null)
                     ?? throw new RegistryException($"the token service of registry {host} answered without a token");
                 var lifetime = root.TryGetProperty("expires_in", out var e) && e.TryGetInt32(out var seconds) && seconds > 0 ? seconds : 60;
-                _tokens[(host, scope)] = (token, time.GetUtcNow().AddSeconds(lifetime - Math.Min(10, lifetime / 2)));
-                return true;
+                Remember(host, scope, token, time.GetUtcNow().AddSeconds(lifetime - Math.Min(10, lifetime / 2)));
+                return Bearer(token); // this request's retry takes the token fetched for it, whatever the cache holds by then
             }
         }
 
-        return false;
+        return null;
     }
+
+    /// <summary>Tokens cached (for tests).</summary>
+    internal int CachedTokens => _tokens.Count;
+
+    /// <summary>Caches <paramref name="token"/> for <paramref name="scope"/> and drops the tokens that have expired: one
+    /// entry per repository pulled, which were never dropped before.</summary>
+    private void Remember(string host, string scope, string token, DateTimeOffset expires)
+    {
+        var now = time.GetUtcNow();
+        foreach (var entry in _tokens)
+        {
+            if (entry.Value.Expires <= now)
+            {
+                _tokens.TryRemove(entry);
+            }
+        }
+
+        _tokens[(host, scope)] = (token, expires);
+    }
+
+    private static bool IsScheme(AuthenticationHeaderValue? header, string scheme) =>
+        header is not null && string.Equals(header.Scheme, scheme, StringComparison.OrdinalIgnoreCase);
+
+    private static AuthenticationHeaderValue Bearer(string token) => new("Bearer", token);
 
     private RegistryCredentials? For(string host) =>
         credentials is not null && string.Equals(credentials.Host, host, StringComparison.OrdinalIgnoreCase) ? credentials : null;

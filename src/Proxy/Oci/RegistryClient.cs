@@ -3,6 +3,8 @@ using System.Net.Http.Headers;
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text.Json;
+using Polly;
+using Polly.Retry;
 
 namespace Propeller.Proxy.Oci;
 
@@ -12,12 +14,47 @@ namespace Propeller.Proxy.Oci;
 /// manifest's bytes), an index resolved to the manifest that holds a Wasm layer, the Wasm layer picked by media type
 /// (the largest layer only as the original's fallback), the blob read with its size capped and its digest verified.
 /// Push (tests, benchmark, <c>propeller-proxy push</c>): monolithic blob uploads and manifests. Every failure is a
-/// <see cref="RegistryException"/> whose message names the reference and what went wrong.
+/// <see cref="RegistryException"/> whose message names the reference and what went wrong. A pull's GETs are retried
+/// (<see cref="MaxRetries"/> times, backing off from 200 ms, as oras-go's client does) on 408, 429, 500, 502, 503, 504 and
+/// a connection refused or cut before the answer; a Retry-After up to <see cref="MaxRetryAfter"/> is honoured, a longer one
+/// fails at once. The caller's cancellation (the proxy's PROXY_REGISTRY_TIMEOUT) bounds the whole.
 /// </summary>
-public sealed class RegistryClient(HttpClient http, RegistryAuth auth, Func<string, bool> plainHttp)
+public sealed class RegistryClient(HttpClient http, RegistryAuth auth, Func<string, bool> plainHttp, ILogger? logger = null)
 {
+    /// <summary>Retries of one GET after its first attempt.</summary>
+    public const int MaxRetries = 3;
+
     private const long MaxManifestBytes = 4 << 20;
     private const int MaxIndexEntries = 64;
+
+    /// <summary>The longest Retry-After waited for; a registry asking for more fails the pull with its status.</summary>
+    private static readonly TimeSpan MaxRetryAfter = TimeSpan.FromSeconds(10);
+
+    /// <summary>The reference a retried request is for, in its resilience context (for the log line).</summary>
+    private static readonly ResiliencePropertyKey<string> ReferenceKey = new("reference");
+
+    private readonly ResiliencePipeline<HttpResponseMessage> _retries = new ResiliencePipelineBuilder<HttpResponseMessage>()
+        .AddRetry(new RetryStrategyOptions<HttpResponseMessage>
+        {
+            MaxRetryAttempts = MaxRetries,
+            BackoffType = DelayBackoffType.Exponential,
+            Delay = TimeSpan.FromMilliseconds(200),
+            MaxDelay = TimeSpan.FromSeconds(3),
+            UseJitter = true,
+            ShouldHandle = args => ValueTask.FromResult(Transient(args.Outcome)),
+            DelayGenerator = args => ValueTask.FromResult(args.Outcome.Result is { } response ? RetryAfter(response) : null),
+            OnRetry = args =>
+            {
+                if (logger is not null && args.Context.Properties.TryGetValue(ReferenceKey, out var reference))
+                {
+                    var what = args.Outcome.Result is { } response ? $"HTTP {(int)response.StatusCode} {response.ReasonPhrase}" : args.Outcome.Exception?.Message ?? "?";
+                    ProxyLog.RegistryRetry(logger, reference, what, args.AttemptNumber + 1, MaxRetries, (long)args.RetryDelay.TotalMilliseconds);
+                }
+
+                return ValueTask.CompletedTask;
+            },
+        })
+        .Build();
 
     /// <summary>Resolves <paramref name="reference"/> to the descriptor of its Wasm layer; refuses one over
     /// <paramref name="maxBytes"/> before downloading it.</summary>
@@ -34,6 +71,11 @@ public sealed class RegistryClient(HttpClient http, RegistryAuth auth, Func<stri
         if (layers.Count == 0)
         {
             throw new RegistryException($"image {reference}: the manifest has no layers");
+        }
+
+        for (var i = 0; i < layers.Count; i++)
+        {
+            Check(reference, layers[i], $"layer {i} of the manifest");
         }
 
         // By media type first; the original took the largest layer whatever its type, kept as the fallback.
@@ -216,6 +258,11 @@ public sealed class RegistryClient(HttpClient http, RegistryAuth auth, Func<stri
             .OrderByDescending(m => LooksWasm(m))
             .Take(MaxIndexEntries)
             .ToList();
+        for (var i = 0; i < entries.Count; i++)
+        {
+            Check(reference, entries[i], "an entry of the index");
+        }
+
         foreach (var entry in entries)
         {
             var (document, mediaType) = await GetManifestAsync(reference, entry.Digest, cancellationToken);
@@ -227,6 +274,36 @@ public sealed class RegistryClient(HttpClient http, RegistryAuth auth, Func<stri
 
         var platforms = string.Join(", ", (index.Manifests ?? []).Select(m => m.Platform?.ToString() ?? m.ArtifactType ?? m.MediaType ?? "?"));
         throw new RegistryException($"image {reference} is an index without a Wasm artefact (its manifests: {(platforms.Length > 0 ? platforms : "none")}); push the module with a {OciMediaTypes.WasmLayer} layer");
+    }
+
+    /// <summary>Refuses a descriptor without a digest of the form <c>algorithm:hex</c> (sha256: 64 digits, sha512: 128)
+    /// or with a negative size, before anything is fetched or remembered by it. JSON leaves a missing <c>digest</c> null
+    /// whatever the record says.</summary>
+    private static void Check(ImageReference reference, Descriptor descriptor, string what)
+    {
+        var digest = (string?)descriptor.Digest;
+        if (digest is null)
+        {
+            throw new RegistryException($"image {reference}: {what} has no digest");
+        }
+
+        var colon = digest.IndexOf(':', StringComparison.Ordinal);
+        var algorithm = colon > 0 ? digest[..colon] : "";
+        var hex = colon > 0 ? digest[(colon + 1)..] : "";
+        var valid = algorithm.Length > 0 && hex.Length > 0
+            && algorithm.All(c => char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c) || c is '+' or '.' or '_' or '-')
+            && char.IsAsciiLetterOrDigit(algorithm[0]) && char.IsAsciiLetterOrDigit(algorithm[^1])
+            && hex.All(char.IsAsciiHexDigit)
+            && algorithm switch { "sha256" => hex.Length == 64, "sha512" => hex.Length == 128, _ => true };
+        if (!valid)
+        {
+            throw new RegistryException($"image {reference}: {what} has an invalid digest '{(digest.Length > 200 ? digest[..200] + "…" : digest)}' (expected algorithm:hex, such as sha256: and 64 hex digits)");
+        }
+
+        if (descriptor.Size < 0)
+        {
+            throw new RegistryException($"image {reference}: {what} has a negative size ({descriptor.Size})");
+        }
     }
 
     private static bool LooksWasm(Descriptor entry) =>
@@ -253,38 +330,86 @@ public sealed class RegistryClient(HttpClient http, RegistryAuth auth, Func<stri
     private Uri Url(ImageReference reference, string path) =>
         new($"{(plainHttp(reference.ApiHost) ? "http" : "https")}://{reference.ApiHost}/v2/{reference.Repository}/{path}");
 
-    /// <summary>Sends with what auth knows for the host; a 401 is answered once (token, basic) and the request made anew.</summary>
+    /// <summary>Sends (a pull's GETs with retries, <see cref="Transient"/>); a failure to connect or to get an answer in
+    /// time becomes a <see cref="RegistryException"/>.</summary>
     private async Task<HttpResponseMessage> SendAsync(ImageReference reference, Func<HttpRequestMessage> create, bool push, CancellationToken cancellationToken)
     {
+        try
+        {
+            if (push)
+            {
+                return await SendOnceAsync(reference, create, push, cancellationToken);
+            }
+
+            var context = ResilienceContextPool.Shared.Get(cancellationToken);
+            context.Properties.Set(ReferenceKey, reference.ToString());
+            try
+            {
+                return await _retries.ExecuteAsync(async c => await SendOnceAsync(reference, create, push, c.CancellationToken), context);
+            }
+            finally
+            {
+                ResilienceContextPool.Shared.Return(context);
+            }
+        }
+        catch (HttpRequestException ex)
+        {
+            var why = ex.InnerException is SocketException socket ? socket.Message : ex.Message;
+            throw new RegistryException($"image {reference}: registry {reference.ApiHost} is unreachable ({why})", ex);
+        }
+        catch (TaskCanceledException ex) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new RegistryException($"image {reference}: registry {reference.ApiHost} did not answer in time", ex);
+        }
+    }
+
+    /// <summary>Whether a GET's outcome is worth another attempt: a status that says "later" or a connection that failed
+    /// before the answer (not a timeout: HttpClient's is the whole PROXY_REGISTRY_TIMEOUT).</summary>
+    private static bool Transient(Outcome<HttpResponseMessage> outcome) => outcome switch
+    {
+        { Result: { } response } => (response.StatusCode is HttpStatusCode.RequestTimeout or HttpStatusCode.TooManyRequests or HttpStatusCode.InternalServerError
+            or HttpStatusCode.BadGateway or HttpStatusCode.ServiceUnavailable or HttpStatusCode.GatewayTimeout)
+            && (RetryAfter(response) is not { } wait || wait <= MaxRetryAfter),
+        { Exception: HttpRequestException { HttpRequestError: HttpRequestError.ConnectionError or HttpRequestError.ResponseEnded } } => true,
+        _ => false,
+    };
+
+    /// <summary>The wait a response's Retry-After asks for (seconds or a date); null when it has none.</summary>
+    private static TimeSpan? RetryAfter(HttpResponseMessage response) => response.Headers.RetryAfter switch
+    {
+        { Delta: { } delta } => delta,
+        { Date: { } date } => date - DateTimeOffset.UtcNow is var wait && wait > TimeSpan.Zero ? wait : TimeSpan.Zero,
+        _ => null,
+    };
+
+    /// <summary>Sends with what auth knows for the host; a 401 is answered once (token, basic) and the request made anew
+    /// with the Authorization that answer gave.</summary>
+    private async Task<HttpResponseMessage> SendOnceAsync(ImageReference reference, Func<HttpRequestMessage> create, bool push, CancellationToken cancellationToken)
+    {
         var scope = $"repository:{reference.Repository}:{(push ? "pull,push" : "pull")}";
+        AuthenticationHeaderValue? retryWith = null;
         for (var attempt = 0; ; attempt++)
         {
             using var request = create();
-            auth.Apply(request, reference.ApiHost, scope);
-            HttpResponseMessage response;
-            try
+            if (retryWith is null)
             {
-                response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
+                auth.Apply(request, reference.ApiHost, scope);
             }
-            catch (HttpRequestException ex)
+            else
             {
-                var why = ex.InnerException is SocketException socket ? socket.Message : ex.Message;
-                throw new RegistryException($"image {reference}: registry {reference.ApiHost} is unreachable ({why})", ex);
-            }
-            catch (TaskCanceledException ex) when (!cancellationToken.IsCancellationRequested)
-            {
-                throw new RegistryException($"image {reference}: registry {reference.ApiHost} did not answer in time", ex);
+                request.Headers.Authorization = retryWith;
             }
 
+            var sent = request.Headers.Authorization;
+            var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
             if (response.StatusCode != HttpStatusCode.Unauthorized || attempt > 0)
             {
                 return response;
             }
 
-            bool retry;
             try
             {
-                retry = await auth.ChallengeAsync(response, http, reference.ApiHost, scope, !plainHttp(reference.ApiHost), cancellationToken);
+                retryWith = await auth.ChallengeAsync(response, sent, http, reference.ApiHost, scope, !plainHttp(reference.ApiHost), cancellationToken);
             }
             catch (HttpRequestException ex)
             {
@@ -292,7 +417,7 @@ public sealed class RegistryClient(HttpClient http, RegistryAuth auth, Func<stri
                 throw new RegistryException($"image {reference}: the token service of registry {reference.ApiHost} is unreachable ({ex.Message})", ex);
             }
 
-            if (!retry)
+            if (retryWith is null)
             {
                 return response;
             }

@@ -15,7 +15,7 @@ namespace Propeller.Proxy.Serving;
 /// </summary>
 internal sealed class ChunkPublication(
     BrokerConnection connection, string topic, MqttQualityOfServiceLevel qos, ProxyMetrics metrics, ILogger logger, string app, IChunkPayloads chunks,
-    IReadOnlyList<int>? wanted, Func<string, int, bool>? lose, CancellationToken cancellationToken) : IDisposable
+    IReadOnlyList<int>? wanted, Func<string, int, bool>? lose, Action? started, CancellationToken cancellationToken) : IDisposable
 {
     /// <summary>Publishes in flight at once: enough to keep the socket busy while the broker acknowledges.</summary>
     public const int Window = 8;
@@ -26,9 +26,11 @@ internal sealed class ChunkPublication(
 
     public IChunkPayloads Chunks { get; } = chunks;
 
-    /// <summary>The chunk indices to publish, in order.</summary>
+    /// <summary>The chunk indices to publish, in order: those asked for that the artefact has; all when none was asked
+    /// for, or none of those asked for fits (a re-request counted against another artefact under the name, e.g. a tag
+    /// that moved to a smaller one: answered with nothing, its proplet would ask again until it timed out).</summary>
     public IReadOnlyList<int> Indices { get; } =
-        wanted is null ? [.. Enumerable.Range(0, chunks.Layout.Total)] : [.. wanted.Where(i => i >= 0 && i < chunks.Layout.Total).Distinct().Order()];
+        wanted?.Where(i => i >= 0 && i < chunks.Layout.Total).Distinct().Order().ToList() is { Count: > 0 } fitting ? fitting : [.. Enumerable.Range(0, chunks.Layout.Total)];
 
     /// <summary>The first <paramref name="received"/> bytes of <paramref name="data"/> have arrived (unverified): every
     /// chunk they complete, except the artefact's last, is prepared and published.</summary>
@@ -67,6 +69,11 @@ internal sealed class ChunkPublication(
 
     private async Task SendAsync(int index)
     {
+        if (_publishes.Count == 0)
+        {
+            started?.Invoke(); // the first chunk goes out now
+        }
+
         await _window.WaitAsync(cancellationToken);
         _publishes.Add(PublishAsync(Chunks.Payload(app, index), index));
     }

@@ -46,6 +46,13 @@ public sealed class ProxyNode : IAsyncDisposable
     private int _disposed;
 
     public ProxyNode(ProxySettings settings, ILoggerFactory loggers, TimeProvider time)
+        : this(settings, loggers, time, new SocketsHttpHandler { AllowAutoRedirect = true, PooledConnectionLifetime = TimeSpan.FromMinutes(5) })
+    {
+    }
+
+    /// <summary>For tests: the registry is spoken to through <paramref name="registryHandler"/> (a stub registry, for what
+    /// the real one cannot be made to serve).</summary>
+    internal ProxyNode(ProxySettings settings, ILoggerFactory loggers, TimeProvider time, HttpMessageHandler registryHandler)
     {
         ArgumentNullException.ThrowIfNull(settings);
         ArgumentNullException.ThrowIfNull(loggers);
@@ -56,14 +63,14 @@ public sealed class ProxyNode : IAsyncDisposable
         _fetchSlots = new SemaphoreSlim(settings.MaxConcurrentFetches);
         BinaryChunks = settings.BinaryChunks;
         Cache = new ArtifactCache(settings.CacheBytes);
-        _http = new HttpClient(new SocketsHttpHandler { AllowAutoRedirect = true, PooledConnectionLifetime = TimeSpan.FromMinutes(5) })
+        _http = new HttpClient(registryHandler)
         {
             Timeout = settings.RegistryTimeout,
         };
         var credentials = settings.Authenticate && settings.RegistryHost is { } host
             ? new RegistryCredentials(host, settings.RegistryUsername, settings.RegistryPassword, settings.RegistryToken)
             : null;
-        _registry = new RegistryClient(_http, new RegistryAuth(credentials, time), PlainHttp);
+        _registry = new RegistryClient(_http, new RegistryAuth(credentials, time), PlainHttp, _logger);
     }
 
     public ProxyMetrics Metrics { get; } = new();
@@ -396,11 +403,13 @@ public sealed class ProxyNode : IAsyncDisposable
         {
             // stopping
         }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
+        catch (Exception ex)
         {
+            // Out of memory too (an artefact's array, its chunks): the delivery is given up, logged and reported, and
+            // the proxy goes on; before, it vanished unlogged and its proplets waited for their timeout.
             Metrics.Failed();
             ProxyLog.Crashed(_logger, app, ex);
-            await PublishFailureAsync(app, $"the proxy failed to deliver {app}: {ex.Message}");
+            await PublishFailureAsync(app, ex is OutOfMemoryException ? $"the proxy ran out of memory delivering {app}: {ex.Message}" : $"the proxy failed to deliver {app}: {ex.Message}");
         }
     }
 
@@ -418,12 +427,12 @@ public sealed class ProxyNode : IAsyncDisposable
         var topic = Topics.Of(_settings.BaseTopic, binary ? Topics.RegistryBinaryChunks : Topics.RegistryChunks);
         var format = binary ? ", binary" : "";
 
-        // Every publication of this delivery starts here: from now on a request joining the flight needs it to run again.
-        ChunkPublication Publish(IChunkPayloads chunks, IReadOnlyList<int>? indices)
-        {
-            flight.Publishing();
-            return new ChunkPublication(connection, topic, _settings.Qos, Metrics, _logger, app, chunks, indices, LoseChunk, cancellationToken);
-        }
+        // Every publication of this delivery starts here; once its first chunk goes out, a request joining the flight
+        // needs it to run again. Not before: a pulled artefact's publication is made before the blob is requested, and a
+        // request that joins while the blob is still on its way (a slow registry, its retries; our proplet asking again
+        // when no chunk came for PROPLET_CHUNK_STALL) gets every chunk of this run.
+        ChunkPublication Publish(IChunkPayloads chunks, IReadOnlyList<int>? indices) =>
+            new(connection, topic, _settings.Qos, Metrics, _logger, app, chunks, indices, LoseChunk, flight.Publishing, cancellationToken);
 
         (Artifact Artifact, bool Cached)? resolved = null;
         if (binary && CachedUnderTag(app, have) is { } guess)

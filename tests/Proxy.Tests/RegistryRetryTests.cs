@@ -1,0 +1,85 @@
+using System.Net;
+using System.Net.Http.Headers;
+using Microsoft.Extensions.Logging;
+using Propeller.Proxy.Oci;
+
+namespace Propeller.Proxy.Tests;
+
+/// <summary>A pull's GETs retried on what says "later" (a <see cref="StubRegistry"/>: the real registry cannot be made to
+/// answer 503 once).</summary>
+public sealed class RegistryRetryTests
+{
+    private static readonly byte[] Module = Modules.Addition;
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task GivenARegistryAnswering503Once_WhenPulled_ThenTheManifestAndTheBlobAreFetchedAgainAndEachRetryIsLogged()
+    {
+        var failed = new HashSet<string>();
+        using var stub = new StubRegistry((request, _) => Task.FromResult(
+            failed.Add(request.RequestUri!.AbsolutePath) ? new HttpResponseMessage(HttpStatusCode.ServiceUnavailable)
+            : request.RequestUri.AbsolutePath.Contains("/manifests/", StringComparison.Ordinal) ? StubRegistry.Manifest(Module)
+            : StubRegistry.Blob(Module)));
+        var logs = new LogLines();
+        using var loggers = LoggerFactory.Create(builder => builder.AddProvider(logs));
+        var client = Client(stub, loggers.CreateLogger("registry"));
+        var reference = ImageReference.Parse($"{StubRegistry.Host}/test/flaky:v1");
+
+        var layer = await client.ResolveLayerAsync(reference, 1 << 20, Ct);
+        var bytes = await client.GetBlobAsync(reference, layer, 1 << 20, Ct);
+
+        bytes.ShouldBe(Module);
+        stub.Count("/manifests/v1").ShouldBe(2);
+        stub.Count(layer.Digest).ShouldBe(2);
+        logs.Lines.Count(l => l.StartsWith($"Warning: Image {reference}: registry request failed (HTTP 503 Service Unavailable); retry 1 of 3 in ", StringComparison.Ordinal)).ShouldBe(2);
+    }
+
+    [Fact]
+    public async Task GivenARegistryRefusingConnectionsOnce_WhenPulled_ThenTheRequestIsMadeAgain()
+    {
+        var refused = 0;
+        using var stub = new StubRegistry((_, _) => Interlocked.Increment(ref refused) == 1
+            ? throw new HttpRequestException(HttpRequestError.ConnectionError, "Connection refused (registry.stub:5000)")
+            : Task.FromResult(StubRegistry.Manifest(Module)));
+
+        var layer = await Client(stub).ResolveLayerAsync(ImageReference.Parse($"{StubRegistry.Host}/test/restarting:v1"), 1 << 20, Ct);
+
+        layer.Digest.ShouldBe(StubRegistry.DigestOf(Module));
+        refused.ShouldBe(2);
+    }
+
+    [Fact]
+    public async Task GivenARegistryThatStaysUnavailable_WhenPulled_ThenItIsTriedFourTimesAndTheErrorHasTheLastStatus()
+    {
+        using var stub = new StubRegistry((_, _) => Task.FromResult(new HttpResponseMessage(HttpStatusCode.BadGateway)));
+        var reference = ImageReference.Parse($"{StubRegistry.Host}/test/down:v1");
+
+        var error = await Should.ThrowAsync<RegistryException>(() => Client(stub).ResolveLayerAsync(reference, 1 << 20, Ct));
+
+        error.Message.ShouldBe($"image {reference}: manifest request failed (HTTP 502 Bad Gateway)");
+        stub.Requests.Count.ShouldBe(1 + RegistryClient.MaxRetries);
+    }
+
+    [Theory]
+    [InlineData(HttpStatusCode.TooManyRequests, 3600)] // asks for longer than the proxy waits: fails at once
+    [InlineData(HttpStatusCode.NotFound, 0)] // not a status that says "later"
+    public async Task GivenAnAnswerNotWorthWaitingFor_WhenPulled_ThenItIsNotRetried(HttpStatusCode status, int retryAfter)
+    {
+        using var stub = new StubRegistry((_, _) =>
+        {
+            var response = new HttpResponseMessage(status);
+            response.Headers.RetryAfter = new RetryConditionHeaderValue(TimeSpan.FromSeconds(retryAfter));
+            return Task.FromResult(response);
+        });
+        var reference = ImageReference.Parse($"{StubRegistry.Host}/test/later:v1");
+
+        var error = await Should.ThrowAsync<RegistryException>(() => Client(stub).ResolveLayerAsync(reference, 1 << 20, Ct));
+
+        error.Message.ShouldContain($"HTTP {(int)status}");
+        stub.Requests.Count.ShouldBe(1);
+    }
+
+    private static RegistryClient Client(StubRegistry stub, ILogger? logger = null) =>
+        new(new HttpClient(stub, disposeHandler: false), new RegistryAuth(null, TimeProvider.System), _ => true, logger);
+}
