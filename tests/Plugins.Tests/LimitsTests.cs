@@ -64,6 +64,44 @@ public sealed class LimitsTests : IDisposable
         await Should.ThrowAsync<OperationCanceledException>(async () => await gate.AuthorizeAsync(Start, Task, cts.Token));
     }
 
+    /// <summary>
+    /// A plugin that sleeps (WASI <c>poll_oneoff</c>, where Rust's and C's sleeps go) is held to its time limit and to its
+    /// caller's cancellation: the epoch check runs only while guest code runs, so a 30 s sleep in Wasmtime's own
+    /// <c>poll_oneoff</c> held the call for 30 s whatever its <c>timeout_ms</c>.
+    /// </summary>
+    [Fact]
+    public async Task ASleepingPlugin_IsHeldToItsTimeLimit_AndToItsCallersCancellation()
+    {
+        const string sleeping = """
+            (module
+              (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+              (memory (export "memory") 2)
+              (func (export "plugin_alloc") (param i32) (result i32) (i32.const 65536))
+              (func (export "plugin_free") (param i32 i32))
+              (func (export "authorize") (param i32 i32) (result i64)
+                (i64.store (i32.const 1024) (i64.const 7))
+                (i32.store8 (i32.const 1032) (i32.const 0))
+                (i32.store (i32.const 1040) (i32.const 1))
+                (i64.store (i32.const 1048) (i64.const 30000000000))
+                (i64.store (i32.const 1056) (i64.const 0))
+                (i32.store16 (i32.const 1064) (i32.const 0))
+                (drop (call $poll (i32.const 1024) (i32.const 2048) (i32.const 1) (i32.const 4096)))
+                (i64.const 0)))
+            """;
+        _dir.Add("sleep", sleeping, """{"limits":{"timeout_ms":100}}""");
+        using var patient = new PluginDir();
+        patient.Add("sleep", sleeping, """{"limits":{"timeout_ms":60000}}""");
+
+        var outcome = await System.Threading.Tasks.Task.Run(() => _dir.Gate().AuthorizeAsync(Start, Task, Ct).AsTask(), Ct).WaitAsync(TimeSpan.FromSeconds(10), Ct);
+        outcome.Allowed.ShouldBeFalse();
+        outcome.Reason!.ShouldContain("timed out after 100 ms");
+
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        cts.CancelAfter(TimeSpan.FromMilliseconds(50));
+        var cancelled = System.Threading.Tasks.Task.Run(() => patient.Gate().AuthorizeAsync(Start, Task, cts.Token).AsTask(), Ct);
+        await Should.ThrowAsync<OperationCanceledException>(() => cancelled.WaitAsync(TimeSpan.FromSeconds(10), Ct));
+    }
+
     [Fact]
     public async Task ConcurrentCalls_NeverShareAnInstance()
     {

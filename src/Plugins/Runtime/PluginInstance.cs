@@ -85,6 +85,8 @@ internal sealed class PluginInstance : IDisposable
         var ticks = timeout.TotalSeconds * Stopwatch.Frequency;
         _deadline = timeout < TimeSpan.Zero || ticks >= long.MaxValue / 2 ? long.MaxValue : Stopwatch.GetTimestamp() + (long)ticks;
         _cancellation = cancellationToken;
+        Context.Deadline = _deadline;
+        Context.Cancellation = cancellationToken;
         using var ticking = _engine.KeepTicking();
         try
         {
@@ -94,6 +96,7 @@ internal sealed class PluginInstance : IDisposable
         {
             Context.Hook = null;
             _cancellation = default;
+            Context.Cancellation = default;
         }
     }
 
@@ -190,5 +193,11 @@ internal sealed class PluginInstance : IDisposable
         public LoadedPlugin Plugin { get; } = plugin;
 
         public string? Hook { get; set; }
+
+        /// <summary>The running call's wall-clock limit (a <see cref="Stopwatch"/> timestamp) and its caller's token: what
+        /// a host call that waits (<c>poll_oneoff</c>) must not wait past.</summary>
+        public long Deadline { get; set; } = long.MaxValue;
+
+        public CancellationToken Cancellation { get; set; }
     }
 }
