@@ -32,6 +32,9 @@ internal static partial class ProxyLog
     [LoggerMessage(EventId = 9011, Level = LogLevel.Warning, Message = "Image {Reference}: registry request failed ({What}); retry {Attempt} of {Retries} in {DelayMs} ms")]
     public static partial void RegistryRetry(ILogger logger, string reference, string what, int attempt, int retries, long delayMs);
 
+    [LoggerMessage(EventId = 9012, Level = LogLevel.Debug, Message = "Image {App} is being delivered; this request for some of its chunks is served once that delivery ended")]
+    public static partial void AwaitingDelivery(ILogger logger, string app);
+
     [LoggerMessage(EventId = 9010, Level = LogLevel.Warning, Message = "Too many images in flight ({Count}); refusing {App}")]
     public static partial void Busy(ILogger logger, int count, string app);
 }

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Net;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
@@ -282,6 +283,97 @@ public sealed class ProxyNodeTests : IAsyncLifetime
         node.Metrics.Deduplicated.ShouldBe(1);
         node.Metrics.CacheHits.ShouldBe(0, "no second delivery");
         node.Metrics.Chunks.ShouldBe((module.Length + 15) / 16);
+    }
+
+    [Fact]
+    public async Task GivenAPullWhoseBlobTrickles_WhenThePropletAsksAgainForTheMissingChunks_ThenTheyComeFromThatPullWithoutAnotherBlobGet()
+    {
+        // Our proplet asks for the chunks it misses when none came for PROPLET_CHUNK_STALL, with a new list each time.
+        // Such a request used to be a flight of its own: for an image not cached yet it resolved the manifest and pulled
+        // the whole blob again beside the running pull.
+        var module = Modules.Addition;
+        const int chunkSize = 8;
+        var total = (module.Length + chunkSize - 1) / chunkSize;
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var stub = new StubRegistry((request, ct) => Task.FromResult(request.RequestUri!.AbsolutePath.Contains("/blobs/", StringComparison.Ordinal)
+            ? new HttpResponseMessage(HttpStatusCode.OK) { Content = new StreamContent(new TricklingStream(module, 2 * chunkSize, release.Task)) }
+            : StubRegistry.Manifest(module)));
+        var node = await StartProxyAsync(chunkSize: chunkSize, registry: stub);
+        var app = $"{StubRegistry.Host}/test/trickle:v1";
+        total.ShouldBeGreaterThan(4);
+
+        await RequestAsync(app, formats: ["binary"]);
+        for (var i = 0; i < 200 && node.Metrics.Chunks < 2; i++)
+        {
+            await Task.Delay(25, Ct);
+        }
+
+        node.Metrics.Chunks.ShouldBe(2, "the chunks the first bytes complete went out; the rest of the blob is on its way");
+        int[] first = [.. Enumerable.Range(2, total - 2)], second = [.. Enumerable.Range(3, total - 3)];
+        await RequestAsync(app, chunks: first, formats: ["binary"]);
+        await RequestAsync(app, chunks: second, formats: ["binary"]);
+        await Task.Delay(500, Ct); // a second pull would have asked for the blob by now
+        stub.Count(StubRegistry.DigestOf(module)).ShouldBe(1);
+
+        release.SetResult();
+        var image = await ReceiveBinaryImageAsync(app);
+        var again = new List<int>();
+        while (again.Count < first.Length + second.Length)
+        {
+            var payload = (await NextMessageOnAsync(Topics.RegistryBinaryChunks)).Payload.Span;
+            again.Add(JsonSerializer.Deserialize<BinaryChunkHeader>(payload[..payload.IndexOf(BinaryChunkHeader.Separator)])!.ChunkIndex);
+        }
+
+        image.Bytes.ShouldBe(module);
+        again.Order().ShouldBe(first.Concat(second).Order());
+        stub.Count(StubRegistry.DigestOf(module)).ShouldBe(1, "one blob GET");
+        node.Metrics.Fetches.ShouldBe(1);
+    }
+
+    /// <summary>A blob body whose first <paramref name="early"/> bytes come at once and the rest once
+    /// <paramref name="rest"/> completes.</summary>
+    private sealed class TricklingStream(byte[] data, int early, Task rest) : Stream
+    {
+        private int _position;
+
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => false;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position { get => _position; set => throw new NotSupportedException(); }
+
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            if (_position >= early)
+            {
+                await rest.WaitAsync(cancellationToken);
+            }
+
+            var end = _position < early ? early : data.Length;
+            var count = Math.Min(buffer.Length, end - _position);
+            data.AsMemory(_position, count).CopyTo(buffer);
+            _position += count;
+            return count;
+        }
+
+        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        public override void Flush()
+        {
+        }
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 
     [Fact]

@@ -289,7 +289,8 @@ public sealed class ProxyNode : IAsyncDisposable
         Metrics.Request();
         // A request naming held images is a flight of its own: one that needs every chunk must never share a delivery
         // of one chunk (an old proplet would wait for the rest in vain). So is a request listing the chunks it misses:
-        // joined to a delivery already under way it could lose chunks that delivery published before it arrived.
+        // joined to a delivery already under way it could lose chunks that delivery published before it arrived; while
+        // a delivery of the image is under way, it waits for that one to end (no second pull), see below.
         var have = request.Have is { Count: > 0 } held ? held.Where(h => h is { Length: 64 }).Take(16).ToList() : [];
         var flight = have.Count == 0 ? app : app + "\n" + string.Join(',', have.Order(StringComparer.OrdinalIgnoreCase));
         if (request.Chunks is { } listed)
@@ -313,7 +314,32 @@ public sealed class ProxyNode : IAsyncDisposable
             return;
         }
 
-        Admit(flight, new Delivery(app, request.Chunks, have, binary));
+        var delivery = new Delivery(app, request.Chunks, have, binary);
+        if (request.Chunks is not null && RunningFor(app) is { Length: > 0 } running)
+        {
+            // A re-request (our proplet's, when no chunk came for PROPLET_CHUNK_STALL) for an image whose delivery is
+            // under way: served once that delivery ended, from the artefact it leaves in the cache. Started at once it
+            // would pull the blob again beside the running pull (every stall, with a new list of missing chunks).
+            ProxyLog.AwaitingDelivery(_logger, app);
+            _ = AdmitAfterAsync(running, flight, delivery);
+            return;
+        }
+
+        Admit(flight, delivery);
+    }
+
+    /// <summary>The work of every flight in progress for <paramref name="app"/>, whatever its format, chunks and held
+    /// digests.</summary>
+    private Task[] RunningFor(string app) => [.. _inFlight.Values.Where(f => f.Delivery.App == app).Select(f => f.Work)];
+
+    /// <summary>Admits <paramref name="delivery"/> once <paramref name="running"/> ended (unless the proxy is stopping).</summary>
+    private async Task AdmitAfterAsync(Task[] running, string flight, Delivery delivery)
+    {
+        await Task.WhenAll(running).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing); // each reports its own failure
+        if (!_lifetime.IsCancellationRequested)
+        {
+            Admit(flight, delivery);
+        }
     }
 
     /// <summary>
