@@ -63,6 +63,7 @@ public sealed class HttpFetchTests : IAsyncDisposable
     [InlineData("add.bin", null)]
     [InlineData("page.html", "unexpected Content-Type 'text/html' fetching wasm from")]
     [InlineData("missing.wasm", "HTTP 404 Not Found fetching wasm from")]
+    [InlineData("cut.wasm", "error fetching wasm from")]
     public async Task GivenAnHttpImageUrl_WhenStarted_ThenTheBinaryIsDownloadedAndCheckedFirst(string file, string? error)
     {
         _runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(new { id = "h-" + file, name = "main", image_url = _base + file, inputs = new[] { "40", "2" } }));
@@ -121,6 +122,16 @@ public sealed class HttpFetchTests : IAsyncDisposable
             var context = await _listener.GetContextAsync();
             var response = context.Response;
             var name = context.Request.Url!.AbsolutePath.TrimStart('/');
+            if (name == "cut.wasm")
+            {
+                // The connection is lost in the middle of the body (fewer bytes than announced, then a reset).
+                response.ContentType = "application/wasm";
+                response.ContentLength64 = Modules.Addition.Length * 10;
+                await response.OutputStream.WriteAsync(Modules.Addition, CancellationToken.None);
+                response.Abort();
+                continue;
+            }
+
             (int Status, string? Type, byte[] Body) answer = name switch
             {
                 "add.wasm" => (200, "application/wasm", Modules.Addition),

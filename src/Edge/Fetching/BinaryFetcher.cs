@@ -128,8 +128,9 @@ public sealed class BinaryFetcher(PropletSettings settings, ChunkAssembler chunk
         {
             throw new FetchException($"timed out fetching wasm from {url}", ex);
         }
-        catch (HttpRequestException ex)
+        catch (Exception ex) when (ex is HttpRequestException or IOException)
         {
+            // IOException: the connection lost in the middle of the body (HttpIOException), not only before the answer.
             throw new FetchException($"error fetching wasm from {url}: {ex.Message}", ex);
         }
     }
