@@ -82,6 +82,7 @@ public sealed class ChunkAssemblerTests
     [InlineData("""{"app_name":"a","chunk_idx":0,"total_chunks":1,"data":"A==="}""", "data is not valid base64")]
     [InlineData("""{"chunk_idx":0,"total_chunks":1,"data":""}""", "app_name is required")]
     [InlineData("""{"app_name":"a","chunk_idx":5,"total_chunks":1,"data":""}""", "chunk_idx 5 is out of range 0..0")]
+    [InlineData("""{"app_name":"a","chunk_idx":0,"total_chunks":1}""", "the chunk has no data")]
     public void GivenBadChunkJson_WhenAdded_ThenItIsRejectedWithTheReason(string json, string reason)
     {
         var assembler = new ChunkAssembler(1 << 20, _clock);

@@ -121,6 +121,7 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
         int index = 0, total = 0;
         byte[]? data = null;
         var base64 = ReadOnlySpan<byte>.Empty;
+        var hasData = false;
         try
         {
             var reader = new Utf8JsonReader(json);
@@ -146,6 +147,7 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
                         total = reader.GetInt32();
                         break;
                     case 4:
+                        hasData = true;
                         // A plain token is decoded later, straight into its place; escaped or split ones the reader's way.
                         data = reader.TokenType == JsonTokenType.Null ? []
                             : reader.TokenType != JsonTokenType.String || reader.HasValueSequence || reader.ValueIsEscaped ? reader.GetBytesFromBase64() : null;
@@ -170,6 +172,12 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
         catch (Exception ex) when (ex is JsonException or InvalidOperationException)
         {
             return Counted($"the chunk is not valid JSON of the expected shape: {ex.Message}");
+        }
+
+        if (!hasData)
+        {
+            // Not an empty chunk (the original sends "data" always, null for nothing): a chunk without its bytes.
+            return Counted("the chunk has no data");
         }
 
         return Counted(Check(app, index, total) ?? (data is null ? Add(app!, index, total, sha256, size, base64, base64: true) : Add(app!, index, total, sha256, size, data, base64: false)));
