@@ -80,6 +80,54 @@ public sealed class RegistryRetryTests
         stub.Requests.Count.ShouldBe(1);
     }
 
+    /// <summary>A manifest, or an error answer, whose body has no length and does not end is read no further than the
+    /// limit (4 MiB, 64 KiB): the pull fails with the reason instead of reading until the registry timeout.</summary>
+    [Fact]
+    public async Task GivenAnEndlessBodyWithoutALength_WhenPulled_ThenItIsReadOnlyUpToTheLimit()
+    {
+        using var stub = new StubRegistry((request, _) => Task.FromResult(new HttpResponseMessage(
+            request.RequestUri!.AbsolutePath.EndsWith("/v1", StringComparison.Ordinal) ? HttpStatusCode.OK : HttpStatusCode.NotFound)
+        {
+            Content = new StreamContent(new Endless()),
+        }));
+        var client = Client(stub);
+
+        var tooLarge = await Should.ThrowAsync<RegistryException>(() => client.ResolveLayerAsync(ImageReference.Parse($"{StubRegistry.Host}/test/endless:v1"), 1 << 20, Ct).WaitAsync(TimeSpan.FromSeconds(10), Ct));
+        tooLarge.Message.ShouldContain("the manifest is larger than");
+        var missing = await Should.ThrowAsync<RegistryException>(() => client.ResolveLayerAsync(ImageReference.Parse($"{StubRegistry.Host}/test/endless:v2"), 1 << 20, Ct).WaitAsync(TimeSpan.FromSeconds(10), Ct));
+        missing.Message.ShouldContain("HTTP 404");
+    }
+
+    /// <summary>A body that never ends (no Content-Length: a chunked answer).</summary>
+    private sealed class Endless : Stream
+    {
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => false;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public override int Read(byte[] buffer, int offset, int count)
+        {
+            Array.Fill(buffer, (byte)' ', offset, count);
+            return count;
+        }
+
+        public override void Flush()
+        {
+        }
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+    }
+
     private static RegistryClient Client(StubRegistry stub, ILogger? logger = null) =>
         new(new HttpClient(stub, disposeHandler: false), new RegistryAuth(null, TimeProvider.System), _ => true, logger);
 }

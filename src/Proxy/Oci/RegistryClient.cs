@@ -25,6 +25,9 @@ public sealed class RegistryClient(HttpClient http, RegistryAuth auth, Func<stri
     public const int MaxRetries = 3;
 
     private const long MaxManifestBytes = 4 << 20;
+
+    /// <summary>The most of an error answer's body read for its OCI error code and message.</summary>
+    private const long MaxErrorBytes = 64 << 10;
     private const int MaxIndexEntries = 64;
 
     /// <summary>The longest Retry-After waited for; a registry asking for more fails the pull with its status.</summary>
@@ -219,11 +222,9 @@ public sealed class RegistryClient(HttpClient http, RegistryAuth auth, Func<stri
             throw new RegistryException($"image {reference}: the manifest is larger than {MaxManifestBytes} bytes");
         }
 
-        var bytes = await response.Content.ReadAsByteArrayAsync(cancellationToken);
-        if (bytes.Length > MaxManifestBytes)
-        {
-            throw new RegistryException($"image {reference}: the manifest is larger than {MaxManifestBytes} bytes");
-        }
+        // Read at most one byte past the limit: a body without a length (chunked) is not read whole before the check.
+        var bytes = await ReadBoundedAsync(response.Content, MaxManifestBytes, cancellationToken)
+            ?? throw new RegistryException($"image {reference}: the manifest is larger than {MaxManifestBytes} bytes");
 
         if (version.Contains(':', StringComparison.Ordinal))
         {
@@ -427,6 +428,31 @@ public sealed class RegistryClient(HttpClient http, RegistryAuth auth, Func<stri
     }
 
     /// <summary>Turns an error status into a message: the registry's error code and message when it sent them.</summary>
+    /// <summary>The body, or null when it is longer than <paramref name="max"/> bytes (then read no further than that).</summary>
+    internal static async Task<byte[]?> ReadBoundedAsync(HttpContent content, long max, CancellationToken cancellationToken)
+    {
+        if (content.Headers.ContentLength > max)
+        {
+            return null;
+        }
+
+        await using var stream = await content.ReadAsStreamAsync(cancellationToken);
+        using var buffer = new MemoryStream();
+        var block = new byte[16 * 1024];
+        int read;
+        while ((read = await stream.ReadAsync(block, cancellationToken)) > 0)
+        {
+            if (buffer.Length + read > max)
+            {
+                return null;
+            }
+
+            await buffer.WriteAsync(block.AsMemory(0, read), cancellationToken);
+        }
+
+        return buffer.ToArray();
+    }
+
     private static async Task EnsureSuccessAsync(HttpResponseMessage response, ImageReference reference, string? what, CancellationToken cancellationToken)
     {
         if (response.IsSuccessStatusCode)
@@ -438,8 +464,8 @@ public sealed class RegistryClient(HttpClient http, RegistryAuth auth, Func<stri
         string? message = null;
         try
         {
-            var text = await response.Content.ReadAsStringAsync(cancellationToken);
-            using var document = JsonDocument.Parse(text.Length > 65536 ? "{}" : text);
+            var body = await ReadBoundedAsync(response.Content, MaxErrorBytes, cancellationToken);
+            using var document = JsonDocument.Parse(body is null ? "{}"u8.ToArray() : body);
             if (document.RootElement.TryGetProperty("errors", out var errors) && errors.ValueKind == JsonValueKind.Array && errors.GetArrayLength() > 0)
             {
                 var first = errors[0];
@@ -447,7 +473,7 @@ public sealed class RegistryClient(HttpClient http, RegistryAuth auth, Func<stri
                 message = first.TryGetProperty("message", out var m) ? m.GetString() : null;
             }
         }
-        catch (Exception ex) when (ex is JsonException or InvalidOperationException or HttpRequestException)
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException or HttpRequestException or IOException)
         {
             // no error body to quote
         }
