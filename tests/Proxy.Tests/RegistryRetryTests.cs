@@ -98,6 +98,22 @@ public sealed class RegistryRetryTests
         missing.Message.ShouldContain("HTTP 404");
     }
 
+    /// <summary>A token service that answers without end, or with what is not a JSON object, fails the pull with the reason.</summary>
+    [Theory]
+    [InlineData(true, "answered with more than 1048576 bytes")]
+    [InlineData(false, "answered with something that is not a JSON object")]
+    public async Task GivenATokenServiceAnsweringEndlesslyOrNotJson_WhenPulled_ThenTheErrorSaysSo(bool endless, string reason)
+    {
+        using var stub = new StubRegistry((request, _) => Task.FromResult(request.RequestUri!.AbsolutePath == "/token"
+            ? new HttpResponseMessage(HttpStatusCode.OK) { Content = endless ? new StreamContent(new Endless()) : new StringContent("<html>") }
+            : StubRegistry.Challenge($"Bearer realm=\"http://{StubRegistry.Host}/token\",service=\"stub\"")));
+        var client = Client(stub);
+
+        var error = await Should.ThrowAsync<RegistryException>(() => client.ResolveLayerAsync(ImageReference.Parse($"{StubRegistry.Host}/test/token:v1"), 1 << 20, Ct).WaitAsync(TimeSpan.FromSeconds(10), Ct));
+
+        error.Message.ShouldContain(reason);
+    }
+
     /// <summary>A body that never ends (no Content-Length: a chunked answer).</summary>
     private sealed class Endless : Stream
     {

@@ -18,6 +18,9 @@ namespace Propeller.Proxy.Oci;
 /// </summary>
 public sealed class RegistryAuth(RegistryCredentials? credentials, TimeProvider time)
 {
+    /// <summary>The most of a token service's answer read.</summary>
+    private const long MaxTokenAnswerBytes = 1 << 20;
+
     private readonly ConcurrentDictionary<string, bool> _basicHosts = new(StringComparer.OrdinalIgnoreCase);
     private readonly ConcurrentDictionary<(string Host, string Scope), (string Token, DateTimeOffset Expires)> _tokens = new();
 
@@ -109,13 +112,16 @@ public sealed class RegistryAuth(RegistryCredentials? credentials, TimeProvider 
                     tokenRequest.Headers.Authorization = Basic(user, password);
                 }
 
-                using var tokenResponse = await http.SendAsync(tokenRequest, cancellationToken);
+                using var tokenResponse = await http.SendAsync(tokenRequest, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
                 if (!tokenResponse.IsSuccessStatusCode)
                 {
                     throw new RegistryException($"the token service {realmUri.GetLeftPart(UriPartial.Path)} of registry {host} refused a token for {scope}: HTTP {(int)tokenResponse.StatusCode} {tokenResponse.ReasonPhrase}");
                 }
 
-                using var document = await JsonDocument.ParseAsync(await tokenResponse.Content.ReadAsStreamAsync(cancellationToken), cancellationToken: cancellationToken);
+                // At most 1 MiB (a token is a few KiB): an endless answer is not read until memory or the timeout give out.
+                var body = await RegistryClient.ReadBoundedAsync(tokenResponse.Content, MaxTokenAnswerBytes, cancellationToken)
+                    ?? throw new RegistryException($"the token service of registry {host} answered with more than {MaxTokenAnswerBytes} bytes");
+                using var document = ParseToken(body, host);
                 var root = document.RootElement;
                 var token = (root.TryGetProperty("token", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString() : null)
                     ?? (root.TryGetProperty("access_token", out var a) && a.ValueKind == JsonValueKind.String ? a.GetString() : null)
@@ -127,6 +133,26 @@ public sealed class RegistryAuth(RegistryCredentials? credentials, TimeProvider 
         }
 
         return null;
+    }
+
+    private static JsonDocument ParseToken(byte[] body, string host)
+    {
+        try
+        {
+            var document = JsonDocument.Parse(body);
+            if (document.RootElement.ValueKind == JsonValueKind.Object)
+            {
+                return document;
+            }
+
+            document.Dispose();
+        }
+        catch (JsonException)
+        {
+            // below
+        }
+
+        throw new RegistryException($"the token service of registry {host} answered with something that is not a JSON object");
     }
 
     /// <summary>Tokens cached (for tests).</summary>
