@@ -69,15 +69,13 @@ internal static class PluginPoll
 
         if (ready.Count == 0 && earliest is { } sleep)
         {
-            Wait(sleep.Nanoseconds, context);
-            if (context is not null)
+            var cut = Wait(sleep.Nanoseconds, context);
+            // Thrown here as the epoch check throws them: Wasmtime turns them into the call's trap. A wait cut at the limit
+            // fails the call even when the wait ended a little early (the wait's clock rounds to milliseconds).
+            context?.Cancellation.ThrowIfCancellationRequested();
+            if (cut)
             {
-                // Thrown here as the epoch check throws them: Wasmtime turns them into the call's trap.
-                context.Cancellation.ThrowIfCancellationRequested();
-                if (Stopwatch.GetTimestamp() > context.Deadline)
-                {
-                    throw new TimeoutException("the plugin call ran past its time limit");
-                }
+                throw new TimeoutException("the plugin call ran past its time limit");
             }
 
             ready.Add((sleep.UserData, 0));
@@ -95,23 +93,26 @@ internal static class PluginPoll
         return Success;
     }
 
-    /// <summary>Waits <paramref name="nanoseconds"/>, but not past the call's limit nor beyond its cancellation.</summary>
-    private static void Wait(long nanoseconds, PluginInstance.InstanceContext? context)
+    /// <summary>Waits <paramref name="nanoseconds"/>, but not past the call's limit nor beyond its cancellation; true when
+    /// the limit came first (the wait was cut).</summary>
+    private static bool Wait(long nanoseconds, PluginInstance.InstanceContext? context)
     {
         var ticks = nanoseconds / 100;
+        var cut = false;
         if (context is not null && context.Deadline != long.MaxValue)
         {
-            var left = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), context.Deadline).Ticks;
-            ticks = Math.Min(ticks, Math.Max(0, left));
+            var left = Math.Max(0, Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), context.Deadline).Ticks);
+            cut = left < ticks;
+            ticks = Math.Min(ticks, left);
         }
 
-        if (ticks <= 0)
+        if (ticks > 0)
         {
-            return;
+            var wait = TimeSpan.FromTicks(Math.Min(ticks, (long)int.MaxValue * TimeSpan.TicksPerMillisecond));
+            (context?.Cancellation ?? CancellationToken.None).WaitHandle.WaitOne(wait);
         }
 
-        var wait = TimeSpan.FromTicks(Math.Min(ticks, (long)int.MaxValue * TimeSpan.TicksPerMillisecond));
-        (context?.Cancellation ?? CancellationToken.None).WaitHandle.WaitOne(wait);
+        return cut;
     }
 
     private static bool InBounds(int pointer, long size, long length) => pointer >= 0 && (uint)pointer + size <= length;
