@@ -26,7 +26,9 @@ public sealed class MartenPropletRegistry(IDocumentStore store) : IPropletRegist
         return await document is { State.Deleted: false } found ? View(found, (int)await running) : null;
     }
 
-    public async Task<IReadOnlyList<PropletView>> ListAsync(CancellationToken cancellationToken)
+    public async Task<IReadOnlyList<PropletView>> ListAsync(CancellationToken cancellationToken) => (await ListFleetAsync(cancellationToken)).Proplets;
+
+    public async Task<PropletFleet> ListFleetAsync(CancellationToken cancellationToken)
     {
         await using var session = store.QuerySession();
         var batch = session.CreateBatchQuery();
@@ -34,9 +36,12 @@ public sealed class MartenPropletRegistry(IDocumentStore store) : IPropletRegist
         var running = batch.Query<TaskState>().Where(x => x.Status == TaskStatus.Running && !x.Deleted).Select(x => x.PropletId).ToList();
         await batch.Execute(cancellationToken);
         var counts = (await running).Where(p => p is not null).GroupBy(p => p!, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.Count(), StringComparer.Ordinal);
-        return [.. (await documents).Where(d => !d.State.Deleted)
-            .Select(d => View(d, counts.GetValueOrDefault(d.State.Id.Value)))
-            .OrderBy(v => v.Name, StringComparer.Ordinal).ThenBy(v => v.Id.Value, StringComparer.Ordinal)];
+        var registered = (await documents).Where(d => !d.State.Deleted).ToList();
+        var known = registered.Select(d => d.State.Id.Value).ToHashSet(StringComparer.Ordinal);
+        return new PropletFleet(
+            [.. registered.Select(d => View(d, counts.GetValueOrDefault(d.State.Id.Value)))
+                .OrderBy(v => v.Name, StringComparer.Ordinal).ThenBy(v => v.Id.Value, StringComparer.Ordinal)],
+            [.. counts.Keys.Where(p => !known.Contains(p)).Select(p => new PropletId(p))]);
     }
 
     /// <summary>
@@ -60,21 +65,6 @@ public sealed class MartenPropletRegistry(IDocumentStore store) : IPropletRegist
             .Set(x => x.AliveHistory, history);
         await session.SaveChangesAsync(cancellationToken);
         return document.State.Offline;
-    }
-
-    public async Task<IReadOnlyList<PropletId>> ListGoneWithRunningTasksAsync(CancellationToken cancellationToken)
-    {
-        await using var session = store.QuerySession();
-        var running = await session.Query<TaskState>().Where(x => x.Status == TaskStatus.Running && !x.Deleted && x.PropletId != null)
-            .Select(x => x.PropletId!).Distinct().ToListAsync(cancellationToken);
-        if (running.Count == 0)
-        {
-            return [];
-        }
-
-        var documents = await session.LoadManyAsync<PropletDocument>(cancellationToken, running.Select(p => IdOf(new PropletId(p))));
-        var registered = documents.Where(d => !d.State.Deleted).Select(d => d.State.Id.Value).ToHashSet(StringComparer.Ordinal);
-        return [.. running.Where(p => !registered.Contains(p)).Select(p => new PropletId(p))];
     }
 
     private static Guid IdOf(PropletId id) => MartenStreamIds.ToGuid(PropletAggregate.StreamId(id));

@@ -213,7 +213,7 @@ internal static class TaskEndpoints
         static bool Ended(TaskState state) => state.Status is not (TaskStatus.Pending or TaskStatus.Scheduled or TaskStatus.Running) || state.Deleted;
     }
 
-    private static async Task<IResult> UpdateAsync(string taskId, HttpRequest request, WolverineTaskCommands commands, AggregateLoader loader, TimeProvider time, CancellationToken cancellationToken)
+    private static async Task<IResult> UpdateAsync(string taskId, HttpRequest request, WolverineTaskCommands commands, TimeProvider time, CancellationToken cancellationToken)
     {
         if (!TryTaskId(taskId, out var id))
         {
@@ -239,7 +239,7 @@ internal static class TaskEndpoints
     /// the task's file (spec §2.6). Unlike the original, a missing part or a broken body is a 400, and the upload
     /// leaves a cron schedule alone.
     /// </summary>
-    private static async Task<IResult> UploadAsync(string taskId, HttpRequest request, WolverineTaskCommands commands, AggregateLoader loader, TimeProvider time, CancellationToken cancellationToken)
+    private static async Task<IResult> UploadAsync(string taskId, HttpRequest request, WolverineTaskCommands commands, TimeProvider time, CancellationToken cancellationToken)
     {
         if (!TryTaskId(taskId, out var id))
         {

@@ -68,7 +68,7 @@ public static class PropletCommandHandler
             if (decision.Events.Any(e => e is PropletEvent.PropletDeleted))
             {
                 // Deletion is refused while tasks run on the proplet, but a placement committing at the same moment is
-                // not seen (the sweep catches what this misses: IPropletRegistry.ListGoneWithRunningTasksAsync).
+                // not seen (the sweep catches what this misses: PropletFleet.GoneWithRunningTasks).
                 outgoing.Add(new RedispatchTasksOf(propletId, $"proplet {propletId} was deleted"));
             }
 

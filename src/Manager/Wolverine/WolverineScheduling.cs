@@ -239,7 +239,7 @@ public sealed partial class WolverineScheduling(
     /// <summary>
     /// The sweep: places the oldest waiting tasks (one batch of <see cref="SchedulerOptions.BatchSize"/>, highest
     /// priority first; a full batch sends the next sweep at once), re-dispatches the tasks of proplets marked offline
-    /// or deleted (<see cref="IPropletRegistry.ListGoneWithRunningTasksAsync"/>) and starts the liveness timer of any proplet that has none (a timer lost, proplets from before this pipeline).
+    /// or deleted (<see cref="PropletFleet.GoneWithRunningTasks"/>) and starts the liveness timer of any proplet that has none (a timer lost, proplets from before this pipeline).
     /// Returns whether tasks still wait.
     /// </summary>
     public async Task<bool> SweepAsync(IDocumentSession session, CommandSessionListener listener, OutgoingMessages outgoing, CancellationToken cancellationToken)
@@ -253,13 +253,14 @@ public sealed partial class WolverineScheduling(
         }
 
         var now = time.GetUtcNow();
-        var all = await proplets.ListAsync(cancellationToken);
+        var fleet = await proplets.ListFleetAsync(cancellationToken);
+        var all = fleet.Proplets;
         foreach (var proplet in all.Where(p => p.Offline && p.RunningTasks > 0))
         {
             outgoing.Add(new RedispatchTasksOf(proplet.Id.Value, $"proplet {proplet.Id} went offline"));
         }
 
-        foreach (var gone in await proplets.ListGoneWithRunningTasksAsync(cancellationToken))
+        foreach (var gone in fleet.GoneWithRunningTasks)
         {
             outgoing.Add(new RedispatchTasksOf(gone.Value, $"proplet {gone} was deleted"));
         }
