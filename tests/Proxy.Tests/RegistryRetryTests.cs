@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Http.Headers;
 using Microsoft.Extensions.Logging;
@@ -112,6 +113,45 @@ public sealed class RegistryRetryTests
         var error = await Should.ThrowAsync<RegistryException>(() => client.ResolveLayerAsync(ImageReference.Parse($"{StubRegistry.Host}/test/token:v1"), 1 << 20, Ct).WaitAsync(TimeSpan.FromSeconds(10), Ct));
 
         error.Message.ShouldContain(reason);
+    }
+
+    /// <summary>A 401 whose token could not be had (refused here) is disposed: it holds its connection until then.</summary>
+    [Fact]
+    public async Task GivenATokenServiceRefusingAToken_WhenPulled_ThenTheChallengeIsDisposed()
+    {
+        var challenges = new ConcurrentQueue<Tracked>();
+        using var stub = new StubRegistry((request, _) =>
+        {
+            if (request.RequestUri!.AbsolutePath == "/token")
+            {
+                return Task.FromResult(new HttpResponseMessage(HttpStatusCode.Forbidden));
+            }
+
+            var challenge = StubRegistry.Challenge($"Bearer realm=\"http://{StubRegistry.Host}/token\",service=\"stub\"");
+            var body = new Tracked();
+            challenge.Content = body;
+            challenges.Enqueue(body);
+            return Task.FromResult(challenge);
+        });
+        var client = Client(stub);
+
+        var error = await Should.ThrowAsync<RegistryException>(() => client.ResolveLayerAsync(ImageReference.Parse($"{StubRegistry.Host}/test/token:v1"), 1 << 20, Ct).WaitAsync(TimeSpan.FromSeconds(10), Ct));
+
+        error.Message.ShouldContain("refused a token");
+        challenges.ShouldNotBeEmpty();
+        challenges.ShouldAllBe(body => body.Disposed);
+    }
+
+    /// <summary>A body that notes its disposal.</summary>
+    private sealed class Tracked() : StringContent("{}")
+    {
+        public bool Disposed { get; private set; }
+
+        protected override void Dispose(bool disposing)
+        {
+            Disposed = true;
+            base.Dispose(disposing);
+        }
     }
 
     /// <summary>A body that never ends (no Content-Length: a chunked answer).</summary>

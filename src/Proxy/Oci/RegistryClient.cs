@@ -417,6 +417,12 @@ public sealed class RegistryClient(HttpClient http, RegistryAuth auth, Func<stri
                 response.Dispose();
                 throw new RegistryException($"image {reference}: the token service of registry {reference.ApiHost} is unreachable ({ex.Message})", ex);
             }
+            catch
+            {
+                // A refused token, a timeout or a cancellation: the 401 still holds its connection until disposed.
+                response.Dispose();
+                throw;
+            }
 
             if (retryWith is null)
             {
@@ -427,7 +433,6 @@ public sealed class RegistryClient(HttpClient http, RegistryAuth auth, Func<stri
         }
     }
 
-    /// <summary>Turns an error status into a message: the registry's error code and message when it sent them.</summary>
     /// <summary>The body, or null when it is longer than <paramref name="max"/> bytes (then read no further than that).</summary>
     internal static async Task<byte[]?> ReadBoundedAsync(HttpContent content, long max, CancellationToken cancellationToken)
     {
@@ -453,6 +458,7 @@ public sealed class RegistryClient(HttpClient http, RegistryAuth auth, Func<stri
         return buffer.ToArray();
     }
 
+    /// <summary>Turns an error status into a message: the registry's error code and message when it sent them.</summary>
     private static async Task EnsureSuccessAsync(HttpResponseMessage response, ImageReference reference, string? what, CancellationToken cancellationToken)
     {
         if (response.IsSuccessStatusCode)
