@@ -73,9 +73,7 @@ public sealed class EpochLeaseTests : IDisposable
               (func (export "plugin_free") (param i32 i32))
               (func (export "authorize") (param i32 i32) (result i64) (i64.const 4398046511118)))
             """), Ct); // 1024 << 32 | 14
-        var plugin = await File.ReadAllTextAsync(Path.Combine(AppContext.BaseDirectory, "Components", "plugin.wat"), Ct);
-        await File.WriteAllBytesAsync(
-            Path.Combine(_plugins.FullName, "20-component.wasm"), Components.FromText(plugin.Replace("AUTHORIZE_PRELUDE", "", StringComparison.Ordinal)), Ct);
+        await File.WriteAllBytesAsync(Path.Combine(_plugins.FullName, "20-component.wasm"), Components.Plugin(), Ct);
         using var plugins = PropletPluginChain.Load(_plugins.FullName, NullLogger.Instance);
         var info = new PropletTaskInfo { Id = "t", Name = "main" };
 

@@ -143,12 +143,9 @@ public sealed class PropletPluginTests : IDisposable
         proplet.Published.TryNext(out _).ShouldBeFalse();
     }
 
-    /// <summary>plugin.wat with <paramref name="prelude"/> at the start of authorize.</summary>
-    private void ComponentPlugin(string name, string prelude = "") =>
-        File.WriteAllBytes(
-            Path.Combine(_dir.FullName, name + ".wasm"),
-            Components.FromText(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Components", "plugin.wat"))
-                .Replace("AUTHORIZE_PRELUDE", prelude, StringComparison.Ordinal)));
+    /// <summary>plugin.wat with <paramref name="prelude"/> at the start of authorize and <paramref name="complete"/> as on-task-complete.</summary>
+    private void ComponentPlugin(string name, string prelude = "", string complete = "") =>
+        File.WriteAllBytes(Path.Combine(_dir.FullName, name + ".wasm"), Components.Plugin(prelude, complete));
 
     private static PropletTaskInfo Info(bool daemon = false) => new()
     {
@@ -213,5 +210,37 @@ public sealed class PropletPluginTests : IDisposable
 
         plugins.Components.ShouldBeEmpty();
         plugins.Any.ShouldBeFalse();
+    }
+
+    /// <summary>The drain waits for a component's notification still running (its native objects are disposed after);
+    /// a notification after the drain is dropped and logged.</summary>
+    [Fact]
+    public async Task TheDrain_WaitsForComponentNotifications_AndLaterOnesAreDropped()
+    {
+        ComponentPlugin("10-component", complete: "(loop $l (br $l))");
+        var logger = new Lines();
+        var plugins = PropletPluginChain.Load(_dir.FullName, logger, PluginLimits.Default with { Timeout = TimeSpan.FromMilliseconds(300), Fuel = long.MaxValue / 2 });
+
+        plugins.OnTaskComplete("t", true, "42", null);
+        (await plugins.DrainAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken)).ShouldBeTrue();
+
+        logger.Entries.ShouldContain(line => line.Contains("Component plugin call failed: 10-component on-task-complete: time limit", StringComparison.Ordinal));
+        plugins.OnTaskStart(Info());
+        logger.Entries.ShouldContain(line => line.Contains("Dropped an on-task-start notification", StringComparison.Ordinal));
+        plugins.Dispose();
+    }
+
+    /// <summary>Keeps the formatted log lines.</summary>
+    private sealed class Lines : Microsoft.Extensions.Logging.ILogger
+    {
+        public System.Collections.Concurrent.ConcurrentQueue<string> Entries { get; } = new();
+
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(Microsoft.Extensions.Logging.LogLevel logLevel) => true;
+
+        public void Log<TState>(Microsoft.Extensions.Logging.LogLevel logLevel, Microsoft.Extensions.Logging.EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+            Entries.Enqueue(formatter(state, exception));
     }
 }

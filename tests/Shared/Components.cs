@@ -27,6 +27,13 @@ internal static class Components
             .Replace("REPEAT", repeat.ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal)
             .Replace("RUN_BODY", runBody, StringComparison.Ordinal));
 
+    /// <summary>plugin.wat: a <c>propeller:proplet-plugin</c> component running <paramref name="authorize"/> at the start of
+    /// authorize and <paramref name="complete"/> in on-task-complete (core wasm: a trap or a spin).</summary>
+    public static byte[] Plugin(string authorize = "", string complete = "") =>
+        Assemble("plugin.wat", text => text
+            .Replace("AUTHORIZE_PRELUDE", authorize, StringComparison.Ordinal)
+            .Replace("COMPLETE_BODY", complete, StringComparison.Ordinal));
+
     /// <summary>proxy.wat: a wasi:http/incoming-handler@0.2.0 component (spec §2.11).</summary>
     public static byte[] Proxy => Assemble("proxy.wat", text => text);
 

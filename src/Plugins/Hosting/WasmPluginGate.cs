@@ -18,8 +18,7 @@ public sealed class WasmPluginGate(PluginCatalog catalog, ILogger<WasmPluginGate
     private const string SelectBlocked = "proplet selection blocked by plugin";
     private const string DispatchBlocked = "dispatch blocked by plugin";
 
-    private readonly NotificationCalls _notifications = new();
-    private volatile bool _draining;
+    private readonly NotificationCalls _notifications = new(catalog.Options.MaxPendingNotifications);
 
     public PluginCatalog Catalog => catalog;
 
@@ -175,7 +174,6 @@ public sealed class WasmPluginGate(PluginCatalog catalog, ILogger<WasmPluginGate
     /// </summary>
     public async Task DrainAsync(CancellationToken cancellationToken)
     {
-        _draining = true;
         if (!await _notifications.DrainAsync(catalog.Options.DrainTimeout, cancellationToken))
         {
             PluginLog.DrainTimedOut(logger, _notifications.Count);
@@ -195,15 +193,12 @@ public sealed class WasmPluginGate(PluginCatalog catalog, ILogger<WasmPluginGate
                 continue;
             }
 
-            if (_draining || _notifications.Count >= catalog.Options.MaxPendingNotifications)
+            bytes ??= request();
+            if (!_notifications.TryStart(plugin, hookName, bytes))
             {
                 catalog.Runtime.Metrics.NotificationDropped(hookName);
                 PluginLog.NotificationDropped(logger, hookName, _notifications.Count);
-                continue;
             }
-
-            bytes ??= request();
-            _notifications.Start(plugin, hookName, bytes);
         }
     }
 

@@ -20,7 +20,7 @@ public sealed class PropletPluginChain : IDisposable
     public const string DirectoryVariable = "PROPLET_PLUGIN_DIR";
 
     private readonly PluginRuntime _runtime;
-    private readonly NotificationCalls _notifications = new();
+    private readonly NotificationCalls _notifications;
     private readonly ComponentLinker? _componentLinker;
     private readonly ILogger _logger;
 
@@ -30,6 +30,7 @@ public sealed class PropletPluginChain : IDisposable
     private PropletPluginChain(PluginRuntime runtime, PluginSet set, IReadOnlyList<(string File, ComponentPlugin Plugin)> components, ComponentLinker? linker, ILogger logger)
     {
         _runtime = runtime;
+        _notifications = new NotificationCalls(runtime.Options.MaxPendingNotifications);
         _componentLinker = linker;
         _logger = logger;
         Plugins = set;
@@ -245,8 +246,18 @@ public sealed class PropletPluginChain : IDisposable
         }));
     }
 
-    /// <summary>Waits for outstanding notifications; false when <paramref name="timeout"/> passed first.</summary>
-    public Task<bool> DrainAsync(TimeSpan timeout, CancellationToken cancellationToken) => _notifications.DrainAsync(timeout, cancellationToken);
+    /// <summary>Waits for outstanding notifications (core modules' and components') and drops those that come after;
+    /// false when <paramref name="timeout"/> passed first (logged).</summary>
+    public async Task<bool> DrainAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        if (await _notifications.DrainAsync(timeout, cancellationToken))
+        {
+            return true;
+        }
+
+        PluginLog.DrainTimedOut(_logger, _notifications.Count);
+        return false;
+    }
 
     /// <summary><c>{"task":{"id","name","image_url","cli_args","env","daemon","encrypted"}}</c>: every field present, as in the WIT record.</summary>
     internal static byte[] Request(PropletTaskInfo task) => PluginJson.Write(w =>
@@ -286,7 +297,7 @@ public sealed class PropletPluginChain : IDisposable
             }
 
             var value = argument();
-            _ = Task.Run(() =>
+            var started = _notifications.TryStart(() =>
             {
                 try
                 {
@@ -296,8 +307,20 @@ public sealed class PropletPluginChain : IDisposable
                 {
                     PropletLog.ComponentFailed(_logger, e.Message);
                 }
+
+                return Task.CompletedTask;
             });
+            if (!started)
+            {
+                Dropped(function);
+            }
         }
+    }
+
+    private void Dropped(string hookName)
+    {
+        _runtime.Metrics.NotificationDropped(hookName);
+        PluginLog.NotificationDropped(_logger, hookName, _notifications.Count);
     }
 
     private void Notify(PluginHooks hook, string hookName, Func<byte[]> request)
@@ -311,12 +334,22 @@ public sealed class PropletPluginChain : IDisposable
             }
 
             bytes ??= request();
-            _notifications.Start(plugin, hookName, bytes);
+            if (!_notifications.TryStart(plugin, hookName, bytes))
+            {
+                Dropped(hookName);
+            }
         }
     }
 
     public void Dispose()
     {
+        if (_notifications.Count > 0)
+        {
+            // A drain that timed out: the calls still running use the plugins' native objects, which the process's exit
+            // frees instead.
+            return;
+        }
+
         foreach (var plugin in Plugins.All)
         {
             plugin.Dispose();

@@ -1,7 +1,7 @@
 ;; A proplet plugin component of `propeller:proplet-plugin@0.1.0`, world `proplet-plugin`, interface `lifecycle`
 ;; (spec propeller-edge.md §5). authorize denies daemons ("daemons are not allowed here") and allows the rest; enrich
-;; adds PLUGIN=component; the notifications do nothing. AUTHORIZE_PRELUDE runs first in authorize (the tests put a trap
-;; or a spin there). Assembled at test time by Wasmtime's text parser (tests/Shared/Components.cs).
+;; adds PLUGIN=component; on-task-start does nothing. AUTHORIZE_PRELUDE runs first in authorize, COMPLETE_BODY is
+;; on-task-complete (the tests put a trap or a spin there, or nothing). Assembled at test time by Wasmtime's text parser (tests/Shared/Components.cs).
 (component $plugin
   (core module $m
     (memory (export "memory") 1)
@@ -37,7 +37,8 @@
       (i32.const 96))
     (func (export "on-task-start") (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32))
     ;; task-result flattens to 9 i32: task-id (2), success, output (tag + 2), error (tag + 2).
-    (func (export "on-task-complete") (param i32 i32 i32 i32 i32 i32 i32 i32 i32)))
+    (func (export "on-task-complete") (param i32 i32 i32 i32 i32 i32 i32 i32 i32)
+      COMPLETE_BODY))
   (core instance $i (instantiate $m))
   (alias core export $i "memory" (core memory $mem))
   (alias core export $i "cabi_realloc" (core func $realloc))
