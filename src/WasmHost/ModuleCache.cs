@@ -10,13 +10,22 @@ namespace Propeller.WasmHost;
 /// Compiled modules and components by the SHA-256 of their bytes, so a repeated binary never compiles again: in memory
 /// (at most <see cref="MaxModules"/> of each), and on disk through <c>Serialize</c> when a directory is given. Disk
 /// entries are named by the hash and by the engine's <see cref="WasmEngine.ConfigKey"/> (Wasmtime refuses code compiled
-/// under another configuration); an entry that does not load is compiled again and rewritten. The directory must be
-/// private to the proplet: deserialized code is trusted.
+/// under another configuration); an entry that does not load is compiled again and rewritten. The directory holds at
+/// most <paramref name="maxDiskBytes"/> of entries: after a write takes it over, the entries used longest ago are
+/// deleted (a load marks its entry used) down to three quarters of that. The directory must be private to the proplet:
+/// deserialized code is trusted.
 /// </summary>
-public sealed class ModuleCache(WasmEngine engine, string? directory = null)
+public sealed class ModuleCache(WasmEngine engine, string? directory = null, long maxDiskBytes = ModuleCache.DefaultMaxDiskBytes)
 {
     /// <summary>Entries kept in memory; beyond that an arbitrary entry is dropped (an instance in use keeps its code alive).</summary>
     public const int MaxModules = 256;
+
+    /// <summary>The disk entries' total size by default: 1 GiB.</summary>
+    public const long DefaultMaxDiskBytes = 1L << 30;
+
+    private static readonly string[] s_extensions = [".cwasm", ".cwasmc"];
+
+    private readonly Lock _pruning = new();
 
     private readonly ConcurrentDictionary<string, Module> _modules = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, CompiledComponent> _components = new(StringComparer.Ordinal);
@@ -97,7 +106,9 @@ public sealed class ModuleCache(WasmEngine engine, string? directory = null)
         {
             try
             {
-                return deserialize(path);
+                var loaded = deserialize(path);
+                Touch(path);
+                return loaded;
             }
             catch (WasmtimeException)
             {
@@ -112,6 +123,7 @@ public sealed class ModuleCache(WasmEngine engine, string? directory = null)
             var temporary = $"{path}.{Guid.NewGuid():N}.tmp";
             File.WriteAllBytes(temporary, serialize(compiled));
             File.Move(temporary, path, overwrite: true);
+            Prune(directory);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -119,5 +131,52 @@ public sealed class ModuleCache(WasmEngine engine, string? directory = null)
         }
 
         return compiled;
+    }
+
+    /// <summary>Marks an entry used now (its access time, set explicitly: mounts often do not keep it by themselves).</summary>
+    private static void Touch(string path)
+    {
+        try
+        {
+            File.SetLastAccessTimeUtc(path, DateTime.UtcNow);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // a read-only cache is still a cache
+        }
+    }
+
+    /// <summary>Deletes the entries used longest ago while the directory's entries hold more than the budget.</summary>
+    private void Prune(string directory)
+    {
+        lock (_pruning)
+        {
+            var entries = new DirectoryInfo(directory).EnumerateFiles()
+                .Where(f => s_extensions.Contains(f.Extension, StringComparer.Ordinal))
+                .ToList();
+            var total = entries.Sum(f => f.Length);
+            if (total <= maxDiskBytes)
+            {
+                return;
+            }
+
+            foreach (var entry in entries.OrderBy(f => f.LastAccessTimeUtc))
+            {
+                if (total <= maxDiskBytes / 4 * 3)
+                {
+                    break;
+                }
+
+                try
+                {
+                    entry.Delete();
+                    total -= entry.Length;
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    // in use elsewhere or gone already
+                }
+            }
+        }
     }
 }

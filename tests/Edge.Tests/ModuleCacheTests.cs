@@ -35,6 +35,29 @@ public sealed class ModuleCacheTests : IDisposable
         _dir.GetFiles("*.cwasm").ShouldHaveSingleItem().LastWriteTimeUtc.ShouldBe(written);
     }
 
+    /// <summary>The directory keeps to its budget: after a write takes it over, the entries used longest ago go first
+    /// (a load counts as a use), down to three quarters of the budget.</summary>
+    [Fact]
+    public void GivenADiskBudget_WhenMoreModulesAreCompiled_ThenTheEntriesUsedLongestAgoAreDeleted()
+    {
+        static byte[] Module(int n) => Propeller.Tests.Shared.Wat.ToWasm($"(module (func (export \"main\") (result i32) (i32.const {n})))");
+        new ModuleCache(WasmEngine.Shared, _dir.FullName).GetOrCompile("m0", Module(0));
+        var entry = _dir.GetFiles("*.cwasm").ShouldHaveSingleItem().Length;
+        var budget = (entry * 4) + (entry / 2);
+        for (var n = 1; n < 12; n++)
+        {
+            new ModuleCache(WasmEngine.Shared, _dir.FullName, budget).GetOrCompile($"m{n}", Module(n));
+            new ModuleCache(WasmEngine.Shared, _dir.FullName, budget).GetOrCompile("m0", Module(0)); // loaded: used again
+        }
+
+        var kept = _dir.GetFiles("*.cwasm");
+        kept.Sum(f => f.Length).ShouldBeLessThanOrEqualTo(budget);
+        kept.Length.ShouldBeGreaterThanOrEqualTo(2);
+        var first = new ModuleCache(WasmEngine.Shared, _dir.FullName).GetOrCompile("m0", Module(0));
+        first.ShouldNotBeNull();
+        _dir.GetFiles("*.cwasm").Length.ShouldBe(kept.Length); // m0 was still there: loaded, not written again
+    }
+
     [Fact]
     public void GivenADamagedCacheFile_WhenLoaded_ThenTheModuleIsCompiledAgainAndTheFileReplaced()
     {
