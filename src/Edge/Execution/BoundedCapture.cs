@@ -42,12 +42,33 @@ internal sealed class BoundedCapture(int limit)
         }
     }
 
+    /// <summary>The kept bytes as text; when the output was cut, without the character the cut split (a partial UTF-8
+    /// sequence would decode to U+FFFD).</summary>
     public override string ToString()
     {
         lock (_lock)
         {
-            return Encoding.UTF8.GetString([.. _kept]);
+            var kept = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_kept);
+            return Encoding.UTF8.GetString(_total > limit ? kept[..WholeCharacters(kept)] : kept);
         }
+    }
+
+    /// <summary>The length of <paramref name="bytes"/> without a UTF-8 sequence its end cuts short.</summary>
+    internal static int WholeCharacters(ReadOnlySpan<byte> bytes)
+    {
+        for (var back = 1; back <= Math.Min(4, bytes.Length); back++)
+        {
+            var b = bytes[^back];
+            if ((b & 0xC0) == 0x80)
+            {
+                continue; // a continuation byte: its lead is further back
+            }
+
+            var length = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 1;
+            return length > back ? bytes.Length - back : bytes.Length;
+        }
+
+        return bytes.Length;
     }
 
     private async Task DrainAsync(Stream stream)
