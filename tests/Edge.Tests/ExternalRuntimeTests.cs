@@ -84,6 +84,28 @@ public sealed class ExternalRuntimeTests : IDisposable
         result.GetProperty("error").GetString().ShouldBe("Task hang exceeded its time limit of 0.3 s and was stopped");
     }
 
+    /// <summary>Task ids that differ only in characters a file name cannot keep (a.b, a_b) run at once on binaries of
+    /// their own, each in a directory only the proplet's user can enter, removed afterwards.</summary>
+    [Fact]
+    public async Task GivenTwoTasksWhoseIdsMapToOneFileName_WhenRunAtOnce_ThenEachRunsItsOwnBinary()
+    {
+        var runtime = Runtime("""
+            for f; do case "$f" in *.wasm) file="$f";; esac; done
+            sleep 0.3
+            echo "$(cat "$file") $(stat -c %a "$(dirname "$file")") $file"
+            """);
+        using var first = new RunningTask(Request("main", [], [], [], "a.b"));
+        using var second = new RunningTask(Request("main", [], [], [], "a_b"));
+
+        var outcomes = await Task.WhenAll(
+            runtime.RunAsync(first, "first"u8.ToArray(), TestContext.Current.CancellationToken),
+            runtime.RunAsync(second, "second"u8.ToArray(), TestContext.Current.CancellationToken));
+
+        var (one, two) = (outcomes[0].Results.Split(' '), outcomes[1].Results.Split(' '));
+        (one[0], one[1], two[0], two[1]).ShouldBe(("first", "700", "second", "700"));
+        Directory.Exists(Path.GetDirectoryName(one[2].Trim())).ShouldBeFalse();
+    }
+
     private async Task<TaskOutcome> RunAsync(string script, StartRequest request)
     {
         using var task = new RunningTask(request);
@@ -102,8 +124,8 @@ public sealed class ExternalRuntimeTests : IDisposable
         return new ExternalRuntime(path, TestSettings.Create(), NullLogger<ExternalRuntime>.Instance);
     }
 
-    private static StartRequest Request(string name, string[] inputs, string[] cliArgs, Dictionary<string, string> env) => new(
-        new StartMessage { Id = Guid.NewGuid().ToString(), Name = name, Inputs = inputs, CliArgs = cliArgs, Env = env },
+    private static StartRequest Request(string name, string[] inputs, string[] cliArgs, Dictionary<string, string> env, string? id = null) => new(
+        new StartMessage { Id = id ?? Guid.NewGuid().ToString(), Name = name, Inputs = inputs, CliArgs = cliArgs, Env = env },
         new TaskLimits(null, null, null),
         MonitoringProfile.Standard);
 }

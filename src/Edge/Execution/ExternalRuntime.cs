@@ -71,7 +71,10 @@ public sealed class ExternalRuntime(string executable, PropletSettings settings,
     {
         ArgumentNullException.ThrowIfNull(task);
         ArgumentNullException.ThrowIfNull(binary);
-        var file = Path.Combine(Path.GetTempPath(), $"proplet_{SafeName(task.Id)}.wasm");
+        // A directory of its own (mode 0700): task ids that differ only in characters SafeName replaces do not share a
+        // file, and no other user can put a file or a link where the binary is written.
+        var directory = Directory.CreateTempSubdirectory("proplet_");
+        var file = Path.Combine(directory.FullName, $"proplet_{SafeName(task.Id)}.wasm");
         try
         {
             await File.WriteAllBytesAsync(file, binary, cancellationToken);
@@ -134,9 +137,9 @@ public sealed class ExternalRuntime(string executable, PropletSettings settings,
         {
             try
             {
-                File.Delete(file);
+                directory.Delete(recursive: true);
             }
-            catch (IOException)
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
             {
                 // best effort, like the original
             }
