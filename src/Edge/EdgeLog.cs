@@ -55,6 +55,9 @@ internal static partial class EdgeLog
     [LoggerMessage(EventId = 8047, Level = LogLevel.Warning, Message = "Start of task {TaskId} dropped: the proplet is shutting down (the manager places it again once this proplet is offline)")]
     public static partial void StartDuringShutdown(ILogger logger, string taskId);
 
+    [LoggerMessage(EventId = 8049, Level = LogLevel.Warning, Message = "Task {TaskId}: the external runtime exited but its output stayed open (a process it left running holds it); the result has what came until then")]
+    public static partial void OutputHeldOpen(ILogger logger, string taskId);
+
     [LoggerMessage(EventId = 8048, Level = LogLevel.Error, Message = "The plugins' admission of task {TaskId} failed unexpectedly; it gets an error result")]
     public static partial void AdmissionFailed(ILogger logger, string taskId, Exception exception);
 

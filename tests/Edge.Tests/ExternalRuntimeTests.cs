@@ -106,6 +106,16 @@ public sealed class ExternalRuntimeTests : IDisposable
         Directory.Exists(Path.GetDirectoryName(one[2].Trim())).ShouldBeFalse();
     }
 
+    /// <summary>A runtime that leaves a process running with its output (`cmd &`) ends when it exits, with the output
+    /// written until then, instead of when the process it left ends.</summary>
+    [Fact]
+    public async Task GivenARuntimeLeavingAProcessHoldingItsOutput_WhenItExits_ThenTheTaskEndsWithWhatWasWritten()
+    {
+        var outcome = await RunAsync("sleep 60 & echo done", Request("main", [], [], [])).WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
+
+        outcome.ShouldBe(TaskOutcome.Success("done\n"));
+    }
+
     private async Task<TaskOutcome> RunAsync(string script, StartRequest request)
     {
         using var task = new RunningTask(request);

@@ -12,6 +12,9 @@ namespace Propeller.Edge.Execution;
 /// </summary>
 public sealed class ExternalRuntime(string executable, PropletSettings settings, ILogger<ExternalRuntime> logger) : IWasmRuntime
 {
+    /// <summary>How long the output is waited for once the child has exited.</summary>
+    internal static readonly TimeSpan OutputGrace = TimeSpan.FromSeconds(2);
+
     public string Name => settings.ExternalWasmRuntime ?? executable;
 
     public string Executable => executable;
@@ -112,7 +115,16 @@ public sealed class ExternalRuntime(string executable, PropletSettings settings,
             try
             {
                 await process.WaitForExitAsync(CancellationToken.None);
-                await Task.WhenAll(stdoutDone, stderrDone);
+                try
+                {
+                    // A process the child left running (`cmd &`) keeps the pipes open after the child exits, and the
+                    // process-tree kill of a stop or timeout can no longer find it: the output is waited for a while only.
+                    await Task.WhenAll(stdoutDone, stderrDone).WaitAsync(OutputGrace, CancellationToken.None);
+                }
+                catch (TimeoutException)
+                {
+                    EdgeLog.OutputHeldOpen(logger, task.Id);
+                }
             }
             finally
             {
