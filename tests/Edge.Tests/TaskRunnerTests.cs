@@ -122,6 +122,18 @@ public sealed class TaskRunnerTests : IAsyncDisposable
         _published.TryNext(out _).ShouldBeFalse();
     }
 
+    /// <summary>A daemon's success is sent once it starts; one whose binary cannot be had never starts and gets the error
+    /// instead of no result at all (the manager kept it Running for ever).</summary>
+    [Fact]
+    public async Task GivenADaemonWhoseBinaryCannotBeFetched_WhenStarted_ThenItsErrorIsPublished()
+    {
+        Start(new { id = "d2", name = "main", image_url = "http://127.0.0.1:1/x.wasm", daemon = true });
+
+        var result = await NextResultAsync();
+        result.GetProperty("task_id").GetString().ShouldBe("d2");
+        result.GetProperty("error").GetString().ShouldNotBeNullOrEmpty();
+    }
+
     [Fact]
     public async Task GivenUnsupportedFeatures_WhenStarted_ThenTheyAreRefusedWithAnError()
     {
@@ -235,6 +247,27 @@ public sealed class TaskRunnerTests : IAsyncDisposable
         var second = await NextResultAsync();
         second.GetProperty("task_id").GetString().ShouldBe("again");
         second.GetProperty("results").GetString().ShouldBe("3");
+    }
+
+    /// <summary>A start waiting for its stopped run to unwind is itself stopped by a stop that comes meanwhile: it never
+    /// runs (it ran after the stop, and its success followed the manager's stop).</summary>
+    [Fact]
+    public async Task GivenAStartWaitingForAStoppedRun_WhenStoppedToo_ThenItNeverRuns()
+    {
+        Start(new { id = "twice", name = "main", file = Convert.ToBase64String(Modules.Spin) });
+        _runner.HandleStop(Encoding.UTF8.GetBytes("""{"id":"twice"}"""));
+        Start(new { id = "twice", name = "main", file = Modules.AdditionBase64, inputs = new[] { "1", "2" } });
+        _runner.HandleStop(Encoding.UTF8.GetBytes("""{"id":"twice"}"""));
+
+        (await NextResultAsync()).GetProperty("error").GetString().ShouldBe("Task twice was stopped before completion");
+        (await NextResultAsync()).GetProperty("error").GetString().ShouldBe("Task twice was stopped before completion");
+        while (_runner.RunningCount > 0)
+        {
+            await Task.Delay(20, TestContext.Current.CancellationToken);
+        }
+
+        await Task.Delay(200, TestContext.Current.CancellationToken);
+        _published.TryNext(out var extra).ShouldBeFalse(extra.Payload.ToString());
     }
 
     [Fact]

@@ -139,7 +139,16 @@ public sealed class TaskRunner : IAsyncDisposable
             {
                 // Stopped and still unwinding (its grace period, an external process exiting): the start that follows a
                 // stop runs once that run has let go of the id (spec §2.8 forgets a stopped task at once), not dropped.
-                Track(AdmitAfterAsync(earlier, request));
+                // It waits as an admission, so a stop meanwhile cancels it.
+                var parked = CancellationTokenSource.CreateLinkedTokenSource(_lifetime.Token);
+                if (!_admitting.TryAdd(request.Id, parked))
+                {
+                    parked.Dispose();
+                    EdgeLog.DuplicateStart(_logger, request.Id);
+                    return;
+                }
+
+                Track(AdmitAfterAsync(earlier, request, parked));
                 return;
             }
 
@@ -161,10 +170,18 @@ public sealed class TaskRunner : IAsyncDisposable
         Track(request.Message.Latent ? DeployLatentAsync(task) : ExecuteAsync(task));
     }
 
-    private async Task AdmitAfterAsync(RunningTask earlier, StartRequest request)
+    private async Task AdmitAfterAsync(RunningTask earlier, StartRequest request, CancellationTokenSource admission)
     {
-        await earlier.Ended.WaitAsync(_lifetime.Token);
-        Admit(request);
+        try
+        {
+            await earlier.Ended.WaitAsync(admission.Token);
+        }
+        catch (OperationCanceledException) when (admission.IsCancellationRequested)
+        {
+            // stopped, or shutting down: below
+        }
+
+        await EndAdmissionAsync(request, admission, refusal: null);
     }
 
     /// <summary>
@@ -213,10 +230,18 @@ public sealed class TaskRunner : IAsyncDisposable
             refusal = TaskOutcome.Failure($"internal proplet error: {ex.Message}");
         }
 
+        await EndAdmissionAsync(request, admission, refusal);
+    }
+
+    /// <summary>Runs an admitted start unless it was stopped meanwhile (then the stopped result) or refused (then the
+    /// refusal), and lets its admission go.</summary>
+    private async Task EndAdmissionAsync(StartRequest request, CancellationTokenSource admission, TaskOutcome? refusal)
+    {
+        var id = request.Id;
         bool stopped;
         lock (_admissionGate)
         {
-            // With the stop's side of this lock (StopAdmitting): a stop finds the start either here, and cancels it, or
+            // With the stop's side of this lock (StopAdmittingAndRunning): a stop finds the start either here, and cancels it, or
             // already running.
             _admitting.TryRemove(new KeyValuePair<string, CancellationTokenSource>(id, admission));
             stopped = admission.IsCancellationRequested;
@@ -241,27 +266,32 @@ public sealed class TaskRunner : IAsyncDisposable
         }
     }
 
-    /// <summary>Stops a start still with the plugins (or admitted in the meantime); false when there is none.</summary>
-    private bool StopAdmitting(string id)
+    /// <summary>Stops the run of <paramref name="id"/> and a start of it still being admitted (with the plugins, or
+    /// waiting for a stopped run to unwind; admitted in the meantime: then running); false when there is neither.</summary>
+    private bool StopAdmittingAndRunning(string id)
     {
+        var found = false;
         lock (_admissionGate)
         {
             if (_admitting.TryRemove(id, out var admission))
             {
-                EdgeLog.Stopping(_logger, id);
                 admission.Cancel();
-                return true;
+                found = true;
             }
         }
 
         if (_running.TryGetValue(id, out var task))
         {
-            EdgeLog.Stopping(_logger, id);
             task.Abort(StopReason.Stopped);
-            return true;
+            found = true;
         }
 
-        return false;
+        if (found)
+        {
+            EdgeLog.Stopping(_logger, id);
+        }
+
+        return found;
     }
 
     private static PropletTaskInfo InfoOf(StartRequest request) => new()
@@ -311,15 +341,11 @@ public sealed class TaskRunner : IAsyncDisposable
             }
 
             _running.TryRemove(new KeyValuePair<string, RunningTask>(id, latent.Deployment));
+            latent.Deployment.Dispose(); // ends it: a start of the same id waiting for it to let go runs now
         }
-        else if (_running.TryGetValue(id, out var task))
+        else if (StopAdmittingAndRunning(id))
         {
-            EdgeLog.Stopping(_logger, id);
-            task.Abort(StopReason.Stopped);
-        }
-        else if (StopAdmitting(id))
-        {
-            // stopped with the plugins, or in the moment it was admitted
+            // stopped running, with the plugins, waiting for its stopped run to unwind, or in the moment it was admitted
         }
         else
         {
@@ -551,6 +577,7 @@ public sealed class TaskRunner : IAsyncDisposable
         await Task.Yield();
         var request = task.Request;
         var daemon = request.Message.Daemon;
+        var resultSent = false; // a daemon's or a served proxy's "started" result: the end of its run sends none
         var slot = false;
         TaskOutcome outcome;
         using var monitoring = CancellationTokenSource.CreateLinkedTokenSource(task.Aborted);
@@ -573,6 +600,7 @@ public sealed class TaskRunner : IAsyncDisposable
             {
                 // The original reports a daemon as done at once (spec §2.9); the workload keeps running.
                 await PublishResultAsync(request.Id, TaskOutcome.Success(""));
+                resultSent = true;
             }
 
             monitor = _monitor?.MonitorAsync(task, monitoring.Token);
@@ -587,6 +615,7 @@ public sealed class TaskRunner : IAsyncDisposable
                 _slots.Release();
                 slot = false;
                 await PublishResultAsync(request.Id, TaskOutcome.Success(await task.Started));
+                resultSent = true;
             }
 
             outcome = await run;
@@ -633,9 +662,10 @@ public sealed class TaskRunner : IAsyncDisposable
             EdgeLog.TaskFailed(_logger, request.Id, outcome.Error!);
         }
 
-        if (daemon)
+        if (resultSent)
         {
-            return; // its result was sent when it started
+            return; // its result was sent when it started; a daemon that never started (its fetch failed, it was
+                    // stopped while fetching) gets its error below
         }
 
         if (shuttingDown)
