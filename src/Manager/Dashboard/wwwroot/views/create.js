@@ -3,7 +3,7 @@ import { api } from '../api.js';
 import { message, flash } from '../message.js';
 import { h } from '../dom.js';
 
-export async function render(main) {
+export async function render(page) {
   const form = h('form', { class: 'create card', id: 'create' },
     h('label', {}, 'WebAssembly module (.wasm)', h('input', { type: 'file', name: 'file', accept: '.wasm', required: true })),
     h('label', {}, 'Function', h('input', { name: 'name', value: 'main', required: true })),
@@ -55,5 +55,5 @@ export async function render(main) {
     }
   });
 
-  main.replaceChildren(h('h1', {}, 'New task'), form);
+  page.show(h('h1', {}, 'New task'), form);
 }
