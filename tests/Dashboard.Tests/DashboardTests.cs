@@ -333,6 +333,28 @@ public sealed class DashboardTests(DashboardCluster cluster) : IAsyncLifetime
         await Assertions.Expect(row).ToContainTextAsync("alive");
     }
 
+    /// <summary>
+    /// A stream refused with a status (a proxy's 502 while the manager restarts), which the browser does not retry, is
+    /// reopened by the page with backoff, and the page then reloads what changed meanwhile.
+    /// </summary>
+    [Fact]
+    public async Task WhenTheStreamIsRefused_ThePageReconnects_AndCatchesUp()
+    {
+        var id = await cluster.Cluster.CreateTaskAsync(new { name = "main", file = Convert.ToBase64String(Wasm.Addition), inputs = new[] { 6, 7 } }, Ct);
+        await _page.RouteAsync("**/events*", route => route.FulfillAsync(new() { Status = 502, ContentType = "text/plain", Body = "bad gateway" }));
+        await _page.GotoAsync(Ui(cluster.Cluster, $"#/tasks/{id}"));
+        await Assertions.Expect(_page.Locator("#outcome")).ToHaveTextAsync("No result yet.");
+        await Assertions.Expect(_page.Locator("#live")).ToHaveAttributeAsync("data-state", "down");
+
+        await cluster.Cluster.StartTaskAsync(id, Ct); // completes while the stream is refused
+        await cluster.Cluster.WaitForTaskAsync(id, t => t.GetProperty("state").GetInt32() == 3, Ct);
+        await _page.UnrouteAsync("**/events*");
+
+        await Assertions.Expect(_page.Locator("#live")).ToHaveAttributeAsync("data-state", "up", new() { Timeout = 20000 });
+        await Assertions.Expect(_page.Locator("#result")).ToHaveTextAsync("13");
+        _errors.RemoveAll(e => e.Contains("502", StringComparison.Ordinal)); // the browser logs the refused connections
+    }
+
     /// <summary>A page past the end of the list says so (not "1001–1000"), and Previous goes back to the last page.</summary>
     [Fact]
     public async Task APagePastTheEnd_SaysSo_AndPreviousGoesToTheLastPage()
