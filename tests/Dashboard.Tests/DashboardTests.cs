@@ -355,6 +355,20 @@ public sealed class DashboardTests(DashboardCluster cluster) : IAsyncLifetime
         _errors.RemoveAll(e => e.Contains("502", StringComparison.Ordinal)); // the browser logs the refused connections
     }
 
+    /// <summary>An environment line without '=' is refused by the form (as the CLI does) instead of sent as KEY=.</summary>
+    [Fact]
+    public async Task AnEnvironmentLineWithoutEquals_IsRefused()
+    {
+        await _page.GotoAsync(Ui(cluster.Cluster, "#/new"));
+        await _page.Locator("input[name=file]").SetInputFilesAsync(new FilePayload { Name = "add.wasm", MimeType = "application/wasm", Buffer = Wasm.Addition });
+        await _page.Locator("textarea[name=env]").FillAsync("GOOD=1\nNOEQUALS");
+
+        await _page.GetByRole(AriaRole.Button, new() { Name = "Create task" }).ClickAsync();
+
+        await Assertions.Expect(_page.Locator("#message.error")).ToContainTextAsync("\"NOEQUALS\" is not KEY=VALUE");
+        _page.Url.ShouldEndWith("#/new");
+    }
+
     /// <summary>A page past the end of the list says so (not "1001–1000"), and Previous goes back to the last page.</summary>
     [Fact]
     public async Task APagePastTheEnd_SaysSo_AndPreviousGoesToTheLastPage()

@@ -20,10 +20,13 @@ export async function render(page) {
     const body = { name: data.get('name').trim() };
     const inputs = data.get('inputs').trim();
     if (inputs) body.inputs = inputs.split(',').map((s) => s.trim());
-    const env = Object.fromEntries(data.get('env').split('\n').map((l) => l.trim()).filter(Boolean).map((l) => {
-      const eq = l.indexOf('=');
-      return eq > 0 ? [l.slice(0, eq), l.slice(eq + 1)] : [l, ''];
-    }));
+    const lines = data.get('env').split('\n').map((l) => l.trim()).filter(Boolean);
+    const bad = lines.find((l) => l.indexOf('=') <= 0);
+    if (bad !== undefined) {
+      message(`environment: "${bad}" is not KEY=VALUE`); // as the CLI's --env, rather than sending KEY= silently
+      return;
+    }
+    const env = Object.fromEntries(lines.map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
     if (Object.keys(env).length) body.env = env;
     const metadata = data.get('metadata').trim();
     if (metadata) {
