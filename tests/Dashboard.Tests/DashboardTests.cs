@@ -31,6 +31,11 @@ public sealed class DashboardTests(DashboardCluster cluster) : IAsyncLifetime
         await Assertions.Expect(_page.Locator("#live")).ToHaveAttributeAsync("data-state", "up");
     }
 
+    /// <summary>A read of the task list (GET /tasks?...), not of one task or of the dashboard's files.</summary>
+    private static bool IsTaskList(string url) => new Uri(url).AbsolutePath == "/tasks";
+
+    private static string Json(object value) => Uri.EscapeDataString(JsonSerializer.Serialize(value));
+
     [Fact]
     public async Task TheTaskList_ShowsCreatedTasks_AndFiltersByName()
     {
@@ -167,5 +172,230 @@ public sealed class DashboardTests(DashboardCluster cluster) : IAsyncLifetime
         await Assertions.Expect(_page.Locator("#message.error")).ToContainTextAsync("metadata must be a JSON object");
         await Assertions.Expect(_page.Locator("header nav")).ToBeVisibleAsync();
         _errors.RemoveAll(e => e.Contains("400", StringComparison.Ordinal) || e.Contains("404", StringComparison.Ordinal)); // the browser logs failed fetches
+    }
+
+    /// <summary>
+    /// A list reload still waiting for its answer when the user opens another page does not replace that page once
+    /// the answer comes (the left view's fetch is aborted and it no longer draws).
+    /// </summary>
+    [Fact]
+    public async Task AReloadStillInFlight_DoesNotOverwriteThePageTheUserWentTo()
+    {
+        var name = Unique("left");
+        await OpenLiveAsync(Ui(cluster.Cluster, $"#/tasks?name={name}"));
+        await Assertions.Expect(_page.Locator("p.empty")).ToBeVisibleAsync();
+        var held = new TaskCompletionSource<IRoute>(TaskCreationOptions.RunContinuationsAsynchronously);
+        await _page.RouteAsync(IsTaskList, async route =>
+        {
+            if (!held.TrySetResult(route))
+            {
+                await route.ContinueAsync();
+            }
+        });
+        await cluster.Cluster.CreateTaskAsync(new { name }, Ct); // a new task for the first page: the list reloads
+        var reload = await held.Task.WaitAsync(TimeSpan.FromSeconds(10), Ct);
+
+        await _page.Locator("nav a[data-nav='plugins']").ClickAsync();
+        await Assertions.Expect(_page.Locator("#view h1")).ToHaveTextAsync("Plugins");
+        try
+        {
+            await reload.ContinueAsync();
+        }
+        catch (PlaywrightException)
+        {
+            // the page aborted the request when the user left: nothing to answer
+        }
+
+        await Task.Delay(1000, Ct); // the answer, had it been awaited, would be drawn by now
+        await Assertions.Expect(_page.Locator("#view h1")).ToHaveTextAsync("Plugins");
+        await Assertions.Expect(_page.Locator("table.tasks")).ToHaveCountAsync(0);
+    }
+
+    /// <summary>A live reload of the list keeps what is being typed in the filter form, and its focus.</summary>
+    [Fact]
+    public async Task ALiveReload_KeepsTheFilterBeingTyped()
+    {
+        var name = Unique("typing");
+        await OpenLiveAsync(Ui(cluster.Cluster, $"#/tasks?name={name}"));
+        await Assertions.Expect(_page.Locator("p.empty")).ToBeVisibleAsync();
+        var metadata = _page.Locator("input[name=metadata]");
+        await metadata.ClickAsync();
+        await _page.Keyboard.TypeAsync("{\"team\":");
+
+        await cluster.Cluster.CreateTaskAsync(new { name }, Ct); // a new task for the first page: the list reloads
+
+        await Assertions.Expect(_page.Locator("table.tasks tbody tr")).ToHaveCountAsync(1);
+        await Assertions.Expect(metadata).ToHaveValueAsync("{\"team\":");
+        await Assertions.Expect(metadata).ToBeFocusedAsync();
+    }
+
+    /// <summary>
+    /// A task that completes while a list reload is in flight, whose answer was read before the completion, shows
+    /// completed once the reload's rows replace the old ones (the events that came meanwhile are applied to them).
+    /// </summary>
+    [Fact]
+    public async Task ATaskThatChangesDuringAReload_KeepsItsNewState()
+    {
+        var metadata = new { run = Unique("race") };
+        var id = await cluster.Cluster.CreateTaskAsync(new { name = "main", file = Convert.ToBase64String(Wasm.Addition), inputs = new[] { 1, 1 }, metadata }, Ct);
+        await OpenLiveAsync(Ui(cluster.Cluster, $"#/tasks?metadata={Json(metadata)}"));
+        await Assertions.Expect(_page.Locator($"tr[data-id='{id}'] [data-state='pending']")).ToBeVisibleAsync();
+        var held = new TaskCompletionSource<(IRoute Route, IAPIResponse Answer)>(TaskCreationOptions.RunContinuationsAsynchronously);
+        await _page.RouteAsync(IsTaskList, async route =>
+        {
+            var answer = await route.FetchAsync(); // read now, answered later
+            if (!held.TrySetResult((route, answer)))
+            {
+                await route.FulfillAsync(new() { Response = answer });
+            }
+        });
+        await cluster.Cluster.CreateTaskAsync(new { name = "other", metadata }, Ct); // a new task for the first page: the list reloads
+        var (reload, stale) = await held.Task.WaitAsync(TimeSpan.FromSeconds(10), Ct);
+
+        await cluster.Cluster.StartTaskAsync(id, Ct);
+        await Assertions.Expect(_page.Locator($"tr[data-id='{id}'] [data-state='completed']")).ToBeVisibleAsync(); // the old row
+        await reload.FulfillAsync(new() { Response = stale }); // the reload's answer: the task still pending
+
+        await Assertions.Expect(_page.Locator("table.tasks tbody tr")).ToHaveCountAsync(2);
+        await Assertions.Expect(_page.Locator($"tr[data-id='{id}'] [data-state='completed']")).ToBeVisibleAsync();
+    }
+
+    /// <summary>
+    /// On the task page, the reload after reconnecting whose answer was read before the task completed does not put
+    /// the task back to that older state once the completion's event has been shown.
+    /// </summary>
+    [Fact]
+    public async Task TheTaskPage_KeepsAChangeThatArrivedDuringItsReload()
+    {
+        var id = await cluster.Cluster.CreateTaskAsync(new { name = "main", file = Convert.ToBase64String(Wasm.Addition), inputs = new[] { 2, 3 } }, Ct);
+        await _page.RouteAsync("**/events*", route => route.AbortAsync()); // the stream is down
+        await _page.GotoAsync(Ui(cluster.Cluster, $"#/tasks/{id}"));
+        await Assertions.Expect(_page.Locator("#outcome")).ToHaveTextAsync("No result yet.");
+        await Assertions.Expect(_page.Locator("#live")).ToHaveAttributeAsync("data-state", "down");
+        var held = new TaskCompletionSource<(IRoute Route, IAPIResponse Answer)>(TaskCreationOptions.RunContinuationsAsynchronously);
+        await _page.RouteAsync(url => new Uri(url).AbsolutePath == $"/tasks/{id}", async route =>
+        {
+            var answer = await route.FetchAsync(); // read now, answered later
+            if (!held.TrySetResult((route, answer)))
+            {
+                await route.FulfillAsync(new() { Response = answer });
+            }
+        });
+
+        await _page.UnrouteAsync("**/events*"); // reconnects, then reloads the task: that answer is held
+        var (reload, stale) = await held.Task.WaitAsync(TimeSpan.FromSeconds(20), Ct);
+        await cluster.Cluster.StartTaskAsync(id, Ct);
+        await Assertions.Expect(_page.Locator("#result")).ToHaveTextAsync("5"); // from the events
+        await reload.FulfillAsync(new() { Response = stale }); // the task still pending
+        await Task.Delay(1000, Ct); // the answer, had it been shown, would be on screen by now
+
+        await Assertions.Expect(_page.Locator("#result")).ToHaveTextAsync("5");
+        _errors.RemoveAll(e => e.Contains("ERR_FAILED", StringComparison.Ordinal)); // the browser logs the failed connections
+    }
+
+    /// <summary>
+    /// The proplets page reads one snapshot at a time: periods that pass while a read is held start no other read,
+    /// one more follows the held one, and its (newer) answer is what stays on screen.
+    /// </summary>
+    [Fact]
+    public async Task TheProplets_AreReadOneAtATime_AndTheNewestReadStays()
+    {
+        await _page.Clock.InstallAsync();
+        await _page.GotoAsync(Ui(cluster.Cluster, "#/proplets"));
+        var row = _page.Locator($"tr[data-id='{cluster.PropletId}']");
+        await Assertions.Expect(row).ToContainTextAsync("alive");
+        var reads = 0;
+        var held = new TaskCompletionSource<IRoute>(TaskCreationOptions.RunContinuationsAsynchronously);
+        await _page.RouteAsync(url => new Uri(url).AbsolutePath == "/proplets", async route =>
+        {
+            if (Interlocked.Increment(ref reads) > 1 || !held.TrySetResult(route))
+            {
+                await route.ContinueAsync();
+            }
+        });
+
+        await _page.Clock.RunForAsync(5000); // the periodic re-read: held
+        var first = await held.Task.WaitAsync(TimeSpan.FromSeconds(10), Ct);
+        await _page.Clock.RunForAsync(10000); // two more periods while it is held
+        await Task.Delay(500, Ct);
+        Volatile.Read(ref reads).ShouldBe(1, "a read started while the previous one was still running");
+
+        var older = await first.FetchAsync(); // an older snapshot, where the proplet was offline
+        await first.FulfillAsync(new() { Status = 200, ContentType = "application/json", Body = (await older.TextAsync()).Replace("\"alive\":true", "\"alive\":false", StringComparison.Ordinal) });
+
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (Volatile.Read(ref reads) < 2 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(50, Ct);
+        }
+
+        Volatile.Read(ref reads).ShouldBe(2, "one more read follows the held one"); // it starts once the held one is drawn
+        await Assertions.Expect(row).ToContainTextAsync("alive");
+    }
+
+    /// <summary>
+    /// A stream refused with a status (a proxy's 502 while the manager restarts), which the browser does not retry, is
+    /// reopened by the page with backoff, and the page then reloads what changed meanwhile.
+    /// </summary>
+    [Fact]
+    public async Task WhenTheStreamIsRefused_ThePageReconnects_AndCatchesUp()
+    {
+        var id = await cluster.Cluster.CreateTaskAsync(new { name = "main", file = Convert.ToBase64String(Wasm.Addition), inputs = new[] { 6, 7 } }, Ct);
+        await _page.RouteAsync("**/events*", route => route.FulfillAsync(new() { Status = 502, ContentType = "text/plain", Body = "bad gateway" }));
+        await _page.GotoAsync(Ui(cluster.Cluster, $"#/tasks/{id}"));
+        await Assertions.Expect(_page.Locator("#outcome")).ToHaveTextAsync("No result yet.");
+        await Assertions.Expect(_page.Locator("#live")).ToHaveAttributeAsync("data-state", "down");
+
+        await cluster.Cluster.StartTaskAsync(id, Ct); // completes while the stream is refused
+        await cluster.Cluster.WaitForTaskAsync(id, t => t.GetProperty("state").GetInt32() == 3, Ct);
+        await _page.UnrouteAsync("**/events*");
+
+        await Assertions.Expect(_page.Locator("#live")).ToHaveAttributeAsync("data-state", "up", new() { Timeout = 20000 });
+        await Assertions.Expect(_page.Locator("#result")).ToHaveTextAsync("13");
+        _errors.RemoveAll(e => e.Contains("502", StringComparison.Ordinal)); // the browser logs the refused connections
+    }
+
+    /// <summary>An environment line without '=' is refused by the form (as the CLI does) instead of sent as KEY=.</summary>
+    [Fact]
+    public async Task AnEnvironmentLineWithoutEquals_IsRefused()
+    {
+        await _page.GotoAsync(Ui(cluster.Cluster, "#/new"));
+        await _page.Locator("input[name=file]").SetInputFilesAsync(new FilePayload { Name = "add.wasm", MimeType = "application/wasm", Buffer = Wasm.Addition });
+        await _page.Locator("textarea[name=env]").FillAsync("GOOD=1\nNOEQUALS");
+
+        await _page.GetByRole(AriaRole.Button, new() { Name = "Create task" }).ClickAsync();
+
+        await Assertions.Expect(_page.Locator("#message.error")).ToContainTextAsync("\"NOEQUALS\" is not KEY=VALUE");
+        _page.Url.ShouldEndWith("#/new");
+    }
+
+    /// <summary>A page past the end of the list says so (not "1001–1000"), and Previous goes back to the last page.</summary>
+    [Fact]
+    public async Task APagePastTheEnd_SaysSo_AndPreviousGoesToTheLastPage()
+    {
+        var name = Unique("paged");
+        await cluster.Cluster.CreateTaskAsync(new { name }, Ct);
+        await _page.GotoAsync(Ui(cluster.Cluster, $"#/tasks?name={name}&offset=1000"));
+        await Assertions.Expect(_page.Locator("#count")).ToHaveTextAsync("none here (1 in all)");
+
+        await _page.GetByRole(AriaRole.Button, new() { Name = "← Previous" }).ClickAsync();
+
+        await Assertions.Expect(_page.Locator("#count")).ToHaveTextAsync("1–1 of 1");
+    }
+
+    /// <summary>Submitting the filter unchanged reloads the list (the hash does not change, so the router does not).</summary>
+    [Fact]
+    public async Task SubmittingTheSameFilter_ReloadsTheList()
+    {
+        var name = Unique("again");
+        await _page.RouteAsync("**/events*", route => route.AbortAsync()); // no live feed: only the submit can reload
+        await _page.GotoAsync(Ui(cluster.Cluster, $"#/tasks?name={name}"));
+        await Assertions.Expect(_page.Locator("p.empty")).ToBeVisibleAsync();
+        await cluster.Cluster.CreateTaskAsync(new { name }, Ct);
+
+        await _page.GetByRole(AriaRole.Button, new() { Name = "Filter" }).ClickAsync();
+
+        await Assertions.Expect(_page.Locator("table.tasks tbody tr")).ToHaveCountAsync(1);
+        _errors.RemoveAll(e => e.Contains("ERR_FAILED", StringComparison.Ordinal)); // the browser logs the failed connections
     }
 }

@@ -19,12 +19,14 @@ export const user = {
   set: (value) => (value ? localStorage.setItem('propeller.user', value) : localStorage.removeItem('propeller.user')),
 };
 
-async function request(method, path, body, headers = {}) {
+// signal (optional) aborts the call: it then rejects with the signal's AbortError, which views do not show.
+async function request(method, path, { body, headers = {}, signal } = {}) {
   const who = user.get();
   let response;
   try {
-    response = await fetch(apiUrl(path), { method, body, headers: { Accept: 'application/json', ...(who ? { 'X-User-Id': who } : {}), ...headers } });
+    response = await fetch(apiUrl(path), { method, body, signal, headers: { Accept: 'application/json', ...(who ? { 'X-User-Id': who } : {}), ...headers } });
   } catch (e) {
+    if (signal?.aborted) throw e;
     throw new ApiError(`cannot reach the manager (${e.message})`, 0);
   }
   const text = await response.text();
@@ -39,15 +41,15 @@ async function request(method, path, body, headers = {}) {
   return json;
 }
 
-const jsonBody = (value) => [JSON.stringify(value), { 'Content-Type': 'application/json' }];
+const jsonBody = (value) => ({ body: JSON.stringify(value), headers: { 'Content-Type': 'application/json' } });
 
 export const api = {
-  get: (path) => request('GET', path),
-  post: (path, value) => value === undefined ? request('POST', path) : request('POST', path, ...jsonBody(value)),
+  get: (path, signal) => request('GET', path, { signal }),
+  post: (path, value) => value === undefined ? request('POST', path) : request('POST', path, jsonBody(value)),
   del: (path) => request('DELETE', path),
   upload: (path, file) => {
     const form = new FormData();
     form.append('file', file, file.name);
-    return request('PUT', path, form);
+    return request('PUT', path, { body: form });
   },
 };

@@ -1,8 +1,9 @@
 // The dashboard's router: #/tasks, #/tasks/ID, #/new, #/proplets, #/proplets/ID, #/plugins. Each view renders into
-// <main> and may follow the live feed; errors from the API are shown in the message bar, never as a blank page.
+// <main> through its page (pageFor) and may follow the live feed; errors from the API are shown in the message bar,
+// never as a blank page.
 import { connect, onChange } from './live.js';
 import { message, clearMessage } from './message.js';
-import { user } from './api.js';
+import { api, user } from './api.js';
 import * as tasks from './views/tasks.js';
 import * as task from './views/task.js';
 import * as create from './views/create.js';
@@ -20,8 +21,24 @@ const routes = [
 ];
 
 let current = null;
-let generation = 0;
+let controller = null; // aborted when the user leaves the page: the view's fetches stop and it no longer draws
 let missed = false; // a change arrived while a view was still rendering (it may predate or postdate what it fetched)
+
+/**
+ * What a view draws through: show() replaces <main> and fail(e) shows an error, both only while the view is the
+ * current page (a draw that was awaiting a fetch when the user navigated away must not overwrite the new page);
+ * get(path) is api.get aborted when the user leaves.
+ */
+function pageFor(main, signal) {
+  return {
+    signal,
+    show: (...nodes) => { if (!signal.aborted) main.replaceChildren(...nodes); },
+    fail: (e) => { if (!signal.aborted) message(e.message); },
+    get: (path) => api.get(path, signal),
+  };
+}
+
+let page = null;
 
 async function route() {
   const hash = location.hash && location.hash !== '#' && location.hash !== '#/' ? location.hash.split('?')[0] : '#/tasks';
@@ -29,19 +46,21 @@ async function route() {
   const [, view, nav, match] = routes.map(([re, v, n]) => [re, v, n, hash.match(re)]).find(([, , , m]) => m) ?? [];
   current?.dispose?.();
   current = null;
+  controller?.abort();
+  controller = new AbortController();
+  const mine = pageFor(document.getElementById('view'), controller.signal);
+  page = mine;
   clearMessage();
   for (const a of document.querySelectorAll('nav a')) a.classList.toggle('active', a.dataset.nav === nav);
-  const main = document.getElementById('view');
   if (!view) {
-    main.replaceChildren();
+    mine.show();
     message(`no such page: ${hash}`);
     return;
   }
-  const mine = ++generation;
   missed = false;
   try {
-    const rendered = await view.render(main, match.slice(1).map(decodeURIComponent), query);
-    if (mine !== generation) {
+    const rendered = await view.render(mine, match.slice(1).map(decodeURIComponent), query);
+    if (mine.signal.aborted) {
       rendered?.dispose?.();
       return;
     }
@@ -49,12 +68,11 @@ async function route() {
     if (missed) {
       missed = false;
       // reload what the view shows rather than lose the change
-      Promise.resolve(current?.onChange?.('resync', null)).catch((e) => message(e.message));
+      Promise.resolve(current?.onChange?.('resync', null)).catch(mine.fail);
     }
   } catch (e) {
-    if (mine !== generation) return;
-    main.replaceChildren();
-    message(e.message);
+    mine.show();
+    mine.fail(e);
   }
 }
 
@@ -63,10 +81,12 @@ onChange((type, data) => {
     missed = true;
     return;
   }
-  Promise.resolve(current.onChange?.(type, data)).catch((e) => message(e.message));
+  Promise.resolve(current.onChange?.(type, data)).catch(page.fail);
 });
 window.addEventListener('hashchange', route);
-window.addEventListener('unhandledrejection', (e) => message(e.reason?.message ?? String(e.reason)));
+window.addEventListener('unhandledrejection', (e) => {
+  if (e.reason?.name !== 'AbortError') message(e.reason?.message ?? String(e.reason)); // a left page's fetch: not news
+});
 const who = document.getElementById('user');
 who.value = user.get();
 who.addEventListener('change', () => user.set(who.value.trim()));

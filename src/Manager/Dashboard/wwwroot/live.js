@@ -1,11 +1,16 @@
 import { apiUrl } from './api.js';
 
-// The live feed: GET /events as an EventSource. The indicator says whether the stream is up; when it drops the
-// browser reconnects by itself, and since the manager keeps no replay, every (re)connection asks the views to reload.
+// The live feed: GET /events as an EventSource. The indicator says whether the stream is up. When it drops the browser
+// reconnects by itself; when the browser gives up (an answer that is not an event stream, such as a proxy's 502 while
+// the manager restarts) this module opens a new one, after 1 s doubling to 15 s. Since the manager keeps no replay,
+// every reconnection asks the views to reload.
 
 const listeners = new Set();
 let source = null;
 let dropped = false;
+let retry = null;
+let delay = 1000;
+const MAX_DELAY = 15000;
 
 /** fn(type, data): type is 'task', 'proplet' or 'resync' (reload everything you show). Returns an unsubscribe. */
 export function onChange(fn) {
@@ -27,19 +32,29 @@ function indicator(state, text) {
 }
 
 export function connect() {
+  clearTimeout(retry);
+  retry = null;
   if (source) source.close();
-  indicator('connecting', 'connecting…');
-  source = new EventSource(apiUrl('/events'));
-  source.addEventListener('hello', () => {
+  if (!dropped) indicator('connecting', 'connecting…');
+  const mine = new EventSource(apiUrl('/events'));
+  source = mine;
+  mine.addEventListener('hello', () => {
     indicator('up', 'live');
+    delay = 1000;
     if (dropped) emit('resync', null); // changes made while the stream was down were not sent
     dropped = false;
   });
-  source.addEventListener('task', (e) => emit('task', JSON.parse(e.data)));
-  source.addEventListener('proplet', (e) => emit('proplet', JSON.parse(e.data)));
-  source.addEventListener('resync', () => emit('resync', null));
-  source.addEventListener('error', () => {
+  mine.addEventListener('task', (e) => emit('task', JSON.parse(e.data)));
+  mine.addEventListener('proplet', (e) => emit('proplet', JSON.parse(e.data)));
+  mine.addEventListener('resync', () => emit('resync', null));
+  mine.addEventListener('error', () => {
+    if (mine !== source) return;
     dropped = true;
-    indicator('down', source.readyState === EventSource.CLOSED ? 'stream closed — reload the page' : 'stream dropped — reconnecting…');
+    indicator('down', 'stream dropped — reconnecting…');
+    if (mine.readyState === EventSource.CLOSED && !retry) {
+      // the browser will not retry this one: open a new stream later
+      retry = setTimeout(connect, delay);
+      delay = Math.min(delay * 2, MAX_DELAY);
+    }
   });
 }

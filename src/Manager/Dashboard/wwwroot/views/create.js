@@ -3,7 +3,7 @@ import { api } from '../api.js';
 import { message, flash } from '../message.js';
 import { h } from '../dom.js';
 
-export async function render(main) {
+export async function render(page) {
   const form = h('form', { class: 'create card', id: 'create' },
     h('label', {}, 'WebAssembly module (.wasm)', h('input', { type: 'file', name: 'file', accept: '.wasm', required: true })),
     h('label', {}, 'Function', h('input', { name: 'name', value: 'main', required: true })),
@@ -20,10 +20,13 @@ export async function render(main) {
     const body = { name: data.get('name').trim() };
     const inputs = data.get('inputs').trim();
     if (inputs) body.inputs = inputs.split(',').map((s) => s.trim());
-    const env = Object.fromEntries(data.get('env').split('\n').map((l) => l.trim()).filter(Boolean).map((l) => {
-      const eq = l.indexOf('=');
-      return eq > 0 ? [l.slice(0, eq), l.slice(eq + 1)] : [l, ''];
-    }));
+    const lines = data.get('env').split('\n').map((l) => l.trim()).filter(Boolean);
+    const bad = lines.find((l) => l.indexOf('=') <= 0);
+    if (bad !== undefined) {
+      message(`environment: "${bad}" is not KEY=VALUE`); // as the CLI's --env, rather than sending KEY= silently
+      return;
+    }
+    const env = Object.fromEntries(lines.map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
     if (Object.keys(env).length) body.env = env;
     const metadata = data.get('metadata').trim();
     if (metadata) {
@@ -55,5 +58,5 @@ export async function render(main) {
     }
   });
 
-  main.replaceChildren(h('h1', {}, 'New task'), form);
+  page.show(h('h1', {}, 'New task'), form);
 }

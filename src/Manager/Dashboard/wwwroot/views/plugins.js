@@ -3,21 +3,21 @@ import { api } from '../api.js';
 import { message } from '../message.js';
 import { h, stamp } from '../dom.js';
 
-function show(main, listing) {
+function show(page, listing) {
   const rows = listing.plugins.map((p) => h('tr', { dataset: { name: p.name } },
     h('td', {}, p.order), h('td', {}, p.name), h('td', {}, p.version ?? ''), h('td', {}, p.active ? 'yes' : 'no'),
     h('td', {}, p.hooks.join(', ')),
     ...['calls', 'denies', 'failures', 'jobs_enqueued', 'jobs_succeeded', 'jobs_failed'].map((c) => h('td', { class: 'num' }, p.counters[c]))));
-  main.replaceChildren(
+  page.show(
     h('h1', {}, 'Plugins'),
     h('p', { class: 'muted' }, listing.directory ? `Directory ${listing.directory}, loaded ${stamp(listing.loaded_at)}` : 'No plugin directory is configured (MANAGER_PLUGIN_DIR).'),
     h('button', { id: 'reload', onclick: async (e) => {
       e.target.disabled = true;
       try {
-        show(main, await api.post('/plugins/reload'));
-        message('Plugins reloaded', 'info');
+        show(page, await api.post('/plugins/reload'));
+        if (!page.signal.aborted) message('Plugins reloaded', 'info');
       } catch (err) {
-        message(err.message);
+        page.fail(err);
       } finally {
         e.target.disabled = false;
       }
@@ -29,6 +29,6 @@ function show(main, listing) {
       h('ul', {}, listing.skipped.map((s) => h('li', {}, h('strong', {}, s.file), `: ${s.error}`)))) : '');
 }
 
-export async function render(main) {
-  show(main, await api.get('/plugins'));
+export async function render(page) {
+  show(page, await page.get('/plugins'));
 }

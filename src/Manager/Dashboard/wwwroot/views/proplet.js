@@ -1,16 +1,15 @@
 // One proplet: liveness, metadata, latest CPU and memory, and its tasks (newest first).
-import { api } from '../api.js';
-import { message } from '../message.js';
 import { h, fields, stamp, age, stateBadge } from '../dom.js';
 import { latestMetrics, cpu, mib } from './proplets.js';
+import { redrawer } from '../redraw.js';
 
-export async function render(main, [id]) {
+export async function render(page, [id]) {
   const draw = async () => {
     const key = encodeURIComponent(id);
-    const [p, metrics, tasks] = await Promise.all([api.get(`/proplets/${key}`), latestMetrics(id), api.get(`/tasks?limit=50&order=newest&proplet_id=${key}`)]);
+    const [p, metrics, tasks] = await Promise.all([page.get(`/proplets/${key}`), latestMetrics(id, page.signal), page.get(`/tasks?limit=50&order=newest&proplet_id=${key}`)]);
     const m = p.metadata ?? {};
     const now = Date.now();
-    main.replaceChildren(
+    page.show(
       h('h1', {}, p.name || p.id, ' ', h('span', { class: `alive ${p.alive ? 'yes' : 'no'}` }, p.alive ? 'alive' : 'offline')),
       h('div', { class: 'mono muted' }, p.id),
       h('section', { class: 'card' }, fields([
@@ -28,7 +27,7 @@ export async function render(main, [id]) {
           h('td', {}, `${age(t.created_at, now)} ago`))))));
   };
   await draw();
-  const redraw = () => draw().catch((e) => message(e.message));
+  const redraw = redrawer(draw, { gap: 1000, signal: page.signal, fail: page.fail });
   const timer = setInterval(redraw, 5000);
   return {
     onChange(type, data) {

@@ -48,9 +48,9 @@ function outcome(task) {
   return h('div', { id: 'outcome', class: 'outcome muted' }, ended(task.state) ? 'No result.' : 'No result yet.');
 }
 
-export async function render(main, [id]) {
+export async function render(page, [id]) {
   const path = `/tasks/${encodeURIComponent(id)}`;
-  const [task, history] = await Promise.all([api.get(path), api.get(`${path}/history`)]);
+  const [task, history] = await Promise.all([page.get(path), page.get(`${path}/history`)]);
   const head = h('div', { class: 'title' });
   const summaryBox = h('section', { class: 'card' });
   const outcomeBox = h('section', { class: 'card' });
@@ -85,13 +85,13 @@ export async function render(main, [id]) {
 
   const replay = async (version) => {
     try {
-      const then = await api.get(`${path}?version=${version}`);
+      const then = await page.get(`${path}?version=${version}`);
       replayBox.replaceChildren(h('h2', {}, `As it was at version ${version}`,
         h('button', { class: 'link', onclick: () => { replayBox.hidden = true; } }, 'close')), summary(then), outcome(then));
       replayBox.hidden = false;
       replayBox.scrollIntoView({ block: 'nearest' });
     } catch (e) {
-      message(e.message);
+      page.fail(e);
     }
   };
 
@@ -113,22 +113,28 @@ export async function render(main, [id]) {
 
   showTask(task);
   showHistory(history);
-  main.replaceChildren(head, h('div', { class: 'columns' }, h('div', {}, outcomeBox, summaryBox), h('div', {},
+  page.show(head, h('div', { class: 'columns' }, h('div', {}, outcomeBox, summaryBox), h('div', {},
     h('section', { class: 'card' }, h('h2', {}, 'History'), timeline), replayBox)));
 
   let pending = null;
   const refreshHistory = () => {
     pending ??= setTimeout(async () => {
       pending = null;
-      try { showHistory(await api.get(`${path}/history`)); } catch (e) { message(e.message); }
+      try { showHistory(await page.get(`${path}/history`)); } catch (e) { page.fail(e); }
     }, 100);
   };
+  // GET /tasks/{id} carries no version: a read that an event overtook may predate that event (it was read before the
+  // commit), so it is dropped; the event shows a state at least as new, and any later change comes as its own event.
+  let events = 0;
   return {
     async onChange(type, data) {
       if (type === 'resync') {
-        showTask(await api.get(path));
+        const before = events;
+        const t = await page.get(path);
+        if (events === before) showTask(t);
         refreshHistory();
       } else if (type === 'task' && data.id === id) {
+        events++;
         if (data.deleted) {
           message('This task was deleted.', 'info');
           return;

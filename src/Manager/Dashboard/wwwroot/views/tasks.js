@@ -1,63 +1,95 @@
 // The task list: a page at a time (newest first by default), filtered by state, name and metadata through the
-// manager's query; rows change in place as task events arrive, and new tasks appear on the first page.
-import { api } from '../api.js';
-import { message } from '../message.js';
+// manager's query; rows change in place as task events arrive, and new tasks appear on the first page. Reloads replace
+// only the table and pager: the filter form keeps what is being typed in it.
 import { h, STATES, stateBadge, age, stateName } from '../dom.js';
+import { redrawer } from '../redraw.js';
 
 const LIMIT = 50;
 
-export async function render(main, _params, query) {
-  const view = { rows: new Map(), reload: null };
-  await draw(main, query, view);
-  const state = query.get('state') ?? '';
-  const offset = Math.max(0, Number(query.get('offset') ?? 0) || 0);
-  const order = query.get('order') ?? 'newest';
-
-  // A task that is not on this page may belong here (a new one on the first page): redraw, at most 4 times a second.
-  const reloadSoon = () => {
-    view.reload ??= setTimeout(() => {
-      view.reload = null;
-      draw(main, query, view).catch((e) => message(e.message));
-    }, 250);
-  };
-  return {
-    onChange(type, data) {
-      if (type === 'resync') return reloadSoon();
-      if (type !== 'task') return;
-      const tr = view.rows.get(data.id);
-      if (!tr) {
-        if (!data.deleted && offset === 0 && order === 'newest') reloadSoon();
-        return;
-      }
-      if (data.deleted) { tr.classList.add('deleted'); return; }
-      const t = data.task;
-      if (state && stateName(t.state) !== state) tr.classList.add('stale'); // no longer matches the filter
-      tr.querySelector('.state-cell').replaceChildren(stateBadge(t.state));
-      tr.children[3].replaceChildren(propletLink(t));
-    },
-    dispose() { clearTimeout(view.reload); },
-  };
-}
-
 const propletLink = (t) => t.proplet_id ? h('a', { href: `#/proplets/${t.proplet_id}` }, t.proplet_id.slice(0, 8)) : '';
 
-async function draw(main, query, view) {
+export async function render(page, _params, query) {
   const state = query.get('state') ?? '';
   const name = query.get('name') ?? '';
   const metadata = query.get('metadata') ?? '';
   const order = query.get('order') ?? 'newest';
   const offset = Math.max(0, Number(query.get('offset') ?? 0) || 0);
 
+  let rows = new Map();
+  // Events that arrive while a reload is in flight, the newest per task: the answer may have been read before they
+  // were committed, so they are applied again to the new rows.
+  let during = null;
+
+  const apply = (data) => {
+    const tr = rows.get(data.id);
+    if (!tr) return false;
+    if (data.deleted) {
+      tr.classList.add('deleted');
+      return true;
+    }
+    const t = data.task;
+    if (state && stateName(t.state) !== state) tr.classList.add('stale'); // no longer matches the filter
+    tr.querySelector('.state-cell').replaceChildren(stateBadge(t.state));
+    tr.children[3].replaceChildren(propletLink(t));
+    return true;
+  };
+
   const search = new URLSearchParams({ offset, limit: LIMIT, order });
   if (state) search.set('state', state);
   if (name) search.set('name', name);
   if (metadata) search.set('metadata', metadata);
-  const page = await api.get(`/tasks?${search}`);
 
+  const results = h('div', { class: 'results' });
+  const draw = async () => {
+    during = new Map();
+    let list;
+    try {
+      list = await page.get(`/tasks?${search}`);
+    } catch (e) {
+      during = null;
+      throw e;
+    }
+    const now = Date.now();
+    const next = new Map();
+    const row = (t) => {
+      const tr = h('tr', { dataset: { id: t.id } },
+        h('td', { class: 'mono' }, h('a', { href: `#/tasks/${t.id}` }, t.id)),
+        h('td', {}, t.name),
+        h('td', { class: 'state-cell' }, stateBadge(t.state)),
+        h('td', { class: 'mono' }, propletLink(t)),
+        h('td', { title: t.created_at }, age(t.created_at, now)));
+      next.set(t.id, tr);
+      return tr;
+    };
+    const body = h('tbody', {}, list.tasks.map(row));
+    rows = next;
+    for (const data of during.values()) apply(data);
+    during = null;
+    const table = h('table', { class: 'tasks' },
+      h('thead', {}, h('tr', {}, ['ID', 'Name', 'State', 'Proplet', 'Age'].map((c) => h('th', {}, c)))), body);
+
+    const from = list.tasks.length === 0 ? 0 : offset + 1;
+    const to = list.tasks.length === 0 ? 0 : offset + list.tasks.length;
+    const pager = h('div', { class: 'pager' },
+      h('button', { disabled: offset === 0, onclick: () => go({ offset: Math.max(0, Math.min(offset - LIMIT, list.total - LIMIT)) }) }, '← Previous'),
+      h('span', { id: 'count' }, list.tasks.length || list.total === 0 ? `${from}–${to} of ${list.total}` : `none here (${list.total} in all)`),
+      h('button', { disabled: offset + LIMIT >= list.total, onclick: () => go({ offset: offset + LIMIT }) }, 'Next →'));
+    results.replaceChildren(list.tasks.length ? table : h('p', { class: 'muted empty' }, 'No tasks match.'), pager);
+    performance.mark('tasks-rendered'); // read by the dashboard benchmark (first paint of the list)
+  };
+  // A task that is not on this page may belong here (a new one on the first page): redraw, at most 4 times a second.
+  const redraw = redrawer(draw, { gap: 250, signal: page.signal, fail: page.fail });
+
+  const shown = { state, name, metadata, order, offset: String(offset) };
   const go = (changes) => {
-    const next = new URLSearchParams({ state, name, metadata, order, offset, ...changes });
-    for (const [k, v] of [...next]) if (v === '' || (k === 'offset' && v === '0') || (k === 'order' && v === 'newest')) next.delete(k);
-    location.hash = `#/tasks${next.size ? `?${next}` : ''}`;
+    const next = { ...shown, ...changes, offset: String(changes.offset ?? offset) };
+    if (Object.keys(shown).every((k) => next[k] === shown[k])) {
+      redraw(); // the same filter submitted again: the hash does not change, so reload here
+      return;
+    }
+    const hash = new URLSearchParams(next);
+    for (const [k, v] of [...hash]) if (v === '' || (k === 'offset' && v === '0') || (k === 'order' && v === 'newest')) hash.delete(k);
+    location.hash = `#/tasks${hash.size ? `?${hash}` : ''}`;
   };
 
   const filter = h('form', { class: 'filters', onsubmit: (e) => {
@@ -74,31 +106,15 @@ async function draw(main, query, view) {
     h('option', { value: 'oldest', selected: order === 'oldest' }, 'oldest first'))),
   h('button', { type: 'submit' }, 'Filter'));
 
-  const now = Date.now();
-  const rows = new Map();
-  view.rows = rows;
-  const row = (t) => {
-    const tr = h('tr', { dataset: { id: t.id } },
-      h('td', { class: 'mono' }, h('a', { href: `#/tasks/${t.id}` }, t.id)),
-      h('td', {}, t.name),
-      h('td', { class: 'state-cell' }, stateBadge(t.state)),
-      h('td', { class: 'mono' }, propletLink(t)),
-      h('td', { title: t.created_at }, age(t.created_at, now)));
-    rows.set(t.id, tr);
-    return tr;
+  await draw();
+  page.show(h('h1', {}, 'Tasks'), filter, results);
+
+  return {
+    onChange(type, data) {
+      if (type === 'resync') return redraw();
+      if (type !== 'task') return;
+      if (during && !(during.get(data.id)?.version >= data.version)) during.set(data.id, data);
+      if (!apply(data) && !data.deleted && offset === 0 && order === 'newest') redraw();
+    },
   };
-  const body = h('tbody', {}, page.tasks.map(row));
-  const table = h('table', { class: 'tasks' },
-    h('thead', {}, h('tr', {}, ['ID', 'Name', 'State', 'Proplet', 'Age'].map((c) => h('th', {}, c)))), body);
-
-  const from = page.total === 0 ? 0 : offset + 1;
-  const to = offset + page.tasks.length;
-  const pager = h('div', { class: 'pager' },
-    h('button', { disabled: offset === 0, onclick: () => go({ offset: Math.max(0, offset - LIMIT) }) }, '← Previous'),
-    h('span', { id: 'count' }, `${from}–${to} of ${page.total}`),
-    h('button', { disabled: to >= page.total, onclick: () => go({ offset: offset + LIMIT }) }, 'Next →'));
-
-  main.replaceChildren(h('h1', {}, 'Tasks'), filter,
-    page.tasks.length ? table : h('p', { class: 'muted empty' }, 'No tasks match.'), pager);
-  performance.mark('tasks-rendered'); // read by the dashboard benchmark (first paint of the list)
 }
