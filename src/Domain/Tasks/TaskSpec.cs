@@ -13,6 +13,9 @@ public sealed record TaskSpec
 
     public const int DefaultPriority = 50;
 
+    /// <summary>The proplet a broadcast task is dispatched to: none in particular.</summary>
+    public const string BroadcastTarget = "broadcast";
+
     public required string Name { get; init; }
 
     public string Kind { get; init; } = StandardKind;
@@ -60,6 +63,8 @@ public sealed record TaskSpec
 
     public string? Timezone { get; init; }
 
+    /// <summary>Dispatched to every proplet at once (spec §2.4): its dispatch names <see cref="BroadcastTarget"/>, and
+    /// the first result from any proplet ends the attempt.</summary>
     public bool Broadcast { get; init; }
 
     public int Priority { get; init; } = DefaultPriority;

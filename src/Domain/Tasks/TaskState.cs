@@ -26,6 +26,9 @@ public sealed record TaskState(
     /// <summary>True when the current attempt has ended (or the task never ran and was skipped).</summary>
     public bool IsFinished => Status is TaskStatus.Completed or TaskStatus.Failed or TaskStatus.Skipped or TaskStatus.Interrupted;
 
+    /// <summary>True while a broadcast attempt runs: on every proplet, any of which may answer.</summary>
+    public bool RunsEverywhere => Status == TaskStatus.Running && PropletId == TaskSpec.BroadcastTarget && Spec is { Broadcast: true };
+
     /// <summary>True while a start is requested or the task runs on a proplet.</summary>
     public bool IsActive => Status is TaskStatus.Scheduled or TaskStatus.Running;
 }

@@ -35,7 +35,8 @@ public sealed class MartenPropletRegistry(IDocumentStore store) : IPropletRegist
         var documents = batch.Query<PropletDocument>().ToList();
         var running = batch.Query<TaskState>().Where(x => x.Status == TaskStatus.Running && !x.Deleted).Select(x => x.PropletId).ToList();
         await batch.Execute(cancellationToken);
-        var counts = (await running).Where(p => p is not null).GroupBy(p => p!, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.Count(), StringComparer.Ordinal);
+        // A broadcast task runs on no proplet in particular: not counted, and not "on a proplet that is gone".
+        var counts = (await running).Where(p => p is not null && p != TaskSpec.BroadcastTarget).GroupBy(p => p!, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.Count(), StringComparer.Ordinal);
         var registered = (await documents).Where(d => !d.State.Deleted).ToList();
         var known = registered.Select(d => d.State.Id.Value).ToHashSet(StringComparer.Ordinal);
         return new PropletFleet(

@@ -53,7 +53,7 @@ public sealed class PlacementPlanner(IPropletRegistry proplets, IOptions<Schedul
         var now = time.GetUtcNow();
         if (spec.Broadcast)
         {
-            return new PlannedPlacement(scheduled, new DispatchTask(scheduled.Id, "broadcast", now), []);
+            return new PlannedPlacement(scheduled, new DispatchTask(scheduled.Id, TaskSpec.BroadcastTarget, now), []);
         }
 
         var request = new PlacementRequest(spec.PropletId, new HashSet<string>(), 0, spec.Priority);
@@ -126,7 +126,7 @@ public sealed class PlacementPlanner(IPropletRegistry proplets, IOptions<Schedul
         var spec = task.Spec!;
         if (spec.Broadcast)
         {
-            return new PlannedPlacement(task, new DispatchTask(task.Id, "broadcast", now), []);
+            return new PlannedPlacement(task, new DispatchTask(task.Id, TaskSpec.BroadcastTarget, now), []);
         }
 
         var request = new PlacementRequest(spec.PropletId, new HashSet<string>(), 0, spec.Priority);

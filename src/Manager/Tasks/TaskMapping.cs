@@ -76,7 +76,7 @@ internal static class TaskMapping
             Latent = spec.Latent,
             Encrypted = spec.Encrypted,
             KbsResourcePath = spec.KbsResourcePath,
-            PropletId = state.PropletId,
+            PropletId = spec.Broadcast && state.PropletId == TaskSpec.BroadcastTarget ? null : state.PropletId, // as the original: none
             DependsOn = spec.DependsOn.Count == 0 ? null : [.. spec.DependsOn],
             RunIf = spec.RunIf,
             WorkflowId = spec.WorkflowId,

@@ -234,6 +234,13 @@ public sealed class TaskDeciderTests
             .When(new RecordResult(Id, "\"late\"", null, At(8), "proplet-0"))
             .Then(new TaskResultIgnored(Id, 1, "result from proplet proplet-0; the task runs on proplet-1", At(8)));
 
+    /// <summary>A broadcast attempt runs on every proplet: the first result, from whichever proplet, ends it.</summary>
+    [Fact]
+    public void GivenABroadcastRunning_WhenRecordResultFromAnyProplet_ThenCompleted() =>
+        Given(new TaskCreated(Id, Spec with { Broadcast = true }, T0), StartRequested(), new TaskDispatched(Id, 1, TaskSpec.BroadcastTarget, At(2)))
+            .When(new RecordResult(Id, "\"7\"", null, At(8), "proplet-7"))
+            .Then(new TaskCompleted(Id, 1, "\"7\"", At(8)));
+
     [Fact]
     public void GivenRunning_WhenStopTask_ThenStoppedAndInterrupted()
     {

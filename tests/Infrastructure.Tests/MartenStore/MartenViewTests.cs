@@ -100,6 +100,32 @@ public sealed class MartenViewTests : IAsyncLifetime
         return await session.LoadAsync<PropletDocument>(MartenStreamIds.ToGuid(PropletAggregate.StreamId(id)), Ct);
     }
 
+    /// <summary>The fleet counts tasks running on each proplet and names those running on a proplet no longer registered;
+    /// a broadcast task runs on none in particular and is neither (the sweep re-broadcast it as a task on a deleted
+    /// proplet "broadcast").</summary>
+    [Fact]
+    public async Task TheFleet_CountsRunningTasksByProplet_LeavingBroadcastsOut()
+    {
+        async Task RunAsync(TaskId id, string propletId, bool broadcast)
+        {
+            var spec = TaskSpec.Named("main") with { Broadcast = broadcast };
+            (await _commands.HandleAsync(TaskAggregate.Decider, TaskAggregate.StreamId(id), new CreateTask(id, spec, T0), Meta(), Ct)).IsRejected.ShouldBeFalse();
+            (await _commands.HandleAsync(TaskAggregate.Decider, TaskAggregate.StreamId(id), new StartTask(id, T0), Meta(1), Ct)).IsRejected.ShouldBeFalse();
+            (await _commands.HandleAsync(TaskAggregate.Decider, TaskAggregate.StreamId(id), new DispatchTask(id, propletId, T0), Meta(2), Ct)).IsRejected.ShouldBeFalse();
+        }
+
+        var registered = new PropletId(Guid.NewGuid().ToString());
+        await AppendAsync(registered, ExpectedVersion.NoStream, new PropletRegistered(registered, "Abbott-Crane", PropletMetadata.Empty, T0));
+        await RunAsync(NewId(), registered.Value, broadcast: false);
+        await RunAsync(NewId(), "gone", broadcast: false);
+        await RunAsync(NewId(), TaskSpec.BroadcastTarget, broadcast: true);
+
+        var fleet = await new MartenPropletRegistry(_marten).ListFleetAsync(Ct);
+
+        fleet.Proplets.ShouldHaveSingleItem().RunningTasks.ShouldBe(1);
+        fleet.GoneWithRunningTasks.ShouldBe([new PropletId("gone")]);
+    }
+
     [Fact]
     public async Task Heartbeats_PatchTheProplet_WithoutAnEvent_KeepingTheLastTen()
     {

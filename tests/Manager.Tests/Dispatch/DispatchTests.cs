@@ -222,6 +222,26 @@ public class DispatchTests : IAsyncLifetime
         (await Http.GetFromJsonAsync<JsonElement>($"/proplets/{propletId}", Ct)).GetProperty("metadata").GetProperty("total_memory_bytes").GetUInt64().ShouldBe(16_777_216_000UL);
     }
 
+    /// <summary>A broadcast task goes to every proplet without a proplet_id and completes with the first result, whichever
+    /// proplet sends it (results were ignored as "from another proplet" and the sweep re-broadcast it as a task on a
+    /// deleted proplet "broadcast").</summary>
+    [Fact]
+    public async Task ABroadcastTask_CompletesWithTheFirstResult_FromAnyProplet()
+    {
+        var propletId = Guid.NewGuid().ToString();
+        await using var proplet = await StartPropletAsync(propletId, start => start.TryGetProperty("proplet_id", out _) ? "addressed" : "everyone");
+        await WaitForAliveAsync(propletId);
+
+        var id = await CreateAndStartAsync("""{"name":"main","file":"AGFzbQEAAAABBwFgAn9/AX8DAgEABwgBBG1haW4AAAoJAQcAIAAgAWoL","broadcast":true}""");
+
+        var task = await WaitForStateAsync(id, 3);
+        task.GetProperty("state").GetInt32().ShouldBe(3);
+        task.GetProperty("results").GetString().ShouldBe("everyone");
+        task.TryGetProperty("proplet_id", out var shown).ShouldBeFalse(shown.ToString());
+        var history = await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}/history", Ct);
+        history.EnumerateArray().Select(e => e.GetProperty("type").GetString()).ShouldBe(["task.created.v1", "task.start_requested.v1", "task.dispatched.v1", "task.completed.v1"]);
+    }
+
     [Fact]
     public async Task StartWithAnAliveProplet_AppendsTheStartAndTheDispatchTogether_WithTheRequestsMetadata()
     {
