@@ -136,9 +136,8 @@ public sealed class RunawayGuestTests : IDisposable
     [Fact]
     public async Task GivenAWasiCommandSleepingInAHostCall_WhenStopped_ThenTheStopIsReportedWithoutWaitingForTheSleep()
     {
-        // sleep.c sleeps 8 s in poll_oneoff, where no epoch check runs; the result must not wait for it (it is due 100 ms
-        // after the stop). The sleep is short enough that its guest, holding its epoch lease until the sleep returns,
-        // is gone before EpochLeaseTests counts the shared engine's leases.
+        // sleep.c sleeps 8 s in poll_oneoff, where no epoch check runs; the result must not wait for it. The proplet's
+        // own poll_oneoff wakes at the stop, so the guest ends too (EpochLeaseTests checks its lease is given back).
         var (id, outcome) = await StopAfterAsync("sleep", TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(4));
 
         outcome.Error.ShouldBe($"Task {id} was stopped before completion");

@@ -54,6 +54,11 @@ public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
         _modules = new ModuleCache(_engine, settings.WasmCacheDir);
         _linker = new Linker(_engine.Engine);
         _linker.DefineWasi();
+
+        // A sleep in poll_oneoff ends when the task does (the store's data is its TaskWait), not only when it is due:
+        // the epoch check never runs in a host call, and a stopped guest asleep there kept its store, pool slot and
+        // epoch lease for as long as it slept.
+        WasiPoll.Shadow(_linker);
         _componentLinker = new ComponentLinker(_engine.Engine);
         _componentLinker.AddWasiPreview2();
     }
@@ -90,8 +95,9 @@ public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
 
     /// <summary>
     /// The guest's own outcome; but when the task is ended and the guest does not stop within <see cref="StopGrace"/>, the
-    /// stop's outcome at once. Epoch interruption reaches guest code only: a guest blocked in a host call (a WASI
-    /// <c>poll_oneoff</c> sleep) ends when that call returns, on its guest thread, after the task's result is out.
+    /// stop's outcome at once. Epoch interruption reaches guest code only; a WASI preview1 <c>poll_oneoff</c> sleep is
+    /// ours (<see cref="WasiPoll"/>) and ends with the task, but a guest blocked in another host call (a preview 2
+    /// <c>wasi:io/poll</c> wait) ends when that call returns, on its guest thread, after the task's result is out.
     /// </summary>
     private async Task<TaskOutcome> WaitAsync(RunningTask task, Task<TaskOutcome> run)
     {
@@ -184,7 +190,7 @@ public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
     private Store NewStore(RunningTask task, WasiConfiguration? wasi, out EpochLease ticking, Action? check = null)
     {
         var limits = task.Request.Limits;
-        var store = new Store(_engine.Engine);
+        var store = new Store(_engine.Engine, new TaskWait(task));
         if (wasi is not null)
         {
             store.SetWasiConfiguration(wasi);
@@ -358,6 +364,22 @@ public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
         limits.MaxMemoryMib is { } mib && instance.GetMemory("memory") is { } memory && MemoryLimits.Reached(memory, mib << 20)
             ? string.Create(CultureInfo.InvariantCulture, $" (memory limit of {mib} MiB reached: {memory.GetLength() / (double)(1 << 20):0.##} MiB in use)")
             : "";
+
+    /// <summary>What a task's guest may wait for in a host call (<see cref="WasiPoll"/>): until the task is ended.</summary>
+    private sealed class TaskWait(RunningTask task) : IWaitLimit
+    {
+        public long Deadline => long.MaxValue; // a time limit ends the task (TaskRunner), which cancels the token
+
+        public CancellationToken Cancellation { get; } = task.Aborted;
+
+        public void ThrowIfEnded(bool cut)
+        {
+            if (task.Reason != StopReason.None)
+            {
+                throw new OperationCanceledException($"task {task.Id} ended: {task.Reason}");
+            }
+        }
+    }
 
     private static (string? Name, string? Error) ChooseExport(Module module, string name)
     {
