@@ -164,6 +164,37 @@ public sealed class RunawayGuestTests : IDisposable
         (await RunAsync(_runtime, CPrograms.Get("basics"), "_start", ["0"], new TaskLimits(null, null, null))).Succeeded.ShouldBeTrue();
     }
 
+    /// <summary>
+    /// proc_exit(0) before the export runs, in <c>_initialize</c> or in the start function, is the program ending
+    /// successfully (as under the Wasmtime CLI); the export is not called on the half-initialized instance (main would
+    /// return 5), so the result is empty. A non-zero exit there stays a failure.
+    /// </summary>
+    [Fact]
+    public async Task GivenProcExitZeroInInitializeOrTheStartFunction_WhenRun_ThenItSucceeds_WithoutCallingTheExport()
+    {
+        const string Imports = """(import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32))) (memory (export "memory") 1)""";
+        var inInitialize = Wat.ToWasm($$"""
+            (module {{Imports}}
+              (func (export "_initialize") (call $exit (i32.const 0)))
+              (func (export "main") (result i32) (i32.const 5)))
+            """);
+        var inStart = Wat.ToWasm($$"""
+            (module {{Imports}}
+              (func $init (call $exit (i32.const 0))) (start $init)
+              (func (export "main") (result i32) (i32.const 5)))
+            """);
+        var failing = Wat.ToWasm($$"""
+            (module {{Imports}}
+              (func (export "_initialize") (call $exit (i32.const 3)))
+              (func (export "main") (result i32) (i32.const 5)))
+            """);
+
+        (await RunAsync(_runtime, inInitialize, "main", [], new TaskLimits(null, null, null))).ShouldBe(TaskOutcome.Success(""));
+        (await RunAsync(_runtime, inStart, "main", [], new TaskLimits(null, null, null))).ShouldBe(TaskOutcome.Success(""));
+        (await RunAsync(_runtime, failing, "main", [], new TaskLimits(null, null, null))).Error
+            .ShouldBe("Failed to initialize the module via _initialize: Exited with i32 exit status 3");
+    }
+
     [Fact]
     public async Task GivenOutputBeyondTheLimit_WhenAWasiCommandRuns_ThenTheResultKeepsTheFirstBytes_AndTheGuestCompletes()
     {

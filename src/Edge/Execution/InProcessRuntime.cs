@@ -160,6 +160,10 @@ public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
         {
             instance = _linker.Instantiate(store, module);
         }
+        catch (WasmtimeException ex) when (ex.ExitCode == 0)
+        {
+            return ExitedEarly(task, isCommand, stdout); // proc_exit(0) in the start function
+        }
         catch (WasmtimeException ex)
         {
             return Stopped(task) ?? TaskOutcome.Failure($"Failed to instantiate wasm module: {Describe(ex, Limits(task), null)}");
@@ -171,6 +175,10 @@ public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
             {
                 initialize.Invoke();
             }
+            catch (WasmtimeException ex) when (ex.ExitCode == 0)
+            {
+                return ExitedEarly(task, isCommand, stdout);
+            }
             catch (WasmtimeException ex)
             {
                 return Stopped(task) ?? TaskOutcome.Failure($"Failed to initialize the module via _initialize: {Describe(ex, Limits(task), instance)}");
@@ -181,6 +189,27 @@ public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
         return isCommand
             ? RunCommand(task, function, instance, stdout, stderr)
             : CallFunction(task, choice.Name!, function, instance);
+    }
+
+    /// <summary>
+    /// The outcome of a program that called <c>proc_exit(0)</c> before its export ran (in its start function or in
+    /// <c>_initialize</c>): it ended successfully, as under the Wasmtime CLI, whose process exits 0 there without calling
+    /// the export. The export is not called: the exit unwound the initialization half-way, and WASI ends the program at
+    /// <c>proc_exit</c>. A command's result is the stdout it wrote; a function's is empty, as after an exit in the call.
+    /// </summary>
+    private TaskOutcome ExitedEarly(RunningTask task, bool isCommand, BoundedCapture stdout)
+    {
+        if (!isCommand)
+        {
+            return TaskOutcome.Success("");
+        }
+
+        if (stdout.Truncated)
+        {
+            EdgeLog.OutputTruncated(_logger, task.Id, stdout.Total, _settings.OutputLimit);
+        }
+
+        return TaskOutcome.Success(stdout.ToString());
     }
 
     /// <summary>A store for one run of <paramref name="task"/>: its WASI context (none for an HTTP proxy, whose host
