@@ -66,6 +66,32 @@ public sealed class RunawayGuestTests : IDisposable
         await ShouldStillWorkAsync();
     }
 
+    /// <summary>
+    /// The memory cap is the task's, not each memory's: a module with four memories could grow each to the cap (four
+    /// 200-page grows under a 256-page cap all succeeded). Under a cap a task has one linear memory, so it is refused
+    /// with an error naming the cap; uncapped, it runs; a component with one memory runs under the cap.
+    /// </summary>
+    [Fact]
+    public async Task GivenAModuleWithFourMemories_WhenItsTaskIsCapped_ThenItIsRefused_SoTheCapIsTheTasksTotal()
+    {
+        // wat2wasm --enable-multi-memory of (Tests/Shared's Wat cannot pass the flag):
+        // (module (memory $a 1) (memory $b 1) (memory $c 1) (memory $d 1)
+        //   (func (export "main") (result i32) ;; how many of the four memory.grow calls by 200 pages (12.5 MiB) succeed
+        //     (i32.add (i32.add (i32.ne (memory.grow $a (i32.const 200)) (i32.const -1)) (i32.ne (memory.grow $b (i32.const 200)) (i32.const -1)))
+        //              (i32.add (i32.ne (memory.grow $c (i32.const 200)) (i32.const -1)) (i32.ne (memory.grow $d (i32.const 200)) (i32.const -1))))))
+        var fourMemories = Convert.FromHexString(
+            "0061736d010000000105016000017f030201000509040001000100010001070801046d61696e00000a2701250041c8014000417f4741c80140"
+            + "01417f476a41c8014002417f4741c8014003417f476a6a0b");
+
+        var capped = await RunAsync(_runtime, fourMemories, "main", [], new TaskLimits(null, 16, null));
+
+        capped.Error.ShouldBe("Failed to instantiate wasm module: resource limit exceeded: memory count too high at 4 "
+            + "(memory limit of 16 MiB: a capped task has one linear memory and at most 16 tables)");
+        (await RunAsync(_runtime, fourMemories, "main", [], new TaskLimits(null, null, null))).ShouldBe(TaskOutcome.Success("4"));
+        (await RunAsync(_runtime, Components.Calculator, "add", ["40", "2"], new TaskLimits(null, 16, null))).ShouldBe(TaskOutcome.Success("42"));
+        await ShouldStillWorkAsync();
+    }
+
     [Fact]
     public async Task GivenDeepRecursion_WhenTheWasmStackIsExhausted_ThenItTrapsCleanly_AndTheProcessSurvives()
     {

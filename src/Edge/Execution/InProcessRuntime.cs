@@ -228,7 +228,7 @@ public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
         store.Fuel = (ulong)(limits.Fuel ?? long.MaxValue);
         if (Limits(task).MaxMemoryMib is { } mib)
         {
-            store.SetLimits(memorySize: mib << 20);
+            MemoryLimits.Cap(store, mib << 20); // the task's total: one linear memory (docs/edge.md)
         }
 
         // A stop, a timeout or shutdown sets the task's reason; the guest sees it at the next epoch tick.
@@ -377,8 +377,10 @@ public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
             : error is TrapException trap ? WasmErrors.Trap(trap) : WasmErrors.Reason(error);
         if (instance is null)
         {
-            return limits.MaxMemoryMib is { } mib && text.Contains("exceeds memory limits", StringComparison.Ordinal)
-                ? $"{text} (memory limit of {mib} MiB)"
+            return limits.MaxMemoryMib is not { } mib ? text
+                : text.Contains("exceeds memory limits", StringComparison.Ordinal) ? $"{text} (memory limit of {mib} MiB)"
+                : text.Contains("resource limit exceeded", StringComparison.Ordinal)
+                    ? string.Create(CultureInfo.InvariantCulture, $"{text} (memory limit of {mib} MiB: a capped task has one linear memory and at most {MemoryLimits.CappedTables} tables)")
                 : text;
         }
 
