@@ -32,7 +32,10 @@ public sealed record WasmPool
     public int WarmSlots { get; init; } = 100;
 
     /// <summary>Elements per table (Wasmtime's default is 20,000; large C/C++ programs have more functions in their table).</summary>
-    public int TableElements { get; init; } = 100_000;
+    public const int DefaultTableElements = 100_000;
+
+    /// <summary>Elements per table; <see cref="DefaultTableElements"/> unless set.</summary>
+    public int TableElements { get; init; } = DefaultTableElements;
 
     /// <summary>Per-instance metadata cap (Wasmtime's default is 1 MiB, which a module with tens of thousands of functions exceeds).</summary>
     public int MaxInstanceBytes { get; init; } = 16 << 20;

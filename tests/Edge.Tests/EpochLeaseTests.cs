@@ -84,10 +84,81 @@ public sealed class EpochLeaseTests : IDisposable
         }
     }
 
-    /// <summary>No lease held on the shared engine (within 30 s: a guest ends at its next tick or when its host call returns).</summary>
-    private static async Task NoLeaseAsync()
+    /// <summary>
+    /// A guest asleep in WASI <c>poll_oneoff</c> for ever (2^64 - 1 ns on the monotonic clock) whose task times out is
+    /// woken and ended: its lease (and with it its store and instance slot) is given back at once, not when the sleep is
+    /// due. Wasmtime's own <c>poll_oneoff</c>, where no epoch check runs, held them for as long as the guest slept.
+    /// </summary>
+    [Fact]
+    public async Task GivenAGuestAsleepInPollOneoffForEver_WhenItsTaskTimesOut_ThenTheGuestEnds_AndItsLeaseIsGivenBack()
+    {
+        await NoLeaseAsync();
+        using var task = NewTask("main", [], new TaskLimits(null, null, TimeSpan.FromMilliseconds(200)));
+        var running = _runtime.RunAsync(task, SleepForEver, Ct);
+        await AbortAsleepAsync(task, StopReason.TimedOut);
+
+        var outcome = await running.WaitAsync(TimeSpan.FromSeconds(30), Ct);
+
+        outcome.Error.ShouldBe($"Task {task.Id} exceeded its time limit of 0.2 s and was stopped");
+        await NoLeaseAsync(TimeSpan.FromSeconds(5));
+    }
+
+    /// <summary>The same sleeper stopped by the manager: the stop is reported and the guest's lease is given back.</summary>
+    [Fact]
+    public async Task GivenAGuestAsleepInPollOneoffForEver_WhenItsTaskIsStopped_ThenTheGuestEnds_AndItsLeaseIsGivenBack()
+    {
+        await NoLeaseAsync();
+        using var task = NewTask("main", [], new TaskLimits(null, null, null));
+        var running = _runtime.RunAsync(task, SleepForEver, Ct);
+        await AbortAsleepAsync(task, StopReason.Stopped);
+
+        (await running.WaitAsync(TimeSpan.FromSeconds(30), Ct)).Error.ShouldBe($"Task {task.Id} was stopped before completion");
+        await NoLeaseAsync(TimeSpan.FromSeconds(5));
+    }
+
+    /// <summary>A short sleep in the proplet's own <c>poll_oneoff</c> is still a sleep: it returns success (errno 0).</summary>
+    [Fact]
+    public async Task GivenAGuestSleepingOneMillisecond_WhenRun_ThenPollOneoffReturnsSuccess()
+    {
+        var nap = Wat.ToWasm(SleepModule("\\40\\42\\0f\\00\\00\\00\\00\\00")); // 1,000,000 ns
+
+        (await RunAsync(nap, "main", [])).ShouldBe(TaskOutcome.Success("0"));
+        await NoLeaseAsync();
+    }
+
+    /// <summary>main calls poll_oneoff once with one relative monotonic-clock subscription at 0 (clock id at 16, timeout
+    /// at 24, flags 0 at 40), events at 64, the count written at 128, and returns its errno.</summary>
+    private static string SleepModule(string timeout) => $$"""
+        (module
+          (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 16) "\01\00\00\00")
+          (data (i32.const 24) "{{timeout}}")
+          (func (export "main") (result i32) (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128))))
+        """;
+
+    private static byte[] SleepForEver => Wat.ToWasm(SleepModule("\\ff\\ff\\ff\\ff\\ff\\ff\\ff\\ff"));
+
+    /// <summary>Ends <paramref name="task"/> (as its timer or a stop would) once its guest is asleep: its store holds the
+    /// only lease (the module is compiled, which may take a while on a loaded machine), and the instantiation and the
+    /// call into poll_oneoff take microseconds, so they are done 200 ms later.</summary>
+    private static async Task AbortAsleepAsync(RunningTask task, StopReason reason)
     {
         var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (WasmEngine.Shared.Leases == 0)
+        {
+            DateTime.UtcNow.ShouldBeLessThan(deadline, "the guest never started");
+            await Task.Delay(10, Ct);
+        }
+
+        await Task.Delay(200, Ct);
+        task.Abort(reason);
+    }
+
+    /// <summary>No lease held on the shared engine (within 30 s: a guest ends at its next tick or when its host call returns).</summary>
+    private static async Task NoLeaseAsync(TimeSpan? within = null)
+    {
+        var deadline = DateTime.UtcNow.Add(within ?? TimeSpan.FromSeconds(30));
         while (WasmEngine.Shared.Leases != 0)
         {
             DateTime.UtcNow.ShouldBeLessThan(deadline, $"{WasmEngine.Shared.Leases} epoch lease(s) still held");

@@ -112,6 +112,40 @@ public sealed class HttpProxyServingTests : IAsyncDisposable
         await WaitUntilAsync(() => HttpProxyServer.Free(port));
     }
 
+    /// <summary>
+    /// A served task's requests run their guests on guest threads, a bounded number at once: with one running and two
+    /// waiting, a burst of eight spinning requests gets 503 with Retry-After for those beyond the bound, at once, while
+    /// each admitted one ends at its time limit; the .NET pool meanwhile runs other work. On Kestrel's threads every
+    /// request ran its guest at once, each holding a pool thread until its limit.
+    /// </summary>
+    [Fact]
+    public async Task GivenABurstOfSpinningRequests_WhenMoreArriveThanTheBound_ThenTheRestAre503_AndThePoolStaysFree()
+    {
+        using var runtime = new InProcessRuntime(_settings, NullLogger<InProcessRuntime>.Instance) { HttpProxyBound = (1, 2) };
+        var port = FreePort();
+        using var task = new RunningTask(new StartRequest(
+            new StartMessage { Id = "burst", Name = "proxy", CliArgs = ["--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture)] },
+            new TaskLimits(null, null, TimeSpan.FromSeconds(1)),
+            MonitoringProfile.Standard));
+        var serving = runtime.RunAsync(task, Components.Proxy, Ct);
+        (await task.Started.WaitAsync(TimeSpan.FromSeconds(60), Ct)).ShouldBe($"started at port {port}");
+
+        var burst = Enumerable.Range(0, 8).Select(_ => _http.GetAsync(new Uri($"http://127.0.0.1:{port}/spin"), Ct)).ToList();
+        (await Task.Run(() => 42, Ct).WaitAsync(TimeSpan.FromSeconds(30), Ct)).ShouldBe(42);
+        var answers = await Task.WhenAll(burst);
+
+        answers.ShouldAllBe(a => a.StatusCode == HttpStatusCode.ServiceUnavailable || a.StatusCode == HttpStatusCode.InternalServerError);
+        var busy = answers.Where(a => a.StatusCode == HttpStatusCode.ServiceUnavailable).ToList();
+        busy.ShouldNotBeEmpty("no request was refused: all eight ran at once");
+        busy[0].Headers.RetryAfter.ShouldNotBeNull().Delta.ShouldBe(TimeSpan.FromSeconds(1));
+        (await busy[0].Content.ReadAsStringAsync(Ct)).ShouldBe("HTTP proxy component is busy: too many requests at once\n");
+        var spun = answers.First(a => a.StatusCode == HttpStatusCode.InternalServerError);
+        (await spun.Content.ReadAsStringAsync(Ct)).ShouldContain("exceeded the task's time limit of 1 s");
+
+        task.Abort(StopReason.Stopped);
+        (await serving.WaitAsync(TimeSpan.FromSeconds(60), Ct)).Error.ShouldBe("Task burst was stopped before completion");
+    }
+
     [Fact]
     public async Task GivenNoPortInCliArgs_WhenStarted_ThenTheFirstFreePortOfTheRangeIsTaken()
     {

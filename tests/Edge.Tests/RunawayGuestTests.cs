@@ -66,6 +66,32 @@ public sealed class RunawayGuestTests : IDisposable
         await ShouldStillWorkAsync();
     }
 
+    /// <summary>
+    /// The memory cap is the task's, not each memory's: a module with four memories could grow each to the cap (four
+    /// 200-page grows under a 256-page cap all succeeded). Under a cap a task has one linear memory, so it is refused
+    /// with an error naming the cap; uncapped, it runs; a component with one memory runs under the cap.
+    /// </summary>
+    [Fact]
+    public async Task GivenAModuleWithFourMemories_WhenItsTaskIsCapped_ThenItIsRefused_SoTheCapIsTheTasksTotal()
+    {
+        // wat2wasm --enable-multi-memory of (Tests/Shared's Wat cannot pass the flag):
+        // (module (memory $a 1) (memory $b 1) (memory $c 1) (memory $d 1)
+        //   (func (export "main") (result i32) ;; how many of the four memory.grow calls by 200 pages (12.5 MiB) succeed
+        //     (i32.add (i32.add (i32.ne (memory.grow $a (i32.const 200)) (i32.const -1)) (i32.ne (memory.grow $b (i32.const 200)) (i32.const -1)))
+        //              (i32.add (i32.ne (memory.grow $c (i32.const 200)) (i32.const -1)) (i32.ne (memory.grow $d (i32.const 200)) (i32.const -1))))))
+        var fourMemories = Convert.FromHexString(
+            "0061736d010000000105016000017f030201000509040001000100010001070801046d61696e00000a2701250041c8014000417f4741c80140"
+            + "01417f476a41c8014002417f4741c8014003417f476a6a0b");
+
+        var capped = await RunAsync(_runtime, fourMemories, "main", [], new TaskLimits(null, 16, null));
+
+        capped.Error.ShouldBe("Failed to instantiate wasm module: resource limit exceeded: memory count too high at 4 "
+            + "(memory limit of 16 MiB: a capped task has one linear memory and at most 16 tables)");
+        (await RunAsync(_runtime, fourMemories, "main", [], new TaskLimits(null, null, null))).ShouldBe(TaskOutcome.Success("4"));
+        (await RunAsync(_runtime, Components.Calculator, "add", ["40", "2"], new TaskLimits(null, 16, null))).ShouldBe(TaskOutcome.Success("42"));
+        await ShouldStillWorkAsync();
+    }
+
     [Fact]
     public async Task GivenDeepRecursion_WhenTheWasmStackIsExhausted_ThenItTrapsCleanly_AndTheProcessSurvives()
     {
@@ -136,9 +162,8 @@ public sealed class RunawayGuestTests : IDisposable
     [Fact]
     public async Task GivenAWasiCommandSleepingInAHostCall_WhenStopped_ThenTheStopIsReportedWithoutWaitingForTheSleep()
     {
-        // sleep.c sleeps 8 s in poll_oneoff, where no epoch check runs; the result must not wait for it (it is due 100 ms
-        // after the stop). The sleep is short enough that its guest, holding its epoch lease until the sleep returns,
-        // is gone before EpochLeaseTests counts the shared engine's leases.
+        // sleep.c sleeps 8 s in poll_oneoff, where no epoch check runs; the result must not wait for it. The proplet's
+        // own poll_oneoff wakes at the stop, so the guest ends too (EpochLeaseTests checks its lease is given back).
         var (id, outcome) = await StopAfterAsync("sleep", TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(4));
 
         outcome.Error.ShouldBe($"Task {id} was stopped before completion");
@@ -163,6 +188,37 @@ public sealed class RunawayGuestTests : IDisposable
 
         (await RunAsync(_runtime, exitZero, "main", [], new TaskLimits(null, null, null))).ShouldBe(TaskOutcome.Success(""));
         (await RunAsync(_runtime, CPrograms.Get("basics"), "_start", ["0"], new TaskLimits(null, null, null))).Succeeded.ShouldBeTrue();
+    }
+
+    /// <summary>
+    /// proc_exit(0) before the export runs, in <c>_initialize</c> or in the start function, is the program ending
+    /// successfully (as under the Wasmtime CLI); the export is not called on the half-initialized instance (main would
+    /// return 5), so the result is empty. A non-zero exit there stays a failure.
+    /// </summary>
+    [Fact]
+    public async Task GivenProcExitZeroInInitializeOrTheStartFunction_WhenRun_ThenItSucceeds_WithoutCallingTheExport()
+    {
+        const string Imports = """(import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32))) (memory (export "memory") 1)""";
+        var inInitialize = Wat.ToWasm($$"""
+            (module {{Imports}}
+              (func (export "_initialize") (call $exit (i32.const 0)))
+              (func (export "main") (result i32) (i32.const 5)))
+            """);
+        var inStart = Wat.ToWasm($$"""
+            (module {{Imports}}
+              (func $init (call $exit (i32.const 0))) (start $init)
+              (func (export "main") (result i32) (i32.const 5)))
+            """);
+        var failing = Wat.ToWasm($$"""
+            (module {{Imports}}
+              (func (export "_initialize") (call $exit (i32.const 3)))
+              (func (export "main") (result i32) (i32.const 5)))
+            """);
+
+        (await RunAsync(_runtime, inInitialize, "main", [], new TaskLimits(null, null, null))).ShouldBe(TaskOutcome.Success(""));
+        (await RunAsync(_runtime, inStart, "main", [], new TaskLimits(null, null, null))).ShouldBe(TaskOutcome.Success(""));
+        (await RunAsync(_runtime, failing, "main", [], new TaskLimits(null, null, null))).Error
+            .ShouldBe("Failed to initialize the module via _initialize: Exited with i32 exit status 3");
     }
 
     [Fact]

@@ -12,7 +12,10 @@ namespace Propeller.Edge.Execution;
 /// HTTP proxy components (spec §2.11, ADR 0015): with PROPLET_HTTP_ENABLED a component exporting
 /// <c>wasi:http/incoming-handler</c> is served on its own port, "started at port N" is the task's result at once, and each
 /// request gets a fresh instance with the task's env and limits (fuel, memory, and its timeout per request). A failed
-/// request is a 500 and a log line; the stop ends the listener and frees the port.
+/// request is a 500 and a log line; the stop ends the listener and frees the port. Each request's guest runs on a
+/// <see cref="GuestThreads"/> thread, as a task's does (ADR 0007): on Kestrel's thread it held a .NET pool thread for as
+/// long as it computed. At most <see cref="HttpProxyBound"/>'s Running requests of one served task run at once, up to its
+/// Queued more wait for them, and a request beyond both is answered 503 at once.
 /// </summary>
 public sealed partial class InProcessRuntime
 {
@@ -21,6 +24,13 @@ public sealed partial class InProcessRuntime
     {
         "connection", "content-length", "keep-alive", "transfer-encoding", "upgrade",
     };
+
+    /// <summary>
+    /// Requests of one served task whose guests run at once (Running: one per core, at least two: guest code computes,
+    /// so more at once only slows each) and requests that may wait for them (Queued: a burst of clients is served,
+    /// not refused). Their time limit starts when they run. Beyond both: 503 with Retry-After (docs/edge.md).
+    /// </summary>
+    internal (int Running, int Queued) HttpProxyBound { get; init; } = (Math.Max(2, System.Environment.ProcessorCount), 64);
 
     private bool ServesHttpProxy(byte[] binary) => _settings.HttpEnabled && WasmBinary.IsComponent(binary) && WasmBinary.IsHttpProxy(binary);
 
@@ -38,9 +48,11 @@ public sealed partial class InProcessRuntime
             return TaskOutcome.Failure(error!);
         }
 
+        // Disposed after the server has stopped, so no request still enters or leaves it.
+        using var gate = new ProxyGate(HttpProxyBound.Running, HttpProxyBound.Queued);
         using (proxy)
         {
-            var (server, bindError) = await HttpProxyServer.StartAsync(port, _settings.HttpProxyPort, context => HandleAsync(task, proxy, context), task.Aborted);
+            var (server, bindError) = await HttpProxyServer.StartAsync(port, _settings.HttpProxyPort, context => HandleAsync(task, proxy, gate, context), task.Aborted);
             if (server is null)
             {
                 return TaskOutcome.Failure(bindError!);
@@ -83,7 +95,7 @@ public sealed partial class InProcessRuntime
         }
     }
 
-    private async Task HandleAsync(RunningTask task, HttpProxyComponent proxy, HttpContext context)
+    private async Task HandleAsync(RunningTask task, HttpProxyComponent proxy, ProxyGate gate, HttpContext context)
     {
         var request = context.Request;
         byte[] body;
@@ -104,7 +116,29 @@ public sealed partial class InProcessRuntime
 
         var target = context.Features.Get<IHttpRequestFeature>()?.RawTarget is { Length: > 0 } raw ? raw : request.Path + request.QueryString;
         var incoming = new HttpProxyRequest(request.Method, target, request.Scheme, request.Host.Value ?? "", headers, body);
-        var response = Serve(task, proxy, incoming);
+        using var waiting = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, task.Aborted);
+        if (!await gate.EnterAsync(waiting.Token))
+        {
+            // Over the bound, or the task stopped while the request waited.
+            context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
+            context.Response.Headers.RetryAfter = "1";
+            context.Response.ContentType = "text/plain; charset=utf-8";
+            await context.Response.WriteAsync(task.Aborted.IsCancellationRequested
+                ? "HTTP proxy component is stopping\n"
+                : "HTTP proxy component is busy: too many requests at once\n", context.RequestAborted);
+            return;
+        }
+
+        HttpProxyResponse response;
+        try
+        {
+            response = await GuestThreads.RunAsync(() => Serve(task, proxy, incoming));
+        }
+        finally
+        {
+            gate.Exit();
+        }
+
         if (response.Error is { } error)
         {
             EdgeLog.HttpProxyRequestFailed(_logger, task.Id, request.Method, target, error, response.Stderr.Length > 0 ? ", stderr: " + response.Stderr.TrimEnd() : "");
@@ -159,6 +193,43 @@ public sealed partial class InProcessRuntime
         {
             return HttpProxyResponse.Failed(ex.Message);
         }
+    }
+
+    /// <summary>The bound on one served task's requests (<see cref="HttpProxyBound"/>): a slot to run, or a place to wait
+    /// for one; false when there is neither, or the wait was cancelled (the client went away, the task stopped).</summary>
+    private sealed class ProxyGate(int running, int queued) : IDisposable
+    {
+        private readonly SemaphoreSlim _running = new(running, running);
+        private int _admitted; // running + waiting
+
+        public async Task<bool> EnterAsync(CancellationToken cancellationToken)
+        {
+            if (Interlocked.Increment(ref _admitted) > running + queued)
+            {
+                Interlocked.Decrement(ref _admitted);
+                return false;
+            }
+
+            try
+            {
+                await _running.WaitAsync(cancellationToken);
+                return true;
+            }
+            catch (OperationCanceledException)
+            {
+                Interlocked.Decrement(ref _admitted);
+                return false;
+            }
+        }
+
+        /// <summary>After a true <see cref="EnterAsync"/>, once the request's guest is done.</summary>
+        public void Exit()
+        {
+            _running.Release();
+            Interlocked.Decrement(ref _admitted);
+        }
+
+        public void Dispose() => _running.Dispose();
     }
 
     /// <summary>The env a task's guest sees: its own, plus PROPLET_ID unless it sets one.</summary>

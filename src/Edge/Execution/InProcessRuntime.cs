@@ -54,6 +54,11 @@ public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
         _modules = new ModuleCache(_engine, settings.WasmCacheDir);
         _linker = new Linker(_engine.Engine);
         _linker.DefineWasi();
+
+        // A sleep in poll_oneoff ends when the task does (the store's data is its TaskWait), not only when it is due:
+        // the epoch check never runs in a host call, and a stopped guest asleep there kept its store, pool slot and
+        // epoch lease for as long as it slept.
+        WasiPoll.Shadow(_linker);
         _componentLinker = new ComponentLinker(_engine.Engine);
         _componentLinker.AddWasiPreview2();
     }
@@ -90,8 +95,9 @@ public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
 
     /// <summary>
     /// The guest's own outcome; but when the task is ended and the guest does not stop within <see cref="StopGrace"/>, the
-    /// stop's outcome at once. Epoch interruption reaches guest code only: a guest blocked in a host call (a WASI
-    /// <c>poll_oneoff</c> sleep) ends when that call returns, on its guest thread, after the task's result is out.
+    /// stop's outcome at once. Epoch interruption reaches guest code only; a WASI preview1 <c>poll_oneoff</c> sleep is
+    /// ours (<see cref="WasiPoll"/>) and ends with the task, but a guest blocked in another host call (a preview 2
+    /// <c>wasi:io/poll</c> wait) ends when that call returns, on its guest thread, after the task's result is out.
     /// </summary>
     private async Task<TaskOutcome> WaitAsync(RunningTask task, Task<TaskOutcome> run)
     {
@@ -154,6 +160,10 @@ public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
         {
             instance = _linker.Instantiate(store, module);
         }
+        catch (WasmtimeException ex) when (ex.ExitCode == 0)
+        {
+            return ExitedEarly(task, isCommand, stdout); // proc_exit(0) in the start function
+        }
         catch (WasmtimeException ex)
         {
             return Stopped(task) ?? TaskOutcome.Failure($"Failed to instantiate wasm module: {Describe(ex, Limits(task), null)}");
@@ -164,6 +174,10 @@ public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
             try
             {
                 initialize.Invoke();
+            }
+            catch (WasmtimeException ex) when (ex.ExitCode == 0)
+            {
+                return ExitedEarly(task, isCommand, stdout);
             }
             catch (WasmtimeException ex)
             {
@@ -177,6 +191,27 @@ public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
             : CallFunction(task, choice.Name!, function, instance);
     }
 
+    /// <summary>
+    /// The outcome of a program that called <c>proc_exit(0)</c> before its export ran (in its start function or in
+    /// <c>_initialize</c>): it ended successfully, as under the Wasmtime CLI, whose process exits 0 there without calling
+    /// the export. The export is not called: the exit unwound the initialization half-way, and WASI ends the program at
+    /// <c>proc_exit</c>. A command's result is the stdout it wrote; a function's is empty, as after an exit in the call.
+    /// </summary>
+    private TaskOutcome ExitedEarly(RunningTask task, bool isCommand, BoundedCapture stdout)
+    {
+        if (!isCommand)
+        {
+            return TaskOutcome.Success("");
+        }
+
+        if (stdout.Truncated)
+        {
+            EdgeLog.OutputTruncated(_logger, task.Id, stdout.Total, _settings.OutputLimit);
+        }
+
+        return TaskOutcome.Success(stdout.ToString());
+    }
+
     /// <summary>A store for one run of <paramref name="task"/>: its WASI context (none for an HTTP proxy, whose host
     /// defines its own), fuel and memory limits, and the epoch check that ends the guest when the task is stopped, times
     /// out or the proplet shuts down (or <paramref name="check"/>'s own). <paramref name="ticking"/> keeps the epoch
@@ -184,7 +219,7 @@ public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
     private Store NewStore(RunningTask task, WasiConfiguration? wasi, out EpochLease ticking, Action? check = null)
     {
         var limits = task.Request.Limits;
-        var store = new Store(_engine.Engine);
+        var store = new Store(_engine.Engine, new TaskWait(task));
         if (wasi is not null)
         {
             store.SetWasiConfiguration(wasi);
@@ -193,7 +228,7 @@ public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
         store.Fuel = (ulong)(limits.Fuel ?? long.MaxValue);
         if (Limits(task).MaxMemoryMib is { } mib)
         {
-            store.SetLimits(memorySize: mib << 20);
+            MemoryLimits.Cap(store, mib << 20); // the task's total: one linear memory (docs/edge.md)
         }
 
         // A stop, a timeout or shutdown sets the task's reason; the guest sees it at the next epoch tick.
@@ -342,8 +377,10 @@ public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
             : error is TrapException trap ? WasmErrors.Trap(trap) : WasmErrors.Reason(error);
         if (instance is null)
         {
-            return limits.MaxMemoryMib is { } mib && text.Contains("exceeds memory limits", StringComparison.Ordinal)
-                ? $"{text} (memory limit of {mib} MiB)"
+            return limits.MaxMemoryMib is not { } mib ? text
+                : text.Contains("exceeds memory limits", StringComparison.Ordinal) ? $"{text} (memory limit of {mib} MiB)"
+                : text.Contains("resource limit exceeded", StringComparison.Ordinal)
+                    ? string.Create(CultureInfo.InvariantCulture, $"{text} (memory limit of {mib} MiB: a capped task has one linear memory and at most {MemoryLimits.CappedTables} tables)")
                 : text;
         }
 
@@ -358,6 +395,22 @@ public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
         limits.MaxMemoryMib is { } mib && instance.GetMemory("memory") is { } memory && MemoryLimits.Reached(memory, mib << 20)
             ? string.Create(CultureInfo.InvariantCulture, $" (memory limit of {mib} MiB reached: {memory.GetLength() / (double)(1 << 20):0.##} MiB in use)")
             : "";
+
+    /// <summary>What a task's guest may wait for in a host call (<see cref="WasiPoll"/>): until the task is ended.</summary>
+    private sealed class TaskWait(RunningTask task) : IWaitLimit
+    {
+        public long Deadline => long.MaxValue; // a time limit ends the task (TaskRunner), which cancels the token
+
+        public CancellationToken Cancellation { get; } = task.Aborted;
+
+        public void ThrowIfEnded(bool cut)
+        {
+            if (task.Reason != StopReason.None)
+            {
+                throw new OperationCanceledException($"task {task.Id} ended: {task.Reason}");
+            }
+        }
+    }
 
     private static (string? Name, string? Error) ChooseExport(Module module, string name)
     {

@@ -188,7 +188,7 @@ internal sealed class PluginInstance : IDisposable
     public void Dispose() => _store.Dispose();
 
     /// <summary>What host imports see through <see cref="Caller.GetData"/>: which plugin calls, from which hook.</summary>
-    internal sealed class InstanceContext(LoadedPlugin plugin)
+    internal sealed class InstanceContext(LoadedPlugin plugin) : IWaitLimit
     {
         public LoadedPlugin Plugin { get; } = plugin;
 
@@ -199,5 +199,14 @@ internal sealed class PluginInstance : IDisposable
         public long Deadline { get; set; } = long.MaxValue;
 
         public CancellationToken Cancellation { get; set; }
+
+        public void ThrowIfEnded(bool cut)
+        {
+            Cancellation.ThrowIfCancellationRequested();
+            if (cut)
+            {
+                throw new TimeoutException("the plugin call ran past its time limit");
+            }
+        }
     }
 }

@@ -25,12 +25,7 @@ public sealed class PluginRuntime : IDisposable
         Modules = new ModuleCache(Engine);
         Linker = new Linker(Engine.Engine);
         Linker.DefineWasi();
-        Linker.AllowShadowing = true;
-        Linker.DefineFunction(
-            "wasi_snapshot_preview1",
-            "poll_oneoff",
-            (CallerFunc<int, int, int, int, int>)((caller, subscriptions, events, count, written) => PluginPoll.PollOneoff(caller, subscriptions, events, count, written)));
-        Linker.AllowShadowing = false;
+        WasiPoll.Shadow(Linker); // a sleep ends at the call's limit or cancellation (InstanceContext is its IWaitLimit)
         DefineHostImports(Linker);
     }
 

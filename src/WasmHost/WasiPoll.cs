@@ -2,25 +2,38 @@ using System.Buffers.Binary;
 using System.Diagnostics;
 using Wasmtime;
 
-namespace Propeller.Plugins.Runtime;
+namespace Propeller.WasmHost;
 
 /// <summary>
-/// WASI preview1 <c>poll_oneoff</c> for plugins, in place of Wasmtime's: a guest's sleep (Rust's
-/// <c>thread::sleep</c>, C's <c>sleep</c> and <c>nanosleep</c> all come here) waits at most until the call's wall-clock
-/// limit or its caller's cancellation, which the epoch check sees only while guest code runs: in Wasmtime's own
-/// <c>poll_oneoff</c> a plugin with <c>timeout_ms: 100</c> that slept an hour held its request, and its instance slot, for
-/// the hour. Clock subscriptions wait for the earliest (relative, or absolute on the realtime clock; an absolute
-/// monotonic time fires at once: its base is Wasmtime's); fd subscriptions are ready at once (a plugin's stdin is empty,
-/// its output captured). A wait cut by the limit or the cancellation ends the call as the epoch check would have (a
-/// time-limit failure, a cancelled call).
+/// WASI preview1 <c>poll_oneoff</c> for plugins and proplet tasks, in place of Wasmtime's: a guest's sleep (Rust's
+/// <c>thread::sleep</c>, C's <c>sleep</c> and <c>nanosleep</c> all come here) waits at most until the
+/// <see cref="IWaitLimit"/> of its store (the store's data) ends it, which the epoch check sees only while guest code runs:
+/// in Wasmtime's own <c>poll_oneoff</c> a plugin with <c>timeout_ms: 100</c> that slept an hour held its request, and
+/// its instance slot, for the hour, and a stopped task's guest kept its store, slot and epoch lease for as long as it
+/// slept. Clock subscriptions wait for the earliest (relative, or absolute on the realtime clock; an absolute monotonic
+/// time fires at once: its base is Wasmtime's); fd subscriptions are ready at once (stdin is empty, output captured). A
+/// wait cut by the limit or the cancellation ends the call as the epoch check would have
+/// (<see cref="IWaitLimit.ThrowIfEnded"/>).
 /// </summary>
-internal static class PluginPoll
+public static class WasiPoll
 {
     private const int SubscriptionSize = 48;
     private const int EventSize = 32;
     private const int Success = 0;
     private const int Fault = 21; // EFAULT
     private const int Invalid = 28; // EINVAL
+
+    /// <summary>Defines this <c>poll_oneoff</c> on <paramref name="linker"/> over the one its WASI defined.</summary>
+    public static void Shadow(Linker linker)
+    {
+        ArgumentNullException.ThrowIfNull(linker);
+        linker.AllowShadowing = true;
+        linker.DefineFunction(
+            "wasi_snapshot_preview1",
+            "poll_oneoff",
+            (CallerFunc<int, int, int, int, int>)((caller, subscriptions, events, count, written) => PollOneoff(caller, subscriptions, events, count, written)));
+        linker.AllowShadowing = false;
+    }
 
     public static int PollOneoff(Caller caller, int subscriptions, int events, int count, int written)
     {
@@ -40,7 +53,7 @@ internal static class PluginPoll
             return Fault;
         }
 
-        var context = caller.GetData() as PluginInstance.InstanceContext;
+        var limit = caller.GetData() as IWaitLimit;
         var ready = new List<(ulong UserData, byte Type)>();
         (ulong UserData, long Nanoseconds)? earliest = null;
         for (var i = 0; i < count; i++)
@@ -69,14 +82,10 @@ internal static class PluginPoll
 
         if (ready.Count == 0 && earliest is { } sleep)
         {
-            var cut = Wait(sleep.Nanoseconds, context);
+            var cut = Wait(sleep.Nanoseconds, limit);
             // Thrown here as the epoch check throws them: Wasmtime turns them into the call's trap. A wait cut at the limit
             // fails the call even when the wait ended a little early (the wait's clock rounds to milliseconds).
-            context?.Cancellation.ThrowIfCancellationRequested();
-            if (cut)
-            {
-                throw new TimeoutException("the plugin call ran past its time limit");
-            }
+            limit?.ThrowIfEnded(cut);
 
             ready.Add((sleep.UserData, 0));
         }
@@ -93,23 +102,25 @@ internal static class PluginPoll
         return Success;
     }
 
-    /// <summary>Waits <paramref name="nanoseconds"/>, but not past the call's limit nor beyond its cancellation; true when
-    /// the limit came first (the wait was cut).</summary>
-    private static bool Wait(long nanoseconds, PluginInstance.InstanceContext? context)
+    /// <summary>Waits <paramref name="nanoseconds"/>, but not past the limit's deadline nor beyond its cancellation; true
+    /// when the deadline came first (the wait was cut).</summary>
+    private static bool Wait(long nanoseconds, IWaitLimit? limit)
     {
         var ticks = nanoseconds / 100;
         var cut = false;
-        if (context is not null && context.Deadline != long.MaxValue)
+        if (limit is not null && limit.Deadline != long.MaxValue)
         {
-            var left = Math.Max(0, Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), context.Deadline).Ticks);
+            var left = Math.Max(0, Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), limit.Deadline).Ticks);
             cut = left < ticks;
             ticks = Math.Min(ticks, left);
         }
 
-        if (ticks > 0)
+        // Not cancelled yet: a task's token source may be disposed once it is (its WaitHandle then throws).
+        var cancellation = limit?.Cancellation ?? CancellationToken.None;
+        if (ticks > 0 && !cancellation.IsCancellationRequested)
         {
             var wait = TimeSpan.FromTicks(Math.Min(ticks, (long)int.MaxValue * TimeSpan.TicksPerMillisecond));
-            (context?.Cancellation ?? CancellationToken.None).WaitHandle.WaitOne(wait);
+            cancellation.WaitHandle.WaitOne(wait);
         }
 
         return cut;
