@@ -59,14 +59,64 @@ public sealed class HttpProxyComponentTests : IDisposable
         Handle("GET", "/spin", "", fuel: 1_000_000).Error.ShouldNotBeNull().ShouldContain("all fuel consumed");
     }
 
-    private HttpProxyResponse Handle(string method, string path, string body, KeyValuePair<string, byte[]>[]? headers = null, ulong fuel = ulong.MaxValue)
+    /// <summary>
+    /// Wasmtime does not check a host function against the type a component declared for its import: it passes as many
+    /// arguments and result slots as the declared type has. An import declared with a parameter missing, one too many, no
+    /// result or an argument of another type is refused by the host before it reads or writes anything: the request fails
+    /// with "import …: signature mismatch" and the process (this test run) lives on to serve the next one.
+    /// </summary>
+    [Theory]
+    [InlineData("read-without-len")]
+    [InlineData("read-with-string-len")]
+    [InlineData("environment-with-a-parameter")]
+    [InlineData("stdin-without-result")]
+    public void GivenAnImportDeclaredWithAnotherSignature_WhenTheComponentCallsIt_ThenTheRequestFailsWithASignatureMismatch(string probe)
+    {
+        var stdin = """(import "wasi:cli/stdin@0.2.0" (instance $stdin (alias outer $probe $input-stream (type $is)) (export "input-stream" (type $i (eq $is))) (export "get-stdin" (func (result (own $i))))))""";
+        (string Name, string Lower, string CoreType) getStdin = ("get-stdin", """(canon lower (func $stdin "get-stdin"))""", "(result i32)");
+        var (component, import) = probe switch
+        {
+            "read-without-len" => (Components.Probe(
+                "(call $read (call $get-stdin) (i32.const 64)) (i32.const 200)",
+                [getStdin, ("read", """(canon lower (func $streams "[method]input-stream.read") (memory $mem) (realloc $realloc))""", "(param i32 i32)")],
+                streams: """(export "[method]input-stream.read" (func (param "self" (borrow $input-stream)) (result (result (list u8) (error $stream-error)))))""",
+                imports: stdin), "wasi:io/streams@0.2.0#[method]input-stream.read"),
+            "read-with-string-len" => (Components.Probe(
+                "(call $read (call $get-stdin) (i32.const 0) (i32.const 0) (i32.const 64)) (i32.const 200)",
+                [getStdin, ("read", """(canon lower (func $streams "[method]input-stream.read") (memory $mem) (realloc $realloc))""", "(param i32 i32 i32 i32)")],
+                streams: """(export "[method]input-stream.read" (func (param "self" (borrow $input-stream)) (param "len" string) (result (result (list u8) (error $stream-error)))))""",
+                imports: stdin), "wasi:io/streams@0.2.0#[method]input-stream.read"),
+            "environment-with-a-parameter" => (Components.Probe(
+                "(call $env (i32.const 7) (i32.const 64)) (i32.const 200)",
+                [("env", """(canon lower (func $env "get-environment") (memory $mem) (realloc $realloc))""", "(param i32 i32)")],
+                imports: """(import "wasi:cli/environment@0.2.0" (instance $env (export "get-environment" (func (param "x" u32) (result (list (tuple string string)))))))"""),
+                "wasi:cli/environment@0.2.0#get-environment"),
+            _ => (Components.Probe(
+                "(call $get-stdin) (i32.const 200)",
+                [("get-stdin", """(canon lower (func $stdin "get-stdin"))""", "")],
+                imports: """(import "wasi:cli/stdin@0.2.0" (instance $stdin (export "get-stdin" (func))))"""),
+                "wasi:cli/stdin@0.2.0#get-stdin"),
+        };
+
+        HandleProbe(component).Error.ShouldNotBeNull().ShouldContain($"import {import}: signature mismatch");
+        Handle("GET", "/", "").Status.ShouldBe(200);
+    }
+
+    private HttpProxyResponse Handle(string method, string path, string body, KeyValuePair<string, byte[]>[]? headers = null, ulong fuel = ulong.MaxValue) =>
+        Handle(_proxy, new HttpProxyRequest(method, path, "http", "localhost", headers ?? [], Encoding.UTF8.GetBytes(body)), fuel);
+
+    /// <summary>A probe component (<see cref="Components.Probe"/>) handling a GET of /.</summary>
+    private static HttpProxyResponse HandleProbe(byte[] component)
+    {
+        using var proxy = HttpProxyComponent.Create(WasmEngine.Shared.Engine, new ModuleCache(WasmEngine.Shared).GetOrCompileComponent(component));
+        return Handle(proxy, new HttpProxyRequest("GET", "/", "http", "localhost", [], []), ulong.MaxValue);
+    }
+
+    private static HttpProxyResponse Handle(HttpProxyComponent proxy, HttpProxyRequest request, ulong fuel)
     {
         using var store = new Store(WasmEngine.Shared.Engine);
         store.Fuel = fuel;
         using var ticking = WasmEngine.Shared.Watch(store, () => { });
-        return _proxy.Handle(
-            store,
-            new HttpProxyRequest(method, path, "http", "localhost", headers ?? [], Encoding.UTF8.GetBytes(body)),
-            new HttpProxyOptions([], [], 1 << 20, CancellationToken.None));
+        return proxy.Handle(store, request, new HttpProxyOptions([], [], 1 << 20, CancellationToken.None));
     }
 }

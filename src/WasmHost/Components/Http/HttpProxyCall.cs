@@ -76,9 +76,14 @@ internal sealed unsafe class HttpProxyCall(HttpProxyRequest request, HttpProxyOp
     private T Lookup<T>(Val* value, bool take)
         where T : class
     {
-        if (value->Kind != KindResource)
+        if (value is null || value->Kind != KindResource)
         {
-            throw new InvalidOperationException($"expected a resource argument, got a value of kind {value->Kind}");
+            throw ComponentValues.Mismatch(take ? "own resource" : "resource", value);
+        }
+
+        if (take && !wasmtime_component_resource_any_owned(value->A))
+        {
+            throw ComponentValues.Mismatch("own resource", value);
         }
 
         nint host;

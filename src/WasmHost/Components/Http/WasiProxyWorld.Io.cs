@@ -12,35 +12,35 @@ internal static unsafe partial class WasiProxyWorld
     /// <summary>The most one read or write moves (wasi:io lets a host give less than asked).</summary>
     private const int ChunkLimit = 1 << 20;
 
-    private static (string, HostFunction)[] IoError() =>
+    private static (string, int, int, HostFunction)[] IoError() =>
     [
-        ("[method]error.to-debug-string", (c, a, r) => r[0] = String(c.Get<R.Error>(a).Message)),
+        ("[method]error.to-debug-string", 1, 1, (c, a, r) => r[0] = String(c.Get<R.Error>(a).Message)),
     ];
 
-    private static (string, HostFunction)[] Poll() =>
+    private static (string, int, int, HostFunction)[] Poll() =>
     [
-        ("[method]pollable.ready", (c, a, r) => r[0] = Bool(c.Get<R.Pollable>(a).Deadline <= HttpProxyCall.Now())),
-        ("[method]pollable.block", (c, a, r) => Block(c, c.Get<R.Pollable>(a).Deadline)),
-        ("poll", PollList),
+        ("[method]pollable.ready", 1, 1, (c, a, r) => r[0] = Bool(c.Get<R.Pollable>(a).Deadline <= HttpProxyCall.Now())),
+        ("[method]pollable.block", 1, 0, (c, a, r) => Block(c, c.Get<R.Pollable>(a).Deadline)),
+        ("poll", 1, 1, PollList),
     ];
 
-    private static (string, HostFunction)[] Streams() =>
+    private static (string, int, int, HostFunction)[] Streams() =>
     [
-        ("[method]input-stream.read", Read),
-        ("[method]input-stream.blocking-read", Read),
-        ("[method]input-stream.skip", Skip),
-        ("[method]input-stream.blocking-skip", Skip),
-        ("[method]input-stream.subscribe", Ready),
-        ("[method]output-stream.check-write", CheckWrite),
-        ("[method]output-stream.write", Write),
-        ("[method]output-stream.blocking-write-and-flush", Write),
-        ("[method]output-stream.flush", Flush),
-        ("[method]output-stream.blocking-flush", Flush),
-        ("[method]output-stream.subscribe", Ready),
-        ("[method]output-stream.write-zeroes", WriteZeroes),
-        ("[method]output-stream.blocking-write-zeroes-and-flush", WriteZeroes),
-        ("[method]output-stream.splice", Splice),
-        ("[method]output-stream.blocking-splice", Splice),
+        ("[method]input-stream.read", 2, 1, Read),
+        ("[method]input-stream.blocking-read", 2, 1, Read),
+        ("[method]input-stream.skip", 2, 1, Skip),
+        ("[method]input-stream.blocking-skip", 2, 1, Skip),
+        ("[method]input-stream.subscribe", 1, 1, Ready),
+        ("[method]output-stream.check-write", 1, 1, CheckWrite),
+        ("[method]output-stream.write", 2, 1, Write),
+        ("[method]output-stream.blocking-write-and-flush", 2, 1, Write),
+        ("[method]output-stream.flush", 1, 1, Flush),
+        ("[method]output-stream.blocking-flush", 1, 1, Flush),
+        ("[method]output-stream.subscribe", 1, 1, Ready),
+        ("[method]output-stream.write-zeroes", 2, 1, WriteZeroes),
+        ("[method]output-stream.blocking-write-zeroes-and-flush", 2, 1, WriteZeroes),
+        ("[method]output-stream.splice", 3, 1, Splice),
+        ("[method]output-stream.blocking-splice", 3, 1, Splice),
     ];
 
     private static void Ready(HttpProxyCall call, Val* arguments, Val* results) =>
