@@ -102,6 +102,54 @@ public sealed class HttpProxyComponentTests : IDisposable
         Handle("GET", "/", "").Status.ShouldBe(200);
     }
 
+    /// <summary>
+    /// stdout and stderr keep their first 64 KiB and drop the rest silently: past the cap check-write still reports room
+    /// and write, blocking-write-and-flush and write-zeroes (even one longer than the cap) succeed, so a guest runtime
+    /// that panics on a failed write (Rust's println!) does not turn a chatty handler into a 500.
+    /// </summary>
+    [Theory]
+    [InlineData("stdout")]
+    [InlineData("stderr")]
+    public void GivenAStdStreamPastItsCap_WhenTheComponentKeepsWriting_ThenEveryWriteSucceeds(string stream)
+    {
+        var streams = """
+            (export "[method]output-stream.check-write" (func (param "self" (borrow $output-stream)) (result (result u64 (error $stream-error)))))
+            (export "[method]output-stream.write" (func (param "self" (borrow $output-stream)) (param "contents" (list u8)) (result (result (error $stream-error)))))
+            (export "[method]output-stream.blocking-write-and-flush" (func (param "self" (borrow $output-stream)) (param "contents" (list u8)) (result (result (error $stream-error)))))
+            (export "[method]output-stream.write-zeroes" (func (param "self" (borrow $output-stream)) (param "len" u64) (result (result (error $stream-error)))))
+            """;
+        var component = Components.Probe(
+            """
+            (local.set $a (call $get))
+            (call $write (local.get $a) (i32.const 0) (i32.const 70000) (i32.const 64))
+            (if (i32.load8_u (i32.const 64)) (then (br $answer (i32.const 501))))
+            (call $check-write (local.get $a) (i32.const 64))
+            (if (i32.load8_u (i32.const 64)) (then (br $answer (i32.const 502))))
+            (if (i64.eqz (i64.load (i32.const 72))) (then (br $answer (i32.const 503))))
+            (call $write (local.get $a) (i32.const 0) (i32.const 100) (i32.const 64))
+            (if (i32.load8_u (i32.const 64)) (then (br $answer (i32.const 504))))
+            (call $flush-write (local.get $a) (i32.const 0) (i32.const 100) (i32.const 64))
+            (if (i32.load8_u (i32.const 64)) (then (br $answer (i32.const 505))))
+            (call $write-zeroes (local.get $a) (i64.const 100000) (i32.const 64))
+            (if (i32.load8_u (i32.const 64)) (then (br $answer (i32.const 506))))
+            (i32.const 200)
+            """,
+            [
+                ("get", $$"""(canon lower (func $std "get-{{stream}}"))""", "(result i32)"),
+                ("check-write", """(canon lower (func $streams "[method]output-stream.check-write") (memory $mem))""", "(param i32 i32)"),
+                ("write", """(canon lower (func $streams "[method]output-stream.write") (memory $mem))""", "(param i32 i32 i32 i32)"),
+                ("flush-write", """(canon lower (func $streams "[method]output-stream.blocking-write-and-flush") (memory $mem))""", "(param i32 i32 i32 i32)"),
+                ("write-zeroes", """(canon lower (func $streams "[method]output-stream.write-zeroes") (memory $mem))""", "(param i32 i64 i32)"),
+            ],
+            streams: streams,
+            imports: $$"""(import "wasi:cli/{{stream}}@0.2.0" (instance $std (alias outer $probe $output-stream (type $os)) (export "output-stream" (type $o (eq $os))) (export "get-{{stream}}" (func (result (own $o))))))""");
+
+        var response = HandleProbe(component);
+
+        response.Error.ShouldBeNull();
+        response.Status.ShouldBe(200);
+    }
+
     private HttpProxyResponse Handle(string method, string path, string body, KeyValuePair<string, byte[]>[]? headers = null, ulong fuel = ulong.MaxValue) =>
         Handle(_proxy, new HttpProxyRequest(method, path, "http", "localhost", headers ?? [], Encoding.UTF8.GetBytes(body)), fuel);
 

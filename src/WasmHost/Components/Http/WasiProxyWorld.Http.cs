@@ -215,7 +215,7 @@ internal static unsafe partial class WasiProxyWorld
         }
 
         body.StreamTaken = true;
-        results[0] = Ok(call.New(new R.OutputStream(body.Data, call.Options.BodyLimit, "response body"), R.Type.OutputStream));
+        results[0] = Ok(call.New(new R.OutputStream(body.Data, call.Options.BodyLimit, "response body", truncates: false), R.Type.OutputStream));
     }
 
     private static void SetResponse(HttpProxyCall call, Val* arguments, Val* results)

@@ -125,10 +125,12 @@ internal static unsafe partial class WasiProxyWorld
         results[0] = Ok(U64((ulong)chunk));
     }
 
+    /// <summary>The room a write may use: stdout and stderr always have some (what passes their cap is dropped, never an
+    /// error a guest's runtime would panic on); a response body has what is left of its limit, then fails.</summary>
     private static void CheckWrite(HttpProxyCall call, Val* arguments, Val* results)
     {
         var stream = call.Get<R.OutputStream>(arguments);
-        var room = stream.Limit - stream.Sink.WrittenCount;
+        var room = stream.Truncates ? ChunkLimit : stream.Limit - stream.Sink.WrittenCount;
         results[0] = room > 0 ? Ok(U64((ulong)Math.Min(room, ChunkLimit))) : Full(call, stream);
     }
 
@@ -143,7 +145,10 @@ internal static unsafe partial class WasiProxyWorld
     {
         var stream = call.Get<R.OutputStream>(arguments);
         var length = U64(arguments + 1);
-        results[0] = length > (ulong)stream.Limit ? Full(call, stream) : Append(call, stream, new byte[length]);
+        var room = (ulong)Math.Max(0, stream.Limit - stream.Sink.WrittenCount);
+        results[0] = stream.Truncates ? Append(call, stream, new byte[Math.Min(length, room)])
+            : length > room ? Full(call, stream)
+            : Append(call, stream, new byte[length]);
     }
 
     private static void Flush(HttpProxyCall call, Val* arguments, Val* results)
@@ -178,7 +183,7 @@ internal static unsafe partial class WasiProxyWorld
     {
         if (stream.Sink.WrittenCount + bytes.Length > stream.Limit)
         {
-            if (stream.What != "response body")
+            if (stream.Truncates)
             {
                 // stdout and stderr keep their first bytes; the rest is dropped, as the task output limit does.
                 bytes = bytes[..Math.Max(0, stream.Limit - stream.Sink.WrittenCount)];

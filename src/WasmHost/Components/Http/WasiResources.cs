@@ -81,13 +81,17 @@ internal static class WasiResources
     }
 
     /// <summary>An output stream into a response body, or into the request's bounded stdout/stderr capture.</summary>
-    public sealed class OutputStream(ArrayBufferWriter<byte> sink, int limit, string what)
+    public sealed class OutputStream(ArrayBufferWriter<byte> sink, int limit, string what, bool truncates)
     {
         public ArrayBufferWriter<byte> Sink { get; } = sink;
 
         public int Limit { get; } = limit;
 
         public string What { get; } = what;
+
+        /// <summary>Whether bytes past <see cref="Limit"/> are dropped silently (stdout, stderr) rather than refused (a
+        /// response body, whose truncation would be a wrong answer).</summary>
+        public bool Truncates { get; } = truncates;
     }
 
     /// <summary>A pollable: ready at once, or at a monotonic-clock deadline (nanoseconds of <see cref="HttpProxyCall.Now"/>).</summary>
