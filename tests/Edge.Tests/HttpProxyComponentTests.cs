@@ -150,6 +150,44 @@ public sealed class HttpProxyComponentTests : IDisposable
         response.Status.ShouldBe(200);
     }
 
+    /// <summary>
+    /// A clock pollable due in under a millisecond: <c>poll</c> waits until it is ready and answers it (never an empty
+    /// list), and after <c>block</c> it is ready. (A TimeSpan wait is whole milliseconds: 0.9 ms used to be no wait.)
+    /// </summary>
+    [Fact]
+    public void GivenAPollableDueInUnderAMillisecond_WhenPolledOrBlockedOn_ThenItIsReadyAfterwards()
+    {
+        var component = Components.Probe(
+            """
+            (i32.store (i32.const 128) (call $subscribe (i64.const 900000)))
+            (call $poll (i32.const 128) (i32.const 1) (i32.const 64))
+            (if (i32.ne (i32.load (i32.const 68)) (i32.const 1)) (then (br $answer (i32.const 501))))
+            (local.set $b (call $subscribe (i64.const 900000)))
+            (call $block (local.get $b))
+            (if (i32.eqz (call $ready (local.get $b))) (then (br $answer (i32.const 502))))
+            (i32.const 200)
+            """,
+            [
+                ("subscribe", """(canon lower (func $clock "subscribe-duration"))""", "(param i64) (result i32)"),
+                ("poll", """(canon lower (func $poll "poll") (memory $mem) (realloc $realloc))""", "(param i32 i32 i32)"),
+                ("block", """(canon lower (func $poll "[method]pollable.block"))""", "(param i32)"),
+                ("ready", """(canon lower (func $poll "[method]pollable.ready"))""", "(param i32) (result i32)"),
+            ],
+            poll: """
+                (export "[method]pollable.ready" (func (param "self" (borrow $pollable)) (result bool)))
+                (export "[method]pollable.block" (func (param "self" (borrow $pollable))))
+                (export "poll" (func (param "in" (list (borrow $pollable))) (result (list u32))))
+                """,
+            imports: Clock);
+
+        var response = HandleProbe(component);
+
+        response.Error.ShouldBeNull();
+        response.Status.ShouldBe(200);
+    }
+
+    private const string Clock = """(import "wasi:clocks/monotonic-clock@0.2.0" (instance $clock (alias outer $probe $pollable (type $p0)) (export "pollable" (type $p (eq $p0))) (export "subscribe-duration" (func (param "when" u64) (result (own $p))))))""";
+
     private HttpProxyResponse Handle(string method, string path, string body, KeyValuePair<string, byte[]>[]? headers = null, ulong fuel = ulong.MaxValue) =>
         Handle(_proxy, new HttpProxyRequest(method, path, "http", "localhost", headers ?? [], Encoding.UTF8.GetBytes(body)), fuel);
 

@@ -46,16 +46,22 @@ internal static unsafe partial class WasiProxyWorld
     private static void Ready(HttpProxyCall call, Val* arguments, Val* results) =>
         results[0] = call.New(new R.Pollable(0), R.Type.Pollable);
 
-    /// <summary>Waits until <paramref name="deadline"/> (monotonic nanoseconds) or until the request is ended.</summary>
+    /// <summary>
+    /// Waits until <paramref name="deadline"/> (monotonic nanoseconds) has really passed, or until the request is ended.
+    /// WaitOne counts whole milliseconds (a TimeSpan is truncated: a sub-millisecond wait is no wait at all) and may wake a
+    /// little early, so it waits the time left rounded up, again until the deadline is behind (as the plugins' poll_oneoff
+    /// learnt in bd9985a): <c>block</c> returns with its pollable ready and <c>poll</c> never answers an empty list.
+    /// </summary>
     private static void Block(HttpProxyCall call, ulong deadline)
     {
-        var now = HttpProxyCall.Now();
-        if (deadline > now)
+        var ended = call.Options.Ended;
+        for (var now = HttpProxyCall.Now(); deadline > now && !ended.IsCancellationRequested; now = HttpProxyCall.Now())
         {
-            call.Options.Ended.WaitHandle.WaitOne(TimeSpan.FromTicks((long)Math.Min((deadline - now) / 100, (ulong)TimeSpan.FromDays(1).Ticks)));
+            var milliseconds = Math.Min((deadline - now + 999_999) / 1_000_000, (ulong)TimeSpan.FromDays(1).TotalMilliseconds);
+            ended.WaitHandle.WaitOne((int)milliseconds);
         }
 
-        call.Options.Ended.ThrowIfCancellationRequested();
+        ended.ThrowIfCancellationRequested();
     }
 
     private static void PollList(HttpProxyCall call, Val* arguments, Val* results)
