@@ -186,6 +186,28 @@ public sealed class HttpProxyComponentTests : IDisposable
         response.Status.ShouldBe(200);
     }
 
+    /// <summary>
+    /// subscribe-duration with a duration past the end of the monotonic clock saturates to "never": the pollable is not
+    /// ready (it used to wrap into the past and be ready at once).
+    /// </summary>
+    [Fact]
+    public void GivenTheLongestDuration_WhenSubscribed_ThenThePollableIsNotReady()
+    {
+        var component = Components.Probe(
+            """
+            (if (call $ready (call $subscribe (i64.const -1))) (then (br $answer (i32.const 501))))
+            (i32.const 200)
+            """,
+            [
+                ("subscribe", """(canon lower (func $clock "subscribe-duration"))""", "(param i64) (result i32)"),
+                ("ready", """(canon lower (func $poll "[method]pollable.ready"))""", "(param i32) (result i32)"),
+            ],
+            poll: """(export "[method]pollable.ready" (func (param "self" (borrow $pollable)) (result bool)))""",
+            imports: Clock);
+
+        HandleProbe(component).Status.ShouldBe(200);
+    }
+
     private const string Clock = """(import "wasi:clocks/monotonic-clock@0.2.0" (instance $clock (alias outer $probe $pollable (type $p0)) (export "pollable" (type $p (eq $p0))) (export "subscribe-duration" (func (param "when" u64) (result (own $p))))))""";
 
     private HttpProxyResponse Handle(string method, string path, string body, KeyValuePair<string, byte[]>[]? headers = null, ulong fuel = ulong.MaxValue) =>

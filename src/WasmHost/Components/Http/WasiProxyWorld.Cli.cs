@@ -24,7 +24,7 @@ internal static unsafe partial class WasiProxyWorld
         ("now", 0, 1, (c, a, r) => r[0] = U64(HttpProxyCall.Now())),
         ("resolution", 0, 1, (c, a, r) => r[0] = U64(1)),
         ("subscribe-instant", 1, 1, (c, a, r) => r[0] = c.New(new WasiResources.Pollable(U64(a)), WasiResources.Type.Pollable)),
-        ("subscribe-duration", 1, 1, (c, a, r) => r[0] = c.New(new WasiResources.Pollable(HttpProxyCall.Now() + U64(a)), WasiResources.Type.Pollable)),
+        ("subscribe-duration", 1, 1, (c, a, r) => r[0] = c.New(new WasiResources.Pollable(After(U64(a))), WasiResources.Type.Pollable)),
     ];
 
     private static (string, int, int, HostFunction)[] WallClock() =>
@@ -61,6 +61,14 @@ internal static unsafe partial class WasiProxyWorld
         }),
         (u64, 0, 1, (c, a, r) => r[0] = U64(NextU64(secure))),
     ];
+
+    /// <summary>The monotonic time <paramref name="duration"/> nanoseconds from now, saturated: a duration past the end of
+    /// the clock is "never", not a deadline wrapped into the past (ready at once).</summary>
+    private static ulong After(ulong duration)
+    {
+        var now = HttpProxyCall.Now();
+        return duration > ulong.MaxValue - now ? ulong.MaxValue : now + duration;
+    }
 
     private static ulong NextU64(bool secure)
     {
