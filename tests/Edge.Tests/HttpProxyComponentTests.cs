@@ -208,6 +208,36 @@ public sealed class HttpProxyComponentTests : IDisposable
         HandleProbe(component).Status.ShouldBe(200);
     }
 
+    /// <summary>
+    /// fields refuses a value HTTP (RFC 9110) or Kestrel would not send, with header-error invalid-syntax at the call:
+    /// controls, DEL and non-ASCII bytes (obs-text, UTF-8 such as "café", which Kestrel rejects in a response header);
+    /// visible ASCII with spaces and tabs is accepted.
+    /// </summary>
+    [Theory]
+    [InlineData("636166C3A9", false)] // "café" in UTF-8
+    [InlineData("610162", false)] // a control (0x01)
+    [InlineData("617F62", false)] // DEL
+    [InlineData("E9", false)] // obs-text alone
+    [InlineData("746578742F706C61696E3B20713D302E35092874616229", true)] // "text/plain; q=0.5<HTAB>(tab)"
+    public void GivenAHeaderValue_WhenAppendedToFields_ThenOnlyOneHttpAllowsIsAccepted(string hex, bool accepted)
+    {
+        var value = Convert.FromHexString(hex);
+        var stores = string.Concat(value.Select((b, i) => $"(i32.store8 (i32.const {1040 + i}) (i32.const {b}))"));
+        var component = Components.Probe(
+            $$"""
+            (i32.store8 (i32.const 1024) (i32.const 120)) (i32.store8 (i32.const 1025) (i32.const 45)) (i32.store8 (i32.const 1026) (i32.const 97))
+            {{stores}}
+            (call $append (call $fields-new) (i32.const 1024) (i32.const 3) (i32.const 1040) (i32.const {{value.Length}}) (i32.const 64))
+            (if (i32.eqz (i32.load8_u (i32.const 64))) (then (br $answer (i32.const 200))))
+            (if (i32.load8_u (i32.const 65)) (then (br $answer (i32.const 500))))
+            (i32.const 400)
+            """,
+            [("append", """(canon lower (func $types "[method]fields.append") (memory $mem))""", "(param i32 i32 i32 i32 i32 i32)")],
+            types: """(export "[method]fields.append" (func (param "self" (borrow $fields)) (param "name" string) (param "value" (list u8)) (result (result (error $header-error)))))""");
+
+        HandleProbe(component).Status.ShouldBe(accepted ? 200 : 400);
+    }
+
     private const string Clock = """(import "wasi:clocks/monotonic-clock@0.2.0" (instance $clock (alias outer $probe $pollable (type $p0)) (export "pollable" (type $p (eq $p0))) (export "subscribe-duration" (func (param "when" u64) (result (own $p))))))""";
 
     private HttpProxyResponse Handle(string method, string path, string body, KeyValuePair<string, byte[]>[]? headers = null, ulong fuel = ulong.MaxValue) =>

@@ -256,5 +256,10 @@ internal static unsafe partial class WasiProxyWorld
     private static bool ValidName(string name) =>
         name.Length > 0 && name.All(ch => ch < 127 && (char.IsAsciiLetterOrDigit(ch) || "!#$%&'*+-.^_`|~".Contains(ch, StringComparison.Ordinal)));
 
-    private static bool ValidValue(byte[] value) => !value.Any(b => b is (byte)'\r' or (byte)'\n' or 0);
+    /// <summary>
+    /// A field value this host can send: RFC 9110's field-value bytes (VCHAR, SP, HTAB) without its obs-text (0x80-0xFF),
+    /// because Kestrel refuses a response header with a non-ASCII byte (the answer would be an empty 500 far from the
+    /// guest's call). Controls (NUL, CR, LF, the others) and DEL are refused too: invalid-syntax, at the call that adds it.
+    /// </summary>
+    private static bool ValidValue(byte[] value) => value.All(b => b is (byte)'\t' or (>= 0x20 and < 0x7F));
 }
