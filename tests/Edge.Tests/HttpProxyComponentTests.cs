@@ -238,23 +238,56 @@ public sealed class HttpProxyComponentTests : IDisposable
         HandleProbe(component).Status.ShouldBe(accepted ? 200 : 400);
     }
 
+    /// <summary>
+    /// The request's resource table reuses the slot of a dropped handle: 1,000 fields created and dropped one after the
+    /// other fit in a table of 100, while holding more than 100 at once is refused with a clear error.
+    /// </summary>
+    [Fact]
+    public void GivenHandlesCreatedAndDropped_WhenManyMoreThanTheLimit_ThenTheirSlotsAreReusedAndOnlyLiveOnesCount()
+    {
+        (string, string, string)[] drop = [("drop-fields", "(canon resource.drop $fields)", "(param i32)")];
+        var createAndDrop = Components.Probe(
+            """
+            (loop $again
+              (call $drop-fields (call $fields-new))
+              (local.set $i (i32.add (local.get $i) (i32.const 1)))
+              (br_if $again (i32.lt_u (local.get $i) (i32.const 1000))))
+            (i32.const 200)
+            """,
+            drop);
+        var hoard = Components.Probe(
+            """
+            (loop $again
+              (drop (call $fields-new))
+              (local.set $i (i32.add (local.get $i) (i32.const 1)))
+              (br_if $again (i32.lt_u (local.get $i) (i32.const 1000))))
+            (i32.const 200)
+            """,
+            drop);
+
+        var reused = HandleProbe(createAndDrop, resourceLimit: 100);
+        reused.Error.ShouldBeNull();
+        reused.Status.ShouldBe(200);
+        HandleProbe(hoard, resourceLimit: 100).Error.ShouldNotBeNull().ShouldContain("the component holds more than 100 wasi:http resources at once");
+    }
+
     private const string Clock = """(import "wasi:clocks/monotonic-clock@0.2.0" (instance $clock (alias outer $probe $pollable (type $p0)) (export "pollable" (type $p (eq $p0))) (export "subscribe-duration" (func (param "when" u64) (result (own $p))))))""";
 
     private HttpProxyResponse Handle(string method, string path, string body, KeyValuePair<string, byte[]>[]? headers = null, ulong fuel = ulong.MaxValue) =>
         Handle(_proxy, new HttpProxyRequest(method, path, "http", "localhost", headers ?? [], Encoding.UTF8.GetBytes(body)), fuel);
 
     /// <summary>A probe component (<see cref="Components.Probe"/>) handling a GET of /.</summary>
-    private static HttpProxyResponse HandleProbe(byte[] component)
+    private static HttpProxyResponse HandleProbe(byte[] component, int resourceLimit = HttpProxyOptions.DefaultResourceLimit)
     {
         using var proxy = HttpProxyComponent.Create(WasmEngine.Shared.Engine, new ModuleCache(WasmEngine.Shared).GetOrCompileComponent(component));
-        return Handle(proxy, new HttpProxyRequest("GET", "/", "http", "localhost", [], []), ulong.MaxValue);
+        return Handle(proxy, new HttpProxyRequest("GET", "/", "http", "localhost", [], []), ulong.MaxValue, resourceLimit);
     }
 
-    private static HttpProxyResponse Handle(HttpProxyComponent proxy, HttpProxyRequest request, ulong fuel)
+    private static HttpProxyResponse Handle(HttpProxyComponent proxy, HttpProxyRequest request, ulong fuel, int resourceLimit = HttpProxyOptions.DefaultResourceLimit)
     {
         using var store = new Store(WasmEngine.Shared.Engine);
         store.Fuel = fuel;
         using var ticking = WasmEngine.Shared.Watch(store, () => { });
-        return proxy.Handle(store, request, new HttpProxyOptions([], [], 1 << 20, CancellationToken.None));
+        return proxy.Handle(store, request, new HttpProxyOptions([], [], 1 << 20, CancellationToken.None, resourceLimit));
     }
 }
