@@ -47,6 +47,7 @@ public sealed class HttpProxyComponentTests : IDisposable
     [InlineData("/none", "the component returned from handle without setting a response")]
     [InlineData("/exit", "wasi:cli/exit with err")]
     [InlineData("/outgoing", "unknown import: `wasi:http/outgoing-handler@0.2.0#handle` has not been defined")]
+    [InlineData("/unfinished", "the component did not call outgoing-body.finish: the response body is incomplete")]
     public void GivenAFailingRequest_WhenHandled_ThenTheResponseIsAnErrorAndTheNextRequestIsServed(string path, string error)
     {
         Handle("GET", path, "").Error.ShouldNotBeNull().ShouldContain(error);

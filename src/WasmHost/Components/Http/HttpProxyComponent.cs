@@ -121,6 +121,13 @@ public sealed unsafe class HttpProxyComponent : IDisposable
                     : "the component returned from handle without setting a response");
             }
 
+            if (response.Body is { Finished: false })
+            {
+                // wasi:http: an outgoing-body dropped (or left) without outgoing-body.finish is corrupted, not complete.
+                // Nothing has been sent yet (the response goes out whole), so the client gets an error, not a cut body.
+                return HttpProxyResponse.Failed("the component did not call outgoing-body.finish: the response body is incomplete");
+            }
+
             return new HttpProxyResponse(response.Status, [.. response.Headers.Entries], response.Body?.Data.WrittenSpan.ToArray() ?? [], null);
         }
         finally

@@ -50,7 +50,16 @@ internal static unsafe partial class WasiProxyWorld
         ("[method]outgoing-body.write", 1, 1, BodyWrite),
         ("[static]outgoing-body.finish", 2, 1, (c, a, r) =>
         {
-            c.Take<R.OutgoingBody>(a).Finished = true;
+            // Trailers are not sent (the response goes out whole through Kestrel, ADR 0015): a trailers handle the guest
+            // gives is taken (its slot freed, as a drop would) and its fields ignored.
+            var body = c.Take<R.OutgoingBody>(a);
+            var trailers = Option(a + 1);
+            if (trailers != null)
+            {
+                c.Take<R.Fields>(trailers);
+            }
+
+            body.Finished = true;
             r[0] = Ok();
         }),
         ("[static]response-outparam.set", 2, 0, SetResponse),

@@ -62,7 +62,9 @@ internal static class WasiResources
         public OutgoingBody? Body { get; set; }
     }
 
-    /// <summary>The response body: what the guest writes to its stream, up to the options' limit.</summary>
+    /// <summary>The response body: what the guest writes to its stream, up to the options' limit. It is complete only
+    /// once <c>outgoing-body.finish</c> was called (<see cref="Finished"/>); wasi:http treats one dropped without it as
+    /// corrupted, so the host answers an error then.</summary>
     public sealed class OutgoingBody
     {
         public ArrayBufferWriter<byte> Data { get; } = new();
