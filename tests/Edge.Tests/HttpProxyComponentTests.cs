@@ -104,6 +104,23 @@ public sealed class HttpProxyComponentTests : IDisposable
     }
 
     /// <summary>
+    /// An import declared with the right parameters but another result type (get-environment returning a u32): the host
+    /// function builds its list and Wasmtime refuses to lower it into the guest's u32, so the request fails with
+    /// Wasmtime's type error and the next one is served.
+    /// </summary>
+    [Fact]
+    public void GivenAnImportDeclaredWithAnotherResultType_WhenTheComponentCallsIt_ThenTheRequestFailsWithATypeError()
+    {
+        var component = Components.Probe(
+            "(drop (call $env)) (i32.const 200)",
+            [("env", """(canon lower (func $env "get-environment"))""", "(result i32)")],
+            imports: """(import "wasi:cli/environment@0.2.0" (instance $env (export "get-environment" (func (result u32)))))""");
+
+        HandleProbe(component).Error.ShouldNotBeNull().ShouldContain("type mismatch: expected u32, found list");
+        Handle("GET", "/", "").Status.ShouldBe(200);
+    }
+
+    /// <summary>
     /// stdout and stderr keep their first 64 KiB and drop the rest silently: past the cap check-write still reports room
     /// and write, blocking-write-and-flush and write-zeroes (even one longer than the cap) succeed, so a guest runtime
     /// that panics on a failed write (Rust's println!) does not turn a chatty handler into a 500.
