@@ -47,6 +47,7 @@ public sealed class HttpProxyComponentTests : IDisposable
     [InlineData("/none", "the component returned from handle without setting a response")]
     [InlineData("/exit", "wasi:cli/exit with err")]
     [InlineData("/outgoing", "unknown import: `wasi:http/outgoing-handler@0.2.0#handle` has not been defined")]
+    [InlineData("/unfinished", "the component did not call outgoing-body.finish: the response body is incomplete")]
     public void GivenAFailingRequest_WhenHandled_ThenTheResponseIsAnErrorAndTheNextRequestIsServed(string path, string error)
     {
         Handle("GET", path, "").Error.ShouldNotBeNull().ShouldContain(error);
@@ -59,14 +60,252 @@ public sealed class HttpProxyComponentTests : IDisposable
         Handle("GET", "/spin", "", fuel: 1_000_000).Error.ShouldNotBeNull().ShouldContain("all fuel consumed");
     }
 
-    private HttpProxyResponse Handle(string method, string path, string body, KeyValuePair<string, byte[]>[]? headers = null, ulong fuel = ulong.MaxValue)
+    /// <summary>
+    /// Wasmtime does not check a host function against the type a component declared for its import: it passes as many
+    /// arguments and result slots as the declared type has. An import declared with a parameter missing, one too many, no
+    /// result or an argument of another type is refused by the host before it reads or writes anything: the request fails
+    /// with "import …: signature mismatch" and the process (this test run) lives on to serve the next one.
+    /// </summary>
+    [Theory]
+    [InlineData("read-without-len")]
+    [InlineData("read-with-string-len")]
+    [InlineData("environment-with-a-parameter")]
+    [InlineData("stdin-without-result")]
+    public void GivenAnImportDeclaredWithAnotherSignature_WhenTheComponentCallsIt_ThenTheRequestFailsWithASignatureMismatch(string probe)
+    {
+        var stdin = """(import "wasi:cli/stdin@0.2.0" (instance $stdin (alias outer $probe $input-stream (type $is)) (export "input-stream" (type $i (eq $is))) (export "get-stdin" (func (result (own $i))))))""";
+        (string Name, string Lower, string CoreType) getStdin = ("get-stdin", """(canon lower (func $stdin "get-stdin"))""", "(result i32)");
+        var (component, import) = probe switch
+        {
+            "read-without-len" => (Components.Probe(
+                "(call $read (call $get-stdin) (i32.const 64)) (i32.const 200)",
+                [getStdin, ("read", """(canon lower (func $streams "[method]input-stream.read") (memory $mem) (realloc $realloc))""", "(param i32 i32)")],
+                streams: """(export "[method]input-stream.read" (func (param "self" (borrow $input-stream)) (result (result (list u8) (error $stream-error)))))""",
+                imports: stdin), "wasi:io/streams@0.2.0#[method]input-stream.read"),
+            "read-with-string-len" => (Components.Probe(
+                "(call $read (call $get-stdin) (i32.const 0) (i32.const 0) (i32.const 64)) (i32.const 200)",
+                [getStdin, ("read", """(canon lower (func $streams "[method]input-stream.read") (memory $mem) (realloc $realloc))""", "(param i32 i32 i32 i32)")],
+                streams: """(export "[method]input-stream.read" (func (param "self" (borrow $input-stream)) (param "len" string) (result (result (list u8) (error $stream-error)))))""",
+                imports: stdin), "wasi:io/streams@0.2.0#[method]input-stream.read"),
+            "environment-with-a-parameter" => (Components.Probe(
+                "(call $env (i32.const 7) (i32.const 64)) (i32.const 200)",
+                [("env", """(canon lower (func $env "get-environment") (memory $mem) (realloc $realloc))""", "(param i32 i32)")],
+                imports: """(import "wasi:cli/environment@0.2.0" (instance $env (export "get-environment" (func (param "x" u32) (result (list (tuple string string)))))))"""),
+                "wasi:cli/environment@0.2.0#get-environment"),
+            _ => (Components.Probe(
+                "(call $get-stdin) (i32.const 200)",
+                [("get-stdin", """(canon lower (func $stdin "get-stdin"))""", "")],
+                imports: """(import "wasi:cli/stdin@0.2.0" (instance $stdin (export "get-stdin" (func))))"""),
+                "wasi:cli/stdin@0.2.0#get-stdin"),
+        };
+
+        HandleProbe(component).Error.ShouldNotBeNull().ShouldContain($"import {import}: signature mismatch");
+        Handle("GET", "/", "").Status.ShouldBe(200);
+    }
+
+    /// <summary>
+    /// An import declared with the right parameters but another result type (get-environment returning a u32): the host
+    /// function builds its list and Wasmtime refuses to lower it into the guest's u32, so the request fails with
+    /// Wasmtime's type error and the next one is served.
+    /// </summary>
+    [Fact]
+    public void GivenAnImportDeclaredWithAnotherResultType_WhenTheComponentCallsIt_ThenTheRequestFailsWithATypeError()
+    {
+        var component = Components.Probe(
+            "(drop (call $env)) (i32.const 200)",
+            [("env", """(canon lower (func $env "get-environment"))""", "(result i32)")],
+            imports: """(import "wasi:cli/environment@0.2.0" (instance $env (export "get-environment" (func (result u32)))))""");
+
+        HandleProbe(component).Error.ShouldNotBeNull().ShouldContain("type mismatch: expected u32, found list");
+        Handle("GET", "/", "").Status.ShouldBe(200);
+    }
+
+    /// <summary>
+    /// stdout and stderr keep their first 64 KiB and drop the rest silently: past the cap check-write still reports room
+    /// and write, blocking-write-and-flush and write-zeroes (even one longer than the cap) succeed, so a guest runtime
+    /// that panics on a failed write (Rust's println!) does not turn a chatty handler into a 500.
+    /// </summary>
+    [Theory]
+    [InlineData("stdout")]
+    [InlineData("stderr")]
+    public void GivenAStdStreamPastItsCap_WhenTheComponentKeepsWriting_ThenEveryWriteSucceeds(string stream)
+    {
+        var streams = """
+            (export "[method]output-stream.check-write" (func (param "self" (borrow $output-stream)) (result (result u64 (error $stream-error)))))
+            (export "[method]output-stream.write" (func (param "self" (borrow $output-stream)) (param "contents" (list u8)) (result (result (error $stream-error)))))
+            (export "[method]output-stream.blocking-write-and-flush" (func (param "self" (borrow $output-stream)) (param "contents" (list u8)) (result (result (error $stream-error)))))
+            (export "[method]output-stream.write-zeroes" (func (param "self" (borrow $output-stream)) (param "len" u64) (result (result (error $stream-error)))))
+            """;
+        var component = Components.Probe(
+            """
+            (local.set $a (call $get))
+            (call $write (local.get $a) (i32.const 0) (i32.const 70000) (i32.const 64))
+            (if (i32.load8_u (i32.const 64)) (then (br $answer (i32.const 501))))
+            (call $check-write (local.get $a) (i32.const 64))
+            (if (i32.load8_u (i32.const 64)) (then (br $answer (i32.const 502))))
+            (if (i64.eqz (i64.load (i32.const 72))) (then (br $answer (i32.const 503))))
+            (call $write (local.get $a) (i32.const 0) (i32.const 100) (i32.const 64))
+            (if (i32.load8_u (i32.const 64)) (then (br $answer (i32.const 504))))
+            (call $flush-write (local.get $a) (i32.const 0) (i32.const 100) (i32.const 64))
+            (if (i32.load8_u (i32.const 64)) (then (br $answer (i32.const 505))))
+            (call $write-zeroes (local.get $a) (i64.const 100000) (i32.const 64))
+            (if (i32.load8_u (i32.const 64)) (then (br $answer (i32.const 506))))
+            (i32.const 200)
+            """,
+            [
+                ("get", $$"""(canon lower (func $std "get-{{stream}}"))""", "(result i32)"),
+                ("check-write", """(canon lower (func $streams "[method]output-stream.check-write") (memory $mem))""", "(param i32 i32)"),
+                ("write", """(canon lower (func $streams "[method]output-stream.write") (memory $mem))""", "(param i32 i32 i32 i32)"),
+                ("flush-write", """(canon lower (func $streams "[method]output-stream.blocking-write-and-flush") (memory $mem))""", "(param i32 i32 i32 i32)"),
+                ("write-zeroes", """(canon lower (func $streams "[method]output-stream.write-zeroes") (memory $mem))""", "(param i32 i64 i32)"),
+            ],
+            streams: streams,
+            imports: $$"""(import "wasi:cli/{{stream}}@0.2.0" (instance $std (alias outer $probe $output-stream (type $os)) (export "output-stream" (type $o (eq $os))) (export "get-{{stream}}" (func (result (own $o))))))""");
+
+        var response = HandleProbe(component);
+
+        response.Error.ShouldBeNull();
+        response.Status.ShouldBe(200);
+    }
+
+    /// <summary>
+    /// A clock pollable due in under a millisecond: <c>poll</c> waits until it is ready and answers it (never an empty
+    /// list), and after <c>block</c> it is ready. (A TimeSpan wait is whole milliseconds: 0.9 ms used to be no wait.)
+    /// </summary>
+    [Fact]
+    public void GivenAPollableDueInUnderAMillisecond_WhenPolledOrBlockedOn_ThenItIsReadyAfterwards()
+    {
+        var component = Components.Probe(
+            """
+            (i32.store (i32.const 128) (call $subscribe (i64.const 900000)))
+            (call $poll (i32.const 128) (i32.const 1) (i32.const 64))
+            (if (i32.ne (i32.load (i32.const 68)) (i32.const 1)) (then (br $answer (i32.const 501))))
+            (local.set $b (call $subscribe (i64.const 900000)))
+            (call $block (local.get $b))
+            (if (i32.eqz (call $ready (local.get $b))) (then (br $answer (i32.const 502))))
+            (i32.const 200)
+            """,
+            [
+                ("subscribe", """(canon lower (func $clock "subscribe-duration"))""", "(param i64) (result i32)"),
+                ("poll", """(canon lower (func $poll "poll") (memory $mem) (realloc $realloc))""", "(param i32 i32 i32)"),
+                ("block", """(canon lower (func $poll "[method]pollable.block"))""", "(param i32)"),
+                ("ready", """(canon lower (func $poll "[method]pollable.ready"))""", "(param i32) (result i32)"),
+            ],
+            poll: """
+                (export "[method]pollable.ready" (func (param "self" (borrow $pollable)) (result bool)))
+                (export "[method]pollable.block" (func (param "self" (borrow $pollable))))
+                (export "poll" (func (param "in" (list (borrow $pollable))) (result (list u32))))
+                """,
+            imports: Clock);
+
+        var response = HandleProbe(component);
+
+        response.Error.ShouldBeNull();
+        response.Status.ShouldBe(200);
+    }
+
+    /// <summary>
+    /// subscribe-duration with a duration past the end of the monotonic clock saturates to "never": the pollable is not
+    /// ready (it used to wrap into the past and be ready at once).
+    /// </summary>
+    [Fact]
+    public void GivenTheLongestDuration_WhenSubscribed_ThenThePollableIsNotReady()
+    {
+        var component = Components.Probe(
+            """
+            (if (call $ready (call $subscribe (i64.const -1))) (then (br $answer (i32.const 501))))
+            (i32.const 200)
+            """,
+            [
+                ("subscribe", """(canon lower (func $clock "subscribe-duration"))""", "(param i64) (result i32)"),
+                ("ready", """(canon lower (func $poll "[method]pollable.ready"))""", "(param i32) (result i32)"),
+            ],
+            poll: """(export "[method]pollable.ready" (func (param "self" (borrow $pollable)) (result bool)))""",
+            imports: Clock);
+
+        HandleProbe(component).Status.ShouldBe(200);
+    }
+
+    /// <summary>
+    /// fields refuses a value HTTP (RFC 9110) or Kestrel would not send, with header-error invalid-syntax at the call:
+    /// controls, DEL and non-ASCII bytes (obs-text, UTF-8 such as "café", which Kestrel rejects in a response header);
+    /// visible ASCII with spaces and tabs is accepted.
+    /// </summary>
+    [Theory]
+    [InlineData("636166C3A9", false)] // "café" in UTF-8
+    [InlineData("610162", false)] // a control (0x01)
+    [InlineData("617F62", false)] // DEL
+    [InlineData("E9", false)] // obs-text alone
+    [InlineData("746578742F706C61696E3B20713D302E35092874616229", true)] // "text/plain; q=0.5<HTAB>(tab)"
+    public void GivenAHeaderValue_WhenAppendedToFields_ThenOnlyOneHttpAllowsIsAccepted(string hex, bool accepted)
+    {
+        var value = Convert.FromHexString(hex);
+        var stores = string.Concat(value.Select((b, i) => $"(i32.store8 (i32.const {1040 + i}) (i32.const {b}))"));
+        var component = Components.Probe(
+            $$"""
+            (i32.store8 (i32.const 1024) (i32.const 120)) (i32.store8 (i32.const 1025) (i32.const 45)) (i32.store8 (i32.const 1026) (i32.const 97))
+            {{stores}}
+            (call $append (call $fields-new) (i32.const 1024) (i32.const 3) (i32.const 1040) (i32.const {{value.Length}}) (i32.const 64))
+            (if (i32.eqz (i32.load8_u (i32.const 64))) (then (br $answer (i32.const 200))))
+            (if (i32.load8_u (i32.const 65)) (then (br $answer (i32.const 500))))
+            (i32.const 400)
+            """,
+            [("append", """(canon lower (func $types "[method]fields.append") (memory $mem))""", "(param i32 i32 i32 i32 i32 i32)")],
+            types: """(export "[method]fields.append" (func (param "self" (borrow $fields)) (param "name" string) (param "value" (list u8)) (result (result (error $header-error)))))""");
+
+        HandleProbe(component).Status.ShouldBe(accepted ? 200 : 400);
+    }
+
+    /// <summary>
+    /// The request's resource table reuses the slot of a dropped handle: 1,000 fields created and dropped one after the
+    /// other fit in a table of 100, while holding more than 100 at once is refused with a clear error.
+    /// </summary>
+    [Fact]
+    public void GivenHandlesCreatedAndDropped_WhenManyMoreThanTheLimit_ThenTheirSlotsAreReusedAndOnlyLiveOnesCount()
+    {
+        (string, string, string)[] drop = [("drop-fields", "(canon resource.drop $fields)", "(param i32)")];
+        var createAndDrop = Components.Probe(
+            """
+            (loop $again
+              (call $drop-fields (call $fields-new))
+              (local.set $i (i32.add (local.get $i) (i32.const 1)))
+              (br_if $again (i32.lt_u (local.get $i) (i32.const 1000))))
+            (i32.const 200)
+            """,
+            drop);
+        var hoard = Components.Probe(
+            """
+            (loop $again
+              (drop (call $fields-new))
+              (local.set $i (i32.add (local.get $i) (i32.const 1)))
+              (br_if $again (i32.lt_u (local.get $i) (i32.const 1000))))
+            (i32.const 200)
+            """,
+            drop);
+
+        var reused = HandleProbe(createAndDrop, resourceLimit: 100);
+        reused.Error.ShouldBeNull();
+        reused.Status.ShouldBe(200);
+        HandleProbe(hoard, resourceLimit: 100).Error.ShouldNotBeNull().ShouldContain("the component holds more than 100 wasi:http resources at once");
+    }
+
+    private const string Clock = """(import "wasi:clocks/monotonic-clock@0.2.0" (instance $clock (alias outer $probe $pollable (type $p0)) (export "pollable" (type $p (eq $p0))) (export "subscribe-duration" (func (param "when" u64) (result (own $p))))))""";
+
+    private HttpProxyResponse Handle(string method, string path, string body, KeyValuePair<string, byte[]>[]? headers = null, ulong fuel = ulong.MaxValue) =>
+        Handle(_proxy, new HttpProxyRequest(method, path, "http", "localhost", headers ?? [], Encoding.UTF8.GetBytes(body)), fuel);
+
+    /// <summary>A probe component (<see cref="Components.Probe"/>) handling a GET of /.</summary>
+    private static HttpProxyResponse HandleProbe(byte[] component, int resourceLimit = HttpProxyOptions.DefaultResourceLimit)
+    {
+        using var proxy = HttpProxyComponent.Create(WasmEngine.Shared.Engine, new ModuleCache(WasmEngine.Shared).GetOrCompileComponent(component));
+        return Handle(proxy, new HttpProxyRequest("GET", "/", "http", "localhost", [], []), ulong.MaxValue, resourceLimit);
+    }
+
+    private static HttpProxyResponse Handle(HttpProxyComponent proxy, HttpProxyRequest request, ulong fuel, int resourceLimit = HttpProxyOptions.DefaultResourceLimit)
     {
         using var store = new Store(WasmEngine.Shared.Engine);
         store.Fuel = fuel;
         using var ticking = WasmEngine.Shared.Watch(store, () => { });
-        return _proxy.Handle(
-            store,
-            new HttpProxyRequest(method, path, "http", "localhost", headers ?? [], Encoding.UTF8.GetBytes(body)),
-            new HttpProxyOptions([], [], 1 << 20, CancellationToken.None));
+        return proxy.Handle(store, request, new HttpProxyOptions([], [], 1 << 20, CancellationToken.None, resourceLimit));
     }
 }

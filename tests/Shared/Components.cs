@@ -37,6 +37,31 @@ internal static class Components
     /// <summary>proxy.wat: a wasi:http/incoming-handler@0.2.0 component (spec §2.11).</summary>
     public static byte[] Proxy => Assemble("proxy.wat", text => text);
 
+    /// <summary>
+    /// probe.wat: a wasi:http/incoming-handler whose handle runs <paramref name="body"/> (core wasm in a block
+    /// <c>$answer</c> leaving an i32, the response's status) with the probed imports: functions added to the imported
+    /// wasi:io/poll (<paramref name="poll"/>), wasi:io/streams (<paramref name="streams"/>) and wasi:http/types
+    /// (<paramref name="types"/>) instances, whole imported instances (<paramref name="imports"/>), and each of
+    /// <paramref name="lowered"/> lowered as the handler's core import <c>$Name</c> (Lower is the <c>canon lower</c>'s
+    /// text, CoreType its core function type). The body has i32 locals $a $b $c $i and an i64 $x.
+    /// </summary>
+    public static byte[] Probe(
+        string body,
+        (string Name, string Lower, string CoreType)[] lowered,
+        string poll = "",
+        string streams = "",
+        string types = "",
+        string imports = "") =>
+        Assemble("probe.wat", text => text
+            .Replace("PROBE_POLL", poll, StringComparison.Ordinal)
+            .Replace("PROBE_STREAMS", streams, StringComparison.Ordinal)
+            .Replace("PROBE_TYPES", types, StringComparison.Ordinal)
+            .Replace("PROBE_IMPORTS", imports, StringComparison.Ordinal)
+            .Replace("PROBE_LOWERED", string.Concat(lowered.Select(f => $"(core func ${f.Name}-core {f.Lower})\n")), StringComparison.Ordinal)
+            .Replace("PROBE_CORE_IMPORTS", string.Concat(lowered.Select(f => $"(import \"host\" \"{f.Name}\" (func ${f.Name} {f.CoreType}))\n")), StringComparison.Ordinal)
+            .Replace("PROBE_CORE_EXPORTS", string.Concat(lowered.Select(f => $"(export \"{f.Name}\" (func ${f.Name}-core))\n")), StringComparison.Ordinal)
+            .Replace("PROBE_BODY", body, StringComparison.Ordinal));
+
     /// <summary>Any component text (for one-off components such as one with an import nobody provides).</summary>
     public static byte[] FromText(string text) => Wasmtime.Module.ConvertText(text);
 

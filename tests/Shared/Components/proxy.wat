@@ -10,6 +10,7 @@
 ;;   /exit     calls wasi:cli/exit (err)
 ;;   /outgoing calls wasi:http/outgoing-handler.handle, which this proplet does not implement (it traps)
 ;;   /spin     loops forever (until the fuel, the time limit or a stop ends it)
+;;   /unfinished  200 "hello, world", but the body is dropped without outgoing-body.finish (an incomplete body)
 ;;   else      200 "hello, world"
 ;; Every answer has content-type: text/plain. The response is set before its body is written, as streaming handlers do.
 ;; Core functions follow the canonical ABI by hand; a result of more than one flat value is written to a return area.
@@ -62,6 +63,7 @@
     (export "[static]response-outparam.set" (func (param "param" (own $response-outparam)) (param "response" (result (own $outgoing-response) (error $error-code)))))))
   (alias export $types "incoming-request" (type $incoming-request))
   (alias export $types "response-outparam" (type $response-outparam))
+  (alias export $types "outgoing-body" (type $outgoing-body))
   (import "wasi:cli/exit@0.2.0" (instance $exit
     (export "exit" (func (param "status" (result))))))
   (import "wasi:http/outgoing-handler@0.2.0" (instance $outgoing
@@ -125,6 +127,7 @@
   (core func $drop-output (canon resource.drop $output-stream))
   (core func $drop-input (canon resource.drop $input-stream))
   (core func $drop-request (canon resource.drop $incoming-request))
+  (core func $drop-body (canon resource.drop $outgoing-body))
 
   (core module $handler
     (import "env" "memory" (memory 0))
@@ -149,6 +152,7 @@
     (import "host" "drop-output" (func $drop-output (param i32)))
     (import "host" "drop-input" (func $drop-input (param i32)))
     (import "host" "drop-request" (func $drop-request (param i32)))
+    (import "host" "drop-body" (func $drop-body (param i32)))
     (data (i32.const 1024) "content-type")
     (data (i32.const 1040) "text/plain")
     (data (i32.const 1056) "hello, world")
@@ -164,6 +168,7 @@
     (data (i32.const 1144) "/exit")
     (data (i32.const 1152) "/outgoing")
     (data (i32.const 1168) "/spin")
+    (data (i32.const 1184) "/unfinished")
     ;; Return areas: 100 path, 120 append, 140 consume, 160 stream, 180 read, 200 method, 220 body, 240 write-stream,
     ;; 260 write, 280 finish, 300 header values; 320 holds the method digit.
 
@@ -253,6 +258,8 @@
         (call $send (local.get $out) (i32.const 1056) (i32.const 12)))
 
       (call $drop-output (local.get $out))
+      (if (call $starts (local.get $ptr) (local.get $len) (i32.const 1184) (i32.const 11))
+        (then (call $drop-body (local.get $body)) (call $drop-request (local.get $request)) (return)))
       (call $body-finish (local.get $body) (i32.const 0) (i32.const 0) (i32.const 280))
       (if (i32.load8_u (i32.const 280)) (then unreachable))
       (call $drop-request (local.get $request))))
@@ -280,7 +287,8 @@
       (export "outgoing" (func $outgoing-core))
       (export "drop-output" (func $drop-output))
       (export "drop-input" (func $drop-input))
-      (export "drop-request" (func $drop-request))))))
+      (export "drop-request" (func $drop-request))
+      (export "drop-body" (func $drop-body))))))
 
   (type $handle-type (func (param "request" (own $incoming-request)) (param "response-out" (own $response-outparam))))
   (func $handle (type $handle-type) (canon lift (core func $handler-instance "handle")))

@@ -163,6 +163,10 @@ internal static unsafe partial class ComponentNative
     public static partial void wasmtime_component_resource_any_delete(nint any);
 
     [LibraryImport(Library)]
+    [return: MarshalAs(UnmanagedType.U1)]
+    public static partial bool wasmtime_component_resource_any_owned(nint any);
+
+    [LibraryImport(Library)]
     public static partial nint wasmtime_error_new(byte* message);
 
     [LibraryImport(Library)]

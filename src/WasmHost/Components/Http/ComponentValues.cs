@@ -8,6 +8,8 @@ namespace Propeller.WasmHost.Components.Http;
 /// Reads host-function arguments and builds results as Wasmtime's C component values (<see cref="ComponentNative.Val"/>).
 /// Results are allocated with Wasmtime's own constructors (<c>wasm_byte_vec_new</c>, <c>…_new_uninit</c>,
 /// <c>wasmtime_component_val_new</c>) because Wasmtime takes ownership of them and frees them; arguments stay Wasmtime's.
+/// Every accessor checks the value's kind (and that a pointer it follows is there) before it reads: the arguments have the
+/// types the guest declared for the import, which Wasmtime does not check against ours (<see cref="ImportSignatureException"/>).
 /// </summary>
 internal static unsafe class ComponentValues
 {
@@ -27,22 +29,27 @@ internal static unsafe class ComponentValues
         var bytes = new byte[count];
         for (var i = 0; i < count; i++)
         {
-            bytes[i] = (byte)items[i].A;
+            bytes[i] = items[i].Kind == KindU8 ? (byte)items[i].A : throw Mismatch("list<u8>", &items[i]);
         }
 
         return bytes;
     }
 
-    public static ulong U64(Val* value) => (ulong)value->A;
+    public static ulong U64(Val* value) => value->Kind == KindU64 ? (ulong)value->A : throw Mismatch("u64", value);
 
-    public static uint U32(Val* value) => (uint)value->A;
+    public static uint U32(Val* value) => value->Kind == KindU32 ? (uint)value->A : throw Mismatch("u32", value);
 
-    public static ushort U16(Val* value) => (ushort)value->A;
+    public static ushort U16(Val* value) => value->Kind == KindU16 ? (ushort)value->A : throw Mismatch("u16", value);
 
-    /// <summary>The elements of a list or tuple.</summary>
-    public static Span<Val> Items(Val* value) => value->Kind is KindList or KindTuple
+    /// <summary>The elements of a list (each still to be checked by its own accessor).</summary>
+    public static Span<Val> Items(Val* value) => value->Kind == KindList
         ? new Span<Val>((void*)value->B, checked((int)value->A))
         : throw Mismatch("list", value);
+
+    /// <summary>The elements of a tuple of <paramref name="length"/> values.</summary>
+    public static Span<Val> TupleItems(Val* value, int length) => value->Kind == KindTuple && value->A == length
+        ? new Span<Val>((void*)value->B, length)
+        : throw Mismatch($"tuple of {length}", value);
 
     /// <summary>An option's payload, or null for <c>none</c>.</summary>
     public static Val* Option(Val* value) => value->Kind == KindOption ? (Val*)value->A : throw Mismatch("option", value);
@@ -162,6 +169,7 @@ internal static unsafe class ComponentValues
         return vector;
     }
 
-    private static InvalidOperationException Mismatch(string expected, Val* value) =>
-        new($"expected a {expected} argument, got a value of kind {value->Kind}");
+    /// <summary>The error for a value that is not the <paramref name="expected"/> one (null: a payload that is not there).</summary>
+    public static ImportSignatureException Mismatch(string expected, Val* value) =>
+        new(value is null ? $"expected a {expected} argument, got none" : $"expected a {expected} argument, got a value of kind {value->Kind}");
 }

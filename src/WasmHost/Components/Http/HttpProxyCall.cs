@@ -5,7 +5,8 @@ using static Propeller.WasmHost.Components.Http.ComponentNative;
 namespace Propeller.WasmHost.Components.Http;
 
 /// <summary>
-/// One request's state while its fresh instance runs <c>handle</c>: the resource table (rep = index + 1), the request, the
+/// One request's state while its fresh instance runs <c>handle</c>: the resource table (rep = index + 1; a freed slot is
+/// reused, as Wasmtime's own tables reuse a dropped handle's index, so a create/drop loop does not grow it), the request, the
 /// response once <c>response-outparam.set</c> gave one, and the bounded stdout/stderr the guest wrote. It is the store's
 /// data, so host functions find it from the store context they are called with.
 /// </summary>
@@ -15,6 +16,7 @@ internal sealed unsafe class HttpProxyCall(HttpProxyRequest request, HttpProxyOp
     public const int OutputLimit = 64 << 10;
 
     private readonly List<object?> _resources = [];
+    private readonly Stack<int> _free = new();
 
     public HttpProxyRequest Request { get; } = request;
 
@@ -37,14 +39,27 @@ internal sealed unsafe class HttpProxyCall(HttpProxyRequest request, HttpProxyOp
     /// <summary>A new <c>own</c> handle for <paramref name="resource"/>, as a component value.</summary>
     public Val New(object resource, WasiResources.Type type)
     {
-        _resources.Add(resource);
-        var host = wasmtime_component_resource_host_new(owned: true, (uint)_resources.Count, (uint)type);
+        if (!_free.TryPop(out var index))
+        {
+            // No free slot: every slot holds a live resource, so the table's size is what the guest holds at once.
+            if (_resources.Count >= Options.ResourceLimit)
+            {
+                throw new InvalidOperationException($"the component holds more than {Options.ResourceLimit} wasi:http resources at once");
+            }
+
+            index = _resources.Count;
+            _resources.Add(null);
+        }
+
+        _resources[index] = resource;
+        var host = wasmtime_component_resource_host_new(owned: true, (uint)index + 1, (uint)type);
         try
         {
             nint any;
             var error = wasmtime_component_resource_host_to_any(Context, host, &any);
             if (error != 0)
             {
+                Free(index);
                 throw new InvalidOperationException(TakeMessage(error));
             }
 
@@ -67,18 +82,23 @@ internal sealed unsafe class HttpProxyCall(HttpProxyRequest request, HttpProxyOp
     /// <summary>The guest dropped its handle with this rep.</summary>
     public void Drop(uint rep)
     {
-        if (rep >= 1 && rep <= _resources.Count)
+        if (rep >= 1 && rep <= _resources.Count && _resources[(int)rep - 1] is not null)
         {
-            _resources[(int)rep - 1] = null;
+            Free((int)rep - 1);
         }
     }
 
     private T Lookup<T>(Val* value, bool take)
         where T : class
     {
-        if (value->Kind != KindResource)
+        if (value is null || value->Kind != KindResource)
         {
-            throw new InvalidOperationException($"expected a resource argument, got a value of kind {value->Kind}");
+            throw ComponentValues.Mismatch(take ? "own resource" : "resource", value);
+        }
+
+        if (take && !wasmtime_component_resource_any_owned(value->A))
+        {
+            throw ComponentValues.Mismatch("own resource", value);
         }
 
         nint host;
@@ -97,9 +117,16 @@ internal sealed unsafe class HttpProxyCall(HttpProxyRequest request, HttpProxyOp
 
         if (take)
         {
-            _resources[(int)rep - 1] = null;
+            Free((int)rep - 1);
         }
 
         return resource;
+    }
+
+    /// <summary>Empties a slot that held a resource (never one already free, so no slot is handed out twice).</summary>
+    private void Free(int index)
+    {
+        _resources[index] = null;
+        _free.Push(index);
     }
 }

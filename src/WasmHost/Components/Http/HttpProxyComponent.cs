@@ -121,6 +121,13 @@ public sealed unsafe class HttpProxyComponent : IDisposable
                     : "the component returned from handle without setting a response");
             }
 
+            if (response.Body is { Finished: false })
+            {
+                // wasi:http: an outgoing-body dropped (or left) without outgoing-body.finish is corrupted, not complete.
+                // Nothing has been sent yet (the response goes out whole), so the client gets an error, not a cut body.
+                return HttpProxyResponse.Failed("the component did not call outgoing-body.finish: the response body is incomplete");
+            }
+
             return new HttpProxyResponse(response.Status, [.. response.Headers.Entries], response.Body?.Data.WrittenSpan.ToArray() ?? [], null);
         }
         finally
@@ -156,12 +163,27 @@ public sealed unsafe class HttpProxyComponent : IDisposable
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
     private static nint Dispatch(nint data, nint context, nint type, Val* arguments, nuint count, Val* results, nuint resultCount)
     {
+        var import = WasiProxyWorld.Functions[(int)data];
+
+        // Wasmtime links a func_new function to whatever type the guest declared for the import and passes that many
+        // arguments and result slots (none: a dangling pointer), so a component built against another signature must be
+        // refused here, before the function reads an argument or writes a result that is not there.
+        if (count != (nuint)import.Parameters || resultCount != (nuint)import.Results)
+        {
+            return NewError($"import {import.Name}: signature mismatch: the component declared it with {count} parameter(s) and "
+                + $"{resultCount} result(s); this host implements it with {import.Parameters} and {import.Results}");
+        }
+
         try
         {
             var call = t_current ?? throw new InvalidOperationException("wasi:http host function called outside a request");
             call.Context = context;
-            WasiProxyWorld.Functions[(int)data](call, arguments, results);
+            import.Function(call, arguments, results);
             return 0;
+        }
+        catch (ImportSignatureException ex)
+        {
+            return NewError($"import {import.Name}: signature mismatch: {ex.Message}");
         }
 #pragma warning disable CA1031 // Every failure of a host function becomes the guest's trap, never a crash of the proplet.
         catch (Exception ex)

@@ -6,40 +6,40 @@ namespace Propeller.WasmHost.Components.Http;
 /// <summary>wasi:cli environment and exit, wasi:clocks and wasi:random for a proxy component's runtime.</summary>
 internal static unsafe partial class WasiProxyWorld
 {
-    private static (string, HostFunction)[] Environment() =>
+    private static (string, int, int, HostFunction)[] Environment() =>
     [
-        ("get-environment", (c, a, r) => r[0] = List(c.Options.Environment.Select(e => Tuple(String(e.Key), String(e.Value))).ToArray())),
-        ("get-arguments", (c, a, r) => r[0] = List(c.Options.Arguments.Select(String).ToArray())),
-        ("initial-cwd", (c, a, r) => r[0] = None()),
+        ("get-environment", 0, 1, (c, a, r) => r[0] = List(c.Options.Environment.Select(e => Tuple(String(e.Key), String(e.Value))).ToArray())),
+        ("get-arguments", 0, 1, (c, a, r) => r[0] = List(c.Options.Arguments.Select(String).ToArray())),
+        ("initial-cwd", 0, 1, (c, a, r) => r[0] = None()),
     ];
 
-    private static (string, HostFunction)[] Exit() =>
+    private static (string, int, int, HostFunction)[] Exit() =>
     [
-        ("exit", (c, a, r) => throw new InvalidOperationException(
+        ("exit", 1, 0, (c, a, r) => throw new InvalidOperationException(
             $"the component called wasi:cli/exit with {(Result(a, out _) ? "ok" : "err")} while handling the request")),
     ];
 
-    private static (string, HostFunction)[] MonotonicClock() =>
+    private static (string, int, int, HostFunction)[] MonotonicClock() =>
     [
-        ("now", (c, a, r) => r[0] = U64(HttpProxyCall.Now())),
-        ("resolution", (c, a, r) => r[0] = U64(1)),
-        ("subscribe-instant", (c, a, r) => r[0] = c.New(new WasiResources.Pollable(U64(a)), WasiResources.Type.Pollable)),
-        ("subscribe-duration", (c, a, r) => r[0] = c.New(new WasiResources.Pollable(HttpProxyCall.Now() + U64(a)), WasiResources.Type.Pollable)),
+        ("now", 0, 1, (c, a, r) => r[0] = U64(HttpProxyCall.Now())),
+        ("resolution", 0, 1, (c, a, r) => r[0] = U64(1)),
+        ("subscribe-instant", 1, 1, (c, a, r) => r[0] = c.New(new WasiResources.Pollable(U64(a)), WasiResources.Type.Pollable)),
+        ("subscribe-duration", 1, 1, (c, a, r) => r[0] = c.New(new WasiResources.Pollable(After(U64(a))), WasiResources.Type.Pollable)),
     ];
 
-    private static (string, HostFunction)[] WallClock() =>
+    private static (string, int, int, HostFunction)[] WallClock() =>
     [
-        ("now", (c, a, r) =>
+        ("now", 0, 1, (c, a, r) =>
         {
             var now = DateTimeOffset.UtcNow - DateTimeOffset.UnixEpoch;
             r[0] = Record(("seconds", U64((ulong)now.Ticks / TimeSpan.TicksPerSecond)), ("nanoseconds", U32((uint)(now.Ticks % TimeSpan.TicksPerSecond * 100))));
         }),
-        ("resolution", (c, a, r) => r[0] = Record(("seconds", U64(0)), ("nanoseconds", U32(100)))),
+        ("resolution", 0, 1, (c, a, r) => r[0] = Record(("seconds", U64(0)), ("nanoseconds", U32(100)))),
     ];
 
-    private static (string, HostFunction)[] Random(string bytes, string u64, bool secure) =>
+    private static (string, int, int, HostFunction)[] Random(string bytes, string u64, bool secure) =>
     [
-        (bytes, (c, a, r) =>
+        (bytes, 1, 1, (c, a, r) =>
         {
             var length = U64(a);
             if (length > ChunkLimit)
@@ -59,8 +59,16 @@ internal static unsafe partial class WasiProxyWorld
 
             r[0] = Bytes(buffer);
         }),
-        (u64, (c, a, r) => r[0] = U64(NextU64(secure))),
+        (u64, 0, 1, (c, a, r) => r[0] = U64(NextU64(secure))),
     ];
+
+    /// <summary>The monotonic time <paramref name="duration"/> nanoseconds from now, saturated: a duration past the end of
+    /// the clock is "never", not a deadline wrapped into the past (ready at once).</summary>
+    private static ulong After(ulong duration)
+    {
+        var now = HttpProxyCall.Now();
+        return duration > ulong.MaxValue - now ? ulong.MaxValue : now + duration;
+    }
 
     private static ulong NextU64(bool secure)
     {

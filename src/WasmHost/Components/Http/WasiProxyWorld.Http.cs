@@ -8,53 +8,62 @@ namespace Propeller.WasmHost.Components.Http;
 /// <c>handle</c> returns (the server then sends it whole).</summary>
 internal static unsafe partial class WasiProxyWorld
 {
-    private static (string, HostFunction)[] HttpTypes() =>
+    private static (string, int, int, HostFunction)[] HttpTypes() =>
     [
-        ("[constructor]fields", (c, a, r) => r[0] = c.New(new R.Fields([], immutable: false), R.Type.Fields)),
-        ("[static]fields.from-list", FieldsFromList),
-        ("[method]fields.get", (c, a, r) => r[0] = FieldValues(c.Get<R.Fields>(a), String(a + 1))),
-        ("[method]fields.has", (c, a, r) => r[0] = Bool(c.Get<R.Fields>(a).Entries.Exists(e => SameName(e.Key, String(a + 1))))),
-        ("[method]fields.set", FieldsSet),
-        ("[method]fields.delete", FieldsDelete),
-        ("[method]fields.append", FieldsAppend),
-        ("[method]fields.entries", (c, a, r) => r[0] = Entries(c.Get<R.Fields>(a))),
-        ("[method]fields.clone", (c, a, r) => r[0] = c.New(new R.Fields([.. c.Get<R.Fields>(a).Entries], immutable: false), R.Type.Fields)),
-        ("[method]incoming-request.method", (c, a, r) => r[0] = Method(c.Get<R.IncomingRequest>(a).Request.Method)),
-        ("[method]incoming-request.path-with-query", (c, a, r) => r[0] = Some(String(c.Get<R.IncomingRequest>(a).Request.PathWithQuery))),
-        ("[method]incoming-request.scheme", (c, a, r) => r[0] = Some(Scheme(c.Get<R.IncomingRequest>(a).Request.Scheme))),
-        ("[method]incoming-request.authority", (c, a, r) => r[0] = Some(String(c.Get<R.IncomingRequest>(a).Request.Authority))),
-        ("[method]incoming-request.headers", (c, a, r) => r[0] = c.New(new R.Fields([.. c.Get<R.IncomingRequest>(a).Request.Headers], immutable: true), R.Type.Fields)),
-        ("[method]incoming-request.consume", Consume),
-        ("[method]incoming-body.stream", IncomingStream),
-        ("[static]incoming-body.finish", (c, a, r) =>
+        ("[constructor]fields", 0, 1, (c, a, r) => r[0] = c.New(new R.Fields([], immutable: false), R.Type.Fields)),
+        ("[static]fields.from-list", 1, 1, FieldsFromList),
+        ("[method]fields.get", 2, 1, (c, a, r) => r[0] = FieldValues(c.Get<R.Fields>(a), String(a + 1))),
+        ("[method]fields.has", 2, 1, (c, a, r) => r[0] = Bool(c.Get<R.Fields>(a).Entries.Exists(e => SameName(e.Key, String(a + 1))))),
+        ("[method]fields.set", 3, 1, FieldsSet),
+        ("[method]fields.delete", 2, 1, FieldsDelete),
+        ("[method]fields.append", 3, 1, FieldsAppend),
+        ("[method]fields.entries", 1, 1, (c, a, r) => r[0] = Entries(c.Get<R.Fields>(a))),
+        ("[method]fields.clone", 1, 1, (c, a, r) => r[0] = c.New(new R.Fields([.. c.Get<R.Fields>(a).Entries], immutable: false), R.Type.Fields)),
+        ("[method]incoming-request.method", 1, 1, (c, a, r) => r[0] = Method(c.Get<R.IncomingRequest>(a).Request.Method)),
+        ("[method]incoming-request.path-with-query", 1, 1, (c, a, r) => r[0] = Some(String(c.Get<R.IncomingRequest>(a).Request.PathWithQuery))),
+        ("[method]incoming-request.scheme", 1, 1, (c, a, r) => r[0] = Some(Scheme(c.Get<R.IncomingRequest>(a).Request.Scheme))),
+        ("[method]incoming-request.authority", 1, 1, (c, a, r) => r[0] = Some(String(c.Get<R.IncomingRequest>(a).Request.Authority))),
+        ("[method]incoming-request.headers", 1, 1, (c, a, r) => r[0] = c.New(new R.Fields([.. c.Get<R.IncomingRequest>(a).Request.Headers], immutable: true), R.Type.Fields)),
+        ("[method]incoming-request.consume", 1, 1, Consume),
+        ("[method]incoming-body.stream", 1, 1, IncomingStream),
+        ("[static]incoming-body.finish", 1, 1, (c, a, r) =>
         {
             c.Take<R.IncomingBody>(a);
             r[0] = c.New(new R.FutureTrailers(), R.Type.FutureTrailers);
         }),
-        ("[method]future-trailers.subscribe", (c, a, r) =>
+        ("[method]future-trailers.subscribe", 1, 1, (c, a, r) =>
         {
             c.Get<R.FutureTrailers>(a);
             Ready(c, a, r);
         }),
-        ("[method]future-trailers.get", (c, a, r) =>
+        ("[method]future-trailers.get", 1, 1, (c, a, r) =>
         {
             // A request's trailers are not read: the body came whole and they are always "none".
             c.Get<R.FutureTrailers>(a);
             r[0] = Some(Ok(Ok(None())));
         }),
-        ("[constructor]outgoing-response", (c, a, r) => r[0] = c.New(new R.OutgoingResponse(c.Take<R.Fields>(a)), R.Type.OutgoingResponse)),
-        ("[method]outgoing-response.status-code", (c, a, r) => r[0] = U16(c.Get<R.OutgoingResponse>(a).Status)),
-        ("[method]outgoing-response.set-status-code", SetStatus),
-        ("[method]outgoing-response.headers", (c, a, r) => r[0] = c.New(new R.Fields(c.Get<R.OutgoingResponse>(a).Headers.Entries, immutable: true), R.Type.Fields)),
-        ("[method]outgoing-response.body", ResponseBody),
-        ("[method]outgoing-body.write", BodyWrite),
-        ("[static]outgoing-body.finish", (c, a, r) =>
+        ("[constructor]outgoing-response", 1, 1, (c, a, r) => r[0] = c.New(new R.OutgoingResponse(c.Take<R.Fields>(a)), R.Type.OutgoingResponse)),
+        ("[method]outgoing-response.status-code", 1, 1, (c, a, r) => r[0] = U16(c.Get<R.OutgoingResponse>(a).Status)),
+        ("[method]outgoing-response.set-status-code", 2, 1, SetStatus),
+        ("[method]outgoing-response.headers", 1, 1, (c, a, r) => r[0] = c.New(new R.Fields(c.Get<R.OutgoingResponse>(a).Headers.Entries, immutable: true), R.Type.Fields)),
+        ("[method]outgoing-response.body", 1, 1, ResponseBody),
+        ("[method]outgoing-body.write", 1, 1, BodyWrite),
+        ("[static]outgoing-body.finish", 2, 1, (c, a, r) =>
         {
-            c.Take<R.OutgoingBody>(a).Finished = true;
+            // Trailers are not sent (the response goes out whole through Kestrel, ADR 0015): a trailers handle the guest
+            // gives is taken (its slot freed, as a drop would) and its fields ignored.
+            var body = c.Take<R.OutgoingBody>(a);
+            var trailers = Option(a + 1);
+            if (trailers != null)
+            {
+                c.Take<R.Fields>(trailers);
+            }
+
+            body.Finished = true;
             r[0] = Ok();
         }),
-        ("[static]response-outparam.set", SetResponse),
-        ("http-error-code", (c, a, r) => r[0] = None()),
+        ("[static]response-outparam.set", 2, 0, SetResponse),
+        ("http-error-code", 1, 1, (c, a, r) => r[0] = None()),
     ];
 
     private static void FieldsFromList(HttpProxyCall call, Val* arguments, Val* results)
@@ -64,7 +73,7 @@ internal static unsafe partial class WasiProxyWorld
         {
             fixed (Val* pair = &entry)
             {
-                var items = Items(pair);
+                var items = TupleItems(pair, 2);
                 fixed (Val* name = &items[0])
                 fixed (Val* value = &items[1])
                 {
@@ -215,7 +224,7 @@ internal static unsafe partial class WasiProxyWorld
         }
 
         body.StreamTaken = true;
-        results[0] = Ok(call.New(new R.OutputStream(body.Data, call.Options.BodyLimit, "response body"), R.Type.OutputStream));
+        results[0] = Ok(call.New(new R.OutputStream(body.Data, call.Options.BodyLimit, "response body", truncates: false), R.Type.OutputStream));
     }
 
     private static void SetResponse(HttpProxyCall call, Val* arguments, Val* results)
@@ -256,5 +265,10 @@ internal static unsafe partial class WasiProxyWorld
     private static bool ValidName(string name) =>
         name.Length > 0 && name.All(ch => ch < 127 && (char.IsAsciiLetterOrDigit(ch) || "!#$%&'*+-.^_`|~".Contains(ch, StringComparison.Ordinal)));
 
-    private static bool ValidValue(byte[] value) => !value.Any(b => b is (byte)'\r' or (byte)'\n' or 0);
+    /// <summary>
+    /// A field value this host can send: RFC 9110's field-value bytes (VCHAR, SP, HTAB) without its obs-text (0x80-0xFF),
+    /// because Kestrel refuses a response header with a non-ASCII byte (the answer would be an empty 500 far from the
+    /// guest's call). Controls (NUL, CR, LF, the others) and DEL are refused too: invalid-syntax, at the call that adds it.
+    /// </summary>
+    private static bool ValidValue(byte[] value) => value.All(b => b is (byte)'\t' or (>= 0x20 and < 0x7F));
 }

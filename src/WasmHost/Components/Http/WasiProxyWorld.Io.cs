@@ -12,50 +12,56 @@ internal static unsafe partial class WasiProxyWorld
     /// <summary>The most one read or write moves (wasi:io lets a host give less than asked).</summary>
     private const int ChunkLimit = 1 << 20;
 
-    private static (string, HostFunction)[] IoError() =>
+    private static (string, int, int, HostFunction)[] IoError() =>
     [
-        ("[method]error.to-debug-string", (c, a, r) => r[0] = String(c.Get<R.Error>(a).Message)),
+        ("[method]error.to-debug-string", 1, 1, (c, a, r) => r[0] = String(c.Get<R.Error>(a).Message)),
     ];
 
-    private static (string, HostFunction)[] Poll() =>
+    private static (string, int, int, HostFunction)[] Poll() =>
     [
-        ("[method]pollable.ready", (c, a, r) => r[0] = Bool(c.Get<R.Pollable>(a).Deadline <= HttpProxyCall.Now())),
-        ("[method]pollable.block", (c, a, r) => Block(c, c.Get<R.Pollable>(a).Deadline)),
-        ("poll", PollList),
+        ("[method]pollable.ready", 1, 1, (c, a, r) => r[0] = Bool(c.Get<R.Pollable>(a).Deadline <= HttpProxyCall.Now())),
+        ("[method]pollable.block", 1, 0, (c, a, r) => Block(c, c.Get<R.Pollable>(a).Deadline)),
+        ("poll", 1, 1, PollList),
     ];
 
-    private static (string, HostFunction)[] Streams() =>
+    private static (string, int, int, HostFunction)[] Streams() =>
     [
-        ("[method]input-stream.read", Read),
-        ("[method]input-stream.blocking-read", Read),
-        ("[method]input-stream.skip", Skip),
-        ("[method]input-stream.blocking-skip", Skip),
-        ("[method]input-stream.subscribe", Ready),
-        ("[method]output-stream.check-write", CheckWrite),
-        ("[method]output-stream.write", Write),
-        ("[method]output-stream.blocking-write-and-flush", Write),
-        ("[method]output-stream.flush", Flush),
-        ("[method]output-stream.blocking-flush", Flush),
-        ("[method]output-stream.subscribe", Ready),
-        ("[method]output-stream.write-zeroes", WriteZeroes),
-        ("[method]output-stream.blocking-write-zeroes-and-flush", WriteZeroes),
-        ("[method]output-stream.splice", Splice),
-        ("[method]output-stream.blocking-splice", Splice),
+        ("[method]input-stream.read", 2, 1, Read),
+        ("[method]input-stream.blocking-read", 2, 1, Read),
+        ("[method]input-stream.skip", 2, 1, Skip),
+        ("[method]input-stream.blocking-skip", 2, 1, Skip),
+        ("[method]input-stream.subscribe", 1, 1, Ready),
+        ("[method]output-stream.check-write", 1, 1, CheckWrite),
+        ("[method]output-stream.write", 2, 1, Write),
+        ("[method]output-stream.blocking-write-and-flush", 2, 1, Write),
+        ("[method]output-stream.flush", 1, 1, Flush),
+        ("[method]output-stream.blocking-flush", 1, 1, Flush),
+        ("[method]output-stream.subscribe", 1, 1, Ready),
+        ("[method]output-stream.write-zeroes", 2, 1, WriteZeroes),
+        ("[method]output-stream.blocking-write-zeroes-and-flush", 2, 1, WriteZeroes),
+        ("[method]output-stream.splice", 3, 1, Splice),
+        ("[method]output-stream.blocking-splice", 3, 1, Splice),
     ];
 
     private static void Ready(HttpProxyCall call, Val* arguments, Val* results) =>
         results[0] = call.New(new R.Pollable(0), R.Type.Pollable);
 
-    /// <summary>Waits until <paramref name="deadline"/> (monotonic nanoseconds) or until the request is ended.</summary>
+    /// <summary>
+    /// Waits until <paramref name="deadline"/> (monotonic nanoseconds) has really passed, or until the request is ended.
+    /// WaitOne counts whole milliseconds (a TimeSpan is truncated: a sub-millisecond wait is no wait at all) and may wake a
+    /// little early, so it waits the time left rounded up, again until the deadline is behind (as the plugins' poll_oneoff
+    /// learnt in bd9985a): <c>block</c> returns with its pollable ready and <c>poll</c> never answers an empty list.
+    /// </summary>
     private static void Block(HttpProxyCall call, ulong deadline)
     {
-        var now = HttpProxyCall.Now();
-        if (deadline > now)
+        var ended = call.Options.Ended;
+        for (var now = HttpProxyCall.Now(); deadline > now && !ended.IsCancellationRequested; now = HttpProxyCall.Now())
         {
-            call.Options.Ended.WaitHandle.WaitOne(TimeSpan.FromTicks((long)Math.Min((deadline - now) / 100, (ulong)TimeSpan.FromDays(1).Ticks)));
+            var milliseconds = Math.Min((deadline - now + 999_999) / 1_000_000, (ulong)TimeSpan.FromDays(1).TotalMilliseconds);
+            ended.WaitHandle.WaitOne((int)milliseconds);
         }
 
-        call.Options.Ended.ThrowIfCancellationRequested();
+        ended.ThrowIfCancellationRequested();
     }
 
     private static void PollList(HttpProxyCall call, Val* arguments, Val* results)
@@ -125,10 +131,12 @@ internal static unsafe partial class WasiProxyWorld
         results[0] = Ok(U64((ulong)chunk));
     }
 
+    /// <summary>The room a write may use: stdout and stderr always have some (what passes their cap is dropped, never an
+    /// error a guest's runtime would panic on); a response body has what is left of its limit, then fails.</summary>
     private static void CheckWrite(HttpProxyCall call, Val* arguments, Val* results)
     {
         var stream = call.Get<R.OutputStream>(arguments);
-        var room = stream.Limit - stream.Sink.WrittenCount;
+        var room = stream.Truncates ? ChunkLimit : stream.Limit - stream.Sink.WrittenCount;
         results[0] = room > 0 ? Ok(U64((ulong)Math.Min(room, ChunkLimit))) : Full(call, stream);
     }
 
@@ -143,7 +151,10 @@ internal static unsafe partial class WasiProxyWorld
     {
         var stream = call.Get<R.OutputStream>(arguments);
         var length = U64(arguments + 1);
-        results[0] = length > (ulong)stream.Limit ? Full(call, stream) : Append(call, stream, new byte[length]);
+        var room = (ulong)Math.Max(0, stream.Limit - stream.Sink.WrittenCount);
+        results[0] = stream.Truncates ? Append(call, stream, new byte[Math.Min(length, room)])
+            : length > room ? Full(call, stream)
+            : Append(call, stream, new byte[length]);
     }
 
     private static void Flush(HttpProxyCall call, Val* arguments, Val* results)
@@ -178,7 +189,7 @@ internal static unsafe partial class WasiProxyWorld
     {
         if (stream.Sink.WrittenCount + bytes.Length > stream.Limit)
         {
-            if (stream.What != "response body")
+            if (stream.Truncates)
             {
                 // stdout and stderr keep their first bytes; the rest is dropped, as the task output limit does.
                 bytes = bytes[..Math.Max(0, stream.Limit - stream.Sink.WrittenCount)];

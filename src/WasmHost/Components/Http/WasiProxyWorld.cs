@@ -22,9 +22,17 @@ internal static unsafe partial class WasiProxyWorld
     /// <summary>A host function: arguments and results as Wasmtime passes them; a throw traps the guest with its message.</summary>
     public delegate void HostFunction(HttpProxyCall call, Val* arguments, Val* results);
 
+    /// <summary>
+    /// A host function with the import it serves (<c>interface#name</c>) and the number of parameters and results its WIT
+    /// signature has. Wasmtime does not check a <c>func_new</c> function against the type the guest declared for the
+    /// import: it passes as many arguments and result slots as the guest's type has, so the dispatcher checks the counts
+    /// and every argument accessor checks the kind before a host function reads anything.
+    /// </summary>
+    public sealed record Import(string Name, int Parameters, int Results, HostFunction Function);
+
     private static readonly string[] Methods = ["get", "head", "post", "put", "delete", "connect", "options", "trace", "patch"];
 
-    private static readonly List<HostFunction> s_functions = [];
+    private static readonly List<Import> s_functions = [];
 
     private static readonly (string Name, (string Name, R.Type Type)[] Resources, (string Name, int Id)[] Functions)[] s_interfaces =
     [
@@ -42,18 +50,18 @@ internal static unsafe partial class WasiProxyWorld
             HttpTypes()),
         Interface("wasi:cli/environment", [], Environment()),
         Interface("wasi:cli/exit", [], Exit()),
-        Interface("wasi:cli/stdin", [("input-stream", R.Type.InputStream)], [("get-stdin", (c, a, r) => r[0] = c.New(new R.InputStream([]), R.Type.InputStream))]),
-        Interface("wasi:cli/stdout", [("output-stream", R.Type.OutputStream)], [("get-stdout", (c, a, r) => r[0] = c.New(new R.OutputStream(c.Stdout, HttpProxyCall.OutputLimit, "stdout"), R.Type.OutputStream))]),
-        Interface("wasi:cli/stderr", [("output-stream", R.Type.OutputStream)], [("get-stderr", (c, a, r) => r[0] = c.New(new R.OutputStream(c.Stderr, HttpProxyCall.OutputLimit, "stderr"), R.Type.OutputStream))]),
+        Interface("wasi:cli/stdin", [("input-stream", R.Type.InputStream)], [("get-stdin", 0, 1, (c, a, r) => r[0] = c.New(new R.InputStream([]), R.Type.InputStream))]),
+        Interface("wasi:cli/stdout", [("output-stream", R.Type.OutputStream)], [("get-stdout", 0, 1, (c, a, r) => r[0] = c.New(new R.OutputStream(c.Stdout, HttpProxyCall.OutputLimit, "stdout", truncates: true), R.Type.OutputStream))]),
+        Interface("wasi:cli/stderr", [("output-stream", R.Type.OutputStream)], [("get-stderr", 0, 1, (c, a, r) => r[0] = c.New(new R.OutputStream(c.Stderr, HttpProxyCall.OutputLimit, "stderr", truncates: true), R.Type.OutputStream))]),
         Interface("wasi:clocks/monotonic-clock", [("pollable", R.Type.Pollable)], MonotonicClock()),
         Interface("wasi:clocks/wall-clock", [], WallClock()),
         Interface("wasi:random/random", [], Random("get-random-bytes", "get-random-u64", secure: true)),
         Interface("wasi:random/insecure", [], Random("get-insecure-random-bytes", "get-insecure-random-u64", secure: false)),
-        Interface("wasi:random/insecure-seed", [], [("insecure-seed", (c, a, r) => r[0] = ComponentValues.Tuple(ComponentValues.U64(NextU64(false)), ComponentValues.U64(NextU64(false))))]),
+        Interface("wasi:random/insecure-seed", [], [("insecure-seed", 0, 1, (c, a, r) => r[0] = ComponentValues.Tuple(ComponentValues.U64(NextU64(false)), ComponentValues.U64(NextU64(false))))]),
     ];
 
     /// <summary>The host functions by id (the <c>data</c> each is registered with).</summary>
-    public static IReadOnlyList<HostFunction> Functions => s_functions;
+    public static IReadOnlyList<Import> Functions => s_functions;
 
     /// <summary>Every interface, resource and function above, defined on <paramref name="linker"/>.</summary>
     public static void Define(
@@ -101,13 +109,15 @@ internal static unsafe partial class WasiProxyWorld
         }
     }
 
-    private static (string, (string, R.Type)[], (string, int)[]) Interface(string name, (string, R.Type)[] resources, (string Name, HostFunction Function)[] functions)
+    private static (string, (string, R.Type)[], (string, int)[]) Interface(
+        string name, (string, R.Type)[] resources, (string Name, int Parameters, int Results, HostFunction Function)[] functions)
     {
         var ids = new (string, int)[functions.Length];
         for (var i = 0; i < functions.Length; i++)
         {
-            ids[i] = (functions[i].Name, s_functions.Count);
-            s_functions.Add(functions[i].Function);
+            var (function, parameters, results, body) = functions[i];
+            ids[i] = (function, s_functions.Count);
+            s_functions.Add(new Import($"{name}{Version}#{function}", parameters, results, body));
         }
 
         return (name, resources, ids);

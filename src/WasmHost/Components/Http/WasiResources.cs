@@ -62,7 +62,9 @@ internal static class WasiResources
         public OutgoingBody? Body { get; set; }
     }
 
-    /// <summary>The response body: what the guest writes to its stream, up to the options' limit.</summary>
+    /// <summary>The response body: what the guest writes to its stream, up to the options' limit. It is complete only
+    /// once <c>outgoing-body.finish</c> was called (<see cref="Finished"/>); wasi:http treats one dropped without it as
+    /// corrupted, so the host answers an error then.</summary>
     public sealed class OutgoingBody
     {
         public ArrayBufferWriter<byte> Data { get; } = new();
@@ -81,13 +83,17 @@ internal static class WasiResources
     }
 
     /// <summary>An output stream into a response body, or into the request's bounded stdout/stderr capture.</summary>
-    public sealed class OutputStream(ArrayBufferWriter<byte> sink, int limit, string what)
+    public sealed class OutputStream(ArrayBufferWriter<byte> sink, int limit, string what, bool truncates)
     {
         public ArrayBufferWriter<byte> Sink { get; } = sink;
 
         public int Limit { get; } = limit;
 
         public string What { get; } = what;
+
+        /// <summary>Whether bytes past <see cref="Limit"/> are dropped silently (stdout, stderr) rather than refused (a
+        /// response body, whose truncation would be a wrong answer).</summary>
+        public bool Truncates { get; } = truncates;
     }
 
     /// <summary>A pollable: ready at once, or at a monotonic-clock deadline (nanoseconds of <see cref="HttpProxyCall.Now"/>).</summary>
