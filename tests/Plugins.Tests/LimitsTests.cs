@@ -54,6 +54,29 @@ public sealed class LimitsTests : IDisposable
         (await healthy.Gate().AuthorizeAsync(Start, Task, Ct)).Allowed.ShouldBeTrue();
     }
 
+    /// <summary>The memory limit is the plugin's total: a plugin with four memories could grow each to the limit (four
+    /// 3.75 MiB grows under 4 MiB). It is skipped at load (its trial instantiation fails), with the reason.</summary>
+    [Fact]
+    public async Task APluginWithSeveralMemories_IsSkipped_SoTheMemoryLimitIsItsTotal()
+    {
+        // Wasmtime's own text parser: wat2wasm needs a flag for several memories.
+        var answer = Wat.Packed(1024, 14);
+        _dir.AddBytes("memories", Wasmtime.Module.ConvertText(Wat.Plugin($$"""
+            (memory $b 1) (memory $c 1) (memory $d 1)
+            (func (export "authorize") (param i32 i32) (result i64)
+              (if (i32.eq (memory.grow $b (i32.const 60)) (i32.const -1)) (then unreachable))
+              (if (i32.eq (memory.grow $c (i32.const 60)) (i32.const -1)) (then unreachable))
+              (if (i32.eq (memory.grow $d (i32.const 60)) (i32.const -1)) (then unreachable))
+              (i64.const {{answer}}))
+            (data (i32.const 1024) "{\"allow\":true}")
+            """)), """{"limits":{"memory_mb":4}}""");
+
+        var catalog = _dir.Catalog();
+
+        catalog.Current.Find("memories").ShouldBeNull();
+        _dir.Log.Lines.ShouldContain(line => line.Contains("Plugin memories", StringComparison.Ordinal) && line.Contains("skipped: resource limit exceeded: memory count too high at 4", StringComparison.Ordinal));
+    }
+
     [Fact]
     public async Task CallerCancellation_StopsALoopingPlugin()
     {

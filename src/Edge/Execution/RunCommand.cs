@@ -78,7 +78,7 @@ public static class RunCommand
 
             if (options.MaxMemoryMib is { } mib)
             {
-                store.SetLimits(memorySize: mib << 20);
+                MemoryLimits.Cap(store, mib << 20);
             }
 
             using var module = Module.FromFile(engine.Engine, file);

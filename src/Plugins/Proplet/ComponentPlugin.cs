@@ -66,7 +66,7 @@ public sealed class ComponentPlugin
         using var store = new Store(_engine.Engine);
         store.SetWasiConfiguration(new WasiConfiguration());
         store.Fuel = (ulong)_limits.Fuel;
-        store.SetLimits(memorySize: (long)_limits.MemoryMb << 20);
+        MemoryLimits.Cap(store, (long)_limits.MemoryMb << 20);
         var deadline = Stopwatch.GetTimestamp() + (long)(_limits.Timeout.TotalSeconds * Stopwatch.Frequency);
         using var ticking = _engine.Watch(store, () =>
         {

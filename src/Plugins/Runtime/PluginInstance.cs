@@ -37,7 +37,7 @@ internal sealed class PluginInstance : IDisposable
         EpochLease? ticking = null;
         try
         {
-            _store.SetLimits(memorySize: MemoryLimit);
+            MemoryLimits.Cap(_store, MemoryLimit); // the plugin's total: one linear memory, bounded tables
             _store.SetWasiConfiguration(new WasiConfiguration()
                 .WithStandardOutputCallback(data => Stdout.Write(data))
                 .WithStandardErrorCallback(data => Stderr.Write(data)));
