@@ -14,6 +14,41 @@ public sealed partial class ManagerFailureTests : IDisposable
 
     public void Dispose() => _dir.Delete(true);
 
+    /// <summary>A 2xx answer of an unexpected shape is one line and exit 1, whatever the command.</summary>
+    [Theory]
+    [InlineData("{}", "task", "list")]
+    [InlineData("[]", "task", "list")]
+    [InlineData("{}", "proplet", "list")]
+    [InlineData("{}", "proplet", "get", "p1")]
+    [InlineData("{}", "plugin", "list")]
+    [InlineData("{\"plugins\":[{\"name\":\"x\"}],\"skipped\":[]}", "plugin", "reload")]
+    [InlineData("{\"proplets\":[],\"total\":\"many\"}", "proplet", "list")]
+    public async Task AnAnswerOfAnUnexpectedShape_IsOneLine_AndExit1(string body, params string[] args)
+    {
+        var manager = new FakeManager((_, _) => Task.FromResult(FakeManager.Json(body)));
+
+        var outcome = await Cli.RunAsync(manager, args);
+
+        outcome.Exit.ShouldBe(1, outcome.ToString());
+        outcome.Err.Trim().ShouldStartWith($"propeller: unexpected answer from the manager at {FakeManager.Url}/: ");
+        outcome.Err.Trim().Split('\n').Length.ShouldBe(1, outcome.ToString());
+    }
+
+    /// <summary>`task run` whose create answers without an id stops there, with one line and exit 1.</summary>
+    [Fact]
+    public async Task Run_WhenTheCreateAnswersWithoutAnId_IsOneLine_AndExit1()
+    {
+        var manager = new FakeManager((_, _) => Task.FromResult(FakeManager.Json("{}")));
+        var file = Path.Combine(_dir.FullName, "add.wasm");
+        await File.WriteAllBytesAsync(file, Wasm.Addition, TestContext.Current.CancellationToken);
+
+        var run = await Cli.RunAsync(manager, "task", "run", file);
+
+        run.Exit.ShouldBe(1, run.ToString());
+        run.Err.Trim().ShouldStartWith("propeller: unexpected answer from the manager");
+        manager.Requests.ShouldBe([$"POST {FakeManager.Url}/tasks"]);
+    }
+
     /// <summary>Pages the manager would refuse (task limit 1-100, offsets and proplet limits below 0 or 1) are usage errors.</summary>
     [Theory]
     [InlineData("task", "--limit", "0", "--limit must be between 1 and 100")]
