@@ -54,7 +54,7 @@ internal sealed class CliContext(ManagerClient manager, OutputFormat format, IAn
             console.Profile.Width = 200; // piped: no wrapping of ids at a guessed 80 columns
         }
 
-        var client = new ManagerClient(uri, parse.GetValue(options.ApiKey), parse.GetValue(options.User), host.Handler);
+        var client = new ManagerClient(uri, parse.GetValue(options.ApiKey), parse.GetValue(options.User), parse.GetValue(options.RequestTimeout), host.Handler);
         return new CliContext(client, parse.GetValue(options.Output), console, host.Output, host.Error, host.Interactive);
     }
 }

@@ -14,6 +14,151 @@ public sealed partial class ManagerFailureTests : IDisposable
 
     public void Dispose() => _dir.Delete(true);
 
+    /// <summary>
+    /// The task routes a wait uses: the task running now (and at any version), a history of <paramref name="version"/>
+    /// events, the task completed once long-polled (after <paramref name="pollDelay"/>), and <paramref name="events"/>.
+    /// </summary>
+    private static FakeManager TaskRoutes(Func<HttpResponseMessage> events, long version = 2, TimeSpan pollDelay = default) => new(async (request, cancellationToken) =>
+    {
+        var path = request.RequestUri!.AbsolutePath;
+        var query = request.RequestUri.Query;
+        if (path == "/events")
+        {
+            return events();
+        }
+
+        if (path == $"/tasks/{Id}/history")
+        {
+            return FakeManager.Json("[" + string.Join(',', Enumerable.Range(1, (int)version).Select(v => $$"""{"version":{{v}},"type":"task.changed.v1"}""")) + "]");
+        }
+
+        if (path == $"/tasks/{Id}" && query.StartsWith("?wait=", StringComparison.Ordinal))
+        {
+            await Task.Delay(pollDelay, cancellationToken);
+            return FakeManager.Json(FakeManager.Task(3));
+        }
+
+        return path == $"/tasks/{Id}" ? FakeManager.Json(FakeManager.Task(2)) : new HttpResponseMessage(HttpStatusCode.NotFound);
+    });
+
+    /// <summary>A watched task's event stream that breaks (the manager killed) ends like a closed one: by long polling.</summary>
+    [Fact]
+    public async Task Watch_WhenTheEventStreamBreaks_FinishesByLongPolling()
+    {
+        var manager = TaskRoutes(() => FakeManager.Events(FakeManager.Part(FakeManager.Hello), FakeManager.Cut));
+
+        var watch = await Cli.RunAsync(manager, "task", "watch", Id);
+
+        watch.Exit.ShouldBe(0, watch.ToString());
+        watch.Out.Trim().Split('\n')[^1].ShouldBe("42");
+        manager.Requests.ShouldContain($"GET {FakeManager.Url}/tasks/{Id}?wait=30s");
+    }
+
+    /// <summary>A body that breaks while it is read is the manager not answering: one line and exit 3, not a stack trace.</summary>
+    [Fact]
+    public async Task AnErrorBody_ThatBreaks_IsOneLine_AndExit3()
+    {
+        var manager = new FakeManager((_, _) =>
+        {
+            var broken = FakeManager.Events(FakeManager.Part("{\"error\":"), FakeManager.Cut);
+            broken.StatusCode = HttpStatusCode.BadGateway;
+            return Task.FromResult(broken);
+        });
+
+        var watch = await Cli.RunAsync(manager, "task", "watch", Id);
+
+        watch.Exit.ShouldBe(3, watch.ToString());
+        watch.Err.Trim().ShouldStartWith($"propeller: the connection to the manager at {FakeManager.Url}/ broke");
+        watch.Err.Trim().Split('\n').Length.ShouldBe(1);
+    }
+
+    /// <summary>A manager that accepts the connection and never answers is given up after --request-timeout: exit 3.</summary>
+    [Fact(Timeout = 30_000)]
+    public async Task AManagerThatNeverAnswers_IsGivenUpAfterTheRequestTimeout_AndExit3()
+    {
+        var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start(); // the kernel completes the handshakes: connected, and nobody reads the request
+        try
+        {
+            var url = $"http://127.0.0.1:{((IPEndPoint)listener.LocalEndpoint).Port}";
+            var clock = Stopwatch.StartNew();
+
+            var flag = await Cli.RunAsync(url, "task", "list", "--request-timeout", "1s");
+            var env = await Cli.RunWithEnvironmentAsync(new Dictionary<string, string> { ["PROPELLER_URL"] = url, ["PROPELLER_REQUEST_TIMEOUT"] = "500ms" }, "proplet", "list");
+
+            clock.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(15));
+            flag.Exit.ShouldBe(3, flag.ToString());
+            flag.Err.Trim().ShouldBe($"propeller: the manager at {url}/ did not answer GET /tasks?offset=0&limit=20 within 1s (set --request-timeout or PROPELLER_REQUEST_TIMEOUT)");
+            env.Exit.ShouldBe(3, env.ToString());
+            env.Err.ShouldContain("within 500ms");
+        }
+        finally
+        {
+            listener.Stop();
+        }
+    }
+
+    /// <summary>The request timeout leaves long polls and the event stream alone: they wait longer than it by design.</summary>
+    [Fact]
+    public async Task LongPolls_AndTheEventStream_OutlastTheRequestTimeout()
+    {
+        var file = Path.Combine(_dir.FullName, "add.wasm");
+        await File.WriteAllBytesAsync(file, Wasm.Addition, TestContext.Current.CancellationToken);
+        var polled = new FakeManager(async (request, cancellationToken) =>
+        {
+            switch (request.RequestUri!.AbsolutePath)
+            {
+                case "/tasks":
+                    return FakeManager.Json(FakeManager.Task(0));
+                case var path when path.EndsWith("/start", StringComparison.Ordinal):
+                    return FakeManager.Json(FakeManager.Task(1));
+                default:
+                    await Task.Delay(1500, cancellationToken); // the long poll answers when the task ends
+                    return FakeManager.Json(FakeManager.Task(3));
+            }
+        });
+        var streamed = TaskRoutes(() => FakeManager.Events(FakeManager.Part(FakeManager.Hello), FakeManager.After(TimeSpan.FromMilliseconds(1500), FakeManager.TaskEvent(3, 3))));
+
+        var run = await Cli.RunAsync(polled, "--request-timeout", "1s", "task", "run", file);
+        var watch = await Cli.RunAsync(streamed, "--request-timeout", "1s", "task", "watch", Id);
+
+        run.Exit.ShouldBe(0, run.ToString());
+        run.Out.Trim().ShouldBe("42");
+        watch.Exit.ShouldBe(0, watch.ToString());
+        watch.Out.Trim().Split('\n')[^1].ShouldBe("42");
+        streamed.Requests.ShouldNotContain(r => r.Contains("wait=", StringComparison.Ordinal), "the stream was cut and the watch fell back to polling");
+    }
+
+    /// <summary>Durations beyond what a wait can be given are refused when parsed (exit 2), before anything is created.</summary>
+    [Fact]
+    public async Task AHugeTimeout_IsAUsageError_BeforeAnyRequest()
+    {
+        var manager = TaskRoutes(() => FakeManager.Events(FakeManager.Part(FakeManager.Hello)));
+
+        var watch = await Cli.RunAsync(manager, "task", "watch", Id, "--timeout", "2000h");
+        var request = await Cli.RunAsync(manager, "--request-timeout", "2000h", "task", "list");
+
+        watch.Exit.ShouldBe(2, watch.ToString());
+        watch.Err.ShouldContain("'2000h' is too long (at most 1000h)");
+        request.Exit.ShouldBe(2, request.ToString());
+        request.Err.ShouldContain("'2000h' is too long (at most 1000h)");
+        manager.Requests.ShouldBeEmpty();
+    }
+
+    /// <summary>A base URL with a path (a manager behind a gateway's prefix) keeps it in every request.</summary>
+    [Theory]
+    [InlineData(FakeManager.Url + "/propeller")]
+    [InlineData(FakeManager.Url + "/propeller/")]
+    public async Task AUrlWithAPath_IsKept(string url)
+    {
+        var manager = new FakeManager((_, _) => Task.FromResult(FakeManager.Json(FakeManager.Task(2))));
+
+        var get = await Cli.RunAsync(manager, "--url", url, "task", "get", Id);
+
+        get.Exit.ShouldBe(0, get.ToString());
+        manager.Requests.ToArray().ShouldBe([$"GET {FakeManager.Url}/propeller/tasks/{Id}"], get.ToString());
+    }
+
     /// <summary>A 2xx answer of an unexpected shape is one line and exit 1, whatever the command.</summary>
     [Theory]
     [InlineData("{}", "task", "list")]

@@ -62,15 +62,22 @@ internal static class TaskWaiter
             shown = line;
         }
 
-        await using var events = context.Manager.EventsAsync($"?task={id}", cancellationToken).GetAsyncEnumerator(cancellationToken);
-        if (!await events.MoveNextAsync())
+        JsonElement Shown(JsonElement task)
         {
-            throw new CliException("the manager closed the event stream at once", CliException.Failed);
+            Show(task);
+            return task;
         }
 
+        await using var events = context.Manager.EventsAsync($"?task={id}", cancellationToken).GetAsyncEnumerator(cancellationToken);
+        var open = await events.MoveNextAsync();
         if (subscribed is not null)
         {
             await subscribed();
+        }
+
+        if (!open)
+        {
+            return Shown(await PollLoopAsync(context, id, cancellationToken)); // no stream (ended or broke at once): long polling misses nothing
         }
 
         var task = await context.Manager.GetAsync($"/tasks/{id}", cancellationToken);
@@ -79,7 +86,7 @@ internal static class TaskWaiter
         {
             if (!await events.MoveNextAsync())
             {
-                return await PollLoopAsync(context, id, cancellationToken); // the stream dropped: finish by long polling
+                return Shown(await PollLoopAsync(context, id, cancellationToken)); // the stream ended or broke: finish by long polling
             }
 
             switch (events.Current.EventType)
@@ -114,7 +121,7 @@ internal static class TaskWaiter
         var wait = "?wait=" + ((int)PollWait.TotalSeconds).ToString(CultureInfo.InvariantCulture) + "s";
         while (true)
         {
-            var task = await context.Manager.GetAsync($"/tasks/{id}{wait}", cancellationToken);
+            var task = await context.Manager.GetAsync($"/tasks/{id}{wait}", PollWait, cancellationToken);
             if (Tables.Ended(task))
             {
                 return task;
@@ -130,7 +137,7 @@ internal static class TaskWaiter
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            throw new CliException($"task {id} did not end within {timeout} (it goes on; see `propeller task get {id}`)", TimedOut);
+            throw new CliException($"task {id} did not end within {SpecOptions.FormatDuration(timeout)} (it goes on; see `propeller task get {id}`)", TimedOut);
         }
     }
 }
