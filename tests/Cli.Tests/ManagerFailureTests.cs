@@ -145,6 +145,22 @@ public sealed partial class ManagerFailureTests : IDisposable
         manager.Requests.ShouldBeEmpty();
     }
 
+    /// <summary>A user that cannot be an HTTP header (not ASCII, or a newline) is a usage error, not an unreachable manager.</summary>
+    [Fact]
+    public async Task AUserThatCannotBeAHeader_IsAUsageError()
+    {
+        var manager = new FakeManager((_, _) => Task.FromResult(FakeManager.Json("""{"offset":0,"limit":20,"total":0,"tasks":[]}""")));
+
+        var accent = await Cli.RunAsync(manager, "--user", "zoë", "task", "list");
+        var newline = await Cli.RunWithEnvironmentAsync(new Dictionary<string, string> { ["PROPELLER_URL"] = FakeManager.Url, ["PROPELLER_USER"] = "alice\nX-Evil: 1" }, "task", "list");
+
+        accent.Exit.ShouldBe(2, accent.ToString());
+        accent.Err.Trim().ShouldBe("propeller: --user (PROPELLER_USER) must be printable ASCII: it is sent as the X-User-Id header");
+        newline.Exit.ShouldBe(2, newline.ToString());
+        newline.Err.Trim().ShouldBe("propeller: --user (PROPELLER_USER) must be printable ASCII: it is sent as the X-User-Id header");
+        manager.Requests.ShouldBeEmpty();
+    }
+
     /// <summary>A base URL with a path (a manager behind a gateway's prefix) keeps it in every request.</summary>
     [Theory]
     [InlineData(FakeManager.Url + "/propeller")]
