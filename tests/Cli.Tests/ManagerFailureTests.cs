@@ -41,6 +41,11 @@ public sealed partial class ManagerFailureTests : IDisposable
         return path == $"/tasks/{Id}" ? FakeManager.Json(FakeManager.Task(2)) : new HttpResponseMessage(HttpStatusCode.NotFound);
     });
 
+    private static List<string> StateLines(string stdout) => [.. stdout.Split('\n').Select(l => StateLine().Match(l)).Where(m => m.Success).Select(m => m.Groups[1].Value)];
+
+    [GeneratedRegex(@"^\+\d+\.\d+s  (.+)$")]
+    private static partial Regex StateLine();
+
     /// <summary>A watched task's event stream that breaks (the manager killed) ends like a closed one: by long polling.</summary>
     [Fact]
     public async Task Watch_WhenTheEventStreamBreaks_FinishesByLongPolling()
@@ -70,6 +75,23 @@ public sealed partial class ManagerFailureTests : IDisposable
         watch.Exit.ShouldBe(3, watch.ToString());
         watch.Err.Trim().ShouldStartWith($"propeller: the connection to the manager at {FakeManager.Url}/ broke");
         watch.Err.Trim().Split('\n').Length.ShouldBe(1);
+    }
+
+    /// <summary>
+    /// Events buffered before the task was first read are older than what was shown: their versions are skipped, so the
+    /// states never go backwards (running, then scheduled again).
+    /// </summary>
+    [Fact]
+    public async Task Watch_SkipsEventsNotNewerThanTheTaskItShowed()
+    {
+        var manager = TaskRoutes(
+            () => FakeManager.Events(FakeManager.Part(FakeManager.Hello + FakeManager.TaskEvent(2, 1) + FakeManager.TaskEvent(3, 2) + FakeManager.TaskEvent(5, 3))),
+            version: 4);
+
+        var watch = await Cli.RunAsync(manager, "task", "watch", Id);
+
+        watch.Exit.ShouldBe(0, watch.ToString());
+        StateLines(watch.Out).ShouldBe(["running on p1", "completed on p1"], watch.ToString());
     }
 
     /// <summary>A manager that accepts the connection and never answers is given up after --request-timeout: exit 3.</summary>

@@ -80,7 +80,7 @@ internal static class TaskWaiter
             return Shown(await PollLoopAsync(context, id, cancellationToken)); // no stream (ended or broke at once): long polling misses nothing
         }
 
-        var task = await context.Manager.GetAsync($"/tasks/{id}", cancellationToken);
+        var (task, version) = await CurrentAsync(context, id, cancellationToken);
         Show(task);
         while (!Tables.Ended(task))
         {
@@ -94,17 +94,26 @@ internal static class TaskWaiter
                 case "task":
                     using (var change = JsonDocument.Parse(events.Current.Data))
                     {
+                        // Changes committed before the task was read may still be queued in the stream: not newer than
+                        // what is shown, they would take it back to an earlier state.
+                        var changed = change.RootElement.TryGetProperty("version", out var v) && v.TryGetInt64(out var n) ? n : long.MaxValue;
+                        if (changed <= version)
+                        {
+                            continue;
+                        }
+
                         if (change.RootElement.TryGetProperty("deleted", out var deleted) && deleted.GetBoolean())
                         {
                             throw new CliException($"task {id} was deleted", CliException.Failed);
                         }
 
                         task = change.RootElement.GetProperty("task").Clone();
+                        version = changed;
                     }
 
                     break;
                 case "resync" or "hello":
-                    task = await context.Manager.GetAsync($"/tasks/{id}", cancellationToken);
+                    (task, version) = await CurrentAsync(context, id, cancellationToken);
                     break;
                 default:
                     continue;
@@ -114,6 +123,19 @@ internal static class TaskWaiter
         }
 
         return task;
+    }
+
+    /// <summary>
+    /// The task with the version it is at (the task's JSON has none): its history's last version, and the task replayed
+    /// to that version, so the two agree whatever commits in between.
+    /// </summary>
+    private static async Task<(JsonElement Task, long Version)> CurrentAsync(CliContext context, string id, CancellationToken cancellationToken)
+    {
+        var history = await context.Manager.GetAsync($"/tasks/{id}/history", cancellationToken);
+        var version = history.EnumerateArray().Select(e => e.GetProperty("version").GetInt64()).DefaultIfEmpty(0).Max();
+        var task = await context.Manager.GetAsync(
+            version > 0 ? $"/tasks/{id}?version={version.ToString(CultureInfo.InvariantCulture)}" : $"/tasks/{id}", cancellationToken);
+        return (task, version);
     }
 
     private static async Task<JsonElement> PollLoopAsync(CliContext context, string id, CancellationToken cancellationToken)
