@@ -42,6 +42,19 @@ internal sealed class CliContext(ManagerClient manager, OutputFormat format, IAn
             throw new CliException($"--url must be an http or https URL, got '{url}'", CliException.Usage);
         }
 
+        var user = parse.GetValue(options.User);
+        if (user is not null && !IsHeaderValue(user))
+        {
+            // HttpClient refuses the header when sending (reported as an unreachable manager) or adding it (a newline).
+            throw new CliException("--user (PROPELLER_USER) must be printable ASCII: it is sent as the X-User-Id header", CliException.Usage);
+        }
+
+        var apiKey = parse.GetValue(options.ApiKey);
+        if (apiKey is not null && !IsHeaderValue(apiKey))
+        {
+            throw new CliException("--api-key (PROPELLER_API_KEY) must be printable ASCII: it is sent in the Authorization header", CliException.Usage);
+        }
+
         var console = AnsiConsole.Create(new AnsiConsoleSettings
         {
             Out = new AnsiConsoleOutput(host.Output),
@@ -54,7 +67,10 @@ internal sealed class CliContext(ManagerClient manager, OutputFormat format, IAn
             console.Profile.Width = 200; // piped: no wrapping of ids at a guessed 80 columns
         }
 
-        var client = new ManagerClient(uri, parse.GetValue(options.ApiKey), parse.GetValue(options.User), host.Handler);
+        var client = new ManagerClient(uri, apiKey, user, parse.GetValue(options.RequestTimeout), host.Handler);
         return new CliContext(client, parse.GetValue(options.Output), console, host.Output, host.Error, host.Interactive);
     }
+
+    /// <summary>Printable ASCII: what a header value may hold (the manager's Kestrel refuses other bytes too).</summary>
+    private static bool IsHeaderValue(string value) => value.All(c => c is >= ' ' and <= '~');
 }

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Text.Json;
 
 namespace Propeller.Cli;
 
@@ -10,10 +11,18 @@ internal sealed class CommandActions(GlobalOptions options, CliHost host)
     public void Set(Command command, Func<CliContext, ParseResult, CancellationToken, Task<int>> action) =>
         command.SetAction(async (parse, cancellationToken) =>
         {
+            CliContext? context = null;
             try
             {
-                using var context = CliContext.From(parse, options, host);
+                context = CliContext.From(parse, options, host);
                 return await action(context, parse, cancellationToken);
+            }
+            catch (Exception ex) when (context is not null && ex is KeyNotFoundException or InvalidOperationException or FormatException or JsonException)
+            {
+                // What JsonElement throws when an answer lacks a property or has another kind of value: a manager of
+                // another version, or something else at that URL. One line, like every other failure.
+                await host.Error.WriteLineAsync($"propeller: unexpected answer from the manager at {context.Manager.BaseAddress}: {ex.Message.ReplaceLineEndings(" ")}");
+                return CliException.Failed;
             }
             catch (CliException ex)
             {
@@ -25,10 +34,14 @@ internal sealed class CommandActions(GlobalOptions options, CliHost host)
                 await host.Error.WriteLineAsync("propeller: interrupted");
                 return 130;
             }
+            finally
+            {
+                context?.Dispose();
+            }
         });
 
     /// <summary>An action that prints the manager's answer: its JSON, or <paramref name="table"/> of it.</summary>
-    public void Set(Command command, Func<CliContext, ParseResult, CancellationToken, Task<System.Text.Json.JsonElement>> call, Action<CliContext, System.Text.Json.JsonElement> table) =>
+    public void Set(Command command, Func<CliContext, ParseResult, CancellationToken, Task<JsonElement>> call, Action<CliContext, JsonElement> table) =>
         Set(command, async (context, parse, cancellationToken) =>
         {
             var answer = await call(context, parse, cancellationToken);

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Propeller.Cli.Tasks;
 
 namespace Propeller.Cli;
 
@@ -6,6 +7,8 @@ namespace Propeller.Cli;
 internal sealed class GlobalOptions
 {
     public const string DefaultUrl = "http://localhost:7070";
+
+    public static readonly TimeSpan DefaultRequestTimeout = TimeSpan.FromSeconds(30);
 
     public GlobalOptions(Func<string, string?> environment)
     {
@@ -27,6 +30,15 @@ internal sealed class GlobalOptions
             Recursive = true,
             DefaultValueFactory = _ => environment("PROPELLER_USER"),
         };
+        RequestTimeout = new Option<TimeSpan>("--request-timeout")
+        {
+            Description = "Give up on a manager that does not answer a request within this long (exit code 3; long polls and the event stream wait longer) [env: PROPELLER_REQUEST_TIMEOUT]",
+            Recursive = true,
+            DefaultValueFactory = result => environment("PROPELLER_REQUEST_TIMEOUT") is { Length: > 0 } text
+                ? SpecOptions.ParseDuration(text, error => result.AddError("PROPELLER_REQUEST_TIMEOUT: " + error))
+                : DefaultRequestTimeout,
+            CustomParser = SpecOptions.ParseDuration,
+        };
         Output = new Option<OutputFormat>("--output", "-o")
         {
             Description = "table (default) or json (the manager's JSON, for scripts)",
@@ -41,7 +53,9 @@ internal sealed class GlobalOptions
 
     public Option<string?> User { get; }
 
+    public Option<TimeSpan> RequestTimeout { get; }
+
     public Option<OutputFormat> Output { get; }
 
-    public IEnumerable<Option> All => [Url, ApiKey, User, Output];
+    public IEnumerable<Option> All => [Url, ApiKey, User, RequestTimeout, Output];
 }

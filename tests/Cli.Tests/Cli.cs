@@ -7,11 +7,18 @@ internal static class Cli
 {
     public static async Task<Outcome> RunAsync(string url, params string[] args) => await RunWithEnvironmentAsync(new Dictionary<string, string> { ["PROPELLER_URL"] = url }, args);
 
-    public static async Task<Outcome> RunWithEnvironmentAsync(IReadOnlyDictionary<string, string> environment, params string[] args)
+    public static async Task<Outcome> RunWithEnvironmentAsync(IReadOnlyDictionary<string, string> environment, params string[] args) =>
+        await RunWithAsync(environment, null, args);
+
+    /// <summary>Runs against <paramref name="manager"/> (at <see cref="FakeManager.Url"/>) instead of a real one.</summary>
+    public static async Task<Outcome> RunAsync(FakeManager manager, params string[] args) =>
+        await RunWithAsync(new Dictionary<string, string> { ["PROPELLER_URL"] = FakeManager.Url }, manager, args);
+
+    private static async Task<Outcome> RunWithAsync(IReadOnlyDictionary<string, string> environment, HttpMessageHandler? handler, string[] args)
     {
         using var output = new StringWriter();
         using var error = new StringWriter();
-        var host = new CliHost(output, error, name => environment.TryGetValue(name, out var value) ? value : null);
+        var host = new CliHost(output, error, name => environment.TryGetValue(name, out var value) ? value : null, Handler: handler);
         var exit = await CliApp.RunAsync(args, host, TestContext.Current.CancellationToken);
         return new Outcome(exit, output.ToString(), error.ToString());
     }

@@ -3,23 +3,29 @@ using System.Net.Http.Json;
 using System.Net.ServerSentEvents;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
+using Propeller.Cli.Tasks;
 
 namespace Propeller.Cli.Http;
 
 /// <summary>
 /// The manager's HTTP API as the CLI uses it: JSON in and out, <c>{"error": ...}</c> bodies and transport failures
-/// turned into <see cref="CliException"/>s that name the manager's address.
+/// turned into <see cref="CliException"/>s that name the manager's address. Paths are relative to the base address, so
+/// a manager behind a prefix (<c>http://gw/propeller</c>) keeps it.
 /// </summary>
 internal sealed class ManagerClient : IDisposable
 {
     private readonly HttpClient _http;
 
-    public ManagerClient(Uri baseAddress, string? apiKey, string? user, HttpMessageHandler? handler = null)
+    private readonly TimeSpan _requestTimeout;
+
+    public ManagerClient(Uri baseAddress, string? apiKey, string? user, TimeSpan requestTimeout, HttpMessageHandler? handler = null)
     {
-        BaseAddress = baseAddress;
+        // A trailing slash makes the base a directory: relative paths resolve under its path instead of replacing it.
+        BaseAddress = baseAddress.AbsolutePath.EndsWith('/') ? baseAddress : new Uri(baseAddress.AbsoluteUri + "/");
+        _requestTimeout = requestTimeout;
         _http = handler is null ? new HttpClient() : new HttpClient(handler, disposeHandler: false);
-        _http.BaseAddress = baseAddress;
-        _http.Timeout = Timeout.InfiniteTimeSpan; // long polls and the event stream wait; callers pass their own deadlines
+        _http.BaseAddress = BaseAddress;
+        _http.Timeout = Timeout.InfiniteTimeSpan; // per request instead: long polls and the event stream wait longer
         if (apiKey is { Length: > 0 })
         {
             _http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", apiKey);
@@ -34,49 +40,90 @@ internal sealed class ManagerClient : IDisposable
     public Uri BaseAddress { get; }
 
     public Task<JsonElement> GetAsync(string path, CancellationToken cancellationToken) =>
-        SendAsync(new HttpRequestMessage(HttpMethod.Get, path), cancellationToken);
+        SendAsync(new HttpRequestMessage(HttpMethod.Get, Relative(path)), TimeSpan.Zero, cancellationToken);
+
+    /// <summary>A long poll: the server holds it up to <paramref name="wait"/>, on top of the request timeout.</summary>
+    public Task<JsonElement> GetAsync(string path, TimeSpan wait, CancellationToken cancellationToken) =>
+        SendAsync(new HttpRequestMessage(HttpMethod.Get, Relative(path)), wait, cancellationToken);
 
     public Task<JsonElement> PostAsync(string path, object? body, CancellationToken cancellationToken) =>
-        SendAsync(new HttpRequestMessage(HttpMethod.Post, path) { Content = body is null ? null : JsonContent.Create(body) }, cancellationToken);
+        SendAsync(new HttpRequestMessage(HttpMethod.Post, Relative(path)) { Content = body is null ? null : JsonContent.Create(body) }, TimeSpan.Zero, cancellationToken);
 
     public Task<JsonElement> DeleteAsync(string path, CancellationToken cancellationToken) =>
-        SendAsync(new HttpRequestMessage(HttpMethod.Delete, path), cancellationToken);
+        SendAsync(new HttpRequestMessage(HttpMethod.Delete, Relative(path)), TimeSpan.Zero, cancellationToken);
 
-    /// <summary>The events of <c>GET /events{query}</c> until the stream ends or the token is cancelled.</summary>
+    /// <summary>
+    /// The events of <c>GET /events{query}</c> until the stream ends, breaks (the connection lost: the caller goes on
+    /// another way) or the token is cancelled. The request timeout covers the answer's headers only: the stream is open-ended.
+    /// </summary>
     public async IAsyncEnumerable<SseItem<string>> EventsAsync(string query, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        using var request = new HttpRequestMessage(HttpMethod.Get, "/events" + query);
-        using var response = await TransportAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
+        using var request = new HttpRequestMessage(HttpMethod.Get, Relative("/events" + query));
+        using var response = await WithinTimeoutAsync(request, TimeSpan.Zero, (request, token) => TransportAsync(request, HttpCompletionOption.ResponseHeadersRead, token), cancellationToken);
         await ThrowIfErrorAsync(response, cancellationToken);
-        await using var stream = await response.Content.ReadAsStreamAsync(cancellationToken);
-        await foreach (var item in SseParser.Create(stream).EnumerateAsync(cancellationToken))
+        await using var stream = await ReadAsync(request, () => response.Content.ReadAsStreamAsync(cancellationToken));
+        await using var events = SseParser.Create(stream).EnumerateAsync(cancellationToken).GetAsyncEnumerator(cancellationToken);
+        while (true)
         {
-            yield return item;
+            try
+            {
+                if (!await events.MoveNextAsync())
+                {
+                    break;
+                }
+            }
+            catch (Exception ex) when (ex is IOException or HttpRequestException && !cancellationToken.IsCancellationRequested)
+            {
+                break; // cut (the manager stopped, a proxy timed out): like an end
+            }
+
+            yield return events.Current;
         }
     }
 
     public void Dispose() => _http.Dispose();
 
-    private async Task<JsonElement> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
-    {
-        using (request)
-        using (var response = await TransportAsync(request, HttpCompletionOption.ResponseContentRead, cancellationToken))
-        {
-            await ThrowIfErrorAsync(response, cancellationToken);
-            var text = await response.Content.ReadAsStringAsync(cancellationToken);
-            if (text.Length == 0)
-            {
-                return default; // 204, or 200 with an empty body (results of a task without any)
-            }
+    /// <summary>A path relative to the base address (without its leading slash, which would drop the base's path).</summary>
+    private static Uri Relative(string path) => new(path.TrimStart('/'), UriKind.Relative);
 
-            try
+    private Task<JsonElement> SendAsync(HttpRequestMessage request, TimeSpan wait, CancellationToken cancellationToken) =>
+        WithinTimeoutAsync(request, wait, async (request, token) =>
+        {
+            using (request)
+            using (var response = await TransportAsync(request, HttpCompletionOption.ResponseContentRead, token))
             {
-                return JsonDocument.Parse(text).RootElement.Clone();
+                await ThrowIfErrorAsync(response, token);
+                var text = await ReadAsync(request, () => response.Content.ReadAsStringAsync(token));
+                if (text.Length == 0)
+                {
+                    return default; // 204, or 200 with an empty body (results of a task without any)
+                }
+
+                try
+                {
+                    return JsonDocument.Parse(text).RootElement.Clone();
+                }
+                catch (JsonException)
+                {
+                    throw new CliException($"the manager at {BaseAddress} answered {request.Method} {PathOf(request)} with a body that is not JSON: {Shorten(text)}", CliException.Failed);
+                }
             }
-            catch (JsonException)
-            {
-                throw new CliException($"the manager at {BaseAddress} answered {request.Method} {request.RequestUri} with a body that is not JSON: {Shorten(text)}", CliException.Failed);
-            }
+        }, cancellationToken);
+
+    /// <summary>Runs <paramref name="call"/> with the request timeout (plus <paramref name="wait"/>): exit 3 when it runs out.</summary>
+    private async Task<T> WithinTimeoutAsync<T>(HttpRequestMessage request, TimeSpan wait, Func<HttpRequestMessage, CancellationToken, Task<T>> call, CancellationToken cancellationToken)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(_requestTimeout + wait);
+        try
+        {
+            return await call(request, timeout.Token);
+        }
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            throw new CliException(
+                $"the manager at {BaseAddress} did not answer {request.Method} {PathOf(request)} within {SpecOptions.FormatDuration(_requestTimeout + wait)} (set --request-timeout or PROPELLER_REQUEST_TIMEOUT)",
+                CliException.Unreachable);
         }
     }
 
@@ -92,14 +139,28 @@ internal sealed class ManagerClient : IDisposable
         }
     }
 
-    private static async Task ThrowIfErrorAsync(HttpResponseMessage response, CancellationToken cancellationToken)
+    /// <summary>Reads a body: a connection lost on the way is the manager not answering (exit 3), not a crash.</summary>
+    private async Task<T> ReadAsync<T>(HttpRequestMessage? request, Func<Task<T>> read)
+    {
+        try
+        {
+            return await read();
+        }
+        catch (Exception ex) when (ex is IOException or HttpRequestException)
+        {
+            throw new CliException($"the connection to the manager at {BaseAddress} broke while reading the answer to {request?.Method} {(request is null ? "" : PathOf(request))}: {ex.Message}", CliException.Unreachable);
+        }
+    }
+
+    private async Task ThrowIfErrorAsync(HttpResponseMessage response, CancellationToken cancellationToken)
     {
         if (response.IsSuccessStatusCode)
         {
             return;
         }
 
-        var text = await response.Content.ReadAsStringAsync(cancellationToken);
+        var request = response.RequestMessage;
+        var text = await ReadAsync(request, () => response.Content.ReadAsStringAsync(cancellationToken));
         var message = Shorten(text);
         try
         {
@@ -114,9 +175,11 @@ internal sealed class ManagerClient : IDisposable
             // not JSON: show the text as it is
         }
 
-        var request = response.RequestMessage;
         throw new CliException($"{(int)response.StatusCode} {response.ReasonPhrase} from {request?.Method} {request?.RequestUri?.PathAndQuery}: {message}", CliException.Failed);
     }
+
+    private string PathOf(HttpRequestMessage request) =>
+        request.RequestUri is not { } uri ? "" : uri.IsAbsoluteUri ? uri.PathAndQuery : new Uri(BaseAddress, uri).PathAndQuery;
 
     private static string Shorten(string text)
     {

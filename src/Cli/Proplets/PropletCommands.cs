@@ -21,23 +21,33 @@ internal static class PropletCommands
     {
         var status = new Option<string?>("--status") { Description = "Only alive (active) or offline (inactive) proplets" };
         status.AcceptOnlyFromAmong("active", "inactive");
-        var limit = new Option<int>("--limit") { Description = "Show at most this many", DefaultValueFactory = _ => 100 };
-        var command = new Command("list", "List the proplets: alive or offline, running tasks, last heartbeat") { status, limit };
+        var offset = Paging.Offset("proplets");
+        var limit = Paging.Limit("proplets", 100);
+        var command = new Command("list", "List the proplets: alive or offline, running tasks, last heartbeat") { status, offset, limit };
         actions.Set(
             command,
             (context, parse, cancellationToken) => context.Manager.GetAsync(
-                "/proplets?limit=" + parse.GetValue(limit).ToString(CultureInfo.InvariantCulture) + (parse.GetValue(status) is { } s ? "&status=" + s : ""), cancellationToken),
+                "/proplets?offset=" + parse.GetValue(offset).ToString(CultureInfo.InvariantCulture)
+                + "&limit=" + parse.GetValue(limit).ToString(CultureInfo.InvariantCulture)
+                + (parse.GetValue(status) is { } s ? "&status=" + s : ""),
+                cancellationToken),
             (context, page) =>
             {
                 var now = DateTimeOffset.UtcNow;
                 var table = Tables.Create("ID", "NAME", "ALIVE", "TASKS", "LAST HEARTBEAT");
-                foreach (var p in page.GetProperty("proplets").EnumerateArray())
+                var proplets = page.GetProperty("proplets").EnumerateArray().ToList();
+                foreach (var p in proplets)
                 {
                     Tables.Row(table, Tables.Str(p, "id"), Tables.Str(p, "name"), Alive(p), Tables.Str(p, "task_count"), Heartbeat(p, now));
                 }
 
                 context.Console.Write(table);
-                context.Output.WriteLine($"{page.GetProperty("total").GetInt64()} proplet(s)");
+                var total = page.GetProperty("total").GetInt64();
+                var from = page.TryGetProperty("offset", out var o) ? o.GetInt64() : 0;
+                context.Output.WriteLine(
+                    proplets.Count == 0 ? $"no proplets ({total} in all)"
+                    : from == 0 && proplets.Count == total ? $"{total} proplet(s)"
+                    : $"{from + 1}-{from + proplets.Count} of {total} proplets");
             });
         return command;
     }

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Globalization;
 using System.CommandLine.Parsing;
 using System.Text.Json;
 using Propeller.Contracts;
@@ -105,16 +106,45 @@ internal sealed class SpecOptions
         return Convert.ToBase64String(bytes);
     }
 
-    /// <summary>A duration like the manager's: 500ms, 30s, 5m, 1h30m.</summary>
-    public static TimeSpan ParseDuration(ArgumentResult result)
+    /// <summary>
+    /// The longest duration taken: a wait is a timer, and timers stop at about 49 days (CancelAfter throws past it, after
+    /// the task was created and started); 1000h is a round number below it.
+    /// </summary>
+    public static readonly TimeSpan MaxDuration = TimeSpan.FromHours(1000);
+
+    /// <summary>A duration like the manager's: 500ms, 30s, 5m, 1h30m (up to <see cref="MaxDuration"/>).</summary>
+    public static TimeSpan ParseDuration(ArgumentResult result) =>
+        ParseDuration(result.Tokens.Count > 0 ? result.Tokens[0].Value : "", result.AddError);
+
+    /// <summary>Parses <paramref name="text"/>, or reports why it is not a duration to <paramref name="error"/>.</summary>
+    public static TimeSpan ParseDuration(string text, Action<string> error)
     {
-        var text = result.Tokens.Count > 0 ? result.Tokens[0].Value : "";
-        if (GoDuration.TryParse(text, out var duration) && duration > TimeSpan.Zero)
+        if (!GoDuration.TryParse(text, out var duration) || duration <= TimeSpan.Zero)
         {
-            return duration;
+            error($"'{text}' is not a duration (e.g. 500ms, 30s, 5m, 1h30m)");
+            return default;
         }
 
-        result.AddError($"'{text}' is not a duration (e.g. 500ms, 30s, 5m, 1h30m)");
-        return default;
+        if (duration > MaxDuration)
+        {
+            error($"'{text}' is too long (at most {FormatDuration(MaxDuration)})");
+            return default;
+        }
+
+        return duration;
+    }
+
+    /// <summary>A duration as it is typed: 500ms, 30s, 1m30s, 1000h.</summary>
+    public static string FormatDuration(TimeSpan duration)
+    {
+        if (duration < TimeSpan.FromSeconds(1))
+        {
+            return ((long)duration.TotalMilliseconds).ToString(CultureInfo.InvariantCulture) + "ms";
+        }
+
+        var text = (duration.Hours + (duration.Days * 24) is var h and > 0 ? h.ToString(CultureInfo.InvariantCulture) + "h" : "")
+            + (duration.Minutes > 0 ? duration.Minutes.ToString(CultureInfo.InvariantCulture) + "m" : "");
+        var seconds = duration.Seconds + (duration.Milliseconds / 1000.0);
+        return seconds > 0 || text.Length == 0 ? text + seconds.ToString("0.###", CultureInfo.InvariantCulture) + "s" : text;
     }
 }

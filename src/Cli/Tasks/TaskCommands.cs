@@ -41,8 +41,8 @@ internal static class TaskCommands
 
     private static Command List(CommandActions actions)
     {
-        var offset = new Option<long>("--offset") { Description = "Skip this many tasks", DefaultValueFactory = _ => 0 };
-        var limit = new Option<int>("--limit") { Description = "Show at most this many tasks (1-100)", DefaultValueFactory = _ => 20 };
+        var offset = Paging.Offset("tasks");
+        var limit = Paging.Limit("tasks", 20, max: 100);
         var state = new Option<string?>("--state", "-s") { Description = "Only tasks in this state" };
         state.AcceptOnlyFromAmong("pending", "scheduled", "running", "completed", "failed", "skipped", "interrupted");
         var name = new Option<string?>("--name", "-n") { Description = "Only tasks whose name contains this (any case)" };

@@ -62,24 +62,31 @@ internal static class TaskWaiter
             shown = line;
         }
 
-        await using var events = context.Manager.EventsAsync($"?task={id}", cancellationToken).GetAsyncEnumerator(cancellationToken);
-        if (!await events.MoveNextAsync())
+        JsonElement Shown(JsonElement task)
         {
-            throw new CliException("the manager closed the event stream at once", CliException.Failed);
+            Show(task);
+            return task;
         }
 
+        await using var events = context.Manager.EventsAsync($"?task={id}", cancellationToken).GetAsyncEnumerator(cancellationToken);
+        var open = await events.MoveNextAsync();
         if (subscribed is not null)
         {
             await subscribed();
         }
 
-        var task = await context.Manager.GetAsync($"/tasks/{id}", cancellationToken);
+        if (!open)
+        {
+            return Shown(await PollLoopAsync(context, id, cancellationToken)); // no stream (ended or broke at once): long polling misses nothing
+        }
+
+        var (task, version) = await CurrentAsync(context, id, cancellationToken);
         Show(task);
         while (!Tables.Ended(task))
         {
             if (!await events.MoveNextAsync())
             {
-                return await PollLoopAsync(context, id, cancellationToken); // the stream dropped: finish by long polling
+                return Shown(await PollLoopAsync(context, id, cancellationToken)); // the stream ended or broke: finish by long polling
             }
 
             switch (events.Current.EventType)
@@ -87,17 +94,26 @@ internal static class TaskWaiter
                 case "task":
                     using (var change = JsonDocument.Parse(events.Current.Data))
                     {
+                        // Changes committed before the task was read may still be queued in the stream: not newer than
+                        // what is shown, they would take it back to an earlier state.
+                        var changed = change.RootElement.TryGetProperty("version", out var v) && v.TryGetInt64(out var n) ? n : long.MaxValue;
+                        if (changed <= version)
+                        {
+                            continue;
+                        }
+
                         if (change.RootElement.TryGetProperty("deleted", out var deleted) && deleted.GetBoolean())
                         {
                             throw new CliException($"task {id} was deleted", CliException.Failed);
                         }
 
                         task = change.RootElement.GetProperty("task").Clone();
+                        version = changed;
                     }
 
                     break;
                 case "resync" or "hello":
-                    task = await context.Manager.GetAsync($"/tasks/{id}", cancellationToken);
+                    (task, version) = await CurrentAsync(context, id, cancellationToken);
                     break;
                 default:
                     continue;
@@ -109,12 +125,25 @@ internal static class TaskWaiter
         return task;
     }
 
+    /// <summary>
+    /// The task with the version it is at (the task's JSON has none): its history's last version, and the task replayed
+    /// to that version, so the two agree whatever commits in between.
+    /// </summary>
+    private static async Task<(JsonElement Task, long Version)> CurrentAsync(CliContext context, string id, CancellationToken cancellationToken)
+    {
+        var history = await context.Manager.GetAsync($"/tasks/{id}/history", cancellationToken);
+        var version = history.EnumerateArray().Select(e => e.GetProperty("version").GetInt64()).DefaultIfEmpty(0).Max();
+        var task = await context.Manager.GetAsync(
+            version > 0 ? $"/tasks/{id}?version={version.ToString(CultureInfo.InvariantCulture)}" : $"/tasks/{id}", cancellationToken);
+        return (task, version);
+    }
+
     private static async Task<JsonElement> PollLoopAsync(CliContext context, string id, CancellationToken cancellationToken)
     {
         var wait = "?wait=" + ((int)PollWait.TotalSeconds).ToString(CultureInfo.InvariantCulture) + "s";
         while (true)
         {
-            var task = await context.Manager.GetAsync($"/tasks/{id}{wait}", cancellationToken);
+            var task = await context.Manager.GetAsync($"/tasks/{id}{wait}", PollWait, cancellationToken);
             if (Tables.Ended(task))
             {
                 return task;
@@ -130,7 +159,7 @@ internal static class TaskWaiter
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            throw new CliException($"task {id} did not end within {timeout} (it goes on; see `propeller task get {id}`)", TimedOut);
+            throw new CliException($"task {id} did not end within {SpecOptions.FormatDuration(timeout)} (it goes on; see `propeller task get {id}`)", TimedOut);
         }
     }
 }

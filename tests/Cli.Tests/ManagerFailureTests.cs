@@ -1,0 +1,268 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text.RegularExpressions;
+
+namespace Propeller.Cli.Tests;
+
+/// <summary>What the CLI does when the manager (a <see cref="FakeManager"/>) misbehaves, or its input is out of range.</summary>
+public sealed partial class ManagerFailureTests : IDisposable
+{
+    private const string Id = FakeManager.TaskId;
+
+    private readonly DirectoryInfo _dir = Directory.CreateTempSubdirectory("cli-failure-tests");
+
+    public void Dispose() => _dir.Delete(true);
+
+    /// <summary>
+    /// The task routes a wait uses: the task running now (and at any version), a history of <paramref name="version"/>
+    /// events, the task completed once long-polled (after <paramref name="pollDelay"/>), and <paramref name="events"/>.
+    /// </summary>
+    private static FakeManager TaskRoutes(Func<HttpResponseMessage> events, long version = 2, TimeSpan pollDelay = default) => new(async (request, cancellationToken) =>
+    {
+        var path = request.RequestUri!.AbsolutePath;
+        var query = request.RequestUri.Query;
+        if (path == "/events")
+        {
+            return events();
+        }
+
+        if (path == $"/tasks/{Id}/history")
+        {
+            return FakeManager.Json("[" + string.Join(',', Enumerable.Range(1, (int)version).Select(v => $$"""{"version":{{v}},"type":"task.changed.v1"}""")) + "]");
+        }
+
+        if (path == $"/tasks/{Id}" && query.StartsWith("?wait=", StringComparison.Ordinal))
+        {
+            await Task.Delay(pollDelay, cancellationToken);
+            return FakeManager.Json(FakeManager.Task(3));
+        }
+
+        return path == $"/tasks/{Id}" ? FakeManager.Json(FakeManager.Task(2)) : new HttpResponseMessage(HttpStatusCode.NotFound);
+    });
+
+    private static List<string> StateLines(string stdout) => [.. stdout.Split('\n').Select(l => StateLine().Match(l)).Where(m => m.Success).Select(m => m.Groups[1].Value)];
+
+    [GeneratedRegex(@"^\+\d+\.\d+s  (.+)$")]
+    private static partial Regex StateLine();
+
+    /// <summary>A watched task's event stream that breaks (the manager killed) ends like a closed one: by long polling.</summary>
+    [Fact]
+    public async Task Watch_WhenTheEventStreamBreaks_FinishesByLongPolling()
+    {
+        var manager = TaskRoutes(() => FakeManager.Events(FakeManager.Part(FakeManager.Hello), FakeManager.Cut));
+
+        var watch = await Cli.RunAsync(manager, "task", "watch", Id);
+
+        watch.Exit.ShouldBe(0, watch.ToString());
+        watch.Out.Trim().Split('\n')[^1].ShouldBe("42");
+        manager.Requests.ShouldContain($"GET {FakeManager.Url}/tasks/{Id}?wait=30s");
+    }
+
+    /// <summary>A body that breaks while it is read is the manager not answering: one line and exit 3, not a stack trace.</summary>
+    [Fact]
+    public async Task AnErrorBody_ThatBreaks_IsOneLine_AndExit3()
+    {
+        var manager = new FakeManager((_, _) =>
+        {
+            var broken = FakeManager.Events(FakeManager.Part("{\"error\":"), FakeManager.Cut);
+            broken.StatusCode = HttpStatusCode.BadGateway;
+            return Task.FromResult(broken);
+        });
+
+        var watch = await Cli.RunAsync(manager, "task", "watch", Id);
+
+        watch.Exit.ShouldBe(3, watch.ToString());
+        watch.Err.Trim().ShouldStartWith($"propeller: the connection to the manager at {FakeManager.Url}/ broke");
+        watch.Err.Trim().Split('\n').Length.ShouldBe(1);
+    }
+
+    /// <summary>
+    /// Events buffered before the task was first read are older than what was shown: their versions are skipped, so the
+    /// states never go backwards (running, then scheduled again).
+    /// </summary>
+    [Fact]
+    public async Task Watch_SkipsEventsNotNewerThanTheTaskItShowed()
+    {
+        var manager = TaskRoutes(
+            () => FakeManager.Events(FakeManager.Part(FakeManager.Hello + FakeManager.TaskEvent(2, 1) + FakeManager.TaskEvent(3, 2) + FakeManager.TaskEvent(5, 3))),
+            version: 4);
+
+        var watch = await Cli.RunAsync(manager, "task", "watch", Id);
+
+        watch.Exit.ShouldBe(0, watch.ToString());
+        StateLines(watch.Out).ShouldBe(["running on p1", "completed on p1"], watch.ToString());
+    }
+
+    /// <summary>A manager that accepts the connection and never answers is given up after --request-timeout: exit 3.</summary>
+    [Fact(Timeout = 30_000)]
+    public async Task AManagerThatNeverAnswers_IsGivenUpAfterTheRequestTimeout_AndExit3()
+    {
+        var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start(); // the kernel completes the handshakes: connected, and nobody reads the request
+        try
+        {
+            var url = $"http://127.0.0.1:{((IPEndPoint)listener.LocalEndpoint).Port}";
+            var clock = Stopwatch.StartNew();
+
+            var flag = await Cli.RunAsync(url, "task", "list", "--request-timeout", "1s");
+            var env = await Cli.RunWithEnvironmentAsync(new Dictionary<string, string> { ["PROPELLER_URL"] = url, ["PROPELLER_REQUEST_TIMEOUT"] = "500ms" }, "proplet", "list");
+
+            clock.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(15));
+            flag.Exit.ShouldBe(3, flag.ToString());
+            flag.Err.Trim().ShouldBe($"propeller: the manager at {url}/ did not answer GET /tasks?offset=0&limit=20 within 1s (set --request-timeout or PROPELLER_REQUEST_TIMEOUT)");
+            env.Exit.ShouldBe(3, env.ToString());
+            env.Err.ShouldContain("within 500ms");
+        }
+        finally
+        {
+            listener.Stop();
+        }
+    }
+
+    /// <summary>The request timeout leaves long polls and the event stream alone: they wait longer than it by design.</summary>
+    [Fact]
+    public async Task LongPolls_AndTheEventStream_OutlastTheRequestTimeout()
+    {
+        var file = Path.Combine(_dir.FullName, "add.wasm");
+        await File.WriteAllBytesAsync(file, Wasm.Addition, TestContext.Current.CancellationToken);
+        var polled = new FakeManager(async (request, cancellationToken) =>
+        {
+            switch (request.RequestUri!.AbsolutePath)
+            {
+                case "/tasks":
+                    return FakeManager.Json(FakeManager.Task(0));
+                case var path when path.EndsWith("/start", StringComparison.Ordinal):
+                    return FakeManager.Json(FakeManager.Task(1));
+                default:
+                    await Task.Delay(1500, cancellationToken); // the long poll answers when the task ends
+                    return FakeManager.Json(FakeManager.Task(3));
+            }
+        });
+        var streamed = TaskRoutes(() => FakeManager.Events(FakeManager.Part(FakeManager.Hello), FakeManager.After(TimeSpan.FromMilliseconds(1500), FakeManager.TaskEvent(3, 3))));
+
+        var run = await Cli.RunAsync(polled, "--request-timeout", "1s", "task", "run", file);
+        var watch = await Cli.RunAsync(streamed, "--request-timeout", "1s", "task", "watch", Id);
+
+        run.Exit.ShouldBe(0, run.ToString());
+        run.Out.Trim().ShouldBe("42");
+        watch.Exit.ShouldBe(0, watch.ToString());
+        watch.Out.Trim().Split('\n')[^1].ShouldBe("42");
+        streamed.Requests.ShouldNotContain(r => r.Contains("wait=", StringComparison.Ordinal), "the stream was cut and the watch fell back to polling");
+    }
+
+    /// <summary>Durations beyond what a wait can be given are refused when parsed (exit 2), before anything is created.</summary>
+    [Fact]
+    public async Task AHugeTimeout_IsAUsageError_BeforeAnyRequest()
+    {
+        var manager = TaskRoutes(() => FakeManager.Events(FakeManager.Part(FakeManager.Hello)));
+
+        var watch = await Cli.RunAsync(manager, "task", "watch", Id, "--timeout", "2000h");
+        var request = await Cli.RunAsync(manager, "--request-timeout", "2000h", "task", "list");
+
+        watch.Exit.ShouldBe(2, watch.ToString());
+        watch.Err.ShouldContain("'2000h' is too long (at most 1000h)");
+        request.Exit.ShouldBe(2, request.ToString());
+        request.Err.ShouldContain("'2000h' is too long (at most 1000h)");
+        manager.Requests.ShouldBeEmpty();
+    }
+
+    /// <summary>A user that cannot be an HTTP header (not ASCII, or a newline) is a usage error, not an unreachable manager.</summary>
+    [Fact]
+    public async Task AUserThatCannotBeAHeader_IsAUsageError()
+    {
+        var manager = new FakeManager((_, _) => Task.FromResult(FakeManager.Json("""{"offset":0,"limit":20,"total":0,"tasks":[]}""")));
+
+        var accent = await Cli.RunAsync(manager, "--user", "zoë", "task", "list");
+        var newline = await Cli.RunWithEnvironmentAsync(new Dictionary<string, string> { ["PROPELLER_URL"] = FakeManager.Url, ["PROPELLER_USER"] = "alice\nX-Evil: 1" }, "task", "list");
+
+        accent.Exit.ShouldBe(2, accent.ToString());
+        accent.Err.Trim().ShouldBe("propeller: --user (PROPELLER_USER) must be printable ASCII: it is sent as the X-User-Id header");
+        newline.Exit.ShouldBe(2, newline.ToString());
+        newline.Err.Trim().ShouldBe("propeller: --user (PROPELLER_USER) must be printable ASCII: it is sent as the X-User-Id header");
+        manager.Requests.ShouldBeEmpty();
+    }
+
+    /// <summary>A base URL with a path (a manager behind a gateway's prefix) keeps it in every request.</summary>
+    [Theory]
+    [InlineData(FakeManager.Url + "/propeller")]
+    [InlineData(FakeManager.Url + "/propeller/")]
+    public async Task AUrlWithAPath_IsKept(string url)
+    {
+        var manager = new FakeManager((_, _) => Task.FromResult(FakeManager.Json(FakeManager.Task(2))));
+
+        var get = await Cli.RunAsync(manager, "--url", url, "task", "get", Id);
+
+        get.Exit.ShouldBe(0, get.ToString());
+        manager.Requests.ToArray().ShouldBe([$"GET {FakeManager.Url}/propeller/tasks/{Id}"], get.ToString());
+    }
+
+    /// <summary>A 2xx answer of an unexpected shape is one line and exit 1, whatever the command.</summary>
+    [Theory]
+    [InlineData("{}", "task", "list")]
+    [InlineData("[]", "task", "list")]
+    [InlineData("{}", "proplet", "list")]
+    [InlineData("{}", "proplet", "get", "p1")]
+    [InlineData("{}", "plugin", "list")]
+    [InlineData("{\"plugins\":[{\"name\":\"x\"}],\"skipped\":[]}", "plugin", "reload")]
+    [InlineData("{\"proplets\":[],\"total\":\"many\"}", "proplet", "list")]
+    public async Task AnAnswerOfAnUnexpectedShape_IsOneLine_AndExit1(string body, params string[] args)
+    {
+        var manager = new FakeManager((_, _) => Task.FromResult(FakeManager.Json(body)));
+
+        var outcome = await Cli.RunAsync(manager, args);
+
+        outcome.Exit.ShouldBe(1, outcome.ToString());
+        outcome.Err.Trim().ShouldStartWith($"propeller: unexpected answer from the manager at {FakeManager.Url}/: ");
+        outcome.Err.Trim().Split('\n').Length.ShouldBe(1, outcome.ToString());
+    }
+
+    /// <summary>`task run` whose create answers without an id stops there, with one line and exit 1.</summary>
+    [Fact]
+    public async Task Run_WhenTheCreateAnswersWithoutAnId_IsOneLine_AndExit1()
+    {
+        var manager = new FakeManager((_, _) => Task.FromResult(FakeManager.Json("{}")));
+        var file = Path.Combine(_dir.FullName, "add.wasm");
+        await File.WriteAllBytesAsync(file, Wasm.Addition, TestContext.Current.CancellationToken);
+
+        var run = await Cli.RunAsync(manager, "task", "run", file);
+
+        run.Exit.ShouldBe(1, run.ToString());
+        run.Err.Trim().ShouldStartWith("propeller: unexpected answer from the manager");
+        manager.Requests.ShouldBe([$"POST {FakeManager.Url}/tasks"]);
+    }
+
+    /// <summary>Pages the manager would refuse (task limit 1-100, offsets and proplet limits below 0 or 1) are usage errors.</summary>
+    [Theory]
+    [InlineData("task", "--limit", "0", "--limit must be between 1 and 100")]
+    [InlineData("task", "--limit", "101", "--limit must be between 1 and 100")]
+    [InlineData("task", "--limit", "-1", "--limit must be between 1 and 100")]
+    [InlineData("task", "--offset", "-1", "--offset must be 0 or more")]
+    [InlineData("proplet", "--limit", "0", "--limit must be 1 or more")]
+    [InlineData("proplet", "--offset", "-1", "--offset must be 0 or more")]
+    public async Task List_WithAPageOutOfRange_IsAUsageError(string noun, string option, string value, string message)
+    {
+        var manager = new FakeManager((_, _) => Task.FromResult(FakeManager.Json("""{"offset":0,"limit":20,"total":0,"tasks":[],"proplets":[]}""")));
+
+        var list = await Cli.RunAsync(manager, noun, "list", option, value);
+
+        list.Exit.ShouldBe(2, list.ToString());
+        list.Err.ShouldContain(message);
+        manager.Requests.ShouldBeEmpty();
+    }
+
+    /// <summary>`proplet list --offset` pages through the proplets and says which of how many it shows.</summary>
+    [Fact]
+    public async Task PropletList_WithAnOffset_AsksForThatPage_AndSaysWhichItShows()
+    {
+        var manager = new FakeManager((_, _) => Task.FromResult(FakeManager.Json(
+            """{"offset":5,"limit":2,"total":6,"proplets":[{"id":"p6","name":"six","alive":true,"task_count":0}]}""")));
+
+        var list = await Cli.RunAsync(manager, "proplet", "list", "--offset", "5", "--limit", "2");
+
+        list.Exit.ShouldBe(0, list.ToString());
+        manager.Requests.ShouldBe([$"GET {FakeManager.Url}/proplets?offset=5&limit=2"]);
+        list.Out.ShouldContain("p6");
+        list.Out.Trim().Split('\n')[^1].ShouldBe("6-6 of 6 proplets");
+    }
+}
