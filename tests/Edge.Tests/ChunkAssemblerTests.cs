@@ -91,6 +91,35 @@ public sealed class ChunkAssemblerTests
         assembler.Count.ShouldBe(0);
     }
 
+    /// <summary>A request to the proxy that cannot be sent (a broker refusing it is retried until cancelled) fails the
+    /// wait at its time limit, saying so, instead of holding the task for ever.</summary>
+    [Fact]
+    public async Task GivenARequestThatCannotBeSent_WhenWaiting_ThenTheWaitFailsAtItsLimit()
+    {
+        var assembler = new ChunkAssembler(1 << 20, TimeProvider.System);
+
+        var failure = await Should.ThrowAsync<TimeoutException>(() => assembler.WaitAsync(
+            "refused", (_, ct) => Task.Delay(Timeout.Infinite, ct), TimeSpan.FromMilliseconds(300), TimeSpan.FromMilliseconds(100), TestContext.Current.CancellationToken)
+            .WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken));
+
+        failure.Message.ShouldBe("Timeout asking the proxy for binary chunks: the request could not be sent within 0.3 s");
+    }
+
+    /// <summary>A request sent late (held up by the broker) still gets the whole wait for its chunks: the wait starts
+    /// once the proxy was asked.</summary>
+    [Fact]
+    public async Task GivenARequestSentLate_WhenItsChunksFollow_ThenTheWaitSucceeds()
+    {
+        var assembler = new ChunkAssembler(1 << 20, TimeProvider.System);
+        var waiting = assembler.WaitAsync(
+            "late", async ct => await Task.Delay(300, ct), TimeSpan.FromMilliseconds(500), TestContext.Current.CancellationToken);
+        await Task.Delay(650, TestContext.Current.CancellationToken);
+
+        assembler.Add(Chunk("late", 0, 1, [7])).ShouldBeNull();
+
+        (await waiting).Bytes.ShouldBe(new byte[] { 7 });
+    }
+
     [Fact]
     public async Task GivenAStalledAssembly_WhenWaiting_ThenOnlyTheMissingChunksAreAskedForAgain()
     {

@@ -78,8 +78,11 @@ public sealed class PropletSettingsLoaderTests : IDisposable
     }
 
     [Theory]
-    [InlineData("PROPLET_LIVELINESS_INTERVAL", "0", "PROPLET_LIVELINESS_INTERVAL '0' must be a number of seconds greater than 0")]
-    [InlineData("PROPLET_TASK_TIMEOUT", "5000000", "PROPLET_TASK_TIMEOUT '5000000' must be a number of seconds, at most 4294967")]
+    [InlineData("PROPLET_LIVELINESS_INTERVAL", "0", "PROPLET_LIVELINESS_INTERVAL '0' must be a number of seconds (at least 0.001")]
+    [InlineData("PROPLET_LIVELINESS_INTERVAL", "0.0005", "PROPLET_LIVELINESS_INTERVAL '0.0005' must be a number of seconds (at least 0.001")]
+    [InlineData("PROPLET_METRICS_INTERVAL", "0.0005", "PROPLET_METRICS_INTERVAL '0.0005' must be a number of seconds (0, or at least 0.001")]
+    [InlineData("PROPLET_MAX_BINARY_SIZE", "3000000000", "PROPLET_MAX_BINARY_SIZE '3000000000' must be an integer from 1 to 2147483591")]
+    [InlineData("PROPLET_TASK_TIMEOUT", "5000000", "PROPLET_TASK_TIMEOUT '5000000' must be a number of seconds (0, or at least 0.001: timers tick in milliseconds), at most 4294967")]
     [InlineData("PROPLET_MQTT_QOS", "3", "PROPLET_MQTT_QOS '3' must be an integer from 0 to 2")]
     [InlineData("PROPLET_MAX_CONCURRENT_TASKS", "many", "PROPLET_MAX_CONCURRENT_TASKS 'many' must be an integer")]
     [InlineData("PROPLET_LOG_LEVEL", "loud", "PROPLET_LOG_LEVEL 'loud' is not one of")]

@@ -41,6 +41,8 @@ public sealed class TomlDocumentTests
     [InlineData("a = bare", "config.toml:1: cannot read value 'bare' (strings need quotes)")]
     [InlineData("a = 1\na = 2", "config.toml:2: duplicate key 'a'")]
     [InlineData("a = \"x\\q\"", "config.toml:1: invalid escape \\q")]
+    [InlineData("a = \"\\UFFFFFFFF\"", "config.toml:1: invalid \\U escape")]
+    [InlineData("a = \"\\U80000000\"", "config.toml:1: invalid \\U escape")]
     public void GivenMalformedText_WhenParsed_ThenTheErrorNamesTheLine(string text, string expected)
     {
         Should.Throw<TomlException>(() => TomlDocument.Parse(text)).Message.ShouldStartWith(expected);

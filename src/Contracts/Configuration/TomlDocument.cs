@@ -200,7 +200,7 @@ public sealed class TomlDocument
                         var length = text[i] == 'u' ? 4 : 8;
                         if (i + length >= text.Length
                             || !int.TryParse(text.AsSpan(i + 1, length), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out var code)
-                            || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF))
+                            || code is < 0 or > 0x10FFFF or (>= 0xD800 and <= 0xDFFF))
                         {
                             throw new TomlException($"{where}: invalid \\{text[i]} escape");
                         }

@@ -133,7 +133,7 @@ public static class PropletSettingsLoader
             HttpEnabled = Truthy(Get("PROPLET_HTTP_ENABLED"), false),
             HttpProxyPort = (int)Integer(Get, "PROPLET_HTTP_PROXY_PORT", 8222, 1, 65_535),
             MetricsPort = (int)Integer(Get, "PROPLET_METRICS_PORT", 9092, 1, 65_535),
-            MaxBinarySize = Integer(Get, "PROPLET_MAX_BINARY_SIZE", 100L << 20, 1, long.MaxValue),
+            MaxBinarySize = Integer(Get, "PROPLET_MAX_BINARY_SIZE", 100L << 20, 1, Array.MaxLength), // one array holds a binary
             ImageCacheBytes = Integer(Get, "PROPLET_IMAGE_CACHE_BYTES", 32L << 20, 0, long.MaxValue),
         };
         settings = settings with
@@ -211,10 +211,10 @@ public static class PropletSettingsLoader
         }
 
         return double.TryParse(trimmed, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var seconds)
-               && seconds <= TaskLimits.MaxWait.TotalSeconds && (seconds > 0 || (allowZero && seconds == 0))
+               && seconds <= TaskLimits.MaxWait.TotalSeconds && (seconds >= 0.001 || (allowZero && seconds == 0))
             ? TimeSpan.FromSeconds(seconds)
             : throw new ConfigurationException(
-                $"{name} '{text}' must be a number of seconds{(allowZero ? "" : " greater than 0")}, at most {TaskLimits.MaxWait.TotalSeconds:F0} (about 49 days)");
+                $"{name} '{text}' must be a number of seconds ({(allowZero ? "0, or " : "")}at least 0.001: timers tick in milliseconds), at most {TaskLimits.MaxWait.TotalSeconds:F0} (about 49 days)");
     }
 
     private static string? ExistingFile(Func<string, string?> get, string name) => get(name) switch

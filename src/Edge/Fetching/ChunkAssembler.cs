@@ -529,8 +529,11 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
 
         try
         {
+            // The wait for chunks starts once the proxy has been asked: a request held up by the broker (published once
+            // it is back) still gets the whole wait. Each request is bounded by the wait too (a broker that refuses it
+            // is retried until cancelled), so a fetch never hangs on one.
+            await AskAsync(request, null, timeout, cancellationToken);
             var started = time.GetTimestamp();
-            await request(null, cancellationToken);
             var askedInFull = started;
             var nextInFull = stall;
             while (true)
@@ -550,18 +553,18 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
 
                     if (missing is not null)
                     {
-                        await request(missing, cancellationToken);
+                        await AskAsync(request, missing, remaining - slice, cancellationToken);
                     }
                     else if (time.GetElapsedTime(askedInFull) >= nextInFull)
                     {
                         askedInFull = time.GetTimestamp();
                         nextInFull += nextInFull;
-                        await request(null, cancellationToken);
+                        await AskAsync(request, null, remaining - slice, cancellationToken);
                     }
                 }
             }
         }
-        catch (TimeoutException ex)
+        catch (TimeoutException ex) when (ex is not AskTimeoutException)
         {
             throw new TimeoutException("Timeout waiting for binary chunks", ex);
         }
@@ -576,6 +579,26 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
             }
         }
     }
+
+    /// <summary>Calls <paramref name="request"/>, giving up after <paramref name="limit"/>.</summary>
+    private static async Task AskAsync(
+        Func<IReadOnlyList<int>?, CancellationToken, Task> request, IReadOnlyList<int>? missing, TimeSpan limit, CancellationToken cancellationToken)
+    {
+        using var bounded = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        bounded.CancelAfter(limit > TimeSpan.Zero ? limit : TimeSpan.Zero); // real time, as the broker's retries
+        try
+        {
+            await request(missing, bounded.Token);
+        }
+        catch (OperationCanceledException ex) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new AskTimeoutException(
+                string.Create(System.Globalization.CultureInfo.InvariantCulture, $"Timeout asking the proxy for binary chunks: the request could not be sent within {limit.TotalSeconds:0.###} s"), ex);
+        }
+    }
+
+    /// <summary>A request to the proxy that could not be sent in time (not a wait for chunks).</summary>
+    private sealed class AskTimeoutException(string message, Exception inner) : TimeoutException(message, inner);
 
     /// <summary>Drops entries whose first chunk is older than <paramref name="ttl"/>; returns what was dropped
     /// (app name, chunks received, total) for logging.</summary>

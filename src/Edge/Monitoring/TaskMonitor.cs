@@ -10,7 +10,8 @@ using Propeller.Edge.Tasks;
 namespace Propeller.Edge.Monitoring;
 
 /// <summary>
-/// Per-task metrics (spec §1.7): 100 ms after a task starts, then every profile interval, one sample of the process
+/// Per-task metrics (spec §1.7): every profile interval, the first 100 ms and one interval after the task starts (as the
+/// original's: a task shorter than that sends none), one sample of the process
 /// that runs it (the proplet itself in-process, the child with an external runtime), published on
 /// <c>control/proplet/task_metrics</c> with aggregates over the retained history. Memory is sent in real bytes (the
 /// Rust proplet's was 1024× too large); the timestamp is RFC 3339.
