@@ -120,4 +120,7 @@ internal static partial class EdgeLog
 
     [LoggerMessage(EventId = 8061, Level = LogLevel.Warning, Message = "Stop of task {TaskId} attempt {Attempt} ignored: a later attempt of it runs here")]
     public static partial void StaleStop(ILogger logger, string taskId, int attempt);
+
+    [LoggerMessage(EventId = 8062, Level = LogLevel.Warning, Message = "Invoke of task {TaskId} dropped: the proplet is shutting down")]
+    public static partial void InvokeDuringShutdown(ILogger logger, string taskId);
 }

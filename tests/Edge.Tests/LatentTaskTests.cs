@@ -99,6 +99,42 @@ public sealed class LatentTaskTests : IAsyncDisposable
         (await NextInvokeResultAsync()).GetProperty("results").GetString().ShouldBe("3");
     }
 
+    /// <summary>
+    /// An invoke that arrives once the proplet is shutting down is dropped like a start (nothing is published); it used to
+    /// run into the disposed semaphore and token source, an ObjectDisposedException that nobody observed.
+    /// </summary>
+    [Fact]
+    public async Task GivenAShutDownRunner_WhenAnInvokeArrives_ThenItIsDroppedWithoutAnUnobservedError()
+    {
+        await DeployAsync("calc", "add", ["1", "2"]);
+        var unobserved = new System.Collections.Concurrent.ConcurrentQueue<Exception>();
+        void Record(object? sender, UnobservedTaskExceptionEventArgs e)
+        {
+            if (e.Exception.InnerExceptions.Any(x => x is ObjectDisposedException))
+            {
+                unobserved.Enqueue(e.Exception);
+            }
+        }
+
+        TaskScheduler.UnobservedTaskException += Record;
+        try
+        {
+            await _runner.DisposeAsync();
+            Invoke(new { id = "calc", invocation_id = "late" });
+            await Task.Delay(500, Ct);
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+            GC.Collect();
+        }
+        finally
+        {
+            TaskScheduler.UnobservedTaskException -= Record;
+        }
+
+        unobserved.ShouldBeEmpty();
+        _published.TryNext(out var extra).ShouldBeFalse(extra.Path);
+    }
+
     [Fact]
     public async Task GivenASpinningLatentTask_WhenInvokedWithATimeout_ThenTheInvocationEndsAndTheNextStillWorks()
     {

@@ -457,6 +457,13 @@ public sealed class TaskRunner : IAsyncDisposable
             return;
         }
 
+        if (Volatile.Read(ref _closing) == 1)
+        {
+            // As a start during shutdown: nothing would wait for it, and the slots and the lifetime are being disposed.
+            EdgeLog.InvokeDuringShutdown(_logger, message.Id);
+            return;
+        }
+
         Track(InvokeAsync(message));
     }
 
@@ -475,6 +482,13 @@ public sealed class TaskRunner : IAsyncDisposable
         else
         {
             outcome = await RunInvocationAsync(latent, message);
+        }
+
+        if (Volatile.Read(ref _closing) == 1)
+        {
+            // Shutting down began while it ran: its answer is dropped, as a task's is (the lifetime is ending).
+            EdgeLog.ResultDropped(_logger, id);
+            return;
         }
 
         var reply = new InvokeResultMessage
@@ -522,6 +536,10 @@ public sealed class TaskRunner : IAsyncDisposable
             if (latent.Deployment.Reason != StopReason.None)
             {
                 invocation.Abort(latent.Deployment.Reason);
+            }
+            else if (Volatile.Read(ref _closing) == 1)
+            {
+                invocation.Abort(StopReason.ShuttingDown); // shutting down began after HandleInvoke's check
             }
 
             await _slots.WaitAsync(invocation.Aborted);
