@@ -100,6 +100,23 @@ public sealed class LatentTaskTests : IAsyncDisposable
     }
 
     /// <summary>
+    /// An invoke's env with a null value is refused with an invoke error, as a start's is (StartRequestParser), instead of
+    /// reaching the guest as a null variable; the task stays deployed.
+    /// </summary>
+    [Fact]
+    public async Task GivenAnInvokeWithANullEnvValue_WhenInvoked_ThenItIsRefusedAndTheTaskStaysDeployed()
+    {
+        await DeployAsync("calc", "add", ["1", "2"]);
+
+        _runner.HandleInvoke("""{"id":"calc","invocation_id":"n","env":{"A":"x","B":null}}"""u8.ToArray());
+        var refused = await NextInvokeResultAsync();
+
+        (refused.GetProperty("invocation_id").GetString(), refused.GetProperty("error").GetString()).ShouldBe(("n", "invalid invoke request: env values must be strings, not null"));
+        Invoke(new { id = "calc", invocation_id = "ok", env = new { A = "x" } });
+        (await NextInvokeResultAsync()).GetProperty("results").GetString().ShouldBe("3");
+    }
+
+    /// <summary>
     /// An invoke that arrives once the proplet is shutting down is dropped like a start (nothing is published); it used to
     /// run into the disposed semaphore and token source, an ObjectDisposedException that nobody observed.
     /// </summary>

@@ -479,6 +479,11 @@ public sealed class TaskRunner : IAsyncDisposable
         {
             outcome = TaskOutcome.Failure($"task {id} is an HTTP proxy component; it is served by its listener, not by direct invocation");
         }
+        else if (message.Env?.Values.Contains(null!) == true)
+        {
+            // Valid JSON, but nothing the guest can be given; a start refuses it too (StartRequestParser).
+            outcome = TaskOutcome.Failure("invalid invoke request: env values must be strings, not null");
+        }
         else
         {
             outcome = await RunInvocationAsync(latent, message);
