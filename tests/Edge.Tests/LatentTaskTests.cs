@@ -210,6 +210,8 @@ public sealed class LatentTaskTests : IAsyncDisposable
 
         public Task<TaskOutcome> RunAsync(RunningTask task, byte[] binary, CancellationToken cancellationToken) => inner.RunAsync(task, binary, cancellationToken);
 
+        public bool ServesHttpProxy(byte[] binary) => inner.ServesHttpProxy(binary);
+
         public LatentPreparation Prepare(RunningTask task, byte[] binary)
         {
             Preparing.Set();

@@ -691,7 +691,9 @@ public sealed class TaskRunner : IAsyncDisposable
             var fetched = await _fetcher.FetchAsync(request, task.Aborted);
             var binary = fetched.Bytes;
             task.BinarySha256 = fetched.Sha256;
-            using var timer = !daemon && request.Limits.Timeout is { } limit
+            // A served HTTP proxy's time limit applies to each request (below), so its timer is never armed: armed here,
+            // compiling the component counted against it and a short limit stopped the task before it served at all.
+            using var timer = !daemon && !_runtime.ServesHttpProxy(binary) && request.Limits.Timeout is { } limit
                 ? new Timer(_ => task.Abort(StopReason.TimedOut), null, limit, Timeout.InfiniteTimeSpan)
                 : null;
             if (daemon)
