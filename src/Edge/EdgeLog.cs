@@ -114,4 +114,13 @@ internal static partial class EdgeLog
 
     [LoggerMessage(EventId = 8046, Level = LogLevel.Warning, Message = "HTTP proxy of task {TaskId}: {Method} {Path} answered 500: {Error}{Stderr}")]
     public static partial void HttpProxyRequestFailed(ILogger logger, string taskId, string method, string path, string error, string stderr);
+
+    [LoggerMessage(EventId = 8060, Level = LogLevel.Warning, Message = "Start of task {TaskId} attempt {Attempt} arrived after the stop of that attempt; not run")]
+    public static partial void StartAfterItsStop(ILogger logger, string taskId, int attempt);
+
+    [LoggerMessage(EventId = 8061, Level = LogLevel.Warning, Message = "Stop of task {TaskId} attempt {Attempt} ignored: a later attempt of it runs here")]
+    public static partial void StaleStop(ILogger logger, string taskId, int attempt);
+
+    [LoggerMessage(EventId = 8062, Level = LogLevel.Warning, Message = "Invoke of task {TaskId} dropped: the proplet is shutting down")]
+    public static partial void InvokeDuringShutdown(ILogger logger, string taskId);
 }

@@ -192,6 +192,44 @@ public sealed class HttpProxyServingTests : IAsyncDisposable
         (await runtime.RunAsync(task, Components.Proxy, Ct)).Error.ShouldBe("No available port found in range 65535-65535");
     }
 
+    /// <summary>
+    /// A proxy whose start-up (compiling, linking, binding) takes longer than its --timeout still starts and serves: the
+    /// limit applies to each request, so the task's timer is not armed for it. The task timer was armed before the
+    /// component was compiled, and on a loaded machine stopped the task before "started at port N" (a flaky test).
+    /// </summary>
+    [Fact]
+    public async Task GivenASlowStartingProxyWithAShortTimeout_WhenStarted_ThenItStillStartsAndServes()
+    {
+        var fetcher = new BinaryFetcher(_settings, new ChunkAssembler(_settings.MaxBinarySize, TimeProvider.System), _published, _http);
+        await using var runner = new TaskRunner(_settings, new SlowStart(_runtime, TimeSpan.FromSeconds(1)), fetcher, _published, null, NullLogger<TaskRunner>.Instance);
+        var port = FreePort();
+
+        runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(new { id = "slow", name = "proxy", file = Convert.ToBase64String(Components.Proxy), cli_args = new[] { "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--timeout", "0.3" } }));
+
+        (await NextResultAsync()).GetProperty("results").GetString().ShouldBe($"started at port {port}");
+        (await _http.GetStringAsync(new Uri($"http://127.0.0.1:{port}/"), Ct)).ShouldBe("hello, world");
+        runner.HandleStop(Encoding.UTF8.GetBytes("""{"id":"slow"}"""));
+        await WaitUntilAsync(() => HttpProxyServer.Free(port));
+    }
+
+    /// <summary>A runtime whose runs begin <paramref name="delay"/> late, as a compile on a loaded machine does.</summary>
+    private sealed class SlowStart(InProcessRuntime inner, TimeSpan delay) : IWasmRuntime
+    {
+        public string Name => inner.Name;
+
+        public async Task<TaskOutcome> RunAsync(RunningTask task, byte[] binary, CancellationToken cancellationToken)
+        {
+            await Task.Delay(delay, cancellationToken);
+            return await inner.RunAsync(task, binary, cancellationToken);
+        }
+
+        public bool ServesHttpProxy(byte[] binary) => inner.ServesHttpProxy(binary);
+
+        public LatentPreparation Prepare(RunningTask task, byte[] binary) => inner.Prepare(task, binary);
+
+        public Task<TaskOutcome> InvokeAsync(RunningTask invocation, object prepared, CancellationToken cancellationToken) => inner.InvokeAsync(invocation, prepared, cancellationToken);
+    }
+
     private void Start(object message) => _runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(message));
 
     private async Task<JsonElement> NextResultAsync() =>

@@ -99,6 +99,59 @@ public sealed class LatentTaskTests : IAsyncDisposable
         (await NextInvokeResultAsync()).GetProperty("results").GetString().ShouldBe("3");
     }
 
+    /// <summary>
+    /// An invoke's env with a null value is refused with an invoke error, as a start's is (StartRequestParser), instead of
+    /// reaching the guest as a null variable; the task stays deployed.
+    /// </summary>
+    [Fact]
+    public async Task GivenAnInvokeWithANullEnvValue_WhenInvoked_ThenItIsRefusedAndTheTaskStaysDeployed()
+    {
+        await DeployAsync("calc", "add", ["1", "2"]);
+
+        _runner.HandleInvoke("""{"id":"calc","invocation_id":"n","env":{"A":"x","B":null}}"""u8.ToArray());
+        var refused = await NextInvokeResultAsync();
+
+        (refused.GetProperty("invocation_id").GetString(), refused.GetProperty("error").GetString()).ShouldBe(("n", "invalid invoke request: env values must be strings, not null"));
+        Invoke(new { id = "calc", invocation_id = "ok", env = new { A = "x" } });
+        (await NextInvokeResultAsync()).GetProperty("results").GetString().ShouldBe("3");
+    }
+
+    /// <summary>
+    /// An invoke that arrives once the proplet is shutting down is dropped like a start (nothing is published); it used to
+    /// run into the disposed semaphore and token source, an ObjectDisposedException that nobody observed.
+    /// </summary>
+    [Fact]
+    public async Task GivenAShutDownRunner_WhenAnInvokeArrives_ThenItIsDroppedWithoutAnUnobservedError()
+    {
+        await DeployAsync("calc", "add", ["1", "2"]);
+        var unobserved = new System.Collections.Concurrent.ConcurrentQueue<Exception>();
+        void Record(object? sender, UnobservedTaskExceptionEventArgs e)
+        {
+            if (e.Exception.InnerExceptions.Any(x => x is ObjectDisposedException))
+            {
+                unobserved.Enqueue(e.Exception);
+            }
+        }
+
+        TaskScheduler.UnobservedTaskException += Record;
+        try
+        {
+            await _runner.DisposeAsync();
+            Invoke(new { id = "calc", invocation_id = "late" });
+            await Task.Delay(500, Ct);
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+            GC.Collect();
+        }
+        finally
+        {
+            TaskScheduler.UnobservedTaskException -= Record;
+        }
+
+        unobserved.ShouldBeEmpty();
+        _published.TryNext(out var extra).ShouldBeFalse(extra.Path);
+    }
+
     [Fact]
     public async Task GivenASpinningLatentTask_WhenInvokedWithATimeout_ThenTheInvocationEndsAndTheNextStillWorks()
     {
@@ -156,6 +209,8 @@ public sealed class LatentTaskTests : IAsyncDisposable
         public string Name => inner.Name;
 
         public Task<TaskOutcome> RunAsync(RunningTask task, byte[] binary, CancellationToken cancellationToken) => inner.RunAsync(task, binary, cancellationToken);
+
+        public bool ServesHttpProxy(byte[] binary) => inner.ServesHttpProxy(binary);
 
         public LatentPreparation Prepare(RunningTask task, byte[] binary)
         {

@@ -299,6 +299,63 @@ public sealed class TaskRunnerTests : IAsyncDisposable
         runner.RunningCount.ShouldBe(0);
     }
 
+    /// <summary>
+    /// A restart on this proplet (stop of attempt 1, start of attempt 2 while run 1 unwinds): each result names the
+    /// attempt of its start, so the manager can tell run 1's late "stopped" result from run 2's.
+    /// </summary>
+    [Fact]
+    public async Task GivenARestartWithAttempts_WhenBothRunsEnd_ThenEachResultNamesItsAttempt()
+    {
+        Start(new { id = "restart", name = "main", file = Convert.ToBase64String(Modules.Spin), attempt = 1 });
+        _runner.HandleStop(Encoding.UTF8.GetBytes("""{"id":"restart","broadcast":false,"attempt":1}"""));
+        Start(new { id = "restart", name = "main", file = Modules.AdditionBase64, inputs = new[] { "1", "2" }, attempt = 2 });
+
+        var first = await NextResultAsync();
+        var second = await NextResultAsync();
+
+        (first.GetProperty("error").GetString(), first.GetProperty("attempt").GetInt32()).ShouldBe(("Task restart was stopped before completion", 1));
+        (second.GetProperty("results").GetString(), second.GetProperty("attempt").GetInt32()).ShouldBe(("3", 2));
+    }
+
+    /// <summary>
+    /// A start that reaches the proplet after the stop of its attempt (the manager retried its publish, recovered it after
+    /// a crash or replayed it) is not run: it gets the stopped result of that attempt, and a later attempt still runs.
+    /// </summary>
+    [Fact]
+    public async Task GivenAStopOfAnAttempt_WhenItsStartArrivesAfterIt_ThenItIsNotRunAndALaterAttemptRuns()
+    {
+        _runner.HandleStop(Encoding.UTF8.GetBytes("""{"id":"late","broadcast":false,"attempt":1}"""));
+        Start(new { id = "late", name = "main", file = Convert.ToBase64String(Modules.Spin), attempt = 1 });
+
+        var dropped = await NextResultAsync();
+        (dropped.GetProperty("error").GetString(), dropped.GetProperty("attempt").GetInt32()).ShouldBe(("Task late was stopped before completion", 1));
+        _runner.RunningCount.ShouldBe(0);
+        _runner.Started.ShouldBe(0);
+
+        Start(new { id = "late", name = "main", file = Modules.AdditionBase64, inputs = new[] { "1", "2" }, attempt = 2 });
+        var next = await NextResultAsync();
+        (next.GetProperty("results").GetString(), next.GetProperty("attempt").GetInt32()).ShouldBe(("3", 2));
+    }
+
+    /// <summary>
+    /// A stop of an earlier attempt that arrives while a later attempt runs (a late stop publish) leaves the run alone;
+    /// the stop of its own attempt ends it.
+    /// </summary>
+    [Fact]
+    public async Task GivenALaterAttemptRunning_WhenAStopOfAnEarlierAttemptArrives_ThenItKeepsRunning()
+    {
+        Start(new { id = "newer", name = "main", file = Convert.ToBase64String(Modules.Spin), attempt = 2 });
+
+        _runner.HandleStop(Encoding.UTF8.GetBytes("""{"id":"newer","broadcast":false,"attempt":1}"""));
+        await Task.Delay(200, TestContext.Current.CancellationToken);
+
+        _runner.RunningCount.ShouldBe(1);
+        _published.TryNext(out var early).ShouldBeFalse(early.Payload.ToString());
+        _runner.HandleStop(Encoding.UTF8.GetBytes("""{"id":"newer","broadcast":false,"attempt":2}"""));
+        var stopped = await NextResultAsync();
+        (stopped.GetProperty("error").GetString(), stopped.GetProperty("attempt").GetInt32()).ShouldBe(("Task newer was stopped before completion", 2));
+    }
+
     /// <summary>Passes everything on except task metrics, which fail with an error nobody planned for.</summary>
     private sealed class MetricsRefusingPublisher(InMemoryPublisher inner) : Propeller.Edge.Messaging.IPropletPublisher
     {

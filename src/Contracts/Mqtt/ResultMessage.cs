@@ -17,4 +17,11 @@ public sealed record ResultMessage
 
     [JsonPropertyName("error")]
     public JsonElement? Error { get; init; }
+
+    /// <summary>
+    /// Our extension (docs/compatibility.md): the <c>attempt</c> of the start this result answers, echoed by our
+    /// proplet; the manager ignores a result of another attempt. Absent from the original proplet's results.
+    /// </summary>
+    [JsonPropertyName("attempt"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? Attempt { get; init; }
 }

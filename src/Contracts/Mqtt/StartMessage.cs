@@ -60,4 +60,11 @@ public sealed record StartMessage
 
     [JsonPropertyName("hal_storage_path"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public string? HalStoragePath { get; init; }
+
+    /// <summary>
+    /// Our extension (docs/compatibility.md): the manager's attempt number of the run this start begins. Our proplet
+    /// echoes it in the result and drops a start whose attempt a stop already named; the original ignores it.
+    /// </summary>
+    [JsonPropertyName("attempt"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? Attempt { get; init; }
 }

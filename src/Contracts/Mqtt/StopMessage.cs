@@ -2,8 +2,13 @@ using System.Text.Json.Serialization;
 
 namespace Propeller.Contracts.Mqtt;
 
-/// <summary><c>control/manager/stop</c> (spec propeller-edge.md §1.9).</summary>
+/// <summary>
+/// <c>control/manager/stop</c> (spec propeller-edge.md §1.9). <paramref name="Attempt"/> is our extension
+/// (docs/compatibility.md): the attempt the stop ends, so that our proplet can tell a stop from a start that arrives
+/// after it, or a late stop from a newer attempt's run; the original proplet ignores it.
+/// </summary>
 public sealed record StopMessage(
     [property: JsonPropertyName("id")] string Id,
     [property: JsonPropertyName("broadcast")] bool Broadcast,
-    [property: JsonPropertyName("proplet_id"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? PropletId);
+    [property: JsonPropertyName("proplet_id"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? PropletId,
+    [property: JsonPropertyName("attempt"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] int? Attempt = null);

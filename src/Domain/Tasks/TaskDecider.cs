@@ -44,6 +44,8 @@ public static class TaskDecider
         (DispatchTask c, { Status: TaskStatus.Running }) when c.PropletId == state.PropletId => Decision<TaskEvent>.Accept(),
         (DispatchTask c, _) => Rejection.Conflict($"task {c.TaskId} is {state.Status}, not waiting for a proplet"),
 
+        (RecordResult c, _) when c.Attempt is { } attempt && attempt != state.Attempt =>
+            Decision<TaskEvent>.Accept(new TaskResultIgnored(c.TaskId, state.Attempt, $"result of attempt {attempt}; the task is on attempt {state.Attempt}", c.At)),
         (RecordResult c, { Status: TaskStatus.Running }) when c.PropletId is { Length: > 0 } from && state.PropletId is { } current && from != current && !state.RunsEverywhere =>
             Decision<TaskEvent>.Accept(new TaskResultIgnored(c.TaskId, state.Attempt, $"result from proplet {from}; the task runs on {current}", c.At)),
         (RecordResult c, { Status: TaskStatus.Running }) when !string.IsNullOrEmpty(c.Error) =>

@@ -19,6 +19,9 @@ public sealed class ExternalRuntime(string executable, PropletSettings settings,
 
     public string Executable => executable;
 
+    /// <summary>An external runtime runs every binary as a process under the task's time limit.</summary>
+    public bool ServesHttpProxy(byte[] binary) => false;
+
     /// <summary>The original's host runtime has no latent tasks either (spec §2.10).</summary>
     public LatentPreparation Prepare(RunningTask task, byte[] binary) => LatentPreparation.Failed("latent tasks are not supported by this runtime");
 

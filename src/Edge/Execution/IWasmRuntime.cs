@@ -10,6 +10,12 @@ public interface IWasmRuntime
 
     Task<TaskOutcome> RunAsync(RunningTask task, byte[] binary, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Whether <see cref="RunAsync"/> serves <paramref name="binary"/> as an HTTP proxy (spec §2.11): its task reports
+    /// "started at port N" and its time limit applies to each request, so the task's own timer is not armed for it.
+    /// </summary>
+    bool ServesHttpProxy(byte[] binary);
+
     /// <summary>Compiles a latent task's component and keeps it for <see cref="InvokeAsync"/> (spec §2.10).</summary>
     LatentPreparation Prepare(RunningTask task, byte[] binary);
 

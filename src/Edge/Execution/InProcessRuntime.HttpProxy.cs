@@ -32,7 +32,7 @@ public sealed partial class InProcessRuntime
     /// </summary>
     internal (int Running, int Queued) HttpProxyBound { get; init; } = (Math.Max(2, System.Environment.ProcessorCount), 64);
 
-    private bool ServesHttpProxy(byte[] binary) => _settings.HttpEnabled && WasmBinary.IsComponent(binary) && WasmBinary.IsHttpProxy(binary);
+    public bool ServesHttpProxy(byte[] binary) => _settings.HttpEnabled && WasmBinary.IsComponent(binary) && WasmBinary.IsHttpProxy(binary);
 
     private async Task<TaskOutcome> ServeHttpProxyAsync(RunningTask task, byte[] binary)
     {

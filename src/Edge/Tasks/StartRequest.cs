@@ -15,4 +15,7 @@ public sealed record StartRequest(StartMessage Message, TaskLimits Limits, Monit
     public IReadOnlyList<string> CliArgs => Message.CliArgs ?? [];
 
     public IReadOnlyDictionary<string, string> Env => Message.Env ?? new Dictionary<string, string>();
+
+    /// <summary>The manager's attempt number of this run (our extension; none from the original manager).</summary>
+    public int? Attempt => Message.Attempt;
 }

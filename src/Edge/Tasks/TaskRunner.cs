@@ -26,6 +26,10 @@ public sealed class TaskRunner : IAsyncDisposable
 
     /// <summary>Starts with the plugins (authorize, enrich) and not yet admitted: a stop meanwhile cancels their calls.</summary>
     private readonly ConcurrentDictionary<string, CancellationTokenSource> _admitting = new(StringComparer.Ordinal);
+
+    /// <summary>The attempt of each start in <see cref="_admitting"/> that named one (our manager's <c>attempt</c>).</summary>
+    private readonly ConcurrentDictionary<CancellationTokenSource, int> _admittingAttempts = new();
+    private readonly StoppedAttempts _stoppedAttempts = new(TimeProvider.System);
     private readonly Lock _admissionGate = new();
     private readonly SemaphoreSlim _slots;
     private readonly PropletSettings _settings;
@@ -89,7 +93,7 @@ public sealed class TaskRunner : IAsyncDisposable
             EdgeLog.InvalidStart(_logger, parse.Id ?? "(none)", parse.Error!);
             if (parse.Id is { } badId)
             {
-                Track(PublishResultAsync(badId, TaskOutcome.Failure(parse.Error!)));
+                Track(PublishResultAsync(badId, TaskOutcome.Failure(parse.Error!), attempt: null));
             }
 
             return;
@@ -103,14 +107,24 @@ public sealed class TaskRunner : IAsyncDisposable
         };
         if (unsupported is not null)
         {
-            Track(PublishResultAsync(request.Id, TaskOutcome.Failure(unsupported)));
+            Track(PublishResultAsync(request.Id, TaskOutcome.Failure(unsupported), request.Attempt));
+            return;
+        }
+
+        if (request.Attempt is { } attempt && _stoppedAttempts.Covers(request.Id, attempt))
+        {
+            // A start that arrives after the stop of its attempt (a retried, recovered or replayed publish): the manager
+            // has recorded the stop, so it is not run; it gets the stopped result it would have had if the stop had
+            // caught it being admitted (the manager records it as ignored, a trace of the late start in the history).
+            EdgeLog.StartAfterItsStop(_logger, request.Id, attempt);
+            Track(PublishResultAsync(request.Id, TaskOutcome.Failure($"Task {request.Id} was stopped before completion"), attempt));
             return;
         }
 
         if (_plugins is { Any: true } plugins)
         {
             var admission = CancellationTokenSource.CreateLinkedTokenSource(_lifetime.Token);
-            if (!_admitting.TryAdd(request.Id, admission))
+            if (!TryAddAdmission(request, admission))
             {
                 admission.Dispose();
                 EdgeLog.DuplicateStart(_logger, request.Id);
@@ -141,7 +155,7 @@ public sealed class TaskRunner : IAsyncDisposable
                 // stop runs once that run has let go of the id (spec §2.8 forgets a stopped task at once), not dropped.
                 // It waits as an admission, so a stop meanwhile cancels it.
                 var parked = CancellationTokenSource.CreateLinkedTokenSource(_lifetime.Token);
-                if (!_admitting.TryAdd(request.Id, parked))
+                if (!TryAddAdmission(request, parked))
                 {
                     parked.Dispose();
                     EdgeLog.DuplicateStart(_logger, request.Id);
@@ -168,6 +182,22 @@ public sealed class TaskRunner : IAsyncDisposable
         Interlocked.Increment(ref _started);
         EdgeLog.TaskAccepted(_logger, request.Id, request.Name);
         Track(request.Message.Latent ? DeployLatentAsync(task) : ExecuteAsync(task));
+    }
+
+    private bool TryAddAdmission(StartRequest request, CancellationTokenSource admission)
+    {
+        if (request.Attempt is { } attempt)
+        {
+            _admittingAttempts[admission] = attempt;
+        }
+
+        if (_admitting.TryAdd(request.Id, admission))
+        {
+            return true;
+        }
+
+        _admittingAttempts.TryRemove(admission, out _);
+        return false;
     }
 
     private async Task AdmitAfterAsync(RunningTask earlier, StartRequest request, CancellationTokenSource admission)
@@ -244,6 +274,7 @@ public sealed class TaskRunner : IAsyncDisposable
             // With the stop's side of this lock (StopAdmittingAndRunning): a stop finds the start either here, and cancels it, or
             // already running.
             _admitting.TryRemove(new KeyValuePair<string, CancellationTokenSource>(id, admission));
+            _admittingAttempts.TryRemove(admission, out _);
             stopped = admission.IsCancellationRequested;
             if (!stopped && refusal is null)
             {
@@ -258,32 +289,48 @@ public sealed class TaskRunner : IAsyncDisposable
         }
         else if (stopped)
         {
-            await PublishResultAsync(id, TaskOutcome.Failure($"Task {id} was stopped before completion"));
+            await PublishResultAsync(id, TaskOutcome.Failure($"Task {id} was stopped before completion"), request.Attempt);
         }
         else if (refusal is not null)
         {
-            await PublishResultAsync(id, refusal);
+            await PublishResultAsync(id, refusal, request.Attempt);
         }
     }
 
     /// <summary>Stops the run of <paramref name="id"/> and a start of it still being admitted (with the plugins, or
-    /// waiting for a stopped run to unwind; admitted in the meantime: then running); false when there is neither.</summary>
-    private bool StopAdmittingAndRunning(string id)
+    /// waiting for a stopped run to unwind; admitted in the meantime: then running); false when there is neither. A
+    /// stop of <paramref name="attempt"/> leaves a start or run of a later attempt alone (<paramref name="newer"/>).</summary>
+    private bool StopAdmittingAndRunning(string id, int? attempt, out bool newer)
     {
         var found = false;
+        newer = false;
         lock (_admissionGate)
         {
-            if (_admitting.TryRemove(id, out var admission))
+            if (_admitting.TryGetValue(id, out var admission))
             {
-                admission.Cancel();
-                found = true;
+                if (IsNewer(_admittingAttempts.TryGetValue(admission, out var admitted) ? admitted : null, attempt))
+                {
+                    newer = true;
+                }
+                else if (_admitting.TryRemove(new KeyValuePair<string, CancellationTokenSource>(id, admission)))
+                {
+                    admission.Cancel();
+                    found = true;
+                }
             }
         }
 
         if (_running.TryGetValue(id, out var task))
         {
-            task.Abort(StopReason.Stopped);
-            found = true;
+            if (IsNewer(task.Request.Attempt, attempt))
+            {
+                newer = true;
+            }
+            else
+            {
+                task.Abort(StopReason.Stopped);
+                found = true;
+            }
         }
 
         if (found)
@@ -293,6 +340,10 @@ public sealed class TaskRunner : IAsyncDisposable
 
         return found;
     }
+
+    /// <summary>Whether a start of <paramref name="started"/> is later than the attempt a stop named; unknown when
+    /// either has none (the original manager's messages), which stops it as before.</summary>
+    private static bool IsNewer(int? started, int? stopped) => started is { } s && stopped is { } t && s > t;
 
     private static PropletTaskInfo InfoOf(StartRequest request) => new()
     {
@@ -309,12 +360,17 @@ public sealed class TaskRunner : IAsyncDisposable
     public void HandleStop(ReadOnlyMemory<byte> payload)
     {
         string? id;
+        int? attempt;
         try
         {
             using var document = JsonDocument.Parse(payload);
-            id = document.RootElement.ValueKind == JsonValueKind.Object
-                 && document.RootElement.TryGetProperty("id", out var value) && value.ValueKind == JsonValueKind.String
+            var root = document.RootElement;
+            id = root.ValueKind == JsonValueKind.Object && root.TryGetProperty("id", out var value) && value.ValueKind == JsonValueKind.String
                 ? value.GetString()
+                : null;
+            attempt = root.ValueKind == JsonValueKind.Object && root.TryGetProperty("attempt", out var number)
+                      && number.ValueKind == JsonValueKind.Number && number.TryGetInt32(out var n)
+                ? n
                 : null;
         }
         catch (Exception ex) when (ex is JsonException or InvalidOperationException)
@@ -330,7 +386,18 @@ public sealed class TaskRunner : IAsyncDisposable
             return;
         }
 
-        if (_latent.TryRemove(id, out var latent))
+        if (attempt is { } stoppedAttempt)
+        {
+            // Before anything else: a start of this attempt that arrives from now on is not run (HandleStart).
+            _stoppedAttempts.Record(id, stoppedAttempt);
+        }
+
+        bool newer;
+        if (_latent.TryGetValue(id, out var latent) && IsNewer(latent.Request.Attempt, attempt))
+        {
+            newer = true;
+        }
+        else if (latent is not null && _latent.TryRemove(new KeyValuePair<string, LatentTask>(id, latent)))
         {
             // A deployed latent task has nothing running of its own: forget it and end its invocations (spec §2.8).
             EdgeLog.Stopping(_logger, id);
@@ -342,10 +409,18 @@ public sealed class TaskRunner : IAsyncDisposable
 
             _running.TryRemove(new KeyValuePair<string, RunningTask>(id, latent.Deployment));
             latent.Deployment.Dispose(); // ends it: a start of the same id waiting for it to let go runs now
+            return;
         }
-        else if (StopAdmittingAndRunning(id))
+        else if (StopAdmittingAndRunning(id, attempt, out newer))
         {
             // stopped running, with the plugins, waiting for its stopped run to unwind, or in the moment it was admitted
+            return;
+        }
+
+        if (newer)
+        {
+            // A late stop (a retried or replayed publish) of an attempt the manager has since replaced by a new start.
+            EdgeLog.StaleStop(_logger, id, attempt!.Value);
         }
         else
         {
@@ -382,6 +457,13 @@ public sealed class TaskRunner : IAsyncDisposable
             return;
         }
 
+        if (Volatile.Read(ref _closing) == 1)
+        {
+            // As a start during shutdown: nothing would wait for it, and the slots and the lifetime are being disposed.
+            EdgeLog.InvokeDuringShutdown(_logger, message.Id);
+            return;
+        }
+
         Track(InvokeAsync(message));
     }
 
@@ -397,9 +479,21 @@ public sealed class TaskRunner : IAsyncDisposable
         {
             outcome = TaskOutcome.Failure($"task {id} is an HTTP proxy component; it is served by its listener, not by direct invocation");
         }
+        else if (message.Env?.Values.Contains(null!) == true)
+        {
+            // Valid JSON, but nothing the guest can be given; a start refuses it too (StartRequestParser).
+            outcome = TaskOutcome.Failure("invalid invoke request: env values must be strings, not null");
+        }
         else
         {
             outcome = await RunInvocationAsync(latent, message);
+        }
+
+        if (Volatile.Read(ref _closing) == 1)
+        {
+            // Shutting down began while it ran: its answer is dropped, as a task's is (the lifetime is ending).
+            EdgeLog.ResultDropped(_logger, id);
+            return;
         }
 
         var reply = new InvokeResultMessage
@@ -447,6 +541,10 @@ public sealed class TaskRunner : IAsyncDisposable
             if (latent.Deployment.Reason != StopReason.None)
             {
                 invocation.Abort(latent.Deployment.Reason);
+            }
+            else if (Volatile.Read(ref _closing) == 1)
+            {
+                invocation.Abort(StopReason.ShuttingDown); // shutting down began after HandleInvoke's check
             }
 
             await _slots.WaitAsync(invocation.Aborted);
@@ -530,7 +628,7 @@ public sealed class TaskRunner : IAsyncDisposable
         EdgeLog.TaskFailed(_logger, request.Id, error);
         if (!shuttingDown)
         {
-            await PublishResultAsync(request.Id, TaskOutcome.Failure(error));
+            await PublishResultAsync(request.Id, TaskOutcome.Failure(error), request.Attempt);
         }
     }
 
@@ -593,13 +691,15 @@ public sealed class TaskRunner : IAsyncDisposable
             var fetched = await _fetcher.FetchAsync(request, task.Aborted);
             var binary = fetched.Bytes;
             task.BinarySha256 = fetched.Sha256;
-            using var timer = !daemon && request.Limits.Timeout is { } limit
+            // A served HTTP proxy's time limit applies to each request (below), so its timer is never armed: armed here,
+            // compiling the component counted against it and a short limit stopped the task before it served at all.
+            using var timer = !daemon && !_runtime.ServesHttpProxy(binary) && request.Limits.Timeout is { } limit
                 ? new Timer(_ => task.Abort(StopReason.TimedOut), null, limit, Timeout.InfiniteTimeSpan)
                 : null;
             if (daemon)
             {
                 // The original reports a daemon as done at once (spec §2.9); the workload keeps running.
-                await PublishResultAsync(request.Id, TaskOutcome.Success(""));
+                await PublishResultAsync(request.Id, TaskOutcome.Success(""), request.Attempt);
                 resultSent = true;
             }
 
@@ -614,7 +714,7 @@ public sealed class TaskRunner : IAsyncDisposable
                 daemon = true;
                 _slots.Release();
                 slot = false;
-                await PublishResultAsync(request.Id, TaskOutcome.Success(await task.Started));
+                await PublishResultAsync(request.Id, TaskOutcome.Success(await task.Started), request.Attempt);
                 resultSent = true;
             }
 
@@ -675,10 +775,12 @@ public sealed class TaskRunner : IAsyncDisposable
         }
 
         _plugins?.OnTaskComplete(request.Id, outcome.Succeeded, outcome.Results is { Length: > 0 } output ? output : null, outcome.Error);
-        await PublishResultAsync(request.Id, outcome);
+        await PublishResultAsync(request.Id, outcome, request.Attempt);
     }
 
-    private async Task PublishResultAsync(string taskId, TaskOutcome outcome)
+    /// <summary>Publishes a task's result, naming the <paramref name="attempt"/> its start named (our manager ignores
+    /// a result of another attempt than the current one; without one, as from the original proplet, it applies).</summary>
+    private async Task PublishResultAsync(string taskId, TaskOutcome outcome, int? attempt)
     {
         var message = new ResultMessage
         {
@@ -686,6 +788,7 @@ public sealed class TaskRunner : IAsyncDisposable
             PropletId = _settings.EntityId,
             Results = JsonSerializer.SerializeToElement(outcome.Results),
             Error = outcome.Error is null ? null : JsonSerializer.SerializeToElement(outcome.Error),
+            Attempt = attempt,
         };
         try
         {

@@ -44,6 +44,7 @@ internal static class StartMessages
             MonitoringProfile = spec.MonitoringProfile is { } profile ? JsonSerializer.Deserialize<JsonElement>(profile) : null,
             PropletId = spec.Broadcast ? null : task.PropletId,
             HalStoragePath = spec.HalStoragePath,
+            Attempt = task.Attempt > 0 ? task.Attempt : null,
         };
     }
 }

@@ -18,7 +18,9 @@ public sealed class StopMessages(string? baseTopic)
             return [];
         }
 
-        var message = new StopMessage(task.Id.ToString(), task.Spec.Broadcast, task.Spec.Broadcast ? null : task.PropletId);
+        // The attempt the stop ends (our extension, docs/compatibility.md): our proplet drops a start of it that arrives
+        // after the stop (a retried or recovered publish) and keeps a newer attempt's run from a late stop.
+        var message = new StopMessage(task.Id.ToString(), task.Spec.Broadcast, task.Spec.Broadcast ? null : task.PropletId, task.Attempt > 0 ? task.Attempt : null);
         return [new OutgoingMessage(Topics.Of(baseTopic, Topics.Stop), JsonSerializer.SerializeToUtf8Bytes(message))];
     }
 }

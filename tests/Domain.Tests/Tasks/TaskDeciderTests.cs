@@ -187,6 +187,33 @@ public sealed class TaskDeciderTests
     public void GivenPending_WhenRecordResult_ThenResultIgnored() =>
         Given(Created).When(new RecordResult(Id, "42", null, At(4))).Then(new TaskResultIgnored(Id, 0, "result for a task that is Pending", At(4)));
 
+    /// <summary>
+    /// A restart (stop, then start) dispatches attempt 2 to the same proplet before run 1's "stopped" result arrives: that
+    /// late result names attempt 1 and is ignored, so attempt 2 keeps running and its own result completes it.
+    /// </summary>
+    [Fact]
+    public void GivenARestartedTaskRunningOnTheSameProplet_WhenTheStoppedResultOfTheFirstAttemptArrives_ThenItIsIgnoredAndTheSecondAttemptsResultCompletesIt()
+    {
+        var restarted = Given(Created, StartRequested(), Dispatched(), new TaskStopped(Id, 1, "stopped by user", At(3)), StartRequested(2), Dispatched(2));
+
+        var state = restarted
+            .When(new RecordResult(Id, null, $"Task {Id.Value} was stopped before completion", At(4), "proplet-1", Attempt: 1))
+            .Then(new TaskResultIgnored(Id, 2, "result of attempt 1; the task is on attempt 2", At(4)));
+
+        state.Status.ShouldBe(TaskStatus.Running);
+        Given(Created, StartRequested(), Dispatched(), new TaskStopped(Id, 1, "stopped by user", At(3)), StartRequested(2), Dispatched(2),
+                new TaskResultIgnored(Id, 2, "result of attempt 1; the task is on attempt 2", At(4)))
+            .When(new RecordResult(Id, "42", null, At(5), "proplet-1", Attempt: 2))
+            .Then(new TaskCompleted(Id, 2, "42", At(5)));
+    }
+
+    /// <summary>A result without an attempt (the original proplet) applies to the current attempt, as before.</summary>
+    [Fact]
+    public void GivenARestartedTaskRunning_WhenAResultWithoutAnAttemptArrives_ThenItAppliesToTheCurrentAttempt() =>
+        Given(Created, StartRequested(), Dispatched(), new TaskStopped(Id, 1, "stopped by user", At(3)), StartRequested(2), Dispatched(2))
+            .When(new RecordResult(Id, null, "boom", At(4), "proplet-1"))
+            .Then(new TaskFailed(Id, 2, "boom", At(4)));
+
     [Theory]
     [InlineData(true)]
     [InlineData(false)]

@@ -548,6 +548,62 @@ public class DispatchTests : IAsyncLifetime
         (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}", Ct)).GetProperty("state").GetInt32().ShouldBe(6);
     }
 
+    /// <summary>
+    /// A restart on the same proplet: the start and stop messages name their attempt, and the first run's "stopped"
+    /// result, arriving after attempt 2 was dispatched (the proplet sends it before it runs the new start), is recorded
+    /// as ignored instead of failing attempt 2, whose own result then completes the task.
+    /// </summary>
+    [Fact]
+    public async Task GivenARestartedTask_WhenTheFirstRunsStoppedResultArrivesAfterTheSecondStart_ThenItIsIgnoredAndTheSecondRunsResultCompletesIt()
+    {
+        var propletId = Guid.NewGuid().ToString();
+        var messages = System.Threading.Channels.Channel.CreateUnbounded<(string Topic, JsonElement Payload)>();
+        await using var proplet = new BrokerConnection(new BrokerOptions { ClientId = propletId }.WithAddress(Broker))
+        {
+            Handler = Inbox.Each((message, _) =>
+            {
+                messages.Writer.TryWrite((message.Topic[(message.Topic.LastIndexOf('/') + 1)..], JsonDocument.Parse(message.Payload).RootElement.Clone()));
+                return ValueTask.CompletedTask;
+            }),
+        };
+        await proplet.StartAsync(Ct);
+        await proplet.SubscribeAsync($"{Base}/control/manager/start", MqttQualityOfServiceLevel.AtLeastOnce, Ct);
+        await proplet.SubscribeAsync($"{Base}/control/manager/stop", MqttQualityOfServiceLevel.AtLeastOnce, Ct);
+        await PublishAsync(proplet, "control/proplet/alive", new { proplet_id = propletId, status = "alive" });
+        await WaitForAliveAsync(propletId);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        timeout.CancelAfter(TimeSpan.FromSeconds(30));
+
+        var id = await CreateAndStartAsync("""{"name":"long_running"}""");
+        var start1 = await messages.Reader.ReadAsync(timeout.Token);
+        (await Http.PostAsync($"/tasks/{id}/stop", null, Ct)).StatusCode.ShouldBe(HttpStatusCode.OK);
+        var stop1 = await messages.Reader.ReadAsync(timeout.Token);
+        (await Http.PostAsync($"/tasks/{id}/start", null, Ct)).StatusCode.ShouldBe(HttpStatusCode.OK);
+        var start2 = await messages.Reader.ReadAsync(timeout.Token);
+        (start1.Topic, start1.Payload.GetProperty("attempt").GetInt32()).ShouldBe(("start", 1));
+        (stop1.Topic, stop1.Payload.GetProperty("attempt").GetInt32()).ShouldBe(("stop", 1));
+        (start2.Topic, start2.Payload.GetProperty("attempt").GetInt32()).ShouldBe(("start", 2));
+        (await WaitForStateAsync(id, 2)).GetProperty("state").GetInt32().ShouldBe(2);
+
+        await PublishAsync(proplet, "control/proplet/results", new { task_id = id, proplet_id = propletId, results = "", error = $"Task {id} was stopped before completion", attempt = 1 });
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        List<string?> types;
+        do
+        {
+            await Task.Delay(50, Ct);
+            types = [.. (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}/history", Ct)).EnumerateArray().Select(e => e.GetProperty("type").GetString())];
+        }
+        while (!types.Contains("task.result_ignored.v1") && DateTime.UtcNow < deadline);
+
+        types.ShouldContain("task.result_ignored.v1");
+        types.ShouldNotContain("task.failed.v1");
+        (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}", Ct)).GetProperty("state").GetInt32().ShouldBe(2);
+        await PublishAsync(proplet, "control/proplet/results", new { task_id = id, proplet_id = propletId, results = "done", error = (string?)null, attempt = 2 });
+        var task = await WaitForStateAsync(id, 3);
+        task.GetProperty("state").GetInt32().ShouldBe(3);
+        task.GetProperty("results").GetString().ShouldBe("done");
+    }
+
     [Fact]
     public async Task PropletGoingOfflineMidTask_TheTaskIsRedispatchedToAnother_AndCompletes()
     {
