@@ -12,10 +12,10 @@ namespace Propeller.Edge.Execution;
 /// HTTP proxy components (spec §2.11, ADR 0015): with PROPLET_HTTP_ENABLED a component exporting
 /// <c>wasi:http/incoming-handler</c> is served on its own port, "started at port N" is the task's result at once, and each
 /// request gets a fresh instance with the task's env and limits (fuel, memory, and its timeout per request). A failed
-/// request is a 500 and a log line; the stop ends the listener and frees the port. Each request's guest runs on a
-/// <see cref="GuestThreads"/> thread, as a task's does (ADR 0007): on Kestrel's thread it held a .NET pool thread for as
-/// long as it computed. At most <see cref="HttpProxyBound"/>'s Running requests of one served task run at once, up to its
-/// Queued more wait for them, and a request beyond both is answered 503 at once.
+/// request is a 500 and a log line; the stop ends the listener and frees the port. Each request's guest runs on Kestrel's
+/// pool thread (a hop to a <see cref="GuestThreads"/> thread each way halved the requests a second), at most
+/// <see cref="HttpProxyBound"/>'s Running of one served task at once, so a spinning handler holds no more than half the
+/// pool's minimum threads; up to its Queued more wait for them, and a request beyond both is answered 503 at once.
 /// </summary>
 public sealed partial class InProcessRuntime
 {
@@ -26,11 +26,11 @@ public sealed partial class InProcessRuntime
     };
 
     /// <summary>
-    /// Requests of one served task whose guests run at once (Running: one per core, at least two: guest code computes,
-    /// so more at once only slows each) and requests that may wait for them (Queued: a burst of clients is served,
+    /// Requests of one served task whose guests run at once (Running: half the cores, at least one: each holds a .NET pool
+    /// thread while it computes, and the pool starts with one per core) and requests that may wait for them (Queued: a burst of clients is served,
     /// not refused). Their time limit starts when they run. Beyond both: 503 with Retry-After (docs/edge.md).
     /// </summary>
-    internal (int Running, int Queued) HttpProxyBound { get; init; } = (Math.Max(2, System.Environment.ProcessorCount), 64);
+    internal (int Running, int Queued) HttpProxyBound { get; init; } = (Math.Max(1, System.Environment.ProcessorCount / 2), 64);
 
     public bool ServesHttpProxy(byte[] binary) => _settings.HttpEnabled && WasmBinary.IsComponent(binary) && WasmBinary.IsHttpProxy(binary);
 
@@ -132,7 +132,7 @@ public sealed partial class InProcessRuntime
         HttpProxyResponse response;
         try
         {
-            response = await GuestThreads.RunAsync(() => Serve(task, proxy, incoming));
+            response = Serve(task, proxy, incoming);
         }
         finally
         {
