@@ -344,7 +344,17 @@ public sealed partial class WolverineScheduling(
 
         session.Delete(timer);
         await RedispatchAsync(session, listener, propletId, $"proplet {propletId} went offline", outgoing, cancellationToken);
+        await RecheckSoonAsync(session, outgoing, cancellationToken);
     }
+
+    /// <summary>
+    /// After a proplet went offline: makes sure the sweep chain is due within a sweep interval, not an idle one. A
+    /// placement that read the proplet as alive just before may commit its dispatch after the re-dispatch looked at
+    /// the proplet's running tasks; the next link sees that task (offline proplet, running tasks) and re-dispatches it,
+    /// instead of leaving it on the dead proplet until the idle sweep.
+    /// </summary>
+    public Task RecheckSoonAsync(IDocumentSession session, OutgoingMessages outgoing, CancellationToken cancellationToken) =>
+        EnsureSweepAsync(session, outgoing, waiting: true, cancellationToken);
 
     /// <summary>
     /// Re-dispatches every task running on <paramref name="propletId"/> (TaskRedispatchRequested, or TaskFailed past

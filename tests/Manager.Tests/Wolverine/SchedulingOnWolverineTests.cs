@@ -184,6 +184,52 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
         }
     }
 
+    /// <summary>
+    /// A proplet marked offline with nothing waiting: the sweep chain, idle (30 s), is brought forward, so a link looks
+    /// within seconds. That link re-dispatches a task whose placement read the proplet as alive and committed just
+    /// after the offline re-dispatch had looked at its running tasks; otherwise the task stayed on the dead proplet
+    /// until the idle link.
+    /// </summary>
+    [Fact]
+    public async Task AProplet_MarkedOffline_BringsTheIdleSweepForward()
+    {
+        var scheduling = _server.Services.GetRequiredService<WolverineScheduling>();
+        var store = _server.Services.GetRequiredService<Marten.IDocumentStore>();
+        await WaitForAsync(async () =>
+        {
+            await using var query = store.QuerySession();
+            return await query.LoadAsync<SchedulerTimer>(WolverineScheduling.SweepTimerId, Ct) is { } timer && timer.DueAt > DateTimeOffset.UtcNow.AddSeconds(20) ? default(JsonElement) : (JsonElement?)null;
+        });
+        var links = System.Threading.Channels.Channel.CreateUnbounded<DateTimeOffset>();
+        scheduling.LinkLookedHook = (_, _) =>
+        {
+            links.Writer.TryWrite(DateTimeOffset.UtcNow);
+            return Task.CompletedTask;
+        };
+
+        // One heartbeat, then silence: the liveness check marks it offline about 2 s later (the window here).
+        var propletId = Guid.NewGuid().ToString();
+        await using var proplet = await ConnectPropletAsync(propletId, answer: false);
+        await PublishAsync(proplet, "control/proplet/create", new { proplet_id = propletId });
+        await PublishAsync(proplet, "control/proplet/alive", new { proplet_id = propletId, status = "alive" });
+        await WaitForAliveAsync(propletId);
+        await WaitForAsync(async () => (await Http.GetFromJsonAsync<JsonElement>($"/proplets/{propletId}", Ct)).GetProperty("alive").GetBoolean() ? null : default(JsonElement));
+        var offline = DateTimeOffset.UtcNow;
+
+        using var within = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        within.CancelAfter(TimeSpan.FromSeconds(10));
+        try
+        {
+            while (await links.Reader.ReadAsync(within.Token) < offline.AddSeconds(-1))
+            {
+            }
+        }
+        catch (OperationCanceledException ex) when (!Ct.IsCancellationRequested)
+        {
+            throw new ShouldAssertException($"no link of the sweep chain looked within 10 s after proplet {propletId} went offline (the idle interval is 30 s)", ex);
+        }
+    }
+
     [Fact]
     public async Task APoisonedMessage_IsADeadLetter_ListedAndCounted_AndReplayedOnRequest()
     {
