@@ -18,6 +18,7 @@ public static class InfrastructureServiceCollectionExtensions
         // The views are Marten documents written by Marten's inline projections (ADR 0010).
         services.AddEventStore(configure, runDaemon, marten);
         services.TryAddSingleton<ITaskQueries, MartenTaskQueries>();
+        services.TryAddSingleton<Application.Scheduling.IWaitingTaskQueries, MartenTaskQueries>();
         services.TryAddSingleton<IPropletRegistry, MartenPropletRegistry>();
         services.TryAddSingleton<Application.Plugins.IPluginGate>(Application.Plugins.AllowAllPluginGate.Instance);
         services.TryAddSingleton<Application.Telemetry.IMetricsQueries, Telemetry.PostgresMetricsQueries>();

@@ -1,5 +1,7 @@
+using System.Globalization;
 using Marten;
 using Marten.Linq.MatchesSql;
+using Propeller.Application.Scheduling;
 using Propeller.Application.Tasks;
 using Propeller.Domain.Tasks;
 using TaskStatus = Propeller.Domain.Tasks.TaskStatus;
@@ -12,8 +14,18 @@ namespace Propeller.Infrastructure.MartenStore;
 /// time) and the GIN-indexed jsonb copy of the metadata (MartenStoreConfiguration). A deleted task keeps its document
 /// (the projection folds TaskDeleted like any event) and is left out of every read.
 /// </summary>
-public sealed class MartenTaskQueries(IDocumentStore store) : ITaskQueries
+public sealed class MartenTaskQueries(IDocumentStore store) : ITaskQueries, IWaitingTaskQueries
 {
+    /// <summary>
+    /// The sweep's order as one ascending row (priority negated: highest first; then least recently changed, then id),
+    /// so that a keyset page is a single row comparison against the last key of the page before. The timestamp is
+    /// PostgreSQL's reading of the JSON text, and the key it is compared with is cast from text the same way: both are
+    /// rounded alike to microseconds, whereas a DateTimeOffset parameter would be truncated, and a task whose stored
+    /// time rounds up would then come back on the next page.
+    /// </summary>
+    private static readonly string WaitingOrder =
+        $"-coalesce(CAST(d.data -> 'spec' ->> 'priority' as integer), {TaskSpec.DefaultPriority}), coalesce(CAST(d.data ->> 'updated_at' as timestamptz), '-infinity'::timestamptz), d.id";
+
     public async Task<TaskState?> GetAsync(TaskId id, CancellationToken cancellationToken)
     {
         await using var session = store.QuerySession();
@@ -28,6 +40,19 @@ public sealed class MartenTaskQueries(IDocumentStore store) : ITaskQueries
             .OrderByDescending(x => x.Spec!.Priority).ThenBy(x => x.UpdatedAt).ThenBy(x => x.Id)
             .Take(limit)
             .ToListAsync(cancellationToken);
+    }
+
+    public async Task<IReadOnlyList<TaskState>> ListWaitingAsync(WaitingTaskKey? after, int limit, CancellationToken cancellationToken)
+    {
+        await using var session = store.QuerySession();
+        var query = session.Query<TaskState>().Where(x => x.Status == TaskStatus.Scheduled && !x.Deleted);
+        if (after is { } key)
+        {
+            var updatedAt = key.UpdatedAt?.ToString("O", CultureInfo.InvariantCulture) ?? "-infinity";
+            query = query.Where(x => x.MatchesSql($"({WaitingOrder}) > (?, CAST(? as timestamptz), ?)", -key.Priority, updatedAt, key.Id.Value));
+        }
+
+        return await query.OrderBySql(WaitingOrder).Take(limit).ToListAsync(cancellationToken);
     }
 
     public async Task<IReadOnlyList<TaskState>> ListRunningOnAsync(string propletId, CancellationToken cancellationToken)

@@ -76,13 +76,17 @@ public static class SchedulingHandler
         return outgoing;
     }
 
-    /// <summary>A proplet went offline: its running tasks are re-dispatched (or failed at the limit) and placed again.</summary>
+    /// <summary>
+    /// A proplet went offline: its running tasks are re-dispatched (or failed at the limit) and placed again, and the
+    /// sweep looks at it again soon (a dispatch that raced the re-dispatch).
+    /// </summary>
     public static async Task<OutgoingMessages> HandleAsync(RedispatchTasksOf message, IDocumentSession session, WolverineScheduling scheduling, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(message);
         ArgumentNullException.ThrowIfNull(scheduling);
         var outgoing = new OutgoingMessages();
         await scheduling.RedispatchAsync(session, scheduling.Attach(session), message.PropletId, message.Reason, outgoing, cancellationToken);
+        await scheduling.RecheckSoonAsync(session, outgoing, cancellationToken);
         return outgoing;
     }
 }

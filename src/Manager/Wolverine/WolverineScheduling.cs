@@ -3,6 +3,7 @@ using Marten;
 using Propeller.Application.EventStore;
 using Propeller.Application.Plugins;
 using Propeller.Application.Proplets;
+using Propeller.Application.Scheduling;
 using Propeller.Application.Tasks;
 using Propeller.Domain.Proplets;
 using Propeller.Domain.Tasks;
@@ -35,7 +36,7 @@ namespace Propeller.Manager.Wolverine;
 /// </para>
 /// </summary>
 public sealed partial class WolverineScheduling(
-    PlacementPlanner planner, ITaskQueries tasks, IPropletRegistry proplets, CommandSessionServices sessions, TimeProvider time, ILogger<WolverineScheduling> logger)
+    PlacementPlanner planner, ITaskQueries tasks, IWaitingTaskQueries waitingTasks, IPropletRegistry proplets, CommandSessionServices sessions, TimeProvider time, ILogger<WolverineScheduling> logger)
 {
     /// <summary>The sweep timer document's id.</summary>
     public const string SweepTimerId = "sweep";
@@ -237,19 +238,32 @@ public sealed partial class WolverineScheduling(
     private DateTimeOffset NextSweep(bool waiting) => time.GetUtcNow() + (waiting ? Options.SweepInterval : Options.IdleSweepInterval);
 
     /// <summary>
-    /// The sweep: places the oldest waiting tasks (one batch of <see cref="SchedulerOptions.BatchSize"/>, highest
-    /// priority first; a full batch sends the next sweep at once), re-dispatches the tasks of proplets marked offline
-    /// or deleted (<see cref="PropletFleet.GoneWithRunningTasks"/>) and starts the liveness timer of any proplet that has none (a timer lost, proplets from before this pipeline).
+    /// The sweep: one round over every waiting task, highest priority first (<see cref="WaitingTaskKey"/>), in pages of
+    /// <see cref="SchedulerOptions.BatchSize"/>: the first page is placed in this transaction, each further page (read
+    /// by keyset, after the last task of the page before) in its own, cascaded as <see cref="PlaceTasks"/>. Then
+    /// re-dispatches the tasks of proplets marked offline or deleted (<see cref="PropletFleet.GoneWithRunningTasks"/>)
+    /// and starts the liveness timer of any proplet that has none (a timer lost, proplets from before this pipeline).
     /// Returns whether tasks still wait.
+    /// <para>
+    /// The round never sends another sweep: a deferral that changes nothing appends nothing, so a sweep that read the
+    /// first page again at once (what a full batch did before) found the same tasks, deferred them again and went on
+    /// without a pause, and the tasks behind them were never reached. What still waits is looked at again by the next
+    /// link of the chain (a sweep interval ahead) or by the next event.
+    /// </para>
     /// </summary>
     public async Task<bool> SweepAsync(IDocumentSession session, CommandSessionListener listener, OutgoingMessages outgoing, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(outgoing);
-        var scheduled = await tasks.ListScheduledAsync(Options.BatchSize, cancellationToken);
-        var waiting = scheduled.Count == 0 ? 0 : await PlaceAsync(session, listener, scheduled.Select(t => t.Id.Value), outgoing, cancellationToken);
-        if (scheduled.Count >= Options.BatchSize)
+        var page = await waitingTasks.ListWaitingAsync(null, Options.BatchSize, cancellationToken);
+        var waiting = page.Count == 0 ? 0 : await PlaceAsync(session, listener, page.Select(t => t.Id.Value), outgoing, cancellationToken);
+        while (page.Count >= Options.BatchSize)
         {
-            outgoing.Add(new SweepWaitingTasks(null));
+            page = await waitingTasks.ListWaitingAsync(WaitingTaskKey.Of(page[^1]), Options.BatchSize, cancellationToken);
+            if (page.Count > 0)
+            {
+                outgoing.Add(new PlaceTasks([.. page.Select(t => t.Id.Value)]));
+                waiting += page.Count;
+            }
         }
 
         var now = time.GetUtcNow();
@@ -278,7 +292,7 @@ public sealed partial class WolverineScheduling(
             }
         }
 
-        return waiting > 0 || scheduled.Count >= Options.BatchSize;
+        return waiting > 0;
     }
 
     /// <summary>Starts (or restarts, replacing the token) the liveness timer of a proplet: one check due at <paramref name="dueAt"/>.</summary>
@@ -330,7 +344,17 @@ public sealed partial class WolverineScheduling(
 
         session.Delete(timer);
         await RedispatchAsync(session, listener, propletId, $"proplet {propletId} went offline", outgoing, cancellationToken);
+        await RecheckSoonAsync(session, outgoing, cancellationToken);
     }
+
+    /// <summary>
+    /// After a proplet went offline: makes sure the sweep chain is due within a sweep interval, not an idle one. A
+    /// placement that read the proplet as alive just before may commit its dispatch after the re-dispatch looked at
+    /// the proplet's running tasks; the next link sees that task (offline proplet, running tasks) and re-dispatches it,
+    /// instead of leaving it on the dead proplet until the idle sweep.
+    /// </summary>
+    public Task RecheckSoonAsync(IDocumentSession session, OutgoingMessages outgoing, CancellationToken cancellationToken) =>
+        EnsureSweepAsync(session, outgoing, waiting: true, cancellationToken);
 
     /// <summary>
     /// Re-dispatches every task running on <paramref name="propletId"/> (TaskRedispatchRequested, or TaskFailed past

@@ -1,3 +1,4 @@
+using Propeller.Application.Scheduling;
 using Propeller.Application.Tasks;
 using Propeller.Domain.Common;
 using Propeller.Domain.Tasks;
@@ -119,6 +120,55 @@ public sealed class MartenTaskQueriesTests : IAsyncLifetime
         pending.Total.ShouldBe(2);
         pending.Tasks.Select(t => t.Spec!.Name).ShouldBe(["100%_add", "add_one"]);
         (await _queries.ListAsync(0, 10, new TaskListFilter(PropletId: "nowhere"), Ct)).Total.ShouldBe(0);
+    }
+
+    /// <summary>
+    /// The sweep's keyset pages: every waiting task exactly once, highest priority first, then least recently changed,
+    /// then by id (two tasks changed at the same instant), whatever the page size; tasks not waiting are left out.
+    /// The times carry ticks below a microsecond that PostgreSQL rounds up: a key compared as a truncated timestamp
+    /// parameter would bring its task back on the next page (a page of one would never move on).
+    /// </summary>
+    [Fact]
+    public async Task ListWaiting_PagesAfterTheLastKey_EveryWaitingTaskOnce_InPriorityOrder()
+    {
+        var odd = T0.AddTicks(9);
+        async Task<TaskId> WaitingAsync(string name, int priority, DateTimeOffset startedAt)
+        {
+            var id = NewId();
+            await HandleAsync(new CreateTask(id, TaskSpec.Named(name) with { Priority = priority }, T0));
+            await HandleAsync(new StartTask(id, startedAt));
+            return id;
+        }
+
+        var low = await WaitingAsync("low", 10, odd);
+        var sameTimeA = await WaitingAsync("same-a", 50, odd.AddSeconds(1));
+        var sameTimeB = await WaitingAsync("same-b", 50, odd.AddSeconds(1));
+        var older = await WaitingAsync("older", 50, odd.AddTicks(-4));
+        var high = await WaitingAsync("high", 90, odd.AddSeconds(2));
+        var running = await WaitingAsync("running", 99, odd);
+        await HandleAsync(new DispatchTask(running, "p1", odd.AddSeconds(3)));
+        await HandleAsync(new CreateTask(NewId(), TaskSpec.Named("pending") with { Priority = 99 }, T0));
+
+        TaskId[] expected = [high, older, .. new[] { sameTimeA, sameTimeB }.OrderBy(id => id.Value.ToString(), StringComparer.Ordinal), low];
+        foreach (var size in new[] { 1, 2, 5, 10 })
+        {
+            var seen = new List<TaskId>();
+            WaitingTaskKey? after = null;
+            while (true)
+            {
+                var page = await ((IWaitingTaskQueries)_queries).ListWaitingAsync(after, size, Ct);
+                page.ShouldAllBe(t => t.Status == TaskStatus.Scheduled);
+                seen.AddRange(page.Select(t => t.Id));
+                if (page.Count < size || seen.Count > expected.Length)
+                {
+                    break;
+                }
+
+                after = WaitingTaskKey.Of(page[^1]);
+            }
+
+            string.Join(" ", seen).ShouldBe(string.Join(" ", expected), $"pages of {size}");
+        }
     }
 
     [Fact]

@@ -6,6 +6,7 @@ using Microsoft.Extensions.DependencyInjection;
 using MQTTnet.Protocol;
 using Propeller.Broker;
 using Propeller.Broker.Tests;
+using Propeller.Infrastructure.Scheduling;
 using Propeller.Manager.Wolverine;
 using Wolverine;
 using Wolverine.Runtime;
@@ -14,8 +15,9 @@ namespace Propeller.Manager.Tests.Wolverine;
 
 /// <summary>
 /// Scheduling on the Wolverine pipeline (ADR 0014, decision 13) on real PostgreSQL and mosquitto, with no polling loop:
-/// a waiting task placed by the scheduled sweep when no event announces its proplet, liveness timers that mark a silent
-/// proplet offline and re-dispatch its task (then fail it at the limit), and dead letters listed and replayed (decision 14).
+/// a waiting task placed by the scheduled sweep when no event announces its proplet, a sweep that reads every waiting
+/// task page by page, liveness timers that mark a silent proplet offline and re-dispatch its task (then fail it at the
+/// limit), and dead letters listed and replayed (decision 14).
 /// </summary>
 public sealed class SchedulingOnWolverineTests : IAsyncLifetime
 {
@@ -44,7 +46,13 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
         ["MANAGER_MQTT_QOS"] = "1",
         ["MANAGER_PROPLET_LIVENESS_WINDOW"] = "2s",
         ["MANAGER_MAX_REDISPATCHES"] = "1",
-    }, services: s => Marten.MartenServiceCollectionExtensions.ConfigureMarten(s, o => o.Listeners.Add(_failover)));
+    }, services: s =>
+    {
+        Marten.MartenServiceCollectionExtensions.ConfigureMarten(s, o => o.Listeners.Add(_failover));
+
+        // Pages of two, so that a sweep's round has several pages with a handful of tasks.
+        s.PostConfigure<SchedulerOptions>(o => o.BatchSize = 2);
+    });
 
     public ValueTask DisposeAsync() => _server.DisposeAsync();
 
@@ -126,6 +134,100 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
             .Where(t => t != "task.dispatch_deferred.v1").ToList();
         types.ShouldBe(["task.created.v1", "task.start_requested.v1", "task.dispatched.v1", "task.redispatch_requested.v1", "task.dispatched.v1", "task.failed.v1"]);
         (await CountAsync($"select count(*) from {Schema}.mt_events where data::text like '%no heartbeat for 2 s%'")).ShouldBe(2);
+    }
+
+    /// <summary>
+    /// Two tasks at priority 90 pinned to "ghost" fill the first page; a default task started while no proplet is alive
+    /// waits behind them. When a proplet comes alive, the default task is placed on it (the round reads the page after
+    /// the pinned ones), and the sweep does not spin on the page it cannot place: over two seconds only a handful of
+    /// sweeps run (the chain's link about once a second, and those events send), not one after another. A deferral that
+    /// changes nothing appends nothing, so a sweep that read the first page again at once found the same page each time.
+    /// </summary>
+    [Fact]
+    public async Task ATaskBehindAFullPageOfUnplaceableTasks_IsPlaced_AndTheSweepDoesNotSpin()
+    {
+        var pinned = new List<string>();
+        for (var i = 0; i < 2; i++)
+        {
+            var id = await CreateAndStartAsync($$"""{"name":"pinned-{{i}}","proplet_id":"ghost","priority":90}""");
+            (await WaitForEventAsync(id, "task.dispatch_deferred.v1")).GetProperty("data").GetProperty("reason").GetString().ShouldBe("pinned proplet ghost is unknown");
+            pinned.Add(id);
+        }
+
+        var behind = await CreateAndStartAsync("""{"name":"main"}""");
+        (await WaitForEventAsync(behind, "task.dispatch_deferred.v1")).GetProperty("data").GetProperty("reason").GetString().ShouldBe("no active proplets available");
+
+        var propletId = Guid.NewGuid().ToString();
+        await using var proplet = await ConnectPropletAsync(propletId, answer: false);
+        await PublishAsync(proplet, "control/proplet/create", new { proplet_id = propletId });
+        using var heartbeats = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        var beating = BeatAsync(proplet, propletId, heartbeats.Token);
+        try
+        {
+            (await WaitForStateAsync(behind, 2)).GetProperty("proplet_id").GetString().ShouldBe(propletId);
+
+            // Every sweep message, handled or still to come (Wolverine keeps handled envelopes a while).
+            const string sweeps = "wolverine_incoming_envelopes where message_type like '%SweepWaitingTasks%'";
+            var before = await CountAsync($"select count(*) from {Schema}.{sweeps}");
+            await Task.Delay(TimeSpan.FromSeconds(2), Ct);
+            (await CountAsync($"select count(*) from {Schema}.{sweeps}") - before).ShouldBeLessThanOrEqualTo(10, "sweeps sent in two seconds while two pinned tasks wait");
+        }
+        finally
+        {
+            await heartbeats.CancelAsync();
+            await beating;
+        }
+
+        foreach (var id in pinned)
+        {
+            (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}", Ct)).GetProperty("state").GetInt32().ShouldBe(1, "still waiting for ghost");
+        }
+    }
+
+    /// <summary>
+    /// A proplet marked offline with nothing waiting: the sweep chain, idle (30 s), is brought forward, so a link looks
+    /// within seconds. That link re-dispatches a task whose placement read the proplet as alive and committed just
+    /// after the offline re-dispatch had looked at its running tasks; otherwise the task stayed on the dead proplet
+    /// until the idle link.
+    /// </summary>
+    [Fact]
+    public async Task AProplet_MarkedOffline_BringsTheIdleSweepForward()
+    {
+        var scheduling = _server.Services.GetRequiredService<WolverineScheduling>();
+        var store = _server.Services.GetRequiredService<Marten.IDocumentStore>();
+        await WaitForAsync(async () =>
+        {
+            await using var query = store.QuerySession();
+            return await query.LoadAsync<SchedulerTimer>(WolverineScheduling.SweepTimerId, Ct) is { } timer && timer.DueAt > DateTimeOffset.UtcNow.AddSeconds(20) ? default(JsonElement) : (JsonElement?)null;
+        });
+        var links = System.Threading.Channels.Channel.CreateUnbounded<DateTimeOffset>();
+        scheduling.LinkLookedHook = (_, _) =>
+        {
+            links.Writer.TryWrite(DateTimeOffset.UtcNow);
+            return Task.CompletedTask;
+        };
+
+        // One heartbeat, then silence: the liveness check marks it offline about 2 s later (the window here).
+        var propletId = Guid.NewGuid().ToString();
+        await using var proplet = await ConnectPropletAsync(propletId, answer: false);
+        await PublishAsync(proplet, "control/proplet/create", new { proplet_id = propletId });
+        await PublishAsync(proplet, "control/proplet/alive", new { proplet_id = propletId, status = "alive" });
+        await WaitForAliveAsync(propletId);
+        await WaitForAsync(async () => (await Http.GetFromJsonAsync<JsonElement>($"/proplets/{propletId}", Ct)).GetProperty("alive").GetBoolean() ? null : default(JsonElement));
+        var offline = DateTimeOffset.UtcNow;
+
+        using var within = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        within.CancelAfter(TimeSpan.FromSeconds(10));
+        try
+        {
+            while (await links.Reader.ReadAsync(within.Token) < offline.AddSeconds(-1))
+            {
+            }
+        }
+        catch (OperationCanceledException ex) when (!Ct.IsCancellationRequested)
+        {
+            throw new ShouldAssertException($"no link of the sweep chain looked within 10 s after proplet {propletId} went offline (the idle interval is 30 s)", ex);
+        }
     }
 
     [Fact]
