@@ -10,7 +10,8 @@ public sealed record PlaceTasks(Guid[] TaskIds);
 /// Look at the waiting tasks (and at proplets whose tasks need a new home) and place what can be placed. With a token
 /// it is a link of the scheduled sweep chain and is dropped unless the token is the one stored in the
 /// <see cref="SchedulerTimer"/> "sweep" (so several nodes and reconnects never multiply the chain); without one it was
-/// sent by an event (a proplet discovered or back online, a full batch to continue, the node's start).
+/// sent by an event (a proplet discovered, back online or gone offline, the node's start). One sweep pages through
+/// every waiting task.
 /// </summary>
 public sealed record SweepWaitingTasks(Guid? Token);
 
