@@ -136,7 +136,8 @@ public static class PluginGateMiddleware
 
     /// <summary>
     /// After the commit: <c>on_task_start</c> with the task as it was before a start that appended, and
-    /// <c>on_task_complete</c> for every recorded result (duplicates included, spec §7.8).
+    /// <c>on_task_complete</c> for every recorded result that leaves the task finished (duplicates included, spec §7.8;
+    /// not a stale attempt's result while the current attempt runs: the task has not completed).
     /// </summary>
     public static void AfterCommit(GatedCommand gated, CommandResult<TaskEvent, TaskState> result, TaskPlugins plugins)
     {
@@ -147,7 +148,7 @@ public static class PluginGateMiddleware
         {
             plugins.Started(gated.Before);
         }
-        else if (gated.Command is RecordResult && result.Rejection is null)
+        else if (gated.Command is RecordResult && result.Rejection is null && result.State.IsFinished)
         {
             plugins.Completed(result.State);
         }

@@ -180,6 +180,52 @@ public sealed class PluginGateTests : IAsyncLifetime
         }
     }
 
+    /// <summary>A result of another attempt, ignored while the task runs, announces no completion to the plugins; the
+    /// current attempt's result does.</summary>
+    [Fact]
+    public async Task AResultOfAnotherAttempt_AnnouncesNoCompletion()
+    {
+        var propletId = Guid.NewGuid().ToString();
+        var proplet = new BrokerConnection(new BrokerOptions { ClientId = propletId }.WithAddress(Broker)) { Handler = Inbox.Each((_, _) => ValueTask.CompletedTask) };
+        await using (proplet)
+        {
+            await proplet.StartAsync(Ct);
+            await proplet.PublishAsync($"{Base}/control/proplet/create", JsonSerializer.SerializeToUtf8Bytes(new { proplet_id = propletId }), MqttQualityOfServiceLevel.AtLeastOnce, Ct);
+            await proplet.PublishAsync($"{Base}/control/proplet/alive", JsonSerializer.SerializeToUtf8Bytes(new { proplet_id = propletId, status = "alive" }), MqttQualityOfServiceLevel.AtLeastOnce, Ct);
+            var id = await CreateAsync("""{"name":"main"}""");
+            var deadline = DateTime.UtcNow.AddSeconds(30);
+            HttpStatusCode started;
+            while ((started = (await PostAsync($"/tasks/{id}/start", null)).StatusCode) != HttpStatusCode.OK && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(50, Ct);
+            }
+
+            started.ShouldBe(HttpStatusCode.OK);
+            while ((await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}", Ct)).GetProperty("state").GetInt32() != 2 && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(20, Ct);
+            }
+
+            async Task ResultAsync(int attempt) => await proplet.PublishAsync(
+                $"{Base}/control/proplet/results", JsonSerializer.SerializeToUtf8Bytes(new { task_id = id, proplet_id = propletId, results = "ok", attempt }), MqttQualityOfServiceLevel.AtLeastOnce, Ct);
+            await ResultAsync(7);
+            while (!(await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}/history", Ct)).EnumerateArray().Any(e => e.GetProperty("type").GetString() == "task.result_ignored.v1") && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(20, Ct);
+            }
+
+            await ResultAsync(1);
+            (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}?wait=30s", Ct)).GetProperty("state").GetInt32().ShouldBe(3);
+            while (!_gate.Completed.Any(c => c.Id == id) && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(20, Ct);
+            }
+
+            await Task.Delay(200, Ct);
+            _gate.Completed.Where(c => c.Id == id).ShouldBe([(id, true)]);
+        }
+    }
+
     [Fact]
     public async Task DispatchDenied_FailsTheAttempt_WithTheSelectAndDispatchDecisionsInTheEventMetadata()
     {
