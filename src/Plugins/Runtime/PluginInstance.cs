@@ -20,8 +20,6 @@ internal sealed class PluginInstance : IDisposable
     private readonly WasmEngine _engine;
     private readonly Dictionary<string, Func<int, int, long>> _hooks = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Action<int, int>> _voidHooks = new(StringComparer.Ordinal);
-    private long _deadline = long.MaxValue;
-    private CancellationToken _cancellation;
 
     public PluginInstance(PluginRuntime runtime, LoadedPlugin plugin, Module module, int memoryMb)
     {
@@ -83,9 +81,7 @@ internal sealed class PluginInstance : IDisposable
         Context.Hook = hook;
         _store.Fuel = (ulong)fuel;
         var ticks = timeout.TotalSeconds * Stopwatch.Frequency;
-        _deadline = timeout < TimeSpan.Zero || ticks >= long.MaxValue / 2 ? long.MaxValue : Stopwatch.GetTimestamp() + (long)ticks;
-        _cancellation = cancellationToken;
-        Context.Deadline = _deadline;
+        Context.Deadline = timeout < TimeSpan.Zero || ticks >= long.MaxValue / 2 ? long.MaxValue : Stopwatch.GetTimestamp() + (long)ticks;
         Context.Cancellation = cancellationToken;
         using var ticking = _engine.KeepTicking();
         try
@@ -95,19 +91,12 @@ internal sealed class PluginInstance : IDisposable
         finally
         {
             Context.Hook = null;
-            _cancellation = default;
             Context.Cancellation = default;
         }
     }
 
-    private void Check()
-    {
-        _cancellation.ThrowIfCancellationRequested();
-        if (Stopwatch.GetTimestamp() > _deadline)
-        {
-            throw new TimeoutException("the plugin call ran past its time limit");
-        }
-    }
+    /// <summary>The epoch check: the same ends as a waiting host call's (<see cref="InstanceContext.ThrowIfEnded"/>).</summary>
+    private void Check() => Context.ThrowIfEnded(cut: Stopwatch.GetTimestamp() > Context.Deadline);
 
     private byte[]? Invoke(string hook, byte[] request, bool returnsValue)
     {
