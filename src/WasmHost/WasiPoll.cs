@@ -106,24 +106,10 @@ public static class WasiPoll
     /// when the deadline came first (the wait was cut).</summary>
     private static bool Wait(long nanoseconds, IWaitLimit? limit)
     {
-        var ticks = nanoseconds / 100;
-        var cut = false;
-        if (limit is not null && limit.Deadline != long.MaxValue)
-        {
-            var left = Math.Max(0, Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), limit.Deadline).Ticks);
-            cut = left < ticks;
-            ticks = Math.Min(ticks, left);
-        }
-
-        // Not cancelled yet: a task's token source may be disposed once it is (its WaitHandle then throws).
-        var cancellation = limit?.Cancellation ?? CancellationToken.None;
-        if (ticks > 0 && !cancellation.IsCancellationRequested)
-        {
-            var wait = TimeSpan.FromTicks(Math.Min(ticks, (long)int.MaxValue * TimeSpan.TicksPerMillisecond));
-            cancellation.WaitHandle.WaitOne(wait);
-        }
-
-        return cut;
+        var end = HostWait.After(Stopwatch.GetTimestamp(), (ulong)nanoseconds);
+        var deadline = limit?.Deadline ?? long.MaxValue;
+        HostWait.Until(Math.Min(end, deadline), limit?.Cancellation ?? CancellationToken.None);
+        return deadline < end;
     }
 
     private static bool InBounds(int pointer, long size, long length) => pointer >= 0 && (uint)pointer + size <= length;

@@ -46,19 +46,16 @@ internal static unsafe partial class WasiProxyWorld
     private static void Ready(HttpProxyCall call, Val* arguments, Val* results) =>
         results[0] = call.New(new R.Pollable(0), R.Type.Pollable);
 
-    /// <summary>
-    /// Waits until <paramref name="deadline"/> (monotonic nanoseconds) has really passed, or until the request is ended.
-    /// WaitOne counts whole milliseconds (a TimeSpan is truncated: a sub-millisecond wait is no wait at all) and may wake a
-    /// little early, so it waits the time left rounded up, again until the deadline is behind (as the plugins' poll_oneoff
-    /// learnt in bd9985a): <c>block</c> returns with its pollable ready and <c>poll</c> never answers an empty list.
-    /// </summary>
+    /// <summary>Waits until <paramref name="deadline"/> (monotonic nanoseconds, <see cref="HttpProxyCall.Now"/>) has really
+    /// passed (<see cref="HostWait"/>: <c>block</c> returns with its pollable ready and <c>poll</c> never answers an empty
+    /// list), or until the request is ended.</summary>
     private static void Block(HttpProxyCall call, ulong deadline)
     {
         var ended = call.Options.Ended;
-        for (var now = HttpProxyCall.Now(); deadline > now && !ended.IsCancellationRequested; now = HttpProxyCall.Now())
+        var now = HttpProxyCall.Now();
+        if (deadline > now)
         {
-            var milliseconds = Math.Min((deadline - now + 999_999) / 1_000_000, (ulong)TimeSpan.FromDays(1).TotalMilliseconds);
-            ended.WaitHandle.WaitOne((int)milliseconds);
+            HostWait.Until(HostWait.After(System.Diagnostics.Stopwatch.GetTimestamp(), deadline - now), ended);
         }
 
         ended.ThrowIfCancellationRequested();
