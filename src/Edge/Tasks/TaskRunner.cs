@@ -24,11 +24,9 @@ public sealed class TaskRunner : IAsyncDisposable
     private readonly ConcurrentDictionary<string, LatentTask> _latent = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<Task, byte> _executions = new();
 
-    /// <summary>Starts with the plugins (authorize, enrich) and not yet admitted: a stop meanwhile cancels their calls.</summary>
-    private readonly ConcurrentDictionary<string, CancellationTokenSource> _admitting = new(StringComparer.Ordinal);
-
-    /// <summary>The attempt of each start in <see cref="_admitting"/> that named one (our manager's <c>attempt</c>).</summary>
-    private readonly ConcurrentDictionary<CancellationTokenSource, int> _admittingAttempts = new();
+    /// <summary>Starts not yet admitted (with the plugins, or waiting for a stopped run to unwind), with the attempt they
+    /// named (our manager's <c>attempt</c>): a stop meanwhile cancels them.</summary>
+    private readonly ConcurrentDictionary<string, (CancellationTokenSource Cancellation, int? Attempt)> _admitting = new(StringComparer.Ordinal);
     private readonly StoppedAttempts _stoppedAttempts = new(TimeProvider.System);
     private readonly Lock _admissionGate = new();
     private readonly SemaphoreSlim _slots;
@@ -123,15 +121,11 @@ public sealed class TaskRunner : IAsyncDisposable
 
         if (_plugins is { Any: true } plugins)
         {
-            var admission = CancellationTokenSource.CreateLinkedTokenSource(_lifetime.Token);
-            if (!TryAddAdmission(request, admission))
+            if (NewAdmission(request) is { } admission)
             {
-                admission.Dispose();
-                EdgeLog.DuplicateStart(_logger, request.Id);
-                return;
+                Track(AdmitWithPluginsAsync(request, plugins, admission));
             }
 
-            Track(AdmitWithPluginsAsync(request, plugins, admission));
             return;
         }
 
@@ -154,15 +148,11 @@ public sealed class TaskRunner : IAsyncDisposable
                 // Stopped and still unwinding (its grace period, an external process exiting): the start that follows a
                 // stop runs once that run has let go of the id (spec §2.8 forgets a stopped task at once), not dropped.
                 // It waits as an admission, so a stop meanwhile cancels it.
-                var parked = CancellationTokenSource.CreateLinkedTokenSource(_lifetime.Token);
-                if (!TryAddAdmission(request, parked))
+                if (NewAdmission(request) is { } parked)
                 {
-                    parked.Dispose();
-                    EdgeLog.DuplicateStart(_logger, request.Id);
-                    return;
+                    Track(AdmitAfterAsync(earlier, request, parked));
                 }
 
-                Track(AdmitAfterAsync(earlier, request, parked));
                 return;
             }
 
@@ -184,20 +174,19 @@ public sealed class TaskRunner : IAsyncDisposable
         Track(request.Message.Latent ? DeployLatentAsync(task) : ExecuteAsync(task));
     }
 
-    private bool TryAddAdmission(StartRequest request, CancellationTokenSource admission)
+    /// <summary>Registers <paramref name="request"/> as being admitted (a stop cancels it); null, logged, when a start of
+    /// its id is being admitted already.</summary>
+    private CancellationTokenSource? NewAdmission(StartRequest request)
     {
-        if (request.Attempt is { } attempt)
+        var admission = CancellationTokenSource.CreateLinkedTokenSource(_lifetime.Token);
+        if (_admitting.TryAdd(request.Id, (admission, request.Attempt)))
         {
-            _admittingAttempts[admission] = attempt;
+            return admission;
         }
 
-        if (_admitting.TryAdd(request.Id, admission))
-        {
-            return true;
-        }
-
-        _admittingAttempts.TryRemove(admission, out _);
-        return false;
+        admission.Dispose();
+        EdgeLog.DuplicateStart(_logger, request.Id);
+        return null;
     }
 
     private async Task AdmitAfterAsync(RunningTask earlier, StartRequest request, CancellationTokenSource admission)
@@ -273,8 +262,7 @@ public sealed class TaskRunner : IAsyncDisposable
         {
             // With the stop's side of this lock (StopAdmittingAndRunning): a stop finds the start either here, and cancels it, or
             // already running.
-            _admitting.TryRemove(new KeyValuePair<string, CancellationTokenSource>(id, admission));
-            _admittingAttempts.TryRemove(admission, out _);
+            _admitting.TryRemove(KeyValuePair.Create(id, (admission, request.Attempt)));
             stopped = admission.IsCancellationRequested;
             if (!stopped && refusal is null)
             {
@@ -308,13 +296,13 @@ public sealed class TaskRunner : IAsyncDisposable
         {
             if (_admitting.TryGetValue(id, out var admission))
             {
-                if (IsNewer(_admittingAttempts.TryGetValue(admission, out var admitted) ? admitted : null, attempt))
+                if (IsNewer(admission.Attempt, attempt))
                 {
                     newer = true;
                 }
-                else if (_admitting.TryRemove(new KeyValuePair<string, CancellationTokenSource>(id, admission)))
+                else if (_admitting.TryRemove(KeyValuePair.Create(id, admission)))
                 {
-                    admission.Cancel();
+                    admission.Cancellation.Cancel();
                     found = true;
                 }
             }
