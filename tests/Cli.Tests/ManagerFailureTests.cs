@@ -59,6 +59,30 @@ public sealed partial class ManagerFailureTests : IDisposable
         manager.Requests.ShouldContain($"GET {FakeManager.Url}/tasks/{Id}?wait=30s");
     }
 
+    /// <summary>An id with characters a path cannot hold is escaped in every request a watch makes, as in get and start.</summary>
+    [Fact]
+    public async Task Watch_OfAnIdWithReservedCharacters_EscapesItInEveryRequest()
+    {
+        const string Odd = "a b/c?d#e";
+        const string Escaped = "a%20b%2Fc%3Fd%23e";
+        var seen = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        var manager = new FakeManager((request, _) =>
+        {
+            seen.Enqueue(request.RequestUri!.AbsolutePath + request.RequestUri.Query);
+            return Task.FromResult(request.RequestUri.AbsolutePath == "/events"
+                ? FakeManager.Events(FakeManager.Part(FakeManager.Hello), FakeManager.Cut)
+                : request.RequestUri.AbsolutePath.EndsWith("/history", StringComparison.Ordinal) ? FakeManager.Json("[]") : FakeManager.Json(FakeManager.Task(3)));
+        });
+
+        var watch = await Cli.RunAsync(manager, "task", "watch", Odd);
+
+        watch.Exit.ShouldBe(0, watch.ToString());
+        seen.ShouldContain($"/events?task={Escaped}");
+        seen.ShouldContain($"/tasks/{Escaped}/history");
+        seen.ShouldContain($"/tasks/{Escaped}");
+        seen.ShouldNotContain(r => r.Contains("a b", StringComparison.Ordinal) || r.Contains("/c", StringComparison.Ordinal), watch.ToString());
+    }
+
     /// <summary>A body that breaks while it is read is the manager not answering: one line and exit 3, not a stack trace.</summary>
     [Fact]
     public async Task AnErrorBody_ThatBreaks_IsOneLine_AndExit3()

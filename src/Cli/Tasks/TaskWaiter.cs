@@ -68,7 +68,7 @@ internal static class TaskWaiter
             return task;
         }
 
-        await using var events = context.Manager.EventsAsync($"?task={id}", cancellationToken).GetAsyncEnumerator(cancellationToken);
+        await using var events = context.Manager.EventsAsync("?task=" + Uri.EscapeDataString(id), cancellationToken).GetAsyncEnumerator(cancellationToken);
         var open = await events.MoveNextAsync();
         if (subscribed is not null)
         {
@@ -131,19 +131,20 @@ internal static class TaskWaiter
     /// </summary>
     private static async Task<(JsonElement Task, long Version)> CurrentAsync(CliContext context, string id, CancellationToken cancellationToken)
     {
-        var history = await context.Manager.GetAsync($"/tasks/{id}/history", cancellationToken);
+        var path = "/tasks/" + Uri.EscapeDataString(id);
+        var history = await context.Manager.GetAsync(path + "/history", cancellationToken);
         var version = history.EnumerateArray().Select(e => e.GetProperty("version").GetInt64()).DefaultIfEmpty(0).Max();
         var task = await context.Manager.GetAsync(
-            version > 0 ? $"/tasks/{id}?version={version.ToString(CultureInfo.InvariantCulture)}" : $"/tasks/{id}", cancellationToken);
+            version > 0 ? $"{path}?version={version.ToString(CultureInfo.InvariantCulture)}" : path, cancellationToken);
         return (task, version);
     }
 
     private static async Task<JsonElement> PollLoopAsync(CliContext context, string id, CancellationToken cancellationToken)
     {
-        var wait = "?wait=" + ((int)PollWait.TotalSeconds).ToString(CultureInfo.InvariantCulture) + "s";
+        var path = "/tasks/" + Uri.EscapeDataString(id) + "?wait=" + ((int)PollWait.TotalSeconds).ToString(CultureInfo.InvariantCulture) + "s";
         while (true)
         {
-            var task = await context.Manager.GetAsync($"/tasks/{id}{wait}", PollWait, cancellationToken);
+            var task = await context.Manager.GetAsync(path, PollWait, cancellationToken);
             if (Tables.Ended(task))
             {
                 return task;
