@@ -592,7 +592,7 @@ public sealed class ProxyNodeTests : IAsyncLifetime
         // 40 chunks, so the pull is published while it arrives (the pipelined path); chunk 3 is lost the first time only.
         var proxy = await StartProxyAsync(chunkSize: 1024, binaryChunks: binaryChunks);
         var lost = 0;
-        proxy.LoseChunk = (_, index) => index == 3 && Interlocked.Exchange(ref lost, 1) == 0;
+        proxy.LoseChunk = (_, index) => ValueTask.FromResult(index == 3 && Interlocked.Exchange(ref lost, 1) == 0);
         var app = await PushAsync("lost", Padded(Modules.Addition, 40 * 1024));
         await StartPropletAsync(PropletSettings() with { ChunkStall = TimeSpan.FromMilliseconds(300) });
 
@@ -605,6 +605,30 @@ public sealed class ProxyNodeTests : IAsyncLifetime
         requests[1].Chunks.ShouldBe([3]);
         requests.ShouldAllBe(r => r.Formats!.SequenceEqual(new[] { "binary" }));
         proxy.Metrics.BinaryRequests.ShouldBe(binaryChunks ? 2 : 0);
+    }
+
+    /// <summary>
+    /// PROXY_REGISTRY_TIMEOUT bounds the registry: a pull published while it arrives to a slow broker (each chunk's
+    /// publish waits, the publication's window fills and holds the pull) is not cut off as the registry's fault.
+    /// </summary>
+    [Fact]
+    public async Task GivenASlowBroker_WhenAPullIsPublishedWhileItArrives_ThenTheRegistryTimeoutCountsOnlyTheRegistry()
+    {
+        var proxy = await StartProxyAsync(chunkSize: 1024, registryTimeout: TimeSpan.FromSeconds(1));
+        proxy.LoseChunk = async (_, _) =>
+        {
+            await Task.Delay(400, Ct); // 40 chunks, 8 at once: ~2 s of publishing
+            return false;
+        };
+        var module = RandomNumberGenerator.GetBytes(40 * 1024);
+        var app = await PushAsync("slow-broker", module);
+
+        await RequestAsync(app, formats: ["binary"]);
+        var image = await ReceiveBinaryImageAsync(app);
+
+        image.Bytes.ShouldBe(module);
+        proxy.Metrics.Fetches.ShouldBe(1);
+        proxy.Metrics.ChunkFailures.ShouldBe(0);
     }
 
     [Fact]
@@ -830,7 +854,8 @@ public sealed class ProxyNodeTests : IAsyncLifetime
     };
 
     private async Task<ProxyNode> StartProxyAsync(
-        int chunkSize, long maxArtifactBytes = 1 << 20, long cacheBytes = 256 << 20, bool binaryChunks = true, HttpMessageHandler? registry = null, ILoggerFactory? loggers = null)
+        int chunkSize, long maxArtifactBytes = 1 << 20, long cacheBytes = 256 << 20, bool binaryChunks = true, HttpMessageHandler? registry = null, ILoggerFactory? loggers = null,
+        TimeSpan? registryTimeout = null)
     {
         var settings = new ProxySettings
         {
@@ -843,7 +868,7 @@ public sealed class ProxyNodeTests : IAsyncLifetime
             MaxArtifactBytes = maxArtifactBytes,
             CacheBytes = cacheBytes,
             BinaryChunks = binaryChunks,
-            RegistryTimeout = TimeSpan.FromSeconds(20),
+            RegistryTimeout = registryTimeout ?? TimeSpan.FromSeconds(20),
         };
         var node = registry is null
             ? new ProxyNode(settings, loggers ?? NullLoggerFactory.Instance, TimeProvider.System)

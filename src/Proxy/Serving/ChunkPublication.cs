@@ -15,7 +15,7 @@ namespace Propeller.Proxy.Serving;
 /// </summary>
 internal sealed class ChunkPublication(
     BrokerConnection connection, string topic, MqttQualityOfServiceLevel qos, ProxyMetrics metrics, ILogger logger, string app, IChunkPayloads chunks,
-    IReadOnlyList<int>? wanted, Func<string, int, bool>? lose, Action? started, CancellationToken cancellationToken) : IDisposable
+    IReadOnlyList<int>? wanted, Func<string, int, ValueTask<bool>>? lose, Action? started, CancellationToken cancellationToken) : IDisposable
 {
     /// <summary>Publishes in flight at once: enough to keep the socket busy while the broker acknowledges.</summary>
     public const int Window = 8;
@@ -82,7 +82,7 @@ internal sealed class ChunkPublication(
     {
         try
         {
-            if (lose?.Invoke(app, index) == true)
+            if (lose is not null && await lose(app, index))
             {
                 throw new BrokerPublishException($"chunk {index} of {app} lost on purpose (test)");
             }

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Net;
 using System.Text.Json;
 using MQTTnet.Exceptions;
@@ -75,9 +76,10 @@ public sealed class ProxyNode : IAsyncDisposable
 
     public ProxyMetrics Metrics { get; } = new();
 
-    /// <summary>For tests: a chunk for which this returns true is not published, as if the broker had refused it (the
-    /// publication skips it and counts it, like any failed chunk; the proplet asks for it again).</summary>
-    internal Func<string, int, bool>? LoseChunk { get; set; }
+    /// <summary>For tests: called before each chunk's publish (it may wait, as a slow broker would); a chunk for which it
+    /// returns true is not published, as if the broker had refused it (the publication skips it and counts it, like any
+    /// failed chunk; the proplet asks for it again).</summary>
+    internal Func<string, int, ValueTask<bool>>? LoseChunk { get; set; }
 
     public ArtifactCache Cache { get; }
 
@@ -141,6 +143,7 @@ public sealed class ProxyNode : IAsyncDisposable
 
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(_settings.RegistryTimeout);
+        var registryTime = Stopwatch.StartNew();
         try
         {
             // A digest names content that never changes: its layer is remembered; a tag is resolved every time.
@@ -165,7 +168,26 @@ public sealed class ProxyNode : IAsyncDisposable
             }
 
             var streamed = pulling?.Invoke(layer);
-            var data = await _registry.GetBlobAsync(reference, layer, _settings.MaxArtifactBytes, streamed?.Received, timeout.Token);
+            var data = await _registry.GetBlobAsync(
+                reference, layer, _settings.MaxArtifactBytes, streamed is { Received: var publish } ? PublishingAsync : null, timeout.Token);
+
+            // PROXY_REGISTRY_TIMEOUT bounds the registry, not the broker: while the bytes received so far are published
+            // (waiting for the publication's window when the broker is slow), the registry's clock stands still.
+            async ValueTask PublishingAsync(byte[] bytes, int received)
+            {
+                registryTime.Stop();
+                timeout.CancelAfter(Timeout.InfiniteTimeSpan);
+                try
+                {
+                    await publish(bytes, received);
+                }
+                finally
+                {
+                    registryTime.Start();
+                    timeout.CancelAfter(registryTime.Elapsed < _settings.RegistryTimeout ? _settings.RegistryTimeout - registryTime.Elapsed : TimeSpan.Zero);
+                }
+            }
+
             Metrics.Fetched(data.Length);
             var artifact = new Artifact(layer.Digest, data, Sha256Of(layer.Digest) ?? Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(data)));
             if (streamed is { Chunks: var chunks })
