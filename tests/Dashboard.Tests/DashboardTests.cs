@@ -294,6 +294,43 @@ public sealed class DashboardTests(DashboardCluster cluster) : IAsyncLifetime
     }
 
     /// <summary>
+    /// A large fleet is shown a page of 50 at a time, and only the page's proplets have their metrics read (a fleet of
+    /// thousands is not asked for thousands of metrics every 5 s); Next reads the following page.
+    /// </summary>
+    [Fact]
+    public async Task AFleetOfManyProplets_IsPaged_AndOnlyThePagesMetricsAreRead()
+    {
+        var lists = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        var metricReads = 0;
+        await _page.RouteAsync(url => new Uri(url).AbsolutePath == "/proplets", async route =>
+        {
+            var query = System.Web.HttpUtility.ParseQueryString(new Uri(route.Request.Url).Query);
+            lists.Enqueue(route.Request.Url);
+            var offset = int.Parse(query["offset"] ?? "0", System.Globalization.CultureInfo.InvariantCulture);
+            var limit = int.Parse(query["limit"] ?? "1000", System.Globalization.CultureInfo.InvariantCulture);
+            var page = Enumerable.Range(offset, Math.Max(0, Math.Min(limit, 120 - offset)))
+                .Select(i => new { id = $"p{i:D3}", name = $"proplet {i}", alive = true, task_count = 0, last_alive_at = DateTime.UtcNow })
+                .ToList();
+            await route.FulfillAsync(new() { Status = 200, ContentType = "application/json", Body = JsonSerializer.Serialize(new { offset, limit, total = 120, proplets = page }) });
+        });
+        await _page.RouteAsync(url => new Uri(url).AbsolutePath.EndsWith("/metrics", StringComparison.Ordinal), async route =>
+        {
+            Interlocked.Increment(ref metricReads);
+            await route.FulfillAsync(new() { Status = 200, ContentType = "application/json", Body = """{"offset":0,"limit":1,"total":0,"metrics":[]}""" });
+        });
+
+        await _page.GotoAsync(Ui(cluster.Cluster, "#/proplets"));
+
+        await Assertions.Expect(_page.Locator("table.proplets tbody tr")).ToHaveCountAsync(50);
+        await Assertions.Expect(_page.Locator("#count")).ToHaveTextAsync("1–50 of 120 proplet(s)");
+        Volatile.Read(ref metricReads).ShouldBeLessThanOrEqualTo(50 * lists.Count, "metrics read only for the proplets on the page");
+        await _page.GetByRole(AriaRole.Button, new() { Name = "Next →" }).ClickAsync();
+        await Assertions.Expect(_page.Locator("tr[data-id='p050']")).ToBeVisibleAsync();
+        await Assertions.Expect(_page.Locator("#count")).ToHaveTextAsync("51–100 of 120 proplet(s)");
+        lists.ShouldContain(u => u.Contains("offset=50", StringComparison.Ordinal));
+    }
+
+    /// <summary>
     /// The proplets page reads one snapshot at a time: periods that pass while a read is held start no other read,
     /// one more follows the held one, and its (newer) answer is what stays on screen.
     /// </summary>
