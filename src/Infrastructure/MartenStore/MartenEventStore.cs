@@ -140,12 +140,23 @@ public sealed class MartenEventStore : IEventStore
         }
 
         var stored = new List<StoredEvent>(events.Count);
+        var next = from;
         foreach (var e in events)
         {
-            if (e.Version >= options.FromVersion)
+            if (e.Version < options.FromVersion)
             {
-                stored.Add(ToStored(streamId, e));
+                continue;
             }
+
+            if (options.Until is not null && e.Version != next)
+            {
+                // Times need not follow commit order (a queued batch, a retried race, another node's clock): the stream
+                // as of a time ends before its first event later than it, or the fold would skip that event's effect.
+                break;
+            }
+
+            stored.Add(ToStored(streamId, e));
+            next = e.Version + 1;
         }
 
         return new EventStream(streamId, MartenStreamIds.TypeOf(streamId), state.Version, state.IsArchived, stored);
