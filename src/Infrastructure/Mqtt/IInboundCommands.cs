@@ -1,3 +1,4 @@
+using Propeller.Domain.Common;
 using Propeller.Application.EventStore;
 using Propeller.Domain.Proplets;
 using Propeller.Domain.Tasks;
@@ -21,5 +22,6 @@ public interface IInboundCommands
     /// </summary>
     Task RecordResultsAsync(IReadOnlyList<(TaskCommand.RecordResult Command, EventMetadata Metadata)> results, CancellationToken cancellationToken);
 
-    Task HandlePropletAsync(PropletCommand command, EventMetadata metadata, CancellationToken cancellationToken);
+    /// <summary>Decides and commits a proplet command; returns the decider's rejection, if any.</summary>
+    Task<Rejection?> HandlePropletAsync(PropletCommand command, EventMetadata metadata, CancellationToken cancellationToken);
 }

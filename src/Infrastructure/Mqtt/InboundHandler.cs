@@ -165,7 +165,7 @@ public sealed class InboundHandler(
     {
         ResultWork result => HandleResultAsync(result, cancellationToken),
         ResultsWork results => RecordResultsAsync(results, cancellationToken),
-        DiscoveryWork discovery => RegisterAsync(new PropletId(discovery.PropletId), discovery.Metadata, cancellationToken),
+        DiscoveryWork discovery => RegisterAsync(discovery.Topic, new PropletId(discovery.PropletId), discovery.Metadata, cancellationToken),
         AliveWork alive => HandleAliveAsync(alive, cancellationToken),
         TaskMetricsWork metrics => StoreTaskMetricsAsync(metrics, cancellationToken),
         PropletMetricsWork metrics => StorePropletMetricsAsync(metrics, cancellationToken),
@@ -284,7 +284,7 @@ public sealed class InboundHandler(
         switch (await proplets.RecordHeartbeatAsync(id, now, cancellationToken))
         {
             case null:
-                await RegisterAsync(id, PropletMetadata.Empty, cancellationToken);
+                await RegisterAsync(work.Topic, id, PropletMetadata.Empty, cancellationToken);
                 await proplets.RecordHeartbeatAsync(id, now, cancellationToken);
                 break;
             case true:
@@ -295,13 +295,17 @@ public sealed class InboundHandler(
         }
     }
 
-    private Task RegisterAsync(PropletId id, PropletMetadata metadata, CancellationToken cancellationToken)
+    private async Task RegisterAsync(string topic, PropletId id, PropletMetadata metadata, CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow();
-        return HandlePropletAsync(new PropletCommand.RegisterProplet(id, PropletNames.Next(), metadata, now), new EventMetadata(null, null, $"proplet:{id}", now), cancellationToken);
+        if (await HandlePropletAsync(new PropletCommand.RegisterProplet(id, PropletNames.Next(), metadata, now), new EventMetadata(null, null, $"proplet:{id}", now), cancellationToken)
+            is { Kind: RejectionKind.Invalid } refused)
+        {
+            Malformed(topic, refused.Reason); // an id the manager cannot take (it names a task's stream): logged and counted
+        }
     }
 
-    private Task HandlePropletAsync(PropletCommand command, EventMetadata metadata, CancellationToken cancellationToken) =>
+    private Task<Rejection?> HandlePropletAsync(PropletCommand command, EventMetadata metadata, CancellationToken cancellationToken) =>
         inbound.HandlePropletAsync(command, metadata, cancellationToken);
 
     private TaskMetricsWork? AcceptTaskMetrics(ReceivedMessage message)

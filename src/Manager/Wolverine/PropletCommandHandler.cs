@@ -3,6 +3,7 @@ using Marten;
 using Propeller.Application.Aggregates;
 using Propeller.Application.EventStore;
 using Propeller.Application.Proplets;
+using Propeller.Domain.Common;
 using Propeller.Domain.Proplets;
 using Propeller.Infrastructure.MartenStore;
 using Propeller.Infrastructure.Wolverine;
@@ -46,6 +47,15 @@ public static class PropletCommandHandler
         ArgumentNullException.ThrowIfNull(services);
         ArgumentNullException.ThrowIfNull(placement);
         var outgoing = new OutgoingMessages();
+        if (message.Command is PropletCommand.RegisterProplet && stream.Aggregate is null && stream.CurrentVersion > 0)
+        {
+            // A proplet id that is a UUID names its stream directly (WolverineStreams.Key), and a task's stream has the
+            // task's UUID: a stream with events but no proplet document is a task's (a deleted proplet keeps its
+            // document). A proplet announcing a task's id must not write into that task's history.
+            var refused = Rejection.Invalid($"proplet id {message.Command.PropletId.Value} is the id of a task's stream: refused (give the proplet another PROPLET_ENTITY_ID)");
+            return (new CommandResult<PropletEvent, PropletState>(PropletState.Initial, stream.CurrentVersion ?? 0, [], refused), outgoing);
+        }
+
         var before = stream.Aggregate?.State ?? PropletState.Initial;
         var decision = PropletDecider.Decide(message.Command, before);
         if (decision.Rejection is not null || decision.Events.Count == 0)

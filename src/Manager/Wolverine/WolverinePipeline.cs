@@ -209,8 +209,8 @@ public sealed class WolverineInboundCommands(IWolverineRuntime runtime, TaskComm
         return Task.WhenAll(results.Select(r => batcher.InvokeAsync(new RunTaskCommand(r.Command.TaskId, r.Command, r.Metadata), cancellationToken)));
     }
 
-    public Task HandlePropletAsync(PropletCommand command, EventMetadata metadata, CancellationToken cancellationToken) =>
-        new MessageBus(runtime).InvokeAsync<CommandResult<PropletEvent, PropletState>>(RunPropletCommand.For(command, metadata), cancellationToken);
+    public async Task<Domain.Common.Rejection?> HandlePropletAsync(PropletCommand command, EventMetadata metadata, CancellationToken cancellationToken) =>
+        (await new MessageBus(runtime).InvokeAsync<CommandResult<PropletEvent, PropletState>>(RunPropletCommand.For(command, metadata), cancellationToken)).Rejection;
 }
 
 /// <summary>Sends one <see cref="SweepWaitingTasks"/> once Wolverine runs: places what waited across a restart and makes sure the sweep chain runs.</summary>

@@ -129,6 +129,27 @@ public sealed class PropletApiTests : IAsyncLifetime
         (await Http.GetAsync($"/proplets/{id}", Ct)).StatusCode.ShouldBe(HttpStatusCode.NotFound);
     }
 
+    /// <summary>
+    /// A proplet whose id is a task's (a UUID names its stream directly) is refused: nothing lands in the task's stream,
+    /// its history and replay stay the task's, and no proplet of that id appears.
+    /// </summary>
+    [Fact]
+    public async Task AProplet_AnnouncingATasksId_IsRefused_AndTheTasksStreamIsUntouched()
+    {
+        var created = await Http.PostAsync("/tasks", new StringContent("""{"name":"main"}""", System.Text.Encoding.UTF8, "application/json"), Ct);
+        created.StatusCode.ShouldBe(HttpStatusCode.Created);
+        var taskId = (await BodyAsync(created)).GetProperty("id").GetString()!;
+
+        var result = await ProposeAsync(new RegisterProplet(new PropletId(taskId), "impostor", PropletMetadata.Empty, DateTimeOffset.UtcNow));
+
+        result.Rejection.ShouldNotBeNull().Kind.ShouldBe(RejectionKind.Invalid);
+        result.Rejection.Reason.ShouldContain("task's stream");
+        var history = (await BodyAsync(await Http.GetAsync($"/tasks/{taskId}/history", Ct))).EnumerateArray().ToList();
+        history.Select(e => e.GetProperty("type").GetString()).ShouldBe(["task.created.v1"]);
+        (await Http.GetAsync($"/tasks/{taskId}?version=1", Ct)).StatusCode.ShouldBe(HttpStatusCode.OK);
+        (await Http.GetAsync($"/proplets/{taskId}", Ct)).StatusCode.ShouldBe(HttpStatusCode.NotFound);
+    }
+
     [Fact]
     public async Task BadOrUnknownIds_Are400Or404()
     {
