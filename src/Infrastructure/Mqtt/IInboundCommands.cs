@@ -17,10 +17,12 @@ public interface IInboundCommands
     Task RecordResultAsync(TaskCommand.RecordResult command, EventMetadata metadata, CancellationToken cancellationToken);
 
     /// <summary>
-    /// Records the results of one broker batch, in order, returning once all are committed (fewer transactions than
-    /// one <see cref="RecordResultAsync"/> each; a task's results stay in their order).
+    /// Records the results of one broker batch, in order, returning once each is committed or has failed (fewer
+    /// transactions than one <see cref="RecordResultAsync"/> each; a task's results stay in their order): per result,
+    /// null when it is committed, else why it failed (the others are committed all the same, so only a failed one may be
+    /// recorded again). Throws only when <paramref name="cancellationToken"/> is cancelled.
     /// </summary>
-    Task RecordResultsAsync(IReadOnlyList<(TaskCommand.RecordResult Command, EventMetadata Metadata)> results, CancellationToken cancellationToken);
+    Task<IReadOnlyList<Exception?>> RecordResultsAsync(IReadOnlyList<(TaskCommand.RecordResult Command, EventMetadata Metadata)> results, CancellationToken cancellationToken);
 
     /// <summary>Decides and commits a proplet command; returns the decider's rejection, if any.</summary>
     Task<Rejection?> HandlePropletAsync(PropletCommand command, EventMetadata metadata, CancellationToken cancellationToken);

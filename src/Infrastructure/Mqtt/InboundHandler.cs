@@ -213,21 +213,19 @@ public sealed class InboundHandler(
     }
 
     /// <summary>
-    /// A batch's results together; when the batch fails for a reason a retry does not cure, each result alone, so that
-    /// one bad result costs only itself (it is logged and acknowledged; the others are recorded).
+    /// A batch's results together; a result that failed is recorded again alone (retried while PostgreSQL is
+    /// unreachable; one that cannot be stored is logged and acknowledged), and only that one: the others are committed,
+    /// and deciding them again would record each a second time as ignored.
     /// </summary>
     private async Task RecordResultsAsync(ResultsWork work, CancellationToken cancellationToken)
     {
-        try
+        var failures = await inbound.RecordResultsAsync([.. work.Results.Select(ResultCommand)], cancellationToken);
+        for (var i = 0; i < failures.Count; i++)
         {
-            await inbound.RecordResultsAsync([.. work.Results.Select(ResultCommand)], cancellationToken);
-        }
-        catch (Exception ex) when (work.Results.Count > 1 && ex is not OperationCanceledException && !PostgresFailures.IsTransient(ex))
-        {
-            MqttBridgeLog.HandlerFailed(logger, ex, work.Topic);
-            foreach (var result in work.Results)
+            if (failures[i] is { } failure)
             {
-                await HandleWithRetryAsync(result, cancellationToken);
+                MqttBridgeLog.HandlerFailed(logger, failure, work.Topic);
+                await HandleWithRetryAsync(work.Results[i], cancellationToken);
             }
         }
     }

@@ -201,12 +201,24 @@ public sealed class WolverineInboundCommands(IWolverineRuntime runtime, TaskComm
     /// in the same transactions as the creates and starts waiting with them, fewer and larger ones than a transaction of
     /// results beside each batch of commands. A task's second result (a redelivery) goes in a later round, deciding on
     /// the state the first left; <c>on_task_complete</c> follows each commit. Returns once every result is committed, so
-    /// the broker batch is acknowledged only then; throws if any failed (the caller then records each alone).
+    /// the broker batch is acknowledged only then; says which failed (the caller records those again alone; a committed
+    /// one decided again would be a second, ignored result and a second on_task_complete).
     /// </summary>
-    public Task RecordResultsAsync(IReadOnlyList<(TaskCommand.RecordResult Command, EventMetadata Metadata)> results, CancellationToken cancellationToken)
+    public async Task<IReadOnlyList<Exception?>> RecordResultsAsync(IReadOnlyList<(TaskCommand.RecordResult Command, EventMetadata Metadata)> results, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(results);
-        return Task.WhenAll(results.Select(r => batcher.InvokeAsync(new RunTaskCommand(r.Command.TaskId, r.Command, r.Metadata), cancellationToken)));
+        var recorded = results.Select(r => batcher.InvokeAsync(new RunTaskCommand(r.Command.TaskId, r.Command, r.Metadata), cancellationToken)).ToList();
+        try
+        {
+            await Task.WhenAll(recorded);
+        }
+        catch (Exception) when (!cancellationToken.IsCancellationRequested)
+        {
+            // each one's outcome is read below
+        }
+
+        cancellationToken.ThrowIfCancellationRequested();
+        return [.. recorded.Select(r => r.IsCompletedSuccessfully ? null : r.Exception?.InnerException ?? new OperationCanceledException("the result's command was cancelled"))];
     }
 
     public async Task<Domain.Common.Rejection?> HandlePropletAsync(PropletCommand command, EventMetadata metadata, CancellationToken cancellationToken) =>

@@ -139,6 +139,35 @@ public class DispatchTests : IAsyncLifetime
     }
 
 
+    /// <summary>
+    /// A broker batch with a result PostgreSQL cannot store (a NUL in its text) beside a good one: the good one is
+    /// recorded once; only the bad one is tried again alone (deciding the committed one again recorded it a second time
+    /// as ignored, and sent on_task_complete twice).
+    /// </summary>
+    [Fact]
+    public async Task GivenABrokerBatchWithAResultThatCannotBeStored_WhenItFails_ThenTheOthersAreRecordedOnce()
+    {
+        var propletId = Guid.NewGuid().ToString();
+        await using var proplet = await StartPropletAsync(propletId, _ => throw new InvalidOperationException()); // never answers
+        await WaitForAliveAsync(propletId);
+        var good = await CreateAndStartAsync("""{"name":"main","file":"AGFzbQEAAAABBwFgAn9/AX8DAgEABwgBBG1haW4AAAoJAQcAIAAgAWoL"}""");
+        var bad = await CreateAndStartAsync("""{"name":"main","file":"AGFzbQEAAAABBwFgAn9/AX8DAgEABwgBBG1haW4AAAoJAQcAIAAgAWoL"}""");
+        (await WaitForStateAsync(good, 2)).GetProperty("state").GetInt32().ShouldBe(2);
+        (await WaitForStateAsync(bad, 2)).GetProperty("state").GetInt32().ShouldBe(2);
+
+        ReceivedMessage Result(string id, string? error) => new(
+            $"{Base}/control/proplet/results",
+            JsonSerializer.SerializeToUtf8Bytes(new { task_id = id, proplet_id = propletId, results = "ok", error }),
+            MqttQualityOfServiceLevel.AtLeastOnce,
+            Retain: false,
+            Duplicate: false);
+        await _server.Services.GetRequiredService<Infrastructure.Mqtt.InboundHandler>().AcceptBatchAsync([Result(good, null), Result(bad, "bad\u0000text")], Ct);
+
+        var history = (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{good}/history", Ct)).EnumerateArray().Select(e => e.GetProperty("type").GetString()).ToList();
+        history.ShouldBe(["task.created.v1", "task.start_requested.v1", "task.dispatched.v1", "task.completed.v1"]);
+        (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{bad}", Ct)).GetProperty("state").GetInt32().ShouldBe(2, "a result that cannot be stored changes nothing");
+    }
+
     /// <summary>A proplet that answers every start addressed to it with <paramref name="answer"/>(inputs).</summary>
     private async Task<BrokerConnection> StartPropletAsync(string propletId, Func<JsonElement, string> answer)
     {
