@@ -40,8 +40,9 @@ internal static class TaskMapping
 
     /// <summary>
     /// Update (spec §2.6): name when non-empty, inputs when the key is present (null too: cleared), file when present,
-    /// priority when non-zero, metadata when present, schedule when present ("" clears it). Unlike the original, a PUT
-    /// without <c>schedule</c> keeps the schedule (quirk fixed). The decider applies it to the task's spec as it is then.
+    /// priority when non-zero, metadata when present, schedule when present ("" clears it and is_recurring, keeping the
+    /// timezone). Unlike the original, a PUT without <c>schedule</c> keeps the schedule (quirk fixed). The decider
+    /// applies it to the task's spec as it is then.
     /// </summary>
     public static TaskSpecPatch ToPatch(TaskJson json) => new()
     {

@@ -234,6 +234,21 @@ public sealed class TaskApiTests : IAsyncLifetime
         (await Http.PutAsync($"/tasks/{Guid.NewGuid()}", Json("""{"name":"x"}"""), Ct)).StatusCode.ShouldBe(HttpStatusCode.NotFound);
     }
 
+    /// <summary>Spec §2.6: <c>"schedule": ""</c> clears the schedule and is_recurring; the timezone stays (it became UTC).</summary>
+    [Fact]
+    public async Task Update_ClearingTheSchedule_KeepsTheTimezone()
+    {
+        var id = await CreateAsync("""{"name":"add","schedule":"*/5 * * * *","is_recurring":true,"timezone":"Europe/Paris"}""");
+
+        var response = await Http.PutAsync($"/tasks/{id}", Json("""{"schedule":"","is_recurring":true}"""), Ct);
+
+        response.StatusCode.ShouldBe(HttpStatusCode.OK);
+        var task = await BodyAsync(response);
+        task.GetProperty("timezone").GetString().ShouldBe("Europe/Paris");
+        task.TryGetProperty("schedule", out _).ShouldBeFalse();
+        task.TryGetProperty("is_recurring", out _).ShouldBeFalse();
+    }
+
     /// <summary>A PUT's applied fields are checked as a create's are (the original: bad JSON → 400); nothing is stored.</summary>
     [Theory]
     [InlineData("""{"metadata":[1]}""", "metadata must be a JSON object")]
