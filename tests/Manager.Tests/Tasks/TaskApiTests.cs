@@ -149,6 +149,32 @@ public sealed class TaskApiTests : IAsyncLifetime
         (await BodyAsync(await Http.GetAsync("/tasks", Ct))).GetProperty("total").GetInt64().ShouldBe(0);
     }
 
+    /// <summary>A JSON <c>null</c> in a bool, number or time field is no value, as in Go's decoding (it was a 400).</summary>
+    [Fact]
+    public async Task CreateAndUpdate_WithNullInBoolNumberOrTimeFields_TreatItAsAbsent()
+    {
+        var response = await Http.PostAsync("/tasks", Json("""
+            {"name":"add","daemon":null,"latent":null,"encrypted":null,"broadcast":null,"is_recurring":null,"priority":null,
+             "state":null,"start_time":null,"finish_time":null,"created_at":null,"updated_at":null,"next_run":null}
+            """), Ct);
+
+        response.StatusCode.ShouldBe(HttpStatusCode.Created);
+        var created = await BodyAsync(response);
+        created.GetProperty("daemon").GetBoolean().ShouldBeFalse();
+        created.GetProperty("priority").GetInt32().ShouldBe(50);
+        var id = created.GetProperty("id").GetString();
+
+        var updated = await Http.PutAsync($"/tasks/{id}", Json("""{"name":"renamed","priority":null,"is_recurring":null,"start_time":null}"""), Ct);
+
+        updated.StatusCode.ShouldBe(HttpStatusCode.OK);
+        var task = await BodyAsync(updated);
+        task.GetProperty("name").GetString().ShouldBe("renamed");
+        task.GetProperty("priority").GetInt32().ShouldBe(50);
+        (await Http.PostAsync("/tasks", Json("""{"name":"a","daemon":"yes"}"""), Ct)).StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await Http.PostAsync("/tasks", Json("""{"name":"a","priority":true}"""), Ct)).StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await Http.PostAsync("/tasks", Json("""{"name":"a","priority":"70"}"""), Ct)).StatusCode.ShouldBe(HttpStatusCode.BadRequest); // as Go's decoding
+    }
+
     [Fact]
     public async Task Create_WithoutJsonContentType_Is400()
     {
