@@ -1,4 +1,3 @@
-using System.Buffers.Text;
 using System.Text.Json;
 using FluentValidation;
 using Propeller.Contracts.Tasks;
@@ -18,7 +17,7 @@ internal sealed class TaskJsonValidator : AbstractValidator<TaskJson>
         RuleFor(t => t).Must(t => !(t.Broadcast && !string.IsNullOrEmpty(t.PropletId))).WithMessage("broadcast and proplet_id are mutually exclusive");
         RuleFor(t => t).Must(t => t.DependsOn is not { Count: > 0 } || !string.IsNullOrEmpty(t.WorkflowId))
             .WithMessage("workflow_id is required when depends_on is specified");
-        RuleFor(t => t.File).Must(f => f is null || Base64.IsValid(f)).WithMessage("file is not valid base64");
+        RuleFor(t => t.File).Must(f => f is null || Base64Text.TryCanonical(f, out _)).WithMessage("file is not valid base64");
         RuleFor(t => t.Metadata).Must(m => m is null || m.Value.ValueKind is JsonValueKind.Object or JsonValueKind.Null).WithMessage("metadata must be a JSON object");
         RuleFor(t => t.Metadata).Must(m => m is null || m.Value.GetRawText().Length <= MaxMetadataBytes).WithMessage("metadata is larger than 1 MiB");
         RuleFor(t => t.MonitoringProfile).Must(m => m is null || m.Value.ValueKind is JsonValueKind.Object or JsonValueKind.Null)
@@ -39,7 +38,7 @@ internal sealed class TaskUpdateValidator : AbstractValidator<TaskJson>
     public TaskUpdateValidator()
     {
         RuleFor(t => t.Priority).InclusiveBetween(0, 100).WithMessage("priority must be between 0 and 100");
-        RuleFor(t => t.File).Must(f => f is null || Base64.IsValid(f)).WithMessage("file is not valid base64");
+        RuleFor(t => t.File).Must(f => f is null || Base64Text.TryCanonical(f, out _)).WithMessage("file is not valid base64");
         RuleFor(t => t.Metadata).Must(m => m is null || m.Value.ValueKind is JsonValueKind.Object or JsonValueKind.Null).WithMessage("metadata must be a JSON object");
         RuleFor(t => t.Metadata).Must(m => m is null || m.Value.GetRawText().Length <= TaskJsonValidator.MaxMetadataBytes).WithMessage("metadata is larger than 1 MiB");
     }

@@ -14,7 +14,7 @@ internal static class TaskMapping
         Name = json.Name,
         Kind = string.IsNullOrEmpty(json.Kind) ? TaskSpec.StandardKind : json.Kind,
         ImageUrl = NullIfEmpty(json.ImageUrl),
-        File = NullIfEmpty(json.File),
+        File = NullIfEmpty(Base64Text.CanonicalOrAsGiven(json.File)),
         // A null item becomes "" as the original's Go decoding makes it (the proplet refuses a null).
         CliArgs = json.CliArgs is null ? null : new EquatableArray<string>([.. json.CliArgs.Select(a => a ?? "")]),
         Inputs = new EquatableArray<string>(json.Inputs ?? []),
@@ -49,7 +49,7 @@ internal static class TaskMapping
         Name = json.Name,
         Inputs = json.Inputs is null ? null : new EquatableArray<string>(json.Inputs),
         SetsFile = json.File is not null,
-        File = NullIfEmpty(json.File),
+        File = NullIfEmpty(Base64Text.CanonicalOrAsGiven(json.File)),
         Priority = json.Priority,
         SetsMetadata = json.Metadata is not null,
         Metadata = RawObject(json.Metadata),

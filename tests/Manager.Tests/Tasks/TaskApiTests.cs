@@ -149,6 +149,43 @@ public sealed class TaskApiTests : IAsyncLifetime
         (await BodyAsync(await Http.GetAsync("/tasks", Ct))).GetProperty("total").GetInt64().ShouldBe(0);
     }
 
+    /// <summary>
+    /// <c>file</c> is read as Go's base64.StdEncoding reads it: the CR/LF line breaks of <c>base64</c>'s output are
+    /// skipped and the module is stored canonically (GET's redaction shows its real last characters); spaces or tabs are
+    /// a 400 (spec §1.3).
+    /// </summary>
+    [Fact]
+    public async Task CreateAndUpdate_WithLineWrappedBase64_StoreItWithoutTheLineBreaks()
+    {
+        var wrapped = string.Join("\r\n", AddWasm.Chunk(16).Select(c => new string(c))) + "\n";
+        var redacted = AddWasm[..10] + "<REDACTED>" + AddWasm[^10..];
+
+        var id = await CreateAsync(JsonSerializer.Serialize(new { name = "add", file = wrapped }));
+        (await BodyAsync(await Http.GetAsync($"/tasks/{id}", Ct))).GetProperty("file").GetString().ShouldBe(redacted);
+
+        var updated = await Http.PutAsync($"/tasks/{id}", Json(JsonSerializer.Serialize(new { file = "AGFzbQEAAAA=\r\n" })), Ct);
+        updated.StatusCode.ShouldBe(HttpStatusCode.OK);
+        (await BodyAsync(updated)).GetProperty("file").GetString().ShouldBe("AGFzbQEAAAA=");
+        // Unused bits of the last quantum are written as zero, as the original's re-encoding writes them.
+        (await BodyAsync(await Http.PutAsync($"/tasks/{id}", Json("""{"file":"QR=="}"""), Ct))).GetProperty("file").GetString().ShouldBe("QQ==");
+    }
+
+    [Theory]
+    [InlineData("AGFz bQEA")]
+    [InlineData("AGFz\tbQEA")]
+    public async Task CreateAndUpdate_WithSpacesOrTabsInBase64_Are400(string file)
+    {
+        var body = JsonSerializer.Serialize(new { name = "a", file });
+        var created = await Http.PostAsync("/tasks", Json(body), Ct);
+        created.StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await BodyAsync(created)).GetProperty("error").GetString()!.ShouldContain("base64");
+
+        var id = await CreateAsync();
+        var updated = await Http.PutAsync($"/tasks/{id}", Json(body), Ct);
+        updated.StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await BodyAsync(await Http.GetAsync($"/tasks/{id}", Ct))).TryGetProperty("file", out _).ShouldBeFalse();
+    }
+
     /// <summary>A JSON <c>null</c> in a bool, number or time field is no value, as in Go's decoding (it was a 400).</summary>
     [Fact]
     public async Task CreateAndUpdate_WithNullInBoolNumberOrTimeFields_TreatItAsAbsent()
