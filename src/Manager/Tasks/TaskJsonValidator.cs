@@ -7,6 +7,7 @@ namespace Propeller.Manager.Tasks;
 /// <summary>Shape checks of a task body (spec §1.3, POST /tasks 400 list), before any command runs.</summary>
 internal sealed class TaskJsonValidator : AbstractValidator<TaskJson>
 {
+    /// <summary>The original's limit: the metadata as Go's json.Marshal writes it (compact UTF-8) at most 1 MiB.</summary>
     public const int MaxMetadataBytes = 1024 * 1024;
 
     public TaskJsonValidator()
@@ -19,7 +20,7 @@ internal sealed class TaskJsonValidator : AbstractValidator<TaskJson>
             .WithMessage("workflow_id is required when depends_on is specified");
         RuleFor(t => t.File).Must(f => f is null || Base64Text.TryCanonical(f, out _)).WithMessage("file is not valid base64");
         RuleFor(t => t.Metadata).Must(m => m is null || m.Value.ValueKind is JsonValueKind.Object or JsonValueKind.Null).WithMessage("metadata must be a JSON object");
-        RuleFor(t => t.Metadata).Must(m => m is null || m.Value.GetRawText().Length <= MaxMetadataBytes).WithMessage("metadata is larger than 1 MiB");
+        RuleFor(t => t.Metadata).Must(m => m is null || JsonSize.CompactUtf8Bytes(m.Value) <= MaxMetadataBytes).WithMessage("metadata is larger than 1 MiB");
         RuleFor(t => t.MonitoringProfile).Must(m => m is null || m.Value.ValueKind is JsonValueKind.Object or JsonValueKind.Null)
             .WithMessage("monitoring_profile must be a JSON object");
     }
@@ -40,6 +41,6 @@ internal sealed class TaskUpdateValidator : AbstractValidator<TaskJson>
         RuleFor(t => t.Priority).InclusiveBetween(0, 100).WithMessage("priority must be between 0 and 100");
         RuleFor(t => t.File).Must(f => f is null || Base64Text.TryCanonical(f, out _)).WithMessage("file is not valid base64");
         RuleFor(t => t.Metadata).Must(m => m is null || m.Value.ValueKind is JsonValueKind.Object or JsonValueKind.Null).WithMessage("metadata must be a JSON object");
-        RuleFor(t => t.Metadata).Must(m => m is null || m.Value.GetRawText().Length <= TaskJsonValidator.MaxMetadataBytes).WithMessage("metadata is larger than 1 MiB");
+        RuleFor(t => t.Metadata).Must(m => m is null || JsonSize.CompactUtf8Bytes(m.Value) <= TaskJsonValidator.MaxMetadataBytes).WithMessage("metadata is larger than 1 MiB");
     }
 }

@@ -212,6 +212,27 @@ public sealed class TaskApiTests : IAsyncLifetime
         (await Http.PostAsync("/tasks", Json("""{"name":"a","priority":"70"}"""), Ct)).StatusCode.ShouldBe(HttpStatusCode.BadRequest); // as Go's decoding
     }
 
+    /// <summary>
+    /// The 1 MiB metadata limit measures the metadata as the original serialises it (compact UTF-8 JSON): multi-byte
+    /// text under 1 Mi characters but over 1 MiB is refused, pretty-printed metadata under 1 MiB compact is taken.
+    /// </summary>
+    [Fact]
+    public async Task Create_MetadataLimit_CountsUtf8BytesOfTheCompactJson()
+    {
+        var multiByte = "{\"text\":\"" + new string('é', 600_000) + "\"}"; // 600,000 characters, 1,200,011 bytes
+        var indent = new string(' ', 200);
+        var pretty = "{" + string.Join(",", Enumerable.Range(0, 8_000).Select(i => $"\n{indent}\"k{i}\" : {i}")) + "}"; // ~1.7 M characters, ~100 kB compact
+
+        var refused = await Http.PostAsync("/tasks", Json("{\"name\":\"a\",\"metadata\":" + multiByte + "}"), Ct);
+        refused.StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await BodyAsync(refused)).GetProperty("error").GetString()!.ShouldContain("metadata is larger than 1 MiB");
+        (await Http.PostAsync("/tasks", Json("{\"name\":\"a\",\"metadata\":" + pretty + "}"), Ct)).StatusCode.ShouldBe(HttpStatusCode.Created);
+
+        var id = await CreateAsync();
+        (await Http.PutAsync($"/tasks/{id}", Json("{\"metadata\":" + multiByte + "}"), Ct)).StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await Http.PutAsync($"/tasks/{id}", Json("{\"metadata\":" + pretty + "}"), Ct)).StatusCode.ShouldBe(HttpStatusCode.OK);
+    }
+
     [Fact]
     public async Task Create_WithoutJsonContentType_Is400()
     {
