@@ -21,8 +21,13 @@ internal sealed class TaskJsonValidator : AbstractValidator<TaskJson>
         RuleFor(t => t.File).Must(f => f is null || Base64Text.TryCanonical(f, out _)).WithMessage("file is not valid base64");
         RuleFor(t => t.Metadata).Must(m => m is null || m.Value.ValueKind is JsonValueKind.Object or JsonValueKind.Null).WithMessage("metadata must be a JSON object");
         RuleFor(t => t.Metadata).Must(m => m is null || JsonSize.CompactUtf8Bytes(m.Value) <= MaxMetadataBytes).WithMessage("metadata is larger than 1 MiB");
-        RuleFor(t => t.MonitoringProfile).Must(m => m is null || m.Value.ValueKind is JsonValueKind.Object or JsonValueKind.Null)
-            .WithMessage("monitoring_profile must be a JSON object");
+        RuleFor(t => t.MonitoringProfile).Custom((profile, context) =>
+        {
+            if (profile is { ValueKind: not JsonValueKind.Null } value && !MonitoringProfileJson.TryNormalize(value, out _, out var error))
+            {
+                context.AddFailure("monitoring_profile", error!);
+            }
+        });
     }
 }
 

@@ -27,7 +27,7 @@ internal static class TaskMapping
         DependsOn = new EquatableArray<string>(json.DependsOn ?? []),
         RunIf = NullIfEmpty(json.RunIf),
         WorkflowId = NullIfEmpty(json.WorkflowId),
-        MonitoringProfile = RawObject(json.MonitoringProfile),
+        MonitoringProfile = Profile(json.MonitoringProfile),
         Mode = NullIfEmpty(json.Mode),
         Schedule = NullIfEmpty(json.Schedule),
         IsRecurring = json.IsRecurring,
@@ -84,7 +84,7 @@ internal static class TaskMapping
             JobId = spec.JobId,
             Results = Parse(state.Results),
             Error = state.Error,
-            MonitoringProfile = Parse(spec.MonitoringProfile),
+            MonitoringProfile = Parse(MonitoringProfileJson.NormalizeStored(spec.MonitoringProfile)),
             StartTime = state.StartTime ?? default,
             FinishTime = state.FinishTime ?? default,
             CreatedAt = state.CreatedAt ?? default,
@@ -125,6 +125,12 @@ internal static class TaskMapping
             return JsonSerializer.SerializeToElement(json);
         }
     }
+
+    /// <summary>The profile with all its keys (the validator refuses one that cannot be normalised; kept as sent until then).</summary>
+    private static string? Profile(JsonElement? element) =>
+        element is { ValueKind: JsonValueKind.Object } value
+            ? MonitoringProfileJson.TryNormalize(value, out var json, out _) ? json : value.GetRawText()
+            : null;
 
     private static string? RawObject(JsonElement? element) =>
         element is { ValueKind: JsonValueKind.Object } value ? value.GetRawText() : null;

@@ -150,6 +150,37 @@ public sealed class TaskApiTests : IAsyncLifetime
     }
 
     /// <summary>
+    /// The monitoring profile is the original's Go struct (spec §2.1): GET and the start message carry all ten keys,
+    /// missing or null ones with their zero values (our proplet and the Rust one refuse a profile without them);
+    /// unknown keys are dropped, keys match case-insensitively.
+    /// </summary>
+    [Fact]
+    public async Task Create_WithAPartialMonitoringProfile_StoresAllItsKeys()
+    {
+        var id = await CreateAsync("""{"name":"add","monitoring_profile":{"Enabled":true,"interval":5,"collect_cpu":null,"extra":"x"}}""");
+
+        var profile = (await BodyAsync(await Http.GetAsync($"/tasks/{id}", Ct))).GetProperty("monitoring_profile");
+
+        profile.GetRawText().ShouldBe("""
+            {"enabled":true,"interval":5,"collect_cpu":false,"collect_memory":false,"collect_disk_io":false,"collect_threads":false,"collect_file_descriptors":false,"export_to_mqtt":false,"retain_history":false,"history_size":0}
+            """);
+    }
+
+    [Theory]
+    [InlineData("""{"name":"a","monitoring_profile":{"interval":"10s"}}""", "monitoring_profile.interval must be a non-negative integer")]
+    [InlineData("""{"name":"a","monitoring_profile":{"interval":1.5}}""", "monitoring_profile.interval must be a non-negative integer")]
+    [InlineData("""{"name":"a","monitoring_profile":{"history_size":-1}}""", "monitoring_profile.history_size must be a non-negative integer")]
+    [InlineData("""{"name":"a","monitoring_profile":{"enabled":"yes"}}""", "monitoring_profile.enabled must be a boolean")]
+    [InlineData("""{"name":"a","monitoring_profile":[1]}""", "monitoring_profile must be a JSON object")]
+    public async Task Create_WithAMistypedMonitoringProfile_Is400(string body, string reason)
+    {
+        var response = await Http.PostAsync("/tasks", Json(body), Ct);
+
+        response.StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await BodyAsync(response)).GetProperty("error").GetString()!.ShouldContain(reason);
+    }
+
+    /// <summary>
     /// <c>file</c> is read as Go's base64.StdEncoding reads it: the CR/LF line breaks of <c>base64</c>'s output are
     /// skipped and the module is stored canonically (GET's redaction shows its real last characters); spaces or tabs are
     /// a 400 (spec §1.3).
