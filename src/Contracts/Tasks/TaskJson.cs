@@ -6,7 +6,8 @@ namespace Propeller.Contracts.Tasks;
 
 /// <summary>
 /// A task on the wire (spec propeller-manager.md §2.1): field names, omission rules and the integer state are the
-/// original's. Used for responses (with <see cref="File"/> redacted) and as the create/update request body.
+/// original's. Used for responses (with <see cref="File"/> redacted) and as the create/update request body, where a
+/// JSON <c>null</c> in a bool, number or time field counts as absent (Go's decoding).
 /// </summary>
 public sealed record TaskJson
 {
@@ -21,6 +22,7 @@ public sealed record TaskJson
     public string? Kind { get; init; }
 
     [JsonPropertyName("state")]
+    [JsonConverter(typeof(NullAsDefaultConverter<int>))]
     public int State { get; init; }
 
     [JsonPropertyName("image_url")]
@@ -46,13 +48,16 @@ public sealed record TaskJson
     public IReadOnlyDictionary<string, string>? Env { get; init; }
 
     [JsonPropertyName("daemon")]
+    [JsonConverter(typeof(NullAsDefaultConverter<bool>))]
     public bool Daemon { get; init; }
 
     [JsonPropertyName("latent")]
+    [JsonConverter(typeof(NullAsDefaultConverter<bool>))]
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
     public bool Latent { get; init; }
 
     [JsonPropertyName("encrypted")]
+    [JsonConverter(typeof(NullAsDefaultConverter<bool>))]
     public bool Encrypted { get; init; }
 
     [JsonPropertyName("kbs_resource_path")]
@@ -120,6 +125,7 @@ public sealed record TaskJson
     public DateTimeOffset NextRun { get; init; }
 
     [JsonPropertyName("is_recurring")]
+    [JsonConverter(typeof(NullAsDefaultConverter<bool>))]
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
     public bool IsRecurring { get; init; }
 
@@ -128,10 +134,12 @@ public sealed record TaskJson
     public string? Timezone { get; init; }
 
     [JsonPropertyName("broadcast")]
+    [JsonConverter(typeof(NullAsDefaultConverter<bool>))]
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
     public bool Broadcast { get; init; }
 
     [JsonPropertyName("priority")]
+    [JsonConverter(typeof(NullAsDefaultConverter<int>))]
     [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
     public int Priority { get; init; }
 

@@ -29,7 +29,7 @@ public sealed record TaskSpecPatch
     public string? Metadata { get; init; }
 
     /// <summary>Whether <see cref="Schedule"/>, <see cref="IsRecurring"/> and <see cref="Timezone"/> replace the
-    /// schedule (a null schedule clears it).</summary>
+    /// schedule. A null schedule clears it and is_recurring but keeps the timezone (spec §2.6).</summary>
     public bool SetsSchedule { get; init; }
 
     public string? Schedule { get; init; }
@@ -49,8 +49,8 @@ public sealed record TaskSpecPatch
             Priority = Priority == 0 ? current.Priority : Priority,
             Metadata = SetsMetadata ? Metadata : current.Metadata,
             Schedule = SetsSchedule ? Schedule : current.Schedule,
-            IsRecurring = SetsSchedule ? IsRecurring : current.IsRecurring,
-            Timezone = SetsSchedule ? Timezone : current.Timezone,
+            IsRecurring = SetsSchedule ? Schedule is not null && IsRecurring : current.IsRecurring,
+            Timezone = SetsSchedule && Schedule is not null ? Timezone : current.Timezone,
         };
     }
 }

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Propeller.Application.Messaging;
 using Propeller.Contracts.Mqtt;
+using Propeller.Contracts.Tasks;
 using Propeller.Domain.Tasks;
 using TaskStatus = Propeller.Domain.Tasks.TaskStatus;
 
@@ -41,7 +42,8 @@ internal static class StartMessages
             Env = spec.Env.Count == 0 ? null : spec.Env.ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal),
             Encrypted = spec.Encrypted,
             KbsResourcePath = spec.KbsResourcePath,
-            MonitoringProfile = spec.MonitoringProfile is { } profile ? JsonSerializer.Deserialize<JsonElement>(profile) : null,
+            // Normalised at the API; a task created before that holds the client's text, completed here (all keys).
+            MonitoringProfile = MonitoringProfileJson.NormalizeStored(spec.MonitoringProfile) is { } profile ? JsonSerializer.Deserialize<JsonElement>(profile) : null,
             PropletId = spec.Broadcast ? null : task.PropletId,
             HalStoragePath = spec.HalStoragePath,
             Attempt = task.Attempt > 0 ? task.Attempt : null,

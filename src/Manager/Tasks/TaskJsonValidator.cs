@@ -1,4 +1,3 @@
-using System.Buffers.Text;
 using System.Text.Json;
 using FluentValidation;
 using Propeller.Contracts.Tasks;
@@ -8,6 +7,7 @@ namespace Propeller.Manager.Tasks;
 /// <summary>Shape checks of a task body (spec §1.3, POST /tasks 400 list), before any command runs.</summary>
 internal sealed class TaskJsonValidator : AbstractValidator<TaskJson>
 {
+    /// <summary>The original's limit: the metadata as Go's json.Marshal writes it (compact UTF-8) at most 1 MiB.</summary>
     public const int MaxMetadataBytes = 1024 * 1024;
 
     public TaskJsonValidator()
@@ -18,11 +18,16 @@ internal sealed class TaskJsonValidator : AbstractValidator<TaskJson>
         RuleFor(t => t).Must(t => !(t.Broadcast && !string.IsNullOrEmpty(t.PropletId))).WithMessage("broadcast and proplet_id are mutually exclusive");
         RuleFor(t => t).Must(t => t.DependsOn is not { Count: > 0 } || !string.IsNullOrEmpty(t.WorkflowId))
             .WithMessage("workflow_id is required when depends_on is specified");
-        RuleFor(t => t.File).Must(f => f is null || Base64.IsValid(f)).WithMessage("file is not valid base64");
+        RuleFor(t => t.File).Must(f => f is null || Base64Text.TryCanonical(f, out _)).WithMessage("file is not valid base64");
         RuleFor(t => t.Metadata).Must(m => m is null || m.Value.ValueKind is JsonValueKind.Object or JsonValueKind.Null).WithMessage("metadata must be a JSON object");
-        RuleFor(t => t.Metadata).Must(m => m is null || m.Value.GetRawText().Length <= MaxMetadataBytes).WithMessage("metadata is larger than 1 MiB");
-        RuleFor(t => t.MonitoringProfile).Must(m => m is null || m.Value.ValueKind is JsonValueKind.Object or JsonValueKind.Null)
-            .WithMessage("monitoring_profile must be a JSON object");
+        RuleFor(t => t.Metadata).Must(m => m is null || JsonSize.CompactUtf8Bytes(m.Value) <= MaxMetadataBytes).WithMessage("metadata is larger than 1 MiB");
+        RuleFor(t => t.MonitoringProfile).Custom((profile, context) =>
+        {
+            if (profile is { ValueKind: not JsonValueKind.Null } value && !MonitoringProfileJson.TryNormalize(value, out _, out var error))
+            {
+                context.AddFailure("monitoring_profile", error!);
+            }
+        });
     }
 }
 
@@ -39,8 +44,8 @@ internal sealed class TaskUpdateValidator : AbstractValidator<TaskJson>
     public TaskUpdateValidator()
     {
         RuleFor(t => t.Priority).InclusiveBetween(0, 100).WithMessage("priority must be between 0 and 100");
-        RuleFor(t => t.File).Must(f => f is null || Base64.IsValid(f)).WithMessage("file is not valid base64");
+        RuleFor(t => t.File).Must(f => f is null || Base64Text.TryCanonical(f, out _)).WithMessage("file is not valid base64");
         RuleFor(t => t.Metadata).Must(m => m is null || m.Value.ValueKind is JsonValueKind.Object or JsonValueKind.Null).WithMessage("metadata must be a JSON object");
-        RuleFor(t => t.Metadata).Must(m => m is null || m.Value.GetRawText().Length <= TaskJsonValidator.MaxMetadataBytes).WithMessage("metadata is larger than 1 MiB");
+        RuleFor(t => t.Metadata).Must(m => m is null || JsonSize.CompactUtf8Bytes(m.Value) <= TaskJsonValidator.MaxMetadataBytes).WithMessage("metadata is larger than 1 MiB");
     }
 }

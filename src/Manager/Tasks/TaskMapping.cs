@@ -14,7 +14,7 @@ internal static class TaskMapping
         Name = json.Name,
         Kind = string.IsNullOrEmpty(json.Kind) ? TaskSpec.StandardKind : json.Kind,
         ImageUrl = NullIfEmpty(json.ImageUrl),
-        File = NullIfEmpty(json.File),
+        File = NullIfEmpty(Base64Text.CanonicalOrAsGiven(json.File)),
         // A null item becomes "" as the original's Go decoding makes it (the proplet refuses a null).
         CliArgs = json.CliArgs is null ? null : new EquatableArray<string>([.. json.CliArgs.Select(a => a ?? "")]),
         Inputs = new EquatableArray<string>(json.Inputs ?? []),
@@ -27,7 +27,7 @@ internal static class TaskMapping
         DependsOn = new EquatableArray<string>(json.DependsOn ?? []),
         RunIf = NullIfEmpty(json.RunIf),
         WorkflowId = NullIfEmpty(json.WorkflowId),
-        MonitoringProfile = RawObject(json.MonitoringProfile),
+        MonitoringProfile = Profile(json.MonitoringProfile),
         Mode = NullIfEmpty(json.Mode),
         Schedule = NullIfEmpty(json.Schedule),
         IsRecurring = json.IsRecurring,
@@ -40,15 +40,16 @@ internal static class TaskMapping
 
     /// <summary>
     /// Update (spec §2.6): name when non-empty, inputs when the key is present (null too: cleared), file when present,
-    /// priority when non-zero, metadata when present, schedule when present ("" clears it). Unlike the original, a PUT
-    /// without <c>schedule</c> keeps the schedule (quirk fixed). The decider applies it to the task's spec as it is then.
+    /// priority when non-zero, metadata when present, schedule when present ("" clears it and is_recurring, keeping the
+    /// timezone). Unlike the original, a PUT without <c>schedule</c> keeps the schedule (quirk fixed). The decider
+    /// applies it to the task's spec as it is then.
     /// </summary>
     public static TaskSpecPatch ToPatch(TaskJson json) => new()
     {
         Name = json.Name,
         Inputs = json.Inputs is null ? null : new EquatableArray<string>(json.Inputs),
         SetsFile = json.File is not null,
-        File = NullIfEmpty(json.File),
+        File = NullIfEmpty(Base64Text.CanonicalOrAsGiven(json.File)),
         Priority = json.Priority,
         SetsMetadata = json.Metadata is not null,
         Metadata = RawObject(json.Metadata),
@@ -83,7 +84,7 @@ internal static class TaskMapping
             JobId = spec.JobId,
             Results = Parse(state.Results),
             Error = state.Error,
-            MonitoringProfile = Parse(spec.MonitoringProfile),
+            MonitoringProfile = Parse(MonitoringProfileJson.NormalizeStored(spec.MonitoringProfile)),
             StartTime = state.StartTime ?? default,
             FinishTime = state.FinishTime ?? default,
             CreatedAt = state.CreatedAt ?? default,
@@ -124,6 +125,12 @@ internal static class TaskMapping
             return JsonSerializer.SerializeToElement(json);
         }
     }
+
+    /// <summary>The profile with all its keys (the validator refuses one that cannot be normalised; kept as sent until then).</summary>
+    private static string? Profile(JsonElement? element) =>
+        element is { ValueKind: JsonValueKind.Object } value
+            ? MonitoringProfileJson.TryNormalize(value, out var json, out _) ? json : value.GetRawText()
+            : null;
 
     private static string? RawObject(JsonElement? element) =>
         element is { ValueKind: JsonValueKind.Object } value ? value.GetRawText() : null;

@@ -49,13 +49,10 @@ internal static class MetricsEndpoints
         return Results.Ok(PageJson.Of("metrics", offset, limit, page.Total, items));
     }
 
+    /// <summary>Any proplet id: a proplet's id is its PROPLET_ENTITY_ID, any non-empty string (the original checks only
+    /// that it is non-empty here, spec §1.1).</summary>
     private static async Task<IResult> PropletMetricsAsync(string propletId, HttpRequest request, IMetricsQueries queries, IPropletRegistry registry, CancellationToken cancellationToken)
     {
-        if (!Guid.TryParse(propletId, out _))
-        {
-            return ApiResults.BadRequest("invalid query parameters");
-        }
-
         if (Page(request) is not var (offset, limit))
         {
             return ApiResults.BadRequest("invalid offset/limit");

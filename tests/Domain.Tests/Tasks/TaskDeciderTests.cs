@@ -333,12 +333,15 @@ public sealed class TaskDeciderTests
     [Fact]
     public void GivenAPatch_WhenApplied_ThenItSetsWhatItNames_ClearsWhatItSetsToNothing_AndKeepsTheRest()
     {
-        var current = Spec with { Inputs = new(["1"]), File = "AAAA", Metadata = "{}", Schedule = "* * * * *", IsRecurring = true, Timezone = "UTC" };
+        var current = Spec with { Inputs = new(["1"]), File = "AAAA", Metadata = "{}", Schedule = "* * * * *", IsRecurring = true, Timezone = "Europe/Paris" };
 
         new TaskSpecPatch().ApplyTo(current).ShouldBe(current);
         new TaskSpecPatch { Name = "", Priority = 0 }.ApplyTo(current).ShouldBe(current);
-        new TaskSpecPatch { Inputs = EquatableArray<string>.Empty, SetsFile = true, SetsMetadata = true, SetsSchedule = true }.ApplyTo(current)
-            .ShouldBe(current with { Inputs = EquatableArray<string>.Empty, File = null, Metadata = null, Schedule = null, IsRecurring = false, Timezone = null });
+        // Clearing the schedule clears is_recurring and keeps the timezone (spec §2.6), whatever the patch carries.
+        new TaskSpecPatch { Inputs = EquatableArray<string>.Empty, SetsFile = true, SetsMetadata = true, SetsSchedule = true, IsRecurring = true, Timezone = "UTC" }.ApplyTo(current)
+            .ShouldBe(current with { Inputs = EquatableArray<string>.Empty, File = null, Metadata = null, Schedule = null, IsRecurring = false });
+        new TaskSpecPatch { SetsSchedule = true, Schedule = "0 * * * *", IsRecurring = false, Timezone = "UTC" }.ApplyTo(current)
+            .ShouldBe(current with { Schedule = "0 * * * *", IsRecurring = false, Timezone = "UTC" });
     }
 
     [Fact]

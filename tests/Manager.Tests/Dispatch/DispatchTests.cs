@@ -251,6 +251,32 @@ public class DispatchTests : IAsyncLifetime
         (await Http.GetFromJsonAsync<JsonElement>($"/proplets/{propletId}", Ct)).GetProperty("metadata").GetProperty("total_memory_bytes").GetUInt64().ShouldBe(16_777_216_000UL);
     }
 
+    /// <summary>
+    /// The start message carries the monitoring profile with all ten keys (spec §2.1; our proplet and the Rust one
+    /// refuse a profile without them): normalised at the API, and completed for a task whose create was recorded
+    /// before that, with the client's text.
+    /// </summary>
+    [Fact]
+    public async Task TheStartMessage_CarriesTheWholeMonitoringProfile_AlsoForATaskStoredWithAPartialOne()
+    {
+        const string Full = """{"enabled":true,"interval":5,"collect_cpu":false,"collect_memory":false,"collect_disk_io":false,"collect_threads":false,"collect_file_descriptors":false,"export_to_mqtt":false,"retain_history":false,"history_size":0}""";
+        var propletId = Guid.NewGuid().ToString();
+        await using var proplet = await StartPropletAsync(propletId, start => start.GetProperty("monitoring_profile").GetRawText());
+        await WaitForAliveAsync(propletId);
+
+        var viaApi = await CreateAndStartAsync("""{"name":"main","file":"AGFzbQEAAAA=","monitoring_profile":{"enabled":true,"interval":5}}""");
+        var stored = new Domain.Tasks.TaskId(Guid.CreateVersion7());
+        var now = DateTimeOffset.UtcNow;
+        var spec = Domain.Tasks.TaskSpec.Named("main") with { File = "AGFzbQEAAAA=", MonitoringProfile = """{"enabled":true, "interval":5}""" };
+        await _server.Services.GetRequiredService<global::Wolverine.IMessageBus>().InvokeAsync<Application.Aggregates.CommandResult<Domain.Tasks.TaskEvent, Domain.Tasks.TaskState>>(
+            new Manager.Wolverine.RunTaskCommand(stored, new Domain.Tasks.TaskCommand.CreateTask(stored, spec, now), EventMetadata.At(now)), Ct);
+        (await Http.PostAsync($"/tasks/{stored}/start", null, Ct)).StatusCode.ShouldBe(HttpStatusCode.OK);
+
+        (await WaitForStateAsync(viaApi, 3)).GetProperty("results").GetString().ShouldBe(Full);
+        (await WaitForStateAsync(stored.ToString(), 3)).GetProperty("results").GetString().ShouldBe(Full);
+        (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{stored}", Ct)).GetProperty("monitoring_profile").GetRawText().ShouldBe(Full);
+    }
+
     /// <summary>A broadcast task goes to every proplet without a proplet_id and completes with the first result, whichever
     /// proplet sends it (results were ignored as "from another proplet" and the sweep re-broadcast it as a task on a
     /// deleted proplet "broadcast").</summary>

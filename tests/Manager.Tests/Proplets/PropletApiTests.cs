@@ -150,6 +150,21 @@ public sealed class PropletApiTests : IAsyncLifetime
         (await Http.GetAsync($"/proplets/{taskId}", Ct)).StatusCode.ShouldBe(HttpStatusCode.NotFound);
     }
 
+    /// <summary>A proplet's id is its PROPLET_ENTITY_ID, any string: its metrics are listed (the original checks only
+    /// that the id is non-empty on this route); it was a 400 for an id that is not a UUID.</summary>
+    [Fact]
+    public async Task Metrics_OfAPropletWhoseIdIsNotAUuid_AreListed()
+    {
+        var id = new PropletId("edge-node-1");
+        (await ProposeAsync(new RegisterProplet(id, "Edge-Node", PropletMetadata.Empty, DateTimeOffset.UtcNow))).Rejection.ShouldBeNull();
+
+        var response = await Http.GetAsync($"/proplets/{id}/metrics", Ct);
+
+        response.StatusCode.ShouldBe(HttpStatusCode.OK);
+        (await BodyAsync(response)).GetProperty("total").GetInt64().ShouldBe(0);
+        (await Http.GetAsync("/proplets/no-such-proplet/metrics", Ct)).StatusCode.ShouldBe(HttpStatusCode.NotFound);
+    }
+
     [Fact]
     public async Task BadOrUnknownIds_Are400Or404()
     {

@@ -149,6 +149,121 @@ public sealed class TaskApiTests : IAsyncLifetime
         (await BodyAsync(await Http.GetAsync("/tasks", Ct))).GetProperty("total").GetInt64().ShouldBe(0);
     }
 
+    /// <summary>
+    /// The monitoring profile is the original's Go struct (spec §2.1): GET and the start message carry all ten keys,
+    /// missing or null ones with their zero values (our proplet and the Rust one refuse a profile without them);
+    /// unknown keys are dropped, keys match case-insensitively.
+    /// </summary>
+    [Fact]
+    public async Task Create_WithAPartialMonitoringProfile_StoresAllItsKeys()
+    {
+        var id = await CreateAsync("""{"name":"add","monitoring_profile":{"Enabled":true,"interval":5,"collect_cpu":null,"extra":"x"}}""");
+
+        var profile = (await BodyAsync(await Http.GetAsync($"/tasks/{id}", Ct))).GetProperty("monitoring_profile");
+
+        profile.GetRawText().ShouldBe("""
+            {"enabled":true,"interval":5,"collect_cpu":false,"collect_memory":false,"collect_disk_io":false,"collect_threads":false,"collect_file_descriptors":false,"export_to_mqtt":false,"retain_history":false,"history_size":0}
+            """);
+    }
+
+    [Theory]
+    [InlineData("""{"name":"a","monitoring_profile":{"interval":"10s"}}""", "monitoring_profile.interval must be a non-negative integer")]
+    [InlineData("""{"name":"a","monitoring_profile":{"interval":1.5}}""", "monitoring_profile.interval must be a non-negative integer")]
+    [InlineData("""{"name":"a","monitoring_profile":{"history_size":-1}}""", "monitoring_profile.history_size must be a non-negative integer")]
+    [InlineData("""{"name":"a","monitoring_profile":{"enabled":"yes"}}""", "monitoring_profile.enabled must be a boolean")]
+    [InlineData("""{"name":"a","monitoring_profile":[1]}""", "monitoring_profile must be a JSON object")]
+    public async Task Create_WithAMistypedMonitoringProfile_Is400(string body, string reason)
+    {
+        var response = await Http.PostAsync("/tasks", Json(body), Ct);
+
+        response.StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await BodyAsync(response)).GetProperty("error").GetString()!.ShouldContain(reason);
+    }
+
+    /// <summary>
+    /// <c>file</c> is read as Go's base64.StdEncoding reads it: the CR/LF line breaks of <c>base64</c>'s output are
+    /// skipped and the module is stored canonically (GET's redaction shows its real last characters); spaces or tabs are
+    /// a 400 (spec §1.3).
+    /// </summary>
+    [Fact]
+    public async Task CreateAndUpdate_WithLineWrappedBase64_StoreItWithoutTheLineBreaks()
+    {
+        var wrapped = string.Join("\r\n", AddWasm.Chunk(16).Select(c => new string(c))) + "\n";
+        var redacted = AddWasm[..10] + "<REDACTED>" + AddWasm[^10..];
+
+        var id = await CreateAsync(JsonSerializer.Serialize(new { name = "add", file = wrapped }));
+        (await BodyAsync(await Http.GetAsync($"/tasks/{id}", Ct))).GetProperty("file").GetString().ShouldBe(redacted);
+
+        var updated = await Http.PutAsync($"/tasks/{id}", Json(JsonSerializer.Serialize(new { file = "AGFzbQEAAAA=\r\n" })), Ct);
+        updated.StatusCode.ShouldBe(HttpStatusCode.OK);
+        (await BodyAsync(updated)).GetProperty("file").GetString().ShouldBe("AGFzbQEAAAA=");
+        // Unused bits of the last quantum are written as zero, as the original's re-encoding writes them.
+        (await BodyAsync(await Http.PutAsync($"/tasks/{id}", Json("""{"file":"QR=="}"""), Ct))).GetProperty("file").GetString().ShouldBe("QQ==");
+    }
+
+    [Theory]
+    [InlineData("AGFz bQEA")]
+    [InlineData("AGFz\tbQEA")]
+    public async Task CreateAndUpdate_WithSpacesOrTabsInBase64_Are400(string file)
+    {
+        var body = JsonSerializer.Serialize(new { name = "a", file });
+        var created = await Http.PostAsync("/tasks", Json(body), Ct);
+        created.StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await BodyAsync(created)).GetProperty("error").GetString()!.ShouldContain("base64");
+
+        var id = await CreateAsync();
+        var updated = await Http.PutAsync($"/tasks/{id}", Json(body), Ct);
+        updated.StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await BodyAsync(await Http.GetAsync($"/tasks/{id}", Ct))).TryGetProperty("file", out _).ShouldBeFalse();
+    }
+
+    /// <summary>A JSON <c>null</c> in a bool, number or time field is no value, as in Go's decoding (it was a 400).</summary>
+    [Fact]
+    public async Task CreateAndUpdate_WithNullInBoolNumberOrTimeFields_TreatItAsAbsent()
+    {
+        var response = await Http.PostAsync("/tasks", Json("""
+            {"name":"add","daemon":null,"latent":null,"encrypted":null,"broadcast":null,"is_recurring":null,"priority":null,
+             "state":null,"start_time":null,"finish_time":null,"created_at":null,"updated_at":null,"next_run":null}
+            """), Ct);
+
+        response.StatusCode.ShouldBe(HttpStatusCode.Created);
+        var created = await BodyAsync(response);
+        created.GetProperty("daemon").GetBoolean().ShouldBeFalse();
+        created.GetProperty("priority").GetInt32().ShouldBe(50);
+        var id = created.GetProperty("id").GetString();
+
+        var updated = await Http.PutAsync($"/tasks/{id}", Json("""{"name":"renamed","priority":null,"is_recurring":null,"start_time":null}"""), Ct);
+
+        updated.StatusCode.ShouldBe(HttpStatusCode.OK);
+        var task = await BodyAsync(updated);
+        task.GetProperty("name").GetString().ShouldBe("renamed");
+        task.GetProperty("priority").GetInt32().ShouldBe(50);
+        (await Http.PostAsync("/tasks", Json("""{"name":"a","daemon":"yes"}"""), Ct)).StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await Http.PostAsync("/tasks", Json("""{"name":"a","priority":true}"""), Ct)).StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await Http.PostAsync("/tasks", Json("""{"name":"a","priority":"70"}"""), Ct)).StatusCode.ShouldBe(HttpStatusCode.BadRequest); // as Go's decoding
+    }
+
+    /// <summary>
+    /// The 1 MiB metadata limit measures the metadata as the original serialises it (compact UTF-8 JSON): multi-byte
+    /// text under 1 Mi characters but over 1 MiB is refused, pretty-printed metadata under 1 MiB compact is taken.
+    /// </summary>
+    [Fact]
+    public async Task Create_MetadataLimit_CountsUtf8BytesOfTheCompactJson()
+    {
+        var multiByte = "{\"text\":\"" + new string('é', 600_000) + "\"}"; // 600,000 characters, 1,200,011 bytes
+        var indent = new string(' ', 200);
+        var pretty = "{" + string.Join(",", Enumerable.Range(0, 8_000).Select(i => $"\n{indent}\"k{i}\" : {i}")) + "}"; // ~1.7 M characters, ~100 kB compact
+
+        var refused = await Http.PostAsync("/tasks", Json("{\"name\":\"a\",\"metadata\":" + multiByte + "}"), Ct);
+        refused.StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await BodyAsync(refused)).GetProperty("error").GetString()!.ShouldContain("metadata is larger than 1 MiB");
+        (await Http.PostAsync("/tasks", Json("{\"name\":\"a\",\"metadata\":" + pretty + "}"), Ct)).StatusCode.ShouldBe(HttpStatusCode.Created);
+
+        var id = await CreateAsync();
+        (await Http.PutAsync($"/tasks/{id}", Json("{\"metadata\":" + multiByte + "}"), Ct)).StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await Http.PutAsync($"/tasks/{id}", Json("{\"metadata\":" + pretty + "}"), Ct)).StatusCode.ShouldBe(HttpStatusCode.OK);
+    }
+
     [Fact]
     public async Task Create_WithoutJsonContentType_Is400()
     {
@@ -232,6 +347,21 @@ public sealed class TaskApiTests : IAsyncLifetime
         task.TryGetProperty("inputs", out _).ShouldBeFalse();
         task.GetProperty("schedule").GetString().ShouldBe("*/5 * * * *");
         (await Http.PutAsync($"/tasks/{Guid.NewGuid()}", Json("""{"name":"x"}"""), Ct)).StatusCode.ShouldBe(HttpStatusCode.NotFound);
+    }
+
+    /// <summary>Spec §2.6: <c>"schedule": ""</c> clears the schedule and is_recurring; the timezone stays (it became UTC).</summary>
+    [Fact]
+    public async Task Update_ClearingTheSchedule_KeepsTheTimezone()
+    {
+        var id = await CreateAsync("""{"name":"add","schedule":"*/5 * * * *","is_recurring":true,"timezone":"Europe/Paris"}""");
+
+        var response = await Http.PutAsync($"/tasks/{id}", Json("""{"schedule":"","is_recurring":true}"""), Ct);
+
+        response.StatusCode.ShouldBe(HttpStatusCode.OK);
+        var task = await BodyAsync(response);
+        task.GetProperty("timezone").GetString().ShouldBe("Europe/Paris");
+        task.TryGetProperty("schedule", out _).ShouldBeFalse();
+        task.TryGetProperty("is_recurring", out _).ShouldBeFalse();
     }
 
     /// <summary>A PUT's applied fields are checked as a create's are (the original: bad JSON → 400); nothing is stored.</summary>
