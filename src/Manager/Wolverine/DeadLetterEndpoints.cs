@@ -41,7 +41,11 @@ internal static class DeadLetterEndpoints
             envelopes.AddRange(next.Envelopes.Take((int)limit - envelopes.Count));
         }
 
-        return Results.Ok(new DeadLetterListJson(results.TotalCount, [.. envelopes.Select(ToJson)]));
+        // Wolverine counts over the rows a page returns: a page past the end says 0; the first page says how many there are.
+        var total = results.Envelopes.Count == 0 && page > 1
+            ? (await runtime.Storage.DeadLetters.QueryAsync(new DeadLetterEnvelopeQuery { PageNumber = 1, PageSize = 1 }, cancellationToken)).TotalCount
+            : results.TotalCount;
+        return Results.Ok(new DeadLetterListJson(total, [.. envelopes.Select(ToJson)]));
     }
 
     private static async Task<IResult> ReplayOneAsync(string id, IWolverineRuntime runtime, CancellationToken cancellationToken)
