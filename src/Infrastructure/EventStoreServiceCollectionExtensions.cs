@@ -34,8 +34,16 @@ public static class EventStoreServiceCollectionExtensions
         {
             // No DISCARD ALL when a connection goes back to the pool: nothing here keeps session state (locks are
             // transaction-scoped), and the reset was a round trip on every use.
-            var builder = new NpgsqlDataSourceBuilder(sp.GetRequiredService<IOptions<EventStoreOptions>>().Value.ConnectionString);
+            var storeOptions = sp.GetRequiredService<IOptions<EventStoreOptions>>().Value;
+            var builder = new NpgsqlDataSourceBuilder(storeOptions.ConnectionString);
             builder.ConnectionStringBuilder.NoResetOnClose = true;
+
+            // Named in pg_stat_activity by schema, so operators see whose connections these are and `rebuild` can tell
+            // that managers are running on the schema. A connection string that names itself keeps its name.
+            if (string.IsNullOrEmpty(builder.ConnectionStringBuilder.ApplicationName))
+            {
+                builder.ConnectionStringBuilder.ApplicationName = ApplicationName(storeOptions.Schema);
+            }
 
             // Server-side prepared statements for the hot statements (append, projections, outbox, inbox): without
             // them PostgreSQL parses and plans every statement again, a third of its CPU under load. A connection
@@ -85,5 +93,12 @@ public static class EventStoreServiceCollectionExtensions
         }
 
         return services;
+    }
+
+    /// <summary>The name a manager's connections carry in pg_stat_activity (PostgreSQL keeps 63 bytes of it).</summary>
+    public static string ApplicationName(string schema)
+    {
+        var name = "propeller-manager/" + schema;
+        return name.Length <= 63 ? name : name[..63];
     }
 }

@@ -1,12 +1,16 @@
 using Marten;
+using Npgsql;
 using Propeller.Infrastructure.MartenStore;
 using Propeller.Manager.Configuration;
 
 namespace Propeller.Manager.Operations;
 
 /// <summary>
-/// `propeller-manager rebuild &lt;projection&gt;|all`: rebuilds a Marten projection (or every one) from the events (with the manager's
-/// settings), logging progress. Exit codes: 0 done, 2 usage or settings, 1 failure.
+/// `propeller-manager rebuild &lt;projection&gt;|all [--force]`: rebuilds a Marten projection (or every one) from the events
+/// (with the manager's settings), logging progress. Marten's rebuild first deletes the projection's documents: a manager
+/// running meanwhile would decide its commands on tasks it cannot find (a result lost as "task not found"), so the
+/// command refuses while managers hold connections on the schema (pg_stat_activity, by the name their connections
+/// carry), unless --force. Exit codes: 0 done, 2 usage, settings or managers running, 1 failure or interrupted.
 /// </summary>
 internal static class RebuildCommand
 {
@@ -15,14 +19,15 @@ internal static class RebuildCommand
         if (args.Length == 0 || args[0].StartsWith('-'))
         {
             await Console.Error.WriteLineAsync(
-                "usage: propeller-manager rebuild <projection>|all   (task_state, proplet_view, task_activity)");
+                "usage: propeller-manager rebuild <projection>|all [--force]   (task_state, proplet_view, task_activity; stop the managers first)");
             return 2;
         }
 
+        var force = args.Contains("--force", StringComparer.Ordinal);
         WebApplication app;
         try
         {
-            app = ManagerApp.Build(args[1..], runDaemon: false);
+            app = ManagerApp.Build([.. args[1..].Where(a => a != "--force")], runDaemon: false);
         }
         catch (ManagerConfigurationException ex)
         {
@@ -41,6 +46,14 @@ internal static class RebuildCommand
             };
             try
             {
+                if (!force && await RunningManagersAsync(app.Services.GetRequiredService<NpgsqlDataSource>(), stop.Token) is > 0 and var connections)
+                {
+                    await Console.Error.WriteLineAsync(
+                        $"propeller-manager rebuild: managers are running on this schema ({connections} connection(s) in pg_stat_activity): " +
+                        "stop them first (a rebuild deletes the documents they decide on), or pass --force");
+                    return 2;
+                }
+
                 await store.Storage.ApplyAllConfiguredChangesToDatabaseAsync().WaitAsync(stop.Token);
                 var rebuilder = ActivatorUtilities.CreateInstance<MartenProjectionRebuilder>(app.Services);
                 var names = args[0] == "all" ? rebuilder.Projections : [args[0]];
@@ -56,6 +69,21 @@ internal static class RebuildCommand
                 await Console.Error.WriteLineAsync($"propeller-manager rebuild: {ex.Message}");
                 return 2;
             }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            {
+                await Console.Error.WriteLineAsync("propeller-manager rebuild: interrupted; the projection is incomplete until it is rebuilt again");
+                return 1;
+            }
         }
+    }
+
+    /// <summary>Connections other than this one that carry the name a manager's connections on this schema carry.</summary>
+    private static async Task<long> RunningManagersAsync(NpgsqlDataSource dataSource, CancellationToken cancellationToken)
+    {
+        var name = new NpgsqlConnectionStringBuilder(dataSource.ConnectionString).ApplicationName;
+        await using var command = dataSource.CreateCommand(
+            "select count(*) from pg_stat_activity where datname = current_database() and application_name = $1 and pid <> pg_backend_pid()");
+        command.Parameters.Add(new NpgsqlParameter { Value = name });
+        return (long)(await command.ExecuteScalarAsync(cancellationToken))!;
     }
 }

@@ -112,4 +112,21 @@ public sealed class MartenDaemonTests
         using var tasks = JsonDocument.Parse(await after.Client.GetStringAsync("/tasks", Ct));
         tasks.RootElement.GetProperty("total").GetInt64().ShouldBe(4);
     }
+
+    /// <summary>
+    /// A rebuild deletes the projection's documents before it replays: a manager running meanwhile would decide on tasks
+    /// it cannot find. The command refuses while a manager holds connections on the schema (exit 2), unless --force.
+    /// </summary>
+    [Fact]
+    public async Task TheRebuildCommand_RefusesWhileAManagerRunsOnTheSchema_UnlessForced()
+    {
+        const string schema = Schema + "_rebuild_live";
+        await using var server = await ManagerServer.StartAsync(schema, Solo);
+        await CreateTasksAsync(server.Client, 2);
+
+        var db = await TestPostgres.ConnectionStringAsync();
+        string[] settings = [$"--EventStore:ConnectionString={db}", $"--EventStore:Schema={schema}", "--MANAGER_MQTT_ADDRESS=", "--MANAGER_LOG_LEVEL=warn"];
+        (await RebuildCommand.RunAsync([TaskActivityProjection.ProjectionName, .. settings])).ShouldBe(2);
+        (await RebuildCommand.RunAsync([TaskActivityProjection.ProjectionName, "--force", .. settings])).ShouldBe(0);
+    }
 }
