@@ -325,30 +325,34 @@ public sealed class TaskRunner : IAsyncDisposable
     /// (<paramref name="spared"/>).</summary>
     private bool StopTask(string id, Func<int?, bool> spares, out bool spared)
     {
-        if (_latent.TryGetValue(id, out var latent) && spares(latent.Request.Attempt))
+        lock (_admissionGate)
         {
-            spared = true;
-            return false;
-        }
-
-        if (latent is not null && _latent.TryRemove(new KeyValuePair<string, LatentTask>(id, latent)))
-        {
-            // A deployed latent task has nothing running of its own: forget it and end its invocations (spec §2.8).
-            spared = false;
-            EdgeLog.Stopping(_logger, id);
-            latent.Deployment.Abort(StopReason.Stopped);
-            foreach (var invocation in latent.Invocations.Keys)
+            // With the deployment's side of this lock (DeployLatentAsync): deployed, or aborted while compiling.
+            if (_latent.TryGetValue(id, out var latent) && spares(latent.Request.Attempt))
             {
-                invocation.Abort(StopReason.Stopped);
+                spared = true;
+                return false;
             }
 
-            _running.TryRemove(new KeyValuePair<string, RunningTask>(id, latent.Deployment));
-            latent.Deployment.Dispose(); // ends it: a start of the same id waiting for it to let go runs now
-            return true;
-        }
+            if (latent is not null && _latent.TryRemove(new KeyValuePair<string, LatentTask>(id, latent)))
+            {
+                // A deployed latent task has nothing running of its own: forget it and end its invocations (spec §2.8).
+                spared = false;
+                EdgeLog.Stopping(_logger, id);
+                latent.Deployment.Abort(StopReason.Stopped);
+                foreach (var invocation in latent.Invocations.Keys)
+                {
+                    invocation.Abort(StopReason.Stopped);
+                }
 
-        // stopped running, with the plugins, waiting for its stopped run to unwind, or in the moment it was admitted
-        return StopAdmittingAndRunning(id, spares, out spared);
+                _running.TryRemove(new KeyValuePair<string, RunningTask>(id, latent.Deployment));
+                latent.Deployment.Dispose(); // ends it: a start of the same id waiting for it to let go runs now
+                return true;
+            }
+
+            // stopped running, with the plugins, waiting for its stopped run to unwind, or in the moment it was admitted
+            return StopAdmittingAndRunning(id, spares, out spared);
+        }
     }
 
     /// <summary>Stops the run of <paramref name="id"/> and a start of it still being admitted (with the plugins, or
@@ -624,16 +628,27 @@ public sealed class TaskRunner : IAsyncDisposable
             if (preparation.Error is null)
             {
                 var deployed = new LatentTask(task, preparation.Prepared!, preparation.IsHttpProxy);
-                _latent[request.Id] = deployed;
-                if (!task.Aborted.IsCancellationRequested)
+                bool stopped;
+                lock (_admissionGate)
+                {
+                    // With the stop's side of this lock (StopTask): a stop finds the task either deployed, and forgets it
+                    // (no result, as for any deployed latent task), or compiling, and aborts it (then it is not deployed
+                    // and gets the stopped result below). Deployed first and checked after, a stop in between disposed
+                    // the task under the check ("internal proplet error: Cannot access a disposed object"), or aborted it
+                    // after the check and left it deployed, stopped, holding its id for ever.
+                    stopped = task.Reason != StopReason.None;
+                    if (!stopped)
+                    {
+                        _latent[request.Id] = deployed;
+                    }
+                }
+
+                if (!stopped)
                 {
                     EdgeLog.LatentDeployed(_logger, request.Id);
                     return;
                 }
 
-                // A stop came while it compiled (it found the task running, not yet deployed, and aborted it): forgotten
-                // again and answered as stopped, instead of staying deployed with every invocation failing.
-                _latent.TryRemove(new KeyValuePair<string, LatentTask>(request.Id, deployed));
                 error = InProcessRuntime.Stopped(task)?.Error ?? $"Task {request.Id} was stopped before completion";
             }
             else
