@@ -401,6 +401,74 @@ public sealed class TaskRunnerTests : IAsyncDisposable
         _published.TryNext(out var extra).ShouldBeFalse(extra.Payload.ToString());
     }
 
+    /// <summary>
+    /// A daemon's "started" result waits while the broker is unreachable (held here until released); its workload runs
+    /// meanwhile (it waited for the publish and did not run for the whole outage), and the result still comes, alone.
+    /// </summary>
+    [Fact]
+    public async Task GivenADaemonWhoseStartedResultWaitsForTheBroker_WhenStarted_ThenItsWorkloadRunsMeanwhile()
+    {
+        var publisher = new HeldResultsPublisher(_published);
+        var runtime = new RunWatchingRuntime(_runtime);
+        var fetcher = new BinaryFetcher(_settings, _chunks, publisher, _http);
+        await using var runner = new TaskRunner(_settings, runtime, fetcher, publisher, null, NullLogger<TaskRunner>.Instance);
+        runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(new { id = "held", name = "main", file = Modules.AdditionBase64, inputs = new[] { "1", "2" }, daemon = true }));
+
+        var ran = await runtime.Ran.Task.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
+        ran.Results.ShouldBe("3");
+        _published.TryNext(out var early).ShouldBeFalse(early.Payload.ToString());
+
+        publisher.Release();
+        var started = await NextResultAsync();
+        (started.GetProperty("task_id").GetString(), started.GetProperty("results").GetString()).ShouldBe(("held", ""));
+        started.GetProperty("error").ValueKind.ShouldBe(JsonValueKind.Null);
+        while (runner.RunningCount > 0)
+        {
+            await Task.Delay(20, TestContext.Current.CancellationToken);
+        }
+
+        _published.TryNext(out var extra).ShouldBeFalse(extra.Payload.ToString());
+    }
+
+    /// <summary>Holds results until released, as an unreachable broker holds a publish; passes everything else on.</summary>
+    private sealed class HeldResultsPublisher(InMemoryPublisher inner) : Propeller.Edge.Messaging.IPropletPublisher
+    {
+        private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public void Release() => _released.TrySetResult();
+
+        public async Task PublishAsync(string path, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
+        {
+            if (path == Topics.Results)
+            {
+                await _released.Task.WaitAsync(cancellationToken);
+            }
+
+            await inner.PublishAsync(path, payload, cancellationToken);
+        }
+    }
+
+    /// <summary>The in-process runtime, telling when a run has ended and how.</summary>
+    private sealed class RunWatchingRuntime(InProcessRuntime inner) : IWasmRuntime
+    {
+        public TaskCompletionSource<TaskOutcome> Ran { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public string Name => inner.Name;
+
+        public async Task<TaskOutcome> RunAsync(RunningTask task, byte[] binary, CancellationToken cancellationToken)
+        {
+            var outcome = await inner.RunAsync(task, binary, cancellationToken);
+            Ran.TrySetResult(outcome);
+            return outcome;
+        }
+
+        public bool ServesHttpProxy(byte[] binary) => inner.ServesHttpProxy(binary);
+
+        public LatentPreparation Prepare(RunningTask task, byte[] binary) => inner.Prepare(task, binary);
+
+        public Task<TaskOutcome> InvokeAsync(RunningTask invocation, object prepared, CancellationToken cancellationToken) => inner.InvokeAsync(invocation, prepared, cancellationToken);
+    }
+
     /// <summary>Passes everything on except task metrics, which fail with an error nobody planned for.</summary>
     private sealed class MetricsRefusingPublisher(InMemoryPublisher inner) : Propeller.Edge.Messaging.IPropletPublisher
     {

@@ -729,6 +729,7 @@ public sealed class TaskRunner : IAsyncDisposable
         TaskOutcome outcome;
         using var monitoring = CancellationTokenSource.CreateLinkedTokenSource(task.Aborted);
         Task? monitor = null;
+        Task<TaskOutcome>? run = null;
         try
         {
             if (!daemon)
@@ -745,16 +746,18 @@ public sealed class TaskRunner : IAsyncDisposable
             using var timer = !daemon && !_runtime.ServesHttpProxy(binary) && request.Limits.Timeout is { } limit
                 ? new Timer(_ => task.Abort(StopReason.TimedOut), null, limit, Timeout.InfiniteTimeSpan)
                 : null;
+            monitor = _monitor?.MonitorAsync(task, monitoring.Token);
+            _plugins?.OnTaskStart(InfoOf(request));
+            run = _runtime.RunAsync(task, binary, CancellationToken.None);
             if (daemon)
             {
-                // The original reports a daemon as done at once (spec §2.9); the workload keeps running.
+                // The original reports a daemon as done at once (spec §2.9); the workload keeps running. Started first and
+                // reported after: the publish waits while the broker is unreachable, and the daemon did not run for all
+                // that time. Its run sends no result of its own (below), so nothing of it can overtake this one.
                 await PublishResultAsync(request.Id, TaskOutcome.Success(""), request.Attempt);
                 resultSent = true;
             }
 
-            monitor = _monitor?.MonitorAsync(task, monitoring.Token);
-            _plugins?.OnTaskStart(InfoOf(request));
-            var run = _runtime.RunAsync(task, binary, CancellationToken.None);
             if (!daemon && await Task.WhenAny(run, task.Started) != run)
             {
                 // A served HTTP proxy (spec §2.11): "started at port N" now; it runs until stopped like a daemon, outside
@@ -790,6 +793,14 @@ public sealed class TaskRunner : IAsyncDisposable
             }
 
             await monitoring.CancelAsync();
+        }
+
+        if (run is { IsCompleted: false })
+        {
+            // Failed while its run goes on (publishing a daemon's started result threw): ended, not left running without
+            // its id, its slot or a stop that could reach it.
+            task.Abort(StopReason.Stopped);
+            await run.ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         }
 
         if (monitor is not null)
