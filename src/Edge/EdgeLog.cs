@@ -127,6 +127,9 @@ internal static partial class EdgeLog
     [LoggerMessage(EventId = 8064, Level = LogLevel.Warning, Message = "Start of task {TaskId} attempt {Attempt} dropped: a later attempt of it runs or is being admitted here")]
     public static partial void StaleStart(ILogger logger, string taskId, int attempt);
 
+    [LoggerMessage(EventId = 8065, Level = LogLevel.Warning, Message = "PROPLET_DIRS entry {Dir} cannot be opened ({Reason}); not preopened for task {TaskId}")]
+    public static partial void PreopenUnopenable(ILogger logger, string dir, string reason, string taskId);
+
     [LoggerMessage(EventId = 8062, Level = LogLevel.Warning, Message = "Invoke of task {TaskId} dropped: the proplet is shutting down")]
     public static partial void InvokeDuringShutdown(ILogger logger, string taskId);
 }
