@@ -121,6 +121,15 @@ internal static partial class EdgeLog
     [LoggerMessage(EventId = 8061, Level = LogLevel.Warning, Message = "Stop of task {TaskId} attempt {Attempt} ignored: a later attempt of it runs here")]
     public static partial void StaleStop(ILogger logger, string taskId, int attempt);
 
+    [LoggerMessage(EventId = 8063, Level = LogLevel.Warning, Message = "Start of task {TaskId} attempt {Attempt} stops an earlier attempt of it here (whose stop was lost or is late); it runs once that one has ended")]
+    public static partial void EarlierAttemptSuperseded(ILogger logger, string taskId, int attempt);
+
+    [LoggerMessage(EventId = 8064, Level = LogLevel.Warning, Message = "Start of task {TaskId} attempt {Attempt} dropped: a later attempt of it runs or is being admitted here")]
+    public static partial void StaleStart(ILogger logger, string taskId, int attempt);
+
+    [LoggerMessage(EventId = 8065, Level = LogLevel.Warning, Message = "PROPLET_DIRS entry {Dir} cannot be opened ({Reason}); not preopened for task {TaskId}")]
+    public static partial void PreopenUnopenable(ILogger logger, string dir, string reason, string taskId);
+
     [LoggerMessage(EventId = 8062, Level = LogLevel.Warning, Message = "Invoke of task {TaskId} dropped: the proplet is shutting down")]
     public static partial void InvokeDuringShutdown(ILogger logger, string taskId);
 }

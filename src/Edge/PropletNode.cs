@@ -72,7 +72,7 @@ public sealed class PropletNode : IAsyncDisposable
 
         var fetcher = new BinaryFetcher(settings, _chunks, _publisher, _http);
         _fetcher = fetcher;
-        var monitor = new TaskMonitor(settings, _publisher, time, loggers.CreateLogger<TaskMonitor>());
+        var monitor = new TaskMonitor(settings, _publisher, time, loggers.CreateLogger<TaskMonitor>(), childProcesses: _runtime is ExternalRuntime);
         // A plugin directory that cannot be read disables plugins with a warning, as in the original (spec §5).
         _plugins = settings.PluginDir is { Length: > 0 } pluginDir ? PropletPluginChain.Load(pluginDir, loggers.CreateLogger<PropletPluginChain>()) : null;
         _runner = new TaskRunner(settings, _runtime, fetcher, _publisher, monitor, loggers.CreateLogger<TaskRunner>(), _plugins);

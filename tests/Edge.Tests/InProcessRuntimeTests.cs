@@ -106,6 +106,33 @@ public sealed class InProcessRuntimeTests : IDisposable
         outcome.Error.ShouldBe($"Task {task.Id} was stopped before completion");
     }
 
+    /// <summary>
+    /// A PROPLET_DIRS entry that <see cref="Directory.Exists"/> sees (it shortens <c>missing/..</c> away) but Wasmtime
+    /// cannot open (the system walks through the missing directory) is skipped (spec §2.4), not a failure of the task
+    /// with "internal proplet error"; the other entries are still preopened.
+    /// </summary>
+    [Fact]
+    public async Task GivenAPreopenThatSeemsToExistButCannotBeOpened_WhenATaskRuns_ThenItRunsWithoutIt()
+    {
+        var root = Directory.CreateTempSubdirectory("proplet-preopen-");
+        try
+        {
+            var unopenable = Path.Combine(root.FullName, "missing") + "/..";
+            Directory.Exists(unopenable).ShouldBeTrue();
+            var settings = TestSettings.Create() with { Dirs = [unopenable, root.FullName] };
+            using var runtime = new InProcessRuntime(settings, NullLogger<InProcessRuntime>.Instance);
+            using var task = NewTask("main", ["10", "32"], null);
+
+            var outcome = await runtime.RunAsync(task, Modules.Addition, TestContext.Current.CancellationToken);
+
+            outcome.ShouldBe(TaskOutcome.Success("42"));
+        }
+        finally
+        {
+            root.Delete(recursive: true);
+        }
+    }
+
     private Task<TaskOutcome> RunAsync(byte[] binary, string name, string[] inputs, TaskLimits? limits = null)
     {
         var task = NewTask(name, inputs, limits);

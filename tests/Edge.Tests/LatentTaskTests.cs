@@ -201,6 +201,54 @@ public sealed class LatentTaskTests : IAsyncDisposable
         runner.RunningCount.ShouldBe(0);
     }
 
+    /// <summary>
+    /// Stops that land as a deployment ends (a stopper spinning until the task shows as deployed): each ends it either
+    /// deployed (no result) or compiling (the stopped result), never with an internal error (the stop disposed the task
+    /// between the deployment and its check) and never leaving it deployed and stopped, holding its id. The window the fix
+    /// closed was a few instructions wide and nothing outside the runner runs in it, so this cannot force it (it passed
+    /// before the fix too); it guards the stop-as-it-deploys paths the lock now orders.
+    /// </summary>
+    [Fact]
+    public async Task GivenStopsRacingDeployments_WhenHandled_ThenEachEndsWithoutAnInternalErrorAndLetsGoOfItsId()
+    {
+        var file = Convert.ToBase64String(Components.Calculator);
+        for (var i = 0; i < 200; i++)
+        {
+            var id = $"race-{i}";
+            Start(new { id, name = "add", file, latent = true });
+            var stopper = Task.Factory.StartNew(
+                () =>
+                {
+                    var spins = 0;
+                    while (!_runner.IsDeployed(id) && _runner.RunningCount > 0 && ++spins < 500_000_000)
+                    {
+                        Thread.SpinWait(1);
+                    }
+
+                    _runner.HandleStop(Encoding.UTF8.GetBytes($$"""{"id":"{{id}}"}"""));
+                },
+                Ct,
+                TaskCreationOptions.LongRunning,
+                TaskScheduler.Default);
+            await stopper;
+
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+            timeout.CancelAfter(TimeSpan.FromSeconds(30));
+            while (_runner.RunningCount > 0)
+            {
+                await Task.Delay(5, timeout.Token);
+            }
+        }
+
+        while (_published.TryNext(out var message))
+        {
+            if (message.Path == Topics.Results)
+            {
+                message.Payload.GetProperty("error").GetString().ShouldNotBeNull().ShouldContain("stopped");
+            }
+        }
+    }
+
     /// <summary>The in-process runtime whose precompile waits for a gate (a large component still compiling).</summary>
     private sealed class GatedPrepare(InProcessRuntime inner, ManualResetEventSlim gate) : IWasmRuntime
     {

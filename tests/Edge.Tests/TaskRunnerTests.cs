@@ -356,6 +356,119 @@ public sealed class TaskRunnerTests : IAsyncDisposable
         (stopped.GetProperty("error").GetString(), stopped.GetProperty("attempt").GetInt32()).ShouldBe(("Task newer was stopped before completion", 2));
     }
 
+    /// <summary>
+    /// A restart whose stop of attempt 1 was lost or is late: the start of attempt 2 stops the run of attempt 1 (its
+    /// stopped result, as the stop would have given) and runs once it has ended; it was dropped as a duplicate, and the
+    /// manager waited for its result for ever.
+    /// </summary>
+    [Fact]
+    public async Task GivenARunningAttempt_WhenALaterAttemptStartsWithoutItsStop_ThenTheEarlierIsStoppedAndTheLaterRuns()
+    {
+        Start(new { id = "superseded", name = "main", file = Convert.ToBase64String(Modules.Spin), attempt = 1 });
+        _runner.RunningCount.ShouldBe(1);
+
+        Start(new { id = "superseded", name = "main", file = Modules.AdditionBase64, inputs = new[] { "1", "2" }, attempt = 2 });
+
+        var first = await NextResultAsync();
+        (first.GetProperty("error").GetString(), first.GetProperty("attempt").GetInt32()).ShouldBe(("Task superseded was stopped before completion", 1));
+        var second = await NextResultAsync();
+        (second.GetProperty("results").GetString(), second.GetProperty("attempt").GetInt32()).ShouldBe(("3", 2));
+    }
+
+    /// <summary>A start of the attempt that runs (a redelivery) stays a duplicate, and one of an earlier attempt (stale)
+    /// is dropped: the run goes on alone.</summary>
+    [Fact]
+    public async Task GivenARunningAttempt_WhenItsOwnOrAnEarlierAttemptStartsAgain_ThenTheyAreDroppedAndItRunsOn()
+    {
+        var spin = Convert.ToBase64String(Modules.Spin);
+        Start(new { id = "kept", name = "main", file = spin, attempt = 2 });
+        Start(new { id = "kept", name = "main", file = spin, attempt = 2 });
+        Start(new { id = "kept", name = "main", file = Modules.AdditionBase64, inputs = new[] { "1", "2" }, attempt = 1 });
+        await Task.Delay(200, TestContext.Current.CancellationToken);
+        _runner.RunningCount.ShouldBe(1);
+        _published.TryNext(out var early).ShouldBeFalse(early.Payload.ToString());
+
+        _runner.HandleStop(Encoding.UTF8.GetBytes("""{"id":"kept","broadcast":false,"attempt":2}"""));
+
+        var stopped = await NextResultAsync();
+        (stopped.GetProperty("error").GetString(), stopped.GetProperty("attempt").GetInt32()).ShouldBe(("Task kept was stopped before completion", 2));
+        while (_runner.RunningCount > 0)
+        {
+            await Task.Delay(20, TestContext.Current.CancellationToken);
+        }
+
+        await Task.Delay(200, TestContext.Current.CancellationToken);
+        _published.TryNext(out var extra).ShouldBeFalse(extra.Payload.ToString());
+    }
+
+    /// <summary>
+    /// A daemon's "started" result waits while the broker is unreachable (held here until released); its workload runs
+    /// meanwhile (it waited for the publish and did not run for the whole outage), and the result still comes, alone.
+    /// </summary>
+    [Fact]
+    public async Task GivenADaemonWhoseStartedResultWaitsForTheBroker_WhenStarted_ThenItsWorkloadRunsMeanwhile()
+    {
+        var publisher = new HeldResultsPublisher(_published);
+        var runtime = new RunWatchingRuntime(_runtime);
+        var fetcher = new BinaryFetcher(_settings, _chunks, publisher, _http);
+        await using var runner = new TaskRunner(_settings, runtime, fetcher, publisher, null, NullLogger<TaskRunner>.Instance);
+        runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(new { id = "held", name = "main", file = Modules.AdditionBase64, inputs = new[] { "1", "2" }, daemon = true }));
+
+        var ran = await runtime.Ran.Task.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
+        ran.Results.ShouldBe("3");
+        _published.TryNext(out var early).ShouldBeFalse(early.Payload.ToString());
+
+        publisher.Release();
+        var started = await NextResultAsync();
+        (started.GetProperty("task_id").GetString(), started.GetProperty("results").GetString()).ShouldBe(("held", ""));
+        started.GetProperty("error").ValueKind.ShouldBe(JsonValueKind.Null);
+        while (runner.RunningCount > 0)
+        {
+            await Task.Delay(20, TestContext.Current.CancellationToken);
+        }
+
+        _published.TryNext(out var extra).ShouldBeFalse(extra.Payload.ToString());
+    }
+
+    /// <summary>Holds results until released, as an unreachable broker holds a publish; passes everything else on.</summary>
+    private sealed class HeldResultsPublisher(InMemoryPublisher inner) : Propeller.Edge.Messaging.IPropletPublisher
+    {
+        private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public void Release() => _released.TrySetResult();
+
+        public async Task PublishAsync(string path, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
+        {
+            if (path == Topics.Results)
+            {
+                await _released.Task.WaitAsync(cancellationToken);
+            }
+
+            await inner.PublishAsync(path, payload, cancellationToken);
+        }
+    }
+
+    /// <summary>The in-process runtime, telling when a run has ended and how.</summary>
+    private sealed class RunWatchingRuntime(InProcessRuntime inner) : IWasmRuntime
+    {
+        public TaskCompletionSource<TaskOutcome> Ran { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public string Name => inner.Name;
+
+        public async Task<TaskOutcome> RunAsync(RunningTask task, byte[] binary, CancellationToken cancellationToken)
+        {
+            var outcome = await inner.RunAsync(task, binary, cancellationToken);
+            Ran.TrySetResult(outcome);
+            return outcome;
+        }
+
+        public bool ServesHttpProxy(byte[] binary) => inner.ServesHttpProxy(binary);
+
+        public LatentPreparation Prepare(RunningTask task, byte[] binary) => inner.Prepare(task, binary);
+
+        public Task<TaskOutcome> InvokeAsync(RunningTask invocation, object prepared, CancellationToken cancellationToken) => inner.InvokeAsync(invocation, prepared, cancellationToken);
+    }
+
     /// <summary>Passes everything on except task metrics, which fail with an error nobody planned for.</summary>
     private sealed class MetricsRefusingPublisher(InMemoryPublisher inner) : Propeller.Edge.Messaging.IPropletPublisher
     {

@@ -133,7 +133,7 @@ public sealed partial class InProcessRuntime
     private (Store Store, EpochLease Ticking, ComponentInstance? Instance, TaskOutcome? Failure) Instantiate(
         RunningTask task, CompiledComponent component, BoundedCapture stdout, BoundedCapture stderr, string what)
     {
-        var store = NewStore(task, Wasi(task.Request, [], stdout, stderr), out var ticking);
+        var store = NewStore(task, skip => Wasi(task.Request, [], stdout, stderr, skip), out var ticking);
         try
         {
             return (store, ticking, _componentLinker.Instantiate(store, component.Component), null);

@@ -152,7 +152,7 @@ public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
         var isCommand = choice.Name == "_start";
         var stdout = new BoundedCapture(_settings.OutputLimit);
         var stderr = new BoundedCapture(_settings.OutputLimit);
-        using var store = NewStore(task, Wasi(request, isCommand ? request.Inputs : [], stdout, stderr), out var ticking);
+        using var store = NewStore(task, skip => Wasi(request, isCommand ? request.Inputs : [], stdout, stderr, skip), out var ticking);
         using var held = ticking;
 
         Instance instance;
@@ -216,33 +216,84 @@ public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
     /// defines its own), fuel and memory limits, and the epoch check that ends the guest when the task is stopped, times
     /// out or the proplet shuts down (or <paramref name="check"/>'s own). <paramref name="ticking"/> keeps the epoch
     /// ticking: the caller disposes it with the store.</summary>
-    private Store NewStore(RunningTask task, WasiConfiguration? wasi, out EpochLease ticking, Action? check = null)
+    private Store NewStore(RunningTask task, Func<IReadOnlySet<string>, WasiConfiguration>? wasi, out EpochLease ticking, Action? check = null)
     {
         var limits = task.Request.Limits;
         var store = new Store(_engine.Engine, new TaskWait(task));
-        if (wasi is not null)
+        try
         {
-            store.SetWasiConfiguration(wasi);
-        }
-
-        store.Fuel = (ulong)(limits.Fuel ?? long.MaxValue);
-        if (Limits(task).MaxMemoryMib is { } mib)
-        {
-            MemoryLimits.Cap(store, mib << 20); // the task's total: one linear memory (docs/edge.md)
-        }
-
-        // A stop, a timeout or shutdown sets the task's reason; the guest sees it at the next epoch tick.
-        ticking = _engine.Watch(store, check ?? (() =>
-        {
-            if (task.Reason != StopReason.None)
+            if (wasi is not null)
             {
-                throw new OperationCanceledException($"task {task.Id} ended: {task.Reason}");
+                SetWasi(store, task, wasi);
             }
-        }));
+
+            store.Fuel = (ulong)(limits.Fuel ?? long.MaxValue);
+            if (Limits(task).MaxMemoryMib is { } mib)
+            {
+                MemoryLimits.Cap(store, mib << 20); // the task's total: one linear memory (docs/edge.md)
+            }
+
+            // A stop, a timeout or shutdown sets the task's reason; the guest sees it at the next epoch tick.
+            ticking = _engine.Watch(store, check ?? (() =>
+            {
+                if (task.Reason != StopReason.None)
+                {
+                    throw new OperationCanceledException($"task {task.Id} ended: {task.Reason}");
+                }
+            }));
+        }
+        catch
+        {
+            store.Dispose(); // nobody else has it yet
+            throw;
+        }
+
         return store;
     }
 
-    private WasiConfiguration Wasi(StartRequest request, IReadOnlyList<string> args, BoundedCapture stdout, BoundedCapture stderr)
+    /// <summary>
+    /// Sets <paramref name="store"/>'s WASI context (<paramref name="wasi"/>, built without the given PROPLET_DIRS
+    /// entries). Wasmtime opens each preopen here; one it cannot open although <see cref="Directory.Exists"/> said it
+    /// is there (a path it resolves otherwise, such as <c>/srv/missing/..</c>, which .NET shortens to <c>/srv</c>; a
+    /// directory removed meanwhile; no descriptors left) failed the whole context, and every task with it ("internal
+    /// proplet error"). Spec §2.4 skips a failing preopen: when the context fails, each entry is tried alone, and the
+    /// context is built again without those that fail (logged). A failure that is not a preopen's fails again.
+    /// </summary>
+    private void SetWasi(Store store, RunningTask task, Func<IReadOnlySet<string>, WasiConfiguration> wasi)
+    {
+        try
+        {
+            store.SetWasiConfiguration(wasi(NoDirs));
+            return;
+        }
+        catch (InvalidOperationException) when (_settings.Dirs.Count > 0)
+        {
+            // found below
+        }
+
+        var failing = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var dir in _settings.Dirs)
+        {
+            using var probe = new Store(_engine.Engine);
+            try
+            {
+                probe.SetWasiConfiguration(new WasiConfiguration().WithPreopenedDirectory(dir, dir, mutable: true));
+            }
+            catch (InvalidOperationException ex)
+            {
+                failing.Add(dir);
+                EdgeLog.PreopenUnopenable(_logger, dir, ex.Message, task.Id);
+            }
+        }
+
+        store.SetWasiConfiguration(wasi(failing));
+    }
+
+    private static readonly HashSet<string> NoDirs = [];
+
+    /// <summary>The task's WASI context, without the PROPLET_DIRS entries in <paramref name="skip"/>
+    /// (<see cref="SetWasi"/>).</summary>
+    private WasiConfiguration Wasi(StartRequest request, IReadOnlyList<string> args, BoundedCapture stdout, BoundedCapture stderr, IReadOnlySet<string> skip)
     {
         var wasi = new WasiConfiguration()
             .WithArgs([request.Name, .. args])
@@ -260,13 +311,13 @@ public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
 
         foreach (var dir in _settings.Dirs)
         {
-            if (Directory.Exists(dir))
-            {
-                wasi.WithPreopenedDirectory(dir, dir, mutable: true);
-            }
-            else
+            if (!Directory.Exists(dir))
             {
                 EdgeLog.PreopenSkipped(_logger, dir, request.Id);
+            }
+            else if (!skip.Contains(dir))
+            {
+                wasi.WithPreopenedDirectory(dir, dir, mutable: true);
             }
         }
 

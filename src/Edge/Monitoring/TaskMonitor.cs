@@ -14,9 +14,13 @@ namespace Propeller.Edge.Monitoring;
 /// original's: a task shorter than that sends none), one sample of the process
 /// that runs it (the proplet itself in-process, the child with an external runtime), published on
 /// <c>control/proplet/task_metrics</c> with aggregates over the retained history. Memory is sent in real bytes (the
-/// Rust proplet's was 1024× too large); the timestamp is RFC 3339.
+/// Rust proplet's was 1024× too large); the timestamp is RFC 3339. With an external runtime
+/// (<paramref name="childProcesses"/>) an interval when the task has no live child (not started yet, or exited while its
+/// output is read) sends no sample: the proplet's own process stood in for it, and its CPU time against the child's
+/// previous sample gave thousands of percent.
 /// </summary>
-public sealed class TaskMonitor(PropletSettings settings, IPropletPublisher publisher, TimeProvider time, ILogger<TaskMonitor> logger)
+public sealed class TaskMonitor(
+    PropletSettings settings, IPropletPublisher publisher, TimeProvider time, ILogger<TaskMonitor> logger, bool childProcesses = false)
 {
     /// <summary>Samples <paramref name="task"/> until <paramref name="cancellationToken"/> is cancelled (the task ended).</summary>
     public async Task MonitorAsync(RunningTask task, CancellationToken cancellationToken)
@@ -37,7 +41,11 @@ public sealed class TaskMonitor(PropletSettings settings, IPropletPublisher publ
             while (!cancellationToken.IsCancellationRequested)
             {
                 await Task.Delay(profile.Interval, time, cancellationToken);
-                var sample = Sample(task, profile, time.GetElapsedTime(started), ref last);
+                if (Sample(task, profile, time.GetElapsedTime(started), ref last) is not { } sample)
+                {
+                    continue;
+                }
+
                 if (profile.RetainHistory)
                 {
                     history.Add(sample);
@@ -81,9 +89,16 @@ public sealed class TaskMonitor(PropletSettings settings, IPropletPublisher publ
             history.Count);
     }
 
-    private ProcessMetrics Sample(RunningTask task, MonitoringProfile profile, TimeSpan uptime, ref (TimeSpan Cpu, long At)? last)
+    /// <summary>One sample of the process that runs <paramref name="task"/>; null when it runs in a child that is not
+    /// there (see the class).</summary>
+    private ProcessMetrics? Sample(RunningTask task, MonitoringProfile profile, TimeSpan uptime, ref (TimeSpan Cpu, long At)? last)
     {
-        using var process = task.ProcessId is { } pid ? Process.GetProcessById(pid) : Process.GetCurrentProcess();
+        using var process = Of(task);
+        if (process is null)
+        {
+            return null;
+        }
+
         var cpu = process.TotalProcessorTime;
         var now = time.GetTimestamp();
         var percent = last is { } l && time.GetElapsedTime(l.At, now) is { TotalMilliseconds: > 0 } wall
@@ -101,5 +116,22 @@ public sealed class TaskMonitor(PropletSettings settings, IPropletPublisher publ
             ThreadCount = profile.CollectThreads ? (uint)process.Threads.Count : 0,
             FileDescriptorCount = profile.CollectFileDescriptors ? SystemSampler.FileDescriptors(process.Id) : 0,
         };
+    }
+
+    private Process? Of(RunningTask task)
+    {
+        if (!childProcesses)
+        {
+            return Process.GetCurrentProcess();
+        }
+
+        try
+        {
+            return task.ProcessId is { } pid ? Process.GetProcessById(pid) : null;
+        }
+        catch (ArgumentException)
+        {
+            return null; // it exited since ProcessId was read
+        }
     }
 }

@@ -13,7 +13,8 @@ namespace Propeller.Edge.Tasks;
 
 /// <summary>
 /// The proplet's task pipeline (spec §2.1): decode and validate a start (an invalid one gets an error result),
-/// drop starts for other proplets, ignore duplicates while the id is running, fetch the binary, run it in a
+/// drop starts for other proplets, ignore duplicates while the id is running (a later attempt stops the running one and
+/// follows it), fetch the binary, run it in a
 /// concurrency slot under its limits, publish the result; stops end the task for real. Daemons publish an empty
 /// success at once (like the original) but stay registered, so a stop still ends them and a second start is a
 /// duplicate. Nothing here throws out to the MQTT loop: every failure becomes a log line or an error result.
@@ -119,6 +120,11 @@ public sealed class TaskRunner : IAsyncDisposable
             return;
         }
 
+        if (request.Attempt is { } current && !SupersedeEarlierAttempts(request.Id, current))
+        {
+            return;
+        }
+
         if (_plugins is { Any: true } plugins)
         {
             if (NewAdmission(request) is { } admission)
@@ -130,6 +136,35 @@ public sealed class TaskRunner : IAsyncDisposable
         }
 
         Admit(request);
+    }
+
+    /// <summary>
+    /// A start of <paramref name="attempt"/> while another attempt of its id runs, is deployed or is being admitted here:
+    /// false (logged, dropped) when that one is later (a stale start: the manager has moved on). An earlier one is
+    /// stopped as its stop would have (its stopped result, the attempt remembered as stopped): the manager starts a new
+    /// attempt only after the earlier one ended for it, so the stop of that one was lost or is late, and without this the
+    /// new start was dropped as a duplicate, never run and never answered. The start then waits for the stopped run to
+    /// let go of the id (<see cref="Admit"/>). The same attempt, or none on either side, stays a duplicate (a QoS 2
+    /// redelivery, the original manager).
+    /// </summary>
+    private bool SupersedeEarlierAttempts(string id, int attempt)
+    {
+        int? admitting = _admitting.TryGetValue(id, out var admission) ? admission.Attempt : null;
+        var running = _running.TryGetValue(id, out var task) ? task : null;
+        if (IsNewer(admitting, attempt) || IsNewer(running?.Request.Attempt, attempt))
+        {
+            EdgeLog.StaleStart(_logger, id, attempt);
+            return false;
+        }
+
+        if (IsNewer(attempt, admitting) || (running is { Reason: StopReason.None } && IsNewer(attempt, running.Request.Attempt)))
+        {
+            EdgeLog.EarlierAttemptSuperseded(_logger, id, attempt);
+            _stoppedAttempts.Record(id, attempt - 1);
+            StopTask(id, started => !IsNewer(attempt, started), out _);
+        }
+
+        return true;
     }
 
     private void Admit(StartRequest request)
@@ -285,20 +320,55 @@ public sealed class TaskRunner : IAsyncDisposable
         }
     }
 
+    /// <summary>Stops the deployment of latent task <paramref name="id"/>, or its run and a start of it still being
+    /// admitted; false when there is none. What <paramref name="spares"/> says of its attempt is left alone
+    /// (<paramref name="spared"/>).</summary>
+    private bool StopTask(string id, Func<int?, bool> spares, out bool spared)
+    {
+        lock (_admissionGate)
+        {
+            // With the deployment's side of this lock (DeployLatentAsync): deployed, or aborted while compiling.
+            if (_latent.TryGetValue(id, out var latent) && spares(latent.Request.Attempt))
+            {
+                spared = true;
+                return false;
+            }
+
+            if (latent is not null && _latent.TryRemove(new KeyValuePair<string, LatentTask>(id, latent)))
+            {
+                // A deployed latent task has nothing running of its own: forget it and end its invocations (spec §2.8).
+                spared = false;
+                EdgeLog.Stopping(_logger, id);
+                latent.Deployment.Abort(StopReason.Stopped);
+                foreach (var invocation in latent.Invocations.Keys)
+                {
+                    invocation.Abort(StopReason.Stopped);
+                }
+
+                _running.TryRemove(new KeyValuePair<string, RunningTask>(id, latent.Deployment));
+                latent.Deployment.Dispose(); // ends it: a start of the same id waiting for it to let go runs now
+                return true;
+            }
+
+            // stopped running, with the plugins, waiting for its stopped run to unwind, or in the moment it was admitted
+            return StopAdmittingAndRunning(id, spares, out spared);
+        }
+    }
+
     /// <summary>Stops the run of <paramref name="id"/> and a start of it still being admitted (with the plugins, or
-    /// waiting for a stopped run to unwind; admitted in the meantime: then running); false when there is neither. A
-    /// stop of <paramref name="attempt"/> leaves a start or run of a later attempt alone (<paramref name="newer"/>).</summary>
-    private bool StopAdmittingAndRunning(string id, int? attempt, out bool newer)
+    /// waiting for a stopped run to unwind; admitted in the meantime: then running); false when there is neither. What
+    /// <paramref name="spares"/> says of its attempt is left alone (<paramref name="spared"/>).</summary>
+    private bool StopAdmittingAndRunning(string id, Func<int?, bool> spares, out bool spared)
     {
         var found = false;
-        newer = false;
+        spared = false;
         lock (_admissionGate)
         {
             if (_admitting.TryGetValue(id, out var admission))
             {
-                if (IsNewer(admission.Attempt, attempt))
+                if (spares(admission.Attempt))
                 {
-                    newer = true;
+                    spared = true;
                 }
                 else if (_admitting.TryRemove(KeyValuePair.Create(id, admission)))
                 {
@@ -310,9 +380,9 @@ public sealed class TaskRunner : IAsyncDisposable
 
         if (_running.TryGetValue(id, out var task))
         {
-            if (IsNewer(task.Request.Attempt, attempt))
+            if (spares(task.Request.Attempt))
             {
-                newer = true;
+                spared = true;
             }
             else
             {
@@ -380,28 +450,8 @@ public sealed class TaskRunner : IAsyncDisposable
             _stoppedAttempts.Record(id, stoppedAttempt);
         }
 
-        bool newer;
-        if (_latent.TryGetValue(id, out var latent) && IsNewer(latent.Request.Attempt, attempt))
+        if (StopTask(id, started => IsNewer(started, attempt), out var newer))
         {
-            newer = true;
-        }
-        else if (latent is not null && _latent.TryRemove(new KeyValuePair<string, LatentTask>(id, latent)))
-        {
-            // A deployed latent task has nothing running of its own: forget it and end its invocations (spec §2.8).
-            EdgeLog.Stopping(_logger, id);
-            latent.Deployment.Abort(StopReason.Stopped);
-            foreach (var invocation in latent.Invocations.Keys)
-            {
-                invocation.Abort(StopReason.Stopped);
-            }
-
-            _running.TryRemove(new KeyValuePair<string, RunningTask>(id, latent.Deployment));
-            latent.Deployment.Dispose(); // ends it: a start of the same id waiting for it to let go runs now
-            return;
-        }
-        else if (StopAdmittingAndRunning(id, attempt, out newer))
-        {
-            // stopped running, with the plugins, waiting for its stopped run to unwind, or in the moment it was admitted
             return;
         }
 
@@ -578,16 +628,27 @@ public sealed class TaskRunner : IAsyncDisposable
             if (preparation.Error is null)
             {
                 var deployed = new LatentTask(task, preparation.Prepared!, preparation.IsHttpProxy);
-                _latent[request.Id] = deployed;
-                if (!task.Aborted.IsCancellationRequested)
+                bool stopped;
+                lock (_admissionGate)
+                {
+                    // With the stop's side of this lock (StopTask): a stop finds the task either deployed, and forgets it
+                    // (no result, as for any deployed latent task), or compiling, and aborts it (then it is not deployed
+                    // and gets the stopped result below). Deployed first and checked after, a stop in between disposed
+                    // the task under the check ("internal proplet error: Cannot access a disposed object"), or aborted it
+                    // after the check and left it deployed, stopped, holding its id for ever.
+                    stopped = task.Reason != StopReason.None;
+                    if (!stopped)
+                    {
+                        _latent[request.Id] = deployed;
+                    }
+                }
+
+                if (!stopped)
                 {
                     EdgeLog.LatentDeployed(_logger, request.Id);
                     return;
                 }
 
-                // A stop came while it compiled (it found the task running, not yet deployed, and aborted it): forgotten
-                // again and answered as stopped, instead of staying deployed with every invocation failing.
-                _latent.TryRemove(new KeyValuePair<string, LatentTask>(request.Id, deployed));
                 error = InProcessRuntime.Stopped(task)?.Error ?? $"Task {request.Id} was stopped before completion";
             }
             else
@@ -668,6 +729,7 @@ public sealed class TaskRunner : IAsyncDisposable
         TaskOutcome outcome;
         using var monitoring = CancellationTokenSource.CreateLinkedTokenSource(task.Aborted);
         Task? monitor = null;
+        Task<TaskOutcome>? run = null;
         try
         {
             if (!daemon)
@@ -684,16 +746,18 @@ public sealed class TaskRunner : IAsyncDisposable
             using var timer = !daemon && !_runtime.ServesHttpProxy(binary) && request.Limits.Timeout is { } limit
                 ? new Timer(_ => task.Abort(StopReason.TimedOut), null, limit, Timeout.InfiniteTimeSpan)
                 : null;
+            monitor = _monitor?.MonitorAsync(task, monitoring.Token);
+            _plugins?.OnTaskStart(InfoOf(request));
+            run = _runtime.RunAsync(task, binary, CancellationToken.None);
             if (daemon)
             {
-                // The original reports a daemon as done at once (spec §2.9); the workload keeps running.
+                // The original reports a daemon as done at once (spec §2.9); the workload keeps running. Started first and
+                // reported after: the publish waits while the broker is unreachable, and the daemon did not run for all
+                // that time. Its run sends no result of its own (below), so nothing of it can overtake this one.
                 await PublishResultAsync(request.Id, TaskOutcome.Success(""), request.Attempt);
                 resultSent = true;
             }
 
-            monitor = _monitor?.MonitorAsync(task, monitoring.Token);
-            _plugins?.OnTaskStart(InfoOf(request));
-            var run = _runtime.RunAsync(task, binary, CancellationToken.None);
             if (!daemon && await Task.WhenAny(run, task.Started) != run)
             {
                 // A served HTTP proxy (spec §2.11): "started at port N" now; it runs until stopped like a daemon, outside
@@ -729,6 +793,14 @@ public sealed class TaskRunner : IAsyncDisposable
             }
 
             await monitoring.CancelAsync();
+        }
+
+        if (run is { IsCompleted: false })
+        {
+            // Failed while its run goes on (publishing a daemon's started result threw): ended, not left running without
+            // its id, its slot or a stop that could reach it.
+            task.Abort(StopReason.Stopped);
+            await run.ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         }
 
         if (monitor is not null)
