@@ -142,6 +142,13 @@ public sealed partial class InProcessRuntime
         {
             return (store, ticking, null, Stopped(task) ?? TaskOutcome.Failure($"Failed to instantiate {what}: {Describe(ex, Limits(task), null)}"));
         }
+        catch
+        {
+            // Anything else goes up to the runner's catch; the store and its epoch lease are not left to the finalizer.
+            ticking.Dispose();
+            store.Dispose();
+            throw;
+        }
     }
 
     private TaskOutcome RunCliCommand(RunningTask task, CompiledComponent component)
