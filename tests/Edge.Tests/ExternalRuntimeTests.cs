@@ -22,6 +22,16 @@ public sealed class ExternalRuntimeTests : IDisposable
         ExternalRuntime.Arguments(Request("add", [], ["--invoke", "x"], []), "/f.wasm").ShouldBe(["run", "--invoke", "x", "/f.wasm"]);
     }
 
+    /// <summary>The limit flags are the proplet's: the wasmtime CLI refuses them ("unexpected argument") and
+    /// `propeller-proplet run` the <c>--flag=N</c> form, so the child gets the other arguments only.</summary>
+    [Fact]
+    public void GivenLimitFlagsInCliArgs_WhenTheCommandLineIsBuilt_ThenTheyAreNotPassedOn()
+    {
+        var request = Request("_start", ["a"], ["--timeout", "5", "--dir", "/tmp", "--fuel=10", "--max-memory", "4", "--timeout=2.5", "--fuelish"], []);
+
+        ExternalRuntime.Arguments(request, "/f.wasm").ShouldBe(["run", "--dir", "/tmp", "--fuelish", "/f.wasm", "a"]);
+    }
+
     [Fact]
     public void GivenARuntimeName_WhenResolved_ThenPathsMustExistAndBareNamesComeFromPath()
     {

@@ -7,8 +7,9 @@ namespace Propeller.Edge.Execution;
 
 /// <summary>
 /// PROPLET_EXTERNAL_WASM_RUNTIME (spec §6): runs the binary in a child process with the original's argument shape,
-/// <c>run [--invoke NAME] CLI_ARGS... [--env K=V]... FILE INPUTS...</c> (wasmtime's, and `propeller-proplet run`'s).
-/// Output is read while the child runs and bounded; the task timeout and a stop kill the process tree.
+/// <c>run [--invoke NAME] CLI_ARGS... [--env K=V]... FILE INPUTS...</c> (wasmtime's, and `propeller-proplet run`'s),
+/// without the limit flags of <see cref="TaskLimits"/>. Output is read while the child runs and bounded; the task
+/// timeout and a stop kill the process tree.
 /// </summary>
 public sealed class ExternalRuntime(string executable, PropletSettings settings, ILogger<ExternalRuntime> logger) : IWasmRuntime
 {
@@ -61,7 +62,9 @@ public sealed class ExternalRuntime(string executable, PropletSettings settings,
             args.Add(request.Name);
         }
 
-        args.AddRange(request.CliArgs);
+        // The limit flags are the proplet's (TaskLimits): the timeout it enforces itself, fuel and memory do not apply to a
+        // child, and the wasmtime CLI would refuse them as unexpected arguments.
+        args.AddRange(TaskLimits.Without(request.CliArgs));
         foreach (var (key, value) in request.Env)
         {
             args.Add("--env");
