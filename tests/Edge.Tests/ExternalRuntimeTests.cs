@@ -16,10 +16,10 @@ public sealed class ExternalRuntimeTests : IDisposable
     {
         var request = Request("add", ["10", "20"], ["--dir", "/tmp"], new Dictionary<string, string> { ["K"] = "V" });
 
-        ExternalRuntime.Arguments(request, "/tmp/proplet_x.wasm")
+        ExternalRuntime.Arguments(request, "/tmp/proplet_x.wasm", component: false)
             .ShouldBe(["run", "--invoke", "add", "--dir", "/tmp", "--env", "K=V", "/tmp/proplet_x.wasm", "10", "20"]);
-        ExternalRuntime.Arguments(Request("_start", ["a"], [], []), "/f.wasm").ShouldBe(["run", "/f.wasm", "a"]);
-        ExternalRuntime.Arguments(Request("add", [], ["--invoke", "x"], []), "/f.wasm").ShouldBe(["run", "--invoke", "x", "/f.wasm"]);
+        ExternalRuntime.Arguments(Request("_start", ["a"], [], []), "/f.wasm", component: false).ShouldBe(["run", "/f.wasm", "a"]);
+        ExternalRuntime.Arguments(Request("add", [], ["--invoke", "x"], []), "/f.wasm", component: false).ShouldBe(["run", "--invoke", "x", "/f.wasm"]);
     }
 
     /// <summary>The limit flags are the proplet's: the wasmtime CLI refuses them ("unexpected argument") and
@@ -29,7 +29,33 @@ public sealed class ExternalRuntimeTests : IDisposable
     {
         var request = Request("_start", ["a"], ["--timeout", "5", "--dir", "/tmp", "--fuel=10", "--max-memory", "4", "--timeout=2.5", "--fuelish"], []);
 
-        ExternalRuntime.Arguments(request, "/f.wasm").ShouldBe(["run", "--dir", "/tmp", "--fuelish", "/f.wasm", "a"]);
+        ExternalRuntime.Arguments(request, "/f.wasm", component: false).ShouldBe(["run", "--dir", "/tmp", "--fuelish", "/f.wasm", "a"]);
+    }
+
+    /// <summary>A component's custom export is called as wasmtime calls one, with its inputs as WAVE literals inside the
+    /// call expression and none after the file (spec §6); its command and a named --invoke keep the inputs.</summary>
+    [Fact]
+    public async Task GivenAComponentWithACustomExport_WhenRun_ThenTheInputsAreInsideTheInvokeExpression()
+    {
+        byte[] component = [0, 97, 115, 109, 0x0D, 0, 1, 0];
+        var echo = "for a; do case \"$a\" in *proplet_*) echo FILE;; *) echo \"$a\";; esac; done";
+
+        var outcome = await RunAsync(echo, Request("add", ["1", "\"x\""], [], []), component);
+
+        outcome.ShouldBe(TaskOutcome.Success("run\n--invoke\nadd(1, \"x\")\nFILE\n"));
+        ExternalRuntime.Arguments(Request("_start", ["a"], [], []), "/f.wasm", component: true).ShouldBe(["run", "/f.wasm", "a"]);
+        ExternalRuntime.Arguments(Request("add", ["1"], ["--invoke", "x(1)"], []), "/f.wasm", component: true).ShouldBe(["run", "--invoke", "x(1)", "/f.wasm", "1"]);
+        ExternalRuntime.Arguments(Request("add", [], [], []), "/f.wasm", component: true).ShouldBe(["run", "--invoke", "add()", "/f.wasm"]);
+    }
+
+    [Fact]
+    public void GivenBinaryHeaders_WhenClassified_ThenComponentsAreThoseWithAComponentsVersionAndLayer()
+    {
+        ExternalRuntime.IsComponent([0, 97, 115, 109, 0x0D, 0, 1, 0]).ShouldBeTrue();
+        ExternalRuntime.IsComponent([0, 97, 115, 109, 0x0A, 0, 1, 0]).ShouldBeTrue();
+        ExternalRuntime.IsComponent(Modules.Addition).ShouldBeFalse();
+        ExternalRuntime.IsComponent([0, 97, 115, 109, 0x0D, 0, 0, 0]).ShouldBeFalse();
+        ExternalRuntime.IsComponent([0, 97, 115, 109]).ShouldBeFalse();
     }
 
     [Fact]
@@ -126,10 +152,10 @@ public sealed class ExternalRuntimeTests : IDisposable
         outcome.ShouldBe(TaskOutcome.Success("done\n"));
     }
 
-    private async Task<TaskOutcome> RunAsync(string script, StartRequest request)
+    private async Task<TaskOutcome> RunAsync(string script, StartRequest request, byte[]? binary = null)
     {
         using var task = new RunningTask(request);
-        return await Runtime(script).RunAsync(task, [0, 97, 115, 109], TestContext.Current.CancellationToken);
+        return await Runtime(script).RunAsync(task, binary ?? [0, 97, 115, 109], TestContext.Current.CancellationToken);
     }
 
     private ExternalRuntime Runtime(string script)

@@ -50,16 +50,28 @@ public sealed class ExternalRuntime(string executable, PropletSettings settings,
         return null;
     }
 
-    /// <summary>The child's arguments for a task whose binary was written to <paramref name="file"/>.</summary>
-    public static List<string> Arguments(StartRequest request, string file)
+    /// <summary>
+    /// A component as the original's host runtime tells one (spec §2.3): the wasm magic, then a component's version and
+    /// layer (bytes 4–7 <c>0D 00 01 00</c>, or the pre-release layer byte <c>0A</c>), not a core module's <c>01 00 00 00</c>.
+    /// </summary>
+    public static bool IsComponent(ReadOnlySpan<byte> binary) =>
+        binary.Length >= 8 && binary[..4].SequenceEqual("\0asm"u8) && binary[4] is 0x0D or 0x0A && binary[5..8].SequenceEqual((ReadOnlySpan<byte>)[0x00, 0x01, 0x00]);
+
+    /// <summary>
+    /// The child's arguments for a task whose binary was written to <paramref name="file"/>. A component's custom export
+    /// is called with wasmtime's call expression, its inputs as WAVE literals inside it (<c>--invoke "add(1, 2)"</c>, spec
+    /// §6), and gets no positional inputs; a core module's is <c>--invoke NAME</c> with the inputs after the file.
+    /// </summary>
+    public static List<string> Arguments(StartRequest request, string file, bool component)
     {
         ArgumentNullException.ThrowIfNull(request);
         var args = new List<string> { "run" };
-        var customExport = request.Name is { Length: > 0 } name && name != "_start" && !name.StartsWith("fl-round-", StringComparison.Ordinal);
-        if (customExport && !request.CliArgs.Contains("--invoke"))
+        var customExport = request.Name is { Length: > 0 } name && name != "_start" && !name.StartsWith("fl-round-", StringComparison.Ordinal)
+            && !request.CliArgs.Contains("--invoke");
+        if (customExport)
         {
             args.Add("--invoke");
-            args.Add(request.Name);
+            args.Add(component ? $"{request.Name}({string.Join(", ", request.Inputs)})" : request.Name);
         }
 
         // The limit flags are the proplet's (TaskLimits): the timeout it enforces itself, fuel and memory do not apply to a
@@ -72,7 +84,11 @@ public sealed class ExternalRuntime(string executable, PropletSettings settings,
         }
 
         args.Add(file);
-        args.AddRange(request.Inputs);
+        if (!(component && customExport))
+        {
+            args.AddRange(request.Inputs);
+        }
+
         return args;
     }
 
@@ -94,7 +110,7 @@ public sealed class ExternalRuntime(string executable, PropletSettings settings,
                 RedirectStandardError = true,
                 UseShellExecute = false,
             };
-            foreach (var arg in Arguments(task.Request, file))
+            foreach (var arg in Arguments(task.Request, file, IsComponent(binary)))
             {
                 info.ArgumentList.Add(arg);
             }
