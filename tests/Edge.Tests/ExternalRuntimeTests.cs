@@ -16,10 +16,10 @@ public sealed class ExternalRuntimeTests : IDisposable
     {
         var request = Request("add", ["10", "20"], ["--dir", "/tmp"], new Dictionary<string, string> { ["K"] = "V" });
 
-        ExternalRuntime.Arguments(request, "/tmp/proplet_x.wasm", component: false)
-            .ShouldBe(["run", "--invoke", "add", "--dir", "/tmp", "--env", "K=V", "/tmp/proplet_x.wasm", "10", "20"]);
-        ExternalRuntime.Arguments(Request("_start", ["a"], [], []), "/f.wasm", component: false).ShouldBe(["run", "/f.wasm", "a"]);
-        ExternalRuntime.Arguments(Request("add", [], ["--invoke", "x"], []), "/f.wasm", component: false).ShouldBe(["run", "--invoke", "x", "/f.wasm"]);
+        ExternalRuntime.Arguments(request, "/tmp/proplet_x.wasm", component: false, "me")
+            .ShouldBe(["run", "--invoke", "add", "--dir", "/tmp", "--env", "K=V", "--env", "PROPLET_ID=me", "/tmp/proplet_x.wasm", "10", "20"]);
+        ExternalRuntime.Arguments(Request("_start", ["a"], [], []), "/f.wasm", component: false, "me").ShouldBe(["run", "--env", "PROPLET_ID=me", "/f.wasm", "a"]);
+        ExternalRuntime.Arguments(Request("add", [], ["--invoke", "x"], []), "/f.wasm", component: false, "me").ShouldBe(["run", "--invoke", "x", "--env", "PROPLET_ID=me", "/f.wasm"]);
     }
 
     /// <summary>The limit flags are the proplet's: the wasmtime CLI refuses them ("unexpected argument") and
@@ -29,7 +29,7 @@ public sealed class ExternalRuntimeTests : IDisposable
     {
         var request = Request("_start", ["a"], ["--timeout", "5", "--dir", "/tmp", "--fuel=10", "--max-memory", "4", "--timeout=2.5", "--fuelish"], []);
 
-        ExternalRuntime.Arguments(request, "/f.wasm", component: false).ShouldBe(["run", "--dir", "/tmp", "--fuelish", "/f.wasm", "a"]);
+        ExternalRuntime.Arguments(request, "/f.wasm", component: false, "me").ShouldBe(["run", "--dir", "/tmp", "--fuelish", "--env", "PROPLET_ID=me", "/f.wasm", "a"]);
     }
 
     /// <summary>A component's custom export is called as wasmtime calls one, with its inputs as WAVE literals inside the
@@ -42,10 +42,10 @@ public sealed class ExternalRuntimeTests : IDisposable
 
         var outcome = await RunAsync(echo, Request("add", ["1", "\"x\""], [], []), component);
 
-        outcome.ShouldBe(TaskOutcome.Success("run\n--invoke\nadd(1, \"x\")\nFILE\n"));
-        ExternalRuntime.Arguments(Request("_start", ["a"], [], []), "/f.wasm", component: true).ShouldBe(["run", "/f.wasm", "a"]);
-        ExternalRuntime.Arguments(Request("add", ["1"], ["--invoke", "x(1)"], []), "/f.wasm", component: true).ShouldBe(["run", "--invoke", "x(1)", "/f.wasm", "1"]);
-        ExternalRuntime.Arguments(Request("add", [], [], []), "/f.wasm", component: true).ShouldBe(["run", "--invoke", "add()", "/f.wasm"]);
+        outcome.ShouldBe(TaskOutcome.Success("run\n--invoke\nadd(1, \"x\")\n--env\nPROPLET_ID=me\nFILE\n"));
+        ExternalRuntime.Arguments(Request("_start", ["a"], [], []), "/f.wasm", component: true, "me").ShouldBe(["run", "--env", "PROPLET_ID=me", "/f.wasm", "a"]);
+        ExternalRuntime.Arguments(Request("add", ["1"], ["--invoke", "x(1)"], []), "/f.wasm", component: true, "me").ShouldBe(["run", "--invoke", "x(1)", "--env", "PROPLET_ID=me", "/f.wasm", "1"]);
+        ExternalRuntime.Arguments(Request("add", [], [], []), "/f.wasm", component: true, "me").ShouldBe(["run", "--invoke", "add()", "--env", "PROPLET_ID=me", "/f.wasm"]);
     }
 
     [Fact]
@@ -71,7 +71,19 @@ public sealed class ExternalRuntimeTests : IDisposable
     {
         var outcome = await RunAsync("echo \"$@\" | sed 's#/[^ ]*proplet_[^ ]*#FILE#'; echo \"env=$K\"", Request("add", ["1", "2"], [], new Dictionary<string, string> { ["K"] = "V" }));
 
-        outcome.ShouldBe(TaskOutcome.Success("run --invoke add --env K=V FILE 1 2\nenv=V\n"));
+        outcome.ShouldBe(TaskOutcome.Success("run --invoke add --env K=V --env PROPLET_ID=me FILE 1 2\nenv=V\n"));
+    }
+
+    /// <summary>Every task's env has PROPLET_ID (spec §2.1 step 13), this proplet's id unless the task sets its own: the
+    /// child gets it in its environment and, for the guest, as an --env flag.</summary>
+    [Fact]
+    public async Task GivenATask_WhenRunByAnExternalRuntime_ThenItsEnvHasPropletId()
+    {
+        var script = "echo \"$@\" | sed 's#/[^ ]*proplet_[^ ]*#FILE#'; echo \"id=$PROPLET_ID\"";
+
+        (await RunAsync(script, Request("_start", [], [], []))).ShouldBe(TaskOutcome.Success("run --env PROPLET_ID=me FILE\nid=me\n"));
+        (await RunAsync(script, Request("_start", [], [], new Dictionary<string, string> { ["PROPLET_ID"] = "own" })))
+            .ShouldBe(TaskOutcome.Success("run --env PROPLET_ID=own FILE\nid=own\n"));
     }
 
     [Fact]
@@ -167,7 +179,7 @@ public sealed class ExternalRuntimeTests : IDisposable
             File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         }
 
-        return new ExternalRuntime(path, TestSettings.Create(), NullLogger<ExternalRuntime>.Instance);
+        return new ExternalRuntime(path, TestSettings.Create("me"), NullLogger<ExternalRuntime>.Instance);
     }
 
     private static StartRequest Request(string name, string[] inputs, string[] cliArgs, Dictionary<string, string> env, string? id = null) => new(

@@ -8,8 +8,8 @@ namespace Propeller.Edge.Execution;
 /// <summary>
 /// PROPLET_EXTERNAL_WASM_RUNTIME (spec §6): runs the binary in a child process with the original's argument shape,
 /// <c>run [--invoke NAME] CLI_ARGS... [--env K=V]... FILE INPUTS...</c> (wasmtime's, and `propeller-proplet run`'s),
-/// without the limit flags of <see cref="TaskLimits"/>. Output is read while the child runs and bounded; the task
-/// timeout and a stop kill the process tree.
+/// without the limit flags of <see cref="TaskLimits"/>, and with PROPLET_ID in the env. Output is read while the child
+/// runs and bounded; the task timeout and a stop kill the process tree.
 /// </summary>
 public sealed class ExternalRuntime(string executable, PropletSettings settings, ILogger<ExternalRuntime> logger) : IWasmRuntime
 {
@@ -62,7 +62,7 @@ public sealed class ExternalRuntime(string executable, PropletSettings settings,
     /// is called with wasmtime's call expression, its inputs as WAVE literals inside it (<c>--invoke "add(1, 2)"</c>, spec
     /// §6), and gets no positional inputs; a core module's is <c>--invoke NAME</c> with the inputs after the file.
     /// </summary>
-    public static List<string> Arguments(StartRequest request, string file, bool component)
+    public static List<string> Arguments(StartRequest request, string file, bool component, string propletId)
     {
         ArgumentNullException.ThrowIfNull(request);
         var args = new List<string> { "run" };
@@ -77,7 +77,7 @@ public sealed class ExternalRuntime(string executable, PropletSettings settings,
         // The limit flags are the proplet's (TaskLimits): the timeout it enforces itself, fuel and memory do not apply to a
         // child, and the wasmtime CLI would refuse them as unexpected arguments.
         args.AddRange(TaskLimits.Without(request.CliArgs));
-        foreach (var (key, value) in request.Env)
+        foreach (var (key, value) in TaskEnvironment(request, propletId))
         {
             args.Add("--env");
             args.Add($"{key}={value}");
@@ -110,12 +110,12 @@ public sealed class ExternalRuntime(string executable, PropletSettings settings,
                 RedirectStandardError = true,
                 UseShellExecute = false,
             };
-            foreach (var arg in Arguments(task.Request, file, IsComponent(binary)))
+            foreach (var arg in Arguments(task.Request, file, IsComponent(binary), settings.EntityId))
             {
                 info.ArgumentList.Add(arg);
             }
 
-            foreach (var (key, value) in task.Request.Env)
+            foreach (var (key, value) in TaskEnvironment(task.Request, settings.EntityId))
             {
                 info.Environment[key] = value;
             }
@@ -178,6 +178,19 @@ public sealed class ExternalRuntime(string executable, PropletSettings settings,
                 // best effort, like the original
             }
         }
+    }
+
+    /// <summary>The task env plus PROPLET_ID (this proplet's id) unless the task sets one, as every task gets it (spec
+    /// §2.1 step 13): given to the child both as <c>--env</c> flags (to the guest) and in its environment.</summary>
+    private static List<KeyValuePair<string, string>> TaskEnvironment(StartRequest request, string propletId)
+    {
+        var env = request.Env.ToList();
+        if (!request.Env.ContainsKey("PROPLET_ID"))
+        {
+            env.Add(new("PROPLET_ID", propletId));
+        }
+
+        return env;
     }
 
     private static string SafeName(string id) => string.Concat(id.Select(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' ? c : '_'));
