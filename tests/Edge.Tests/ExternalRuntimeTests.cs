@@ -164,6 +164,31 @@ public sealed class ExternalRuntimeTests : IDisposable
         outcome.ShouldBe(TaskOutcome.Success("done\n"));
     }
 
+    /// <summary>A timeout that fires after the child exited by itself, while its output is still waited for (a process it
+    /// left running holds it), does not turn its success into "exceeded its time limit".</summary>
+    [Fact]
+    public async Task GivenAChildThatExitedWithZero_WhenTheTimeoutFiresWhileItsOutputIsWaitedFor_ThenTheTaskSucceeds()
+    {
+        var go = Path.Combine(_dir.FullName, "go");
+        using var task = new RunningTask(Request("_start", [], [], []));
+        var running = Runtime($"while [ ! -e '{go}' ]; do sleep 0.01; done; sleep 5 & echo done").RunAsync(task, [0], TestContext.Current.CancellationToken);
+        while (task.ProcessId is null && !running.IsCompleted)
+        {
+            await Task.Delay(10, TestContext.Current.CancellationToken);
+        }
+
+        await File.WriteAllTextAsync(go, "", TestContext.Current.CancellationToken);
+        while (task.ProcessId is not null)
+        {
+            await Task.Delay(10, TestContext.Current.CancellationToken); // until the child has exited
+        }
+
+        running.IsCompleted.ShouldBeFalse(); // its output is still waited for: "sleep 5" holds it
+        task.Abort(StopReason.TimedOut);
+
+        (await running.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken)).ShouldBe(TaskOutcome.Success("done\n"));
+    }
+
     private async Task<TaskOutcome> RunAsync(string script, StartRequest request, byte[]? binary = null)
     {
         using var task = new RunningTask(request);

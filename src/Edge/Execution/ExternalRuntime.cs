@@ -134,9 +134,13 @@ public sealed class ExternalRuntime(string executable, PropletSettings settings,
             var (stdout, stdoutDone) = BoundedCapture.Start(process.StandardOutput.BaseStream, settings.OutputLimit);
             var (stderr, stderrDone) = BoundedCapture.Start(process.StandardError.BaseStream, settings.OutputLimit);
             task.Attach(process);
+            TaskOutcome? stopped;
             try
             {
                 await process.WaitForExitAsync(CancellationToken.None);
+                // The outcome is the state's at the exit: a stop or timeout is the reason of the kill that ended the
+                // child; one that comes while the output is waited for below comes after the child ended by itself.
+                stopped = InProcessRuntime.Stopped(task);
                 try
                 {
                     // A process the child left running (`cmd &`) keeps the pipes open after the child exits, and the
@@ -153,7 +157,7 @@ public sealed class ExternalRuntime(string executable, PropletSettings settings,
                 task.Attach((Process?)null);
             }
 
-            if (InProcessRuntime.Stopped(task) is { } stopped)
+            if (stopped is not null)
             {
                 return stopped;
             }
