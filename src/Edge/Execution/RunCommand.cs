@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using Propeller.WasmHost;
@@ -70,7 +71,8 @@ public static class RunCommand
         {
             // An engine of its own with only the instrumentation the options ask for (fuel and epochs cost up to 1.33x).
             using var engine = new WasmEngine(fuel: options.Fuel is not null, epochs: options.Timeout is not null);
-            using var store = new Store(engine.Engine);
+            var limit = new TimeLimit(options.Timeout);
+            using var store = new Store(engine.Engine, limit);
             if (options.Fuel is { } fuel)
             {
                 store.Fuel = (ulong)fuel;
@@ -106,15 +108,13 @@ public static class RunCommand
             using var linker = new Linker(engine.Engine);
             linker.DefineWasi();
 
+            // A WASI sleep (poll_oneoff) is ours, as for the proplet's tasks: the epoch check runs in guest code only, so in
+            // Wasmtime's own a guest asleep past --timeout slept on; ours wakes at the deadline (the store's data).
+            WasiPoll.Shadow(linker);
+
             // The time limit covers running the guest (its start function included), not compiling it.
-            var deadline = options.Timeout is { } seconds ? DateTime.UtcNow.AddSeconds(seconds) : DateTime.MaxValue;
-            using var ticking = options.Timeout is null ? null : engine.Watch(store, () =>
-            {
-                if (DateTime.UtcNow >= deadline)
-                {
-                    throw new TimeoutException($"--timeout of {options.Timeout} s exceeded");
-                }
-            });
+            limit.Start();
+            using var ticking = options.Timeout is null ? null : engine.Watch(store, () => limit.ThrowIfEnded(cut: false));
 
             var instance = linker.Instantiate(store, module);
             if (options.Invoke is null)
@@ -184,6 +184,30 @@ public static class RunCommand
         {
             stdout.Write(Encoding.UTF8.GetString(captureOut.ToArray()));
             stderr.Write(Encoding.UTF8.GetString(captureErr.ToArray()));
+        }
+    }
+
+    /// <summary>The --timeout: what the epoch check and a guest's sleep (<see cref="WasiPoll"/>) end the guest at.</summary>
+    private sealed class TimeLimit(double? seconds) : IWaitLimit
+    {
+        public long Deadline { get; private set; } = long.MaxValue;
+
+        public CancellationToken Cancellation => CancellationToken.None;
+
+        public void Start()
+        {
+            if (seconds is { } s)
+            {
+                Deadline = Stopwatch.GetTimestamp() + (long)(s * Stopwatch.Frequency);
+            }
+        }
+
+        public void ThrowIfEnded(bool cut)
+        {
+            if (cut || Stopwatch.GetTimestamp() >= Deadline)
+            {
+                throw new TimeoutException(string.Create(CultureInfo.InvariantCulture, $"--timeout of {seconds} s exceeded"));
+            }
         }
     }
 

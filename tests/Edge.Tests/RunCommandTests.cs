@@ -1,0 +1,28 @@
+using Propeller.Edge.Execution;
+using Propeller.Tests.Shared;
+
+namespace Propeller.Edge.Tests;
+
+/// <summary>`propeller-proplet run` (<see cref="RunCommand"/>), called in-process with real WASI programs.</summary>
+public sealed class RunCommandTests
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    /// <summary>A guest asleep in poll_oneoff runs no guest code, where the epoch check runs: the run's own poll_oneoff
+    /// wakes it at the --timeout, as the proplet's tasks are (the 60 s sleep would outlast the 30 s wait).</summary>
+    [Fact]
+    public async Task GivenAGuestAsleepInPollOneoff_WhenTheTimeoutPasses_ThenRunExitsWithTheTimeoutsCode()
+    {
+        var (code, stdout, stderr) = await RunAsync(["--timeout", "1", CPrograms.PathOf("sleep"), "60"]);
+
+        (code, stdout, stderr).ShouldBe((124, "", "error: --timeout of 1 s exceeded\n"));
+    }
+
+    private static async Task<(int Code, string Stdout, string Stderr)> RunAsync(string[] args)
+    {
+        using var stdout = new StringWriter();
+        using var stderr = new StringWriter();
+        var code = await Task.Run(() => RunCommand.Run("propeller-proplet run", args, stdout, stderr), Ct).WaitAsync(TimeSpan.FromSeconds(30), Ct);
+        return (code, stdout.ToString(), stderr.ToString());
+    }
+}
