@@ -18,6 +18,21 @@ public sealed class RunCommandTests
         (code, stdout, stderr).ShouldBe((124, "", "error: --timeout of 1 s exceeded\n"));
     }
 
+    /// <summary>A --dir whose host directory cannot be opened is bad input: one error line and exit 2, not an unhandled
+    /// exception (the process aborted with 134, the trap's code).</summary>
+    [Fact]
+    public async Task GivenADirThatDoesNotExist_WhenRun_ThenItExitsWithTheBadInputCodeAndOneErrorLine()
+    {
+        var missing = Path.Combine(Path.GetTempPath(), "no-such-dir-" + Guid.NewGuid().ToString("N"));
+
+        var (code, stdout, stderr) = await RunAsync(["--dir", missing + "::/data", CPrograms.PathOf("sleep"), "0"]);
+
+        (code, stdout).ShouldBe((2, ""));
+        stderr.ShouldStartWith("error: --dir: ");
+        stderr.ShouldContain(missing);
+        stderr.TrimEnd('\n').ShouldNotContain('\n');
+    }
+
     private static async Task<(int Code, string Stdout, string Stderr)> RunAsync(string[] args)
     {
         using var stdout = new StringWriter();

@@ -10,7 +10,7 @@ namespace Propeller.Edge.Execution;
 /// `propeller-proplet run [OPTIONS] FILE.wasm [ARGS...]`, shaped like `wasmtime run` and running on Wasmtime: runs
 /// `_start` as a WASI program with ARGS as argv and exits with the guest's exit code, or calls `--invoke NAME` with ARGS
 /// as typed values and prints the results. A trap exits with 134 and "error: wasm trap: KIND: message" on stderr, an
-/// exceeded --timeout with 124; bad arguments exit with 2. The program argument names the command in the usage text.
+/// exceeded --timeout with 124; bad arguments (a --dir that cannot be opened too) exit with 2. The program argument names the command in the usage text.
 /// </summary>
 public static class RunCommand
 {
@@ -104,7 +104,16 @@ public static class RunCommand
                 wasi.WithPreopenedDirectory(host, guest, mutable: true);
             }
 
-            store.SetWasiConfiguration(wasi);
+            try
+            {
+                store.SetWasiConfiguration(wasi);
+            }
+            catch (InvalidOperationException e) when (options.Dirs.Count > 0)
+            {
+                // Wasmtime opens the --dir directories here; one it cannot open is bad input, not a crash (it aborted).
+                stderr.WriteLine($"error: --dir: {e.Message}");
+                return 2;
+            }
             using var linker = new Linker(engine.Engine);
             linker.DefineWasi();
 
