@@ -94,6 +94,34 @@ public sealed class ExternalRuntimeTests : IDisposable
         outcome.Error.ShouldBe("Process exited with status: exit status: 3, stderr: boom\n");
     }
 
+    /// <summary>A child killed by a signal that was not the proplet's stop or timeout is reported as Rust reports it (spec
+    /// §6); a child that exited with 137 by itself keeps "exit status: 137", though .NET's exit code is 137 for both.</summary>
+    [Fact]
+    public async Task GivenARuntimeKilledByASignal_WhenItEnds_ThenTheErrorNamesTheSignal()
+    {
+        var killed = await RunGatedAsync("echo dying >&2; kill -KILL $$");
+        var exited = await RunGatedAsync("exit 137");
+
+        killed.Error.ShouldBe("Process exited with status: signal: 9 (SIGKILL), stderr: dying\n");
+        exited.Error.ShouldBe("Process exited with status: exit status: 137, stderr: ");
+    }
+
+    /// <summary>Runs <paramref name="script"/> once the runtime has the child in hand (the task has its process), so
+    /// the child does not end before the runtime starts watching it.</summary>
+    private async Task<TaskOutcome> RunGatedAsync(string script)
+    {
+        var go = Path.Combine(_dir.FullName, "go-" + Guid.NewGuid().ToString("N"));
+        using var task = new RunningTask(Request("main", [], [], []));
+        var running = Runtime($"while [ ! -e '{go}' ]; do sleep 0.01; done; {script}").RunAsync(task, [0], TestContext.Current.CancellationToken);
+        while (task.ProcessId is null && !running.IsCompleted)
+        {
+            await Task.Delay(10, TestContext.Current.CancellationToken);
+        }
+
+        await File.WriteAllTextAsync(go, "", TestContext.Current.CancellationToken);
+        return await running.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
+    }
+
     [Fact]
     public async Task GivenARuntimeWritingMoreThanAPipeBuffer_WhenRun_ThenItFinishesAndTheOutputIsBounded()
     {

@@ -130,6 +130,8 @@ public sealed class ExternalRuntime(string executable, PropletSettings settings,
                 return TaskOutcome.Failure($"Failed to start the external runtime '{executable}': {ex.Message}");
             }
 
+            // Watched before anything else: a child that ends before its pidfd is opened is reported by its exit code.
+            using var status = ChildStatus.Watch(process.Id);
             process.StandardInput.Close();
             var (stdout, stdoutDone) = BoundedCapture.Start(process.StandardOutput.BaseStream, settings.OutputLimit);
             var (stderr, stderrDone) = BoundedCapture.Start(process.StandardError.BaseStream, settings.OutputLimit);
@@ -169,7 +171,7 @@ public sealed class ExternalRuntime(string executable, PropletSettings settings,
 
             return process.ExitCode == 0
                 ? TaskOutcome.Success(stdout.ToString())
-                : TaskOutcome.Failure($"Process exited with status: exit status: {process.ExitCode}, stderr: {stderr}");
+                : TaskOutcome.Failure($"Process exited with status: {status.Describe(process.ExitCode)}, stderr: {stderr}");
         }
         finally
         {
