@@ -135,14 +135,21 @@ public sealed class ExternalRuntime(string executable, PropletSettings settings,
             process.StandardInput.Close();
             var (stdout, stdoutDone) = BoundedCapture.Start(process.StandardOutput.BaseStream, settings.OutputLimit);
             var (stderr, stderrDone) = BoundedCapture.Start(process.StandardError.BaseStream, settings.OutputLimit);
+            // The outcome is the state's at the child's exit: a stop or timeout is the outcome when it found the child
+            // running (its kill ends it), not when it came after the child had exited by itself (while its output is
+            // waited for below). A child that exits now reads as exited here (HasExited reaps it).
+            var endedRunning = 0;
+            using var ending = task.Aborted.Register(() =>
+            {
+                if (!process.HasExited)
+                {
+                    Volatile.Write(ref endedRunning, 1);
+                }
+            });
             task.Attach(process);
-            TaskOutcome? stopped;
             try
             {
                 await process.WaitForExitAsync(CancellationToken.None);
-                // The outcome is the state's at the exit: a stop or timeout is the reason of the kill that ended the
-                // child; one that comes while the output is waited for below comes after the child ended by itself.
-                stopped = InProcessRuntime.Stopped(task);
                 try
                 {
                     // A process the child left running (`cmd &`) keeps the pipes open after the child exits, and the
@@ -159,7 +166,7 @@ public sealed class ExternalRuntime(string executable, PropletSettings settings,
                 task.Attach((Process?)null);
             }
 
-            if (stopped is not null)
+            if (Volatile.Read(ref endedRunning) == 1 && InProcessRuntime.Stopped(task) is { } stopped)
             {
                 return stopped;
             }
