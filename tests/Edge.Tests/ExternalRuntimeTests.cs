@@ -16,10 +16,46 @@ public sealed class ExternalRuntimeTests : IDisposable
     {
         var request = Request("add", ["10", "20"], ["--dir", "/tmp"], new Dictionary<string, string> { ["K"] = "V" });
 
-        ExternalRuntime.Arguments(request, "/tmp/proplet_x.wasm")
-            .ShouldBe(["run", "--invoke", "add", "--dir", "/tmp", "--env", "K=V", "/tmp/proplet_x.wasm", "10", "20"]);
-        ExternalRuntime.Arguments(Request("_start", ["a"], [], []), "/f.wasm").ShouldBe(["run", "/f.wasm", "a"]);
-        ExternalRuntime.Arguments(Request("add", [], ["--invoke", "x"], []), "/f.wasm").ShouldBe(["run", "--invoke", "x", "/f.wasm"]);
+        ExternalRuntime.Arguments(request, "/tmp/proplet_x.wasm", component: false, "me")
+            .ShouldBe(["run", "--invoke", "add", "--dir", "/tmp", "--env", "K=V", "--env", "PROPLET_ID=me", "/tmp/proplet_x.wasm", "10", "20"]);
+        ExternalRuntime.Arguments(Request("_start", ["a"], [], []), "/f.wasm", component: false, "me").ShouldBe(["run", "--env", "PROPLET_ID=me", "/f.wasm", "a"]);
+        ExternalRuntime.Arguments(Request("add", [], ["--invoke", "x"], []), "/f.wasm", component: false, "me").ShouldBe(["run", "--invoke", "x", "--env", "PROPLET_ID=me", "/f.wasm"]);
+    }
+
+    /// <summary>The limit flags are the proplet's: the wasmtime CLI refuses them ("unexpected argument") and
+    /// `propeller-proplet run` the <c>--flag=N</c> form, so the child gets the other arguments only.</summary>
+    [Fact]
+    public void GivenLimitFlagsInCliArgs_WhenTheCommandLineIsBuilt_ThenTheyAreNotPassedOn()
+    {
+        var request = Request("_start", ["a"], ["--timeout", "5", "--dir", "/tmp", "--fuel=10", "--max-memory", "4", "--timeout=2.5", "--fuelish"], []);
+
+        ExternalRuntime.Arguments(request, "/f.wasm", component: false, "me").ShouldBe(["run", "--dir", "/tmp", "--fuelish", "--env", "PROPLET_ID=me", "/f.wasm", "a"]);
+    }
+
+    /// <summary>A component's custom export is called as wasmtime calls one, with its inputs as WAVE literals inside the
+    /// call expression and none after the file (spec §6); its command and a named --invoke keep the inputs.</summary>
+    [Fact]
+    public async Task GivenAComponentWithACustomExport_WhenRun_ThenTheInputsAreInsideTheInvokeExpression()
+    {
+        byte[] component = [0, 97, 115, 109, 0x0D, 0, 1, 0];
+        var echo = "for a; do case \"$a\" in *proplet_*) echo FILE;; *) echo \"$a\";; esac; done";
+
+        var outcome = await RunAsync(echo, Request("add", ["1", "\"x\""], [], []), component);
+
+        outcome.ShouldBe(TaskOutcome.Success("run\n--invoke\nadd(1, \"x\")\n--env\nPROPLET_ID=me\nFILE\n"));
+        ExternalRuntime.Arguments(Request("_start", ["a"], [], []), "/f.wasm", component: true, "me").ShouldBe(["run", "--env", "PROPLET_ID=me", "/f.wasm", "a"]);
+        ExternalRuntime.Arguments(Request("add", ["1"], ["--invoke", "x(1)"], []), "/f.wasm", component: true, "me").ShouldBe(["run", "--invoke", "x(1)", "--env", "PROPLET_ID=me", "/f.wasm", "1"]);
+        ExternalRuntime.Arguments(Request("add", [], [], []), "/f.wasm", component: true, "me").ShouldBe(["run", "--invoke", "add()", "--env", "PROPLET_ID=me", "/f.wasm"]);
+    }
+
+    [Fact]
+    public void GivenBinaryHeaders_WhenClassified_ThenComponentsAreThoseWithAComponentsVersionAndLayer()
+    {
+        ExternalRuntime.IsComponent([0, 97, 115, 109, 0x0D, 0, 1, 0]).ShouldBeTrue();
+        ExternalRuntime.IsComponent([0, 97, 115, 109, 0x0A, 0, 1, 0]).ShouldBeTrue();
+        ExternalRuntime.IsComponent(Modules.Addition).ShouldBeFalse();
+        ExternalRuntime.IsComponent([0, 97, 115, 109, 0x0D, 0, 0, 0]).ShouldBeFalse();
+        ExternalRuntime.IsComponent([0, 97, 115, 109]).ShouldBeFalse();
     }
 
     [Fact]
@@ -35,7 +71,19 @@ public sealed class ExternalRuntimeTests : IDisposable
     {
         var outcome = await RunAsync("echo \"$@\" | sed 's#/[^ ]*proplet_[^ ]*#FILE#'; echo \"env=$K\"", Request("add", ["1", "2"], [], new Dictionary<string, string> { ["K"] = "V" }));
 
-        outcome.ShouldBe(TaskOutcome.Success("run --invoke add --env K=V FILE 1 2\nenv=V\n"));
+        outcome.ShouldBe(TaskOutcome.Success("run --invoke add --env K=V --env PROPLET_ID=me FILE 1 2\nenv=V\n"));
+    }
+
+    /// <summary>Every task's env has PROPLET_ID (spec §2.1 step 13), this proplet's id unless the task sets its own: the
+    /// child gets it in its environment and, for the guest, as an --env flag.</summary>
+    [Fact]
+    public async Task GivenATask_WhenRunByAnExternalRuntime_ThenItsEnvHasPropletId()
+    {
+        var script = "echo \"$@\" | sed 's#/[^ ]*proplet_[^ ]*#FILE#'; echo \"id=$PROPLET_ID\"";
+
+        (await RunAsync(script, Request("_start", [], [], []))).ShouldBe(TaskOutcome.Success("run --env PROPLET_ID=me FILE\nid=me\n"));
+        (await RunAsync(script, Request("_start", [], [], new Dictionary<string, string> { ["PROPLET_ID"] = "own" })))
+            .ShouldBe(TaskOutcome.Success("run --env PROPLET_ID=own FILE\nid=own\n"));
     }
 
     [Fact]
@@ -44,6 +92,34 @@ public sealed class ExternalRuntimeTests : IDisposable
         var outcome = await RunAsync("echo boom >&2; exit 3", Request("main", [], [], []));
 
         outcome.Error.ShouldBe("Process exited with status: exit status: 3, stderr: boom\n");
+    }
+
+    /// <summary>A child killed by a signal that was not the proplet's stop or timeout is reported as Rust reports it (spec
+    /// §6); a child that exited with 137 by itself keeps "exit status: 137", though .NET's exit code is 137 for both.</summary>
+    [Fact]
+    public async Task GivenARuntimeKilledByASignal_WhenItEnds_ThenTheErrorNamesTheSignal()
+    {
+        var killed = await RunGatedAsync("echo dying >&2; kill -KILL $$");
+        var exited = await RunGatedAsync("exit 137");
+
+        killed.Error.ShouldBe("Process exited with status: signal: 9 (SIGKILL), stderr: dying\n");
+        exited.Error.ShouldBe("Process exited with status: exit status: 137, stderr: ");
+    }
+
+    /// <summary>Runs <paramref name="script"/> once the runtime has the child in hand (the task has its process), so
+    /// the child does not end before the runtime starts watching it.</summary>
+    private async Task<TaskOutcome> RunGatedAsync(string script)
+    {
+        var go = Path.Combine(_dir.FullName, "go-" + Guid.NewGuid().ToString("N"));
+        using var task = new RunningTask(Request("main", [], [], []));
+        var running = Runtime($"while [ ! -e '{go}' ]; do sleep 0.01; done; {script}").RunAsync(task, [0], TestContext.Current.CancellationToken);
+        while (task.ProcessId is null && !running.IsCompleted)
+        {
+            await Task.Delay(10, TestContext.Current.CancellationToken);
+        }
+
+        await File.WriteAllTextAsync(go, "", TestContext.Current.CancellationToken);
+        return await running.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
     }
 
     [Fact]
@@ -116,10 +192,35 @@ public sealed class ExternalRuntimeTests : IDisposable
         outcome.ShouldBe(TaskOutcome.Success("done\n"));
     }
 
-    private async Task<TaskOutcome> RunAsync(string script, StartRequest request)
+    /// <summary>A timeout that fires after the child exited by itself, while its output is still waited for (a process it
+    /// left running holds it), does not turn its success into "exceeded its time limit".</summary>
+    [Fact]
+    public async Task GivenAChildThatExitedWithZero_WhenTheTimeoutFiresWhileItsOutputIsWaitedFor_ThenTheTaskSucceeds()
+    {
+        var go = Path.Combine(_dir.FullName, "go");
+        using var task = new RunningTask(Request("_start", [], [], []));
+        var running = Runtime($"while [ ! -e '{go}' ]; do sleep 0.01; done; sleep 5 & echo done").RunAsync(task, [0], TestContext.Current.CancellationToken);
+        while (task.ProcessId is null && !running.IsCompleted)
+        {
+            await Task.Delay(10, TestContext.Current.CancellationToken);
+        }
+
+        await File.WriteAllTextAsync(go, "", TestContext.Current.CancellationToken);
+        while (task.ProcessId is not null)
+        {
+            await Task.Delay(10, TestContext.Current.CancellationToken); // until the child has exited
+        }
+
+        running.IsCompleted.ShouldBeFalse(); // its output is still waited for: "sleep 5" holds it
+        task.Abort(StopReason.TimedOut);
+
+        (await running.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken)).ShouldBe(TaskOutcome.Success("done\n"));
+    }
+
+    private async Task<TaskOutcome> RunAsync(string script, StartRequest request, byte[]? binary = null)
     {
         using var task = new RunningTask(request);
-        return await Runtime(script).RunAsync(task, [0, 97, 115, 109], TestContext.Current.CancellationToken);
+        return await Runtime(script).RunAsync(task, binary ?? [0, 97, 115, 109], TestContext.Current.CancellationToken);
     }
 
     private ExternalRuntime Runtime(string script)
@@ -131,7 +232,7 @@ public sealed class ExternalRuntimeTests : IDisposable
             File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         }
 
-        return new ExternalRuntime(path, TestSettings.Create(), NullLogger<ExternalRuntime>.Instance);
+        return new ExternalRuntime(path, TestSettings.Create("me"), NullLogger<ExternalRuntime>.Instance);
     }
 
     private static StartRequest Request(string name, string[] inputs, string[] cliArgs, Dictionary<string, string> env, string? id = null) => new(

@@ -7,8 +7,9 @@ namespace Propeller.Edge.Execution;
 
 /// <summary>
 /// PROPLET_EXTERNAL_WASM_RUNTIME (spec §6): runs the binary in a child process with the original's argument shape,
-/// <c>run [--invoke NAME] CLI_ARGS... [--env K=V]... FILE INPUTS...</c> (wasmtime's, and `propeller-proplet run`'s).
-/// Output is read while the child runs and bounded; the task timeout and a stop kill the process tree.
+/// <c>run [--invoke NAME] CLI_ARGS... [--env K=V]... FILE INPUTS...</c> (wasmtime's, and `propeller-proplet run`'s),
+/// without the limit flags of <see cref="TaskLimits"/>, and with PROPLET_ID in the env. Output is read while the child
+/// runs and bounded; the task timeout and a stop kill the process tree.
 /// </summary>
 public sealed class ExternalRuntime(string executable, PropletSettings settings, ILogger<ExternalRuntime> logger) : IWasmRuntime
 {
@@ -49,27 +50,45 @@ public sealed class ExternalRuntime(string executable, PropletSettings settings,
         return null;
     }
 
-    /// <summary>The child's arguments for a task whose binary was written to <paramref name="file"/>.</summary>
-    public static List<string> Arguments(StartRequest request, string file)
+    /// <summary>
+    /// A component as the original's host runtime tells one (spec §2.3): the wasm magic, then a component's version and
+    /// layer (bytes 4–7 <c>0D 00 01 00</c>, or the pre-release layer byte <c>0A</c>), not a core module's <c>01 00 00 00</c>.
+    /// </summary>
+    public static bool IsComponent(ReadOnlySpan<byte> binary) =>
+        binary.Length >= 8 && binary[..4].SequenceEqual("\0asm"u8) && binary[4] is 0x0D or 0x0A && binary[5..8].SequenceEqual((ReadOnlySpan<byte>)[0x00, 0x01, 0x00]);
+
+    /// <summary>
+    /// The child's arguments for a task whose binary was written to <paramref name="file"/>. A component's custom export
+    /// is called with wasmtime's call expression, its inputs as WAVE literals inside it (<c>--invoke "add(1, 2)"</c>, spec
+    /// §6), and gets no positional inputs; a core module's is <c>--invoke NAME</c> with the inputs after the file.
+    /// </summary>
+    public static List<string> Arguments(StartRequest request, string file, bool component, string propletId)
     {
         ArgumentNullException.ThrowIfNull(request);
         var args = new List<string> { "run" };
-        var customExport = request.Name is { Length: > 0 } name && name != "_start" && !name.StartsWith("fl-round-", StringComparison.Ordinal);
-        if (customExport && !request.CliArgs.Contains("--invoke"))
+        var customExport = request.Name is { Length: > 0 } name && name != "_start" && !name.StartsWith("fl-round-", StringComparison.Ordinal)
+            && !request.CliArgs.Contains("--invoke");
+        if (customExport)
         {
             args.Add("--invoke");
-            args.Add(request.Name);
+            args.Add(component ? $"{request.Name}({string.Join(", ", request.Inputs)})" : request.Name);
         }
 
-        args.AddRange(request.CliArgs);
-        foreach (var (key, value) in request.Env)
+        // The limit flags are the proplet's (TaskLimits): the timeout it enforces itself, fuel and memory do not apply to a
+        // child, and the wasmtime CLI would refuse them as unexpected arguments.
+        args.AddRange(TaskLimits.Without(request.CliArgs));
+        foreach (var (key, value) in TaskEnvironment(request, propletId))
         {
             args.Add("--env");
             args.Add($"{key}={value}");
         }
 
         args.Add(file);
-        args.AddRange(request.Inputs);
+        if (!(component && customExport))
+        {
+            args.AddRange(request.Inputs);
+        }
+
         return args;
     }
 
@@ -91,12 +110,12 @@ public sealed class ExternalRuntime(string executable, PropletSettings settings,
                 RedirectStandardError = true,
                 UseShellExecute = false,
             };
-            foreach (var arg in Arguments(task.Request, file))
+            foreach (var arg in Arguments(task.Request, file, IsComponent(binary), settings.EntityId))
             {
                 info.ArgumentList.Add(arg);
             }
 
-            foreach (var (key, value) in task.Request.Env)
+            foreach (var (key, value) in TaskEnvironment(task.Request, settings.EntityId))
             {
                 info.Environment[key] = value;
             }
@@ -111,9 +130,22 @@ public sealed class ExternalRuntime(string executable, PropletSettings settings,
                 return TaskOutcome.Failure($"Failed to start the external runtime '{executable}': {ex.Message}");
             }
 
+            // Watched before anything else: a child that ends before its pidfd is opened is reported by its exit code.
+            using var status = ChildStatus.Watch(process.Id);
             process.StandardInput.Close();
             var (stdout, stdoutDone) = BoundedCapture.Start(process.StandardOutput.BaseStream, settings.OutputLimit);
             var (stderr, stderrDone) = BoundedCapture.Start(process.StandardError.BaseStream, settings.OutputLimit);
+            // The outcome is the state's at the child's exit: a stop or timeout is the outcome when it found the child
+            // running (its kill ends it), not when it came after the child had exited by itself (while its output is
+            // waited for below). A child that exits now reads as exited here (HasExited reaps it).
+            var endedRunning = 0;
+            using var ending = task.Aborted.Register(() =>
+            {
+                if (!process.HasExited)
+                {
+                    Volatile.Write(ref endedRunning, 1);
+                }
+            });
             task.Attach(process);
             try
             {
@@ -134,7 +166,7 @@ public sealed class ExternalRuntime(string executable, PropletSettings settings,
                 task.Attach((Process?)null);
             }
 
-            if (InProcessRuntime.Stopped(task) is { } stopped)
+            if (Volatile.Read(ref endedRunning) == 1 && InProcessRuntime.Stopped(task) is { } stopped)
             {
                 return stopped;
             }
@@ -146,7 +178,7 @@ public sealed class ExternalRuntime(string executable, PropletSettings settings,
 
             return process.ExitCode == 0
                 ? TaskOutcome.Success(stdout.ToString())
-                : TaskOutcome.Failure($"Process exited with status: exit status: {process.ExitCode}, stderr: {stderr}");
+                : TaskOutcome.Failure($"Process exited with status: {status.Describe(process.ExitCode)}, stderr: {stderr}");
         }
         finally
         {
@@ -159,6 +191,19 @@ public sealed class ExternalRuntime(string executable, PropletSettings settings,
                 // best effort, like the original
             }
         }
+    }
+
+    /// <summary>The task env plus PROPLET_ID (this proplet's id) unless the task sets one, as every task gets it (spec
+    /// §2.1 step 13): given to the child both as <c>--env</c> flags (to the guest) and in its environment.</summary>
+    private static List<KeyValuePair<string, string>> TaskEnvironment(StartRequest request, string propletId)
+    {
+        var env = request.Env.ToList();
+        if (!request.Env.ContainsKey("PROPLET_ID"))
+        {
+            env.Add(new("PROPLET_ID", propletId));
+        }
+
+        return env;
     }
 
     private static string SafeName(string id) => string.Concat(id.Select(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' ? c : '_'));

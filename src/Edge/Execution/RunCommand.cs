@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using Propeller.WasmHost;
@@ -9,7 +10,7 @@ namespace Propeller.Edge.Execution;
 /// `propeller-proplet run [OPTIONS] FILE.wasm [ARGS...]`, shaped like `wasmtime run` and running on Wasmtime: runs
 /// `_start` as a WASI program with ARGS as argv and exits with the guest's exit code, or calls `--invoke NAME` with ARGS
 /// as typed values and prints the results. A trap exits with 134 and "error: wasm trap: KIND: message" on stderr, an
-/// exceeded --timeout with 124; bad arguments exit with 2. The program argument names the command in the usage text.
+/// exceeded --timeout with 124; bad arguments (a --dir that cannot be opened too) exit with 2. The program argument names the command in the usage text.
 /// </summary>
 public static class RunCommand
 {
@@ -70,7 +71,8 @@ public static class RunCommand
         {
             // An engine of its own with only the instrumentation the options ask for (fuel and epochs cost up to 1.33x).
             using var engine = new WasmEngine(fuel: options.Fuel is not null, epochs: options.Timeout is not null);
-            using var store = new Store(engine.Engine);
+            var limit = new TimeLimit(options.Timeout);
+            using var store = new Store(engine.Engine, limit);
             if (options.Fuel is { } fuel)
             {
                 store.Fuel = (ulong)fuel;
@@ -102,19 +104,26 @@ public static class RunCommand
                 wasi.WithPreopenedDirectory(host, guest, mutable: true);
             }
 
-            store.SetWasiConfiguration(wasi);
+            try
+            {
+                store.SetWasiConfiguration(wasi);
+            }
+            catch (InvalidOperationException e) when (options.Dirs.Count > 0)
+            {
+                // Wasmtime opens the --dir directories here; one it cannot open is bad input, not a crash (it aborted).
+                stderr.WriteLine($"error: --dir: {e.Message}");
+                return 2;
+            }
             using var linker = new Linker(engine.Engine);
             linker.DefineWasi();
 
+            // A WASI sleep (poll_oneoff) is ours, as for the proplet's tasks: the epoch check runs in guest code only, so in
+            // Wasmtime's own a guest asleep past --timeout slept on; ours wakes at the deadline (the store's data).
+            WasiPoll.Shadow(linker);
+
             // The time limit covers running the guest (its start function included), not compiling it.
-            var deadline = options.Timeout is { } seconds ? DateTime.UtcNow.AddSeconds(seconds) : DateTime.MaxValue;
-            using var ticking = options.Timeout is null ? null : engine.Watch(store, () =>
-            {
-                if (DateTime.UtcNow >= deadline)
-                {
-                    throw new TimeoutException($"--timeout of {options.Timeout} s exceeded");
-                }
-            });
+            limit.Start();
+            using var ticking = options.Timeout is null ? null : engine.Watch(store, () => limit.ThrowIfEnded(cut: false));
 
             var instance = linker.Instantiate(store, module);
             if (options.Invoke is null)
@@ -184,6 +193,30 @@ public static class RunCommand
         {
             stdout.Write(Encoding.UTF8.GetString(captureOut.ToArray()));
             stderr.Write(Encoding.UTF8.GetString(captureErr.ToArray()));
+        }
+    }
+
+    /// <summary>The --timeout: what the epoch check and a guest's sleep (<see cref="WasiPoll"/>) end the guest at.</summary>
+    private sealed class TimeLimit(double? seconds) : IWaitLimit
+    {
+        public long Deadline { get; private set; } = long.MaxValue;
+
+        public CancellationToken Cancellation => CancellationToken.None;
+
+        public void Start()
+        {
+            if (seconds is { } s)
+            {
+                Deadline = Stopwatch.GetTimestamp() + (long)(s * Stopwatch.Frequency);
+            }
+        }
+
+        public void ThrowIfEnded(bool cut)
+        {
+            if (cut || Stopwatch.GetTimestamp() >= Deadline)
+            {
+                throw new TimeoutException(string.Create(CultureInfo.InvariantCulture, $"--timeout of {seconds} s exceeded"));
+            }
         }
     }
 

@@ -66,13 +66,41 @@ public sealed record TaskLimits(long? Fuel, long? MaxMemoryMib, TimeSpan? Timeou
         return limits;
     }
 
+    /// <summary>
+    /// <paramref name="cliArgs"/> without the limit flags <see cref="From"/> reads and their values: what an external
+    /// runtime is given. The proplet enforces the time limit itself (it kills the child); the wasmtime CLI refuses these
+    /// flags ("unexpected argument") and `propeller-proplet run` the <c>--flag=N</c> form.
+    /// </summary>
+    public static List<string> Without(IReadOnlyList<string> cliArgs)
+    {
+        ArgumentNullException.ThrowIfNull(cliArgs);
+        var rest = new List<string>(cliArgs.Count);
+        for (var i = 0; i < cliArgs.Count; i++)
+        {
+            if (IsFlag(cliArgs[i]))
+            {
+                i++; // its value
+            }
+            else if (!IsFlagWithValue(cliArgs[i]))
+            {
+                rest.Add(cliArgs[i]);
+            }
+        }
+
+        return rest;
+    }
+
+    private static bool IsFlag(string arg) => arg is "--fuel" or "--max-memory" or "--timeout";
+
+    private static bool IsFlagWithValue(string arg) => arg.IndexOf('=', StringComparison.Ordinal) is > 0 and var eq && IsFlag(arg[..eq]);
+
     private static (string? Flag, string? Value) Split(IReadOnlyList<string> args, ref int i)
     {
         var arg = args[i];
-        if (arg is not ("--fuel" or "--max-memory" or "--timeout"))
+        if (!IsFlag(arg))
         {
             var eq = arg.IndexOf('=', StringComparison.Ordinal);
-            return eq > 0 && arg[..eq] is "--fuel" or "--max-memory" or "--timeout" ? (arg[..eq], arg[(eq + 1)..]) : (null, null);
+            return IsFlagWithValue(arg) ? (arg[..eq], arg[(eq + 1)..]) : (null, null);
         }
 
         if (i + 1 >= args.Count)

@@ -1,0 +1,43 @@
+using Propeller.Edge.Execution;
+using Propeller.Tests.Shared;
+
+namespace Propeller.Edge.Tests;
+
+/// <summary>`propeller-proplet run` (<see cref="RunCommand"/>), called in-process with real WASI programs.</summary>
+public sealed class RunCommandTests
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    /// <summary>A guest asleep in poll_oneoff runs no guest code, where the epoch check runs: the run's own poll_oneoff
+    /// wakes it at the --timeout, as the proplet's tasks are (the 60 s sleep would outlast the 30 s wait).</summary>
+    [Fact]
+    public async Task GivenAGuestAsleepInPollOneoff_WhenTheTimeoutPasses_ThenRunExitsWithTheTimeoutsCode()
+    {
+        var (code, stdout, stderr) = await RunAsync(["--timeout", "1", CPrograms.PathOf("sleep"), "60"]);
+
+        (code, stdout, stderr).ShouldBe((124, "", "error: --timeout of 1 s exceeded\n"));
+    }
+
+    /// <summary>A --dir whose host directory cannot be opened is bad input: one error line and exit 2, not an unhandled
+    /// exception (the process aborted with 134, the trap's code).</summary>
+    [Fact]
+    public async Task GivenADirThatDoesNotExist_WhenRun_ThenItExitsWithTheBadInputCodeAndOneErrorLine()
+    {
+        var missing = Path.Combine(Path.GetTempPath(), "no-such-dir-" + Guid.NewGuid().ToString("N"));
+
+        var (code, stdout, stderr) = await RunAsync(["--dir", missing + "::/data", CPrograms.PathOf("sleep"), "0"]);
+
+        (code, stdout).ShouldBe((2, ""));
+        stderr.ShouldStartWith("error: --dir: ");
+        stderr.ShouldContain(missing);
+        stderr.TrimEnd('\n').ShouldNotContain('\n');
+    }
+
+    private static async Task<(int Code, string Stdout, string Stderr)> RunAsync(string[] args)
+    {
+        using var stdout = new StringWriter();
+        using var stderr = new StringWriter();
+        var code = await Task.Run(() => RunCommand.Run("propeller-proplet run", args, stdout, stderr), Ct).WaitAsync(TimeSpan.FromSeconds(30), Ct);
+        return (code, stdout.ToString(), stderr.ToString());
+    }
+}
