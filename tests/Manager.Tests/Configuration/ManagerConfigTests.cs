@@ -154,6 +154,44 @@ public sealed class ManagerConfigTests : IDisposable
     }
 
     [Fact]
+    public void HttpsCertificateAndKey_AreReadTogether_OneAloneOrAnUnreadableFileIsAnError()
+    {
+        var (certFile, keyFile, thumbprint) = Http.HttpServerSettingsTests.WriteSelfSignedPem(_dir);
+
+        Load().HttpsCertificate.ShouldBeNull();
+        Load(("MANAGER_HTTP_SERVER_CERT", certFile), ("MANAGER_HTTP_SERVER_KEY", keyFile)).HttpsCertificate!.Thumbprint.ShouldBe(thumbprint);
+
+        Should.Throw<ManagerConfigurationException>(() => Load(("MANAGER_HTTP_SERVER_CERT", certFile)))
+            .Message.ShouldContain("MANAGER_HTTP_SERVER_CERT and MANAGER_HTTP_SERVER_KEY must be given together");
+        Should.Throw<ManagerConfigurationException>(() => Load(("MANAGER_HTTP_SERVER_KEY", keyFile)))
+            .Message.ShouldContain("MANAGER_HTTP_SERVER_CERT and MANAGER_HTTP_SERVER_KEY must be given together");
+        Should.Throw<ManagerConfigurationException>(() => Load(("MANAGER_HTTP_SERVER_CERT", Path.Combine(_dir, "missing.crt")), ("MANAGER_HTTP_SERVER_KEY", keyFile)))
+            .Message.ShouldContain("cannot be read as a PEM certificate and its key");
+        var notPem = Path.Combine(_dir, "not.pem");
+        File.WriteAllText(notPem, "not a certificate");
+        Should.Throw<ManagerConfigurationException>(() => Load(("MANAGER_HTTP_SERVER_CERT", certFile), ("MANAGER_HTTP_SERVER_KEY", notPem)))
+            .Message.ShouldContain("MANAGER_HTTP_SERVER_KEY");
+    }
+
+    [Fact]
+    public void HttpServerLimits_AreReadWhenSet_AndChecked()
+    {
+        var unset = Load();
+        unset.HttpReadHeaderTimeout.ShouldBeNull();
+        unset.HttpIdleTimeout.ShouldBeNull();
+        unset.HttpMaxHeaderBytes.ShouldBeNull();
+
+        var set = Load(("MANAGER_HTTP_SERVER_READ_HEADER_TIMEOUT", "5s"), ("MANAGER_HTTP_SERVER_IDLE_TIMEOUT", "1m"), ("MANAGER_HTTP_SERVER_MAX_HEADER_BYTES", "1048576"));
+        set.HttpReadHeaderTimeout.ShouldBe(TimeSpan.FromSeconds(5));
+        set.HttpIdleTimeout.ShouldBe(TimeSpan.FromMinutes(1));
+        set.HttpMaxHeaderBytes.ShouldBe(1048576);
+
+        var ex = Should.Throw<ManagerConfigurationException>(() => Load(
+            ("MANAGER_HTTP_SERVER_READ_HEADER_TIMEOUT", "soon"), ("MANAGER_HTTP_SERVER_IDLE_TIMEOUT", "0s"), ("MANAGER_HTTP_SERVER_MAX_HEADER_BYTES", "-1")));
+        ex.Errors.Count.ShouldBe(3);
+    }
+
+    [Fact]
     public void BrokenConfigToml_IsAnErrorNamingTheLine()
     {
         File.WriteAllText(Path.Combine(_dir, "config.toml"), "[manager]\ntenant_id = unquoted\n");
