@@ -109,6 +109,13 @@ internal sealed record ManagerConfig
 
     public string? PostgresSchema { get; init; }
 
+    /// <summary>
+    /// The longest duration setting: what a .NET timer takes (uint.MaxValue - 1 ms, about 49.7 days). A longer
+    /// MANAGER_INVOKE_TIMEOUT or MANAGER_MQTT_TIMEOUT made Task.WaitAsync / CancelAfter throw on every invoke or publish,
+    /// and a huge liveness window overflowed DateTimeOffset; the proplet caps its settings the same way (TaskLimits.MaxWait).
+    /// </summary>
+    public static readonly TimeSpan MaxDuration = TimeSpan.FromMilliseconds(uint.MaxValue - 1);
+
     /// <summary>Reads and checks the settings; <paramref name="workingDirectory"/> is where config.toml is looked for.</summary>
     /// <exception cref="ManagerConfigurationException">One or more settings are invalid.</exception>
     public static ManagerConfig Load(IConfiguration configuration, string workingDirectory)
@@ -142,12 +149,12 @@ internal sealed record ManagerConfig
                 return fallback;
             }
 
-            if (GoDuration.TryParse(raw, out var value) && value > TimeSpan.Zero)
+            if (GoDuration.TryParse(raw, out var value) && value > TimeSpan.Zero && value <= MaxDuration)
             {
                 return value;
             }
 
-            errors.Add($"{name} must be a positive duration such as 30s, 1m or 500ms (got '{raw}')");
+            errors.Add($"{name} must be a positive duration such as 30s, 1m or 500ms, at most {MaxDuration.TotalHours:F0}h (about 49 days; got '{raw}')");
             return fallback;
         }
 

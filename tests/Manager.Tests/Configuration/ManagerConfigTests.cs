@@ -192,6 +192,26 @@ public sealed class ManagerConfigTests : IDisposable
     }
 
     [Fact]
+    public void Durations_AreBoundedByWhatATimerTakes_NamingTheVariable()
+    {
+        var longest = Load(("MANAGER_INVOKE_TIMEOUT", "1193h"), ("MANAGER_MQTT_TIMEOUT", "1193h"));
+        longest.InvokeTimeout.ShouldBe(TimeSpan.FromHours(1193));
+        using (var cts = new CancellationTokenSource())
+        {
+            cts.CancelAfter(TimeSpan.FromMilliseconds(uint.MaxValue - 1)); // the longest accepted value (1193h and a bit) is one a timer takes
+        }
+
+        var ex = Should.Throw<ManagerConfigurationException>(() => Load(
+            ("MANAGER_INVOKE_TIMEOUT", "1200h"), ("MANAGER_MQTT_TIMEOUT", "1200h"), ("MANAGER_PROPLET_LIVENESS_WINDOW", "2562047h"), ("MANAGER_NODE_STALE_TIMEOUT", "100000h")));
+
+        ex.Errors.Count.ShouldBe(4);
+        foreach (var name in new[] { "MANAGER_INVOKE_TIMEOUT", "MANAGER_MQTT_TIMEOUT", "MANAGER_PROPLET_LIVENESS_WINDOW", "MANAGER_NODE_STALE_TIMEOUT" })
+        {
+            ex.Errors.ShouldContain(e => e.StartsWith(name, StringComparison.Ordinal) && e.Contains("at most", StringComparison.Ordinal));
+        }
+    }
+
+    [Fact]
     public void BrokenConfigToml_IsAnErrorNamingTheLine()
     {
         File.WriteAllText(Path.Combine(_dir, "config.toml"), "[manager]\ntenant_id = unquoted\n");
