@@ -186,10 +186,40 @@ public sealed class PropletSettingsLoaderTests : IDisposable
     [InlineData("on", false, true)]
     [InlineData("2", false, false)]
     [InlineData("off", true, false)]
-    [InlineData("whatever", true, true)]
+    [InlineData("whatever", true, false)]
+    [InlineData("whatever", false, false)]
     public void GivenTheOriginalsTruthyRule_WhenAValueIsRead_ThenItMatches(string value, bool defaultValue, bool expected)
     {
         PropletSettingsLoader.Truthy(value, defaultValue).ShouldBe(expected);
+    }
+
+    [Fact]
+    public void GivenBooleansNeitherTrueNorFalse_WhenLoaded_ThenTheyAreReadAsTheOriginalReadsThem()
+    {
+        // Spec §4.2: anything but 1/true/yes/on is false, also where the default is true; only
+        // PROPLET_COLLECT_SYSTEM_INFO is false for 0/false/no/off alone.
+        var settings = Load(new Dictionary<string, string>(Identity)
+        {
+            ["PROPLET_ENABLE_MONITORING"] = "enabled",
+            ["PROPLET_METRICS_ENABLED"] = "maybe",
+            ["PROPLET_HTTP_ENABLED"] = "On",
+            ["PROPLET_COLLECT_SYSTEM_INFO"] = "maybe",
+        });
+
+        settings.EnableMonitoring.ShouldBeFalse();
+        settings.MetricsEnabled.ShouldBeFalse();
+        settings.HttpEnabled.ShouldBeTrue();
+        settings.CollectSystemInfo.ShouldBeTrue();
+        Load(new Dictionary<string, string>(Identity) { ["PROPLET_COLLECT_SYSTEM_INFO"] = "Off" }).CollectSystemInfo.ShouldBeFalse();
+    }
+
+    [Fact]
+    public void GivenAMalformedCleanSessionFlag_WhenLoaded_ThenItIsAnError()
+    {
+        // PROPLET_MQTT_CLEAN_SESSION is ours (not the original's), so a malformed value stops the proplet.
+        Load(new Dictionary<string, string>(Identity) { ["PROPLET_MQTT_CLEAN_SESSION"] = "no" }).CleanSession.ShouldBeFalse();
+        Should.Throw<ConfigurationException>(() => Load(new Dictionary<string, string>(Identity) { ["PROPLET_MQTT_CLEAN_SESSION"] = "maybe" }))
+            .Message.ShouldContain("PROPLET_MQTT_CLEAN_SESSION");
     }
 
     private static PropletSettings Load(Dictionary<string, string> env) => PropletSettingsLoader.Load(name => env.GetValueOrDefault(name));

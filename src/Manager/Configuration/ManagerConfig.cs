@@ -158,6 +158,23 @@ internal sealed record ManagerConfig
             return fallback;
         }
 
+        // Go's strconv.ParseBool, which the original's env parser uses: anything else stops its start, and ours.
+        bool Bool(string name)
+        {
+            switch (Get(name))
+            {
+                case null:
+                    return false;
+                case "1" or "t" or "T" or "TRUE" or "true" or "True":
+                    return true;
+                case "0" or "f" or "F" or "FALSE" or "false" or "False":
+                    return false;
+                case var raw:
+                    errors.Add($"{name} must be true or false (1, t, T, TRUE, true, True, 0, f, F, FALSE, false, False; got '{raw}')");
+                    return false;
+            }
+        }
+
         // Broker credentials: environment first; what is missing comes from config.toml ([manager] table). The names the
         // original's docs use (DOMAIN_ID, CLIENT_ID, CLIENT_KEY) are accepted too; its code's names win when both are set.
         var tenant = Get("MANAGER_TENANT_ID") ?? Get("MANAGER_DOMAIN_ID");
@@ -260,7 +277,7 @@ internal sealed record ManagerConfig
         var tlsCa = TlsFile("MANAGER_MQTT_TLS_CA_CERT");
         var tlsCert = TlsFile("MANAGER_MQTT_TLS_CLIENT_CERT");
         var tlsKey = TlsFile("MANAGER_MQTT_TLS_CLIENT_KEY");
-        var tlsInsecure = Get("MANAGER_MQTT_TLS_INSECURE_SKIP_VERIFY")?.ToLowerInvariant() is "1" or "true" or "yes" or "on";
+        var tlsInsecure = Bool("MANAGER_MQTT_TLS_INSECURE_SKIP_VERIFY");
         if ((tlsCert is null) != (tlsKey is null))
         {
             errors.Add("MANAGER_MQTT_TLS_CLIENT_CERT and MANAGER_MQTT_TLS_CLIENT_KEY must be given together");

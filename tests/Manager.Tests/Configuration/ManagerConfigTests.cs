@@ -211,6 +211,29 @@ public sealed class ManagerConfigTests : IDisposable
         }
     }
 
+    [Theory]
+    [InlineData("1", true)]
+    [InlineData("t", true)]
+    [InlineData("T", true)]
+    [InlineData("TRUE", true)]
+    [InlineData("True", true)]
+    [InlineData("0", false)]
+    [InlineData("f", false)]
+    [InlineData("F", false)]
+    [InlineData("FALSE", false)]
+    [InlineData("False", false)]
+    public void Booleans_AreReadAsGosParseBoolReadsThem(string value, bool expected) =>
+        (Load(("MANAGER_MQTT_TLS_INSECURE_SKIP_VERIFY", value)).MqttTls?.AllowUntrustedCertificates ?? false).ShouldBe(expected);
+
+    [Theory]
+    [InlineData("yes")]
+    [InlineData("on")]
+    [InlineData("tRUE")]
+    [InlineData("2")]
+    public void ABooleanGosParseBoolRefuses_IsAnError(string value) =>
+        Should.Throw<ManagerConfigurationException>(() => Load(("MANAGER_MQTT_TLS_INSECURE_SKIP_VERIFY", value)))
+            .Message.ShouldContain("MANAGER_MQTT_TLS_INSECURE_SKIP_VERIFY must be true or false");
+
     [Fact]
     public void BrokenConfigToml_IsAnErrorNamingTheLine()
     {
