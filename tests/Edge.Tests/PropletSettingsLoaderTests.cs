@@ -222,5 +222,16 @@ public sealed class PropletSettingsLoaderTests : IDisposable
             .Message.ShouldContain("PROPLET_MQTT_CLEAN_SESSION");
     }
 
+    [Theory]
+    [InlineData("PROPLET_TENANT_ID", "+")]
+    [InlineData("PROPLET_TENANT_ID", "a/b")]
+    [InlineData("PROPLET_CHANNEL_ID", "#")]
+    [InlineData("PROPLET_CHANNEL_ID", "c+")]
+    public void GivenATopicWildcardOrSlashInTheTenantOrChannel_WhenLoaded_ThenItIsRefused(string variable, string value)
+    {
+        Should.Throw<ConfigurationException>(() => Load(new Dictionary<string, string>(Identity) { [variable] = value }))
+            .Message.ShouldBe($"{variable} must not contain '/', '+' or '#' (it is part of the MQTT topics; got '{value}')");
+    }
+
     private static PropletSettings Load(Dictionary<string, string> env) => PropletSettingsLoader.Load(name => env.GetValueOrDefault(name));
 }

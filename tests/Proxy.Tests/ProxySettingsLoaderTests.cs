@@ -92,5 +92,15 @@ public sealed class ProxySettingsLoaderTests
         ProxySettingsLoader.Load(Env(env)).RegistryHost.ShouldBe("registry.example:5000");
     }
 
+    [Theory]
+    [InlineData("PROXY_TENANT_ID", "+")]
+    [InlineData("PROXY_CHANNEL_ID", "#")]
+    [InlineData("PROXY_CHANNEL_ID", "a/b")]
+    public void GivenATopicWildcardOrSlashInTheTenantOrChannel_WhenLoaded_ThenItIsRefused(string variable, string value)
+    {
+        Should.Throw<ProxyConfigurationException>(() => ProxySettingsLoader.Load(Env(new Dictionary<string, string>(Identity) { [variable] = value })))
+            .Message.ShouldBe($"{variable} must not contain '/', '+' or '#' (it is part of the MQTT topics; got '{value}')");
+    }
+
     private static Func<string, string?> Env(Dictionary<string, string> values) => name => values.GetValueOrDefault(name);
 }

@@ -75,6 +75,16 @@ public static class PropletSettingsLoader
             throw new ConfigurationException($"missing required proplet configuration: {string.Join(", ", missing)}");
         }
 
+        // They are MQTT topic levels (m/{tenant}/c/{channel}/…): a wildcard subscribed to other tenants' or channels'
+        // start messages (PROPLET_TENANT_ID=+), a '/' shifted every level. The manager refuses its own the same way.
+        foreach (var (variable, key) in new[] { ("PROPLET_TENANT_ID", "tenant_id"), ("PROPLET_CHANNEL_ID", "channel_id") })
+        {
+            if (identity[key]!.IndexOfAny(['/', '+', '#']) >= 0)
+            {
+                throw new ConfigurationException($"{variable} must not contain '/', '+' or '#' (it is part of the MQTT topics; got '{identity[key]}')");
+            }
+        }
+
         var timeout = Seconds(Get, "PROPLET_TASK_TIMEOUT", 0, allowZero: true);
         var settings = new PropletSettings
         {
