@@ -233,5 +233,14 @@ public sealed class PropletSettingsLoaderTests : IDisposable
             .Message.ShouldBe($"{variable} must not contain '/', '+' or '#' (it is part of the MQTT topics; got '{value}')");
     }
 
+    [Fact]
+    public void GivenAConfigFileWithSyntaxWeDoNotReadInAnotherTable_WhenTheIdentityComesFromIt_ThenItLoads()
+    {
+        var file = Path.Combine(_dir.FullName, "config.toml");
+        File.WriteAllText(file, "[manager]\nports = [1, 2]\n\n[proplet]\ntenant_id = \"t\"\nentity_id = \"e\"\napi_key = \"k\"\nchannel_id = \"c\"\n\n[proxy]\ntags = { a = 1 }\n");
+
+        Load(new Dictionary<string, string> { ["PROPLET_CONFIG_FILE"] = file }).BaseTopic.ShouldBe("m/t/c/c");
+    }
+
     private static PropletSettings Load(Dictionary<string, string> env) => PropletSettingsLoader.Load(name => env.GetValueOrDefault(name));
 }

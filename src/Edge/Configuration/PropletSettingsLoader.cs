@@ -38,7 +38,7 @@ public static class PropletSettingsLoader
             TomlDocument document;
             try
             {
-                document = TomlDocument.Load(path);
+                document = TomlDocument.Load(path, sectionName);
             }
             catch (TomlException ex)
             {

@@ -194,7 +194,9 @@ internal sealed record ManagerConfig
             {
                 try
                 {
-                    var manager = TomlDocument.Load(tomlPath).Section("manager");
+                    // Only the [manager] table is parsed: a config.toml shared with the proplet and proxy may hold TOML this
+                    // reader does not handle (arrays, inline tables) in their tables.
+                    var manager = TomlDocument.Load(tomlPath, "manager").Section("manager");
                     string? Toml(string key) => manager is not null && manager.TryGetValue(key, out var v) && v is string { Length: > 0 } text ? text : null;
                     tenant ??= Toml("tenant_id") ?? Toml("domain_id");
                     channel ??= Toml("channel_id");

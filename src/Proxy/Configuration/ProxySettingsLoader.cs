@@ -36,7 +36,7 @@ public static class ProxySettingsLoader
             TomlDocument document;
             try
             {
-                document = TomlDocument.Load(path);
+                document = TomlDocument.Load(path, sectionName);
             }
             catch (TomlException ex)
             {

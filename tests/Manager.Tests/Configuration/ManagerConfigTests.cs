@@ -235,6 +235,39 @@ public sealed class ManagerConfigTests : IDisposable
             .Message.ShouldContain("MANAGER_MQTT_TLS_INSECURE_SKIP_VERIFY must be true or false");
 
     [Fact]
+    public void ConfigToml_OnlyItsManagerTableIsParsed_SoOtherTablesMayHoldSyntaxWeDoNotRead()
+    {
+        File.WriteAllText(Path.Combine(_dir, "config.toml"), """
+            top = [1, 2]
+
+            [proplet]
+            ports = [1, 2]
+            labels = { zone = "a" }
+            hosts = [
+              "a",
+              "b",
+            ]
+
+            [[proxy.registries]]
+            url = "x"
+
+            [manager]
+            durability_mode = "solo"
+            mqtt_share_group = "nodes"
+
+            [proxy]
+            tags = ["x"]
+            """);
+
+        var config = Load(("MANAGER_TENANT_ID", "t"), ("MANAGER_CHANNEL_ID", "c"), ("MANAGER_ENTITY_ID", "e"), ("MANAGER_API_KEY", "k"));
+
+        config.Durability.ShouldBe(DurabilityModeSetting.Solo);
+        config.MqttShareGroup.ShouldBe("nodes");
+        File.WriteAllText(Path.Combine(_dir, "config.toml"), "[manager]\ntags = [1, 2]\n");
+        Should.Throw<ManagerConfigurationException>(() => Load()).Message.ShouldContain("config.toml:2");
+    }
+
+    [Fact]
     public void BrokenConfigToml_IsAnErrorNamingTheLine()
     {
         File.WriteAllText(Path.Combine(_dir, "config.toml"), "[manager]\ntenant_id = unquoted\n");
