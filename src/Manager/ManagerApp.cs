@@ -45,12 +45,37 @@ public static class ManagerApp
 
         if (builder.Configuration["urls"] is null && builder.Configuration["ASPNETCORE_URLS"] is null)
         {
-            builder.WebHost.UseUrls($"http://{config.HttpHost}:{config.HttpPort.ToString(System.Globalization.CultureInfo.InvariantCulture)}");
+            // HTTPS when MANAGER_HTTP_SERVER_CERT and _KEY are set (spec §8), as the original's server does.
+            var scheme = config.HttpsCertificate is null ? "http" : "https";
+            builder.WebHost.UseUrls($"{scheme}://{config.HttpHost}:{config.HttpPort.ToString(System.Globalization.CultureInfo.InvariantCulture)}");
         }
 
-        // The original's body limit (spec §1: every body read through a 100 MiB reader); Kestrel's default is 30,000,000
-        // bytes, which refused a 29 MB module the original takes.
-        builder.WebHost.ConfigureKestrel(kestrel => kestrel.Limits.MaxRequestBodySize = MaxRequestBodyBytes);
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            // The original's body limit (spec §1: every body read through a 100 MiB reader); Kestrel's default is
+            // 30,000,000 bytes, which refused a 29 MB module the original takes.
+            kestrel.Limits.MaxRequestBodySize = MaxRequestBodyBytes;
+            if (config.HttpsCertificate is { } certificate)
+            {
+                // Every https:// endpoint (also one given with --urls or ASPNETCORE_URLS) uses the configured certificate.
+                kestrel.ConfigureHttpsDefaults(https => https.ServerCertificate = certificate);
+            }
+
+            if (config.HttpReadHeaderTimeout is { } readHeaderTimeout)
+            {
+                kestrel.Limits.RequestHeadersTimeout = readHeaderTimeout;
+            }
+
+            if (config.HttpIdleTimeout is { } idleTimeout)
+            {
+                kestrel.Limits.KeepAliveTimeout = idleTimeout;
+            }
+
+            if (config.HttpMaxHeaderBytes is { } maxHeaderBytes)
+            {
+                kestrel.Limits.MaxRequestHeadersTotalSize = maxHeaderBytes;
+            }
+        });
         builder.Services.Configure<Microsoft.AspNetCore.Http.Features.FormOptions>(form => form.MultipartBodyLengthLimit = MaxRequestBodyBytes);
         builder.Services.AddSingleton(config);
 

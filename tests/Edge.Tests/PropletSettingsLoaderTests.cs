@@ -186,10 +186,60 @@ public sealed class PropletSettingsLoaderTests : IDisposable
     [InlineData("on", false, true)]
     [InlineData("2", false, false)]
     [InlineData("off", true, false)]
-    [InlineData("whatever", true, true)]
+    [InlineData("whatever", true, false)]
+    [InlineData("whatever", false, false)]
     public void GivenTheOriginalsTruthyRule_WhenAValueIsRead_ThenItMatches(string value, bool defaultValue, bool expected)
     {
         PropletSettingsLoader.Truthy(value, defaultValue).ShouldBe(expected);
+    }
+
+    [Fact]
+    public void GivenBooleansNeitherTrueNorFalse_WhenLoaded_ThenTheyAreReadAsTheOriginalReadsThem()
+    {
+        // Spec §4.2: anything but 1/true/yes/on is false, also where the default is true; only
+        // PROPLET_COLLECT_SYSTEM_INFO is false for 0/false/no/off alone.
+        var settings = Load(new Dictionary<string, string>(Identity)
+        {
+            ["PROPLET_ENABLE_MONITORING"] = "enabled",
+            ["PROPLET_METRICS_ENABLED"] = "maybe",
+            ["PROPLET_HTTP_ENABLED"] = "On",
+            ["PROPLET_COLLECT_SYSTEM_INFO"] = "maybe",
+        });
+
+        settings.EnableMonitoring.ShouldBeFalse();
+        settings.MetricsEnabled.ShouldBeFalse();
+        settings.HttpEnabled.ShouldBeTrue();
+        settings.CollectSystemInfo.ShouldBeTrue();
+        Load(new Dictionary<string, string>(Identity) { ["PROPLET_COLLECT_SYSTEM_INFO"] = "Off" }).CollectSystemInfo.ShouldBeFalse();
+    }
+
+    [Fact]
+    public void GivenAMalformedCleanSessionFlag_WhenLoaded_ThenItIsAnError()
+    {
+        // PROPLET_MQTT_CLEAN_SESSION is ours (not the original's), so a malformed value stops the proplet.
+        Load(new Dictionary<string, string>(Identity) { ["PROPLET_MQTT_CLEAN_SESSION"] = "no" }).CleanSession.ShouldBeFalse();
+        Should.Throw<ConfigurationException>(() => Load(new Dictionary<string, string>(Identity) { ["PROPLET_MQTT_CLEAN_SESSION"] = "maybe" }))
+            .Message.ShouldContain("PROPLET_MQTT_CLEAN_SESSION");
+    }
+
+    [Theory]
+    [InlineData("PROPLET_TENANT_ID", "+")]
+    [InlineData("PROPLET_TENANT_ID", "a/b")]
+    [InlineData("PROPLET_CHANNEL_ID", "#")]
+    [InlineData("PROPLET_CHANNEL_ID", "c+")]
+    public void GivenATopicWildcardOrSlashInTheTenantOrChannel_WhenLoaded_ThenItIsRefused(string variable, string value)
+    {
+        Should.Throw<ConfigurationException>(() => Load(new Dictionary<string, string>(Identity) { [variable] = value }))
+            .Message.ShouldBe($"{variable} must not contain '/', '+' or '#' (it is part of the MQTT topics; got '{value}')");
+    }
+
+    [Fact]
+    public void GivenAConfigFileWithSyntaxWeDoNotReadInAnotherTable_WhenTheIdentityComesFromIt_ThenItLoads()
+    {
+        var file = Path.Combine(_dir.FullName, "config.toml");
+        File.WriteAllText(file, "[manager]\nports = [1, 2]\n\n[proplet]\ntenant_id = \"t\"\nentity_id = \"e\"\napi_key = \"k\"\nchannel_id = \"c\"\n\n[proxy]\ntags = { a = 1 }\n");
+
+        Load(new Dictionary<string, string> { ["PROPLET_CONFIG_FILE"] = file }).BaseTopic.ShouldBe("m/t/c/c");
     }
 
     private static PropletSettings Load(Dictionary<string, string> env) => PropletSettingsLoader.Load(name => env.GetValueOrDefault(name));

@@ -28,7 +28,7 @@ internal sealed class ManagerServer : IAsyncDisposable
 
     public static async Task<ManagerServer> StartAsync(
         string schema, IReadOnlyDictionary<string, string>? settings = null, bool dropSchema = true, bool waitUntilReady = true, Action<IServiceCollection>? services = null,
-        bool runDaemon = true)
+        bool runDaemon = true, string[]? args = null)
     {
         var db = await TestPostgres.ConnectionStringAsync();
         if (dropSchema)
@@ -38,7 +38,8 @@ internal sealed class ManagerServer : IAsyncDisposable
             await drop.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
         }
 
-        var app = ManagerApp.Build(["--urls", "http://127.0.0.1:0"], b =>
+        // args: null listens on a free loopback port over plain HTTP; [] leaves the address to MANAGER_HTTP_* settings.
+        var app = ManagerApp.Build(args ?? ["--urls", "http://127.0.0.1:0"], b =>
         {
             b.Configuration["EventStore:ConnectionString"] = db;
             b.Configuration["EventStore:Schema"] = schema;

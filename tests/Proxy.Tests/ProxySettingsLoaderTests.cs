@@ -92,5 +92,32 @@ public sealed class ProxySettingsLoaderTests
         ProxySettingsLoader.Load(Env(env)).RegistryHost.ShouldBe("registry.example:5000");
     }
 
+    [Theory]
+    [InlineData("PROXY_TENANT_ID", "+")]
+    [InlineData("PROXY_CHANNEL_ID", "#")]
+    [InlineData("PROXY_CHANNEL_ID", "a/b")]
+    public void GivenATopicWildcardOrSlashInTheTenantOrChannel_WhenLoaded_ThenItIsRefused(string variable, string value)
+    {
+        Should.Throw<ProxyConfigurationException>(() => ProxySettingsLoader.Load(Env(new Dictionary<string, string>(Identity) { [variable] = value })))
+            .Message.ShouldBe($"{variable} must not contain '/', '+' or '#' (it is part of the MQTT topics; got '{value}')");
+    }
+
+    [Fact]
+    public void GivenAConfigFileWithSyntaxWeDoNotReadInAnotherTable_WhenTheIdentityComesFromIt_ThenItLoads()
+    {
+        var dir = Directory.CreateTempSubdirectory("proxy-config-");
+        try
+        {
+            var file = Path.Combine(dir.FullName, "config.toml");
+            File.WriteAllText(file, "[proplet]\nports = [1, 2]\n\n[proxy]\ntenant_id = \"t2\"\nentity_id = \"e\"\napi_key = \"k\"\nchannel_id = \"c2\"\n");
+
+            ProxySettingsLoader.Load(Env(new Dictionary<string, string> { ["PROXY_CONFIG_FILE"] = file })).BaseTopic.ShouldBe("m/t2/c/c2");
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
+    }
+
     private static Func<string, string?> Env(Dictionary<string, string> values) => name => values.GetValueOrDefault(name);
 }

@@ -22,7 +22,14 @@ public sealed class TomlDocument
     /// <summary>The keys of <paramref name="section"/>, or null when the file has no such section.</summary>
     public IReadOnlyDictionary<string, object>? Section(string section) => _sections.GetValueOrDefault(section);
 
-    public static TomlDocument Load(string path)
+    public static TomlDocument Load(string path) => Load(path, null);
+
+    /// <summary>
+    /// Reads <paramref name="path"/>; with <paramref name="onlySection"/>, only that table is parsed and the lines of every
+    /// other one are skipped unread, so TOML this reader does not handle (arrays, inline tables) elsewhere in a shared
+    /// config.toml does not fail a host that needs one table of it.
+    /// </summary>
+    public static TomlDocument Load(string path, string? onlySection)
     {
         string text;
         try
@@ -34,14 +41,15 @@ public sealed class TomlDocument
             throw new TomlException($"config file '{path}' not accessible: {ex.Message}", ex);
         }
 
-        return Parse(text, path);
+        return Parse(text, path, onlySection);
     }
 
-    public static TomlDocument Parse(string text, string source = "config.toml")
+    public static TomlDocument Parse(string text, string source = "config.toml", string? onlySection = null)
     {
         ArgumentNullException.ThrowIfNull(text);
         var document = new TomlDocument();
         var current = document.SectionFor("");
+        var skipping = onlySection is not null && onlySection.Length != 0;
         var lineNumber = 0;
         foreach (var rawLine in text.Split('\n'))
         {
@@ -56,18 +64,44 @@ public sealed class TomlDocument
             if (line[0] == '[')
             {
                 var close = line.IndexOf(']', StringComparison.Ordinal);
+                if (skipping && line.StartsWith("[[", StringComparison.Ordinal))
+                {
+                    continue; // an array of tables: not a table we read
+                }
+
                 if (line.StartsWith("[[", StringComparison.Ordinal) || close < 0 || StripComment(line[(close + 1)..]).Length != 0)
                 {
+                    // Skipped: a line of a multi-line array in a table we do not read.
+                    if (skipping)
+                    {
+                        continue;
+                    }
+
                     throw new TomlException($"{Where()}: expected a section header like [proplet]");
                 }
 
                 var name = line[1..close].Trim();
                 if (name.Length == 0 || !name.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-' or '.'))
                 {
+                    if (skipping)
+                    {
+                        continue;
+                    }
+
                     throw new TomlException($"{Where()}: invalid section name '{name}'");
                 }
 
-                current = document.SectionFor(name);
+                skipping = onlySection is not null && !string.Equals(name, onlySection, StringComparison.Ordinal);
+                if (!skipping)
+                {
+                    current = document.SectionFor(name);
+                }
+
+                continue;
+            }
+
+            if (skipping)
+            {
                 continue;
             }
 

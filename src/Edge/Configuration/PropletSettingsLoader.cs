@@ -38,7 +38,7 @@ public static class PropletSettingsLoader
             TomlDocument document;
             try
             {
-                document = TomlDocument.Load(path);
+                document = TomlDocument.Load(path, sectionName);
             }
             catch (TomlException ex)
             {
@@ -75,6 +75,16 @@ public static class PropletSettingsLoader
             throw new ConfigurationException($"missing required proplet configuration: {string.Join(", ", missing)}");
         }
 
+        // They are MQTT topic levels (m/{tenant}/c/{channel}/…): a wildcard subscribed to other tenants' or channels'
+        // start messages (PROPLET_TENANT_ID=+), a '/' shifted every level. The manager refuses its own the same way.
+        foreach (var (variable, key) in new[] { ("PROPLET_TENANT_ID", "tenant_id"), ("PROPLET_CHANNEL_ID", "channel_id") })
+        {
+            if (identity[key]!.IndexOfAny(['/', '+', '#']) >= 0)
+            {
+                throw new ConfigurationException($"{variable} must not contain '/', '+' or '#' (it is part of the MQTT topics; got '{identity[key]}')");
+            }
+        }
+
         var timeout = Seconds(Get, "PROPLET_TASK_TIMEOUT", 0, allowZero: true);
         var settings = new PropletSettings
         {
@@ -106,7 +116,7 @@ public static class PropletSettingsLoader
             TlsClientCert = ExistingFile(Get, "PROPLET_MQTT_TLS_CLIENT_CERT"),
             TlsClientKey = ExistingFile(Get, "PROPLET_MQTT_TLS_CLIENT_KEY"),
             TlsInsecureSkipVerify = Truthy(Get("PROPLET_MQTT_TLS_INSECURE_SKIP_VERIFY"), false),
-            CleanSession = Truthy(Get("PROPLET_MQTT_CLEAN_SESSION"), true),
+            CleanSession = Boolean(Get, "PROPLET_MQTT_CLEAN_SESSION", true),
             LivelinessInterval = Seconds(Get, "PROPLET_LIVELINESS_INTERVAL", 10, allowZero: false),
             MetricsInterval = Seconds(Get, "PROPLET_METRICS_INTERVAL", 10, allowZero: true),
             EnableMonitoring = Truthy(Get("PROPLET_ENABLE_MONITORING"), true),
@@ -117,7 +127,7 @@ public static class PropletSettingsLoader
             Description = Get("PROPLET_DESCRIPTION"),
             Tags = Get("PROPLET_TAGS") is { } tags ? tags.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) : [],
             Location = Get("PROPLET_LOCATION"),
-            CollectSystemInfo = Truthy(Get("PROPLET_COLLECT_SYSTEM_INFO"), true),
+            CollectSystemInfo = NotFalsy(Get("PROPLET_COLLECT_SYSTEM_INFO")),
             MaxConcurrentTasks = (int)Integer(Get, "PROPLET_MAX_CONCURRENT_TASKS", Math.Max(2, Environment.ProcessorCount * 2), 1, 100_000),
             TaskFuel = Get("PROPLET_TASK_FUEL") is null ? null : Integer(Get, "PROPLET_TASK_FUEL", 0, 1, long.MaxValue),
             TaskMaxMemoryMib = Get("PROPLET_TASK_MAX_MEMORY_MIB") is null ? null : Integer(Get, "PROPLET_TASK_MAX_MEMORY_MIB", 0, 1, 1 << 20),
@@ -161,18 +171,29 @@ public static class PropletSettingsLoader
         return settings;
     }
 
-    /// <summary>The original's truthy rule: 1/true/yes/on (any case); the default applies when unset. For a variable that
-    /// defaults to true (PROPLET_COLLECT_SYSTEM_INFO-style) only 0/false/no/off turn it off.</summary>
-    public static bool Truthy(string? value, bool defaultValue)
-    {
-        if (value is null)
-        {
-            return defaultValue;
-        }
+    /// <summary>
+    /// The original's rule for its boolean variables (spec §4.2): 1/true/yes/on (any case) is true, any other value is
+    /// false, also for a variable that defaults to true (PROPLET_ENABLE_MONITORING=maybe turns the metrics off there);
+    /// <paramref name="defaultValue"/> applies only when unset. Not an error, unlike the other malformed settings: the
+    /// original reads such a value as false and a deployment may rely on it (docs/edge.md).
+    /// </summary>
+    public static bool Truthy(string? value, bool defaultValue) => value is null ? defaultValue : IsTrue(value);
 
-        var v = value.Trim().ToLowerInvariant();
-        return defaultValue ? v is not ("0" or "false" or "no" or "off") : v is "1" or "true" or "yes" or "on";
-    }
+    /// <summary>PROPLET_COLLECT_SYSTEM_INFO's rule in the original (spec §4.2): only 0/false/no/off turn it off.</summary>
+    public static bool NotFalsy(string? value) => value is null || !IsFalse(value);
+
+    private static bool IsTrue(string value) => value.Trim().ToLowerInvariant() is "1" or "true" or "yes" or "on";
+
+    private static bool IsFalse(string value) => value.Trim().ToLowerInvariant() is "0" or "false" or "no" or "off";
+
+    /// <summary>A boolean the original does not have: true or false (1/yes/on, 0/no/off), anything else is an error.</summary>
+    private static bool Boolean(Func<string, string?> get, string name, bool defaultValue) => get(name) switch
+    {
+        null => defaultValue,
+        var v when IsTrue(v) => true,
+        var v when IsFalse(v) => false,
+        var v => throw new ConfigurationException($"{name} '{v}' must be true or false"),
+    };
 
     private static LogLevel LogLevelOf(string? value) => value?.Trim().ToLowerInvariant() switch
     {

@@ -1,4 +1,6 @@
 using System.Globalization;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using Npgsql;
 using Propeller.Application.Scheduling;
 using Propeller.Contracts;
@@ -19,6 +21,21 @@ internal sealed record ManagerConfig
     public required string HttpHost { get; init; }
 
     public required int HttpPort { get; init; }
+
+    /// <summary>
+    /// MANAGER_HTTP_SERVER_CERT / MANAGER_HTTP_SERVER_KEY (PEM files, both or neither): the API is served over HTTPS with
+    /// this certificate (spec §8). Read at startup, so an unreadable file is a configuration error, not a failed handshake.
+    /// </summary>
+    public X509Certificate2? HttpsCertificate { get; init; }
+
+    /// <summary>MANAGER_HTTP_SERVER_READ_HEADER_TIMEOUT: Kestrel's RequestHeadersTimeout; null keeps Kestrel's default.</summary>
+    public TimeSpan? HttpReadHeaderTimeout { get; init; }
+
+    /// <summary>MANAGER_HTTP_SERVER_IDLE_TIMEOUT: Kestrel's KeepAliveTimeout; null keeps Kestrel's default.</summary>
+    public TimeSpan? HttpIdleTimeout { get; init; }
+
+    /// <summary>MANAGER_HTTP_SERVER_MAX_HEADER_BYTES: Kestrel's MaxRequestHeadersTotalSize; null keeps Kestrel's default.</summary>
+    public int? HttpMaxHeaderBytes { get; init; }
 
     /// <summary>Null: no broker (the HTTP API and the event store only; nothing is dispatched).</summary>
     public string? MqttAddress { get; init; }
@@ -92,6 +109,13 @@ internal sealed record ManagerConfig
 
     public string? PostgresSchema { get; init; }
 
+    /// <summary>
+    /// The longest duration setting: what a .NET timer takes (uint.MaxValue - 1 ms, about 49.7 days). A longer
+    /// MANAGER_INVOKE_TIMEOUT or MANAGER_MQTT_TIMEOUT made Task.WaitAsync / CancelAfter throw on every invoke or publish,
+    /// and a huge liveness window overflowed DateTimeOffset; the proplet caps its settings the same way (TaskLimits.MaxWait).
+    /// </summary>
+    public static readonly TimeSpan MaxDuration = TimeSpan.FromMilliseconds(uint.MaxValue - 1);
+
     /// <summary>Reads and checks the settings; <paramref name="workingDirectory"/> is where config.toml is looked for.</summary>
     /// <exception cref="ManagerConfigurationException">One or more settings are invalid.</exception>
     public static ManagerConfig Load(IConfiguration configuration, string workingDirectory)
@@ -125,13 +149,30 @@ internal sealed record ManagerConfig
                 return fallback;
             }
 
-            if (GoDuration.TryParse(raw, out var value) && value > TimeSpan.Zero)
+            if (GoDuration.TryParse(raw, out var value) && value > TimeSpan.Zero && value <= MaxDuration)
             {
                 return value;
             }
 
-            errors.Add($"{name} must be a positive duration such as 30s, 1m or 500ms (got '{raw}')");
+            errors.Add($"{name} must be a positive duration such as 30s, 1m or 500ms, at most {MaxDuration.TotalHours:F0}h (about 49 days; got '{raw}')");
             return fallback;
+        }
+
+        // Go's strconv.ParseBool, which the original's env parser uses: anything else stops its start, and ours.
+        bool Bool(string name)
+        {
+            switch (Get(name))
+            {
+                case null:
+                    return false;
+                case "1" or "t" or "T" or "TRUE" or "true" or "True":
+                    return true;
+                case "0" or "f" or "F" or "FALSE" or "false" or "False":
+                    return false;
+                case var raw:
+                    errors.Add($"{name} must be true or false (1, t, T, TRUE, true, True, 0, f, F, FALSE, false, False; got '{raw}')");
+                    return false;
+            }
         }
 
         // Broker credentials: environment first; what is missing comes from config.toml ([manager] table). The names the
@@ -153,7 +194,9 @@ internal sealed record ManagerConfig
             {
                 try
                 {
-                    var manager = TomlDocument.Load(tomlPath).Section("manager");
+                    // Only the [manager] table is parsed: a config.toml shared with the proplet and proxy may hold TOML this
+                    // reader does not handle (arrays, inline tables) in their tables.
+                    var manager = TomlDocument.Load(tomlPath, "manager").Section("manager");
                     string? Toml(string key) => manager is not null && manager.TryGetValue(key, out var v) && v is string { Length: > 0 } text ? text : null;
                     tenant ??= Toml("tenant_id") ?? Toml("domain_id");
                     channel ??= Toml("channel_id");
@@ -236,11 +279,21 @@ internal sealed record ManagerConfig
         var tlsCa = TlsFile("MANAGER_MQTT_TLS_CA_CERT");
         var tlsCert = TlsFile("MANAGER_MQTT_TLS_CLIENT_CERT");
         var tlsKey = TlsFile("MANAGER_MQTT_TLS_CLIENT_KEY");
-        var tlsInsecure = Get("MANAGER_MQTT_TLS_INSECURE_SKIP_VERIFY")?.ToLowerInvariant() is "1" or "true" or "yes" or "on";
+        var tlsInsecure = Bool("MANAGER_MQTT_TLS_INSECURE_SKIP_VERIFY");
         if ((tlsCert is null) != (tlsKey is null))
         {
             errors.Add("MANAGER_MQTT_TLS_CLIENT_CERT and MANAGER_MQTT_TLS_CLIENT_KEY must be given together");
         }
+
+        var httpsCertificate = LoadHttpsCertificate(Get("MANAGER_HTTP_SERVER_CERT"), Get("MANAGER_HTTP_SERVER_KEY"), errors);
+
+        // The original's net/http server settings (spec §8) where Kestrel has the same limit; unset keeps Kestrel's
+        // default. READ_TIMEOUT and WRITE_TIMEOUT (whole request / whole response) have no Kestrel equivalent
+        // (docs/compatibility.md).
+        TimeSpan? OptionalDuration(string name) => Get(name) is null ? null : Duration(name, TimeSpan.Zero);
+        var readHeaderTimeout = OptionalDuration("MANAGER_HTTP_SERVER_READ_HEADER_TIMEOUT");
+        var idleTimeout = OptionalDuration("MANAGER_HTTP_SERVER_IDLE_TIMEOUT");
+        int? maxHeaderBytes = Get("MANAGER_HTTP_SERVER_MAX_HEADER_BYTES") is null ? null : Int("MANAGER_HTTP_SERVER_MAX_HEADER_BYTES", 0, 1024, int.MaxValue);
 
         // Marten is the only event store since issue 14 (ADR 0010); the old switch is still read so that a setting that
         // asks for the deleted store fails clearly instead of starting on an empty Marten schema.
@@ -289,6 +342,10 @@ internal sealed record ManagerConfig
                 : null,
             HttpHost = Get("MANAGER_HTTP_HOST") ?? "localhost",
             HttpPort = Int("MANAGER_HTTP_PORT", 7070, 0, 65535),
+            HttpsCertificate = httpsCertificate,
+            HttpReadHeaderTimeout = readHeaderTimeout,
+            HttpIdleTimeout = idleTimeout,
+            HttpMaxHeaderBytes = maxHeaderBytes,
             MqttAddress = mqttAddress,
             MqttQos = (MqttQualityOfServiceLevel)Int("MANAGER_MQTT_QOS", 2, 0, 2),
             MqttProtocolVersion = BrokerOptions.TryParseProtocolVersion(Get("MANAGER_MQTT_PROTOCOL_VERSION"), out var version)
@@ -334,6 +391,43 @@ internal sealed record ManagerConfig
         {
             errors.Add(error);
             return fallback;
+        }
+    }
+
+    /// <summary>
+    /// The HTTPS certificate from MANAGER_HTTP_SERVER_CERT and MANAGER_HTTP_SERVER_KEY (PEM), or null when neither is set.
+    /// The original serves HTTPS when either is set and then fails on the missing one; here that is a configuration error.
+    /// </summary>
+    private static X509Certificate2? LoadHttpsCertificate(string? certFile, string? keyFile, List<string> errors)
+    {
+        if (certFile is null && keyFile is null)
+        {
+            return null;
+        }
+
+        if (certFile is null || keyFile is null)
+        {
+            errors.Add("MANAGER_HTTP_SERVER_CERT and MANAGER_HTTP_SERVER_KEY must be given together (PEM files; HTTPS is served with both)");
+            return null;
+        }
+
+        try
+        {
+            using var pem = X509Certificate2.CreateFromPemFile(certFile, keyFile);
+            if (!pem.HasPrivateKey)
+            {
+                errors.Add($"MANAGER_HTTP_SERVER_KEY {keyFile} holds no private key for the certificate in {certFile}");
+                return null;
+            }
+
+            // A PEM key is ephemeral; SslStream on Windows needs it in a key store, so it goes through PKCS#12 (as Kestrel's
+            // own PEM loading does). On Linux this is a copy.
+            return X509CertificateLoader.LoadPkcs12(pem.Export(X509ContentType.Pkcs12), null);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or CryptographicException or ArgumentException)
+        {
+            errors.Add($"MANAGER_HTTP_SERVER_CERT {certFile} / MANAGER_HTTP_SERVER_KEY {keyFile} cannot be read as a PEM certificate and its key: {ex.Message}");
+            return null;
         }
     }
 

@@ -1,6 +1,7 @@
 using Npgsql;
 using Propeller.Infrastructure.MartenStore;
 using Propeller.Infrastructure.Mqtt;
+using Propeller.Manager.Configuration;
 
 namespace Propeller.Manager.Http;
 
@@ -9,14 +10,16 @@ internal static class HealthEndpoints
 {
     public static IEndpointRouteBuilder MapHealthEndpoints(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/health", (IConfiguration configuration) => Results.Ok(new
+        // instance_id is the identity in use (MANAGER_ENTITY_ID, MANAGER_CLIENT_ID, config.toml or manager-<host>), not the
+        // raw variable, which is empty whenever the identity came from elsewhere.
+        app.MapGet("/health", (ManagerConfig config) => Results.Ok(new
         {
             status = "pass",
             version = typeof(HealthEndpoints).Assembly.GetName().Version?.ToString() ?? "0.0.0",
             commit = "",
             description = "manager service",
             build_time = "",
-            instance_id = configuration["MANAGER_ENTITY_ID"] ?? "",
+            instance_id = config.EntityId,
         })).WithName("health");
         app.MapGet("/health/live", () => Results.Ok(new { status = "pass" })).WithName("health-live");
         app.MapGet("/health/ready", ReadyAsync).WithName("health-ready");

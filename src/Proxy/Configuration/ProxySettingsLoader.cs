@@ -36,7 +36,7 @@ public static class ProxySettingsLoader
             TomlDocument document;
             try
             {
-                document = TomlDocument.Load(path);
+                document = TomlDocument.Load(path, sectionName);
             }
             catch (TomlException ex)
             {
@@ -65,6 +65,15 @@ public static class ProxySettingsLoader
         if (missing.Count > 0)
         {
             throw new ProxyConfigurationException($"missing required proxy configuration: {string.Join(", ", missing)}");
+        }
+
+        // MQTT topic levels (m/{tenant}/c/{channel}/registry/…): a wildcard would take other tenants' fetch requests.
+        foreach (var (variable, key) in new[] { ("PROXY_TENANT_ID", "tenant_id"), ("PROXY_CHANNEL_ID", "channel_id") })
+        {
+            if (identity[key]!.IndexOfAny(['/', '+', '#']) >= 0)
+            {
+                throw new ProxyConfigurationException($"{variable} must not contain '/', '+' or '#' (it is part of the MQTT topics; got '{identity[key]}')");
+            }
         }
 
         var authenticate = Boolean(Get, "PROXY_AUTHENTICATE", false);

@@ -154,6 +154,120 @@ public sealed class ManagerConfigTests : IDisposable
     }
 
     [Fact]
+    public void HttpsCertificateAndKey_AreReadTogether_OneAloneOrAnUnreadableFileIsAnError()
+    {
+        var (certFile, keyFile, thumbprint) = Http.HttpServerSettingsTests.WriteSelfSignedPem(_dir);
+
+        Load().HttpsCertificate.ShouldBeNull();
+        Load(("MANAGER_HTTP_SERVER_CERT", certFile), ("MANAGER_HTTP_SERVER_KEY", keyFile)).HttpsCertificate!.Thumbprint.ShouldBe(thumbprint);
+
+        Should.Throw<ManagerConfigurationException>(() => Load(("MANAGER_HTTP_SERVER_CERT", certFile)))
+            .Message.ShouldContain("MANAGER_HTTP_SERVER_CERT and MANAGER_HTTP_SERVER_KEY must be given together");
+        Should.Throw<ManagerConfigurationException>(() => Load(("MANAGER_HTTP_SERVER_KEY", keyFile)))
+            .Message.ShouldContain("MANAGER_HTTP_SERVER_CERT and MANAGER_HTTP_SERVER_KEY must be given together");
+        Should.Throw<ManagerConfigurationException>(() => Load(("MANAGER_HTTP_SERVER_CERT", Path.Combine(_dir, "missing.crt")), ("MANAGER_HTTP_SERVER_KEY", keyFile)))
+            .Message.ShouldContain("cannot be read as a PEM certificate and its key");
+        var notPem = Path.Combine(_dir, "not.pem");
+        File.WriteAllText(notPem, "not a certificate");
+        Should.Throw<ManagerConfigurationException>(() => Load(("MANAGER_HTTP_SERVER_CERT", certFile), ("MANAGER_HTTP_SERVER_KEY", notPem)))
+            .Message.ShouldContain("MANAGER_HTTP_SERVER_KEY");
+    }
+
+    [Fact]
+    public void HttpServerLimits_AreReadWhenSet_AndChecked()
+    {
+        var unset = Load();
+        unset.HttpReadHeaderTimeout.ShouldBeNull();
+        unset.HttpIdleTimeout.ShouldBeNull();
+        unset.HttpMaxHeaderBytes.ShouldBeNull();
+
+        var set = Load(("MANAGER_HTTP_SERVER_READ_HEADER_TIMEOUT", "5s"), ("MANAGER_HTTP_SERVER_IDLE_TIMEOUT", "1m"), ("MANAGER_HTTP_SERVER_MAX_HEADER_BYTES", "1048576"));
+        set.HttpReadHeaderTimeout.ShouldBe(TimeSpan.FromSeconds(5));
+        set.HttpIdleTimeout.ShouldBe(TimeSpan.FromMinutes(1));
+        set.HttpMaxHeaderBytes.ShouldBe(1048576);
+
+        var ex = Should.Throw<ManagerConfigurationException>(() => Load(
+            ("MANAGER_HTTP_SERVER_READ_HEADER_TIMEOUT", "soon"), ("MANAGER_HTTP_SERVER_IDLE_TIMEOUT", "0s"), ("MANAGER_HTTP_SERVER_MAX_HEADER_BYTES", "-1")));
+        ex.Errors.Count.ShouldBe(3);
+    }
+
+    [Fact]
+    public void Durations_AreBoundedByWhatATimerTakes_NamingTheVariable()
+    {
+        var longest = Load(("MANAGER_INVOKE_TIMEOUT", "1193h"), ("MANAGER_MQTT_TIMEOUT", "1193h"));
+        longest.InvokeTimeout.ShouldBe(TimeSpan.FromHours(1193));
+        using (var cts = new CancellationTokenSource())
+        {
+            cts.CancelAfter(TimeSpan.FromMilliseconds(uint.MaxValue - 1)); // the longest accepted value (1193h and a bit) is one a timer takes
+        }
+
+        var ex = Should.Throw<ManagerConfigurationException>(() => Load(
+            ("MANAGER_INVOKE_TIMEOUT", "1200h"), ("MANAGER_MQTT_TIMEOUT", "1200h"), ("MANAGER_PROPLET_LIVENESS_WINDOW", "2562047h"), ("MANAGER_NODE_STALE_TIMEOUT", "100000h")));
+
+        ex.Errors.Count.ShouldBe(4);
+        foreach (var name in new[] { "MANAGER_INVOKE_TIMEOUT", "MANAGER_MQTT_TIMEOUT", "MANAGER_PROPLET_LIVENESS_WINDOW", "MANAGER_NODE_STALE_TIMEOUT" })
+        {
+            ex.Errors.ShouldContain(e => e.StartsWith(name, StringComparison.Ordinal) && e.Contains("at most", StringComparison.Ordinal));
+        }
+    }
+
+    [Theory]
+    [InlineData("1", true)]
+    [InlineData("t", true)]
+    [InlineData("T", true)]
+    [InlineData("TRUE", true)]
+    [InlineData("True", true)]
+    [InlineData("0", false)]
+    [InlineData("f", false)]
+    [InlineData("F", false)]
+    [InlineData("FALSE", false)]
+    [InlineData("False", false)]
+    public void Booleans_AreReadAsGosParseBoolReadsThem(string value, bool expected) =>
+        (Load(("MANAGER_MQTT_TLS_INSECURE_SKIP_VERIFY", value)).MqttTls?.AllowUntrustedCertificates ?? false).ShouldBe(expected);
+
+    [Theory]
+    [InlineData("yes")]
+    [InlineData("on")]
+    [InlineData("tRUE")]
+    [InlineData("2")]
+    public void ABooleanGosParseBoolRefuses_IsAnError(string value) =>
+        Should.Throw<ManagerConfigurationException>(() => Load(("MANAGER_MQTT_TLS_INSECURE_SKIP_VERIFY", value)))
+            .Message.ShouldContain("MANAGER_MQTT_TLS_INSECURE_SKIP_VERIFY must be true or false");
+
+    [Fact]
+    public void ConfigToml_OnlyItsManagerTableIsParsed_SoOtherTablesMayHoldSyntaxWeDoNotRead()
+    {
+        File.WriteAllText(Path.Combine(_dir, "config.toml"), """
+            top = [1, 2]
+
+            [proplet]
+            ports = [1, 2]
+            labels = { zone = "a" }
+            hosts = [
+              "a",
+              "b",
+            ]
+
+            [[proxy.registries]]
+            url = "x"
+
+            [manager]
+            durability_mode = "solo"
+            mqtt_share_group = "nodes"
+
+            [proxy]
+            tags = ["x"]
+            """);
+
+        var config = Load(("MANAGER_TENANT_ID", "t"), ("MANAGER_CHANNEL_ID", "c"), ("MANAGER_ENTITY_ID", "e"), ("MANAGER_API_KEY", "k"));
+
+        config.Durability.ShouldBe(DurabilityModeSetting.Solo);
+        config.MqttShareGroup.ShouldBe("nodes");
+        File.WriteAllText(Path.Combine(_dir, "config.toml"), "[manager]\ntags = [1, 2]\n");
+        Should.Throw<ManagerConfigurationException>(() => Load()).Message.ShouldContain("config.toml:2");
+    }
+
+    [Fact]
     public void BrokenConfigToml_IsAnErrorNamingTheLine()
     {
         File.WriteAllText(Path.Combine(_dir, "config.toml"), "[manager]\ntenant_id = unquoted\n");
