@@ -8,6 +8,10 @@ namespace Propeller.Contracts;
 /// </summary>
 public static class GoDuration
 {
+    /// <summary>The longest duration a .NET timer takes (uint.MaxValue - 1 ms, about 49.7 days): a longer timeout setting
+    /// made CancelAfter or Task.WaitAsync throw on every use, so settings are capped at it.</summary>
+    public static readonly TimeSpan MaxTimer = TimeSpan.FromMilliseconds(uint.MaxValue - 1);
+
     public static bool TryParse(string? text, out TimeSpan value)
     {
         value = default;

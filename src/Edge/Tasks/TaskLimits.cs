@@ -14,7 +14,7 @@ public sealed record TaskLimits(long? Fuel, long? MaxMemoryMib, TimeSpan? Timeou
     /// The longest wait .NET's timers take (2^32 − 2 ms, about 49.7 days): the bound of every time setting and limit the
     /// proplet sets a timer or a delay with, so a long value is refused where it is read instead of failing the task.
     /// </summary>
-    public static readonly TimeSpan MaxWait = TimeSpan.FromMilliseconds(uint.MaxValue - 1);
+    public static readonly TimeSpan MaxWait = Contracts.GoDuration.MaxTimer;
 
     public static TaskLimits Defaults(PropletSettings settings)
     {

@@ -114,7 +114,7 @@ internal sealed record ManagerConfig
     /// MANAGER_INVOKE_TIMEOUT or MANAGER_MQTT_TIMEOUT made Task.WaitAsync / CancelAfter throw on every invoke or publish,
     /// and a huge liveness window overflowed DateTimeOffset; the proplet caps its settings the same way (TaskLimits.MaxWait).
     /// </summary>
-    public static readonly TimeSpan MaxDuration = TimeSpan.FromMilliseconds(uint.MaxValue - 1);
+    public static readonly TimeSpan MaxDuration = Contracts.GoDuration.MaxTimer;
 
     /// <summary>Reads and checks the settings; <paramref name="workingDirectory"/> is where config.toml is looked for.</summary>
     /// <exception cref="ManagerConfigurationException">One or more settings are invalid.</exception>

@@ -207,9 +207,9 @@ public static class ProxySettingsLoader
             return defaultValue;
         }
 
-        return GoDuration.TryParse(text, out var value) && value > TimeSpan.Zero
+        return GoDuration.TryParse(text, out var value) && value > TimeSpan.Zero && value <= GoDuration.MaxTimer
             ? value
-            : throw new ProxyConfigurationException($"{name} '{text}' must be a positive duration such as 30s or 1m30s");
+            : throw new ProxyConfigurationException($"{name} '{text}' must be a positive duration such as 30s or 1m30s, at most {GoDuration.MaxTimer.TotalHours:F0}h");
     }
 
     private static string? ExistingFile(Func<string, string?> get, string name) => get(name) switch
