@@ -17,16 +17,17 @@ internal static class MetricsEndpoints
         return app;
     }
 
+    /// <summary>Any task id, as the original (spec §9.10): one that is not a UUID names no task, and has no samples.</summary>
     private static async Task<IResult> TaskMetricsAsync(string taskId, HttpRequest request, IMetricsQueries queries, CancellationToken cancellationToken)
     {
-        if (!Guid.TryParse(taskId, out var id))
-        {
-            return ApiResults.BadRequest("invalid query parameters");
-        }
-
         if (Page(request) is not var (offset, limit))
         {
             return ApiResults.BadRequest("invalid offset/limit");
+        }
+
+        if (!Guid.TryParse(taskId, out var id))
+        {
+            return Results.Ok(PageJson.Of("metrics", offset, limit, 0, Array.Empty<object>()));
         }
 
         var page = await queries.TaskMetricsAsync(id, offset, limit, cancellationToken);

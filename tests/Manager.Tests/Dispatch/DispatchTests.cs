@@ -512,6 +512,10 @@ public class DispatchTests : IAsyncLifetime
         (DateTimeOffset.UtcNow - sample.GetProperty("timestamp").GetDateTimeOffset()).ShouldBeLessThan(TimeSpan.FromMinutes(5)); // receipt time for a non-string timestamp
         (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{taskId}/metrics?offset=1&limit=1", Ct)).GetProperty("metrics").GetArrayLength().ShouldBe(1);
         (await Http.GetAsync($"/tasks/{taskId}/metrics?limit=0", Ct)).StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+
+        // Any id, as the original (spec §9.10): one that is not a UUID has no samples, an empty page (it was a 400).
+        var none = await Http.GetFromJsonAsync<JsonElement>("/tasks/not-a-uuid/metrics", Ct);
+        (none.GetProperty("total").GetInt64(), none.GetProperty("metrics").GetArrayLength()).ShouldBe((0L, 0));
         (await Http.GetAsync($"/proplets/{Guid.NewGuid()}/metrics", Ct)).StatusCode.ShouldBe(HttpStatusCode.NotFound);
 
         var sdf = await Http.GetFromJsonAsync<JsonElement>($"/proplets/{propletId}/sdf", Ct);
