@@ -41,6 +41,9 @@ public sealed record TaskSpecPatch
     public TaskSpec ApplyTo(TaskSpec current)
     {
         ArgumentNullException.ThrowIfNull(current);
+
+        // A schedule is applied when it differs from the stored one (spec §2.6); the same one sent again changes nothing.
+        var schedules = SetsSchedule && !string.Equals(Schedule, current.Schedule, StringComparison.Ordinal);
         return current with
         {
             Name = string.IsNullOrEmpty(Name) ? current.Name : Name,
@@ -48,9 +51,9 @@ public sealed record TaskSpecPatch
             File = SetsFile ? File : current.File,
             Priority = Priority == 0 ? current.Priority : Priority,
             Metadata = SetsMetadata ? Metadata : current.Metadata,
-            Schedule = SetsSchedule ? Schedule : current.Schedule,
-            IsRecurring = SetsSchedule ? Schedule is not null && IsRecurring : current.IsRecurring,
-            Timezone = SetsSchedule && Schedule is not null ? Timezone : current.Timezone,
+            Schedule = schedules ? Schedule : current.Schedule,
+            IsRecurring = schedules ? Schedule is not null && IsRecurring : current.IsRecurring,
+            Timezone = schedules && Schedule is not null ? Timezone : current.Timezone,
         };
     }
 }

@@ -342,6 +342,10 @@ public sealed class TaskDeciderTests
             .ShouldBe(current with { Inputs = EquatableArray<string>.Empty, File = null, Metadata = null, Schedule = null, IsRecurring = false });
         new TaskSpecPatch { SetsSchedule = true, Schedule = "0 * * * *", IsRecurring = false, Timezone = "UTC" }.ApplyTo(current)
             .ShouldBe(current with { Schedule = "0 * * * *", IsRecurring = false, Timezone = "UTC" });
+
+        // The stored schedule sent again is no change (spec §2.6: applied when different): is_recurring and the
+        // timezone stay as they are, whatever the patch carries.
+        new TaskSpecPatch { SetsSchedule = true, Schedule = "* * * * *", IsRecurring = false, Timezone = "UTC" }.ApplyTo(current).ShouldBe(current);
     }
 
     [Fact]
