@@ -182,9 +182,9 @@ public static class PropletSettingsLoader
     /// <summary>PROPLET_COLLECT_SYSTEM_INFO's rule in the original (spec §4.2): only 0/false/no/off turn it off.</summary>
     public static bool NotFalsy(string? value) => value is null || !IsFalse(value);
 
-    private static bool IsTrue(string value) => value.Trim().ToLowerInvariant() is "1" or "true" or "yes" or "on";
+    private static bool IsTrue(string value) => Flags.IsTrue(value);
 
-    private static bool IsFalse(string value) => value.Trim().ToLowerInvariant() is "0" or "false" or "no" or "off";
+    private static bool IsFalse(string value) => Flags.IsFalse(value);
 
     /// <summary>A boolean the original does not have: true or false (1/yes/on, 0/no/off), anything else is an error.</summary>
     private static bool Boolean(Func<string, string?> get, string name, bool defaultValue) => get(name) switch

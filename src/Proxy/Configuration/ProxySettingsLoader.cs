@@ -176,9 +176,9 @@ public static class ProxySettingsLoader
         return (slash >= 0 ? text[..slash] : text).ToLowerInvariant();
     }
 
-    private static bool IsTrue(string value) => value.Trim().ToLowerInvariant() is "1" or "true" or "yes" or "on";
+    private static bool IsTrue(string value) => Flags.IsTrue(value);
 
-    private static bool IsFalse(string value) => value.Trim().ToLowerInvariant() is "0" or "false" or "no" or "off";
+    private static bool IsFalse(string value) => Flags.IsFalse(value);
 
     private static bool Boolean(Func<string, string?> get, string name, bool defaultValue) => get(name) switch
     {
