@@ -96,7 +96,7 @@ public static class EventStoreServiceCollectionExtensions
     }
 
     /// <summary>The name a manager's connections carry in pg_stat_activity (PostgreSQL keeps 63 bytes of it).</summary>
-    public static string ApplicationName(string schema)
+    private static string ApplicationName(string schema)
     {
         var name = "propeller-manager/" + schema;
         return name.Length <= 63 ? name : name[..63];

@@ -177,21 +177,17 @@ public static class PropletSettingsLoader
     /// <paramref name="defaultValue"/> applies only when unset. Not an error, unlike the other malformed settings: the
     /// original reads such a value as false and a deployment may rely on it (docs/edge.md).
     /// </summary>
-    public static bool Truthy(string? value, bool defaultValue) => value is null ? defaultValue : IsTrue(value);
+    public static bool Truthy(string? value, bool defaultValue) => value is null ? defaultValue : Flags.IsTrue(value);
 
     /// <summary>PROPLET_COLLECT_SYSTEM_INFO's rule in the original (spec §4.2): only 0/false/no/off turn it off.</summary>
-    public static bool NotFalsy(string? value) => value is null || !IsFalse(value);
-
-    private static bool IsTrue(string value) => Flags.IsTrue(value);
-
-    private static bool IsFalse(string value) => Flags.IsFalse(value);
+    public static bool NotFalsy(string? value) => value is null || !Flags.IsFalse(value);
 
     /// <summary>A boolean the original does not have: true or false (1/yes/on, 0/no/off), anything else is an error.</summary>
     private static bool Boolean(Func<string, string?> get, string name, bool defaultValue) => get(name) switch
     {
         null => defaultValue,
-        var v when IsTrue(v) => true,
-        var v when IsFalse(v) => false,
+        var v when Flags.IsTrue(v) => true,
+        var v when Flags.IsFalse(v) => false,
         var v => throw new ConfigurationException($"{name} '{v}' must be true or false"),
     };
 

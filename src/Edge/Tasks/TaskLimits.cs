@@ -77,13 +77,10 @@ public sealed record TaskLimits(long? Fuel, long? MaxMemoryMib, TimeSpan? Timeou
         var rest = new List<string>(cliArgs.Count);
         for (var i = 0; i < cliArgs.Count; i++)
         {
-            if (IsFlag(cliArgs[i]))
+            var arg = cliArgs[i];
+            if (Split(cliArgs, ref i).Flag is null)
             {
-                i++; // its value
-            }
-            else if (!IsFlagWithValue(cliArgs[i]))
-            {
-                rest.Add(cliArgs[i]);
+                rest.Add(arg);
             }
         }
 

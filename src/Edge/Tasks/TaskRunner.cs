@@ -357,24 +357,22 @@ public sealed class TaskRunner : IAsyncDisposable
 
     /// <summary>Stops the run of <paramref name="id"/> and a start of it still being admitted (with the plugins, or
     /// waiting for a stopped run to unwind; admitted in the meantime: then running); false when there is neither. What
-    /// <paramref name="spares"/> says of its attempt is left alone (<paramref name="spared"/>).</summary>
+    /// <paramref name="spares"/> says of its attempt is left alone (<paramref name="spared"/>). Called by
+    /// <see cref="StopTask"/>, under the admission lock.</summary>
     private bool StopAdmittingAndRunning(string id, Func<int?, bool> spares, out bool spared)
     {
         var found = false;
         spared = false;
-        lock (_admissionGate)
+        if (_admitting.TryGetValue(id, out var admission))
         {
-            if (_admitting.TryGetValue(id, out var admission))
+            if (spares(admission.Attempt))
             {
-                if (spares(admission.Attempt))
-                {
-                    spared = true;
-                }
-                else if (_admitting.TryRemove(KeyValuePair.Create(id, admission)))
-                {
-                    admission.Cancellation.Cancel();
-                    found = true;
-                }
+                spared = true;
+            }
+            else if (_admitting.TryRemove(KeyValuePair.Create(id, admission)))
+            {
+                admission.Cancellation.Cancel();
+                found = true;
             }
         }
 

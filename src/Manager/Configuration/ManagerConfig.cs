@@ -109,13 +109,6 @@ internal sealed record ManagerConfig
 
     public string? PostgresSchema { get; init; }
 
-    /// <summary>
-    /// The longest duration setting: what a .NET timer takes (uint.MaxValue - 1 ms, about 49.7 days). A longer
-    /// MANAGER_INVOKE_TIMEOUT or MANAGER_MQTT_TIMEOUT made Task.WaitAsync / CancelAfter throw on every invoke or publish,
-    /// and a huge liveness window overflowed DateTimeOffset; the proplet caps its settings the same way (TaskLimits.MaxWait).
-    /// </summary>
-    public static readonly TimeSpan MaxDuration = Contracts.GoDuration.MaxTimer;
-
     /// <summary>Reads and checks the settings; <paramref name="workingDirectory"/> is where config.toml is looked for.</summary>
     /// <exception cref="ManagerConfigurationException">One or more settings are invalid.</exception>
     public static ManagerConfig Load(IConfiguration configuration, string workingDirectory)
@@ -149,12 +142,14 @@ internal sealed record ManagerConfig
                 return fallback;
             }
 
-            if (GoDuration.TryParse(raw, out var value) && value > TimeSpan.Zero && value <= MaxDuration)
+            // At most what a .NET timer takes: a longer MANAGER_INVOKE_TIMEOUT or MANAGER_MQTT_TIMEOUT made Task.WaitAsync /
+            // CancelAfter throw on every invoke or publish, and a huge liveness window overflowed DateTimeOffset.
+            if (GoDuration.TryParse(raw, out var value) && value > TimeSpan.Zero && value <= GoDuration.MaxTimer)
             {
                 return value;
             }
 
-            errors.Add($"{name} must be a positive duration such as 30s, 1m or 500ms, at most {MaxDuration.TotalHours:F0}h (about 49 days; got '{raw}')");
+            errors.Add($"{name} must be a positive duration such as 30s, 1m or 500ms, at most {GoDuration.MaxTimer.TotalHours:F0}h (about 49 days; got '{raw}')");
             return fallback;
         }
 

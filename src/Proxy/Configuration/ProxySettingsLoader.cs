@@ -116,9 +116,9 @@ public static class ProxySettingsLoader
             RegistryUsername = Get("PROXY_REGISTRY_USERNAME"),
             RegistryPassword = Get("PROXY_REGISTRY_PASSWORD"),
             RegistryHost = registryHost,
-            PlainHttpEverywhere = plain is not null && IsTrue(plain),
+            PlainHttpEverywhere = plain is not null && Flags.IsTrue(plain),
             PlainHttpHosts = new HashSet<string>(
-                plain is null || IsTrue(plain) || IsFalse(plain) ? [] : plain.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+                plain is null || Flags.IsTrue(plain) || Flags.IsFalse(plain) ? [] : plain.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
                 StringComparer.OrdinalIgnoreCase),
             MaxArtifactBytes = Integer(Get, "PROXY_MAX_ARTIFACT_BYTES", 100L << 20, 1, long.MaxValue),
             CacheBytes = Integer(Get, "PROXY_CACHE_BYTES", 256L << 20, 0, long.MaxValue),
@@ -176,15 +176,11 @@ public static class ProxySettingsLoader
         return (slash >= 0 ? text[..slash] : text).ToLowerInvariant();
     }
 
-    private static bool IsTrue(string value) => Flags.IsTrue(value);
-
-    private static bool IsFalse(string value) => Flags.IsFalse(value);
-
     private static bool Boolean(Func<string, string?> get, string name, bool defaultValue) => get(name) switch
     {
         null => defaultValue,
-        var v when IsTrue(v) => true,
-        var v when IsFalse(v) => false,
+        var v when Flags.IsTrue(v) => true,
+        var v when Flags.IsFalse(v) => false,
         var v => throw new ProxyConfigurationException($"{name} '{v}' must be true or false"),
     };
 
