@@ -1,10 +1,11 @@
+using Propeller.Proxy.Configuration;
 using Propeller.Proxy.Oci;
 
 namespace Propeller.Proxy;
 
 /// <summary><c>propeller-proxy push FILE.wasm REFERENCE</c>: pushes a module as a Wasm OCI artefact (an empty config and
 /// one application/vnd.wasm.content.layer.v1+wasm layer), for the demo and for trying the proxy without other tools.
-/// Credentials from PROXY_REGISTRY_USERNAME / PROXY_REGISTRY_PASSWORD when set; loopback registries over plain HTTP.</summary>
+/// Credentials from PROXY_REGISTRY_USERNAME / PROXY_REGISTRY_PASSWORD when set; registries over plain HTTP as the proxy decides it (PROXY_PLAIN_HTTP, loopback always).</summary>
 internal static class PushCommand
 {
     public const string Usage = "FILE.wasm host/repository[:tag]";
@@ -38,8 +39,8 @@ internal static class PushCommand
         var password = Environment.GetEnvironmentVariable("PROXY_REGISTRY_PASSWORD");
         var credentials = user is { Length: > 0 } ? new RegistryCredentials(reference.ApiHost, user, password, null) : null;
         using var http = new HttpClient { Timeout = TimeSpan.FromMinutes(2) };
-        var plain = Environment.GetEnvironmentVariable("PROXY_PLAIN_HTTP") is "1" or "true";
-        var client = new RegistryClient(http, new RegistryAuth(credentials, TimeProvider.System), host => plain || IsLoopback(host));
+        var plain = PlainHttpPolicy.Parse(Environment.GetEnvironmentVariable("PROXY_PLAIN_HTTP"));
+        var client = new RegistryClient(http, new RegistryAuth(credentials, TimeProvider.System), plain.Allows);
         try
         {
             var digest = await client.PushWasmAsync(reference, module, cancellationToken);
@@ -52,7 +53,4 @@ internal static class PushCommand
             return 1;
         }
     }
-
-    private static bool IsLoopback(string host) =>
-        host.Split(':')[0] is "localhost" or "127.0.0.1" || host.StartsWith("[::1]", StringComparison.Ordinal);
 }

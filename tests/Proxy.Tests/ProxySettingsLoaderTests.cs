@@ -121,5 +121,29 @@ public sealed class ProxySettingsLoaderTests
         }
     }
 
+    [Theory]
+    [InlineData(null, "registry.example:5000", false)]
+    [InlineData(null, "localhost:5000", true)]
+    [InlineData(null, "127.0.0.2:5000", true)]
+    [InlineData(null, "[::1]:5000", true)]
+    [InlineData("false", "localhost", true)]
+    [InlineData("yes", "registry.example:5000", true)]
+    [InlineData("ON", "registry.example", true)]
+    [InlineData("1", "registry.example", true)]
+    [InlineData("no", "registry.example", false)]
+    [InlineData("a.example:5000, Registry.Example:5000", "registry.example:5000", true)]
+    [InlineData("a.example:5000,registry.example:5000", "registry.example", false)]
+    public void GivenPlainHttp_WhenARegistryHostIsChecked_ThenLoopbackAlwaysAndOthersAsTheValueSays(string? value, string host, bool plain)
+    {
+        var env = new Dictionary<string, string>(Identity);
+        if (value is not null)
+        {
+            env["PROXY_PLAIN_HTTP"] = value;
+        }
+
+        ProxySettingsLoader.Load(Env(env)).PlainHttp.Allows(host).ShouldBe(plain);
+        PlainHttpPolicy.Parse(value).Allows(host).ShouldBe(plain); // what `propeller-proxy push` reads
+    }
+
     private static Func<string, string?> Env(Dictionary<string, string> values) => name => values.GetValueOrDefault(name);
 }

@@ -58,10 +58,8 @@ public sealed class ProxySettings
     /// <summary>The registry host (host[:port]) the static credentials are for (from PROXY_REGISTRY_URL).</summary>
     public string? RegistryHost { get; init; }
 
-    /// <summary>Hosts spoken to over plain HTTP (PROXY_PLAIN_HTTP): loopback hosts by default; "true" means all.</summary>
-    public IReadOnlySet<string> PlainHttpHosts { get; init; } = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
-
-    public bool PlainHttpEverywhere { get; init; }
+    /// <summary>Registries spoken to over plain HTTP (PROXY_PLAIN_HTTP): loopback hosts by default.</summary>
+    public PlainHttpPolicy PlainHttp { get; init; } = PlainHttpPolicy.LoopbackOnly;
 
     public long MaxArtifactBytes { get; init; } = 100L << 20;
 

@@ -78,7 +78,6 @@ public static class ProxySettingsLoader
 
         var authenticate = Boolean(Get, "PROXY_AUTHENTICATE", false);
         var registryHost = Get("PROXY_REGISTRY_URL") is { } url ? HostOf(url) : null;
-        var plain = Get("PROXY_PLAIN_HTTP");
         var settings = new ProxySettings
         {
             TenantId = identity["tenant_id"]!,
@@ -116,10 +115,7 @@ public static class ProxySettingsLoader
             RegistryUsername = Get("PROXY_REGISTRY_USERNAME"),
             RegistryPassword = Get("PROXY_REGISTRY_PASSWORD"),
             RegistryHost = registryHost,
-            PlainHttpEverywhere = plain is not null && Flags.IsTrue(plain),
-            PlainHttpHosts = new HashSet<string>(
-                plain is null || Flags.IsTrue(plain) || Flags.IsFalse(plain) ? [] : plain.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
-                StringComparer.OrdinalIgnoreCase),
+            PlainHttp = PlainHttpPolicy.Parse(Get("PROXY_PLAIN_HTTP")),
             MaxArtifactBytes = Integer(Get, "PROXY_MAX_ARTIFACT_BYTES", 100L << 20, 1, long.MaxValue),
             CacheBytes = Integer(Get, "PROXY_CACHE_BYTES", 256L << 20, 0, long.MaxValue),
             MaxConcurrentFetches = (int)Integer(Get, "PROXY_MAX_CONCURRENT_FETCHES", 50, 1, 10_000),

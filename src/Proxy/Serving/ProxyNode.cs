@@ -1,7 +1,6 @@
 using System.Buffers;
 using System.Collections.Concurrent;
 using System.Diagnostics;
-using System.Net;
 using System.Text.Json;
 using MQTTnet.Exceptions;
 using Propeller.Broker;
@@ -71,7 +70,7 @@ public sealed class ProxyNode : IAsyncDisposable
         var credentials = settings.Authenticate && settings.RegistryHost is { } host
             ? new RegistryCredentials(host, settings.RegistryUsername, settings.RegistryPassword, settings.RegistryToken)
             : null;
-        _registry = new RegistryClient(_http, new RegistryAuth(credentials, time), PlainHttp, _logger);
+        _registry = new RegistryClient(_http, new RegistryAuth(credentials, time), _settings.PlainHttp.Allows, _logger);
     }
 
     public ProxyMetrics Metrics { get; } = new();
@@ -264,19 +263,6 @@ public sealed class ProxyNode : IAsyncDisposable
         _fetchSlots.Dispose();
         _lifetime.Dispose();
         ProxyLog.Stopped(_logger, _settings.EntityId);
-    }
-
-    /// <summary>Loopback registries are spoken to over plain HTTP (as docker treats localhost), others over HTTPS unless
-    /// PROXY_PLAIN_HTTP names them (or is true).</summary>
-    private bool PlainHttp(string host)
-    {
-        if (_settings.PlainHttpEverywhere || _settings.PlainHttpHosts.Contains(host))
-        {
-            return true;
-        }
-
-        var name = host.StartsWith('[') ? host[..(host.IndexOf(']', StringComparison.Ordinal) + 1)] : host.Split(':')[0];
-        return name == "localhost" || (IPAddress.TryParse(name.Trim('[', ']'), out var address) && IPAddress.IsLoopback(address));
     }
 
     private ValueTask HandleBatchAsync(IReadOnlyList<ReceivedMessage> messages, CancellationToken cancellationToken)
