@@ -72,14 +72,14 @@ public static class PropletCommandHandler
             var propletId = message.Command.PropletId.Value;
             if (decision.Events.Any(e => e is PropletEvent.PropletWentOffline))
             {
-                outgoing.Add(new RedispatchTasksOf(propletId, $"proplet {propletId} went offline"));
+                outgoing.Add(new RedispatchTasksOf(propletId, $"proplet {propletId} went offline", message.Metadata.Timestamp));
             }
 
             if (decision.Events.Any(e => e is PropletEvent.PropletDeleted))
             {
                 // Deletion is refused while tasks run on the proplet, but a placement committing at the same moment is
                 // not seen (the sweep catches what this misses: PropletFleet.GoneWithRunningTasks).
-                outgoing.Add(new RedispatchTasksOf(propletId, $"proplet {propletId} was deleted"));
+                outgoing.Add(new RedispatchTasksOf(propletId, $"proplet {propletId} was deleted", message.Metadata.Timestamp));
             }
 
             if (decision.Events.Any(e => e is PropletEvent.PropletRegistered or PropletEvent.PropletCameOnline))

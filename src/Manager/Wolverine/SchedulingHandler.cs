@@ -1,4 +1,8 @@
 using Marten;
+using Propeller.Application.Proplets;
+using Propeller.Domain.Proplets;
+using Propeller.Infrastructure.MartenStore;
+using Propeller.Infrastructure.Wolverine;
 using Wolverine;
 
 namespace Propeller.Manager.Wolverine;
@@ -78,14 +82,19 @@ public static class SchedulingHandler
 
     /// <summary>
     /// A proplet went offline: its running tasks are re-dispatched (or failed at the limit) and placed again, and the
-    /// sweep looks at it again soon (a dispatch that raced the re-dispatch).
+    /// sweep looks at it again soon (a dispatch that raced the re-dispatch). A message handled late (retried, replayed
+    /// from the dead letters) may find the proplet online again, running tasks given to it since: those are left alone;
+    /// only what it had when it went away moves (all of it for a message without the time, from before the field).
     /// </summary>
     public static async Task<OutgoingMessages> HandleAsync(RedispatchTasksOf message, IDocumentSession session, WolverineScheduling scheduling, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(message);
+        ArgumentNullException.ThrowIfNull(session);
         ArgumentNullException.ThrowIfNull(scheduling);
         var outgoing = new OutgoingMessages();
-        await scheduling.RedispatchAsync(session, scheduling.Attach(session), message.PropletId, message.Reason, outgoing, cancellationToken);
+        var proplet = await session.LoadAsync<PropletDocument>(WolverineStreams.Key(PropletAggregate.StreamId(new PropletId(message.PropletId))), cancellationToken);
+        DateTimeOffset? dispatchedBy = proplet is { State: { Exists: true, Deleted: false, Offline: false } } ? message.OfflineAt ?? DateTimeOffset.MinValue : null;
+        await scheduling.RedispatchAsync(session, scheduling.Attach(session), message.PropletId, message.Reason, outgoing, cancellationToken, dispatchedBy);
         await scheduling.RecheckSoonAsync(session, outgoing, cancellationToken);
         return outgoing;
     }

@@ -18,8 +18,13 @@ public sealed record SweepWaitingTasks(Guid? Token);
 /// <summary>A proplet's liveness timer firing; dropped unless <paramref name="Token"/> is the one in its <see cref="SchedulerTimer"/>.</summary>
 public sealed record CheckLiveness(string PropletId, Guid Token);
 
-/// <summary>A proplet went offline (Last Will, an offline status, silence): re-dispatch the tasks running on it, or fail them at the limit.</summary>
-public sealed record RedispatchTasksOf(string PropletId, string Reason);
+/// <summary>
+/// A proplet went offline (Last Will, an offline status, silence) or was deleted: re-dispatch the tasks running on it, or
+/// fail them at the limit. <paramref name="OfflineAt"/> is when it was seen gone: a message handled late (retried after
+/// a failure, replayed from the dead letters) that finds the proplet back online re-dispatches only the tasks dispatched
+/// to it by then, not those it was given since it came back.
+/// </summary>
+public sealed record RedispatchTasksOf(string PropletId, string Reason, DateTimeOffset? OfflineAt = null);
 
 /// <summary>
 /// A timer chain's identity, stored as a Marten document beside the events ("sweep", "liveness:{proplet}"): the token

@@ -271,12 +271,12 @@ public sealed partial class WolverineScheduling(
         var all = fleet.Proplets;
         foreach (var proplet in all.Where(p => p.Offline && p.RunningTasks > 0))
         {
-            outgoing.Add(new RedispatchTasksOf(proplet.Id.Value, $"proplet {proplet.Id} went offline"));
+            outgoing.Add(new RedispatchTasksOf(proplet.Id.Value, $"proplet {proplet.Id} went offline", now));
         }
 
         foreach (var gone in fleet.GoneWithRunningTasks)
         {
-            outgoing.Add(new RedispatchTasksOf(gone.Value, $"proplet {gone} was deleted"));
+            outgoing.Add(new RedispatchTasksOf(gone.Value, $"proplet {gone} was deleted", now));
         }
 
         var watched = all.Where(p => !p.Offline).ToList();
@@ -358,9 +358,10 @@ public sealed partial class WolverineScheduling(
 
     /// <summary>
     /// Re-dispatches every task running on <paramref name="propletId"/> (TaskRedispatchRequested, or TaskFailed past
-    /// <see cref="SchedulerOptions.MaxRedispatches"/>) and cascades their placement.
+    /// <see cref="SchedulerOptions.MaxRedispatches"/>) and cascades their placement; with <paramref name="dispatchedBy"/>
+    /// only those dispatched to it by then.
     /// </summary>
-    public async Task RedispatchAsync(IDocumentSession session, CommandSessionListener listener, string propletId, string reason, OutgoingMessages outgoing, CancellationToken cancellationToken)
+    public async Task RedispatchAsync(IDocumentSession session, CommandSessionListener listener, string propletId, string reason, OutgoingMessages outgoing, CancellationToken cancellationToken, DateTimeOffset? dispatchedBy = null)
     {
         ArgumentNullException.ThrowIfNull(listener);
         ArgumentNullException.ThrowIfNull(outgoing);
@@ -374,7 +375,7 @@ public sealed partial class WolverineScheduling(
         var redispatched = new List<Guid>();
         foreach (var stream in await WolverineStreams.FetchForWritingAsync<TaskState>(session, running.Select(t => t.Id.Value), cancellationToken))
         {
-            if (stream.Aggregate is not { Status: TaskStatus.Running } state || state.PropletId != propletId)
+            if (stream.Aggregate is not { Status: TaskStatus.Running } state || state.PropletId != propletId || state.StartTime > dispatchedBy)
             {
                 continue;
             }

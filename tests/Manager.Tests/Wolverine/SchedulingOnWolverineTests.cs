@@ -137,6 +137,45 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
     }
 
     /// <summary>
+    /// A proplet's re-dispatch handled late (retried after a failure, replayed from the dead letters) finds the proplet
+    /// back online with a task given to it since: that task stays where it runs; only a task dispatched by the time the
+    /// proplet went away moves. It re-dispatched whatever the proplet ran at handling time, so the task ran twice.
+    /// </summary>
+    [Fact]
+    public async Task ALateRedispatch_OfAPropletBackOnline_LeavesTheTasksGivenToItSince()
+    {
+        var propletId = Guid.NewGuid().ToString();
+        await using var proplet = await ConnectPropletAsync(propletId, answer: false);
+        await PublishAsync(proplet, "control/proplet/create", new { proplet_id = propletId });
+        using var heartbeats = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        var beating = BeatAsync(proplet, propletId, heartbeats.Token);
+        try
+        {
+            await WaitForAliveAsync(propletId);
+            var id = await CreateAndStartAsync("""{"name":"main"}""");
+            (await WaitForStateAsync(id, 2)).GetProperty("proplet_id").GetString().ShouldBe(propletId);
+            var bus = new MessageBus(_server.Services.GetRequiredService<IWolverineRuntime>());
+
+            // Went offline a minute before the task was dispatched (then came back): the task is the proplet's own now.
+            await bus.InvokeAsync(new RedispatchTasksOf(propletId, "late", DateTimeOffset.UtcNow.AddMinutes(-1)), Ct);
+            // A message from before the field (no time): the proplet is online, so nothing of it moves either.
+            await bus.InvokeAsync(new RedispatchTasksOf(propletId, "late, no time"), Ct);
+            var history = await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}/history", Ct);
+            history.EnumerateArray().Select(e => e.GetProperty("type").GetString()).ShouldNotContain("task.redispatch_requested.v1");
+            (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}", Ct)).GetProperty("state").GetInt32().ShouldBe(2);
+
+            // Went offline after the dispatch: the task was running there when the proplet went away, so it moves.
+            await bus.InvokeAsync(new RedispatchTasksOf(propletId, "went offline after the dispatch", DateTimeOffset.UtcNow), Ct);
+            (await WaitForEventAsync(id, "task.redispatch_requested.v1")).GetProperty("data").GetProperty("reason").GetString().ShouldBe("went offline after the dispatch");
+        }
+        finally
+        {
+            await heartbeats.CancelAsync();
+            await beating;
+        }
+    }
+
+    /// <summary>
     /// Two tasks at priority 90 pinned to "ghost" fill the first page; a default task started while no proplet is alive
     /// waits behind them. When a proplet comes alive, the default task is placed on it (the round reads the page after
     /// the pinned ones), and the sweep does not spin on the page it cannot place: over two seconds only a handful of
