@@ -12,9 +12,18 @@ namespace Propeller.Manager.Wolverine;
 /// envelope's status tells the receiver the mark is taken care of (the check it makes for envelopes its transactional
 /// middleware already marked). A failed mark is tried again until it succeeds or the node stops; an envelope left
 /// unmarked by a crash is recovered and published again, as one whose process died between publishing and its own mark.
+/// <para>
+/// The marks are written when the host begins to stop (<see cref="StoppingAsync"/>), before Wolverine's receivers
+/// drain: once drained, a receiver hands every envelope this node owns back to any node (owner 0), and one still
+/// unmarked then could be recovered by another node and published a second time. From then on the receivers mark
+/// what they handle themselves.
+/// </para>
 /// </summary>
-public sealed partial class HandledEnvelopeMarks(IWolverineRuntime runtime, ILogger<HandledEnvelopeMarks> logger) : BackgroundService
+public sealed partial class HandledEnvelopeMarks(IWolverineRuntime runtime, ILogger<HandledEnvelopeMarks> logger) : BackgroundService, IHostedLifecycleService
 {
+    /// <summary>How long the host's stop waits for the marks taken so far to be written (a database that is gone).</summary>
+    public static readonly TimeSpan FlushTimeout = TimeSpan.FromSeconds(5);
+
     /// <summary>The most envelopes one round trip marks.</summary>
     public const int MaxBatch = 256;
 
@@ -70,9 +79,29 @@ public sealed partial class HandledEnvelopeMarks(IWolverineRuntime runtime, ILog
         }
     }
 
+    public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    /// <summary>
+    /// Takes no more marks and lets the loop write those it has (it ends once they are written), at most
+    /// <see cref="FlushTimeout"/>: the host calls this on every service before it stops any, so Wolverine still owns
+    /// the envelopes.
+    /// </summary>
+    public async Task StoppingAsync(CancellationToken cancellationToken)
+    {
+        _marks.Writer.TryComplete();
+        if (ExecuteTask is { } loop)
+        {
+            await Task.WhenAny(loop, Task.Delay(FlushTimeout, cancellationToken)).ConfigureAwait(false);
+        }
+    }
+
+    public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
-        // Marks taken before the stop are written (Wolverine's receivers drain theirs the same way), bounded by the host's
+        // What the loop could not write while the host began to stop (a database that is gone), bounded by the host's
         // shutdown timeout; one left unwritten is recovered and published again after the restart.
         _marks.Writer.TryComplete();
         var left = new List<Envelope>();

@@ -359,6 +359,28 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
         (await CountAsync($"select count(*) from {Schema}.wolverine_incoming_envelopes where status <> 'Handled' and message_type like '%PublishToBroker%'")).ShouldBe(0);
     }
 
+    /// <summary>
+    /// When the host begins to stop, the marks taken so far are written before any service stops (Wolverine's receivers
+    /// then hand the node's envelopes back to any node: one still unmarked could be published again by another node),
+    /// and later handlers' marks are left to Wolverine (their envelope is not taken as handled here).
+    /// </summary>
+    [Fact]
+    public async Task HandledMarks_AreWrittenWhenTheHostBeginsToStop_AndLaterOnesLeftToWolverine()
+    {
+        var marks = _server.Services.GetRequiredService<HandledEnvelopeMarks>();
+        var before = marks.Marked;
+        var taken = Enumerable.Range(0, 5).Select(_ => new Envelope { Id = Guid.NewGuid(), Destination = new Uri("local://broker") }).ToList();
+        taken.ForEach(marks.Add);
+        taken.ShouldAllBe(e => e.Status == EnvelopeStatus.Handled);
+
+        await marks.StoppingAsync(Ct);
+
+        marks.Marked.ShouldBe(before + taken.Count);
+        var late = new Envelope { Id = Guid.NewGuid(), Destination = new Uri("local://broker") };
+        marks.Add(late);
+        late.Status.ShouldNotBe(EnvelopeStatus.Handled);
+    }
+
     private async Task<BrokerConnection> ConnectPropletAsync(string propletId, bool answer)
     {
         BrokerConnection? client = null;
