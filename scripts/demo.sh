@@ -8,7 +8,8 @@
 # (scripts/infra.sh), fetched by a propeller-proxy and streamed to the proplet in MQTT chunks (docs/proxy.md).
 #
 # Settings (environment): DEMO_HTTP_PORT (first port tried for the manager, default 7070), DEMO_SCHEMA (event store
-# schema, default demo), DEMO_KEEP_LOGS=1 (keep the log folder), DEMO_HTTP=tcp (never use curl). Needs the .NET SDK
+# schema, default demo), DEMO_KEEP_LOGS=1 (keep the log folder), DEMO_KEEP_INFRA=1 (leave PostgreSQL, mosquitto and
+# the registries running when this script started them; it stops them otherwise), DEMO_HTTP=tcp (never use curl). Needs the .NET SDK
 # (curl and jq are used when present).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -33,10 +34,20 @@ fail() {
 
 logs="$(mktemp -d "${TMPDIR:-/tmp}/propeller-demo.XXXXXX")"
 pids=()
+infra_started=0
 cleanup() {
   local rc=$?
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  # A process that has not ended 10 s after SIGTERM is killed.
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  # The infrastructure too, when this script started it (DEMO_KEEP_INFRA=1 leaves it running).
+  if [ "$infra_started" = 1 ] && [ "${DEMO_KEEP_INFRA:-0}" != 1 ]; then
+    scripts/infra.sh down >/dev/null 2>&1 || echo "demo: stopping the infrastructure failed (scripts/infra.sh down)" >&2
+  fi
   if [ "${DEMO_KEEP_LOGS:-0}" = 1 ] || [ "$rc" != 0 ]; then echo "demo: logs kept in $logs" >&2; else rm -rf "$logs"; fi
 }
 trap cleanup EXIT
@@ -66,6 +77,10 @@ http() {
 }
 
 step "[1/6] infrastructure (PostgreSQL + mosquitto on loopback)"
+before="$(scripts/infra.sh status 2>/dev/null || true)"
+if ! grep -qv ': down$' <<<"$before"; then
+  infra_started=1 # nothing of it ran before
+fi
 scripts/infra.sh up
 eval "$(scripts/infra.sh env)"
 

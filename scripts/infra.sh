@@ -300,7 +300,20 @@ cmd_status() {
   return $rc
 }
 
+# The registry folder of the registries answering on these ports: ours, or that of the checkout whose registries they
+# are (reg_start uses those as they are; their data and the token key the tests sign with live in that folder).
+reg_dir_in_use() {
+  if reg_running anon "$reg_port" || ! port_open "$reg_port"; then echo "$reg_dir"; return; fi
+  local f yml
+  for f in /proc/[0-9]*/cmdline; do
+    yml="$(tr '\0' ' ' <"$f" 2>/dev/null | sed -n 's|.*docker-registry serve \(/[^ ]*/anon\.yml\).*|\1|p')" || true
+    if [ -n "$yml" ] && grep -qx "  addr: 127.0.0.1:$reg_port" "$yml" 2>/dev/null; then dirname "$yml"; return; fi
+  done
+  echo "$reg_dir"
+}
+
 cmd_env() {
+  local registries; registries="$(reg_dir_in_use)"
   cat <<EOF
 export MANAGER_POSTGRES_HOST=127.0.0.1
 export MANAGER_POSTGRES_PORT=$pg_port
@@ -315,10 +328,10 @@ export PROPELLER_TEST_DB='Host=127.0.0.1;Port=$pg_port;Username=$pg_user;Passwor
 export PROPELLER_TEST_MQTT=tcp://127.0.0.1:$mqtt_port
 export PROPELLER_TEST_REGISTRY=127.0.0.1:$reg_port
 export PROPELLER_TEST_REGISTRY_AUTH=127.0.0.1:$reg_auth_port
-export PROPELLER_TEST_REGISTRY_DIR=$reg_dir/anon
+export PROPELLER_TEST_REGISTRY_DIR=$registries/anon
 export PROPELLER_TEST_REGISTRY_TOKEN=127.0.0.1:$reg_token_port
 export PROPELLER_TEST_REGISTRY_TOKEN_REALM_PORT=$reg_realm_port
-export PROPELLER_TEST_REGISTRY_TOKEN_KEY=$reg_dir/token.key
+export PROPELLER_TEST_REGISTRY_TOKEN_KEY=$registries/token.key
 EOF
 }
 

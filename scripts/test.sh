@@ -13,6 +13,19 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPE
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# The last line is always the count, also when a step before the tests fails (set -e): that step is one failure.
+total_passed=0 total_failed=0 total_skipped=0 broken=0 summarised=0
+summary() {
+  local rc=$?
+  if [ "$summarised" = 0 ]; then
+    echo "test.sh: stopped early (exit $rc)" >&2
+    echo
+    echo "$total_passed passed, $((total_failed + broken + 1)) failed, $total_skipped skipped"
+    [ "$rc" != 0 ] || exit 1
+  fi
+}
+trap summary EXIT
+
 step "infrastructure"
 scripts/infra.sh up
 eval "$(scripts/infra.sh env)"
@@ -37,12 +50,12 @@ else
   for p in tests/*/*.csproj; do projects+=("$p"); done
 fi
 
-total_passed=0 total_failed=0 total_skipped=0 broken=0
 for proj in "${projects[@]}"; do
   name="$(basename "$proj" .csproj)"
   step "test $name"
   set +e
-  dotnet test "$proj" -c Release --no-build --nologo \
+  # A test that hangs is stopped after 20 minutes (the run counts it as failed) instead of holding CI for ever.
+  dotnet test "$proj" -c Release --no-build --nologo --blame-hang-timeout 20m --blame-hang-dump-type none \
     --logger "trx;LogFileName=$name.trx" --results-directory "$results/$name"
   rc=$?
   set -e
@@ -52,6 +65,7 @@ for proj in "${projects[@]}"; do
     broken=$((broken + 1))
     continue
   fi
+  p="" f="" s=""
   read -r p f s < <(python3 - "$trx" <<'PY'
 import sys, xml.etree.ElementTree as ET
 ns = {"t": "http://microsoft.com/schemas/VisualStudio/TeamTest/2010"}
@@ -59,7 +73,12 @@ c = ET.parse(sys.argv[1]).getroot().find("t:ResultSummary/t:Counters", ns)
 a = lambda k: int(c.get(k, "0"))
 print(a("passed"), a("failed") + a("error") + a("timeout") + a("aborted"), a("notExecuted"))
 PY
-)
+) || true
+  if ! [[ "$p $f $s" =~ ^[0-9]+\ [0-9]+\ [0-9]+$ ]]; then
+    echo "test.sh: $name's results could not be read ($trx; exit $rc)" >&2
+    broken=$((broken + 1))
+    continue
+  fi
   echo "$name: $p passed, $f failed, $s skipped"
   total_passed=$((total_passed + p)); total_failed=$((total_failed + f)); total_skipped=$((total_skipped + s))
   if [ "$rc" != 0 ] && [ "$f" = 0 ]; then broken=$((broken + 1)); fi
@@ -88,6 +107,7 @@ if [ $# -eq 0 ] && compgen -G "scripts/suites.d/*.sh" >/dev/null; then
 fi
 
 total_failed=$((total_failed + broken))
+summarised=1
 echo
 echo "$total_passed passed, $total_failed failed, $total_skipped skipped"
 [ "$total_failed" = 0 ]
