@@ -78,7 +78,8 @@ internal static class EventEndpoints
 
             if (open is null)
             {
-                yield return new SseItem<object>(new { at = DateTimeOffset.UtcNow }, "ping");
+                // A drop seen by nothing yet (it happened after the last drain) must not wait for the next change.
+                yield return subscription.Overflowed() ? Resync() : new SseItem<object>(new { at = DateTimeOffset.UtcNow }, "ping");
                 continue;
             }
 
@@ -86,11 +87,6 @@ internal static class EventEndpoints
             if (open == false)
             {
                 yield break;
-            }
-
-            if (subscription.Overflowed())
-            {
-                yield return new SseItem<object>(new { reason = "changes were dropped while this reader was behind" }, "resync");
             }
 
             while (reader.TryRead(out var notice))
@@ -112,6 +108,16 @@ internal static class EventEndpoints
                         break;
                 }
             }
+
+            // After the backlog: the dropped change is newer than what was buffered, so a client reloading on resync
+            // must not have its reload overwritten by the older changes that were still queued.
+            if (subscription.Overflowed())
+            {
+                yield return Resync();
+            }
         }
     }
+
+    private static SseItem<object> Resync() =>
+        new(new { reason = "changes were dropped while this reader was behind" }, "resync");
 }
