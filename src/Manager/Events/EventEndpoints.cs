@@ -41,7 +41,7 @@ internal static class EventEndpoints
         }
 
         var types = request.Query["types"].FirstOrDefault() is { Length: > 0 } list ? list.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries) : ["task", "proplet"];
-        if (types.Any(t => t is not ("task" or "proplet")))
+        if (types.Length == 0 || types.Any(t => t is not ("task" or "proplet")))
         {
             return ApiResults.BadRequest("types must be a comma-separated list of task and proplet");
         }
