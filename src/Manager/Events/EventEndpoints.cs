@@ -27,7 +27,7 @@ internal static class EventEndpoints
         return app;
     }
 
-    private static IResult Stream(HttpRequest request, IChangeFeed feed)
+    private static IResult Stream(HttpRequest request, IChangeFeed feed, IHostApplicationLifetime lifetime)
     {
         string? onlyStream = null;
         if (request.Query["task"].FirstOrDefault() is { Length: > 0 } task)
@@ -48,13 +48,19 @@ internal static class EventEndpoints
 
         // Subscribe before the response starts, so nothing committed after this request arrived is missed.
         var subscription = feed.Subscribe();
-        return TypedResults.ServerSentEvents(ReadAsync(subscription, onlyStream, types.Contains("task"), types.Contains("proplet"), request.HttpContext.RequestAborted));
+        return TypedResults.ServerSentEvents(ReadAsync(subscription, onlyStream, types.Contains("task"), types.Contains("proplet"), request.HttpContext.RequestAborted, lifetime.ApplicationStopping));
     }
 
     private static async IAsyncEnumerable<SseItem<object>> ReadAsync(
-        ChangeSubscription subscription, string? onlyStream, bool tasks, bool proplets, [EnumeratorCancellation] CancellationToken cancellationToken)
+        ChangeSubscription subscription, string? onlyStream, bool tasks, bool proplets, CancellationToken requestAborted, CancellationToken stopping,
+        [EnumeratorCancellation] CancellationToken enumeration = default)
     {
         using var _ = subscription;
+
+        // The stream also ends (cleanly) when the host stops: an open stream would otherwise hold Kestrel's graceful
+        // shutdown for the whole shutdown timeout, and the hosted services after it would stop with a cancelled token.
+        using var ending = CancellationTokenSource.CreateLinkedTokenSource(requestAborted, stopping, enumeration);
+        var cancellationToken = ending.Token;
         yield return new SseItem<object>(new { at = DateTimeOffset.UtcNow }, "hello") { ReconnectionInterval = TimeSpan.FromSeconds(1) };
         var reader = subscription.Reader;
         Task<bool>? waiting = null;
@@ -73,7 +79,7 @@ internal static class EventEndpoints
             }
             catch (OperationCanceledException)
             {
-                yield break; // the client went away
+                yield break; // the client went away, or the host is stopping
             }
 
             if (open is null)
