@@ -1,13 +1,14 @@
 using System.Net;
 using System.Net.Sockets;
+using System.Text.Json;
 using Npgsql;
 using Propeller.Tests.Shared;
 
 namespace Propeller.Manager.Tests.Http;
 
 /// <summary>
-/// /metrics while PostgreSQL is unreachable: the manager runs through a loopback TCP relay to PostgreSQL that the test
-/// cuts (connections dropped, new ones refused).
+/// /metrics and /health/ready while PostgreSQL is unreachable or slow: the manager runs through a loopback TCP relay to
+/// PostgreSQL that the test cuts (connections dropped, new ones refused), or behind a lock that makes a check time out.
 /// </summary>
 public sealed class DatabaseOutageTests
 {
@@ -31,6 +32,30 @@ public sealed class DatabaseOutageTests
         text.ShouldContain("manager_api_request_count");
         text.ShouldContain("manager_metrics_sample_ok{sampler=\"projections\"} 0");
         text.ShouldContain("manager_metrics_sample_ok{sampler=\"dead_letters\"} 0");
+    }
+
+    [Fact]
+    public async Task GivenTheProjectionProgressIsLocked_WhenReadinessIsChecked_ThenTheAnswerIs503NamingTheProjectionsCheck()
+    {
+        var db = new NpgsqlConnectionStringBuilder(await TestPostgres.ConnectionStringAsync()) { CommandTimeout = 2 };
+        await using var server = await ManagerServer.StartAsync("ready_outage", new Dictionary<string, string> { ["EventStore:ConnectionString"] = db.ConnectionString });
+
+        // A migration (or a stuck transaction) holding Marten's progression table: reading it times out.
+        await using var dataSource = NpgsqlDataSource.Create(await TestPostgres.ConnectionStringAsync());
+        await using var connection = await dataSource.OpenConnectionAsync(Ct);
+        await using var transaction = await connection.BeginTransactionAsync(Ct);
+        await using (var lockTable = new NpgsqlCommand("lock table ready_outage.mt_event_progression in access exclusive mode", connection, transaction))
+        {
+            await lockTable.ExecuteNonQueryAsync(Ct);
+        }
+
+        var response = await server.Client.GetAsync("/health/ready", Ct);
+        var body = await response.Content.ReadAsStringAsync(Ct);
+        await transaction.RollbackAsync(Ct);
+        response.StatusCode.ShouldBe(HttpStatusCode.ServiceUnavailable, body);
+        var checks = JsonDocument.Parse(body).RootElement.GetProperty("checks");
+        checks.GetProperty("postgres").GetString().ShouldBe("pass");
+        checks.GetProperty("projections").GetString().ShouldNotBe("pass");
     }
 
     /// <summary>Forwards loopback connections to PostgreSQL until cut: then its connections drop and new ones are refused.</summary>
