@@ -146,6 +146,7 @@ public static class ManagerApp
         builder.Services.AddExceptionHandler<ApiExceptionHandler>();
         builder.Services.AddProblemDetails();
         builder.Services.AddSingleton<PrometheusMetrics>();
+        builder.Services.AddSingleton<MetricsSamplers>();
         builder.Services.AddOpenApi(o => o.AddDocumentTransformer((document, _, _) =>
         {
             document.Info.Title = "Propeller manager API";
@@ -158,18 +159,19 @@ public static class ManagerApp
         app.UseDashboard();
         app.UseApiMetrics();
         var metrics = app.Services.GetRequiredService<PrometheusMetrics>();
-        app.MapGet("/metrics", async (IServiceProvider services, CancellationToken cancellationToken) =>
+        app.MapGet("/metrics", async (IServiceProvider services, MetricsSamplers samplers, CancellationToken cancellationToken) =>
         {
-            // The async projections' lag is read from PostgreSQL at scrape time (Marten store only).
+            // The async projections' lag is read from PostgreSQL at scrape time (Marten store only). A failed read
+            // does not fail the scrape (MetricsSamplers).
             if (services.GetService<Infrastructure.MartenStore.MartenProjectionMonitor>() is { } projections)
             {
-                await projections.SampleAsync(cancellationToken);
+                await samplers.SampleAsync("projections", projections.SampleAsync, cancellationToken);
             }
 
             // Wolverine's dead letters and scheduled messages.
             if (services.GetService<DeadLetterMetrics>() is { } deadLetters)
             {
-                await deadLetters.SampleAsync();
+                await samplers.SampleAsync("dead_letters", _ => deadLetters.SampleAsync(), cancellationToken);
             }
 
             return Results.Text(metrics.Scrape(), "text/plain; version=0.0.4");

@@ -71,6 +71,9 @@ internal sealed class ManagerServer : IAsyncDisposable
         return new ManagerServer(app, client);
     }
 
+    /// <summary>Stops the host as a shutdown signal would (within HostOptions.ShutdownTimeout).</summary>
+    public Task StopAsync() => _app.StopAsync(CancellationToken.None);
+
     public async ValueTask DisposeAsync()
     {
         Client.Dispose();

@@ -27,7 +27,7 @@ internal static class EventEndpoints
         return app;
     }
 
-    private static IResult Stream(HttpRequest request, IChangeFeed feed)
+    private static IResult Stream(HttpRequest request, IChangeFeed feed, IHostApplicationLifetime lifetime)
     {
         string? onlyStream = null;
         if (request.Query["task"].FirstOrDefault() is { Length: > 0 } task)
@@ -41,20 +41,26 @@ internal static class EventEndpoints
         }
 
         var types = request.Query["types"].FirstOrDefault() is { Length: > 0 } list ? list.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries) : ["task", "proplet"];
-        if (types.Any(t => t is not ("task" or "proplet")))
+        if (types.Length == 0 || types.Any(t => t is not ("task" or "proplet")))
         {
             return ApiResults.BadRequest("types must be a comma-separated list of task and proplet");
         }
 
         // Subscribe before the response starts, so nothing committed after this request arrived is missed.
         var subscription = feed.Subscribe();
-        return TypedResults.ServerSentEvents(ReadAsync(subscription, onlyStream, types.Contains("task"), types.Contains("proplet"), request.HttpContext.RequestAborted));
+        return TypedResults.ServerSentEvents(ReadAsync(subscription, onlyStream, types.Contains("task"), types.Contains("proplet"), request.HttpContext.RequestAborted, lifetime.ApplicationStopping));
     }
 
     private static async IAsyncEnumerable<SseItem<object>> ReadAsync(
-        ChangeSubscription subscription, string? onlyStream, bool tasks, bool proplets, [EnumeratorCancellation] CancellationToken cancellationToken)
+        ChangeSubscription subscription, string? onlyStream, bool tasks, bool proplets, CancellationToken requestAborted, CancellationToken stopping,
+        [EnumeratorCancellation] CancellationToken enumeration = default)
     {
         using var _ = subscription;
+
+        // The stream also ends (cleanly) when the host stops: an open stream would otherwise hold Kestrel's graceful
+        // shutdown for the whole shutdown timeout, and the hosted services after it would stop with a cancelled token.
+        using var ending = CancellationTokenSource.CreateLinkedTokenSource(requestAborted, stopping, enumeration);
+        var cancellationToken = ending.Token;
         yield return new SseItem<object>(new { at = DateTimeOffset.UtcNow }, "hello") { ReconnectionInterval = TimeSpan.FromSeconds(1) };
         var reader = subscription.Reader;
         Task<bool>? waiting = null;
@@ -73,12 +79,13 @@ internal static class EventEndpoints
             }
             catch (OperationCanceledException)
             {
-                yield break; // the client went away
+                yield break; // the client went away, or the host is stopping
             }
 
             if (open is null)
             {
-                yield return new SseItem<object>(new { at = DateTimeOffset.UtcNow }, "ping");
+                // A drop seen by nothing yet (it happened after the last drain) must not wait for the next change.
+                yield return subscription.Overflowed() ? Resync() : new SseItem<object>(new { at = DateTimeOffset.UtcNow }, "ping");
                 continue;
             }
 
@@ -86,11 +93,6 @@ internal static class EventEndpoints
             if (open == false)
             {
                 yield break;
-            }
-
-            if (subscription.Overflowed())
-            {
-                yield return new SseItem<object>(new { reason = "changes were dropped while this reader was behind" }, "resync");
             }
 
             while (reader.TryRead(out var notice))
@@ -112,6 +114,16 @@ internal static class EventEndpoints
                         break;
                 }
             }
+
+            // After the backlog: the dropped change is newer than what was buffered, so a client reloading on resync
+            // must not have its reload overwritten by the older changes that were still queued.
+            if (subscription.Overflowed())
+            {
+                yield return Resync();
+            }
         }
     }
+
+    private static SseItem<object> Resync() =>
+        new(new { reason = "changes were dropped while this reader was behind" }, "resync");
 }

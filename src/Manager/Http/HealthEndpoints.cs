@@ -1,3 +1,4 @@
+using Marten.Exceptions;
 using Npgsql;
 using Propeller.Infrastructure.MartenStore;
 using Propeller.Infrastructure.Mqtt;
@@ -36,7 +37,7 @@ internal static class HealthEndpoints
             await command.ExecuteScalarAsync(cancellationToken);
             postgres = "pass";
         }
-        catch (NpgsqlException ex)
+        catch (Exception ex) when (IsCheckFailure(ex, cancellationToken))
         {
             postgres = ex.Message;
         }
@@ -52,7 +53,7 @@ internal static class HealthEndpoints
             {
                 projections = await monitor.CheckAsync(cancellationToken) ?? "pass";
             }
-            catch (NpgsqlException ex)
+            catch (Exception ex) when (IsCheckFailure(ex, cancellationToken))
             {
                 projections = ex.Message;
             }
@@ -62,4 +63,15 @@ internal static class HealthEndpoints
         return Results.Json(
             new { status = ready ? "pass" : "fail", checks = new { postgres, mqtt, projections } }, statusCode: ready ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable);
     }
+
+    /// <summary>
+    /// A failed check (503 naming it), not a bug: PostgreSQL's errors as Npgsql throws them or as Marten wraps them
+    /// (MartenCommandException and the like), and timeouts; but not the request's own cancellation (the client left).
+    /// </summary>
+    private static bool IsCheckFailure(Exception ex, CancellationToken requestAborted) => ex switch
+    {
+        OperationCanceledException => !requestAborted.IsCancellationRequested,
+        NpgsqlException or MartenException or TimeoutException => true,
+        _ => ex.InnerException is NpgsqlException or TimeoutException,
+    };
 }

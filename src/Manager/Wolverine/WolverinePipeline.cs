@@ -225,14 +225,68 @@ public sealed class WolverineInboundCommands(IWolverineRuntime runtime, TaskComm
         (await new MessageBus(runtime).InvokeAsync<CommandResult<PropletEvent, PropletState>>(RunPropletCommand.For(command, metadata), cancellationToken)).Rejection;
 }
 
-/// <summary>Sends one <see cref="SweepWaitingTasks"/> once Wolverine runs: places what waited across a restart and makes sure the sweep chain runs.</summary>
-internal sealed class SweepAtStart(IHostApplicationLifetime lifetime, IWolverineRuntime runtime) : IHostedService
+/// <summary>
+/// Sends one <see cref="SweepWaitingTasks"/> once Wolverine runs: places what waited across a restart and makes sure
+/// the sweep chain runs. A failed publish (PostgreSQL unreachable at start-up) is logged and retried with backoff
+/// until it is sent or the host stops; otherwise no sweep would run until the next proplet event.
+/// </summary>
+internal sealed partial class SweepAtStart(IHostApplicationLifetime lifetime, IWolverineRuntime runtime, ILogger<SweepAtStart> logger) : IHostedService
 {
+    private static readonly TimeSpan FirstRetry = TimeSpan.FromMilliseconds(500);
+    private static readonly TimeSpan MaxRetry = TimeSpan.FromSeconds(30);
+
+    private Task _publishing = Task.CompletedTask;
+
     public Task StartAsync(CancellationToken cancellationToken)
     {
-        lifetime.ApplicationStarted.Register(() => _ = new MessageBus(runtime).PublishAsync(new SweepWaitingTasks(null)).AsTask());
+        lifetime.ApplicationStarted.Register(() => _publishing = PublishUntilSentAsync(lifetime.ApplicationStopping));
         return Task.CompletedTask;
     }
 
-    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await _publishing.WaitAsync(cancellationToken);
+        }
+        catch (OperationCanceledException)
+        {
+            // Shutdown's time is up: the retry loop ends on ApplicationStopping by itself.
+        }
+    }
+
+    private async Task PublishUntilSentAsync(CancellationToken stopping)
+    {
+        var delay = FirstRetry;
+        for (var attempt = 1; !stopping.IsCancellationRequested; attempt++)
+        {
+            try
+            {
+                await new MessageBus(runtime).PublishAsync(new SweepWaitingTasks(null));
+                return;
+            }
+            catch (Exception ex) when (!stopping.IsCancellationRequested)
+            {
+                LogSweepNotPublished(logger, attempt, delay, ex);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+
+            try
+            {
+                await Task.Delay(delay, stopping);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+
+            delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, MaxRetry.Ticks));
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "The start-up sweep of waiting tasks could not be published (attempt {Attempt}); trying again in {Delay}")]
+    private static partial void LogSweepNotPublished(ILogger logger, int attempt, TimeSpan delay, Exception exception);
 }

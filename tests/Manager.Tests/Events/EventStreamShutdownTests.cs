@@ -1,0 +1,44 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.ServerSentEvents;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+
+namespace Propeller.Manager.Tests.Events;
+
+/// <summary>GET /events while the host stops: the stream ends and does not hold up the graceful shutdown.</summary>
+public sealed class EventStreamShutdownTests : IAsyncLifetime
+{
+    private ManagerServer _server = null!;
+
+    public async ValueTask InitializeAsync() =>
+        _server = await ManagerServer.StartAsync("api_events_shutdown", services: s => s.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(60)));
+
+    public ValueTask DisposeAsync() => _server.DisposeAsync();
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task GivenAnOpenStream_WhenTheHostStops_ThenTheStreamEndsAndShutdownDoesNotWaitForTheTimeout()
+    {
+        using var response = await _server.Client.GetAsync("/events", HttpCompletionOption.ResponseHeadersRead, Ct);
+        response.StatusCode.ShouldBe(HttpStatusCode.OK);
+        var events = SseParser.Create(await response.Content.ReadAsStreamAsync(Ct)).EnumerateAsync(Ct).GetAsyncEnumerator(Ct);
+        (await events.MoveNextAsync()).ShouldBeTrue();
+        events.Current.EventType.ShouldBe("hello");
+
+        var clock = Stopwatch.StartNew();
+        await _server.StopAsync();
+        clock.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(10)); // against a 60 s shutdown timeout
+
+        // The response ended cleanly: the client reads the end of the stream, not an error.
+        var rest = new List<string>();
+        while (await events.MoveNextAsync())
+        {
+            rest.Add(events.Current.EventType);
+        }
+
+        rest.ShouldNotContain("hello");
+        await events.DisposeAsync();
+    }
+}

@@ -1,0 +1,151 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text.Json;
+using Npgsql;
+using Propeller.Tests.Shared;
+
+namespace Propeller.Manager.Tests.Http;
+
+/// <summary>
+/// /metrics and /health/ready while PostgreSQL is unreachable or slow: the manager runs through a loopback TCP relay to
+/// PostgreSQL that the test cuts (connections dropped, new ones refused), or behind a lock that makes a check time out.
+/// </summary>
+public sealed class DatabaseOutageTests
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task GivenPostgresBecameUnreachable_WhenMetricsAreScraped_ThenTheAnswerIs200WithTheApiSeriesAndTheFailedSamplers()
+    {
+        var db = new NpgsqlConnectionStringBuilder(await TestPostgres.ConnectionStringAsync());
+        await using var relay = Relay.Start(db.Host!, db.Port);
+        db.Host = "127.0.0.1";
+        db.Port = relay.Port;
+        db.Timeout = 3;
+        await using var server = await ManagerServer.StartAsync("metrics_outage", new Dictionary<string, string> { ["EventStore:ConnectionString"] = db.ConnectionString });
+        (await server.Client.GetAsync("/metrics", Ct)).StatusCode.ShouldBe(HttpStatusCode.OK);
+
+        relay.Cut();
+        var response = await server.Client.GetAsync("/metrics", Ct);
+        var text = await response.Content.ReadAsStringAsync(Ct);
+        response.StatusCode.ShouldBe(HttpStatusCode.OK, text);
+        text.ShouldContain("manager_api_request_count");
+        text.ShouldContain("manager_metrics_sample_ok{sampler=\"projections\"} 0");
+        text.ShouldContain("manager_metrics_sample_ok{sampler=\"dead_letters\"} 0");
+    }
+
+    [Fact]
+    public async Task GivenTheProjectionProgressIsLocked_WhenReadinessIsChecked_ThenTheAnswerIs503NamingTheProjectionsCheck()
+    {
+        var db = new NpgsqlConnectionStringBuilder(await TestPostgres.ConnectionStringAsync()) { CommandTimeout = 2 };
+        await using var server = await ManagerServer.StartAsync("ready_outage", new Dictionary<string, string> { ["EventStore:ConnectionString"] = db.ConnectionString });
+
+        // A migration (or a stuck transaction) holding Marten's progression table: reading it times out.
+        await using var dataSource = NpgsqlDataSource.Create(await TestPostgres.ConnectionStringAsync());
+        await using var connection = await dataSource.OpenConnectionAsync(Ct);
+        await using var transaction = await connection.BeginTransactionAsync(Ct);
+        await using (var lockTable = new NpgsqlCommand("lock table ready_outage.mt_event_progression in access exclusive mode", connection, transaction))
+        {
+            await lockTable.ExecuteNonQueryAsync(Ct);
+        }
+
+        var response = await server.Client.GetAsync("/health/ready", Ct);
+        var body = await response.Content.ReadAsStringAsync(Ct);
+        await transaction.RollbackAsync(Ct);
+        response.StatusCode.ShouldBe(HttpStatusCode.ServiceUnavailable, body);
+        var checks = JsonDocument.Parse(body).RootElement.GetProperty("checks");
+        checks.GetProperty("postgres").GetString().ShouldBe("pass");
+        checks.GetProperty("projections").GetString().ShouldNotBe("pass");
+    }
+
+    /// <summary>Forwards loopback connections to PostgreSQL until cut: then its connections drop and new ones are refused.</summary>
+    private sealed class Relay : IAsyncDisposable
+    {
+        private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
+        private readonly List<TcpClient> _connections = [];
+        private readonly string _host;
+        private readonly int _port;
+        private readonly CancellationTokenSource _cut = new();
+        private Task _accepting = Task.CompletedTask;
+
+        private Relay(string host, int port)
+        {
+            _host = host;
+            _port = port;
+        }
+
+        public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
+
+        public static Relay Start(string host, int port)
+        {
+            var relay = new Relay(host, port);
+            relay._listener.Start();
+            relay._accepting = relay.AcceptAsync();
+            return relay;
+        }
+
+        private async Task AcceptAsync()
+        {
+            while (!_cut.IsCancellationRequested)
+            {
+                TcpClient inbound;
+                try
+                {
+                    inbound = await _listener.AcceptTcpClientAsync(_cut.Token);
+                }
+                catch (Exception) when (_cut.IsCancellationRequested)
+                {
+                    return;
+                }
+
+                var outbound = new TcpClient();
+                await outbound.ConnectAsync(_host, _port, _cut.Token);
+                lock (_connections)
+                {
+                    _connections.Add(inbound);
+                    _connections.Add(outbound);
+                }
+
+                _ = PumpAsync(inbound.GetStream(), outbound.GetStream());
+                _ = PumpAsync(outbound.GetStream(), inbound.GetStream());
+            }
+        }
+
+        private async Task PumpAsync(NetworkStream from, NetworkStream to)
+        {
+            try
+            {
+                await from.CopyToAsync(to, _cut.Token);
+            }
+            catch (Exception)
+            {
+                // cut, or either side closed
+            }
+        }
+
+        public void Cut()
+        {
+            _cut.Cancel();
+            _listener.Stop();
+            lock (_connections)
+            {
+                foreach (var connection in _connections)
+                {
+                    connection.Client.Close(0);
+                    connection.Dispose();
+                }
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            if (!_cut.IsCancellationRequested)
+            {
+                Cut();
+            }
+
+            await _accepting;
+            _cut.Dispose();
+        }
+    }
+}
