@@ -269,9 +269,9 @@ internal sealed partial class SweepAtStart(IHostApplicationLifetime lifetime, IW
             {
                 LogSweepNotPublished(logger, attempt, delay, ex);
             }
-            catch (OperationCanceledException)
+            catch (Exception)
             {
-                return;
+                return; // the host stops: the next start sweeps
             }
 
             try
