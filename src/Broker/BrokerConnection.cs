@@ -182,12 +182,14 @@ public sealed class BrokerConnection : IAsyncDisposable
             .WithQualityOfServiceLevel(qos)
             .WithRetainFlag(retain)
             .Build();
+        // The operation timeout runs from the call, also for a publish that first waits for the one before it.
+        var started = _time.GetTimestamp();
         if (qos != MqttQualityOfServiceLevel.ExactlyOnce || orderKey is null)
         {
-            return PublishCheckedAsync(message, cancellationToken);
+            return PublishCheckedAsync(message, started, null, cancellationToken);
         }
 
-        return _publishOrder.RunAsync(orderKey, () => PublishCheckedAsync(message, cancellationToken));
+        return _publishOrder.RunAsync(orderKey, previous => PublishCheckedAsync(message, started, previous, cancellationToken));
     }
 
     /// <summary>Publishes at QoS 0/1/2 without an order key.</summary>
@@ -274,10 +276,25 @@ public sealed class BrokerConnection : IAsyncDisposable
         _window.Dispose();
     }
 
-    private async Task PublishCheckedAsync(MqttApplicationMessage message, CancellationToken cancellationToken)
+    /// <param name="started">When the publish was called: its operation timeout runs from then.</param>
+    /// <param name="previous">Ends once the earlier publish with the same order key has: waited for within the
+    /// operation timeout and the token (a long queue of one key's publishes during an outage does not make the last one
+    /// wait for all the timeouts before it).</param>
+    private async Task PublishCheckedAsync(MqttApplicationMessage message, long started, Task? previous, CancellationToken cancellationToken)
     {
         // A deadline rather than a linked token source per publish (this is the hot path of every publish).
-        var started = _time.GetTimestamp();
+        if (previous is { IsCompleted: false })
+        {
+            var left = _options.OperationTimeout - _time.GetElapsedTime(started);
+            await previous.WaitAsync(left > TimeSpan.Zero ? left : TimeSpan.Zero, _time, cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            if (!previous.IsCompleted)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                throw new TimeoutException(
+                    $"Publishing on {message.Topic} waited longer than {_options.OperationTimeout.TotalSeconds:0.#} s for the publish before it with the same order key.");
+            }
+        }
+
         var retryDelay = TimeSpan.FromMilliseconds(5);
         while (true)
         {
