@@ -968,6 +968,15 @@ public sealed class BrokerConnection : IAsyncDisposable
             builder.WithSessionExpiryInterval(options.SessionExpiryInterval);
         }
 
+        if (options.ProtocolVersion == MQTTnet.Formatter.MqttProtocolVersion.V500)
+        {
+            // Our Receive Maximum: the broker sends at most this many QoS 1/2 messages unacknowledged. It is what bounds
+            // MQTTnet's own queue of received publishes, which has no limit (its read loop goes on reading while a full
+            // receive queue holds the delivery); unset, MQTT 5 means 65535. MQTT 3.1.1 has no such field: the broker's
+            // own limit applies (mosquitto's max_inflight_messages, 20 by default).
+            builder.WithReceiveMaximum((ushort)Math.Min(ushort.MaxValue, options.ReceiveQueueCapacity));
+        }
+
         if (options.MaxPacketSize > 0)
         {
             builder.WithMaximumPacketSize(options.MaxPacketSize);
