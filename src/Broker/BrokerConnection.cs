@@ -109,7 +109,7 @@ public sealed class BrokerConnection : IAsyncDisposable
         if (Interlocked.Exchange(ref _started, 1) == 0)
         {
             _connectLoop = Task.Run(() => ConnectLoopAsync(_stopping.Token), CancellationToken.None);
-            _dispatchLoop = Task.Run(() => DispatchLoopAsync(_stopping.Token), CancellationToken.None);
+            _dispatchLoop = Task.Run(() => KeepDispatchingAsync(_stopping.Token), CancellationToken.None);
             _sendLoop = Task.Run(() => SendLoopAsync(_stopping.Token), CancellationToken.None);
             _reconnect.Writer.TryWrite(true);
         }
@@ -809,6 +809,30 @@ public sealed class BrokerConnection : IAsyncDisposable
     }
 
     /// <summary>
+    /// Runs the dispatch loop until stopping. A loop that fails (a bug: the handler's and the acknowledgements' failures
+    /// are caught inside it) would leave the connection up but deaf, nothing handled or acknowledged and the receive
+    /// queue full: it is logged as an error and started again, and the connection is made again so that the broker
+    /// delivers again what the failed loop left unacknowledged (those messages hold the broker's in-flight slots).
+    /// </summary>
+    private async Task KeepDispatchingAsync(CancellationToken stoppingToken)
+    {
+        while (true)
+        {
+            try
+            {
+                await DispatchLoopAsync(stoppingToken);
+                return;
+            }
+            catch (Exception ex) when (!stoppingToken.IsCancellationRequested && ex is not OutOfMemoryException)
+            {
+                BrokerLog.DispatchFailed(_logger, ex);
+                await DisconnectQuietlyAsync(_options.ConnectTimeout); // reconnected by the connect loop
+                await Task.Delay(_options.ReconnectDelay, _time, stoppingToken);
+            }
+        }
+    }
+
+    /// <summary>
     /// Hands what has arrived to <see cref="Handler"/> in batches and acknowledges each batch, in arrival order, once its
     /// handler has returned. Up to <see cref="BrokerOptions.MaxBatchesInFlight"/> batches are with the handler at once:
     /// the next is handed over while earlier ones are still being handled, and a batch's acknowledgements wait for the
@@ -939,13 +963,28 @@ public sealed class BrokerConnection : IAsyncDisposable
 
         try
         {
+            AcknowledgingForTests?.Invoke(delivery.Message);
             await delivery.Event.AcknowledgeAsync(stoppingToken);
         }
         catch (Exception ex) when (ex is MqttCommunicationException or MqttClientNotConnectedException or ObjectDisposedException or InvalidOperationException)
         {
             BrokerLog.AcknowledgementDropped(_logger);
         }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            throw;
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // Anything else (MQTTnet throws a NullReferenceException when it cleans up its adapter between the check
+            // above and the send) must not end the dispatch loop: this message stays unacknowledged (the broker delivers
+            // it again on the next connection) and the loop goes on with the next.
+            BrokerLog.AcknowledgementFailed(_logger, ex);
+        }
     }
+
+    /// <summary>Called before each acknowledgement (tests: a failing acknowledgement).</summary>
+    internal Action<ReceivedMessage>? AcknowledgingForTests { get; set; }
 
     private static MqttClientOptions BuildClientOptions(BrokerOptions options)
     {
