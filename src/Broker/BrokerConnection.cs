@@ -204,7 +204,7 @@ public sealed class BrokerConnection : IAsyncDisposable
     public async Task DisconnectAsync(CancellationToken cancellationToken)
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) == 1, this);
-        await _stopping.CancelAsync();
+        await StopSendingAsync();
         if (_client.IsConnected)
         {
             await _client.DisconnectAsync(new MqttClientDisconnectOptionsBuilder().WithReason(MqttClientDisconnectOptionsReason.NormalDisconnection).Build(), cancellationToken);
@@ -220,7 +220,7 @@ public sealed class BrokerConnection : IAsyncDisposable
     public async Task<bool> EndSessionAsync(CancellationToken cancellationToken)
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) == 1, this);
-        await _stopping.CancelAsync();
+        await StopSendingAsync();
         if (!_client.IsConnected)
         {
             return false;
@@ -251,7 +251,7 @@ public sealed class BrokerConnection : IAsyncDisposable
             return; // the host may dispose a service registered under two types twice
         }
 
-        await _stopping.CancelAsync();
+        await StopSendingAsync();
         if (!AbortOnDispose && _client.IsConnected)
         {
             await DisconnectQuietlyAsync(TimeSpan.FromSeconds(3));
@@ -259,7 +259,6 @@ public sealed class BrokerConnection : IAsyncDisposable
 
         _reconnect.Writer.TryComplete();
         _received.Writer.TryComplete();
-        _sends.Writer.TryComplete();
         try
         {
             await Task.WhenAll(_connectLoop, _dispatchLoop, _sendLoop);
@@ -275,6 +274,32 @@ public sealed class BrokerConnection : IAsyncDisposable
         _stopping.Dispose();
         _window.Dispose();
     }
+
+    /// <summary>Stops the connection's loops and refuses publishes from now on; the queued ones fail at once (the send
+    /// loop fails them as it ends; here those it never took, had it not started).</summary>
+    private async Task StopSendingAsync()
+    {
+        _sends.Writer.TryComplete();
+        await _stopping.CancelAsync();
+        if (_sendLoop.IsCompleted)
+        {
+            FailQueuedSends(null);
+        }
+    }
+
+    /// <summary>Fails the publishes the send loop holds or has not taken: the connection stopped.</summary>
+    private void FailQueuedSends(Send? current)
+    {
+        current?.Done.TrySetException(Stopped(current.Message.Topic, null));
+        while (_sends.Reader.TryRead(out var send))
+        {
+            Interlocked.Decrement(ref _queuedSends);
+            send.Done.TrySetException(Stopped(send.Message.Topic, null));
+        }
+    }
+
+    private ObjectDisposedException Stopped(string topic, Exception? inner) =>
+        new($"The broker connection to {_options.Host}:{_options.Port} was stopped before the publish on {topic} completed.", inner);
 
     /// <param name="started">When the publish was called: its operation timeout runs from then.</param>
     /// <param name="previous">Ends once the earlier publish with the same order key has: waited for within the
@@ -318,6 +343,11 @@ public sealed class BrokerConnection : IAsyncDisposable
             catch (Exception ex) when (ex is TimeoutException || (ex is OperationCanceledException && !cancellationToken.IsCancellationRequested))
             {
                 send.Done.TrySetCanceled(CancellationToken.None); // the send loop skips it if it has not sent it yet
+                if (_stopping.IsCancellationRequested)
+                {
+                    throw Stopped(message.Topic, ex); // its wait for the acknowledgement ended with the connection
+                }
+
                 throw new TimeoutException(
                     _client.IsConnected
                         ? $"Publishing on {message.Topic} did not complete within {_options.OperationTimeout.TotalSeconds:0.#} s."
@@ -359,8 +389,28 @@ public sealed class BrokerConnection : IAsyncDisposable
     /// </summary>
     private async Task SendLoopAsync(CancellationToken stoppingToken)
     {
+        Send? current = null;
+        try
+        {
+            await SendAllAsync(send => current = send, stoppingToken);
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // stopping
+        }
+        finally
+        {
+            // Stopping: what waits here fails at once rather than after its operation timeout, as a timeout that blames
+            // the connection (and an orderly shutdown does not wait for it).
+            FailQueuedSends(current);
+        }
+    }
+
+    private async Task SendAllAsync(Action<Send> taking, CancellationToken stoppingToken)
+    {
         await foreach (var send in _sends.Reader.ReadAllAsync(stoppingToken))
         {
+            taking(send);
             Interlocked.Decrement(ref _queuedSends);
             var limited = send.Message.QualityOfServiceLevel != MqttQualityOfServiceLevel.AtMostOnce;
             var connected = WaitConnectedAsync(stoppingToken);

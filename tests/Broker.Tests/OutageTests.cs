@@ -59,6 +59,45 @@ public sealed class OutageTests
         await Should.ThrowAsync<OperationCanceledException>(start);
     }
 
+    [Fact]
+    public async Task GivenNoBroker_WhenTheConnectionIsDisposedWhileAPublishWaits_ThenThePublishFailsAtOnceAsStopped()
+    {
+        var client = new BrokerConnection(NoBroker(TimeSpan.FromSeconds(30)));
+        var start = client.StartAsync(Ct);
+        var publish = client.PublishAsync("outage/stopped", "x"u8.ToArray(), MqttQualityOfServiceLevel.AtLeastOnce, Ct);
+        await Task.Delay(100, Ct);
+
+        var disposedAt = Stopwatch.GetTimestamp();
+        await client.DisposeAsync();
+
+        // Before the fix it waited out its 30 s and then blamed the connection ("Not connected ... within 30 s").
+        await Should.ThrowAsync<ObjectDisposedException>(publish.WaitAsync(TimeSpan.FromSeconds(60), Ct));
+        Stopwatch.GetElapsedTime(disposedAt).ShouldBeLessThan(TimeSpan.FromSeconds(3));
+        start.IsCompleted.ShouldBeFalse("StartAsync waits for a connection that never came; its caller's token ends it");
+    }
+
+    [Fact]
+    public async Task GivenNoBroker_WhenDisconnected_ThenWaitingPublishesFailAtOnce_AndNewOnesAreRefused()
+    {
+        await using var client = new BrokerConnection(NoBroker(TimeSpan.FromSeconds(30)));
+        using var starting = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        var start = client.StartAsync(starting.Token);
+        var waiting = client.PublishAsync("outage/stopped", "x"u8.ToArray(), MqttQualityOfServiceLevel.ExactlyOnce, retain: false, orderKey: "k", Ct);
+        var after = client.PublishAsync("outage/stopped", "y"u8.ToArray(), MqttQualityOfServiceLevel.ExactlyOnce, retain: false, orderKey: "k", Ct);
+        await Task.Delay(100, Ct);
+
+        var stoppedAt = Stopwatch.GetTimestamp();
+        await client.DisconnectAsync(Ct);
+
+        await Should.ThrowAsync<ObjectDisposedException>(waiting.WaitAsync(TimeSpan.FromSeconds(60), Ct));
+        await Should.ThrowAsync<ObjectDisposedException>(after.WaitAsync(TimeSpan.FromSeconds(60), Ct));
+        await Should.ThrowAsync<ObjectDisposedException>(
+            client.PublishAsync("outage/stopped", "z"u8.ToArray(), MqttQualityOfServiceLevel.AtLeastOnce, Ct).WaitAsync(TimeSpan.FromSeconds(60), Ct));
+        Stopwatch.GetElapsedTime(stoppedAt).ShouldBeLessThan(TimeSpan.FromSeconds(3));
+        await starting.CancelAsync();
+        await Should.ThrowAsync<OperationCanceledException>(start);
+    }
+
     /// <summary>A loopback port nothing listens on (connects are refused at once), and the given operation timeout.</summary>
     private static BrokerOptions NoBroker(TimeSpan operationTimeout)
     {
