@@ -109,7 +109,7 @@ public sealed class BrokerConnection : IAsyncDisposable
         if (Interlocked.Exchange(ref _started, 1) == 0)
         {
             _connectLoop = Task.Run(() => ConnectLoopAsync(_stopping.Token), CancellationToken.None);
-            _dispatchLoop = Task.Run(() => DispatchLoopAsync(_stopping.Token), CancellationToken.None);
+            _dispatchLoop = Task.Run(() => KeepDispatchingAsync(_stopping.Token), CancellationToken.None);
             _sendLoop = Task.Run(() => SendLoopAsync(_stopping.Token), CancellationToken.None);
             _reconnect.Writer.TryWrite(true);
         }
@@ -182,12 +182,14 @@ public sealed class BrokerConnection : IAsyncDisposable
             .WithQualityOfServiceLevel(qos)
             .WithRetainFlag(retain)
             .Build();
+        // The operation timeout runs from the call, also for a publish that first waits for the one before it.
+        var started = _time.GetTimestamp();
         if (qos != MqttQualityOfServiceLevel.ExactlyOnce || orderKey is null)
         {
-            return PublishCheckedAsync(message, cancellationToken);
+            return PublishCheckedAsync(message, started, null, cancellationToken);
         }
 
-        return _publishOrder.RunAsync(orderKey, () => PublishCheckedAsync(message, cancellationToken));
+        return _publishOrder.RunAsync(orderKey, previous => PublishCheckedAsync(message, started, previous, cancellationToken));
     }
 
     /// <summary>Publishes at QoS 0/1/2 without an order key.</summary>
@@ -202,7 +204,7 @@ public sealed class BrokerConnection : IAsyncDisposable
     public async Task DisconnectAsync(CancellationToken cancellationToken)
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) == 1, this);
-        await _stopping.CancelAsync();
+        await StopSendingAsync();
         if (_client.IsConnected)
         {
             await _client.DisconnectAsync(new MqttClientDisconnectOptionsBuilder().WithReason(MqttClientDisconnectOptionsReason.NormalDisconnection).Build(), cancellationToken);
@@ -218,7 +220,7 @@ public sealed class BrokerConnection : IAsyncDisposable
     public async Task<bool> EndSessionAsync(CancellationToken cancellationToken)
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) == 1, this);
-        await _stopping.CancelAsync();
+        await StopSendingAsync();
         if (!_client.IsConnected)
         {
             return false;
@@ -249,7 +251,7 @@ public sealed class BrokerConnection : IAsyncDisposable
             return; // the host may dispose a service registered under two types twice
         }
 
-        await _stopping.CancelAsync();
+        await StopSendingAsync();
         if (!AbortOnDispose && _client.IsConnected)
         {
             await DisconnectQuietlyAsync(TimeSpan.FromSeconds(3));
@@ -257,7 +259,6 @@ public sealed class BrokerConnection : IAsyncDisposable
 
         _reconnect.Writer.TryComplete();
         _received.Writer.TryComplete();
-        _sends.Writer.TryComplete();
         try
         {
             await Task.WhenAll(_connectLoop, _dispatchLoop, _sendLoop);
@@ -274,10 +275,51 @@ public sealed class BrokerConnection : IAsyncDisposable
         _window.Dispose();
     }
 
-    private async Task PublishCheckedAsync(MqttApplicationMessage message, CancellationToken cancellationToken)
+    /// <summary>Stops the connection's loops and refuses publishes from now on; the queued ones fail at once (the send
+    /// loop fails them as it ends; here those it never took, had it not started).</summary>
+    private async Task StopSendingAsync()
+    {
+        _sends.Writer.TryComplete();
+        await _stopping.CancelAsync();
+        if (_sendLoop.IsCompleted)
+        {
+            FailQueuedSends(null);
+        }
+    }
+
+    /// <summary>Fails the publishes the send loop holds or has not taken: the connection stopped.</summary>
+    private void FailQueuedSends(Send? current)
+    {
+        current?.Done.TrySetException(Stopped(current.Message.Topic, null));
+        while (_sends.Reader.TryRead(out var send))
+        {
+            Interlocked.Decrement(ref _queuedSends);
+            send.Done.TrySetException(Stopped(send.Message.Topic, null));
+        }
+    }
+
+    private ObjectDisposedException Stopped(string topic, Exception? inner) =>
+        new($"The broker connection to {_options.Host}:{_options.Port} was stopped before the publish on {topic} completed.", inner);
+
+    /// <param name="started">When the publish was called: its operation timeout runs from then.</param>
+    /// <param name="previous">Ends once the earlier publish with the same order key has: waited for within the
+    /// operation timeout and the token (a long queue of one key's publishes during an outage does not make the last one
+    /// wait for all the timeouts before it).</param>
+    private async Task PublishCheckedAsync(MqttApplicationMessage message, long started, Task? previous, CancellationToken cancellationToken)
     {
         // A deadline rather than a linked token source per publish (this is the hot path of every publish).
-        var started = _time.GetTimestamp();
+        if (previous is { IsCompleted: false })
+        {
+            var left = _options.OperationTimeout - _time.GetElapsedTime(started);
+            await previous.WaitAsync(left > TimeSpan.Zero ? left : TimeSpan.Zero, _time, cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            if (!previous.IsCompleted)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                throw new TimeoutException(
+                    $"Publishing on {message.Topic} waited longer than {_options.OperationTimeout.TotalSeconds:0.#} s for the publish before it with the same order key.");
+            }
+        }
+
         var retryDelay = TimeSpan.FromMilliseconds(5);
         while (true)
         {
@@ -301,6 +343,11 @@ public sealed class BrokerConnection : IAsyncDisposable
             catch (Exception ex) when (ex is TimeoutException || (ex is OperationCanceledException && !cancellationToken.IsCancellationRequested))
             {
                 send.Done.TrySetCanceled(CancellationToken.None); // the send loop skips it if it has not sent it yet
+                if (_stopping.IsCancellationRequested)
+                {
+                    throw Stopped(message.Topic, ex); // its wait for the acknowledgement ended with the connection
+                }
+
                 throw new TimeoutException(
                     _client.IsConnected
                         ? $"Publishing on {message.Topic} did not complete within {_options.OperationTimeout.TotalSeconds:0.#} s."
@@ -342,8 +389,28 @@ public sealed class BrokerConnection : IAsyncDisposable
     /// </summary>
     private async Task SendLoopAsync(CancellationToken stoppingToken)
     {
+        Send? current = null;
+        try
+        {
+            await SendAllAsync(send => current = send, stoppingToken);
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // stopping
+        }
+        finally
+        {
+            // Stopping: what waits here fails at once rather than after its operation timeout, as a timeout that blames
+            // the connection (and an orderly shutdown does not wait for it).
+            FailQueuedSends(current);
+        }
+    }
+
+    private async Task SendAllAsync(Action<Send> taking, CancellationToken stoppingToken)
+    {
         await foreach (var send in _sends.Reader.ReadAllAsync(stoppingToken))
         {
+            taking(send);
             Interlocked.Decrement(ref _queuedSends);
             var limited = send.Message.QualityOfServiceLevel != MqttQualityOfServiceLevel.AtMostOnce;
             var connected = WaitConnectedAsync(stoppingToken);
@@ -792,6 +859,30 @@ public sealed class BrokerConnection : IAsyncDisposable
     }
 
     /// <summary>
+    /// Runs the dispatch loop until stopping. A loop that fails (a bug: the handler's and the acknowledgements' failures
+    /// are caught inside it) would leave the connection up but deaf, nothing handled or acknowledged and the receive
+    /// queue full: it is logged as an error and started again, and the connection is made again so that the broker
+    /// delivers again what the failed loop left unacknowledged (those messages hold the broker's in-flight slots).
+    /// </summary>
+    private async Task KeepDispatchingAsync(CancellationToken stoppingToken)
+    {
+        while (true)
+        {
+            try
+            {
+                await DispatchLoopAsync(stoppingToken);
+                return;
+            }
+            catch (Exception ex) when (!stoppingToken.IsCancellationRequested && ex is not OutOfMemoryException)
+            {
+                BrokerLog.DispatchFailed(_logger, ex);
+                await DisconnectQuietlyAsync(_options.ConnectTimeout); // reconnected by the connect loop
+                await Task.Delay(_options.ReconnectDelay, _time, stoppingToken);
+            }
+        }
+    }
+
+    /// <summary>
     /// Hands what has arrived to <see cref="Handler"/> in batches and acknowledges each batch, in arrival order, once its
     /// handler has returned. Up to <see cref="BrokerOptions.MaxBatchesInFlight"/> batches are with the handler at once:
     /// the next is handed over while earlier ones are still being handled, and a batch's acknowledgements wait for the
@@ -922,13 +1013,28 @@ public sealed class BrokerConnection : IAsyncDisposable
 
         try
         {
+            AcknowledgingForTests?.Invoke(delivery.Message);
             await delivery.Event.AcknowledgeAsync(stoppingToken);
         }
         catch (Exception ex) when (ex is MqttCommunicationException or MqttClientNotConnectedException or ObjectDisposedException or InvalidOperationException)
         {
             BrokerLog.AcknowledgementDropped(_logger);
         }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            throw;
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // Anything else (MQTTnet throws a NullReferenceException when it cleans up its adapter between the check
+            // above and the send) must not end the dispatch loop: this message stays unacknowledged (the broker delivers
+            // it again on the next connection) and the loop goes on with the next.
+            BrokerLog.AcknowledgementFailed(_logger, ex);
+        }
     }
+
+    /// <summary>Called before each acknowledgement (tests: a failing acknowledgement).</summary>
+    internal Action<ReceivedMessage>? AcknowledgingForTests { get; set; }
 
     private static MqttClientOptions BuildClientOptions(BrokerOptions options)
     {
@@ -949,6 +1055,15 @@ public sealed class BrokerConnection : IAsyncDisposable
         if (options.SessionExpiryInterval > 0 && options.ProtocolVersion == MQTTnet.Formatter.MqttProtocolVersion.V500)
         {
             builder.WithSessionExpiryInterval(options.SessionExpiryInterval);
+        }
+
+        if (options.ProtocolVersion == MQTTnet.Formatter.MqttProtocolVersion.V500)
+        {
+            // Our Receive Maximum: the broker sends at most this many QoS 1/2 messages unacknowledged. It is what bounds
+            // MQTTnet's own queue of received publishes, which has no limit (its read loop goes on reading while a full
+            // receive queue holds the delivery); unset, MQTT 5 means 65535. MQTT 3.1.1 has no such field: the broker's
+            // own limit applies (mosquitto's max_inflight_messages, 20 by default).
+            builder.WithReceiveMaximum((ushort)Math.Min(ushort.MaxValue, options.ReceiveQueueCapacity));
         }
 
         if (options.MaxPacketSize > 0)

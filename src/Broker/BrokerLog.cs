@@ -37,6 +37,12 @@ internal static partial class BrokerLog
     [LoggerMessage(7112, LogLevel.Debug, "A received message waiting for room in the full receive queue was let go: its connection is gone (the broker delivers it again)")]
     public static partial void DeliveryDropped(ILogger logger);
 
+    [LoggerMessage(7113, LogLevel.Warning, "An acknowledgement failed; the message stays unacknowledged (the broker delivers it again on the next connection)")]
+    public static partial void AcknowledgementFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(7114, LogLevel.Error, "The loop handing received messages to the handler failed; starting it again and reconnecting (what it left unacknowledged is delivered again)")]
+    public static partial void DispatchFailed(ILogger logger, Exception exception);
+
     [LoggerMessage(7111, LogLevel.Debug, "The connection stopped while it was connecting or subscribing ({Type}: {Reason})")]
     public static partial void StoppedWith(ILogger logger, string type, string reason);
 }

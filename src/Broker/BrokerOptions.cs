@@ -79,7 +79,14 @@ public sealed class BrokerOptions
     /// </summary>
     public Action<bool>? Subscribing { get; set; }
 
-    /// <summary>Received messages waiting for the handler; when full, MQTTnet stops taking messages from the broker.</summary>
+    /// <summary>
+    /// Received messages waiting for the handler. When full, MQTTnet's delivery of the next message waits, but its read
+    /// loop does not: it goes on queueing what the broker sends in a queue of its own, without a limit. What bounds that
+    /// is the broker's in-flight limit towards this client: with MQTT 5 the connection asks for a Receive Maximum of this
+    /// capacity (at most 65535), so at most about twice the capacity of QoS 1/2 messages are held in memory; with MQTT
+    /// 3.1.1 the broker's own limit applies (mosquitto: max_inflight_messages, 20 by default). QoS 0 messages are not
+    /// bounded by either.
+    /// </summary>
     public int ReceiveQueueCapacity { get; set; } = 1024;
 
     /// <summary>The most received messages one handler call is given.</summary>

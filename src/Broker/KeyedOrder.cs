@@ -25,19 +25,37 @@ public sealed class KeyedOrder
     /// when there is none); returns it.</summary>
     public Task RunAsync(string key, Func<Task> work)
     {
+        ArgumentNullException.ThrowIfNull(work);
+        return RunAsync(key, async previous =>
+        {
+            await previous.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            await work();
+        });
+    }
+
+    /// <summary>
+    /// Calls <paramref name="work"/> at once with a task that ends once the last work given for <paramref name="key"/>
+    /// has ended (only its end matters: it may carry that work's failure); the work waits for it as it sees fit (bounded
+    /// by a deadline or a token, say) and may end before it. The next work of the key still waits for both: for this work and for the one before it,
+    /// so work that gave up early does not let a later one overtake an earlier one still running.
+    /// </summary>
+    public Task RunAsync(string key, Func<Task, Task> work)
+    {
         ArgumentNullException.ThrowIfNull(key);
         ArgumentNullException.ThrowIfNull(work);
         lock (_tails)
         {
-            var next = _tails.TryGetValue(key, out var previous) ? AfterAsync(previous, work) : work();
-            if (next.IsCompleted)
+            var previous = _tails.TryGetValue(key, out var last) ? last : Task.CompletedTask;
+            var next = work(previous);
+            if (next.IsCompleted && previous.IsCompleted)
             {
                 _tails.Remove(key);
                 return next;
             }
 
-            _tails[key] = next;
-            _ = next.ContinueWith(
+            var tail = previous.IsCompleted ? next : BothEndedAsync(previous, next);
+            _tails[key] = tail;
+            _ = tail.ContinueWith(
                 static (ended, state) =>
                 {
                     var (order, key) = ((KeyedOrder, string))state!;
@@ -58,9 +76,10 @@ public sealed class KeyedOrder
         }
     }
 
-    private static async Task AfterAsync(Task previous, Func<Task> work)
+    /// <summary>Ends once both have ended, however they ended: the tail a key's next work waits for.</summary>
+    private static async Task BothEndedAsync(Task previous, Task next)
     {
         await previous.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-        await work();
+        await next.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
     }
 }

@@ -91,4 +91,20 @@ public sealed class KeyedOrderTests
 
         order.Count.ShouldBe(0, "a key whose work has ended is forgotten (the manager sees one per task)");
     }
+
+    [Fact]
+    public async Task GivenWorkThatGaveUpWaitingForTheOneBeforeIt_WhenTheNextOfItsKeyRuns_ThenItStillWaitsForTheEarlierOne()
+    {
+        var order = new KeyedOrder();
+        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var first = order.RunAsync("a", () => gate.Task);
+        var gaveUp = order.RunAsync("a", _ => Task.FromException(new TimeoutException("waited too long")));
+        var third = order.RunAsync("a", () => Task.CompletedTask);
+
+        await Should.ThrowAsync<TimeoutException>(gaveUp);
+        await Task.Delay(50, TestContext.Current.CancellationToken);
+        third.IsCompleted.ShouldBeFalse("the third overtook the first, still running");
+        gate.SetResult();
+        await Task.WhenAll(first, third).WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken);
+    }
 }

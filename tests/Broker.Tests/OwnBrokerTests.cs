@@ -166,6 +166,49 @@ public sealed class OwnBrokerTests
         }
     }
 
+    /// <summary>
+    /// A held handler fills the receive queue, but MQTTnet's read loop goes on queueing what the broker sends, without a
+    /// limit. Only the broker's in-flight limit towards the client bounds that: the connection asks for a Receive Maximum
+    /// of the receive queue's capacity. What the test sees is the broker's side (mosquitto logs every PUBLISH it sends),
+    /// which is what MQTTnet can have read: the unacknowledged QoS 1 messages sent to the held client stay at the
+    /// Receive Maximum instead of all 500.
+    /// </summary>
+    [Fact]
+    public async Task GivenAHeldHandlerAndASmallReceiveQueue_WhenManyQos1MessagesArrive_ThenTheBrokerSendsNoMoreThanTheReceiveMaximumAhead()
+    {
+        const int capacity = 16;
+        const int count = 500;
+        var ct = TestContext.Current.CancellationToken;
+        await using var broker = await MosquittoProcess.StartAsync(_ => "allow_anonymous true", ct);
+        var topic = "held/" + Guid.NewGuid().ToString("N");
+        var options = broker.Options(MqttProtocolVersion.V500, "held-subscriber");
+        options.ReceiveQueueCapacity = capacity;
+        await using var subscriber = new BrokerConnection(options);
+        var hold = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var handled = 0;
+        subscriber.Handler = async (messages, cancellationToken) =>
+        {
+            await hold.Task.WaitAsync(cancellationToken); // ends when the connection stops, should the test fail first
+            Interlocked.Add(ref handled, messages.Count);
+        };
+        await using var publisher = new BrokerConnection(broker.Options(MqttProtocolVersion.V500, "held-publisher"));
+        await subscriber.StartAsync(ct);
+        await publisher.StartAsync(ct);
+        await subscriber.SubscribeAsync(topic, MqttQualityOfServiceLevel.AtLeastOnce, ct);
+
+        await Task.WhenAll(Enumerable.Range(0, count).Select(i =>
+            publisher.PublishAsync(topic, Encoding.UTF8.GetBytes(i.ToString(CultureInfo.InvariantCulture)), MqttQualityOfServiceLevel.AtLeastOnce, ct)));
+        await WaitUntilAsync(() => SentTo(broker, "held-subscriber") >= capacity, ct);
+        await Task.Delay(TimeSpan.FromSeconds(1), ct); // room for more to be sent, were any allowed
+
+        SentTo(broker, "held-subscriber").ShouldBeLessThanOrEqualTo(capacity, "mosquitto sent more unacknowledged messages than the Receive Maximum asked for");
+        hold.SetResult();
+        await WaitUntilAsync(() => Volatile.Read(ref handled) >= count, ct);
+    }
+
+    private static int SentTo(MosquittoProcess broker, string clientId) =>
+        broker.ReadLog().Split('\n').Count(line => line.Contains($"Sending PUBLISH to {clientId} ", StringComparison.Ordinal));
+
     private static async Task WaitUntilAsync(Func<bool> condition, CancellationToken cancellationToken)
     {
         var deadline = Stopwatch.StartNew();
