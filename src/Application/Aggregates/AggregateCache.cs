@@ -5,7 +5,8 @@ namespace Propeller.Application.Aggregates;
 /// <summary>
 /// The last state this node's Wolverine handlers committed per stream (set after the commit), so a read of it (GET
 /// /tasks/{id} with long polling) skips the load. Safe with several nodes: an entry may be stale, and
-/// commands never decide on it (they fetch the stream for writing with its expected version). Bounded: past
+/// commands never decide on it (they fetch the stream for writing with its expected version). A task that is not
+/// active (pending, ended, deleted) is kept as its version alone (a null state). Bounded: past
 /// <see cref="Capacity"/> entries it starts over.
 /// </summary>
 public sealed class AggregateCache

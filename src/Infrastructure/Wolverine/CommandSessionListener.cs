@@ -90,7 +90,9 @@ public sealed class CommandSessionListener : DocumentSessionListenerBase
     {
         foreach (var (streamId, state, version) in _committed)
         {
-            _services.Cache.Set(streamId, state, version);
+            // Its one reader waits for an active task's end: a task that is not active keeps only its version (so an
+            // older state committed late cannot take its place), not its spec, whose module may be megabytes.
+            _services.Cache.Set(streamId, state is TaskState { IsActive: false } or TaskState { Deleted: true } ? null : state, version);
             _services.Changes.Notify(streamId, version, state);
         }
 

@@ -437,6 +437,27 @@ public class DispatchTests : IAsyncLifetime
         return true;
     }
 
+    /// <summary>
+    /// The command cache (read by long polling, which waits for an active task's end) holds a task's state while it is
+    /// active only: a created task's module and an ended task's spec and results stayed in memory until 50,000 entries.
+    /// </summary>
+    [Fact]
+    public async Task TheCommandCache_HoldsATasksStateOnlyWhileItIsActive()
+    {
+        var cache = _server.Services.GetRequiredService<Application.Aggregates.AggregateCache>();
+        var propletId = Guid.NewGuid().ToString();
+        await using var proplet = await StartPropletAsync(propletId, _ => "done");
+        await WaitForAliveAsync(propletId);
+        var created = await Http.PostAsync("/tasks", new StringContent("""{"name":"main","file":"AGFzbQEAAAA="}""", Encoding.UTF8, "application/json"), Ct);
+        var id = (await created.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetString()!;
+        var stream = $"task-{id}";
+        cache.TryGet<Domain.Tasks.TaskState>(stream, out _).ShouldBeFalse();
+
+        (await Http.PostAsync($"/tasks/{id}/start", null, Ct)).StatusCode.ShouldBe(HttpStatusCode.OK);
+        (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}?wait=30s", Ct)).GetProperty("state").GetInt32().ShouldBe(3);
+        cache.TryGet<Domain.Tasks.TaskState>(stream, out _).ShouldBeFalse();
+    }
+
     [Fact]
     public async Task LongPolling_ReturnsOnceTheTaskEnded_OrAtTheTimeoutWithTheCurrentState()
     {
