@@ -48,11 +48,6 @@ internal static class PropletEndpoints
 
     private static async Task<IResult> GetAsync(string propletId, IPropletRegistry registry, ManagerConfig options, TimeProvider time, CancellationToken cancellationToken)
     {
-        if (!Guid.TryParse(propletId, out _))
-        {
-            return ApiResults.BadRequest("invalid query parameters");
-        }
-
         return await registry.GetAsync(new PropletId(propletId), cancellationToken) is { } view
             ? Results.Ok(ToJson(view, time.GetUtcNow(), options))
             : ApiResults.NotFound("proplet not found");
@@ -60,11 +55,6 @@ internal static class PropletEndpoints
 
     private static async Task<IResult> DeleteAsync(string propletId, HttpRequest request, IPropletRegistry registry, IMessageBus bus, TimeProvider time, CancellationToken cancellationToken)
     {
-        if (!Guid.TryParse(propletId, out _))
-        {
-            return ApiResults.BadRequest("invalid query parameters");
-        }
-
         var id = new PropletId(propletId);
         var view = await registry.GetAsync(id, cancellationToken);
         var command = new DeleteProplet(id, view?.RunningTasks ?? 0, time.GetUtcNow());
@@ -97,11 +87,6 @@ internal static class PropletEndpoints
 
     private static async Task<IResult> SdfAsync(string propletId, IPropletRegistry registry, CancellationToken cancellationToken)
     {
-        if (!Guid.TryParse(propletId, out _))
-        {
-            return ApiResults.BadRequest("invalid query parameters");
-        }
-
         return await registry.GetAsync(new PropletId(propletId), cancellationToken) is { } view
             ? Results.Ok(SdfDocument.For(view.Id.Value, view.Name))
             : ApiResults.NotFound("proplet not found");
