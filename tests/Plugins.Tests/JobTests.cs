@@ -180,6 +180,52 @@ public sealed class JobTests : IAsyncLifetime
         _dir.Catalog().Current.Find("p")!.Counters.JobsSucceeded.ShouldBe(1);
     }
 
+    /// <summary>
+    /// The database drops the worker's connections while handle_job runs (it sleeps 3 s): the first write of its outcome
+    /// fails. The outcome is written again, so the job is done with one succeeded record, not left running until its
+    /// lease ends (then run again, or with max_retry 0 failed as "the last attempt never finished").
+    /// </summary>
+    [Fact]
+    public async Task Worker_ADatabaseErrorWhenRecordingTheOutcome_IsRetried_TheJobIsDoneOnce()
+    {
+        _dir.Add("p", Enqueuer("""{"max_retry":0}""", """
+            (func (export "handle_job") (param i32 i32) (result i64)
+              (i64.store (i32.const 8000) (i64.const 7))
+              (i32.store8 (i32.const 8008) (i32.const 0))
+              (i32.store (i32.const 8016) (i32.const 1))
+              (i64.store (i32.const 8024) (i64.const 3000000000))
+              (i64.store (i32.const 8032) (i64.const 0))
+              (i32.store16 (i32.const 8040) (i32.const 0))
+              (drop (call $poll (i32.const 8000) (i32.const 8100) (i32.const 1) (i32.const 8200)))
+              (i64.const 0))
+            """).Replace("(memory", """(import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32))) (memory""", StringComparison.Ordinal), Queue);
+        var id = Guid.Parse(await EnqueueAsync());
+        var application = $"job-finish-{Guid.NewGuid():N}";
+        var options = new PluginJobOptions
+        {
+            ConnectionString = new Npgsql.NpgsqlConnectionStringBuilder(TestDatabase.ConnectionString) { ApplicationName = application }.ConnectionString,
+            Schema = Schema,
+            RetryBaseDelay = TimeSpan.Zero,
+        };
+        await using var store = new PluginJobStore(options);
+        var worker = new PluginJobWorker(_dir.Catalog(_queue), store, _queue, options, new ListLogger<PluginJobWorker>());
+
+        (await worker.PollOnceAsync(Ct)).ShouldBe(1);
+        while (!(await _store.HistoryAsync(id, Ct)).Any(e => e.Event == "started"))
+        {
+            await System.Threading.Tasks.Task.Delay(20, Ct);
+        }
+
+        // The worker's pooled connections die while the plugin sleeps; the next write on each fails (57P01).
+        (await TestDatabase.ScalarAsync<long>("select count(*) from (select pg_terminate_backend(pid) from pg_stat_activity where application_name = $1) t", application)).ShouldBeGreaterThan(0);
+        await worker.WhenIdleAsync().WaitAsync(TimeSpan.FromSeconds(60), Ct);
+
+        var job = (await _store.GetAsync(id, Ct))!;
+        job.State.ShouldBe("done");
+        job.Attempts.ShouldBe(1);
+        (await _store.HistoryAsync(id, Ct)).Select(e => e.Event).ShouldBe(["enqueued", "started", "succeeded"]);
+    }
+
     [Fact]
     public async Task Worker_RetriesWithBackoff_ThenFails()
     {
