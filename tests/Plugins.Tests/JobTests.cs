@@ -326,6 +326,24 @@ public sealed class JobTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AJobLeftRunningByADeadWorker_OfAPluginSinceRemoved_IsDropped()
+    {
+        _dir.Add("p", Enqueuer(extra: Wat.Answer("handle_job", "{}")), Queue);
+        var id = Guid.Parse(await EnqueueAsync());
+        (await _store.ClaimAsync("p", 10, TimeSpan.FromHours(1), Ct)).Single().Id.ShouldBe(id);
+
+        // Still leased: its worker may be running it, so it is left alone.
+        (await _store.DropOrphansAsync([], Ct)).ShouldBe(0);
+
+        await TestDatabase.ScalarAsync<object>($"update {Schema}.plugin_jobs set locked_until = now() - interval '1 second' where id = $1", id);
+        (await _store.DropOrphansAsync(["other"], Ct)).ShouldBe(1);
+        var job = (await _store.GetAsync(id, Ct))!;
+        job.State.ShouldBe("dropped");
+        job.LastError.ShouldBe("plugin gone or inactive");
+        (await _store.HistoryAsync(id, Ct)).Select(e => (e.Event, e.Attempt)).ShouldBe([("enqueued", 0), ("dropped", 1)]);
+    }
+
+    [Fact]
     public async Task AJobWhoseWorkerDied_IsClaimedAgainWhenItsLeaseExpires()
     {
         _dir.Add("p", Enqueuer(extra: Wat.Answer("handle_job", "{}")), Queue);
