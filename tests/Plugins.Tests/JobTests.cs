@@ -308,6 +308,23 @@ public sealed class JobTests : IAsyncLifetime
     }
 
     [Fact]
+    public void ConcurrencyAboveTheHostCap_IsCapped_UnlessThePluginHasHighResourceJobs()
+    {
+        _dir.Add("greedy", Wat.Plugin(Wat.Answer("handle_job", "{}")), """{"capabilities":["queue"],"queue":{"concurrency":1000}}""")
+            .Add("granted", Wat.Plugin(Wat.Answer("handle_job", "{}")), """{"capabilities":["queue","high_resource_jobs"],"queue":{"concurrency":1000}}""")
+            .Add("modest", Wat.Plugin(Wat.Answer("handle_job", "{}")), """{"capabilities":["queue"],"queue":{"concurrency":3}}""")
+            .Add("plain", Wat.Plugin(Wat.Answer("handle_job", "{}")));
+        var set = _dir.Catalog(_queue).Current;
+        var worker = Worker();
+
+        _options.MaxConcurrency.ShouldBe(4);
+        worker.Concurrency(set.Find("greedy")!).ShouldBe(4);
+        worker.Concurrency(set.Find("granted")!).ShouldBe(1000);
+        worker.Concurrency(set.Find("modest")!).ShouldBe(3);
+        worker.Concurrency(set.Find("plain")!).ShouldBe(_options.DefaultConcurrency);
+    }
+
+    [Fact]
     public async Task Delay_KeepsTheJobWaiting_InactivePluginsJobsAreDropped()
     {
         _dir.Add("p", Enqueuer("""{"delay":3600}""", Wat.Answer("handle_job", "{}")), Queue);

@@ -10,8 +10,9 @@ namespace Propeller.Plugins.Jobs;
 
 /// <summary>
 /// Runs plugin jobs (seed 004): for each active plugin with a free slot (manifest <c>queue.concurrency</c>, default 2
-/// in flight per process) it claims due jobs, re-resolves the plugin by name and drops the job without retry when the
-/// plugin is gone, inactive or at another version (hash); otherwise it calls <c>handle_job</c> in a fresh instance under
+/// in flight per process, capped by <see cref="Concurrency"/>) it claims due jobs, re-resolves the plugin by name and
+/// drops the job without retry when the plugin is gone, inactive or at another version (hash); otherwise it calls
+/// <c>handle_job</c> in a fresh instance under
 /// the job limits. A failure (any exception in the run, too) is retried with exponential backoff until
 /// <c>max_retry</c>, then the job is failed. A run records its end only while its claim is still the job's.
 /// Every step is written to the job's history. Once <c>handle_job</c> has returned, its outcome is recorded whatever
@@ -96,7 +97,7 @@ public sealed partial class PluginJobWorker : BackgroundService
         var started = 0;
         foreach (var plugin in set.Active)
         {
-            var limit = plugin.Manifest.Concurrency ?? _options.DefaultConcurrency;
+            var limit = Concurrency(plugin);
             var free = limit - _inFlight.GetValueOrDefault(plugin.Name);
             if (free <= 0)
             {
@@ -125,6 +126,17 @@ public sealed partial class PluginJobWorker : BackgroundService
         }
 
         return started;
+    }
+
+    /// <summary>
+    /// How many jobs of <paramref name="plugin"/> may run at once here: its manifest's <c>queue.concurrency</c> (else the
+    /// default), capped at <see cref="PluginJobOptions.MaxConcurrency"/> unless it holds <c>high_resource_jobs</c>, as
+    /// its other job limits can only be raised with that capability.
+    /// </summary>
+    internal int Concurrency(LoadedPlugin plugin)
+    {
+        var limit = plugin.Manifest.Concurrency ?? _options.DefaultConcurrency;
+        return plugin.Manifest.Has(PluginManifest.HighResourceJobsCapability) ? limit : Math.Min(limit, Math.Max(_options.MaxConcurrency, 1));
     }
 
     private async Task RunAsync(PluginJob job, CancellationToken cancellationToken)
