@@ -180,6 +180,52 @@ public sealed class JobTests : IAsyncLifetime
         _dir.Catalog().Current.Find("p")!.Counters.JobsSucceeded.ShouldBe(1);
     }
 
+    /// <summary>
+    /// The database drops the worker's connections while handle_job runs (it sleeps 3 s): the first write of its outcome
+    /// fails. The outcome is written again, so the job is done with one succeeded record, not left running until its
+    /// lease ends (then run again, or with max_retry 0 failed as "the last attempt never finished").
+    /// </summary>
+    [Fact]
+    public async Task Worker_ADatabaseErrorWhenRecordingTheOutcome_IsRetried_TheJobIsDoneOnce()
+    {
+        _dir.Add("p", Enqueuer("""{"max_retry":0}""", """
+            (func (export "handle_job") (param i32 i32) (result i64)
+              (i64.store (i32.const 8000) (i64.const 7))
+              (i32.store8 (i32.const 8008) (i32.const 0))
+              (i32.store (i32.const 8016) (i32.const 1))
+              (i64.store (i32.const 8024) (i64.const 3000000000))
+              (i64.store (i32.const 8032) (i64.const 0))
+              (i32.store16 (i32.const 8040) (i32.const 0))
+              (drop (call $poll (i32.const 8000) (i32.const 8100) (i32.const 1) (i32.const 8200)))
+              (i64.const 0))
+            """).Replace("(memory", """(import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32))) (memory""", StringComparison.Ordinal), Queue);
+        var id = Guid.Parse(await EnqueueAsync());
+        var application = $"job-finish-{Guid.NewGuid():N}";
+        var options = new PluginJobOptions
+        {
+            ConnectionString = new Npgsql.NpgsqlConnectionStringBuilder(TestDatabase.ConnectionString) { ApplicationName = application }.ConnectionString,
+            Schema = Schema,
+            RetryBaseDelay = TimeSpan.Zero,
+        };
+        await using var store = new PluginJobStore(options);
+        var worker = new PluginJobWorker(_dir.Catalog(_queue), store, _queue, options, new ListLogger<PluginJobWorker>());
+
+        (await worker.PollOnceAsync(Ct)).ShouldBe(1);
+        while (!(await _store.HistoryAsync(id, Ct)).Any(e => e.Event == "started"))
+        {
+            await System.Threading.Tasks.Task.Delay(20, Ct);
+        }
+
+        // The worker's pooled connections die while the plugin sleeps; the next write on each fails (57P01).
+        (await TestDatabase.ScalarAsync<long>("select count(*) from (select pg_terminate_backend(pid) from pg_stat_activity where application_name = $1) t", application)).ShouldBeGreaterThan(0);
+        await worker.WhenIdleAsync().WaitAsync(TimeSpan.FromSeconds(60), Ct);
+
+        var job = (await _store.GetAsync(id, Ct))!;
+        job.State.ShouldBe("done");
+        job.Attempts.ShouldBe(1);
+        (await _store.HistoryAsync(id, Ct)).Select(e => e.Event).ShouldBe(["enqueued", "started", "succeeded"]);
+    }
+
     [Fact]
     public async Task Worker_RetriesWithBackoff_ThenFails()
     {
@@ -262,6 +308,23 @@ public sealed class JobTests : IAsyncLifetime
     }
 
     [Fact]
+    public void ConcurrencyAboveTheHostCap_IsCapped_UnlessThePluginHasHighResourceJobs()
+    {
+        _dir.Add("greedy", Wat.Plugin(Wat.Answer("handle_job", "{}")), """{"capabilities":["queue"],"queue":{"concurrency":1000}}""")
+            .Add("granted", Wat.Plugin(Wat.Answer("handle_job", "{}")), """{"capabilities":["queue","high_resource_jobs"],"queue":{"concurrency":1000}}""")
+            .Add("modest", Wat.Plugin(Wat.Answer("handle_job", "{}")), """{"capabilities":["queue"],"queue":{"concurrency":3}}""")
+            .Add("plain", Wat.Plugin(Wat.Answer("handle_job", "{}")));
+        var set = _dir.Catalog(_queue).Current;
+        var worker = Worker();
+
+        _options.MaxConcurrency.ShouldBe(4);
+        worker.Concurrency(set.Find("greedy")!).ShouldBe(4);
+        worker.Concurrency(set.Find("granted")!).ShouldBe(1000);
+        worker.Concurrency(set.Find("modest")!).ShouldBe(3);
+        worker.Concurrency(set.Find("plain")!).ShouldBe(_options.DefaultConcurrency);
+    }
+
+    [Fact]
     public async Task Delay_KeepsTheJobWaiting_InactivePluginsJobsAreDropped()
     {
         _dir.Add("p", Enqueuer("""{"delay":3600}""", Wat.Answer("handle_job", "{}")), Queue);
@@ -277,6 +340,24 @@ public sealed class JobTests : IAsyncLifetime
         var job = (await _store.GetAsync(id, Ct))!;
         job.State.ShouldBe("dropped");
         job.Attempts.ShouldBe(0);
+    }
+
+    [Fact]
+    public async Task AJobLeftRunningByADeadWorker_OfAPluginSinceRemoved_IsDropped()
+    {
+        _dir.Add("p", Enqueuer(extra: Wat.Answer("handle_job", "{}")), Queue);
+        var id = Guid.Parse(await EnqueueAsync());
+        (await _store.ClaimAsync("p", 10, TimeSpan.FromHours(1), Ct)).Single().Id.ShouldBe(id);
+
+        // Still leased: its worker may be running it, so it is left alone.
+        (await _store.DropOrphansAsync([], Ct)).ShouldBe(0);
+
+        await TestDatabase.ScalarAsync<object>($"update {Schema}.plugin_jobs set locked_until = now() - interval '1 second' where id = $1", id);
+        (await _store.DropOrphansAsync(["other"], Ct)).ShouldBe(1);
+        var job = (await _store.GetAsync(id, Ct))!;
+        job.State.ShouldBe("dropped");
+        job.LastError.ShouldBe("plugin gone or inactive");
+        (await _store.HistoryAsync(id, Ct)).Select(e => (e.Event, e.Attempt)).ShouldBe([("enqueued", 0), ("dropped", 1)]);
     }
 
     [Fact]

@@ -56,6 +56,63 @@ public sealed class PropletChainTests : IDisposable
         chain.Plugins.Find("b")!.Counters.Failures.ShouldBe(1);
     }
 
+    /// <summary>
+    /// A component plugin whose enrich has another result type (u32, not enrich-response) would throw from the decoding
+    /// of every answer, refusing the task as an internal error: it is skipped at load with the types named, and the
+    /// other plugins' env applies (a well-typed component's and a core module's).
+    /// </summary>
+    [Fact]
+    public async Task AComponentWhoseEnrichHasTheWrongType_IsSkipped_TheOtherPluginsEnrich()
+    {
+        await File.WriteAllBytesAsync(Path.Combine(_dir, "a-component.wasm"), Component("$enrich-response"), Ct);
+        await File.WriteAllBytesAsync(Path.Combine(_dir, "b-wrong.wasm"), Component("u32"), Ct);
+        Add("c-core", Wat.Plugin(Wat.Answer("enrich", """{"env":{"C":"c"}}""")));
+        var log = new ListLogger<PropletPluginChain>();
+        using var chain = PropletPluginChain.Load(_dir, log);
+
+        (await chain.EnrichAsync(Task, Ct)).ShouldBe(new Dictionary<string, string> { ["PLUGIN"] = "component", ["C"] = "c" }, ignoreOrder: true);
+        chain.Components.Select(c => c.Name).ShouldBe(["a-component"]);
+        log.Lines.ShouldContain(l => l.Contains("b-wrong.wasm", StringComparison.Ordinal) && l.Contains("lifecycle@0.1.0#enrich has type", StringComparison.Ordinal));
+    }
+
+    /// <summary>A lifecycle component exporting only enrich, lifted with <paramref name="result"/> as its result type; the core
+    /// function answers an enrich-response of one pair, PLUGIN=component (as tests/Shared/Components/plugin.wat does).</summary>
+    private static byte[] Component(string result) => Wasmtime.Module.ConvertText($$"""
+        (component
+          (core module $m
+            (memory (export "memory") 1)
+            (global $heap (mut i32) (i32.const 4096))
+            (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+              (local $at i32)
+              (local.set $at (i32.and (i32.add (global.get $heap) (i32.sub (local.get 2) (i32.const 1))) (i32.sub (i32.const 0) (local.get 2))))
+              (global.set $heap (i32.add (local.get $at) (local.get 3)))
+              (if (i32.gt_u (global.get $heap) (i32.mul (memory.size) (i32.const 65536))) (then (drop (memory.grow (i32.const 1)))))
+              (local.get $at))
+            (data (i32.const 512) "PLUGIN")
+            (data (i32.const 528) "component")
+            (data (i32.const 544) "\00\02\00\00\06\00\00\00\10\02\00\00\09\00\00\00")
+            (func (export "enrich") (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)
+              (i32.store (i32.const 96) (i32.const 544))
+              (i32.store (i32.const 100) (i32.const 1))
+              (i32.const 96)))
+          (core instance $i (instantiate $m))
+          (alias core export $i "memory" (core memory $mem))
+          (alias core export $i "cabi_realloc" (core func $realloc))
+          (type $task-info-def (record
+            (field "id" string) (field "name" string) (field "image-url" string) (field "cli-args" (list string))
+            (field "env" (list (tuple string string))) (field "daemon" bool) (field "encrypted" bool)))
+          (export $task-info "task-info" (type $task-info-def))
+          (type $enrich-response-def (record (field "env" (list (tuple string string)))))
+          (export $enrich-response "enrich-response" (type $enrich-response-def))
+          (func $enrich (param "task" $task-info) (result {{result}})
+            (canon lift (core func $i "enrich") (memory $mem) (realloc $realloc)))
+          (instance $lifecycle
+            (export "task-info" (type $task-info))
+            (export "enrich-response" (type $enrich-response))
+            (export "enrich" (func $enrich)))
+          (export "propeller:proplet-plugin/lifecycle@0.1.0" (instance $lifecycle)))
+        """);
+
     [Fact]
     public async Task MissingOrUnusableDirectory_GivesAnEmptyChain()
     {

@@ -17,6 +17,13 @@ public sealed class PluginJobOptions
     /// <summary>Jobs of one plugin running at once in this process unless its manifest says otherwise.</summary>
     public int DefaultConcurrency { get; set; } = 2;
 
+    /// <summary>
+    /// The most jobs of one plugin running at once in this process that its manifest may ask for without the
+    /// <c>high_resource_jobs</c> capability (larger values are capped): each running job holds a thread-pool thread and
+    /// an instance of <c>job_memory_mb</c>, so an unchecked <c>queue.concurrency</c> would starve the manager.
+    /// </summary>
+    public int MaxConcurrency { get; set; } = 4;
+
     /// <summary>Retries when the plugin asks for none.</summary>
     public int DefaultMaxRetry { get; set; } = 3;
 

@@ -199,14 +199,19 @@ public sealed partial class PluginJobStore : IAsyncDisposable
         return jobs;
     }
 
-    /// <summary>Drops (no retry) the waiting jobs of plugins not in <paramref name="activePlugins"/>; returns how many.</summary>
+    /// <summary>
+    /// Drops (no retry) the jobs of plugins not in <paramref name="activePlugins"/> that nobody runs: due pending ones, and
+    /// running ones whose lease ran out (their worker died; no claim would ever pick them up again, as claims are by
+    /// active plugin). Returns how many.
+    /// </summary>
     public async Task<int> DropOrphansAsync(IReadOnlyCollection<string> activePlugins, CancellationToken cancellationToken)
     {
         await using var command = _dataSource.CreateCommand(
             $"""
             with dropped as (
                 update {_jobs} set state = 'dropped', last_error = 'plugin gone or inactive', locked_until = null, updated_at = now()
-                where state = 'pending' and run_at <= now() and plugin <> all($1) returning id, attempts)
+                where ((state = 'pending' and run_at <= now()) or (state = 'running' and locked_until < now())) and plugin <> all($1)
+                returning id, attempts)
             insert into {_history} (job_id, event, attempt, detail) select id, 'dropped', attempts, 'plugin gone or inactive' from dropped
             """);
         command.Parameters.Add(new NpgsqlParameter { Value = activePlugins.ToArray() });

@@ -10,11 +10,14 @@ namespace Propeller.Plugins.Jobs;
 
 /// <summary>
 /// Runs plugin jobs (seed 004): for each active plugin with a free slot (manifest <c>queue.concurrency</c>, default 2
-/// in flight per process) it claims due jobs, re-resolves the plugin by name and drops the job without retry when the
-/// plugin is gone, inactive or at another version (hash); otherwise it calls <c>handle_job</c> in a fresh instance under
+/// in flight per process, capped by <see cref="Concurrency"/>) it claims due jobs, re-resolves the plugin by name and
+/// drops the job without retry when the plugin is gone, inactive or at another version (hash); otherwise it calls
+/// <c>handle_job</c> in a fresh instance under
 /// the job limits. A failure (any exception in the run, too) is retried with exponential backoff until
 /// <c>max_retry</c>, then the job is failed. A run records its end only while its claim is still the job's.
-/// Every step is written to the job's history.
+/// Every step is written to the job's history. Once <c>handle_job</c> has returned, its outcome is recorded whatever
+/// happens to the stop token, and a brief database error is retried (<see cref="Bookkeeping"/>): otherwise a job that
+/// ran would stay running until its lease ran out and then run again, or fail as an attempt that never finished.
 /// </summary>
 public sealed partial class PluginJobWorker : BackgroundService
 {
@@ -25,6 +28,10 @@ public sealed partial class PluginJobWorker : BackgroundService
     private readonly ConcurrentDictionary<string, int> _inFlight = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<Guid, Task> _running = new();
     private readonly SemaphoreSlim _wake = new(0);
+
+    /// <summary>How often a bookkeeping write is tried, how long each try may take, and the first pause between tries
+    /// (doubled each time). Repeating is safe: every write is guarded by the claim (job and attempt number).</summary>
+    private static readonly (int Tries, TimeSpan Timeout, TimeSpan Pause) Bookkeeping = (5, TimeSpan.FromSeconds(10), TimeSpan.FromMilliseconds(100));
 
     public PluginJobWorker(PluginCatalog catalog, PluginJobStore store, PluginJobQueue queue, PluginJobOptions options, ILogger<PluginJobWorker> logger)
     {
@@ -90,7 +97,7 @@ public sealed partial class PluginJobWorker : BackgroundService
         var started = 0;
         foreach (var plugin in set.Active)
         {
-            var limit = plugin.Manifest.Concurrency ?? _options.DefaultConcurrency;
+            var limit = Concurrency(plugin);
             var free = limit - _inFlight.GetValueOrDefault(plugin.Name);
             if (free <= 0)
             {
@@ -121,6 +128,17 @@ public sealed partial class PluginJobWorker : BackgroundService
         return started;
     }
 
+    /// <summary>
+    /// How many jobs of <paramref name="plugin"/> may run at once here: its manifest's <c>queue.concurrency</c> (else the
+    /// default), capped at <see cref="PluginJobOptions.MaxConcurrency"/> unless it holds <c>high_resource_jobs</c>, as
+    /// its other job limits can only be raised with that capability.
+    /// </summary>
+    internal int Concurrency(LoadedPlugin plugin)
+    {
+        var limit = plugin.Manifest.Concurrency ?? _options.DefaultConcurrency;
+        return plugin.Manifest.Has(PluginManifest.HighResourceJobsCapability) ? limit : Math.Min(limit, Math.Max(_options.MaxConcurrency, 1));
+    }
+
     private async Task RunAsync(PluginJob job, CancellationToken cancellationToken)
     {
         var plugin = _catalog.Current.Find(job.Plugin);
@@ -136,12 +154,13 @@ public sealed partial class PluginJobWorker : BackgroundService
         {
             if (drop is not null)
             {
-                await FinishAsync(job, "dropped", "dropped", drop, null, cancellationToken);
+                await FinishAsync(job, "dropped", "dropped", drop, null);
                 LogDropped(_logger, job.Id, job.Type, drop);
                 return;
             }
 
-            await _store.AuditAsync(job.Id, job.Attempts, "started", null, cancellationToken);
+            // Before the call the stop token still counts: stopping here hands the job back untouched.
+            await WithRetryAsync(ct => _store.AuditAsync(job.Id, job.Attempts, "started", null, ct), cancellationToken);
             string? error;
             try
             {
@@ -172,7 +191,7 @@ public sealed partial class PluginJobWorker : BackgroundService
             {
                 plugin!.Counters.JobSucceeded();
                 _catalog.Runtime.Metrics.JobRun(job.Plugin, "succeeded");
-                await FinishAsync(job, "done", "succeeded", null, null, cancellationToken);
+                await FinishAsync(job, "done", "succeeded", null, null);
                 return;
             }
 
@@ -181,13 +200,13 @@ public sealed partial class PluginJobWorker : BackgroundService
             {
                 var delay = Backoff(job.Attempts);
                 _catalog.Runtime.Metrics.JobRun(job.Plugin, "retry");
-                await FinishAsync(job, "pending", "failed", error, delay, cancellationToken);
+                await FinishAsync(job, "pending", "failed", error, delay);
                 LogRetry(_logger, job.Id, job.Type, job.Attempts, error, delay);
             }
             else
             {
                 _catalog.Runtime.Metrics.JobRun(job.Plugin, "failed");
-                await FinishAsync(job, "failed", "dead", error, null, cancellationToken);
+                await FinishAsync(job, "failed", "dead", error, null);
                 LogDead(_logger, job.Id, job.Type, job.Attempts, error);
             }
         }
@@ -203,12 +222,61 @@ public sealed partial class PluginJobWorker : BackgroundService
         }
     }
 
-    /// <summary>Finishes this worker's claim; a claim lost meanwhile (lease expired, claimed again) is left alone and logged.</summary>
-    private async Task FinishAsync(PluginJob job, string state, string @event, string? detail, TimeSpan? retryIn, CancellationToken cancellationToken)
+    /// <summary>
+    /// Finishes this worker's claim; a claim lost meanwhile (lease expired, claimed again) is left alone and logged. Not
+    /// cancelled by the stop token: the outcome is known, and releasing the job instead would run it again.
+    /// </summary>
+    private async Task FinishAsync(PluginJob job, string state, string @event, string? detail, TimeSpan? retryIn)
     {
-        if (!await _store.FinishAsync(job.Id, job.Attempts, state, @event, detail, retryIn, cancellationToken))
+        if (!await WithRetryAsync(ct => _store.FinishAsync(job.Id, job.Attempts, state, @event, detail, retryIn, ct), CancellationToken.None))
         {
             LogClaimLost(_logger, job.Id, job.Type, job.Attempts, @event);
+        }
+    }
+
+    private async Task WithRetryAsync(Func<CancellationToken, Task> write, CancellationToken cancellationToken) =>
+        await WithRetryAsync(
+            async ct =>
+            {
+                await write(ct);
+                return true;
+            },
+            cancellationToken);
+
+    /// <summary>
+    /// Runs a bookkeeping write, each try bounded by <see cref="Bookkeeping"/>'s timeout, again after a database error or
+    /// a timed-out try (with backoff) up to its number of tries; then the last error is thrown (a try that ran out of
+    /// time as a <see cref="TimeoutException"/>, never as a cancellation of the run).
+    /// </summary>
+    private async Task<T> WithRetryAsync<T>(Func<CancellationToken, Task<T>> write, CancellationToken cancellationToken)
+    {
+        var pause = Bookkeeping.Pause;
+        for (var attempt = 1; ; attempt++)
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(Bookkeeping.Timeout);
+            Exception error;
+            try
+            {
+                return await write(timeout.Token);
+            }
+            catch (OperationCanceledException e) when (!cancellationToken.IsCancellationRequested)
+            {
+                error = new TimeoutException($"the job store did not answer within {Bookkeeping.Timeout.TotalSeconds:0} s", e);
+            }
+            catch (Npgsql.NpgsqlException e)
+            {
+                error = e;
+            }
+
+            if (attempt >= Bookkeeping.Tries)
+            {
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(error);
+            }
+
+            LogBookkeepingRetry(_logger, attempt, pause, error);
+            await Task.Delay(pause, cancellationToken);
+            pause *= 2;
         }
     }
 
@@ -276,6 +344,9 @@ public sealed partial class PluginJobWorker : BackgroundService
 
     [LoggerMessage(EventId = 8106, Level = LogLevel.Error, Message = "Plugin job {JobId} ({Type}) attempt {Attempt} failed unexpectedly")]
     private static partial void LogRunCrashed(ILogger logger, Guid jobId, string type, int attempt, Exception exception);
+
+    [LoggerMessage(EventId = 8108, Level = LogLevel.Warning, Message = "Plugin job bookkeeping try {Try} failed; trying again in {Pause}")]
+    private static partial void LogBookkeepingRetry(ILogger logger, int @try, TimeSpan pause, Exception exception);
 
     [LoggerMessage(EventId = 8107, Level = LogLevel.Warning, Message = "Plugin job {JobId} ({Type}) attempt {Attempt}: the claim was lost (lease expired, claimed again), its result ({Event}) is not recorded")]
     private static partial void LogClaimLost(ILogger logger, Guid jobId, string type, int attempt, string @event);

@@ -19,6 +19,18 @@ public sealed class ComponentPlugin
 {
     public const string Lifecycle = "propeller:proplet-plugin/lifecycle@0.1.0";
 
+    private const string TaskInfo = "record {id: string, name: string, image-url: string, cli-args: list<string>, env: list<tuple<string, string>>, daemon: bool, encrypted: bool}";
+    private const string TaskResult = "record {task-id: string, success: bool, output: option<string>, error: option<string>}";
+
+    /// <summary>The lifecycle functions' parameter and result types (WIT, as <see cref="WitType"/> prints them; no result: null).</summary>
+    private static readonly Dictionary<string, (string[] Parameters, string? Result)> Signatures = new(StringComparer.Ordinal)
+    {
+        ["authorize"] = ([TaskInfo], "record {allow: bool, reason: option<string>}"),
+        ["enrich"] = ([TaskInfo], "record {env: list<tuple<string, string>>}"),
+        ["on-task-start"] = ([TaskInfo], null),
+        ["on-task-complete"] = ([TaskResult], null),
+    };
+
     private readonly CompiledComponent _component;
     private readonly ComponentLinker _linker;
     private readonly WasmEngine _engine;
@@ -53,6 +65,18 @@ public sealed class ComponentPlugin
         if (!component.Functions.Any(f => f.Interface == Lifecycle))
         {
             throw new Runtime.PluginLoadException($"the component does not export {Lifecycle}");
+        }
+
+        // Checked here, as the original's bindings check them at instantiation: a function of another type would fail
+        // every call in the decoding of its result (not a plugin error), refusing tasks instead of skipping the plugin.
+        foreach (var function in component.Functions.Where(f => f.Interface == Lifecycle))
+        {
+            if (Signatures.TryGetValue(function.Name, out var expected)
+                && (!function.Parameters.Select(p => p.Type?.ToString()).SequenceEqual(expected.Parameters) || function.Result?.ToString() != expected.Result))
+            {
+                throw new Runtime.PluginLoadException(
+                    $"{Lifecycle}#{function.Name} has type ({string.Join(", ", function.Parameters.Select(p => p.Type))}) -> {function.Result?.ToString() ?? "()"}, expected ({string.Join(", ", expected.Parameters)}) -> {expected.Result ?? "()"}");
+            }
         }
 
         return new ComponentPlugin(name, component, linker, cache.Engine, limits);

@@ -307,6 +307,12 @@ public sealed class PropletPluginChain : IDisposable
                 {
                     PropletLog.ComponentFailed(_logger, e.Message);
                 }
+#pragma warning disable CA1031 // A notification runs in the background: whatever it throws is logged, never lost unobserved.
+                catch (Exception e)
+#pragma warning restore CA1031
+                {
+                    PropletLog.ComponentFailed(_logger, $"{component.Name} {function}: {e.GetType().Name}: {e.Message}");
+                }
 
                 return Task.CompletedTask;
             });

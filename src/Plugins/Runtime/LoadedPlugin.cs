@@ -71,7 +71,8 @@ public sealed class LoadedPlugin : IDisposable
             var module = runtime.Modules.GetOrCompile(name, bytes);
             var hooks = CheckExports(module);
             var plugin = new LoadedPlugin(runtime, name, path, hash, manifest, module, hooks, counters);
-            plugin._idle.Enqueue(plugin.CreateInstance(manifest.Limits.MemoryMb));
+            // The trial instance runs the start function under the hook limit (a load has no caller's token).
+            plugin._idle.Enqueue(plugin.CreateInstance(manifest.Limits.MemoryMb, manifest.Limits.Timeout, CancellationToken.None));
             return plugin;
         }
         catch (Exception e) when (e is WasmtimeException or IOException or UnauthorizedAccessException or FormatException or PluginCallException)
@@ -151,7 +152,7 @@ public sealed class LoadedPlugin : IDisposable
         var healthy = false;
         try
         {
-            instance = pooled && _idle.TryDequeue(out var idle) ? idle : CreateInstance(memoryMb);
+            instance = pooled && _idle.TryDequeue(out var idle) ? idle : CreateInstance(memoryMb, timeout, cancellationToken);
             var response = instance.Call(hook, request, returnsValue, fuel, timeout, cancellationToken);
             healthy = true;
             Record(hook, started, null);
@@ -231,11 +232,15 @@ public sealed class LoadedPlugin : IDisposable
         _ => new(PluginFailureKind.Abi, e.Message, e),
     };
 
-    private PluginInstance CreateInstance(int memoryMb)
+    private PluginInstance CreateInstance(int memoryMb, TimeSpan timeout, CancellationToken cancellationToken)
     {
         try
         {
-            return new PluginInstance(_runtime, this, _module, memoryMb);
+            return new PluginInstance(_runtime, this, _module, memoryMb, timeout, cancellationToken);
+        }
+        catch (WasmtimeException e) when (e.InnerException is TimeoutException)
+        {
+            throw new PluginCallException(PluginFailureKind.Timeout, $"start function timed out after {timeout.TotalMilliseconds:0} ms", e);
         }
         catch (WasmtimeException e) when (e is not TrapException && e.Message.Contains("exceeds memory limits", StringComparison.Ordinal))
         {

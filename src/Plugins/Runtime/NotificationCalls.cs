@@ -12,8 +12,13 @@ namespace Propeller.Plugins.Runtime;
 internal sealed class NotificationCalls(int maxPending)
 {
     private readonly ConcurrentDictionary<long, Task> _running = new();
+
+    // Guards the check, the registration and the start of the drain together: a call is counted before it can end (so
+    // its removal always follows its registration and nothing stays counted), the limit is never passed by two callers
+    // at once, and every call accepted before the drain began is in the drain's snapshot.
+    private readonly Lock _gate = new();
     private long _next;
-    private volatile bool _draining;
+    private bool _draining;
 
     public int Count => _running.Count;
 
@@ -34,37 +39,35 @@ internal sealed class NotificationCalls(int maxPending)
     /// the drain began or <c>maxPending</c> calls are running.</summary>
     public bool TryStart(Func<Task> call)
     {
-        if (_draining || _running.Count >= maxPending)
+        long id;
+        Task run;
+        lock (_gate)
         {
-            return false;
+            if (_draining || _running.Count >= maxPending)
+            {
+                return false;
+            }
+
+            id = ++_next;
+            run = Task.Run(call);
+            _running[id] = run;
         }
 
-        var id = Interlocked.Increment(ref _next);
-        var run = Task.Run(async () =>
-        {
-            try
-            {
-                await call();
-            }
-            finally
-            {
-                _running.TryRemove(id, out _);
-            }
-        });
-        _running.TryAdd(id, run);
-        if (run.IsCompleted)
-        {
-            _running.TryRemove(id, out _);
-        }
-
+        // Attached after the registration: it runs once the call has ended, at once if it already has.
+        _ = run.ContinueWith(_ => _running.TryRemove(id, out Task? _), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         return true;
     }
 
     /// <summary>Starts no more calls and waits for those running now; false when <paramref name="timeout"/> passed first.</summary>
     public async Task<bool> DrainAsync(TimeSpan timeout, CancellationToken cancellationToken)
     {
-        _draining = true;
-        var pending = _running.Values.ToArray();
+        Task[] pending;
+        lock (_gate)
+        {
+            _draining = true;
+            pending = [.. _running.Values];
+        }
+
         if (pending.Length == 0)
         {
             return true;

@@ -21,7 +21,10 @@ internal sealed class PluginInstance : IDisposable
     private readonly Dictionary<string, Func<int, int, long>> _hooks = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Action<int, int>> _voidHooks = new(StringComparer.Ordinal);
 
-    public PluginInstance(PluginRuntime runtime, LoadedPlugin plugin, Module module, int memoryMb)
+    /// <param name="timeout">The wall-clock limit of the module's <c>start</c> function (run by the instantiation): the
+    /// limit of the call the instance is made for (the plugin's hook or job timeout).</param>
+    /// <param name="cancellationToken">The caller's token, which also ends a <c>start</c> function that runs or sleeps.</param>
+    public PluginInstance(PluginRuntime runtime, LoadedPlugin plugin, Module module, int memoryMb, TimeSpan timeout, CancellationToken cancellationToken)
     {
         Stdout = new PluginOutput(runtime.Options.OutputCaptureBytes);
         Stderr = new PluginOutput(runtime.Options.OutputCaptureBytes);
@@ -41,8 +44,11 @@ internal sealed class PluginInstance : IDisposable
                 .WithStandardErrorCallback(data => Stderr.Write(data)));
             _store.Fuel = (ulong)plugin.Limits.Fuel;
 
-            // Checked at each epoch tick while guest code runs: the call's wall-clock limit and the caller's token.
+            // Checked at each epoch tick while guest code runs: the call's wall-clock limit and the caller's token. The
+            // instantiation runs the module's start function, which is guest code like any hook: without a deadline a
+            // start that loops on a large fuel limit or sleeps in poll_oneoff would hold the load (or the call) for ever.
             ticking = _engine.Watch(_store, Check);
+            Arm(timeout, cancellationToken);
             _instance = runtime.Linker.Instantiate(_store, module);
             _memory = _instance.GetMemory("memory") ?? throw new PluginCallException(PluginFailureKind.Abi, "no exported memory");
             _alloc = _instance.GetFunction<int, int>("plugin_alloc") ?? throw new PluginCallException(PluginFailureKind.Abi, "plugin_alloc must be a function (i32) -> i32");
@@ -55,6 +61,7 @@ internal sealed class PluginInstance : IDisposable
         }
         finally
         {
+            Disarm();
             ticking?.Dispose();
         }
     }
@@ -80,9 +87,7 @@ internal sealed class PluginInstance : IDisposable
     {
         Context.Hook = hook;
         _store.Fuel = (ulong)fuel;
-        var ticks = timeout.TotalSeconds * Stopwatch.Frequency;
-        Context.Deadline = timeout < TimeSpan.Zero || ticks >= long.MaxValue / 2 ? long.MaxValue : Stopwatch.GetTimestamp() + (long)ticks;
-        Context.Cancellation = cancellationToken;
+        Arm(timeout, cancellationToken);
         using var ticking = _engine.KeepTicking();
         try
         {
@@ -91,8 +96,22 @@ internal sealed class PluginInstance : IDisposable
         finally
         {
             Context.Hook = null;
-            Context.Cancellation = default;
+            Disarm();
         }
+    }
+
+    /// <summary>Sets the running guest code's wall-clock limit and token (what the epoch check and a sleep honour).</summary>
+    private void Arm(TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var ticks = timeout.TotalSeconds * Stopwatch.Frequency;
+        Context.Deadline = timeout < TimeSpan.Zero || ticks >= long.MaxValue / 2 ? long.MaxValue : Stopwatch.GetTimestamp() + (long)ticks;
+        Context.Cancellation = cancellationToken;
+    }
+
+    private void Disarm()
+    {
+        Context.Deadline = long.MaxValue;
+        Context.Cancellation = default;
     }
 
     /// <summary>The epoch check: the same ends as a waiting host call's (<see cref="InstanceContext.ThrowIfEnded"/>).</summary>
