@@ -360,6 +360,35 @@ public sealed class JobTests : IAsyncLifetime
         (await _store.HistoryAsync(id, Ct)).Select(e => (e.Event, e.Attempt)).ShouldBe([("enqueued", 0), ("dropped", 1)]);
     }
 
+    /// <summary>
+    /// Ended jobs older than the retention are deleted with their history by the worker's poll (the tables grew for
+    /// ever: ~86,000 jobs a day per plugin at the default rate); a job still waiting, one ended recently and one whose
+    /// unique_for window is open are kept.
+    /// </summary>
+    [Fact]
+    public async Task EndedJobsPastTheRetention_AreDeletedWithTheirHistory_OthersKept()
+    {
+        _dir.Add("p", Enqueuer(extra: Wat.Answer("handle_job", "{}")), Queue);
+        var old = Guid.Parse(await EnqueueAsync());
+        var recent = Guid.Parse(await EnqueueAsync());
+        var unique = Guid.Parse(await EnqueueAsync());
+        await RunUntilQuietAsync(Worker());
+        var waiting = Guid.Parse(await EnqueueAsync());
+        await TestDatabase.ScalarAsync<object>($"update {Schema}.plugin_jobs set updated_at = now() - interval '8 days' where id = any($1)", new[] { old, unique, waiting });
+        await TestDatabase.ScalarAsync<object>($"update {Schema}.plugin_jobs set unique_until = now() + interval '1 hour' where id = $1", unique);
+
+        var worker = Worker();
+        await worker.PollOnceAsync(Ct); // the first poll prunes; the waiting job is claimed, not pruned
+        await worker.WhenIdleAsync();
+
+        (await _store.GetAsync(old, Ct)).ShouldBeNull();
+        (await _store.HistoryAsync(old, Ct)).ShouldBeEmpty();
+        (await _store.GetAsync(recent, Ct))!.State.ShouldBe("done");
+        (await _store.GetAsync(unique, Ct))!.State.ShouldBe("done");
+        (await _store.GetAsync(waiting, Ct)).ShouldNotBeNull();
+        (await _store.PruneAsync(TimeSpan.FromDays(7), 100, Ct)).ShouldBe(0);
+    }
+
     [Fact]
     public async Task AJobWhoseWorkerDied_IsClaimedAgainWhenItsLeaseExpires()
     {

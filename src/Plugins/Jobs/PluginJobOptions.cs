@@ -44,6 +44,16 @@ public sealed class PluginJobOptions
     /// </summary>
     public TimeSpan EnqueueTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>
+    /// How long an ended job (done, failed, dropped) and its history are kept; the worker deletes older ones about every
+    /// <see cref="PruneInterval"/>, <see cref="PruneBatch"/> at a time. A pruned job's idempotency key may be used again.
+    /// </summary>
+    public TimeSpan Retention { get; set; } = TimeSpan.FromDays(7);
+
+    public TimeSpan PruneInterval { get; set; } = TimeSpan.FromMinutes(10);
+
+    public int PruneBatch { get; set; } = 10_000;
+
     /// <summary>Run the job worker in this process (a hosted service).</summary>
     public bool RunWorker { get; set; } = true;
 }

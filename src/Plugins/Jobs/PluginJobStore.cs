@@ -219,6 +219,30 @@ public sealed partial class PluginJobStore : IAsyncDisposable
     }
 
     /// <summary>
+    /// Deletes up to <paramref name="limit"/> ended jobs (done, failed, dropped) last changed before
+    /// <paramref name="retention"/> ago, with their history; a job whose <c>unique_for</c> window is still open is kept (it
+    /// still refuses duplicates). Returns how many jobs were deleted.
+    /// </summary>
+    public async Task<int> PruneAsync(TimeSpan retention, int limit, CancellationToken cancellationToken)
+    {
+        await using var command = _dataSource.CreateCommand(
+            $"""
+            with old as (
+                delete from {_jobs} where id in (
+                    select id from {_jobs}
+                    where state in ('done', 'failed', 'dropped') and updated_at < now() - make_interval(secs => $1)
+                      and (unique_until is null or unique_until < now())
+                    limit $2)
+                returning id),
+            history as (delete from {_history} h using old where h.job_id = old.id)
+            select count(*)::int from old
+            """);
+        command.Parameters.Add(new NpgsqlParameter { Value = retention.TotalSeconds });
+        command.Parameters.Add(new NpgsqlParameter { Value = limit });
+        return (int)(await command.ExecuteScalarAsync(cancellationToken))!;
+    }
+
+    /// <summary>
     /// Records the end of the run of claim <paramref name="attempt"/>: <c>done</c>, <c>dropped</c> or <c>failed</c> (no
     /// retry), or back to <c>pending</c> after <paramref name="retryIn"/>. Returns false, and changes nothing, when that
     /// claim is no longer the job's (its lease ran out and the job was claimed again, released or failed since).

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Text.Json;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -28,6 +29,7 @@ public sealed partial class PluginJobWorker : BackgroundService
     private readonly ConcurrentDictionary<string, int> _inFlight = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<Guid, Task> _running = new();
     private readonly SemaphoreSlim _wake = new(0);
+    private long _lastPrune; // 0: the first poll prunes
 
     /// <summary>How often a bookkeeping write is tried, how long each try may take, and the first pause between tries
     /// (doubled each time). Repeating is safe: every write is guarded by the claim (job and attempt number).</summary>
@@ -94,6 +96,16 @@ public sealed partial class PluginJobWorker : BackgroundService
     {
         var set = _catalog.Current;
         await _store.DropOrphansAsync([.. set.Active.Select(p => p.Name)], cancellationToken);
+        if (Stopwatch.GetElapsedTime(_lastPrune) >= _options.PruneInterval)
+        {
+            _lastPrune = Stopwatch.GetTimestamp();
+            var pruned = await _store.PruneAsync(_options.Retention, _options.PruneBatch, cancellationToken);
+            if (pruned > 0)
+            {
+                LogPruned(_logger, pruned, _options.Retention);
+            }
+        }
+
         var started = 0;
         foreach (var plugin in set.Active)
         {
@@ -350,4 +362,7 @@ public sealed partial class PluginJobWorker : BackgroundService
 
     [LoggerMessage(EventId = 8107, Level = LogLevel.Warning, Message = "Plugin job {JobId} ({Type}) attempt {Attempt}: the claim was lost (lease expired, claimed again), its result ({Event}) is not recorded")]
     private static partial void LogClaimLost(ILogger logger, Guid jobId, string type, int attempt, string @event);
+
+    [LoggerMessage(EventId = 8110, Level = LogLevel.Information, Message = "Deleted {Count} plugin jobs that ended more than {Retention} ago, with their history")]
+    private static partial void LogPruned(ILogger logger, int count, TimeSpan retention);
 }
