@@ -14,11 +14,12 @@ namespace Propeller.Manager.Operations;
 /// </summary>
 internal static class RebuildCommand
 {
-    public static async Task<int> RunAsync(string[] args)
+    public static async Task<int> RunAsync(string[] args, TextWriter? error = null)
     {
+        error ??= Console.Error;
         if (args.Length == 0 || args[0].StartsWith('-'))
         {
-            await Console.Error.WriteLineAsync(
+            await error.WriteLineAsync(
                 "usage: propeller-manager rebuild <projection>|all [--force]   (task_state, proplet_view, task_activity; stop the managers first)");
             return 2;
         }
@@ -31,7 +32,7 @@ internal static class RebuildCommand
         }
         catch (ManagerConfigurationException ex)
         {
-            await Console.Error.WriteLineAsync($"propeller-manager: {ex.Message}");
+            await error.WriteLineAsync($"propeller-manager: {ex.Message}");
             return 2;
         }
 
@@ -46,16 +47,23 @@ internal static class RebuildCommand
             };
             try
             {
+                // An unknown name is told (with the registered ones) before anything else is looked at.
+                var rebuilder = ActivatorUtilities.CreateInstance<MartenProjectionRebuilder>(app.Services);
+                if (args[0] != "all" && !rebuilder.Projections.Contains(args[0], StringComparer.Ordinal))
+                {
+                    await error.WriteLineAsync($"propeller-manager rebuild: no projection named '{args[0]}' (registered: {string.Join(", ", rebuilder.Projections)}, or all)");
+                    return 2;
+                }
+
                 if (!force && await RunningManagersAsync(app.Services.GetRequiredService<NpgsqlDataSource>(), stop.Token) is > 0 and var connections)
                 {
-                    await Console.Error.WriteLineAsync(
+                    await error.WriteLineAsync(
                         $"propeller-manager rebuild: managers are running on this schema ({connections} connection(s) in pg_stat_activity): " +
                         "stop them first (a rebuild deletes the documents they decide on), or pass --force");
                     return 2;
                 }
 
                 await store.Storage.ApplyAllConfiguredChangesToDatabaseAsync().WaitAsync(stop.Token);
-                var rebuilder = ActivatorUtilities.CreateInstance<MartenProjectionRebuilder>(app.Services);
                 var names = args[0] == "all" ? rebuilder.Projections : [args[0]];
                 foreach (var name in names)
                 {
@@ -66,12 +74,12 @@ internal static class RebuildCommand
             }
             catch (ArgumentException ex)
             {
-                await Console.Error.WriteLineAsync($"propeller-manager rebuild: {ex.Message}");
+                await error.WriteLineAsync($"propeller-manager rebuild: {ex.Message}");
                 return 2;
             }
             catch (OperationCanceledException) when (stop.IsCancellationRequested)
             {
-                await Console.Error.WriteLineAsync("propeller-manager rebuild: interrupted; the projection is incomplete until it is rebuilt again");
+                await error.WriteLineAsync("propeller-manager rebuild: interrupted; the projection is incomplete until it is rebuilt again");
                 return 1;
             }
         }

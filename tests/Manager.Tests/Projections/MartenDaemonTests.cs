@@ -126,7 +126,16 @@ public sealed class MartenDaemonTests
 
         var db = await TestPostgres.ConnectionStringAsync();
         string[] settings = [$"--EventStore:ConnectionString={db}", $"--EventStore:Schema={schema}", "--MANAGER_MQTT_ADDRESS=", "--MANAGER_LOG_LEVEL=warn"];
-        (await RebuildCommand.RunAsync([TaskActivityProjection.ProjectionName, .. settings])).ShouldBe(2);
+        var refused = new StringWriter();
+        (await RebuildCommand.RunAsync([TaskActivityProjection.ProjectionName, .. settings], refused)).ShouldBe(2);
+        refused.ToString().ShouldContain("managers are running on this schema");
+
+        // An unknown name is told with the registered ones, also while a manager runs (it said only that managers run).
+        var unknown = new StringWriter();
+        (await RebuildCommand.RunAsync(["no_such_view", .. settings], unknown)).ShouldBe(2);
+        unknown.ToString().ShouldContain("no projection named 'no_such_view' (registered: ");
+        unknown.ToString().ShouldContain(TaskActivityProjection.ProjectionName);
+
         // Forced: the inline task view (an async one would race the running manager's daemon, as the docs warn).
         (await RebuildCommand.RunAsync(["task_state", "--force", .. settings])).ShouldBe(0);
     }
