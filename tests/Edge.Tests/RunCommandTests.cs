@@ -33,6 +33,25 @@ public sealed class RunCommandTests
         stderr.TrimEnd('\n').ShouldNotContain('\n');
     }
 
+    /// <summary>A guest out of fuel: the trap's code and its name once (it said "wasm trap: all fuel consumed: wasm trap:
+    /// all fuel consumed").</summary>
+    [Fact]
+    public async Task GivenAGuestThatLoops_WhenItsFuelRunsOut_ThenRunExitsWithTheTrapsCodeAndNamesItOnce()
+    {
+        var module = Path.Combine(Path.GetTempPath(), "loop-" + Guid.NewGuid().ToString("N") + ".wasm");
+        await File.WriteAllBytesAsync(module, Wat.ToWasm("""(module (func (export "_start") (loop $l (br $l))))"""), Ct);
+        try
+        {
+            var (code, stdout, stderr) = await RunAsync(["--fuel", "1000", module]);
+
+            (code, stdout, stderr).ShouldBe((134, "", "error: wasm trap: all fuel consumed\n"));
+        }
+        finally
+        {
+            File.Delete(module);
+        }
+    }
+
     private static async Task<(int Code, string Stdout, string Stderr)> RunAsync(string[] args)
     {
         using var stdout = new StringWriter();

@@ -176,7 +176,10 @@ public static class RunCommand
         }
         catch (TrapException trap)
         {
-            stderr.WriteLine($"error: {WasmErrors.Trap(trap)}: {WasmErrors.Reason(trap)}");
+            // Wasmtime's message is often the trap's own name ("wasm trap: all fuel consumed"): said once.
+            var kind = WasmErrors.Trap(trap);
+            var reason = WasmErrors.Reason(trap);
+            stderr.WriteLine(reason.StartsWith(kind, StringComparison.Ordinal) ? $"error: {reason}" : $"error: {kind}: {reason}");
             return 134;
         }
         catch (WasmtimeException e)
