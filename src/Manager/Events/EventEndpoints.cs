@@ -21,6 +21,9 @@ internal static class EventEndpoints
 {
     private static readonly TimeSpan PingInterval = TimeSpan.FromSeconds(15);
 
+    /// <summary>How many streams one reader remembers the newest sent version of.</summary>
+    private const int MaxStreamsTracked = 10_000;
+
     public static IEndpointRouteBuilder MapEventEndpoints(this IEndpointRouteBuilder app)
     {
         app.MapGet("/events", Stream).WithName("events");
@@ -63,6 +66,9 @@ internal static class EventEndpoints
         var cancellationToken = ending.Token;
         yield return new SseItem<object>(new { at = DateTimeOffset.UtcNow }, "hello") { ReconnectionInterval = TimeSpan.FromSeconds(1) };
         var reader = subscription.Reader;
+        // The newest version sent per stream: each commit is announced after it, so two commits on one stream can be
+        // announced out of order; an older one after a newer one is not sent (a client would show a state gone by).
+        var sent = new Dictionary<string, long>(StringComparer.Ordinal);
         Task<bool>? waiting = null;
         while (!cancellationToken.IsCancellationRequested)
         {
@@ -101,6 +107,18 @@ internal static class EventEndpoints
                 {
                     continue;
                 }
+
+                if (sent.TryGetValue(notice.StreamId, out var newest) && notice.Version <= newest)
+                {
+                    continue;
+                }
+
+                if (sent.Count >= MaxStreamsTracked)
+                {
+                    sent.Clear(); // bounded: a long-lived stream over many tasks keeps only the recent ones
+                }
+
+                sent[notice.StreamId] = notice.Version;
 
                 switch (notice.State)
                 {

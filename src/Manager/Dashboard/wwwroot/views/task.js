@@ -126,6 +126,9 @@ export async function render(page, [id]) {
   // GET /tasks/{id} carries no version: a read that an event overtook may predate that event (it was read before the
   // commit), so it is dropped; the event shows a state at least as new, and any later change comes as its own event.
   let events = 0;
+  // Two commits on one task may be announced out of order (each is announced after its own commit): an event not
+  // newer than one already shown is dropped.
+  let shown = 0;
   return {
     async onChange(type, data) {
       if (type === 'resync') {
@@ -134,6 +137,8 @@ export async function render(page, [id]) {
         if (events === before) showTask(t);
         refreshHistory();
       } else if (type === 'task' && data.id === id) {
+        if (data.version <= shown) return;
+        shown = data.version;
         events++;
         if (data.deleted) {
           message('This task was deleted.', 'info');
