@@ -2,15 +2,16 @@ namespace Propeller.Application.Scheduling;
 
 /// <summary>
 /// Chooses a proplet for a task: only alive proplets, only those carrying every required tag and at least the
-/// required memory, then by policy. Pure apart from the round-robin cursor, which the caller keeps (so a scheduler
+/// required memory, then by policy. Pure apart from the round-robin positions, which the caller keeps (so a scheduler
 /// that restarts, or runs on another node, may start from any position without harm).
 /// </summary>
 public static class PropletSelector
 {
-    public static Placement Select(SchedulingPolicy policy, PlacementRequest request, IReadOnlyList<PropletCandidate> proplets, ref long roundRobinCursor)
+    public static Placement Select(SchedulingPolicy policy, PlacementRequest request, IReadOnlyList<PropletCandidate> proplets, RoundRobinCursors roundRobin)
     {
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(proplets);
+        ArgumentNullException.ThrowIfNull(roundRobin);
         if (request.PinnedPropletId is { } pinned)
         {
             var target = proplets.FirstOrDefault(p => p.Id == pinned);
@@ -43,9 +44,7 @@ public static class PropletSelector
             case SchedulingPolicy.Priority when request.Priority >= Domain.Tasks.TaskSpec.DefaultPriority:
                 return Placement.On(eligible.MinBy(p => p.RunningTasks)!.Id);
             default:
-                var index = (int)(roundRobinCursor % eligible.Count);
-                roundRobinCursor++;
-                return Placement.On(eligible[index].Id);
+                return Placement.On(eligible[roundRobin.Next(eligible)].Id);
         }
     }
 

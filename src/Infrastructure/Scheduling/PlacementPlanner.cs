@@ -21,7 +21,7 @@ public sealed record PlannedPlacement(TaskState Task, TaskCommand Command, IRead
 /// the policy over live proplets (<see cref="PropletSelector"/>, <see cref="SchedulerOptions"/>), broadcast tasks, and
 /// the plugin hooks <c>on_before_proplet_select</c> (spec §7.7: refuse, or narrow the candidates by tags and memory)
 /// and <c>on_before_dispatch</c> (§7.8: refuse the chosen proplet, or add environment). One per node: the round-robin
-/// cursor and the load counts of what it placed are kept between calls, under a lock.
+/// positions and the load counts of what it placed are kept between calls, under a lock.
 /// </summary>
 public sealed class PlacementPlanner(IPropletRegistry proplets, IOptions<SchedulerOptions> options, TimeProvider time, IPluginGate? plugins = null) : IDisposable
 {
@@ -30,7 +30,7 @@ public sealed class PlacementPlanner(IPropletRegistry proplets, IOptions<Schedul
 
     private readonly IPluginGate _plugins = plugins ?? AllowAllPluginGate.Instance;
     private readonly SemaphoreSlim _placing = new(1, 1);
-    private long _cursor;
+    private readonly RoundRobinCursors _roundRobin = new();
     private Snapshot? _snapshot;
 
     public SchedulerOptions Options { get; } = options.Value;
@@ -171,14 +171,14 @@ public sealed class PlacementPlanner(IPropletRegistry proplets, IOptions<Schedul
     private static string Reason(string? reason) => reason is { Length: > 0 } r ? r : "denied";
 
     /// <summary>Under <see cref="_placing"/>: chooses by policy and counts the task in on the chosen candidate.</summary>
-    private Placement Select(PlacementRequest request, List<PropletCandidate> candidates) => SelectAndCount(Options.Policy, request, candidates, ref _cursor);
+    private Placement Select(PlacementRequest request, List<PropletCandidate> candidates) => SelectAndCount(Options.Policy, request, candidates, _roundRobin);
 
     private List<PropletCandidate> Candidates(IEnumerable<PropletView> views, DateTimeOffset now) => CandidatesOf(views, now, Options.LivenessWindow);
 
-    /// <summary>Chooses by <paramref name="policy"/> and counts the task in on the chosen candidate (the caller holds the cursor's lock).</summary>
-    internal static Placement SelectAndCount(SchedulingPolicy policy, PlacementRequest request, List<PropletCandidate> candidates, ref long cursor)
+    /// <summary>Chooses by <paramref name="policy"/> and counts the task in on the chosen candidate (the caller holds the placement lock).</summary>
+    internal static Placement SelectAndCount(SchedulingPolicy policy, PlacementRequest request, List<PropletCandidate> candidates, RoundRobinCursors roundRobin)
     {
-        var placement = PropletSelector.Select(policy, request, candidates, ref cursor);
+        var placement = PropletSelector.Select(policy, request, candidates, roundRobin);
         var index = placement.PropletId is { } chosen ? candidates.FindIndex(c => c.Id == chosen) : -1;
         if (index >= 0)
         {

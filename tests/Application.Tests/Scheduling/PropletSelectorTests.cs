@@ -9,19 +9,35 @@ public sealed class PropletSelectorTests
 
     private static Placement Select(SchedulingPolicy policy, PlacementRequest request, params PropletCandidate[] proplets)
     {
-        long cursor = 0;
-        return PropletSelector.Select(policy, request, proplets, ref cursor);
+        return PropletSelector.Select(policy, request, proplets, new RoundRobinCursors());
     }
 
     [Fact]
     public void RoundRobin_CyclesOverAliveProplets_InIdOrder()
     {
         PropletCandidate[] proplets = [Proplet("c"), Proplet("a"), Proplet("b", alive: false), Proplet("d")];
-        long cursor = 0;
+        var cursor = new RoundRobinCursors();
 
-        var picks = Enumerable.Range(0, 6).Select(_ => PropletSelector.Select(SchedulingPolicy.RoundRobin, PlacementRequest.Any, proplets, ref cursor).PropletId).ToList();
+        var picks = Enumerable.Range(0, 6).Select(_ => PropletSelector.Select(SchedulingPolicy.RoundRobin, PlacementRequest.Any, proplets, cursor).PropletId).ToList();
 
         picks.ShouldBe(["a", "c", "d", "a", "c", "d"]);
+    }
+
+    /// <summary>
+    /// Tasks that alternate between two sets of eligible proplets (tags) each rotate over their own set: with one
+    /// shared position every gpu task went to g1 and every cpu task to c2.
+    /// </summary>
+    [Fact]
+    public void RoundRobin_TasksAlternatingBetweenTwoSets_EachRotateOverTheirOwnSet()
+    {
+        PropletCandidate[] proplets = [Proplet("c1", tags: "cpu"), Proplet("c2", tags: "cpu"), Proplet("g1", tags: "gpu"), Proplet("g2", tags: "gpu")];
+        var cursors = new RoundRobinCursors();
+        var gpu = PlacementRequest.Any with { RequiredTags = new HashSet<string> { "gpu" } };
+        var cpu = PlacementRequest.Any with { RequiredTags = new HashSet<string> { "cpu" } };
+
+        var picks = Enumerable.Range(0, 8).Select(i => PropletSelector.Select(SchedulingPolicy.RoundRobin, i % 2 == 0 ? gpu : cpu, proplets, cursors).PropletId).ToList();
+
+        picks.ShouldBe(["g1", "c1", "g2", "c2", "g1", "c1", "g2", "c2"]);
     }
 
     [Fact]
@@ -35,13 +51,13 @@ public sealed class PropletSelectorTests
     public void Priority_ImportantTasksTakeTheLeastLoaded_LowPriorityTasksRotate()
     {
         PropletCandidate[] proplets = [Proplet("a", running: 5), Proplet("b", running: 0), Proplet("c", running: 2)];
-        long cursor = 0;
+        var cursor = new RoundRobinCursors();
         var high = PlacementRequest.Any with { Priority = 90 };
         var low = PlacementRequest.Any with { Priority = 10 };
 
-        PropletSelector.Select(SchedulingPolicy.Priority, high, proplets, ref cursor).PropletId.ShouldBe("b");
-        PropletSelector.Select(SchedulingPolicy.Priority, PlacementRequest.Any, proplets, ref cursor).PropletId.ShouldBe("b");
-        var lows = Enumerable.Range(0, 3).Select(_ => PropletSelector.Select(SchedulingPolicy.Priority, low, proplets, ref cursor).PropletId).ToList();
+        PropletSelector.Select(SchedulingPolicy.Priority, high, proplets, cursor).PropletId.ShouldBe("b");
+        PropletSelector.Select(SchedulingPolicy.Priority, PlacementRequest.Any, proplets, cursor).PropletId.ShouldBe("b");
+        var lows = Enumerable.Range(0, 3).Select(_ => PropletSelector.Select(SchedulingPolicy.Priority, low, proplets, cursor).PropletId).ToList();
         lows.ShouldBe(["a", "b", "c"]);
     }
 
