@@ -1087,7 +1087,7 @@ public sealed class BrokerConnection : IAsyncDisposable
             builder.WithTlsOptions(t =>
             {
                 t.UseTls().WithTargetHost(options.Host)
-                    .WithCertificateValidationHandler(e => ValidateServerCertificate(e.Certificate as X509Certificate2, e.SslPolicyErrors, trusted, tls.AllowUntrustedCertificates));
+                    .WithCertificateValidationHandler(e => ValidateServerCertificate(e.Certificate as X509Certificate2, e.Chain, e.SslPolicyErrors, trusted, tls.AllowUntrustedCertificates));
                 if (tls.ClientCertificateFile is { } certificate && tls.ClientKeyFile is { } key)
                 {
                     // Through PKCS#12: SslStream on Linux needs the key as part of a persisted certificate.
@@ -1113,8 +1113,12 @@ public sealed class BrokerConnection : IAsyncDisposable
         return collection;
     }
 
-    /// <summary>Without a CA file: the system's verdict. With one: the chain must end in one of its certificates.</summary>
-    private static bool ValidateServerCertificate(X509Certificate2? certificate, SslPolicyErrors errors, X509Certificate2Collection? trusted, bool allowUntrusted)
+    /// <summary>
+    /// Without a CA file: the system's verdict. With one: the chain must end in one of its certificates; the intermediate
+    /// certificates the broker presented (<paramref name="presented"/>) help build it, so a CA file holding only the
+    /// root trusts a broker whose certificate an intermediate signed.
+    /// </summary>
+    private static bool ValidateServerCertificate(X509Certificate2? certificate, X509Chain? presented, SslPolicyErrors errors, X509Certificate2Collection? trusted, bool allowUntrusted)
     {
         if (allowUntrusted)
         {
@@ -1130,6 +1134,14 @@ public sealed class BrokerConnection : IAsyncDisposable
         chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
         chain.ChainPolicy.CustomTrustStore.AddRange(trusted);
         chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+        if (presented is not null)
+        {
+            foreach (var element in presented.ChainElements)
+            {
+                chain.ChainPolicy.ExtraStore.Add(element.Certificate);
+            }
+        }
+
         return chain.Build(certificate);
     }
 

@@ -167,6 +167,31 @@ public sealed class OwnBrokerTests
     }
 
     /// <summary>
+    /// A broker whose certificate an intermediate CA signed, presenting the leaf and the intermediate, with only the root
+    /// in the CA file (the usual setup): trusted. The chain was built from the CA file alone and refused.
+    /// </summary>
+    [Fact]
+    public async Task GivenABrokerCertificateSignedByAnIntermediate_WhenTheCaFileHoldsOnlyTheRoot_ThenTheConnectionIsTrusted()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        (string RootFile, string ServerChain, string ServerKey) files = default;
+        await using var broker = await MosquittoProcess.StartAsync(
+            directory =>
+            {
+                files = TestCertificates.WriteWithIntermediate(directory);
+                return $"allow_anonymous true\ncertfile {files.ServerChain}\nkeyfile {files.ServerKey}";
+            },
+            ct);
+        var options = broker.Options(MqttProtocolVersion.V500, "tls-" + Guid.NewGuid().ToString("N")[..8]);
+        options.Tls = new BrokerTls { CaFile = files.RootFile };
+        await using var client = new BrokerConnection(options);
+
+        await client.StartAsync(ct).WaitAsync(TestBroker.Timeout, ct);
+
+        client.IsConnected.ShouldBeTrue();
+    }
+
+    /// <summary>
     /// A held handler fills the receive queue, but MQTTnet's read loop goes on queueing what the broker sends, without a
     /// limit. Only the broker's in-flight limit towards the client bounds that: the connection asks for a Receive Maximum
     /// of the receive queue's capacity. What the test sees is the broker's side (mosquitto logs every PUBLISH it sends),

@@ -24,6 +24,38 @@ internal static class TestCertificates
         return (caFile, serverCert, serverKey, clientCert, clientKey);
     }
 
+    /// <summary>
+    /// A root CA, an intermediate CA it signed, and a broker certificate the intermediate signed: the CA file holds the
+    /// root only, the broker's certificate file the leaf and the intermediate (what the broker presents).
+    /// </summary>
+    public static (string RootFile, string ServerChain, string ServerKey) WriteWithIntermediate(string directory)
+    {
+        var now = DateTimeOffset.UtcNow.AddMinutes(-5);
+        using var rootKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        using var root = Authority("CN=Propeller Test Root", rootKey).CreateSelfSigned(now, now.AddDays(1));
+        using var intermediateKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var serial = new byte[12];
+        RandomNumberGenerator.Fill(serial);
+        serial[0] &= 0x7F;
+        using var signed = Authority("CN=Propeller Test Intermediate", intermediateKey).Create(root, now, now.AddDays(1), serial);
+        using var intermediate = signed.CopyWithPrivateKey(intermediateKey);
+        var rootFile = Path.Combine(directory, "root.pem");
+        File.WriteAllText(rootFile, root.ExportCertificatePem());
+        var (leaf, key) = Issue(intermediate, directory, "server-via-intermediate", "CN=localhost", serverAuth: true, now);
+        var chainFile = Path.Combine(directory, "server-chain.pem");
+        File.WriteAllText(chainFile, File.ReadAllText(leaf) + "\n" + intermediate.ExportCertificatePem() + "\n");
+        return (rootFile, chainFile, key);
+    }
+
+    private static CertificateRequest Authority(string subject, ECDsa key)
+    {
+        var request = new CertificateRequest(subject, key, HashAlgorithmName.SHA256);
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
+        request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, true));
+        request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, false));
+        return request;
+    }
+
     private static (string Cert, string Key) Issue(X509Certificate2 ca, string directory, string name, string subject, bool serverAuth, DateTimeOffset now)
     {
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
