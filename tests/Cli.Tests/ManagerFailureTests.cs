@@ -191,6 +191,30 @@ public sealed partial class ManagerFailureTests : IDisposable
         manager.Requests.ShouldBeEmpty();
     }
 
+    /// <summary>
+    /// What the parser finds wrong is shown like every other error (docs/cli.md): lines on stderr starting with
+    /// "propeller: ", a typo's suggestions on its line, and where the help is instead of the whole help; exit 2.
+    /// </summary>
+    [Theory]
+    [InlineData("task list --limit 101", "propeller: --limit must be between 1 and 100\npropeller: see 'propeller task list --help'")]
+    [InlineData("task watch x --timeout 2000h", "propeller: '2000h' is too long (at most 1000h)\npropeller: see 'propeller task watch --help'")]
+    [InlineData("task list --bogus", "propeller: Unrecognized command or argument '--bogus'.\npropeller: see 'propeller task list --help'")]
+    [InlineData(
+        "task lst",
+        "propeller: Required command was not provided.\npropeller: Unrecognized command or argument 'lst'.\n"
+        + "propeller: 'lst' was not matched. Did you mean one of the following? list\npropeller: see 'propeller task --help'")]
+    public async Task AUsageError_IsPrefixedLinesOnStderr_WithAHelpHint_AndExit2(string args, string stderr)
+    {
+        var manager = new FakeManager((_, _) => Task.FromResult(FakeManager.Json("{}")));
+
+        var outcome = await Cli.RunAsync(manager, args.Split(' '));
+
+        outcome.Exit.ShouldBe(2, outcome.ToString());
+        outcome.Out.ShouldBeEmpty(outcome.ToString());
+        outcome.Err.ReplaceLineEndings("\n").TrimEnd().ShouldBe(stderr, outcome.ToString());
+        manager.Requests.ShouldBeEmpty();
+    }
+
     /// <summary>A user that cannot be an HTTP header (not ASCII, or a newline) is a usage error, not an unreachable manager.</summary>
     [Fact]
     public async Task AUserThatCannotBeAHeader_IsAUsageError()
