@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
+using System.Text.Json;
 using System.Text.RegularExpressions;
 
 namespace Propeller.Cli.Tests;
@@ -278,6 +279,55 @@ public sealed partial class ManagerFailureTests : IDisposable
         run.Exit.ShouldBe(1, run.ToString());
         run.Err.Trim().ShouldStartWith("propeller: unexpected answer from the manager");
         manager.Requests.ShouldBe([$"POST {FakeManager.Url}/tasks"]);
+    }
+
+    /// <summary>`task run --image-url` without a file creates the task from the image alone (the proplet asks the proxy for it).</summary>
+    [Fact]
+    public async Task Run_WithAnImageUrlAndNoFile_CreatesTheTaskFromTheImage()
+    {
+        var created = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        var manager = new FakeManager(async (request, cancellationToken) =>
+        {
+            switch (request.RequestUri!.AbsolutePath)
+            {
+                case "/tasks":
+                    created.Enqueue(await request.Content!.ReadAsStringAsync(cancellationToken));
+                    return FakeManager.Json(FakeManager.Task(0));
+                case var path when path.EndsWith("/start", StringComparison.Ordinal):
+                    return FakeManager.Json(FakeManager.Task(1));
+                default:
+                    return FakeManager.Json(FakeManager.Task(3));
+            }
+        });
+
+        var run = await Cli.RunAsync(manager, "task", "run", "--image-url", "127.0.0.1:55000/x/add:v1", "-i", "1,2");
+
+        run.Exit.ShouldBe(0, run.ToString());
+        run.Out.Trim().ShouldBe("42");
+        var body = JsonDocument.Parse(created.Single()).RootElement;
+        body.GetProperty("image_url").GetString().ShouldBe("127.0.0.1:55000/x/add:v1");
+        (body.TryGetProperty("file", out var file) ? file.ValueKind : JsonValueKind.Null).ShouldBe(JsonValueKind.Null, created.Single());
+    }
+
+    /// <summary>
+    /// A task's module comes from a file or an image URL: both (the proplet would run the file, never asking for the
+    /// image) or, for `task run`, neither is a usage error before any request.
+    /// </summary>
+    [Theory]
+    [InlineData("propeller: FILE.wasm and --image-url cannot be used together: the module comes from one of them", "task", "run", "add.wasm", "--image-url", "reg/x/add:v1")]
+    [InlineData("propeller: task run needs FILE.wasm or --image-url URL", "task", "run", "-i", "1,2")]
+    [InlineData("propeller: --file and --image-url cannot be used together: the module comes from one of them", "task", "create", "-n", "main", "--file", "add.wasm", "--image-url", "reg/x/add:v1")]
+    public async Task TheModule_FromBothAFileAndAnImageUrl_OrNeitherForRun_IsAUsageError(string stderr, params string[] args)
+    {
+        await File.WriteAllBytesAsync(Path.Combine(_dir.FullName, "add.wasm"), Wasm.Addition, TestContext.Current.CancellationToken);
+        // Answers as if the task were created and already completed: a command that wrongly goes on ends at once.
+        var manager = new FakeManager((_, _) => Task.FromResult(FakeManager.Json(FakeManager.Task(3))));
+
+        var outcome = await Cli.RunAsync(manager, [.. args.Select(a => a == "add.wasm" ? Path.Combine(_dir.FullName, a) : a)]);
+
+        outcome.Exit.ShouldBe(2, outcome.ToString());
+        outcome.Err.Trim().Split('\n')[0].ShouldBe(stderr, outcome.ToString());
+        manager.Requests.ShouldBeEmpty();
     }
 
     /// <summary>Pages the manager would refuse (task limit 1-100, offsets and proplet limits below 0 or 1) are usage errors.</summary>
