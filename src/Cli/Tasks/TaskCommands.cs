@@ -204,7 +204,7 @@ internal static class TaskCommands
     private static Command Run(CommandActions actions)
     {
         var file = new Argument<FileInfo?>("file") { Description = "The WebAssembly module (.wasm) to run, unless --image-url is given", Arity = ArgumentArity.ZeroOrOne };
-        var function = new Option<string>("--function", "-f") { Description = "The function to call (_start for WASI programs)", DefaultValueFactory = _ => "main" };
+        var function = new Option<string>("--function", "-f") { Description = "The function to call (_start for WASI programs); a module that does not export it runs its main, run or _start instead (the first it has), with no error (docs/edge.md)", DefaultValueFactory = _ => "main" };
         var watch = new Option<bool>("--watch", "-w") { Description = "Print every state the task reaches (scheduled, running on which proplet, ...)" };
         var timeout = TimeoutOption();
         var spec = new SpecOptions(withFile: false);
