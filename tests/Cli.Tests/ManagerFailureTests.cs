@@ -349,6 +349,25 @@ public sealed partial class ManagerFailureTests : IDisposable
         manager.Requests.ShouldBeEmpty();
     }
 
+    /// <summary>`proplet get` shows the latest CPU sample to one decimal and memory in MiB, not every digit sent.</summary>
+    [Fact]
+    public async Task PropletGet_ShowsCpuToOneDecimal_AndMemoryInMiB()
+    {
+        var manager = new FakeManager((request, _) => Task.FromResult(FakeManager.Json(request.RequestUri!.AbsolutePath switch
+        {
+            "/proplets/p1" => """{"id":"p1","name":"one","alive":true,"task_count":0,"metadata":{}}""",
+            "/proplets/p1/metrics" => """{"metrics":[{"cpu_metrics":{"percent":84.32910949453866},"memory_metrics":{"rss_bytes":52953088}}]}""",
+            _ => """{"offset":0,"limit":100,"total":0,"tasks":[]}""",
+        })));
+
+        var get = await Cli.RunAsync(manager, "proplet", "get", "p1");
+
+        get.Exit.ShouldBe(0, get.ToString());
+        get.Out.ShouldContain("84.3%", Case.Sensitive, get.ToString());
+        get.Out.ShouldNotContain("84.32", Case.Sensitive, get.ToString());
+        get.Out.ShouldContain("50.5 MiB rss", Case.Sensitive, get.ToString());
+    }
+
     /// <summary>`proplet list --offset` pages through the proplets and says which of how many it shows.</summary>
     [Fact]
     public async Task PropletList_WithAnOffset_AsksForThatPage_AndSaysWhichItShows()
