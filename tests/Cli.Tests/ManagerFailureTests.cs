@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
+using System.Text.Json;
 using System.Text.RegularExpressions;
 
 namespace Propeller.Cli.Tests;
@@ -191,6 +192,30 @@ public sealed partial class ManagerFailureTests : IDisposable
         manager.Requests.ShouldBeEmpty();
     }
 
+    /// <summary>
+    /// What the parser finds wrong is shown like every other error (docs/cli.md): lines on stderr starting with
+    /// "propeller: ", a typo's suggestions on its line, and where the help is instead of the whole help; exit 2.
+    /// </summary>
+    [Theory]
+    [InlineData("task list --limit 101", "propeller: --limit must be between 1 and 100\npropeller: see 'propeller task list --help'")]
+    [InlineData("task watch x --timeout 2000h", "propeller: '2000h' is too long (at most 1000h)\npropeller: see 'propeller task watch --help'")]
+    [InlineData("task list --bogus", "propeller: Unrecognized command or argument '--bogus'.\npropeller: see 'propeller task list --help'")]
+    [InlineData(
+        "task lst",
+        "propeller: Required command was not provided.\npropeller: Unrecognized command or argument 'lst'.\n"
+        + "propeller: 'lst' was not matched. Did you mean one of the following? list\npropeller: see 'propeller task --help'")]
+    public async Task AUsageError_IsPrefixedLinesOnStderr_WithAHelpHint_AndExit2(string args, string stderr)
+    {
+        var manager = new FakeManager((_, _) => Task.FromResult(FakeManager.Json("{}")));
+
+        var outcome = await Cli.RunAsync(manager, args.Split(' '));
+
+        outcome.Exit.ShouldBe(2, outcome.ToString());
+        outcome.Out.ShouldBeEmpty(outcome.ToString());
+        outcome.Err.ReplaceLineEndings("\n").TrimEnd().ShouldBe(stderr, outcome.ToString());
+        manager.Requests.ShouldBeEmpty();
+    }
+
     /// <summary>A user that cannot be an HTTP header (not ASCII, or a newline) is a usage error, not an unreachable manager.</summary>
     [Fact]
     public async Task AUserThatCannotBeAHeader_IsAUsageError()
@@ -256,6 +281,55 @@ public sealed partial class ManagerFailureTests : IDisposable
         manager.Requests.ShouldBe([$"POST {FakeManager.Url}/tasks"]);
     }
 
+    /// <summary>`task run --image-url` without a file creates the task from the image alone (the proplet asks the proxy for it).</summary>
+    [Fact]
+    public async Task Run_WithAnImageUrlAndNoFile_CreatesTheTaskFromTheImage()
+    {
+        var created = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        var manager = new FakeManager(async (request, cancellationToken) =>
+        {
+            switch (request.RequestUri!.AbsolutePath)
+            {
+                case "/tasks":
+                    created.Enqueue(await request.Content!.ReadAsStringAsync(cancellationToken));
+                    return FakeManager.Json(FakeManager.Task(0));
+                case var path when path.EndsWith("/start", StringComparison.Ordinal):
+                    return FakeManager.Json(FakeManager.Task(1));
+                default:
+                    return FakeManager.Json(FakeManager.Task(3));
+            }
+        });
+
+        var run = await Cli.RunAsync(manager, "task", "run", "--image-url", "127.0.0.1:55000/x/add:v1", "-i", "1,2");
+
+        run.Exit.ShouldBe(0, run.ToString());
+        run.Out.Trim().ShouldBe("42");
+        var body = JsonDocument.Parse(created.Single()).RootElement;
+        body.GetProperty("image_url").GetString().ShouldBe("127.0.0.1:55000/x/add:v1");
+        (body.TryGetProperty("file", out var file) ? file.ValueKind : JsonValueKind.Null).ShouldBe(JsonValueKind.Null, created.Single());
+    }
+
+    /// <summary>
+    /// A task's module comes from a file or an image URL: both (the proplet would run the file, never asking for the
+    /// image) or, for `task run`, neither is a usage error before any request.
+    /// </summary>
+    [Theory]
+    [InlineData("propeller: FILE.wasm and --image-url cannot be used together: the module comes from one of them", "task", "run", "add.wasm", "--image-url", "reg/x/add:v1")]
+    [InlineData("propeller: task run needs FILE.wasm or --image-url URL", "task", "run", "-i", "1,2")]
+    [InlineData("propeller: --file and --image-url cannot be used together: the module comes from one of them", "task", "create", "-n", "main", "--file", "add.wasm", "--image-url", "reg/x/add:v1")]
+    public async Task TheModule_FromBothAFileAndAnImageUrl_OrNeitherForRun_IsAUsageError(string stderr, params string[] args)
+    {
+        await File.WriteAllBytesAsync(Path.Combine(_dir.FullName, "add.wasm"), Wasm.Addition, TestContext.Current.CancellationToken);
+        // Answers as if the task were created and already completed: a command that wrongly goes on ends at once.
+        var manager = new FakeManager((_, _) => Task.FromResult(FakeManager.Json(FakeManager.Task(3))));
+
+        var outcome = await Cli.RunAsync(manager, [.. args.Select(a => a == "add.wasm" ? Path.Combine(_dir.FullName, a) : a)]);
+
+        outcome.Exit.ShouldBe(2, outcome.ToString());
+        outcome.Err.Trim().Split('\n')[0].ShouldBe(stderr, outcome.ToString());
+        manager.Requests.ShouldBeEmpty();
+    }
+
     /// <summary>Pages the manager would refuse (task limit 1-100, offsets and proplet limits below 0 or 1) are usage errors.</summary>
     [Theory]
     [InlineData("task", "--limit", "0", "--limit must be between 1 and 100")]
@@ -273,6 +347,25 @@ public sealed partial class ManagerFailureTests : IDisposable
         list.Exit.ShouldBe(2, list.ToString());
         list.Err.ShouldContain(message);
         manager.Requests.ShouldBeEmpty();
+    }
+
+    /// <summary>`proplet get` shows the latest CPU sample to one decimal and memory in MiB, not every digit sent.</summary>
+    [Fact]
+    public async Task PropletGet_ShowsCpuToOneDecimal_AndMemoryInMiB()
+    {
+        var manager = new FakeManager((request, _) => Task.FromResult(FakeManager.Json(request.RequestUri!.AbsolutePath switch
+        {
+            "/proplets/p1" => """{"id":"p1","name":"one","alive":true,"task_count":0,"metadata":{}}""",
+            "/proplets/p1/metrics" => """{"metrics":[{"cpu_metrics":{"percent":84.32910949453866},"memory_metrics":{"rss_bytes":52953088}}]}""",
+            _ => """{"offset":0,"limit":100,"total":0,"tasks":[]}""",
+        })));
+
+        var get = await Cli.RunAsync(manager, "proplet", "get", "p1");
+
+        get.Exit.ShouldBe(0, get.ToString());
+        get.Out.ShouldContain("84.3%", Case.Sensitive, get.ToString());
+        get.Out.ShouldNotContain("84.32", Case.Sensitive, get.ToString());
+        get.Out.ShouldContain("50.5 MiB rss", Case.Sensitive, get.ToString());
     }
 
     /// <summary>`proplet list --offset` pages through the proplets and says which of how many it shows.</summary>

@@ -77,7 +77,7 @@ internal static class PropletCommands
                 ("alive", Alive(proplet)),
                 ("last heartbeat", Heartbeat(proplet, DateTimeOffset.UtcNow)),
                 ("running tasks", Tables.Str(proplet, "task_count")),
-                ("cpu", latest.ValueKind == JsonValueKind.Object && latest.TryGetProperty("cpu_metrics", out var cpu) ? Tables.Str(cpu, "percent") + "%" : ""),
+                ("cpu", latest.ValueKind == JsonValueKind.Object && latest.TryGetProperty("cpu_metrics", out var cpu) ? Percent(cpu, "percent") : ""),
                 ("memory", latest.ValueKind == JsonValueKind.Object && latest.TryGetProperty("memory_metrics", out var memory) ? Bytes(memory, "rss_bytes") + " rss" : ""),
                 ("hostname", Tables.Str(meta, "hostname")),
                 ("os", Tables.Str(meta, "os")),
@@ -100,6 +100,10 @@ internal static class PropletCommands
 
     private static string Heartbeat(JsonElement proplet, DateTimeOffset now) =>
         Tables.Time(proplet, "last_alive_at") is { } at ? $"{Tables.Stamp(at)} ({Tables.Age(at, now)} ago)" : "never";
+
+    /// <summary>A CPU share to one decimal (<c>84.3%</c>): the proplet sends it with every digit a double holds.</summary>
+    private static string Percent(JsonElement value, string name) =>
+        value.TryGetProperty(name, out var n) && n.ValueKind == JsonValueKind.Number && n.TryGetDouble(out var percent) ? percent.ToString("0.0", CultureInfo.InvariantCulture) + "%" : "";
 
     private static string Bytes(JsonElement value, string name) =>
         value.TryGetProperty(name, out var n) && n.TryGetDouble(out var bytes) ? (bytes / (1024 * 1024)).ToString("0.0", CultureInfo.InvariantCulture) + " MiB" : "";

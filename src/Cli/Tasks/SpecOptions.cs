@@ -26,11 +26,22 @@ internal sealed class SpecOptions
         }
     }
 
+    /// <summary>Where the module comes from when it is not a file: an OCI image (through the proxy) or an http(s) URL.</summary>
+    public Option<string?> ImageUrl => _imageUrl;
+
     public void AddTo(Command command)
     {
         if (_file is not null)
         {
             command.Options.Add(_file);
+            command.Validators.Add(result =>
+            {
+                // Both would create a task the proplet runs from the file, never asking for the image.
+                if (result.GetValue(_file) is not null && result.GetValue(_imageUrl) is not null)
+                {
+                    result.AddError("--file and --image-url cannot be used together: the module comes from one of them");
+                }
+            });
         }
 
         foreach (var option in new Option[] { _imageUrl, _inputs, _env, _cliArgs, _metadata, _daemon })

@@ -203,17 +203,26 @@ internal static class TaskCommands
 
     private static Command Run(CommandActions actions)
     {
-        var file = new Argument<FileInfo>("file") { Description = "The WebAssembly module (.wasm) to run" };
-        var function = new Option<string>("--function", "-f") { Description = "The function to call (_start for WASI programs)", DefaultValueFactory = _ => "main" };
+        var file = new Argument<FileInfo?>("file") { Description = "The WebAssembly module (.wasm) to run, unless --image-url is given", Arity = ArgumentArity.ZeroOrOne };
+        var function = new Option<string>("--function", "-f") { Description = "The function to call (_start for WASI programs); a module that does not export it runs its main, run or _start instead (the first it has), with no error (docs/edge.md)", DefaultValueFactory = _ => "main" };
         var watch = new Option<bool>("--watch", "-w") { Description = "Print every state the task reaches (scheduled, running on which proplet, ...)" };
         var timeout = TimeoutOption();
         var spec = new SpecOptions(withFile: false);
-        var command = new Command("run", "Create a task from a .wasm file, start it and wait for its result (exit code 0 when it completed)") { file, function, watch, timeout };
+        var command = new Command("run", "Create a task from a .wasm file or an image URL, start it and wait for its result (exit code 0 when it completed)") { file, function, watch, timeout };
         spec.AddTo(command);
+        command.Validators.Add(result =>
+        {
+            // Exactly one source: with both, the proplet would run the file and never ask for the image.
+            var (hasFile, hasImage) = (result.GetValue(file) is not null, result.GetValue(spec.ImageUrl) is not null);
+            if (hasFile == hasImage)
+            {
+                result.AddError(hasFile ? "FILE.wasm and --image-url cannot be used together: the module comes from one of them" : "task run needs FILE.wasm or --image-url URL");
+            }
+        });
         actions.Set(command, async (context, parse, cancellationToken) =>
         {
             var clock = Stopwatch.StartNew();
-            var body = spec.Body(parse, parse.GetValue(function)!) with { File = SpecOptions.ReadWasm(parse.GetValue(file)!) };
+            var body = spec.Body(parse, parse.GetValue(function)!) with { File = parse.GetValue(file) is { } module ? SpecOptions.ReadWasm(module) : null };
             var created = await context.Manager.PostAsync("/tasks", body, cancellationToken);
             var id = created.GetProperty("id").GetString()!;
             Task StartAsync() => context.Manager.PostAsync($"/tasks/{id}/start", null, cancellationToken);
