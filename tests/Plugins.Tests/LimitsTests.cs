@@ -88,6 +88,37 @@ public sealed class LimitsTests : IDisposable
     }
 
     /// <summary>
+    /// Slow notifications hold at most half of a plugin's instance slots, so a hook someone waits for is not queued
+    /// behind them: two on_task_complete calls sleeping 4 s held both slots (of 2), and authorize waited for them.
+    /// </summary>
+    [Fact]
+    public async Task SlowNotifications_LeaveSlotsForTheHooksSomeoneWaitsFor()
+    {
+        _dir.Add("slow-notify", Wat.Plugin(
+            Wat.Answer("authorize", """{"allow":true}""") + """
+            (func (export "on_task_complete") (param i32 i32)
+              (i64.store (i32.const 30000) (i64.const 7))
+              (i32.store8 (i32.const 30008) (i32.const 0))
+              (i32.store (i32.const 30016) (i32.const 1))
+              (i64.store (i32.const 30024) (i64.const 4000000000))
+              (i64.store (i32.const 30032) (i64.const 0))
+              (i32.store16 (i32.const 30040) (i32.const 0))
+              (drop (call $poll (i32.const 30000) (i32.const 31000) (i32.const 1) (i32.const 32000))))
+            """,
+            imports: """(import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))"""), """{"limits":{"timeout_ms":60000}}""");
+        _dir.Catalog(configure: o => o.MaxInstancesPerPlugin = 2);
+        var gate = _dir.Gate();
+        gate.OnTaskCompleted(Task, success: true, error: null);
+        gate.OnTaskCompleted(Task, success: true, error: null);
+        await System.Threading.Tasks.Task.Delay(300, Ct); // both notifications asleep in the plugin
+
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        (await gate.AuthorizeAsync(Start, Task, Ct)).Allowed.ShouldBeTrue();
+        System.Diagnostics.Stopwatch.GetElapsedTime(started).ShouldBeLessThan(TimeSpan.FromSeconds(2), "authorize waited for the sleeping notifications");
+        await gate.DrainAsync(Ct);
+    }
+
+    /// <summary>
     /// A plugin that sleeps (WASI <c>poll_oneoff</c>, where Rust's and C's sleeps go) is held to its time limit and to its
     /// caller's cancellation: the epoch check runs only while guest code runs, so a 30 s sleep in Wasmtime's own
     /// <c>poll_oneoff</c> held the call for 30 s whatever its <c>timeout_ms</c>.

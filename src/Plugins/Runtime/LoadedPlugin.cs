@@ -18,6 +18,11 @@ public sealed class LoadedPlugin : IDisposable
     private readonly Module _module;
     private readonly ConcurrentQueue<PluginInstance> _idle = new();
     private readonly SemaphoreSlim _slots;
+
+    // Background notifications hold at most half of the slots (at least one), so the hooks that someone waits for
+    // (authorize, enrichment, placement) always find the other half: a slow on_task_complete under a burst of results
+    // held every slot, and each of those calls waited behind the queued notifications.
+    private readonly SemaphoreSlim _notificationSlots;
     private volatile bool _retired;
 
     private LoadedPlugin(PluginRuntime runtime, string name, string file, string hash, PluginManifest manifest, Module module, PluginHooks hooks, PluginCounters counters)
@@ -31,6 +36,8 @@ public sealed class LoadedPlugin : IDisposable
         Hooks = hooks;
         Counters = counters;
         _slots = new SemaphoreSlim(runtime.Options.MaxInstancesPerPlugin, runtime.Options.MaxInstancesPerPlugin);
+        var notifications = Math.Max(1, runtime.Options.MaxInstancesPerPlugin / 2);
+        _notificationSlots = new SemaphoreSlim(notifications, notifications);
     }
 
     /// <summary>The file name without <c>.wasm</c>.</summary>
@@ -138,6 +145,21 @@ public sealed class LoadedPlugin : IDisposable
         finally
         {
             _slots.Release();
+        }
+    }
+
+    /// <summary>A background notification (on_task_start, on_task_complete): as <see cref="CallAsync"/>, within the
+    /// notifications' share of the slots.</summary>
+    public async ValueTask NotifyAsync(string hook, byte[] request, CancellationToken cancellationToken)
+    {
+        await _notificationSlots.WaitAsync(cancellationToken);
+        try
+        {
+            await CallAsync(hook, request, returnsValue: false, cancellationToken);
+        }
+        finally
+        {
+            _notificationSlots.Release();
         }
     }
 

@@ -27,7 +27,7 @@ internal sealed class NotificationCalls(int maxPending)
     {
         try
         {
-            await plugin.CallAsync(hook, request, returnsValue: false, CancellationToken.None);
+            await plugin.NotifyAsync(hook, request, CancellationToken.None);
         }
         catch (PluginCallException)
         {
