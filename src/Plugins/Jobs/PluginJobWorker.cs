@@ -3,6 +3,10 @@ using System.Diagnostics;
 using System.Text.Json;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Npgsql;
+using Polly;
+using Polly.Retry;
+using Polly.Timeout;
 using Propeller.Plugins.Abi;
 using Propeller.Plugins.Hosting;
 using Propeller.Plugins.Runtime;
@@ -17,7 +21,7 @@ namespace Propeller.Plugins.Jobs;
 /// the job limits. A failure (any exception in the run, too) is retried with exponential backoff until
 /// <c>max_retry</c>, then the job is failed. A run records its end only while its claim is still the job's.
 /// Every step is written to the job's history. Once <c>handle_job</c> has returned, its outcome is recorded whatever
-/// happens to the stop token, and a brief database error is retried (<see cref="Bookkeeping"/>): otherwise a job that
+/// happens to the stop token, and a brief database error is retried (<see cref="_bookkeeping"/>): otherwise a job that
 /// ran would stay running until its lease ran out and then run again, or fail as an attempt that never finished.
 /// </summary>
 public sealed partial class PluginJobWorker : BackgroundService
@@ -31,9 +35,12 @@ public sealed partial class PluginJobWorker : BackgroundService
     private readonly SemaphoreSlim _wake = new(0);
     private long _lastPrune; // 0: the first poll prunes
 
-    /// <summary>How often a bookkeeping write is tried, how long each try may take, and the first pause between tries
-    /// (doubled each time). Repeating is safe: every write is guarded by the claim (job and attempt number).</summary>
-    private static readonly (int Tries, TimeSpan Timeout, TimeSpan Pause) Bookkeeping = (5, TimeSpan.FromSeconds(10), TimeSpan.FromMilliseconds(100));
+    /// <summary>
+    /// A bookkeeping write: each try bounded by 10 s, tried again after a database error or a try that ran out of time
+    /// (4 more times, pauses doubling from 100 ms), then its last error goes up. Repeating is safe: every write is
+    /// guarded by the claim (job and attempt number).
+    /// </summary>
+    private readonly ResiliencePipeline _bookkeeping;
 
     public PluginJobWorker(PluginCatalog catalog, PluginJobStore store, PluginJobQueue queue, PluginJobOptions options, ILogger<PluginJobWorker> logger)
     {
@@ -43,6 +50,22 @@ public sealed partial class PluginJobWorker : BackgroundService
         _options = options;
         _logger = logger;
         queue.Enqueued += (_, _) => Wake();
+        _bookkeeping = new ResiliencePipelineBuilder()
+            .AddRetry(new RetryStrategyOptions
+            {
+                ShouldHandle = new PredicateBuilder().Handle<NpgsqlException>().Handle<TimeoutRejectedException>(),
+                MaxRetryAttempts = 4,
+                Delay = TimeSpan.FromMilliseconds(100),
+                BackoffType = DelayBackoffType.Exponential,
+                UseJitter = false,
+                OnRetry = args =>
+                {
+                    LogBookkeepingRetry(_logger, args.AttemptNumber + 1, args.RetryDelay, args.Outcome.Exception);
+                    return default;
+                },
+            })
+            .AddTimeout(TimeSpan.FromSeconds(10))
+            .Build();
     }
 
     /// <summary>Jobs running right now, by plugin name.</summary>
@@ -172,7 +195,7 @@ public sealed partial class PluginJobWorker : BackgroundService
             }
 
             // Before the call the stop token still counts: stopping here hands the job back untouched.
-            await WithRetryAsync(ct => _store.AuditAsync(job.Id, job.Attempts, "started", null, ct), cancellationToken);
+            await _bookkeeping.ExecuteAsync(async ct => await _store.AuditAsync(job.Id, job.Attempts, "started", null, ct), cancellationToken);
             string? error;
             try
             {
@@ -240,55 +263,9 @@ public sealed partial class PluginJobWorker : BackgroundService
     /// </summary>
     private async Task FinishAsync(PluginJob job, string state, string @event, string? detail, TimeSpan? retryIn)
     {
-        if (!await WithRetryAsync(ct => _store.FinishAsync(job.Id, job.Attempts, state, @event, detail, retryIn, ct), CancellationToken.None))
+        if (!await _bookkeeping.ExecuteAsync(async ct => await _store.FinishAsync(job.Id, job.Attempts, state, @event, detail, retryIn, ct), CancellationToken.None))
         {
             LogClaimLost(_logger, job.Id, job.Type, job.Attempts, @event);
-        }
-    }
-
-    private async Task WithRetryAsync(Func<CancellationToken, Task> write, CancellationToken cancellationToken) =>
-        await WithRetryAsync(
-            async ct =>
-            {
-                await write(ct);
-                return true;
-            },
-            cancellationToken);
-
-    /// <summary>
-    /// Runs a bookkeeping write, each try bounded by <see cref="Bookkeeping"/>'s timeout, again after a database error or
-    /// a timed-out try (with backoff) up to its number of tries; then the last error is thrown (a try that ran out of
-    /// time as a <see cref="TimeoutException"/>, never as a cancellation of the run).
-    /// </summary>
-    private async Task<T> WithRetryAsync<T>(Func<CancellationToken, Task<T>> write, CancellationToken cancellationToken)
-    {
-        var pause = Bookkeeping.Pause;
-        for (var attempt = 1; ; attempt++)
-        {
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            timeout.CancelAfter(Bookkeeping.Timeout);
-            Exception error;
-            try
-            {
-                return await write(timeout.Token);
-            }
-            catch (OperationCanceledException e) when (!cancellationToken.IsCancellationRequested)
-            {
-                error = new TimeoutException($"the job store did not answer within {Bookkeeping.Timeout.TotalSeconds:0} s", e);
-            }
-            catch (Npgsql.NpgsqlException e)
-            {
-                error = e;
-            }
-
-            if (attempt >= Bookkeeping.Tries)
-            {
-                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(error);
-            }
-
-            LogBookkeepingRetry(_logger, attempt, pause, error);
-            await Task.Delay(pause, cancellationToken);
-            pause *= 2;
         }
     }
 
@@ -358,7 +335,7 @@ public sealed partial class PluginJobWorker : BackgroundService
     private static partial void LogRunCrashed(ILogger logger, Guid jobId, string type, int attempt, Exception exception);
 
     [LoggerMessage(EventId = 8108, Level = LogLevel.Warning, Message = "Plugin job bookkeeping try {Try} failed; trying again in {Pause}")]
-    private static partial void LogBookkeepingRetry(ILogger logger, int @try, TimeSpan pause, Exception exception);
+    private static partial void LogBookkeepingRetry(ILogger logger, int @try, TimeSpan pause, Exception? exception);
 
     [LoggerMessage(EventId = 8107, Level = LogLevel.Warning, Message = "Plugin job {JobId} ({Type}) attempt {Attempt}: the claim was lost (lease expired, claimed again), its result ({Event}) is not recorded")]
     private static partial void LogClaimLost(ILogger logger, Guid jobId, string type, int attempt, string @event);
