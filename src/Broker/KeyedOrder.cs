@@ -26,18 +26,14 @@ public sealed class KeyedOrder
     public Task RunAsync(string key, Func<Task> work)
     {
         ArgumentNullException.ThrowIfNull(work);
-        return RunAsync(key, async previous =>
-        {
-            await previous.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-            await work();
-        });
+        return RunAsync(key, previous => previous.IsCompleted ? work() : AfterAsync(previous, work));
     }
 
     /// <summary>
     /// Calls <paramref name="work"/> at once with a task that ends once the last work given for <paramref name="key"/>
     /// has ended (only its end matters: it may carry that work's failure); the work waits for it as it sees fit (bounded
-    /// by a deadline or a token, say) and may end before it. The next work of the key still waits for both: for this work and for the one before it,
-    /// so work that gave up early does not let a later one overtake an earlier one still running.
+    /// by a deadline or a token, say) and may end before it. The next work of the key still waits for both, this work
+    /// and the one before it, so work that gave up early does not let a later one overtake an earlier one still running.
     /// </summary>
     public Task RunAsync(string key, Func<Task, Task> work)
     {
@@ -74,6 +70,12 @@ public sealed class KeyedOrder
                 TaskScheduler.Default);
             return next;
         }
+    }
+
+    private static async Task AfterAsync(Task previous, Func<Task> work)
+    {
+        await previous.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        await work();
     }
 
     /// <summary>Ends once both have ended, however they ended: the tail a key's next work waits for.</summary>
