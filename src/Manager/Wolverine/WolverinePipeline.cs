@@ -274,15 +274,8 @@ internal sealed partial class SweepAtStart(IHostApplicationLifetime lifetime, IW
                 return; // the host stops: the next start sweeps
             }
 
-            try
-            {
-                await Task.Delay(delay, stopping);
-            }
-            catch (OperationCanceledException)
-            {
-                return;
-            }
-
+            // Ends early when the host stops (the loop's condition then ends it).
+            await Task.Delay(delay, stopping).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, MaxRetry.Ticks));
         }
     }

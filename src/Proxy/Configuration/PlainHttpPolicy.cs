@@ -34,10 +34,6 @@ public sealed class PlainHttpPolicy
             : new PlainHttpPolicy(false, text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
     }
 
-    public bool Everywhere => _everywhere;
-
-    public IReadOnlyCollection<string> Hosts => _hosts;
-
     /// <summary>True when the registry at <paramref name="host"/> (host[:port], as in an image reference) is spoken to
     /// over plain HTTP.</summary>
     public bool Allows(string host)
