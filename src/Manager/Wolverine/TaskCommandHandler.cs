@@ -123,15 +123,23 @@ public static class BrokerMessageHandler
     }
 
     /// <summary>
-    /// Publishes <paramref name="message"/>; once the broker has it, the envelope's handled mark goes in the next batch of
-    /// <paramref name="marks"/> (ADR 0016 decision 7) instead of a transaction of its own.
+    /// Publishes <paramref name="message"/>, unless it is a late start its task has moved on from (<see cref="LateStarts"/>);
+    /// once the broker has it, the envelope's handled mark goes in the next batch of <paramref name="marks"/> (ADR 0016
+    /// decision 7) instead of a transaction of its own.
     /// </summary>
-    public static async Task HandleAsync(PublishToBroker message, Envelope envelope, IMessagePublisher publisher, HandledEnvelopeMarks marks, CancellationToken cancellationToken)
+    public static async Task HandleAsync(
+        PublishToBroker message, Envelope envelope, IMessagePublisher publisher, HandledEnvelopeMarks marks, LateStarts lateStarts, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(message);
+        ArgumentNullException.ThrowIfNull(envelope);
         ArgumentNullException.ThrowIfNull(publisher);
         ArgumentNullException.ThrowIfNull(marks);
-        await publisher.PublishAsync(new OutgoingMessage(message.Topic, message.Payload, message.Headers), cancellationToken);
+        ArgumentNullException.ThrowIfNull(lateStarts);
+        if (!await lateStarts.IsOvertakenAsync(message, envelope.SentAt, cancellationToken))
+        {
+            await publisher.PublishAsync(new OutgoingMessage(message.Topic, message.Payload, message.Headers), cancellationToken);
+        }
+
         marks.Add(envelope);
     }
 }

@@ -67,6 +67,7 @@ internal static class WolverinePipeline
         builder.Services.TryAddSingleton(sp => ActivatorUtilities.CreateInstance<TaskCommandBatcher>(sp, commandBatches));
         builder.Services.AddHostedService(sp => sp.GetRequiredService<TaskCommandBatcher>());
         builder.Services.TryAddSingleton<HandledEnvelopeMarks>();
+        builder.Services.TryAddSingleton<LateStarts>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<HandledEnvelopeMarks>());
         builder.Services.TryAddSingleton<WolverinePlacement>();
         builder.Services.TryAddSingleton<WolverineTaskCommands>();

@@ -176,6 +176,51 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
     }
 
     /// <summary>
+    /// A start handled late (a dead letter replayed after the broker was down, a dead node's envelope recovered) goes
+    /// out only while it still starts the task's current attempt: after the task was stopped it is dropped, logged and
+    /// counted. It was published as it was, so the proplet ran an attempt the manager had given up.
+    /// </summary>
+    [Fact]
+    public async Task ALateStart_GoesOutWhileItsAttemptIsCurrent_AndIsDroppedOnceTheTaskMovedOn()
+    {
+        var lateStarts = _server.Services.GetRequiredService<LateStarts>();
+        lateStarts.CheckAfter = TimeSpan.Zero;
+        var propletId = Guid.NewGuid().ToString();
+        var starts = new System.Collections.Concurrent.ConcurrentQueue<JsonElement>();
+        await using var proplet = await ConnectPropletAsync(propletId, answer: false, starts);
+        await PublishAsync(proplet, "control/proplet/create", new { proplet_id = propletId });
+        using var heartbeats = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        var beating = BeatAsync(proplet, propletId, heartbeats.Token);
+        try
+        {
+            await WaitForAliveAsync(propletId);
+            var id = await CreateAndStartAsync("""{"name":"main"}""");
+            (await WaitForStateAsync(id, 2)).GetProperty("proplet_id").GetString().ShouldBe(propletId);
+            var first = await WaitForAsync(() => Task.FromResult(starts.FirstOrDefault(s => s.GetProperty("id").GetString() == id) is { ValueKind: JsonValueKind.Object } s ? s : (JsonElement?)null));
+            var bus = new MessageBus(_server.Services.GetRequiredService<IWolverineRuntime>());
+            var late = new PublishToBroker($"{Base}/control/manager/start", Encoding.UTF8.GetBytes(first.GetRawText()), null);
+
+            // The attempt still runs there: the late start goes out (the proplet tells a duplicate itself).
+            await bus.PublishAsync(late);
+            await WaitForAsync(() => Task.FromResult(starts.Count(s => s.GetProperty("id").GetString() == id) == 2 ? default(JsonElement) : (JsonElement?)null));
+
+            // Stopped: the attempt is over, and the late start is not published.
+            (await Http.PostAsync($"/tasks/{id}/stop", null, Ct)).StatusCode.ShouldBe(HttpStatusCode.OK);
+            await WaitForStateAsync(id, 6);
+            await bus.PublishAsync(late);
+            await WaitForAsync(async () => (await Http.GetStringAsync("/metrics", Ct)).Contains("manager_late_starts_dropped", StringComparison.Ordinal) ? default(JsonElement) : (JsonElement?)null);
+            await bus.PublishAsync(new PublishToBroker($"{Base}/control/manager/start", Encoding.UTF8.GetBytes("""{"id":"after"}"""), null));
+            await WaitForAsync(() => Task.FromResult(starts.Any(s => s.GetProperty("id").GetString() == "after") ? default(JsonElement) : (JsonElement?)null));
+            starts.Count(s => s.GetProperty("id").GetString() == id).ShouldBe(2);
+        }
+        finally
+        {
+            await heartbeats.CancelAsync();
+            await beating;
+        }
+    }
+
+    /// <summary>
     /// Two tasks at priority 90 pinned to "ghost" fill the first page; a default task started while no proplet is alive
     /// waits behind them. When a proplet comes alive, the default task is placed on it (the round reads the page after
     /// the pinned ones), and the sweep does not spin on the page it cannot place: over two seconds only a handful of
@@ -381,7 +426,7 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
         late.Status.ShouldNotBe(EnvelopeStatus.Handled);
     }
 
-    private async Task<BrokerConnection> ConnectPropletAsync(string propletId, bool answer)
+    private async Task<BrokerConnection> ConnectPropletAsync(string propletId, bool answer, System.Collections.Concurrent.ConcurrentQueue<JsonElement>? received = null)
     {
         BrokerConnection? client = null;
         client = new BrokerConnection(new BrokerOptions { ClientId = propletId }.WithAddress(Broker))
@@ -389,6 +434,7 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
             Handler = Inbox.Each(async (message, token) =>
             {
                 var start = JsonDocument.Parse(message.Payload).RootElement;
+                received?.Enqueue(start.Clone());
                 if (!answer || (start.TryGetProperty("proplet_id", out var target) && target.GetString() != propletId))
                 {
                     return;

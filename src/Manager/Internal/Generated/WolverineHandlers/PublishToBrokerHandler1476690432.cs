@@ -11,11 +11,13 @@ namespace Internal.Generated.WolverineHandlers
     {
         private readonly Propeller.Application.Messaging.IMessagePublisher _messagePublisher;
         private readonly Propeller.Manager.Wolverine.HandledEnvelopeMarks _handledEnvelopeMarks;
+        private readonly Propeller.Manager.Wolverine.LateStarts _lateStarts;
 
-        public PublishToBrokerHandler1476690432(Propeller.Application.Messaging.IMessagePublisher messagePublisher, Propeller.Manager.Wolverine.HandledEnvelopeMarks handledEnvelopeMarks)
+        public PublishToBrokerHandler1476690432(Propeller.Application.Messaging.IMessagePublisher messagePublisher, Propeller.Manager.Wolverine.HandledEnvelopeMarks handledEnvelopeMarks, Propeller.Manager.Wolverine.LateStarts lateStarts)
         {
             _messagePublisher = messagePublisher;
             _handledEnvelopeMarks = handledEnvelopeMarks;
+            _lateStarts = lateStarts;
         }
 
         public override async System.Threading.Tasks.Task HandleAsync(Wolverine.Runtime.MessageContext context, System.Threading.CancellationToken cancellation)
@@ -27,7 +29,7 @@ namespace Internal.Generated.WolverineHandlers
             Wolverine.Runtime.WolverineTracing.MessageActivity(context.Envelope)?.SetTag("handler.type", "Propeller.Manager.Wolverine.BrokerMessageHandler");
             
             // The actual message execution
-            await Propeller.Manager.Wolverine.BrokerMessageHandler.HandleAsync(publishToBroker, context.Envelope, _messagePublisher, _handledEnvelopeMarks, cancellation).ConfigureAwait(false);
+            await Propeller.Manager.Wolverine.BrokerMessageHandler.HandleAsync(publishToBroker, context.Envelope, _messagePublisher, _handledEnvelopeMarks, _lateStarts, cancellation).ConfigureAwait(false);
         }
     }
 
