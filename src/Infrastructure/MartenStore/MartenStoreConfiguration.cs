@@ -7,7 +7,10 @@ using Propeller.Application.EventStore;
 using Propeller.Application.Tasks;
 using Propeller.Domain.Tasks;
 using Propeller.Infrastructure.Serialization;
+using Marten.Schema;
 using Weasel.Core;
+using Weasel.Postgresql.Tables;
+using TaskStatus = Propeller.Domain.Tasks.TaskStatus;
 
 namespace Propeller.Infrastructure.MartenStore;
 
@@ -86,6 +89,32 @@ public static class MartenStoreConfiguration
     /// <summary>Events per page of an async projection (and a rebuild): Marten's 500 gave ~25k events/s here, 5,000 ~60k (ADR 0010).</summary>
     public const int AsyncBatchSize = 5000;
 
+    /// <summary>
+    /// The sweep's order (MartenTaskQueries.ListWaitingAsync) on columns and one partial index: the priority and the
+    /// change time duplicated (without Marten's index per column), and an index over the waiting tasks only in the
+    /// order's own expressions, so that a page is an index range read. Reading both from the JSON sorted every waiting
+    /// task's document for every page: 2.8 s a page over 100,000 waiting tasks with 6 KiB modules, 0.6 ms this way.
+    /// </summary>
+    private static void AddWaitingOrder(DocumentMapping mapping)
+    {
+        mapping.DuplicateField(
+            [typeof(TaskState).GetProperty(nameof(TaskState.Spec))!, typeof(TaskSpec).GetProperty(nameof(TaskSpec.Priority))!], columnName: MartenTaskQueries.PriorityColumn);
+        mapping.DuplicateField([typeof(TaskState).GetProperty(nameof(TaskState.UpdatedAt))!], columnName: MartenTaskQueries.UpdatedAtColumn);
+        // Spelled so that Weasel's reading of PostgreSQL's own text (pg_get_indexdef: it drops parentheses, splits the
+        // columns at commas and turns "x::type" into a CAST) compares equal: any other spelling made every start drop and
+        // rebuild the index (MartenSchemaTests).
+        mapping.Indexes.Add(new IndexDefinition(MartenTaskQueries.WaitingIndex)
+        {
+            Columns =
+            [
+                $"((- COALESCE({MartenTaskQueries.PriorityColumn}, {TaskSpec.DefaultPriority})))",
+                $"COALESCE({MartenTaskQueries.UpdatedAtColumn}, CAST('-infinity' as timestamp with time zone))",
+                "id",
+            ],
+            Predicate = $"(status)::text = '{nameof(TaskStatus.Scheduled)}'::text",
+        });
+    }
+
     private static void AddProjections(StoreOptions options)
     {
         // The task view is the inline TaskState document itself: the list's filters and orders read duplicated
@@ -103,6 +132,14 @@ public static class MartenStoreConfiguration
                 index.Method = Weasel.Postgresql.Tables.IndexMethod.gin;
                 index.Mask = "? jsonb_path_ops";
             });
+
+        options.Policies.ForAllDocuments(mapping =>
+        {
+            if (mapping.DocumentType == typeof(TaskState))
+            {
+                AddWaitingOrder(mapping);
+            }
+        });
 
         options.Projections.Add(new PropletDocumentProjection(), ProjectionLifecycle.Inline);
 

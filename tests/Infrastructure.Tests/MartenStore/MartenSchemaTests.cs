@@ -55,7 +55,10 @@ public sealed class MartenSchemaTests : IAsyncLifetime
         await Service(_db.Marten, logger).StartAsync(Ct);
         using (var store = TestDatabase.NewMarten(_db.DataSource, _db.Schema))
         {
-            (await store.Storage.Database.CreateMigrationAsync(Ct)).Difference.ShouldBe(Weasel.Core.SchemaPatchDifference.None);
+            var migration = await store.Storage.Database.CreateMigrationAsync(Ct);
+            var ddl = new StringWriter();
+            migration.WriteAllUpdates(ddl, new Weasel.Postgresql.PostgresqlMigrator(), JasperFx.AutoCreate.CreateOrUpdate);
+            migration.Difference.ShouldBe(Weasel.Core.SchemaPatchDifference.None, customMessage: ddl.ToString());
         }
 
         (await _db.ScalarAsync<long>("select count(*) from {schema}.proplet_metrics")).ShouldBe(1);

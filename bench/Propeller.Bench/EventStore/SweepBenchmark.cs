@@ -1,0 +1,120 @@
+using System.Diagnostics;
+using System.Globalization;
+using Marten;
+using Npgsql;
+using Propeller.Application.EventStore;
+using Propeller.Application.Scheduling;
+using Propeller.Application.Tasks;
+using Propeller.Domain.Tasks;
+using Propeller.Infrastructure.MartenStore;
+using TaskStatus = Propeller.Domain.Tasks.TaskStatus;
+
+namespace Propeller.Bench.EventStore;
+
+/// <summary>
+/// `sweep`: the scheduler's sweep over a backlog of waiting tasks (no proplet to place them on), as the product reads it
+/// (MartenTaskQueries.ListWaitingAsync: priority first, then least recently changed, keyset pages) against the same
+/// documents read in pages of the same size by primary key (the cheapest page Marten can read), in one run. Each waiting
+/// task holds a module of about 6 KiB (base64 in its spec), as a task created with "file" does.
+/// Arguments: [waiting tasks, default 50,000] [pages read, default 50] [page size, default 100].
+/// </summary>
+internal static class SweepBenchmark
+{
+    private const string Schema = "bench_sweep";
+
+    public static async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
+    {
+        var tasks = args.Length > 0 ? int.Parse(args[0], CultureInfo.InvariantCulture) : 50_000;
+        var pages = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 50;
+        var pageSize = args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 100;
+        var connectionString = Environment.GetEnvironmentVariable("PROPELLER_TEST_DB") is { Length: > 0 } cs
+            ? cs
+            : "Host=127.0.0.1;Port=55432;Username=propeller;Password=propeller;Database=propeller_test";
+        await using var dataSource = NpgsqlDataSource.Create(connectionString);
+        await using (var drop = dataSource.CreateCommand($"drop schema if exists {Schema} cascade"))
+        {
+            await drop.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        var options = new StoreOptions();
+        MartenStoreConfiguration.Configure(options, dataSource, Schema, TaskAggregate.RegisterEvents(new EventTypeRegistry()));
+        await using var store = new DocumentStore(options);
+        await store.Storage.ApplyAllConfiguredChangesToDatabaseAsync().WaitAsync(cancellationToken);
+
+        var seeding = Stopwatch.StartNew();
+        await SeedAsync(store, tasks, cancellationToken);
+        await using (var analyze = dataSource.CreateCommand($"vacuum analyze {Schema}.mt_doc_taskstate"))
+        {
+            await analyze.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        Console.WriteLine(FormattableString.Invariant($"# seeded {tasks} waiting tasks in {seeding.Elapsed.TotalSeconds:F0} s"));
+
+        // Alternated, twice each, so that neither reads a warmer cache than the other; the second pair counts.
+        IWaitingTaskQueries queries = new MartenTaskQueries(store);
+        double sweep = 0, reference = 0;
+        for (var round = 0; round < 2; round++)
+        {
+            sweep = await MeasureAsync(pages, async after => await queries.ListWaitingAsync(after, pageSize, cancellationToken), cancellationToken);
+            reference = await MeasureAsync(pages, async after =>
+            {
+                await using var session = store.QuerySession();
+                return after is { } key
+                    ? await session.QueryAsync<TaskState>("where status = 'Scheduled' and id > ? order by id limit ?", cancellationToken, key.Id.Value, pageSize)
+                    : await session.QueryAsync<TaskState>("where status = 'Scheduled' order by id limit ?", cancellationToken, pageSize);
+            }, cancellationToken);
+        }
+
+        Console.WriteLine(FormattableString.Invariant(
+            $"sweep waiting={tasks} page_size={pageSize} pages={pages} sweep_ms_per_page={sweep:F2} reference_ms_per_page={reference:F2} ratio={reference / sweep:F2}"));
+        return 0;
+    }
+
+    /// <summary>Milliseconds per page over <paramref name="pages"/> pages, each after the last key of the one before.</summary>
+    private static async Task<double> MeasureAsync(int pages, Func<WaitingTaskKey?, Task<IReadOnlyList<TaskState>>> read, CancellationToken cancellationToken)
+    {
+        WaitingTaskKey? after = null;
+        var watch = Stopwatch.StartNew();
+        var count = 0;
+        for (; count < pages; count++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var page = await read(after);
+            if (page.Count == 0)
+            {
+                break;
+            }
+
+            after = WaitingTaskKey.Of(page[^1]);
+        }
+
+        return watch.Elapsed.TotalMilliseconds / Math.Max(1, count);
+    }
+
+    private static async Task SeedAsync(DocumentStore store, int tasks, CancellationToken cancellationToken)
+    {
+        var module = Convert.ToBase64String([.. Enumerable.Range(0, 4608).Select(i => (byte)Random.Shared.Next(256))]);
+        var start = DateTimeOffset.UtcNow.AddHours(-1);
+        for (var offset = 0; offset < tasks; offset += 1000)
+        {
+            await using var session = store.LightweightSession();
+            for (var i = offset; i < Math.Min(tasks, offset + 1000); i++)
+            {
+                var at = start.AddTicks(i * 137L);
+                var spec = TaskSpec.Named("waiting-" + i) with { File = module, Priority = 49 + (i % 3) };
+                session.Store(TaskState.Initial with
+                {
+                    Exists = true,
+                    Id = new TaskId(Guid.CreateVersion7()),
+                    Spec = spec,
+                    Status = TaskStatus.Scheduled,
+                    CreatedAt = at,
+                    UpdatedAt = at,
+                    WaitReason = "no active proplets available",
+                });
+            }
+
+            await session.SaveChangesAsync(cancellationToken);
+        }
+    }
+}
