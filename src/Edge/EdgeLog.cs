@@ -132,4 +132,7 @@ internal static partial class EdgeLog
 
     [LoggerMessage(EventId = 8062, Level = LogLevel.Warning, Message = "Invoke of task {TaskId} dropped: the proplet is shutting down")]
     public static partial void InvokeDuringShutdown(ILogger logger, string taskId);
+
+    [LoggerMessage(EventId = 8070, Level = LogLevel.Error, Message = "Metrics endpoint: {Path} failed; answered 500")]
+    public static partial void MetricsRequestFailed(ILogger logger, string? path, Exception exception);
 }
