@@ -10,13 +10,24 @@ namespace Propeller.Edge.Monitoring;
 /// </summary>
 public sealed class SystemSampler
 {
+    private const string HostRoot = "/";
+
     private readonly Lock _lock = new();
+    private readonly string _root;
     private (ulong Busy, ulong Total)? _lastCpu;
+
+    public SystemSampler()
+        : this(HostRoot)
+    {
+    }
+
+    /// <summary>Reads /proc and /sys under <paramref name="root"/> instead of /, for tests.</summary>
+    internal SystemSampler(string root) => _root = root;
 
     /// <summary>System-wide CPU usage 0–100 since the previous call (the first call compares with boot, like sysinfo's ~0).</summary>
     public double SystemCpuPercent()
     {
-        var now = ReadProcStat();
+        var now = ReadProcStat(_root);
         if (now is null)
         {
             return 0;
@@ -32,13 +43,17 @@ public sealed class SystemSampler
     }
 
     /// <summary>cgroup v2 memory.current (else v1 usage_in_bytes); null when neither exists.</summary>
-    public static ulong? ContainerUsageBytes() =>
-        ReadNumber("/sys/fs/cgroup/memory.current") ?? ReadNumber("/sys/fs/cgroup/memory/memory.usage_in_bytes");
+    public static ulong? ContainerUsageBytes() => ContainerUsageBytes(HostRoot);
+
+    internal static ulong? ContainerUsageBytes(string root) =>
+        ReadNumber(Path.Combine(root, "sys/fs/cgroup/memory.current")) ?? ReadNumber(Path.Combine(root, "sys/fs/cgroup/memory/memory.usage_in_bytes"));
 
     /// <summary>cgroup v2 memory.max ("max" = none), else v1 limit_in_bytes; null when unlimited or unknown.</summary>
-    public static ulong? ContainerLimitBytes()
+    public static ulong? ContainerLimitBytes() => ContainerLimitBytes(HostRoot);
+
+    internal static ulong? ContainerLimitBytes(string root)
     {
-        var limit = ReadNumber("/sys/fs/cgroup/memory.max") ?? ReadNumber("/sys/fs/cgroup/memory/memory.limit_in_bytes");
+        var limit = ReadNumber(Path.Combine(root, "sys/fs/cgroup/memory.max")) ?? ReadNumber(Path.Combine(root, "sys/fs/cgroup/memory/memory.limit_in_bytes"));
         return limit is 0 or >= 0x7FFF_FFFF_FFFF_F000 ? null : limit;
     }
 
@@ -75,9 +90,9 @@ public sealed class SystemSampler
         }
     }
 
-    private static (ulong Busy, ulong Total)? ReadProcStat()
+    private static (ulong Busy, ulong Total)? ReadProcStat(string root)
     {
-        var first = ReadLines("/proc/stat").FirstOrDefault();
+        var first = ReadLines(Path.Combine(root, "proc/stat")).FirstOrDefault();
         if (first is null || !first.StartsWith("cpu ", StringComparison.Ordinal))
         {
             return null;
