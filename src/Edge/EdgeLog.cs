@@ -67,9 +67,6 @@ internal static partial class EdgeLog
     [LoggerMessage(EventId = 8017, Level = LogLevel.Warning, Message = "Task {TaskId} wrote {Total} bytes of output; only the first {Limit} are kept")]
     public static partial void OutputTruncated(ILogger logger, string taskId, long total, int limit);
 
-    [LoggerMessage(EventId = 8018, Level = LogLevel.Warning, Message = "Task metrics for {TaskId} stopped: {Reason}")]
-    public static partial void TaskMetricsFailed(ILogger logger, string taskId, string reason);
-
     [LoggerMessage(EventId = 8019, Level = LogLevel.Warning, Message = "Dropped a malformed message on {Topic}: {Reason}")]
     public static partial void Malformed(ILogger logger, string topic, string reason);
 
@@ -132,4 +129,10 @@ internal static partial class EdgeLog
 
     [LoggerMessage(EventId = 8062, Level = LogLevel.Warning, Message = "Invoke of task {TaskId} dropped: the proplet is shutting down")]
     public static partial void InvokeDuringShutdown(ILogger logger, string taskId);
+
+    [LoggerMessage(EventId = 8070, Level = LogLevel.Error, Message = "Metrics endpoint: {Path} failed; answered 500")]
+    public static partial void MetricsRequestFailed(ILogger logger, string? path, Exception exception);
+
+    [LoggerMessage(EventId = 8071, Level = LogLevel.Warning, Message = "Task metrics for {TaskId}: a sample failed ({Reason}); the next interval tries again")]
+    public static partial void TaskMetricsSampleFailed(ILogger logger, string taskId, string reason);
 }

@@ -29,6 +29,10 @@ public sealed class PropletNode : IAsyncDisposable
     private readonly IWasmRuntime _runtime;
     private readonly TaskRunner _runner;
     private readonly SystemSampler _sampler = new();
+
+    /// <summary>proplet_cpu_usage_ratio's own baseline: usage since the previous scrape. It showed the MQTT metrics
+    /// loop's last figure, so with monitoring off or PROPLET_METRICS_INTERVAL=0 the gauge stayed 0.</summary>
+    private readonly SystemSampler _scrapeSampler = new();
     private readonly CancellationTokenSource _lifetime = new();
     private readonly List<Task> _loops = [];
     private readonly string _runtimeName;
@@ -37,7 +41,6 @@ public sealed class PropletNode : IAsyncDisposable
     private BrokerConnection? _client;
     private MetricsServer? _metrics;
     private long _connects;
-    private (double User, double System, double SystemPercent) _lastCpu;
 
     private static readonly TimeSpan RediscoveryInterval = TimeSpan.FromMinutes(5);
 
@@ -324,7 +327,6 @@ public sealed class PropletNode : IAsyncDisposable
     private List<(string Name, string Type, double Value)> Series()
     {
         using var process = System.Diagnostics.Process.GetCurrentProcess();
-        var cpu = _lastCpu;
         return
         [
             ("proplet_tasks_started_total", "counter", _runner.Started),
@@ -334,7 +336,7 @@ public sealed class PropletNode : IAsyncDisposable
             ("proplet_mqtt_reconnects_total", "counter", Math.Max(0, Interlocked.Read(ref _connects) - 1)),
             ("proplet_wasm_fetch_bytes_total", "counter", _fetcher.FetchedBytes),
             ("proplet_chunks_rejected_total", "counter", _chunks.Rejected),
-            ("proplet_cpu_usage_ratio", "gauge", cpu.SystemPercent / 100),
+            ("proplet_cpu_usage_ratio", "gauge", _scrapeSampler.SystemCpuPercent() / 100),
             ("proplet_cpu_user_seconds", "gauge", process.UserProcessorTime.TotalSeconds),
             ("proplet_cpu_system_seconds", "gauge", process.PrivilegedProcessorTime.TotalSeconds),
             ("proplet_memory_rss_bytes", "gauge", process.WorkingSet64),
@@ -347,7 +349,6 @@ public sealed class PropletNode : IAsyncDisposable
     {
         using var process = System.Diagnostics.Process.GetCurrentProcess();
         var systemPercent = _sampler.SystemCpuPercent();
-        _lastCpu = (process.UserProcessorTime.TotalSeconds, process.PrivilegedProcessorTime.TotalSeconds, systemPercent);
         var message = new PropletMetricsMessage(
             _settings.EntityId,
             _settings.Namespace,

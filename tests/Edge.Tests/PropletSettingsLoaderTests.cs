@@ -78,9 +78,14 @@ public sealed class PropletSettingsLoaderTests : IDisposable
     }
 
     [Theory]
-    [InlineData("PROPLET_LIVELINESS_INTERVAL", "0", "PROPLET_LIVELINESS_INTERVAL '0' must be a number of seconds (at least 0.001")]
-    [InlineData("PROPLET_LIVELINESS_INTERVAL", "0.0005", "PROPLET_LIVELINESS_INTERVAL '0.0005' must be a number of seconds (at least 0.001")]
-    [InlineData("PROPLET_METRICS_INTERVAL", "0.0005", "PROPLET_METRICS_INTERVAL '0.0005' must be a number of seconds (0, or at least 0.001")]
+    [InlineData("PROPLET_LIVELINESS_INTERVAL", "0", "PROPLET_LIVELINESS_INTERVAL '0' must be a number of seconds (at least 1)")]
+    [InlineData("PROPLET_LIVELINESS_INTERVAL", "0.0005", "PROPLET_LIVELINESS_INTERVAL '0.0005' must be a number of seconds (at least 1)")]
+    [InlineData("PROPLET_LIVELINESS_INTERVAL", "0.5", "PROPLET_LIVELINESS_INTERVAL '0.5' must be a number of seconds (at least 1)")]
+    [InlineData("PROPLET_METRICS_INTERVAL", "0.0005", "PROPLET_METRICS_INTERVAL '0.0005' must be a number of seconds (0, or at least 1)")]
+    [InlineData("PROPLET_METRICS_INTERVAL", "0.001", "PROPLET_METRICS_INTERVAL '0.001' must be a number of seconds (0, or at least 1)")]
+    [InlineData("PROPLET_MQTT_KEEP_ALIVE", "70000", "PROPLET_MQTT_KEEP_ALIVE '70000' must be a whole number of seconds from 0 (keep-alive off) to 65535")]
+    [InlineData("PROPLET_MQTT_KEEP_ALIVE", "0.5", "PROPLET_MQTT_KEEP_ALIVE '0.5' must be a whole number of seconds")]
+    [InlineData("PROPLET_MQTT_KEEP_ALIVE", "-1", "PROPLET_MQTT_KEEP_ALIVE '-1' must be a whole number of seconds")]
     [InlineData("PROPLET_MAX_BINARY_SIZE", "3000000000", "PROPLET_MAX_BINARY_SIZE '3000000000' must be an integer from 1 to 2147483591")]
     [InlineData("PROPLET_TASK_TIMEOUT", "5000000", "PROPLET_TASK_TIMEOUT '5000000' must be a number of seconds (0, or at least 0.001: timers tick in milliseconds), at most 4294967")]
     [InlineData("PROPLET_MQTT_QOS", "3", "PROPLET_MQTT_QOS '3' must be an integer from 0 to 2")]
@@ -93,6 +98,26 @@ public sealed class PropletSettingsLoaderTests : IDisposable
     {
         var env = new Dictionary<string, string>(Identity) { [name] = value };
         Should.Throw<ConfigurationException>(() => Load(env)).Message.ShouldStartWith(expected);
+    }
+
+    [Theory]
+    [InlineData("45", 45)]
+    [InlineData("45s", 45)]
+    [InlineData("0", 0)]
+    [InlineData("65535", 65535)]
+    public void GivenAKeepAliveInRange_WhenLoaded_ThenItIsWholeSeconds(string value, int expected)
+    {
+        var env = new Dictionary<string, string>(Identity) { ["PROPLET_MQTT_KEEP_ALIVE"] = value };
+        Load(env).KeepAlive.ShouldBe(TimeSpan.FromSeconds(expected));
+    }
+
+    [Fact]
+    public void GivenIntervalsOfASecondOrMore_WhenLoaded_ThenTheyAreKept()
+    {
+        var env = new Dictionary<string, string>(Identity) { ["PROPLET_LIVELINESS_INTERVAL"] = "1", ["PROPLET_METRICS_INTERVAL"] = "1.5s" };
+        var settings = Load(env);
+        settings.LivelinessInterval.ShouldBe(TimeSpan.FromSeconds(1));
+        settings.MetricsInterval.ShouldBe(TimeSpan.FromSeconds(1.5));
     }
 
     [Fact]

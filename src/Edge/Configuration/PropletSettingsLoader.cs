@@ -106,7 +106,7 @@ public static class PropletSettingsLoader
                 1 => MqttQualityOfServiceLevel.AtLeastOnce,
                 _ => MqttQualityOfServiceLevel.ExactlyOnce,
             },
-            KeepAlive = Seconds(Get, "PROPLET_MQTT_KEEP_ALIVE", 30, allowZero: true),
+            KeepAlive = KeepAliveSeconds(Get, "PROPLET_MQTT_KEEP_ALIVE"),
             MqttProtocolVersion = protocolVersion,
             MqttTimeout = Seconds(Get, "PROPLET_MQTT_TIMEOUT", 30, allowZero: false),
             MaxPacketSize = (int)Integer(Get, "PROPLET_MQTT_MAX_PACKET_SIZE", 10 * 1024 * 1024, 1024, 268_435_455),
@@ -117,8 +117,10 @@ public static class PropletSettingsLoader
             TlsClientKey = ExistingFile(Get, "PROPLET_MQTT_TLS_CLIENT_KEY"),
             TlsInsecureSkipVerify = Truthy(Get("PROPLET_MQTT_TLS_INSECURE_SKIP_VERIFY"), false),
             CleanSession = Boolean(Get, "PROPLET_MQTT_CLEAN_SESSION", true),
-            LivelinessInterval = Seconds(Get, "PROPLET_LIVELINESS_INTERVAL", 10, allowZero: false),
-            MetricsInterval = Seconds(Get, "PROPLET_METRICS_INTERVAL", 10, allowZero: true),
+            // At least a second: each tick is a QoS 2 publish the manager handles (and, for metrics, stores); 0.001 s
+            // was a thousand a second from every proplet.
+            LivelinessInterval = Seconds(Get, "PROPLET_LIVELINESS_INTERVAL", 10, allowZero: false, minimum: 1),
+            MetricsInterval = Seconds(Get, "PROPLET_METRICS_INTERVAL", 10, allowZero: true, minimum: 1),
             EnableMonitoring = Truthy(Get("PROPLET_ENABLE_MONITORING"), true),
             Namespace = Get("PROPLET_MANAGER_K8S_NAMESPACE") ?? "default",
             ExternalWasmRuntime = Get("PROPLET_EXTERNAL_WASM_RUNTIME"),
@@ -214,7 +216,33 @@ public static class PropletSettingsLoader
             : throw new ConfigurationException($"{name} '{text}' must be an integer from {min} to {max}");
     }
 
-    private static TimeSpan Seconds(Func<string, string?> get, string name, double defaultSeconds, bool allowZero)
+    /// <summary>
+    /// PROPLET_MQTT_KEEP_ALIVE: whole seconds 0..65535 (CONNECT carries a 16-bit count; "30s" is accepted like the other
+    /// seconds). The general <see cref="Seconds"/> let 70000 through to the broker client, which refused it in the hosted
+    /// service with a stack trace instead of this error, and 0.5 became 0. 0 stays allowed: it is MQTT's "keep-alive
+    /// off" (the broker then notices a silent death only when TCP does, and publishes the Last Will only then).
+    /// </summary>
+    private static TimeSpan KeepAliveSeconds(Func<string, string?> get, string name)
+    {
+        if (get(name) is not { } text)
+        {
+            return TimeSpan.FromSeconds(30);
+        }
+
+        var trimmed = text.Trim();
+        if (trimmed.EndsWith('s'))
+        {
+            trimmed = trimmed[..^1];
+        }
+
+        return ushort.TryParse(trimmed, NumberStyles.None, CultureInfo.InvariantCulture, out var seconds)
+            ? TimeSpan.FromSeconds(seconds)
+            : throw new ConfigurationException($"{name} '{text}' must be a whole number of seconds from 0 (keep-alive off) to 65535");
+    }
+
+    /// <summary>A number of seconds, "10s" too; <paramref name="minimum"/> is 0.001 unless a setting needs more (timers
+    /// tick in milliseconds).</summary>
+    private static TimeSpan Seconds(Func<string, string?> get, string name, double defaultSeconds, bool allowZero, double minimum = 0.001)
     {
         if (get(name) is not { } text)
         {
@@ -228,10 +256,10 @@ public static class PropletSettingsLoader
         }
 
         return double.TryParse(trimmed, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var seconds)
-               && seconds <= TaskLimits.MaxWait.TotalSeconds && (seconds >= 0.001 || (allowZero && seconds == 0))
+               && seconds <= TaskLimits.MaxWait.TotalSeconds && (seconds >= minimum || (allowZero && seconds == 0))
             ? TimeSpan.FromSeconds(seconds)
             : throw new ConfigurationException(
-                $"{name} '{text}' must be a number of seconds ({(allowZero ? "0, or " : "")}at least 0.001: timers tick in milliseconds), at most {TaskLimits.MaxWait.TotalSeconds:F0} (about 49 days)");
+                $"{name} '{text}' must be a number of seconds ({(allowZero ? "0, or " : "")}at least {minimum.ToString(CultureInfo.InvariantCulture)}{(minimum < 1 ? ": timers tick in milliseconds" : "")}), at most {TaskLimits.MaxWait.TotalSeconds:F0} (about 49 days)");
     }
 
     private static string? ExistingFile(Func<string, string?> get, string name) => get(name) switch

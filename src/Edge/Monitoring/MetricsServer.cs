@@ -9,7 +9,9 @@ namespace Propeller.Edge.Monitoring;
 /// <summary>
 /// PROPLET_METRICS_PORT (spec §4.2): <c>GET /metrics</c> in Prometheus text and <c>GET /health</c> →
 /// <c>{"status":"ok","running_tasks":N}</c>; anything else is 404. A port already in use (several proplets on one host)
-/// is a warning, not a failure: the proplet runs on without the endpoint.
+/// is a warning, not a failure: the proplet runs on without the endpoint. A request that fails for any other reason (a
+/// series that throws) is logged and answered 500; the serve loop goes on. It used to end the loop: the port stayed
+/// bound with nothing answering, and <see cref="DisposeAsync"/> rethrew, which cut the proplet's shutdown short.
 /// </summary>
 public sealed class MetricsServer(int port, Func<IReadOnlyList<(string Name, string Type, double Value)>> series, Func<int> running, ILogger logger) : IAsyncDisposable
 {
@@ -73,25 +75,41 @@ public sealed class MetricsServer(int port, Func<IReadOnlyList<(string Name, str
                 return; // stopped
             }
 
+            var path = context.Request.Url?.AbsolutePath;
+            (int Status, string Type, string Body) answer;
             try
             {
-                var (status, type, body) = context.Request.Url?.AbsolutePath switch
+                answer = path switch
                 {
                     "/metrics" => (200, "text/plain; version=0.0.4", Format(series())),
                     "/health" => (200, "application/json", JsonSerializer.Serialize(new { status = "ok", running_tasks = running() })),
                     _ => (404, "text/plain", "not found\n"),
                 };
-                var bytes = Encoding.UTF8.GetBytes(body);
-                context.Response.StatusCode = status;
-                context.Response.ContentType = type;
-                context.Response.ContentLength64 = bytes.Length;
-                await context.Response.OutputStream.WriteAsync(bytes, CancellationToken.None);
-                context.Response.Close();
             }
-            catch (Exception ex) when (ex is HttpListenerException or IOException or ObjectDisposedException)
+            catch (Exception ex) when (ex is not OutOfMemoryException)
             {
-                // the client went away
+                EdgeLog.MetricsRequestFailed(logger, path, ex);
+                answer = (500, "text/plain", "internal error\n");
             }
+
+            await AnswerAsync(context, answer);
+        }
+    }
+
+    private static async Task AnswerAsync(HttpListenerContext context, (int Status, string Type, string Body) answer)
+    {
+        try
+        {
+            var bytes = Encoding.UTF8.GetBytes(answer.Body);
+            context.Response.StatusCode = answer.Status;
+            context.Response.ContentType = answer.Type;
+            context.Response.ContentLength64 = bytes.Length;
+            await context.Response.OutputStream.WriteAsync(bytes, CancellationToken.None);
+            context.Response.Close();
+        }
+        catch (Exception ex) when (ex is HttpListenerException or IOException or ObjectDisposedException or InvalidOperationException)
+        {
+            // the client went away, or the listener was stopped while answering
         }
     }
 }

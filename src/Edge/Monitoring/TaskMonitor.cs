@@ -17,7 +17,8 @@ namespace Propeller.Edge.Monitoring;
 /// Rust proplet's was 1024× too large); the timestamp is RFC 3339. With an external runtime
 /// (<paramref name="childProcesses"/>) an interval when the task has no live child (not started yet, or exited while its
 /// output is read) sends no sample: the proplet's own process stood in for it, and its CPU time against the child's
-/// previous sample gave thousands of percent.
+/// previous sample gave thousands of percent. A failed interval is logged and the next one samples again; only the
+/// end of the task (<c>cancellationToken</c>) ends the monitor.
 /// </summary>
 public sealed class TaskMonitor(
     PropletSettings settings, IPropletPublisher publisher, TimeProvider time, ILogger<TaskMonitor> logger, bool childProcesses = false)
@@ -32,61 +33,47 @@ public sealed class TaskMonitor(
             return;
         }
 
-        var history = new List<ProcessMetrics>();
+        var history = new SampleHistory(profile.RetainHistory ? profile.HistorySize : 0);
         var started = time.GetTimestamp();
         (TimeSpan Cpu, long At)? last = null;
+        var failing = false;
         try
         {
             await Task.Delay(TimeSpan.FromMilliseconds(100), time, cancellationToken);
             while (!cancellationToken.IsCancellationRequested)
             {
                 await Task.Delay(profile.Interval, time, cancellationToken);
-                if (Sample(task, profile, time.GetElapsedTime(started), ref last) is not { } sample)
+                try
                 {
-                    continue;
-                }
-
-                if (profile.RetainHistory)
-                {
-                    history.Add(sample);
-                    if (history.Count > profile.HistorySize)
+                    if (Sample(task, profile, time.GetElapsedTime(started), ref last) is not { } sample)
                     {
-                        history.RemoveAt(0);
+                        continue;
+                    }
+
+                    history.Add(sample);
+                    var message = new TaskMetricsMessage(
+                        task.Id, settings.EntityId, sample, history.Aggregate(), time.GetUtcNow().ToString("O", CultureInfo.InvariantCulture));
+                    await publisher.PublishAsync(Topics.TaskMetrics, JsonSerializer.SerializeToUtf8Bytes(message), cancellationToken);
+                    failing = false;
+                }
+                catch (Exception ex) when (ex is not OutOfMemoryException && !cancellationToken.IsCancellationRequested)
+                {
+                    // Whatever fails in one interval (the process gone between two reads, a publish refused), the next
+                    // one tries again: a daemon runs for months, and one bad interval used to end its metrics for
+                    // good. The task's own run and result do not depend on its metrics. The first failure of a run of
+                    // them is logged, not each one.
+                    if (!failing)
+                    {
+                        EdgeLog.TaskMetricsSampleFailed(logger, task.Id, ex.Message);
+                        failing = true;
                     }
                 }
-
-                var message = new TaskMetricsMessage(
-                    task.Id, settings.EntityId, sample, Aggregate(history), time.GetUtcNow().ToString("O", CultureInfo.InvariantCulture));
-                await publisher.PublishAsync(Topics.TaskMetrics, JsonSerializer.SerializeToUtf8Bytes(message), cancellationToken);
             }
         }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        catch (Exception ex) when (ex is not OutOfMemoryException && cancellationToken.IsCancellationRequested)
         {
-            // the task ended
+            // the task ended (and a sample or publish under way may have failed with it)
         }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
-        {
-            // Whatever fails here (the process gone between two samples, a publish refused), the task's own run and
-            // its result do not depend on its metrics: the monitor logs and ends.
-            EdgeLog.TaskMetricsFailed(logger, task.Id, ex.Message);
-        }
-    }
-
-    internal static AggregatedMetrics? Aggregate(IReadOnlyList<ProcessMetrics> history)
-    {
-        if (history.Count == 0)
-        {
-            return null;
-        }
-
-        return new AggregatedMetrics(
-            history.Average(h => h.CpuPercent),
-            history.Max(h => h.CpuPercent),
-            (ulong)history.Average(h => (double)h.MemoryBytes),
-            history.Max(h => h.MemoryBytes),
-            history[^1].DiskReadBytes - Math.Min(history[^1].DiskReadBytes, history[0].DiskReadBytes),
-            history[^1].DiskWriteBytes - Math.Min(history[^1].DiskWriteBytes, history[0].DiskWriteBytes),
-            history.Count);
     }
 
     /// <summary>One sample of the process that runs <paramref name="task"/>; null when it runs in a child that is not

@@ -57,6 +57,8 @@ public sealed record MonitoringProfile(
             Flag("collect_file_descriptors"),
             Flag("export_to_mqtt"),
             Flag("retain_history"),
+            // The cap bounds a task's memory (a sample is about 100 bytes: ~10 MB at most); the time per sample does not
+            // grow with it (Monitoring.SampleHistory keeps running aggregates).
             (int)Math.Min(Number("history_size"), 100_000));
     }
 }
