@@ -289,23 +289,135 @@ public sealed class HttpProxyComponentTests : IDisposable
         HandleProbe(hoard, resourceLimit: 100).Error.ShouldNotBeNull().ShouldContain("the component holds more than 100 wasi:http resources at once");
     }
 
+    /// <summary>
+    /// <c>input-stream.subscribe</c>, <c>output-stream.subscribe</c> and <c>http-error-code</c> take a <c>borrow</c>
+    /// handle: Wasmtime fails the call ("borrow handles still remain at the end of the call") unless the host function
+    /// reads it. A pollable from each stream, dropped, and the error of a failed write asked for its error-code (none):
+    /// the request answers 200.
+    /// </summary>
+    [Theory]
+    [InlineData("output-stream")]
+    [InlineData("input-stream")]
+    [InlineData("http-error-code")]
+    public void GivenABorrowedHandle_WhenSubscribeOrHttpErrorCodeIsCalled_ThenTheCallSucceeds(string probe)
+    {
+        (string, string, string)[] dropPollable = [("drop-pollable", "(canon resource.drop $pollable)", "(param i32)")];
+        var component = probe switch
+        {
+            "output-stream" => Components.Probe(
+                Respond + """
+                (call $drop-pollable (call $subscribe (local.get $c)))
+                (call $write (local.get $c) (i32.const 1024) (i32.const 4) (i32.const 96))
+                (if (i32.load8_u (i32.const 96)) (then unreachable))
+                """ + Finish,
+                [.. BodyFunctions, .. dropPollable, ("subscribe", """(canon lower (func $streams "[method]output-stream.subscribe"))""", "(param i32) (result i32)")],
+                streams: BodyStreams + """(export "[method]output-stream.subscribe" (func (param "self" (borrow $output-stream)) (result (own $pollable))))""",
+                types: BodyTypes),
+            "input-stream" => Components.Probe(
+                """
+                (call $drop-pollable (call $subscribe (call $get-stdin)))
+                (i32.const 200)
+                """,
+                [.. dropPollable, ("get-stdin", """(canon lower (func $stdin "get-stdin"))""", "(result i32)"), ("subscribe", """(canon lower (func $streams "[method]input-stream.subscribe"))""", "(param i32) (result i32)")],
+                streams: """(export "[method]input-stream.subscribe" (func (param "self" (borrow $input-stream)) (result (own $pollable))))""",
+                imports: Stdin),
+            _ => Components.Probe(
+                """
+                (local.set $a (call $response-new (call $fields-new)))
+                (call $response-body (local.get $a) (i32.const 64))
+                (local.set $b (i32.load (i32.const 68)))
+                (call $body-write (local.get $b) (i32.const 64))
+                (local.set $c (i32.load (i32.const 68)))
+                (call $write-zeroes (local.get $c) (i64.const 2097152) (i32.const 96))
+                (if (i32.eqz (i32.load8_u (i32.const 96))) (then (br $answer (i32.const 501))))
+                (call $error-code (i32.load (i32.const 104)) (i32.const 128))
+                (if (i32.load8_u (i32.const 128)) (then (br $answer (i32.const 502))))
+                (i32.const 200)
+                """,
+                [.. BodyFunctions, ("error-code", """(canon lower (func $types "http-error-code") (memory $mem) (realloc $realloc))""", "(param i32 i32)")],
+                streams: BodyStreams,
+                types: BodyTypes + """
+                    (alias outer $probe $io-error (type $io-error0))
+                    (export "io-error" (type $io-error1 (eq $io-error0)))
+                    (export "http-error-code" (func (param "err" (borrow $io-error1)) (result (option $error-code))))
+                    """),
+        };
+
+        var response = HandleProbe(component);
+
+        response.Error.ShouldBeNull();
+        response.Status.ShouldBe(200);
+    }
+
+    private const string Stdin = """(import "wasi:cli/stdin@0.2.0" (instance $stdin (alias outer $probe $input-stream (type $is)) (export "input-stream" (type $i (eq $is))) (export "get-stdin" (func (result (own $i))))))""";
+
+    /// <summary>Core wasm for a probe that answers itself with a body: an ok response $a (status 200) is set, its body is
+    /// $b, the body's output stream $c; "AAAA" is at 1024, "CC" at 1032 (see <see cref="BodyFunctions"/>).</summary>
+    private const string Respond = """
+        (i32.store (i32.const 1024) (i32.const 0x41414141))
+        (i32.store16 (i32.const 1032) (i32.const 0x4343))
+        (local.set $a (call $response-new (call $fields-new)))
+        (call $response-body (local.get $a) (i32.const 64))
+        (if (i32.load8_u (i32.const 64)) (then unreachable))
+        (local.set $b (i32.load (i32.const 68)))
+        (call $body-write (local.get $b) (i32.const 64))
+        (if (i32.load8_u (i32.const 64)) (then unreachable))
+        (local.set $c (i32.load (i32.const 68)))
+        (call $outparam-set (local.get $outparam) (i32.const 0) (local.get $a) (i32.const 0) (i32.const 0) (i32.const 0))
+
+        """;
+
+    /// <summary>Core wasm ending a <see cref="Respond"/> probe: the stream dropped, the body finished, handle returns.</summary>
+    private const string Finish = """
+
+        (call $drop-output (local.get $c))
+        (call $finish (local.get $b) (i32.const 0) (i32.const 0) (i32.const 96))
+        (if (i32.load8_u (i32.const 96)) (then unreachable))
+        (return)
+        """;
+
+    private const string BodyStreams = """
+        (export "[method]output-stream.write" (func (param "self" (borrow $output-stream)) (param "contents" (list u8)) (result (result (error $stream-error)))))
+        (export "[method]output-stream.write-zeroes" (func (param "self" (borrow $output-stream)) (param "len" u64) (result (result (error $stream-error)))))
+
+        """;
+
+    private const string BodyTypes = """
+        (export "[method]outgoing-response.body" (func (param "self" (borrow $outgoing-response)) (result (result (own $outgoing-body)))))
+        (export "[method]outgoing-body.write" (func (param "self" (borrow $outgoing-body)) (result (result (own $output-stream)))))
+        (export "[static]outgoing-body.finish" (func (param "this" (own $outgoing-body)) (param "trailers" (option (own $fields))) (result (result (error $error-code)))))
+
+        """;
+
+    private static readonly (string Name, string Lower, string CoreType)[] BodyFunctions =
+    [
+        ("response-body", """(canon lower (func $types "[method]outgoing-response.body") (memory $mem))""", "(param i32 i32)"),
+        ("body-write", """(canon lower (func $types "[method]outgoing-body.write") (memory $mem))""", "(param i32 i32)"),
+        ("finish", """(canon lower (func $types "[static]outgoing-body.finish") (memory $mem) (realloc $realloc))""", "(param i32 i32 i32 i32)"),
+        ("write", """(canon lower (func $streams "[method]output-stream.write") (memory $mem))""", "(param i32 i32 i32 i32)"),
+        ("write-zeroes", """(canon lower (func $streams "[method]output-stream.write-zeroes") (memory $mem))""", "(param i32 i64 i32)"),
+        ("drop-output", "(canon resource.drop $output-stream)", "(param i32)"),
+    ];
+
     private const string Clock = """(import "wasi:clocks/monotonic-clock@0.2.0" (instance $clock (alias outer $probe $pollable (type $p0)) (export "pollable" (type $p (eq $p0))) (export "subscribe-duration" (func (param "when" u64) (result (own $p))))))""";
 
     private HttpProxyResponse Handle(string method, string path, string body, KeyValuePair<string, byte[]>[]? headers = null, ulong fuel = ulong.MaxValue) =>
         Handle(_proxy, new HttpProxyRequest(method, path, "http", "localhost", headers ?? [], Encoding.UTF8.GetBytes(body)), fuel);
 
     /// <summary>A probe component (<see cref="Components.Probe"/>) handling a GET of /.</summary>
-    private static HttpProxyResponse HandleProbe(byte[] component, int resourceLimit = HttpProxyOptions.DefaultResourceLimit)
+    private static HttpProxyResponse HandleProbe(
+        byte[] component, int resourceLimit = HttpProxyOptions.DefaultResourceLimit, int bodyLimit = 1 << 20, KeyValuePair<string, byte[]>[]? headers = null)
     {
         using var proxy = HttpProxyComponent.Create(WasmEngine.Shared.Engine, new ModuleCache(WasmEngine.Shared).GetOrCompileComponent(component));
-        return Handle(proxy, new HttpProxyRequest("GET", "/", "http", "localhost", [], []), ulong.MaxValue, resourceLimit);
+        return Handle(proxy, new HttpProxyRequest("GET", "/", "http", "localhost", headers ?? [], []), ulong.MaxValue, resourceLimit, bodyLimit);
     }
 
-    private static HttpProxyResponse Handle(HttpProxyComponent proxy, HttpProxyRequest request, ulong fuel, int resourceLimit = HttpProxyOptions.DefaultResourceLimit)
+    private static HttpProxyResponse Handle(
+        HttpProxyComponent proxy, HttpProxyRequest request, ulong fuel, int resourceLimit = HttpProxyOptions.DefaultResourceLimit, int bodyLimit = 1 << 20)
     {
         using var store = new Store(WasmEngine.Shared.Engine);
         store.Fuel = fuel;
         using var ticking = WasmEngine.Shared.Watch(store, () => { });
-        return proxy.Handle(store, request, new HttpProxyOptions([], [], 1 << 20, CancellationToken.None, resourceLimit));
+        return proxy.Handle(store, request, new HttpProxyOptions([], [], bodyLimit, CancellationToken.None, resourceLimit));
     }
 }
