@@ -349,6 +349,148 @@ public sealed class HttpProxyComponentTests : IDisposable
         response.Status.ShouldBe(200);
     }
 
+    /// <summary>
+    /// A fields object holds at most 128 KiB of names and values (Wasmtime's DEFAULT_FIELD_SIZE_LIMIT, each field
+    /// counting its bytes plus a fixed overhead, so empty values count too): appending 1,000-byte values in a loop traps
+    /// at the limit, as Wasmtime's does, instead of growing the host's memory without end.
+    /// </summary>
+    [Fact]
+    public void GivenFieldsAppendedInALoop_WhenTheyPassTheLimit_ThenTheRequestFailsClearly()
+    {
+        var component = Components.Probe(
+            """
+            (i32.store (i32.const 1024) (i32.const 0x612D78))
+            (memory.fill (i32.const 2048) (i32.const 118) (i32.const 1000))
+            (local.set $a (call $fields-new))
+            (loop $again
+              (call $append (local.get $a) (i32.const 1024) (i32.const 3) (i32.const 2048) (i32.const 1000) (i32.const 64))
+              (if (i32.load8_u (i32.const 64)) (then (br $answer (i32.const 501))))
+              (local.set $i (i32.add (local.get $i) (i32.const 1)))
+              (br_if $again (i32.lt_u (local.get $i) (i32.const 10000))))
+            (i32.const 200)
+            """,
+            [("append", """(canon lower (func $types "[method]fields.append") (memory $mem))""", "(param i32 i32 i32 i32 i32 i32)")],
+            types: AppendType);
+
+        HandleProbe(component).Error.ShouldNotBeNull().ShouldContain("the fields exceed their limit of 131072 bytes");
+    }
+
+    /// <summary>
+    /// Cloning copies a fields object, so one of nearly 128 KiB cloned in a loop (every clone held) would multiply it
+    /// by the handle limit (65,536 × 128 KiB = 8 GiB): the fields a request holds at once count against a budget of
+    /// 4 MiB, and the clone past it traps.
+    /// </summary>
+    [Fact]
+    public void GivenLargeFieldsClonedInALoop_WhenTheClonesPassTheRequestsBudget_ThenTheRequestFailsClearly()
+    {
+        var component = Components.Probe(
+            """
+            (i32.store (i32.const 1024) (i32.const 0x612D78))
+            (memory.fill (i32.const 2048) (i32.const 118) (i32.const 1000))
+            (local.set $a (call $fields-new))
+            (loop $fill
+              (call $append (local.get $a) (i32.const 1024) (i32.const 3) (i32.const 2048) (i32.const 1000) (i32.const 64))
+              (if (i32.load8_u (i32.const 64)) (then (br $answer (i32.const 501))))
+              (local.set $i (i32.add (local.get $i) (i32.const 1)))
+              (br_if $fill (i32.lt_u (local.get $i) (i32.const 100))))
+            (local.set $i (i32.const 0))
+            (loop $again
+              (drop (call $clone (local.get $a)))
+              (local.set $i (i32.add (local.get $i) (i32.const 1)))
+              (br_if $again (i32.lt_u (local.get $i) (i32.const 1000))))
+            (i32.const 200)
+            """,
+            [
+                ("append", """(canon lower (func $types "[method]fields.append") (memory $mem))""", "(param i32 i32 i32 i32 i32 i32)"),
+                ("clone", """(canon lower (func $types "[method]fields.clone"))""", "(param i32) (result i32)"),
+            ],
+            types: AppendType + """(export "[method]fields.clone" (func (param "self" (borrow $fields)) (result (own $fields))))""");
+
+        HandleProbe(component).Error.ShouldNotBeNull().ShouldContain("the component holds more than 4194304 bytes of header fields at once");
+    }
+
+    /// <summary>
+    /// Wasmtime's forbidden headers (DEFAULT_FORBIDDEN_HEADERS: connection, keep-alive, proxy-authenticate,
+    /// proxy-authorization, proxy-connection, transfer-encoding, upgrade, host, http2-settings) are refused with
+    /// header-error forbidden by append, set, delete and from-list, whatever their case.
+    /// </summary>
+    [Theory]
+    [InlineData("append", "proxy-connection")]
+    [InlineData("append", "Transfer-Encoding")]
+    [InlineData("set", "host")]
+    [InlineData("delete", "upgrade")]
+    [InlineData("from-list", "keep-alive")]
+    [InlineData("append", "x-allowed")]
+    public void GivenAForbiddenHeaderName_WhenAddedToFields_ThenItIsRefusedAsForbidden(string function, string name)
+    {
+        var stores = string.Concat(name.Select((ch, i) => $"(i32.store8 (i32.const {1024 + i}) (i32.const {(int)ch}))"));
+        var (call, lowered, type) = function switch
+        {
+            "append" => (
+                $"(call $f (call $fields-new) (i32.const 1024) (i32.const {name.Length}) (i32.const 1100) (i32.const 1) (i32.const 64))",
+                "(param i32 i32 i32 i32 i32 i32)",
+                """(export "[method]fields.append" (func (param "self" (borrow $fields)) (param "name" string) (param "value" (list u8)) (result (result (error $header-error)))))"""),
+            "set" => (
+                $"(i32.store (i32.const 1200) (i32.const 1100)) (i32.store (i32.const 1204) (i32.const 1)) (call $f (call $fields-new) (i32.const 1024) (i32.const {name.Length}) (i32.const 1200) (i32.const 1) (i32.const 64))",
+                "(param i32 i32 i32 i32 i32 i32)",
+                """(export "[method]fields.set" (func (param "self" (borrow $fields)) (param "name" string) (param "value" (list (list u8))) (result (result (error $header-error)))))"""),
+            "delete" => (
+                $"(call $f (call $fields-new) (i32.const 1024) (i32.const {name.Length}) (i32.const 64))",
+                "(param i32 i32 i32 i32)",
+                """(export "[method]fields.delete" (func (param "self" (borrow $fields)) (param "name" string) (result (result (error $header-error)))))"""),
+            _ => (
+                $"(i32.store (i32.const 1200) (i32.const 1024)) (i32.store (i32.const 1204) (i32.const {name.Length})) (i32.store (i32.const 1208) (i32.const 1100)) (i32.store (i32.const 1212) (i32.const 1)) (call $f (i32.const 1200) (i32.const 1) (i32.const 60))",
+                "(param i32 i32 i32)",
+                """(export "[static]fields.from-list" (func (param "entries" (list (tuple string (list u8)))) (result (result (own $fields) (error $header-error)))))"""),
+        };
+        var component = Components.Probe(
+            $$"""
+            {{stores}}
+            (i32.store8 (i32.const 1100) (i32.const 120))
+            {{call}}
+            (if (i32.eqz (i32.load8_u (i32.const {{(function == "from-list" ? 60 : 64)}}))) (then (br $answer (i32.const 200))))
+            (if (i32.eq (i32.load8_u (i32.const {{(function == "from-list" ? 64 : 65)}})) (i32.const 1)) (then (br $answer (i32.const 403))))
+            (i32.const 500)
+            """,
+            [("f", $$"""(canon lower (func $types "[{{(function == "from-list" ? "static" : "method")}}]fields.{{function}}") (memory $mem))""", lowered)],
+            types: type);
+
+        HandleProbe(component).Status.ShouldBe(name.StartsWith("x-", StringComparison.Ordinal) ? 200 : 403);
+    }
+
+    /// <summary>
+    /// The request's headers reach the guest without the forbidden ones, as Wasmtime's incoming request strips them
+    /// (FieldMap::new_immutable): a Connection or Host header sent by the client is not among them, x-echo is.
+    /// </summary>
+    [Fact]
+    public void GivenARequestWithForbiddenHeaders_WhenTheComponentReadsItsHeaders_ThenTheyAreNotThere()
+    {
+        string Has(string name) =>
+            string.Concat(name.Select((ch, i) => $"(i32.store8 (i32.const {1024 + i}) (i32.const {(int)ch}))"))
+            + $"(call $has (local.get $a) (i32.const 1024) (i32.const {name.Length}))";
+        var component = Components.Probe(
+            $$"""
+            (local.set $a (call $headers (local.get $request)))
+            (if {{Has("connection")}} (then (br $answer (i32.const 501))))
+            (if {{Has("HOST")}} (then (br $answer (i32.const 502))))
+            (if (i32.eqz {{Has("x-echo")}}) (then (br $answer (i32.const 503))))
+            (i32.const 200)
+            """,
+            [
+                ("headers", """(canon lower (func $types "[method]incoming-request.headers"))""", "(param i32) (result i32)"),
+                ("has", """(canon lower (func $types "[method]fields.has") (memory $mem))""", "(param i32 i32 i32) (result i32)"),
+            ],
+            types: """
+                (export "[method]incoming-request.headers" (func (param "self" (borrow $incoming-request)) (result (own $fields))))
+                (export "[method]fields.has" (func (param "self" (borrow $fields)) (param "name" string) (result bool)))
+                """);
+
+        HandleProbe(component, headers: [new("Connection", "close"u8.ToArray()), new("Host", "example.org"u8.ToArray()), new("X-Echo", "a"u8.ToArray())])
+            .Status.ShouldBe(200);
+    }
+
+    private const string AppendType = """(export "[method]fields.append" (func (param "self" (borrow $fields)) (param "name" string) (param "value" (list u8)) (result (result (error $header-error)))))""";
+
     private const string Stdin = """(import "wasi:cli/stdin@0.2.0" (instance $stdin (alias outer $probe $input-stream (type $is)) (export "input-stream" (type $i (eq $is))) (export "get-stdin" (func (result (own $i))))))""";
 
     /// <summary>Core wasm for a probe that answers itself with a body: an ok response $a (status 200) is set, its body is

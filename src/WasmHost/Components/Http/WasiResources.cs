@@ -24,12 +24,32 @@ internal static class WasiResources
         Error,
     }
 
-    /// <summary><c>fields</c> (headers and trailers): names are kept as given, compared case-insensitively.</summary>
-    public sealed class Fields(List<KeyValuePair<string, byte[]>> entries, bool immutable)
+    /// <summary>
+    /// <c>fields</c> (headers and trailers): names are kept as given, compared case-insensitively. <see cref="Size"/> is
+    /// what its entries cost as Wasmtime's wasi-http counts them (each field's name and value bytes plus a fixed
+    /// <see cref="FieldOverhead"/>, so an empty value costs too); a change that would take a mutable one past
+    /// <see cref="SizeLimit"/> traps, as Wasmtime's does. <see cref="Charged"/>: whether its size counts against the
+    /// request's budget (<see cref="HttpProxyCall.FieldBytesLimit"/>); a view of another's entries
+    /// (<c>outgoing-response.headers</c>) copies nothing and is not charged.
+    /// </summary>
+    public sealed class Fields(List<KeyValuePair<string, byte[]>> entries, bool immutable, bool charged = true)
     {
+        /// <summary>128 KiB: Wasmtime's DEFAULT_FIELD_SIZE_LIMIT (crates/wasi-http ctx.rs).</summary>
+        public const int SizeLimit = 128 << 10;
+
+        /// <summary>What a field costs beyond its bytes (Wasmtime adds the size of its HeaderName and HeaderValue); about
+        /// what the host spends on an entry's objects.</summary>
+        public const int FieldOverhead = 64;
+
         public List<KeyValuePair<string, byte[]>> Entries { get; } = entries;
 
         public bool Immutable { get; } = immutable;
+
+        public bool Charged { get; } = charged;
+
+        public long Size { get; set; } = entries.Sum(e => Cost(e.Key, e.Value));
+
+        public static long Cost(string name, byte[] value) => name.Length + value.Length + FieldOverhead;
     }
 
     public sealed class IncomingRequest(HttpProxyRequest request)
