@@ -489,6 +489,97 @@ public sealed class HttpProxyComponentTests : IDisposable
             .Status.ShouldBe(200);
     }
 
+    /// <summary>
+    /// wasi:io: after last-operation-failed the stream is closed. "write A; write past the body limit (its error
+    /// ignored); write C; finish" used to answer 200 with A and C, a body with a hole; the write after the failure now
+    /// gets closed and the request fails with the limit's error.
+    /// </summary>
+    [Fact]
+    public void GivenAWriteThatFailedOnTheBodyLimit_WhenTheComponentWritesOnAndFinishes_ThenTheRequestFails()
+    {
+        var component = Components.Probe(
+            Respond + """
+            (call $write (local.get $c) (i32.const 1024) (i32.const 4) (i32.const 96))
+            (if (i32.load8_u (i32.const 96)) (then unreachable))
+            (call $write (local.get $c) (i32.const 1024) (i32.const 16) (i32.const 96))
+            (if (i32.eqz (i32.load8_u (i32.const 96))) (then unreachable))
+            (call $write (local.get $c) (i32.const 1032) (i32.const 2) (i32.const 96))
+            (if (i32.load8_u (i32.const 96)) (then (if (i32.ne (i32.load8_u (i32.const 100)) (i32.const 1)) (then unreachable))))
+            """ + Finish,
+            BodyFunctions,
+            streams: BodyStreams,
+            types: BodyTypes);
+
+        var response = HandleProbe(component, bodyLimit: 8);
+
+        response.Error.ShouldNotBeNull().ShouldContain("the response body exceeds its limit of 8 bytes");
+    }
+
+    /// <summary>
+    /// A body of exactly the limit: check-write after the last write and its flush (as wasi:io's blocking-flush is
+    /// specified: flush, block, check-write for errors) reports room, not last-operation-failed, since nothing failed;
+    /// only the write that would cross the limit fails. The body arrives whole.
+    /// </summary>
+    [Fact]
+    public void GivenABodyOfExactlyTheLimit_WhenTheComponentChecksWriteAfterItsFlush_ThenNothingFails()
+    {
+        var component = Components.Probe(
+            Respond + """
+            (call $write (local.get $c) (i32.const 1024) (i32.const 4) (i32.const 96))
+            (if (i32.load8_u (i32.const 96)) (then unreachable))
+            (call $write (local.get $c) (i32.const 1024) (i32.const 4) (i32.const 96))
+            (if (i32.load8_u (i32.const 96)) (then unreachable))
+            (call $flush (local.get $c) (i32.const 96))
+            (if (i32.load8_u (i32.const 96)) (then unreachable))
+            (call $check-write (local.get $c) (i32.const 96))
+            (if (i32.load8_u (i32.const 96)) (then unreachable))
+            """ + Finish,
+            [
+                .. BodyFunctions,
+                ("flush", """(canon lower (func $streams "[method]output-stream.blocking-flush") (memory $mem))""", "(param i32 i32)"),
+                ("check-write", """(canon lower (func $streams "[method]output-stream.check-write") (memory $mem))""", "(param i32 i32)"),
+            ],
+            streams: BodyStreams + """
+                (export "[method]output-stream.blocking-flush" (func (param "self" (borrow $output-stream)) (result (result (error $stream-error)))))
+                (export "[method]output-stream.check-write" (func (param "self" (borrow $output-stream)) (result (result u64 (error $stream-error)))))
+                """,
+            types: BodyTypes);
+
+        var response = HandleProbe(component, bodyLimit: 8);
+
+        response.Error.ShouldBeNull();
+        response.Status.ShouldBe(200);
+        Encoding.ASCII.GetString(response.Body).ShouldBe("AAAAAAAA");
+    }
+
+    /// <summary>
+    /// outgoing-body.finish declares the body complete: a write to its stream afterwards gets closed (as Wasmtime's
+    /// finish closes the stream) and its bytes do not join the body.
+    /// </summary>
+    [Fact]
+    public void GivenAFinishedBody_WhenTheComponentWritesToItsStream_ThenTheWriteIsClosedAndTheBodyUnchanged()
+    {
+        var component = Components.Probe(
+            Respond + """
+            (call $write (local.get $c) (i32.const 1024) (i32.const 4) (i32.const 96))
+            (if (i32.load8_u (i32.const 96)) (then unreachable))
+            (call $finish (local.get $b) (i32.const 0) (i32.const 0) (i32.const 96))
+            (if (i32.load8_u (i32.const 96)) (then unreachable))
+            (call $write (local.get $c) (i32.const 1032) (i32.const 2) (i32.const 96))
+            (if (i32.load8_u (i32.const 96)) (then (if (i32.ne (i32.load8_u (i32.const 100)) (i32.const 1)) (then unreachable))))
+            (call $drop-output (local.get $c))
+            (return)
+            """,
+            BodyFunctions,
+            streams: BodyStreams,
+            types: BodyTypes);
+
+        var response = HandleProbe(component);
+
+        response.Error.ShouldBeNull();
+        Encoding.ASCII.GetString(response.Body).ShouldBe("AAAA");
+    }
+
     private const string AppendType = """(export "[method]fields.append" (func (param "self" (borrow $fields)) (param "name" string) (param "value" (list u8)) (result (result (error $header-error)))))""";
 
     private const string Stdin = """(import "wasi:cli/stdin@0.2.0" (instance $stdin (alias outer $probe $input-stream (type $is)) (export "input-stream" (type $i (eq $is))) (export "get-stdin" (func (result (own $i))))))""";

@@ -289,7 +289,7 @@ internal static unsafe partial class WasiProxyWorld
         }
 
         body.StreamTaken = true;
-        results[0] = Ok(call.New(new R.OutputStream(body.Data, call.Options.BodyLimit, "response body", truncates: false), R.Type.OutputStream));
+        results[0] = Ok(call.New(new R.OutputStream(body.Data, call.Options.BodyLimit, "response body", truncates: false, body), R.Type.OutputStream));
     }
 
     private static void SetResponse(HttpProxyCall call, Val* arguments, Val* results)

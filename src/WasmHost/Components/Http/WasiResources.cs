@@ -92,6 +92,10 @@ internal static class WasiResources
         public bool StreamTaken { get; set; }
 
         public bool Finished { get; set; }
+
+        /// <summary>Why a write to its stream failed (the body limit), which makes the body wrong whatever follows: the
+        /// request fails rather than sending what the other writes left.</summary>
+        public string? Failure { get; set; }
     }
 
     /// <summary>An input stream over bytes in memory (a request body, or an empty stdin).</summary>
@@ -102,8 +106,9 @@ internal static class WasiResources
         public int Position { get; set; }
     }
 
-    /// <summary>An output stream into a response body, or into the request's bounded stdout/stderr capture.</summary>
-    public sealed class OutputStream(ArrayBufferWriter<byte> sink, int limit, string what, bool truncates)
+    /// <summary>An output stream into a response body (<see cref="Body"/>), or into the request's bounded stdout/stderr
+    /// capture.</summary>
+    public sealed class OutputStream(ArrayBufferWriter<byte> sink, int limit, string what, bool truncates, OutgoingBody? body = null)
     {
         public ArrayBufferWriter<byte> Sink { get; } = sink;
 
@@ -114,6 +119,16 @@ internal static class WasiResources
         /// <summary>Whether bytes past <see cref="Limit"/> are dropped silently (stdout, stderr) rather than refused (a
         /// response body, whose truncation would be a wrong answer).</summary>
         public bool Truncates { get; } = truncates;
+
+        public OutgoingBody? Body { get; } = body;
+
+        /// <summary>Whether an operation failed (last-operation-failed): wasi:io closes the stream then, so every later one
+        /// gets closed.</summary>
+        public bool Failed { get; set; }
+
+        /// <summary>Closed: after a failure, or once its body was finished (the body is complete; Wasmtime's finish closes
+        /// the body's stream too).</summary>
+        public bool Closed => Failed || Body is { Finished: true };
     }
 
     /// <summary>A pollable: ready at once, or at a monotonic-clock deadline (nanoseconds of <see cref="HttpProxyCall.Now"/>).</summary>
