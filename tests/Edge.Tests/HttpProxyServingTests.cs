@@ -146,6 +146,60 @@ public sealed class HttpProxyServingTests : IAsyncDisposable
         (await serving.WaitAsync(TimeSpan.FromSeconds(60), Ct)).Error.ShouldBe("Task burst was stopped before completion");
     }
 
+    /// <summary>
+    /// A request whose client goes away ends its guest: the request's end is linked to the client's abort, so a handler
+    /// that never returns (no --timeout, no fuel limit) gives its slot back and the next client is served. It used to be
+    /// linked to the task's stop only: with one slot and no queue, every later client got 503 until the task was stopped.
+    /// </summary>
+    [Fact]
+    public async Task GivenASpinningRequestWithoutATimeout_WhenItsClientGoesAway_ThenItsSlotIsFreedForTheNextRequest()
+    {
+        using var runtime = new InProcessRuntime(_settings, NullLogger<InProcessRuntime>.Instance) { HttpProxyBound = (1, 0) };
+        var port = FreePort();
+        using var task = new RunningTask(new StartRequest(
+            new StartMessage { Id = "left", Name = "proxy", CliArgs = ["--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture)] },
+            new TaskLimits(null, null, null),
+            MonitoringProfile.Standard));
+        var serving = runtime.RunAsync(task, Components.Proxy, Ct);
+        (await task.Started.WaitAsync(TimeSpan.FromSeconds(60), Ct)).ShouldBe($"started at port {port}");
+        var url = $"http://127.0.0.1:{port}";
+
+        // The spinning request holds the only slot once a second one is refused while it runs (if the second got there
+        // first, the spin was the one refused: it is sent again).
+        using var leaving = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        Task<HttpResponseMessage> spin;
+        var refused = false;
+        var attempts = 0;
+        do
+        {
+            spin = _http.GetAsync(new Uri(url + "/spin"), leaving.Token);
+            while (!refused && !spin.IsCompleted && attempts++ < 400)
+            {
+                refused = (await _http.GetAsync(new Uri(url + "/"), Ct)).StatusCode == HttpStatusCode.ServiceUnavailable;
+            }
+        }
+        while (!refused && attempts < 400);
+
+        refused.ShouldBeTrue();
+        spin.IsCompleted.ShouldBeFalse();
+        await leaving.CancelAsync();
+        await Should.ThrowAsync<OperationCanceledException>(spin);
+
+        HttpResponseMessage? served = null;
+        for (var i = 0; i < 200 && served?.StatusCode != HttpStatusCode.OK; i++)
+        {
+            served = await _http.GetAsync(new Uri(url + "/"), Ct);
+            if (served.StatusCode != HttpStatusCode.OK)
+            {
+                await Task.Delay(50, Ct);
+            }
+        }
+
+        served.ShouldNotBeNull().StatusCode.ShouldBe(HttpStatusCode.OK);
+        task.Abort(StopReason.Stopped);
+        (await serving.WaitAsync(TimeSpan.FromSeconds(60), Ct)).Error.ShouldBe("Task left was stopped before completion");
+    }
+
     [Fact]
     public async Task GivenNoPortInCliArgs_WhenStarted_ThenTheFirstFreePortOfTheRangeIsTaken()
     {

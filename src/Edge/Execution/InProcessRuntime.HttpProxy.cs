@@ -132,7 +132,7 @@ public sealed partial class InProcessRuntime
         HttpProxyResponse response;
         try
         {
-            response = Serve(task, proxy, incoming);
+            response = Serve(task, proxy, incoming, context.RequestAborted);
         }
         finally
         {
@@ -161,12 +161,14 @@ public sealed partial class InProcessRuntime
         await context.Response.Body.WriteAsync(response.Body, context.RequestAborted);
     }
 
-    /// <summary>One request on a fresh store: the task's fuel and memory limits, its timeout for this request, and the
-    /// task's stop, all seen by the epoch check.</summary>
-    private HttpProxyResponse Serve(RunningTask task, HttpProxyComponent proxy, HttpProxyRequest request)
+    /// <summary>One request on a fresh store: the task's fuel and memory limits, its timeout for this request, the task's
+    /// stop and the client going away (<paramref name="requestAborted"/>), all seen by the epoch check and by a
+    /// <c>pollable.block</c>. Without the client's abort a handler that never returns, with no --timeout, kept its slot
+    /// after its client left, and once <see cref="HttpProxyBound"/>'s Running were held so, every client got 503.</summary>
+    private HttpProxyResponse Serve(RunningTask task, HttpProxyComponent proxy, HttpProxyRequest request, CancellationToken requestAborted)
     {
         var limits = task.Request.Limits;
-        using var ended = CancellationTokenSource.CreateLinkedTokenSource(task.Aborted);
+        using var ended = CancellationTokenSource.CreateLinkedTokenSource(task.Aborted, requestAborted);
         if (limits.Timeout is { } timeout)
         {
             ended.CancelAfter(timeout);
@@ -178,6 +180,7 @@ public sealed partial class InProcessRuntime
             {
                 throw new OperationCanceledException(task.Reason != StopReason.None
                     ? $"task {task.Id} ended: {task.Reason}"
+                    : requestAborted.IsCancellationRequested ? "the client closed the request"
                     : $"the request exceeded the task's time limit of {limits.Timeout?.TotalSeconds:0.###} s");
             }
         });

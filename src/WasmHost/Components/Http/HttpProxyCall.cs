@@ -15,8 +15,16 @@ internal sealed unsafe class HttpProxyCall(HttpProxyRequest request, HttpProxyOp
     /// <summary>stdout and stderr of one request are kept up to this many bytes each (for the log on a failure).</summary>
     public const int OutputLimit = 64 << 10;
 
+    /// <summary>
+    /// The most bytes of header fields (<see cref="WasiResources.Fields.Size"/>) a request holds at once: 4 MiB, 32
+    /// fields objects at their 128 KiB cap. Each object is capped, but cloning one (or asking for the request's headers,
+    /// a copy each time) and holding every copy would multiply it by the handle limit (65,536 × 128 KiB = 8 GiB).
+    /// </summary>
+    public const long FieldBytesLimit = 4 << 20;
+
     private readonly List<object?> _resources = [];
     private readonly Stack<int> _free = new();
+    private long _fieldBytes;
 
     public HttpProxyRequest Request { get; } = request;
 
@@ -82,11 +90,36 @@ internal sealed unsafe class HttpProxyCall(HttpProxyRequest request, HttpProxyOp
     /// <summary>The guest dropped its handle with this rep.</summary>
     public void Drop(uint rep)
     {
-        if (rep >= 1 && rep <= _resources.Count && _resources[(int)rep - 1] is not null)
+        if (rep >= 1 && rep <= _resources.Count && _resources[(int)rep - 1] is { } resource)
         {
+            if (resource is WasiResources.Fields fields)
+            {
+                Release(fields);
+            }
+
             Free((int)rep - 1);
         }
     }
+
+    /// <summary>Counts <paramref name="bytes"/> more of <paramref name="fields"/> against <see cref="FieldBytesLimit"/>
+    /// (fewer when negative); past it the guest traps.</summary>
+    public void Charge(WasiResources.Fields fields, long bytes)
+    {
+        if (!fields.Charged)
+        {
+            return;
+        }
+
+        if (bytes > 0 && _fieldBytes + bytes > FieldBytesLimit)
+        {
+            throw new InvalidOperationException($"the component holds more than {FieldBytesLimit} bytes of header fields at once");
+        }
+
+        _fieldBytes += bytes;
+    }
+
+    /// <summary>A fields object is gone (dropped, or taken and ignored): its size no longer counts.</summary>
+    public void Release(WasiResources.Fields fields) => Charge(fields, -fields.Size);
 
     private T Lookup<T>(Val* value, bool take)
         where T : class

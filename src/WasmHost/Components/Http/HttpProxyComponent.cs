@@ -121,6 +121,12 @@ public sealed unsafe class HttpProxyComponent : IDisposable
                     : "the component returned from handle without setting a response");
             }
 
+            if (response.Body is { Failure: { } failure })
+            {
+                // A write to the body failed (its limit): whatever the guest wrote after, the body misses bytes.
+                return HttpProxyResponse.Failed(failure);
+            }
+
             if (response.Body is { Finished: false })
             {
                 // wasi:http: an outgoing-body dropped (or left) without outgoing-body.finish is corrupted, not complete.

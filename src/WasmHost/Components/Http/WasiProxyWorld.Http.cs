@@ -18,12 +18,17 @@ internal static unsafe partial class WasiProxyWorld
         ("[method]fields.delete", 2, 1, FieldsDelete),
         ("[method]fields.append", 3, 1, FieldsAppend),
         ("[method]fields.entries", 1, 1, (c, a, r) => r[0] = Entries(c.Get<R.Fields>(a))),
-        ("[method]fields.clone", 1, 1, (c, a, r) => r[0] = c.New(new R.Fields([.. c.Get<R.Fields>(a).Entries], immutable: false), R.Type.Fields)),
+        ("[method]fields.clone", 1, 1, (c, a, r) => r[0] = NewFields(c, new R.Fields([.. c.Get<R.Fields>(a).Entries], immutable: false))),
         ("[method]incoming-request.method", 1, 1, (c, a, r) => r[0] = Method(c.Get<R.IncomingRequest>(a).Request.Method)),
         ("[method]incoming-request.path-with-query", 1, 1, (c, a, r) => r[0] = Some(String(c.Get<R.IncomingRequest>(a).Request.PathWithQuery))),
         ("[method]incoming-request.scheme", 1, 1, (c, a, r) => r[0] = Some(Scheme(c.Get<R.IncomingRequest>(a).Request.Scheme))),
         ("[method]incoming-request.authority", 1, 1, (c, a, r) => r[0] = Some(String(c.Get<R.IncomingRequest>(a).Request.Authority))),
-        ("[method]incoming-request.headers", 1, 1, (c, a, r) => r[0] = c.New(new R.Fields([.. c.Get<R.IncomingRequest>(a).Request.Headers], immutable: true), R.Type.Fields)),
+        ("[method]incoming-request.headers", 1, 1, (c, a, r) =>
+        {
+            // Without the forbidden ones, as Wasmtime's incoming request (FieldMap::new_immutable) strips them.
+            var headers = c.Get<R.IncomingRequest>(a).Request.Headers.Where(h => !Forbidden.Contains(h.Key)).ToList();
+            r[0] = NewFields(c, new R.Fields(headers, immutable: true));
+        }),
         ("[method]incoming-request.consume", 1, 1, Consume),
         ("[method]incoming-body.stream", 1, 1, IncomingStream),
         ("[static]incoming-body.finish", 1, 1, (c, a, r) =>
@@ -45,7 +50,7 @@ internal static unsafe partial class WasiProxyWorld
         ("[constructor]outgoing-response", 1, 1, (c, a, r) => r[0] = c.New(new R.OutgoingResponse(c.Take<R.Fields>(a)), R.Type.OutgoingResponse)),
         ("[method]outgoing-response.status-code", 1, 1, (c, a, r) => r[0] = U16(c.Get<R.OutgoingResponse>(a).Status)),
         ("[method]outgoing-response.set-status-code", 2, 1, SetStatus),
-        ("[method]outgoing-response.headers", 1, 1, (c, a, r) => r[0] = c.New(new R.Fields(c.Get<R.OutgoingResponse>(a).Headers.Entries, immutable: true), R.Type.Fields)),
+        ("[method]outgoing-response.headers", 1, 1, (c, a, r) => r[0] = c.New(new R.Fields(c.Get<R.OutgoingResponse>(a).Headers.Entries, immutable: true, charged: false), R.Type.Fields)),
         ("[method]outgoing-response.body", 1, 1, ResponseBody),
         ("[method]outgoing-body.write", 1, 1, BodyWrite),
         ("[static]outgoing-body.finish", 2, 1, (c, a, r) =>
@@ -56,14 +61,19 @@ internal static unsafe partial class WasiProxyWorld
             var trailers = Option(a + 1);
             if (trailers != null)
             {
-                c.Take<R.Fields>(trailers);
+                c.Release(c.Take<R.Fields>(trailers));
             }
 
             body.Finished = true;
             r[0] = Ok();
         }),
         ("[static]response-outparam.set", 2, 0, SetResponse),
-        ("http-error-code", 1, 1, (c, a, r) => r[0] = None()),
+        ("http-error-code", 1, 1, (c, a, r) =>
+        {
+            // No error of ours carries an error-code; the borrow is read all the same (Wasmtime fails a call that leaves one).
+            c.Get<R.Error>(a);
+            r[0] = None();
+        }),
     ];
 
     private static void FieldsFromList(HttpProxyCall call, Val* arguments, Val* results)
@@ -85,12 +95,20 @@ internal static unsafe partial class WasiProxyWorld
                         return;
                     }
 
+                    if (Forbidden.Contains(key))
+                    {
+                        results[0] = Err(Variant("forbidden"));
+                        return;
+                    }
+
                     entries.Add(new(key, bytes));
                 }
             }
         }
 
-        results[0] = Ok(call.New(new R.Fields(entries, immutable: false), R.Type.Fields));
+        var fields = new R.Fields(entries, immutable: false);
+        CheckSize(fields.Size);
+        results[0] = Ok(NewFields(call, fields));
     }
 
     private static void FieldsSet(HttpProxyCall call, Val* arguments, Val* results)
@@ -112,6 +130,8 @@ internal static unsafe partial class WasiProxyWorld
             return;
         }
 
+        var removed = fields.Entries.Where(e => SameName(e.Key, name)).Sum(e => R.Fields.Cost(e.Key, e.Value));
+        Resize(call, fields, fields.Size - removed + values.Sum(v => R.Fields.Cost(name, v)));
         fields.Entries.RemoveAll(e => SameName(e.Key, name));
         fields.Entries.AddRange(values.Select(v => new KeyValuePair<string, byte[]>(name, v)));
         results[0] = Ok();
@@ -127,6 +147,7 @@ internal static unsafe partial class WasiProxyWorld
             return;
         }
 
+        Resize(call, fields, fields.Size - fields.Entries.Where(e => SameName(e.Key, name)).Sum(e => R.Fields.Cost(e.Key, e.Value)));
         fields.Entries.RemoveAll(e => SameName(e.Key, name));
         results[0] = Ok();
     }
@@ -142,15 +163,59 @@ internal static unsafe partial class WasiProxyWorld
             return;
         }
 
+        Resize(call, fields, fields.Size + R.Fields.Cost(name, value));
         fields.Entries.Add(new(name, value));
         results[0] = Ok();
     }
 
-    /// <summary>The header-error for a change of <paramref name="fields"/>, or null when it may be made.</summary>
+    /// <summary>
+    /// Names a guest may not set, read from a request, or delete: Wasmtime's DEFAULT_FORBIDDEN_HEADERS (crates/wasi-http
+    /// lib.rs), hop-by-hop and connection-level fields the host owns. A change naming one is header-error forbidden.
+    /// </summary>
+    private static readonly HashSet<string> Forbidden = new(StringComparer.OrdinalIgnoreCase)
+    {
+        "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection", "transfer-encoding",
+        "upgrade", "host", "http2-settings",
+    };
+
+    /// <summary>The header-error for a change of <paramref name="fields"/>, or null when it may be made; checked in
+    /// Wasmtime's order (the name's syntax, forbidden, immutable, then the values' syntax).</summary>
     private static Val? Refused(R.Fields fields, string name, List<byte[]> values) =>
-        fields.Immutable ? Err(Variant("immutable"))
-        : !ValidName(name) || !values.TrueForAll(ValidValue) ? Err(Variant("invalid-syntax"))
+        !ValidName(name) ? Err(Variant("invalid-syntax"))
+        : Forbidden.Contains(name) ? Err(Variant("forbidden"))
+        : fields.Immutable ? Err(Variant("immutable"))
+        : !values.TrueForAll(ValidValue) ? Err(Variant("invalid-syntax"))
         : null;
+
+    /// <summary>A new fields handle, its size charged to the request's budget (<see cref="HttpProxyCall.FieldBytesLimit"/>).</summary>
+    private static Val NewFields(HttpProxyCall call, R.Fields fields)
+    {
+        call.Charge(fields, fields.Size);
+        return call.New(fields, R.Type.Fields);
+    }
+
+    /// <summary>Gives <paramref name="fields"/> its size after a change: past <see cref="R.Fields.SizeLimit"/> (a change
+    /// that grows it) the guest traps, as Wasmtime's wasi-http traps on its field size limit, and the difference is
+    /// charged to the request's budget. Called before the change is made, so a trap leaves the fields as they were.</summary>
+    private static void Resize(HttpProxyCall call, R.Fields fields, long size)
+    {
+        if (size > fields.Size)
+        {
+            CheckSize(size);
+        }
+
+        call.Charge(fields, size - fields.Size);
+        fields.Size = size;
+    }
+
+    private static void CheckSize(long size)
+    {
+        if (size > R.Fields.SizeLimit)
+        {
+            throw new InvalidOperationException(
+                $"the fields exceed their limit of {R.Fields.SizeLimit} bytes (names and values, {R.Fields.FieldOverhead} more a field)");
+        }
+    }
 
     private static Val FieldValues(R.Fields fields, string name)
     {
@@ -224,7 +289,7 @@ internal static unsafe partial class WasiProxyWorld
         }
 
         body.StreamTaken = true;
-        results[0] = Ok(call.New(new R.OutputStream(body.Data, call.Options.BodyLimit, "response body", truncates: false), R.Type.OutputStream));
+        results[0] = Ok(call.New(new R.OutputStream(body.Data, call.Options.BodyLimit, "response body", truncates: false, body), R.Type.OutputStream));
     }
 
     private static void SetResponse(HttpProxyCall call, Val* arguments, Val* results)

@@ -30,19 +30,29 @@ internal static unsafe partial class WasiProxyWorld
         ("[method]input-stream.blocking-read", 2, 1, Read),
         ("[method]input-stream.skip", 2, 1, Skip),
         ("[method]input-stream.blocking-skip", 2, 1, Skip),
-        ("[method]input-stream.subscribe", 1, 1, Ready),
+        ("[method]input-stream.subscribe", 1, 1, (c, a, r) =>
+        {
+            c.Get<R.InputStream>(a);
+            Ready(c, a, r);
+        }),
         ("[method]output-stream.check-write", 1, 1, CheckWrite),
         ("[method]output-stream.write", 2, 1, Write),
         ("[method]output-stream.blocking-write-and-flush", 2, 1, Write),
         ("[method]output-stream.flush", 1, 1, Flush),
         ("[method]output-stream.blocking-flush", 1, 1, Flush),
-        ("[method]output-stream.subscribe", 1, 1, Ready),
+        ("[method]output-stream.subscribe", 1, 1, (c, a, r) =>
+        {
+            c.Get<R.OutputStream>(a);
+            Ready(c, a, r);
+        }),
         ("[method]output-stream.write-zeroes", 2, 1, WriteZeroes),
         ("[method]output-stream.blocking-write-zeroes-and-flush", 2, 1, WriteZeroes),
         ("[method]output-stream.splice", 3, 1, Splice),
         ("[method]output-stream.blocking-splice", 3, 1, Splice),
     ];
 
+    /// <summary>A pollable that is ready at once. Its caller reads its <c>borrow</c> argument first: Wasmtime fails a host
+    /// call that returns with a borrow it never read ("borrow handles still remain at the end of the call").</summary>
     private static void Ready(HttpProxyCall call, Val* arguments, Val* results) =>
         results[0] = call.New(new R.Pollable(0), R.Type.Pollable);
 
@@ -128,20 +138,27 @@ internal static unsafe partial class WasiProxyWorld
         results[0] = Ok(U64((ulong)chunk));
     }
 
-    /// <summary>The room a write may use: stdout and stderr always have some (what passes their cap is dropped, never an
-    /// error a guest's runtime would panic on); a response body has what is left of its limit, then fails.</summary>
+    /// <summary>
+    /// The room a write may use: what one write moves (1 MiB), whatever is left of a response body's limit, as Wasmtime's
+    /// body stream reports its buffer's room rather than what is left of a content-length; the write that would cross
+    /// the limit is the one that fails. A body filled exactly to its limit is not an error: check-write after its last
+    /// write and flush (wasi:io's blocking-flush is flush, block, check-write) succeeds. Never 0: that tells the guest
+    /// to wait on <c>subscribe</c>, whose pollable is ready at once here, so a guest with more to write would spin until
+    /// its limits end it instead of failing on its write. stdout and stderr always have room (what passes their cap is
+    /// dropped, never an error a guest's runtime would panic on). A closed stream (a failed write, a finished body) is
+    /// closed.
+    /// </summary>
     private static void CheckWrite(HttpProxyCall call, Val* arguments, Val* results)
     {
         var stream = call.Get<R.OutputStream>(arguments);
-        var room = stream.Truncates ? ChunkLimit : stream.Limit - stream.Sink.WrittenCount;
-        results[0] = room > 0 ? Ok(U64((ulong)Math.Min(room, ChunkLimit))) : Full(call, stream);
+        results[0] = stream.Closed ? Closed() : Ok(U64(ChunkLimit));
     }
 
     private static void Write(HttpProxyCall call, Val* arguments, Val* results)
     {
         var stream = call.Get<R.OutputStream>(arguments);
         var bytes = Bytes(arguments + 1);
-        results[0] = Append(call, stream, bytes);
+        results[0] = stream.Closed ? Closed() : Append(call, stream, bytes);
     }
 
     private static void WriteZeroes(HttpProxyCall call, Val* arguments, Val* results)
@@ -149,21 +166,28 @@ internal static unsafe partial class WasiProxyWorld
         var stream = call.Get<R.OutputStream>(arguments);
         var length = U64(arguments + 1);
         var room = (ulong)Math.Max(0, stream.Limit - stream.Sink.WrittenCount);
-        results[0] = stream.Truncates ? Append(call, stream, new byte[Math.Min(length, room)])
+        results[0] = stream.Closed ? Closed()
+            : stream.Truncates ? Append(call, stream, new byte[Math.Min(length, room)])
             : length > room ? Full(call, stream)
             : Append(call, stream, new byte[length]);
     }
 
     private static void Flush(HttpProxyCall call, Val* arguments, Val* results)
     {
-        call.Get<R.OutputStream>(arguments);
-        results[0] = Ok();
+        var stream = call.Get<R.OutputStream>(arguments);
+        results[0] = stream.Closed ? Closed() : Ok();
     }
 
     private static void Splice(HttpProxyCall call, Val* arguments, Val* results)
     {
         var target = call.Get<R.OutputStream>(arguments);
         var source = call.Get<R.InputStream>(arguments + 1);
+        if (target.Closed)
+        {
+            results[0] = Closed();
+            return;
+        }
+
         var left = source.Data.Length - source.Position;
         if (left == 0)
         {
@@ -201,6 +225,22 @@ internal static unsafe partial class WasiProxyWorld
         return Ok();
     }
 
-    private static Val Full(HttpProxyCall call, R.OutputStream stream) =>
-        Err(Variant("last-operation-failed", call.New(new R.Error($"the {stream.What} exceeds its limit of {stream.Limit} bytes"), R.Type.Error)));
+    /// <summary>
+    /// A write past a response body's limit: last-operation-failed, after which (wasi:io) the stream is closed, so a later
+    /// smaller write cannot append to a body that lost bytes; the body records the failure and the request fails
+    /// (<see cref="HttpProxyComponent"/>) even if the guest ignores the error and finishes the body.
+    /// </summary>
+    private static Val Full(HttpProxyCall call, R.OutputStream stream)
+    {
+        var message = $"the {stream.What} exceeds its limit of {stream.Limit} bytes";
+        stream.Failed = true;
+        if (stream.Body is { } body)
+        {
+            body.Failure ??= message;
+        }
+
+        return Err(Variant("last-operation-failed", call.New(new R.Error(message), R.Type.Error)));
+    }
+
+    private static Val Closed() => Err(Variant("closed"));
 }
