@@ -119,9 +119,9 @@ public static class MartenStoreConfiguration
     {
         // The task view is the inline TaskState document itself: the list's filters and orders read duplicated
         // columns (written by Marten's upsert from the document), and the metadata filter a jsonb copy of the metadata
-        // text with a GIN jsonb_path_ops index, used by containment (@>) only (libraries.md). Priority and name are
-        // read from the JSON: only the few scheduled tasks are ordered by priority, and a name part (ILIKE '%x%')
-        // cannot use a btree anyway.
+        // text with a GIN jsonb_path_ops index, used by containment (@>) only (libraries.md). The sweep's order has
+        // its own columns and partial index (AddWaitingOrder); the name is read from the JSON, as a name part
+        // (ILIKE '%x%') cannot use a btree anyway.
         options.Projections.Add(new TaskStateProjection(), ProjectionLifecycle.Inline);
         options.Schema.For<TaskState>()
             .Duplicate(x => x.Status)
