@@ -10,7 +10,7 @@ namespace Propeller.Infrastructure.MartenStore;
 /// <summary>
 /// The proplet view on Marten (ADR 0010 step 2): <see cref="PropletDocument"/>s written inline by
 /// <see cref="PropletDocumentProjection"/>, heartbeats patched into them (no event each), running-task counts read
-/// from the task view in the same round trip (a batched query), so they cannot drift.
+/// from the task view (counted by PostgreSQL on its duplicated columns).
 /// </summary>
 public sealed class MartenPropletRegistry(IDocumentStore store) : IPropletRegistry
 {
@@ -21,7 +21,8 @@ public sealed class MartenPropletRegistry(IDocumentStore store) : IPropletRegist
         await using var session = store.QuerySession();
         var batch = session.CreateBatchQuery();
         var document = batch.Load<PropletDocument>(IdOf(id));
-        var running = batch.Query<TaskState>().Where(x => x.Status == TaskStatus.Running && x.PropletId == id.Value && !x.Deleted).Count();
+        // On the duplicated columns alone (no test of Deleted: see ListFleetAsync).
+        var running = batch.Query<TaskState>().Where(x => x.Status == TaskStatus.Running && x.PropletId == id.Value).Count();
         await batch.Execute(cancellationToken);
         return await document is { State.Deleted: false } found ? View(found, (int)await running) : null;
     }
@@ -31,19 +32,26 @@ public sealed class MartenPropletRegistry(IDocumentStore store) : IPropletRegist
     public async Task<PropletFleet> ListFleetAsync(CancellationToken cancellationToken)
     {
         await using var session = store.QuerySession();
-        var batch = session.CreateBatchQuery();
-        var documents = batch.Query<PropletDocument>().ToList();
-        var running = batch.Query<TaskState>().Where(x => x.Status == TaskStatus.Running && !x.Deleted).Select(x => x.PropletId).ToList();
-        await batch.Execute(cancellationToken);
+        var documents = await session.Query<PropletDocument>().ToListAsync(cancellationToken);
+        // Counted by PostgreSQL on the duplicated columns: one row per proplet, no document read. No test of Deleted: a
+        // running task cannot be deleted (TaskDecider: "stop it before deleting it"), and the flag is in the JSON, so
+        // testing it took every running task's whole document, module included, out of TOAST on every fleet read. A
+        // batched query has no GroupBy: two round trips.
+        var running = await RunningCounts(session.Query<TaskState>()).ToListAsync(cancellationToken);
         // A broadcast task runs on no proplet in particular: not counted, and not "on a proplet that is gone".
-        var counts = (await running).Where(p => p is not null && p != TaskSpec.BroadcastTarget).GroupBy(p => p!, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.Count(), StringComparer.Ordinal);
-        var registered = (await documents).Where(d => !d.State.Deleted).ToList();
+        var counts = running.Where(c => c.PropletId is not null && c.PropletId != TaskSpec.BroadcastTarget)
+            .ToDictionary(c => c.PropletId!, c => c.Count, StringComparer.Ordinal);
+        var registered = documents.Where(d => !d.State.Deleted).ToList();
         var known = registered.Select(d => d.State.Id.Value).ToHashSet(StringComparer.Ordinal);
         return new PropletFleet(
             [.. registered.Select(d => View(d, counts.GetValueOrDefault(d.State.Id.Value)))
                 .OrderBy(v => v.Name, StringComparer.Ordinal).ThenBy(v => v.Id.Value, StringComparer.Ordinal)],
             [.. counts.Keys.Where(p => !known.Contains(p)).Select(p => new PropletId(p))]);
     }
+
+    /// <summary>How many tasks run on each proplet (the fleet's query; tests read its SQL).</summary>
+    public static IQueryable<RunningCount> RunningCounts(IQueryable<TaskState> tasks) =>
+        tasks.Where(x => x.Status == TaskStatus.Running).GroupBy(x => x.PropletId).Select(g => new RunningCount(g.Key, g.Count()));
 
     /// <summary>
     /// Reads the document and patches its liveness (newest heartbeat, the last ten): two round trips, no event. A
@@ -73,3 +81,6 @@ public sealed class MartenPropletRegistry(IDocumentStore store) : IPropletRegist
     private static PropletView View(PropletDocument document, int runningTasks) => new(
         document.State.Id, document.State.Name ?? "", document.State.Metadata, document.State.Offline, document.LastAliveAt, document.AliveHistory, runningTasks);
 }
+
+/// <summary>How many tasks run on one proplet (a row of the fleet's GROUP BY).</summary>
+public sealed record RunningCount(string? PropletId, int Count);
