@@ -21,8 +21,7 @@ public sealed class MartenPropletRegistry(IDocumentStore store) : IPropletRegist
         await using var session = store.QuerySession();
         var batch = session.CreateBatchQuery();
         var document = batch.Load<PropletDocument>(IdOf(id));
-        // On the duplicated columns alone (no test of Deleted: see ListFleetAsync).
-        var running = batch.Query<TaskState>().Where(x => x.Status == TaskStatus.Running && x.PropletId == id.Value).Count();
+        var running = batch.Query<TaskState>().Where(x => x.Status == TaskStatus.Running && x.PropletId == id.Value && !x.Deleted).Count();
         await batch.Execute(cancellationToken);
         return await document is { State.Deleted: false } found ? View(found, (int)await running) : null;
     }
@@ -33,10 +32,9 @@ public sealed class MartenPropletRegistry(IDocumentStore store) : IPropletRegist
     {
         await using var session = store.QuerySession();
         var documents = await session.Query<PropletDocument>().ToListAsync(cancellationToken);
-        // Counted by PostgreSQL on the duplicated columns: one row per proplet, no document read. No test of Deleted: a
-        // running task cannot be deleted (TaskDecider: "stop it before deleting it"), and the flag is in the JSON, so
-        // testing it took every running task's whole document, module included, out of TOAST on every fleet read. A
-        // batched query has no GroupBy: two round trips.
+        // Counted by PostgreSQL on the duplicated columns: one row per proplet, no document read (reading the deleted
+        // flag from the JSON took every running task's whole document, module included, out of TOAST on every fleet
+        // read). A batched query has no GroupBy: two round trips.
         var running = await RunningCounts(session.Query<TaskState>()).ToListAsync(cancellationToken);
         // A broadcast task runs on no proplet in particular: not counted, and not "on a proplet that is gone".
         var counts = running.Where(c => c.PropletId is not null && c.PropletId != TaskSpec.BroadcastTarget)
@@ -51,7 +49,7 @@ public sealed class MartenPropletRegistry(IDocumentStore store) : IPropletRegist
 
     /// <summary>How many tasks run on each proplet (the fleet's query; tests read its SQL).</summary>
     public static IQueryable<RunningCount> RunningCounts(IQueryable<TaskState> tasks) =>
-        tasks.Where(x => x.Status == TaskStatus.Running).GroupBy(x => x.PropletId).Select(g => new RunningCount(g.Key, g.Count()));
+        tasks.Where(x => x.Status == TaskStatus.Running && !x.Deleted).GroupBy(x => x.PropletId).Select(g => new RunningCount(g.Key, g.Count()));
 
     /// <summary>
     /// Reads the document and patches its liveness (newest heartbeat, the last ten): two round trips, no event. A
