@@ -50,12 +50,9 @@ public sealed class MartenTaskQueries(IDocumentStore store) : ITaskQueries, IWai
 
     public async Task<IReadOnlyList<TaskState>> ListScheduledAsync(int limit, CancellationToken cancellationToken)
     {
+        // The sweep's order, so that the first few are read from its partial index rather than sorted from all.
         await using var session = store.QuerySession();
-        return await session.Query<TaskState>()
-            .Where(x => x.Status == TaskStatus.Scheduled && !x.Deleted)
-            .OrderByDescending(x => x.Spec!.Priority).ThenBy(x => x.UpdatedAt).ThenBy(x => x.Id)
-            .Take(limit)
-            .ToListAsync(cancellationToken);
+        return await Waiting(session.Query<TaskState>(), null).Take(limit).ToListAsync(cancellationToken);
     }
 
     public async Task<IReadOnlyList<TaskState>> ListWaitingAsync(WaitingTaskKey? after, int limit, CancellationToken cancellationToken)
