@@ -147,6 +147,8 @@ public static class ManagerApp
         builder.Services.AddProblemDetails();
         builder.Services.AddSingleton<PrometheusMetrics>();
         builder.Services.AddSingleton<MetricsSamplers>();
+        builder.Services.Configure<Infrastructure.Telemetry.MetricsRetentionOptions>(o => o.Retention = config.MetricsRetention);
+        builder.Services.AddHostedService<Infrastructure.Telemetry.MetricsRetention>();
         builder.Services.AddOpenApi(o => o.AddDocumentTransformer((document, _, _) =>
         {
             document.Info.Title = "Propeller manager API";

@@ -74,6 +74,9 @@ internal sealed record ManagerConfig
     /// <summary>MANAGER_INVOKE_TIMEOUT: how long POST /tasks/{id}/invoke waits for the proplet (the original's 30 s).</summary>
     public TimeSpan InvokeTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>MANAGER_METRICS_RETENTION: how long the proplets' telemetry samples are kept (7 days; 0 keeps them for ever).</summary>
+    public TimeSpan MetricsRetention { get; init; } = TimeSpan.FromDays(7);
+
     public SchedulingPolicy Policy { get; init; } = SchedulingPolicy.RoundRobin;
 
     public int MaxRedispatches { get; init; } = 3;
@@ -285,6 +288,29 @@ internal sealed record ManagerConfig
         // The original's net/http server settings (spec §8) where Kestrel has the same limit; unset keeps Kestrel's
         // default. READ_TIMEOUT and WRITE_TIMEOUT (whole request / whole response) have no Kestrel equivalent
         // (docs/compatibility.md).
+        // A retention is no timer: longer than 49 days is fine, and 0 means no pruning.
+        TimeSpan Retention(string name, TimeSpan fallback)
+        {
+            var raw = Get(name);
+            if (raw is null)
+            {
+                return fallback;
+            }
+
+            if (raw.Trim() == "0")
+            {
+                return TimeSpan.Zero;
+            }
+
+            if (GoDuration.TryParse(raw, out var value) && value >= TimeSpan.Zero && value <= TimeSpan.FromDays(36_500))
+            {
+                return value;
+            }
+
+            errors.Add($"{name} must be a duration such as 168h or 720h, or 0 to keep everything (got '{raw}')");
+            return fallback;
+        }
+
         TimeSpan? OptionalDuration(string name) => Get(name) is null ? null : Duration(name, TimeSpan.Zero);
         var readHeaderTimeout = OptionalDuration("MANAGER_HTTP_SERVER_READ_HEADER_TIMEOUT");
         var idleTimeout = OptionalDuration("MANAGER_HTTP_SERVER_IDLE_TIMEOUT");
@@ -360,6 +386,7 @@ internal sealed record ManagerConfig
             ApiKey = apiKey,
             LivenessWindow = Duration("MANAGER_PROPLET_LIVENESS_WINDOW", TimeSpan.FromSeconds(30)),
             InvokeTimeout = Duration("MANAGER_INVOKE_TIMEOUT", TimeSpan.FromSeconds(30)),
+            MetricsRetention = Retention("MANAGER_METRICS_RETENTION", TimeSpan.FromDays(7)),
             Policy = policy,
             MaxRedispatches = Int("MANAGER_MAX_REDISPATCHES", 3, 0, 1000),
             PluginDir = pluginDir,

@@ -192,6 +192,18 @@ public sealed class ManagerConfigTests : IDisposable
     }
 
     [Fact]
+    public void MetricsRetention_IsAWeekByDefault_ZeroKeepsEverything_AndABadValueIsNamed()
+    {
+        Load().MetricsRetention.ShouldBe(TimeSpan.FromDays(7));
+        Load(("MANAGER_METRICS_RETENTION", "0")).MetricsRetention.ShouldBe(TimeSpan.Zero);
+        Load(("MANAGER_METRICS_RETENTION", "2160h")).MetricsRetention.ShouldBe(TimeSpan.FromDays(90));
+
+        var ex = Should.Throw<ManagerConfigurationException>(() => Load(("MANAGER_METRICS_RETENTION", "a week")));
+        ex.Errors.ShouldHaveSingleItem().ShouldStartWith("MANAGER_METRICS_RETENTION must be a duration");
+        Should.Throw<ManagerConfigurationException>(() => Load(("MANAGER_METRICS_RETENTION", "-1h")));
+    }
+
+    [Fact]
     public void Durations_AreBoundedByWhatATimerTakes_NamingTheVariable()
     {
         var longest = Load(("MANAGER_INVOKE_TIMEOUT", "1193h"), ("MANAGER_MQTT_TIMEOUT", "1193h"));
