@@ -13,8 +13,8 @@ namespace Propeller.Bench.EventStore;
 
 /// <summary>
 /// `sweep`: the scheduler's sweep over a backlog of waiting tasks (no proplet to place them on), as the product reads it
-/// (MartenTaskQueries.ListWaitingAsync: priority first, then least recently changed, keyset pages) against the same
-/// documents read in pages of the same size by primary key (the cheapest page Marten can read), in one run. Each waiting
+/// (MartenTaskQueries.ListWaitingAsync: the keys of a page, priority first, then least recently changed) against the
+/// ids of the same tasks read in pages of the same size by primary key in raw SQL (the cheapest keyset page), in one run. Each waiting
 /// task holds a module of about 6 KiB (base64 in its spec), as a task created with "file" does.
 /// Arguments: [waiting tasks, default 50,000] [pages read, default 50] [page size, default 100].
 /// </summary>
@@ -58,10 +58,19 @@ internal static class SweepBenchmark
             sweep = await MeasureAsync(pages, async after => await queries.ListWaitingAsync(after, pageSize, cancellationToken), cancellationToken);
             reference = await MeasureAsync(pages, async after =>
             {
-                await using var session = store.QuerySession();
-                return after is { } key
-                    ? await session.QueryAsync<TaskState>("where status = 'Scheduled' and id > ? order by id limit ?", cancellationToken, key.Id.Value, pageSize)
-                    : await session.QueryAsync<TaskState>("where status = 'Scheduled' order by id limit ?", cancellationToken, pageSize);
+                // Raw SQL, ids only, by primary key: the cheapest keyset page of waiting tasks there is.
+                await using var command = dataSource.CreateCommand(
+                    $"select id from {Schema}.mt_doc_taskstate where status = 'Scheduled' and id > $1 order by id limit $2");
+                command.Parameters.AddWithValue(after?.Id.Value ?? Guid.Empty);
+                command.Parameters.AddWithValue(pageSize);
+                var keys = new List<WaitingTaskKey>(pageSize);
+                await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+                while (await reader.ReadAsync(cancellationToken))
+                {
+                    keys.Add(new WaitingTaskKey(TaskSpec.DefaultPriority, null, new TaskId(reader.GetGuid(0))));
+                }
+
+                return keys;
             }, cancellationToken);
         }
 
@@ -71,7 +80,7 @@ internal static class SweepBenchmark
     }
 
     /// <summary>Milliseconds per page over <paramref name="pages"/> pages, each after the last key of the one before.</summary>
-    private static async Task<double> MeasureAsync(int pages, Func<WaitingTaskKey?, Task<IReadOnlyList<TaskState>>> read, CancellationToken cancellationToken)
+    private static async Task<double> MeasureAsync(int pages, Func<WaitingTaskKey?, Task<IReadOnlyList<WaitingTaskKey>>> read, CancellationToken cancellationToken)
     {
         WaitingTaskKey? after = null;
         var watch = Stopwatch.StartNew();
@@ -85,7 +94,7 @@ internal static class SweepBenchmark
                 break;
             }
 
-            after = WaitingTaskKey.Of(page[^1]);
+            after = page[^1];
         }
 
         return watch.Elapsed.TotalMilliseconds / Math.Max(1, count);

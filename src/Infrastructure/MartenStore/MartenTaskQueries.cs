@@ -55,11 +55,20 @@ public sealed class MartenTaskQueries(IDocumentStore store) : ITaskQueries, IWai
         return await Waiting(session.Query<TaskState>(), null).Take(limit).ToListAsync(cancellationToken);
     }
 
-    public async Task<IReadOnlyList<TaskState>> ListWaitingAsync(WaitingTaskKey? after, int limit, CancellationToken cancellationToken)
+    public async Task<IReadOnlyList<WaitingTaskKey>> ListWaitingAsync(WaitingTaskKey? after, int limit, CancellationToken cancellationToken)
     {
         await using var session = store.QuerySession();
-        return await Waiting(session.Query<TaskState>(), after).Take(limit).ToListAsync(cancellationToken);
+        var rows = await WaitingKeys(Waiting(session.Query<TaskState>(), after)).Take(limit).ToListAsync(cancellationToken);
+        return [.. rows.Select(r => new WaitingTaskKey(r.Priority ?? TaskSpec.DefaultPriority, r.UpdatedAt, r.Id))];
     }
+
+    /// <summary>
+    /// The sweep's keys from the duplicated columns alone (the sweep's page query; tests read its SQL): reading the
+    /// documents took each waiting task's module out of TOAST on every page of every sweep (7.9 s a round over 50,000
+    /// waiting tasks, 99 ms for the keys).
+    /// </summary>
+    public static IQueryable<WaitingRow> WaitingKeys(IQueryable<TaskState> waiting) =>
+        waiting.Select(x => new WaitingRow { Id = x.Id, Priority = x.Spec!.Priority, UpdatedAt = x.UpdatedAt });
 
     /// <summary>The waiting tasks after <paramref name="after"/> in the sweep's order (the sweep's query; tests EXPLAIN it).</summary>
     public static IQueryable<TaskState> Waiting(IQueryable<TaskState> tasks, WaitingTaskKey? after)
@@ -131,4 +140,14 @@ public sealed class MartenTaskQueries(IDocumentStore store) : ITaskQueries, IWai
 
     /// <summary>The duplicated jsonb column holding the metadata (Marten names it after the member path).</summary>
     public const string MetadataColumn = "specmetadata";
+}
+
+/// <summary>A waiting task's key as PostgreSQL reads it from the duplicated columns (no priority without a spec).</summary>
+public sealed class WaitingRow
+{
+    public TaskId Id { get; set; }
+
+    public int? Priority { get; set; }
+
+    public DateTimeOffset? UpdatedAt { get; set; }
 }

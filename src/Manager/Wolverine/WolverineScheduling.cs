@@ -258,7 +258,7 @@ public sealed partial class WolverineScheduling(
         var waiting = page.Count == 0 ? 0 : await PlaceAsync(session, listener, page.Select(t => t.Id.Value), outgoing, cancellationToken);
         while (page.Count >= Options.BatchSize)
         {
-            page = await waitingTasks.ListWaitingAsync(WaitingTaskKey.Of(page[^1]), Options.BatchSize, cancellationToken);
+            page = await waitingTasks.ListWaitingAsync(page[^1], Options.BatchSize, cancellationToken);
             if (page.Count > 0)
             {
                 outgoing.Add(new PlaceTasks([.. page.Select(t => t.Id.Value)]));

@@ -157,14 +157,13 @@ public sealed class MartenTaskQueriesTests : IAsyncLifetime
             while (true)
             {
                 var page = await ((IWaitingTaskQueries)_queries).ListWaitingAsync(after, size, Ct);
-                page.ShouldAllBe(t => t.Status == TaskStatus.Scheduled);
                 seen.AddRange(page.Select(t => t.Id));
                 if (page.Count < size || seen.Count > expected.Length)
                 {
                     break;
                 }
 
-                after = WaitingTaskKey.Of(page[^1]);
+                after = page[^1];
             }
 
             string.Join(" ", seen).ShouldBe(string.Join(" ", expected), $"pages of {size}");
