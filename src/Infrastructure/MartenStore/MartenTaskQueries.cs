@@ -22,6 +22,8 @@ public sealed class MartenTaskQueries(IDocumentStore store) : ITaskQueries, IWai
 
     public const string DeletedColumn = "deleted";
 
+    public const string NameColumn = "name";
+
     public const string WaitingIndex = "mt_doc_taskstate_idx_waiting";
 
     /// <summary>
@@ -125,7 +127,7 @@ public sealed class MartenTaskQueries(IDocumentStore store) : ITaskQueries, IWai
         {
             // A part of the name, case-insensitive; LIKE's wildcards in the input are taken literally.
             var escaped = name.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("%", "\\%", StringComparison.Ordinal).Replace("_", "\\_", StringComparison.Ordinal);
-            query = query.Where(x => x.MatchesSql("d.data -> 'spec' ->> 'name' ilike '%' || ? || '%'", escaped));
+            query = query.Where(x => x.MatchesSql($"d.{NameColumn} ilike '%' || ? || '%'", escaped));
         }
 
         if (filter.PropletId is { Length: > 0 } proplet)
