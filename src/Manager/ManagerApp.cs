@@ -107,7 +107,7 @@ public static class ManagerApp
             });
         }
 
-        builder.AddWolverinePipeline(config.Durability, config.NodeStaleTimeout, config.CommandBatches);
+        builder.AddWolverinePipeline(config.Durability, config.NodeStaleTimeout, config.CommandBatches, config.DeadLetterRetention);
 
         // One base topic for everything that talks to proplets: m/{MANAGER_TENANT_ID}/c/{MANAGER_CHANNEL_ID}.
         var baseTopic = Propeller.Contracts.Mqtt.Topics.Base(config.Tenant, config.Channel);

@@ -77,6 +77,9 @@ internal sealed record ManagerConfig
     /// <summary>MANAGER_METRICS_RETENTION: how long the proplets' telemetry samples are kept (7 days; 0 keeps them for ever).</summary>
     public TimeSpan MetricsRetention { get; init; } = TimeSpan.FromDays(7);
 
+    /// <summary>MANAGER_DEAD_LETTER_RETENTION: how long Wolverine keeps a dead letter (30 days; 0 keeps them for ever).</summary>
+    public TimeSpan DeadLetterRetention { get; init; } = TimeSpan.FromDays(30);
+
     public SchedulingPolicy Policy { get; init; } = SchedulingPolicy.RoundRobin;
 
     public int MaxRedispatches { get; init; } = 3;
@@ -387,6 +390,7 @@ internal sealed record ManagerConfig
             LivenessWindow = Duration("MANAGER_PROPLET_LIVENESS_WINDOW", TimeSpan.FromSeconds(30)),
             InvokeTimeout = Duration("MANAGER_INVOKE_TIMEOUT", TimeSpan.FromSeconds(30)),
             MetricsRetention = Retention("MANAGER_METRICS_RETENTION", TimeSpan.FromDays(7)),
+            DeadLetterRetention = Retention("MANAGER_DEAD_LETTER_RETENTION", TimeSpan.FromDays(30)),
             Policy = policy,
             MaxRedispatches = Int("MANAGER_MAX_REDISPATCHES", 3, 0, 1000),
             PluginDir = pluginDir,

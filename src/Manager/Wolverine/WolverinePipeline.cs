@@ -61,7 +61,8 @@ internal static class WolverinePipeline
         services.AddHostedService<SweepAtStart>();
     }
 
-    public static void AddWolverinePipeline(this WebApplicationBuilder builder, DurabilityModeSetting durability, TimeSpan staleNodeTimeout, int commandBatches)
+    public static void AddWolverinePipeline(
+        this WebApplicationBuilder builder, DurabilityModeSetting durability, TimeSpan staleNodeTimeout, int commandBatches, TimeSpan deadLetterRetention)
     {
         builder.Services.TryAddSingleton<CommandSessionServices>();
         builder.Services.TryAddSingleton(sp => ActivatorUtilities.CreateInstance<TaskCommandBatcher>(sp, commandBatches));
@@ -87,6 +88,15 @@ internal static class WolverinePipeline
             opts.Durability.Mode = durability == DurabilityModeSetting.Solo ? DurabilityMode.Solo : DurabilityMode.Balanced;
             opts.Durability.StaleNodeTimeout = staleNodeTimeout;
             opts.Durability.HealthCheckPollingTime = staleNodeTimeout / 5;
+
+            // Dead letters expire after MANAGER_DEAD_LETTER_RETENTION (Wolverine's own expiration, off by default): a
+            // start message carries the task's module, and the table grew for ever while /metrics counts it per scrape.
+            opts.Durability.DeadLetterQueueExpirationEnabled = deadLetterRetention > TimeSpan.Zero;
+            if (deadLetterRetention > TimeSpan.Zero)
+            {
+                opts.Durability.DeadLetterQueueExpiration = deadLetterRetention;
+            }
+
             opts.Policies.AutoApplyTransactions();
 
             // Middleware (ADR 0014): FluentValidation before every handler whose message has validators, then the

@@ -192,7 +192,7 @@ public sealed class ManagerConfigTests : IDisposable
     }
 
     [Fact]
-    public void MetricsRetention_IsAWeekByDefault_ZeroKeepsEverything_AndABadValueIsNamed()
+    public void Retentions_HaveDefaults_ZeroKeepsEverything_AndABadValueIsNamed()
     {
         Load().MetricsRetention.ShouldBe(TimeSpan.FromDays(7));
         Load(("MANAGER_METRICS_RETENTION", "0")).MetricsRetention.ShouldBe(TimeSpan.Zero);
@@ -201,6 +201,9 @@ public sealed class ManagerConfigTests : IDisposable
         var ex = Should.Throw<ManagerConfigurationException>(() => Load(("MANAGER_METRICS_RETENTION", "a week")));
         ex.Errors.ShouldHaveSingleItem().ShouldStartWith("MANAGER_METRICS_RETENTION must be a duration");
         Should.Throw<ManagerConfigurationException>(() => Load(("MANAGER_METRICS_RETENTION", "-1h")));
+        Load().DeadLetterRetention.ShouldBe(TimeSpan.FromDays(30));
+        Load(("MANAGER_DEAD_LETTER_RETENTION", "0")).DeadLetterRetention.ShouldBe(TimeSpan.Zero);
+        Should.Throw<ManagerConfigurationException>(() => Load(("MANAGER_DEAD_LETTER_RETENTION", "soon")));
     }
 
     [Fact]

@@ -328,6 +328,8 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
         letter.GetProperty("exception_type").GetString()!.ShouldContain("ArgumentException");
         letter.GetProperty("replayable").GetBoolean().ShouldBeFalse();
         (await Http.GetStringAsync("/metrics", Ct)).ShouldContain("wolverine_dead_letters 1");
+        // It expires after MANAGER_DEAD_LETTER_RETENTION (30 days by default): the table grew for ever.
+        (await CountAsync($"select count(*) from {Schema}.wolverine_dead_letters where expires between now() + interval '29 days' and now() + interval '31 days'")).ShouldBe(1);
 
         (await Http.PostAsync($"/dead-letters/{Guid.NewGuid()}/replay", null, Ct)).StatusCode.ShouldBe(HttpStatusCode.NotFound);
         var invalid = await Http.PostAsync("/dead-letters/nope/replay", null, Ct);
