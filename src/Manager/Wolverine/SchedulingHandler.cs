@@ -31,6 +31,19 @@ public static class SchedulingHandler
         return outgoing;
     }
 
+    /// <summary>A further page of a sweep's round: placed as <see cref="PlaceTasks"/> is.</summary>
+    public static async Task<OutgoingMessages> HandleAsync(PlaceSweepPage message, IDocumentSession session, WolverineScheduling scheduling, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        ArgumentNullException.ThrowIfNull(scheduling);
+        if (scheduling.SweepPageHook is { } hook)
+        {
+            await hook(cancellationToken);
+        }
+
+        return await HandleAsync(new PlaceTasks(message.TaskIds), session, scheduling, cancellationToken);
+    }
+
     /// <summary>
     /// A sweep: a link of the scheduled chain (dropped unless its token is the stored one; it schedules the next link
     /// sooner while tasks wait) or one sent by an event (it makes sure a chain runs).

@@ -7,6 +7,12 @@ namespace Propeller.Manager.Wolverine;
 public sealed record PlaceTasks(Guid[] TaskIds);
 
 /// <summary>
+/// A further page of a sweep's round (<see cref="WolverineScheduling.SweepAsync"/>), placed as <see cref="PlaceTasks"/>
+/// is; its own type so that a sweep can tell whether the pages of the round before are still queued.
+/// </summary>
+public sealed record PlaceSweepPage(Guid[] TaskIds);
+
+/// <summary>
 /// Look at the waiting tasks (and at proplets whose tasks need a new home) and place what can be placed. With a token
 /// it is a link of the scheduled sweep chain and is dropped unless the token is the one stored in the
 /// <see cref="SchedulerTimer"/> "sweep" (so several nodes and reconnects never multiply the chain); without one it was

@@ -112,6 +112,7 @@ internal static class WolverinePipeline
             // scheduled messages in Wolverine's incoming envelopes, which the durability agent looks for every second
             // (default 5 s: a liveness check could fire up to 5 s late).
             opts.PublishMessage<PlaceTasks>().ToLocalQueue("scheduling");
+            opts.PublishMessage<PlaceSweepPage>().ToLocalQueue("scheduling");
             opts.PublishMessage<SweepWaitingTasks>().ToLocalQueue("sweeps");
             opts.PublishMessage<CheckLiveness>().ToLocalQueue("scheduling");
             opts.PublishMessage<RedispatchTasksOf>().ToLocalQueue("scheduling");

@@ -60,6 +60,9 @@ public sealed partial class WolverineScheduling(
     /// </summary>
     internal Func<bool, CancellationToken, Task>? DeferralJudgedHook { get; set; }
 
+    /// <summary>Tests only: runs before a sweep's further page is placed (holds it queued).</summary>
+    internal Func<CancellationToken, Task>? SweepPageHook { get; set; }
+
     private SchedulerOptions Options => planner.Options;
 
     /// <summary>A timer due longer ago than this has lost its message (a node died, a dead letter): a new chain replaces it.</summary>
@@ -256,13 +259,23 @@ public sealed partial class WolverineScheduling(
         ArgumentNullException.ThrowIfNull(outgoing);
         var page = await waitingTasks.ListWaitingAsync(null, Options.BatchSize, cancellationToken);
         var waiting = page.Count == 0 ? 0 : await PlaceAsync(session, listener, page.Select(t => t.Id.Value), outgoing, cancellationToken);
-        while (page.Count >= Options.BatchSize)
+        if (page.Count >= Options.BatchSize && await SweepPagesQueuedAsync(session, cancellationToken))
         {
-            page = await waitingTasks.ListWaitingAsync(page[^1], Options.BatchSize, cancellationToken);
-            if (page.Count > 0)
+            // The round before has not placed all its pages yet (a backlog one sweep interval cannot place): this round
+            // stops at its first page, or the queue grew by a round every interval and never drained.
+            LogRoundShortened(logger);
+            waiting++;
+        }
+        else
+        {
+            while (page.Count >= Options.BatchSize)
             {
-                outgoing.Add(new PlaceTasks([.. page.Select(t => t.Id.Value)]));
-                waiting += page.Count;
+                page = await waitingTasks.ListWaitingAsync(page[^1], Options.BatchSize, cancellationToken);
+                if (page.Count > 0)
+                {
+                    outgoing.Add(new PlaceSweepPage([.. page.Select(t => t.Id.Value)]));
+                    waiting += page.Count;
+                }
             }
         }
 
@@ -294,6 +307,17 @@ public sealed partial class WolverineScheduling(
 
         return waiting > 0;
     }
+
+    /// <summary>Whether a sweep's further page is still queued or being placed (Wolverine's incoming envelopes, any node).</summary>
+    private static async Task<bool> SweepPagesQueuedAsync(IDocumentSession session, CancellationToken cancellationToken)
+    {
+        var table = $"{session.DocumentStore.Options.DatabaseSchemaName}.wolverine_incoming_envelopes";
+        var found = await session.QueryAsync<bool>(
+            $"select exists (select 1 from {table} where status = 'Incoming' and message_type = ?)", cancellationToken, SweepPageType);
+        return found.Count > 0 && found[0];
+    }
+
+    private static readonly string SweepPageType = typeof(PlaceSweepPage).FullName!;
 
     /// <summary>Starts (or restarts, replacing the token) the liveness timer of a proplet: one check due at <paramref name="dueAt"/>.</summary>
     public void StartLiveness(IDocumentSession session, OutgoingMessages outgoing, string propletId, DateTimeOffset dueAt) =>
@@ -418,6 +442,9 @@ public sealed partial class WolverineScheduling(
 
     [LoggerMessage(EventId = 6002, Level = LogLevel.Information, Message = "Task {TaskId} waits: {Reason}")]
     private static partial void LogWaiting(ILogger logger, string taskId, string reason);
+
+    [LoggerMessage(EventId = 6011, Level = LogLevel.Information, Message = "The sweep's round stops at its first page: the round before still has pages queued (a backlog larger than one sweep interval places)")]
+    private static partial void LogRoundShortened(ILogger logger);
 
     [LoggerMessage(EventId = 6010, Level = LogLevel.Warning, Message = "Task {TaskId} not dispatched: {Reason}")]
     private static partial void LogBlocked(ILogger logger, string taskId, string? reason);

@@ -176,6 +176,47 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
     }
 
     /// <summary>
+    /// A round whose further pages are still queued when the next sweep runs (a backlog that one sweep interval cannot
+    /// place) makes that round stop at its first page; once the pages are placed, rounds queue theirs again. Every
+    /// round queued all its pages, so the durable queue grew by a round every second and never drained.
+    /// </summary>
+    [Fact]
+    public async Task ASweep_WhileTheRoundBeforeStillHasPagesQueued_QueuesNoMorePages()
+    {
+        var scheduling = _server.Services.GetRequiredService<WolverineScheduling>();
+        var held = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        scheduling.SweepPageHook = token => held.Task.WaitAsync(token);
+        const string Pages = "message_type like '%PlaceSweepPage%'";
+        try
+        {
+            // Six tasks wait (no proplet); pages of two: a round places its first page and queues the others.
+            for (var i = 0; i < 6; i++)
+            {
+                await CreateAndStartAsync("""{"name":"main"}""");
+            }
+
+            await WaitForAsync(async () => await CountAsync($"select count(*) from {Schema}.wolverine_incoming_envelopes where {Pages}") > 0 ? default(JsonElement) : (JsonElement?)null);
+
+            // Held, the pages stay queued; three more sweeps (one a second while tasks wait) queue none.
+            var queued = await CountAsync($"select count(*) from {Schema}.wolverine_incoming_envelopes where {Pages}");
+            var sweeps = await SweepsAsync();
+            await WaitForAsync(async () => await SweepsAsync() >= sweeps + 3 ? default(JsonElement) : (JsonElement?)null);
+            (await CountAsync($"select count(*) from {Schema}.wolverine_incoming_envelopes where {Pages}")).ShouldBe(queued);
+        }
+        finally
+        {
+            held.TrySetResult();
+        }
+
+        // Released: the pages are placed, and the rounds after queue theirs again.
+        var placed = await CountAsync($"select count(*) from {Schema}.wolverine_incoming_envelopes where {Pages}");
+        await WaitForAsync(async () => await CountAsync($"select count(*) from {Schema}.wolverine_incoming_envelopes where {Pages}") > placed ? default(JsonElement) : (JsonElement?)null);
+    }
+
+    private Task<long> SweepsAsync() =>
+        CountAsync($"select count(*) from {Schema}.wolverine_incoming_envelopes where status = 'Handled' and message_type like '%SweepWaitingTasks%'");
+
+    /// <summary>
     /// A start handled late (a dead letter replayed after the broker was down, a dead node's envelope recovered) goes
     /// out only while it still starts the task's current attempt: after the task was stopped it is dropped, logged and
     /// counted. It was published as it was, so the proplet ran an attempt the manager had given up.
