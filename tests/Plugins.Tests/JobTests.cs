@@ -363,30 +363,45 @@ public sealed class JobTests : IAsyncLifetime
     /// <summary>
     /// Ended jobs older than the retention are deleted with their history by the worker's poll (the tables grew for
     /// ever: ~86,000 jobs a day per plugin at the default rate); a job still waiting, one ended recently and one whose
-    /// unique_for window is open are kept.
+    /// unique_for window is open are kept. One round deletes batch after batch until one comes back short (a single
+    /// batch per interval fell behind a busy plugin): five old jobs, batches of two, all gone after one poll.
     /// </summary>
     [Fact]
     public async Task EndedJobsPastTheRetention_AreDeletedWithTheirHistory_OthersKept()
     {
         _dir.Add("p", Enqueuer(extra: Wat.Answer("handle_job", "{}")), Queue);
-        var old = Guid.Parse(await EnqueueAsync());
+        var olds = new List<Guid>();
+        for (var i = 0; i < 5; i++)
+        {
+            olds.Add(Guid.Parse(await EnqueueAsync()));
+        }
+
         var recent = Guid.Parse(await EnqueueAsync());
         var unique = Guid.Parse(await EnqueueAsync());
         await RunUntilQuietAsync(Worker());
         var waiting = Guid.Parse(await EnqueueAsync());
-        await TestDatabase.ScalarAsync<object>($"update {Schema}.plugin_jobs set updated_at = now() - interval '8 days' where id = any($1)", new[] { old, unique, waiting });
+        await TestDatabase.ScalarAsync<object>($"update {Schema}.plugin_jobs set updated_at = now() - interval '8 days' where id = any($1)", olds.Append(unique).Append(waiting).ToArray());
         await TestDatabase.ScalarAsync<object>($"update {Schema}.plugin_jobs set unique_until = now() + interval '1 hour' where id = $1", unique);
 
+        _options.PruneBatch = 2;
         var worker = Worker();
         await worker.PollOnceAsync(Ct); // the first poll prunes; the waiting job is claimed, not pruned
         await worker.WhenIdleAsync();
 
-        (await _store.GetAsync(old, Ct)).ShouldBeNull();
-        (await _store.HistoryAsync(old, Ct)).ShouldBeEmpty();
+        foreach (var old in olds)
+        {
+            (await _store.GetAsync(old, Ct)).ShouldBeNull();
+            (await _store.HistoryAsync(old, Ct)).ShouldBeEmpty();
+        }
+
         (await _store.GetAsync(recent, Ct))!.State.ShouldBe("done");
         (await _store.GetAsync(unique, Ct))!.State.ShouldBe("done");
         (await _store.GetAsync(waiting, Ct)).ShouldNotBeNull();
         (await _store.PruneAsync(TimeSpan.FromDays(7), 100, Ct)).ShouldBe(0);
+
+        // The prune's filter has its index (a prune with nothing to delete read the whole table).
+        (await TestDatabase.ScalarAsync<string>($"select indexdef from pg_indexes where schemaname = '{Schema}' and indexname = 'plugin_jobs_ended'"))
+            .ShouldBe($"CREATE INDEX plugin_jobs_ended ON {Schema}.plugin_jobs USING btree (updated_at) WHERE (state = ANY (ARRAY['done'::text, 'failed'::text, 'dropped'::text]))");
     }
 
     [Fact]

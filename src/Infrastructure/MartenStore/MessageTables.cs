@@ -37,6 +37,7 @@ internal static class MessageTables
         table.AddColumn("received_at", "timestamptz").NotNull().DefaultValueByExpression("now()");
         // Read newest first per task: PostgreSQL scans the ascending index backwards.
         table.Indexes.Add(new IndexDefinition("task_metrics_task") { Columns = ["task_id", "sampled_at", "id"] });
+        KeepAllVisible(table);
         return table;
     }
 
@@ -51,6 +52,18 @@ internal static class MessageTables
         table.AddColumn("memory", "jsonb").NotNull();
         table.AddColumn("received_at", "timestamptz").NotNull().DefaultValueByExpression("now()");
         table.Indexes.Add(new IndexDefinition("proplet_metrics_proplet") { Columns = ["proplet_id", "sampled_at", "id"] });
+        KeepAllVisible(table);
         return table;
     }
+
+    /// <summary>
+    /// The metrics reads count a key's samples (their <c>total</c>) from its index alone, which PostgreSQL does only for
+    /// heap pages the visibility map marks all-visible; else it visits one heap page per sample (1.0–2.7 s for a proplet's
+    /// 7 days, against 29–67 ms index-only). These tables are only inserted into (and pruned at the old end), so autovacuum
+    /// visits them for inserts (PostgreSQL 13+): by default after 20% of the table, 12,000,000 rows at 1,000 proplets,
+    /// about a day and a half of samples left unmarked. At 1% it runs about every 100 minutes there; such a vacuum skips
+    /// the pages already all-visible, so it costs little.
+    /// </summary>
+    private static void KeepAllVisible(Table table) =>
+        table.WithStorageParameter(StorageParameterNames.AutovacuumVacuumInsertScaleFactor, 0.01);
 }

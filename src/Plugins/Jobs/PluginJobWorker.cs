@@ -26,6 +26,9 @@ namespace Propeller.Plugins.Jobs;
 /// </summary>
 public sealed partial class PluginJobWorker : BackgroundService
 {
+    /// <summary>The most prune batches one round runs (1,000,000 jobs at the default batch).</summary>
+    internal const int MaxPruneBatches = 100;
+
     private readonly PluginCatalog _catalog;
     private readonly PluginJobStore _store;
     private readonly PluginJobOptions _options;
@@ -111,6 +114,28 @@ public sealed partial class PluginJobWorker : BackgroundService
         await Task.WhenAll(_running.Values.ToArray());
     }
 
+    /// <summary>
+    /// Deletes ended jobs past the retention, <see cref="PluginJobOptions.PruneBatch"/> per statement (short
+    /// transactions, bounded locks), until a batch comes back short: one batch per interval removed at most 10,000 jobs
+    /// every 10 minutes, fewer than a busy plugin ends, so the backlog grew for ever. At most <see cref="MaxPruneBatches"/>
+    /// batches a round, so one round never holds up claiming for long; what is left waits for the next interval.
+    /// </summary>
+    private async Task<long> PruneAsync(CancellationToken cancellationToken)
+    {
+        long total = 0;
+        for (var batch = 0; batch < MaxPruneBatches; batch++)
+        {
+            var pruned = await _store.PruneAsync(_options.Retention, _options.PruneBatch, cancellationToken);
+            total += pruned;
+            if (pruned < _options.PruneBatch)
+            {
+                break;
+            }
+        }
+
+        return total;
+    }
+
     /// <summary>Completes when the jobs started so far have finished (tests, shutdown).</summary>
     internal Task WhenIdleAsync() => Task.WhenAll(_running.Values.ToArray());
 
@@ -122,7 +147,7 @@ public sealed partial class PluginJobWorker : BackgroundService
         if (Stopwatch.GetElapsedTime(_lastPrune) >= _options.PruneInterval)
         {
             _lastPrune = Stopwatch.GetTimestamp();
-            var pruned = await _store.PruneAsync(_options.Retention, _options.PruneBatch, cancellationToken);
+            var pruned = await PruneAsync(cancellationToken);
             if (pruned > 0)
             {
                 LogPruned(_logger, pruned, _options.Retention);
@@ -341,5 +366,5 @@ public sealed partial class PluginJobWorker : BackgroundService
     private static partial void LogClaimLost(ILogger logger, Guid jobId, string type, int attempt, string @event);
 
     [LoggerMessage(EventId = 8110, Level = LogLevel.Information, Message = "Deleted {Count} plugin jobs that ended more than {Retention} ago, with their history")]
-    private static partial void LogPruned(ILogger logger, int count, TimeSpan retention);
+    private static partial void LogPruned(ILogger logger, long count, TimeSpan retention);
 }
