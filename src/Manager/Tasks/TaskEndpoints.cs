@@ -88,6 +88,13 @@ internal static class TaskEndpoints
                     return ApiResults.BadRequest("metadata must be a JSON object");
                 }
 
+                // PostgreSQL's jsonb has no \u0000: the filter's cast failed only when a row reached it, so the
+                // answer (400 or an empty 200) hung on the plan and the table's contents.
+                if (HoldsNul(document.RootElement))
+                {
+                    return ApiResults.BadRequest("metadata must not contain \\u0000");
+                }
+
                 filter = document.RootElement.GetRawText();
             }
             catch (JsonException)
@@ -119,6 +126,14 @@ internal static class TaskEndpoints
         var page = await queries.ListAsync((long)offset, (int)limit, listFilter, cancellationToken);
         return Results.Ok(new TaskPage((long)offset, (long)limit, page.Total, [.. page.Tasks.Select(TaskMapping.ToJson)]));
     }
+
+    private static bool HoldsNul(JsonElement element) => element.ValueKind switch
+    {
+        JsonValueKind.String => element.GetString()!.Contains('\0', StringComparison.Ordinal),
+        JsonValueKind.Object => element.EnumerateObject().Any(p => p.Name.Contains('\0', StringComparison.Ordinal) || HoldsNul(p.Value)),
+        JsonValueKind.Array => element.EnumerateArray().Any(HoldsNul),
+        _ => false,
+    };
 
     private static async Task<IResult> GetAsync(
         string taskId, HttpRequest request, ITaskQueries queries, AggregateLoader loader, StreamChanges changes, AggregateCache cache, CancellationToken cancellationToken)
