@@ -44,6 +44,9 @@ public sealed class MartenTaskQueries(IDocumentStore store) : ITaskQueries, IWai
 
     private static readonly string WaitingOrder = string.Join(", ", WaitingOrderColumns("d."));
 
+    /// <summary>The partial index's predicate, as the queries that should use it must spell it.</summary>
+    public static readonly string WaitingPredicate = $"d.status = '{nameof(TaskStatus.Scheduled)}'";
+
     public async Task<TaskState?> GetAsync(TaskId id, CancellationToken cancellationToken)
     {
         await using var session = store.QuerySession();
@@ -75,7 +78,10 @@ public sealed class MartenTaskQueries(IDocumentStore store) : ITaskQueries, IWai
     /// <summary>The waiting tasks after <paramref name="after"/> in the sweep's order (the sweep's query; tests EXPLAIN it).</summary>
     public static IQueryable<TaskState> Waiting(IQueryable<TaskState> tasks, WaitingTaskKey? after)
     {
-        var query = tasks.Where(x => x.Status == TaskStatus.Scheduled && !x.Deleted);
+        // The status as a literal, not the parameter LINQ makes of it: the manager's statements are prepared with
+        // generic plans (plan_cache_mode), and a generic plan cannot use the partial index of the waiting tasks for
+        // "status = $1" (it scanned and sorted every task, 63 ms a page over 50,000).
+        var query = tasks.Where(x => x.MatchesSql(WaitingPredicate) && !x.Deleted);
         if (after is { } key)
         {
             query = key.UpdatedAt is { } updatedAt
