@@ -29,20 +29,11 @@ public sealed class MartenTaskQueries(IDocumentStore store) : ITaskQueries, IWai
     /// <summary>
     /// The sweep's order as one ascending row (priority negated: highest first; then least recently changed, then id),
     /// so that a keyset page is a single row comparison against the last key of the page before, read from the
-    /// partial index <see cref="WaitingIndex"/> built on these same expressions. The change time is the duplicated
-    /// column, written by Npgsql from the document's own value (truncated to microseconds), and the key it is compared
-    /// with is a parameter from that value, truncated alike. (Rows backfilled by Marten when the column was added hold
-    /// PostgreSQL's rounding of the JSON text: such a task may be read twice in one round until its next event, which
-    /// placing decides idempotently.)
+    /// partial index <see cref="WaitingIndex"/> built on these same expressions. The key compared with is read from
+    /// the same columns (<see cref="WaitingKeys"/>), so it equals the stored row exactly.
     /// </summary>
-    public static IEnumerable<string> WaitingOrderColumns(string alias) =>
-    [
-        $"(-coalesce({alias}{PriorityColumn}, {TaskSpec.DefaultPriority}))",
-        $"(coalesce({alias}{UpdatedAtColumn}, '-infinity'::timestamptz))",
-        $"{alias}id",
-    ];
-
-    private static readonly string WaitingOrder = string.Join(", ", WaitingOrderColumns("d."));
+    private static readonly string WaitingOrder =
+        $"(-coalesce(d.{PriorityColumn}, {TaskSpec.DefaultPriority})), (coalesce(d.{UpdatedAtColumn}, '-infinity'::timestamptz)), d.id";
 
     /// <summary>The partial index's predicate, as the queries that should use it must spell it.</summary>
     public static readonly string WaitingPredicate = $"d.status = '{nameof(TaskStatus.Scheduled)}'";

@@ -54,7 +54,9 @@ public sealed partial class MetricsRetention(
 
             while (true)
             {
-                await using var delete = dataSource.CreateCommand($"delete from {name} where id in (select id from {name} where id < $1 order by id limit $2)");
+                // The ids as an array, each deleted through the primary key (as PluginJobStore.PruneAsync does: "id in
+                // (select …)" may become a hash join against a scan of the whole table).
+                await using var delete = dataSource.CreateCommand($"delete from {name} where id = any(array(select id from {name} where id < $1 order by id limit $2))");
                 delete.Parameters.AddWithValue(below);
                 delete.Parameters.AddWithValue(options.Value.Batch);
                 var rows = await delete.ExecuteNonQueryAsync(cancellationToken);

@@ -288,9 +288,6 @@ internal sealed record ManagerConfig
 
         var httpsCertificate = LoadHttpsCertificate(Get("MANAGER_HTTP_SERVER_CERT"), Get("MANAGER_HTTP_SERVER_KEY"), errors);
 
-        // The original's net/http server settings (spec §8) where Kestrel has the same limit; unset keeps Kestrel's
-        // default. READ_TIMEOUT and WRITE_TIMEOUT (whole request / whole response) have no Kestrel equivalent
-        // (docs/compatibility.md).
         // A retention is no timer: longer than 49 days is fine, and 0 means no pruning.
         TimeSpan Retention(string name, TimeSpan fallback)
         {
@@ -298,11 +295,6 @@ internal sealed record ManagerConfig
             if (raw is null)
             {
                 return fallback;
-            }
-
-            if (raw.Trim() == "0")
-            {
-                return TimeSpan.Zero;
             }
 
             if (GoDuration.TryParse(raw, out var value) && value >= TimeSpan.Zero && value <= TimeSpan.FromDays(36_500))
@@ -314,6 +306,9 @@ internal sealed record ManagerConfig
             return fallback;
         }
 
+        // The original's net/http server settings (spec §8) where Kestrel has the same limit; unset keeps Kestrel's
+        // default. READ_TIMEOUT and WRITE_TIMEOUT (whole request / whole response) have no Kestrel equivalent
+        // (docs/compatibility.md).
         TimeSpan? OptionalDuration(string name) => Get(name) is null ? null : Duration(name, TimeSpan.Zero);
         var readHeaderTimeout = OptionalDuration("MANAGER_HTTP_SERVER_READ_HEADER_TIMEOUT");
         var idleTimeout = OptionalDuration("MANAGER_HTTP_SERVER_IDLE_TIMEOUT");
