@@ -96,6 +96,10 @@ public sealed class TaskCommandTests(CliCluster cluster) : IDisposable
         history.Out.ShouldContain("task.created.v1");
         history.Out.ShouldContain("task.stopped.v1");
         history.Out.ShouldContain("alice");
+        var lastOne = await Cli.RunAsync(Url, "task", "history", id, "--last", "1", "-o", "json");
+        lastOne.Exit.ShouldBe(0, lastOne.ToString());
+        lastOne.Json.EnumerateArray().Select(e => e.GetProperty("type").GetString()).ShouldBe(["task.stopped.v1"]);
+        (await Cli.RunAsync(Url, "task", "history", id, "--last", "0")).Exit.ShouldBe(2);
         (await Cli.RunAsync(Url, "task", "get", id, "--version", "1", "-o", "json")).Json.GetProperty("state").GetInt32().ShouldBe(0);
 
         var deleted = await Cli.RunAsync(Url, "task", "delete", id);

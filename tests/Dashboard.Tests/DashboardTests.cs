@@ -94,6 +94,27 @@ public sealed class DashboardTests(DashboardCluster cluster) : IAsyncLifetime
         await Assertions.Expect(replay.Locator("[data-state='pending']")).ToBeVisibleAsync();
     }
 
+    /// <summary>The timeline shows a task's last 100 events and reads earlier ones on demand (it read the whole history).</summary>
+    [Fact]
+    public async Task TheTimeline_ShowsTheLastEvents_AndEarlierOnDemand()
+    {
+        var id = await cluster.Cluster.CreateTaskAsync(new { name = "main" }, Ct);
+        for (var i = 0; i < 104; i++)
+        {
+            using var updated = await cluster.Cluster.Http.PutAsJsonAsync($"/tasks/{id}", new { name = "main", inputs = new[] { i } }, Ct);
+            updated.EnsureSuccessStatusCode();
+        }
+
+        await _page.GotoAsync(Ui(cluster.Cluster, $"#/tasks/{id}"));
+
+        await Assertions.Expect(_page.Locator("#timeline li")).ToHaveCountAsync(100);
+        await Assertions.Expect(_page.Locator("#timeline li").First).ToHaveAttributeAsync("data-version", "6");
+        await _page.Locator("#earlier-events").ClickAsync();
+        await Assertions.Expect(_page.Locator("#timeline li")).ToHaveCountAsync(105);
+        await Assertions.Expect(_page.Locator("#timeline li").First).ToHaveAttributeAsync("data-version", "1");
+        await Assertions.Expect(_page.Locator("#earlier-events")).ToHaveCountAsync(0);
+    }
+
     [Fact]
     public async Task TheTimeline_ShowsTheDecisionsOfTheDenyingPlugin_AndItsDenialIsAMessage()
     {

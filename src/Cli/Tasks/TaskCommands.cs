@@ -150,10 +150,20 @@ internal static class TaskCommands
     private static Command History(CommandActions actions)
     {
         var id = IdArgument();
-        var command = new Command("history", "Show a task's history: every event with its time, user and plugin decisions") { id };
+        var last = new Option<int?>("--last") { Description = $"Only the last N events (1-{HistoryPage})" };
+        last.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<int?>() is { } n && (n < 1 || n > HistoryPage))
+            {
+                result.AddError($"--last must be between 1 and {HistoryPage}");
+            }
+        });
+        var command = new Command("history", "Show a task's history: every event with its time, user and plugin decisions") { id, last };
         actions.Set(
             command,
-            (context, parse, cancellationToken) => context.Manager.GetAsync($"/tasks/{Escape(parse.GetValue(id)!)}/history", cancellationToken),
+            (context, parse, cancellationToken) => parse.GetValue(last) is { } n
+                ? context.Manager.GetAsync($"/tasks/{Escape(parse.GetValue(id)!)}/history?last={n.ToString(CultureInfo.InvariantCulture)}", cancellationToken)
+                : AllHistoryAsync(context, parse.GetValue(id)!, cancellationToken),
             (context, history) =>
             {
                 var table = Tables.Create("VERSION", "TIME", "EVENT", "USER", "PLUGINS");
@@ -165,6 +175,25 @@ internal static class TaskCommands
                 context.Console.Write(table);
             });
         return command;
+    }
+
+    /// <summary>The most events the manager returns in one page of a history.</summary>
+    private const int HistoryPage = 1000;
+
+    /// <summary>The whole history, a page at a time (the manager answers at most <see cref="HistoryPage"/> events a call).</summary>
+    private static async Task<JsonElement> AllHistoryAsync(CliContext context, string id, CancellationToken cancellationToken)
+    {
+        var events = new List<JsonElement>();
+        for (var from = 1L; ; from += HistoryPage)
+        {
+            var page = await context.Manager.GetAsync(
+                $"/tasks/{Escape(id)}/history?from={from.ToString(CultureInfo.InvariantCulture)}&limit={HistoryPage.ToString(CultureInfo.InvariantCulture)}", cancellationToken);
+            events.AddRange(page.EnumerateArray());
+            if (page.GetArrayLength() < HistoryPage)
+            {
+                return JsonSerializer.SerializeToElement(events);
+            }
+        }
     }
 
     /// <summary>The plugin decisions in an event's headers, e.g. <c>audit: authorize create allow</c>.</summary>

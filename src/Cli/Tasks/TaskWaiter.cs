@@ -126,13 +126,13 @@ internal static class TaskWaiter
     }
 
     /// <summary>
-    /// The task with the version it is at (the task's JSON has none): its history's last version, and the task replayed
+    /// The task with the version it is at (the task's JSON has none): its history's last version (its last event), and the task replayed
     /// to that version, so the two agree whatever commits in between.
     /// </summary>
     private static async Task<(JsonElement Task, long Version)> CurrentAsync(CliContext context, string id, CancellationToken cancellationToken)
     {
         var path = "/tasks/" + Uri.EscapeDataString(id);
-        var history = await context.Manager.GetAsync(path + "/history", cancellationToken);
+        var history = await context.Manager.GetAsync(path + "/history?last=1", cancellationToken);
         var version = history.EnumerateArray().Select(e => e.GetProperty("version").GetInt64()).DefaultIfEmpty(0).Max();
         var task = await context.Manager.GetAsync(
             version > 0 ? $"{path}?version={version.ToString(CultureInfo.InvariantCulture)}" : path, cancellationToken);

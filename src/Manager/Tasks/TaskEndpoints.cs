@@ -344,17 +344,73 @@ internal static class TaskEndpoints
         return TaskMapping.Parse(state.Results) is { } results ? Results.Ok(new { results }) : Results.Ok();
     }
 
-    private static async Task<IResult> HistoryAsync(string taskId, IEventStore store, EventSerializer serializer, CancellationToken cancellationToken)
+    /// <summary>The most events one history page holds (and the page's size when none is asked for).</summary>
+    internal const int HistoryPageLimit = 1000;
+
+    /// <summary>
+    /// GET /tasks/{id}/history: one page of the task's events in version order, <c>?from=N</c> (default 1) and
+    /// <c>?limit=M</c> (1–1000, default 1000), or its last M events (<c>?last=M</c>). A recurring task gains events with
+    /// every run, so the history is never read whole: the stream's version is in <c>Propeller-Stream-Version</c>, and
+    /// the pages before and after this one in <c>Link</c> (rel prev and next).
+    /// </summary>
+    private static async Task<IResult> HistoryAsync(
+        string taskId, string? from, string? limit, string? last, HttpResponse response, IEventStore store, EventSerializer serializer, CancellationToken cancellationToken)
     {
         if (!TryTaskId(taskId, out var id))
         {
             return ApiResults.BadRequest(InvalidId);
         }
 
-        var stream = await store.ReadStreamAsync(TaskAggregate.StreamId(id), new StreamReadOptions(IncludeArchived: true), cancellationToken);
+        if (!TryPositive(from, 1, long.MaxValue, out var first) || !TryPositive(limit, HistoryPageLimit, HistoryPageLimit, out var size)
+            || !TryPositive(last, 0, HistoryPageLimit, out var tail))
+        {
+            return ApiResults.BadRequest($"from must be a positive integer, limit and last integers from 1 to {HistoryPageLimit}");
+        }
+
+        if (last is not null && (from is not null || limit is not null))
+        {
+            return ApiResults.BadRequest("last cannot be combined with from or limit");
+        }
+
+        var streamId = TaskAggregate.StreamId(id);
+        if (tail > 0)
+        {
+            // The stream's version first (no event read), then its last events up to that version: a page of exactly
+            // that many however many events commit in between.
+            var head = await store.ReadStreamAsync(streamId, new StreamReadOptions(FromVersion: long.MaxValue, IncludeArchived: true), cancellationToken);
+            if (head is null)
+            {
+                return ApiResults.NotFound("task not found");
+            }
+
+            (first, size) = (Math.Max(1, head.Version - tail + 1), tail);
+        }
+
+        var to = first > long.MaxValue - size ? long.MaxValue : first + size - 1;
+        var stream = await store.ReadStreamAsync(streamId, new StreamReadOptions(FromVersion: first, ToVersion: to, IncludeArchived: true), cancellationToken);
         if (stream is null)
         {
             return ApiResults.NotFound("task not found");
+        }
+
+        var links = new List<string>(2);
+        if (first > 1 && stream.Version > 0)
+        {
+            // The page ending just before this one; past the end, the stream's last page.
+            var end = Math.Min(first - 1, stream.Version);
+            var previous = Math.Max(1, end - size + 1);
+            links.Add(HistoryLink(taskId, previous, end - previous + 1, "prev"));
+        }
+
+        if (to < stream.Version)
+        {
+            links.Add(HistoryLink(taskId, to + 1, size, "next"));
+        }
+
+        response.Headers[StreamVersionHeader] = stream.Version.ToString(CultureInfo.InvariantCulture);
+        if (links.Count > 0)
+        {
+            response.Headers.Link = string.Join(", ", links);
         }
 
         // The module is redacted as GET /tasks/{id} redacts it: a history holds it in every create and update otherwise.
@@ -368,6 +424,24 @@ internal static class TaskEndpoints
         return Results.Ok(stream.Events.Select(e => new TaskHistoryEntryJson(
             e.Version, e.Type, e.Metadata.Timestamp, JsonSerializer.Deserialize<JsonElement>(serializer.Serialize(Redacted(e.Data)).Json),
             e.Metadata.CorrelationId, e.Metadata.CausationId, e.Metadata.UserId, e.Metadata.Headers)).ToList());
+    }
+
+    /// <summary>The response header of GET /tasks/{id}/history holding the stream's version when it was read.</summary>
+    internal const string StreamVersionHeader = "Propeller-Stream-Version";
+
+    private static string HistoryLink(string taskId, long from, long limit, string relation) =>
+        string.Create(CultureInfo.InvariantCulture, $"</tasks/{Uri.EscapeDataString(taskId)}/history?from={from}&limit={limit}>; rel=\"{relation}\"");
+
+    /// <summary>An optional positive integer query value no larger than <paramref name="max"/>.</summary>
+    private static bool TryPositive(string? raw, long fallback, long max, out long value)
+    {
+        if (raw is null)
+        {
+            value = fallback;
+            return true;
+        }
+
+        return long.TryParse(raw, NumberStyles.None, CultureInfo.InvariantCulture, out value) && value >= 1 && value <= max;
     }
 
     private static async Task<IResult> SendAsync(

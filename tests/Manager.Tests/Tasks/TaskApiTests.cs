@@ -463,6 +463,46 @@ public sealed class TaskApiTests : IAsyncLifetime
         files.ShouldBe([AddWasm[..10] + "<REDACTED>" + AddWasm[^10..], AddWasm[..10] + "<REDACTED>" + (AddWasm + "AA==")[^10..]]);
     }
 
+    /// <summary>
+    /// The history comes in pages (a recurring task gains events with every run and was read whole): from a version, or
+    /// the last events, with the stream's version in a header and the neighbouring pages as links.
+    /// </summary>
+    [Fact]
+    public async Task History_IsPaged_WithLinksAndTheStreamsVersion()
+    {
+        var id = await CreateAsync();
+        for (var i = 0; i < 3; i++)
+        {
+            (await Http.PostAsync($"/tasks/{id}/start", null, Ct)).StatusCode.ShouldBe(HttpStatusCode.OK);
+            (await Http.PostAsync($"/tasks/{id}/stop", null, Ct)).StatusCode.ShouldBe(HttpStatusCode.OK);
+        }
+
+        async Task<(string Versions, string? Link, string? Version)> PageAsync(string query)
+        {
+            var response = await Http.GetAsync($"/tasks/{id}/history{query}", Ct);
+            response.StatusCode.ShouldBe(HttpStatusCode.OK);
+            var versions = string.Join(",", (await BodyAsync(response)).EnumerateArray().Select(e => e.GetProperty("version").GetInt64()));
+            return (versions, response.Headers.TryGetValues("Link", out var link) ? string.Join(", ", link) : null,
+                response.Headers.GetValues("Propeller-Stream-Version").Single());
+        }
+
+        (await PageAsync("")).ShouldBe(("1,2,3,4,5,6,7", null, "7"));
+        (await PageAsync("?from=3&limit=3")).ShouldBe(("3,4,5", $"</tasks/{id}/history?from=1&limit=2>; rel=\"prev\", </tasks/{id}/history?from=6&limit=3>; rel=\"next\"", "7"));
+        (await PageAsync("?limit=4")).ShouldBe(("1,2,3,4", $"</tasks/{id}/history?from=5&limit=4>; rel=\"next\"", "7"));
+        (await PageAsync("?last=2")).ShouldBe(("6,7", $"</tasks/{id}/history?from=4&limit=2>; rel=\"prev\"", "7"));
+        (await PageAsync("?last=1000")).Versions.ShouldBe("1,2,3,4,5,6,7");
+        (await PageAsync("?from=100&limit=5")).ShouldBe(("", $"</tasks/{id}/history?from=3&limit=5>; rel=\"prev\"", "7"));
+
+        foreach (var bad in new[] { "?from=0", "?from=x", "?limit=0", "?limit=1001", "?last=0", "?last=-1", "?last=2&from=1", "?last=2&limit=2", "?from=" })
+        {
+            var response = await Http.GetAsync($"/tasks/{id}/history{bad}", Ct);
+            response.StatusCode.ShouldBe(HttpStatusCode.BadRequest, bad);
+            (await BodyAsync(response)).GetProperty("error").GetString().ShouldNotBeNullOrEmpty();
+        }
+
+        (await Http.GetAsync($"/tasks/{Guid.NewGuid()}/history?last=5", Ct)).StatusCode.ShouldBe(HttpStatusCode.NotFound);
+    }
+
     [Fact]
     public async Task Delete_Is204_ThenTheTaskIsGone_AndAuditedInItsHistory()
     {

@@ -4,6 +4,11 @@ import { api } from '../api.js';
 import { message } from '../message.js';
 import { h, fields, stateBadge, stamp, results, ended } from '../dom.js';
 
+// The history is read as its last events (a recurring task gains some with every run): this many at first, as many
+// more per "earlier events", up to the most the manager answers in one page (the CLI's `task history` reads it all).
+const HISTORY_PAGE = 100;
+const HISTORY_MAX = 1000;
+
 const eventName = (type) => type.replace(/^task\./, '').replace(/\.v\d+$/, '').replaceAll('_', ' ');
 
 function decisions(entry) {
@@ -50,12 +55,15 @@ function outcome(task) {
 
 export async function render(page, [id]) {
   const path = `/tasks/${encodeURIComponent(id)}`;
-  const [task, history] = await Promise.all([page.get(path), page.get(`${path}/history`)]);
+  let historyShown = HISTORY_PAGE;
+  const readHistory = () => page.get(`${path}/history?last=${historyShown}`);
+  const [task, history] = await Promise.all([page.get(path), readHistory()]);
   const head = h('div', { class: 'title' });
   const summaryBox = h('section', { class: 'card' });
   const outcomeBox = h('section', { class: 'card' });
   const replayBox = h('section', { class: 'card replay', hidden: true });
   const timeline = h('ol', { class: 'timeline', id: 'timeline' });
+  const earlier = h('div', { class: 'earlier muted', id: 'earlier' });
 
   const act = (label, run, confirmText) => h('button', {
     class: label === 'Delete' ? 'danger' : '',
@@ -96,6 +104,13 @@ export async function render(page, [id]) {
   };
 
   const showHistory = (entries) => {
+    const before = entries.length ? entries[0].version - 1 : 0;
+    earlier.replaceChildren(before <= 0 ? '' : historyShown < HISTORY_MAX
+      ? h('button', { class: 'link', id: 'earlier-events', onclick: () => {
+        historyShown = Math.min(historyShown + HISTORY_PAGE, HISTORY_MAX);
+        refreshHistory();
+      } }, `${before} earlier event${before === 1 ? '' : 's'}`)
+      : `${before} earlier events: propeller task history ${id}`);
     timeline.replaceChildren(...entries.map((entry) => h('li', { dataset: { version: entry.version, type: entry.type } },
       h('div', { class: 'when' }, stamp(entry.timestamp)),
       h('div', { class: 'what' },
@@ -114,13 +129,13 @@ export async function render(page, [id]) {
   showTask(task);
   showHistory(history);
   page.show(head, h('div', { class: 'columns' }, h('div', {}, outcomeBox, summaryBox), h('div', {},
-    h('section', { class: 'card' }, h('h2', {}, 'History'), timeline), replayBox)));
+    h('section', { class: 'card' }, h('h2', {}, 'History'), earlier, timeline), replayBox)));
 
   let pending = null;
   const refreshHistory = () => {
     pending ??= setTimeout(async () => {
       pending = null;
-      try { showHistory(await page.get(`${path}/history`)); } catch (e) { page.fail(e); }
+      try { showHistory(await readHistory()); } catch (e) { page.fail(e); }
     }, 100);
   };
   // GET /tasks/{id} carries no version: a read that an event overtook may predate that event (it was read before the
