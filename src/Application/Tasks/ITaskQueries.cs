@@ -8,6 +8,13 @@ public interface ITaskQueries
     Task<TaskState?> GetAsync(TaskId id, CancellationToken cancellationToken);
 
     /// <summary>
+    /// The task's view when it is at exactly <paramref name="version"/> of its stream, deleted or not (null otherwise):
+    /// the state replayed to the stream's current version without folding it (a recurring task's stream grows with
+    /// every run).
+    /// </summary>
+    Task<TaskState?> GetAtVersionAsync(TaskId id, long version, CancellationToken cancellationToken);
+
+    /// <summary>
     /// A page of the tasks that <paramref name="filter"/> lets through, oldest first (newest first when it says so).
     /// </summary>
     Task<TaskList> ListAsync(long offset, int limit, TaskListFilter filter, CancellationToken cancellationToken);

@@ -44,6 +44,13 @@ public sealed class MartenTaskQueries(IDocumentStore store) : ITaskQueries, IWai
         return await session.LoadAsync<TaskState>(id, cancellationToken) is { Deleted: false } state ? state : null;
     }
 
+    public async Task<TaskState?> GetAtVersionAsync(TaskId id, long version, CancellationToken cancellationToken)
+    {
+        // The inline projection writes the stream's version with the document (Marten's mt_version).
+        await using var session = store.QuerySession();
+        return await session.Query<TaskState>().Where(x => x.Id == id && x.MatchesSql("d.mt_version = ?", version)).SingleOrDefaultAsync(cancellationToken);
+    }
+
     public async Task<IReadOnlyList<TaskState>> ListScheduledAsync(int limit, CancellationToken cancellationToken)
     {
         // The sweep's order, so that the first few are read from its partial index rather than sorted from all.

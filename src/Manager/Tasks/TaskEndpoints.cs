@@ -177,6 +177,12 @@ internal static class TaskEndpoints
                 return ApiResults.BadRequest("version must be a positive integer");
             }
 
+            // At the stream's current version the view is that state already (the inline projection folds the same events).
+            if (await queries.GetAtVersionAsync(id, v, cancellationToken) is { } current)
+            {
+                return Results.Ok(TaskMapping.ToJson(current));
+            }
+
             options = new StreamReadOptions(ToVersion: v);
         }
         else if (DateTimeOffset.TryParse(at, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var time))

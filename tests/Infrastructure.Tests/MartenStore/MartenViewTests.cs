@@ -71,6 +71,26 @@ public sealed class MartenViewTests : IAsyncLifetime
         plan.ShouldContain($"mt_doc_taskstate_idx_{MartenTaskQueries.MetadataColumn}", customMessage: plan);
     }
 
+    /// <summary>The view answers a replay to the stream's current version, deleted or not, and only that version.</summary>
+    [Fact]
+    public async Task TheView_IsTheStateAtItsStreamsVersion_AndNoOther()
+    {
+        var id = await CreateAsync("replayed", null);
+        await _commands.HandleAsync(TaskAggregate.Decider, TaskAggregate.StreamId(id), new StartTask(id, T0.AddSeconds(1)), Meta(1), Ct);
+        var queries = new MartenTaskQueries(_marten);
+
+        (await queries.GetAtVersionAsync(id, 2, Ct)).ShouldBe(await queries.GetAsync(id, Ct));
+        (await queries.GetAtVersionAsync(id, 1, Ct)).ShouldBeNull();
+        (await queries.GetAtVersionAsync(id, 3, Ct)).ShouldBeNull();
+
+        await _commands.HandleAsync(TaskAggregate.Decider, TaskAggregate.StreamId(id), new StopTask(id, "test", T0.AddSeconds(2)), Meta(2), Ct);
+        await _commands.HandleAsync(TaskAggregate.Decider, TaskAggregate.StreamId(id), new DeleteTask(id, T0.AddSeconds(3)), Meta(3), Ct);
+        var deleted = await queries.GetAtVersionAsync(id, 4, Ct);
+        deleted.ShouldNotBeNull().Deleted.ShouldBeTrue();
+        var replayed = await new AggregateLoader(_store).LoadAsync(TaskAggregate.Decider, TaskAggregate.StreamId(id), new StreamReadOptions(ToVersion: 4, IncludeArchived: true), Ct);
+        deleted.ShouldBe(replayed.State);
+    }
+
     /// <summary>
     /// The sweep's pages are read from the partial index of waiting tasks in the order's own expressions, the first page
     /// and a page after a key alike, with nothing to sort. The order read the priority and change time from the JSON,

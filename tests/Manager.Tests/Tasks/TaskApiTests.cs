@@ -532,6 +532,7 @@ public sealed class TaskApiTests : IAsyncLifetime
 
         (await BodyAsync(await Http.GetAsync($"/tasks/{id}?version=1", Ct))).GetProperty("state").GetInt32().ShouldBe(0);
         (await BodyAsync(await Http.GetAsync($"/tasks/{id}?version=2", Ct))).GetProperty("state").GetInt32().ShouldBe(1);
+        (await Http.GetStringAsync($"/tasks/{id}?version=2", Ct)).ShouldBe(await Http.GetStringAsync($"/tasks/{id}", Ct)); // the current version
         var createdAt = history[0].GetProperty("timestamp").GetString();
         (await BodyAsync(await Http.GetAsync($"/tasks/{id}?at={Uri.EscapeDataString(createdAt!)}", Ct))).GetProperty("state").GetInt32().ShouldBe(0);
         (await Http.GetAsync($"/tasks/{id}?version=zero", Ct)).StatusCode.ShouldBe(HttpStatusCode.BadRequest);
