@@ -62,6 +62,9 @@ public sealed class MartenViewTests : IAsyncLifetime
         edge.Tasks.Select(t => t.Id).ShouldBe([a, b]);
         (await queries.ListAsync(0, 10, new TaskListFilter(Metadata: """{"team":"edge","tier":2}"""), Ct)).Tasks.Select(t => t.Id).ShouldBe([b]);
         (await queries.ListAsync(5, 10, new TaskListFilter(Metadata: """{"team":"edge"}"""), Ct)).Total.ShouldBe(2);
+        (await queries.ListAsync(0, 1, new TaskListFilter(Metadata: """{"team":"edge"}"""), Ct)).Total.ShouldBe(2); // a full page: counted
+        var second = await queries.ListAsync(1, 1, new TaskListFilter(Metadata: """{"team":"edge"}"""), Ct);
+        (second.Total, second.Tasks.Single().Id).ShouldBe((2, b));
         (await queries.ListAsync(0, 10, TaskListFilter.None, Ct)).Total.ShouldBe(4);
         (await queries.GetAsync(deleted, Ct)).ShouldBeNull();
 
