@@ -18,7 +18,8 @@ namespace Propeller.Broker;
 /// <list type="bullet">
 /// <item>Reconnects with backoff and jitter from <c>DisconnectedAsync</c> (one loop of its own: a failed connect raises
 /// that event again), and subscribes again when the broker kept no session (or kept one that may hold
-/// <see cref="BrokerOptions.StaleSubscriptions"/>).</item>
+/// <see cref="BrokerOptions.StaleSubscriptions"/>). A subscription refused or unanswered then fails the connect, which
+/// is closed and made again after the backoff.</item>
 /// <item>A publish made while disconnected waits for the connection, bounded by
 /// <see cref="BrokerOptions.OperationTimeout"/>; QoS 1/2 publishes in flight stay below the broker's Receive Maximum;
 /// every result is checked: QuotaExceeded and a connection lost mid-publish are retried, any other refusal throws.</item>
@@ -58,6 +59,9 @@ public sealed class BrokerConnection : IAsyncDisposable
     private int _started;
     private int _disposed;
     private int _queuedSends;
+
+    /// <summary>The last renewal of the subscriptions failed: the broker's session may lack some (the connect loop only).</summary>
+    private bool _subscriptionsUnsure;
 
     public BrokerConnection(BrokerOptions options, ILogger? logger = null, TimeProvider? time = null)
     {
@@ -126,7 +130,8 @@ public sealed class BrokerConnection : IAsyncDisposable
         }
     }
 
-    /// <summary>Subscribes now (waiting for the connection) and again on every connect that finds no session.</summary>
+    /// <summary>Subscribes now (waiting for the connection) and again on every connect that finds no session. A
+    /// subscription that failed (refused, timed out, cancelled) is not kept.</summary>
     public async Task SubscribeAsync(string filter, MqttQualityOfServiceLevel qos, CancellationToken cancellationToken)
     {
         // Checked before it is kept: an invalid filter, once among the subscriptions, would fail every later connect.
@@ -136,11 +141,25 @@ public sealed class BrokerConnection : IAsyncDisposable
             _options.Subscriptions.Add((filter, qos));
         }
 
-        using var timeout = Timeout(cancellationToken);
-        await WaitConnectedOrTimeoutAsync(timeout.Token, cancellationToken);
-        if (!await SubscribeAllAsync([(filter, qos)], timeout.Token))
+        try
         {
-            throw new BrokerPublishException($"The broker refused the subscription to {filter}.");
+            using var timeout = Timeout(cancellationToken);
+            await WaitConnectedOrTimeoutAsync(timeout.Token, cancellationToken);
+            if (await SubscribeAllAsync([(filter, qos)], timeout.Token) is not null)
+            {
+                throw new BrokerPublishException($"The broker refused the subscription to {filter}.");
+            }
+        }
+        catch (Exception)
+        {
+            // The caller was told. Kept, a filter the broker refuses would fail every later connect (a refused renewal
+            // is a failed connect), this one's wait included.
+            lock (_gate)
+            {
+                _options.Subscriptions.Remove((filter, qos));
+            }
+
+            throw;
         }
     }
 
@@ -691,7 +710,7 @@ public sealed class BrokerConnection : IAsyncDisposable
             await UnsubscribeAllAsync(_options.StaleSubscriptions, stoppingToken);
         }
 
-        if (!result.IsSessionPresent || renew)
+        if (!result.IsSessionPresent || renew || _subscriptionsUnsure)
         {
             (string, MqttQualityOfServiceLevel)[] subscriptions;
             lock (_gate)
@@ -701,10 +720,17 @@ public sealed class BrokerConnection : IAsyncDisposable
 
             if (subscriptions.Length > 0)
             {
-                if (await SubscribeAllAsync(subscriptions, stoppingToken))
+                // A refused filter (an ACL, a transient failure) or no answer fails the connect: it is closed and made
+                // again after the backoff, never reported ready while deaf to a topic until some later reconnect. Until
+                // the broker took them all, the next connect subscribes again even when it finds the session.
+                _subscriptionsUnsure = true;
+                if (await SubscribeAllAsync(subscriptions, stoppingToken) is { } refused)
                 {
-                    BrokerLog.Subscribed(_logger, subscriptions.Length, result.IsSessionPresent);
+                    throw new InvalidOperationException($"the broker refused the subscription to {refused}");
                 }
+
+                _subscriptionsUnsure = false;
+                BrokerLog.Subscribed(_logger, subscriptions.Length, result.IsSessionPresent);
             }
         }
 
@@ -734,8 +760,8 @@ public sealed class BrokerConnection : IAsyncDisposable
         }
     }
 
-    /// <summary>Subscribes; false (logged) when the broker refused a filter.</summary>
-    private async Task<bool> SubscribeAllAsync(IReadOnlyCollection<(string Filter, MqttQualityOfServiceLevel Qos)> subscriptions, CancellationToken cancellationToken)
+    /// <summary>Subscribes; the first filter the broker refused and its reason code (logged), or null.</summary>
+    private async Task<string?> SubscribeAllAsync(IReadOnlyCollection<(string Filter, MqttQualityOfServiceLevel Qos)> subscriptions, CancellationToken cancellationToken)
     {
         var builder = new MqttClientSubscribeOptionsBuilder();
         foreach (var (filter, qos) in subscriptions)
@@ -748,11 +774,12 @@ public sealed class BrokerConnection : IAsyncDisposable
         var result = await _client.SubscribeAsync(builder.Build(), cancellationToken);
         if (result.Items.FirstOrDefault(i => (int)i.ResultCode >= 0x80) is { } refused)
         {
-            BrokerLog.SubscribeFailed(_logger, $"{refused.TopicFilter.Topic}: {refused.ResultCode}");
-            return false;
+            var reason = $"{refused.TopicFilter.Topic}: {refused.ResultCode}";
+            BrokerLog.SubscribeFailed(_logger, reason);
+            return reason;
         }
 
-        return true;
+        return null;
     }
 
     /// <summary>Removes filters from the kept session; one the session does not hold is no error.</summary>

@@ -122,6 +122,81 @@ public sealed class OwnBrokerTests
         Volatile.Read(ref connects).ShouldBe(1);
     }
 
+    /// <summary>
+    /// A subscription the broker refuses at a connect (its ACL, here mosquitto's dynamic security plugin: acl_file never
+    /// refuses a subscription) fails that connect: the connection is not ready meanwhile and tries again after its
+    /// backoff, also when the broker kept the session (which then lacks the filter), and receives once the broker
+    /// allows it. It was taken for connected and stayed deaf to the topic until some later reconnect.
+    /// </summary>
+    [Theory]
+    [InlineData(MqttProtocolVersion.V311, true)]
+    [InlineData(MqttProtocolVersion.V311, false)]
+    [InlineData(MqttProtocolVersion.V500, true)]
+    [InlineData(MqttProtocolVersion.V500, false)]
+    public async Task GivenTheBrokerRefusesASubscription_WhenItAllowsItLater_ThenTheConnectionIsNotReadyMeanwhileAndThenReceives(MqttProtocolVersion version, bool cleanStart)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var broker = await MosquittoProcess.StartAsync(
+            directory =>
+            {
+                var config = Path.Combine(directory, "dynsec.json");
+                using (var init = Process.Start("mosquitto_ctrl", ["dynsec", "init", config, "admin", "admin-secret"])!)
+                {
+                    init.WaitForExit();
+                }
+
+                // The plugin's defaults, but anyone may publish: subscribing stays denied.
+                var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(config))!;
+                json["defaultACLAccess"]!["publishClientSend"] = true;
+                File.WriteAllText(config, json.ToJsonString());
+                return $"allow_anonymous true\nplugin {DynamicSecurityPlugin}\nplugin_opt_config_file {config}";
+            },
+            ct);
+        var topic = "acl/control/manager/start";
+        var options = broker.Options(version, "proplet-acl");
+        options.CleanStart = cleanStart;
+        options.SessionExpiryInterval = cleanStart ? 0 : 3600u;
+        options.Subscriptions.Add((topic, MqttQualityOfServiceLevel.AtLeastOnce));
+        var log = new CountingLogger();
+        await using var client = new BrokerConnection(options, log);
+        var inbox = Inbox.Of(client);
+        await using var publisher = new BrokerConnection(broker.Options(version, "publisher"));
+        await publisher.StartAsync(ct);
+
+        var refusing = Stopwatch.StartNew();
+        using (var refused = CancellationTokenSource.CreateLinkedTokenSource(ct))
+        {
+            refused.CancelAfter(TimeSpan.FromSeconds(1.5));
+            await Should.ThrowAsync<OperationCanceledException>(() => client.StartAsync(refused.Token));
+        }
+
+        client.IsConnected.ShouldBeFalse();
+        // Asked again, after the backoff (100 ms doubling to 500 ms, with jitter: at most ~10 attempts in this time).
+        var refusals = log.Count(7105);
+        refusals.ShouldBeGreaterThanOrEqualTo(2);
+        refusals.ShouldBeLessThanOrEqualTo((int)(refusing.Elapsed.TotalMilliseconds / 50) + 1);
+
+        var admin = broker.Options(version, "admin");
+        admin.Username = "admin";
+        admin.Password = "admin-secret";
+        await using (var control = new BrokerConnection(admin))
+        {
+            await control.StartAsync(ct);
+            await control.PublishAsync(
+                "$CONTROL/dynamic-security/v1",
+                """{"commands":[{"command":"setDefaultACLAccess","acls":[{"acltype":"subscribe","allow":true}]}]}"""u8.ToArray(),
+                MqttQualityOfServiceLevel.AtLeastOnce,
+                ct);
+        }
+
+        await client.WaitConnectedAsync(ct).WaitAsync(TestBroker.Timeout, ct);
+        client.IsConnected.ShouldBeTrue();
+        await publisher.PublishAsync(topic, "after"u8.ToArray(), MqttQualityOfServiceLevel.AtLeastOnce, ct);
+
+        var received = await inbox.ReceiveAsync(ct);
+        received.Topic.ShouldBe(topic);
+    }
+
     [Fact]
     public async Task GivenMutualTlsBroker_WhenConnectingWithTheCaAndAClientCertificate_ThenMessagesRoundTrip_AndUntrustedBrokersAreRejected()
     {
@@ -233,6 +308,12 @@ public sealed class OwnBrokerTests
 
     private static int SentTo(MosquittoProcess broker, string clientId) =>
         broker.ReadLog().Split('\n').Count(line => line.Contains($"Sending PUBLISH to {clientId} ", StringComparison.Ordinal));
+
+    /// <summary>mosquitto's dynamic security plugin, where Debian and Ubuntu's mosquitto package puts it.</summary>
+    private static string DynamicSecurityPlugin =>
+        new[] { "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib", "/usr/local/lib" }
+            .Select(directory => Path.Combine(directory, "mosquitto_dynamic_security.so"))
+            .FirstOrDefault(File.Exists) ?? throw new FileNotFoundException("mosquitto_dynamic_security.so (the mosquitto package) is not installed");
 
     private static async Task WaitUntilAsync(Func<bool> condition, CancellationToken cancellationToken)
     {

@@ -4,14 +4,16 @@ using System.Text.Json.Serialization;
 using Propeller.Manager.Http;
 using Wolverine.Persistence.Durability;
 using Wolverine.Persistence.Durability.DeadLetterManagement;
+using Wolverine.RDBMS;
 using Wolverine.Runtime;
 
 namespace Propeller.Manager.Wolverine;
 
 /// <summary>
 /// Wolverine's dead letters (its <c>wolverine_dead_letters</c> table, read through its own <see cref="IDeadLetters"/>
-/// API) on the HTTP API (ADR 0014, decision 14): list them, mark one or all replayable (Wolverine's durability agent
-/// then moves them back to its incoming envelopes and handles them again), and their count on /metrics.
+/// API, paged in an order of our own) on the HTTP API (ADR 0014, decision 14): list them, mark one or all replayable
+/// (Wolverine's durability agent then moves them back to its incoming envelopes and handles them again), and their
+/// count on /metrics.
 /// </summary>
 internal static class DeadLetterEndpoints
 {
@@ -24,28 +26,44 @@ internal static class DeadLetterEndpoints
 
     private static async Task<IResult> ListAsync(HttpRequest request, IWolverineRuntime runtime, CancellationToken cancellationToken)
     {
-        if (!Paging.TryRead(request, out var offset, out var limit) || limit is < 1 or > 1000 || offset > int.MaxValue)
+        if (!Paging.TryRead(request, out var offset, out var limit) || limit is < 1 or > 1000)
         {
             return ApiResults.BadRequest("invalid offset/limit");
         }
 
-        // Wolverine pages by number (from 1; 0 is taken as 1) and size: the page holding the offset is read and cut at the
-        // offset, and the next one completes it when the offset falls inside a page.
-        var page = (int)(offset / limit) + 1;
-        var skip = (int)(offset % limit);
-        var results = await runtime.Storage.DeadLetters.QueryAsync(new DeadLetterEnvelopeQuery { PageNumber = page, PageSize = (int)limit }, cancellationToken);
-        var envelopes = results.Envelopes.Skip(skip).ToList();
-        if (skip > 0 && envelopes.Count < (int)limit && (long)offset + envelopes.Count < results.TotalCount)
+        // Wolverine's own query (IDeadLetters.QueryAsync, WolverineFx.RDBMS 6.64.2) orders by execution_time alone, null
+        // for nearly every dead letter, so its offset pages repeated some letters and skipped others, and it offers no
+        // other order. The page's ids come from the table in one total order (oldest failure first, then the id, the
+        // table's primary key), the letters from Wolverine's query by those ids (it reads and decodes them).
+        var database = runtime.Storage as IMessageDatabase
+            ?? throw new InvalidOperationException($"Wolverine's message store is a {runtime.Storage.GetType().Name}, not PostgreSQL");
+        var (total, ids) = await PageAsync(database, (long)offset, (int)limit, cancellationToken);
+        var letters = ids.Length == 0
+            ? []
+            : (await database.DeadLetters.QueryAsync(new DeadLetterEnvelopeQuery { MessageIds = ids, PageSize = ids.Length }, cancellationToken)).Envelopes;
+        var byId = letters.ToDictionary(letter => letter.Id);
+        // A letter replayed (deleted) between the two reads is left out of its page.
+        return Results.Ok(new DeadLetterListJson(total, [.. ids.Where(byId.ContainsKey).Select(id => ToJson(byId[id]))]));
+    }
+
+    /// <summary>How many dead letters there are (not archived, as Wolverine lists them) and the ids of one page, in one
+    /// snapshot.</summary>
+    private static async Task<(int Total, Guid[] Ids)> PageAsync(IMessageDatabase database, long offset, int limit, CancellationToken cancellationToken)
+    {
+        var table = $"{database.SchemaName}.wolverine_dead_letters";
+        await using var command = database.DataSource.CreateCommand(
+            $"select (select count(*)::int from {table} where archived_at is null), "
+            + $"array(select id from {table} where archived_at is null order by coalesce(failed_at, sent_at), id offset $1 limit $2)");
+        foreach (var value in new object[] { offset, limit })
         {
-            var next = await runtime.Storage.DeadLetters.QueryAsync(new DeadLetterEnvelopeQuery { PageNumber = page + 1, PageSize = (int)limit }, cancellationToken);
-            envelopes.AddRange(next.Envelopes.Take((int)limit - envelopes.Count));
+            var parameter = command.CreateParameter();
+            parameter.Value = value;
+            command.Parameters.Add(parameter);
         }
 
-        // Wolverine counts over the rows a page returns: a page past the end says 0; the first page says how many there are.
-        var total = results.Envelopes.Count == 0 && page > 1
-            ? (await runtime.Storage.DeadLetters.QueryAsync(new DeadLetterEnvelopeQuery { PageNumber = 1, PageSize = 1 }, cancellationToken)).TotalCount
-            : results.TotalCount;
-        return Results.Ok(new DeadLetterListJson(total, [.. envelopes.Select(ToJson)]));
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        await reader.ReadAsync(cancellationToken);
+        return (await reader.GetFieldValueAsync<int>(0, cancellationToken), await reader.GetFieldValueAsync<Guid[]>(1, cancellationToken));
     }
 
     private static async Task<IResult> ReplayOneAsync(string id, IWolverineRuntime runtime, CancellationToken cancellationToken)

@@ -388,32 +388,61 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
         again.GetProperty("exception_type").GetString()!.ShouldContain("ArgumentException");
     }
 
-    /// <summary>GET /dead-letters pages by offset and limit, also from an offset inside a page (Wolverine numbers its pages
-    /// from 1: the second page was the first again, and an offset inside a page gave a short page).</summary>
+    /// <summary>
+    /// GET /dead-letters pages by offset and limit, also from an offset inside a page, in one stable order: oldest failure
+    /// first, then id. Wolverine's own query orders by execution time only (null for nearly every dead letter), so
+    /// offset pages repeated some letters and skipped others; its pages are numbered from 1 (the second page was the
+    /// first again, and an offset inside a page gave a short page).
+    /// </summary>
     [Fact]
     public async Task DeadLetters_PageByOffsetAndLimit()
     {
+        const int Letters = 15;
         var runtime = _server.Services.GetRequiredService<IWolverineRuntime>();
-        for (var i = 0; i < 5; i++)
+        for (var i = 0; i < Letters; i++)
         {
             await new MessageBus(runtime).PublishAsync(new PublishToBroker("", Encoding.UTF8.GetBytes($$"""{"id":"poison-{{i}}"}"""), null));
         }
 
         async Task<List<string>> IdsAsync(string query) =>
             [.. (await Http.GetFromJsonAsync<JsonElement>("/dead-letters?" + query, Ct)).GetProperty("dead_letters").EnumerateArray().Select(l => l.GetProperty("id").GetString()!)];
-        await WaitForAsync(async () => await Http.GetFromJsonAsync<JsonElement>("/dead-letters", Ct) is var page && page.GetProperty("total").GetInt32() == 5 ? page : (JsonElement?)null);
-        (await IdsAsync("limit=10")).Distinct().Count().ShouldBe(5);
+        await WaitForAsync(async () => await Http.GetFromJsonAsync<JsonElement>("/dead-letters", Ct) is var page && page.GetProperty("total").GetInt32() == Letters ? page : (JsonElement?)null);
+        var all = await IdsAsync("limit=100");
+        all.Distinct().Count().ShouldBe(Letters);
+        all.ShouldBe(await OrderedDeadLettersAsync());
 
-        // Counts, not ids: Wolverine orders dead letters by execution time only, so ties come back in any order.
-        (await IdsAsync("offset=0&limit=2")).Count.ShouldBe(2);
-        (await IdsAsync("offset=2&limit=2")).Count.ShouldBe(2);
-        (await IdsAsync("offset=4&limit=2")).Count.ShouldBe(1);
-        (await IdsAsync("offset=1&limit=2")).Count.ShouldBe(2);
-        (await IdsAsync("offset=3&limit=3")).Count.ShouldBe(2);
-        (await IdsAsync("offset=5&limit=2")).ShouldBeEmpty();
+        // Pages of every size, from every offset, are slices of that one order: none repeats or skips a letter.
+        foreach (var limit in new[] { 1, 2, 4, 7 })
+        {
+            var paged = new List<string>();
+            for (var offset = 0; offset < Letters; offset += limit)
+            {
+                paged.AddRange(await IdsAsync($"offset={offset}&limit={limit}"));
+            }
 
-        // A page past the end still says how many there are (Wolverine counts over the rows it returns: none, 0).
-        (await Http.GetFromJsonAsync<JsonElement>("/dead-letters?offset=100&limit=2", Ct)).GetProperty("total").GetInt32().ShouldBe(5);
+            paged.ShouldBe(all, $"pages of {limit}");
+        }
+
+        (await IdsAsync("offset=1&limit=2")).ShouldBe(all[1..3]);
+        (await IdsAsync("offset=13&limit=3")).ShouldBe(all[13..]);
+        (await IdsAsync($"offset={Letters}&limit=2")).ShouldBeEmpty();
+
+        // A page past the end still says how many there are.
+        (await Http.GetFromJsonAsync<JsonElement>("/dead-letters?offset=100&limit=2", Ct)).GetProperty("total").GetInt32().ShouldBe(Letters);
+    }
+
+    private async Task<List<string>> OrderedDeadLettersAsync()
+    {
+        var dataSource = _server.Services.GetRequiredService<Npgsql.NpgsqlDataSource>();
+        await using var command = dataSource.CreateCommand($"select id from {Schema}.wolverine_dead_letters where archived_at is null order by coalesce(failed_at, sent_at), id");
+        await using var reader = await command.ExecuteReaderAsync(Ct);
+        var ids = new List<string>();
+        while (await reader.ReadAsync(Ct))
+        {
+            ids.Add(reader.GetGuid(0).ToString());
+        }
+
+        return ids;
     }
 
     [Fact]
