@@ -60,8 +60,12 @@ public sealed class BrokerConnection : IAsyncDisposable
     private int _disposed;
     private int _queuedSends;
 
-    /// <summary>The last renewal of the subscriptions failed: the broker's session may lack some (the connect loop only).</summary>
-    private bool _subscriptionsUnsure;
+    /// <summary>
+    /// The broker's session may lack some of the subscriptions (the connect loop only): until this process's first
+    /// renewal succeeded (a kept session is what an earlier process, maybe an older version with other filters, or one
+    /// whose renewal failed, left behind), and after a renewal failed.
+    /// </summary>
+    private bool _subscriptionsUnsure = true;
 
     public BrokerConnection(BrokerOptions options, ILogger? logger = null, TimeProvider? time = null)
     {

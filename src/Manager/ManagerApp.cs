@@ -186,6 +186,7 @@ public static class ManagerApp
         app.MapMetricsEndpoints();
         app.MapEventEndpoints();
         app.MapDeadLetterEndpoints();
+        app.MapUnbuiltEndpoints();
         if (config.PluginDir is not null)
         {
             app.MapPluginEndpoints();

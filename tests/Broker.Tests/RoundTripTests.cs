@@ -168,6 +168,46 @@ public sealed class RoundTripTests
         (await inbox.NothingAsync(TimeSpan.FromMilliseconds(300), ct)).ShouldBeTrue();
     }
 
+    /// <summary>A process subscribes on its first connect even when the broker kept the session: the session is what an
+    /// earlier process left (an older version with fewer filters, or one whose renewal failed), and a filter added since
+    /// was never subscribed while the session lived.</summary>
+    [Theory]
+    [InlineData(MqttProtocolVersion.V500)]
+    [InlineData(MqttProtocolVersion.V311)]
+    public async Task GivenAKeptSession_WhenANewProcessHasAnotherFilter_ThenItsFirstConnectSubscribesIt(MqttProtocolVersion version)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var topic = TestBroker.UniqueTopic("added");
+        var clientId = "t-" + Guid.NewGuid().ToString("N")[..12];
+        BrokerOptions Persistent()
+        {
+            var options = TestBroker.Options(version, clientId);
+            options.CleanStart = false;
+            options.SessionExpiryInterval = 60;
+            options.Subscriptions.Add((topic + "/kept", MqttQualityOfServiceLevel.AtLeastOnce));
+            return options;
+        }
+
+        await using (var first = new BrokerConnection(Persistent()))
+        {
+            await first.StartAsync(ct);
+        }
+
+        var after = Persistent();
+        after.Subscriptions.Add((topic + "/added", MqttQualityOfServiceLevel.AtLeastOnce));
+        await using var second = new BrokerConnection(after);
+        var inbox = Inbox.Of(second);
+        await second.StartAsync(ct);
+        await using var publisher = new BrokerConnection(TestBroker.Options(version));
+        await publisher.StartAsync(ct);
+        await publisher.PublishAsync(topic + "/added", "added"u8.ToArray(), MqttQualityOfServiceLevel.AtLeastOnce, ct);
+        await publisher.PublishAsync(topic + "/kept", "kept"u8.ToArray(), MqttQualityOfServiceLevel.AtLeastOnce, ct);
+
+        (await inbox.ReceiveAsync(ct)).Topic.ShouldBe(topic + "/added");
+        (await inbox.ReceiveAsync(ct)).Topic.ShouldBe(topic + "/kept");
+        (await inbox.NothingAsync(TimeSpan.FromMilliseconds(300), ct)).ShouldBeTrue("each once");
+    }
+
     /// <summary>mosquitto offers shared subscriptions to MQTT 5 clients (its CONNACK has no such property: absent means
     /// yes); MQTT 3.1.1 has no way to say so. The choice is made before subscribing.</summary>
     [Theory]

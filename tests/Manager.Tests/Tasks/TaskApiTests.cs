@@ -150,6 +150,27 @@ public sealed class TaskApiTests : IAsyncLifetime
     }
 
     /// <summary>
+    /// No workflow coordinator runs yet: a task that depends on others is refused (it was stored, and no one ever started
+    /// it), and the original's workflow, job and federated-learning routes answer 501 with the reason (an empty 404).
+    /// </summary>
+    [Theory]
+    [InlineData("POST", "/tasks", """{"name":"b","workflow_id":"w","depends_on":["a"],"run_if":"success"}""", "depends_on: workflows are not implemented yet")]
+    [InlineData("POST", "/workflows", """{"tasks":[{"name":"a"}]}""", "workflows are not implemented yet")]
+    [InlineData("POST", "/jobs", """{"name":"j","tasks":[{"name":"a"}]}""", "jobs are not implemented yet")]
+    [InlineData("GET", "/jobs", null, "jobs are not implemented yet")]
+    [InlineData("POST", "/jobs/j1/start", null, "jobs are not implemented yet")]
+    [InlineData("GET", "/fl/rounds/r1/complete", null, "federated learning is not implemented yet")]
+    public async Task WhatIsNotBuiltYet_Is501WithTheReason_AndStoresNothing(string method, string path, string? body, string reason)
+    {
+        using var request = new HttpRequestMessage(new HttpMethod(method), path) { Content = body is null ? null : Json(body) };
+        var response = await Http.SendAsync(request, Ct);
+
+        response.StatusCode.ShouldBe(HttpStatusCode.NotImplemented);
+        (await BodyAsync(response)).GetProperty("error").GetString().ShouldBe(reason);
+        (await BodyAsync(await Http.GetAsync("/tasks", Ct))).GetProperty("total").GetInt64().ShouldBe(0);
+    }
+
+    /// <summary>
     /// The monitoring profile is the original's Go struct (spec §2.1): GET and the start message carry all ten keys,
     /// missing or null ones with their zero values (our proplet and the Rust one refuse a profile without them);
     /// unknown keys are dropped, keys match case-insensitively.
