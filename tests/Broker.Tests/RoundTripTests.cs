@@ -126,6 +126,15 @@ public sealed class RoundTripTests
         (await inbox.NothingAsync(TimeSpan.FromMilliseconds(500), ct)).ShouldBeTrue();
     }
 
+    /// <summary>Options for a session the broker keeps for a minute under <paramref name="clientId"/>.</summary>
+    private static BrokerOptions PersistentOptions(MqttProtocolVersion version, string clientId)
+    {
+        var options = TestBroker.Options(version, clientId);
+        options.CleanStart = false;
+        options.SessionExpiryInterval = 60;
+        return options;
+    }
+
     /// <summary>A persistent session keeps its subscriptions: a changed configuration reaches it through
     /// <see cref="BrokerOptions.StaleSubscriptions"/> (here: a plain filter replaced by a shared one, as the manager's
     /// MANAGER_MQTT_SHARE_GROUP does; mosquitto accepts <c>$share</c> from MQTT 3.1.1 clients too).</summary>
@@ -137,13 +146,7 @@ public sealed class RoundTripTests
         var ct = TestContext.Current.CancellationToken;
         var topic = TestBroker.UniqueTopic("stale");
         var clientId = "t-" + Guid.NewGuid().ToString("N")[..12];
-        BrokerOptions Persistent()
-        {
-            var options = TestBroker.Options(version, clientId);
-            options.CleanStart = false;
-            options.SessionExpiryInterval = 60;
-            return options;
-        }
+        BrokerOptions Persistent() => PersistentOptions(version, clientId);
 
         var before = Persistent();
         before.Subscriptions.Add((topic + "/old", MqttQualityOfServiceLevel.AtLeastOnce));
@@ -181,9 +184,7 @@ public sealed class RoundTripTests
         var clientId = "t-" + Guid.NewGuid().ToString("N")[..12];
         BrokerOptions Persistent()
         {
-            var options = TestBroker.Options(version, clientId);
-            options.CleanStart = false;
-            options.SessionExpiryInterval = 60;
+            var options = PersistentOptions(version, clientId);
             options.Subscriptions.Add((topic + "/kept", MqttQualityOfServiceLevel.AtLeastOnce));
             return options;
         }
