@@ -129,7 +129,9 @@ public static class TaskDecider
         TaskSkipped e => state with { Status = TaskStatus.Skipped, UpdatedAt = e.SkippedAt },
         TaskResultIgnored => state,
         TaskInvoked => state,
-        TaskDeleted e => state with { Deleted = true, UpdatedAt = e.DeletedAt },
+        // A deleted task is gone for every command: its module (the bulk of its view, kept for ever) is dropped from the
+        // state; its events still hold it.
+        TaskDeleted e => state with { Deleted = true, UpdatedAt = e.DeletedAt, Spec = state.Spec is { } spec ? spec with { File = null } : null },
         _ => state,
     };
 }

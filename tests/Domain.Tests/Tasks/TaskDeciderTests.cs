@@ -356,6 +356,16 @@ public sealed class TaskDeciderTests
     public void GivenCreated_WhenDeleteTask_ThenDeleted() =>
         Given(Created).When(new DeleteTask(Id, At(4))).Then(new TaskDeleted(Id, At(4))).Deleted.ShouldBeTrue();
 
+    /// <summary>A deleted task's view keeps no module (it was kept for ever with the document); its events still hold it.</summary>
+    [Fact]
+    public void GivenATaskWithAModule_WhenDeleted_ThenItsStateHoldsNoModule()
+    {
+        var state = Given(new TaskCreated(Id, Spec with { File = "AGFzbQEAAAA=" }, T0)).When(new DeleteTask(Id, At(4))).Then(new TaskDeleted(Id, At(4)));
+
+        state.Spec.ShouldNotBeNull().File.ShouldBeNull();
+        state.Spec.Name.ShouldBe(Spec.Name);
+    }
+
     [Fact]
     public void GivenDeleted_WhenDeleteTask_ThenNothing() =>
         Given(Created, new TaskDeleted(Id, At(4))).When(new DeleteTask(Id, At(5))).Then();
