@@ -20,8 +20,9 @@ namespace Propeller.Bench;
 /// Beside each rate: CPU seconds per 100k messages (publisher + subscriber; ours in this process, mosquitto's clients
 /// through bash's `times`).
 /// Options: --broker tcp://host:port (default PROPELLER_TEST_MQTT, else tcp://127.0.0.1:51883), --messages N (qos0, both
-/// sides), --acked-messages N (qos1/qos2, ours), --reference-acked-messages N (qos1/qos2, mosquitto's; default the same as
-/// --acked-messages), --payload BYTES, --rounds N (interleaved rounds, best of each; default 3), --inflight N (our in-flight
+/// sides), --acked-messages N (qos1/qos2, ours; default 65,535), --reference-acked-messages N (qos1/qos2, mosquitto's;
+/// default the same as --acked-messages, at most 65,535: mosquitto_pub -l numbers its QoS 1/2 messages with 16-bit
+/// message ids and, once they wrap, takes the first ack of its last id for the end and disconnects), --payload BYTES, --rounds N (interleaved rounds, best of each; default 3), --inflight N (our in-flight
 /// window, default 10 like the original), --case qos0|qos1|qos2 (default all),
 /// --mixed (also each side of the layer alone against mosquitto's other client: which side costs what).
 /// </summary>
@@ -34,6 +35,14 @@ internal static partial class BenchmarkRegistry
 
     private static class MqttBenchmark
     {
+        /// <summary>
+        /// The most QoS 1/2 messages one mosquitto_pub -l sends: past 65,535 its message ids wrap, and the first ack of
+        /// its last message's id (an earlier message's) ends it (pub_client.c, 2.0.11: 70,000 lines delivered 4,480).
+        /// </summary>
+        private const int MosquittoPubMaxAcked = 65_535;
+
+        private static readonly TimeSpan Limit = TimeSpan.FromSeconds(120);
+
         private static readonly string[] Cases = ["qos0", "qos1", "qos2"];
 
         public static async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
@@ -46,8 +55,12 @@ internal static partial class BenchmarkRegistry
                 ?? (Environment.GetEnvironmentVariable("PROPELLER_TEST_MQTT") is { Length: > 0 } env ? env : "tcp://127.0.0.1:51883");
             // At least 2: a rate needs a first and a last arrival.
             var messages = BenchArgs.Int(args, "--messages", 200_000, min: 2);
-            var acked = BenchArgs.Int(args, "--acked-messages", 100_000, min: 2);
-            var referenceAcked = BenchArgs.Int(args, "--reference-acked-messages", acked, min: 2);
+            var acked = BenchArgs.Int(args, "--acked-messages", MosquittoPubMaxAcked, min: 2);
+            var referenceAcked = BenchArgs.Int(args, "--reference-acked-messages", Math.Min(acked, MosquittoPubMaxAcked), min: 2);
+            if (referenceAcked > MosquittoPubMaxAcked)
+            {
+                throw new BenchUsageException($"--reference-acked-messages {referenceAcked}: at most {MosquittoPubMaxAcked} (mosquitto_pub -l stops early once its 16-bit message ids wrap)");
+            }
             var payloadSize = BenchArgs.Int(args, "--payload", 32);
             var inflight = BenchArgs.Int(args, "--inflight", 10);
             var rounds = BenchArgs.Int(args, "--rounds", 3);
@@ -125,7 +138,7 @@ internal static partial class BenchmarkRegistry
 
             var cpu = Process.GetCurrentProcess().TotalProcessorTime;
             await PublishAllAsync(publisher, topic, payload, qos, count, cancellationToken);
-            await arrivals.All.Task.WaitAsync(TimeSpan.FromSeconds(120), cancellationToken);
+            await arrivals.WaitAsync(Limit, cancellationToken);
             return (arrivals.Rate, PerHundredThousand(Process.GetCurrentProcess().TotalProcessorTime - cpu, count));
         }
 
@@ -141,8 +154,6 @@ internal static partial class BenchmarkRegistry
             var topic = $"propeller-bench/mixed/{Guid.NewGuid():N}";
             var common = MosquittoArgs(template, topic, qos);
             var options = ClientOptions(template, "bench-mixed");
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            timeout.CancelAfter(TimeSpan.FromSeconds(120));
             if (layerPublishes)
             {
                 await using var publisher = new BrokerConnection(options);
@@ -151,7 +162,7 @@ internal static partial class BenchmarkRegistry
                 var payload = Payload(payloadSize);
                 var cpu = Process.GetCurrentProcess().TotalProcessorTime;
                 await PublishAllAsync(publisher, topic, payload, qos, count, cancellationToken);
-                var (rate, subscriberCpu) = await subscriber.FinishAsync(timeout.Token);
+                var (rate, subscriberCpu) = await subscriber.FinishAsync(Limit, cancellationToken);
                 var ours = Process.GetCurrentProcess().TotalProcessorTime - cpu;
                 return (rate, PerHundredThousand(ours + subscriberCpu, count));
             }
@@ -171,9 +182,9 @@ internal static partial class BenchmarkRegistry
                     var publisherTimes = publisher.StandardOutput.ReadToEndAsync(cancellationToken);
                     await publisher.StandardInput.WriteAsync(input, cancellationToken);
                     publisher.StandardInput.Close();
-                    await arrivals.All.Task.WaitAsync(timeout.Token);
+                    await arrivals.WaitAsync(Limit, cancellationToken);
                     var ours = Process.GetCurrentProcess().TotalProcessorTime - cpu;
-                    await publisher.WaitForExitAsync(timeout.Token);
+                    await ExitedAsync(publisher, "mosquitto_pub", cancellationToken);
                     return (arrivals.Rate, PerHundredThousand(ours + ChildCpu(await publisherTimes), count));
                 }
                 finally
@@ -245,8 +256,6 @@ internal static partial class BenchmarkRegistry
         {
             var topic = $"propeller-bench/reference/{Guid.NewGuid():N}";
             var common = MosquittoArgs(template, topic, qos);
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            timeout.CancelAfter(TimeSpan.FromSeconds(120));
             await using var marker = new BrokerConnection(ClientOptions(template, "bench-marker"));
             await marker.StartAsync(cancellationToken);
             await using var subscriber = await StampingSubscriber.StartAsync(marker, common, topic, count, cancellationToken);
@@ -258,8 +267,8 @@ internal static partial class BenchmarkRegistry
                 var publisherTimes = publisher.StandardOutput.ReadToEndAsync(cancellationToken);
                 await publisher.StandardInput.WriteAsync(input, cancellationToken);
                 publisher.StandardInput.Close();
-                var (rate, subscriberCpu) = await subscriber.FinishAsync(timeout.Token);
-                await publisher.WaitForExitAsync(timeout.Token);
+                var (rate, subscriberCpu) = await subscriber.FinishAsync(Limit, cancellationToken);
+                await ExitedAsync(publisher, "mosquitto_pub", cancellationToken);
                 return (rate, PerHundredThousand(subscriberCpu + ChildCpu(await publisherTimes), count));
             }
             finally
@@ -293,6 +302,21 @@ internal static partial class BenchmarkRegistry
             return total;
         }
 
+        /// <summary>Waits for <paramref name="process"/> to end, for <see cref="Limit"/> at most (then the run fails).</summary>
+        private static async Task ExitedAsync(Process process, string name, CancellationToken cancellationToken)
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(Limit);
+            try
+            {
+                await process.WaitForExitAsync(timeout.Token);
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                throw new BenchFailedException($"{name} did not end within {Limit.TotalSeconds:F0} s");
+            }
+        }
+
         private static Process Start(string file, string[] arguments, bool redirectInput)
         {
             var info = new ProcessStartInfo(file, arguments)
@@ -318,6 +342,19 @@ internal static partial class BenchmarkRegistry
             public TaskCompletionSource All { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
             public double Rate => (count - _firstBatch) / Stopwatch.GetElapsedTime(_first, _last).TotalSeconds;
+
+            /// <summary>Waits for the last message, for <paramref name="limit"/> at most (then the run fails).</summary>
+            public async Task WaitAsync(TimeSpan limit, CancellationToken cancellationToken)
+            {
+                try
+                {
+                    await All.Task.WaitAsync(limit, cancellationToken);
+                }
+                catch (TimeoutException)
+                {
+                    throw new BenchFailedException($"our subscriber received {Volatile.Read(ref _received)} of {count} messages within {limit.TotalSeconds:F0} s");
+                }
+            }
 
             /// <summary>Called by the connection's handler, one batch at a time.</summary>
             public void Add(int messages)
@@ -400,9 +437,19 @@ internal static partial class BenchmarkRegistry
             }
 
             /// <summary>Waits for mosquitto_sub's end; the rate between its first and last message, and its CPU time.</summary>
-            public async Task<(double Rate, TimeSpan Cpu)> FinishAsync(CancellationToken cancellationToken)
+            public async Task<(double Rate, TimeSpan Cpu)> FinishAsync(TimeSpan limit, CancellationToken cancellationToken)
             {
-                await _process.WaitForExitAsync(cancellationToken);
+                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                timeout.CancelAfter(limit);
+                try
+                {
+                    await _process.WaitForExitAsync(timeout.Token);
+                }
+                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+                {
+                    throw new BenchFailedException($"mosquitto_sub received {File.ReadLines(_stamps).Count() - 1} of {_count} messages on {_topic} within {limit.TotalSeconds:F0} s");
+                }
+
                 var cpu = ChildCpu(await _times);
                 var lines = await File.ReadAllLinesAsync(_stamps, cancellationToken);
                 if (lines.Length != _count + 1)
