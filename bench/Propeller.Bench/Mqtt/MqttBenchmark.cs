@@ -22,9 +22,10 @@ namespace Propeller.Bench;
 /// Options: --broker tcp://host:port (default PROPELLER_TEST_MQTT, else tcp://127.0.0.1:51883), --messages N (qos0, both
 /// sides), --acked-messages N (qos1/qos2, ours; default 65,535), --reference-acked-messages N (qos1/qos2, mosquitto's;
 /// default the same as --acked-messages, at most 65,535: mosquitto_pub -l numbers its QoS 1/2 messages with 16-bit
-/// message ids and, once they wrap, takes the first ack of its last id for the end and disconnects), --payload BYTES, --rounds N (interleaved rounds, best of each; default 3), --inflight N (our in-flight
-/// window, default 10 like the original), --case qos0|qos1|qos2 (default all),
-/// --mixed (also each side of the layer alone against mosquitto's other client: which side costs what).
+/// message ids and, once they wrap, takes the first ack of its last id for the end and disconnects), --payload BYTES,
+/// --rounds N (interleaved rounds, best of each; default 3), --inflight N (our in-flight window, default 10 like the
+/// original), --case qos0|qos1|qos2 (default all), --mixed (also each side of the layer alone against mosquitto's other
+/// client: which side costs what).
 /// </summary>
 internal static partial class BenchmarkRegistry
 {
