@@ -26,6 +26,12 @@ catch (BenchUsageException e)
     Console.Error.WriteLine($"propeller-bench {args[0]}: {e.Message}");
     return 2;
 }
+catch (OperationCanceledException) when (cts.IsCancellationRequested)
+{
+    // Ctrl+C: the benchmark's finally blocks have stopped what it started.
+    Console.Error.WriteLine($"propeller-bench {args[0]}: interrupted");
+    return 130;
+}
 catch (BenchFailedException e)
 {
     // The run could not give a figure; the message says why (no stack trace: the benchmark's code is not at fault).
