@@ -32,36 +32,8 @@ public static class EventStoreServiceCollectionExtensions
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton(sp =>
         {
-            // No DISCARD ALL when a connection goes back to the pool: nothing here keeps session state (locks are
-            // transaction-scoped), and the reset was a round trip on every use.
             var storeOptions = sp.GetRequiredService<IOptions<EventStoreOptions>>().Value;
-            var builder = new NpgsqlDataSourceBuilder(storeOptions.ConnectionString);
-            builder.ConnectionStringBuilder.NoResetOnClose = true;
-
-            // Named in pg_stat_activity by schema, so operators see whose connections these are and `rebuild` can tell
-            // that managers are running on the schema. A connection string that names itself keeps its name.
-            if (string.IsNullOrEmpty(builder.ConnectionStringBuilder.ApplicationName))
-            {
-                builder.ConnectionStringBuilder.ApplicationName = ApplicationName(storeOptions.Schema);
-            }
-
-            // Server-side prepared statements for the hot statements (append, projections, outbox, inbox): without
-            // them PostgreSQL parses and plans every statement again, a third of its CPU under load. A connection
-            // string that sets "Max Auto Prepare" itself keeps its value.
-            if (builder.ConnectionStringBuilder.MaxAutoPrepare == 0)
-            {
-                builder.ConnectionStringBuilder.MaxAutoPrepare = 64;
-                builder.ConnectionStringBuilder.AutoPrepareMinUsages = 3;
-            }
-
-            // Generic plans for prepared statements: PostgreSQL kept re-planning the task view's upsert on half of its
-            // executions (its custom-plan heuristic), and every statement here is a key lookup or an insert whose
-            // plan does not depend on the values. Options given in the connection string win.
-            if (string.IsNullOrEmpty(builder.ConnectionStringBuilder.Options))
-            {
-                builder.ConnectionStringBuilder.Options = "-c plan_cache_mode=force_generic_plan";
-            }
-            return builder.Build();
+            return CreateDataSourceBuilder(storeOptions.ConnectionString, storeOptions.Schema).Build();
         });
         services.TryAddSingleton(_ => DomainEvents.CreateRegistry());
         services.TryAddSingleton<EventSerializer>();
@@ -93,6 +65,45 @@ public static class EventStoreServiceCollectionExtensions
         }
 
         return services;
+    }
+
+    /// <summary>
+    /// The manager's connection settings on <paramref name="connectionString"/> for <paramref name="schema"/>: no reset on
+    /// close, its application name, auto-prepared statements and generic plans; what the connection string sets itself wins.
+    /// Public so that whatever measures the manager's statements (bench/) connects the way the manager does.
+    /// </summary>
+    public static NpgsqlDataSourceBuilder CreateDataSourceBuilder(string connectionString, string schema)
+    {
+        // No DISCARD ALL when a connection goes back to the pool: nothing here keeps session state (locks are
+        // transaction-scoped), and the reset was a round trip on every use.
+        var builder = new NpgsqlDataSourceBuilder(connectionString);
+        builder.ConnectionStringBuilder.NoResetOnClose = true;
+
+        // Named in pg_stat_activity by schema, so operators see whose connections these are and `rebuild` can tell
+        // that managers are running on the schema. A connection string that names itself keeps its name.
+        if (string.IsNullOrEmpty(builder.ConnectionStringBuilder.ApplicationName))
+        {
+            builder.ConnectionStringBuilder.ApplicationName = ApplicationName(schema);
+        }
+
+        // Server-side prepared statements for the hot statements (append, projections, outbox, inbox): without
+        // them PostgreSQL parses and plans every statement again, a third of its CPU under load. A connection
+        // string that sets "Max Auto Prepare" itself keeps its value.
+        if (builder.ConnectionStringBuilder.MaxAutoPrepare == 0)
+        {
+            builder.ConnectionStringBuilder.MaxAutoPrepare = 64;
+            builder.ConnectionStringBuilder.AutoPrepareMinUsages = 3;
+        }
+
+        // Generic plans for prepared statements: PostgreSQL kept re-planning the task view's upsert on half of its
+        // executions (its custom-plan heuristic), and every statement here is a key lookup or an insert whose
+        // plan does not depend on the values. Options given in the connection string win.
+        if (string.IsNullOrEmpty(builder.ConnectionStringBuilder.Options))
+        {
+            builder.ConnectionStringBuilder.Options = "-c plan_cache_mode=force_generic_plan";
+        }
+
+        return builder;
     }
 
     /// <summary>The name a manager's connections carry in pg_stat_activity (PostgreSQL keeps 63 bytes of it).</summary>

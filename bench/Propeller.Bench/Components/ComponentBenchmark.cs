@@ -1,12 +1,12 @@
 using System.Diagnostics;
 using System.Globalization;
 using Microsoft.Extensions.Logging.Abstractions;
+using Propeller.Bench.Support;
 using Propeller.Contracts.Mqtt;
 using Propeller.Edge.Configuration;
 using Propeller.Edge.Execution;
 using Propeller.Edge.Tasks;
 using Wasmtime;
-using Propeller.Bench.Support;
 
 namespace Propeller.Bench;
 
@@ -23,14 +23,8 @@ internal static class ComponentBenchmark
 
     public static async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
     {
-        var iterations = 20000;
-        for (var i = 0; i < args.Length - 1; i++)
-        {
-            if (args[i] == "--iterations")
-            {
-                iterations = int.Parse(args[++i], CultureInfo.InvariantCulture);
-            }
-        }
+        BenchArgs.Known(args, ["--iterations"], ["--raw"]);
+        var iterations = BenchArgs.Int(args, "--iterations", 20000);
 
         var settings = new PropletSettings { TenantId = "t", ChannelId = "c", EntityId = "bench", ApiKey = "k", MetricsEnabled = false };
         using var runtime = new InProcessRuntime(settings, NullLogger<InProcessRuntime>.Instance);

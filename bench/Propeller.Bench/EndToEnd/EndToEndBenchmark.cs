@@ -32,6 +32,7 @@ internal static class EndToEndBenchmark
 
     public static async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
     {
+        BenchArgs.Known(args, ["--tasks", "--proplets", "--clients", "--warmup"]);
         var tasks = ManagerBenchmark.Option(args, "--tasks", 3000);
         var proplets = ManagerBenchmark.Option(args, "--proplets", 4);
         var clients = ManagerBenchmark.Option(args, "--clients", 8);
@@ -79,7 +80,7 @@ internal static class EndToEndBenchmark
 
             await WaitActiveAsync(http, n => n >= proplets, cancellationToken);
             // Warm-up outside the clock, until the JIT has settled in this process (the proplets warm up alongside).
-            await ManagerBenchmark.WarmUpAsync(count => RunTasksAsync(http, count, clients, cancellationToken), ManagerBenchmark.Option(args, "--warmup", 0));
+            await ManagerBenchmark.WarmUpAsync(count => RunTasksAsync(http, count, clients, cancellationToken), ManagerBenchmark.Option(args, "--warmup", 0, min: 0));
             hops.Clear();
             double PropletsMs() => processes.Sum(p => ProcCpu.Ms(p.Id));
             var (selfBefore, propletsBefore, postgresBefore, brokerBefore) = (ProcCpu.Ms(Environment.ProcessId), PropletsMs(), ProcCpu.ByName("postgres"), ProcCpu.ByName("mosquitto"));
@@ -209,22 +210,7 @@ internal static class EndToEndBenchmark
                 var id = (await created.Content.ReadFromJsonAsync<JsonElement>(cancellationToken)).GetProperty("id").GetString();
                 var start = Stopwatch.GetTimestamp();
                 (await http.PostAsync($"/tasks/{id}/start", null, cancellationToken)).EnsureSuccessStatusCode();
-                while (true)
-                {
-                    // Long polling: the manager answers once the task has ended (or after 10 s).
-                    var task = await http.GetFromJsonAsync<JsonElement>($"/tasks/{id}?wait=10s", cancellationToken);
-                    var state = task.GetProperty("state").GetInt32();
-                    if (state == 3)
-                    {
-                        break;
-                    }
-
-                    if (state == 4)
-                    {
-                        throw new InvalidOperationException($"task {id} failed: {task.GetRawText()}");
-                    }
-                }
-
+                await ManagerBenchmark.WaitCompletedAsync(http, id!, cancellationToken);
                 latencies.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
             }
         }, cancellationToken)));
@@ -245,9 +231,14 @@ internal static class EndToEndBenchmark
         }
     }
 
-    internal static Process StartProplet(string dll, string broker, string tenant, string propletId, IReadOnlyDictionary<string, string>? environment = null)
+    /// <summary>
+    /// A proplet process; with <paramref name="stderr"/>, what it writes on stderr is kept there (lock it to read) so that a
+    /// failure can show it, else it goes to this process's stderr.
+    /// </summary>
+    internal static Process StartProplet(
+        string dll, string broker, string tenant, string propletId, IReadOnlyDictionary<string, string>? environment = null, StringBuilder? stderr = null)
     {
-        var info = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = false, RedirectStandardError = false };
+        var info = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = false, RedirectStandardError = stderr is not null };
         info.ArgumentList.Add(dll);
         info.Environment["PROPLET_MQTT_ADDRESS"] = broker;
         info.Environment["PROPLET_TENANT_ID"] = tenant;
@@ -265,7 +256,20 @@ internal static class EndToEndBenchmark
             info.Environment[name] = value;
         }
 
-        return Process.Start(info) ?? throw new InvalidOperationException("could not start " + dll);
+        var process = Process.Start(info) ?? throw new InvalidOperationException("could not start " + dll);
+        if (stderr is not null)
+        {
+            process.ErrorDataReceived += (_, e) =>
+            {
+                lock (stderr)
+                {
+                    stderr.AppendLine(e.Data);
+                }
+            };
+            process.BeginErrorReadLine();
+        }
+
+        return process;
     }
 
     /// <summary>propeller-proplet.dll built in the same configuration as this benchmark.</summary>

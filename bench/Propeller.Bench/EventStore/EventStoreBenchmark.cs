@@ -7,7 +7,9 @@ using Npgsql;
 using NpgsqlTypes;
 using Propeller.Application.EventStore;
 using Propeller.Application.Tasks;
+using Propeller.Bench.Support;
 using Propeller.Domain.Tasks;
+using Propeller.Infrastructure;
 using Propeller.Infrastructure.MartenStore;
 using Propeller.Infrastructure.Serialization;
 
@@ -25,13 +27,14 @@ internal static class EventStoreBenchmark
 
     public static async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
     {
-        var scale = args.Length > 0 ? double.Parse(args[0], CultureInfo.InvariantCulture) : 1.0;
+        BenchArgs.Positional(args, 1, "[scale, default 1.0]");
+        var scale = args.Length > 0 ? BenchArgs.ParseDouble("scale", args[0]) : 1.0;
         var connectionString = Environment.GetEnvironmentVariable("PROPELLER_TEST_DB") is { Length: > 0 } cs
             ? cs
             : "Host=127.0.0.1;Port=55432;Username=propeller;Password=propeller;Database=propeller_test";
-        var builder = new NpgsqlDataSourceBuilder(connectionString);
+        // The manager's connection settings (no reset on close, auto-prepare, generic plans), and a pool for the writers.
+        var builder = EventStoreServiceCollectionExtensions.CreateDataSourceBuilder(connectionString, Schema);
         builder.ConnectionStringBuilder.MaxPoolSize = 32;
-        builder.ConnectionStringBuilder.NoResetOnClose = true;
         await using var dataSource = builder.Build();
 
         await ExecuteAsync(dataSource, $"drop schema if exists {Schema} cascade", cancellationToken);

@@ -5,7 +5,9 @@ using Npgsql;
 using Propeller.Application.EventStore;
 using Propeller.Application.Scheduling;
 using Propeller.Application.Tasks;
+using Propeller.Bench.Support;
 using Propeller.Domain.Tasks;
+using Propeller.Infrastructure;
 using Propeller.Infrastructure.MartenStore;
 using TaskStatus = Propeller.Domain.Tasks.TaskStatus;
 
@@ -24,13 +26,15 @@ internal static class SweepBenchmark
 
     public static async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
     {
-        var tasks = args.Length > 0 ? int.Parse(args[0], CultureInfo.InvariantCulture) : 50_000;
-        var pages = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 50;
-        var pageSize = args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 100;
+        BenchArgs.Positional(args, 3, "[waiting tasks, default 50000] [pages read, default 50] [page size, default 100]");
+        var tasks = BenchArgs.PositionalInt(args, 0, "waiting tasks", 50_000);
+        var pages = BenchArgs.PositionalInt(args, 1, "pages read", 50);
+        var pageSize = BenchArgs.PositionalInt(args, 2, "page size", 100);
         var connectionString = Environment.GetEnvironmentVariable("PROPELLER_TEST_DB") is { Length: > 0 } cs
             ? cs
             : "Host=127.0.0.1;Port=55432;Username=propeller;Password=propeller;Database=propeller_test";
-        await using var dataSource = NpgsqlDataSource.Create(connectionString);
+        // The manager's connection settings (auto-prepare, generic plans): the sweep's statements run as the manager runs them.
+        await using var dataSource = EventStoreServiceCollectionExtensions.CreateDataSourceBuilder(connectionString, Schema).Build();
         await using (var drop = dataSource.CreateCommand($"drop schema if exists {Schema} cascade"))
         {
             await drop.ExecuteNonQueryAsync(cancellationToken);

@@ -28,9 +28,10 @@ internal static partial class HttpProxyBenchmark
 {
     public static async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
     {
-        var duration = Option(args, "--duration", 10);
-        var connections = Option(args, "--connections", 16);
-        var threads = Option(args, "--threads", 2);
+        BenchArgs.Known(args, ["--duration", "--connections", "--threads"]);
+        var duration = BenchArgs.Int(args, "--duration", 10);
+        var connections = BenchArgs.Int(args, "--connections", 16);
+        var threads = BenchArgs.Int(args, "--threads", 2);
         if (!WrkInstalled())
         {
             await Console.Error.WriteLineAsync("http-proxy: wrk is not installed; install it with `sudo apt-get install -y wrk` (Debian package wrk) and run again");
@@ -93,8 +94,20 @@ internal static partial class HttpProxyBenchmark
             RedirectStandardError = true,
         };
         using var process = Process.Start(start)!;
+        var error = process.StandardError.ReadToEndAsync(cancellationToken);
         var output = await process.StandardOutput.ReadToEndAsync(cancellationToken);
         await process.WaitForExitAsync(cancellationToken);
+        // wrk's rate counts every response, errors included: a run with any is no figure for the server.
+        if (output.Contains("Non-2xx", StringComparison.Ordinal) || output.Contains("Socket errors", StringComparison.Ordinal))
+        {
+            throw new BenchFailedException($"wrk against port {port} saw non-2xx responses or socket errors:\n{output}");
+        }
+
+        if (process.ExitCode != 0 || !RequestsPerSecond().IsMatch(output))
+        {
+            throw new BenchFailedException($"wrk against port {port} exited {process.ExitCode}:\n{output}{await error}");
+        }
+
         var rps = double.Parse(RequestsPerSecond().Match(output).Groups[1].Value, CultureInfo.InvariantCulture);
         var p50 = P50().Match(output);
         var value = double.Parse(p50.Groups[1].Value, CultureInfo.InvariantCulture);
@@ -105,22 +118,11 @@ internal static partial class HttpProxyBenchmark
             "s" => value * 1_000_000,
             _ => double.NaN,
         };
-        if (output.Contains("Non-2xx", StringComparison.Ordinal))
-        {
-            await Console.Error.WriteLineAsync($"http-proxy: port {port} answered non-2xx responses:\n{output}");
-        }
-
         return (rps, micros);
     }
 
     private static bool WrkInstalled() =>
         (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Any(dir => File.Exists(Path.Combine(dir, "wrk")));
-
-    private static int Option(string[] args, string name, int fallback)
-    {
-        var at = Array.IndexOf(args, name);
-        return at >= 0 && at + 1 < args.Length ? int.Parse(args[at + 1], CultureInfo.InvariantCulture) : fallback;
-    }
 
     private static int FreePort()
     {

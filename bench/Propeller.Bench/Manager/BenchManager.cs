@@ -1,9 +1,14 @@
+using System.Diagnostics;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Npgsql;
+using Propeller.Bench.Support;
 using Propeller.Manager;
 
 namespace Propeller.Bench.Manager;
@@ -70,12 +75,65 @@ internal sealed class BenchManager : IAsyncDisposable
         await app.StartAsync(cancellationToken);
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         var http = new HttpClient { BaseAddress = new Uri(address) };
-        while (!(await http.GetAsync("/health/ready", cancellationToken)).IsSuccessStatusCode)
+        var deadline = Stopwatch.StartNew();
+        while (true)
         {
+            using var ready = await http.GetAsync("/health/ready", cancellationToken);
+            if (ready.IsSuccessStatusCode)
+            {
+                break;
+            }
+
+            if (deadline.Elapsed > TimeSpan.FromSeconds(60))
+            {
+                var body = await ready.Content.ReadAsStringAsync(cancellationToken);
+                http.Dispose();
+                await app.StopAsync(CancellationToken.None);
+                await app.DisposeAsync();
+                throw new BenchFailedException($"the manager ({schema}) was not ready within 60 s: /health/ready answered {(int)ready.StatusCode} {body}");
+            }
+
             await Task.Delay(20, cancellationToken);
         }
 
         return new BenchManager(app, http, broker, tenant);
+    }
+
+    /// <summary>
+    /// Waits until at least <paramref name="count"/> proplets are active, for 60 s at most; a proplet process that
+    /// exits meanwhile fails the run at once, with what it wrote on stderr (<see cref="EndToEnd.EndToEndBenchmark.StartProplet"/>).
+    /// </summary>
+    public async Task WaitPropletsActiveAsync(int count, Process? proplet, StringBuilder? stderr, CancellationToken cancellationToken)
+    {
+        var deadline = Stopwatch.StartNew();
+        var active = 0;
+        while ((active = (await Http.GetFromJsonAsync<JsonElement>("/proplets?status=active", cancellationToken)).GetProperty("total").GetInt32()) < count)
+        {
+            if (proplet is { HasExited: true })
+            {
+                throw new BenchFailedException($"the proplet exited ({proplet.ExitCode}) before it was active:\n{Captured(stderr)}");
+            }
+
+            if (deadline.Elapsed > TimeSpan.FromSeconds(60))
+            {
+                throw new BenchFailedException($"{active} of {count} proplets active after 60 s:\n{Captured(stderr)}");
+            }
+
+            await Task.Delay(50, cancellationToken);
+        }
+    }
+
+    private static string Captured(StringBuilder? stderr)
+    {
+        if (stderr is null)
+        {
+            return "(no proplet process)";
+        }
+
+        lock (stderr)
+        {
+            return stderr.Length > 0 ? stderr.ToString() : "(nothing on its stderr)";
+        }
     }
 
     public async ValueTask DisposeAsync()

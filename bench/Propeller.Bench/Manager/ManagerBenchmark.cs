@@ -25,6 +25,7 @@ internal static class ManagerBenchmark
 {
     public static async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
     {
+        BenchArgs.Known(args, ["--tasks", "--proplets", "--clients", "--warmup"], ["--durability", "--waiting"]);
         if (args.Contains("--durability"))
         {
             // Wolverine's durability modes side by side (ADR 0014): Solo is the reference for Balanced on one node.
@@ -79,13 +80,10 @@ internal static class ManagerBenchmark
             }
         }, CancellationToken.None);
 
-        while ((await http.GetFromJsonAsync<JsonElement>("/proplets?status=active", cancellationToken)).GetProperty("total").GetInt32() < proplets)
-        {
-            await Task.Delay(20, cancellationToken);
-        }
+        await manager.WaitPropletsActiveAsync(proplets, null, null, cancellationToken);
 
         // Warm-up outside the clock, until the JIT has settled (see WarmUpAsync).
-        await WarmUpAsync(count => RunTasksAsync(http, count, clients, cancellationToken), Option(args, "--warmup", 0));
+        await WarmUpAsync(count => RunTasksAsync(http, count, clients, cancellationToken), Option(args, "--warmup", 0, min: 0));
         // Where the time goes: a watcher on the broker sees each start message and each result go by.
         var seen = new ConcurrentDictionary<string, (long Start, long Result)>(StringComparer.Ordinal);
         await using var watcher = await BrokerWatcher.StartAsync(
@@ -255,17 +253,41 @@ internal static class ManagerBenchmark
                 var start = Stopwatch.GetTimestamp();
                 (await http.PostAsync($"/tasks/{id}/start", null, cancellationToken)).EnsureSuccessStatusCode();
                 var started = Stopwatch.GetTimestamp();
-                // Long polling (GET /tasks/{id}?wait=...) rather than a tight poll loop that would load the manager.
-                while ((await http.GetFromJsonAsync<JsonElement>($"/tasks/{id}?wait=10s", cancellationToken)).GetProperty("state").GetInt32() != 3)
-                {
-                }
-
+                await WaitCompletedAsync(http, id!, cancellationToken);
                 var done = Stopwatch.GetTimestamp();
                 latencies.Add(Stopwatch.GetElapsedTime(start, done).TotalMilliseconds);
                 stages?.Add((id!, start, started, done));
             }
         }, cancellationToken)));
         return [.. latencies];
+    }
+
+    /// <summary>
+    /// Waits for task <paramref name="id"/> to end, by long polling (GET /tasks/{id}?wait=10s) rather than a tight poll
+    /// loop that would load the manager. Completed returns; any other end (Failed, Skipped, Interrupted: the wait answers
+    /// at once for them, so looping on would spin) or no end within 2 minutes fails the run with the task's JSON.
+    /// </summary>
+    internal static async Task WaitCompletedAsync(HttpClient http, string id, CancellationToken cancellationToken)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (true)
+        {
+            var task = await http.GetFromJsonAsync<JsonElement>($"/tasks/{id}?wait=10s", cancellationToken);
+            switch ((Propeller.Domain.Tasks.TaskStatus)task.GetProperty("state").GetInt32())
+            {
+                case Propeller.Domain.Tasks.TaskStatus.Completed:
+                    return;
+                case Propeller.Domain.Tasks.TaskStatus.Failed or Propeller.Domain.Tasks.TaskStatus.Skipped or Propeller.Domain.Tasks.TaskStatus.Interrupted:
+                    throw new BenchFailedException($"task {id} ended without completing: {task.GetRawText()}");
+                default:
+                    if (deadline.Elapsed > TimeSpan.FromMinutes(2))
+                    {
+                        throw new BenchFailedException($"task {id} did not end within 2 minutes: {task.GetRawText()}");
+                    }
+
+                    break;
+            }
+        }
     }
 
     /// <summary>A batch handler that hands each message to <paramref name="handle"/>, in order.</summary>
@@ -348,9 +370,6 @@ internal static class ManagerBenchmark
 
     internal static double Percentile(List<double> sorted, double p) => sorted.Count == 0 ? 0 : sorted[Math.Min(sorted.Count - 1, (int)Math.Ceiling(p * sorted.Count) - 1)];
 
-    internal static int Option(string[] args, string name, int fallback)
-    {
-        var index = Array.IndexOf(args, name);
-        return index >= 0 && index + 1 < args.Length && int.TryParse(args[index + 1], NumberStyles.None, CultureInfo.InvariantCulture, out var value) ? value : fallback;
-    }
+    /// <summary>An integer option of at least <paramref name="min"/>; anything else ends the run with a usage error (<see cref="BenchArgs"/>).</summary>
+    internal static int Option(string[] args, string name, int fallback, int min = 1) => BenchArgs.Int(args, name, fallback, min);
 }

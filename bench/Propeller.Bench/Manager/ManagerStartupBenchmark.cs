@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text;
 using Npgsql;
 using Propeller.Bench.EndToEnd;
+using Propeller.Bench.Support;
 
 namespace Propeller.Bench.Manager;
 
@@ -24,6 +25,7 @@ internal static class ManagerStartupBenchmark
 
     public static async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
     {
+        BenchArgs.Known(args, ["--rounds"]);
         var rounds = ManagerBenchmark.Option(args, "--rounds", 5);
         var dll = EndToEndBenchmark.HostDll("Manager", "propeller-manager.dll");
         var ready = Variants.ToDictionary(v => v.Name, _ => new List<double>(), StringComparer.Ordinal);
@@ -85,18 +87,19 @@ internal static class ManagerStartupBenchmark
         using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(30) };
         var output = new StringBuilder();
         var clock = Stopwatch.StartNew();
-        using var process = Process.Start(info) ?? throw new InvalidOperationException("could not start " + dll);
-        process.OutputDataReceived += (_, e) => { lock (output) { output.AppendLine(e.Data); } };
-        process.ErrorDataReceived += (_, e) => { lock (output) { output.AppendLine(e.Data); } };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
+        Process? process = null;
         try
         {
+            process = Process.Start(info) ?? throw new InvalidOperationException("could not start " + dll);
+            process.OutputDataReceived += (_, e) => { lock (output) { output.AppendLine(e.Data); } };
+            process.ErrorDataReceived += (_, e) => { lock (output) { output.AppendLine(e.Data); } };
+            process.BeginOutputReadLine();
+            process.BeginErrorReadLine();
             while (!await ReadyAsync(http, cancellationToken))
             {
                 if (process.HasExited || clock.Elapsed > TimeSpan.FromSeconds(120))
                 {
-                    throw new InvalidOperationException($"the manager ({schema}) did not become ready:\n{output}");
+                    throw new BenchFailedException($"the manager ({schema}) did not become ready:\n{output}");
                 }
 
                 await Task.Delay(10, cancellationToken);
@@ -109,22 +112,41 @@ internal static class ManagerStartupBenchmark
         }
         finally
         {
-            // SIGTERM: a graceful stop, so a Balanced node deregisters instead of leaving a stale node behind.
-            using (var term = Process.Start("kill", ["-TERM", process.Id.ToString(CultureInfo.InvariantCulture)]))
-            {
-                await term.WaitForExitAsync(cancellationToken);
-            }
+            await StopAsync(process);
+        }
+    }
 
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            timeout.CancelAfter(TimeSpan.FromSeconds(30));
-            try
+    /// <summary>
+    /// SIGTERM first: a graceful stop, so a Balanced node deregisters instead of leaving a stale node behind; then, if it
+    /// has not ended within 30 s, the kill. Not cancellable: Ctrl+C must not leave a manager running.
+    /// </summary>
+    private static async Task StopAsync(Process? process)
+    {
+        if (process is null)
+        {
+            return;
+        }
+
+        try
+        {
+            if (!process.HasExited)
             {
+                using (var term = Process.Start("kill", ["-TERM", process.Id.ToString(CultureInfo.InvariantCulture)]))
+                {
+                    await term.WaitForExitAsync(CancellationToken.None);
+                }
+
+                using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
                 await process.WaitForExitAsync(timeout.Token);
             }
-            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-            {
-                process.Kill();
-            }
+        }
+        catch (OperationCanceledException)
+        {
+            // Still running after 30 s: killed below.
+        }
+        finally
+        {
+            ChildProcess.Stop(process);
         }
     }
 

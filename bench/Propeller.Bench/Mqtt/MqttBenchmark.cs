@@ -2,19 +2,30 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using MQTTnet.Protocol;
+using Propeller.Bench.Support;
 using Propeller.Broker;
 
 namespace Propeller.Bench;
 
 /// <summary>
 /// `mqtt`: N messages through mosquitto from one publisher to one subscriber, per QoS: the product's connection layer
-/// over MQTTnet (Propeller.Broker) against mosquitto's own C clients in the same run (`mosquitto_sub -C N` fed by
-/// `mosquitto_pub -l`). Beside each rate: CPU seconds per 100k messages
-/// (publisher + subscriber; ours in this process, mosquitto's clients through bash's `times`).
-/// Options: --broker tcp://host:port (default PROPELLER_TEST_MQTT, else tcp://127.0.0.1:51883), --messages N (qos0),
-/// --acked-messages N (qos1/qos2), --reference-acked-messages N (mosquitto_pub waits for every ack, so fewer suffice),
-/// --payload BYTES, --rounds N (interleaved rounds, best of each; default 3), --inflight N (our in-flight window, default 10 like the original), --case qos0|qos1|qos2 (default all),
-/// --mixed (also each side of the layer alone against mosquitto's other client: which side costs what).
+/// over MQTTnet (Propeller.Broker) against mosquitto's own C clients in the same run (`mosquitto_pub -l` publishing to
+/// `mosquitto_sub -C N`). Every side is timed the same way, at its subscriber, from the first message received to the
+/// last: rate = messages after the first arrival / (last arrival - first arrival). No client's start-up, connect or
+/// subscribe is inside the clock (mosquitto_pub -l sleeps 100 ms while it connects, pub_stdin_line_loop in 2.0.11), only
+/// the stream. mosquitto_sub stamps each message (-F %U: unix time with nanoseconds) into a file; ours stamps each batch
+/// its handler receives. mosquitto_sub counts as subscribed once a retained marker on its topic has reached it (it has no
+/// other readiness signal: -d prints every packet). mosquitto_pub keeps up to 20 QoS 1/2 messages in flight
+/// (client_shared.c sets max_inflight = 20) and queues the rest, as our layer keeps --inflight.
+/// Beside each rate: CPU seconds per 100k messages (publisher + subscriber; ours in this process, mosquitto's clients
+/// through bash's `times`).
+/// Options: --broker tcp://host:port (default PROPELLER_TEST_MQTT, else tcp://127.0.0.1:51883), --messages N (qos0, both
+/// sides), --acked-messages N (qos1/qos2, ours; default 65,535), --reference-acked-messages N (qos1/qos2, mosquitto's;
+/// default the same as --acked-messages, at most 65,535: mosquitto_pub -l numbers its QoS 1/2 messages with 16-bit
+/// message ids and, once they wrap, takes the first ack of its last id for the end and disconnects), --payload BYTES,
+/// --rounds N (interleaved rounds, best of each; default 3), --inflight N (our in-flight window, default 10 like the
+/// original), --case qos0|qos1|qos2 (default all), --mixed (also each side of the layer alone against mosquitto's other
+/// client: which side costs what).
 /// </summary>
 internal static partial class BenchmarkRegistry
 {
@@ -25,21 +36,45 @@ internal static partial class BenchmarkRegistry
 
     private static class MqttBenchmark
     {
+        /// <summary>
+        /// The most QoS 1/2 messages one mosquitto_pub -l sends: past 65,535 its message ids wrap, and the first ack of
+        /// its last message's id (an earlier message's) ends it (pub_client.c, 2.0.11: 70,000 lines delivered 4,480).
+        /// </summary>
+        private const int MosquittoPubMaxAcked = 65_535;
+
+        private static readonly TimeSpan Limit = TimeSpan.FromSeconds(120);
+
+        private static readonly string[] Cases = ["qos0", "qos1", "qos2"];
+
         public static async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
         {
-            var broker = Option(args, "--broker")
+            BenchArgs.Known(
+                args,
+                ["--broker", "--messages", "--acked-messages", "--reference-acked-messages", "--payload", "--inflight", "--rounds", "--case"],
+                ["--mixed"]);
+            var broker = BenchArgs.Value(args, "--broker")
                 ?? (Environment.GetEnvironmentVariable("PROPELLER_TEST_MQTT") is { Length: > 0 } env ? env : "tcp://127.0.0.1:51883");
-            var messages = int.Parse(Option(args, "--messages") ?? "200000", CultureInfo.InvariantCulture);
-            var acked = int.Parse(Option(args, "--acked-messages") ?? "100000", CultureInfo.InvariantCulture);
-            var referenceAcked = int.Parse(Option(args, "--reference-acked-messages") ?? "5000", CultureInfo.InvariantCulture);
-            var payloadSize = int.Parse(Option(args, "--payload") ?? "32", CultureInfo.InvariantCulture);
-            var inflight = int.Parse(Option(args, "--inflight") ?? "10", CultureInfo.InvariantCulture);
-            var rounds = int.Parse(Option(args, "--rounds") ?? "3", CultureInfo.InvariantCulture);
-            var only = Option(args, "--case");
+            // At least 2: a rate needs a first and a last arrival.
+            var messages = BenchArgs.Int(args, "--messages", 200_000, min: 2);
+            var acked = BenchArgs.Int(args, "--acked-messages", MosquittoPubMaxAcked, min: 2);
+            var referenceAcked = BenchArgs.Int(args, "--reference-acked-messages", Math.Min(acked, MosquittoPubMaxAcked), min: 2);
+            if (referenceAcked > MosquittoPubMaxAcked)
+            {
+                throw new BenchUsageException($"--reference-acked-messages {referenceAcked}: at most {MosquittoPubMaxAcked} (mosquitto_pub -l stops early once its 16-bit message ids wrap)");
+            }
+            var payloadSize = BenchArgs.Int(args, "--payload", 32);
+            var inflight = BenchArgs.Int(args, "--inflight", 10);
+            var rounds = BenchArgs.Int(args, "--rounds", 3);
+            var only = BenchArgs.Value(args, "--case");
+            if (only is not null && !Cases.Contains(only, StringComparer.Ordinal))
+            {
+                throw new BenchUsageException($"--case {only}: one of {string.Join(", ", Cases)}");
+            }
+
             var mixed = args.Contains("--mixed");
             var options = new BrokerOptions { MaxInflight = inflight }.WithAddress(broker);
 
-            Console.WriteLine($"# mqtt broker={options.Host}:{options.Port} payload={payloadSize}B messages(qos0)={messages} messages(qos1/2)={acked} reference(qos1/2)={referenceAcked} inflight={inflight} rounds={rounds} (best of)");
+            Console.WriteLine($"# mqtt broker={options.Host}:{options.Port} payload={payloadSize}B messages(qos0)={messages} messages(qos1/2)={acked} reference(qos1/2)={referenceAcked} inflight={inflight} rounds={rounds} (best of; rates first to last arrival at the subscriber)");
 
             foreach (var qos in new[] { MqttQualityOfServiceLevel.AtMostOnce, MqttQualityOfServiceLevel.AtLeastOnce, MqttQualityOfServiceLevel.ExactlyOnce })
             {
@@ -94,21 +129,18 @@ internal static partial class BenchmarkRegistry
             CancellationToken cancellationToken)
         {
             var topic = $"propeller-bench/layer/{Guid.NewGuid():N}";
-            var level = qos;
-            var all = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            await using var subscriber = CountingSubscriber(ClientOptions(template, "bench-sub"), count, all);
+            var arrivals = new Arrivals(count);
+            await using var subscriber = CountingSubscriber(ClientOptions(template, "bench-sub"), arrivals);
             await using var publisher = new BrokerConnection(ClientOptions(template, "bench-pub"));
             await subscriber.StartAsync(cancellationToken);
             await publisher.StartAsync(cancellationToken);
-            await subscriber.SubscribeAsync(topic, level, cancellationToken);
+            await subscriber.SubscribeAsync(topic, qos, cancellationToken);
             var payload = Payload(payloadSize);
 
             var cpu = Process.GetCurrentProcess().TotalProcessorTime;
-            var stopwatch = Stopwatch.StartNew();
-            await PublishAllAsync(publisher, topic, payload, level, count, cancellationToken);
-            await all.Task.WaitAsync(TimeSpan.FromSeconds(120), cancellationToken);
-            var elapsed = stopwatch.Elapsed;
-            return (count / elapsed.TotalSeconds, PerHundredThousand(Process.GetCurrentProcess().TotalProcessorTime - cpu, count));
+            await PublishAllAsync(publisher, topic, payload, qos, count, cancellationToken);
+            await arrivals.WaitAsync(Limit, cancellationToken);
+            return (arrivals.Rate, PerHundredThousand(Process.GetCurrentProcess().TotalProcessorTime - cpu, count));
         }
 
         /// <summary>The layer on one side, mosquitto's C client on the other (--mixed): which side of the layer costs what.</summary>
@@ -123,43 +155,43 @@ internal static partial class BenchmarkRegistry
             var topic = $"propeller-bench/mixed/{Guid.NewGuid():N}";
             var common = MosquittoArgs(template, topic, qos);
             var options = ClientOptions(template, "bench-mixed");
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            timeout.CancelAfter(TimeSpan.FromSeconds(120));
             if (layerPublishes)
             {
-                using var subscriber = MosquittoSub(common, count);
-                var subscriberTimes = subscriber.StandardOutput.ReadToEndAsync(cancellationToken);
                 await using var publisher = new BrokerConnection(options);
                 await publisher.StartAsync(cancellationToken);
-                await Task.Delay(500, cancellationToken);
+                await using var subscriber = await StampingSubscriber.StartAsync(publisher, common, topic, count, cancellationToken);
                 var payload = Payload(payloadSize);
                 var cpu = Process.GetCurrentProcess().TotalProcessorTime;
-                var stopwatch = Stopwatch.StartNew();
                 await PublishAllAsync(publisher, topic, payload, qos, count, cancellationToken);
-                await subscriber.WaitForExitAsync(timeout.Token);
-                var elapsed = stopwatch.Elapsed;
+                var (rate, subscriberCpu) = await subscriber.FinishAsync(Limit, cancellationToken);
                 var ours = Process.GetCurrentProcess().TotalProcessorTime - cpu;
-                return (count / elapsed.TotalSeconds, PerHundredThousand(ours + ChildCpu(await subscriberTimes), count));
+                return (rate, PerHundredThousand(ours + subscriberCpu, count));
             }
             else
             {
-                var all = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-                await using var subscriber = CountingSubscriber(options, count, all);
+                var arrivals = new Arrivals(count);
+                await using var subscriber = CountingSubscriber(options, arrivals);
                 await subscriber.StartAsync(cancellationToken);
                 await subscriber.SubscribeAsync(topic, qos, cancellationToken);
                 var input = Lines(count, payloadSize);
 
                 var cpu = Process.GetCurrentProcess().TotalProcessorTime;
-                var stopwatch = Stopwatch.StartNew();
-                using var publisher = MosquittoPub(common);
-                var publisherTimes = publisher.StandardOutput.ReadToEndAsync(cancellationToken);
-                await publisher.StandardInput.WriteAsync(input, cancellationToken);
-                publisher.StandardInput.Close();
-                await all.Task.WaitAsync(timeout.Token);
-                var elapsed = stopwatch.Elapsed;
-                var ours = Process.GetCurrentProcess().TotalProcessorTime - cpu;
-                await publisher.WaitForExitAsync(timeout.Token);
-                return (count / elapsed.TotalSeconds, PerHundredThousand(ours + ChildCpu(await publisherTimes), count));
+                Process? publisher = null;
+                try
+                {
+                    publisher = MosquittoPub(common);
+                    var publisherTimes = publisher.StandardOutput.ReadToEndAsync(cancellationToken);
+                    await publisher.StandardInput.WriteAsync(input, cancellationToken);
+                    publisher.StandardInput.Close();
+                    await arrivals.WaitAsync(Limit, cancellationToken);
+                    var ours = Process.GetCurrentProcess().TotalProcessorTime - cpu;
+                    await ExitedAsync(publisher, "mosquitto_pub", cancellationToken);
+                    return (arrivals.Rate, PerHundredThousand(ours + ChildCpu(await publisherTimes), count));
+                }
+                finally
+                {
+                    ChildProcess.Stop(publisher);
+                }
             }
         }
 
@@ -190,23 +222,16 @@ internal static partial class BenchmarkRegistry
             await Task.WhenAll(outstanding);
         }
 
-        /// <summary>A connection whose handler completes <paramref name="all"/> at the <paramref name="count"/>th message.</summary>
-        private static BrokerConnection CountingSubscriber(BrokerOptions options, int count, TaskCompletionSource all)
-        {
-            var received = 0;
-            return new BrokerConnection(options)
+        /// <summary>A connection whose handler stamps each batch it receives into <paramref name="arrivals"/>.</summary>
+        private static BrokerConnection CountingSubscriber(BrokerOptions options, Arrivals arrivals) =>
+            new(options)
             {
                 Handler = (messages, _) =>
                 {
-                    if ((received += messages.Count) >= count)
-                    {
-                        all.TrySetResult();
-                    }
-
+                    arrivals.Add(messages.Count);
                     return ValueTask.CompletedTask;
                 },
             };
-        }
 
         /// <summary>mosquitto_pub -l's input: one payload per line.</summary>
         private static StringBuilder Lines(int count, int payloadSize)
@@ -232,37 +257,30 @@ internal static partial class BenchmarkRegistry
         {
             var topic = $"propeller-bench/reference/{Guid.NewGuid():N}";
             var common = MosquittoArgs(template, topic, qos);
-            using var subscriber = MosquittoSub(common, count);
-            var subscriberTimes = subscriber.StandardOutput.ReadToEndAsync(cancellationToken);
-            // mosquitto_sub has no readiness signal; give it time to connect and subscribe before publishing.
-            await Task.Delay(500, cancellationToken);
-
+            await using var marker = new BrokerConnection(ClientOptions(template, "bench-marker"));
+            await marker.StartAsync(cancellationToken);
+            await using var subscriber = await StampingSubscriber.StartAsync(marker, common, topic, count, cancellationToken);
             var input = Lines(count, payloadSize);
-
-            var stopwatch = Stopwatch.StartNew();
-            using var publisher = MosquittoPub(common);
-            var publisherTimes = publisher.StandardOutput.ReadToEndAsync(cancellationToken);
-            await publisher.StandardInput.WriteAsync(input, cancellationToken);
-            publisher.StandardInput.Close();
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            timeout.CancelAfter(TimeSpan.FromSeconds(120));
-            await subscriber.WaitForExitAsync(timeout.Token);
-            var elapsed = stopwatch.Elapsed;
-            await publisher.WaitForExitAsync(timeout.Token);
-            var cpu = ChildCpu(await subscriberTimes) + ChildCpu(await publisherTimes);
-            return (count / elapsed.TotalSeconds, PerHundredThousand(cpu, count));
+            Process? publisher = null;
+            try
+            {
+                publisher = MosquittoPub(common);
+                var publisherTimes = publisher.StandardOutput.ReadToEndAsync(cancellationToken);
+                await publisher.StandardInput.WriteAsync(input, cancellationToken);
+                publisher.StandardInput.Close();
+                var (rate, subscriberCpu) = await subscriber.FinishAsync(Limit, cancellationToken);
+                await ExitedAsync(publisher, "mosquitto_pub", cancellationToken);
+                return (rate, PerHundredThousand(subscriberCpu + ChildCpu(await publisherTimes), count));
+            }
+            finally
+            {
+                ChildProcess.Stop(publisher);
+            }
         }
 
         /// <summary>mosquitto's client arguments for <paramref name="topic"/> at <paramref name="qos"/> on the broker of <paramref name="template"/>.</summary>
         private static string[] MosquittoArgs(BrokerOptions template, string topic, MqttQualityOfServiceLevel qos) =>
             ["-h", template.Host, "-p", template.Port.ToString(CultureInfo.InvariantCulture), "-t", topic, "-q", ((int)qos).ToString(CultureInfo.InvariantCulture)];
-
-        /// <summary>
-        /// mosquitto_sub until <paramref name="count"/> messages, through bash, whose `times` prints the CPU time of the
-        /// client it ran (its only output: the messages go to /dev/null).
-        /// </summary>
-        private static Process MosquittoSub(string[] common, int count) =>
-            Start("bash", ["-c", Shell("mosquitto_sub", [.. common, "-C", count.ToString(CultureInfo.InvariantCulture)]) + " > /dev/null; times"], redirectInput: false);
 
         /// <summary>mosquitto_pub -l (one message per line of its input), through bash, then bash's `times`.</summary>
         private static Process MosquittoPub(string[] common) =>
@@ -285,6 +303,21 @@ internal static partial class BenchmarkRegistry
             return total;
         }
 
+        /// <summary>Waits for <paramref name="process"/> to end, for <see cref="Limit"/> at most (then the run fails).</summary>
+        private static async Task ExitedAsync(Process process, string name, CancellationToken cancellationToken)
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(Limit);
+            try
+            {
+                await process.WaitForExitAsync(timeout.Token);
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                throw new BenchFailedException($"{name} did not end within {Limit.TotalSeconds:F0} s");
+            }
+        }
+
         private static Process Start(string file, string[] arguments, bool redirectInput)
         {
             var info = new ProcessStartInfo(file, arguments)
@@ -296,10 +329,148 @@ internal static partial class BenchmarkRegistry
             return Process.Start(info) ?? throw new InvalidOperationException($"{file} did not start");
         }
 
-        private static string? Option(string[] args, string name)
+        /// <summary>
+        /// Arrival times at our subscriber: the first batch's and the one that completes <c>count</c>. The rate counts the
+        /// messages after the first batch over the time between them, as mosquitto_sub's stamps count those after the first.
+        /// </summary>
+        private sealed class Arrivals(int count)
         {
-            var index = Array.IndexOf(args, name);
-            return index >= 0 && index + 1 < args.Length ? args[index + 1] : null;
+            private int _received;
+            private int _firstBatch;
+            private long _first;
+            private long _last;
+
+            public TaskCompletionSource All { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+            public double Rate => (count - _firstBatch) / Stopwatch.GetElapsedTime(_first, _last).TotalSeconds;
+
+            /// <summary>Waits for the last message, for <paramref name="limit"/> at most (then the run fails).</summary>
+            public async Task WaitAsync(TimeSpan limit, CancellationToken cancellationToken)
+            {
+                try
+                {
+                    await All.Task.WaitAsync(limit, cancellationToken);
+                }
+                catch (TimeoutException)
+                {
+                    throw new BenchFailedException($"our subscriber received {Volatile.Read(ref _received)} of {count} messages within {limit.TotalSeconds:F0} s");
+                }
+            }
+
+            /// <summary>Called by the connection's handler, one batch at a time.</summary>
+            public void Add(int messages)
+            {
+                var now = Stopwatch.GetTimestamp();
+                if (_received == 0)
+                {
+                    _first = now;
+                    _firstBatch = messages;
+                }
+
+                if ((_received += messages) >= count && _last == 0)
+                {
+                    _last = now;
+                    All.TrySetResult();
+                }
+            }
+        }
+
+        /// <summary>
+        /// mosquitto_sub through bash (whose `times` prints the CPU time of the client it ran), until a marker and
+        /// <c>count</c> messages, each stamped (-F %U) into a file. The marker is a retained message on the topic, published
+        /// before mosquitto_sub starts: the broker sends it once the subscription is in place, so its stamp in the file says
+        /// the subscriber is ready; it is cleared when the subscriber is done.
+        /// </summary>
+        private sealed class StampingSubscriber : IAsyncDisposable
+        {
+            private readonly Process _process;
+            private readonly Task<string> _times;
+            private readonly string _stamps;
+            private readonly BrokerConnection _marker;
+            private readonly string _topic;
+            private readonly int _count;
+
+            private StampingSubscriber(Process process, string stamps, BrokerConnection marker, string topic, int count)
+            {
+                _process = process;
+                _times = process.StandardOutput.ReadToEndAsync(CancellationToken.None);
+                _stamps = stamps;
+                _marker = marker;
+                _topic = topic;
+                _count = count;
+            }
+
+            /// <summary>Publishes the marker with <paramref name="marker"/>, starts mosquitto_sub and returns once the marker reached it.</summary>
+            public static async Task<StampingSubscriber> StartAsync(BrokerConnection marker, string[] common, string topic, int count, CancellationToken cancellationToken)
+            {
+                await marker.PublishAsync(topic, "marker"u8.ToArray(), MqttQualityOfServiceLevel.AtLeastOnce, retain: true, orderKey: null, cancellationToken);
+                var stamps = Path.GetTempFileName();
+                var process = Start(
+                    "bash",
+                    ["-c", Shell("mosquitto_sub", [.. common, "-C", (count + 1).ToString(CultureInfo.InvariantCulture), "-F", "%U"]) + " > '" + stamps + "'; times"],
+                    redirectInput: false);
+                var subscriber = new StampingSubscriber(process, stamps, marker, topic, count);
+                try
+                {
+                    var deadline = Stopwatch.StartNew();
+                    while (new FileInfo(stamps).Length == 0)
+                    {
+                        if (process.HasExited)
+                        {
+                            throw new BenchFailedException($"mosquitto_sub exited ({process.ExitCode}) before it received the marker on {topic}");
+                        }
+
+                        if (deadline.Elapsed > TimeSpan.FromSeconds(10))
+                        {
+                            throw new BenchFailedException($"mosquitto_sub did not receive the marker on {topic} within 10 s");
+                        }
+
+                        await Task.Delay(5, cancellationToken);
+                    }
+
+                    return subscriber;
+                }
+                catch
+                {
+                    await subscriber.DisposeAsync();
+                    throw;
+                }
+            }
+
+            /// <summary>Waits for mosquitto_sub's end; the rate between its first and last message, and its CPU time.</summary>
+            public async Task<(double Rate, TimeSpan Cpu)> FinishAsync(TimeSpan limit, CancellationToken cancellationToken)
+            {
+                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                timeout.CancelAfter(limit);
+                try
+                {
+                    await _process.WaitForExitAsync(timeout.Token);
+                }
+                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+                {
+                    throw new BenchFailedException($"mosquitto_sub received {File.ReadLines(_stamps).Count() - 1} of {_count} messages on {_topic} within {limit.TotalSeconds:F0} s");
+                }
+
+                var cpu = ChildCpu(await _times);
+                var lines = await File.ReadAllLinesAsync(_stamps, cancellationToken);
+                if (lines.Length != _count + 1)
+                {
+                    throw new BenchFailedException($"mosquitto_sub stamped {lines.Length - 1} of {_count} messages on {_topic}");
+                }
+
+                // Line 0 is the marker; seconds with nanoseconds, exact in decimal.
+                var elapsed = decimal.Parse(lines[^1], CultureInfo.InvariantCulture) - decimal.Parse(lines[1], CultureInfo.InvariantCulture);
+                return ((_count - 1) / (double)elapsed, cpu);
+            }
+
+            public async ValueTask DisposeAsync()
+            {
+                ChildProcess.Stop(_process);
+                File.Delete(_stamps);
+                // An empty retained message clears the marker (the topic is this run's alone; the broker persists retained messages).
+                using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+                await _marker.PublishAsync(_topic, Array.Empty<byte>(), MqttQualityOfServiceLevel.AtLeastOnce, retain: true, orderKey: null, timeout.Token);
+            }
         }
     }
 }

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using Microsoft.Extensions.Logging.Abstractions;
 using Propeller.Application.Plugins;
+using Propeller.Bench.Support;
 using Propeller.Plugins.Abi;
 using Propeller.Plugins.Hosting;
 using Propeller.Plugins.Runtime;
@@ -20,14 +21,8 @@ internal static class PluginsBenchmark
 {
     public static async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
     {
-        var iterations = 20_000;
-        for (var i = 0; i < args.Length - 1; i++)
-        {
-            if (args[i] == "--iterations")
-            {
-                iterations = int.Parse(args[++i], CultureInfo.InvariantCulture);
-            }
-        }
+        BenchArgs.Known(args, ["--iterations"]);
+        var iterations = BenchArgs.Int(args, "--iterations", 20_000);
 
         var dir = Directory.CreateTempSubdirectory("plugins-bench");
         try

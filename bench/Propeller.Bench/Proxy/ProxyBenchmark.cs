@@ -40,20 +40,31 @@ internal static class ProxyBenchmark
     {
         var broker = Environment.GetEnvironmentVariable("PROPELLER_TEST_MQTT") is { Length: > 0 } mqtt ? mqtt : "tcp://127.0.0.1:51883";
         var registry = Environment.GetEnvironmentVariable("PROPELLER_TEST_REGISTRY") is { Length: > 0 } r ? r : "127.0.0.1:55000";
-        var size = Manager.ManagerBenchmark.Option(args, "--size", 5 << 20);
-        var rounds = Manager.ManagerBenchmark.Option(args, "--rounds", 45);
-        var chunk = Manager.ManagerBenchmark.Option(args, "--chunk", ProxySettings.DefaultChunkSize);
-        var qos = (MqttQualityOfServiceLevel)Manager.ManagerBenchmark.Option(args, "--qos", 2);
-        var warmups = Manager.ManagerBenchmark.Option(args, "--warmup", 20);
-        var settle = TimeSpan.FromMilliseconds(Manager.ManagerBenchmark.Option(args, "--settle", 30));
-        var imageCache = StringOption(args, "--image-cache");
-        var format = StringOption(args, "--format") ?? "binary";
-        if (format is not ("binary" or "json" or "both"))
+        BenchArgs.Known(args, ["--size", "--rounds", "--chunk", "--qos", "--warmup", "--settle", "--image-cache", "--format", "--cases", "--broker-pid"]);
+        var size = BenchArgs.Int(args, "--size", 5 << 20);
+        var rounds = BenchArgs.Int(args, "--rounds", 45);
+        var chunk = BenchArgs.Int(args, "--chunk", ProxySettings.DefaultChunkSize);
+        var qos = (MqttQualityOfServiceLevel)BenchArgs.Int(args, "--qos", 2, min: 0);
+        if (qos > MqttQualityOfServiceLevel.ExactlyOnce)
         {
-            throw new ArgumentException($"--format {format}: binary, json or both", nameof(args));
+            throw new BenchUsageException($"--qos {(int)qos}: 0, 1 or 2");
         }
 
-        var mosquitto = Manager.ManagerBenchmark.Option(args, "--broker-pid", 0) is > 0 and var given ? given : ListeningPid(new Uri(broker.Contains("://", StringComparison.Ordinal) ? broker : "tcp://" + broker).Port);
+        var warmups = BenchArgs.Int(args, "--warmup", 20, min: 0);
+        var settle = TimeSpan.FromMilliseconds(BenchArgs.Int(args, "--settle", 30, min: 0));
+        var imageCache = BenchArgs.Value(args, "--image-cache");
+        if (imageCache is not null)
+        {
+            BenchArgs.ParseInt("--image-cache", imageCache, min: 0);
+        }
+
+        var format = BenchArgs.Value(args, "--format") ?? "binary";
+        if (format is not ("binary" or "json" or "both"))
+        {
+            throw new BenchUsageException($"--format {format}: binary, json or both");
+        }
+
+        var mosquitto = BenchArgs.Int(args, "--broker-pid", 0, min: 0) is > 0 and var given ? given : ListeningPid(new Uri(broker.Contains("://", StringComparison.Ordinal) ? broker : "tcp://" + broker).Port);
         var tenant = "bench-proxy-" + Guid.NewGuid().ToString("N")[..8];
         var baseTopic = Topics.Base(tenant, "bench");
         Console.WriteLine($"# proxy size={size}B rounds={rounds} warmup={warmups} chunk={chunk}B proxy_qos={(int)qos} registry={registry} broker={broker} broker_pid={(mosquitto > 0 ? mosquitto : "unknown")} image_cache={imageCache ?? "default"} format={format} settle_ms={settle.TotalMilliseconds} load={File.ReadAllText("/proc/loadavg").Trim()}");
@@ -99,12 +110,14 @@ internal static class ProxyBenchmark
         await watcher.StartAsync(cancellationToken);
         await watcher.SubscribeAsync(Topics.Of(baseTopic, Topics.Results), MqttQualityOfServiceLevel.AtLeastOnce, cancellationToken);
         await watcher.SubscribeAsync(Topics.Of(baseTopic, Topics.PropletCreate), MqttQualityOfServiceLevel.AtLeastOnce, cancellationToken);
-        using var proplet = EndToEndBenchmark.StartProplet(
-            EndToEndBenchmark.PropletDll(), broker, tenant, propletId, imageCache is null ? null : new Dictionary<string, string> { ["PROPLET_IMAGE_CACHE_BYTES"] = imageCache });
-        await discovered.Task.WaitAsync(TimeSpan.FromSeconds(60), cancellationToken); // subscribed once it announced itself
-
+        Process? proplet = null;
         try
         {
+            proplet = EndToEndBenchmark.StartProplet(
+                EndToEndBenchmark.PropletDll(), broker, tenant, propletId, imageCache is null ? null : new Dictionary<string, string> { ["PROPLET_IMAGE_CACHE_BYTES"] = imageCache });
+            await discovered.Task.WaitAsync(TimeSpan.FromSeconds(60), cancellationToken); // subscribed once it announced itself
+            var propletPid = proplet.Id;
+
             // Warm-up outside the clock (JIT on both sides, connections), with a small module, until a run succeeds.
             var warm = await PushAsync(client, registry, "warm", Padded(1000, 0), cancellationToken);
             await RunTaskAsync(watcher, results, baseTopic, warm.Reference, TimeSpan.FromSeconds(60), cancellationToken);
@@ -113,7 +126,12 @@ internal static class ProxyBenchmark
             string[] all = format == "both"
                 ? ["direct", "direct-again", "proxy", "proxy-cached", "proxy-json", "proxy-cached-json"]
                 : ["direct", "direct-again", "proxy", "proxy-cached"];
-            var cases = StringOption(args, "--cases") is { } only ? only.Split(',') : all;
+            var cases = BenchArgs.Value(args, "--cases") is { } only ? only.Split(',') : all;
+            if (cases.FirstOrDefault(c => !all.Contains(c, StringComparer.Ordinal)) is { } unknown)
+            {
+                throw new BenchUsageException($"--cases: {unknown} is not one of {string.Join(',', all)}");
+            }
+
             var times = all.Where(cases.Contains).ToDictionary(c => c, _ => new List<double>(), StringComparer.Ordinal);
             var cpu = times.Keys.ToDictionary(c => c, _ => new double[3], StringComparer.Ordinal);
             var delivered = times.Keys.ToDictionary(c => c, _ => new List<double>(), StringComparer.Ordinal);
@@ -125,11 +143,11 @@ internal static class ProxyBenchmark
                 }
 
                 proxy.BinaryChunks = format != "json" && !name.EndsWith("-json", StringComparison.Ordinal);
-                var before = CpuMs(proplet.Id, mosquitto);
+                var before = CpuMs(propletPid, mosquitto);
                 var started = Stopwatch.GetTimestamp();
                 list.Add(await RunTaskAsync(watcher, results, baseTopic, imageUrl, TimeSpan.FromSeconds(60), cancellationToken));
                 delivered[name].Add(await SettleAsync(proxy, started, settle, cancellationToken));
-                var after = CpuMs(proplet.Id, mosquitto);
+                var after = CpuMs(propletPid, mosquitto);
                 for (var i = 0; i < 3; i++)
                 {
                     cpu[name][i] += after[i] - before[i];
@@ -157,6 +175,8 @@ internal static class ProxyBenchmark
 
             var hitsBefore = proxy.Metrics.CacheHits;
             var fetchesBefore = proxy.Metrics.Fetches;
+            var binaryBefore = proxy.Metrics.BinaryRequests;
+            var chunksBefore = proxy.Metrics.Chunks;
             for (var round = 1; round <= rounds; round++)
             {
                 var direct = await PushAsync(client, registry, "direct", Padded(size, (2 * round) + 1), cancellationToken);
@@ -175,7 +195,7 @@ internal static class ProxyBenchmark
 
             double Median(string key) => times[key].Order().ElementAt(times[key].Count / 2);
             double DeliveredMedian(string key) => delivered[key].Order().ElementAt(delivered[key].Count / 2);
-            double MBps(double ms) => size / (1 << 20) / (ms / 1000);
+            double MBps(double ms) => size / 1048576.0 / (ms / 1000);
             foreach (var key in times.Keys)
             {
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"proxy case={key} size={size} rounds={rounds} first_run_ms_p50={Median(key):F1} delivered_ms_p50={DeliveredMedian(key):F1} MBps={MBps(Median(key)):F1} cpu_ms_per_run(proplet,bench,broker)={cpu[key][0] / rounds:F0},{cpu[key][1] / rounds:F0},{cpu[key][2] / rounds:F0} all_ms=[{string.Join(' ', times[key].Select(t => t.ToString("F0", CultureInfo.InvariantCulture)))}]"));
@@ -183,12 +203,12 @@ internal static class ProxyBenchmark
 
             string Ratio(string reference, string measured) =>
                 times.ContainsKey(reference) && times.ContainsKey(measured) ? (Median(reference) / Median(measured)).ToString("F2", CultureInfo.InvariantCulture) : "-";
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"proxy case=ratio proxy_vs_direct={Ratio("direct", "proxy")} (target >= 0.5) cached_vs_direct_again={Ratio("direct-again", "proxy-cached")} (target >= 1.0) json_proxy_vs_direct={Ratio("direct", "proxy-json")} json_cached_vs_direct_again={Ratio("direct-again", "proxy-cached-json")} binary_requests={proxy.Metrics.BinaryRequests} chunks_published={proxy.Metrics.Chunks} cache_hits={proxy.Metrics.CacheHits - hitsBefore} fetches={proxy.Metrics.Fetches - fetchesBefore} load={File.ReadAllText("/proc/loadavg").Trim()}"));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"proxy case=ratio proxy_vs_direct={Ratio("direct", "proxy")} (target >= 0.5) cached_vs_direct_again={Ratio("direct-again", "proxy-cached")} (target >= 1.0) json_proxy_vs_direct={Ratio("direct", "proxy-json")} json_cached_vs_direct_again={Ratio("direct-again", "proxy-cached-json")} binary_requests={proxy.Metrics.BinaryRequests - binaryBefore} chunks_published={proxy.Metrics.Chunks - chunksBefore} cache_hits={proxy.Metrics.CacheHits - hitsBefore} fetches={proxy.Metrics.Fetches - fetchesBefore} load={File.ReadAllText("/proc/loadavg").Trim()}"));
             return 0;
         }
         finally
         {
-            proplet.Kill(entireProcessTree: true);
+            ChildProcess.Stop(proplet);
         }
     }
 
@@ -205,12 +225,6 @@ internal static class ProxyBenchmark
         var delivered = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
         await Task.Delay(settle, cancellationToken);
         return delivered;
-    }
-
-    private static string? StringOption(string[] args, string name)
-    {
-        var index = Array.IndexOf(args, name);
-        return index >= 0 && index + 1 < args.Length ? args[index + 1] : null;
     }
 
     /// <summary>CPU milliseconds used so far by the proplet, this process (the proxy and the watcher) and the broker

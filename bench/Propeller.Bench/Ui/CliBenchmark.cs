@@ -1,7 +1,9 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Text;
 using Propeller.Bench.EndToEnd;
 using Propeller.Bench.Manager;
+using Propeller.Bench.Support;
 using Propeller.Cli;
 
 namespace Propeller.Bench.Ui;
@@ -21,15 +23,17 @@ internal static class CliBenchmark
 
     public static async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
     {
+        BenchArgs.Known(args, ["--runs", "--r2r"]);
         var runs = ManagerBenchmark.Option(args, "--runs", 20);
-        var r2rAt = Array.IndexOf(args, "--r2r");
-        var r2r = r2rAt >= 0 && r2rAt + 1 < args.Length ? Path.Combine(args[r2rAt + 1], "propeller.dll") : null;
+        var r2r = BenchArgs.Value(args, "--r2r") is { } r2rDir ? Path.Combine(r2rDir, "propeller.dll") : null;
         await using var manager = await BenchManager.StartAsync("bench_cli", "cli", cancellationToken);
         var url = manager.Http.BaseAddress!.ToString().TrimEnd('/');
-        var proplet = EndToEndBenchmark.StartProplet(EndToEndBenchmark.PropletDll(), manager.Broker, manager.Tenant, Guid.NewGuid().ToString());
         var dir = Directory.CreateTempSubdirectory("bench-cli");
+        Process? proplet = null;
         try
         {
+            var stderr = new StringBuilder();
+            proplet = EndToEndBenchmark.StartProplet(EndToEndBenchmark.PropletDll(), manager.Broker, manager.Tenant, Guid.NewGuid().ToString(), stderr: stderr);
             var wasm = Path.Combine(dir.FullName, "add.wasm");
             await File.WriteAllBytesAsync(wasm, Convert.FromBase64String(Addition), cancellationToken);
             var script = Path.Combine(dir.FullName, "curl.sh");
@@ -40,10 +44,7 @@ internal static class CliBenchmark
                 curl -fsS "$URL/tasks/$id?wait=30s" | grep -o '"results":"[^"]*"' | cut -d'"' -f4
                 """, cancellationToken);
             var cli = Path.Combine(AppContext.BaseDirectory, "propeller.dll");
-            while (!(await manager.Http.GetStringAsync("/proplets?status=active", cancellationToken)).Contains("\"total\":1", StringComparison.Ordinal))
-            {
-                await Task.Delay(100, cancellationToken);
-            }
+            await manager.WaitPropletsActiveAsync(1, proplet, stderr, cancellationToken);
 
             // Warm-up: the manager's and the proplet's JIT, outside the clock.
             for (var i = 0; i < 3; i++)
@@ -81,9 +82,7 @@ internal static class CliBenchmark
         }
         finally
         {
-            proplet.Kill(entireProcessTree: true);
-            await proplet.WaitForExitAsync(CancellationToken.None);
-            proplet.Dispose();
+            ChildProcess.Stop(proplet);
             dir.Delete(recursive: true);
         }
     }

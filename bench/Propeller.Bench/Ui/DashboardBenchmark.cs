@@ -1,12 +1,14 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Net.Http.Json;
+using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Playwright;
 using Propeller.Application.Changes;
 using Propeller.Bench.EndToEnd;
 using Propeller.Bench.Manager;
+using Propeller.Bench.Support;
 using Propeller.Domain.Tasks;
 using TaskStatus = Propeller.Domain.Tasks.TaskStatus;
 
@@ -31,13 +33,17 @@ internal static class DashboardBenchmark
 
     public static async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
     {
-        var tasks = ManagerBenchmark.Option(args, "--tasks", 10000);
+        BenchArgs.Known(args, ["--tasks", "--runs"]);
+        // At least a page: the first paint expects 50 rows.
+        var tasks = ManagerBenchmark.Option(args, "--tasks", 10000, min: 50);
         var runs = ManagerBenchmark.Option(args, "--runs", 10);
         await using var manager = await BenchManager.StartAsync("bench_dashboard", "dash", cancellationToken);
         var http = manager.Http;
-        var proplet = EndToEndBenchmark.StartProplet(EndToEndBenchmark.PropletDll(), manager.Broker, manager.Tenant, Guid.NewGuid().ToString());
+        Process? proplet = null;
         try
         {
+            var stderr = new StringBuilder();
+            proplet = EndToEndBenchmark.StartProplet(EndToEndBenchmark.PropletDll(), manager.Broker, manager.Tenant, Guid.NewGuid().ToString(), stderr: stderr);
             var seeding = Stopwatch.StartNew();
             var next = 0;
             await Task.WhenAll(Enumerable.Range(0, 8).Select(async _ =>
@@ -49,10 +55,7 @@ internal static class DashboardBenchmark
                 }
             }));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"dashboard seeded {tasks} tasks in {seeding.Elapsed.TotalSeconds:F1}s"));
-            while (!(await http.GetStringAsync("/proplets?status=active", cancellationToken)).Contains("\"total\":1", StringComparison.Ordinal))
-            {
-                await Task.Delay(100, cancellationToken);
-            }
+            await manager.WaitPropletsActiveAsync(1, proplet, stderr, cancellationToken);
 
             using var playwright = await Playwright.CreateAsync();
             await using var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
@@ -69,9 +72,7 @@ internal static class DashboardBenchmark
         }
         finally
         {
-            proplet.Kill(entireProcessTree: true);
-            await proplet.WaitForExitAsync(CancellationToken.None);
-            proplet.Dispose();
+            ChildProcess.Stop(proplet);
         }
     }
 

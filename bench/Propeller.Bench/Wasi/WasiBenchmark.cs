@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
+using Propeller.Bench.Support;
 using Propeller.WasmHost;
 using Wasmtime;
 
@@ -23,14 +24,8 @@ internal static partial class WasiBenchmark
 
     public static async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
     {
-        var iterations = 5;
-        for (var i = 0; i < args.Length - 1; i++)
-        {
-            if (args[i] == "--iterations")
-            {
-                iterations = int.Parse(args[++i], CultureInfo.InvariantCulture);
-            }
-        }
+        BenchArgs.Known(args, ["--iterations"]);
+        var iterations = BenchArgs.Int(args, "--iterations", 5);
 
         var bench = FindBench();
         var kernels = Path.Combine(bench, "wasm-kernels");

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
+using Propeller.Bench.Support;
 using Propeller.WasmHost;
 using Wasmtime;
 
@@ -18,19 +19,9 @@ internal static class WasmBenchmark
 
     public static async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
     {
-        var iterations = 5;
-        string? directory = null;
-        for (var i = 0; i < args.Length - 1; i++)
-        {
-            if (args[i] == "--iterations")
-            {
-                iterations = int.Parse(args[++i], CultureInfo.InvariantCulture);
-            }
-            else if (args[i] == "--kernels")
-            {
-                directory = args[++i];
-            }
-        }
+        BenchArgs.Known(args, ["--iterations", "--kernels"]);
+        var iterations = BenchArgs.Int(args, "--iterations", 5);
+        var directory = BenchArgs.Value(args, "--kernels");
 
         directory ??= FindKernels();
         var ratios = new List<double>();
