@@ -16,13 +16,17 @@ internal sealed class ManagerServer : IAsyncDisposable
 {
     private readonly WebApplication _app;
 
-    private ManagerServer(WebApplication app, HttpClient client)
+    private ManagerServer(WebApplication app, HttpClient client, CapturedWarnings warnings)
     {
         _app = app;
         Client = client;
+        Warnings = warnings;
     }
 
     public HttpClient Client { get; }
+
+    /// <summary>What the manager logged at warning and above (for a failing test's message).</summary>
+    public CapturedWarnings Warnings { get; }
 
     public IServiceProvider Services => _app.Services;
 
@@ -39,6 +43,7 @@ internal sealed class ManagerServer : IAsyncDisposable
         }
 
         // args: null listens on a free loopback port over plain HTTP; [] leaves the address to MANAGER_HTTP_* settings.
+        var warnings = new CapturedWarnings();
         var app = ManagerApp.Build(args ?? ["--urls", "http://127.0.0.1:0"], b =>
         {
             b.Configuration["EventStore:ConnectionString"] = db;
@@ -52,6 +57,7 @@ internal sealed class ManagerServer : IAsyncDisposable
             }
 
             b.Logging.SetMinimumLevel(LogLevel.Warning);
+            b.Logging.AddProvider(warnings);
             services?.Invoke(b.Services);
         }, runDaemon);
         await app.StartAsync(TestContext.Current.CancellationToken);
@@ -68,7 +74,7 @@ internal sealed class ManagerServer : IAsyncDisposable
             await Task.Delay(20, TestContext.Current.CancellationToken);
         }
 
-        return new ManagerServer(app, client);
+        return new ManagerServer(app, client, warnings);
     }
 
     /// <summary>Stops the host as a shutdown signal would (within HostOptions.ShutdownTimeout).</summary>

@@ -164,7 +164,7 @@ public class DispatchTests : IAsyncLifetime
         await _server.Services.GetRequiredService<Infrastructure.Mqtt.InboundHandler>().AcceptBatchAsync([Result(good, null), Result(bad, "bad\u0000text")], Ct);
 
         var history = (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{good}/history", Ct)).EnumerateArray().Select(e => e.GetProperty("type").GetString()).ToList();
-        history.ShouldBe(["task.created.v1", "task.start_requested.v1", "task.dispatched.v1", "task.completed.v1"]);
+        history.ShouldBe(["task.created.v1", "task.start_requested.v1", "task.dispatched.v1", "task.completed.v1"], _server.Warnings.ToString());
         (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{bad}", Ct)).GetProperty("state").GetInt32().ShouldBe(2, "a result that cannot be stored changes nothing");
     }
 
