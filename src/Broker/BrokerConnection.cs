@@ -722,7 +722,11 @@ public sealed class BrokerConnection : IAsyncDisposable
                 subscriptions = [.. _options.Subscriptions];
             }
 
-            if (subscriptions.Length > 0)
+            if (subscriptions.Length == 0)
+            {
+                _subscriptionsUnsure = false; // nothing the session could lack
+            }
+            else
             {
                 // A refused filter (an ACL, a transient failure) or no answer fails the connect: it is closed and made
                 // again after the backoff, never reported ready while deaf to a topic until some later reconnect. Until

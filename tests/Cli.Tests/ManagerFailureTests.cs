@@ -47,6 +47,20 @@ public sealed partial class ManagerFailureTests : IDisposable
     [GeneratedRegex(@"^\+\d+\.\d+s  (.+)$")]
     private static partial Regex StateLine();
 
+    /// <summary>A manager that does not page histories (before 2026-12-05) answers the whole history to every page's
+    /// request: it is read once (the loop asked for the next page for ever).</summary>
+    [Fact]
+    public async Task History_FromAManagerThatDoesNotPage_IsReadOnce()
+    {
+        var manager = TaskRoutes(() => new HttpResponseMessage(HttpStatusCode.NotFound), version: 1500);
+
+        var history = await Cli.RunAsync(manager, "task", "history", Id, "-o", "json");
+
+        history.Exit.ShouldBe(0, history.ToString());
+        history.Json.GetArrayLength().ShouldBe(1500);
+        manager.Requests.Count(r => r.Contains("/history", StringComparison.Ordinal)).ShouldBe(1);
+    }
+
     /// <summary>A watched task's event stream that breaks (the manager killed) ends like a closed one: by long polling.</summary>
     [Fact]
     public async Task Watch_WhenTheEventStreamBreaks_FinishesByLongPolling()
@@ -79,7 +93,7 @@ public sealed partial class ManagerFailureTests : IDisposable
 
         watch.Exit.ShouldBe(0, watch.ToString());
         seen.ShouldContain($"/events?task={Escaped}");
-        seen.ShouldContain($"/tasks/{Escaped}/history");
+        seen.ShouldContain($"/tasks/{Escaped}/history?last=1");
         seen.ShouldContain($"/tasks/{Escaped}");
         seen.ShouldNotContain(r => r.Contains("a b", StringComparison.Ordinal) || r.Contains("/c", StringComparison.Ordinal), watch.ToString());
     }

@@ -98,7 +98,8 @@ public sealed class TaskCommandTests(CliCluster cluster) : IDisposable
         history.Out.ShouldContain("alice");
         var lastOne = await Cli.RunAsync(Url, "task", "history", id, "--last", "1", "-o", "json");
         lastOne.Exit.ShouldBe(0, lastOne.ToString());
-        lastOne.Json.EnumerateArray().Select(e => e.GetProperty("type").GetString()).ShouldBe(["task.stopped.v1"]);
+        lastOne.Json.GetArrayLength().ShouldBe(1); // the newest event (the stopped run's result may come after the stop)
+        lastOne.Json[0].GetProperty("version").GetInt64().ShouldBeGreaterThanOrEqualTo(4);
         (await Cli.RunAsync(Url, "task", "history", id, "--last", "0")).Exit.ShouldBe(2);
         (await Cli.RunAsync(Url, "task", "get", id, "--version", "1", "-o", "json")).Json.GetProperty("state").GetInt32().ShouldBe(0);
 

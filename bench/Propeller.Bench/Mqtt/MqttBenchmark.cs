@@ -42,6 +42,10 @@ internal static partial class BenchmarkRegistry
         /// </summary>
         private const int MosquittoPubMaxAcked = 65_535;
 
+        /// <summary>The fewest messages a case sends: a rate is timed from the first batch received to the last, and one
+        /// batch holds up to 256 (fewer messages could all come in the first, leaving no time to divide by).</summary>
+        private const int MinMessages = 1_000;
+
         private static readonly TimeSpan Limit = TimeSpan.FromSeconds(120);
 
         private static readonly string[] Cases = ["qos0", "qos1", "qos2"];
@@ -55,9 +59,9 @@ internal static partial class BenchmarkRegistry
             var broker = BenchArgs.Value(args, "--broker")
                 ?? (Environment.GetEnvironmentVariable("PROPELLER_TEST_MQTT") is { Length: > 0 } env ? env : "tcp://127.0.0.1:51883");
             // At least 2: a rate needs a first and a last arrival.
-            var messages = BenchArgs.Int(args, "--messages", 200_000, min: 2);
-            var acked = BenchArgs.Int(args, "--acked-messages", MosquittoPubMaxAcked, min: 2);
-            var referenceAcked = BenchArgs.Int(args, "--reference-acked-messages", Math.Min(acked, MosquittoPubMaxAcked), min: 2);
+            var messages = BenchArgs.Int(args, "--messages", 200_000, min: MinMessages);
+            var acked = BenchArgs.Int(args, "--acked-messages", MosquittoPubMaxAcked, min: MinMessages);
+            var referenceAcked = BenchArgs.Int(args, "--reference-acked-messages", Math.Min(acked, MosquittoPubMaxAcked), min: MinMessages);
             if (referenceAcked > MosquittoPubMaxAcked)
             {
                 throw new BenchUsageException($"--reference-acked-messages {referenceAcked}: at most {MosquittoPubMaxAcked} (mosquitto_pub -l stops early once its 16-bit message ids wrap)");

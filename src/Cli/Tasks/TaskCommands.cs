@@ -188,6 +188,14 @@ internal static class TaskCommands
         {
             var page = await context.Manager.GetAsync(
                 $"/tasks/{Escape(id)}/history?from={from.ToString(CultureInfo.InvariantCulture)}&limit={HistoryPage.ToString(CultureInfo.InvariantCulture)}", cancellationToken);
+            // A page that does not start at the version asked for comes from a manager that does not page its histories
+            // (before 2026-12-05): it answers the whole history, every time.
+            if (page.GetArrayLength() > HistoryPage
+                || (page.GetArrayLength() > 0 && !(page[0].TryGetProperty("version", out var first) && first.TryGetInt64(out var version) && version == from)))
+            {
+                return page;
+            }
+
             events.AddRange(page.EnumerateArray());
             if (page.GetArrayLength() < HistoryPage)
             {

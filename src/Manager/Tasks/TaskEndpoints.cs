@@ -368,7 +368,7 @@ internal static class TaskEndpoints
     /// the pages before and after this one in <c>Link</c> (rel prev and next).
     /// </summary>
     private static async Task<IResult> HistoryAsync(
-        string taskId, string? from, string? limit, string? last, HttpResponse response, IEventStore store, EventSerializer serializer, CancellationToken cancellationToken)
+        string taskId, string? from, string? limit, string? last, HttpRequest request, HttpResponse response, IEventStore store, EventSerializer serializer, CancellationToken cancellationToken)
     {
         if (!TryTaskId(taskId, out var id))
         {
@@ -407,21 +407,23 @@ internal static class TaskEndpoints
             return ApiResults.NotFound("task not found");
         }
 
+        // The stream's state and its events are two reads: events committed between them may end past the state's version.
+        var version = Math.Max(stream.Version, stream.Events.Count > 0 ? stream.Events[^1].Version : 0);
         var links = new List<string>(2);
-        if (first > 1 && stream.Version > 0)
+        if (first > 1 && version > 0)
         {
             // The page ending just before this one; past the end, the stream's last page.
-            var end = Math.Min(first - 1, stream.Version);
+            var end = Math.Min(first - 1, version);
             var previous = Math.Max(1, end - size + 1);
-            links.Add(HistoryLink(taskId, previous, end - previous + 1, "prev"));
+            links.Add(HistoryLink(request, taskId, previous, end - previous + 1, "prev"));
         }
 
-        if (to < stream.Version)
+        if (to < version)
         {
-            links.Add(HistoryLink(taskId, to + 1, size, "next"));
+            links.Add(HistoryLink(request, taskId, to + 1, size, "next"));
         }
 
-        response.Headers[StreamVersionHeader] = stream.Version.ToString(CultureInfo.InvariantCulture);
+        response.Headers[StreamVersionHeader] = version.ToString(CultureInfo.InvariantCulture);
         if (links.Count > 0)
         {
             response.Headers.Link = string.Join(", ", links);
@@ -443,8 +445,8 @@ internal static class TaskEndpoints
     /// <summary>The response header of GET /tasks/{id}/history holding the stream's version when it was read.</summary>
     internal const string StreamVersionHeader = "Propeller-Stream-Version";
 
-    private static string HistoryLink(string taskId, long from, long limit, string relation) =>
-        string.Create(CultureInfo.InvariantCulture, $"</tasks/{Uri.EscapeDataString(taskId)}/history?from={from}&limit={limit}>; rel=\"{relation}\"");
+    private static string HistoryLink(HttpRequest request, string taskId, long from, long limit, string relation) =>
+        string.Create(CultureInfo.InvariantCulture, $"<{request.PathBase}/tasks/{Uri.EscapeDataString(taskId)}/history?from={from}&limit={limit}>; rel=\"{relation}\"");
 
     /// <summary>An optional positive integer query value no larger than <paramref name="max"/>.</summary>
     private static bool TryPositive(string? raw, long fallback, long max, out long value)
