@@ -67,6 +67,12 @@ public sealed class BrokerConnection : IAsyncDisposable
     /// </summary>
     private bool _subscriptionsUnsure = true;
 
+    /// <summary>
+    /// The filter and reason code of the subscription the broker refused at the last connect that subscribed (null once a
+    /// renewal succeeded): why the connection is not ready, for a health check to say.
+    /// </summary>
+    public string? RefusedSubscription { get; private set; }
+
     public BrokerConnection(BrokerOptions options, ILogger? logger = null, TimeProvider? time = null)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -734,10 +740,12 @@ public sealed class BrokerConnection : IAsyncDisposable
                 _subscriptionsUnsure = true;
                 if (await SubscribeAllAsync(subscriptions, stoppingToken) is { } refused)
                 {
+                    RefusedSubscription = refused;
                     throw new InvalidOperationException($"the broker refused the subscription to {refused}");
                 }
 
                 _subscriptionsUnsure = false;
+                RefusedSubscription = null;
                 BrokerLog.Subscribed(_logger, subscriptions.Length, result.IsSessionPresent);
             }
         }

@@ -171,6 +171,7 @@ public sealed class OwnBrokerTests
         }
 
         client.IsConnected.ShouldBeFalse();
+        client.RefusedSubscription.ShouldNotBeNull().ShouldStartWith(topic);
         // Asked again, after the backoff (100 ms doubling to 500 ms, with jitter: at most ~10 attempts in this time).
         var refusals = log.Count(7105);
         refusals.ShouldBeGreaterThanOrEqualTo(2);
@@ -191,6 +192,7 @@ public sealed class OwnBrokerTests
 
         await client.WaitConnectedAsync(ct).WaitAsync(TestBroker.Timeout, ct);
         client.IsConnected.ShouldBeTrue();
+        client.RefusedSubscription.ShouldBeNull();
         await publisher.PublishAsync(topic, "after"u8.ToArray(), MqttQualityOfServiceLevel.AtLeastOnce, ct);
 
         var received = await inbox.ReceiveAsync(ct);

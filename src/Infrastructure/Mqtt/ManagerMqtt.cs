@@ -138,6 +138,9 @@ public sealed class ManagerMqtt : IMessagePublisher, IAsyncDisposable
     /// <summary>Connected and subscribed to the proplets' topics (readiness).</summary>
     public bool IsReady => Connection.IsConnected;
 
+    /// <summary>The filter and reason of the subscription the broker refused at its last connect (null: none).</summary>
+    public string? RefusedSubscription => Connection.RefusedSubscription;
+
     /// <summary>Publishes a command; at QoS 2 a task's commands keep their order (the task id is the order key).</summary>
     public Task PublishAsync(OutgoingMessage message, CancellationToken cancellationToken)
     {

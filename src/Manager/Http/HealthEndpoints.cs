@@ -42,7 +42,7 @@ internal static class HealthEndpoints
             postgres = ex.Message;
         }
 
-        var mqtt = services.GetService<ManagerMqtt>() is { } bridge ? (bridge.IsReady ? "pass" : "not connected to the broker") : "not configured";
+        var mqtt = services.GetService<ManagerMqtt>() is { } bridge ? (bridge.IsReady ? "pass" : bridge.RefusedSubscription is { } refused ? $"the broker refuses the subscription to {refused}" : "not connected to the broker") : "not configured";
 
         // On Marten: every async projection runs in this host's daemon and is at most MANAGER_PROJECTION_MAX_LAG
         // events behind (ADR 0010).
