@@ -19,9 +19,6 @@ public interface ITaskQueries
     /// </summary>
     Task<TaskList> ListAsync(long offset, int limit, TaskListFilter filter, CancellationToken cancellationToken);
 
-    /// <summary>Tasks waiting for a proplet (Scheduled), at most <paramref name="limit"/>, highest priority first, then oldest.</summary>
-    Task<IReadOnlyList<TaskState>> ListScheduledAsync(int limit, CancellationToken cancellationToken);
-
     /// <summary>Tasks running on <paramref name="propletId"/>.</summary>
     Task<IReadOnlyList<TaskState>> ListRunningOnAsync(string propletId, CancellationToken cancellationToken);
 }

@@ -51,13 +51,6 @@ public sealed class MartenTaskQueries(IDocumentStore store) : ITaskQueries, IWai
         return await session.Query<TaskState>().Where(x => x.Id == id && x.MatchesSql("d.mt_version = ?", version)).SingleOrDefaultAsync(cancellationToken);
     }
 
-    public async Task<IReadOnlyList<TaskState>> ListScheduledAsync(int limit, CancellationToken cancellationToken)
-    {
-        // The sweep's order, so that the first few are read from its partial index rather than sorted from all.
-        await using var session = store.QuerySession();
-        return await Waiting(session.Query<TaskState>(), null).Take(limit).ToListAsync(cancellationToken);
-    }
-
     public async Task<IReadOnlyList<WaitingTaskKey>> ListWaitingAsync(WaitingTaskKey? after, int limit, CancellationToken cancellationToken)
     {
         await using var session = store.QuerySession();

@@ -227,7 +227,8 @@ public sealed partial class WolverineScheduling(
         if (!waiting)
         {
             await TransactionLocks.TakeExclusiveAsync(session, SweepLock, cancellationToken);
-            waiting = (await tasks.ListScheduledAsync(1, cancellationToken)).Count > 0;
+            // One key from the waiting tasks' index (a document would bring its module out of TOAST for a yes or no).
+            waiting = (await waitingTasks.ListWaitingAsync(null, 1, cancellationToken)).Count > 0;
         }
 
         if (LinkLookedHook is { } hook)
