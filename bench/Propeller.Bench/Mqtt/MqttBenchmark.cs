@@ -308,17 +308,21 @@ internal static partial class BenchmarkRegistry
         }
 
         /// <summary>Waits for <paramref name="process"/> to end, for <see cref="Limit"/> at most (then the run fails).</summary>
-        private static async Task ExitedAsync(Process process, string name, CancellationToken cancellationToken)
+        private static Task ExitedAsync(Process process, string name, CancellationToken cancellationToken) =>
+            ExitedAsync(process, Limit, () => $"{name} did not end within {Limit.TotalSeconds:F0} s", cancellationToken);
+
+        /// <summary>Waits for <paramref name="process"/> to end, for <paramref name="limit"/> at most (then the run fails with <paramref name="failure"/>).</summary>
+        private static async Task ExitedAsync(Process process, TimeSpan limit, Func<string> failure, CancellationToken cancellationToken)
         {
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            timeout.CancelAfter(Limit);
+            timeout.CancelAfter(limit);
             try
             {
                 await process.WaitForExitAsync(timeout.Token);
             }
             catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
             {
-                throw new BenchFailedException($"{name} did not end within {Limit.TotalSeconds:F0} s");
+                throw new BenchFailedException(failure());
             }
         }
 
@@ -444,16 +448,8 @@ internal static partial class BenchmarkRegistry
             /// <summary>Waits for mosquitto_sub's end; the rate between its first and last message, and its CPU time.</summary>
             public async Task<(double Rate, TimeSpan Cpu)> FinishAsync(TimeSpan limit, CancellationToken cancellationToken)
             {
-                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-                timeout.CancelAfter(limit);
-                try
-                {
-                    await _process.WaitForExitAsync(timeout.Token);
-                }
-                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-                {
-                    throw new BenchFailedException($"mosquitto_sub received {File.ReadLines(_stamps).Count() - 1} of {_count} messages on {_topic} within {limit.TotalSeconds:F0} s");
-                }
+                await ExitedAsync(
+                    _process, limit, () => $"mosquitto_sub received {File.ReadLines(_stamps).Count() - 1} of {_count} messages on {_topic} within {limit.TotalSeconds:F0} s", cancellationToken);
 
                 var cpu = ChildCpu(await _times);
                 var lines = await File.ReadAllLinesAsync(_stamps, cancellationToken);
