@@ -128,7 +128,9 @@ public sealed class MartenEventStore : IEventStore
         IReadOnlyList<IEvent> events;
         try
         {
-            events = state.IsArchived
+            // Nothing past the stream's version to read (a read of the version alone, a page past the end): no query.
+            events = from > state.Version ? []
+                : state.IsArchived
                 ? await ArchivedEventsAsync(session, id, from, options, cancellationToken)
                 : await session.Events.FetchStreamAsync(id, options.ToVersion == long.MaxValue ? 0 : options.ToVersion, options.Until, from, cancellationToken);
         }

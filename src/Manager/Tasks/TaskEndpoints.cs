@@ -389,7 +389,7 @@ internal static class TaskEndpoints
         var streamId = TaskAggregate.StreamId(id);
         if (tail > 0)
         {
-            // The stream's version first (no event read), then its last events up to that version: a page of exactly
+            // The stream's version first (no event read: none is past it), then its last events up to that version: a page of exactly
             // that many however many events commit in between.
             var head = await store.ReadStreamAsync(streamId, new StreamReadOptions(FromVersion: long.MaxValue, IncludeArchived: true), cancellationToken);
             if (head is null)
