@@ -1079,7 +1079,7 @@ public sealed class BrokerConnection : IAsyncDisposable
     /// <summary>Called before each acknowledgement (tests: a failing acknowledgement).</summary>
     internal Action<ReceivedMessage>? AcknowledgingForTests { get; set; }
 
-    private static MqttClientOptions BuildClientOptions(BrokerOptions options)
+    internal static MqttClientOptions BuildClientOptions(BrokerOptions options)
     {
         var builder = new MqttClientOptionsBuilder()
             .WithTcpServer(options.Host, options.Port)

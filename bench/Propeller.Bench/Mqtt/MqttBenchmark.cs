@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
+using MQTTnet;
 using MQTTnet.Protocol;
 using Propeller.Bench.Support;
 using Propeller.Broker;
@@ -25,7 +26,8 @@ namespace Propeller.Bench;
 /// message ids and, once they wrap, takes the first ack of its last id for the end and disconnects), --payload BYTES,
 /// --rounds N (interleaved rounds, best of each; default 3), --inflight N (our in-flight window, default 10 like the
 /// original), --case qos0|qos1|qos2 (default all), --mixed (also each side of the layer alone against mosquitto's other
-/// client: which side costs what).
+/// client: which side costs what), --raw (also MQTTnet alone, publisher and subscriber without our layer, the same window
+/// and socket settings: what the layer itself adds).
 /// </summary>
 internal static partial class BenchmarkRegistry
 {
@@ -55,7 +57,7 @@ internal static partial class BenchmarkRegistry
             BenchArgs.Known(
                 args,
                 ["--broker", "--messages", "--acked-messages", "--reference-acked-messages", "--payload", "--inflight", "--rounds", "--case"],
-                ["--mixed"]);
+                ["--mixed", "--raw"]);
             var broker = BenchArgs.Value(args, "--broker")
                 ?? (Environment.GetEnvironmentVariable("PROPELLER_TEST_MQTT") is { Length: > 0 } env ? env : "tcp://127.0.0.1:51883");
             // At least 2: a rate needs a first and a last arrival.
@@ -76,6 +78,7 @@ internal static partial class BenchmarkRegistry
             }
 
             var mixed = args.Contains("--mixed");
+            var raw = args.Contains("--raw");
             var options = new BrokerOptions { MaxInflight = inflight }.WithAddress(broker);
 
             Console.WriteLine($"# mqtt broker={options.Host}:{options.Port} payload={payloadSize}B messages(qos0)={messages} messages(qos1/2)={acked} reference(qos1/2)={referenceAcked} inflight={inflight} rounds={rounds} (best of; rates first to last arrival at the subscriber)");
@@ -91,18 +94,29 @@ internal static partial class BenchmarkRegistry
                 var theirs = qos == MqttQualityOfServiceLevel.AtMostOnce ? messages : referenceAcked;
                 // Warm-up (JIT, broker caches), not measured.
                 await MeasureLayerAsync(options, qos, Math.Min(ours, 5000), payloadSize, cancellationToken);
-                (double Rate, double Cpu) layer = default, reference = default;
+                (double Rate, double Cpu) layer = default, reference = default, alone = default;
                 for (var round = 0; round < rounds; round++)
                 {
                     // Interleaved rounds, best of each: on a shared machine the best round is the one least disturbed by
                     // other processes, for all clients alike.
                     layer = Best(layer, await MeasureLayerAsync(options, qos, ours, payloadSize, cancellationToken));
                     reference = Best(reference, await MeasureReferenceAsync(options, qos, theirs, payloadSize, cancellationToken));
+                    if (raw)
+                    {
+                        alone = Best(alone, await MeasureRawAsync(options, qos, ours, payloadSize, cancellationToken));
+                    }
                 }
 
                 Console.WriteLine(string.Create(
                     CultureInfo.InvariantCulture,
                     $"mqtt case=qos{(int)qos} msgs_per_s={layer.Rate:F0} reference_msgs_per_s={reference.Rate:F0} ratio={layer.Rate / reference.Rate:F2} cpu_s_per_100k={layer.Cpu:F2} reference_cpu_s_per_100k={reference.Cpu:F2}"));
+                if (raw)
+                {
+                    Console.WriteLine(string.Create(
+                        CultureInfo.InvariantCulture,
+                        $"mqtt case=qos{(int)qos}-raw mqttnet_msgs_per_s={alone.Rate:F0} ratio={alone.Rate / reference.Rate:F2} layer_over_mqttnet={layer.Rate / alone.Rate:F2} cpu_s_per_100k={alone.Cpu:F2}"));
+                }
+
                 if (mixed)
                 {
                     // Which side of the layer costs what: ours publishing to mosquitto_sub, mosquitto_pub to ours.
@@ -145,6 +159,67 @@ internal static partial class BenchmarkRegistry
             await PublishAllAsync(publisher, topic, payload, qos, count, cancellationToken);
             await arrivals.WaitAsync(Limit, cancellationToken);
             return (arrivals.Rate, PerHundredThousand(Process.GetCurrentProcess().TotalProcessorTime - cpu, count));
+        }
+
+        /// <summary>
+        /// MQTTnet alone (--raw): a publisher keeping <see cref="BrokerOptions.MaxInflight"/> QoS 1/2 publishes in flight
+        /// (a semaphore released as each completes), a subscriber whose handler counts (MQTTnet acknowledges when it
+        /// returns), both with the layer's client options (one write per packet, the same socket buffers).
+        /// </summary>
+        private static async Task<(double Rate, double Cpu)> MeasureRawAsync(
+            BrokerOptions template,
+            MqttQualityOfServiceLevel qos,
+            int count,
+            int payloadSize,
+            CancellationToken cancellationToken)
+        {
+            var topic = $"propeller-bench/raw/{Guid.NewGuid():N}";
+            var arrivals = new Arrivals(count);
+            var factory = new MqttClientFactory();
+            using var subscriber = factory.CreateMqttClient();
+            using var publisher = factory.CreateMqttClient();
+            subscriber.ApplicationMessageReceivedAsync += _ =>
+            {
+                arrivals.Add(1);
+                return Task.CompletedTask;
+            };
+            await subscriber.ConnectAsync(BrokerConnection.BuildClientOptions(ClientOptions(template, "bench-raw-sub")), cancellationToken);
+            await publisher.ConnectAsync(BrokerConnection.BuildClientOptions(ClientOptions(template, "bench-raw-pub")), cancellationToken);
+            await subscriber.SubscribeAsync(topic, qos, cancellationToken);
+            var message = new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload(Payload(payloadSize)).WithQualityOfServiceLevel(qos).Build();
+            using var window = new SemaphoreSlim(template.MaxInflight);
+
+            var cpu = Process.GetCurrentProcess().TotalProcessorTime;
+            var published = new List<Task>(count);
+            for (var i = 0; i < count; i++)
+            {
+                if (qos != MqttQualityOfServiceLevel.AtMostOnce)
+                {
+                    await window.WaitAsync(cancellationToken);
+                }
+
+                published.Add(PublishReleasingAsync(publisher, message, qos == MqttQualityOfServiceLevel.AtMostOnce ? null : window, cancellationToken));
+            }
+
+            await Task.WhenAll(published);
+            await arrivals.WaitAsync(Limit, cancellationToken);
+            return (arrivals.Rate, PerHundredThousand(Process.GetCurrentProcess().TotalProcessorTime - cpu, count));
+        }
+
+        private static async Task PublishReleasingAsync(IMqttClient client, MqttApplicationMessage message, SemaphoreSlim? window, CancellationToken cancellationToken)
+        {
+            try
+            {
+                var result = await client.PublishAsync(message, cancellationToken);
+                if (!result.IsSuccess)
+                {
+                    throw new BenchFailedException($"MQTTnet's publish on {message.Topic} was refused: {result.ReasonCode}");
+                }
+            }
+            finally
+            {
+                window?.Release();
+            }
         }
 
         /// <summary>The layer on one side, mosquitto's C client on the other (--mixed): which side of the layer costs what.</summary>
