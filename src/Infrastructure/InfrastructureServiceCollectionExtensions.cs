@@ -20,6 +20,7 @@ public static class InfrastructureServiceCollectionExtensions
         services.TryAddSingleton<ITaskQueries, MartenTaskQueries>();
         services.TryAddSingleton<Application.Scheduling.IWaitingTaskQueries, MartenTaskQueries>();
         services.TryAddSingleton<IPropletRegistry, MartenPropletRegistry>();
+        services.TryAddSingleton<TaskModules>();
         services.TryAddSingleton<Application.Plugins.IPluginGate>(Application.Plugins.AllowAllPluginGate.Instance);
         services.TryAddSingleton<Application.Telemetry.IMetricsQueries, Telemetry.PostgresMetricsQueries>();
         return services;

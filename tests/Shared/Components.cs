@@ -62,6 +62,32 @@ internal static class Components
             .Replace("PROBE_CORE_EXPORTS", string.Concat(lowered.Select(f => $"(export \"{f.Name}\" (func ${f.Name}-core))\n")), StringComparison.Ordinal)
             .Replace("PROBE_BODY", body, StringComparison.Ordinal));
 
+    /// <summary>
+    /// <paramref name="binary"/> (a module or a component) with a custom section of <paramref name="bytes"/> zero bytes
+    /// appended: the same code, a larger file (a module the manager's task view holds by reference, ADR 0018).
+    /// </summary>
+    public static byte[] Padded(byte[] binary, int bytes)
+    {
+        ArgumentNullException.ThrowIfNull(binary);
+        var name = "propeller-padding"u8.ToArray();
+        var content = new List<byte>();
+        content.AddRange(Leb128((uint)name.Length));
+        content.AddRange(name);
+        content.AddRange(new byte[bytes]);
+        return [.. binary, 0, .. Leb128((uint)content.Count), .. content];
+    }
+
+    private static IEnumerable<byte> Leb128(uint value)
+    {
+        do
+        {
+            var b = (byte)(value & 0x7f);
+            value >>= 7;
+            yield return value == 0 ? b : (byte)(b | 0x80);
+        }
+        while (value != 0);
+    }
+
     /// <summary>Any component text (for one-off components such as one with an import nobody provides).</summary>
     public static byte[] FromText(string text) => Wasmtime.Module.ConvertText(text);
 

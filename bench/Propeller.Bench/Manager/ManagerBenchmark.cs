@@ -15,7 +15,8 @@ namespace Propeller.Bench.Manager;
 /// `manager`: the real manager (Kestrel, PostgreSQL, mosquitto) with M simulated proplets that answer every start at
 /// once; N tasks are created and started over HTTP by concurrent clients, and each task's latency runs from its start
 /// request to the Completed state visible through GET /tasks/{id} (long polling with ?wait). Options: --tasks N (4000),
-/// --proplets M (3), --clients C (16), --warmup N (default: until the JIT has settled). Reference in the same run and
+/// --proplets M (3), --clients C (16), --warmup N (default: until the JIT has settled), --module-kib K (each task
+/// created with an inline module of K KiB, base64 in its `file`; default none). Reference in the same run and
 /// database: Marten alone appending a task's create (decide, append, inline view, commit) at the same concurrency.
 /// The cpu line adds what PostgreSQL did per task in the window (commits, rows inserted, updated, deleted: counts the
 /// machine's speed does not move, see PgWork). With --durability the run is made twice in one process, in Wolverine's Solo and Balanced modes (ADR 0014), and the
@@ -23,9 +24,12 @@ namespace Propeller.Bench.Manager;
 /// </summary>
 internal static class ManagerBenchmark
 {
+    /// <summary>A task's create request without a module.</summary>
+    private const string DefaultBody = """{"name":"main","inputs":["1","2"]}""";
+
     public static async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
     {
-        BenchArgs.Known(args, ["--tasks", "--proplets", "--clients", "--warmup"], ["--durability", "--waiting"]);
+        BenchArgs.Known(args, ["--tasks", "--proplets", "--clients", "--warmup", "--module-kib"], ["--durability", "--waiting"]);
         if (args.Contains("--durability"))
         {
             // Wolverine's durability modes side by side (ADR 0014): Solo is the reference for Balanced on one node.
@@ -51,6 +55,10 @@ internal static class ManagerBenchmark
         var tasks = Option(args, "--tasks", 4000);
         var proplets = Option(args, "--proplets", 3);
         var clients = Option(args, "--clients", 16);
+        var moduleKib = Option(args, "--module-kib", 0, min: 0);
+        var body = moduleKib == 0
+            ? DefaultBody
+            : $$"""{"name":"main","inputs":["1","2"],"file":"{{Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(moduleKib * 1024))}}"}""";
         await using var manager = await BenchManager.StartAsync("bench_manager", "bench", cancellationToken, settings);
         var app = manager.App;
         var http = manager.Http;
@@ -83,7 +91,7 @@ internal static class ManagerBenchmark
         await manager.WaitPropletsActiveAsync(proplets, null, null, cancellationToken);
 
         // Warm-up outside the clock, until the JIT has settled (see WarmUpAsync).
-        await WarmUpAsync(count => RunTasksAsync(http, count, clients, cancellationToken), Option(args, "--warmup", 0, min: 0));
+        await WarmUpAsync(count => RunTasksAsync(http, count, clients, cancellationToken, body: body), Option(args, "--warmup", 0, min: 0));
         // Where the time goes: a watcher on the broker sees each start message and each result go by.
         var seen = new ConcurrentDictionary<string, (long Start, long Result)>(StringComparer.Ordinal);
         await using var watcher = await BrokerWatcher.StartAsync(
@@ -104,7 +112,7 @@ internal static class ManagerBenchmark
         jitLog?.Start();
         var batches = CommandBatches.Listen();
         var stopwatch = Stopwatch.StartNew();
-        var latencies = await RunTasksAsync(http, tasks, clients, cancellationToken, stages);
+        var latencies = await RunTasksAsync(http, tasks, clients, cancellationToken, stages, body);
         stopwatch.Stop();
         batches.Dispose();
         jitLog?.Stop();
@@ -128,7 +136,7 @@ internal static class ManagerBenchmark
         // is the ceiling the event store alone allows; ratio = what the whole manager reaches of it.
         var appendsPerSecond = await ReferenceAppendsPerSecondAsync(app.Services, clients, Math.Max(400, tasks), cancellationToken);
         Console.WriteLine(FormattableString.Invariant(
-            $"manager case=dispatch{(settings?.GetValueOrDefault("MANAGER_DURABILITY_MODE") is { } mode ? " durability=" + mode : "")} tasks={tasks} proplets={proplets} clients={clients} tasks_per_s={tasksPerSecond:F0} p50_ms={Percentile(latencies, 0.50):F1} p99_ms={Percentile(latencies, 0.99):F1} reference_appends_per_s={appendsPerSecond:F0} ratio={tasksPerSecond / (appendsPerSecond / 3):F2}"));
+            $"manager case=dispatch{(settings?.GetValueOrDefault("MANAGER_DURABILITY_MODE") is { } mode ? " durability=" + mode : "")}{(moduleKib > 0 ? $" module_kib={moduleKib}" : "")} tasks={tasks} proplets={proplets} clients={clients} tasks_per_s={tasksPerSecond:F0} p50_ms={Percentile(latencies, 0.50):F1} p99_ms={Percentile(latencies, 0.99):F1} reference_appends_per_s={appendsPerSecond:F0} ratio={tasksPerSecond / (appendsPerSecond / 3):F2}"));
         PrintStages(stages, seen, batches);
         Console.WriteLine(FormattableString.Invariant(
             $"manager case=cpu machine_busy_ms_per_task={busyMs / tasks:F2} cores={Environment.ProcessorCount} stack_ms_per_task={(selfMs + postgresMs + brokerMs) / tasks:F2} process_ms_per_task={selfMs / tasks:F2} postgres_ms_per_task={postgresMs / tasks:F2} broker_ms_per_task={brokerMs / tasks:F2} {jit} {gc.PerUnit(tasks)} {pg.PerTask(tasks)}"));
@@ -240,7 +248,8 @@ internal static class ManagerBenchmark
     }
 
     private static async Task<List<double>> RunTasksAsync(
-        HttpClient http, int count, int clients, CancellationToken cancellationToken, ConcurrentBag<(string Id, long Start, long Started, long Done)>? stages = null)
+        HttpClient http, int count, int clients, CancellationToken cancellationToken, ConcurrentBag<(string Id, long Start, long Started, long Done)>? stages = null,
+        string body = DefaultBody)
     {
         var latencies = new ConcurrentBag<double>();
         var next = -1;
@@ -248,7 +257,7 @@ internal static class ManagerBenchmark
         {
             while (Interlocked.Increment(ref next) < count)
             {
-                var created = await http.PostAsync("/tasks", new StringContent("""{"name":"main","inputs":["1","2"]}""", Encoding.UTF8, "application/json"), cancellationToken);
+                var created = await http.PostAsync("/tasks", new StringContent(body, Encoding.UTF8, "application/json"), cancellationToken);
                 var id = (await created.Content.ReadFromJsonAsync<JsonElement>(cancellationToken)).GetProperty("id").GetString();
                 var start = Stopwatch.GetTimestamp();
                 (await http.PostAsync($"/tasks/{id}/start", null, cancellationToken)).EnsureSuccessStatusCode();

@@ -7,7 +7,9 @@ namespace Propeller.Application.Tasks;
 /// <summary>
 /// Marten builds <see cref="TaskState"/> with the task decider's own Evolve (the Domain stays free of Marten;
 /// ARCHITECTURE.md §1). Registered inline: the state document is written in the append's transaction, so
-/// FetchLatest / AggregateStream and the stored document always agree with the stream.
+/// FetchLatest / AggregateStream and the stored document always agree with the stream. A module larger than
+/// <see cref="ModuleReference.InlineLimit"/> is held by its <see cref="TaskModule"/> document, the view holds its
+/// reference (ADR 0018).
 /// </summary>
 public sealed class TaskStateProjection : SingleStreamProjection<TaskState, TaskId>
 {
@@ -23,6 +25,14 @@ public sealed class TaskStateProjection : SingleStreamProjection<TaskState, Task
     public override TaskState? Evolve(TaskState? snapshot, TaskId id, IEvent e)
     {
         ArgumentNullException.ThrowIfNull(e);
-        return e.Data is TaskEvent taskEvent ? TaskDecider.Evolve(snapshot ?? TaskState.Initial, taskEvent) : snapshot;
+        if (e.Data is not TaskEvent taskEvent)
+        {
+            return snapshot;
+        }
+
+        var state = TaskDecider.Evolve(snapshot ?? TaskState.Initial, taskEvent);
+        // A large module stays out of the view (its TaskModule document holds it): only where an event sets it, so a
+        // view written before this rule keeps its module until then (ADR 0018).
+        return taskEvent is TaskEvent.TaskCreated or TaskEvent.TaskUpdated ? ModuleReference.Referenced(state) : state;
     }
 }

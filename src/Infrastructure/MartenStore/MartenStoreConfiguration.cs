@@ -136,6 +136,8 @@ public static class MartenStoreConfiguration
         // columns (written by Marten's upsert from the document), and the metadata filter a jsonb copy of the metadata
         // text with a GIN jsonb_path_ops index, used by containment (@>) only (libraries.md). The deleted flag, the
         // name and the sweep's order have their own columns and partial index (AddQueryColumns).
+        // Before the task view, so that rebuilding all projections writes the modules before the views that refer to them.
+        options.Projections.Add(new TaskModuleProjection(), ProjectionLifecycle.Inline);
         options.Projections.Add(new TaskStateProjection(), ProjectionLifecycle.Inline);
         options.Schema.For<TaskState>()
             .Duplicate(x => x.Status)

@@ -6,6 +6,7 @@ using Propeller.Application.Messaging;
 using Propeller.Application.Proplets;
 using Propeller.Contracts.Mqtt;
 using Propeller.Domain.Tasks;
+using Propeller.Infrastructure.MartenStore;
 using Propeller.Infrastructure.Scheduling;
 
 namespace Propeller.Infrastructure.Mqtt;
@@ -17,7 +18,7 @@ namespace Propeller.Infrastructure.Mqtt;
 /// "has not been precompiled"; when every one does, the task is deployed again (a targeted latent start to each) and the
 /// last error is returned. Pending invocations are in this node's memory: an answer for an unknown id is ignored.
 /// </summary>
-public sealed class LatentInvoker(ManagerMqtt mqtt, IPropletRegistry proplets, IOptions<SchedulerOptions> scheduler, TimeProvider time)
+public sealed class LatentInvoker(ManagerMqtt mqtt, IPropletRegistry proplets, IOptions<SchedulerOptions> scheduler, TimeProvider time, TaskModules modules)
 {
     /// <summary>The proplet's text for a task it does not hold (spec propeller-edge.md §2.10).</summary>
     public const string NotPrecompiled = "has not been precompiled";
@@ -63,6 +64,7 @@ public sealed class LatentInvoker(ManagerMqtt mqtt, IPropletRegistry proplets, I
         }
 
         // No proplet holds the task any more (restarts lose it): deploy it again everywhere; the next invoke finds it.
+        task = await modules.ResolveAsync(task, cancellationToken);
         foreach (var proplet in alive)
         {
             await mqtt.PublishAsync(StartMessages.LatentRedeploy(task, proplet.Id.ToString(), mqtt.Options.BaseTopic), cancellationToken);

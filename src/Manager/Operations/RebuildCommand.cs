@@ -1,5 +1,6 @@
 using Marten;
 using Npgsql;
+using Propeller.Application.Tasks;
 using Propeller.Infrastructure.MartenStore;
 using Propeller.Manager.Configuration;
 
@@ -20,7 +21,7 @@ internal static class RebuildCommand
         if (args.Length == 0 || args[0].StartsWith('-'))
         {
             await error.WriteLineAsync(
-                "usage: propeller-manager rebuild <projection>|all [--force]   (task_state, proplet_view, task_activity; stop the managers first)");
+                "usage: propeller-manager rebuild <projection>|all [--force]   (task_module, task_state, proplet_view, task_activity; task_state rebuilds task_module first; stop the managers first)");
             return 2;
         }
 
@@ -64,7 +65,13 @@ internal static class RebuildCommand
                 }
 
                 await store.Storage.ApplyAllConfiguredChangesToDatabaseAsync().WaitAsync(stop.Token);
-                var names = args[0] == "all" ? rebuilder.Projections : [args[0]];
+                // The task view refers to the large modules the task_module documents hold (ADR 0018): those first.
+                var names = args[0] switch
+                {
+                    "all" => rebuilder.Projections,
+                    "task_state" => [TaskModuleProjection.ProjectionName, args[0]],
+                    _ => [args[0]],
+                };
                 foreach (var name in names)
                 {
                     await rebuilder.RebuildAsync(name, TimeSpan.FromMinutes(30), stop.Token);

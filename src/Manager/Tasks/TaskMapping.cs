@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Propeller.Application.Tasks;
 using Propeller.Contracts.Tasks;
 using Propeller.Domain.Common;
 using Propeller.Domain.Tasks;
@@ -100,10 +101,12 @@ internal static class TaskMapping
         };
     }
 
-    /// <summary>The original's redaction: ≤ 20 characters verbatim, else the first and last 10 around "&lt;REDACTED&gt;".</summary>
+    /// <summary>The original's redaction: ≤ 20 characters verbatim, else the first and last 10 around "&lt;REDACTED&gt;" (a
+    /// module the view holds by reference shows the same, from the reference: ADR 0018).</summary>
     public static string? Redact(string? base64) => base64 switch
     {
         null or "" => null,
+        _ when ModuleReference.IsReference(base64) => string.Concat(ModuleReference.Ends(base64).First, "<REDACTED>", ModuleReference.Ends(base64).Last),
         { Length: <= 20 } => base64,
         _ => string.Concat(base64.AsSpan(0, 10), "<REDACTED>", base64.AsSpan(base64.Length - 10)),
     };

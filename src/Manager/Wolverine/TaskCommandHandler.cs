@@ -4,6 +4,7 @@ using Propeller.Application.Aggregates;
 using Propeller.Application.Messaging;
 using Propeller.Application.Tasks;
 using Propeller.Domain.Tasks;
+using Propeller.Infrastructure.MartenStore;
 using Propeller.Infrastructure.Wolverine;
 using Propeller.Manager.Tasks;
 using Wolverine;
@@ -128,16 +129,20 @@ public static class BrokerMessageHandler
     /// decision 7) instead of a transaction of its own.
     /// </summary>
     public static async Task HandleAsync(
-        PublishToBroker message, Envelope envelope, IMessagePublisher publisher, HandledEnvelopeMarks marks, LateStarts lateStarts, CancellationToken cancellationToken)
+        PublishToBroker message, Envelope envelope, IMessagePublisher publisher, HandledEnvelopeMarks marks, LateStarts lateStarts, TaskModules modules,
+        CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(message);
         ArgumentNullException.ThrowIfNull(envelope);
         ArgumentNullException.ThrowIfNull(publisher);
         ArgumentNullException.ThrowIfNull(marks);
         ArgumentNullException.ThrowIfNull(lateStarts);
+        ArgumentNullException.ThrowIfNull(modules);
         if (!await lateStarts.IsOvertakenAsync(message, envelope.SentAt, cancellationToken))
         {
-            await publisher.PublishAsync(new OutgoingMessage(message.Topic, message.Payload, message.Headers), cancellationToken);
+            // A large module goes in now (ADR 0018): a missing one fails this publish, retried, then a dead letter.
+            var payload = message.ModuleOf is { } taskId ? await modules.ResolveStartAsync(message.Payload, new TaskId(taskId), cancellationToken) : message.Payload;
+            await publisher.PublishAsync(new OutgoingMessage(message.Topic, payload, message.Headers), cancellationToken);
         }
 
         marks.Add(envelope);

@@ -22,8 +22,12 @@ public sealed record GatedCommand(TaskCommand Command, EventMetadata Metadata, P
 /// <summary>A plugin said no: the command is not decided; the route answers 403 with <see cref="Exception.Message"/> as the error.</summary>
 public sealed class PluginDeniedException(string reason) : Exception(reason);
 
-/// <summary>A message for the broker (a start or a stop), cascaded in the command's transaction; published from the durable local queue "broker".</summary>
-public sealed record PublishToBroker(string Topic, byte[] Payload, Dictionary<string, string>? Headers)
+/// <summary>
+/// A message for the broker (a start or a stop), cascaded in the command's transaction; published from the durable local
+/// queue "broker". <paramref name="ModuleOf"/>: the task whose large module the start refers to (ADR 0018), put in just
+/// before it is published, so the queue's envelope holds the reference and not the module.
+/// </summary>
+public sealed record PublishToBroker(string Topic, byte[] Payload, Dictionary<string, string>? Headers, Guid? ModuleOf = null)
 {
     public static PublishToBroker From(Application.Messaging.OutgoingMessage message)
     {

@@ -91,7 +91,10 @@ public sealed partial class WolverineScheduling(
         switch (decision.Events[^1])
         {
             case TaskEvent.TaskDispatched dispatched:
-                start = PublishToBroker.From(planner.StartMessage(after, correlationId));
+                start = PublishToBroker.From(planner.StartMessage(after, correlationId)) with
+                {
+                    ModuleOf = ModuleReference.IsReference(after.Spec?.File) ? after.Id.Value : null,
+                };
                 LogDispatched(logger, dispatched.TaskId.ToString(), dispatched.PropletId);
                 break;
             case TaskEvent.TaskDispatchDeferred deferred:

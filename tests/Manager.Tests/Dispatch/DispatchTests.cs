@@ -16,7 +16,7 @@ namespace Propeller.Manager.Tests.Dispatch;
 /// The whole manager path on real PostgreSQL and mosquitto: a simulated proplet (our MQTT client) registers, sends
 /// heartbeats and answers start messages with results; tasks started over HTTP end Completed with those results.
 /// </summary>
-public class DispatchTests : IAsyncLifetime
+public partial class DispatchTests : IAsyncLifetime
 {
     private readonly string _tenant = "t" + Guid.NewGuid().ToString("N")[..12];
     private readonly FirstDispatchFails _raceLost = new(() => new JasperFx.ConcurrencyException("a lost race, for the test"));

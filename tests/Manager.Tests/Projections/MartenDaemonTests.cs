@@ -114,6 +114,41 @@ public sealed class MartenDaemonTests
     }
 
     /// <summary>
+    /// The task view refers to the large modules the task_module documents hold (ADR 0018): rebuilding task_state
+    /// rebuilds task_module first, so a view rebuilt where the modules' documents are missing (a store from before them)
+    /// never refers to a module no document holds.
+    /// </summary>
+    [Fact]
+    public async Task RebuildingTheTaskView_RebuildsTheModuleDocumentsFirst()
+    {
+        const string schema = Schema + "_rebuild_modules";
+        var module = Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(60_000));
+        string id;
+        await using (var server = await ManagerServer.StartAsync(schema, Solo))
+        {
+            var created = await server.Client.PostAsync("/tasks", new StringContent($$"""{"name":"big","file":"{{module}}"}""", Encoding.UTF8, "application/json"), Ct);
+            id = JsonDocument.Parse(await created.Content.ReadAsStringAsync(Ct)).RootElement.GetProperty("id").GetString()!;
+        }
+
+        var db = await TestPostgres.ConnectionStringAsync();
+        await using var dataSource = Npgsql.NpgsqlDataSource.Create(db);
+        await using (var wipe = dataSource.CreateCommand($"delete from \"{schema}\".mt_doc_taskmodule"))
+        {
+            (await wipe.ExecuteNonQueryAsync(Ct)).ShouldBe(1);
+        }
+
+        string[] settings = [$"--EventStore:ConnectionString={db}", $"--EventStore:Schema={schema}", "--MANAGER_MQTT_ADDRESS=", "--MANAGER_LOG_LEVEL=warn"];
+        (await RebuildCommand.RunAsync(["task_state", .. settings])).ShouldBe(0);
+
+        await using var read = dataSource.CreateCommand(
+            $"select m.data->>'file', length(s.data::text) from \"{schema}\".mt_doc_taskmodule m join \"{schema}\".mt_doc_taskstate s on s.id = m.id where m.id = '{id}'");
+        await using var row = await read.ExecuteReaderAsync(Ct);
+        (await row.ReadAsync(Ct)).ShouldBeTrue("the module's document is back");
+        row.GetString(0).ShouldBe(module);
+        row.GetInt32(1).ShouldBeLessThan(4096, "the rebuilt view holds the reference");
+    }
+
+    /// <summary>
     /// A rebuild deletes the projection's documents before it replays: a manager running meanwhile would decide on tasks
     /// it cannot find. The command refuses while a manager holds connections on the schema (exit 2), unless --force.
     /// </summary>
