@@ -201,8 +201,19 @@ public sealed class InboundHandler(
         }
 
         var error = result.Error is { ValueKind: JsonValueKind.String } e && e.GetString() is { Length: > 0 } text ? text : null;
+        var propletId = result.PropletId is { Length: > 0 } p ? p : null;
+        if (error?.Contains('\0', StringComparison.Ordinal) == true || propletId?.Contains('\0', StringComparison.Ordinal) == true)
+        {
+            // PostgreSQL cannot store a NUL in text or jsonb (22P05). Refused here, the value never reaches it: failing
+            // there, it failed the batch of commands it joined, and with auto-prepared statements Npgsql 10.0.0 returned
+            // the connection to the pool out of step with the server (its next command read another statement's rows,
+            // "Received unexpected backend message DataRow"), failing whatever came next, a good result among them.
+            Malformed(topic, "error and proplet_id cannot hold a NUL character");
+            return null;
+        }
+
         var key = "results:" + Convert.ToHexString(SHA256.HashData(payload));
-        return new ResultWork(topic, taskId, key, new TaskId(guid), result.Results?.GetRawText(), error, result.PropletId is { Length: > 0 } p ? p : null, result.Attempt, payload);
+        return new ResultWork(topic, taskId, key, new TaskId(guid), result.Results?.GetRawText(), error, propletId, result.Attempt, payload);
     }
 
     private (TaskCommand.RecordResult Command, EventMetadata Metadata) ResultCommand(ResultWork work)
