@@ -77,7 +77,15 @@ public sealed class InboundHandler(
 
             try
             {
-                var work = message.Topic[_base.Length..] switch
+                var topic = message.Topic[_base.Length..];
+                if (topic != Topics.Results && HoldsNul(message.Payload.Span))
+                {
+                    // PostgreSQL cannot store it, and failing there can leave a pooled connection out of step (ParseResult).
+                    Malformed(message.Topic, "strings cannot hold a NUL character");
+                    continue;
+                }
+
+                var work = topic switch
                 {
                     Topics.Results => ParseResult(message.Topic, message.Payload.ToArray()),
                     Topics.PropletCreate => AcceptDiscovery(message),
@@ -124,6 +132,21 @@ public sealed class InboundHandler(
         }
 
         return Task.WhenAll(all);
+    }
+
+    /// <summary>Whether a JSON string or property name in <paramref name="json"/> holds U+0000 (only an escape can).</summary>
+    private static bool HoldsNul(ReadOnlySpan<byte> json)
+    {
+        var reader = new Utf8JsonReader(json);
+        while (reader.Read())
+        {
+            if (reader.TokenType is JsonTokenType.String or JsonTokenType.PropertyName && reader.ValueIsEscaped && reader.GetString()!.Contains('\0', StringComparison.Ordinal))
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     private void Malformed(string topic, string reason)

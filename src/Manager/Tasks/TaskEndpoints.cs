@@ -98,7 +98,7 @@ internal static class TaskEndpoints
 
                 // PostgreSQL's jsonb has no \u0000: the filter's cast failed only when a row reached it, so the
                 // answer (400 or an empty 200) hung on the plan and the table's contents.
-                if (HoldsNul(document.RootElement))
+                if (NulText.In(document.RootElement))
                 {
                     return ApiResults.BadRequest("metadata must not contain \\u0000");
                 }
@@ -130,18 +130,17 @@ internal static class TaskEndpoints
             return ApiResults.BadRequest("order must be oldest or newest");
         }
 
-        var listFilter = new TaskListFilter(filter, status, request.Query["name"].FirstOrDefault(), request.Query["proplet_id"].FirstOrDefault(), order == "newest");
+        var (name, propletId) = (request.Query["name"].FirstOrDefault(), request.Query["proplet_id"].FirstOrDefault());
+        if (NulText.In(name) || NulText.In(propletId))
+        {
+            return ApiResults.BadRequest("name and proplet_id must not contain \\u0000");
+        }
+
+        var listFilter = new TaskListFilter(filter, status, name, propletId, order == "newest");
         var page = await queries.ListAsync((long)offset, (int)limit, listFilter, cancellationToken);
         return Results.Ok(new TaskPage((long)offset, (long)limit, page.Total, [.. page.Tasks.Select(TaskMapping.ToJson)]));
     }
 
-    private static bool HoldsNul(JsonElement element) => element.ValueKind switch
-    {
-        JsonValueKind.String => element.GetString()!.Contains('\0', StringComparison.Ordinal),
-        JsonValueKind.Object => element.EnumerateObject().Any(p => p.Name.Contains('\0', StringComparison.Ordinal) || HoldsNul(p.Value)),
-        JsonValueKind.Array => element.EnumerateArray().Any(HoldsNul),
-        _ => false,
-    };
 
     private static async Task<IResult> GetAsync(
         string taskId, HttpRequest request, ITaskQueries queries, AggregateLoader loader, StreamChanges changes, AggregateCache cache, CancellationToken cancellationToken)

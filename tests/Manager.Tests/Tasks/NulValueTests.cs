@@ -1,0 +1,74 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+
+namespace Propeller.Manager.Tests.Tasks;
+
+/// <summary>
+/// A U+0000 in a task's fields is refused with 400 before any command runs. Sent to PostgreSQL to refuse (22P05), it
+/// failed the batch of commands it joined, and now and then left the pooled connection out of step with the server
+/// (Npgsql with auto-prepared statements), so other clients' good requests failed with 500 after it.
+/// </summary>
+public sealed class NulValueTests : IAsyncLifetime
+{
+    private ManagerServer _server = null!;
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    public async ValueTask InitializeAsync() => _server = await ManagerServer.StartAsync("api_nul_values", null);
+
+    public async ValueTask DisposeAsync() => await _server.DisposeAsync();
+
+    [Fact]
+    public async Task GivenCreatesWithANulAmongGoodOnes_WhenSentConcurrently_ThenEachBadOneIs400AndEveryGoodOneIsCreated()
+    {
+        var failed = new ConcurrentBag<string>();
+        await Task.WhenAll(Enumerable.Range(0, 16).Select(client => Task.Run(
+            async () =>
+            {
+                for (var i = 0; i < 40; i++)
+                {
+                    var nul = (i + client) % 3 == 0;
+                    using var response = await _server.Client.PostAsync(
+                        "/tasks", new StringContent(nul ? """{"name":"a\u0000b"}""" : """{"name":"ok"}""", Encoding.UTF8, "application/json"), Ct);
+                    var body = await response.Content.ReadAsStringAsync(Ct);
+                    if (nul ? response.StatusCode != HttpStatusCode.BadRequest || !body.Contains(@"name must not contain \\u0000", StringComparison.Ordinal)
+                            : response.StatusCode != HttpStatusCode.Created)
+                    {
+                        failed.Add($"{(nul ? "bad" : "good")}: {(int)response.StatusCode} {body}");
+                    }
+                }
+            },
+            Ct)));
+
+        failed.ShouldBeEmpty(string.Join('\n', failed.Take(5)) + "\n" + _server.Warnings);
+        _server.Warnings.ToString().ShouldNotContain("22P05");
+    }
+
+    [Theory]
+    [InlineData("""{"name":"main","inputs":["1","\u0000"]}""", "inputs")]
+    [InlineData("""{"name":"main","env":{"K\u0000":"v"}}""", "env")]
+    [InlineData("""{"name":"main","metadata":{"k":["\u0000"]}}""", "metadata")]
+    [InlineData("""{"name":"main","image_url":"r/i\u0000:1"}""", "image_url")]
+    public async Task GivenAFieldWithANul_WhenCreatedOrUpdated_ThenItIs400NamingTheField(string body, string field)
+    {
+        using var created = await _server.Client.PostAsync("/tasks", new StringContent(body, Encoding.UTF8, "application/json"), Ct);
+        created.StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await created.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("error").GetString().ShouldBe($@"{field} must not contain \u0000");
+
+        using var good = await _server.Client.PostAsync("/tasks", new StringContent("""{"name":"main"}""", Encoding.UTF8, "application/json"), Ct);
+        var id = (await good.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetString();
+        using var updated = await _server.Client.PutAsync($"/tasks/{id}", new StringContent(body, Encoding.UTF8, "application/json"), Ct);
+        updated.StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await updated.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("error").GetString().ShouldBe($@"{field} must not contain \u0000");
+    }
+
+    [Fact]
+    public async Task GivenAListFilterWithANul_ThenItIs400()
+    {
+        using var response = await _server.Client.GetAsync("/tasks?name=a%00b", Ct);
+        response.StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+    }
+}
