@@ -75,4 +75,16 @@ public sealed class JsonShapeTests
         reason.ShouldBe(new string('x', PluginResponses.MaxReasonChars - 1) + PluginResponses.TruncatedMarker);
         PluginResponses.Allow(Encoding.UTF8.GetBytes("""{"allow":false,"reason":"short"}""")).Reason.ShouldBe("short");
     }
+
+    /// <summary>A NUL in any string of an answer makes it malformed: the events it would go into cannot hold one (StorableText).</summary>
+    [Theory]
+    [InlineData("""{"allow":false,"reason":"no\u0000"}""", false)]
+    [InlineData("""{"allow":true,"extra_env":{"K":"v\u0000"}}""", false)]
+    [InlineData("""{"env":{"K\u0000":"v"}}""", true)]
+    [InlineData("""{"inputs":["\u0000"]}""", true)]
+    public void AnAnswerHoldingANul_IsMalformed(string answer, bool enrich)
+    {
+        var bytes = Encoding.UTF8.GetBytes(answer);
+        Should.Throw<FormatException>(() => enrich ? (object)PluginResponses.Enrich(bytes) : PluginResponses.Allow(bytes)).Message.ShouldContain("NUL");
+    }
 }

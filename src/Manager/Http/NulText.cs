@@ -1,27 +1,28 @@
 using System.Text.Json;
+using Propeller.Application.EventStore;
 using Propeller.Contracts.Tasks;
 
 namespace Propeller.Manager.Http;
 
-/// <summary>
-/// PostgreSQL cannot store U+0000 in text or jsonb (22P05), and a command that fails on one can leave its pooled
-/// connection out of step with the server (Npgsql 10.0.0–10.0.3 with auto-prepared statements: the next command on it
-/// reads another statement's rows, "Received unexpected backend message DataRow"), failing later commands of other
-/// requests. So a value holding one is refused before any command runs, never sent to PostgreSQL to refuse.
-/// </summary>
+/// <summary>A task's fields PostgreSQL cannot store, refused before any command runs (<see cref="StorableText"/>).</summary>
 internal static class NulText
 {
-    public static bool In(string? text) => text is not null && text.Contains('\0', StringComparison.Ordinal);
+    public static bool In(string? text) => StorableText.HoldsNul(text);
 
-    public static bool In(JsonElement? element) => element is { } value && In(value);
+    public static bool In(JsonElement? element) => element is { } value && StorableText.HoldsNul(value);
 
-    public static bool In(JsonElement element) => element.ValueKind switch
+    /// <summary>The first field of <paramref name="task"/> PostgreSQL could not store, with what is wrong with it, or null.</summary>
+    public static string? Unstorable(TaskJson task)
     {
-        JsonValueKind.String => In(element.GetString()),
-        JsonValueKind.Object => element.EnumerateObject().Any(p => In(p.Name) || In(p.Value)),
-        JsonValueKind.Array => element.EnumerateArray().Any(In),
-        _ => false,
-    };
+        ArgumentNullException.ThrowIfNull(task);
+        if (Field(task) is { } field)
+        {
+            return $"{field} must not contain \\u0000";
+        }
+
+        (string Name, JsonElement? Value)[] json = [("metadata", task.Metadata), ("monitoring_profile", task.MonitoringProfile), ("results", task.Results)];
+        return json.Select(f => f.Value is { } value && StorableText.Problem(value) is { } problem ? $"{f.Name} {problem}" : null).FirstOrDefault(p => p is not null);
+    }
 
     /// <summary>The first field of <paramref name="task"/> (its JSON name) holding a U+0000, or null.</summary>
     public static string? Field(TaskJson task)

@@ -16,9 +16,9 @@ internal sealed class TaskJsonValidator : AbstractValidator<TaskJson>
         RuleFor(t => t.Name).NotEmpty().WithMessage("missing identity name");
         RuleFor(t => t).Custom((task, context) =>
         {
-            if (NulText.Field(task) is { } field)
+            if (NulText.Unstorable(task) is { } problem)
             {
-                context.AddFailure(field, $"{field} must not contain \\u0000");
+                context.AddFailure(problem.Split(' ')[0], problem);
             }
         });
         RuleFor(t => t.RunIf).Must(r => r is null or "" or "success" or "failure").WithMessage("run_if must be \"\", \"success\" or \"failure\"");
@@ -57,9 +57,9 @@ internal sealed class TaskUpdateValidator : AbstractValidator<TaskJson>
         RuleFor(t => t.Metadata).Must(m => m is null || JsonSize.CompactUtf8Bytes(m.Value) <= TaskJsonValidator.MaxMetadataBytes).WithMessage("metadata is larger than 1 MiB");
         RuleFor(t => t).Custom((task, context) =>
         {
-            if (NulText.Field(task) is { } field)
+            if (NulText.Unstorable(task) is { } problem)
             {
-                context.AddFailure(field, $"{field} must not contain \\u0000");
+                context.AddFailure(problem.Split(' ')[0], problem);
             }
         });
     }

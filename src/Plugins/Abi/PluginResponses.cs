@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Propeller.Application.EventStore;
 
 namespace Propeller.Plugins.Abi;
 
@@ -55,6 +56,13 @@ internal static class PluginResponses
         using var document = Parse(bytes);
         try
         {
+            if (document is not null && StorableText.HoldsNul(document.RootElement))
+            {
+                // PostgreSQL cannot store it in the events the answer goes into, and failing there can leave a pooled
+                // connection out of step with the server (StorableText).
+                throw new FormatException("malformed JSON answer: a string holds a NUL character (\\u0000)");
+            }
+
             return read(document);
         }
         catch (InvalidOperationException e)

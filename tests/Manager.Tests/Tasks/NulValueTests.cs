@@ -65,6 +65,29 @@ public sealed class NulValueTests : IAsyncLifetime
         (await updated.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("error").GetString().ShouldBe($@"{field} must not contain \u0000");
     }
 
+    /// <summary>jsonb's numeric takes 131,072 digits before the point and 16,383 after; one beyond is refused here, not by PostgreSQL.</summary>
+    [Theory]
+    [InlineData("1e131071", true)]
+    [InlineData("0.5e131072", true)]
+    [InlineData("1e-16383", true)]
+    [InlineData("0e200000", true)]
+    [InlineData("0e-20000", false)]
+    [InlineData("0e99999999999999999999", false)]
+    [InlineData("1e131072", false)]
+    [InlineData("-12.5e131071", false)]
+    [InlineData("1e-16384", false)]
+    [InlineData("1e99999999999999999999", false)]
+    public async Task GivenMetadataWithAHugeNumber_WhenCreated_ThenOnlyWhatPostgresCanStoreIsTaken(string number, bool storable)
+    {
+        using var created = await _server.Client.PostAsync("/tasks", new StringContent($$$"""{"name":"main","metadata":{"n":{{{number}}}}}""", Encoding.UTF8, "application/json"), Ct);
+        var body = await created.Content.ReadAsStringAsync(Ct);
+        created.StatusCode.ShouldBe(storable ? HttpStatusCode.Created : HttpStatusCode.BadRequest, body);
+        if (!storable)
+        {
+            body.ShouldContain("metadata holds a number beyond PostgreSQL's numeric range");
+        }
+    }
+
     [Fact]
     public async Task GivenAListFilterWithANul_ThenItIs400()
     {

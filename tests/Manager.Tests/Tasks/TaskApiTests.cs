@@ -138,7 +138,7 @@ public sealed class TaskApiTests : IAsyncLifetime
     [InlineData("""{"name":"a","inputs":[true]}""", "inputs[0]: expected string or number")]
     [InlineData("""{"name":"a",""", "invalid JSON body")]
     [InlineData("""{"name":"a","created_at":"garbage"}""", "invalid JSON body")]
-    [InlineData("""{"name":"a\u0000b"}""", "cannot be stored")]
+    [InlineData("""{"name":"a\u0000b"}""", "name must not contain \\u0000")]
     [InlineData("""{"name":"a","metadata":{"n":1e1000000}}""", "cannot be stored")]
     public async Task Create_WithBadBody_Is400WithTheReason_AndStoresNothing(string body, string reason)
     {
