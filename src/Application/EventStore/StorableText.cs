@@ -26,6 +26,22 @@ public static class StorableText
         _ => false,
     };
 
+    /// <summary>Whether a string or a property name in the UTF-8 JSON <paramref name="json"/> holds U+0000 (only an escape
+    /// can); <see cref="JsonException"/> when it is not JSON.</summary>
+    public static bool HoldsNul(ReadOnlySpan<byte> json)
+    {
+        var reader = new Utf8JsonReader(json);
+        while (reader.Read())
+        {
+            if (reader.TokenType is JsonTokenType.String or JsonTokenType.PropertyName && reader.ValueIsEscaped && HoldsNul(reader.GetString()))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     /// <summary>What in <paramref name="element"/> PostgreSQL cannot store ("\u0000" or "a number beyond PostgreSQL's range"), or null.</summary>
     public static string? Problem(JsonElement element) =>
         HoldsNul(element) ? "must not contain \\u0000" : HoldsHugeNumber(element) ? "holds a number beyond PostgreSQL's numeric range: it cannot be stored" : null;

@@ -51,13 +51,6 @@ public static class ModuleReference
         return (reference.Substring(Prefix.Length, 10), reference.Substring(Prefix.Length + 10, 10));
     }
 
-    /// <summary>The module's length in base64 characters, from a reference.</summary>
-    public static int Length(string reference)
-    {
-        ArgumentNullException.ThrowIfNull(reference);
-        return int.Parse(reference.AsSpan(Prefix.Length + 21), NumberStyles.None, CultureInfo.InvariantCulture);
-    }
-
     /// <summary><paramref name="state"/> with its large module replaced by a reference (the view's form of it).</summary>
     public static TaskState Referenced(TaskState state)
     {

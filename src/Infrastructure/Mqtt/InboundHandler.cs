@@ -78,9 +78,9 @@ public sealed class InboundHandler(
             try
             {
                 var topic = message.Topic[_base.Length..];
-                if (topic != Topics.Results && HoldsNul(message.Payload.Span))
+                // A result's raw results may hold the escape as text: ParseResult checks the fields that are stored as strings.
+                if (topic != Topics.Results && StorableText.HoldsNul(message.Payload.Span))
                 {
-                    // PostgreSQL cannot store it, and failing there can leave a pooled connection out of step (ParseResult).
                     Malformed(message.Topic, "strings cannot hold a NUL character");
                     continue;
                 }
@@ -132,21 +132,6 @@ public sealed class InboundHandler(
         }
 
         return Task.WhenAll(all);
-    }
-
-    /// <summary>Whether a JSON string or property name in <paramref name="json"/> holds U+0000 (only an escape can).</summary>
-    private static bool HoldsNul(ReadOnlySpan<byte> json)
-    {
-        var reader = new Utf8JsonReader(json);
-        while (reader.Read())
-        {
-            if (reader.TokenType is JsonTokenType.String or JsonTokenType.PropertyName && reader.ValueIsEscaped && reader.GetString()!.Contains('\0', StringComparison.Ordinal))
-            {
-                return true;
-            }
-        }
-
-        return false;
     }
 
     private void Malformed(string topic, string reason)
@@ -225,12 +210,10 @@ public sealed class InboundHandler(
 
         var error = result.Error is { ValueKind: JsonValueKind.String } e && e.GetString() is { Length: > 0 } text ? text : null;
         var propletId = result.PropletId is { Length: > 0 } p ? p : null;
-        if (error?.Contains('\0', StringComparison.Ordinal) == true || propletId?.Contains('\0', StringComparison.Ordinal) == true)
+        if (StorableText.HoldsNul(error) || StorableText.HoldsNul(propletId))
         {
-            // PostgreSQL cannot store a NUL in text or jsonb (22P05). Refused here, the value never reaches it: failing
-            // there, it failed the batch of commands it joined, and with auto-prepared statements Npgsql 10.0.0 returned
-            // the connection to the pool out of step with the server (its next command read another statement's rows,
-            // "Received unexpected backend message DataRow"), failing whatever came next, a good result among them.
+            // Refused here, never by PostgreSQL (StorableText): there it failed the batch it joined and could leave the
+            // connection out of step, failing whatever came next, a good result among them.
             Malformed(topic, "error and proplet_id cannot hold a NUL character");
             return null;
         }

@@ -96,11 +96,11 @@ internal static class TaskEndpoints
                     return ApiResults.BadRequest("metadata must be a JSON object");
                 }
 
-                // PostgreSQL's jsonb has no \u0000: the filter's cast failed only when a row reached it, so the
-                // answer (400 or an empty 200) hung on the plan and the table's contents.
-                if (NulText.In(document.RootElement))
+                // What jsonb cannot take (a \u0000, a number beyond its range): the filter's cast failed only when a row
+                // reached it, so the answer (400 or an empty 200) hung on the plan and the table's contents.
+                if (StorableText.Problem(document.RootElement) is { } problem)
                 {
-                    return ApiResults.BadRequest("metadata must not contain \\u0000");
+                    return ApiResults.BadRequest($"metadata {problem}");
                 }
 
                 filter = document.RootElement.GetRawText();
@@ -131,7 +131,7 @@ internal static class TaskEndpoints
         }
 
         var (name, propletId) = (request.Query["name"].FirstOrDefault(), request.Query["proplet_id"].FirstOrDefault());
-        if (NulText.In(name) || NulText.In(propletId))
+        if (StorableText.HoldsNul(name) || StorableText.HoldsNul(propletId))
         {
             return ApiResults.BadRequest("name and proplet_id must not contain \\u0000");
         }
@@ -140,7 +140,6 @@ internal static class TaskEndpoints
         var page = await queries.ListAsync((long)offset, (int)limit, listFilter, cancellationToken);
         return Results.Ok(new TaskPage((long)offset, (long)limit, page.Total, [.. page.Tasks.Select(TaskMapping.ToJson)]));
     }
-
 
     private static async Task<IResult> GetAsync(
         string taskId, HttpRequest request, ITaskQueries queries, AggregateLoader loader, StreamChanges changes, AggregateCache cache, CancellationToken cancellationToken)

@@ -14,13 +14,7 @@ internal sealed class TaskJsonValidator : AbstractValidator<TaskJson>
     public TaskJsonValidator()
     {
         RuleFor(t => t.Name).NotEmpty().WithMessage("missing identity name");
-        RuleFor(t => t).Custom((task, context) =>
-        {
-            if (NulText.Unstorable(task) is { } problem)
-            {
-                context.AddFailure(problem.Split(' ')[0], problem);
-            }
-        });
+        RuleFor(t => t).Custom(StorableTaskJson.Refuse);
         RuleFor(t => t.RunIf).Must(r => r is null or "" or "success" or "failure").WithMessage("run_if must be \"\", \"success\" or \"failure\"");
         RuleFor(t => t.Priority).InclusiveBetween(0, 100).WithMessage("priority must be between 0 and 100");
         RuleFor(t => t).Must(t => !(t.Broadcast && !string.IsNullOrEmpty(t.PropletId))).WithMessage("broadcast and proplet_id are mutually exclusive");
@@ -55,12 +49,6 @@ internal sealed class TaskUpdateValidator : AbstractValidator<TaskJson>
         RuleFor(t => t.File).Must(f => f is null || Base64Text.TryCanonical(f, out _)).WithMessage("file is not valid base64");
         RuleFor(t => t.Metadata).Must(m => m is null || m.Value.ValueKind is JsonValueKind.Object or JsonValueKind.Null).WithMessage("metadata must be a JSON object");
         RuleFor(t => t.Metadata).Must(m => m is null || JsonSize.CompactUtf8Bytes(m.Value) <= TaskJsonValidator.MaxMetadataBytes).WithMessage("metadata is larger than 1 MiB");
-        RuleFor(t => t).Custom((task, context) =>
-        {
-            if (NulText.Unstorable(task) is { } problem)
-            {
-                context.AddFailure(problem.Split(' ')[0], problem);
-            }
-        });
+        RuleFor(t => t).Custom(StorableTaskJson.Refuse);
     }
 }

@@ -87,11 +87,4 @@ public sealed class NulValueTests : IAsyncLifetime
             body.ShouldContain("metadata holds a number beyond PostgreSQL's numeric range");
         }
     }
-
-    [Fact]
-    public async Task GivenAListFilterWithANul_ThenItIs400()
-    {
-        using var response = await _server.Client.GetAsync("/tasks?name=a%00b", Ct);
-        response.StatusCode.ShouldBe(HttpStatusCode.BadRequest);
-    }
 }

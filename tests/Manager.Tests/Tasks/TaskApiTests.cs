@@ -463,6 +463,7 @@ public sealed class TaskApiTests : IAsyncLifetime
     [Theory]
     [InlineData("name=%00")]
     [InlineData("metadata=%7B%22a%22:%22%5Cu0000%22%7D")]
+    [InlineData("metadata=%7B%22n%22:1e1000000%7D")]
     public async Task List_WithAValuePostgresCannotTake_Is400(string query)
     {
         var response = await Http.GetAsync("/tasks?" + query, Ct);
