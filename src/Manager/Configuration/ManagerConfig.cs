@@ -113,7 +113,10 @@ internal sealed record ManagerConfig
     /// </summary>
     public int CommandBatches { get; init; } = 2;
 
+    /// <summary>MANAGER_POSTGRES_SCHEMA, folded to lower case as PostgreSQL folds an unquoted name; null for the default.</summary>
     public string? PostgresSchema { get; init; }
+
+    private const int MaxSchemaLength = 55;
 
     /// <summary>Reads and checks the settings; <paramref name="workingDirectory"/> is where config.toml is looked for.</summary>
     /// <exception cref="ManagerConfigurationException">One or more settings are invalid.</exception>
@@ -306,6 +309,24 @@ internal sealed record ManagerConfig
             return fallback;
         }
 
+        // Marten and Wolverine name the schema unquoted, so PostgreSQL folds it to lower case; every other statement
+        // quotes it, so it is folded here once for all of them (a mixed-case name otherwise left the projections'
+        // readiness check and the telemetry reading a schema that does not exist). Its plugin-jobs schema adds
+        // "_plugins" within PostgreSQL's 63-byte names.
+        string? Schema(string? raw)
+        {
+            if (raw is null)
+            {
+                return null;
+            }
+
+            var name = raw.ToLowerInvariant();
+            return name.Length is > 0 and <= MaxSchemaLength && (char.IsAsciiLetterLower(name[0]) || name[0] == '_')
+                && name.All(c => char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c) || c == '_')
+                ? name
+                : Fail<string?>(null, $"MANAGER_POSTGRES_SCHEMA must be a letter or '_' followed by letters, digits or '_', at most {MaxSchemaLength} characters (got '{raw}')");
+        }
+
         // The original's net/http server settings (spec §8) where Kestrel has the same limit; unset keeps Kestrel's
         // default. READ_TIMEOUT and WRITE_TIMEOUT (whole request / whole response) have no Kestrel equivalent
         // (docs/compatibility.md).
@@ -391,7 +412,7 @@ internal sealed record ManagerConfig
             PluginDir = pluginDir,
             LogLevel = logLevel,
             PostgresConnectionString = connectionString,
-            PostgresSchema = Get("EventStore:Schema") ?? Get("MANAGER_POSTGRES_SCHEMA"),
+            PostgresSchema = Schema(Get("EventStore:Schema") ?? Get("MANAGER_POSTGRES_SCHEMA")),
         };
         foreach (var (name, value) in new[] { ("MANAGER_TENANT_ID", config.Tenant), ("MANAGER_CHANNEL_ID", config.Channel), ("MANAGER_MQTT_SHARE_GROUP", config.MqttShareGroup ?? "") })
         {

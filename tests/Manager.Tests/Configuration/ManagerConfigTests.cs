@@ -110,6 +110,23 @@ public sealed class ManagerConfigTests : IDisposable
         Should.Throw<ManagerConfigurationException>(() => Load(("MANAGER_MQTT_SHARE_GROUP", "a/b"))).Message.ShouldContain("MANAGER_MQTT_SHARE_GROUP must not contain");
     }
 
+    [Theory]
+    [InlineData("propeller", "propeller")]
+    [InlineData("Propeller_Prod", "propeller_prod")]
+    [InlineData("_x9", "_x9")]
+    public void PostgresSchema_IsFoldedToLowerCaseAsPostgresFoldsAnUnquotedName(string raw, string schema) =>
+        Load(("MANAGER_POSTGRES_SCHEMA", raw)).PostgresSchema.ShouldBe(schema);
+
+    [Theory]
+    [InlineData("prod-1")]
+    [InlineData("9lives")]
+    [InlineData("a.b")]
+    [InlineData("sch\u00e9ma")]
+    [InlineData("a2345678901234567890123456789012345678901234567890123456")]
+    public void PostgresSchema_ThatIsNoPlainName_IsAConfigurationError(string raw) =>
+        Should.Throw<ManagerConfigurationException>(() => Load(("MANAGER_POSTGRES_SCHEMA", System.Text.RegularExpressions.Regex.Unescape(raw))))
+            .Message.ShouldContain("MANAGER_POSTGRES_SCHEMA must be a letter or '_' followed by letters, digits or '_', at most 55 characters");
+
     [Fact]
     public void MissingCredentials_ComeFromConfigToml_EnvironmentWins()
     {

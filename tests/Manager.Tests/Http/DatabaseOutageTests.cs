@@ -34,6 +34,26 @@ public sealed class DatabaseOutageTests
         text.ShouldContain("manager_metrics_sample_ok{sampler=\"dead_letters\"} 0");
     }
 
+    /// <summary>Marten names the schema unquoted (PostgreSQL folds it to lower case); the readiness check and the
+    /// telemetry once quoted it as given, so a mixed-case name left the manager never ready.</summary>
+    [Fact]
+    public async Task GivenAMixedCaseSchema_WhenTheManagerStarts_ThenItIsReadyAndReadsItsOwnTables()
+    {
+        await using (var dataSource = NpgsqlDataSource.Create(await TestPostgres.ConnectionStringAsync()))
+        {
+            await using var drop = dataSource.CreateCommand("drop schema if exists api_mixed_case cascade; drop schema if exists api_mixed_case_plugins cascade");
+            await drop.ExecuteNonQueryAsync(Ct);
+        }
+
+        await using var server = await ManagerServer.StartAsync("Api_Mixed_Case", dropSchema: false);
+        (await server.Client.PostAsync("/tasks", new StringContent("""{"name":"main"}""", System.Text.Encoding.UTF8, "application/json"), Ct))
+            .StatusCode.ShouldBe(HttpStatusCode.Created);
+        var metrics = await server.Client.GetStringAsync("/metrics", Ct);
+        metrics.ShouldContain("manager_metrics_sample_ok{sampler=\"projections\"} 1");
+        metrics.ShouldContain("manager_metrics_sample_ok{sampler=\"dead_letters\"} 1");
+        server.Warnings.ToString().ShouldNotContain("42P01");
+    }
+
     [Fact]
     public async Task GivenTheProjectionProgressIsLocked_WhenReadinessIsChecked_ThenTheAnswerIs503NamingTheProjectionsCheck()
     {
