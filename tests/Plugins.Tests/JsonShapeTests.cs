@@ -76,15 +76,19 @@ public sealed class JsonShapeTests
         PluginResponses.Allow(Encoding.UTF8.GetBytes("""{"allow":false,"reason":"short"}""")).Reason.ShouldBe("short");
     }
 
-    /// <summary>A NUL in any string of an answer makes it malformed: the events it would go into cannot hold one (StorableText).</summary>
+    /// <summary>A value the events it would go into cannot hold (a NUL, a lone surrogate, a number beyond numeric's range)
+    /// anywhere in an answer makes it malformed (StorableText).</summary>
     [Theory]
-    [InlineData("""{"allow":false,"reason":"no\u0000"}""", false)]
-    [InlineData("""{"allow":true,"extra_env":{"K":"v\u0000"}}""", false)]
-    [InlineData("""{"env":{"K\u0000":"v"}}""", true)]
-    [InlineData("""{"inputs":["\u0000"]}""", true)]
-    public void AnAnswerHoldingANul_IsMalformed(string answer, bool enrich)
+    [InlineData("""{"allow":false,"reason":"no\u0000"}""", false, "must not contain \\u0000")]
+    [InlineData("""{"allow":true,"extra_env":{"K":"v\u0000"}}""", false, "must not contain \\u0000")]
+    [InlineData("""{"env":{"K\u0000":"v"}}""", true, "must not contain \\u0000")]
+    [InlineData("""{"inputs":["\u0000"]}""", true, "must not contain \\u0000")]
+    [InlineData("""{"allow":false,"reason":"no\udc00"}""", false, "must be valid Unicode")]
+    [InlineData("""{"env":{"K\ud800":"v"}}""", true, "must be valid Unicode")]
+    [InlineData("""{"metadata":{"n":1e200000}}""", true, "beyond PostgreSQL's numeric range")]
+    public void AnAnswerWithAValuePostgresCannotStore_IsMalformed(string answer, bool enrich, string problem)
     {
         var bytes = Encoding.UTF8.GetBytes(answer);
-        Should.Throw<FormatException>(() => enrich ? (object)PluginResponses.Enrich(bytes) : PluginResponses.Allow(bytes)).Message.ShouldContain("NUL");
+        Should.Throw<FormatException>(() => enrich ? (object)PluginResponses.Enrich(bytes) : PluginResponses.Allow(bytes)).Message.ShouldContain(problem);
     }
 }

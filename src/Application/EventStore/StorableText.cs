@@ -1,58 +1,70 @@
 using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.Unicode;
 using System.Text.Json;
 
 namespace Propeller.Application.EventStore;
 
 /// <summary>
-/// Values PostgreSQL can store: no U+0000, which neither text nor jsonb holds (22P05), and no JSON number beyond
-/// numeric's range (131,072 digits before the point, 16,383 after; 22003). Input breaking either is refused where it
+/// Values PostgreSQL can store: no U+0000, which neither text nor jsonb holds (22P05), only valid Unicode (a lone
+/// surrogate escape such as \udc00 jsonb refuses, and .NET cannot read as a string), and no JSON number beyond numeric's
+/// range (131,072 digits before the point, 16,383 after; 22003). Input breaking any of them is refused where it
 /// arrives, not sent to PostgreSQL to refuse: failing there can leave a pooled connection out of step with the server
 /// (Npgsql 10.0.0–10.0.3 with auto-prepared statements: the next command on it reads another statement's rows, "Received
 /// unexpected backend message DataRow"), failing later commands of other requests.
 /// </summary>
 public static class StorableText
 {
+    public const string Nul = "must not contain \\u0000";
+    public const string InvalidUnicode = "must be valid Unicode (a lone surrogate such as \\udc00, or invalid UTF-8, is not)";
+    public const string HugeNumber = "holds a number beyond PostgreSQL's numeric range: it cannot be stored";
+
     private const int MaxIntegerDigits = 131_072;
     private const int MaxScale = 16_383;
 
     public static bool HoldsNul(string? text) => text is not null && text.Contains('\0', StringComparison.Ordinal);
 
-    /// <summary>Whether a string or a property name anywhere in <paramref name="element"/> holds U+0000.</summary>
-    public static bool HoldsNul(JsonElement element) => element.ValueKind switch
-    {
-        JsonValueKind.String => HoldsNul(element.GetString()),
-        JsonValueKind.Object => element.EnumerateObject().Any(p => HoldsNul(p.Name) || HoldsNul(p.Value)),
-        JsonValueKind.Array => element.EnumerateArray().Any(HoldsNul),
-        _ => false,
-    };
+    /// <summary>What in <paramref name="element"/> PostgreSQL cannot store (<see cref="Nul"/>, <see cref="InvalidUnicode"/>,
+    /// <see cref="HugeNumber"/>), or null.</summary>
+    public static string? Problem(JsonElement element) => Problem(JsonMarshal.GetRawUtf8Value(element));
 
-    /// <summary>Whether a string or a property name in the UTF-8 JSON <paramref name="json"/> holds U+0000 (only an escape
-    /// can); <see cref="JsonException"/> when it is not JSON.</summary>
-    public static bool HoldsNul(ReadOnlySpan<byte> json)
+    /// <summary>What in the UTF-8 JSON <paramref name="json"/> PostgreSQL cannot store, or null; <see cref="JsonException"/>
+    /// when it is not JSON.</summary>
+    public static string? Problem(ReadOnlySpan<byte> json)
     {
         var reader = new Utf8JsonReader(json);
         while (reader.Read())
         {
-            if (reader.TokenType is JsonTokenType.String or JsonTokenType.PropertyName && reader.ValueIsEscaped && HoldsNul(reader.GetString()))
+            switch (reader.TokenType)
             {
-                return true;
+                case JsonTokenType.String or JsonTokenType.PropertyName when reader.ValueIsEscaped:
+                    string text;
+                    try
+                    {
+                        text = reader.GetString()!;
+                    }
+                    catch (InvalidOperationException)
+                    {
+                        return InvalidUnicode;
+                    }
+
+                    if (HoldsNul(text))
+                    {
+                        return Nul;
+                    }
+
+                    break;
+                case JsonTokenType.String or JsonTokenType.PropertyName when !Utf8.IsValid(reader.ValueSpan):
+                    return InvalidUnicode;
+                case JsonTokenType.Number when (reader.ValueSpan.Length > MaxScale || reader.ValueSpan.IndexOfAny((byte)'e', (byte)'E') >= 0)
+                    && IsHuge(Encoding.UTF8.GetString(reader.ValueSpan)):
+                    return HugeNumber;
             }
         }
 
-        return false;
+        return null;
     }
-
-    /// <summary>What in <paramref name="element"/> PostgreSQL cannot store ("\u0000" or "a number beyond PostgreSQL's range"), or null.</summary>
-    public static string? Problem(JsonElement element) =>
-        HoldsNul(element) ? "must not contain \\u0000" : HoldsHugeNumber(element) ? "holds a number beyond PostgreSQL's numeric range: it cannot be stored" : null;
-
-    private static bool HoldsHugeNumber(JsonElement element) => element.ValueKind switch
-    {
-        JsonValueKind.Number => IsHuge(element.GetRawText()),
-        JsonValueKind.Object => element.EnumerateObject().Any(p => HoldsHugeNumber(p.Value)),
-        JsonValueKind.Array => element.EnumerateArray().Any(HoldsHugeNumber),
-        _ => false,
-    };
 
     /// <summary>Whether the JSON number <paramref name="number"/> has more integer digits or a larger scale than numeric takes.</summary>
     private static bool IsHuge(string number)

@@ -78,10 +78,10 @@ public sealed class InboundHandler(
             try
             {
                 var topic = message.Topic[_base.Length..];
-                // A result's raw results may hold the escape as text: ParseResult checks the fields that are stored as strings.
-                if (topic != Topics.Results && StorableText.HoldsNul(message.Payload.Span))
+                // A result's raw results are stored as text, escapes and all: ParseResult checks the fields stored as strings.
+                if (topic != Topics.Results && StorableText.Problem(message.Payload.Span) is { } problem)
                 {
-                    Malformed(message.Topic, "strings cannot hold a NUL character");
+                    Malformed(message.Topic, $"its values {problem}");
                     continue;
                 }
 
@@ -100,8 +100,9 @@ public sealed class InboundHandler(
                     works.Add(work);
                 }
             }
-            catch (JsonException ex)
+            catch (Exception ex) when (ex is JsonException or InvalidOperationException)
             {
+                // InvalidOperationException: System.Text.Json reading a value as a type it does not hold.
                 Malformed(message.Topic, ex.Message);
             }
         }
@@ -208,15 +209,22 @@ public sealed class InboundHandler(
             return null;
         }
 
-        var error = result.Error is { ValueKind: JsonValueKind.String } e && e.GetString() is { Length: > 0 } text ? text : null;
-        var propletId = result.PropletId is { Length: > 0 } p ? p : null;
-        if (StorableText.HoldsNul(error) || StorableText.HoldsNul(propletId))
+        // Refused here, never by PostgreSQL (StorableText): there it failed the batch it joined and could leave the
+        // connection out of step, failing whatever came next, a good result among them.
+        if (result.Error is { ValueKind: JsonValueKind.String } e && StorableText.Problem(e) is { } problem)
         {
-            // Refused here, never by PostgreSQL (StorableText): there it failed the batch it joined and could leave the
-            // connection out of step, failing whatever came next, a good result among them.
-            Malformed(topic, "error and proplet_id cannot hold a NUL character");
+            Malformed(topic, $"error {problem}");
             return null;
         }
+
+        if (StorableText.HoldsNul(result.PropletId))
+        {
+            Malformed(topic, $"proplet_id {StorableText.Nul}");
+            return null;
+        }
+
+        var error = result.Error is { ValueKind: JsonValueKind.String } text && text.GetString() is { Length: > 0 } message ? message : null;
+        var propletId = result.PropletId is { Length: > 0 } p ? p : null;
 
         var key = "results:" + Convert.ToHexString(SHA256.HashData(payload));
         return new ResultWork(topic, taskId, key, new TaskId(guid), result.Results?.GetRawText(), error, propletId, result.Attempt, payload);

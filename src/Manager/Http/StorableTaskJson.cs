@@ -1,5 +1,4 @@
 using System.Text.Json;
-using FluentValidation;
 using Propeller.Application.EventStore;
 using Propeller.Contracts.Tasks;
 
@@ -25,24 +24,16 @@ internal static class StorableTaskJson
 
     private static bool In(string? text) => StorableText.HoldsNul(text);
 
-    /// <summary>A validation rule: the first field of <paramref name="task"/> PostgreSQL could not store, and why.</summary>
-    public static void Refuse(TaskJson task, ValidationContext<TaskJson> context)
-    {
-        ArgumentNullException.ThrowIfNull(context);
-        if (Unstorable(task) is var (field, problem))
-        {
-            context.AddFailure(field, $"{field} {problem}");
-        }
-    }
-
-    private static (string Field, string Problem)? Unstorable(TaskJson task)
+    /// <summary>The first field of <paramref name="task"/> PostgreSQL could not store and why ("metadata must not contain
+    /// \u0000"), or null.</summary>
+    public static string? Problem(TaskJson task)
     {
         ArgumentNullException.ThrowIfNull(task);
         foreach (var (name, holdsNul) in Strings)
         {
             if (holdsNul(task))
             {
-                return (name, "must not contain \\u0000");
+                return $"{name} {StorableText.Nul}";
             }
         }
 
@@ -50,7 +41,7 @@ internal static class StorableTaskJson
         {
             if (value(task) is { } element && StorableText.Problem(element) is { } problem)
             {
-                return (name, problem);
+                return $"{name} {problem}";
             }
         }
 

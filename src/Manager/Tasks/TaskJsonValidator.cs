@@ -14,21 +14,25 @@ internal sealed class TaskJsonValidator : AbstractValidator<TaskJson>
     public TaskJsonValidator()
     {
         RuleFor(t => t.Name).NotEmpty().WithMessage("missing identity name");
-        RuleFor(t => t).Custom(StorableTaskJson.Refuse);
         RuleFor(t => t.RunIf).Must(r => r is null or "" or "success" or "failure").WithMessage("run_if must be \"\", \"success\" or \"failure\"");
         RuleFor(t => t.Priority).InclusiveBetween(0, 100).WithMessage("priority must be between 0 and 100");
         RuleFor(t => t).Must(t => !(t.Broadcast && !string.IsNullOrEmpty(t.PropletId))).WithMessage("broadcast and proplet_id are mutually exclusive");
         RuleFor(t => t).Must(t => t.DependsOn is not { Count: > 0 } || !string.IsNullOrEmpty(t.WorkflowId))
             .WithMessage("workflow_id is required when depends_on is specified");
         RuleFor(t => t.File).Must(f => f is null || Base64Text.TryCanonical(f, out _)).WithMessage("file is not valid base64");
-        RuleFor(t => t.Metadata).Must(m => m is null || m.Value.ValueKind is JsonValueKind.Object or JsonValueKind.Null).WithMessage("metadata must be a JSON object");
-        RuleFor(t => t.Metadata).Must(m => m is null || JsonSize.CompactUtf8Bytes(m.Value) <= MaxMetadataBytes).WithMessage("metadata is larger than 1 MiB");
-        RuleFor(t => t.MonitoringProfile).Custom((profile, context) =>
+
+        // The JSON fields' checks read their strings, which a lone surrogate makes unreadable: they run on storable JSON only.
+        RuleFor(t => t).Must(t => StorableTaskJson.Problem(t) is null).WithMessage(t => StorableTaskJson.Problem(t)).DependentRules(() =>
         {
-            if (profile is { ValueKind: not JsonValueKind.Null } value && !MonitoringProfileJson.TryNormalize(value, out _, out var error))
+            RuleFor(t => t.Metadata).Must(m => m is null || m.Value.ValueKind is JsonValueKind.Object or JsonValueKind.Null).WithMessage("metadata must be a JSON object");
+            RuleFor(t => t.Metadata).Must(m => m is null || JsonSize.CompactUtf8Bytes(m.Value) <= MaxMetadataBytes).WithMessage("metadata is larger than 1 MiB");
+            RuleFor(t => t.MonitoringProfile).Custom((profile, context) =>
             {
-                context.AddFailure("monitoring_profile", error!);
-            }
+                if (profile is { ValueKind: not JsonValueKind.Null } value && !MonitoringProfileJson.TryNormalize(value, out _, out var error))
+                {
+                    context.AddFailure("monitoring_profile", error!);
+                }
+            });
         });
     }
 }
@@ -47,8 +51,11 @@ internal sealed class TaskUpdateValidator : AbstractValidator<TaskJson>
     {
         RuleFor(t => t.Priority).InclusiveBetween(0, 100).WithMessage("priority must be between 0 and 100");
         RuleFor(t => t.File).Must(f => f is null || Base64Text.TryCanonical(f, out _)).WithMessage("file is not valid base64");
-        RuleFor(t => t.Metadata).Must(m => m is null || m.Value.ValueKind is JsonValueKind.Object or JsonValueKind.Null).WithMessage("metadata must be a JSON object");
-        RuleFor(t => t.Metadata).Must(m => m is null || JsonSize.CompactUtf8Bytes(m.Value) <= TaskJsonValidator.MaxMetadataBytes).WithMessage("metadata is larger than 1 MiB");
-        RuleFor(t => t).Custom(StorableTaskJson.Refuse);
+        // As for a create: the JSON fields' checks run on storable JSON only.
+        RuleFor(t => t).Must(t => StorableTaskJson.Problem(t) is null).WithMessage(t => StorableTaskJson.Problem(t)).DependentRules(() =>
+        {
+            RuleFor(t => t.Metadata).Must(m => m is null || m.Value.ValueKind is JsonValueKind.Object or JsonValueKind.Null).WithMessage("metadata must be a JSON object");
+            RuleFor(t => t.Metadata).Must(m => m is null || JsonSize.CompactUtf8Bytes(m.Value) <= TaskJsonValidator.MaxMetadataBytes).WithMessage("metadata is larger than 1 MiB");
+        });
     }
 }

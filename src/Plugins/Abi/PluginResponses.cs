@@ -56,11 +56,11 @@ internal static class PluginResponses
         using var document = Parse(bytes);
         try
         {
-            if (document is not null && StorableText.HoldsNul(document.RootElement))
+            if (document is not null && StorableText.Problem(document.RootElement) is { } problem)
             {
                 // PostgreSQL cannot store it in the events the answer goes into, and failing there can leave a pooled
                 // connection out of step with the server (StorableText).
-                throw new FormatException("malformed JSON answer: a string holds a NUL character (\\u0000)");
+                throw new FormatException($"malformed JSON answer: its values {problem}");
             }
 
             return read(document);

@@ -163,13 +163,16 @@ public partial class DispatchTests : IAsyncLifetime
             MqttQualityOfServiceLevel.AtLeastOnce,
             Retain: false,
             Duplicate: false);
-        await _server.Services.GetRequiredService<Infrastructure.Mqtt.InboundHandler>().AcceptBatchAsync([Result(good, null), Result(bad, "bad\u0000text")], Ct);
+        var surrogate = Encoding.UTF8.GetBytes($$"""{"task_id":"{{bad}}","proplet_id":"{{propletId}}","results":"ok","error":"bad\udc00text"}""");
+        await _server.Services.GetRequiredService<Infrastructure.Mqtt.InboundHandler>().AcceptBatchAsync(
+            [Result(good, null), Result(bad, "bad\u0000text"), new($"{Base}/control/proplet/results", surrogate, MqttQualityOfServiceLevel.AtLeastOnce, Retain: false, Duplicate: false)], Ct);
 
         var history = (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{good}/history", Ct)).EnumerateArray().Select(e => e.GetProperty("type").GetString()).ToList();
         history.ShouldBe(["task.created.v1", "task.start_requested.v1", "task.dispatched.v1", "task.completed.v1"], _server.Warnings.ToString());
         (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{bad}", Ct)).GetProperty("state").GetInt32().ShouldBe(2, "a result that cannot be stored changes nothing");
         var warnings = _server.Warnings.ToString();
-        warnings.ShouldContain("cannot hold a NUL character");
+        warnings.ShouldContain(@"error must not contain \u0000");
+        warnings.ShouldContain("error must be valid Unicode");
         warnings.ShouldNotContain("22P05", customMessage: "the value reached PostgreSQL (and could leave a pooled connection out of step)");
     }
 

@@ -65,6 +65,28 @@ public sealed class NulValueTests : IAsyncLifetime
         (await updated.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("error").GetString().ShouldBe($@"{field} must not contain \u0000");
     }
 
+    /// <summary>A JSON field holding a lone surrogate escape (jsonb refuses it, .NET cannot read it as a string) is a 400
+    /// naming the field; it was a 500 from inside the command.</summary>
+    [Theory]
+    [InlineData("""{"name":"main","metadata":{"k\udc00":"v"}}""", "metadata")]
+    [InlineData("""{"name":"main","metadata":{"k":["\ud800"]}}""", "metadata")]
+    [InlineData("""{"name":"main","monitoring_profile":{"interval":"\udfff"}}""", "monitoring_profile")]
+    public async Task GivenAJsonFieldWithALoneSurrogate_WhenCreatedOrUpdated_ThenItIs400NamingTheField(string body, string field)
+    {
+        var expected = $"{field} must be valid Unicode (a lone surrogate such as \\udc00, or invalid UTF-8, is not)";
+        using var created = await _server.Client.PostAsync("/tasks", new StringContent(body, Encoding.UTF8, "application/json"), Ct);
+        var text = await created.Content.ReadAsStringAsync(Ct);
+        created.StatusCode.ShouldBe(HttpStatusCode.BadRequest, text);
+        JsonDocument.Parse(text).RootElement.GetProperty("error").GetString().ShouldBe(expected);
+
+        using var good = await _server.Client.PostAsync("/tasks", new StringContent("""{"name":"main"}""", Encoding.UTF8, "application/json"), Ct);
+        var id = (await good.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetString();
+        using var updated = await _server.Client.PutAsync($"/tasks/{id}", new StringContent(body, Encoding.UTF8, "application/json"), Ct);
+        updated.StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await updated.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("error").GetString().ShouldBe(expected);
+        _server.Warnings.ToString().ShouldNotContain("InvalidOperationException");
+    }
+
     /// <summary>jsonb's numeric takes 131,072 digits before the point and 16,383 after; one beyond is refused here, not by PostgreSQL.</summary>
     [Theory]
     [InlineData("1e131071", true)]

@@ -459,11 +459,12 @@ public sealed class TaskApiTests : IAsyncLifetime
         task.GetProperty("env").GetProperty("L").GetString().ShouldBe("1");
     }
 
-    /// <summary>List filters PostgreSQL cannot take (a <c>\u0000</c>) are a 400, not a 500.</summary>
+    /// <summary>List filters PostgreSQL cannot take (a <c>\u0000</c>, a lone surrogate, a huge number) are a 400, not a 500.</summary>
     [Theory]
     [InlineData("name=%00")]
     [InlineData("metadata=%7B%22a%22:%22%5Cu0000%22%7D")]
     [InlineData("metadata=%7B%22n%22:1e1000000%7D")]
+    [InlineData("metadata=%7B%22a%22:%22%5Cudc00%22%7D")]
     public async Task List_WithAValuePostgresCannotTake_Is400(string query)
     {
         var response = await Http.GetAsync("/tasks?" + query, Ct);
