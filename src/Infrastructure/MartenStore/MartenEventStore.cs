@@ -124,6 +124,9 @@ public sealed class MartenEventStore : IEventStore
             return null;
         }
 
+        // Npgsql writes a timestamptz from a DateTimeOffset in UTC only (any other offset throws): a time read with its
+        // offset (GET /tasks/{id}?at=...+05:00) is the same instant in UTC.
+        options = options with { Until = options.Until?.ToUniversalTime() };
         var from = Math.Max(1, options.FromVersion);
         IReadOnlyList<IEvent> events;
         try

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text;
@@ -560,6 +561,25 @@ public sealed class TaskApiTests : IAsyncLifetime
         (await BodyAsync(await Http.GetAsync($"/tasks/{id}?at={Uri.EscapeDataString(createdAt!)}", Ct))).GetProperty("state").GetInt32().ShouldBe(0);
         (await Http.GetAsync($"/tasks/{id}?version=zero", Ct)).StatusCode.ShouldBe(HttpStatusCode.BadRequest);
         (await Http.GetAsync($"/tasks/{id}?at=yesterday", Ct)).StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+    }
+
+    /// <summary>A time with an offset other than Z is that instant (Npgsql writes a timestamptz from UTC only: it was a 500).</summary>
+    [Theory]
+    [InlineData("+05:00", 5)]
+    [InlineData("-01:00", -1)]
+    public async Task Replay_AtATimeWithAnOffset_IsTheStateAtThatInstant(string offset, int hours)
+    {
+        var id = await CreateAsync();
+        var history = (await BodyAsync(await Http.GetAsync($"/tasks/{id}/history", Ct))).EnumerateArray().ToList();
+        var createdAt = history[0].GetProperty("timestamp").GetDateTimeOffset().AddHours(hours);
+        var at = createdAt.ToString("yyyy-MM-dd'T'HH:mm:ss.fffffff", CultureInfo.InvariantCulture) + offset;
+
+        var response = await Http.GetAsync($"/tasks/{id}?at={Uri.EscapeDataString(at)}", Ct);
+
+        var body = await response.Content.ReadAsStringAsync(Ct);
+        response.StatusCode.ShouldBe(HttpStatusCode.OK, body + "\n" + _server.Warnings);
+        JsonDocument.Parse(body).RootElement.GetProperty("name").GetString().ShouldBe("add");
+        (await Http.GetAsync($"/tasks/{id}?at={Uri.EscapeDataString("2000-01-01T00:00:00" + offset)}", Ct)).StatusCode.ShouldBe(HttpStatusCode.NotFound);
     }
 
     [Fact]
