@@ -71,6 +71,7 @@ public sealed class NulValueTests : IAsyncLifetime
     [InlineData("""{"name":"main","metadata":{"k\udc00":"v"}}""", "metadata")]
     [InlineData("""{"name":"main","metadata":{"k":["\ud800"]}}""", "metadata")]
     [InlineData("""{"name":"main","monitoring_profile":{"interval":"\udfff"}}""", "monitoring_profile")]
+    [InlineData("""{"name":"main","monitoring_profile":{"\udc00":1}}""", "monitoring_profile")]
     public async Task GivenAJsonFieldWithALoneSurrogate_WhenCreatedOrUpdated_ThenItIs400NamingTheField(string body, string field)
     {
         var expected = $"{field} must be valid Unicode (a lone surrogate such as \\udc00, or invalid UTF-8, is not)";
@@ -85,6 +86,36 @@ public sealed class NulValueTests : IAsyncLifetime
         updated.StatusCode.ShouldBe(HttpStatusCode.BadRequest);
         (await updated.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("error").GetString().ShouldBe(expected);
         _server.Warnings.ToString().ShouldNotContain("InvalidOperationException");
+    }
+
+    /// <summary>Raw invalid UTF-8 (an encoded surrogate, an overlong NUL) in a JSON field is a 400 naming the field; a
+    /// create mapped the field to text before the validation and failed with a 500.</summary>
+    [Theory]
+    [InlineData("metadata", """{"name":"main","metadata":{"a":"#"}}""", new byte[] { 0xED, 0xA0, 0x80 })]
+    [InlineData("metadata", """{"name":"main","metadata":{"#":1}}""", new byte[] { 0xC0, 0x80 })]
+    [InlineData("monitoring_profile", """{"name":"main","monitoring_profile":{"#":1}}""", new byte[] { 0xFF })]
+    public async Task GivenAJsonFieldWithInvalidUtf8_WhenCreatedOrUpdated_ThenItIs400NamingTheField(string field, string template, byte[] bad)
+    {
+        var hash = template.IndexOf('#', StringComparison.Ordinal);
+        byte[] body = [.. Encoding.UTF8.GetBytes(template[..hash]), .. bad, .. Encoding.UTF8.GetBytes(template[(hash + 1)..])];
+        var expected = $"{field} must be valid Unicode (a lone surrogate such as \\udc00, or invalid UTF-8, is not)";
+        using var created = await _server.Client.PostAsync("/tasks", Raw(body), Ct);
+        var text = await created.Content.ReadAsStringAsync(Ct);
+        created.StatusCode.ShouldBe(HttpStatusCode.BadRequest, text + "\n" + _server.Warnings);
+        JsonDocument.Parse(text).RootElement.GetProperty("error").GetString().ShouldBe(expected);
+
+        using var good = await _server.Client.PostAsync("/tasks", new StringContent("""{"name":"main"}""", Encoding.UTF8, "application/json"), Ct);
+        var id = (await good.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetString();
+        using var updated = await _server.Client.PutAsync($"/tasks/{id}", Raw(body), Ct);
+        (await updated.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("error").GetString().ShouldBe(expected);
+        _server.Warnings.ToString().ShouldNotContain("InvalidOperationException");
+
+        static ByteArrayContent Raw(byte[] bytes)
+        {
+            var content = new ByteArrayContent(bytes);
+            content.Headers.ContentType = new("application/json");
+            return content;
+        }
     }
 
     /// <summary>jsonb's numeric takes 131,072 digits before the point and 16,383 after; one beyond is refused here, not by PostgreSQL.</summary>
