@@ -20,6 +20,7 @@ internal sealed class TaskJsonValidator : AbstractValidator<TaskJson>
         RuleFor(t => t).Must(t => t.DependsOn is not { Count: > 0 } || !string.IsNullOrEmpty(t.WorkflowId))
             .WithMessage("workflow_id is required when depends_on is specified");
         RuleFor(t => t.File).Must(f => f is null || Base64Text.TryCanonical(f, out _)).WithMessage("file is not valid base64");
+        RuleFor(t => t.Schedule).Must(s => string.IsNullOrEmpty(s) || CronSchedule.IsValid(s)).WithMessage(CronSchedule.Invalid);
 
         // The JSON fields' checks read their strings, which a lone surrogate makes unreadable: they run on storable JSON only.
         RuleFor(t => t).Must(t => StorableTaskJson.Problem(t) is null).WithMessage(t => StorableTaskJson.Problem(t)).DependentRules(() =>
@@ -51,6 +52,8 @@ internal sealed class TaskUpdateValidator : AbstractValidator<TaskJson>
     {
         RuleFor(t => t.Priority).InclusiveBetween(0, 100).WithMessage("priority must be between 0 and 100");
         RuleFor(t => t.File).Must(f => f is null || Base64Text.TryCanonical(f, out _)).WithMessage("file is not valid base64");
+        // The original answers a PUT's bad cron with a 500 (spec §1.3); "" clears the schedule.
+        RuleFor(t => t.Schedule).Must(s => string.IsNullOrEmpty(s) || CronSchedule.IsValid(s)).WithMessage(CronSchedule.Invalid);
         // As for a create: the JSON fields' checks run on storable JSON only.
         RuleFor(t => t).Must(t => StorableTaskJson.Problem(t) is null).WithMessage(t => StorableTaskJson.Problem(t)).DependentRules(() =>
         {

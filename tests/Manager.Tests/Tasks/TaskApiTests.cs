@@ -386,6 +386,52 @@ public sealed class TaskApiTests : IAsyncLifetime
         task.TryGetProperty("is_recurring", out _).ShouldBeFalse();
     }
 
+    /// <summary>Spec §1.3 and §4.2: a schedule the original's cron parser refuses is a 400 on a create and on a PUT (the
+    /// original: 500); it was stored as sent. What it takes is stored.</summary>
+    [Theory]
+    [InlineData("x", false)]
+    [InlineData("* * * *", false)]
+    [InlineData("* * * * * *", false)]
+    [InlineData("@daily", false)]
+    [InlineData("@every 1s", false)]
+    [InlineData("60 * * * *", false)]
+    [InlineData("* 24 * * *", false)]
+    [InlineData("* * 0 * *", false)]
+    [InlineData("* * * 13 *", false)]
+    [InlineData("* * * * 7", false)]
+    [InlineData("5-1 * * * *", false)]
+    [InlineData("*/0 * * * *", false)]
+    [InlineData("-1 * * * *", false)]
+    [InlineData("* * L * *", false)]
+    [InlineData("* * * * MON#2", false)]
+    [InlineData("CRON_TZ=Nowhere/Zone * * * * *", false)]
+    [InlineData("*/5 * * * *", true)]
+    [InlineData("0,30 9-17/2 ? JAN-mar sun,SAT", true)]
+    [InlineData("5/15  0  1-31  12  0-6", true)]
+    [InlineData("CRON_TZ=Europe/Paris 0 8 * * 1-5", true)]
+    [InlineData("TZ=UTC 0 0 1 1 *", true)]
+    public async Task CreateAndUpdate_WithASchedule_TakeOnlyWhatTheOriginalsCronParserTakes(string schedule, bool valid)
+    {
+        var body = JsonSerializer.Serialize(new { name = "add", schedule, is_recurring = true });
+        var created = await Http.PostAsync("/tasks", Json(body), Ct);
+        var id = await CreateAsync();
+        var updated = await Http.PutAsync($"/tasks/{id}", Json(JsonSerializer.Serialize(new { schedule })), Ct);
+
+        created.StatusCode.ShouldBe(valid ? HttpStatusCode.Created : HttpStatusCode.BadRequest, await created.Content.ReadAsStringAsync(Ct));
+        updated.StatusCode.ShouldBe(valid ? HttpStatusCode.OK : HttpStatusCode.BadRequest, await updated.Content.ReadAsStringAsync(Ct));
+        if (valid)
+        {
+            (await BodyAsync(created)).GetProperty("schedule").GetString().ShouldBe(schedule);
+            (await BodyAsync(updated)).GetProperty("schedule").GetString().ShouldBe(schedule);
+        }
+        else
+        {
+            (await BodyAsync(created)).GetProperty("error").GetString().ShouldBe("invalid cron expression");
+            (await BodyAsync(updated)).GetProperty("error").GetString().ShouldBe("invalid cron expression");
+            (await BodyAsync(await Http.GetAsync($"/tasks/{id}", Ct))).TryGetProperty("schedule", out _).ShouldBeFalse();
+        }
+    }
+
     /// <summary>A PUT's applied fields are checked as a create's are (the original: bad JSON → 400); nothing is stored.</summary>
     [Theory]
     [InlineData("""{"metadata":[1]}""", "metadata must be a JSON object")]
