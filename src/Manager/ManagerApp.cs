@@ -1,4 +1,5 @@
 using FluentValidation;
+using Microsoft.AspNetCore.WebUtilities;
 using Propeller.Contracts.Tasks;
 using Propeller.Infrastructure;
 using Propeller.Manager.Configuration;
@@ -158,6 +159,11 @@ public static class ManagerApp
 
         var app = builder.Build();
         app.UseExceptionHandler();
+        // A route or method the API does not have (404, 405; chi wrote `404 page not found` as text, a 405 with no
+        // body) answers {"error"} as every other refusal does; an answer with a body of its own is left alone.
+        app.UseStatusCodePages(context => context.HttpContext.Response.WriteAsJsonAsync(
+            new Contracts.ErrorJson((ReasonPhrases.GetReasonPhrase(context.HttpContext.Response.StatusCode) is { Length: > 0 } reason ? reason : "error").ToLowerInvariant()),
+            context.HttpContext.RequestAborted));
         app.UseDashboard();
         app.UseApiMetrics();
         var metrics = app.Services.GetRequiredService<PrometheusMetrics>();

@@ -628,6 +628,23 @@ public sealed class TaskApiTests : IAsyncLifetime
         (await Http.GetAsync($"/tasks/{id}?at={Uri.EscapeDataString("2000-01-01T00:00:00" + offset)}", Ct)).StatusCode.ShouldBe(HttpStatusCode.NotFound);
     }
 
+    /// <summary>A route or method the API does not have is refused with {"error"} as every other refusal is (it was an
+    /// empty body).</summary>
+    [Theory]
+    [InlineData("GET", "/nothing", 404, "not found")]
+    [InlineData("POST", "/tasks/{id}/nothing", 404, "not found")]
+    [InlineData("PATCH", "/tasks/{id}", 405, "method not allowed")]
+    [InlineData("POST", "/proplets", 405, "method not allowed")]
+    public async Task AnUnknownRouteOrMethod_IsRefusedWithAnErrorBody(string method, string path, int status, string error)
+    {
+        var id = await CreateAsync();
+
+        var response = await Http.SendAsync(new HttpRequestMessage(new HttpMethod(method), path.Replace("{id}", id, StringComparison.Ordinal)), Ct);
+
+        ((int)response.StatusCode).ShouldBe(status);
+        (await BodyAsync(response)).GetProperty("error").GetString().ShouldBe(error);
+    }
+
     [Fact]
     public async Task Results_WithoutResults_Is200WithAnEmptyBody()
     {
