@@ -117,6 +117,26 @@ public sealed class LatentTaskTests : IAsyncDisposable
     }
 
     /// <summary>
+    /// An invoke's env name that cannot be a guest's variable (empty, with '=' or NUL) is refused like a start's: an empty
+    /// name failed the invocation as "internal proplet error", a name with '=' reached the guest split at it.
+    /// </summary>
+    [Fact]
+    public async Task GivenAnInvokeWithAnEnvNameTheGuestCannotHave_WhenInvoked_ThenItIsRefusedAndTheTaskStaysDeployed()
+    {
+        await DeployAsync("calc", "add", ["1", "2"]);
+
+        _runner.HandleInvoke("""{"id":"calc","invocation_id":"e","env":{"":"x"}}"""u8.ToArray());
+        var empty = await NextInvokeResultAsync();
+        _runner.HandleInvoke("""{"id":"calc","invocation_id":"q","env":{"A=B":"x"}}"""u8.ToArray());
+        var equals = await NextInvokeResultAsync();
+
+        empty.GetProperty("error").GetString().ShouldBe("invalid invoke request: env names must be non-empty without '=' or NUL, and values without NUL");
+        equals.GetProperty("error").GetString().ShouldBe(empty.GetProperty("error").GetString());
+        Invoke(new { id = "calc", invocation_id = "ok", env = new { A = "x" } });
+        (await NextInvokeResultAsync()).GetProperty("results").GetString().ShouldBe("3");
+    }
+
+    /// <summary>
     /// An invoke that arrives once the proplet is shutting down is dropped like a start (nothing is published); it used to
     /// run into the disposed semaphore and token source, an ObjectDisposedException that nobody observed.
     /// </summary>

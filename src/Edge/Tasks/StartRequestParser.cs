@@ -90,11 +90,41 @@ public static class StartRequestParser
         return null;
     }
 
-    /// <summary>A JSON null inside cli_args or env (valid JSON, but nothing the task can be given; inputs' converter refuses it).</summary>
+    /// <summary>A JSON null inside cli_args (valid JSON, but nothing the task can be given; inputs' converter refuses it),
+    /// or an env the guest cannot be given (<see cref="EnvProblem"/>).</summary>
     private static string? NullElement(StartMessage message) =>
         message.CliArgs?.Contains(null!) == true ? "invalid start request: cli_args must hold strings, not null"
-        : message.Env?.Values.Contains(null!) == true ? "invalid start request: env values must be strings, not null"
+        : EnvProblem(message.Env) is { } env ? $"invalid start request: {env}"
         : null;
+
+    /// <summary>
+    /// Why <paramref name="env"/> cannot be a guest's environment, or null. A variable reaches the guest as the C string
+    /// <c>NAME=value</c> (WASI's environ, a child's envp): an empty name made Wasmtime throw (the task failed as
+    /// "internal proplet error"), and a name with '=' or a NUL anywhere reached the guest cut or split at that character
+    /// (<c>{"A=B":"x"}</c> read as <c>A</c> = <c>B=x</c>). A null value is valid JSON but not a string.
+    /// </summary>
+    public static string? EnvProblem(IReadOnlyDictionary<string, string>? env)
+    {
+        if (env is null)
+        {
+            return null;
+        }
+
+        foreach (var (name, value) in env)
+        {
+            if (value is null)
+            {
+                return "env values must be strings, not null";
+            }
+
+            if (name.Length == 0 || name.AsSpan().ContainsAny('=', '\0') || value.Contains('\0', StringComparison.Ordinal))
+            {
+                return "env names must be non-empty without '=' or NUL, and values without NUL";
+            }
+        }
+
+        return null;
+    }
 
     private static (string? Id, Func<string, bool> TargetedElsewhere) Salvage(ReadOnlySpan<byte> payload)
     {

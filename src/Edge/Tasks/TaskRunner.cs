@@ -515,10 +515,10 @@ public sealed class TaskRunner : IAsyncDisposable
         {
             outcome = TaskOutcome.Failure($"task {id} is an HTTP proxy component; it is served by its listener, not by direct invocation");
         }
-        else if (message.Env?.Values.Contains(null!) == true)
+        else if (StartRequestParser.EnvProblem(message.Env) is { } env)
         {
-            // Valid JSON, but nothing the guest can be given; a start refuses it too (StartRequestParser).
-            outcome = TaskOutcome.Failure("invalid invoke request: env values must be strings, not null");
+            // Nothing the guest can be given; a start refuses it too (StartRequestParser).
+            outcome = TaskOutcome.Failure($"invalid invoke request: {env}");
         }
         else
         {
