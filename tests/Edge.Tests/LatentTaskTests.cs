@@ -117,6 +117,25 @@ public sealed class LatentTaskTests : IAsyncDisposable
     }
 
     /// <summary>
+    /// An invoke that cannot be decoded but names its task (and this proplet, or none) is answered with the decoding error
+    /// on invoke_results, as a start is; it was only logged, and the manager waited its 30 s for an answer.
+    /// </summary>
+    [Fact]
+    public async Task GivenAnInvokeThatCannotBeDecoded_WhenItNamesItsTask_ThenTheErrorIsTheAnswer()
+    {
+        await DeployAsync("calc", "add", ["1", "2"]);
+
+        _runner.HandleInvoke("""{"id":"calc","invocation_id":"other","proplet_id":"someone-else","inputs":[true]}"""u8.ToArray());
+        _runner.HandleInvoke("""{"id":"calc","invocation_id":"bad","proplet_id":"me","inputs":[true]}"""u8.ToArray());
+        var refused = await NextInvokeResultAsync();
+
+        refused.GetProperty("invocation_id").GetString().ShouldBe("bad");
+        refused.GetProperty("error").GetString().ShouldNotBeNull().ShouldStartWith("invalid invoke request: inputs[0]");
+        Invoke(new { id = "calc", invocation_id = "ok" });
+        (await NextInvokeResultAsync()).GetProperty("results").GetString().ShouldBe("3");
+    }
+
+    /// <summary>
     /// An invoke's env name that cannot be a guest's variable (empty, with '=' or NUL) is refused like a start's: an empty
     /// name failed the invocation as "internal proplet error", a name with '=' reached the guest split at it.
     /// </summary>

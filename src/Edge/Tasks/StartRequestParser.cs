@@ -19,10 +19,10 @@ public static class StartRequestParser
         catch (Exception ex) when (ex is JsonException or InvalidOperationException)
         {
             // Salvage (InvalidOperationException: a string that is not valid UTF-8) id and targeting so the failure can be reported to the manager.
-            var (salvagedId, targetedElsewhere) = Salvage(payload);
-            return targetedElsewhere(myId)
+            var salvaged = Salvage(payload);
+            return salvaged.TargetedElsewhere(myId)
                 ? StartParse.NotForMe
-                : new StartParse(null, salvagedId, $"invalid start request: {ex.Message}");
+                : new StartParse(null, salvaged.Id, $"invalid start request: {ex.Message}");
         }
 
         if (message is null)
@@ -126,7 +126,9 @@ public static class StartRequestParser
         return null;
     }
 
-    private static (string? Id, Func<string, bool> TargetedElsewhere) Salvage(ReadOnlySpan<byte> payload)
+    /// <summary>What a command that cannot be decoded still says of its task and target, read leniently (strings only),
+    /// so its failure can be answered; nothing when it is not a JSON object. Starts and invokes (TaskRunner).</summary>
+    internal static SalvagedCommand Salvage(ReadOnlySpan<byte> payload)
     {
         try
         {
@@ -134,18 +136,16 @@ public static class StartRequestParser
             var root = document.RootElement;
             if (root.ValueKind != JsonValueKind.Object)
             {
-                return (null, _ => false);
+                return SalvagedCommand.None;
             }
 
             string? Text(string key) => root.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
             var broadcast = root.TryGetProperty("broadcast", out var b) && b.ValueKind == JsonValueKind.True;
-            var target = Text("proplet_id");
-            var id = Text("id") is { Length: > 0 } i ? i : null;
-            return (id, me => !broadcast && target is { Length: > 0 } && !string.Equals(target, me, StringComparison.Ordinal));
+            return new SalvagedCommand(Text("id") is { Length: > 0 } id ? id : null, Text("invocation_id"), broadcast ? null : Text("proplet_id"));
         }
         catch (Exception ex) when (ex is JsonException or InvalidOperationException)
         {
-            return (null, _ => false);
+            return SalvagedCommand.None;
         }
     }
 }
