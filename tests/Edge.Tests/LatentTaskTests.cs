@@ -137,10 +137,11 @@ public sealed class LatentTaskTests : IAsyncDisposable
 
     /// <summary>
     /// An invoke's env name that cannot be a guest's variable (empty, with '=' or NUL) is refused like a start's: an empty
-    /// name failed the invocation as "internal proplet error", a name with '=' reached the guest split at it.
+    /// name failed the invocation as "internal proplet error", a name with '=' reached the guest split at it. So is an
+    /// input holding NUL (cut there when it is a program's argument).
     /// </summary>
     [Fact]
-    public async Task GivenAnInvokeWithAnEnvNameTheGuestCannotHave_WhenInvoked_ThenItIsRefusedAndTheTaskStaysDeployed()
+    public async Task GivenAnInvokeWithAnEnvNameOrInputTheGuestCannotHave_WhenInvoked_ThenItIsRefusedAndTheTaskStaysDeployed()
     {
         await DeployAsync("calc", "add", ["1", "2"]);
 
@@ -149,8 +150,12 @@ public sealed class LatentTaskTests : IAsyncDisposable
         _runner.HandleInvoke("""{"id":"calc","invocation_id":"q","env":{"A=B":"x"}}"""u8.ToArray());
         var equals = await NextInvokeResultAsync();
 
+        _runner.HandleInvoke("""{"id":"calc","invocation_id":"z","inputs":["\"a\u0000\"","1"]}"""u8.ToArray());
+        var nul = await NextInvokeResultAsync();
+
         empty.GetProperty("error").GetString().ShouldBe("invalid invoke request: env names must be non-empty without '=' or NUL, and values without NUL");
         equals.GetProperty("error").GetString().ShouldBe(empty.GetProperty("error").GetString());
+        nul.GetProperty("error").GetString().ShouldNotBeNull().ShouldStartWith("invalid invoke request: inputs must not hold NUL");
         Invoke(new { id = "calc", invocation_id = "ok", env = new { A = "x" } });
         (await NextInvokeResultAsync()).GetProperty("results").GetString().ShouldBe("3");
     }

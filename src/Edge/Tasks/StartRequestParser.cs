@@ -95,7 +95,18 @@ public static class StartRequestParser
     private static string? NullElement(StartMessage message) =>
         message.CliArgs?.Contains(null!) == true ? "invalid start request: cli_args must hold strings, not null"
         : EnvProblem(message.Env) is { } env ? $"invalid start request: {env}"
+        : (NulProblem(message.Inputs, "inputs") ?? NulProblem(message.CliArgs, "cli_args")) is { } nul ? $"invalid start request: {nul}"
         : null;
+
+    /// <summary>
+    /// Why <paramref name="arguments"/> (<paramref name="field"/>) cannot be given as they are, or null: a NUL in one. A
+    /// program's argv is C strings (a <c>_start</c> program's inputs in-process, the external runtime's inputs and
+    /// cli_args), so an argument reached it cut at the NUL, silently. A WAVE string writes it as <c>\u{0}</c>.
+    /// </summary>
+    public static string? NulProblem(IReadOnlyList<string>? arguments, string field) =>
+        arguments?.Any(a => a?.Contains('\0', StringComparison.Ordinal) == true) == true
+            ? $"{field} must not hold NUL (a program's arguments are C strings; a WAVE string writes it as \\u{{0}})"
+            : null;
 
     /// <summary>
     /// Why <paramref name="env"/> cannot be a guest's environment, or null. A variable reaches the guest as the C string

@@ -523,10 +523,10 @@ public sealed class TaskRunner : IAsyncDisposable
         {
             outcome = TaskOutcome.Failure($"task {id} is an HTTP proxy component; it is served by its listener, not by direct invocation");
         }
-        else if (StartRequestParser.EnvProblem(message.Env) is { } env)
+        else if ((StartRequestParser.EnvProblem(message.Env) ?? StartRequestParser.NulProblem(message.Inputs, "inputs")) is { } problem)
         {
             // Nothing the guest can be given; a start refuses it too (StartRequestParser).
-            outcome = TaskOutcome.Failure($"invalid invoke request: {env}");
+            outcome = TaskOutcome.Failure($"invalid invoke request: {problem}");
         }
         else
         {
