@@ -44,6 +44,8 @@ public sealed class PropletNode : IAsyncDisposable
 
     private static readonly TimeSpan RediscoveryInterval = TimeSpan.FromMinutes(5);
 
+    private const string RetainedCommand = "a retained message (the protocol publishes with retain=false), kept by the broker from before this subscription; ignored";
+
     private readonly PropletPluginChain? _plugins;
 
     public PropletNode(PropletSettings settings, ILoggerFactory loggers, TimeProvider time)
@@ -263,6 +265,16 @@ public sealed class PropletNode : IAsyncDisposable
     {
         // Routed by substring like the original (spec §1.1), in its order.
         var topic = message.Topic;
+        if (message.Retain)
+        {
+            // Every message of the protocol is published with retain=false (spec §1), and the broker clears the flag on
+            // what it forwards to a subscription: a retained one is a message kept from before this subscription,
+            // handed out on every (re)subscribe. Run, a retained start ran again at each reconnect of every proplet on
+            // the channel, long after it was answered; a retained stop or invoke was replayed the same way.
+            EdgeLog.Malformed(_logger, topic, RetainedCommand);
+            return;
+        }
+
         try
         {
             if (topic.Contains(Topics.Start, StringComparison.Ordinal))

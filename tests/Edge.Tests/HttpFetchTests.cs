@@ -89,6 +89,21 @@ public sealed class HttpFetchTests : IAsyncDisposable
         }
     }
 
+    /// <summary>An http(s) image_url that is not a URL is the task's fetch error, as an unreachable one is: it failed as
+    /// "internal proplet error: Invalid URI: …", logged as a crash of the proplet.</summary>
+    [Theory]
+    [InlineData("http://[::1")]
+    [InlineData("http://127.0.0.1:99999/add.wasm")]
+    [InlineData("https://")]
+    public async Task GivenAnImageUrlThatIsNotAUrl_WhenStarted_ThenTheFetchErrorNamesIt(string url)
+    {
+        _runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(new { id = "bad-url", name = "main", image_url = url, inputs = new[] { "40", "2" } }));
+
+        var result = await _published.NextAsync(Topics.Results, TestContext.Current.CancellationToken);
+
+        result.GetProperty("error").GetString().ShouldNotBeNull().ShouldStartWith($"error fetching wasm from {url}: Invalid URI");
+    }
+
     [Fact]
     public async Task GivenAMonitoringProfile_WhenATaskRunsLongerThanItsInterval_ThenTaskMetricsArePublished()
     {

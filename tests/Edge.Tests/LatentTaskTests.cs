@@ -117,6 +117,50 @@ public sealed class LatentTaskTests : IAsyncDisposable
     }
 
     /// <summary>
+    /// An invoke that cannot be decoded but names its task (and this proplet, or none) is answered with the decoding error
+    /// on invoke_results, as a start is; it was only logged, and the manager waited its 30 s for an answer.
+    /// </summary>
+    [Fact]
+    public async Task GivenAnInvokeThatCannotBeDecoded_WhenItNamesItsTask_ThenTheErrorIsTheAnswer()
+    {
+        await DeployAsync("calc", "add", ["1", "2"]);
+
+        _runner.HandleInvoke("""{"id":"calc","invocation_id":"other","proplet_id":"someone-else","inputs":[true]}"""u8.ToArray());
+        _runner.HandleInvoke("""{"id":"calc","invocation_id":"bad","proplet_id":"me","inputs":[true]}"""u8.ToArray());
+        var refused = await NextInvokeResultAsync();
+
+        refused.GetProperty("invocation_id").GetString().ShouldBe("bad");
+        refused.GetProperty("error").GetString().ShouldNotBeNull().ShouldStartWith("invalid invoke request: inputs[0]");
+        Invoke(new { id = "calc", invocation_id = "ok" });
+        (await NextInvokeResultAsync()).GetProperty("results").GetString().ShouldBe("3");
+    }
+
+    /// <summary>
+    /// An invoke's env name that cannot be a guest's variable (empty, with '=' or NUL) is refused like a start's: an empty
+    /// name failed the invocation as "internal proplet error", a name with '=' reached the guest split at it. So is an
+    /// input holding NUL (cut there when it is a program's argument).
+    /// </summary>
+    [Fact]
+    public async Task GivenAnInvokeWithAnEnvNameOrInputTheGuestCannotHave_WhenInvoked_ThenItIsRefusedAndTheTaskStaysDeployed()
+    {
+        await DeployAsync("calc", "add", ["1", "2"]);
+
+        _runner.HandleInvoke("""{"id":"calc","invocation_id":"e","env":{"":"x"}}"""u8.ToArray());
+        var empty = await NextInvokeResultAsync();
+        _runner.HandleInvoke("""{"id":"calc","invocation_id":"q","env":{"A=B":"x"}}"""u8.ToArray());
+        var equals = await NextInvokeResultAsync();
+
+        _runner.HandleInvoke("""{"id":"calc","invocation_id":"z","inputs":["\"a\u0000\"","1"]}"""u8.ToArray());
+        var nul = await NextInvokeResultAsync();
+
+        empty.GetProperty("error").GetString().ShouldBe("invalid invoke request: env names must be non-empty without '=' or NUL, and values without NUL");
+        equals.GetProperty("error").GetString().ShouldBe(empty.GetProperty("error").GetString());
+        nul.GetProperty("error").GetString().ShouldNotBeNull().ShouldStartWith("invalid invoke request: inputs must not hold NUL");
+        Invoke(new { id = "calc", invocation_id = "ok", env = new { A = "x" } });
+        (await NextInvokeResultAsync()).GetProperty("results").GetString().ShouldBe("3");
+    }
+
+    /// <summary>
     /// An invoke that arrives once the proplet is shutting down is dropped like a start (nothing is published); it used to
     /// run into the disposed semaphore and token source, an ObjectDisposedException that nobody observed.
     /// </summary>

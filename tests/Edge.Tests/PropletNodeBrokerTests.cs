@@ -101,6 +101,49 @@ public sealed class PropletNodeBrokerTests : IAsyncLifetime
         _node.IsConnected.ShouldBeTrue();
     }
 
+    /// <summary>
+    /// A start kept retained by the broker (the protocol publishes with retain=false) is ignored: it was handed to the
+    /// proplet at every subscribe and ran again at each reconnect, long after it was answered.
+    /// </summary>
+    [Fact]
+    public async Task GivenARetainedStart_WhenAPropletSubscribes_ThenItIsNotRunButALiveStartIs()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var settings = TestSettings.Create();
+        var start = Topics.Of(settings.BaseTopic, Topics.Start);
+        await _observer.SubscribeAsync(Topics.Of(settings.BaseTopic, Topics.Results), MqttQualityOfServiceLevel.AtLeastOnce, ct);
+        var retained = new StartMessage { Id = "retained", Name = "main", File = Modules.AdditionBase64, Inputs = ["1", "1"] };
+        await _observer.PublishAsync(start, JsonSerializer.SerializeToUtf8Bytes(retained), MqttQualityOfServiceLevel.AtLeastOnce, retain: true, orderKey: null, ct);
+        try
+        {
+            await using var node = new PropletNode(settings, NullLoggerFactory.Instance, TimeProvider.System);
+            await node.StartAsync(ct);
+            var live = new StartMessage { Id = "live", Name = "main", File = Modules.AdditionBase64, Inputs = ["2", "2"] };
+            await _observer.PublishAsync(start, JsonSerializer.SerializeToUtf8Bytes(live), MqttQualityOfServiceLevel.AtLeastOnce, retain: false, orderKey: null, ct);
+
+            // Both would run at once; the retained one, delivered first, would have its result out by the live one's.
+            var answered = new List<string?>();
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            timeout.CancelAfter(TimeSpan.FromSeconds(30));
+            while (!answered.Contains("live"))
+            {
+                var message = await _observed.ReadAsync(timeout.Token);
+                if (message.Topic == Topics.Of(settings.BaseTopic, Topics.Results))
+                {
+                    answered.Add(JsonSerializer.Deserialize<JsonElement>(message.Payload.Span).GetProperty("task_id").GetString());
+                }
+            }
+
+            node.Runner.Started.ShouldBe(1);
+            answered.ShouldBe(["live"]);
+        }
+        finally
+        {
+            // an empty retained payload clears the broker's copy
+            await _observer.PublishAsync(start, ReadOnlyMemory<byte>.Empty, MqttQualityOfServiceLevel.AtLeastOnce, retain: true, orderKey: null, ct);
+        }
+    }
+
     [Fact]
     public async Task GivenTheMetricsEndpoint_WhenScraped_ThenItServesPrometheusTextAndHealth()
     {

@@ -47,6 +47,12 @@ public sealed class StartRequestParserTests
     [InlineData("""{"id":"t1","name":"main","file":"AGFz","cli_args":[null]}""", "t1", "invalid start request: cli_args must hold strings")]
     [InlineData("""{"id":"t1","name":"main","file":"AGFz","inputs":["1",null]}""", "t1", "invalid start request: inputs[1]")]
     [InlineData("""{"id":"t1","name":"main","file":"AGFz","env":{"A":null}}""", "t1", "invalid start request: env values must be strings")]
+    [InlineData("""{"id":"t1","name":"main","file":"AGFz","env":{"":"x"}}""", "t1", "invalid start request: env names must be non-empty")]
+    [InlineData("""{"id":"t1","name":"main","file":"AGFz","env":{"A=B":"x"}}""", "t1", "invalid start request: env names must be non-empty")]
+    [InlineData("""{"id":"t1","name":"main","file":"AGFz","env":{"A\u0000":"x"}}""", "t1", "invalid start request: env names must be non-empty")]
+    [InlineData("""{"id":"t1","name":"main","file":"AGFz","env":{"A":"x\u0000y"}}""", "t1", "invalid start request: env names must be non-empty")]
+    [InlineData("""{"id":"t1","name":"_start","file":"AGFz","inputs":["a\u0000b"]}""", "t1", "invalid start request: inputs must not hold NUL")]
+    [InlineData("""{"id":"t1","name":"_start","file":"AGFz","cli_args":["--dir","/tmp\u0000/x"]}""", "t1", "invalid start request: cli_args must not hold NUL")]
     [InlineData("not json", null, "invalid start request:")]
     [InlineData("[1,2]", null, "invalid start request:")]
     public void GivenAnInvalidStart_WhenParsed_ThenTheErrorIsReportedWithTheIdWhenKnown(string json, string? id, string error)

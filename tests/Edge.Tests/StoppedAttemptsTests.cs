@@ -49,4 +49,25 @@ public sealed class StoppedAttemptsTests
         stopped.Covers("a", 1).ShouldBeFalse();
         new[] { "b", "c", "d" }.ShouldAllBe(id => stopped.Covers(id, 1));
     }
+
+    /// <summary>Beyond its characters, the ids stopped longest ago are forgotten first: an id is whatever a stop names, and
+    /// 4096 unknown ids of 1 MiB each were kept.</summary>
+    [Fact]
+    public void GivenStopsOfHugeIds_WhenRecorded_ThenTheOldestAreForgottenToKeepTheCharacters()
+    {
+        var clock = new FakeClock();
+        var stopped = new StoppedAttempts(clock);
+        for (var i = 0; i < 8; i++)
+        {
+            stopped.Record(new string((char)('a' + i), 300_000), 1);
+            clock.Advance(TimeSpan.FromSeconds(1));
+        }
+
+        stopped.Record("t", 1);
+
+        // 3 × 300,000 + 1 characters fit in 1 Mi: t, h, g and f are kept
+        stopped.Covers("t", 1).ShouldBeTrue();
+        "fgh".ShouldAllBe(c => stopped.Covers(new string(c, 300_000), 1));
+        "abcde".ShouldAllBe(c => !stopped.Covers(new string(c, 300_000), 1));
+    }
 }

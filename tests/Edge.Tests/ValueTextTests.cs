@@ -31,6 +31,26 @@ public sealed class ValueTextTests
         error.ShouldBe($"Failed to parse '{text}' as i32: {reason}");
     }
 
+    /// <summary>
+    /// An integer of millions of digits is out of range at once: parsed with BigInteger (superlinear) it held a task's slot
+    /// for seconds that neither a stop nor --timeout could end (the guest has not started).
+    /// </summary>
+    [Fact]
+    public void GivenAnIntegerOfMillionsOfDigits_WhenParsed_ThenItIsOutOfRangeAtOnce()
+    {
+        var huge = "1" + new string('0', 5_000_000);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+
+        ValueText.TryParse(ValueKind.Int64, huge, out _, out var tooLarge).ShouldBeFalse();
+        ValueText.TryParse(ValueKind.Int32, "-" + huge, out _, out var tooSmall).ShouldBeFalse();
+        ValueText.TryParse(ValueKind.Int32, new string('0', 5_000_000) + "7", out var leadingZeros, out _).ShouldBeTrue();
+
+        clock.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(1));
+        tooLarge.ShouldEndWith("as i64: number too large to fit in target type");
+        tooSmall.ShouldEndWith("as i32: number too small to fit in target type");
+        leadingZeros.AsInt32().ShouldBe(7);
+    }
+
     [Theory]
     [InlineData("1.5", 1.5)]
     [InlineData("1e3", 1000)]

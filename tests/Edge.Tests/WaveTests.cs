@@ -151,6 +151,22 @@ public sealed class WaveTests
         Should.Throw<WaveException>(() => Wave.Parse(new string('[', 200) + new string(']', 200), type)).Message.ShouldStartWith("nesting deeper than 100");
     }
 
+    /// <summary>An integer of millions of digits is out of range at once, not parsed with BigInteger (superlinear: seconds
+    /// of an invocation's slot that neither a stop nor --timeout could end).</summary>
+    [Fact]
+    public void GivenAnIntegerOfMillionsOfDigits_WhenParsed_ThenItIsOutOfRangeAtOnce()
+    {
+        var huge = "1" + new string('0', 5_000_000);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+
+        var error = Should.Throw<WaveException>(() => Wave.Parse(huge, WitType.Of(WitKind.U64))).Message;
+        var zeros = Wave.Parse(new string('0', 5_000_000) + "7", WitType.Of(WitKind.S32));
+
+        clock.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(1));
+        error.ShouldEndWith(" is out of range for u64 at 0");
+        Wave.Write(zeros).ShouldBe("7");
+    }
+
     [Fact]
     public void GivenValuesBuiltInCode_WhenWritten_ThenKeywordLabelsAreEscaped()
     {

@@ -539,6 +539,31 @@ public sealed class ProxyNodeTests : IAsyncLifetime
         node.Metrics.Requests.ShouldBe(1);
     }
 
+    /// <summary>
+    /// A request kept retained by the broker (the protocol publishes with retain=false) is ignored: it was handed to the
+    /// proxy at every subscribe, and the image pulled and published again at each reconnect for nobody waiting.
+    /// </summary>
+    [Fact]
+    public async Task GivenARetainedRequest_WhenTheProxySubscribes_ThenItIsIgnoredAndALiveRequestIsServed()
+    {
+        var app = await PushAsync("retained", Modules.Addition);
+        var topic = Topics.Of(BaseTopic, Topics.RegistryRequest);
+        await _observer.PublishAsync(topic, JsonSerializer.SerializeToUtf8Bytes(new RegistryRequestMessage(app)), MqttQualityOfServiceLevel.ExactlyOnce, retain: true, orderKey: null, Ct);
+        try
+        {
+            var node = await StartProxyAsync(chunkSize: 4096);
+            await RequestAsync(app);
+
+            (await ReceiveImageAsync(app)).Bytes.ShouldBe(Modules.Addition);
+            node.Metrics.Requests.ShouldBe(1);
+        }
+        finally
+        {
+            // an empty retained payload clears the broker's copy
+            await _observer.PublishAsync(topic, ReadOnlyMemory<byte>.Empty, MqttQualityOfServiceLevel.ExactlyOnce, retain: true, orderKey: null, Ct);
+        }
+    }
+
     [Theory]
     [InlineData(true)]
     [InlineData(false)] // a proxy that sends JSON whatever the request announces, as the original does

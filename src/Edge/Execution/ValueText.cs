@@ -12,6 +12,9 @@ namespace Propeller.Edge.Execution;
 /// </summary>
 public static class ValueText
 {
+    /// <summary>The most significant digits an integer of any Wasm type has (u64's 18446744073709551615).</summary>
+    private const int MaxIntegerDigits = 20;
+
     /// <summary>Parses <paramref name="text"/> for a parameter of <paramref name="kind"/>; the error is the proplet's message.</summary>
     public static bool TryParse(ValueKind kind, string text, out ValueBox value, out string error)
     {
@@ -86,6 +89,14 @@ public static class ValueText
         if (start == text.Length || text.AsSpan(start).ContainsAnyExceptInRange('0', '9'))
         {
             reason = "invalid digit found in string";
+            return false;
+        }
+
+        if (text.AsSpan(start).TrimStart('0').Length > MaxIntegerDigits)
+        {
+            // Out of range for every type, known without BigInteger, whose parse is superlinear: a 5,000,000-digit input
+            // took seconds of the task's slot that neither a stop nor --timeout could end (the guest had not started).
+            reason = text[0] == '-' ? "number too small to fit in target type" : "number too large to fit in target type";
             return false;
         }
 

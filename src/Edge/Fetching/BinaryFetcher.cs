@@ -128,9 +128,11 @@ public sealed class BinaryFetcher(PropletSettings settings, ChunkAssembler chunk
         {
             throw new FetchException($"timed out fetching wasm from {url}", ex);
         }
-        catch (Exception ex) when (ex is HttpRequestException or IOException)
+        catch (Exception ex) when (ex is HttpRequestException or IOException or UriFormatException)
         {
             // IOException: the connection lost in the middle of the body (HttpIOException), not only before the answer.
+            // UriFormatException: an image_url that is not a URL (http://[::1, a port over 65535); it failed the task as
+            // "internal proplet error", logged as a crash.
             throw new FetchException($"error fetching wasm from {url}: {ex.Message}", ex);
         }
     }

@@ -19,10 +19,10 @@ public static class StartRequestParser
         catch (Exception ex) when (ex is JsonException or InvalidOperationException)
         {
             // Salvage (InvalidOperationException: a string that is not valid UTF-8) id and targeting so the failure can be reported to the manager.
-            var (salvagedId, targetedElsewhere) = Salvage(payload);
-            return targetedElsewhere(myId)
+            var salvaged = Salvage(payload);
+            return salvaged.TargetedElsewhere(myId)
                 ? StartParse.NotForMe
-                : new StartParse(null, salvagedId, $"invalid start request: {ex.Message}");
+                : new StartParse(null, salvaged.Id, $"invalid start request: {ex.Message}");
         }
 
         if (message is null)
@@ -90,13 +90,56 @@ public static class StartRequestParser
         return null;
     }
 
-    /// <summary>A JSON null inside cli_args or env (valid JSON, but nothing the task can be given; inputs' converter refuses it).</summary>
+    /// <summary>A JSON null inside cli_args (valid JSON, but nothing the task can be given; inputs' converter refuses it),
+    /// or an env the guest cannot be given (<see cref="EnvProblem"/>).</summary>
     private static string? NullElement(StartMessage message) =>
         message.CliArgs?.Contains(null!) == true ? "invalid start request: cli_args must hold strings, not null"
-        : message.Env?.Values.Contains(null!) == true ? "invalid start request: env values must be strings, not null"
+        : EnvProblem(message.Env) is { } env ? $"invalid start request: {env}"
+        : (NulProblem(message.Inputs, "inputs") ?? NulProblem(message.CliArgs, "cli_args")) is { } nul ? $"invalid start request: {nul}"
         : null;
 
-    private static (string? Id, Func<string, bool> TargetedElsewhere) Salvage(ReadOnlySpan<byte> payload)
+    /// <summary>
+    /// Why <paramref name="arguments"/> (<paramref name="field"/>) cannot be given as they are, or null: a NUL in one. A
+    /// program's argv is C strings (a <c>_start</c> program's inputs in-process, the external runtime's inputs and
+    /// cli_args), so an argument reached it cut at the NUL, silently. A WAVE string writes it as <c>\u{0}</c>.
+    /// </summary>
+    public static string? NulProblem(IReadOnlyList<string>? arguments, string field) =>
+        arguments?.Any(a => a?.Contains('\0', StringComparison.Ordinal) == true) == true
+            ? $"{field} must not hold NUL (a program's arguments are C strings; a WAVE string writes it as \\u{{0}})"
+            : null;
+
+    /// <summary>
+    /// Why <paramref name="env"/> cannot be a guest's environment, or null. A variable reaches the guest as the C string
+    /// <c>NAME=value</c> (WASI's environ, a child's envp): an empty name made Wasmtime throw (the task failed as
+    /// "internal proplet error"), and a name with '=' or a NUL anywhere reached the guest cut or split at that character
+    /// (<c>{"A=B":"x"}</c> read as <c>A</c> = <c>B=x</c>). A null value is valid JSON but not a string.
+    /// </summary>
+    public static string? EnvProblem(IReadOnlyDictionary<string, string>? env)
+    {
+        if (env is null)
+        {
+            return null;
+        }
+
+        foreach (var (name, value) in env)
+        {
+            if (value is null)
+            {
+                return "env values must be strings, not null";
+            }
+
+            if (name.Length == 0 || name.AsSpan().ContainsAny('=', '\0') || value.Contains('\0', StringComparison.Ordinal))
+            {
+                return "env names must be non-empty without '=' or NUL, and values without NUL";
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>What a command that cannot be decoded still says of its task and target, read leniently (strings only),
+    /// so its failure can be answered; nothing when it is not a JSON object. Starts and invokes (TaskRunner).</summary>
+    internal static SalvagedCommand Salvage(ReadOnlySpan<byte> payload)
     {
         try
         {
@@ -104,18 +147,16 @@ public static class StartRequestParser
             var root = document.RootElement;
             if (root.ValueKind != JsonValueKind.Object)
             {
-                return (null, _ => false);
+                return SalvagedCommand.None;
             }
 
             string? Text(string key) => root.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
             var broadcast = root.TryGetProperty("broadcast", out var b) && b.ValueKind == JsonValueKind.True;
-            var target = Text("proplet_id");
-            var id = Text("id") is { Length: > 0 } i ? i : null;
-            return (id, me => !broadcast && target is { Length: > 0 } && !string.Equals(target, me, StringComparison.Ordinal));
+            return new SalvagedCommand(Text("id") is { Length: > 0 } id ? id : null, Text("invocation_id"), broadcast ? null : Text("proplet_id"));
         }
         catch (Exception ex) when (ex is JsonException or InvalidOperationException)
         {
-            return (null, _ => false);
+            return SalvagedCommand.None;
         }
     }
 }

@@ -478,7 +478,15 @@ public sealed class TaskRunner : IAsyncDisposable
         }
         catch (Exception ex) when (ex is JsonException or InvalidOperationException)
         {
+            // Answered when its id and target can still be read, as a start is (StartRequestParser): the manager waits
+            // for the answer of every invocation it sent (spec §1.10: 30 s), and got none.
             EdgeLog.InvalidInvoke(_logger, ex.Message);
+            var salvaged = StartRequestParser.Salvage(payload.Span);
+            if (salvaged.Id is { } id && !salvaged.TargetedElsewhere(_settings.EntityId) && Volatile.Read(ref _closing) == 0)
+            {
+                Track(PublishInvokeResultAsync(id, salvaged.InvocationId, TaskOutcome.Failure($"invalid invoke request: {ex.Message}")));
+            }
+
             return;
         }
 
@@ -515,10 +523,10 @@ public sealed class TaskRunner : IAsyncDisposable
         {
             outcome = TaskOutcome.Failure($"task {id} is an HTTP proxy component; it is served by its listener, not by direct invocation");
         }
-        else if (message.Env?.Values.Contains(null!) == true)
+        else if ((StartRequestParser.EnvProblem(message.Env) ?? StartRequestParser.NulProblem(message.Inputs, "inputs")) is { } problem)
         {
-            // Valid JSON, but nothing the guest can be given; a start refuses it too (StartRequestParser).
-            outcome = TaskOutcome.Failure("invalid invoke request: env values must be strings, not null");
+            // Nothing the guest can be given; a start refuses it too (StartRequestParser).
+            outcome = TaskOutcome.Failure($"invalid invoke request: {problem}");
         }
         else
         {
@@ -532,10 +540,15 @@ public sealed class TaskRunner : IAsyncDisposable
             return;
         }
 
+        await PublishInvokeResultAsync(id, message.InvocationId, outcome);
+    }
+
+    private async Task PublishInvokeResultAsync(string id, string? invocationId, TaskOutcome outcome)
+    {
         var reply = new InvokeResultMessage
         {
             TaskId = id,
-            InvocationId = message.InvocationId ?? "",
+            InvocationId = invocationId ?? "",
             PropletId = _settings.EntityId,
             Results = outcome.Results,
             Error = outcome.Error,
