@@ -95,6 +95,47 @@ public sealed class TaskRunnerTests : IAsyncDisposable
         second.GetProperty("results").GetString().ShouldBe("5");
     }
 
+    /// <summary>
+    /// Starts waiting for a slot hold their inline modules; what they hold together is bounded (PROPLET_MAX_WAITING_BYTES):
+    /// one beyond it is refused at once with an error result naming the limit, and those within it run once a slot frees.
+    /// Unbounded, a flood of large starts held ~20 MB each until the proplet ran out of memory.
+    /// </summary>
+    [Fact]
+    public async Task GivenStartsWaitingForASlot_WhenTheirModulesPassTheWaitingLimit_ThenTheOneBeyondIsRefusedAndTheOthersRun()
+    {
+        var settings = _settings with { MaxWaitingBytes = 1 << 20 };
+        using var http = new HttpClient();
+        await using var runner = new TaskRunner(settings, _runtime, new BinaryFetcher(settings, _chunks, _published, http), _published, null, NullLogger<TaskRunner>.Instance);
+        void StartOn(object message) => runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(message));
+
+        // The addition module with a 240 KiB custom section: 320 Ki characters of base64, 640 KiB held while waiting.
+        var padding = new byte[240 << 10];
+        var size = 2 + padding.Length; // the name's length and name, then the padding: a three-byte LEB128 below 2^21
+        byte[] section = [0, (byte)(0x80 | (size & 0x7f)), (byte)(0x80 | ((size >> 7) & 0x7f)), (byte)(size >> 14), 1, (byte)'p'];
+        var padded = Convert.ToBase64String([.. Modules.Addition, .. section, .. padding]);
+
+        StartOn(new { id = "hog", name = "main", file = Convert.ToBase64String(Modules.Spin) });
+        StartOn(new { id = "first", name = "main", file = padded, inputs = new[] { "2", "3" } });
+        StartOn(new { id = "second", name = "main", file = padded, inputs = new[] { "4", "5" } });
+
+        var refused = await NextResultAsync();
+        refused.GetProperty("task_id").GetString().ShouldBe("second");
+        refused.GetProperty("error").GetString()!.ShouldBe(
+            "proplet me is busy: the starts waiting for one of its 1 task slots already hold 0.6 MiB of modules, and this one's 0.6 MiB would pass PROPLET_MAX_WAITING_BYTES (1.0 MiB)");
+        StartOn(new { id = "small", name = "main", file = Modules.AdditionBase64, inputs = new[] { "1", "1" } });
+
+        runner.HandleStop(Encoding.UTF8.GetBytes("""{"id":"hog"}"""));
+        var results = new Dictionary<string, string?>();
+        for (var i = 0; i < 3; i++)
+        {
+            var result = await NextResultAsync();
+            results[result.GetProperty("task_id").GetString()!] = result.GetProperty("results").GetString();
+        }
+
+        results["first"].ShouldBe("5");
+        results["small"].ShouldBe("2", "a start within the limit still waits for its slot");
+    }
+
     [Fact]
     public async Task GivenATimeoutFlag_WhenTheTaskRunsForever_ThenItFailsWithTheLimit()
     {

@@ -78,6 +78,12 @@ public sealed record PropletSettings
     /// <summary>Tasks running at once (PROPLET_MAX_CONCURRENT_TASKS); later starts wait for a slot. Daemons do not count.</summary>
     public int MaxConcurrentTasks { get; init; } = Math.Max(2, Environment.ProcessorCount * 2);
 
+    /// <summary>
+    /// What the starts waiting for a slot may hold of inline modules at once, in bytes of their base64 text in memory
+    /// (PROPLET_MAX_WAITING_BYTES, 256 MiB); a start that would wait beyond it is refused with an error result.
+    /// </summary>
+    public long MaxWaitingBytes { get; init; } = 256L << 20;
+
     /// <summary>Default fuel per task (PROPLET_TASK_FUEL); null = unlimited.</summary>
     public long? TaskFuel { get; init; }
 

@@ -131,6 +131,7 @@ public static class PropletSettingsLoader
             Location = Get("PROPLET_LOCATION"),
             CollectSystemInfo = NotFalsy(Get("PROPLET_COLLECT_SYSTEM_INFO")),
             MaxConcurrentTasks = (int)Integer(Get, "PROPLET_MAX_CONCURRENT_TASKS", Math.Max(2, Environment.ProcessorCount * 2), 1, 100_000),
+            MaxWaitingBytes = Integer(Get, "PROPLET_MAX_WAITING_BYTES", 256L << 20, 1 << 20, long.MaxValue),
             TaskFuel = Get("PROPLET_TASK_FUEL") is null ? null : Integer(Get, "PROPLET_TASK_FUEL", 0, 1, long.MaxValue),
             TaskMaxMemoryMib = Get("PROPLET_TASK_MAX_MEMORY_MIB") is null ? null : Integer(Get, "PROPLET_TASK_MAX_MEMORY_MIB", 0, 1, 1 << 20),
             TaskTimeout = timeout > TimeSpan.Zero ? timeout : null,

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Globalization;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Propeller.Contracts.Mqtt;
@@ -31,6 +32,7 @@ public sealed class TaskRunner : IAsyncDisposable
     private readonly StoppedAttempts _stoppedAttempts = new(TimeProvider.System);
     private readonly Lock _admissionGate = new();
     private readonly SemaphoreSlim _slots;
+    private long _waitingBytes; // what the starts waiting for a slot hold of inline modules (WaitForSlotAsync)
     private readonly PropletSettings _settings;
     private readonly IWasmRuntime _runtime;
     private readonly BinaryFetcher _fetcher;
@@ -745,7 +747,7 @@ public sealed class TaskRunner : IAsyncDisposable
         {
             if (!daemon)
             {
-                await _slots.WaitAsync(task.Aborted);
+                await WaitForSlotAsync(task);
                 slot = true;
             }
 
@@ -787,7 +789,7 @@ public sealed class TaskRunner : IAsyncDisposable
         {
             outcome = InProcessRuntime.Stopped(task) ?? TaskOutcome.Failure($"Task {request.Id} was stopped before completion");
         }
-        catch (FetchException ex)
+        catch (Exception ex) when (ex is FetchException or WaitingFullException)
         {
             outcome = TaskOutcome.Failure(ex.Message);
         }
@@ -848,6 +850,43 @@ public sealed class TaskRunner : IAsyncDisposable
         _plugins?.OnTaskComplete(request.Id, outcome.Succeeded, outcome.Results is { Length: > 0 } output ? output : null, outcome.Error);
         await PublishResultAsync(request.Id, outcome, request.Attempt);
     }
+
+    /// <summary>
+    /// Takes a slot for <paramref name="task"/>, waiting for one when all are taken. A waiting start holds its inline
+    /// module (a start message may be as large as the broker's packets, ~20 MB of text in memory for 10 MiB), so what the
+    /// waiting starts hold together is bounded by PROPLET_MAX_WAITING_BYTES: a flood of large starts beyond it is refused
+    /// (<see cref="WaitingFullException"/>, the task's error result) instead of exhausting the proplet's memory.
+    /// </summary>
+    private async Task WaitForSlotAsync(RunningTask task)
+    {
+        if (await _slots.WaitAsync(0, task.Aborted))
+        {
+            return;
+        }
+
+        var held = 2L * (task.Request.Message.File?.Length ?? 0);
+        var waiting = Interlocked.Add(ref _waitingBytes, held);
+        try
+        {
+            if (held > 0 && waiting > _settings.MaxWaitingBytes)
+            {
+                throw new WaitingFullException(
+                    string.Create(
+                        CultureInfo.InvariantCulture,
+                        $"proplet {_settings.EntityId} is busy: the starts waiting for one of its {_settings.MaxConcurrentTasks} task slots already hold {Mib(waiting - held):0.0} MiB of modules, and this one's {Mib(held):0.0} MiB would pass PROPLET_MAX_WAITING_BYTES ({Mib(_settings.MaxWaitingBytes):0.0} MiB)"));
+            }
+
+            await _slots.WaitAsync(task.Aborted);
+        }
+        finally
+        {
+            Interlocked.Add(ref _waitingBytes, -held);
+        }
+    }
+
+    private static double Mib(long bytes) => bytes / (double)(1 << 20);
+
+    private sealed class WaitingFullException(string message) : Exception(message);
 
     /// <summary>Publishes a task's result, naming the <paramref name="attempt"/> its start named (our manager ignores
     /// a result of another attempt than the current one; without one, as from the original proplet, it applies).</summary>
