@@ -39,8 +39,10 @@ public sealed class LoadingTests : IDisposable
         missing.Reload().All.ShouldBeEmpty();
         var file = Path.Combine(_dir.Path, "file");
         File.WriteAllText(file, "x");
-        using var notDir = new PluginCatalog(new PluginHostOptions { Directory = file }, new ListLogger<PluginCatalog>(), _dir.Metrics);
+        var log = new ListLogger<PluginCatalog>();
+        using var notDir = new PluginCatalog(new PluginHostOptions { Directory = file }, log, _dir.Metrics);
         Should.Throw<PluginDirectoryException>(notDir.Reload);
+        log.Lines.ShouldContain(l => l.StartsWith("Error:", StringComparison.Ordinal) && l.Contains("Plugins not reloaded", StringComparison.Ordinal), "the operator's log says it, not only the HTTP answer");
         using var empty = new PluginCatalog(new PluginHostOptions { Directory = "" }, new ListLogger<PluginCatalog>(), _dir.Metrics);
         empty.Reload().All.ShouldBeEmpty();
     }

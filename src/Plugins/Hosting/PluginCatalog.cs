@@ -41,7 +41,18 @@ public sealed class PluginCatalog : IDisposable
     {
         lock (_reloadLock)
         {
-            var next = PluginLoader.Load(Runtime, Options.Directory, _counters);
+            PluginSet next;
+            try
+            {
+                next = PluginLoader.Load(Runtime, Options.Directory, _counters);
+            }
+            catch (PluginDirectoryException e)
+            {
+                // POST /plugins/reload answers it too; the operator's log says it as well.
+                PluginLog.ReloadFailed(Runtime.Logger, e.Message);
+                throw;
+            }
+
             var previous = Interlocked.Exchange(ref _current, next);
             LoadedAt = DateTimeOffset.UtcNow;
             foreach (var plugin in previous.All)

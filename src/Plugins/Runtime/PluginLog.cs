@@ -39,4 +39,7 @@ internal static partial class PluginLog
 
     [LoggerMessage(EventId = 8012, Level = LogLevel.Information, Message = "Plugin {Plugin} is inactive (manifest); it is listed but not called")]
     public static partial void Inactive(ILogger logger, string plugin);
+
+    [LoggerMessage(EventId = 8013, Level = LogLevel.Error, Message = "Plugins not reloaded, the ones loaded before stay in place: {Reason}")]
+    public static partial void ReloadFailed(ILogger logger, string reason);
 }
