@@ -28,6 +28,7 @@ public sealed class StartRequestParserTests
     {
         Parse("""{"id":"t1","name":"main","file":"AGFz","proplet_id":"other"}""").IsForOtherProplet.ShouldBeTrue();
         Parse("""{"id":"t1","name":"main","file":"AGFz","proplet_id":"other","daemon":null}""").IsForOtherProplet.ShouldBeTrue();
+        Parse("""{"id":"t1","name":"main","file":"AGFz","proplet_id":"other"} trailing""").IsForOtherProplet.ShouldBeTrue();
         Parse("""{"id":"t1","name":"main","file":"AGFz","proplet_id":"other","broadcast":true}""").Request.ShouldNotBeNull();
         Parse("""{"id":"t1","name":"main","file":"AGFz"}""").Request.ShouldNotBeNull();
     }
@@ -53,6 +54,9 @@ public sealed class StartRequestParserTests
     [InlineData("""{"id":"t1","name":"main","file":"AGFz","env":{"A":"x\u0000y"}}""", "t1", "invalid start request: env names must be non-empty")]
     [InlineData("""{"id":"t1","name":"_start","file":"AGFz","inputs":["a\u0000b"]}""", "t1", "invalid start request: inputs must not hold NUL")]
     [InlineData("""{"id":"t1","name":"_start","file":"AGFz","cli_args":["--dir","/tmp\u0000/x"]}""", "t1", "invalid start request: cli_args must not hold NUL")]
+    [InlineData("""{"id":"t1","name":"main","file":"AGFz"} trailing""", "t1", "invalid start request:")]
+    [InlineData("""{"id":"t1","name":"main","file":"AGFz"}{"id":"t2"}""", "t1", "invalid start request:")]
+    [InlineData("""{"id":"t1","name":"main","file":"AG""", null, "invalid start request:")]
     [InlineData("not json", null, "invalid start request:")]
     [InlineData("[1,2]", null, "invalid start request:")]
     public void GivenAnInvalidStart_WhenParsed_ThenTheErrorIsReportedWithTheIdWhenKnown(string json, string? id, string error)

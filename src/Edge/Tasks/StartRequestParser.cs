@@ -138,12 +138,15 @@ public static class StartRequestParser
     }
 
     /// <summary>What a command that cannot be decoded still says of its task and target, read leniently (strings only),
-    /// so its failure can be answered; nothing when it is not a JSON object. Starts and invokes (TaskRunner).</summary>
+    /// so its failure can be answered; nothing when it is not a JSON object. Starts and invokes (TaskRunner). Only its
+    /// first JSON value is read, so an object followed by anything still names its task; a truncated object names none
+    /// (its target may be in the part that is missing).</summary>
     internal static SalvagedCommand Salvage(ReadOnlySpan<byte> payload)
     {
         try
         {
-            using var document = JsonDocument.Parse(payload.ToArray());
+            var reader = new Utf8JsonReader(payload, new JsonReaderOptions { AllowMultipleValues = true });
+            using var document = JsonDocument.ParseValue(ref reader);
             var root = document.RootElement;
             if (root.ValueKind != JsonValueKind.Object)
             {
