@@ -13,7 +13,8 @@ internal sealed class TaskJsonValidator : AbstractValidator<TaskJson>
 
     public TaskJsonValidator()
     {
-        RuleFor(t => t.Name).NotEmpty().WithMessage("missing identity name");
+        // The original refuses only an empty name (FluentValidation's NotEmpty refuses whitespace too).
+        RuleFor(t => t.Name).Must(name => !string.IsNullOrEmpty(name)).WithMessage("missing identity name");
         RuleFor(t => t.RunIf).Must(r => r is null or "" or "success" or "failure").WithMessage("run_if must be \"\", \"success\" or \"failure\"");
         RuleFor(t => t.Priority).InclusiveBetween(0, 100).WithMessage("priority must be between 0 and 100");
         RuleFor(t => t).Must(t => !(t.Broadcast && !string.IsNullOrEmpty(t.PropletId))).WithMessage("broadcast and proplet_id are mutually exclusive");

@@ -128,6 +128,16 @@ public sealed class TaskApiTests : IAsyncLifetime
         task.TryGetProperty("file", out _).ShouldBeFalse();
     }
 
+    /// <summary>Only an empty name is refused, as by the original: one of whitespace is a name.</summary>
+    [Fact]
+    public async Task Create_WithANameOfWhitespace_IsCreated()
+    {
+        var response = await Http.PostAsync("/tasks", Json("""{"name":" \u2028"}"""), Ct);
+
+        response.StatusCode.ShouldBe(HttpStatusCode.Created);
+        (await BodyAsync(response)).GetProperty("name").GetString().ShouldBe(" \u2028");
+    }
+
     [Theory]
     [InlineData("""{"name":""}""", "missing identity name")]
     [InlineData("""{"name":"a","priority":101}""", "priority must be between 0 and 100")]
