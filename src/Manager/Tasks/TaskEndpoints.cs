@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using System.Text.RegularExpressions;
 using FluentValidation;
 using Propeller.Application.Aggregates;
 using Propeller.Application.EventStore;
@@ -19,6 +20,10 @@ namespace Propeller.Manager.Tasks;
 /// <summary>The task routes of the original (spec §1.2 rows 1–8, 11) plus history and replay.</summary>
 internal static class TaskEndpoints
 {
+    /// <summary>RFC 3339's date-time: a full date and time with its offset (a date alone, a time alone or no offset would
+    /// be read in some zone the client did not name).</summary>
+    private static readonly Regex Rfc3339 = new(@"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$", RegexOptions.CultureInvariant | RegexOptions.ExplicitCapture, TimeSpan.FromSeconds(1));
+
     private const string InvalidId = "invalid query parameters";
 
     private static readonly TimeSpan MaxWait = TimeSpan.FromSeconds(60);
@@ -175,6 +180,11 @@ internal static class TaskEndpoints
         }
 
         // Replay: the state as it was at a version or a point in time, folded from the stream.
+        if (version is not null && at is not null)
+        {
+            return ApiResults.BadRequest("version and at cannot be combined");
+        }
+
         StreamReadOptions options;
         if (version is not null)
         {
@@ -191,13 +201,13 @@ internal static class TaskEndpoints
 
             options = new StreamReadOptions(ToVersion: v);
         }
-        else if (DateTimeOffset.TryParse(at, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var time))
+        else if (Rfc3339.IsMatch(at!) && DateTimeOffset.TryParse(at, CultureInfo.InvariantCulture, DateTimeStyles.None, out var time))
         {
             options = new StreamReadOptions(Until: time);
         }
         else
         {
-            return ApiResults.BadRequest("at must be an RFC 3339 time");
+            return ApiResults.BadRequest("at must be an RFC 3339 time, such as 2026-12-05T10:00:00Z or 2026-12-05T11:00:00.5+01:00");
         }
 
         var replayed = await loader.LoadAsync(TaskAggregate.Decider, TaskAggregate.StreamId(id), options with { IncludeArchived = true }, cancellationToken);

@@ -617,6 +617,19 @@ public sealed class TaskApiTests : IAsyncLifetime
         (await BodyAsync(await Http.GetAsync($"/tasks/{id}?at={Uri.EscapeDataString(createdAt!)}", Ct))).GetProperty("state").GetInt32().ShouldBe(0);
         (await Http.GetAsync($"/tasks/{id}?version=zero", Ct)).StatusCode.ShouldBe(HttpStatusCode.BadRequest);
         (await Http.GetAsync($"/tasks/{id}?at=yesterday", Ct)).StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+
+        // Only RFC 3339's date-time: a date alone, a time alone or no offset would be read in a zone nobody named.
+        foreach (var loose in new[] { "2020-01-01", "12:00", "2020-01-01T00:00:00", "2020-01-01 00:00", "2020-1-1T00:00:00Z" })
+        {
+            var refused = await Http.GetAsync($"/tasks/{id}?at={Uri.EscapeDataString(loose)}", Ct);
+            refused.StatusCode.ShouldBe(HttpStatusCode.BadRequest, loose);
+            (await BodyAsync(refused)).GetProperty("error").GetString()!.ShouldStartWith("at must be an RFC 3339 time");
+        }
+
+        (await BodyAsync(await Http.GetAsync($"/tasks/{id}?at={Uri.EscapeDataString(createdAt!.Replace('T', ' '))}", Ct))).GetProperty("state").GetInt32().ShouldBe(0);
+        var both = await Http.GetAsync($"/tasks/{id}?version=1&at={Uri.EscapeDataString(createdAt!)}", Ct);
+        both.StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await BodyAsync(both)).GetProperty("error").GetString().ShouldBe("version and at cannot be combined");
     }
 
     /// <summary>A time with an offset other than Z is that instant (Npgsql writes a timestamptz from UTC only: it was a 500).</summary>
