@@ -196,7 +196,7 @@ internal static class TaskEndpoints
             // At the stream's current version the view is that state already (the inline projection folds the same events).
             if (await queries.GetAtVersionAsync(id, v, cancellationToken) is { } current)
             {
-                return Results.Ok(TaskMapping.ToJson(current));
+                return Replayed(current);
             }
 
             options = new StreamReadOptions(ToVersion: v);
@@ -211,7 +211,15 @@ internal static class TaskEndpoints
         }
 
         var replayed = await loader.LoadAsync(TaskAggregate.Decider, TaskAggregate.StreamId(id), options with { IncludeArchived = true }, cancellationToken);
-        return replayed.State.Exists ? Results.Ok(TaskMapping.ToJson(replayed.State)) : ApiResults.NotFound("task not found at that point");
+        return Replayed(replayed.State);
+
+        // A task deleted by then is gone at that point, as GET says of it now (its last state is its history's to show).
+        static IResult Replayed(TaskState state) => state switch
+        {
+            { Exists: false } => ApiResults.NotFound("task not found at that point"),
+            { Deleted: true } => ApiResults.NotFound("task was deleted at that point"),
+            _ => Results.Ok(TaskMapping.ToJson(state)),
+        };
     }
 
     /// <summary>

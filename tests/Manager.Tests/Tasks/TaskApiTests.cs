@@ -594,6 +594,16 @@ public sealed class TaskApiTests : IAsyncLifetime
         (await Http.DeleteAsync($"/tasks/{id}", Ct)).StatusCode.ShouldBe(HttpStatusCode.NoContent);
         var history = await BodyAsync(await Http.GetAsync($"/tasks/{id}/history", Ct));
         history.EnumerateArray().Last().GetProperty("type").GetString().ShouldBe("task.deleted.v1");
+
+        // Replayed, it is there before its deletion and gone from it on, as GET says (it was the last state, as if alive).
+        (await BodyAsync(await Http.GetAsync($"/tasks/{id}?version=1", Ct))).GetProperty("name").GetString().ShouldBe("add");
+        var deletedAt = history.EnumerateArray().Last().GetProperty("timestamp").GetString()!;
+        foreach (var query in new[] { "version=2", "version=9", $"at={Uri.EscapeDataString(deletedAt)}" })
+        {
+            var replayed = await Http.GetAsync($"/tasks/{id}?{query}", Ct);
+            replayed.StatusCode.ShouldBe(HttpStatusCode.NotFound, query);
+            (await BodyAsync(replayed)).GetProperty("error").GetString().ShouldBe("task was deleted at that point");
+        }
     }
 
     [Fact]
