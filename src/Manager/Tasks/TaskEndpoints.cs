@@ -66,9 +66,21 @@ internal static class TaskEndpoints
             return Validate(validator, body) ?? UnbuiltEndpoints.NotImplemented("depends_on: workflows are not implemented yet");
         }
 
+        // The spec is mapped before the handler's validation runs; JSON a string cannot hold (invalid UTF-8, a lone
+        // surrogate) makes the mapping throw, and the validation says why (a 400 naming the field).
+        TaskSpec spec;
+        try
+        {
+            spec = TaskMapping.ToSpec(body);
+        }
+        catch (InvalidOperationException) when (Validate(validator, body) is { } refused)
+        {
+            return refused;
+        }
+
         var created = new TaskId(Guid.CreateVersion7());
         return WolverineTaskCommands.Answer(
-            await commands.SendAsync(new CreateTask(created, TaskMapping.ToSpec(body!), time.GetUtcNow()), request, body, cancellationToken),
+            await commands.SendAsync(new CreateTask(created, spec, time.GetUtcNow()), request, body, cancellationToken),
             state => Results.Created($"/tasks/{created}", TaskMapping.ToJson(state)));
     }
 

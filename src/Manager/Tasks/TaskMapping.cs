@@ -1,5 +1,4 @@
 using System.Text.Json;
-using Propeller.Application.EventStore;
 using Propeller.Application.Tasks;
 using Propeller.Contracts.Tasks;
 using Propeller.Domain.Common;
@@ -29,14 +28,14 @@ internal static class TaskMapping
         DependsOn = new EquatableArray<string>(json.DependsOn ?? []),
         RunIf = NullIfEmpty(json.RunIf),
         WorkflowId = NullIfEmpty(json.WorkflowId),
-        MonitoringProfile = Profile(Storable(json.MonitoringProfile)),
+        MonitoringProfile = Profile(json.MonitoringProfile),
         Mode = NullIfEmpty(json.Mode),
         Schedule = NullIfEmpty(json.Schedule),
         IsRecurring = json.IsRecurring,
         Timezone = NullIfEmpty(json.Timezone),
         Broadcast = json.Broadcast,
         Priority = json.Priority == 0 ? TaskSpec.DefaultPriority : json.Priority,
-        Metadata = RawObject(Storable(json.Metadata)),
+        Metadata = RawObject(json.Metadata),
         HalStoragePath = json.HalStoragePath,
     };
 
@@ -135,13 +134,6 @@ internal static class TaskMapping
         element is { ValueKind: JsonValueKind.Object } value
             ? MonitoringProfileJson.TryNormalize(value, out var json, out _) ? json : value.GetRawText()
             : null;
-
-    /// <summary>
-    /// The element when PostgreSQL can store it (<see cref="StorableText"/>), else null. A create's spec is mapped before
-    /// the handler's validation refuses the body, and JSON holding invalid UTF-8 or a lone surrogate cannot become a
-    /// string (GetRawText and a key's name throw).
-    /// </summary>
-    private static JsonElement? Storable(JsonElement? element) => element is { } value && StorableText.Problem(value) is null ? value : null;
 
     private static string? RawObject(JsonElement? element) =>
         element is { ValueKind: JsonValueKind.Object } value ? value.GetRawText() : null;
