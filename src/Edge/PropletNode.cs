@@ -44,8 +44,6 @@ public sealed class PropletNode : IAsyncDisposable
 
     private static readonly TimeSpan RediscoveryInterval = TimeSpan.FromMinutes(5);
 
-    private const string RetainedCommand = "a retained message (the protocol publishes with retain=false), kept by the broker from before this subscription; ignored";
-
     private readonly PropletPluginChain? _plugins;
 
     public PropletNode(PropletSettings settings, ILoggerFactory loggers, TimeProvider time)
@@ -271,7 +269,7 @@ public sealed class PropletNode : IAsyncDisposable
             // what it forwards to a subscription: a retained one is a message kept from before this subscription,
             // handed out on every (re)subscribe. Run, a retained start ran again at each reconnect of every proplet on
             // the channel, long after it was answered; a retained stop or invoke was replayed the same way.
-            EdgeLog.Malformed(_logger, topic, RetainedCommand);
+            EdgeLog.Malformed(_logger, topic, ReceivedMessage.RetainedCommand);
             return;
         }
 

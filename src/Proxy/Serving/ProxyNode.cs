@@ -282,7 +282,7 @@ public sealed class ProxyNode : IAsyncDisposable
             // Requests are published with retain=false (spec §1), and the broker clears the flag on what it forwards to a
             // subscription: a retained one was kept from before this subscription and is handed out on every
             // (re)subscribe, so the image was pulled and published again at each reconnect, for nobody waiting.
-            ProxyLog.Malformed(_logger, message.Topic, "a retained message (the protocol publishes with retain=false), kept by the broker from before this subscription; ignored");
+            ProxyLog.Malformed(_logger, message.Topic, ReceivedMessage.RetainedCommand);
             return;
         }
 
