@@ -196,6 +196,31 @@ public sealed class DashboardTests(DashboardCluster cluster) : IAsyncLifetime
     }
 
     /// <summary>
+    /// Task names and metadata are data: markup in them is shown as text and never runs, and the pages are served with a
+    /// content security policy (no inline script, no framing by another site) and nosniff.
+    /// </summary>
+    [Fact]
+    public async Task MarkupInATasksFields_IsShownAsText_AndThePagesForbidScriptsAndFraming()
+    {
+        const string Markup = "<img src=x onerror=\"window.__injected=1\"><script>window.__injected=2</script>";
+        var name = Unique("markup") + Markup;
+        var id = await cluster.Cluster.CreateTaskAsync(new { name, metadata = new { note = Markup } }, Ct);
+
+        var page = await _page.GotoAsync(Ui(cluster.Cluster, $"#/tasks?name={Uri.EscapeDataString(name)}"));
+        var headers = page.ShouldNotBeNull().Headers;
+        headers["content-security-policy"].ShouldContain("frame-ancestors 'none'");
+        headers["content-security-policy"].ShouldContain("default-src 'self'");
+        headers["x-content-type-options"].ShouldBe("nosniff");
+        await Assertions.Expect(_page.Locator($"tr[data-id='{id}']")).ToContainTextAsync(Markup);
+
+        await _page.GotoAsync(Ui(cluster.Cluster, $"#/tasks/{id}"));
+        await Assertions.Expect(_page.Locator("h1")).ToContainTextAsync(Markup);
+        await Assertions.Expect(_page.Locator("main")).ToContainTextAsync("\"note\":\"<img src=x");
+        (await _page.EvaluateAsync<bool>("() => window.__injected === undefined")).ShouldBeTrue();
+        (await _page.Locator("main img, main script").CountAsync()).ShouldBe(0);
+    }
+
+    /// <summary>
     /// A list reload still waiting for its answer when the user opens another page does not replace that page once
     /// the answer comes (the left view's fetch is aborted and it no longer draws).
     /// </summary>
