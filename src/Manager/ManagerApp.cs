@@ -166,6 +166,7 @@ public static class ManagerApp
             context.HttpContext.RequestAborted));
         app.UseDashboard();
         app.UseApiMetrics();
+        app.UseCrossOriginProtection(config.HttpTrustedOrigins);
         var metrics = app.Services.GetRequiredService<PrometheusMetrics>();
         app.MapGet("/metrics", async (IServiceProvider services, MetricsSamplers samplers, CancellationToken cancellationToken) =>
         {

@@ -221,6 +221,29 @@ public sealed class DashboardTests(DashboardCluster cluster) : IAsyncLifetime
     }
 
     /// <summary>
+    /// A page of another site cannot make the operator's browser start a task (ADR 0020): a page at http://localhost (the
+    /// manager's /health, which has no content security policy, unlike the dashboard) is another site than the manager
+    /// at 127.0.0.1, and Chromium's own no-cors POST from it, which needs no preflight, is refused; the same page's POST
+    /// to its own origin starts the task.
+    /// </summary>
+    [Fact]
+    public async Task APageOfAnotherSite_CannotStartATask_ThroughTheBrowser()
+    {
+        var id = await cluster.Cluster.CreateTaskAsync(new { name = "main", file = Convert.ToBase64String(Wasm.Addition), inputs = new[] { 1, 2 } }, Ct);
+        var manager = cluster.Cluster.Http.BaseAddress!;
+        manager.Host.ShouldBe("127.0.0.1");
+        await _page.GotoAsync($"http://localhost:{manager.Port}/health");
+
+        (await _page.EvaluateAsync<string>("url => fetch(url, { method: 'POST', mode: 'no-cors' }).then(r => r.type)", new Uri(manager, $"/tasks/{id}/start").ToString())).ShouldBe("opaque");
+        (await cluster.Cluster.GetTaskAsync(id, Ct)).GetProperty("state").GetInt32().ShouldBe(0, "a cross-site POST changed the task");
+
+        (await _page.EvaluateAsync<int>("url => fetch(url, { method: 'POST' }).then(r => r.status)", $"/tasks/{id}/start")).ShouldBe(200);
+        await cluster.Cluster.WaitForTaskAsync(id, t => t.GetProperty("state").GetInt32() == 3, Ct);
+        // The browser logs the refused request, and its request for /favicon.ico from /health's page.
+        _errors.RemoveAll(e => e.Contains("403", StringComparison.Ordinal) || e.Contains("404", StringComparison.Ordinal));
+    }
+
+    /// <summary>
     /// A list reload still waiting for its answer when the user opens another page does not replace that page once
     /// the answer comes (the left view's fetch is aborted and it no longer draws).
     /// </summary>

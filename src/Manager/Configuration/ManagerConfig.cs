@@ -37,6 +37,12 @@ internal sealed record ManagerConfig
     /// <summary>MANAGER_HTTP_SERVER_MAX_HEADER_BYTES: Kestrel's MaxRequestHeadersTotalSize; null keeps Kestrel's default.</summary>
     public int? HttpMaxHeaderBytes { get; init; }
 
+    /// <summary>
+    /// MANAGER_HTTP_TRUSTED_ORIGINS (comma-separated <c>scheme://host[:port]</c>): pages of these origins may change
+    /// things through the API from a browser; every other site's are refused (<see cref="Http.CrossOriginProtection"/>).
+    /// </summary>
+    public IReadOnlyList<string> HttpTrustedOrigins { get; init; } = [];
+
     /// <summary>Null: no broker (the HTTP API and the event store only; nothing is dispatched).</summary>
     public string? MqttAddress { get; init; }
 
@@ -334,6 +340,18 @@ internal sealed record ManagerConfig
         var readHeaderTimeout = OptionalDuration("MANAGER_HTTP_SERVER_READ_HEADER_TIMEOUT");
         var idleTimeout = OptionalDuration("MANAGER_HTTP_SERVER_IDLE_TIMEOUT");
         int? maxHeaderBytes = Get("MANAGER_HTTP_SERVER_MAX_HEADER_BYTES") is null ? null : Int("MANAGER_HTTP_SERVER_MAX_HEADER_BYTES", 0, 1024, int.MaxValue);
+        var trustedOrigins = new List<string>();
+        foreach (var origin in (Get("MANAGER_HTTP_TRUSTED_ORIGINS") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (Http.CrossOriginProtection.Normalize(origin) is { } normalized)
+            {
+                trustedOrigins.Add(normalized);
+            }
+            else
+            {
+                errors.Add($"MANAGER_HTTP_TRUSTED_ORIGINS must list origins such as https://ops.example.com or http://host:8080, with no path (got '{origin}')");
+            }
+        }
 
         // Marten is the only event store since issue 14 (ADR 0010); the old switch is still read so that a setting that
         // asks for the deleted store fails clearly instead of starting on an empty Marten schema.
@@ -386,6 +404,7 @@ internal sealed record ManagerConfig
             HttpReadHeaderTimeout = readHeaderTimeout,
             HttpIdleTimeout = idleTimeout,
             HttpMaxHeaderBytes = maxHeaderBytes,
+            HttpTrustedOrigins = trustedOrigins,
             MqttAddress = mqttAddress,
             MqttQos = (MqttQualityOfServiceLevel)Int("MANAGER_MQTT_QOS", 2, 0, 2),
             MqttProtocolVersion = BrokerOptions.TryParseProtocolVersion(Get("MANAGER_MQTT_PROTOCOL_VERSION"), out var version)

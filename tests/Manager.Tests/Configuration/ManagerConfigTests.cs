@@ -128,6 +128,24 @@ public sealed class ManagerConfigTests : IDisposable
             .Message.ShouldContain("MANAGER_POSTGRES_SCHEMA must be a letter or '_' followed by letters, digits or '_', at most 55 characters");
 
     [Fact]
+    public void TrustedOrigins_AreReadAsBrowsersSendThem()
+    {
+        Load().HttpTrustedOrigins.ShouldBeEmpty();
+        Load(("MANAGER_HTTP_TRUSTED_ORIGINS", " https://Ops.Example.com , http://10.0.0.5:8080,")).HttpTrustedOrigins
+            .ShouldBe(["https://ops.example.com", "http://10.0.0.5:8080"]);
+    }
+
+    [Theory]
+    [InlineData("ops.example.com")]
+    [InlineData("https://ops.example.com/")]
+    [InlineData("https://ops.example.com/ui")]
+    [InlineData("ftp://ops.example.com")]
+    [InlineData("https://user@ops.example.com")]
+    public void ATrustedOriginThatIsNoOrigin_IsAConfigurationError(string raw) =>
+        Should.Throw<ManagerConfigurationException>(() => Load(("MANAGER_HTTP_TRUSTED_ORIGINS", raw)))
+            .Message.ShouldContain($"MANAGER_HTTP_TRUSTED_ORIGINS must list origins such as https://ops.example.com or http://host:8080, with no path (got '{raw}')");
+
+    [Fact]
     public void MissingCredentials_ComeFromConfigToml_EnvironmentWins()
     {
         File.WriteAllText(Path.Combine(_dir, "config.toml"), """

@@ -1,0 +1,122 @@
+using System.Net;
+using System.Text.Json;
+using Microsoft.AspNetCore.Http;
+using Propeller.Manager.Http;
+
+namespace Propeller.Manager.Tests.Http;
+
+/// <summary>
+/// A browser's cross-origin request that changes something is refused (403 {"error"}) and changes nothing, so a page of
+/// another site cannot start, stop or delete tasks or reload plugins through an operator's browser; the dashboard's
+/// own requests, reads from anywhere, trusted origins and clients that are not browsers pass.
+/// </summary>
+public sealed class CrossOriginProtectionTests
+{
+    private const string AddWasm = "AGFzbQEAAAABBwFgAn9/AX8DAgEABwgBBG1haW4AAAoJAQcAIAAgAWoL";
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task GivenAPageOfAnotherSite_WhenItStartsOrDeletesATask_ThenItIsRefusedAndTheTaskIsUntouched()
+    {
+        await using var server = await ManagerServer.StartAsync("api_cross_origin", new Dictionary<string, string> { ["MANAGER_HTTP_TRUSTED_ORIGINS"] = "https://ops.example.com" });
+        var http = server.Client;
+        var own = http.BaseAddress!.GetLeftPart(UriPartial.Authority);
+        using var created = await http.PostAsync("/tasks", new StringContent($$"""{"name":"main","file":"{{AddWasm}}","inputs":[1,2]}""", System.Text.Encoding.UTF8, "application/json"), Ct);
+        created.StatusCode.ShouldBe(HttpStatusCode.Created);
+        var id = JsonDocument.Parse(await created.Content.ReadAsStringAsync(Ct)).RootElement.GetProperty("id").GetString();
+
+        // A form post from another site (Chromium sends Sec-Fetch-Site: cross-site), one from a browser that sends only
+        // Origin, a sibling site, a sandboxed page ("null"): refused, and the task is still pending.
+        foreach (var (origin, site) in new[] { ("https://evil.example", "cross-site"), ("https://evil.example", null), ("https://x." + http.BaseAddress!.Host, "same-site"), ("null", null) })
+        {
+            using var start = Send(HttpMethod.Post, $"/tasks/{id}/start", origin, site);
+            using var refused = await http.SendAsync(start, Ct);
+            refused.StatusCode.ShouldBe(HttpStatusCode.Forbidden, $"{origin} {site}");
+            JsonDocument.Parse(await refused.Content.ReadAsStringAsync(Ct)).RootElement.GetProperty("error").GetString()
+                .ShouldStartWith("cross-origin request refused");
+        }
+
+        using (var delete = Send(HttpMethod.Delete, $"/tasks/{id}", "https://evil.example", "cross-site"))
+        {
+            (await http.SendAsync(delete, Ct)).StatusCode.ShouldBe(HttpStatusCode.Forbidden);
+        }
+
+        using (var reload = Send(HttpMethod.Post, "/plugins/reload", "https://evil.example", "cross-site"))
+        {
+            (await http.SendAsync(reload, Ct)).StatusCode.ShouldBe(HttpStatusCode.Forbidden);
+        }
+
+        // Reads pass from anywhere (the browser's CORS rules keep their answers from another site's page).
+        using (var read = Send(HttpMethod.Get, $"/tasks/{id}", "https://evil.example", "cross-site"))
+        {
+            using var answer = await http.SendAsync(read, Ct);
+            answer.StatusCode.ShouldBe(HttpStatusCode.OK);
+            JsonDocument.Parse(await answer.Content.ReadAsStringAsync(Ct)).RootElement.GetProperty("state").GetInt32().ShouldBe(0);
+        }
+
+        server.Warnings.ToString().ShouldContain("Refused a cross-origin POST /plugins/reload from a browser (Origin 'https://evil.example', Sec-Fetch-Site 'cross-site')");
+
+        // The dashboard's own requests, the manager's own origin, a trusted origin, a typed address (none), a client
+        // that is no browser: each passes.
+        foreach (var (origin, site) in new[] { (own, "same-origin"), (own, null), ("https://ops.example.com", "cross-site"), (null, "none"), (null, null) })
+        {
+            using var stop = Send(HttpMethod.Post, $"/tasks/{id}/stop", origin, site);
+            var answer = await http.SendAsync(stop, Ct);
+            answer.StatusCode.ShouldNotBe(HttpStatusCode.Forbidden, $"{origin} {site}");
+        }
+    }
+
+    [Theory]
+    [InlineData("POST", null, null, true)]
+    [InlineData("GET", "https://evil.example", "cross-site", true)]
+    [InlineData("HEAD", "https://evil.example", "cross-site", true)]
+    [InlineData("OPTIONS", "https://evil.example", "cross-site", true)]
+    [InlineData("POST", "https://evil.example", "cross-site", false)]
+    [InlineData("PUT", "https://evil.example", "cross-site", false)]
+    [InlineData("PATCH", "https://evil.example", null, false)]
+    [InlineData("DELETE", null, "same-site", false)]
+    [InlineData("POST", null, "cross-site", false)]
+    [InlineData("POST", "http://manager:7070", "same-origin", true)]
+    [InlineData("POST", null, "none", true)]
+    [InlineData("POST", "http://manager:7070", null, true)]
+    [InlineData("POST", "http://MANAGER:7070", null, true)]
+    [InlineData("POST", "http://manager:7071", null, false)]
+    [InlineData("POST", "http://manager", null, false)]
+    [InlineData("POST", "null", null, false)]
+    [InlineData("POST", "not an origin", null, false)]
+    [InlineData("POST", "https://ops.example.com", "cross-site", true)]
+    public void TheFetchMetadataCheck_IsGosCrossOriginProtection(string method, string? origin, string? site, bool allowed)
+    {
+        var context = new DefaultHttpContext();
+        context.Request.Method = method;
+        context.Request.Host = new HostString("manager:7070");
+        if (origin is not null)
+        {
+            context.Request.Headers.Origin = origin;
+        }
+
+        if (site is not null)
+        {
+            context.Request.Headers["Sec-Fetch-Site"] = site;
+        }
+
+        CrossOriginProtection.Allows(context.Request, new HashSet<string>(StringComparer.OrdinalIgnoreCase) { "https://ops.example.com" }).ShouldBe(allowed);
+    }
+
+    private static HttpRequestMessage Send(HttpMethod method, string path, string? origin, string? site)
+    {
+        var request = new HttpRequestMessage(method, path);
+        if (origin is not null)
+        {
+            request.Headers.TryAddWithoutValidation("Origin", origin);
+        }
+
+        if (site is not null)
+        {
+            request.Headers.TryAddWithoutValidation("Sec-Fetch-Site", site);
+        }
+
+        return request;
+    }
+}
