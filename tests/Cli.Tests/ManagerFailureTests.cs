@@ -396,4 +396,24 @@ public sealed partial class ManagerFailureTests : IDisposable
         list.Out.ShouldContain("p6");
         list.Out.Trim().Split('\n')[^1].ShouldBe("6-6 of 6 proplets");
     }
+
+    /// <summary>
+    /// A number option given something that is not a whole number in its type's range is a usage error (exit 2); the
+    /// range check read the value the parser could not convert, and the CLI crashed with a stack trace (exit 134).
+    /// </summary>
+    [Theory]
+    [InlineData("propeller: --limit must be a whole number between 1 and 100, got 'abc'", "task", "list", "--limit", "abc")]
+    [InlineData("propeller: --offset must be a whole number, 0 or more, got '99999999999999999999'", "task", "list", "--offset", "99999999999999999999")]
+    [InlineData("propeller: --limit must be a whole number, 1 or more, got '1.5'", "proplet", "list", "--limit", "1.5")]
+    [InlineData("propeller: --last must be a whole number between 1 and 1000, got 'ten'", "task", "history", Id, "--last", "ten")]
+    public async Task ANumberOptionThatIsNotANumber_IsAUsageError(string stderr, params string[] args)
+    {
+        var manager = new FakeManager((_, _) => Task.FromResult(FakeManager.Json("""{"offset":0,"limit":20,"total":0,"tasks":[],"proplets":[]}""")));
+
+        var outcome = await Cli.RunAsync(manager, args);
+
+        outcome.Exit.ShouldBe(2, outcome.ToString());
+        outcome.Err.Trim().Split('\n')[0].ShouldBe(stderr, outcome.ToString());
+        manager.Requests.ShouldBeEmpty();
+    }
 }

@@ -150,14 +150,11 @@ internal static class TaskCommands
     private static Command History(CommandActions actions)
     {
         var id = IdArgument();
-        var last = new Option<int?>("--last") { Description = $"Only the last N events (1-{HistoryPage})" };
-        last.Validators.Add(result =>
+        var last = new Option<int?>("--last")
         {
-            if (result.GetValueOrDefault<int?>() is { } n && (n < 1 || n > HistoryPage))
-            {
-                result.AddError($"--last must be between 1 and {HistoryPage}");
-            }
-        });
+            Description = $"Only the last N events (1-{HistoryPage})",
+            CustomParser = result => Paging.ParseWhole(result, "--last", 1, HistoryPage),
+        };
         var command = new Command("history", "Show a task's history: every event with its time, user and plugin decisions") { id, last };
         actions.Set(
             command,
