@@ -416,4 +416,61 @@ public sealed partial class ManagerFailureTests : IDisposable
         outcome.Err.Trim().Split('\n')[0].ShouldBe(stderr, outcome.ToString());
         manager.Requests.ShouldBeEmpty();
     }
+
+    /// <summary>
+    /// An empty file name (<c>""</c>, an unset shell variable) is a usage error; the check that a module comes from one
+    /// place read the file the parser could not make of it, and the CLI crashed with a stack trace (exit 134).
+    /// </summary>
+    [Theory]
+    [InlineData("task", "run", "")]
+    [InlineData("task", "create", "-n", "main", "--file", "")]
+    public async Task AnEmptyFileName_IsAUsageError(params string[] args)
+    {
+        var manager = new FakeManager((_, _) => Task.FromResult(FakeManager.Json(FakeManager.Task(3))));
+
+        var outcome = await Cli.RunAsync(manager, args);
+
+        outcome.Exit.ShouldBe(2, outcome.ToString());
+        outcome.Err.ShouldStartWith("propeller: ", Case.Sensitive, outcome.ToString());
+        manager.Requests.ShouldBeEmpty();
+    }
+
+    /// <summary>
+    /// An empty id is a usage error: GET /tasks/ is the task list, which `task get ""` showed as a task (state ?, exit
+    /// 0); the other commands got the manager's 404 or 405 for a path the user never typed.
+    /// </summary>
+    [Theory]
+    [InlineData("propeller: the task id must not be empty", "task", "get", "")]
+    [InlineData("propeller: the task id must not be empty", "task", "start", "")]
+    [InlineData("propeller: the task id must not be empty", "task", "delete", "")]
+    [InlineData("propeller: the task id must not be empty", "task", "watch", "")]
+    [InlineData("propeller: the proplet id must not be empty", "proplet", "get", "")]
+    public async Task AnEmptyId_IsAUsageError(string stderr, params string[] args)
+    {
+        var manager = new FakeManager((_, _) => Task.FromResult(FakeManager.Json("""{"offset":0,"limit":100,"total":1,"tasks":[{"id":"x"}]}""")));
+
+        var outcome = await Cli.RunAsync(manager, args);
+
+        outcome.Exit.ShouldBe(2, outcome.ToString());
+        outcome.Err.Trim().Split('\n')[0].ShouldBe(stderr, outcome.ToString());
+        manager.Requests.ShouldBeEmpty();
+    }
+
+    /// <summary>
+    /// An empty --image-url is a usage error: it counted as the module's source, so `task run --image-url ""` created a
+    /// task without a module and waited for it until --timeout (10 minutes).
+    /// </summary>
+    [Theory]
+    [InlineData("task", "run", "--image-url", "", "--timeout", "2s")]
+    [InlineData("task", "create", "-n", "main", "--image-url", "")]
+    public async Task AnEmptyImageUrl_IsAUsageError(params string[] args)
+    {
+        var manager = new FakeManager((_, _) => Task.FromResult(FakeManager.Json(FakeManager.Task(0))));
+
+        var outcome = await Cli.RunAsync(manager, args);
+
+        outcome.Exit.ShouldBe(2, outcome.ToString());
+        outcome.Err.Trim().Split('\n')[0].ShouldBe("propeller: --image-url must not be empty", outcome.ToString());
+        manager.Requests.ShouldBeEmpty();
+    }
 }

@@ -20,6 +20,14 @@ internal sealed class SpecOptions
 
     public SpecOptions(bool withFile = true)
     {
+        _imageUrl.Validators.Add(result =>
+        {
+            // Empty, it counted as the module's source: `task run --image-url ""` created a task without any and waited.
+            if (result.Tokens.Count > 0 && result.Tokens[0].Value.Length == 0)
+            {
+                result.AddError("--image-url must not be empty");
+            }
+        });
         if (withFile)
         {
             _file = new Option<FileInfo?>("--file") { Description = "The WebAssembly module (.wasm), sent inline" };
@@ -37,7 +45,8 @@ internal sealed class SpecOptions
             command.Validators.Add(result =>
             {
                 // Both would create a task the proplet runs from the file, never asking for the image.
-                if (result.GetValue(_file) is not null && result.GetValue(_imageUrl) is not null)
+                // From the results: GetValue of a file the parser could not make ("") throws in a validator.
+                if (result.GetResult(_file) is not null && result.GetResult(_imageUrl) is not null)
                 {
                     result.AddError("--file and --image-url cannot be used together: the module comes from one of them");
                 }
