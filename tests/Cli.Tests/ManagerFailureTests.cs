@@ -473,4 +473,69 @@ public sealed partial class ManagerFailureTests : IDisposable
         outcome.Err.Trim().Split('\n')[0].ShouldBe("propeller: --image-url must not be empty", outcome.ToString());
         manager.Requests.ShouldBeEmpty();
     }
+
+    /// <summary>
+    /// A 200 with an empty body where the CLI expects JSON (not the manager: a proxy's placeholder, another server) is
+    /// one clear line and exit 1; it was "Operation is not valid due to the current state of the object", and `task
+    /// start` reported the task started.
+    /// </summary>
+    [Theory]
+    [InlineData("GET /tasks/" + Id, "task", "get", Id)]
+    [InlineData("POST /tasks/" + Id + "/start", "task", "start", Id)]
+    [InlineData("GET /plugins", "plugin", "list")]
+    public async Task AnEmptyAnswer_IsOneClearLine_AndExit1(string request, params string[] args)
+    {
+        var manager = new FakeManager((_, _) => Task.FromResult(new HttpResponseMessage(HttpStatusCode.OK)));
+
+        var outcome = await Cli.RunAsync(manager, args);
+
+        outcome.Exit.ShouldBe(1, outcome.ToString());
+        outcome.Out.ShouldBeEmpty(outcome.ToString());
+        outcome.Err.Trim().ShouldBe($"propeller: the manager at {FakeManager.Url}/ answered {request} with an empty body", outcome.ToString());
+    }
+
+    /// <summary>
+    /// An answer that does not end (a stream mistaken for the manager) is given up at 256 MiB, one line and exit 1; it
+    /// was read into 2 GiB of memory, then reported as "cannot reach the manager" (exit 3).
+    /// </summary>
+    [Fact]
+    public async Task AnAnswerThatDoesNotEnd_IsGivenUpAt256MiB_AndExit1()
+    {
+        var manager = new FakeManager((_, _) => Task.FromResult(new HttpResponseMessage(HttpStatusCode.OK) { Content = new StreamContent(new EndlessStream()) }));
+
+        var outcome = await Cli.RunAsync(manager, "task", "list");
+
+        outcome.Exit.ShouldBe(1, outcome.ToString());
+        outcome.Err.Trim().ShouldBe($"propeller: the manager at {FakeManager.Url}/ answered GET /tasks?offset=0&limit=20 with more than 256 MiB: not an answer of the manager's", outcome.ToString());
+    }
+
+    /// <summary>JSON whitespace, for ever.</summary>
+    private sealed class EndlessStream : Stream
+    {
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => false;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public override int Read(byte[] buffer, int offset, int count)
+        {
+            buffer.AsSpan(offset, count).Fill((byte)' ');
+            return count;
+        }
+
+        public override void Flush()
+        {
+        }
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+    }
 }
