@@ -509,6 +509,24 @@ public sealed partial class ManagerFailureTests : IDisposable
         outcome.Err.Trim().ShouldBe($"propeller: the manager at {FakeManager.Url}/ answered GET /tasks?offset=0&limit=20 with more than 256 MiB: not an answer of the manager's", outcome.ToString());
     }
 
+    /// <summary>
+    /// A long poll answered at once with something that is no task (another server at the URL) is an unexpected answer,
+    /// exit 1; the wait asked again without pause, thousands of requests a second, until --timeout (10 minutes).
+    /// </summary>
+    [Fact(Timeout = 30_000)]
+    public async Task Run_WhenTheWaitAnswersNoTask_IsAnUnexpectedAnswer_NotAFloodOfPolls()
+    {
+        var manager = new FakeManager((request, _) => Task.FromResult(FakeManager.Json(request.RequestUri!.Query.StartsWith("?wait=", StringComparison.Ordinal)
+            ? """{"offset":0,"limit":20,"total":0,"tasks":[]}"""
+            : FakeManager.Task(0))));
+
+        var run = await Cli.RunAsync(manager, "task", "run", "--image-url", "reg/x/add:v1", "--timeout", "5s");
+
+        run.Exit.ShouldBe(1, run.ToString());
+        run.Err.Trim().ShouldStartWith($"propeller: unexpected answer from the manager at {FakeManager.Url}/: ", Case.Sensitive, run.ToString());
+        manager.Requests.Count(r => r.Contains("?wait=", StringComparison.Ordinal)).ShouldBe(1);
+    }
+
     /// <summary>JSON whitespace, for ever.</summary>
     private sealed class EndlessStream : Stream
     {
