@@ -527,6 +527,21 @@ public sealed partial class ManagerFailureTests : IDisposable
         manager.Requests.Count(r => r.Contains("?wait=", StringComparison.Ordinal)).ShouldBe(1);
     }
 
+    /// <summary>`task list --metadata` that is not a JSON object is a usage error, as for `task create` (it was the manager's 400, exit 1).</summary>
+    [Theory]
+    [InlineData("{bad", "propeller: --metadata is not JSON: ")]
+    [InlineData("[1]", "propeller: --metadata must be a JSON object")]
+    public async Task List_WithMetadataThatIsNotAJsonObject_IsAUsageError(string metadata, string stderr)
+    {
+        var manager = new FakeManager((_, _) => Task.FromResult(new HttpResponseMessage(HttpStatusCode.BadRequest) { Content = new StringContent("""{"error":"metadata must be a JSON object"}""") }));
+
+        var list = await Cli.RunAsync(manager, "task", "list", "--metadata", metadata);
+
+        list.Exit.ShouldBe(2, list.ToString());
+        list.Err.ShouldStartWith(stderr, Case.Sensitive, list.ToString());
+        manager.Requests.ShouldBeEmpty();
+    }
+
     /// <summary>JSON whitespace, for ever.</summary>
     private sealed class EndlessStream : Stream
     {

@@ -76,19 +76,7 @@ internal sealed class SpecOptions
         JsonElement? metadata = null;
         if (parse.GetValue(_metadata) is { } text)
         {
-            try
-            {
-                metadata = JsonDocument.Parse(text).RootElement.Clone();
-            }
-            catch (JsonException ex)
-            {
-                throw new CliException($"--metadata is not JSON: {ex.Message}", CliException.Usage);
-            }
-
-            if (metadata.Value.ValueKind != JsonValueKind.Object)
-            {
-                throw new CliException("--metadata must be a JSON object", CliException.Usage);
-            }
+            metadata = MetadataError(text) is { } error ? throw new CliException(error, CliException.Usage) : JsonDocument.Parse(text).RootElement.Clone();
         }
 
         var cliArgs = parse.GetValue(_cliArgs);
@@ -103,6 +91,20 @@ internal sealed class SpecOptions
             Metadata = metadata,
             Daemon = parse.GetValue(_daemon),
         };
+    }
+
+    /// <summary>Why <paramref name="text"/> is not a <c>--metadata</c> value (a JSON object), or null when it is one.</summary>
+    public static string? MetadataError(string text)
+    {
+        try
+        {
+            using var document = JsonDocument.Parse(text);
+            return document.RootElement.ValueKind == JsonValueKind.Object ? null : "--metadata must be a JSON object";
+        }
+        catch (JsonException ex)
+        {
+            return $"--metadata is not JSON: {ex.Message}";
+        }
     }
 
     /// <summary>The module's bytes as base64, after checking it is one (<c>\0asm</c>), so a wrong file fails here.</summary>

@@ -63,6 +63,14 @@ internal static class TaskCommands
         state.AcceptOnlyFromAmong("pending", "scheduled", "running", "completed", "failed", "skipped", "interrupted");
         var name = new Option<string?>("--name", "-n") { Description = "Only tasks whose name contains this (any case)" };
         var metadata = new Option<string?>("--metadata") { Description = "Only tasks whose metadata contains this JSON object, e.g. '{\"team\":\"edge\"}'" };
+        metadata.Validators.Add(result =>
+        {
+            // Checked as task create checks it (exit 2), not left to the manager's 400 (exit 1).
+            if (result.Tokens.Count > 0 && SpecOptions.MetadataError(result.Tokens[0].Value) is { } error)
+            {
+                result.AddError(error);
+            }
+        });
         var proplet = new Option<string?>("--proplet") { Description = "Only tasks dispatched to this proplet" };
         var newest = new Option<bool>("--newest") { Description = "Newest first (default: oldest first)" };
         var command = new Command("list", "List tasks, a page at a time") { offset, limit, state, name, metadata, proplet, newest };
