@@ -542,6 +542,29 @@ public sealed partial class ManagerFailureTests : IDisposable
         manager.Requests.ShouldBeEmpty();
     }
 
+    /// <summary>
+    /// A module whose base64 passes the manager's 100 MiB request limit is a usage error before any request; it was sent,
+    /// and the manager's 413 (closing the connection mid-body) read as "cannot reach the manager" (exit 3).
+    /// </summary>
+    [Fact]
+    public async Task AModuleOverTheManagersRequestLimit_IsAUsageError_BeforeAnyRequest()
+    {
+        var file = Path.Combine(_dir.FullName, "big.wasm");
+        await using (var stream = File.Create(file))
+        {
+            await stream.WriteAsync(Wasm.Addition, TestContext.Current.CancellationToken);
+            stream.SetLength(76L * 1024 * 1024); // sparse: 76 MiB is 101.3 MiB of base64
+        }
+
+        var manager = new FakeManager((_, _) => Task.FromResult(FakeManager.Json(FakeManager.Task(3))));
+
+        var run = await Cli.RunAsync(manager, "task", "run", file);
+
+        run.Exit.ShouldBe(2, run.ToString());
+        run.Err.Trim().ShouldBe($"propeller: {file} is too large: 76 MiB, as base64 over the manager's request limit of 100 MiB (a module of at most 75 MiB fits)", run.ToString());
+        manager.Requests.ShouldBeEmpty();
+    }
+
     /// <summary>JSON whitespace, for ever.</summary>
     private sealed class EndlessStream : Stream
     {

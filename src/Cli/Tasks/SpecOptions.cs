@@ -107,12 +107,25 @@ internal sealed class SpecOptions
         }
     }
 
+    /// <summary>The largest request body the manager reads (src/Manager/ManagerApp.cs: the original's 100 MiB).</summary>
+    public const long MaxRequestBytes = 100L * 1024 * 1024;
+
     /// <summary>The module's bytes as base64, after checking it is one (<c>\0asm</c>), so a wrong file fails here.</summary>
     public static string ReadWasm(FileInfo file)
     {
         byte[] bytes;
         try
         {
+            file.Refresh();
+            if (file.Exists && (file.Length + 2) / 3 * 4 > MaxRequestBytes)
+            {
+                // Sent over the limit, the manager answers 413 and closes the connection while the body is still being
+                // written: the CLI saw "cannot reach the manager ... Error while copying content to a stream" (exit 3).
+                throw new CliException(
+                    string.Create(CultureInfo.InvariantCulture, $"{file.FullName} is too large: {file.Length / (1024.0 * 1024):0.#} MiB, as base64 over the manager's request limit of {MaxRequestBytes / (1024 * 1024)} MiB (a module of at most {MaxRequestBytes / 4 * 3 / (1024 * 1024)} MiB fits)"),
+                    CliException.Usage);
+            }
+
             bytes = File.ReadAllBytes(file.FullName);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
