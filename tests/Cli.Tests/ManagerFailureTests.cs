@@ -396,4 +396,202 @@ public sealed partial class ManagerFailureTests : IDisposable
         list.Out.ShouldContain("p6");
         list.Out.Trim().Split('\n')[^1].ShouldBe("6-6 of 6 proplets");
     }
+
+    /// <summary>
+    /// A number option given something that is not a whole number in its type's range is a usage error (exit 2); the
+    /// range check read the value the parser could not convert, and the CLI crashed with a stack trace (exit 134).
+    /// </summary>
+    [Theory]
+    [InlineData("propeller: --limit must be a whole number between 1 and 100, got 'abc'", "task", "list", "--limit", "abc")]
+    [InlineData("propeller: --offset must be a whole number, 0 or more, got '99999999999999999999'", "task", "list", "--offset", "99999999999999999999")]
+    [InlineData("propeller: --limit must be a whole number, 1 or more, got '1.5'", "proplet", "list", "--limit", "1.5")]
+    [InlineData("propeller: --last must be a whole number between 1 and 1000, got 'ten'", "task", "history", Id, "--last", "ten")]
+    public async Task ANumberOptionThatIsNotANumber_IsAUsageError(string stderr, params string[] args)
+    {
+        var manager = new FakeManager((_, _) => Task.FromResult(FakeManager.Json("""{"offset":0,"limit":20,"total":0,"tasks":[],"proplets":[]}""")));
+
+        var outcome = await Cli.RunAsync(manager, args);
+
+        outcome.Exit.ShouldBe(2, outcome.ToString());
+        outcome.Err.Trim().Split('\n')[0].ShouldBe(stderr, outcome.ToString());
+        manager.Requests.ShouldBeEmpty();
+    }
+
+    /// <summary>
+    /// An empty file name (<c>""</c>, an unset shell variable) is a usage error; the check that a module comes from one
+    /// place read the file the parser could not make of it, and the CLI crashed with a stack trace (exit 134).
+    /// </summary>
+    [Theory]
+    [InlineData("task", "run", "")]
+    [InlineData("task", "create", "-n", "main", "--file", "")]
+    public async Task AnEmptyFileName_IsAUsageError(params string[] args)
+    {
+        var manager = new FakeManager((_, _) => Task.FromResult(FakeManager.Json(FakeManager.Task(3))));
+
+        var outcome = await Cli.RunAsync(manager, args);
+
+        outcome.Exit.ShouldBe(2, outcome.ToString());
+        outcome.Err.ShouldStartWith("propeller: ", Case.Sensitive, outcome.ToString());
+        manager.Requests.ShouldBeEmpty();
+    }
+
+    /// <summary>
+    /// An empty id is a usage error: GET /tasks/ is the task list, which `task get ""` showed as a task (state ?, exit
+    /// 0); the other commands got the manager's 404 or 405 for a path the user never typed.
+    /// </summary>
+    [Theory]
+    [InlineData("propeller: the task id must not be empty", "task", "get", "")]
+    [InlineData("propeller: the task id must not be empty", "task", "start", "")]
+    [InlineData("propeller: the task id must not be empty", "task", "delete", "")]
+    [InlineData("propeller: the task id must not be empty", "task", "watch", "")]
+    [InlineData("propeller: the proplet id must not be empty", "proplet", "get", "")]
+    public async Task AnEmptyId_IsAUsageError(string stderr, params string[] args)
+    {
+        var manager = new FakeManager((_, _) => Task.FromResult(FakeManager.Json("""{"offset":0,"limit":100,"total":1,"tasks":[{"id":"x"}]}""")));
+
+        var outcome = await Cli.RunAsync(manager, args);
+
+        outcome.Exit.ShouldBe(2, outcome.ToString());
+        outcome.Err.Trim().Split('\n')[0].ShouldBe(stderr, outcome.ToString());
+        manager.Requests.ShouldBeEmpty();
+    }
+
+    /// <summary>
+    /// An empty --image-url is a usage error: it counted as the module's source, so `task run --image-url ""` created a
+    /// task without a module and waited for it until --timeout (10 minutes).
+    /// </summary>
+    [Theory]
+    [InlineData("task", "run", "--image-url", "", "--timeout", "2s")]
+    [InlineData("task", "create", "-n", "main", "--image-url", "")]
+    public async Task AnEmptyImageUrl_IsAUsageError(params string[] args)
+    {
+        var manager = new FakeManager((_, _) => Task.FromResult(FakeManager.Json(FakeManager.Task(0))));
+
+        var outcome = await Cli.RunAsync(manager, args);
+
+        outcome.Exit.ShouldBe(2, outcome.ToString());
+        outcome.Err.Trim().Split('\n')[0].ShouldBe("propeller: --image-url must not be empty", outcome.ToString());
+        manager.Requests.ShouldBeEmpty();
+    }
+
+    /// <summary>
+    /// A 200 with an empty body where the CLI expects JSON (not the manager: a proxy's placeholder, another server) is
+    /// one clear line and exit 1; it was "Operation is not valid due to the current state of the object", and `task
+    /// start` reported the task started.
+    /// </summary>
+    [Theory]
+    [InlineData("GET /tasks/" + Id, "task", "get", Id)]
+    [InlineData("POST /tasks/" + Id + "/start", "task", "start", Id)]
+    [InlineData("GET /plugins", "plugin", "list")]
+    public async Task AnEmptyAnswer_IsOneClearLine_AndExit1(string request, params string[] args)
+    {
+        var manager = new FakeManager((_, _) => Task.FromResult(new HttpResponseMessage(HttpStatusCode.OK)));
+
+        var outcome = await Cli.RunAsync(manager, args);
+
+        outcome.Exit.ShouldBe(1, outcome.ToString());
+        outcome.Out.ShouldBeEmpty(outcome.ToString());
+        outcome.Err.Trim().ShouldBe($"propeller: the manager at {FakeManager.Url}/ answered {request} with an empty body", outcome.ToString());
+    }
+
+    /// <summary>
+    /// An answer that does not end (a stream mistaken for the manager) is given up at 256 MiB, one line and exit 1; it
+    /// was read into 2 GiB of memory, then reported as "cannot reach the manager" (exit 3).
+    /// </summary>
+    [Fact]
+    public async Task AnAnswerThatDoesNotEnd_IsGivenUpAt256MiB_AndExit1()
+    {
+        var manager = new FakeManager((_, _) => Task.FromResult(new HttpResponseMessage(HttpStatusCode.OK) { Content = new StreamContent(new EndlessStream()) }));
+
+        var outcome = await Cli.RunAsync(manager, "task", "list");
+
+        outcome.Exit.ShouldBe(1, outcome.ToString());
+        outcome.Err.Trim().ShouldBe($"propeller: the manager at {FakeManager.Url}/ answered GET /tasks?offset=0&limit=20 with more than 256 MiB: not an answer of the manager's", outcome.ToString());
+    }
+
+    /// <summary>
+    /// A long poll answered at once with something that is no task (another server at the URL) is an unexpected answer,
+    /// exit 1; the wait asked again without pause, thousands of requests a second, until --timeout (10 minutes).
+    /// </summary>
+    [Fact(Timeout = 30_000)]
+    public async Task Run_WhenTheWaitAnswersNoTask_IsAnUnexpectedAnswer_NotAFloodOfPolls()
+    {
+        var manager = new FakeManager((request, _) => Task.FromResult(FakeManager.Json(request.RequestUri!.Query.StartsWith("?wait=", StringComparison.Ordinal)
+            ? """{"offset":0,"limit":20,"total":0,"tasks":[]}"""
+            : FakeManager.Task(0))));
+
+        var run = await Cli.RunAsync(manager, "task", "run", "--image-url", "reg/x/add:v1", "--timeout", "5s");
+
+        run.Exit.ShouldBe(1, run.ToString());
+        run.Err.Trim().ShouldStartWith($"propeller: unexpected answer from the manager at {FakeManager.Url}/: ", Case.Sensitive, run.ToString());
+        manager.Requests.Count(r => r.Contains("?wait=", StringComparison.Ordinal)).ShouldBe(1);
+    }
+
+    /// <summary>`task list --metadata` that is not a JSON object is a usage error, as for `task create` (it was the manager's 400, exit 1).</summary>
+    [Theory]
+    [InlineData("{bad", "propeller: --metadata is not JSON: ")]
+    [InlineData("[1]", "propeller: --metadata must be a JSON object")]
+    public async Task List_WithMetadataThatIsNotAJsonObject_IsAUsageError(string metadata, string stderr)
+    {
+        var manager = new FakeManager((_, _) => Task.FromResult(new HttpResponseMessage(HttpStatusCode.BadRequest) { Content = new StringContent("""{"error":"metadata must be a JSON object"}""") }));
+
+        var list = await Cli.RunAsync(manager, "task", "list", "--metadata", metadata);
+
+        list.Exit.ShouldBe(2, list.ToString());
+        list.Err.ShouldStartWith(stderr, Case.Sensitive, list.ToString());
+        manager.Requests.ShouldBeEmpty();
+    }
+
+    /// <summary>
+    /// A module whose base64 passes the manager's 100 MiB request limit is a usage error before any request; it was sent,
+    /// and the manager's 413 (closing the connection mid-body) read as "cannot reach the manager" (exit 3).
+    /// </summary>
+    [Fact]
+    public async Task AModuleOverTheManagersRequestLimit_IsAUsageError_BeforeAnyRequest()
+    {
+        var file = Path.Combine(_dir.FullName, "big.wasm");
+        await using (var stream = File.Create(file))
+        {
+            await stream.WriteAsync(Wasm.Addition, TestContext.Current.CancellationToken);
+            stream.SetLength(76L * 1024 * 1024); // sparse: 76 MiB is 101.3 MiB of base64
+        }
+
+        var manager = new FakeManager((_, _) => Task.FromResult(FakeManager.Json(FakeManager.Task(3))));
+
+        var run = await Cli.RunAsync(manager, "task", "run", file);
+
+        run.Exit.ShouldBe(2, run.ToString());
+        run.Err.Trim().ShouldBe($"propeller: {file} is too large: 76 MiB, as base64 over the manager's request limit of 100 MiB (a module of at most 75 MiB fits)", run.ToString());
+        manager.Requests.ShouldBeEmpty();
+    }
+
+    /// <summary>JSON whitespace, for ever.</summary>
+    private sealed class EndlessStream : Stream
+    {
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => false;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public override int Read(byte[] buffer, int offset, int count)
+        {
+            buffer.AsSpan(offset, count).Fill((byte)' ');
+            return count;
+        }
+
+        public override void Flush()
+        {
+        }
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+    }
 }

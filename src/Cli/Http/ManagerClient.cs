@@ -1,3 +1,4 @@
+using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Net.ServerSentEvents;
@@ -16,6 +17,13 @@ internal sealed class ManagerClient : IDisposable
 {
     private readonly HttpClient _http;
 
+    /// <summary>
+    /// The largest answer read (HttpClient's default is 2 GiB): far above any the manager gives (a page of at most 100
+    /// tasks or 1000 events, modules redacted, metadata at most 1 MiB each), so that a body that does not end (something
+    /// else at the URL) is refused at once instead of taking gigabytes of memory.
+    /// </summary>
+    private const int MaxAnswerBytes = 256 * 1024 * 1024;
+
     private readonly TimeSpan _requestTimeout;
 
     public ManagerClient(Uri baseAddress, string? apiKey, string? user, TimeSpan requestTimeout, HttpMessageHandler? handler = null)
@@ -26,6 +34,7 @@ internal sealed class ManagerClient : IDisposable
         _http = handler is null ? new HttpClient() : new HttpClient(handler, disposeHandler: false);
         _http.BaseAddress = BaseAddress;
         _http.Timeout = Timeout.InfiniteTimeSpan; // per request instead: long polls and the event stream wait longer
+        _http.MaxResponseContentBufferSize = MaxAnswerBytes;
         if (apiKey is { Length: > 0 })
         {
             _http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", apiKey);
@@ -96,7 +105,11 @@ internal sealed class ManagerClient : IDisposable
                 var text = await ReadAsync(request, () => response.Content.ReadAsStringAsync(token));
                 if (text.Length == 0)
                 {
-                    return default; // 204, or 200 with an empty body (results of a task without any)
+                    // 204 (a delete) has no body; every other answer the CLI asks for is JSON, and an empty one read as
+                    // nothing made `task start` say "started" and the rest fail with InvalidOperationException's text.
+                    return response.StatusCode == HttpStatusCode.NoContent
+                        ? default
+                        : throw new CliException($"the manager at {BaseAddress} answered {request.Method} {PathOf(request)} with an empty body", CliException.Failed);
                 }
 
                 try
@@ -132,6 +145,11 @@ internal sealed class ManagerClient : IDisposable
         try
         {
             return await _http.SendAsync(request, completion, cancellationToken);
+        }
+        catch (HttpRequestException ex) when (ex.HttpRequestError == HttpRequestError.ConfigurationLimitExceeded)
+        {
+            // Reported as any transport failure, it was "cannot reach the manager" (exit 3) after reading 2 GiB.
+            throw new CliException($"the manager at {BaseAddress} answered {request.Method} {PathOf(request)} with more than {MaxAnswerBytes / (1024 * 1024)} MiB: not an answer of the manager's", CliException.Failed);
         }
         catch (HttpRequestException ex)
         {

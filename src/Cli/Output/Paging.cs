@@ -1,4 +1,7 @@
 using System.CommandLine;
+using System.CommandLine.Parsing;
+using System.Globalization;
+using System.Numerics;
 
 namespace Propeller.Cli.Output;
 
@@ -8,42 +11,39 @@ namespace Propeller.Cli.Output;
 /// </summary>
 internal static class Paging
 {
-    public static Option<long> Offset(string what)
+    public static Option<long> Offset(string what) => new("--offset")
     {
-        var offset = new Option<long>("--offset") { Description = $"Skip this many {what}", DefaultValueFactory = _ => 0 };
-        offset.Validators.Add(result =>
-        {
-            if (result.GetValueOrDefault<long>() < 0)
-            {
-                result.AddError("--offset must be 0 or more");
-            }
-        });
-        return offset;
-    }
+        Description = $"Skip this many {what}",
+        DefaultValueFactory = _ => 0,
+        CustomParser = result => ParseWhole(result, "--offset", 0L, null),
+    };
 
-    public static Option<int> Limit(string what, int byDefault, int? max = null)
+    public static Option<int> Limit(string what, int byDefault, int? max = null) => new("--limit")
     {
-        var limit = new Option<int>("--limit")
-        {
-            Description = max is { } most ? $"Show at most this many {what} (1-{most})" : $"Show at most this many {what}",
-            DefaultValueFactory = _ => byDefault,
-        };
-        limit.Validators.Add(result =>
-        {
-            var value = result.GetValueOrDefault<int>();
-            if (max is { } most)
-            {
-                if (value < 1 || value > most)
-                {
-                    result.AddError($"--limit must be between 1 and {most}");
-                }
-            }
-            else if (value < 1)
-            {
-                result.AddError("--limit must be 1 or more");
-            }
-        });
-        return limit;
-    }
+        Description = max is { } most ? $"Show at most this many {what} (1-{most})" : $"Show at most this many {what}",
+        DefaultValueFactory = _ => byDefault,
+        CustomParser = result => ParseWhole(result, "--limit", 1, max),
+    };
 
+    /// <summary>
+    /// A whole number from <paramref name="min"/> to <paramref name="max"/> (or up), else a parse error naming the range.
+    /// A parser rather than a validator: System.CommandLine runs an option's validators even when its value could not be
+    /// converted, and reading the value there throws (dotnet/command-line-api#2645): 'abc' crashed the CLI.
+    /// </summary>
+    public static T ParseWhole<T>(ArgumentResult result, string name, T min, T? max)
+        where T : struct, IBinaryInteger<T>
+    {
+        var text = result.Tokens.Count > 0 ? result.Tokens[0].Value : "";
+        var range = max is { } most ? $"between {min} and {most}" : $"{min} or more";
+        if (!T.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var value))
+        {
+            result.AddError($"{name} must be a whole number{(max is null ? ", " : " ")}{range}, got '{text}'");
+        }
+        else if (value < min || (max is { } top && value > top))
+        {
+            result.AddError($"{name} must be {range}");
+        }
+
+        return value;
+    }
 }

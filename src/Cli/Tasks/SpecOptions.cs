@@ -20,6 +20,14 @@ internal sealed class SpecOptions
 
     public SpecOptions(bool withFile = true)
     {
+        _imageUrl.Validators.Add(result =>
+        {
+            // Empty, it counted as the module's source: `task run --image-url ""` created a task without any and waited.
+            if (result.Tokens.Count > 0 && result.Tokens[0].Value.Length == 0)
+            {
+                result.AddError("--image-url must not be empty");
+            }
+        });
         if (withFile)
         {
             _file = new Option<FileInfo?>("--file") { Description = "The WebAssembly module (.wasm), sent inline" };
@@ -37,7 +45,8 @@ internal sealed class SpecOptions
             command.Validators.Add(result =>
             {
                 // Both would create a task the proplet runs from the file, never asking for the image.
-                if (result.GetValue(_file) is not null && result.GetValue(_imageUrl) is not null)
+                // From the results: GetValue of a file the parser could not make ("") throws in a validator.
+                if (result.GetResult(_file) is not null && result.GetResult(_imageUrl) is not null)
                 {
                     result.AddError("--file and --image-url cannot be used together: the module comes from one of them");
                 }
@@ -67,19 +76,7 @@ internal sealed class SpecOptions
         JsonElement? metadata = null;
         if (parse.GetValue(_metadata) is { } text)
         {
-            try
-            {
-                metadata = JsonDocument.Parse(text).RootElement.Clone();
-            }
-            catch (JsonException ex)
-            {
-                throw new CliException($"--metadata is not JSON: {ex.Message}", CliException.Usage);
-            }
-
-            if (metadata.Value.ValueKind != JsonValueKind.Object)
-            {
-                throw new CliException("--metadata must be a JSON object", CliException.Usage);
-            }
+            metadata = MetadataError(text) is { } error ? throw new CliException(error, CliException.Usage) : JsonDocument.Parse(text).RootElement.Clone();
         }
 
         var cliArgs = parse.GetValue(_cliArgs);
@@ -96,12 +93,39 @@ internal sealed class SpecOptions
         };
     }
 
+    /// <summary>Why <paramref name="text"/> is not a <c>--metadata</c> value (a JSON object), or null when it is one.</summary>
+    public static string? MetadataError(string text)
+    {
+        try
+        {
+            using var document = JsonDocument.Parse(text);
+            return document.RootElement.ValueKind == JsonValueKind.Object ? null : "--metadata must be a JSON object";
+        }
+        catch (JsonException ex)
+        {
+            return $"--metadata is not JSON: {ex.Message}";
+        }
+    }
+
+    /// <summary>The largest request body the manager reads (src/Manager/ManagerApp.cs: the original's 100 MiB).</summary>
+    public const long MaxRequestBytes = 100L * 1024 * 1024;
+
     /// <summary>The module's bytes as base64, after checking it is one (<c>\0asm</c>), so a wrong file fails here.</summary>
     public static string ReadWasm(FileInfo file)
     {
         byte[] bytes;
         try
         {
+            file.Refresh();
+            if (file.Exists && (file.Length + 2) / 3 * 4 > MaxRequestBytes)
+            {
+                // Sent over the limit, the manager answers 413 and closes the connection while the body is still being
+                // written: the CLI saw "cannot reach the manager ... Error while copying content to a stream" (exit 3).
+                throw new CliException(
+                    string.Create(CultureInfo.InvariantCulture, $"{file.FullName} is too large: {file.Length / (1024.0 * 1024):0.#} MiB, as base64 over the manager's request limit of {MaxRequestBytes / (1024 * 1024)} MiB (a module of at most {MaxRequestBytes / 4 * 3 / (1024 * 1024)} MiB fits)"),
+                    CliException.Usage);
+            }
+
             bytes = File.ReadAllBytes(file.FullName);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)

@@ -24,7 +24,23 @@ internal static class TaskCommands
         return task;
     }
 
-    private static Argument<string> IdArgument() => new("id") { Description = "The task's id" };
+    private static Argument<string> IdArgument() => NonEmpty(new Argument<string>("id") { Description = "The task's id" }, "the task id");
+
+    /// <summary>
+    /// Refuses an empty id (<c>""</c>, an unset shell variable): <c>/tasks/</c> is the task list, which <c>task get</c>
+    /// showed as if it were a task, and the other commands got a 404 or 405 for a path nobody typed.
+    /// </summary>
+    internal static Argument<string> NonEmpty(Argument<string> id, string what)
+    {
+        id.Validators.Add(result =>
+        {
+            if (result.Tokens.Count > 0 && result.Tokens[0].Value.Length == 0)
+            {
+                result.AddError($"{what} must not be empty");
+            }
+        });
+        return id;
+    }
 
     private static Command Create(CommandActions actions)
     {
@@ -47,6 +63,14 @@ internal static class TaskCommands
         state.AcceptOnlyFromAmong("pending", "scheduled", "running", "completed", "failed", "skipped", "interrupted");
         var name = new Option<string?>("--name", "-n") { Description = "Only tasks whose name contains this (any case)" };
         var metadata = new Option<string?>("--metadata") { Description = "Only tasks whose metadata contains this JSON object, e.g. '{\"team\":\"edge\"}'" };
+        metadata.Validators.Add(result =>
+        {
+            // Checked as task create checks it (exit 2), not left to the manager's 400 (exit 1).
+            if (result.Tokens.Count > 0 && SpecOptions.MetadataError(result.Tokens[0].Value) is { } error)
+            {
+                result.AddError(error);
+            }
+        });
         var proplet = new Option<string?>("--proplet") { Description = "Only tasks dispatched to this proplet" };
         var newest = new Option<bool>("--newest") { Description = "Newest first (default: oldest first)" };
         var command = new Command("list", "List tasks, a page at a time") { offset, limit, state, name, metadata, proplet, newest };
@@ -150,14 +174,11 @@ internal static class TaskCommands
     private static Command History(CommandActions actions)
     {
         var id = IdArgument();
-        var last = new Option<int?>("--last") { Description = $"Only the last N events (1-{HistoryPage})" };
-        last.Validators.Add(result =>
+        var last = new Option<int?>("--last")
         {
-            if (result.GetValueOrDefault<int?>() is { } n && (n < 1 || n > HistoryPage))
-            {
-                result.AddError($"--last must be between 1 and {HistoryPage}");
-            }
-        });
+            Description = $"Only the last N events (1-{HistoryPage})",
+            CustomParser = result => Paging.ParseWhole(result, "--last", 1, HistoryPage),
+        };
         var command = new Command("history", "Show a task's history: every event with its time, user and plugin decisions") { id, last };
         actions.Set(
             command,
@@ -241,6 +262,14 @@ internal static class TaskCommands
     private static Command Run(CommandActions actions)
     {
         var file = new Argument<FileInfo?>("file") { Description = "The WebAssembly module (.wasm) to run, unless --image-url is given", Arity = ArgumentArity.ZeroOrOne };
+        file.Validators.Add(result =>
+        {
+            // The parser does not report "" (an unset shell variable) as a file it cannot make: the action then failed.
+            if (result.Tokens.Count > 0 && result.Tokens[0].Value.Length == 0)
+            {
+                result.AddError("FILE.wasm must not be empty");
+            }
+        });
         var function = new Option<string>("--function", "-f") { Description = "The function to call (_start for WASI programs); a module that does not export it runs its main, run or _start instead (the first it has), with no error (docs/edge.md)", DefaultValueFactory = _ => "main" };
         var watch = new Option<bool>("--watch", "-w") { Description = "Print every state the task reaches (scheduled, running on which proplet, ...)" };
         var timeout = TimeoutOption();
@@ -250,7 +279,8 @@ internal static class TaskCommands
         command.Validators.Add(result =>
         {
             // Exactly one source: with both, the proplet would run the file and never ask for the image.
-            var (hasFile, hasImage) = (result.GetValue(file) is not null, result.GetValue(spec.ImageUrl) is not null);
+            // Whether each was given, from the results: GetValue of a file the parser could not make ("") throws here.
+            var (hasFile, hasImage) = (result.GetResult(file) is { Tokens.Count: > 0 }, result.GetResult(spec.ImageUrl) is not null);
             if (hasFile == hasImage)
             {
                 result.AddError(hasFile ? "FILE.wasm and --image-url cannot be used together: the module comes from one of them" : "task run needs FILE.wasm or --image-url URL");

@@ -145,6 +145,9 @@ internal static class TaskWaiter
         while (true)
         {
             var task = await context.Manager.GetAsync(path, PollWait, cancellationToken);
+            // An answer without a state is no task (another server at the URL, answering at once): reading it throws,
+            // the unexpected answer it is, instead of asking again without pause until --timeout.
+            _ = task.GetProperty("state").GetInt32();
             if (Tables.Ended(task))
             {
                 return task;
