@@ -494,6 +494,18 @@ public sealed partial class ManagerFailureTests : IDisposable
         outcome.Err.Trim().ShouldBe($"propeller: the manager at {FakeManager.Url}/ answered {request} with an empty body", outcome.ToString());
     }
 
+    /// <summary>A delete's answer is not read: an empty 200 (a proxy that rewrites the manager's 204) deletes as a 204 does.</summary>
+    [Fact]
+    public async Task ADeleteAnsweredWithAnEmpty200_IsDone()
+    {
+        var manager = new FakeManager((_, _) => Task.FromResult(new HttpResponseMessage(HttpStatusCode.OK)));
+
+        var outcome = await Cli.RunAsync(manager, "task", "delete", Id);
+
+        outcome.Exit.ShouldBe(0, outcome.ToString());
+        outcome.Err.ShouldBeEmpty(outcome.ToString());
+    }
+
     /// <summary>
     /// An answer that does not end (a stream mistaken for the manager) is given up at 256 MiB, one line and exit 1; it
     /// was read into 2 GiB of memory, then reported as "cannot reach the manager" (exit 3).

@@ -58,8 +58,9 @@ internal sealed class ManagerClient : IDisposable
     public Task<JsonElement> PostAsync(string path, object? body, CancellationToken cancellationToken) =>
         SendAsync(new HttpRequestMessage(HttpMethod.Post, Relative(path)) { Content = body is null ? null : JsonContent.Create(body) }, TimeSpan.Zero, cancellationToken);
 
+    /// <summary>A delete's answer is not read: the manager's is a 204, and an empty 200 (a proxy's rewrite of it) is as good.</summary>
     public Task<JsonElement> DeleteAsync(string path, CancellationToken cancellationToken) =>
-        SendAsync(new HttpRequestMessage(HttpMethod.Delete, Relative(path)), TimeSpan.Zero, cancellationToken);
+        SendAsync(new HttpRequestMessage(HttpMethod.Delete, Relative(path)), TimeSpan.Zero, cancellationToken, emptyAnswer: true);
 
     /// <summary>
     /// The events of <c>GET /events{query}</c> until the stream ends, breaks (the connection lost: the caller goes on
@@ -95,7 +96,7 @@ internal sealed class ManagerClient : IDisposable
     /// <summary>A path relative to the base address (without its leading slash, which would drop the base's path).</summary>
     private static Uri Relative(string path) => new(path.TrimStart('/'), UriKind.Relative);
 
-    private Task<JsonElement> SendAsync(HttpRequestMessage request, TimeSpan wait, CancellationToken cancellationToken) =>
+    private Task<JsonElement> SendAsync(HttpRequestMessage request, TimeSpan wait, CancellationToken cancellationToken, bool emptyAnswer = false) =>
         WithinTimeoutAsync(request, wait, async (request, token) =>
         {
             using (request)
@@ -105,9 +106,9 @@ internal sealed class ManagerClient : IDisposable
                 var text = await ReadAsync(request, () => response.Content.ReadAsStringAsync(token));
                 if (text.Length == 0)
                 {
-                    // 204 (a delete) has no body; every other answer the CLI asks for is JSON, and an empty one read as
-                    // nothing made `task start` say "started" and the rest fail with InvalidOperationException's text.
-                    return response.StatusCode == HttpStatusCode.NoContent
+                    // A delete's answer (204) has no body; every other answer the CLI asks for is JSON, and an empty one read
+                    // as nothing made `task start` say "started" and the rest fail with InvalidOperationException's text.
+                    return emptyAnswer || response.StatusCode == HttpStatusCode.NoContent
                         ? default
                         : throw new CliException($"the manager at {BaseAddress} answered {request.Method} {PathOf(request)} with an empty body", CliException.Failed);
                 }
