@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
+using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 
@@ -156,6 +157,50 @@ public sealed partial class ManagerFailureTests : IDisposable
         finally
         {
             listener.Stop();
+        }
+    }
+
+    /// <summary>
+    /// A redirect is not followed but reported with where it points (exit 1): HttpClient followed it, turning a POST into
+    /// a GET, and a redirect to an address that did not answer was "cannot reach the manager" (exit 3).
+    /// </summary>
+    [Fact(Timeout = 30_000)]
+    public async Task ARedirect_IsReportedWithItsTarget_NotFollowed()
+    {
+        var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var requests = 0;
+        var serving = AnswerWithARedirectAsync();
+        try
+        {
+            var url = $"http://127.0.0.1:{((IPEndPoint)listener.LocalEndpoint).Port}";
+
+            var start = await Cli.RunAsync(url, "task", "start", Id);
+
+            await serving;
+            start.Exit.ShouldBe(1, start.ToString());
+            start.Err.Trim().ShouldBe($"propeller: the manager at {url}/ answered POST /tasks/{Id}/start with a redirect (301) to http://127.0.0.1:1/api/tasks/{Id}/start: set --url or PROPELLER_URL to the manager's own address", start.ToString());
+            requests.ShouldBe(1);
+        }
+        finally
+        {
+            listener.Stop();
+        }
+
+        async Task AnswerWithARedirectAsync()
+        {
+            using var client = await listener.AcceptTcpClientAsync(TestContext.Current.CancellationToken);
+            var stream = client.GetStream();
+            var buffer = new byte[8192];
+            var read = 0;
+            while (!Encoding.ASCII.GetString(buffer, 0, read).Contains("\r\n\r\n", StringComparison.Ordinal))
+            {
+                read += await stream.ReadAsync(buffer.AsMemory(read), TestContext.Current.CancellationToken);
+            }
+
+            Interlocked.Increment(ref requests);
+            var answer = $"HTTP/1.1 301 Moved Permanently\r\nLocation: http://127.0.0.1:1/api/tasks/{Id}/start\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+            await stream.WriteAsync(Encoding.ASCII.GetBytes(answer), TestContext.Current.CancellationToken);
         }
     }
 

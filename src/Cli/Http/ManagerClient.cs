@@ -31,7 +31,9 @@ internal sealed class ManagerClient : IDisposable
         // A trailing slash makes the base a directory: relative paths resolve under its path instead of replacing it.
         BaseAddress = baseAddress.AbsolutePath.EndsWith('/') ? baseAddress : new Uri(baseAddress.AbsoluteUri + "/");
         _requestTimeout = requestTimeout;
-        _http = handler is null ? new HttpClient() : new HttpClient(handler, disposeHandler: false);
+        // Redirects are not followed: HttpClient turns a redirected POST into a GET (a start became a 405 from another
+        // address), and the manager never redirects its API; a redirect says where the manager is instead.
+        _http = handler is null ? new HttpClient(new SocketsHttpHandler { AllowAutoRedirect = false }) : new HttpClient(handler, disposeHandler: false);
         _http.BaseAddress = BaseAddress;
         _http.Timeout = Timeout.InfiniteTimeSpan; // per request instead: long polls and the event stream wait longer
         _http.MaxResponseContentBufferSize = MaxAnswerBytes;
@@ -179,6 +181,14 @@ internal sealed class ManagerClient : IDisposable
         }
 
         var request = response.RequestMessage;
+        if ((int)response.StatusCode is >= 300 and < 400 && response.Headers.Location is { } location)
+        {
+            var target = location.IsAbsoluteUri ? location : new Uri(request?.RequestUri ?? BaseAddress, location);
+            throw new CliException(
+                $"the manager at {BaseAddress} answered {request?.Method} {(request is null ? "" : PathOf(request))} with a redirect ({(int)response.StatusCode}) to {target}: set --url or PROPELLER_URL to the manager's own address",
+                CliException.Failed);
+        }
+
         var text = await ReadAsync(request, () => response.Content.ReadAsStringAsync(cancellationToken));
         var message = Shorten(text);
         try
