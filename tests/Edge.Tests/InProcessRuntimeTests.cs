@@ -73,10 +73,16 @@ public sealed class InProcessRuntimeTests : IDisposable
         outcome.Error.ShouldNotBeNull().ShouldStartWith("Failed to call function 'main': wasm trap: unreachable");
     }
 
-    [Fact]
-    public async Task GivenNotWasm_WhenRun_ThenCompilationFails()
+    /// <summary>A binary that is no WebAssembly at all is said plainly (it was Wasmtime's "unexpected end-of-file (at
+    /// offset 0x0)" or "magic header not detected: bad magic number - expected=[: 0x0,: 0x61,...").</summary>
+    [Theory]
+    [InlineData(new byte[] { 1, 2, 3, 4 }, "it starts with 01 02 03 04, not 00 61 73 6d (\\0asm)")]
+    [InlineData(new byte[] { 0x68, 0x69, 0x0a }, "it starts with 68 69 0a, not 00 61 73 6d (\\0asm)")]
+    [InlineData(new byte[] { 0x3c, 0x68, 0x74, 0x6d, 0x6c, 0x3e, 0x0a, 0x3c, 0x62 }, "it starts with 3c 68 74 6d 6c 3e 0a 3c, not 00 61 73 6d (\\0asm)")]
+    [InlineData(new byte[0], "it is empty")]
+    public async Task GivenNotWasm_WhenRun_ThenCompilationFailsSayingSo(byte[] binary, string reason)
     {
-        (await RunAsync([1, 2, 3, 4], "main", [])).Error.ShouldNotBeNull().ShouldStartWith("Failed to compile wasm module from binary:");
+        (await RunAsync(binary, "main", [])).Error.ShouldBe($"Failed to compile wasm module from binary: not a WebAssembly binary: {reason}");
     }
 
     [Fact]

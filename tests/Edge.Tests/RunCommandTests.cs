@@ -52,6 +52,24 @@ public sealed class RunCommandTests
         }
     }
 
+    /// <summary>A file that is no WebAssembly, or a directory, is one plain line (it was Wasmtime's "magic header not
+    /// detected: bad magic number - expected=[: 0x0,..." and "Access to the path … is denied").</summary>
+    [Fact]
+    public async Task GivenATextFileOrADirectory_WhenRun_ThenOneLineSaysWhatItIs()
+    {
+        var text = Path.Combine(Path.GetTempPath(), "text-" + Guid.NewGuid().ToString("N") + ".wasm");
+        await File.WriteAllTextAsync(text, "hello", Ct);
+        try
+        {
+            (await RunAsync([text])).ShouldBe((1, "", $"error: {text}: not a WebAssembly binary: it starts with 68 65 6c 6c 6f, not 00 61 73 6d (\\0asm)\n"));
+            (await RunAsync([Path.GetTempPath()])).ShouldBe((1, "", $"error: {Path.GetTempPath()} is a directory, not a WebAssembly file\n"));
+        }
+        finally
+        {
+            File.Delete(text);
+        }
+    }
+
     private static async Task<(int Code, string Stdout, string Stderr)> RunAsync(string[] args)
     {
         using var stdout = new StringWriter();

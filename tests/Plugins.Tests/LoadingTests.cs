@@ -29,6 +29,7 @@ public sealed class LoadingTests : IDisposable
         set.All.Select(p => p.Name).ShouldBe(["B-upper", "a", "b"]);
         set.Skipped.Select(s => s.Plugin).ShouldBe(["c-noalloc", "d-nofree", "e-badsig", "f-badmanifest", "g-unknown-import", "h-garbage"]);
         set.Skipped[0].Error.ShouldContain("plugin_alloc");
+        set.Skipped[5].Error.ShouldBe("not a WebAssembly binary: it starts with 01 02 03, not 00 61 73 6d (\\0asm)");
         _dir.Log.Lines.Count(l => l.StartsWith("Error:", StringComparison.Ordinal)).ShouldBe(6);
     }
 

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using Propeller.WasmHost;
+using Propeller.WasmHost.Components;
 using Wasmtime;
 
 namespace Propeller.Edge.Execution;
@@ -65,6 +66,12 @@ public static class RunCommand
 
         var file = args[i];
         var rest = args[(i + 1)..];
+        if (NotWasm(file) is { } notWasm)
+        {
+            stderr.WriteLine($"error: {notWasm}");
+            return 1;
+        }
+
         var captureOut = new MemoryStream();
         var captureErr = new MemoryStream();
         try
@@ -287,6 +294,27 @@ public static class RunCommand
                 default:
                     throw new FormatException($"unknown option {option}");
             }
+        }
+    }
+
+    /// <summary>Why <paramref name="file"/> cannot be run: a directory, unreadable, or not WebAssembly (its first bytes).</summary>
+    private static string? NotWasm(string file)
+    {
+        if (Directory.Exists(file))
+        {
+            return $"{file} is a directory, not a WebAssembly file";
+        }
+
+        try
+        {
+            using var stream = File.OpenRead(file);
+            var start = new byte[8];
+            var read = stream.ReadAtLeast(start, start.Length, throwOnEndOfStream: false);
+            return WasmBinary.NotWasm(start.AsSpan(0, read)) is { } reason ? $"{file}: {reason}" : null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return e.Message;
         }
     }
 

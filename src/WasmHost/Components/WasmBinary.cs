@@ -12,6 +12,29 @@ public static class WasmBinary
     public static bool IsComponent(ReadOnlySpan<byte> bytes) =>
         bytes.Length >= 8 && bytes[..4].SequenceEqual("\0asm"u8) && bytes[4] == 0x0D;
 
+    /// <summary>
+    /// Why <paramref name="bytes"/> cannot be WebAssembly at all (empty, or not starting with the magic <c>\0asm</c>: a
+    /// text file, an archive, a module still base64), said plainly, or null when it may be. Wasmtime's own words for
+    /// it were "unexpected end-of-file (at offset 0x0)" or "magic header not detected: bad magic number - expected=[:
+    /// 0x0,: 0x61,...".
+    /// </summary>
+    public static string? NotWasm(ReadOnlySpan<byte> bytes)
+    {
+        if (bytes.Length == 0)
+        {
+            return "not a WebAssembly binary: it is empty";
+        }
+
+        if (bytes.Length >= 4 && bytes[..4].SequenceEqual("\0asm"u8))
+        {
+            return null;
+        }
+
+        var start = Convert.ToHexString(bytes[..Math.Min(8, bytes.Length)]).ToLowerInvariant();
+        var spaced = string.Join(' ', Enumerable.Range(0, start.Length / 2).Select(i => start.Substring(i * 2, 2)));
+        return $"not a WebAssembly binary: it starts with {spaced}, not 00 61 73 6d (\\0asm)";
+    }
+
     /// <summary>An HTTP proxy component: a component whose bytes contain "wasi:http/incoming-handler" anywhere (spec §2.3).</summary>
     public static bool IsHttpProxy(ReadOnlySpan<byte> bytes) =>
         IsComponent(bytes) && bytes.IndexOf(ProxyInterface) >= 0;
