@@ -150,6 +150,10 @@ public static class ManagerApp
         builder.Services.AddSingleton<MetricsSamplers>();
         builder.Services.Configure<Infrastructure.Telemetry.MetricsRetentionOptions>(o => o.Retention = config.MetricsRetention);
         builder.Services.AddHostedService<Infrastructure.Telemetry.MetricsRetention>();
+        // The origins MANAGER_HTTP_TRUSTED_ORIGINS names may use the whole API from a browser page (ADR 0020): CORS lets
+        // their pages send JSON and read the answers; CrossOriginProtection lets their writes through.
+        builder.Services.AddCors(o => o.AddDefaultPolicy(policy => policy
+            .WithOrigins([.. config.HttpTrustedOrigins]).AllowAnyMethod().AllowAnyHeader().WithExposedHeaders("Location")));
         builder.Services.AddOpenApi(o => o.AddDocumentTransformer((document, _, _) =>
         {
             document.Info.Title = "Propeller manager API";
@@ -166,6 +170,11 @@ public static class ManagerApp
             context.HttpContext.RequestAborted));
         app.UseDashboard();
         app.UseApiMetrics();
+        if (config.HttpTrustedOrigins.Count > 0)
+        {
+            app.UseCors();
+        }
+
         app.UseCrossOriginProtection(config.HttpTrustedOrigins);
         var metrics = app.Services.GetRequiredService<PrometheusMetrics>();
         app.MapGet("/metrics", async (IServiceProvider services, MetricsSamplers samplers, CancellationToken cancellationToken) =>

@@ -65,6 +65,28 @@ public sealed class CrossOriginProtectionTests
             var answer = await http.SendAsync(stop, Ct);
             answer.StatusCode.ShouldNotBe(HttpStatusCode.Forbidden, $"{origin} {site}");
         }
+
+        // A trusted origin's pages may also send JSON and read the answers (CORS); another site's preflight is not
+        // granted, so its browser sends nothing.
+        foreach (var (origin, granted) in new[] { ("https://ops.example.com", true), ("https://evil.example", false) })
+        {
+            using var preflight = Send(HttpMethod.Options, "/tasks", origin, "cross-site");
+            preflight.Headers.TryAddWithoutValidation("Access-Control-Request-Method", "POST");
+            preflight.Headers.TryAddWithoutValidation("Access-Control-Request-Headers", "content-type,x-user-id");
+            using var answer = await http.SendAsync(preflight, Ct);
+            answer.Headers.TryGetValues("Access-Control-Allow-Origin", out var allowed).ShouldBe(granted, origin);
+            if (granted)
+            {
+                allowed.ShouldNotBeNull().ShouldBe([origin]);
+            }
+        }
+
+        using var fromTrusted = Send(HttpMethod.Post, "/tasks", "https://ops.example.com", "cross-site");
+        fromTrusted.Content = new StringContent("""{"name":"from-the-ops-page"}""", System.Text.Encoding.UTF8, "application/json");
+        using var createdThere = await http.SendAsync(fromTrusted, Ct);
+        createdThere.StatusCode.ShouldBe(HttpStatusCode.Created);
+        createdThere.Headers.GetValues("Access-Control-Allow-Origin").ShouldBe(["https://ops.example.com"]);
+        createdThere.Headers.GetValues("Access-Control-Expose-Headers").ShouldContain(h => h.Contains("Location", StringComparison.OrdinalIgnoreCase));
     }
 
     [Theory]
