@@ -103,8 +103,8 @@ internal static partial class EdgeLog
     [LoggerMessage(EventId = 8043, Level = LogLevel.Warning, Message = "The process's WebAssembly engine already exists with another pool ({Allocator}); this proplet's PROPLET_WASM_POOL_INSTANCES and memory cap do not apply to it")]
     public static partial void EngineAlreadyPooled(ILogger logger, string allocator);
 
-    [LoggerMessage(EventId = 8044, Level = LogLevel.Information, Message = "HTTP proxy component of task {TaskId} serving on port {Port}; each request's guest has at most {MemoryMib} MiB of memory")]
-    public static partial void HttpProxyStarted(ILogger logger, string taskId, int port, long memoryMib);
+    [LoggerMessage(EventId = 8044, Level = LogLevel.Information, Message = "HTTP proxy component of task {TaskId} serving on port {Port}")]
+    public static partial void HttpProxyStarted(ILogger logger, string taskId, int port);
 
     [LoggerMessage(EventId = 8045, Level = LogLevel.Information, Message = "HTTP proxy of task {TaskId} stopped; port {Port} freed")]
     public static partial void HttpProxyStopped(ILogger logger, string taskId, int port);

@@ -183,6 +183,40 @@ public sealed class ComponentRuntimeTests : IDisposable
         preparation.IsHttpProxy.ShouldBeFalse();
     }
 
+    /// <summary>
+    /// A custom export's list result is lifted one value per element (ADR 0015), bounded by Wasmtime's hostcall fuel (128
+    /// MiB of those values per call): 1 MiB comes back, 16 MiB is refused with Wasmtime's reason instead of taking about
+    /// 64 bytes of host memory per byte. Pins the bound an upgrade of Wasmtime could change.
+    /// </summary>
+    [Theory]
+    [InlineData(1, null)]
+    [InlineData(16, "Failed to call export 'big' on component: too much data is being copied between the host and the guest: fuel allocated for hostcalls has been exhausted")]
+    public async Task GivenAnExportReturningALargeList_WhenCalled_ThenWasmtimesHostcallFuelBoundsIt(int mib, string? error)
+    {
+        var component = Wasmtime.Module.ConvertText($$"""
+            (component
+              (core module $m
+                (memory (export "memory") 1)
+                (func (export "big") (result i32)
+                  (drop (memory.grow (i32.const {{(mib * 16) + 1}})))
+                  (i32.store (i32.const 0) (i32.const 65536))
+                  (i32.store (i32.const 4) (i32.const {{mib << 20}}))
+                  (i32.const 0))
+                (func (export "realloc") (param i32 i32 i32 i32) (result i32) (i32.const 0)))
+              (core instance $i (instantiate $m))
+              (func (export "big") (result (list u8))
+                (canon lift (core func $i "big") (memory (core memory $i "memory")) (realloc (core func $i "realloc")))))
+            """);
+
+        var outcome = await RunAsync(component, "big", []);
+
+        outcome.Error.ShouldBe(error);
+        if (error is null)
+        {
+            outcome.Results.ShouldNotBeNull().ShouldStartWith("[0, 0, 0");
+        }
+    }
+
     private async Task<TaskOutcome> RunAsync(byte[] binary, string name, string[] inputs, TaskLimits? limits = null)
     {
         using var task = NewTask(name, inputs, limits);

@@ -59,7 +59,6 @@ public sealed class PropletSettingsLoaderTests : IDisposable
             ["PROPLET_MANAGER_K8S_NAMESPACE"] = "edge",
             ["PROPLET_IMAGE_CACHE_BYTES"] = "0",
             ["PROPLET_MAX_WAITING_BYTES"] = "1048576",
-            ["PROPLET_HTTP_MAX_MEMORY_MIB"] = "64",
         });
 
         settings.MqttAddress.ShouldBe("tcp://10.0.0.1:1884");
@@ -78,7 +77,6 @@ public sealed class PropletSettingsLoaderTests : IDisposable
         settings.Namespace.ShouldBe("edge");
         settings.ImageCacheBytes.ShouldBe(0);
         settings.MaxWaitingBytes.ShouldBe(1 << 20);
-        settings.HttpMaxMemoryMib.ShouldBe(64);
     }
 
     [Theory]
@@ -97,7 +95,6 @@ public sealed class PropletSettingsLoaderTests : IDisposable
     [InlineData("PROPLET_LOG_LEVEL", "loud", "PROPLET_LOG_LEVEL 'loud' is not one of")]
     [InlineData("PROPLET_IMAGE_CACHE_BYTES", "-1", "PROPLET_IMAGE_CACHE_BYTES '-1' must be an integer from 0 to")]
     [InlineData("PROPLET_MAX_WAITING_BYTES", "1000", "PROPLET_MAX_WAITING_BYTES '1000' must be an integer from 1048576 to")]
-    [InlineData("PROPLET_HTTP_MAX_MEMORY_MIB", "0", "PROPLET_HTTP_MAX_MEMORY_MIB '0' must be an integer from 1 to 1048576")]
     [InlineData("PROPLET_MQTT_ADDRESS", "tcp://", "PROPLET_MQTT_ADDRESS 'tcp://' is not an MQTT address")]
     [InlineData("PROPLET_MQTT_TLS_CA_CERT", "/no/such/ca.pem", "PROPLET_MQTT_TLS_CA_CERT: file '/no/such/ca.pem' does not exist")]
     public void GivenAMalformedValue_WhenLoaded_ThenTheErrorNamesTheVariable(string name, string value, string expected)

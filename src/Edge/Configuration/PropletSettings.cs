@@ -101,13 +101,6 @@ public sealed record PropletSettings
     public int HttpProxyPort { get; init; } = 8222;
 
     /// <summary>
-    /// PROPLET_HTTP_MAX_MEMORY_MIB, default 32: the memory cap of a served HTTP proxy component's guest, below the task's
-    /// own. A guest's <c>list&lt;u8&gt;</c> costs the host about 64 bytes per byte before any limit of ours applies (ADR 0015),
-    /// so this bounds one request at about 64 × the cap (32 MiB → ~2 GiB) where an uncapped guest could exhaust the host.
-    /// </summary>
-    public long HttpMaxMemoryMib { get; init; } = 32;
-
-    /// <summary>
     /// WebAssembly instances alive at once in the process's pooling allocator (PROPLET_WASM_POOL_INSTANCES; ADR 0011):
     /// default max(1000, 2 × PROPLET_MAX_CONCURRENT_TASKS); 0 = Wasmtime's on-demand allocator (no pool).
     /// </summary>

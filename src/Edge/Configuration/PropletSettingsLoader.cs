@@ -145,7 +145,6 @@ public static class PropletSettingsLoader
             MetricsEnabled = Truthy(Get("PROPLET_METRICS_ENABLED"), true),
             HttpEnabled = Truthy(Get("PROPLET_HTTP_ENABLED"), false),
             HttpProxyPort = (int)Integer(Get, "PROPLET_HTTP_PROXY_PORT", 8222, 1, 65_535),
-            HttpMaxMemoryMib = Integer(Get, "PROPLET_HTTP_MAX_MEMORY_MIB", 32, 1, 1 << 20),
             MetricsPort = (int)Integer(Get, "PROPLET_METRICS_PORT", 9092, 1, 65_535),
             MaxBinarySize = Integer(Get, "PROPLET_MAX_BINARY_SIZE", 100L << 20, 1, Array.MaxLength), // one array holds a binary
             ImageCacheBytes = Integer(Get, "PROPLET_IMAGE_CACHE_BYTES", 32L << 20, 0, long.MaxValue),

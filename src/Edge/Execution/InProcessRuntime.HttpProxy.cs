@@ -60,7 +60,7 @@ public sealed partial class InProcessRuntime
 
             await using (server)
             {
-                EdgeLog.HttpProxyStarted(_logger, task.Id, server.Port, HttpProxyMemoryMib(task));
+                EdgeLog.HttpProxyStarted(_logger, task.Id, server.Port);
                 task.ReportStarted($"started at port {server.Port}");
                 try
                 {
@@ -161,14 +161,7 @@ public sealed partial class InProcessRuntime
         await context.Response.Body.WriteAsync(response.Body, context.RequestAborted);
     }
 
-    /// <summary>
-    /// A served guest's memory cap: the task's, at most PROPLET_HTTP_MAX_MEMORY_MIB. A guest's <c>list&lt;u8&gt;</c> costs the
-    /// host about 64 bytes per byte before any limit of ours applies (ADR 0015), and the list lies in the guest's memory,
-    /// so the cap bounds what one request can take of the host.
-    /// </summary>
-    private long HttpProxyMemoryMib(RunningTask task) => Math.Min(Limits(task).MaxMemoryMib ?? long.MaxValue, _settings.HttpMaxMemoryMib);
-
-    /// <summary>One request on a fresh store: the task's fuel, its memory cap (<see cref="HttpProxyMemoryMib"/>), its timeout for this request, the task's
+    /// <summary>One request on a fresh store: the task's fuel and memory limits, its timeout for this request, the task's
     /// stop and the client going away (<paramref name="requestAborted"/>), all seen by the epoch check and by a
     /// <c>pollable.block</c>. Without the client's abort a handler that never returns, with no --timeout, kept its slot
     /// after its client left, and once <see cref="HttpProxyBound"/>'s Running were held so, every client got 503.</summary>
@@ -181,7 +174,7 @@ public sealed partial class InProcessRuntime
             ended.CancelAfter(timeout);
         }
 
-        using var store = NewStore(task, null, out var ticking, HttpProxyMemoryMib(task), () =>
+        using var store = NewStore(task, null, out var ticking, () =>
         {
             if (ended.IsCancellationRequested)
             {

@@ -218,10 +218,10 @@ public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
     }
 
     /// <summary>A store for one run of <paramref name="task"/>: its WASI context (none for an HTTP proxy, whose host
-    /// defines its own), fuel and memory limits (<paramref name="maxMemoryMib"/> instead of the task's memory cap), and the epoch check that ends the guest when the task is stopped, times
+    /// defines its own), fuel and memory limits, and the epoch check that ends the guest when the task is stopped, times
     /// out or the proplet shuts down (or <paramref name="check"/>'s own). <paramref name="ticking"/> keeps the epoch
     /// ticking: the caller disposes it with the store.</summary>
-    private Store NewStore(RunningTask task, Func<IReadOnlySet<string>, WasiConfiguration>? wasi, out EpochLease ticking, long? maxMemoryMib = null, Action? check = null)
+    private Store NewStore(RunningTask task, Func<IReadOnlySet<string>, WasiConfiguration>? wasi, out EpochLease ticking, Action? check = null)
     {
         var limits = task.Request.Limits;
         var store = new Store(_engine.Engine, new TaskWait(task));
@@ -233,7 +233,7 @@ public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
             }
 
             store.Fuel = (ulong)(limits.Fuel ?? long.MaxValue);
-            if ((maxMemoryMib ?? Limits(task).MaxMemoryMib) is { } mib)
+            if (Limits(task).MaxMemoryMib is { } mib)
             {
                 MemoryLimits.Cap(store, mib << 20); // the task's total: one linear memory (docs/edge.md)
             }

@@ -10,7 +10,7 @@
 ;;   /exit     calls wasi:cli/exit (err)
 ;;   /outgoing calls wasi:http/outgoing-handler.handle, which this proplet does not implement (it traps)
 ;;   /spin     loops forever (until the fuel, the time limit or a stop ends it)
-;;   /grow     grows its memory by 64 MiB, then answers as below; traps (unreachable) when the grow is refused
+;;   /big      grows its memory by 32 MiB and writes 16 MiB of it to the body in one output-stream.write
 ;;   /unfinished  200 "hello, world", but the body is dropped without outgoing-body.finish (an incomplete body)
 ;;   else      200 "hello, world"
 ;; Every answer has content-type: text/plain. The response is set before its body is written, as streaming handlers do.
@@ -170,7 +170,7 @@
     (data (i32.const 1152) "/outgoing")
     (data (i32.const 1168) "/spin")
     (data (i32.const 1184) "/unfinished")
-    (data (i32.const 1200) "/grow")
+    (data (i32.const 1200) "/big")
     ;; Return areas: 100 path, 120 append, 140 consume, 160 stream, 180 read, 200 method, 220 body, 240 write-stream,
     ;; 260 write, 280 finish, 300 header values; 320 holds the method digit.
 
@@ -206,8 +206,6 @@
         (then (drop (call $outgoing))))
       (if (call $starts (local.get $ptr) (local.get $len) (i32.const 1168) (i32.const 5))
         (then (loop $forever (br $forever))))
-      (if (call $starts (local.get $ptr) (local.get $len) (i32.const 1200) (i32.const 5))
-        (then (if (i32.eq (memory.grow (i32.const 1024)) (i32.const -1)) (then unreachable))))
 
       (local.set $headers (call $fields-new))
       (call $fields-append (local.get $headers) (i32.const 1024) (i32.const 12) (i32.const 1040) (i32.const 10) (i32.const 120))
@@ -258,6 +256,11 @@
         (if (call $starts (local.get $ptr) (local.get $len) (i32.const 1096) (i32.const 7))
           (then
             (call $send (local.get $out) (i32.const 1128) (i32.const 6))
+            (br $written)))
+        (if (call $starts (local.get $ptr) (local.get $len) (i32.const 1200) (i32.const 4))
+          (then
+            (if (i32.eq (memory.grow (i32.const 512)) (i32.const -1)) (then unreachable))
+            (call $send (local.get $out) (i32.const 65536) (i32.const 16777216))
             (br $written)))
         (call $send (local.get $out) (i32.const 1056) (i32.const 12)))
 
