@@ -1,3 +1,5 @@
+using System.Globalization;
+
 namespace Propeller.WasmHost.Components;
 
 /// <summary>What a binary is, from its bytes alone, as the original proplet decides (spec §2.3).</summary>
@@ -30,9 +32,8 @@ public static class WasmBinary
             return null;
         }
 
-        var start = Convert.ToHexString(bytes[..Math.Min(8, bytes.Length)]).ToLowerInvariant();
-        var spaced = string.Join(' ', Enumerable.Range(0, start.Length / 2).Select(i => start.Substring(i * 2, 2)));
-        return $"not a WebAssembly binary: it starts with {spaced}, not 00 61 73 6d (\\0asm)";
+        var start = string.Join(' ', bytes[..Math.Min(8, bytes.Length)].ToArray().Select(b => b.ToString("x2", CultureInfo.InvariantCulture)));
+        return $"not a WebAssembly binary: it starts with {start}, not 00 61 73 6d (\\0asm)";
     }
 
     /// <summary>An HTTP proxy component: a component whose bytes contain "wasi:http/incoming-handler" anywhere (spec §2.3).</summary>
