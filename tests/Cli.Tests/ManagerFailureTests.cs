@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using Propeller.Tests.Shared;
 
 namespace Propeller.Cli.Tests;
 
@@ -620,35 +621,5 @@ public sealed partial class ManagerFailureTests : IDisposable
         run.Exit.ShouldBe(2, run.ToString());
         run.Err.Trim().ShouldBe($"propeller: {file} is too large: 76 MiB, as base64 over the manager's request limit of 100 MiB (a module of at most 75 MiB fits)", run.ToString());
         manager.Requests.ShouldBeEmpty();
-    }
-
-    /// <summary>JSON whitespace, for ever.</summary>
-    private sealed class EndlessStream : Stream
-    {
-        public override bool CanRead => true;
-
-        public override bool CanSeek => false;
-
-        public override bool CanWrite => false;
-
-        public override long Length => throw new NotSupportedException();
-
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-
-        public override int Read(byte[] buffer, int offset, int count)
-        {
-            buffer.AsSpan(offset, count).Fill((byte)' ');
-            return count;
-        }
-
-        public override void Flush()
-        {
-        }
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 }

@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Http.Headers;
 using Microsoft.Extensions.Logging;
 using Propeller.Proxy.Oci;
+using Propeller.Tests.Shared;
 
 namespace Propeller.Proxy.Tests;
 
@@ -89,7 +90,7 @@ public sealed class RegistryRetryTests
         using var stub = new StubRegistry((request, _) => Task.FromResult(new HttpResponseMessage(
             request.RequestUri!.AbsolutePath.EndsWith("/v1", StringComparison.Ordinal) ? HttpStatusCode.OK : HttpStatusCode.NotFound)
         {
-            Content = new StreamContent(new Endless()),
+            Content = new StreamContent(new EndlessStream()),
         }));
         var client = Client(stub);
 
@@ -106,7 +107,7 @@ public sealed class RegistryRetryTests
     public async Task GivenATokenServiceAnsweringEndlesslyOrNotJson_WhenPulled_ThenTheErrorSaysSo(bool endless, string reason)
     {
         using var stub = new StubRegistry((request, _) => Task.FromResult(request.RequestUri!.AbsolutePath == "/token"
-            ? new HttpResponseMessage(HttpStatusCode.OK) { Content = endless ? new StreamContent(new Endless()) : new StringContent("<html>") }
+            ? new HttpResponseMessage(HttpStatusCode.OK) { Content = endless ? new StreamContent(new EndlessStream()) : new StringContent("<html>") }
             : StubRegistry.Challenge($"Bearer realm=\"http://{StubRegistry.Host}/token\",service=\"stub\"")));
         var client = Client(stub);
 
@@ -154,35 +155,6 @@ public sealed class RegistryRetryTests
         }
     }
 
-    /// <summary>A body that never ends (no Content-Length: a chunked answer).</summary>
-    private sealed class Endless : Stream
-    {
-        public override bool CanRead => true;
-
-        public override bool CanSeek => false;
-
-        public override bool CanWrite => false;
-
-        public override long Length => throw new NotSupportedException();
-
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-
-        public override int Read(byte[] buffer, int offset, int count)
-        {
-            Array.Fill(buffer, (byte)' ', offset, count);
-            return count;
-        }
-
-        public override void Flush()
-        {
-        }
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-    }
 
     private static RegistryClient Client(StubRegistry stub, ILogger? logger = null) =>
         new(new HttpClient(stub, disposeHandler: false), new RegistryAuth(null, TimeProvider.System), _ => true, logger);
