@@ -74,6 +74,12 @@ public sealed class ModuleCache(WasmEngine engine, string? directory = null, lon
 
     private Module Compile(string name, byte[] bytes, string hash)
     {
+        // Said plainly (Wasmtime's words for it: "magic header not detected: bad magic number - expected=[: 0x0,...").
+        if (WasmBinary.NotWasm(bytes) is { } notWasm)
+        {
+            throw new WasmtimeException(notWasm);
+        }
+
         var module = Load(
             hash, "cwasm", () => Module.FromBytes(Engine.Engine, name, bytes), path => Module.DeserializeFile(Engine.Engine, name, path), m => m.Serialize());
         return Add(_modules, hash, module);

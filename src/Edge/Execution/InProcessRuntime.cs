@@ -132,11 +132,6 @@ public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
             return RunComponent(task, binary);
         }
 
-        if (WasmBinary.NotWasm(binary) is { } notWasm)
-        {
-            return TaskOutcome.Failure($"Failed to compile wasm module from binary: {notWasm}");
-        }
-
         var request = task.Request;
         Module module;
         try

@@ -74,11 +74,6 @@ public sealed class LoadedPlugin : IDisposable
         {
             var manifest = PluginManifest.Load(Path.ChangeExtension(path, ".json"), runtime.Options.DefaultLimits);
             var bytes = System.IO.File.ReadAllBytes(path);
-            if (WasmHost.Components.WasmBinary.NotWasm(bytes) is { } notWasm)
-            {
-                throw new FormatException(notWasm);
-            }
-
             var hash = Convert.ToHexStringLower(SHA256.HashData(bytes));
             var module = runtime.Modules.GetOrCompile(name, bytes);
             var hooks = CheckExports(module);

@@ -5,6 +5,9 @@ namespace Propeller.WasmHost.Components;
 /// <summary>What a binary is, from its bytes alone, as the original proplet decides (spec §2.3).</summary>
 public static class WasmBinary
 {
+    /// <summary>The first four bytes of every module and component.</summary>
+    private static ReadOnlySpan<byte> Magic => "\0asm"u8;
+
     private static readonly byte[] ProxyInterface = "wasi:http/incoming-handler"u8.ToArray();
 
     /// <summary>
@@ -12,7 +15,7 @@ public static class WasmBinary
     /// original's in-process runtime checks byte 4 only; so does this, so the same binaries take the same path.
     /// </summary>
     public static bool IsComponent(ReadOnlySpan<byte> bytes) =>
-        bytes.Length >= 8 && bytes[..4].SequenceEqual("\0asm"u8) && bytes[4] == 0x0D;
+        bytes.Length >= 8 && bytes.StartsWith(Magic) && bytes[4] == 0x0D;
 
     /// <summary>
     /// Why <paramref name="bytes"/> cannot be WebAssembly at all (empty, or not starting with the magic <c>\0asm</c>: a
@@ -27,7 +30,7 @@ public static class WasmBinary
             return "not a WebAssembly binary: it is empty";
         }
 
-        if (bytes.Length >= 4 && bytes[..4].SequenceEqual("\0asm"u8))
+        if (bytes.StartsWith(Magic))
         {
             return null;
         }
