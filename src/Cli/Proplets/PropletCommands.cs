@@ -54,7 +54,7 @@ internal static class PropletCommands
 
     private static Command Get(CommandActions actions)
     {
-        var id = TaskCommands.NonEmpty(new Argument<string>("id") { Description = "The proplet's id" }, "the proplet id");
+        var id = new Argument<string>("id") { Description = "The proplet's id", Validators = { TaskCommands.RefuseEmpty("the proplet id") } };
         var command = new Command("get", "Show a proplet: liveness, metadata, its latest CPU and memory, its running tasks") { id };
         actions.Set(command, async (context, parse, cancellationToken) =>
         {

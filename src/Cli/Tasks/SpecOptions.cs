@@ -20,14 +20,8 @@ internal sealed class SpecOptions
 
     public SpecOptions(bool withFile = true)
     {
-        _imageUrl.Validators.Add(result =>
-        {
-            // Empty, it counted as the module's source: `task run --image-url ""` created a task without any and waited.
-            if (result.Tokens.Count > 0 && result.Tokens[0].Value.Length == 0)
-            {
-                result.AddError("--image-url must not be empty");
-            }
-        });
+        // Empty, it counted as the module's source: `task run --image-url ""` created a task without any and waited.
+        _imageUrl.Validators.Add(TaskCommands.RefuseEmpty("--image-url"));
         if (withFile)
         {
             _file = new Option<FileInfo?>("--file") { Description = "The WebAssembly module (.wasm), sent inline" };

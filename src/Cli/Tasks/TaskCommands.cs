@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.CommandLine.Parsing;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -24,23 +25,21 @@ internal static class TaskCommands
         return task;
     }
 
-    private static Argument<string> IdArgument() => NonEmpty(new Argument<string>("id") { Description = "The task's id" }, "the task id");
+    private static Argument<string> IdArgument() => new("id") { Description = "The task's id", Validators = { RefuseEmpty("the task id") } };
 
     /// <summary>
-    /// Refuses an empty id (<c>""</c>, an unset shell variable): <c>/tasks/</c> is the task list, which <c>task get</c>
-    /// showed as if it were a task, and the other commands got a 404 or 405 for a path nobody typed.
+    /// Refuses an empty value (<c>""</c>, an unset shell variable) of an argument or option. An empty id asked for
+    /// <c>/tasks/</c>, the task list, which <c>task get</c> showed as if it were a task (the other commands got a 404 or
+    /// 405 for a path nobody typed); an empty FILE.wasm is not reported by the parser as a file it cannot make, and the
+    /// action failed; an empty --image-url counted as the module's source.
     /// </summary>
-    internal static Argument<string> NonEmpty(Argument<string> id, string what)
+    internal static Action<SymbolResult> RefuseEmpty(string what) => result =>
     {
-        id.Validators.Add(result =>
+        if (result.Tokens.Count > 0 && result.Tokens[0].Value.Length == 0)
         {
-            if (result.Tokens.Count > 0 && result.Tokens[0].Value.Length == 0)
-            {
-                result.AddError($"{what} must not be empty");
-            }
-        });
-        return id;
-    }
+            result.AddError($"{what} must not be empty");
+        }
+    };
 
     private static Command Create(CommandActions actions)
     {
@@ -262,14 +261,7 @@ internal static class TaskCommands
     private static Command Run(CommandActions actions)
     {
         var file = new Argument<FileInfo?>("file") { Description = "The WebAssembly module (.wasm) to run, unless --image-url is given", Arity = ArgumentArity.ZeroOrOne };
-        file.Validators.Add(result =>
-        {
-            // The parser does not report "" (an unset shell variable) as a file it cannot make: the action then failed.
-            if (result.Tokens.Count > 0 && result.Tokens[0].Value.Length == 0)
-            {
-                result.AddError("FILE.wasm must not be empty");
-            }
-        });
+        file.Validators.Add(RefuseEmpty("FILE.wasm"));
         var function = new Option<string>("--function", "-f") { Description = "The function to call (_start for WASI programs); a module that does not export it runs its main, run or _start instead (the first it has), with no error (docs/edge.md)", DefaultValueFactory = _ => "main" };
         var watch = new Option<bool>("--watch", "-w") { Description = "Print every state the task reaches (scheduled, running on which proplet, ...)" };
         var timeout = TimeoutOption();
