@@ -1,6 +1,7 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Propeller.Application.Messaging;
+using Propeller.Application.Proplets;
 using Propeller.Infrastructure.Mqtt;
 using Propeller.Infrastructure.Scheduling;
 
@@ -16,6 +17,7 @@ public static class MessagingServiceCollectionExtensions
     {
         services.AddOptions<MqttBridgeOptions>().Configure(mqtt);
         services.AddOptions<SchedulerOptions>().Configure(scheduler);
+        services.TryAddSingleton<HeartbeatWitness>();
         services.TryAddSingleton<ManagerMqtt>();
         services.TryAddSingleton<IMessagePublisher>(sp => sp.GetRequiredService<ManagerMqtt>());
         services.TryAddSingleton<LatentInvoker>();

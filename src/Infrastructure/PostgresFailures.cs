@@ -18,6 +18,16 @@ public static class PostgresFailures
     public static bool IsTransient(Exception ex) =>
         Chain(ex).Any(e => e is TimeoutException or NpgsqlException { IsTransient: true } or NpgsqlException and not PostgresException);
 
+    /// <summary>
+    /// Whether <paramref name="ex"/> (or what it wraps) says PostgreSQL cannot be used now, whatever was asked of it:
+    /// unreachable, the connection lost or timed out, the pool exhausted (Npgsql's errors below the SQL level), shutting
+    /// down or starting up (57P01–57P03), a connection error reported by the server (class 08), or out of connection slots
+    /// (53300). The API answers it with 503: the request was fine, and may succeed later.
+    /// </summary>
+    public static bool IsUnavailable(Exception ex) => Chain(ex).Any(e => e is NpgsqlException and not PostgresException
+        or PostgresException { SqlState: PostgresErrorCodes.AdminShutdown or PostgresErrorCodes.CrashShutdown or PostgresErrorCodes.CannotConnectNow or PostgresErrorCodes.TooManyConnections }
+        or PostgresException { SqlState: ['0', '8', ..] });
+
     /// <summary>Whether <paramref name="ex"/> (or what it wraps) is a lost race on a stream.</summary>
     public static bool IsConflict(Exception ex) => Chain(ex).Any(e => e is ConcurrencyException or JasperFx.ConcurrencyException);
 

@@ -135,6 +135,7 @@ public static class ManagerApp
                 {
                     scheduler.BaseTopic = baseTopic;
                     scheduler.LivenessWindow = config.LivenessWindow;
+                    scheduler.ReconnectAllowance = config.ReconnectAllowance;
                     scheduler.Policy = config.Policy;
                     scheduler.MaxRedispatches = config.MaxRedispatches;
                 });

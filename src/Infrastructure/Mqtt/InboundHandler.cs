@@ -35,7 +35,7 @@ namespace Propeller.Infrastructure.Mqtt;
 /// </summary>
 public sealed class InboundHandler(
     IInboundCommands inbound, IPropletRegistry proplets, NpgsqlDataSource dataSource, IOptions<EventStoreOptions> storeOptions,
-    IOptions<MqttBridgeOptions> options, TimeProvider time, ILogger<InboundHandler> logger, LatentInvoker? invocations = null)
+    IOptions<MqttBridgeOptions> options, TimeProvider time, HeartbeatWitness witness, ILogger<InboundHandler> logger, LatentInvoker? invocations = null)
 {
     private static readonly Meter Meter = new("Propeller.Inbound");
     private static readonly Counter<long> MalformedMessages =
@@ -149,10 +149,12 @@ public sealed class InboundHandler(
             try
             {
                 await HandleAsync(work, cancellationToken);
+                witness.Stored(time);
                 return;
             }
             catch (Exception ex) when (PostgresFailures.IsTransient(ex) && !cancellationToken.IsCancellationRequested)
             {
+                witness.StoringFailed(); // heartbeats are not recorded now: liveness waits (HeartbeatWitness)
                 MqttBridgeLog.HandlerFailed(logger, ex, work.Topic);
                 await Task.Delay(delay, time, cancellationToken);
                 delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(5).Ticks));

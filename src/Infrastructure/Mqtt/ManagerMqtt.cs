@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using MQTTnet.Protocol;
 using Propeller.Application.Messaging;
+using Propeller.Application.Proplets;
 using Propeller.Broker;
 using Propeller.Contracts.Mqtt;
 
@@ -18,10 +19,12 @@ public sealed class ManagerMqtt : IMessagePublisher, IAsyncDisposable
 {
     private readonly MqttBridgeOptions _options;
 
-    public ManagerMqtt(IOptions<MqttBridgeOptions> options, ILoggerFactory loggers, TimeProvider time)
+    public ManagerMqtt(IOptions<MqttBridgeOptions> options, ILoggerFactory loggers, TimeProvider time, HeartbeatWitness witness)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(loggers);
+        ArgumentNullException.ThrowIfNull(time);
+        ArgumentNullException.ThrowIfNull(witness);
         _options = options.Value;
         var connection = SessionOptions(_options, _options.EntityId);
         connection.Will = new BrokerWill(
@@ -45,7 +48,15 @@ public sealed class ManagerMqtt : IMessagePublisher, IAsyncDisposable
             }
         };
 
-        Connection = new BrokerConnection(connection, loggers.CreateLogger<BrokerConnection>(), time);
+        Connection = new BrokerConnection(connection, loggers.CreateLogger<BrokerConnection>(), time)
+        {
+            // Heartbeats can be heard from now on (subscribed): a liveness check gives each proplet a window from here.
+            Connected = (_, _) =>
+            {
+                witness.ListeningFrom(time.GetUtcNow(), () => Connection!.IsConnected);
+                return Task.CompletedTask;
+            },
+        };
     }
 
     public BrokerConnection Connection { get; }

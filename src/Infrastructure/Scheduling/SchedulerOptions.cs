@@ -16,6 +16,13 @@ public sealed class SchedulerOptions
     /// <summary>How often proplet liveness is checked (silent proplets marked offline, their tasks re-dispatched).</summary>
     public TimeSpan LivenessCheckInterval { get; set; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>
+    /// How long proplets may take to reconnect once the manager's broker connection is back (the broker restarted, or
+    /// the manager): our proplet's longest reconnect backoff. A liveness window starts only after it
+    /// (<see cref="Application.Proplets.HeartbeatWitness"/>).
+    /// </summary>
+    public TimeSpan ReconnectAllowance { get; set; } = TimeSpan.FromSeconds(60);
+
     /// <summary>How many times a task whose proplet went offline is re-dispatched before it fails.</summary>
     public int MaxRedispatches { get; set; } = 3;
 

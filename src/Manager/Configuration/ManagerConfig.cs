@@ -77,6 +77,11 @@ internal sealed record ManagerConfig
 
     public TimeSpan LivenessWindow { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>MANAGER_PROPLET_RECONNECT_ALLOWANCE: after the manager's broker connection is made (at start, after a
+    /// broker outage), how long proplets may take to reconnect before a liveness window starts (our proplet's longest
+    /// reconnect backoff, 60 s).</summary>
+    public TimeSpan ReconnectAllowance { get; init; } = TimeSpan.FromSeconds(60);
+
     /// <summary>MANAGER_INVOKE_TIMEOUT: how long POST /tasks/{id}/invoke waits for the proplet (the original's 30 s).</summary>
     public TimeSpan InvokeTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
@@ -423,6 +428,7 @@ internal sealed record ManagerConfig
             EntityId = entity ?? $"manager-{Environment.MachineName}",
             ApiKey = apiKey,
             LivenessWindow = Duration("MANAGER_PROPLET_LIVENESS_WINDOW", TimeSpan.FromSeconds(30)),
+            ReconnectAllowance = Duration("MANAGER_PROPLET_RECONNECT_ALLOWANCE", TimeSpan.FromSeconds(60)),
             InvokeTimeout = Duration("MANAGER_INVOKE_TIMEOUT", TimeSpan.FromSeconds(30)),
             MetricsRetention = Retention("MANAGER_METRICS_RETENTION", TimeSpan.FromDays(7)),
             DeadLetterRetention = Retention("MANAGER_DEAD_LETTER_RETENTION", TimeSpan.FromDays(30)),

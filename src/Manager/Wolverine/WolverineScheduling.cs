@@ -36,7 +36,8 @@ namespace Propeller.Manager.Wolverine;
 /// </para>
 /// </summary>
 public sealed partial class WolverineScheduling(
-    PlacementPlanner planner, ITaskQueries tasks, IWaitingTaskQueries waitingTasks, IPropletRegistry proplets, CommandSessionServices sessions, TimeProvider time, ILogger<WolverineScheduling> logger)
+    PlacementPlanner planner, ITaskQueries tasks, IWaitingTaskQueries waitingTasks, IPropletRegistry proplets, CommandSessionServices sessions, HeartbeatWitness witness, TimeProvider time,
+    ILogger<WolverineScheduling> logger)
 {
     /// <summary>The sweep timer document's id.</summary>
     public const string SweepTimerId = "sweep";
@@ -331,9 +332,13 @@ public sealed partial class WolverineScheduling(
     public DateTimeOffset LivenessDue(PropletView proplet, DateTimeOffset now)
     {
         ArgumentNullException.ThrowIfNull(proplet);
-        var due = (proplet.LastAliveAt ?? now) + Options.LivenessWindow + TimeSpan.FromMilliseconds(1);
+        var due = (LastSign(proplet, now) ?? now) + Options.LivenessWindow + TimeSpan.FromMilliseconds(1);
         return due > now ? due : now + Options.LivenessWindow;
     }
+
+    /// <summary>The proplet's last sign of life: its newest recorded heartbeat, and no earlier than when this node could
+    /// last begin to hear and record heartbeats (<see cref="HeartbeatWitness"/>).</summary>
+    private DateTimeOffset? LastSign(PropletView proplet, DateTimeOffset now) => witness.LastSign(proplet.LastAliveAt, now, Options.ReconnectAllowance);
 
     /// <summary>
     /// A liveness check that fired with the current token: a proplet alive (or never heard from: as LivenessMonitor,
@@ -353,7 +358,7 @@ public sealed partial class WolverineScheduling(
             return;
         }
 
-        var silent = proplet.LastAliveAt is { } last && now - last > Options.LivenessWindow;
+        var silent = LastSign(proplet, now) is { } last && now - last > Options.LivenessWindow;
         if (!silent)
         {
             ScheduleLiveness(session, outgoing, timer, propletId, LivenessDue(proplet, now));

@@ -24,6 +24,7 @@ public sealed class ManagerConfigTests : IDisposable
         config.MqttQos.ShouldBe(MqttQualityOfServiceLevel.ExactlyOnce);
         config.MqttTimeout.ShouldBe(TimeSpan.FromSeconds(30));
         config.LivenessWindow.ShouldBe(TimeSpan.FromSeconds(30));
+        config.ReconnectAllowance.ShouldBe(TimeSpan.FromSeconds(60));
         config.Policy.ShouldBe(SchedulingPolicy.RoundRobin);
         config.MqttAddress.ShouldBeNull();
         config.PostgresConnectionString.ShouldContain("Host=localhost");
@@ -34,13 +35,14 @@ public sealed class ManagerConfigTests : IDisposable
     {
         var config = Load(
             ("MANAGER_HTTP_PORT", "8080"), ("MANAGER_MQTT_ADDRESS", "tcp://broker:1883"), ("MANAGER_MQTT_QOS", "1"), ("MANAGER_MQTT_TIMEOUT", "1m30s"),
-            ("MANAGER_PROPLET_LIVENESS_WINDOW", "45s"), ("MANAGER_SCHEDULER_POLICY", "least-loaded"), ("MANAGER_POSTGRES_PORT", "6543"), ("MANAGER_LOG_LEVEL", "debug"));
+            ("MANAGER_PROPLET_LIVENESS_WINDOW", "45s"), ("MANAGER_PROPLET_RECONNECT_ALLOWANCE", "2m"), ("MANAGER_SCHEDULER_POLICY", "least-loaded"), ("MANAGER_POSTGRES_PORT", "6543"), ("MANAGER_LOG_LEVEL", "debug"));
 
         config.HttpPort.ShouldBe(8080);
         config.MqttAddress.ShouldBe("tcp://broker:1883");
         config.MqttQos.ShouldBe(MqttQualityOfServiceLevel.AtLeastOnce);
         config.MqttTimeout.ShouldBe(TimeSpan.FromSeconds(90));
         config.LivenessWindow.ShouldBe(TimeSpan.FromSeconds(45));
+        config.ReconnectAllowance.ShouldBe(TimeSpan.FromMinutes(2));
         config.Policy.ShouldBe(SchedulingPolicy.LeastLoaded);
         config.PostgresConnectionString.ShouldContain("Port=6543");
         config.LogLevel.ShouldBe(Microsoft.Extensions.Logging.LogLevel.Debug);
@@ -252,10 +254,11 @@ public sealed class ManagerConfigTests : IDisposable
         }
 
         var ex = Should.Throw<ManagerConfigurationException>(() => Load(
-            ("MANAGER_INVOKE_TIMEOUT", "1200h"), ("MANAGER_MQTT_TIMEOUT", "1200h"), ("MANAGER_PROPLET_LIVENESS_WINDOW", "2562047h"), ("MANAGER_NODE_STALE_TIMEOUT", "100000h")));
+            ("MANAGER_INVOKE_TIMEOUT", "1200h"), ("MANAGER_MQTT_TIMEOUT", "1200h"), ("MANAGER_PROPLET_LIVENESS_WINDOW", "2562047h"), ("MANAGER_NODE_STALE_TIMEOUT", "100000h"),
+            ("MANAGER_PROPLET_RECONNECT_ALLOWANCE", "2562047h")));
 
-        ex.Errors.Count.ShouldBe(4);
-        foreach (var name in new[] { "MANAGER_INVOKE_TIMEOUT", "MANAGER_MQTT_TIMEOUT", "MANAGER_PROPLET_LIVENESS_WINDOW", "MANAGER_NODE_STALE_TIMEOUT" })
+        ex.Errors.Count.ShouldBe(5);
+        foreach (var name in new[] { "MANAGER_INVOKE_TIMEOUT", "MANAGER_MQTT_TIMEOUT", "MANAGER_PROPLET_LIVENESS_WINDOW", "MANAGER_NODE_STALE_TIMEOUT", "MANAGER_PROPLET_RECONNECT_ALLOWANCE" })
         {
             ex.Errors.ShouldContain(e => e.StartsWith(name, StringComparison.Ordinal) && e.Contains("at most", StringComparison.Ordinal));
         }

@@ -106,6 +106,45 @@ public sealed class RestartTests
         task.GetProperty("results").GetString().ShouldBe("while you were away");
     }
 
+    /// <summary>
+    /// The manager down for longer than the liveness window while a proplet runs a task and heartbeats: the checks due
+    /// meanwhile run when it starts again, before it has heard anything. The proplet is not taken for dead, and its task
+    /// is not dispatched a second time.
+    /// </summary>
+    [Fact]
+    public async Task GivenTheManagerDownForLongerThanTheLivenessWindow_WhenItStartsAgain_ThenTheHeartbeatingPropletKeepsItsTask()
+    {
+        var propletId = Guid.NewGuid().ToString();
+        var settings = new Dictionary<string, string>(Settings(Broker)) { ["MANAGER_PROPLET_LIVENESS_WINDOW"] = "2s", ["MANAGER_PROPLET_RECONNECT_ALLOWANCE"] = "1ms" };
+        var starts = System.Threading.Channels.Channel.CreateUnbounded<string>();
+        await using var proplet = await PropletAsync(propletId, message =>
+        {
+            starts.Writer.TryWrite(JsonDocument.Parse(message.Payload).RootElement.GetProperty("id").GetString()!);
+            return ValueTask.CompletedTask;
+        });
+        await using var heartbeats = HeartbeatLoop.Start(proplet, Base, propletId, Ct);
+
+        string id;
+        await using (var first = await ManagerServer.StartAsync("restart_liveness", settings))
+        {
+            await HeartbeatLoop.WaitUntilAliveAsync(first.Client, propletId, Ct);
+
+            id = await CreateAndStartAsync(first.Client);
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+            timeout.CancelAfter(TimeSpan.FromSeconds(30));
+            (await starts.Reader.ReadAsync(timeout.Token)).ShouldBe(id);
+        }
+
+        await Task.Delay(TimeSpan.FromSeconds(5), Ct);
+        await using var second = await ManagerServer.StartAsync("restart_liveness", settings, dropSchema: false);
+        await Task.Delay(TimeSpan.FromSeconds(5), Ct); // a few windows with the manager back
+        await PublishAsync(proplet, "control/proplet/results", new { task_id = id, proplet_id = propletId, results = "once", error = (string?)null });
+        (await WaitForAsync(second.Client, id, t => t.GetProperty("state").GetInt32() == 3)).GetProperty("results").GetString().ShouldBe("once");
+        var types = (await second.Client.GetFromJsonAsync<JsonElement>($"/tasks/{id}/history", Ct)).EnumerateArray().Select(e => e.GetProperty("type").GetString()).ToList();
+        types.ShouldBe(["task.created.v1", "task.start_requested.v1", "task.dispatched.v1", "task.completed.v1"], second.Warnings.ToString());
+        starts.Reader.TryRead(out _).ShouldBeFalse("the task was sent again");
+    }
+
     [Fact]
     public async Task StartMessagesNotYetPublished_ArePublishedAfterRestart()
     {

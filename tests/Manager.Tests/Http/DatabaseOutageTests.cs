@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.Sockets;
 using System.Text.Json;
 using Npgsql;
 using Propeller.Tests.Shared;
@@ -18,7 +17,7 @@ public sealed class DatabaseOutageTests
     public async Task GivenPostgresBecameUnreachable_WhenMetricsAreScraped_ThenTheAnswerIs200WithTheApiSeriesAndTheFailedSamplers()
     {
         var db = new NpgsqlConnectionStringBuilder(await TestPostgres.ConnectionStringAsync());
-        await using var relay = Relay.Start(db.Host!, db.Port);
+        await using var relay = PostgresRelay.Start(db.Host!, db.Port);
         db.Host = "127.0.0.1";
         db.Port = relay.Port;
         db.Timeout = 3;
@@ -76,96 +75,5 @@ public sealed class DatabaseOutageTests
         var checks = JsonDocument.Parse(body).RootElement.GetProperty("checks");
         checks.GetProperty("postgres").GetString().ShouldBe("pass");
         checks.GetProperty("projections").GetString().ShouldNotBe("pass");
-    }
-
-    /// <summary>Forwards loopback connections to PostgreSQL until cut: then its connections drop and new ones are refused.</summary>
-    private sealed class Relay : IAsyncDisposable
-    {
-        private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
-        private readonly List<TcpClient> _connections = [];
-        private readonly string _host;
-        private readonly int _port;
-        private readonly CancellationTokenSource _cut = new();
-        private Task _accepting = Task.CompletedTask;
-
-        private Relay(string host, int port)
-        {
-            _host = host;
-            _port = port;
-        }
-
-        public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
-
-        public static Relay Start(string host, int port)
-        {
-            var relay = new Relay(host, port);
-            relay._listener.Start();
-            relay._accepting = relay.AcceptAsync();
-            return relay;
-        }
-
-        private async Task AcceptAsync()
-        {
-            while (!_cut.IsCancellationRequested)
-            {
-                TcpClient inbound;
-                try
-                {
-                    inbound = await _listener.AcceptTcpClientAsync(_cut.Token);
-                }
-                catch (Exception) when (_cut.IsCancellationRequested)
-                {
-                    return;
-                }
-
-                var outbound = new TcpClient();
-                await outbound.ConnectAsync(_host, _port, _cut.Token);
-                lock (_connections)
-                {
-                    _connections.Add(inbound);
-                    _connections.Add(outbound);
-                }
-
-                _ = PumpAsync(inbound.GetStream(), outbound.GetStream());
-                _ = PumpAsync(outbound.GetStream(), inbound.GetStream());
-            }
-        }
-
-        private async Task PumpAsync(NetworkStream from, NetworkStream to)
-        {
-            try
-            {
-                await from.CopyToAsync(to, _cut.Token);
-            }
-            catch (Exception)
-            {
-                // cut, or either side closed
-            }
-        }
-
-        public void Cut()
-        {
-            _cut.Cancel();
-            _listener.Stop();
-            lock (_connections)
-            {
-                foreach (var connection in _connections)
-                {
-                    connection.Client.Close(0);
-                    connection.Dispose();
-                }
-            }
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            if (!_cut.IsCancellationRequested)
-            {
-                Cut();
-            }
-
-            await _accepting;
-            _cut.Dispose();
-        }
     }
 }

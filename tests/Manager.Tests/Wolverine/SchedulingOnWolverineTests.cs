@@ -45,6 +45,7 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
         ["MANAGER_ENTITY_ID"] = "manager-" + _tenant,
         ["MANAGER_MQTT_QOS"] = "1",
         ["MANAGER_PROPLET_LIVENESS_WINDOW"] = "2s",
+        ["MANAGER_PROPLET_RECONNECT_ALLOWANCE"] = "1ms",
         ["MANAGER_MAX_REDISPATCHES"] = "1",
     }, services: s =>
     {

@@ -1,0 +1,71 @@
+namespace Propeller.Application.Proplets;
+
+/// <summary>
+/// Since when this manager node has been able to hear the proplets' heartbeats and record them, so that a liveness
+/// check takes silence for a proplet's death only when the node could have heard and recorded a heartbeat and did not:
+/// <list type="bullet">
+/// <item>while the node's broker connection is down nothing can be heard; after it comes back (the broker or the
+/// manager restarted) each proplet has the time it may need to reconnect (its backoff) and then a whole window to be
+/// heard again;</item>
+/// <item>while proplet messages cannot be stored (PostgreSQL unreachable) heartbeats are not recorded; once storing
+/// works again, each proplet has a whole window from that moment.</item>
+/// </list>
+/// Without it, a proplet running a task through an outage longer than the liveness window was marked offline when the
+/// outage ended and its task dispatched a second time. Per node, in memory: every node receives every heartbeat
+/// (<c>control/proplet/alive</c> is not a shared subscription), so each judges from what it could hear.
+/// </summary>
+public sealed class HeartbeatWitness
+{
+    private const long Never = long.MinValue;
+
+    private long _listeningSince = Never;
+    private Func<bool>? _connected;
+    private long _storingSince = Never;
+    private int _storingFails;
+
+    /// <summary>The broker connection is up and subscribed from <paramref name="at"/>; <paramref name="connected"/> says
+    /// whether it still is.</summary>
+    public void ListeningFrom(DateTimeOffset at, Func<bool> connected)
+    {
+        Volatile.Write(ref _connected, connected);
+        Interlocked.Exchange(ref _listeningSince, at.UtcTicks);
+    }
+
+    /// <summary>Storing a proplet message failed for a reason another try may cure (PostgreSQL unreachable).</summary>
+    public void StoringFailed() => Volatile.Write(ref _storingFails, 1);
+
+    /// <summary>A proplet message was stored: after failures, storing works again from now (read from
+    /// <paramref name="time"/> only then).</summary>
+    public void Stored(TimeProvider time)
+    {
+        ArgumentNullException.ThrowIfNull(time);
+        if (Volatile.Read(ref _storingFails) == 1 && Interlocked.Exchange(ref _storingFails, 0) == 1)
+        {
+            Interlocked.Exchange(ref _storingSince, time.GetUtcNow().UtcTicks);
+        }
+    }
+
+    /// <summary>
+    /// The latest moment a proplet whose newest recorded heartbeat is <paramref name="recorded"/> may have been alive
+    /// as far as this node can tell: no earlier than the moment the node could last begin to hear (plus
+    /// <paramref name="reconnectAllowance"/>, for the proplets to reconnect too) and record heartbeats, and
+    /// <paramref name="now"/> while it cannot. Null for a proplet never heard from (silence counts only after a first
+    /// heartbeat).
+    /// </summary>
+    public DateTimeOffset? LastSign(DateTimeOffset? recorded, DateTimeOffset now, TimeSpan reconnectAllowance)
+    {
+        if (recorded is not { } last)
+        {
+            return null;
+        }
+
+        var listening = Interlocked.Read(ref _listeningSince);
+        if (listening == Never || Volatile.Read(ref _connected)?.Invoke() == false || Volatile.Read(ref _storingFails) == 1)
+        {
+            return now;
+        }
+
+        var since = Math.Max(listening + reconnectAllowance.Ticks, Interlocked.Read(ref _storingSince));
+        return since > last.UtcTicks ? new DateTimeOffset(since, TimeSpan.Zero) : last;
+    }
+}

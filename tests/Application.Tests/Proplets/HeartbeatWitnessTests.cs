@@ -1,0 +1,76 @@
+using Propeller.Application.Proplets;
+
+namespace Propeller.Application.Tests.Proplets;
+
+public sealed class HeartbeatWitnessTests
+{
+    private static readonly DateTimeOffset Now = new(2026, 12, 6, 12, 0, 0, TimeSpan.Zero);
+    private static readonly DateTimeOffset LongAgo = Now.AddMinutes(-10);
+
+    [Fact]
+    public void GivenAPropletNeverHeardFrom_ThenItHasNoLastSign() =>
+        Listening(Now.AddHours(-1)).LastSign(null, Now, TimeSpan.Zero).ShouldBeNull();
+
+    [Fact]
+    public void GivenANodeThatNeverConnected_ThenEveryPropletMayBeAliveNow() =>
+        new HeartbeatWitness().LastSign(LongAgo, Now, TimeSpan.Zero).ShouldBe(Now);
+
+    [Fact]
+    public void GivenANodeListeningForLong_ThenTheRecordedHeartbeatIsTheLastSign() =>
+        Listening(Now.AddHours(-1)).LastSign(LongAgo, Now, TimeSpan.Zero).ShouldBe(LongAgo);
+
+    [Fact]
+    public void GivenANodeThatReconnected_ThenTheLastSignIsNoEarlierThanTheReconnect()
+    {
+        var reconnected = Now.AddSeconds(-5);
+        Listening(reconnected).LastSign(LongAgo, Now, TimeSpan.Zero).ShouldBe(reconnected);
+    }
+
+    [Fact]
+    public void GivenAReconnectAllowance_ThenTheWindowStartsOnlyAfterIt()
+    {
+        var reconnected = Now.AddSeconds(-5);
+        Listening(reconnected).LastSign(LongAgo, Now, TimeSpan.FromSeconds(60)).ShouldBe(reconnected.AddSeconds(60));
+    }
+
+    [Fact]
+    public void GivenANodeWhoseConnectionIsDown_ThenEveryPropletMayBeAliveNow()
+    {
+        var witness = new HeartbeatWitness();
+        witness.ListeningFrom(Now.AddHours(-1), () => false);
+        witness.LastSign(LongAgo, Now, TimeSpan.Zero).ShouldBe(Now);
+    }
+
+    [Fact]
+    public void GivenStoringFails_ThenEveryPropletMayBeAliveNow_AndOnceItWorksAgainFromThen()
+    {
+        var witness = Listening(Now.AddHours(-1));
+        witness.StoringFailed();
+        witness.LastSign(LongAgo, Now, TimeSpan.Zero).ShouldBe(Now);
+
+        var recovered = Now.AddSeconds(2);
+        witness.Stored(new FixedTime(recovered));
+        witness.LastSign(LongAgo, Now.AddSeconds(3), TimeSpan.Zero).ShouldBe(recovered);
+        witness.LastSign(Now.AddSeconds(2.5), Now.AddSeconds(3), TimeSpan.Zero).ShouldBe(Now.AddSeconds(2.5));
+    }
+
+    [Fact]
+    public void GivenStoringWorks_ThenAStoreMovesNothing()
+    {
+        var witness = Listening(Now.AddHours(-1));
+        witness.Stored(new FixedTime(Now));
+        witness.LastSign(LongAgo, Now, TimeSpan.Zero).ShouldBe(LongAgo);
+    }
+
+    private sealed class FixedTime(DateTimeOffset now) : TimeProvider
+    {
+        public override DateTimeOffset GetUtcNow() => now;
+    }
+
+    private static HeartbeatWitness Listening(DateTimeOffset since)
+    {
+        var witness = new HeartbeatWitness();
+        witness.ListeningFrom(since, () => true);
+        return witness;
+    }
+}

@@ -1,0 +1,85 @@
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using MQTTnet.Protocol;
+using Propeller.Broker;
+using Propeller.Broker.Tests;
+
+namespace Propeller.Manager.Tests.Dispatch;
+
+/// <summary>The broker down for longer than the liveness window while a proplet runs a task (a broker of this test's own).</summary>
+public sealed class BrokerOutageTests
+{
+    private readonly string _tenant = "b" + Guid.NewGuid().ToString("N")[..12];
+
+    private string Base => $"m/{_tenant}/c/ch";
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    /// <summary>
+    /// While the broker is down the manager hears no heartbeat from anyone; the liveness checks due then must not take
+    /// that for the proplets' silence. Once the broker is back and the proplet heartbeats again, it keeps its task: not
+    /// marked offline, the task not dispatched a second time.
+    /// </summary>
+    [Fact]
+    public async Task GivenTheBrokerDownForLongerThanTheLivenessWindow_WhenItReturns_ThenTheHeartbeatingPropletKeepsItsTask()
+    {
+        await using var broker = await MosquittoProcess.StartAsync(_ => "allow_anonymous true", Ct);
+        await using var server = await ManagerServer.StartAsync("broker_outage_liveness", new Dictionary<string, string>
+        {
+            ["MANAGER_MQTT_ADDRESS"] = broker.Address,
+            ["MANAGER_TENANT_ID"] = _tenant,
+            ["MANAGER_CHANNEL_ID"] = "ch",
+            ["MANAGER_ENTITY_ID"] = "manager-" + _tenant,
+            ["MANAGER_MQTT_QOS"] = "1",
+            ["MANAGER_PROPLET_LIVENESS_WINDOW"] = "2s",
+            ["MANAGER_PROPLET_RECONNECT_ALLOWANCE"] = "3s", // the proplet's reconnect here (500 ms doubling) takes 1–4 s
+        });
+        var http = server.Client;
+
+        var propletId = Guid.NewGuid().ToString();
+        var starts = System.Threading.Channels.Channel.CreateUnbounded<string>();
+        await using var proplet = new BrokerConnection(new BrokerOptions { ClientId = propletId }.WithAddress(broker.Address))
+        {
+            Handler = Inbox.Each((message, _) =>
+            {
+                starts.Writer.TryWrite(JsonDocument.Parse(message.Payload).RootElement.GetProperty("id").GetString()!);
+                return ValueTask.CompletedTask;
+            }),
+        };
+        await proplet.StartAsync(Ct);
+        await proplet.SubscribeAsync($"{Base}/control/manager/start", MqttQualityOfServiceLevel.AtLeastOnce, Ct);
+        await using var heartbeats = HeartbeatLoop.Start(proplet, Base, propletId, Ct);
+
+        await HeartbeatLoop.WaitUntilAliveAsync(http, propletId, Ct);
+
+        var created = await http.PostAsync("/tasks", new StringContent("""{"name":"main"}""", Encoding.UTF8, "application/json"), Ct);
+        var id = (await created.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetString()!;
+        (await http.PostAsync($"/tasks/{id}/start", null, Ct)).EnsureSuccessStatusCode();
+        using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(Ct))
+        {
+            timeout.CancelAfter(TimeSpan.FromSeconds(30));
+            (await starts.Reader.ReadAsync(timeout.Token)).ShouldBe(id);
+        }
+
+        await broker.StopAsync(Ct);
+        await Task.Delay(TimeSpan.FromSeconds(6), Ct);
+        await broker.StartAsync(Ct);
+        await proplet.WaitConnectedAsync(Ct);
+        await Task.Delay(TimeSpan.FromSeconds(5), Ct); // a few windows with the broker back
+
+        await proplet.PublishAsync($"{Base}/control/proplet/results", JsonSerializer.SerializeToUtf8Bytes(new { task_id = id, proplet_id = propletId, results = "once", error = (string?)null }),
+            MqttQualityOfServiceLevel.AtLeastOnce, Ct);
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        JsonElement task;
+        while ((task = await http.GetFromJsonAsync<JsonElement>($"/tasks/{id}", Ct)).GetProperty("state").GetInt32() != 3 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(50, Ct);
+        }
+
+        task.GetProperty("results").GetString().ShouldBe("once");
+        var types = (await http.GetFromJsonAsync<JsonElement>($"/tasks/{id}/history", Ct)).EnumerateArray().Select(e => e.GetProperty("type").GetString()).ToList();
+        types.ShouldBe(["task.created.v1", "task.start_requested.v1", "task.dispatched.v1", "task.completed.v1"], server.Warnings.ToString());
+        starts.Reader.TryRead(out _).ShouldBeFalse("the task was sent again");
+    }
+}

@@ -1,0 +1,130 @@
+using System.Net;
+using System.Net.Sockets;
+
+namespace Propeller.Manager.Tests;
+
+/// <summary>
+/// Forwards loopback connections to PostgreSQL, as a network between the manager and its database: <see cref="Cut"/>
+/// drops every connection and refuses new ones (PostgreSQL unreachable), <see cref="Restore"/> accepts again on the
+/// same port (PostgreSQL back).
+/// </summary>
+internal sealed class PostgresRelay : IAsyncDisposable
+{
+    private readonly List<TcpClient> _connections = [];
+    private readonly string _host;
+    private readonly int _port;
+    private TcpListener _listener;
+    private CancellationTokenSource _cut = new();
+    private Task _accepting = Task.CompletedTask;
+
+    private PostgresRelay(string host, int port)
+    {
+        _host = host;
+        _port = port;
+        _listener = new TcpListener(IPAddress.Loopback, 0);
+    }
+
+    public int Port { get; private set; }
+
+    public static PostgresRelay Start(string host, int port)
+    {
+        var relay = new PostgresRelay(host, port);
+        relay.Listen();
+        relay.Port = ((IPEndPoint)relay._listener.LocalEndpoint).Port;
+        return relay;
+    }
+
+    private void Listen()
+    {
+        _listener.Server.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+        _listener.Start();
+        _accepting = AcceptAsync(_listener, _cut.Token);
+    }
+
+    private async Task AcceptAsync(TcpListener listener, CancellationToken cut)
+    {
+        while (!cut.IsCancellationRequested)
+        {
+            TcpClient inbound;
+            try
+            {
+                inbound = await listener.AcceptTcpClientAsync(cut);
+            }
+            catch (Exception) when (cut.IsCancellationRequested)
+            {
+                return;
+            }
+
+            var outbound = new TcpClient();
+            try
+            {
+                await outbound.ConnectAsync(_host, _port, cut);
+            }
+            catch (Exception)
+            {
+                inbound.Dispose();
+                outbound.Dispose();
+                continue;
+            }
+
+            lock (_connections)
+            {
+                _connections.Add(inbound);
+                _connections.Add(outbound);
+            }
+
+            _ = PumpAsync(inbound.GetStream(), outbound.GetStream(), cut);
+            _ = PumpAsync(outbound.GetStream(), inbound.GetStream(), cut);
+        }
+    }
+
+    private static async Task PumpAsync(NetworkStream from, NetworkStream to, CancellationToken cut)
+    {
+        try
+        {
+            await from.CopyToAsync(to, cut);
+        }
+        catch (Exception)
+        {
+            // cut, or either side closed
+        }
+    }
+
+    /// <summary>PostgreSQL becomes unreachable: open connections are reset, new ones refused.</summary>
+    public void Cut()
+    {
+        _cut.Cancel();
+        _listener.Stop();
+        lock (_connections)
+        {
+            foreach (var connection in _connections)
+            {
+                connection.Client.Close(0);
+                connection.Dispose();
+            }
+
+            _connections.Clear();
+        }
+    }
+
+    /// <summary>PostgreSQL is reachable again, on the same port.</summary>
+    public async Task RestoreAsync()
+    {
+        await _accepting;
+        _cut.Dispose();
+        _cut = new CancellationTokenSource();
+        _listener = new TcpListener(IPAddress.Loopback, Port);
+        Listen();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_cut.IsCancellationRequested)
+        {
+            Cut();
+        }
+
+        await _accepting;
+        _cut.Dispose();
+    }
+}
