@@ -113,13 +113,19 @@ public static class TaskCommandHandler
 public static class BrokerMessageHandler
 {
     /// <summary>
-    /// A message that can never be published (an empty topic: ArgumentException) is a dead letter at once; any other
-    /// failed publish waits and tries again, then it is a dead letter in PostgreSQL (GET /dead-letters, replayable).
+    /// A message that can never be published (an empty topic: ArgumentException) is a dead letter at once. One that
+    /// fails because the broker or PostgreSQL cannot be reached now (no connection or no acknowledgement within
+    /// MANAGER_MQTT_TIMEOUT: TimeoutException; PostgreSQL's transient errors) waits in PostgreSQL and is tried again
+    /// after 0.1, 1, 5 s and then every 30 s for as long as it takes: as a dead letter, its task would stay Running on a
+    /// proplet that never got it. Any other failed publish (the broker refuses it) is tried again four times, then it is
+    /// a dead letter in PostgreSQL (GET /dead-letters, replayable).
     /// </summary>
     public static void Configure(HandlerChain chain)
     {
         ArgumentNullException.ThrowIfNull(chain);
         chain.OnException<ArgumentException>().MoveToErrorQueue();
+        chain.OnException(Infrastructure.PostgresFailures.IsTransient, "broker or PostgreSQL unreachable")
+            .ScheduleRetryIndefinitely(TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(30));
         chain.OnAnyException().ScheduleRetry(TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(30));
     }
 

@@ -82,4 +82,63 @@ public sealed class BrokerOutageTests
         types.ShouldBe(["task.created.v1", "task.start_requested.v1", "task.dispatched.v1", "task.completed.v1"], server.Warnings.ToString());
         starts.Reader.TryRead(out _).ShouldBeFalse("the task was sent again");
     }
+
+    /// <summary>
+    /// A task dispatched just as the broker went away: its start message waits in PostgreSQL and is tried again for as
+    /// long as the broker stays away, then sent. Before, it became a dead letter after five tries (~40 s with a 1 s
+    /// MANAGER_MQTT_TIMEOUT, ~2.5 min with the default), and the task stayed Running on a proplet that never got it.
+    /// </summary>
+    [Fact]
+    public async Task GivenAStartMessageWhileTheBrokerIsDownForLong_WhenItReturns_ThenTheStartIsSent_NotADeadLetter()
+    {
+        await using var broker = await MosquittoProcess.StartAsync(_ => "allow_anonymous true", Ct);
+        await using var server = await ManagerServer.StartAsync("broker_outage_start", new Dictionary<string, string>
+        {
+            ["MANAGER_MQTT_ADDRESS"] = broker.Address,
+            ["MANAGER_TENANT_ID"] = _tenant,
+            ["MANAGER_CHANNEL_ID"] = "ch",
+            ["MANAGER_ENTITY_ID"] = "manager-" + _tenant,
+            ["MANAGER_MQTT_QOS"] = "1",
+            ["MANAGER_MQTT_TIMEOUT"] = "1s",
+            ["MANAGER_PROPLET_LIVENESS_WINDOW"] = "2m", // the proplet stays placeable through the outage
+        });
+        var http = server.Client;
+
+        // With a kept session (PROPLET_MQTT_CLEAN_SESSION=false), as a start sent while it reconnects must reach it.
+        var propletId = Guid.NewGuid().ToString();
+        BrokerConnection? proplet = null;
+        proplet = new BrokerConnection(new BrokerOptions { ClientId = propletId, CleanStart = false, SessionExpiryInterval = 3600 }.WithAddress(broker.Address))
+        {
+            Handler = Inbox.Each(async (message, token) =>
+            {
+                var id = JsonDocument.Parse(message.Payload).RootElement.GetProperty("id").GetString();
+                await proplet!.PublishAsync($"{Base}/control/proplet/results", JsonSerializer.SerializeToUtf8Bytes(new { task_id = id, proplet_id = propletId, results = "sent late", error = (string?)null }),
+                    MqttQualityOfServiceLevel.AtLeastOnce, token);
+            }),
+        };
+        await using var _ = proplet;
+        await proplet.StartAsync(Ct);
+        await proplet.SubscribeAsync($"{Base}/control/manager/start", MqttQualityOfServiceLevel.AtLeastOnce, Ct);
+        await proplet.PublishAsync($"{Base}/control/proplet/alive", JsonSerializer.SerializeToUtf8Bytes(new { proplet_id = propletId, status = "alive" }), MqttQualityOfServiceLevel.AtLeastOnce, Ct);
+        await HeartbeatLoop.WaitUntilAliveAsync(http, propletId, Ct);
+
+        await broker.StopAsync(Ct);
+        var created = await http.PostAsync("/tasks", new StringContent("""{"name":"main"}""", Encoding.UTF8, "application/json"), Ct);
+        var id = (await created.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetString()!;
+        (await http.PostAsync($"/tasks/{id}/start", null, Ct)).EnsureSuccessStatusCode();
+
+        // Past every bounded retry of the start (5 tries of 1 s after 0.1, 1, 5 and 30 s).
+        await Task.Delay(TimeSpan.FromSeconds(45), Ct);
+        (await http.GetFromJsonAsync<JsonElement>("/dead-letters", Ct)).GetProperty("total").GetInt32().ShouldBe(0, server.Warnings.ToString());
+
+        await broker.StartAsync(Ct);
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        JsonElement task;
+        while ((task = await http.GetFromJsonAsync<JsonElement>($"/tasks/{id}", Ct)).GetProperty("state").GetInt32() != 3 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(100, Ct);
+        }
+
+        task.GetProperty("results").GetString().ShouldBe("sent late", task.GetRawText());
+    }
 }
