@@ -127,6 +127,81 @@ public sealed class ManagerNodesTests
             $"two nodes: {all.Count} tasks, burst {burst.Count} ({accepted.Count} starts accepted, {started.Count} past Pending, {publishedBeforeKill} published before the kill, {leftBehind} durable envelopes left behind by the dead node), start messages {proplets.Starts.Values.Sum()}");
     }
 
+    /// <summary>
+    /// Both nodes lose PostgreSQL for longer than MANAGER_NODE_STALE_TIMEOUT (each then finds the other's heartbeat
+    /// stale) while results arrive: once it is back, both serve the API again, every task completes, none is
+    /// dispatched or completed twice, no durable message is left.
+    /// </summary>
+    [Fact]
+    public async Task TwoNodes_WhenPostgresIsUnreachableForLongerThanTheStaleTimeout_ThenBothRecover_AndEveryTaskCompletesOnce()
+    {
+        var (relay, connectionString) = await PostgresRelay.InFrontOfTestPostgresAsync();
+        await using var relayOwned = relay;
+        await using var cluster = await Cluster.StartAsync("e2e_nodes_db", new Dictionary<string, string>(Wolverine) { ["EventStore__ConnectionString"] = connectionString }, Ct);
+        var a = cluster.Http;
+        var (b, _) = await cluster.StartManagerNodeAsync("manager-b", null, Ct);
+        await using var proplets = await SimulatedProplets.StartAsync(cluster.Tenant, 3, Ct);
+        await cluster.WaitUntilAsync(
+            "both nodes to list the 3 proplets as active", async () => await ActiveAsync(a) >= 3 && await ActiveAsync(b) >= 3, TimeSpan.FromSeconds(60), Ct);
+
+        var before = new List<string>();
+        for (var i = 0; i < 20; i++)
+        {
+            var id = await CreateAsync(i % 2 == 0 ? a : b);
+            await StartAsync(i % 2 == 0 ? b : a, id);
+            before.Add(id);
+        }
+
+        await WaitTerminalAsync(cluster, a, before, TimeSpan.FromSeconds(60));
+
+        // Twenty tasks whose results the proplets hold; PostgreSQL goes away, then the results are sent.
+        proplets.Hold = true;
+        var during = new List<string>();
+        for (var i = 0; i < 20; i++)
+        {
+            var id = await CreateAsync(i % 2 == 0 ? a : b);
+            await StartAsync(i % 2 == 0 ? b : a, id);
+            during.Add(id);
+        }
+
+        await cluster.WaitUntilAsync("the proplets to receive the 20 starts", () => Task.FromResult(during.All(proplets.Starts.ContainsKey)), TimeSpan.FromSeconds(60), Ct);
+        relay.Cut();
+        await proplets.ReleaseAsync(Ct);
+        proplets.Hold = false;
+        foreach (var node in new[] { a, b })
+        {
+            using var refused = await node.GetAsync("/tasks", Ct);
+            refused.StatusCode.ShouldBe(HttpStatusCode.ServiceUnavailable, await refused.Content.ReadAsStringAsync(Ct));
+        }
+
+        await Task.Delay(TimeSpan.FromSeconds(15), Ct);
+        await relay.RestoreAsync();
+
+        await cluster.WaitUntilAsync(
+            "both nodes to be ready again",
+            async () => (await a.GetAsync("/health/ready", Ct)).IsSuccessStatusCode && (await b.GetAsync("/health/ready", Ct)).IsSuccessStatusCode,
+            TimeSpan.FromSeconds(90),
+            Ct);
+        await WaitTerminalAsync(cluster, i => i % 2 == 0 ? a : b, during, TimeSpan.FromSeconds(90));
+        var after = new List<string>();
+        for (var i = 0; i < 20; i++)
+        {
+            var id = await CreateAsync(i % 2 == 0 ? a : b);
+            await StartAsync(i % 2 == 0 ? b : a, id);
+            after.Add(id);
+        }
+
+        await WaitTerminalAsync(cluster, b, after, TimeSpan.FromSeconds(60));
+        await cluster.WaitUntilAsync(
+            "no durable message left unhandled", async () => await UnhandledEnvelopesAsync(cluster.Schema) == 0, TimeSpan.FromSeconds(60), Ct);
+        var counts = await EventCountsAsync(cluster.Schema);
+        foreach (var id in before.Concat(during).Concat(after))
+        {
+            Count(counts, id, "task.dispatched.v1").ShouldBe(1, $"task {id}: one dispatch");
+            Count(counts, id, "task.completed.v1").ShouldBe(1, $"task {id}: one completion");
+        }
+    }
+
     [Fact]
     public async Task AManagerKilledAtRandomPoints_LosesNothing_AndAppliesNothingTwice()
     {

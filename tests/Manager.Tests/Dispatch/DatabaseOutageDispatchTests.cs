@@ -4,7 +4,6 @@ using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
 using MQTTnet.Protocol;
-using Npgsql;
 using Propeller.Broker;
 using Propeller.Broker.Tests;
 using Propeller.Tests.Shared;
@@ -171,14 +170,10 @@ public sealed class DatabaseOutageDispatchTests
     /// <summary>A manager on the shared broker whose way to PostgreSQL goes through a relay the test can cut.</summary>
     private async Task<(PostgresRelay Relay, ManagerServer Server)> StartBehindRelayAsync(string schema, string? livenessWindow = null)
     {
-        var db = new NpgsqlConnectionStringBuilder(await TestPostgres.ConnectionStringAsync());
-        var relay = PostgresRelay.Start(db.Host!, db.Port);
-        db.Host = "127.0.0.1";
-        db.Port = relay.Port;
-        db.Timeout = 3;
+        var (relay, connectionString) = await PostgresRelay.InFrontOfTestPostgresAsync();
         var settings = new Dictionary<string, string>
         {
-            ["EventStore:ConnectionString"] = db.ConnectionString,
+            ["EventStore:ConnectionString"] = connectionString,
             ["MANAGER_MQTT_ADDRESS"] = Broker,
             ["MANAGER_TENANT_ID"] = _tenant,
             ["MANAGER_CHANNEL_ID"] = "ch",

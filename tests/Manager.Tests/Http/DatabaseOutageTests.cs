@@ -16,12 +16,9 @@ public sealed class DatabaseOutageTests
     [Fact]
     public async Task GivenPostgresBecameUnreachable_WhenMetricsAreScraped_ThenTheAnswerIs200WithTheApiSeriesAndTheFailedSamplers()
     {
-        var db = new NpgsqlConnectionStringBuilder(await TestPostgres.ConnectionStringAsync());
-        await using var relay = PostgresRelay.Start(db.Host!, db.Port);
-        db.Host = "127.0.0.1";
-        db.Port = relay.Port;
-        db.Timeout = 3;
-        await using var server = await ManagerServer.StartAsync("metrics_outage", new Dictionary<string, string> { ["EventStore:ConnectionString"] = db.ConnectionString });
+        var (relay, connectionString) = await PostgresRelay.InFrontOfTestPostgresAsync();
+        await using var relayOwned = relay;
+        await using var server = await ManagerServer.StartAsync("metrics_outage", new Dictionary<string, string> { ["EventStore:ConnectionString"] = connectionString });
         (await server.Client.GetAsync("/metrics", Ct)).StatusCode.ShouldBe(HttpStatusCode.OK);
 
         relay.Cut();

@@ -1,7 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 
-namespace Propeller.Manager.Tests;
+namespace Propeller.Tests.Shared;
 
 /// <summary>
 /// Forwards loopback connections to PostgreSQL, as a network between the manager and its database: <see cref="Cut"/>
@@ -25,6 +25,18 @@ internal sealed class PostgresRelay : IAsyncDisposable
     }
 
     public int Port { get; private set; }
+
+    /// <summary>A relay in front of the tests' PostgreSQL (<see cref="TestPostgres"/>), and the connection string through
+    /// it (a 3 s connect timeout, so what needs PostgreSQL fails soon while it is cut).</summary>
+    public static async Task<(PostgresRelay Relay, string ConnectionString)> InFrontOfTestPostgresAsync()
+    {
+        var db = new Npgsql.NpgsqlConnectionStringBuilder(await TestPostgres.ConnectionStringAsync());
+        var relay = Start(db.Host!, db.Port);
+        db.Host = "127.0.0.1";
+        db.Port = relay.Port;
+        db.Timeout = 3;
+        return (relay, db.ConnectionString);
+    }
 
     public static PostgresRelay Start(string host, int port)
     {
