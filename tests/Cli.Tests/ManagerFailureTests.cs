@@ -315,13 +315,18 @@ public sealed partial class ManagerFailureTests : IDisposable
     [InlineData("{}", "plugin", "list")]
     [InlineData("{\"plugins\":[{\"name\":\"x\"}],\"skipped\":[]}", "plugin", "reload")]
     [InlineData("{\"proplets\":[],\"total\":\"many\"}", "proplet", "list")]
-    public async Task AnAnswerOfAnUnexpectedShape_IsOneLine_AndExit1(string body, params string[] args)
+    [InlineData("{\"tasks\":[]}", "task", "list")]
+    [InlineData("{\"proplets\":[]}", "proplet", "list")]
+    [InlineData("{\"metadata\":{}}", "proplet", "get", "p1")]
+    [InlineData("{\"plugins\":[],\"directory\":\"/plugins\"}", "plugin", "list")]
+    public async Task AnAnswerOfAnUnexpectedShape_IsOneLine_AndExit1_WithNothingPrintedBeforeIt(string body, params string[] args)
     {
         var manager = new FakeManager((_, _) => Task.FromResult(FakeManager.Json(body)));
 
         var outcome = await Cli.RunAsync(manager, args);
 
         outcome.Exit.ShouldBe(1, outcome.ToString());
+        outcome.Out.ShouldBeEmpty(outcome.ToString());
         outcome.Err.Trim().ShouldStartWith($"propeller: unexpected answer from the manager at {FakeManager.Url}/: ");
         outcome.Err.Trim().Split('\n').Length.ShouldBe(1, outcome.ToString());
     }
@@ -597,6 +602,24 @@ public sealed partial class ManagerFailureTests : IDisposable
 
         list.Exit.ShouldBe(2, list.ToString());
         list.Err.ShouldStartWith(stderr, Case.Sensitive, list.ToString());
+        manager.Requests.ShouldBeEmpty();
+    }
+
+    /// <summary>`--inputs` with an empty value (a doubled or trailing comma, or only commas) is a usage error; it sent
+    /// empty strings, which no function's parameter takes.</summary>
+    [Theory]
+    [InlineData(",,,")]
+    [InlineData("10,,32")]
+    [InlineData("10,")]
+    [InlineData("10, ,32")]
+    public async Task Create_WithAnEmptyInput_IsAUsageError(string inputs)
+    {
+        var manager = new FakeManager((_, _) => Task.FromResult(FakeManager.Json(FakeManager.Task(0))));
+
+        var create = await Cli.RunAsync(manager, "task", "create", "--name", "add", "-i", inputs);
+
+        create.Exit.ShouldBe(2, create.ToString());
+        create.Err.ShouldStartWith($"propeller: --inputs has an empty value in '{inputs}'", Case.Sensitive, create.ToString());
         manager.Requests.ShouldBeEmpty();
     }
 

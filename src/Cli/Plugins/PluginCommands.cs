@@ -37,10 +37,12 @@ internal static class PluginCommands
                 Tables.Str(counters, "failures"));
         }
 
+        // Read before anything is printed: an answer of another shape prints no part of a table.
+        var skipped = listing.GetProperty("skipped").EnumerateArray().Select(s => $"skipped {Tables.Str(s, "file")}: {Tables.Str(s, "error")}").ToList();
         context.Console.Write(table);
-        foreach (var skipped in listing.GetProperty("skipped").EnumerateArray())
+        foreach (var line in skipped)
         {
-            context.Output.WriteLine($"skipped {Tables.Str(skipped, "file")}: {Tables.Str(skipped, "error")}");
+            context.Output.WriteLine(line);
         }
 
         context.Output.WriteLine(Tables.Str(listing, "directory") is { Length: > 0 } directory ? $"directory {directory}" : "no plugin directory configured (MANAGER_PLUGIN_DIR)");

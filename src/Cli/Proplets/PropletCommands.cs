@@ -33,17 +33,18 @@ internal static class PropletCommands
                 cancellationToken),
             (context, page) =>
             {
+                // Everything read before anything is printed: an answer of another shape prints no part of a table.
                 var now = DateTimeOffset.UtcNow;
                 var table = Tables.Create("ID", "NAME", "ALIVE", "TASKS", "LAST HEARTBEAT");
                 var proplets = page.GetProperty("proplets").EnumerateArray().ToList();
+                var total = page.GetProperty("total").GetInt64();
+                var from = page.TryGetProperty("offset", out var o) ? o.GetInt64() : 0;
                 foreach (var p in proplets)
                 {
                     Tables.Row(table, Tables.Str(p, "id"), Tables.Str(p, "name"), Alive(p), Tables.Str(p, "task_count"), Heartbeat(p, now));
                 }
 
                 context.Console.Write(table);
-                var total = page.GetProperty("total").GetInt64();
-                var from = page.TryGetProperty("offset", out var o) ? o.GetInt64() : 0;
                 context.Output.WriteLine(
                     proplets.Count == 0 ? $"no proplets ({total} in all)"
                     : from == 0 && proplets.Count == total ? $"{total} proplet(s)"
@@ -70,6 +71,7 @@ internal static class PropletCommands
             }
 
             var meta = proplet.GetProperty("metadata");
+            var running = tasks.GetProperty("tasks").EnumerateArray().ToList(); // read before anything is printed
             context.Console.Write(Tables.Fields(
             [
                 ("id", Tables.Str(proplet, "id")),
@@ -85,7 +87,6 @@ internal static class PropletCommands
                 ("runtime", Tables.Str(meta, "wasm_runtime")),
                 ("version", Tables.Str(meta, "proplet_version")),
             ]));
-            var running = tasks.GetProperty("tasks").EnumerateArray().ToList();
             if (running.Count > 0)
             {
                 context.Console.Write(TaskFields.List(running, DateTimeOffset.UtcNow));

@@ -79,12 +79,22 @@ internal sealed class SpecOptions
             Name = name,
             File = _file is not null && parse.GetValue(_file) is { } file ? ReadWasm(file) : null,
             ImageUrl = parse.GetValue(_imageUrl),
-            Inputs = parse.GetValue(_inputs) is { Length: > 0 } inputs ? inputs.Split(',', StringSplitOptions.TrimEntries) : null,
+            Inputs = parse.GetValue(_inputs) is { Length: > 0 } inputs ? Inputs(inputs) : null,
             Env = env.Count == 0 ? null : env,
             CliArgs = cliArgs is { Length: > 0 } ? cliArgs : null,
             Metadata = metadata,
             Daemon = parse.GetValue(_daemon),
         };
+    }
+
+    /// <summary>The comma-separated <c>--inputs</c>; an empty one (<c>10,,32</c>, <c>10,</c>) is a mistake no function's
+    /// parameter takes, refused here rather than sent as "".</summary>
+    private static string[] Inputs(string text)
+    {
+        var inputs = text.Split(',', StringSplitOptions.TrimEntries);
+        return inputs.Contains("")
+            ? throw new CliException($"--inputs has an empty value in '{text}': separate the values with single commas (e.g. -i 10,32)", CliException.Usage)
+            : inputs;
     }
 
     /// <summary>Why <paramref name="text"/> is not a <c>--metadata</c> value (a JSON object), or null when it is one.</summary>

@@ -99,12 +99,13 @@ internal static class TaskCommands
             },
             (context, page) =>
             {
+                // Everything read before anything is printed: an answer of another shape prints no part of a table.
                 var tasks = page.GetProperty("tasks").EnumerateArray().ToList();
-                context.Console.Write(TaskFields.List(tasks, DateTimeOffset.UtcNow));
                 var from = page.GetProperty("offset").GetInt64();
-                context.Output.WriteLine(tasks.Count == 0
-                    ? $"no tasks ({page.GetProperty("total").GetInt64()} in all)"
-                    : $"{from + 1}-{from + tasks.Count} of {page.GetProperty("total").GetInt64()}");
+                var total = page.GetProperty("total").GetInt64();
+                var table = TaskFields.List(tasks, DateTimeOffset.UtcNow);
+                context.Console.Write(table);
+                context.Output.WriteLine(tasks.Count == 0 ? $"no tasks ({total} in all)" : $"{from + 1}-{from + tasks.Count} of {total}");
             });
         return command;
     }
