@@ -21,12 +21,13 @@ public static class PostgresFailures
     /// <summary>
     /// Whether <paramref name="ex"/> (or what it wraps) says PostgreSQL cannot be used now, whatever was asked of it:
     /// unreachable, the connection lost or timed out, the pool exhausted (Npgsql's errors below the SQL level), shutting
-    /// down or starting up (57P01–57P03), a connection error reported by the server (class 08), or out of connection slots
-    /// (53300). The API answers it with 503: the request was fine, and may succeed later.
+    /// down or starting up (57P01–57P03), a statement cancelled by its timeout (57014), a connection error reported by the
+    /// server (class 08), or out of resources: connection slots, disk, memory (class 53). The API answers it with 503:
+    /// the request was fine, and may succeed later.
     /// </summary>
     public static bool IsUnavailable(Exception ex) => Chain(ex).Any(e => e is NpgsqlException and not PostgresException
-        or PostgresException { SqlState: PostgresErrorCodes.AdminShutdown or PostgresErrorCodes.CrashShutdown or PostgresErrorCodes.CannotConnectNow or PostgresErrorCodes.TooManyConnections }
-        or PostgresException { SqlState: ['0', '8', ..] });
+        or PostgresException { SqlState: PostgresErrorCodes.AdminShutdown or PostgresErrorCodes.CrashShutdown or PostgresErrorCodes.CannotConnectNow or PostgresErrorCodes.QueryCanceled }
+        or PostgresException { SqlState: ['0', '8', ..] or ['5', '3', ..] });
 
     /// <summary>Whether <paramref name="ex"/> (or what it wraps) is a lost race on a stream.</summary>
     public static bool IsConflict(Exception ex) => Chain(ex).Any(e => e is ConcurrencyException or JasperFx.ConcurrencyException);
