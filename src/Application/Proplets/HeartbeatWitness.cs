@@ -31,7 +31,7 @@ public sealed class HeartbeatWitness
         Interlocked.Exchange(ref _listeningSince, at.UtcTicks);
     }
 
-    /// <summary>Storing a proplet message failed for a reason another try may cure (PostgreSQL unreachable).</summary>
+    /// <summary>Storing a proplet message failed because PostgreSQL cannot be used now (unreachable, out of resources).</summary>
     public void StoringFailed() => Volatile.Write(ref _storingFails, 1);
 
     /// <summary>A proplet message was stored: after failures, storing works again from now (read from

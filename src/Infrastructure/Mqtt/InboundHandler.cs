@@ -154,7 +154,11 @@ public sealed class InboundHandler(
             }
             catch (Exception ex) when (PostgresFailures.IsTransient(ex) && !cancellationToken.IsCancellationRequested)
             {
-                witness.StoringFailed(); // heartbeats are not recorded now: liveness waits (HeartbeatWitness)
+                if (PostgresFailures.IsUnavailable(ex))
+                {
+                    witness.StoringFailed(); // heartbeats are not recorded now: liveness waits (HeartbeatWitness); not for a deadlock
+                }
+
                 MqttBridgeLog.HandlerFailed(logger, ex, work.Topic);
                 await Task.Delay(delay, time, cancellationToken);
                 delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(5).Ticks));

@@ -50,7 +50,8 @@ public sealed class ManagerMqtt : IMessagePublisher, IAsyncDisposable
 
         Connection = new BrokerConnection(connection, loggers.CreateLogger<BrokerConnection>(), time)
         {
-            // Heartbeats can be heard from now on (subscribed): a liveness check gives each proplet a window from here.
+            // Heartbeats can be heard from now on (subscribed): silence counts only from here, after the proplets' time
+            // to reconnect (HeartbeatWitness).
             Connected = (_, _) =>
             {
                 witness.ListeningFrom(time.GetUtcNow(), () => Connection!.IsConnected);
