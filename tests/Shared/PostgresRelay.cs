@@ -85,21 +85,26 @@ internal sealed class PostgresRelay : IAsyncDisposable
                 _connections.Add(outbound);
             }
 
-            _ = PumpAsync(inbound.GetStream(), outbound.GetStream(), cut);
-            _ = PumpAsync(outbound.GetStream(), inbound.GetStream(), cut);
+            _ = PumpAsync(inbound, outbound, cut);
+            _ = PumpAsync(outbound, inbound, cut);
         }
     }
 
-    private static async Task PumpAsync(NetworkStream from, NetworkStream to, CancellationToken cut)
+    /// <summary>Copies one way until either side closes; then closes both, as a network would: a client that went away
+    /// (a killed manager) must not leave its server connection open, holding locks, until the relay goes.</summary>
+    private static async Task PumpAsync(TcpClient from, TcpClient to, CancellationToken cut)
     {
         try
         {
-            await from.CopyToAsync(to, cut);
+            await from.GetStream().CopyToAsync(to.GetStream(), cut);
         }
         catch (Exception)
         {
             // cut, or either side closed
         }
+
+        from.Dispose();
+        to.Dispose();
     }
 
     /// <summary>PostgreSQL becomes unreachable: open connections are reset, new ones refused.</summary>
@@ -111,7 +116,7 @@ internal sealed class PostgresRelay : IAsyncDisposable
         {
             foreach (var connection in _connections)
             {
-                connection.Client.Close(0);
+                connection.Client?.Close(0);
                 connection.Dispose();
             }
 

@@ -66,18 +66,12 @@ public sealed class BrokerOutageTests
         await Task.Delay(TimeSpan.FromSeconds(6), Ct);
         await broker.StartAsync(Ct);
         await proplet.WaitConnectedAsync(Ct);
+        await WaitReadyAsync(http, server); // the manager connected again
         await Task.Delay(TimeSpan.FromSeconds(5), Ct); // a few windows with the broker back
 
         await proplet.PublishAsync($"{Base}/control/proplet/results", JsonSerializer.SerializeToUtf8Bytes(new { task_id = id, proplet_id = propletId, results = "once", error = (string?)null }),
             MqttQualityOfServiceLevel.AtLeastOnce, Ct);
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        JsonElement task;
-        while ((task = await http.GetFromJsonAsync<JsonElement>($"/tasks/{id}", Ct)).GetProperty("state").GetInt32() != 3 && DateTime.UtcNow < deadline)
-        {
-            await Task.Delay(50, Ct);
-        }
-
-        task.GetProperty("results").GetString().ShouldBe("once");
+        (await WaitCompletedAsync(http, id, server)).GetProperty("results").GetString().ShouldBe("once");
         var types = (await http.GetFromJsonAsync<JsonElement>($"/tasks/{id}/history", Ct)).EnumerateArray().Select(e => e.GetProperty("type").GetString()).ToList();
         types.ShouldBe(["task.created.v1", "task.start_requested.v1", "task.dispatched.v1", "task.completed.v1"], server.Warnings.ToString());
         starts.Reader.TryRead(out _).ShouldBeFalse("the task was sent again");
@@ -132,13 +126,40 @@ public sealed class BrokerOutageTests
         (await http.GetFromJsonAsync<JsonElement>("/dead-letters", Ct)).GetProperty("total").GetInt32().ShouldBe(0, server.Warnings.ToString());
 
         await broker.StartAsync(Ct);
+        (await WaitCompletedAsync(http, id, server)).GetProperty("results").GetString().ShouldBe("sent late");
+    }
+
+    private static async Task WaitReadyAsync(HttpClient http, ManagerServer server)
+    {
         var deadline = DateTime.UtcNow.AddSeconds(60);
-        JsonElement task;
-        while ((task = await http.GetFromJsonAsync<JsonElement>($"/tasks/{id}", Ct)).GetProperty("state").GetInt32() != 3 && DateTime.UtcNow < deadline)
+        while (!(await http.GetAsync("/health/ready", Ct)).IsSuccessStatusCode)
         {
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException($"the manager is not ready again: {await http.GetStringAsync("/health/ready", Ct)}\n{server.Warnings}");
+            }
+
             await Task.Delay(100, Ct);
         }
+    }
 
-        task.GetProperty("results").GetString().ShouldBe("sent late", task.GetRawText());
+    private static async Task<JsonElement> WaitCompletedAsync(HttpClient http, string id, ManagerServer server)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (true)
+        {
+            var task = await http.GetFromJsonAsync<JsonElement>($"/tasks/{id}", Ct);
+            if (task.GetProperty("state").GetInt32() == 3)
+            {
+                return task;
+            }
+
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException($"task {id} did not complete: {task}\n{server.Warnings}");
+            }
+
+            await Task.Delay(100, Ct);
+        }
     }
 }
