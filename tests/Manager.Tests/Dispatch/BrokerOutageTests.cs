@@ -51,7 +51,7 @@ public sealed class BrokerOutageTests
         await proplet.SubscribeAsync($"{Base}/control/manager/start", MqttQualityOfServiceLevel.AtLeastOnce, Ct);
         await using var heartbeats = HeartbeatLoop.Start(proplet, Base, propletId, Ct);
 
-        await HeartbeatLoop.WaitUntilAliveAsync(http, propletId, Ct);
+        await ManagerWaits.AliveAsync(http, propletId);
 
         var created = await http.PostAsync("/tasks", new StringContent("""{"name":"main"}""", Encoding.UTF8, "application/json"), Ct);
         var id = (await created.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetString()!;
@@ -66,12 +66,12 @@ public sealed class BrokerOutageTests
         await Task.Delay(TimeSpan.FromSeconds(6), Ct);
         await broker.StartAsync(Ct);
         await proplet.WaitConnectedAsync(Ct);
-        await WaitReadyAsync(http, server); // the manager connected again
+        await ManagerWaits.ReadyAsync(http, server.Warnings.ToString); // the manager connected again
         await Task.Delay(TimeSpan.FromSeconds(5), Ct); // a few windows with the broker back
 
         await proplet.PublishAsync($"{Base}/control/proplet/results", JsonSerializer.SerializeToUtf8Bytes(new { task_id = id, proplet_id = propletId, results = "once", error = (string?)null }),
             MqttQualityOfServiceLevel.AtLeastOnce, Ct);
-        (await WaitCompletedAsync(http, id, server)).GetProperty("results").GetString().ShouldBe("once");
+        (await ManagerWaits.ForStateAsync(http, id, 3, server.Warnings.ToString)).GetProperty("results").GetString().ShouldBe("once");
         var types = (await http.GetFromJsonAsync<JsonElement>($"/tasks/{id}/history", Ct)).EnumerateArray().Select(e => e.GetProperty("type").GetString()).ToList();
         types.ShouldBe(["task.created.v1", "task.start_requested.v1", "task.dispatched.v1", "task.completed.v1"], server.Warnings.ToString());
         starts.Reader.TryRead(out _).ShouldBeFalse("the task was sent again");
@@ -114,7 +114,7 @@ public sealed class BrokerOutageTests
         await proplet.StartAsync(Ct);
         await proplet.SubscribeAsync($"{Base}/control/manager/start", MqttQualityOfServiceLevel.AtLeastOnce, Ct);
         await proplet.PublishAsync($"{Base}/control/proplet/alive", JsonSerializer.SerializeToUtf8Bytes(new { proplet_id = propletId, status = "alive" }), MqttQualityOfServiceLevel.AtLeastOnce, Ct);
-        await HeartbeatLoop.WaitUntilAliveAsync(http, propletId, Ct);
+        await ManagerWaits.AliveAsync(http, propletId);
 
         await broker.StopAsync(Ct);
         var created = await http.PostAsync("/tasks", new StringContent("""{"name":"main"}""", Encoding.UTF8, "application/json"), Ct);
@@ -126,40 +126,6 @@ public sealed class BrokerOutageTests
         (await http.GetFromJsonAsync<JsonElement>("/dead-letters", Ct)).GetProperty("total").GetInt32().ShouldBe(0, server.Warnings.ToString());
 
         await broker.StartAsync(Ct);
-        (await WaitCompletedAsync(http, id, server)).GetProperty("results").GetString().ShouldBe("sent late");
-    }
-
-    private static async Task WaitReadyAsync(HttpClient http, ManagerServer server)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(60);
-        while (!(await http.GetAsync("/health/ready", Ct)).IsSuccessStatusCode)
-        {
-            if (DateTime.UtcNow > deadline)
-            {
-                throw new TimeoutException($"the manager is not ready again: {await http.GetStringAsync("/health/ready", Ct)}\n{server.Warnings}");
-            }
-
-            await Task.Delay(100, Ct);
-        }
-    }
-
-    private static async Task<JsonElement> WaitCompletedAsync(HttpClient http, string id, ManagerServer server)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(60);
-        while (true)
-        {
-            var task = await http.GetFromJsonAsync<JsonElement>($"/tasks/{id}", Ct);
-            if (task.GetProperty("state").GetInt32() == 3)
-            {
-                return task;
-            }
-
-            if (DateTime.UtcNow > deadline)
-            {
-                throw new TimeoutException($"task {id} did not complete: {task}\n{server.Warnings}");
-            }
-
-            await Task.Delay(100, Ct);
-        }
+        (await ManagerWaits.ForStateAsync(http, id, 3, server.Warnings.ToString)).GetProperty("results").GetString().ShouldBe("sent late");
     }
 }

@@ -61,7 +61,7 @@ public sealed class DatabaseOutageDispatchTests
         await proplet.StartAsync(Ct);
         await proplet.SubscribeAsync($"{Base}/control/manager/start", MqttQualityOfServiceLevel.AtLeastOnce, Ct);
         await PublishAsync(proplet, "control/proplet/alive", new { proplet_id = propletId, status = "alive" });
-        await HeartbeatLoop.WaitUntilAliveAsync(http, propletId, Ct);
+        await ManagerWaits.AliveAsync(http, propletId);
 
         // Before the outage: tasks run as usual.
         var before = new List<string>();
@@ -72,7 +72,7 @@ public sealed class DatabaseOutageDispatchTests
 
         foreach (var id in before)
         {
-            await WaitForStateAsync(http, id, 3);
+            await ManagerWaits.ForStateAsync(http, id, 3);
         }
 
         var waiting = await CreateAsync(http);
@@ -85,7 +85,7 @@ public sealed class DatabaseOutageDispatchTests
             during.Add(await CreateAndStartAsync(http));
         }
 
-        await WaitUntilAsync(() => Task.FromResult(during.All(starts.ContainsKey)), "the held tasks were dispatched");
+        await ManagerWaits.UntilAsync(() => Task.FromResult(during.All(starts.ContainsKey)), "the held tasks were dispatched");
         relay.Cut();
         Volatile.Write(ref holding, false);
         while (held.TryDequeue(out var id))
@@ -104,17 +104,17 @@ public sealed class DatabaseOutageDispatchTests
         await Task.Delay(TimeSpan.FromSeconds(5), Ct);
 
         await relay.RestoreAsync();
-        await WaitUntilAsync(async () => (await http.GetAsync("/health/ready", Ct)).IsSuccessStatusCode, "the manager became ready again", TimeSpan.FromSeconds(60));
+        await ManagerWaits.ReadyAsync(http);
         foreach (var id in during)
         {
-            var task = await WaitForStateAsync(http, id, 3);
+            var task = await ManagerWaits.ForStateAsync(http, id, 3);
             task.GetProperty("results").GetString().ShouldBe("done " + id, server.Warnings.ToString());
         }
 
         // After the outage: the refused start and new work run, and nothing ran or completed twice.
-        (await WaitForStateAsync(http, await StartAsync(http, waiting), 3)).GetProperty("results").GetString().ShouldBe("done " + waiting);
+        (await ManagerWaits.ForStateAsync(http, await StartAsync(http, waiting), 3)).GetProperty("results").GetString().ShouldBe("done " + waiting);
         var after = await CreateAndStartAsync(http);
-        (await WaitForStateAsync(http, after, 3)).GetProperty("results").GetString().ShouldBe("done " + after);
+        (await ManagerWaits.ForStateAsync(http, after, 3)).GetProperty("results").GetString().ShouldBe("done " + after);
         foreach (var id in before.Concat(during).Append(waiting).Append(after))
         {
             var types = (await http.GetFromJsonAsync<JsonElement>($"/tasks/{id}/history", Ct)).EnumerateArray().Select(e => e.GetProperty("type").GetString()).ToList();
@@ -149,7 +149,7 @@ public sealed class DatabaseOutageDispatchTests
         await proplet.StartAsync(Ct);
         await proplet.SubscribeAsync($"{Base}/control/manager/start", MqttQualityOfServiceLevel.AtLeastOnce, Ct);
         await using var heartbeats = HeartbeatLoop.Start(proplet, Base, propletId, Ct);
-        await HeartbeatLoop.WaitUntilAliveAsync(http, propletId, Ct);
+        await ManagerWaits.AliveAsync(http, propletId);
 
         var id = await CreateAndStartAsync(http);
         (await started.Task.WaitAsync(TimeSpan.FromSeconds(30), Ct)).ShouldBe(id);
@@ -157,11 +157,11 @@ public sealed class DatabaseOutageDispatchTests
         relay.Cut();
         await Task.Delay(TimeSpan.FromSeconds(8), Ct);
         await relay.RestoreAsync();
-        await WaitUntilAsync(async () => (await http.GetAsync("/health/ready", Ct)).IsSuccessStatusCode, "the manager became ready again", TimeSpan.FromSeconds(60));
+        await ManagerWaits.ReadyAsync(http);
         await Task.Delay(TimeSpan.FromSeconds(8), Ct); // a few windows with PostgreSQL back
 
         await PublishAsync(proplet, "control/proplet/results", new { task_id = id, proplet_id = propletId, results = "once", error = (string?)null });
-        (await WaitForStateAsync(http, id, 3)).GetProperty("results").GetString().ShouldBe("once");
+        (await ManagerWaits.ForStateAsync(http, id, 3)).GetProperty("results").GetString().ShouldBe("once");
         var types = (await http.GetFromJsonAsync<JsonElement>($"/tasks/{id}/history", Ct)).EnumerateArray().Select(e => e.GetProperty("type").GetString()).ToList();
         types.ShouldBe(["task.created.v1", "task.start_requested.v1", "task.dispatched.v1", "task.completed.v1"], server.Warnings.ToString());
         (await http.GetFromJsonAsync<JsonElement>($"/proplets/{propletId}", Ct)).GetProperty("alive").GetBoolean().ShouldBeTrue();
@@ -216,39 +216,5 @@ public sealed class DatabaseOutageDispatchTests
         var started = await http.PostAsync($"/tasks/{id}/start", null, Ct);
         started.StatusCode.ShouldBe(HttpStatusCode.OK, await started.Content.ReadAsStringAsync(Ct));
         return id;
-    }
-
-    private static async Task<JsonElement> WaitForStateAsync(HttpClient http, string id, int state)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(60);
-        while (true)
-        {
-            var task = await http.GetFromJsonAsync<JsonElement>($"/tasks/{id}", Ct);
-            if (task.GetProperty("state").GetInt32() == state)
-            {
-                return task;
-            }
-
-            if (DateTime.UtcNow > deadline)
-            {
-                throw new TimeoutException($"task {id} is in state {task.GetProperty("state").GetInt32()}, not {state}: {task}");
-            }
-
-            await Task.Delay(50, Ct);
-        }
-    }
-
-    private static async Task WaitUntilAsync(Func<Task<bool>> condition, string what, TimeSpan? within = null)
-    {
-        var deadline = DateTime.UtcNow + (within ?? TimeSpan.FromSeconds(30));
-        while (!await condition())
-        {
-            if (DateTime.UtcNow > deadline)
-            {
-                throw new TimeoutException($"not seen in time: {what}");
-            }
-
-            await Task.Delay(50, Ct);
-        }
     }
 }

@@ -36,27 +36,6 @@ internal sealed class HeartbeatLoop : IAsyncDisposable
     public static HeartbeatLoop Start(BrokerConnection proplet, string baseTopic, string propletId, CancellationToken cancellationToken) =>
         new(proplet, baseTopic, propletId, cancellationToken);
 
-    /// <summary>Waits until the manager shows <paramref name="propletId"/> alive (registered and its heartbeat recorded).</summary>
-    public static async Task WaitUntilAliveAsync(HttpClient http, string propletId, CancellationToken cancellationToken)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        while (true)
-        {
-            var response = await http.GetAsync($"/proplets/{propletId}", cancellationToken);
-            if (response.IsSuccessStatusCode && JsonDocument.Parse(await response.Content.ReadAsStringAsync(cancellationToken)).RootElement.GetProperty("alive").GetBoolean())
-            {
-                return;
-            }
-
-            if (DateTime.UtcNow > deadline)
-            {
-                throw new TimeoutException($"proplet {propletId} is not alive: {(int)response.StatusCode}");
-            }
-
-            await Task.Delay(50, cancellationToken);
-        }
-    }
-
     public async ValueTask DisposeAsync()
     {
         await _stop.CancelAsync();

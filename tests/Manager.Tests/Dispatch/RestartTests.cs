@@ -127,7 +127,7 @@ public sealed class RestartTests
         string id;
         await using (var first = await ManagerServer.StartAsync("restart_liveness", settings))
         {
-            await HeartbeatLoop.WaitUntilAliveAsync(first.Client, propletId, Ct);
+            await ManagerWaits.AliveAsync(first.Client, propletId);
 
             id = await CreateAndStartAsync(first.Client);
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Ct);
