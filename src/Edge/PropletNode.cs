@@ -44,6 +44,10 @@ public sealed class PropletNode : IAsyncDisposable
 
     private static readonly TimeSpan RediscoveryInterval = TimeSpan.FromMinutes(5);
 
+    /// <summary>After a connect without a session, the discovery (with what this proplet holds) goes out once more this
+    /// much later (<see cref="OnConnectedAsync"/>).</summary>
+    private static readonly TimeSpan SecondReportDelay = TimeSpan.FromSeconds(10);
+
     private readonly PropletPluginChain? _plugins;
 
     public PropletNode(PropletSettings settings, ILoggerFactory loggers, TimeProvider time)
@@ -232,11 +236,36 @@ public sealed class PropletNode : IAsyncDisposable
         await PublishDiscoveryAsync(linked.Token);
         EdgeLog.DiscoveryPublished(_logger, sessionPresent);
         _discovered.TrySetResult();
+        if (!sessionPresent)
+        {
+            // Starts the broker dropped while this proplet had no session are sent again by the manager when the report
+            // of what it holds (in the discovery) lacks them, but only those dispatched a few seconds before the report
+            // (one dispatched closer may be on its way): a second report a little later covers the rest.
+            _ = AnnounceAgainAsync(_lifetime.Token);
+        }
+    }
+
+    private async Task AnnounceAgainAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await Task.Delay(SecondReportDelay, _time, cancellationToken);
+            await PublishDiscoveryAsync(cancellationToken);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // stopping
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            EdgeLog.HandlerFailed(_logger, "(discovery)", ex);
+        }
     }
 
     /// <summary>Discovery, also repeated every <see cref="RediscoveryInterval"/>: a manager that subscribed for the first time
     /// after this proplet connected (a new deployment, a lost session) learns the metadata without a reconnect. The manager
-    /// records nothing when the metadata did not change.</summary>
+    /// records nothing when the metadata did not change. It carries the tasks this proplet holds (our extension,
+    /// <see cref="TaskRunner.Held"/>), which our manager reconciles with what it has running here.</summary>
     private Task PublishDiscoveryAsync(CancellationToken cancellationToken)
     {
         var discovery = new DiscoveryMessage
@@ -244,6 +273,7 @@ public sealed class PropletNode : IAsyncDisposable
             PropletId = _settings.EntityId,
             Namespace = _settings.Namespace,
             Metadata = JsonSerializer.SerializeToElement(Discovery.Metadata(_settings, _runtimeName)),
+            Tasks = JsonSerializer.SerializeToElement(_runner.Held()),
         };
         return _publisher.PublishAsync(Topics.PropletCreate, JsonSerializer.SerializeToUtf8Bytes(discovery), cancellationToken);
     }

@@ -446,6 +446,64 @@ public sealed class TaskRunnerTests : IAsyncDisposable
     }
 
     /// <summary>
+    /// A run (attempt and dispatch) that finished here is not run again when its start comes again (a QoS 1 redelivery,
+    /// or the manager sending it again because this proplet's report of what it holds was taken before the first copy
+    /// arrived); a later dispatch of the attempt (a re-dispatch back here) and a later attempt run. Without dispatch (the
+    /// original manager) a start runs as before.
+    /// </summary>
+    [Fact]
+    public async Task GivenARunThatFinishedHere_WhenItsStartComesAgain_ThenItIsNotRunAgainButALaterDispatchIs()
+    {
+        object Addition(int attempt, int? dispatch) => new { id = "once", name = "main", file = Modules.AdditionBase64, inputs = new[] { "1", "2" }, attempt, dispatch };
+        Start(Addition(1, 1));
+        (await NextResultAsync()).GetProperty("results").GetString().ShouldBe("3");
+        while (_runner.RunningCount > 0)
+        {
+            await Task.Delay(20, TestContext.Current.CancellationToken);
+        }
+
+        Start(Addition(1, 1));
+        await Task.Delay(300, TestContext.Current.CancellationToken);
+        _published.TryNext(out var again).ShouldBeFalse(again.Payload.ToString());
+        _runner.Started.ShouldBe(1);
+
+        Start(Addition(1, 2));
+        (await NextResultAsync()).GetProperty("attempt").GetInt32().ShouldBe(1);
+        Start(Addition(2, 1));
+        (await NextResultAsync()).GetProperty("attempt").GetInt32().ShouldBe(2);
+        Start(Addition(2, null));
+        (await NextResultAsync()).GetProperty("attempt").GetInt32().ShouldBe(2);
+        _runner.Started.ShouldBe(4);
+    }
+
+    /// <summary>What the proplet holds (reported with its discovery): a running task with the attempt its start named, a
+    /// start without one, and nothing once they ended.</summary>
+    [Fact]
+    public async Task GivenRunningTasks_WhenAskedWhatItHolds_ThenEachIsListedWithItsAttemptUntilItEnds()
+    {
+        var settings = _settings with { MaxConcurrentTasks = 4 };
+        var fetcher = new BinaryFetcher(settings, _chunks, _published, _http);
+        await using var runner = new TaskRunner(settings, _runtime, fetcher, _published, null, NullLogger<TaskRunner>.Instance);
+        var spin = Convert.ToBase64String(Modules.Spin);
+        runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(new { id = "a", name = "main", file = spin, attempt = 3, dispatch = 1 }));
+        runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(new { id = "b", name = "main", file = spin }));
+
+        runner.Held().OrderBy(h => h.TaskId, StringComparer.Ordinal).ShouldBe([new HeldTask("a", 3), new HeldTask("b", null)]);
+        JsonSerializer.Serialize(runner.Held().Where(h => h.TaskId == "b")).ShouldBe("""[{"task_id":"b"}]""");
+
+        runner.HandleStop(Encoding.UTF8.GetBytes("""{"id":"a","broadcast":false,"attempt":3}"""));
+        runner.HandleStop(Encoding.UTF8.GetBytes("""{"id":"b","broadcast":false}"""));
+        await NextResultAsync();
+        await NextResultAsync();
+        while (runner.RunningCount > 0)
+        {
+            await Task.Delay(20, TestContext.Current.CancellationToken);
+        }
+
+        runner.Held().ShouldBeEmpty();
+    }
+
+    /// <summary>
     /// A daemon's "started" result waits while the broker is unreachable (held here until released); its workload runs
     /// meanwhile (it waited for the publish and did not run for the whole outage), and the result still comes, alone.
     /// </summary>

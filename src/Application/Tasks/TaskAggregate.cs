@@ -35,6 +35,7 @@ public static class TaskAggregate
             .Register<TaskSkipped>("task.skipped.v1")
             .Register<TaskResultIgnored>("task.result_ignored.v1")
             .Register<TaskDeleted>("task.deleted.v1")
-            .Register<TaskInvoked>("task.invoked.v1");
+            .Register<TaskInvoked>("task.invoked.v1")
+            .Register<TaskStartResent>("task.start_resent.v1");
     }
 }

@@ -17,4 +17,12 @@ public sealed record DiscoveryMessage
 
     [JsonPropertyName("metadata")]
     public JsonElement? Metadata { get; init; }
+
+    /// <summary>
+    /// Our extension (docs/compatibility.md): the tasks the proplet holds now, as <see cref="HeldTask"/> items. Our
+    /// manager sends again the start of a task it has running there that is not among them, and the stop of one it has
+    /// stopped or given up; without the field (the original proplet) it does neither. Read leniently by the manager.
+    /// </summary>
+    [JsonPropertyName("tasks"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public JsonElement? Tasks { get; init; }
 }

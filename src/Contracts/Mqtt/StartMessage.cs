@@ -67,4 +67,13 @@ public sealed record StartMessage
     /// </summary>
     [JsonPropertyName("attempt"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public int? Attempt { get; init; }
+
+    /// <summary>
+    /// Our extension (docs/compatibility.md): which dispatch of the attempt this start is, from 1 (a re-dispatch after
+    /// the proplet went away keeps the attempt and counts this up). With <see cref="Attempt"/> it names one run: our
+    /// proplet does not run again a run that finished here (a start delivered twice, or sent again because the
+    /// proplet's report of what it holds lacked it); the original ignores it.
+    /// </summary>
+    [JsonPropertyName("dispatch"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? Dispatch { get; init; }
 }

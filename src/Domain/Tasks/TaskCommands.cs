@@ -39,6 +39,12 @@ public abstract record TaskCommand
     /// <summary>The task's proplet went offline: wait for another one, or fail once <paramref name="MaxRedispatches"/> is used up.</summary>
     public sealed record RedispatchTask(TaskId TaskId, string Reason, int MaxRedispatches, DateTimeOffset At) : TaskCommand;
 
+    /// <summary>
+    /// The task's proplet said what it holds and this attempt is not among it (its start was lost: published while the
+    /// proplet had no session): the same start is sent again, recorded when the task still runs there at that attempt.
+    /// </summary>
+    public sealed record ResendStart(TaskId TaskId, string PropletId, int Attempt, string Reason, DateTimeOffset At) : TaskCommand;
+
     public sealed record StopTask(TaskId TaskId, string Reason, DateTimeOffset At) : TaskCommand;
 
     public sealed record SkipTask(TaskId TaskId, string Reason, DateTimeOffset At) : TaskCommand;

@@ -61,6 +61,10 @@ public static class TaskDecider
             Decision<TaskEvent>.Accept(new TaskRedispatchRequested(c.TaskId, state.Attempt, state.PropletId!, c.Reason, state.Redispatches + 1, c.At)),
         (RedispatchTask, _) => Decision<TaskEvent>.Accept(),
 
+        (ResendStart c, { Status: TaskStatus.Running }) when c.PropletId == state.PropletId && c.Attempt == state.Attempt && !state.RunsEverywhere =>
+            Decision<TaskEvent>.Accept(new TaskStartResent(c.TaskId, c.Attempt, c.PropletId, c.Reason, c.At)),
+        (ResendStart, _) => Decision<TaskEvent>.Accept(),
+
         (StopTask c, { IsActive: true }) => Decision<TaskEvent>.Accept(new TaskStopped(c.TaskId, state.Attempt, c.Reason, c.At)),
         (StopTask, { Status: TaskStatus.Interrupted }) => Decision<TaskEvent>.Accept(),
         (StopTask c, _) => Rejection.Conflict($"task {c.TaskId} is {state.Status}, not running"),
@@ -128,6 +132,7 @@ public static class TaskDecider
         TaskStopped e => state with { Status = TaskStatus.Interrupted, Error = e.Reason, FinishTime = e.StoppedAt, UpdatedAt = e.StoppedAt },
         TaskSkipped e => state with { Status = TaskStatus.Skipped, UpdatedAt = e.SkippedAt },
         TaskResultIgnored => state,
+        TaskStartResent => state,
         TaskInvoked => state,
         // A deleted task is gone for every command: its module (the bulk of its view, kept for ever) is dropped from the
         // state; its events still hold it.

@@ -26,6 +26,12 @@ public abstract record TaskEvent
     /// <summary>The proplet running the task went away; the task waits for another one (<paramref name="Redispatches"/> so far).</summary>
     public sealed record TaskRedispatchRequested(TaskId TaskId, int Attempt, string FromPropletId, string Reason, int Redispatches, DateTimeOffset RequestedAt) : TaskEvent;
 
+    /// <summary>
+    /// The start of <paramref name="Attempt"/> went to <paramref name="PropletId"/> again: the proplet reported the tasks
+    /// it holds without this one (a start the broker dropped). The state does not change; the proplet runs it once.
+    /// </summary>
+    public sealed record TaskStartResent(TaskId TaskId, int Attempt, string PropletId, string Reason, DateTimeOffset ResentAt) : TaskEvent;
+
     public sealed record TaskCompleted(TaskId TaskId, int Attempt, string? Results, DateTimeOffset CompletedAt) : TaskEvent;
 
     public sealed record TaskFailed(TaskId TaskId, int Attempt, string Error, DateTimeOffset FailedAt) : TaskEvent;

@@ -18,4 +18,7 @@ public sealed record StartRequest(StartMessage Message, TaskLimits Limits, Monit
 
     /// <summary>The manager's attempt number of this run (our extension; none from the original manager).</summary>
     public int? Attempt => Message.Attempt;
+
+    /// <summary>This run (attempt and dispatch, our extension), when the start names both: our manager's do.</summary>
+    internal Run? Run => Message is { Attempt: { } attempt, Dispatch: { } dispatch } ? new Run(attempt, dispatch) : null;
 }

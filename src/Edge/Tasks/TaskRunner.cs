@@ -29,7 +29,12 @@ public sealed class TaskRunner : IAsyncDisposable
     /// <summary>Starts not yet admitted (with the plugins, or waiting for a stopped run to unwind), with the attempt they
     /// named (our manager's <c>attempt</c>): a stop meanwhile cancels them.</summary>
     private readonly ConcurrentDictionary<string, (CancellationTokenSource Cancellation, int? Attempt)> _admitting = new(StringComparer.Ordinal);
-    private readonly StoppedAttempts _stoppedAttempts = new(TimeProvider.System);
+    private readonly AttemptMemory _stoppedAttempts = new(TimeProvider.System);
+
+    /// <summary>The runs (attempt and dispatch) that finished here: a start of one of them again is not run (a QoS 1
+    /// start delivered twice, one the manager sent again after this proplet's report of what it holds, taken before
+    /// the first copy arrived). More ids than the stops' memory: every task run leaves one.</summary>
+    private readonly AttemptMemory _finishedRuns = new(TimeProvider.System, capacity: 16384);
     private readonly Lock _admissionGate = new();
     private readonly SemaphoreSlim _slots;
     private long _waitingBytes; // what the starts waiting for a slot hold of inline modules (WaitForSlotAsync)
@@ -64,6 +69,32 @@ public sealed class TaskRunner : IAsyncDisposable
     }
 
     public int RunningCount => _running.Count;
+
+    /// <summary>
+    /// The tasks this proplet holds now: being admitted, waiting for a slot, running, serving, deployed latent. Reported
+    /// to the manager with every discovery, so that it can send again a start the broker dropped and a stop that was
+    /// lost (docs/edge.md "What a proplet holds").
+    /// </summary>
+    public IReadOnlyList<HeldTask> Held()
+    {
+        var held = new Dictionary<string, int?>(StringComparer.Ordinal);
+        foreach (var (id, admission) in _admitting)
+        {
+            held[id] = admission.Attempt;
+        }
+
+        foreach (var (id, task) in _running)
+        {
+            held[id] = task.Request.Attempt;
+        }
+
+        foreach (var (id, latent) in _latent)
+        {
+            held.TryAdd(id, latent.Deployment.Request.Attempt);
+        }
+
+        return [.. held.Select(p => new HeldTask(p.Key, p.Value))];
+    }
 
     /// <summary>Whether latent task <paramref name="id"/> is precompiled and waits for invocations.</summary>
     internal bool IsDeployed(string id) => _latent.ContainsKey(id);
@@ -119,6 +150,12 @@ public sealed class TaskRunner : IAsyncDisposable
             // caught it being admitted (the manager records it as ignored, a trace of the late start in the history).
             EdgeLog.StartAfterItsStop(_logger, request.Id, attempt);
             Track(PublishResultAsync(request.Id, TaskOutcome.Failure($"Task {request.Id} was stopped before completion"), attempt));
+            return;
+        }
+
+        if (request.Run is { } run && _finishedRuns.Covers(request.Id, run))
+        {
+            EdgeLog.StartOfFinishedRun(_logger, request.Id, run.Attempt, run.Dispatch);
             return;
         }
 
@@ -318,6 +355,7 @@ public sealed class TaskRunner : IAsyncDisposable
         }
         else if (refusal is not null)
         {
+            RecordFinished(request);
             await PublishResultAsync(id, refusal, request.Attempt);
         }
     }
@@ -683,6 +721,7 @@ public sealed class TaskRunner : IAsyncDisposable
             error = $"internal proplet error: {ex.Message}";
         }
 
+        RecordFinished(request);
         _running.TryRemove(new KeyValuePair<string, RunningTask>(request.Id, task));
         var shuttingDown = task.Reason == StopReason.ShuttingDown;
         task.Dispose();
@@ -821,6 +860,7 @@ public sealed class TaskRunner : IAsyncDisposable
             await monitor; // it ends on its own errors (TaskMonitor), so the result below never depends on it
         }
 
+        RecordFinished(request); // before it lets go of its id: a start of this run from now on is not run again
         _running.TryRemove(new KeyValuePair<string, RunningTask>(request.Id, task));
         var shuttingDown = task.Reason == StopReason.ShuttingDown;
         task.Dispose();
@@ -881,6 +921,16 @@ public sealed class TaskRunner : IAsyncDisposable
         finally
         {
             Interlocked.Add(ref _waitingBytes, -held);
+        }
+    }
+
+    /// <summary>Remembers <paramref name="request"/>'s run as finished, unless it is ending because the proplet shuts down
+    /// (then nothing is reported, and the manager sends it elsewhere).</summary>
+    private void RecordFinished(StartRequest request)
+    {
+        if (request.Run is { } run && Volatile.Read(ref _closing) == 0)
+        {
+            _finishedRuns.Record(request.Id, run);
         }
     }
 

@@ -26,4 +26,11 @@ public interface IInboundCommands
 
     /// <summary>Decides and commits a proplet command; returns the decider's rejection, if any.</summary>
     Task<Rejection?> HandlePropletAsync(PropletCommand command, EventMetadata metadata, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// A proplet reported the tasks it holds (<paramref name="held"/>: task and attempt, the attempt null when its start
+    /// named none): the start of a task running there by the manager's record and not held is sent again, the stop of a
+    /// held one the manager has stopped, failed or deleted is sent again; committed before this returns.
+    /// </summary>
+    Task ReconcileHeldAsync(string propletId, IReadOnlyDictionary<Guid, int?> held, DateTimeOffset reportedAt, CancellationToken cancellationToken);
 }

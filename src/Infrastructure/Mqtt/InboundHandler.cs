@@ -180,7 +180,7 @@ public sealed class InboundHandler(
     {
         ResultWork result => HandleResultAsync(result, cancellationToken),
         ResultsWork results => RecordResultsAsync(results, cancellationToken),
-        DiscoveryWork discovery => RegisterAsync(discovery.Topic, new PropletId(discovery.PropletId), discovery.Metadata, cancellationToken),
+        DiscoveryWork discovery => HandleDiscoveryAsync(discovery, cancellationToken),
         AliveWork alive => HandleAliveAsync(alive, cancellationToken),
         TaskMetricsWork metrics => StoreTaskMetricsAsync(metrics, cancellationToken),
         PropletMetricsWork metrics => StorePropletMetricsAsync(metrics, cancellationToken),
@@ -277,7 +277,80 @@ public sealed class InboundHandler(
             return null;
         }
 
-        return new DiscoveryWork(message.Topic, propletId, ReadMetadata(discovery.Metadata));
+        return new DiscoveryWork(message.Topic, propletId, ReadMetadata(discovery.Metadata), ReadHeld(message.Topic, discovery.Tasks));
+    }
+
+    /// <summary>Registers (or refreshes) the proplet; then, when it said what it holds, reconciles that with the tasks
+    /// the manager has running there (<see cref="IInboundCommands.ReconcileHeldAsync"/>).</summary>
+    private async Task HandleDiscoveryAsync(DiscoveryWork discovery, CancellationToken cancellationToken)
+    {
+        await RegisterAsync(discovery.Topic, new PropletId(discovery.PropletId), discovery.Metadata, cancellationToken);
+        if (discovery.Held is { } held)
+        {
+            await inbound.ReconcileHeldAsync(discovery.PropletId, held, time.GetUtcNow(), cancellationToken);
+        }
+    }
+
+    /// <summary>The most held tasks a discovery may list; a longer list is malformed (our proplet lists what it runs,
+    /// what waits for a slot and its deployed latent tasks).</summary>
+    internal const int MaxHeldTasks = 65536;
+
+    /// <summary>
+    /// A discovery's <c>tasks</c> (our proplet's report of what it holds): null without the field (the original
+    /// proplet), or when it is malformed (logged and counted; the discovery itself still registers): a list the manager
+    /// cannot read whole says nothing reliable about what the proplet lacks.
+    /// </summary>
+    private Dictionary<Guid, int?>? ReadHeld(string topic, JsonElement? tasks)
+    {
+        if (tasks is not { } list || list.ValueKind == JsonValueKind.Null)
+        {
+            return null;
+        }
+
+        string? problem = null;
+        var held = new Dictionary<Guid, int?>();
+        if (list.ValueKind != JsonValueKind.Array)
+        {
+            problem = "tasks must be an array";
+        }
+        else if (list.GetArrayLength() > MaxHeldTasks)
+        {
+            problem = $"tasks lists more than {MaxHeldTasks} items";
+        }
+        else
+        {
+            foreach (var item in list.EnumerateArray())
+            {
+                if (item.ValueKind != JsonValueKind.Object
+                    || !item.TryGetProperty("task_id", out var id) || id.ValueKind != JsonValueKind.String || !Guid.TryParse(id.GetString(), out var taskId))
+                {
+                    problem = "every item of tasks must have a task's UUID as task_id";
+                    break;
+                }
+
+                int? attempt = null;
+                if (item.TryGetProperty("attempt", out var a) && a.ValueKind != JsonValueKind.Null)
+                {
+                    if (a.ValueKind != JsonValueKind.Number || !a.TryGetInt32(out var n) || n < 1)
+                    {
+                        problem = "an attempt in tasks must be a positive integer";
+                        break;
+                    }
+
+                    attempt = n;
+                }
+
+                held[taskId] = attempt;
+            }
+        }
+
+        if (problem is null)
+        {
+            return held;
+        }
+
+        Malformed(topic, $"{problem}; what the proplet holds is not reconciled");
+        return null;
     }
 
     private AliveWork? AcceptAlive(ReceivedMessage message)
@@ -443,7 +516,7 @@ public sealed class InboundHandler(
     /// <summary>A batch's results, recorded together (the Wolverine pipeline).</summary>
     private sealed record ResultsWork(string Topic, IReadOnlyList<ResultWork> Results) : Work(Topic, "results");
 
-    private sealed record DiscoveryWork(string Topic, string PropletId, PropletMetadata Metadata) : Work(Topic, PropletId);
+    private sealed record DiscoveryWork(string Topic, string PropletId, PropletMetadata Metadata, Dictionary<Guid, int?>? Held) : Work(Topic, PropletId);
 
     private sealed record AliveWork(string Topic, string PropletId, bool Offline) : Work(Topic, PropletId);
 

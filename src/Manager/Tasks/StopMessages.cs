@@ -23,4 +23,18 @@ public sealed class StopMessages(string? baseTopic)
         var message = new StopMessage(task.Id.ToString(), task.Spec.Broadcast, task.Spec.Broadcast ? null : task.PropletId, task.Attempt > 0 ? task.Attempt : null);
         return [new OutgoingMessage(Topics.Of(baseTopic, Topics.Stop), JsonSerializer.SerializeToUtf8Bytes(message))];
     }
+
+    /// <summary>The stop of <paramref name="attempt"/> of <paramref name="task"/> on <paramref name="propletId"/> alone (a
+    /// run the proplet still holds after the manager ended it, docs/edge.md "What a proplet holds").</summary>
+    public IReadOnlyList<OutgoingMessage> ForRun(TaskState task, string propletId, int attempt)
+    {
+        ArgumentNullException.ThrowIfNull(task);
+        if (baseTopic is null)
+        {
+            return [];
+        }
+
+        var message = new StopMessage(task.Id.ToString(), false, propletId, attempt);
+        return [new OutgoingMessage(Topics.Of(baseTopic, Topics.Stop), JsonSerializer.SerializeToUtf8Bytes(message))];
+    }
 }

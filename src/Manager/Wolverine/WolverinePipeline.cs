@@ -71,6 +71,7 @@ internal static class WolverinePipeline
         builder.Services.TryAddSingleton<LateStarts>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<HandledEnvelopeMarks>());
         builder.Services.TryAddSingleton<WolverinePlacement>();
+        builder.Services.TryAddSingleton<HeldTasksReconciler>();
         builder.Services.TryAddSingleton<WolverineTaskCommands>();
         builder.Services.TryAddSingleton<IValidator<RunTaskCommand>, RunTaskCommandValidator>();
         builder.Services.TryAddSingleton<IInboundCommands, WolverineInboundCommands>();
@@ -235,6 +236,9 @@ public sealed class WolverineInboundCommands(IWolverineRuntime runtime, TaskComm
 
     public async Task<Domain.Common.Rejection?> HandlePropletAsync(PropletCommand command, EventMetadata metadata, CancellationToken cancellationToken) =>
         (await new MessageBus(runtime).InvokeAsync<CommandResult<PropletEvent, PropletState>>(RunPropletCommand.For(command, metadata), cancellationToken)).Rejection;
+
+    public Task ReconcileHeldAsync(string propletId, IReadOnlyDictionary<Guid, int?> held, DateTimeOffset reportedAt, CancellationToken cancellationToken) =>
+        new MessageBus(runtime).InvokeAsync(new ReconcileHeldTasks(propletId, held, reportedAt), cancellationToken);
 }
 
 /// <summary>

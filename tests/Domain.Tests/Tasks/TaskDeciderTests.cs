@@ -252,6 +252,28 @@ public sealed class TaskDeciderTests
             .Then(new TaskFailed(Id, 1, "proplet proplet-2 went offline; not re-dispatched (limit 1)", At(7)));
 
     [Fact]
+    public void GivenRunningOnTheProplet_WhenResendStartOfItsAttempt_ThenRecordedAndTheStateIsUnchanged()
+    {
+        var before = new TaskEvent[] { Created, StartRequested(), Dispatched() }.Aggregate(TaskDecider.Initial, TaskDecider.Evolve);
+
+        var state = Given(Created, StartRequested(), Dispatched())
+            .When(new ResendStart(Id, "proplet-1", 1, "proplet proplet-1 does not hold it", At(5)))
+            .Then(new TaskStartResent(Id, 1, "proplet-1", "proplet proplet-1 does not hold it", At(5)));
+
+        state.ShouldBe(before);
+    }
+
+    [Fact]
+    public void GivenTheTaskMovedOn_WhenResendStart_ThenNothing()
+    {
+        Given(Created, StartRequested(), Dispatched()).When(new ResendStart(Id, "proplet-2", 1, "x", At(5))).Then();
+        Given(Created, StartRequested(), Dispatched()).When(new ResendStart(Id, "proplet-1", 2, "x", At(5))).Then();
+        Given(Created, StartRequested(), Dispatched(), new TaskCompleted(Id, 1, "1", At(3))).When(new ResendStart(Id, "proplet-1", 1, "x", At(5))).Then();
+        Given(Created, StartRequested(), Dispatched(), new TaskRedispatchRequested(Id, 1, "proplet-1", "gone", 1, At(4)))
+            .When(new ResendStart(Id, "proplet-1", 1, "x", At(5))).Then();
+    }
+
+    [Fact]
     public void GivenNotRunning_WhenRedispatchTask_ThenNothing() =>
         Given(Created, StartRequested()).When(new RedispatchTask(Id, "x", 3, At(7))).Then();
 
@@ -405,6 +427,7 @@ public sealed class TaskDeciderTests
         [
             new CreateTask(Id, Spec, At(9)), new UpdateTask(Id, new TaskSpecPatch { Name = "n" }, At(9)), new StartTask(Id, At(9)),
             new DispatchTask(Id, "p", At(9)), new DeferDispatch(Id, "waiting", At(9)), new RedispatchTask(Id, "gone", 1, At(9)), new RecordResult(Id, "r", null, At(9)), new StopTask(Id, "s", At(9)),
+            new ResendStart(Id, "proplet-1", 1, "lost", At(9)),
             new SkipTask(Id, "k", At(9)), new DeleteTask(Id, At(9)),
         ];
 
@@ -421,10 +444,11 @@ public sealed class TaskDeciderTests
                 }
 
                 // Applying the decision and deciding again must be a repeat: idempotent or rejected, never new state changes,
-                // except results, which are recorded as ignored, and starts of finished tasks (new attempts).
+                // except results, which are recorded as ignored, starts of finished tasks (new attempts), and starts sent
+                // again (each sending is recorded; the state does not change).
                 var after = decision.Events.Aggregate(state, TaskDecider.Evolve);
                 var again = TaskDecider.Decide(command, after);
-                if (!decision.IsRejected && command is not RecordResult)
+                if (!decision.IsRejected && command is not RecordResult and not ResendStart)
                 {
                     again.Events.ShouldBeEmpty($"{command.GetType().Name} after {string.Join(",", history.Select(e => e.GetType().Name))}");
                 }

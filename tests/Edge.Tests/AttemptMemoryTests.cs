@@ -2,14 +2,14 @@ using Propeller.Edge.Tasks;
 
 namespace Propeller.Edge.Tests;
 
-public sealed class StoppedAttemptsTests
+public sealed class AttemptMemoryTests
 {
     /// <summary>A stop covers its attempt and the earlier ones, not a later one; a lower stop after a higher one
     /// does not lower what is covered.</summary>
     [Fact]
     public void GivenAStopOfAttemptTwo_WhenStartsAreChecked_ThenAttemptsUpToTwoAreCovered()
     {
-        var stopped = new StoppedAttempts(new FakeClock());
+        var stopped = new AttemptMemory(new FakeClock());
 
         stopped.Record("t", 2);
         stopped.Record("t", 1);
@@ -25,7 +25,7 @@ public sealed class StoppedAttemptsTests
     public void GivenAStop_WhenTheRetentionHasPassed_ThenItIsForgotten()
     {
         var clock = new FakeClock();
-        var stopped = new StoppedAttempts(clock, retention: TimeSpan.FromMinutes(15));
+        var stopped = new AttemptMemory(clock, retention: TimeSpan.FromMinutes(15));
         stopped.Record("t", 1);
 
         clock.Advance(TimeSpan.FromMinutes(14));
@@ -39,7 +39,7 @@ public sealed class StoppedAttemptsTests
     public void GivenAFullMemory_WhenAnotherIdIsStopped_ThenTheOldestIsForgotten()
     {
         var clock = new FakeClock();
-        var stopped = new StoppedAttempts(clock, capacity: 3);
+        var stopped = new AttemptMemory(clock, capacity: 3);
         foreach (var id in new[] { "a", "b", "c", "d" })
         {
             stopped.Record(id, 1);
@@ -56,7 +56,7 @@ public sealed class StoppedAttemptsTests
     public void GivenStopsOfHugeIds_WhenRecorded_ThenTheOldestAreForgottenToKeepTheCharacters()
     {
         var clock = new FakeClock();
-        var stopped = new StoppedAttempts(clock);
+        var stopped = new AttemptMemory(clock);
         for (var i = 0; i < 8; i++)
         {
             stopped.Record(new string((char)('a' + i), 300_000), 1);

@@ -1,0 +1,149 @@
+using System.Diagnostics.Metrics;
+using Marten;
+using Marten.Linq.MatchesSql;
+using Propeller.Application.Tasks;
+using Propeller.Domain.Tasks;
+using Propeller.Infrastructure.Wolverine;
+using Propeller.Manager.Tasks;
+using Wolverine;
+using TaskStatus = Propeller.Domain.Tasks.TaskStatus;
+
+namespace Propeller.Manager.Wolverine;
+
+/// <summary>
+/// A proplet's report of the tasks it holds (our proplet's discovery, <c>tasks</c>: on every connect, once more shortly
+/// after a connect that found no session, and every five minutes): <paramref name="Held"/> maps each task to the
+/// attempt its start named (null: none). Invoked by the inbound handler; committed before the discovery is acknowledged.
+/// </summary>
+public sealed record ReconcileHeldTasks(string PropletId, IReadOnlyDictionary<Guid, int?> Held, DateTimeOffset ReportedAt);
+
+/// <summary>Reconciles <see cref="ReconcileHeldTasks"/> in Wolverine's transaction (<see cref="HeldTasksReconciler"/>).</summary>
+public static class ReconcileHeldTasksHandler
+{
+    public static async Task<OutgoingMessages> HandleAsync(ReconcileHeldTasks message, IDocumentSession session, HeldTasksReconciler reconciler, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(reconciler);
+        var outgoing = new OutgoingMessages();
+        await reconciler.ReconcileAsync(session, message, outgoing, cancellationToken);
+        return outgoing;
+    }
+}
+
+/// <summary>
+/// What a proplet holds against what the manager has recorded (docs/edge.md "What a proplet holds"). A start published
+/// while the proplet had no session at the broker (a proplet with PROPLET_MQTT_CLEAN_SESSION=true, the original's
+/// default, reconnecting after the broker restarted or its link dropped) is dropped by the broker; the proplet heartbeats
+/// on, so nothing re-dispatched the task and it stayed Running for ever. Likewise a lost stop left the task running
+/// there. So:
+/// <list type="bullet">
+/// <item>a task the manager has running on the proplet, dispatched at least <see cref="ResendAfter"/> before the
+/// report, that the proplet does not hold at that attempt, gets its start again (<c>task.start_resent.v1</c> on its
+/// stream, and the same start message, in one transaction). Our proplet never runs one run twice: a start of a run that
+/// is running or finished there is dropped (attempt and dispatch, <c>StartMessage.Dispatch</c>), so a start that was in
+/// flight when the report was taken costs nothing but the message;</item>
+/// <item>a held task the manager has stopped, failed or deleted at that attempt, or moved on from to a later attempt, gets
+/// that attempt's stop again (logged; no event: nothing about the task changes). A task running elsewhere at the same
+/// attempt (re-dispatched while the proplet was away) is left alone: its stop would also refuse that attempt's start
+/// here if the task came back to this proplet, and the run's result is ignored anyway.</item>
+/// </list>
+/// A task the manager does not know is left alone (another manager's, on a shared broker).
+/// </summary>
+public sealed partial class HeldTasksReconciler(WolverinePlacement placement, ITaskQueries tasks, StopMessages stops, TimeProvider time, ILogger<HeldTasksReconciler> logger)
+{
+    private static readonly Counter<long> Resent = ManagerMeter.Meter.CreateCounter<long>(
+        "manager_held_tasks_resent", "{message}", "Starts and stops sent again because a proplet's report of what it holds lacked or still held the task (kind: start, stop)");
+
+    /// <summary>
+    /// How long before the report a task must have been dispatched for its absence to count: a start on time reaches the
+    /// proplet within milliseconds; one dispatched closer to the report may be on its way (the proplet's second report,
+    /// shortly after a connect without a session, covers those).
+    /// </summary>
+    internal TimeSpan ResendAfter { get; set; } = TimeSpan.FromSeconds(5);
+
+    public async Task ReconcileAsync(IDocumentSession session, ReconcileHeldTasks report, OutgoingMessages outgoing, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(session);
+        ArgumentNullException.ThrowIfNull(report);
+        ArgumentNullException.ThrowIfNull(outgoing);
+        if (placement.Scheduling is not { } scheduling)
+        {
+            return; // no broker: nothing was sent, nothing to send again
+        }
+
+        await ResendStartsAsync(session, scheduling, report, outgoing, cancellationToken);
+        await ResendStopsAsync(session, report, outgoing, cancellationToken);
+    }
+
+    private async Task ResendStartsAsync(IDocumentSession session, WolverineScheduling scheduling, ReconcileHeldTasks report, OutgoingMessages outgoing, CancellationToken cancellationToken)
+    {
+        var lost = (await tasks.ListRunningOnAsync(report.PropletId, cancellationToken))
+            .Where(t => !Holds(report, t) && t.StartTime <= report.ReportedAt - ResendAfter)
+            .Select(t => t.Id.Value)
+            .ToList();
+        if (lost.Count == 0)
+        {
+            return;
+        }
+
+        var listener = scheduling.Attach(session);
+        var now = time.GetUtcNow();
+        var reason = $"proplet {report.PropletId} does not hold it (its start was lost)";
+        foreach (var stream in await WolverineStreams.FetchForWritingAsync<TaskState>(session, lost, cancellationToken))
+        {
+            if (stream.Aggregate is not { Status: TaskStatus.Running } state || Holds(report, state))
+            {
+                continue;
+            }
+
+            var decision = TaskDecider.Decide(new TaskCommand.ResendStart(state.Id, report.PropletId, state.Attempt, reason, now), state);
+            if (decision.Rejection is not null || decision.Events.Count == 0)
+            {
+                continue;
+            }
+
+            listener.Append(stream, TaskAggregate.StreamId(state.Id), decision.Events, state, scheduling.SystemMetadata(state.Id.ToString()));
+            outgoing.Add(PublishToBroker.From(scheduling.Planner.StartMessage(state, state.Id.ToString())) with
+            {
+                ModuleOf = ModuleReference.IsReference(state.Spec?.File) ? state.Id.Value : null,
+            });
+            Resent.Add(1, new KeyValuePair<string, object?>("kind", "start"));
+            LogStartResent(logger, state.Id.ToString(), state.Attempt, report.PropletId);
+        }
+    }
+
+    private async Task ResendStopsAsync(IDocumentSession session, ReconcileHeldTasks report, OutgoingMessages outgoing, CancellationToken cancellationToken)
+    {
+        var attempts = report.Held.Where(p => p.Value is not null).ToDictionary(p => new TaskId(p.Key), p => p.Value!.Value);
+        if (attempts.Count == 0)
+        {
+            return;
+        }
+
+        var ids = attempts.Keys.Select(k => k.Value).ToArray();
+        foreach (var state in await session.Query<TaskState>().Where(x => x.MatchesSql("d.id = any(?)", ids)).ToListAsync(cancellationToken))
+        {
+            var attempt = attempts[state.Id];
+            var ended = state.Deleted
+                        || state.Attempt > attempt
+                        || (state.Attempt == attempt && state.Status is TaskStatus.Interrupted or TaskStatus.Failed);
+            if (!state.Exists || !ended)
+            {
+                continue;
+            }
+
+            outgoing.AddRange(stops.ForRun(state, report.PropletId, attempt).Select(PublishToBroker.From));
+            Resent.Add(1, new KeyValuePair<string, object?>("kind", "stop"));
+            LogStopResent(logger, state.Id.ToString(), attempt, report.PropletId, state.Deleted ? "deleted" : $"{state.Status} at attempt {state.Attempt}");
+        }
+    }
+
+    /// <summary>Whether the report holds <paramref name="task"/>'s current attempt (one held without an attempt counts).</summary>
+    private static bool Holds(ReconcileHeldTasks report, TaskState task) =>
+        report.Held.TryGetValue(task.Id.Value, out var attempt) && (attempt is null || attempt == task.Attempt);
+
+    [LoggerMessage(EventId = 6103, Level = LogLevel.Warning, Message = "Task {TaskId} (attempt {Attempt}) runs on proplet {PropletId} by the manager's record, but the proplet does not hold it: its start is sent again")]
+    private static partial void LogStartResent(ILogger logger, string taskId, int attempt, string propletId);
+
+    [LoggerMessage(EventId = 6104, Level = LogLevel.Warning, Message = "Proplet {PropletId} still holds task {TaskId} (attempt {Attempt}), which is {Now}: its stop is sent again")]
+    private static partial void LogStopResent(ILogger logger, string taskId, int attempt, string propletId, string now);
+}

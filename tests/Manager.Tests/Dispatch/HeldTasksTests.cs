@@ -1,0 +1,184 @@
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using System.Threading.Channels;
+using Microsoft.Extensions.DependencyInjection;
+using MQTTnet.Protocol;
+using Propeller.Broker;
+using Propeller.Broker.Tests;
+using Propeller.Manager.Wolverine;
+
+namespace Propeller.Manager.Tests.Dispatch;
+
+/// <summary>
+/// A proplet's report of what it holds (its discovery's <c>tasks</c>) against what the manager has recorded, on real
+/// PostgreSQL and mosquitto with a simulated proplet: a start the broker dropped while the proplet had no session is
+/// sent again, a stop that was lost is sent again, and nothing is sent for what the proplet does hold.
+/// </summary>
+public sealed class HeldTasksTests : IAsyncLifetime
+{
+    private readonly string _tenant = "h" + Guid.NewGuid().ToString("N")[..12];
+    private readonly string _propletId = Guid.NewGuid().ToString();
+    private readonly Channel<JsonElement> _stops = Channel.CreateUnbounded<JsonElement>();
+    private ManagerServer _server = null!;
+
+    private string Base => $"m/{_tenant}/c/ch";
+
+    private static string Broker => Environment.GetEnvironmentVariable("PROPELLER_TEST_MQTT") is { Length: > 0 } value ? value : "tcp://127.0.0.1:51883";
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    private HttpClient Http => _server.Client;
+
+    public async ValueTask InitializeAsync()
+    {
+        _server = await ManagerServer.StartAsync("held_tasks", new Dictionary<string, string>
+        {
+            ["MANAGER_MQTT_ADDRESS"] = Broker,
+            ["MANAGER_TENANT_ID"] = _tenant,
+            ["MANAGER_CHANNEL_ID"] = "ch",
+            ["MANAGER_ENTITY_ID"] = "manager-" + _tenant,
+            ["MANAGER_MQTT_QOS"] = "1",
+        });
+
+        // A start on time is not sent again for 5 s after its dispatch (it may be on its way): at once here.
+        _server.Services.GetRequiredService<HeldTasksReconciler>().ResendAfter = TimeSpan.Zero;
+    }
+
+    public async ValueTask DisposeAsync() => await _server.DisposeAsync();
+
+    /// <summary>
+    /// The proplet (a clean session, the original's default) is away when its task's start is published: the broker drops
+    /// it, and the proplet's heartbeats kept the task Running for ever. Its report on coming back lacks the task, so the
+    /// start goes out again (the same attempt, recorded as <c>task.start_resent.v1</c>); a report that holds it sends
+    /// nothing more, and a report the manager cannot read whole (logged as malformed) reconciles nothing.
+    /// </summary>
+    [Fact]
+    public async Task GivenAStartDroppedWhileThePropletHadNoSession_WhenItReportsWhatItHolds_ThenTheStartIsSentAgainOnce()
+    {
+        var starts = Channel.CreateUnbounded<JsonElement>();
+        var first = await ConnectAsync(starts);
+        await ReportAsync(first, []);
+        await using (HeartbeatLoop.Start(first, Base, _propletId, Ct))
+        {
+            await ManagerWaits.AliveAsync(Http, _propletId);
+        }
+
+        await first.DisposeAsync(); // a clean disconnect: no Last Will, the proplet stays alive for the liveness window
+        var id = await CreateAndStartAsync();
+        await ManagerWaits.UntilAsync(async () => (await TypesAsync(id)).Contains("task.dispatched.v1"), "the task dispatched", detail: _server.Warnings.ToString);
+        await Task.Delay(500, Ct); // its start published meanwhile, to no session
+
+        await using var second = await ConnectAsync(starts);
+        await PublishAsync(second, "control/proplet/create", """{"proplet_id":"PROPLET","tasks":[{"task_id":"not a task"}]}""".Replace("PROPLET", _propletId, StringComparison.Ordinal));
+        await Task.Delay(1000, Ct);
+        starts.Reader.TryRead(out var early).ShouldBeFalse($"a start after a malformed report: {early}");
+
+        await ReportAsync(second, []);
+        var start = await NextAsync(starts);
+        (start.GetProperty("id").GetString(), start.GetProperty("attempt").GetInt32(), start.GetProperty("dispatch").GetInt32(), start.GetProperty("proplet_id").GetString())
+            .ShouldBe((id, 1, 1, _propletId));
+        (await TypesAsync(id)).ShouldBe(["task.created.v1", "task.start_requested.v1", "task.dispatched.v1", "task.start_resent.v1"]);
+
+        await ReportAsync(second, [(id, 1)]);
+        await Task.Delay(1000, Ct);
+        starts.Reader.TryRead(out var extra).ShouldBeFalse($"sent again though held: {extra}");
+
+        await PublishAsync(second, "control/proplet/results", JsonSerializer.Serialize(new { task_id = id, proplet_id = _propletId, results = "42", error = (string?)null, attempt = 1 }));
+        (await ManagerWaits.ForStateAsync(Http, id, 3, _server.Warnings.ToString)).GetProperty("results").GetString().ShouldBe("42");
+        (await TypesAsync(id)).Count(t => t == "task.start_resent.v1").ShouldBe(1);
+    }
+
+    /// <summary>
+    /// A stop the proplet never got (it was away): its report still holds the stopped task, so that attempt's stop goes
+    /// out again, to this proplet alone. A held task still running there, and one the manager does not know, get nothing.
+    /// </summary>
+    [Fact]
+    public async Task GivenAStoppedTaskThePropletStillHolds_WhenItReports_ThenItsStopIsSentAgain()
+    {
+        var starts = Channel.CreateUnbounded<JsonElement>();
+        await using var proplet = await ConnectAsync(starts);
+        await ReportAsync(proplet, []);
+        await using var heartbeats = HeartbeatLoop.Start(proplet, Base, _propletId, Ct);
+        await ManagerWaits.AliveAsync(Http, _propletId);
+
+        var stopped = await CreateAndStartAsync();
+        var running = await CreateAndStartAsync();
+        var ids = new[] { (await NextAsync(starts)).GetProperty("id").GetString(), (await NextAsync(starts)).GetProperty("id").GetString() };
+        ids.Order(StringComparer.Ordinal).ShouldBe(new[] { stopped, running }.Order(StringComparer.Ordinal));
+        (await Http.PostAsync($"/tasks/{stopped}/stop", null, Ct)).EnsureSuccessStatusCode(); // its stop published: not subscribed yet
+
+        await proplet.SubscribeAsync($"{Base}/control/manager/stop", MqttQualityOfServiceLevel.AtLeastOnce, Ct);
+        await ReportAsync(proplet, [(stopped, 1), (running, 1), (Guid.NewGuid().ToString(), 1)]);
+
+        var stop = await NextAsync(_stops);
+        (stop.GetProperty("id").GetString(), stop.GetProperty("attempt").GetInt32(), stop.GetProperty("proplet_id").GetString(), stop.GetProperty("broadcast").GetBoolean())
+            .ShouldBe((stopped, 1, _propletId, false));
+        await Task.Delay(1000, Ct);
+        _stops.Reader.TryRead(out var extra).ShouldBeFalse($"a second stop: {extra}");
+        starts.Reader.TryRead(out var start).ShouldBeFalse($"a start sent again: {start}");
+        (await TypesAsync(running)).ShouldNotContain("task.start_resent.v1");
+    }
+
+    /// <summary>A simulated proplet with a clean session (its start messages to <paramref name="starts"/>, stops to <see cref="_stops"/> once subscribed).</summary>
+    private async Task<BrokerConnection> ConnectAsync(Channel<JsonElement> starts)
+    {
+        var client = new BrokerConnection(new BrokerOptions { ClientId = _propletId, CleanStart = true }.WithAddress(Broker))
+        {
+            Handler = Inbox.Each((message, _) =>
+            {
+                var payload = JsonDocument.Parse(message.Payload).RootElement.Clone();
+                if (message.Topic.EndsWith("/stop", StringComparison.Ordinal))
+                {
+                    _stops.Writer.TryWrite(payload);
+                }
+                else
+                {
+                    starts.Writer.TryWrite(payload);
+                }
+
+                return ValueTask.CompletedTask;
+            }),
+        };
+        await client.StartAsync(Ct);
+        await client.SubscribeAsync($"{Base}/control/manager/start", MqttQualityOfServiceLevel.AtLeastOnce, Ct);
+        return client;
+    }
+
+    private Task ReportAsync(BrokerConnection proplet, IEnumerable<(string Id, int Attempt)> held) =>
+        PublishAsync(proplet, "control/proplet/create", JsonSerializer.Serialize(new
+        {
+            proplet_id = _propletId,
+            @namespace = "default",
+            metadata = new { hostname = "sim" },
+            tasks = held.Select(h => new { task_id = h.Id, attempt = h.Attempt }),
+        }));
+
+    private async Task PublishAsync(BrokerConnection client, string path, string payload) =>
+        await client.PublishAsync($"{Base}/{path}", Encoding.UTF8.GetBytes(payload), MqttQualityOfServiceLevel.AtLeastOnce, Ct);
+
+    private async Task<string> CreateAndStartAsync()
+    {
+        var created = await Http.PostAsync("/tasks", new StringContent("""{"name":"main"}""", Encoding.UTF8, "application/json"), Ct);
+        var id = (await created.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetString()!;
+        (await Http.PostAsync($"/tasks/{id}/start", null, Ct)).EnsureSuccessStatusCode();
+        return id;
+    }
+
+    private async Task<List<string>> TypesAsync(string id) =>
+        [.. (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}/history", Ct)).EnumerateArray().Select(e => e.GetProperty("type").GetString()!)];
+
+    private async Task<JsonElement> NextAsync(Channel<JsonElement> source)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        timeout.CancelAfter(TimeSpan.FromSeconds(20));
+        try
+        {
+            return await source.Reader.ReadAsync(timeout.Token);
+        }
+        catch (OperationCanceledException ex) when (!Ct.IsCancellationRequested)
+        {
+            throw new TimeoutException($"nothing arrived in 20 s; the manager's warnings: {_server.Warnings}", ex);
+        }
+    }
+}
