@@ -62,6 +62,24 @@ public sealed class PropletNodeBrokerTests : IAsyncLifetime
         metrics.GetProperty("memory_metrics").GetProperty("rss_bytes").GetUInt64().ShouldBeGreaterThan(0UL);
     }
 
+    /// <summary>
+    /// The discovery carries what the proplet holds (none at its connect); after a connect without a session it goes out
+    /// once more 10 s later, with the task it runs by then, for the manager to send again a start the broker dropped.
+    /// </summary>
+    [Fact]
+    public async Task GivenAConnectWithoutASession_WhenTenSecondsHavePassed_ThenTheDiscoveryComesAgainWithTheTasksHeld()
+    {
+        var first = await NextAsync(Topics.PropletCreate, skipOthers: true);
+        first.GetProperty("tasks").GetArrayLength().ShouldBe(0);
+        var id = Guid.NewGuid().ToString();
+        var start = new StartMessage { Id = id, Name = "main", File = Convert.ToBase64String(Modules.Spin), PropletId = _settings.EntityId, Attempt = 2, Dispatch = 1 };
+        await PublishAsync(Topics.Start, JsonSerializer.SerializeToUtf8Bytes(start));
+
+        var second = await NextAsync(Topics.PropletCreate, match: d => d.GetProperty("tasks").GetArrayLength() > 0);
+
+        second.GetProperty("tasks").GetRawText().ShouldBe($$"""[{"task_id":"{{id}}","attempt":2}]""");
+    }
+
     [Fact]
     public async Task GivenTheDemoStartOnTheBroker_WhenThePropletRunsIt_ThenTheResultArrivesOnTheResultsTopic()
     {
