@@ -56,6 +56,10 @@ public sealed class BrokerConnection : IAsyncDisposable
     private int _windowTarget;
     private long _generation;
     private int _attempting;
+    private long _connectedAt;
+
+    /// <summary>How many connections in a row ended sooner than <see cref="BrokerOptions.StableConnection"/> after they were made.</summary>
+    private int _shortLived;
     private int _started;
     private int _disposed;
     private int _queuedSends;
@@ -578,6 +582,10 @@ public sealed class BrokerConnection : IAsyncDisposable
         {
             BrokerMetrics.ConnectionsLost.Add(1);
             BrokerLog.ConnectionLost(_logger, _options.Host, _options.Port, e.Exception?.Message ?? e.Reason.ToString());
+            if (!_client.IsConnected)
+            {
+                NoteLoss(e.Reason); // not for a late event: the next connection is made already
+            }
         }
 
         if (e.ClientWasConnected && !_options.ReconnectAfterLoss)
@@ -596,6 +604,33 @@ public sealed class BrokerConnection : IAsyncDisposable
         // Only a signal: the connect loop does the reconnecting.
         _reconnect.Writer.TryWrite(true);
         return Task.CompletedTask;
+    }
+
+    /// <summary>
+    /// Counts a connection that ended sooner than <see cref="BrokerOptions.StableConnection"/> after it was made (one that
+    /// lasted resets the count): from the second in a row the next connect waits for the backoff
+    /// (<see cref="ConnectAsync"/>), and from the third the pattern is logged (then at 4, 8, 16, ...), naming its usual
+    /// cause. A takeover the broker says so for (MQTT 5's reason code) is an error each time.
+    /// </summary>
+    private void NoteLoss(MqttClientDisconnectReason reason)
+    {
+        var made = Volatile.Read(ref _connectedAt);
+        var lasted = made == 0 ? TimeSpan.Zero : _time.GetElapsedTime(made);
+        if (lasted >= _options.StableConnection)
+        {
+            Volatile.Write(ref _shortLived, 0);
+            return;
+        }
+
+        var count = Interlocked.Increment(ref _shortLived);
+        if (reason == MqttClientDisconnectReason.SessionTakenOver)
+        {
+            BrokerLog.SessionTakenOver(_logger, _options.Host, _options.Port, _options.ClientId);
+        }
+        else if (count >= 3 && (count == 3 || (count & (count - 1)) == 0))
+        {
+            BrokerLog.ConnectionFlapping(_logger, _options.Host, _options.Port, _options.ClientId, count, (long)lasted.TotalMilliseconds);
+        }
     }
 
     /// <summary>Messages received from here on, and their acknowledgements, belong to the next connection; publishes wait for it.</summary>
@@ -638,6 +673,20 @@ public sealed class BrokerConnection : IAsyncDisposable
     private async Task ConnectAsync(CancellationToken stoppingToken)
     {
         var delay = _options.ReconnectDelay;
+        var shortLived = Volatile.Read(ref _shortLived);
+        if (shortLived >= 2)
+        {
+            // Connections that keep ending soon after they are made (another client with this client id takes it back at
+            // once): the backoff, as after failed attempts, instead of taking it straight back.
+            for (var i = 2; i < shortLived && delay < _options.MaxReconnectDelay; i++)
+            {
+                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, _options.MaxReconnectDelay.Ticks));
+            }
+
+            await Task.Delay(delay / 2 + delay / 2 * Random.Shared.NextDouble(), _time, stoppingToken);
+            delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, _options.MaxReconnectDelay.Ticks));
+        }
+
         for (var attempt = 1; !_client.IsConnected && !stoppingToken.IsCancellationRequested; attempt++)
         {
             NextConnection();
@@ -754,6 +803,7 @@ public sealed class BrokerConnection : IAsyncDisposable
         {
             if (Interlocked.Read(ref _generation) == generation && _client.IsConnected)
             {
+                Volatile.Write(ref _connectedAt, _time.GetTimestamp());
                 _connected.TrySetResult();
             }
         }

@@ -43,6 +43,12 @@ internal static partial class BrokerLog
     [LoggerMessage(7114, LogLevel.Error, "The loop handing received messages to the handler failed; starting it again and reconnecting (what it left unacknowledged is delivered again)")]
     public static partial void DispatchFailed(ILogger logger, Exception exception);
 
+    [LoggerMessage(7115, LogLevel.Warning, "The connection to {Host}:{Port} as '{ClientId}' ended {Count} times in a row soon after it was made (the last after {LastedMs} ms): another client is probably connected with the same client id (every proplet, proxy and manager node needs an entity id of its own); reconnecting with backoff")]
+    public static partial void ConnectionFlapping(ILogger logger, string host, int port, string clientId, int count, long lastedMs);
+
+    [LoggerMessage(7116, LogLevel.Error, "The broker {Host}:{Port} closed the connection as '{ClientId}' because another client connected with the same client id (session taken over): every proplet, proxy and manager node needs an entity id of its own; reconnecting with backoff")]
+    public static partial void SessionTakenOver(ILogger logger, string host, int port, string clientId);
+
     [LoggerMessage(7111, LogLevel.Debug, "The connection stopped while it was connecting or subscribing ({Type}: {Reason})")]
     public static partial void StoppedWith(ILogger logger, string type, string reason);
 }

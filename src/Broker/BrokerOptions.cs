@@ -111,6 +111,14 @@ public sealed class BrokerOptions
 
     public TimeSpan MaxReconnectDelay { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// How long a connection must have lasted for its loss to be reconnected at once. Connections that end sooner, one
+    /// after another, are made again with the reconnect backoff and logged: that is what two clients with one client id do
+    /// to each other (the broker closes the older connection whenever the other connects), and without a pause they took
+    /// the id from each other several times a second, each time with a Last Will.
+    /// </summary>
+    public TimeSpan StableConnection { get; set; } = TimeSpan.FromSeconds(60);
+
     /// <summary>Sets <see cref="Host"/>, <see cref="Port"/> and <see cref="Tls"/> from an address such as
     /// <c>tcp://host:1883</c>, <c>mqtts://host</c> or <c>host:port</c>. Schemes <c>ssl</c>, <c>tls</c>, <c>mqtts</c>
     /// mean TLS (default port 8883); any other scheme means plain TCP (default port 1883).</summary>
@@ -156,6 +164,7 @@ public sealed class BrokerOptions
         Check(KeepAlive >= TimeSpan.Zero && KeepAlive.TotalSeconds <= ushort.MaxValue, "KeepAlive must be 0..65535 s");
         Check(ConnectTimeout > TimeSpan.Zero && OperationTimeout > TimeSpan.Zero, "timeouts must be positive");
         Check(ReconnectDelay > TimeSpan.Zero && MaxReconnectDelay >= ReconnectDelay, "reconnect delays must be positive and ordered");
+        Check(StableConnection > TimeSpan.Zero, "StableConnection must be positive");
         Check(ProtocolVersion != MqttProtocolVersion.V311 || ClientId.Length > 0 || CleanStart, "MQTT 3.1.1 needs a client id for a persistent session");
         Check(Tls is null || (Tls.ClientCertificateFile is null) == (Tls.ClientKeyFile is null), "a TLS client certificate and its key must be given together");
     }
