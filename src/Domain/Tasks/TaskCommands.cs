@@ -42,8 +42,10 @@ public abstract record TaskCommand
     /// <summary>
     /// The task's proplet said what it holds and this attempt is not among it (its start was lost: published while the
     /// proplet had no session): the same start is sent again, recorded when the task still runs there at that attempt.
+    /// After <paramref name="MaxResends"/> such sends the proplet is taken not to run it: the task is re-dispatched (or
+    /// failed at <paramref name="MaxRedispatches"/>) instead.
     /// </summary>
-    public sealed record ResendStart(TaskId TaskId, string PropletId, int Attempt, string Reason, DateTimeOffset At) : TaskCommand;
+    public sealed record ResendStart(TaskId TaskId, string PropletId, int Attempt, string Reason, int MaxResends, int MaxRedispatches, DateTimeOffset At) : TaskCommand;
 
     public sealed record StopTask(TaskId TaskId, string Reason, DateTimeOffset At) : TaskCommand;
 

@@ -62,7 +62,9 @@ public static class TaskDecider
         (RedispatchTask, _) => Decision<TaskEvent>.Accept(),
 
         (ResendStart c, { Status: TaskStatus.Running }) when c.PropletId == state.PropletId && c.Attempt == state.Attempt && !state.RunsEverywhere =>
-            Decision<TaskEvent>.Accept(new TaskStartResent(c.TaskId, c.Attempt, c.PropletId, c.Reason, c.At)),
+            state.StartResends < c.MaxResends
+                ? Decision<TaskEvent>.Accept(new TaskStartResent(c.TaskId, c.Attempt, c.PropletId, c.Reason, c.At))
+                : Decide(new RedispatchTask(c.TaskId, $"proplet {c.PropletId} did not take its start, sent {state.StartResends + 1} times", c.MaxRedispatches, c.At), state),
         (ResendStart, _) => Decision<TaskEvent>.Accept(),
 
         (StopTask c, { IsActive: true }) => Decision<TaskEvent>.Accept(new TaskStopped(c.TaskId, state.Attempt, c.Reason, c.At)),
@@ -103,6 +105,7 @@ public static class TaskDecider
             FinishTime = null,
             UpdatedAt = e.RequestedAt,
             RequestedBy = e.RequestedBy,
+            StartResends = 0,
         },
         TaskDispatchDeferred e => state with { WaitReason = e.Reason },
         TaskDispatched e => state with
@@ -112,6 +115,7 @@ public static class TaskDecider
             WaitReason = null,
             StartTime = e.DispatchedAt,
             UpdatedAt = e.DispatchedAt,
+            StartResends = 0,
 
             // Environment a plugin added for this dispatch is kept with the task, as in the original (spec §7.8).
             Spec = e.ExtraEnv is { Count: > 0 } extra && state.Spec is { } spec
@@ -132,7 +136,7 @@ public static class TaskDecider
         TaskStopped e => state with { Status = TaskStatus.Interrupted, Error = e.Reason, FinishTime = e.StoppedAt, UpdatedAt = e.StoppedAt },
         TaskSkipped e => state with { Status = TaskStatus.Skipped, UpdatedAt = e.SkippedAt },
         TaskResultIgnored => state,
-        TaskStartResent => state,
+        TaskStartResent => state with { StartResends = state.StartResends + 1 },
         TaskInvoked => state,
         // A deleted task is gone for every command: its module (the bulk of its view, kept for ever) is dropped from the
         // state; its events still hold it.

@@ -28,7 +28,8 @@ public abstract record TaskEvent
 
     /// <summary>
     /// The start of <paramref name="Attempt"/> went to <paramref name="PropletId"/> again: the proplet reported the tasks
-    /// it holds without this one (a start the broker dropped). The state does not change; the proplet runs it once.
+    /// it holds without this one (a start the broker dropped). Counted in the state (TaskState.StartResends); the
+    /// proplet runs it once.
     /// </summary>
     public sealed record TaskStartResent(TaskId TaskId, int Attempt, string PropletId, string Reason, DateTimeOffset ResentAt) : TaskEvent;
 

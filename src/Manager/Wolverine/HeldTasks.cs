@@ -38,7 +38,8 @@ public static class ReconcileHeldTasksHandler
 /// <list type="bullet">
 /// <item>a task the manager has running on the proplet, dispatched at least <see cref="ResendAfter"/> before the
 /// report, that the proplet does not hold at that attempt, gets its start again (<c>task.start_resent.v1</c> on its
-/// stream, and the same start message, in one transaction). Our proplet never runs one run twice: a start of a run that
+/// stream, and the same start message, in one transaction); after <see cref="MaxResends"/> of them for one dispatch it is
+/// re-dispatched instead (<c>task.redispatch_requested.v1</c>, or failed at the limit). Our proplet never runs one run twice: a start of a run that
 /// is running or finished there is dropped (attempt and dispatch, <c>StartMessage.Dispatch</c>), so a start that was in
 /// flight when the report was taken costs nothing but the message;</item>
 /// <item>a held task the manager has stopped, failed or deleted at that attempt, or moved on from to a later attempt, gets
@@ -59,6 +60,13 @@ public sealed partial class HeldTasksReconciler(WolverinePlacement placement, IT
     /// shortly after a connect without a session, covers those).
     /// </summary>
     internal TimeSpan ResendAfter { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// How often one dispatch's start is sent again before the proplet is taken not to run it (it drops it, or its
+    /// result cannot reach the manager): the task is then re-dispatched, as when its proplet goes offline, and fails at
+    /// MANAGER_MAX_REDISPATCHES instead of being sent again at every report for ever.
+    /// </summary>
+    internal const int MaxResends = 3;
 
     public async Task ReconcileAsync(IDocumentSession session, ReconcileHeldTasks report, OutgoingMessages outgoing, CancellationToken cancellationToken)
     {
@@ -88,6 +96,7 @@ public sealed partial class HeldTasksReconciler(WolverinePlacement placement, IT
         var listener = scheduling.Attach(session);
         var now = time.GetUtcNow();
         var reason = $"proplet {report.PropletId} does not hold it (its start was lost)";
+        var redispatched = new List<Guid>();
         foreach (var stream in await WolverineStreams.FetchForWritingAsync<TaskState>(session, lost, cancellationToken))
         {
             if (stream.Aggregate is not { Status: TaskStatus.Running } state || Holds(report, state))
@@ -95,19 +104,38 @@ public sealed partial class HeldTasksReconciler(WolverinePlacement placement, IT
                 continue;
             }
 
-            var decision = TaskDecider.Decide(new TaskCommand.ResendStart(state.Id, report.PropletId, state.Attempt, reason, now), state);
+            var decision = TaskDecider.Decide(
+                new TaskCommand.ResendStart(state.Id, report.PropletId, state.Attempt, reason, MaxResends, scheduling.Planner.Options.MaxRedispatches, now), state);
             if (decision.Rejection is not null || decision.Events.Count == 0)
             {
                 continue;
             }
 
-            listener.Append(stream, TaskAggregate.StreamId(state.Id), decision.Events, state, scheduling.SystemMetadata(state.Id.ToString()));
-            outgoing.Add(PublishToBroker.From(scheduling.Planner.StartMessage(state, state.Id.ToString())) with
+            var after = decision.Events.Aggregate(state, TaskDecider.Evolve);
+            listener.Append(stream, TaskAggregate.StreamId(state.Id), decision.Events, after, scheduling.SystemMetadata(state.Id.ToString()));
+            switch (decision.Events[^1])
             {
-                ModuleOf = ModuleReference.IsReference(state.Spec?.File) ? state.Id.Value : null,
-            });
-            Resent.Add(1, new KeyValuePair<string, object?>("kind", "start"));
-            LogStartResent(logger, state.Id.ToString(), state.Attempt, report.PropletId);
+                case TaskEvent.TaskStartResent:
+                    outgoing.Add(PublishToBroker.From(scheduling.Planner.StartMessage(state, state.Id.ToString())) with
+                    {
+                        ModuleOf = ModuleReference.IsReference(state.Spec?.File) ? state.Id.Value : null,
+                    });
+                    Resent.Add(1, new KeyValuePair<string, object?>("kind", "start"));
+                    LogStartResent(logger, state.Id.ToString(), state.Attempt, report.PropletId);
+                    break;
+                case TaskEvent.TaskRedispatchRequested:
+                    redispatched.Add(state.Id.Value);
+                    LogGivenUp(logger, state.Id.ToString(), report.PropletId, MaxResends);
+                    break;
+                default:
+                    LogGivenUp(logger, state.Id.ToString(), report.PropletId, MaxResends); // failed at the re-dispatch limit
+                    break;
+            }
+        }
+
+        if (redispatched.Count > 0)
+        {
+            outgoing.Add(new PlaceTasks([.. redispatched]));
         }
     }
 
@@ -143,6 +171,9 @@ public sealed partial class HeldTasksReconciler(WolverinePlacement placement, IT
 
     [LoggerMessage(EventId = 6103, Level = LogLevel.Warning, Message = "Task {TaskId} (attempt {Attempt}) runs on proplet {PropletId} by the manager's record, but the proplet does not hold it: its start is sent again")]
     private static partial void LogStartResent(ILogger logger, string taskId, int attempt, string propletId);
+
+    [LoggerMessage(EventId = 6105, Level = LogLevel.Warning, Message = "Task {TaskId}'s start was sent again {Times} times and proplet {PropletId} still does not hold it: re-dispatching it (or failing it at the limit)")]
+    private static partial void LogGivenUp(ILogger logger, string taskId, string propletId, int times);
 
     [LoggerMessage(EventId = 6104, Level = LogLevel.Warning, Message = "Proplet {PropletId} still holds task {TaskId} (attempt {Attempt}), which is {Now}: its stop is sent again")]
     private static partial void LogStopResent(ILogger logger, string taskId, int attempt, string propletId, string now);

@@ -252,25 +252,39 @@ public sealed class TaskDeciderTests
             .Then(new TaskFailed(Id, 1, "proplet proplet-2 went offline; not re-dispatched (limit 1)", At(7)));
 
     [Fact]
-    public void GivenRunningOnTheProplet_WhenResendStartOfItsAttempt_ThenRecordedAndTheStateIsUnchanged()
+    public void GivenRunningOnTheProplet_WhenResendStartOfItsAttempt_ThenRecordedAndCounted()
     {
-        var before = new TaskEvent[] { Created, StartRequested(), Dispatched() }.Aggregate(TaskDecider.Initial, TaskDecider.Evolve);
-
         var state = Given(Created, StartRequested(), Dispatched())
-            .When(new ResendStart(Id, "proplet-1", 1, "proplet proplet-1 does not hold it", At(5)))
+            .When(new ResendStart(Id, "proplet-1", 1, "proplet proplet-1 does not hold it", 3, 2, At(5)))
             .Then(new TaskStartResent(Id, 1, "proplet-1", "proplet proplet-1 does not hold it", At(5)));
 
-        state.ShouldBe(before);
+        (state.Status, state.PropletId, state.StartResends).ShouldBe((TaskStatus.Running, "proplet-1", 1));
+        var redispatched = new TaskEvent[] { Created, StartRequested(), Dispatched(), new TaskStartResent(Id, 1, "proplet-1", "x", At(5)), new TaskRedispatchRequested(Id, 1, "proplet-1", "gone", 1, At(6)), Dispatched() }
+            .Aggregate(TaskDecider.Initial, TaskDecider.Evolve);
+        redispatched.StartResends.ShouldBe(0);
+    }
+
+    [Fact]
+    public void GivenTheStartSentAgainTheMostTimes_WhenResendStart_ThenReDispatchedOrFailedAtTheLimit()
+    {
+        TaskEvent Resent(int s) => new TaskStartResent(Id, 1, "proplet-1", "x", At(s));
+
+        Given(Created, StartRequested(), Dispatched(), Resent(3), Resent(4), Resent(5))
+            .When(new ResendStart(Id, "proplet-1", 1, "x", 3, 2, At(6)))
+            .Then(new TaskRedispatchRequested(Id, 1, "proplet-1", "proplet proplet-1 did not take its start, sent 4 times", 1, At(6)));
+        Given(Created, StartRequested(), Dispatched(), Resent(3))
+            .When(new ResendStart(Id, "proplet-1", 1, "x", 1, 0, At(6)))
+            .Then(new TaskFailed(Id, 1, "proplet proplet-1 did not take its start, sent 2 times; not re-dispatched (limit 0)", At(6)));
     }
 
     [Fact]
     public void GivenTheTaskMovedOn_WhenResendStart_ThenNothing()
     {
-        Given(Created, StartRequested(), Dispatched()).When(new ResendStart(Id, "proplet-2", 1, "x", At(5))).Then();
-        Given(Created, StartRequested(), Dispatched()).When(new ResendStart(Id, "proplet-1", 2, "x", At(5))).Then();
-        Given(Created, StartRequested(), Dispatched(), new TaskCompleted(Id, 1, "1", At(3))).When(new ResendStart(Id, "proplet-1", 1, "x", At(5))).Then();
+        Given(Created, StartRequested(), Dispatched()).When(new ResendStart(Id, "proplet-2", 1, "x", 3, 2, At(5))).Then();
+        Given(Created, StartRequested(), Dispatched()).When(new ResendStart(Id, "proplet-1", 2, "x", 3, 2, At(5))).Then();
+        Given(Created, StartRequested(), Dispatched(), new TaskCompleted(Id, 1, "1", At(3))).When(new ResendStart(Id, "proplet-1", 1, "x", 3, 2, At(5))).Then();
         Given(Created, StartRequested(), Dispatched(), new TaskRedispatchRequested(Id, 1, "proplet-1", "gone", 1, At(4)))
-            .When(new ResendStart(Id, "proplet-1", 1, "x", At(5))).Then();
+            .When(new ResendStart(Id, "proplet-1", 1, "x", 3, 2, At(5))).Then();
     }
 
     [Fact]
@@ -427,7 +441,7 @@ public sealed class TaskDeciderTests
         [
             new CreateTask(Id, Spec, At(9)), new UpdateTask(Id, new TaskSpecPatch { Name = "n" }, At(9)), new StartTask(Id, At(9)),
             new DispatchTask(Id, "p", At(9)), new DeferDispatch(Id, "waiting", At(9)), new RedispatchTask(Id, "gone", 1, At(9)), new RecordResult(Id, "r", null, At(9)), new StopTask(Id, "s", At(9)),
-            new ResendStart(Id, "proplet-1", 1, "lost", At(9)),
+            new ResendStart(Id, "proplet-1", 1, "lost", 3, 1, At(9)),
             new SkipTask(Id, "k", At(9)), new DeleteTask(Id, At(9)),
         ];
 

@@ -90,6 +90,35 @@ public sealed class HeldTasksTests : IAsyncLifetime
     }
 
     /// <summary>
+    /// A proplet that keeps not holding its task after the start was sent again three times (it drops it, or its result
+    /// cannot get through): the task is re-dispatched (a second dispatch of the attempt, here to the same proplet, the
+    /// only one) instead of being sent again at every report for ever.
+    /// </summary>
+    [Fact]
+    public async Task GivenAPropletThatNeverTakesTheStart_WhenItKeepsReporting_ThenTheTaskIsReDispatchedAfterThreeSends()
+    {
+        var starts = Channel.CreateUnbounded<JsonElement>();
+        await using var proplet = await ConnectAsync(starts);
+        await ReportAsync(proplet, []);
+        await using var heartbeats = HeartbeatLoop.Start(proplet, Base, _propletId, Ct);
+        await ManagerWaits.AliveAsync(Http, _propletId);
+        var id = await CreateAndStartAsync();
+        (await NextAsync(starts)).GetProperty("dispatch").GetInt32().ShouldBe(1);
+
+        var dispatches = new List<int>();
+        for (var report = 1; report <= 4; report++)
+        {
+            await ReportAsync(proplet, []);
+            dispatches.Add((await NextAsync(starts)).GetProperty("dispatch").GetInt32());
+        }
+
+        dispatches.ShouldBe([1, 1, 1, 2]);
+        (await TypesAsync(id)).ShouldBe([
+            "task.created.v1", "task.start_requested.v1", "task.dispatched.v1",
+            "task.start_resent.v1", "task.start_resent.v1", "task.start_resent.v1", "task.redispatch_requested.v1", "task.dispatched.v1"]);
+    }
+
+    /// <summary>
     /// A stop the proplet never got (it was away): its report still holds the stopped task, so that attempt's stop goes
     /// out again, to this proplet alone. A held task still running there, and one the manager does not know, get nothing.
     /// </summary>
