@@ -1,4 +1,5 @@
 using FluentValidation;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.AspNetCore.WebUtilities;
 using Propeller.Contracts.Tasks;
 using Propeller.Infrastructure;
@@ -37,6 +38,10 @@ public static class ManagerApp
         {
             builder.Logging.SetMinimumLevel(config.LogLevel);
         }
+
+        // Wolverine's and Marten's agents log every poll that fails while PostgreSQL is unusable (Telemetry/OutageLogCondenser).
+        builder.Services.TryAddSingleton<LoggerFactory>();
+        builder.Services.Replace(ServiceDescriptor.Singleton<ILoggerFactory>(sp => new OutageLogCondenser(sp.GetRequiredService<LoggerFactory>(), TimeProvider.System)));
 
         if (config.LogLevel > LogLevel.Debug)
         {

@@ -1,0 +1,77 @@
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using Propeller.Manager.Telemetry;
+
+namespace Propeller.Manager.Tests.Telemetry;
+
+public sealed class OutageLogCondenserTests
+{
+    /// <summary>
+    /// A category's entries for PostgreSQL being unusable: the first of a minute is logged, the rest are counted, and the
+    /// first of the next minute says how many were left out. Other failures, and other categories, pass unchanged.
+    /// </summary>
+    [Fact]
+    public void GivenRepeatedOutageErrors_WhenLogged_ThenOneAMinuteIsWrittenAndTheRestCounted()
+    {
+        var time = new ManualTime();
+        var written = new Recorder();
+        using var factory = new OutageLogCondenser(LoggerFactory.Create(b => b.AddProvider(written).SetMinimumLevel(LogLevel.Trace)), time);
+        var agent = factory.CreateLogger("Wolverine.RDBMS.DurabilityAgent");
+        var other = factory.CreateLogger("Propeller.Infrastructure.Mqtt.SessionRecovery");
+        var unreachable = new NpgsqlException("Failed to connect to 127.0.0.1:55432", new System.Net.Sockets.SocketException(111));
+
+        for (var i = 0; i < 20; i++)
+        {
+            agent.LogError(unreachable, "Error trying to poll");
+            time.Advance(TimeSpan.FromSeconds(1));
+        }
+
+        other.LogWarning(unreachable, "Session recovery round failed");
+        agent.LogError(new InvalidOperationException("a bug"), "Something else");
+        agent.LogInformation("a line");
+        written.Lines.ShouldBe(["Wolverine.RDBMS.DurabilityAgent: Error trying to poll", "Propeller.Infrastructure.Mqtt.SessionRecovery: Session recovery round failed", "Wolverine.RDBMS.DurabilityAgent: Something else", "Wolverine.RDBMS.DurabilityAgent: a line"]);
+
+        time.Advance(TimeSpan.FromSeconds(40));
+        agent.LogError(unreachable, "Error trying to poll");
+
+        written.Lines.Skip(4).ShouldBe([
+            "Wolverine.RDBMS.DurabilityAgent: 19 more entries of Wolverine.RDBMS.DurabilityAgent for PostgreSQL being unavailable were left out after the one logged at 2026-12-06T00:00:00.0000000+00:00 (one a minute is logged)",
+            "Wolverine.RDBMS.DurabilityAgent: Error trying to poll"]);
+    }
+
+    private sealed class ManualTime : TimeProvider
+    {
+        private DateTimeOffset _now = new(2026, 12, 6, 0, 0, 0, TimeSpan.Zero);
+
+        public override DateTimeOffset GetUtcNow() => _now;
+
+        public void Advance(TimeSpan by) => _now += by;
+    }
+
+    private sealed class Recorder : ILoggerProvider
+    {
+        public List<string> Lines { get; } = [];
+
+        public ILogger CreateLogger(string categoryName) => new Line(this, categoryName);
+
+        public void Dispose()
+        {
+        }
+
+        private sealed class Line(Recorder recorder, string category) : ILogger
+        {
+            public IDisposable? BeginScope<TState>(TState state)
+                where TState : notnull => null;
+
+            public bool IsEnabled(LogLevel logLevel) => true;
+
+            public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+            {
+                lock (recorder.Lines)
+                {
+                    recorder.Lines.Add($"{category}: {formatter(state, exception)}");
+                }
+            }
+        }
+    }
+}
