@@ -43,9 +43,11 @@ public abstract record TaskCommand
     /// The task's proplet said what it holds and this attempt is not among it (its start was lost: published while the
     /// proplet had no session): the same start is sent again, recorded when the task still runs there at that attempt.
     /// After <paramref name="MaxResends"/> such sends the proplet is taken not to run it: the task is re-dispatched (or
-    /// failed at <paramref name="MaxRedispatches"/>) instead.
+    /// failed at <paramref name="MaxRedispatches"/>) instead. Within <paramref name="Interval"/> of the last send nothing
+    /// is sent: every manager node handles a proplet's discovery, so one report reaches each, and the first node's send
+    /// is enough (a proplet reports at most every 10 s).
     /// </summary>
-    public sealed record ResendStart(TaskId TaskId, string PropletId, int Attempt, string Reason, int MaxResends, int MaxRedispatches, DateTimeOffset At) : TaskCommand;
+    public sealed record ResendStart(TaskId TaskId, string PropletId, int Attempt, string Reason, int MaxResends, int MaxRedispatches, TimeSpan Interval, DateTimeOffset At) : TaskCommand;
 
     public sealed record StopTask(TaskId TaskId, string Reason, DateTimeOffset At) : TaskCommand;
 

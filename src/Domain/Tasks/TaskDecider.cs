@@ -61,6 +61,9 @@ public static class TaskDecider
             Decision<TaskEvent>.Accept(new TaskRedispatchRequested(c.TaskId, state.Attempt, state.PropletId!, c.Reason, state.Redispatches + 1, c.At)),
         (RedispatchTask, _) => Decision<TaskEvent>.Accept(),
 
+        (ResendStart c, { Status: TaskStatus.Running }) when c.PropletId == state.PropletId && c.Attempt == state.Attempt && !state.RunsEverywhere
+                                                              && state.StartResentAt is { } last && c.At - last < c.Interval =>
+            Decision<TaskEvent>.Accept(),
         (ResendStart c, { Status: TaskStatus.Running }) when c.PropletId == state.PropletId && c.Attempt == state.Attempt && !state.RunsEverywhere =>
             state.StartResends < c.MaxResends
                 ? Decision<TaskEvent>.Accept(new TaskStartResent(c.TaskId, c.Attempt, c.PropletId, c.Reason, c.At))
@@ -106,6 +109,7 @@ public static class TaskDecider
             UpdatedAt = e.RequestedAt,
             RequestedBy = e.RequestedBy,
             StartResends = 0,
+            StartResentAt = null,
         },
         TaskDispatchDeferred e => state with { WaitReason = e.Reason },
         TaskDispatched e => state with
@@ -116,6 +120,7 @@ public static class TaskDecider
             StartTime = e.DispatchedAt,
             UpdatedAt = e.DispatchedAt,
             StartResends = 0,
+            StartResentAt = null,
 
             // Environment a plugin added for this dispatch is kept with the task, as in the original (spec §7.8).
             Spec = e.ExtraEnv is { Count: > 0 } extra && state.Spec is { } spec
@@ -136,7 +141,7 @@ public static class TaskDecider
         TaskStopped e => state with { Status = TaskStatus.Interrupted, Error = e.Reason, FinishTime = e.StoppedAt, UpdatedAt = e.StoppedAt },
         TaskSkipped e => state with { Status = TaskStatus.Skipped, UpdatedAt = e.SkippedAt },
         TaskResultIgnored => state,
-        TaskStartResent => state with { StartResends = state.StartResends + 1 },
+        TaskStartResent e => state with { StartResends = state.StartResends + 1, StartResentAt = e.ResentAt },
         TaskInvoked => state,
         // A deleted task is gone for every command: its module (the bulk of its view, kept for ever) is dropped from the
         // state; its events still hold it.

@@ -26,6 +26,9 @@ public sealed record TaskState(
     /// <summary>How often the current dispatch's start was sent again because its proplet reported it did not hold it.</summary>
     public int StartResends { get; init; }
 
+    /// <summary>When the current dispatch's start was last sent again (<see cref="StartResends"/>).</summary>
+    public DateTimeOffset? StartResentAt { get; init; }
+
     /// <summary>True when the current attempt has ended (or the task never ran and was skipped).</summary>
     public bool IsFinished => Status is TaskStatus.Completed or TaskStatus.Failed or TaskStatus.Skipped or TaskStatus.Interrupted;
 

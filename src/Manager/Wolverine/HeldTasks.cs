@@ -61,6 +61,10 @@ public sealed partial class HeldTasksReconciler(WolverinePlacement placement, IT
     /// </summary>
     internal TimeSpan ResendAfter { get; set; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>The least time between two sends of one dispatch's start (<see cref="TaskCommand.ResendStart"/>: every node
+    /// handles each report).</summary>
+    internal TimeSpan ResendInterval { get; set; } = TimeSpan.FromSeconds(5);
+
     /// <summary>
     /// How often one dispatch's start is sent again before the proplet is taken not to run it (it drops it, or its
     /// result cannot reach the manager): the task is then re-dispatched, as when its proplet goes offline, and fails at
@@ -105,7 +109,7 @@ public sealed partial class HeldTasksReconciler(WolverinePlacement placement, IT
             }
 
             var decision = TaskDecider.Decide(
-                new TaskCommand.ResendStart(state.Id, report.PropletId, state.Attempt, reason, MaxResends, scheduling.Planner.Options.MaxRedispatches, now), state);
+                new TaskCommand.ResendStart(state.Id, report.PropletId, state.Attempt, reason, MaxResends, scheduling.Planner.Options.MaxRedispatches, ResendInterval, now), state);
             if (decision.Rejection is not null || decision.Events.Count == 0)
             {
                 continue;

@@ -255,7 +255,7 @@ public sealed class TaskDeciderTests
     public void GivenRunningOnTheProplet_WhenResendStartOfItsAttempt_ThenRecordedAndCounted()
     {
         var state = Given(Created, StartRequested(), Dispatched())
-            .When(new ResendStart(Id, "proplet-1", 1, "proplet proplet-1 does not hold it", 3, 2, At(5)))
+            .When(new ResendStart(Id, "proplet-1", 1, "proplet proplet-1 does not hold it", 3, 2, TimeSpan.FromSeconds(5), At(5)))
             .Then(new TaskStartResent(Id, 1, "proplet-1", "proplet proplet-1 does not hold it", At(5)));
 
         (state.Status, state.PropletId, state.StartResends).ShouldBe((TaskStatus.Running, "proplet-1", 1));
@@ -269,22 +269,32 @@ public sealed class TaskDeciderTests
     {
         TaskEvent Resent(int s) => new TaskStartResent(Id, 1, "proplet-1", "x", At(s));
 
-        Given(Created, StartRequested(), Dispatched(), Resent(3), Resent(4), Resent(5))
-            .When(new ResendStart(Id, "proplet-1", 1, "x", 3, 2, At(6)))
-            .Then(new TaskRedispatchRequested(Id, 1, "proplet-1", "proplet proplet-1 did not take its start, sent 4 times", 1, At(6)));
+        Given(Created, StartRequested(), Dispatched(), Resent(3), Resent(20), Resent(40))
+            .When(new ResendStart(Id, "proplet-1", 1, "x", 3, 2, TimeSpan.FromSeconds(5), At(60)))
+            .Then(new TaskRedispatchRequested(Id, 1, "proplet-1", "proplet proplet-1 did not take its start, sent 4 times", 1, At(60)));
         Given(Created, StartRequested(), Dispatched(), Resent(3))
-            .When(new ResendStart(Id, "proplet-1", 1, "x", 1, 0, At(6)))
-            .Then(new TaskFailed(Id, 1, "proplet proplet-1 did not take its start, sent 2 times; not re-dispatched (limit 0)", At(6)));
+            .When(new ResendStart(Id, "proplet-1", 1, "x", 1, 0, TimeSpan.FromSeconds(5), At(20)))
+            .Then(new TaskFailed(Id, 1, "proplet proplet-1 did not take its start, sent 2 times; not re-dispatched (limit 0)", At(20)));
+    }
+
+    [Fact]
+    public void GivenAStartSentAgainMomentsAgo_WhenResendStartAgain_ThenNothing_ForOneReportReachesEveryNode()
+    {
+        Given(Created, StartRequested(), Dispatched(), new TaskStartResent(Id, 1, "proplet-1", "x", At(5)))
+            .When(new ResendStart(Id, "proplet-1", 1, "x", 3, 2, TimeSpan.FromSeconds(5), At(6))).Then();
+        Given(Created, StartRequested(), Dispatched(), new TaskStartResent(Id, 1, "proplet-1", "x", At(5)))
+            .When(new ResendStart(Id, "proplet-1", 1, "x", 3, 2, TimeSpan.FromSeconds(5), At(15)))
+            .Then(new TaskStartResent(Id, 1, "proplet-1", "x", At(15)));
     }
 
     [Fact]
     public void GivenTheTaskMovedOn_WhenResendStart_ThenNothing()
     {
-        Given(Created, StartRequested(), Dispatched()).When(new ResendStart(Id, "proplet-2", 1, "x", 3, 2, At(5))).Then();
-        Given(Created, StartRequested(), Dispatched()).When(new ResendStart(Id, "proplet-1", 2, "x", 3, 2, At(5))).Then();
-        Given(Created, StartRequested(), Dispatched(), new TaskCompleted(Id, 1, "1", At(3))).When(new ResendStart(Id, "proplet-1", 1, "x", 3, 2, At(5))).Then();
+        Given(Created, StartRequested(), Dispatched()).When(new ResendStart(Id, "proplet-2", 1, "x", 3, 2, TimeSpan.FromSeconds(5), At(5))).Then();
+        Given(Created, StartRequested(), Dispatched()).When(new ResendStart(Id, "proplet-1", 2, "x", 3, 2, TimeSpan.FromSeconds(5), At(5))).Then();
+        Given(Created, StartRequested(), Dispatched(), new TaskCompleted(Id, 1, "1", At(3))).When(new ResendStart(Id, "proplet-1", 1, "x", 3, 2, TimeSpan.FromSeconds(5), At(5))).Then();
         Given(Created, StartRequested(), Dispatched(), new TaskRedispatchRequested(Id, 1, "proplet-1", "gone", 1, At(4)))
-            .When(new ResendStart(Id, "proplet-1", 1, "x", 3, 2, At(5))).Then();
+            .When(new ResendStart(Id, "proplet-1", 1, "x", 3, 2, TimeSpan.FromSeconds(5), At(5))).Then();
     }
 
     [Fact]
@@ -441,7 +451,7 @@ public sealed class TaskDeciderTests
         [
             new CreateTask(Id, Spec, At(9)), new UpdateTask(Id, new TaskSpecPatch { Name = "n" }, At(9)), new StartTask(Id, At(9)),
             new DispatchTask(Id, "p", At(9)), new DeferDispatch(Id, "waiting", At(9)), new RedispatchTask(Id, "gone", 1, At(9)), new RecordResult(Id, "r", null, At(9)), new StopTask(Id, "s", At(9)),
-            new ResendStart(Id, "proplet-1", 1, "lost", 3, 1, At(9)),
+            new ResendStart(Id, "proplet-1", 1, "lost", 3, 1, TimeSpan.FromSeconds(5), At(9)),
             new SkipTask(Id, "k", At(9)), new DeleteTask(Id, At(9)),
         ];
 

@@ -42,7 +42,9 @@ public sealed class HeldTasksTests : IAsyncLifetime
         });
 
         // A start on time is not sent again for 5 s after its dispatch (it may be on its way): at once here.
-        _server.Services.GetRequiredService<HeldTasksReconciler>().ResendAfter = TimeSpan.Zero;
+        var reconciler = _server.Services.GetRequiredService<HeldTasksReconciler>();
+        reconciler.ResendAfter = TimeSpan.Zero;
+        reconciler.ResendInterval = TimeSpan.Zero; // and again at every report (5 s apart at least: one report reaches every node)
     }
 
     public async ValueTask DisposeAsync() => await _server.DisposeAsync();
