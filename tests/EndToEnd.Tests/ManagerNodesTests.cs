@@ -21,6 +21,34 @@ public sealed class ManagerNodesTests
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
+    /// <summary>
+    /// A proplet's report of what it holds reaches both nodes (without a share group, discovery goes to every node): the
+    /// start it lacks is sent again once, not once per node (the second node loses the race on the task's stream and
+    /// decides again: sent moments ago).
+    /// </summary>
+    [Fact]
+    public async Task TwoNodes_OneReportOfHeldTasks_TheLostStartIsSentAgainOnce()
+    {
+        await using var cluster = await Cluster.StartAsync("e2e_nodes_held", new Dictionary<string, string>(Wolverine) { ["MANAGER_MQTT_SHARE_GROUP"] = "" }, Ct);
+        var a = cluster.Http;
+        var (b, _) = await cluster.StartManagerNodeAsync("manager-b", null, Ct);
+        await using var proplets = await SimulatedProplets.StartAsync(cluster.Tenant, 1, Ct);
+        proplets.Hold = true; // the start is counted, never answered: the proplet "lost" it
+        await cluster.WaitUntilAsync("both nodes to list the proplet as active", async () => await ActiveAsync(a) >= 1 && await ActiveAsync(b) >= 1, TimeSpan.FromSeconds(60), Ct);
+        var id = await CreateAsync(a);
+        await StartAsync(b, id);
+        await cluster.WaitUntilAsync("the start to reach the proplet", () => Task.FromResult(proplets.Starts.GetValueOrDefault(id) == 1), TimeSpan.FromSeconds(30), Ct);
+        await Task.Delay(TimeSpan.FromSeconds(6), Ct); // a start dispatched less than 5 s before a report may be on its way: not sent again
+
+        await proplets.ReportAsync(0, [], Ct);
+
+        await cluster.WaitUntilAsync("the start to be sent again", () => Task.FromResult(proplets.Starts.GetValueOrDefault(id) >= 2), TimeSpan.FromSeconds(30), Ct);
+        await Task.Delay(TimeSpan.FromSeconds(2), Ct);
+        proplets.Starts[id].ShouldBe(2);
+        var types = (await cluster.HistoryAsync(id, Ct)).EnumerateArray().Select(e => e.GetProperty("type").GetString()).ToList();
+        types.Count(t => t == "task.start_resent.v1").ShouldBe(1, string.Join(", ", types));
+    }
+
     /// <param name="shareGroup">MANAGER_MQTT_SHARE_GROUP on both nodes (empty: plain subscriptions). With a group the
     /// broker keeps giving the killed node's session its turn of the results; the survivor recovers that session
     /// (Mqtt.SessionRecovery) once the node was not seen for MANAGER_NODE_STALE_TIMEOUT.</param>

@@ -57,6 +57,14 @@ internal sealed class SimulatedProplets : IAsyncDisposable
         }
     }
 
+    /// <summary>Proplet <paramref name="index"/>'s discovery, reporting that it holds <paramref name="held"/> (task, attempt).</summary>
+    public Task ReportAsync(int index, IEnumerable<(string TaskId, int Attempt)> held, CancellationToken cancellationToken) =>
+        _connections[index].PublishAsync(
+            $"{_baseTopic}/control/proplet/create",
+            JsonSerializer.SerializeToUtf8Bytes(new { proplet_id = Ids[index], @namespace = "default", tasks = held.Select(h => new { task_id = h.TaskId, attempt = h.Attempt }) }),
+            MqttQualityOfServiceLevel.AtLeastOnce,
+            cancellationToken);
+
     /// <summary>Sends a result again, as a broker redelivering it would.</summary>
     public Task SendResultAgainAsync(string taskId, CancellationToken cancellationToken) =>
         AnswerAsync(_connections[0], Ids[0], taskId, cancellationToken);
