@@ -77,20 +77,22 @@ public sealed class TaskRunner : IAsyncDisposable
     /// </summary>
     public IReadOnlyList<HeldTask> Held()
     {
+        // An id may be in two places (a start admitted after a stopped run of it unwinds): the later attempt is the one held.
         var held = new Dictionary<string, int?>(StringComparer.Ordinal);
+        void Hold(string id, int? attempt) => held[id] = held.TryGetValue(id, out var other) && other > attempt ? other : attempt;
         foreach (var (id, admission) in _admitting)
         {
-            held[id] = admission.Attempt;
+            Hold(id, admission.Attempt);
         }
 
         foreach (var (id, task) in _running)
         {
-            held[id] = task.Request.Attempt;
+            Hold(id, task.Request.Attempt);
         }
 
         foreach (var (id, latent) in _latent)
         {
-            held.TryAdd(id, latent.Deployment.Request.Attempt);
+            Hold(id, latent.Deployment.Request.Attempt);
         }
 
         return [.. held.Select(p => new HeldTask(p.Key, p.Value))];

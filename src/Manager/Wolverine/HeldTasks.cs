@@ -89,7 +89,7 @@ public sealed partial class HeldTasksReconciler(WolverinePlacement placement, IT
     private async Task ResendStartsAsync(IDocumentSession session, WolverineScheduling scheduling, ReconcileHeldTasks report, OutgoingMessages outgoing, CancellationToken cancellationToken)
     {
         var lost = (await tasks.ListRunningOnAsync(report.PropletId, cancellationToken))
-            .Where(t => !Holds(report, t) && t.StartTime <= report.ReportedAt - ResendAfter)
+            .Where(t => Lacks(report, t))
             .Select(t => t.Id.Value)
             .ToList();
         if (lost.Count == 0)
@@ -103,9 +103,9 @@ public sealed partial class HeldTasksReconciler(WolverinePlacement placement, IT
         var redispatched = new List<Guid>();
         foreach (var stream in await WolverineStreams.FetchForWritingAsync<TaskState>(session, lost, cancellationToken))
         {
-            if (stream.Aggregate is not { Status: TaskStatus.Running } state || Holds(report, state))
+            if (stream.Aggregate is not { Status: TaskStatus.Running } state || !Lacks(report, state))
             {
-                continue;
+                continue; // moved on since the view was read (ended, re-dispatched, dispatched again just now)
             }
 
             var decision = TaskDecider.Decide(
@@ -169,9 +169,13 @@ public sealed partial class HeldTasksReconciler(WolverinePlacement placement, IT
         }
     }
 
-    /// <summary>Whether the report holds <paramref name="task"/>'s current attempt (one held without an attempt counts).</summary>
-    private static bool Holds(ReconcileHeldTasks report, TaskState task) =>
-        report.Held.TryGetValue(task.Id.Value, out var attempt) && (attempt is null || attempt == task.Attempt);
+    /// <summary>Whether <paramref name="task"/>, running on the reporting proplet, was dispatched long enough before the
+    /// report for its start to have arrived, and the report lacks its current attempt (one held without an attempt counts
+    /// as held).</summary>
+    private bool Lacks(ReconcileHeldTasks report, TaskState task) =>
+        task.PropletId == report.PropletId
+        && task.StartTime <= report.ReportedAt - ResendAfter
+        && !(report.Held.TryGetValue(task.Id.Value, out var attempt) && (attempt is null || attempt == task.Attempt));
 
     [LoggerMessage(EventId = 6103, Level = LogLevel.Warning, Message = "Task {TaskId} (attempt {Attempt}) runs on proplet {PropletId} by the manager's record, but the proplet does not hold it: its start is sent again")]
     private static partial void LogStartResent(ILogger logger, string taskId, int attempt, string propletId);
