@@ -77,7 +77,7 @@ public sealed class PropletNodeBrokerTests : IAsyncLifetime
 
         var second = await NextAsync(Topics.PropletCreate, match: d => d.GetProperty("tasks").GetArrayLength() > 0);
 
-        second.GetProperty("tasks").GetRawText().ShouldBe($$"""[{"task_id":"{{id}}","attempt":2}]""");
+        second.GetProperty("tasks").GetRawText().ShouldBe($$"""[{"task_id":"{{id}}","attempt":2,"dispatch":1}]""");
     }
 
     [Fact]

@@ -476,6 +476,35 @@ public sealed class TaskRunnerTests : IAsyncDisposable
         _runner.Started.ShouldBe(4);
     }
 
+    /// <summary>
+    /// A stop naming one dispatch of an attempt (a run left over from before a re-dispatch) leaves a later dispatch of the
+    /// attempt running, and a start of the stopped dispatch arriving after it is not run; the stop of the later dispatch
+    /// ends it.
+    /// </summary>
+    [Fact]
+    public async Task GivenALaterDispatchRunning_WhenTheStopOfAnEarlierDispatchArrives_ThenItKeepsRunning()
+    {
+        var spin = Convert.ToBase64String(Modules.Spin);
+        Start(new { id = "moved", name = "main", file = spin, attempt = 1, dispatch = 2 });
+
+        _runner.HandleStop(Encoding.UTF8.GetBytes("""{"id":"moved","broadcast":false,"attempt":1,"dispatch":1}"""));
+        await Task.Delay(200, TestContext.Current.CancellationToken);
+        _runner.RunningCount.ShouldBe(1);
+        _published.TryNext(out var early).ShouldBeFalse(early.Payload.ToString());
+
+        _runner.HandleStop(Encoding.UTF8.GetBytes("""{"id":"moved","broadcast":false,"attempt":1,"dispatch":2}"""));
+        var stopped = await NextResultAsync();
+        (stopped.GetProperty("error").GetString(), stopped.GetProperty("attempt").GetInt32()).ShouldBe(("Task moved was stopped before completion", 1));
+        while (_runner.RunningCount > 0)
+        {
+            await Task.Delay(20, TestContext.Current.CancellationToken);
+        }
+
+        Start(new { id = "moved", name = "main", file = spin, attempt = 1, dispatch = 1 });
+        (await NextResultAsync()).GetProperty("error").GetString().ShouldBe("Task moved was stopped before completion");
+        _runner.Started.ShouldBe(1);
+    }
+
     /// <summary>What the proplet holds (reported with its discovery): a running task with the attempt its start named, a
     /// start without one, and nothing once they ended.</summary>
     [Fact]
@@ -488,7 +517,7 @@ public sealed class TaskRunnerTests : IAsyncDisposable
         runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(new { id = "a", name = "main", file = spin, attempt = 3, dispatch = 1 }));
         runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(new { id = "b", name = "main", file = spin }));
 
-        runner.Held().OrderBy(h => h.TaskId, StringComparer.Ordinal).ShouldBe([new HeldTask("a", 3), new HeldTask("b", null)]);
+        runner.Held().OrderBy(h => h.TaskId, StringComparer.Ordinal).ShouldBe([new HeldTask("a", 3, 1), new HeldTask("b", null)]);
         JsonSerializer.Serialize(runner.Held().Where(h => h.TaskId == "b")).ShouldBe("""[{"task_id":"b"}]""");
 
         runner.HandleStop(Encoding.UTF8.GetBytes("""{"id":"a","broadcast":false,"attempt":3}"""));

@@ -78,24 +78,31 @@ public sealed class TaskRunner : IAsyncDisposable
     public IReadOnlyList<HeldTask> Held()
     {
         // An id may be in two places (a start admitted after a stopped run of it unwinds): the later attempt is the one held.
-        var held = new Dictionary<string, int?>(StringComparer.Ordinal);
-        void Hold(string id, int? attempt) => held[id] = held.TryGetValue(id, out var other) && other > attempt ? other : attempt;
+        var held = new Dictionary<string, HeldTask>(StringComparer.Ordinal);
+        void Hold(string id, int? attempt, int? dispatch)
+        {
+            if (!held.TryGetValue(id, out var other) || !(other.Attempt > attempt))
+            {
+                held[id] = new HeldTask(id, attempt, dispatch);
+            }
+        }
+
         foreach (var (id, admission) in _admitting)
         {
-            Hold(id, admission.Attempt);
+            Hold(id, admission.Attempt, null);
         }
 
         foreach (var (id, task) in _running)
         {
-            Hold(id, task.Request.Attempt);
+            Hold(id, task.Request.Attempt, task.Request.Message.Dispatch);
         }
 
         foreach (var (id, latent) in _latent)
         {
-            Hold(id, latent.Deployment.Request.Attempt);
+            Hold(id, latent.Request.Attempt, latent.Request.Message.Dispatch);
         }
 
-        return [.. held.Select(p => new HeldTask(p.Key, p.Value))];
+        return [.. held.Values];
     }
 
     /// <summary>Whether latent task <paramref name="id"/> is precompiled and waits for invocations.</summary>
@@ -145,7 +152,7 @@ public sealed class TaskRunner : IAsyncDisposable
             return;
         }
 
-        if (request.Attempt is { } attempt && _stoppedAttempts.Covers(request.Id, attempt))
+        if (request.Attempt is { } attempt && _stoppedAttempts.Covers(request.Id, request.Run ?? new Run(attempt, 0)))
         {
             // A start that arrives after the stop of its attempt (a retried, recovered or replayed publish): the manager
             // has recorded the stop, so it is not run; it gets the stopped result it would have had if the stop had
@@ -202,7 +209,7 @@ public sealed class TaskRunner : IAsyncDisposable
         {
             EdgeLog.EarlierAttemptSuperseded(_logger, id, attempt);
             _stoppedAttempts.Record(id, attempt - 1);
-            StopTask(id, started => !IsNewer(attempt, started), out _);
+            StopTask(id, (started, _) => !IsNewer(attempt, started), out _);
         }
 
         return true;
@@ -363,14 +370,14 @@ public sealed class TaskRunner : IAsyncDisposable
     }
 
     /// <summary>Stops the deployment of latent task <paramref name="id"/>, or its run and a start of it still being
-    /// admitted; false when there is none. What <paramref name="spares"/> says of its attempt is left alone
+    /// admitted; false when there is none. What <paramref name="spares"/> says of its attempt and dispatch is left alone
     /// (<paramref name="spared"/>).</summary>
-    private bool StopTask(string id, Func<int?, bool> spares, out bool spared)
+    private bool StopTask(string id, Func<int?, int?, bool> spares, out bool spared)
     {
         lock (_admissionGate)
         {
             // With the deployment's side of this lock (DeployLatentAsync): deployed, or aborted while compiling.
-            if (_latent.TryGetValue(id, out var latent) && spares(latent.Request.Attempt))
+            if (_latent.TryGetValue(id, out var latent) && spares(latent.Request.Attempt, latent.Request.Message.Dispatch))
             {
                 spared = true;
                 return false;
@@ -401,13 +408,13 @@ public sealed class TaskRunner : IAsyncDisposable
     /// waiting for a stopped run to unwind; admitted in the meantime: then running); false when there is neither. What
     /// <paramref name="spares"/> says of its attempt is left alone (<paramref name="spared"/>). Called by
     /// <see cref="StopTask"/>, under the admission lock.</summary>
-    private bool StopAdmittingAndRunning(string id, Func<int?, bool> spares, out bool spared)
+    private bool StopAdmittingAndRunning(string id, Func<int?, int?, bool> spares, out bool spared)
     {
         var found = false;
         spared = false;
         if (_admitting.TryGetValue(id, out var admission))
         {
-            if (spares(admission.Attempt))
+            if (spares(admission.Attempt, null))
             {
                 spared = true;
             }
@@ -420,7 +427,7 @@ public sealed class TaskRunner : IAsyncDisposable
 
         if (_running.TryGetValue(id, out var task))
         {
-            if (spares(task.Request.Attempt))
+            if (spares(task.Request.Attempt, task.Request.Message.Dispatch))
             {
                 spared = true;
             }
@@ -443,6 +450,11 @@ public sealed class TaskRunner : IAsyncDisposable
     /// either has none (the original manager's messages), which stops it as before.</summary>
     private static bool IsNewer(int? started, int? stopped) => started is { } s && stopped is { } t && s > t;
 
+    /// <summary>Whether a run of <paramref name="started"/> (attempt) and <paramref name="startedDispatch"/> is later than the
+    /// one a stop named: a later attempt, or a later dispatch of the same attempt when both name theirs.</summary>
+    private static bool IsNewerRun(int? started, int? startedDispatch, int? stopped, int? stoppedDispatch) =>
+        IsNewer(started, stopped) || (started is { } s && s == stopped && IsNewer(startedDispatch, stoppedDispatch));
+
     private static PropletTaskInfo InfoOf(StartRequest request) => new()
     {
         Id = request.Id,
@@ -459,6 +471,7 @@ public sealed class TaskRunner : IAsyncDisposable
     {
         string? id;
         int? attempt;
+        int? dispatch;
         try
         {
             using var document = JsonDocument.Parse(payload);
@@ -466,10 +479,12 @@ public sealed class TaskRunner : IAsyncDisposable
             id = root.ValueKind == JsonValueKind.Object && root.TryGetProperty("id", out var value) && value.ValueKind == JsonValueKind.String
                 ? value.GetString()
                 : null;
-            attempt = root.ValueKind == JsonValueKind.Object && root.TryGetProperty("attempt", out var number)
-                      && number.ValueKind == JsonValueKind.Number && number.TryGetInt32(out var n)
+            int? Number(string name) => root.ValueKind == JsonValueKind.Object && root.TryGetProperty(name, out var number)
+                                        && number.ValueKind == JsonValueKind.Number && number.TryGetInt32(out var n)
                 ? n
                 : null;
+            attempt = Number("attempt");
+            dispatch = attempt is null ? null : Number("dispatch");
         }
         catch (Exception ex) when (ex is JsonException or InvalidOperationException)
         {
@@ -486,11 +501,12 @@ public sealed class TaskRunner : IAsyncDisposable
 
         if (attempt is { } stoppedAttempt)
         {
-            // Before anything else: a start of this attempt that arrives from now on is not run (HandleStart).
-            _stoppedAttempts.Record(id, stoppedAttempt);
+            // Before anything else: a start of this attempt (of this dispatch of it, when the stop names one) that arrives
+            // from now on is not run (HandleStart).
+            _stoppedAttempts.Record(id, dispatch is { } d ? new Run(stoppedAttempt, d) : Run.Every(stoppedAttempt));
         }
 
-        if (StopTask(id, started => IsNewer(started, attempt), out var newer))
+        if (StopTask(id, (started, startedDispatch) => IsNewerRun(started, startedDispatch, attempt, dispatch), out var newer))
         {
             return;
         }

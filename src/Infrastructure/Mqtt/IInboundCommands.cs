@@ -28,9 +28,12 @@ public interface IInboundCommands
     Task<Rejection?> HandlePropletAsync(PropletCommand command, EventMetadata metadata, CancellationToken cancellationToken);
 
     /// <summary>
-    /// A proplet reported the tasks it holds (<paramref name="held"/>: task and attempt, the attempt null when its start
-    /// named none): the start of a task running there by the manager's record and not held is sent again, the stop of a
-    /// held one the manager has stopped, failed or deleted is sent again; committed before this returns.
+    /// A proplet reported the tasks it holds (<paramref name="held"/>: each task's run, null parts where its start named
+    /// none): the start of a task running there by the manager's record and not held is sent again, the stop of a held
+    /// run the manager has ended or moved on from is sent again; committed before this returns.
     /// </summary>
-    Task ReconcileHeldAsync(string propletId, IReadOnlyDictionary<Guid, int?> held, DateTimeOffset reportedAt, CancellationToken cancellationToken);
+    Task ReconcileHeldAsync(string propletId, IReadOnlyDictionary<Guid, HeldRun> held, DateTimeOffset reportedAt, CancellationToken cancellationToken);
 }
+
+/// <summary>The run of a task a proplet reported it holds: the attempt and dispatch its start named (null: none).</summary>
+public readonly record struct HeldRun(int? Attempt, int? Dispatch);

@@ -300,7 +300,7 @@ public sealed class InboundHandler(
     /// proplet), or when it is malformed (logged and counted; the discovery itself still registers): a list the manager
     /// cannot read whole says nothing reliable about what the proplet lacks.
     /// </summary>
-    private Dictionary<Guid, int?>? ReadHeld(string topic, JsonElement? tasks)
+    private Dictionary<Guid, HeldRun>? ReadHeld(string topic, JsonElement? tasks)
     {
         if (tasks is not { } list || list.ValueKind == JsonValueKind.Null)
         {
@@ -308,7 +308,7 @@ public sealed class InboundHandler(
         }
 
         string? problem = null;
-        var held = new Dictionary<Guid, int?>();
+        var held = new Dictionary<Guid, HeldRun>();
         if (list.ValueKind != JsonValueKind.Array)
         {
             problem = "tasks must be an array";
@@ -328,19 +328,13 @@ public sealed class InboundHandler(
                     break;
                 }
 
-                int? attempt = null;
-                if (item.TryGetProperty("attempt", out var a) && a.ValueKind != JsonValueKind.Null)
+                if (!Positive(item, "attempt", out var attempt) || !Positive(item, "dispatch", out var dispatch))
                 {
-                    if (a.ValueKind != JsonValueKind.Number || !a.TryGetInt32(out var n) || n < 1)
-                    {
-                        problem = "an attempt in tasks must be a positive integer";
-                        break;
-                    }
-
-                    attempt = n;
+                    problem = "an attempt or dispatch in tasks must be a positive integer";
+                    break;
                 }
 
-                held[taskId] = attempt;
+                held[taskId] = new HeldRun(attempt, dispatch);
             }
         }
 
@@ -351,6 +345,24 @@ public sealed class InboundHandler(
 
         Malformed(topic, $"{problem}; what the proplet holds is not reconciled");
         return null;
+    }
+
+    /// <summary>An optional positive integer field: false when present and not one.</summary>
+    private static bool Positive(JsonElement item, string name, out int? value)
+    {
+        value = null;
+        if (!item.TryGetProperty(name, out var field) || field.ValueKind == JsonValueKind.Null)
+        {
+            return true;
+        }
+
+        if (field.ValueKind != JsonValueKind.Number || !field.TryGetInt32(out var n) || n < 1)
+        {
+            return false;
+        }
+
+        value = n;
+        return true;
     }
 
     private AliveWork? AcceptAlive(ReceivedMessage message)
@@ -516,7 +528,7 @@ public sealed class InboundHandler(
     /// <summary>A batch's results, recorded together (the Wolverine pipeline).</summary>
     private sealed record ResultsWork(string Topic, IReadOnlyList<ResultWork> Results) : Work(Topic, "results");
 
-    private sealed record DiscoveryWork(string Topic, string PropletId, PropletMetadata Metadata, Dictionary<Guid, int?>? Held) : Work(Topic, PropletId);
+    private sealed record DiscoveryWork(string Topic, string PropletId, PropletMetadata Metadata, Dictionary<Guid, HeldRun>? Held) : Work(Topic, PropletId);
 
     private sealed record AliveWork(string Topic, string PropletId, bool Offline) : Work(Topic, PropletId);
 

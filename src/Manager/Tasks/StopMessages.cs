@@ -24,9 +24,10 @@ public sealed class StopMessages(string? baseTopic)
         return [new OutgoingMessage(Topics.Of(baseTopic, Topics.Stop), JsonSerializer.SerializeToUtf8Bytes(message))];
     }
 
-    /// <summary>The stop of <paramref name="attempt"/> of <paramref name="task"/> on <paramref name="propletId"/> alone (a
-    /// run the proplet still holds after the manager ended it, docs/edge.md "What a proplet holds").</summary>
-    public IReadOnlyList<OutgoingMessage> ForRun(TaskState task, string propletId, int attempt)
+    /// <summary>The stop of <paramref name="attempt"/> (of its <paramref name="dispatch"/>, when given) of
+    /// <paramref name="task"/> on <paramref name="propletId"/> alone: a run the proplet still holds after the manager ended
+    /// it or moved on from it (docs/edge.md "What a proplet holds").</summary>
+    public IReadOnlyList<OutgoingMessage> ForRun(TaskState task, string propletId, int attempt, int? dispatch)
     {
         ArgumentNullException.ThrowIfNull(task);
         if (baseTopic is null)
@@ -34,7 +35,7 @@ public sealed class StopMessages(string? baseTopic)
             return [];
         }
 
-        var message = new StopMessage(task.Id.ToString(), false, propletId, attempt);
+        var message = new StopMessage(task.Id.ToString(), false, propletId, attempt, dispatch);
         return [new OutgoingMessage(Topics.Of(baseTopic, Topics.Stop), JsonSerializer.SerializeToUtf8Bytes(message))];
     }
 }

@@ -3,6 +3,7 @@ using Marten;
 using Marten.Linq.MatchesSql;
 using Propeller.Application.Tasks;
 using Propeller.Domain.Tasks;
+using Propeller.Infrastructure.Mqtt;
 using Propeller.Infrastructure.Wolverine;
 using Propeller.Manager.Tasks;
 using Wolverine;
@@ -12,10 +13,10 @@ namespace Propeller.Manager.Wolverine;
 
 /// <summary>
 /// A proplet's report of the tasks it holds (our proplet's discovery, <c>tasks</c>: on every connect, once more shortly
-/// after a connect that found no session, and every five minutes): <paramref name="Held"/> maps each task to the
-/// attempt its start named (null: none). Invoked by the inbound handler; committed before the discovery is acknowledged.
+/// after a connect that found no session, and every five minutes): <paramref name="Held"/> maps each task to the run
+/// (attempt and dispatch) its start named (null parts: none). Invoked by the inbound handler; committed before the discovery is acknowledged.
 /// </summary>
-public sealed record ReconcileHeldTasks(string PropletId, IReadOnlyDictionary<Guid, int?> Held, DateTimeOffset ReportedAt);
+public sealed record ReconcileHeldTasks(string PropletId, IReadOnlyDictionary<Guid, HeldRun> Held, DateTimeOffset ReportedAt);
 
 /// <summary>Reconciles <see cref="ReconcileHeldTasks"/> in Wolverine's transaction (<see cref="HeldTasksReconciler"/>).</summary>
 public static class ReconcileHeldTasksHandler
@@ -43,9 +44,10 @@ public static class ReconcileHeldTasksHandler
 /// is running or finished there is dropped (attempt and dispatch, <c>StartMessage.Dispatch</c>), so a start that was in
 /// flight when the report was taken costs nothing but the message;</item>
 /// <item>a held task the manager has stopped, failed or deleted at that attempt, or moved on from to a later attempt, gets
-/// that attempt's stop again (logged; no event: nothing about the task changes). A task running elsewhere at the same
-/// attempt (re-dispatched while the proplet was away) is left alone: its stop would also refuse that attempt's start
-/// here if the task came back to this proplet, and the run's result is ignored anyway.</item>
+/// that attempt's stop again (logged; no event: nothing about the task changes). A held run the task was re-dispatched
+/// away from since (same attempt, an earlier dispatch: the proplet was taken for gone and came back) gets the stop of
+/// that dispatch alone, which leaves a later dispatch of the attempt running, here or elsewhere (a daemon or a served
+/// proxy ran on there for ever).</item>
 /// </list>
 /// A task the manager does not know is left alone (another manager's, on a shared broker).
 /// </summary>
@@ -145,27 +147,36 @@ public sealed partial class HeldTasksReconciler(WolverinePlacement placement, IT
 
     private async Task ResendStopsAsync(IDocumentSession session, ReconcileHeldTasks report, OutgoingMessages outgoing, CancellationToken cancellationToken)
     {
-        var attempts = report.Held.Where(p => p.Value is not null).ToDictionary(p => new TaskId(p.Key), p => p.Value!.Value);
-        if (attempts.Count == 0)
+        var runs = report.Held.Where(p => p.Value.Attempt is not null).ToDictionary(p => new TaskId(p.Key), p => p.Value);
+        if (runs.Count == 0)
         {
             return;
         }
 
-        var ids = attempts.Keys.Select(k => k.Value).ToArray();
+        var ids = runs.Keys.Select(k => k.Value).ToArray();
         foreach (var state in await session.Query<TaskState>().Where(x => x.MatchesSql("d.id = any(?)", ids)).ToListAsync(cancellationToken))
         {
-            var attempt = attempts[state.Id];
+            var (attempt, dispatch) = (runs[state.Id].Attempt!.Value, runs[state.Id].Dispatch);
             var ended = state.Deleted
                         || state.Attempt > attempt
                         || (state.Attempt == attempt && state.Status is TaskStatus.Interrupted or TaskStatus.Failed);
-            if (!state.Exists || !ended)
+
+            // Re-dispatched since that run began (the proplet was taken for gone, then came back): the attempt is the same,
+            // its dispatch count is past the run's. The stop names the dispatch, so a later dispatch of the attempt
+            // elsewhere is left alone. Not when the task runs on this proplet again: the proplet kept the earlier run
+            // (a start of the same attempt is a duplicate there), and that run's result, which names only the attempt,
+            // is the one the task waits for; stopped, its "stopped" result would fail the task.
+            var superseded = state.Attempt == attempt && dispatch < state.Redispatches + 1
+                             && !(state.Status == TaskStatus.Running && state.PropletId == report.PropletId);
+            if (!state.Exists || !(ended || superseded))
             {
                 continue;
             }
 
-            outgoing.AddRange(stops.ForRun(state, report.PropletId, attempt).Select(PublishToBroker.From));
+            outgoing.AddRange(stops.ForRun(state, report.PropletId, attempt, superseded && !ended ? dispatch : null).Select(PublishToBroker.From));
             Resent.Add(1, new KeyValuePair<string, object?>("kind", "stop"));
-            LogStopResent(logger, state.Id.ToString(), attempt, report.PropletId, state.Deleted ? "deleted" : $"{state.Status} at attempt {state.Attempt}");
+            var now = state.Deleted ? "deleted" : superseded && !ended ? $"dispatched again since (dispatch {state.Redispatches + 1})" : $"{state.Status} at attempt {state.Attempt}";
+            LogStopResent(logger, state.Id.ToString(), attempt, report.PropletId, now);
         }
     }
 
@@ -175,7 +186,7 @@ public sealed partial class HeldTasksReconciler(WolverinePlacement placement, IT
     private bool Lacks(ReconcileHeldTasks report, TaskState task) =>
         task.PropletId == report.PropletId
         && task.StartTime <= report.ReportedAt - ResendAfter
-        && !(report.Held.TryGetValue(task.Id.Value, out var attempt) && (attempt is null || attempt == task.Attempt));
+        && !(report.Held.TryGetValue(task.Id.Value, out var run) && (run.Attempt is null || run.Attempt == task.Attempt));
 
     [LoggerMessage(EventId = 6103, Level = LogLevel.Warning, Message = "Task {TaskId} (attempt {Attempt}) runs on proplet {PropletId} by the manager's record, but the proplet does not hold it: its start is sent again")]
     private static partial void LogStartResent(ILogger logger, string taskId, int attempt, string propletId);

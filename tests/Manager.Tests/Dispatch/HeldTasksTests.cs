@@ -118,6 +118,19 @@ public sealed class HeldTasksTests : IAsyncLifetime
         (await TypesAsync(id)).ShouldBe([
             "task.created.v1", "task.start_requested.v1", "task.dispatched.v1",
             "task.start_resent.v1", "task.start_resent.v1", "task.start_resent.v1", "task.redispatch_requested.v1", "task.dispatched.v1"]);
+
+        // The task completes; a report that still holds the first dispatch's run (left over from before the re-dispatch)
+        // gets that dispatch's stop alone; one that holds the second (the current one) gets none.
+        await PublishAsync(proplet, "control/proplet/results", JsonSerializer.Serialize(new { task_id = id, proplet_id = _propletId, results = "42", error = (string?)null, attempt = 1 }));
+        await ManagerWaits.ForStateAsync(Http, id, 3, _server.Warnings.ToString);
+        await proplet.SubscribeAsync($"{Base}/control/manager/stop", MqttQualityOfServiceLevel.AtLeastOnce, Ct);
+        await PublishAsync(proplet, "control/proplet/create", $$"""{"proplet_id":"{{_propletId}}","tasks":[{"task_id":"{{id}}","attempt":1,"dispatch":2}]}""");
+        await PublishAsync(proplet, "control/proplet/create", $$"""{"proplet_id":"{{_propletId}}","tasks":[{"task_id":"{{id}}","attempt":1,"dispatch":1}]}""");
+        var stop = await NextAsync(_stops);
+        (stop.GetProperty("id").GetString(), stop.GetProperty("attempt").GetInt32(), stop.GetProperty("dispatch").GetInt32(), stop.GetProperty("proplet_id").GetString())
+            .ShouldBe((id, 1, 1, _propletId));
+        await Task.Delay(1000, Ct);
+        _stops.Reader.TryRead(out var extra).ShouldBeFalse($"a second stop: {extra}");
     }
 
     /// <summary>
