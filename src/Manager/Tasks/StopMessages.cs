@@ -20,8 +20,7 @@ public sealed class StopMessages(string? baseTopic)
 
         // The attempt the stop ends (our extension, docs/compatibility.md): our proplet drops a start of it that arrives
         // after the stop (a retried or recovered publish) and keeps a newer attempt's run from a late stop.
-        var message = new StopMessage(task.Id.ToString(), task.Spec.Broadcast, task.Spec.Broadcast ? null : task.PropletId, task.Attempt > 0 ? task.Attempt : null);
-        return [new OutgoingMessage(Topics.Of(baseTopic, Topics.Stop), JsonSerializer.SerializeToUtf8Bytes(message))];
+        return Stop(baseTopic, new StopMessage(task.Id.ToString(), task.Spec.Broadcast, task.Spec.Broadcast ? null : task.PropletId, task.Attempt > 0 ? task.Attempt : null));
     }
 
     /// <summary>The stop of <paramref name="attempt"/> (of its <paramref name="dispatch"/>, when given) of
@@ -30,12 +29,9 @@ public sealed class StopMessages(string? baseTopic)
     public IReadOnlyList<OutgoingMessage> ForRun(TaskState task, string propletId, int attempt, int? dispatch)
     {
         ArgumentNullException.ThrowIfNull(task);
-        if (baseTopic is null)
-        {
-            return [];
-        }
-
-        var message = new StopMessage(task.Id.ToString(), false, propletId, attempt, dispatch);
-        return [new OutgoingMessage(Topics.Of(baseTopic, Topics.Stop), JsonSerializer.SerializeToUtf8Bytes(message))];
+        return baseTopic is null ? [] : Stop(baseTopic, new StopMessage(task.Id.ToString(), false, propletId, attempt, dispatch));
     }
+
+    private static OutgoingMessage[] Stop(string baseTopic, StopMessage message) =>
+        [new OutgoingMessage(Topics.Of(baseTopic, Topics.Stop), JsonSerializer.SerializeToUtf8Bytes(message))];
 }

@@ -122,10 +122,7 @@ public sealed partial class HeldTasksReconciler(WolverinePlacement placement, IT
             switch (decision.Events[^1])
             {
                 case TaskEvent.TaskStartResent:
-                    outgoing.Add(PublishToBroker.From(scheduling.Planner.StartMessage(state, state.Id.ToString())) with
-                    {
-                        ModuleOf = ModuleReference.IsReference(state.Spec?.File) ? state.Id.Value : null,
-                    });
+                    outgoing.Add(scheduling.StartOf(state, state.Id.ToString()));
                     Resent.Add(1, new KeyValuePair<string, object?>("kind", "start"));
                     LogStartResent(logger, state.Id.ToString(), state.Attempt, report.PropletId);
                     break;

@@ -92,10 +92,7 @@ public sealed partial class WolverineScheduling(
         switch (decision.Events[^1])
         {
             case TaskEvent.TaskDispatched dispatched:
-                start = PublishToBroker.From(planner.StartMessage(after, correlationId)) with
-                {
-                    ModuleOf = ModuleReference.IsReference(after.Spec?.File) ? after.Id.Value : null,
-                };
+                start = StartOf(after, correlationId);
                 LogDispatched(logger, dispatched.TaskId.ToString(), dispatched.PropletId);
                 break;
             case TaskEvent.TaskDispatchDeferred deferred:
@@ -107,6 +104,17 @@ public sealed partial class WolverineScheduling(
         }
 
         return (decision.Events, after, start);
+    }
+
+    /// <summary>The start message of <paramref name="task"/>'s current dispatch, for the durable queue "broker": a large
+    /// module goes in by reference, put in just before the message is published (ADR 0018).</summary>
+    public PublishToBroker StartOf(TaskState task, string? correlationId)
+    {
+        ArgumentNullException.ThrowIfNull(task);
+        return PublishToBroker.From(planner.StartMessage(task, correlationId)) with
+        {
+            ModuleOf = ModuleReference.IsReference(task.Spec?.File) ? task.Id.Value : null,
+        };
     }
 
     /// <summary>
