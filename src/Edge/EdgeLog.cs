@@ -127,6 +127,9 @@ internal static partial class EdgeLog
     [LoggerMessage(EventId = 8072, Level = LogLevel.Information, Message = "Start of task {TaskId} attempt {Attempt} (dispatch {Dispatch}) dropped: that run finished here (a start delivered or sent again)")]
     public static partial void StartOfFinishedRun(ILogger logger, string taskId, int attempt, int dispatch);
 
+    [LoggerMessage(EventId = 8073, Level = LogLevel.Information, Message = "Start of task {TaskId} attempt {Attempt} (dispatch {Dispatch}): that run finished here, its result is sent again (the first was lost on the way)")]
+    public static partial void ResultOfFinishedRunSentAgain(ILogger logger, string taskId, int attempt, int dispatch);
+
     [LoggerMessage(EventId = 8065, Level = LogLevel.Warning, Message = "PROPLET_DIRS entry {Dir} cannot be opened ({Reason}); not preopened for task {TaskId}")]
     public static partial void PreopenUnopenable(ILogger logger, string dir, string reason, string taskId);
 

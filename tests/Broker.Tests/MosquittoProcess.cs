@@ -105,6 +105,20 @@ internal sealed class MosquittoProcess : IAsyncDisposable
         _process = null;
     }
 
+    /// <summary>Kills the broker (SIGKILL: a crash; what it had not saved to its persistence file is lost).</summary>
+    public async Task KillAsync(CancellationToken cancellationToken)
+    {
+        if (_process is null || _process.HasExited)
+        {
+            return;
+        }
+
+        _process.Kill();
+        await _process.WaitForExitAsync(cancellationToken);
+        _process.Dispose();
+        _process = null;
+    }
+
     public string Address => $"tcp://127.0.0.1:{Port}";
 
     public BrokerOptions Options(MqttProtocolVersion version, string clientId) => new()

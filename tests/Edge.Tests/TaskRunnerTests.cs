@@ -447,22 +447,24 @@ public sealed class TaskRunnerTests : IAsyncDisposable
 
     /// <summary>
     /// A run (attempt and dispatch) that finished here is not run again when its start comes again (a QoS 1 redelivery,
-    /// or the manager sending it again because this proplet's report of what it holds was taken before the first copy
-    /// arrived); a later dispatch of the attempt (a re-dispatch back here) and a later attempt run. Without dispatch (the
-    /// original manager) a start runs as before.
+    /// or the manager sending it again because this proplet's report of what it holds lacked it: its result was lost on
+    /// the way): the start gets that run's result again. A later dispatch of the attempt (a re-dispatch back here) and a
+    /// later attempt run. Without dispatch (the original manager) a start runs as before.
     /// </summary>
     [Fact]
-    public async Task GivenARunThatFinishedHere_WhenItsStartComesAgain_ThenItIsNotRunAgainButALaterDispatchIs()
+    public async Task GivenARunThatFinishedHere_WhenItsStartComesAgain_ThenItsResultIsSentAgainAndALaterDispatchRuns()
     {
         object Addition(int attempt, int? dispatch) => new { id = "once", name = "main", file = Modules.AdditionBase64, inputs = new[] { "1", "2" }, attempt, dispatch };
         Start(Addition(1, 1));
-        (await NextResultAsync()).GetProperty("results").GetString().ShouldBe("3");
+        var first = await NextResultAsync();
+        first.GetProperty("results").GetString().ShouldBe("3");
         while (_runner.RunningCount > 0)
         {
             await Task.Delay(20, TestContext.Current.CancellationToken);
         }
 
         Start(Addition(1, 1));
+        (await NextResultAsync()).GetRawText().ShouldBe(first.GetRawText());
         await Task.Delay(300, TestContext.Current.CancellationToken);
         _published.TryNext(out var again).ShouldBeFalse(again.Payload.ToString());
         _runner.Started.ShouldBe(1);

@@ -24,10 +24,14 @@ internal sealed class Cluster : IAsyncDisposable
     private ChildProcess? _manager;
     private Dictionary<string, string> _managerEnv = [];
 
-    private Cluster(string schema)
+    private Cluster(string schema, string broker)
     {
         Schema = schema;
+        Broker = broker;
     }
+
+    /// <summary>The broker every process of this cluster connects to (<see cref="Mqtt"/> unless the test gave its own).</summary>
+    public string Broker { get; }
 
     public string Schema { get; }
 
@@ -40,12 +44,13 @@ internal sealed class Cluster : IAsyncDisposable
 
     public static string Mqtt => Environment.GetEnvironmentVariable("PROPELLER_TEST_MQTT") is { Length: > 0 } mqtt ? mqtt : DefaultMqtt;
 
-    /// <summary>Starts the manager on a new schema named after <paramref name="schemaPrefix"/> and waits for /health/ready.</summary>
-    public static async Task<Cluster> StartAsync(string schemaPrefix, IReadOnlyDictionary<string, string>? managerEnv, CancellationToken cancellationToken)
+    /// <summary>Starts the manager on a new schema named after <paramref name="schemaPrefix"/> and waits for
+    /// /health/ready; every process connects to <paramref name="broker"/> (default: the shared one).</summary>
+    public static async Task<Cluster> StartAsync(string schemaPrefix, IReadOnlyDictionary<string, string>? managerEnv, CancellationToken cancellationToken, string? broker = null)
     {
         var schema = $"{schemaPrefix}_{Guid.NewGuid():N}"[..(schemaPrefix.Length + 9)];
         await DropSchemaAsync(schema, cancellationToken);
-        var cluster = new Cluster(schema);
+        var cluster = new Cluster(schema, broker ?? Mqtt);
         var port = FreePort();
         cluster.Http.BaseAddress = new Uri($"http://127.0.0.1:{port}");
         cluster._managerEnv = await cluster.ManagerEnvironmentAsync(port, "manager-" + cluster._tenant, managerEnv);
@@ -97,7 +102,7 @@ internal sealed class Cluster : IAsyncDisposable
         var env = new Dictionary<string, string>
         {
             ["MANAGER_HTTP_HOST"] = "127.0.0.1",
-            ["MANAGER_MQTT_ADDRESS"] = Mqtt,
+            ["MANAGER_MQTT_ADDRESS"] = Broker,
             ["MANAGER_TENANT_ID"] = _tenant,
             ["MANAGER_CHANNEL_ID"] = "c1",
             ["EventStore__ConnectionString"] = await TestPostgres.ConnectionStringAsync(),
@@ -114,13 +119,14 @@ internal sealed class Cluster : IAsyncDisposable
         return env;
     }
 
-    /// <summary>Starts a proplet on this cluster's channel and waits until the manager lists it.</summary>
-    public async Task<(string Id, ChildProcess Process)> StartPropletAsync(IReadOnlyDictionary<string, string>? extra, CancellationToken cancellationToken)
+    /// <summary>Starts a proplet on this cluster's channel (a new id unless <paramref name="id"/> names one: a proplet
+    /// started again) and waits until the manager lists it.</summary>
+    public async Task<(string Id, ChildProcess Process)> StartPropletAsync(IReadOnlyDictionary<string, string>? extra, CancellationToken cancellationToken, string? id = null)
     {
-        var id = Guid.NewGuid().ToString();
+        id ??= Guid.NewGuid().ToString();
         var env = new Dictionary<string, string>
         {
-            ["PROPLET_MQTT_ADDRESS"] = Mqtt,
+            ["PROPLET_MQTT_ADDRESS"] = Broker,
             ["PROPLET_TENANT_ID"] = _tenant,
             ["PROPLET_CHANNEL_ID"] = "c1",
             ["PROPLET_ENTITY_ID"] = id,
@@ -151,7 +157,7 @@ internal sealed class Cluster : IAsyncDisposable
         var port = FreePort();
         var env = new Dictionary<string, string>
         {
-            ["PROXY_MQTT_ADDRESS"] = Mqtt,
+            ["PROXY_MQTT_ADDRESS"] = Broker,
             ["PROXY_TENANT_ID"] = _tenant,
             ["PROXY_CHANNEL_ID"] = "c1",
             ["PROXY_ENTITY_ID"] = "proxy-" + _tenant,

@@ -163,7 +163,7 @@ public sealed class ManagerNodesTests
     [Fact]
     public async Task TwoNodes_WhenPostgresIsUnreachableForLongerThanTheStaleTimeout_ThenBothRecover_AndEveryTaskCompletesOnce()
     {
-        var (relay, connectionString) = await PostgresRelay.InFrontOfTestPostgresAsync();
+        var (relay, connectionString) = await TcpRelay.InFrontOfTestPostgresAsync();
         await using var relayOwned = relay;
         await using var cluster = await Cluster.StartAsync("e2e_nodes_db", new Dictionary<string, string>(Wolverine) { ["EventStore__ConnectionString"] = connectionString }, Ct);
         var a = cluster.Http;

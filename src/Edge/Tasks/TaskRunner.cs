@@ -35,6 +35,7 @@ public sealed class TaskRunner : IAsyncDisposable
     /// start delivered twice, one the manager sent again after this proplet's report of what it holds, taken before
     /// the first copy arrived). More ids than the stops' memory: every task run leaves one.</summary>
     private readonly AttemptMemory _finishedRuns = new(TimeProvider.System, capacity: 16384);
+    private readonly FinishedResults _finishedResults = new(TimeProvider.System);
     private readonly Lock _admissionGate = new();
     private readonly SemaphoreSlim _slots;
     private long _waitingBytes; // what the starts waiting for a slot hold of inline modules (WaitForSlotAsync)
@@ -164,7 +165,18 @@ public sealed class TaskRunner : IAsyncDisposable
 
         if (request.Run is { } run && _finishedRuns.Covers(request.Id, run))
         {
-            EdgeLog.StartOfFinishedRun(_logger, request.Id, run.Attempt, run.Dispatch);
+            // Not run twice. The manager sends a start again only while it has the task running here and this proplet's
+            // report lacked it: the run's result was lost on the way, so it goes again (the manager ignores a copy it has).
+            if (_finishedResults.Find(request.Id, run.Attempt) is { } result)
+            {
+                EdgeLog.ResultOfFinishedRunSentAgain(_logger, request.Id, run.Attempt, run.Dispatch);
+                Track(PublishResultPayloadAsync(request.Id, result));
+            }
+            else
+            {
+                EdgeLog.StartOfFinishedRun(_logger, request.Id, run.Attempt, run.Dispatch);
+            }
+
             return;
         }
 
@@ -968,9 +980,20 @@ public sealed class TaskRunner : IAsyncDisposable
             Error = outcome.Error is null ? null : JsonSerializer.SerializeToElement(outcome.Error),
             Attempt = attempt,
         };
+        var payload = JsonSerializer.SerializeToUtf8Bytes(message);
+        if (attempt is { } named)
+        {
+            _finishedResults.Record(taskId, named, payload);
+        }
+
+        await PublishResultPayloadAsync(taskId, payload);
+    }
+
+    private async Task PublishResultPayloadAsync(string taskId, byte[] payload)
+    {
         try
         {
-            await _publisher.PublishAsync(Topics.Results, JsonSerializer.SerializeToUtf8Bytes(message), _lifetime.Token);
+            await _publisher.PublishAsync(Topics.Results, payload, _lifetime.Token);
         }
         catch (OperationCanceledException)
         {

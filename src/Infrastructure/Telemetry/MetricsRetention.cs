@@ -107,9 +107,9 @@ public sealed partial class MetricsRetention(
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Deleted {Count} telemetry samples received more than {Retention} ago (MANAGER_METRICS_RETENTION)")]
+    [LoggerMessage(EventId = 2201, Level = LogLevel.Information, Message = "Deleted {Count} telemetry samples received more than {Retention} ago (MANAGER_METRICS_RETENTION)")]
     private static partial void LogPruned(ILogger logger, long count, TimeSpan retention);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Pruning old telemetry samples failed ({Reason}); trying again in {Interval}")]
+    [LoggerMessage(EventId = 2202, Level = LogLevel.Warning, Message = "Pruning old telemetry samples failed ({Reason}); trying again in {Interval}")]
     private static partial void LogFailed(ILogger logger, string reason, TimeSpan interval);
 }

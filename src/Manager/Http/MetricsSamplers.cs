@@ -49,9 +49,9 @@ internal sealed partial class MetricsSamplers : IDisposable
 
     public void Dispose() => _meter.Dispose();
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "The {Sampler} metrics could not be read; /metrics serves their last values (manager_metrics_sample_ok is 0) until they can")]
+    [LoggerMessage(EventId = 4011, Level = LogLevel.Warning, Message = "The {Sampler} metrics could not be read; /metrics serves their last values (manager_metrics_sample_ok is 0) until they can")]
     private static partial void LogSamplerFailed(ILogger logger, string sampler, Exception exception);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "The {Sampler} metrics can be read again")]
+    [LoggerMessage(EventId = 4012, Level = LogLevel.Information, Message = "The {Sampler} metrics can be read again")]
     private static partial void LogSamplerRecovered(ILogger logger, string sampler);
 }

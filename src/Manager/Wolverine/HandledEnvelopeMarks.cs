@@ -148,9 +148,9 @@ public sealed partial class HandledEnvelopeMarks(IWolverineRuntime runtime, ILog
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "{Count} broker envelopes were not marked handled at shutdown; they are published again after recovery")]
+    [LoggerMessage(EventId = 6211, Level = LogLevel.Warning, Message = "{Count} broker envelopes were not marked handled at shutdown; they are published again after recovery")]
     private static partial void LogMarksLeft(ILogger logger, int count, Exception exception);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "Marking {Count} broker envelopes handled failed (attempt {Attempt}); trying again")]
+    [LoggerMessage(EventId = 6212, Level = LogLevel.Warning, Message = "Marking {Count} broker envelopes handled failed (attempt {Attempt}); trying again")]
     private static partial void LogMarkFailed(ILogger logger, int count, int attempt, Exception exception);
 }

@@ -64,6 +64,6 @@ public sealed partial class LateStarts(IDocumentStore store, TimeProvider time, 
         return true;
     }
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "A late start of task {TaskId} (attempt {Attempt} on {PropletId}, sent {SentAt:O}) was not published: the task is now {Now}")]
+    [LoggerMessage(EventId = 6106, Level = LogLevel.Warning, Message = "A late start of task {TaskId} (attempt {Attempt} on {PropletId}, sent {SentAt:O}) was not published: the task is now {Now}")]
     private static partial void LogDropped(ILogger logger, string taskId, int attempt, string propletId, DateTimeOffset sentAt, string now);
 }

@@ -290,13 +290,13 @@ public sealed partial class TaskCommandBatcher(IWolverineRuntime runtime, TaskPl
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "A batch of {Count} task commands failed; each runs again alone")]
+    [LoggerMessage(EventId = 6201, Level = LogLevel.Warning, Message = "A batch of {Count} task commands failed; each runs again alone")]
     private static partial void LogBatchFailed(ILogger logger, int count, Exception exception);
 
-    [LoggerMessage(Level = LogLevel.Error, Message = "A round of {Count} task commands failed unexpectedly; their requests get the error")]
+    [LoggerMessage(EventId = 6202, Level = LogLevel.Error, Message = "A round of {Count} task commands failed unexpectedly; their requests get the error")]
     private static partial void LogRoundFailed(ILogger logger, int count, Exception exception);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "The plugin notification after task {TaskId}'s committed command failed")]
+    [LoggerMessage(EventId = 6203, Level = LogLevel.Warning, Message = "The plugin notification after task {TaskId}'s committed command failed")]
     private static partial void LogNotificationFailed(ILogger logger, string taskId, Exception exception);
 
     private sealed record Pending(RunTaskCommand Command, TaskCompletionSource<CommandResult<TaskEvent, TaskState>> Done, long QueuedAt);

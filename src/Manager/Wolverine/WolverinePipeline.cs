@@ -296,6 +296,6 @@ internal sealed partial class SweepAtStart(IHostApplicationLifetime lifetime, IW
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "The start-up sweep of waiting tasks could not be published (attempt {Attempt}); trying again in {Delay}")]
+    [LoggerMessage(EventId = 6107, Level = LogLevel.Warning, Message = "The start-up sweep of waiting tasks could not be published (attempt {Attempt}); trying again in {Delay}")]
     private static partial void LogSweepNotPublished(ILogger logger, int attempt, TimeSpan delay, Exception exception);
 }

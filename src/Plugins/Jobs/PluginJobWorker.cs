@@ -341,30 +341,30 @@ public sealed partial class PluginJobWorker : BackgroundService
         base.Dispose();
     }
 
-    [LoggerMessage(EventId = 8101, Level = LogLevel.Error, Message = "Plugin job poll failed")]
+    [LoggerMessage(EventId = 5101, Level = LogLevel.Error, Message = "Plugin job poll failed")]
     private static partial void LogPollFailed(ILogger logger, Exception exception);
 
-    [LoggerMessage(EventId = 8102, Level = LogLevel.Warning, Message = "Plugin job {JobId} ({Type}) dropped without retry: {Reason}")]
+    [LoggerMessage(EventId = 5102, Level = LogLevel.Warning, Message = "Plugin job {JobId} ({Type}) dropped without retry: {Reason}")]
     private static partial void LogDropped(ILogger logger, Guid jobId, string type, string reason);
 
-    [LoggerMessage(EventId = 8103, Level = LogLevel.Warning, Message = "Plugin job {JobId} ({Type}) attempt {Attempt} failed: {Error}; retry in {Delay}")]
+    [LoggerMessage(EventId = 5103, Level = LogLevel.Warning, Message = "Plugin job {JobId} ({Type}) attempt {Attempt} failed: {Error}; retry in {Delay}")]
     private static partial void LogRetry(ILogger logger, Guid jobId, string type, int attempt, string error, TimeSpan delay);
 
-    [LoggerMessage(EventId = 8104, Level = LogLevel.Error, Message = "Plugin job {JobId} ({Type}) failed for good after {Attempt} attempts: {Error}")]
+    [LoggerMessage(EventId = 5104, Level = LogLevel.Error, Message = "Plugin job {JobId} ({Type}) failed for good after {Attempt} attempts: {Error}")]
     private static partial void LogDead(ILogger logger, Guid jobId, string type, int attempt, string error);
 
-    [LoggerMessage(EventId = 8105, Level = LogLevel.Error, Message = "Plugin job {JobId}: bookkeeping failed")]
+    [LoggerMessage(EventId = 5105, Level = LogLevel.Error, Message = "Plugin job {JobId}: bookkeeping failed")]
     private static partial void LogRunFailed(ILogger logger, Guid jobId, Exception exception);
 
-    [LoggerMessage(EventId = 8106, Level = LogLevel.Error, Message = "Plugin job {JobId} ({Type}) attempt {Attempt} failed unexpectedly")]
+    [LoggerMessage(EventId = 5106, Level = LogLevel.Error, Message = "Plugin job {JobId} ({Type}) attempt {Attempt} failed unexpectedly")]
     private static partial void LogRunCrashed(ILogger logger, Guid jobId, string type, int attempt, Exception exception);
 
-    [LoggerMessage(EventId = 8108, Level = LogLevel.Warning, Message = "Plugin job bookkeeping try {Try} failed; trying again in {Pause}")]
+    [LoggerMessage(EventId = 5108, Level = LogLevel.Warning, Message = "Plugin job bookkeeping try {Try} failed; trying again in {Pause}")]
     private static partial void LogBookkeepingRetry(ILogger logger, int @try, TimeSpan pause, Exception? exception);
 
-    [LoggerMessage(EventId = 8107, Level = LogLevel.Warning, Message = "Plugin job {JobId} ({Type}) attempt {Attempt}: the claim was lost (lease expired, claimed again), its result ({Event}) is not recorded")]
+    [LoggerMessage(EventId = 5107, Level = LogLevel.Warning, Message = "Plugin job {JobId} ({Type}) attempt {Attempt}: the claim was lost (lease expired, claimed again), its result ({Event}) is not recorded")]
     private static partial void LogClaimLost(ILogger logger, Guid jobId, string type, int attempt, string @event);
 
-    [LoggerMessage(EventId = 8110, Level = LogLevel.Information, Message = "Deleted {Count} plugin jobs that ended more than {Retention} ago, with their history")]
+    [LoggerMessage(EventId = 5110, Level = LogLevel.Information, Message = "Deleted {Count} plugin jobs that ended more than {Retention} ago, with their history")]
     private static partial void LogPruned(ILogger logger, long count, TimeSpan retention);
 }

@@ -4,42 +4,42 @@ namespace Propeller.Plugins.Runtime;
 
 internal static partial class PluginLog
 {
-    [LoggerMessage(EventId = 8001, Level = LogLevel.Warning, Message = "Plugin directory {Directory} does not exist; no plugins loaded")]
+    [LoggerMessage(EventId = 5001, Level = LogLevel.Warning, Message = "Plugin directory {Directory} does not exist; no plugins loaded")]
     public static partial void DirectoryMissing(ILogger logger, string directory);
 
-    [LoggerMessage(EventId = 8002, Level = LogLevel.Error, Message = "Plugin {Plugin} ({File}) skipped: {Error}")]
+    [LoggerMessage(EventId = 5002, Level = LogLevel.Error, Message = "Plugin {Plugin} ({File}) skipped: {Error}")]
     public static partial void Skipped(ILogger logger, string plugin, string file, string error);
 
-    [LoggerMessage(EventId = 8003, Level = LogLevel.Warning, Message = "Plugin {Plugin} has no authorize export: all requests will be permitted by it")]
+    [LoggerMessage(EventId = 5003, Level = LogLevel.Warning, Message = "Plugin {Plugin} has no authorize export: all requests will be permitted by it")]
     public static partial void NoAuthorize(ILogger logger, string plugin);
 
-    [LoggerMessage(EventId = 8004, Level = LogLevel.Information, Message = "Plugin {Plugin} loaded from {File} (sha256 {Hash}, hooks {Hooks})")]
+    [LoggerMessage(EventId = 5004, Level = LogLevel.Information, Message = "Plugin {Plugin} loaded from {File} (sha256 {Hash}, hooks {Hooks})")]
     public static partial void Loaded(ILogger logger, string plugin, string file, string hash, string hooks);
 
-    [LoggerMessage(EventId = 8005, Level = LogLevel.Information, Message = "plugin={Plugin} {Line}")]
+    [LoggerMessage(EventId = 5005, Level = LogLevel.Information, Message = "plugin={Plugin} {Line}")]
     public static partial void Stdout(ILogger logger, string plugin, string line);
 
-    [LoggerMessage(EventId = 8006, Level = LogLevel.Warning, Message = "plugin={Plugin} {Line}")]
+    [LoggerMessage(EventId = 5006, Level = LogLevel.Warning, Message = "plugin={Plugin} {Line}")]
     public static partial void Stderr(ILogger logger, string plugin, string line);
 
-    [LoggerMessage(EventId = 8007, Level = LogLevel.Warning, Message = "plugin={Plugin} dropped {Bytes} bytes of output beyond the capture limit")]
+    [LoggerMessage(EventId = 5007, Level = LogLevel.Warning, Message = "plugin={Plugin} dropped {Bytes} bytes of output beyond the capture limit")]
     public static partial void OutputDropped(ILogger logger, string plugin, long bytes);
 
-    [LoggerMessage(EventId = 8008, Level = LogLevel.Warning, Message = "Plugin {Plugin} {Hook} failed ({Kind}): {Error}")]
+    [LoggerMessage(EventId = 5008, Level = LogLevel.Warning, Message = "Plugin {Plugin} {Hook} failed ({Kind}): {Error}")]
     public static partial void CallFailed(ILogger logger, string plugin, string hook, PluginFailureKind kind, string error);
 
-    [LoggerMessage(EventId = 8009, Level = LogLevel.Information, Message = "Plugins reloaded: {Count} loaded, {Skipped} skipped")]
+    [LoggerMessage(EventId = 5009, Level = LogLevel.Information, Message = "Plugins reloaded: {Count} loaded, {Skipped} skipped")]
     public static partial void Reloaded(ILogger logger, int count, int skipped);
 
-    [LoggerMessage(EventId = 8010, Level = LogLevel.Warning, Message = "Dropped an {Hook} notification: {Pending} notifications pending")]
+    [LoggerMessage(EventId = 5010, Level = LogLevel.Warning, Message = "Dropped an {Hook} notification: {Pending} notifications pending")]
     public static partial void NotificationDropped(ILogger logger, string hook, int pending);
 
-    [LoggerMessage(EventId = 8011, Level = LogLevel.Warning, Message = "Shutdown: {Pending} plugin notifications still running after the drain timeout")]
+    [LoggerMessage(EventId = 5011, Level = LogLevel.Warning, Message = "Shutdown: {Pending} plugin notifications still running after the drain timeout")]
     public static partial void DrainTimedOut(ILogger logger, int pending);
 
-    [LoggerMessage(EventId = 8012, Level = LogLevel.Information, Message = "Plugin {Plugin} is inactive (manifest); it is listed but not called")]
+    [LoggerMessage(EventId = 5012, Level = LogLevel.Information, Message = "Plugin {Plugin} is inactive (manifest); it is listed but not called")]
     public static partial void Inactive(ILogger logger, string plugin);
 
-    [LoggerMessage(EventId = 8013, Level = LogLevel.Error, Message = "Plugins not reloaded, the ones loaded before stay in place: {Reason}")]
+    [LoggerMessage(EventId = 5013, Level = LogLevel.Error, Message = "Plugins not reloaded, the ones loaded before stay in place: {Reason}")]
     public static partial void ReloadFailed(ILogger logger, string reason);
 }

@@ -168,9 +168,9 @@ public sealed class DatabaseOutageDispatchTests
     }
 
     /// <summary>A manager on the shared broker whose way to PostgreSQL goes through a relay the test can cut.</summary>
-    private async Task<(PostgresRelay Relay, ManagerServer Server)> StartBehindRelayAsync(string schema, string? livenessWindow = null)
+    private async Task<(TcpRelay Relay, ManagerServer Server)> StartBehindRelayAsync(string schema, string? livenessWindow = null)
     {
-        var (relay, connectionString) = await PostgresRelay.InFrontOfTestPostgresAsync();
+        var (relay, connectionString) = await TcpRelay.InFrontOfTestPostgresAsync();
         var settings = new Dictionary<string, string>
         {
             ["EventStore:ConnectionString"] = connectionString,

@@ -16,7 +16,7 @@ public sealed class DatabaseOutageTests
     [Fact]
     public async Task GivenPostgresBecameUnreachable_WhenMetricsAreScraped_ThenTheAnswerIs200WithTheApiSeriesAndTheFailedSamplers()
     {
-        var (relay, connectionString) = await PostgresRelay.InFrontOfTestPostgresAsync();
+        var (relay, connectionString) = await TcpRelay.InFrontOfTestPostgresAsync();
         await using var relayOwned = relay;
         await using var server = await ManagerServer.StartAsync("metrics_outage", new Dictionary<string, string> { ["EventStore:ConnectionString"] = connectionString });
         (await server.Client.GetAsync("/metrics", Ct)).StatusCode.ShouldBe(HttpStatusCode.OK);

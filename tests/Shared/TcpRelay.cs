@@ -4,11 +4,11 @@ using System.Net.Sockets;
 namespace Propeller.Tests.Shared;
 
 /// <summary>
-/// Forwards loopback connections to PostgreSQL, as a network between the manager and its database: <see cref="Cut"/>
-/// drops every connection and refuses new ones (PostgreSQL unreachable), <see cref="Restore"/> accepts again on the
-/// same port (PostgreSQL back).
+/// Forwards loopback connections to a server (PostgreSQL, the broker), as a network between it and its clients:
+/// <see cref="Cut"/> drops every connection and refuses new ones (the server unreachable), <see cref="RestoreAsync"/>
+/// accepts again on the same port (the server back).
 /// </summary>
-internal sealed class PostgresRelay : IAsyncDisposable
+internal sealed class TcpRelay : IAsyncDisposable
 {
     private readonly List<TcpClient> _connections = [];
     private readonly string _host;
@@ -17,7 +17,7 @@ internal sealed class PostgresRelay : IAsyncDisposable
     private CancellationTokenSource _cut = new();
     private Task _accepting = Task.CompletedTask;
 
-    private PostgresRelay(string host, int port)
+    private TcpRelay(string host, int port)
     {
         _host = host;
         _port = port;
@@ -28,7 +28,7 @@ internal sealed class PostgresRelay : IAsyncDisposable
 
     /// <summary>A relay in front of the tests' PostgreSQL (<see cref="TestPostgres"/>), and the connection string through
     /// it (a 3 s connect timeout, so what needs PostgreSQL fails soon while it is cut).</summary>
-    public static async Task<(PostgresRelay Relay, string ConnectionString)> InFrontOfTestPostgresAsync()
+    public static async Task<(TcpRelay Relay, string ConnectionString)> InFrontOfTestPostgresAsync()
     {
         var db = new Npgsql.NpgsqlConnectionStringBuilder(await TestPostgres.ConnectionStringAsync());
         var relay = Start(db.Host!, db.Port);
@@ -38,9 +38,9 @@ internal sealed class PostgresRelay : IAsyncDisposable
         return (relay, db.ConnectionString);
     }
 
-    public static PostgresRelay Start(string host, int port)
+    public static TcpRelay Start(string host, int port)
     {
-        var relay = new PostgresRelay(host, port);
+        var relay = new TcpRelay(host, port);
         relay.Listen();
         relay.Port = ((IPEndPoint)relay._listener.LocalEndpoint).Port;
         return relay;
@@ -107,7 +107,7 @@ internal sealed class PostgresRelay : IAsyncDisposable
         to.Dispose();
     }
 
-    /// <summary>PostgreSQL becomes unreachable: open connections are reset, new ones refused.</summary>
+    /// <summary>The server becomes unreachable: open connections are reset, new ones refused.</summary>
     public void Cut()
     {
         _cut.Cancel();
@@ -124,7 +124,7 @@ internal sealed class PostgresRelay : IAsyncDisposable
         }
     }
 
-    /// <summary>PostgreSQL is reachable again, on the same port.</summary>
+    /// <summary>The server is reachable again, on the same port.</summary>
     public async Task RestoreAsync()
     {
         await _accepting;
