@@ -39,9 +39,11 @@ public static class ManagerApp
             builder.Logging.SetMinimumLevel(config.LogLevel);
         }
 
-        // Wolverine's and Marten's agents log every poll that fails while PostgreSQL is unusable (Telemetry/OutageLogCondenser).
+        // Wolverine's and Marten's agents log every poll that fails while PostgreSQL is unusable (Telemetry/OutageLogCondenser),
+        // and both log every lost race on a stream, which is retried, as an error (Telemetry/RoutineConflictLogs).
         builder.Services.TryAddSingleton<LoggerFactory>();
-        builder.Services.Replace(ServiceDescriptor.Singleton<ILoggerFactory>(sp => new OutageLogCondenser(sp.GetRequiredService<LoggerFactory>(), TimeProvider.System)));
+        builder.Services.Replace(ServiceDescriptor.Singleton<ILoggerFactory>(sp =>
+            new OutageLogCondenser(new RoutineConflictLogs(sp.GetRequiredService<LoggerFactory>()), TimeProvider.System)));
 
         if (config.LogLevel > LogLevel.Debug)
         {

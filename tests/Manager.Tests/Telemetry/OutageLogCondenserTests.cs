@@ -14,7 +14,7 @@ public sealed class OutageLogCondenserTests
     public void GivenRepeatedOutageErrors_WhenLogged_ThenOneAMinuteIsWrittenAndTheRestCounted()
     {
         var time = new ManualTime();
-        var written = new Recorder();
+        var written = new LogRecorder();
         using var factory = new OutageLogCondenser(LoggerFactory.Create(b => b.AddProvider(written).SetMinimumLevel(LogLevel.Trace)), time);
         var agent = factory.CreateLogger("Wolverine.RDBMS.DurabilityAgent");
         var other = factory.CreateLogger("Propeller.Infrastructure.Mqtt.SessionRecovery");
@@ -46,32 +46,5 @@ public sealed class OutageLogCondenserTests
         public override DateTimeOffset GetUtcNow() => _now;
 
         public void Advance(TimeSpan by) => _now += by;
-    }
-
-    private sealed class Recorder : ILoggerProvider
-    {
-        public List<string> Lines { get; } = [];
-
-        public ILogger CreateLogger(string categoryName) => new Line(this, categoryName);
-
-        public void Dispose()
-        {
-        }
-
-        private sealed class Line(Recorder recorder, string category) : ILogger
-        {
-            public IDisposable? BeginScope<TState>(TState state)
-                where TState : notnull => null;
-
-            public bool IsEnabled(LogLevel logLevel) => true;
-
-            public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
-            {
-                lock (recorder.Lines)
-                {
-                    recorder.Lines.Add($"{category}: {formatter(state, exception)}");
-                }
-            }
-        }
     }
 }

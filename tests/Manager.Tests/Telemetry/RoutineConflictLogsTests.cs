@@ -1,0 +1,30 @@
+using JasperFx.Events;
+using Microsoft.Extensions.Logging;
+using Propeller.Manager.Telemetry;
+
+namespace Propeller.Manager.Tests.Telemetry;
+
+public sealed class RoutineConflictLogsTests
+{
+    /// <summary>
+    /// A lost race logged by Marten's command logging, or as a failed InvokeAsync, is written at debug level; the same
+    /// exception elsewhere, and any other failure, keep their level.
+    /// </summary>
+    [Fact]
+    public void GivenLostRaces_WhenMartenOrAnInvocationLogsThem_ThenTheyAreDebugEntries()
+    {
+        var written = new LogRecorder();
+        using var factory = new RoutineConflictLogs(LoggerFactory.Create(b => b.AddProvider(written).SetMinimumLevel(LogLevel.Trace)));
+        var marten = factory.CreateLogger(RoutineConflictLogs.MartenCommands);
+        var handler = factory.CreateLogger("Propeller.Manager.Wolverine.RunTaskCommands");
+        var race = new EventStreamUnexpectedMaxEventIdException(Guid.Empty, typeof(object), 6, 7);
+
+        marten.LogError(race, "Marten encountered an exception executing select mt_quick_append_events(...)");
+        handler.LogError(race, "Invocation of RunTaskCommands failed!");
+        handler.LogError(race, "Moved to the error queue");
+        marten.LogError(new InvalidOperationException("a bug"), "Marten encountered an exception executing select 1");
+        handler.LogError(new InvalidOperationException("a bug"), "Invocation of RunTaskCommands failed!");
+
+        written.Levels.ShouldBe([LogLevel.Debug, LogLevel.Debug, LogLevel.Error, LogLevel.Error, LogLevel.Error]);
+    }
+}
