@@ -52,6 +52,7 @@ public sealed class HttpProxyServingTests : IAsyncDisposable
         started.GetProperty("task_id").GetString().ShouldBe("web");
         started.GetProperty("results").GetString().ShouldBe($"started at port {port}");
         started.GetProperty("error").ValueKind.ShouldBe(JsonValueKind.Null);
+        started.GetProperty("running").GetBoolean().ShouldBeTrue();
         var url = $"http://127.0.0.1:{port}";
 
         var hello = await _http.GetAsync(new Uri(url + "/"), Ct);

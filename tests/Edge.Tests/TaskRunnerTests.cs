@@ -152,6 +152,7 @@ public sealed class TaskRunnerTests : IAsyncDisposable
         var result = await NextResultAsync();
         result.GetProperty("results").GetString().ShouldBe("");
         result.GetProperty("error").ValueKind.ShouldBe(JsonValueKind.Null);
+        result.GetProperty("running").GetBoolean().ShouldBeTrue(); // the manager can still stop the completed task
         _runner.RunningCount.ShouldBe(1);
 
         _runner.HandleStop(Encoding.UTF8.GetBytes("""{"id":"d1"}"""));
@@ -173,6 +174,7 @@ public sealed class TaskRunnerTests : IAsyncDisposable
         var result = await NextResultAsync();
         result.GetProperty("task_id").GetString().ShouldBe("d2");
         result.GetProperty("error").GetString().ShouldNotBeNullOrEmpty();
+        result.TryGetProperty("running", out _).ShouldBeFalse();
     }
 
     [Fact]

@@ -101,6 +101,36 @@ public sealed class TaskFlowTests(SharedCluster shared)
             ct);
     }
 
+    /// <summary>
+    /// A daemon is completed once it started (its empty result, as the original), and goes on running on its proplet:
+    /// it can be stopped through the API, which the proplet does (before, the manager refused to stop a completed task:
+    /// 409, and the daemon ran until its proplet ended), and it cannot be deleted before.
+    /// </summary>
+    [Fact]
+    public async Task GivenADaemonCompletedOnceStarted_WhenStopped_ThenThePropletStopsItAndTheTaskIsInterrupted()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var id = await Cluster.CreateTaskAsync(new { name = "main", file = Convert.ToBase64String(Modules.Spin), daemon = true }, ct);
+        await Cluster.StartTaskAsync(id, ct);
+        (await Cluster.WaitForTaskAsync(id, t => State(t) is Completed or Failed, ct)).GetProperty("results").GetString().ShouldBe("");
+
+        using (var delete = await Cluster.Http.DeleteAsync($"/tasks/{id}", ct))
+        {
+            delete.StatusCode.ShouldBe(System.Net.HttpStatusCode.Conflict, await delete.Content.ReadAsStringAsync(ct));
+        }
+
+        using var stop = await Cluster.Http.PostAsync($"/tasks/{id}/stop", null, ct);
+        stop.IsSuccessStatusCode.ShouldBeTrue(await stop.Content.ReadAsStringAsync(ct));
+        State(await Cluster.WaitForTaskAsync(id, t => State(t) == Interrupted, ct)).ShouldBe(Interrupted);
+        await Cluster.WaitUntilAsync(
+            "the proplet to end the daemon",
+            () => Task.FromResult(Cluster.Processes.Any(p => p.Output.Contains($"Task {id} failed: Task {id} was stopped before completion", StringComparison.Ordinal))),
+            TimeSpan.FromSeconds(60),
+            ct);
+        using var deleted = await Cluster.Http.DeleteAsync($"/tasks/{id}", ct);
+        deleted.IsSuccessStatusCode.ShouldBeTrue(await deleted.Content.ReadAsStringAsync(ct));
+    }
+
     [Fact]
     public async Task Given200Tasks_WhenStartedOverThreeProplets_ThenEachCompletesExactlyOnce()
     {

@@ -24,4 +24,12 @@ public sealed record ResultMessage
     /// </summary>
     [JsonPropertyName("attempt"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public int? Attempt { get; init; }
+
+    /// <summary>
+    /// Our extension (docs/compatibility.md): true on our proplet's "started" result of a daemon or a served HTTP proxy,
+    /// whose run goes on after it until a stop; absent otherwise, and from the original proplet's results (the manager
+    /// then takes a daemon's result for such a one).
+    /// </summary>
+    [JsonPropertyName("running"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public bool? Running { get; init; }
 }

@@ -32,9 +32,10 @@ public abstract record TaskCommand
     /// a result from a proplet other than the one running the task is ignored (a late answer after a re-dispatch). With
     /// <paramref name="Attempt"/> (our proplet echoes the start's), a result of another attempt than the current one is
     /// ignored (the stopped result of a run that a restart replaced); without it (the original proplet) it applies to
-    /// the current attempt.
+    /// the current attempt. <paramref name="StillRunning"/>: the proplet says the run goes on after this result (our
+    /// proplet's "started" result of a daemon or a served HTTP proxy).
     /// </summary>
-    public sealed record RecordResult(TaskId TaskId, string? Results, string? Error, DateTimeOffset At, string? PropletId = null, int? Attempt = null) : TaskCommand;
+    public sealed record RecordResult(TaskId TaskId, string? Results, string? Error, DateTimeOffset At, string? PropletId = null, int? Attempt = null, bool StillRunning = false) : TaskCommand;
 
     /// <summary>The task's proplet went offline: wait for another one, or fail once <paramref name="MaxRedispatches"/> is used up.</summary>
     public sealed record RedispatchTask(TaskId TaskId, string Reason, int MaxRedispatches, DateTimeOffset At) : TaskCommand;

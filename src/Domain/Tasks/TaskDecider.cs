@@ -51,7 +51,7 @@ public static class TaskDecider
         (RecordResult c, { Status: TaskStatus.Running }) when !string.IsNullOrEmpty(c.Error) =>
             Decision<TaskEvent>.Accept(new TaskFailed(c.TaskId, state.Attempt, c.Error, c.At)),
         (RecordResult c, { Status: TaskStatus.Running }) =>
-            Decision<TaskEvent>.Accept(new TaskCompleted(c.TaskId, state.Attempt, c.Results, c.At)),
+            Decision<TaskEvent>.Accept(new TaskCompleted(c.TaskId, state.Attempt, c.Results, c.At, c.StillRunning || state.Spec is { Daemon: true } ? true : null)),
         (RecordResult c, _) =>
             Decision<TaskEvent>.Accept(new TaskResultIgnored(c.TaskId, state.Attempt, $"result for a task that is {state.Status}", c.At)),
 
@@ -70,7 +70,7 @@ public static class TaskDecider
                 : Decide(new RedispatchTask(c.TaskId, $"proplet {c.PropletId} did not take its start, sent {state.StartResends + 1} times", c.MaxRedispatches, c.At), state),
         (ResendStart, _) => Decision<TaskEvent>.Accept(),
 
-        (StopTask c, { IsActive: true }) => Decision<TaskEvent>.Accept(new TaskStopped(c.TaskId, state.Attempt, c.Reason, c.At)),
+        (StopTask c, { IsActive: true } or { IsServing: true }) => Decision<TaskEvent>.Accept(new TaskStopped(c.TaskId, state.Attempt, c.Reason, c.At)),
         (StopTask, { Status: TaskStatus.Interrupted }) => Decision<TaskEvent>.Accept(),
         (StopTask c, _) => Rejection.Conflict($"task {c.TaskId} is {state.Status}, not running"),
 
@@ -79,6 +79,7 @@ public static class TaskDecider
         (SkipTask c, _) => Rejection.Conflict($"task {c.TaskId} is {state.Status}, only a pending task can be skipped"),
 
         (DeleteTask c, { IsActive: true }) => Rejection.Conflict($"task {c.TaskId} is {state.Status}; stop it before deleting it"),
+        (DeleteTask c, { IsServing: true }) => Rejection.Conflict($"task {c.TaskId} is completed and still running on proplet {state.PropletId} (a daemon or a served HTTP proxy); stop it before deleting it"),
         (DeleteTask c, _) => Decision<TaskEvent>.Accept(new TaskDeleted(c.TaskId, c.At)),
 
         _ => Rejection.Conflict($"{command.GetType().Name} is not possible while task {command.TaskId} is {state.Status}"),
@@ -136,7 +137,7 @@ public static class TaskDecider
             StartTime = null,
             UpdatedAt = e.RequestedAt,
         },
-        TaskCompleted e => state with { Status = TaskStatus.Completed, Results = e.Results, FinishTime = e.CompletedAt, UpdatedAt = e.CompletedAt },
+        TaskCompleted e => state with { Status = TaskStatus.Completed, Results = e.Results, FinishTime = e.CompletedAt, UpdatedAt = e.CompletedAt, ResultLeftRunning = e.StillRunning == true },
         TaskFailed e => state with { Status = TaskStatus.Failed, Error = e.Error, FinishTime = e.FailedAt, UpdatedAt = e.FailedAt },
         TaskStopped e => state with { Status = TaskStatus.Interrupted, Error = e.Reason, FinishTime = e.StoppedAt, UpdatedAt = e.StoppedAt },
         TaskSkipped e => state with { Status = TaskStatus.Skipped, UpdatedAt = e.SkippedAt },

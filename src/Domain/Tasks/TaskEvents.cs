@@ -33,7 +33,12 @@ public abstract record TaskEvent
     /// </summary>
     public sealed record TaskStartResent(TaskId TaskId, int Attempt, string PropletId, string Reason, DateTimeOffset ResentAt) : TaskEvent;
 
-    public sealed record TaskCompleted(TaskId TaskId, int Attempt, string? Results, DateTimeOffset CompletedAt) : TaskEvent;
+    /// <summary>
+    /// The current attempt's result. <paramref name="StillRunning"/> true: the run goes on on its proplet after this
+    /// result, until a stop (a daemon, whose empty result the proplet sends once it started, or a served HTTP proxy,
+    /// "started at port N"); null otherwise (absent from the events before it was recorded).
+    /// </summary>
+    public sealed record TaskCompleted(TaskId TaskId, int Attempt, string? Results, DateTimeOffset CompletedAt, bool? StillRunning = null) : TaskEvent;
 
     public sealed record TaskFailed(TaskId TaskId, int Attempt, string Error, DateTimeOffset FailedAt) : TaskEvent;
 

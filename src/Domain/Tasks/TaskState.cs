@@ -35,6 +35,13 @@ public sealed record TaskState(
     /// <summary>True while a broadcast attempt runs: on every proplet, any of which may answer.</summary>
     public bool RunsEverywhere => Status == TaskStatus.Running && PropletId == TaskSpec.BroadcastTarget && Spec is { Broadcast: true };
 
+    /// <summary>Whether the current attempt's completed result left its run going on its proplet (a daemon, a served HTTP
+    /// proxy): such a task is stopped as a running one is, and is not deleted before.</summary>
+    public bool ResultLeftRunning { get; init; }
+
+    /// <summary>True while the task is completed and its run goes on (<see cref="ResultLeftRunning"/>).</summary>
+    public bool IsServing => Status == TaskStatus.Completed && ResultLeftRunning;
+
     /// <summary>True while a start is requested or the task runs on a proplet.</summary>
     public bool IsActive => Status is TaskStatus.Scheduled or TaskStatus.Running;
 }

@@ -836,7 +836,7 @@ public sealed class TaskRunner : IAsyncDisposable
                 // The original reports a daemon as done at once (spec §2.9); the workload keeps running. Started first and
                 // reported after: the publish waits while the broker is unreachable, and the daemon did not run for all
                 // that time. Its run sends no result of its own (below), so nothing of it can overtake this one.
-                await PublishResultAsync(request.Id, TaskOutcome.Success(""), request.Attempt);
+                await PublishResultAsync(request.Id, TaskOutcome.Success(""), request.Attempt, stillRunning: true);
                 resultSent = true;
             }
 
@@ -848,7 +848,7 @@ public sealed class TaskRunner : IAsyncDisposable
                 daemon = true;
                 _slots.Release();
                 slot = false;
-                await PublishResultAsync(request.Id, TaskOutcome.Success(await task.Started), request.Attempt);
+                await PublishResultAsync(request.Id, TaskOutcome.Success(await task.Started), request.Attempt, stillRunning: true);
                 resultSent = true;
             }
 
@@ -969,8 +969,9 @@ public sealed class TaskRunner : IAsyncDisposable
     private sealed class WaitingFullException(string message) : Exception(message);
 
     /// <summary>Publishes a task's result, naming the <paramref name="attempt"/> its start named (our manager ignores
-    /// a result of another attempt than the current one; without one, as from the original proplet, it applies).</summary>
-    private async Task PublishResultAsync(string taskId, TaskOutcome outcome, int? attempt)
+    /// a result of another attempt than the current one; without one, as from the original proplet, it applies), and
+    /// with <paramref name="stillRunning"/> saying the run goes on after it (a daemon's or a served proxy's "started").</summary>
+    private async Task PublishResultAsync(string taskId, TaskOutcome outcome, int? attempt, bool stillRunning = false)
     {
         var message = new ResultMessage
         {
@@ -979,6 +980,7 @@ public sealed class TaskRunner : IAsyncDisposable
             Results = JsonSerializer.SerializeToElement(outcome.Results),
             Error = outcome.Error is null ? null : JsonSerializer.SerializeToElement(outcome.Error),
             Attempt = attempt,
+            Running = stillRunning ? true : null,
         };
         var payload = JsonSerializer.SerializeToUtf8Bytes(message);
         if (attempt is { } named)

@@ -341,6 +341,32 @@ public sealed class TaskDeciderTests
         Given(history).When(new StopTask(Id, "x", At(6))).ThenRejected(RejectionKind.Conflict);
     }
 
+    /// <summary>
+    /// A result that leaves its run going (our proplet's "started" result of a daemon or a served HTTP proxy; any result
+    /// of a daemon from the original proplet) completes the task as the original does, and the task can still be stopped
+    /// (its proplet holds the run), not deleted before; another completed task cannot be stopped.
+    /// </summary>
+    [Fact]
+    public void GivenACompletedResultThatLeftItsRunGoing_WhenStopTask_ThenStoppedAndNotDeletedBefore()
+    {
+        var serving = Given(Created, StartRequested(), Dispatched())
+            .When(new RecordResult(Id, "\"started at port 8080\"", null, At(3), "proplet-1", 1, StillRunning: true))
+            .Then(new TaskCompleted(Id, 1, "\"started at port 8080\"", At(3), true));
+        (serving.Status, serving.IsServing).ShouldBe((TaskStatus.Completed, true));
+
+        var completed = new TaskCompleted(Id, 1, "\"started at port 8080\"", At(3), true);
+        Given(Created, StartRequested(), Dispatched(), completed).When(new DeleteTask(Id, At(4))).ThenRejected(RejectionKind.Conflict).Reason.ShouldContain("stop it before deleting it");
+        var stopped = Given(Created, StartRequested(), Dispatched(), completed).When(new StopTask(Id, "stopped by user", At(5)))
+            .Then(new TaskStopped(Id, 1, "stopped by user", At(5)));
+        (stopped.Status, stopped.IsServing).ShouldBe((TaskStatus.Interrupted, false));
+
+        var daemon = new TaskCreated(Id, Spec with { Daemon = true }, T0);
+        Given(daemon, StartRequested(), Dispatched()).When(new RecordResult(Id, "\"\"", null, At(3), "proplet-1"))
+            .Then(new TaskCompleted(Id, 1, "\"\"", At(3), true)).IsServing.ShouldBeTrue();
+        Given(Created, StartRequested(), Dispatched()).When(new RecordResult(Id, "\"42\"", null, At(3), "proplet-1"))
+            .Then(new TaskCompleted(Id, 1, "\"42\"", At(3))).IsServing.ShouldBeFalse();
+    }
+
     [Fact]
     public void GivenPending_WhenSkipTask_ThenSkipped() =>
         Given(Created).When(new SkipTask(Id, "run_if failure not met", At(2))).Then(new TaskSkipped(Id, "run_if failure not met", At(2)))

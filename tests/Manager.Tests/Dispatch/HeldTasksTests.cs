@@ -164,6 +164,40 @@ public sealed class HeldTasksTests : IAsyncLifetime
         (await TypesAsync(running)).ShouldNotContain("task.start_resent.v1");
     }
 
+    /// <summary>
+    /// A result saying its run goes on (our proplet's "started at port N" of a served HTTP proxy, <c>"running":true</c>)
+    /// completes the task, which the proplet still holds: its report gets nothing, and the API's stop (before, 409: the
+    /// task was completed) goes to the proplet and interrupts the task. Without the field it is an ordinary result.
+    /// </summary>
+    [Fact]
+    public async Task GivenAResultThatLeavesItsRunGoing_WhenTheTaskIsStopped_ThenTheStopGoesToItsProplet()
+    {
+        var starts = Channel.CreateUnbounded<JsonElement>();
+        await using var proplet = await ConnectAsync(starts);
+        await ReportAsync(proplet, []);
+        await using var heartbeats = HeartbeatLoop.Start(proplet, Base, _propletId, Ct);
+        await ManagerWaits.AliveAsync(Http, _propletId);
+        await proplet.SubscribeAsync($"{Base}/control/manager/stop", MqttQualityOfServiceLevel.AtLeastOnce, Ct);
+        var served = await CreateAndStartAsync();
+        var finished = await CreateAndStartAsync();
+        await NextAsync(starts);
+        await NextAsync(starts);
+
+        await PublishAsync(proplet, "control/proplet/results", JsonSerializer.Serialize(new { task_id = served, proplet_id = _propletId, results = "started at port 8080", error = (string?)null, attempt = 1, running = true }));
+        await PublishAsync(proplet, "control/proplet/results", JsonSerializer.Serialize(new { task_id = finished, proplet_id = _propletId, results = "42", error = (string?)null, attempt = 1 }));
+        await ManagerWaits.ForStateAsync(Http, served, 3, _server.Warnings.ToString);
+        await ManagerWaits.ForStateAsync(Http, finished, 3, _server.Warnings.ToString);
+        await ReportAsync(proplet, [(served, 1)]);
+        await Task.Delay(1000, Ct);
+        _stops.Reader.TryRead(out var early).ShouldBeFalse($"a stop for a run the task still has: {early}");
+
+        (await Http.PostAsync($"/tasks/{finished}/stop", null, Ct)).StatusCode.ShouldBe(System.Net.HttpStatusCode.Conflict);
+        (await Http.PostAsync($"/tasks/{served}/stop", null, Ct)).EnsureSuccessStatusCode();
+        var stop = await NextAsync(_stops);
+        (stop.GetProperty("id").GetString(), stop.GetProperty("attempt").GetInt32(), stop.GetProperty("proplet_id").GetString()).ShouldBe((served, 1, _propletId));
+        (await ManagerWaits.ForStateAsync(Http, served, 6, _server.Warnings.ToString)).GetProperty("results").GetString().ShouldBe("started at port 8080");
+    }
+
     /// <summary>A simulated proplet with a clean session (its start messages to <paramref name="starts"/>, stops to <see cref="_stops"/> once subscribed).</summary>
     private async Task<BrokerConnection> ConnectAsync(Channel<JsonElement> starts)
     {
