@@ -31,6 +31,20 @@ public sealed class ChaosTests
             (local.get $a)))
         """));
 
+    /// <summary>A daemon that sleeps 100 ms at a time for ever (WASI poll_oneoff on the monotonic clock).</summary>
+    private static readonly string Sleeper = Convert.ToBase64String(Wat.ToWasm("""
+        (module
+          (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (func (export "_start")
+            (i32.store8 (i32.const 8) (i32.const 0))
+            (i32.store (i32.const 16) (i32.const 1))
+            (i64.store (i32.const 24) (i64.const 100000000))
+            (loop $again
+              (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))
+              (br $again))))
+        """));
+
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
     [Fact]
@@ -77,12 +91,15 @@ public sealed class ChaosTests
                 if (roll < 0.40 || live.Count == 0)
                 {
                     var n = Interlocked.Increment(ref number);
-                    var body = new { name = "main", file = Work, inputs = new[] { random.Next(0, 10) == 0 ? random.Next(100, 600) : random.Next(0, 50), n } };
+                    var daemon = random.Next(0, 20) == 0;
+                    object body = daemon
+                        ? new { name = "_start", file = Sleeper, daemon = true }
+                        : new { name = "main", file = Work, inputs = new[] { random.Next(0, 10) == 0 ? random.Next(100, 600) : random.Next(0, 50), n } };
                     var (status, text) = await SendAsync(cluster.Http, HttpMethod.Post, "/tasks", body);
                     Count($"create {Code(status)}");
                     if (status == HttpStatusCode.Created)
                     {
-                        var task = new Tracked(JsonDocument.Parse(text).RootElement.GetProperty("id").GetString()!, n);
+                        var task = new Tracked(JsonDocument.Parse(text).RootElement.GetProperty("id").GetString()!, daemon ? null : n);
                         tasks[task.Id] = task;
                         mine.Add(task);
                         await OperateAsync(task, "start", HttpMethod.Post, $"/tasks/{task.Id}/start");
@@ -173,6 +190,23 @@ public sealed class ChaosTests
 
         await Task.WhenAll(Enumerable.Range(0, 4).Select(i => ClientAsync(seed + 1 + i)).Append(FaultsAsync()));
 
+        // The daemons still running are stopped (a completed daemon is stopped as a running task is).
+        foreach (var daemon in tasks.Values.Where(t => t.Number is null && (!t.Deleted || t.Uncertain)))
+        {
+            for (var tries = 1; ; tries++)
+            {
+                var (status, _) = await SendAsync(cluster.Http, HttpMethod.Post, $"/tasks/{daemon.Id}/stop", null);
+                daemon.Note("stop", status);
+                Count($"final stop {Code(status)}");
+                if (status is HttpStatusCode.OK or HttpStatusCode.Conflict or HttpStatusCode.NotFound || tries == 20)
+                {
+                    break;
+                }
+
+                await Task.Delay(500, Ct);
+            }
+        }
+
         journal.AppendLine(string.Join(", ", outcomes.OrderBy(o => o.Key).Select(o => $"{o.Key}: {o.Value}")));
 
         // Settled: nothing left waiting or running.
@@ -253,7 +287,7 @@ public sealed class ChaosTests
             var history = (await cluster.HistoryAsync(task.Id, Ct)).EnumerateArray().ToList();
             var completions = history.Where(e => e.GetProperty("type").GetString() == "task.completed.v1").ToList();
             var code = state.GetProperty("state").GetInt32();
-            if (code == 3 && state.GetProperty("results").ValueKind == JsonValueKind.String && state.GetProperty("results").GetString() != task.Number.ToString(System.Globalization.CultureInfo.InvariantCulture))
+            if (code == 3 && state.GetProperty("results").ValueKind == JsonValueKind.String && state.GetProperty("results").GetString() != (task.Number?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? ""))
             {
                 found.Add($"{task}: completed with {state.GetProperty("results")}, not its own number");
             }
@@ -349,11 +383,12 @@ public sealed class ChaosTests
 
     /// <summary>What the test did to a task: its last request that succeeded, and whether one may have been applied
     /// unanswered (no response, or a 5xx: the manager killed or its database cut mid-request).</summary>
-    private sealed class Tracked(string id, int number)
+    private sealed class Tracked(string id, int? number)
     {
         public string Id { get; } = id;
 
-        public int Number { get; } = number;
+        /// <summary>The number its result must be; null for a daemon (its result is empty).</summary>
+        public int? Number { get; } = number;
 
         public string? LastSucceeded { get; private set; }
 

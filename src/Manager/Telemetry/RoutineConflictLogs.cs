@@ -6,9 +6,11 @@ namespace Propeller.Manager.Telemetry;
 /// A lost race on a stream (optimistic concurrency: JasperFx's ConcurrencyException) is routine: the command is decided
 /// again on the new state (Wolverine's retry policy, the batch's commands one by one, the inbound handler's tries), and
 /// one that still fails surfaces where its caller handles it (409, a dead letter, the inbound handler's error). Marten
-/// logs each command of the failed batch as an error with its SQL (three per race) and Wolverine each failed
-/// InvokeAsync ("Invocation of … failed!"): measured, ~1,000 error entries in 150 s of the chaos test, every one of them
-/// retried. Those two kinds of entry are written at debug level instead; everything else passes unchanged.
+/// logs each command of the failed batch as an error with its SQL (three per race; some with PostgreSQL's unique
+/// violation on the stream's version, before Marten names it) and Wolverine each failed try of a handler ("Invocation
+/// of … failed!", "Failed to process message …"): measured, ~1,000 error entries in 150 s of the chaos test, every one
+/// of them retried. Those entries are written at debug level instead; everything else passes unchanged, a message moved
+/// to the error queue among them.
 /// </summary>
 internal sealed class RoutineConflictLogs(ILoggerFactory inner) : ILoggerFactory
 {
@@ -21,6 +23,26 @@ internal sealed class RoutineConflictLogs(ILoggerFactory inner) : ILoggerFactory
 
     public void Dispose() => inner.Dispose();
 
+    /// <summary>The race as PostgreSQL reports it, before Marten names it (Marten logs some of a failed batch's commands
+    /// with this one): another writer took the stream version this append expected to write.</summary>
+    private static bool IsStreamVersionTaken(Exception? exception)
+    {
+        for (; exception is not null; exception = exception.InnerException)
+        {
+            if (exception is Npgsql.PostgresException { SqlState: Npgsql.PostgresErrorCodes.UniqueViolation, ConstraintName: "pk_mt_events_stream_and_version" })
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>Wolverine's entry for one failed try of a handler: an InvokeAsync's (its caller gets the exception) or a
+    /// queued message's (the error policy tries it again; one moved to the error queue has an entry of its own).</summary>
+    private static bool IsAttempt(string message) =>
+        message.StartsWith("Invocation of ", StringComparison.Ordinal) || message.StartsWith("Failed to process message ", StringComparison.Ordinal);
+
     private sealed class DemotingLogger(ILogger inner, bool martenCommands) : ILogger
     {
         public IDisposable? BeginScope<TState>(TState state)
@@ -30,8 +52,8 @@ internal sealed class RoutineConflictLogs(ILoggerFactory inner) : ILoggerFactory
 
         public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
         {
-            if (logLevel >= LogLevel.Warning && exception is not null && PostgresFailures.IsConflict(exception)
-                && (martenCommands || formatter(state, exception).StartsWith("Invocation of ", StringComparison.Ordinal)))
+            if (logLevel >= LogLevel.Warning && exception is not null
+                && (martenCommands ? PostgresFailures.IsConflict(exception) || IsStreamVersionTaken(exception) : PostgresFailures.IsConflict(exception) && IsAttempt(formatter(state, exception))))
             {
                 logLevel = LogLevel.Debug;
                 if (!inner.IsEnabled(logLevel))
