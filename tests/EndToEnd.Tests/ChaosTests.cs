@@ -12,7 +12,7 @@ namespace Propeller.EndToEnd.Tests;
 /// deleted while proplets are killed (SIGKILL) and started again under their ids or cut off from the broker, the
 /// manager is killed and started again, the broker is killed or restarted, and the manager's PostgreSQL connection is cut. When the faults end, every task must settle: none left Scheduled or
 /// Running, each completed task's result its own, no attempt completed twice, every history readable. The seed is
-/// printed with a failure (PROPELLER_CHAOS_SEED replays it; PROPELLER_CHAOS_SECONDS lengthens the run).
+/// printed with a failure (docs/operations.md lists the settings that replay, lengthen, narrow and record a run).
 /// </summary>
 [Collection("e2e")]
 public sealed class ChaosTests
@@ -52,6 +52,7 @@ public sealed class ChaosTests
     {
         var seed = int.TryParse(Environment.GetEnvironmentVariable("PROPELLER_CHAOS_SEED"), out var s) ? s : Random.Shared.Next();
         var seconds = int.TryParse(Environment.GetEnvironmentVariable("PROPELLER_CHAOS_SECONDS"), out var d) ? d : 40;
+        var twoNodes = Environment.GetEnvironmentVariable("PROPELLER_CHAOS_NODES") == "2";
         var journal = new StringBuilder($"seed {seed}\n");
         var (relay, connectionString) = await TcpRelay.InFrontOfTestPostgresAsync();
         await using var relayed = relay;
@@ -72,6 +73,16 @@ public sealed class ChaosTests
             proplets.Add((await cluster.StartPropletAsync(links.Environment(id), Ct, id)).Id);
         }
 
+        // With PROPELLER_CHAOS_NODES=2 a second manager node on the same database (Balanced) serves half the clients, and
+        // is killed and started again too.
+        var nodes = new[] { cluster.Http, cluster.Http };
+        ChildProcess? second = null;
+        async Task StartSecondNodeAsync() => (nodes[1], second) = await cluster.StartManagerNodeAsync("manager-b", null, Ct);
+        if (twoNodes)
+        {
+            await StartSecondNodeAsync();
+        }
+
         var tasks = new System.Collections.Concurrent.ConcurrentDictionary<string, Tracked>();
         var outcomes = new System.Collections.Concurrent.ConcurrentDictionary<string, int>();
         var until = DateTime.UtcNow + TimeSpan.FromSeconds(seconds);
@@ -80,7 +91,7 @@ public sealed class ChaosTests
 
         // Four clients, each working on tasks of its own (so the last request that succeeded on a task is known), and
         // the faults beside them.
-        async Task ClientAsync(int seedOfClient)
+        async Task ClientAsync(int seedOfClient, int node)
         {
             var random = new Random(seedOfClient);
             var mine = new List<Tracked>();
@@ -95,14 +106,14 @@ public sealed class ChaosTests
                     object body = daemon
                         ? new { name = "_start", file = Sleeper, daemon = true }
                         : new { name = "main", file = Work, inputs = new[] { random.Next(0, 10) == 0 ? random.Next(100, 600) : random.Next(0, 50), n } };
-                    var (status, text) = await SendAsync(cluster.Http, HttpMethod.Post, "/tasks", body);
+                    var (status, text) = await SendAsync(nodes[node], HttpMethod.Post, "/tasks", body);
                     Count($"create {Code(status)}");
                     if (status == HttpStatusCode.Created)
                     {
                         var task = new Tracked(JsonDocument.Parse(text).RootElement.GetProperty("id").GetString()!, daemon ? null : n);
                         tasks[task.Id] = task;
                         mine.Add(task);
-                        await OperateAsync(task, "start", HttpMethod.Post, $"/tasks/{task.Id}/start");
+                        await OperateAsync(task, "start", HttpMethod.Post, $"/tasks/{task.Id}/start", node);
                     }
                 }
                 else
@@ -110,9 +121,9 @@ public sealed class ChaosTests
                     var task = live[random.Next(live.Count)];
                     _ = roll switch
                     {
-                        < 0.65 => await OperateAsync(task, "stop", HttpMethod.Post, $"/tasks/{task.Id}/stop"),
-                        < 0.90 => await OperateAsync(task, "start", HttpMethod.Post, $"/tasks/{task.Id}/start"),
-                        _ => await OperateAsync(task, "delete", HttpMethod.Delete, $"/tasks/{task.Id}"),
+                        < 0.65 => await OperateAsync(task, "stop", HttpMethod.Post, $"/tasks/{task.Id}/stop", node),
+                        < 0.90 => await OperateAsync(task, "start", HttpMethod.Post, $"/tasks/{task.Id}/start", node),
+                        _ => await OperateAsync(task, "delete", HttpMethod.Delete, $"/tasks/{task.Id}", node),
                     };
                 }
 
@@ -120,9 +131,9 @@ public sealed class ChaosTests
             }
         }
 
-        async Task<bool> OperateAsync(Tracked task, string op, HttpMethod method, string path)
+        async Task<bool> OperateAsync(Tracked task, string op, HttpMethod method, string path, int node)
         {
-            var (status, _) = await SendAsync(cluster.Http, method, path, null);
+            var (status, _) = await SendAsync(nodes[node], method, path, null);
             task.Note(op, status);
             Count($"{op} {Code(status)}");
             return true;
@@ -150,6 +161,12 @@ public sealed class ChaosTests
                 await link.RestoreAsync();
             }),
             ("kill manager", 3, async _ => await cluster.RestartManagerAsync(Ct)),
+            ("kill node b", twoNodes ? 3 : 0, async random =>
+            {
+                second!.Kill();
+                await Task.Delay(random.Next(0, 3000), Ct);
+                await StartSecondNodeAsync();
+            }),
             ("kill broker", 1, async random =>
             {
                 await broker.KillAsync(Ct);
@@ -188,7 +205,7 @@ public sealed class ChaosTests
             }
         }
 
-        await Task.WhenAll(Enumerable.Range(0, 4).Select(i => ClientAsync(seed + 1 + i)).Append(FaultsAsync()));
+        await Task.WhenAll(Enumerable.Range(0, 4).Select(i => ClientAsync(seed + 1 + i, i % 2)).Append(FaultsAsync()));
 
         // The daemons still running are stopped (a completed daemon is stopped as a running task is).
         foreach (var daemon in tasks.Values.Where(t => t.Number is null && (!t.Deleted || t.Uncertain)))
