@@ -122,7 +122,7 @@ public sealed class PropletNode : IAsyncDisposable
         }
 
         _loops.Add(EveryAsync(TimeSpan.FromSeconds(60), SweepChunksAsync, token));
-        _loops.Add(EveryAsync(RediscoveryInterval, PublishDiscoveryAsync, token));
+        _loops.Add(EveryAsync(RediscoveryInterval, PublishDiscoveryAsync, token, now: false)); // the connect's discovery is the first
         if (_settings.MetricsEnabled)
         {
             _metrics = new MetricsServer(_settings.MetricsPort, Series, () => _runner.RunningCount, _logger);
@@ -413,11 +413,16 @@ public sealed class PropletNode : IAsyncDisposable
         return Task.CompletedTask;
     }
 
-    /// <summary>Runs <paramref name="work"/> now and then every <paramref name="interval"/> until cancelled; a failed
-    /// round is logged and the loop goes on.</summary>
-    private async Task EveryAsync(TimeSpan interval, Func<CancellationToken, Task> work, CancellationToken cancellationToken)
+    /// <summary>Runs <paramref name="work"/> now (unless <paramref name="now"/> is false) and then every
+    /// <paramref name="interval"/> until cancelled; a failed round is logged and the loop goes on.</summary>
+    private async Task EveryAsync(TimeSpan interval, Func<CancellationToken, Task> work, CancellationToken cancellationToken, bool now = true)
     {
         using var timer = new PeriodicTimer(interval, _time);
+        if (!now && !await timer.WaitForNextTickAsync(cancellationToken))
+        {
+            return;
+        }
+
         do
         {
             try

@@ -62,6 +62,32 @@ public sealed class PropletNodeBrokerTests : IAsyncLifetime
         metrics.GetProperty("memory_metrics").GetProperty("rss_bytes").GetUInt64().ShouldBeGreaterThan(0UL);
     }
 
+    /// <summary>The connect's discovery is the only one at start (the 5-minute rediscovery waited nothing before its first;
+    /// the second after a connect without a session comes 10 s later).</summary>
+    [Fact]
+    public async Task GivenAStartedProplet_WhenItHasRunThreeSeconds_ThenItSentOneDiscovery()
+    {
+        await NextAsync(Topics.PropletCreate, skipOthers: false);
+        await NextAsync(Topics.PropletAlive); // its periodic loops run from here
+        var more = 0;
+        using var window = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
+        window.CancelAfter(TimeSpan.FromSeconds(3));
+        try
+        {
+            while (true)
+            {
+                var message = await _observed.ReadAsync(window.Token);
+                more += message.Topic.EndsWith("/" + Topics.PropletCreate, StringComparison.Ordinal) ? 1 : 0;
+            }
+        }
+        catch (OperationCanceledException) when (!TestContext.Current.CancellationToken.IsCancellationRequested)
+        {
+            // the window ended
+        }
+
+        more.ShouldBe(0);
+    }
+
     /// <summary>
     /// The discovery carries what the proplet holds (none at its connect); after a connect without a session it goes out
     /// once more 10 s later, with the task it runs by then, for the manager to send again a start the broker dropped.
