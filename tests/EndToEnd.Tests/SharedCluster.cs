@@ -7,7 +7,7 @@ public sealed class SharedCluster : IAsyncLifetime
 
     internal List<string> PropletIds { get; } = [];
 
-    /// <summary>Preopened for WASI on every proplet (PROPLET_DIRS).</summary>
+    /// <summary>Preopened for WASI on every proplet (PROPLET_DIRS). The proplets also serve HTTP proxy components (PROPLET_HTTP_ENABLED).</summary>
     internal DirectoryInfo DataDir { get; } = Directory.CreateTempSubdirectory("e2e-data");
 
     public async ValueTask InitializeAsync()
@@ -16,7 +16,7 @@ public sealed class SharedCluster : IAsyncLifetime
         Cluster = await Cluster.StartAsync("e2e_shared", null, ct);
         for (var i = 0; i < 3; i++)
         {
-            PropletIds.Add((await Cluster.StartPropletAsync(new Dictionary<string, string> { ["PROPLET_DIRS"] = DataDir.FullName }, ct)).Id);
+            PropletIds.Add((await Cluster.StartPropletAsync(new Dictionary<string, string> { ["PROPLET_DIRS"] = DataDir.FullName, ["PROPLET_HTTP_ENABLED"] = "true" }, ct)).Id);
         }
     }
 
