@@ -97,6 +97,9 @@ internal static partial class EdgeLog
     [LoggerMessage(EventId = 8041, Level = LogLevel.Information, Message = "Latent task {TaskId} precompiled; it runs on invoke")]
     public static partial void LatentDeployed(ILogger logger, string taskId);
 
+    [LoggerMessage(EventId = 8074, Level = LogLevel.Information, Message = "Latent task {TaskId} stopped: its deployment is gone")]
+    public static partial void LatentStopped(ILogger logger, string taskId);
+
     [LoggerMessage(EventId = 8042, Level = LogLevel.Information, Message = "WebAssembly engine: {Allocator}")]
     public static partial void EngineAllocator(ILogger logger, string allocator);
 

@@ -408,6 +408,7 @@ public sealed class TaskRunner : IAsyncDisposable
 
                 _running.TryRemove(new KeyValuePair<string, RunningTask>(id, latent.Deployment));
                 latent.Deployment.Dispose(); // ends it: a start of the same id waiting for it to let go runs now
+                EdgeLog.LatentStopped(_logger, id);
                 return true;
             }
 
