@@ -29,8 +29,10 @@ public static class PostgresFailures
         or PostgresException { SqlState: PostgresErrorCodes.AdminShutdown or PostgresErrorCodes.CrashShutdown or PostgresErrorCodes.CannotConnectNow or PostgresErrorCodes.QueryCanceled }
         or PostgresException { SqlState: ['0', '8', ..] or ['5', '3', ..] });
 
-    /// <summary>Whether <paramref name="ex"/> (or what it wraps) is a lost race on a stream.</summary>
-    public static bool IsConflict(Exception ex) => Chain(ex).Any(e => e is ConcurrencyException or JasperFx.ConcurrencyException);
+    /// <summary>Whether <paramref name="ex"/> (or what it wraps) is a lost race on a stream: named by Marten or by us, or
+    /// as PostgreSQL reports it before Marten names it (another writer took the stream version an append expected to write).</summary>
+    public static bool IsConflict(Exception ex) => Chain(ex).Any(e => e is ConcurrencyException or JasperFx.ConcurrencyException
+        or PostgresException { SqlState: PostgresErrorCodes.UniqueViolation, ConstraintName: "pk_mt_events_stream_and_version" });
 
     /// <summary>
     /// The PostgreSQL error when <paramref name="ex"/> (or what it wraps) says a value cannot be stored: a <c>\u0000</c>

@@ -3,7 +3,7 @@ using Propeller.Infrastructure;
 namespace Propeller.Manager.Telemetry;
 
 /// <summary>
-/// A lost race on a stream (optimistic concurrency: JasperFx's ConcurrencyException) is routine: the command is decided
+/// A lost race on a stream (optimistic concurrency: <see cref="PostgresFailures.IsConflict"/>) is routine: the command is decided
 /// again on the new state (Wolverine's retry policy, the batch's commands one by one, the inbound handler's tries), and
 /// one that still fails surfaces where its caller handles it (409, a dead letter, the inbound handler's error). Marten
 /// logs each command of the failed batch as an error with its SQL (three per race; some with PostgreSQL's unique
@@ -23,21 +23,6 @@ internal sealed class RoutineConflictLogs(ILoggerFactory inner) : ILoggerFactory
 
     public void Dispose() => inner.Dispose();
 
-    /// <summary>The race as PostgreSQL reports it, before Marten names it (Marten logs some of a failed batch's commands
-    /// with this one): another writer took the stream version this append expected to write.</summary>
-    private static bool IsStreamVersionTaken(Exception? exception)
-    {
-        for (; exception is not null; exception = exception.InnerException)
-        {
-            if (exception is Npgsql.PostgresException { SqlState: Npgsql.PostgresErrorCodes.UniqueViolation, ConstraintName: "pk_mt_events_stream_and_version" })
-            {
-                return true;
-            }
-        }
-
-        return false;
-    }
-
     /// <summary>Wolverine's entry for one failed try of a handler: an InvokeAsync's (its caller gets the exception) or a
     /// queued message's (the error policy tries it again; one moved to the error queue has an entry of its own).</summary>
     private static bool IsAttempt(string message) =>
@@ -52,8 +37,8 @@ internal sealed class RoutineConflictLogs(ILoggerFactory inner) : ILoggerFactory
 
         public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
         {
-            if (logLevel >= LogLevel.Warning && exception is not null
-                && (martenCommands ? PostgresFailures.IsConflict(exception) || IsStreamVersionTaken(exception) : PostgresFailures.IsConflict(exception) && IsAttempt(formatter(state, exception))))
+            if (logLevel >= LogLevel.Warning && exception is not null && PostgresFailures.IsConflict(exception)
+                && (martenCommands || IsAttempt(formatter(state, exception))))
             {
                 logLevel = LogLevel.Debug;
                 if (!inner.IsEnabled(logLevel))

@@ -34,5 +34,15 @@ public sealed class PostgresFailuresTests
     public void GivenAnErrorOfAnotherKind_ThenItIsNotUnavailable() =>
         PostgresFailures.IsUnavailable(new InvalidOperationException("a bug")).ShouldBeFalse();
 
+    /// <summary>A lost race on a stream, named by Marten or as PostgreSQL reports it before (the stream's version taken);
+    /// another unique violation is not one.</summary>
+    [Fact]
+    public void GivenALostRaceOnAStream_ThenItIsAConflict()
+    {
+        PostgresFailures.IsConflict(new JasperFx.Events.EventStreamUnexpectedMaxEventIdException(Guid.Empty, typeof(object), 6, 7)).ShouldBeTrue();
+        PostgresFailures.IsConflict(new InvalidOperationException("wrapped", new PostgresException("duplicate key value", "ERROR", "ERROR", PostgresErrorCodes.UniqueViolation, constraintName: "pk_mt_events_stream_and_version"))).ShouldBeTrue();
+        PostgresFailures.IsConflict(new PostgresException("duplicate key value", "ERROR", "ERROR", PostgresErrorCodes.UniqueViolation, constraintName: "pk_other")).ShouldBeFalse();
+    }
+
     private static PostgresException Error(string sqlState) => new("message", "ERROR", "ERROR", sqlState);
 }
