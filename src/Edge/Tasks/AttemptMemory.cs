@@ -24,9 +24,7 @@ internal sealed class AttemptMemory(
     public static readonly TimeSpan DefaultRetention = TimeSpan.FromMinutes(15);
 
     private readonly Lock _lock = new();
-    private readonly Dictionary<string, (Run Run, long At)> _stopped = new(StringComparer.Ordinal);
-
-    private long _characters;
+    private readonly RecentEntries<Run> _runs = new(time, capacity, characters, retention ?? DefaultRetention, static (id, _) => id.Length);
 
     public int Capacity { get; } = capacity;
 
@@ -37,27 +35,12 @@ internal sealed class AttemptMemory(
     /// <summary>Every dispatch of <paramref name="attempt"/> of task <paramref name="id"/> ended here (a stop names an attempt).</summary>
     public void Record(string id, int attempt) => Record(id, Run.Every(attempt));
 
-    /// <summary><paramref name="run"/> of task <paramref name="id"/> ended here.</summary>
+    /// <summary><paramref name="run"/> of task <paramref name="id"/> ended here (a later run recorded before is kept).</summary>
     public void Record(string id, Run run)
     {
         lock (_lock)
         {
-            var now = time.GetTimestamp();
-            if (_stopped.TryGetValue(id, out var known) && !Expired(known.At, now) && !known.Run.IsAtMost(run))
-            {
-                run = known.Run;
-            }
-
-            if (!_stopped.ContainsKey(id))
-            {
-                _characters += id.Length;
-            }
-
-            _stopped[id] = (run, now);
-            if (_stopped.Count > Capacity || _characters > Characters)
-            {
-                Trim(now);
-            }
+            _runs.Set(id, _runs.TryGet(id, out var known) && !known.IsAtMost(run) ? known : run);
         }
     }
 
@@ -69,35 +52,7 @@ internal sealed class AttemptMemory(
     {
         lock (_lock)
         {
-            return _stopped.TryGetValue(id, out var known) && !Expired(known.At, time.GetTimestamp()) && run.IsAtMost(known.Run);
-        }
-    }
-
-    private bool Expired(long at, long now) => time.GetElapsedTime(at, now) >= Retention;
-
-    /// <summary>Forgets the expired ids, then the oldest until the capacity and the characters are kept (a scan, only when
-    /// full).</summary>
-    private void Trim(long now)
-    {
-        foreach (var (id, known) in _stopped.ToList())
-        {
-            if (Expired(known.At, now))
-            {
-                Forget(id);
-            }
-        }
-
-        while (_stopped.Count > Capacity || _characters > Characters)
-        {
-            Forget(_stopped.MinBy(p => p.Value.At).Key);
-        }
-    }
-
-    private void Forget(string id)
-    {
-        if (_stopped.Remove(id))
-        {
-            _characters -= id.Length;
+            return _runs.TryGet(id, out var known) && run.IsAtMost(known);
         }
     }
 }

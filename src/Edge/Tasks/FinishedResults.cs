@@ -14,9 +14,8 @@ namespace Propeller.Edge.Tasks;
 internal sealed class FinishedResults(TimeProvider time, int capacity = 16384, long bytes = 16L << 20, int largestKept = 256 << 10, TimeSpan? retention = null)
 {
     private readonly Lock _lock = new();
-    private readonly Dictionary<string, LinkedListNode<Entry>> _byTask = new(StringComparer.Ordinal);
-    private readonly LinkedList<Entry> _oldestFirst = new();
-    private long _bytes;
+    private readonly RecentEntries<(int Attempt, byte[] Payload)> _results =
+        new(time, capacity, bytes, retention ?? AttemptMemory.DefaultRetention, static (id, result) => id.Length + result.Payload.Length);
 
     public int Capacity { get; } = capacity;
 
@@ -33,29 +32,25 @@ internal sealed class FinishedResults(TimeProvider time, int capacity = 16384, l
         {
             lock (_lock)
             {
-                return _byTask.Count;
+                return _results.Count;
             }
         }
     }
 
-    /// <summary>Keeps <paramref name="payload"/>, the result message just published for <paramref name="attempt"/> of
-    /// task <paramref name="id"/>, in place of the one before (a result too large to keep forgets that one too).</summary>
-    public void Record(string id, int attempt, ReadOnlyMemory<byte> payload)
+    /// <summary>Keeps <paramref name="payload"/> (not copied: the caller never changes it), the result message just
+    /// published for <paramref name="attempt"/> of task <paramref name="id"/>, in place of the one before (a result too
+    /// large to keep forgets that one too).</summary>
+    public void Record(string id, int attempt, byte[] payload)
     {
         lock (_lock)
         {
-            Forget(id);
             if (payload.Length > LargestKept)
             {
-                return;
+                _results.Remove(id);
             }
-
-            var now = time.GetTimestamp();
-            _byTask[id] = _oldestFirst.AddLast(new Entry(id, attempt, payload.ToArray(), now));
-            _bytes += payload.Length + id.Length;
-            while (_oldestFirst.First is { } oldest && (_byTask.Count > Capacity || _bytes > Bytes || Expired(oldest.Value.At, now)))
+            else
             {
-                Forget(oldest.Value.Id);
+                _results.Set(id, (attempt, payload));
             }
         }
     }
@@ -65,22 +60,7 @@ internal sealed class FinishedResults(TimeProvider time, int capacity = 16384, l
     {
         lock (_lock)
         {
-            return _byTask.TryGetValue(id, out var node) && node.Value.Attempt == attempt && !Expired(node.Value.At, time.GetTimestamp())
-                ? node.Value.Payload
-                : null;
+            return _results.TryGet(id, out var result) && result.Attempt == attempt ? result.Payload : null;
         }
     }
-
-    private bool Expired(long at, long now) => time.GetElapsedTime(at, now) >= Retention;
-
-    private void Forget(string id)
-    {
-        if (_byTask.Remove(id, out var node))
-        {
-            _oldestFirst.Remove(node);
-            _bytes -= node.Value.Payload.Length + id.Length;
-        }
-    }
-
-    private sealed record Entry(string Id, int Attempt, byte[] Payload, long At);
 }
