@@ -105,7 +105,8 @@ public sealed class TaskRunnerTests : IAsyncDisposable
     {
         var settings = _settings with { MaxWaitingBytes = 1 << 20 };
         using var http = new HttpClient();
-        await using var runner = new TaskRunner(settings, _runtime, new BinaryFetcher(settings, _chunks, _published, http), _published, null, NullLogger<TaskRunner>.Instance);
+        var runtime = new RunWatchingRuntime(_runtime);
+        await using var runner = new TaskRunner(settings, runtime, new BinaryFetcher(settings, _chunks, _published, http), _published, null, NullLogger<TaskRunner>.Instance);
         void StartOn(object message) => runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(message));
 
         // The addition module with a 240 KiB custom section: 320 Ki characters of base64, 640 KiB held while waiting.
@@ -115,6 +116,7 @@ public sealed class TaskRunnerTests : IAsyncDisposable
         var padded = Convert.ToBase64String([.. Modules.Addition, .. section, .. padding]);
 
         StartOn(new { id = "hog", name = "main", file = Convert.ToBase64String(Modules.Spin) });
+        await runtime.Began.Task.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken); // the hog has the slot (starts take theirs in no set order)
         StartOn(new { id = "first", name = "main", file = padded, inputs = new[] { "2", "3" } });
         StartOn(new { id = "second", name = "main", file = padded, inputs = new[] { "4", "5" } });
 
@@ -583,15 +585,19 @@ public sealed class TaskRunnerTests : IAsyncDisposable
         }
     }
 
-    /// <summary>The in-process runtime, telling when a run has ended and how.</summary>
+    /// <summary>The in-process runtime, telling when a run has begun, and when it has ended and how.</summary>
     private sealed class RunWatchingRuntime(InProcessRuntime inner) : IWasmRuntime
     {
         public TaskCompletionSource<TaskOutcome> Ran { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        /// <summary>Set when the first run begins (it holds its slot then).</summary>
+        public TaskCompletionSource Began { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
         public string Name => inner.Name;
 
         public async Task<TaskOutcome> RunAsync(RunningTask task, byte[] binary, CancellationToken cancellationToken)
         {
+            Began.TrySetResult();
             var outcome = await inner.RunAsync(task, binary, cancellationToken);
             Ran.TrySetResult(outcome);
             return outcome;
