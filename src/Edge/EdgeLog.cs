@@ -97,6 +97,9 @@ internal static partial class EdgeLog
     [LoggerMessage(EventId = 8041, Level = LogLevel.Information, Message = "Latent task {TaskId} precompiled; it runs on invoke")]
     public static partial void LatentDeployed(ILogger logger, string taskId);
 
+    [LoggerMessage(EventId = 8075, Level = LogLevel.Information, Message = "Task {TaskId}, a daemon or a served HTTP proxy, ended on its own ({Outcome}): its end is published")]
+    public static partial void ServingRunEnded(ILogger logger, string taskId, string outcome);
+
     [LoggerMessage(EventId = 8074, Level = LogLevel.Information, Message = "Latent task {TaskId} stopped: its deployment is gone")]
     public static partial void LatentStopped(ILogger logger, string taskId);
 

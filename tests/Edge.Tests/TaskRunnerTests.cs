@@ -166,6 +166,38 @@ public sealed class TaskRunnerTests : IAsyncDisposable
         _published.TryNext(out _).ShouldBeFalse();
     }
 
+    /// <summary>
+    /// A daemon that ends on its own (it returns, or traps) after its "started" result: its end is published
+    /// (<c>"running":false</c>, with what it produced or its error), so the manager no longer takes it for serving (the
+    /// original sends nothing, and its task was taken for running for ever). That end is the run's result a start of
+    /// the run delivered again gets. A stopped daemon sends nothing more (above).
+    /// </summary>
+    [Fact]
+    public async Task GivenADaemon_WhenItEndsOnItsOwn_ThenItsEndIsPublishedAfterItsStart()
+    {
+        object Daemon(string id, byte[] module) => new { id, name = "main", file = Convert.ToBase64String(module), inputs = new[] { "2", "3" }, daemon = true, attempt = 1, dispatch = 1 };
+        Start(Daemon("returns", Modules.Addition));
+        var started = await NextResultAsync();
+        (started.GetProperty("results").GetString(), started.GetProperty("running").GetBoolean()).ShouldBe(("", true));
+        var ended = await NextResultAsync();
+        (ended.GetProperty("task_id").GetString(), ended.GetProperty("results").GetString(), ended.GetProperty("running").GetBoolean(), ended.GetProperty("attempt").GetInt32())
+            .ShouldBe(("returns", "5", false, 1));
+        ended.GetProperty("error").ValueKind.ShouldBe(JsonValueKind.Null);
+        while (_runner.RunningCount > 0)
+        {
+            await Task.Delay(20, TestContext.Current.CancellationToken);
+        }
+
+        Start(Daemon("returns", Modules.Addition)); // delivered again: not run again, its end sent again
+        (await NextResultAsync()).GetRawText().ShouldBe(ended.GetRawText());
+
+        Start(Daemon("traps", Modules.Trap));
+        (await NextResultAsync()).GetProperty("running").GetBoolean().ShouldBeTrue();
+        var trapped = await NextResultAsync();
+        trapped.GetProperty("running").GetBoolean().ShouldBeFalse();
+        trapped.GetProperty("error").GetString().ShouldNotBeNullOrEmpty();
+    }
+
     /// <summary>A daemon's success is sent once it starts; one whose binary cannot be had never starts and gets the error
     /// instead of no result at all (the manager kept it Running for ever).</summary>
     [Fact]
@@ -540,7 +572,8 @@ public sealed class TaskRunnerTests : IAsyncDisposable
 
     /// <summary>
     /// A daemon's "started" result waits while the broker is unreachable (held here until released); its workload runs
-    /// meanwhile (it waited for the publish and did not run for the whole outage), and the result still comes, alone.
+    /// meanwhile (it waited for the publish and did not run for the whole outage), and the result still comes, before the
+    /// end of its run (it returned meanwhile).
     /// </summary>
     [Fact]
     public async Task GivenADaemonWhoseStartedResultWaitsForTheBroker_WhenStarted_ThenItsWorkloadRunsMeanwhile()
@@ -559,6 +592,8 @@ public sealed class TaskRunnerTests : IAsyncDisposable
         var started = await NextResultAsync();
         (started.GetProperty("task_id").GetString(), started.GetProperty("results").GetString()).ShouldBe(("held", ""));
         started.GetProperty("error").ValueKind.ShouldBe(JsonValueKind.Null);
+        var ended = await NextResultAsync();
+        (ended.GetProperty("task_id").GetString(), ended.GetProperty("results").GetString(), ended.GetProperty("running").GetBoolean()).ShouldBe(("held", "3", false));
         while (runner.RunningCount > 0)
         {
             await Task.Delay(20, TestContext.Current.CancellationToken);

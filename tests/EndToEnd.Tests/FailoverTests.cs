@@ -44,4 +44,40 @@ public sealed class FailoverTests : IDisposable
             .ToList();
         dispatches.ShouldBe([first, second]);
     }
+
+    /// <summary>
+    /// A daemon is completed once it started and runs on; its proplet is killed and comes back under its id. The daemon
+    /// runs there again (its start sent again when the proplet reports it does not hold it, or its re-dispatch after the
+    /// Last Will), and the API's stop ends it in the new process. Before, the task stayed "serving" with nothing running.
+    /// </summary>
+    [Fact]
+    public async Task GivenADaemonWhosePropletIsKilled_WhenThePropletComesBack_ThenTheDaemonRunsThereAgainAndStops()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var cluster = await Cluster.StartAsync("e2e_failover_daemon", new Dictionary<string, string> { ["MANAGER_PROPLET_LIVENESS_WINDOW"] = "5" }, ct);
+        var (proplet, process) = await cluster.StartPropletAsync(null, ct);
+        var id = await cluster.CreateTaskAsync(new { name = "main", file = Convert.ToBase64String(Modules.Spin), daemon = true }, ct);
+        await cluster.StartTaskAsync(id, ct);
+        await cluster.WaitForTaskAsync(id, t => t.GetProperty("state").GetInt32() == 3, ct);
+        process.Output.ShouldContain($"Task {id} accepted");
+
+        process.Kill();
+        var (_, again) = await cluster.StartPropletAsync(null, ct, proplet);
+        await cluster.WaitUntilAsync(
+            "the daemon to run on the proplet again",
+            () => Task.FromResult(again.Output.Contains($"Task {id} accepted", StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(90),
+            ct,
+            () => again.Output);
+        var serving = await cluster.WaitForTaskAsync(id, t => t.GetProperty("state").GetInt32() == 3, ct);
+        serving.GetProperty("proplet_id").GetString().ShouldBe(proplet);
+
+        using var stop = await cluster.Http.PostAsync($"/tasks/{id}/stop", null, ct);
+        stop.IsSuccessStatusCode.ShouldBeTrue(await stop.Content.ReadAsStringAsync(ct));
+        await cluster.WaitUntilAsync(
+            "the proplet to end the daemon",
+            () => Task.FromResult(again.Output.Contains($"Task {id} failed: Task {id} was stopped before completion", StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(60),
+            ct);
+    }
 }

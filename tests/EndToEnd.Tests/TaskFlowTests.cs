@@ -1,3 +1,4 @@
+using System.Net.Http.Json;
 using System.Text.Json;
 
 namespace Propeller.EndToEnd.Tests;
@@ -129,6 +130,39 @@ public sealed class TaskFlowTests(SharedCluster shared)
             ct);
         using var deleted = await Cluster.Http.DeleteAsync($"/tasks/{id}", ct);
         deleted.IsSuccessStatusCode.ShouldBeTrue(await deleted.Content.ReadAsStringAsync(ct));
+    }
+
+    /// <summary>
+    /// A daemon that ends on its own: its proplet sends the end (the original sends nothing, and the task was taken for
+    /// serving for ever: a stop went to a proplet that no longer ran it, and the delete wanted one first). One that
+    /// returns stays Completed with what it produced and can be deleted at once; one that traps fails with its error.
+    /// </summary>
+    [Fact]
+    public async Task GivenDaemonsThatEndOnTheirOwn_WhenTheyEnd_ThenTheTaskSaysSo()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var returns = await Cluster.CreateTaskAsync(new { name = "main", file = Modules.AdditionBase64, inputs = new[] { 2, 3 }, daemon = true }, ct);
+        var traps = await Cluster.CreateTaskAsync(new { name = "main", file = Convert.ToBase64String(Modules.Trap), daemon = true }, ct);
+        await Cluster.StartTaskAsync(returns, ct);
+        await Cluster.StartTaskAsync(traps, ct);
+
+        await Cluster.WaitUntilAsync(
+            "the daemon's end recorded",
+            async () => (await Cluster.Http.GetStringAsync($"/tasks/{returns}/history", ct)).Contains("task.serving_ended.v1", StringComparison.Ordinal),
+            TimeSpan.FromSeconds(60),
+            ct);
+        var ended = await Cluster.Http.GetFromJsonAsync<JsonElement>($"/tasks/{returns}", ct);
+        (State(ended), ended.GetProperty("results").GetString()).ShouldBe((Completed, "5"));
+        using (var deleted = await Cluster.Http.DeleteAsync($"/tasks/{returns}", ct))
+        {
+            deleted.IsSuccessStatusCode.ShouldBeTrue(await deleted.Content.ReadAsStringAsync(ct));
+        }
+
+        var failed = await Cluster.WaitForTaskAsync(traps, t => State(t) == Failed, ct);
+        failed.GetProperty("error").GetString().ShouldNotBeNullOrEmpty();
+        var types = (await Cluster.Http.GetFromJsonAsync<JsonElement>($"/tasks/{traps}/history", ct)).EnumerateArray().Select(e => e.GetProperty("type").GetString()).ToList();
+        types.ShouldContain("task.completed.v1"); // started, then failed
+        types[^1].ShouldBe("task.failed.v1");
     }
 
     [Fact]

@@ -19,6 +19,6 @@ public interface ITaskQueries
     /// </summary>
     Task<TaskList> ListAsync(long offset, int limit, TaskListFilter filter, CancellationToken cancellationToken);
 
-    /// <summary>Tasks running on <paramref name="propletId"/>.</summary>
-    Task<IReadOnlyList<TaskState>> ListRunningOnAsync(string propletId, CancellationToken cancellationToken);
+    /// <summary>The tasks whose run goes on on <paramref name="propletId"/> (TaskState.RunGoesOn): running, or completed and serving.</summary>
+    Task<IReadOnlyList<TaskState>> ListRunsOnAsync(string propletId, CancellationToken cancellationToken);
 }

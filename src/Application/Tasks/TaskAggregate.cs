@@ -36,6 +36,7 @@ public static class TaskAggregate
             .Register<TaskResultIgnored>("task.result_ignored.v1")
             .Register<TaskDeleted>("task.deleted.v1")
             .Register<TaskInvoked>("task.invoked.v1")
-            .Register<TaskStartResent>("task.start_resent.v1");
+            .Register<TaskStartResent>("task.start_resent.v1")
+            .Register<TaskServingEnded>("task.serving_ended.v1");
     }
 }

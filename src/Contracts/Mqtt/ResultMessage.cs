@@ -27,8 +27,9 @@ public sealed record ResultMessage
 
     /// <summary>
     /// Our extension (docs/compatibility.md): true on our proplet's "started" result of a daemon or a served HTTP proxy,
-    /// whose run goes on after it until a stop; absent otherwise, and from the original proplet's results (the manager
-    /// then takes a daemon's result for such a one).
+    /// whose run goes on after it until a stop; false on the result our proplet sends when such a run ends on its own
+    /// (exits, traps), which the original proplet never sends; absent otherwise, and from the original proplet's results
+    /// (the manager then takes a daemon's result for a "started" one).
     /// </summary>
     [JsonPropertyName("running"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public bool? Running { get; init; }

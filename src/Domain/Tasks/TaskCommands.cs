@@ -33,9 +33,10 @@ public abstract record TaskCommand
     /// <paramref name="Attempt"/> (our proplet echoes the start's), a result of another attempt than the current one is
     /// ignored (the stopped result of a run that a restart replaced); without it (the original proplet) it applies to
     /// the current attempt. <paramref name="StillRunning"/>: the proplet says the run goes on after this result (our
-    /// proplet's "started" result of a daemon or a served HTTP proxy).
+    /// proplet's "started" result of a daemon or a served HTTP proxy). <paramref name="RunEnded"/>: the proplet says this
+    /// result is the end of such a run (it ended on its own; our proplet's <c>"running": false</c>).
     /// </summary>
-    public sealed record RecordResult(TaskId TaskId, string? Results, string? Error, DateTimeOffset At, string? PropletId = null, int? Attempt = null, bool StillRunning = false) : TaskCommand;
+    public sealed record RecordResult(TaskId TaskId, string? Results, string? Error, DateTimeOffset At, string? PropletId = null, int? Attempt = null, bool StillRunning = false, bool RunEnded = false) : TaskCommand;
 
     /// <summary>The task's proplet went offline: wait for another one, or fail once <paramref name="MaxRedispatches"/> is used up.</summary>
     public sealed record RedispatchTask(TaskId TaskId, string Reason, int MaxRedispatches, DateTimeOffset At) : TaskCommand;

@@ -51,20 +51,27 @@ public static class TaskDecider
         (RecordResult c, { Status: TaskStatus.Running }) when !string.IsNullOrEmpty(c.Error) =>
             Decision<TaskEvent>.Accept(new TaskFailed(c.TaskId, state.Attempt, c.Error, c.At)),
         (RecordResult c, { Status: TaskStatus.Running }) =>
-            Decision<TaskEvent>.Accept(new TaskCompleted(c.TaskId, state.Attempt, c.Results, c.At, c.StillRunning || state.Spec is { Daemon: true } ? true : null)),
+            Decision<TaskEvent>.Accept(new TaskCompleted(c.TaskId, state.Attempt, c.Results, c.At, !c.RunEnded && (c.StillRunning || state.Spec is { Daemon: true }) ? true : null)),
+
+        // The end of a serving run (our proplet's result with "running": false), from the proplet that runs it: a daemon
+        // or a served proxy that ended on its own. A broadcast one runs on many proplets; one of them ending ends nothing.
+        (RecordResult c, { IsServing: true }) when c.RunEnded && (c.PropletId is not { Length: > 0 } from || from == state.PropletId) && state.PropletId != TaskSpec.BroadcastTarget =>
+            !string.IsNullOrEmpty(c.Error)
+                ? Decision<TaskEvent>.Accept(new TaskFailed(c.TaskId, state.Attempt, c.Error, c.At))
+                : Decision<TaskEvent>.Accept(new TaskServingEnded(c.TaskId, state.Attempt, c.Results, c.At)),
         (RecordResult c, _) =>
             Decision<TaskEvent>.Accept(new TaskResultIgnored(c.TaskId, state.Attempt, $"result for a task that is {state.Status}", c.At)),
 
-        (RedispatchTask c, { Status: TaskStatus.Running }) when state.Redispatches >= c.MaxRedispatches =>
+        (RedispatchTask c, { RunGoesOn: true }) when state.Redispatches >= c.MaxRedispatches =>
             Decision<TaskEvent>.Accept(new TaskFailed(c.TaskId, state.Attempt, $"{c.Reason}; not re-dispatched (limit {c.MaxRedispatches})", c.At)),
-        (RedispatchTask c, { Status: TaskStatus.Running }) =>
+        (RedispatchTask c, { RunGoesOn: true }) =>
             Decision<TaskEvent>.Accept(new TaskRedispatchRequested(c.TaskId, state.Attempt, state.PropletId!, c.Reason, state.Redispatches + 1, c.At)),
         (RedispatchTask, _) => Decision<TaskEvent>.Accept(),
 
-        (ResendStart c, { Status: TaskStatus.Running }) when c.PropletId == state.PropletId && c.Attempt == state.Attempt && !state.RunsEverywhere
-                                                              && state.StartResentAt is { } last && c.At - last < c.Interval =>
+        (ResendStart c, { RunGoesOn: true }) when c.PropletId == state.PropletId && c.Attempt == state.Attempt && !state.RunsEverywhere
+                                                   && state.StartResentAt is { } last && c.At - last < c.Interval =>
             Decision<TaskEvent>.Accept(),
-        (ResendStart c, { Status: TaskStatus.Running }) when c.PropletId == state.PropletId && c.Attempt == state.Attempt && !state.RunsEverywhere =>
+        (ResendStart c, { RunGoesOn: true }) when c.PropletId == state.PropletId && c.Attempt == state.Attempt && !state.RunsEverywhere =>
             state.StartResends < c.MaxResends
                 ? Decision<TaskEvent>.Accept(new TaskStartResent(c.TaskId, c.Attempt, c.PropletId, c.Reason, c.At))
                 : Decide(new RedispatchTask(c.TaskId, $"proplet {c.PropletId} did not take its start, sent {state.StartResends + 1} times", c.MaxRedispatches, c.At), state),
@@ -138,6 +145,7 @@ public static class TaskDecider
             UpdatedAt = e.RequestedAt,
         },
         TaskCompleted e => state with { Status = TaskStatus.Completed, Results = e.Results, FinishTime = e.CompletedAt, UpdatedAt = e.CompletedAt, ResultLeftRunning = e.StillRunning == true },
+        TaskServingEnded e => state with { Results = e.Results, FinishTime = e.EndedAt, UpdatedAt = e.EndedAt, ResultLeftRunning = false },
         TaskFailed e => state with { Status = TaskStatus.Failed, Error = e.Error, FinishTime = e.FailedAt, UpdatedAt = e.FailedAt },
         TaskStopped e => state with { Status = TaskStatus.Interrupted, Error = e.Reason, FinishTime = e.StoppedAt, UpdatedAt = e.StoppedAt },
         TaskSkipped e => state with { Status = TaskStatus.Skipped, UpdatedAt = e.SkippedAt },

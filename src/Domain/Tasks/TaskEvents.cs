@@ -40,6 +40,13 @@ public abstract record TaskEvent
     /// </summary>
     public sealed record TaskCompleted(TaskId TaskId, int Attempt, string? Results, DateTimeOffset CompletedAt, bool? StillRunning = null) : TaskEvent;
 
+    /// <summary>
+    /// The run a completed result left going (a daemon, a served HTTP proxy: TaskState.IsServing) ended on its proplet on
+    /// its own, without an error: <paramref name="Results"/> is what it produced. The task stays Completed, no longer
+    /// serving. (Ended with an error, it fails: TaskFailed.)
+    /// </summary>
+    public sealed record TaskServingEnded(TaskId TaskId, int Attempt, string? Results, DateTimeOffset EndedAt) : TaskEvent;
+
     public sealed record TaskFailed(TaskId TaskId, int Attempt, string Error, DateTimeOffset FailedAt) : TaskEvent;
 
     public sealed record TaskStopped(TaskId TaskId, int Attempt, string Reason, DateTimeOffset StoppedAt) : TaskEvent;

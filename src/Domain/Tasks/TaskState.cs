@@ -42,6 +42,10 @@ public sealed record TaskState(
     /// <summary>True while the task is completed and its run goes on (<see cref="ResultLeftRunning"/>).</summary>
     public bool IsServing => Status == TaskStatus.Completed && ResultLeftRunning;
 
+    /// <summary>True while the task's run goes on on its proplet: Running, or completed and serving (<see cref="IsServing"/>).
+    /// Such a run is started again when its proplet reports it does not hold it, and re-dispatched when its proplet goes away.</summary>
+    public bool RunGoesOn => Status == TaskStatus.Running || IsServing;
+
     /// <summary>True while a start is requested or the task runs on a proplet.</summary>
     public bool IsActive => Status is TaskStatus.Scheduled or TaskStatus.Running;
 }

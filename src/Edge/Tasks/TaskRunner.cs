@@ -908,8 +908,17 @@ public sealed class TaskRunner : IAsyncDisposable
 
         if (resultSent)
         {
-            return; // its result was sent when it started; a daemon that never started (its fetch failed, it was
-                    // stopped while fetching) gets its error below
+            // Its "started" result was sent when it started (a daemon that never started, its fetch failed or it was
+            // stopped while fetching, gets its error below). A stop or the proplet's shutdown ended it: the manager
+            // stopped it or learns of the shutdown otherwise. Ended on its own (exited, trapped, crashed), its end is
+            // published ("running": false), so the manager no longer takes it for serving (the original sends nothing).
+            if (task.Reason == StopReason.None)
+            {
+                EdgeLog.ServingRunEnded(_logger, request.Id, outcome.Error ?? "no error");
+                await PublishResultAsync(request.Id, outcome, request.Attempt, ended: true);
+            }
+
+            return;
         }
 
         if (shuttingDown)
@@ -972,7 +981,7 @@ public sealed class TaskRunner : IAsyncDisposable
     /// <summary>Publishes a task's result, naming the <paramref name="attempt"/> its start named (our manager ignores
     /// a result of another attempt than the current one; without one, as from the original proplet, it applies), and
     /// with <paramref name="stillRunning"/> saying the run goes on after it (a daemon's or a served proxy's "started").</summary>
-    private async Task PublishResultAsync(string taskId, TaskOutcome outcome, int? attempt, bool stillRunning = false)
+    private async Task PublishResultAsync(string taskId, TaskOutcome outcome, int? attempt, bool stillRunning = false, bool ended = false)
     {
         var message = new ResultMessage
         {
@@ -981,7 +990,7 @@ public sealed class TaskRunner : IAsyncDisposable
             Results = JsonSerializer.SerializeToElement(outcome.Results),
             Error = outcome.Error is null ? null : JsonSerializer.SerializeToElement(outcome.Error),
             Attempt = attempt,
-            Running = stillRunning ? true : null,
+            Running = stillRunning ? true : ended ? false : null,
         };
         var payload = JsonSerializer.SerializeToUtf8Bytes(message);
         if (attempt is { } named)

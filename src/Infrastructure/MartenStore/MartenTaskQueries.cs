@@ -83,11 +83,11 @@ public sealed class MartenTaskQueries(IDocumentStore store) : ITaskQueries, IWai
         return query.OrderBySql(WaitingOrder);
     }
 
-    public async Task<IReadOnlyList<TaskState>> ListRunningOnAsync(string propletId, CancellationToken cancellationToken)
+    public async Task<IReadOnlyList<TaskState>> ListRunsOnAsync(string propletId, CancellationToken cancellationToken)
     {
         await using var session = store.QuerySession();
         return await session.Query<TaskState>()
-            .Where(x => x.Status == TaskStatus.Running && x.PropletId == propletId && !x.Deleted)
+            .Where(x => (x.Status == TaskStatus.Running || (x.Status == TaskStatus.Completed && x.ResultLeftRunning)) && x.PropletId == propletId && !x.Deleted)
             .OrderBy(x => x.Id)
             .ToListAsync(cancellationToken);
     }

@@ -40,7 +40,9 @@ public static class ReconcileHeldTasksHandler
 /// <item>a task the manager has running on the proplet, dispatched at least <see cref="ResendAfter"/> before the
 /// report, that the proplet does not hold at that attempt, gets its start again (<c>task.start_resent.v1</c> on its
 /// stream, and the same start message, in one transaction); after <see cref="MaxResends"/> of them for one dispatch it is
-/// re-dispatched instead (<c>task.redispatch_requested.v1</c>, or failed at the limit). Our proplet never runs one run twice: a start of a run that
+/// re-dispatched instead (<c>task.redispatch_requested.v1</c>, or failed at the limit). So is a completed task whose
+/// run goes on there (a daemon, a served HTTP proxy: TaskState.IsServing) when the proplet lost it (it restarted): the
+/// start makes it run again, and its "started" result is recorded as ignored (the task is still serving). Our proplet never runs one run twice: a start of a run that
 /// is running or finished there is dropped (attempt and dispatch, <c>StartMessage.Dispatch</c>), so a start that was in
 /// flight when the report was taken costs nothing but the message;</item>
 /// <item>a held task the manager has stopped, failed or deleted at that attempt, or moved on from to a later attempt, gets
@@ -90,7 +92,7 @@ public sealed partial class HeldTasksReconciler(WolverinePlacement placement, IT
 
     private async Task ResendStartsAsync(IDocumentSession session, WolverineScheduling scheduling, ReconcileHeldTasks report, OutgoingMessages outgoing, CancellationToken cancellationToken)
     {
-        var lost = (await tasks.ListRunningOnAsync(report.PropletId, cancellationToken))
+        var lost = (await tasks.ListRunsOnAsync(report.PropletId, cancellationToken))
             .Where(t => Lacks(report, t))
             .Select(t => t.Id.Value)
             .ToList();
@@ -105,7 +107,7 @@ public sealed partial class HeldTasksReconciler(WolverinePlacement placement, IT
         var redispatched = new List<Guid>();
         foreach (var stream in await WolverineStreams.FetchForWritingAsync<TaskState>(session, lost, cancellationToken))
         {
-            if (stream.Aggregate is not { Status: TaskStatus.Running } state || !Lacks(report, state))
+            if (stream.Aggregate is not { RunGoesOn: true } state || !Lacks(report, state))
             {
                 continue; // moved on since the view was read (ended, re-dispatched, dispatched again just now)
             }

@@ -398,7 +398,8 @@ public sealed partial class WolverineScheduling(
         EnsureSweepAsync(session, outgoing, waiting: true, cancellationToken);
 
     /// <summary>
-    /// Re-dispatches every task running on <paramref name="propletId"/> (TaskRedispatchRequested, or TaskFailed past
+    /// Re-dispatches every task whose run goes on on <paramref name="propletId"/> (running, or a serving daemon or proxy:
+    /// TaskRedispatchRequested, or TaskFailed past
     /// <see cref="SchedulerOptions.MaxRedispatches"/>) and cascades their placement; with <paramref name="dispatchedBy"/>
     /// only those dispatched to it by then.
     /// </summary>
@@ -406,7 +407,7 @@ public sealed partial class WolverineScheduling(
     {
         ArgumentNullException.ThrowIfNull(listener);
         ArgumentNullException.ThrowIfNull(outgoing);
-        var running = await tasks.ListRunningOnAsync(propletId, cancellationToken);
+        var running = await tasks.ListRunsOnAsync(propletId, cancellationToken);
         if (running.Count == 0)
         {
             return;
@@ -416,7 +417,7 @@ public sealed partial class WolverineScheduling(
         var redispatched = new List<Guid>();
         foreach (var stream in await WolverineStreams.FetchForWritingAsync<TaskState>(session, running.Select(t => t.Id.Value), cancellationToken))
         {
-            if (stream.Aggregate is not { Status: TaskStatus.Running } state || state.PropletId != propletId || state.StartTime > dispatchedBy)
+            if (stream.Aggregate is not { RunGoesOn: true } state || state.PropletId != propletId || state.StartTime > dispatchedBy)
             {
                 continue;
             }

@@ -367,6 +367,64 @@ public sealed class TaskDeciderTests
             .Then(new TaskCompleted(Id, 1, "\"42\"", At(3))).IsServing.ShouldBeFalse();
     }
 
+    /// <summary>
+    /// A serving run that ends on its own (our proplet's result with "running": false, from its proplet): without an
+    /// error the task stays Completed with what it produced, no longer serving (deleted without a stop); with one it
+    /// fails. Not from another proplet, not another attempt's, and a "started" result again (the run started anew) is
+    /// only recorded.
+    /// </summary>
+    [Fact]
+    public void GivenServing_WhenItsRunEndsOnItsOwn_ThenNoLongerServing_CompletedOrFailed()
+    {
+        var serving = new TaskEvent[] { Created, StartRequested(), Dispatched(), new TaskCompleted(Id, 1, "\"started at port 8080\"", At(3), true) };
+
+        var ended = Given(serving).When(new RecordResult(Id, "\"bye\"", null, At(9), "proplet-1", 1, RunEnded: true))
+            .Then(new TaskServingEnded(Id, 1, "\"bye\"", At(9)));
+        (ended.Status, ended.IsServing, ended.RunGoesOn, ended.Results, ended.FinishTime).ShouldBe((TaskStatus.Completed, false, false, "\"bye\"", At(9)));
+        Given([.. serving, new TaskServingEnded(Id, 1, "\"bye\"", At(9))]).When(new DeleteTask(Id, At(10))).Then(new TaskDeleted(Id, At(10)));
+
+        Given(serving).When(new RecordResult(Id, null, "exit status 3", At(9), "proplet-1", 1, RunEnded: true))
+            .Then(new TaskFailed(Id, 1, "exit status 3", At(9))).Status.ShouldBe(TaskStatus.Failed);
+
+        Given(serving).When(new RecordResult(Id, "\"bye\"", null, At(9), "proplet-2", 1, RunEnded: true))
+            .Then(new TaskResultIgnored(Id, 1, "result for a task that is Completed", At(9))).IsServing.ShouldBeTrue();
+        Given(serving).When(new RecordResult(Id, "\"bye\"", null, At(9), "proplet-1", 0, RunEnded: true))
+            .Then(new TaskResultIgnored(Id, 1, "result of attempt 0; the task is on attempt 1", At(9))).IsServing.ShouldBeTrue();
+        Given(serving).When(new RecordResult(Id, "\"started at port 8080\"", null, At(9), "proplet-1", 1, StillRunning: true))
+            .Then(new TaskResultIgnored(Id, 1, "result for a task that is Completed", At(9))).IsServing.ShouldBeTrue();
+    }
+
+    /// <summary>A daemon whose "started" result was lost and whose end arrives first is completed, not serving.</summary>
+    [Fact]
+    public void GivenARunningDaemon_WhenTheEndOfItsRunArrivesFirst_ThenCompletedNotServing() =>
+        Given(new TaskCreated(Id, Spec with { Daemon = true }, T0), StartRequested(), Dispatched())
+            .When(new RecordResult(Id, "\"\"", null, At(9), "proplet-1", 1, RunEnded: true))
+            .Then(new TaskCompleted(Id, 1, "\"\"", At(9))).IsServing.ShouldBeFalse();
+
+    /// <summary>
+    /// A serving task's run is the proplet's as a running one is: its start is sent again when the proplet does not hold
+    /// it (it restarted), and it is re-dispatched when the proplet goes away. A completed task whose run ended is not.
+    /// </summary>
+    [Fact]
+    public void GivenServing_WhenItsPropletLosesItOrGoesAway_ThenStartedAgainOrReDispatched()
+    {
+        var serving = new TaskEvent[] { Created, StartRequested(), Dispatched(), new TaskCompleted(Id, 1, "\"\"", At(3), true) };
+
+        var resent = Given(serving).When(new ResendStart(Id, "proplet-1", 1, "proplet proplet-1 does not hold it", 3, 2, TimeSpan.FromSeconds(5), At(9)))
+            .Then(new TaskStartResent(Id, 1, "proplet-1", "proplet proplet-1 does not hold it", At(9)));
+        (resent.Status, resent.IsServing, resent.StartResends).ShouldBe((TaskStatus.Completed, true, 1));
+
+        var redispatched = Given(serving).When(new RedispatchTask(Id, "proplet proplet-1 went offline", 2, At(9)))
+            .Then(new TaskRedispatchRequested(Id, 1, "proplet-1", "proplet proplet-1 went offline", 1, At(9)));
+        (redispatched.Status, redispatched.IsServing, redispatched.Redispatches).ShouldBe((TaskStatus.Scheduled, false, 1));
+        Given(serving).When(new RedispatchTask(Id, "gone", 0, At(9))).Then(new TaskFailed(Id, 1, "gone; not re-dispatched (limit 0)", At(9)));
+
+        var completed = new TaskEvent[] { Created, StartRequested(), Dispatched(), new TaskCompleted(Id, 1, "42", At(3)) };
+        Given(completed).When(new ResendStart(Id, "proplet-1", 1, "x", 3, 2, TimeSpan.FromSeconds(5), At(9))).Then();
+        Given(completed).When(new RedispatchTask(Id, "gone", 2, At(9))).Then();
+        Given([.. serving, new TaskServingEnded(Id, 1, "\"\"", At(5))]).When(new RedispatchTask(Id, "gone", 2, At(9))).Then();
+    }
+
     [Fact]
     public void GivenPending_WhenSkipTask_ThenSkipped() =>
         Given(Created).When(new SkipTask(Id, "run_if failure not met", At(2))).Then(new TaskSkipped(Id, "run_if failure not met", At(2)))

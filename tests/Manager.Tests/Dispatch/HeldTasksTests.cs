@@ -198,6 +198,61 @@ public sealed class HeldTasksTests : IAsyncLifetime
         (await ManagerWaits.ForStateAsync(Http, served, 6, _server.Warnings.ToString)).GetProperty("results").GetString().ShouldBe("started at port 8080");
     }
 
+    /// <summary>
+    /// A serving task's run is the proplet's, as a running one is. The proplet restarted and reports without it: its
+    /// start goes out again and the task stays serving. Its run then ends on its own (our proplet's result with
+    /// <c>"running":false</c>): with an error the task fails; without, it stays Completed with what it produced and is no
+    /// longer serving (deleted without a stop: before, it was taken for serving for ever, and the delete was 409). The
+    /// proplet goes offline: a serving task there is re-dispatched.
+    /// </summary>
+    [Fact]
+    public async Task GivenServingTasks_WhenThePropletLosesThemOrTheyEndOrItGoesOffline_ThenTheManagerFollows()
+    {
+        var starts = Channel.CreateUnbounded<JsonElement>();
+        await using var proplet = await ConnectAsync(starts);
+        await ReportAsync(proplet, []);
+        await using (HeartbeatLoop.Start(proplet, Base, _propletId, Ct))
+        {
+            await ManagerWaits.AliveAsync(Http, _propletId);
+            string[] tasks = [await CreateAndStartAsync(), await CreateAndStartAsync(), await CreateAndStartAsync()];
+            foreach (var id in tasks)
+            {
+                await NextAsync(starts);
+                await PublishAsync(proplet, "control/proplet/results", Result(id, "started at port 8080", null, running: true));
+                await ManagerWaits.ForStateAsync(Http, id, 3, _server.Warnings.ToString);
+            }
+
+            await ReportAsync(proplet, []); // it restarted: it holds none of them
+            var resent = new List<string>();
+            for (var i = 0; i < tasks.Length; i++)
+            {
+                var start = await NextAsync(starts);
+                start.GetProperty("attempt").GetInt32().ShouldBe(1);
+                resent.Add(start.GetProperty("id").GetString()!);
+            }
+
+            resent.Order(StringComparer.Ordinal).ShouldBe(tasks.Order(StringComparer.Ordinal));
+            await PublishAsync(proplet, "control/proplet/results", Result(tasks[0], "started at port 8080", null, running: true));
+            await ManagerWaits.UntilAsync(async () => (await TypesAsync(tasks[0])).Contains("task.result_ignored.v1"), "the second start's result recorded", detail: _server.Warnings.ToString);
+            (await Http.DeleteAsync($"/tasks/{tasks[0]}", Ct)).StatusCode.ShouldBe(System.Net.HttpStatusCode.Conflict, "still serving");
+
+            await PublishAsync(proplet, "control/proplet/results", Result(tasks[0], null, "exit status 3", running: false));
+            await PublishAsync(proplet, "control/proplet/results", Result(tasks[1], "bye", null, running: false));
+            (await ManagerWaits.ForStateAsync(Http, tasks[0], 4, _server.Warnings.ToString)).GetProperty("error").GetString().ShouldBe("exit status 3");
+            await ManagerWaits.UntilAsync(async () => (await TypesAsync(tasks[1])).Contains("task.serving_ended.v1"), "the end recorded", detail: _server.Warnings.ToString);
+            (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{tasks[1]}", Ct)).GetProperty("results").GetString().ShouldBe("bye");
+            (await Http.PostAsync($"/tasks/{tasks[1]}/stop", null, Ct)).StatusCode.ShouldBe(System.Net.HttpStatusCode.Conflict, "its run ended");
+            (await Http.DeleteAsync($"/tasks/{tasks[1]}", Ct)).StatusCode.ShouldBe(System.Net.HttpStatusCode.NoContent);
+
+            await PublishAsync(proplet, "control/proplet/alive", JsonSerializer.Serialize(new { proplet_id = _propletId, status = "offline" }));
+            await ManagerWaits.UntilAsync(async () => (await TypesAsync(tasks[2])).Contains("task.redispatch_requested.v1"), "the serving task re-dispatched", detail: _server.Warnings.ToString);
+            (await TypesAsync(tasks[0])).ShouldNotContain("task.redispatch_requested.v1");
+        }
+    }
+
+    private string Result(string id, string? results, string? error, bool running) =>
+        JsonSerializer.Serialize(new { task_id = id, proplet_id = _propletId, results, error, attempt = 1, running });
+
     /// <summary>A simulated proplet with a clean session (its start messages to <paramref name="starts"/>, stops to <see cref="_stops"/> once subscribed).</summary>
     private async Task<BrokerConnection> ConnectAsync(Channel<JsonElement> starts)
     {
