@@ -48,17 +48,19 @@ public sealed class MartenPropletRegistry(IDocumentStore store) : IPropletRegist
             [.. counts.Keys.Where(p => !known.Contains(p)).Select(p => new PropletId(p))]);
     }
 
-    /// <summary>The partial index of the running tasks by proplet (MartenStoreConfiguration).</summary>
+    /// <summary>The partial index of the tasks whose run goes on, by proplet (MartenStoreConfiguration).</summary>
     public const string RunningIndex = "mt_doc_taskstate_idx_running";
 
     /// <summary>
-    /// The running tasks, spelled as the partial index's predicate: literals, not the parameter LINQ makes of the status
-    /// (a generic plan, as the manager's statements have, cannot use a partial index for "status = $1"), and NOT deleted
-    /// (LINQ's "deleted is null or not deleted" does not imply it).
+    /// The tasks whose run goes on on a proplet (running, or completed and serving: a daemon, a served HTTP proxy),
+    /// spelled as the partial index's predicate: literals, not the parameter LINQ makes of the status (a generic plan,
+    /// as the manager's statements have, cannot use a partial index for "status = $1"), and NOT deleted (LINQ's
+    /// "deleted is null or not deleted" does not imply it).
     /// </summary>
-    public static readonly string RunningPredicate = $"d.status = '{nameof(TaskStatus.Running)}' and not d.{MartenTaskQueries.DeletedColumn}";
+    public static readonly string RunningPredicate =
+        $"(d.status = '{nameof(TaskStatus.Running)}' or d.{MartenTaskQueries.RunGoesOnColumn}) and not d.{MartenTaskQueries.DeletedColumn}";
 
-    /// <summary>How many tasks run on each proplet (the fleet's query; tests read its SQL and plan).</summary>
+    /// <summary>How many tasks run on each proplet, serving ones included (the fleet's query; tests read its SQL and plan).</summary>
     public static IQueryable<RunningCount> RunningCounts(IQueryable<TaskState> tasks) =>
         tasks.Where(x => x.MatchesSql(RunningPredicate)).GroupBy(x => x.PropletId).Select(g => new RunningCount(g.Key, g.Count()));
 

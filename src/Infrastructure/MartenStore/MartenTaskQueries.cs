@@ -22,6 +22,9 @@ public sealed class MartenTaskQueries(IDocumentStore store) : ITaskQueries, IWai
 
     public const string DeletedColumn = "deleted";
 
+    /// <summary>The duplicated column of TaskState.RunGoesOn (running, or completed and serving).</summary>
+    public const string RunGoesOnColumn = "run_goes_on";
+
     public const string NameColumn = "name";
 
     public const string WaitingIndex = "mt_doc_taskstate_idx_waiting";
@@ -87,7 +90,7 @@ public sealed class MartenTaskQueries(IDocumentStore store) : ITaskQueries, IWai
     {
         await using var session = store.QuerySession();
         return await session.Query<TaskState>()
-            .Where(x => (x.Status == TaskStatus.Running || (x.Status == TaskStatus.Completed && x.ResultLeftRunning)) && x.PropletId == propletId && !x.Deleted)
+            .Where(x => x.MatchesSql(MartenPropletRegistry.RunningPredicate) && x.PropletId == propletId)
             .OrderBy(x => x.Id)
             .ToListAsync(cancellationToken);
     }

@@ -202,8 +202,9 @@ public sealed class HeldTasksTests : IAsyncLifetime
     /// A serving task's run is the proplet's, as a running one is. The proplet restarted and reports without it: its
     /// start goes out again and the task stays serving. Its run then ends on its own (our proplet's result with
     /// <c>"running":false</c>): with an error the task fails; without, it stays Completed with what it produced and is no
-    /// longer serving (deleted without a stop: before, it was taken for serving for ever, and the delete was 409). The
-    /// proplet goes offline: a serving task there is re-dispatched.
+    /// longer serving (deleted without a stop: before, it was taken for serving for ever, and the delete was 409). Serving
+    /// tasks count in the proplet's task_count (before, only running ones: a proplet with daemons on it could be deleted).
+    /// The proplet goes offline: a serving task there is re-dispatched.
     /// </summary>
     [Fact]
     public async Task GivenServingTasks_WhenThePropletLosesThemOrTheyEndOrItGoesOffline_ThenTheManagerFollows()
@@ -222,6 +223,7 @@ public sealed class HeldTasksTests : IAsyncLifetime
                 await ManagerWaits.ForStateAsync(Http, id, 3, _server.Warnings.ToString);
             }
 
+            (await Http.GetFromJsonAsync<JsonElement>($"/proplets/{_propletId}", Ct)).GetProperty("task_count").GetInt32().ShouldBe(3, "serving tasks are the proplet's");
             await ReportAsync(proplet, []); // it restarted: it holds none of them
             var resent = new List<string>();
             for (var i = 0; i < tasks.Length; i++)
@@ -243,6 +245,8 @@ public sealed class HeldTasksTests : IAsyncLifetime
             (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{tasks[1]}", Ct)).GetProperty("results").GetString().ShouldBe("bye");
             (await Http.PostAsync($"/tasks/{tasks[1]}/stop", null, Ct)).StatusCode.ShouldBe(System.Net.HttpStatusCode.Conflict, "its run ended");
             (await Http.DeleteAsync($"/tasks/{tasks[1]}", Ct)).StatusCode.ShouldBe(System.Net.HttpStatusCode.NoContent);
+            (await Http.GetFromJsonAsync<JsonElement>($"/proplets/{_propletId}", Ct)).GetProperty("task_count").GetInt32().ShouldBe(1);
+            (await Http.DeleteAsync($"/proplets/{_propletId}", Ct)).StatusCode.ShouldBe(System.Net.HttpStatusCode.Conflict, "a daemon serves there");
 
             await PublishAsync(proplet, "control/proplet/alive", JsonSerializer.Serialize(new { proplet_id = _propletId, status = "offline" }));
             await ManagerWaits.UntilAsync(async () => (await TypesAsync(tasks[2])).Contains("task.redispatch_requested.v1"), "the serving task re-dispatched", detail: _server.Warnings.ToString);
