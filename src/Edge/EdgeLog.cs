@@ -97,6 +97,9 @@ internal static partial class EdgeLog
     [LoggerMessage(EventId = 8041, Level = LogLevel.Information, Message = "Latent task {TaskId} precompiled; it runs on invoke")]
     public static partial void LatentDeployed(ILogger logger, string taskId);
 
+    [LoggerMessage(EventId = 8076, Level = LogLevel.Warning, Message = "Task {TaskId}: the external runtime serving it took no connection on port {Port} within {Seconds} s; reported started anyway")]
+    public static partial void ProxyNotListening(ILogger logger, string taskId, int port, double seconds);
+
     [LoggerMessage(EventId = 8075, Level = LogLevel.Information, Message = "Task {TaskId}, a daemon or a served HTTP proxy, ended on its own ({Outcome}): its end is published")]
     public static partial void ServingRunEnded(ILogger logger, string taskId, string outcome);
 

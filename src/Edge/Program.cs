@@ -7,9 +7,16 @@ using Propeller.Edge.Execution;
 
 // propeller-proplet                               the proplet: PROPLET_* settings (docs/edge.md), runs until Ctrl-C
 // propeller-proplet run [OPTIONS] FILE.wasm ARGS  runs a module locally on Wasmtime, without MQTT (like `wasmtime run`)
+// propeller-proplet serve [OPTIONS] FILE.wasm     serves an HTTP proxy component locally (like `wasmtime serve`)
 if (args.Length > 0 && args[0] == "run")
 {
     return RunCommand.Run("propeller-proplet run", args[1..], Console.Out, Console.Error, inheritStdio: true);
+}
+
+if (args.Length > 0 && args[0] == "serve")
+{
+    using var loggers = LoggerFactory.Create(logging => logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning));
+    return await ServeCommand.RunAsync("propeller-proplet serve", args[1..], Console.Error, loggers);
 }
 
 if (args.Length > 0)
@@ -17,6 +24,7 @@ if (args.Length > 0)
     Console.Error.WriteLine($"propeller-proplet: unknown command '{args[0]}'");
     Console.Error.WriteLine($"usage: propeller-proplet                (settings from PROPLET_* variables or config.toml)");
     Console.Error.WriteLine($"       propeller-proplet run {RunCommand.OptionsUsage}");
+    Console.Error.WriteLine($"       propeller-proplet serve {ServeCommand.OptionsUsage}");
     return 2;
 }
 

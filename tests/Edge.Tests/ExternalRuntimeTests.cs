@@ -48,6 +48,60 @@ public sealed class ExternalRuntimeTests : IDisposable
         ExternalRuntime.Arguments(Request("add", [], [], []), "/f.wasm", component: true, "me").ShouldBe(["run", "--invoke", "add()", "--env", "PROPLET_ID=me", "/f.wasm"]);
     }
 
+    /// <summary>An HTTP proxy component is served as the original's host runtime serves one (spec §6): <c>serve</c>,
+    /// <c>-Shttp</c> and <c>--addr 0.0.0.0:PORT</c> unless given, the cli_args (a <c>--port N</c>, which wasmtime serve
+    /// refuses, is the port), the env, the file.</summary>
+    [Fact]
+    public void GivenAProxyComponent_WhenTheServeCommandLineIsBuilt_ThenItHasTheOriginalsShape()
+    {
+        ExternalRuntime.ServeArguments(Request("proxy", [], ["--dir", "/tmp"], new Dictionary<string, string> { ["K"] = "V" }), "/f.wasm", 8222, "me")
+            .ShouldBe(["serve", "-Shttp", "--addr", "0.0.0.0:8222", "--dir", "/tmp", "--env", "K=V", "--env", "PROPLET_ID=me", "/f.wasm"]);
+        ExternalRuntime.ServeArguments(Request("proxy", [], ["-Shttp", "--addr", "127.0.0.1:9000", "--timeout", "5"], []), "/f.wasm", 9000, "me")
+            .ShouldBe(["serve", "-Shttp", "--addr", "127.0.0.1:9000", "--env", "PROPLET_ID=me", "/f.wasm"]);
+        ExternalRuntime.ServeArguments(Request("proxy", [], ["--port", "9001", "--port=9002", "-Scli"], []), "/f.wasm", 9001, "me")
+            .ShouldBe(["serve", "-Shttp", "--addr", "0.0.0.0:9001", "-Scli", "--env", "PROPLET_ID=me", "/f.wasm"]);
+    }
+
+    /// <summary>
+    /// A proxy component's runtime is reported started ("started at port N") once its port takes connections, and serves
+    /// until stopped (before, an external runtime ran it like any component, under the task's time limit). One that exits
+    /// before it listens is the task's outcome, never reported started.
+    /// </summary>
+    [Fact]
+    public async Task GivenAProxyComponent_WhenServedByTheRuntime_ThenStartedOnceListeningAndStoppedByTheStop()
+    {
+        var proxy = Propeller.Tests.Shared.Components.Proxy;
+        var port = FreePort();
+        var serve = "for a; do case \"$a\" in *:[0-9]*) port=${a##*:};; esac; done; sleep 0.5; exec python3 -m http.server --bind 127.0.0.1 \"$port\"";
+        using var task = new RunningTask(Request("proxy", [], ["--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture)], []));
+        var runtime = Runtime(serve);
+        runtime.ServesHttpProxy(proxy).ShouldBeTrue();
+        runtime.ServesHttpProxy(Modules.Addition).ShouldBeFalse();
+        var running = runtime.RunAsync(task, proxy, TestContext.Current.CancellationToken);
+
+        (await task.Started.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken)).ShouldBe($"started at port {port}");
+        using (var http = new HttpClient())
+        {
+            (await http.GetAsync(new Uri($"http://127.0.0.1:{port}/"), TestContext.Current.CancellationToken)).IsSuccessStatusCode.ShouldBeTrue();
+        }
+
+        running.IsCompleted.ShouldBeFalse();
+        task.Abort(StopReason.Stopped);
+        (await running.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken)).Error.ShouldBe($"Task {task.Id} was stopped before completion");
+
+        using var failing = new RunningTask(Request("proxy", [], [], []));
+        var failed = await Runtime("echo 'error: cannot serve' >&2; exit 3").RunAsync(failing, proxy, TestContext.Current.CancellationToken);
+        failed.Error.ShouldNotBeNull().ShouldContain("cannot serve");
+        failing.Started.IsCompleted.ShouldBeFalse();
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
     [Fact]
     public void GivenBinaryHeaders_WhenClassified_ThenComponentsAreThoseWithAComponentsVersionAndLayer()
     {

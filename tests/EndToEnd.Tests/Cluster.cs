@@ -292,7 +292,8 @@ internal sealed class Cluster : IAsyncDisposable
         return File.Exists(path) ? path : throw new FileNotFoundException($"{path} is not built (dotnet build -c {configuration})", path);
     }
 
-    private static int FreePort()
+    /// <summary>A port nothing listens on now.</summary>
+    internal static int FreePort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();

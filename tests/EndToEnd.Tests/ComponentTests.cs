@@ -31,45 +31,8 @@ public sealed class ComponentTests(SharedCluster shared)
     /// a completed task, and the component was served until its proplet ended).
     /// </summary>
     [Fact]
-    public async Task GivenAServedHttpProxyComponent_WhenTheTaskIsStopped_ThenItsPortCloses()
-    {
-        var ct = TestContext.Current.CancellationToken;
-        var port = FreePort();
-        var id = await Cluster.CreateTaskAsync(
-            new { name = "proxy", file = Convert.ToBase64String(Components.Proxy), cli_args = new[] { "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture) } }, ct);
-        await Cluster.StartTaskAsync(id, ct);
-        var task = await Cluster.WaitForTaskAsync(id, t => t.GetProperty("state").GetInt32() is Completed or Failed, ct);
-        task.GetProperty("results").GetString().ShouldBe($"started at port {port}", task.GetRawText());
-        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
-        (await http.GetStringAsync(new Uri($"http://127.0.0.1:{port}/"), ct)).ShouldBe("hello, world");
-
-        using var stop = await Cluster.Http.PostAsync($"/tasks/{id}/stop", null, ct);
-        stop.IsSuccessStatusCode.ShouldBeTrue(await stop.Content.ReadAsStringAsync(ct));
-        await Cluster.WaitForTaskAsync(id, t => t.GetProperty("state").GetInt32() == 6, ct);
-        await Cluster.WaitUntilAsync(
-            "the port to close",
-            async () =>
-            {
-                try
-                {
-                    await http.GetAsync(new Uri($"http://127.0.0.1:{port}/"), ct);
-                    return false;
-                }
-                catch (HttpRequestException)
-                {
-                    return true;
-                }
-            },
-            TimeSpan.FromSeconds(30),
-            ct);
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
+    public Task GivenAServedHttpProxyComponent_WhenTheTaskIsStopped_ThenItsPortCloses() =>
+        ServedProxies.ServeUntilStoppedAsync(Cluster, Cluster.FreePort(), TestContext.Current.CancellationToken);
 
     [Fact]
     public async Task GivenALatentComponentTask_WhenInvoked_ThenTheResultComesBackAndTheInvocationIsInTheHistory()

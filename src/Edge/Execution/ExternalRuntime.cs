@@ -1,7 +1,9 @@
 using System.Diagnostics;
+using System.Globalization;
 using Microsoft.Extensions.Logging;
 using Propeller.Edge.Configuration;
 using Propeller.Edge.Tasks;
+using Propeller.WasmHost.Components;
 
 namespace Propeller.Edge.Execution;
 
@@ -9,7 +11,8 @@ namespace Propeller.Edge.Execution;
 /// PROPLET_EXTERNAL_WASM_RUNTIME (spec §6): runs the binary in a child process with the original's argument shape,
 /// <c>run [--invoke NAME] CLI_ARGS... [--env K=V]... FILE INPUTS...</c> (wasmtime's, and `propeller-proplet run`'s),
 /// without the limit flags of <see cref="TaskLimits"/>, and with PROPLET_ID in the env. Output is read while the child
-/// runs and bounded; the task timeout and a stop kill the process tree.
+/// runs and bounded; the task timeout and a stop kill the process tree. An HTTP proxy component is served instead
+/// (<c>serve -Shttp --addr 0.0.0.0:PORT …</c>, <see cref="ServeArguments"/>), as the original's host runtime does.
 /// </summary>
 public sealed class ExternalRuntime(string executable, PropletSettings settings, ILogger<ExternalRuntime> logger) : IWasmRuntime
 {
@@ -20,8 +23,16 @@ public sealed class ExternalRuntime(string executable, PropletSettings settings,
 
     public string Executable => executable;
 
-    /// <summary>An external runtime runs every binary as a process under the task's time limit.</summary>
-    public bool ServesHttpProxy(byte[] binary) => false;
+    /// <summary>How long a served proxy's child is given to listen before it is reported started anyway (as the original
+    /// reports it at once).</summary>
+    internal static TimeSpan ListenWait { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// An HTTP proxy component (spec §6) is served by the runtime (<c>serve</c>, <see cref="ServeArguments"/>): "started at
+    /// port N" once it listens, then it runs until stopped, outside the task's time limit. No PROPLET_HTTP_ENABLED check,
+    /// as the original's host runtime.
+    /// </summary>
+    public bool ServesHttpProxy(byte[] binary) => WasmBinary.IsHttpProxy(binary);
 
     /// <summary>The original's host runtime has no latent tasks either (spec §2.10).</summary>
     public LatentPreparation Prepare(RunningTask task, byte[] binary) => LatentPreparation.Failed("latent tasks are not supported by this runtime");
@@ -92,10 +103,125 @@ public sealed class ExternalRuntime(string executable, PropletSettings settings,
         return args;
     }
 
+    /// <summary>
+    /// The child's arguments for an HTTP proxy component written to <paramref name="file"/> (spec §6): <c>serve</c>,
+    /// <c>-Shttp</c> unless cli_args has it, <c>--addr 0.0.0.0:PORT</c> unless cli_args has an <c>--addr</c>, the cli_args
+    /// (without the limit flags, and with a <c>--port N</c>, which the in-process runtime reads and <c>wasmtime serve</c>
+    /// refuses, turned into that <c>--addr</c>), <c>--env K=V</c> for each variable, the file.
+    /// </summary>
+    public static List<string> ServeArguments(StartRequest request, string file, int port, string propletId)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var cli = new List<string>();
+        var given = TaskLimits.Without(request.CliArgs);
+        for (var i = 0; i < given.Count; i++)
+        {
+            if (given[i] == "--port")
+            {
+                i++;
+            }
+            else if (!given[i].StartsWith("--port=", StringComparison.Ordinal))
+            {
+                cli.Add(given[i]);
+            }
+        }
+
+        var args = new List<string> { "serve" };
+        if (!cli.Contains("-Shttp"))
+        {
+            args.Add("-Shttp");
+        }
+
+        if (!cli.Any(a => a == "--addr" || a.StartsWith("--addr=", StringComparison.Ordinal)))
+        {
+            args.Add("--addr");
+            args.Add($"0.0.0.0:{port.ToString(CultureInfo.InvariantCulture)}");
+        }
+
+        args.AddRange(cli);
+        foreach (var (key, value) in TaskEnvironment(request, propletId))
+        {
+            args.Add("--env");
+            args.Add($"{key}={value}");
+        }
+
+        args.Add(file);
+        return args;
+    }
+
+    /// <summary>The port a served proxy gets: its cli_args' (<c>--port</c>, <c>--addr</c>), else the first free one of
+    /// PROPLET_HTTP_PROXY_PORT and the 99 after it (probed, and released for the child to take).</summary>
+    private (int Port, string? Error) ProxyPort(StartRequest request)
+    {
+        var (requested, error) = HttpProxyServer.RequestedPort(request.CliArgs);
+        if (error is not null || requested is { })
+        {
+            return (requested ?? 0, error);
+        }
+
+        var last = Math.Min(settings.HttpProxyPort + HttpProxyServer.RangeSize - 1, 65_535);
+        for (var candidate = settings.HttpProxyPort; candidate <= last; candidate++)
+        {
+            if (HttpProxyServer.Free(candidate))
+            {
+                return (candidate, null);
+            }
+        }
+
+        return (0, $"No available port found in range {settings.HttpProxyPort}-{last}");
+    }
+
+    /// <summary>
+    /// Reports a served proxy started ("started at port N") once its port takes a connection: at once, as the original
+    /// does, would send clients to a port the runtime is still compiling for. Not when the child exits first (its exit is
+    /// the task's outcome) or the task ends; after <see cref="ListenWait"/> without either, it is reported anyway.
+    /// </summary>
+    private async Task ReportListeningAsync(RunningTask task, Process process, int port)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (!task.Aborted.IsCancellationRequested && !process.HasExited)
+        {
+            if (deadline.Elapsed >= ListenWait)
+            {
+                EdgeLog.ProxyNotListening(logger, task.Id, port, ListenWait.TotalSeconds);
+                break;
+            }
+
+            using var client = new System.Net.Sockets.TcpClient();
+            using var attempt = CancellationTokenSource.CreateLinkedTokenSource(task.Aborted);
+            attempt.CancelAfter(TimeSpan.FromSeconds(1));
+            try
+            {
+                await client.ConnectAsync(System.Net.IPAddress.Loopback, port, attempt.Token);
+                break;
+            }
+            catch (Exception ex) when (ex is System.Net.Sockets.SocketException or OperationCanceledException)
+            {
+                await Task.Delay(50, CancellationToken.None);
+            }
+        }
+
+        if (!task.Aborted.IsCancellationRequested && !process.HasExited)
+        {
+            EdgeLog.HttpProxyStarted(logger, task.Id, port);
+            task.ReportStarted($"started at port {port.ToString(CultureInfo.InvariantCulture)}");
+        }
+    }
+
     public async Task<TaskOutcome> RunAsync(RunningTask task, byte[] binary, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(task);
         ArgumentNullException.ThrowIfNull(binary);
+        var proxy = ServesHttpProxy(binary);
+        var port = 0;
+        if (proxy)
+        {
+            (port, var portError) = ProxyPort(task.Request);
+            if (portError is not null)
+            {
+                return TaskOutcome.Failure(portError);
+            }
+        }
         // A directory of its own (mode 0700): task ids that differ only in characters SafeName replaces do not share a
         // file, and no other user can put a file or a link where the binary is written.
         var directory = Directory.CreateTempSubdirectory("proplet_");
@@ -110,7 +236,7 @@ public sealed class ExternalRuntime(string executable, PropletSettings settings,
                 RedirectStandardError = true,
                 UseShellExecute = false,
             };
-            foreach (var arg in Arguments(task.Request, file, IsComponent(binary), settings.EntityId))
+            foreach (var arg in proxy ? ServeArguments(task.Request, file, port, settings.EntityId) : Arguments(task.Request, file, IsComponent(binary), settings.EntityId))
             {
                 info.ArgumentList.Add(arg);
             }
@@ -147,6 +273,7 @@ public sealed class ExternalRuntime(string executable, PropletSettings settings,
                 }
             });
             task.Attach(process);
+            var listening = proxy ? ReportListeningAsync(task, process, port) : Task.CompletedTask;
             try
             {
                 await process.WaitForExitAsync(CancellationToken.None);
@@ -164,6 +291,7 @@ public sealed class ExternalRuntime(string executable, PropletSettings settings,
             finally
             {
                 task.Attach((Process?)null);
+                await listening;
             }
 
             if (Volatile.Read(ref endedRunning) == 1 && InProcessRuntime.Stopped(task) is { } stopped)

@@ -9,7 +9,8 @@ using Microsoft.Extensions.Logging;
 namespace Propeller.Edge.Execution;
 
 /// <summary>
-/// The listener of one served HTTP proxy component (spec §2.11): Kestrel on 0.0.0.0 and the port from the task's cli_args,
+/// The listener of one served HTTP proxy component (spec §2.11): Kestrel on 0.0.0.0 (another address for `serve --addr`)
+/// and the port from the task's cli_args,
 /// else the first free one of PROPLET_HTTP_PROXY_PORT and the 99 after it. Disposing it stops Kestrel and frees the port.
 /// </summary>
 internal sealed class HttpProxyServer : IAsyncDisposable
@@ -61,13 +62,14 @@ internal sealed class HttpProxyServer : IAsyncDisposable
 
     /// <summary>Listens on <paramref name="port"/>, or on the first free port of the range from <paramref name="rangeStart"/>.</summary>
     public static async Task<(HttpProxyServer? Server, string? Error)> StartAsync(
-        int? port, int rangeStart, RequestDelegate handler, CancellationToken cancellationToken)
+        int? port, int rangeStart, RequestDelegate handler, CancellationToken cancellationToken, IPAddress? address = null)
     {
+        address ??= IPAddress.Any;
         if (port is { } fixedPort)
         {
             try
             {
-                return (await ListenAsync(fixedPort, handler, cancellationToken), null);
+                return (await ListenAsync(address, fixedPort, handler, cancellationToken), null);
             }
             catch (IOException ex)
             {
@@ -85,7 +87,7 @@ internal sealed class HttpProxyServer : IAsyncDisposable
 
             try
             {
-                return (await ListenAsync(candidate, handler, cancellationToken), null);
+                return (await ListenAsync(address, candidate, handler, cancellationToken), null);
             }
             catch (IOException)
             {
@@ -108,14 +110,14 @@ internal sealed class HttpProxyServer : IAsyncDisposable
         }
     }
 
-    private static async Task<HttpProxyServer> ListenAsync(int port, RequestDelegate handler, CancellationToken cancellationToken)
+    private static async Task<HttpProxyServer> ListenAsync(IPAddress address, int port, RequestDelegate handler, CancellationToken cancellationToken)
     {
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
         builder.Logging.ClearProviders();
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;
-            kestrel.ListenAnyIP(port);
+            kestrel.Listen(address, port);
         });
         var app = builder.Build();
         app.Run(handler);

@@ -32,6 +32,9 @@ public sealed partial class InProcessRuntime
     /// </summary>
     internal (int Running, int Queued) HttpProxyBound { get; init; } = (Math.Max(1, System.Environment.ProcessorCount / 2), 64);
 
+    /// <summary>The address served proxies listen on: all of the host's, as the original's (spec §2.11); `serve --addr` names one.</summary>
+    internal System.Net.IPAddress ProxyAddress { get; init; } = System.Net.IPAddress.Any;
+
     public bool ServesHttpProxy(byte[] binary) => _settings.HttpEnabled && WasmBinary.IsComponent(binary) && WasmBinary.IsHttpProxy(binary);
 
     private async Task<TaskOutcome> ServeHttpProxyAsync(RunningTask task, byte[] binary)
@@ -52,7 +55,7 @@ public sealed partial class InProcessRuntime
         using var gate = new ProxyGate(HttpProxyBound.Running, HttpProxyBound.Queued);
         using (proxy)
         {
-            var (server, bindError) = await HttpProxyServer.StartAsync(port, _settings.HttpProxyPort, context => HandleAsync(task, proxy, gate, context), task.Aborted);
+            var (server, bindError) = await HttpProxyServer.StartAsync(port, _settings.HttpProxyPort, context => HandleAsync(task, proxy, gate, context), task.Aborted, ProxyAddress);
             if (server is null)
             {
                 return TaskOutcome.Failure(bindError!);
