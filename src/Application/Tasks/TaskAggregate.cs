@@ -37,6 +37,7 @@ public static class TaskAggregate
             .Register<TaskDeleted>("task.deleted.v1")
             .Register<TaskInvoked>("task.invoked.v1")
             .Register<TaskStartResent>("task.start_resent.v1")
-            .Register<TaskServingEnded>("task.serving_ended.v1");
+            .Register<TaskServingEnded>("task.serving_ended.v1")
+            .Register<TaskServingResumed>("task.serving_resumed.v1");
     }
 }

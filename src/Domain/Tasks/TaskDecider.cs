@@ -59,6 +59,8 @@ public static class TaskDecider
             !string.IsNullOrEmpty(c.Error)
                 ? Decision<TaskEvent>.Accept(new TaskFailed(c.TaskId, state.Attempt, c.Error, c.At))
                 : Decision<TaskEvent>.Accept(new TaskServingEnded(c.TaskId, state.Attempt, c.Results, c.At)),
+        (RecordResult c, { IsServing: true, StartResends: > 0 }) when c.StillRunning && c.PropletId is { Length: > 0 } from && from == state.PropletId =>
+            Decision<TaskEvent>.Accept(new TaskServingResumed(c.TaskId, state.Attempt, from, c.At)),
         (RecordResult c, _) =>
             Decision<TaskEvent>.Accept(new TaskResultIgnored(c.TaskId, state.Attempt, $"result for a task that is {state.Status}", c.At)),
 
@@ -151,6 +153,7 @@ public static class TaskDecider
         TaskSkipped e => state with { Status = TaskStatus.Skipped, UpdatedAt = e.SkippedAt },
         TaskResultIgnored => state,
         TaskStartResent e => state with { StartResends = state.StartResends + 1, StartResentAt = e.ResentAt },
+        TaskServingResumed => state with { StartResends = 0, StartResentAt = null },
         TaskInvoked => state,
         // A deleted task is gone for every command: its module (the bulk of its view, kept for ever) is dropped from the
         // state; its events still hold it.

@@ -47,6 +47,13 @@ public abstract record TaskEvent
     /// </summary>
     public sealed record TaskServingEnded(TaskId TaskId, int Attempt, string? Results, DateTimeOffset EndedAt) : TaskEvent;
 
+    /// <summary>
+    /// A serving task's proplet, sent its start again (TaskStartResent: it restarted and lost the run), started the run
+    /// anew: its "started" result came back. The sends so far are forgiven (TaskState.StartResends back to 0), so a
+    /// daemon whose proplet restarts now and then is not re-dispatched as if that proplet never took its start.
+    /// </summary>
+    public sealed record TaskServingResumed(TaskId TaskId, int Attempt, string PropletId, DateTimeOffset ResumedAt) : TaskEvent;
+
     public sealed record TaskFailed(TaskId TaskId, int Attempt, string Error, DateTimeOffset FailedAt) : TaskEvent;
 
     public sealed record TaskStopped(TaskId TaskId, int Attempt, string Reason, DateTimeOffset StoppedAt) : TaskEvent;

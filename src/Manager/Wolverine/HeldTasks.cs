@@ -42,7 +42,8 @@ public static class ReconcileHeldTasksHandler
 /// stream, and the same start message, in one transaction); after <see cref="MaxResends"/> of them for one dispatch it is
 /// re-dispatched instead (<c>task.redispatch_requested.v1</c>, or failed at the limit). So is a completed task whose
 /// run goes on there (a daemon, a served HTTP proxy: TaskState.IsServing) when the proplet lost it (it restarted): the
-/// start makes it run again, and its "started" result is recorded as ignored (the task is still serving). Our proplet never runs one run twice: a start of a run that
+/// start makes it run again, and its "started" result is recorded (<c>task.serving_resumed.v1</c>: the sends are
+/// forgiven, so a daemon whose proplet restarts now and then is not re-dispatched for it). Our proplet never runs one run twice: a start of a run that
 /// is running or finished there is dropped (attempt and dispatch, <c>StartMessage.Dispatch</c>), so a start that was in
 /// flight when the report was taken costs nothing but the message;</item>
 /// <item>a held task the manager has stopped, failed or deleted at that attempt, or moved on from to a later attempt, gets

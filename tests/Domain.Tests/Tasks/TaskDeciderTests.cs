@@ -419,6 +419,15 @@ public sealed class TaskDeciderTests
         (redispatched.Status, redispatched.IsServing, redispatched.Redispatches).ShouldBe((TaskStatus.Scheduled, false, 1));
         Given(serving).When(new RedispatchTask(Id, "gone", 0, At(9))).Then(new TaskFailed(Id, 1, "gone; not re-dispatched (limit 0)", At(9)));
 
+        // Its proplet started it anew ("started" again): the sends are forgiven, as many restarts as it takes.
+        var resumed = Given([.. serving, new TaskStartResent(Id, 1, "proplet-1", "x", At(9))])
+            .When(new RecordResult(Id, "\"\"", null, At(10), "proplet-1", 1, StillRunning: true))
+            .Then(new TaskServingResumed(Id, 1, "proplet-1", At(10)));
+        (resumed.IsServing, resumed.StartResends, resumed.StartResentAt).ShouldBe((true, 0, null));
+        Given([.. serving, new TaskStartResent(Id, 1, "proplet-1", "x", At(9))])
+            .When(new RecordResult(Id, "\"\"", null, At(10), "proplet-2", 1, StillRunning: true))
+            .Then(new TaskResultIgnored(Id, 1, "result for a task that is Completed", At(10)));
+
         var completed = new TaskEvent[] { Created, StartRequested(), Dispatched(), new TaskCompleted(Id, 1, "42", At(3)) };
         Given(completed).When(new ResendStart(Id, "proplet-1", 1, "x", 3, 2, TimeSpan.FromSeconds(5), At(9))).Then();
         Given(completed).When(new RedispatchTask(Id, "gone", 2, At(9))).Then();

@@ -200,7 +200,7 @@ public sealed class HeldTasksTests : IAsyncLifetime
 
     /// <summary>
     /// A serving task's run is the proplet's, as a running one is. The proplet restarted and reports without it: its
-    /// start goes out again and the task stays serving. Its run then ends on its own (our proplet's result with
+    /// start goes out again and the task stays serving; the run's "started" again is recorded (task.serving_resumed.v1). Its run then ends on its own (our proplet's result with
     /// <c>"running":false</c>): with an error the task fails; without, it stays Completed with what it produced and is no
     /// longer serving (deleted without a stop: before, it was taken for serving for ever, and the delete was 409). Serving
     /// tasks count in the proplet's task_count (before, only running ones: a proplet with daemons on it could be deleted).
@@ -235,7 +235,7 @@ public sealed class HeldTasksTests : IAsyncLifetime
 
             resent.Order(StringComparer.Ordinal).ShouldBe(tasks.Order(StringComparer.Ordinal));
             await PublishAsync(proplet, "control/proplet/results", Result(tasks[0], "started at port 8080", null, running: true));
-            await ManagerWaits.UntilAsync(async () => (await TypesAsync(tasks[0])).Contains("task.result_ignored.v1"), "the second start's result recorded", detail: _server.Warnings.ToString);
+            await ManagerWaits.UntilAsync(async () => (await TypesAsync(tasks[0])).Contains("task.serving_resumed.v1"), "the run started anew recorded", detail: _server.Warnings.ToString);
             (await Http.DeleteAsync($"/tasks/{tasks[0]}", Ct)).StatusCode.ShouldBe(System.Net.HttpStatusCode.Conflict, "still serving");
 
             await PublishAsync(proplet, "control/proplet/results", Result(tasks[0], null, "exit status 3", running: false));
