@@ -73,7 +73,7 @@ public sealed class ExternalRuntimeTests : IDisposable
         var proxy = Propeller.Tests.Shared.Components.Proxy;
         var port = FreePort();
         var serve = "for a; do case \"$a\" in *:[0-9]*) port=${a##*:};; esac; done; sleep 0.5; exec python3 -m http.server --bind 127.0.0.1 \"$port\"";
-        using var task = new RunningTask(Request("proxy", [], ["--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture)], []));
+        using var task = new RunningTask(Request("proxy", [], [$"--addr=127.0.0.1:{port}"], []));
         var runtime = Runtime(serve);
         runtime.ServesHttpProxy(proxy).ShouldBeTrue();
         runtime.ServesHttpProxy(Modules.Addition).ShouldBeFalse();
