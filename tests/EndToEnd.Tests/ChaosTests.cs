@@ -177,6 +177,17 @@ public sealed class ChaosTests
                 await Task.Delay(random.Next(0, 3000), Ct);
                 await cluster.StartPropletAsync(links.Environment(victim), Ct, victim);
             }),
+            ("stop proplet", 4, async random =>
+            {
+                var victim = proplets[random.Next(proplets.Count)];
+                foreach (var process in cluster.Processes.Where(p => p.Name == "proplet-" + victim[..8] && !p.HasExited))
+                {
+                    await process.TerminateAsync(TimeSpan.FromSeconds(20), Ct);
+                }
+
+                await Task.Delay(random.Next(0, 3000), Ct);
+                await cluster.StartPropletAsync(links.Environment(victim), Ct, victim);
+            }),
             ("partition proplet", 5, async random =>
             {
                 var link = links[proplets[random.Next(proplets.Count)]];

@@ -65,6 +65,31 @@ internal sealed class ChildProcess : IDisposable
         }
     }
 
+    /// <summary>SIGTERM, as a service manager stops it: the host shuts down on its own (a proplet ends its tasks, says
+    /// "offline" and disconnects); SIGKILL when it has not exited within <paramref name="grace"/>.</summary>
+    public async Task TerminateAsync(TimeSpan grace, CancellationToken cancellationToken)
+    {
+        Killed = true;
+        try
+        {
+            using (var term = Process.Start("kill", ["-TERM", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+            {
+                await term.WaitForExitAsync(cancellationToken);
+            }
+
+            await _process.WaitForExitAsync(cancellationToken).WaitAsync(grace, cancellationToken);
+        }
+        catch (TimeoutException)
+        {
+            Append($"(test: no exit {grace.TotalSeconds} s after SIGTERM; killed)");
+            Kill();
+        }
+        catch (InvalidOperationException)
+        {
+            // already gone
+        }
+    }
+
     public void Dispose()
     {
         if (!_process.HasExited)
