@@ -212,6 +212,30 @@ public sealed class PropletPluginTests : IDisposable
         plugins.Any.ShouldBeFalse();
     }
 
+    /// <summary>A daemon's on_task_complete comes with its "started" result, as the original's (its start_app returns at
+    /// once): before, a daemon's never came.</summary>
+    [Fact]
+    public async Task ADaemon_NotifiesItsCompletionWhenItStarts()
+    {
+        await File.WriteAllBytesAsync(Path.Combine(_dir.FullName, "10-core.wasm"), Wat.ToWasm("""
+            (module
+              (memory (export "memory") 2)
+              (func (export "plugin_alloc") (param i32) (result i32) (i32.const 65536))
+              (func (export "plugin_free") (param i32 i32))
+              (func (export "on_task_complete") (param i32 i32) (result i64) unreachable))
+            """), TestContext.Current.CancellationToken);
+        var logger = new Lines();
+        using var plugins = PropletPluginChain.Load(_dir.FullName, logger);
+
+        await using var proplet = new Proplet(plugins);
+        proplet.Runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(new { id = "d1", name = "main", file = Convert.ToBase64String(Modules.Spin), daemon = true }));
+        (await proplet.Published.NextAsync(Topics.Results, TestContext.Current.CancellationToken)).GetProperty("running").GetBoolean().ShouldBeTrue();
+        (await plugins.DrainAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken)).ShouldBeTrue();
+
+        logger.Entries.ShouldContain(line => line.Contains("on_task_complete failed", StringComparison.Ordinal), string.Join("\n", logger.Entries));
+        proplet.Runner.HandleStop("""{"id":"d1"}"""u8.ToArray());
+    }
+
     /// <summary>The drain waits for a component's notification still running (its native objects are disposed after);
     /// a notification after the drain is dropped and logged.</summary>
     [Fact]

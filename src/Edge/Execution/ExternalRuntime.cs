@@ -25,7 +25,7 @@ public sealed class ExternalRuntime(string executable, PropletSettings settings,
 
     /// <summary>How long a served proxy's child is given to listen before it is reported started anyway (as the original
     /// reports it at once).</summary>
-    internal static TimeSpan ListenWait { get; set; } = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan ListenWait = TimeSpan.FromSeconds(30);
 
     /// <summary>
     /// An HTTP proxy component (spec §6) is served by the runtime (<c>serve</c>, <see cref="ServeArguments"/>): "started at
@@ -195,7 +195,7 @@ public sealed class ExternalRuntime(string executable, PropletSettings settings,
                 await client.ConnectAsync(ListenAddress(task.Request.CliArgs), port, attempt.Token);
                 break;
             }
-            catch (Exception ex) when (ex is System.Net.Sockets.SocketException or OperationCanceledException)
+            catch (Exception e) when (e is System.Net.Sockets.SocketException or OperationCanceledException)
             {
                 await Task.Delay(50, CancellationToken.None);
             }

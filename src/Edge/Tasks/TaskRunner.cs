@@ -837,6 +837,7 @@ public sealed class TaskRunner : IAsyncDisposable
                 // The original reports a daemon as done at once (spec §2.9); the workload keeps running. Started first and
                 // reported after: the publish waits while the broker is unreachable, and the daemon did not run for all
                 // that time. Its run sends no result of its own (below), so nothing of it can overtake this one.
+                _plugins?.OnTaskComplete(request.Id, true, null, null); // as the original: its "completion" is the start
                 await PublishResultAsync(request.Id, TaskOutcome.Success(""), request.Attempt, stillRunning: true);
                 resultSent = true;
             }
@@ -849,7 +850,9 @@ public sealed class TaskRunner : IAsyncDisposable
                 daemon = true;
                 _slots.Release();
                 slot = false;
-                await PublishResultAsync(request.Id, TaskOutcome.Success(await task.Started), request.Attempt, stillRunning: true);
+                var started = await task.Started;
+                _plugins?.OnTaskComplete(request.Id, true, started, null);
+                await PublishResultAsync(request.Id, TaskOutcome.Success(started), request.Attempt, stillRunning: true);
                 resultSent = true;
             }
 
