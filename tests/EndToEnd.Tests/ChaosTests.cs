@@ -256,6 +256,39 @@ public sealed class ChaosTests
             }
         }
 
+        // Every daemon started last runs on the proplet its task names (a daemon lost with its proplet, killed or stopped,
+        // is started there again when the proplet reports it lacks it, or re-dispatched when it went offline).
+        foreach (var daemon in tasks.Values.Where(t => t.Kind == Kind.Daemon && !t.Deleted && !t.Uncertain && t.LastSucceeded == "start"))
+        {
+            try
+            {
+                await cluster.WaitUntilAsync(
+                    $"{daemon} to run on its proplet",
+                    async () =>
+                    {
+                        var (status, text) = await SendAsync(cluster.Http, HttpMethod.Get, $"/tasks/{daemon.Id}", null);
+                        if (status != HttpStatusCode.OK)
+                        {
+                            return false;
+                        }
+
+                        using var view = JsonDocument.Parse(text);
+                        if (view.RootElement.GetProperty("state").GetInt32() != 3 || view.RootElement.GetProperty("proplet_id").GetString() is not { Length: > 8 } on)
+                        {
+                            return false;
+                        }
+
+                        return cluster.Processes.Any(p => p.Name == "proplet-" + on[..8] && !p.HasExited && Unended(p.Output).Contains(daemon.Id));
+                    },
+                    TimeSpan.FromSeconds(90),
+                    Ct);
+            }
+            catch (TimeoutException)
+            {
+                wrongAnswers.Enqueue($"{daemon}: not running on the proplet its task names");
+            }
+        }
+
         // The daemons and latent tasks still running are stopped (a completed daemon is stopped as a running task is).
         foreach (var daemon in tasks.Values.Where(t => t.Kind != Kind.Work && (!t.Deleted || t.Uncertain)))
         {
