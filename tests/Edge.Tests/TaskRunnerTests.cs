@@ -83,11 +83,15 @@ public sealed class TaskRunnerTests : IAsyncDisposable
     [Fact]
     public async Task GivenOneSlotTakenByAnEndlessTask_WhenASecondTaskWaits_ThenItRunsOnceTheFirstIsStopped()
     {
-        Start(new { id = "hog", name = "main", file = Convert.ToBase64String(Modules.Spin) });
-        Start(new { id = "next", name = "main", file = Modules.AdditionBase64, inputs = new[] { "2", "3" } });
-        _runner.RunningCount.ShouldBe(2);
+        using var http = new HttpClient();
+        var runtime = new RunWatchingRuntime(_runtime);
+        await using var runner = new TaskRunner(_settings, runtime, new BinaryFetcher(_settings, _chunks, _published, http), _published, null, NullLogger<TaskRunner>.Instance);
+        runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(new { id = "hog", name = "main", file = Convert.ToBase64String(Modules.Spin) }));
+        await runtime.Began.Task.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken); // the hog has the slot (starts take theirs in no set order)
+        runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(new { id = "next", name = "main", file = Modules.AdditionBase64, inputs = new[] { "2", "3" } }));
+        runner.RunningCount.ShouldBe(2);
 
-        _runner.HandleStop(Encoding.UTF8.GetBytes("""{"id":"hog"}"""));
+        runner.HandleStop(Encoding.UTF8.GetBytes("""{"id":"hog"}"""));
 
         (await NextResultAsync()).GetProperty("task_id").GetString().ShouldBe("hog");
         var second = await NextResultAsync();

@@ -129,7 +129,16 @@ public static class ServeCommand
             await stderr.WriteLineAsync($"Serving HTTP on http://{host}:{port}/");
         }
 
-        var outcome = await run;
+        TaskOutcome outcome;
+        try
+        {
+            outcome = await run;
+        }
+        catch (OperationCanceledException) when (task.Aborted.IsCancellationRequested)
+        {
+            return 0; // stopped while it was starting to listen
+        }
+
         if (task.Reason == StopReason.Stopped)
         {
             return 0;
