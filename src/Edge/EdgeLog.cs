@@ -100,6 +100,9 @@ internal static partial class EdgeLog
     [LoggerMessage(EventId = 8076, Level = LogLevel.Warning, Message = "Task {TaskId}: the external runtime serving it took no connection on port {Port} within {Seconds} s; reported started anyway")]
     public static partial void ProxyNotListening(ILogger logger, string taskId, int port, double seconds);
 
+    [LoggerMessage(EventId = 8077, Level = LogLevel.Information, Message = "Task {TaskId} (attempt {Attempt}) serves here already (a daemon or a served HTTP proxy): its start again gets its started result again")]
+    public static partial void ServingStartedSentAgain(ILogger logger, string taskId, int attempt);
+
     [LoggerMessage(EventId = 8075, Level = LogLevel.Information, Message = "Task {TaskId}, a daemon or a served HTTP proxy, ended on its own ({Outcome}): its end is published")]
     public static partial void ServingRunEnded(ILogger logger, string taskId, string outcome);
 

@@ -202,6 +202,30 @@ public sealed class TaskRunnerTests : IAsyncDisposable
         trapped.GetProperty("error").GetString().ShouldNotBeNullOrEmpty();
     }
 
+    /// <summary>
+    /// A daemon that serves here, started again by a later dispatch of its attempt (re-dispatched back here: the proplet
+    /// was taken for gone): the run goes on and the start gets its "started" result again (the first was ignored while
+    /// the task waited for a proplet, and the task then waited for ever). A start of the same dispatch (a redelivery)
+    /// is only a duplicate.
+    /// </summary>
+    [Fact]
+    public async Task GivenAServingDaemon_WhenALaterDispatchOfItsAttemptStartsHere_ThenItsStartedResultIsSentAgain()
+    {
+        object Daemon(int dispatch) => new { id = "back", name = "main", file = Convert.ToBase64String(Modules.Spin), daemon = true, attempt = 1, dispatch };
+        Start(Daemon(1));
+        var started = await NextResultAsync();
+        started.GetProperty("running").GetBoolean().ShouldBeTrue();
+
+        Start(Daemon(1));
+        Start(Daemon(2));
+        (await NextResultAsync()).GetRawText().ShouldBe(started.GetRawText());
+        _runner.RunningCount.ShouldBe(1);
+        await Task.Delay(200, TestContext.Current.CancellationToken);
+        _published.TryNext(out var extra).ShouldBeFalse(extra.Payload.ToString());
+
+        _runner.HandleStop("""{"id":"back"}"""u8.ToArray());
+    }
+
     /// <summary>A daemon's success is sent once it starts; one whose binary cannot be had never starts and gets the error
     /// instead of no result at all (the manager kept it Running for ever).</summary>
     [Fact]

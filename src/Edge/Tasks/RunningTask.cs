@@ -36,6 +36,10 @@ public sealed class RunningTask(StartRequest request) : IDisposable
 
     public void ReportStarted(string results) => _started.TrySetResult(results);
 
+    /// <summary>True once its "started" result (a daemon's, a served HTTP proxy's) is being published: the run goes on,
+    /// and a start of its attempt again gets that result again.</summary>
+    public bool Serving { get; set; }
+
     /// <summary>Completed once the task has ended and let go of its id (disposed).</summary>
     public Task Ended => _ended.Task;
 

@@ -251,6 +251,18 @@ public sealed class TaskRunner : IAsyncDisposable
                 return;
             }
 
+            if (earlier.Serving && request.Run is { } later && earlier.Request.Run is { } running
+                && later.Attempt == running.Attempt && later.Dispatch > running.Dispatch
+                && _finishedResults.Find(request.Id, later.Attempt) is { } started)
+            {
+                // A daemon or served proxy that runs here, started again (a re-dispatch back here: the proplet was taken
+                // for gone). Its "started" result went out before and was ignored (the task was waiting for a
+                // proplet then), and the task now waits for one: it gets that result again, and the run goes on.
+                EdgeLog.ServingStartedSentAgain(_logger, request.Id, later.Attempt);
+                Track(PublishResultPayloadAsync(request.Id, started));
+                return;
+            }
+
             EdgeLog.DuplicateStart(_logger, request.Id);
             return;
         }
@@ -838,6 +850,7 @@ public sealed class TaskRunner : IAsyncDisposable
                 // reported after: the publish waits while the broker is unreachable, and the daemon did not run for all
                 // that time. Its run sends no result of its own (below), so nothing of it can overtake this one.
                 _plugins?.OnTaskComplete(request.Id, true, null, null); // as the original: its "completion" is the start
+                task.Serving = true;
                 await PublishResultAsync(request.Id, TaskOutcome.Success(""), request.Attempt, stillRunning: true);
                 resultSent = true;
             }
@@ -852,6 +865,7 @@ public sealed class TaskRunner : IAsyncDisposable
                 slot = false;
                 var started = await task.Started;
                 _plugins?.OnTaskComplete(request.Id, true, started, null);
+                task.Serving = true;
                 await PublishResultAsync(request.Id, TaskOutcome.Success(started), request.Attempt, stillRunning: true);
                 resultSent = true;
             }
