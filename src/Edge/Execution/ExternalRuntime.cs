@@ -210,21 +210,10 @@ public sealed class ExternalRuntime(string executable, PropletSettings settings,
 
     /// <summary>Where a served proxy is reached from here: the host of an <c>--addr HOST:N</c> in cli_args when it names
     /// one address, else the loopback (the runtime listens on all of them).</summary>
-    private static System.Net.IPAddress ListenAddress(IReadOnlyList<string> cliArgs)
-    {
-        for (var i = 0; i < cliArgs.Count; i++)
-        {
-            var value = cliArgs[i] == "--addr" && i + 1 < cliArgs.Count ? cliArgs[i + 1]
-                : cliArgs[i].StartsWith("--addr=", StringComparison.Ordinal) ? cliArgs[i][7..] : null;
-            if (value is not null && ServeCommand.ParseAddress(value) is { Error: null, Bind: var bind }
-                && !bind.Equals(System.Net.IPAddress.Any) && !bind.Equals(System.Net.IPAddress.IPv6Any))
-            {
-                return bind;
-            }
-        }
-
-        return System.Net.IPAddress.Loopback;
-    }
+    private static System.Net.IPAddress ListenAddress(IReadOnlyList<string> cliArgs) =>
+        HttpProxyServer.RequestedHost(cliArgs) is { } host && !host.Equals(System.Net.IPAddress.Any) && !host.Equals(System.Net.IPAddress.IPv6Any)
+            ? host
+            : System.Net.IPAddress.Loopback;
 
     public async Task<TaskOutcome> RunAsync(RunningTask task, byte[] binary, CancellationToken cancellationToken)
     {

@@ -33,31 +33,54 @@ internal sealed class HttpProxyServer : IAsyncDisposable
     /// </summary>
     public static (int? Port, string? Error) RequestedPort(IReadOnlyList<string> args)
     {
+        if (Requested(args) is not { Value: var value })
+        {
+            return (null, null);
+        }
+
+        var text = value[(value.LastIndexOf(':') + 1)..];
+        return int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var port) && port is > 0 and < 65_536
+            ? (port, null)
+            : (null, $"Invalid HTTP proxy port in cli_args: '{value}'");
+    }
+
+    /// <summary>The address the cli_args' <c>--addr HOST:N</c> names (<see cref="ParseAddress"/>), null for none, a
+    /// <c>--port</c>, or a HOST that is no address.</summary>
+    public static IPAddress? RequestedHost(IReadOnlyList<string> args) =>
+        Requested(args) is ("--addr", var value) && ParseAddress(value) is { Error: null, Bind: var bind } ? bind : null;
+
+    /// <summary>HOST:PORT (an IPv6 host in brackets; localhost is the IPv4 loopback), the port 1–65535.</summary>
+    public static (string Host, int Port, IPAddress Bind, string? Error) ParseAddress(string address)
+    {
+        ArgumentNullException.ThrowIfNull(address);
+        var split = address.LastIndexOf(':');
+        var host = split > 0 ? address[..split] : "";
+        IPAddress? bind = host == "localhost" ? IPAddress.Loopback : IPAddress.TryParse(host.Trim('[', ']'), out var ip) ? ip : null;
+        return split > 0 && bind is not null
+               && int.TryParse(address[(split + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out var port) && port is > 0 and < 65_536
+            ? (host, port, bind, null)
+            : ("", 0, IPAddress.Any, $"--addr {address}: expected HOST:PORT (an IP address or localhost, and a port)");
+    }
+
+    /// <summary>The first <c>--port</c> or <c>--addr</c> of <paramref name="args"/>, either form, with its value ("" when
+    /// it is missing), or null.</summary>
+    private static (string Option, string Value)? Requested(IReadOnlyList<string> args)
+    {
         ArgumentNullException.ThrowIfNull(args);
         for (var i = 0; i < args.Count; i++)
         {
-            string? value = null;
             if (args[i] is "--port" or "--addr")
             {
-                value = i + 1 < args.Count ? args[i + 1] : "";
-            }
-            else if (args[i].StartsWith("--port=", StringComparison.Ordinal) || args[i].StartsWith("--addr=", StringComparison.Ordinal))
-            {
-                value = args[i][7..];
+                return (args[i], i + 1 < args.Count ? args[i + 1] : "");
             }
 
-            if (value is null)
+            if (args[i].StartsWith("--port=", StringComparison.Ordinal) || args[i].StartsWith("--addr=", StringComparison.Ordinal))
             {
-                continue;
+                return (args[i][..6], args[i][7..]);
             }
-
-            var text = value[(value.LastIndexOf(':') + 1)..];
-            return int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var port) && port is > 0 and < 65_536
-                ? (port, null)
-                : (null, $"Invalid HTTP proxy port in cli_args: '{value}'");
         }
 
-        return (null, null);
+        return null;
     }
 
     /// <summary>Listens on <paramref name="port"/>, or on the first free port of the range from <paramref name="rangeStart"/>.</summary>

@@ -1,5 +1,3 @@
-using System.Globalization;
-using System.Net;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using Propeller.Contracts.Mqtt;
@@ -87,7 +85,7 @@ public static class ServeCommand
             return 2;
         }
 
-        var (host, port, bind, addressError) = ParseAddress(address);
+        var (host, port, bind, addressError) = HttpProxyServer.ParseAddress(address);
         if (file is null || addressError is not null)
         {
             await stderr.WriteLineAsync(addressError is null ? usage : $"error: {addressError}");
@@ -146,17 +144,5 @@ public static class ServeCommand
 
         await stderr.WriteLineAsync($"error: {outcome.Error ?? "the server ended"}");
         return 1;
-    }
-
-    /// <summary>HOST:PORT (an IPv6 host in brackets; localhost is the IPv4 loopback), the port 1–65535.</summary>
-    internal static (string Host, int Port, IPAddress Bind, string? Error) ParseAddress(string address)
-    {
-        var split = address.LastIndexOf(':');
-        var host = split > 0 ? address[..split] : "";
-        IPAddress? bind = host == "localhost" ? IPAddress.Loopback : IPAddress.TryParse(host.Trim('[', ']'), out var ip) ? ip : null;
-        return split > 0 && bind is not null
-               && int.TryParse(address[(split + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out var port) && port is > 0 and < 65_536
-            ? (host, port, bind, null)
-            : ("", 0, IPAddress.Any, $"--addr {address}: expected HOST:PORT (an IP address or localhost, and a port)");
     }
 }
