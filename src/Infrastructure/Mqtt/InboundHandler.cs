@@ -135,6 +135,18 @@ public sealed class InboundHandler(
         return Task.WhenAll(all);
     }
 
+    /// <summary>A proplet's message, a field of the wrong type left out and logged (<see cref="LenientJson"/>).</summary>
+    private T? Read<T>(string topic, ReadOnlySpan<byte> payload)
+    {
+        var message = LenientJson.Deserialize<T>(payload, out var ignored);
+        if (ignored.Count > 0)
+        {
+            MqttBridgeLog.FieldsIgnored(logger, topic, string.Join(", ", ignored));
+        }
+
+        return message;
+    }
+
     private void Malformed(string topic, string reason)
     {
         MqttBridgeLog.Malformed(logger, topic, reason);
@@ -208,7 +220,7 @@ public sealed class InboundHandler(
 
     private ResultWork? ParseResult(string topic, byte[] payload)
     {
-        var result = JsonSerializer.Deserialize<ResultMessage>(payload);
+        var result = Read<ResultMessage>(topic, payload);
         if (result?.TaskId is not { Length: > 0 } taskId || !Guid.TryParse(taskId, out var guid))
         {
             Malformed(topic, "task_id must be a task's UUID");
@@ -270,7 +282,7 @@ public sealed class InboundHandler(
 
     private DiscoveryWork? AcceptDiscovery(ReceivedMessage message)
     {
-        var discovery = JsonSerializer.Deserialize<DiscoveryMessage>(message.Payload.Span);
+        var discovery = Read<DiscoveryMessage>(message.Topic, message.Payload.Span);
         if (discovery?.PropletId is not { Length: > 0 } propletId)
         {
             Malformed(message.Topic, "proplet_id must be a non-empty string");
@@ -367,7 +379,7 @@ public sealed class InboundHandler(
 
     private AliveWork? AcceptAlive(ReceivedMessage message)
     {
-        var alive = JsonSerializer.Deserialize<AliveMessage>(message.Payload.Span);
+        var alive = Read<AliveMessage>(message.Topic, message.Payload.Span);
         if (alive?.PropletId is not { Length: > 0 } propletId)
         {
             Malformed(message.Topic, "proplet_id must be a non-empty string");
@@ -424,7 +436,7 @@ public sealed class InboundHandler(
 
     private TaskMetricsWork? AcceptTaskMetrics(ReceivedMessage message)
     {
-        var metrics = JsonSerializer.Deserialize<InboundTaskMetrics>(message.Payload.Span);
+        var metrics = Read<InboundTaskMetrics>(message.Topic, message.Payload.Span);
         if (metrics?.TaskId is not { Length: > 0 } taskId || !Guid.TryParse(taskId, out var guid))
         {
             Malformed(message.Topic, "task_id must be a task's UUID");
@@ -449,7 +461,7 @@ public sealed class InboundHandler(
 
     private PropletMetricsWork? AcceptPropletMetrics(ReceivedMessage message)
     {
-        var metrics = JsonSerializer.Deserialize<InboundPropletMetrics>(message.Payload.Span);
+        var metrics = Read<InboundPropletMetrics>(message.Topic, message.Payload.Span);
         if (metrics?.PropletId is not { Length: > 0 } propletId)
         {
             Malformed(message.Topic, "proplet_id must be a non-empty string");

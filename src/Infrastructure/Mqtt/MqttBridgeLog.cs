@@ -7,6 +7,9 @@ internal static partial class MqttBridgeLog
     [LoggerMessage(EventId = 7001, Level = LogLevel.Warning, Message = "Dropped a malformed message on {Topic} (acknowledged, counted in mqtt_malformed_messages): {Reason}")]
     public static partial void Malformed(ILogger logger, string topic, string reason);
 
+    [LoggerMessage(EventId = 7015, Level = LogLevel.Warning, Message = "A message on {Topic} has fields of the wrong type, read without them: {Fields}")]
+    public static partial void FieldsIgnored(ILogger logger, string topic, string fields);
+
     [LoggerMessage(EventId = 7003, Level = LogLevel.Information, Message = "Connected to {Address}; listening on {Filter}")]
     public static partial void Listening(ILogger logger, string address, string filter);
 

@@ -601,6 +601,43 @@ public partial class DispatchTests : IAsyncLifetime
         metrics.ShouldContain("mqtt_malformed_messages{topic=\"control/proplet/alive\"}");
     }
 
+    /// <summary>
+    /// A proplet's message with a field of the wrong type is read without it, as the original manager read it (a type
+    /// assertion per field it wanted): the result completes its task, the discovery registers its proplet. Before, each
+    /// was dropped as malformed whole, and the task waited Running for ever.
+    /// </summary>
+    [Fact]
+    public async Task GivenPropletMessagesWithFieldsOfTheWrongType_ThenTheyAreHandledWithoutThoseFields()
+    {
+        var propletId = Guid.NewGuid().ToString();
+        await using var proplet = await StartPropletAsync(propletId, _ => throw new InvalidOperationException()); // never answers
+        await WaitForAliveAsync(propletId);
+        var id = await CreateAndStartAsync("""{"name":"main"}""");
+        (await WaitForStateAsync(id, 2)).GetProperty("state").GetInt32().ShouldBe(2);
+
+        await PublishAsync(proplet, "control/proplet/results", new { task_id = id, proplet_id = propletId, results = "done", error = (string?)null, attempt = "1", running = "no" });
+        var task = await WaitForStateAsync(id, 3);
+        task.GetProperty("state").GetInt32().ShouldBe(3, _server.Warnings.ToString());
+        task.GetProperty("results").GetString().ShouldBe("done");
+
+        var other = Guid.NewGuid().ToString();
+        await PublishAsync(proplet, "control/proplet/create", new { proplet_id = other, @namespace = 5, metadata = new { hostname = "odd" } });
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        HttpResponseMessage found;
+        while ((found = await Http.GetAsync($"/proplets/{other}", Ct)).StatusCode == HttpStatusCode.NotFound)
+        {
+            DateTime.UtcNow.ShouldBeLessThan(deadline, "the discovery was not handled");
+            await Task.Delay(20, Ct);
+        }
+
+        var registered = await found.Content.ReadFromJsonAsync<JsonElement>(Ct);
+        registered.GetProperty("metadata").GetProperty("hostname").GetString().ShouldBe("odd");
+        var warnings = _server.Warnings.ToString();
+        warnings.ShouldContain("read without them: attempt, running");
+        warnings.ShouldContain("read without them: namespace");
+        warnings.ShouldNotContain("Dropped a malformed message");
+    }
+
     [Fact]
     public async Task StoppingARunningTask_SendsTheOriginalsStopMessage_AndInterruptsIt()
     {

@@ -1,0 +1,77 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace Propeller.Infrastructure.Mqtt;
+
+/// <summary>
+/// Reads a proplet's message as the original manager did (it took each field it wanted by a type assertion): a field
+/// of the wrong type is left out, and the message is read without it, rather than the whole message being dropped (a
+/// result with <c>"attempt": "2"</c> or <c>"proplet_id": 7</c> was lost, and its task waited for ever). What the
+/// message then lacks is checked as before (a result without a task_id is still malformed). A payload that is not a
+/// JSON object, or not JSON, still throws.
+/// </summary>
+internal static class LenientJson
+{
+    /// <summary>
+    /// <paramref name="payload"/> as <typeparamref name="T"/>; <paramref name="ignored"/> names the top-level fields left
+    /// out for their type (empty on the usual path, which reads the payload once, as before).
+    /// </summary>
+    public static T? Deserialize<T>(ReadOnlySpan<byte> payload, out IReadOnlyList<string> ignored)
+    {
+        ignored = [];
+        try
+        {
+            return JsonSerializer.Deserialize<T>(payload);
+        }
+        catch (JsonException first) when (Field(first.Path) is not null)
+        {
+            if (JsonNode.Parse(payload) is not JsonObject fields)
+            {
+                throw;
+            }
+
+            var left = new List<string>();
+            ignored = left;
+            for (var error = first; ;)
+            {
+                if (Field(error.Path) is not { } name || !fields.Remove(name))
+                {
+                    throw error;
+                }
+
+                left.Add(name);
+                try
+                {
+                    return fields.Deserialize<T>();
+                }
+                catch (JsonException next)
+                {
+                    error = next;
+                }
+            }
+        }
+    }
+
+    /// <summary>The top-level field a <see cref="JsonException.Path"/> names (<c>$.attempt</c>, <c>$.tags[0]</c>,
+    /// <c>$['odd name']</c>), or null for the root.</summary>
+    internal static string? Field(string? path)
+    {
+        if (path is null || path.Length < 3 || path[0] != '$')
+        {
+            return null;
+        }
+
+        if (path[1] == '.')
+        {
+            var end = path.AsSpan(2).IndexOfAny('.', '[');
+            return end < 0 ? path[2..] : path[2..(2 + end)];
+        }
+
+        if (path.StartsWith("$['", StringComparison.Ordinal) && path.IndexOf("']", 3, StringComparison.Ordinal) is var close and > 3)
+        {
+            return path[3..close];
+        }
+
+        return null;
+    }
+}
