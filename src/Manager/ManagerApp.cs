@@ -145,6 +145,7 @@ public static class ManagerApp
                     scheduler.ReconnectAllowance = config.ReconnectAllowance;
                     scheduler.Policy = config.Policy;
                     scheduler.MaxRedispatches = config.MaxRedispatches;
+                    scheduler.RedispatchResetAfter = config.RedispatchResetAfter;
                 });
             builder.Services.AddWolverineScheduling();
         }

@@ -38,8 +38,14 @@ public abstract record TaskCommand
     /// </summary>
     public sealed record RecordResult(TaskId TaskId, string? Results, string? Error, DateTimeOffset At, string? PropletId = null, int? Attempt = null, bool StillRunning = false, bool RunEnded = false) : TaskCommand;
 
-    /// <summary>The task's proplet went offline: wait for another one, or fail once <paramref name="MaxRedispatches"/> is used up.</summary>
-    public sealed record RedispatchTask(TaskId TaskId, string Reason, int MaxRedispatches, DateTimeOffset At) : TaskCommand;
+    /// <summary>
+    /// The task's proplet went offline: wait for another one, or fail once <paramref name="MaxRedispatches"/> is used up.
+    /// When the run it loses was dispatched at least <paramref name="ResetAfter"/> before (not zero), the re-dispatches
+    /// before count no longer (as Kubernetes forgets a container's crash back-off after it ran 10 minutes): a daemon
+    /// that serves for months on edge devices that now and then go away is not failed at the fourth loss, while a task
+    /// whose proplets vanish soon after taking it (it kills them) still is.
+    /// </summary>
+    public sealed record RedispatchTask(TaskId TaskId, string Reason, int MaxRedispatches, DateTimeOffset At, TimeSpan ResetAfter = default) : TaskCommand;
 
     /// <summary>
     /// The task's proplet said what it holds and this attempt is not among it (its start was lost: published while the
@@ -47,9 +53,9 @@ public abstract record TaskCommand
     /// After <paramref name="MaxResends"/> such sends the proplet is taken not to run it: the task is re-dispatched (or
     /// failed at <paramref name="MaxRedispatches"/>) instead. Within <paramref name="Interval"/> of the last send nothing
     /// is sent: every manager node handles a proplet's discovery, so one report reaches each, and the first node's send
-    /// is enough (a proplet reports at most every 10 s).
+    /// is enough (a proplet reports at most every 10 s). <paramref name="RedispatchResetAfter"/>: <see cref="RedispatchTask.ResetAfter"/>.
     /// </summary>
-    public sealed record ResendStart(TaskId TaskId, string PropletId, int Attempt, string Reason, int MaxResends, int MaxRedispatches, TimeSpan Interval, DateTimeOffset At) : TaskCommand;
+    public sealed record ResendStart(TaskId TaskId, string PropletId, int Attempt, string Reason, int MaxResends, int MaxRedispatches, TimeSpan Interval, DateTimeOffset At, TimeSpan RedispatchResetAfter = default) : TaskCommand;
 
     public sealed record StopTask(TaskId TaskId, string Reason, DateTimeOffset At) : TaskCommand;
 

@@ -64,10 +64,12 @@ public static class TaskDecider
         (RecordResult c, _) =>
             Decision<TaskEvent>.Accept(new TaskResultIgnored(c.TaskId, state.Attempt, $"result for a task that is {state.Status}", c.At)),
 
-        (RedispatchTask c, { RunGoesOn: true }) when state.Redispatches >= c.MaxRedispatches =>
+        (RedispatchTask c, { RunGoesOn: true }) when CountedRedispatches(c, state) >= c.MaxRedispatches =>
             Decision<TaskEvent>.Accept(new TaskFailed(c.TaskId, state.Attempt, $"{c.Reason}; not re-dispatched (limit {c.MaxRedispatches})", c.At)),
         (RedispatchTask c, { RunGoesOn: true }) =>
-            Decision<TaskEvent>.Accept(new TaskRedispatchRequested(c.TaskId, state.Attempt, state.PropletId!, c.Reason, state.Redispatches + 1, c.At)),
+            Decision<TaskEvent>.Accept(new TaskRedispatchRequested(
+                c.TaskId, state.Attempt, state.PropletId!, c.Reason, state.Redispatches + 1, c.At,
+                CountedRedispatches(c, state) + 1 is var counted && counted != state.Redispatches + 1 ? counted : null)),
         (RedispatchTask, _) => Decision<TaskEvent>.Accept(),
 
         (ResendStart c, { RunGoesOn: true }) when c.PropletId == state.PropletId && c.Attempt == state.Attempt && !state.RunsEverywhere
@@ -76,7 +78,7 @@ public static class TaskDecider
         (ResendStart c, { RunGoesOn: true }) when c.PropletId == state.PropletId && c.Attempt == state.Attempt && !state.RunsEverywhere =>
             state.StartResends < c.MaxResends
                 ? Decision<TaskEvent>.Accept(new TaskStartResent(c.TaskId, c.Attempt, c.PropletId, c.Reason, c.At))
-                : Decide(new RedispatchTask(c.TaskId, $"proplet {c.PropletId} did not take its start, sent {state.StartResends + 1} times", c.MaxRedispatches, c.At), state),
+                : Decide(new RedispatchTask(c.TaskId, $"proplet {c.PropletId} did not take its start, sent {state.StartResends + 1} times", c.MaxRedispatches, c.At, c.RedispatchResetAfter), state),
         (ResendStart, _) => Decision<TaskEvent>.Accept(),
 
         (StopTask c, { IsActive: true } or { IsServing: true }) => Decision<TaskEvent>.Accept(new TaskStopped(c.TaskId, state.Attempt, c.Reason, c.At)),
@@ -93,6 +95,11 @@ public static class TaskDecider
 
         _ => Rejection.Conflict($"{command.GetType().Name} is not possible while task {command.TaskId} is {state.Status}"),
     };
+
+    /// <summary>The re-dispatches of the current attempt that count toward the limit: none once the run it loses was
+    /// dispatched <see cref="RedispatchTask.ResetAfter"/> or longer before.</summary>
+    private static int CountedRedispatches(RedispatchTask c, TaskState state) =>
+        c.ResetAfter > TimeSpan.Zero && state.StartTime is { } began && c.At - began >= c.ResetAfter ? 0 : state.RedispatchesCounted;
 
     public static TaskState Evolve(TaskState state, TaskEvent @event) => @event switch
     {
@@ -112,6 +119,7 @@ public static class TaskDecider
             Attempt = e.Attempt,
             WaitReason = null,
             Redispatches = 0,
+            RedispatchesCounted = 0,
             Results = null,
             Error = null,
             StartTime = null,
@@ -142,6 +150,7 @@ public static class TaskDecider
             Status = TaskStatus.Scheduled,
             PropletId = state.Spec?.PropletId,
             Redispatches = e.Redispatches,
+            RedispatchesCounted = e.Counted ?? e.Redispatches,
             WaitReason = e.Reason,
             StartTime = null,
             UpdatedAt = e.RequestedAt,

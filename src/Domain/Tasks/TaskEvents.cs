@@ -23,8 +23,12 @@ public abstract record TaskEvent
 
     public sealed record TaskDispatched(TaskId TaskId, int Attempt, string PropletId, DateTimeOffset DispatchedAt, EquatableMap? ExtraEnv = null) : TaskEvent;
 
-    /// <summary>The proplet running the task went away; the task waits for another one (<paramref name="Redispatches"/> so far).</summary>
-    public sealed record TaskRedispatchRequested(TaskId TaskId, int Attempt, string FromPropletId, string Reason, int Redispatches, DateTimeOffset RequestedAt) : TaskEvent;
+    /// <summary>
+    /// The proplet running the task went away; the task waits for another one (<paramref name="Redispatches"/> so far,
+    /// of which <paramref name="Counted"/> count toward the limit: null when all do; fewer when the run lost had gone on
+    /// long enough to forget those before, TaskCommand.RedispatchTask.ResetAfter).
+    /// </summary>
+    public sealed record TaskRedispatchRequested(TaskId TaskId, int Attempt, string FromPropletId, string Reason, int Redispatches, DateTimeOffset RequestedAt, int? Counted = null) : TaskEvent;
 
     /// <summary>
     /// The start of <paramref name="Attempt"/> went to <paramref name="PropletId"/> again: the proplet reported the tasks

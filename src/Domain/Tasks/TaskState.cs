@@ -23,6 +23,9 @@ public sealed record TaskState(
     /// <summary>Who asked for the current attempt (the X-User-Id of the start; "system" for internal starts).</summary>
     public string? RequestedBy { get; init; }
 
+    /// <summary>How many of <see cref="Redispatches"/> count toward the limit (TaskCommand.RedispatchTask.ResetAfter).</summary>
+    public int RedispatchesCounted { get; init; }
+
     /// <summary>How often the current dispatch's start was sent again because its proplet reported it did not hold it.</summary>
     public int StartResends { get; init; }
 

@@ -26,6 +26,10 @@ public sealed class SchedulerOptions
     /// <summary>How many times a task whose proplet went offline is re-dispatched before it fails.</summary>
     public int MaxRedispatches { get; set; } = 3;
 
+    /// <summary>A task whose lost run had been dispatched this long before is re-dispatched with its count started
+    /// afresh (Domain TaskCommand.RedispatchTask.ResetAfter); zero counts every re-dispatch.</summary>
+    public TimeSpan RedispatchResetAfter { get; set; } = TimeSpan.FromMinutes(10);
+
     /// <summary>How many dispatches of one round are appended in parallel.</summary>
     public int DispatchConcurrency { get; set; } = 8;
 

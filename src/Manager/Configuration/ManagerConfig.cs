@@ -95,6 +95,13 @@ internal sealed record ManagerConfig
 
     public int MaxRedispatches { get; init; } = 3;
 
+    /// <summary>
+    /// MANAGER_REDISPATCH_RESET_AFTER: a task whose lost run had been dispatched this long before (10 minutes) is
+    /// re-dispatched as if for the first time: the re-dispatches before it no longer count toward MaxRedispatches.
+    /// 0 counts every one.
+    /// </summary>
+    public TimeSpan RedispatchResetAfter { get; init; } = TimeSpan.FromMinutes(10);
+
     public string? PluginDir { get; init; }
 
     public LogLevel LogLevel { get; init; } = LogLevel.Information;
@@ -303,7 +310,9 @@ internal sealed record ManagerConfig
         var httpsCertificate = LoadHttpsCertificate(Get("MANAGER_HTTP_SERVER_CERT"), Get("MANAGER_HTTP_SERVER_KEY"), errors);
 
         // A retention is no timer: longer than 49 days is fine, and 0 means no pruning.
-        TimeSpan Retention(string name, TimeSpan fallback)
+        TimeSpan Retention(string name, TimeSpan fallback) => ZeroOrDuration(name, fallback, "168h or 720h", "to keep everything");
+
+        TimeSpan ZeroOrDuration(string name, TimeSpan fallback, string examples, string zero)
         {
             var raw = Get(name);
             if (raw is null)
@@ -316,7 +325,7 @@ internal sealed record ManagerConfig
                 return value;
             }
 
-            errors.Add($"{name} must be a duration such as 168h or 720h, or 0 to keep everything (got '{raw}')");
+            errors.Add($"{name} must be a duration such as {examples}, or 0 {zero} (got '{raw}')");
             return fallback;
         }
 
@@ -434,6 +443,7 @@ internal sealed record ManagerConfig
             DeadLetterRetention = Retention("MANAGER_DEAD_LETTER_RETENTION", TimeSpan.FromDays(30)),
             Policy = policy,
             MaxRedispatches = Int("MANAGER_MAX_REDISPATCHES", 3, 0, 1000),
+            RedispatchResetAfter = ZeroOrDuration("MANAGER_REDISPATCH_RESET_AFTER", TimeSpan.FromMinutes(10), "10m or 1h", "to count every re-dispatch"),
             PluginDir = pluginDir,
             LogLevel = logLevel,
             PostgresConnectionString = connectionString,

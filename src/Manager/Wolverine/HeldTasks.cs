@@ -114,7 +114,8 @@ public sealed partial class HeldTasksReconciler(WolverinePlacement placement, IT
             }
 
             var decision = TaskDecider.Decide(
-                new TaskCommand.ResendStart(state.Id, report.PropletId, state.Attempt, reason, MaxResends, scheduling.Planner.Options.MaxRedispatches, ResendInterval, now), state);
+                new TaskCommand.ResendStart(state.Id, report.PropletId, state.Attempt, reason, MaxResends, scheduling.Planner.Options.MaxRedispatches, ResendInterval, now,
+                    scheduling.Planner.Options.RedispatchResetAfter), state);
             if (decision.Rejection is not null || decision.Events.Count == 0)
             {
                 continue;

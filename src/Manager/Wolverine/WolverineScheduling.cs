@@ -422,7 +422,7 @@ public sealed partial class WolverineScheduling(
                 continue;
             }
 
-            var decision = TaskDecider.Decide(new TaskCommand.RedispatchTask(state.Id, reason, Options.MaxRedispatches, now), state);
+            var decision = TaskDecider.Decide(new TaskCommand.RedispatchTask(state.Id, reason, Options.MaxRedispatches, now, Options.RedispatchResetAfter), state);
             if (decision.Rejection is not null || decision.Events.Count == 0)
             {
                 continue;

@@ -251,6 +251,54 @@ public sealed class TaskDeciderTests
             .When(new RedispatchTask(Id, "proplet proplet-2 went offline", 1, At(7)))
             .Then(new TaskFailed(Id, 1, "proplet proplet-2 went offline; not re-dispatched (limit 1)", At(7)));
 
+    /// <summary>
+    /// A run that went on for the reset time before its proplet went away forgets the re-dispatches before it (as
+    /// Kubernetes forgets a crash back-off): a daemon serving for months on proplets that now and then go away is not
+    /// failed at the fourth loss. One lost soon after its dispatch still counts; the dispatch numbers still grow.
+    /// </summary>
+    [Fact]
+    public void GivenALongRun_WhenItsPropletGoesAway_ThenTheRedispatchesBeforeNoLongerCount()
+    {
+        var reset = TimeSpan.FromMinutes(10);
+        var twice = new TaskEvent[]
+        {
+            new TaskCreated(Id, Spec with { Daemon = true }, T0), StartRequested(), Dispatched(),
+            new TaskRedispatchRequested(Id, 1, "proplet-1", "gone", 1, At(5)), new TaskDispatched(Id, 1, "proplet-2", At(6)),
+            new TaskRedispatchRequested(Id, 1, "proplet-2", "gone", 2, At(7)), new TaskDispatched(Id, 1, "proplet-3", At(8)),
+            new TaskCompleted(Id, 1, "\"\"", At(9), true),
+        };
+
+        // Lost within the reset time: the limit (2) is reached.
+        Given(twice).When(new RedispatchTask(Id, "proplet proplet-3 went offline", 2, At(8).Add(reset).AddSeconds(-1), reset))
+            .Then(new TaskFailed(Id, 1, "proplet proplet-3 went offline; not re-dispatched (limit 2)", At(8).Add(reset).AddSeconds(-1)));
+
+        // Lost after it: re-dispatched, counted as the first; the dispatch number goes on (3).
+        var later = At(8).Add(reset);
+        var state = Given(twice).When(new RedispatchTask(Id, "proplet proplet-3 went offline", 2, later, reset))
+            .Then(new TaskRedispatchRequested(Id, 1, "proplet-3", "proplet proplet-3 went offline", 3, later, Counted: 1));
+        (state.Redispatches, state.RedispatchesCounted).ShouldBe((3, 1));
+
+        // The next loss soon after counts again: one more is allowed, then it fails.
+        var fourth = Given([.. twice, new TaskRedispatchRequested(Id, 1, "proplet-3", "gone", 3, later, Counted: 1), new TaskDispatched(Id, 1, "proplet-4", later.AddSeconds(1))])
+            .When(new RedispatchTask(Id, "gone", 2, later.AddSeconds(2), reset))
+            .Then(new TaskRedispatchRequested(Id, 1, "proplet-4", "gone", 4, later.AddSeconds(2), Counted: 2));
+        Given([.. twice, new TaskRedispatchRequested(Id, 1, "proplet-3", "gone", 3, later, Counted: 1), new TaskDispatched(Id, 1, "proplet-4", later.AddSeconds(1)),
+                new TaskRedispatchRequested(Id, 1, "proplet-4", "gone", 4, later.AddSeconds(2), Counted: 2), new TaskDispatched(Id, 1, "proplet-5", later.AddSeconds(3))])
+            .When(new RedispatchTask(Id, "gone", 2, later.AddSeconds(4), reset))
+            .Then(new TaskFailed(Id, 1, "gone; not re-dispatched (limit 2)", later.AddSeconds(4)));
+        fourth.RedispatchesCounted.ShouldBe(2);
+
+        // Zero counts every one; a start request (a new attempt) starts the count afresh.
+        Given(twice).When(new RedispatchTask(Id, "gone", 2, later.AddDays(30))).Then(new TaskFailed(Id, 1, "gone; not re-dispatched (limit 2)", later.AddDays(30)));
+        TaskEvent[] again = [.. twice, new TaskStopped(Id, 1, "stopped", At(10)), StartRequested(2)];
+        again.Aggregate(TaskDecider.Initial, TaskDecider.Evolve).RedispatchesCounted.ShouldBe(0);
+
+        // A resent start not taken, after the reset time: re-dispatched, counted as the first.
+        Given([.. twice, new TaskStartResent(Id, 1, "proplet-3", "x", later), new TaskStartResent(Id, 1, "proplet-3", "x", later.AddSeconds(10)), new TaskStartResent(Id, 1, "proplet-3", "x", later.AddSeconds(20))])
+            .When(new ResendStart(Id, "proplet-3", 1, "x", 3, 2, TimeSpan.FromSeconds(5), later.AddSeconds(30), reset))
+            .Then(new TaskRedispatchRequested(Id, 1, "proplet-3", "proplet proplet-3 did not take its start, sent 4 times", 3, later.AddSeconds(30), Counted: 1));
+    }
+
     [Fact]
     public void GivenRunningOnTheProplet_WhenResendStartOfItsAttempt_ThenRecordedAndCounted()
     {

@@ -244,6 +244,16 @@ public sealed class ManagerConfigTests : IDisposable
     }
 
     [Fact]
+    public void RedispatchResetAfter_DefaultsToTenMinutes_ZeroCountsEveryOne_AndABadValueIsNamed()
+    {
+        Load().RedispatchResetAfter.ShouldBe(TimeSpan.FromMinutes(10));
+        Load(("MANAGER_REDISPATCH_RESET_AFTER", "0")).RedispatchResetAfter.ShouldBe(TimeSpan.Zero);
+        Load(("MANAGER_REDISPATCH_RESET_AFTER", "1h")).RedispatchResetAfter.ShouldBe(TimeSpan.FromHours(1));
+        Should.Throw<ManagerConfigurationException>(() => Load(("MANAGER_REDISPATCH_RESET_AFTER", "later"))).Errors.ShouldHaveSingleItem()
+            .ShouldBe("MANAGER_REDISPATCH_RESET_AFTER must be a duration such as 10m or 1h, or 0 to count every re-dispatch (got 'later')");
+    }
+
+    [Fact]
     public void Durations_AreBoundedByWhatATimerTakes_NamingTheVariable()
     {
         var longest = Load(("MANAGER_INVOKE_TIMEOUT", "1193h"), ("MANAGER_MQTT_TIMEOUT", "1193h"));

@@ -47,6 +47,9 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
         ["MANAGER_PROPLET_LIVENESS_WINDOW"] = "2s",
         ["MANAGER_PROPLET_RECONNECT_ALLOWANCE"] = "1ms",
         ["MANAGER_MAX_REDISPATCHES"] = "1",
+
+        // Longer than a run lost by silence takes (the liveness window) only where a test wants the count started afresh.
+        ["MANAGER_REDISPATCH_RESET_AFTER"] = TestContext.Current.TestMethod?.MethodName == nameof(ASilentProplet_AfterTheResetTime_ItsTaskIsRedispatchedAsIfForTheFirstTime) ? "1s" : "10m",
     }, services: s =>
     {
         Marten.MartenServiceCollectionExtensions.ConfigureMarten(s, o => o.Listeners.Add(_failover));
@@ -104,6 +107,43 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
     [Fact]
     public async Task ASilentProplet_IsMarkedOffline_ItsTaskRedispatchedToAnother_ThenFailedAtTheLimit()
     {
+        var id = await RedispatchToASecondPropletThatFallsSilentAsync();
+
+        // Silent too: with MANAGER_MAX_REDISPATCHES=1 the task now fails instead of moving again.
+        var failed = await WaitForStateAsync(id, 4);
+        failed.GetProperty("state").GetInt32().ShouldBe(4);
+        failed.GetProperty("error").GetString()!.ShouldContain("not re-dispatched (limit 1)");
+        // (A re-dispatch placed before the second proplet's first heartbeat was recorded waits once: a deferral between.)
+        var types = (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}/history", Ct)).EnumerateArray().Select(e => e.GetProperty("type").GetString())
+            .Where(t => t != "task.dispatch_deferred.v1").ToList();
+        types.ShouldBe(["task.created.v1", "task.start_requested.v1", "task.dispatched.v1", "task.redispatch_requested.v1", "task.dispatched.v1", "task.failed.v1"]);
+        (await CountAsync($"select count(*) from {Schema}.mt_events where data::text like '%no heartbeat for 2 s%'")).ShouldBe(2);
+    }
+
+    /// <summary>
+    /// MANAGER_REDISPATCH_RESET_AFTER (1 s here, shorter than the liveness window): the second proplet's run went on
+    /// long enough before it fell silent, so the re-dispatch before no longer counts: the task is re-dispatched once more
+    /// (the second of a new count would fail it at MANAGER_MAX_REDISPATCHES=1) and waits for a proplet.
+    /// </summary>
+    [Fact]
+    public async Task ASilentProplet_AfterTheResetTime_ItsTaskIsRedispatchedAsIfForTheFirstTime()
+    {
+        var id = await RedispatchToASecondPropletThatFallsSilentAsync();
+
+        var again = await WaitForAsync(async () => (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}/history", Ct)).EnumerateArray()
+            .Where(e => e.GetProperty("type").GetString() == "task.redispatch_requested.v1").ToList() is { Count: 2 } both ? both[1] : (JsonElement?)null);
+        var data = again.GetProperty("data");
+        (data.GetProperty("redispatches").GetInt32(), data.GetProperty("counted").GetInt32()).ShouldBe((2, 1));
+        var task = await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}", Ct);
+        task.GetProperty("state").GetInt32().ShouldBe(1, "waiting for a proplet, not failed");
+    }
+
+    /// <summary>
+    /// A task taken by a proplet that falls silent after one heartbeat, re-dispatched to a second that beats while the
+    /// first goes silent, takes it, never answers and falls silent too. Returns the task's id once it runs on the second.
+    /// </summary>
+    private async Task<string> RedispatchToASecondPropletThatFallsSilentAsync()
+    {
         // The first proplet takes the task and falls silent after one heartbeat.
         var first = Guid.NewGuid().ToString();
         await using var silent = await ConnectPropletAsync(first, answer: false);
@@ -125,16 +165,7 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
         redispatched.GetProperty("state").GetInt32().ShouldBe(2);
         var offline = await Http.GetFromJsonAsync<JsonElement>($"/proplets/{first}", Ct);
         offline.GetProperty("alive").GetBoolean().ShouldBeFalse();
-
-        // Silent too: with MANAGER_MAX_REDISPATCHES=1 the task now fails instead of moving again.
-        var failed = await WaitForStateAsync(id, 4);
-        failed.GetProperty("state").GetInt32().ShouldBe(4);
-        failed.GetProperty("error").GetString()!.ShouldContain("not re-dispatched (limit 1)");
-        // (A re-dispatch placed before the second proplet's first heartbeat was recorded waits once: a deferral between.)
-        var types = (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}/history", Ct)).EnumerateArray().Select(e => e.GetProperty("type").GetString())
-            .Where(t => t != "task.dispatch_deferred.v1").ToList();
-        types.ShouldBe(["task.created.v1", "task.start_requested.v1", "task.dispatched.v1", "task.redispatch_requested.v1", "task.dispatched.v1", "task.failed.v1"]);
-        (await CountAsync($"select count(*) from {Schema}.mt_events where data::text like '%no heartbeat for 2 s%'")).ShouldBe(2);
+        return id;
     }
 
     /// <summary>
