@@ -2,7 +2,10 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
+using MQTTnet.Protocol;
+using Propeller.Broker;
 using Propeller.Broker.Tests;
+using Propeller.Contracts.Mqtt;
 using Propeller.Tests.Shared;
 
 namespace Propeller.EndToEnd.Tests;
@@ -11,7 +14,8 @@ namespace Propeller.EndToEnd.Tests;
 /// Real processes under a random mix of operations and faults: tasks (most of them work, some daemons, some latent
 /// components invoked now and then) created, started, stopped, started again and deleted while proplets are killed
 /// (SIGKILL) and started again under their ids or cut off from the broker, the manager is killed and started again, the
-/// broker is killed or restarted, and the manager's PostgreSQL connection is cut. When the faults end, every latent
+/// broker is killed or restarted, the manager's PostgreSQL connection is cut, and a stranger publishes garbage on every
+/// topic the processes read (<see cref="Garbage"/>). When the faults end, every latent
 /// task started last answers an invocation with its own number, and every task must settle: none left Scheduled or
 /// Running, each completed task's result its own, no attempt completed twice, every history readable. The seed is
 /// printed with a failure (docs/operations.md lists the settings that replay, lengthen, narrow and record a run).
@@ -220,6 +224,18 @@ public sealed class ChaosTests
                 await Task.Delay(random.Next(500, 4000), Ct);
                 await relay.RestoreAsync();
             }),
+            ("garbage", 4, async random =>
+            {
+                // Hostile messages on every topic the manager, the proplets and the proxy read, from a client of its own.
+                await using var client = new BrokerConnection(new BrokerOptions { ClientId = $"garbage-{random.Next()}" }.WithAddress(broker.Address));
+                await client.StartAsync(Ct);
+                var known = tasks.Keys.ToList();
+                var baseTopic = Topics.Base(cluster.Tenant, "c1");
+                foreach (var (path, payload) in Garbage(random, known.Count > 0 ? known[random.Next(known.Count)] : Guid.NewGuid().ToString(), proplets[random.Next(proplets.Count)]))
+                {
+                    await client.PublishAsync($"{baseTopic}/{path}", payload, MqttQualityOfServiceLevel.AtLeastOnce, Ct);
+                }
+            }),
         };
         if (Environment.GetEnvironmentVariable("PROPELLER_CHAOS_FAULTS") is { Length: > 0 } only)
         {
@@ -420,6 +436,52 @@ public sealed class ChaosTests
         found.AddRange(wrongAnswers);
         await WriteJournalAsync();
         found.ShouldBeEmpty(journal + "\n" + cluster.Logs());
+    }
+
+    /// <summary>
+    /// What the garbage fault publishes: payloads that are not JSON, not objects, nested past any parser's depth, or
+    /// hold fields of the wrong type, on each topic the manager, the proplets and the proxy read. None may crash a
+    /// process, fail a task or change one: a result naming a real task (<paramref name="task"/>) names an attempt it
+    /// never had (ignored, recorded as such); a start or a stop names a task that does not exist (the proplet's error
+    /// result for it finds no task); a discovery or a heartbeat names a proplet that does not exist (<paramref
+    /// name="proplet"/> is a real one: named as the target of those starts, and in metrics).
+    /// </summary>
+    private static IEnumerable<(string Path, byte[] Payload)> Garbage(Random random, string task, string proplet)
+    {
+        var stranger = Guid.NewGuid().ToString();
+        var noise = new byte[random.Next(1, 2048)];
+        random.NextBytes(noise);
+        var deep = Encoding.UTF8.GetBytes(new string('[', 100_000));
+        byte[] Text(string text) => Encoding.UTF8.GetBytes(text);
+        string[] inbound = [Topics.Results, Topics.PropletCreate, Topics.PropletAlive, Topics.PropletMetrics, Topics.TaskMetrics, Topics.InvokeResults, Topics.Start, Topics.Stop, Topics.Invoke, Topics.RegistryRequest, Topics.RegistryChunks, Topics.RegistryBinaryChunks];
+        foreach (var path in inbound)
+        {
+            yield return (path, noise);
+            yield return (path, deep);
+            yield return (path, []);
+            yield return (path, Text("{not json"));
+            yield return (path, Text("[1,2]"));
+            yield return (path, Text("null"));
+            yield return (path, Text("""{"task_id":42,"proplet_id":[],"id":{"a":1},"app_name":7}"""));
+        }
+
+        yield return (Topics.Results, Text($$"""{"task_id":"{{task}}","proplet_id":"{{stranger}}","results":"garbage","error":null,"attempt":1000000}"""));
+        yield return (Topics.Results, Text($$"""{"task_id":"{{task}}","proplet_id":"{{stranger}}","results":"garbage","error":"garbage","attempt":1000000,"running":false}"""));
+        yield return (Topics.Results, Text($$"""{"task_id":"{{stranger}}","proplet_id":"{{proplet}}","results":"garbage","error":null}"""));
+        // Proplets that do not exist: each heard from once, so registered, never alive (nothing is placed there).
+        yield return (Topics.PropletCreate, Text($$"""{"proplet_id":"{{Guid.NewGuid()}}","namespace":5,"metadata":"none","tasks":"all of them"}"""));
+        yield return (Topics.PropletAlive, Text($$"""{"proplet_id":"{{Guid.NewGuid()}}","status":[]}"""));
+        yield return (Topics.PropletMetrics, Text($$"""{"proplet_id":"{{proplet}}","cpu_metrics":"hot","memory_metrics":[1],"timestamp":[]}"""));
+        yield return (Topics.TaskMetrics, Text($$"""{"task_id":"{{task}}","proplet_id":5,"metrics":"many"}"""));
+        yield return (Topics.InvokeResults, Text($$"""{"task_id":"{{task}}","invocation_id":5,"results":[]}"""));
+        yield return (Topics.InvokeResults, Text($$"""{"task_id":"{{task}}","invocation_id":"{{stranger}}","results":"1"}"""));
+        yield return (Topics.Start, Text($$"""{"id":"{{stranger}}","name":"main","file":"!!! not base64","proplet_id":"{{proplet}}"}"""));
+        yield return (Topics.Start, Text($$"""{"id":"{{stranger}}","name":"main","file":"AGFzbQEAAAA=","cli_args":"--everything","inputs":[1e400],"proplet_id":"{{proplet}}"}"""));
+        yield return (Topics.Start, Text($$"""{"id":"{{stranger}}","name":7,"image_url":"registry.invalid/none:v1","daemon":"yes","proplet_id":"{{proplet}}"}"""));
+        yield return (Topics.Stop, Text($$"""{"id":5,"attempt":"one"}"""));
+        yield return (Topics.Stop, Text($$"""{"id":"{{stranger}}","attempt":1,"dispatch":-4}"""));
+        yield return (Topics.Invoke, Text($$"""{"id":"{{task}}","invocation_id":5,"inputs":"all"}"""));
+        yield return (Topics.RegistryChunks, Text("""{"app_name":"registry.invalid/none:v1","chunk_idx":-1,"total_chunks":0,"data":"%%%"}"""));
     }
 
     /// <summary>The task ids a proplet's log shows accepted more often than ended (EdgeLog 8007 against 8008, 8009 and,

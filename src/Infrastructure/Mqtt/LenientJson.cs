@@ -23,6 +23,11 @@ internal static class LenientJson
         {
             return JsonSerializer.Deserialize<T>(payload);
         }
+        catch (JsonException first) when (first.Path == "$" && NotAnObject(payload) is { } kind)
+        {
+            // Rather than "The JSON value could not be converted to Propeller.Contracts.Mqtt.ResultMessage. Path: $".
+            throw new JsonException($"the payload must be a JSON object, not {kind}", first);
+        }
         catch (JsonException first) when (Field(first.Path) is not null)
         {
             if (JsonNode.Parse(payload) is not JsonObject fields)
@@ -49,6 +54,29 @@ internal static class LenientJson
                     error = next;
                 }
             }
+        }
+    }
+
+    /// <summary>What <paramref name="payload"/> holds instead of an object ("an array", ...), or null when it is one or is
+    /// not JSON (the reader's own error then says where).</summary>
+    private static string? NotAnObject(ReadOnlySpan<byte> payload)
+    {
+        var reader = new Utf8JsonReader(payload);
+        try
+        {
+            return reader.Read() ? reader.TokenType switch
+            {
+                JsonTokenType.StartObject => null,
+                JsonTokenType.StartArray => "an array",
+                JsonTokenType.String => "a string",
+                JsonTokenType.Number => "a number",
+                JsonTokenType.True or JsonTokenType.False => "a boolean",
+                _ => null,
+            } : null;
+        }
+        catch (JsonException)
+        {
+            return null;
         }
     }
 

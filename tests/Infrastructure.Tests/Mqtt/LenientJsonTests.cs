@@ -52,6 +52,15 @@ public sealed class LenientJsonTests
         Should.Throw<JsonException>(() => LenientJson.Deserialize<ResultMessage>(Bytes(payload), out _));
 
     [Theory]
+    [InlineData("[1,2]", "an array")]
+    [InlineData("\"text\"", "a string")]
+    [InlineData("42", "a number")]
+    [InlineData("true", "a boolean")]
+    public void GivenAPayloadOfAnotherKind_ThenTheErrorSaysWhatItIs(string payload, string kind) =>
+        Should.Throw<JsonException>(() => LenientJson.Deserialize<ResultMessage>(Bytes(payload), out _)).Message
+            .ShouldBe($"the payload must be a JSON object, not {kind}");
+
+    [Theory]
     [InlineData("$.attempt", "attempt")]
     [InlineData("$.tags[0]", "tags")]
     [InlineData("$.metadata.hostname", "metadata")]
