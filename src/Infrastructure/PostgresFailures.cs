@@ -30,8 +30,10 @@ public static class PostgresFailures
         or PostgresException { SqlState: ['0', '8', ..] or ['5', '3', ..] });
 
     /// <summary>Whether <paramref name="ex"/> (or what it wraps) is a lost race on a stream: named by Marten or by us, or
-    /// as PostgreSQL reports it before Marten names it (another writer took the stream version an append expected to write).</summary>
+    /// as PostgreSQL reports it before Marten names it (another writer took the stream version an append expected to write),
+    /// or two writers starting one stream (every manager node registers a new proplet it hears of: one wins).</summary>
     public static bool IsConflict(Exception ex) => Chain(ex).Any(e => e is ConcurrencyException or JasperFx.ConcurrencyException
+        or Marten.Exceptions.ExistingStreamIdCollisionException or JasperFx.Events.ExistingStreamIdCollisionException
         or PostgresException { SqlState: PostgresErrorCodes.UniqueViolation, ConstraintName: "pk_mt_events_stream_and_version" });
 
     /// <summary>

@@ -444,7 +444,8 @@ public sealed class ChaosTests
     /// process, fail a task or change one: a result naming a real task (<paramref name="task"/>) names an attempt it
     /// never had (ignored, recorded as such); a start or a stop names a task that does not exist (the proplet's error
     /// result for it finds no task); a discovery or a heartbeat names a proplet that does not exist (<paramref
-    /// name="proplet"/> is a real one: named as the target of those starts, and in metrics).
+    /// name="proplet"/> is a real one: named as the target of those starts, and in metrics); every manager node
+    /// registers it at once.
     /// </summary>
     private static IEnumerable<(string Path, byte[] Payload)> Garbage(Random random, string task, string proplet)
     {
@@ -468,7 +469,8 @@ public sealed class ChaosTests
         yield return (Topics.Results, Text($$"""{"task_id":"{{task}}","proplet_id":"{{stranger}}","results":"garbage","error":null,"attempt":1000000}"""));
         yield return (Topics.Results, Text($$"""{"task_id":"{{task}}","proplet_id":"{{stranger}}","results":"garbage","error":"garbage","attempt":1000000,"running":false}"""));
         yield return (Topics.Results, Text($$"""{"task_id":"{{stranger}}","proplet_id":"{{proplet}}","results":"garbage","error":null}"""));
-        // Proplets that do not exist: each heard from once, so registered, never alive (nothing is placed there).
+        // Proplets that do not exist: the discovery registers one that is never alive; the heartbeat registers one alive
+        // for a liveness window (as a proplet's first heartbeat does), whose tasks are then re-dispatched.
         yield return (Topics.PropletCreate, Text($$"""{"proplet_id":"{{Guid.NewGuid()}}","namespace":5,"metadata":"none","tasks":"all of them"}"""));
         yield return (Topics.PropletAlive, Text($$"""{"proplet_id":"{{Guid.NewGuid()}}","status":[]}"""));
         yield return (Topics.PropletMetrics, Text($$"""{"proplet_id":"{{proplet}}","cpu_metrics":"hot","memory_metrics":[1],"timestamp":[]}"""));
