@@ -105,6 +105,13 @@ public sealed class InboundHandler(
                 // InvalidOperationException: System.Text.Json reading a value as a type it does not hold.
                 Malformed(message.Topic, ex.Message);
             }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                // Reading it failed some other way (a fault of ours): this message is dropped, logged with the exception,
+                // not the batch with it (the batch is acknowledged once handled, so its other messages would be lost).
+                MqttBridgeLog.HandlerFailed(logger, ex, message.Topic);
+                Malformed(message.Topic, $"{ex.GetType().Name}: {ex.Message}");
+            }
         }
 
         await HandleAllAsync(works, cancellationToken);

@@ -1,5 +1,4 @@
 using System.Text.Json;
-using System.Text.Json.Nodes;
 
 namespace Propeller.Infrastructure.Mqtt;
 
@@ -30,9 +29,18 @@ internal static class LenientJson
         }
         catch (JsonException first) when (Field(first.Path) is not null)
         {
-            if (JsonNode.Parse(payload) is not JsonObject fields)
+            // The fields by name, the last of a name kept (as the usual read keeps it); a field that fails is left out
+            // whole, however often it appears.
+            using var document = JsonDocument.Parse(payload.ToArray());
+            if (document.RootElement.ValueKind != JsonValueKind.Object)
             {
                 throw;
+            }
+
+            var fields = new Dictionary<string, JsonElement>(StringComparer.Ordinal);
+            foreach (var field in document.RootElement.EnumerateObject())
+            {
+                fields[field.Name] = field.Value;
             }
 
             var left = new List<string>();
@@ -47,7 +55,7 @@ internal static class LenientJson
                 left.Add(name);
                 try
                 {
-                    return fields.Deserialize<T>();
+                    return JsonSerializer.Deserialize<T>(JsonSerializer.SerializeToUtf8Bytes(fields));
                 }
                 catch (JsonException next)
                 {

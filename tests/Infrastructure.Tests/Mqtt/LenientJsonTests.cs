@@ -43,6 +43,17 @@ public sealed class LenientJsonTests
         alive.ShouldBe(new AliveMessage("p", "alive", null));
     }
 
+    [Fact]
+    public void GivenAFieldTwiceOneOfTheWrongType_ThenItIsLeftOut_AndNothingElseIsThrown()
+    {
+        var result = LenientJson.Deserialize<ResultMessage>(Bytes("""{"task_id":"t","attempt":"x","attempt":2,"results":"ok"}"""), out var ignored);
+
+        ignored.ShouldBe(["attempt"]);
+        result.ShouldNotBeNull();
+        result.TaskId.ShouldBe("t");
+        result.Attempt.ShouldBeNull();
+    }
+
     [Theory]
     [InlineData("{not json")]
     [InlineData("""{"task_id":"t","attempt":tru}""")]
