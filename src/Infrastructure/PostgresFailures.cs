@@ -13,20 +13,25 @@ public static class PostgresFailures
     /// Whether <paramref name="ex"/> (or what it wraps) is a failure another try can cure: PostgreSQL unreachable,
     /// restarting or in a deadlock (Npgsql's transient errors and any error below the SQL level), or a timeout. A
     /// PostgreSQL error that says the statement is wrong (a constraint, a syntax error) is not: retried, it would fail
-    /// the same way forever.
+    /// the same way forever. A prepared statement the server does not have (26000) is: Npgsql's auto-prepared statements
+    /// out of step with the connection after a failed transaction (npgsql/npgsql#6391; seen once in a chaos test run
+    /// after PostgreSQL's connections were cut); nothing was done, and another try prepares it again.
     /// </summary>
     public static bool IsTransient(Exception ex) =>
-        Chain(ex).Any(e => e is TimeoutException or NpgsqlException { IsTransient: true } or NpgsqlException and not PostgresException);
+        Chain(ex).Any(e => e is TimeoutException or NpgsqlException { IsTransient: true } or NpgsqlException and not PostgresException
+            or PostgresException { SqlState: PostgresErrorCodes.InvalidSqlStatementName });
 
     /// <summary>
     /// Whether <paramref name="ex"/> (or what it wraps) says PostgreSQL cannot be used now, whatever was asked of it:
     /// unreachable, the connection lost or timed out, the pool exhausted (Npgsql's errors below the SQL level), shutting
     /// down or starting up (57P01–57P03), a statement cancelled by its timeout (57014), a connection error reported by the
-    /// server (class 08), or out of resources: connection slots, disk, memory (class 53). The API answers it with 503:
-    /// the request was fine, and may succeed later.
+    /// server (class 08), or out of resources: connection slots, disk, memory (class 53), or a connection whose prepared
+    /// statements are out of step with the server (26000, <see cref="IsTransient"/>). The API answers it with 503: the
+    /// request was fine, and may succeed later.
     /// </summary>
     public static bool IsUnavailable(Exception ex) => Chain(ex).Any(e => e is NpgsqlException and not PostgresException
         or PostgresException { SqlState: PostgresErrorCodes.AdminShutdown or PostgresErrorCodes.CrashShutdown or PostgresErrorCodes.CannotConnectNow or PostgresErrorCodes.QueryCanceled }
+        or PostgresException { SqlState: PostgresErrorCodes.InvalidSqlStatementName }
         or PostgresException { SqlState: ['0', '8', ..] or ['5', '3', ..] });
 
     /// <summary>Whether <paramref name="ex"/> (or what it wraps) is a lost race on a stream: named by Marten or by us, or
