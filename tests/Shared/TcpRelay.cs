@@ -6,7 +6,7 @@ namespace Propeller.Tests.Shared;
 /// <summary>
 /// Forwards loopback connections to a server (PostgreSQL, the broker), as a network between it and its clients:
 /// <see cref="Cut"/> drops every connection and refuses new ones (the server unreachable), <see cref="RestoreAsync"/>
-/// accepts again on the same port (the server back).
+/// accepts again on the same port (the server back); <see cref="Latency"/> holds back what it forwards (a slow network).
 /// </summary>
 internal sealed class TcpRelay : IAsyncDisposable
 {
@@ -25,6 +25,9 @@ internal sealed class TcpRelay : IAsyncDisposable
     }
 
     public int Port { get; private set; }
+
+    /// <summary>How long each chunk waits before it is forwarded, either way (zero: at once).</summary>
+    public TimeSpan Latency { get; set; }
 
     /// <summary>A relay in front of the tests' PostgreSQL (<see cref="TestPostgres"/>), and the connection string through
     /// it (a 3 s connect timeout, so what needs PostgreSQL fails soon while it is cut).</summary>
@@ -92,11 +95,22 @@ internal sealed class TcpRelay : IAsyncDisposable
 
     /// <summary>Copies one way until either side closes; then closes both, as a network would: a client that went away
     /// (a killed manager) must not leave its server connection open, holding locks, until the relay goes.</summary>
-    private static async Task PumpAsync(TcpClient from, TcpClient to, CancellationToken cut)
+    private async Task PumpAsync(TcpClient from, TcpClient to, CancellationToken cut)
     {
         try
         {
-            await from.GetStream().CopyToAsync(to.GetStream(), cut);
+            var buffer = new byte[81_920];
+            var (reading, writing) = (from.GetStream(), to.GetStream());
+            int read;
+            while ((read = await reading.ReadAsync(buffer, cut)) > 0)
+            {
+                if (Latency > TimeSpan.Zero)
+                {
+                    await Task.Delay(Latency, cut);
+                }
+
+                await writing.WriteAsync(buffer.AsMemory(0, read), cut);
+            }
         }
         catch (Exception)
         {
