@@ -53,7 +53,8 @@ public abstract record TaskCommand
     /// After <paramref name="MaxResends"/> such sends the proplet is taken not to run it: the task is re-dispatched (or
     /// failed at <paramref name="MaxRedispatches"/>) instead. Within <paramref name="Interval"/> of the last send nothing
     /// is sent: every manager node handles a proplet's discovery, so one report reaches each, and the first node's send
-    /// is enough (a proplet reports at most every 10 s). <paramref name="RedispatchResetAfter"/>: <see cref="RedispatchTask.ResetAfter"/>.
+    /// is enough (a proplet reports at most every 10 s). <paramref name="RedispatchResetAfter"/>: <see cref="RedispatchTask.ResetAfter"/>, for a serving task (its
+    /// "started" result says the run went on; a running task's proplet that never took its start ran nothing).
     /// </summary>
     public sealed record ResendStart(TaskId TaskId, string PropletId, int Attempt, string Reason, int MaxResends, int MaxRedispatches, TimeSpan Interval, DateTimeOffset At, TimeSpan RedispatchResetAfter = default) : TaskCommand;
 

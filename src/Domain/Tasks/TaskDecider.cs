@@ -78,7 +78,10 @@ public static class TaskDecider
         (ResendStart c, { RunGoesOn: true }) when c.PropletId == state.PropletId && c.Attempt == state.Attempt && !state.RunsEverywhere =>
             state.StartResends < c.MaxResends
                 ? Decision<TaskEvent>.Accept(new TaskStartResent(c.TaskId, c.Attempt, c.PropletId, c.Reason, c.At))
-                : Decide(new RedispatchTask(c.TaskId, $"proplet {c.PropletId} did not take its start, sent {state.StartResends + 1} times", c.MaxRedispatches, c.At, c.RedispatchResetAfter), state),
+                : Decide(new RedispatchTask(
+                    c.TaskId, $"proplet {c.PropletId} did not take its start, sent {state.StartResends + 1} times", c.MaxRedispatches, c.At,
+                    // A run the proplet never took did not go on, however long ago it was dispatched; a serving one did.
+                    state.IsServing ? c.RedispatchResetAfter : TimeSpan.Zero), state),
         (ResendStart, _) => Decision<TaskEvent>.Accept(),
 
         (StopTask c, { IsActive: true } or { IsServing: true }) => Decision<TaskEvent>.Accept(new TaskStopped(c.TaskId, state.Attempt, c.Reason, c.At)),

@@ -293,7 +293,12 @@ public sealed class TaskDeciderTests
         TaskEvent[] again = [.. twice, new TaskStopped(Id, 1, "stopped", At(10)), StartRequested(2)];
         again.Aggregate(TaskDecider.Initial, TaskDecider.Evolve).RedispatchesCounted.ShouldBe(0);
 
-        // A resent start not taken, after the reset time: re-dispatched, counted as the first.
+        // A serving task's resent start not taken, after the reset time: re-dispatched, counted as the first (the run went
+        // on before its proplet restarted). A running task's start never taken ran nothing: it counts, however long ago.
+        TaskEvent[] running = [.. twice[..^1]];
+        Given([.. running, new TaskStartResent(Id, 1, "proplet-3", "x", later), new TaskStartResent(Id, 1, "proplet-3", "x", later.AddSeconds(10)), new TaskStartResent(Id, 1, "proplet-3", "x", later.AddSeconds(20))])
+            .When(new ResendStart(Id, "proplet-3", 1, "x", 3, 2, TimeSpan.FromSeconds(5), later.AddSeconds(30), reset))
+            .Then(new TaskFailed(Id, 1, "proplet proplet-3 did not take its start, sent 4 times; not re-dispatched (limit 2)", later.AddSeconds(30)));
         Given([.. twice, new TaskStartResent(Id, 1, "proplet-3", "x", later), new TaskStartResent(Id, 1, "proplet-3", "x", later.AddSeconds(10)), new TaskStartResent(Id, 1, "proplet-3", "x", later.AddSeconds(20))])
             .When(new ResendStart(Id, "proplet-3", 1, "x", 3, 2, TimeSpan.FromSeconds(5), later.AddSeconds(30), reset))
             .Then(new TaskRedispatchRequested(Id, 1, "proplet-3", "proplet proplet-3 did not take its start, sent 4 times", 3, later.AddSeconds(30), Counted: 1));
