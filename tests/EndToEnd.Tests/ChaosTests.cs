@@ -555,26 +555,6 @@ public sealed class ChaosTests
         yield return (HttpMethod.Delete, "/proplets/%00", null);
     }
 
-    private static async Task<(HttpStatusCode? Status, string Text)> SendRawAsync(HttpClient http, HttpMethod method, string path, byte[]? body)
-    {
-        try
-        {
-            using var request = new HttpRequestMessage(method, path);
-            if (body is not null)
-            {
-                request.Content = new ByteArrayContent(body);
-                request.Content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/json");
-            }
-
-            using var response = await http.SendAsync(request, Ct);
-            return (response.StatusCode, await response.Content.ReadAsStringAsync(Ct));
-        }
-        catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException && !Ct.IsCancellationRequested)
-        {
-            return (null, "");
-        }
-    }
-
     /// <summary>The task ids a proplet's log shows accepted more often than ended (EdgeLog 8007 against 8008, 8009 and,
     /// for a latent task's deployment, 8074).</summary>
     private static IEnumerable<string> Unended(string log)
@@ -591,14 +571,19 @@ public sealed class ChaosTests
 
     private static string Code(HttpStatusCode? status) => status is null ? "-" : ((int)status).ToString(System.Globalization.CultureInfo.InvariantCulture);
 
-    private static async Task<(HttpStatusCode? Status, string Text)> SendAsync(HttpClient http, HttpMethod method, string path, object? body)
+    private static Task<(HttpStatusCode? Status, string Text)> SendAsync(HttpClient http, HttpMethod method, string path, object? body) =>
+        SendRawAsync(http, method, path, body is null ? null : JsonSerializer.SerializeToUtf8Bytes(body, JsonSerializerOptions.Web));
+
+    /// <summary>Sends <paramref name="body"/> as it is, labelled application/json.</summary>
+    private static async Task<(HttpStatusCode? Status, string Text)> SendRawAsync(HttpClient http, HttpMethod method, string path, byte[]? body)
     {
         try
         {
             using var request = new HttpRequestMessage(method, path);
             if (body is not null)
             {
-                request.Content = JsonContent.Create(body);
+                request.Content = new ByteArrayContent(body);
+                request.Content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/json");
             }
 
             using var response = await http.SendAsync(request, Ct);
