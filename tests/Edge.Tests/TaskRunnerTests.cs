@@ -122,6 +122,11 @@ public sealed class TaskRunnerTests : IAsyncDisposable
         StartOn(new { id = "hog", name = "main", file = Convert.ToBase64String(Modules.Spin) });
         await runtime.Began.Task.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken); // the hog has the slot (starts take theirs in no set order)
         StartOn(new { id = "first", name = "main", file = padded, inputs = new[] { "2", "3" } });
+        while (runner.WaitingBytes == 0) // waiting for a slot before the second comes (starts are admitted in no set order)
+        {
+            await Task.Delay(5, TestContext.Current.CancellationToken);
+        }
+
         StartOn(new { id = "second", name = "main", file = padded, inputs = new[] { "4", "5" } });
 
         var refused = await NextResultAsync();

@@ -71,6 +71,9 @@ public sealed class TaskRunner : IAsyncDisposable
 
     public int RunningCount => _running.Count;
 
+    /// <summary>What the starts waiting for a slot hold of inline modules now, in bytes (PROPLET_MAX_WAITING_BYTES).</summary>
+    internal long WaitingBytes => Interlocked.Read(ref _waitingBytes);
+
     /// <summary>
     /// The tasks this proplet holds now: being admitted, waiting for a slot, running, serving, deployed latent. Reported
     /// to the manager with every discovery, so that it can send again a start the broker dropped and a stop that was
