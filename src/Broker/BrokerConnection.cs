@@ -104,6 +104,12 @@ public sealed class BrokerConnection : IAsyncDisposable
 
     public bool IsConnected => _connected.Task.IsCompleted && _client.IsConnected;
 
+    /// <summary>
+    /// How long the oldest received message whose handler has not returned has waited since it arrived (zero when none
+    /// waits): what arrived since then may not have been handled, so a node judges what it heard only up to then.
+    /// </summary>
+    public TimeSpan UnhandledFor => Volatile.Read(ref _oldestUnhandled) is var arrived and not 0 ? Stopwatch.GetElapsedTime(arrived) : TimeSpan.Zero;
+
     public BrokerOptions Options => _options;
 
     /// <summary>Publishes queued for the send loop (tests: what an outage holds).</summary>
@@ -981,6 +987,9 @@ public sealed class BrokerConnection : IAsyncDisposable
     /// the next is handed over while earlier ones are still being handled, and a batch's acknowledgements wait for the
     /// batches before it. With one (the default) a batch is acknowledged as soon as its handler returns, on this loop.
     /// </summary>
+    /// <summary>The arrival (Stopwatch timestamp) of the oldest message with the handler or waiting for it; 0 when none.</summary>
+    private long _oldestUnhandled;
+
     private async Task DispatchLoopAsync(CancellationToken stoppingToken)
     {
         var inFlight = new Queue<(List<Delivery> Batch, List<ReceivedMessage> Messages, Task<bool> Handled)>();
@@ -993,12 +1002,13 @@ public sealed class BrokerConnection : IAsyncDisposable
                 // The batches at the head whose handlers have returned, in order; the oldest waited for when the window is full.
                 while (inFlight.TryPeek(out var head) && (head.Handled.IsCompleted || inFlight.Count == _options.MaxBatchesInFlight))
                 {
-                    inFlight.Dequeue();
                     if (!await head.Handled)
                     {
                         return; // stopping: neither this batch nor a later one is acknowledged, so the broker delivers them again
                     }
 
+                    inFlight.Dequeue();
+                    Volatile.Write(ref _oldestUnhandled, inFlight.TryPeek(out var next) ? next.Batch[0].ArrivedAt : 0);
                     await AcknowledgeAllAsync(head.Batch, stoppingToken);
                     head.Batch.Clear();
                     head.Messages.Clear();
@@ -1039,6 +1049,11 @@ public sealed class BrokerConnection : IAsyncDisposable
 
                 BrokerMetrics.Received.Add(batch.Count);
                 BrokerMetrics.ReceiveWait.Record(Stopwatch.GetElapsedTime(batch[0].ArrivedAt).TotalSeconds);
+                if (inFlight.Count == 0)
+                {
+                    Volatile.Write(ref _oldestUnhandled, batch[0].ArrivedAt);
+                }
+
                 inFlight.Enqueue((batch, messages, HandleAsync(messages, stoppingToken)));
             }
         }
@@ -1054,6 +1069,8 @@ public sealed class BrokerConnection : IAsyncDisposable
             {
                 await left.Handled;
             }
+
+            Volatile.Write(ref _oldestUnhandled, 0);
         }
     }
 

@@ -3,8 +3,8 @@ using MQTTnet.Protocol;
 
 namespace Propeller.Broker.Tests;
 
-/// <summary>The loop that hands received messages to the handler and acknowledges them keeps going when an
-/// acknowledgement fails in an unexpected way.</summary>
+/// <summary>The loop that hands received messages to the handler and acknowledges them: it keeps going when an
+/// acknowledgement fails in an unexpected way, and tells how long its oldest unhandled message has waited.</summary>
 public sealed class DispatchTests
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
@@ -39,5 +39,61 @@ public sealed class DispatchTests
         next.Payload.ToArray().ShouldBe("2"u8.ToArray());
         Volatile.Read(ref acknowledgements).ShouldBeGreaterThanOrEqualTo(2);
         subscriber.IsConnected.ShouldBeTrue();
+    }
+
+    /// <summary>
+    /// UnhandledFor: zero while nothing waits; while a handler holds its batch, the time since that batch's first message
+    /// arrived, also once later batches have been handled beside it (their acknowledgements wait for it); zero again once
+    /// it returns.
+    /// </summary>
+    [Fact]
+    public async Task GivenAHeldBatch_ThenUnhandledForIsTheTimeSinceItsArrival_AndZeroOnceItIsHandled()
+    {
+        var topic = TestBroker.UniqueTopic("unhandled");
+        var options = TestBroker.Options(MqttProtocolVersion.V500);
+        options.MaxBatchesInFlight = 4;
+        var held = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var later = 0;
+        await using var subscriber = new BrokerConnection(options)
+        {
+            Handler = async (messages, token) =>
+            {
+                if (messages[0].Payload.Span.SequenceEqual("hold"u8))
+                {
+                    held.TrySetResult();
+                    await release.Task.WaitAsync(token);
+                    return;
+                }
+
+                Interlocked.Increment(ref later);
+            },
+        };
+        await using var publisher = new BrokerConnection(TestBroker.Options(MqttProtocolVersion.V500));
+        await subscriber.StartAsync(Ct).WaitAsync(TestBroker.Timeout, Ct);
+        await publisher.StartAsync(Ct).WaitAsync(TestBroker.Timeout, Ct);
+        await subscriber.SubscribeAsync(topic, MqttQualityOfServiceLevel.AtLeastOnce, Ct);
+        subscriber.UnhandledFor.ShouldBe(TimeSpan.Zero);
+
+        await publisher.PublishAsync(topic, "hold"u8.ToArray(), MqttQualityOfServiceLevel.AtLeastOnce, Ct);
+        await held.Task.WaitAsync(TestBroker.Timeout, Ct);
+        var heldAt = DateTime.UtcNow;
+        await publisher.PublishAsync(topic, "after"u8.ToArray(), MqttQualityOfServiceLevel.AtLeastOnce, Ct);
+        while (Volatile.Read(ref later) == 0)
+        {
+            await Task.Delay(10, Ct);
+        }
+
+        await Task.Delay(300, Ct);
+        subscriber.UnhandledFor.ShouldBeGreaterThanOrEqualTo(DateTime.UtcNow - heldAt, "the held batch still waits, though the one after it was handled");
+
+        release.SetResult();
+        var deadline = DateTime.UtcNow + TestBroker.Timeout;
+        while (subscriber.UnhandledFor != TimeSpan.Zero && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(10, Ct);
+        }
+
+        subscriber.UnhandledFor.ShouldBe(TimeSpan.Zero);
     }
 }

@@ -8,7 +8,11 @@ namespace Propeller.Application.Proplets;
 /// manager restarted) each proplet has the time it may need to reconnect (its backoff) and then a whole window to be
 /// heard again;</item>
 /// <item>while proplet messages cannot be stored (PostgreSQL unreachable) heartbeats are not recorded; once storing
-/// works again, each proplet has a whole window from that moment.</item>
+/// works again, each proplet has a whole window from that moment;</item>
+/// <item>while a message waits to be handled (its effect slow to commit: an overloaded or slow PostgreSQL, a lock), the
+/// messages after it wait too once the node's receive window is full, heartbeats among them: heard, not recorded. The
+/// node has recorded what it heard only up to that message's arrival, so silence is judged up to then (the last sign
+/// moves on by the time the message has waited).</item>
 /// </list>
 /// Without it, a proplet running a task through an outage longer than the liveness window was marked offline when the
 /// outage ended and its task dispatched a second time. Per node, in memory: every node receives every heartbeat
@@ -20,14 +24,17 @@ public sealed class HeartbeatWitness
 
     private long _listeningSince = Never;
     private Func<bool>? _connected;
+    private Func<TimeSpan>? _unhandledFor;
     private long _storingSince = Never;
     private int _storingFails;
 
     /// <summary>The broker connection is up and subscribed from <paramref name="at"/>; <paramref name="connected"/> says
-    /// whether it still is.</summary>
-    public void ListeningFrom(DateTimeOffset at, Func<bool> connected)
+    /// whether it still is, <paramref name="unhandledFor"/> how long the oldest message it received and not yet handled
+    /// has waited (zero when none).</summary>
+    public void ListeningFrom(DateTimeOffset at, Func<bool> connected, Func<TimeSpan>? unhandledFor = null)
     {
         Volatile.Write(ref _connected, connected);
+        Volatile.Write(ref _unhandledFor, unhandledFor);
         Interlocked.Exchange(ref _listeningSince, at.UtcTicks);
     }
 
@@ -49,7 +56,8 @@ public sealed class HeartbeatWitness
     /// The latest moment a proplet whose newest recorded heartbeat is <paramref name="recorded"/> may have been alive
     /// as far as this node can tell: no earlier than the moment the node could last begin to hear (plus
     /// <paramref name="reconnectAllowance"/>, for the proplets to reconnect too) and record heartbeats, and
-    /// <paramref name="now"/> while it cannot. Null for a proplet never heard from (silence counts only after a first
+    /// <paramref name="now"/> while it cannot; moved on by the time the oldest unhandled message has waited (at most to
+    /// <paramref name="now"/>). Null for a proplet never heard from (silence counts only after a first
     /// heartbeat).
     /// </summary>
     public DateTimeOffset? LastSign(DateTimeOffset? recorded, DateTimeOffset now, TimeSpan reconnectAllowance)
@@ -66,6 +74,8 @@ public sealed class HeartbeatWitness
         }
 
         var since = Math.Max(listening + reconnectAllowance.Ticks, Interlocked.Read(ref _storingSince));
-        return since > last.UtcTicks ? new DateTimeOffset(since, TimeSpan.Zero) : last;
+        var sign = since > last.UtcTicks ? new DateTimeOffset(since, TimeSpan.Zero) : last;
+        var unhandled = Volatile.Read(ref _unhandledFor)?.Invoke() ?? TimeSpan.Zero;
+        return unhandled <= TimeSpan.Zero ? sign : sign + unhandled < now ? sign + unhandled : now;
     }
 }

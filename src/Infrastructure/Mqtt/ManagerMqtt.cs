@@ -51,10 +51,10 @@ public sealed class ManagerMqtt : IMessagePublisher, IAsyncDisposable
         Connection = new BrokerConnection(connection, loggers.CreateLogger<BrokerConnection>(), time)
         {
             // Heartbeats can be heard from now on (subscribed): silence counts only from here, after the proplets' time
-            // to reconnect (HeartbeatWitness).
+            // to reconnect, and only up to the oldest message not yet handled (HeartbeatWitness).
             Connected = (_, _) =>
             {
-                witness.ListeningFrom(time.GetUtcNow(), () => Connection!.IsConnected);
+                witness.ListeningFrom(time.GetUtcNow(), () => Connection!.IsConnected, () => Connection!.UnhandledFor);
                 return Task.CompletedTask;
             },
         };

@@ -62,6 +62,19 @@ public sealed class HeartbeatWitnessTests
         witness.LastSign(LongAgo, Now, TimeSpan.Zero).ShouldBe(LongAgo);
     }
 
+    [Fact]
+    public void GivenAMessageUnhandledForSeconds_ThenTheLastSignMovesOnByThatLong_AtMostToNow()
+    {
+        var unhandled = TimeSpan.FromSeconds(4);
+        var witness = new HeartbeatWitness();
+        witness.ListeningFrom(Now.AddHours(-1), () => true, () => unhandled);
+        witness.LastSign(LongAgo, Now, TimeSpan.Zero).ShouldBe(LongAgo.AddSeconds(4));
+        witness.LastSign(Now.AddSeconds(-1), Now, TimeSpan.Zero).ShouldBe(Now);
+
+        unhandled = TimeSpan.Zero;
+        witness.LastSign(LongAgo, Now, TimeSpan.Zero).ShouldBe(LongAgo);
+    }
+
     private sealed class FixedTime(DateTimeOffset now) : TimeProvider
     {
         public override DateTimeOffset GetUtcNow() => now;

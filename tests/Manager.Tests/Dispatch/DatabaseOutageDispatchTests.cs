@@ -128,14 +128,44 @@ public sealed class DatabaseOutageDispatchTests
     /// its running task is not dispatched a second time.
     /// </summary>
     [Fact]
-    public async Task GivenAProplet_WhenPostgresIsUnreachableForLongerThanTheLivenessWindow_ThenItIsNotMarkedOfflineNorItsTaskRedispatched()
+    public Task GivenAProplet_WhenPostgresIsUnreachableForLongerThanTheLivenessWindow_ThenItIsNotMarkedOfflineNorItsTaskRedispatched() =>
+        ThroughTroubleTheRunningTaskStaysAsync("dispatch_db_outage_liveness", async (relay, http) =>
+        {
+            relay.Cut();
+            await Task.Delay(TimeSpan.FromSeconds(8), Ct);
+            await relay.RestoreAsync();
+            await ManagerWaits.ReadyAsync(http);
+            await Task.Delay(TimeSpan.FromSeconds(8), Ct); // a few windows with PostgreSQL back
+        });
+
+    /// <summary>
+    /// PostgreSQL slow rather than gone (each round trip 3 s, the liveness window: new connections time out, statements
+    /// on open ones take seconds): heartbeats are heard but recorded late or not at all. A liveness check must not take
+    /// that for silence: the proplet is not marked offline and its running task is not dispatched again.
+    /// </summary>
+    [Fact]
+    public Task GivenAProplet_WhenPostgresIsSlowerThanTheLivenessWindow_ThenItIsNotMarkedOfflineNorItsTaskRedispatched() =>
+        ThroughTroubleTheRunningTaskStaysAsync("dispatch_db_slow_liveness", async (relay, http) =>
+        {
+            relay.Latency = TimeSpan.FromMilliseconds(1500);
+            await Task.Delay(TimeSpan.FromSeconds(12), Ct);
+            relay.Latency = TimeSpan.Zero;
+            await ManagerWaits.ReadyAsync(http);
+            await Task.Delay(TimeSpan.FromSeconds(6), Ct); // the checks queued while slow have run
+        });
+
+    /// <summary>
+    /// A proplet that heartbeats every 500 ms (liveness window 3 s) runs a task and holds it through
+    /// <paramref name="trouble"/> on the way to PostgreSQL; then it answers: the task completes once, never re-dispatched,
+    /// and the proplet is alive.
+    /// </summary>
+    private async Task ThroughTroubleTheRunningTaskStaysAsync(string schema, Func<TcpRelay, HttpClient, Task> trouble)
     {
-        var (relay, server) = await StartBehindRelayAsync("dispatch_db_outage_liveness", livenessWindow: "3s");
+        var (relay, server) = await StartBehindRelayAsync(schema, livenessWindow: "3s");
         await using var relayOwned = relay;
         await using var serverOwned = server;
         var http = server.Client;
 
-        // A proplet that heartbeats every 500 ms and holds its task until the test answers.
         var propletId = Guid.NewGuid().ToString();
         var started = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
         await using var proplet = new BrokerConnection(new BrokerOptions { ClientId = propletId }.WithAddress(Broker))
@@ -154,11 +184,7 @@ public sealed class DatabaseOutageDispatchTests
         var id = await CreateAndStartAsync(http);
         (await started.Task.WaitAsync(TimeSpan.FromSeconds(30), Ct)).ShouldBe(id);
 
-        relay.Cut();
-        await Task.Delay(TimeSpan.FromSeconds(8), Ct);
-        await relay.RestoreAsync();
-        await ManagerWaits.ReadyAsync(http);
-        await Task.Delay(TimeSpan.FromSeconds(8), Ct); // a few windows with PostgreSQL back
+        await trouble(relay, http);
 
         await PublishAsync(proplet, "control/proplet/results", new { task_id = id, proplet_id = propletId, results = "once", error = (string?)null });
         (await ManagerWaits.ForStateAsync(http, id, 3)).GetProperty("results").GetString().ShouldBe("once");

@@ -169,6 +169,53 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
     }
 
     /// <summary>
+    /// A proplet message whose effect waits (here another proplet's discovery behind a lock on its stream; in production
+    /// a slow or overloaded PostgreSQL) holds up the messages after it once the node's receive window is full: heartbeats
+    /// heard but not yet recorded. A liveness check meanwhile must not take them for silence: the node can judge silence
+    /// only up to the oldest message it has not handled. It marked the beating proplet offline and re-dispatched its task.
+    /// </summary>
+    [Fact]
+    public async Task ABeatingProplet_IsNotMarkedOffline_WhileAMessageBeforeItsHeartbeatsWaitsToBeHandled()
+    {
+        var propletId = Guid.NewGuid().ToString();
+        await using var proplet = await ConnectPropletAsync(propletId, answer: false);
+        await PublishAsync(proplet, "control/proplet/create", new { proplet_id = propletId });
+        using var heartbeats = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        var beating = BeatAsync(proplet, propletId, heartbeats.Token);
+        await WaitForAliveAsync(propletId);
+        var running = await CreateAndStartAsync("""{"name":"main"}""");
+        await WaitForStateAsync(running, 2);
+
+        // Another proplet, registered, never beating (so never checked); its stream row locked, its next discovery waits,
+        // and with it (the window of 8 batches full after ~2.4 s of heartbeats) every heartbeat after it, for three windows.
+        var other = Guid.NewGuid().ToString();
+        await PublishAsync(proplet, "control/proplet/create", new { proplet_id = other });
+        await WaitForPropletAsync(other);
+        var dataSource = _server.Services.GetRequiredService<Npgsql.NpgsqlDataSource>();
+        await using (var connection = await dataSource.OpenConnectionAsync(Ct))
+        {
+            await using var transaction = await connection.BeginTransactionAsync(Ct);
+            await using (var locking = new Npgsql.NpgsqlCommand($"select 1 from {Schema}.mt_streams where id = '{other}' for update", connection, transaction))
+            {
+                (await locking.ExecuteScalarAsync(Ct)).ShouldBe(1);
+            }
+
+            await PublishAsync(proplet, "control/proplet/create", new { proplet_id = other, metadata = new { os = "changed" } });
+            await Task.Delay(TimeSpan.FromSeconds(6), Ct);
+            (await Http.GetFromJsonAsync<JsonElement>($"/proplets/{propletId}", Ct)).GetProperty("alive").GetBoolean().ShouldBeFalse("its heartbeats wait");
+            await transaction.RollbackAsync(Ct);
+        }
+
+        await Task.Delay(TimeSpan.FromSeconds(3), Ct); // a check due while the heartbeats waited has run
+        await heartbeats.CancelAsync();
+        await beating;
+
+        (await CountAsync($"select count(*) from {Schema}.mt_events where stream_id = '{propletId}' and data::text like '%no heartbeat for%'")).ShouldBe(0);
+        var types = (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{running}/history", Ct)).EnumerateArray().Select(e => e.GetProperty("type").GetString()).ToList();
+        types.ShouldBe(["task.created.v1", "task.start_requested.v1", "task.dispatched.v1"]);
+    }
+
+    /// <summary>
     /// A task taken by a proplet that falls silent after one heartbeat, re-dispatched to a second that beats while the
     /// first goes silent, takes it, never answers and falls silent too. Returns the task's id once it runs on the second.
     /// </summary>
