@@ -131,6 +131,8 @@ public sealed class LatentTaskTests : IAsyncDisposable
 
         refused.GetProperty("invocation_id").GetString().ShouldBe("bad");
         refused.GetProperty("error").GetString().ShouldNotBeNull().ShouldStartWith("invalid invoke request: inputs[0]");
+        _runner.HandleInvoke("""{"id":"calc","invocation_id":"typed","env":5}"""u8.ToArray());
+        (await NextInvokeResultAsync()).GetProperty("error").GetString().ShouldBe("invalid invoke request: env: expected an object of strings");
         Invoke(new { id = "calc", invocation_id = "ok" });
         (await NextInvokeResultAsync()).GetProperty("results").GetString().ShouldBe("3");
     }

@@ -68,6 +68,16 @@ public sealed class StartRequestParserTests
         parse.Error.ShouldNotBeNull().ShouldStartWith(error);
     }
 
+    /// <summary>A value of the wrong type is named in the protocol's terms, not .NET's (it read "The JSON value could not
+    /// be converted to System.String. Path: $.name | LineNumber: 0 | BytePositionInLine: 18.").</summary>
+    [Theory]
+    [InlineData("""{"id":"t1","name":5,"file":"AGFz"}""", "invalid start request: name: expected a string")]
+    [InlineData("""{"id":"t1","name":"main","file":"AGFz","daemon":null}""", "invalid start request: daemon: expected true or false")]
+    [InlineData("""{"id":"t1","name":"main","file":"AGFz","env":[]}""", "invalid start request: env: expected an object of strings")]
+    [InlineData("""[1,2]""", "invalid start request: expected a JSON object")]
+    public void GivenAValueOfTheWrongType_WhenParsed_ThenTheErrorNamesTheFieldAndWhatItTakes(string json, string error) =>
+        Parse(json).Error.ShouldBe(error);
+
     [Fact]
     public void GivenLimitFlagsInCliArgs_WhenParsed_ThenTheyOverrideTheProplesDefaults()
     {

@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Buffers.Text;
 using System.Security.Cryptography;
 using System.Text.Json;
+using Propeller.Contracts.Json;
 using Propeller.Contracts.Mqtt;
 
 namespace Propeller.Edge.Fetching;
@@ -92,7 +93,7 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
         }
         catch (Exception ex) when (ex is JsonException or InvalidOperationException)
         {
-            return Counted($"the binary chunk's header is not valid JSON of the expected shape: {ex.Message}");
+            return Counted($"the binary chunk's header is not valid JSON of the expected shape: {JsonProblem.Describe(ex, typeof(BinaryChunkHeader), JsonSerializerOptions.Default)}");
         }
 
         var data = payload[(end + 1)..];

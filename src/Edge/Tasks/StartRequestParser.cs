@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Propeller.Contracts.Json;
 using Propeller.Contracts.Mqtt;
 
 namespace Propeller.Edge.Tasks;
@@ -22,7 +23,7 @@ public static class StartRequestParser
             var salvaged = Salvage(payload);
             return salvaged.TargetedElsewhere(myId)
                 ? StartParse.NotForMe
-                : new StartParse(null, salvaged.Id, $"invalid start request: {ex.Message}");
+                : new StartParse(null, salvaged.Id, $"invalid start request: {JsonProblem.Describe(ex, typeof(StartMessage), JsonSerializerOptions.Default)}");
         }
 
         if (message is null)

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Globalization;
 using System.Text.Json;
+using Propeller.Contracts.Json;
 using Microsoft.Extensions.Logging;
 using Propeller.Contracts.Mqtt;
 using Propeller.Edge.Configuration;
@@ -566,11 +567,12 @@ public sealed class TaskRunner : IAsyncDisposable
         {
             // Answered when its id and target can still be read, as a start is (StartRequestParser): the manager waits
             // for the answer of every invocation it sent (spec §1.10: 30 s), and got none.
-            EdgeLog.InvalidInvoke(_logger, ex.Message);
+            var problem = JsonProblem.Describe(ex, typeof(InvokeMessage), JsonSerializerOptions.Default);
+            EdgeLog.InvalidInvoke(_logger, problem);
             var salvaged = StartRequestParser.Salvage(payload.Span);
             if (salvaged.Id is { } id && !salvaged.TargetedElsewhere(_settings.EntityId) && Volatile.Read(ref _closing) == 0)
             {
-                Track(PublishInvokeResultAsync(id, salvaged.InvocationId, TaskOutcome.Failure($"invalid invoke request: {ex.Message}")));
+                Track(PublishInvokeResultAsync(id, salvaged.InvocationId, TaskOutcome.Failure($"invalid invoke request: {problem}")));
             }
 
             return;
