@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -18,6 +19,9 @@ namespace Propeller.Infrastructure.Mqtt;
 public sealed class ManagerMqtt : IMessagePublisher, IAsyncDisposable
 {
     private readonly MqttBridgeOptions _options;
+
+    /// <summary>This connection's gauge (its client id as a label): a meter of its own, gone with the connection.</summary>
+    private readonly Meter _meter = new("Propeller.Broker.Inbound");
 
     public ManagerMqtt(IOptions<MqttBridgeOptions> options, ILoggerFactory loggers, TimeProvider time, HeartbeatWitness witness)
     {
@@ -58,9 +62,20 @@ public sealed class ManagerMqtt : IMessagePublisher, IAsyncDisposable
                 return Task.CompletedTask;
             },
         };
+        CreateGauges();
     }
 
     public BrokerConnection Connection { get; }
+
+    private void CreateGauges()
+    {
+        var client = new KeyValuePair<string, object?>("client_id", _options.EntityId);
+        _meter.CreateObservableGauge(
+            "mqtt_receive_unhandled_seconds",
+            () => new Measurement<double>(Connection.UnhandledFor.TotalSeconds, client),
+            "s",
+            "How long the oldest proplet message received and not yet handled has waited (0: none waits); while it grows, the node hears nothing it can act on");
+    }
 
     /// <summary>
     /// Received batches the <see cref="InboundHandler"/> holds at once. With one, a result that arrived while the batch
@@ -161,7 +176,11 @@ public sealed class ManagerMqtt : IMessagePublisher, IAsyncDisposable
         return Connection.PublishAsync(message.Destination, message.Payload, _options.QualityOfService, retain: false, orderKey, cancellationToken);
     }
 
-    public ValueTask DisposeAsync() => Connection.DisposeAsync();
+    public ValueTask DisposeAsync()
+    {
+        _meter.Dispose();
+        return Connection.DisposeAsync();
+    }
 
     /// <summary>The top-level "id" of a start or stop payload (null when there is none).</summary>
     internal static string? TaskIdOf(ReadOnlySpan<byte> payload)

@@ -203,6 +203,9 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
             await PublishAsync(proplet, "control/proplet/create", new { proplet_id = other, metadata = new { os = "changed" } });
             await Task.Delay(TimeSpan.FromSeconds(6), Ct);
             (await Http.GetFromJsonAsync<JsonElement>($"/proplets/{propletId}", Ct)).GetProperty("alive").GetBoolean().ShouldBeFalse("its heartbeats wait");
+            var stalled = (await Http.GetStringAsync("/metrics", Ct)).Split('\n')
+                .Single(line => line.StartsWith("mqtt_receive_unhandled_seconds{", StringComparison.Ordinal) && line.Contains($"client_id=\"manager-{_tenant}\"", StringComparison.Ordinal));
+            double.Parse(stalled[(stalled.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture).ShouldBeGreaterThan(4, stalled);
             await transaction.RollbackAsync(Ct);
         }
 
