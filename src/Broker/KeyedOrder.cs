@@ -72,6 +72,56 @@ public sealed class KeyedOrder
         }
     }
 
+    /// <summary>
+    /// Runs <paramref name="work"/> for several keys at once (a batch of messages): it starts once the last work given
+    /// for each of <paramref name="keys"/> has ended, and the next work of any of them waits for it. Work of other keys
+    /// runs side by side.
+    /// </summary>
+    public async Task RunAsync(IReadOnlyCollection<string> keys, Func<Task> work)
+    {
+        ArgumentNullException.ThrowIfNull(keys);
+        ArgumentNullException.ThrowIfNull(work);
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        List<Task>? before = null;
+        lock (_tails)
+        {
+            foreach (var key in keys)
+            {
+                if (_tails.TryGetValue(key, out var last) && !last.IsCompleted && last != done.Task)
+                {
+                    (before ??= []).Add(last);
+                }
+
+                _tails[key] = done.Task;
+            }
+        }
+
+        try
+        {
+            if (before is not null)
+            {
+                await Task.WhenAll(before).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            }
+
+            await work();
+        }
+        finally
+        {
+            lock (_tails)
+            {
+                foreach (var key in keys)
+                {
+                    if (_tails.TryGetValue(key, out var last) && last == done.Task)
+                    {
+                        _tails.Remove(key);
+                    }
+                }
+            }
+
+            done.SetResult();
+        }
+    }
+
     private static async Task AfterAsync(Task previous, Func<Task> work)
     {
         await previous.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);

@@ -107,4 +107,46 @@ public sealed class KeyedOrderTests
         gate.SetResult();
         await Task.WhenAll(first, third).WaitAsync(TimeSpan.FromSeconds(10), TestContext.Current.CancellationToken);
     }
+
+    /// <summary>Work for several keys (a batch of results) waits for the earlier work of any of them, and later work of
+    /// any of them waits for it; work of other keys runs at once; the keys are forgotten once idle.</summary>
+    [Fact]
+    public async Task GivenWorkOfSeveralKeys_ThenItRunsAfterTheEarlierWorkOfEach_AndBeforeTheLaterWorkOfAny()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var order = new KeyedOrder();
+        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var ran = new List<string>();
+        void Ran(string name)
+        {
+            lock (ran)
+            {
+                ran.Add(name);
+            }
+        }
+
+        var first = order.RunAsync(["a"], async () =>
+        {
+            await gate.Task;
+            Ran("a");
+        });
+        var batch = order.RunAsync(["b", "a"], () =>
+        {
+            Ran("b+a");
+            return Task.CompletedTask;
+        });
+        var later = order.RunAsync(["b"], () =>
+        {
+            Ran("b");
+            return Task.CompletedTask;
+        });
+        await order.RunAsync(["c"], () => Task.CompletedTask).WaitAsync(TimeSpan.FromSeconds(10), ct);
+
+        await Task.Delay(50, ct);
+        (batch.IsCompleted, later.IsCompleted).ShouldBe((false, false));
+        gate.SetResult();
+        await Task.WhenAll(first, batch, later).WaitAsync(TimeSpan.FromSeconds(10), ct);
+        ran.ShouldBe(["a", "b+a", "b"]);
+        order.Count.ShouldBe(0);
+    }
 }

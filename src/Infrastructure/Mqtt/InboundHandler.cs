@@ -43,7 +43,11 @@ public sealed class InboundHandler(
 
     private readonly string _base = options.Value.BaseTopic + "/";
     private readonly KeyedOrder _order = new();
+    private readonly KeyedOrder _resultOrder = new();
     private readonly string _schema = Sql.Identifier(storeOptions.Value.Schema);
+
+    /// <summary>Tests only: runs before a batch of results is recorded, with each result's task and "running" flag.</summary>
+    internal Func<IReadOnlyList<(Guid TaskId, bool? Running)>, Task>? ResultsHook { get; set; }
 
     /// <summary>A broker connection's handler that hands batches to <see cref="AcceptBatchAsync"/> and logs (with the
     /// first topic) what fails there; the batch is then acknowledged, and handled again only if redelivered.</summary>
@@ -119,10 +123,12 @@ public sealed class InboundHandler(
 
     /// <summary>
     /// A batch's results together, in their order (<see cref="IInboundCommands.RecordResultsAsync"/>: they join the
-    /// command batches in that order); the other messages by key, different keys in parallel, one key's in order, also
-    /// after the same key's messages from batches still being handled (the broker connection hands over several,
-    /// <see cref="ManagerMqtt.ReceiveBatchesInFlight"/>). Results need no such chain: a second result for a task, decided
-    /// beside the first, loses the stream's version race and is decided again on the state the first left (ignored).
+    /// command batches in that order), after the results of the same tasks from batches still being handled (the broker
+    /// connection hands over several, <see cref="ManagerMqtt.ReceiveBatchesInFlight"/>); the other messages by key,
+    /// different keys in parallel, one key's in order, also after the same key's messages from earlier batches. A task's
+    /// results are decided in the order they came: a daemon that ends at once sends its "started" result and its end
+    /// back to back, and decided side by side the end could win the stream's race, complete the task as a plain run
+    /// and leave "started" ignored on a completed task (no serving in its history).
     /// </summary>
     private Task HandleAllAsync(List<Work> works, CancellationToken cancellationToken)
     {
@@ -136,7 +142,8 @@ public sealed class InboundHandler(
         })).ToList();
         if (results.Count > 0)
         {
-            all.Add(HandleWithRetryAsync(new ResultsWork(results[0].Topic, results), cancellationToken));
+            var work = new ResultsWork(results[0].Topic, results);
+            all.Add(_resultOrder.RunAsync(work.TaskKeys, () => HandleWithRetryAsync(work, cancellationToken)));
         }
 
         return Task.WhenAll(all);
@@ -252,7 +259,7 @@ public sealed class InboundHandler(
         var propletId = result.PropletId is { Length: > 0 } p ? p : null;
 
         var key = "results:" + Convert.ToHexString(SHA256.HashData(payload));
-        return new ResultWork(topic, taskId, key, new TaskId(guid), result.Results?.GetRawText(), error, propletId, result.Attempt, result.Running, payload);
+        return new ResultWork(topic, guid.ToString(), key, new TaskId(guid), result.Results?.GetRawText(), error, propletId, result.Attempt, result.Running, payload);
     }
 
     private (TaskCommand.RecordResult Command, EventMetadata Metadata) ResultCommand(ResultWork work)
@@ -269,6 +276,11 @@ public sealed class InboundHandler(
     /// </summary>
     private async Task RecordResultsAsync(ResultsWork work, CancellationToken cancellationToken)
     {
+        if (ResultsHook is { } hook)
+        {
+            await hook([.. work.Results.Select(r => (r.TaskId.Value, r.Running))]);
+        }
+
         var failures = await inbound.RecordResultsAsync([.. work.Results.Select(ResultCommand)], cancellationToken);
         for (var i = 0; i < failures.Count; i++)
         {
@@ -545,7 +557,11 @@ public sealed class InboundHandler(
     private sealed record ResultWork(string Topic, string PartitionKey, string Key, TaskId TaskId, string? Results, string? Error, string? PropletId, int? Attempt, bool? Running, byte[] Payload) : Work(Topic, PartitionKey);
 
     /// <summary>A batch's results, recorded together (the Wolverine pipeline).</summary>
-    private sealed record ResultsWork(string Topic, IReadOnlyList<ResultWork> Results) : Work(Topic, "results");
+    private sealed record ResultsWork(string Topic, IReadOnlyList<ResultWork> Results) : Work(Topic, "results")
+    {
+        /// <summary>The tasks whose results these are (their order keys).</summary>
+        public IReadOnlyCollection<string> TaskKeys { get; } = [.. Results.Select(r => r.PartitionKey)];
+    }
 
     private sealed record DiscoveryWork(string Topic, string PropletId, PropletMetadata Metadata, Dictionary<Guid, HeldRun>? Held) : Work(Topic, PropletId);
 

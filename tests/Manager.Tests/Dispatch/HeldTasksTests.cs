@@ -100,10 +100,9 @@ public sealed class HeldTasksTests : IAsyncLifetime
     public async Task GivenAPropletThatNeverTakesTheStart_WhenItKeepsReporting_ThenTheTaskIsReDispatchedAfterThreeSends()
     {
         var starts = Channel.CreateUnbounded<JsonElement>();
-        await using var proplet = await ConnectAsync(starts);
-        await ReportAsync(proplet, []);
-        await using var heartbeats = HeartbeatLoop.Start(proplet, Base, _propletId, Ct);
-        await ManagerWaits.AliveAsync(Http, _propletId);
+        var (proplet, heartbeats) = await BeatingAsync(starts);
+        await using var connection = proplet;
+        await using var beating = heartbeats;
         var id = await CreateAndStartAsync();
         (await NextAsync(starts)).GetProperty("dispatch").GetInt32().ShouldBe(1);
 
@@ -141,10 +140,9 @@ public sealed class HeldTasksTests : IAsyncLifetime
     public async Task GivenAStoppedTaskThePropletStillHolds_WhenItReports_ThenItsStopIsSentAgain()
     {
         var starts = Channel.CreateUnbounded<JsonElement>();
-        await using var proplet = await ConnectAsync(starts);
-        await ReportAsync(proplet, []);
-        await using var heartbeats = HeartbeatLoop.Start(proplet, Base, _propletId, Ct);
-        await ManagerWaits.AliveAsync(Http, _propletId);
+        var (proplet, heartbeats) = await BeatingAsync(starts);
+        await using var connection = proplet;
+        await using var beating = heartbeats;
 
         var stopped = await CreateAndStartAsync();
         var running = await CreateAndStartAsync();
@@ -173,10 +171,9 @@ public sealed class HeldTasksTests : IAsyncLifetime
     public async Task GivenAResultThatLeavesItsRunGoing_WhenTheTaskIsStopped_ThenTheStopGoesToItsProplet()
     {
         var starts = Channel.CreateUnbounded<JsonElement>();
-        await using var proplet = await ConnectAsync(starts);
-        await ReportAsync(proplet, []);
-        await using var heartbeats = HeartbeatLoop.Start(proplet, Base, _propletId, Ct);
-        await ManagerWaits.AliveAsync(Http, _propletId);
+        var (proplet, heartbeats) = await BeatingAsync(starts);
+        await using var connection = proplet;
+        await using var beating = heartbeats;
         await proplet.SubscribeAsync($"{Base}/control/manager/stop", MqttQualityOfServiceLevel.AtLeastOnce, Ct);
         var served = await CreateAndStartAsync();
         var finished = await CreateAndStartAsync();
@@ -252,6 +249,56 @@ public sealed class HeldTasksTests : IAsyncLifetime
             await ManagerWaits.UntilAsync(async () => (await TypesAsync(tasks[2])).Contains("task.redispatch_requested.v1"), "the serving task re-dispatched", detail: _server.Warnings.ToString);
             (await TypesAsync(tasks[0])).ShouldNotContain("task.redispatch_requested.v1");
         }
+    }
+
+    /// <summary>
+    /// A daemon that ends at once sends its "started" result and its end back to back; they may reach the manager in
+    /// different broker batches, handled side by side. Held here: the batch with "started" waits while the end arrives.
+    /// They are decided in the order they came (the task completed serving, then its serving ended); decided side by side,
+    /// the end won the stream's race, completed the task as a plain run and left "started" ignored on a completed task.
+    /// </summary>
+    [Fact]
+    public async Task GivenAStartedResultAndItsEndInTwoBatches_WhenTheFirstIsSlowToBeDecided_ThenTheyAreDecidedInTheirOrder()
+    {
+        var starts = Channel.CreateUnbounded<JsonElement>();
+        var (proplet, heartbeats) = await BeatingAsync(starts);
+        await using var connection = proplet;
+        await using var beating = heartbeats;
+        var id = await CreateAndStartAsync();
+        await NextAsync(starts);
+
+        var held = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var inbound = _server.Services.GetRequiredService<Infrastructure.Mqtt.InboundHandler>();
+        inbound.ResultsHook = async results =>
+        {
+            if (results.Any(r => r.TaskId == Guid.Parse(id) && r.Running == true))
+            {
+                held.TrySetResult();
+                await release.Task.WaitAsync(TimeSpan.FromSeconds(20), Ct);
+            }
+        };
+
+        await PublishAsync(proplet, "control/proplet/results", Result(id, "", null, running: true));
+        await held.Task.WaitAsync(TimeSpan.FromSeconds(20), Ct);
+        await PublishAsync(proplet, "control/proplet/results", Result(id, "5", null, running: false));
+        await Task.Delay(1000, Ct); // the end's batch handed over meanwhile
+        release.SetResult();
+
+        await ManagerWaits.UntilAsync(async () => (await TypesAsync(id)) is var types && (types.Contains("task.serving_ended.v1") || types.Contains("task.result_ignored.v1")), "both results decided", detail: _server.Warnings.ToString);
+        (await TypesAsync(id)).ShouldBe(["task.created.v1", "task.start_requested.v1", "task.dispatched.v1", "task.completed.v1", "task.serving_ended.v1"]);
+        (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}", Ct)).GetProperty("results").GetString().ShouldBe("5");
+    }
+
+    /// <summary>A simulated proplet (<see cref="ConnectAsync"/>) that reported holding nothing and beats until its
+    /// heartbeats are disposed, returned once the manager has it alive.</summary>
+    private async Task<(BrokerConnection Proplet, HeartbeatLoop Heartbeats)> BeatingAsync(Channel<JsonElement> starts)
+    {
+        var proplet = await ConnectAsync(starts);
+        await ReportAsync(proplet, []);
+        var heartbeats = HeartbeatLoop.Start(proplet, Base, _propletId, Ct);
+        await ManagerWaits.AliveAsync(Http, _propletId);
+        return (proplet, heartbeats);
     }
 
     private string Result(string id, string? results, string? error, bool running) =>
