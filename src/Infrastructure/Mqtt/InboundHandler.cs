@@ -44,6 +44,8 @@ public sealed class InboundHandler(
     private readonly string _base = options.Value.BaseTopic + "/";
     private readonly KeyedOrder _order = new();
     private readonly KeyedOrder _resultOrder = new();
+    private readonly Lock _resultsLock = new();
+    private Task _resultsBefore = Task.CompletedTask;
     private readonly string _schema = Sql.Identifier(storeOptions.Value.Schema);
 
     /// <summary>Tests only: runs before a batch of results is recorded, with each result's task and "running" flag.</summary>
@@ -132,21 +134,44 @@ public sealed class InboundHandler(
     /// </summary>
     private Task HandleAllAsync(List<Work> works, CancellationToken cancellationToken)
     {
+        var all = new List<Task>();
         var results = works.OfType<ResultWork>().ToList();
-        var all = works.Where(w => w is not ResultWork).GroupBy(w => w.PartitionKey, StringComparer.Ordinal).Select(ofKey => _order.RunAsync(ofKey.Key, async () =>
-        {
-            foreach (var work in ofKey)
-            {
-                await HandleWithRetryAsync(work, cancellationToken);
-            }
-        })).ToList();
+        Task? handled = null;
         if (results.Count > 0)
         {
             var work = new ResultsWork(results[0].Topic, results);
-            all.Add(_resultOrder.RunAsync(work.TaskKeys, () => HandleWithRetryAsync(work, cancellationToken)));
+            all.Add(handled = _resultOrder.RunAsync(work.TaskKeys, () => HandleWithRetryAsync(work, cancellationToken)));
         }
 
+        Task resultsBefore;
+        lock (_resultsLock)
+        {
+            if (handled is not null)
+            {
+                _resultsBefore = _resultsBefore.IsCompleted ? handled : BothEndedAsync(_resultsBefore, handled);
+            }
+
+            resultsBefore = _resultsBefore;
+        }
+
+        // A Last Will after the results that came before it (this batch's and the earlier ones still being handled): the
+        // proplet's last result, then its end, is recorded in that order, not its task re-dispatched and the result
+        // ignored (the task run twice).
+        all.AddRange(works.Where(w => w is not ResultWork).GroupBy(w => w.PartitionKey, StringComparer.Ordinal).Select(ofKey => _order.RunAsync(ofKey.Key, async () =>
+        {
+            foreach (var work in ofKey)
+            {
+                await HandleWithRetryAsync(work is AliveWork { Offline: true } will ? will with { ResultsBefore = resultsBefore } : work, cancellationToken);
+            }
+        })));
         return Task.WhenAll(all);
+    }
+
+    /// <summary>Ends once both have ended, however they ended.</summary>
+    private static async Task BothEndedAsync(Task first, Task second)
+    {
+        await first.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        await second.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
     }
 
     /// <summary>A proplet's message, a field of the wrong type left out and logged (<see cref="LenientJson"/>).</summary>
@@ -417,6 +442,7 @@ public sealed class InboundHandler(
 
     private async Task HandleAliveAsync(AliveWork work, CancellationToken cancellationToken)
     {
+        await work.ResultsBefore.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         var id = new PropletId(work.PropletId);
         var now = time.GetUtcNow();
         var metadata = new EventMetadata(null, null, $"proplet:{work.PropletId}", now);
@@ -565,7 +591,11 @@ public sealed class InboundHandler(
 
     private sealed record DiscoveryWork(string Topic, string PropletId, PropletMetadata Metadata, Dictionary<Guid, HeldRun>? Held) : Work(Topic, PropletId);
 
-    private sealed record AliveWork(string Topic, string PropletId, bool Offline) : Work(Topic, PropletId);
+    private sealed record AliveWork(string Topic, string PropletId, bool Offline) : Work(Topic, PropletId)
+    {
+        /// <summary>For a Last Will: the results that came before it (<see cref="HandleAllAsync"/>).</summary>
+        public Task ResultsBefore { get; init; } = Task.CompletedTask;
+    }
 
     private sealed record TaskMetricsWork(string Topic, Guid TaskId, string PropletId, DateTimeOffset SampledAt, string Metrics, string? Aggregated)
         : Work(Topic, TaskId.ToString());

@@ -290,6 +290,45 @@ public sealed class HeldTasksTests : IAsyncLifetime
         (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}", Ct)).GetProperty("results").GetString().ShouldBe("5");
     }
 
+    /// <summary>
+    /// A proplet publishes its last result and goes away (its Last Will follows, here in a later broker batch while the
+    /// result's is held): the will is handled after the result, so the task completes and nothing is re-dispatched.
+    /// Handled side by side, the will marked the proplet offline and re-dispatched the task first, and the result was
+    /// then ignored: the task ran a second time.
+    /// </summary>
+    [Fact]
+    public async Task GivenAResultThenThePropletsLastWill_WhenTheResultIsSlowToBeDecided_ThenTheTaskCompletesAndIsNotRedispatched()
+    {
+        var starts = Channel.CreateUnbounded<JsonElement>();
+        var (proplet, heartbeats) = await BeatingAsync(starts);
+        await using var connection = proplet;
+        var id = await CreateAndStartAsync();
+        await NextAsync(starts);
+        await heartbeats.DisposeAsync();
+
+        var held = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _server.Services.GetRequiredService<Infrastructure.Mqtt.InboundHandler>().ResultsHook = async results =>
+        {
+            if (results.Any(r => r.TaskId == Guid.Parse(id)))
+            {
+                held.TrySetResult();
+                await release.Task.WaitAsync(TimeSpan.FromSeconds(20), Ct);
+            }
+        };
+
+        await PublishAsync(proplet, "control/proplet/results", JsonSerializer.Serialize(new { task_id = id, proplet_id = _propletId, results = "42", error = (string?)null, attempt = 1 }));
+        await held.Task.WaitAsync(TimeSpan.FromSeconds(20), Ct);
+        await PublishAsync(proplet, "control/proplet/alive", JsonSerializer.Serialize(new { proplet_id = _propletId, status = "offline" }));
+        await Task.Delay(1000, Ct); // the will's batch handed over meanwhile
+        release.SetResult();
+
+        (await ManagerWaits.ForStateAsync(Http, id, 3, _server.Warnings.ToString)).GetProperty("results").GetString().ShouldBe("42");
+        await ManagerWaits.UntilAsync(async () => !(await Http.GetFromJsonAsync<JsonElement>($"/proplets/{_propletId}", Ct)).GetProperty("alive").GetBoolean(), "the proplet offline", detail: _server.Warnings.ToString);
+        await Task.Delay(500, Ct);
+        (await TypesAsync(id)).ShouldBe(["task.created.v1", "task.start_requested.v1", "task.dispatched.v1", "task.completed.v1"]);
+    }
+
     /// <summary>A simulated proplet (<see cref="ConnectAsync"/>) that reported holding nothing and beats until its
     /// heartbeats are disposed, returned once the manager has it alive.</summary>
     private async Task<(BrokerConnection Proplet, HeartbeatLoop Heartbeats)> BeatingAsync(Channel<JsonElement> starts)
