@@ -156,12 +156,13 @@ public sealed class InboundHandler(
 
         // A Last Will after the results that came before it (this batch's and the earlier ones still being handled): the
         // proplet's last result, then its end, is recorded in that order, not its task re-dispatched and the result
-        // ignored (the task run twice).
+        // ignored (the task run twice). So is a report of what the proplet holds: a task it no longer holds because it
+        // finished is not started again when its result is still on the way.
         all.AddRange(works.Where(w => w is not ResultWork).GroupBy(w => w.PartitionKey, StringComparer.Ordinal).Select(ofKey => _order.RunAsync(ofKey.Key, async () =>
         {
             foreach (var work in ofKey)
             {
-                await HandleWithRetryAsync(work is AliveWork { Offline: true } will ? will with { ResultsBefore = resultsBefore } : work, cancellationToken);
+                await HandleWithRetryAsync(work is AliveWork { Offline: true } or DiscoveryWork { Held: not null } ? work with { ResultsBefore = resultsBefore } : work, cancellationToken);
             }
         })));
         return Task.WhenAll(all);
@@ -343,6 +344,7 @@ public sealed class InboundHandler(
         await RegisterAsync(discovery.Topic, new PropletId(discovery.PropletId), discovery.Metadata, cancellationToken);
         if (discovery.Held is { } held)
         {
+            await discovery.ResultsBefore.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             await inbound.ReconcileHeldAsync(discovery.PropletId, held, time.GetUtcNow(), cancellationToken);
         }
     }
@@ -578,7 +580,11 @@ public sealed class InboundHandler(
         };
     }
 
-    private abstract record Work(string Topic, string PartitionKey);
+    private abstract record Work(string Topic, string PartitionKey)
+    {
+        /// <summary>For a Last Will and a report of held tasks: the results that came before it (<see cref="HandleAllAsync"/>).</summary>
+        public Task ResultsBefore { get; init; } = Task.CompletedTask;
+    }
 
     private sealed record ResultWork(string Topic, string PartitionKey, string Key, TaskId TaskId, string? Results, string? Error, string? PropletId, int? Attempt, bool? Running, byte[] Payload) : Work(Topic, PartitionKey);
 
@@ -591,11 +597,7 @@ public sealed class InboundHandler(
 
     private sealed record DiscoveryWork(string Topic, string PropletId, PropletMetadata Metadata, Dictionary<Guid, HeldRun>? Held) : Work(Topic, PropletId);
 
-    private sealed record AliveWork(string Topic, string PropletId, bool Offline) : Work(Topic, PropletId)
-    {
-        /// <summary>For a Last Will: the results that came before it (<see cref="HandleAllAsync"/>).</summary>
-        public Task ResultsBefore { get; init; } = Task.CompletedTask;
-    }
+    private sealed record AliveWork(string Topic, string PropletId, bool Offline) : Work(Topic, PropletId);
 
     private sealed record TaskMetricsWork(string Topic, Guid TaskId, string PropletId, DateTimeOffset SampledAt, string Metrics, string? Aggregated)
         : Work(Topic, TaskId.ToString());

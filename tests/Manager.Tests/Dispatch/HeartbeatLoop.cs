@@ -36,8 +36,16 @@ internal sealed class HeartbeatLoop : IAsyncDisposable
     public static HeartbeatLoop Start(BrokerConnection proplet, string baseTopic, string propletId, CancellationToken cancellationToken) =>
         new(proplet, baseTopic, propletId, cancellationToken);
 
+    private int _disposed;
+
+    /// <summary>Stops the heartbeats (again: nothing more).</summary>
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+        {
+            return;
+        }
+
         await _stop.CancelAsync();
         await _loop;
         _stop.Dispose();

@@ -260,27 +260,12 @@ public sealed class HeldTasksTests : IAsyncLifetime
     [Fact]
     public async Task GivenAStartedResultAndItsEndInTwoBatches_WhenTheFirstIsSlowToBeDecided_ThenTheyAreDecidedInTheirOrder()
     {
-        var starts = Channel.CreateUnbounded<JsonElement>();
-        var (proplet, heartbeats) = await BeatingAsync(starts);
-        await using var connection = proplet;
-        await using var beating = heartbeats;
-        var id = await CreateAndStartAsync();
-        await NextAsync(starts);
+        await using var run = await RunningOnABeatingPropletAsync();
+        var (starts, proplet, id) = (run.Starts, run.Proplet, run.Id);
 
-        var held = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var inbound = _server.Services.GetRequiredService<Infrastructure.Mqtt.InboundHandler>();
-        inbound.ResultsHook = async results =>
-        {
-            if (results.Any(r => r.TaskId == Guid.Parse(id) && r.Running == true))
-            {
-                held.TrySetResult();
-                await release.Task.WaitAsync(TimeSpan.FromSeconds(20), Ct);
-            }
-        };
-
+        var (held, release) = HoldResults(id, started: true);
         await PublishAsync(proplet, "control/proplet/results", Result(id, "", null, running: true));
-        await held.Task.WaitAsync(TimeSpan.FromSeconds(20), Ct);
+        await held.WaitAsync(TimeSpan.FromSeconds(20), Ct);
         await PublishAsync(proplet, "control/proplet/results", Result(id, "5", null, running: false));
         await Task.Delay(1000, Ct); // the end's batch handed over meanwhile
         release.SetResult();
@@ -299,26 +284,13 @@ public sealed class HeldTasksTests : IAsyncLifetime
     [Fact]
     public async Task GivenAResultThenThePropletsLastWill_WhenTheResultIsSlowToBeDecided_ThenTheTaskCompletesAndIsNotRedispatched()
     {
-        var starts = Channel.CreateUnbounded<JsonElement>();
-        var (proplet, heartbeats) = await BeatingAsync(starts);
-        await using var connection = proplet;
-        var id = await CreateAndStartAsync();
-        await NextAsync(starts);
-        await heartbeats.DisposeAsync();
+        await using var run = await RunningOnABeatingPropletAsync();
+        var (proplet, id) = (run.Proplet, run.Id);
+        await run.Heartbeats.DisposeAsync();
 
-        var held = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        _server.Services.GetRequiredService<Infrastructure.Mqtt.InboundHandler>().ResultsHook = async results =>
-        {
-            if (results.Any(r => r.TaskId == Guid.Parse(id)))
-            {
-                held.TrySetResult();
-                await release.Task.WaitAsync(TimeSpan.FromSeconds(20), Ct);
-            }
-        };
-
-        await PublishAsync(proplet, "control/proplet/results", JsonSerializer.Serialize(new { task_id = id, proplet_id = _propletId, results = "42", error = (string?)null, attempt = 1 }));
-        await held.Task.WaitAsync(TimeSpan.FromSeconds(20), Ct);
+        var (held, release) = HoldResults(id);
+        await PublishAsync(proplet, "control/proplet/results", PlainResult(id));
+        await held.WaitAsync(TimeSpan.FromSeconds(20), Ct);
         await PublishAsync(proplet, "control/proplet/alive", JsonSerializer.Serialize(new { proplet_id = _propletId, status = "offline" }));
         await Task.Delay(1000, Ct); // the will's batch handed over meanwhile
         release.SetResult();
@@ -328,6 +300,69 @@ public sealed class HeldTasksTests : IAsyncLifetime
         await Task.Delay(500, Ct);
         (await TypesAsync(id)).ShouldBe(["task.created.v1", "task.start_requested.v1", "task.dispatched.v1", "task.completed.v1"]);
     }
+
+    /// <summary>
+    /// A proplet finishes a task and then reports what it holds, without it, while the result is still being decided
+    /// (held here): the report is reconciled after the result, so the finished task's start is not sent again. Reconciled
+    /// beside it, the task still Running and not held, its start went out again and the task ran a second time.
+    /// </summary>
+    [Fact]
+    public async Task GivenAResultThenAReportWithoutItsTask_WhenTheResultIsSlowToBeDecided_ThenTheStartIsNotSentAgain()
+    {
+        await using var run = await RunningOnABeatingPropletAsync();
+        var (starts, proplet, id) = (run.Starts, run.Proplet, run.Id);
+
+        var (held, release) = HoldResults(id);
+        await PublishAsync(proplet, "control/proplet/results", PlainResult(id));
+        await held.WaitAsync(TimeSpan.FromSeconds(20), Ct);
+        await ReportAsync(proplet, []);
+        await Task.Delay(1000, Ct); // the report's batch handed over meanwhile
+        release.SetResult();
+
+        (await ManagerWaits.ForStateAsync(Http, id, 3, _server.Warnings.ToString)).GetProperty("results").GetString().ShouldBe("42");
+        await Task.Delay(1000, Ct);
+        starts.Reader.TryRead(out var again).ShouldBeFalse($"the start sent again: {again}");
+        (await TypesAsync(id)).ShouldNotContain("task.start_resent.v1");
+    }
+
+    /// <summary>A task started and its start received by a beating proplet (<see cref="BeatingAsync"/>).</summary>
+    private async Task<RunningTask> RunningOnABeatingPropletAsync()
+    {
+        var starts = Channel.CreateUnbounded<JsonElement>();
+        var (proplet, heartbeats) = await BeatingAsync(starts);
+        var id = await CreateAndStartAsync();
+        await NextAsync(starts);
+        return new RunningTask(starts, proplet, heartbeats, id);
+    }
+
+    private sealed record RunningTask(Channel<JsonElement> Starts, BrokerConnection Proplet, HeartbeatLoop Heartbeats, string Id) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync()
+        {
+            await Heartbeats.DisposeAsync();
+            await Proplet.DisposeAsync();
+        }
+    }
+
+    /// <summary>Holds the batch with <paramref name="id"/>'s result (one saying its run goes on, when
+    /// <paramref name="started"/>) until the release is set; the task ends once it is held.</summary>
+    private (Task Held, TaskCompletionSource Release) HoldResults(string id, bool started = false)
+    {
+        var held = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _server.Services.GetRequiredService<Infrastructure.Mqtt.InboundHandler>().ResultsHook = async results =>
+        {
+            if (results.Any(r => r.TaskId == Guid.Parse(id) && (!started || r.Running == true)))
+            {
+                held.TrySetResult();
+                await release.Task.WaitAsync(TimeSpan.FromSeconds(20), Ct);
+            }
+        };
+        return (held.Task, release);
+    }
+
+    private string PlainResult(string id) =>
+        JsonSerializer.Serialize(new { task_id = id, proplet_id = _propletId, results = "42", error = (string?)null, attempt = 1 });
 
     /// <summary>A simulated proplet (<see cref="ConnectAsync"/>) that reported holding nothing and beats until its
     /// heartbeats are disposed, returned once the manager has it alive.</summary>
