@@ -981,15 +981,15 @@ public sealed class BrokerConnection : IAsyncDisposable
         }
     }
 
+    /// <summary>The arrival (Stopwatch timestamp) of the oldest message with the handler or waiting for it; 0 when none.</summary>
+    private long _oldestUnhandled;
+
     /// <summary>
     /// Hands what has arrived to <see cref="Handler"/> in batches and acknowledges each batch, in arrival order, once its
     /// handler has returned. Up to <see cref="BrokerOptions.MaxBatchesInFlight"/> batches are with the handler at once:
     /// the next is handed over while earlier ones are still being handled, and a batch's acknowledgements wait for the
     /// batches before it. With one (the default) a batch is acknowledged as soon as its handler returns, on this loop.
     /// </summary>
-    /// <summary>The arrival (Stopwatch timestamp) of the oldest message with the handler or waiting for it; 0 when none.</summary>
-    private long _oldestUnhandled;
-
     private async Task DispatchLoopAsync(CancellationToken stoppingToken)
     {
         var inFlight = new Queue<(List<Delivery> Batch, List<ReceivedMessage> Messages, Task<bool> Handled)>();

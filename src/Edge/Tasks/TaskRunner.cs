@@ -1,8 +1,8 @@
 using System.Collections.Concurrent;
 using System.Globalization;
 using System.Text.Json;
-using Propeller.Contracts.Json;
 using Microsoft.Extensions.Logging;
+using Propeller.Contracts.Json;
 using Propeller.Contracts.Mqtt;
 using Propeller.Edge.Configuration;
 using Propeller.Edge.Execution;
