@@ -146,6 +146,7 @@ public static class ManagerApp
                     scheduler.Policy = config.Policy;
                     scheduler.MaxRedispatches = config.MaxRedispatches;
                     scheduler.RedispatchResetAfter = config.RedispatchResetAfter;
+                    scheduler.OfflineRedispatchDelay = config.OfflineRedispatchDelay;
                 });
             builder.Services.AddWolverineScheduling();
         }

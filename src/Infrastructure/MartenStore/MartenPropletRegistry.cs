@@ -90,7 +90,7 @@ public sealed class MartenPropletRegistry(IDocumentStore store) : IPropletRegist
     private static Guid IdOf(PropletId id) => MartenStreamIds.ToGuid(PropletAggregate.StreamId(id));
 
     private static PropletView View(PropletDocument document, int runningTasks) => new(
-        document.State.Id, document.State.Name ?? "", document.State.Metadata, document.State.Offline, document.LastAliveAt, document.AliveHistory, runningTasks);
+        document.State.Id, document.State.Name ?? "", document.State.Metadata, document.State.Offline, document.LastAliveAt, document.AliveHistory, runningTasks, document.State.OfflineSince);
 }
 
 /// <summary>How many tasks run on one proplet (a row of the fleet's GROUP BY).</summary>

@@ -30,6 +30,13 @@ public sealed class SchedulerOptions
     /// afresh (Domain TaskCommand.RedispatchTask.ResetAfter); zero counts every re-dispatch.</summary>
     public TimeSpan RedispatchResetAfter { get; set; } = TimeSpan.FromMinutes(10);
 
+    /// <summary>
+    /// How long after a proplet's Last Will (or its "offline" status) its running tasks are re-dispatched: a result it
+    /// published just before may be in the hands of another node of a share group, which the will's node cannot wait
+    /// for; decided within this delay, the task completes and is not run again. Zero re-dispatches at once.
+    /// </summary>
+    public TimeSpan OfflineRedispatchDelay { get; set; } = TimeSpan.FromSeconds(2);
+
     /// <summary>How many dispatches of one round are appended in parallel.</summary>
     public int DispatchConcurrency { get; set; } = 8;
 

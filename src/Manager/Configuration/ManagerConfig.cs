@@ -102,6 +102,13 @@ internal sealed record ManagerConfig
     /// </summary>
     public TimeSpan RedispatchResetAfter { get; init; } = TimeSpan.FromMinutes(10);
 
+    /// <summary>
+    /// MANAGER_OFFLINE_REDISPATCH_DELAY: how long after a proplet's Last Will (or "offline" status) its running tasks are
+    /// re-dispatched (2 s), so that a result it published just before, handled by another node of the share group,
+    /// completes its task first. 0 re-dispatches at once.
+    /// </summary>
+    public TimeSpan OfflineRedispatchDelay { get; init; } = TimeSpan.FromSeconds(2);
+
     public string? PluginDir { get; init; }
 
     public LogLevel LogLevel { get; init; } = LogLevel.Information;
@@ -444,6 +451,7 @@ internal sealed record ManagerConfig
             Policy = policy,
             MaxRedispatches = Int("MANAGER_MAX_REDISPATCHES", 3, 0, 1000),
             RedispatchResetAfter = ZeroOrDuration("MANAGER_REDISPATCH_RESET_AFTER", TimeSpan.FromMinutes(10), "10m or 1h", "to count every re-dispatch"),
+            OfflineRedispatchDelay = ZeroOrDuration("MANAGER_OFFLINE_REDISPATCH_DELAY", TimeSpan.FromSeconds(2), "2s or 500ms", "to re-dispatch at once"),
             PluginDir = pluginDir,
             LogLevel = logLevel,
             PostgresConnectionString = connectionString,

@@ -72,7 +72,18 @@ public static class PropletCommandHandler
             var propletId = message.Command.PropletId.Value;
             if (decision.Events.Any(e => e is PropletEvent.PropletWentOffline))
             {
-                outgoing.Add(new RedispatchTasksOf(propletId, $"proplet {propletId} went offline", message.Metadata.Timestamp));
+                // Not at once: a result the proplet published before its will may be decided by another node of the share
+                // group, which this node's order of the two cannot wait for (docs/operations.md).
+                var redispatch = new RedispatchTasksOf(propletId, $"proplet {propletId} went offline", message.Metadata.Timestamp);
+                var delay = scheduling.Planner.Options.OfflineRedispatchDelay;
+                if (delay > TimeSpan.Zero)
+                {
+                    outgoing.Schedule(redispatch, message.Metadata.Timestamp + delay);
+                }
+                else
+                {
+                    outgoing.Add(redispatch);
+                }
             }
 
             if (decision.Events.Any(e => e is PropletEvent.PropletDeleted))

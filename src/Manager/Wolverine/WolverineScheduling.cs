@@ -295,7 +295,9 @@ public sealed partial class WolverineScheduling(
         var now = time.GetUtcNow();
         var fleet = await proplets.ListFleetAsync(cancellationToken);
         var all = fleet.Proplets;
-        foreach (var proplet in all.Where(p => p.Offline && p.RunningTasks > 0))
+        // A proplet that went offline by its Last Will has its tasks re-dispatched after OfflineRedispatchDelay (a result it
+        // sent just before may be on another node): the sweep catches what that missed, not what it waits for.
+        foreach (var proplet in all.Where(p => p.Offline && p.RunningTasks > 0 && !(now - p.OfflineSince < Options.OfflineRedispatchDelay)))
         {
             outgoing.Add(new RedispatchTasksOf(proplet.Id.Value, $"proplet {proplet.Id} went offline", now));
         }

@@ -254,6 +254,16 @@ public sealed class ManagerConfigTests : IDisposable
     }
 
     [Fact]
+    public void OfflineRedispatchDelay_DefaultsToTwoSeconds_ZeroIsAtOnce_AndABadValueIsNamed()
+    {
+        Load().OfflineRedispatchDelay.ShouldBe(TimeSpan.FromSeconds(2));
+        Load(("MANAGER_OFFLINE_REDISPATCH_DELAY", "0")).OfflineRedispatchDelay.ShouldBe(TimeSpan.Zero);
+        Load(("MANAGER_OFFLINE_REDISPATCH_DELAY", "500ms")).OfflineRedispatchDelay.ShouldBe(TimeSpan.FromMilliseconds(500));
+        Should.Throw<ManagerConfigurationException>(() => Load(("MANAGER_OFFLINE_REDISPATCH_DELAY", "-1s"))).Errors.ShouldHaveSingleItem()
+            .ShouldBe("MANAGER_OFFLINE_REDISPATCH_DELAY must be a duration such as 2s or 500ms, or 0 to re-dispatch at once (got '-1s')");
+    }
+
+    [Fact]
     public void Durations_AreBoundedByWhatATimerTakes_NamingTheVariable()
     {
         var longest = Load(("MANAGER_INVOKE_TIMEOUT", "1193h"), ("MANAGER_MQTT_TIMEOUT", "1193h"));

@@ -216,6 +216,74 @@ public sealed class SharedSubscriptionTests
         await EventuallyAsync("the stopped node's session to be recovered", async () => MetricValue(await b.Client.GetStringAsync("/metrics", Ct), "mqtt_sessions_recovered") >= 1);
     }
 
+    /// <summary>
+    /// A proplet publishes its last result and goes away: with a share group the result may be given to one node while
+    /// the other handles the proplet's Last Will (every node receives it) first. The will's re-dispatch waits
+    /// MANAGER_OFFLINE_REDISPATCH_DELAY (4 s here), so the result, decided within it (held here for two seconds on whichever
+    /// node got it, while the sweep runs), completes the task and it is not run again. Re-dispatched at once, the task went back to waiting and the
+    /// result was recorded as ignored: the task would have run a second time.
+    /// </summary>
+    [Fact]
+    public async Task AResultOnOneNodeAndTheLastWillOnTheOther_TheTaskCompletesAndIsNotRunAgain()
+    {
+        var tenant = "t" + Guid.NewGuid().ToString("N")[..12];
+        var baseTopic = $"m/{tenant}/c/ch";
+        Dictionary<string, string> Node(string name)
+        {
+            var settings = NodeSettings(tenant, name, "5", "propeller-manager");
+            settings["MANAGER_OFFLINE_REDISPATCH_DELAY"] = "4s";
+            return settings;
+        }
+
+        await using var a = await ManagerServer.StartAsync("api_will_across_nodes", Node("a"));
+        await using var b = await ManagerServer.StartAsync("api_will_across_nodes", Node("b"), dropSchema: false);
+        var propletId = Guid.NewGuid().ToString();
+        var starts = System.Threading.Channels.Channel.CreateUnbounded<string>();
+        await using var proplet = await StartPropletAsync(baseTopic, propletId, starts);
+        await EventuallyAsync("the proplet to be alive on both nodes", async () => await AliveAsync(a.Client, propletId) && await AliveAsync(b.Client, propletId));
+
+        using var created = await a.Client.PostAsync("/tasks", new StringContent("""{"name":"main","inputs":[1]}""", Encoding.UTF8, "application/json"), Ct);
+        var id = (await created.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetString()!;
+        using var started = await a.Client.PostAsync($"/tasks/{id}/start", null, Ct);
+        started.StatusCode.ShouldBe(HttpStatusCode.OK);
+        (await starts.Reader.ReadAsync(Ct).AsTask().WaitAsync(TimeSpan.FromSeconds(30), Ct)).ShouldBe(id);
+
+        var held = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        foreach (var node in new[] { a, b })
+        {
+            node.Services.GetRequiredService<Infrastructure.Mqtt.InboundHandler>().ResultsHook = async results =>
+            {
+                if (results.Any(r => r.TaskId == Guid.Parse(id)))
+                {
+                    held.TrySetResult();
+                    await release.Task.WaitAsync(TimeSpan.FromSeconds(20), Ct);
+                }
+            };
+        }
+
+        await proplet.PublishAsync(
+            $"{baseTopic}/control/proplet/results", JsonSerializer.SerializeToUtf8Bytes(new { task_id = id, proplet_id = propletId, results = "1", error = (string?)null }),
+            MqttQualityOfServiceLevel.AtLeastOnce, Ct);
+        await held.Task.WaitAsync(TimeSpan.FromSeconds(20), Ct);
+        await proplet.PublishAsync(
+            $"{baseTopic}/control/proplet/alive", JsonSerializer.SerializeToUtf8Bytes(new { proplet_id = propletId, status = "offline" }), MqttQualityOfServiceLevel.AtLeastOnce, Ct);
+        await EventuallyAsync("the proplet marked offline by the node without the result", async () => !await AliveAsync(a.Client, propletId));
+
+        // A task waiting for a proplet keeps the sweep looking every second: it too leaves the offline proplet's tasks
+        // alone for the delay.
+        using var other = await b.Client.PostAsync("/tasks", new StringContent("""{"name":"main","inputs":[2]}""", Encoding.UTF8, "application/json"), Ct);
+        using var waiting = await b.Client.PostAsync($"/tasks/{(await other.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetString()}/start", null, Ct);
+        waiting.StatusCode.ShouldBe(HttpStatusCode.OK);
+        await Task.Delay(2000, Ct);
+        release.SetResult();
+
+        await EventuallyAsync("the result to be decided", async () => (await TypesAsync(a.Client, id)) is var types && (types.Contains("task.completed.v1") || types.Contains("task.result_ignored.v1")));
+        await Task.Delay(TimeSpan.FromSeconds(4), Ct); // past the delay (from the will) and the scheduled message's polling
+        (await TypesAsync(b.Client, id)).ShouldBe(["task.created.v1", "task.start_requested.v1", "task.dispatched.v1", "task.completed.v1"]);
+        (await a.Client.GetFromJsonAsync<JsonElement>($"/tasks/{id}", Ct)).GetProperty("state").GetInt32().ShouldBe(3);
+    }
+
     /// <summary>Holds every commit that registers a proplet until released (a commit whose token is cancelled meanwhile
     /// fails, as one cut off by a lost database would).</summary>
     private sealed class HoldRegistrations : Marten.DocumentSessionListenerBase
@@ -277,15 +345,22 @@ public sealed class SharedSubscriptionTests
         plainStale.ShouldContain("$share/propeller-manager/m/t/c/ch/control/proplet/create");
     }
 
-    /// <summary>A proplet that answers every start message with a result (it never checks the target: there is one).</summary>
-    private static async Task<BrokerConnection> StartPropletAsync(string baseTopic, string propletId)
+    /// <summary>A proplet that answers every start message with a result (it never checks the target: there is one), or
+    /// with <paramref name="starts"/>, only passes each start's task id there.</summary>
+    private static async Task<BrokerConnection> StartPropletAsync(string baseTopic, string propletId, System.Threading.Channels.Channel<string>? starts = null)
     {
         BrokerConnection? client = null;
         client = new BrokerConnection(new BrokerOptions { ClientId = propletId }.WithAddress(Broker))
         {
             Handler = Inbox.Each(async (message, token) =>
             {
-                var taskId = JsonDocument.Parse(message.Payload).RootElement.GetProperty("id").GetString();
+                var taskId = JsonDocument.Parse(message.Payload).RootElement.GetProperty("id").GetString()!;
+                if (starts is not null)
+                {
+                    await starts.Writer.WriteAsync(taskId, token);
+                    return;
+                }
+
                 var result = JsonSerializer.SerializeToUtf8Bytes(new { task_id = taskId, proplet_id = propletId, results = "1", error = (string?)null });
                 await client!.PublishAsync($"{baseTopic}/control/proplet/results", result, MqttQualityOfServiceLevel.AtLeastOnce, token);
             }),
