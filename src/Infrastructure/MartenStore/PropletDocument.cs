@@ -21,6 +21,10 @@ public sealed record PropletDocument
 
     /// <summary>The last <see cref="MartenPropletRegistry.AliveHistoryLength"/> heartbeats, oldest first.</summary>
     public IReadOnlyList<DateTimeOffset> AliveHistory { get; init; } = [];
+
+    /// <summary>When the proplet last reported the tasks it holds (our proplet's discovery), patched by the report's
+    /// reconciliation; null for a proplet that never did (the original).</summary>
+    public DateTimeOffset? HeldReportedAt { get; init; }
 }
 
 /// <summary>

@@ -1,8 +1,12 @@
 using System.Diagnostics.Metrics;
 using Marten;
 using Marten.Linq.MatchesSql;
+using Marten.Patching;
+using Propeller.Application.Proplets;
 using Propeller.Application.Tasks;
+using Propeller.Domain.Proplets;
 using Propeller.Domain.Tasks;
+using Propeller.Infrastructure.MartenStore;
 using Propeller.Infrastructure.Mqtt;
 using Propeller.Infrastructure.Wolverine;
 using Propeller.Manager.Tasks;
@@ -87,6 +91,9 @@ public sealed partial class HeldTasksReconciler(WolverinePlacement placement, IT
             return; // no broker: nothing was sent, nothing to send again
         }
 
+        // A Last Will's re-dispatch, still to come, leaves this proplet's tasks to this reconciliation (RedispatchTasksOf).
+        session.Patch<PropletDocument>(WolverineStreams.Key(PropletAggregate.StreamId(new PropletId(report.PropletId))))
+            .Set(x => x.HeldReportedAt, report.ReportedAt);
         await ResendStartsAsync(session, scheduling, report, outgoing, cancellationToken);
         await ResendStopsAsync(session, report, outgoing, cancellationToken);
     }

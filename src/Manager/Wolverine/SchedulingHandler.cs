@@ -97,7 +97,10 @@ public static class SchedulingHandler
     /// A proplet went offline: its running tasks are re-dispatched (or failed at the limit) and placed again, and the
     /// sweep looks at it again soon (a dispatch that raced the re-dispatch). A message handled late (retried, replayed
     /// from the dead letters) may find the proplet online again, running tasks given to it since: those are left alone;
-    /// only what it had when it went away moves (all of it for a message without the time, from before the field).
+    /// only what it had when it went away moves (all of it for a message without the time, from before the field). One
+    /// that came back and reported what it holds since it went away (a Last Will's re-dispatch waits
+    /// MANAGER_OFFLINE_REDISPATCH_DELAY: a link that dropped and came straight back) keeps its tasks: that report's
+    /// reconciliation sent again what it lost, and what it holds runs on.
     /// </summary>
     public static async Task<OutgoingMessages> HandleAsync(RedispatchTasksOf message, IDocumentSession session, WolverineScheduling scheduling, CancellationToken cancellationToken)
     {
@@ -106,6 +109,12 @@ public static class SchedulingHandler
         ArgumentNullException.ThrowIfNull(scheduling);
         var outgoing = new OutgoingMessages();
         var proplet = await session.LoadAsync<PropletDocument>(WolverineStreams.Key(PropletAggregate.StreamId(new PropletId(message.PropletId))), cancellationToken);
+        if (proplet is { State: { Exists: true, Deleted: false, Offline: false }, HeldReportedAt: { } reported } && message.OfflineAt is { } offlineAt && reported > offlineAt)
+        {
+            scheduling.KeptOnReturn(message.PropletId, reported);
+            return outgoing;
+        }
+
         DateTimeOffset? dispatchedBy = proplet is { State: { Exists: true, Deleted: false, Offline: false } } ? message.OfflineAt ?? DateTimeOffset.MinValue : null;
         await scheduling.RedispatchAsync(session, scheduling.Attach(session), message.PropletId, message.Reason, outgoing, cancellationToken, dispatchedBy);
         await scheduling.RecheckSoonAsync(session, outgoing, cancellationToken);

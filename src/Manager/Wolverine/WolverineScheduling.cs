@@ -445,6 +445,10 @@ public sealed partial class WolverineScheduling(
         }
     }
 
+    /// <summary>Logs that a proplet back online, having reported what it holds at <paramref name="reportedAt"/>, keeps its
+    /// tasks (SchedulingHandler, RedispatchTasksOf).</summary>
+    public void KeptOnReturn(string propletId, DateTimeOffset reportedAt) => LogKept(logger, propletId, reportedAt);
+
     /// <summary>Attaches the metadata listener to a scheduling handler's session (system user, no correlation of its own).</summary>
     public CommandSessionListener Attach(IDocumentSession session) => sessions.Attach(session, SystemMetadata(null));
 
@@ -471,6 +475,9 @@ public sealed partial class WolverineScheduling(
 
     [LoggerMessage(EventId = 6101, Level = LogLevel.Warning, Message = "Proplet {PropletId} marked offline: {Reason}")]
     private static partial void LogSilent(ILogger logger, string propletId, string reason);
+
+    [LoggerMessage(EventId = 6108, Level = LogLevel.Information, Message = "Proplet {PropletId} came back and reported what it holds ({ReportedAt:O}) before its tasks were re-dispatched: they stay there")]
+    private static partial void LogKept(ILogger logger, string propletId, DateTimeOffset reportedAt);
 
     [LoggerMessage(EventId = 6102, Level = LogLevel.Warning, Message = "Task {TaskId} was running on offline proplet {PropletId}: re-dispatching (or failing at the limit)")]
     private static partial void LogRedispatch(ILogger logger, string taskId, string propletId);

@@ -325,6 +325,48 @@ public sealed class HeldTasksTests : IAsyncLifetime
         (await TypesAsync(id)).ShouldNotContain("task.start_resent.v1");
     }
 
+    /// <summary>
+    /// A proplet's link drops and comes straight back (a session taken over: the broker publishes the Last Will of the
+    /// old connection as the new one connects). The will marks it offline, but its tasks are re-dispatched only
+    /// MANAGER_OFFLINE_REDISPATCH_DELAY later: a proplet back within it that reports what it holds keeps its running task
+    /// (not stopped and run again elsewhere), and the task's result completes it. The original proplet, whose discovery
+    /// reports nothing, has its task re-dispatched as before (here to itself, the only proplet: a second dispatch).
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task GivenALastWill_WhenThePropletIsBackWithinTheDelay_ThenItKeepsTheTasksItReportsHolding(bool reports)
+    {
+        await using var run = await RunningOnABeatingPropletAsync();
+        var (starts, proplet, id) = (run.Starts, run.Proplet, run.Id);
+        await run.Heartbeats.DisposeAsync();
+        await PublishAsync(proplet, "control/proplet/alive", JsonSerializer.Serialize(new { proplet_id = _propletId, status = "offline" }));
+        await ManagerWaits.UntilAsync(async () => !(await Http.GetFromJsonAsync<JsonElement>($"/proplets/{_propletId}", Ct)).GetProperty("alive").GetBoolean(), "the proplet offline", detail: _server.Warnings.ToString);
+        if (reports)
+        {
+            await ReportAsync(proplet, [(id, 1)]);
+        }
+        else
+        {
+            await PublishAsync(proplet, "control/proplet/create", JsonSerializer.Serialize(new { proplet_id = _propletId, @namespace = "default", metadata = new { hostname = "sim" } }));
+        }
+
+        await Task.Delay(TimeSpan.FromSeconds(4), Ct); // past the delay and the scheduled message's polling
+        if (reports)
+        {
+            starts.Reader.TryRead(out var again).ShouldBeFalse($"started again: {again}");
+            _stops.Reader.TryRead(out var stop).ShouldBeFalse($"stopped: {stop}");
+            await PublishAsync(proplet, "control/proplet/results", PlainResult(id));
+            (await ManagerWaits.ForStateAsync(Http, id, 3, _server.Warnings.ToString)).GetProperty("results").GetString().ShouldBe("42");
+            (await TypesAsync(id)).ShouldBe(["task.created.v1", "task.start_requested.v1", "task.dispatched.v1", "task.completed.v1"]);
+        }
+        else
+        {
+            (await NextAsync(starts)).GetProperty("dispatch").GetInt32().ShouldBe(2);
+            (await TypesAsync(id)).ShouldBe(["task.created.v1", "task.start_requested.v1", "task.dispatched.v1", "task.redispatch_requested.v1", "task.dispatched.v1"]);
+        }
+    }
+
     /// <summary>A task started and its start received by a beating proplet (<see cref="BeatingAsync"/>).</summary>
     private async Task<RunningTask> RunningOnABeatingPropletAsync()
     {
