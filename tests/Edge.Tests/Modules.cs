@@ -10,6 +10,19 @@ internal static class Modules
 
     public static byte[] Addition => Convert.FromBase64String(AdditionBase64);
 
+    /// <summary>A command (<c>_start</c>) that sleeps <paramref name="each"/> (WASI poll_oneoff on the monotonic clock),
+    /// once and ends, or again and again for ever (a daemon).</summary>
+    public static byte[] Sleeps(TimeSpan each, bool forever) => Wat.ToWasm($$"""
+        (module
+          (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (func (export "_start")
+            (i32.store8 (i32.const 8) (i32.const 0))
+            (i32.store (i32.const 16) (i32.const 1))
+            (i64.store (i32.const 24) (i64.const {{(long)each.TotalNanoseconds}}))
+            {{(forever ? "(loop $again (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128))) (br $again))" : "(drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))")}}))
+        """);
+
     public static byte[] Hello => Wat.ToWasm("""
         (module
           (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))

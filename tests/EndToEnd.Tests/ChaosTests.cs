@@ -39,18 +39,7 @@ public sealed class ChaosTests
         """));
 
     /// <summary>A daemon that sleeps 100 ms at a time for ever (WASI poll_oneoff on the monotonic clock).</summary>
-    private static readonly string Sleeper = Convert.ToBase64String(Wat.ToWasm("""
-        (module
-          (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
-          (memory (export "memory") 1)
-          (func (export "_start")
-            (i32.store8 (i32.const 8) (i32.const 0))
-            (i32.store (i32.const 16) (i32.const 1))
-            (i64.store (i32.const 24) (i64.const 100000000))
-            (loop $again
-              (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))
-              (br $again))))
-        """));
+    private static readonly string Sleeper = Convert.ToBase64String(Modules.Sleeps(TimeSpan.FromMilliseconds(100), forever: true));
 
     private static readonly string Calculator = Convert.ToBase64String(Components.Calculator);
 

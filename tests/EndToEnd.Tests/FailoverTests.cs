@@ -1,6 +1,9 @@
+using Propeller.Tests.Shared;
+
 namespace Propeller.EndToEnd.Tests;
 
-/// <summary>A proplet dies (SIGKILL) with a task on it: its Last Will marks it offline and the manager re-dispatches.</summary>
+/// <summary>A proplet dies (SIGKILL) with a task on it: its Last Will marks it offline and the manager re-dispatches;
+/// one whose link drops and comes straight back keeps its task.</summary>
 [Collection("e2e")]
 public sealed class FailoverTests : IDisposable
 {
@@ -79,5 +82,37 @@ public sealed class FailoverTests : IDisposable
             () => Task.FromResult(again.Output.Contains($"Task {id} failed: Task {id} was stopped before completion", StringComparison.Ordinal)),
             TimeSpan.FromSeconds(60),
             ct);
+    }
+
+    /// <summary>
+    /// The proplet's link to the broker drops and comes straight back while its task runs: the broker publishes its Last
+    /// Will and the manager marks it offline, but the proplet reconnects and reports the task it holds within
+    /// MANAGER_OFFLINE_REDISPATCH_DELAY, so the task is not re-dispatched (stopped there and run again): its one run
+    /// completes it.
+    /// </summary>
+    [Fact]
+    public async Task GivenAPropletWhoseLinkDropsAndComesStraightBack_WhenItsTaskEnds_ThenItsOneRunCompletesIt()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var cluster = await Cluster.StartAsync("e2e_failover_blip", null, ct);
+        var broker = new Uri(Cluster.Mqtt);
+        await using var link = TcpRelay.Start(broker.Host, broker.Port);
+        var (_, process) = await cluster.StartPropletAsync(new Dictionary<string, string> { ["PROPLET_MQTT_ADDRESS"] = $"tcp://127.0.0.1:{link.Port}" }, ct);
+        var id = await cluster.CreateTaskAsync(new { name = "_start", file = Convert.ToBase64String(Modules.Sleeps(TimeSpan.FromSeconds(4), forever: false)) }, ct);
+        await cluster.StartTaskAsync(id, ct);
+        await cluster.WaitUntilAsync("the proplet to run it", () => Task.FromResult(process.Output.Contains($"Task {id} accepted", StringComparison.Ordinal)), TimeSpan.FromSeconds(60), ct);
+
+        link.Cut();
+        await link.RestoreAsync();
+        await cluster.WaitUntilAsync(
+            "the proplet to connect again and report what it holds",
+            () => Task.FromResult(process.Output.Split("Published discovery").Length > 2),
+            TimeSpan.FromSeconds(20),
+            ct);
+
+        var task = await cluster.WaitForTaskAsync(id, t => t.GetProperty("state").GetInt32() is 3 or 4, ct, TimeSpan.FromSeconds(60));
+        task.GetProperty("state").GetInt32().ShouldBe(3, task.GetRawText());
+        var types = (await cluster.HistoryAsync(id, ct)).EnumerateArray().Select(e => e.GetProperty("type").GetString()).ToList();
+        types.ShouldBe(["task.created.v1", "task.start_requested.v1", "task.dispatched.v1", "task.completed.v1"], process.Output);
     }
 }
