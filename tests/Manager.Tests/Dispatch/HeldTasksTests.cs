@@ -39,6 +39,7 @@ public sealed class HeldTasksTests : IAsyncLifetime
             ["MANAGER_CHANNEL_ID"] = "ch",
             ["MANAGER_ENTITY_ID"] = "manager-" + _tenant,
             ["MANAGER_MQTT_QOS"] = "1",
+            ["MANAGER_OFFLINE_REDISPATCH_DELAY"] = "4s", // a proplet back after its Last Will: room for a slow machine
         });
 
         // A start on time is not sent again for 5 s after its dispatch (it may be on its way): at once here.
@@ -328,8 +329,8 @@ public sealed class HeldTasksTests : IAsyncLifetime
     /// <summary>
     /// A proplet's link drops and comes straight back (a session taken over: the broker publishes the Last Will of the
     /// old connection as the new one connects). The will marks it offline, but its tasks are re-dispatched only
-    /// MANAGER_OFFLINE_REDISPATCH_DELAY later: a proplet back within it that reports what it holds keeps its running task
-    /// (not stopped and run again elsewhere), and the task's result completes it. The original proplet, whose discovery
+    /// MANAGER_OFFLINE_REDISPATCH_DELAY later (4 s here): a proplet back within it that reports what it holds keeps its
+    /// running task (not stopped and run again elsewhere), and the task's result completes it. The original proplet, whose discovery
     /// reports nothing, has its task re-dispatched as before (here to itself, the only proplet: a second dispatch).
     /// </summary>
     [Theory]
@@ -351,7 +352,7 @@ public sealed class HeldTasksTests : IAsyncLifetime
             await PublishAsync(proplet, "control/proplet/create", JsonSerializer.Serialize(new { proplet_id = _propletId, @namespace = "default", metadata = new { hostname = "sim" } }));
         }
 
-        await Task.Delay(TimeSpan.FromSeconds(4), Ct); // past the delay and the scheduled message's polling
+        await Task.Delay(TimeSpan.FromSeconds(6), Ct); // past the delay and the scheduled message's polling
         if (reports)
         {
             starts.Reader.TryRead(out var again).ShouldBeFalse($"started again: {again}");

@@ -219,7 +219,7 @@ public sealed class SharedSubscriptionTests
     /// <summary>
     /// A proplet publishes its last result and goes away: with a share group the result may be given to one node while
     /// the other handles the proplet's Last Will (every node receives it) first. The will's re-dispatch waits
-    /// MANAGER_OFFLINE_REDISPATCH_DELAY (4 s here), so the result, decided within it (held here for two seconds on whichever
+    /// MANAGER_OFFLINE_REDISPATCH_DELAY (6 s here), so the result, decided within it (held here for two seconds on whichever
     /// node got it, while the sweep runs), completes the task and it is not run again. Re-dispatched at once, the task went back to waiting and the
     /// result was recorded as ignored: the task would have run a second time.
     /// </summary>
@@ -231,7 +231,7 @@ public sealed class SharedSubscriptionTests
         Dictionary<string, string> Node(string name)
         {
             var settings = NodeSettings(tenant, name, "5", "propeller-manager");
-            settings["MANAGER_OFFLINE_REDISPATCH_DELAY"] = "4s";
+            settings["MANAGER_OFFLINE_REDISPATCH_DELAY"] = "6s"; // room for a slow machine between the will and the result
             return settings;
         }
 
@@ -279,7 +279,7 @@ public sealed class SharedSubscriptionTests
         release.SetResult();
 
         await EventuallyAsync("the result to be decided", async () => (await TypesAsync(a.Client, id)) is var types && (types.Contains("task.completed.v1") || types.Contains("task.result_ignored.v1")));
-        await Task.Delay(TimeSpan.FromSeconds(4), Ct); // past the delay (from the will) and the scheduled message's polling
+        await Task.Delay(TimeSpan.FromSeconds(5.5), Ct); // past the delay (from the will) and the scheduled message's polling
         (await TypesAsync(b.Client, id)).ShouldBe(["task.created.v1", "task.start_requested.v1", "task.dispatched.v1", "task.completed.v1"]);
         (await a.Client.GetFromJsonAsync<JsonElement>($"/tasks/{id}", Ct)).GetProperty("state").GetInt32().ShouldBe(3);
     }
