@@ -42,6 +42,7 @@ public static class EventStoreServiceCollectionExtensions
             var options = new StoreOptions();
             MartenStoreConfiguration.Configure(
                 options, sp.GetRequiredService<NpgsqlDataSource>(), sp.GetRequiredService<IOptions<EventStoreOptions>>().Value.Schema, sp.GetRequiredService<EventTypeRegistry>());
+            options.Listeners.Add(new CommittedEventCounter());
             return options;
         }).UseLightweightSessions();
         marten?.Invoke(expression);

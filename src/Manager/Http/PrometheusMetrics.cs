@@ -16,19 +16,24 @@ internal sealed class PrometheusMetrics : IDisposable
     private readonly ConcurrentDictionary<(string Name, string Labels), Series> _series = new();
     private readonly ConcurrentDictionary<string, (string Kind, string? Help)> _instruments = new(StringComparer.Ordinal);
 
+    /// <summary>The label text of each combination of up to two tags seen (a measurement on the hot path, every task's
+    /// requests and events, formats none).</summary>
+    private readonly ConcurrentDictionary<(string?, object?, string?, object?), string> _labels = new();
+
     public PrometheusMetrics()
     {
         _listener.InstrumentPublished = (instrument, listener) =>
         {
             if (instrument.Meter.Name.StartsWith("Propeller", StringComparison.Ordinal))
             {
-                _instruments[Name(instrument)] = (KindOf(instrument), instrument.Description);
-                listener.EnableMeasurementEvents(instrument);
+                var name = Name(instrument);
+                _instruments[name] = (KindOf(instrument), instrument.Description);
+                listener.EnableMeasurementEvents(instrument, new Measured(name, instrument.GetType().Name.StartsWith("Observable", StringComparison.Ordinal)));
             }
         };
-        _listener.SetMeasurementEventCallback<long>((i, v, tags, _) => Record(i, v, tags));
-        _listener.SetMeasurementEventCallback<int>((i, v, tags, _) => Record(i, v, tags));
-        _listener.SetMeasurementEventCallback<double>((i, v, tags, _) => Record(i, v, tags));
+        _listener.SetMeasurementEventCallback<long>((_, v, tags, state) => Record((Measured)state!, v, tags));
+        _listener.SetMeasurementEventCallback<int>((_, v, tags, state) => Record((Measured)state!, v, tags));
+        _listener.SetMeasurementEventCallback<double>((_, v, tags, state) => Record((Measured)state!, v, tags));
         _listener.Start();
     }
 
@@ -64,12 +69,19 @@ internal sealed class PrometheusMetrics : IDisposable
 
     public void Dispose() => _listener.Dispose();
 
-    private void Record(Instrument instrument, double value, ReadOnlySpan<KeyValuePair<string, object?>> tags)
+    private void Record(Measured instrument, double value, ReadOnlySpan<KeyValuePair<string, object?>> tags)
     {
-        var series = _series.GetOrAdd((Name(instrument), Labels(tags)), _ => new Series());
+        var labels = tags.Length switch
+        {
+            0 => "",
+            1 => _labels.GetOrAdd((tags[0].Key, tags[0].Value, null, null), static (_, pair) => Labels([pair]), tags[0]),
+            2 => _labels.GetOrAdd((tags[0].Key, tags[0].Value, tags[1].Key, tags[1].Value), static (_, pairs) => Labels([pairs.Item1, pairs.Item2]), (tags[0], tags[1])),
+            _ => Labels(tags),
+        };
+        var series = _series.GetOrAdd((instrument.Name, labels), static _ => new Series());
         lock (series)
         {
-            if (instrument.GetType().Name.StartsWith("Observable", StringComparison.Ordinal))
+            if (instrument.Observable)
             {
                 series.Value = value;
             }
@@ -125,6 +137,9 @@ internal sealed class PrometheusMetrics : IDisposable
 
     private static void Line(StringBuilder text, string name, string labels, double value) =>
         text.Append(name).Append(labels).Append(' ').Append(value.ToString("R", CultureInfo.InvariantCulture)).Append('\n');
+
+    /// <summary>An instrument's series name and kind, worked out once, when it is published.</summary>
+    private sealed record Measured(string Name, bool Observable);
 
     private sealed class Series
     {

@@ -365,6 +365,7 @@ public sealed class HeldTasksTests : IAsyncLifetime
         {
             (await NextAsync(starts)).GetProperty("dispatch").GetInt32().ShouldBe(2);
             (await TypesAsync(id)).ShouldBe(["task.created.v1", "task.start_requested.v1", "task.dispatched.v1", "task.redispatch_requested.v1", "task.dispatched.v1"]);
+            (await Http.GetStringAsync("/metrics", Ct)).ShouldContain("manager_events_committed{type=\"task.redispatch_requested.v1\"}");
         }
     }
 

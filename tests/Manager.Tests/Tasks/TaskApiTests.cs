@@ -706,7 +706,7 @@ public sealed class TaskApiTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Metrics_CountsRequestsPerOperation_InPrometheusText()
+    public async Task Metrics_CountRequestsPerOperation_AndCommittedEventsByType_InPrometheusText()
     {
         await CreateAsync();
         await Http.GetAsync("/tasks", Ct);
@@ -721,6 +721,8 @@ public sealed class TaskApiTests : IAsyncLifetime
         text.ShouldContain("# TYPE manager_command_batch_size summary");
         text.ShouldContain("manager_command_batch_duration_seconds_count");
         text.ShouldContain("manager_command_queue_seconds_count");
+        text.ShouldContain("# TYPE manager_events_committed counter");
+        text.ShouldContain("manager_events_committed{type=\"task.created.v1\"}");
     }
 
     /// <summary>
