@@ -330,8 +330,9 @@ public sealed class HeldTasksTests : IAsyncLifetime
     /// A proplet's link drops and comes straight back (a session taken over: the broker publishes the Last Will of the
     /// old connection as the new one connects). The will marks it offline, but its tasks are re-dispatched only
     /// MANAGER_OFFLINE_REDISPATCH_DELAY later (4 s here): a proplet back within it that reports what it holds keeps its
-    /// running task (not stopped and run again elsewhere), and the task's result completes it. The original proplet, whose discovery
-    /// reports nothing, has its task re-dispatched as before (here to itself, the only proplet: a second dispatch).
+    /// running task (not stopped and run again elsewhere), and the task's result completes it. The original proplet,
+    /// whose discovery reports nothing, has its task re-dispatched as before (here to itself, the only proplet: a second
+    /// dispatch).
     /// </summary>
     [Theory]
     [InlineData(true)]

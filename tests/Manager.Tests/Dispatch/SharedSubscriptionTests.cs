@@ -219,9 +219,9 @@ public sealed class SharedSubscriptionTests
     /// <summary>
     /// A proplet publishes its last result and goes away: with a share group the result may be given to one node while
     /// the other handles the proplet's Last Will (every node receives it) first. The will's re-dispatch waits
-    /// MANAGER_OFFLINE_REDISPATCH_DELAY (6 s here), so the result, decided within it (held here for two seconds on whichever
-    /// node got it, while the sweep runs), completes the task and it is not run again. Re-dispatched at once, the task went back to waiting and the
-    /// result was recorded as ignored: the task would have run a second time.
+    /// MANAGER_OFFLINE_REDISPATCH_DELAY (6 s here), so the result, decided within it (held here for two seconds on
+    /// whichever node got it, while the sweep runs), completes the task and it is not run again. Re-dispatched at once,
+    /// the task went back to waiting and the result was recorded as ignored: the task would have run a second time.
     /// </summary>
     [Fact]
     public async Task AResultOnOneNodeAndTheLastWillOnTheOther_TheTaskCompletesAndIsNotRunAgain()
