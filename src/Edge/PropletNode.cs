@@ -233,7 +233,7 @@ public sealed class PropletNode : IAsyncDisposable
         Interlocked.Increment(ref _connects);
         // Discovery on every connect: the original sent it once, so a manager restarted meanwhile never learnt the metadata.
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _lifetime.Token);
-        await PublishDiscoveryAsync(linked.Token);
+        await PublishDiscoveryAsync(sessionPresent, linked.Token);
         EdgeLog.DiscoveryPublished(_logger, sessionPresent);
         _discovered.TrySetResult();
         if (!sessionPresent)
@@ -250,7 +250,7 @@ public sealed class PropletNode : IAsyncDisposable
         try
         {
             await Task.Delay(SecondReportDelay, _time, cancellationToken);
-            await PublishDiscoveryAsync(cancellationToken);
+            await PublishDiscoveryAsync(null, cancellationToken);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
@@ -265,8 +265,11 @@ public sealed class PropletNode : IAsyncDisposable
     /// <summary>Discovery, also repeated every <see cref="RediscoveryInterval"/>: a manager that subscribed for the first time
     /// after this proplet connected (a new deployment, a lost session) learns the metadata without a reconnect. The manager
     /// records nothing when the metadata did not change. It carries the tasks this proplet holds (our extension,
-    /// <see cref="TaskRunner.Held"/>), which our manager reconciles with what it has running here.</summary>
-    private Task PublishDiscoveryAsync(CancellationToken cancellationToken)
+    /// <see cref="TaskRunner.Held"/>), which our manager reconciles with what it has running here, and on a connect's
+    /// discovery whether the broker kept the session (<see cref="DiscoveryMessage.SessionPresent"/>).</summary>
+    private Task PublishDiscoveryAsync(CancellationToken cancellationToken) => PublishDiscoveryAsync(null, cancellationToken);
+
+    private Task PublishDiscoveryAsync(bool? sessionPresent, CancellationToken cancellationToken)
     {
         var discovery = new DiscoveryMessage
         {
@@ -274,6 +277,7 @@ public sealed class PropletNode : IAsyncDisposable
             Namespace = _settings.Namespace,
             Metadata = JsonSerializer.SerializeToElement(Discovery.Metadata(_settings, _runtimeName)),
             Tasks = JsonSerializer.SerializeToElement(_runner.Held()),
+            SessionPresent = sessionPresent,
         };
         return _publisher.PublishAsync(Topics.PropletCreate, JsonSerializer.SerializeToUtf8Bytes(discovery), cancellationToken);
     }

@@ -89,14 +89,16 @@ public sealed class PropletNodeBrokerTests : IAsyncLifetime
     }
 
     /// <summary>
-    /// The discovery carries what the proplet holds (none at its connect); after a connect without a session it goes out
-    /// once more 10 s later, with the task it runs by then, for the manager to send again a start the broker dropped.
+    /// The discovery carries what the proplet holds (none at its connect) and, on the connect's, that the broker kept no
+    /// session; after a connect without a session it goes out once more 10 s later, with the task it runs by then (and
+    /// no session flag), for the manager to send again a start the broker dropped.
     /// </summary>
     [Fact]
     public async Task GivenAConnectWithoutASession_WhenTenSecondsHavePassed_ThenTheDiscoveryComesAgainWithTheTasksHeld()
     {
         var first = await NextAsync(Topics.PropletCreate, skipOthers: true);
         first.GetProperty("tasks").GetArrayLength().ShouldBe(0);
+        first.GetProperty("session_present").GetBoolean().ShouldBeFalse();
         var id = Guid.NewGuid().ToString();
         var start = new StartMessage { Id = id, Name = "main", File = Convert.ToBase64String(Modules.Spin), PropletId = _settings.EntityId, Attempt = 2, Dispatch = 1 };
         await PublishAsync(Topics.Start, JsonSerializer.SerializeToUtf8Bytes(start));
@@ -104,6 +106,7 @@ public sealed class PropletNodeBrokerTests : IAsyncLifetime
         var second = await NextAsync(Topics.PropletCreate, match: d => d.GetProperty("tasks").GetArrayLength() > 0);
 
         second.GetProperty("tasks").GetRawText().ShouldBe($$"""[{"task_id":"{{id}}","attempt":2,"dispatch":1}]""");
+        second.TryGetProperty("session_present", out _).ShouldBeFalse();
     }
 
     [Fact]

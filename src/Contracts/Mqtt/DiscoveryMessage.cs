@@ -25,4 +25,13 @@ public sealed record DiscoveryMessage
     /// </summary>
     [JsonPropertyName("tasks"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public JsonElement? Tasks { get; init; }
+
+    /// <summary>
+    /// Our extension, on the discovery a proplet publishes as it connects (absent on the others): whether the broker kept
+    /// its session. False: nothing published to it before this connection is on its way (the broker dropped it), so our
+    /// manager sends again at once the start of a task it dispatched there before the proplet went away and that the
+    /// report lacks, instead of waiting a few seconds for one that may be in flight.
+    /// </summary>
+    [JsonPropertyName("session_present"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public bool? SessionPresent { get; init; }
 }

@@ -43,7 +43,7 @@ public static class PropletDecider
     {
         PropletRegistered e => PropletState.Initial with { Exists = true, Id = e.PropletId, Name = e.Name, Metadata = e.Metadata, RegisteredAt = e.RegisteredAt },
         PropletMetadataChanged e => state with { Metadata = e.Metadata },
-        PropletWentOffline e => state with { Offline = true, OfflineSince = e.At },
+        PropletWentOffline e => state with { Offline = true, OfflineSince = e.At, LastWentOffline = e.At },
         PropletCameOnline => state with { Offline = false, OfflineSince = null },
         PropletDeleted => state with { Deleted = true },
         _ => state,

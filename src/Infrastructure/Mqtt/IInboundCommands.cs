@@ -30,9 +30,10 @@ public interface IInboundCommands
     /// <summary>
     /// A proplet reported the tasks it holds (<paramref name="held"/>: each task's run, null parts where its start named
     /// none): the start of a task running there by the manager's record and not held is sent again, the stop of a held
-    /// run the manager has ended or moved on from is sent again; committed before this returns.
+    /// run the manager has ended or moved on from is sent again; committed before this returns. <paramref name="sessionPresent"/>:
+    /// the report came as the proplet connected, and says whether the broker kept its session (null otherwise).
     /// </summary>
-    Task ReconcileHeldAsync(string propletId, IReadOnlyDictionary<Guid, HeldRun> held, DateTimeOffset reportedAt, CancellationToken cancellationToken);
+    Task ReconcileHeldAsync(string propletId, IReadOnlyDictionary<Guid, HeldRun> held, DateTimeOffset reportedAt, bool? sessionPresent, CancellationToken cancellationToken);
 }
 
 /// <summary>The run of a task a proplet reported it holds: the attempt and dispatch its start named (null: none).</summary>

@@ -334,7 +334,7 @@ public sealed class InboundHandler(
             return null;
         }
 
-        return new DiscoveryWork(message.Topic, propletId, ReadMetadata(discovery.Metadata), ReadHeld(message.Topic, discovery.Tasks));
+        return new DiscoveryWork(message.Topic, propletId, ReadMetadata(discovery.Metadata), ReadHeld(message.Topic, discovery.Tasks), discovery.SessionPresent);
     }
 
     /// <summary>Registers (or refreshes) the proplet; then, when it said what it holds, reconciles that with the tasks
@@ -345,7 +345,7 @@ public sealed class InboundHandler(
         if (discovery.Held is { } held)
         {
             await discovery.ResultsBefore.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-            await inbound.ReconcileHeldAsync(discovery.PropletId, held, time.GetUtcNow(), cancellationToken);
+            await inbound.ReconcileHeldAsync(discovery.PropletId, held, time.GetUtcNow(), discovery.SessionPresent, cancellationToken);
         }
     }
 
@@ -595,7 +595,7 @@ public sealed class InboundHandler(
         public IReadOnlyCollection<string> TaskKeys { get; } = [.. Results.Select(r => r.PartitionKey)];
     }
 
-    private sealed record DiscoveryWork(string Topic, string PropletId, PropletMetadata Metadata, Dictionary<Guid, HeldRun>? Held) : Work(Topic, PropletId);
+    private sealed record DiscoveryWork(string Topic, string PropletId, PropletMetadata Metadata, Dictionary<Guid, HeldRun>? Held, bool? SessionPresent) : Work(Topic, PropletId);
 
     private sealed record AliveWork(string Topic, string PropletId, bool Offline) : Work(Topic, PropletId);
 

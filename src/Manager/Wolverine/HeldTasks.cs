@@ -18,9 +18,11 @@ namespace Propeller.Manager.Wolverine;
 /// <summary>
 /// A proplet's report of the tasks it holds (our proplet's discovery, <c>tasks</c>: on every connect, once more shortly
 /// after a connect that found no session, and every five minutes): <paramref name="Held"/> maps each task to the run
-/// (attempt and dispatch) its start named (null parts: none). Invoked by the inbound handler; committed before the discovery is acknowledged.
+/// (attempt and dispatch) its start named (null parts: none); <paramref name="SessionPresent"/> on the report a proplet
+/// sends as it connects (our proplet), whether the broker kept its session. Invoked by the inbound handler; committed
+/// before the discovery is acknowledged.
 /// </summary>
-public sealed record ReconcileHeldTasks(string PropletId, IReadOnlyDictionary<Guid, HeldRun> Held, DateTimeOffset ReportedAt);
+public sealed record ReconcileHeldTasks(string PropletId, IReadOnlyDictionary<Guid, HeldRun> Held, DateTimeOffset ReportedAt, bool? SessionPresent = null);
 
 /// <summary>Reconciles <see cref="ReconcileHeldTasks"/> in Wolverine's transaction (<see cref="HeldTasksReconciler"/>).</summary>
 public static class ReconcileHeldTasksHandler
@@ -92,16 +94,23 @@ public sealed partial class HeldTasksReconciler(WolverinePlacement placement, IT
         }
 
         // A Last Will's re-dispatch, still to come, leaves this proplet's tasks to this reconciliation (RedispatchTasksOf).
-        session.Patch<PropletDocument>(WolverineStreams.Key(PropletAggregate.StreamId(new PropletId(report.PropletId))))
-            .Set(x => x.HeldReportedAt, report.ReportedAt);
-        await ResendStartsAsync(session, scheduling, report, outgoing, cancellationToken);
+        var key = WolverineStreams.Key(PropletAggregate.StreamId(new PropletId(report.PropletId)));
+        session.Patch<PropletDocument>(key).Set(x => x.HeldReportedAt, report.ReportedAt);
+
+        // Connected without a session after it went away (restarted, or its link dropped): what was dispatched to it before
+        // then is not on its way (the broker dropped it), so its absence counts at once, not only after ResendAfter.
+        var lostBefore = report.SessionPresent == false
+            ? (await session.LoadAsync<PropletDocument>(key, cancellationToken))?.State.LastWentOffline
+            : null;
+        await ResendStartsAsync(session, scheduling, report, lostBefore, outgoing, cancellationToken);
         await ResendStopsAsync(session, report, outgoing, cancellationToken);
     }
 
-    private async Task ResendStartsAsync(IDocumentSession session, WolverineScheduling scheduling, ReconcileHeldTasks report, OutgoingMessages outgoing, CancellationToken cancellationToken)
+    private async Task ResendStartsAsync(
+        IDocumentSession session, WolverineScheduling scheduling, ReconcileHeldTasks report, DateTimeOffset? lostBefore, OutgoingMessages outgoing, CancellationToken cancellationToken)
     {
         var lost = (await tasks.ListRunsOnAsync(report.PropletId, cancellationToken))
-            .Where(t => Lacks(report, t))
+            .Where(t => Lacks(report, t, lostBefore))
             .Select(t => t.Id.Value)
             .ToList();
         if (lost.Count == 0)
@@ -115,7 +124,7 @@ public sealed partial class HeldTasksReconciler(WolverinePlacement placement, IT
         var redispatched = new List<Guid>();
         foreach (var stream in await WolverineStreams.FetchForWritingAsync<TaskState>(session, lost, cancellationToken))
         {
-            if (stream.Aggregate is not { RunGoesOn: true } state || !Lacks(report, state))
+            if (stream.Aggregate is not { RunGoesOn: true } state || !Lacks(report, state, lostBefore))
             {
                 continue; // moved on since the view was read (ended, re-dispatched, dispatched again just now)
             }
@@ -189,11 +198,12 @@ public sealed partial class HeldTasksReconciler(WolverinePlacement placement, IT
     }
 
     /// <summary>Whether <paramref name="task"/>, running on the reporting proplet, was dispatched long enough before the
-    /// report for its start to have arrived, and the report lacks its current attempt (one held without an attempt counts
-    /// as held).</summary>
-    private bool Lacks(ReconcileHeldTasks report, TaskState task) =>
+    /// report for its start to have arrived (or before <paramref name="lostBefore"/>: the proplet's connection without a
+    /// session since cannot be receiving it), and the report lacks its current attempt (one held without an attempt
+    /// counts as held).</summary>
+    private bool Lacks(ReconcileHeldTasks report, TaskState task, DateTimeOffset? lostBefore) =>
         task.PropletId == report.PropletId
-        && task.StartTime <= report.ReportedAt - ResendAfter
+        && (task.StartTime <= report.ReportedAt - ResendAfter || task.StartTime < lostBefore)
         && !(report.Held.TryGetValue(task.Id.Value, out var run) && (run.Attempt is null || run.Attempt == task.Attempt));
 
     [LoggerMessage(EventId = 6103, Level = LogLevel.Warning, Message = "Task {TaskId} (attempt {Attempt}) runs on proplet {PropletId} by the manager's record, but the proplet does not hold it: its start is sent again")]

@@ -237,8 +237,8 @@ public sealed class WolverineInboundCommands(IWolverineRuntime runtime, TaskComm
     public async Task<Domain.Common.Rejection?> HandlePropletAsync(PropletCommand command, EventMetadata metadata, CancellationToken cancellationToken) =>
         (await new MessageBus(runtime).InvokeAsync<CommandResult<PropletEvent, PropletState>>(RunPropletCommand.For(command, metadata), cancellationToken)).Rejection;
 
-    public Task ReconcileHeldAsync(string propletId, IReadOnlyDictionary<Guid, HeldRun> held, DateTimeOffset reportedAt, CancellationToken cancellationToken) =>
-        new MessageBus(runtime).InvokeAsync(new ReconcileHeldTasks(propletId, held, reportedAt), cancellationToken);
+    public Task ReconcileHeldAsync(string propletId, IReadOnlyDictionary<Guid, HeldRun> held, DateTimeOffset reportedAt, bool? sessionPresent, CancellationToken cancellationToken) =>
+        new MessageBus(runtime).InvokeAsync(new ReconcileHeldTasks(propletId, held, reportedAt, sessionPresent), cancellationToken);
 }
 
 /// <summary>

@@ -38,6 +38,15 @@ public sealed class PropletDeciderTests
             .Events.ShouldBe([new PropletCameOnline(Id, T0.AddSeconds(9))]);
 
     [Fact]
+    public void WhenItComesBack_ItIsOfflineSinceNoMore_ButWhenItLastWentOfflineIsKept()
+    {
+        var state = new PropletEvent[] { Registered, new PropletWentOffline(Id, "last will", T0.AddSeconds(5)), new PropletCameOnline(Id, T0.AddSeconds(9)) }
+            .Aggregate(PropletDecider.Initial, PropletDecider.Evolve);
+
+        (state.Offline, state.OfflineSince, state.LastWentOffline).ShouldBe((false, null, T0.AddSeconds(5)));
+    }
+
+    [Fact]
     public void GivenOnline_WhenMarkOffline_ThenWentOffline_AndRepeatIsNothing()
     {
         var offline = new PropletWentOffline(Id, "last will", T0.AddSeconds(5));

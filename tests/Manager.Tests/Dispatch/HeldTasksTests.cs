@@ -370,6 +370,38 @@ public sealed class HeldTasksTests : IAsyncLifetime
         }
     }
 
+    /// <summary>
+    /// A proplet restarts right after a task was dispatched to it (its Last Will, then a new process that holds nothing).
+    /// Its report, sent as it connects, says the broker kept no session: the start sent before it went away is not on its
+    /// way, so it is sent again at once (the same run), not only once the dispatch is a few seconds old (here 30 s, so
+    /// the difference shows). With a session kept, the broker may still deliver that start: nothing is sent yet.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task GivenAPropletBackAfterItsLastWill_WhenItReportsWithoutASession_ThenWhatItLostIsSentAgainAtOnce(bool sessionPresent)
+    {
+        _server.Services.GetRequiredService<HeldTasksReconciler>().ResendAfter = TimeSpan.FromSeconds(30);
+        await using var run = await RunningOnABeatingPropletAsync();
+        var (starts, proplet, id) = (run.Starts, run.Proplet, run.Id);
+        await run.Heartbeats.DisposeAsync();
+        await PublishAsync(proplet, "control/proplet/alive", JsonSerializer.Serialize(new { proplet_id = _propletId, status = "offline" }));
+        await ManagerWaits.UntilAsync(async () => !(await Http.GetFromJsonAsync<JsonElement>($"/proplets/{_propletId}", Ct)).GetProperty("alive").GetBoolean(), "the proplet offline", detail: _server.Warnings.ToString);
+
+        await ReportAsync(proplet, [], sessionPresent);
+        if (sessionPresent)
+        {
+            await Task.Delay(1500, Ct);
+            starts.Reader.TryRead(out var early).ShouldBeFalse($"sent while the broker may still deliver it: {early}");
+            (await TypesAsync(id)).ShouldNotContain("task.start_resent.v1");
+            return;
+        }
+
+        var again = await NextAsync(starts);
+        (again.GetProperty("id").GetString(), again.GetProperty("attempt").GetInt32(), again.GetProperty("dispatch").GetInt32()).ShouldBe((id, 1, 1));
+        (await TypesAsync(id)).ShouldBe(["task.created.v1", "task.start_requested.v1", "task.dispatched.v1", "task.start_resent.v1"]);
+    }
+
     /// <summary>A task started and its start received by a beating proplet (<see cref="BeatingAsync"/>).</summary>
     private async Task<RunningTask> RunningOnABeatingPropletAsync()
     {
@@ -448,13 +480,14 @@ public sealed class HeldTasksTests : IAsyncLifetime
         return client;
     }
 
-    private Task ReportAsync(BrokerConnection proplet, IEnumerable<(string Id, int Attempt)> held) =>
+    private Task ReportAsync(BrokerConnection proplet, IEnumerable<(string Id, int Attempt)> held, bool? sessionPresent = null) =>
         PublishAsync(proplet, "control/proplet/create", JsonSerializer.Serialize(new
         {
             proplet_id = _propletId,
             @namespace = "default",
             metadata = new { hostname = "sim" },
             tasks = held.Select(h => new { task_id = h.Id, attempt = h.Attempt }),
+            session_present = sessionPresent,
         }));
 
     private async Task PublishAsync(BrokerConnection client, string path, string payload) =>
