@@ -149,7 +149,16 @@ public sealed class HeldTasksTests : IAsyncLifetime
         var running = await CreateAndStartAsync();
         var ids = new[] { (await NextAsync(starts)).GetProperty("id").GetString(), (await NextAsync(starts)).GetProperty("id").GetString() };
         ids.Order(StringComparer.Ordinal).ShouldBe(new[] { stopped, running }.Order(StringComparer.Ordinal));
-        (await Http.PostAsync($"/tasks/{stopped}/stop", null, Ct)).EnsureSuccessStatusCode(); // its stop published: not subscribed yet
+        // Its stop published while the proplet is not subscribed to stops (the broker drops it for this session): seen by
+        // a watcher first, since the stop leaves through the outbox after the API's answer.
+        await using (var watcher = new BrokerConnection(new BrokerOptions { ClientId = "watch-" + _tenant }.WithAddress(Broker)))
+        {
+            var seen = Inbox.Of(watcher);
+            await watcher.StartAsync(Ct);
+            await watcher.SubscribeAsync($"{Base}/control/manager/stop", MqttQualityOfServiceLevel.AtLeastOnce, Ct);
+            (await Http.PostAsync($"/tasks/{stopped}/stop", null, Ct)).EnsureSuccessStatusCode();
+            await seen.ReceiveAsync(Ct);
+        }
 
         await proplet.SubscribeAsync($"{Base}/control/manager/stop", MqttQualityOfServiceLevel.AtLeastOnce, Ct);
         await ReportAsync(proplet, [(stopped, 1), (running, 1), (Guid.NewGuid().ToString(), 1)]);
