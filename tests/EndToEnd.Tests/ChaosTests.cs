@@ -6,6 +6,7 @@ using MQTTnet.Protocol;
 using Propeller.Broker;
 using Propeller.Broker.Tests;
 using Propeller.Contracts.Mqtt;
+using Propeller.Proxy.Oci;
 using Propeller.Tests.Shared;
 
 namespace Propeller.EndToEnd.Tests;
@@ -14,7 +15,8 @@ namespace Propeller.EndToEnd.Tests;
 /// Real processes under a random mix of operations and faults: tasks (most of them work, some daemons, some latent
 /// components invoked now and then) created, started, stopped, started again and deleted while proplets are killed
 /// (SIGKILL) and started again under their ids or cut off from the broker, the manager is killed and started again, the
-/// broker is killed or restarted, the manager's PostgreSQL connection is cut or slowed, and a stranger publishes garbage on every
+/// broker is killed or restarted, the manager's PostgreSQL connection is cut or slowed, the proxy that serves the image
+/// tasks (an <c>image_url</c> at the local registry) is killed and started again, and a stranger publishes garbage on every
 /// topic the processes read (<see cref="Garbage"/>) and sends the API requests no client should (<see cref="HttpGarbage"/>:
 /// never answered 500). When the faults end, every latent
 /// task started last answers an invocation with its own number, and every task must settle: none left Scheduled or
@@ -72,6 +74,15 @@ public sealed class ChaosTests
             proplets.Add((await cluster.StartPropletAsync(links.Environment(id), Ct, id)).Id);
         }
 
+        // The image tasks' module at the local registry (scripts/infra.sh), and a proxy that pulls it for the proplets.
+        var image = $"{ProxyTests.Registry}/chaos/add-{Guid.NewGuid():N}:v1";
+        using (var registryHttp = new HttpClient())
+        {
+            await new RegistryClient(registryHttp, new RegistryAuth(null, TimeProvider.System), _ => true).PushWasmAsync(ImageReference.Parse(image), Modules.Addition, Ct);
+        }
+
+        await cluster.StartProxyAsync(null, Ct);
+
         // With PROPELLER_CHAOS_NODES=2 a second manager node on the same database (Balanced) serves half the clients, and
         // is killed and started again too.
         var nodes = new[] { cluster.Http, cluster.Http };
@@ -101,11 +112,12 @@ public sealed class ChaosTests
                 if (roll < 0.40 || live.Count == 0)
                 {
                     var n = Interlocked.Increment(ref number);
-                    var kind = random.Next(0, 20) switch { 0 => Kind.Daemon, 1 => Kind.Latent, _ => Kind.Work };
+                    var kind = random.Next(0, 20) switch { 0 => Kind.Daemon, 1 => Kind.Latent, 2 => Kind.Image, _ => Kind.Work };
                     object body = kind switch
                     {
                         Kind.Daemon => new { name = "_start", file = Sleeper, daemon = true },
                         Kind.Latent => new { name = "add", file = Calculator, inputs = new[] { n.ToString(System.Globalization.CultureInfo.InvariantCulture), "0" }, latent = true },
+                        Kind.Image => new { name = "main", image_url = image, inputs = new[] { n, 0 } },
                         _ => new { name = "main", file = Work, inputs = new[] { random.Next(0, 10) == 0 ? random.Next(100, 600) : random.Next(0, 50), n } },
                     };
                     var (status, text) = await SendAsync(nodes[node], HttpMethod.Post, "/tasks", body);
@@ -188,6 +200,16 @@ public sealed class ChaosTests
                 link.Cut();
                 await Task.Delay(random.Next(1000, 8000), Ct);
                 await link.RestoreAsync();
+            }),
+            ("kill proxy", 3, async random =>
+            {
+                foreach (var process in cluster.Processes.Where(p => p.Name == "proxy" && !p.HasExited))
+                {
+                    process.Kill();
+                }
+
+                await Task.Delay(random.Next(0, 3000), Ct);
+                await cluster.StartProxyAsync(null, Ct);
             }),
             ("kill manager", 3, async _ => await cluster.RestartManagerAsync(Ct)),
             ("kill node b", twoNodes ? 3 : 0, async random =>
@@ -316,7 +338,7 @@ public sealed class ChaosTests
         }
 
         // The daemons and latent tasks still running are stopped (a completed daemon is stopped as a running task is).
-        foreach (var daemon in tasks.Values.Where(t => t.Kind != Kind.Work && (!t.Deleted || t.Uncertain)))
+        foreach (var daemon in tasks.Values.Where(t => t.Kind is Kind.Daemon or Kind.Latent && (!t.Deleted || t.Uncertain)))
         {
             for (var tries = 1; ; tries++)
             {
@@ -411,7 +433,7 @@ public sealed class ChaosTests
 
             var history = (await cluster.HistoryAsync(task.Id, Ct)).EnumerateArray().ToList();
             var code = state.GetProperty("state").GetInt32();
-            if (code == 3 && state.GetProperty("results").ValueKind == JsonValueKind.String && state.GetProperty("results").GetString() != (task.Kind == Kind.Work ? task.Number.ToString(System.Globalization.CultureInfo.InvariantCulture) : ""))
+            if (code == 3 && state.GetProperty("results").ValueKind == JsonValueKind.String && state.GetProperty("results").GetString() != (task.Kind is Kind.Work or Kind.Image ? task.Number.ToString(System.Globalization.CultureInfo.InvariantCulture) : ""))
             {
                 found.Add($"{task}: completed with {state.GetProperty("results")}, not its own number");
             }
@@ -616,6 +638,9 @@ public sealed class ChaosTests
         Work,
         Daemon,
         Latent,
+
+        /// <summary>A work task whose module (the addition, main(n, 0)) is pulled from the registry through the proxy.</summary>
+        Image,
     }
 
     /// <summary>What the test did to a task: its last request that succeeded, and whether one may have been applied
@@ -626,7 +651,7 @@ public sealed class ChaosTests
 
         public Kind Kind { get; } = kind;
 
-        /// <summary>The number its result (a work task's) or its invocations' (a latent task's) must be; a daemon's result is empty.</summary>
+        /// <summary>The number its result (a work or image task's) or its invocations' (a latent task's) must be; a daemon's result is empty.</summary>
         public int Number { get; } = number;
 
         public string? LastSucceeded { get; private set; }

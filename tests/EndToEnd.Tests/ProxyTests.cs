@@ -18,7 +18,7 @@ public sealed class ProxyTests(SharedCluster shared)
 
     private Cluster Cluster => shared.Cluster;
 
-    private static string Registry => Environment.GetEnvironmentVariable("PROPELLER_TEST_REGISTRY") is { Length: > 0 } value ? value : "127.0.0.1:55000";
+    internal static string Registry => Environment.GetEnvironmentVariable("PROPELLER_TEST_REGISTRY") is { Length: > 0 } value ? value : "127.0.0.1:55000";
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
