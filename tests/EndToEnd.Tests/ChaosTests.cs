@@ -18,7 +18,8 @@ namespace Propeller.EndToEnd.Tests;
 /// broker is killed or restarted, the manager's PostgreSQL connection is cut or slowed, the proxy that serves the image
 /// tasks (an <c>image_url</c> at the local registry) is killed and started again, and a stranger publishes garbage on every
 /// topic the processes read (<see cref="Garbage"/>) and sends the API requests no client should (<see cref="HttpGarbage"/>:
-/// never answered 500). When the faults end, every latent
+/// never answered 500). Every manager node gates the API with the seed's auth plugin (examples/plugins/plugin-auth: each
+/// client creates and starts as its own user; an intruder's start of another's task must be refused). When the faults end, every latent
 /// task started last answers an invocation with its own number, and every task must settle: none left Scheduled or
 /// Running, each completed task's result its own, no attempt completed twice, every history readable. The seed is
 /// printed with a failure (docs/operations.md lists the settings that replay, lengthen, narrow and record a run).
@@ -55,6 +56,8 @@ public sealed class ChaosTests
         var twoNodes = Environment.GetEnvironmentVariable("PROPELLER_CHAOS_NODES") == "2";
         var journal = new StringBuilder($"seed {seed}\n");
         var (relay, connectionString) = await TcpRelay.InFrontOfTestPostgresAsync();
+        var plugins = Directory.CreateTempSubdirectory("chaos-plugins");
+        await File.WriteAllBytesAsync(Path.Combine(plugins.FullName, "10-plugin-auth.wasm"), Propeller.Plugins.Tests.Support.Examples.Get("plugin-auth"), Ct);
         await using var relayed = relay;
         await using var broker = await MosquittoProcess.StartAsync(_ => "allow_anonymous true", Ct);
         await using var cluster = await Cluster.StartAsync("e2e_chaos", new Dictionary<string, string>
@@ -64,6 +67,7 @@ public sealed class ChaosTests
             ["MANAGER_PROPLET_RECONNECT_ALLOWANCE"] = "5s",
             ["MANAGER_MAX_REDISPATCHES"] = "100",
             ["MANAGER_INVOKE_TIMEOUT"] = "10s", // an invocation during a fault answers within the client's timeout
+            ["MANAGER_PLUGIN_DIR"] = plugins.FullName,
         }, Ct, broker.Address);
         // Each proplet reaches the broker through a relay of its own, which a partition cuts.
         await using var links = new Links(broker.Port);
@@ -104,6 +108,7 @@ public sealed class ChaosTests
         async Task ClientAsync(int seedOfClient, int node)
         {
             var random = new Random(seedOfClient);
+            var user = $"user-{seedOfClient}";
             var mine = new List<Tracked>();
             while (DateTime.UtcNow < until)
             {
@@ -120,11 +125,11 @@ public sealed class ChaosTests
                         Kind.Image => new { name = "main", image_url = image, inputs = new[] { n, 0 } },
                         _ => new { name = "main", file = Work, inputs = new[] { random.Next(0, 10) == 0 ? random.Next(100, 600) : random.Next(0, 50), n } },
                     };
-                    var (status, text) = await SendAsync(nodes[node], HttpMethod.Post, "/tasks", body);
+                    var (status, text) = await SendAsync(nodes[node], HttpMethod.Post, "/tasks", body, user);
                     Count($"create {Code(status)}");
                     if (status == HttpStatusCode.Created)
                     {
-                        var task = new Tracked(JsonDocument.Parse(text).RootElement.GetProperty("id").GetString()!, kind, n);
+                        var task = new Tracked(JsonDocument.Parse(text).RootElement.GetProperty("id").GetString()!, kind, n, user);
                         tasks[task.Id] = task;
                         mine.Add(task);
                         await OperateAsync(task, "start", HttpMethod.Post, $"/tasks/{task.Id}/start", node);
@@ -135,6 +140,7 @@ public sealed class ChaosTests
                     var task = live[random.Next(live.Count)];
                     _ = roll switch
                     {
+                        < 0.43 => await IntrudeAsync(task, node),
                         < 0.80 when task.Kind == Kind.Latent => await InvokeAsync(task, node),
                         < 0.65 => await OperateAsync(task, "stop", HttpMethod.Post, $"/tasks/{task.Id}/stop", node),
                         < 0.90 => await OperateAsync(task, "start", HttpMethod.Post, $"/tasks/{task.Id}/start", node),
@@ -150,7 +156,7 @@ public sealed class ChaosTests
         var wrongAnswers = new System.Collections.Concurrent.ConcurrentQueue<string>();
         async Task<bool> InvokeAsync(Tracked task, int node)
         {
-            var (status, text) = await SendAsync(nodes[node], HttpMethod.Post, $"/tasks/{task.Id}/invoke", null);
+            var (status, text) = await SendAsync(nodes[node], HttpMethod.Post, $"/tasks/{task.Id}/invoke", null, task.User);
             task.Note("invoke", status);
             Count($"invoke {Code(status)}");
             if (status == HttpStatusCode.OK && text != $$"""{"invoked":true,"results":"{{task.Number}}"}""")
@@ -163,9 +169,22 @@ public sealed class ChaosTests
 
         async Task<bool> OperateAsync(Tracked task, string op, HttpMethod method, string path, int node)
         {
-            var (status, _) = await SendAsync(nodes[node], method, path, null);
+            var (status, _) = await SendAsync(nodes[node], method, path, null, task.User);
             task.Note(op, status);
             Count($"{op} {Code(status)}");
+            return true;
+        }
+
+        // Another user's start: the auth plugin refuses it (403) on every node, whatever the task's state; it changes nothing.
+        async Task<bool> IntrudeAsync(Tracked task, int node)
+        {
+            var (status, text) = await SendAsync(nodes[node], HttpMethod.Post, $"/tasks/{task.Id}/start", null, "intruder");
+            Count($"intruder start {Code(status)}");
+            if (status is { } code && (int)code < 300)
+            {
+                wrongAnswers.Enqueue($"{task}: an intruder's start answered {(int)code}: {text}");
+            }
+
             return true;
         }
 
@@ -432,6 +451,17 @@ public sealed class ChaosTests
             }
 
             var history = (await cluster.HistoryAsync(task.Id, Ct)).EnumerateArray().ToList();
+            if (!state.TryGetProperty("env", out var env) || env.ValueKind != JsonValueKind.Object || !env.TryGetProperty("PROPELLER_CREATED_BY", out var creator) || creator.GetString() != task.User)
+            {
+                found.Add($"{task}: not enriched with its creator {task.User} by the auth plugin: {state.GetRawText()}");
+            }
+
+            if (history.Count == 0 || !history[0].TryGetProperty("headers", out var headers) || !headers.TryGetProperty("plugins", out var decisions)
+                || !(decisions.GetString() ?? "").Contains("\"hook\":\"authorize\"", StringComparison.Ordinal))
+            {
+                found.Add($"{task}: its creation carries no authorize decision: {(history.Count > 0 ? history[0].GetRawText() : "no history")}");
+            }
+
             var code = state.GetProperty("state").GetInt32();
             if (code == 3 && state.GetProperty("results").ValueKind == JsonValueKind.String && state.GetProperty("results").GetString() != (task.Kind is Kind.Work or Kind.Image ? task.Number.ToString(System.Globalization.CultureInfo.InvariantCulture) : ""))
             {
@@ -582,15 +612,20 @@ public sealed class ChaosTests
 
     private static string Code(HttpStatusCode? status) => status is null ? "-" : ((int)status).ToString(System.Globalization.CultureInfo.InvariantCulture);
 
-    private static Task<(HttpStatusCode? Status, string Text)> SendAsync(HttpClient http, HttpMethod method, string path, object? body) =>
-        SendRawAsync(http, method, path, body is null ? null : JsonSerializer.SerializeToUtf8Bytes(body, JsonSerializerOptions.Web));
+    private static Task<(HttpStatusCode? Status, string Text)> SendAsync(HttpClient http, HttpMethod method, string path, object? body, string? user = null) =>
+        SendRawAsync(http, method, path, body is null ? null : JsonSerializer.SerializeToUtf8Bytes(body, JsonSerializerOptions.Web), user);
 
     /// <summary>Sends <paramref name="body"/> as it is, labelled application/json.</summary>
-    private static async Task<(HttpStatusCode? Status, string Text)> SendRawAsync(HttpClient http, HttpMethod method, string path, byte[]? body)
+    private static async Task<(HttpStatusCode? Status, string Text)> SendRawAsync(HttpClient http, HttpMethod method, string path, byte[]? body, string? user = null)
     {
         try
         {
             using var request = new HttpRequestMessage(method, path);
+            if (user is not null)
+            {
+                request.Headers.Add("X-User-Id", user);
+            }
+
             if (body is not null)
             {
                 request.Content = new ByteArrayContent(body);
@@ -645,9 +680,12 @@ public sealed class ChaosTests
 
     /// <summary>What the test did to a task: its last request that succeeded, and whether one may have been applied
     /// unanswered (no response, or a 5xx: the manager killed or its database cut mid-request).</summary>
-    private sealed class Tracked(string id, Kind kind, int number)
+    private sealed class Tracked(string id, Kind kind, int number, string user)
     {
         public string Id { get; } = id;
+
+        /// <summary>The client's user that created it (X-User-Id), the only one the auth plugin lets start it.</summary>
+        public string User { get; } = user;
 
         public Kind Kind { get; } = kind;
 
