@@ -14,7 +14,8 @@ namespace Propeller.EndToEnd.Tests;
 /// <summary>
 /// Real processes under a random mix of operations and faults: tasks (most of them work, some daemons, some latent
 /// components invoked now and then) created, started, stopped, started again and deleted while proplets are killed
-/// (SIGKILL) and started again under their ids or cut off from the broker, the manager is killed and started again, the
+/// (SIGKILL) or stopped (SIGTERM) and started again under their ids, frozen (SIGSTOP, then SIGCONT) or cut off from the
+/// broker, the manager is killed or stopped (SIGTERM) and started again, or frozen, the
 /// broker is killed or restarted, the manager's PostgreSQL connection is cut or slowed, the proxy that serves the image
 /// tasks (an <c>image_url</c> at the local registry) is killed and started again, and a stranger publishes garbage on every
 /// topic the processes read (<see cref="Garbage"/>) and sends the API requests no client should (<see cref="HttpGarbage"/>:
@@ -230,7 +231,22 @@ public sealed class ChaosTests
                 await Task.Delay(random.Next(0, 3000), Ct);
                 await cluster.StartProxyAsync(null, Ct);
             }),
+            ("pause proplet", 4, async random =>
+            {
+                // Frozen where it is (SIGSTOP): its connection stays up, its heartbeats and results stop; after up to 12 s
+                // (past the liveness window) it goes on as if nothing happened.
+                var victim = proplets[random.Next(proplets.Count)];
+                await FreezeAsync(cluster.Processes.Where(p => p.Name == "proplet-" + victim[..8] && !p.HasExited).ToList(), random.Next(1000, 12_000));
+            }),
             ("kill manager", 3, async _ => await cluster.RestartManagerAsync(Ct)),
+            ("stop manager", 2, async _ => await cluster.RestartManagerAsync(Ct, graceful: true)),
+            ("pause manager", 2, async random =>
+            {
+                // A manager node frozen mid-work, for up to 30 s: past MANAGER_NODE_STALE_TIMEOUT (10 s, two checks) the
+                // other node takes over its envelopes, agents and broker session, and the frozen one then goes on (a zombie).
+                var name = twoNodes && random.Next(2) == 0 ? "manager-b" : "manager";
+                await FreezeAsync(cluster.Processes.Where(p => p.Name == name && !p.HasExited).ToList(), random.Next(1000, 30_000));
+            }),
             ("kill node b", twoNodes ? 3 : 0, async random =>
             {
                 second!.Kill();
@@ -293,6 +309,26 @@ public sealed class ChaosTests
             faults = faults.Where(f => only.Split(',').Contains(f.Name.Replace(' ', '-'))).ToArray();
         }
 
+        static async Task FreezeAsync(IReadOnlyList<ChildProcess> processes, int milliseconds)
+        {
+            foreach (var process in processes)
+            {
+                await process.SignalAsync("STOP");
+            }
+
+            try
+            {
+                await Task.Delay(milliseconds, Ct);
+            }
+            finally
+            {
+                foreach (var process in processes)
+                {
+                    await process.SignalAsync("CONT");
+                }
+            }
+        }
+
         async Task FaultsAsync()
         {
             var random = new Random(seed);
@@ -302,6 +338,7 @@ public sealed class ChaosTests
                 await Task.Delay(random.Next(1000, 4000), Ct);
                 var roll = random.Next(total);
                 var fault = faults.First(f => (roll -= f.Weight) < 0);
+                journal.AppendLine(FormattableString.Invariant($"{DateTime.UtcNow:HH:mm:ss.fff} {fault.Name}")); // only this loop writes it until the end
                 await fault.Act(random);
                 Count(fault.Name);
             }

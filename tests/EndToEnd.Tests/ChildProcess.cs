@@ -90,6 +90,13 @@ internal sealed class ChildProcess : IDisposable
         }
     }
 
+    /// <summary>Sends <paramref name="signal"/> (e.g. STOP to freeze the process where it is, CONT to let it go on).</summary>
+    public async Task SignalAsync(string signal)
+    {
+        using var sender = Process.Start("kill", ["-" + signal, _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        await sender.WaitForExitAsync(CancellationToken.None);
+    }
+
     public void Dispose()
     {
         if (!_process.HasExited)

@@ -82,10 +82,15 @@ internal sealed class Cluster : IAsyncDisposable
     /// <summary>SIGKILLs the first manager (no goodbye: its broker session and its durable messages stay behind).</summary>
     public void KillManager() => _manager!.Kill();
 
-    /// <summary>Starts the first manager again with the same settings (port, MQTT client id, schema) and waits until it is ready.</summary>
-    public async Task RestartManagerAsync(CancellationToken cancellationToken)
+    /// <summary>Starts the first manager again with the same settings (port, MQTT client id, schema) and waits until it is
+    /// ready; killed first (SIGKILL), or stopped as a service manager stops it (SIGTERM) when <paramref name="graceful"/>.</summary>
+    public async Task RestartManagerAsync(CancellationToken cancellationToken, bool graceful = false)
     {
-        if (!_manager!.HasExited)
+        if (graceful)
+        {
+            await _manager!.TerminateAsync(TimeSpan.FromSeconds(30), cancellationToken);
+        }
+        else if (!_manager!.HasExited)
         {
             _manager.Kill();
         }
