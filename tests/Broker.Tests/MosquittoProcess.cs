@@ -133,10 +133,14 @@ internal sealed class MosquittoProcess : IAsyncDisposable
     };
 
     /// <summary>Makes mosquitto read its configuration, password file included, again (SIGHUP).</summary>
-    public async Task ReloadAsync(CancellationToken cancellationToken)
+    public Task ReloadAsync(CancellationToken cancellationToken) => SignalAsync("HUP", cancellationToken);
+
+    /// <summary>Sends <paramref name="signal"/> to the broker (HUP: read the configuration again; STOP: freeze it with
+    /// every connection open; CONT: let it go on).</summary>
+    public async Task SignalAsync(string signal, CancellationToken cancellationToken)
     {
-        using var hup = Process.Start("kill", ["-HUP", _process!.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
-        await hup!.WaitForExitAsync(cancellationToken);
+        using var sender = Process.Start("kill", ["-" + signal, _process!.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        await sender!.WaitForExitAsync(cancellationToken);
     }
 
     public string ReadLog()

@@ -16,7 +16,7 @@ namespace Propeller.EndToEnd.Tests;
 /// components invoked now and then) created, started, stopped, started again and deleted while proplets are killed
 /// (SIGKILL) or stopped (SIGTERM) and started again under their ids, frozen (SIGSTOP, then SIGCONT) or cut off from the
 /// broker, the manager is killed or stopped (SIGTERM) and started again, or frozen, the
-/// broker is killed or restarted, the manager's PostgreSQL connection is cut or slowed, the proxy that serves the image
+/// broker is killed, restarted or frozen, the manager's PostgreSQL connection is cut or slowed, the proxy that serves the image
 /// tasks (an <c>image_url</c> at the local registry) is killed and started again, and a stranger publishes garbage on every
 /// topic the processes read (<see cref="Garbage"/>) and sends the API requests no client should (<see cref="HttpGarbage"/>:
 /// never answered 500). Every manager node gates the API with the seed's auth plugin (examples/plugins/plugin-auth: each
@@ -258,6 +258,19 @@ public sealed class ChaosTests
                 await broker.KillAsync(Ct);
                 await Task.Delay(random.Next(500, 4000), Ct);
                 await broker.StartAsync(Ct);
+            }),
+            ("pause broker", 1, async random =>
+            {
+                // Frozen with every connection open: publishes and their acknowledgements wait, keep-alives go unanswered.
+                await broker.SignalAsync("STOP", Ct);
+                try
+                {
+                    await Task.Delay(random.Next(500, 15_000), Ct);
+                }
+                finally
+                {
+                    await broker.SignalAsync("CONT", CancellationToken.None);
+                }
             }),
             ("restart broker", 1, async random =>
             {
