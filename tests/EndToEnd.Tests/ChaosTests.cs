@@ -236,7 +236,7 @@ public sealed class ChaosTests
                 // Frozen where it is (SIGSTOP): its connection stays up, its heartbeats and results stop; after up to 12 s
                 // (past the liveness window) it goes on as if nothing happened.
                 var victim = proplets[random.Next(proplets.Count)];
-                await FreezeAsync(cluster.Processes.Where(p => p.Name == "proplet-" + victim[..8] && !p.HasExited).ToList(), random.Next(1000, 12_000));
+                await FreezeAsync(Signals(p => p.Name == "proplet-" + victim[..8]), random.Next(1000, 12_000));
             }),
             ("kill manager", 3, async _ => await cluster.RestartManagerAsync(Ct)),
             ("stop manager", 2, async _ => await cluster.RestartManagerAsync(Ct, graceful: true)),
@@ -245,7 +245,7 @@ public sealed class ChaosTests
                 // A manager node frozen mid-work, for up to 30 s: past MANAGER_NODE_STALE_TIMEOUT (10 s, two checks) the
                 // other node takes over its envelopes, agents and broker session, and the frozen one then goes on (a zombie).
                 var name = twoNodes && random.Next(2) == 0 ? "manager-b" : "manager";
-                await FreezeAsync(cluster.Processes.Where(p => p.Name == name && !p.HasExited).ToList(), random.Next(1000, 30_000));
+                await FreezeAsync(Signals(p => p.Name == name), random.Next(1000, 30_000));
             }),
             ("kill node b", twoNodes ? 3 : 0, async random =>
             {
@@ -262,15 +262,7 @@ public sealed class ChaosTests
             ("pause broker", 1, async random =>
             {
                 // Frozen with every connection open: publishes and their acknowledgements wait, keep-alives go unanswered.
-                await broker.SignalAsync("STOP", Ct);
-                try
-                {
-                    await Task.Delay(random.Next(500, 15_000), Ct);
-                }
-                finally
-                {
-                    await broker.SignalAsync("CONT", CancellationToken.None);
-                }
+                await FreezeAsync([signal => broker.SignalAsync(signal, CancellationToken.None)], random.Next(500, 15_000));
             }),
             ("restart broker", 1, async random =>
             {
@@ -322,11 +314,16 @@ public sealed class ChaosTests
             faults = faults.Where(f => only.Split(',').Contains(f.Name.Replace(' ', '-'))).ToArray();
         }
 
-        static async Task FreezeAsync(IReadOnlyList<ChildProcess> processes, int milliseconds)
+        // The live processes of the cluster that match, as senders of a signal.
+        List<Func<string, Task>> Signals(Func<ChildProcess, bool> match) =>
+            [.. cluster.Processes.Where(p => !p.HasExited && match(p)).Select(p => (Func<string, Task>)p.SignalAsync)];
+
+        // SIGSTOP, a while, then SIGCONT (also when the test is cancelled meanwhile).
+        static async Task FreezeAsync(IReadOnlyList<Func<string, Task>> signal, int milliseconds)
         {
-            foreach (var process in processes)
+            foreach (var send in signal)
             {
-                await process.SignalAsync("STOP");
+                await send("STOP");
             }
 
             try
@@ -335,9 +332,9 @@ public sealed class ChaosTests
             }
             finally
             {
-                foreach (var process in processes)
+                foreach (var send in signal)
                 {
-                    await process.SignalAsync("CONT");
+                    await send("CONT");
                 }
             }
         }

@@ -72,11 +72,7 @@ internal sealed class ChildProcess : IDisposable
         Killed = true;
         try
         {
-            using (var term = Process.Start("kill", ["-TERM", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
-            {
-                await term.WaitForExitAsync(cancellationToken);
-            }
-
+            await SignalAsync("TERM");
             await _process.WaitForExitAsync(cancellationToken).WaitAsync(grace, cancellationToken);
         }
         catch (TimeoutException)
@@ -90,7 +86,7 @@ internal sealed class ChildProcess : IDisposable
         }
     }
 
-    /// <summary>Sends <paramref name="signal"/> (e.g. STOP to freeze the process where it is, CONT to let it go on).</summary>
+    /// <summary>Sends <paramref name="signal"/> (TERM to stop it, STOP to freeze it where it is, CONT to let it go on).</summary>
     public async Task SignalAsync(string signal)
     {
         using var sender = Process.Start("kill", ["-" + signal, _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
