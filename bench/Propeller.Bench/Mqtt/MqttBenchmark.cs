@@ -16,8 +16,8 @@ namespace Propeller.Bench;
 /// subscribe is inside the clock (mosquitto_pub -l sleeps 100 ms while it connects, pub_stdin_line_loop in 2.0.11), only
 /// the stream. mosquitto_sub stamps each message (-F %U: unix time with nanoseconds) into a file; ours stamps each batch
 /// its handler receives. mosquitto_sub counts as subscribed once a retained marker on its topic has reached it (it has no
-/// other readiness signal: -d prints every packet). mosquitto_pub keeps up to 20 QoS 1/2 messages in flight
-/// (client_shared.c sets max_inflight = 20) and queues the rest, as our layer keeps --inflight.
+/// other readiness signal: -d prints every packet). Both publishers keep the same window of QoS 1/2 messages in flight
+/// and queue the rest: ours --inflight, mosquitto_pub the same through -M (its own default is 20, client_shared.c).
 /// Beside each rate: CPU seconds per 100k messages (publisher + subscriber; ours in this process, mosquitto's clients
 /// through bash's `times`).
 /// Options: --broker tcp://host:port (default PROPELLER_TEST_MQTT, else tcp://127.0.0.1:51883), --messages N (qos0, both
@@ -27,7 +27,9 @@ namespace Propeller.Bench;
 /// --rounds N (interleaved rounds, best of each; default 3), --inflight N (our in-flight window, default 10 like the
 /// original), --case qos0|qos1|qos2 (default all), --mixed (also each side of the layer alone against mosquitto's other
 /// client: which side costs what), --raw (also MQTTnet alone, publisher and subscriber without our layer, the same window
-/// and socket settings: what the layer itself adds).
+/// and socket settings: what the layer itself adds), --lowlevel (also MQTTnet's low-level client on both sides, each
+/// packet answered inline by one receive loop per client: what MQTTnet's own queues between the socket and the handler
+/// cost).
 /// </summary>
 internal static partial class BenchmarkRegistry
 {
@@ -57,7 +59,7 @@ internal static partial class BenchmarkRegistry
             BenchArgs.Known(
                 args,
                 ["--broker", "--messages", "--acked-messages", "--reference-acked-messages", "--payload", "--inflight", "--rounds", "--case"],
-                ["--mixed", "--raw"]);
+                ["--mixed", "--raw", "--lowlevel"]);
             var broker = BenchArgs.Value(args, "--broker")
                 ?? (Environment.GetEnvironmentVariable("PROPELLER_TEST_MQTT") is { Length: > 0 } env ? env : "tcp://127.0.0.1:51883");
             // At least 2: a rate needs a first and a last arrival.
@@ -79,6 +81,7 @@ internal static partial class BenchmarkRegistry
 
             var mixed = args.Contains("--mixed");
             var raw = args.Contains("--raw");
+            var lowLevel = args.Contains("--lowlevel");
             var options = new BrokerOptions { MaxInflight = inflight }.WithAddress(broker);
 
             Console.WriteLine($"# mqtt broker={options.Host}:{options.Port} payload={payloadSize}B messages(qos0)={messages} messages(qos1/2)={acked} reference(qos1/2)={referenceAcked} inflight={inflight} rounds={rounds} (best of; rates first to last arrival at the subscriber)");
@@ -94,7 +97,7 @@ internal static partial class BenchmarkRegistry
                 var theirs = qos == MqttQualityOfServiceLevel.AtMostOnce ? messages : referenceAcked;
                 // Warm-up (JIT, broker caches), not measured.
                 await MeasureLayerAsync(options, qos, Math.Min(ours, 5000), payloadSize, cancellationToken);
-                (double Rate, double Cpu) layer = default, reference = default, alone = default;
+                (double Rate, double Cpu) layer = default, reference = default, alone = default, low = default;
                 for (var round = 0; round < rounds; round++)
                 {
                     // Interleaved rounds, best of each: on a shared machine the best round is the one least disturbed by
@@ -104,6 +107,11 @@ internal static partial class BenchmarkRegistry
                     if (raw)
                     {
                         alone = Best(alone, await MeasureRawAsync(options, qos, ours, payloadSize, cancellationToken));
+                    }
+
+                    if (lowLevel)
+                    {
+                        low = Best(low, await MeasureLowLevelAsync(options, qos, ours, payloadSize, cancellationToken));
                     }
                 }
 
@@ -115,6 +123,13 @@ internal static partial class BenchmarkRegistry
                     Console.WriteLine(string.Create(
                         CultureInfo.InvariantCulture,
                         $"mqtt case=qos{(int)qos}-raw mqttnet_msgs_per_s={alone.Rate:F0} ratio={alone.Rate / reference.Rate:F2} layer_over_mqttnet={layer.Rate / alone.Rate:F2} cpu_s_per_100k={alone.Cpu:F2}"));
+                }
+
+                if (lowLevel)
+                {
+                    Console.WriteLine(string.Create(
+                        CultureInfo.InvariantCulture,
+                        $"mqtt case=qos{(int)qos}-lowlevel msgs_per_s={low.Rate:F0} ratio={low.Rate / reference.Rate:F2} layer_over_lowlevel={layer.Rate / low.Rate:F2} cpu_s_per_100k={low.Cpu:F2}"));
                 }
 
                 if (mixed)
@@ -206,6 +221,118 @@ internal static partial class BenchmarkRegistry
             return (arrivals.Rate, PerHundredThousand(Process.GetCurrentProcess().TotalProcessorTime - cpu, count));
         }
 
+        /// <summary>
+        /// MQTTnet's low-level client on both sides (--lowlevel): packets sent and received by our own loops, one receive
+        /// loop per client that answers each packet inline (PUBACK, PUBREC/PUBREL/PUBCOMP), no MQTTnet receive or
+        /// publish-processing queue between the socket and the handler. The publisher keeps the same window.
+        /// </summary>
+        private static async Task<(double Rate, double Cpu)> MeasureLowLevelAsync(
+            BrokerOptions template,
+            MqttQualityOfServiceLevel qos,
+            int count,
+            int payloadSize,
+            CancellationToken cancellationToken)
+        {
+            var topic = $"propeller-bench/lowlevel/{Guid.NewGuid():N}";
+            var arrivals = new Arrivals(count);
+            var factory = new MqttClientFactory();
+            using var subscriber = factory.CreateLowLevelMqttClient();
+            using var publisher = factory.CreateLowLevelMqttClient();
+            await LowLevelConnectAsync(subscriber, template, "bench-low-sub", cancellationToken);
+            await LowLevelConnectAsync(publisher, template, "bench-low-pub", cancellationToken);
+            await subscriber.SendAsync(
+                new MQTTnet.Packets.MqttSubscribePacket { PacketIdentifier = 1, TopicFilters = { new MQTTnet.Packets.MqttTopicFilter { Topic = topic, QualityOfServiceLevel = qos } } },
+                cancellationToken);
+            if (await subscriber.ReceiveAsync(cancellationToken) is not MQTTnet.Packets.MqttSubAckPacket)
+            {
+                throw new BenchFailedException("low-level subscriber: no SUBACK");
+            }
+
+            using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            var receiving = Task.Run(async () =>
+            {
+                while (!stop.IsCancellationRequested)
+                {
+                    switch (await subscriber.ReceiveAsync(stop.Token))
+                    {
+                        case MQTTnet.Packets.MqttPublishPacket publish:
+                            arrivals.Add(1);
+                            if (publish.QualityOfServiceLevel == MqttQualityOfServiceLevel.AtLeastOnce)
+                            {
+                                await subscriber.SendAsync(new MQTTnet.Packets.MqttPubAckPacket { PacketIdentifier = publish.PacketIdentifier }, stop.Token);
+                            }
+                            else if (publish.QualityOfServiceLevel == MqttQualityOfServiceLevel.ExactlyOnce)
+                            {
+                                await subscriber.SendAsync(new MQTTnet.Packets.MqttPubRecPacket { PacketIdentifier = publish.PacketIdentifier }, stop.Token);
+                            }
+
+                            break;
+                        case MQTTnet.Packets.MqttPubRelPacket release:
+                            await subscriber.SendAsync(new MQTTnet.Packets.MqttPubCompPacket { PacketIdentifier = release.PacketIdentifier }, stop.Token);
+                            break;
+                    }
+                }
+            }, CancellationToken.None);
+
+            using var window = new SemaphoreSlim(template.MaxInflight);
+            var acknowledging = qos == MqttQualityOfServiceLevel.AtMostOnce ? Task.CompletedTask : Task.Run(async () =>
+            {
+                while (!stop.IsCancellationRequested)
+                {
+                    switch (await publisher.ReceiveAsync(stop.Token))
+                    {
+                        case MQTTnet.Packets.MqttPubAckPacket:
+                        case MQTTnet.Packets.MqttPubCompPacket:
+                            window.Release();
+                            break;
+                        case MQTTnet.Packets.MqttPubRecPacket received:
+                            await publisher.SendAsync(new MQTTnet.Packets.MqttPubRelPacket { PacketIdentifier = received.PacketIdentifier }, stop.Token);
+                            break;
+                    }
+                }
+            }, CancellationToken.None);
+
+            var payload = Payload(payloadSize);
+            var cpu = Process.GetCurrentProcess().TotalProcessorTime;
+            ushort id = 0;
+            for (var i = 0; i < count; i++)
+            {
+                var packet = new MQTTnet.Packets.MqttPublishPacket { Topic = topic, PayloadSegment = payload, QualityOfServiceLevel = qos };
+                if (qos != MqttQualityOfServiceLevel.AtMostOnce)
+                {
+                    await window.WaitAsync(cancellationToken);
+                    packet.PacketIdentifier = id = id == ushort.MaxValue ? (ushort)1 : (ushort)(id + 1);
+                }
+
+                await publisher.SendAsync(packet, cancellationToken);
+            }
+
+            await arrivals.WaitAsync(Limit, cancellationToken);
+            var spent = Process.GetCurrentProcess().TotalProcessorTime - cpu;
+            await stop.CancelAsync();
+            try
+            {
+                await Task.WhenAll(receiving, acknowledging);
+            }
+            catch (Exception) when (stop.IsCancellationRequested)
+            {
+                // The loops end with the cancellation (or the disposed adapter).
+            }
+
+            return (arrivals.Rate, PerHundredThousand(spent, count));
+        }
+
+        private static async Task LowLevelConnectAsync(MQTTnet.LowLevelClient.ILowLevelMqttClient client, BrokerOptions template, string prefix, CancellationToken cancellationToken)
+        {
+            var options = ClientOptions(template, prefix);
+            await client.ConnectAsync(BrokerConnection.BuildClientOptions(options), cancellationToken);
+            await client.SendAsync(new MQTTnet.Packets.MqttConnectPacket { ClientId = options.ClientId, CleanSession = true, KeepAlivePeriod = 60, ReceiveMaximum = 65535 }, cancellationToken);
+            if (await client.ReceiveAsync(cancellationToken) is not MQTTnet.Packets.MqttConnAckPacket connAck || connAck.ReasonCode != MqttConnectReasonCode.Success)
+            {
+                throw new BenchFailedException("low-level client: connection refused");
+            }
+        }
+
         private static async Task PublishReleasingAsync(IMqttClient client, MqttApplicationMessage message, SemaphoreSlim? window, CancellationToken cancellationToken)
         {
             try
@@ -258,7 +385,7 @@ internal static partial class BenchmarkRegistry
                 Process? publisher = null;
                 try
                 {
-                    publisher = MosquittoPub(common);
+                    publisher = MosquittoPub(common, template.MaxInflight);
                     var publisherTimes = publisher.StandardOutput.ReadToEndAsync(cancellationToken);
                     await publisher.StandardInput.WriteAsync(input, cancellationToken);
                     publisher.StandardInput.Close();
@@ -343,7 +470,7 @@ internal static partial class BenchmarkRegistry
             Process? publisher = null;
             try
             {
-                publisher = MosquittoPub(common);
+                publisher = MosquittoPub(common, template.MaxInflight);
                 var publisherTimes = publisher.StandardOutput.ReadToEndAsync(cancellationToken);
                 await publisher.StandardInput.WriteAsync(input, cancellationToken);
                 publisher.StandardInput.Close();
@@ -361,9 +488,10 @@ internal static partial class BenchmarkRegistry
         private static string[] MosquittoArgs(BrokerOptions template, string topic, MqttQualityOfServiceLevel qos) =>
             ["-h", template.Host, "-p", template.Port.ToString(CultureInfo.InvariantCulture), "-t", topic, "-q", ((int)qos).ToString(CultureInfo.InvariantCulture)];
 
-        /// <summary>mosquitto_pub -l (one message per line of its input), through bash, then bash's `times`.</summary>
-        private static Process MosquittoPub(string[] common) =>
-            Start("bash", ["-c", Shell("mosquitto_pub", [.. common, "-l"]) + "; times"], redirectInput: true);
+        /// <summary>mosquitto_pub -l (one message per line of its input) with our window (-M: its default is 20), through
+        /// bash, then bash's `times`.</summary>
+        private static Process MosquittoPub(string[] common, int inflight) =>
+            Start("bash", ["-c", Shell("mosquitto_pub", [.. common, "-l", "-M", inflight.ToString(CultureInfo.InvariantCulture)]) + "; times"], redirectInput: true);
 
         private static string Shell(string file, string[] arguments) => string.Join(' ', [file, .. arguments.Select(a => "'" + a + "'")]);
 
