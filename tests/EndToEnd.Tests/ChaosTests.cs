@@ -26,8 +26,11 @@ namespace Propeller.EndToEnd.Tests;
 /// printed with a failure (docs/operations.md lists the settings that replay, lengthen, narrow and record a run).
 /// </summary>
 [Collection("e2e")]
-public sealed class ChaosTests
+public sealed class ChaosTests : IDisposable
 {
+    /// <summary>The manager nodes' plugin directory (MANAGER_PLUGIN_DIR): the seed's auth plugin.</summary>
+    private readonly DirectoryInfo _plugins = Directory.CreateTempSubdirectory("chaos-plugins");
+
     /// <summary>main(n, a): counts down n million, then answers a (each task's own number, so a result is checked to be its own).</summary>
     private static readonly string Work = Convert.ToBase64String(Wat.ToWasm("""
         (module
@@ -49,6 +52,8 @@ public sealed class ChaosTests
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
+    public void Dispose() => _plugins.Delete(true);
+
     [Fact]
     public async Task UnderRandomOperationsAndFaults_EveryTaskSettlesWithItsOwnResult()
     {
@@ -57,8 +62,7 @@ public sealed class ChaosTests
         var twoNodes = Environment.GetEnvironmentVariable("PROPELLER_CHAOS_NODES") == "2";
         var journal = new StringBuilder($"seed {seed}\n");
         var (relay, connectionString) = await TcpRelay.InFrontOfTestPostgresAsync();
-        var plugins = Directory.CreateTempSubdirectory("chaos-plugins");
-        await File.WriteAllBytesAsync(Path.Combine(plugins.FullName, "10-plugin-auth.wasm"), Propeller.Plugins.Tests.Support.Examples.Get("plugin-auth"), Ct);
+        await File.WriteAllBytesAsync(Path.Combine(_plugins.FullName, "10-plugin-auth.wasm"), Propeller.Plugins.Tests.Support.Examples.Get("plugin-auth"), Ct);
         await using var relayed = relay;
         await using var broker = await MosquittoProcess.StartAsync(_ => "allow_anonymous true", Ct);
         await using var cluster = await Cluster.StartAsync("e2e_chaos", new Dictionary<string, string>
@@ -68,7 +72,7 @@ public sealed class ChaosTests
             ["MANAGER_PROPLET_RECONNECT_ALLOWANCE"] = "5s",
             ["MANAGER_MAX_REDISPATCHES"] = "100",
             ["MANAGER_INVOKE_TIMEOUT"] = "10s", // an invocation during a fault answers within the client's timeout
-            ["MANAGER_PLUGIN_DIR"] = plugins.FullName,
+            ["MANAGER_PLUGIN_DIR"] = _plugins.FullName,
         }, Ct, broker.Address);
         // Each proplet reaches the broker through a relay of its own, which a partition cuts.
         await using var links = new Links(broker.Port);
