@@ -203,7 +203,10 @@ public static class ManagerApp
             }
 
             return Results.Text(metrics.Scrape(), "text/plain; version=0.0.4");
-        }).WithName("metrics");
+        }).WithName("metrics")
+            .WithSummary("Prometheus metrics")
+            .WithDescription("The manager's metrics in the Prometheus text format: requests, commands, dispatch, MQTT, projections' lag, dead letters.")
+            .Produces(StatusCodes.Status200OK, contentType: "text/plain");
         app.MapOpenApi("/openapi/{documentName}.json");
         app.MapHealthEndpoints();
         app.MapTaskEndpoints();
@@ -219,8 +222,10 @@ public static class ManagerApp
         }
         else
         {
-            app.MapGet("/plugins", () => Results.Ok(new PluginListing("", null, [], [])));
-            app.MapPost("/plugins/reload", () => ApiResults.Error(StatusCodes.Status409Conflict, "no plugin directory is configured (MANAGER_PLUGIN_DIR)"));
+            app.MapGet("/plugins", () => Results.Ok(new PluginListing("", null, [], []))).WithName("list-plugins")
+                .WithSummary("List plugins").WithDescription("No plugin directory is configured (MANAGER_PLUGIN_DIR): none.").Produces<PluginListing>();
+            app.MapPost("/plugins/reload", () => ApiResults.Error(StatusCodes.Status409Conflict, "no plugin directory is configured (MANAGER_PLUGIN_DIR)")).WithName("reload-plugins")
+                .WithSummary("Reload plugins").WithDescription("No plugin directory is configured (MANAGER_PLUGIN_DIR): always 409.").Refuses(StatusCodes.Status403Forbidden, StatusCodes.Status409Conflict);
         }
         return app;
     }

@@ -26,7 +26,13 @@ internal static class EventEndpoints
 
     public static IEndpointRouteBuilder MapEventEndpoints(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/events", Stream).WithName("events");
+        app.MapGet("/events", Stream).WithName("events")
+            .WithSummary("Follow changes (server-sent events)")
+            .WithDescription("A text/event-stream of task and proplet changes as they are committed (events `task` and `proplet`, a comment every 15 s to keep the connection open).")
+            .Query("task", "Only this task's changes (its id).")
+            .Query("types", "A comma-separated list of task and proplet (default both).")
+            .Produces(StatusCodes.Status200OK, contentType: "text/event-stream")
+            .Refuses(400);
         return app;
     }
 

@@ -21,9 +21,14 @@ internal static class HealthEndpoints
             description = "manager service",
             build_time = "",
             instance_id = config.EntityId,
-        })).WithName("health");
-        app.MapGet("/health/live", () => Results.Ok(new { status = "pass" })).WithName("health-live");
-        app.MapGet("/health/ready", ReadyAsync).WithName("health-ready");
+        })).WithName("health").WithSummary("Health and version (the original's)").Produces<HealthJson>();
+        app.MapGet("/health/live", () => Results.Ok(new { status = "pass" })).WithName("health-live")
+            .WithSummary("Liveness").WithDescription("200 while the process serves requests.").Produces<LiveJson>();
+        app.MapGet("/health/ready", ReadyAsync).WithName("health-ready")
+            .WithSummary("Readiness")
+            .WithDescription("200 when PostgreSQL answers, the broker connection (when configured) is up and subscribed and the async projections run and are caught up; otherwise 503 naming the failed check.")
+            .Produces<ReadyJson>()
+            .Produces<ReadyJson>(StatusCodes.Status503ServiceUnavailable);
         return app;
     }
 

@@ -17,11 +17,37 @@ internal static class PropletEndpoints
 {
     public static IEndpointRouteBuilder MapPropletEndpoints(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/proplets", ListAsync).WithName("list-proplets");
-        app.MapGet("/proplets/{propletId}", GetAsync).WithName("get-proplet");
-        app.MapDelete("/proplets/{propletId}", DeleteAsync).WithName("delete-proplet");
-        app.MapGet("/proplets/{propletId}/alive-history", AliveHistoryAsync).WithName("get-proplet-alive-history");
-        app.MapGet("/proplets/{propletId}/sdf", SdfAsync).WithName("get-proplet-sdf");
+        const string Id = "The proplet's id (its PROPLET_ENTITY_ID).";
+        app.MapGet("/proplets", ListAsync).WithName("list-proplets")
+            .WithSummary("List proplets")
+            .WithDescription("One page of the proplets the manager knows, with whether each is alive (a heartbeat within the liveness window).")
+            .Paged()
+            .Query("status", "active (alive) or inactive; all when absent.")
+            .Produces<PropletPageJson>()
+            .Refuses(400, 503);
+        app.MapGet("/proplets/{propletId}", GetAsync).WithName("get-proplet")
+            .WithSummary("Get a proplet")
+            .Path("propletId", Id)
+            .Produces<PropletJson>()
+            .Refuses(404, 503);
+        app.MapDelete("/proplets/{propletId}", DeleteAsync).WithName("delete-proplet")
+            .WithSummary("Delete a proplet")
+            .WithDescription("Forgets a proplet that is not alive; 409 while it is alive or runs tasks.")
+            .Path("propletId", Id)
+            .Produces(StatusCodes.Status204NoContent)
+            .Refuses(403, 404, 409, 422, 503);
+        app.MapGet("/proplets/{propletId}/alive-history", AliveHistoryAsync).WithName("get-proplet-alive-history")
+            .WithSummary("Get a proplet's heartbeat times")
+            .Path("propletId", Id)
+            .Paged()
+            .Produces<AliveHistoryPageJson>()
+            .Refuses(400, 404, 503);
+        app.MapGet("/proplets/{propletId}/sdf", SdfAsync).WithName("get-proplet-sdf")
+            .WithSummary("Get a proplet's SDF description")
+            .WithDescription("The proplet as a Semantic Definition Format document (as the original).")
+            .Path("propletId", Id)
+            .Produces<System.Text.Json.JsonElement>()
+            .Refuses(404, 503);
         return app;
     }
 

@@ -1,5 +1,6 @@
 using Marten;
 using Propeller.Infrastructure.MartenStore;
+using Propeller.Manager.Http;
 
 namespace Propeller.Manager.Tasks;
 
@@ -11,7 +12,11 @@ internal static class TaskActivityEndpoint
 {
     public static IEndpointRouteBuilder MapTaskActivityEndpoint(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/tasks/activity", ActivityAsync).WithName("get-task-activity");
+        app.MapGet("/tasks/activity", ActivityAsync).WithName("get-task-activity")
+            .WithSummary("Get the tasks' activity")
+            .WithDescription("How many events of each type the task streams hold, the newest's sequence and time (an async projection: it may lag).")
+            .Produces<TaskActivityJson>()
+            .Refuses(503);
         return app;
     }
 

@@ -9,6 +9,7 @@ using Propeller.Contracts;
 using Propeller.Contracts.Tasks;
 using Propeller.Domain.Tasks;
 using Propeller.Infrastructure.Serialization;
+using Microsoft.OpenApi;
 using Propeller.Manager.Http;
 using Propeller.Manager.Plugins;
 using Propeller.Manager.Wolverine;
@@ -35,17 +36,87 @@ internal static class TaskEndpoints
 
     public static IEndpointRouteBuilder MapTaskEndpoints(this IEndpointRouteBuilder app)
     {
-        app.MapPost("/tasks", CreateAsync).WithName("create-task");
-        app.MapGet("/tasks", ListAsync).WithName("list-tasks");
-        app.MapGet("/tasks/{taskId}", GetAsync).WithName("get-task");
-        app.MapPut("/tasks/{taskId}", UpdateAsync).WithName("update-task");
-        app.MapPut("/tasks/{taskId}/upload", UploadAsync).WithName("upload-task-file").DisableAntiforgery();
-        app.MapDelete("/tasks/{taskId}", DeleteAsync).WithName("delete-task");
-        app.MapPost("/tasks/{taskId}/start", StartAsync).WithName("start-task");
-        app.MapPost("/tasks/{taskId}/stop", StopAsync).WithName("stop-task");
-        app.MapGet("/tasks/{taskId}/results", ResultsAsync).WithName("get-task-results");
-        app.MapGet("/tasks/{taskId}/history", HistoryAsync).WithName("get-task-history");
-        app.MapPost("/tasks/{taskId}/invoke", TaskInvocation.InvokeAsync).WithName("invoke-task");
+        const string Id = "The task's id (a UUID).";
+        app.MapPost("/tasks", CreateAsync).WithName("create-task")
+            .WithSummary("Create a task")
+            .WithDescription("Stores a task (a Wasm module inline as base64 in `file`, or an OCI `image_url`) in state 0 (pending). Validation and the plugins' authorize and enrich_task hooks run before it is stored; nothing is stored when either refuses.")
+            .Body<TaskJson>("The task: name, and a module as file (base64) or image_url; the rest optional (inputs, cli_args, env, daemon, encrypted, schedule, priority, monitoring_profile, metadata ...).")
+            .Produces<TaskJson>(StatusCodes.Status201Created)
+            .Refuses(400, 403, 422, 501, 503);
+        app.MapGet("/tasks", ListAsync).WithName("list-tasks")
+            .WithSummary("List tasks")
+            .WithDescription("One page of the task view, oldest first unless `order=newest`, with the total that matches the filters.")
+            .Paged("1 to 100, default 100")
+            .Query("metadata", "A JSON object: only tasks whose metadata contains it (jsonb containment).")
+            .Query("state", "Only tasks in this state: its number (0-6) or name (pending, scheduled, running, completed, failed, skipped, interrupted).")
+            .Query("name", "Only tasks whose name contains this text.")
+            .Query("proplet_id", "Only tasks placed on this proplet.")
+            .Query("order", "oldest (default) or newest.")
+            .Produces<TaskPage>()
+            .Refuses(400, 503);
+        app.MapGet("/tasks/{taskId}", GetAsync).WithName("get-task")
+            .WithSummary("Get a task")
+            .WithDescription("The task as the view holds it; with `version` or `at`, as it was then (folded from its events); with `wait`, once its current attempt has ended or the wait runs out (long polling).")
+            .Path("taskId", Id)
+            .Query("version", "The task as it was at this version of its stream (1 is its creation).", JsonSchemaType.Integer)
+            .Query("at", "The task as it was at this time (RFC 3339 with an offset, e.g. 2026-12-05T10:00:00Z).", format: "date-time")
+            .Query("wait", "Wait up to this long (a Go duration up to 60s, e.g. 5s or 500ms) for the current attempt to end.")
+            .Produces<TaskJson>()
+            .Refuses(400, 404, 503);
+        app.MapPut("/tasks/{taskId}", UpdateAsync).WithName("update-task")
+            .WithSummary("Update a task")
+            .WithDescription("Sets the fields the body names (the original's update: name, file, image_url, inputs, cli_args, env, daemon, encrypted, schedule, priority, monitoring profile, metadata ...); the rest stay as they are.")
+            .Path("taskId", Id)
+            .Body<TaskJson>("The fields to set.")
+            .Produces<TaskJson>()
+            .Refuses(400, 403, 404, 409, 422, 503);
+        app.MapPut("/tasks/{taskId}/upload", UploadAsync).WithName("upload-task-file").DisableAntiforgery()
+            .WithSummary("Upload a task's Wasm file")
+            .WithDescription("A multipart/form-data body whose part `file` is named *.wasm and starts with \\0asm becomes the task's file.")
+            .Path("taskId", Id)
+            .FileBody("file", "The module as the part file, named *.wasm.")
+            .Produces<TaskJson>()
+            .Refuses(400, 403, 404, 409, 422, 503);
+        app.MapDelete("/tasks/{taskId}", DeleteAsync).WithName("delete-task")
+            .WithSummary("Delete a task")
+            .WithDescription("Marks the task deleted (its history stays readable); a running task is stopped first.")
+            .Path("taskId", Id)
+            .Produces(StatusCodes.Status204NoContent)
+            .Refuses(400, 403, 404, 409, 422, 503);
+        app.MapPost("/tasks/{taskId}/start", StartAsync).WithName("start-task")
+            .WithSummary("Start a task")
+            .WithDescription("Places the task on a proplet and sends it the start message (or queues it until one is available).")
+            .Path("taskId", Id)
+            .Produces<StartedJson>()
+            .Refuses(400, 403, 404, 409, 422, 503);
+        app.MapPost("/tasks/{taskId}/stop", StopAsync).WithName("stop-task")
+            .WithSummary("Stop a task")
+            .WithDescription("Sends the stop message to the task's proplet and records the task interrupted.")
+            .Path("taskId", Id)
+            .Produces<StoppedJson>()
+            .Refuses(400, 403, 404, 409, 422, 503);
+        app.MapGet("/tasks/{taskId}/results", ResultsAsync).WithName("get-task-results")
+            .WithSummary("Get a task's results")
+            .WithDescription("The results of the task's last run; an empty 200 when it has none.")
+            .Path("taskId", Id)
+            .Produces<TaskResultsJson>()
+            .Refuses(400, 404, 503);
+        app.MapGet("/tasks/{taskId}/history", HistoryAsync).WithName("get-task-history")
+            .WithSummary("Get a task's history")
+            .WithDescription("One page of the task's events in version order, with their metadata (correlation, causation, user, plugin decisions). The stream's version is in the Propeller-Stream-Version header, the pages before and after in Link.")
+            .Path("taskId", Id)
+            .Query("from", "The first version to return (default 1).", JsonSchemaType.Integer)
+            .Query("limit", $"How many events (1 to {HistoryPageLimit}, default {HistoryPageLimit}).", JsonSchemaType.Integer)
+            .Query("last", $"The last this many events (1 to {HistoryPageLimit}); not with from or limit.", JsonSchemaType.Integer)
+            .Produces<List<TaskHistoryEntryJson>>()
+            .Refuses(400, 404, 503);
+        app.MapPost("/tasks/{taskId}/invoke", TaskInvocation.InvokeAsync).WithName("invoke-task")
+            .WithSummary("Invoke a latent task")
+            .WithDescription("Runs the latent task's function once on its proplet with the body's inputs and answers with the results; 500 with the proplet's error or when no answer comes within MANAGER_INVOKE_TIMEOUT (as the original).")
+            .Path("taskId", Id)
+            .Body<InvokeRequestJson>("The invocation's inputs and environment (optional).", required: false)
+            .Produces<InvokedJson>()
+            .Refuses(400, 403, 404, 409, 422, 500, 503);
         return app;
     }
 

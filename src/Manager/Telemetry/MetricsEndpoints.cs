@@ -12,8 +12,20 @@ internal static class MetricsEndpoints
 {
     public static IEndpointRouteBuilder MapMetricsEndpoints(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/tasks/{taskId}/metrics", TaskMetricsAsync).WithName("get-task-metrics");
-        app.MapGet("/proplets/{propletId}/metrics", PropletMetricsAsync).WithName("get-proplet-metrics");
+        app.MapGet("/tasks/{taskId}/metrics", TaskMetricsAsync).WithName("get-task-metrics")
+            .WithSummary("Get a task's metrics")
+            .WithDescription("The samples the proplets reported for the task, newest first; an id that is not a UUID has none.")
+            .Path("taskId", "The task's id.")
+            .Paged("1 to 1000, default 100")
+            .Produces<TaskMetricsPageJson>()
+            .Refuses(400, 503);
+        app.MapGet("/proplets/{propletId}/metrics", PropletMetricsAsync).WithName("get-proplet-metrics")
+            .WithSummary("Get a proplet's metrics")
+            .WithDescription("The proplet's CPU and memory samples, newest first.")
+            .Path("propletId", "The proplet's id.")
+            .Paged("1 to 1000, default 100")
+            .Produces<PropletMetricsPageJson>()
+            .Refuses(400, 404, 503);
         return app;
     }
 

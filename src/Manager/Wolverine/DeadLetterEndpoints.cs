@@ -19,9 +19,22 @@ internal static class DeadLetterEndpoints
 {
     public static void MapDeadLetterEndpoints(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/dead-letters", ListAsync).WithName("listDeadLetters");
-        app.MapPost("/dead-letters/{id}/replay", ReplayOneAsync).WithName("replayDeadLetter");
-        app.MapPost("/dead-letters/replay", ReplayAllAsync).WithName("replayDeadLetters");
+        app.MapGet("/dead-letters", ListAsync).WithName("listDeadLetters")
+            .WithSummary("List dead letters")
+            .WithDescription("Messages whose handling failed after every retry (Wolverine's dead letter queue), newest first.")
+            .Paged()
+            .Produces<DeadLetterListJson>()
+            .Refuses(400, 503);
+        app.MapPost("/dead-letters/{id}/replay", ReplayOneAsync).WithName("replayDeadLetter")
+            .WithSummary("Replay a dead letter")
+            .WithDescription("Marks the dead letter replayable: the durability agent moves it back to its queue.")
+            .Path("id", "The dead letter's id (a UUID).")
+            .Produces<DeadLetterReplayJson>()
+            .Refuses(400, 403, 404, 503);
+        app.MapPost("/dead-letters/replay", ReplayAllAsync).WithName("replayDeadLetters")
+            .WithSummary("Replay every dead letter")
+            .Produces<DeadLetterReplayJson>()
+            .Refuses(403, 503);
     }
 
     private static async Task<IResult> ListAsync(HttpRequest request, IWolverineRuntime runtime, CancellationToken cancellationToken)

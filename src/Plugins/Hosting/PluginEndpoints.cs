@@ -11,7 +11,10 @@ public static class PluginEndpoints
     public static IEndpointRouteBuilder MapPluginEndpoints(this IEndpointRouteBuilder endpoints)
     {
         ArgumentNullException.ThrowIfNull(endpoints);
-        endpoints.MapGet("/plugins", (PluginCatalog catalog) => Results.Json(Describe(catalog, catalog.Current)));
+        endpoints.MapGet("/plugins", (PluginCatalog catalog) => Results.Json(Describe(catalog, catalog.Current))).WithName("list-plugins")
+            .WithSummary("List plugins")
+            .WithDescription("The plugins loaded from the plugin directory in the order they run, their hooks, limits and counters, and the files skipped with why.")
+            .Produces<PluginListing>();
         endpoints.MapPost("/plugins/reload", (PluginCatalog catalog) =>
         {
             try
@@ -22,7 +25,12 @@ public static class PluginEndpoints
             {
                 return Results.Json(new Dictionary<string, string> { ["error"] = e.Message }, statusCode: StatusCodes.Status500InternalServerError);
             }
-        });
+        }).WithName("reload-plugins")
+            .WithSummary("Reload plugins")
+            .WithDescription("Loads the plugin directory again; 500 {\"error\"} when it cannot be read (the plugins loaded before stay).")
+            .Produces<PluginListing>()
+            .Produces<Dictionary<string, string>>(StatusCodes.Status500InternalServerError)
+            .Produces<Dictionary<string, string>>(StatusCodes.Status403Forbidden);
         return endpoints;
     }
 
