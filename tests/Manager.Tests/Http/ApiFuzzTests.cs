@@ -18,17 +18,9 @@ namespace Propeller.Manager.Tests.Http;
 /// </summary>
 public sealed class ApiFuzzTests
 {
-    private static readonly string[] Strings =
-    [
-        "", "a", "fuzz", " ", "\u0000", "\t\n", "é漢字🙂", "../../etc/passwd", "%", "{", "null", "true", "-1", "0", "1", "100", "101",
-        "1000", "1001", "18446744073709551616", "1e999", "*/5 * * * *", "0 0 * * *", "@every 1s", "2026-12-05T10:00:00Z", "not-a-date",
-        "5s", "61s", "AGFzbQEAAAA=", "AGFzbQEAAAA", "not base64!", "pending", "running", "newest", "oldest", "task", "proplet",
-        "task,proplet", "{\"k\":\"v\"}", "[]", "{}", new string('x', 5000),
-    ];
-
     /// <summary>What goes into a URL: within Kestrel's request line (8 KiB; past it Kestrel answers 414 itself, before any
     /// middleware), so no 5,000-character string.</summary>
-    private static readonly string[] UrlStrings = [.. Strings.Where(t => t.Length <= 1000), new string('x', 1000)];
+    private static readonly string[] UrlStrings = [.. Fuzz.Strings.Where(t => t.Length <= 1000), new string('x', 1000)];
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
@@ -162,7 +154,7 @@ public sealed class ApiFuzzTests
             {
                 0 or 1 => ids[random.Next(ids.Count)],
                 2 => Guid.NewGuid().ToString(),
-                _ => Pick(random, UrlStrings),
+                _ => Fuzz.Pick(random, UrlStrings),
             };
             // Not %00: Kestrel refuses a target holding an encoded NUL itself (an empty 400, before any middleware).
             path = path.Replace("{" + name + "}", Uri.EscapeDataString(value.Length == 0 ? " " : value.Replace('\0', '0')), StringComparison.Ordinal);
@@ -171,19 +163,19 @@ public sealed class ApiFuzzTests
         var query = new List<string>();
         foreach (var name in operation.QueryParameters.Where(_ => random.Next(3) == 0))
         {
-            query.Add($"{name}={Uri.EscapeDataString(random.Next(3) == 0 ? ids[random.Next(ids.Count)] : Pick(random, UrlStrings))}");
+            query.Add($"{name}={Uri.EscapeDataString(random.Next(3) == 0 ? ids[random.Next(ids.Count)] : Fuzz.Pick(random, UrlStrings))}");
         }
 
         if (random.Next(10) == 0)
         {
-            query.Add($"{Pick(random, ["offset", "limit", "unknown", "version", "at"])}={Uri.EscapeDataString(Pick(random, UrlStrings))}");
+            query.Add($"{Fuzz.Pick(random, ["offset", "limit", "unknown", "version", "at"])}={Uri.EscapeDataString(Fuzz.Pick(random, UrlStrings))}");
         }
 
         var request = new HttpRequestMessage(new HttpMethod(operation.Method), path + (query.Count > 0 ? "?" + string.Join('&', query) : ""));
         if (random.Next(8) == 0)
         {
             // A header holds visible ASCII only (HttpClient refuses the rest before sending).
-            request.Headers.TryAddWithoutValidation("X-User-Id", Pick(random, [.. Strings.Where(t => t.All(c => c is >= ' ' and <= '~'))]));
+            request.Headers.TryAddWithoutValidation("X-User-Id", Fuzz.Pick(random, [.. Fuzz.Strings.Where(t => t.All(c => c is >= ' ' and <= '~'))]));
         }
 
         if (operation.BodyType == "multipart/form-data")
@@ -201,7 +193,7 @@ public sealed class ApiFuzzTests
                 ? Changed(accepted, schema, document, random)
                 : Value(schema, document, random, 0) : new JsonObject();
             var text = body?.ToJsonString() ?? "null";
-            text = Mutate(text, random);
+            text = Fuzz.Mutate(text, random);
             request.Content = new StringContent(text, Encoding.UTF8);
             request.Content.Headers.ContentType = random.Next(10) switch
             {
@@ -249,7 +241,7 @@ public sealed class ApiFuzzTests
 
         if (depth > 6 || random.Next(12) == 0)
         {
-            return AnyValue(random, depth);
+            return Fuzz.AnyValue(random, depth);
         }
 
         var types = schema["type"] switch
@@ -258,7 +250,7 @@ public sealed class ApiFuzzTests
             JsonValue value => [value.GetValue<string>()],
             _ => ["object"],
         };
-        var type = Pick(random, types);
+        var type = Fuzz.Pick(random, types);
         switch (type)
         {
             case "object":
@@ -273,12 +265,12 @@ public sealed class ApiFuzzTests
 
                 if (schema["additionalProperties"] is JsonObject extra && random.Next(2) == 0)
                 {
-                    result[Pick(random, Strings)] = Value(extra, document, random, depth + 1);
+                    result[Fuzz.Pick(random, Fuzz.Strings)] = Value(extra, document, random, depth + 1);
                 }
 
                 if (random.Next(8) == 0)
                 {
-                    result["unknown_" + random.Next(100)] = AnyValue(random, depth + 1);
+                    result["unknown_" + random.Next(100)] = Fuzz.AnyValue(random, depth + 1);
                 }
 
                 return result;
@@ -286,44 +278,22 @@ public sealed class ApiFuzzTests
                 var items = new JsonArray();
                 for (var i = random.Next(0, 4); i > 0; i--)
                 {
-                    items.Add(schema["items"] is JsonObject item ? Value(item, document, random, depth + 1) : AnyValue(random, depth + 1));
+                    items.Add(schema["items"] is JsonObject item ? Value(item, document, random, depth + 1) : Fuzz.AnyValue(random, depth + 1));
                 }
 
                 return items;
             case "integer":
-                return JsonValue.Create(Pick(random, new long[] { 0, 1, -1, 5, 100, int.MaxValue, long.MaxValue, long.MinValue, random.Next() }));
+                return JsonValue.Create(Fuzz.Pick(random, new long[] { 0, 1, -1, 5, 100, int.MaxValue, long.MaxValue, long.MinValue, random.Next() }));
             case "number":
-                return JsonValue.Create(Pick(random, new[] { 0.5, -1.25, 1e300, double.Epsilon }));
+                return JsonValue.Create(Fuzz.Pick(random, new[] { 0.5, -1.25, 1e300, double.Epsilon }));
             case "boolean":
                 return JsonValue.Create(random.Next(2) == 0);
             case "null":
                 return null;
             default:
-                return JsonValue.Create(Pick(random, Strings));
+                return JsonValue.Create(Fuzz.Pick(random, Fuzz.Strings));
         }
     }
-
-    private static JsonNode? AnyValue(Random random, int depth) => random.Next(depth > 4 ? 5 : 7) switch
-    {
-        0 => null,
-        1 => JsonValue.Create(random.Next(2) == 0),
-        2 => JsonValue.Create(Pick(random, new[] { 0, -1, 1, int.MaxValue })),
-        3 => JsonValue.Create(1.5e308),
-        4 => JsonValue.Create(Pick(random, Strings)),
-        5 => new JsonArray(AnyValue(random, depth + 1), AnyValue(random, depth + 1)),
-        _ => new JsonObject { [Pick(random, Strings)] = AnyValue(random, depth + 1) },
-    };
-
-    /// <summary>Usually the JSON as built; sometimes truncated, with a byte changed, wrapped, deeply nested or not JSON at all.</summary>
-    private static string Mutate(string text, Random random) => random.Next(12) switch
-    {
-        0 => text[..random.Next(text.Length + 1)],
-        1 when text.Length > 0 => text.Remove(random.Next(text.Length), 1).Insert(random.Next(text.Length - 1 + 1), ((char)random.Next(0, 128)).ToString()),
-        2 => "[" + text + "]",
-        3 => new string('[', 2000) + new string(']', 2000),
-        4 => Pick(random, Strings),
-        _ => text,
-    };
 
     private static byte[] RandomBytes(Random random, int length)
     {
@@ -331,6 +301,4 @@ public sealed class ApiFuzzTests
         random.NextBytes(bytes);
         return bytes;
     }
-
-    private static T Pick<T>(Random random, IReadOnlyList<T> items) => items[random.Next(items.Count)];
 }
