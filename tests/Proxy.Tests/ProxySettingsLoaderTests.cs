@@ -1,4 +1,5 @@
 using Propeller.Proxy.Configuration;
+using Propeller.Tests.Shared;
 
 namespace Propeller.Proxy.Tests;
 
@@ -11,6 +12,18 @@ public sealed class ProxySettingsLoaderTests
         ["PROXY_ENTITY_ID"] = "proxy-1",
         ["PROXY_API_KEY"] = "k",
     };
+
+    /// <summary>Every PROXY_* variable the loader reads, given values drawn at random (SettingsFuzz), seeded by
+    /// PROPELLER_FUZZ_SEED: the settings load or are refused with a <see cref="ProxyConfigurationException"/>.</summary>
+    [Fact]
+    public void EveryProxyVariable_WithValuesDrawnAtRandom_LoadsOrIsRefusedWithAProxyConfigurationException()
+    {
+        var seed = int.TryParse(Environment.GetEnvironmentVariable("PROPELLER_FUZZ_SEED"), out var s) ? s : Random.Shared.Next();
+        var (variables, loaded) = SettingsFuzz.Run(env => ProxySettingsLoader.Load(env), Identity, e => e is ProxyConfigurationException, seed);
+
+        variables.ShouldBeGreaterThan(10);
+        TestContext.Current.TestOutputHelper?.WriteLine($"seed {seed}: {variables} variables, {loaded} of 3000 draws loaded");
+    }
 
     [Fact]
     public void GivenOnlyTheIdentity_WhenLoaded_ThenTheOriginalsDefaultsApply()

@@ -143,6 +143,50 @@ internal sealed record ManagerConfig
 
     private const int MaxSchemaLength = 55;
 
+    /// <summary>
+    /// EventStore:ConnectionString as given, or one built from MANAGER_POSTGRES_*; a value Npgsql refuses (a connection
+    /// string it cannot read, a <c>\u0000</c> in a part) is an error naming the setting, not an exception at start-up.
+    /// </summary>
+    private static string PostgresConnectionStringOf(Func<string, string?> get, int port, SslMode sslMode, List<string> errors)
+    {
+        if (get("EventStore:ConnectionString") is { } given)
+        {
+            try
+            {
+                _ = new NpgsqlConnectionStringBuilder(given);
+            }
+            catch (Exception ex) when (ex is ArgumentException or KeyNotFoundException or FormatException or InvalidCastException or OverflowException)
+            {
+                // Npgsql's refusals: a keyword it does not know (KeyNotFoundException), a value of the wrong kind.
+                errors.Add($"EventStore:ConnectionString is not a PostgreSQL connection string: {ex.Message}");
+            }
+
+            return given;
+        }
+
+        string Part(string name, string fallback)
+        {
+            var value = get(name) ?? fallback;
+            if (value.Contains('\0', StringComparison.Ordinal))
+            {
+                errors.Add($"{name} must not contain \\u0000");
+                return fallback;
+            }
+
+            return value;
+        }
+
+        return new NpgsqlConnectionStringBuilder
+        {
+            Host = Part("MANAGER_POSTGRES_HOST", "localhost"),
+            Port = port,
+            Username = Part("MANAGER_POSTGRES_USER", "propeller"),
+            Password = Part("MANAGER_POSTGRES_PASS", "propeller"),
+            Database = Part("MANAGER_POSTGRES_DB", "propeller"),
+            SslMode = sslMode,
+        }.ConnectionString;
+    }
+
     /// <summary>Reads and checks the settings; <paramref name="workingDirectory"/> is where config.toml is looked for.</summary>
     /// <exception cref="ManagerConfigurationException">One or more settings are invalid.</exception>
     public static ManagerConfig Load(IConfiguration configuration, string workingDirectory)
@@ -284,15 +328,7 @@ internal sealed record ManagerConfig
             errors.Add($"MANAGER_POSTGRES_SSL_MODE must be disable, allow, prefer, require, verify-ca or verify-full (got '{ssl}')");
         }
 
-        var connectionString = Get("EventStore:ConnectionString") ?? new NpgsqlConnectionStringBuilder
-        {
-            Host = Get("MANAGER_POSTGRES_HOST") ?? "localhost",
-            Port = Int("MANAGER_POSTGRES_PORT", 5432, 1, 65535),
-            Username = Get("MANAGER_POSTGRES_USER") ?? "propeller",
-            Password = Get("MANAGER_POSTGRES_PASS") ?? "propeller",
-            Database = Get("MANAGER_POSTGRES_DB") ?? "propeller",
-            SslMode = sslMode,
-        }.ConnectionString;
+        var connectionString = PostgresConnectionStringOf(Get, Int("MANAGER_POSTGRES_PORT", 5432, 1, 65535), sslMode, errors);
 
         string? TlsFile(string name)
         {

@@ -340,6 +340,18 @@ public sealed class ManagerConfigTests : IDisposable
         Should.Throw<ManagerConfigurationException>(() => Load()).Message.ShouldContain("config.toml:2");
     }
 
+    /// <summary>What Npgsql refuses is a configuration error naming the setting (found by ManagerConfigFuzzTests: it was
+    /// an ArgumentException or KeyNotFoundException out of Npgsql at start-up).</summary>
+    [Theory]
+    [InlineData("EventStore:ConnectionString", "AGFzbQEAAAA=", "EventStore:ConnectionString is not a PostgreSQL connection string")]
+    [InlineData("EventStore:ConnectionString", "Host=x;Port=abc", "EventStore:ConnectionString is not a PostgreSQL connection string")]
+    [InlineData("MANAGER_POSTGRES_PASS", "a\0b", "MANAGER_POSTGRES_PASS must not contain \\u0000")]
+    [InlineData("MANAGER_POSTGRES_DB", "\0", "MANAGER_POSTGRES_DB must not contain \\u0000")]
+    public void APostgresSettingNpgsqlRefuses_IsAnErrorNamingIt(string key, string value, string error)
+    {
+        Should.Throw<ManagerConfigurationException>(() => Load((key, value))).Message.ShouldContain(error);
+    }
+
     [Fact]
     public void BrokenConfigToml_IsAnErrorNamingTheLine()
     {
