@@ -15,7 +15,8 @@ namespace Propeller.Edge.Tests;
 /// <summary>
 /// Seeded random manager messages against a proplet on the real mosquitto: starts (the manager's own, with fields of the
 /// wrong type, left out or added, modules cut or changed, names and inputs drawn at random), stops and invocations of
-/// the tasks it was sent and of none, and payloads cut short, wrapped, nested deep or not UTF-8. The proplet must go on
+/// the tasks it was sent and of none, the proxy's chunks of the images those starts name (JSON and binary, their
+/// headers drawn at random), and payloads cut short, wrapped, nested deep or not UTF-8. The proplet must go on
 /// (nothing it logs above a warning) and afterwards a sound start completes with its result. PROPELLER_FUZZ_SEED and PROPELLER_FUZZ_MESSAGES repeat a run or
 /// make it longer.
 /// </summary>
@@ -23,6 +24,9 @@ public sealed class PropletFuzzTests : IAsyncLifetime
 {
     private static readonly string[] Strings =
         ["", "a", "main", "_start", "add", "\u0000", "é漢字🙂", "{", "null", "-1", "0", "1", "1e999", "99999999999999999999", "5s", "AGFzbQEAAAA=", "not base64!", new string('x', 5000)];
+
+    /// <summary>The images the fuzzed starts name, and the fuzzed chunks carry.</summary>
+    private static readonly string[] Images = ["registry.invalid/none:v1", "", "::", "localhost:1/a:b", "docker.io/fuzz/app:v1"];
 
     // Every task ends within 2 s (a mutated module may loop): the fuzz does not fill the proplet's slots.
     private readonly PropletSettings _settings = TestSettings.Create() with { TaskTimeout = TimeSpan.FromSeconds(2), LivelinessInterval = TimeSpan.FromSeconds(1) };
@@ -61,6 +65,12 @@ public sealed class PropletFuzzTests : IAsyncLifetime
         var sent = new List<string>();
         for (var i = 0; i < messages; i++)
         {
+            if (random.Next(8) == 0)
+            {
+                await PublishChunkAsync(random, modules);
+                continue;
+            }
+
             var (path, message) = random.Next(6) switch
             {
                 < 4 => (Topics.Start, Start(random, modules, sent)),
@@ -142,10 +152,49 @@ public sealed class PropletFuzzTests : IAsyncLifetime
         if (random.Next(10) == 0)
         {
             start.Remove("file");
-            start["image_url"] = Pick(random, ["registry.invalid/none:v1", "", "::", "localhost:1/a:b"]);
+            start["image_url"] = Pick(random, Images);
         }
 
         return start;
+    }
+
+    /// <summary>
+    /// A chunk of one of <see cref="Images"/> (which the proplet asks the proxy for when a start names it) as the proxy
+    /// sends it, JSON (base64 data) or binary (a header line, then the bytes), with its index, count, length, digest or
+    /// data drawn at random: chunks out of range, lengths that lie, images that never complete, bytes that are no module.
+    /// </summary>
+    private async Task PublishChunkAsync(Random random, byte[][] modules)
+    {
+        var image = Pick(random, Images);
+        var bytes = random.Next(3) == 0 ? modules[random.Next(modules.Length)] : Encoding.UTF8.GetBytes(Pick(random, Strings));
+        var total = Pick(random, [1, 1, 2, 3, 0, -1, int.MaxValue]);
+        var index = Pick(random, [0, 0, 1, 2, -1, total, int.MaxValue]);
+        if (random.Next(2) == 0)
+        {
+            var chunk = new JsonObject
+            {
+                ["app_name"] = image,
+                ["chunk_idx"] = index,
+                ["total_chunks"] = total,
+                ["data"] = random.Next(6) == 0 ? Pick(random, Strings) : Convert.ToBase64String(bytes),
+            };
+            Mutate(chunk, random);
+            await _manager.PublishAsync(Topics.Of(_settings.BaseTopic, Topics.RegistryChunks), Encoding.UTF8.GetBytes(chunk.ToJsonString()), MqttQualityOfServiceLevel.AtLeastOnce, retain: false, orderKey: null, Ct);
+            return;
+        }
+
+        var header = new JsonObject
+        {
+            ["app_name"] = image,
+            ["chunk_idx"] = index,
+            ["total_chunks"] = total,
+            ["length"] = Pick(random, [bytes.Length, bytes.Length, 0, bytes.Length + 1, -1, int.MaxValue]),
+            ["sha256"] = random.Next(2) == 0 ? Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes)) : Pick(random, Strings),
+            ["size"] = bytes.Length,
+        };
+        Mutate(header, random);
+        byte[] payload = random.Next(8) == 0 ? bytes : [.. Encoding.UTF8.GetBytes(header.ToJsonString()), (byte)'\n', .. bytes];
+        await _manager.PublishAsync(Topics.Of(_settings.BaseTopic, Topics.RegistryBinaryChunks), payload, MqttQualityOfServiceLevel.AtLeastOnce, retain: false, orderKey: null, Ct);
     }
 
     /// <summary>Some fields of <paramref name="message"/> given a value of another type or left out, sometimes one added.</summary>
