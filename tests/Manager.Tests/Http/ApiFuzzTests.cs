@@ -59,14 +59,14 @@ public sealed class ApiFuzzTests
             timeout.CancelAfter(TimeSpan.FromSeconds(20));
             using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, timeout.Token);
             var status = (int)response.StatusCode;
-            statuses[$"{operation.Method} {operation.Path} {status}"] = statuses.GetValueOrDefault($"{operation.Method} {operation.Path} {status}") + 1;
+            var key = $"{operation.Method} {operation.Path} {status}";
+            statuses[key] = statuses.GetValueOrDefault(key) + 1;
             if (response.Content.Headers.ContentType?.MediaType == "text/event-stream")
             {
                 continue; // a stream that never ends: its status and type are what there is to check
             }
 
             var body = await response.Content.ReadAsStringAsync(timeout.Token);
-            var key = $"{operation.Method} {operation.Path} {status}";
             if (!operation.Responses.TryGetValue(status, out var schema))
             {
                 findings.TryAdd(key, $"undocumented status: {described} -> {status} {Clip(body)}");
@@ -89,7 +89,8 @@ public sealed class ApiFuzzTests
                 continue;
             }
 
-            var results = schema.Evaluate(JsonDocument.Parse(body).RootElement, new EvaluationOptions { OutputFormat = OutputFormat.List });
+            using var answer = JsonDocument.Parse(body);
+            var results = schema.Evaluate(answer.RootElement, new EvaluationOptions { OutputFormat = OutputFormat.List });
             if (!results.IsValid)
             {
                 var errors = string.Join("; ", (results.Details ?? []).Where(d => d.Errors is { Count: > 0 }).Select(d => $"{d.InstanceLocation}: {string.Join(", ", d.Errors!.Values)}").Take(3));
