@@ -19,11 +19,6 @@ internal sealed record TaskResultsJson([property: JsonPropertyName("results")] J
 /// <summary>POST /tasks/{id}/invoke: the invocation's results (a broadcast to a latent task that is not running answers an empty 200).</summary>
 internal sealed record InvokedJson([property: JsonPropertyName("invoked")] bool Invoked, [property: JsonPropertyName("results")] string Results);
 
-/// <summary>The body of POST /tasks/{id}/invoke (optional): the invocation's inputs and environment.</summary>
-internal sealed record InvokeRequestJson(
-    [property: JsonPropertyName("inputs")] IReadOnlyList<string>? Inputs,
-    [property: JsonPropertyName("env")] IReadOnlyDictionary<string, string>? Env);
-
 /// <summary>GET /tasks/activity: how many events of each type the task streams hold, the newest's sequence and time.</summary>
 internal sealed record TaskActivityJson(
     [property: JsonPropertyName("events")] IReadOnlyDictionary<string, long> Events,

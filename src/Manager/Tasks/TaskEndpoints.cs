@@ -114,7 +114,7 @@ internal static class TaskEndpoints
             .WithSummary("Invoke a latent task")
             .WithDescription("Runs the latent task's function once on its proplet with the body's inputs and answers with the results; 500 with the proplet's error or when no answer comes within MANAGER_INVOKE_TIMEOUT (as the original).")
             .Path("taskId", Id)
-            .Body<InvokeRequestJson>("The invocation's inputs and environment (optional).", required: false)
+            .Body<TaskInvocation.InvokeJson>("The invocation's inputs and environment (optional).", required: false)
             .Produces<InvokedJson>()
             .Refuses(400, 403, 404, 409, 422, 500, 503);
         return app;
