@@ -4,8 +4,8 @@ using Propeller.Contracts.Proplets;
 
 namespace Propeller.Manager.Http;
 
-// The shapes of answers the handlers write as anonymous objects or dictionaries, for the OpenAPI document only
-// (ApiDocs): tests/Manager.Tests/Http/ApiFuzzTests.cs checks the real answers against them.
+// The answers the handlers write, each shape stated once: the handlers return these records and the OpenAPI document
+// (ApiDocs) describes them; tests/Manager.Tests/Http/ApiFuzzTests.cs checks the real answers against the document.
 
 /// <summary>POST /tasks/{id}/start.</summary>
 internal sealed record StartedJson([property: JsonPropertyName("started")] bool Started);

@@ -13,16 +13,14 @@ internal static class HealthEndpoints
     {
         // instance_id is the identity in use (MANAGER_ENTITY_ID, MANAGER_CLIENT_ID, config.toml or manager-<host>), not the
         // raw variable, which is empty whenever the identity came from elsewhere.
-        app.MapGet("/health", (ManagerConfig config) => Results.Ok(new
-        {
-            status = "pass",
-            version = typeof(HealthEndpoints).Assembly.GetName().Version?.ToString() ?? "0.0.0",
-            commit = "",
-            description = "manager service",
-            build_time = "",
-            instance_id = config.EntityId,
-        })).WithName("health").WithSummary("Health and version (the original's)").Produces<HealthJson>();
-        app.MapGet("/health/live", () => Results.Ok(new { status = "pass" })).WithName("health-live")
+        app.MapGet("/health", (ManagerConfig config) => Results.Ok(new HealthJson(
+            Status: "pass",
+            Version: typeof(HealthEndpoints).Assembly.GetName().Version?.ToString() ?? "0.0.0",
+            Commit: "",
+            Description: "manager service",
+            BuildTime: "",
+            InstanceId: config.EntityId))).WithName("health").WithSummary("Health and version (the original's)").Produces<HealthJson>();
+        app.MapGet("/health/live", () => Results.Ok(new LiveJson("pass"))).WithName("health-live")
             .WithSummary("Liveness").WithDescription("200 while the process serves requests.").Produces<LiveJson>();
         app.MapGet("/health/ready", ReadyAsync).WithName("health-ready")
             .WithSummary("Readiness")
@@ -66,7 +64,7 @@ internal static class HealthEndpoints
 
         var ready = postgres == "pass" && mqtt is "pass" or "not configured" && projections is "pass" or "not configured";
         return Results.Json(
-            new { status = ready ? "pass" : "fail", checks = new { postgres, mqtt, projections } }, statusCode: ready ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable);
+            new ReadyJson(ready ? "pass" : "fail", new ReadyChecksJson(postgres, mqtt, projections)), statusCode: ready ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable);
     }
 
     /// <summary>

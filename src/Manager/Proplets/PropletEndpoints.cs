@@ -1,7 +1,6 @@
 using System.Globalization;
 using Propeller.Application.Aggregates;
 using Propeller.Application.Proplets;
-using Propeller.Contracts;
 using Propeller.Contracts.Proplets;
 using Propeller.Domain.Proplets;
 using Propeller.Manager.Configuration;
@@ -69,7 +68,7 @@ internal static class PropletEndpoints
             .Where(p => status switch { "active" => p.IsAlive(now, options.LivenessWindow), "inactive" => !p.IsAlive(now, options.LivenessWindow), _ => true })
             .ToList();
         var page = all.Skip((int)Math.Min(offset, int.MaxValue)).Take((int)Math.Min(limit, int.MaxValue)).Select(p => ToJson(p, now, options)).ToList();
-        return Results.Ok(PageJson.Of("proplets", (long)offset, (long)limit, all.Count, page));
+        return Results.Ok(new PropletPageJson((long)offset, (long)limit, all.Count, page));
     }
 
     private static async Task<IResult> GetAsync(string propletId, IPropletRegistry registry, ManagerConfig options, TimeProvider time, CancellationToken cancellationToken)
@@ -108,7 +107,7 @@ internal static class PropletEndpoints
 
         var history = view.AliveHistory.Skip((int)Math.Min(offset, int.MaxValue)).Take((int)Math.Min(limit, int.MaxValue))
             .Select(t => t.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.FFFFFFF'Z'", CultureInfo.InvariantCulture)).ToList();
-        return Results.Ok(PageJson.Of("history", (long)offset, (long)limit, view.AliveHistory.Count, history));
+        return Results.Ok(new AliveHistoryPageJson((long)offset, (long)limit, view.AliveHistory.Count, history));
     }
 
     private static async Task<IResult> SdfAsync(string propletId, IPropletRegistry registry, CancellationToken cancellationToken)

@@ -24,6 +24,6 @@ internal static class TaskActivityEndpoint
     {
         await using var session = store.QuerySession();
         var activity = await session.LoadAsync<TaskActivity>(TaskActivity.AllTasks, cancellationToken) ?? new TaskActivity();
-        return Results.Ok(new { events = activity.Events, last_sequence = activity.LastSequence, last_event_at = activity.LastEventAt });
+        return Results.Ok(new TaskActivityJson(activity.Events, activity.LastSequence, activity.LastEventAt));
     }
 }

@@ -433,12 +433,12 @@ internal static class TaskEndpoints
 
         // Placement is the handler's (dispatched or deferred in the start's transaction, or a cascaded PlaceTasks).
         var outcome = await commands.SendAsync(new StartTask(id, time.GetUtcNow(), TaskPlugins.UserOf(request)), request, null, cancellationToken);
-        return WolverineTaskCommands.Answer(outcome, _ => Results.Ok(new { started = true }));
+        return WolverineTaskCommands.Answer(outcome, _ => Results.Ok(new StartedJson(true)));
     }
 
     /// <summary>Stops a task: TaskStopped and the original's stop message (cascaded into Wolverine's outbox) in one transaction.</summary>
     private static Task<IResult> StopAsync(string taskId, HttpRequest request, WolverineTaskCommands commands, TimeProvider time, CancellationToken cancellationToken) =>
-        SendAsync(taskId, request, commands, id => new StopTask(id, "stopped by user", time.GetUtcNow()), _ => Results.Ok(new { stopped = true }), cancellationToken);
+        SendAsync(taskId, request, commands, id => new StopTask(id, "stopped by user", time.GetUtcNow()), _ => Results.Ok(new StoppedJson(true)), cancellationToken);
 
     private static async Task<IResult> ResultsAsync(string taskId, ITaskQueries queries, CancellationToken cancellationToken)
     {
@@ -454,7 +454,7 @@ internal static class TaskEndpoints
         }
 
         // The original answers 200 with an empty body when there are no results.
-        return TaskMapping.Parse(state.Results) is { } results ? Results.Ok(new { results }) : Results.Ok();
+        return TaskMapping.Parse(state.Results) is { } results ? Results.Ok(new TaskResultsJson(results)) : Results.Ok();
     }
 
     /// <summary>The most events one history page holds (and the page's size when none is asked for).</summary>

@@ -75,7 +75,7 @@ internal static class TaskInvocation
 
         return outcome.Error is { } failure
             ? ApiResults.Error(StatusCodes.Status500InternalServerError, failure)
-            : Results.Ok(new { invoked = true, results = outcome.Results ?? "" });
+            : Results.Ok(new InvokedJson(true, outcome.Results ?? ""));
     }
 
     /// <summary>The optional body: inputs (strings or numbers, as for create) and env merged over the task's.</summary>

@@ -1,7 +1,6 @@
 using System.Text.Json;
 using Propeller.Application.Proplets;
 using Propeller.Application.Telemetry;
-using Propeller.Contracts;
 using Propeller.Domain.Proplets;
 using Propeller.Manager.Http;
 
@@ -39,27 +38,13 @@ internal static class MetricsEndpoints
 
         if (!Guid.TryParse(taskId, out var id))
         {
-            return Results.Ok(PageJson.Of("metrics", offset, limit, 0, Array.Empty<object>()));
+            return Results.Ok(new TaskMetricsPageJson(offset, limit, 0, []));
         }
 
         var page = await queries.TaskMetricsAsync(id, offset, limit, cancellationToken);
-        var items = page.Items.Select(s =>
-        {
-            var json = new Dictionary<string, object?>(StringComparer.Ordinal)
-            {
-                ["task_id"] = s.TaskId.ToString(),
-                ["proplet_id"] = s.PropletId,
-                ["metrics"] = Parse(s.Metrics),
-            };
-            if (s.Aggregated is not null)
-            {
-                json["aggregated"] = Parse(s.Aggregated);
-            }
-
-            json["timestamp"] = s.Timestamp;
-            return json;
-        }).ToList();
-        return Results.Ok(PageJson.Of("metrics", offset, limit, page.Total, items));
+        var items = page.Items.Select(s => new TaskMetricsSampleJson(
+            s.TaskId.ToString(), s.PropletId, Parse(s.Metrics), s.Aggregated is null ? null : Parse(s.Aggregated), s.Timestamp)).ToList();
+        return Results.Ok(new TaskMetricsPageJson(offset, limit, page.Total, items));
     }
 
     /// <summary>Any proplet id: a proplet's id is its PROPLET_ENTITY_ID, any non-empty string (the original checks only
@@ -77,15 +62,8 @@ internal static class MetricsEndpoints
             return ApiResults.NotFound("proplet not found");
         }
 
-        var items = page.Items.Select(s => new Dictionary<string, object?>(StringComparer.Ordinal)
-        {
-            ["proplet_id"] = s.PropletId,
-            ["namespace"] = s.Namespace ?? "",
-            ["timestamp"] = s.Timestamp,
-            ["cpu_metrics"] = Parse(s.Cpu),
-            ["memory_metrics"] = Parse(s.Memory),
-        }).ToList();
-        return Results.Ok(PageJson.Of("metrics", offset, limit, page.Total, items));
+        var items = page.Items.Select(s => new PropletMetricsSampleJson(s.PropletId, s.Namespace ?? "", s.Timestamp, Parse(s.Cpu), Parse(s.Memory))).ToList();
+        return Results.Ok(new PropletMetricsPageJson(offset, limit, page.Total, items));
     }
 
     private static (long Offset, int Limit)? Page(HttpRequest request) =>
