@@ -27,7 +27,9 @@ public static class TaskDecider
         (UpdateTask c, { Spec: { } spec }) when c.Patch.ApplyTo(spec) == spec => Decision<TaskEvent>.Accept(),
         (UpdateTask c, { Spec: { } spec }) => Decision<TaskEvent>.Accept(new TaskUpdated(c.TaskId, c.Patch.ApplyTo(spec), c.At)),
 
-        (StartTask, { IsActive: true }) => Decision<TaskEvent>.Accept(),
+        // Active, or completed while its run goes on (a serving daemon or HTTP proxy): a new attempt would start a second
+        // run beside the one still going (stop it first).
+        (StartTask, { IsActive: true } or { IsServing: true }) => Decision<TaskEvent>.Accept(),
         (StartTask c, { Status: TaskStatus.Pending } or { IsFinished: true }) =>
             Decision<TaskEvent>.Accept(new TaskStartRequested(c.TaskId, state.Attempt + 1, c.At, c.RequestedBy)),
 

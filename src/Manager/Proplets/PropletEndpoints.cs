@@ -31,7 +31,7 @@ internal static class PropletEndpoints
             .Refuses(404, 503);
         app.MapDelete("/proplets/{propletId}", DeleteAsync).WithName("delete-proplet")
             .WithSummary("Delete a proplet")
-            .WithDescription("Forgets a proplet that is not alive; 409 while it is alive or runs tasks.")
+            .WithDescription("Forgets a proplet; 409 while tasks run on it (as the original, an alive proplet may be deleted: its next discovery or heartbeat registers it again).")
             .Path("propletId", Id)
             .Produces(StatusCodes.Status204NoContent)
             .Refuses(403, 404, 409, 422, 503);

@@ -51,7 +51,8 @@ public sealed partial class LateStarts(IDocumentStore store, TimeProvider time, 
         await using var session = store.QuerySession();
         var task = await session.LoadAsync<TaskState>(new TaskId(id), cancellationToken);
         var now = task is { Exists: true, Deleted: false } ? task : null;
-        var current = now is { IsActive: true }
+        // A serving task's run goes on too: its start is sent again when its proplet lost it (HeldTasks).
+        var current = now is { IsActive: true } or { IsServing: true }
             && now.Attempt == (start.Attempt ?? 0)
             && (start.Broadcast || string.Equals(now.PropletId, start.PropletId, StringComparison.Ordinal));
         if (current)

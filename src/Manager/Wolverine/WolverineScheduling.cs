@@ -364,7 +364,7 @@ public sealed partial class WolverineScheduling(
         var proplet = await proplets.GetAsync(new PropletId(propletId), cancellationToken);
         if (proplet is null || proplet.Offline)
         {
-            session.Delete(timer);
+            EndLiveness(session, timer);
             return;
         }
 
@@ -385,7 +385,7 @@ public sealed partial class WolverineScheduling(
             LogSilent(logger, propletId, reason);
         }
 
-        session.Delete(timer);
+        EndLiveness(session, timer);
         await RedispatchAsync(session, listener, propletId, $"proplet {propletId} went offline", outgoing, cancellationToken);
         await RecheckSoonAsync(session, outgoing, cancellationToken);
     }
@@ -457,6 +457,14 @@ public sealed partial class WolverineScheduling(
         timer.DueAt = dueAt;
         session.Store(timer);
         outgoing.Schedule(new CheckLiveness(propletId, timer.Token), dueAt);
+    }
+
+    /// <summary>Ends the timer that fired, not one a heartbeat started since it was read (the proplet came back online
+    /// meanwhile: a plain delete of the id would end the new timer's chain).</summary>
+    private static void EndLiveness(IDocumentSession session, SchedulerTimer timer)
+    {
+        var (id, token) = (timer.Id, timer.Token);
+        session.DeleteWhere<SchedulerTimer>(t => t.Id == id && t.Token == token);
     }
 
     private static bool Usable(DateTimeOffset dueAt, DateTimeOffset now, DateTimeOffset wanted) => dueAt <= wanted && dueAt > now - Grace;

@@ -92,6 +92,17 @@ public sealed class TaskDeciderTests
     public void GivenRunning_WhenStartTask_ThenNothing() =>
         Given(Created, StartRequested(), Dispatched()).When(new StartTask(Id, At(3))).Then();
 
+    /// <summary>A serving daemon or HTTP proxy still runs on its proplet: a start is a no-op as for a running task (a new
+    /// attempt elsewhere would leave the first run serving beside it); once stopped or ended, a start is a new attempt.</summary>
+    [Fact]
+    public void GivenServing_WhenStartTask_ThenNothing_AndANewAttemptOnceItsRunEnded()
+    {
+        var serving = new TaskEvent[] { Created, StartRequested(), Dispatched(), new TaskCompleted(Id, 1, "\"started at port 8080\"", At(3), true) };
+        Given(serving).When(new StartTask(Id, At(4))).Then().IsServing.ShouldBeTrue();
+        Given([.. serving, new TaskStopped(Id, 1, "stopped by user", At(4))]).When(new StartTask(Id, At(5))).Then(new TaskStartRequested(Id, 2, At(5)));
+        Given([.. serving, new TaskServingEnded(Id, 1, "\"bye\"", At(4))]).When(new StartTask(Id, At(5))).Then(new TaskStartRequested(Id, 2, At(5)));
+    }
+
     [Fact]
     public void GivenStartRequested_WhenDispatchTask_ThenDispatchedAndRunning()
     {

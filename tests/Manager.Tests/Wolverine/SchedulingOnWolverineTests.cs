@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
+using Marten;
 using Microsoft.Extensions.DependencyInjection;
 using MQTTnet.Protocol;
 using Propeller.Broker;
@@ -336,17 +337,8 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
     [Fact]
     public async Task ALateStart_GoesOutWhileItsAttemptIsCurrent_AndIsDroppedOnceTheTaskMovedOn()
     {
-        var lateStarts = _server.Services.GetRequiredService<LateStarts>();
-        lateStarts.CheckAfter = TimeSpan.Zero;
-        var propletId = Guid.NewGuid().ToString();
-        var starts = new System.Collections.Concurrent.ConcurrentQueue<JsonElement>();
-        await using var proplet = await ConnectPropletAsync(propletId, answer: false, starts);
-        await PublishAsync(proplet, "control/proplet/create", new { proplet_id = propletId });
-        using var heartbeats = CancellationTokenSource.CreateLinkedTokenSource(Ct);
-        var beating = BeatAsync(proplet, propletId, heartbeats.Token);
-        try
+        await WithLateStartsCheckedAsync(async (propletId, _, starts) =>
         {
-            await WaitForAliveAsync(propletId);
             var id = await CreateAndStartAsync("""{"name":"main"}""");
             (await WaitForStateAsync(id, 2)).GetProperty("proplet_id").GetString().ShouldBe(propletId);
             var first = await WaitForAsync(() => Task.FromResult(starts.FirstOrDefault(s => s.GetProperty("id").GetString() == id) is { ValueKind: JsonValueKind.Object } s ? s : (JsonElement?)null));
@@ -365,6 +357,93 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
             await bus.PublishAsync(new PublishToBroker($"{Base}/control/manager/start", Encoding.UTF8.GetBytes("""{"id":"after"}"""), null));
             await WaitForAsync(() => Task.FromResult(starts.Any(s => s.GetProperty("id").GetString() == "after") ? default(JsonElement) : (JsonElement?)null));
             starts.Count(s => s.GetProperty("id").GetString() == id).ShouldBe(2);
+        });
+    }
+
+    /// <summary>
+    /// A liveness check that read its timer before a heartbeat started a new one (the proplet came back online between
+    /// the read and the commit) ends only its own timer: the new one, with its own token, stays and its chain runs on.
+    /// Before, the check deleted the timer by id and the proplet was left without a liveness check until the sweep's.
+    /// </summary>
+    [Fact]
+    public async Task ALivenessCheckThatReadAnOlderTimer_LeavesTheNewerOne()
+    {
+        var store = _server.Services.GetRequiredService<IDocumentStore>();
+        var scheduling = _server.Services.GetRequiredService<WolverineScheduling>();
+        var propletId = Guid.NewGuid().ToString();
+        var newer = new SchedulerTimer { Id = SchedulerTimer.Liveness(propletId), Token = Guid.NewGuid(), DueAt = DateTimeOffset.UtcNow.AddMinutes(1) };
+        await using (var session = store.LightweightSession())
+        {
+            session.Store(newer);
+            await session.SaveChangesAsync(Ct);
+        }
+
+        var older = new SchedulerTimer { Id = newer.Id, Token = Guid.NewGuid(), DueAt = DateTimeOffset.UtcNow };
+        await using (var session = store.LightweightSession())
+        {
+            await scheduling.CheckLivenessAsync(session, scheduling.Attach(session), older, propletId, new OutgoingMessages(), Ct);
+            await session.SaveChangesAsync(Ct);
+        }
+
+        await using (var query = store.QuerySession())
+        {
+            (await query.LoadAsync<SchedulerTimer>(newer.Id, Ct))!.Token.ShouldBe(newer.Token);
+        }
+
+        await using (var session = store.LightweightSession())
+        {
+            await scheduling.CheckLivenessAsync(session, scheduling.Attach(session), newer, propletId, new OutgoingMessages(), Ct);
+            await session.SaveChangesAsync(Ct);
+        }
+
+        await using (var query = store.QuerySession())
+        {
+            (await query.LoadAsync<SchedulerTimer>(newer.Id, Ct)).ShouldBeNull("its own check ends it (the proplet is unknown)");
+        }
+    }
+
+    /// <summary>
+    /// A serving daemon's run goes on after its "started" result: a start of it sent late (the reconciliation's start
+    /// again, retried past the check) still goes out, and a start requested over HTTP while it serves starts no second
+    /// run (no new attempt, nothing published). Before, the late start was dropped (the task was not Scheduled or
+    /// Running) and the HTTP start began attempt 2 elsewhere beside the run still serving.
+    /// </summary>
+    [Fact]
+    public async Task AServingDaemon_KeepsItsLateStart_AndAStartWhileItServesStartsNoSecondRun()
+    {
+        await WithLateStartsCheckedAsync(async (propletId, proplet, starts) =>
+        {
+            var id = await CreateAndStartAsync("""{"name":"main","daemon":true}""");
+            var first = await WaitForAsync(() => Task.FromResult(starts.FirstOrDefault(s => s.GetProperty("id").GetString() == id) is { ValueKind: JsonValueKind.Object } s ? s : (JsonElement?)null));
+            await PublishAsync(proplet, "control/proplet/results", new { task_id = id, proplet_id = propletId, results = "started", attempt = 1, running = true });
+            await WaitForStateAsync(id, 3);
+
+            (await Http.PostAsync($"/tasks/{id}/start", null, Ct)).StatusCode.ShouldBe(HttpStatusCode.OK);
+            var bus = new MessageBus(_server.Services.GetRequiredService<IWolverineRuntime>());
+            await bus.PublishAsync(new PublishToBroker($"{Base}/control/manager/start", Encoding.UTF8.GetBytes(first.GetRawText()), null));
+            await WaitForAsync(() => Task.FromResult(starts.Count(s => s.GetProperty("id").GetString() == id) == 2 ? default(JsonElement) : (JsonElement?)null));
+            (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}", Ct)).GetProperty("state").GetInt32().ShouldBe(3);
+            (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}/history", Ct)).EnumerateArray()
+                .Count(e => e.GetProperty("type").GetString() == "task.start_requested.v1").ShouldBe(1);
+            starts.Where(s => s.GetProperty("id").GetString() == id).ShouldAllBe(s => s.GetProperty("attempt").GetInt32() == 1);
+        });
+    }
+
+    /// <summary>Runs <paramref name="test"/> with every start checked as a late one (CheckAfter zero) and one proplet
+    /// alive (heartbeats until it returns) that records the starts it receives and answers none.</summary>
+    private async Task WithLateStartsCheckedAsync(Func<string, BrokerConnection, System.Collections.Concurrent.ConcurrentQueue<JsonElement>, Task> test)
+    {
+        _server.Services.GetRequiredService<LateStarts>().CheckAfter = TimeSpan.Zero;
+        var propletId = Guid.NewGuid().ToString();
+        var starts = new System.Collections.Concurrent.ConcurrentQueue<JsonElement>();
+        await using var proplet = await ConnectPropletAsync(propletId, answer: false, starts);
+        await PublishAsync(proplet, "control/proplet/create", new { proplet_id = propletId });
+        using var heartbeats = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        var beating = BeatAsync(proplet, propletId, heartbeats.Token);
+        try
+        {
+            await WaitForAliveAsync(propletId);
+            await test(propletId, proplet, starts);
         }
         finally
         {
