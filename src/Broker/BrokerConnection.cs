@@ -447,24 +447,34 @@ public sealed class BrokerConnection : IAsyncDisposable
 
     private async Task SendAllAsync(Action<Send> taking, CancellationToken stoppingToken)
     {
+        // One task for the whole loop that ends with it: each disconnected wait below races it, the connection and the
+        // send's own end with Task.WhenAny, which leaves nothing registered behind once one of them completes (a
+        // cancellable wait per send stayed registered on the connection until it came back: one per publish given up
+        // during an outage).
+        var stopping = Task.Delay(System.Threading.Timeout.Infinite, stoppingToken);
         await foreach (var send in _sends.Reader.ReadAllAsync(stoppingToken))
         {
             taking(send);
             Interlocked.Decrement(ref _queuedSends);
             var limited = send.Message.QualityOfServiceLevel != MqttQualityOfServiceLevel.AtMostOnce;
-            var connected = WaitConnectedAsync(stoppingToken);
+            Task connected;
+            lock (_gate)
+            {
+                connected = _connected.Task;
+            }
+
             if (!connected.IsCompleted)
             {
                 // Disconnected: a publish whose caller gives up meanwhile (its operation timeout) is dropped then, not
                 // kept with its payload until the connection returns, so an outage holds at most one timeout's publishes.
-                await Task.WhenAny(connected, send.Done.Task);
+                await Task.WhenAny(connected, send.Done.Task, stopping);
+                stoppingToken.ThrowIfCancellationRequested();
                 if (send.Done.Task.IsCompleted)
                 {
                     continue;
                 }
             }
 
-            await connected;
             if (limited)
             {
                 await _window.WaitAsync(stoppingToken);
@@ -484,13 +494,16 @@ public sealed class BrokerConnection : IAsyncDisposable
             acknowledged?.CancelAfter(_options.OperationTimeout);
             try
             {
-                _ = CompleteAsync(send, _client.PublishAsync(send.Message, acknowledged?.Token ?? stoppingToken), limited, acknowledged);
+                var publish = PublishingForTests?.Invoke(send.Message) is { } failure
+                    ? Task.FromException<MqttClientPublishResult>(failure)
+                    : _client.PublishAsync(send.Message, acknowledged?.Token ?? stoppingToken);
+                _ = CompleteAsync(send, publish, limited, acknowledged);
             }
             catch (Exception ex) when (ex is not OutOfMemoryException)
             {
                 acknowledged?.Dispose();
                 ReleaseWindow(limited);
-                send.Done.TrySetException(ex);
+                send.Done.TrySetException(Lost(ex));
             }
         }
     }
@@ -507,7 +520,7 @@ public sealed class BrokerConnection : IAsyncDisposable
         }
         catch (Exception ex)
         {
-            send.Done.TrySetException(ex);
+            send.Done.TrySetException(Lost(ex));
         }
         finally
         {
@@ -515,6 +528,22 @@ public sealed class BrokerConnection : IAsyncDisposable
             ReleaseWindow(limited);
         }
     }
+
+    /// <summary>
+    /// MQTTnet checks that it is connected at the start of a publish and reads its adapter and packet dispatcher after;
+    /// a connection lost between the two (its cleanup nulls and disposes them) fails the publish with a
+    /// NullReferenceException or ObjectDisposedException (as it does an acknowledgement, see AcknowledgeAsync). That is a
+    /// lost connection: the publish is sent again on the next one, as after MqttClientNotConnectedException, rather than
+    /// failing its caller with an error that reads as a bug or as this connection stopped.
+    /// </summary>
+    private Exception Lost(Exception ex) =>
+        ex is NullReferenceException or ObjectDisposedException && !_stopping.IsCancellationRequested
+            ? new MqttCommunicationException("The connection to the broker was lost while publishing.", ex)
+            : ex;
+
+    /// <summary>Called before each publish; an exception it returns fails that publish as MQTTnet's would (tests: a
+    /// publish that races the loss of the connection).</summary>
+    internal Func<MqttApplicationMessage, Exception?>? PublishingForTests { get; set; }
 
     private void ReleaseWindow(bool limited)
     {

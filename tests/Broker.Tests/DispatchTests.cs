@@ -42,6 +42,36 @@ public sealed class DispatchTests
     }
 
     /// <summary>
+    /// A publish that MQTTnet fails as it does when it races the loss of its connection (a NullReferenceException or an
+    /// ObjectDisposedException from its cleaned-up adapter) is sent again, not failed to its caller: delivered once.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task GivenAPublishThatMqttnetFailsAsWhenItsConnectionIsLost_ThenItIsSentAgain(bool disposed)
+    {
+        var topic = TestBroker.UniqueTopic("publish-race");
+        await using var subscriber = new BrokerConnection(TestBroker.Options(MqttProtocolVersion.V500));
+        var inbox = Inbox.Of(subscriber);
+        await using var publisher = new BrokerConnection(TestBroker.Options(MqttProtocolVersion.V500));
+        var publishes = 0;
+        publisher.PublishingForTests = _ => Interlocked.Increment(ref publishes) == 1
+#pragma warning disable MA0012 // on purpose: the exceptions MQTTnet lets out
+            ? disposed ? new ObjectDisposedException("MqttChannelAdapter") : new NullReferenceException("the adapter is gone")
+#pragma warning restore MA0012
+            : null;
+        await subscriber.StartAsync(Ct).WaitAsync(TestBroker.Timeout, Ct);
+        await publisher.StartAsync(Ct).WaitAsync(TestBroker.Timeout, Ct);
+        await subscriber.SubscribeAsync(topic, MqttQualityOfServiceLevel.AtLeastOnce, Ct);
+
+        await publisher.PublishAsync(topic, "1"u8.ToArray(), MqttQualityOfServiceLevel.AtLeastOnce, Ct); // before the fix: the NullReferenceException
+        (await inbox.ReceiveAsync(Ct)).Payload.ToArray().ShouldBe("1"u8.ToArray());
+        await publisher.PublishAsync(topic, "2"u8.ToArray(), MqttQualityOfServiceLevel.AtLeastOnce, Ct);
+        (await inbox.ReceiveAsync(Ct)).Payload.ToArray().ShouldBe("2"u8.ToArray());
+        Volatile.Read(ref publishes).ShouldBe(3);
+    }
+
+    /// <summary>
     /// UnhandledFor: zero while nothing waits; while a handler holds its batch, the time since that batch's first message
     /// arrived, also once later batches have been handled beside it (their acknowledgements wait for it); zero again once
     /// it returns.

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
+using System.Reflection;
 using MQTTnet.Formatter;
 using MQTTnet.Protocol;
 
@@ -99,6 +100,50 @@ public sealed class OutageTests
     }
 
     /// <summary>A loopback port nothing listens on (connects are refused at once), and the given operation timeout.</summary>
+    /// <summary>
+    /// Publishes given up during an outage (their operation timeout) leave nothing behind on the connection: before, the
+    /// send loop's wait for the connection, one per publish, stayed registered on it until the connection came back (a
+    /// little memory per publish for as long as the outage lasted).
+    /// </summary>
+    [Fact]
+    public async Task GivenNoBroker_WhenManyPublishesAreGivenUp_ThenNothingOfThemWaitsOnTheConnection()
+    {
+        await using var client = new BrokerConnection(NoBroker(TimeSpan.FromMilliseconds(200)));
+        using var starting = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        var start = client.StartAsync(starting.Token);
+        var before = WaitingOnTheConnection(client);
+
+        var publishes = Enumerable.Range(0, 300)
+            .Select(i => client.PublishAsync("outage/given-up", new byte[] { (byte)i }, MqttQualityOfServiceLevel.AtLeastOnce, Ct))
+            .ToArray();
+        foreach (var publish in publishes)
+        {
+            await Should.ThrowAsync<TimeoutException>(publish.WaitAsync(TimeSpan.FromSeconds(30), Ct));
+        }
+
+        // The send loop drops what its callers gave up as it takes them (one more publish to know it has taken them all).
+        await Should.ThrowAsync<TimeoutException>(client.PublishAsync("outage/last", "x"u8.ToArray(), MqttQualityOfServiceLevel.AtLeastOnce, Ct));
+        WaitingOnTheConnection(client).ShouldBeLessThanOrEqualTo(before + 1, "waits left on the connection by 301 publishes given up");
+        await starting.CancelAsync();
+        await Should.ThrowAsync<OperationCanceledException>(start);
+    }
+
+    /// <summary>How many continuations wait on the connection's "connected" task (the runtime keeps them in the task's
+    /// m_continuationObject: one object or a list with removed entries nulled).</summary>
+    private static int WaitingOnTheConnection(BrokerConnection client)
+    {
+        var connected = typeof(BrokerConnection).GetField("_connected", BindingFlags.Instance | BindingFlags.NonPublic)!.GetValue(client)!;
+        var task = (Task)connected.GetType().GetProperty("Task")!.GetValue(connected)!;
+        var field = typeof(Task).GetField("m_continuationObject", BindingFlags.Instance | BindingFlags.NonPublic)
+                    ?? throw new InvalidOperationException("the runtime's Task has no m_continuationObject: the test needs another way to count");
+        return field.GetValue(task) switch
+        {
+            null => 0,
+            System.Collections.IList list => list.Cast<object?>().Count(c => c is not null),
+            _ => 1,
+        };
+    }
+
     private static BrokerOptions NoBroker(TimeSpan operationTimeout)
     {
         int port;
