@@ -61,11 +61,13 @@ internal sealed partial class SessionRecovery(
     private readonly string _table = Sql.Identifier(storeOptions.Value.Schema) + ".mqtt_sessions";
     private readonly ILogger _logger = loggers.CreateLogger<SessionRecovery>();
 
+    /// <summary>How often a node marks its session alive (and looks for sessions to recover): a fifth of the stale timeout.</summary>
+    private TimeSpan MarkInterval => TimeSpan.FromTicks(Math.Max(mqtt.Options.SessionStaleTimeout.Ticks / 5, TimeSpan.FromMilliseconds(100).Ticks));
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var options = mqtt.Options;
-        var interval = TimeSpan.FromTicks(Math.Max(options.SessionStaleTimeout.Ticks / 5, TimeSpan.FromMilliseconds(100).Ticks));
-        using var timer = new PeriodicTimer(interval, time);
+        using var timer = new PeriodicTimer(MarkInterval, time);
         try
         {
             do
@@ -136,15 +138,24 @@ internal sealed partial class SessionRecovery(
         return await command.ExecuteScalarAsync(cancellationToken) as string;
     }
 
-    /// <summary>Gives up this node's claim (best effort: an error leaves it to expire).</summary>
-    private async Task ReleaseAsync(string clientId, string self)
+    /// <summary>Gives up this node's claim at once or, with <paramref name="lapseAfter"/>, lets it lapse that long from now
+    /// instead of at the claim timeout (best effort: an error leaves it to expire).</summary>
+    private async Task ReleaseAsync(string clientId, string self, TimeSpan? lapseAfter = null)
     {
         try
         {
             using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
-            await using var command = dataSource.CreateCommand($"update {_table} set claimed_by = null, claimed_at = null where client_id = $1 and claimed_by = $2");
+            await using var command = dataSource.CreateCommand(lapseAfter is null
+                ? $"update {_table} set claimed_by = null, claimed_at = null where client_id = $1 and claimed_by = $2"
+                : $"update {_table} set claimed_at = now() - $3 + $4 where client_id = $1 and claimed_by = $2");
             command.Parameters.Add(new NpgsqlParameter { Value = clientId });
             command.Parameters.Add(new NpgsqlParameter { Value = self });
+            if (lapseAfter is { } after)
+            {
+                command.Parameters.Add(new NpgsqlParameter { Value = ClaimTimeout });
+                command.Parameters.Add(new NpgsqlParameter { Value = after });
+            }
+
             await command.ExecuteNonQueryAsync(timeout.Token);
         }
         catch (Exception ex) when (ex is NpgsqlException or OperationCanceledException or TimeoutException)
@@ -205,8 +216,14 @@ internal sealed partial class SessionRecovery(
             await Task.Delay(QuietPeriod / 4, time, cancellationToken);
             if (!connection.IsConnected)
             {
+                // Its node came back and took its session (its next mark clears our claim), or the connection was lost
+                // otherwise (the network, a broker restart; the broker does not say which: mosquitto ends a taken-over
+                // MQTT 5 connection as a normal one). The claim holds off other recoveries for two mark intervals, time
+                // for a node that came back to mark; then it lapses and the next round drains what is left, instead of
+                // the session's messages waiting out the claim timeout.
+                await ReleaseAsync(clientId, self, lapseAfter: 2 * MarkInterval);
                 Log.TakenBack(_logger, clientId, Volatile.Read(ref received));
-                return true; // its node came back: its next mark clears our claim
+                return true;
             }
 
             if (Volatile.Read(ref busy) == 0 && time.GetElapsedTime(Interlocked.Read(ref last)) >= QuietPeriod)
@@ -251,7 +268,7 @@ internal sealed partial class SessionRecovery(
         [LoggerMessage(EventId = 7011, Level = LogLevel.Information, Message = "Recovered manager node session '{ClientId}': {Messages} messages handled in {Milliseconds} ms; the session is ended")]
         public static partial void Recovered(ILogger logger, string clientId, int messages, long milliseconds);
 
-        [LoggerMessage(EventId = 7012, Level = LogLevel.Information, Message = "Manager node session '{ClientId}' was taken back by its node after {Messages} recovered messages; left to it")]
+        [LoggerMessage(EventId = 7012, Level = LogLevel.Information, Message = "Manager node session '{ClientId}': the borrowed connection ended after {Messages} recovered messages (its node took it back, or the connection was lost); left to its node, or to a later round if it does not mark")]
         public static partial void TakenBack(ILogger logger, string clientId, int messages);
 
         [LoggerMessage(EventId = 7013, Level = LogLevel.Warning, Message = "Recovering manager node session '{ClientId}' was not drained within {Seconds} s ({Messages} messages so far); keeping it for the next round")]
