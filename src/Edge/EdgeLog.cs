@@ -103,6 +103,9 @@ internal static partial class EdgeLog
     [LoggerMessage(EventId = 8077, Level = LogLevel.Information, Message = "Task {TaskId} (attempt {Attempt}) serves here already (a daemon or a served HTTP proxy): its start again gets its started result again")]
     public static partial void ServingStartedSentAgain(ILogger logger, string taskId, int attempt);
 
+    [LoggerMessage(EventId = 8078, Level = LogLevel.Information, Message = "Task {TaskId} (attempt {Attempt}) was dispatched here again while it runs here: the run is dispatch {Dispatch} from now on")]
+    public static partial void RunAdoptsDispatch(ILogger logger, string taskId, int attempt, int dispatch);
+
     [LoggerMessage(EventId = 8075, Level = LogLevel.Information, Message = "Task {TaskId}, a daemon or a served HTTP proxy, ended on its own ({Outcome}): its end is published")]
     public static partial void ServingRunEnded(ILogger logger, string taskId, string outcome);
 

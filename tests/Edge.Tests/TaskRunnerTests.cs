@@ -576,6 +576,35 @@ public sealed class TaskRunnerTests : IAsyncDisposable
         _runner.Started.ShouldBe(1);
     }
 
+    /// <summary>
+    /// A task dispatched back here while its earlier dispatch still runs here (the proplet was taken for gone and came
+    /// back): the run becomes the later dispatch. The stop of the earlier dispatch, which the manager sends when it finds
+    /// the run held here while the task waits, then spares it when it arrives after the start (it stopped the run the
+    /// task now waited for: a daemon left serving nothing, a task failed); the report names the later dispatch, and the
+    /// stop of the later dispatch ends it.
+    /// </summary>
+    [Fact]
+    public async Task GivenARunDispatchedHereAgain_WhenTheStopOfItsEarlierDispatchArrivesAfter_ThenItKeepsRunning()
+    {
+        var spin = Convert.ToBase64String(Modules.Spin);
+        Start(new { id = "back", name = "main", file = spin, attempt = 1, dispatch = 1 });
+        while (_runner.RunningCount == 0)
+        {
+            await Task.Delay(20, TestContext.Current.CancellationToken);
+        }
+
+        Start(new { id = "back", name = "main", file = spin, attempt = 1, dispatch = 2 });
+        _runner.HandleStop(Encoding.UTF8.GetBytes("""{"id":"back","broadcast":false,"attempt":1,"dispatch":1}"""));
+        await Task.Delay(200, TestContext.Current.CancellationToken);
+        _runner.RunningCount.ShouldBe(1);
+        _published.TryNext(out var early).ShouldBeFalse(early.Payload.ToString());
+        _runner.Held().ShouldBe([new HeldTask("back", 1, 2)]);
+
+        _runner.HandleStop(Encoding.UTF8.GetBytes("""{"id":"back","broadcast":false,"attempt":1,"dispatch":2}"""));
+        (await NextResultAsync()).GetProperty("error").GetString().ShouldBe("Task back was stopped before completion");
+        _runner.Started.ShouldBe(1);
+    }
+
     /// <summary>What the proplet holds (reported with its discovery): a running task with the attempt its start named, a
     /// start without one, and nothing once they ended.</summary>
     [Fact]

@@ -99,7 +99,7 @@ public sealed class TaskRunner : IAsyncDisposable
 
         foreach (var (id, task) in _running)
         {
-            Hold(id, task.Request.Attempt, task.Request.Message.Dispatch);
+            Hold(id, task.Request.Attempt, task.Dispatch);
         }
 
         foreach (var (id, latent) in _latent)
@@ -255,16 +255,22 @@ public sealed class TaskRunner : IAsyncDisposable
                 return;
             }
 
-            if (earlier.Serving && request.Run is { } later && earlier.Request.Run is { } running
-                && later.Attempt == running.Attempt && later.Dispatch > running.Dispatch
-                && _finishedResults.Find(request.Id, later.Attempt) is { } started)
+            if (request.Run is { } later && earlier.Run is { } running && later.Attempt == running.Attempt && later.Dispatch > running.Dispatch)
             {
-                // A daemon or served proxy that runs here, started again (a re-dispatch back here: the proplet was taken
-                // for gone). Its "started" result went out before and was ignored (the task was waiting for a
-                // proplet then), and the task now waits for one: it gets that result again, and the run goes on.
-                EdgeLog.ServingStartedSentAgain(_logger, request.Id, later.Attempt);
-                Track(PublishResultPayloadAsync(request.Id, started));
-                return;
+                // Dispatched back here while it runs (the proplet was taken for gone, the task re-dispatched): this run
+                // is the later dispatch from now on. The manager, which found the run held here while the task waited,
+                // may have sent a stop of the earlier dispatch just before: arriving after this start, it spares the run
+                // (before, it stopped the run the task was now waiting for, which failed or left it serving nothing).
+                earlier.Adopt(later.Dispatch);
+                EdgeLog.RunAdoptsDispatch(_logger, request.Id, later.Attempt, later.Dispatch);
+                if (earlier.Serving && _finishedResults.Find(request.Id, later.Attempt) is { } started)
+                {
+                    // A daemon or served proxy: its "started" result went out before and was ignored (the task was
+                    // waiting for a proplet then), and the task now waits for one: it gets that result again.
+                    EdgeLog.ServingStartedSentAgain(_logger, request.Id, later.Attempt);
+                    Track(PublishResultPayloadAsync(request.Id, started));
+                    return;
+                }
             }
 
             EdgeLog.DuplicateStart(_logger, request.Id);
@@ -392,7 +398,7 @@ public sealed class TaskRunner : IAsyncDisposable
         }
         else if (refusal is not null)
         {
-            RecordFinished(request);
+            RecordFinished(id, request.Run);
             await PublishResultAsync(id, refusal, request.Attempt);
         }
     }
@@ -456,7 +462,7 @@ public sealed class TaskRunner : IAsyncDisposable
 
         if (_running.TryGetValue(id, out var task))
         {
-            if (spares(task.Request.Attempt, task.Request.Message.Dispatch))
+            if (spares(task.Request.Attempt, task.Dispatch))
             {
                 spared = true;
             }
@@ -769,7 +775,7 @@ public sealed class TaskRunner : IAsyncDisposable
             error = $"internal proplet error: {ex.Message}";
         }
 
-        RecordFinished(request);
+        RecordFinished(request.Id, task.Run);
         _running.TryRemove(new KeyValuePair<string, RunningTask>(request.Id, task));
         var shuttingDown = task.Reason == StopReason.ShuttingDown;
         task.Dispose();
@@ -913,7 +919,7 @@ public sealed class TaskRunner : IAsyncDisposable
             await monitor; // it ends on its own errors (TaskMonitor), so the result below never depends on it
         }
 
-        RecordFinished(request); // before it lets go of its id: a start of this run from now on is not run again
+        RecordFinished(request.Id, task.Run); // before it lets go of its id: a start of this run from now on is not run again
         _running.TryRemove(new KeyValuePair<string, RunningTask>(request.Id, task));
         var shuttingDown = task.Reason == StopReason.ShuttingDown;
         task.Dispose();
@@ -986,13 +992,13 @@ public sealed class TaskRunner : IAsyncDisposable
         }
     }
 
-    /// <summary>Remembers <paramref name="request"/>'s run as finished, unless it is ending because the proplet shuts down
-    /// (then nothing is reported, and the manager sends it elsewhere).</summary>
-    private void RecordFinished(StartRequest request)
+    /// <summary>Remembers task <paramref name="id"/>'s <paramref name="run"/> as finished, unless it is ending because the
+    /// proplet shuts down (then nothing is reported, and the manager sends it elsewhere).</summary>
+    private void RecordFinished(string id, Run? run)
     {
-        if (request.Run is { } run && Volatile.Read(ref _closing) == 0)
+        if (run is { } finished && Volatile.Read(ref _closing) == 0)
         {
-            _finishedRuns.Record(request.Id, run);
+            _finishedRuns.Record(id, finished);
         }
     }
 
