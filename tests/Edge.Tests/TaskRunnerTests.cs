@@ -221,9 +221,12 @@ public sealed class TaskRunnerTests : IAsyncDisposable
         var started = await NextResultAsync();
         started.GetProperty("running").GetBoolean().ShouldBeTrue();
 
+        started.GetProperty("dispatch").GetInt32().ShouldBe(1);
+
         Start(Daemon(1));
         Start(Daemon(2));
-        (await NextResultAsync()).GetRawText().ShouldBe(started.GetRawText());
+        var again = await NextResultAsync(); // the same result, as the later dispatch's (the manager ignores an earlier one's)
+        again.GetRawText().ShouldBe(started.GetRawText().Replace("\"dispatch\":1", "\"dispatch\":2", StringComparison.Ordinal));
         _runner.RunningCount.ShouldBe(1);
         await Task.Delay(200, TestContext.Current.CancellationToken);
         _published.TryNext(out var extra).ShouldBeFalse(extra.Payload.ToString());
@@ -565,14 +568,16 @@ public sealed class TaskRunnerTests : IAsyncDisposable
 
         _runner.HandleStop(Encoding.UTF8.GetBytes("""{"id":"moved","broadcast":false,"attempt":1,"dispatch":2}"""));
         var stopped = await NextResultAsync();
-        (stopped.GetProperty("error").GetString(), stopped.GetProperty("attempt").GetInt32()).ShouldBe(("Task moved was stopped before completion", 1));
+        (stopped.GetProperty("error").GetString(), stopped.GetProperty("attempt").GetInt32(), stopped.GetProperty("dispatch").GetInt32())
+            .ShouldBe(("Task moved was stopped before completion", 1, 2));
         while (_runner.RunningCount > 0)
         {
             await Task.Delay(20, TestContext.Current.CancellationToken);
         }
 
         Start(new { id = "moved", name = "main", file = spin, attempt = 1, dispatch = 1 });
-        (await NextResultAsync()).GetProperty("error").GetString().ShouldBe("Task moved was stopped before completion");
+        var late = await NextResultAsync(); // names its dispatch: the manager, on dispatch 2, ignores it
+        (late.GetProperty("error").GetString(), late.GetProperty("dispatch").GetInt32()).ShouldBe(("Task moved was stopped before completion", 1));
         _runner.Started.ShouldBe(1);
     }
 
@@ -601,7 +606,8 @@ public sealed class TaskRunnerTests : IAsyncDisposable
         _runner.Held().ShouldBe([new HeldTask("back", 1, 2)]);
 
         _runner.HandleStop(Encoding.UTF8.GetBytes("""{"id":"back","broadcast":false,"attempt":1,"dispatch":2}"""));
-        (await NextResultAsync()).GetProperty("error").GetString().ShouldBe("Task back was stopped before completion");
+        var stopped = await NextResultAsync();
+        (stopped.GetProperty("error").GetString(), stopped.GetProperty("dispatch").GetInt32()).ShouldBe(("Task back was stopped before completion", 2));
         _runner.Started.ShouldBe(1);
     }
 

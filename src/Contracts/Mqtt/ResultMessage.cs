@@ -26,6 +26,14 @@ public sealed record ResultMessage
     public int? Attempt { get; init; }
 
     /// <summary>
+    /// Our extension (docs/compatibility.md): which dispatch of the attempt the result's run is (the start's additive
+    /// <c>dispatch</c>, or a later one's that found the run here), echoed by our proplet; the manager ignores a result of
+    /// an earlier dispatch of the task's attempt (a run it moved away from, or one whose stop it sent while the task waited).
+    /// </summary>
+    [JsonPropertyName("dispatch"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public int? Dispatch { get; init; }
+
+    /// <summary>
     /// Our extension (docs/compatibility.md): true on our proplet's "started" result of a daemon or a served HTTP proxy,
     /// whose run goes on after it until a stop; false on the result our proplet sends when such a run ends on its own
     /// (exits, traps), which the original proplet never sends; absent otherwise, and from the original proplet's results

@@ -36,7 +36,7 @@ public abstract record TaskCommand
     /// proplet's "started" result of a daemon or a served HTTP proxy). <paramref name="RunEnded"/>: the proplet says this
     /// result is the end of such a run (it ended on its own; our proplet's <c>"running": false</c>).
     /// </summary>
-    public sealed record RecordResult(TaskId TaskId, string? Results, string? Error, DateTimeOffset At, string? PropletId = null, int? Attempt = null, bool StillRunning = false, bool RunEnded = false) : TaskCommand;
+    public sealed record RecordResult(TaskId TaskId, string? Results, string? Error, DateTimeOffset At, string? PropletId = null, int? Attempt = null, bool StillRunning = false, bool RunEnded = false, int? Dispatch = null) : TaskCommand;
 
     /// <summary>
     /// The task's proplet went offline: wait for another one, or fail once <paramref name="MaxRedispatches"/> is used up.

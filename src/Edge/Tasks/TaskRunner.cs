@@ -29,7 +29,7 @@ public sealed class TaskRunner : IAsyncDisposable
 
     /// <summary>Starts not yet admitted (with the plugins, or waiting for a stopped run to unwind), with the attempt they
     /// named (our manager's <c>attempt</c>): a stop meanwhile cancels them.</summary>
-    private readonly ConcurrentDictionary<string, (CancellationTokenSource Cancellation, int? Attempt)> _admitting = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, (CancellationTokenSource Cancellation, int? Attempt, int? Dispatch)> _admitting = new(StringComparer.Ordinal);
     private readonly AttemptMemory _stoppedAttempts = new(TimeProvider.System);
 
     /// <summary>The runs (attempt and dispatch) that finished here: a start of one of them again is not run (a QoS 1
@@ -94,7 +94,7 @@ public sealed class TaskRunner : IAsyncDisposable
 
         foreach (var (id, admission) in _admitting)
         {
-            Hold(id, admission.Attempt, null);
+            Hold(id, admission.Attempt, admission.Dispatch);
         }
 
         foreach (var (id, task) in _running)
@@ -139,7 +139,7 @@ public sealed class TaskRunner : IAsyncDisposable
             EdgeLog.InvalidStart(_logger, parse.Id ?? "(none)", parse.Error!);
             if (parse.Id is { } badId)
             {
-                Track(PublishResultAsync(badId, TaskOutcome.Failure(parse.Error!), attempt: null));
+                Track(PublishResultAsync(badId, TaskOutcome.Failure(parse.Error!), attempt: null, dispatch: null));
             }
 
             return;
@@ -153,7 +153,7 @@ public sealed class TaskRunner : IAsyncDisposable
         };
         if (unsupported is not null)
         {
-            Track(PublishResultAsync(request.Id, TaskOutcome.Failure(unsupported), request.Attempt));
+            Track(PublishResultAsync(request.Id, TaskOutcome.Failure(unsupported), request.Attempt, request.Message.Dispatch));
             return;
         }
 
@@ -163,7 +163,7 @@ public sealed class TaskRunner : IAsyncDisposable
             // has recorded the stop, so it is not run; it gets the stopped result it would have had if the stop had
             // caught it being admitted (the manager records it as ignored, a trace of the late start in the history).
             EdgeLog.StartAfterItsStop(_logger, request.Id, attempt);
-            Track(PublishResultAsync(request.Id, TaskOutcome.Failure($"Task {request.Id} was stopped before completion"), attempt));
+            Track(PublishResultAsync(request.Id, TaskOutcome.Failure($"Task {request.Id} was stopped before completion"), attempt, request.Message.Dispatch));
             return;
         }
 
@@ -267,8 +267,9 @@ public sealed class TaskRunner : IAsyncDisposable
                 {
                     // A daemon or served proxy: its "started" result went out before and was ignored (the task was
                     // waiting for a proplet then), and the task now waits for one: it gets that result again.
+                    // Sent as the later dispatch's now (the manager ignores a result of the earlier one).
                     EdgeLog.ServingStartedSentAgain(_logger, request.Id, later.Attempt);
-                    Track(PublishResultPayloadAsync(request.Id, started));
+                    Track(PublishResultPayloadAsync(request.Id, OfDispatch(request.Id, later, started)));
                     return;
                 }
             }
@@ -296,7 +297,7 @@ public sealed class TaskRunner : IAsyncDisposable
     private CancellationTokenSource? NewAdmission(StartRequest request)
     {
         var admission = CancellationTokenSource.CreateLinkedTokenSource(_lifetime.Token);
-        if (_admitting.TryAdd(request.Id, (admission, request.Attempt)))
+        if (_admitting.TryAdd(request.Id, (admission, request.Attempt, request.Message.Dispatch)))
         {
             return admission;
         }
@@ -379,7 +380,7 @@ public sealed class TaskRunner : IAsyncDisposable
         {
             // With the stop's side of this lock (StopAdmittingAndRunning): a stop finds the start either here, and cancels it, or
             // already running.
-            _admitting.TryRemove(KeyValuePair.Create(id, (admission, request.Attempt)));
+            _admitting.TryRemove(KeyValuePair.Create(id, (admission, request.Attempt, request.Message.Dispatch)));
             stopped = admission.IsCancellationRequested;
             if (!stopped && refusal is null)
             {
@@ -394,12 +395,12 @@ public sealed class TaskRunner : IAsyncDisposable
         }
         else if (stopped)
         {
-            await PublishResultAsync(id, TaskOutcome.Failure($"Task {id} was stopped before completion"), request.Attempt);
+            await PublishResultAsync(id, TaskOutcome.Failure($"Task {id} was stopped before completion"), request.Attempt, request.Message.Dispatch);
         }
         else if (refusal is not null)
         {
             RecordFinished(id, request.Run);
-            await PublishResultAsync(id, refusal, request.Attempt);
+            await PublishResultAsync(id, refusal, request.Attempt, request.Message.Dispatch);
         }
     }
 
@@ -449,7 +450,7 @@ public sealed class TaskRunner : IAsyncDisposable
         spared = false;
         if (_admitting.TryGetValue(id, out var admission))
         {
-            if (spares(admission.Attempt, null))
+            if (spares(admission.Attempt, admission.Dispatch))
             {
                 spared = true;
             }
@@ -783,7 +784,7 @@ public sealed class TaskRunner : IAsyncDisposable
         EdgeLog.TaskFailed(_logger, request.Id, error);
         if (!shuttingDown)
         {
-            await PublishResultAsync(request.Id, TaskOutcome.Failure(error), request.Attempt);
+            await PublishResultAsync(request.Id, TaskOutcome.Failure(error), request.Attempt, task.Dispatch);
         }
     }
 
@@ -862,7 +863,7 @@ public sealed class TaskRunner : IAsyncDisposable
                 // that time. Its run sends no result of its own (below), so nothing of it can overtake this one.
                 _plugins?.OnTaskComplete(request.Id, true, null, null); // as the original: its "completion" is the start
                 task.Serving = true;
-                await PublishResultAsync(request.Id, TaskOutcome.Success(""), request.Attempt, stillRunning: true);
+                await PublishResultAsync(request.Id, TaskOutcome.Success(""), request.Attempt, task.Dispatch, stillRunning: true);
                 resultSent = true;
             }
 
@@ -877,7 +878,7 @@ public sealed class TaskRunner : IAsyncDisposable
                 var started = await task.Started;
                 _plugins?.OnTaskComplete(request.Id, true, started, null);
                 task.Serving = true;
-                await PublishResultAsync(request.Id, TaskOutcome.Success(started), request.Attempt, stillRunning: true);
+                await PublishResultAsync(request.Id, TaskOutcome.Success(started), request.Attempt, task.Dispatch, stillRunning: true);
                 resultSent = true;
             }
 
@@ -943,7 +944,7 @@ public sealed class TaskRunner : IAsyncDisposable
             if (task.Reason == StopReason.None)
             {
                 EdgeLog.ServingRunEnded(_logger, request.Id, outcome.Error ?? "no error");
-                await PublishResultAsync(request.Id, outcome, request.Attempt, ended: true);
+                await PublishResultAsync(request.Id, outcome, request.Attempt, task.Dispatch, ended: true);
             }
 
             return;
@@ -956,7 +957,7 @@ public sealed class TaskRunner : IAsyncDisposable
         }
 
         _plugins?.OnTaskComplete(request.Id, outcome.Succeeded, outcome.Results is { Length: > 0 } output ? output : null, outcome.Error);
-        await PublishResultAsync(request.Id, outcome, request.Attempt);
+        await PublishResultAsync(request.Id, outcome, request.Attempt, task.Dispatch);
     }
 
     /// <summary>
@@ -1009,7 +1010,7 @@ public sealed class TaskRunner : IAsyncDisposable
     /// <summary>Publishes a task's result, naming the <paramref name="attempt"/> its start named (our manager ignores
     /// a result of another attempt than the current one; without one, as from the original proplet, it applies), and
     /// with <paramref name="stillRunning"/> saying the run goes on after it (a daemon's or a served proxy's "started").</summary>
-    private async Task PublishResultAsync(string taskId, TaskOutcome outcome, int? attempt, bool stillRunning = false, bool ended = false)
+    private async Task PublishResultAsync(string taskId, TaskOutcome outcome, int? attempt, int? dispatch, bool stillRunning = false, bool ended = false)
     {
         var message = new ResultMessage
         {
@@ -1018,6 +1019,7 @@ public sealed class TaskRunner : IAsyncDisposable
             Results = JsonSerializer.SerializeToElement(outcome.Results),
             Error = outcome.Error is null ? null : JsonSerializer.SerializeToElement(outcome.Error),
             Attempt = attempt,
+            Dispatch = attempt is null ? null : dispatch,
             Running = stillRunning ? true : ended ? false : null,
         };
         var payload = JsonSerializer.SerializeToUtf8Bytes(message);
@@ -1027,6 +1029,16 @@ public sealed class TaskRunner : IAsyncDisposable
         }
 
         await PublishResultPayloadAsync(taskId, payload);
+    }
+
+    /// <summary>A result this proplet published before (<paramref name="payload"/>), as the result of <paramref name="run"/>'s
+    /// dispatch, and remembered so.</summary>
+    private byte[] OfDispatch(string taskId, Run run, byte[] payload)
+    {
+        var message = JsonSerializer.Deserialize<ResultMessage>(payload)!;
+        var again = JsonSerializer.SerializeToUtf8Bytes(message with { Dispatch = run.Dispatch });
+        _finishedResults.Record(taskId, run.Attempt, again);
+        return again;
     }
 
     private async Task PublishResultPayloadAsync(string taskId, byte[] payload)

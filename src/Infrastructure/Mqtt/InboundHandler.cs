@@ -285,14 +285,14 @@ public sealed class InboundHandler(
         var propletId = result.PropletId is { Length: > 0 } p ? p : null;
 
         var key = "results:" + Convert.ToHexString(SHA256.HashData(payload));
-        return new ResultWork(topic, guid.ToString(), key, new TaskId(guid), result.Results?.GetRawText(), error, propletId, result.Attempt, result.Running, payload);
+        return new ResultWork(topic, guid.ToString(), key, new TaskId(guid), result.Results?.GetRawText(), error, propletId, result.Attempt, result.Running, payload, result.Dispatch);
     }
 
     private (TaskCommand.RecordResult Command, EventMetadata Metadata) ResultCommand(ResultWork work)
     {
         var now = time.GetUtcNow();
         var metadata = new EventMetadata(work.TaskId.ToString(), work.Key, work.PropletId is { } p ? $"proplet:{p}" : "proplet", now);
-        return (new TaskCommand.RecordResult(work.TaskId, work.Results, work.Error, now, work.PropletId, work.Attempt, work.Running == true, work.Running == false), metadata);
+        return (new TaskCommand.RecordResult(work.TaskId, work.Results, work.Error, now, work.PropletId, work.Attempt, work.Running == true, work.Running == false, work.Dispatch), metadata);
     }
 
     /// <summary>
@@ -586,7 +586,7 @@ public sealed class InboundHandler(
         public Task ResultsBefore { get; init; } = Task.CompletedTask;
     }
 
-    private sealed record ResultWork(string Topic, string PartitionKey, string Key, TaskId TaskId, string? Results, string? Error, string? PropletId, int? Attempt, bool? Running, byte[] Payload) : Work(Topic, PartitionKey);
+    private sealed record ResultWork(string Topic, string PartitionKey, string Key, TaskId TaskId, string? Results, string? Error, string? PropletId, int? Attempt, bool? Running, byte[] Payload, int? Dispatch = null) : Work(Topic, PartitionKey);
 
     /// <summary>A batch's results, recorded together (the Wolverine pipeline).</summary>
     private sealed record ResultsWork(string Topic, IReadOnlyList<ResultWork> Results) : Work(Topic, "results")

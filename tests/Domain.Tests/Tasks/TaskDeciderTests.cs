@@ -92,6 +92,23 @@ public sealed class TaskDeciderTests
     public void GivenRunning_WhenStartTask_ThenNothing() =>
         Given(Created, StartRequested(), Dispatched()).When(new StartTask(Id, At(3))).Then();
 
+    /// <summary>
+    /// Dispatched back to the same proplet after it was taken for gone: the "stopped" result of the earlier dispatch's
+    /// run (its stop, sent while the task waited, arrived before the new start) names that dispatch and is ignored; the
+    /// new dispatch's results are recorded, and a result naming no dispatch (the original proplet) as before.
+    /// </summary>
+    [Fact]
+    public void GivenDispatchedAgainToTheSameProplet_WhenAResultOfTheEarlierDispatchArrives_ThenItIsIgnored()
+    {
+        var again = new TaskEvent[] { Created, StartRequested(), Dispatched(), new TaskRedispatchRequested(Id, 1, "proplet-1", "gone", 1, At(5)), new TaskDispatched(Id, 1, "proplet-1", At(6)) };
+        Given(again).When(new RecordResult(Id, null, "Task x was stopped before completion", At(7), "proplet-1", 1, Dispatch: 1))
+            .Then(new TaskResultIgnored(Id, 1, "result of dispatch 1; the task is on dispatch 2", At(7))).Status.ShouldBe(TaskStatus.Running);
+        Given(again).When(new RecordResult(Id, "\"42\"", null, At(7), "proplet-1", 1, Dispatch: 2))
+            .Then(new TaskCompleted(Id, 1, "\"42\"", At(7))).Status.ShouldBe(TaskStatus.Completed);
+        Given(again).When(new RecordResult(Id, null, "boom", At(7), "proplet-1", 1))
+            .Then(new TaskFailed(Id, 1, "boom", At(7))).Status.ShouldBe(TaskStatus.Failed);
+    }
+
     /// <summary>A serving daemon or HTTP proxy still runs on its proplet: a start is a no-op as for a running task (a new
     /// attempt elsewhere would leave the first run serving beside it); once stopped or ended, a start is a new attempt.</summary>
     [Fact]
