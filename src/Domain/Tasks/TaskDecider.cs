@@ -52,8 +52,8 @@ public static class TaskDecider
             Decision<TaskEvent>.Accept(new TaskResultIgnored(c.TaskId, state.Attempt, $"result from proplet {from}; the task runs on {current}", c.At)),
         // A result of an earlier dispatch of the attempt: the task was re-dispatched since (to this proplet too, after it was
         // taken for gone), and this is the run it moved away from, or the "stopped" result of that run's stop.
-        (RecordResult c, _) when c.Dispatch is { } dispatch && dispatch < state.Redispatches + 1 =>
-            Decision<TaskEvent>.Accept(new TaskResultIgnored(c.TaskId, state.Attempt, $"result of dispatch {dispatch}; the task is on dispatch {state.Redispatches + 1}", c.At)),
+        (RecordResult c, _) when c.Dispatch is { } dispatch && dispatch < state.Dispatch =>
+            Decision<TaskEvent>.Accept(new TaskResultIgnored(c.TaskId, state.Attempt, $"result of dispatch {dispatch}; the task is on dispatch {state.Dispatch}", c.At)),
         (RecordResult c, { Status: TaskStatus.Running }) when !string.IsNullOrEmpty(c.Error) =>
             Decision<TaskEvent>.Accept(new TaskFailed(c.TaskId, state.Attempt, c.Error, c.At)),
         (RecordResult c, { Status: TaskStatus.Running }) =>

@@ -49,6 +49,10 @@ public sealed record TaskState(
     /// Such a run is started again when its proplet reports it does not hold it, and re-dispatched when its proplet goes away.</summary>
     public bool RunGoesOn => Status == TaskStatus.Running || IsServing;
 
+    /// <summary>Which dispatch of the current attempt the task is on, from 1 (each re-dispatch counts it up): what its start
+    /// names, and what a held run's or a result's dispatch is compared with.</summary>
+    public int Dispatch => Redispatches + 1;
+
     /// <summary>True while a start is requested or the task runs on a proplet.</summary>
     public bool IsActive => Status is TaskStatus.Scheduled or TaskStatus.Running;
 }

@@ -47,7 +47,7 @@ internal static class StartMessages
             PropletId = spec.Broadcast ? null : task.PropletId,
             HalStoragePath = spec.HalStoragePath,
             Attempt = task.Attempt > 0 ? task.Attempt : null,
-            Dispatch = task.Attempt > 0 ? task.Redispatches + 1 : null,
+            Dispatch = task.Attempt > 0 ? task.Dispatch : null,
         };
     }
 }

@@ -183,7 +183,7 @@ public sealed partial class HeldTasksReconciler(WolverinePlacement placement, IT
             // elsewhere is left alone. Not when the task runs on this proplet again: the proplet kept the earlier run
             // (a start of the same attempt is a duplicate there), and that run's result, which names only the attempt,
             // is the one the task waits for; stopped, its "stopped" result would fail the task.
-            var superseded = state.Attempt == attempt && dispatch < state.Redispatches + 1
+            var superseded = state.Attempt == attempt && dispatch < state.Dispatch
                              && !(state.Status == TaskStatus.Running && state.PropletId == report.PropletId);
             if (!state.Exists || !(ended || superseded))
             {
@@ -192,7 +192,7 @@ public sealed partial class HeldTasksReconciler(WolverinePlacement placement, IT
 
             outgoing.AddRange(stops.ForRun(state, report.PropletId, attempt, superseded && !ended ? dispatch : null).Select(PublishToBroker.From));
             Resent.Add(1, new KeyValuePair<string, object?>("kind", "stop"));
-            var now = state.Deleted ? "deleted" : superseded && !ended ? $"dispatched again since (dispatch {state.Redispatches + 1})" : $"{state.Status} at attempt {state.Attempt}";
+            var now = state.Deleted ? "deleted" : superseded && !ended ? $"dispatched again since (dispatch {state.Dispatch})" : $"{state.Status} at attempt {state.Attempt}";
             LogStopResent(logger, state.Id.ToString(), attempt, report.PropletId, now);
         }
     }
