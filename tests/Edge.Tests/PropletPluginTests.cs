@@ -128,6 +128,41 @@ public sealed class PropletPluginTests : IDisposable
         proplet.Runner.Started.ShouldBe(0);
     }
 
+    /// <summary>
+    /// A start of a later dispatch of its attempt while the earlier dispatch's start is still with the plugins (the task
+    /// dispatched back here: the proplet had been taken for gone) makes that admission the later dispatch, as it does a
+    /// running task: the stop of the earlier dispatch, arriving after it, spares it, it is reported and run as the later
+    /// dispatch, and its result names it. Before, the later start was dropped as a duplicate, the stop cancelled the
+    /// admission, and the manager ignored the stopped result of the earlier dispatch: the task waited for the next report.
+    /// </summary>
+    [Fact]
+    public async Task ALaterDispatchArrivingWhileThePluginsDecide_IsAdmittedAsThatDispatch()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await File.WriteAllBytesAsync(Path.Combine(_dir.FullName, "10-slow.wasm"), Wat.ToWasm($$"""
+            (module
+              (memory (export "memory") 2)
+              (data (i32.const 1024) "{\"allow\":true}")
+              (func (export "plugin_alloc") (param i32) (result i32) (i32.const 65536))
+              (func (export "plugin_free") (param i32 i32))
+              (func (export "authorize") (param i32 i32) (result i64) (local $i i32)
+                (loop $l (local.set $i (i32.add (local.get $i) (i32.const 1))) (br_if $l (i32.lt_u (local.get $i) (i32.const 100000000))))
+                (i64.const {{(1024L << 32) | 14}})))
+            """), ct);
+        using var plugins = PropletPluginChain.Load(_dir.FullName, NullLogger.Instance, PluginLimits.Default with { Timeout = TimeSpan.FromSeconds(60), Fuel = long.MaxValue / 2 });
+        await using var proplet = new Proplet(plugins);
+        byte[] Start(int dispatch) => JsonSerializer.SerializeToUtf8Bytes(new { id = "back", name = "main", file = Modules.AdditionBase64, inputs = new[] { "1", "2" }, attempt = 1, dispatch });
+
+        proplet.Runner.HandleStart(Start(1));
+        proplet.Runner.HandleStart(Start(2));
+        proplet.Runner.HandleStop("""{"id":"back","broadcast":false,"attempt":1,"dispatch":1}"""u8.ToArray());
+        proplet.Runner.Held().ShouldBe([new HeldTask("back", 1, 2)]);
+
+        var result = await proplet.Published.NextAsync(Topics.Results, ct).WaitAsync(TimeSpan.FromSeconds(30), ct);
+        (result.GetProperty("results").GetString(), result.GetProperty("dispatch").GetInt32()).ShouldBe(("3", 2), result.ToString());
+        proplet.Runner.Started.ShouldBe(1);
+    }
+
     /// <summary>A start that arrives once the proplet is shutting down (its runner disposed, the broker connection still
     /// up) is dropped with a log line: not run on released resources, no made-up error result.</summary>
     [Fact]

@@ -15,22 +15,13 @@ public sealed class RunningTask(StartRequest request) : IDisposable
     private readonly TaskCompletionSource _ended = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Process? _process;
     private int _reason;
-    private int? _dispatch = request.Message.Dispatch;
+    private readonly AdoptedDispatch _dispatch = new(request.Message.Dispatch);
 
     public StartRequest Request { get; } = request;
 
     /// <summary>Which dispatch of its attempt this run is: its start's, or a later one's that found it running here
     /// (<see cref="Adopt"/>).</summary>
-    public int? Dispatch
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _dispatch;
-            }
-        }
-    }
+    public int? Dispatch => _dispatch.Value;
 
     /// <summary>The run's attempt and dispatch, when its start named both.</summary>
     internal Run? Run => Request.Attempt is { } attempt && Dispatch is { } dispatch ? new Run(attempt, dispatch) : null;
@@ -38,16 +29,7 @@ public sealed class RunningTask(StartRequest request) : IDisposable
     /// <summary>The task was dispatched here again while this run goes on (the proplet had been taken for gone): the
     /// manager has that later dispatch running here now, so this run is it from here on (what the proplet reports
     /// holding, a stop of the earlier dispatch sparing it, its finished run remembered).</summary>
-    public void Adopt(int dispatch)
-    {
-        lock (_lock)
-        {
-            if (_dispatch is not { } current || dispatch > current)
-            {
-                _dispatch = dispatch;
-            }
-        }
-    }
+    public void Adopt(int dispatch) => _dispatch.Adopt(dispatch);
 
     public string Id => Request.Id;
 

@@ -27,9 +27,9 @@ public sealed class TaskRunner : IAsyncDisposable
     private readonly ConcurrentDictionary<string, LatentTask> _latent = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<Task, byte> _executions = new();
 
-    /// <summary>Starts not yet admitted (with the plugins, or waiting for a stopped run to unwind), with the attempt they
-    /// named (our manager's <c>attempt</c>): a stop meanwhile cancels them.</summary>
-    private readonly ConcurrentDictionary<string, (CancellationTokenSource Cancellation, int? Attempt, int? Dispatch)> _admitting = new(StringComparer.Ordinal);
+    /// <summary>Starts not yet admitted (with the plugins, or waiting for a stopped run to unwind): a stop meanwhile cancels
+    /// them, a start of a later dispatch of their attempt makes them that dispatch.</summary>
+    private readonly ConcurrentDictionary<string, Admission> _admitting = new(StringComparer.Ordinal);
     private readonly AttemptMemory _stoppedAttempts = new(TimeProvider.System);
 
     /// <summary>The runs (attempt and dispatch) that finished here: a start of one of them again is not run (a QoS 1
@@ -293,27 +293,48 @@ public sealed class TaskRunner : IAsyncDisposable
     }
 
     /// <summary>Registers <paramref name="request"/> as being admitted (a stop cancels it); null, logged, when a start of
-    /// its id is being admitted already.</summary>
-    private CancellationTokenSource? NewAdmission(StartRequest request)
+    /// its id is being admitted already: a duplicate, or a later dispatch of its attempt, which that admission becomes (as
+    /// a run does, <see cref="Admit"/>; before, it was dropped as a duplicate, the run went out as the earlier dispatch, and
+    /// the manager ignored its result).</summary>
+    private Admission? NewAdmission(StartRequest request)
     {
-        var admission = CancellationTokenSource.CreateLinkedTokenSource(_lifetime.Token);
-        if (_admitting.TryAdd(request.Id, (admission, request.Attempt, request.Message.Dispatch)))
+        var admission = new Admission(request, _lifetime.Token);
+        while (!_admitting.TryAdd(request.Id, admission))
         {
-            return admission;
+            lock (_admissionGate)
+            {
+                // With the admission's end (EndAdmissionAsync) and a stop (StopTask): the earlier admission is found here
+                // and adopts the dispatch before it is admitted, or it has ended and this start goes on as a new one.
+                if (!_admitting.TryGetValue(request.Id, out var earlier))
+                {
+                    continue;
+                }
+
+                admission.Dispose();
+                if (request.Run is { } later && earlier.Run is { } admitting && later.Attempt == admitting.Attempt && later.Dispatch > admitting.Dispatch)
+                {
+                    earlier.Adopt(later.Dispatch);
+                    EdgeLog.RunAdoptsDispatch(_logger, request.Id, later.Attempt, later.Dispatch);
+                }
+                else
+                {
+                    EdgeLog.DuplicateStart(_logger, request.Id);
+                }
+
+                return null;
+            }
         }
 
-        admission.Dispose();
-        EdgeLog.DuplicateStart(_logger, request.Id);
-        return null;
+        return admission;
     }
 
-    private async Task AdmitAfterAsync(RunningTask earlier, StartRequest request, CancellationTokenSource admission)
+    private async Task AdmitAfterAsync(RunningTask earlier, StartRequest request, Admission admission)
     {
         try
         {
-            await earlier.Ended.WaitAsync(admission.Token);
+            await earlier.Ended.WaitAsync(admission.Cancellation.Token);
         }
-        catch (OperationCanceledException) when (admission.IsCancellationRequested)
+        catch (OperationCanceledException) when (admission.Cancellation.IsCancellationRequested)
         {
             // stopped, or shutting down: below
         }
@@ -327,7 +348,7 @@ public sealed class TaskRunner : IAsyncDisposable
     /// slow plugin holds up no other message), and a stop that arrives meanwhile cancels them: the task is not run and
     /// gets the stopped result. Any other failure here is logged and gets an error result too.
     /// </summary>
-    private async Task AdmitWithPluginsAsync(StartRequest request, PropletPluginChain plugins, CancellationTokenSource admission)
+    private async Task AdmitWithPluginsAsync(StartRequest request, PropletPluginChain plugins, Admission admission)
     {
         await Task.Yield();
         var id = request.Id;
@@ -335,7 +356,7 @@ public sealed class TaskRunner : IAsyncDisposable
         try
         {
             var info = InfoOf(request);
-            var (allowed, reason) = await plugins.AuthorizeAsync(info, admission.Token);
+            var (allowed, reason) = await plugins.AuthorizeAsync(info, admission.Cancellation.Token);
             if (!allowed)
             {
                 var why = reason is { Length: > 0 } ? reason : "denied by plugin";
@@ -344,7 +365,7 @@ public sealed class TaskRunner : IAsyncDisposable
             }
             else
             {
-                var extra = await plugins.EnrichAsync(info, admission.Token);
+                var extra = await plugins.EnrichAsync(info, admission.Cancellation.Token);
                 if (extra.Count > 0)
                 {
                     var env = new Dictionary<string, string>(request.Env, StringComparer.Ordinal);
@@ -357,7 +378,7 @@ public sealed class TaskRunner : IAsyncDisposable
                 }
             }
         }
-        catch (OperationCanceledException) when (admission.IsCancellationRequested)
+        catch (OperationCanceledException) when (admission.Cancellation.IsCancellationRequested)
         {
             // stopped, or shutting down: below
         }
@@ -371,17 +392,19 @@ public sealed class TaskRunner : IAsyncDisposable
     }
 
     /// <summary>Runs an admitted start unless it was stopped meanwhile (then the stopped result) or refused (then the
-    /// refusal), and lets its admission go.</summary>
-    private async Task EndAdmissionAsync(StartRequest request, CancellationTokenSource admission, TaskOutcome? refusal)
+    /// refusal), and lets its admission go. It goes on as the dispatch the admission is by then.</summary>
+    private async Task EndAdmissionAsync(StartRequest request, Admission admission, TaskOutcome? refusal)
     {
         var id = request.Id;
         bool stopped;
         lock (_admissionGate)
         {
             // With the stop's side of this lock (StopAdmittingAndRunning): a stop finds the start either here, and cancels it, or
-            // already running.
-            _admitting.TryRemove(KeyValuePair.Create(id, (admission, request.Attempt, request.Message.Dispatch)));
-            stopped = admission.IsCancellationRequested;
+            // already running. And with a start of a later dispatch (NewAdmission): it raised the admission's dispatch, or
+            // it finds the run.
+            _admitting.TryRemove(KeyValuePair.Create(id, admission));
+            request = admission.Admitted(request);
+            stopped = admission.Cancellation.IsCancellationRequested;
             if (!stopped && refusal is null)
             {
                 Admit(request);
