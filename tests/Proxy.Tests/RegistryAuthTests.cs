@@ -45,6 +45,27 @@ public sealed class RegistryAuthTests
         stub.Requests.Count(r => r.EndsWith(basic, StringComparison.Ordinal)).ShouldBe(2, string.Join('\n', stub.Requests));
     }
 
+    /// <summary>PROXY_REGISTRY_URL naming Docker Hub as users write it (<c>docker.io</c>, <c>https://index.docker.io/v1/</c>):
+    /// its credentials go to the host that serves its API (registry-1.docker.io). Before, they were kept for the name as
+    /// written and never matched, so a private Docker Hub image was pulled anonymously and refused.</summary>
+    [Theory]
+    [InlineData("docker.io")]
+    [InlineData("index.docker.io")]
+    public async Task GivenDockerHubCredentials_WhenAnImageOnDockerHubIsPulled_ThenTheyAreSent(string registry)
+    {
+        var basic = "Basic " + Convert.ToBase64String(Encoding.UTF8.GetBytes("user:secret"));
+        using var stub = new StubRegistry((request, _) => Task.FromResult(
+            request.RequestUri!.Host == "registry-1.docker.io" && request.Headers.Authorization?.ToString() == basic
+                ? StubRegistry.Manifest(Module)
+                : StubRegistry.Challenge("Basic realm=\"hub\"")));
+        using var http = new HttpClient(stub);
+        var client = new RegistryClient(http, new RegistryAuth(new RegistryCredentials(registry, "user", "secret", null), TimeProvider.System), _ => true);
+
+        var layer = await client.ResolveLayerAsync(ImageReference.Parse("docker.io/acme/private:v1"), 1 << 20, Ct);
+
+        layer.Digest.ShouldBe(StubRegistry.DigestOf(Module));
+    }
+
     [Fact]
     public async Task GivenABearerToken_WhenItExpiresBeforeTheRetry_ThenTheRetryStillCarriesTheTokenFetchedForIt()
     {

@@ -14,7 +14,11 @@ public sealed partial record ImageReference(string Host, string Repository, stri
     public string Version => Digest ?? Tag ?? "latest";
 
     /// <summary>The registry's API host: Docker Hub's <c>docker.io</c> is served by <c>registry-1.docker.io</c>.</summary>
-    public string ApiHost => Host is "docker.io" or "index.docker.io" ? "registry-1.docker.io" : Host;
+    public string ApiHost => ApiHostOf(Host);
+
+    /// <summary>The API host of registry <paramref name="host"/> (host[:port], lower case): Docker Hub's names map to
+    /// <c>registry-1.docker.io</c>, any other is its own.</summary>
+    public static string ApiHostOf(string host) => host is "docker.io" or "index.docker.io" ? "registry-1.docker.io" : host;
 
     public static ImageReference Parse(string text)
     {

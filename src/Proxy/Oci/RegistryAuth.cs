@@ -180,7 +180,7 @@ public sealed class RegistryAuth(RegistryCredentials? credentials, TimeProvider 
     private static AuthenticationHeaderValue Bearer(string token) => new("Bearer", token);
 
     private RegistryCredentials? For(string host) =>
-        credentials is not null && string.Equals(credentials.Host, host, StringComparison.OrdinalIgnoreCase) ? credentials : null;
+        credentials is not null && string.Equals(ImageReference.ApiHostOf(credentials.Host.ToLowerInvariant()), host, StringComparison.OrdinalIgnoreCase) ? credentials : null;
 
     private static AuthenticationHeaderValue Basic(string user, string password) =>
         new("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes($"{user}:{password}")));
