@@ -209,12 +209,17 @@ public sealed class PropletPluginTests : IDisposable
         result.GetProperty("error").GetString().ShouldBe("daemons are not allowed here");
     }
 
-    [Fact]
-    public async Task ComponentAndCorePlugins_RunInFileNameOrder()
+    /// <summary>In file-name order whatever PROPLET_PLUGIN_DIR's spelling: before, a relative one put every component
+    /// before every core module (they were ordered by path, core modules' absolute, components' as configured).</summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task ComponentAndCorePlugins_RunInFileNameOrder(bool relativeDirectory)
     {
         Plugin("10-deny", ("authorize", """{"allow":false,"reason":"core first"}"""));
         ComponentPlugin("20-component");
-        using var plugins = PropletPluginChain.Load(_dir.FullName, NullLogger.Instance);
+        var directory = relativeDirectory ? Path.GetRelativePath(Environment.CurrentDirectory, _dir.FullName) : _dir.FullName;
+        using var plugins = PropletPluginChain.Load(directory, NullLogger.Instance);
 
         (await plugins.AuthorizeAsync(Info(daemon: true), TestContext.Current.CancellationToken)).ShouldBe((false, "core first"));
     }

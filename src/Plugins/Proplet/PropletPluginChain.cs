@@ -37,7 +37,7 @@ public sealed class PropletPluginChain : IDisposable
         Components = [.. components.Select(c => c.Plugin)];
         _order = [.. set.Active.Select(p => (p.File, (LoadedPlugin?)p, (ComponentPlugin?)null))
             .Concat(components.Select(c => (c.File, (LoadedPlugin?)null, (ComponentPlugin?)c.Plugin)))
-            .OrderBy(e => e.Item1, StringComparer.Ordinal)
+            .OrderBy(e => Path.GetFileName(e.Item1), StringComparer.Ordinal)
             .Select(e => (e.Item2, e.Item3))];
     }
 
