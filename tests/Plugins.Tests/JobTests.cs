@@ -418,6 +418,47 @@ public sealed class JobTests : IAsyncLifetime
         job.Attempts.ShouldBe(2);
     }
 
+    /// <summary>A claim whose lease ran out before its run started (the start's record retried against a slow database)
+    /// and that was claimed again since does not start: before, the first worker ran the job anyway, at the same time as
+    /// the second. The claim still the job's starts, with its lease renewed for the run.</summary>
+    [Fact]
+    public async Task AClaimLostBeforeItsRunStarts_DoesNotStart()
+    {
+        _dir.Add("p", Enqueuer(extra: Wat.Answer("handle_job", "{}")), Queue);
+        var id = Guid.Parse(await EnqueueAsync());
+        var first = (await _store.ClaimAsync("p", 10, TimeSpan.FromSeconds(30), Ct)).Single();
+        await TestDatabase.ScalarAsync<object>($"update {Schema}.plugin_jobs set locked_until = now() - interval '1 second' where id = $1", id);
+        var second = (await _store.ClaimAsync("p", 10, TimeSpan.FromSeconds(30), Ct)).Single();
+
+        (await _store.StartAsync(id, first.Attempts, TimeSpan.FromHours(1), Ct)).ShouldBeFalse();
+        (await _store.StartAsync(id, second.Attempts, TimeSpan.FromHours(1), Ct)).ShouldBeTrue();
+
+        (await _store.HistoryAsync(id, Ct)).Select(e => (e.Event, e.Attempt)).ShouldBe([("enqueued", 0), ("started", 2)]);
+        (await TestDatabase.ScalarAsync<bool>($"select locked_until > now() + interval '50 minutes' from {Schema}.plugin_jobs where id = $1", id)).ShouldBeTrue();
+    }
+
+    /// <summary>A fresh instance's start function and the call share the call's fuel (here the job's): each of the two
+    /// loops fits the job fuel, both do not. Before, the start function had the hook fuel of its own, and a call could use
+    /// twice its budget (and time).</summary>
+    [Fact]
+    public async Task AJobsStartFunctionAndHandleJob_ShareTheJobFuel()
+    {
+        const string Loop = "(local $i i32) (loop $l (local.set $i (i32.add (local.get $i) (i32.const 1))) (br_if $l (i32.lt_u (local.get $i) (i32.const 700000))))";
+        _dir.Add(
+            "p",
+            Enqueuer("""{"max_retry":0}""", $$"""
+                (func $start {{Loop}})
+                (start $start)
+                (func (export "handle_job") (param i32 i32) (result i64) {{Loop}} (i64.const 0))
+                """),
+            """{"capabilities":["queue"],"limits":{"job_fuel":9000000}}""");
+        var id = Guid.Parse(await EnqueueAsync());
+        await RunUntilQuietAsync(Worker());
+        var job = (await _store.GetAsync(id, Ct))!;
+        job.State.ShouldBe("failed");
+        job.LastError.ShouldBe("out of fuel (limit 9000000)");
+    }
+
     [Fact]
     public async Task Worker_AnErrorThatDoesNotDecode_IsAMalformedFailure()
     {

@@ -272,15 +272,26 @@ public sealed partial class PluginJobStore : IAsyncDisposable
         return await command.ExecuteNonQueryAsync(cancellationToken) > 0;
     }
 
-    /// <summary>Adds an audit row without changing the job.</summary>
-    public async Task AuditAsync(Guid id, int attempt, string @event, string? detail, CancellationToken cancellationToken)
+    /// <summary>
+    /// Records that claim <paramref name="attempt"/> starts its run (event <c>started</c>) and leases the job for
+    /// <paramref name="lease"/> from now, the run's own time. Returns false, and changes nothing, when that claim is no
+    /// longer the job's: its lease ran out before the run could start (the database was slow to take this record) and the
+    /// job was claimed again; running it then would run it twice at once.
+    /// </summary>
+    public async Task<bool> StartAsync(Guid id, int attempt, TimeSpan lease, CancellationToken cancellationToken)
     {
-        await using var command = _dataSource.CreateCommand($"insert into {_history} (job_id, event, attempt, detail) values ($1, $2, $3, $4)");
+        await using var command = _dataSource.CreateCommand(
+            $"""
+            with started as (
+                update {_jobs} set locked_until = now() + make_interval(secs => $3), updated_at = now()
+                where id = $1 and state = 'running' and attempts = $2
+                returning id)
+            insert into {_history} (job_id, event, attempt) select id, 'started', $2 from started
+            """);
         command.Parameters.Add(new NpgsqlParameter { Value = id });
-        command.Parameters.Add(new NpgsqlParameter { Value = @event });
         command.Parameters.Add(new NpgsqlParameter { Value = attempt });
-        command.Parameters.Add(new NpgsqlParameter { Value = (object?)detail ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
-        await command.ExecuteNonQueryAsync(cancellationToken);
+        command.Parameters.Add(new NpgsqlParameter { Value = lease.TotalSeconds });
+        return await command.ExecuteNonQueryAsync(cancellationToken) > 0;
     }
 
     /// <summary>

@@ -164,8 +164,7 @@ public sealed partial class PluginJobWorker : BackgroundService
                 continue;
             }
 
-            var lease = plugin.Limits.JobTimeout + TimeSpan.FromSeconds(30);
-            foreach (var job in await _store.ClaimAsync(plugin.Name, free, lease, cancellationToken))
+            foreach (var job in await _store.ClaimAsync(plugin.Name, free, Lease(plugin), cancellationToken))
             {
                 var now = _inFlight.AddOrUpdate(plugin.Name, 1, (_, n) => n + 1);
                 PeakInFlight = Math.Max(PeakInFlight, now);
@@ -187,6 +186,11 @@ public sealed partial class PluginJobWorker : BackgroundService
 
         return started;
     }
+
+    /// <summary>How long a claim of a job of <paramref name="plugin"/> is the worker's, from its claim and again from its
+    /// run's start: the run's time limit (its instantiation and <c>handle_job</c> share it) and a margin for recording
+    /// its outcome. Past it the job is someone else's to claim.</summary>
+    private static TimeSpan Lease(LoadedPlugin plugin) => plugin.Limits.JobTimeout + TimeSpan.FromSeconds(30);
 
     /// <summary>
     /// How many jobs of <paramref name="plugin"/> may run at once here: its manifest's <c>queue.concurrency</c> (else the
@@ -219,8 +223,14 @@ public sealed partial class PluginJobWorker : BackgroundService
                 return;
             }
 
-            // Before the call the stop token still counts: stopping here hands the job back untouched.
-            await _bookkeeping.ExecuteAsync(async ct => await _store.AuditAsync(job.Id, job.Attempts, "started", null, ct), cancellationToken);
+            // Before the call the stop token still counts: stopping here hands the job back untouched. The claim is checked
+            // and leased again for the run: the claim's lease may have run out while this record was retried.
+            if (!await _bookkeeping.ExecuteAsync(async ct => await _store.StartAsync(job.Id, job.Attempts, Lease(plugin!), ct), cancellationToken))
+            {
+                LogClaimLostBeforeTheRun(_logger, job.Id, job.Type, job.Attempts);
+                return;
+            }
+
             string? error;
             try
             {
@@ -364,6 +374,9 @@ public sealed partial class PluginJobWorker : BackgroundService
 
     [LoggerMessage(EventId = 5107, Level = LogLevel.Warning, Message = "Plugin job {JobId} ({Type}) attempt {Attempt}: the claim was lost (lease expired, claimed again), its result ({Event}) is not recorded")]
     private static partial void LogClaimLost(ILogger logger, Guid jobId, string type, int attempt, string @event);
+
+    [LoggerMessage(EventId = 5111, Level = LogLevel.Warning, Message = "Plugin job {JobId} ({Type}) attempt {Attempt}: the claim was lost before the run started (its lease ran out while the start was recorded); not run here")]
+    private static partial void LogClaimLostBeforeTheRun(ILogger logger, Guid jobId, string type, int attempt);
 
     [LoggerMessage(EventId = 5110, Level = LogLevel.Information, Message = "Deleted {Count} plugin jobs that ended more than {Retention} ago, with their history")]
     private static partial void LogPruned(ILogger logger, long count, TimeSpan retention);

@@ -79,7 +79,7 @@ public sealed class LoadedPlugin : IDisposable
             var hooks = CheckExports(module);
             var plugin = new LoadedPlugin(runtime, name, path, hash, manifest, module, hooks, counters);
             // The trial instance runs the start function under the hook limit (a load has no caller's token).
-            plugin._idle.Enqueue(plugin.CreateInstance(manifest.Limits.MemoryMb, manifest.Limits.Timeout, CancellationToken.None));
+            plugin._idle.Enqueue(plugin.CreateInstance(manifest.Limits.MemoryMb, manifest.Limits.Fuel, manifest.Limits.Timeout, CancellationToken.None));
             return plugin;
         }
         catch (Exception e) when (e is WasmtimeException or IOException or UnauthorizedAccessException or FormatException or PluginCallException)
@@ -174,8 +174,21 @@ public sealed class LoadedPlugin : IDisposable
         var healthy = false;
         try
         {
-            instance = pooled && _idle.TryDequeue(out var idle) ? idle : CreateInstance(memoryMb, timeout, cancellationToken);
-            var response = instance.Call(hook, request, returnsValue, fuel, timeout, cancellationToken);
+            byte[]? response;
+            if (pooled && _idle.TryDequeue(out var idle))
+            {
+                instance = idle;
+                response = instance.Call(hook, request, returnsValue, fuel, timeout, cancellationToken);
+            }
+            else
+            {
+                // A fresh instance: its start function and the call share the call's fuel and wall clock (before, each had
+                // all of both, so a start function that spent nearly all of them doubled what one call could take).
+                instance = CreateInstance(memoryMb, fuel, timeout, cancellationToken);
+                var left = timeout < TimeSpan.Zero ? timeout : TimeSpan.FromTicks(Math.Max(0, (timeout - Stopwatch.GetElapsedTime(started)).Ticks));
+                response = instance.Call(hook, request, returnsValue, instance.FuelLeft, left, cancellationToken);
+            }
+
             healthy = true;
             Record(hook, started, null);
             return response;
@@ -254,11 +267,11 @@ public sealed class LoadedPlugin : IDisposable
         _ => new(PluginFailureKind.Abi, e.Message, e),
     };
 
-    private PluginInstance CreateInstance(int memoryMb, TimeSpan timeout, CancellationToken cancellationToken)
+    private PluginInstance CreateInstance(int memoryMb, long fuel, TimeSpan timeout, CancellationToken cancellationToken)
     {
         try
         {
-            return new PluginInstance(_runtime, this, _module, memoryMb, timeout, cancellationToken);
+            return new PluginInstance(_runtime, this, _module, memoryMb, fuel, timeout, cancellationToken);
         }
         catch (WasmtimeException e) when (e.InnerException is TimeoutException)
         {

@@ -21,10 +21,13 @@ internal sealed class PluginInstance : IDisposable
     private readonly Dictionary<string, Func<int, int, long>> _hooks = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Action<int, int>> _voidHooks = new(StringComparer.Ordinal);
 
-    /// <param name="timeout">The wall-clock limit of the module's <c>start</c> function (run by the instantiation): the
-    /// limit of the call the instance is made for (the plugin's hook or job timeout).</param>
+    /// <param name="fuel">The fuel of the module's <c>start</c> function (run by the instantiation): the budget of the call
+    /// the instance is made for (the plugin's hook or job fuel), which the call then has what is left of
+    /// (<see cref="FuelLeft"/>).</param>
+    /// <param name="timeout">The wall-clock limit of the <c>start</c> function: the limit of the call the instance is made
+    /// for, which the call then has what is left of.</param>
     /// <param name="cancellationToken">The caller's token, which also ends a <c>start</c> function that runs or sleeps.</param>
-    public PluginInstance(PluginRuntime runtime, LoadedPlugin plugin, Module module, int memoryMb, TimeSpan timeout, CancellationToken cancellationToken)
+    public PluginInstance(PluginRuntime runtime, LoadedPlugin plugin, Module module, int memoryMb, long fuel, TimeSpan timeout, CancellationToken cancellationToken)
     {
         Stdout = new PluginOutput(runtime.Options.OutputCaptureBytes);
         Stderr = new PluginOutput(runtime.Options.OutputCaptureBytes);
@@ -42,7 +45,7 @@ internal sealed class PluginInstance : IDisposable
             _store.SetWasiConfiguration(new WasiConfiguration()
                 .WithStandardOutputCallback(data => Stdout.Write(data))
                 .WithStandardErrorCallback(data => Stderr.Write(data)));
-            _store.Fuel = (ulong)plugin.Limits.Fuel;
+            _store.Fuel = (ulong)fuel;
 
             // Checked at each epoch tick while guest code runs: the call's wall-clock limit and the caller's token. The
             // instantiation runs the module's start function, which is guest code like any hook: without a deadline a
@@ -71,6 +74,9 @@ internal sealed class PluginInstance : IDisposable
     public PluginOutput Stdout { get; }
 
     public PluginOutput Stderr { get; }
+
+    /// <summary>The fuel left in the store (after the instantiation: what its <c>start</c> function left of its budget).</summary>
+    public long FuelLeft => (long)_store.Fuel;
 
     /// <summary>The store's memory cap in bytes.</summary>
     public long MemoryLimit { get; }
