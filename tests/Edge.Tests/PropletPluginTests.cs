@@ -242,6 +242,72 @@ public sealed class PropletPluginTests : IDisposable
         (await fuelLimited.AuthorizeAsync(Info(), ct)).ShouldBe((false, "plugin error: 20-spin authorize: fuel limit of 100000 exhausted"));
     }
 
+    /// <summary>A component plugin whose authorize sleeps 20 s in WASI preview 2 (subscribe-duration, pollable.block).</summary>
+    private const string SleepyComponent = $$"""
+        (component $sleepy
+          (import "wasi:io/poll@0.2.0" (instance $poll
+            (export "pollable" (type $pollable (sub resource)))
+            (export "[method]pollable.block" (func (param "self" (borrow $pollable))))))
+          (alias export $poll "pollable" (type $pollable))
+          (import "wasi:clocks/monotonic-clock@0.2.0" (instance $clock
+            (alias outer $sleepy $pollable (type $p0))
+            (export "pollable" (type $p (eq $p0)))
+            (export "subscribe-duration" (func (param "when" u64) (result (own $p))))))
+          (core func $subscribe (canon lower (func $clock "subscribe-duration")))
+          (core func $block (canon lower (func $poll "[method]pollable.block")))
+          (core instance $host (export "subscribe" (func $subscribe)) (export "block" (func $block)))
+          (core module $m
+            (import "host" "subscribe" (func $subscribe (param i64) (result i32)))
+            (import "host" "block" (func $block (param i32)))
+            (memory (export "memory") 1)
+            (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 1024))
+            (func (export "authorize") (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)
+              (call $block (call $subscribe (i64.const 20000000000)))
+              (i32.store8 (i32.const 64) (i32.const 1))
+              (i32.store8 (i32.const 68) (i32.const 0))
+              (i32.const 64)))
+          (core instance $i (instantiate $m (with "host" (instance $host))))
+          (alias core export $i "memory" (core memory $mem))
+          (alias core export $i "cabi_realloc" (core func $realloc))
+          {{Components.TaskInfo}}
+          (type $authorize-response-def (record (field "allow" bool) (field "reason" (option string))))
+          (export $authorize-response "authorize-response" (type $authorize-response-def))
+          (func $authorize (param "task" $task-info) (result $authorize-response)
+            (canon lift (core func $i "authorize") (memory $mem) (realloc $realloc)))
+          (instance $lifecycle
+            (export "task-info" (type $task-info))
+            (export "authorize-response" (type $authorize-response))
+            (export "authorize" (func $authorize)))
+          (export "propeller:proplet-plugin/lifecycle@0.1.0" (instance $lifecycle)))
+        """;
+
+    /// <summary>
+    /// A component plugin asleep in a host call (WASI preview 2's pollable.block, which no epoch check reaches) is given
+    /// up at its time limit, with the time limit's deny, and at a stop; past <see cref="Propeller.Plugins.Proplet.ComponentPlugin.MaxBlocked"/>
+    /// calls still asleep, its calls fail at once. Before, the admission waited out the whole sleep, a stop included.
+    /// </summary>
+    [Fact]
+    public async Task AComponentPluginAsleepInAHostCall_IsGivenUpAtItsTimeLimitOrAStop()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await File.WriteAllBytesAsync(Path.Combine(_dir.FullName, "10-sleepy.wasm"), Components.FromText(SleepyComponent), ct);
+        using var plugins = PropletPluginChain.Load(_dir.FullName, NullLogger.Instance, PluginLimits.Default with { Timeout = TimeSpan.FromMilliseconds(200) });
+        plugins.Components.Count.ShouldBe(1);
+
+        for (var i = 0; i < Propeller.Plugins.Proplet.ComponentPlugin.MaxBlocked; i++)
+        {
+            (await plugins.AuthorizeAsync(Info(), ct).AsTask().WaitAsync(TimeSpan.FromSeconds(15), ct))
+                .ShouldBe((false, "plugin error: 10-sleepy authorize: time limit of 0.2 s exceeded"));
+        }
+
+        (await plugins.AuthorizeAsync(Info(), ct)).ShouldBe((false, $"plugin error: 10-sleepy authorize: {Propeller.Plugins.Proplet.ComponentPlugin.MaxBlocked} earlier calls are still blocked past the time limit"));
+
+        using var patient = PropletPluginChain.Load(_dir.FullName, NullLogger.Instance, PluginLimits.Default with { Timeout = TimeSpan.FromSeconds(60) });
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        stop.CancelAfter(TimeSpan.FromMilliseconds(300));
+        await Should.ThrowAsync<OperationCanceledException>(() => patient.AuthorizeAsync(Info(), stop.Token).AsTask().WaitAsync(TimeSpan.FromSeconds(15), ct));
+    }
+
     [Fact]
     public void AComponentThatIsNoPlugin_IsSkipped()
     {

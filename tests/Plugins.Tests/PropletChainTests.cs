@@ -1,5 +1,6 @@
 using Propeller.Plugins.Proplet;
 using Propeller.Plugins.Tests.Support;
+using Propeller.Tests.Shared;
 
 namespace Propeller.Plugins.Tests;
 
@@ -98,10 +99,7 @@ public sealed class PropletChainTests : IDisposable
           (core instance $i (instantiate $m))
           (alias core export $i "memory" (core memory $mem))
           (alias core export $i "cabi_realloc" (core func $realloc))
-          (type $task-info-def (record
-            (field "id" string) (field "name" string) (field "image-url" string) (field "cli-args" (list string))
-            (field "env" (list (tuple string string))) (field "daemon" bool) (field "encrypted" bool)))
-          (export $task-info "task-info" (type $task-info-def))
+          {{Components.TaskInfo}}
           (type $enrich-response-def (record (field "env" (list (tuple string string)))))
           (export $enrich-response "enrich-response" (type $enrich-response-def))
           (func $enrich (param "task" $task-info) (result {{result}})

@@ -27,6 +27,15 @@ internal static class Components
             .Replace("REPEAT", repeat.ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal)
             .Replace("RUN_BODY", runBody, StringComparison.Ordinal));
 
+    /// <summary>The <c>task-info</c> record of <c>propeller:proplet-plugin</c> in component text, defined and exported as
+    /// <c>$task-info</c>, for one-off plugin components (<see cref="FromText"/>).</summary>
+    public const string TaskInfo = """
+        (type $task-info-def (record
+          (field "id" string) (field "name" string) (field "image-url" string) (field "cli-args" (list string))
+          (field "env" (list (tuple string string))) (field "daemon" bool) (field "encrypted" bool)))
+        (export $task-info "task-info" (type $task-info-def))
+        """;
+
     /// <summary>plugin.wat: a <c>propeller:proplet-plugin</c> component running <paramref name="authorize"/> at the start of
     /// authorize and <paramref name="complete"/> in on-task-complete (core wasm: a trap or a spin).</summary>
     public static byte[] Plugin(string authorize = "", string complete = "") =>

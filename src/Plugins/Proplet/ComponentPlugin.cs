@@ -31,6 +31,14 @@ public sealed class ComponentPlugin
         ["on-task-complete"] = ([TaskResult], null),
     };
 
+    /// <summary>How many calls of a plugin may be left blocked in a host call past their time limit (each holds a
+    /// thread until the host call returns): beyond it, its calls fail at once.</summary>
+    public const int MaxBlocked = 4;
+
+    /// <summary>How long past its time limit a call is waited for before it is given up (the epoch check ends one that
+    /// runs guest code within a tick: only one blocked in a host call is still going then).</summary>
+    private static readonly TimeSpan GiveUpGrace = TimeSpan.FromMilliseconds(500);
+
     private readonly CompiledComponent _component;
     private readonly ComponentLinker _linker;
     private readonly WasmEngine _engine;
@@ -84,6 +92,56 @@ public sealed class ComponentPlugin
 
     public bool Has(string function) => _component.Find($"{Lifecycle}#{function}") is not null;
 
+    private int _blocked;
+
+    /// <summary>Calls given up (<see cref="CallAsync"/>) and still blocked in a host call.</summary>
+    public int Blocked => Volatile.Read(ref _blocked);
+
+    /// <summary>
+    /// <see cref="Call"/>, waited for until its time limit or <paramref name="cancellationToken"/>. The limits end guest
+    /// code at an epoch tick, but not a host call: WASI preview 2's <c>pollable.block</c> (a sleep) is Wasmtime's and
+    /// cannot be interrupted, so a plugin sleeping past its limit held the admission (and a stop of the task) for the
+    /// whole sleep. Such a call is given up: the time limit fails it as any other (<see cref="ComponentPluginException"/>),
+    /// a stop cancels it (<see cref="OperationCanceledException"/>), and it ends in the background when its host call
+    /// returns, its store disposed then. At most <see cref="MaxBlocked"/> such calls per plugin; past them its calls fail
+    /// at once.
+    /// </summary>
+    public async Task<ComponentValue?> CallAsync(string function, ComponentValue argument, CancellationToken cancellationToken)
+    {
+        if (Blocked >= MaxBlocked)
+        {
+            throw new ComponentPluginException($"{Name} {function}: {MaxBlocked} earlier calls are still blocked past the time limit");
+        }
+
+        var call = Task.Run(() => Call(function, argument, cancellationToken), CancellationToken.None);
+        try
+        {
+            return await call.WaitAsync(_limits.Timeout + GiveUpGrace, cancellationToken);
+        }
+        catch (Exception e) when (e is TimeoutException or OperationCanceledException)
+        {
+            Interlocked.Increment(ref _blocked);
+            _ = call.ContinueWith(
+                static (ended, state) =>
+                {
+                    _ = ended.Exception; // observed: its failure was answered already
+                    Interlocked.Decrement(ref ((ComponentPlugin)state!)._blocked);
+                },
+                this,
+                CancellationToken.None,
+                TaskContinuationOptions.ExecuteSynchronously,
+                TaskScheduler.Default);
+            if (e is OperationCanceledException)
+            {
+                throw;
+            }
+
+            throw new ComponentPluginException($"{Name} {function}: {TimeLimitExceeded}", e);
+        }
+    }
+
+    private string TimeLimitExceeded => string.Create(CultureInfo.InvariantCulture, $"time limit of {_limits.Timeout.TotalSeconds:0.###} s exceeded");
+
     /// <summary>Calls <paramref name="function"/> in a fresh instance; a trap, the fuel, memory or time limit throws <see cref="ComponentPluginException"/>.</summary>
     public ComponentValue? Call(string function, ComponentValue argument, CancellationToken cancellationToken)
     {
@@ -96,7 +154,7 @@ public sealed class ComponentPlugin
         {
             if (cancellationToken.IsCancellationRequested || Stopwatch.GetTimestamp() > deadline)
             {
-                throw new TimeoutException(string.Create(CultureInfo.InvariantCulture, $"time limit of {_limits.Timeout.TotalSeconds:0.###} s exceeded"));
+                throw new TimeoutException(TimeLimitExceeded);
             }
         });
         try

@@ -107,7 +107,7 @@ public sealed class PropletPluginChain : IDisposable
 
                 try
                 {
-                    var response = component.Call("authorize", TaskInfoValue(task), cancellationToken)!;
+                    var response = (await component.CallAsync("authorize", TaskInfoValue(task), cancellationToken))!;
                     if (!response.Field("allow").AsBool())
                     {
                         var reason = response.Field("reason") is { IsSome: true, Payload: { } text } ? text.AsString() : null;
@@ -168,7 +168,7 @@ public sealed class PropletPluginChain : IDisposable
                 {
                     try
                     {
-                        foreach (var pair in component.Call("enrich", TaskInfoValue(task), cancellationToken)!.Field("env").AsList())
+                        foreach (var pair in (await component.CallAsync("enrich", TaskInfoValue(task), cancellationToken))!.Field("env").AsList())
                         {
                             var tuple = pair.AsTuple();
                             env[tuple[0].AsString()] = tuple[1].AsString();
@@ -297,11 +297,11 @@ public sealed class PropletPluginChain : IDisposable
             }
 
             var value = argument();
-            var started = _notifications.TryStart(() =>
+            var started = _notifications.TryStart(async () =>
             {
                 try
                 {
-                    component.Call(function, value, CancellationToken.None);
+                    await component.CallAsync(function, value, CancellationToken.None);
                 }
                 catch (ComponentPluginException e)
                 {
@@ -313,8 +313,6 @@ public sealed class PropletPluginChain : IDisposable
                 {
                     PropletLog.ComponentFailed(_logger, $"{component.Name} {function}: {e.GetType().Name}: {e.Message}");
                 }
-
-                return Task.CompletedTask;
             });
             if (!started)
             {
@@ -349,10 +347,10 @@ public sealed class PropletPluginChain : IDisposable
 
     public void Dispose()
     {
-        if (_notifications.Count > 0)
+        if (_notifications.Count > 0 || Components.Any(c => c.Blocked > 0))
         {
-            // A drain that timed out: the calls still running use the plugins' native objects, which the process's exit
-            // frees instead.
+            // A drain that timed out, or calls given up blocked in a host call: the calls still running use the plugins'
+            // native objects, which the process's exit frees instead.
             return;
         }
 
