@@ -32,7 +32,7 @@ public sealed class JobTests : IAsyncLifetime
     /// authorize calls queue.enqueue("ping", {"n":1}, OPTS) and answers allow with the job id as the reason, or deny
     /// with the errno as four digits.
     /// </summary>
-    private static string Enqueuer(string options = "", string extra = "", byte[]? payload = null)
+    private static string Enqueuer(string options = "", string extra = "", byte[]? payload = null, int payloadPtr = 3100, int? idPtr = null)
     {
         var opts = Encoding.UTF8.GetBytes(options);
         payload ??= Encoding.UTF8.GetBytes("""{"n":1}""");
@@ -46,7 +46,7 @@ public sealed class JobTests : IAsyncLifetime
             (data (i32.const {{4000 + ok.Length + 36}}) "\"}")
             (data (i32.const 5000) "{\"allow\":false,\"reason\":\"0000\"}")
             (func (export "authorize") (param i32 i32) (result i64) (local $e i32)
-              (local.set $e (call $enqueue (i32.const 3000) (i32.const 4) (i32.const 3100) (i32.const {{payload.Length}}) (i32.const 3200) (i32.const {{opts.Length}}) (i32.const {{4000 + ok.Length}}) (i32.const 36)))
+              (local.set $e (call $enqueue (i32.const 3000) (i32.const 4) (i32.const {{payloadPtr}}) (i32.const {{payload.Length}}) (i32.const 3200) (i32.const {{opts.Length}}) (i32.const {{idPtr ?? 4000 + ok.Length}}) (i32.const 36)))
               (if (i32.eqz (local.get $e)) (then (return (i64.const {{Wat.Packed(4000, ok.Length + 38)}}))))
               (i32.store8 (i32.const 5025) (i32.add (i32.const 48) (i32.rem_u (i32.div_u (local.get $e) (i32.const 1000)) (i32.const 10))))
               (i32.store8 (i32.const 5026) (i32.add (i32.const 48) (i32.rem_u (i32.div_u (local.get $e) (i32.const 100)) (i32.const 10))))
@@ -136,6 +136,26 @@ public sealed class JobTests : IAsyncLifetime
         (await EnqueueAsync()).ShouldBe("0028");
     }
 
+    /// <summary>An empty buffer may point anywhere (C's NULL, 0): an empty payload outside memory is a null payload. Before,
+    /// slicing it threw in the host call and the hook trapped.</summary>
+    [Fact]
+    public async Task Enqueue_AnEmptyPayloadPointingOutsideMemory_IsANullPayload()
+    {
+        _dir.Add("p", Enqueuer(payload: [], payloadPtr: -1), Queue);
+        var job = (await _store.GetAsync(Guid.Parse(await EnqueueAsync()), Ct))!;
+        job.Payload.ShouldBeNull();
+    }
+
+    /// <summary>An id buffer outside memory is EFAULT and nothing is enqueued. Before, the job was stored and success
+    /// returned, its id never written: a job the plugin could not know of.</summary>
+    [Fact]
+    public async Task Enqueue_AnIdBufferOutsideMemory_IsEFAULT_AndNothingIsEnqueued()
+    {
+        _dir.Add("p", Enqueuer(idPtr: -100), Queue);
+        (await EnqueueAsync()).ShouldBe("0021");
+        (await TestDatabase.ScalarAsync<long>($"select count(*) from {Schema}.plugin_jobs")).ShouldBe(0);
+    }
+
     [Fact]
     public async Task Enqueue_MaxRetryIsCapped_IdempotencyKeyReturnsTheSameJob()
     {
@@ -152,6 +172,17 @@ public sealed class JobTests : IAsyncLifetime
         _dir.Add("p", Enqueuer("""{"unique_for":60}"""), Queue);
         Guid.TryParse(await EnqueueAsync(), out _).ShouldBeTrue();
         (await EnqueueAsync()).ShouldBe("0020");
+    }
+
+    /// <summary>A repeated idempotency key returns the first job's id, unique_for or not (a retried hook repeating its
+    /// enqueue). Before, the unique_for check came first and the repeat got EEXIST.</summary>
+    [Fact]
+    public async Task Enqueue_ARepeatedIdempotencyKeyWithUniqueFor_ReturnsTheFirstJob()
+    {
+        _dir.Add("p", Enqueuer("""{"unique_for":60,"idempotency_key":"k1"}"""), Queue);
+        var first = await EnqueueAsync();
+        Guid.TryParse(first, out _).ShouldBeTrue();
+        (await EnqueueAsync()).ShouldBe(first);
     }
 
     [Fact]

@@ -65,6 +65,20 @@ public sealed class JsonShapeTests
             .ShouldBe("""{"task":{"id":"t","name":"n","image_url":"","cli_args":[],"env":{},"daemon":false,"encrypted":false}}""");
     }
 
+    /// <summary>Answer keys match without regard to case, as the original's Go decoder matches them to its fields (a TinyGo
+    /// plugin's untagged struct answers <c>{"Allow":true}</c>); a key given twice counts as its last value. Map keys
+    /// (env) are data and keep their case. Before, <c>{"Allow":true}</c> denied.</summary>
+    [Fact]
+    public void AnswerKeys_MatchWithoutRegardToCase_AsTheOriginals()
+    {
+        var allow = PluginResponses.Allow("""{"Allow":true,"Reason":"ok","REQUIRED_TAGS":["gpu"],"Extra_Env":{"Key":"v"}}"""u8.ToArray());
+        (allow.Allow, allow.Reason, allow.RequiredTags.Single(), allow.ExtraEnv!.Single()).ShouldBe((true, "ok", "gpu", KeyValuePair.Create("Key", "v")));
+        PluginResponses.Allow("""{"allow":true,"ALLOW":false}"""u8.ToArray()).Allow.ShouldBeFalse();
+        var enrich = PluginResponses.Enrich("""{"Env":{"A":"1"},"Priority":7,"Image_URL":"img"}"""u8.ToArray());
+        (enrich.Env!.Single(), enrich.Priority, enrich.ImageUrl).ShouldBe((KeyValuePair.Create("A", "1"), (int?)7, "img"));
+        PluginResponses.JobError("""{"Error":"boom"}"""u8.ToArray()).ShouldBe("boom");
+    }
+
     [Fact]
     public void AJobErrorOrReasonPastTheLimit_IsCut_NeverInsideASurrogatePair()
     {

@@ -92,7 +92,7 @@ internal static class PluginResponses
                 continue;
             }
 
-            switch (property.Name)
+            switch (Key(property))
             {
                 case "allow":
                     allow = value.ValueKind switch
@@ -142,7 +142,7 @@ internal static class PluginResponses
                 continue;
             }
 
-            switch (property.Name)
+            switch (Key(property))
             {
                 case "env":
                     env = Map(value, "env");
@@ -171,11 +171,22 @@ internal static class PluginResponses
             return null;
         }
 
-        var root = Object(document.RootElement);
-        return root.TryGetProperty("error", out var error) && error.ValueKind != JsonValueKind.Null && String(error, "error") is { Length: > 0 } text
-            ? Truncate(text)
-            : null;
+        string? text = null;
+        foreach (var property in Object(document.RootElement).EnumerateObject())
+        {
+            if (Key(property) == "error" && property.Value.ValueKind != JsonValueKind.Null)
+            {
+                text = String(property.Value, "error");
+            }
+        }
+
+        return text is { Length: > 0 } ? Truncate(text) : null;
     }
+
+    /// <summary>Which answer key <paramref name="property"/> is: matched without regard to case, as the original's Go
+    /// decoder (encoding/json) matches keys to its fields, so <c>{"Allow":true}</c> (a TinyGo plugin's untagged struct)
+    /// allows there and here. A key given twice, in any case, counts as its last value, as there.</summary>
+    private static string Key(JsonProperty property) => property.Name.ToLowerInvariant();
 
     private static JsonDocument? Parse(byte[]? bytes)
     {

@@ -101,6 +101,14 @@ public sealed partial class PluginJobStore : IAsyncDisposable
         // This runs on the plugin's guest thread, outside the reach of its interrupt: keep the wait short.
         using var connection = _insertSource.OpenConnection();
         using var transaction = connection.BeginTransaction();
+        if (job.IdempotencyKey is not null && ExistingId(connection, transaction, job) is { } repeated)
+        {
+            // A repeated key returns the first job's id before anything else: a retried hook repeating an enqueue with both
+            // options got EEXIST from the unique_for check while its window was open.
+            transaction.Commit();
+            return repeated;
+        }
+
         if (job.UniqueKey is not null)
         {
             using (var serialize = new NpgsqlCommand("select pg_advisory_xact_lock(hashtext($1))", connection, transaction))
@@ -142,10 +150,7 @@ public sealed partial class PluginJobStore : IAsyncDisposable
         insert.Parameters.Add(new NpgsqlParameter { Value = job.DelaySeconds, NpgsqlDbType = NpgsqlDbType.Double });
         if (insert.ExecuteScalar() is not Guid id)
         {
-            using var existing = new NpgsqlCommand($"select id from {_jobs} where plugin = $1 and idempotency_key = $2", connection, transaction);
-            existing.Parameters.Add(new NpgsqlParameter { Value = job.Plugin });
-            existing.Parameters.Add(new NpgsqlParameter { Value = job.IdempotencyKey! });
-            var found = (Guid)existing.ExecuteScalar()!;
+            var found = ExistingId(connection, transaction, job)!.Value; // inserted by a concurrent enqueue of the key
             transaction.Commit();
             return found;
         }
@@ -159,6 +164,15 @@ public sealed partial class PluginJobStore : IAsyncDisposable
 
         transaction.Commit();
         return id;
+    }
+
+    /// <summary>The id of the job of <paramref name="job"/>'s plugin with its idempotency key; null when there is none.</summary>
+    private Guid? ExistingId(NpgsqlConnection connection, NpgsqlTransaction transaction, NewPluginJob job)
+    {
+        using var existing = new NpgsqlCommand($"select id from {_jobs} where plugin = $1 and idempotency_key = $2", connection, transaction);
+        existing.Parameters.Add(new NpgsqlParameter { Value = job.Plugin });
+        existing.Parameters.Add(new NpgsqlParameter { Value = job.IdempotencyKey! });
+        return existing.ExecuteScalar() as Guid?;
     }
 
     /// <summary>

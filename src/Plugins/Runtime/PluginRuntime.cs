@@ -77,8 +77,11 @@ public sealed class PluginRuntime : IDisposable
         {
             errno = PluginErrno.NoSys;
         }
-        else if (!InBounds(memory, typePtr, typeLen) || !InBounds(memory, payloadPtr, payloadLen) || !InBounds(memory, optsPtr, optsLen))
+        else if (!InBounds(memory, typePtr, typeLen) || !InBounds(memory, payloadPtr, payloadLen) || !InBounds(memory, optsPtr, optsLen)
+                 || (idCap >= 36 && !InBounds(memory, idPtr, 36)))
         {
+            // The id's buffer too, before anything is stored: a job enqueued whose id could not be written was a job the
+            // plugin could not know of (it got success).
             errno = PluginErrno.Fault;
         }
         else
@@ -87,14 +90,14 @@ public sealed class PluginRuntime : IDisposable
             string type;
             try
             {
-                type = new UTF8Encoding(false, true).GetString(span.Slice(typePtr, typeLen));
+                type = new UTF8Encoding(false, true).GetString(Slice(span, typePtr, typeLen));
             }
             catch (DecoderFallbackException)
             {
                 return Reject(plugin, PluginErrno.Invalid);
             }
 
-            errno = Jobs.Enqueue(plugin, context.Hook, type, span.Slice(payloadPtr, payloadLen), span.Slice(optsPtr, optsLen), out id);
+            errno = Jobs.Enqueue(plugin, context.Hook, type, Slice(span, payloadPtr, payloadLen), Slice(span, optsPtr, optsLen), out id);
         }
 
         if (errno != PluginErrno.Success)
@@ -104,7 +107,7 @@ public sealed class PluginRuntime : IDisposable
 
         plugin.Counters.JobEnqueued();
         Metrics.JobEnqueued(plugin.Name);
-        if (idCap >= 36 && InBounds(memory, idPtr, 36))
+        if (idCap >= 36)
         {
             Encoding.ASCII.GetBytes(id.ToString("D"), memory.GetSpan(idPtr, 36));
         }
@@ -119,7 +122,13 @@ public sealed class PluginRuntime : IDisposable
         return errno;
     }
 
+    /// <summary>Whether a guest buffer lies in memory; an empty one anywhere (C's <c>NULL, 0</c>, Rust's dangling empty
+    /// slice) is empty, whatever its pointer.</summary>
     private static bool InBounds(Memory memory, int ptr, int len) => len == 0 || (ptr >= 0 && len > 0 && (long)ptr + len <= memory.GetLength());
+
+    /// <summary>A buffer <see cref="InBounds"/> said lies in memory. An empty one is not sliced: its pointer may be any
+    /// value (before, one outside memory threw in the host call, and the hook trapped instead of getting an answer).</summary>
+    private static ReadOnlySpan<byte> Slice(Span<byte> memory, int ptr, int len) => len == 0 ? [] : memory.Slice(ptr, len);
 
     /// <summary>The engine is the process's and stays; the linker goes.</summary>
     public void Dispose() => Linker.Dispose();
