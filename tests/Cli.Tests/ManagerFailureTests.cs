@@ -118,6 +118,24 @@ public sealed partial class ManagerFailureTests : IDisposable
         watch.Err.Trim().Split('\n').Length.ShouldBe(1);
     }
 
+    /// <summary>An error answer to the event stream whose body stalls (a proxy's 5xx) is given up after --request-timeout:
+    /// exit 3. Before, it was read without a limit and the watch waited until its own --timeout.</summary>
+    [Fact(Timeout = 60_000)]
+    public async Task AnErrorBody_ThatStalls_IsGivenUpAfterTheRequestTimeout_AndExit3()
+    {
+        var manager = new FakeManager((_, _) =>
+        {
+            var stalled = FakeManager.Events(FakeManager.Part("{\"error\":"), FakeManager.After(TimeSpan.FromHours(1), "\"late\"}"));
+            stalled.StatusCode = HttpStatusCode.BadGateway;
+            return Task.FromResult(stalled);
+        });
+
+        var watch = await Cli.RunAsync(manager, "task", "watch", Id, "--request-timeout", "1s", "--timeout", "1h");
+
+        watch.Exit.ShouldBe(3, watch.ToString());
+        watch.Err.Trim().ShouldStartWith($"propeller: the manager at {FakeManager.Url}/ did not answer GET /events?task={Id}");
+    }
+
     /// <summary>
     /// Events buffered before the task was first read are older than what was shown: their versions are skipped, so the
     /// states never go backwards (running, then scheduled again).

@@ -3,6 +3,7 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Net.ServerSentEvents;
 using System.Runtime.CompilerServices;
+using System.Text;
 using System.Text.Json;
 using Propeller.Cli.Tasks;
 
@@ -71,8 +72,26 @@ internal sealed class ManagerClient : IDisposable
     public async IAsyncEnumerable<SseItem<string>> EventsAsync(string query, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         using var request = new HttpRequestMessage(HttpMethod.Get, Relative("/events" + query));
-        using var response = await WithinTimeoutAsync(request, TimeSpan.Zero, (request, token) => TransportAsync(request, HttpCompletionOption.ResponseHeadersRead, token), cancellationToken);
-        await ThrowIfErrorAsync(response, cancellationToken);
+        // An error's body is read within the request timeout too (a proxy's 5xx whose body stalls was waited for until
+        // the watch's own --timeout, exit 4).
+        using var response = await WithinTimeoutAsync(
+            request,
+            TimeSpan.Zero,
+            async (request, token) =>
+            {
+                var answer = await TransportAsync(request, HttpCompletionOption.ResponseHeadersRead, token);
+                try
+                {
+                    await ThrowIfErrorAsync(answer, token);
+                    return answer;
+                }
+                catch
+                {
+                    answer.Dispose();
+                    throw;
+                }
+            },
+            cancellationToken);
         await using var stream = await ReadAsync(request, () => response.Content.ReadAsStreamAsync(cancellationToken));
         await using var events = SseParser.Create(stream).EnumerateAsync(cancellationToken).GetAsyncEnumerator(cancellationToken);
         while (true)
@@ -125,6 +144,24 @@ internal sealed class ManagerClient : IDisposable
                 }
             }
         }, cancellationToken);
+
+    /// <summary>The first <see cref="MaxErrorBytes"/> of an error's body (a streamed answer's is not capped by the
+    /// client's buffer limit, and an error is shown shortened anyway).</summary>
+    private static async Task<string> ReadErrorAsync(HttpContent content, CancellationToken cancellationToken)
+    {
+        await using var stream = await content.ReadAsStreamAsync(cancellationToken);
+        var buffer = new byte[MaxErrorBytes];
+        var length = 0;
+        int read;
+        while (length < buffer.Length && (read = await stream.ReadAsync(buffer.AsMemory(length), cancellationToken)) > 0)
+        {
+            length += read;
+        }
+
+        return Encoding.UTF8.GetString(buffer, 0, length);
+    }
+
+    private const int MaxErrorBytes = 64 * 1024;
 
     /// <summary>Runs <paramref name="call"/> with the request timeout (plus <paramref name="wait"/>): exit 3 when it runs out.</summary>
     private async Task<T> WithinTimeoutAsync<T>(HttpRequestMessage request, TimeSpan wait, Func<HttpRequestMessage, CancellationToken, Task<T>> call, CancellationToken cancellationToken)
@@ -189,7 +226,7 @@ internal sealed class ManagerClient : IDisposable
                 CliException.Failed);
         }
 
-        var text = await ReadAsync(request, () => response.Content.ReadAsStringAsync(cancellationToken));
+        var text = await ReadAsync(request, () => ReadErrorAsync(response.Content, cancellationToken));
         var message = Shorten(text);
         try
         {

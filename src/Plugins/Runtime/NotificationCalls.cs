@@ -53,8 +53,18 @@ internal sealed class NotificationCalls(int maxPending)
             _running[id] = run;
         }
 
-        // Attached after the registration: it runs once the call has ended, at once if it already has.
-        _ = run.ContinueWith(_ => _running.TryRemove(id, out Task? _), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        // Attached after the registration: it runs once the call has ended, at once if it already has. A failure the call
+        // did not handle (a plugin's native objects disposed at shutdown after a drain that timed out) is observed here: a
+        // notification has no one to report to.
+        _ = run.ContinueWith(
+            ended =>
+            {
+                _ = ended.Exception;
+                _running.TryRemove(id, out Task? _);
+            },
+            CancellationToken.None,
+            TaskContinuationOptions.ExecuteSynchronously,
+            TaskScheduler.Default);
         return true;
     }
 
