@@ -83,6 +83,9 @@ public sealed class ChunkAssemblerTests
     [InlineData("""{"chunk_idx":0,"total_chunks":1,"data":""}""", "app_name is required")]
     [InlineData("""{"app_name":"a","chunk_idx":5,"total_chunks":1,"data":""}""", "chunk_idx 5 is out of range 0..0")]
     [InlineData("""{"app_name":"a","chunk_idx":0,"total_chunks":1}""", "the chunk has no data")]
+    [InlineData("""{"app_name":"a","chunk_idx":3000000000,"total_chunks":1,"data":""}""", "chunk_idx 3000000000 is out of range")] // was "not valid base64"
+    [InlineData("""{"app_name":"a","chunk_idx":0,"total_chunks":1e12,"data":""}""", "total_chunks 1e12 is out of range")]
+    [InlineData("""{"app_name":"a","chunk_idx":0,"total_chunks":1,"size":1e30,"data":""}""", "size 1e30 is out of range")]
     public void GivenBadChunkJson_WhenAdded_ThenItIsRejectedWithTheReason(string json, string reason)
     {
         var assembler = new ChunkAssembler(1 << 20, _clock);
@@ -201,6 +204,23 @@ public sealed class ChunkAssemblerTests
         assembler.Add(Chunk("a", 2, 3, [9]) with { Sha256 = newer }).ShouldBeNull();
 
         (await waiting).Bytes.ShouldBe(new byte[] { 7, 8, 9 });
+    }
+
+    /// <summary>An image assembled that nobody claimed yet, and a delivery of another artefact under its name (the tag
+    /// moved): the newer artefact is assembled and is what a task gets. Before, its chunks were dropped as a re-delivery
+    /// and a task within the TTL got the old image without asking the proxy.</summary>
+    [Fact]
+    public async Task GivenAnUnclaimedAssembledImage_WhenAnotherArtefactIsDeliveredUnderItsName_ThenTheNewerOneIsServed()
+    {
+        var assembler = new ChunkAssembler(1 << 20, _clock);
+        static string Sha(params byte[] bytes) => Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes));
+        assembler.Add(Chunk("moved", 0, 1, [1]) with { Sha256 = Sha(1) }).ShouldBeNull();
+
+        assembler.Add(Chunk("moved", 0, 2, [7]) with { Sha256 = Sha(7, 8) }).ShouldBeNull();
+        assembler.Add(Chunk("moved", 1, 2, [8]) with { Sha256 = Sha(7, 8) }).ShouldBeNull();
+
+        var image = await assembler.WaitAsync("moved", _ => throw new InvalidOperationException("no request expected"), TimeSpan.FromSeconds(1), TestContext.Current.CancellationToken);
+        image.Bytes.ShouldBe(new byte[] { 7, 8 });
     }
 
     [Fact]

@@ -247,37 +247,19 @@ public sealed class ProxyNodeTests : IAsyncLifetime
         // because a pull's publication counted as begun from before its blob was requested.
         var module = Modules.Addition;
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        using var stub = new StubRegistry(async (request, ct) =>
-        {
-            if (request.RequestUri!.AbsolutePath.Contains("/blobs/", StringComparison.Ordinal))
-            {
-                await release.Task.WaitAsync(ct);
-                return StubRegistry.Blob(module);
-            }
-
-            return StubRegistry.Manifest(module);
-        });
+        using var stub = SlowBlob(module, release);
         var node = await StartProxyAsync(chunkSize: 16, registry: stub);
         var app = $"{StubRegistry.Host}/test/slowblob:v1";
 
         await RequestAsync(app, formats: ["binary"]);
-        for (var i = 0; i < 200 && stub.Count(StubRegistry.DigestOf(module)) == 0; i++)
-        {
-            await Task.Delay(25, Ct);
-        }
+        await WhileAsync(() => stub.Count(StubRegistry.DigestOf(module)) == 0);
 
         await RequestAsync(app, formats: ["binary"]);
-        for (var i = 0; i < 200 && node.Metrics.Deduplicated == 0; i++)
-        {
-            await Task.Delay(25, Ct);
-        }
+        await WhileAsync(() => node.Metrics.Deduplicated == 0);
 
         release.SetResult();
         var image = await ReceiveBinaryImageAsync(app);
-        for (var i = 0; i < 200 && node.InFlight > 0; i++)
-        {
-            await Task.Delay(25, Ct);
-        }
+        await WhileAsync(() => node.InFlight > 0);
 
         image.Bytes.ShouldBe(module);
         node.Metrics.Deduplicated.ShouldBe(1);
@@ -285,12 +267,116 @@ public sealed class ProxyNodeTests : IAsyncLifetime
         (await PublishedChunksAsync(node, (module.Length + 15) / 16)).ShouldBe((module.Length + 15) / 16);
     }
 
+    /// <summary>Waits while <paramref name="waiting"/> holds, at most 5 s (then goes on: the assertions after it tell).</summary>
+    private static async Task WhileAsync(Func<bool> waiting)
+    {
+        for (var i = 0; i < 200 && waiting(); i++)
+        {
+            await Task.Delay(25, Ct);
+        }
+    }
+
+    /// <summary>A stub registry whose blob of <paramref name="module"/> comes only once <paramref name="release"/> is set.</summary>
+    private static StubRegistry SlowBlob(byte[] module, TaskCompletionSource release) => new(async (request, ct) =>
+    {
+        if (request.RequestUri!.AbsolutePath.Contains("/blobs/", StringComparison.Ordinal))
+        {
+            await release.Task.WaitAsync(ct);
+            return StubRegistry.Blob(module);
+        }
+
+        return StubRegistry.Manifest(module);
+    });
+
+    /// <summary>
+    /// Proplets that ran different images (each request names other held images) and one that ran none, asking for one
+    /// image at once: one flight, one pull, every chunk once. Before, each set of held images was a flight of its own:
+    /// a pull and a broadcast of every chunk per proplet.
+    /// </summary>
+    [Fact]
+    public async Task GivenRequestsNamingDifferentHeldImages_WhenTheyAskForOneImageAtOnce_ThenTheyShareOneDelivery()
+    {
+        var module = Modules.Addition;
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var stub = SlowBlob(module, release);
+        var node = await StartProxyAsync(chunkSize: 16, registry: stub);
+        var app = $"{StubRegistry.Host}/test/held-elsewhere:v1";
+
+        await RequestAsync(app, have: [new string('1', 64)]);
+        await WhileAsync(() => stub.Count(StubRegistry.DigestOf(module)) == 0);
+
+        await RequestAsync(app, have: [new string('2', 64), new string('3', 64)]);
+        await RequestAsync(app);
+        await WhileAsync(() => node.Metrics.Deduplicated < 2);
+
+        release.SetResult();
+        var image = await ReceiveImageAsync(app);
+        await WhileAsync(() => node.InFlight > 0);
+
+        image.Bytes.ShouldBe(module);
+        node.Metrics.Deduplicated.ShouldBe(2);
+        stub.Count(StubRegistry.DigestOf(module)).ShouldBe(1);
+        (await PublishedChunksAsync(node, (module.Length + 15) / 16 + 1)).ShouldBe((module.Length + 15) / 16, "every chunk once");
+    }
+
+    /// <summary>The proxy busy (its flights at the limit) while a delivery of the image is under way: a request it cannot
+    /// take is dropped (logged), not answered with registry/failure, which names the image alone and so failed every
+    /// proplet waiting for that delivery too. With nothing of the image under way, busy is still a failure.</summary>
+    [Fact]
+    public async Task GivenTheProxyBusyWithADeliveryOfTheImage_WhenAnotherRequestForItComes_ThenNoFailureEndsThatDelivery()
+    {
+        var module = Modules.Addition;
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var stub = SlowBlob(module, release);
+        var node = await StartProxyAsync(chunkSize: 16, registry: stub);
+        node.MaxPending = 1;
+        var app = $"{StubRegistry.Host}/test/busy:v1";
+
+        await RequestAsync(app);
+        await WhileAsync(() => stub.Count(StubRegistry.DigestOf(module)) == 0);
+
+        await RequestAsync(app, formats: ["binary"]); // another flight (the binary format): refused, busy
+        await RequestAsync($"{StubRegistry.Host}/test/other:v1");
+        var failure = await NextOnAsync(Topics.RegistryFailure);
+        release.SetResult();
+
+        failure.GetProperty("app_name").GetString().ShouldBe($"{StubRegistry.Host}/test/other:v1");
+        failure.GetProperty("error").GetString()!.ShouldStartWith("the proxy is busy");
+        (await ReceiveImageAsync(app)).Bytes.ShouldBe(module); // no failure for it came first (that would end the wait)
+    }
+
+    /// <summary>A flight that decided to send one chunk (its request holds the image) and a request that does not hold it
+    /// joining after: that request gets every chunk, once the flight ended (from the cache), not the one chunk.</summary>
+    [Fact]
+    public async Task GivenAFlightSendingOneChunkToAPropletHoldingTheImage_WhenAnotherPropletAsks_ThenItGetsEveryChunk()
+    {
+        var module = Modules.Addition;
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var stub = SlowBlob(module, release);
+        var node = await StartProxyAsync(chunkSize: 16, registry: stub);
+        var app = $"{StubRegistry.Host}/test/held-here:v1";
+        var total = (module.Length + 15) / 16;
+
+        await RequestAsync(app, have: [Convert.ToHexStringLower(SHA256.HashData(module))]);
+        await WhileAsync(() => stub.Count(StubRegistry.DigestOf(module)) == 0);
+
+        await RequestAsync(app);
+        await WhileAsync(() => node.Metrics.Deduplicated == 0);
+
+        release.SetResult();
+        (await NextChunkAsync()).GetProperty("chunk_idx").GetInt32().ShouldBe(total - 1);
+        (await ReceiveImageAsync(app)).Bytes.ShouldBe(module);
+        stub.Count(StubRegistry.DigestOf(module)).ShouldBe(1);
+        (await PublishedChunksAsync(node, 1 + total)).ShouldBe(1 + total);
+    }
+
     [Fact]
     public async Task GivenAPullWhoseBlobTrickles_WhenThePropletAsksAgainForTheMissingChunks_ThenTheyComeFromThatPullWithoutAnotherBlobGet()
     {
         // Our proplet asks for the chunks it misses when none came for PROPLET_CHUNK_STALL, with a new list each time.
         // Such a request used to be a flight of its own: for an image not cached yet it resolved the manifest and pulled
-        // the whole blob again beside the running pull.
+        // the whole blob again beside the running pull. The re-requests that wait for the pull are served together, once
+        // (they were served one by one, most chunks several times).
         var module = Modules.Addition;
         const int chunkSize = 8;
         var total = (module.Length + chunkSize - 1) / chunkSize;
@@ -318,14 +404,15 @@ public sealed class ProxyNodeTests : IAsyncLifetime
         release.SetResult();
         var image = await ReceiveBinaryImageAsync(app);
         var again = new List<int>();
-        while (again.Count < first.Length + second.Length)
+        while (again.Count < first.Length)
         {
             var payload = (await NextMessageOnAsync(Topics.RegistryBinaryChunks)).Payload.Span;
             again.Add(JsonSerializer.Deserialize<BinaryChunkHeader>(payload[..payload.IndexOf(BinaryChunkHeader.Separator)])!.ChunkIndex);
         }
 
         image.Bytes.ShouldBe(module);
-        again.Order().ShouldBe(first.Concat(second).Order());
+        again.Order().ShouldBe(first.Union(second).Order(), "the re-requests waiting together: one delivery of the chunks they list");
+        (await PublishedChunksAsync(node, total + first.Length + 1)).ShouldBe(total + first.Length);
         stub.Count(StubRegistry.DigestOf(module)).ShouldBe(1, "one blob GET");
         node.Metrics.Fetches.ShouldBe(1);
     }

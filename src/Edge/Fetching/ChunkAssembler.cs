@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Text;
 using System.Security.Cryptography;
+using System.Text;
 using System.Text.Json;
 using Propeller.Contracts.Json;
 using Propeller.Contracts.Mqtt;
@@ -141,11 +142,22 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
                     case 1:
                         app = reader.TokenType == JsonTokenType.Null ? null : reader.GetString();
                         break;
-                    case 2:
-                        index = reader.GetInt32();
-                        break;
-                    case 3:
-                        total = reader.GetInt32();
+                    case 2 or 3:
+                        // A number out of Int32's range was read as a FormatException, "data is not valid base64".
+                        if (reader.TokenType == JsonTokenType.Number && !reader.TryGetInt32(out _))
+                        {
+                            return Counted($"{(field == 2 ? "chunk_idx" : "total_chunks")} {Encoding.UTF8.GetString(reader.ValueSpan)} is out of range");
+                        }
+
+                        if (field == 2)
+                        {
+                            index = reader.GetInt32();
+                        }
+                        else
+                        {
+                            total = reader.GetInt32();
+                        }
+
                         break;
                     case 4:
                         hasData = true;
@@ -158,6 +170,11 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
                         sha256 = reader.TokenType == JsonTokenType.Null ? null : reader.GetString();
                         break;
                     case 6:
+                        if (reader.TokenType == JsonTokenType.Number && !reader.TryGetInt64(out _))
+                        {
+                            return Counted($"size {Encoding.UTF8.GetString(reader.ValueSpan)} is out of range");
+                        }
+
                         size = reader.TokenType == JsonTokenType.Null ? null : reader.GetInt64();
                         break;
                     default:
@@ -280,18 +297,19 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
                 created = true;
             }
 
-            if (entry.Complete is not null)
-            {
-                return null; // a re-delivery of an image already assembled
-            }
-
             if (!created && sha256 is not null && entry.Sha256 is not null && !string.Equals(sha256, entry.Sha256, StringComparison.OrdinalIgnoreCase))
             {
-                // Another artefact under the same name while this one is incomplete: the newer delivery wins (our proxy,
-                // serving a cached tag that moved meanwhile, withholds the old artefact's last chunk and sends the new one).
+                // Another artefact under the same name: the newer delivery wins, over an incomplete assembly (our proxy,
+                // serving a cached tag that moved meanwhile, withholds the old artefact's last chunk and sends the new one)
+                // and over one assembled that nobody claimed yet (the tag moved since: before, its chunks were dropped as a
+                // re-delivery and a task within the TTL got the old image without asking the proxy).
                 entry = new Entry(total, time.GetUtcNow(), sha256, size, imageCap);
                 _entries[app] = entry;
                 created = true;
+            }
+            else if (entry.Complete is not null)
+            {
+                return null; // a re-delivery of an image already assembled
             }
 
             if (entry.Total != total)

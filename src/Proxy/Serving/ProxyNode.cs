@@ -23,7 +23,8 @@ namespace Propeller.Proxy.Serving;
 /// </summary>
 public sealed class ProxyNode : IAsyncDisposable
 {
-    private const int MaxPending = 1000;
+    /// <summary>How many flights may be under way at once; a request for another is refused as busy (1,000; tests lower it).</summary>
+    internal int MaxPending { get; set; } = 1000;
     private static readonly JsonEncodedText AppNameField = JsonEncodedText.Encode("app_name");
     private static readonly JsonEncodedText ChunkIndexField = JsonEncodedText.Encode("chunk_idx");
     private static readonly JsonEncodedText TotalChunksField = JsonEncodedText.Encode("total_chunks");
@@ -38,6 +39,11 @@ public sealed class ProxyNode : IAsyncDisposable
     private readonly HttpClient _http;
     private readonly RegistryClient _registry;
     private readonly ConcurrentDictionary<string, Flight> _inFlight = new(StringComparer.Ordinal);
+
+    /// <summary>The re-requests waiting for a delivery of their image to end, by image and format: the chunks they list
+    /// (<see cref="Defer"/>).</summary>
+    private readonly Dictionary<(string App, bool Binary), SortedSet<int>> _deferred = [];
+    private readonly Lock _deferring = new();
     private readonly ConcurrentDictionary<string, Descriptor> _layersByDigestReference = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, string> _digestsByTag = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _fetchSlots;
@@ -260,8 +266,14 @@ public sealed class ProxyNode : IAsyncDisposable
         }
 
         _http.Dispose();
-        _fetchSlots.Dispose();
-        _lifetime.Dispose();
+        if (_inFlight.IsEmpty)
+        {
+            // Not while flights outlive the grace period: each releases its fetch slot and reads the lifetime when it
+            // ends (a disposed semaphore's release threw out of the flight).
+            _fetchSlots.Dispose();
+            _lifetime.Dispose();
+        }
+
         ProxyLog.Stopped(_logger, _settings.EntityId);
     }
 
@@ -304,58 +316,94 @@ public sealed class ProxyNode : IAsyncDisposable
         }
 
         Metrics.Request();
-        // A request naming held images is a flight of its own: one that needs every chunk must never share a delivery
-        // of one chunk (an old proplet would wait for the rest in vain). So is a request listing the chunks it misses:
-        // joined to a delivery already under way it could lose chunks that delivery published before it arrived; while
-        // a delivery of the image is under way, it waits for that one to end (no second pull), see below.
+        // Requests naming held images share a flight with the rest: it sends one chunk only when every request it serves
+        // holds the image (Flight.Holds), so one that needs every chunk never shares a delivery of one chunk (an old
+        // proplet would wait for the rest in vain). Before, each set of held images was a flight of its own: proplets
+        // that had run different images, asking for one at once, each got a pull and a broadcast of every chunk. A
+        // request listing the chunks it misses is a flight of its own: joined to a delivery already under way it could
+        // lose chunks that delivery published before it arrived; while a delivery of the image is under way, it waits
+        // for that one to end (no second pull), see below.
         var have = request.Have is { Count: > 0 } held ? held.Where(h => h is { Length: 64 }).Take(16).ToList() : [];
-        var flight = have.Count == 0 ? app : app + "\n" + string.Join(',', have.Order(StringComparer.OrdinalIgnoreCase));
-        if (request.Chunks is { } listed)
-        {
-            flight += "\n#" + string.Join(',', listed.Distinct().Order());
-        }
-
         // Binary chunks go on their own topic, which a proplet that asked for JSON (an old one) does not read: a flight
         // of its own too.
         var binary = BinaryChunks && request.Formats is { } formats && formats.Contains(RegistryRequestMessage.BinaryFormat, StringComparer.OrdinalIgnoreCase);
         if (binary)
         {
             Metrics.BinaryRequest();
-            flight += "\n@binary";
         }
 
+        var flight = FlightOf(app, request.Chunks, binary);
         if (_inFlight.Count >= MaxPending && !_inFlight.ContainsKey(flight))
         {
             ProxyLog.Busy(_logger, _inFlight.Count, app);
-            _ = PublishFailureAsync(app, $"the proxy is busy ({_inFlight.Count} images in flight); try again later");
+            if (RunningFor(app).Length == 0)
+            {
+                // Not while a delivery of the image is under way: registry/failure names the image alone, so it would
+                // fail every proplet waiting for that delivery too. This request's proplet asks again (ours, after
+                // PROPLET_CHUNK_STALL) or waits for its timeout.
+                _ = PublishFailureAsync(app, $"the proxy is busy ({_inFlight.Count} images in flight); try again later");
+            }
+
             return;
         }
 
-        var delivery = new Delivery(app, request.Chunks, have, binary);
-        if (request.Chunks is not null && RunningFor(app) is { Length: > 0 } running)
+        if (request.Chunks is { } missing && RunningFor(app) is { Length: > 0 } running)
         {
             // A re-request (our proplet's, when no chunk came for PROPLET_CHUNK_STALL) for an image whose delivery is
             // under way: served once that delivery ended, from the artefact it leaves in the cache. Started at once it
             // would pull the blob again beside the running pull (every stall, with a new list of missing chunks).
             ProxyLog.AwaitingDelivery(_logger, app);
-            _ = AdmitAfterAsync(running, flight, delivery);
+            Defer(app, missing, binary, running);
             return;
         }
 
-        Admit(flight, delivery);
+        Admit(flight, new Delivery(app, request.Chunks, have, binary));
+    }
+
+    /// <summary>The flight of a delivery of <paramref name="app"/> (<paramref name="chunks"/>: those listed, null: all) in
+    /// its format.</summary>
+    private static string FlightOf(string app, IEnumerable<int>? chunks, bool binary) =>
+        app + (chunks is null ? "" : "\n#" + string.Join(',', chunks.Distinct().Order())) + (binary ? "\n@binary" : "");
+
+    /// <summary>
+    /// Re-requests of <paramref name="app"/> in one format waiting for its deliveries under way (<paramref name="running"/>)
+    /// to end: one per image and format, the union of the chunks they list. Before, each waited on its own (a task and a
+    /// delivery per stall of every proplet, unbounded) and all were served at once, most chunks several times.
+    /// </summary>
+    private void Defer(string app, IReadOnlyList<int> chunks, bool binary, Task[] running)
+    {
+        lock (_deferring)
+        {
+            if (_deferred.TryGetValue((app, binary), out var waiting))
+            {
+                waiting.UnionWith(chunks);
+                return;
+            }
+
+            _deferred[(app, binary)] = [.. chunks];
+        }
+
+        _ = AdmitAfterAsync(running, app, binary);
     }
 
     /// <summary>The work of every flight in progress for <paramref name="app"/>, whatever its format, chunks and held
     /// digests.</summary>
     private Task[] RunningFor(string app) => [.. _inFlight.Values.Where(f => f.Delivery.App == app).Select(f => f.Work)];
 
-    /// <summary>Admits <paramref name="delivery"/> once <paramref name="running"/> ended (unless the proxy is stopping).</summary>
-    private async Task AdmitAfterAsync(Task[] running, string flight, Delivery delivery)
+    /// <summary>Admits the re-requests of <paramref name="app"/> deferred (<see cref="Defer"/>) once
+    /// <paramref name="running"/> ended (unless the proxy is stopping).</summary>
+    private async Task AdmitAfterAsync(Task[] running, string app, bool binary)
     {
         await Task.WhenAll(running).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing); // each reports its own failure
-        if (!_lifetime.IsCancellationRequested)
+        SortedSet<int>? chunks;
+        lock (_deferring)
         {
-            Admit(flight, delivery);
+            _deferred.Remove((app, binary), out chunks);
+        }
+
+        if (chunks is not null && !_lifetime.IsCancellationRequested)
+        {
+            Admit(FlightOf(app, chunks, binary), new Delivery(app, [.. chunks], [], binary));
         }
     }
 
@@ -371,7 +419,7 @@ public sealed class ProxyNode : IAsyncDisposable
         {
             if (_inFlight.TryGetValue(flight, out var existing))
             {
-                if (existing.Join())
+                if (existing.Join(delivery.Have))
                 {
                     Metrics.Deduplicate();
                     ProxyLog.Deduplicated(_logger, delivery.App);
@@ -403,7 +451,7 @@ public sealed class ProxyNode : IAsyncDisposable
             return;
         }
 
-        var again = false;
+        Delivery? again = null;
         try
         {
             await ServeAsync(state.Delivery, state);
@@ -414,9 +462,9 @@ public sealed class ProxyNode : IAsyncDisposable
             again = state.Close();
         }
 
-        if (again && !_lifetime.IsCancellationRequested)
+        if (again is not null && !_lifetime.IsCancellationRequested)
         {
-            Admit(flight, state.Delivery);
+            Admit(flight, again);
         }
     }
 
@@ -442,9 +490,10 @@ public sealed class ProxyNode : IAsyncDisposable
             ProxyLog.FetchFailed(_logger, app, ex.Message);
             await PublishFailureAsync(app, ex.Message);
         }
-        catch (OperationCanceledException) when (token.IsCancellationRequested)
+        catch (Exception ex) when (token.IsCancellationRequested && ex is not OutOfMemoryException)
         {
-            // stopping
+            // Stopping: whatever the cancellation ends the flight with (a publish's timeout or its disposed connection too,
+            // which were logged as a crash and counted as a failed delivery).
         }
         catch (Exception ex)
         {
@@ -466,7 +515,7 @@ public sealed class ProxyNode : IAsyncDisposable
     private async Task DeliverAsync(Delivery delivery, Flight flight, CancellationToken cancellationToken)
     {
         var connection = _connection ?? throw new InvalidOperationException("The proxy is not started.");
-        var (app, wanted, have, binary) = delivery;
+        var (app, wanted, _, binary) = delivery;
         var topic = Topics.Of(_settings.BaseTopic, binary ? Topics.RegistryBinaryChunks : Topics.RegistryChunks);
         var format = binary ? ", binary" : "";
 
@@ -478,7 +527,7 @@ public sealed class ProxyNode : IAsyncDisposable
             new(connection, topic, _settings.Qos, Metrics, _logger, app, chunks, indices, LoseChunk, flight.Publishing, cancellationToken);
 
         (Artifact Artifact, bool Cached)? resolved = null;
-        if (binary && CachedUnderTag(app, have) is { } guess)
+        if (binary && CachedUnderTag(app) is { } guess && !flight.Holds(guess.Sha256))
         {
             // A tag this proxy resolved before, whose artefact is cached: every chunk but the last goes out while the tag
             // is resolved again (a tag may move), the last only once the tag still names that artefact. So the registry's
@@ -491,7 +540,17 @@ public sealed class ProxyNode : IAsyncDisposable
             try
             {
                 var resolving = FetchAsync(app, pulling: null, cancellationToken);
-                await early.ReceivedAsync(guess.Data, guess.Data.Length);
+                try
+                {
+                    await early.ReceivedAsync(guess.Data, guess.Data.Length);
+                }
+                catch
+                {
+                    // Its failure would go unobserved: the early publication's is the one reported.
+                    _ = resolving.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+                    throw;
+                }
+
                 resolved = await resolving;
                 if (resolved.Value.Artifact.Digest == guess.Digest)
                 {
@@ -513,7 +572,7 @@ public sealed class ProxyNode : IAsyncDisposable
                 app,
                 layer =>
                 {
-                    if (Sha256Of(layer.Digest) is not { } sha256 || Held(have, sha256))
+                    if (Sha256Of(layer.Digest) is not { } sha256 || flight.Holds(sha256))
                     {
                         return null; // the chunks' sha256 is known only once the bytes are in; or one chunk will do
                     }
@@ -530,7 +589,7 @@ public sealed class ProxyNode : IAsyncDisposable
             {
                 IChunkPayloads chunks = binary ? new BinaryChunks(artifact.Data, artifact.Sha256, _settings.ChunkSize) : JsonChunks(artifact);
                 var total = chunks.Layout.Total;
-                var announce = wanted is null && Held(have, artifact.Sha256);
+                var announce = wanted is null && flight.Holds(artifact.Sha256);
                 streaming = Publish(chunks, announce ? [total - 1] : wanted);
                 ProxyLog.Serving(
                     _logger, app, artifact.Data.LongLength, artifact.Digest, (cached ? "from the cache" : "pulled") + (announce ? ", held by the proplet" : "") + format, streaming.Indices.Count, total);
@@ -549,11 +608,10 @@ public sealed class ProxyNode : IAsyncDisposable
     }
 
     /// <summary>The cached artefact that <paramref name="app"/>, a tag reference, named when this proxy last resolved it;
-    /// null for a digest reference (its artefact is known without the registry), a tag not seen or not cached, and an
-    /// artefact the request's <c>have</c> names (one chunk will do).</summary>
-    private Artifact? CachedUnderTag(string app, IReadOnlyList<string> have) =>
+    /// null for a digest reference (its artefact is known without the registry) and a tag not seen or not cached.</summary>
+    private Artifact? CachedUnderTag(string app) =>
         ImageReference.TryParse(app, out var reference, out _) && reference.Digest is null
-            && _digestsByTag.TryGetValue(reference.ToString(), out var digest) && Cache.TryGet(digest, out var artifact) && !Held(have, artifact.Sha256)
+            && _digestsByTag.TryGetValue(reference.ToString(), out var digest) && Cache.TryGet(digest, out var artifact)
             ? artifact
             : null;
 
@@ -587,12 +645,14 @@ public sealed class ProxyNode : IAsyncDisposable
     /// <summary>What one flight publishes: the image, the chunks listed (null: all), the held digests, the format.</summary>
     private sealed record Delivery(string App, IReadOnlyList<int>? Wanted, IReadOnlyList<string> Have, bool Binary);
 
-    /// <summary>One delivery in flight and the requests it absorbed (see <see cref="Admit"/>).</summary>
+    /// <summary>One delivery in flight and the requests it absorbed (see <see cref="Admit"/>), with the images every one
+    /// of them holds (their <c>have</c>s in common).</summary>
     private sealed class Flight(Delivery delivery)
     {
         private readonly Lock _lock = new();
-        private bool _publishing;
-        private bool _again;
+        private IReadOnlyList<string> _have = delivery.Have;
+        private bool _decided;
+        private IReadOnlyList<string>? _again;
         private bool _closed;
 
         public Delivery Delivery { get; } = delivery;
@@ -604,12 +664,26 @@ public sealed class ProxyNode : IAsyncDisposable
         {
             lock (_lock)
             {
-                _publishing = true;
+                _decided = true;
             }
         }
 
-        /// <summary>A request for the same delivery: absorbed (true), or false when the flight has ended.</summary>
-        public bool Join()
+        /// <summary>Whether every request it serves holds artefact <paramref name="sha256"/> (one chunk will do). Once it
+        /// said so, a request joining needs the flight to run again (it may not hold it); while it says not, requests
+        /// join as before (one that holds it gets every chunk too).</summary>
+        public bool Holds(string sha256)
+        {
+            lock (_lock)
+            {
+                var held = Held(_have, sha256);
+                _decided |= held;
+                return held;
+            }
+        }
+
+        /// <summary>A request for the same delivery, holding <paramref name="have"/>: absorbed (true), or false when the
+        /// flight has ended.</summary>
+        public bool Join(IReadOnlyList<string> have)
         {
             lock (_lock)
             {
@@ -618,19 +692,30 @@ public sealed class ProxyNode : IAsyncDisposable
                     return false;
                 }
 
-                _again |= _publishing;
+                if (_decided)
+                {
+                    _again = _again is null ? have : Common(_again, have);
+                }
+                else
+                {
+                    _have = Common(_have, have);
+                }
+
                 return true;
             }
         }
 
-        /// <summary>Ends the flight (after it left the table); whether it must run again.</summary>
-        public bool Close()
+        /// <summary>Ends the flight (after it left the table); the delivery to run again for the requests that came once
+        /// it had decided (null: none).</summary>
+        public Delivery? Close()
         {
             lock (_lock)
             {
                 _closed = true;
-                return _again;
+                return _again is null ? null : Delivery with { Have = _again };
             }
         }
+
+        private static List<string> Common(IReadOnlyList<string> some, IReadOnlyList<string> others) => [.. some.Where(h => Held(others, h))];
     }
 }
