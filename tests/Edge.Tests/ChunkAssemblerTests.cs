@@ -223,6 +223,30 @@ public sealed class ChunkAssemblerTests
         image.Bytes.ShouldBe(new byte[] { 7, 8 });
     }
 
+    /// <summary>The assemblies nobody waits for (images the other proplets asked for) are held within twice the binary
+    /// size limit together: the oldest go first, one being waited for stays. Before, each was bounded alone.</summary>
+    [Fact]
+    public async Task GivenAssembliesNobodyWaitsFor_WhenTheyPassTwiceTheSizeLimit_ThenTheOldestAreDropped()
+    {
+        var assembler = new ChunkAssembler(100, _clock);
+        var ct = TestContext.Current.CancellationToken;
+        var waited = assembler.WaitAsync("waited", _ => Task.CompletedTask, TimeSpan.FromMinutes(1), ct);
+        assembler.Add(Chunk("waited", 0, 2, new byte[90])).ShouldBeNull();
+        foreach (var app in new[] { "old", "middle", "new" })
+        {
+            assembler.Add(Chunk(app, 0, 1, new byte[90])).ShouldBeNull();
+            _clock.Advance(TimeSpan.FromSeconds(1));
+        }
+
+        assembler.Add(Chunk("partial", 0, 2, new byte[30])).ShouldBeNull();
+
+        assembler.Evicted.ShouldBe(2); // 90 + 90 + 90 + 30 over 200: "old", then "middle"
+        assembler.Count.ShouldBe(3);
+        (await assembler.WaitAsync("new", _ => throw new InvalidOperationException("held"), TimeSpan.FromSeconds(1), ct)).Bytes.Length.ShouldBe(90);
+        assembler.Add(Chunk("waited", 1, 2, new byte[5])).ShouldBeNull();
+        (await waited).Bytes.Length.ShouldBe(95);
+    }
+
     [Fact]
     public void GivenAFailureForAnImageNobodyWaitsFor_WhenReported_ThenThePartialAssemblyIsDropped()
     {

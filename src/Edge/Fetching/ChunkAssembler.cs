@@ -37,6 +37,7 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
     private readonly Lock _lock = new();
     private readonly VerifiedImages _verified = new(imageCacheBytes);
     private long _rejected;
+    private long _evicted;
 
     /// <summary>Chunks rejected so far (malformed, inconsistent with their assembly, or completing one that failed
     /// verification): proplet_chunks_rejected_total.</summary>
@@ -243,6 +244,46 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
         return index < 0 || index >= total ? $"chunk_idx {index} is out of range 0..{total - 1}" : null;
     }
 
+    /// <summary>What the assemblies nobody waits for may hold together (every chunk is broadcast on the channel, so a
+    /// proplet assembles the images the others ask for too): twice PROPLET_MAX_BINARY_SIZE. Before, only each one was
+    /// bounded, and ten 100 MiB images asked for elsewhere within the TTL held 1 GB on every proplet.</summary>
+    internal long UnclaimedBound => 2 * maxBinarySize;
+
+    /// <summary>Assemblies dropped to keep those nobody waits for within <see cref="UnclaimedBound"/>.</summary>
+    public long Evicted => Interlocked.Read(ref _evicted);
+
+    /// <summary>Drops the oldest assemblies nobody waits for (not <paramref name="current"/>, whose chunk just came, unless
+    /// it alone is over) until those left are within <see cref="UnclaimedBound"/>. Under the lock.</summary>
+    private void EvictUnclaimedOverBound(string current)
+    {
+        long total = 0;
+        foreach (var (app, entry) in _entries)
+        {
+            if (!_waiters.ContainsKey(app))
+            {
+                total += entry.Bytes;
+            }
+        }
+
+        if (total <= UnclaimedBound)
+        {
+            return;
+        }
+
+        var oldestFirst = _entries.Where(e => !_waiters.ContainsKey(e.Key)).OrderBy(e => e.Key == current).ThenBy(e => e.Value.CreatedAt).ToList();
+        foreach (var (app, entry) in oldestFirst)
+        {
+            if (total <= UnclaimedBound)
+            {
+                break;
+            }
+
+            _entries.Remove(app);
+            total -= entry.Bytes;
+            Interlocked.Increment(ref _evicted);
+        }
+    }
+
     /// <summary>Verified images held by their sha256 (bytes), for tests and metrics.</summary>
     public long VerifiedBytes
     {
@@ -382,6 +423,7 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
             }
             else if (entry.Received < entry.Total)
             {
+                EvictUnclaimedOverBound(app);
                 return null;
             }
             else
@@ -405,6 +447,7 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
                         entry.Complete = assembled;
                         entry.Parts.Clear();
                         entry.Image = null;
+                        EvictUnclaimedOverBound(app);
                     }
                 }
             }
@@ -745,6 +788,9 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
         public int Received => Image is null ? Parts.Count : _received;
 
         public FetchedBinary? Complete { get; set; }
+
+        /// <summary>What it holds in memory: the assembled image, or the array it is decoded into, or its parts.</summary>
+        public long Bytes => Complete?.Bytes.LongLength ?? Math.Max(Image?.LongLength ?? 0, Size);
 
         /// <summary>Its waiters were served a held verified image at the first chunk; the rest of the delivery only goes by
         /// (<see cref="Pass"/>).</summary>
