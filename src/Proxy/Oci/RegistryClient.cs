@@ -112,7 +112,10 @@ public sealed class RegistryClient(HttpClient http, RegistryAuth auth, Func<stri
 
         using var response = await SendAsync(reference, () => new HttpRequestMessage(HttpMethod.Get, Url(reference, $"blobs/{layer.Digest}")), push: false, cancellationToken);
         await EnsureSuccessAsync(response, reference, $"blob {layer.Digest}", cancellationToken);
-        var data = new byte[layer.Size];
+        // Not zeroed: only what arrived is read (received gets the count, and a short body throws below), so the pages of
+        // a large blob become resident as its bytes arrive, not all at once when the answer's headers come (50 fetches
+        // of manifests claiming 100 MiB each made 5 GiB resident before a byte had come).
+        var data = GC.AllocateUninitializedArray<byte>(checked((int)layer.Size));
         await using var body = await response.Content.ReadAsStreamAsync(cancellationToken);
         var offset = 0;
         int read;
