@@ -119,7 +119,8 @@ public sealed class MartenEventStore : IEventStore
         var id = MartenStreamIds.ToGuid(streamId);
         await using var session = _store.QuerySession();
         var state = await session.Events.FetchStreamStateAsync(id, cancellationToken);
-        if (state is null || (state.IsArchived && !options.IncludeArchived))
+        var streamType = MartenStreamIds.TypeOf(streamId);
+        if (state is null || (state.IsArchived && !options.IncludeArchived) || !Holds(streamType, state.AggregateType))
         {
             return null;
         }
@@ -160,12 +161,39 @@ public sealed class MartenEventStore : IEventStore
                 break;
             }
 
+            if (!Holds(streamType, e.Data))
+            {
+                return null; // another type's stream under the same Guid (below)
+            }
+
             stored.Add(ToStored(streamId, e));
             next = e.Version + 1;
         }
 
-        return new EventStream(streamId, MartenStreamIds.TypeOf(streamId), state.Version, state.IsArchived, stored);
+        return new EventStream(streamId, streamType, state.Version, state.IsArchived, stored);
     }
+
+    /// <summary>
+    /// Whether a stream of aggregate <paramref name="aggregateType"/> (null: not recorded) can be one of
+    /// <paramref name="streamType"/>. A proplet id that is a UUID keys its stream by that UUID, as a task's id does
+    /// (<see cref="MartenStreamIds"/>): GET /tasks/{a proplet's id}/history answered the proplet's events as a task's, and
+    /// its replay (?version=, ?at=) failed with a 500 folding them into a task. Another type's stream is not found.
+    /// </summary>
+    private static bool Holds(string streamType, Type? aggregateType) => aggregateType is null || streamType switch
+    {
+        TaskAggregate.StreamType => aggregateType == typeof(TaskState),
+        PropletAggregate.StreamType => aggregateType != typeof(TaskState),
+        _ => true,
+    };
+
+    /// <summary>Whether <paramref name="data"/> is an event of <paramref name="streamType"/>'s streams (for a stream whose
+    /// aggregate type was not recorded).</summary>
+    private static bool Holds(string streamType, object data) => streamType switch
+    {
+        TaskAggregate.StreamType => data is TaskEvent,
+        PropletAggregate.StreamType => data is PropletEvent,
+        _ => true,
+    };
 
     /// <summary>An archived stream's events (Marten's FetchStream leaves archived events out; an audit read wants them).</summary>
     private static async Task<IReadOnlyList<IEvent>> ArchivedEventsAsync(IQuerySession session, Guid id, long from, StreamReadOptions options, CancellationToken cancellationToken)

@@ -150,6 +150,20 @@ public sealed class PropletApiTests : IAsyncLifetime
         (await Http.GetAsync($"/proplets/{taskId}", Ct)).StatusCode.ShouldBe(HttpStatusCode.NotFound);
     }
 
+    /// <summary>A proplet whose id is a UUID has its stream under that UUID, as a task has: the task routes do not read
+    /// it as a task's. Before, its history answered the proplet's events and its replay a 500 (folding them into a task).</summary>
+    [Fact]
+    public async Task TheTaskRoutes_OfAPropletsUuid_AreNotFound()
+    {
+        var id = await RegisterAsync("uuid-named");
+
+        (await Http.GetAsync($"/tasks/{id}/history", Ct)).StatusCode.ShouldBe(HttpStatusCode.NotFound);
+        (await Http.GetAsync($"/tasks/{id}?version=1", Ct)).StatusCode.ShouldBe(HttpStatusCode.NotFound);
+        (await Http.GetAsync($"/tasks/{id}?at=2100-01-01T00:00:00Z", Ct)).StatusCode.ShouldBe(HttpStatusCode.NotFound);
+        (await Http.GetAsync($"/tasks/{id}", Ct)).StatusCode.ShouldBe(HttpStatusCode.NotFound);
+        (await Http.GetAsync($"/proplets/{id}", Ct)).StatusCode.ShouldBe(HttpStatusCode.OK);
+    }
+
     /// <summary>A proplet's id is its PROPLET_ENTITY_ID, any string: its metrics are listed (the original checks only
     /// that the id is non-empty on this route); it was a 400 for an id that is not a UUID.</summary>
     [Fact]
