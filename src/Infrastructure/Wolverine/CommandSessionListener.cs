@@ -3,6 +3,7 @@ using Marten;
 using Marten.Services;
 using Propeller.Application.Aggregates;
 using Propeller.Application.EventStore;
+using Propeller.Application.Tasks;
 using Propeller.Domain.Proplets;
 using Propeller.Domain.Tasks;
 using Propeller.Infrastructure.MartenStore;
@@ -93,7 +94,10 @@ public sealed class CommandSessionListener : DocumentSessionListenerBase
             // Its one reader waits for an active task's end: a task that is not active keeps only its version (so an
             // older state committed late cannot take its place), not its spec, whose module may be megabytes.
             _services.Cache.Set(streamId, state is TaskState { IsActive: false } or TaskState { Deleted: true } ? null : state, version);
-            _services.Changes.Notify(streamId, version, state);
+
+            // The live views show the task view (its module redacted) and a stalled /events client holds up to 4096
+            // notices: in the view's form (a large module as its reference), not with megabytes of module each.
+            _services.Changes.Notify(streamId, version, state is TaskState task ? ModuleReference.Referenced(task) : state);
         }
 
         return Task.CompletedTask;

@@ -230,7 +230,8 @@ internal static class TaskEndpoints
     }
 
     private static async Task<IResult> GetAsync(
-        string taskId, HttpRequest request, ITaskQueries queries, AggregateLoader loader, StreamChanges changes, AggregateCache cache, CancellationToken cancellationToken)
+        string taskId, HttpRequest request, ITaskQueries queries, AggregateLoader loader, StreamChanges changes, AggregateCache cache, IHostApplicationLifetime lifetime,
+        CancellationToken cancellationToken)
     {
         if (!TryTaskId(taskId, out var id))
         {
@@ -252,7 +253,7 @@ internal static class TaskEndpoints
                 return ApiResults.BadRequest("wait must be a duration up to 60s (e.g. 5s or 500ms)");
             }
 
-            return await WaitForEndAsync(id, timeout, queries, changes, cache, cancellationToken) is { } waited
+            return await WaitForEndAsync(id, timeout, queries, changes, cache, lifetime.ApplicationStopping, cancellationToken) is { } waited
                 ? Results.Ok(TaskMapping.ToJson(waited))
                 : ApiResults.NotFound("task not found");
         }
@@ -311,10 +312,12 @@ internal static class TaskEndpoints
     /// <see cref="WaitRecheck"/> for changes made by other nodes. When this node appended the task's latest state it
     /// knows (the command cache: committed states only) and it has not ended, the wait starts from it instead of a first
     /// read of the view, which is read after <see cref="FirstRecheck"/> (in case another node moved the task since); an
-    /// ended state is never answered from the cache (another node may have started a new attempt).
+    /// ended state is never answered from the cache (another node may have started a new attempt). When the host begins to
+    /// stop, the task is answered as it is (<paramref name="stopping"/>): a wait held Kestrel's graceful shutdown for up
+    /// to a minute, and the hosted services after it stopped with a cancelled token.
     /// </summary>
     private static async Task<TaskState?> WaitForEndAsync(
-        TaskId id, TimeSpan timeout, ITaskQueries queries, StreamChanges changes, AggregateCache cache, CancellationToken cancellationToken)
+        TaskId id, TimeSpan timeout, ITaskQueries queries, StreamChanges changes, AggregateCache cache, CancellationToken stopping, CancellationToken cancellationToken)
     {
         var stream = TaskAggregate.StreamId(id);
         using var watch = changes.Start(stream);
@@ -325,7 +328,7 @@ internal static class TaskEndpoints
         while (true)
         {
             var left = deadline - Environment.TickCount64;
-            if (state is null || Ended(state) || left <= 0)
+            if (state is null || Ended(state) || left <= 0 || stopping.IsCancellationRequested)
             {
                 return state is { Deleted: true } ? null : state;
             }
@@ -334,7 +337,18 @@ internal static class TaskEndpoints
             // without one, or after the re-check interval (another node may have appended), read the view again.
             var recheck = fromCache ? FirstRecheck : WaitRecheck;
             fromCache = false;
-            var (changed, appended) = await watch.NextAsync(TimeSpan.FromMilliseconds(Math.Min(left, recheck.TotalMilliseconds)), cancellationToken);
+            using var waiting = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, stopping);
+            bool changed;
+            object? appended;
+            try
+            {
+                (changed, appended) = await watch.NextAsync(TimeSpan.FromMilliseconds(Math.Min(left, recheck.TotalMilliseconds)), waiting.Token);
+            }
+            catch (OperationCanceledException) when (stopping.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+            {
+                continue; // answered as it is, above
+            }
+
             state = changed && appended is TaskState known ? known : await queries.GetAsync(id, cancellationToken);
         }
 

@@ -6,7 +6,7 @@ using Microsoft.Extensions.Hosting;
 
 namespace Propeller.Manager.Tests.Events;
 
-/// <summary>GET /events while the host stops: the stream ends and does not hold up the graceful shutdown.</summary>
+/// <summary>GET /events and a long poll while the host stops: they end and do not hold up the graceful shutdown.</summary>
 public sealed class EventStreamShutdownTests : IAsyncLifetime
 {
     private ManagerServer _server = null!;
@@ -40,5 +40,25 @@ public sealed class EventStreamShutdownTests : IAsyncLifetime
 
         rest.ShouldNotContain("hello");
         await events.DisposeAsync();
+    }
+
+    /// <summary>A long poll (<c>?wait=</c>) in flight when the host stops is answered with the task as it is, and does
+    /// not hold up the graceful shutdown (it did, for up to its 60 s).</summary>
+    [Fact]
+    public async Task GivenALongPoll_WhenTheHostStops_ThenItIsAnsweredAndShutdownDoesNotWaitForIt()
+    {
+        var created = await _server.Client.PostAsync("/tasks", new StringContent("""{"name":"waits"}""", System.Text.Encoding.UTF8, "application/json"), Ct);
+        created.StatusCode.ShouldBe(HttpStatusCode.Created);
+        var id = System.Text.Json.JsonDocument.Parse(await created.Content.ReadAsStringAsync(Ct)).RootElement.GetProperty("id").GetString();
+        var waiting = _server.Client.GetAsync($"/tasks/{id}?wait=60s", Ct);
+        await Task.Delay(500, Ct); // the wait has begun
+
+        var clock = Stopwatch.StartNew();
+        await _server.StopAsync();
+        clock.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(10)); // against a 60 s wait and shutdown timeout
+
+        using var answer = await waiting;
+        answer.StatusCode.ShouldBe(HttpStatusCode.OK);
+        System.Text.Json.JsonDocument.Parse(await answer.Content.ReadAsStringAsync(Ct)).RootElement.GetProperty("id").GetString().ShouldBe(id);
     }
 }

@@ -108,6 +108,22 @@ public sealed class EventStreamTests : IAsyncLifetime
         }
     }
 
+    /// <summary>A change is handed to the live views in the task view's form: a large module as its reference. A stalled
+    /// /events client holds up to 4096 changes, and each held the module (up to 4 MiB) before.</summary>
+    [Fact]
+    public async Task GivenATaskWithALargeModule_WhenItsChangeIsFed_ThenTheModuleIsItsReference()
+    {
+        using var subscription = _server.Services.GetRequiredService<StreamChanges>().Subscribe();
+        var module = Convert.ToBase64String(new byte[100 * 1024]);
+        var response = await Http.PostAsync("/tasks", new StringContent($$"""{"name":"large","file":"{{module}}"}""", Encoding.UTF8, "application/json"), Ct);
+        response.StatusCode.ShouldBe(HttpStatusCode.Created);
+
+        var notice = await subscription.Reader.ReadAsync(Ct);
+
+        var file = notice.State.ShouldBeOfType<Propeller.Domain.Tasks.TaskState>().Spec!.File;
+        Propeller.Application.Tasks.ModuleReference.IsReference(file).ShouldBeTrue(file?[..Math.Min(file.Length, 40)]);
+    }
+
     [Fact]
     public async Task GivenASubscriber_WhenItDisconnects_ThenItsSubscriptionEnds()
     {
