@@ -71,16 +71,21 @@ internal static class PropletEndpoints
         return Results.Ok(new PropletPageJson((long)offset, (long)limit, all.Count, page));
     }
 
+    /// <summary>The proplet id a route names: ASP.NET leaves an encoded "/" (%2F) encoded in a route value (every other
+    /// escape is decoded), so an id holding "/" (any PROPLET_ENTITY_ID is taken) was not found by its encoded form. An id
+    /// holding the text "%2F" itself cannot be told from it (its "%" arrives decoded as well).</summary>
+    internal static PropletId FromRoute(string propletId) => new(propletId.Replace("%2F", "/", StringComparison.OrdinalIgnoreCase));
+
     private static async Task<IResult> GetAsync(string propletId, IPropletRegistry registry, ManagerConfig options, TimeProvider time, CancellationToken cancellationToken)
     {
-        return await registry.GetAsync(new PropletId(propletId), cancellationToken) is { } view
+        return await registry.GetAsync(FromRoute(propletId), cancellationToken) is { } view
             ? Results.Ok(ToJson(view, time.GetUtcNow(), options))
             : ApiResults.NotFound("proplet not found");
     }
 
     private static async Task<IResult> DeleteAsync(string propletId, HttpRequest request, IPropletRegistry registry, IMessageBus bus, TimeProvider time, CancellationToken cancellationToken)
     {
-        var id = new PropletId(propletId);
+        var id = FromRoute(propletId);
         var view = await registry.GetAsync(id, cancellationToken);
         var command = new DeleteProplet(id, view?.RunningTasks ?? 0, time.GetUtcNow());
         var result = await bus.InvokeAsync<CommandResult<PropletEvent, PropletState>>(
@@ -100,7 +105,7 @@ internal static class PropletEndpoints
             return ApiResults.BadRequest("invalid offset/limit");
         }
 
-        if (await registry.GetAsync(new PropletId(propletId), cancellationToken) is not { } view)
+        if (await registry.GetAsync(FromRoute(propletId), cancellationToken) is not { } view)
         {
             return ApiResults.NotFound("proplet not found");
         }
@@ -112,7 +117,7 @@ internal static class PropletEndpoints
 
     private static async Task<IResult> SdfAsync(string propletId, IPropletRegistry registry, CancellationToken cancellationToken)
     {
-        return await registry.GetAsync(new PropletId(propletId), cancellationToken) is { } view
+        return await registry.GetAsync(FromRoute(propletId), cancellationToken) is { } view
             ? Results.Ok(SdfDocument.For(view.Id.Value, view.Name))
             : ApiResults.NotFound("proplet not found");
     }

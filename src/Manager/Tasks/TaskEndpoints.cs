@@ -285,7 +285,7 @@ internal static class TaskEndpoints
 
             options = new StreamReadOptions(ToVersion: v);
         }
-        else if (Rfc3339.IsMatch(at!) && DateTimeOffset.TryParse(at, CultureInfo.InvariantCulture, DateTimeStyles.None, out var time))
+        else if (Rfc3339.IsMatch(at = PlusOffset(at!)) && DateTimeOffset.TryParse(at, CultureInfo.InvariantCulture, DateTimeStyles.None, out var time))
         {
             options = new StreamReadOptions(Until: time);
         }
@@ -295,7 +295,18 @@ internal static class TaskEndpoints
         }
 
         var replayed = await loader.LoadAsync(TaskAggregate.Decider, TaskAggregate.StreamId(id), options with { IncludeArchived = true }, cancellationToken);
+        if (options.ToVersion != long.MaxValue && replayed.State is { Exists: true, Deleted: false } && replayed.Version < options.ToVersion)
+        {
+            // Past the stream's end: answered as the current state before, as if it were that version.
+            return ApiResults.NotFound($"task has no version {options.ToVersion} (its latest is {replayed.Version})");
+        }
+
         return Replayed(replayed.State);
+
+        // A query string's "+" reads as a space: "...11:00:00.5+01:00" unencoded arrives as "...11:00:00.5 01:00" (the
+        // offset of the example this route's 400 gives was refused).
+        static string PlusOffset(string text) =>
+            text.Length > 6 && text[^6] == ' ' && char.IsAsciiDigit(text[^5]) && char.IsAsciiDigit(text[^4]) && text[^3] == ':' ? string.Concat(text.AsSpan(0, text.Length - 6), "+", text.AsSpan(text.Length - 5)) : text;
 
         // A task deleted by then is gone at that point, as GET says of it now (its last state is its history's to show).
         static IResult Replayed(TaskState state) => state switch

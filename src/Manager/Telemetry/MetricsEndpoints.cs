@@ -1,7 +1,6 @@
 using System.Text.Json;
 using Propeller.Application.Proplets;
 using Propeller.Application.Telemetry;
-using Propeller.Domain.Proplets;
 using Propeller.Manager.Http;
 
 namespace Propeller.Manager.Telemetry;
@@ -56,8 +55,9 @@ internal static class MetricsEndpoints
             return ApiResults.BadRequest("invalid offset/limit");
         }
 
-        var page = await queries.PropletMetricsAsync(propletId, offset, limit, cancellationToken);
-        if (page.Total == 0 && await registry.GetAsync(new PropletId(propletId), cancellationToken) is null)
+        var id = Proplets.PropletEndpoints.FromRoute(propletId);
+        var page = await queries.PropletMetricsAsync(id.Value, offset, limit, cancellationToken);
+        if (page.Total == 0 && await registry.GetAsync(id, cancellationToken) is null)
         {
             return ApiResults.NotFound("proplet not found");
         }

@@ -196,6 +196,23 @@ public sealed class PropletApiTests : IAsyncLifetime
         (await Http.GetAsync($"/proplets/{id}", Ct)).StatusCode.ShouldBe(HttpStatusCode.NotFound);
     }
 
+    /// <summary>An id holding "/" is reached with it encoded (%2F, which ASP.NET leaves encoded in a route value: it was a
+    /// 404) on every proplet route.</summary>
+    [Fact]
+    public async Task APropletWhoseIdHoldsASlash_IsReachedWithItEncoded()
+    {
+        var id = new PropletId("site-1/edge-" + Guid.NewGuid().ToString("N")[..8]);
+        (await ProposeAsync(new RegisterProplet(id, "Slashed", PropletMetadata.Empty, DateTimeOffset.UtcNow))).Rejection.ShouldBeNull();
+        var route = "/proplets/" + Uri.EscapeDataString(id.Value);
+
+        (await BodyAsync(await Http.GetAsync(route, Ct))).GetProperty("id").GetString().ShouldBe(id.Value);
+        (await Http.GetAsync(route + "/sdf", Ct)).StatusCode.ShouldBe(HttpStatusCode.OK);
+        (await Http.GetAsync(route + "/alive-history", Ct)).StatusCode.ShouldBe(HttpStatusCode.OK);
+        (await Http.GetAsync(route + "/metrics", Ct)).StatusCode.ShouldBe(HttpStatusCode.OK);
+        (await Http.DeleteAsync(route, Ct)).StatusCode.ShouldBe(HttpStatusCode.NoContent);
+        (await Http.GetAsync(route, Ct)).StatusCode.ShouldBe(HttpStatusCode.NotFound);
+    }
+
     [Fact]
     public async Task UnknownIds_Are404()
     {

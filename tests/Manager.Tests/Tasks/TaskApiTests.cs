@@ -631,6 +631,9 @@ public sealed class TaskApiTests : IAsyncLifetime
         (await BodyAsync(await Http.GetAsync($"/tasks/{id}?version=1", Ct))).GetProperty("state").GetInt32().ShouldBe(0);
         (await BodyAsync(await Http.GetAsync($"/tasks/{id}?version=2", Ct))).GetProperty("state").GetInt32().ShouldBe(1);
         (await Http.GetStringAsync($"/tasks/{id}?version=2", Ct)).ShouldBe(await Http.GetStringAsync($"/tasks/{id}", Ct)); // the current version
+        var past = await Http.GetAsync($"/tasks/{id}?version=9", Ct); // past the end: was the current state, as if version 9
+        past.StatusCode.ShouldBe(HttpStatusCode.NotFound);
+        (await BodyAsync(past)).GetProperty("error").GetString().ShouldBe("task has no version 9 (its latest is 2)");
         var createdAt = history[0].GetProperty("timestamp").GetString();
         (await BodyAsync(await Http.GetAsync($"/tasks/{id}?at={Uri.EscapeDataString(createdAt!)}", Ct))).GetProperty("state").GetInt32().ShouldBe(0);
         (await Http.GetAsync($"/tasks/{id}?version=zero", Ct)).StatusCode.ShouldBe(HttpStatusCode.BadRequest);
@@ -645,6 +648,10 @@ public sealed class TaskApiTests : IAsyncLifetime
         }
 
         (await BodyAsync(await Http.GetAsync($"/tasks/{id}?at={Uri.EscapeDataString(createdAt!.Replace('T', ' '))}", Ct))).GetProperty("state").GetInt32().ShouldBe(0);
+
+        // An offset's "+" sent unencoded (it reads as a space in a query string): was refused.
+        var plus = DateTimeOffset.Parse(createdAt!, System.Globalization.CultureInfo.InvariantCulture).ToOffset(TimeSpan.FromHours(1)).ToString("yyyy-MM-dd'T'HH:mm:ss.fffffffzzz", System.Globalization.CultureInfo.InvariantCulture);
+        (await BodyAsync(await Http.GetAsync($"/tasks/{id}?at={plus}", Ct))).GetProperty("state").GetInt32().ShouldBe(0);
         var both = await Http.GetAsync($"/tasks/{id}?version=1&at={Uri.EscapeDataString(createdAt!)}", Ct);
         both.StatusCode.ShouldBe(HttpStatusCode.BadRequest);
         (await BodyAsync(both)).GetProperty("error").GetString().ShouldBe("version and at cannot be combined");

@@ -34,7 +34,7 @@ export async function render(page, _params, query) {
     const metrics = await mapLimited(list.proplets, 4, (p) => latestMetrics(p.id, page.signal));
     const now = Date.now();
     body.replaceChildren(...list.proplets.map((p, i) => h('tr', { dataset: { id: p.id } },
-      h('td', { class: 'mono' }, h('a', { href: `#/proplets/${p.id}` }, p.id)),
+      h('td', { class: 'mono' }, h('a', { href: `#/proplets/${encodeURIComponent(p.id)}` }, p.id)),
       h('td', {}, p.name),
       h('td', {}, h('span', { class: `alive ${p.alive ? 'yes' : 'no'}` }, p.alive ? 'alive' : 'offline')),
       h('td', {}, p.task_count),

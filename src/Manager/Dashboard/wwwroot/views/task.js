@@ -24,7 +24,7 @@ function decisions(entry) {
 function summary(task) {
   return fields([
     ['State', stateBadge(task.state)],
-    ['Proplet', task.proplet_id ? h('a', { href: `#/proplets/${task.proplet_id}`, class: 'mono' }, task.proplet_id) : ''],
+    ['Proplet', task.proplet_id ? h('a', { href: `#/proplets/${encodeURIComponent(task.proplet_id)}`, class: 'mono' }, task.proplet_id) : ''],
     ['Created', stamp(task.created_at)],
     ['Started', stamp(task.start_time)],
     ['Finished', stamp(task.finish_time)],

@@ -6,7 +6,7 @@ import { redrawer } from '../redraw.js';
 
 const LIMIT = 50;
 
-const propletLink = (t) => t.proplet_id ? h('a', { href: `#/proplets/${t.proplet_id}` }, t.proplet_id.slice(0, 8)) : '';
+const propletLink = (t) => t.proplet_id ? h('a', { href: `#/proplets/${encodeURIComponent(t.proplet_id)}` }, t.proplet_id.slice(0, 8)) : '';
 
 export async function render(page, _params, query) {
   const state = query.get('state') ?? '';
