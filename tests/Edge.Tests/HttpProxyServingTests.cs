@@ -114,6 +114,52 @@ public sealed class HttpProxyServingTests : IAsyncDisposable
     }
 
     /// <summary>
+    /// Requests are admitted (the bound's Running and Queued) before their bodies are read: with room for two, a third
+    /// upload whose body has not come is answered 503 at once, while the two admitted ones wait for theirs. Before, every
+    /// connection's body was read in full first (up to Kestrel's 30 MB each, connections unbounded), then the rest refused.
+    /// </summary>
+    [Fact]
+    public async Task GivenUploadsWhoseBodiesHaveNotCome_WhenMoreArriveThanTheBound_ThenTheRestAre503AtOnce()
+    {
+        using var runtime = new InProcessRuntime(_settings, NullLogger<InProcessRuntime>.Instance) { HttpProxyBound = (1, 1) };
+        var port = FreePort();
+        using var task = new RunningTask(new StartRequest(
+            new StartMessage { Id = "uploads", Name = "proxy", CliArgs = ["--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture)] },
+            new TaskLimits(null, null, null),
+            MonitoringProfile.Standard));
+        var serving = runtime.RunAsync(task, Components.Proxy, Ct);
+        (await task.Started.WaitAsync(TimeSpan.FromSeconds(60), Ct)).ShouldBe($"started at port {port}");
+
+        var uploads = new List<System.Net.Sockets.TcpClient>();
+        try
+        {
+            for (var i = 0; i < 3; i++)
+            {
+                var client = new System.Net.Sockets.TcpClient();
+                uploads.Add(client);
+                await client.ConnectAsync(IPAddress.Loopback, port, Ct);
+                await client.GetStream().WriteAsync(Encoding.ASCII.GetBytes($"POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10000000\r\n\r\nfirst bytes"), Ct);
+                await Task.Delay(200, Ct); // admitted in order
+            }
+
+            var buffer = new byte[256];
+            var read = await uploads[2].GetStream().ReadAsync(buffer, Ct).AsTask().WaitAsync(TimeSpan.FromSeconds(20), Ct);
+            Encoding.ASCII.GetString(buffer, 0, read).ShouldStartWith("HTTP/1.1 503");
+            uploads[0].GetStream().DataAvailable.ShouldBeFalse("the admitted uploads wait for their bodies");
+        }
+        finally
+        {
+            foreach (var client in uploads)
+            {
+                client.Dispose();
+            }
+        }
+
+        task.Abort(StopReason.Stopped);
+        (await serving.WaitAsync(TimeSpan.FromSeconds(60), Ct)).Error.ShouldBe("Task uploads was stopped before completion");
+    }
+
+    /// <summary>
     /// A served task's requests run their guests on guest threads, a bounded number at once: with one running and two
     /// waiting, a burst of eight spinning requests gets 503 with Retry-After for those beyond the bound, at once, while
     /// each admitted one ends at its time limit; the .NET pool meanwhile runs other work. On Kestrel's threads every

@@ -100,10 +100,56 @@ public sealed partial class InProcessRuntime
 
     private async Task HandleAsync(RunningTask task, HttpProxyComponent proxy, ProxyGate gate, HttpContext context)
     {
+        // Admitted (a place among the bound's Running and Queued) before the body is read: a request turned away costs no
+        // body, and only admitted ones hold one. Before, every connection's body was read in full first (Kestrel allows
+        // 30 MB each, and connections are not bounded), then most were refused.
+        if (!gate.TryAdmit())
+        {
+            await RefuseAsync(context, task);
+            return;
+        }
+
+        var admitted = true;
+        try
+        {
+            await ServeAdmittedAsync(task, proxy, gate, context, () => admitted = false);
+        }
+        finally
+        {
+            if (admitted)
+            {
+                gate.Leave();
+            }
+        }
+    }
+
+    private static Task RefuseAsync(HttpContext context, RunningTask task)
+    {
+        // Over the bound, or the task stopped while the request waited.
+        context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
+        context.Response.Headers.RetryAfter = "1";
+        context.Response.ContentType = "text/plain; charset=utf-8";
+        return context.Response.WriteAsync(task.Aborted.IsCancellationRequested
+            ? "HTTP proxy component is stopping\n"
+            : "HTTP proxy component is busy: too many requests at once\n", context.RequestAborted);
+    }
+
+    /// <summary>An admitted request: its body read (one copy when its length is announced), a running slot awaited, the
+    /// guest run; <paramref name="ran"/> is called once the slot is the request's (its release is then the run's).</summary>
+    private async Task ServeAdmittedAsync(RunningTask task, HttpProxyComponent proxy, ProxyGate gate, HttpContext context, Action ran)
+    {
         var request = context.Request;
         byte[] body;
-        using (var buffer = new MemoryStream())
+        // Sized from Content-Length only within Kestrel's body limit (a header claiming 2 GB must not allocate it: beyond
+        // the limit the read below fails as Kestrel's 413).
+        if (request.ContentLength is { } length && length <= (context.Features.Get<IHttpMaxRequestBodySizeFeature>()?.MaxRequestBodySize ?? 0))
         {
+            body = GC.AllocateUninitializedArray<byte>((int)length);
+            await request.Body.ReadExactlyAsync(body, context.RequestAborted);
+        }
+        else
+        {
+            using var buffer = new MemoryStream();
             await request.Body.CopyToAsync(buffer, context.RequestAborted);
             body = buffer.ToArray();
         }
@@ -120,18 +166,13 @@ public sealed partial class InProcessRuntime
         var target = context.Features.Get<IHttpRequestFeature>()?.RawTarget is { Length: > 0 } raw ? raw : request.Path + request.QueryString;
         var incoming = new HttpProxyRequest(request.Method, target, request.Scheme, request.Host.Value ?? "", headers, body);
         using var waiting = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, task.Aborted);
-        if (!await gate.EnterAsync(waiting.Token))
+        if (!await gate.RunAsync(waiting.Token))
         {
-            // Over the bound, or the task stopped while the request waited.
-            context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
-            context.Response.Headers.RetryAfter = "1";
-            context.Response.ContentType = "text/plain; charset=utf-8";
-            await context.Response.WriteAsync(task.Aborted.IsCancellationRequested
-                ? "HTTP proxy component is stopping\n"
-                : "HTTP proxy component is busy: too many requests at once\n", context.RequestAborted);
+            await RefuseAsync(context, task);
             return;
         }
 
+        ran();
         HttpProxyResponse response;
         try
         {
@@ -206,9 +247,11 @@ public sealed partial class InProcessRuntime
     private sealed class ProxyGate(int running, int queued) : IDisposable
     {
         private readonly SemaphoreSlim _running = new(running, running);
-        private int _admitted; // running + waiting
+        private int _admitted; // running + waiting (reading its body, or for a slot)
 
-        public async Task<bool> EnterAsync(CancellationToken cancellationToken)
+        /// <summary>A place among Running + Queued; false beyond them. Then <see cref="RunAsync"/>, or
+        /// <see cref="Leave"/> when the request ends before it.</summary>
+        public bool TryAdmit()
         {
             if (Interlocked.Increment(ref _admitted) > running + queued)
             {
@@ -216,6 +259,13 @@ public sealed partial class InProcessRuntime
                 return false;
             }
 
+            return true;
+        }
+
+        /// <summary>Waits for a running slot for an admitted request; false (still admitted: <see cref="Leave"/>) when
+        /// cancelled first.</summary>
+        public async Task<bool> RunAsync(CancellationToken cancellationToken)
+        {
             try
             {
                 await _running.WaitAsync(cancellationToken);
@@ -223,12 +273,14 @@ public sealed partial class InProcessRuntime
             }
             catch (OperationCanceledException)
             {
-                Interlocked.Decrement(ref _admitted);
                 return false;
             }
         }
 
-        /// <summary>After a true <see cref="EnterAsync"/>, once the request's guest is done.</summary>
+        /// <summary>An admitted request that did not run ends.</summary>
+        public void Leave() => Interlocked.Decrement(ref _admitted);
+
+        /// <summary>After a true <see cref="RunAsync"/>, once the request's guest is done.</summary>
         public void Exit()
         {
             _running.Release();
