@@ -113,6 +113,20 @@ public sealed class HttpProxyServingTests : IAsyncDisposable
         await WaitUntilAsync(() => HttpProxyServer.Free(port));
     }
 
+    /// <summary>A listen the system refuses for another reason than a port in use (an address not on this host here; a
+    /// port below 1024 without the right to it elsewhere) is the bind error, not an exception out of the start (it was the
+    /// task's internal error).</summary>
+    [Fact]
+    public async Task GivenAnAddressThatCannotBeBound_WhenTheProxyStarts_ThenItIsTheBindError()
+    {
+        var port = FreePort();
+
+        var (server, error) = await HttpProxyServer.StartAsync(port, port, _ => Task.CompletedTask, Ct, IPAddress.Parse("192.0.2.1"));
+
+        server.ShouldBeNull();
+        error.ShouldStartWith($"Failed to bind HTTP proxy to port {port}: ");
+    }
+
     /// <summary>
     /// Requests are admitted (the bound's Running and Queued) before their bodies are read: with room for two, a third
     /// upload whose body has not come is answered 503 at once, while the two admitted ones wait for theirs. Before, every

@@ -52,6 +52,33 @@ public sealed class RunCommandTests
         }
     }
 
+    /// <summary>--invoke on a reactor: its _initialize runs first (as wasmtime run does; it was not called, and the export
+    /// ran uninitialized), floats print as Rust's Display (they were "1E+20" and "Infinity") and are read in Rust's syntax
+    /// ("1,000" was taken).</summary>
+    [Fact]
+    public async Task GivenAReactor_WhenAnExportIsInvoked_ThenItIsInitializedFirstAndFloatsReadAndPrintAsWasmtimes()
+    {
+        var module = Path.Combine(Path.GetTempPath(), "reactor-" + Guid.NewGuid().ToString("N") + ".wasm");
+        await File.WriteAllBytesAsync(module, Wat.ToWasm("""
+            (module
+              (global $ready (mut i32) (i32.const 0))
+              (func (export "_initialize") (global.set $ready (i32.const 1)))
+              (func (export "ready") (result i32) (global.get $ready))
+              (func (export "times") (param f64 f64) (result f64) (f64.mul (local.get 0) (local.get 1))))
+            """), Ct);
+        try
+        {
+            (await RunAsync(["--invoke", "ready", module])).ShouldBe((0, "1\n", ""));
+            (await RunAsync(["--invoke", "times", module, "1e10", "1e10"])).ShouldBe((0, "100000000000000000000\n", ""));
+            (await RunAsync(["--invoke", "times", module, "inf", "2"])).ShouldBe((0, "inf\n", ""));
+            (await RunAsync(["--invoke", "times", module, "1,000", "2"])).Code.ShouldNotBe(0);
+        }
+        finally
+        {
+            File.Delete(module);
+        }
+    }
+
     /// <summary>A file that is no WebAssembly, or a directory, is one plain line (it was Wasmtime's "magic header not
     /// detected: bad magic number - expected=[: 0x0,..." and "Access to the path … is denied").</summary>
     [Fact]

@@ -94,8 +94,10 @@ internal sealed class HttpProxyServer : IAsyncDisposable
             {
                 return (await ListenAsync(address, fixedPort, handler, cancellationToken), null);
             }
-            catch (IOException ex)
+            catch (Exception ex) when (ex is IOException or SocketException)
             {
+                // IOException: Kestrel's "address in use"; SocketException: the rest, e.g. a port below 1024 without the
+                // right to bind it (it escaped as the task's internal error).
                 return (null, $"Failed to bind HTTP proxy to port {fixedPort}: {ex.Message}");
             }
         }
@@ -112,9 +114,9 @@ internal sealed class HttpProxyServer : IAsyncDisposable
             {
                 return (await ListenAsync(address, candidate, handler, cancellationToken), null);
             }
-            catch (IOException)
+            catch (Exception ex) when (ex is IOException or SocketException)
             {
-                // taken between the probe and Kestrel's bind: try the next one
+                // taken between the probe and Kestrel's bind, or not ours to bind: try the next one
             }
         }
 

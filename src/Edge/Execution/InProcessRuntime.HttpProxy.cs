@@ -55,7 +55,18 @@ public sealed partial class InProcessRuntime
         using var gate = new ProxyGate(HttpProxyBound.Running, HttpProxyBound.Queued);
         using (proxy)
         {
-            var (server, bindError) = await HttpProxyServer.StartAsync(port, _settings.HttpProxyPort, context => HandleAsync(task, proxy, gate, context), task.Aborted, ProxyAddress);
+            HttpProxyServer? server;
+            string? bindError;
+            try
+            {
+                (server, bindError) = await HttpProxyServer.StartAsync(port, _settings.HttpProxyPort, context => HandleAsync(task, proxy, gate, context), task.Aborted, ProxyAddress);
+            }
+            catch (OperationCanceledException) when (task.Aborted.IsCancellationRequested)
+            {
+                // Stopped while Kestrel started: the stopped result, not the task's internal error.
+                return Stopped(task) ?? TaskOutcome.Failure($"Task {task.Id} was stopped before completion");
+            }
+
             if (server is null)
             {
                 return TaskOutcome.Failure(bindError!);

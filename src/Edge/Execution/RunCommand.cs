@@ -145,6 +145,13 @@ public static class RunCommand
                 return 0;
             }
 
+            // A reactor is initialized before its export is called, as wasmtime run --invoke (and the in-process runtime,
+            // spec §2.4 step 3) does: a Go wasmexport or C reactor module ran uninitialized here (a trap, wrong values).
+            if (options.Invoke != "_initialize" && instance.GetFunction("_initialize") is { } initialize)
+            {
+                initialize.Invoke();
+            }
+
             var function = instance.GetFunction(options.Invoke);
             if (function is null)
             {
@@ -322,17 +329,16 @@ public static class RunCommand
     {
         ValueKind.Int32 => text.StartsWith('-') ? int.Parse(text, CultureInfo.InvariantCulture) : (int)uint.Parse(text, CultureInfo.InvariantCulture),
         ValueKind.Int64 => text.StartsWith('-') ? long.Parse(text, CultureInfo.InvariantCulture) : (long)ulong.Parse(text, CultureInfo.InvariantCulture),
-        ValueKind.Float32 => float.Parse(text, CultureInfo.InvariantCulture),
-        ValueKind.Float64 => double.Parse(text, CultureInfo.InvariantCulture),
+        // Floats in Rust's syntax, as wasmtime reads them (float.Parse took "1,000" and "Infinity").
+        ValueKind.Float32 or ValueKind.Float64 => ValueText.TryParse(kind, text, out var value, out var error) ? value : throw new FormatException(error),
         _ => throw new FormatException($"cannot pass a {kind} argument from the command line"),
     };
 
+    /// <summary>A result as wasmtime run --invoke prints it: floats in Rust's Display ("inf", no exponent), as the
+    /// in-process runtime's results (they were "Infinity", "1E+20").</summary>
     private static string Format(object? value) => value switch
     {
-        int i32 => i32.ToString(CultureInfo.InvariantCulture),
-        long i64 => i64.ToString(CultureInfo.InvariantCulture),
-        float f32 => f32.ToString("R", CultureInfo.InvariantCulture),
-        double f64 => f64.ToString("R", CultureInfo.InvariantCulture),
+        int or long or float or double => ValueText.Format(value),
         null => "null",
         _ => value.ToString() ?? "ref",
     };
