@@ -120,14 +120,22 @@ public sealed partial class InProcessRuntime
             return;
         }
 
-        var admitted = true;
+        var running = false;
         try
         {
-            await ServeAdmittedAsync(task, proxy, gate, context, () => admitted = false);
+            var incoming = await ReadRequestAsync(context);
+            using var waiting = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, task.Aborted);
+            if (!(running = await gate.RunAsync(waiting.Token)))
+            {
+                await RefuseAsync(context, task);
+                return;
+            }
+
+            await ServeAsync(task, proxy, gate, incoming, context);
         }
         finally
         {
-            if (admitted)
+            if (!running)
             {
                 gate.Leave();
             }
@@ -145,9 +153,8 @@ public sealed partial class InProcessRuntime
             : "HTTP proxy component is busy: too many requests at once\n", context.RequestAborted);
     }
 
-    /// <summary>An admitted request: its body read (one copy when its length is announced), a running slot awaited, the
-    /// guest run; <paramref name="ran"/> is called once the slot is the request's (its release is then the run's).</summary>
-    private async Task ServeAdmittedAsync(RunningTask task, HttpProxyComponent proxy, ProxyGate gate, HttpContext context, Action ran)
+    /// <summary>The request as the component gets it, its body read (into one array when its length is announced).</summary>
+    private static async Task<HttpProxyRequest> ReadRequestAsync(HttpContext context)
     {
         var request = context.Request;
         byte[] body;
@@ -175,15 +182,12 @@ public sealed partial class InProcessRuntime
         }
 
         var target = context.Features.Get<IHttpRequestFeature>()?.RawTarget is { Length: > 0 } raw ? raw : request.Path + request.QueryString;
-        var incoming = new HttpProxyRequest(request.Method, target, request.Scheme, request.Host.Value ?? "", headers, body);
-        using var waiting = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, task.Aborted);
-        if (!await gate.RunAsync(waiting.Token))
-        {
-            await RefuseAsync(context, task);
-            return;
-        }
+        return new HttpProxyRequest(request.Method, target, request.Scheme, request.Host.Value ?? "", headers, body);
+    }
 
-        ran();
+    /// <summary>Runs an admitted request that has its running slot (released here) and writes its answer.</summary>
+    private async Task ServeAsync(RunningTask task, HttpProxyComponent proxy, ProxyGate gate, HttpProxyRequest incoming, HttpContext context)
+    {
         HttpProxyResponse response;
         try
         {
@@ -196,7 +200,7 @@ public sealed partial class InProcessRuntime
 
         if (response.Error is { } error)
         {
-            EdgeLog.HttpProxyRequestFailed(_logger, task.Id, request.Method, target, error, response.Stderr.Length > 0 ? ", stderr: " + response.Stderr.TrimEnd() : "");
+            EdgeLog.HttpProxyRequestFailed(_logger, task.Id, incoming.Method, incoming.PathWithQuery, error, response.Stderr.Length > 0 ? ", stderr: " + response.Stderr.TrimEnd() : "");
             context.Response.StatusCode = StatusCodes.Status500InternalServerError;
             context.Response.ContentType = "text/plain; charset=utf-8";
             await context.Response.WriteAsync($"HTTP proxy component failed: {error}\n", context.RequestAborted);

@@ -144,21 +144,14 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
                         app = reader.TokenType == JsonTokenType.Null ? null : reader.GetString();
                         break;
                     case 2 or 3:
-                        // A number out of Int32's range was read as a FormatException, "data is not valid base64".
-                        if (reader.TokenType == JsonTokenType.Number && !reader.TryGetInt32(out _))
+                        // A number out of Int32's range was read as a FormatException, "data is not valid base64" (another
+                        // token throws as before: not the expected shape).
+                        if (!reader.TryGetInt32(out var number))
                         {
                             return Counted($"{(field == 2 ? "chunk_idx" : "total_chunks")} {Encoding.UTF8.GetString(reader.ValueSpan)} is out of range");
                         }
 
-                        if (field == 2)
-                        {
-                            index = reader.GetInt32();
-                        }
-                        else
-                        {
-                            total = reader.GetInt32();
-                        }
-
+                        (index, total) = field == 2 ? (number, total) : (index, number);
                         break;
                     case 4:
                         hasData = true;
@@ -171,12 +164,19 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
                         sha256 = reader.TokenType == JsonTokenType.Null ? null : reader.GetString();
                         break;
                     case 6:
-                        if (reader.TokenType == JsonTokenType.Number && !reader.TryGetInt64(out _))
+                        if (reader.TokenType == JsonTokenType.Null)
+                        {
+                            size = null;
+                        }
+                        else if (reader.TryGetInt64(out var bytes))
+                        {
+                            size = bytes;
+                        }
+                        else
                         {
                             return Counted($"size {Encoding.UTF8.GetString(reader.ValueSpan)} is out of range");
                         }
 
-                        size = reader.TokenType == JsonTokenType.Null ? null : reader.GetInt64();
                         break;
                     default:
                         reader.Skip();
@@ -423,7 +423,11 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
             }
             else if (entry.Received < entry.Total)
             {
-                EvictUnclaimedOverBound(app);
+                if (!_waiters.ContainsKey(app))
+                {
+                    EvictUnclaimedOverBound(app); // only an assembly nobody waits for adds to what they hold
+                }
+
                 return null;
             }
             else

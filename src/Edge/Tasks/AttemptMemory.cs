@@ -68,4 +68,8 @@ internal readonly record struct Run(int Attempt, int Dispatch)
 
     /// <summary>Whether this run is <paramref name="other"/> or one before it.</summary>
     public bool IsAtMost(Run other) => Attempt != other.Attempt ? Attempt < other.Attempt : Dispatch <= other.Dispatch;
+
+    /// <summary>Whether this run is a later dispatch of <paramref name="earlier"/>'s attempt (the task dispatched back to a
+    /// proplet that still has the earlier one: that one becomes this).</summary>
+    public bool IsLaterDispatchOf(Run? earlier) => earlier is { } other && Attempt == other.Attempt && Dispatch > other.Dispatch;
 }

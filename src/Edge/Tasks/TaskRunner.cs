@@ -255,7 +255,7 @@ public sealed class TaskRunner : IAsyncDisposable
                 return;
             }
 
-            if (request.Run is { } later && earlier.Run is { } running && later.Attempt == running.Attempt && later.Dispatch > running.Dispatch)
+            if (request.Run is { } later && later.IsLaterDispatchOf(earlier.Run))
             {
                 // Dispatched back here while it runs (the proplet was taken for gone, the task re-dispatched): this run
                 // is the later dispatch from now on. The manager, which found the run held here while the task waited,
@@ -311,7 +311,7 @@ public sealed class TaskRunner : IAsyncDisposable
                 }
 
                 admission.Dispose();
-                if (request.Run is { } later && earlier.Run is { } admitting && later.Attempt == admitting.Attempt && later.Dispatch > admitting.Dispatch)
+                if (request.Run is { } later && later.IsLaterDispatchOf(earlier.Run))
                 {
                     earlier.Adopt(later.Dispatch);
                     EdgeLog.RunAdoptsDispatch(_logger, request.Id, later.Attempt, later.Dispatch);

@@ -161,11 +161,6 @@ public sealed class MartenEventStore : IEventStore
                 break;
             }
 
-            if (!Holds(streamType, e.Data))
-            {
-                return null; // another type's stream under the same Guid (below)
-            }
-
             stored.Add(ToStored(streamId, e));
             next = e.Version + 1;
         }
@@ -177,7 +172,8 @@ public sealed class MartenEventStore : IEventStore
     /// Whether a stream of aggregate <paramref name="aggregateType"/> (null: not recorded) can be one of
     /// <paramref name="streamType"/>. A proplet id that is a UUID keys its stream by that UUID, as a task's id does
     /// (<see cref="MartenStreamIds"/>): GET /tasks/{a proplet's id}/history answered the proplet's events as a task's, and
-    /// its replay (?version=, ?at=) failed with a 500 folding them into a task. Another type's stream is not found.
+    /// its replay (?version=, ?at=) failed with a 500 folding them into a task. Another type's stream is not found. Every
+    /// stream the product starts records its type (a task's TaskState, a proplet's its document).
     /// </summary>
     private static bool Holds(string streamType, Type? aggregateType) => aggregateType is null || streamType switch
     {
@@ -186,14 +182,6 @@ public sealed class MartenEventStore : IEventStore
         _ => true,
     };
 
-    /// <summary>Whether <paramref name="data"/> is an event of <paramref name="streamType"/>'s streams (for a stream whose
-    /// aggregate type was not recorded).</summary>
-    private static bool Holds(string streamType, object data) => streamType switch
-    {
-        TaskAggregate.StreamType => data is TaskEvent,
-        PropletAggregate.StreamType => data is PropletEvent,
-        _ => true,
-    };
 
     /// <summary>An archived stream's events (Marten's FetchStream leaves archived events out; an audit read wants them).</summary>
     private static async Task<IReadOnlyList<IEvent>> ArchivedEventsAsync(IQuerySession session, Guid id, long from, StreamReadOptions options, CancellationToken cancellationToken)

@@ -332,6 +332,7 @@ internal static class TaskEndpoints
     {
         var stream = TaskAggregate.StreamId(id);
         using var watch = changes.Start(stream);
+        using var waiting = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, stopping);
         var deadline = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
         // An ended state from the cache is confirmed by the view: another node may have started the task again since.
         var fromCache = cache.TryGet<TaskState>(stream, out var cached) && cached.State.Exists && !Ended(cached.State);
@@ -348,7 +349,6 @@ internal static class TaskEndpoints
             // without one, or after the re-check interval (another node may have appended), read the view again.
             var recheck = fromCache ? FirstRecheck : WaitRecheck;
             fromCache = false;
-            using var waiting = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, stopping);
             bool changed;
             object? appended;
             try

@@ -21,6 +21,10 @@ public sealed class RegistryAuth(RegistryCredentials? credentials, TimeProvider 
     /// <summary>The most of a token service's answer read.</summary>
     private const long MaxTokenAnswerBytes = 1 << 20;
 
+    /// <summary>The API host the credentials are for: PROXY_REGISTRY_URL's Docker Hub names (docker.io, index.docker.io)
+    /// are served by registry-1.docker.io, the host requests go to (they never matched before).</summary>
+    private readonly string? _credentialsHost = credentials is null ? null : ImageReference.ApiHostOf(credentials.Host.ToLowerInvariant());
+
     private readonly ConcurrentDictionary<string, bool> _basicHosts = new(StringComparer.OrdinalIgnoreCase);
     private readonly ConcurrentDictionary<(string Host, string Scope), (string Token, DateTimeOffset Expires)> _tokens = new();
 
@@ -180,7 +184,7 @@ public sealed class RegistryAuth(RegistryCredentials? credentials, TimeProvider 
     private static AuthenticationHeaderValue Bearer(string token) => new("Bearer", token);
 
     private RegistryCredentials? For(string host) =>
-        credentials is not null && string.Equals(ImageReference.ApiHostOf(credentials.Host.ToLowerInvariant()), host, StringComparison.OrdinalIgnoreCase) ? credentials : null;
+        credentials is not null && string.Equals(_credentialsHost, host, StringComparison.OrdinalIgnoreCase) ? credentials : null;
 
     private static AuthenticationHeaderValue Basic(string user, string password) =>
         new("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes($"{user}:{password}")));
