@@ -180,9 +180,8 @@ public sealed partial class HeldTasksReconciler(WolverinePlacement placement, IT
 
             // Re-dispatched since that run began (the proplet was taken for gone, then came back): the attempt is the same,
             // its dispatch count is past the run's. The stop names the dispatch, so a later dispatch of the attempt
-            // elsewhere is left alone. Not when the task runs on this proplet again: the proplet kept the earlier run
-            // (a start of the same attempt is a duplicate there), and that run's result, which names only the attempt,
-            // is the one the task waits for; stopped, its "stopped" result would fail the task.
+            // elsewhere is left alone. Not when the task runs on this proplet again: its start is sent again instead
+            // (Lacks), and the proplet takes the later dispatch for the run it holds; stopped, that run would end the task.
             var superseded = state.Attempt == attempt && dispatch < state.Dispatch
                              && !(state.Status == TaskStatus.Running && state.PropletId == report.PropletId);
             if (!state.Exists || !(ended || superseded))
@@ -199,12 +198,15 @@ public sealed partial class HeldTasksReconciler(WolverinePlacement placement, IT
 
     /// <summary>Whether <paramref name="task"/>, running on the reporting proplet, was dispatched long enough before the
     /// report for its start to have arrived (or before <paramref name="lostBefore"/>: the proplet's connection without a
-    /// session since cannot be receiving it), and the report lacks its current attempt (one held without an attempt
-    /// counts as held).</summary>
+    /// session since cannot be receiving it), and the report lacks its current attempt and dispatch (one held without
+    /// an attempt or dispatch counts as held). A run of an earlier dispatch (the task was dispatched again to this
+    /// proplet, whose start of it was lost) is lacking: its result would be ignored, and the proplet takes the start of
+    /// the later dispatch for the run it holds (TaskRunner's admission).</summary>
     private bool Lacks(ReconcileHeldTasks report, TaskState task, DateTimeOffset? lostBefore) =>
         task.PropletId == report.PropletId
         && (task.StartTime <= report.ReportedAt - ResendAfter || task.StartTime < lostBefore)
-        && !(report.Held.TryGetValue(task.Id.Value, out var run) && (run.Attempt is null || run.Attempt == task.Attempt));
+        && !(report.Held.TryGetValue(task.Id.Value, out var run)
+             && (run.Attempt is null || (run.Attempt == task.Attempt && (run.Dispatch is null || run.Dispatch >= task.Dispatch))));
 
     [LoggerMessage(EventId = 6103, Level = LogLevel.Warning, Message = "Task {TaskId} (attempt {Attempt}) runs on proplet {PropletId} by the manager's record, but the proplet does not hold it: its start is sent again")]
     private static partial void LogStartResent(ILogger logger, string taskId, int attempt, string propletId);

@@ -11,7 +11,7 @@ namespace Propeller.Manager.Wolverine;
 /// recovered from a dead node, can find its task stopped, deleted, ended or dispatched again elsewhere as a newer
 /// attempt. Published as it was, it ran an attempt the manager had given up (twice, when the new attempt ran too). A
 /// start older than <see cref="CheckAfter"/> is compared with the task as it is now and dropped, logged and counted
-/// (<c>manager_late_starts_dropped</c>) when it no longer starts the current attempt; a start on time is published
+/// (<c>manager_late_starts_dropped</c>) when it no longer starts the current run (attempt and dispatch); a start on time is published
 /// without a read.
 /// </summary>
 public sealed partial class LateStarts(IDocumentStore store, TimeProvider time, ILogger<LateStarts> logger)
@@ -51,9 +51,12 @@ public sealed partial class LateStarts(IDocumentStore store, TimeProvider time, 
         await using var session = store.QuerySession();
         var task = await session.LoadAsync<TaskState>(new TaskId(id), cancellationToken);
         var now = task is { Exists: true, Deleted: false } ? task : null;
-        // A serving task's run goes on too: its start is sent again when its proplet lost it (HeldTasks).
-        var current = now is { IsActive: true } or { IsServing: true }
+        // A run that goes on (a serving task's too: its start is sent again when its proplet lost it, HeldTasks) of the
+        // start's attempt and dispatch: a task dispatched again since (Scheduled once more, or Running again, even on
+        // the same proplet) has given up the run this start begins.
+        var current = now is { RunGoesOn: true }
             && now.Attempt == (start.Attempt ?? 0)
+            && (start.Dispatch is null || start.Dispatch == now.Dispatch)
             && (start.Broadcast || string.Equals(now.PropletId, start.PropletId, StringComparison.Ordinal));
         if (current)
         {

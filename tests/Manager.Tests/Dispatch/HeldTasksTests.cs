@@ -380,6 +380,32 @@ public sealed class HeldTasksTests : IAsyncLifetime
     }
 
     /// <summary>
+    /// A task dispatched again to the proplet it ran on (taken for gone after its Last Will, then back) whose second
+    /// start the proplet never got: the proplet reports the first dispatch's run, whose result the manager would ignore
+    /// (it names the first dispatch), so the task would stay Running for ever (a daemon) or wait for a later report. The
+    /// current dispatch's start is sent again (the proplet takes it for the run it holds), as for a run it lacks.
+    /// </summary>
+    [Fact]
+    public async Task GivenATaskDispatchedAgainToItsProplet_WhenThePropletReportsTheEarlierDispatch_ThenTheCurrentStartIsSentAgain()
+    {
+        await using var run = await RunningOnABeatingPropletAsync();
+        var (starts, proplet, id) = (run.Starts, run.Proplet, run.Id);
+        await run.Heartbeats.DisposeAsync();
+        await PublishAsync(proplet, "control/proplet/alive", JsonSerializer.Serialize(new { proplet_id = _propletId, status = "offline" }));
+        await ManagerWaits.UntilAsync(async () => !(await Http.GetFromJsonAsync<JsonElement>($"/proplets/{_propletId}", Ct)).GetProperty("alive").GetBoolean(), "the proplet offline", detail: _server.Warnings.ToString);
+        await PublishAsync(proplet, "control/proplet/create", JsonSerializer.Serialize(new { proplet_id = _propletId, @namespace = "default", metadata = new { hostname = "sim" } }));
+        (await NextAsync(starts)).GetProperty("dispatch").GetInt32().ShouldBe(2); // past the delay: lost on its way, as the proplet goes
+
+        await PublishAsync(proplet, "control/proplet/create", $$"""{"proplet_id":"{{_propletId}}","tasks":[{"task_id":"{{id}}","attempt":1,"dispatch":1}]}""");
+
+        var again = await NextAsync(starts);
+        (again.GetProperty("id").GetString(), again.GetProperty("attempt").GetInt32(), again.GetProperty("dispatch").GetInt32()).ShouldBe((id, 1, 2));
+        (await TypesAsync(id)).ShouldBe([
+            "task.created.v1", "task.start_requested.v1", "task.dispatched.v1", "task.redispatch_requested.v1", "task.dispatched.v1", "task.start_resent.v1"]);
+        _stops.Reader.TryRead(out var stop).ShouldBeFalse($"the run stopped: {stop}");
+    }
+
+    /// <summary>
     /// A proplet restarts right after a task was dispatched to it (its Last Will, then a new process that holds nothing).
     /// Its report, sent as it connects, says the broker kept no session: the start sent before it went away is not on its
     /// way, so it is sent again at once (the same run), not only once the dispatch is a few seconds old (here 30 s, so

@@ -361,6 +361,34 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
     }
 
     /// <summary>
+    /// A start handled late whose task was dispatched again since (its proplet taken for gone; here back at once, so the
+    /// task is Running there again at dispatch 2) is dropped: it names the same attempt and proplet, but the run it starts
+    /// is one the manager gave up (its result would be ignored, and the task could run twice). Before, only the attempt
+    /// and the proplet were compared, and a task Scheduled again (waiting for its pinned proplet) took a late start too.
+    /// The current dispatch's start goes out.
+    /// </summary>
+    [Fact]
+    public async Task ALateStartOfAnEarlierDispatch_IsDropped_AndTheCurrentDispatchsGoesOut()
+    {
+        await WithLateStartsCheckedAsync(async (propletId, _, starts) =>
+        {
+            var id = await CreateAndStartAsync("""{"name":"main"}""");
+            JsonElement? Start(int dispatch) =>
+                starts.FirstOrDefault(s => s.GetProperty("id").GetString() == id && s.GetProperty("dispatch").GetInt32() == dispatch) is { ValueKind: JsonValueKind.Object } s ? s : null;
+            var first = await WaitForAsync(() => Task.FromResult(Start(1)));
+            var bus = new MessageBus(_server.Services.GetRequiredService<IWolverineRuntime>());
+            await bus.InvokeAsync(new RedispatchTasksOf(propletId, "taken for gone", DateTimeOffset.UtcNow), Ct);
+            var second = await WaitForAsync(() => Task.FromResult(Start(2)));
+
+            await bus.PublishAsync(new PublishToBroker($"{Base}/control/manager/start", Encoding.UTF8.GetBytes(first.GetRawText()), null));
+            await WaitForAsync(async () => (await Http.GetStringAsync("/metrics", Ct)).Contains("manager_late_starts_dropped", StringComparison.Ordinal) ? default(JsonElement) : (JsonElement?)null);
+            await bus.PublishAsync(new PublishToBroker($"{Base}/control/manager/start", Encoding.UTF8.GetBytes(second.GetRawText()), null));
+            await WaitForAsync(() => Task.FromResult(starts.Count(s => s.GetProperty("id").GetString() == id) == 3 ? default(JsonElement) : (JsonElement?)null));
+            starts.Where(s => s.GetProperty("id").GetString() == id).Select(s => s.GetProperty("dispatch").GetInt32()).ShouldBe([1, 2, 2]);
+        });
+    }
+
+    /// <summary>
     /// A liveness check that read its timer before a heartbeat started a new one (the proplet came back online between
     /// the read and the commit) ends only its own timer: the new one, with its own token, stays and its chain runs on.
     /// Before, the check deleted the timer by id and the proplet was left without a liveness check until the sweep's.
