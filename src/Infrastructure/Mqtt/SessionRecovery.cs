@@ -20,7 +20,7 @@ namespace Propeller.Infrastructure.Mqtt;
 /// </para>
 /// <para>
 /// How: every node marks its session alive in <c>mqtt_sessions</c> every fifth of
-/// <see cref="MqttBridgeOptions.SessionStaleTimeout"/>. A session not marked for that long is claimed by one live node
+/// <see cref="MqttBridgeOptions.SessionStaleTimeout"/>, also while it recovers another's. A session not marked for that long is claimed by one live node
 /// (an UPDATE of its row: the claim is the row's, so two nodes never recover one session at once; a claim older than
 /// <see cref="ClaimTimeout"/> may be taken again, for a node that died while recovering). That node connects with the
 /// gone node's client id and no clean start (the broker hands it the session, and the messages queued in it), removes
@@ -64,9 +64,15 @@ internal sealed partial class SessionRecovery(
     /// <summary>How often a node marks its session alive (and looks for sessions to recover): a fifth of the stale timeout.</summary>
     private TimeSpan MarkInterval => TimeSpan.FromTicks(Math.Max(mqtt.Options.SessionStaleTimeout.Ticks / 5, TimeSpan.FromMilliseconds(100).Ticks));
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    /// <summary>Marks this node's session alive and, beside that, recovers gone nodes' sessions, each every
+    /// <see cref="MarkInterval"/>. The marks go on while a recovery drains (up to SessionMaxDrain, several back to back):
+    /// waiting for it, this node's own session went unmarked past the stale timeout, and another node claimed it and took
+    /// it from this node's live connection (a reconnect; what was published for this node in between lost, a Last Will).</summary>
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
+        Task.WhenAll(MarkEveryIntervalAsync(mqtt.Options.EntityId, stoppingToken), RecoverEveryIntervalAsync(stoppingToken));
+
+    private async Task MarkEveryIntervalAsync(string entityId, CancellationToken stoppingToken)
     {
-        var options = mqtt.Options;
         using var timer = new PeriodicTimer(MarkInterval, time);
         try
         {
@@ -74,7 +80,33 @@ internal sealed partial class SessionRecovery(
             {
                 try
                 {
-                    await MarkAliveAsync(options.EntityId, stoppingToken);
+                    await MarkAliveAsync(entityId, stoppingToken);
+                }
+                catch (Exception ex) when (ex is NpgsqlException or TimeoutException or InvalidOperationException
+                    || (ex is OperationCanceledException && !stoppingToken.IsCancellationRequested))
+                {
+                    Log.RoundFailed(_logger, ex);
+                }
+            }
+            while (await timer.WaitForNextTickAsync(stoppingToken));
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // stopping
+        }
+    }
+
+    /// <summary>Claims and recovers gone nodes' sessions, from one interval after the start (this node marked first).</summary>
+    private async Task RecoverEveryIntervalAsync(CancellationToken stoppingToken)
+    {
+        var options = mqtt.Options;
+        using var timer = new PeriodicTimer(MarkInterval, time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stoppingToken))
+            {
+                try
+                {
                     while (!stoppingToken.IsCancellationRequested && await ClaimAsync(options.EntityId, options.SessionStaleTimeout, stoppingToken) is { } gone)
                     {
                         bool finished;
@@ -102,7 +134,6 @@ internal sealed partial class SessionRecovery(
                     Log.RoundFailed(_logger, ex);
                 }
             }
-            while (await timer.WaitForNextTickAsync(stoppingToken));
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {

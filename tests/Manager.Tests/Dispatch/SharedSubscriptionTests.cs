@@ -243,6 +243,53 @@ public sealed class SharedSubscriptionTests
     }
 
     /// <summary>
+    /// A node recovering a gone node's session keeps marking its own session alive while the drain lasts (here held past
+    /// the stale timeout, 2 s, for 5 s; a drain may last SessionMaxDrain, several back to back). Before, its marks waited
+    /// for the recovery: a third node took it for gone, claimed its session and took it from its live connection (a
+    /// reconnect, its Last Will, and what was published for it in between lost).
+    /// </summary>
+    [Fact]
+    public async Task ANodeRecoveringASession_KeepsMarkingItsOwnSessionAlive()
+    {
+        var proplets = Enumerable.Range(0, 12).Select(_ => Guid.NewGuid().ToString()).ToList();
+        var tenant = "t" + Guid.NewGuid().ToString("N")[..12];
+        Dictionary<string, string> Node(string name)
+        {
+            var settings = NodeSettings(tenant, name, "5", "propeller-manager");
+            settings["MANAGER_NODE_STALE_TIMEOUT"] = "2s";
+            return settings;
+        }
+
+        var held = new HoldRegistrations();
+        var a = await ManagerServer.StartAsync("api_session_marks", Node("a"));
+        await using var b = await ManagerServer.StartAsync("api_session_marks", Node("b"), dropSchema: false, services: s =>
+            Marten.MartenServiceCollectionExtensions.ConfigureMarten(s, o => o.Listeners.Add(held)));
+        await a.DisposeAsync();
+        await PublishDiscoveriesAsync(tenant, $"m/{tenant}/c/ch", proplets);
+
+        var database = b.Services.GetRequiredService<Npgsql.NpgsqlDataSource>();
+        async Task<double> ScalarAsync(string sql)
+        {
+            await using var command = database.CreateCommand(sql);
+            return Convert.ToDouble(await command.ExecuteScalarAsync(Ct), System.Globalization.CultureInfo.InvariantCulture);
+        }
+
+        await EventuallyAsync("b to claim a's session", async () =>
+            await ScalarAsync($"select count(*) from api_session_marks.mqtt_sessions where client_id = 'manager-{tenant}-a' and claimed_by = 'manager-{tenant}-b'") == 1);
+        var ages = new List<double>();
+        for (var i = 0; i < 10; i++)
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(500), Ct);
+            ages.Add(await ScalarAsync($"select extract(epoch from now() - seen) from api_session_marks.mqtt_sessions where client_id = 'manager-{tenant}-b'"));
+        }
+
+        held.Release();
+        ages.ShouldAllBe(age => age < 2, $"b's own session unmarked while it recovered a's (seconds since its mark: {string.Join(", ", ages)})");
+        await WaitForRegisteredAsync(b.Client, proplets);
+        await EventuallyAsync("the stopped node's session to be recovered", async () => MetricValue(await b.Client.GetStringAsync("/metrics", Ct), "mqtt_sessions_recovered") >= 1);
+    }
+
+    /// <summary>
     /// A proplet publishes its last result and goes away: with a share group the result may be given to one node while
     /// the other handles the proplet's Last Will (every node receives it) first. The will's re-dispatch waits
     /// MANAGER_OFFLINE_REDISPATCH_DELAY (6 s here), so the result, decided within it (held here for two seconds on
