@@ -69,16 +69,19 @@ public static class EventStoreServiceCollectionExtensions
     }
 
     /// <summary>
-    /// The manager's connection settings on <paramref name="connectionString"/> for <paramref name="schema"/>: no reset on
-    /// close, its application name, auto-prepared statements and generic plans; what the connection string sets itself wins.
+    /// The manager's connection settings on <paramref name="connectionString"/> for <paramref name="schema"/>: its
+    /// application name, auto-prepared statements and generic plans; what the connection string sets itself wins.
     /// Public so that whatever measures the manager's statements (bench/) connects the way the manager does.
     /// </summary>
     public static NpgsqlDataSourceBuilder CreateDataSourceBuilder(string connectionString, string schema)
     {
-        // No DISCARD ALL when a connection goes back to the pool: nothing here keeps session state (locks are
-        // transaction-scoped), and the reset was a round trip on every use.
+        // Connections are reset when they go back to the pool (Npgsql's default; its reset keeps the auto-prepared
+        // statements and goes out with the connection's next statement, no round trip of its own): Wolverine keeps
+        // session state on connections of this pool (session-level advisory locks for its leader election and durability
+        // pass, its lock connection's application_name), and an unlock that timed out left the lock on a pooled
+        // connection for ever. Before session 42 the pool did not reset (No Reset On Close, still honoured in the
+        // connection string).
         var builder = new NpgsqlDataSourceBuilder(connectionString);
-        builder.ConnectionStringBuilder.NoResetOnClose = true;
 
         // Named in pg_stat_activity by schema, so operators see whose connections these are and `rebuild` can tell
         // that managers are running on the schema. A connection string that names itself keeps its name.
