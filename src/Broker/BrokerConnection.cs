@@ -1203,11 +1203,12 @@ public sealed class BrokerConnection : IAsyncDisposable
             // receive queue holds the delivery); unset, MQTT 5 means 65535. MQTT 3.1.1 has no such field: the broker's
             // own limit applies (mosquitto's max_inflight_messages, 20 by default).
             builder.WithReceiveMaximum((ushort)Math.Min(ushort.MaxValue, options.ReceiveQueueCapacity));
-        }
-
-        if (options.MaxPacketSize > 0)
-        {
-            builder.WithMaximumPacketSize(options.MaxPacketSize);
+            if (options.MaxPacketSize > 0)
+            {
+                // MQTT 5 only as well: MQTTnet refuses a 3.1.1 connect that carries it (NotSupportedException), and the
+                // proplet always sets it (PROPLET_MQTT_MAX_PACKET_SIZE), so a proplet on 3.1.1 never connected.
+                builder.WithMaximumPacketSize(options.MaxPacketSize);
+            }
         }
 
         if (options.Username is { Length: > 0 } username)
