@@ -46,6 +46,12 @@ internal static partial class EdgeLog
     [LoggerMessage(EventId = 8014, Level = LogLevel.Warning, Message = "No result published for task {TaskId}: the proplet is shutting down")]
     public static partial void ResultDropped(ILogger logger, string taskId);
 
+    [LoggerMessage(EventId = 8079, Level = LogLevel.Error, Message = "The result for task {TaskId} is too large for the broker ({Reason}); an error result goes out instead")]
+    public static partial void ResultTooLarge(ILogger logger, string taskId, string reason);
+
+    [LoggerMessage(EventId = 8080, Level = LogLevel.Error, Message = "No result published for task {TaskId}: even its error result is too large for the broker ({Reason})")]
+    public static partial void ErrorResultTooLarge(ILogger logger, string taskId, string reason);
+
     [LoggerMessage(EventId = 8015, Level = LogLevel.Warning, Message = "Publishing on {Topic} failed; retrying in {Delay}: {Reason}")]
     public static partial void PublishRetry(ILogger logger, string topic, TimeSpan delay, string reason);
 
