@@ -52,6 +52,9 @@ internal static partial class EdgeLog
     [LoggerMessage(EventId = 8080, Level = LogLevel.Error, Message = "No result published for task {TaskId}: even its error result is too large for the broker ({Reason})")]
     public static partial void ErrorResultTooLarge(ILogger logger, string taskId, string reason);
 
+    [LoggerMessage(EventId = 8081, Level = LogLevel.Warning, Message = "{Warning}")]
+    public static partial void SettingKeptDefault(ILogger logger, string warning);
+
     [LoggerMessage(EventId = 8015, Level = LogLevel.Warning, Message = "Publishing on {Topic} failed; retrying in {Delay}: {Reason}")]
     public static partial void PublishRetry(ILogger logger, string topic, TimeSpan delay, string reason);
 

@@ -96,6 +96,11 @@ public sealed class PropletNode : IAsyncDisposable
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         EdgeLog.Starting(_logger, _settings.EntityId, _settings.MqttAddress, _settings.BaseTopic, _runtimeName, _settings.MaxConcurrentTasks);
+        foreach (var warning in _settings.Warnings)
+        {
+            EdgeLog.SettingKeptDefault(_logger, warning);
+        }
+
         // The connection retries with backoff while the broker is unreachable or refuses, and subscribes again after
         // every connect that finds no session.
         var client = new BrokerConnection(ClientOptions(), ClientLogger, _time) { Handler = HandleBatchAsync, Connected = OnConnectedAsync };
