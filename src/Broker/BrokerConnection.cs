@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Diagnostics;
 using System.Net.Security;
 using System.Security.Cryptography.X509Certificates;
+using System.Text;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -57,6 +58,9 @@ public sealed class BrokerConnection : IAsyncDisposable
     private long _generation;
     private int _attempting;
     private long _connectedAt;
+
+    /// <summary>The Maximum Packet Size the broker announced at the last connect (MQTT 5 CONNACK); 0: none.</summary>
+    private long _brokerMaximumPacketSize;
 
     /// <summary>How many connections in a row ended sooner than <see cref="BrokerOptions.StableConnection"/> after they were made.</summary>
     private int _shortLived;
@@ -203,7 +207,8 @@ public sealed class BrokerConnection : IAsyncDisposable
     /// Publishes and returns once the broker has the message (QoS 0: once it is written). Waits for the connection
     /// while disconnected; retries on QuotaExceeded and on a connection lost mid-publish (so a QoS 1/2 message may
     /// arrive twice); throws <see cref="TimeoutException"/> after <see cref="BrokerOptions.OperationTimeout"/> and
-    /// <see cref="BrokerPublishException"/> when the broker refuses it. QoS 2 publishes with the same
+    /// <see cref="BrokerPublishException"/> when the broker refuses it, or at once (nothing sent) when the packet is larger than the
+    /// Maximum Packet Size the broker announced (MQTT 5; <see cref="BrokerPublishException.MaximumPacketSize"/>). QoS 2 publishes with the same
     /// <paramref name="orderKey"/> are published one after the other, in call order.
     /// </summary>
     public Task PublishAsync(string topic, ReadOnlyMemory<byte> payload, MqttQualityOfServiceLevel qos, bool retain, string? orderKey, CancellationToken cancellationToken) =>
@@ -363,6 +368,15 @@ public sealed class BrokerConnection : IAsyncDisposable
         while (true)
         {
             var remaining = _options.OperationTimeout - _time.GetElapsedTime(started);
+            // MQTTnet sends a packet larger than the broker's limit as it is, and the broker closes the connection for
+            // it (mosquitto's max_packet_size): sent again after every reconnect, such a publish cut the connection
+            // for ever. Checked on every attempt: the limit is the last connect's.
+            if (Interlocked.Read(ref _brokerMaximumPacketSize) is > 0 and var maximum && PublishPacketSize(message) is var size && size > maximum)
+            {
+                BrokerLog.PublishTooLarge(_logger, message.Topic, size, maximum);
+                throw new BrokerPublishException(message.Topic, size, maximum);
+            }
+
             // Queued in call order: the send loop puts them on the wire in that order.
             var send = new Send(message);
             ObjectDisposedException.ThrowIf(!_sends.Writer.TryWrite(send), this);
@@ -785,6 +799,7 @@ public sealed class BrokerConnection : IAsyncDisposable
     private async Task OnConnectedAsync(MqttClientConnectResult result, CancellationToken stoppingToken)
     {
         var generation = Interlocked.Read(ref _generation);
+        Interlocked.Exchange(ref _brokerMaximumPacketSize, _options.ProtocolVersion == MQTTnet.Formatter.MqttProtocolVersion.V500 ? result.MaximumPacketSize ?? 0 : 0);
         BrokerMetrics.Connects.Add(1);
         ResizeWindow(result.ReceiveMaximum is > 0 and var max ? Math.Min(_options.MaxInflight, (int)max) : _options.MaxInflight);
         BrokerLog.Connected(_logger, _options.Host, _options.Port, _options.ClientId, result.IsSessionPresent, result.ReceiveMaximum ?? 0);
@@ -1172,6 +1187,18 @@ public sealed class BrokerConnection : IAsyncDisposable
         }
     }
 
+    /// <summary>The size of <paramref name="message"/>'s PUBLISH packet as MQTT counts it against a Maximum Packet Size:
+    /// fixed header, topic, packet identifier (QoS 1/2), properties (MQTT 5; none set here) and payload.</summary>
+    private long PublishPacketSize(MqttApplicationMessage message)
+    {
+        var remaining = 2L + Encoding.UTF8.GetByteCount(message.Topic)
+            + (message.QualityOfServiceLevel == MqttQualityOfServiceLevel.AtMostOnce ? 0 : 2)
+            + (_options.ProtocolVersion == MQTTnet.Formatter.MqttProtocolVersion.V500 ? 1 : 0)
+            + message.Payload.Length;
+        var lengthBytes = remaining < 128 ? 1 : remaining < 16_384 ? 2 : remaining < 2_097_152 ? 3 : 4;
+        return 1 + lengthBytes + remaining;
+    }
+
     /// <summary>Called before each acknowledgement (tests: a failing acknowledgement).</summary>
     internal Action<ReceivedMessage>? AcknowledgingForTests { get; set; }
 
@@ -1203,11 +1230,12 @@ public sealed class BrokerConnection : IAsyncDisposable
             // receive queue holds the delivery); unset, MQTT 5 means 65535. MQTT 3.1.1 has no such field: the broker's
             // own limit applies (mosquitto's max_inflight_messages, 20 by default).
             builder.WithReceiveMaximum((ushort)Math.Min(ushort.MaxValue, options.ReceiveQueueCapacity));
-        }
-
-        if (options.MaxPacketSize > 0)
-        {
-            builder.WithMaximumPacketSize(options.MaxPacketSize);
+            if (options.MaxPacketSize > 0)
+            {
+                // MQTT 5 only as well: MQTTnet refuses a 3.1.1 connect that carries it (NotSupportedException), and the
+                // proplet always sets it (PROPLET_MQTT_MAX_PACKET_SIZE), so a proplet on 3.1.1 never connected.
+                builder.WithMaximumPacketSize(options.MaxPacketSize);
+            }
         }
 
         if (options.Username is { Length: > 0 } username)

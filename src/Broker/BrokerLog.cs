@@ -49,6 +49,9 @@ internal static partial class BrokerLog
     [LoggerMessage(7116, LogLevel.Error, "The broker {Host}:{Port} closed the connection as '{ClientId}' because another client connected with the same client id (session taken over): every proplet, proxy and manager node needs an entity id of its own; reconnecting with backoff")]
     public static partial void SessionTakenOver(ILogger logger, string host, int port, string clientId);
 
+    [LoggerMessage(7117, LogLevel.Error, "A publish on {Topic} was not sent: its packet of {Size} bytes is larger than the broker's maximum packet size of {Maximum} bytes (the broker would close the connection for it)")]
+    public static partial void PublishTooLarge(ILogger logger, string topic, long size, long maximum);
+
     [LoggerMessage(7111, LogLevel.Debug, "The connection stopped while it was connecting or subscribing ({Type}: {Reason})")]
     public static partial void StoppedWith(ILogger logger, string type, string reason);
 }

@@ -45,7 +45,7 @@ public sealed class BrokerOptions
     /// max_inflight_messages, 20 by default), so keep this at or below that.</summary>
     public int MaxInflight { get; set; } = 16;
 
-    /// <summary>Largest packet accepted (0: no limit announced).</summary>
+    /// <summary>Largest packet accepted (0: no limit announced). MQTT 5 only: under 3.1.1 it is not sent.</summary>
     public uint MaxPacketSize { get; set; }
 
     /// <summary>The socket's send and receive buffer sizes. MQTTnet sets both to its own default of 8 KiB, which fixes

@@ -46,6 +46,15 @@ internal static partial class EdgeLog
     [LoggerMessage(EventId = 8014, Level = LogLevel.Warning, Message = "No result published for task {TaskId}: the proplet is shutting down")]
     public static partial void ResultDropped(ILogger logger, string taskId);
 
+    [LoggerMessage(EventId = 8079, Level = LogLevel.Error, Message = "The result for task {TaskId} is too large for the broker ({Reason}); an error result goes out instead")]
+    public static partial void ResultTooLarge(ILogger logger, string taskId, string reason);
+
+    [LoggerMessage(EventId = 8080, Level = LogLevel.Error, Message = "No result published for task {TaskId}: even its error result is too large for the broker ({Reason})")]
+    public static partial void ErrorResultTooLarge(ILogger logger, string taskId, string reason);
+
+    [LoggerMessage(EventId = 8081, Level = LogLevel.Warning, Message = "{Warning}")]
+    public static partial void SettingKeptDefault(ILogger logger, string warning);
+
     [LoggerMessage(EventId = 8015, Level = LogLevel.Warning, Message = "Publishing on {Topic} failed; retrying in {Delay}: {Reason}")]
     public static partial void PublishRetry(ILogger logger, string topic, TimeSpan delay, string reason);
 
@@ -153,6 +162,9 @@ internal static partial class EdgeLog
 
     [LoggerMessage(EventId = 8070, Level = LogLevel.Error, Message = "Metrics endpoint: {Path} failed; answered 500")]
     public static partial void MetricsRequestFailed(ILogger logger, string? path, Exception exception);
+
+    [LoggerMessage(EventId = 8082, Level = LogLevel.Error, Message = "Metrics endpoint: answering {Path} failed; the connection was closed")]
+    public static partial void MetricsAnswerFailed(ILogger logger, string? path, Exception exception);
 
     [LoggerMessage(EventId = 8071, Level = LogLevel.Warning, Message = "Task metrics for {TaskId}: a sample failed ({Reason}); the next interval tries again")]
     public static partial void TaskMetricsSampleFailed(ILogger logger, string taskId, string reason);

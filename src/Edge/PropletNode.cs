@@ -92,10 +92,57 @@ public sealed class PropletNode : IAsyncDisposable
 
     private ILogger<BrokerConnection> ClientLogger { get; }
 
-    /// <summary>Connects (retrying while the broker is unreachable), subscribes and starts the loops.</summary>
+    /// <summary>Serves /health and /metrics, connects (retrying while the broker is unreachable), subscribes and starts
+    /// the loops.</summary>
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         EdgeLog.Starting(_logger, _settings.EntityId, _settings.MqttAddress, _settings.BaseTopic, _runtimeName, _settings.MaxConcurrentTasks);
+        foreach (var warning in _settings.Warnings)
+        {
+            EdgeLog.SettingKeptDefault(_logger, warning);
+        }
+
+        // Before the connect, which waits as long as the broker cannot be reached: a liveness probe on /health passes
+        // meanwhile (it was started after the first connect, and the port refused connections until then).
+        if (_settings.MetricsEnabled)
+        {
+            _metrics = new MetricsServer(_settings.MetricsPort, Series, () => _runner.RunningCount, _logger);
+            if (_metrics.Start())
+            {
+                EdgeLog.MetricsListening(_logger, _settings.MetricsPort);
+            }
+        }
+
+        try
+        {
+            await ConnectAsync(cancellationToken);
+        }
+        catch
+        {
+            // A start given up (cancelled, failed) leaves no port bound behind it, also for a caller that does not
+            // dispose the node then.
+            if (_metrics is { } metrics)
+            {
+                _metrics = null;
+                await metrics.DisposeAsync();
+            }
+
+            throw;
+        }
+
+        var token = _lifetime.Token;
+        _loops.Add(EveryAsync(_settings.LivelinessInterval, PublishAliveAsync, token));
+        if (_settings.EnableMonitoring && _settings.MetricsInterval > TimeSpan.Zero)
+        {
+            _loops.Add(EveryAsync(_settings.MetricsInterval, PublishMetricsAsync, token));
+        }
+
+        _loops.Add(EveryAsync(TimeSpan.FromSeconds(60), SweepChunksAsync, token));
+        _loops.Add(EveryAsync(RediscoveryInterval, PublishDiscoveryAsync, token, now: false)); // the connect's discovery is the first
+    }
+
+    private async Task ConnectAsync(CancellationToken cancellationToken)
+    {
         // The connection retries with backoff while the broker is unreachable or refuses, and subscribes again after
         // every connect that finds no session.
         var client = new BrokerConnection(ClientOptions(), ClientLogger, _time) { Handler = HandleBatchAsync, Connected = OnConnectedAsync };
@@ -112,24 +159,6 @@ public sealed class PropletNode : IAsyncDisposable
         catch (TimeoutException)
         {
             // the heartbeats start anyway; discovery keeps retrying on its own
-        }
-
-        var token = _lifetime.Token;
-        _loops.Add(EveryAsync(_settings.LivelinessInterval, PublishAliveAsync, token));
-        if (_settings.EnableMonitoring && _settings.MetricsInterval > TimeSpan.Zero)
-        {
-            _loops.Add(EveryAsync(_settings.MetricsInterval, PublishMetricsAsync, token));
-        }
-
-        _loops.Add(EveryAsync(TimeSpan.FromSeconds(60), SweepChunksAsync, token));
-        _loops.Add(EveryAsync(RediscoveryInterval, PublishDiscoveryAsync, token, now: false)); // the connect's discovery is the first
-        if (_settings.MetricsEnabled)
-        {
-            _metrics = new MetricsServer(_settings.MetricsPort, Series, () => _runner.RunningCount, _logger);
-            if (_metrics.Start())
-            {
-                EdgeLog.MetricsListening(_logger, _settings.MetricsPort);
-            }
         }
     }
 

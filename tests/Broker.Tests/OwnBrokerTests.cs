@@ -308,6 +308,38 @@ public sealed class OwnBrokerTests
         await WaitUntilAsync(() => Volatile.Read(ref handled) >= count, ct);
     }
 
+    /// <summary>
+    /// A publish whose packet is larger than the Maximum Packet Size the broker announced (MQTT 5 CONNACK; mosquitto's
+    /// max_packet_size) is refused at once, naming both sizes, and the connection stays up; one of exactly that size goes
+    /// through. It was sent as it was: mosquitto closed the connection for it ("oversize packet"), and it went again
+    /// after every reconnect until the publish timed out.
+    /// </summary>
+    [Fact]
+    public async Task GivenABrokerMaximumPacketSize_WhenAPublishIsLarger_ThenItIsRefusedAtOnce_AndTheConnectionStaysUp()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var broker = await MosquittoProcess.StartAsync(_ => "allow_anonymous true\nmax_packet_size 2048", ct);
+        var topic = "big/" + Guid.NewGuid().ToString("N"); // 36 bytes: a QoS 1 packet is 44 bytes plus the payload
+        var options = broker.Options(MqttProtocolVersion.V500, "big-" + Guid.NewGuid().ToString("N")[..8]);
+        options.OperationTimeout = TimeSpan.FromSeconds(5);
+        await using var connection = new BrokerConnection(options);
+        var inbox = Inbox.Of(connection);
+        await connection.StartAsync(ct);
+        await connection.SubscribeAsync(topic, MqttQualityOfServiceLevel.AtLeastOnce, ct);
+        var watch = Stopwatch.StartNew();
+
+        var refused = await Should.ThrowAsync<BrokerPublishException>(() => connection.PublishAsync(topic, new byte[3000], MqttQualityOfServiceLevel.AtLeastOnce, ct));
+
+        watch.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(4));
+        refused.PacketSize.ShouldBe(3044);
+        refused.MaximumPacketSize.ShouldBe(2048);
+        refused.Message.ShouldContain("3044 bytes is larger than the broker's maximum packet size of 2048 bytes");
+        await connection.PublishAsync(topic, new byte[2004], MqttQualityOfServiceLevel.AtLeastOnce, ct);
+        (await inbox.ReadAsync(ct).AsTask().WaitAsync(Inbox.Timeout, ct)).Payload.Length.ShouldBe(2004);
+        connection.IsConnected.ShouldBeTrue();
+        broker.ReadLog().ShouldNotContain("oversize packet");
+    }
+
     private static int SentTo(MosquittoProcess broker, string clientId) =>
         broker.ReadLog().Split('\n').Count(line => line.Contains($"Sending PUBLISH to {clientId} ", StringComparison.Ordinal));
 

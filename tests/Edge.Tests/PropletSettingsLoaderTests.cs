@@ -114,6 +114,23 @@ public sealed class PropletSettingsLoaderTests : IDisposable
         Load(env).KeepAlive.ShouldBe(TimeSpan.FromSeconds(expected));
     }
 
+    /// <summary>
+    /// PROPLET_METRICS_PORT=0, a value the original accepted (spec §4.2: "0 or invalid → warning, default kept"), keeps
+    /// the default port with a warning instead of stopping the proplet as a malformed value does; a value out of range
+    /// stays an error.
+    /// </summary>
+    [Fact]
+    public void GivenMetricsPortZero_WhenLoaded_ThenTheDefaultIsKeptWithAWarning()
+    {
+        var settings = Load(new Dictionary<string, string>(Identity) { ["PROPLET_METRICS_PORT"] = "0" });
+
+        settings.MetricsPort.ShouldBe(9092);
+        settings.Warnings.ShouldHaveSingleItem().ShouldBe("PROPLET_METRICS_PORT '0' is not a port; the default 9092 is kept");
+        Load(Identity).Warnings.ShouldBeEmpty();
+        Should.Throw<ConfigurationException>(() => Load(new Dictionary<string, string>(Identity) { ["PROPLET_METRICS_PORT"] = "70000" }))
+            .Message.ShouldStartWith("PROPLET_METRICS_PORT '70000' must be an integer from 0 to 65535");
+    }
+
     [Fact]
     public void GivenIntervalsOfASecondOrMore_WhenLoaded_ThenTheyAreKept()
     {

@@ -146,5 +146,9 @@ public sealed record PropletSettings
     /// <summary>PROPLET_PLUGIN_DIR: Wasm plugins consulted for every start (docs/plugins.md); none when unset.</summary>
     public string? PluginDir { get; init; }
 
+    /// <summary>What the loader kept its default for with a warning (a value the original accepted but ignored, such as
+    /// PROPLET_METRICS_PORT=0); the proplet logs each as it starts, once logging is set up.</summary>
+    public IReadOnlyList<string> Warnings { get; init; } = [];
+
     public string BaseTopic => Contracts.Mqtt.Topics.Base(TenantId, ChannelId);
 }

@@ -86,6 +86,16 @@ public static class PropletSettingsLoader
         }
 
         var timeout = Seconds(Get, "PROPLET_TASK_TIMEOUT", 0, allowZero: true);
+        var warnings = new List<string>();
+        var metricsPort = (int)Integer(Get, "PROPLET_METRICS_PORT", 9092, 0, 65_535);
+        if (metricsPort == 0)
+        {
+            // A value the original accepted, keeping its default with a warning (spec §4.2): a deployment may carry it,
+            // so it does not stop the proplet as a malformed value does (docs/edge.md).
+            metricsPort = 9092;
+            warnings.Add("PROPLET_METRICS_PORT '0' is not a port; the default 9092 is kept");
+        }
+
         var settings = new PropletSettings
         {
             TenantId = identity["tenant_id"]!,
@@ -145,9 +155,10 @@ public static class PropletSettingsLoader
             MetricsEnabled = Truthy(Get("PROPLET_METRICS_ENABLED"), true),
             HttpEnabled = Truthy(Get("PROPLET_HTTP_ENABLED"), false),
             HttpProxyPort = (int)Integer(Get, "PROPLET_HTTP_PROXY_PORT", 8222, 1, 65_535),
-            MetricsPort = (int)Integer(Get, "PROPLET_METRICS_PORT", 9092, 1, 65_535),
+            MetricsPort = metricsPort,
             MaxBinarySize = Integer(Get, "PROPLET_MAX_BINARY_SIZE", 100L << 20, 1, Array.MaxLength), // one array holds a binary
             ImageCacheBytes = Integer(Get, "PROPLET_IMAGE_CACHE_BYTES", 32L << 20, 0, long.MaxValue),
+            Warnings = warnings,
         };
         settings = settings with
         {

@@ -9,7 +9,8 @@ namespace Propeller.Edge.Messaging;
 /// <see cref="IPropletPublisher"/> over the proplet's <see cref="BrokerConnection"/>. The connection already waits for
 /// a reconnect (up to PROPLET_MQTT_TIMEOUT) and sends again what a lost connection took; this adds a retry when a
 /// publish fails outright (that wait timed out, or the broker refused it), so a result is kept until it is sent or the
-/// proplet shuts down.
+/// proplet shuts down. A publish larger than the broker's Maximum Packet Size is not retried (no retry can send it): its
+/// <see cref="BrokerPublishException"/> goes to the caller, which sends something smaller instead.
 /// </summary>
 public sealed class MqttPublisher(PropletSettings settings, ILogger<MqttPublisher> logger) : IPropletPublisher
 {
@@ -34,7 +35,7 @@ public sealed class MqttPublisher(PropletSettings settings, ILogger<MqttPublishe
                 await connection.PublishAsync(topic, payload, settings.Qos, cancellationToken);
                 return;
             }
-            catch (Exception ex) when (ex is TimeoutException or BrokerPublishException or InvalidOperationException or ObjectDisposedException
+            catch (Exception ex) when (ex is TimeoutException or BrokerPublishException { MaximumPacketSize: null } or InvalidOperationException or ObjectDisposedException
                                            && !cancellationToken.IsCancellationRequested)
             {
                 EdgeLog.PublishRetry(logger, topic, delay, ex.Message);

@@ -11,7 +11,9 @@ namespace Propeller.Edge.Monitoring;
 /// <c>{"status":"ok","running_tasks":N}</c>; anything else is 404. A port already in use (several proplets on one host)
 /// is a warning, not a failure: the proplet runs on without the endpoint. A request that fails for any other reason (a
 /// series that throws) is logged and answered 500; the serve loop goes on. It used to end the loop: the port stayed
-/// bound with nothing answering, and <see cref="DisposeAsync"/> rethrew, which cut the proplet's shutdown short.
+/// bound with nothing answering, and <see cref="DisposeAsync"/> rethrew, which cut the proplet's shutdown short. A HEAD
+/// request gets the headers only: the managed HttpListener sent the body written after them too, and on a keep-alive
+/// connection it was read as the start of the next response.
 /// </summary>
 public sealed class MetricsServer(int port, Func<IReadOnlyList<(string Name, string Type, double Value)>> series, Func<int> running, ILogger logger) : IAsyncDisposable
 {
@@ -92,24 +94,34 @@ public sealed class MetricsServer(int port, Func<IReadOnlyList<(string Name, str
                 answer = (500, "text/plain", "internal error\n");
             }
 
-            await AnswerAsync(context, answer);
+            await AnswerAsync(context, answer, logger);
         }
     }
 
-    private static async Task AnswerAsync(HttpListenerContext context, (int Status, string Type, string Body) answer)
+    private static async Task AnswerAsync(HttpListenerContext context, (int Status, string Type, string Body) answer, ILogger logger)
     {
         try
         {
             var bytes = Encoding.UTF8.GetBytes(answer.Body);
             context.Response.StatusCode = answer.Status;
             context.Response.ContentType = answer.Type;
-            context.Response.ContentLength64 = bytes.Length;
-            await context.Response.OutputStream.WriteAsync(bytes, CancellationToken.None);
+            context.Response.ContentLength64 = bytes.Length; // for HEAD too: the length a GET would have
+            if (context.Request.HttpMethod != "HEAD")
+            {
+                await context.Response.OutputStream.WriteAsync(bytes, CancellationToken.None);
+            }
+
             context.Response.Close();
         }
         catch (Exception ex) when (ex is HttpListenerException or IOException or ObjectDisposedException or InvalidOperationException)
         {
             // the client went away, or the listener was stopped while answering
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // Anything else ends this request, never the serve loop (which would leave the port bound with nothing answering).
+            EdgeLog.MetricsAnswerFailed(logger, context.Request.Url?.AbsolutePath, ex);
+            context.Response.Abort();
         }
     }
 }

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Globalization;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
+using Propeller.Broker;
 using Propeller.Contracts.Json;
 using Propeller.Contracts.Mqtt;
 using Propeller.Edge.Configuration;
@@ -673,13 +674,30 @@ public sealed class TaskRunner : IAsyncDisposable
         };
         try
         {
-            await _publisher.PublishAsync(Topics.InvokeResults, JsonSerializer.SerializeToUtf8Bytes(reply), _lifetime.Token);
+            try
+            {
+                await _publisher.PublishAsync(Topics.InvokeResults, JsonSerializer.SerializeToUtf8Bytes(reply), _lifetime.Token);
+            }
+            catch (BrokerPublishException ex) when (ex.MaximumPacketSize is { } maximum)
+            {
+                // As for a task's result (PublishResultPayloadAsync): the caller waiting for the reply learns why.
+                EdgeLog.ResultTooLarge(_logger, id, ex.Message);
+                var instead = reply with { Results = "", Error = TooLargeError(id, ex.PacketSize ?? 0, maximum) };
+                await _publisher.PublishAsync(Topics.InvokeResults, JsonSerializer.SerializeToUtf8Bytes(instead), _lifetime.Token);
+            }
         }
         catch (OperationCanceledException)
         {
             EdgeLog.ResultDropped(_logger, id);
         }
+        catch (BrokerPublishException ex) when (ex.MaximumPacketSize is not null)
+        {
+            EdgeLog.ErrorResultTooLarge(_logger, id, ex.Message);
+        }
     }
+
+    private static string TooLargeError(string id, long size, long maximum) =>
+        $"Task {id}: its result of {size} bytes exceeds the broker's maximum packet size of {maximum} bytes";
 
     private async Task<TaskOutcome> RunInvocationAsync(LatentTask latent, InvokeMessage message)
     {
@@ -1064,15 +1082,41 @@ public sealed class TaskRunner : IAsyncDisposable
         return again;
     }
 
+    /// <summary>Publishes a result; one larger than the broker's Maximum Packet Size goes out as an error result naming
+    /// both sizes (the broker would close the connection for it, and the manager heard nothing of the task).</summary>
     private async Task PublishResultPayloadAsync(string taskId, byte[] payload)
     {
         try
         {
-            await _publisher.PublishAsync(Topics.Results, payload, _lifetime.Token);
+            try
+            {
+                await _publisher.PublishAsync(Topics.Results, payload, _lifetime.Token);
+            }
+            catch (BrokerPublishException ex) when (ex.MaximumPacketSize is { } maximum)
+            {
+                EdgeLog.ResultTooLarge(_logger, taskId, ex.Message);
+                var failure = TaskOutcome.Failure(TooLargeError(taskId, ex.PacketSize ?? payload.Length, maximum));
+                var message = JsonSerializer.Deserialize<ResultMessage>(payload)!;
+                var instead = JsonSerializer.SerializeToUtf8Bytes(message with
+                {
+                    Results = JsonSerializer.SerializeToElement(failure.Results),
+                    Error = JsonSerializer.SerializeToElement(failure.Error),
+                });
+                if (message.Attempt is { } attempt)
+                {
+                    _finishedResults.Record(taskId, attempt, instead); // a later dispatch of it gets the error at once
+                }
+
+                await _publisher.PublishAsync(Topics.Results, instead, _lifetime.Token);
+            }
         }
         catch (OperationCanceledException)
         {
             EdgeLog.ResultDropped(_logger, taskId);
+        }
+        catch (BrokerPublishException ex) when (ex.MaximumPacketSize is not null)
+        {
+            EdgeLog.ErrorResultTooLarge(_logger, taskId, ex.Message);
         }
     }
 }
