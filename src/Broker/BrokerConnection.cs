@@ -208,8 +208,8 @@ public sealed class BrokerConnection : IAsyncDisposable
     /// while disconnected; retries on QuotaExceeded and on a connection lost mid-publish (so a QoS 1/2 message may
     /// arrive twice); throws <see cref="TimeoutException"/> after <see cref="BrokerOptions.OperationTimeout"/> and
     /// <see cref="BrokerPublishException"/> when the broker refuses it, or at once (nothing sent) when the packet is larger than the
-    /// Maximum Packet Size the broker announced (MQTT 5; <see cref="BrokerPublishException.MaximumPacketSize"/>). QoS 2 publishes with the same
-    /// <paramref name="orderKey"/> are published one after the other, in call order.
+    /// Maximum Packet Size the broker announced (MQTT 5; <see cref="BrokerPublishException.MaximumPacketSize"/>). Publishes with the same
+    /// <paramref name="orderKey"/> are published one after the other, in call order (each once the one before it completed).
     /// </summary>
     public Task PublishAsync(string topic, ReadOnlyMemory<byte> payload, MqttQualityOfServiceLevel qos, bool retain, string? orderKey, CancellationToken cancellationToken) =>
         PublishAsync(topic, new ReadOnlySequence<byte>(payload), qos, retain, orderKey, cancellationToken);
@@ -228,7 +228,9 @@ public sealed class BrokerConnection : IAsyncDisposable
             .Build();
         // The operation timeout runs from the call, also for a publish that first waits for the one before it.
         var started = _time.GetTimestamp();
-        if (qos != MqttQualityOfServiceLevel.ExactlyOnce || orderKey is null)
+        // Ordered at every QoS: a publish the connection lost is sent again on the next one, behind whatever was called
+        // meanwhile (MQTT keeps one connection's order, not a resend's).
+        if (orderKey is null)
         {
             return PublishCheckedAsync(message, started, null, cancellationToken);
         }

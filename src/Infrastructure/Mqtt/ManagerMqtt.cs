@@ -2,7 +2,6 @@ using System.Diagnostics.Metrics;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
-using MQTTnet.Protocol;
 using Propeller.Application.Messaging;
 using Propeller.Application.Proplets;
 using Propeller.Broker;
@@ -168,11 +167,13 @@ public sealed class ManagerMqtt : IMessagePublisher, IAsyncDisposable
     /// <summary>The filter and reason of the subscription the broker refused at its last connect (null: none).</summary>
     public string? RefusedSubscription => Connection.RefusedSubscription;
 
-    /// <summary>Publishes a command; at QoS 2 a task's commands keep their order (the task id is the order key).</summary>
+    /// <summary>Publishes a command; a task's commands keep their order (the task id is the order key), at every QoS: a
+    /// start the connection lost is sent again after the reconnect, and at QoS 1 its stop, called meanwhile, went first
+    /// (the proplet ignored the stop of a task it did not know, then ran it).</summary>
     public Task PublishAsync(OutgoingMessage message, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(message);
-        var orderKey = _options.QualityOfService == MqttQualityOfServiceLevel.ExactlyOnce ? TaskIdOf(message.Payload.Span) : null;
+        var orderKey = TaskIdOf(message.Payload.Span);
         return Connection.PublishAsync(message.Destination, message.Payload, _options.QualityOfService, retain: false, orderKey, cancellationToken);
     }
 
