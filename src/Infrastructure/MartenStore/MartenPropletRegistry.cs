@@ -32,7 +32,8 @@ public sealed class MartenPropletRegistry(IDocumentStore store) : IPropletRegist
     public async Task<PropletFleet> ListFleetAsync(CancellationToken cancellationToken)
     {
         await using var session = store.QuerySession();
-        var documents = await session.Query<PropletDocument>().ToListAsync(cancellationToken);
+        // Deleted proplets' documents stay (their streams are the record): left in PostgreSQL, not read and dropped here.
+        var registered = await session.Query<PropletDocument>().Where(d => !d.State.Deleted).ToListAsync(cancellationToken);
         // Counted by PostgreSQL on the duplicated columns: one row per proplet, no document read (reading the deleted
         // flag from the JSON took every running task's whole document, module included, out of TOAST on every fleet
         // read). A batched query has no GroupBy: two round trips.
@@ -40,7 +41,6 @@ public sealed class MartenPropletRegistry(IDocumentStore store) : IPropletRegist
         // A broadcast task runs on no proplet in particular: not counted, and not "on a proplet that is gone".
         var counts = running.Where(c => c.PropletId is not null && c.PropletId != TaskSpec.BroadcastTarget)
             .ToDictionary(c => c.PropletId!, c => c.Count, StringComparer.Ordinal);
-        var registered = documents.Where(d => !d.State.Deleted).ToList();
         var known = registered.Select(d => d.State.Id.Value).ToHashSet(StringComparer.Ordinal);
         return new PropletFleet(
             [.. registered.Select(d => View(d, counts.GetValueOrDefault(d.State.Id.Value)))

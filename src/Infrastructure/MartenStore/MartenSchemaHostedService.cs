@@ -62,12 +62,16 @@ internal sealed class MartenSchemaHostedService(IDocumentStore store, NpgsqlData
             await take.ExecuteNonQueryAsync(cancellationToken);
         }
 
+        var apply = store.Storage.ApplyAllConfiguredChangesToDatabaseAsync();
         try
         {
-            await store.Storage.ApplyAllConfiguredChangesToDatabaseAsync().WaitAsync(cancellationToken);
+            await apply.WaitAsync(cancellationToken);
         }
         finally
         {
+            // A stop while the changes run does not stop them (Weasel runs them on connections of its own): the lock is
+            // held until they end, or another node would change the schema beside them.
+            await Task.WhenAny(apply);
             await using var release = new NpgsqlCommand("select pg_advisory_unlock(hashtext('propeller.schema.' || $1))", connection);
             release.Parameters.Add(new NpgsqlParameter { Value = schema });
             await release.ExecuteNonQueryAsync(CancellationToken.None);
@@ -80,18 +84,20 @@ internal sealed class MartenSchemaHostedService(IDocumentStore store, NpgsqlData
         return $"{builder.Host}:{builder.Port}";
     }
 
-    /// <summary>Whether <paramref name="ex"/> (or what it wraps: Weasel wraps the driver's errors) says PostgreSQL is not there yet.</summary>
-    private static bool IsUnreachable(Exception? ex)
+    /// <summary>Whether <paramref name="ex"/> (or what it wraps: Weasel wraps the driver's errors) says PostgreSQL is not
+    /// there yet or cannot be used now (<see cref="PostgresFailures.IsUnavailable"/>): unreachable, starting up, shutting
+    /// down or restarting under the connection (a failover: 57P01, 57P02; these stopped the host at once), out of
+    /// connection slots.</summary>
+    internal static bool IsUnreachable(Exception ex)
     {
-        for (; ex is not null; ex = ex.InnerException)
+        for (Exception? e = ex; e is not null; e = e.InnerException)
         {
-            if (ex is SocketException or NpgsqlException { InnerException: SocketException or TimeoutException or IOException }
-                or PostgresException { SqlState: "57P03" or "53300" }) // starting up / too many connections
+            if (e is SocketException)
             {
                 return true;
             }
         }
 
-        return false;
+        return PostgresFailures.IsUnavailable(ex);
     }
 }

@@ -86,4 +86,18 @@ public sealed class MartenSchemaTests : IAsyncLifetime
         logger.Lines.Count.ShouldBe(2);
         logger.Lines.ShouldAllBe(l => l.Contains("MANAGER_POSTGRES_HOST") && l.StartsWith("Warning"));
     }
+
+    /// <summary>
+    /// A database restarting under the schema's application at startup (a failover: the server ends the connection with
+    /// 57P01 admin_shutdown or 57P02 crash_shutdown) is waited for like one not up yet; these stopped the manager at
+    /// once. A refusal of the statement itself (no rights) still stops it with its message.
+    /// </summary>
+    [Theory]
+    [InlineData("57P01", true)]
+    [InlineData("57P02", true)]
+    [InlineData("57P03", true)]
+    [InlineData("53300", true)]
+    [InlineData("42501", false)]
+    public void ADatabaseShuttingDownOrRestartingAtStartup_IsWaitedFor(string sqlState, bool waited) =>
+        MartenSchemaHostedService.IsUnreachable(new InvalidOperationException("wrapped", new PostgresException("message", "FATAL", "FATAL", sqlState))).ShouldBe(waited);
 }
