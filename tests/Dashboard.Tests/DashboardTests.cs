@@ -504,4 +504,36 @@ public sealed class DashboardTests(DashboardCluster cluster) : IAsyncLifetime
         await Assertions.Expect(_page.Locator("table.tasks tbody tr")).ToHaveCountAsync(1);
         _errors.RemoveAll(e => e.Contains("ERR_FAILED", StringComparison.Ordinal)); // the browser logs the failed connections
     }
+
+
+    /// <summary>
+    /// A user name that is not printable ASCII is refused with a message and not kept, as the CLI's --user does: it is
+    /// sent as the X-User-Id header, which the browser refuses above U+00FF (every call failed as "cannot reach the
+    /// manager", also after a reload, since the name was kept) and the manager refuses past ASCII. A name kept before
+    /// is ignored.
+    /// </summary>
+    [Fact]
+    public async Task AUserNameThatIsNotAscii_IsRefused_AndTheCallsStillGoThrough()
+    {
+        var name = Unique("user");
+        var id = await cluster.Cluster.CreateTaskAsync(new { name }, Ct);
+        await _page.GotoAsync(Ui(cluster.Cluster, $"#/tasks?name={name}"));
+        var row = _page.Locator($"tr[data-id='{id}']");
+        await Assertions.Expect(row).ToBeVisibleAsync();
+
+        await _page.Locator("#user").FillAsync("李");
+        await _page.Locator("#user").DispatchEventAsync("change");
+
+        await Assertions.Expect(_page.Locator("#message.error")).ToContainTextAsync("user name");
+        await Assertions.Expect(_page.Locator("#user")).ToHaveValueAsync("");
+        await _page.ReloadAsync();
+        await Assertions.Expect(row).ToBeVisibleAsync();
+        await Assertions.Expect(_page.Locator("#message")).ToBeHiddenAsync();
+
+        await _page.EvaluateAsync("() => localStorage.setItem('propeller.user', 'Zoë')"); // kept by an earlier dashboard
+        await _page.ReloadAsync();
+        await Assertions.Expect(row).ToBeVisibleAsync();
+        await Assertions.Expect(_page.Locator("#user")).ToHaveValueAsync("");
+        await Assertions.Expect(_page.Locator("#message")).ToBeHiddenAsync();
+    }
 }
