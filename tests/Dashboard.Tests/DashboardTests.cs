@@ -536,4 +536,23 @@ public sealed class DashboardTests(DashboardCluster cluster) : IAsyncLifetime
         await Assertions.Expect(_page.Locator("#user")).ToHaveValueAsync("");
         await Assertions.Expect(_page.Locator("#message")).ToBeHiddenAsync();
     }
+
+    /// <summary>
+    /// A filter the manager refuses is shown as a message and the filter form stays, with what was typed in it, to be
+    /// corrected (the page was emptied, form and all).
+    /// </summary>
+    [Fact]
+    public async Task AFilterTheManagerRefuses_IsShown_AndTheFormKeepsIt()
+    {
+        await _page.GotoAsync(Ui(cluster.Cluster, "#/tasks"));
+        var metadata = _page.Locator("input[name=metadata]");
+        await metadata.FillAsync("{team:edge}");
+
+        await _page.GetByRole(AriaRole.Button, new() { Name = "Filter" }).ClickAsync();
+
+        await Assertions.Expect(_page.Locator("#message.error")).ToContainTextAsync("metadata must be a JSON object");
+        await Assertions.Expect(metadata).ToHaveValueAsync("{team:edge}");
+        await Assertions.Expect(_page.GetByRole(AriaRole.Button, new() { Name = "Filter" })).ToBeVisibleAsync();
+        _errors.RemoveAll(e => e.Contains("400", StringComparison.Ordinal)); // the browser logs the refused read
+    }
 }
