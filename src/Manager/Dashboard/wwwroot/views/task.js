@@ -3,6 +3,7 @@
 import { api } from '../api.js';
 import { message } from '../message.js';
 import { h, fields, stateBadge, stamp, results, ended } from '../dom.js';
+import { redrawer } from '../redraw.js';
 
 // The history is read as its last events (a recurring task gains some with every run): this many at first, as many
 // more per "earlier events", up to the most the manager answers in one page (the CLI's `task history` reads it all).
@@ -91,15 +92,19 @@ export async function render(page, [id]) {
     outcomeBox.replaceChildren(outcome(t));
   };
 
+  // Only the replay asked for last is shown: an earlier one answered after it is dropped.
+  let replays = 0;
   const replay = async (version) => {
+    const asked = ++replays;
     try {
       const then = await page.get(`${path}?version=${version}`);
+      if (asked !== replays) return;
       replayBox.replaceChildren(h('h2', {}, `As it was at version ${version}`,
         h('button', { class: 'link', onclick: () => { replayBox.hidden = true; } }, 'close')), summary(then), outcome(then));
       replayBox.hidden = false;
       replayBox.scrollIntoView({ block: 'nearest' });
     } catch (e) {
-      page.fail(e);
+      if (asked === replays) page.fail(e);
     }
   };
 
@@ -108,7 +113,7 @@ export async function render(page, [id]) {
     earlier.replaceChildren(before <= 0 ? '' : historyShown < HISTORY_MAX
       ? h('button', { class: 'link', id: 'earlier-events', onclick: () => {
         historyShown = Math.min(historyShown + HISTORY_PAGE, HISTORY_MAX);
-        refreshHistory();
+        redrawHistory();
       } }, `${before} earlier event${before === 1 ? '' : 's'}`)
       : `${before} earlier events: propeller task history ${id}`);
     timeline.replaceChildren(...entries.map((entry) => h('li', { dataset: { version: entry.version, type: entry.type } },
@@ -131,13 +136,8 @@ export async function render(page, [id]) {
   page.show(head, h('div', { class: 'columns' }, h('div', {}, outcomeBox, summaryBox), h('div', {},
     h('section', { class: 'card' }, h('h2', {}, 'History'), earlier, timeline), replayBox)));
 
-  let pending = null;
-  const refreshHistory = () => {
-    pending ??= setTimeout(async () => {
-      pending = null;
-      try { showHistory(await readHistory()); } catch (e) { page.fail(e); }
-    }, 100);
-  };
+  // One history read at a time (one asked for meanwhile follows it), so an older answer never replaces a newer one.
+  const redrawHistory = redrawer(async () => showHistory(await readHistory()), { gap: 100, signal: page.signal, fail: page.fail });
   // GET /tasks/{id} carries no version: a read that an event overtook may predate that event (it was read before the
   // commit), so it is dropped; the event shows a state at least as new, and any later change comes as its own event.
   let events = 0;
@@ -150,7 +150,7 @@ export async function render(page, [id]) {
         const before = events;
         const t = await page.get(path);
         if (events === before) showTask(t);
-        refreshHistory();
+        redrawHistory();
       } else if (type === 'task' && data.id === id) {
         if (data.version <= shown) return;
         shown = data.version;
@@ -160,9 +160,8 @@ export async function render(page, [id]) {
           return;
         }
         showTask(data.task);
-        refreshHistory();
+        redrawHistory();
       }
     },
-    dispose() { clearTimeout(pending); },
   };
 }
