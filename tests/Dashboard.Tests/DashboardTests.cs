@@ -618,4 +618,46 @@ public sealed class DashboardTests(DashboardCluster cluster) : IAsyncLifetime
 
         await Assertions.Expect(replay).ToContainTextAsync("As it was at version 2");
     }
+
+    /// <summary>
+    /// A task deleted elsewhere while its page is open says so until the user leaves the page (the message faded after
+    /// 4 s), and Start, Stop and Delete are disabled (Start answered 404).
+    /// </summary>
+    [Fact]
+    public async Task ATaskDeletedElsewhere_SaysSoUntilLeft_AndDisablesItsActions()
+    {
+        var id = await cluster.Cluster.CreateTaskAsync(new { name = "main" }, Ct);
+        await OpenLiveAsync(Ui(cluster.Cluster, $"#/tasks/{id}"));
+        await Assertions.Expect(_page.Locator("#timeline li")).ToHaveCountAsync(1);
+
+        using var deleted = await cluster.Cluster.Http.DeleteAsync($"/tasks/{id}", Ct);
+        deleted.EnsureSuccessStatusCode();
+
+        await Assertions.Expect(_page.Locator("#message")).ToContainTextAsync("This task was deleted");
+        foreach (var action in new[] { "Start", "Stop", "Delete" })
+        {
+            await Assertions.Expect(_page.Locator(".actions button", new() { HasText = action })).ToBeDisabledAsync();
+        }
+
+        await Task.Delay(4500, Ct); // an information fades after 4 s
+        await Assertions.Expect(_page.Locator("#message")).ToBeVisibleAsync();
+    }
+
+    /// <summary>Delete on the task page opens the list and says there that it is done (opening the list hid the message at once).</summary>
+    [Fact]
+    public async Task DeletingOnTheTaskPage_OpensTheList_AndSaysSoThere()
+    {
+        var id = await cluster.Cluster.CreateTaskAsync(new { name = "main" }, Ct);
+        await _page.GotoAsync(Ui(cluster.Cluster, $"#/tasks/{id}"));
+        await Assertions.Expect(_page.Locator("#timeline li")).ToHaveCountAsync(1);
+        await _page.EvaluateAsync("() => { window.confirm = () => true; }"); // answers "Delete this task?"
+
+        await _page.Locator(".actions button", new() { HasText = "Delete" }).ClickAsync();
+
+        await Assertions.Expect(_page).ToHaveURLAsync(new System.Text.RegularExpressions.Regex("#/tasks$"));
+        await Assertions.Expect(_page.Locator("#message.info")).ToBeVisibleAsync();
+        await Assertions.Expect(_page.Locator("#message.info")).ToContainTextAsync("Delete: done");
+        using var gone = await cluster.Cluster.Http.GetAsync($"/tasks/{id}", Ct);
+        gone.StatusCode.ShouldBe(System.Net.HttpStatusCode.NotFound);
+    }
 }

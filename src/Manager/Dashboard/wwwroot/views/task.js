@@ -1,7 +1,7 @@
 // One task: its state, result or error, spec, and its history as a timeline (time, user, the plugin decisions that
 // applied), with replay to any version; start, stop and delete. Follows the task's events live.
 import { api } from '../api.js';
-import { message } from '../message.js';
+import { message, flash } from '../message.js';
 import { h, fields, stateBadge, stamp, results, ended } from '../dom.js';
 import { redrawer } from '../redraw.js';
 
@@ -66,18 +66,20 @@ export async function render(page, [id]) {
   const timeline = h('ol', { class: 'timeline', id: 'timeline' });
   const earlier = h('div', { class: 'earlier muted', id: 'earlier' });
 
-  const act = (label, run, confirmText) => h('button', {
+  let deleted = false; // the task's deletion was announced: its actions can only fail (404)
+  const act = (label, run, confirmText, done = () => message(`${label}: done`, 'info')) => h('button', {
     class: label === 'Delete' ? 'danger' : '',
+    disabled: deleted,
     onclick: async (e) => {
       if (confirmText && !confirm(confirmText)) return;
       e.target.disabled = true;
       try {
         await run();
-        message(`${label}: done`, 'info');
+        done();
       } catch (err) {
         message(err.message);
       } finally {
-        e.target.disabled = false;
+        e.target.disabled = deleted;
       }
     },
   }, label);
@@ -87,7 +89,10 @@ export async function render(page, [id]) {
       h('div', { class: 'actions' },
         act('Start', () => api.post(`${path}/start`)),
         act('Stop', () => api.post(`${path}/stop`)),
-        act('Delete', async () => { await api.del(path); location.hash = '#/tasks'; }, 'Delete this task?')));
+        act('Delete', () => api.del(path), 'Delete this task?', () => {
+          flash('Delete: done', 'info'); // opening the list clears the message bar: shown there
+          location.hash = '#/tasks';
+        })));
     summaryBox.replaceChildren(h('h2', {}, 'Status'), summary(t), h('h2', {}, 'Spec'), spec(t));
     outcomeBox.replaceChildren(outcome(t));
   };
@@ -156,7 +161,9 @@ export async function render(page, [id]) {
         shown = data.version;
         events++;
         if (data.deleted) {
-          message('This task was deleted.', 'info');
+          deleted = true;
+          for (const button of head.querySelectorAll('.actions button')) button.disabled = true;
+          message('This task was deleted.'); // kept until the user leaves the page, as the page can no longer change
           return;
         }
         showTask(data.task);
