@@ -504,4 +504,160 @@ public sealed class DashboardTests(DashboardCluster cluster) : IAsyncLifetime
         await Assertions.Expect(_page.Locator("table.tasks tbody tr")).ToHaveCountAsync(1);
         _errors.RemoveAll(e => e.Contains("ERR_FAILED", StringComparison.Ordinal)); // the browser logs the failed connections
     }
+
+    /// <summary>A new version of a task (PUT /tasks/{id}): one more event in its history, and a task event.</summary>
+    private async Task UpdateAsync(string id, int input)
+    {
+        using var updated = await cluster.Cluster.Http.PutAsJsonAsync($"/tasks/{id}", new { name = "main", inputs = new[] { input } }, Ct);
+        updated.EnsureSuccessStatusCode();
+    }
+
+    /// <summary>
+    /// A user name that is not printable ASCII is refused with a message and not kept, as the CLI's --user does: it is
+    /// sent as the X-User-Id header, which the browser refuses above U+00FF (every call failed as "cannot reach the
+    /// manager", also after a reload, since the name was kept) and the manager refuses past ASCII. A name kept before
+    /// is ignored.
+    /// </summary>
+    [Fact]
+    public async Task AUserNameThatIsNotAscii_IsRefused_AndTheCallsStillGoThrough()
+    {
+        var name = Unique("user");
+        var id = await cluster.Cluster.CreateTaskAsync(new { name }, Ct);
+        await _page.GotoAsync(Ui(cluster.Cluster, $"#/tasks?name={name}"));
+        var row = _page.Locator($"tr[data-id='{id}']");
+        await Assertions.Expect(row).ToBeVisibleAsync();
+
+        await _page.Locator("#user").FillAsync("李");
+        await _page.Locator("#user").DispatchEventAsync("change");
+
+        await Assertions.Expect(_page.Locator("#message.error")).ToContainTextAsync("user name");
+        await Assertions.Expect(_page.Locator("#user")).ToHaveValueAsync("");
+        await _page.ReloadAsync();
+        await Assertions.Expect(row).ToBeVisibleAsync();
+        await Assertions.Expect(_page.Locator("#message")).ToBeHiddenAsync();
+
+        await _page.EvaluateAsync("() => localStorage.setItem('propeller.user', 'Zoë')"); // kept by an earlier dashboard
+        await _page.ReloadAsync();
+        await Assertions.Expect(row).ToBeVisibleAsync();
+        await Assertions.Expect(_page.Locator("#user")).ToHaveValueAsync("");
+        await Assertions.Expect(_page.Locator("#message")).ToBeHiddenAsync();
+    }
+
+    /// <summary>
+    /// A filter the manager refuses is shown as a message and the filter form stays, with what was typed in it, to be
+    /// corrected (the page was emptied, form and all).
+    /// </summary>
+    [Fact]
+    public async Task AFilterTheManagerRefuses_IsShown_AndTheFormKeepsIt()
+    {
+        await _page.GotoAsync(Ui(cluster.Cluster, "#/tasks"));
+        var metadata = _page.Locator("input[name=metadata]");
+        await metadata.FillAsync("{team:edge}");
+
+        await _page.GetByRole(AriaRole.Button, new() { Name = "Filter" }).ClickAsync();
+
+        await Assertions.Expect(_page.Locator("#message.error")).ToContainTextAsync("metadata must be a JSON object");
+        await Assertions.Expect(metadata).ToHaveValueAsync("{team:edge}");
+        await Assertions.Expect(_page.GetByRole(AriaRole.Button, new() { Name = "Filter" })).ToBeVisibleAsync();
+        _errors.RemoveAll(e => e.Contains("400", StringComparison.Ordinal)); // the browser logs the refused read
+    }
+
+    /// <summary>
+    /// The task page reads its history one read at a time: a read answered after a later event does not replace the
+    /// timeline with an older one (two events 150 ms apart started two reads, and the one answered last was shown).
+    /// </summary>
+    [Fact]
+    public async Task AHistoryReadAnsweredLate_DoesNotHideANewerEvent()
+    {
+        var id = await cluster.Cluster.CreateTaskAsync(new { name = "main" }, Ct);
+        await OpenLiveAsync(Ui(cluster.Cluster, $"#/tasks/{id}"));
+        await Assertions.Expect(_page.Locator("#timeline li")).ToHaveCountAsync(1);
+        var held = new TaskCompletionSource<(IRoute Route, IAPIResponse Answer)>(TaskCreationOptions.RunContinuationsAsynchronously);
+        await _page.RouteAsync(url => new Uri(url).AbsolutePath == $"/tasks/{id}/history", async route =>
+        {
+            var answer = await route.FetchAsync(); // read now, answered later
+            if (!held.TrySetResult((route, answer)))
+            {
+                await route.FulfillAsync(new() { Response = answer });
+            }
+        });
+
+        await UpdateAsync(id, 1); // version 2: the page reads its history, and that answer is held
+        var (first, stale) = await held.Task.WaitAsync(TimeSpan.FromSeconds(10), Ct);
+        await UpdateAsync(id, 2); // version 3
+        await Task.Delay(1000, Ct); // a second read, had it started beside the first, would be drawn by now
+        await first.FulfillAsync(new() { Response = stale }); // versions 1 and 2
+        await Task.Delay(1000, Ct);
+
+        await Assertions.Expect(_page.Locator("#timeline li")).ToHaveCountAsync(3);
+        await Assertions.Expect(_page.Locator("#timeline li").Last).ToHaveAttributeAsync("data-version", "3");
+    }
+
+    /// <summary>Of two replays asked for in quick succession, the one asked for last stays, whichever is answered last.</summary>
+    [Fact]
+    public async Task TwoQuickReplays_ShowTheVersionAskedForLast()
+    {
+        var id = await cluster.Cluster.CreateTaskAsync(new { name = "main" }, Ct);
+        await UpdateAsync(id, 1);
+        await _page.GotoAsync(Ui(cluster.Cluster, $"#/tasks/{id}"));
+        await Assertions.Expect(_page.Locator("#timeline li")).ToHaveCountAsync(2);
+        var held = new TaskCompletionSource<IRoute>(TaskCreationOptions.RunContinuationsAsynchronously);
+        await _page.RouteAsync(url => new Uri(url).Query == "?version=1", route =>
+        {
+            held.TrySetResult(route); // answered later
+            return Task.CompletedTask;
+        });
+
+        await _page.Locator("#timeline li[data-version='1'] button").ClickAsync();
+        var first = await held.Task.WaitAsync(TimeSpan.FromSeconds(10), Ct);
+        await _page.Locator("#timeline li[data-version='2'] button").ClickAsync();
+        var replay = _page.Locator("section.replay");
+        await Assertions.Expect(replay).ToContainTextAsync("As it was at version 2");
+        await first.ContinueAsync();
+        await Task.Delay(1000, Ct); // the answer, had it been shown, would be on screen by now
+
+        await Assertions.Expect(replay).ToContainTextAsync("As it was at version 2");
+    }
+
+    /// <summary>
+    /// A task deleted elsewhere while its page is open says so until the user leaves the page (the message faded after
+    /// 4 s), and Start, Stop and Delete are disabled (Start answered 404).
+    /// </summary>
+    [Fact]
+    public async Task ATaskDeletedElsewhere_SaysSoUntilLeft_AndDisablesItsActions()
+    {
+        var id = await cluster.Cluster.CreateTaskAsync(new { name = "main" }, Ct);
+        await OpenLiveAsync(Ui(cluster.Cluster, $"#/tasks/{id}"));
+        await Assertions.Expect(_page.Locator("#timeline li")).ToHaveCountAsync(1);
+
+        using var deleted = await cluster.Cluster.Http.DeleteAsync($"/tasks/{id}", Ct);
+        deleted.EnsureSuccessStatusCode();
+
+        await Assertions.Expect(_page.Locator("#message")).ToContainTextAsync("This task was deleted");
+        foreach (var action in new[] { "Start", "Stop", "Delete" })
+        {
+            await Assertions.Expect(_page.Locator(".actions button", new() { HasText = action })).ToBeDisabledAsync();
+        }
+
+        await Task.Delay(4500, Ct); // an information fades after 4 s
+        await Assertions.Expect(_page.Locator("#message")).ToBeVisibleAsync();
+    }
+
+    /// <summary>Delete on the task page opens the list and says there that it is done (opening the list hid the message at once).</summary>
+    [Fact]
+    public async Task DeletingOnTheTaskPage_OpensTheList_AndSaysSoThere()
+    {
+        var id = await cluster.Cluster.CreateTaskAsync(new { name = "main" }, Ct);
+        await _page.GotoAsync(Ui(cluster.Cluster, $"#/tasks/{id}"));
+        await Assertions.Expect(_page.Locator("#timeline li")).ToHaveCountAsync(1);
+        await _page.EvaluateAsync("() => { window.confirm = () => true; }"); // answers "Delete this task?"
+
+        await _page.Locator(".actions button", new() { HasText = "Delete" }).ClickAsync();
+
+        await Assertions.Expect(_page).ToHaveURLAsync(new System.Text.RegularExpressions.Regex("#/tasks$"));
+        await Assertions.Expect(_page.Locator("#message.info")).ToBeVisibleAsync();
+        await Assertions.Expect(_page.Locator("#message.info")).ToContainTextAsync("Delete: done");
+        using var gone = await cluster.Cluster.Http.GetAsync($"/tasks/{id}", Ct);
+        gone.StatusCode.ShouldBe(System.Net.HttpStatusCode.NotFound);
+    }
 }

@@ -13,10 +13,23 @@ export const apiBase = new URL('../', document.baseURI);
 
 export const apiUrl = (path) => new URL(path.replace(/^\//, ''), apiBase).href;
 
-// The user the manager records in the history and shows to plugins (X-User-Id); there is no login.
+// The user the manager records in the history and shows to plugins (X-User-Id); there is no login. A header value is
+// printable ASCII, as the CLI's --user: fetch refuses characters above U+00FF and the manager answers 400 to other
+// non-ASCII bytes, so every call would fail. A name kept before this check that is not one is ignored.
+const printable = (value) => /^[\x20-\x7e]*$/.test(value);
+
 export const user = {
-  get: () => localStorage.getItem('propeller.user') ?? '',
-  set: (value) => (value ? localStorage.setItem('propeller.user', value) : localStorage.removeItem('propeller.user')),
+  get: () => {
+    const value = localStorage.getItem('propeller.user') ?? '';
+    return printable(value) ? value : '';
+  },
+  /** Keeps the name and returns true, or returns false for one that cannot be sent (then nothing changes). */
+  set: (value) => {
+    if (!printable(value)) return false;
+    if (value) localStorage.setItem('propeller.user', value);
+    else localStorage.removeItem('propeller.user');
+    return true;
+  },
 };
 
 // signal (optional) aborts the call: it then rejects with the signal's AbortError, which views do not show.

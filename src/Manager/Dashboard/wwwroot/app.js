@@ -89,6 +89,10 @@ window.addEventListener('unhandledrejection', (e) => {
 });
 const who = document.getElementById('user');
 who.value = user.get();
-who.addEventListener('change', () => user.set(who.value.trim()));
+who.addEventListener('change', () => {
+  if (user.set(who.value.trim())) return;
+  message(`user name "${who.value.trim()}" not kept: it must be printable ASCII (it is sent as the X-User-Id header)`);
+  who.value = user.get();
+});
 connect();
 route();

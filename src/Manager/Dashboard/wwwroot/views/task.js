@@ -1,8 +1,9 @@
 // One task: its state, result or error, spec, and its history as a timeline (time, user, the plugin decisions that
 // applied), with replay to any version; start, stop and delete. Follows the task's events live.
 import { api } from '../api.js';
-import { message } from '../message.js';
+import { message, flash } from '../message.js';
 import { h, fields, stateBadge, stamp, results, ended } from '../dom.js';
+import { redrawer } from '../redraw.js';
 
 // The history is read as its last events (a recurring task gains some with every run): this many at first, as many
 // more per "earlier events", up to the most the manager answers in one page (the CLI's `task history` reads it all).
@@ -65,18 +66,20 @@ export async function render(page, [id]) {
   const timeline = h('ol', { class: 'timeline', id: 'timeline' });
   const earlier = h('div', { class: 'earlier muted', id: 'earlier' });
 
-  const act = (label, run, confirmText) => h('button', {
+  let deleted = false; // the task's deletion was announced: its actions can only fail (404)
+  const act = (label, run, confirmText, done = () => message(`${label}: done`, 'info')) => h('button', {
     class: label === 'Delete' ? 'danger' : '',
+    disabled: deleted,
     onclick: async (e) => {
       if (confirmText && !confirm(confirmText)) return;
       e.target.disabled = true;
       try {
         await run();
-        message(`${label}: done`, 'info');
+        done();
       } catch (err) {
         message(err.message);
       } finally {
-        e.target.disabled = false;
+        e.target.disabled = deleted;
       }
     },
   }, label);
@@ -86,20 +89,27 @@ export async function render(page, [id]) {
       h('div', { class: 'actions' },
         act('Start', () => api.post(`${path}/start`)),
         act('Stop', () => api.post(`${path}/stop`)),
-        act('Delete', async () => { await api.del(path); location.hash = '#/tasks'; }, 'Delete this task?')));
+        act('Delete', () => api.del(path), 'Delete this task?', () => {
+          flash('Delete: done', 'info'); // opening the list clears the message bar: shown there
+          location.hash = '#/tasks';
+        })));
     summaryBox.replaceChildren(h('h2', {}, 'Status'), summary(t), h('h2', {}, 'Spec'), spec(t));
     outcomeBox.replaceChildren(outcome(t));
   };
 
+  // Only the replay asked for last is shown: an earlier one answered after it is dropped.
+  let replays = 0;
   const replay = async (version) => {
+    const asked = ++replays;
     try {
       const then = await page.get(`${path}?version=${version}`);
+      if (asked !== replays) return;
       replayBox.replaceChildren(h('h2', {}, `As it was at version ${version}`,
         h('button', { class: 'link', onclick: () => { replayBox.hidden = true; } }, 'close')), summary(then), outcome(then));
       replayBox.hidden = false;
       replayBox.scrollIntoView({ block: 'nearest' });
     } catch (e) {
-      page.fail(e);
+      if (asked === replays) page.fail(e);
     }
   };
 
@@ -108,7 +118,7 @@ export async function render(page, [id]) {
     earlier.replaceChildren(before <= 0 ? '' : historyShown < HISTORY_MAX
       ? h('button', { class: 'link', id: 'earlier-events', onclick: () => {
         historyShown = Math.min(historyShown + HISTORY_PAGE, HISTORY_MAX);
-        refreshHistory();
+        redrawHistory();
       } }, `${before} earlier event${before === 1 ? '' : 's'}`)
       : `${before} earlier events: propeller task history ${id}`);
     timeline.replaceChildren(...entries.map((entry) => h('li', { dataset: { version: entry.version, type: entry.type } },
@@ -131,13 +141,8 @@ export async function render(page, [id]) {
   page.show(head, h('div', { class: 'columns' }, h('div', {}, outcomeBox, summaryBox), h('div', {},
     h('section', { class: 'card' }, h('h2', {}, 'History'), earlier, timeline), replayBox)));
 
-  let pending = null;
-  const refreshHistory = () => {
-    pending ??= setTimeout(async () => {
-      pending = null;
-      try { showHistory(await readHistory()); } catch (e) { page.fail(e); }
-    }, 100);
-  };
+  // One history read at a time (one asked for meanwhile follows it), so an older answer never replaces a newer one.
+  const redrawHistory = redrawer(async () => showHistory(await readHistory()), { gap: 100, signal: page.signal, fail: page.fail });
   // GET /tasks/{id} carries no version: a read that an event overtook may predate that event (it was read before the
   // commit), so it is dropped; the event shows a state at least as new, and any later change comes as its own event.
   let events = 0;
@@ -150,19 +155,20 @@ export async function render(page, [id]) {
         const before = events;
         const t = await page.get(path);
         if (events === before) showTask(t);
-        refreshHistory();
+        redrawHistory();
       } else if (type === 'task' && data.id === id) {
         if (data.version <= shown) return;
         shown = data.version;
         events++;
         if (data.deleted) {
-          message('This task was deleted.', 'info');
+          deleted = true;
+          for (const button of head.querySelectorAll('.actions button')) button.disabled = true;
+          message('This task was deleted.'); // kept until the user leaves the page, as the page can no longer change
           return;
         }
         showTask(data.task);
-        refreshHistory();
+        redrawHistory();
       }
     },
-    dispose() { clearTimeout(pending); },
   };
 }

@@ -106,7 +106,11 @@ export async function render(page, _params, query) {
     h('option', { value: 'oldest', selected: order === 'oldest' }, 'oldest first'))),
   h('button', { type: 'submit' }, 'Filter'));
 
-  await draw();
+  try {
+    await draw();
+  } catch (e) {
+    page.fail(e); // a filter the manager refuses: the form stays, with what was typed, to be corrected
+  }
   page.show(h('h1', {}, 'Tasks'), filter, results);
 
   return {
