@@ -120,8 +120,11 @@ public sealed class BrokerOptions
     public TimeSpan StableConnection { get; set; } = TimeSpan.FromSeconds(60);
 
     /// <summary>Sets <see cref="Host"/>, <see cref="Port"/> and <see cref="Tls"/> from an address such as
-    /// <c>tcp://host:1883</c>, <c>mqtts://host</c> or <c>host:port</c>. Schemes <c>ssl</c>, <c>tls</c>, <c>mqtts</c>
-    /// mean TLS (default port 8883); any other scheme means plain TCP (default port 1883).</summary>
+    /// <c>tcp://host:1883</c>, <c>mqtts://host</c> or <c>host:port</c>. Schemes <c>ssl</c>, <c>tls</c>, <c>mqtts</c>,
+    /// <c>tcps</c>, <c>mqtt+ssl</c> mean TLS (default port 8883; paho's TLS schemes); other schemes mean plain TCP
+    /// (default port 1883), except the transports this client does not speak (<c>ws</c>, <c>wss</c>, <c>unix</c>,
+    /// <c>http</c>, <c>https</c>), refused with an <see cref="ArgumentException"/>: taken as plain TCP, a <c>wss://</c>
+    /// or <c>tcps://</c> address sent the credentials in clear.</summary>
     public BrokerOptions WithAddress(string address)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(address);
@@ -131,7 +134,13 @@ public sealed class BrokerOptions
         }
 
         var uri = new Uri(address, UriKind.Absolute);
-        var tls = uri.Scheme is "ssl" or "tls" or "mqtts";
+        if (uri.Scheme is "ws" or "wss" or "unix" or "http" or "https")
+        {
+            throw new ArgumentException(
+                $"{uri.Scheme}:// is not supported: use tcp:// (or mqtt://), or ssl:// (tls://, mqtts://, tcps://, mqtt+ssl://) for TLS", nameof(address));
+        }
+
+        var tls = uri.Scheme is "ssl" or "tls" or "mqtts" or "tcps" or "mqtt+ssl";
         Host = uri.Host.Trim('[', ']');
         Port = uri.IsDefaultPort || uri.Port <= 0 ? (tls ? 8883 : 1883) : uri.Port;
         if (tls)

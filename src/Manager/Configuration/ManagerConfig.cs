@@ -193,7 +193,9 @@ internal sealed record ManagerConfig
     {
         ArgumentNullException.ThrowIfNull(configuration);
         var errors = new List<string>();
-        string? Get(string name) => configuration[name] is { Length: > 0 } value ? value.Trim() : null;
+        // A value of spaces alone is unset (its default applies): read as empty, it gave topics "m//c/…", an empty client
+        // id, "http://:7070" (Kestrel's error named no setting).
+        string? Get(string name) => configuration[name] is { } value && value.Trim() is { Length: > 0 } trimmed ? trimmed : null;
 
         int Int(string name, int fallback, int min, int max)
         {
@@ -229,6 +231,19 @@ internal sealed record ManagerConfig
 
             errors.Add($"{name} must be a positive duration such as 30s, 1m or 500ms, at most {GoDuration.MaxTimer.TotalHours:F0}h (about 49 days; got '{raw}')");
             return fallback;
+        }
+
+        // A duration that works only from some length up: MANAGER_NODE_STALE_TIMEOUT's marks and heartbeats come every
+        // fifth of it, 100 ms at least, so at 100 ms every live node's session was stale at once and claimed by the others.
+        TimeSpan AtLeast(TimeSpan value, string name, TimeSpan minimum)
+        {
+            if (value >= minimum)
+            {
+                return value;
+            }
+
+            errors.Add($"{name} must be at least {minimum.TotalSeconds:0.#}s (got '{Get(name)}')");
+            return minimum;
         }
 
         // Go's strconv.ParseBool, which the original's env parser uses: anything else stops its start, and ours.
@@ -292,7 +307,7 @@ internal sealed record ManagerConfig
         var mqttAddress = Get("MANAGER_MQTT_ADDRESS");
         if (mqttAddress is not null && !ValidBrokerAddress(mqttAddress))
         {
-            errors.Add($"MANAGER_MQTT_ADDRESS must look like tcp://host:1883 or ssl://host:8883 (got '{mqttAddress}')");
+            errors.Add($"MANAGER_MQTT_ADDRESS must look like tcp://host:1883 or ssl://host:8883 (tls://, mqtts://, tcps:// and mqtt+ssl:// are TLS too; ws:// and wss:// are not supported) (got '{mqttAddress}')");
         }
 
         var policy = Get("MANAGER_SCHEDULER_POLICY") switch
@@ -449,7 +464,7 @@ internal sealed record ManagerConfig
         var config = new ManagerConfig
         {
             Durability = durability,
-            NodeStaleTimeout = Duration("MANAGER_NODE_STALE_TIMEOUT", TimeSpan.FromSeconds(10)),
+            NodeStaleTimeout = AtLeast(Duration("MANAGER_NODE_STALE_TIMEOUT", TimeSpan.FromSeconds(10)), "MANAGER_NODE_STALE_TIMEOUT", TimeSpan.FromSeconds(1)),
             ProjectionMaxLag = Int("MANAGER_PROJECTION_MAX_LAG", 10_000, 0, int.MaxValue),
             CommandBatches = Int("MANAGER_COMMAND_BATCHES", 2, 0, 64),
             MqttTls = tlsCa is not null || tlsCert is not null || tlsInsecure

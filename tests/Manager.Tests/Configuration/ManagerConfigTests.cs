@@ -63,6 +63,50 @@ public sealed class ManagerConfigTests : IDisposable
         }
     }
 
+    /// <summary>
+    /// A broker address in paho's TLS schemes (tcps://, mqtt+ssl://, as ssl://, tls://, mqtts://) is TLS on 8883; a
+    /// transport this client does not speak (ws://, wss://) is a configuration error. Before, every scheme but ssl, tls
+    /// and mqtts was plain TCP on 1883: MANAGER_API_KEY went in clear to a broker named tcps:// or wss://.
+    /// </summary>
+    [Theory]
+    [InlineData("tcps://broker", true, 8883)]
+    [InlineData("mqtt+ssl://broker:8884", true, 8884)]
+    [InlineData("mqtts://broker", true, 8883)]
+    [InlineData("mqtt://broker", false, 1883)]
+    [InlineData("tcp://broker:1884", false, 1884)]
+    public void ABrokerAddress_IsTlsInEveryTlsSchemeOfPaho(string address, bool tls, int port)
+    {
+        Load(("MANAGER_MQTT_ADDRESS", address)).MqttAddress.ShouldBe(address);
+        var options = new Propeller.Broker.BrokerOptions().WithAddress(address);
+        (options.Tls is not null, options.Port).ShouldBe((tls, port));
+    }
+
+    [Theory]
+    [InlineData("wss://broker")]
+    [InlineData("ws://broker:8080")]
+    public void AWebSocketBrokerAddress_IsAConfigurationError(string address) =>
+        Should.Throw<ManagerConfigurationException>(() => Load(("MANAGER_MQTT_ADDRESS", address))).Message.ShouldContain("MANAGER_MQTT_ADDRESS");
+
+    /// <summary>A setting of spaces alone is unset: its default applies (it was read as empty: topics m//c/…, an empty
+    /// MQTT client id, an HTTP host Kestrel refused without naming the setting).</summary>
+    [Fact]
+    public void ASettingOfSpacesAlone_IsUnset()
+    {
+        var config = Load(("MANAGER_TENANT_ID", "  "), ("MANAGER_HTTP_HOST", " "), ("MANAGER_ENTITY_ID", "\t"), ("MANAGER_POSTGRES_HOST", " "));
+
+        (config.Tenant, config.HttpHost, config.PostgresConnectionString.Contains("Host=localhost", StringComparison.Ordinal)).ShouldBe((Load().Tenant, "localhost", true));
+        config.EntityId.ShouldBe(Load().EntityId);
+    }
+
+    /// <summary>MANAGER_NODE_STALE_TIMEOUT is at least a second: a node marks its session alive every fifth of it, at
+    /// least 100 ms apart, so at 100 ms every live node's session was stale and claimed by the others, back and forth.</summary>
+    [Fact]
+    public void ANodeStaleTimeoutBelowASecond_IsAConfigurationError()
+    {
+        Should.Throw<ManagerConfigurationException>(() => Load(("MANAGER_NODE_STALE_TIMEOUT", "100ms"))).Message.ShouldContain("MANAGER_NODE_STALE_TIMEOUT must be at least 1s");
+        Load(("MANAGER_NODE_STALE_TIMEOUT", "1s")).NodeStaleTimeout.ShouldBe(TimeSpan.FromSeconds(1));
+    }
+
     [Fact]
     public void TheDeletedStoreAndWriteSide_AreRefusedClearly()
     {
