@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Propeller.Broker;
 
 namespace Propeller.Infrastructure.Mqtt;
 
@@ -8,25 +9,60 @@ namespace Propeller.Infrastructure.Mqtt;
 /// (<see cref="ManagerMqtt.Filters"/>) when the broker kept no session, renews them when it did, and reconnects by itself) and hands every message to the <see cref="InboundHandler"/> before it is acknowledged.
 /// </summary>
 /// <remarks>
-/// The connection closes when the host begins to stop (<see cref="StoppingAsync"/>, before any hosted service stops), so
-/// no message is handed over while the command batcher and Wolverine shut down: a result whose command the stopping
-/// batcher cancelled would otherwise have been acknowledged without being recorded. Batches still with the handler then
-/// are not acknowledged, and the broker delivers them to the next session (a duplicate is recorded as ignored).
+/// When the host begins to stop (<see cref="StoppingAsync"/>, before any hosted service stops) nothing more is handed
+/// over: the batches with the handler are cancelled, and they and every later one are held unacknowledged until the
+/// connection closes at <see cref="StoppedAsync"/>, after every hosted service stopped; the broker delivers them to the
+/// next session (a duplicate is recorded as ignored). A result whose command the stopping batcher cancelled is so never
+/// acknowledged without being recorded. What the manager sends goes out until then: Wolverine drains its broker queue
+/// (starts committed by requests still being served, timers) as it stops. Before session 42 the connection closed at
+/// StoppingAsync, and each such publish failed (ObjectDisposedException) and used up its retries.
 /// </remarks>
 internal sealed class MqttBridgeHostedService(ManagerMqtt mqtt, InboundHandler handler, ILogger<MqttBridgeHostedService> logger)
     : BackgroundService, IHostedLifecycleService
 {
+    private readonly CancellationTokenSource _closing = new();
+
     public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
     public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
-    public async Task StoppingAsync(CancellationToken cancellationToken) => await mqtt.Connection.DisposeAsync();
+    public Task StoppingAsync(CancellationToken cancellationToken) => _closing.CancelAsync();
 
-    public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public async Task StoppedAsync(CancellationToken cancellationToken) => await mqtt.Connection.DisposeAsync();
+
+    public override void Dispose()
+    {
+        _closing.Dispose();
+        base.Dispose();
+    }
+
+    /// <summary>The handler, cut off once the host stops: a batch it has then, or gets after, is held (not acknowledged)
+    /// until the connection closes (its token).</summary>
+    private Func<IReadOnlyList<ReceivedMessage>, CancellationToken, ValueTask> UntilClosing(Func<IReadOnlyList<ReceivedMessage>, CancellationToken, ValueTask> handle) =>
+        async (messages, token) =>
+        {
+            if (!_closing.IsCancellationRequested)
+            {
+                using var linked = CancellationTokenSource.CreateLinkedTokenSource(token, _closing.Token);
+                try
+                {
+                    await handle(messages, linked.Token);
+                }
+                catch (OperationCanceledException) when (_closing.IsCancellationRequested && !token.IsCancellationRequested)
+                {
+                    // held below
+                }
+            }
+
+            if (_closing.IsCancellationRequested)
+            {
+                await Task.Delay(Timeout.Infinite, token); // ends as the connection closes: not acknowledged
+            }
+        };
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        mqtt.Inbound = handler.Guarded(logger);
+        mqtt.Inbound = UntilClosing(handler.Guarded(logger));
 
         try
         {
