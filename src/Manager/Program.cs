@@ -32,7 +32,17 @@ catch (ManagerConfigurationException ex)
 
 await using (app)
 {
-    await app.RunAsync();
+    try
+    {
+        await app.RunAsync();
+    }
+    catch (Propeller.Infrastructure.MartenStore.EventStoreUnavailableException ex)
+    {
+        // PostgreSQL unreachable at start, or the schema could not be applied: one line naming the setting to check
+        // (logged too), not an unhandled exception's stack trace and an abort.
+        await Console.Error.WriteLineAsync($"propeller-manager: {ex.Message}");
+        return 1;
+    }
 }
 
 return 0;
