@@ -140,6 +140,15 @@ public sealed class BrokerOptions
                 $"{uri.Scheme}:// is not supported: use tcp:// (or mqtt://), or ssl:// (tls://, mqtts://, tcps://, mqtt+ssl://) for TLS", nameof(address));
         }
 
+        // Credentials in the address (tcp://user:pass@host, as paho takes them) when none are set otherwise; they were
+        // ignored (and the address, logged as it was, showed the password).
+        if (uri.UserInfo is { Length: > 0 } userInfo)
+        {
+            var colon = userInfo.IndexOf(':', StringComparison.Ordinal);
+            Username ??= Uri.UnescapeDataString(colon < 0 ? userInfo : userInfo[..colon]);
+            Password ??= colon < 0 ? null : Uri.UnescapeDataString(userInfo[(colon + 1)..]);
+        }
+
         var tls = uri.Scheme is "ssl" or "tls" or "mqtts" or "tcps" or "mqtt+ssl";
         Host = uri.Host.Trim('[', ']');
         Port = uri.IsDefaultPort || uri.Port <= 0 ? (tls ? 8883 : 1883) : uri.Port;
@@ -149,6 +158,17 @@ public sealed class BrokerOptions
         }
 
         return this;
+    }
+
+    /// <summary><paramref name="address"/> without the credentials it may carry (<c>tcp://user:pass@host</c> →
+    /// <c>tcp://host</c>), to be logged or shown.</summary>
+    public static string Redacted(string address)
+    {
+        ArgumentNullException.ThrowIfNull(address);
+        var start = address.IndexOf("://", StringComparison.Ordinal) is var scheme and >= 0 ? scheme + 3 : 0;
+        var end = address.IndexOf('/', start) is var slash and >= 0 ? slash : address.Length;
+        var at = address.AsSpan(start, end - start).LastIndexOf('@');
+        return at < 0 ? address : string.Concat(address.AsSpan(0, start), address.AsSpan(start + at + 1));
     }
 
     /// <summary>Reads a protocol version setting: unset, 5, 5.0 (MQTT 5) or 3.1.1, 311, 4 (MQTT 3.1.1).</summary>

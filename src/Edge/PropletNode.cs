@@ -96,7 +96,7 @@ public sealed class PropletNode : IAsyncDisposable
     /// the loops.</summary>
     public async Task StartAsync(CancellationToken cancellationToken)
     {
-        EdgeLog.Starting(_logger, _settings.EntityId, _settings.MqttAddress, _settings.BaseTopic, _runtimeName, _settings.MaxConcurrentTasks);
+        EdgeLog.Starting(_logger, _settings.EntityId, BrokerOptions.Redacted(_settings.MqttAddress), _settings.BaseTopic, _runtimeName, _settings.MaxConcurrentTasks);
         foreach (var warning in _settings.Warnings)
         {
             EdgeLog.SettingKeptDefault(_logger, warning);

@@ -67,7 +67,7 @@ internal sealed class MqttBridgeHostedService(ManagerMqtt mqtt, InboundHandler h
         try
         {
             await mqtt.Connection.StartAsync(stoppingToken);
-            MqttBridgeLog.Listening(logger, mqtt.Options.Address, string.Join(", ", mqtt.Connection.Options.Subscriptions.Select(s => s.Filter)));
+            MqttBridgeLog.Listening(logger, BrokerOptions.Redacted(mqtt.Options.Address), string.Join(", ", mqtt.Connection.Options.Subscriptions.Select(s => s.Filter)));
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {

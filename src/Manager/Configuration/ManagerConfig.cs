@@ -307,7 +307,7 @@ internal sealed record ManagerConfig
         var mqttAddress = Get("MANAGER_MQTT_ADDRESS");
         if (mqttAddress is not null && !ValidBrokerAddress(mqttAddress))
         {
-            errors.Add($"MANAGER_MQTT_ADDRESS must look like tcp://host:1883 or ssl://host:8883 (tls://, mqtts://, tcps:// and mqtt+ssl:// are TLS too; ws:// and wss:// are not supported) (got '{mqttAddress}')");
+            errors.Add($"MANAGER_MQTT_ADDRESS must look like tcp://host:1883 or ssl://host:8883 (tls://, mqtts://, tcps:// and mqtt+ssl:// are TLS too; ws:// and wss:// are not supported) (got '{Propeller.Broker.BrokerOptions.Redacted(mqttAddress)}')");
         }
 
         var policy = Get("MANAGER_SCHEDULER_POLICY") switch

@@ -99,7 +99,7 @@ public sealed class ProxyNode : IAsyncDisposable
     /// <summary>Connects (retrying while the broker is unreachable) and subscribes to <c>registry/proplet</c>.</summary>
     public async Task StartAsync(CancellationToken cancellationToken)
     {
-        ProxyLog.Starting(_logger, _settings.EntityId, _settings.MqttAddress, _settings.BaseTopic, _settings.ChunkSize, _settings.CacheBytes);
+        ProxyLog.Starting(_logger, _settings.EntityId, BrokerOptions.Redacted(_settings.MqttAddress), _settings.BaseTopic, _settings.ChunkSize, _settings.CacheBytes);
         var options = new BrokerOptions
         {
             ClientId = _settings.EntityId,
