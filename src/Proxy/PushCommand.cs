@@ -5,7 +5,7 @@ namespace Propeller.Proxy;
 
 /// <summary><c>propeller-proxy push FILE.wasm REFERENCE</c>: pushes a module as a Wasm OCI artefact (an empty config and
 /// one application/vnd.wasm.content.layer.v1+wasm layer), for the demo and for trying the proxy without other tools.
-/// Credentials from PROXY_REGISTRY_USERNAME / PROXY_REGISTRY_PASSWORD when set; registries over plain HTTP as the proxy decides it (PROXY_PLAIN_HTTP, loopback always).</summary>
+/// Credentials from PROXY_REGISTRY_USERNAME / PROXY_REGISTRY_PASSWORD when set, for PROXY_REGISTRY_URL's host only when that is set; registries over plain HTTP as the proxy decides it (PROXY_PLAIN_HTTP, loopback always).</summary>
 internal static class PushCommand
 {
     public const string Usage = "FILE.wasm host/repository[:tag]";
@@ -35,9 +35,21 @@ internal static class PushCommand
             return 1;
         }
 
-        var user = Environment.GetEnvironmentVariable("PROXY_REGISTRY_USERNAME");
-        var password = Environment.GetEnvironmentVariable("PROXY_REGISTRY_PASSWORD");
-        var credentials = user is { Length: > 0 } ? new RegistryCredentials(reference.ApiHost, user, password, null) : null;
+        // The serving credentials go only to the registry they are for: PROXY_REGISTRY_URL's host when it is set (they went
+        // to whatever host a reference named, a typo or a public registry included).
+        var user = Environment.GetEnvironmentVariable("PROXY_REGISTRY_USERNAME")?.Trim();
+        var password = Environment.GetEnvironmentVariable("PROXY_REGISTRY_PASSWORD")?.Trim();
+        var registry = Environment.GetEnvironmentVariable("PROXY_REGISTRY_URL") is { } url && url.Trim() is { Length: > 0 } named
+            ? ImageReference.ApiHostOf(ProxySettingsLoader.HostOf(named))
+            : null;
+        var credentials = user is { Length: > 0 } && (registry is null || string.Equals(registry, reference.ApiHost, StringComparison.OrdinalIgnoreCase))
+            ? new RegistryCredentials(reference.ApiHost, user, password, null)
+            : null;
+        if (user is { Length: > 0 } && credentials is null)
+        {
+            await error.WriteLineAsync($"propeller-proxy push: PROXY_REGISTRY_USERNAME is for {registry} (PROXY_REGISTRY_URL), not {reference.ApiHost}: pushing without credentials");
+        }
+
         using var http = new HttpClient { Timeout = TimeSpan.FromMinutes(2) };
         var plain = PlainHttpPolicy.Parse(Environment.GetEnvironmentVariable("PROXY_PLAIN_HTTP"));
         var client = new RegistryClient(http, new RegistryAuth(credentials, TimeProvider.System), plain.Allows);

@@ -123,8 +123,36 @@ public sealed class ProxyTests(SharedCluster shared)
         return task.GetProperty("error").GetString().ShouldNotBeNull();
     }
 
+    /// <summary>
+    /// `propeller-proxy push` sends PROXY_REGISTRY_USERNAME / _PASSWORD only to PROXY_REGISTRY_URL's host when that is
+    /// set: a push to another registry goes without them (and says so; refused here by the registry that wants them).
+    /// Before, the serving credentials went to whatever host a reference named.
+    /// </summary>
+    [Fact]
+    public async Task PushCredentials_GoOnlyToTheRegistryTheyAreFor()
+    {
+        var registry = Environment.GetEnvironmentVariable("PROPELLER_TEST_REGISTRY_AUTH") is { Length: > 0 } value ? value : "127.0.0.1:55001";
+        var reference = $"{registry}/push-{Guid.NewGuid():N}/add:v1";
+        var credentials = new Dictionary<string, string> { ["PROXY_REGISTRY_USERNAME"] = "propeller", ["PROXY_REGISTRY_PASSWORD"] = "propeller" };
+
+        var elsewhere = await PushAsync(Modules.Addition, reference, new(credentials) { ["PROXY_REGISTRY_URL"] = "registry.example.com" });
+        elsewhere.Code.ShouldBe(1, elsewhere.Output);
+        elsewhere.Output.ShouldContain("is for registry.example.com (PROXY_REGISTRY_URL), not " + registry);
+
+        var there = await PushAsync(Modules.Addition, reference, new(credentials) { ["PROXY_REGISTRY_URL"] = "http://" + registry });
+        there.Code.ShouldBe(0, there.Output);
+        (await PushAsync(Modules.Addition, reference, credentials)).Code.ShouldBe(0);
+    }
+
     /// <summary>`propeller-proxy push`, as the demo uses it.</summary>
     private static async Task PushWithTheCommandAsync(byte[] module, string reference)
+    {
+        var (code, output) = await PushAsync(module, reference, []);
+        code.ShouldBe(0, output);
+        output.ShouldStartWith($"pushed {reference} ({module.Length} bytes, manifest sha256:");
+    }
+
+    private static async Task<(int Code, string Output)> PushAsync(byte[] module, string reference, Dictionary<string, string> env)
     {
         var file = Path.GetTempFileName();
         await File.WriteAllBytesAsync(file, module, Ct);
@@ -136,11 +164,20 @@ public sealed class ProxyTests(SharedCluster shared)
                 info.ArgumentList.Add(arg);
             }
 
+            foreach (var name in info.Environment.Keys.Where(k => k.StartsWith("PROXY_REGISTRY_", StringComparison.Ordinal)).ToList())
+            {
+                info.Environment.Remove(name);
+            }
+
+            foreach (var (key, value) in env)
+            {
+                info.Environment[key] = value;
+            }
+
             using var process = Process.Start(info)!;
             var output = await process.StandardOutput.ReadToEndAsync(Ct) + await process.StandardError.ReadToEndAsync(Ct);
             await process.WaitForExitAsync(Ct);
-            process.ExitCode.ShouldBe(0, output);
-            output.ShouldStartWith($"pushed {reference} ({module.Length} bytes, manifest sha256:");
+            return (process.ExitCode, output);
         }
         finally
         {
