@@ -282,6 +282,25 @@ public sealed class ChunkAssemblerTests
         assembler.Count.ShouldBe(1);
     }
 
+    /// <summary>
+    /// An assembly a task waits for is not swept past the TTL (PROPLET_CHUNK_TTL shorter than PROPLET_CHUNK_WAIT): its
+    /// wait ends it. Before, the chunks received so far were dropped and the fetch had to get them all again, or ran out
+    /// of time.
+    /// </summary>
+    [Fact]
+    public async Task GivenAnAssemblyATaskWaitsFor_WhenOlderThanTheTtl_ThenTheSweepLeavesIt()
+    {
+        var assembler = new ChunkAssembler(1 << 20, _clock);
+        var waiting = assembler.WaitAsync("slow", _ => Task.CompletedTask, TimeSpan.FromMinutes(10), TestContext.Current.CancellationToken);
+        assembler.Add(Chunk("slow", 0, 2, [1])).ShouldBeNull();
+        _clock.Advance(TimeSpan.FromMinutes(6));
+
+        assembler.Sweep(TimeSpan.FromMinutes(5)).ShouldBeEmpty();
+        assembler.Add(Chunk("slow", 1, 2, [2])).ShouldBeNull();
+
+        (await waiting).Bytes.ShouldBe(new byte[] { 1, 2 });
+    }
+
     [Fact]
     public async Task GivenNoChunksEver_WhenTheWaitEnds_ThenTheErrorIsTheOriginals()
     {

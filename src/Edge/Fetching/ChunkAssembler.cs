@@ -674,7 +674,9 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
         var dropped = new List<(string, int, int)>();
         lock (_lock)
         {
-            foreach (var (app, entry) in _entries.Where(e => now - e.Value.CreatedAt > ttl).ToList())
+            // Not an assembly a task waits for: its wait (PROPLET_CHUNK_WAIT) ends it; a TTL shorter than that wait
+            // dropped the chunks received so far, and the fetch asked for them all again or ran out of time.
+            foreach (var (app, entry) in _entries.Where(e => now - e.Value.CreatedAt > ttl && !_waiters.ContainsKey(e.Key)).ToList())
             {
                 _entries.Remove(app);
                 if (!entry.Served)
