@@ -38,6 +38,27 @@ public sealed class PropletSettingsLoaderTests : IDisposable
         settings.BaseTopic.ShouldBe("m/t1/c/c1");
     }
 
+    /// <summary>
+    /// Values are trimmed, as the manager's and the proxy's are: a CRLF .env leaves a "\r" at the end of each, and the
+    /// proplet subscribed to m/default\r/c/… and was never discovered, silently. A blank value is unset, as an empty one.
+    /// </summary>
+    [Fact]
+    public void GivenIdentityValuesWithCarriageReturns_WhenLoaded_ThenTheyAreTrimmed()
+    {
+        var settings = Load(new Dictionary<string, string>
+        {
+            ["PROPLET_TENANT_ID"] = "default\r",
+            ["PROPLET_CHANNEL_ID"] = " default\r",
+            ["PROPLET_ENTITY_ID"] = "p1\r",
+            ["PROPLET_API_KEY"] = "k1\r",
+            ["PROPLET_MQTT_ADDRESS"] = "   ",
+        });
+
+        settings.BaseTopic.ShouldBe("m/default/c/default");
+        settings.EntityId.ShouldBe("p1");
+        settings.MqttAddress.ShouldBe("tcp://localhost:1883");
+    }
+
     [Fact]
     public void GivenEveryVariable_WhenLoaded_ThenEachIsRead()
     {

@@ -28,7 +28,9 @@ public static class PropletSettingsLoader
     public static PropletSettings Load(Func<string, string?> environment)
     {
         ArgumentNullException.ThrowIfNull(environment);
-        string? Get(string name) => environment(name) is { Length: > 0 } value ? value : null;
+        // Trimmed as the manager and the proxy trim theirs: a CRLF .env left "default\r" in PROPLET_TENANT_ID, and the
+        // proplet subscribed to m/default\r/c/… and was never discovered, without a word. Blank is unset, as empty is.
+        string? Get(string name) => environment(name)?.Trim() is { Length: > 0 } value ? value : null;
 
         var identity = Identity.ToDictionary(i => i.Key, i => Get(i.Variable) ?? (i.AliasVariable is { } alias ? Get(alias) : null), StringComparer.Ordinal);
         if (identity.Values.Any(v => v is null))
