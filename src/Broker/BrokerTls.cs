@@ -1,3 +1,6 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+
 namespace Propeller.Broker;
 
 /// <summary>TLS settings. Without a CA file the system trust store validates the broker certificate.</summary>
@@ -14,4 +17,49 @@ public sealed class BrokerTls
 
     /// <summary>Accept any broker certificate (tests and labs only).</summary>
     public bool AllowUntrustedCertificates { get; set; }
+
+    /// <summary>
+    /// Why <paramref name="path"/> cannot be the <see cref="CaFile"/> (it does not read, holds no PEM certificate or one
+    /// that does not decode), or null. For the settings loaders: the connection reads it only once started, and failing
+    /// there stopped the service with exit code 0, a line in its log the only trace.
+    /// </summary>
+    public static string? CaFileProblem(string path)
+    {
+        var collection = new X509Certificate2Collection();
+        try
+        {
+            collection.ImportFromPemFile(path);
+            return collection.Count == 0 ? "it holds no PEM certificate (-----BEGIN CERTIFICATE-----)" : null;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or CryptographicException)
+        {
+            return ex.Message;
+        }
+        finally
+        {
+            foreach (var certificate in collection)
+            {
+                certificate.Dispose();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Why <paramref name="certificateFile"/> and <paramref name="keyFile"/> cannot be the client certificate and its key
+    /// (either does not read or is not PEM, or the key is not the certificate's), or null; as <see cref="CaFileProblem"/>.
+    /// </summary>
+    public static string? ClientCertificateProblem(string certificateFile, string keyFile)
+    {
+        try
+        {
+            // As the connection loads them (BrokerConnection): through PKCS#12.
+            using var pem = X509Certificate2.CreateFromPemFile(certificateFile, keyFile);
+            using var loaded = X509CertificateLoader.LoadPkcs12(pem.Export(X509ContentType.Pkcs12), null);
+            return null;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or CryptographicException or ArgumentException)
+        {
+            return ex.Message;
+        }
+    }
 }

@@ -166,6 +166,9 @@ internal static partial class EdgeLog
     [LoggerMessage(EventId = 8082, Level = LogLevel.Error, Message = "Metrics endpoint: answering {Path} failed; the connection was closed")]
     public static partial void MetricsAnswerFailed(ILogger logger, string? path, Exception exception);
 
+    [LoggerMessage(EventId = 8083, Level = LogLevel.Critical, Message = "Proplet stopped on an error: {Error}; exiting with code 1")]
+    public static partial void PropletFailed(ILogger logger, string error, Exception exception);
+
     [LoggerMessage(EventId = 8071, Level = LogLevel.Warning, Message = "Task metrics for {TaskId}: a sample failed ({Reason}); the next interval tries again")]
     public static partial void TaskMetricsSampleFailed(ILogger logger, string taskId, string reason);
 }

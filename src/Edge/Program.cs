@@ -66,6 +66,9 @@ else
 builder.Logging.SetMinimumLevel(settings.LogLevel);
 builder.Services.AddSingleton(settings);
 builder.Services.AddSingleton(TimeProvider.System);
-builder.Services.AddHostedService<PropletHostedService>();
-await builder.Build().RunAsync();
-return 0;
+builder.Services.AddSingleton<PropletHostedService>();
+builder.Services.AddHostedService(services => services.GetRequiredService<PropletHostedService>());
+var host = builder.Build();
+var proplet = host.Services.GetRequiredService<PropletHostedService>(); // before RunAsync, which disposes the host
+await host.RunAsync();
+return proplet.Failed ? 1 : 0;

@@ -41,11 +41,13 @@ builder.WebHost.UseUrls($"http://{settings.HttpHost}:{settings.HttpPort.ToString
 builder.Services.AddSingleton(settings);
 builder.Services.AddSingleton(TimeProvider.System);
 builder.Services.AddSingleton<ProxyNode>();
-builder.Services.AddHostedService<ProxyHostedService>();
+builder.Services.AddSingleton<ProxyHostedService>();
+builder.Services.AddHostedService(services => services.GetRequiredService<ProxyHostedService>());
 
 var app = builder.Build();
 var node = app.Services.GetRequiredService<ProxyNode>();
 app.MapGet("/health", () => Results.Json(new HealthJson("ok", "proxy", node.IsConnected), ProxyJsonContext.Default.HealthJson));
 app.MapGet("/metrics", () => Results.Text(node.Metrics.Scrape(node.InFlight, node.Cache), "text/plain; version=0.0.4"));
+var proxy = app.Services.GetRequiredService<ProxyHostedService>(); // before RunAsync, which disposes the app
 await app.RunAsync();
-return 0;
+return proxy.Failed ? 1 : 0;

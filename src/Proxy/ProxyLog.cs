@@ -35,6 +35,9 @@ internal static partial class ProxyLog
     [LoggerMessage(EventId = 9012, Level = LogLevel.Debug, Message = "Image {App} is being delivered; this request for some of its chunks is served once that delivery ended")]
     public static partial void AwaitingDelivery(ILogger logger, string app);
 
+    [LoggerMessage(EventId = 9013, Level = LogLevel.Critical, Message = "Proxy stopped on an error: {Error}; exiting with code 1")]
+    public static partial void ProxyFailed(ILogger logger, string error, Exception exception);
+
     [LoggerMessage(EventId = 9010, Level = LogLevel.Warning, Message = "Too many images in flight ({Count}); refusing {App}")]
     public static partial void Busy(ILogger logger, int count, string app);
 }

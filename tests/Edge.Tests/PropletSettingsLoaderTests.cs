@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using Propeller.Edge.Configuration;
 using MQTTnet.Protocol;
+using Propeller.Tests.Shared;
 
 namespace Propeller.Edge.Tests;
 
@@ -36,6 +37,62 @@ public sealed class PropletSettingsLoaderTests : IDisposable
         settings.TaskFuel.ShouldBeNull();
         settings.ImageCacheBytes.ShouldBe(32L << 20);
         settings.BaseTopic.ShouldBe("m/t1/c/c1");
+    }
+
+    /// <summary>
+    /// Values are trimmed, as the manager's and the proxy's are: a CRLF .env leaves a "\r" at the end of each, and the
+    /// proplet subscribed to m/default\r/c/… and was never discovered, silently. A blank value is unset, as an empty one.
+    /// </summary>
+    [Fact]
+    public void GivenIdentityValuesWithCarriageReturns_WhenLoaded_ThenTheyAreTrimmed()
+    {
+        var settings = Load(new Dictionary<string, string>
+        {
+            ["PROPLET_TENANT_ID"] = "default\r",
+            ["PROPLET_CHANNEL_ID"] = " default\r",
+            ["PROPLET_ENTITY_ID"] = "p1\r",
+            ["PROPLET_API_KEY"] = "k1\r",
+            ["PROPLET_MQTT_ADDRESS"] = "   ",
+        });
+
+        settings.BaseTopic.ShouldBe("m/default/c/default");
+        settings.EntityId.ShouldBe("p1");
+        settings.MqttAddress.ShouldBe("tcp://localhost:1883");
+    }
+
+    /// <summary>
+    /// The MQTT TLS files are read at load: a client key that is not the certificate's, or a file that is no PEM, is a
+    /// configuration error naming the variable (exit 78). Checked only for existing, they stopped the proplet once it had
+    /// started, with exit code 0.
+    /// </summary>
+    [Fact]
+    public void GivenTlsFilesThatExistButDoNotLoad_WhenLoaded_ThenEachIsAConfigurationErrorNamingItsVariable()
+    {
+        using var tls = new TlsFiles();
+
+        Should.Throw<ConfigurationException>(() => Load(new Dictionary<string, string>(Identity)
+        {
+            ["PROPLET_MQTT_TLS_CLIENT_CERT"] = tls.Certificate,
+            ["PROPLET_MQTT_TLS_CLIENT_KEY"] = tls.OtherKey,
+        })).Message.ShouldStartWith($"PROPLET_MQTT_TLS_CLIENT_CERT '{tls.Certificate}' and PROPLET_MQTT_TLS_CLIENT_KEY '{tls.OtherKey}' cannot be read");
+        Should.Throw<ConfigurationException>(() => Load(new Dictionary<string, string>(Identity)
+        {
+            ["PROPLET_MQTT_TLS_CLIENT_CERT"] = tls.Garbage,
+            ["PROPLET_MQTT_TLS_CLIENT_KEY"] = tls.Key,
+        })).Message.ShouldStartWith("PROPLET_MQTT_TLS_CLIENT_CERT");
+        Should.Throw<ConfigurationException>(() => Load(new Dictionary<string, string>(Identity) { ["PROPLET_MQTT_TLS_CA_CERT"] = tls.Garbage }))
+            .Message.ShouldStartWith($"PROPLET_MQTT_TLS_CA_CERT: '{tls.Garbage}' cannot be read");
+        Should.Throw<ConfigurationException>(() => Load(new Dictionary<string, string>(Identity) { ["PROPLET_HTTP_TLS_CA_CERT"] = tls.Garbage }))
+            .Message.ShouldStartWith($"PROPLET_HTTP_TLS_CA_CERT: '{tls.Garbage}' cannot be read");
+
+        var settings = Load(new Dictionary<string, string>(Identity)
+        {
+            ["PROPLET_MQTT_TLS_CA_CERT"] = tls.Certificate,
+            ["PROPLET_MQTT_TLS_CLIENT_CERT"] = tls.Certificate,
+            ["PROPLET_MQTT_TLS_CLIENT_KEY"] = tls.Key,
+            ["PROPLET_HTTP_TLS_CA_CERT"] = tls.Certificate,
+        });
+        (settings.TlsClientCert, settings.TlsClientKey).ShouldBe((tls.Certificate, tls.Key));
     }
 
     [Fact]

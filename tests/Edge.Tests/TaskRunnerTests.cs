@@ -672,10 +672,79 @@ public sealed class TaskRunnerTests : IAsyncDisposable
         _published.TryNext(out var extra).ShouldBeFalse(extra.Payload.ToString());
     }
 
+    /// <summary>
+    /// The proplet shuts down (SIGTERM) while a task's run has ended and its result waits for the broker (its ack, its
+    /// turn): the result still goes out once the broker takes it, within the shutdown's drain budget. Cancelled with the
+    /// runner's lifetime, it was dropped, the proplet went offline and the manager ran the finished task again.
+    /// </summary>
+    [Fact]
+    public async Task GivenAFinishedTasksResultWaitingForTheBroker_WhenTheRunnerShutsDown_ThenTheResultStillGoesOut()
+    {
+        var publisher = new HeldResultsPublisher(_published);
+        var fetcher = new BinaryFetcher(_settings, _chunks, publisher, _http);
+        await using var runner = new TaskRunner(_settings, _runtime, fetcher, publisher, null, NullLogger<TaskRunner>.Instance);
+        runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(new { id = "done", name = "main", file = Modules.AdditionBase64, inputs = new[] { "1", "2" } }));
+        await publisher.Holding.Task.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
+
+        var disposing = runner.DisposeAsync().AsTask();
+        await Task.Delay(100, TestContext.Current.CancellationToken); // the shutdown has begun while the result waits
+        publisher.Release();
+        await disposing;
+
+        var result = await NextResultAsync();
+        (result.GetProperty("task_id").GetString(), result.GetProperty("results").GetString()).ShouldBe(("done", "3"));
+        result.GetProperty("error").ValueKind.ShouldBe(JsonValueKind.Null);
+    }
+
+    /// <summary>
+    /// The proplet shuts down as a task's run ends with success (the shutdown's abort finds the task still holding its id,
+    /// between its run and its result): the run finished its work, so its result is published. Taken for ended by the
+    /// shutdown (the abort's reason was set), it was dropped and the manager ran the finished task again.
+    /// </summary>
+    [Fact]
+    public async Task GivenARunEndingWithSuccessAsTheShutdownComes_WhenTheRunnerShutsDown_ThenItsResultIsPublished()
+    {
+        var runtime = new SucceedsWhenAbortedRuntime();
+        await using var runner = new TaskRunner(_settings, runtime, new BinaryFetcher(_settings, _chunks, _published, _http), _published, null, NullLogger<TaskRunner>.Instance);
+        runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(new { id = "finishing", name = "main", file = Modules.AdditionBase64, inputs = new[] { "1", "2" } }));
+        await runtime.Began.Task.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
+
+        await runner.DisposeAsync();
+
+        var result = await NextResultAsync();
+        (result.GetProperty("task_id").GetString(), result.GetProperty("results").GetString()).ShouldBe(("finishing", "done"));
+        result.GetProperty("error").ValueKind.ShouldBe(JsonValueKind.Null);
+    }
+
+    /// <summary>A runtime whose run ends with success just as the task is ended (its work was done as the abort came).</summary>
+    private sealed class SucceedsWhenAbortedRuntime : IWasmRuntime
+    {
+        public TaskCompletionSource Began { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public string Name => "fake";
+
+        public async Task<TaskOutcome> RunAsync(RunningTask task, byte[] binary, CancellationToken cancellationToken)
+        {
+            var ended = new TaskCompletionSource<TaskOutcome>(TaskCreationOptions.RunContinuationsAsynchronously);
+            using var registration = task.Aborted.Register(() => ended.TrySetResult(TaskOutcome.Success("done")));
+            Began.TrySetResult();
+            return await ended.Task;
+        }
+
+        public bool ServesHttpProxy(byte[] binary) => false;
+
+        public LatentPreparation Prepare(RunningTask task, byte[] binary) => throw new NotSupportedException();
+
+        public Task<TaskOutcome> InvokeAsync(RunningTask invocation, object prepared, CancellationToken cancellationToken) => throw new NotSupportedException();
+    }
+
     /// <summary>Holds results until released, as an unreachable broker holds a publish; passes everything else on.</summary>
     private sealed class HeldResultsPublisher(InMemoryPublisher inner) : Propeller.Edge.Messaging.IPropletPublisher
     {
         private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        /// <summary>Set when a result is first held.</summary>
+        public TaskCompletionSource Holding { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
         public void Release() => _released.TrySetResult();
 
@@ -683,6 +752,7 @@ public sealed class TaskRunnerTests : IAsyncDisposable
         {
             if (path == Topics.Results)
             {
+                Holding.TrySetResult();
                 await _released.Task.WaitAsync(cancellationToken);
             }
 

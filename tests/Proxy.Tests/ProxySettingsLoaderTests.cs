@@ -25,6 +25,38 @@ public sealed class ProxySettingsLoaderTests
         TestContext.Current.TestOutputHelper?.WriteLine($"seed {seed}: {variables} variables, {loaded} of 3000 draws loaded");
     }
 
+    /// <summary>
+    /// The MQTT TLS files are read at load: a client key that is not the certificate's, or a file that is no PEM, is a
+    /// configuration error naming the variable (exit 78). Checked only for existing, they stopped the proxy once it had
+    /// started, with exit code 0.
+    /// </summary>
+    [Fact]
+    public void GivenTlsFilesThatExistButDoNotLoad_WhenLoaded_ThenEachIsAConfigurationErrorNamingItsVariable()
+    {
+        using var tls = new TlsFiles();
+
+        Should.Throw<ProxyConfigurationException>(() => ProxySettingsLoader.Load(Env(new Dictionary<string, string>(Identity)
+        {
+            ["PROXY_MQTT_TLS_CLIENT_CERT"] = tls.Certificate,
+            ["PROXY_MQTT_TLS_CLIENT_KEY"] = tls.OtherKey,
+        }))).Message.ShouldStartWith($"PROXY_MQTT_TLS_CLIENT_CERT '{tls.Certificate}' and PROXY_MQTT_TLS_CLIENT_KEY '{tls.OtherKey}' cannot be read");
+        Should.Throw<ProxyConfigurationException>(() => ProxySettingsLoader.Load(Env(new Dictionary<string, string>(Identity)
+        {
+            ["PROXY_MQTT_TLS_CLIENT_CERT"] = tls.Garbage,
+            ["PROXY_MQTT_TLS_CLIENT_KEY"] = tls.Key,
+        }))).Message.ShouldStartWith("PROXY_MQTT_TLS_CLIENT_CERT");
+        Should.Throw<ProxyConfigurationException>(() => ProxySettingsLoader.Load(Env(new Dictionary<string, string>(Identity) { ["PROXY_MQTT_TLS_CA_CERT"] = tls.Garbage })))
+            .Message.ShouldStartWith($"PROXY_MQTT_TLS_CA_CERT: '{tls.Garbage}' cannot be read");
+
+        var settings = ProxySettingsLoader.Load(Env(new Dictionary<string, string>(Identity)
+        {
+            ["PROXY_MQTT_TLS_CA_CERT"] = tls.Certificate,
+            ["PROXY_MQTT_TLS_CLIENT_CERT"] = tls.Certificate,
+            ["PROXY_MQTT_TLS_CLIENT_KEY"] = tls.Key,
+        }));
+        (settings.TlsClientCert, settings.TlsClientKey).ShouldBe((tls.Certificate, tls.Key));
+    }
+
     [Fact]
     public void GivenOnlyTheIdentity_WhenLoaded_ThenTheOriginalsDefaultsApply()
     {

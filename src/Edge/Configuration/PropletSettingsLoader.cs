@@ -1,4 +1,6 @@
 using System.Globalization;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Logging;
 using MQTTnet.Protocol;
 using Propeller.Broker;
@@ -28,7 +30,9 @@ public static class PropletSettingsLoader
     public static PropletSettings Load(Func<string, string?> environment)
     {
         ArgumentNullException.ThrowIfNull(environment);
-        string? Get(string name) => environment(name) is { Length: > 0 } value ? value : null;
+        // Trimmed as the manager and the proxy trim theirs: a CRLF .env left "default\r" in PROPLET_TENANT_ID, and the
+        // proplet subscribed to m/default\r/c/… and was never discovered, without a word. Blank is unset, as empty is.
+        string? Get(string name) => environment(name)?.Trim() is { Length: > 0 } value ? value : null;
 
         var identity = Identity.ToDictionary(i => i.Key, i => Get(i.Variable) ?? (i.AliasVariable is { } alias ? Get(alias) : null), StringComparer.Ordinal);
         if (identity.Values.Any(v => v is null))
@@ -170,6 +174,24 @@ public static class PropletSettingsLoader
             throw new ConfigurationException("PROPLET_MQTT_TLS_CLIENT_CERT and PROPLET_MQTT_TLS_CLIENT_KEY must be given together");
         }
 
+        // Read now, so a file that exists but is not what it should be is a configuration error naming the variable: read
+        // once the proplet had started, it stopped the proplet with exit code 0.
+        if (settings.TlsCaCert is { } ca && BrokerTls.CaFileProblem(ca) is { } caProblem)
+        {
+            throw new ConfigurationException($"PROPLET_MQTT_TLS_CA_CERT: '{ca}' cannot be read as PEM CA certificates: {caProblem}");
+        }
+
+        if (settings is { TlsClientCert: { } certFile, TlsClientKey: { } keyFile } && BrokerTls.ClientCertificateProblem(certFile, keyFile) is { } clientProblem)
+        {
+            throw new ConfigurationException(
+                $"PROPLET_MQTT_TLS_CLIENT_CERT '{certFile}' and PROPLET_MQTT_TLS_CLIENT_KEY '{keyFile}' cannot be read as a PEM certificate and its private key: {clientProblem}");
+        }
+
+        if (settings.HttpTlsCaCert is { } httpCa && HttpCaProblem(httpCa) is { } httpCaProblem)
+        {
+            throw new ConfigurationException($"PROPLET_HTTP_TLS_CA_CERT: '{httpCa}' cannot be read as a certificate (PEM or DER): {httpCaProblem}");
+        }
+
         try
         {
             if (string.IsNullOrWhiteSpace(new BrokerOptions().WithAddress(settings.MqttAddress).Host))
@@ -272,6 +294,20 @@ public static class PropletSettingsLoader
             ? TimeSpan.FromSeconds(seconds)
             : throw new ConfigurationException(
                 $"{name} '{text}' must be a number of seconds ({(allowZero ? "0, or " : "")}at least {minimum.ToString(CultureInfo.InvariantCulture)}{(minimum < 1 ? ": timers tick in milliseconds" : "")}), at most {TaskLimits.MaxWait.TotalSeconds:F0} (about 49 days)");
+    }
+
+    /// <summary>Why the download client could not load <paramref name="path"/> as it does (DownloadClient), or null.</summary>
+    private static string? HttpCaProblem(string path)
+    {
+        try
+        {
+            using var certificate = X509CertificateLoader.LoadCertificateFromFile(path);
+            return null;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or CryptographicException)
+        {
+            return ex.Message;
+        }
     }
 
     private static string? ExistingFile(Func<string, string?> get, string name) => get(name) switch

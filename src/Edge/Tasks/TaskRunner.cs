@@ -50,6 +50,10 @@ public sealed class TaskRunner : IAsyncDisposable
     private readonly TaskLimits _defaults;
     private readonly PropletPluginChain? _plugins;
     private readonly CancellationTokenSource _lifetime = new();
+
+    // Result publishes: cancelled only once shutdown's drain budget is spent (DisposeAsync), not with _lifetime, so a
+    // finished task's result waiting for its ack or its turn still goes out (dropped, the manager ran the task again).
+    private readonly CancellationTokenSource _publishing = new();
     private long _started;
     private long _completed;
     private long _failed;
@@ -829,7 +833,8 @@ public sealed class TaskRunner : IAsyncDisposable
         }
     }
 
-    /// <summary>Ends every task (no results are published for them) and waits for the pipeline to settle.</summary>
+    /// <summary>Ends every task (no results are published for the runs it ends) and waits for the pipeline to settle:
+    /// the results of runs that had ended go out meanwhile, within the drain budget.</summary>
     public async ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _closing, 1) == 1)
@@ -848,17 +853,24 @@ public sealed class TaskRunner : IAsyncDisposable
         }
 
         await _lifetime.CancelAsync();
+        await DrainAsync(TimeSpan.FromSeconds(10));
+        await _publishing.CancelAsync(); // the budget is spent: results still waiting for the broker are dropped
+        await DrainAsync(TimeSpan.FromSeconds(1));
+        _lifetime.Dispose();
+        _publishing.Dispose();
+        _slots.Dispose();
+    }
+
+    private async Task DrainAsync(TimeSpan budget)
+    {
         try
         {
-            await Task.WhenAll(_executions.Keys).WaitAsync(TimeSpan.FromSeconds(10), CancellationToken.None);
+            await Task.WhenAll(_executions.Keys).WaitAsync(budget, CancellationToken.None);
         }
         catch (Exception ex) when (ex is TimeoutException or OperationCanceledException)
         {
             // best effort on the way out
         }
-
-        _lifetime.Dispose();
-        _slots.Dispose();
     }
 
     private void Track(Task execution)
@@ -948,6 +960,10 @@ public sealed class TaskRunner : IAsyncDisposable
             await monitoring.CancelAsync();
         }
 
+        // Whether the shutdown ended the run, decided as the run ends: its abort may come after (the task holds its id
+        // until below), and a run that had finished, above all one that succeeded, has a result the manager waits for.
+        var shuttingDown = !outcome.Succeeded && task.Reason == StopReason.ShuttingDown;
+
         if (run is { IsCompleted: false })
         {
             // Failed while its run goes on (publishing a daemon's started result threw): ended, not left running without
@@ -963,7 +979,6 @@ public sealed class TaskRunner : IAsyncDisposable
 
         RecordFinished(request.Id, task.Run); // before it lets go of its id: a start of this run from now on is not run again
         _running.TryRemove(new KeyValuePair<string, RunningTask>(request.Id, task));
-        var shuttingDown = task.Reason == StopReason.ShuttingDown;
         task.Dispose();
         if (outcome.Succeeded)
         {
@@ -1090,7 +1105,7 @@ public sealed class TaskRunner : IAsyncDisposable
         {
             try
             {
-                await _publisher.PublishAsync(Topics.Results, payload, _lifetime.Token);
+                await _publisher.PublishAsync(Topics.Results, payload, _publishing.Token);
             }
             catch (BrokerPublishException ex) when (ex.MaximumPacketSize is { } maximum)
             {
@@ -1107,7 +1122,7 @@ public sealed class TaskRunner : IAsyncDisposable
                     _finishedResults.Record(taskId, attempt, instead); // a later dispatch of it gets the error at once
                 }
 
-                await _publisher.PublishAsync(Topics.Results, instead, _lifetime.Token);
+                await _publisher.PublishAsync(Topics.Results, instead, _publishing.Token);
             }
         }
         catch (OperationCanceledException)

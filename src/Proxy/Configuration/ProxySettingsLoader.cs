@@ -143,6 +143,19 @@ public static class ProxySettingsLoader
             throw new ProxyConfigurationException("PROXY_MQTT_TLS_CLIENT_CERT and PROXY_MQTT_TLS_CLIENT_KEY must be given together");
         }
 
+        // Read now, so a file that exists but is not what it should be is a configuration error naming the variable: read
+        // once the proxy had started, it stopped the proxy with exit code 0.
+        if (settings.TlsCaCert is { } ca && BrokerTls.CaFileProblem(ca) is { } caProblem)
+        {
+            throw new ProxyConfigurationException($"PROXY_MQTT_TLS_CA_CERT: '{ca}' cannot be read as PEM CA certificates: {caProblem}");
+        }
+
+        if (settings is { TlsClientCert: { } certFile, TlsClientKey: { } keyFile } && BrokerTls.ClientCertificateProblem(certFile, keyFile) is { } clientProblem)
+        {
+            throw new ProxyConfigurationException(
+                $"PROXY_MQTT_TLS_CLIENT_CERT '{certFile}' and PROXY_MQTT_TLS_CLIENT_KEY '{keyFile}' cannot be read as a PEM certificate and its private key: {clientProblem}");
+        }
+
         try
         {
             if (string.IsNullOrWhiteSpace(new BrokerOptions().WithAddress(settings.MqttAddress).Host))
