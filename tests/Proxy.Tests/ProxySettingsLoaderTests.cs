@@ -166,6 +166,16 @@ public sealed class ProxySettingsLoaderTests
         }
     }
 
+    /// <summary>Go's strconv.ParseBool forms the original proxy reads its booleans with (<c>t</c>, <c>T</c>, <c>f</c>,
+    /// <c>F</c>) are read as it reads them; they were refused as not true or false.</summary>
+    [Theory]
+    [InlineData("t", true)]
+    [InlineData("T", true)]
+    [InlineData("f", false)]
+    [InlineData("F", false)]
+    public void GivenGosShortBooleans_WhenLoaded_ThenTheyAreReadAsGoReadsThem(string value, bool expected) =>
+        ProxySettingsLoader.Load(Env(new Dictionary<string, string>(Identity) { ["PROXY_MQTT_TLS_INSECURE_SKIP_VERIFY"] = value })).TlsInsecureSkipVerify.ShouldBe(expected);
+
     [Theory]
     [InlineData(null, "registry.example:5000", false)]
     [InlineData(null, "localhost:5000", true)]
