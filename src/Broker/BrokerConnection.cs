@@ -24,8 +24,9 @@ namespace Propeller.Broker;
 /// <item>A publish made while disconnected waits for the connection, bounded by
 /// <see cref="BrokerOptions.OperationTimeout"/>; QoS 1/2 publishes in flight stay below the broker's Receive Maximum;
 /// every result is checked: QuotaExceeded and a connection lost mid-publish are retried, any other refusal throws.</item>
-/// <item>QoS 2 publishes with the same order key go one after the other (MQTTnet sends the PUBRELs of concurrent QoS 2
-/// publishes out of order and mosquitto delivers on PUBREL).</item>
+/// <item>Publishes with the same order key go one after the other, at every QoS (MQTTnet sends the PUBRELs of concurrent
+/// QoS 2 publishes out of order and mosquitto delivers on PUBREL; a publish sent again after a lost connection goes out
+/// behind those called meanwhile).</item>
 /// <item>Received messages are acknowledged by hand: handed to <see cref="Handler"/> in batches of what has arrived, in
 /// order, and acknowledged in arrival order after the handler returned. The handler may process different keys in
 /// parallel; it must be idempotent (QoS 2 is not exactly-once to it: a connection lost before the acknowledgement

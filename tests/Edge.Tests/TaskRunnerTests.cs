@@ -641,6 +641,27 @@ public sealed class TaskRunnerTests : IAsyncDisposable
     }
 
     /// <summary>
+    /// A stopped run of dispatch 1 still unwinding while the start of dispatch 2 (the task dispatched back here) waits
+    /// for it: the report names dispatch 2, the run the task waits for. Before, it named whichever it read last, the
+    /// unwinding run's dispatch 1, and the manager (which takes a run of an earlier dispatch as lacking) sent the start
+    /// again, and after three such reports dispatched the task away from a proplet about to run it.
+    /// </summary>
+    [Fact]
+    public async Task GivenAStoppedRunUnwindingAndALaterDispatchWaitingForIt_WhenAskedWhatItHolds_ThenTheLaterDispatchIsReported()
+    {
+        var runtime = new SlowUnwindRuntime();
+        await using var runner = new TaskRunner(_settings with { MaxConcurrentTasks = 2 }, runtime, new BinaryFetcher(_settings, _chunks, _published, _http), _published, null, NullLogger<TaskRunner>.Instance);
+        var spin = Convert.ToBase64String(Modules.Spin);
+        runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(new { id = "back", name = "main", file = spin, attempt = 1, dispatch = 1 }));
+        await runtime.Began.Task.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
+        runner.HandleStop(Encoding.UTF8.GetBytes("""{"id":"back","broadcast":false,"attempt":1,"dispatch":1}"""));
+        runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(new { id = "back", name = "main", file = spin, attempt = 1, dispatch = 2 }));
+
+        runner.Held().ShouldBe([new HeldTask("back", 1, 2)]);
+        runtime.Release();
+    }
+
+    /// <summary>
     /// A daemon's "started" result waits while the broker is unreachable (held here until released); its workload runs
     /// meanwhile (it waited for the publish and did not run for the whole outage), and the result still comes, before the
     /// end of its run (it returned meanwhile).
@@ -729,6 +750,31 @@ public sealed class TaskRunnerTests : IAsyncDisposable
             using var registration = task.Aborted.Register(() => ended.TrySetResult(TaskOutcome.Success("done")));
             Began.TrySetResult();
             return await ended.Task;
+        }
+
+        public bool ServesHttpProxy(byte[] binary) => false;
+
+        public LatentPreparation Prepare(RunningTask task, byte[] binary) => throw new NotSupportedException();
+
+        public Task<TaskOutcome> InvokeAsync(RunningTask invocation, object prepared, CancellationToken cancellationToken) => throw new NotSupportedException();
+    }
+
+    /// <summary>Runs until released, an abort or not (a stopped run that takes its time to unwind).</summary>
+    private sealed class SlowUnwindRuntime : IWasmRuntime
+    {
+        private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public TaskCompletionSource Began { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public string Name => "fake";
+
+        public void Release() => _released.TrySetResult();
+
+        public async Task<TaskOutcome> RunAsync(RunningTask task, byte[] binary, CancellationToken cancellationToken)
+        {
+            Began.TrySetResult();
+            await _released.Task;
+            return TaskOutcome.Success("done");
         }
 
         public bool ServesHttpProxy(byte[] binary) => false;

@@ -87,11 +87,12 @@ public sealed class TaskRunner : IAsyncDisposable
     /// </summary>
     public IReadOnlyList<HeldTask> Held()
     {
-        // An id may be in two places (a start admitted after a stopped run of it unwinds): the later attempt is the one held.
+        // An id may be in two places (a start admitted after a stopped run of it unwinds): the later attempt is the one
+        // held, and of one attempt the later dispatch (the manager sends the start again for a report of an earlier one).
         var held = new Dictionary<string, HeldTask>(StringComparer.Ordinal);
         void Hold(string id, int? attempt, int? dispatch)
         {
-            if (!held.TryGetValue(id, out var other) || !(other.Attempt > attempt))
+            if (!held.TryGetValue(id, out var other) || !(other.Attempt > attempt || (other.Attempt == attempt && other.Dispatch > dispatch)))
             {
                 held[id] = new HeldTask(id, attempt, dispatch);
             }
@@ -680,14 +681,14 @@ public sealed class TaskRunner : IAsyncDisposable
         {
             try
             {
-                await _publisher.PublishAsync(Topics.InvokeResults, JsonSerializer.SerializeToUtf8Bytes(reply), _lifetime.Token);
+                await _publisher.PublishAsync(Topics.InvokeResults, JsonSerializer.SerializeToUtf8Bytes(reply), _publishing.Token);
             }
             catch (BrokerPublishException ex) when (ex.MaximumPacketSize is { } maximum)
             {
                 // As for a task's result (PublishResultPayloadAsync): the caller waiting for the reply learns why.
                 EdgeLog.ResultTooLarge(_logger, id, ex.Message);
                 var instead = reply with { Results = "", Error = TooLargeError(id, ex.PacketSize ?? 0, maximum) };
-                await _publisher.PublishAsync(Topics.InvokeResults, JsonSerializer.SerializeToUtf8Bytes(instead), _lifetime.Token);
+                await _publisher.PublishAsync(Topics.InvokeResults, JsonSerializer.SerializeToUtf8Bytes(instead), _publishing.Token);
             }
         }
         catch (OperationCanceledException)

@@ -17,6 +17,9 @@ namespace Propeller.Infrastructure.Mqtt;
 /// </summary>
 public sealed class ManagerMqtt : IMessagePublisher, IAsyncDisposable
 {
+    private static readonly string StartSuffix = "/" + Topics.Start;
+    private static readonly string StopSuffix = "/" + Topics.Stop;
+
     private readonly MqttBridgeOptions _options;
 
     /// <summary>This connection's gauge (its client id as a label): a meter of its own, gone with the connection.</summary>
@@ -167,13 +170,16 @@ public sealed class ManagerMqtt : IMessagePublisher, IAsyncDisposable
     /// <summary>The filter and reason of the subscription the broker refused at its last connect (null: none).</summary>
     public string? RefusedSubscription => Connection.RefusedSubscription;
 
-    /// <summary>Publishes a command; a task's commands keep their order (the task id is the order key), at every QoS: a
-    /// start the connection lost is sent again after the reconnect, and at QoS 1 its stop, called meanwhile, went first
-    /// (the proplet ignored the stop of a task it did not know, then ran it).</summary>
+    /// <summary>Publishes a command; a task's starts and stops keep their order (the task id is the order key), at every
+    /// QoS: a start the connection lost is sent again after the reconnect, and at QoS 1 its stop, called meanwhile, went
+    /// first (the proplet ignored the stop of a task it did not know, then ran it). Invocations of a latent task are not
+    /// ordered: each is a call of its own, and in one task's order they waited for one another's acknowledgements.</summary>
     public Task PublishAsync(OutgoingMessage message, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(message);
-        var orderKey = TaskIdOf(message.Payload.Span);
+        var orderKey = message.Destination.EndsWith(StartSuffix, StringComparison.Ordinal) || message.Destination.EndsWith(StopSuffix, StringComparison.Ordinal)
+            ? TaskIdOf(message.Payload.Span)
+            : null;
         return Connection.PublishAsync(message.Destination, message.Payload, _options.QualityOfService, retain: false, orderKey, cancellationToken);
     }
 

@@ -20,6 +20,8 @@ namespace Propeller.Infrastructure.Mqtt;
 internal sealed class MqttBridgeHostedService(ManagerMqtt mqtt, InboundHandler handler, ILogger<MqttBridgeHostedService> logger)
     : BackgroundService, IHostedLifecycleService
 {
+    // Not disposed: the connection's dispatch may read its token after the host is disposed (a start that failed, with
+    // no StoppedAsync); it holds no timer.
     private readonly CancellationTokenSource _closing = new();
 
     public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
@@ -29,12 +31,6 @@ internal sealed class MqttBridgeHostedService(ManagerMqtt mqtt, InboundHandler h
     public Task StoppingAsync(CancellationToken cancellationToken) => _closing.CancelAsync();
 
     public async Task StoppedAsync(CancellationToken cancellationToken) => await mqtt.Connection.DisposeAsync();
-
-    public override void Dispose()
-    {
-        _closing.Dispose();
-        base.Dispose();
-    }
 
     /// <summary>The handler, cut off once the host stops: a batch it has then, or gets after, is held (not acknowledged)
     /// until the connection closes (its token).</summary>

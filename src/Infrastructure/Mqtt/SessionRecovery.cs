@@ -82,9 +82,10 @@ internal sealed partial class SessionRecovery(
                 {
                     await MarkAliveAsync(entityId, stoppingToken);
                 }
-                catch (Exception ex) when (ex is NpgsqlException or TimeoutException or InvalidOperationException
-                    || (ex is OperationCanceledException && !stoppingToken.IsCancellationRequested))
+                catch (Exception ex) when (ex is not OperationCanceledException || !stoppingToken.IsCancellationRequested)
                 {
+                    // Whatever failed, the marks go on: a loop ended by an unforeseen error would leave this node's live
+                    // session to be claimed by the others while the recoveries beside it run on.
                     Log.RoundFailed(_logger, ex);
                 }
             }

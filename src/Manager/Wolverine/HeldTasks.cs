@@ -44,7 +44,8 @@ public static class ReconcileHeldTasksHandler
 /// there. So:
 /// <list type="bullet">
 /// <item>a task the manager has running on the proplet, dispatched at least <see cref="ResendAfter"/> before the
-/// report, that the proplet does not hold at that attempt, gets its start again (<c>task.start_resent.v1</c> on its
+/// report, that the proplet does not hold at that attempt and dispatch (a run of an earlier dispatch counts as not
+/// held: its result would be ignored), gets its start again (<c>task.start_resent.v1</c> on its
 /// stream, and the same start message, in one transaction); after <see cref="MaxResends"/> of them for one dispatch it is
 /// re-dispatched instead (<c>task.redispatch_requested.v1</c>, or failed at the limit). So is a completed task whose
 /// run goes on there (a daemon, a served HTTP proxy: TaskState.IsServing) when the proplet lost it (it restarted): the

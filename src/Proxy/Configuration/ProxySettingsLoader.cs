@@ -165,7 +165,7 @@ public static class ProxySettingsLoader
         }
         catch (Exception ex) when (ex is UriFormatException or ArgumentException)
         {
-            throw new ProxyConfigurationException($"PROXY_MQTT_ADDRESS '{settings.MqttAddress}' is not an MQTT address such as tcp://host:1883 ({ex.Message})", ex);
+            throw new ProxyConfigurationException($"PROXY_MQTT_ADDRESS '{BrokerOptions.Redacted(settings.MqttAddress)}' is not an MQTT address such as tcp://host:1883 ({ex.Message})", ex);
         }
 
         return settings;

@@ -71,11 +71,34 @@ public sealed class BridgeShutdownTests
             (await received.Reader.ReadAsync(timeout.Token)).ShouldBe("""{"id":"after-stopping"}""");
         }
 
-        await observer.PublishAsync($"{baseTopic}/control/proplet/results", Encoding.UTF8.GetBytes(Result()), MqttQualityOfServiceLevel.AtLeastOnce, Ct);
+        var held = Result();
+        await observer.PublishAsync($"{baseTopic}/control/proplet/results", Encoding.UTF8.GetBytes(held), MqttQualityOfServiceLevel.AtLeastOnce, Ct);
         await Task.Delay(1000, Ct);
         Volatile.Read(ref handled).ShouldBe(1, "a result handled after the host began to stop");
 
         await bridge.StoppedAsync(Ct);
         mqtt.Connection.IsConnected.ShouldBeFalse();
+
+        // Not acknowledged: the broker delivers it again to the session's next connection (the next start of this node).
+        var again = Channel.CreateUnbounded<string>();
+        await using var next = new BrokerConnection(new BrokerOptions { ClientId = "manager-" + tenant, CleanStart = false, SessionExpiryInterval = 60 }.WithAddress(Broker))
+        {
+            Handler = Inbox.Each((message, _) =>
+            {
+                again.Writer.TryWrite(Encoding.UTF8.GetString(message.Payload.Span));
+                return ValueTask.CompletedTask;
+            }),
+        };
+        await next.StartAsync(Ct);
+        using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(Ct))
+        {
+            timeout.CancelAfter(TimeSpan.FromSeconds(20));
+            while (await again.Reader.ReadAsync(timeout.Token) != held)
+            {
+                // the first result too, when its batch was still being acknowledged as the host began to stop
+            }
+        }
+
+        await next.EndSessionAsync(Ct);
     }
 }
