@@ -365,6 +365,20 @@ internal sealed record ManagerConfig
             errors.Add("MANAGER_MQTT_TLS_CLIENT_CERT and MANAGER_MQTT_TLS_CLIENT_KEY must be given together");
         }
 
+        // Read now, as the connection will read them: a file that is no PEM, or a key that is not the certificate's, failed
+        // only at the first connect, retried for ever in the log while the manager looked up (as the proplet's and the
+        // proxy's, session 42).
+        if (tlsCa is not null && File.Exists(tlsCa) && BrokerTls.CaFileProblem(tlsCa) is { } caProblem)
+        {
+            errors.Add($"MANAGER_MQTT_TLS_CA_CERT {tlsCa} cannot be read as PEM certificates: {caProblem}");
+        }
+
+        if (tlsCert is not null && tlsKey is not null && File.Exists(tlsCert) && File.Exists(tlsKey)
+            && BrokerTls.ClientCertificateProblem(tlsCert, tlsKey) is { } certificateProblem)
+        {
+            errors.Add($"MANAGER_MQTT_TLS_CLIENT_CERT and MANAGER_MQTT_TLS_CLIENT_KEY ({tlsCert}, {tlsKey}) are not a PEM certificate and its key: {certificateProblem}");
+        }
+
         var httpsCertificate = LoadHttpsCertificate(Get("MANAGER_HTTP_SERVER_CERT"), Get("MANAGER_HTTP_SERVER_KEY"), errors);
 
         // A retention is no timer: longer than 49 days is fine, and 0 means no pruning.

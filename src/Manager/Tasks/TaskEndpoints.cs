@@ -79,7 +79,7 @@ internal static class TaskEndpoints
             .Refuses(400, 403, 404, 409, 422, 503);
         app.MapDelete("/tasks/{taskId}", DeleteAsync).WithName("delete-task")
             .WithSummary("Delete a task")
-            .WithDescription("Marks the task deleted (its history stays readable); a running task is stopped first.")
+            .WithDescription("Marks the task deleted (its history stays readable); an active task, or one whose run goes on, is refused with 409 (stop it first).")
             .Path("taskId", Id)
             .Produces(StatusCodes.Status204NoContent)
             .Refuses(400, 403, 404, 409, 422, 503);

@@ -81,6 +81,23 @@ public sealed class ManagerConfigTests : IDisposable
         (options.Tls is not null, options.Port).ShouldBe((tls, port));
     }
 
+    /// <summary>
+    /// The broker TLS files are read at start, as the connection reads them: a CA file that is no PEM, or a client key
+    /// that is not the certificate's, is a configuration error naming the variables. Before, only their existence was
+    /// checked, and the first connect failed, retried for ever in the log while the manager looked up.
+    /// </summary>
+    [Fact]
+    public void BrokerTlsFilesThatDoNotLoad_AreConfigurationErrors()
+    {
+        using var files = new Propeller.Tests.Shared.TlsFiles();
+
+        Should.Throw<ManagerConfigurationException>(() => Load(("MANAGER_MQTT_TLS_CA_CERT", files.Garbage))).Message.ShouldContain("MANAGER_MQTT_TLS_CA_CERT");
+        Should.Throw<ManagerConfigurationException>(() => Load(("MANAGER_MQTT_TLS_CLIENT_CERT", files.Certificate), ("MANAGER_MQTT_TLS_CLIENT_KEY", files.OtherKey)))
+            .Message.ShouldContain("MANAGER_MQTT_TLS_CLIENT_CERT and MANAGER_MQTT_TLS_CLIENT_KEY");
+        var config = Load(("MANAGER_MQTT_TLS_CA_CERT", files.Certificate), ("MANAGER_MQTT_TLS_CLIENT_CERT", files.Certificate), ("MANAGER_MQTT_TLS_CLIENT_KEY", files.Key));
+        config.MqttTls.ShouldNotBeNull().ClientKeyFile.ShouldBe(files.Key);
+    }
+
     [Theory]
     [InlineData("wss://broker")]
     [InlineData("ws://broker:8080")]
