@@ -667,7 +667,7 @@ public sealed class TaskRunner : IAsyncDisposable
         await PublishInvokeResultAsync(id, message.InvocationId, outcome);
     }
 
-    private async Task PublishInvokeResultAsync(string id, string? invocationId, TaskOutcome outcome)
+    private Task PublishInvokeResultAsync(string id, string? invocationId, TaskOutcome outcome)
     {
         var reply = new InvokeResultMessage
         {
@@ -677,32 +677,9 @@ public sealed class TaskRunner : IAsyncDisposable
             Results = outcome.Results,
             Error = outcome.Error,
         };
-        try
-        {
-            try
-            {
-                await _publisher.PublishAsync(Topics.InvokeResults, JsonSerializer.SerializeToUtf8Bytes(reply), _publishing.Token);
-            }
-            catch (BrokerPublishException ex) when (ex.MaximumPacketSize is { } maximum)
-            {
-                // As for a task's result (PublishResultPayloadAsync): the caller waiting for the reply learns why.
-                EdgeLog.ResultTooLarge(_logger, id, ex.Message);
-                var instead = reply with { Results = "", Error = TooLargeError(id, ex.PacketSize ?? 0, maximum) };
-                await _publisher.PublishAsync(Topics.InvokeResults, JsonSerializer.SerializeToUtf8Bytes(instead), _publishing.Token);
-            }
-        }
-        catch (OperationCanceledException)
-        {
-            EdgeLog.ResultDropped(_logger, id);
-        }
-        catch (BrokerPublishException ex) when (ex.MaximumPacketSize is not null)
-        {
-            EdgeLog.ErrorResultTooLarge(_logger, id, ex.Message);
-        }
+        return PublishResultAsync(Topics.InvokeResults, id, JsonSerializer.SerializeToUtf8Bytes(reply),
+            error => JsonSerializer.SerializeToUtf8Bytes(reply with { Results = "", Error = error })); // the caller waiting for the reply learns why
     }
-
-    private static string TooLargeError(string id, long size, long maximum) =>
-        $"Task {id}: its result of {size} bytes exceeds the broker's maximum packet size of {maximum} bytes";
 
     private async Task<TaskOutcome> RunInvocationAsync(LatentTask latent, InvokeMessage message)
     {
@@ -1098,32 +1075,40 @@ public sealed class TaskRunner : IAsyncDisposable
         return again;
     }
 
-    /// <summary>Publishes a result; one larger than the broker's Maximum Packet Size goes out as an error result naming
-    /// both sizes (the broker would close the connection for it, and the manager heard nothing of the task).</summary>
-    private async Task PublishResultPayloadAsync(string taskId, byte[] payload)
+    private Task PublishResultPayloadAsync(string taskId, byte[] payload) =>
+        PublishResultAsync(Topics.Results, taskId, payload, error =>
+        {
+            var failure = TaskOutcome.Failure(error);
+            var message = JsonSerializer.Deserialize<ResultMessage>(payload)!;
+            var instead = JsonSerializer.SerializeToUtf8Bytes(message with
+            {
+                Results = JsonSerializer.SerializeToElement(failure.Results),
+                Error = JsonSerializer.SerializeToElement(failure.Error),
+            });
+            if (message.Attempt is { } attempt)
+            {
+                _finishedResults.Record(taskId, attempt, instead); // a later dispatch of it gets the error at once
+            }
+
+            return instead;
+        });
+
+    /// <summary>Publishes a task's result or an invocation's reply on <paramref name="topic"/>; one larger than the
+    /// broker's Maximum Packet Size goes out as <paramref name="instead"/> makes it of the error naming both sizes (the
+    /// broker would close the connection for it, and the manager heard nothing of the task).</summary>
+    private async Task PublishResultAsync(string topic, string taskId, byte[] payload, Func<string, byte[]> instead)
     {
         try
         {
             try
             {
-                await _publisher.PublishAsync(Topics.Results, payload, _publishing.Token);
+                await _publisher.PublishAsync(topic, payload, _publishing.Token);
             }
             catch (BrokerPublishException ex) when (ex.MaximumPacketSize is { } maximum)
             {
                 EdgeLog.ResultTooLarge(_logger, taskId, ex.Message);
-                var failure = TaskOutcome.Failure(TooLargeError(taskId, ex.PacketSize ?? payload.Length, maximum));
-                var message = JsonSerializer.Deserialize<ResultMessage>(payload)!;
-                var instead = JsonSerializer.SerializeToUtf8Bytes(message with
-                {
-                    Results = JsonSerializer.SerializeToElement(failure.Results),
-                    Error = JsonSerializer.SerializeToElement(failure.Error),
-                });
-                if (message.Attempt is { } attempt)
-                {
-                    _finishedResults.Record(taskId, attempt, instead); // a later dispatch of it gets the error at once
-                }
-
-                await _publisher.PublishAsync(Topics.Results, instead, _publishing.Token);
+                var error = $"Task {taskId}: its result of {ex.PacketSize ?? payload.Length} bytes exceeds the broker's maximum packet size of {maximum} bytes";
+                await _publisher.PublishAsync(topic, instead(error), _publishing.Token);
             }
         }
         catch (OperationCanceledException)
