@@ -1253,16 +1253,14 @@ public sealed class BrokerConnection : IAsyncDisposable
 
         if (options.Tls is { } tls)
         {
-            var trusted = tls.CaFile is { } caFile ? LoadCertificates(caFile) : null;
+            var trusted = tls.CaFile is { } caFile ? BrokerTls.LoadCaCertificates(caFile) : null;
             builder.WithTlsOptions(t =>
             {
                 t.UseTls().WithTargetHost(options.Host)
                     .WithCertificateValidationHandler(e => ValidateServerCertificate(e.Certificate as X509Certificate2, e.Chain, e.SslPolicyErrors, trusted, tls.AllowUntrustedCertificates));
                 if (tls.ClientCertificateFile is { } certificate && tls.ClientKeyFile is { } key)
                 {
-                    // Through PKCS#12: SslStream on Linux needs the key as part of a persisted certificate.
-                    using var pem = X509Certificate2.CreateFromPemFile(certificate, key);
-                    t.WithClientCertificates([X509CertificateLoader.LoadPkcs12(pem.Export(X509ContentType.Pkcs12), null)]);
+                    t.WithClientCertificates([BrokerTls.LoadClientCertificate(certificate, key)]);
                 }
             });
         }
@@ -1274,13 +1272,6 @@ public sealed class BrokerConnection : IAsyncDisposable
         }
 
         return built;
-    }
-
-    private static X509Certificate2Collection LoadCertificates(string file)
-    {
-        var collection = new X509Certificate2Collection();
-        collection.ImportFromPemFile(file);
-        return collection;
     }
 
     /// <summary>

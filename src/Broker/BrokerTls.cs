@@ -18,6 +18,22 @@ public sealed class BrokerTls
     /// <summary>Accept any broker certificate (tests and labs only).</summary>
     public bool AllowUntrustedCertificates { get; set; }
 
+    /// <summary>The certificates of CA file <paramref name="path"/> (PEM), as the connection trusts them.</summary>
+    internal static X509Certificate2Collection LoadCaCertificates(string path)
+    {
+        var collection = new X509Certificate2Collection();
+        collection.ImportFromPemFile(path);
+        return collection;
+    }
+
+    /// <summary>The client certificate with its key, from PEM files, through PKCS#12: SslStream on Linux needs the key as
+    /// part of a persisted certificate.</summary>
+    internal static X509Certificate2 LoadClientCertificate(string certificateFile, string keyFile)
+    {
+        using var pem = X509Certificate2.CreateFromPemFile(certificateFile, keyFile);
+        return X509CertificateLoader.LoadPkcs12(pem.Export(X509ContentType.Pkcs12), null);
+    }
+
     /// <summary>
     /// Why <paramref name="path"/> cannot be the <see cref="CaFile"/> (it does not read, holds no PEM certificate or one
     /// that does not decode), or null. For the settings loaders: the connection reads it only once started, and failing
@@ -25,10 +41,10 @@ public sealed class BrokerTls
     /// </summary>
     public static string? CaFileProblem(string path)
     {
-        var collection = new X509Certificate2Collection();
+        X509Certificate2Collection? collection = null;
         try
         {
-            collection.ImportFromPemFile(path);
+            collection = LoadCaCertificates(path);
             return collection.Count == 0 ? "it holds no PEM certificate (-----BEGIN CERTIFICATE-----)" : null;
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or CryptographicException)
@@ -37,7 +53,7 @@ public sealed class BrokerTls
         }
         finally
         {
-            foreach (var certificate in collection)
+            foreach (var certificate in collection ?? [])
             {
                 certificate.Dispose();
             }
@@ -52,9 +68,7 @@ public sealed class BrokerTls
     {
         try
         {
-            // As the connection loads them (BrokerConnection): through PKCS#12.
-            using var pem = X509Certificate2.CreateFromPemFile(certificateFile, keyFile);
-            using var loaded = X509CertificateLoader.LoadPkcs12(pem.Export(X509ContentType.Pkcs12), null);
+            using var loaded = LoadClientCertificate(certificateFile, keyFile);
             return null;
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or CryptographicException or ArgumentException)
