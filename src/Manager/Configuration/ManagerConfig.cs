@@ -214,7 +214,9 @@ internal sealed record ManagerConfig
             return fallback;
         }
 
-        TimeSpan Duration(string name, TimeSpan fallback)
+        // minimum: for a duration that works only from some length up (MANAGER_NODE_STALE_TIMEOUT's marks and heartbeats
+        // come every fifth of it, 100 ms apart at least: at 100 ms every live node's session was stale at once).
+        TimeSpan Duration(string name, TimeSpan fallback, TimeSpan minimum = default)
         {
             var raw = Get(name);
             if (raw is null)
@@ -226,24 +228,17 @@ internal sealed record ManagerConfig
             // CancelAfter throw on every invoke or publish, and a huge liveness window overflowed DateTimeOffset.
             if (GoDuration.TryParse(raw, out var value) && value > TimeSpan.Zero && value <= GoDuration.MaxTimer)
             {
-                return value;
+                if (value >= minimum)
+                {
+                    return value;
+                }
+
+                errors.Add($"{name} must be at least {minimum.TotalSeconds:0.#}s (got '{raw}')");
+                return fallback;
             }
 
             errors.Add($"{name} must be a positive duration such as 30s, 1m or 500ms, at most {GoDuration.MaxTimer.TotalHours:F0}h (about 49 days; got '{raw}')");
             return fallback;
-        }
-
-        // A duration that works only from some length up: MANAGER_NODE_STALE_TIMEOUT's marks and heartbeats come every
-        // fifth of it, 100 ms at least, so at 100 ms every live node's session was stale at once and claimed by the others.
-        TimeSpan AtLeast(TimeSpan value, string name, TimeSpan minimum)
-        {
-            if (value >= minimum)
-            {
-                return value;
-            }
-
-            errors.Add($"{name} must be at least {minimum.TotalSeconds:0.#}s (got '{Get(name)}')");
-            return minimum;
         }
 
         // Go's strconv.ParseBool, which the original's env parser uses: anything else stops its start, and ours.
@@ -478,7 +473,7 @@ internal sealed record ManagerConfig
         var config = new ManagerConfig
         {
             Durability = durability,
-            NodeStaleTimeout = AtLeast(Duration("MANAGER_NODE_STALE_TIMEOUT", TimeSpan.FromSeconds(10)), "MANAGER_NODE_STALE_TIMEOUT", TimeSpan.FromSeconds(1)),
+            NodeStaleTimeout = Duration("MANAGER_NODE_STALE_TIMEOUT", TimeSpan.FromSeconds(10), minimum: TimeSpan.FromSeconds(1)),
             ProjectionMaxLag = Int("MANAGER_PROJECTION_MAX_LAG", 10_000, 0, int.MaxValue),
             CommandBatches = Int("MANAGER_COMMAND_BATCHES", 2, 0, 64),
             MqttTls = tlsCa is not null || tlsCert is not null || tlsInsecure
