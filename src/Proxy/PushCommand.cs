@@ -35,17 +35,14 @@ internal static class PushCommand
             return 1;
         }
 
-        // The serving credentials go only to the registry they are for: PROXY_REGISTRY_URL's host when it is set (they went
-        // to whatever host a reference named, a typo or a public registry included).
+        // The serving credentials are for PROXY_REGISTRY_URL's host when that is set, and RegistryAuth sends them to that
+        // host only (they went to whatever host a reference named, a typo or a public registry included).
         var user = Environment.GetEnvironmentVariable("PROXY_REGISTRY_USERNAME")?.Trim();
-        var password = Environment.GetEnvironmentVariable("PROXY_REGISTRY_PASSWORD")?.Trim();
-        var registry = Environment.GetEnvironmentVariable("PROXY_REGISTRY_URL") is { } url && url.Trim() is { Length: > 0 } named
-            ? ImageReference.ApiHostOf(ProxySettingsLoader.HostOf(named))
+        var registry = Environment.GetEnvironmentVariable("PROXY_REGISTRY_URL")?.Trim() is { Length: > 0 } url ? ProxySettingsLoader.HostOf(url) : null;
+        var credentials = user is { Length: > 0 }
+            ? new RegistryCredentials(registry ?? reference.ApiHost, user, Environment.GetEnvironmentVariable("PROXY_REGISTRY_PASSWORD")?.Trim(), null)
             : null;
-        var credentials = user is { Length: > 0 } && (registry is null || string.Equals(registry, reference.ApiHost, StringComparison.OrdinalIgnoreCase))
-            ? new RegistryCredentials(reference.ApiHost, user, password, null)
-            : null;
-        if (user is { Length: > 0 } && credentials is null)
+        if (credentials is not null && !string.Equals(ImageReference.ApiHostOf(credentials.Host), reference.ApiHost, StringComparison.OrdinalIgnoreCase))
         {
             await error.WriteLineAsync($"propeller-proxy push: PROXY_REGISTRY_USERNAME is for {registry} (PROXY_REGISTRY_URL), not {reference.ApiHost}: pushing without credentials");
         }
