@@ -182,7 +182,6 @@ public sealed class MartenEventStore : IEventStore
         _ => true,
     };
 
-
     /// <summary>An archived stream's events (Marten's FetchStream leaves archived events out; an audit read wants them).</summary>
     private static async Task<IReadOnlyList<IEvent>> ArchivedEventsAsync(IQuerySession session, Guid id, long from, StreamReadOptions options, CancellationToken cancellationToken)
     {
