@@ -1,10 +1,17 @@
+using System.Diagnostics.Metrics;
+using System.Text.Json;
 using JasperFx.Events;
 using Marten;
 using Propeller.Application.Aggregates;
+using Propeller.Application.EventStore;
 using Propeller.Application.Messaging;
+using Propeller.Application.Plugins;
 using Propeller.Application.Tasks;
+using Propeller.Broker;
+using Propeller.Contracts.Mqtt;
 using Propeller.Domain.Tasks;
 using Propeller.Infrastructure.MartenStore;
+using Propeller.Infrastructure.Mqtt;
 using Propeller.Infrastructure.Wolverine;
 using Propeller.Manager.Tasks;
 using Wolverine;
@@ -124,6 +131,7 @@ public static class BrokerMessageHandler
     {
         ArgumentNullException.ThrowIfNull(chain);
         chain.OnException<ArgumentException>().MoveToErrorQueue();
+        chain.OnException<BrokerPublishException>(e => e.MaximumPacketSize is not null, "larger than the broker's maximum packet size").MoveToErrorQueue();
         chain.OnException(Infrastructure.PostgresFailures.IsTransient, "broker or PostgreSQL unreachable")
             .ScheduleRetryIndefinitely(TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(30));
         chain.OnAnyException().ScheduleRetry(TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(30));
@@ -132,11 +140,14 @@ public static class BrokerMessageHandler
     /// <summary>
     /// Publishes <paramref name="message"/>, unless it is a late start its task has moved on from (<see cref="LateStarts"/>);
     /// once the broker has it, the envelope's handled mark goes in the next batch of <paramref name="marks"/> (ADR 0016
-    /// decision 7) instead of a transaction of its own.
+    /// decision 7) instead of a transaction of its own. A start larger than the broker's Maximum Packet Size can never be
+    /// sent: its run fails at once with the broker's refusal as the error (<see cref="TooLargeStarts"/>), where retries
+    /// and a dead letter left the task Running on a proplet that never got it. Any other message of that size is a dead
+    /// letter at once (<see cref="Configure"/>).
     /// </summary>
     public static async Task HandleAsync(
         PublishToBroker message, Envelope envelope, IMessagePublisher publisher, HandledEnvelopeMarks marks, LateStarts lateStarts, TaskModules modules,
-        CancellationToken cancellationToken)
+        TooLargeStarts tooLarge, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(message);
         ArgumentNullException.ThrowIfNull(envelope);
@@ -144,15 +155,70 @@ public static class BrokerMessageHandler
         ArgumentNullException.ThrowIfNull(marks);
         ArgumentNullException.ThrowIfNull(lateStarts);
         ArgumentNullException.ThrowIfNull(modules);
+        ArgumentNullException.ThrowIfNull(tooLarge);
         if (!await lateStarts.IsOvertakenAsync(message, envelope.SentAt, cancellationToken))
         {
             // A large module goes in now (ADR 0018): a missing one fails this publish, retried, then a dead letter.
             var payload = message.ModuleOf is { } taskId ? await modules.ResolveStartAsync(message.Payload, new TaskId(taskId), cancellationToken) : message.Payload;
-            await publisher.PublishAsync(new OutgoingMessage(message.Topic, payload, message.Headers), cancellationToken);
+            try
+            {
+                await publisher.PublishAsync(new OutgoingMessage(message.Topic, payload, message.Headers), cancellationToken);
+            }
+            catch (BrokerPublishException e) when (e.MaximumPacketSize is not null && TooLargeStarts.IsStart(message))
+            {
+                await tooLarge.FailAsync(message, e, envelope.CorrelationId, cancellationToken);
+            }
         }
 
         marks.Add(envelope);
     }
+}
+
+/// <summary>
+/// A start the broker can never take (its packet larger than the broker's Maximum Packet Size, MQTT 5): the run it
+/// begins is recorded as failed with the broker's refusal as its error, through the same command as a proplet's
+/// result (the decider ignores it when the task moved on), logged and counted (<c>manager_starts_too_large</c>).
+/// </summary>
+public sealed partial class TooLargeStarts(IInboundCommands inbound, TimeProvider time, ILogger<TooLargeStarts> logger)
+{
+    private static readonly Counter<long> Failed = ManagerMeter.Meter.CreateCounter<long>(
+        "manager_starts_too_large", "{message}", "Start messages larger than the broker's maximum packet size, their runs failed");
+
+    private static readonly string StartSuffix = "/" + Topics.Start;
+
+    /// <summary>True for a start message with a task id (any other message of that size becomes a dead letter).</summary>
+    public static bool IsStart(PublishToBroker message) =>
+        message is not null && message.Topic.EndsWith(StartSuffix, StringComparison.Ordinal) && StartOf(message.Payload) is { } start && Guid.TryParse(start.Id, out _);
+
+    /// <summary>Fails the run <paramref name="message"/> (a start, <see cref="IsStart"/>) begins.</summary>
+    public async Task FailAsync(PublishToBroker message, BrokerPublishException refusal, string? correlationId, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        ArgumentNullException.ThrowIfNull(refusal);
+        var start = StartOf(message.Payload) ?? throw new ArgumentException("not a start message", nameof(message));
+        var id = Guid.Parse(start.Id);
+
+        Failed.Add(1);
+        LogTooLarge(logger, start.Id, refusal.PacketSize ?? 0, refusal.MaximumPacketSize ?? 0);
+        var now = time.GetUtcNow();
+        var failed = new RecordResult(new TaskId(id), null, refusal.Message, now, start.Broadcast ? null : start.PropletId, start.Attempt, Dispatch: start.Dispatch);
+        await inbound.RecordResultAsync(failed, new EventMetadata(correlationId, null, PluginAuthContext.SystemUser, now, null), cancellationToken);
+    }
+
+    private static StartMessage? StartOf(byte[] payload)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize<StartMessage>(payload);
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+    }
+
+    [LoggerMessage(EventId = 6109, Level = LogLevel.Error, Message = "The start of task {TaskId} ({PacketSize} bytes) is larger than the broker's maximum packet size ({MaximumPacketSize} bytes): its run failed")]
+    private static partial void LogTooLarge(ILogger logger, string taskId, long packetSize, long maximumPacketSize);
 }
 
 /// <summary>Scheduling as the start handler sees it: none when the manager has no broker (nothing to place on).</summary>
