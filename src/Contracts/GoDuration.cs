@@ -21,6 +21,15 @@ public static class GoDuration
         }
 
         text = text.Trim();
+        if (text.StartsWith('+'))
+        {
+            text = text[1..]; // Go's ParseDuration takes one leading sign ("+30s")
+            if (text.Length == 0)
+            {
+                return false;
+            }
+        }
+
         if (double.TryParse(text, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var seconds))
         {
             // double.TryParse takes "NaN" and "Infinity" whatever the style says; neither, nor a number past TimeSpan's
@@ -58,7 +67,7 @@ public static class GoDuration
             double? scale = text[unitStart..i] switch
             {
                 "ns" => 1e-9,
-                "us" or "µs" => 1e-6,
+                "us" or "\u00b5s" or "\u03bcs" => 1e-6, // the micro sign and Greek mu: Go takes both
                 "ms" => 1e-3,
                 "s" => 1,
                 "m" => 60,

@@ -23,7 +23,7 @@ public sealed class FlexStringsConverter : JsonConverter<IReadOnlyList<string>>
 
         if (reader.TokenType != JsonTokenType.StartArray)
         {
-            throw new JsonException("inputs: expected an array of strings or numbers");
+            throw new JsonException("expected an array of strings or numbers"); // after the field's path (JsonProblem)
         }
 
         var items = new List<string>();
@@ -33,7 +33,7 @@ public sealed class FlexStringsConverter : JsonConverter<IReadOnlyList<string>>
             {
                 JsonTokenType.String => reader.GetString()!,
                 JsonTokenType.Number => Encoding.UTF8.GetString(reader.HasValueSequence ? System.Buffers.BuffersExtensions.ToArray(reader.ValueSequence) : reader.ValueSpan),
-                _ => throw new JsonException($"inputs[{items.Count}]: expected string or number"),
+                _ => throw new JsonException($"[{items.Count}]: expected a string or number"),
             });
         }
 

@@ -10,21 +10,32 @@ public static class JsonProblem
     /// A value of the wrong type in the protocol's own words ("cli_args[0]: expected a string"), from the JSON contract
     /// of <paramref name="body"/> under <paramref name="options"/> at the exception's path; System.Text.Json's ("The JSON
     /// value could not be converted to System.Collections.Generic.IReadOnlyList`1[System.String]. Path: …") named .NET
-    /// types. Anything else (a syntax error, a converter's own message) as System.Text.Json says it, with its line and
-    /// position.
+    /// types. A converter's own message after the field's path ("next_run: expected an RFC 3339 time"; it named no
+    /// field). Anything else (a syntax error) as System.Text.Json says it, with its line and position.
     /// </summary>
     public static string Describe(JsonException ex, Type body, JsonSerializerOptions options)
     {
         ArgumentNullException.ThrowIfNull(ex);
         ArgumentNullException.ThrowIfNull(options);
-        if (!ex.Message.StartsWith("The JSON value could not be converted to ", StringComparison.Ordinal) || ex.Path is not { } path
-            || Expected(body, path, options) is not { } expected)
+        if (!ex.Message.StartsWith("The JSON value could not be converted to ", StringComparison.Ordinal))
+        {
+            // System.Text.Json's own messages carry " Path: $..."; a converter's thrown message does not.
+            // A message of an item ("[1]: expected ...") follows the path directly.
+            return ex.Path is { Length: > 1 } at && !ex.Message.Contains(" Path: ", StringComparison.Ordinal)
+                ? Field(at) + (ex.Message.StartsWith('[') ? "" : ": ") + ex.Message
+                : ex.Message;
+        }
+
+        if (ex.Path is not { } path || Expected(body, path, options) is not { } expected)
         {
             return ex.Message;
         }
 
-        return path == "$" ? $"expected {expected}" : $"{path[(path[1] == '.' ? 2 : 1)..]}: expected {expected}";
+        return path == "$" ? $"expected {expected}" : $"{Field(path)}: expected {expected}";
     }
+
+    /// <summary>A JSON path as the protocol names the field: <c>$.cli_args[0]</c> as <c>cli_args[0]</c>.</summary>
+    private static string Field(string path) => path[(path[1] == '.' ? 2 : 1)..];
 
     /// <summary>What the contract of <paramref name="body"/> takes at <paramref name="path"/> (<c>$</c>, <c>$.name</c>,
     /// <c>$.cli_args[0]</c>, <c>$.env.KEY</c>), or null when the path leads nowhere known.</summary>

@@ -14,7 +14,7 @@ public sealed class WireTimeConverter : JsonConverter<DateTimeOffset>
     public override bool HandleNull => true;
 
     public override DateTimeOffset Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
-        reader.TokenType == JsonTokenType.Null ? default : DateTimeOffset.TryParse(reader.GetString() ?? throw new JsonException("expected an RFC 3339 time"), CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var value)
+        reader.TokenType == JsonTokenType.Null ? default : Rfc3339.TryParse(reader.GetString() ?? throw new JsonException("expected an RFC 3339 time"), out var value)
             ? value
             : throw new JsonException("expected an RFC 3339 time"); // a JsonException: the caller's "invalid JSON body" (400), not a 500
 

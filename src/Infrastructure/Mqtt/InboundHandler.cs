@@ -1,5 +1,4 @@
 using System.Diagnostics.Metrics;
-using System.Globalization;
 using System.Security.Cryptography;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
@@ -7,6 +6,7 @@ using Microsoft.Extensions.Options;
 using Npgsql;
 using Propeller.Application.EventStore;
 using Propeller.Application.Proplets;
+using Propeller.Contracts.Json;
 using Propeller.Contracts.Mqtt;
 using Propeller.Domain.Common;
 using Propeller.Domain.Proplets;
@@ -520,12 +520,10 @@ public sealed class InboundHandler(
         return new PropletMetricsWork(message.Topic, propletId, metrics.Namespace, SampledAt(metrics.Timestamp), cpu, memory);
     }
 
-    /// <summary>An RFC 3339 string timestamp, else the receipt time (as the original).</summary>
+    /// <summary>An RFC 3339 string timestamp (in UTC: Npgsql refuses another offset for timestamptz, and the sample was
+    /// lost), else the receipt time (as the original).</summary>
     private DateTimeOffset SampledAt(JsonElement? timestamp) =>
-        timestamp is { ValueKind: JsonValueKind.String } t
-        && DateTimeOffset.TryParse(t.GetString(), CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var at)
-            ? at
-            : time.GetUtcNow();
+        timestamp is { ValueKind: JsonValueKind.String } t && Rfc3339.TryParse(t.GetString(), out var at) ? at : time.GetUtcNow();
 
     private async Task StoreTaskMetricsAsync(TaskMetricsWork work, CancellationToken cancellationToken)
     {

@@ -1,11 +1,11 @@
 using System.Globalization;
 using System.Text.Json;
-using System.Text.RegularExpressions;
 using FluentValidation;
 using Propeller.Application.Aggregates;
 using Propeller.Application.EventStore;
 using Propeller.Application.Tasks;
 using Propeller.Contracts;
+using Propeller.Contracts.Json;
 using Propeller.Contracts.Tasks;
 using Propeller.Domain.Tasks;
 using Propeller.Infrastructure.Serialization;
@@ -21,10 +21,6 @@ namespace Propeller.Manager.Tasks;
 /// <summary>The task routes of the original (spec §1.2 rows 1–8, 11) plus history and replay.</summary>
 internal static class TaskEndpoints
 {
-    /// <summary>RFC 3339's date-time: a full date and time with its offset (a date alone, a time alone or no offset would
-    /// be read in some zone the client did not name).</summary>
-    private static readonly Regex Rfc3339 = new(@"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$", RegexOptions.CultureInvariant | RegexOptions.ExplicitCapture, TimeSpan.FromSeconds(1));
-
     private const string InvalidId = "invalid query parameters";
 
     private static readonly TimeSpan MaxWait = TimeSpan.FromSeconds(60);
@@ -179,7 +175,7 @@ internal static class TaskEndpoints
             try
             {
                 using var document = JsonDocument.Parse(metadata[0]!);
-                if (document.RootElement.ValueKind != JsonValueKind.Object)
+                if (document.RootElement.ValueKind != JsonValueKind.Object && document.RootElement.ValueKind != JsonValueKind.Null)
                 {
                     return ApiResults.BadRequest("metadata must be a JSON object");
                 }
@@ -191,7 +187,9 @@ internal static class TaskEndpoints
                     return ApiResults.BadRequest($"metadata {problem}");
                 }
 
-                filter = document.RootElement.GetRawText();
+                // {} and null filter nothing, as the original (a filter per key; Go reads null as no map): containment
+                // of {} left out every task without metadata.
+                filter = document.RootElement.ValueKind == JsonValueKind.Null || !document.RootElement.EnumerateObject().Any() ? null : document.RootElement.GetRawText();
             }
             catch (JsonException)
             {
@@ -285,7 +283,7 @@ internal static class TaskEndpoints
 
             options = new StreamReadOptions(ToVersion: v);
         }
-        else if (Rfc3339.IsMatch(at = PlusOffset(at!)) && DateTimeOffset.TryParse(at, CultureInfo.InvariantCulture, DateTimeStyles.None, out var time))
+        else if (Rfc3339.TryParse(PlusOffset(at!), out var time))
         {
             options = new StreamReadOptions(Until: time);
         }

@@ -61,7 +61,9 @@ internal static class TaskInvocation
             return ApiResults.Error(StatusCodes.Status500InternalServerError, "no MQTT broker is configured: latent tasks cannot be invoked");
         }
 
-        var outcome = await invoker.InvokeAsync(task, body?.Inputs, body?.Env, cancellationToken);
+        // A null value as "", as the original's Go decoding makes it (and a create's env, TaskMapping): the proplets refuse a null.
+        var env = body?.Env?.ToDictionary(p => p.Key, p => p.Value ?? "", StringComparer.Ordinal);
+        var outcome = await invoker.InvokeAsync(task, body?.Inputs, env, cancellationToken);
         if (outcome.InvocationId.Length > 0)
         {
             var recorded = await commands.SendAsync(
@@ -81,5 +83,5 @@ internal static class TaskInvocation
     /// <summary>The optional body: inputs (strings or numbers, as for create) and env merged over the task's.</summary>
     internal sealed record InvokeJson(
         [property: JsonPropertyName("inputs"), JsonConverter(typeof(FlexStringsConverter))] IReadOnlyList<string>? Inputs,
-        [property: JsonPropertyName("env")] IReadOnlyDictionary<string, string>? Env);
+        [property: JsonPropertyName("env")] IReadOnlyDictionary<string, string?>? Env);
 }

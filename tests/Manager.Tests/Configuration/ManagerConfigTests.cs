@@ -432,6 +432,9 @@ public sealed class ManagerConfigTests : IDisposable
     [InlineData("500ms", 500)]
     [InlineData("1h", 3_600_000)]
     [InlineData("10", 10_000)]
+    [InlineData("+30s", 30_000)] // Go takes one leading sign
+    [InlineData("1500\u00b5s", 1.5)] // micro sign
+    [InlineData("1500\u03bcs", 1.5)] // Greek mu, which Go takes too
     public void GoDurations_Parse(string text, double milliseconds)
     {
         Propeller.Contracts.GoDuration.TryParse(text, out var value).ShouldBeTrue();
@@ -449,5 +452,7 @@ public sealed class ManagerConfigTests : IDisposable
     [InlineData("-Infinity")]
     [InlineData("1000000000000")]
     [InlineData("1e400s")]
+    [InlineData("++5s")]
+    [InlineData("+")]
     public void BadGoDurations_AreRejected(string text) => Propeller.Contracts.GoDuration.TryParse(text, out _).ShouldBeFalse();
 }

@@ -88,4 +88,15 @@ public partial class DispatchTests
 
         condition().ShouldBeTrue();
     }
+
+    private static async Task WaitUntilAsync(Func<Task<bool>> condition)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!await condition() && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(50, Ct);
+        }
+
+        (await condition()).ShouldBeTrue();
+    }
 }

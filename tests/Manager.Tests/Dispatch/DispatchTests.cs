@@ -557,6 +557,68 @@ public partial class DispatchTests : IAsyncLifetime
         (await Http.GetAsync($"/proplets/{Guid.NewGuid()}/sdf", Ct)).StatusCode.ShouldBe(HttpStatusCode.NotFound);
     }
 
+    /// <summary>
+    /// An invocation's env value of null goes to the proplet as "", as the original's Go decoding makes it (and as a
+    /// create's env): it went as null, which our proplet refuses (500) and the Rust proplet cannot decode (no answer).
+    /// </summary>
+    [Fact]
+    public async Task GivenAnInvocationWithANullEnvValue_WhenInvoked_ThenThePropletGetsAnEmptyString()
+    {
+        var propletId = Guid.NewGuid().ToString();
+        await using var proplet = await StartPropletAsync(propletId, _ => throw new InvalidOperationException()); // holds the latent task
+        BrokerConnection? invoked = null;
+        invoked = new BrokerConnection(new BrokerOptions { ClientId = "invoked-" + propletId }.WithAddress(Broker))
+        {
+            Handler = Inbox.Each(async (message, token) =>
+            {
+                var invoke = JsonDocument.Parse(message.Payload).RootElement;
+                var reply = new { task_id = invoke.GetProperty("id").GetString(), invocation_id = invoke.GetProperty("invocation_id").GetString(), results = invoke.GetProperty("env").GetRawText(), error = (string?)null };
+                await invoked!.PublishAsync($"{Base}/control/proplet/invoke_results", JsonSerializer.SerializeToUtf8Bytes(reply), MqttQualityOfServiceLevel.AtLeastOnce, token);
+            }),
+        };
+        await using var _ = invoked;
+        await invoked.StartAsync(Ct);
+        await invoked.SubscribeAsync($"{Base}/control/manager/invoke", MqttQualityOfServiceLevel.AtLeastOnce, Ct);
+        await WaitForAliveAsync(propletId);
+        var id = await CreateAndStartAsync("""{"name":"serve","latent":true,"file":"AGFzbQEAAAA="}""");
+        await WaitForStateAsync(id, 2);
+
+        using var response = await Http.PostAsync($"/tasks/{id}/invoke", new StringContent("""{"env":{"A":null,"B":"b"}}""", Encoding.UTF8, "application/json"), Ct);
+
+        response.StatusCode.ShouldBe(HttpStatusCode.OK, await response.Content.ReadAsStringAsync(Ct));
+        JsonDocument.Parse((await response.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("results").GetString()!).RootElement.GetRawText()
+            .ShouldBe("""{"A":"","B":"b"}""");
+    }
+
+    /// <summary>
+    /// A sample's timestamp with an offset other than Z (a proplet writing local time) is stored at its instant in UTC:
+    /// Npgsql takes only offset 0 for timestamptz, and such a sample was refused and lost. A timestamp that is not RFC
+    /// 3339 (a date alone, no offset) is the receipt time, as the original; it was read as some instant in UTC.
+    /// </summary>
+    [Fact]
+    public async Task GivenMetricsWithAnOffsetOrANonRfc3339Timestamp_WhenStored_ThenTheOffsetIsKeptAsUtc_AndTheOtherIsTheReceiptTime()
+    {
+        var propletId = Guid.NewGuid().ToString();
+        await using var proplet = await StartPropletAsync(propletId, _ => "ok");
+        await WaitForAliveAsync(propletId);
+        var offset = Guid.NewGuid().ToString();
+        var dateOnly = Guid.NewGuid().ToString();
+        await PublishAsync(proplet, "control/proplet/task_metrics", new { task_id = offset, proplet_id = propletId, timestamp = "2026-01-01T02:00:00+02:00", metrics = new { cpu_percent = 1.0 } });
+        await PublishAsync(proplet, "control/proplet/task_metrics", new { task_id = dateOnly, proplet_id = propletId, timestamp = "2026-01-01", metrics = new { cpu_percent = 2.0 } });
+        await PublishAsync(proplet, "control/proplet/metrics", new { proplet_id = propletId, timestamp = "2026-01-01T02:00:00+02:00", cpu_metrics = new { percent = 3.0 } });
+
+        await WaitUntilAsync(async () =>
+            (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{offset}/metrics", Ct)).GetProperty("total").GetInt32() == 1
+            && (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{dateOnly}/metrics", Ct)).GetProperty("total").GetInt32() == 1
+            && (await Http.GetFromJsonAsync<JsonElement>($"/proplets/{propletId}/metrics", Ct)).GetProperty("total").GetInt32() == 1);
+
+        var instant = new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero);
+        (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{offset}/metrics", Ct)).GetProperty("metrics")[0].GetProperty("timestamp").GetDateTimeOffset().ShouldBe(instant);
+        (await Http.GetFromJsonAsync<JsonElement>($"/proplets/{propletId}/metrics", Ct)).GetProperty("metrics")[0].GetProperty("timestamp").GetDateTimeOffset().ShouldBe(instant);
+        var received = (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{dateOnly}/metrics", Ct)).GetProperty("metrics")[0].GetProperty("timestamp").GetDateTimeOffset();
+        (DateTimeOffset.UtcNow - received).ShouldBeLessThan(TimeSpan.FromMinutes(5), "the receipt time for a date alone");
+    }
+
     [Fact]
     public async Task WithoutProplets_TheTaskWaitsAndSaysWhy_ThenRunsWhenOneAppears()
     {

@@ -146,9 +146,13 @@ public sealed class TaskApiTests : IAsyncLifetime
     [InlineData("""{"name":"a","depends_on":["x"]}""", "workflow_id is required")]
     [InlineData("""{"name":"a","file":"not base64!"}""", "base64")]
     [InlineData("""{"name":"a","metadata":[1]}""", "metadata must be a JSON object")]
-    [InlineData("""{"name":"a","inputs":[true]}""", "inputs[0]: expected string or number")]
+    [InlineData("""{"name":"a","inputs":[true]}""", "invalid JSON body: inputs[0]: expected a string or number")]
+    [InlineData("""{"name":"a","inputs":"x"}""", "invalid JSON body: inputs: expected an array of strings or numbers")]
     [InlineData("""{"name":"a",""", "invalid JSON body")]
-    [InlineData("""{"name":"a","created_at":"garbage"}""", "invalid JSON body")]
+    [InlineData("""{"name":"a","created_at":"garbage"}""", "invalid JSON body: created_at: expected an RFC 3339 time")]
+    [InlineData("""{"name":"a","next_run":"2026-01-01"}""", "invalid JSON body: next_run: expected an RFC 3339 time")]
+    [InlineData("""{"name":"a","start_time":"2026-01-01T10:00:00"}""", "invalid JSON body: start_time: expected an RFC 3339 time")]
+    [InlineData("""{"name":"a","finish_time":"01/02/2026 10:00"}""", "invalid JSON body: finish_time: expected an RFC 3339 time")]
     [InlineData("""{"name":5}""", "invalid JSON body: name: expected a string")]
     [InlineData("""{"name":"a","cli_args":["x",1]}""", "invalid JSON body: cli_args[1]: expected a string")]
     [InlineData("""{"name":"a","env":{"A":[1]}}""", "invalid JSON body: env.A: expected a string")]
@@ -330,6 +334,11 @@ public sealed class TaskApiTests : IAsyncLifetime
 
         var edge = await BodyAsync(await Http.GetAsync("/tasks?metadata=" + Uri.EscapeDataString("""{"team":"edge"}"""), Ct));
         edge.GetProperty("total").GetInt64().ShouldBe(2);
+
+        // {} and null filter nothing, as the original: a task without metadata is listed too (containment of {} left it out).
+        await CreateAsync("""{"name":"bare"}""");
+        (await BodyAsync(await Http.GetAsync("/tasks?metadata=%7B%7D", Ct))).GetProperty("total").GetInt64().ShouldBe(4);
+        (await BodyAsync(await Http.GetAsync("/tasks?metadata=null", Ct))).GetProperty("total").GetInt64().ShouldBe(4);
 
         (await Http.GetAsync("/tasks?limit=0", Ct)).StatusCode.ShouldBe(HttpStatusCode.BadRequest);
         (await Http.GetAsync("/tasks?limit=101", Ct)).StatusCode.ShouldBe(HttpStatusCode.BadRequest);
