@@ -62,11 +62,14 @@ apt_install() {
   command -v apt-get >/dev/null || die "apt-get not found: install $* yourself, or use docker/compose.yaml"
   if [ "$apt_updated" = 0 ]; then
     log "apt-get update"
-    as_root apt-get update -qq >/dev/null
+    as_root timeout --kill-after=30s 10m apt-get -o DPkg::Lock::Timeout=120 update -qq >/dev/null || die "apt-get update failed or took over 10 min"
     apt_updated=1
   fi
   log "apt-get install $*"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  # Bounded, and waiting at most 2 min for a dpkg lock another apt-get holds, instead of hanging its caller.
+  as_root env DEBIAN_FRONTEND=noninteractive timeout --kill-after=30s 30m \
+    apt-get -o DPkg::Lock::Timeout=120 install -y -qq --no-install-recommends "$@" >/dev/null \
+    || die "apt-get install $* failed or took over 30 min"
 }
 
 pg_bin() {
