@@ -90,6 +90,13 @@ PY
     continue
   fi
   echo "$name: $p passed, $f failed, $s skipped"
+  # A project that ran no test at all (discovery failed, a lost [Fact]) is broken, not a clean pass: every project
+  # under tests/ has tests, and test.sh runs each in full (no filter).
+  if [ $((p + f + s)) = 0 ]; then
+    echo "test.sh: $name ran no tests (exit $rc); counted as failed" >&2
+    broken=$((broken + 1))
+    continue
+  fi
   total_passed=$((total_passed + p)); total_failed=$((total_failed + f)); total_skipped=$((total_skipped + s))
   if [ "$rc" != 0 ] && [ "$f" = 0 ]; then broken=$((broken + 1)); fi
 done
