@@ -82,7 +82,9 @@ if ! grep -qv ': down$' <<<"$before"; then
   infra_started=1 # nothing of it ran before
 fi
 scripts/infra.sh up
-eval "$(scripts/infra.sh env)"
+# Through a variable: set -e does not see a failing command substitution inside eval's argument.
+env_lines="$(scripts/infra.sh env)" || fail "scripts/infra.sh env failed"
+eval "$env_lines"
 
 step "[2/6] building the manager and the proplet (Release)"
 for project in src/Manager/Propeller.Manager.csproj src/Edge/Propeller.Edge.csproj; do

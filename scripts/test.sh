@@ -39,7 +39,9 @@ trap summary EXIT
 
 step "infrastructure"
 scripts/infra.sh up
-eval "$(scripts/infra.sh env)"
+# Through a variable: set -e does not see a failing command substitution inside eval's argument.
+env_lines="$(scripts/infra.sh env)"
+eval "$env_lines"
 
 step "test toolchains"
 scripts/tools.sh
