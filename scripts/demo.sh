@@ -9,8 +9,8 @@
 #
 # Settings (environment): DEMO_HTTP_PORT (first port tried for the manager, default 7070), DEMO_SCHEMA (event store
 # schema, default demo), DEMO_KEEP_LOGS=1 (keep the log folder), DEMO_KEEP_INFRA=1 (leave PostgreSQL, mosquitto and
-# the registries running when this script started them; it stops them otherwise), DEMO_HTTP=tcp (never use curl). Needs the .NET SDK
-# (curl and jq are used when present).
+# the registries running when this script started them; it stops those it started otherwise, and only those),
+# DEMO_HTTP=tcp (never use curl). Needs the .NET SDK (curl and jq are used when present).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -34,7 +34,7 @@ fail() {
 
 logs="$(mktemp -d "${TMPDIR:-/tmp}/propeller-demo.XXXXXX")"
 pids=()
-infra_started=0
+infra_started=() # the services of scripts/infra.sh that were down before this run's `up`
 cleanup() {
   local rc=$?
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -44,45 +44,54 @@ cleanup() {
     kill -9 "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
-  # The infrastructure too, when this script started it (DEMO_KEEP_INFRA=1 leaves it running).
-  if [ "$infra_started" = 1 ] && [ "${DEMO_KEEP_INFRA:-0}" != 1 ]; then
-    scripts/infra.sh down >/dev/null 2>&1 || echo "demo: stopping the infrastructure failed (scripts/infra.sh down)" >&2
+  # The services this script started too (DEMO_KEEP_INFRA=1 leaves them running); those that ran before stay.
+  if [ ${#infra_started[@]} -gt 0 ] && [ "${DEMO_KEEP_INFRA:-0}" != 1 ]; then
+    scripts/infra.sh down "${infra_started[@]}" >/dev/null 2>&1 \
+      || echo "demo: stopping the infrastructure failed (scripts/infra.sh down ${infra_started[*]})" >&2
   fi
   if [ "${DEMO_KEEP_LOGS:-0}" = 1 ] || [ "$rc" != 0 ]; then echo "demo: logs kept in $logs" >&2; else rm -rf "$logs"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# http METHOD PATH [JSON]: prints the response body; fails on a non-2xx status. Uses curl when present, else bash's
-# /dev/tcp with HTTP/1.0 (no chunked encoding), so the demo needs nothing beyond bash and the .NET SDK.
-http() {
-  local method="$1" path="$2" body="${3:-}"
+# http_on PORT METHOD PATH [JSON]: prints the response body of 127.0.0.1:PORT; fails on a non-2xx status, and after
+# 10 s (a server that accepts and never answers must not stall the waits below for ever). Uses curl when present, else
+# bash's /dev/tcp with HTTP/1.0 (no chunked encoding), so the demo needs nothing beyond bash and the .NET SDK.
+http_on() {
+  local to="$1" method="$2" path="$3" body="${4:-}"
   if [ "${DEMO_HTTP:-}" != tcp ] && command -v curl >/dev/null; then
     if [ -n "$body" ]; then
-      curl -fsS -X "$method" "$api$path" -H 'content-type: application/json' -d "$body"
+      curl -fsS --connect-timeout 3 --max-time 10 -X "$method" "http://127.0.0.1:$to$path" -H 'content-type: application/json' -d "$body"
     else
-      curl -fsS -X "$method" "$api$path"
+      curl -fsS --connect-timeout 3 --max-time 10 -X "$method" "http://127.0.0.1:$to$path"
     fi
     return
   fi
   local response status
-  exec 3<>"/dev/tcp/127.0.0.1/$port" || return 1
+  exec 3<>"/dev/tcp/127.0.0.1/$to" || return 1
   printf '%s %s HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: %s\r\n\r\n%s' \
     "$method" "$path" "${#body}" "$body" >&3
-  response="$(cat <&3)"
+  # The server closes the connection after an HTTP/1.0 response; timeout bounds the read when it never does.
+  response="$(timeout 10 cat <&3)" || { exec 3<&-; return 1; }
   exec 3<&-
   status="$(printf '%s' "$response" | head -1 | cut -d' ' -f2)"
   printf '%s' "$response" | sed '1,/^\r\{0,1\}$/d'
   [[ "$status" == 2* ]]
 }
+# http METHOD PATH [JSON]: http_on the manager.
+http() { http_on "$port" "$@"; }
 
 step "[1/6] infrastructure (PostgreSQL + mosquitto on loopback)"
+# What is down now is what this run starts (and stops again at the end); what runs already (ours from an earlier run,
+# or another checkout's) is left running. A partly running service (`registry: partly up`) counts as running.
 before="$(scripts/infra.sh status 2>/dev/null || true)"
-if ! grep -qv ': down$' <<<"$before"; then
-  infra_started=1 # nothing of it ran before
-fi
+for service in postgres mosquitto registry; do
+  if grep -qx "$service: down" <<<"$before"; then infra_started+=("$service"); fi
+done
 scripts/infra.sh up
-eval "$(scripts/infra.sh env)"
+# Through a variable: set -e does not see a failing command substitution inside eval's argument.
+env_lines="$(scripts/infra.sh env)" || fail "scripts/infra.sh env failed"
+eval "$env_lines"
 
 step "[2/6] building the manager and the proplet (Release)"
 for project in src/Manager/Propeller.Manager.csproj src/Edge/Propeller.Edge.csproj; do
@@ -174,20 +183,31 @@ if [ "$image" = 1 ]; then
   PROXY_TENANT_ID="$run" PROXY_CHANNEL_ID=demo PROXY_ENTITY_ID="proxy-$run" PROXY_API_KEY=demo \
     PROXY_HTTP_HOST=127.0.0.1 PROXY_HTTP_PORT="$proxy_port" dotnet "$proxy_dll" >"$logs/proxy.log" 2>&1 &
   pids+=($!)
-  proxy_up() { curl -fsS "http://127.0.0.1:$proxy_port/health" | grep -q '"mqtt_connected":true'; }
+  proxy_up() { http_on "$proxy_port" GET /health | grep -q '"mqtt_connected":true'; }
   wait_for "the proxy (GET /health on :$proxy_port)" 60 proxy_up
   created="$(http POST /tasks "{\"name\":\"main\",\"image_url\":\"$image_ref\",\"inputs\":[10,32]}")" || fail "POST /tasks failed"
   image_task="$(printf '%s' "$created" | grep -o '"id":"[^"]*"' | head -1 | cut -d'"' -f4)"
+  [ -n "$image_task" ] || fail "no task id in: $created"
   http POST "/tasks/$image_task/start" >/dev/null || fail "POST /tasks/$image_task/start failed"
+  state=""
+  printf 'waiting for the image task '
   for ((i = 0; i < 120; i++)); do
     task="$(http GET "/tasks/$image_task")" || fail "GET /tasks/$image_task failed"
     state="$(printf '%s' "$task" | grep -o '"state":[0-9]*' | head -1 | cut -d: -f2)"
     [ "$state" = 3 ] || [ "$state" = 4 ] && break
+    printf '.'
     sleep 0.5
   done
+  printf '\n'
   [ "$state" = 3 ] || fail "image task ended in state ${state:-unknown}: $task"
-  echo "image task $image_task ($image_ref): result $(printf '%s' "$task" | grep -o '"results":"[^"]*"' | head -1 | cut -d'"' -f4)"
-  curl -fsS "http://127.0.0.1:$proxy_port/metrics" | grep -E '^proxy_(fetches|fetch_bytes|chunks_published)_total' | sed 's/^/  /'
+  result="$(printf '%s' "$task" | grep -o '"results":"[^"]*"' | head -1 | cut -d'"' -f4)"
+  echo "image task $image_task ($image_ref): result $result"
+  [ "$result" = 42 ] || fail "expected 42 from the image task"
+  # The proxy's counters: this run's proxy, started above, must have pulled the module from the registry.
+  metrics="$(http_on "$proxy_port" GET /metrics)" || fail "GET /metrics on the proxy (:$proxy_port) failed"
+  printf '%s\n' "$metrics" | grep -E '^proxy_(fetches|fetch_bytes|chunks_published)_total' | sed 's/^/  /' || true
+  fetches="$(printf '%s\n' "$metrics" | sed -n 's/^proxy_fetches_total \([0-9][0-9]*\).*/\1/p' | head -1)"
+  [ "${fetches:-0}" -gt 0 ] || fail "the proxy reports no fetch (proxy_fetches_total ${fetches:-missing})"
 fi
 
 echo

@@ -3,7 +3,9 @@
 # on non-default ports, with their data under the git-ignored .infra/ folder.
 #
 #   scripts/infra.sh up       install (apt-get) when missing, start, wait until both accept connections; idempotent
-#   scripts/infra.sh down     stop both (data is kept; `rm -rf .infra` resets it, and the /var/tmp cluster below if used)
+#   scripts/infra.sh down [postgres|mosquitto|registry]...
+#                             stop all (or the named services) that this checkout started, waiting until each has ended
+#                             (data is kept; `rm -rf .infra` resets it, and the /var/tmp cluster below if used)
 #   scripts/infra.sh status   print what runs where; exit 1 when something is down
 #   scripts/infra.sh env      print `export` lines for hosts and tests (eval "$(scripts/infra.sh env)")
 #
@@ -62,11 +64,14 @@ apt_install() {
   command -v apt-get >/dev/null || die "apt-get not found: install $* yourself, or use docker/compose.yaml"
   if [ "$apt_updated" = 0 ]; then
     log "apt-get update"
-    as_root apt-get update -qq >/dev/null
+    as_root timeout --kill-after=30s 10m apt-get -o DPkg::Lock::Timeout=120 update -qq >/dev/null || die "apt-get update failed or took over 10 min"
     apt_updated=1
   fi
   log "apt-get install $*"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  # Bounded, and waiting at most 2 min for a dpkg lock another apt-get holds, instead of hanging its caller.
+  as_root env DEBIAN_FRONTEND=noninteractive timeout --kill-after=30s 30m \
+    apt-get -o DPkg::Lock::Timeout=120 install -y -qq --no-install-recommends "$@" >/dev/null \
+    || die "apt-get install $* failed or took over 30 min"
 }
 
 pg_bin() {
@@ -112,9 +117,32 @@ ensure_packages() {
 
 pg_running() { "$(pg_bin)/pg_isready" -q -h 127.0.0.1 -p "$pg_port" 2>/dev/null; }
 
+# Over TCP with the password, as the hosts and tests connect: the same for our cluster and for a server of another
+# checkout (or a developer's) already answering on this port, whose socket directory is not ours.
+pg_psql() { PGPASSWORD="$pg_pass" PGCONNECT_TIMEOUT=10 psql -X -h 127.0.0.1 -p "$pg_port" -U "$pg_user" -d postgres "$@"; }
+
+# Idempotent, and run whoever's server answers: one answering on the port is used as is, so it must have our databases.
+pg_databases() {
+  local out db
+  out="$(pg_psql -tAc 'select 1' 2>&1)" \
+    || die "postgres on 127.0.0.1:$pg_port refused user $pg_user (with the password this script sets): $out (stop that server, or set PROPELLER_PG_PORT)"
+  for db in "$pg_db" "$pg_test_db"; do
+    if [ "$(pg_psql -tAc "select 1 from pg_database where datname='$db'")" != 1 ]; then
+      log "create database $db"
+      # Another script may have created it since the check: only its absence afterwards is an error.
+      out="$(pg_psql -qc "create database $db" 2>&1)" || [ "$(pg_psql -tAc "select 1 from pg_database where datname='$db'")" = 1 ] \
+        || die "could not create database $db on 127.0.0.1:$pg_port: $out"
+    fi
+  done
+}
+
 pg_up() {
   local bin; bin="$(pg_bin)"
-  if pg_running; then log "postgres already running on 127.0.0.1:$pg_port"; return 0; fi
+  if pg_running; then
+    log "postgres already running on 127.0.0.1:$pg_port"
+    pg_databases
+    return 0
+  fi
   mkdir -p "$infra" "$pg_dir" "$pg_sock"
   local owner; owner="$(pg_owner)"
   if [ "$(id -u)" = 0 ]; then chown -R "$owner" "$pg_dir"; chmod 755 "$infra" "$pg_dir"; fi
@@ -145,12 +173,7 @@ EOF
   log "starting postgres on 127.0.0.1:$pg_port"
   as_pg "$bin/pg_ctl" -D "$pg_data" -l "$pg_log" -w -t 60 start >/dev/null || { tail -20 "$pg_log" >&2; die "postgres failed to start"; }
   wait_for postgres 60 pg_running
-  local db
-  for db in "$pg_db" "$pg_test_db"; do
-    if ! as_pg psql -h "$pg_sock" -p "$pg_port" -U "$pg_user" -d postgres -tAc "select 1 from pg_database where datname='$db'" | grep -q 1; then
-      as_pg psql -h "$pg_sock" -p "$pg_port" -U "$pg_user" -d postgres -qc "create database $db" >/dev/null
-    fi
-  done
+  pg_databases
 }
 
 mq_pid() { [ -s "$mq_dir/mosquitto.pid" ] && cat "$mq_dir/mosquitto.pid"; }
@@ -253,15 +276,36 @@ reg_up() {
   reg_start token "$reg_token_port"
 }
 
+port_closed() { ! port_open "$1"; }
+
+# stop_pid NAME PID PORT: SIGTERM, SIGKILL after 10 s, and returns once PID has ended and PORT is closed (an `up` right
+# after must not find the port still open, take it for another checkout's service and use one about to vanish).
+stop_pid() {
+  local name="$1" pid="$2" port="$3" i
+  log "stopping $name"
+  kill "$pid" 2>/dev/null || true
+  for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "$name (pid $pid) still runs 10 s after SIGTERM; SIGKILL"
+    kill -9 "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then log "error: $name (pid $pid) survived SIGKILL"; return 1; fi
+  fi
+  for ((i = 0; i < 50; i++)); do port_closed "$port" && return 0; sleep 0.1; done
+  log "error: 127.0.0.1:$port still accepts connections after $name (pid $pid) ended"
+  return 1
+}
+
 reg_down() {
-  local name p
+  local name p port rc=0
   for name in anon auth token; do
+    case "$name" in anon) port="$reg_port" ;; auth) port="$reg_auth_port" ;; token) port="$reg_token_port" ;; esac
     if p="$(cat "$reg_dir/$name.pid" 2>/dev/null)" && kill -0 "$p" 2>/dev/null; then
-      log "stopping registry ($name)"
-      kill "$p" || true
+      stop_pid "registry ($name)" "$p" "$port" || rc=1
     fi
     rm -f "$reg_dir/$name.pid"
   done
+  return $rc
 }
 
 cmd_up() {
@@ -272,20 +316,45 @@ cmd_up() {
   log "up: postgres 127.0.0.1:$pg_port, mosquitto 127.0.0.1:$mqtt_port, registries 127.0.0.1:$reg_port (anonymous), :$reg_auth_port (basic auth), :$reg_token_port (bearer tokens)"
 }
 
-cmd_down() {
+pg_down() {
   local bin
   if bin="$(pg_bin)" && [ -s "$pg_data/postmaster.pid" ]; then
     log "stopping postgres"
-    as_pg "$bin/pg_ctl" -D "$pg_data" -m fast -w stop >/dev/null || true
+    # pg_ctl -w waits until the server has ended (60 s at most); immediate mode when the fast shutdown did not finish.
+    as_pg "$bin/pg_ctl" -D "$pg_data" -m fast -w -t 60 stop >/dev/null \
+      || as_pg "$bin/pg_ctl" -D "$pg_data" -m immediate -w -t 30 stop >/dev/null \
+      || { log "error: postgres ($pg_data) did not stop"; return 1; }
   fi
-  local p
+}
+
+mq_down() {
+  local p rc=0
   if p="$(mq_pid)" && kill -0 "$p" 2>/dev/null; then
-    log "stopping mosquitto"
-    kill "$p" || true
-    for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    stop_pid mosquitto "$p" "$mqtt_port" || rc=1
   fi
   rm -f "$mq_dir/mosquitto.pid"
-  reg_down
+  return $rc
+}
+
+# Only what this checkout started (its pid files and data directory); a service of another checkout found on the
+# ports is left alone. Every named service is tried; the exit status is 1 when one of them did not stop.
+cmd_down() {
+  local service rc=0
+  [ $# -gt 0 ] || set -- postgres mosquitto registry
+  for service in "$@"; do
+    case "$service" in
+      postgres | mosquitto | registry) ;;
+      *) echo "usage: $0 down [postgres|mosquitto|registry]..." >&2; exit 2 ;;
+    esac
+  done
+  for service in "$@"; do
+    case "$service" in
+      postgres) pg_down || rc=1 ;;
+      mosquitto) mq_down || rc=1 ;;
+      registry) reg_down || rc=1 ;;
+    esac
+  done
+  return $rc
 }
 
 cmd_status() {
@@ -294,9 +363,14 @@ cmd_status() {
   if mq_running; then echo "mosquitto: up 127.0.0.1:$mqtt_port (pid $(mq_pid))";
   elif port_open "$mqtt_port"; then echo "mosquitto: a broker of another checkout answers on 127.0.0.1:$mqtt_port";
   else echo "mosquitto: down"; rc=1; fi
-  if reg_running anon "$reg_port" && reg_running auth "$reg_auth_port" && reg_running token "$reg_token_port"; then
+  local running=() stopped=()
+  if reg_running anon "$reg_port"; then running+=(anon); else stopped+=(anon); fi
+  if reg_running auth "$reg_auth_port"; then running+=(auth); else stopped+=(auth); fi
+  if reg_running token "$reg_token_port"; then running+=(token); else stopped+=(token); fi
+  if [ ${#stopped[@]} = 0 ]; then
     echo "registry: up 127.0.0.1:$reg_port, 127.0.0.1:$reg_auth_port (basic auth), 127.0.0.1:$reg_token_port (tokens from :$reg_realm_port)";
-  else echo "registry: down"; rc=1; fi
+  elif [ ${#running[@]} = 0 ]; then echo "registry: down"; rc=1;
+  else echo "registry: partly up (${running[*]} up; ${stopped[*]} down)"; rc=1; fi
   return $rc
 }
 
@@ -337,8 +411,8 @@ EOF
 
 case "${1:-}" in
   up) cmd_up ;;
-  down) cmd_down ;;
+  down) shift; cmd_down "$@" ;;
   status) cmd_status ;;
   env) cmd_env ;;
-  *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down [postgres|mosquitto|registry]...|status|env" >&2; exit 2 ;;
 esac

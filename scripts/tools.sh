@@ -15,5 +15,7 @@ command -v mosquitto_pub >/dev/null || need+=(mosquitto-clients)
 if [ ${#need[@]} -eq 0 ]; then echo "tools: all present"; exit 0; fi
 sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 echo "tools: apt-get install ${need[*]}"
-sudo_ apt-get update -qq >/dev/null
-sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# Bounded, and waiting at most 2 min for a dpkg lock another apt-get holds, instead of hanging CI (scripts/test.sh).
+sudo_ timeout --kill-after=30s 10m apt-get -o DPkg::Lock::Timeout=120 update -qq >/dev/null
+sudo_ env DEBIAN_FRONTEND=noninteractive timeout --kill-after=30s 30m \
+  apt-get -o DPkg::Lock::Timeout=120 install -y -qq --no-install-recommends "${need[@]}" >/dev/null

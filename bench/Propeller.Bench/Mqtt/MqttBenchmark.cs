@@ -23,7 +23,9 @@ namespace Propeller.Bench;
 /// Options: --broker tcp://host:port (default PROPELLER_TEST_MQTT, else tcp://127.0.0.1:51883), --messages N (qos0, both
 /// sides), --acked-messages N (qos1/qos2, ours; default 65,535), --reference-acked-messages N (qos1/qos2, mosquitto's;
 /// default the same as --acked-messages, at most 65,535: mosquitto_pub -l numbers its QoS 1/2 messages with 16-bit
-/// message ids and, once they wrap, takes the first ack of its last id for the end and disconnects), --payload BYTES,
+/// message ids and, once they wrap, takes the first ack of its last id for the end and disconnects; --acked-messages
+/// above 65,535 therefore needs it given explicitly, so that runs of different lengths are compared only on purpose, and
+/// each case line then names both counts), --payload BYTES,
 /// --rounds N (interleaved rounds, best of each; default 3), --inflight N (our in-flight window, default 10 like the
 /// original), --case qos0|qos1|qos2 (default all), --mixed (also each side of the layer alone against mosquitto's other
 /// client: which side costs what), --raw (also MQTTnet alone, publisher and subscriber without our layer, the same window
@@ -65,11 +67,18 @@ internal static partial class BenchmarkRegistry
             // At least 2: a rate needs a first and a last arrival.
             var messages = BenchArgs.Int(args, "--messages", 200_000, min: MinMessages);
             var acked = BenchArgs.Int(args, "--acked-messages", MosquittoPubMaxAcked, min: MinMessages);
-            var referenceAcked = BenchArgs.Int(args, "--reference-acked-messages", Math.Min(acked, MosquittoPubMaxAcked), min: MinMessages);
+            if (acked > MosquittoPubMaxAcked && BenchArgs.Value(args, "--reference-acked-messages") is null)
+            {
+                // Capping the reference silently would compare runs of different lengths under one ratio.
+                throw new BenchUsageException($"--acked-messages {acked}: mosquitto_pub sends at most {MosquittoPubMaxAcked}; give --reference-acked-messages (at most {MosquittoPubMaxAcked}) to compare runs of different lengths");
+            }
+
+            var referenceAcked = BenchArgs.Int(args, "--reference-acked-messages", acked, min: MinMessages);
             if (referenceAcked > MosquittoPubMaxAcked)
             {
                 throw new BenchUsageException($"--reference-acked-messages {referenceAcked}: at most {MosquittoPubMaxAcked} (mosquitto_pub -l stops early once its 16-bit message ids wrap)");
             }
+
             var payloadSize = BenchArgs.Int(args, "--payload", 32);
             var inflight = BenchArgs.Int(args, "--inflight", 10);
             var rounds = BenchArgs.Int(args, "--rounds", 3);
@@ -95,8 +104,22 @@ internal static partial class BenchmarkRegistry
 
                 var ours = qos == MqttQualityOfServiceLevel.AtMostOnce ? messages : acked;
                 var theirs = qos == MqttQualityOfServiceLevel.AtMostOnce ? messages : referenceAcked;
-                // Warm-up (JIT, broker caches), not measured.
-                await MeasureLayerAsync(options, qos, Math.Min(ours, 5000), payloadSize, cancellationToken);
+                // Warm-up (JIT, broker caches), not measured: every client of this process that is measured below, so no
+                // first round pays for JIT alone (mosquitto's C clients have none).
+                var warmUp = Math.Min(ours, 5000);
+                await MeasureLayerAsync(options, qos, warmUp, payloadSize, cancellationToken);
+                if (raw)
+                {
+                    await MeasureRawAsync(options, qos, warmUp, payloadSize, cancellationToken);
+                }
+
+                if (lowLevel)
+                {
+                    await MeasureLowLevelAsync(options, qos, warmUp, payloadSize, cancellationToken);
+                }
+
+                // Rates are per second, so the counts may differ (--reference-acked-messages); the line says so when they do.
+                var counts = ours == theirs ? "" : FormattableString.Invariant($" messages={ours} reference_messages={theirs}");
                 (double Rate, double Cpu) layer = default, reference = default, alone = default, low = default;
                 for (var round = 0; round < rounds; round++)
                 {
@@ -117,7 +140,7 @@ internal static partial class BenchmarkRegistry
 
                 Console.WriteLine(string.Create(
                     CultureInfo.InvariantCulture,
-                    $"mqtt case=qos{(int)qos} msgs_per_s={layer.Rate:F0} reference_msgs_per_s={reference.Rate:F0} ratio={layer.Rate / reference.Rate:F2} cpu_s_per_100k={layer.Cpu:F2} reference_cpu_s_per_100k={reference.Cpu:F2}"));
+                    $"mqtt case=qos{(int)qos} msgs_per_s={layer.Rate:F0} reference_msgs_per_s={reference.Rate:F0} ratio={layer.Rate / reference.Rate:F2} cpu_s_per_100k={layer.Cpu:F2} reference_cpu_s_per_100k={reference.Cpu:F2}{counts}"));
                 if (raw)
                 {
                     Console.WriteLine(string.Create(

@@ -123,14 +123,28 @@ internal static class WasmBenchmark
     private static async Task<(double BestMs, uint Checksum)> RunNodeAsync(
         string directory, string file, int iterations, CancellationToken cancellationToken)
     {
-        var psi = new ProcessStartInfo("node") { RedirectStandardOutput = true, UseShellExecute = false };
+        var psi = new ProcessStartInfo("node")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
         psi.ArgumentList.Add("--no-liftoff");
         psi.ArgumentList.Add(Path.Combine(directory, "run-node.mjs"));
         psi.ArgumentList.Add(file);
-        psi.ArgumentList.Add((iterations + 1).ToString(CultureInfo.InvariantCulture));
+        // run-node.mjs makes its own warm-up call before the ITERATIONS measured ones, as RunEngine does.
+        psi.ArgumentList.Add(iterations.ToString(CultureInfo.InvariantCulture));
         using var process = Process.Start(psi) ?? throw new InvalidOperationException("node did not start");
+        var error = process.StandardError.ReadToEndAsync(cancellationToken);
         var output = await process.StandardOutput.ReadToEndAsync(cancellationToken);
         await process.WaitForExitAsync(cancellationToken);
+        if (process.ExitCode != 0)
+        {
+            throw new BenchFailedException(
+                $"node run-node.mjs {Path.GetFileName(file)} exited {process.ExitCode}:\n{output}{await error}");
+        }
+
+        await error;
         using var json = JsonDocument.Parse(output);
         return (json.RootElement.GetProperty("best_ms").GetDouble(), json.RootElement.GetProperty("checksum").GetUInt32());
     }
