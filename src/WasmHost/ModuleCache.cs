@@ -12,8 +12,9 @@ namespace Propeller.WasmHost;
 /// entries are named by the hash and by the engine's <see cref="WasmEngine.ConfigKey"/> (Wasmtime refuses code compiled
 /// under another configuration); an entry that does not load is compiled again and rewritten. The directory holds at
 /// most <paramref name="maxDiskBytes"/> of entries: after a write takes it over, the entries used longest ago are
-/// deleted (a load marks its entry used) down to three quarters of that. The directory must be private to the proplet:
-/// deserialized code is trusted.
+/// deleted (a load marks its entry used) down to three quarters of that, and the temporary files of writes that never
+/// finished (a crash between the write and the rename) are deleted once they are <see cref="StaleTemporaryAge"/> old.
+/// The directory must be private to the proplet: deserialized code is trusted.
 /// </summary>
 public sealed class ModuleCache(WasmEngine engine, string? directory = null, long maxDiskBytes = ModuleCache.DefaultMaxDiskBytes)
 {
@@ -22,6 +23,12 @@ public sealed class ModuleCache(WasmEngine engine, string? directory = null, lon
 
     /// <summary>The disk entries' total size by default: 1 GiB.</summary>
     public const long DefaultMaxDiskBytes = 1L << 30;
+
+    /// <summary>
+    /// A temporary file older than this is left from a write that never finished, and deleted: a write in progress
+    /// (this process's or another's on the same directory) takes milliseconds, not minutes.
+    /// </summary>
+    public static readonly TimeSpan StaleTemporaryAge = TimeSpan.FromMinutes(10);
 
     private static readonly string[] s_extensions = [".cwasm", ".cwasmc"];
 
@@ -152,14 +159,22 @@ public sealed class ModuleCache(WasmEngine engine, string? directory = null, lon
         }
     }
 
-    /// <summary>Deletes the entries used longest ago while the directory's entries hold more than the budget.</summary>
+    /// <summary>
+    /// Deletes the temporary files of writes that never finished, then the entries used longest ago while the
+    /// directory's entries hold more than the budget.
+    /// </summary>
     private void Prune(string directory)
     {
         lock (_pruning)
         {
-            var entries = new DirectoryInfo(directory).EnumerateFiles()
-                .Where(f => s_extensions.Contains(f.Extension, StringComparer.Ordinal))
-                .ToList();
+            var files = new DirectoryInfo(directory).EnumerateFiles().ToList();
+            var stale = DateTime.UtcNow - StaleTemporaryAge;
+            foreach (var orphan in files.Where(f => f.Extension == ".tmp" && f.Name.Contains(".cwasm", StringComparison.Ordinal) && f.LastWriteTimeUtc < stale))
+            {
+                Delete(orphan);
+            }
+
+            var entries = files.Where(f => s_extensions.Contains(f.Extension, StringComparer.Ordinal)).ToList();
             var total = entries.Sum(f => f.Length);
             if (total <= maxDiskBytes)
             {
@@ -173,16 +188,28 @@ public sealed class ModuleCache(WasmEngine engine, string? directory = null, lon
                     break;
                 }
 
-                try
+                // Read before the delete: FileInfo.Delete forgets the file's state, and Length after it throws
+                // FileNotFoundException, so the total never went down and every entry was deleted.
+                var length = entry.Length;
+                if (Delete(entry))
                 {
-                    entry.Delete();
-                    total -= entry.Length;
-                }
-                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-                {
-                    // in use elsewhere or gone already
+                    total -= length;
                 }
             }
+        }
+    }
+
+    private static bool Delete(FileInfo file)
+    {
+        try
+        {
+            file.Delete();
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // in use elsewhere or gone already
+            return false;
         }
     }
 }

@@ -11,9 +11,10 @@ namespace Propeller.WasmHost;
 /// in Wasmtime's own <c>poll_oneoff</c> a plugin with <c>timeout_ms: 100</c> that slept an hour held its request, and
 /// its instance slot, for the hour, and a stopped task's guest kept its store, slot and epoch lease for as long as it
 /// slept. Clock subscriptions wait for the earliest (relative, or absolute on the realtime clock; an absolute monotonic
-/// time fires at once: its base is Wasmtime's); fd subscriptions are ready at once (stdin is empty, output captured). A
-/// wait cut by the limit or the cancellation ends the call as the epoch check would have
-/// (<see cref="IWaitLimit.ThrowIfEnded"/>).
+/// time fires at once: its base is Wasmtime's); fd subscriptions are ready at once (stdin is empty, output captured); a
+/// subscription of another kind makes the call EINVAL, as Wasmtime's does. Guest addresses are unsigned 32-bit (a
+/// buffer may lie at or above 2 GiB). A wait cut by the limit or the cancellation ends the call as the epoch check
+/// would have (<see cref="IWaitLimit.ThrowIfEnded"/>).
 /// </summary>
 public static class WasiPoll
 {
@@ -22,6 +23,8 @@ public static class WasiPoll
     private const int Success = 0;
     private const int Fault = 21; // EFAULT
     private const int Invalid = 28; // EINVAL
+    private const byte Clock = 0; // eventtype: clock, fd_read, fd_write
+    private const byte FdWrite = 2;
 
     /// <summary>Defines this <c>poll_oneoff</c> on <paramref name="linker"/> over the one its WASI defined.</summary>
     public static void Shadow(Linker linker)
@@ -47,8 +50,10 @@ public static class WasiPoll
             return Invalid;
         }
 
+        // Wasm passes addresses as i32; they are unsigned, so an address at or above 2 GiB arrives negative.
+        var (subscriptionsAt, eventsAt, writtenAt) = (Address(subscriptions), Address(events), Address(written));
         var length = memory.GetLength();
-        if (!InBounds(subscriptions, (long)count * SubscriptionSize, length) || !InBounds(events, (long)count * EventSize, length) || !InBounds(written, 4, length))
+        if (!InBounds(subscriptionsAt, (long)count * SubscriptionSize, length) || !InBounds(eventsAt, (long)count * EventSize, length) || !InBounds(writtenAt, 4, length))
         {
             return Fault;
         }
@@ -58,10 +63,15 @@ public static class WasiPoll
         (ulong UserData, long Nanoseconds)? earliest = null;
         for (var i = 0; i < count; i++)
         {
-            var subscription = memory.GetSpan(subscriptions + (i * SubscriptionSize), SubscriptionSize);
+            var subscription = memory.GetSpan(subscriptionsAt + ((long)i * SubscriptionSize), SubscriptionSize);
             var userData = BinaryPrimitives.ReadUInt64LittleEndian(subscription);
             var tag = subscription[8];
-            if (tag != 0)
+            if (tag > FdWrite)
+            {
+                return Invalid; // not a subscription kind: Wasmtime's poll_oneoff refuses the call (its read of the union fails)
+            }
+
+            if (tag != Clock)
             {
                 ready.Add((userData, tag)); // fd_read / fd_write: ready
                 continue;
@@ -71,7 +81,7 @@ public static class WasiPoll
             var timeout = BinaryPrimitives.ReadUInt64LittleEndian(subscription[24..]);
             var absolute = (BinaryPrimitives.ReadUInt16LittleEndian(subscription[40..]) & 1) != 0;
             var wait = !absolute ? timeout
-                : clock == 0 ? (ulong)Math.Max(0, (long)timeout - (DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() * 1_000_000))
+                : clock == 0 ? Until(timeout)
                 : 0UL;
             var nanoseconds = (long)Math.Min(wait, long.MaxValue / 2);
             if (earliest is null || nanoseconds < earliest.Value.Nanoseconds)
@@ -92,13 +102,13 @@ public static class WasiPoll
 
         for (var i = 0; i < ready.Count; i++)
         {
-            var @event = memory.GetSpan(events + (i * EventSize), EventSize);
+            var @event = memory.GetSpan(eventsAt + ((long)i * EventSize), EventSize);
             @event.Clear();
             BinaryPrimitives.WriteUInt64LittleEndian(@event, ready[i].UserData);
             @event[10] = ready[i].Type;
         }
 
-        BinaryPrimitives.WriteInt32LittleEndian(memory.GetSpan(written, 4), ready.Count);
+        BinaryPrimitives.WriteInt32LittleEndian(memory.GetSpan(writtenAt, 4), ready.Count);
         return Success;
     }
 
@@ -112,5 +122,19 @@ public static class WasiPoll
         return deadline < end;
     }
 
-    private static bool InBounds(int pointer, long size, long length) => pointer >= 0 && (uint)pointer + size <= length;
+    /// <summary>
+    /// Nanoseconds from now until <paramref name="realtime"/> (nanoseconds since the Unix epoch), 0 when it has passed.
+    /// Unsigned throughout: a time beyond <see cref="long.MaxValue"/> (u64::MAX, "never") is far in the future, where a
+    /// cast to long made it negative, in the past, and the wait fired at once.
+    /// </summary>
+    private static ulong Until(ulong realtime)
+    {
+        var now = (ulong)(DateTime.UtcNow - DateTime.UnixEpoch).Ticks * 100;
+        return realtime > now ? realtime - now : 0;
+    }
+
+    /// <summary>A guest address (wasm32: an unsigned 32-bit offset passed as i32).</summary>
+    private static long Address(int pointer) => (uint)pointer;
+
+    private static bool InBounds(long address, long size, long length) => address + size <= length;
 }

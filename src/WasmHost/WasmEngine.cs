@@ -32,6 +32,12 @@ public sealed class WasmEngine : IDisposable
     private static readonly Lazy<WasmEngine> s_shared = new(CreateShared);
     private static WasmPool? s_sharedPool = new();
 
+    /// <summary>
+    /// Set under <see cref="s_gate"/> when the shared engine's creation has read <see cref="s_sharedPool"/>: from then on
+    /// a configuration comes too late, although <c>IsValueCreated</c> stays false until the engine is built.
+    /// </summary>
+    private static bool s_sharedStarted;
+
     private readonly Thread? _ticker;
     private readonly ManualResetEvent _stopTicking = new(false);
 
@@ -91,14 +97,14 @@ public sealed class WasmEngine : IDisposable
 
     /// <summary>
     /// Chooses the shared engine's pool (null: Wasmtime's on-demand allocator) before its first use. The engine is one
-    /// per process, so the first configuration wins: false when the engine already exists with another pool (a second
-    /// proplet in a test process).
+    /// per process, so the first configuration wins: false when the engine already exists, or is being made, with
+    /// another pool (a second proplet in a test process); once its creation has begun, a configuration waits for it.
     /// </summary>
     public static bool ConfigureShared(WasmPool? pool)
     {
         lock (s_gate)
         {
-            if (!s_shared.IsValueCreated)
+            if (!s_sharedStarted)
             {
                 s_sharedPool = pool;
                 return true;
@@ -148,6 +154,7 @@ public sealed class WasmEngine : IDisposable
         WasmPool? pool;
         lock (s_gate)
         {
+            s_sharedStarted = true;
             pool = s_sharedPool;
         }
 

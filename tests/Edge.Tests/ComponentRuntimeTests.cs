@@ -217,6 +217,37 @@ public sealed class ComponentRuntimeTests : IDisposable
         }
     }
 
+    /// <summary>
+    /// A resource handle (here one the component defines, alone or inside a record) has no WAVE text (spec §2.5): the
+    /// task fails saying so, before the guest runs, instead of the WAVE writer's exception reaching the runner as an
+    /// internal proplet error after it ran.
+    /// </summary>
+    [Fact]
+    public async Task GivenAnExportReturningAResource_WhenRun_ThenTheTaskFailsSayingItHasNoWaveText()
+    {
+        var component = Components.FromText("""
+            (component
+              (type $thing-def (resource (rep i32)))
+              (export $thing "thing" (type $thing-def))
+              (core func $new (canon resource.new $thing-def))
+              (core module $m
+                (import "" "new" (func $new (param i32) (result i32)))
+                (memory (export "memory") 1)
+                (func (export "make") (result i32) (call $new (i32.const 42)))
+                (func (export "boxed") (result i32) (i32.store (i32.const 16) (call $new (i32.const 7))) (i32.const 16)))
+              (core instance $i (instantiate $m (with "" (instance (export "new" (func $new))))))
+              (type $box-def (record (field "inner" (own $thing))))
+              (export $box "box" (type $box-def))
+              (func (export "make") (result (own $thing)) (canon lift (core func $i "make")))
+              (func (export "boxed") (result $box) (canon lift (core func $i "boxed") (memory (core memory $i "memory")))))
+            """);
+
+        (await RunAsync(component, "make", [])).Error
+            .ShouldBe("Export 'make' returns own, which has no WAVE text (a resource, future, stream or error-context cannot be a task's result)");
+        (await RunAsync(component, "boxed", [])).Error
+            .ShouldBe("Export 'boxed' returns record {inner: own}, which has no WAVE text (a resource, future, stream or error-context cannot be a task's result)");
+    }
+
     private async Task<TaskOutcome> RunAsync(byte[] binary, string name, string[] inputs, TaskLimits? limits = null)
     {
         using var task = NewTask(name, inputs, limits);

@@ -1,3 +1,4 @@
+using System.Security.Cryptography;
 using Propeller.WasmHost;
 using Wasmtime;
 
@@ -36,26 +37,52 @@ public sealed class ModuleCacheTests : IDisposable
     }
 
     /// <summary>The directory keeps to its budget: after a write takes it over, the entries used longest ago go first
-    /// (a load counts as a use), down to three quarters of the budget.</summary>
+    /// (a load counts as a use), down to three quarters of the budget, and no further. Five entries of about one size
+    /// on a budget of four and a half: the fifth write deletes the two used longest ago and keeps three (the prune once
+    /// read an entry's size after deleting it, never counted it off, and deleted every entry).</summary>
     [Fact]
-    public void GivenADiskBudget_WhenMoreModulesAreCompiled_ThenTheEntriesUsedLongestAgoAreDeleted()
+    public void GivenADiskBudget_WhenAWriteTakesTheDirectoryOverIt_ThenOnlyTheEntriesUsedLongestAgoAreDeleted()
     {
         static byte[] Module(int n) => Propeller.Tests.Shared.Wat.ToWasm($"(module (func (export \"main\") (result i32) (i32.const {n})))");
         new ModuleCache(WasmEngine.Shared, _dir.FullName).GetOrCompile("m0", Module(0));
-        var entry = _dir.GetFiles("*.cwasm").ShouldHaveSingleItem().Length;
+        var first = _dir.GetFiles("*.cwasm").ShouldHaveSingleItem();
+        var entry = first.Length;
+        var configuration = first.Name[64..]; // after the hash: the engine's configuration and the extension
+        string EntryOf(int n) => Convert.ToHexStringLower(SHA256.HashData(Module(n))) + configuration;
         var budget = (entry * 4) + (entry / 2);
-        for (var n = 1; n < 12; n++)
+        var hourAgo = DateTime.UtcNow.AddHours(-1);
+        for (var n = 1; n < 4; n++)
         {
             new ModuleCache(WasmEngine.Shared, _dir.FullName, budget).GetOrCompile($"m{n}", Module(n));
-            new ModuleCache(WasmEngine.Shared, _dir.FullName, budget).GetOrCompile("m0", Module(0)); // loaded: used again
+            File.SetLastAccessTimeUtc(Path.Combine(_dir.FullName, EntryOf(n)), hourAgo.AddMinutes(n)); // used in the order written
         }
 
-        var kept = _dir.GetFiles("*.cwasm");
-        kept.Sum(f => f.Length).ShouldBeLessThanOrEqualTo(budget);
-        kept.Length.ShouldBeGreaterThanOrEqualTo(2);
-        var first = new ModuleCache(WasmEngine.Shared, _dir.FullName).GetOrCompile("m0", Module(0));
-        first.ShouldNotBeNull();
-        _dir.GetFiles("*.cwasm").Length.ShouldBe(kept.Length); // m0 was still there: loaded, not written again
+        File.SetLastAccessTimeUtc(Path.Combine(_dir.FullName, EntryOf(0)), hourAgo);
+        new ModuleCache(WasmEngine.Shared, _dir.FullName, budget).GetOrCompile("m0", Module(0)); // loaded: used now
+        _dir.GetFiles("*.cwasm").Length.ShouldBe(4); // under the budget: nothing deleted yet
+
+        new ModuleCache(WasmEngine.Shared, _dir.FullName, budget).GetOrCompile("m4", Module(4));
+
+        _dir.GetFiles("*.cwasm").Select(f => f.Name).Order(StringComparer.Ordinal)
+            .ShouldBe(new[] { EntryOf(0), EntryOf(3), EntryOf(4) }.Order(StringComparer.Ordinal));
+    }
+
+    /// <summary>A write that never finished (the process died between writing the temporary file and renaming it) leaves
+    /// its temporary file; the next write's prune deletes it once it is old, and leaves a fresh one (a write in progress).</summary>
+    [Fact]
+    public void GivenTemporaryFilesOfUnfinishedWrites_WhenAnotherEntryIsWritten_ThenTheStaleOnesAreDeleted()
+    {
+        var stale = Path.Combine(_dir.FullName, $"{new string('a', 64)}.0123456789abcdef.cwasm.{Guid.NewGuid():N}.tmp");
+        var fresh = Path.Combine(_dir.FullName, $"{new string('b', 64)}.0123456789abcdef.cwasm.{Guid.NewGuid():N}.tmp");
+        File.WriteAllBytes(stale, new byte[1024]);
+        File.WriteAllBytes(fresh, new byte[1024]);
+        File.SetLastWriteTimeUtc(stale, DateTime.UtcNow - ModuleCache.StaleTemporaryAge - TimeSpan.FromMinutes(1));
+
+        new ModuleCache(WasmEngine.Shared, _dir.FullName).GetOrCompile("a", Modules.Addition);
+
+        File.Exists(stale).ShouldBeFalse();
+        File.Exists(fresh).ShouldBeTrue();
+        _dir.GetFiles("*.cwasm").ShouldHaveSingleItem();
     }
 
     [Fact]

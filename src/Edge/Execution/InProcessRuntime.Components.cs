@@ -94,6 +94,14 @@ public sealed partial class InProcessRuntime
             return TaskOutcome.Failure($"Argument count mismatch for '{name}': expected {function.Parameters.Count} but got {request.Inputs.Count}");
         }
 
+        // Its result could not come back as WAVE text (spec §2.5): refused before the guest runs. Called, a resource
+        // result made Wasmtime's .NET wrapper throw NotSupportedException (it cannot lift one; Wave.Write has no text
+        // for it either), which reached the task runner as an internal proplet error after the guest had run.
+        if (function.Result is { } resultType && !Wave.CanWrite(resultType))
+        {
+            return TaskOutcome.Failure(NoWaveText(name, resultType));
+        }
+
         var arguments = new ComponentValue[function.Parameters.Count];
         for (var i = 0; i < arguments.Length; i++)
         {
@@ -127,6 +135,9 @@ public sealed partial class InProcessRuntime
             return Stopped(task) ?? TaskOutcome.Failure($"Failed to call export '{name}' on component: {Describe(ex, Limits(task), null)}");
         }
     }
+
+    private static string NoWaveText(string name, WitType result) =>
+        $"Export '{name}' returns {result}, which has no WAVE text (a resource, future, stream or error-context cannot be a task's result)";
 
     /// <summary>A store with the task's WASI context and limits, and the component instantiated in it; or why it could not
     /// be. The caller disposes the store and its epoch lease (<see cref="NewStore"/>).</summary>

@@ -42,6 +42,22 @@ public static class Wave
         return value;
     }
 
+    /// <summary>
+    /// Whether every value of <paramref name="type"/> has WAVE text: not when it is, or holds, a resource handle (own,
+    /// borrow), a future, a stream or an error context, which <see cref="Write(ComponentValue)"/> refuses. Lets a caller
+    /// refuse such a function before it runs rather than after (its result then lost).
+    /// </summary>
+    public static bool CanWrite(WitType type)
+    {
+        ArgumentNullException.ThrowIfNull(type);
+        // The kinds after Flags (the C API's order): own, borrow, future, stream, error-context and any newer one.
+        return type.Kind <= WitKind.Flags
+               && (type.Element is null || CanWrite(type.Element))
+               && (type.Ok is null || CanWrite(type.Ok))
+               && (type.Err is null || CanWrite(type.Err))
+               && type.Cases.All(c => c.Type is null || CanWrite(c.Type));
+    }
+
     /// <summary>The WAVE text of <paramref name="value"/>.</summary>
     public static string Write(ComponentValue value)
     {
