@@ -54,6 +54,26 @@ public sealed class LimitsTests : IDisposable
         (await healthy.Gate().AuthorizeAsync(Start, Task, Ct)).Allowed.ShouldBeTrue();
     }
 
+    /// <summary>
+    /// A memory cap close to the module's own memory (1 MiB for 128 KiB, 2 MiB for 1.125 MiB) does not turn every failure
+    /// into a memory limit: the memory never grew, so the call ran out of fuel or trapped. Before, a memory within 1 MiB of
+    /// the cap was taken as "ran into it", and the deny, the decision and the metric said "memory limit of N MiB exceeded".
+    /// </summary>
+    [Theory]
+    [InlineData(1, 2, "(loop $l (br $l))", "out of fuel (limit 10000000)")]
+    [InlineData(2, 18, "(loop $l (br $l))", "out of fuel (limit 10000000)")]
+    [InlineData(1, 2, "unreachable", "wasm trap: unreachable")]
+    public async Task GivenAMemoryCapCloseToTheModulesMemory_WhenTheCallFailsWithoutGrowing_ThenItsFailureIsReportedNotTheMemoryLimit(int memoryMb, int pages, string body, string reason)
+    {
+        _dir.Add("small", Wat.Plugin($"(func (export \"authorize\") (param i32 i32) (result i64) {body} (i64.const 0))", pages: pages), $$"""{"limits":{"memory_mb":{{memoryMb}} } }""");
+
+        var outcome = await _dir.Gate().AuthorizeAsync(Start, Task, Ct);
+
+        outcome.Allowed.ShouldBeFalse();
+        outcome.Reason!.ShouldContain(reason);
+        outcome.Reason!.ShouldNotContain("memory limit");
+    }
+
     /// <summary>The memory limit is the plugin's total: a plugin with four memories could grow each to the limit (four
     /// 3.75 MiB grows under 4 MiB). It is skipped at load (its trial instantiation fails), with the reason.</summary>
     [Fact]

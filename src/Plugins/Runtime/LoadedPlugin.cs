@@ -257,8 +257,9 @@ public sealed class LoadedPlugin : IDisposable
         PluginCallException call => call,
         WasmtimeException { InnerException: TimeoutException } t => new(PluginFailureKind.Timeout, $"timed out after {timeout.TotalMilliseconds:0} ms", t),
 
-        // Wasmtime refuses a memory.grow past the cap with -1; a call that then fails with its memory at the cap ran
-        // into the cap, whatever the guest did next (trap, loop until out of fuel or time). ADR 0007.
+        // Wasmtime refuses a memory.grow past the cap with -1; a call that grew its memory to the cap and then fails ran
+        // into the cap, whatever the guest did next (trap, loop until out of fuel or time). ADR 0007. A call that did not
+        // grow it is classified by what stopped it (PluginInstance.MemoryAtLimit).
         WasmtimeException { ExitCode: null } t when memoryAtLimit => new(PluginFailureKind.MemoryLimit, $"memory limit of {memoryMb} MiB exceeded", t),
         TrapException { Type: TrapCode.OutOfFuel } t => new(PluginFailureKind.OutOfFuel, $"out of fuel (limit {fuel})", t),
         TrapException t => new(PluginFailureKind.Trap, WasmErrors.Trap(t), t),
