@@ -139,6 +139,37 @@ public sealed class LimitsTests : IDisposable
     }
 
     /// <summary>
+    /// With one instance per plugin configured, a slow notification does not take the only instance: a plugin with
+    /// notification hooks gets a second one, the notifications' (at most half, at least one, of at least two), so
+    /// authorize does not wait behind an on_task_complete sleeping 4 s. Before, both had the one slot.
+    /// </summary>
+    [Fact]
+    public async Task GivenOneInstancePerPlugin_WhenANotificationSleeps_ThenAuthorizeDoesNotWaitForIt()
+    {
+        _dir.Add("slow-notify", Wat.Plugin(
+            Wat.Answer("authorize", """{"allow":true}""") + """
+            (func (export "on_task_complete") (param i32 i32)
+              (i64.store (i32.const 30000) (i64.const 7))
+              (i32.store8 (i32.const 30008) (i32.const 0))
+              (i32.store (i32.const 30016) (i32.const 1))
+              (i64.store (i32.const 30024) (i64.const 4000000000))
+              (i64.store (i32.const 30032) (i64.const 0))
+              (i32.store16 (i32.const 30040) (i32.const 0))
+              (drop (call $poll (i32.const 30000) (i32.const 31000) (i32.const 1) (i32.const 32000))))
+            """,
+            imports: """(import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))"""), """{"limits":{"timeout_ms":60000}}""");
+        _dir.Catalog(configure: o => o.MaxInstancesPerPlugin = 1);
+        var gate = _dir.Gate();
+        gate.OnTaskCompleted(Task, success: true, error: null);
+        await System.Threading.Tasks.Task.Delay(300, Ct); // the notification asleep in the plugin
+
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        (await gate.AuthorizeAsync(Start, Task, Ct)).Allowed.ShouldBeTrue();
+        System.Diagnostics.Stopwatch.GetElapsedTime(started).ShouldBeLessThan(TimeSpan.FromSeconds(2), "authorize waited for the sleeping notification");
+        await gate.DrainAsync(Ct);
+    }
+
+    /// <summary>
     /// A plugin that sleeps (WASI <c>poll_oneoff</c>, where Rust's and C's sleeps go) is held to its time limit and to its
     /// caller's cancellation: the epoch check runs only while guest code runs, so a 30 s sleep in Wasmtime's own
     /// <c>poll_oneoff</c> held the call for 30 s whatever its <c>timeout_ms</c>.

@@ -21,7 +21,8 @@ public sealed class LoadedPlugin : IDisposable
 
     // Background notifications hold at most half of the slots (at least one), so the hooks that someone waits for
     // (authorize, enrichment, placement) always find the other half: a slow on_task_complete under a burst of results
-    // held every slot, and each of those calls waited behind the queued notifications.
+    // held every slot, and each of those calls waited behind the queued notifications. A plugin with notification hooks
+    // has at least two slots for that reason (MaxInstancesPerPlugin 1 gave the notifications the only one).
     private readonly SemaphoreSlim _notificationSlots;
     private volatile bool _retired;
 
@@ -35,8 +36,9 @@ public sealed class LoadedPlugin : IDisposable
         _module = module;
         Hooks = hooks;
         Counters = counters;
-        _slots = new SemaphoreSlim(runtime.Options.MaxInstancesPerPlugin, runtime.Options.MaxInstancesPerPlugin);
-        var notifications = Math.Max(1, runtime.Options.MaxInstancesPerPlugin / 2);
+        var instances = Math.Max(runtime.Options.MaxInstancesPerPlugin, (hooks & (PluginHooks.TaskStart | PluginHooks.TaskComplete)) != PluginHooks.None ? 2 : 1);
+        _slots = new SemaphoreSlim(instances, instances);
+        var notifications = Math.Max(1, instances / 2);
         _notificationSlots = new SemaphoreSlim(notifications, notifications);
     }
 
