@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Security.Cryptography;
+using System.Text;
+using Microsoft.Extensions.Logging;
 using Propeller.Plugins.Hosting;
 using Propeller.WasmHost;
 using Wasmtime;
@@ -14,6 +16,12 @@ namespace Propeller.Plugins.Runtime;
 /// </summary>
 public sealed class LoadedPlugin : IDisposable
 {
+    /// <summary>
+    /// Lines of one stream (stdout, stderr) logged per call; the rest is counted in one summary record. The capture keeps
+    /// 64 KiB per stream, and each line was a log record: a call writing 64 KiB of newlines to both made 131,072 records.
+    /// </summary>
+    internal const int MaxLoggedLinesPerStream = 50;
+
     private readonly PluginRuntime _runtime;
     private readonly Module _module;
     private readonly ConcurrentQueue<PluginInstance> _idle = new();
@@ -290,20 +298,35 @@ public sealed class LoadedPlugin : IDisposable
     {
         var stdout = instance.Stdout.Drain(out var droppedOut);
         var stderr = instance.Stderr.Drain(out var droppedErr);
-        foreach (var line in stdout)
+        var (omittedOut, omittedOutBytes) = LogLines(stdout, PluginLog.Stdout);
+        var (omittedErr, omittedErrBytes) = LogLines(stderr, PluginLog.Stderr);
+        if (omittedOut + omittedErr > 0)
         {
-            PluginLog.Stdout(_runtime.Logger, Name, line);
-        }
-
-        foreach (var line in stderr)
-        {
-            PluginLog.Stderr(_runtime.Logger, Name, line);
+            PluginLog.OutputLinesOmitted(_runtime.Logger, Name, omittedOut + omittedErr, omittedOutBytes + omittedErrBytes, MaxLoggedLinesPerStream);
         }
 
         if (droppedOut + droppedErr > 0)
         {
             PluginLog.OutputDropped(_runtime.Logger, Name, droppedOut + droppedErr);
         }
+    }
+
+    /// <summary>Logs the first <see cref="MaxLoggedLinesPerStream"/> of <paramref name="lines"/>; returns how many lines
+    /// (and bytes, with their newlines) were left out.</summary>
+    private (int Lines, long Bytes) LogLines(List<string> lines, Action<ILogger, string, string> log)
+    {
+        for (var i = 0; i < Math.Min(lines.Count, MaxLoggedLinesPerStream); i++)
+        {
+            log(_runtime.Logger, Name, lines[i]);
+        }
+
+        long bytes = 0;
+        for (var i = MaxLoggedLinesPerStream; i < lines.Count; i++)
+        {
+            bytes += Encoding.UTF8.GetByteCount(lines[i]) + 1;
+        }
+
+        return (Math.Max(0, lines.Count - MaxLoggedLinesPerStream), bytes);
     }
 
     /// <summary>After a reload: idle instances go now, rented ones when their call ends (in-flight calls finish).</summary>
