@@ -174,6 +174,34 @@ public sealed class JobTests : IAsyncLifetime
         (await EnqueueAsync()).ShouldBe("0020");
     }
 
+    /// <summary>
+    /// An enqueue keeps to what is left of its hook's time: with the unique_for lock held by another session, an
+    /// authorize hook limited to 1 s ends in about a second (EIO or its timeout), and nothing is stored. Before, the lock
+    /// waited the whole enqueue timeout (60 s here) on the guest thread, where the hook's time limit cannot reach.
+    /// </summary>
+    [Fact]
+    public async Task GivenTheUniqueForLockHeldElsewhere_WhenAHookEnqueues_ThenItGivesUpWithinTheHooksTime()
+    {
+        _dir.Add("p", Enqueuer("""{"unique_for":60}"""), """{"capabilities":["queue"],"limits":{"timeout_ms":1000}}""");
+        var uniqueKey = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes("plugin:p:ping\n{\"n\":1}")));
+        await using var dataSource = Npgsql.NpgsqlDataSource.Create(TestDatabase.ConnectionString);
+        await using var holder = await dataSource.OpenConnectionAsync(Ct);
+        await using var holding = await holder.BeginTransactionAsync(Ct);
+        await using (var take = new Npgsql.NpgsqlCommand("select pg_advisory_xact_lock(hashtext($1))", holder, holding))
+        {
+            take.Parameters.Add(new Npgsql.NpgsqlParameter { Value = "p/" + uniqueKey });
+            await take.ExecuteNonQueryAsync(Ct);
+        }
+
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        var outcome = await _dir.Gate(_queue).AuthorizeAsync(Start, Task, Ct);
+
+        System.Diagnostics.Stopwatch.GetElapsedTime(started).ShouldBeLessThan(TimeSpan.FromSeconds(10), "the enqueue waited for the lock past the hook's time limit");
+        outcome.Allowed.ShouldBeFalse();
+        outcome.Reason!.ShouldMatch("0029|timed out");
+        (await TestDatabase.ScalarAsync<long>($"select count(*) from {Schema}.plugin_jobs")).ShouldBe(0);
+    }
+
     /// <summary>A repeated idempotency key returns the first job's id, unique_for or not (a retried hook repeating its
     /// enqueue). Before, the unique_for check came first and the repeat got EEXIST.</summary>
     [Fact]

@@ -39,8 +39,9 @@ public sealed class PluginJobOptions
     public TimeSpan PollInterval { get; set; } = TimeSpan.FromMilliseconds(500);
 
     /// <summary>
-    /// How long a plugin's enqueue may wait for PostgreSQL (connecting, then inserting; 5 s): the host call blocks the
-    /// hook that made it, so a stalled database answers the plugin with an I/O error rather than holding the request.
+    /// How long a plugin's enqueue may wait for PostgreSQL in all (connecting, the <c>unique_for</c> lock and every
+    /// statement; 5 s), and never longer than what is left of the hook's time limit: the host call blocks the hook that
+    /// made it, so a stalled database answers the plugin with an I/O error rather than holding the request.
     /// </summary>
     public TimeSpan EnqueueTimeout { get; set; } = TimeSpan.FromSeconds(5);
 

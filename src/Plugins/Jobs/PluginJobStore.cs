@@ -93,40 +93,40 @@ public sealed partial class PluginJobStore : IAsyncDisposable
     }
 
     /// <summary>
-    /// Inserts a job (synchronously: it runs inside the plugin's host call). An existing idempotency key returns the
-    /// existing job's id; a live <c>unique_for</c> duplicate returns null.
+    /// Inserts a job. An existing idempotency key returns the existing job's id; a live <c>unique_for</c> duplicate
+    /// returns null. It runs inside the plugin's host call, outside the reach of its interrupt: <paramref name="cancellationToken"/>
+    /// is its one deadline, for connecting, the <c>unique_for</c> lock and every statement.
     /// </summary>
-    internal Guid? Insert(NewPluginJob job)
+    internal async Task<Guid?> InsertAsync(NewPluginJob job, CancellationToken cancellationToken)
     {
-        // This runs on the plugin's guest thread, outside the reach of its interrupt: keep the wait short.
-        using var connection = _insertSource.OpenConnection();
-        using var transaction = connection.BeginTransaction();
-        if (job.IdempotencyKey is not null && ExistingId(connection, transaction, job) is { } repeated)
+        await using var connection = await _insertSource.OpenConnectionAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        if (job.IdempotencyKey is not null && await ExistingIdAsync(connection, transaction, job, cancellationToken) is { } repeated)
         {
             // A repeated key returns the first job's id before anything else: a retried hook repeating an enqueue with both
             // options got EEXIST from the unique_for check while its window was open.
-            transaction.Commit();
+            await transaction.CommitAsync(cancellationToken);
             return repeated;
         }
 
         if (job.UniqueKey is not null)
         {
-            using (var serialize = new NpgsqlCommand("select pg_advisory_xact_lock(hashtext($1))", connection, transaction))
+            await using (var serialize = new NpgsqlCommand("select pg_advisory_xact_lock(hashtext($1))", connection, transaction))
             {
                 serialize.Parameters.Add(new NpgsqlParameter { Value = job.Plugin + "/" + job.UniqueKey });
-                serialize.ExecuteNonQuery();
+                await serialize.ExecuteNonQueryAsync(cancellationToken);
             }
 
-            using var check = new NpgsqlCommand($"select 1 from {_jobs} where plugin = $2 and unique_key = $1 and unique_until > now() limit 1", connection, transaction);
+            await using var check = new NpgsqlCommand($"select 1 from {_jobs} where plugin = $2 and unique_key = $1 and unique_until > now() limit 1", connection, transaction);
             check.Parameters.Add(new NpgsqlParameter { Value = job.UniqueKey });
             check.Parameters.Add(new NpgsqlParameter { Value = job.Plugin });
-            if (check.ExecuteScalar() is not null)
+            if (await check.ExecuteScalarAsync(cancellationToken) is not null)
             {
                 return null;
             }
         }
 
-        using var insert = new NpgsqlCommand(
+        await using var insert = new NpgsqlCommand(
             $"""
             insert into {_jobs} (id, plugin, plugin_hash, type, user_type, payload, enqueued_by, idempotency_key, unique_key, unique_until, max_retry, run_at)
             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, case when $10::double precision is null then null else now() + make_interval(secs => $10) end,
@@ -148,31 +148,31 @@ public sealed partial class PluginJobStore : IAsyncDisposable
         insert.Parameters.Add(new NpgsqlParameter { Value = (object?)job.UniqueForSeconds ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Double });
         insert.Parameters.Add(new NpgsqlParameter { Value = job.MaxRetry });
         insert.Parameters.Add(new NpgsqlParameter { Value = job.DelaySeconds, NpgsqlDbType = NpgsqlDbType.Double });
-        if (insert.ExecuteScalar() is not Guid id)
+        if (await insert.ExecuteScalarAsync(cancellationToken) is not Guid id)
         {
-            var found = ExistingId(connection, transaction, job)!.Value; // inserted by a concurrent enqueue of the key
-            transaction.Commit();
+            var found = (await ExistingIdAsync(connection, transaction, job, cancellationToken))!.Value; // inserted by a concurrent enqueue of the key
+            await transaction.CommitAsync(cancellationToken);
             return found;
         }
 
-        using (var history = new NpgsqlCommand($"insert into {_history} (job_id, event, detail) values ($1, 'enqueued', $2)", connection, transaction))
+        await using (var history = new NpgsqlCommand($"insert into {_history} (job_id, event, detail) values ($1, 'enqueued', $2)", connection, transaction))
         {
             history.Parameters.Add(new NpgsqlParameter { Value = id });
             history.Parameters.Add(new NpgsqlParameter { Value = $"{job.Type} by {job.EnqueuedBy ?? "plugin"}" });
-            history.ExecuteNonQuery();
+            await history.ExecuteNonQueryAsync(cancellationToken);
         }
 
-        transaction.Commit();
+        await transaction.CommitAsync(cancellationToken);
         return id;
     }
 
     /// <summary>The id of the job of <paramref name="job"/>'s plugin with its idempotency key; null when there is none.</summary>
-    private Guid? ExistingId(NpgsqlConnection connection, NpgsqlTransaction transaction, NewPluginJob job)
+    private async Task<Guid?> ExistingIdAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, NewPluginJob job, CancellationToken cancellationToken)
     {
-        using var existing = new NpgsqlCommand($"select id from {_jobs} where plugin = $1 and idempotency_key = $2", connection, transaction);
+        await using var existing = new NpgsqlCommand($"select id from {_jobs} where plugin = $1 and idempotency_key = $2", connection, transaction);
         existing.Parameters.Add(new NpgsqlParameter { Value = job.Plugin });
         existing.Parameters.Add(new NpgsqlParameter { Value = job.IdempotencyKey! });
-        return existing.ExecuteScalar() as Guid?;
+        return await existing.ExecuteScalarAsync(cancellationToken) as Guid?;
     }
 
     /// <summary>
