@@ -35,6 +35,14 @@ public sealed class PluginJobOptions
 
     public TimeSpan MaxRetryDelay { get; set; } = TimeSpan.FromMinutes(10);
 
+    /// <summary>
+    /// How long a due job may wait unclaimed before a node that cannot run it drops it (its plugin, at the version that
+    /// enqueued it, is missing or inactive there; 24 h). Until then it waits for a node that has that plugin, or for a
+    /// reload that brings it back: one node's momentary plugin set (a half-copied file, an invalid manifest, a node
+    /// without the plugin, a rolling upgrade) is no reason to lose a job.
+    /// </summary>
+    public TimeSpan OrphanTimeout { get; set; } = TimeSpan.FromHours(24);
+
     /// <summary>How often the worker looks for due jobs when it found none.</summary>
     public TimeSpan PollInterval { get; set; } = TimeSpan.FromMilliseconds(500);
 

@@ -16,6 +16,9 @@ public sealed partial class PluginJobStore : IAsyncDisposable
     /// <summary>The error of a job whose last allowed attempt never finished (its lease ran out).</summary>
     public const string AttemptsSpent = "the last attempt never finished (lease expired) and max_retry is reached";
 
+    /// <summary>The error of a job dropped by <see cref="DropOrphansAsync"/>.</summary>
+    public const string Orphaned = "not run within the orphan timeout: no node has its plugin active at its version";
+
     private readonly NpgsqlDataSource _dataSource;
     private readonly NpgsqlDataSource _insertSource;
     private readonly string _jobs;
@@ -176,19 +179,21 @@ public sealed partial class PluginJobStore : IAsyncDisposable
     }
 
     /// <summary>
-    /// Claims up to <paramref name="limit"/> due jobs of <paramref name="plugin"/> (pending and due, or running with an
-    /// expired lease after a crash): state running, one more attempt, leased for <paramref name="lease"/>. A claim is
+    /// Claims up to <paramref name="limit"/> due jobs of <paramref name="plugin"/> enqueued by its version
+    /// <paramref name="pluginHash"/> (pending and due, or running with an expired lease after a crash): state running, one
+    /// more attempt, leased for <paramref name="lease"/>. Jobs of another version are left to a node that has it (a
+    /// rolling upgrade) or to <see cref="DropOrphansAsync"/>. A claim is
     /// identified by the job and its attempt number (each claim counts one more). A due job that has used its
     /// <c>max_retry</c> + 1 attempts already (its last run never finished) is not handed out again: it fails (event
     /// <c>dead</c>) in the same statement.
     /// </summary>
-    public async Task<IReadOnlyList<PluginJob>> ClaimAsync(string plugin, int limit, TimeSpan lease, CancellationToken cancellationToken)
+    public async Task<IReadOnlyList<PluginJob>> ClaimAsync(string plugin, string pluginHash, int limit, TimeSpan lease, CancellationToken cancellationToken)
     {
         await using var command = _dataSource.CreateCommand(
             $"""
             with due as (
                 select id, attempts, max_retry from {_jobs}
-                where plugin = $1 and ((state = 'pending' and run_at <= now()) or (state = 'running' and locked_until < now()))
+                where plugin = $1 and plugin_hash = $5 and ((state = 'pending' and run_at <= now()) or (state = 'running' and locked_until < now()))
                 order by run_at limit $2 for update skip locked),
             spent as (
                 update {_jobs} j set state = 'failed', last_error = $4, locked_until = null, updated_at = now()
@@ -204,6 +209,7 @@ public sealed partial class PluginJobStore : IAsyncDisposable
         command.Parameters.Add(new NpgsqlParameter { Value = limit });
         command.Parameters.Add(new NpgsqlParameter { Value = lease.TotalSeconds });
         command.Parameters.Add(new NpgsqlParameter { Value = AttemptsSpent });
+        command.Parameters.Add(new NpgsqlParameter { Value = pluginHash });
         var jobs = new List<PluginJob>();
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
@@ -215,21 +221,30 @@ public sealed partial class PluginJobStore : IAsyncDisposable
     }
 
     /// <summary>
-    /// Drops (no retry) the jobs of plugins not in <paramref name="activePlugins"/> that nobody runs: due pending ones, and
-    /// running ones whose lease ran out (their worker died; no claim would ever pick them up again, as claims are by
-    /// active plugin). Returns how many.
+    /// Drops (no retry) the jobs that no node has run for <paramref name="after"/> and that this node cannot run (their
+    /// plugin at their version is not in <paramref name="runnable"/>): pending ones due that long ago, and running ones
+    /// whose lease ran out that long ago (their worker died). A node that has the plugin at the job's version claims the
+    /// job as soon as it is due, so one still waiting that long has nowhere to run. Before, every poll dropped every due
+    /// job of a plugin missing from the polling node's set at that moment, across the shared database: a reload that
+    /// skipped a half-copied file, a node without the plugin or a rolling upgrade lost jobs for good. Returns how many.
     /// </summary>
-    public async Task<int> DropOrphansAsync(IReadOnlyCollection<string> activePlugins, CancellationToken cancellationToken)
+    public async Task<int> DropOrphansAsync(IReadOnlyCollection<(string Plugin, string Hash)> runnable, TimeSpan after, CancellationToken cancellationToken)
     {
+        ArgumentNullException.ThrowIfNull(runnable);
         await using var command = _dataSource.CreateCommand(
             $"""
             with dropped as (
-                update {_jobs} set state = 'dropped', last_error = 'plugin gone or inactive', locked_until = null, updated_at = now()
-                where ((state = 'pending' and run_at <= now()) or (state = 'running' and locked_until < now())) and plugin <> all($1)
-                returning id, attempts)
-            insert into {_history} (job_id, event, attempt, detail) select id, 'dropped', attempts, 'plugin gone or inactive' from dropped
+                update {_jobs} j set state = 'dropped', last_error = $3, locked_until = null, updated_at = now()
+                where ((j.state = 'pending' and j.run_at <= now() - make_interval(secs => $4))
+                       or (j.state = 'running' and j.locked_until < now() - make_interval(secs => $4)))
+                  and not exists (select 1 from unnest($1::text[], $2::text[]) r(plugin, hash) where r.plugin = j.plugin and r.hash = j.plugin_hash)
+                returning j.id, j.attempts)
+            insert into {_history} (job_id, event, attempt, detail) select id, 'dropped', attempts, $3 from dropped
             """);
-        command.Parameters.Add(new NpgsqlParameter { Value = activePlugins.ToArray() });
+        command.Parameters.Add(new NpgsqlParameter { Value = runnable.Select(r => r.Plugin).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter { Value = runnable.Select(r => r.Hash).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter { Value = Orphaned });
+        command.Parameters.Add(new NpgsqlParameter { Value = after.TotalSeconds });
         return await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
