@@ -239,6 +239,33 @@ public sealed class GateTests : IDisposable
         _dir.Log.Lines.ShouldContain("Information: plugin=talk world");
     }
 
+    /// <summary>
+    /// A call that writes 64 KiB of newlines to stdout and to stderr (all the capture keeps) logs at most 50 lines of each
+    /// and one line counting the rest. Before, each of its 131,072 lines was a log record.
+    /// </summary>
+    [Fact]
+    public async Task GivenAPluginFloodingItsOutput_WhenItIsCalled_ThenTheLinesLoggedAreCapped_AndTheRestCounted()
+    {
+        _dir.Add("flood", Wat.Plugin(
+            """
+            (func (export "authorize") (param i32 i32) (result i64)
+              (memory.fill (i32.const 70000) (i32.const 10) (i32.const 65536))
+              (i32.store (i32.const 2100) (i32.const 70000))
+              (i32.store (i32.const 2104) (i32.const 65536))
+              (drop (call $fd_write (i32.const 1) (i32.const 2100) (i32.const 1) (i32.const 2200)))
+              (drop (call $fd_write (i32.const 2) (i32.const 2100) (i32.const 1) (i32.const 2200)))
+              (i64.const 0))
+            """,
+            imports: """(import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))""",
+            pages: 3));
+
+        await _dir.Gate().AuthorizeAsync(Create, Task, Ct);
+
+        _dir.Log.Lines.Count(l => l.StartsWith("Information: plugin=flood", StringComparison.Ordinal)).ShouldBe(50);
+        _dir.Log.Lines.Count(l => l.StartsWith("Warning: plugin=flood ", StringComparison.Ordinal)).ShouldBe(51);
+        _dir.Log.Lines.ShouldContain("Warning: plugin=flood 130972 more lines of output (130972 bytes) not logged: at most 50 lines per stream and call are");
+    }
+
     [Fact]
     public async Task TheWatExampleOfTheDocs_Allows()
     {

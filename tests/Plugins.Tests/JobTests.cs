@@ -66,6 +66,8 @@ public sealed class JobTests : IAsyncLifetime
         return outcome.Decisions.Single(d => d.Plugin == plugin).Reason!;
     }
 
+    private string Hash(string plugin) => _dir.Catalog().Current.Find(plugin)!.Hash;
+
     private PluginJobWorker Worker() => new(_dir.Catalog(_queue), _store, _queue, _options, new ListLogger<PluginJobWorker>());
 
     private static async Task RunUntilQuietAsync(PluginJobWorker worker)
@@ -172,6 +174,34 @@ public sealed class JobTests : IAsyncLifetime
         _dir.Add("p", Enqueuer("""{"unique_for":60}"""), Queue);
         Guid.TryParse(await EnqueueAsync(), out _).ShouldBeTrue();
         (await EnqueueAsync()).ShouldBe("0020");
+    }
+
+    /// <summary>
+    /// An enqueue keeps to what is left of its hook's time: with the unique_for lock held by another session, an
+    /// authorize hook limited to 1 s ends in about a second (EIO or its timeout), and nothing is stored. Before, the lock
+    /// waited the whole enqueue timeout (60 s here) on the guest thread, where the hook's time limit cannot reach.
+    /// </summary>
+    [Fact]
+    public async Task GivenTheUniqueForLockHeldElsewhere_WhenAHookEnqueues_ThenItGivesUpWithinTheHooksTime()
+    {
+        _dir.Add("p", Enqueuer("""{"unique_for":60}"""), """{"capabilities":["queue"],"limits":{"timeout_ms":1000}}""");
+        var uniqueKey = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes("plugin:p:ping\n{\"n\":1}")));
+        await using var dataSource = Npgsql.NpgsqlDataSource.Create(TestDatabase.ConnectionString);
+        await using var holder = await dataSource.OpenConnectionAsync(Ct);
+        await using var holding = await holder.BeginTransactionAsync(Ct);
+        await using (var take = new Npgsql.NpgsqlCommand("select pg_advisory_xact_lock(hashtext($1))", holder, holding))
+        {
+            take.Parameters.Add(new Npgsql.NpgsqlParameter { Value = "p/" + uniqueKey });
+            await take.ExecuteNonQueryAsync(Ct);
+        }
+
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        var outcome = await _dir.Gate(_queue).AuthorizeAsync(Start, Task, Ct);
+
+        System.Diagnostics.Stopwatch.GetElapsedTime(started).ShouldBeLessThan(TimeSpan.FromSeconds(10), "the enqueue waited for the lock past the hook's time limit");
+        outcome.Allowed.ShouldBeFalse();
+        outcome.Reason!.ShouldMatch("0029|timed out");
+        (await TestDatabase.ScalarAsync<long>($"select count(*) from {Schema}.plugin_jobs")).ShouldBe(0);
     }
 
     /// <summary>A repeated idempotency key returns the first job's id, unique_for or not (a retried hook repeating its
@@ -285,8 +315,13 @@ public sealed class JobTests : IAsyncLifetime
         job.LastError.ShouldBe("out of fuel (limit 100000)");
     }
 
+    /// <summary>
+    /// Jobs of a plugin this node no longer has (deleted) or has at another version wait for a node that has it; only
+    /// once they have waited, due and unclaimed, for the orphan timeout are they dropped. Before, the first poll dropped
+    /// both without retry.
+    /// </summary>
     [Fact]
-    public async Task Worker_DropsJobsOfAPluginGoneOrAtAnotherVersion()
+    public async Task GivenAPluginGoneOrAtAnotherVersion_WhenTheWorkerPolls_ThenItsJobsWait_UntilTheOrphanTimeoutDropsThem()
     {
         _dir.Add("p", Enqueuer(extra: Wat.Answer("handle_job", "{}")), Queue);
         _dir.Add("q", Enqueuer(extra: Wat.Answer("handle_job", "{}")), Queue);
@@ -298,15 +333,76 @@ public sealed class JobTests : IAsyncLifetime
         File.Delete(Path.Combine(_dir.Path, "p.wasm"));
         _dir.Add("q", Enqueuer(extra: Wat.Answer("handle_job", """{"changed":true}""")), Queue);
         catalog.Reload();
-        await RunUntilQuietAsync(Worker());
+        var worker = Worker();
+        await RunUntilQuietAsync(worker);
 
-        var gone = (await _store.GetAsync(p, Ct))!;
-        gone.State.ShouldBe("dropped");
-        gone.LastError.ShouldBe("plugin gone or inactive");
-        var moved = (await _store.GetAsync(q, Ct))!;
-        moved.State.ShouldBe("dropped");
-        moved.LastError!.ShouldStartWith("plugin at another version");
-        (await _store.HistoryAsync(q, Ct)).Select(e => e.Event).ShouldBe(["enqueued", "dropped"]);
+        foreach (var id in (Guid[])[p, q])
+        {
+            var waiting = (await _store.GetAsync(id, Ct))!;
+            waiting.State.ShouldBe("pending");
+            waiting.Attempts.ShouldBe(0);
+        }
+
+        await TestDatabase.ScalarAsync<object>($"update {Schema}.plugin_jobs set run_at = now() - interval '25 hours' where id = any($1)", new[] { p, q });
+        await RunUntilQuietAsync(worker);
+
+        foreach (var id in (Guid[])[p, q])
+        {
+            var dropped = (await _store.GetAsync(id, Ct))!;
+            dropped.State.ShouldBe("dropped");
+            dropped.LastError.ShouldBe(PluginJobStore.Orphaned);
+            (await _store.HistoryAsync(id, Ct)).Select(e => e.Event).ShouldBe(["enqueued", "dropped"]);
+        }
+    }
+
+    /// <summary>
+    /// A reload that skips a plugin for a moment (its .wasm half copied) does not cost its jobs: the worker polls while the
+    /// plugin is missing, the file is restored and reloaded, and the job runs. Before, that poll dropped the job for good.
+    /// </summary>
+    [Fact]
+    public async Task GivenAPluginSkippedByAReloadForAMoment_WhenItComesBack_ThenItsJobStillRuns()
+    {
+        _dir.Add("p", Enqueuer(extra: Wat.Answer("handle_job", "{}")), Queue);
+        var catalog = _dir.Catalog(_queue);
+        var id = Guid.Parse(await EnqueueAsync());
+        var file = Path.Combine(_dir.Path, "p.wasm");
+        var good = await File.ReadAllBytesAsync(file, Ct);
+
+        await File.WriteAllBytesAsync(file, good[..(good.Length / 2)], Ct);
+        catalog.Reload().Find("p").ShouldBeNull();
+        var worker = Worker();
+        await RunUntilQuietAsync(worker);
+        (await _store.GetAsync(id, Ct))!.State.ShouldBe("pending");
+
+        await File.WriteAllBytesAsync(file, good, Ct);
+        catalog.Reload().Find("p").ShouldNotBeNull();
+        await RunUntilQuietAsync(worker);
+
+        var job = (await _store.GetAsync(id, Ct))!;
+        job.State.ShouldBe("done");
+        (await _store.HistoryAsync(id, Ct)).Select(e => e.Event).ShouldBe(["enqueued", "started", "succeeded"]);
+    }
+
+    /// <summary>
+    /// A rolling upgrade: a node with the plugin at a new version leaves the old version's job alone (not claimed, not
+    /// dropped), and the node still at the old version runs it. Before, the new node claimed and dropped it.
+    /// </summary>
+    [Fact]
+    public async Task GivenTwoNodesAtDifferentVersions_WhenBothPoll_ThenTheJobRunsOnTheNodeWithItsVersion()
+    {
+        _dir.Add("p", Enqueuer(extra: Wat.Answer("handle_job", "{}")), Queue);
+        var id = Guid.Parse(await EnqueueAsync());
+        using var upgraded = new PluginDir();
+        upgraded.Add("p", Enqueuer(extra: Wat.Answer("handle_job", """{"v":2}""")), Queue);
+        var newNode = new PluginJobWorker(upgraded.Catalog(_queue), _store, _queue, _options, new ListLogger<PluginJobWorker>());
+
+        await RunUntilQuietAsync(newNode);
+        var waiting = (await _store.GetAsync(id, Ct))!;
+        waiting.State.ShouldBe("pending");
+        waiting.Attempts.ShouldBe(0);
+
+        await RunUntilQuietAsync(Worker());
+        (await _store.GetAsync(id, Ct))!.State.ShouldBe("done");
     }
 
     [Fact]
@@ -356,7 +452,7 @@ public sealed class JobTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Delay_KeepsTheJobWaiting_InactivePluginsJobsAreDropped()
+    public async Task Delay_KeepsTheJobWaiting_InactivePluginsJobsWait_UntilTheOrphanTimeout()
     {
         _dir.Add("p", Enqueuer("""{"delay":3600}""", Wat.Answer("handle_job", "{}")), Queue);
         var id = Guid.Parse(await EnqueueAsync());
@@ -368,26 +464,37 @@ public sealed class JobTests : IAsyncLifetime
         await File.WriteAllTextAsync(Path.Combine(_dir.Path, "p.json"), """{"capabilities":["queue"],"active":false}""", Ct);
         _dir.Catalog().Reload();
         await RunUntilQuietAsync(worker);
+        (await _store.GetAsync(id, Ct))!.State.ShouldBe("pending");
+
+        await TestDatabase.ScalarAsync<object>($"update {Schema}.plugin_jobs set run_at = now() - interval '25 hours' where id = $1", id);
+        await RunUntilQuietAsync(worker);
         var job = (await _store.GetAsync(id, Ct))!;
         job.State.ShouldBe("dropped");
         job.Attempts.ShouldBe(0);
     }
 
     [Fact]
-    public async Task AJobLeftRunningByADeadWorker_OfAPluginSinceRemoved_IsDropped()
+    public async Task AJobLeftRunningByADeadWorker_OfAPluginSinceRemoved_IsDroppedPastTheOrphanTimeout()
     {
         _dir.Add("p", Enqueuer(extra: Wat.Answer("handle_job", "{}")), Queue);
         var id = Guid.Parse(await EnqueueAsync());
-        (await _store.ClaimAsync("p", 10, TimeSpan.FromHours(1), Ct)).Single().Id.ShouldBe(id);
+        (await _store.ClaimAsync("p", Hash("p"), 10, TimeSpan.FromHours(1), Ct)).Single().Id.ShouldBe(id);
 
         // Still leased: its worker may be running it, so it is left alone.
-        (await _store.DropOrphansAsync([], Ct)).ShouldBe(0);
+        (await _store.DropOrphansAsync([], TimeSpan.Zero, Ct)).ShouldBe(0);
 
+        // Its lease just ran out: a node with the plugin may claim it yet.
         await TestDatabase.ScalarAsync<object>($"update {Schema}.plugin_jobs set locked_until = now() - interval '1 second' where id = $1", id);
-        (await _store.DropOrphansAsync(["other"], Ct)).ShouldBe(1);
+        (await _store.DropOrphansAsync([("other", "x")], TimeSpan.FromHours(24), Ct)).ShouldBe(0);
+
+        // Still runnable where its plugin is, at its version.
+        (await _store.DropOrphansAsync([("p", Hash("p"))], TimeSpan.Zero, Ct)).ShouldBe(0);
+
+        await TestDatabase.ScalarAsync<object>($"update {Schema}.plugin_jobs set locked_until = now() - interval '25 hours' where id = $1", id);
+        (await _store.DropOrphansAsync([("other", "x")], TimeSpan.FromHours(24), Ct)).ShouldBe(1);
         var job = (await _store.GetAsync(id, Ct))!;
         job.State.ShouldBe("dropped");
-        job.LastError.ShouldBe("plugin gone or inactive");
+        job.LastError.ShouldBe(PluginJobStore.Orphaned);
         (await _store.HistoryAsync(id, Ct)).Select(e => (e.Event, e.Attempt)).ShouldBe([("enqueued", 0), ("dropped", 1)]);
     }
 
@@ -440,8 +547,8 @@ public sealed class JobTests : IAsyncLifetime
     {
         _dir.Add("p", Enqueuer(extra: Wat.Answer("handle_job", "{}")), Queue);
         var id = Guid.Parse(await EnqueueAsync());
-        (await _store.ClaimAsync("p", 10, TimeSpan.FromHours(1), Ct)).Single().Id.ShouldBe(id);
-        (await _store.ClaimAsync("p", 10, TimeSpan.FromHours(1), Ct)).ShouldBeEmpty();
+        (await _store.ClaimAsync("p", Hash("p"), 10, TimeSpan.FromHours(1), Ct)).Single().Id.ShouldBe(id);
+        (await _store.ClaimAsync("p", Hash("p"), 10, TimeSpan.FromHours(1), Ct)).ShouldBeEmpty();
         await TestDatabase.ScalarAsync<object>($"update {Schema}.plugin_jobs set locked_until = now() - interval '1 second' where id = $1", id);
         await RunUntilQuietAsync(Worker());
         var job = (await _store.GetAsync(id, Ct))!;
@@ -457,9 +564,9 @@ public sealed class JobTests : IAsyncLifetime
     {
         _dir.Add("p", Enqueuer(extra: Wat.Answer("handle_job", "{}")), Queue);
         var id = Guid.Parse(await EnqueueAsync());
-        var first = (await _store.ClaimAsync("p", 10, TimeSpan.FromSeconds(30), Ct)).Single();
+        var first = (await _store.ClaimAsync("p", Hash("p"), 10, TimeSpan.FromSeconds(30), Ct)).Single();
         await TestDatabase.ScalarAsync<object>($"update {Schema}.plugin_jobs set locked_until = now() - interval '1 second' where id = $1", id);
-        var second = (await _store.ClaimAsync("p", 10, TimeSpan.FromSeconds(30), Ct)).Single();
+        var second = (await _store.ClaimAsync("p", Hash("p"), 10, TimeSpan.FromSeconds(30), Ct)).Single();
 
         (await _store.StartAsync(id, first.Attempts, TimeSpan.FromHours(1), Ct)).ShouldBeFalse();
         (await _store.StartAsync(id, second.Attempts, TimeSpan.FromHours(1), Ct)).ShouldBeTrue();
@@ -525,9 +632,9 @@ public sealed class JobTests : IAsyncLifetime
     {
         _dir.Add("p", Enqueuer("""{"max_retry":0}""", Wat.Answer("handle_job", "{}")), Queue);
         var id = Guid.Parse(await EnqueueAsync());
-        (await _store.ClaimAsync("p", 10, TimeSpan.FromHours(1), Ct)).Single().Attempts.ShouldBe(1);
+        (await _store.ClaimAsync("p", Hash("p"), 10, TimeSpan.FromHours(1), Ct)).Single().Attempts.ShouldBe(1);
         await TestDatabase.ScalarAsync<object>($"update {Schema}.plugin_jobs set locked_until = now() - interval '1 second' where id = $1", id);
-        (await _store.ClaimAsync("p", 10, TimeSpan.FromHours(1), Ct)).ShouldBeEmpty();
+        (await _store.ClaimAsync("p", Hash("p"), 10, TimeSpan.FromHours(1), Ct)).ShouldBeEmpty();
         var job = (await _store.GetAsync(id, Ct))!;
         job.State.ShouldBe("failed");
         job.Attempts.ShouldBe(1);
@@ -540,9 +647,9 @@ public sealed class JobTests : IAsyncLifetime
     {
         _dir.Add("p", Enqueuer(extra: Wat.Answer("handle_job", "{}")), Queue);
         var id = Guid.Parse(await EnqueueAsync());
-        (await _store.ClaimAsync("p", 10, TimeSpan.FromHours(1), Ct)).Single().Attempts.ShouldBe(1);
+        (await _store.ClaimAsync("p", Hash("p"), 10, TimeSpan.FromHours(1), Ct)).Single().Attempts.ShouldBe(1);
         await TestDatabase.ScalarAsync<object>($"update {Schema}.plugin_jobs set locked_until = now() - interval '1 second' where id = $1", id);
-        (await _store.ClaimAsync("p", 10, TimeSpan.FromHours(1), Ct)).Single().Attempts.ShouldBe(2);
+        (await _store.ClaimAsync("p", Hash("p"), 10, TimeSpan.FromHours(1), Ct)).Single().Attempts.ShouldBe(2);
 
         // The first worker ends late: its claim is gone, so neither its result nor a release changes the job.
         (await _store.FinishAsync(id, 1, "done", "succeeded", null, null, Ct)).ShouldBeFalse();

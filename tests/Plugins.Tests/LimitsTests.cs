@@ -54,6 +54,26 @@ public sealed class LimitsTests : IDisposable
         (await healthy.Gate().AuthorizeAsync(Start, Task, Ct)).Allowed.ShouldBeTrue();
     }
 
+    /// <summary>
+    /// A memory cap close to the module's own memory (1 MiB for 128 KiB, 2 MiB for 1.125 MiB) does not turn every failure
+    /// into a memory limit: the memory never grew, so the call ran out of fuel or trapped. Before, a memory within 1 MiB of
+    /// the cap was taken as "ran into it", and the deny, the decision and the metric said "memory limit of N MiB exceeded".
+    /// </summary>
+    [Theory]
+    [InlineData(1, 2, "(loop $l (br $l))", "out of fuel (limit 10000000)")]
+    [InlineData(2, 18, "(loop $l (br $l))", "out of fuel (limit 10000000)")]
+    [InlineData(1, 2, "unreachable", "wasm trap: unreachable")]
+    public async Task GivenAMemoryCapCloseToTheModulesMemory_WhenTheCallFailsWithoutGrowing_ThenItsFailureIsReportedNotTheMemoryLimit(int memoryMb, int pages, string body, string reason)
+    {
+        _dir.Add("small", Wat.Plugin($"(func (export \"authorize\") (param i32 i32) (result i64) {body} (i64.const 0))", pages: pages), $$"""{"limits":{"memory_mb":{{memoryMb}} } }""");
+
+        var outcome = await _dir.Gate().AuthorizeAsync(Start, Task, Ct);
+
+        outcome.Allowed.ShouldBeFalse();
+        outcome.Reason!.ShouldContain(reason);
+        outcome.Reason!.ShouldNotContain("memory limit");
+    }
+
     /// <summary>The memory limit is the plugin's total: a plugin with four memories could grow each to the limit (four
     /// 3.75 MiB grows under 4 MiB). It is skipped at load (its trial instantiation fails), with the reason.</summary>
     [Fact]
@@ -115,6 +135,37 @@ public sealed class LimitsTests : IDisposable
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
         (await gate.AuthorizeAsync(Start, Task, Ct)).Allowed.ShouldBeTrue();
         System.Diagnostics.Stopwatch.GetElapsedTime(started).ShouldBeLessThan(TimeSpan.FromSeconds(2), "authorize waited for the sleeping notifications");
+        await gate.DrainAsync(Ct);
+    }
+
+    /// <summary>
+    /// With one instance per plugin configured, a slow notification does not take the only instance: a plugin with
+    /// notification hooks gets a second one, the notifications' (at most half, at least one, of at least two), so
+    /// authorize does not wait behind an on_task_complete sleeping 4 s. Before, both had the one slot.
+    /// </summary>
+    [Fact]
+    public async Task GivenOneInstancePerPlugin_WhenANotificationSleeps_ThenAuthorizeDoesNotWaitForIt()
+    {
+        _dir.Add("slow-notify", Wat.Plugin(
+            Wat.Answer("authorize", """{"allow":true}""") + """
+            (func (export "on_task_complete") (param i32 i32)
+              (i64.store (i32.const 30000) (i64.const 7))
+              (i32.store8 (i32.const 30008) (i32.const 0))
+              (i32.store (i32.const 30016) (i32.const 1))
+              (i64.store (i32.const 30024) (i64.const 4000000000))
+              (i64.store (i32.const 30032) (i64.const 0))
+              (i32.store16 (i32.const 30040) (i32.const 0))
+              (drop (call $poll (i32.const 30000) (i32.const 31000) (i32.const 1) (i32.const 32000))))
+            """,
+            imports: """(import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))"""), """{"limits":{"timeout_ms":60000}}""");
+        _dir.Catalog(configure: o => o.MaxInstancesPerPlugin = 1);
+        var gate = _dir.Gate();
+        gate.OnTaskCompleted(Task, success: true, error: null);
+        await System.Threading.Tasks.Task.Delay(300, Ct); // the notification asleep in the plugin
+
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        (await gate.AuthorizeAsync(Start, Task, Ct)).Allowed.ShouldBeTrue();
+        System.Diagnostics.Stopwatch.GetElapsedTime(started).ShouldBeLessThan(TimeSpan.FromSeconds(2), "authorize waited for the sleeping notification");
         await gate.DrainAsync(Ct);
     }
 

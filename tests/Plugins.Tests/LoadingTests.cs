@@ -33,6 +33,27 @@ public sealed class LoadingTests : IDisposable
         _dir.Log.Lines.Count(l => l.StartsWith("Error:", StringComparison.Ordinal)).ShouldBe(6);
     }
 
+    /// <summary>
+    /// A bad entry is a skipped file, not an unusable directory (spec §7.1): a .wasm symlink loop beside a good plugin
+    /// used to throw out of the enumeration (the manager would not start, a reload answered 500), and a dangling .wasm
+    /// symlink vanished without a word. Both are listed as skipped with the reason; the good plugin loads.
+    /// </summary>
+    [Fact]
+    public void GivenASymlinkLoopAndADanglingSymlink_WhenTheDirectoryIsLoaded_ThenTheyAreSkipped_AndTheGoodPluginLoads()
+    {
+        _dir.Add("good", Wat.Plugin(""));
+        File.CreateSymbolicLink(Path.Combine(_dir.Path, "a.wasm"), Path.Combine(_dir.Path, "a.wasm"));
+        File.CreateSymbolicLink(Path.Combine(_dir.Path, "dangling.wasm"), Path.Combine(_dir.Path, "missing.wasm"));
+
+        var set = _dir.Catalog().Current;
+
+        set.All.Select(p => p.Name).ShouldBe(["good"]);
+        set.Skipped.Select(s => s.Plugin).ShouldBe(["a", "dangling"]);
+        set.Skipped[0].Error.ShouldNotBeNullOrWhiteSpace();
+        set.Skipped[1].Error.ShouldContain("missing.wasm");
+        _dir.Log.Lines.Count(l => l.StartsWith("Error: Plugin", StringComparison.Ordinal) && l.Contains("skipped", StringComparison.Ordinal)).ShouldBe(2);
+    }
+
     [Fact]
     public void MissingDirectory_IsAWarning_NotADirectory_IsAnError()
     {

@@ -14,7 +14,9 @@ public sealed class PluginHostOptions
     /// <summary>Limits for a plugin without a manifest, or for the values its manifest leaves out.</summary>
     public PluginLimits DefaultLimits { get; set; } = PluginLimits.Default;
 
-    /// <summary>Most instances of one plugin alive at once (calls beyond it wait). Each call has an instance to itself.</summary>
+    /// <summary>Most instances of one plugin alive at once (calls beyond it wait). Each call has an instance to itself.
+    /// A plugin with notification hooks (<c>on_task_start</c>, <c>on_task_complete</c>) has at least 2: the notifications
+    /// hold at most half (at least one), and the hooks a request waits for must always find one free.</summary>
     public int MaxInstancesPerPlugin { get; set; } = Math.Max(4, Environment.ProcessorCount * 2);
 
     /// <summary>Bytes of a plugin's stdout/stderr kept per call; the rest is counted and dropped.</summary>

@@ -35,12 +35,21 @@ public sealed class PluginJobOptions
 
     public TimeSpan MaxRetryDelay { get; set; } = TimeSpan.FromMinutes(10);
 
+    /// <summary>
+    /// How long a due job may wait unclaimed before a node that cannot run it drops it (its plugin, at the version that
+    /// enqueued it, is missing or inactive there; 24 h). Until then it waits for a node that has that plugin, or for a
+    /// reload that brings it back: one node's momentary plugin set (a half-copied file, an invalid manifest, a node
+    /// without the plugin, a rolling upgrade) is no reason to lose a job.
+    /// </summary>
+    public TimeSpan OrphanTimeout { get; set; } = TimeSpan.FromHours(24);
+
     /// <summary>How often the worker looks for due jobs when it found none.</summary>
     public TimeSpan PollInterval { get; set; } = TimeSpan.FromMilliseconds(500);
 
     /// <summary>
-    /// How long a plugin's enqueue may wait for PostgreSQL (connecting, then inserting; 5 s): the host call blocks the
-    /// hook that made it, so a stalled database answers the plugin with an I/O error rather than holding the request.
+    /// How long a plugin's enqueue may wait for PostgreSQL in all (connecting, the <c>unique_for</c> lock and every
+    /// statement; 5 s), and never longer than what is left of the hook's time limit: the host call blocks the hook that
+    /// made it, so a stalled database answers the plugin with an I/O error rather than holding the request.
     /// </summary>
     public TimeSpan EnqueueTimeout { get; set; } = TimeSpan.FromSeconds(5);
 

@@ -16,6 +16,9 @@ public sealed partial class PluginJobStore : IAsyncDisposable
     /// <summary>The error of a job whose last allowed attempt never finished (its lease ran out).</summary>
     public const string AttemptsSpent = "the last attempt never finished (lease expired) and max_retry is reached";
 
+    /// <summary>The error of a job dropped by <see cref="DropOrphansAsync"/>.</summary>
+    public const string Orphaned = "not run within the orphan timeout: no node has its plugin active at its version";
+
     private readonly NpgsqlDataSource _dataSource;
     private readonly NpgsqlDataSource _insertSource;
     private readonly string _jobs;
@@ -93,40 +96,40 @@ public sealed partial class PluginJobStore : IAsyncDisposable
     }
 
     /// <summary>
-    /// Inserts a job (synchronously: it runs inside the plugin's host call). An existing idempotency key returns the
-    /// existing job's id; a live <c>unique_for</c> duplicate returns null.
+    /// Inserts a job. An existing idempotency key returns the existing job's id; a live <c>unique_for</c> duplicate
+    /// returns null. It runs inside the plugin's host call, outside the reach of its interrupt: <paramref name="cancellationToken"/>
+    /// is its one deadline, for connecting, the <c>unique_for</c> lock and every statement.
     /// </summary>
-    internal Guid? Insert(NewPluginJob job)
+    internal async Task<Guid?> InsertAsync(NewPluginJob job, CancellationToken cancellationToken)
     {
-        // This runs on the plugin's guest thread, outside the reach of its interrupt: keep the wait short.
-        using var connection = _insertSource.OpenConnection();
-        using var transaction = connection.BeginTransaction();
-        if (job.IdempotencyKey is not null && ExistingId(connection, transaction, job) is { } repeated)
+        await using var connection = await _insertSource.OpenConnectionAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        if (job.IdempotencyKey is not null && await ExistingIdAsync(connection, transaction, job, cancellationToken) is { } repeated)
         {
             // A repeated key returns the first job's id before anything else: a retried hook repeating an enqueue with both
             // options got EEXIST from the unique_for check while its window was open.
-            transaction.Commit();
+            await transaction.CommitAsync(cancellationToken);
             return repeated;
         }
 
         if (job.UniqueKey is not null)
         {
-            using (var serialize = new NpgsqlCommand("select pg_advisory_xact_lock(hashtext($1))", connection, transaction))
+            await using (var serialize = new NpgsqlCommand("select pg_advisory_xact_lock(hashtext($1))", connection, transaction))
             {
                 serialize.Parameters.Add(new NpgsqlParameter { Value = job.Plugin + "/" + job.UniqueKey });
-                serialize.ExecuteNonQuery();
+                await serialize.ExecuteNonQueryAsync(cancellationToken);
             }
 
-            using var check = new NpgsqlCommand($"select 1 from {_jobs} where plugin = $2 and unique_key = $1 and unique_until > now() limit 1", connection, transaction);
+            await using var check = new NpgsqlCommand($"select 1 from {_jobs} where plugin = $2 and unique_key = $1 and unique_until > now() limit 1", connection, transaction);
             check.Parameters.Add(new NpgsqlParameter { Value = job.UniqueKey });
             check.Parameters.Add(new NpgsqlParameter { Value = job.Plugin });
-            if (check.ExecuteScalar() is not null)
+            if (await check.ExecuteScalarAsync(cancellationToken) is not null)
             {
                 return null;
             }
         }
 
-        using var insert = new NpgsqlCommand(
+        await using var insert = new NpgsqlCommand(
             $"""
             insert into {_jobs} (id, plugin, plugin_hash, type, user_type, payload, enqueued_by, idempotency_key, unique_key, unique_until, max_retry, run_at)
             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, case when $10::double precision is null then null else now() + make_interval(secs => $10) end,
@@ -148,47 +151,49 @@ public sealed partial class PluginJobStore : IAsyncDisposable
         insert.Parameters.Add(new NpgsqlParameter { Value = (object?)job.UniqueForSeconds ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Double });
         insert.Parameters.Add(new NpgsqlParameter { Value = job.MaxRetry });
         insert.Parameters.Add(new NpgsqlParameter { Value = job.DelaySeconds, NpgsqlDbType = NpgsqlDbType.Double });
-        if (insert.ExecuteScalar() is not Guid id)
+        if (await insert.ExecuteScalarAsync(cancellationToken) is not Guid id)
         {
-            var found = ExistingId(connection, transaction, job)!.Value; // inserted by a concurrent enqueue of the key
-            transaction.Commit();
+            var found = (await ExistingIdAsync(connection, transaction, job, cancellationToken))!.Value; // inserted by a concurrent enqueue of the key
+            await transaction.CommitAsync(cancellationToken);
             return found;
         }
 
-        using (var history = new NpgsqlCommand($"insert into {_history} (job_id, event, detail) values ($1, 'enqueued', $2)", connection, transaction))
+        await using (var history = new NpgsqlCommand($"insert into {_history} (job_id, event, detail) values ($1, 'enqueued', $2)", connection, transaction))
         {
             history.Parameters.Add(new NpgsqlParameter { Value = id });
             history.Parameters.Add(new NpgsqlParameter { Value = $"{job.Type} by {job.EnqueuedBy ?? "plugin"}" });
-            history.ExecuteNonQuery();
+            await history.ExecuteNonQueryAsync(cancellationToken);
         }
 
-        transaction.Commit();
+        await transaction.CommitAsync(cancellationToken);
         return id;
     }
 
     /// <summary>The id of the job of <paramref name="job"/>'s plugin with its idempotency key; null when there is none.</summary>
-    private Guid? ExistingId(NpgsqlConnection connection, NpgsqlTransaction transaction, NewPluginJob job)
+    private async Task<Guid?> ExistingIdAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, NewPluginJob job, CancellationToken cancellationToken)
     {
-        using var existing = new NpgsqlCommand($"select id from {_jobs} where plugin = $1 and idempotency_key = $2", connection, transaction);
+        await using var existing = new NpgsqlCommand($"select id from {_jobs} where plugin = $1 and idempotency_key = $2", connection, transaction);
         existing.Parameters.Add(new NpgsqlParameter { Value = job.Plugin });
         existing.Parameters.Add(new NpgsqlParameter { Value = job.IdempotencyKey! });
-        return existing.ExecuteScalar() as Guid?;
+        return await existing.ExecuteScalarAsync(cancellationToken) as Guid?;
     }
 
     /// <summary>
-    /// Claims up to <paramref name="limit"/> due jobs of <paramref name="plugin"/> (pending and due, or running with an
-    /// expired lease after a crash): state running, one more attempt, leased for <paramref name="lease"/>. A claim is
+    /// Claims up to <paramref name="limit"/> due jobs of <paramref name="plugin"/> enqueued by its version
+    /// <paramref name="pluginHash"/> (pending and due, or running with an expired lease after a crash): state running, one
+    /// more attempt, leased for <paramref name="lease"/>. Jobs of another version are left to a node that has it (a
+    /// rolling upgrade) or to <see cref="DropOrphansAsync"/>. A claim is
     /// identified by the job and its attempt number (each claim counts one more). A due job that has used its
     /// <c>max_retry</c> + 1 attempts already (its last run never finished) is not handed out again: it fails (event
     /// <c>dead</c>) in the same statement.
     /// </summary>
-    public async Task<IReadOnlyList<PluginJob>> ClaimAsync(string plugin, int limit, TimeSpan lease, CancellationToken cancellationToken)
+    public async Task<IReadOnlyList<PluginJob>> ClaimAsync(string plugin, string pluginHash, int limit, TimeSpan lease, CancellationToken cancellationToken)
     {
         await using var command = _dataSource.CreateCommand(
             $"""
             with due as (
                 select id, attempts, max_retry from {_jobs}
-                where plugin = $1 and ((state = 'pending' and run_at <= now()) or (state = 'running' and locked_until < now()))
+                where plugin = $1 and plugin_hash = $5 and ((state = 'pending' and run_at <= now()) or (state = 'running' and locked_until < now()))
                 order by run_at limit $2 for update skip locked),
             spent as (
                 update {_jobs} j set state = 'failed', last_error = $4, locked_until = null, updated_at = now()
@@ -204,6 +209,7 @@ public sealed partial class PluginJobStore : IAsyncDisposable
         command.Parameters.Add(new NpgsqlParameter { Value = limit });
         command.Parameters.Add(new NpgsqlParameter { Value = lease.TotalSeconds });
         command.Parameters.Add(new NpgsqlParameter { Value = AttemptsSpent });
+        command.Parameters.Add(new NpgsqlParameter { Value = pluginHash });
         var jobs = new List<PluginJob>();
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
@@ -215,21 +221,30 @@ public sealed partial class PluginJobStore : IAsyncDisposable
     }
 
     /// <summary>
-    /// Drops (no retry) the jobs of plugins not in <paramref name="activePlugins"/> that nobody runs: due pending ones, and
-    /// running ones whose lease ran out (their worker died; no claim would ever pick them up again, as claims are by
-    /// active plugin). Returns how many.
+    /// Drops (no retry) the jobs that no node has run for <paramref name="after"/> and that this node cannot run (their
+    /// plugin at their version is not in <paramref name="runnable"/>): pending ones due that long ago, and running ones
+    /// whose lease ran out that long ago (their worker died). A node that has the plugin at the job's version claims the
+    /// job as soon as it is due, so one still waiting that long has nowhere to run. Before, every poll dropped every due
+    /// job of a plugin missing from the polling node's set at that moment, across the shared database: a reload that
+    /// skipped a half-copied file, a node without the plugin or a rolling upgrade lost jobs for good. Returns how many.
     /// </summary>
-    public async Task<int> DropOrphansAsync(IReadOnlyCollection<string> activePlugins, CancellationToken cancellationToken)
+    public async Task<int> DropOrphansAsync(IReadOnlyCollection<(string Plugin, string Hash)> runnable, TimeSpan after, CancellationToken cancellationToken)
     {
+        ArgumentNullException.ThrowIfNull(runnable);
         await using var command = _dataSource.CreateCommand(
             $"""
             with dropped as (
-                update {_jobs} set state = 'dropped', last_error = 'plugin gone or inactive', locked_until = null, updated_at = now()
-                where ((state = 'pending' and run_at <= now()) or (state = 'running' and locked_until < now())) and plugin <> all($1)
-                returning id, attempts)
-            insert into {_history} (job_id, event, attempt, detail) select id, 'dropped', attempts, 'plugin gone or inactive' from dropped
+                update {_jobs} j set state = 'dropped', last_error = $3, locked_until = null, updated_at = now()
+                where ((j.state = 'pending' and j.run_at <= now() - make_interval(secs => $4))
+                       or (j.state = 'running' and j.locked_until < now() - make_interval(secs => $4)))
+                  and not exists (select 1 from unnest($1::text[], $2::text[]) r(plugin, hash) where r.plugin = j.plugin and r.hash = j.plugin_hash)
+                returning j.id, j.attempts)
+            insert into {_history} (job_id, event, attempt, detail) select id, 'dropped', attempts, $3 from dropped
             """);
-        command.Parameters.Add(new NpgsqlParameter { Value = activePlugins.ToArray() });
+        command.Parameters.Add(new NpgsqlParameter { Value = runnable.Select(r => r.Plugin).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter { Value = runnable.Select(r => r.Hash).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter { Value = Orphaned });
+        command.Parameters.Add(new NpgsqlParameter { Value = after.TotalSeconds });
         return await command.ExecuteNonQueryAsync(cancellationToken);
     }
 

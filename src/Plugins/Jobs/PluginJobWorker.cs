@@ -15,10 +15,11 @@ namespace Propeller.Plugins.Jobs;
 
 /// <summary>
 /// Runs plugin jobs (seed 004): for each active plugin with a free slot (manifest <c>queue.concurrency</c>, default 2
-/// in flight per process, capped by <see cref="Concurrency"/>) it claims due jobs, re-resolves the plugin by name and
-/// drops the job without retry when the plugin is gone, inactive or at another version (hash); otherwise it calls
-/// <c>handle_job</c> in a fresh instance under
-/// the job limits. A failure (any exception in the run, too) is retried with exponential backoff until
+/// in flight per process, capped by <see cref="Concurrency"/>) it claims due jobs of the plugin's version (hash),
+/// re-resolves the plugin by name and hands the job back untouched when a reload removed, deactivated or changed it
+/// meanwhile (another node, or the next reload, runs it), drops it when the plugin has no <c>handle_job</c>; otherwise
+/// it calls <c>handle_job</c> in a fresh instance under the job limits. A job no node runs is dropped only after
+/// <see cref="PluginJobOptions.OrphanTimeout"/> (<see cref="PluginJobStore.DropOrphansAsync"/>). A failure (any exception in the run, too) is retried with exponential backoff until
 /// <c>max_retry</c>, then the job is failed. A run records its end only while its claim is still the job's.
 /// Every step is written to the job's history. Once <c>handle_job</c> has returned, its outcome is recorded whatever
 /// happens to the stop token, and a brief database error is retried (<see cref="_bookkeeping"/>): otherwise a job that
@@ -143,7 +144,12 @@ public sealed partial class PluginJobWorker : BackgroundService
     internal async Task<int> PollOnceAsync(CancellationToken cancellationToken)
     {
         var set = _catalog.Current;
-        await _store.DropOrphansAsync([.. set.Active.Select(p => p.Name)], cancellationToken);
+        var orphans = await _store.DropOrphansAsync([.. set.Active.Select(p => (p.Name, p.Hash))], _options.OrphanTimeout, cancellationToken);
+        if (orphans > 0)
+        {
+            LogOrphansDropped(_logger, orphans, _options.OrphanTimeout);
+        }
+
         if (Stopwatch.GetElapsedTime(_lastPrune) >= _options.PruneInterval)
         {
             _lastPrune = Stopwatch.GetTimestamp();
@@ -164,7 +170,7 @@ public sealed partial class PluginJobWorker : BackgroundService
                 continue;
             }
 
-            foreach (var job in await _store.ClaimAsync(plugin.Name, free, Lease(plugin), cancellationToken))
+            foreach (var job in await _store.ClaimAsync(plugin.Name, plugin.Hash, free, Lease(plugin), cancellationToken))
             {
                 var now = _inFlight.AddOrUpdate(plugin.Name, 1, (_, n) => n + 1);
                 PeakInFlight = Math.Max(PeakInFlight, now);
@@ -205,17 +211,28 @@ public sealed partial class PluginJobWorker : BackgroundService
 
     private async Task RunAsync(PluginJob job, CancellationToken cancellationToken)
     {
+        // A reload between the claim and here may have taken the plugin away or changed it: that is this node's set of the
+        // moment, so the job goes back untouched for a node (or a later reload) that has the plugin at its version.
         var plugin = _catalog.Current.Find(job.Plugin);
-        string? drop = plugin switch
+        string? handBack = plugin switch
         {
-            null => "plugin gone",
-            { Active: false } => "plugin inactive",
-            _ when plugin.Hash != job.PluginHash => $"plugin at another version ({plugin.Hash[..12]}, job for {job.PluginHash[..Math.Min(12, job.PluginHash.Length)]})",
-            _ when !plugin.Has(PluginHooks.HandleJob) => "plugin has no handle_job export",
+            null => "plugin gone here",
+            { Active: false } => "plugin inactive here",
+            _ when plugin.Hash != job.PluginHash => $"plugin here at another version ({plugin.Hash[..12]}, job for {job.PluginHash[..Math.Min(12, job.PluginHash.Length)]})",
             _ => null,
         };
+
+        // The module the job was enqueued by (its hash) has no handle_job: no node can ever run it.
+        var drop = handBack is null && !plugin!.Has(PluginHooks.HandleJob) ? "plugin has no handle_job export" : null;
         try
         {
+            if (handBack is not null)
+            {
+                await _bookkeeping.ExecuteAsync(async ct => await _store.ReleaseAsync(job.Id, job.Attempts, ct), CancellationToken.None);
+                LogHandedBack(_logger, job.Id, job.Type, handBack);
+                return;
+            }
+
             if (drop is not null)
             {
                 await FinishAsync(job, "dropped", "dropped", drop, null);
@@ -377,6 +394,12 @@ public sealed partial class PluginJobWorker : BackgroundService
 
     [LoggerMessage(EventId = 5111, Level = LogLevel.Warning, Message = "Plugin job {JobId} ({Type}) attempt {Attempt}: the claim was lost before the run started (its lease ran out while the start was recorded); not run here")]
     private static partial void LogClaimLostBeforeTheRun(ILogger logger, Guid jobId, string type, int attempt);
+
+    [LoggerMessage(EventId = 5112, Level = LogLevel.Information, Message = "Plugin job {JobId} ({Type}) handed back untouched for another node or a later reload: {Reason}")]
+    private static partial void LogHandedBack(ILogger logger, Guid jobId, string type, string reason);
+
+    [LoggerMessage(EventId = 5113, Level = LogLevel.Warning, Message = "Dropped {Count} plugin jobs that no node ran for {Timeout}: their plugin at their version is missing or inactive here")]
+    private static partial void LogOrphansDropped(ILogger logger, int count, TimeSpan timeout);
 
     [LoggerMessage(EventId = 5110, Level = LogLevel.Information, Message = "Deleted {Count} plugin jobs that ended more than {Retention} ago, with their history")]
     private static partial void LogPruned(ILogger logger, long count, TimeSpan retention);

@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Security.Cryptography;
+using System.Text;
+using Microsoft.Extensions.Logging;
 using Propeller.Plugins.Hosting;
 using Propeller.WasmHost;
 using Wasmtime;
@@ -14,6 +16,12 @@ namespace Propeller.Plugins.Runtime;
 /// </summary>
 public sealed class LoadedPlugin : IDisposable
 {
+    /// <summary>
+    /// Lines of one stream (stdout, stderr) logged per call; the rest is counted in one summary record. The capture keeps
+    /// 64 KiB per stream, and each line was a log record: a call writing 64 KiB of newlines to both made 131,072 records.
+    /// </summary>
+    internal const int MaxLoggedLinesPerStream = 50;
+
     private readonly PluginRuntime _runtime;
     private readonly Module _module;
     private readonly ConcurrentQueue<PluginInstance> _idle = new();
@@ -21,7 +29,8 @@ public sealed class LoadedPlugin : IDisposable
 
     // Background notifications hold at most half of the slots (at least one), so the hooks that someone waits for
     // (authorize, enrichment, placement) always find the other half: a slow on_task_complete under a burst of results
-    // held every slot, and each of those calls waited behind the queued notifications.
+    // held every slot, and each of those calls waited behind the queued notifications. A plugin with notification hooks
+    // has at least two slots for that reason (MaxInstancesPerPlugin 1 gave the notifications the only one).
     private readonly SemaphoreSlim _notificationSlots;
     private volatile bool _retired;
 
@@ -35,8 +44,9 @@ public sealed class LoadedPlugin : IDisposable
         _module = module;
         Hooks = hooks;
         Counters = counters;
-        _slots = new SemaphoreSlim(runtime.Options.MaxInstancesPerPlugin, runtime.Options.MaxInstancesPerPlugin);
-        var notifications = Math.Max(1, runtime.Options.MaxInstancesPerPlugin / 2);
+        var instances = Math.Max(runtime.Options.MaxInstancesPerPlugin, (hooks & (PluginHooks.TaskStart | PluginHooks.TaskComplete)) != PluginHooks.None ? 2 : 1);
+        _slots = new SemaphoreSlim(instances, instances);
+        var notifications = Math.Max(1, instances / 2);
         _notificationSlots = new SemaphoreSlim(notifications, notifications);
     }
 
@@ -257,8 +267,9 @@ public sealed class LoadedPlugin : IDisposable
         PluginCallException call => call,
         WasmtimeException { InnerException: TimeoutException } t => new(PluginFailureKind.Timeout, $"timed out after {timeout.TotalMilliseconds:0} ms", t),
 
-        // Wasmtime refuses a memory.grow past the cap with -1; a call that then fails with its memory at the cap ran
-        // into the cap, whatever the guest did next (trap, loop until out of fuel or time). ADR 0007.
+        // Wasmtime refuses a memory.grow past the cap with -1; a call that grew its memory to the cap and then fails ran
+        // into the cap, whatever the guest did next (trap, loop until out of fuel or time). ADR 0007. A call that did not
+        // grow it is classified by what stopped it (PluginInstance.MemoryAtLimit).
         WasmtimeException { ExitCode: null } t when memoryAtLimit => new(PluginFailureKind.MemoryLimit, $"memory limit of {memoryMb} MiB exceeded", t),
         TrapException { Type: TrapCode.OutOfFuel } t => new(PluginFailureKind.OutOfFuel, $"out of fuel (limit {fuel})", t),
         TrapException t => new(PluginFailureKind.Trap, WasmErrors.Trap(t), t),
@@ -287,20 +298,35 @@ public sealed class LoadedPlugin : IDisposable
     {
         var stdout = instance.Stdout.Drain(out var droppedOut);
         var stderr = instance.Stderr.Drain(out var droppedErr);
-        foreach (var line in stdout)
+        var (omittedOut, omittedOutBytes) = LogLines(stdout, PluginLog.Stdout);
+        var (omittedErr, omittedErrBytes) = LogLines(stderr, PluginLog.Stderr);
+        if (omittedOut + omittedErr > 0)
         {
-            PluginLog.Stdout(_runtime.Logger, Name, line);
-        }
-
-        foreach (var line in stderr)
-        {
-            PluginLog.Stderr(_runtime.Logger, Name, line);
+            PluginLog.OutputLinesOmitted(_runtime.Logger, Name, omittedOut + omittedErr, omittedOutBytes + omittedErrBytes, MaxLoggedLinesPerStream);
         }
 
         if (droppedOut + droppedErr > 0)
         {
             PluginLog.OutputDropped(_runtime.Logger, Name, droppedOut + droppedErr);
         }
+    }
+
+    /// <summary>Logs the first <see cref="MaxLoggedLinesPerStream"/> of <paramref name="lines"/>; returns how many lines
+    /// (and bytes, with their newlines) were left out.</summary>
+    private (int Lines, long Bytes) LogLines(List<string> lines, Action<ILogger, string, string> log)
+    {
+        for (var i = 0; i < Math.Min(lines.Count, MaxLoggedLinesPerStream); i++)
+        {
+            log(_runtime.Logger, Name, lines[i]);
+        }
+
+        long bytes = 0;
+        for (var i = MaxLoggedLinesPerStream; i < lines.Count; i++)
+        {
+            bytes += Encoding.UTF8.GetByteCount(lines[i]) + 1;
+        }
+
+        return (Math.Max(0, lines.Count - MaxLoggedLinesPerStream), bytes);
     }
 
     /// <summary>After a reload: idle instances go now, rented ones when their call ends (in-flight calls finish).</summary>

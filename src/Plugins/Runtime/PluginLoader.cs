@@ -31,21 +31,48 @@ public static class PluginLoader
             return PluginSet.Empty;
         }
 
-        string[] files;
+        List<FileInfo> entries;
         try
         {
-            files = [.. new DirectoryInfo(directory).EnumerateFiles("*", SearchOption.TopDirectoryOnly)
-                .Where(f => (f.Name.EndsWith(".wasm", StringComparison.Ordinal) && !f.Attributes.HasFlag(FileAttributes.ReparsePoint)) || IsRegularLink(f))
-                .Select(f => f.FullName)
-                .Order(StringComparer.Ordinal)];
+            entries = [.. new DirectoryInfo(directory).EnumerateFiles("*.wasm", SearchOption.TopDirectoryOnly)
+                .Where(f => f.Name.EndsWith(".wasm", StringComparison.Ordinal))
+                .OrderBy(f => f.Name, StringComparer.Ordinal)];
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Security.SecurityException)
         {
             throw new PluginDirectoryException($"plugin directory {directory} cannot be read: {e.Message}", e);
         }
 
+        // Only the directory itself is fatal (spec §7.1): an entry whose link cannot be followed (a loop, a missing target)
+        // or that was renamed away while it was looked at is a file that cannot be loaded. Before, the first threw out of
+        // the enumeration and the manager would not start (or a reload failed), and a dangling link vanished silently.
+        var files = new List<string>();
         var loaded = new List<LoadedPlugin>();
         var skipped = new List<PluginLoadError>();
+        foreach (var entry in entries)
+        {
+            string? problem;
+            try
+            {
+                problem = NotARegularFile(entry);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Security.SecurityException)
+            {
+                problem = e.Message;
+            }
+
+            if (problem is null)
+            {
+                files.Add(entry.FullName);
+            }
+            else
+            {
+                var name = Path.GetFileNameWithoutExtension(entry.Name);
+                PluginLog.Skipped(runtime.Logger, name, entry.FullName, problem);
+                skipped.Add(new PluginLoadError(name, entry.FullName, problem));
+            }
+        }
+
         foreach (var file in files)
         {
             var name = Path.GetFileNameWithoutExtension(file);
@@ -75,7 +102,7 @@ public static class PluginLoader
             }
         }
 
-        return new PluginSet(loaded, skipped);
+        return new PluginSet(loaded, [.. skipped.OrderBy(s => s.File, StringComparer.Ordinal)]);
     }
 
     /// <summary>The <c>*.wasm</c> files of <paramref name="directory"/> that are components, in file-name order (none when it is missing).</summary>
@@ -98,9 +125,24 @@ public static class PluginLoader
         }
     }
 
-    /// <summary>A symlink to a regular file counts as a regular entry (what os.ReadDir + ReadFile sees).</summary>
-    private static bool IsRegularLink(FileInfo file) =>
-        file.Name.EndsWith(".wasm", StringComparison.Ordinal) && file.LinkTarget is not null && file.ResolveLinkTarget(true) is FileInfo { Exists: true };
+    /// <summary>
+    /// Null for a regular file or a symlink to one (what os.ReadDir + ReadFile sees), else why the entry is not loaded.
+    /// Throws <see cref="IOException"/> when the link cannot be followed (a loop) or the entry is gone.
+    /// </summary>
+    private static string? NotARegularFile(FileInfo file)
+    {
+        if (file.LinkTarget is null)
+        {
+            return file.Exists ? null : "the file is gone";
+        }
+
+        return file.ResolveLinkTarget(true) switch
+        {
+            FileInfo { Exists: true } => null,
+            { } target => $"symbolic link to {target.FullName}, which is not a regular file",
+            null => "symbolic link that cannot be followed",
+        };
+    }
 }
 
 /// <summary>The plugin directory exists but cannot be used: a startup error.</summary>

@@ -25,6 +25,9 @@ internal static partial class PluginLog
     [LoggerMessage(EventId = 5007, Level = LogLevel.Warning, Message = "plugin={Plugin} dropped {Bytes} bytes of output beyond the capture limit")]
     public static partial void OutputDropped(ILogger logger, string plugin, long bytes);
 
+    [LoggerMessage(EventId = 5014, Level = LogLevel.Warning, Message = "plugin={Plugin} {Lines} more lines of output ({Bytes} bytes) not logged: at most {Max} lines per stream and call are")]
+    public static partial void OutputLinesOmitted(ILogger logger, string plugin, int lines, long bytes, int max);
+
     [LoggerMessage(EventId = 5008, Level = LogLevel.Warning, Message = "Plugin {Plugin} {Hook} failed ({Kind}): {Error}")]
     public static partial void CallFailed(ILogger logger, string plugin, string hook, PluginFailureKind kind, string error);
 

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Text;
 using Microsoft.Extensions.Logging;
 using Propeller.Plugins.Hosting;
@@ -97,7 +98,9 @@ public sealed class PluginRuntime : IDisposable
                 return Reject(plugin, PluginErrno.Invalid);
             }
 
-            errno = Jobs.Enqueue(plugin, context.Hook, type, Slice(span, payloadPtr, payloadLen), Slice(span, optsPtr, optsLen), out id);
+            // What is left of the hook's time: the epoch check cannot stop a host call, so the enqueue keeps to it itself.
+            var left = context.Deadline == long.MaxValue ? Timeout.InfiniteTimeSpan : Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), context.Deadline);
+            errno = Jobs.Enqueue(plugin, context.Hook, type, Slice(span, payloadPtr, payloadLen), Slice(span, optsPtr, optsLen), left, context.Cancellation, out id);
         }
 
         if (errno != PluginErrno.Success)
