@@ -139,7 +139,7 @@ public sealed class PlacementPlanner(IPropletRegistry proplets, IOptions<Schedul
             decisions = select.Decisions;
             if (!select.Allowed)
             {
-                return new PlannedPlacement(task, new BlockDispatch(task.Id, "proplet selection blocked by plugin: " + Reason(select.Reason), now), decisions);
+                return new PlannedPlacement(task, new BlockDispatch(task.Id, Blocked("proplet selection blocked by plugin", select.Reason), now), decisions);
             }
 
             request = request with { RequiredTags = select.RequiredTags.ToHashSet(StringComparer.Ordinal), MinMemoryBytes = select.MinMemoryBytes };
@@ -158,7 +158,10 @@ public sealed class PlacementPlanner(IPropletRegistry proplets, IOptions<Schedul
         decisions = [.. decisions, .. dispatch.Decisions];
         if (!dispatch.Allowed)
         {
-            return new PlannedPlacement(task, new BlockDispatch(task.Id, "dispatch blocked by plugin: " + Reason(dispatch.Reason), now), decisions);
+            // Not dispatched: the task counted in on the proplet by Select comes off again (it steered the round's later
+            // tasks away from a proplet that got nothing).
+            Uncount(candidates, propletId);
+            return new PlannedPlacement(task, new BlockDispatch(task.Id, Blocked("dispatch blocked by plugin", dispatch.Reason), now), decisions);
         }
 
         EquatableMap? extraEnv = dispatch.ExtraEnv.Count > 0 ? new EquatableMap(dispatch.ExtraEnv) : null;
@@ -168,7 +171,10 @@ public sealed class PlacementPlanner(IPropletRegistry proplets, IOptions<Schedul
     private static TaskCommand Command(TaskId id, Placement placement, EquatableMap? extraEnv, DateTimeOffset now) =>
         placement.PropletId is { } propletId ? new DispatchTask(id, propletId, now, extraEnv) : new DeferDispatch(id, placement.WaitReason!, now);
 
-    private static string Reason(string? reason) => reason is { Length: > 0 } r ? r : "denied";
+    /// <summary>The task's error: <paramref name="prefix"/> and the plugin's reason, or the prefix alone when the gate gave
+    /// it as the reason (a deny without one): it read "dispatch blocked by plugin: dispatch blocked by plugin".</summary>
+    private static string Blocked(string prefix, string? reason) =>
+        reason is not { Length: > 0 } || reason == prefix ? prefix : $"{prefix}: {reason}";
 
     /// <summary>Under <see cref="_placing"/>: chooses by policy and counts the task in on the chosen candidate.</summary>
     private Placement Select(PlacementRequest request, List<PropletCandidate> candidates) => SelectAndCount(Options.Policy, request, candidates, _roundRobin);
@@ -186,6 +192,16 @@ public sealed class PlacementPlanner(IPropletRegistry proplets, IOptions<Schedul
         }
 
         return placement;
+    }
+
+    /// <summary>Takes off the task <see cref="SelectAndCount"/> counted in on <paramref name="propletId"/> (the caller holds the placement lock).</summary>
+    internal static void Uncount(List<PropletCandidate> candidates, string propletId)
+    {
+        var index = candidates.FindIndex(c => c.Id == propletId);
+        if (index >= 0 && candidates[index].RunningTasks > 0)
+        {
+            candidates[index] = candidates[index] with { RunningTasks = candidates[index].RunningTasks - 1 };
+        }
     }
 
     /// <summary>The proplets as candidates: alive within <paramref name="window"/> of <paramref name="now"/>, their load, tags and memory.</summary>

@@ -1,0 +1,101 @@
+using Microsoft.Extensions.Options;
+using Propeller.Application.Plugins;
+using Propeller.Application.Proplets;
+using Propeller.Application.Scheduling;
+using Propeller.Domain.Proplets;
+using Propeller.Domain.Tasks;
+using Propeller.Infrastructure.Scheduling;
+using static Propeller.Domain.Tasks.TaskCommand;
+using static Propeller.Domain.Tasks.TaskEvent;
+
+namespace Propeller.Infrastructure.Tests.Scheduling;
+
+/// <summary>A placement round with plugins: what on_before_dispatch's refusal leaves behind for the round's later tasks.</summary>
+public sealed class PlacementPlannerTests
+{
+    private static readonly DateTimeOffset Now = new(2026, 12, 7, 10, 0, 0, TimeSpan.Zero);
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    /// <summary>
+    /// Task A is refused by on_before_dispatch on p1, the least-loaded proplet; task B of the same round still goes to p1
+    /// (nothing runs there). Before, A stayed counted on p1 and steered B away to p2.
+    /// </summary>
+    [Fact]
+    public async Task GivenADispatchRefused_WhenTheRoundPlacesTheNextTask_ThenTheRefusedTaskDoesNotCountOnThatProplet()
+    {
+        var a = Scheduled("a");
+        var b = Scheduled("b");
+        var gate = new RefusingGate((task, proplet) => task == a.Id.ToString() && proplet == "p1" ? "quota exceeded" : null);
+        using var planner = Planner(gate, View("p1", running: 0), View("p2", running: 0));
+
+        var planned = await planner.PlanAsync([a, b], Ct);
+
+        planned[0].Command.ShouldBeOfType<BlockDispatch>().Reason.ShouldBe("dispatch blocked by plugin: quota exceeded");
+        planned[1].Command.ShouldBeOfType<DispatchTask>().PropletId.ShouldBe("p1");
+    }
+
+    /// <summary>A refusal without a reason (the gate's default is the prefix itself) is said once: it read
+    /// "dispatch blocked by plugin: dispatch blocked by plugin".</summary>
+    [Fact]
+    public async Task GivenADispatchRefusedWithoutAReason_WhenPlanned_ThenThePrefixIsNotRepeated()
+    {
+        var a = Scheduled("a");
+        using var planner = Planner(new RefusingGate((_, _) => "dispatch blocked by plugin"), View("p1", running: 0));
+
+        var planned = await planner.PlanAsync([a], Ct);
+
+        planned[0].Command.ShouldBeOfType<BlockDispatch>().Reason.ShouldBe("dispatch blocked by plugin");
+    }
+
+    private static PlacementPlanner Planner(IPluginGate gate, params PropletView[] views) =>
+        new(new FixedProplets(views), Options.Create(new SchedulerOptions { Policy = SchedulingPolicy.LeastLoaded }), new FixedTime(Now), gate);
+
+    private static PropletView View(string id, int running) =>
+        new(new PropletId(id), id, PropletMetadata.Empty, Offline: false, LastAliveAt: Now, AliveHistory: [Now], RunningTasks: running);
+
+    private static TaskState Scheduled(string name)
+    {
+        var id = new TaskId(Guid.CreateVersion7());
+        return new TaskEvent[] { new TaskCreated(id, TaskSpec.Named(name) with { File = "AGFzbQEAAAA=" }, Now), new TaskStartRequested(id, 1, Now) }
+            .Aggregate(TaskState.Initial, TaskDecider.Evolve);
+    }
+
+    private sealed class FixedTime(DateTimeOffset now) : TimeProvider
+    {
+        public override DateTimeOffset GetUtcNow() => now;
+    }
+
+    /// <summary>The registry's list, fixed (placement reads nothing else of it).</summary>
+    private sealed class FixedProplets(IReadOnlyList<PropletView> views) : IPropletRegistry
+    {
+        public Task<IReadOnlyList<PropletView>> ListAsync(CancellationToken cancellationToken) => Task.FromResult(views);
+
+        public Task<PropletView?> GetAsync(PropletId id, CancellationToken cancellationToken) => throw new NotSupportedException();
+
+        public Task<PropletFleet> ListFleetAsync(CancellationToken cancellationToken) => throw new NotSupportedException();
+
+        public Task<bool?> RecordHeartbeatAsync(PropletId id, DateTimeOffset at, CancellationToken cancellationToken) => throw new NotSupportedException();
+    }
+
+    /// <summary>Allows everything but the dispatches <c>refuse(task id, proplet id)</c> gives a reason for.</summary>
+    private sealed class RefusingGate(Func<string, string, string?> refuse) : IPluginGate
+    {
+        public ValueTask<GateOutcome> AuthorizeAsync(PluginAuthContext context, PluginTaskInfo task, CancellationToken cancellationToken) => ValueTask.FromResult(GateOutcome.Allow);
+
+        public ValueTask<EnrichOutcome> EnrichAsync(PluginAuthContext context, PluginTaskInfo task, CancellationToken cancellationToken) => ValueTask.FromResult(EnrichOutcome.None);
+
+        public ValueTask<SelectOutcome> BeforePropletSelectAsync(PluginAuthContext context, PluginTaskInfo task, CancellationToken cancellationToken) => ValueTask.FromResult(SelectOutcome.Allow);
+
+        public ValueTask<DispatchOutcome> BeforeDispatchAsync(PluginAuthContext context, PluginTaskInfo task, PluginPropletInfo proplet, CancellationToken cancellationToken) =>
+            ValueTask.FromResult(refuse(task.Id, proplet.Id) is { } reason ? new DispatchOutcome(false, reason, new Dictionary<string, string>(), []) : DispatchOutcome.Allow);
+
+        public void OnTaskStarted(PluginTaskInfo task)
+        {
+        }
+
+        public void OnTaskCompleted(PluginTaskInfo task, bool success, string? error)
+        {
+        }
+    }
+}
