@@ -34,6 +34,8 @@ public sealed class GateTests : IDisposable
         outcome.Reason.ShouldBe("not on my watch");
         outcome.Decisions.Count.ShouldBe(1);
         _dir.Catalog().Current.Find("2-never")!.Counters.Calls.ShouldBe(0);
+        // Logged with who asked what: a denied command appends no event, so its decisions are stored nowhere else.
+        _dir.GateLog.Lines.ShouldContain("Information: Plugin 1-deny denied authorize (Create) of task (new) for user alice: not on my watch");
     }
 
     [Theory]

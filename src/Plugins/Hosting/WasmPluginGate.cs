@@ -34,7 +34,7 @@ public sealed class WasmPluginGate(PluginCatalog catalog, ILogger<WasmPluginGate
         }
 
         var (reason, decisions) = await RunAllowChainAsync(
-            chain, PluginHooks.Authorize, PluginHookNames.Authorize, () => PluginJson.ContextAndTask(context, task, withAction: true), DeniedByPlugin, _ => { }, cancellationToken);
+            context, task, chain, PluginHooks.Authorize, PluginHookNames.Authorize, () => PluginJson.ContextAndTask(context, task, withAction: true), DeniedByPlugin, _ => { }, cancellationToken);
         return new GateOutcome(reason is null, reason, decisions);
     }
 
@@ -116,6 +116,8 @@ public sealed class WasmPluginGate(PluginCatalog catalog, ILogger<WasmPluginGate
         var tags = new List<string>();
         ulong minMemory = 0;
         var (reason, decisions) = await RunAllowChainAsync(
+            context,
+            task,
             chain,
             PluginHooks.BeforePropletSelect,
             PluginHookNames.BeforePropletSelect,
@@ -140,6 +142,8 @@ public sealed class WasmPluginGate(PluginCatalog catalog, ILogger<WasmPluginGate
 
         var extraEnv = new Dictionary<string, string>(StringComparer.Ordinal);
         var (reason, decisions) = await RunAllowChainAsync(
+            context,
+            task,
             chain,
             PluginHooks.BeforeDispatch,
             PluginHookNames.BeforeDispatch,
@@ -207,7 +211,9 @@ public sealed class WasmPluginGate(PluginCatalog catalog, ILogger<WasmPluginGate
     /// stops it. Returns the deny reason (null when every plugin allowed) and the decisions; <paramref name="merge"/>
     /// sees each allowing answer.
     /// </summary>
-    private static async ValueTask<(string? DenyReason, List<PluginDecision> Decisions)> RunAllowChainAsync(
+    private async ValueTask<(string? DenyReason, List<PluginDecision> Decisions)> RunAllowChainAsync(
+        PluginAuthContext context,
+        PluginTaskInfo task,
         IReadOnlyList<LoadedPlugin> chain,
         PluginHooks hook,
         string hookName,
@@ -230,6 +236,9 @@ public sealed class WasmPluginGate(PluginCatalog catalog, ILogger<WasmPluginGate
             decisions.Add(decision);
             if (answer is null)
             {
+                // Every deny is logged (who, what, which plugin, why): a denied command appends nothing, so its decisions
+                // are in no event's metadata.
+                PluginLog.Denied(logger, plugin.Name, hookName, context.Action, string.IsNullOrEmpty(task.Id) ? "(new)" : task.Id, context.UserId ?? "(anonymous)", decision.Reason ?? defaultReason);
                 return (decision.Reason, decisions);
             }
 

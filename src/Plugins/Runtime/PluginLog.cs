@@ -25,6 +25,9 @@ internal static partial class PluginLog
     [LoggerMessage(EventId = 5007, Level = LogLevel.Warning, Message = "plugin={Plugin} dropped {Bytes} bytes of output beyond the capture limit")]
     public static partial void OutputDropped(ILogger logger, string plugin, long bytes);
 
+    [LoggerMessage(EventId = 5015, Level = LogLevel.Information, Message = "Plugin {Plugin} denied {Hook} ({Action}) of task {TaskId} for user {User}: {Reason}")]
+    public static partial void Denied(ILogger logger, string plugin, string hook, Application.Plugins.PluginAction action, string taskId, string user, string reason);
+
     [LoggerMessage(EventId = 5014, Level = LogLevel.Warning, Message = "plugin={Plugin} {Lines} more lines of output ({Bytes} bytes) not logged: at most {Max} lines per stream and call are")]
     public static partial void OutputLinesOmitted(ILogger logger, string plugin, int lines, long bytes, int max);
 

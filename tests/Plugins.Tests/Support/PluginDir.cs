@@ -18,6 +18,9 @@ internal sealed class PluginDir : IDisposable
 
     public ListLogger<PluginCatalog> Log { get; } = new();
 
+    /// <summary>What the gates made by <see cref="Gate"/> log.</summary>
+    public ListLogger<WasmPluginGate> GateLog { get; } = new();
+
     public PluginMetrics Metrics { get; } = new();
 
     public PluginDir Add(string name, string wat, string? manifest = null) => AddBytes(name, Wat.ToWasm(wat), manifest);
@@ -46,7 +49,7 @@ internal sealed class PluginDir : IDisposable
         return _catalog;
     }
 
-    public WasmPluginGate Gate(IPluginJobSink? jobs = null) => new(Catalog(jobs), new ListLogger<WasmPluginGate>());
+    public WasmPluginGate Gate(IPluginJobSink? jobs = null) => new(Catalog(jobs), GateLog);
 
     public void Dispose()
     {
