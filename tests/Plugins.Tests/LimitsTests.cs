@@ -107,25 +107,28 @@ public sealed class LimitsTests : IDisposable
         await Should.ThrowAsync<OperationCanceledException>(async () => await gate.AuthorizeAsync(Start, Task, cts.Token));
     }
 
+    /// <summary>A plugin "slow-notify" whose authorize allows and whose on_task_complete sleeps 15 s (WASI poll_oneoff).</summary>
+    private void AddSlowNotifier() => _dir.Add("slow-notify", Wat.Plugin(
+        Wat.Answer("authorize", """{"allow":true}""") + """
+        (func (export "on_task_complete") (param i32 i32)
+          (i64.store (i32.const 30000) (i64.const 7))
+          (i32.store8 (i32.const 30008) (i32.const 0))
+          (i32.store (i32.const 30016) (i32.const 1))
+          (i64.store (i32.const 30024) (i64.const 15000000000))
+          (i64.store (i32.const 30032) (i64.const 0))
+          (i32.store16 (i32.const 30040) (i32.const 0))
+          (drop (call $poll (i32.const 30000) (i32.const 31000) (i32.const 1) (i32.const 32000))))
+        """,
+        imports: """(import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))"""), """{"limits":{"timeout_ms":60000}}""");
+
     /// <summary>
     /// Slow notifications hold at most half of a plugin's instance slots, so a hook someone waits for is not queued
-    /// behind them: two on_task_complete calls sleeping 4 s held both slots (of 2), and authorize waited for them.
+    /// behind them: two on_task_complete calls sleeping 15 s held both slots (of 2), and authorize waited for them.
     /// </summary>
     [Fact]
     public async Task SlowNotifications_LeaveSlotsForTheHooksSomeoneWaitsFor()
     {
-        _dir.Add("slow-notify", Wat.Plugin(
-            Wat.Answer("authorize", """{"allow":true}""") + """
-            (func (export "on_task_complete") (param i32 i32)
-              (i64.store (i32.const 30000) (i64.const 7))
-              (i32.store8 (i32.const 30008) (i32.const 0))
-              (i32.store (i32.const 30016) (i32.const 1))
-              (i64.store (i32.const 30024) (i64.const 15000000000))
-              (i64.store (i32.const 30032) (i64.const 0))
-              (i32.store16 (i32.const 30040) (i32.const 0))
-              (drop (call $poll (i32.const 30000) (i32.const 31000) (i32.const 1) (i32.const 32000))))
-            """,
-            imports: """(import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))"""), """{"limits":{"timeout_ms":60000}}""");
+        AddSlowNotifier();
         _dir.Catalog(configure: o => o.MaxInstancesPerPlugin = 2);
         var gate = _dir.Gate();
         gate.OnTaskCompleted(Task, success: true, error: null);
@@ -147,18 +150,7 @@ public sealed class LimitsTests : IDisposable
     [Fact]
     public async Task GivenOneInstancePerPlugin_WhenANotificationSleeps_ThenAuthorizeDoesNotWaitForIt()
     {
-        _dir.Add("slow-notify", Wat.Plugin(
-            Wat.Answer("authorize", """{"allow":true}""") + """
-            (func (export "on_task_complete") (param i32 i32)
-              (i64.store (i32.const 30000) (i64.const 7))
-              (i32.store8 (i32.const 30008) (i32.const 0))
-              (i32.store (i32.const 30016) (i32.const 1))
-              (i64.store (i32.const 30024) (i64.const 15000000000))
-              (i64.store (i32.const 30032) (i64.const 0))
-              (i32.store16 (i32.const 30040) (i32.const 0))
-              (drop (call $poll (i32.const 30000) (i32.const 31000) (i32.const 1) (i32.const 32000))))
-            """,
-            imports: """(import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))"""), """{"limits":{"timeout_ms":60000}}""");
+        AddSlowNotifier();
         _dir.Catalog(configure: o => o.MaxInstancesPerPlugin = 1);
         var gate = _dir.Gate();
         gate.OnTaskCompleted(Task, success: true, error: null);

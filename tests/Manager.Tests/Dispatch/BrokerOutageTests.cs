@@ -25,16 +25,10 @@ public sealed class BrokerOutageTests
     public async Task GivenTheBrokerDownForLongerThanTheLivenessWindow_WhenItReturns_ThenTheHeartbeatingPropletKeepsItsTask()
     {
         await using var broker = await MosquittoProcess.StartAsync(_ => "allow_anonymous true", Ct);
-        await using var server = await ManagerServer.StartAsync("broker_outage_liveness", new Dictionary<string, string>
-        {
-            ["MANAGER_MQTT_ADDRESS"] = broker.Address,
-            ["MANAGER_TENANT_ID"] = _tenant,
-            ["MANAGER_CHANNEL_ID"] = "ch",
-            ["MANAGER_ENTITY_ID"] = "manager-" + _tenant,
-            ["MANAGER_MQTT_QOS"] = "1",
-            ["MANAGER_PROPLET_LIVENESS_WINDOW"] = "2s",
-            ["MANAGER_PROPLET_RECONNECT_ALLOWANCE"] = "3s", // the proplet's reconnect here (500 ms doubling to 1 s) takes ≤ 1 s
-        });
+        await using var server = await OwnBrokerManager.StartAsync(
+            "broker_outage_liveness", broker, _tenant,
+            ("MANAGER_PROPLET_LIVENESS_WINDOW", "2s"),
+            ("MANAGER_PROPLET_RECONNECT_ALLOWANCE", "3s")); // the proplet's reconnect here (500 ms doubling to 1 s) takes ≤ 1 s
         var http = server.Client;
 
         var propletId = Guid.NewGuid().ToString();
@@ -88,16 +82,10 @@ public sealed class BrokerOutageTests
     public async Task GivenAStartMessageWhileTheBrokerIsDownForLong_WhenItReturns_ThenTheStartIsSent_NotADeadLetter()
     {
         await using var broker = await MosquittoProcess.StartAsync(_ => "allow_anonymous true", Ct);
-        await using var server = await ManagerServer.StartAsync("broker_outage_start", new Dictionary<string, string>
-        {
-            ["MANAGER_MQTT_ADDRESS"] = broker.Address,
-            ["MANAGER_TENANT_ID"] = _tenant,
-            ["MANAGER_CHANNEL_ID"] = "ch",
-            ["MANAGER_ENTITY_ID"] = "manager-" + _tenant,
-            ["MANAGER_MQTT_QOS"] = "1",
-            ["MANAGER_MQTT_TIMEOUT"] = "1s",
-            ["MANAGER_PROPLET_LIVENESS_WINDOW"] = "2m", // the proplet stays placeable through the outage
-        });
+        await using var server = await OwnBrokerManager.StartAsync(
+            "broker_outage_start", broker, _tenant,
+            ("MANAGER_MQTT_TIMEOUT", "1s"),
+            ("MANAGER_PROPLET_LIVENESS_WINDOW", "2m")); // the proplet stays placeable through the outage
         var http = server.Client;
 
         // With a kept session (PROPLET_MQTT_CLEAN_SESSION=false), as a start sent while it reconnects must reach it.

@@ -26,14 +26,7 @@ public sealed class StartPacketSizeTests
     public async Task GivenAStartLargerThanTheBrokersMaximumPacketSize_WhenTheTaskStarts_ThenItFailsWithTheLimitAsItsError_NotADeadLetter()
     {
         await using var broker = await MosquittoProcess.StartAsync(_ => "allow_anonymous true\nmax_packet_size 4096", Ct);
-        await using var server = await ManagerServer.StartAsync("start_packet_size", new Dictionary<string, string>
-        {
-            ["MANAGER_MQTT_ADDRESS"] = broker.Address,
-            ["MANAGER_TENANT_ID"] = _tenant,
-            ["MANAGER_CHANNEL_ID"] = "ch",
-            ["MANAGER_ENTITY_ID"] = "manager-" + _tenant,
-            ["MANAGER_MQTT_QOS"] = "1",
-        });
+        await using var server = await OwnBrokerManager.StartAsync("start_packet_size", broker, _tenant);
         var http = server.Client;
 
         var propletId = Guid.NewGuid().ToString();
