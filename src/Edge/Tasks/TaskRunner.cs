@@ -197,6 +197,13 @@ public sealed class TaskRunner : IAsyncDisposable
 
         if (_plugins is { Any: true } plugins)
         {
+            if (_running.TryGetValue(request.Id, out var running) && JoinsRun(request, running))
+            {
+                // Not a new task: the plugins decided on it when it was admitted. Put to them again, a deny of this copy
+                // failed the live run (its error result accepted by the manager, the run recorded as finished).
+                return;
+            }
+
             if (NewAdmission(request) is { } admission)
             {
                 Track(AdmitWithPluginsAsync(request, plugins, admission));
@@ -248,39 +255,19 @@ public sealed class TaskRunner : IAsyncDisposable
             }
 
             task.Dispose();
-            if (earlier.Reason is StopReason.Stopped or StopReason.TimedOut)
+            if (JoinsRun(request, earlier))
             {
-                // Stopped and still unwinding (its grace period, an external process exiting): the start that follows a
-                // stop runs once that run has let go of the id (spec §2.8 forgets a stopped task at once), not dropped.
-                // It waits as an admission, so a stop meanwhile cancels it.
-                if (NewAdmission(request) is { } parked)
-                {
-                    Track(AdmitAfterAsync(earlier, request, parked));
-                }
-
                 return;
             }
 
-            if (request.Run is { } later && later.IsLaterDispatchOf(earlier.Run))
+            // Stopped and still unwinding (its grace period, an external process exiting): the start that follows a
+            // stop runs once that run has let go of the id (spec §2.8 forgets a stopped task at once), not dropped.
+            // It waits as an admission, so a stop meanwhile cancels it.
+            if (NewAdmission(request) is { } parked)
             {
-                // Dispatched back here while it runs (the proplet was taken for gone, the task re-dispatched): this run
-                // is the later dispatch from now on. The manager, which found the run held here while the task waited,
-                // may have sent a stop of the earlier dispatch just before: arriving after this start, it spares the run
-                // (before, it stopped the run the task was now waiting for, which failed or left it serving nothing).
-                earlier.Adopt(later.Dispatch);
-                EdgeLog.RunAdoptsDispatch(_logger, request.Id, later.Attempt, later.Dispatch);
-                if (earlier.Serving && _finishedResults.Find(request.Id, later.Attempt) is { } started)
-                {
-                    // A daemon or served proxy: its "started" result went out before and was ignored (the task was
-                    // waiting for a proplet then), and the task now waits for one: it gets that result again.
-                    // Sent as the later dispatch's now (the manager ignores a result of the earlier one).
-                    EdgeLog.ServingStartedSentAgain(_logger, request.Id, later.Attempt);
-                    Track(PublishResultPayloadAsync(request.Id, OfDispatch(request.Id, later, started)));
-                    return;
-                }
+                Track(AdmitAfterAsync(earlier, request, parked));
             }
 
-            EdgeLog.DuplicateStart(_logger, request.Id);
             return;
         }
 
@@ -296,6 +283,46 @@ public sealed class TaskRunner : IAsyncDisposable
         Interlocked.Increment(ref _started);
         EdgeLog.TaskAccepted(_logger, request.Id, request.Name);
         Track(request.Message.Latent ? DeployLatentAsync(task) : ExecuteAsync(task));
+    }
+
+    /// <summary>True, and <paramref name="request"/> handled as a start of the run <paramref name="earlier"/> (<see
+    /// cref="JoinRun"/>), unless that run was stopped and unwinds: then the start is a new one, admitted once the run lets
+    /// go of the id. With the plugins, before they are asked: a start of a run held here is no new task to authorize.</summary>
+    private bool JoinsRun(StartRequest request, RunningTask earlier)
+    {
+        if (earlier.Reason is StopReason.Stopped or StopReason.TimedOut)
+        {
+            return false;
+        }
+
+        JoinRun(request, earlier);
+        return true;
+    }
+
+    /// <summary>A start of the id of <paramref name="earlier"/>, which runs (or is deployed) here and was not stopped: a
+    /// later dispatch of its attempt is adopted by the run, anything else is a duplicate (logged, dropped).</summary>
+    private void JoinRun(StartRequest request, RunningTask earlier)
+    {
+        if (request.Run is { } later && later.IsLaterDispatchOf(earlier.Run))
+        {
+            // Dispatched back here while it runs (the proplet was taken for gone, the task re-dispatched): this run
+            // is the later dispatch from now on. The manager, which found the run held here while the task waited,
+            // may have sent a stop of the earlier dispatch just before: arriving after this start, it spares the run
+            // (before, it stopped the run the task was now waiting for, which failed or left it serving nothing).
+            earlier.Adopt(later.Dispatch);
+            EdgeLog.RunAdoptsDispatch(_logger, request.Id, later.Attempt, later.Dispatch);
+            if (earlier.Serving && _finishedResults.Find(request.Id, later.Attempt) is { } started)
+            {
+                // A daemon or served proxy: its "started" result went out before and was ignored (the task was
+                // waiting for a proplet then), and the task now waits for one: it gets that result again.
+                // Sent as the later dispatch's now (the manager ignores a result of the earlier one).
+                EdgeLog.ServingStartedSentAgain(_logger, request.Id, later.Attempt);
+                Track(PublishResultPayloadAsync(request.Id, OfDispatch(request.Id, later, started)));
+                return;
+            }
+        }
+
+        EdgeLog.DuplicateStart(_logger, request.Id);
     }
 
     /// <summary>Registers <paramref name="request"/> as being admitted (a stop cancels it); null, logged, when a start of
