@@ -316,6 +316,33 @@ public sealed class LatentTaskTests : IAsyncDisposable
         public Task<TaskOutcome> InvokeAsync(RunningTask invocation, object prepared, CancellationToken cancellationToken) => inner.InvokeAsync(invocation, prepared, cancellationToken);
     }
 
+    /// <summary>
+    /// A deployed latent task dispatched back here (a start of a later dispatch of its attempt: the proplet had been
+    /// taken for gone) is that dispatch from then on: it is reported so, and the stop of the earlier dispatch, arriving
+    /// after the start, spares it. Before, both looked at the dispatch of the start that deployed it: it was reported as
+    /// the earlier dispatch, and that stop forgot the deployment the task now waited on.
+    /// </summary>
+    [Fact]
+    public async Task GivenALatentTaskDispatchedBackHere_WhenItsEarlierDispatchIsStopped_ThenItStaysDeployed()
+    {
+        object Deployment(int dispatch) => new { id = "back", name = "add", file = Convert.ToBase64String(Components.Calculator), inputs = new[] { "1", "2" }, latent = true, attempt = 1, dispatch };
+        Start(Deployment(1));
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        timeout.CancelAfter(TimeSpan.FromSeconds(30));
+        while (!_runner.IsDeployed("back"))
+        {
+            await Task.Delay(10, timeout.Token);
+        }
+
+        Start(Deployment(2));
+        _runner.Held().ShouldBe([new HeldTask("back", 1, 2)]);
+        _runner.HandleStop("""{"id":"back","attempt":1,"dispatch":1}"""u8.ToArray());
+
+        _runner.IsDeployed("back").ShouldBeTrue();
+        Invoke(new { id = "back", invocation_id = "i", inputs = new[] { "40", "2" } });
+        (await NextInvokeResultAsync()).GetProperty("results").GetString().ShouldBe("42");
+    }
+
     private async Task DeployAsync(string id, string name, string[] inputs, string[]? cliArgs = null)
     {
         Start(new { id, name, file = Convert.ToBase64String(Components.Calculator), inputs, cli_args = cliArgs, latent = true });

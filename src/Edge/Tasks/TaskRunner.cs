@@ -110,7 +110,7 @@ public sealed class TaskRunner : IAsyncDisposable
 
         foreach (var (id, latent) in _latent)
         {
-            Hold(id, latent.Request.Attempt, latent.Request.Message.Dispatch);
+            Hold(id, latent.Request.Attempt, latent.Deployment.Dispatch);
         }
 
         return [.. held.Values];
@@ -468,7 +468,7 @@ public sealed class TaskRunner : IAsyncDisposable
         lock (_admissionGate)
         {
             // With the deployment's side of this lock (DeployLatentAsync): deployed, or aborted while compiling.
-            if (_latent.TryGetValue(id, out var latent) && spares(latent.Request.Attempt, latent.Request.Message.Dispatch))
+            if (_latent.TryGetValue(id, out var latent) && spares(latent.Request.Attempt, latent.Deployment.Dispatch))
             {
                 spared = true;
                 return false;
