@@ -911,6 +911,10 @@ public sealed class TaskRunner : IAsyncDisposable
             using var timer = !daemon && !_runtime.ServesHttpProxy(binary) && request.Limits.Timeout is { } limit
                 ? new Timer(_ => task.Abort(StopReason.TimedOut), null, limit, Timeout.InfiniteTimeSpan)
                 : null;
+            // Stopped while it was fetched (a fetch that ends as the stop comes: an inline module being decoded, an image
+            // whose last chunk came with it): not started at all, and the stopped result below, as for a stop while it
+            // waited for its binary. Before, it ran briefly, and a daemon published a "started" success after its stop.
+            task.Aborted.ThrowIfCancellationRequested();
             monitor = _monitor?.MonitorAsync(task, monitoring.Token);
             _plugins?.OnTaskStart(InfoOf(request));
             run = _runtime.RunAsync(task, binary, CancellationToken.None);
