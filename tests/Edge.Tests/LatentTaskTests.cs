@@ -247,6 +247,26 @@ public sealed class LatentTaskTests : IAsyncDisposable
         runner.RunningCount.ShouldBe(0);
     }
 
+    /// <summary>A latent task's component is compiled on a guest thread, as a task's run is: on a .NET pool thread, every
+    /// deployment blocked one for the seconds a component takes to compile (MQTT and the timers wait for them).</summary>
+    [Fact]
+    public async Task GivenALatentStart_WhenItsComponentIsCompiled_ThenNoPoolThreadIsBlocked()
+    {
+        using var gate = new ManualResetEventSlim(initialState: true);
+        var runtime = new GatedPrepare(_runtime, gate);
+        var fetcher = new BinaryFetcher(_settings, new ChunkAssembler(_settings.MaxBinarySize, TimeProvider.System), _published, _http);
+        await using var runner = new TaskRunner(_settings, runtime, fetcher, _published, null, NullLogger<TaskRunner>.Instance);
+        runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(new { id = "compiled", name = "add", file = Convert.ToBase64String(Components.Calculator), latent = true }));
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        timeout.CancelAfter(TimeSpan.FromSeconds(30));
+        while (!runner.IsDeployed("compiled"))
+        {
+            await Task.Delay(10, timeout.Token);
+        }
+
+        runtime.OnPoolThread.ShouldBe(false);
+    }
+
     /// <summary>
     /// Stops that land as a deployment ends (a stopper spinning until the task shows as deployed): each ends it either
     /// deployed (no result) or compiling (the stopped result), never with an internal error (the stop disposed the task
@@ -306,8 +326,12 @@ public sealed class LatentTaskTests : IAsyncDisposable
 
         public bool ServesHttpProxy(byte[] binary) => inner.ServesHttpProxy(binary);
 
+        /// <summary>Whether the last <see cref="Prepare"/> ran on a .NET thread-pool thread.</summary>
+        public bool? OnPoolThread { get; private set; }
+
         public LatentPreparation Prepare(RunningTask task, byte[] binary)
         {
+            OnPoolThread = Thread.CurrentThread.IsThreadPoolThread;
             Preparing.Set();
             gate.Wait(TestContext.Current.CancellationToken);
             return inner.Prepare(task, binary);

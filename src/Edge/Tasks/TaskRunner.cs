@@ -11,6 +11,7 @@ using Propeller.Edge.Fetching;
 using Propeller.Edge.Messaging;
 using Propeller.Edge.Monitoring;
 using Propeller.Plugins.Proplet;
+using Propeller.WasmHost;
 
 namespace Propeller.Edge.Tasks;
 
@@ -780,7 +781,10 @@ public sealed class TaskRunner : IAsyncDisposable
         try
         {
             var binary = (await _fetcher.FetchAsync(request, task.Aborted)).Bytes;
-            var preparation = _runtime.Prepare(task, binary);
+            task.Aborted.ThrowIfCancellationRequested(); // stopped as its binary came: not compiled for nothing
+            // Compiled on a guest thread, as a run is (InProcessRuntime): a component takes seconds to compile, and on a
+            // .NET pool thread each deployment blocked one that MQTT and the timers need.
+            var preparation = await GuestThreads.RunAsync(() => _runtime.Prepare(task, binary));
             if (preparation.Error is null)
             {
                 var deployed = new LatentTask(task, preparation.Prepared!, preparation.IsHttpProxy);
