@@ -416,8 +416,9 @@ public sealed class TaskRunner : IAsyncDisposable
         {
             // stopped, or shutting down: below
         }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
+        catch (Exception ex)
         {
+            // Out of memory too, as ExecuteAsync: the start is refused and its admission lets go of the id.
             EdgeLog.AdmissionFailed(_logger, id, ex);
             refusal = TaskOutcome.Failure($"internal proplet error: {ex.Message}");
         }
@@ -753,8 +754,9 @@ public sealed class TaskRunner : IAsyncDisposable
         {
             return InProcessRuntime.Stopped(invocation) ?? TaskOutcome.Failure($"Task {invocation.Id} was stopped before completion");
         }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
+        catch (Exception ex)
         {
+            // Out of memory too, as ExecuteAsync: the caller gets its answer (the manager waits for every invocation's).
             EdgeLog.TaskCrashed(_logger, invocation.Id, ex);
             return TaskOutcome.Failure($"internal proplet error: {ex.Message}");
         }
@@ -824,8 +826,9 @@ public sealed class TaskRunner : IAsyncDisposable
         {
             error = ex.Message;
         }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
+        catch (Exception ex)
         {
+            // Out of memory too, as ExecuteAsync: the deployment fails and lets go of its id.
             EdgeLog.TaskCrashed(_logger, request.Id, ex);
             error = $"internal proplet error: {ex.Message}";
         }
@@ -958,8 +961,11 @@ public sealed class TaskRunner : IAsyncDisposable
         {
             outcome = TaskOutcome.Failure(ex.Message);
         }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
+        catch (Exception ex)
         {
+            // Out of memory too (a module, an input or a result too large to allocate: the allocation failed, nothing was
+            // taken), as the proxy does (docs/proxy.md): the task fails and lets go of its id and slot, the proplet goes
+            // on. Left uncaught, the task held its id for ever (later starts dropped as duplicates) and sent no result.
             EdgeLog.TaskCrashed(_logger, request.Id, ex);
             outcome = TaskOutcome.Failure($"internal proplet error: {ex.Message}");
         }
