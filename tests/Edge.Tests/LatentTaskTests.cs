@@ -318,6 +318,10 @@ public sealed class LatentTaskTests : IAsyncDisposable
     /// <summary>The in-process runtime whose precompile waits for a gate (a large component still compiling).</summary>
     private sealed class GatedPrepare(InProcessRuntime inner, ManualResetEventSlim gate) : IWasmRuntime
     {
+        // Taken on the test's thread: Prepare runs on a guest thread, to which the test's context does not flow (there,
+        // TestContext.Current is another test's, disposed).
+        private readonly CancellationToken _cancellation = TestContext.Current.CancellationToken;
+
         public ManualResetEventSlim Preparing { get; } = new();
 
         public string Name => inner.Name;
@@ -333,7 +337,7 @@ public sealed class LatentTaskTests : IAsyncDisposable
         {
             OnPoolThread = Thread.CurrentThread.IsThreadPoolThread;
             Preparing.Set();
-            gate.Wait(TestContext.Current.CancellationToken);
+            gate.Wait(_cancellation);
             return inner.Prepare(task, binary);
         }
 
