@@ -38,6 +38,23 @@ public sealed class ChunkAssemblerTests
         bytes.Bytes.ShouldBe(new byte[] { 7 });
     }
 
+    /// <summary>A fetch cancelled before it asks (its task stopped) does not take an image assembled before anyone
+    /// asked: it ends as cancelled, and the image stays for the next task that asks. Before, the shortcut returned it
+    /// without looking at the token, and the stopped task went on to run it.</summary>
+    [Fact]
+    public async Task GivenAnImageAssembledBeforeAnyoneAsked_WhenACancelledFetchAsks_ThenItIsCancelled_AndTheImageStays()
+    {
+        var assembler = new ChunkAssembler(1 << 20, _clock);
+        assembler.Add(Chunk("img", 0, 1, [7])).ShouldBeNull();
+        using var stopped = new CancellationTokenSource();
+        await stopped.CancelAsync();
+
+        await Should.ThrowAsync<OperationCanceledException>(() => assembler.WaitAsync("img", _ => Task.CompletedTask, TimeSpan.FromSeconds(1), stopped.Token));
+
+        var bytes = await assembler.WaitAsync("img", _ => throw new InvalidOperationException("no request expected"), TimeSpan.FromSeconds(1), TestContext.Current.CancellationToken);
+        bytes.Bytes.ShouldBe(new byte[] { 7 });
+    }
+
     [Theory]
     [InlineData(null, 0, 1, "AA==", "app_name is required")]
     [InlineData("a", 0, 0, "AA==", "total_chunks 0 is out of range")]

@@ -247,6 +247,26 @@ public sealed class LatentTaskTests : IAsyncDisposable
         runner.RunningCount.ShouldBe(0);
     }
 
+    /// <summary>A latent task's component is compiled on a guest thread, as a task's run is: on a .NET pool thread, every
+    /// deployment blocked one for the seconds a component takes to compile (MQTT and the timers wait for them).</summary>
+    [Fact]
+    public async Task GivenALatentStart_WhenItsComponentIsCompiled_ThenNoPoolThreadIsBlocked()
+    {
+        using var gate = new ManualResetEventSlim(initialState: true);
+        var runtime = new GatedPrepare(_runtime, gate);
+        var fetcher = new BinaryFetcher(_settings, new ChunkAssembler(_settings.MaxBinarySize, TimeProvider.System), _published, _http);
+        await using var runner = new TaskRunner(_settings, runtime, fetcher, _published, null, NullLogger<TaskRunner>.Instance);
+        runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(new { id = "compiled", name = "add", file = Convert.ToBase64String(Components.Calculator), latent = true }));
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        timeout.CancelAfter(TimeSpan.FromSeconds(30));
+        while (!runner.IsDeployed("compiled"))
+        {
+            await Task.Delay(10, timeout.Token);
+        }
+
+        runtime.OnPoolThread.ShouldBe(false);
+    }
+
     /// <summary>
     /// Stops that land as a deployment ends (a stopper spinning until the task shows as deployed): each ends it either
     /// deployed (no result) or compiling (the stopped result), never with an internal error (the stop disposed the task
@@ -298,6 +318,10 @@ public sealed class LatentTaskTests : IAsyncDisposable
     /// <summary>The in-process runtime whose precompile waits for a gate (a large component still compiling).</summary>
     private sealed class GatedPrepare(InProcessRuntime inner, ManualResetEventSlim gate) : IWasmRuntime
     {
+        // Taken on the test's thread: Prepare runs on a guest thread, to which the test's context does not flow (there,
+        // TestContext.Current is another test's, disposed).
+        private readonly CancellationToken _cancellation = TestContext.Current.CancellationToken;
+
         public ManualResetEventSlim Preparing { get; } = new();
 
         public string Name => inner.Name;
@@ -306,14 +330,45 @@ public sealed class LatentTaskTests : IAsyncDisposable
 
         public bool ServesHttpProxy(byte[] binary) => inner.ServesHttpProxy(binary);
 
+        /// <summary>Whether the last <see cref="Prepare"/> ran on a .NET thread-pool thread.</summary>
+        public bool? OnPoolThread { get; private set; }
+
         public LatentPreparation Prepare(RunningTask task, byte[] binary)
         {
+            OnPoolThread = Thread.CurrentThread.IsThreadPoolThread;
             Preparing.Set();
-            gate.Wait(TestContext.Current.CancellationToken);
+            gate.Wait(_cancellation);
             return inner.Prepare(task, binary);
         }
 
         public Task<TaskOutcome> InvokeAsync(RunningTask invocation, object prepared, CancellationToken cancellationToken) => inner.InvokeAsync(invocation, prepared, cancellationToken);
+    }
+
+    /// <summary>
+    /// A deployed latent task dispatched back here (a start of a later dispatch of its attempt: the proplet had been
+    /// taken for gone) is that dispatch from then on: it is reported so, and the stop of the earlier dispatch, arriving
+    /// after the start, spares it. Before, both looked at the dispatch of the start that deployed it: it was reported as
+    /// the earlier dispatch, and that stop forgot the deployment the task now waited on.
+    /// </summary>
+    [Fact]
+    public async Task GivenALatentTaskDispatchedBackHere_WhenItsEarlierDispatchIsStopped_ThenItStaysDeployed()
+    {
+        object Deployment(int dispatch) => new { id = "back", name = "add", file = Convert.ToBase64String(Components.Calculator), inputs = new[] { "1", "2" }, latent = true, attempt = 1, dispatch };
+        Start(Deployment(1));
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        timeout.CancelAfter(TimeSpan.FromSeconds(30));
+        while (!_runner.IsDeployed("back"))
+        {
+            await Task.Delay(10, timeout.Token);
+        }
+
+        Start(Deployment(2));
+        _runner.Held().ShouldBe([new HeldTask("back", 1, 2)]);
+        _runner.HandleStop("""{"id":"back","attempt":1,"dispatch":1}"""u8.ToArray());
+
+        _runner.IsDeployed("back").ShouldBeTrue();
+        Invoke(new { id = "back", invocation_id = "i", inputs = new[] { "40", "2" } });
+        (await NextInvokeResultAsync()).GetProperty("results").GetString().ShouldBe("42");
     }
 
     private async Task DeployAsync(string id, string name, string[] inputs, string[]? cliArgs = null)

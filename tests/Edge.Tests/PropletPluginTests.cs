@@ -163,6 +163,57 @@ public sealed class PropletPluginTests : IDisposable
         proplet.Runner.Started.ShouldBe(1);
     }
 
+    /// <summary>
+    /// A start delivered again while its run goes on (the same attempt and dispatch: a QoS redelivery) is dropped as a
+    /// duplicate before the plugins, as without them: they decided on the task when it was admitted. Before, they were
+    /// asked again, and a deny of the copy (here: the plugin allows once) sent an error result for the live run, which
+    /// the manager took as the task's end, and recorded the run as finished.
+    /// </summary>
+    [Fact]
+    public async Task GivenARunningTask_WhenItsStartIsDeliveredAgain_ThenThePluginsAreNotAskedAgain_AndTheRunGoesOn()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await File.WriteAllBytesAsync(Path.Combine(_dir.FullName, "10-once.wasm"), Wat.ToWasm($$"""
+            (module
+              (memory (export "memory") 2)
+              (global $calls (mut i32) (i32.const 0))
+              (data (i32.const 1024) "{\"allow\":true}")
+              (data (i32.const 2048) "{\"allow\":false,\"reason\":\"asked again\"}")
+              (func (export "plugin_alloc") (param i32) (result i32) (i32.const 65536))
+              (func (export "plugin_free") (param i32 i32))
+              (func (export "authorize") (param i32 i32) (result i64)
+                (global.set $calls (i32.add (global.get $calls) (i32.const 1)))
+                (if (result i64) (i32.eq (global.get $calls) (i32.const 1))
+                  (then (i64.const {{(1024L << 32) | 14}}))
+                  (else (i64.const {{(2048L << 32) | 38}})))))
+            """), ct);
+        using var plugins = PropletPluginChain.Load(_dir.FullName, NullLogger.Instance);
+        await using var proplet = new Proplet(plugins);
+        var sleeper = Convert.ToBase64String(Modules.Sleeps(TimeSpan.FromSeconds(2), forever: false));
+        var start = JsonSerializer.SerializeToUtf8Bytes(new { id = "dup", name = "_start", file = sleeper, attempt = 1, dispatch = 1 });
+
+        proplet.Runner.HandleStart(start);
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (proplet.Runner.Started == 0 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(20, ct);
+        }
+
+        proplet.Runner.Started.ShouldBe(1);
+        proplet.Runner.HandleStart(start);
+        proplet.Runner.Held().ShouldBe([new HeldTask("dup", 1, 1)]);
+
+        var result = await proplet.Published.NextAsync(Topics.Results, ct);
+        result.GetProperty("error").ValueKind.ShouldBe(JsonValueKind.Null, result.ToString());
+        await proplet.Runner.DisposeAsync(); // waits for anything the copy set going
+        while (proplet.Published.TryNext(out var other))
+        {
+            other.Path.ShouldNotBe(Topics.Results, other.Payload.ToString());
+        }
+
+        plugins.Plugins.All.Single().Counters.Calls.ShouldBe(1);
+    }
+
     /// <summary>A start that arrives once the proplet is shutting down (its runner disposed, the broker connection still
     /// up) is dropped with a log line: not run on released resources, no made-up error result.</summary>
     [Fact]

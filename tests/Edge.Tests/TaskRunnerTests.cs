@@ -737,6 +737,93 @@ public sealed class TaskRunnerTests : IAsyncDisposable
         result.GetProperty("error").ValueKind.ShouldBe(JsonValueKind.Null);
     }
 
+    /// <summary>
+    /// A stop that comes as the binary arrives (here: with the image's last chunk) ends the task before it runs: the
+    /// runtime is never called, and a daemon gets the stopped result, as for a stop while it waited for its binary.
+    /// Before, nothing looked at the stop between the fetch and the run: the daemon started, and its "started" success
+    /// went out after its stop.
+    /// </summary>
+    [Fact]
+    public async Task GivenADaemonStoppedAsItsBinaryArrives_WhenTheFetchEnds_ThenItNeverRuns_AndItsResultIsTheStoppedOne()
+    {
+        var runtime = new RunWatchingRuntime(_runtime);
+        var publisher = new RegistryAnsweringPublisher(_published);
+        await using var runner = new TaskRunner(_settings, runtime, new BinaryFetcher(_settings, _chunks, publisher, _http), publisher, null, NullLogger<TaskRunner>.Instance);
+        var image = Convert.ToBase64String(Modules.Sleeps(TimeSpan.FromMilliseconds(50), forever: true));
+        publisher.Answer = () =>
+        {
+            runner.HandleStop("""{"id":"late","broadcast":false}"""u8.ToArray());
+            _chunks.Add(new ChunkMessage("registry.local/sleeper:v1", 0, 1, image)).ShouldBeNull();
+        };
+
+        runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(new { id = "late", name = "_start", image_url = "registry.local/sleeper:v1", daemon = true }));
+
+        (await NextResultAsync()).GetProperty("error").GetString().ShouldBe("Task late was stopped before completion");
+        await runner.DisposeAsync();
+        runtime.Began.Task.IsCompleted.ShouldBeFalse();
+        while (_published.TryNext(out var other))
+        {
+            other.Path.ShouldNotBe(Topics.Results, other.Payload.ToString());
+        }
+    }
+
+    /// <summary>
+    /// Running out of memory in a task's pipeline (here: its run, and a latent task's compile) fails that task alone:
+    /// an "internal proplet error" result, its id let go of (a start of it runs again), the proplet going on. Before,
+    /// the exception went past every handler: no result, and the id held for ever, later starts dropped as duplicates.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task GivenATaskThatRunsOutOfMemory_WhenItFails_ThenItsResultSaysSo_AndItsIdIsFree(bool latent)
+    {
+        await using var runner = new TaskRunner(_settings, new OutOfMemoryRuntime(), new BinaryFetcher(_settings, _chunks, _published, _http), _published, null, NullLogger<TaskRunner>.Instance);
+        var start = JsonSerializer.SerializeToUtf8Bytes(new { id = "oom", name = "main", file = Modules.AdditionBase64, latent });
+
+        runner.HandleStart(start);
+        (await NextResultAsync()).GetProperty("error").GetString().ShouldNotBeNull().ShouldStartWith("internal proplet error: Array dimensions exceeded");
+        runner.HandleStart(start);
+        (await NextResultAsync()).GetProperty("error").GetString().ShouldNotBeNull().ShouldStartWith("internal proplet error: Array dimensions exceeded");
+
+        runner.Held().ShouldBeEmpty();
+        runner.Started.ShouldBe(2);
+    }
+
+    /// <summary>A runtime that runs out of memory whatever it is asked to do: it asks for an array over .NET's largest
+    /// (OutOfMemoryException, "Array dimensions exceeded supported range", nothing allocated).</summary>
+    private sealed class OutOfMemoryRuntime : IWasmRuntime
+    {
+        public string Name => "fake";
+
+        public Task<TaskOutcome> RunAsync(RunningTask task, byte[] binary, CancellationToken cancellationToken) =>
+            Task.FromResult(TaskOutcome.Success(TooLarge().Length.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+
+        public bool ServesHttpProxy(byte[] binary) => false;
+
+        public LatentPreparation Prepare(RunningTask task, byte[] binary) => throw new InvalidOperationException($"allocated {TooLarge().Length} bytes");
+
+        private static byte[] TooLarge() => new byte[int.MaxValue];
+
+        public Task<TaskOutcome> InvokeAsync(RunningTask invocation, object prepared, CancellationToken cancellationToken) => throw new NotSupportedException();
+    }
+
+    /// <summary>Answers the proxy request for an image with <see cref="Answer"/> (before passing it on), as a proxy whose
+    /// chunks come at once; passes everything else on.</summary>
+    private sealed class RegistryAnsweringPublisher(InMemoryPublisher inner) : Propeller.Edge.Messaging.IPropletPublisher
+    {
+        public Action Answer { get; set; } = () => { };
+
+        public Task PublishAsync(string path, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
+        {
+            if (path == Topics.RegistryRequest)
+            {
+                Answer();
+            }
+
+            return inner.PublishAsync(path, payload, cancellationToken);
+        }
+    }
+
     /// <summary>A runtime whose run ends with success just as the task is ended (its work was done as the abort came).</summary>
     private sealed class SucceedsWhenAbortedRuntime : IWasmRuntime
     {

@@ -37,6 +37,7 @@ public sealed class BinaryFetcher(PropletSettings settings, ChunkAssembler chunk
         ArgumentNullException.ThrowIfNull(request);
         if (request.Message.File is { Length: > 0 } file)
         {
+            cancellationToken.ThrowIfCancellationRequested(); // nothing below waits: a stopped task's module is not decoded
             try
             {
                 return new FetchedBinary(Convert.FromBase64String(file), null);

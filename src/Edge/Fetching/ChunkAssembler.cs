@@ -570,6 +570,8 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
         string app, Func<IReadOnlyList<int>?, CancellationToken, Task> request, TimeSpan timeout, TimeSpan stall, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
+        // Before the complete image is taken (returned without a wait): a cancelled fetch leaves it to the next waiter.
+        cancellationToken.ThrowIfCancellationRequested();
         var waiter = new TaskCompletionSource<FetchedBinary>(TaskCreationOptions.RunContinuationsAsynchronously);
         lock (_lock)
         {

@@ -11,6 +11,7 @@ using Propeller.Edge.Fetching;
 using Propeller.Edge.Messaging;
 using Propeller.Edge.Monitoring;
 using Propeller.Plugins.Proplet;
+using Propeller.WasmHost;
 
 namespace Propeller.Edge.Tasks;
 
@@ -110,7 +111,7 @@ public sealed class TaskRunner : IAsyncDisposable
 
         foreach (var (id, latent) in _latent)
         {
-            Hold(id, latent.Request.Attempt, latent.Request.Message.Dispatch);
+            Hold(id, latent.Request.Attempt, latent.Deployment.Dispatch);
         }
 
         return [.. held.Values];
@@ -197,6 +198,13 @@ public sealed class TaskRunner : IAsyncDisposable
 
         if (_plugins is { Any: true } plugins)
         {
+            if (_running.TryGetValue(request.Id, out var running) && JoinsRun(request, running))
+            {
+                // Not a new task: the plugins decided on it when it was admitted. Put to them again, a deny of this copy
+                // failed the live run (its error result accepted by the manager, the run recorded as finished).
+                return;
+            }
+
             if (NewAdmission(request) is { } admission)
             {
                 Track(AdmitWithPluginsAsync(request, plugins, admission));
@@ -248,39 +256,19 @@ public sealed class TaskRunner : IAsyncDisposable
             }
 
             task.Dispose();
-            if (earlier.Reason is StopReason.Stopped or StopReason.TimedOut)
+            if (JoinsRun(request, earlier))
             {
-                // Stopped and still unwinding (its grace period, an external process exiting): the start that follows a
-                // stop runs once that run has let go of the id (spec §2.8 forgets a stopped task at once), not dropped.
-                // It waits as an admission, so a stop meanwhile cancels it.
-                if (NewAdmission(request) is { } parked)
-                {
-                    Track(AdmitAfterAsync(earlier, request, parked));
-                }
-
                 return;
             }
 
-            if (request.Run is { } later && later.IsLaterDispatchOf(earlier.Run))
+            // Stopped and still unwinding (its grace period, an external process exiting): the start that follows a
+            // stop runs once that run has let go of the id (spec §2.8 forgets a stopped task at once), not dropped.
+            // It waits as an admission, so a stop meanwhile cancels it.
+            if (NewAdmission(request) is { } parked)
             {
-                // Dispatched back here while it runs (the proplet was taken for gone, the task re-dispatched): this run
-                // is the later dispatch from now on. The manager, which found the run held here while the task waited,
-                // may have sent a stop of the earlier dispatch just before: arriving after this start, it spares the run
-                // (before, it stopped the run the task was now waiting for, which failed or left it serving nothing).
-                earlier.Adopt(later.Dispatch);
-                EdgeLog.RunAdoptsDispatch(_logger, request.Id, later.Attempt, later.Dispatch);
-                if (earlier.Serving && _finishedResults.Find(request.Id, later.Attempt) is { } started)
-                {
-                    // A daemon or served proxy: its "started" result went out before and was ignored (the task was
-                    // waiting for a proplet then), and the task now waits for one: it gets that result again.
-                    // Sent as the later dispatch's now (the manager ignores a result of the earlier one).
-                    EdgeLog.ServingStartedSentAgain(_logger, request.Id, later.Attempt);
-                    Track(PublishResultPayloadAsync(request.Id, OfDispatch(request.Id, later, started)));
-                    return;
-                }
+                Track(AdmitAfterAsync(earlier, request, parked));
             }
 
-            EdgeLog.DuplicateStart(_logger, request.Id);
             return;
         }
 
@@ -296,6 +284,46 @@ public sealed class TaskRunner : IAsyncDisposable
         Interlocked.Increment(ref _started);
         EdgeLog.TaskAccepted(_logger, request.Id, request.Name);
         Track(request.Message.Latent ? DeployLatentAsync(task) : ExecuteAsync(task));
+    }
+
+    /// <summary>True, and <paramref name="request"/> handled as a start of the run <paramref name="earlier"/> (<see
+    /// cref="JoinRun"/>), unless that run was stopped and unwinds: then the start is a new one, admitted once the run lets
+    /// go of the id. With the plugins, before they are asked: a start of a run held here is no new task to authorize.</summary>
+    private bool JoinsRun(StartRequest request, RunningTask earlier)
+    {
+        if (earlier.Reason is StopReason.Stopped or StopReason.TimedOut)
+        {
+            return false;
+        }
+
+        JoinRun(request, earlier);
+        return true;
+    }
+
+    /// <summary>A start of the id of <paramref name="earlier"/>, which runs (or is deployed) here and was not stopped: a
+    /// later dispatch of its attempt is adopted by the run, anything else is a duplicate (logged, dropped).</summary>
+    private void JoinRun(StartRequest request, RunningTask earlier)
+    {
+        if (request.Run is { } later && later.IsLaterDispatchOf(earlier.Run))
+        {
+            // Dispatched back here while it runs (the proplet was taken for gone, the task re-dispatched): this run
+            // is the later dispatch from now on. The manager, which found the run held here while the task waited,
+            // may have sent a stop of the earlier dispatch just before: arriving after this start, it spares the run
+            // (before, it stopped the run the task was now waiting for, which failed or left it serving nothing).
+            earlier.Adopt(later.Dispatch);
+            EdgeLog.RunAdoptsDispatch(_logger, request.Id, later.Attempt, later.Dispatch);
+            if (earlier.Serving && _finishedResults.Find(request.Id, later.Attempt) is { } started)
+            {
+                // A daemon or served proxy: its "started" result went out before and was ignored (the task was
+                // waiting for a proplet then), and the task now waits for one: it gets that result again.
+                // Sent as the later dispatch's now (the manager ignores a result of the earlier one).
+                EdgeLog.ServingStartedSentAgain(_logger, request.Id, later.Attempt);
+                Track(PublishResultPayloadAsync(request.Id, OfDispatch(request.Id, later, started)));
+                return;
+            }
+        }
+
+        EdgeLog.DuplicateStart(_logger, request.Id);
     }
 
     /// <summary>Registers <paramref name="request"/> as being admitted (a stop cancels it); null, logged, when a start of
@@ -388,8 +416,9 @@ public sealed class TaskRunner : IAsyncDisposable
         {
             // stopped, or shutting down: below
         }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
+        catch (Exception ex)
         {
+            // Out of memory too, as ExecuteAsync: the start is refused and its admission lets go of the id.
             EdgeLog.AdmissionFailed(_logger, id, ex);
             refusal = TaskOutcome.Failure($"internal proplet error: {ex.Message}");
         }
@@ -441,7 +470,7 @@ public sealed class TaskRunner : IAsyncDisposable
         lock (_admissionGate)
         {
             // With the deployment's side of this lock (DeployLatentAsync): deployed, or aborted while compiling.
-            if (_latent.TryGetValue(id, out var latent) && spares(latent.Request.Attempt, latent.Request.Message.Dispatch))
+            if (_latent.TryGetValue(id, out var latent) && spares(latent.Request.Attempt, latent.Deployment.Dispatch))
             {
                 spared = true;
                 return false;
@@ -725,8 +754,9 @@ public sealed class TaskRunner : IAsyncDisposable
         {
             return InProcessRuntime.Stopped(invocation) ?? TaskOutcome.Failure($"Task {invocation.Id} was stopped before completion");
         }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
+        catch (Exception ex)
         {
+            // Out of memory too, as ExecuteAsync: the caller gets its answer (the manager waits for every invocation's).
             EdgeLog.TaskCrashed(_logger, invocation.Id, ex);
             return TaskOutcome.Failure($"internal proplet error: {ex.Message}");
         }
@@ -753,7 +783,10 @@ public sealed class TaskRunner : IAsyncDisposable
         try
         {
             var binary = (await _fetcher.FetchAsync(request, task.Aborted)).Bytes;
-            var preparation = _runtime.Prepare(task, binary);
+            task.Aborted.ThrowIfCancellationRequested(); // stopped as its binary came: not compiled for nothing
+            // Compiled on a guest thread, as a run is (InProcessRuntime): a component takes seconds to compile, and on a
+            // .NET pool thread each deployment blocked one that MQTT and the timers need.
+            var preparation = await GuestThreads.RunAsync(() => _runtime.Prepare(task, binary));
             if (preparation.Error is null)
             {
                 var deployed = new LatentTask(task, preparation.Prepared!, preparation.IsHttpProxy);
@@ -793,8 +826,9 @@ public sealed class TaskRunner : IAsyncDisposable
         {
             error = ex.Message;
         }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
+        catch (Exception ex)
         {
+            // Out of memory too, as ExecuteAsync: the deployment fails and lets go of its id.
             EdgeLog.TaskCrashed(_logger, request.Id, ex);
             error = $"internal proplet error: {ex.Message}";
         }
@@ -884,6 +918,10 @@ public sealed class TaskRunner : IAsyncDisposable
             using var timer = !daemon && !_runtime.ServesHttpProxy(binary) && request.Limits.Timeout is { } limit
                 ? new Timer(_ => task.Abort(StopReason.TimedOut), null, limit, Timeout.InfiniteTimeSpan)
                 : null;
+            // Stopped while it was fetched (a fetch that ends as the stop comes: an inline module being decoded, an image
+            // whose last chunk came with it): not started at all, and the stopped result below, as for a stop while it
+            // waited for its binary. Before, it ran briefly, and a daemon published a "started" success after its stop.
+            task.Aborted.ThrowIfCancellationRequested();
             monitor = _monitor?.MonitorAsync(task, monitoring.Token);
             _plugins?.OnTaskStart(InfoOf(request));
             run = _runtime.RunAsync(task, binary, CancellationToken.None);
@@ -923,8 +961,11 @@ public sealed class TaskRunner : IAsyncDisposable
         {
             outcome = TaskOutcome.Failure(ex.Message);
         }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
+        catch (Exception ex)
         {
+            // Out of memory too (a module, an input or a result too large to allocate: the allocation failed, nothing was
+            // taken), as the proxy does (docs/proxy.md): the task fails and lets go of its id and slot, the proplet goes
+            // on. Left uncaught, the task held its id for ever (later starts dropped as duplicates) and sent no result.
             EdgeLog.TaskCrashed(_logger, request.Id, ex);
             outcome = TaskOutcome.Failure($"internal proplet error: {ex.Message}");
         }
