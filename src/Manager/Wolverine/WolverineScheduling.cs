@@ -208,6 +208,18 @@ public sealed partial class WolverineScheduling(
         ScheduleSweep(session, outgoing, new SchedulerTimer { Id = SweepTimerId, Token = Guid.NewGuid() }, now + Options.SweepInterval);
     }
 
+    /// <summary>
+    /// Replaces the sweep chain if it is lost (<see cref="KeepSweepChain"/>): its timer document missing or due longer
+    /// ago than the grace, as <see cref="EnsureSweepAsync"/> judges it, but from the document itself: the due time this
+    /// node remembers may be of a chain replaced since (a deferral elsewhere) whose link then died, and would keep it
+    /// from looking for up to an idle interval and the grace longer.
+    /// </summary>
+    public Task KeepChainAsync(IDocumentSession session, OutgoingMessages outgoing, CancellationToken cancellationToken)
+    {
+        Interlocked.Exchange(ref _sweepDueTicks, 0);
+        return EnsureSweepAsync(session, outgoing, waiting: false, cancellationToken);
+    }
+
     /// <summary>The next link of the sweep chain <paramref name="timer"/> (its token), due at <paramref name="dueAt"/>.</summary>
     private static void ScheduleSweep(IDocumentSession session, OutgoingMessages outgoing, SchedulerTimer timer, DateTimeOffset dueAt)
     {

@@ -46,7 +46,8 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
         ["MANAGER_CHANNEL_ID"] = "ch",
         ["MANAGER_ENTITY_ID"] = "manager-" + _tenant,
         ["MANAGER_MQTT_QOS"] = "1",
-        ["MANAGER_PROPLET_LIVENESS_WINDOW"] = "2s",
+        // Long where a test wants a proplet discovered but never heard from left online (not alive, no event when it is).
+        ["MANAGER_PROPLET_LIVENESS_WINDOW"] = TestContext.Current.TestMethod?.MethodName == nameof(GivenADeadSweepChain_WhenAPropletIsAliveByItsHeartbeatsAlone_ThenTheWaitingTaskIsPlaced) ? "60s" : "2s",
         ["MANAGER_PROPLET_RECONNECT_ALLOWANCE"] = "1ms",
         ["MANAGER_MAX_REDISPATCHES"] = "1",
 
@@ -58,6 +59,12 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
 
         // Pages of two, so that a sweep's round has several pages with a handful of tasks.
         s.PostConfigure<SchedulerOptions>(o => o.BatchSize = 2);
+
+        // The check of the sweep chain (SweepChainWatch) every 2 s where a test kills the chain.
+        if (TestContext.Current.TestMethod?.MethodName == nameof(GivenADeadSweepChain_WhenAPropletIsAliveByItsHeartbeatsAlone_ThenTheWaitingTaskIsPlaced))
+        {
+            s.PostConfigure<SchedulerOptions>(o => o.IdleSweepInterval = TimeSpan.FromSeconds(2));
+        }
     });
 
     public ValueTask DisposeAsync() => _server.DisposeAsync();
@@ -104,6 +111,48 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
         // (the idle link scheduled at start, replaced when the task began to wait, stops when it fires).
         (await CountAsync($"select count(*) from {Schema}.mt_doc_scheduler_timer where id = 'sweep'")).ShouldBe(1);
         (await CountAsync($"select count(*) from {Schema}.wolverine_incoming_envelopes where status = 'Scheduled' and message_type like '%SweepWaitingTasks%'")).ShouldBeInRange(1, 2);
+    }
+
+    /// <summary>
+    /// A link of the sweep chain fails for good (not on PostgreSQL: no retry) and becomes a dead letter, which ends the
+    /// chain: each link schedules the next in its own transaction. Its timer is then due longer ago than the grace. The
+    /// proplet the task waits for was discovered before and now only beats (heartbeats raise no event), so no event
+    /// replaces the chain: the periodic check (SweepChainWatch, every idle interval) does, and its sweep places the task.
+    /// Without it the task waited until some proplet event came.
+    /// </summary>
+    [Fact]
+    public async Task GivenADeadSweepChain_WhenAPropletIsAliveByItsHeartbeatsAlone_ThenTheWaitingTaskIsPlaced()
+    {
+        var scheduling = _server.Services.GetRequiredService<WolverineScheduling>();
+        var store = _server.Services.GetRequiredService<Marten.IDocumentStore>();
+        var id = await CreateAndStartAsync("""{"name":"main"}""");
+        await WaitForEventAsync(id, "task.dispatch_deferred.v1");
+        var propletId = Guid.NewGuid().ToString();
+        await using var proplet = await ConnectPropletAsync(propletId, answer: true);
+        await PublishAsync(proplet, "control/proplet/create", new { proplet_id = propletId });
+        await WaitForPropletAsync(propletId);
+
+        // The chain's next link fails until it is a dead letter.
+        scheduling.LinkLookedHook = (_, _) => throw new InvalidOperationException("a link of the sweep chain that fails for good, for the test");
+        await WaitForAsync(async () => (await Http.GetFromJsonAsync<JsonElement>("/dead-letters", Ct)).GetProperty("dead_letters").EnumerateArray()
+            .FirstOrDefault(l => l.GetProperty("message_type").GetString()!.Contains("sweep", StringComparison.OrdinalIgnoreCase)) is { ValueKind: JsonValueKind.Object } l ? l : (JsonElement?)null);
+        scheduling.LinkLookedHook = null;
+
+        // As it is once the grace has passed (a minute: not waited for here): due long ago, no message on its way.
+        await using (var session = store.LightweightSession())
+        {
+            var timer = (await session.LoadAsync<SchedulerTimer>(WolverineScheduling.SweepTimerId, Ct))!;
+            timer.DueAt = DateTimeOffset.UtcNow.AddMinutes(-2);
+            session.Store(timer);
+            await session.SaveChangesAsync(Ct);
+        }
+
+        using var heartbeats = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        var beating = BeatAsync(proplet, propletId, heartbeats.Token);
+        var task = await WaitForStateAsync(id, 3);
+        await heartbeats.CancelAsync();
+        await beating;
+        task.GetProperty("proplet_id").GetString().ShouldBe(propletId);
     }
 
     /// <summary>
