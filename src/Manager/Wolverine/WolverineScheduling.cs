@@ -119,8 +119,9 @@ public sealed partial class WolverineScheduling(
 
     /// <summary>
     /// Places the waiting ones among <paramref name="ids"/> in the handler's session: fetched for writing in one
-    /// batch query (expected versions: a node that decided first wins, the retry decides again), planned in order,
-    /// appended with their plugin decisions; returns how many still wait.
+    /// batch query (expected versions: a node that decided first wins, the retry decides again), planned in the
+    /// sweep's order (<see cref="WaitingTaskKey"/>: highest priority first) whatever order the ids come in, appended with
+    /// their plugin decisions; returns how many still wait.
     /// </summary>
     public async Task<int> PlaceAsync(IDocumentSession session, CommandSessionListener listener, IEnumerable<Guid> ids, OutgoingMessages outgoing, CancellationToken cancellationToken)
     {
@@ -136,7 +137,12 @@ public sealed partial class WolverineScheduling(
 
         // One decision time for the round (its events carry it: one timestamp per placement transaction).
         var now = time.GetUtcNow();
-        var plans = await planner.PlanAsync([.. waiting.Values.Select(s => s.Aggregate!)], cancellationToken);
+
+        // In the sweep's order (highest priority first), whatever order the ids came in: a re-dispatch lists a proplet's
+        // tasks by id, and the planner gives the least loaded proplet to whichever task it plans first.
+        var ordered = waiting.Values.Select(s => s.Aggregate!)
+            .OrderByDescending(t => t.Spec!.Priority).ThenBy(t => t.UpdatedAt ?? DateTimeOffset.MinValue).ThenBy(t => t.Id.Value);
+        var plans = await planner.PlanAsync([.. ordered], cancellationToken);
         var stillWaiting = 0;
         foreach (var plan in plans)
         {

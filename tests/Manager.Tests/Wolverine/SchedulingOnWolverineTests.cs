@@ -48,6 +48,7 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
         ["MANAGER_MQTT_QOS"] = "1",
         // Long where a test wants a proplet discovered but never heard from left online (not alive, no event when it is).
         ["MANAGER_PROPLET_LIVENESS_WINDOW"] = TestContext.Current.TestMethod?.MethodName == nameof(GivenADeadSweepChain_WhenAPropletIsAliveByItsHeartbeatsAlone_ThenTheWaitingTaskIsPlaced) ? "60s" : "2s",
+        ["MANAGER_SCHEDULER_POLICY"] = TestContext.Current.TestMethod?.MethodName == nameof(GivenAnOfflinePropletsTasks_WhenTheyArePlacedAgain_ThenTheHighestPriorityTakesTheLeastLoadedProplet) ? "least-loaded" : "round-robin",
         ["MANAGER_PROPLET_RECONNECT_ALLOWANCE"] = "1ms",
         ["MANAGER_MAX_REDISPATCHES"] = "1",
 
@@ -153,6 +154,53 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
         await heartbeats.CancelAsync();
         await beating;
         task.GetProperty("proplet_id").GetString().ShouldBe(propletId);
+    }
+
+    /// <summary>
+    /// A proplet holding a priority-10 and a priority-90 task goes offline; least-loaded placement, two proplets alive:
+    /// "z…" runs nothing, "a…" runs one task. The re-dispatched tasks are placed highest priority first, as the sweep
+    /// places waiting tasks: the priority-90 task takes "z…", the other one then ties and takes "a…" (the first by id).
+    /// They were placed in id order (the priority-10 task was created first), so the priority-10 task took the least
+    /// loaded proplet.
+    /// </summary>
+    [Fact]
+    public async Task GivenAnOfflinePropletsTasks_WhenTheyArePlacedAgain_ThenTheHighestPriorityTakesTheLeastLoadedProplet()
+    {
+        var gone = Guid.NewGuid().ToString();
+        await using var leaving = await ConnectPropletAsync(gone, answer: false);
+        await PublishAsync(leaving, "control/proplet/create", new { proplet_id = gone });
+        using var leavingBeats = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        var leavingBeating = BeatAsync(leaving, gone, leavingBeats.Token);
+        await WaitForAliveAsync(gone);
+        var low = await CreateAndStartAsync("""{"name":"low","priority":10}""");
+        await Task.Delay(10, Ct); // a later millisecond: a later version-7 id
+        var high = await CreateAndStartAsync("""{"name":"high","priority":90}""");
+        string.CompareOrdinal(low, high).ShouldBeLessThan(0, "id order must put the priority-10 task first");
+        (await WaitForStateAsync(low, 2)).GetProperty("proplet_id").GetString().ShouldBe(gone);
+        (await WaitForStateAsync(high, 2)).GetProperty("proplet_id").GetString().ShouldBe(gone);
+
+        var idle = "z-" + Guid.NewGuid();
+        var busy = "a-" + Guid.NewGuid();
+        await using var idleProplet = await ConnectPropletAsync(idle, answer: false);
+        await using var busyProplet = await ConnectPropletAsync(busy, answer: false);
+        await PublishAsync(idleProplet, "control/proplet/create", new { proplet_id = idle });
+        await PublishAsync(busyProplet, "control/proplet/create", new { proplet_id = busy });
+        using var heartbeats = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        var beating = Task.WhenAll(BeatAsync(idleProplet, idle, heartbeats.Token), BeatAsync(busyProplet, busy, heartbeats.Token));
+        await WaitForAliveAsync(idle);
+        await WaitForAliveAsync(busy);
+        var pinned = await CreateAndStartAsync($$"""{"name":"pinned","proplet_id":"{{busy}}"}""");
+        (await WaitForStateAsync(pinned, 2)).GetProperty("proplet_id").GetString().ShouldBe(busy);
+
+        await leavingBeats.CancelAsync();
+        await leavingBeating;
+        await PublishAsync(leaving, "control/proplet/alive", new { proplet_id = gone, status = "offline" });
+        var placed = await WaitForAsync(async () => await Http.GetFromJsonAsync<JsonElement>($"/tasks/{high}", Ct) is var t && t.TryGetProperty("proplet_id", out var on) && on.GetString() != gone ? t : (JsonElement?)null);
+        var lowPlaced = await WaitForAsync(async () => await Http.GetFromJsonAsync<JsonElement>($"/tasks/{low}", Ct) is var t && t.TryGetProperty("proplet_id", out var on) && on.GetString() != gone ? t : (JsonElement?)null);
+        await heartbeats.CancelAsync();
+        await beating;
+
+        (placed.GetProperty("proplet_id").GetString(), lowPlaced.GetProperty("proplet_id").GetString()).ShouldBe((idle, busy));
     }
 
     /// <summary>
