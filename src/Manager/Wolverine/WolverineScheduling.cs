@@ -437,7 +437,8 @@ public sealed partial class WolverineScheduling(
         var redispatched = new List<Guid>();
         foreach (var stream in await WolverineStreams.FetchForWritingAsync<TaskState>(session, running.Select(t => t.Id.Value), cancellationToken))
         {
-            if (stream.Aggregate is not { RunGoesOn: true } state || state.PropletId != propletId || state.StartTime > dispatchedBy)
+            // A broadcast task runs on no proplet in particular (its dispatch names the broadcast marker, not a proplet).
+            if (stream.Aggregate is not { RunGoesOn: true } state || state.PropletId != propletId || state.StartTime > dispatchedBy || state.Spec is { Broadcast: true })
             {
                 continue;
             }

@@ -204,6 +204,42 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
     }
 
     /// <summary>
+    /// A proplet announcing the id "broadcast" (the marker a broadcast task's dispatch names) is refused: malformed,
+    /// logged and acknowledged, not registered; its Last Will re-dispatches nothing. It was registered, counted the
+    /// running broadcast tasks as its own, and its Last Will re-dispatched every one of them. A second proplet's Last
+    /// Will, published after, is the barrier: its own task is re-dispatched by then.
+    /// </summary>
+    [Fact]
+    public async Task GivenAPropletCalledBroadcast_WhenItIsDiscoveredBeatsAndLeaves_ThenItIsRefused_AndNoBroadcastTaskMoves()
+    {
+        var propletId = Guid.NewGuid().ToString();
+        await using var proplet = await ConnectPropletAsync(propletId, answer: false);
+        await PublishAsync(proplet, "control/proplet/create", new { proplet_id = propletId });
+        using var heartbeats = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        var beating = BeatAsync(proplet, propletId, heartbeats.Token);
+        await WaitForAliveAsync(propletId);
+        var everywhere = await CreateAndStartAsync("""{"name":"main","file":"AGFzbQEAAAABBwFgAn9/AX8DAgEABwgBBG1haW4AAAoJAQcAIAAgAWoL","broadcast":true}""");
+        var own = await CreateAndStartAsync("""{"name":"own"}""");
+        await WaitForStateAsync(everywhere, 2);
+        (await WaitForStateAsync(own, 2)).GetProperty("proplet_id").GetString().ShouldBe(propletId);
+
+        await PublishAsync(proplet, "control/proplet/create", new { proplet_id = "broadcast", tasks = Array.Empty<object>() });
+        await PublishAsync(proplet, "control/proplet/alive", new { proplet_id = "broadcast", status = "alive" });
+        await WaitForAsync(() => Task.FromResult(_server.Warnings.ToString().Split("is the broadcast marker").Length > 2 ? default(JsonElement) : (JsonElement?)null));
+        (await Http.GetAsync("/proplets/broadcast", Ct)).StatusCode.ShouldBe(HttpStatusCode.NotFound);
+        await PublishAsync(proplet, "control/proplet/alive", new { proplet_id = "broadcast", status = "offline" });
+
+        await heartbeats.CancelAsync();
+        await beating;
+        await PublishAsync(proplet, "control/proplet/alive", new { proplet_id = propletId, status = "offline" });
+        await WaitForEventAsync(own, "task.redispatch_requested.v1");
+
+        var types = (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{everywhere}/history", Ct)).EnumerateArray().Select(e => e.GetProperty("type").GetString()).ToList();
+        types.ShouldBe(["task.created.v1", "task.start_requested.v1", "task.dispatched.v1"]);
+        (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{everywhere}", Ct)).GetProperty("state").GetInt32().ShouldBe(2);
+    }
+
+    /// <summary>
     /// Every manager node handles a proplet's discovery, so a new proplet is registered by several at once: each starts
     /// its stream, and all but one collide (Marten's ExistingStreamIdCollisionException). The losers are decided again on
     /// the stream the winner wrote, as a lost append race is: none fails, the proplet is registered once. (Found by the
