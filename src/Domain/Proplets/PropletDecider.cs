@@ -7,7 +7,7 @@ namespace Propeller.Domain.Proplets;
 /// <summary>
 /// The proplet registry as a decider. Fixes of the original (spec §6): discovery of a known proplet refreshes its
 /// metadata instead of being ignored; a Last Will marks it offline instead of counting as a heartbeat; deletion is
-/// refused while tasks run on it, counted from the tasks themselves.
+/// refused while tasks run on it, counted from the tasks themselves. A proplet named as the broadcast marker is refused.
 /// </summary>
 public static class PropletDecider
 {
@@ -15,6 +15,10 @@ public static class PropletDecider
 
     public static Decision<PropletEvent> Decide(PropletCommand command, PropletState state) => (command, state) switch
     {
+        // The broadcast marker stands where a proplet's id would in a broadcast task's dispatch: a proplet by that name
+        // would count those tasks as its own, and its going away would re-dispatch every one of them.
+        (RegisterProplet c, _) when c.PropletId.Value == Tasks.TaskSpec.BroadcastTarget =>
+            Rejection.Invalid($"proplet id {c.PropletId} is the broadcast marker: refused (give the proplet another PROPLET_ENTITY_ID)"),
         (RegisterProplet c, { Exists: false } or { Deleted: true }) =>
             Decision<PropletEvent>.Accept(new PropletRegistered(c.PropletId, c.Name, c.Metadata, c.At)),
         (RegisterProplet c, { Offline: true }) when c.Metadata == state.Metadata =>

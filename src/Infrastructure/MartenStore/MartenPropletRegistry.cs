@@ -13,7 +13,7 @@ namespace Propeller.Infrastructure.MartenStore;
 /// <see cref="PropletDocumentProjection"/>, heartbeats patched into them (no event each), running-task counts read
 /// from the task view (counted by PostgreSQL on its duplicated columns).
 /// </summary>
-public sealed class MartenPropletRegistry(IDocumentStore store) : IPropletRegistry
+public sealed class MartenPropletRegistry(IDocumentStore store, TimeProvider time) : IPropletRegistry
 {
     public const int AliveHistoryLength = 10;
 
@@ -65,9 +65,9 @@ public sealed class MartenPropletRegistry(IDocumentStore store) : IPropletRegist
         tasks.Where(x => x.MatchesSql(RunningPredicate)).GroupBy(x => x.PropletId).Select(g => new RunningCount(g.Key, g.Count()));
 
     /// <summary>
-    /// Reads the document and patches its liveness (newest heartbeat, the last ten): two round trips, no event. A
-    /// proplet event committed between the two may overwrite this heartbeat (its inline projection writes the whole
-    /// document); the next heartbeat restores it (ADR 0010).
+    /// Reads the document and patches its liveness (newest heartbeat, never one later than this node's clock; the last
+    /// ten): two round trips, no event. A proplet event committed between the two may overwrite this heartbeat (its
+    /// inline projection writes the whole document); the next heartbeat restores it (ADR 0010).
     /// </summary>
     public async Task<bool?> RecordHeartbeatAsync(PropletId id, DateTimeOffset at, CancellationToken cancellationToken)
     {
@@ -78,7 +78,10 @@ public sealed class MartenPropletRegistry(IDocumentStore store) : IPropletRegist
             return null;
         }
 
-        var last = document.LastAliveAt is { } previous && previous > at ? previous : at;
+        // A late heartbeat does not move the newest back, but a newest one later than this node's clock is not kept: it
+        // was recorded by a node whose clock runs ahead (or before an NTP step back), and kept it would hold the proplet
+        // alive (now - last negative) for as long as that lead, so a proplet that dies meanwhile is found out that late.
+        var last = document.LastAliveAt is { } previous && previous > at && previous <= time.GetUtcNow() ? previous : at;
         var history = document.AliveHistory.Append(at).TakeLast(AliveHistoryLength).ToList();
         session.Patch<PropletDocument>(key)
             .Set(x => x.LastAliveAt, last)

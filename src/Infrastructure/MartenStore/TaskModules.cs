@@ -24,6 +24,7 @@ public sealed class TaskModules(IDocumentStore store)
 
     /// <summary>The start message <paramref name="payload"/> of task <paramref name="taskId"/> with its module in place of a reference.</summary>
     /// <exception cref="TaskModuleMissingException">The message refers to a module no document holds.</exception>
+    /// <exception cref="TaskModuleReplacedException">The message refers to a module the task no longer has (updated since).</exception>
     public async Task<byte[]> ResolveStartAsync(byte[] payload, TaskId taskId, CancellationToken cancellationToken)
     {
         var start = JsonSerializer.Deserialize<StartMessage>(payload) ?? throw new JsonException("a start message was null");
@@ -35,7 +36,16 @@ public sealed class TaskModules(IDocumentStore store)
     private async Task<string> LoadAsync(TaskId taskId, CancellationToken cancellationToken)
     {
         await using var session = store.QuerySession();
-        return (await session.LoadAsync<TaskModule>(taskId.Value, cancellationToken))?.File ?? throw new TaskModuleMissingException(taskId);
+        if (await session.LoadAsync<TaskModule>(taskId.Value, cancellationToken) is { } module)
+        {
+            return module.File;
+        }
+
+        // Gone on purpose, or lost: an update that gave the task a small module (or none) deletes its document, and a
+        // start sent before it (dispatched, not yet published) then refers to a module that no longer exists; replayed,
+        // it would fail again. A view that still refers to one is a projection to rebuild (the dead letter is replayable).
+        var task = await session.LoadAsync<TaskState>(taskId, cancellationToken);
+        throw task is { Spec.File: var file } && !ModuleReference.IsReference(file) ? new TaskModuleReplacedException(taskId) : new TaskModuleMissingException(taskId);
     }
 }
 

@@ -341,8 +341,9 @@ public sealed class InboundHandler(
     /// the manager has running there (<see cref="IInboundCommands.ReconcileHeldAsync"/>).</summary>
     private async Task HandleDiscoveryAsync(DiscoveryWork discovery, CancellationToken cancellationToken)
     {
-        await RegisterAsync(discovery.Topic, new PropletId(discovery.PropletId), discovery.Metadata, cancellationToken);
-        if (discovery.Held is { } held)
+        // A refused proplet (an id the manager cannot take) holds nothing here: reconciled, the tasks "on" its id (the
+        // broadcast marker's) would be taken for lost and re-dispatched.
+        if (await RegisterAsync(discovery.Topic, new PropletId(discovery.PropletId), discovery.Metadata, cancellationToken) && discovery.Held is { } held)
         {
             await discovery.ResultsBefore.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             await inbound.ReconcileHeldAsync(discovery.PropletId, held, time.GetUtcNow(), discovery.SessionPresent, cancellationToken);
@@ -457,8 +458,10 @@ public sealed class InboundHandler(
         switch (await proplets.RecordHeartbeatAsync(id, now, cancellationToken))
         {
             case null:
-                await RegisterAsync(work.Topic, id, PropletMetadata.Empty, cancellationToken);
-                await proplets.RecordHeartbeatAsync(id, now, cancellationToken);
+                if (await RegisterAsync(work.Topic, id, PropletMetadata.Empty, cancellationToken))
+                {
+                    await proplets.RecordHeartbeatAsync(id, now, cancellationToken);
+                }
                 break;
             case true:
                 await HandlePropletAsync(new PropletCommand.MarkPropletOnline(id, now), metadata, cancellationToken);
@@ -468,14 +471,18 @@ public sealed class InboundHandler(
         }
     }
 
-    private async Task RegisterAsync(string topic, PropletId id, PropletMetadata metadata, CancellationToken cancellationToken)
+    /// <summary>Registers or refreshes the proplet; false when its id is refused (logged and counted as malformed).</summary>
+    private async Task<bool> RegisterAsync(string topic, PropletId id, PropletMetadata metadata, CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow();
         if (await HandlePropletAsync(new PropletCommand.RegisterProplet(id, PropletNames.Next(), metadata, now), new EventMetadata(null, null, $"proplet:{id}", now), cancellationToken)
             is { Kind: RejectionKind.Invalid } refused)
         {
-            Malformed(topic, refused.Reason); // an id the manager cannot take (it names a task's stream): logged and counted
+            Malformed(topic, refused.Reason); // an id the manager cannot take (a task's stream, the broadcast marker): logged and counted
+            return false;
         }
+
+        return true;
     }
 
     private Task<Rejection?> HandlePropletAsync(PropletCommand command, EventMetadata metadata, CancellationToken cancellationToken) =>

@@ -77,6 +77,17 @@ public static class SchedulingHandler
         return outgoing;
     }
 
+    /// <summary>The periodic check of the sweep chain (<see cref="SweepChainWatch"/>): replaces it if it is lost.</summary>
+    public static async Task<OutgoingMessages> HandleAsync(KeepSweepChain message, IDocumentSession session, WolverineScheduling scheduling, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        ArgumentNullException.ThrowIfNull(session);
+        ArgumentNullException.ThrowIfNull(scheduling);
+        var outgoing = new OutgoingMessages();
+        await scheduling.KeepChainAsync(session, outgoing, cancellationToken);
+        return outgoing;
+    }
+
     /// <summary>A proplet's liveness timer fired: dropped unless its token is the stored one.</summary>
     public static async Task<OutgoingMessages> HandleAsync(CheckLiveness message, IDocumentSession session, WolverineScheduling scheduling, CancellationToken cancellationToken)
     {

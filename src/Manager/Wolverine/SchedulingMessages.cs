@@ -21,6 +21,13 @@ public sealed record PlaceSweepPage(Guid[] TaskIds);
 /// </summary>
 public sealed record SweepWaitingTasks(Guid? Token);
 
+/// <summary>
+/// Make sure the sweep chain is alive: sent by every node each <see cref="Infrastructure.Scheduling.SchedulerOptions.IdleSweepInterval"/>
+/// (<see cref="SweepChainWatch"/>), it replaces a chain whose link became a dead letter or was lost, which nothing else
+/// would while no proplet event comes (heartbeats raise none). Reads one timer document; places nothing itself.
+/// </summary>
+public sealed record KeepSweepChain;
+
 /// <summary>A proplet's liveness timer firing; dropped unless <paramref name="Token"/> is the one in its <see cref="SchedulerTimer"/>.</summary>
 public sealed record CheckLiveness(string PropletId, Guid Token);
 

@@ -158,8 +158,21 @@ public static class BrokerMessageHandler
         ArgumentNullException.ThrowIfNull(tooLarge);
         if (!await lateStarts.IsOvertakenAsync(message, envelope.SentAt, cancellationToken))
         {
-            // A large module goes in now (ADR 0018): a missing one fails this publish, retried, then a dead letter.
-            var payload = message.ModuleOf is { } taskId ? await modules.ResolveStartAsync(message.Payload, new TaskId(taskId), cancellationToken) : message.Payload;
+            // A large module goes in now (ADR 0018): a missing one fails this publish, retried, then a dead letter; one the
+            // task no longer has (an update replaced it since the dispatch) fails the run instead: retried and replayed, the
+            // start would fail the same way, and the task stayed Running on a proplet that never got it.
+            byte[] payload;
+            try
+            {
+                payload = message.ModuleOf is { } taskId ? await modules.ResolveStartAsync(message.Payload, new TaskId(taskId), cancellationToken) : message.Payload;
+            }
+            catch (TaskModuleReplacedException e) when (TooLargeStarts.IsStart(message))
+            {
+                await tooLarge.FailReplacedAsync(message, e, envelope.CorrelationId, cancellationToken);
+                marks.Add(envelope);
+                return;
+            }
+
             try
             {
                 await publisher.PublishAsync(new OutgoingMessage(message.Topic, payload, message.Headers), cancellationToken);
@@ -177,7 +190,8 @@ public static class BrokerMessageHandler
 /// <summary>
 /// A start the broker can never take (its packet larger than the broker's Maximum Packet Size, MQTT 5): the run it
 /// begins is recorded as failed with the broker's refusal as its error, through the same command as a proplet's
-/// result (the decider ignores it when the task moved on), logged and counted (<c>manager_starts_too_large</c>).
+/// result (the decider ignores it when the task moved on), logged and counted (<c>manager_starts_too_large</c>). So is
+/// a start whose large module an update replaced before it was published (logged, not counted there).
 /// </summary>
 public sealed partial class TooLargeStarts(IInboundCommands inbound, TimeProvider time, ILogger<TooLargeStarts> logger)
 {
@@ -200,8 +214,28 @@ public sealed partial class TooLargeStarts(IInboundCommands inbound, TimeProvide
 
         Failed.Add(1);
         LogTooLarge(logger, start.Id, refusal.PacketSize ?? 0, refusal.MaximumPacketSize ?? 0);
+        await RecordFailedAsync(start, id, refusal.Message, correlationId, cancellationToken);
+    }
+
+    /// <summary>
+    /// Fails the run <paramref name="message"/> (a start, <see cref="IsStart"/>) begins, its large module replaced by an
+    /// update since it was sent (<see cref="TaskModuleReplacedException"/>): as a too-large start, it can never be published.
+    /// </summary>
+    public async Task FailReplacedAsync(PublishToBroker message, TaskModuleReplacedException replaced, string? correlationId, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        ArgumentNullException.ThrowIfNull(replaced);
+        var start = StartOf(message.Payload) ?? throw new ArgumentException("not a start message", nameof(message));
+        var id = Guid.Parse(start.Id);
+        LogReplaced(logger, start.Id);
+        await RecordFailedAsync(start, id, replaced.Message, correlationId, cancellationToken);
+    }
+
+    /// <summary>Records the run <paramref name="start"/> begins as failed with <paramref name="error"/>, as a proplet's result would.</summary>
+    private async Task RecordFailedAsync(StartMessage start, Guid id, string error, string? correlationId, CancellationToken cancellationToken)
+    {
         var now = time.GetUtcNow();
-        var failed = new RecordResult(new TaskId(id), null, refusal.Message, now, start.Broadcast ? null : start.PropletId, start.Attempt, Dispatch: start.Dispatch);
+        var failed = new RecordResult(new TaskId(id), null, error, now, start.Broadcast ? null : start.PropletId, start.Attempt, Dispatch: start.Dispatch);
         await inbound.RecordResultAsync(failed, new EventMetadata(correlationId, null, PluginAuthContext.SystemUser, now, null), cancellationToken);
     }
 
@@ -219,6 +253,9 @@ public sealed partial class TooLargeStarts(IInboundCommands inbound, TimeProvide
 
     [LoggerMessage(EventId = 6109, Level = LogLevel.Error, Message = "The start of task {TaskId} ({PacketSize} bytes) is larger than the broker's maximum packet size ({MaximumPacketSize} bytes): its run failed")]
     private static partial void LogTooLarge(ILogger logger, string taskId, long packetSize, long maximumPacketSize);
+
+    [LoggerMessage(EventId = 6111, Level = LogLevel.Error, Message = "The start of task {TaskId} refers to a large module an update has replaced since it was sent: its run failed")]
+    private static partial void LogReplaced(ILogger logger, string taskId);
 }
 
 /// <summary>Scheduling as the start handler sees it: none when the manager has no broker (nothing to place on).</summary>

@@ -59,6 +59,7 @@ internal static class WolverinePipeline
         services.TryAddSingleton<PlacementPlanner>();
         services.TryAddSingleton<WolverineScheduling>();
         services.AddHostedService<SweepAtStart>();
+        services.AddHostedService<SweepChainWatch>();
     }
 
     public static void AddWolverinePipeline(
@@ -116,6 +117,7 @@ internal static class WolverinePipeline
             opts.PublishMessage<PlaceTasks>().ToLocalQueue("scheduling");
             opts.PublishMessage<PlaceSweepPage>().ToLocalQueue("scheduling");
             opts.PublishMessage<SweepWaitingTasks>().ToLocalQueue("sweeps");
+            opts.PublishMessage<KeepSweepChain>().ToLocalQueue("sweeps");
             opts.PublishMessage<CheckLiveness>().ToLocalQueue("scheduling");
             opts.PublishMessage<RedispatchTasksOf>().ToLocalQueue("scheduling");
             opts.LocalQueue("scheduling").UseDurableInbox();

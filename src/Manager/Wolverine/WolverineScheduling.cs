@@ -119,8 +119,9 @@ public sealed partial class WolverineScheduling(
 
     /// <summary>
     /// Places the waiting ones among <paramref name="ids"/> in the handler's session: fetched for writing in one
-    /// batch query (expected versions: a node that decided first wins, the retry decides again), planned in order,
-    /// appended with their plugin decisions; returns how many still wait.
+    /// batch query (expected versions: a node that decided first wins, the retry decides again), planned in the
+    /// sweep's order (<see cref="WaitingTaskKey"/>: highest priority first) whatever order the ids come in, appended with
+    /// their plugin decisions; returns how many still wait.
     /// </summary>
     public async Task<int> PlaceAsync(IDocumentSession session, CommandSessionListener listener, IEnumerable<Guid> ids, OutgoingMessages outgoing, CancellationToken cancellationToken)
     {
@@ -136,7 +137,12 @@ public sealed partial class WolverineScheduling(
 
         // One decision time for the round (its events carry it: one timestamp per placement transaction).
         var now = time.GetUtcNow();
-        var plans = await planner.PlanAsync([.. waiting.Values.Select(s => s.Aggregate!)], cancellationToken);
+
+        // In the sweep's order (highest priority first), whatever order the ids came in: a re-dispatch lists a proplet's
+        // tasks by id, and the planner gives the least loaded proplet to whichever task it plans first.
+        var ordered = waiting.Values.Select(s => s.Aggregate!)
+            .OrderByDescending(t => t.Spec!.Priority).ThenBy(t => t.UpdatedAt ?? DateTimeOffset.MinValue).ThenBy(t => t.Id.Value);
+        var plans = await planner.PlanAsync([.. ordered], cancellationToken);
         var stillWaiting = 0;
         foreach (var plan in plans)
         {
@@ -206,6 +212,18 @@ public sealed partial class WolverineScheduling(
         // stops when it fires; starting every chain a sweep interval ahead bounds what such a race costs a waiting
         // task to one interval, not the idle one.
         ScheduleSweep(session, outgoing, new SchedulerTimer { Id = SweepTimerId, Token = Guid.NewGuid() }, now + Options.SweepInterval);
+    }
+
+    /// <summary>
+    /// Replaces the sweep chain if it is lost (<see cref="KeepSweepChain"/>): its timer document missing or due longer
+    /// ago than the grace, as <see cref="EnsureSweepAsync"/> judges it, but from the document itself: the due time this
+    /// node remembers may be of a chain replaced since (a deferral elsewhere) whose link then died, and would keep it
+    /// from looking for up to an idle interval and the grace longer.
+    /// </summary>
+    public Task KeepChainAsync(IDocumentSession session, OutgoingMessages outgoing, CancellationToken cancellationToken)
+    {
+        Interlocked.Exchange(ref _sweepDueTicks, 0);
+        return EnsureSweepAsync(session, outgoing, waiting: false, cancellationToken);
     }
 
     /// <summary>The next link of the sweep chain <paramref name="timer"/> (its token), due at <paramref name="dueAt"/>.</summary>
@@ -419,7 +437,8 @@ public sealed partial class WolverineScheduling(
         var redispatched = new List<Guid>();
         foreach (var stream in await WolverineStreams.FetchForWritingAsync<TaskState>(session, running.Select(t => t.Id.Value), cancellationToken))
         {
-            if (stream.Aggregate is not { RunGoesOn: true } state || state.PropletId != propletId || state.StartTime > dispatchedBy)
+            // A broadcast task runs on no proplet in particular (its dispatch names the broadcast marker, not a proplet).
+            if (stream.Aggregate is not { RunGoesOn: true } state || state.PropletId != propletId || state.StartTime > dispatchedBy || state.Spec is { Broadcast: true })
             {
                 continue;
             }

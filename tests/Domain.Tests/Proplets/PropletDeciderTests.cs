@@ -20,6 +20,18 @@ public sealed class PropletDeciderTests
     public void GivenNothing_WhenRegister_ThenRegisteredWithTheGivenName() =>
         Decide(new RegisterProplet(Id, "Connolly-Bateman", Meta, T0)).Events.ShouldBe([Registered]);
 
+    /// <summary>The broadcast marker is where a broadcast task's dispatch names its proplet: no proplet may take it.</summary>
+    [Fact]
+    public void GivenNothing_WhenRegisterAsTheBroadcastMarker_ThenRejectedAsInvalid()
+    {
+        var broadcast = new PropletId(Domain.Tasks.TaskSpec.BroadcastTarget);
+
+        var decision = Decide(new RegisterProplet(broadcast, "x", Meta, T0));
+
+        decision.Events.ShouldBeEmpty();
+        decision.Rejection!.Kind.ShouldBe(RejectionKind.Invalid);
+    }
+
     [Fact]
     public void GivenRegistered_WhenRegisterWithSameMetadata_ThenNothing_AndTheNameIsKept() =>
         Decide(new RegisterProplet(Id, "Other-Name", Meta with { }, T0.AddSeconds(1)), Registered).Events.ShouldBeEmpty();

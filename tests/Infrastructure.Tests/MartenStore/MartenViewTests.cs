@@ -236,7 +236,7 @@ public sealed class MartenViewTests : IAsyncLifetime
         await RunAsync(NewId(), "gone", broadcast: false);
         await RunAsync(NewId(), TaskSpec.BroadcastTarget, broadcast: true);
 
-        var fleet = await new MartenPropletRegistry(_marten).ListFleetAsync(Ct);
+        var fleet = await new MartenPropletRegistry(_marten, TimeProvider.System).ListFleetAsync(Ct);
 
         fleet.Proplets.ShouldHaveSingleItem().RunningTasks.ShouldBe(1);
         fleet.GoneWithRunningTasks.ShouldBe([new PropletId("gone")]);
@@ -246,7 +246,7 @@ public sealed class MartenViewTests : IAsyncLifetime
     public async Task Heartbeats_PatchTheProplet_WithoutAnEvent_KeepingTheLastTen()
     {
         var id = new PropletId("edge-node-1");
-        var registry = new MartenPropletRegistry(_marten);
+        var registry = new MartenPropletRegistry(_marten, TimeProvider.System);
         (await registry.RecordHeartbeatAsync(id, T0, Ct)).ShouldBeNull();
         await AppendAsync(id, ExpectedVersion.NoStream, new PropletRegistered(id, "Abbott-Crane", PropletMetadata.Empty, T0));
 
@@ -274,6 +274,26 @@ public sealed class MartenViewTests : IAsyncLifetime
         (await registry.RecordHeartbeatAsync(id, T0.AddMinutes(8), Ct)).ShouldBeNull();
     }
 
+    /// <summary>
+    /// A node whose clock runs ten minutes ahead records a heartbeat: the next node to record one, its clock right, does
+    /// not keep that time (later than its now) as the newest. Kept, the proplet counted as alive for those ten minutes
+    /// whatever it did (now - last negative), and one that died meanwhile was found out ten minutes late.
+    /// </summary>
+    [Fact]
+    public async Task GivenAHeartbeatFromAClockAhead_WhenANodeWithTheRightTimeRecordsOne_ThenItsTimeIsTheNewest()
+    {
+        var id = new PropletId("edge-node-ahead");
+        await AppendAsync(id, ExpectedVersion.NoStream, new PropletRegistered(id, "Abbott-Crane", PropletMetadata.Empty, T0));
+        await new MartenPropletRegistry(_marten, new FixedClock(T0.AddMinutes(10))).RecordHeartbeatAsync(id, T0.AddMinutes(10), Ct);
+
+        var registry = new MartenPropletRegistry(_marten, new FixedClock(T0.AddSeconds(1)));
+        (await registry.RecordHeartbeatAsync(id, T0.AddSeconds(1), Ct)).ShouldBe(false);
+
+        var view = (await registry.GetAsync(id, Ct))!;
+        view.LastAliveAt.ShouldBe(T0.AddSeconds(1));
+        view.IsAlive(T0.AddMinutes(1), TimeSpan.FromSeconds(30)).ShouldBeFalse();
+    }
+
     [Fact]
     public async Task PropletState_IsTheDecidersFold_UnderTheStreamsGuid_AndARebuildGivesItBack()
     {
@@ -296,7 +316,7 @@ public sealed class MartenViewTests : IAsyncLifetime
         document.State.Metadata.TotalMemoryBytes.ShouldBe(1UL << 40);
 
         // Liveness is not in the events: a rebuild gives the state back and starts liveness afresh.
-        await new MartenPropletRegistry(_marten).RecordHeartbeatAsync(id, T0.AddSeconds(4), Ct);
+        await new MartenPropletRegistry(_marten, TimeProvider.System).RecordHeartbeatAsync(id, T0.AddSeconds(4), Ct);
         var rebuilder = new MartenProjectionRebuilder(_marten, NullLogger<MartenProjectionRebuilder>.Instance);
         await _db.ExecuteAsync("update {schema}.mt_doc_propletdocument set data = '{}'::jsonb");
         await rebuilder.RebuildAsync(PropletDocumentProjection.ProjectionName, TimeSpan.FromMinutes(1), Ct);
@@ -306,10 +326,16 @@ public sealed class MartenViewTests : IAsyncLifetime
         rebuilt.AliveHistory.ShouldBeEmpty();
 
         // A new registration starts liveness afresh.
-        await new MartenPropletRegistry(_marten).RecordHeartbeatAsync(id, T0.AddSeconds(5), Ct);
+        await new MartenPropletRegistry(_marten, TimeProvider.System).RecordHeartbeatAsync(id, T0.AddSeconds(5), Ct);
         await AppendAsync(id, ExpectedVersion.Exact(4), new PropletRegistered(id, "Crane-Darrow", metadata, T0.AddSeconds(6)));
         var registered = (await DocumentAsync(id))!;
         registered.LastAliveAt.ShouldBeNull();
         registered.AliveHistory.ShouldBeEmpty();
+    }
+
+    /// <summary>A node's clock, fixed at <paramref name="now"/>.</summary>
+    private sealed class FixedClock(DateTimeOffset now) : TimeProvider
+    {
+        public override DateTimeOffset GetUtcNow() => now;
     }
 }

@@ -71,6 +71,39 @@ public partial class DispatchTests
         (await ScalarAsync<long>($"select count(*) from {{schema}}.mt_doc_taskmodule where id = '{id}'")).ShouldBe(0);
     }
 
+    /// <summary>
+    /// A start sent with a large module by reference, handled after an update gave the task a small module (which deleted
+    /// the module's document): it can never be published as dispatched, so its run fails at once with the reason, as a
+    /// too-large start's does. It was retried four times, then a dead letter, and the task stayed Running on a proplet
+    /// that never got it. (The start is sent here as the dispatch sent it, after the update: the window between the
+    /// dispatch's commit and the publish is too short to hit from outside.)
+    /// </summary>
+    [Fact]
+    public async Task GivenAStartWithALargeModule_WhenAnUpdateReplacesTheModuleBeforeItIsPublished_ThenTheRunFails()
+    {
+        var propletId = Guid.NewGuid().ToString();
+        await using var proplet = await StartPropletAsync(propletId, _ => throw new InvalidOperationException("a proplet that never answers"));
+        await WaitForAliveAsync(propletId);
+        var module = Convert.ToBase64String(RandomNumberGenerator.GetBytes(60_000));
+        var id = await CreateAndStartAsync($$"""{"name":"big","file":"{{module}}"}""");
+        (await WaitForStateAsync(id, 2)).GetProperty("proplet_id").GetString().ShouldBe(propletId);
+        global::Propeller.Manager.Wolverine.PublishToBroker start;
+        await using (var session = _server.Services.GetRequiredService<Marten.IDocumentStore>().QuerySession())
+        {
+            var dispatched = (await session.LoadAsync<Domain.Tasks.TaskState>(new Domain.Tasks.TaskId(Guid.Parse(id)), Ct))!;
+            start = _server.Services.GetRequiredService<global::Propeller.Manager.Wolverine.WolverineScheduling>().StartOf(dispatched, null);
+        }
+
+        start.ModuleOf.ShouldNotBeNull();
+        (await Http.PutAsync($"/tasks/{id}", new StringContent("""{"file":"AGFzbQEAAAA="}""", Encoding.UTF8, "application/json"), Ct)).StatusCode.ShouldBe(HttpStatusCode.OK);
+        await new global::Wolverine.Runtime.MessageBus(_server.Services.GetRequiredService<global::Wolverine.Runtime.IWolverineRuntime>()).PublishAsync(start);
+
+        var failed = await WaitForStateAsync(id, 4);
+        failed.GetProperty("state").GetInt32().ShouldBe(4, "the run failed, not left Running");
+        failed.GetProperty("error").GetString()!.ShouldContain("module was replaced");
+        (await Http.GetFromJsonAsync<JsonElement>("/dead-letters", Ct)).GetProperty("total").GetInt32().ShouldBe(0);
+    }
+
     /// <summary>Runs <paramref name="sql"/> ({schema}: this run's schema) on the manager's database.</summary>
     private async Task<T> ScalarAsync<T>(string sql)
     {

@@ -46,7 +46,9 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
         ["MANAGER_CHANNEL_ID"] = "ch",
         ["MANAGER_ENTITY_ID"] = "manager-" + _tenant,
         ["MANAGER_MQTT_QOS"] = "1",
-        ["MANAGER_PROPLET_LIVENESS_WINDOW"] = "2s",
+        // Long where a test wants a proplet discovered but never heard from left online (not alive, no event when it is).
+        ["MANAGER_PROPLET_LIVENESS_WINDOW"] = TestContext.Current.TestMethod?.MethodName == nameof(GivenADeadSweepChain_WhenAPropletIsAliveByItsHeartbeatsAlone_ThenTheWaitingTaskIsPlaced) ? "60s" : "2s",
+        ["MANAGER_SCHEDULER_POLICY"] = TestContext.Current.TestMethod?.MethodName == nameof(GivenAnOfflinePropletsTasks_WhenTheyArePlacedAgain_ThenTheHighestPriorityTakesTheLeastLoadedProplet) ? "least-loaded" : "round-robin",
         ["MANAGER_PROPLET_RECONNECT_ALLOWANCE"] = "1ms",
         ["MANAGER_MAX_REDISPATCHES"] = "1",
 
@@ -58,6 +60,12 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
 
         // Pages of two, so that a sweep's round has several pages with a handful of tasks.
         s.PostConfigure<SchedulerOptions>(o => o.BatchSize = 2);
+
+        // The check of the sweep chain (SweepChainWatch) every 2 s where a test kills the chain.
+        if (TestContext.Current.TestMethod?.MethodName == nameof(GivenADeadSweepChain_WhenAPropletIsAliveByItsHeartbeatsAlone_ThenTheWaitingTaskIsPlaced))
+        {
+            s.PostConfigure<SchedulerOptions>(o => o.IdleSweepInterval = TimeSpan.FromSeconds(2));
+        }
     });
 
     public ValueTask DisposeAsync() => _server.DisposeAsync();
@@ -104,6 +112,131 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
         // (the idle link scheduled at start, replaced when the task began to wait, stops when it fires).
         (await CountAsync($"select count(*) from {Schema}.mt_doc_scheduler_timer where id = 'sweep'")).ShouldBe(1);
         (await CountAsync($"select count(*) from {Schema}.wolverine_incoming_envelopes where status = 'Scheduled' and message_type like '%SweepWaitingTasks%'")).ShouldBeInRange(1, 2);
+    }
+
+    /// <summary>
+    /// A link of the sweep chain fails for good (not on PostgreSQL: no retry) and becomes a dead letter, which ends the
+    /// chain: each link schedules the next in its own transaction. Its timer is then due longer ago than the grace. The
+    /// proplet the task waits for was discovered before and now only beats (heartbeats raise no event), so no event
+    /// replaces the chain: the periodic check (SweepChainWatch, every idle interval) does, and its sweep places the task.
+    /// Without it the task waited until some proplet event came.
+    /// </summary>
+    [Fact]
+    public async Task GivenADeadSweepChain_WhenAPropletIsAliveByItsHeartbeatsAlone_ThenTheWaitingTaskIsPlaced()
+    {
+        var scheduling = _server.Services.GetRequiredService<WolverineScheduling>();
+        var store = _server.Services.GetRequiredService<Marten.IDocumentStore>();
+        var id = await CreateAndStartAsync("""{"name":"main"}""");
+        await WaitForEventAsync(id, "task.dispatch_deferred.v1");
+        var propletId = Guid.NewGuid().ToString();
+        await using var proplet = await ConnectPropletAsync(propletId, answer: true);
+        await PublishAsync(proplet, "control/proplet/create", new { proplet_id = propletId });
+        await WaitForPropletAsync(propletId);
+
+        // The chain's next link fails until it is a dead letter.
+        scheduling.LinkLookedHook = (_, _) => throw new InvalidOperationException("a link of the sweep chain that fails for good, for the test");
+        await WaitForAsync(async () => (await Http.GetFromJsonAsync<JsonElement>("/dead-letters", Ct)).GetProperty("dead_letters").EnumerateArray()
+            .FirstOrDefault(l => l.GetProperty("message_type").GetString()!.Contains("sweep", StringComparison.OrdinalIgnoreCase)) is { ValueKind: JsonValueKind.Object } l ? l : (JsonElement?)null);
+        scheduling.LinkLookedHook = null;
+
+        // As it is once the grace has passed (a minute: not waited for here): due long ago, no message on its way.
+        await using (var session = store.LightweightSession())
+        {
+            var timer = (await session.LoadAsync<SchedulerTimer>(WolverineScheduling.SweepTimerId, Ct))!;
+            timer.DueAt = DateTimeOffset.UtcNow.AddMinutes(-2);
+            session.Store(timer);
+            await session.SaveChangesAsync(Ct);
+        }
+
+        using var heartbeats = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        var beating = BeatAsync(proplet, propletId, heartbeats.Token);
+        var task = await WaitForStateAsync(id, 3);
+        await heartbeats.CancelAsync();
+        await beating;
+        task.GetProperty("proplet_id").GetString().ShouldBe(propletId);
+    }
+
+    /// <summary>
+    /// A proplet holding a priority-10 and a priority-90 task goes offline; least-loaded placement, two proplets alive:
+    /// "z…" runs nothing, "a…" runs one task. The re-dispatched tasks are placed highest priority first, as the sweep
+    /// places waiting tasks: the priority-90 task takes "z…", the other one then ties and takes "a…" (the first by id).
+    /// They were placed in id order (the priority-10 task was created first), so the priority-10 task took the least
+    /// loaded proplet.
+    /// </summary>
+    [Fact]
+    public async Task GivenAnOfflinePropletsTasks_WhenTheyArePlacedAgain_ThenTheHighestPriorityTakesTheLeastLoadedProplet()
+    {
+        var gone = Guid.NewGuid().ToString();
+        await using var leaving = await ConnectPropletAsync(gone, answer: false);
+        await PublishAsync(leaving, "control/proplet/create", new { proplet_id = gone });
+        using var leavingBeats = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        var leavingBeating = BeatAsync(leaving, gone, leavingBeats.Token);
+        await WaitForAliveAsync(gone);
+        var low = await CreateAndStartAsync("""{"name":"low","priority":10}""");
+        await Task.Delay(10, Ct); // a later millisecond: a later version-7 id
+        var high = await CreateAndStartAsync("""{"name":"high","priority":90}""");
+        string.CompareOrdinal(low, high).ShouldBeLessThan(0, "id order must put the priority-10 task first");
+        (await WaitForStateAsync(low, 2)).GetProperty("proplet_id").GetString().ShouldBe(gone);
+        (await WaitForStateAsync(high, 2)).GetProperty("proplet_id").GetString().ShouldBe(gone);
+
+        var idle = "z-" + Guid.NewGuid();
+        var busy = "a-" + Guid.NewGuid();
+        await using var idleProplet = await ConnectPropletAsync(idle, answer: false);
+        await using var busyProplet = await ConnectPropletAsync(busy, answer: false);
+        await PublishAsync(idleProplet, "control/proplet/create", new { proplet_id = idle });
+        await PublishAsync(busyProplet, "control/proplet/create", new { proplet_id = busy });
+        using var heartbeats = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        var beating = Task.WhenAll(BeatAsync(idleProplet, idle, heartbeats.Token), BeatAsync(busyProplet, busy, heartbeats.Token));
+        await WaitForAliveAsync(idle);
+        await WaitForAliveAsync(busy);
+        var pinned = await CreateAndStartAsync($$"""{"name":"pinned","proplet_id":"{{busy}}"}""");
+        (await WaitForStateAsync(pinned, 2)).GetProperty("proplet_id").GetString().ShouldBe(busy);
+
+        await leavingBeats.CancelAsync();
+        await leavingBeating;
+        await PublishAsync(leaving, "control/proplet/alive", new { proplet_id = gone, status = "offline" });
+        var placed = await WaitForAsync(async () => await Http.GetFromJsonAsync<JsonElement>($"/tasks/{high}", Ct) is var t && t.TryGetProperty("proplet_id", out var on) && on.GetString() != gone ? t : (JsonElement?)null);
+        var lowPlaced = await WaitForAsync(async () => await Http.GetFromJsonAsync<JsonElement>($"/tasks/{low}", Ct) is var t && t.TryGetProperty("proplet_id", out var on) && on.GetString() != gone ? t : (JsonElement?)null);
+        await heartbeats.CancelAsync();
+        await beating;
+
+        (placed.GetProperty("proplet_id").GetString(), lowPlaced.GetProperty("proplet_id").GetString()).ShouldBe((idle, busy));
+    }
+
+    /// <summary>
+    /// A proplet announcing the id "broadcast" (the marker a broadcast task's dispatch names) is refused: malformed,
+    /// logged and acknowledged, not registered; its Last Will re-dispatches nothing. It was registered, counted the
+    /// running broadcast tasks as its own, and its Last Will re-dispatched every one of them. A second proplet's Last
+    /// Will, published after, is the barrier: its own task is re-dispatched by then.
+    /// </summary>
+    [Fact]
+    public async Task GivenAPropletCalledBroadcast_WhenItIsDiscoveredBeatsAndLeaves_ThenItIsRefused_AndNoBroadcastTaskMoves()
+    {
+        var propletId = Guid.NewGuid().ToString();
+        await using var proplet = await ConnectPropletAsync(propletId, answer: false);
+        await PublishAsync(proplet, "control/proplet/create", new { proplet_id = propletId });
+        using var heartbeats = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        var beating = BeatAsync(proplet, propletId, heartbeats.Token);
+        await WaitForAliveAsync(propletId);
+        var everywhere = await CreateAndStartAsync("""{"name":"main","file":"AGFzbQEAAAABBwFgAn9/AX8DAgEABwgBBG1haW4AAAoJAQcAIAAgAWoL","broadcast":true}""");
+        var own = await CreateAndStartAsync("""{"name":"own"}""");
+        await WaitForStateAsync(everywhere, 2);
+        (await WaitForStateAsync(own, 2)).GetProperty("proplet_id").GetString().ShouldBe(propletId);
+
+        await PublishAsync(proplet, "control/proplet/create", new { proplet_id = "broadcast", tasks = Array.Empty<object>() });
+        await PublishAsync(proplet, "control/proplet/alive", new { proplet_id = "broadcast", status = "alive" });
+        await WaitForAsync(() => Task.FromResult(_server.Warnings.ToString().Split("is the broadcast marker").Length > 2 ? default(JsonElement) : (JsonElement?)null));
+        (await Http.GetAsync("/proplets/broadcast", Ct)).StatusCode.ShouldBe(HttpStatusCode.NotFound);
+        await PublishAsync(proplet, "control/proplet/alive", new { proplet_id = "broadcast", status = "offline" });
+
+        await heartbeats.CancelAsync();
+        await beating;
+        await PublishAsync(proplet, "control/proplet/alive", new { proplet_id = propletId, status = "offline" });
+        await WaitForEventAsync(own, "task.redispatch_requested.v1");
+
+        var types = (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{everywhere}/history", Ct)).EnumerateArray().Select(e => e.GetProperty("type").GetString()).ToList();
+        types.ShouldBe(["task.created.v1", "task.start_requested.v1", "task.dispatched.v1"]);
+        (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{everywhere}", Ct)).GetProperty("state").GetInt32().ShouldBe(2);
     }
 
     /// <summary>
