@@ -141,13 +141,13 @@ public static class BrokerMessageHandler
     /// Publishes <paramref name="message"/>, unless it is a late start its task has moved on from (<see cref="LateStarts"/>);
     /// once the broker has it, the envelope's handled mark goes in the next batch of <paramref name="marks"/> (ADR 0016
     /// decision 7) instead of a transaction of its own. A start larger than the broker's Maximum Packet Size can never be
-    /// sent: its run fails at once with the broker's refusal as the error (<see cref="TooLargeStarts"/>), where retries
+    /// sent: its run fails at once with the broker's refusal as the error (<see cref="UnsendableStarts"/>), where retries
     /// and a dead letter left the task Running on a proplet that never got it. Any other message of that size is a dead
     /// letter at once (<see cref="Configure"/>).
     /// </summary>
     public static async Task HandleAsync(
         PublishToBroker message, Envelope envelope, IMessagePublisher publisher, HandledEnvelopeMarks marks, LateStarts lateStarts, TaskModules modules,
-        TooLargeStarts tooLarge, CancellationToken cancellationToken)
+        UnsendableStarts unsendable, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(message);
         ArgumentNullException.ThrowIfNull(envelope);
@@ -155,7 +155,7 @@ public static class BrokerMessageHandler
         ArgumentNullException.ThrowIfNull(marks);
         ArgumentNullException.ThrowIfNull(lateStarts);
         ArgumentNullException.ThrowIfNull(modules);
-        ArgumentNullException.ThrowIfNull(tooLarge);
+        ArgumentNullException.ThrowIfNull(unsendable);
         if (!await lateStarts.IsOvertakenAsync(message, envelope.SentAt, cancellationToken))
         {
             // A large module goes in now (ADR 0018): a missing one fails this publish, retried, then a dead letter; one the
@@ -166,9 +166,9 @@ public static class BrokerMessageHandler
             {
                 payload = message.ModuleOf is { } taskId ? await modules.ResolveStartAsync(message.Payload, new TaskId(taskId), cancellationToken) : message.Payload;
             }
-            catch (TaskModuleReplacedException e) when (TooLargeStarts.IsStart(message))
+            catch (TaskModuleReplacedException e) when (UnsendableStarts.IsStart(message))
             {
-                await tooLarge.FailReplacedAsync(message, e, envelope.CorrelationId, cancellationToken);
+                await unsendable.FailReplacedAsync(message, e, envelope.CorrelationId, cancellationToken);
                 marks.Add(envelope);
                 return;
             }
@@ -177,9 +177,9 @@ public static class BrokerMessageHandler
             {
                 await publisher.PublishAsync(new OutgoingMessage(message.Topic, payload, message.Headers), cancellationToken);
             }
-            catch (BrokerPublishException e) when (e.MaximumPacketSize is not null && TooLargeStarts.IsStart(message))
+            catch (BrokerPublishException e) when (e.MaximumPacketSize is not null && UnsendableStarts.IsStart(message))
             {
-                await tooLarge.FailAsync(message, e, envelope.CorrelationId, cancellationToken);
+                await unsendable.FailTooLargeAsync(message, e, envelope.CorrelationId, cancellationToken);
             }
         }
 
@@ -188,12 +188,12 @@ public static class BrokerMessageHandler
 }
 
 /// <summary>
-/// A start the broker can never take (its packet larger than the broker's Maximum Packet Size, MQTT 5): the run it
-/// begins is recorded as failed with the broker's refusal as its error, through the same command as a proplet's
-/// result (the decider ignores it when the task moved on), logged and counted (<c>manager_starts_too_large</c>). So is
-/// a start whose large module an update replaced before it was published (logged, not counted there).
+/// A start that can never be published: its packet larger than the broker's Maximum Packet Size (MQTT 5), or its large
+/// module replaced by an update since it was sent. The run it begins is recorded as failed with the broker's refusal as its error, through the same command as a proplet's
+/// result (the decider ignores it when the task moved on), and logged; a too-large one is counted
+/// (<c>manager_starts_too_large</c>).
 /// </summary>
-public sealed partial class TooLargeStarts(IInboundCommands inbound, TimeProvider time, ILogger<TooLargeStarts> logger)
+public sealed partial class UnsendableStarts(IInboundCommands inbound, TimeProvider time, ILogger<UnsendableStarts> logger)
 {
     private static readonly Counter<long> Failed = ManagerMeter.Meter.CreateCounter<long>(
         "manager_starts_too_large", "{message}", "Start messages larger than the broker's maximum packet size, their runs failed");
@@ -205,7 +205,7 @@ public sealed partial class TooLargeStarts(IInboundCommands inbound, TimeProvide
         message is not null && message.Topic.EndsWith(StartSuffix, StringComparison.Ordinal) && StartOf(message.Payload) is { } start && Guid.TryParse(start.Id, out _);
 
     /// <summary>Fails the run <paramref name="message"/> (a start, <see cref="IsStart"/>) begins.</summary>
-    public async Task FailAsync(PublishToBroker message, BrokerPublishException refusal, string? correlationId, CancellationToken cancellationToken)
+    public async Task FailTooLargeAsync(PublishToBroker message, BrokerPublishException refusal, string? correlationId, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(message);
         ArgumentNullException.ThrowIfNull(refusal);

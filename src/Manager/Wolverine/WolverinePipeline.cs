@@ -70,7 +70,7 @@ internal static class WolverinePipeline
         builder.Services.AddHostedService(sp => sp.GetRequiredService<TaskCommandBatcher>());
         builder.Services.TryAddSingleton<HandledEnvelopeMarks>();
         builder.Services.TryAddSingleton<LateStarts>();
-        builder.Services.TryAddSingleton<TooLargeStarts>();
+        builder.Services.TryAddSingleton<UnsendableStarts>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<HandledEnvelopeMarks>());
         builder.Services.TryAddSingleton<WolverinePlacement>();
         builder.Services.TryAddSingleton<HeldTasksReconciler>();

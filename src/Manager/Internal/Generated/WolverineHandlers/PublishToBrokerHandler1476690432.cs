@@ -14,15 +14,15 @@ namespace Internal.Generated.WolverineHandlers
         private readonly Propeller.Infrastructure.MartenStore.TaskModules _taskModules;
         private readonly Propeller.Manager.Wolverine.HandledEnvelopeMarks _handledEnvelopeMarks;
         private readonly Propeller.Manager.Wolverine.LateStarts _lateStarts;
-        private readonly Propeller.Manager.Wolverine.TooLargeStarts _tooLargeStarts;
+        private readonly Propeller.Manager.Wolverine.UnsendableStarts _unsendableStarts;
 
-        public PublishToBrokerHandler1476690432(Propeller.Application.Messaging.IMessagePublisher messagePublisher, Propeller.Infrastructure.MartenStore.TaskModules taskModules, Propeller.Manager.Wolverine.HandledEnvelopeMarks handledEnvelopeMarks, Propeller.Manager.Wolverine.LateStarts lateStarts, Propeller.Manager.Wolverine.TooLargeStarts tooLargeStarts)
+        public PublishToBrokerHandler1476690432(Propeller.Application.Messaging.IMessagePublisher messagePublisher, Propeller.Infrastructure.MartenStore.TaskModules taskModules, Propeller.Manager.Wolverine.HandledEnvelopeMarks handledEnvelopeMarks, Propeller.Manager.Wolverine.LateStarts lateStarts, Propeller.Manager.Wolverine.UnsendableStarts unsendableStarts)
         {
             _messagePublisher = messagePublisher;
             _taskModules = taskModules;
             _handledEnvelopeMarks = handledEnvelopeMarks;
             _lateStarts = lateStarts;
-            _tooLargeStarts = tooLargeStarts;
+            _unsendableStarts = unsendableStarts;
         }
 
         public override async System.Threading.Tasks.Task HandleAsync(Wolverine.Runtime.MessageContext context, System.Threading.CancellationToken cancellation)
@@ -34,7 +34,7 @@ namespace Internal.Generated.WolverineHandlers
             Wolverine.Runtime.WolverineTracing.MessageActivity(context.Envelope)?.SetTag("handler.type", "Propeller.Manager.Wolverine.BrokerMessageHandler");
             
             // The actual message execution
-            await Propeller.Manager.Wolverine.BrokerMessageHandler.HandleAsync(publishToBroker, context.Envelope, _messagePublisher, _handledEnvelopeMarks, _lateStarts, _taskModules, _tooLargeStarts, cancellation).ConfigureAwait(false);
+            await Propeller.Manager.Wolverine.BrokerMessageHandler.HandleAsync(publishToBroker, context.Envelope, _messagePublisher, _handledEnvelopeMarks, _lateStarts, _taskModules, _unsendableStarts, cancellation).ConfigureAwait(false);
         }
     }
 
