@@ -203,6 +203,22 @@ public sealed class JobTests : IAsyncLifetime
         (await TestDatabase.ScalarAsync<long>($"select count(*) from {Schema}.plugin_jobs")).ShouldBe(0);
     }
 
+    /// <summary>
+    /// An enqueue made after its hook's time ran out (before the next epoch tick stops the guest) is EIO at once and stores
+    /// nothing; a negative time left was taken as "no limit" and given the whole enqueue timeout.
+    /// </summary>
+    [Fact]
+    public async Task GivenAHookPastItsTime_WhenItEnqueues_ThenItIsEioAndNothingIsStored()
+    {
+        _dir.Add("p", Enqueuer(), Queue);
+        var plugin = _dir.Catalog(_queue).Current.Find("p")!;
+
+        var errno = _queue.Enqueue(plugin, "authorize", "ping", """{"n":1}"""u8, "{}"u8, TimeSpan.FromMilliseconds(-5), Ct, out _);
+
+        errno.ShouldBe(PluginErrno.IO);
+        (await TestDatabase.ScalarAsync<long>($"select count(*) from {Schema}.plugin_jobs")).ShouldBe(0);
+    }
+
     /// <summary>A repeated idempotency key returns the first job's id, unique_for or not (a retried hook repeating its
     /// enqueue). Before, the unique_for check came first and the repeat got EEXIST.</summary>
     [Fact]

@@ -4,9 +4,11 @@ using System.Text.RegularExpressions;
 namespace Propeller.Contracts.Json;
 
 /// <summary>
-/// RFC 3339's date-time, as the original's Go reads times (<c>time.RFC3339</c>): a full date and time with its offset.
+/// RFC 3339's date-time: a full date and time with its offset, as the original's Go reads times (<c>time.RFC3339</c>).
 /// A date alone, a time without an offset or a culture's format (<c>01/02/2026 10:00</c>) is refused: it would be read
-/// in some zone the sender did not name (.NET's own parsing took them, the one without an offset as UTC).
+/// in some zone the sender did not name (.NET's own parsing took them, the one without an offset as UTC). RFC 3339 also
+/// allows a space or a lowercase <c>t</c> between date and time and a lowercase <c>z</c>, which Go refuses; they are
+/// taken here (docs/compatibility.md).
 /// </summary>
 public static partial class Rfc3339
 {

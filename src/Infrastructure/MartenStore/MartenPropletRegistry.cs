@@ -78,10 +78,12 @@ public sealed class MartenPropletRegistry(IDocumentStore store, TimeProvider tim
             return null;
         }
 
-        // A late heartbeat does not move the newest back, but a newest one later than this node's clock is not kept: it
-        // was recorded by a node whose clock runs ahead (or before an NTP step back), and kept it would hold the proplet
-        // alive (now - last negative) for as long as that lead, so a proplet that dies meanwhile is found out that late.
-        var last = document.LastAliveAt is { } previous && previous > at && previous <= time.GetUtcNow() ? previous : at;
+        // A late heartbeat does not move the newest back, but the newest is taken as no later than this node's clock: one
+        // recorded by a node whose clock runs ahead (or before an NTP step back) would hold the proplet alive (now - last
+        // negative) for as long as that lead, so a proplet that dies meanwhile is found out that late. Clamped, not
+        // dropped: a node whose clock lags does not pull it back by more than its lag.
+        var now = time.GetUtcNow();
+        var last = document.LastAliveAt is { } previous ? Max(Min(previous, now), at) : at;
         var history = document.AliveHistory.Append(at).TakeLast(AliveHistoryLength).ToList();
         session.Patch<PropletDocument>(key)
             .Set(x => x.LastAliveAt, last)
@@ -89,6 +91,10 @@ public sealed class MartenPropletRegistry(IDocumentStore store, TimeProvider tim
         await session.SaveChangesAsync(cancellationToken);
         return document.State.Offline;
     }
+
+    private static DateTimeOffset Max(DateTimeOffset a, DateTimeOffset b) => a > b ? a : b;
+
+    private static DateTimeOffset Min(DateTimeOffset a, DateTimeOffset b) => a < b ? a : b;
 
     private static Guid IdOf(PropletId id) => MartenStreamIds.ToGuid(PropletAggregate.StreamId(id));
 

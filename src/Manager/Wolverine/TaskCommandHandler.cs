@@ -166,9 +166,13 @@ public static class BrokerMessageHandler
             {
                 payload = message.ModuleOf is { } taskId ? await modules.ResolveStartAsync(message.Payload, new TaskId(taskId), cancellationToken) : message.Payload;
             }
-            catch (TaskModuleReplacedException e) when (UnsendableStarts.IsStart(message))
+            catch (TaskModuleReplacedException e)
             {
-                await unsendable.FailReplacedAsync(message, e, envelope.CorrelationId, cancellationToken);
+                if (!await unsendable.FailReplacedAsync(message, e, envelope.CorrelationId, cancellationToken))
+                {
+                    throw;
+                }
+
                 marks.Add(envelope);
                 return;
             }
@@ -177,9 +181,13 @@ public static class BrokerMessageHandler
             {
                 await publisher.PublishAsync(new OutgoingMessage(message.Topic, payload, message.Headers), cancellationToken);
             }
-            catch (BrokerPublishException e) when (e.MaximumPacketSize is not null && UnsendableStarts.IsStart(message))
+            catch (BrokerPublishException e) when (e.MaximumPacketSize is not null)
             {
-                await unsendable.FailTooLargeAsync(message, e, envelope.CorrelationId, cancellationToken);
+                // Not a start (or not one with a task id): a dead letter at once (Configure).
+                if (!await unsendable.FailTooLargeAsync(message, e, envelope.CorrelationId, cancellationToken))
+                {
+                    throw;
+                }
             }
         }
 
@@ -189,9 +197,9 @@ public static class BrokerMessageHandler
 
 /// <summary>
 /// A start that can never be published: its packet larger than the broker's Maximum Packet Size (MQTT 5), or its large
-/// module replaced by an update since it was sent. The run it begins is recorded as failed with the broker's refusal as its error, through the same command as a proplet's
-/// result (the decider ignores it when the task moved on), and logged; a too-large one is counted
-/// (<c>manager_starts_too_large</c>).
+/// module replaced by an update since it was sent. The run it begins is recorded as failed with the reason as its error,
+/// through the same command as a proplet's result (the decider ignores it when the task moved on), and logged; a
+/// too-large one is counted (<c>manager_starts_too_large</c>).
 /// </summary>
 public sealed partial class UnsendableStarts(IInboundCommands inbound, TimeProvider time, ILogger<UnsendableStarts> logger)
 {
@@ -200,43 +208,41 @@ public sealed partial class UnsendableStarts(IInboundCommands inbound, TimeProvi
 
     private static readonly string StartSuffix = "/" + Topics.Start;
 
-    /// <summary>True for a start message with a task id (any other message of that size becomes a dead letter).</summary>
-    public static bool IsStart(PublishToBroker message) =>
-        message is not null && message.Topic.EndsWith(StartSuffix, StringComparison.Ordinal) && StartOf(message.Payload) is { } start && Guid.TryParse(start.Id, out _);
-
-    /// <summary>Fails the run <paramref name="message"/> (a start, <see cref="IsStart"/>) begins.</summary>
-    public async Task FailTooLargeAsync(PublishToBroker message, BrokerPublishException refusal, string? correlationId, CancellationToken cancellationToken)
+    /// <summary>Fails the run <paramref name="message"/> begins, the broker having refused it for its size; false when it
+    /// is not a start with a task id (the caller lets the refusal go on).</summary>
+    public Task<bool> FailTooLargeAsync(PublishToBroker message, BrokerPublishException refusal, string? correlationId, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(message);
         ArgumentNullException.ThrowIfNull(refusal);
-        var start = StartOf(message.Payload) ?? throw new ArgumentException("not a start message", nameof(message));
-        var id = Guid.Parse(start.Id);
-
-        Failed.Add(1);
-        LogTooLarge(logger, start.Id, refusal.PacketSize ?? 0, refusal.MaximumPacketSize ?? 0);
-        await RecordFailedAsync(start, id, refusal.Message, correlationId, cancellationToken);
+        return FailAsync(message, refusal.Message, correlationId, id =>
+        {
+            Failed.Add(1);
+            LogTooLarge(logger, id, refusal.PacketSize ?? 0, refusal.MaximumPacketSize ?? 0);
+        }, cancellationToken);
     }
 
-    /// <summary>
-    /// Fails the run <paramref name="message"/> (a start, <see cref="IsStart"/>) begins, its large module replaced by an
-    /// update since it was sent (<see cref="TaskModuleReplacedException"/>): as a too-large start, it can never be published.
-    /// </summary>
-    public async Task FailReplacedAsync(PublishToBroker message, TaskModuleReplacedException replaced, string? correlationId, CancellationToken cancellationToken)
+    /// <summary>Fails the run <paramref name="message"/> begins, its large module replaced by an update since it was sent
+    /// (<see cref="TaskModuleReplacedException"/>); false when it is not a start with a task id.</summary>
+    public Task<bool> FailReplacedAsync(PublishToBroker message, TaskModuleReplacedException replaced, string? correlationId, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(replaced);
+        return FailAsync(message, replaced.Message, correlationId, id => LogReplaced(logger, id), cancellationToken);
+    }
+
+    /// <summary>Records the run the start <paramref name="message"/> begins as failed with <paramref name="error"/>, as a
+    /// proplet's result would (its payload read once, here).</summary>
+    private async Task<bool> FailAsync(PublishToBroker message, string error, string? correlationId, Action<string> log, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(message);
-        ArgumentNullException.ThrowIfNull(replaced);
-        var start = StartOf(message.Payload) ?? throw new ArgumentException("not a start message", nameof(message));
-        var id = Guid.Parse(start.Id);
-        LogReplaced(logger, start.Id);
-        await RecordFailedAsync(start, id, replaced.Message, correlationId, cancellationToken);
-    }
+        if (!message.Topic.EndsWith(StartSuffix, StringComparison.Ordinal) || StartOf(message.Payload) is not { } start || !Guid.TryParse(start.Id, out var id))
+        {
+            return false;
+        }
 
-    /// <summary>Records the run <paramref name="start"/> begins as failed with <paramref name="error"/>, as a proplet's result would.</summary>
-    private async Task RecordFailedAsync(StartMessage start, Guid id, string error, string? correlationId, CancellationToken cancellationToken)
-    {
+        log(start.Id);
         var now = time.GetUtcNow();
         var failed = new RecordResult(new TaskId(id), null, error, now, start.Broadcast ? null : start.PropletId, start.Attempt, Dispatch: start.Dispatch);
         await inbound.RecordResultAsync(failed, new EventMetadata(correlationId, null, PluginAuthContext.SystemUser, now, null), cancellationToken);
+        return true;
     }
 
     private static StartMessage? StartOf(byte[] payload)

@@ -87,7 +87,8 @@ public sealed class PluginJobQueue : IPluginJobSink
             uniqueFor,
             Math.Clamp(maxRetry ?? _options.DefaultMaxRetry, 0, cap),
             delay ?? 0);
-        var budget = timeLeft < TimeSpan.Zero || timeLeft > _options.EnqueueTimeout ? _options.EnqueueTimeout : timeLeft;
+        // Infinite: a call without a time limit. Any other negative time left is a hook past its time: EIO at once.
+        var budget = timeLeft == Timeout.InfiniteTimeSpan || timeLeft > _options.EnqueueTimeout ? _options.EnqueueTimeout : timeLeft;
         if (budget <= TimeSpan.Zero)
         {
             return PluginErrno.IO;

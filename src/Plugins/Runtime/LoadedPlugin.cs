@@ -11,7 +11,7 @@ namespace Propeller.Plugins.Runtime;
 
 /// <summary>
 /// A compiled plugin with its manifest and a pool of instances. The compiled module is shared; every call rents an
-/// instance of its own (at most <see cref="PluginHostOptions.MaxInstancesPerPlugin"/> at once), and an instance that
+/// instance of its own (at most <see cref="PluginHostOptions.MaxInstancesPerPlugin"/> at once, two when it has notification hooks and that is 1), and an instance that
 /// failed (trap, timeout, limit) is thrown away, so one bad call never poisons the next.
 /// </summary>
 public sealed class LoadedPlugin : IDisposable

@@ -23,10 +23,6 @@ internal sealed class PluginInstance : IDisposable
     private readonly Dictionary<string, Func<int, int, long>> _hooks = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Action<int, int>> _voidHooks = new(StringComparer.Ordinal);
 
-    // The memory's length when the running call began: its declared size for the first call (which shares its budget with
-    // the start function), else the length the previous call left. See MemoryAtLimit.
-    private long _lengthAtCallStart;
-    private bool _called;
 
     /// <param name="fuel">The fuel of the module's <c>start</c> function (run by the instantiation): the budget of the call
     /// the instance is made for (the plugin's hook or job fuel), which the call then has what is left of
@@ -63,7 +59,6 @@ internal sealed class PluginInstance : IDisposable
             _memory = _instance.GetMemory("memory") ?? throw new PluginCallException(PluginFailureKind.Abi, "no exported memory");
             _alloc = _instance.GetFunction<int, int>("plugin_alloc") ?? throw new PluginCallException(PluginFailureKind.Abi, "plugin_alloc must be a function (i32) -> i32");
             _free = _instance.GetAction<int, int>("plugin_free") ?? throw new PluginCallException(PluginFailureKind.Abi, "plugin_free must be a function (i32, i32) -> ()");
-            _lengthAtCallStart = _memory.Minimum * WasmPageBytes;
         }
         catch
         {
@@ -90,12 +85,13 @@ internal sealed class PluginInstance : IDisposable
     public long MemoryLimit { get; }
 
     /// <summary>
-    /// True when the running call grew the memory and left it at its cap (<see cref="MemoryLimits.Reached"/>): a failed
-    /// call then ran into it. A call that did not grow the memory cannot have been refused a grow: with a cap close to the
-    /// declared size (memory_mb 1, or 2 for a module of 1.1 MiB) the memory is within <see cref="MemoryLimits.Margin"/> of
-    /// the cap from the start, and every out-of-fuel or trap was reported as "memory limit exceeded".
+    /// True when a failed call ran into the memory cap: the memory grew past its declared size (in this call, or in an
+    /// earlier one on this reused instance) and is at the cap (<see cref="MemoryLimits.Reached"/>). Memory that never grew
+    /// was refused no grow: with a cap close to the declared size (memory_mb 1, or 2 for a module of 1.1 MiB) the memory
+    /// is within <see cref="MemoryLimits.Margin"/> of the cap from the start, and every out-of-fuel or trap was reported as
+    /// "memory limit exceeded".
     /// </summary>
-    public bool MemoryAtLimit => _memory.GetLength() > _lengthAtCallStart && MemoryLimits.Reached(_memory, MemoryLimit);
+    public bool MemoryAtLimit => _memory.GetLength() > _memory.Minimum * WasmPageBytes && MemoryLimits.Reached(_memory, MemoryLimit);
 
     /// <summary>
     /// The ABI of spec §7.3: alloc, copy in, call, unpack (ptr &lt;&lt; 32 | len), copy out, free the output, free the
@@ -105,12 +101,6 @@ internal sealed class PluginInstance : IDisposable
     public byte[]? Call(string hook, byte[] request, bool returnsValue, long fuel, TimeSpan timeout, CancellationToken cancellationToken)
     {
         Context.Hook = hook;
-        if (_called)
-        {
-            _lengthAtCallStart = _memory.GetLength();
-        }
-
-        _called = true;
         _store.Fuel = (ulong)fuel;
         Arm(timeout, cancellationToken);
         using var ticking = _engine.KeepTicking();

@@ -111,23 +111,15 @@ public partial class DispatchTests
         return (T)(await command.ExecuteScalarAsync(Ct))!;
     }
 
-    private static async Task WaitUntilAsync(Func<bool> condition)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        while (!condition() && DateTime.UtcNow < deadline)
-        {
-            await Task.Delay(20, Ct);
-        }
+    private static Task WaitUntilAsync(Func<bool> condition) => WaitUntilAsync(() => Task.FromResult(condition()));
 
-        condition().ShouldBeTrue();
-    }
-
+    /// <summary>Waits up to 30 s for <paramref name="condition"/>, then asserts it.</summary>
     private static async Task WaitUntilAsync(Func<Task<bool>> condition)
     {
         var deadline = DateTime.UtcNow.AddSeconds(30);
         while (!await condition() && DateTime.UtcNow < deadline)
         {
-            await Task.Delay(50, Ct);
+            await Task.Delay(20, Ct);
         }
 
         (await condition()).ShouldBeTrue();
