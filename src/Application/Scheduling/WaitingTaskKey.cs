@@ -14,4 +14,17 @@ public readonly record struct WaitingTaskKey(int Priority, DateTimeOffset? Updat
         ArgumentNullException.ThrowIfNull(task);
         return new(task.Spec?.Priority ?? TaskSpec.DefaultPriority, task.UpdatedAt, task.Id);
     }
+
+    /// <summary>The sweep's order in memory, as its query sorts (a missing change time first, as '-infinity').</summary>
+    public static IComparer<WaitingTaskKey> SweepOrder { get; } = Comparer<WaitingTaskKey>.Create((x, y) =>
+    {
+        var byPriority = y.Priority.CompareTo(x.Priority);
+        if (byPriority != 0)
+        {
+            return byPriority;
+        }
+
+        var byChange = (x.UpdatedAt ?? DateTimeOffset.MinValue).CompareTo(y.UpdatedAt ?? DateTimeOffset.MinValue);
+        return byChange != 0 ? byChange : x.Id.Value.CompareTo(y.Id.Value);
+    });
 }

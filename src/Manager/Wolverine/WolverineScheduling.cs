@@ -140,8 +140,7 @@ public sealed partial class WolverineScheduling(
 
         // In the sweep's order (highest priority first), whatever order the ids came in: a re-dispatch lists a proplet's
         // tasks by id, and the planner gives the least loaded proplet to whichever task it plans first.
-        var ordered = waiting.Values.Select(s => s.Aggregate!)
-            .OrderByDescending(t => t.Spec!.Priority).ThenBy(t => t.UpdatedAt ?? DateTimeOffset.MinValue).ThenBy(t => t.Id.Value);
+        var ordered = waiting.Values.Select(s => s.Aggregate!).OrderBy(WaitingTaskKey.Of, WaitingTaskKey.SweepOrder);
         var plans = await planner.PlanAsync([.. ordered], cancellationToken);
         var stillWaiting = 0;
         foreach (var plan in plans)

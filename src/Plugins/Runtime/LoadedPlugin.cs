@@ -267,9 +267,10 @@ public sealed class LoadedPlugin : IDisposable
         PluginCallException call => call,
         WasmtimeException { InnerException: TimeoutException } t => new(PluginFailureKind.Timeout, $"timed out after {timeout.TotalMilliseconds:0} ms", t),
 
-        // Wasmtime refuses a memory.grow past the cap with -1; a call that grew its memory to the cap and then fails ran
-        // into the cap, whatever the guest did next (trap, loop until out of fuel or time). ADR 0007. A call that did not
-        // grow it is classified by what stopped it (PluginInstance.MemoryAtLimit).
+        // Wasmtime refuses a memory.grow past the cap with -1; a call that fails with the memory grown to the cap (by it or
+        // an earlier call on the instance) ran into the cap, whatever the guest did next (trap, loop until out of fuel or
+        // time). ADR 0007. Memory that never grew past its declared size is classified by what stopped the call
+        // (PluginInstance.MemoryAtLimit).
         WasmtimeException { ExitCode: null } t when memoryAtLimit => new(PluginFailureKind.MemoryLimit, $"memory limit of {memoryMb} MiB exceeded", t),
         TrapException { Type: TrapCode.OutOfFuel } t => new(PluginFailureKind.OutOfFuel, $"out of fuel (limit {fuel})", t),
         TrapException t => new(PluginFailureKind.Trap, WasmErrors.Trap(t), t),
