@@ -3,6 +3,7 @@ using Propeller.Application.Messaging;
 using Propeller.Application.Plugins;
 using Propeller.Application.Proplets;
 using Propeller.Application.Scheduling;
+using Propeller.Application.Tasks;
 using Propeller.Domain.Common;
 using Propeller.Domain.Tasks;
 using static Propeller.Domain.Tasks.TaskCommand;
@@ -21,9 +22,11 @@ public sealed record PlannedPlacement(TaskState Task, TaskCommand Command, IRead
 /// the policy over live proplets (<see cref="PropletSelector"/>, <see cref="SchedulerOptions"/>), broadcast tasks, and
 /// the plugin hooks <c>on_before_proplet_select</c> (spec §7.7: refuse, or narrow the candidates by tags and memory)
 /// and <c>on_before_dispatch</c> (§7.8: refuse the chosen proplet, or add environment). One per node: the round-robin
-/// positions and the load counts of what it placed are kept between calls, under a lock.
+/// positions are kept between calls, under a lock; the load counts are the task view's plus this node's dispatches not
+/// committed yet (<see cref="PlacementsInFlight"/>).
 /// </summary>
-public sealed class PlacementPlanner(IPropletRegistry proplets, IOptions<SchedulerOptions> options, TimeProvider time, IPluginGate? plugins = null) : IDisposable
+public sealed class PlacementPlanner(
+    IPropletRegistry proplets, IOptions<SchedulerOptions> options, TimeProvider time, IPluginGate? plugins = null, PlacementsInFlight? inFlight = null) : IDisposable
 {
     /// <summary>How old the proplet snapshot used for placement at the start may get before it is read again.</summary>
     private static readonly TimeSpan SnapshotAge = TimeSpan.FromMilliseconds(250);
@@ -31,6 +34,7 @@ public sealed class PlacementPlanner(IPropletRegistry proplets, IOptions<Schedul
     private readonly IPluginGate _plugins = plugins ?? AllowAllPluginGate.Instance;
     private readonly SemaphoreSlim _placing = new(1, 1);
     private readonly RoundRobinCursors _roundRobin = new();
+    private readonly PlacementsInFlight _inFlight = inFlight ?? new PlacementsInFlight(time);
     private Snapshot? _snapshot;
 
     public SchedulerOptions Options { get; } = options.Value;
@@ -63,7 +67,7 @@ public sealed class PlacementPlanner(IPropletRegistry proplets, IOptions<Schedul
             var fresh = false;
             if (_snapshot is null || now - _snapshot.TakenAt > SnapshotAge)
             {
-                _snapshot = new Snapshot(now, Candidates(await proplets.ListAsync(cancellationToken), now));
+                _snapshot = new Snapshot(now, await ReadCandidatesAsync(now, cancellationToken));
                 fresh = true;
             }
 
@@ -71,11 +75,13 @@ public sealed class PlacementPlanner(IPropletRegistry proplets, IOptions<Schedul
             if (placement.PropletId is null && !fresh)
             {
                 // A proplet may have appeared since the snapshot: waiting is decided on a fresh read.
-                _snapshot = new Snapshot(now, Candidates(await proplets.ListAsync(cancellationToken), now));
+                _snapshot = new Snapshot(now, await ReadCandidatesAsync(now, cancellationToken));
                 placement = Select(request, _snapshot.Candidates);
             }
 
-            return new PlannedPlacement(scheduled, Command(scheduled.Id, placement, null, now), []);
+            var plan = new PlannedPlacement(scheduled, Command(scheduled.Id, placement, null, now), []);
+            InFlight(plan);
+            return plan;
         }
         finally
         {
@@ -84,8 +90,9 @@ public sealed class PlacementPlanner(IPropletRegistry proplets, IOptions<Schedul
     }
 
     /// <summary>
-    /// Plans the waiting tasks in order on one fresh read of the proplets (load counts include what this round
-    /// placed), running the plugin hooks for each task that is not broadcast.
+    /// Plans the waiting tasks in order on one fresh read of the proplets, taken under the placement lock (load counts
+    /// include this node's dispatches not committed yet and what this round placed), running the plugin hooks for each
+    /// task that is not broadcast.
     /// </summary>
     public async Task<IReadOnlyList<PlannedPlacement>> PlanAsync(IReadOnlyList<TaskState> waiting, CancellationToken cancellationToken)
     {
@@ -95,17 +102,24 @@ public sealed class PlacementPlanner(IPropletRegistry proplets, IOptions<Schedul
             return [];
         }
 
-        var now = time.GetUtcNow();
-        var views = (await proplets.ListAsync(cancellationToken)).ToDictionary(p => p.Id.Value, StringComparer.Ordinal);
-        var candidates = Candidates(views.Values, now);
         var planned = new List<PlannedPlacement>(waiting.Count);
         await _placing.WaitAsync(cancellationToken);
         try
         {
+            // Read under the lock: a round read before it saw none of the dispatches of the round that held it.
+            var now = time.GetUtcNow();
+            var views = (await proplets.ListAsync(cancellationToken)).ToDictionary(p => p.Id.Value, StringComparer.Ordinal);
+            var candidates = Candidates(views.Values, now);
+            _inFlight.CountIn(candidates);
             foreach (var task in waiting)
             {
-                planned.Add(await PlanOneAsync(task, views, candidates, now, cancellationToken));
+                var plan = await PlanOneAsync(task, views, candidates, now, cancellationToken);
+                InFlight(plan);
+                planned.Add(plan);
             }
+
+            // The start path's snapshot holds none of this round's dispatches: read again (with them in flight) next time.
+            _snapshot = null;
         }
         finally
         {
@@ -166,6 +180,22 @@ public sealed class PlacementPlanner(IPropletRegistry proplets, IOptions<Schedul
 
         EquatableMap? extraEnv = dispatch.ExtraEnv.Count > 0 ? new EquatableMap(dispatch.ExtraEnv) : null;
         return new PlannedPlacement(task, Command(task.Id, placement, extraEnv, now), decisions);
+    }
+
+    private async Task<List<PropletCandidate>> ReadCandidatesAsync(DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        var candidates = Candidates(await proplets.ListAsync(cancellationToken), now);
+        _inFlight.CountIn(candidates);
+        return candidates;
+    }
+
+    /// <summary>A dispatch onto one proplet counts there until its transaction commits (broadcast tasks count nowhere).</summary>
+    private void InFlight(PlannedPlacement plan)
+    {
+        if (plan.Command is DispatchTask { PropletId: var propletId } && propletId != TaskSpec.BroadcastTarget)
+        {
+            _inFlight.Add(TaskAggregate.StreamId(plan.Task.Id), propletId);
+        }
     }
 
     private static TaskCommand Command(TaskId id, Placement placement, EquatableMap? extraEnv, DateTimeOffset now) =>

@@ -7,6 +7,7 @@ using Propeller.Application.Tasks;
 using Propeller.Domain.Proplets;
 using Propeller.Domain.Tasks;
 using Propeller.Infrastructure.MartenStore;
+using Propeller.Infrastructure.Scheduling;
 
 namespace Propeller.Infrastructure.Wolverine;
 
@@ -98,6 +99,9 @@ public sealed class CommandSessionListener : DocumentSessionListenerBase
             // The live views show the task view (its module redacted) and a stalled /events client holds up to 4096
             // notices: in the view's form (a large module as its reference), not with megabytes of module each.
             _services.Changes.Notify(streamId, version, state is TaskState task ? ModuleReference.Referenced(task) : state);
+
+            // A dispatch committed is in the task view's load counts now: no longer counted as in flight.
+            _services.InFlight?.Settle(streamId);
         }
 
         return Task.CompletedTask;
@@ -105,11 +109,14 @@ public sealed class CommandSessionListener : DocumentSessionListenerBase
 }
 
 /// <summary>What <see cref="CommandSessionListener"/> needs from the host (one per host).</summary>
-public sealed class CommandSessionServices(AggregateCache cache, StreamChanges changes)
+public sealed class CommandSessionServices(AggregateCache cache, StreamChanges changes, PlacementsInFlight? inFlight = null)
 {
     internal AggregateCache Cache { get; } = cache;
 
     internal StreamChanges Changes { get; } = changes;
+
+    /// <summary>Placement's dispatches not committed yet (where this node places tasks).</summary>
+    internal PlacementsInFlight? InFlight { get; } = inFlight;
 
     /// <summary>Attaches a listener carrying <paramref name="metadata"/> to <paramref name="session"/>.</summary>
     public CommandSessionListener Attach(IDocumentSession session, EventMetadata metadata)

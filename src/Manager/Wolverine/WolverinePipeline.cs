@@ -56,6 +56,7 @@ internal static class WolverinePipeline
     /// </summary>
     public static void AddWolverineScheduling(this IServiceCollection services)
     {
+        services.TryAddSingleton<PlacementsInFlight>();
         services.TryAddSingleton<PlacementPlanner>();
         services.TryAddSingleton<WolverineScheduling>();
         services.AddHostedService<SweepAtStart>();

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Options;
 using Propeller.Application.Plugins;
 using Propeller.Application.Proplets;
 using Propeller.Application.Scheduling;
+using Propeller.Application.Tasks;
 using Propeller.Domain.Proplets;
 using Propeller.Domain.Tasks;
 using Propeller.Infrastructure.Scheduling;
@@ -48,6 +49,53 @@ public sealed class PlacementPlannerTests
         planned[0].Command.ShouldBeOfType<BlockDispatch>().Reason.ShouldBe("dispatch blocked by plugin");
     }
 
+    /// <summary>
+    /// Two rounds planned before either commits (the task view still counts nothing on p1 or p2): the second goes to p2.
+    /// Before, each round read the same loads and both went to p1, as did a start placed at once meanwhile.
+    /// </summary>
+    [Fact]
+    public async Task GivenARoundNotCommittedYet_WhenTheNextRoundsArePlanned_ThenTheyCountItsDispatches()
+    {
+        var time = new MovableTime(Now);
+        var inFlight = new PlacementsInFlight(time);
+        using var planner = Planner(AllowAllPluginGate.Instance, time, inFlight, View("p1", running: 0), View("p2", running: 0), View("p3", running: 0));
+
+        var first = await planner.PlanAsync([Scheduled("a")], Ct);
+        var second = await planner.PlanAsync([Scheduled("b")], Ct);
+        var atOnce = await planner.PlanAtOnceAsync(Scheduled("c"), Ct);
+
+        first[0].Command.ShouldBeOfType<DispatchTask>().PropletId.ShouldBe("p1");
+        second[0].Command.ShouldBeOfType<DispatchTask>().PropletId.ShouldBe("p2");
+        atOnce.ShouldNotBeNull().Command.ShouldBeOfType<DispatchTask>().PropletId.ShouldBe("p3");
+        inFlight.Count.ShouldBe(3);
+    }
+
+    /// <summary>
+    /// A dispatch stops counting as in flight when its state commits (the view counts it then), or after
+    /// <see cref="PlacementsInFlight.Expiry"/> when its transaction failed: neither is counted twice for ever.
+    /// </summary>
+    [Fact]
+    public async Task GivenDispatchesInFlight_WhenOneCommitsAndOneNever_ThenNeitherCountsAnyLonger()
+    {
+        var time = new MovableTime(Now);
+        var inFlight = new PlacementsInFlight(time);
+        using var planner = Planner(AllowAllPluginGate.Instance, time, inFlight, View("p1", running: 0), View("p2", running: 0));
+        var committed = (await planner.PlanAsync([Scheduled("a")], Ct))[0];
+        await planner.PlanAsync([Scheduled("b")], Ct);
+
+        inFlight.Settle(TaskAggregate.StreamId(committed.Task.Id));
+        inFlight.Count.ShouldBe(1);
+        time.Now += PlacementsInFlight.Expiry;
+        var candidates = new List<PropletCandidate> { new("p1", true, 0, new HashSet<string>(), 0), new("p2", true, 0, new HashSet<string>(), 0) };
+        inFlight.CountIn(candidates);
+
+        candidates.ShouldAllBe(c => c.RunningTasks == 0);
+        inFlight.Count.ShouldBe(0);
+    }
+
+    private static PlacementPlanner Planner(IPluginGate gate, TimeProvider time, PlacementsInFlight inFlight, params PropletView[] views) =>
+        new(new FixedProplets(views), Options.Create(new SchedulerOptions { Policy = SchedulingPolicy.LeastLoaded }), time, gate, inFlight);
+
     private static PlacementPlanner Planner(IPluginGate gate, params PropletView[] views) =>
         new(new FixedProplets(views), Options.Create(new SchedulerOptions { Policy = SchedulingPolicy.LeastLoaded }), new FixedTime(Now), gate);
 
@@ -64,6 +112,13 @@ public sealed class PlacementPlannerTests
     private sealed class FixedTime(DateTimeOffset now) : TimeProvider
     {
         public override DateTimeOffset GetUtcNow() => now;
+    }
+
+    private sealed class MovableTime(DateTimeOffset now) : TimeProvider
+    {
+        public DateTimeOffset Now { get; set; } = now;
+
+        public override DateTimeOffset GetUtcNow() => Now;
     }
 
     /// <summary>The registry's list, fixed (placement reads nothing else of it).</summary>
