@@ -293,7 +293,9 @@ internal static class TaskEndpoints
         }
 
         var replayed = await loader.LoadAsync(TaskAggregate.Decider, TaskAggregate.StreamId(id), options with { IncludeArchived = true }, cancellationToken);
-        if (options.ToVersion != long.MaxValue && replayed.State is { Exists: true, Deleted: false } && replayed.Version < options.ToVersion)
+        // By the version asked for, not the read's bound: long.MaxValue also means "no bound" to the loader (it read the
+        // whole stream and answered its current state as version 9223372036854775807).
+        if (version is not null && replayed.State is { Exists: true, Deleted: false } && replayed.Version < options.ToVersion)
         {
             // Past the stream's end: answered as the current state before, as if it were that version.
             return ApiResults.NotFound($"task has no version {options.ToVersion} (its latest is {replayed.Version})");

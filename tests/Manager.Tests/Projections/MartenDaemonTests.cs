@@ -137,6 +137,15 @@ public sealed class MartenDaemonTests
             (await wipe.ExecuteNonQueryAsync(Ct)).ShouldBe(1);
         }
 
+        // A module document no task refers to (a store written by a projection that has since changed): the rebuild
+        // deletes the projection's documents before it replays (it replayed into them, and this one stayed).
+        const string orphan = "00000000-0000-0000-0000-0000000000aa";
+        await using (var stray = dataSource.CreateCommand(
+            $"insert into \"{schema}\".mt_doc_taskmodule (id, data) values ('{orphan}', '{{\"Id\":\"{orphan}\",\"File\":\"AA==\"}}'::jsonb)"))
+        {
+            (await stray.ExecuteNonQueryAsync(Ct)).ShouldBe(1);
+        }
+
         string[] settings = [$"--EventStore:ConnectionString={db}", $"--EventStore:Schema={schema}", "--MANAGER_MQTT_ADDRESS=", "--MANAGER_LOG_LEVEL=warn"];
         (await RebuildCommand.RunAsync(["task_state", .. settings])).ShouldBe(0);
 
@@ -146,6 +155,9 @@ public sealed class MartenDaemonTests
         (await row.ReadAsync(Ct)).ShouldBeTrue("the module's document is back");
         row.GetString(0).ShouldBe(module);
         row.GetInt32(1).ShouldBeLessThan(4096, "the rebuilt view holds the reference");
+        await row.DisposeAsync();
+        await using var left = dataSource.CreateCommand($"select count(*) from \"{schema}\".mt_doc_taskmodule where id = '{orphan}'");
+        ((long)(await left.ExecuteScalarAsync(Ct))!).ShouldBe(0, "the orphaned module document is gone");
     }
 
     /// <summary>

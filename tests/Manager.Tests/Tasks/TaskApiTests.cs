@@ -643,6 +643,9 @@ public sealed class TaskApiTests : IAsyncLifetime
         var past = await Http.GetAsync($"/tasks/{id}?version=9", Ct); // past the end: was the current state, as if version 9
         past.StatusCode.ShouldBe(HttpStatusCode.NotFound);
         (await BodyAsync(past)).GetProperty("error").GetString().ShouldBe("task has no version 9 (its latest is 2)");
+        var last = await Http.GetAsync($"/tasks/{id}?version={long.MaxValue}", Ct); // the loader's "no bound": was 200, the current state
+        last.StatusCode.ShouldBe(HttpStatusCode.NotFound);
+        (await BodyAsync(last)).GetProperty("error").GetString().ShouldBe($"task has no version {long.MaxValue} (its latest is 2)");
         var createdAt = history[0].GetProperty("timestamp").GetString();
         (await BodyAsync(await Http.GetAsync($"/tasks/{id}?at={Uri.EscapeDataString(createdAt!)}", Ct))).GetProperty("state").GetInt32().ShouldBe(0);
         (await Http.GetAsync($"/tasks/{id}?version=zero", Ct)).StatusCode.ShouldBe(HttpStatusCode.BadRequest);
