@@ -101,6 +101,7 @@ public static class ManagerApp
         builder.Services.Configure<Infrastructure.MartenStore.ProjectionHealthOptions>(o =>
         {
             o.MaxLag = config.ProjectionMaxLag;
+            o.StallTimeout = config.ProjectionStallTimeout;
             o.Distributed = wolverineRunsProjections;
         });
         if (config.PluginDir is { } pluginDir)

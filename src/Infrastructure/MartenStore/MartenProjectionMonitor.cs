@@ -32,6 +32,14 @@ public sealed class ProjectionHealthOptions
     public long MaxLag { get; set; } = 10_000;
 
     /// <summary>
+    /// A projection this host does not run fails /health/ready only when it is more than <see cref="MaxLag"/> behind and
+    /// its progression has not moved for this long: the node that runs it is judged at once, but a failover (a dead
+    /// node's projections reassigned after its stale timeout) let a busy store's lag pass MaxLag on every other node
+    /// at once, and the whole cluster answered 503 over a dashboard's counter.
+    /// </summary>
+    public TimeSpan StallTimeout { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>
     /// True when the projections are distributed among several nodes (the manager's Balanced mode on Wolverine, ADR
     /// 0014): a projection that this host's daemon does not run runs on another node and is judged by its lag alone.
     /// </summary>
@@ -53,6 +61,9 @@ public sealed class MartenProjectionMonitor : IDisposable
     private readonly string _schema;
     private readonly ProjectionHealthOptions _options;
     private readonly Meter _meter;
+    private readonly TimeProvider _time;
+    private readonly Lock _progressGate = new();
+    private readonly Dictionary<string, (long Sequence, DateTimeOffset Since)> _progress = new(StringComparer.Ordinal);
     private volatile IReadOnlyList<ProjectionHealth> _last = [];
 
     public MartenProjectionMonitor(
@@ -65,6 +76,7 @@ public sealed class MartenProjectionMonitor : IDisposable
         _dataSource = dataSource;
         _schema = Sql.Identifier(storeOptions.Value.Schema);
         _options = options.Value;
+        _time = services.GetService<TimeProvider>() ?? TimeProvider.System;
         var schema = storeOptions.Value.Schema;
         _meter = services.GetService<IMeterFactory>()?.Create(MeterName) ?? new Meter(MeterName);
         _meter.CreateObservableGauge(
@@ -130,17 +142,50 @@ public sealed class MartenProjectionMonitor : IDisposable
         }
     }
 
-    /// <summary>Null when every async projection runs here (or no daemon runs here) within <see cref="MaxLag"/>; else why not.</summary>
+    /// <summary>
+    /// Null when every async projection runs here within <see cref="MaxLag"/>, and every one run elsewhere (or by no
+    /// daemon here) is within it or still moving (<see cref="ProjectionHealthOptions.StallTimeout"/>); else why not.
+    /// </summary>
     public async Task<string?> CheckAsync(CancellationToken cancellationToken)
     {
-        var problems = (await SampleAsync(cancellationToken))
-            .Where(p => p.Status is not (ProjectionHealth.Running or ProjectionHealth.NotRunHere) || p.Lag > _options.MaxLag)
-            .Select(p => p.Status is ProjectionHealth.Running or ProjectionHealth.NotRunHere
-                ? $"projection {p.Projection} is {p.Lag} events behind (more than {_options.MaxLag})"
-                : $"projection {p.Projection} is {p.Status}")
-            .ToList();
+        var now = _time.GetUtcNow();
+        var problems = new List<string>();
+        foreach (var p in await SampleAsync(cancellationToken))
+        {
+            var still = StillFor(p, now);
+            if (p.Status is not (ProjectionHealth.Running or ProjectionHealth.NotRunHere))
+            {
+                problems.Add($"projection {p.Projection} is {p.Status}");
+            }
+            else if (p.Lag > _options.MaxLag && p.Status == ProjectionHealth.Running)
+            {
+                problems.Add($"projection {p.Projection} is {p.Lag} events behind (more than {_options.MaxLag})");
+            }
+            else if (p.Lag > _options.MaxLag && still >= _options.StallTimeout)
+            {
+                problems.Add($"projection {p.Projection} is {p.Lag} events behind (more than {_options.MaxLag}) and has not moved for {Seconds(still)} s");
+            }
+        }
+
         return problems.Count == 0 ? null : string.Join("; ", problems);
     }
+
+    /// <summary>How long <paramref name="p"/>'s progression has stood where it is, as far as this node's checks saw.</summary>
+    private TimeSpan StillFor(ProjectionHealth p, DateTimeOffset now)
+    {
+        lock (_progressGate)
+        {
+            if (!_progress.TryGetValue(p.Projection, out var seen) || seen.Sequence != p.Sequence)
+            {
+                _progress[p.Projection] = (p.Sequence, now);
+                return TimeSpan.Zero;
+            }
+
+            return now - seen.Since;
+        }
+    }
+
+    private static long Seconds(TimeSpan span) => (long)span.TotalSeconds;
 
     public void Dispose() => _meter.Dispose();
 }

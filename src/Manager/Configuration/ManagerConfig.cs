@@ -119,6 +119,12 @@ internal sealed record ManagerConfig
     public long ProjectionMaxLag { get; init; } = 10_000;
 
     /// <summary>
+    /// How long a projection another node runs may stand still, more than <see cref="ProjectionMaxLag"/> behind, before
+    /// /health/ready fails here too (MANAGER_PROJECTION_STALL_TIMEOUT).
+    /// </summary>
+    public TimeSpan ProjectionStallTimeout { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>
     /// Wolverine's durability mode (MANAGER_DURABILITY_MODE or config.toml [manager] durability_mode; ADR 0014):
     /// Balanced (several manager nodes on one database: leader election, agents and projections distributed, a dead
     /// node's messages recovered) or Solo (one node per database).
@@ -475,6 +481,7 @@ internal sealed record ManagerConfig
             Durability = durability,
             NodeStaleTimeout = Duration("MANAGER_NODE_STALE_TIMEOUT", TimeSpan.FromSeconds(10), minimum: TimeSpan.FromSeconds(1)),
             ProjectionMaxLag = Int("MANAGER_PROJECTION_MAX_LAG", 10_000, 0, int.MaxValue),
+            ProjectionStallTimeout = Duration("MANAGER_PROJECTION_STALL_TIMEOUT", TimeSpan.FromSeconds(60)),
             CommandBatches = Int("MANAGER_COMMAND_BATCHES", 2, 0, 64),
             MqttTls = tlsCa is not null || tlsCert is not null || tlsInsecure
                 ? new BrokerTls { CaFile = tlsCa, ClientCertificateFile = tlsCert, ClientKeyFile = tlsKey, AllowUntrustedCertificates = tlsInsecure }
