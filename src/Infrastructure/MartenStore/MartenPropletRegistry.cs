@@ -1,6 +1,6 @@
 using Marten;
 using Marten.Linq.MatchesSql;
-using Marten.Patching;
+using Npgsql;
 using Propeller.Application.Proplets;
 using Propeller.Domain.Proplets;
 using Propeller.Domain.Tasks;
@@ -10,21 +10,23 @@ namespace Propeller.Infrastructure.MartenStore;
 
 /// <summary>
 /// The proplet view on Marten (ADR 0010 step 2): <see cref="PropletDocument"/>s written inline by
-/// <see cref="PropletDocumentProjection"/>, heartbeats patched into them (no event each), running-task counts read
+/// <see cref="PropletDocumentProjection"/>, with liveness from a table no projection writes (<see cref="PropletLiveness"/>:
+/// heartbeats recorded there, no event each), running-task counts read
 /// from the task view (counted by PostgreSQL on its duplicated columns).
 /// </summary>
 public sealed class MartenPropletRegistry(IDocumentStore store, TimeProvider time) : IPropletRegistry
 {
-    public const int AliveHistoryLength = 10;
+    public const int AliveHistoryLength = PropletLiveness.HistoryLength;
 
     public async Task<PropletView?> GetAsync(PropletId id, CancellationToken cancellationToken)
     {
         await using var session = store.QuerySession();
         var batch = session.CreateBatchQuery();
         var document = batch.Load<PropletDocument>(IdOf(id));
+        var liveness = PropletLiveness.QueryAsync(batch, IdOf(id));
         var running = batch.Query<TaskState>().Where(x => x.MatchesSql(RunningPredicate) && x.PropletId == id.Value).Count();
         await batch.Execute(cancellationToken);
-        return await document is { State.Deleted: false } found ? View(found, (int)await running) : null;
+        return await document is { State.Deleted: false } found ? View(found, await PropletLiveness.ReadAsync(liveness), (int)await running) : null;
     }
 
     public async Task<IReadOnlyList<PropletView>> ListAsync(CancellationToken cancellationToken) => (await ListFleetAsync(cancellationToken)).Proplets;
@@ -33,7 +35,13 @@ public sealed class MartenPropletRegistry(IDocumentStore store, TimeProvider tim
     {
         await using var session = store.QuerySession();
         // Deleted proplets' documents stay (their streams are the record): left in PostgreSQL, not read and dropped here.
-        var registered = await session.Query<PropletDocument>().Where(d => !d.State.Deleted).ToListAsync(cancellationToken);
+        // Their liveness in the same round trip (a table of its own: PropletLiveness).
+        var batch = session.CreateBatchQuery();
+        var documents = batch.Query<PropletDocument>().Where(d => !d.State.Deleted).ToList();
+        var livenessRows = PropletLiveness.QueryAllAsync(batch);
+        await batch.Execute(cancellationToken);
+        var registered = await documents;
+        var liveness = await PropletLiveness.ByIdAsync(livenessRows);
         // Counted by PostgreSQL on the duplicated columns: one row per proplet, no document read (reading the deleted
         // flag from the JSON took every running task's whole document, module included, out of TOAST on every fleet
         // read). A batched query has no GroupBy: two round trips.
@@ -43,7 +51,7 @@ public sealed class MartenPropletRegistry(IDocumentStore store, TimeProvider tim
             .ToDictionary(c => c.PropletId!, c => c.Count, StringComparer.Ordinal);
         var known = registered.Select(d => d.State.Id.Value).ToHashSet(StringComparer.Ordinal);
         return new PropletFleet(
-            [.. registered.Select(d => View(d, counts.GetValueOrDefault(d.State.Id.Value)))
+            [.. registered.Select(d => View(d, liveness.GetValueOrDefault(d.Id), counts.GetValueOrDefault(d.State.Id.Value)))
                 .OrderBy(v => v.Name, StringComparer.Ordinal).ThenBy(v => v.Id.Value, StringComparer.Ordinal)],
             [.. counts.Keys.Where(p => !known.Contains(p)).Select(p => new PropletId(p))]);
     }
@@ -65,41 +73,34 @@ public sealed class MartenPropletRegistry(IDocumentStore store, TimeProvider tim
         tasks.Where(x => x.MatchesSql(RunningPredicate)).GroupBy(x => x.PropletId).Select(g => new RunningCount(g.Key, g.Count()));
 
     /// <summary>
-    /// Reads the document and patches its liveness (newest heartbeat, never one later than this node's clock; the last
-    /// ten): two round trips, no event. A proplet event committed between the two may overwrite this heartbeat (its
-    /// inline projection writes the whole document); the next heartbeat restores it (ADR 0010).
+    /// Records a heartbeat in one round trip, no event, no read-modify-write (<see cref="PropletLiveness.RecordHeartbeatSql"/>):
+    /// every node records each heartbeat, and two nodes' read-modify-writes each appended their own time (or one
+    /// overwrote the other, and the newest could move back).
     /// </summary>
     public async Task<bool?> RecordHeartbeatAsync(PropletId id, DateTimeOffset at, CancellationToken cancellationToken)
     {
         var key = IdOf(id);
-        await using var session = store.LightweightSession();
-        if (await session.LoadAsync<PropletDocument>(key, cancellationToken) is not { State.Deleted: false } document)
-        {
-            return null;
-        }
-
-        // A late heartbeat does not move the newest back, but the newest is taken as no later than this node's clock: one
-        // recorded by a node whose clock runs ahead (or before an NTP step back) would hold the proplet alive (now - last
-        // negative) for as long as that lead, so a proplet that dies meanwhile is found out that late. Clamped, not
-        // dropped: a node whose clock lags does not pull it back by more than its lag.
-        var now = time.GetUtcNow();
-        var last = document.LastAliveAt is { } previous ? Max(Min(previous, now), at) : at;
-        var history = document.AliveHistory.Append(at).TakeLast(AliveHistoryLength).ToList();
-        session.Patch<PropletDocument>(key)
-            .Set(x => x.LastAliveAt, last)
-            .Set(x => x.AliveHistory, history);
-        await session.SaveChangesAsync(cancellationToken);
-        return document.State.Offline;
+        var sql = PropletLiveness.RecordHeartbeatSql(store.Options.DatabaseSchemaName);
+        await using var connection = store.Storage.Database.CreateConnection();
+        await connection.OpenAsync(cancellationToken);
+        await using var batch = new NpgsqlBatch(connection);
+        var record = new NpgsqlBatchCommand(sql[0]);
+        record.Parameters.AddWithValue(key);
+        record.Parameters.AddWithValue(at.ToUniversalTime());
+        record.Parameters.AddWithValue(time.GetUtcNow().ToUniversalTime());
+        record.Parameters.AddWithValue(PropletLiveness.HistoryMargin);
+        batch.BatchCommands.Add(record);
+        var offline = new NpgsqlBatchCommand(sql[1]);
+        offline.Parameters.AddWithValue(key);
+        batch.BatchCommands.Add(offline);
+        return await batch.ExecuteScalarAsync(cancellationToken) is bool found ? found : null;
     }
-
-    private static DateTimeOffset Max(DateTimeOffset a, DateTimeOffset b) => a > b ? a : b;
-
-    private static DateTimeOffset Min(DateTimeOffset a, DateTimeOffset b) => a < b ? a : b;
 
     private static Guid IdOf(PropletId id) => MartenStreamIds.ToGuid(PropletAggregate.StreamId(id));
 
-    private static PropletView View(PropletDocument document, int runningTasks) => new(
-        document.State.Id, document.State.Name ?? "", document.State.Metadata, document.State.Offline, document.LastAliveAt, document.AliveHistory, runningTasks, document.State.OfflineSince);
+    private static PropletView View(PropletDocument document, PropletLiveness? liveness, int runningTasks) => new(
+        document.State.Id, document.State.Name ?? "", document.State.Metadata, document.State.Offline, liveness?.LastAliveAt, liveness?.AliveHistory ?? [], runningTasks,
+        document.State.OfflineSince);
 }
 
 /// <summary>How many tasks run on one proplet (a row of the fleet's GROUP BY).</summary>

@@ -5,13 +5,13 @@ namespace Propeller.Infrastructure.MartenStore;
 
 /// <summary>
 /// The tables beside Marten's that the manager writes: the proplets' telemetry samples (spec propeller-manager.md §6.6;
-/// not domain events) and the manager nodes' broker sessions (<c>mqtt_sessions</c>, Mqtt.SessionRecovery). The outbox and inbox are Wolverine's since issue 15 (ADR 0014); an existing database keeps the
+/// not domain events) and the manager nodes' broker sessions (<c>mqtt_sessions</c>, Mqtt.SessionRecovery), the proplets' liveness (<see cref="PropletLiveness"/>). The outbox and inbox are Wolverine's since issue 15 (ADR 0014); an existing database keeps the
 /// old outbox and inbox tables of our retired relay until they are dropped (docs/operations.md). They are Weasel tables in Marten's schema
 /// (<c>StoreOptions.Storage.ExtendedSchemaObjects</c>), so Marten creates and migrates them with its own at startup.
 /// </summary>
 internal static class MessageTables
 {
-    public static IEnumerable<Table> All(string schema) => [TaskMetrics(schema), PropletMetrics(schema), MqttSessions(schema)];
+    public static IEnumerable<Table> All(string schema) => [TaskMetrics(schema), PropletMetrics(schema), MqttSessions(schema), PropletLiveness.Table(schema)];
 
     /// <summary>One row per manager node's broker session (its MQTT client id): when the node was last seen alive, and
     /// which node is recovering the session once it was not seen for the stale timeout.</summary>

@@ -7,7 +7,8 @@ namespace Propeller.Infrastructure.MartenStore;
 /// <summary>
 /// The proplet view on Marten (ADR 0010 step 2): the proplet's <see cref="PropletState"/> as its decider folds it,
 /// under the Guid identity Marten keys its streams by (a <see cref="PropletId"/> is free text, so the state cannot be
-/// the document itself), plus liveness, which heartbeats patch in place without an event each.
+/// the document itself). Liveness and the held-task report are not here: this document is written whole by the inline
+/// projection from what it loaded, which put older values back over ones patched meanwhile (<see cref="PropletLiveness"/>).
 /// </summary>
 public sealed record PropletDocument
 {
@@ -15,22 +16,12 @@ public sealed record PropletDocument
     public Guid Id { get; set; }
 
     public PropletState State { get; init; } = PropletState.Initial;
-
-    /// <summary>The newest heartbeat; null until the first one after (re-)registration.</summary>
-    public DateTimeOffset? LastAliveAt { get; init; }
-
-    /// <summary>The last <see cref="MartenPropletRegistry.AliveHistoryLength"/> heartbeats, oldest first.</summary>
-    public IReadOnlyList<DateTimeOffset> AliveHistory { get; init; } = [];
-
-    /// <summary>When the proplet last reported the tasks it holds (our proplet's discovery), patched by the report's
-    /// reconciliation; null for a proplet that never did (the original).</summary>
-    public DateTimeOffset? HeldReportedAt { get; init; }
 }
 
 /// <summary>
 /// Builds <see cref="PropletDocument"/> inline with the proplet decider's Evolve (the Domain stays free of Marten). A
-/// registration starts liveness afresh (as the proplet_view row did). A deleted proplet keeps its document with the
-/// deleted state (Marten 9 stored the state of an Evolve that returned null here; the registry skips deleted ones).
+/// registration starts liveness afresh (<see cref="PropletLiveness"/> keys its rows by the registration). A deleted
+/// proplet keeps its document with the deleted state (Marten 9 stored the state of an Evolve that returned null here; the registry skips deleted ones).
 /// </summary>
 public sealed class PropletDocumentProjection : SingleStreamProjection<PropletDocument, Guid>
 {

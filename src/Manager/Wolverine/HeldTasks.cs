@@ -1,7 +1,6 @@
 using System.Diagnostics.Metrics;
 using Marten;
 using Marten.Linq.MatchesSql;
-using Marten.Patching;
 using Propeller.Application.Proplets;
 using Propeller.Application.Tasks;
 using Propeller.Domain.Proplets;
@@ -96,7 +95,9 @@ public sealed partial class HeldTasksReconciler(WolverinePlacement placement, IT
 
         // A Last Will's re-dispatch, still to come, leaves this proplet's tasks to this reconciliation (RedispatchTasksOf).
         var key = WolverineStreams.Key(PropletAggregate.StreamId(new PropletId(report.PropletId)));
-        session.Patch<PropletDocument>(key).Set(x => x.HeldReportedAt, report.ReportedAt);
+        // Beside the proplet's document, not in it: a proplet event committed meanwhile wrote the document back whole
+        // with the value it had loaded, and the proplet's tasks were re-dispatched while it still ran them (ADR 0010).
+        PropletLiveness.RecordHeldReport(session, key, report.ReportedAt);
 
         // Connected without a session after it went away (restarted, or its link dropped): what was dispatched to it before
         // then is not on its way (the broker dropped it), so its absence counts at once, not only after ResendAfter.

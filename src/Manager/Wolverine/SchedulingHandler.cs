@@ -119,8 +119,10 @@ public static class SchedulingHandler
         ArgumentNullException.ThrowIfNull(session);
         ArgumentNullException.ThrowIfNull(scheduling);
         var outgoing = new OutgoingMessages();
-        var proplet = await session.LoadAsync<PropletDocument>(WolverineStreams.Key(PropletAggregate.StreamId(new PropletId(message.PropletId))), cancellationToken);
-        if (proplet is { State: { Exists: true, Deleted: false, Offline: false }, HeldReportedAt: { } reported } && message.OfflineAt is { } offlineAt && reported > offlineAt)
+        var key = WolverineStreams.Key(PropletAggregate.StreamId(new PropletId(message.PropletId)));
+        var proplet = await session.LoadAsync<PropletDocument>(key, cancellationToken);
+        if (proplet is { State: { Exists: true, Deleted: false, Offline: false } } && message.OfflineAt is { } offlineAt
+            && (await PropletLiveness.LoadAsync(session, key, cancellationToken))?.HeldReportedAt is { } reported && reported > offlineAt)
         {
             scheduling.KeptOnReturn(message.PropletId, reported);
             return outgoing;

@@ -385,15 +385,26 @@ public sealed partial class WolverineScheduling(
             return;
         }
 
-        var silent = LastSign(proplet, now) is { } last && now - last > Options.LivenessWindow;
-        if (!silent)
+        var key = WolverineStreams.Key(PropletAggregate.StreamId(proplet.Id));
+        if (!Silent(proplet, now))
+        {
+            ScheduleLiveness(session, outgoing, timer, propletId, LivenessDue(proplet, now));
+            return;
+        }
+
+        // Silent by a read outside this transaction: judged again from the newest heartbeat as this transaction reads
+        // it, its row locked until the commit. A heartbeat recorded after the read (no event: the stream's version does
+        // not tell) is seen here; one recorded from now on waits for the commit, then finds the proplet offline and
+        // marks it online again (InboundHandler).
+        proplet = proplet with { LastAliveAt = await PropletLiveness.LockLastAliveAsync(session, key, cancellationToken) };
+        if (!Silent(proplet, now))
         {
             ScheduleLiveness(session, outgoing, timer, propletId, LivenessDue(proplet, now));
             return;
         }
 
         var reason = $"no heartbeat for {Options.LivenessWindow.TotalSeconds.ToString(CultureInfo.InvariantCulture)} s";
-        var stream = await session.Events.FetchForWriting<PropletDocument>(WolverineStreams.Key(PropletAggregate.StreamId(proplet.Id)), cancellationToken);
+        var stream = await session.Events.FetchForWriting<PropletDocument>(key, cancellationToken);
         var before = stream.Aggregate?.State ?? PropletState.Initial;
         var decision = PropletDecider.Decide(new PropletCommand.MarkPropletOffline(proplet.Id, reason, now), before);
         if (decision.Rejection is null && decision.Events.Count > 0)
@@ -406,6 +417,8 @@ public sealed partial class WolverineScheduling(
         await RedispatchAsync(session, listener, propletId, $"proplet {propletId} went offline", outgoing, cancellationToken);
         await RecheckSoonAsync(session, outgoing, cancellationToken);
     }
+
+    private bool Silent(PropletView proplet, DateTimeOffset now) => LastSign(proplet, now) is { } last && now - last > Options.LivenessWindow;
 
     /// <summary>
     /// After a proplet went offline: makes sure the sweep chain is due within a sweep interval, not an idle one. A

@@ -246,7 +246,7 @@ public sealed class MartenViewTests : IAsyncLifetime
     public async Task Heartbeats_PatchTheProplet_WithoutAnEvent_KeepingTheLastTen()
     {
         var id = new PropletId("edge-node-1");
-        var registry = new MartenPropletRegistry(_marten, TimeProvider.System);
+        var registry = new MartenPropletRegistry(_marten, new FixedClock(T0.AddMinutes(10)));
         (await registry.RecordHeartbeatAsync(id, T0, Ct)).ShouldBeNull();
         await AppendAsync(id, ExpectedVersion.NoStream, new PropletRegistered(id, "Abbott-Crane", PropletMetadata.Empty, T0));
 
@@ -255,13 +255,13 @@ public sealed class MartenViewTests : IAsyncLifetime
             (await registry.RecordHeartbeatAsync(id, T0.AddSeconds(n), Ct)).ShouldBe(false);
         }
 
-        // A late heartbeat joins the history but does not move the newest one back.
+        // A late heartbeat neither joins the history nor moves the newest one back.
         (await registry.RecordHeartbeatAsync(id, T0.AddSeconds(1), Ct)).ShouldBe(false);
         var view = (await registry.GetAsync(id, Ct))!;
         view.LastAliveAt.ShouldBe(T0.AddSeconds(12));
         view.AliveHistory.Count.ShouldBe(MartenPropletRegistry.AliveHistoryLength);
-        view.AliveHistory[^1].ShouldBe(T0.AddSeconds(1));
-        view.AliveHistory[0].ShouldBe(T0.AddSeconds(4));
+        view.AliveHistory[^1].ShouldBe(T0.AddSeconds(12));
+        view.AliveHistory[0].ShouldBe(T0.AddSeconds(3));
         (await _store.ReadStreamAsync(PropletAggregate.StreamId(id), StreamReadOptions.All, Ct))!.Version.ShouldBe(1);
 
         await AppendAsync(id, ExpectedVersion.Exact(1), new PropletWentOffline(id, "no heartbeat", T0.AddMinutes(5)));
@@ -315,22 +315,23 @@ public sealed class MartenViewTests : IAsyncLifetime
         document.State.ShouldBe(fold);
         document.State.Metadata.TotalMemoryBytes.ShouldBe(1UL << 40);
 
-        // Liveness is not in the events: a rebuild gives the state back and starts liveness afresh.
-        await new MartenPropletRegistry(_marten, TimeProvider.System).RecordHeartbeatAsync(id, T0.AddSeconds(4), Ct);
+        // Liveness is not in the events, nor in the document (PropletLiveness): a rebuild gives the state back and keeps it.
+        var registry = new MartenPropletRegistry(_marten, TimeProvider.System);
+        await registry.RecordHeartbeatAsync(id, T0.AddSeconds(4), Ct);
         var rebuilder = new MartenProjectionRebuilder(_marten, NullLogger<MartenProjectionRebuilder>.Instance);
         await _db.ExecuteAsync("update {schema}.mt_doc_propletdocument set data = '{}'::jsonb");
         await rebuilder.RebuildAsync(PropletDocumentProjection.ProjectionName, TimeSpan.FromMinutes(1), Ct);
-        var rebuilt = (await DocumentAsync(id))!;
-        rebuilt.State.ShouldBe(fold);
-        rebuilt.LastAliveAt.ShouldBeNull();
-        rebuilt.AliveHistory.ShouldBeEmpty();
+        (await DocumentAsync(id))!.State.ShouldBe(fold);
+        (await registry.GetAsync(id, Ct))!.LastAliveAt.ShouldBe(T0.AddSeconds(4));
 
         // A new registration starts liveness afresh.
-        await new MartenPropletRegistry(_marten, TimeProvider.System).RecordHeartbeatAsync(id, T0.AddSeconds(5), Ct);
+        await registry.RecordHeartbeatAsync(id, T0.AddSeconds(5), Ct);
         await AppendAsync(id, ExpectedVersion.Exact(4), new PropletRegistered(id, "Crane-Darrow", metadata, T0.AddSeconds(6)));
-        var registered = (await DocumentAsync(id))!;
+        var registered = (await registry.GetAsync(id, Ct))!;
         registered.LastAliveAt.ShouldBeNull();
         registered.AliveHistory.ShouldBeEmpty();
+        await registry.RecordHeartbeatAsync(id, T0.AddSeconds(7), Ct);
+        (await registry.GetAsync(id, Ct))!.AliveHistory.ShouldBe([T0.AddSeconds(7)]);
     }
 
     /// <summary>A node's clock, fixed at <paramref name="now"/>.</summary>

@@ -8,6 +8,9 @@ using MQTTnet.Protocol;
 using Propeller.Broker;
 using Propeller.Broker.Tests;
 using Propeller.Application.EventStore;
+using Propeller.Application.Proplets;
+using Propeller.Infrastructure.MartenStore;
+using Propeller.Infrastructure.Wolverine;
 using Propeller.Infrastructure.Scheduling;
 using Propeller.Manager.Wolverine;
 using Wolverine;
@@ -26,6 +29,7 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
     private readonly string _tenant = "s" + Guid.NewGuid().ToString("N")[..12];
     private readonly FirstDispatchFails _failover = new(() =>
         new InvalidOperationException("Marten's wrapper", new Npgsql.NpgsqlException("PostgreSQL went away, for the test", new System.Net.Sockets.SocketException(104))));
+    private readonly HeartbeatAfterRead _heartbeatAfterRead = new();
     private ManagerServer _server = null!;
 
     private string Base => $"m/{_tenant}/c/ch";
@@ -60,6 +64,13 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
 
         // Pages of two, so that a sweep's round has several pages with a handful of tasks.
         s.PostConfigure<SchedulerOptions>(o => o.BatchSize = 2);
+
+        // A heartbeat recorded right after the liveness check's read of the proplet, where a test wants that read stale.
+        if (TestContext.Current.TestMethod?.MethodName == nameof(GivenAHeartbeatRecordedAfterTheLivenessChecksRead_WhenTheCheckFindsTheProplet_ThenItStaysOnline))
+        {
+            s.AddSingleton(_heartbeatAfterRead);
+            s.AddSingleton<IPropletRegistry>(sp => _heartbeatAfterRead.Around(ActivatorUtilities.CreateInstance<MartenPropletRegistry>(sp)));
+        }
 
         // The check of the sweep chain (SweepChainWatch) every 2 s where a test kills the chain.
         if (TestContext.Current.TestMethod?.MethodName == nameof(GivenADeadSweepChain_WhenAPropletIsAliveByItsHeartbeatsAlone_ThenTheWaitingTaskIsPlaced))
@@ -560,6 +571,80 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
         await using (var query = store.QuerySession())
         {
             (await query.LoadAsync<SchedulerTimer>(newer.Id, Ct)).ShouldBeNull("its own check ends it (the proplet is unknown)");
+        }
+    }
+
+    /// <summary>
+    /// A liveness check judges silence from the proplet read outside its transaction; a heartbeat recorded after that
+    /// read (a patch, no event: the stream's version does not change) made no difference, and the proplet, alive, was
+    /// marked offline and its tasks re-dispatched. The check judges again from the newest heartbeat as its transaction
+    /// reads it (row locked), and the proplet stays online.
+    /// </summary>
+    [Fact]
+    public async Task GivenAHeartbeatRecordedAfterTheLivenessChecksRead_WhenTheCheckFindsTheProplet_ThenItStaysOnline()
+    {
+        var store = _server.Services.GetRequiredService<IDocumentStore>();
+        var scheduling = _server.Services.GetRequiredService<WolverineScheduling>();
+        var registry = _server.Services.GetRequiredService<IPropletRegistry>();
+        var propletId = Guid.NewGuid().ToString();
+        await using var proplet = await ConnectPropletAsync(propletId, answer: false);
+        await PublishAsync(proplet, "control/proplet/create", new { proplet_id = propletId, metadata = new { tags = new[] { "sim" } } });
+        await WaitForPropletAsync(propletId);
+
+        // Heard from an hour ago, listening for longer: silent by that read. Then the read is followed by a heartbeat.
+        var id = new Propeller.Domain.Proplets.PropletId(propletId);
+        var now = DateTimeOffset.UtcNow;
+        _server.Services.GetRequiredService<HeartbeatWitness>().ListeningFrom(now.AddHours(-2), () => true);
+        (await registry.RecordHeartbeatAsync(id, now.AddHours(-1), Ct)).ShouldBe(false);
+        _heartbeatAfterRead.Arm(id);
+
+        var timer = new SchedulerTimer { Id = SchedulerTimer.Liveness(propletId), Token = Guid.NewGuid(), DueAt = now };
+        await using (var session = store.LightweightSession())
+        {
+            await scheduling.CheckLivenessAsync(session, scheduling.Attach(session), timer, propletId, new OutgoingMessages(), Ct);
+            await session.SaveChangesAsync(Ct);
+        }
+
+        _heartbeatAfterRead.Fired.ShouldBeTrue();
+        (await registry.GetAsync(id, Ct))!.Offline.ShouldBeFalse();
+        await using var query = store.QuerySession();
+        var events = await query.Events.FetchStreamAsync(WolverineStreams.Key(PropletAggregate.StreamId(id)), token: Ct);
+        events.ShouldNotContain(e => e.Data is Propeller.Domain.Proplets.PropletEvent.PropletWentOffline);
+    }
+
+    /// <summary>A registry whose next read of an armed proplet is followed by a heartbeat of it (recorded at the clock's
+    /// now): the read the caller gets is then stale, as one taken just before a heartbeat landed.</summary>
+    private sealed class HeartbeatAfterRead
+    {
+        private Propeller.Domain.Proplets.PropletId? _armed;
+
+        public bool Fired { get; private set; }
+
+        public void Arm(Propeller.Domain.Proplets.PropletId id) => _armed = id;
+
+        public IPropletRegistry Around(IPropletRegistry inner) => new Registry(inner, this);
+
+        private sealed class Registry(IPropletRegistry inner, HeartbeatAfterRead hook) : IPropletRegistry
+        {
+            public async Task<PropletView?> GetAsync(Propeller.Domain.Proplets.PropletId id, CancellationToken cancellationToken)
+            {
+                var view = await inner.GetAsync(id, cancellationToken);
+                if (hook._armed == id)
+                {
+                    hook._armed = null;
+                    (await inner.RecordHeartbeatAsync(id, DateTimeOffset.UtcNow, cancellationToken)).ShouldBe(false);
+                    hook.Fired = true;
+                }
+
+                return view;
+            }
+
+            public Task<IReadOnlyList<PropletView>> ListAsync(CancellationToken cancellationToken) => inner.ListAsync(cancellationToken);
+
+            public Task<PropletFleet> ListFleetAsync(CancellationToken cancellationToken) => inner.ListFleetAsync(cancellationToken);
+
+            public Task<bool?> RecordHeartbeatAsync(Propeller.Domain.Proplets.PropletId id, DateTimeOffset at, CancellationToken cancellationToken) =>
+                inner.RecordHeartbeatAsync(id, at, cancellationToken);
         }
     }
 
