@@ -437,6 +437,23 @@ public sealed class TaskApiTests : IAsyncLifetime
     [InlineData("5/15  0  1-31  12  0-6", true)]
     [InlineData("CRON_TZ=Europe/Paris 0 8 * * 1-5", true)]
     [InlineData("TZ=UTC 0 0 1 1 *", true)]
+    // robfig v3 parser.go, checked against its source: getRange reads nothing after a leading * or ? ("-x" ignored),
+    // mustParseInt is strconv.Atoi (a '+' sign, 64 bits), getField drops empty list items (strings.FieldsFunc), and
+    // Parse cuts the zone at the first ' ' (a tab stays in the zone name) only when the spec starts with the prefix.
+    [InlineData("*-5 * * * *", true)]
+    [InlineData("?-x/10 * * * *", true)]
+    [InlineData("+5 * * * *", true)]
+    [InlineData("1-+5/+2 * * * *", true)]
+    [InlineData("*/99999999999 * * * *", true)]
+    [InlineData("0,,30 * * * *", true)]
+    [InlineData("++5 * * * *", false)]
+    [InlineData("*/-0 * * * *", false)]
+    [InlineData("5-*-1 * * * *", false)]
+    [InlineData("CRON_TZ=Local 0 * * * *", true)]
+    [InlineData("CRON_TZ= 0 * * * *", true)]
+    [InlineData(" TZ=UTC 0 * * * *", false)]
+    [InlineData("TZ=UTC\t0 * * * *", false)]
+    [InlineData("TZ=UTC\t0\t*\t*\t*\t*", false)]
     public async Task CreateAndUpdate_WithASchedule_TakeOnlyWhatTheOriginalsCronParserTakes(string schedule, bool valid)
     {
         var body = JsonSerializer.Serialize(new { name = "add", schedule, is_recurring = true });
