@@ -413,6 +413,43 @@ public sealed class TaskApiTests : IAsyncLifetime
         task.TryGetProperty("is_recurring", out _).ShouldBeFalse();
     }
 
+    /// <summary>A PUT with a new schedule and no timezone keeps the stored zone (the original sets "UTC", as a PUT
+    /// without schedule cleared the schedule); <c>"timezone": ""</c> still means UTC.</summary>
+    [Fact]
+    public async Task Update_WithANewScheduleAndNoTimezone_KeepsTheTimezone()
+    {
+        var id = await CreateAsync("""{"name":"add","schedule":"*/5 * * * *","is_recurring":true,"timezone":"Europe/Paris"}""");
+
+        var kept = await BodyAsync(await Http.PutAsync($"/tasks/{id}", Json("""{"schedule":"0 8 * * *","is_recurring":true}"""), Ct));
+        var utc = await BodyAsync(await Http.PutAsync($"/tasks/{id}", Json("""{"schedule":"0 9 * * *","timezone":""}"""), Ct));
+
+        kept.GetProperty("schedule").GetString().ShouldBe("0 8 * * *");
+        kept.GetProperty("timezone").GetString().ShouldBe("Europe/Paris");
+        utc.GetProperty("schedule").GetString().ShouldBe("0 9 * * *");
+        utc.GetProperty("timezone").GetString().ShouldBe("UTC");
+    }
+
+    /// <summary>A timezone this host cannot find is a 400 on a create and on a PUT that applies it (the original computes
+    /// in UTC instead, silently); nothing is stored.</summary>
+    [Theory]
+    [InlineData("Nowhere/Zone")]
+    [InlineData("Europe/Pariss")]
+    public async Task CreateAndUpdate_WithAnUnknownTimezone_Are400_AndStoreNothing(string timezone)
+    {
+        var created = await Http.PostAsync("/tasks", Json(JsonSerializer.Serialize(new { name = "zoned", schedule = "0 8 * * *", timezone })), Ct);
+        var id = await CreateAsync("""{"name":"add","schedule":"*/5 * * * *","timezone":"Europe/Paris"}""");
+        var updated = await Http.PutAsync($"/tasks/{id}", Json(JsonSerializer.Serialize(new { schedule = "0 8 * * *", timezone })), Ct);
+
+        created.StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await BodyAsync(created)).GetProperty("error").GetString().ShouldBe($"invalid timezone: {timezone}");
+        updated.StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await BodyAsync(updated)).GetProperty("error").GetString().ShouldBe($"invalid timezone: {timezone}");
+        (await BodyAsync(await Http.GetAsync("/tasks", Ct))).GetProperty("total").GetInt64().ShouldBe(1);
+        var task = await BodyAsync(await Http.GetAsync($"/tasks/{id}", Ct));
+        task.GetProperty("schedule").GetString().ShouldBe("*/5 * * * *");
+        task.GetProperty("timezone").GetString().ShouldBe("Europe/Paris");
+    }
+
     /// <summary>Spec §1.3 and §4.2: a schedule the original's cron parser refuses is a 400 on a create and on a PUT (the
     /// original: 500); it was stored as sent. What it takes is stored.</summary>
     [Theory]
