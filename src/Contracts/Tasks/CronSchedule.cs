@@ -21,24 +21,34 @@ public static class CronSchedule
 
     public static bool IsValid(string? schedule)
     {
-        if (string.IsNullOrWhiteSpace(schedule))
+        if (string.IsNullOrEmpty(schedule))
         {
             return false;
         }
 
-        var fields = schedule.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
-        if (fields[0].StartsWith("CRON_TZ=", StringComparison.Ordinal) || fields[0].StartsWith("TZ=", StringComparison.Ordinal))
+        // robfig's Parse takes the prefix only at the very start, and the zone runs from the first '=' to the first ' '
+        // (strings.Index(spec, " ")): a tab does not end it, a leading space makes "TZ=…" a sixth field.
+        var spec = schedule;
+        if (spec.StartsWith("CRON_TZ=", StringComparison.Ordinal) || spec.StartsWith("TZ=", StringComparison.Ordinal))
         {
-            if (!TimeZoneInfo.TryFindSystemTimeZoneById(fields[0][(fields[0].IndexOf('=', StringComparison.Ordinal) + 1)..], out _))
+            var space = spec.IndexOf(' ', StringComparison.Ordinal);
+            if (space < 0 || !IsLocation(spec[(spec.IndexOf('=', StringComparison.Ordinal) + 1)..space]))
             {
                 return false;
             }
 
-            fields = fields[1..];
+            spec = spec[space..];
         }
 
-        return fields.Length == Fields.Length && fields.Select((field, i) => field.Split(',').All(item => IsItem(item, Fields[i]))).All(ok => ok);
+        // strings.Fields splits on the same white space as char.IsWhiteSpace; getField drops empty list items
+        // (strings.FieldsFunc), so "0,,30" is "0,30".
+        var fields = spec.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
+        return fields.Length == Fields.Length && fields.Select((field, i) => field.Split(',', StringSplitOptions.RemoveEmptyEntries).All(item => IsItem(item, Fields[i]))).All(ok => ok);
     }
+
+    /// <summary>Go's time.LoadLocation: "" and "UTC" are UTC, "Local" the host's zone, else an IANA name.</summary>
+    private static bool IsLocation(string name) =>
+        name is "" or "UTC" or "Local" || TimeZoneInfo.TryFindSystemTimeZoneById(name, out _);
 
     /// <summary><c>*</c>, <c>?</c>, <c>a</c> or <c>a-b</c>, with an optional <c>/step</c> (a lone <c>a/step</c> runs to the field's end).</summary>
     private static bool IsItem(string item, (int Min, int Max, string[] Names) field)
@@ -49,12 +59,13 @@ public static class CronSchedule
             return false;
         }
 
-        if (slash[0] is "*" or "?")
+        // robfig's getRange looks no further than a leading * or ? (before any '-'): "*-5" and "?-x" are the whole range.
+        var range = slash[0].Split('-');
+        if (range[0] is "*" or "?")
         {
             return true;
         }
 
-        var range = slash[0].Split('-');
         if (range.Length > 2 || !TryValue(range[0], field, out var start))
         {
             return false;
@@ -69,7 +80,7 @@ public static class CronSchedule
         return start >= field.Min && end <= field.Max && start <= end;
     }
 
-    private static bool TryValue(string text, (int Min, int Max, string[] Names) field, out int value)
+    private static bool TryValue(string text, (int Min, int Max, string[] Names) field, out long value)
     {
         var name = Array.FindIndex(field.Names, n => n.Equals(text, StringComparison.OrdinalIgnoreCase));
         if (name >= 0)
@@ -81,5 +92,10 @@ public static class CronSchedule
         return TryNumber(text, out value);
     }
 
-    private static bool TryNumber(string text, out int value) => int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out value);
+    /// <summary>
+    /// robfig's mustParseInt: Go's strconv.Atoi (a 64-bit int, an optional sign, decimal digits) and not negative. A '-'
+    /// sign never passes (a step of -0 is 0), so only '+' is taken.
+    /// </summary>
+    private static bool TryNumber(string text, out long value) =>
+        long.TryParse(text.StartsWith('+') ? text.AsSpan(1) : text, NumberStyles.None, CultureInfo.InvariantCulture, out value);
 }

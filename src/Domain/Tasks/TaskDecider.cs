@@ -30,6 +30,9 @@ public static class TaskDecider
         // Active, or completed while its run goes on (a serving daemon or HTTP proxy): a new attempt would start a second
         // run beside the one still going (stop it first).
         (StartTask, { IsActive: true } or { IsServing: true }) => Decision<TaskEvent>.Accept(),
+        // No workflow coordinator runs yet (docs/compatibility.md): a task with dependencies, stored before a create
+        // refused them, would run with its dependencies ignored. A Rejection has no 501, so it is a conflict.
+        (StartTask c, { Spec.DependsOn.Count: > 0 }) => Rejection.Conflict($"task {c.TaskId} depends on other tasks; workflows are not implemented yet"),
         (StartTask c, { Status: TaskStatus.Pending } or { IsFinished: true }) =>
             Decision<TaskEvent>.Accept(new TaskStartRequested(c.TaskId, state.Attempt + 1, c.At, c.RequestedBy)),
 

@@ -29,7 +29,8 @@ public sealed record TaskSpecPatch
     public string? Metadata { get; init; }
 
     /// <summary>Whether <see cref="Schedule"/>, <see cref="IsRecurring"/> and <see cref="Timezone"/> replace the
-    /// schedule. A null schedule clears it and is_recurring but keeps the timezone (spec §2.6).</summary>
+    /// schedule. A null schedule clears it and is_recurring but keeps the timezone (spec §2.6); a null timezone keeps
+    /// the stored one (the original sets "UTC").</summary>
     public bool SetsSchedule { get; init; }
 
     public string? Schedule { get; init; }
@@ -53,7 +54,7 @@ public sealed record TaskSpecPatch
             Metadata = SetsMetadata ? Metadata : current.Metadata,
             Schedule = schedules ? Schedule : current.Schedule,
             IsRecurring = schedules ? Schedule is not null && IsRecurring : current.IsRecurring,
-            Timezone = schedules && Schedule is not null ? Timezone : current.Timezone,
+            Timezone = schedules && Schedule is not null && Timezone is not null ? Timezone : current.Timezone,
         };
     }
 }

@@ -22,6 +22,7 @@ internal sealed class TaskJsonValidator : AbstractValidator<TaskJson>
             .WithMessage("workflow_id is required when depends_on is specified");
         RuleFor(t => t.File).Must(f => f is null || Base64Text.TryCanonical(f, out _)).WithMessage("file is not valid base64");
         RuleFor(t => t.Schedule).Must(s => string.IsNullOrEmpty(s) || CronSchedule.IsValid(s)).WithMessage(CronSchedule.Invalid);
+        RuleFor(t => t.Timezone).Must(IsKnownTimezone).WithMessage(t => InvalidTimezone(t.Timezone));
 
         // The JSON fields' checks read their strings, which a lone surrogate makes unreadable: they run on storable JSON only.
         RuleFor(t => t).Must(t => StorableTaskJson.Problem(t) is null).WithMessage(t => StorableTaskJson.Problem(t)).DependentRules(() =>
@@ -37,6 +38,15 @@ internal sealed class TaskJsonValidator : AbstractValidator<TaskJson>
             });
         });
     }
+
+    /// <summary>
+    /// A task's <c>timezone</c> must be one this host knows (IANA or Windows), or empty for UTC. The original takes any
+    /// and computes in UTC when it cannot load it (spec §2.1); a zone that silently means UTC is refused instead
+    /// (docs/compatibility.md).
+    /// </summary>
+    public static bool IsKnownTimezone(string? timezone) => string.IsNullOrEmpty(timezone) || TimeZoneInfo.TryFindSystemTimeZoneById(timezone, out _);
+
+    public static string InvalidTimezone(string? timezone) => $"invalid timezone: {timezone}";
 }
 
 /// <summary>
@@ -55,6 +65,10 @@ internal sealed class TaskUpdateValidator : AbstractValidator<TaskJson>
         RuleFor(t => t.File).Must(f => f is null || Base64Text.TryCanonical(f, out _)).WithMessage("file is not valid base64");
         // The original answers a PUT's bad cron with a 500 (spec §1.3); "" clears the schedule.
         RuleFor(t => t.Schedule).Must(s => string.IsNullOrEmpty(s) || CronSchedule.IsValid(s)).WithMessage(CronSchedule.Invalid);
+        // The timezone is applied only with a new schedule, so only then checked (a stored task's old zone sent back
+        // with another change is ignored, as the original ignores it).
+        RuleFor(t => t.Timezone).Must(TaskJsonValidator.IsKnownTimezone).When(t => !string.IsNullOrEmpty(t.Schedule))
+            .WithMessage(t => TaskJsonValidator.InvalidTimezone(t.Timezone));
         // As for a create: the JSON fields' checks run on storable JSON only.
         RuleFor(t => t).Must(t => StorableTaskJson.Problem(t) is null).WithMessage(t => StorableTaskJson.Problem(t)).DependentRules(() =>
         {

@@ -42,8 +42,9 @@ internal static class TaskMapping
     /// <summary>
     /// Update (spec §2.6): name when non-empty, inputs when the key is present (null too: cleared), file when present,
     /// priority when non-zero, metadata when present, schedule when present ("" clears it and is_recurring, keeping the
-    /// timezone). Unlike the original, a PUT without <c>schedule</c> keeps the schedule (quirk fixed). The decider
-    /// applies it to the task's spec as it is then.
+    /// timezone). Unlike the original, a PUT without <c>schedule</c> keeps the schedule, and one without
+    /// <c>timezone</c> keeps the zone (the original sets "UTC"; <c>"timezone": ""</c> still does): quirks fixed,
+    /// docs/compatibility.md. The decider applies it to the task's spec as it is then.
     /// </summary>
     public static TaskSpecPatch ToPatch(TaskJson json) => new()
     {
@@ -57,7 +58,7 @@ internal static class TaskMapping
         SetsSchedule = json.Schedule is not null,
         Schedule = NullIfEmpty(json.Schedule),
         IsRecurring = json.IsRecurring,
-        Timezone = NullIfEmpty(json.Timezone) ?? "UTC",
+        Timezone = json.Timezone is null ? null : NullIfEmpty(json.Timezone) ?? "UTC",
     };
 
     public static TaskJson ToJson(TaskState state)

@@ -71,6 +71,18 @@ public sealed class TaskDeciderTests
     public void GivenCreated_WhenCreateTaskWithOtherSpec_ThenConflict() =>
         Given(Created).When(new CreateTask(Id, Spec with { Name = "other" }, At(5))).ThenRejected(RejectionKind.Conflict);
 
+    /// <summary>A task stored with depends_on before a create refused it is not started with its dependencies ignored:
+    /// no workflow coordinator exists yet.</summary>
+    [Fact]
+    public void GivenCreatedWithDependencies_WhenStartTask_ThenConflict()
+    {
+        var dependent = new TaskCreated(Id, Spec with { DependsOn = new EquatableArray<string>(["other-task"]), WorkflowId = "wf-1" }, T0);
+
+        Given(dependent).When(new StartTask(Id, At(1))).ThenRejected(RejectionKind.Conflict).Reason
+            .ShouldBe($"task {Id} depends on other tasks; workflows are not implemented yet");
+        Given(dependent, StartRequested(), Dispatched(), new TaskFailed(Id, 1, "ran before", At(3))).When(new StartTask(Id, At(4))).ThenRejected(RejectionKind.Conflict);
+    }
+
     [Fact]
     public void GivenNothing_WhenStartTask_ThenNotFound() =>
         Given().When(new StartTask(Id, T0)).ThenRejected(RejectionKind.NotFound).Reason.ShouldContain(Id.ToString());
