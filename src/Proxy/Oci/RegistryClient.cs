@@ -367,6 +367,28 @@ public sealed class RegistryClient(HttpClient http, RegistryAuth auth, Func<stri
         }
     }
 
+    /// <summary>A token service's GET, with the registry's transient retry: a 503 or 429 from the realm was the pull's
+    /// failure at once.</summary>
+    private async Task<HttpResponseMessage> SendTokenRequestAsync(ImageReference reference, Func<HttpRequestMessage> create, CancellationToken cancellationToken)
+    {
+        var context = ResilienceContextPool.Shared.Get(cancellationToken);
+        context.Properties.Set(ReferenceKey, reference.ToString());
+        try
+        {
+            return await _retries.ExecuteAsync(
+                async c =>
+                {
+                    using var request = create();
+                    return await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, c.CancellationToken);
+                },
+                context);
+        }
+        finally
+        {
+            ResilienceContextPool.Shared.Return(context);
+        }
+    }
+
     /// <summary>Whether a GET's outcome is worth another attempt: a status that says "later" or a connection that failed
     /// before the answer (not a timeout: HttpClient's is the whole PROXY_REGISTRY_TIMEOUT).</summary>
     private static bool Transient(Outcome<HttpResponseMessage> outcome) => outcome switch
@@ -413,7 +435,7 @@ public sealed class RegistryClient(HttpClient http, RegistryAuth auth, Func<stri
 
             try
             {
-                retryWith = await auth.ChallengeAsync(response, sent, http, reference.ApiHost, scope, !plainHttp(reference.ApiHost), cancellationToken);
+                retryWith = await auth.ChallengeAsync(response, sent, (create, ct) => SendTokenRequestAsync(reference, create, ct), reference.ApiHost, scope, cancellationToken);
             }
             catch (HttpRequestException ex)
             {
