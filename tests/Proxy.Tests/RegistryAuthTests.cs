@@ -261,6 +261,25 @@ public sealed class RegistryAuthTests
         stub.Requests.ShouldNotContain(r => r.Contains("Basic", StringComparison.Ordinal));
     }
 
+    /// <summary>PROXY_REGISTRY_URL with the https port written out, or an image naming it: the credentials are for the
+    /// host either way. "https://ghcr.io:443" was kept as ghcr.io:443 and never matched ghcr.io.</summary>
+    [Theory]
+    [InlineData("https://ghcr.io:443", "ghcr.io/acme/private:v1")]
+    [InlineData("ghcr.io", "ghcr.io:443/acme/private:v1")]
+    public async Task GivenCredentialsForAHostWithTheHttpsPortWrittenOut_WhenItsImageIsPulled_ThenTheyAreSent(string registryUrl, string image)
+    {
+        var basic = BasicOf("user", "secret");
+        using var stub = new StubRegistry((request, _) => Task.FromResult(
+            request.Headers.Authorization?.ToString() == basic ? StubRegistry.Manifest(Module) : StubRegistry.Challenge("Basic realm=\"ghcr\"")));
+        using var http = new HttpClient(stub);
+        var credentials = new RegistryCredentials(Propeller.Proxy.Configuration.ProxySettingsLoader.HostOf(registryUrl), "user", "secret", null);
+        var client = new RegistryClient(http, new RegistryAuth(credentials, TimeProvider.System), _ => false);
+
+        var layer = await client.ResolveLayerAsync(ImageReference.Parse(image), 1 << 20, Ct);
+
+        layer.Digest.ShouldBe(StubRegistry.DigestOf(Module));
+    }
+
     /// <summary>A registry that wants a bearer token from <paramref name="challenge"/>'s realm (any path ending
     /// <c>/token</c>, answered by <paramref name="realm"/>) and serves the manifest and blob to <c>Bearer issued</c> or
     /// <c>Bearer anon</c>.</summary>

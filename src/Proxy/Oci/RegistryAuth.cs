@@ -25,7 +25,7 @@ public sealed class RegistryAuth(RegistryCredentials? credentials, TimeProvider 
 
     /// <summary>The API host the credentials are for: PROXY_REGISTRY_URL's Docker Hub names (docker.io, index.docker.io)
     /// are served by registry-1.docker.io, the host requests go to (they never matched before).</summary>
-    private readonly string? _credentialsHost = credentials is null ? null : ImageReference.ApiHostOf(credentials.Host.ToLowerInvariant());
+    private readonly string? _credentialsHost = credentials is null ? null : WithoutHttpsPort(ImageReference.ApiHostOf(credentials.Host.ToLowerInvariant()));
 
     private readonly ConcurrentDictionary<string, bool> _basicHosts = new(StringComparer.OrdinalIgnoreCase);
     private readonly ConcurrentDictionary<(string Host, string Scope), (string Token, DateTimeOffset Expires)> _tokens = new();
@@ -200,7 +200,11 @@ public sealed class RegistryAuth(RegistryCredentials? credentials, TimeProvider 
     private static AuthenticationHeaderValue Bearer(string token) => new("Bearer", token);
 
     private RegistryCredentials? For(string host) =>
-        credentials is not null && string.Equals(_credentialsHost, host, StringComparison.OrdinalIgnoreCase) ? credentials : null;
+        credentials is not null && string.Equals(_credentialsHost, WithoutHttpsPort(host), StringComparison.OrdinalIgnoreCase) ? credentials : null;
+
+    /// <summary>A host without <c>:443</c>, the port registries are spoken to on when none is named: <c>ghcr.io:443</c>
+    /// (PROXY_REGISTRY_URL or the image's) is <c>ghcr.io</c>, whose credentials were silently unused.</summary>
+    private static string WithoutHttpsPort(string host) => host.EndsWith(":443", StringComparison.Ordinal) ? host[..^4] : host;
 
     private static AuthenticationHeaderValue Basic(string user, string password) =>
         new("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes($"{user}:{password}")));
