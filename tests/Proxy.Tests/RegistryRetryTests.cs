@@ -156,6 +156,37 @@ public sealed class RegistryRetryTests
     }
 
 
+    /// <summary>The connection cut in the middle of the blob: a failure naming the image and the registry. It was an
+    /// IOException past the client's mapping, reported as an "unexpected proxy error".</summary>
+    [Fact]
+    public async Task GivenABlobWhoseConnectionIsCutMidway_WhenPulled_ThenTheFailureNamesTheImageAndTheRegistry()
+    {
+        using var stub = new StubRegistry((request, _) => Task.FromResult(
+            request.RequestUri!.AbsolutePath.Contains("/blobs/", StringComparison.Ordinal)
+                ? new HttpResponseMessage(HttpStatusCode.OK) { Content = new StreamContent(new CutStream(Module[..10])) }
+                : StubRegistry.Manifest(Module)));
+        var client = Client(stub);
+        var reference = ImageReference.Parse($"{StubRegistry.Host}/test/cut:v1");
+        var layer = await client.ResolveLayerAsync(reference, 1 << 20, Ct);
+
+        var error = await Should.ThrowAsync<RegistryException>(() => client.GetBlobAsync(reference, layer, 1 << 20, Ct));
+
+        error.Message.ShouldBe($"image {reference}: registry {StubRegistry.Host} cut blob {layer.Digest} off after 10 of {Module.Length} bytes (connection reset)");
+    }
+
+    /// <summary>A body that gives <paramref name="first"/> and then fails as a reset connection does.</summary>
+    private sealed class CutStream(byte[] first) : MemoryStream(first)
+    {
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            var read = await base.ReadAsync(buffer, cancellationToken);
+            return read > 0 ? read : throw new IOException("connection reset");
+        }
+
+        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+    }
+
     private static RegistryClient Client(StubRegistry stub, ILogger? logger = null) =>
         new(new HttpClient(stub, disposeHandler: false), new RegistryAuth(null, TimeProvider.System), _ => true, logger);
 }

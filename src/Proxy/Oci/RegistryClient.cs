@@ -119,7 +119,7 @@ public sealed class RegistryClient(HttpClient http, RegistryAuth auth, Func<stri
         await using var body = await response.Content.ReadAsStreamAsync(cancellationToken);
         var offset = 0;
         int read;
-        while (offset < data.Length && (read = await body.ReadAsync(data.AsMemory(offset), cancellationToken)) > 0)
+        while (offset < data.Length && (read = await ReadBlobAsync(body, data.AsMemory(offset), reference, layer, offset, cancellationToken)) > 0)
         {
             offset += read;
             if (received is not null)
@@ -128,13 +128,27 @@ public sealed class RegistryClient(HttpClient http, RegistryAuth auth, Func<stri
             }
         }
 
-        if (offset < data.Length || await body.ReadAsync(new byte[1], cancellationToken) > 0)
+        if (offset < data.Length || await ReadBlobAsync(body, new byte[1], reference, layer, offset, cancellationToken) > 0)
         {
             throw new RegistryException($"image {reference}: blob {layer.Digest} is not the {layer.Size} bytes its manifest says");
         }
 
         Verify(reference, data, layer.Digest, "blob");
         return data;
+    }
+
+    /// <summary>One read of a blob's body; the connection cut mid-way (outside <see cref="SendAsync"/>, which maps those of
+    /// the request) is a <see cref="RegistryException"/> naming the image and the registry, not an unexpected error.</summary>
+    private static async ValueTask<int> ReadBlobAsync(Stream body, Memory<byte> buffer, ImageReference reference, Descriptor layer, long offset, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await body.ReadAsync(buffer, cancellationToken);
+        }
+        catch (Exception ex) when (ex is HttpRequestException or IOException)
+        {
+            throw new RegistryException($"image {reference}: registry {reference.ApiHost} cut blob {layer.Digest} off after {offset} of {layer.Size} bytes ({ex.Message})", ex);
+        }
     }
 
     /// <summary>Uploads <paramref name="data"/> as a blob of <paramref name="reference"/>'s repository (monolithic POST +
