@@ -276,22 +276,29 @@ public sealed class RegistryClient(HttpClient http, RegistryAuth auth, Func<stri
             .OrderByDescending(m => LooksWasm(m))
             .Take(MaxIndexEntries)
             .ToList();
-        for (var i = 0; i < entries.Count; i++)
-        {
-            Check(reference, entries[i], "an entry of the index");
-        }
-
+        // Each entry checked just before it is fetched, and one that fails (a bad digest, a 404, a type we do not read)
+        // is passed over for the next: one such entry (an image for another platform) aborted the pull.
+        RegistryException? firstError = null;
         foreach (var entry in entries)
         {
-            var (document, mediaType) = await GetManifestAsync(reference, entry.Digest, cancellationToken);
-            if (!OciMediaTypes.IsIndex(mediaType) && document.Layers?.Any(l => OciMediaTypes.IsWasm(l.MediaType)) == true)
+            try
             {
-                return document;
+                Check(reference, entry, "an entry of the index");
+                var (document, mediaType) = await GetManifestAsync(reference, entry.Digest, cancellationToken);
+                if (!OciMediaTypes.IsIndex(mediaType) && document.Layers?.Any(l => OciMediaTypes.IsWasm(l.MediaType)) == true)
+                {
+                    return document;
+                }
+            }
+            catch (RegistryException ex)
+            {
+                firstError ??= ex;
             }
         }
 
         var platforms = string.Join(", ", (index.Manifests ?? []).Select(m => m.Platform?.ToString() ?? m.ArtifactType ?? m.MediaType ?? "?"));
-        throw new RegistryException($"image {reference} is an index without a Wasm artefact (its manifests: {(platforms.Length > 0 ? platforms : "none")}); push the module with a {OciMediaTypes.WasmLayer} layer");
+        var message = $"image {reference} is an index without a Wasm artefact (its manifests: {(platforms.Length > 0 ? platforms : "none")}); push the module with a {OciMediaTypes.WasmLayer} layer";
+        throw firstError is null ? new RegistryException(message) : new RegistryException($"{message} (the first entry that failed: {firstError.Message})", firstError);
     }
 
     /// <summary>Refuses a descriptor without a digest of the form <c>algorithm:hex</c> (sha256: 64 digits, sha512: 128)
