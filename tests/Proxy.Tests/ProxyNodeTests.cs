@@ -374,6 +374,35 @@ public sealed class ProxyNodeTests : IAsyncLifetime
         logs.Lines.ShouldContain(l => l.StartsWith($"Information: Image {app}: another delivery of it delivered; this one's failure is not published", StringComparison.Ordinal));
     }
 
+    /// <summary>
+    /// A request for a flight whose delivery has ended (failed before its first chunk) but which is still in the table (here:
+    /// its failure held for another flight of the image, as above): it starts a flight of its own. Absorbed, as before, it
+    /// got no delivery and, the failure withheld, no answer at all.
+    /// </summary>
+    [Fact]
+    public async Task GivenAFlightThatHasEndedButNotLeftTheTable_WhenTheSameRequestComes_ThenItGetsAFlightOfItsOwn()
+    {
+        var (stub, release) = SecondManifestMissing(Modules.Addition);
+        using var registry = stub;
+        var node = await StartProxyAsync(chunkSize: 16, registry: stub);
+        var app = $"{StubRegistry.Host}/test/ended-flight:v1";
+
+        await RequestAsync(app, formats: ["binary"]);
+        await WhileAsync(() => stub.Count(StubRegistry.DigestOf(Modules.Addition)) == 0);
+        await RequestAsync(app); // fails (second manifest GET), its failure held for the binary flight
+        await WhileAsync(() => node.Metrics.Failures == 0);
+        await RequestAsync(app); // the same JSON flight
+        await WhileAsync(() => node.Metrics.Deduplicated == 0 && stub.Count("/manifests/v1") < 3);
+        release.SetResult();
+
+        await WhileAsync(() => node.InFlight > 0);
+
+        node.Metrics.Deduplicated.ShouldBe(0);
+        stub.Count("/manifests/v1").ShouldBe(3);
+        var total = (Modules.Addition.Length + 15) / 16;
+        (await PublishedChunksAsync(node, 2 * total)).ShouldBe(2 * total, "the binary delivery and the new JSON flight's");
+    }
+
     /// <summary>A stub registry serving <paramref name="module"/> whose blob comes once the second value is set and whose
     /// second manifest GET is answered 404 (the others are found).</summary>
     private static (StubRegistry Stub, TaskCompletionSource Release) SecondManifestMissing(byte[] module)

@@ -418,22 +418,20 @@ public sealed class ProxyNode : IAsyncDisposable
     {
         while (true)
         {
-            if (_inFlight.TryGetValue(flight, out var existing))
+            var existing = _inFlight.TryGetValue(flight, out var found) ? found : null;
+            if (existing is not null && existing.Join(delivery.Have))
             {
-                if (existing.Join(delivery.Have))
-                {
-                    Metrics.Deduplicate();
-                    ProxyLog.Deduplicated(_logger, delivery.App);
-                    return;
-                }
-
-                continue; // it has just ended: start a flight of our own
+                Metrics.Deduplicate();
+                ProxyLog.Deduplicated(_logger, delivery.App);
+                return;
             }
 
+            // None, or one whose delivery has ended (it refuses requests from then on, see Flight.Ended): a flight of
+            // our own, in its place.
             var admitted = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
             var next = new Flight(delivery);
             next.Work = ServeWhenAdmittedAsync(admitted.Task, flight, next);
-            if (_inFlight.TryAdd(flight, next))
+            if (existing is null ? _inFlight.TryAdd(flight, next) : _inFlight.TryUpdate(flight, next, existing))
             {
                 admitted.SetResult(true);
                 return;
@@ -459,8 +457,8 @@ public sealed class ProxyNode : IAsyncDisposable
         }
         finally
         {
-            _inFlight.TryRemove(flight, out _);
             again = state.Close();
+            _inFlight.TryRemove(KeyValuePair.Create(flight, state)); // not the flight that may have taken its place
         }
 
         if (again is not null && !_lifetime.IsCancellationRequested)
@@ -738,13 +736,19 @@ public sealed class ProxyNode : IAsyncDisposable
             }
         }
 
-        /// <summary>Its delivery has ended (<see cref="Outcome"/>).</summary>
+        /// <summary>Its delivery has ended: from now on it takes no request (one that comes starts a flight in its place;
+        /// absorbed, it got no delivery if this one failed before its first chunk).</summary>
         public void Ended(bool delivered)
         {
+            lock (_lock)
+            {
+                _closed = true;
+            }
+
             _outcome.TrySetResult(delivered);
         }
 
-        /// <summary>Ends the flight (after it left the table); the delivery to run again for the requests that came once
+        /// <summary>Ends the flight (before it leaves the table); the delivery to run again for the requests that came once
         /// it had decided (null: none).</summary>
         public Delivery? Close()
         {
