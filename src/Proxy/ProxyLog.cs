@@ -38,6 +38,12 @@ internal static partial class ProxyLog
     [LoggerMessage(EventId = 9013, Level = LogLevel.Critical, Message = "Proxy stopped on an error: {Error}; exiting with code 1")]
     public static partial void ProxyFailed(ILogger logger, string error, Exception exception);
 
+    [LoggerMessage(EventId = 9014, Level = LogLevel.Warning, Message = "Publishing the failure of {App} on registry/failure failed (its proplets wait for their timeout): {Reason}")]
+    public static partial void FailurePublishFailed(ILogger logger, string app, string reason);
+
+    [LoggerMessage(EventId = 9015, Level = LogLevel.Information, Message = "Image {App}: another delivery of it delivered; this one's failure is not published ({Reason})")]
+    public static partial void FailureWithheld(ILogger logger, string app, string reason);
+
     [LoggerMessage(EventId = 9010, Level = LogLevel.Warning, Message = "Too many images in flight ({Count}); refusing {App}")]
     public static partial void Busy(ILogger logger, int count, string app);
 }

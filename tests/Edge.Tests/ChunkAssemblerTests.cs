@@ -100,6 +100,8 @@ public sealed class ChunkAssemblerTests
     [InlineData("""{"chunk_idx":0,"total_chunks":1,"data":""}""", "app_name is required")]
     [InlineData("""{"app_name":"a","chunk_idx":5,"total_chunks":1,"data":""}""", "chunk_idx 5 is out of range 0..0")]
     [InlineData("""{"app_name":"a","chunk_idx":0,"total_chunks":1}""", "the chunk has no data")]
+    [InlineData("""{"app_name":"a","total_chunks":1,"data":""}""", "chunk_idx is required")]
+    [InlineData("""{"app_name":"a","chunk_idx":0,"data":""}""", "total_chunks is required")]
     [InlineData("""{"app_name":"a","chunk_idx":3000000000,"total_chunks":1,"data":""}""", "chunk_idx 3000000000 is out of range")] // was "not valid base64"
     [InlineData("""{"app_name":"a","chunk_idx":0,"total_chunks":1e12,"data":""}""", "total_chunks 1e12 is out of range")]
     [InlineData("""{"app_name":"a","chunk_idx":0,"total_chunks":1,"size":1e30,"data":""}""", "size 1e30 is out of range")]
@@ -526,6 +528,37 @@ public sealed class ChunkAssemblerTests
         var fetched = await assembler.WaitAsync("later", _ => Task.CompletedTask, TimeSpan.FromMinutes(1), TestContext.Current.CancellationToken);
         fetched.Bytes.ShouldBe(image);
         fetched.Sha256.ShouldBe(sha);
+    }
+
+    /// <summary>A chunk without <c>chunk_idx</c> before the real ones: rejected, and the image assembles from them. It was
+    /// taken as chunk 0, and the real chunk 0 was then dropped as its duplicate (the first copy wins).</summary>
+    [Fact]
+    public async Task GivenAChunkWithoutItsIndex_WhenTheRealChunksFollow_ThenItIsRejectedAndTheImageAssembles()
+    {
+        var assembler = new ChunkAssembler(1 << 20, _clock);
+        var waiting = assembler.WaitAsync("a", _ => Task.CompletedTask, TimeSpan.FromMinutes(1), TestContext.Current.CancellationToken);
+
+        assembler.AddJson("""{"app_name":"a","total_chunks":2,"data":"AA=="}"""u8).ShouldBe("chunk_idx is required");
+        assembler.AddJson("""{"app_name":"a","chunk_idx":0,"total_chunks":2,"data":"AQI="}"""u8).ShouldBeNull();
+        assembler.AddJson("""{"app_name":"a","chunk_idx":1,"total_chunks":2,"data":"AwQ="}"""u8).ShouldBeNull();
+
+        (await waiting).Bytes.ShouldBe(new byte[] { 1, 2, 3, 4 });
+        assembler.Rejected.ShouldBe(1);
+    }
+
+    /// <summary>The same for a binary chunk's header.</summary>
+    [Fact]
+    public async Task GivenABinaryChunkWhoseHeaderHasNoIndex_WhenTheRealChunksFollow_ThenItIsRejectedAndTheImageAssembles()
+    {
+        var assembler = new ChunkAssembler(1 << 20, _clock);
+        var waiting = assembler.WaitAsync("b", _ => Task.CompletedTask, TimeSpan.FromMinutes(1), TestContext.Current.CancellationToken);
+
+        assembler.AddBinary([.. """{"app_name":"b","total_chunks":2,"length":1}"""u8, BinaryChunkHeader.Separator, 0]).ShouldBe("chunk_idx is required");
+        assembler.AddJson("""{"app_name":"b","chunk_idx":0,"total_chunks":2,"data":"AQI="}"""u8).ShouldBeNull();
+        assembler.AddJson("""{"app_name":"b","chunk_idx":1,"total_chunks":2,"data":"AwQ="}"""u8).ShouldBeNull();
+
+        (await waiting).Bytes.ShouldBe(new byte[] { 1, 2, 3, 4 });
+        assembler.Rejected.ShouldBe(1);
     }
 
     private static ChunkMessage Chunk(string app, int index, int total, byte[] data) => new(app, index, total, Convert.ToBase64String(data));

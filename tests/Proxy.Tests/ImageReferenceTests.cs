@@ -37,6 +37,8 @@ public sealed class ImageReferenceTests
     [InlineData("reg.local/add@sha256:xyz", "the digest 'sha256:xyz'")]
     [InlineData("not a reference!!", "the repository")]
     [InlineData("reg_bad.local:99999x/add", "the registry host")]
+    [InlineData("host:99999/x", "the registry host 'host:99999' is not host[:port] (a port from 0 to 65535")] // Uri refused it at the first request
+    [InlineData("[:::]/x", "the registry host '[:::]' is not host[:port]")]
     public void GivenABadReference_WhenParsed_ThenTheErrorSaysWhatIsWrong(string text, string problem)
     {
         ImageReference.TryParse(text, out _, out var error).ShouldBeFalse();

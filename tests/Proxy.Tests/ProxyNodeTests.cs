@@ -342,7 +342,84 @@ public sealed class ProxyNodeTests : IAsyncLifetime
 
         failure.GetProperty("app_name").GetString().ShouldBe($"{StubRegistry.Host}/test/other:v1");
         failure.GetProperty("error").GetString()!.ShouldStartWith("the proxy is busy");
+        node.Metrics.Failures.ShouldBe(1, "a busy refusal answered on registry/failure counts in proxy_failures_total");
         (await ReceiveImageAsync(app)).Bytes.ShouldBe(module); // no failure for it came first (that would end the wait)
+    }
+
+    /// <summary>
+    /// A JSON flight of an image failing while a binary flight of it is under way: its failure waits for that flight and,
+    /// as it delivered, is not published (registry/failure names the image alone; a proplet fails every assembly of it).
+    /// Before, the failure went out at once and ended the binary delivery's assembly on every proplet.
+    /// </summary>
+    [Fact]
+    public async Task GivenAFlightThatFailsWhileAnotherFlightOfTheImageDelivers_WhenItEnds_ThenNoFailureIsPublished()
+    {
+        var (stub, release) = SecondManifestMissing(Modules.Addition);
+        using var registry = stub;
+        var logs = new LogLines();
+        using var loggers = LoggerFactory.Create(builder => builder.AddProvider(logs));
+        var node = await StartProxyAsync(chunkSize: 16, registry: stub, loggers: loggers);
+        var app = $"{StubRegistry.Host}/test/two-formats:v1";
+
+        await RequestAsync(app, formats: ["binary"]); // pulled; its blob waits
+        await WhileAsync(() => stub.Count(StubRegistry.DigestOf(Modules.Addition)) == 0);
+        await RequestAsync(app); // JSON: its manifest is not found
+        await WhileAsync(() => node.Metrics.Failures == 0);
+        release.SetResult();
+        var image = await ReceiveBinaryImageAsync(app); // a failure on the way would end it
+        await WhileAsync(() => node.InFlight > 0);
+
+        image.Bytes.ShouldBe(Modules.Addition);
+        node.Metrics.Failures.ShouldBe(1);
+        logs.Lines.ShouldContain(l => l.StartsWith($"Information: Image {app}: another delivery of it delivered; this one's failure is not published", StringComparison.Ordinal));
+    }
+
+    /// <summary>
+    /// A request for a flight whose delivery has ended (failed before its first chunk) but which is still in the table (here:
+    /// its failure held for another flight of the image, as above): it starts a flight of its own. Absorbed, as before, it
+    /// got no delivery and, the failure withheld, no answer at all.
+    /// </summary>
+    [Fact]
+    public async Task GivenAFlightThatHasEndedButNotLeftTheTable_WhenTheSameRequestComes_ThenItGetsAFlightOfItsOwn()
+    {
+        var (stub, release) = SecondManifestMissing(Modules.Addition);
+        using var registry = stub;
+        var node = await StartProxyAsync(chunkSize: 16, registry: stub);
+        var app = $"{StubRegistry.Host}/test/ended-flight:v1";
+
+        await RequestAsync(app, formats: ["binary"]);
+        await WhileAsync(() => stub.Count(StubRegistry.DigestOf(Modules.Addition)) == 0);
+        await RequestAsync(app); // fails (second manifest GET), its failure held for the binary flight
+        await WhileAsync(() => node.Metrics.Failures == 0);
+        await RequestAsync(app); // the same JSON flight
+        await WhileAsync(() => node.Metrics.Deduplicated == 0 && stub.Count("/manifests/v1") < 3);
+        release.SetResult();
+
+        await WhileAsync(() => node.InFlight > 0);
+
+        node.Metrics.Deduplicated.ShouldBe(0);
+        stub.Count("/manifests/v1").ShouldBe(3);
+        var total = (Modules.Addition.Length + 15) / 16;
+        (await PublishedChunksAsync(node, 2 * total)).ShouldBe(2 * total, "the binary delivery and the new JSON flight's");
+    }
+
+    /// <summary>A stub registry serving <paramref name="module"/> whose blob comes once the second value is set and whose
+    /// second manifest GET is answered 404 (the others are found).</summary>
+    private static (StubRegistry Stub, TaskCompletionSource Release) SecondManifestMissing(byte[] module)
+    {
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var manifests = 0;
+        var stub = new StubRegistry(async (request, ct) =>
+        {
+            if (request.RequestUri!.AbsolutePath.Contains("/blobs/", StringComparison.Ordinal))
+            {
+                await release.Task.WaitAsync(ct);
+                return StubRegistry.Blob(module);
+            }
+
+            return Interlocked.Increment(ref manifests) == 2 ? new HttpResponseMessage(HttpStatusCode.NotFound) : StubRegistry.Manifest(module);
+        });
+        return (stub, release);
     }
 
     /// <summary>A flight that decided to send one chunk (its request holds the image) and a request that does not hold it

@@ -101,12 +101,32 @@ public sealed class ProxySettingsLoaderTests
     [InlineData("PROXY_MAX_ARTIFACT_BYTES", "2147483592", "PROXY_MAX_ARTIFACT_BYTES '2147483592' is over 2147483591, the largest artefact the proxy can hold (one array)")]
     [InlineData("PROXY_MQTT_ADDRESS", "tcp://", "PROXY_MQTT_ADDRESS 'tcp://' is not an MQTT address")]
     [InlineData("PROXY_LOG_LEVEL", "loud", "PROXY_LOG_LEVEL 'loud' is not one of")]
+    [InlineData("PROXY_CHUNK_SIZE", "1000", "PROXY_CHUNK_SIZE '1000' splits an artefact of PROXY_MAX_ARTIFACT_BYTES (104857600) into 104858 chunks, over the 100000 a proplet accepts; raise the chunk size to at least 1049")]
     public void GivenABadValue_WhenLoaded_ThenTheErrorNamesTheVariable(string name, string value, string message)
     {
         var env = new Dictionary<string, string>(Identity) { [name] = value };
 
         Should.Throw<ProxyConfigurationException>(() => ProxySettingsLoader.Load(Env(env))).Message.ShouldStartWith(message);
     }
+
+    /// <summary>At most 100,000 chunks per artefact, the proplet's limit: the smallest chunk size that keeps the default
+    /// limit within it loads.</summary>
+    [Fact]
+    public void GivenAChunkSizeThatKeepsTheLargestArtefactWithinTheProplestChunkLimit_WhenLoaded_ThenItIsTaken()
+    {
+        var env = new Dictionary<string, string>(Identity) { ["PROXY_CHUNK_SIZE"] = "1049", ["PROXY_MAX_ARTIFACT_BYTES"] = "104857600" };
+
+        ProxySettingsLoader.Load(Env(env)).ChunkSize.ShouldBe(1049);
+    }
+
+    [Theory]
+    [InlineData("https://ghcr.io:443", "ghcr.io")]
+    [InlineData("http://reg.local:80/v2/", "reg.local")]
+    [InlineData("https://reg.local:8443", "reg.local:8443")]
+    [InlineData("http://reg.local:443", "reg.local:443")]
+    [InlineData("GHCR.io", "ghcr.io")]
+    public void GivenARegistryUrl_WhenItsHostIsTaken_ThenTheSchemesOwnPortIsDropped(string url, string host) =>
+        ProxySettingsLoader.HostOf(url).ShouldBe(host);
 
     [Fact]
     public void GivenTheLargestArrayAsTheArtefactLimit_WhenLoaded_ThenItIsTaken()

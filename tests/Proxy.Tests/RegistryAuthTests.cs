@@ -146,5 +146,150 @@ public sealed class RegistryAuthTests
         auth.CachedTokens.ShouldBe(1, "the three expired tokens were dropped when the fourth was cached");
     }
 
+    /// <summary>Spec §3.5: with the username and password set, the original uses them, and the token only when they are
+    /// not both set. The static token used to be sent as soon as it was set; this registry refuses it.</summary>
+    [Fact]
+    public async Task GivenUsernamePasswordAndAStaticToken_WhenATokenRegistryChallenges_ThenTheRealmGetsThemAndTheBlobItsToken()
+    {
+        var basic = BasicOf("user", "secret");
+        using var stub = TokenRegistry(
+            $"Bearer realm=\"https://{StubRegistry.Host}/token\",service=\"stub\"",
+            request => request.Headers.Authorization?.ToString() == basic ? Json("""{"token":"issued","expires_in":300}""") : new HttpResponseMessage(HttpStatusCode.Unauthorized));
+        using var http = new HttpClient(stub);
+        var client = new RegistryClient(http, new RegistryAuth(new RegistryCredentials(StubRegistry.Host, "user", "secret", "static"), TimeProvider.System), _ => true);
+        var reference = ImageReference.Parse($"{StubRegistry.Host}/test/all-three:v1");
+
+        var layer = await client.ResolveLayerAsync(reference, 1 << 20, Ct);
+        var blob = await client.GetBlobAsync(reference, layer, 1 << 20, Ct);
+
+        blob.ShouldBe(Module);
+        stub.Requests.ShouldContain($"GET /token {basic}");
+        stub.Requests.ShouldContain($"GET /v2/test/all-three/blobs/{layer.Digest} Bearer issued");
+        stub.Requests.ShouldNotContain(r => r.EndsWith("Bearer static", StringComparison.Ordinal));
+    }
+
+    /// <summary>Only the token: it is the bearer token itself, no realm asked.</summary>
+    [Fact]
+    public async Task GivenOnlyAStaticToken_WhenATokenRegistryChallenges_ThenItIsSentAsTheBearerToken()
+    {
+        using var stub = new StubRegistry((request, _) => Task.FromResult(
+            request.Headers.Authorization?.ToString() == "Bearer static" ? StubRegistry.Manifest(Module)
+            : StubRegistry.Challenge($"Bearer realm=\"https://{StubRegistry.Host}/token\"")));
+        using var http = new HttpClient(stub);
+        var client = new RegistryClient(http, new RegistryAuth(new RegistryCredentials(StubRegistry.Host, "user", null, "static"), TimeProvider.System), _ => true);
+
+        var layer = await client.ResolveLayerAsync(ImageReference.Parse($"{StubRegistry.Host}/test/token-only:v1"), 1 << 20, Ct);
+
+        layer.Digest.ShouldBe(StubRegistry.DigestOf(Module));
+        stub.Count("/token").ShouldBe(0);
+    }
+
+    /// <summary>A 401 offering Basic and Bearer, without credentials: the Bearer challenge is answered with an anonymous
+    /// token. Before, the Basic one ended the answer (nothing to send) and the pull was "not authorized".</summary>
+    [Fact]
+    public async Task GivenBasicAndBearerChallengesAndNoCredentials_WhenPulled_ThenAnAnonymousTokenIsFetched()
+    {
+        using var stub = new StubRegistry((request, _) =>
+        {
+            if (request.RequestUri!.AbsolutePath == "/token")
+            {
+                return Task.FromResult(Json("""{"token":"anon","expires_in":300}"""));
+            }
+
+            if (request.Headers.Authorization?.ToString() == "Bearer anon")
+            {
+                return Task.FromResult(StubRegistry.Manifest(Module));
+            }
+
+            var challenge = StubRegistry.Challenge("Basic realm=\"x\"");
+            challenge.Headers.TryAddWithoutValidation("WWW-Authenticate", $"Bearer realm=\"http://{StubRegistry.Host}/token\",service=\"stub\"");
+            return Task.FromResult(challenge);
+        });
+        using var http = new HttpClient(stub);
+        var client = new RegistryClient(http, new RegistryAuth(null, TimeProvider.System), _ => true);
+
+        var layer = await client.ResolveLayerAsync(ImageReference.Parse($"{StubRegistry.Host}/test/two-challenges:v1"), 1 << 20, Ct);
+
+        layer.Digest.ShouldBe(StubRegistry.DigestOf(Module));
+    }
+
+    /// <summary>The token service answering 503 once: its GET is retried as the registry's are. Before, the pull failed
+    /// at once ("refused a token ... HTTP 503").</summary>
+    [Fact]
+    public async Task GivenATokenServiceAnswering503Once_WhenPulled_ThenTheTokenIsAskedAgainAndThePullSucceeds()
+    {
+        var realmCalls = 0;
+        using var stub = TokenRegistry(
+            $"Bearer realm=\"http://{StubRegistry.Host}/token\",service=\"stub\"",
+            _ => Interlocked.Increment(ref realmCalls) == 1 ? new HttpResponseMessage(HttpStatusCode.ServiceUnavailable) : Json("""{"token":"issued","expires_in":300}"""));
+        using var http = new HttpClient(stub);
+        var client = new RegistryClient(http, new RegistryAuth(null, TimeProvider.System), _ => true);
+        var reference = ImageReference.Parse($"{StubRegistry.Host}/test/realm-503:v1");
+
+        var layer = await client.ResolveLayerAsync(reference, 1 << 20, Ct);
+
+        (await client.GetBlobAsync(reference, layer, 1 << 20, Ct)).ShouldBe(Module);
+        stub.Count("/token").ShouldBe(2);
+    }
+
+    /// <summary>A realm that is not http or https is refused as unusable; an ftp:// one was sent (by the real handler:
+    /// NotSupportedException, an "unexpected proxy error").</summary>
+    [Fact]
+    public async Task GivenARealmThatIsNotHttp_WhenChallenged_ThenThePullFailsSayingTheRealmIsNotUsable()
+    {
+        using var stub = TokenRegistry("Bearer realm=\"ftp://registry.stub/token\"", _ => Json("""{"token":"issued","expires_in":300}"""));
+        using var http = new HttpClient(stub);
+        var client = new RegistryClient(http, new RegistryAuth(null, TimeProvider.System), _ => true);
+
+        var error = await Should.ThrowAsync<RegistryException>(() => client.ResolveLayerAsync(ImageReference.Parse($"{StubRegistry.Host}/test/ftp-realm:v1"), 1 << 20, Ct));
+
+        error.Message.ShouldBe($"registry {StubRegistry.Host} asked for a bearer token without a usable realm ('realm=\"ftp://registry.stub/token\"')");
+    }
+
+    /// <summary>An https registry naming a plain-http realm on another machine: the username and password are not sent
+    /// there (anonymous token request). They were, because the registry itself was https.</summary>
+    [Fact]
+    public async Task GivenAnHttpsRegistryWithAPlainHttpRealm_WhenATokenIsFetched_ThenTheCredentialsAreNotSentToIt()
+    {
+        using var stub = TokenRegistry($"Bearer realm=\"http://{StubRegistry.Host}/token\",service=\"stub\"", _ => Json("""{"token":"issued","expires_in":300}"""));
+        using var http = new HttpClient(stub);
+        var client = new RegistryClient(http, new RegistryAuth(new RegistryCredentials(StubRegistry.Host, "user", "secret", null), TimeProvider.System), _ => false);
+
+        await client.ResolveLayerAsync(ImageReference.Parse($"{StubRegistry.Host}/test/http-realm:v1"), 1 << 20, Ct);
+
+        stub.Requests.ShouldContain("GET /token ");
+        stub.Requests.ShouldNotContain(r => r.Contains("Basic", StringComparison.Ordinal));
+    }
+
+    /// <summary>PROXY_REGISTRY_URL with the https port written out, or an image naming it: the credentials are for the
+    /// host either way. "https://ghcr.io:443" was kept as ghcr.io:443 and never matched ghcr.io.</summary>
+    [Theory]
+    [InlineData("https://ghcr.io:443", "ghcr.io/acme/private:v1")]
+    [InlineData("ghcr.io", "ghcr.io:443/acme/private:v1")]
+    public async Task GivenCredentialsForAHostWithTheHttpsPortWrittenOut_WhenItsImageIsPulled_ThenTheyAreSent(string registryUrl, string image)
+    {
+        var basic = BasicOf("user", "secret");
+        using var stub = new StubRegistry((request, _) => Task.FromResult(
+            request.Headers.Authorization?.ToString() == basic ? StubRegistry.Manifest(Module) : StubRegistry.Challenge("Basic realm=\"ghcr\"")));
+        using var http = new HttpClient(stub);
+        var credentials = new RegistryCredentials(Propeller.Proxy.Configuration.ProxySettingsLoader.HostOf(registryUrl), "user", "secret", null);
+        var client = new RegistryClient(http, new RegistryAuth(credentials, TimeProvider.System), _ => false);
+
+        var layer = await client.ResolveLayerAsync(ImageReference.Parse(image), 1 << 20, Ct);
+
+        layer.Digest.ShouldBe(StubRegistry.DigestOf(Module));
+    }
+
+    /// <summary>A registry that wants a bearer token from <paramref name="challenge"/>'s realm (any path ending
+    /// <c>/token</c>, answered by <paramref name="realm"/>) and serves the manifest and blob to <c>Bearer issued</c> or
+    /// <c>Bearer anon</c>.</summary>
+    private static StubRegistry TokenRegistry(string challenge, Func<HttpRequestMessage, HttpResponseMessage> realm) => new((request, _) => Task.FromResult(
+        request.RequestUri!.AbsolutePath == "/token" ? realm(request)
+        : request.Headers.Authorization?.ToString() is not ("Bearer issued" or "Bearer anon") ? StubRegistry.Challenge(challenge)
+        : request.RequestUri.AbsolutePath.Contains("/blobs/", StringComparison.Ordinal) ? StubRegistry.Blob(Module)
+        : StubRegistry.Manifest(Module)));
+
+    private static string BasicOf(string user, string password) => "Basic " + Convert.ToBase64String(Encoding.UTF8.GetBytes($"{user}:{password}"));
+
     private static HttpResponseMessage Json(string json) => new(HttpStatusCode.OK) { Content = new StringContent(json, Encoding.UTF8, new MediaTypeHeaderValue("application/json")) };
 }

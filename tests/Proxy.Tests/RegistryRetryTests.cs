@@ -156,6 +156,77 @@ public sealed class RegistryRetryTests
     }
 
 
+    /// <summary>The connection cut in the middle of the blob: a failure naming the image and the registry. It was an
+    /// IOException past the client's mapping, reported as an "unexpected proxy error".</summary>
+    [Fact]
+    public async Task GivenABlobWhoseConnectionIsCutMidway_WhenPulled_ThenTheFailureNamesTheImageAndTheRegistry()
+    {
+        using var stub = new StubRegistry((request, _) => Task.FromResult(
+            request.RequestUri!.AbsolutePath.Contains("/blobs/", StringComparison.Ordinal)
+                ? new HttpResponseMessage(HttpStatusCode.OK) { Content = new StreamContent(new CutStream(Module[..10])) }
+                : StubRegistry.Manifest(Module)));
+        var client = Client(stub);
+        var reference = ImageReference.Parse($"{StubRegistry.Host}/test/cut:v1");
+        var layer = await client.ResolveLayerAsync(reference, 1 << 20, Ct);
+
+        var error = await Should.ThrowAsync<RegistryException>(() => client.GetBlobAsync(reference, layer, 1 << 20, Ct));
+
+        error.Message.ShouldBe($"image {reference}: registry {StubRegistry.Host} cut blob {layer.Digest} off after 10 of {Module.Length} bytes (connection reset)");
+    }
+
+    /// <summary>An index whose first (Wasm-looking) entry is gone from the registry and whose second is the module: the
+    /// second is pulled. The first's 404 used to end the pull.</summary>
+    [Fact]
+    public async Task GivenAnIndexWhoseFirstEntryFails_WhenPulled_ThenTheNextEntryIsTried()
+    {
+        var missing = StubRegistry.DigestOf("gone"u8.ToArray());
+        var good = StubRegistry.Manifest(Module);
+        var goodBytes = await good.Content.ReadAsByteArrayAsync(Ct);
+        var goodDigest = StubRegistry.DigestOf(goodBytes);
+        var index = System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(new ManifestDocument
+        {
+            MediaType = OciMediaTypes.ImageIndex,
+            Manifests =
+            [
+                new Descriptor(OciMediaTypes.ImageManifest, missing, 100) { Platform = new Platform("wasm", "wasip1") },
+                new Descriptor(OciMediaTypes.ImageManifest, goodDigest, goodBytes.Length),
+            ],
+        });
+        using var stub = new StubRegistry((request, _) => Task.FromResult(request.RequestUri!.AbsolutePath switch
+        {
+            var path when path.EndsWith("/manifests/v1", StringComparison.Ordinal) => new HttpResponseMessage(HttpStatusCode.OK)
+            {
+                Content = new ByteArrayContent(index) { Headers = { ContentType = new MediaTypeHeaderValue(OciMediaTypes.ImageIndex) } },
+            },
+            var path when path.EndsWith(goodDigest, StringComparison.Ordinal) => new HttpResponseMessage(HttpStatusCode.OK)
+            {
+                Content = new ByteArrayContent(goodBytes) { Headers = { ContentType = new MediaTypeHeaderValue(OciMediaTypes.ImageManifest) } },
+            },
+            var path when path.Contains("/blobs/", StringComparison.Ordinal) => StubRegistry.Blob(Module),
+            _ => new HttpResponseMessage(HttpStatusCode.NotFound),
+        }));
+        var client = Client(stub);
+        var reference = ImageReference.Parse($"{StubRegistry.Host}/test/index-first-bad:v1");
+
+        var layer = await client.ResolveLayerAsync(reference, 1 << 20, Ct);
+
+        (await client.GetBlobAsync(reference, layer, 1 << 20, Ct)).ShouldBe(Module);
+        stub.Count(missing).ShouldBe(1);
+    }
+
+    /// <summary>A body that gives <paramref name="first"/> and then fails as a reset connection does.</summary>
+    private sealed class CutStream(byte[] first) : MemoryStream(first)
+    {
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            var read = await base.ReadAsync(buffer, cancellationToken);
+            return read > 0 ? read : throw new IOException("connection reset");
+        }
+
+        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+    }
+
     private static RegistryClient Client(StubRegistry stub, ILogger? logger = null) =>
         new(new HttpClient(stub, disposeHandler: false), new RegistryAuth(null, TimeProvider.System), _ => true, logger);
 }

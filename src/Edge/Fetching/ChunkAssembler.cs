@@ -104,6 +104,12 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
             return Counted("the binary chunk's header is null");
         }
 
+        // As in AddJson: a header without chunk_idx (or total_chunks) was read as chunk 0 (of 0).
+        if (MissingCount(payload[..end]) is { } missing)
+        {
+            return Counted($"{missing} is required");
+        }
+
         if (header.Length != data.Length)
         {
             return Counted($"the binary chunk carries {data.Length} bytes, its header says {header.Length}");
@@ -121,7 +127,7 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
         string? app = null;
         string? sha256 = null;
         long? size = null;
-        int index = 0, total = 0;
+        int? index = null, total = null;
         byte[]? data = null;
         var base64 = ReadOnlySpan<byte>.Empty;
         var hasData = false;
@@ -151,7 +157,15 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
                             return Counted($"{(field == 2 ? "chunk_idx" : "total_chunks")} {Encoding.UTF8.GetString(reader.ValueSpan)} is out of range");
                         }
 
-                        (index, total) = field == 2 ? (number, total) : (index, number);
+                        if (field == 2)
+                        {
+                            index = number;
+                        }
+                        else
+                        {
+                            total = number;
+                        }
+
                         break;
                     case 4:
                         hasData = true;
@@ -193,13 +207,38 @@ public sealed class ChunkAssembler(long maxBinarySize, TimeProvider time, long i
             return Counted($"the chunk is not valid JSON of the expected shape: {ex.Message}");
         }
 
+        // A chunk without its index (or count) was taken as chunk 0 (of 0), and as the first copy of a chunk wins, the
+        // real chunk 0 was then dropped as its duplicate: the image assembled with the wrong bytes, or failed.
+        if (index is null || total is null)
+        {
+            return Counted($"{(index is null ? "chunk_idx" : "total_chunks")} is required");
+        }
+
         if (!hasData)
         {
             // Not an empty chunk (the original sends "data" always, null for nothing): a chunk without its bytes.
             return Counted("the chunk has no data");
         }
 
-        return Counted(Check(app, index, total) ?? (data is null ? Add(app!, index, total, sha256, size, base64, base64: true) : Add(app!, index, total, sha256, size, data, base64: false)));
+        return Counted(Check(app, index.Value, total.Value)
+            ?? (data is null ? Add(app!, index.Value, total.Value, sha256, size, base64, base64: true) : Add(app!, index.Value, total.Value, sha256, size, data, base64: false)));
+    }
+
+    /// <summary>"chunk_idx" or "total_chunks" when the header (valid JSON, an object) does not name it; else null.</summary>
+    private static string? MissingCount(ReadOnlySpan<byte> header)
+    {
+        bool index = false, total = false;
+        var reader = new Utf8JsonReader(header);
+        reader.Read();
+        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+        {
+            index |= reader.ValueTextEquals("chunk_idx"u8);
+            total |= reader.ValueTextEquals("total_chunks"u8);
+            reader.Read();
+            reader.Skip();
+        }
+
+        return !index ? "chunk_idx" : !total ? "total_chunks" : null;
     }
 
     /// <summary>Counts <paramref name="rejection"/> when there is one, and returns it.</summary>

@@ -15,6 +15,9 @@ namespace Propeller.Proxy.Configuration;
 /// </summary>
 public static class ProxySettingsLoader
 {
+    /// <summary>The most chunks a proplet assembles into one image (src/Edge/Fetching/ChunkAssembler.cs, MaxChunks).</summary>
+    private const long MaxChunks = 100_000;
+
     private static readonly (string Variable, string Key, string AliasVariable, string AliasKey)[] Identity =
     [
         ("PROXY_TENANT_ID", "tenant_id", "PROXY_DOMAIN_ID", "domain_id"),
@@ -128,6 +131,14 @@ public static class ProxySettingsLoader
             throw new ProxyConfigurationException($"PROXY_MAX_ARTIFACT_BYTES '{settings.MaxArtifactBytes}' is over {Array.MaxLength}, the largest artefact the proxy can hold (one array)");
         }
 
+        // The proplet refuses an image of more chunks (ChunkAssembler.MaxChunks): an artefact the proxy accepts must fit.
+        var chunks = (settings.MaxArtifactBytes + settings.ChunkSize - 1) / settings.ChunkSize;
+        if (chunks > MaxChunks)
+        {
+            throw new ProxyConfigurationException(
+                $"PROXY_CHUNK_SIZE '{settings.ChunkSize}' splits an artefact of PROXY_MAX_ARTIFACT_BYTES ({settings.MaxArtifactBytes}) into {chunks} chunks, over the {MaxChunks} a proplet accepts; raise the chunk size to at least {(settings.MaxArtifactBytes + MaxChunks - 1) / MaxChunks} or lower the limit");
+        }
+
         if (authenticate && registryHost is null)
         {
             throw new ProxyConfigurationException("PROXY_AUTHENTICATE is true but PROXY_REGISTRY_URL is empty: it names the registry host the credentials are for");
@@ -171,18 +182,22 @@ public static class ProxySettingsLoader
         return settings;
     }
 
-    /// <summary>host[:port] of a PROXY_REGISTRY_URL given as a host, host:port or URL ("https://ghcr.io/").</summary>
+    /// <summary>host[:port] of a PROXY_REGISTRY_URL given as a host, host:port or URL ("https://ghcr.io/"); a URL's
+    /// scheme's own port (443 for https, 80 for http) is dropped: "https://ghcr.io:443" is the host ghcr.io.</summary>
     public static string HostOf(string url)
     {
         var text = url.Trim();
         var scheme = text.IndexOf("://", StringComparison.Ordinal);
+        var defaultPort = "";
         if (scheme >= 0)
         {
+            defaultPort = text[..scheme].ToLowerInvariant() switch { "https" => ":443", "http" => ":80", _ => "" };
             text = text[(scheme + 3)..];
         }
 
         var slash = text.IndexOf('/', StringComparison.Ordinal);
-        return (slash >= 0 ? text[..slash] : text).ToLowerInvariant();
+        var host = (slash >= 0 ? text[..slash] : text).ToLowerInvariant();
+        return defaultPort.Length > 0 && host.EndsWith(defaultPort, StringComparison.Ordinal) ? host[..^defaultPort.Length] : host;
     }
 
     private static bool Boolean(Func<string, string?> get, string name, bool defaultValue) => get(name) switch

@@ -75,9 +75,11 @@ public sealed partial record ImageReference(string Host, string Repository, stri
         {
             host = input[..firstSlash].ToLowerInvariant();
             repository = input[(firstSlash + 1)..];
-            if (!HostPattern().IsMatch(host))
+            // The pattern lets through a port over 65535 and brackets of hex digits and colons that are no IPv6
+            // address; Uri refused them when the first request was made, an "unexpected proxy error".
+            if (!HostPattern().IsMatch(host) || !Uri.TryCreate($"https://{host}/", UriKind.Absolute, out _))
             {
-                error = Bad($"the registry host '{host}' is not host[:port]");
+                error = Bad($"the registry host '{host}' is not host[:port] (a port from 0 to 65535, an IPv6 address in brackets)");
                 return false;
             }
         }

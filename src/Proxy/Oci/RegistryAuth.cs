@@ -11,7 +11,9 @@ namespace Propeller.Proxy.Oci;
 /// 401 the <c>WWW-Authenticate</c> challenge decides: <c>Basic</c> → the static username and password; <c>Bearer
 /// realm,service,scope</c> → a token from the realm (anonymously, or with the username and password), cached by host
 /// and scope until it expires (expired ones are dropped as others are cached); a static token (PROXY_REGISTRY_TOKEN) is
-/// sent as the bearer token itself.
+/// sent as the bearer token itself, unless the username and password are both set (spec §3.5: the original uses them
+/// then, the token only otherwise). Basic credentials go to a realm over https or on loopback only. The realm's GET is
+/// retried as the registry's are (<c>send</c>: the client's transient retry).
 /// Credentials go only to the host they are for. The answer to a 401 is the Authorization its request is retried with,
 /// not a look-up of the shared state: requests that were challenged at once (the first pulls from a host) each get
 /// theirs, whatever the others learnt or replaced meanwhile.
@@ -23,7 +25,7 @@ public sealed class RegistryAuth(RegistryCredentials? credentials, TimeProvider 
 
     /// <summary>The API host the credentials are for: PROXY_REGISTRY_URL's Docker Hub names (docker.io, index.docker.io)
     /// are served by registry-1.docker.io, the host requests go to (they never matched before).</summary>
-    private readonly string? _credentialsHost = credentials is null ? null : ImageReference.ApiHostOf(credentials.Host.ToLowerInvariant());
+    private readonly string? _credentialsHost = credentials is null ? null : WithoutHttpsPort(ImageReference.ApiHostOf(credentials.Host.ToLowerInvariant()));
 
     private readonly ConcurrentDictionary<string, bool> _basicHosts = new(StringComparer.OrdinalIgnoreCase);
     private readonly ConcurrentDictionary<(string Host, string Scope), (string Token, DateTimeOffset Expires)> _tokens = new();
@@ -46,10 +48,15 @@ public sealed class RegistryAuth(RegistryCredentials? credentials, TimeProvider 
     /// token when needed) and returns the Authorization to retry that request with; null: nothing more to try (what the
     /// host wants is what the request carried, or nothing is known that it would take).</summary>
     public async Task<AuthenticationHeaderValue?> ChallengeAsync(
-        HttpResponseMessage response, AuthenticationHeaderValue? sent, HttpClient http, string host, string scope, bool secure, CancellationToken cancellationToken)
+        HttpResponseMessage response,
+        AuthenticationHeaderValue? sent,
+        Func<Func<HttpRequestMessage>, CancellationToken, Task<HttpResponseMessage>> send,
+        string host,
+        string scope,
+        CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(response);
-        ArgumentNullException.ThrowIfNull(http);
+        ArgumentNullException.ThrowIfNull(send);
         var known = For(host);
         foreach (var challenge in response.Headers.WwwAuthenticate)
         {
@@ -57,7 +64,7 @@ public sealed class RegistryAuth(RegistryCredentials? credentials, TimeProvider 
             {
                 if (known is not { Username: { } user, Password: { } password })
                 {
-                    return null;
+                    continue; // a Bearer challenge beside it may still be answered (anonymously)
                 }
 
                 // Every request that went out before the host was known to want them (concurrent first pulls) is retried
@@ -83,7 +90,7 @@ public sealed class RegistryAuth(RegistryCredentials? credentials, TimeProvider 
                     }
                 }
 
-                if (known?.Token is { } staticToken)
+                if (known is { Token: { } staticToken } && (known.Username is null || known.Password is null))
                 {
                     if (IsScheme(sent, "Bearer") && sent!.Parameter == staticToken)
                     {
@@ -95,7 +102,8 @@ public sealed class RegistryAuth(RegistryCredentials? credentials, TimeProvider 
                 }
 
                 var parameters = Parameters(challenge.Parameter ?? "");
-                if (!parameters.TryGetValue("realm", out var realm) || !Uri.TryCreate(realm, UriKind.Absolute, out var realmUri))
+                if (!parameters.TryGetValue("realm", out var realm) || !Uri.TryCreate(realm, UriKind.Absolute, out var realmUri)
+                    || (realmUri.Scheme != Uri.UriSchemeHttps && realmUri.Scheme != Uri.UriSchemeHttp))
                 {
                     throw new RegistryException($"registry {host} asked for a bearer token without a usable realm ('{challenge.Parameter}')");
                 }
@@ -110,13 +118,21 @@ public sealed class RegistryAuth(RegistryCredentials? credentials, TimeProvider 
                 // the token is cached for the whole push.
                 query.Append(query.Length > 0 ? "&" : "").Append("scope=").Append(Uri.EscapeDataString(scope));
                 var tokenUri = new UriBuilder(realmUri) { Query = (realmUri.Query.Length > 1 ? realmUri.Query[1..] + "&" : "") + query }.Uri;
-                using var tokenRequest = new HttpRequestMessage(HttpMethod.Get, tokenUri);
-                if (known is { Username: { } user, Password: { } password } && (secure || tokenUri.Scheme == Uri.UriSchemeHttps || tokenUri.IsLoopback))
-                {
-                    tokenRequest.Headers.Authorization = Basic(user, password);
-                }
+                // Not over plain http to another machine, even when the registry is https: the realm is the registry's
+                // to name, and the credentials would cross the network in clear.
+                var withCredentials = known is { Username: not null, Password: not null } && (tokenUri.Scheme == Uri.UriSchemeHttps || tokenUri.IsLoopback);
+                using var tokenResponse = await send(
+                    () =>
+                    {
+                        var tokenRequest = new HttpRequestMessage(HttpMethod.Get, tokenUri);
+                        if (withCredentials)
+                        {
+                            tokenRequest.Headers.Authorization = Basic(known!.Username!, known.Password!);
+                        }
 
-                using var tokenResponse = await http.SendAsync(tokenRequest, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
+                        return tokenRequest;
+                    },
+                    cancellationToken);
                 if (!tokenResponse.IsSuccessStatusCode)
                 {
                     throw new RegistryException($"the token service {realmUri.GetLeftPart(UriPartial.Path)} of registry {host} refused a token for {scope}: HTTP {(int)tokenResponse.StatusCode} {tokenResponse.ReasonPhrase}");
@@ -184,7 +200,11 @@ public sealed class RegistryAuth(RegistryCredentials? credentials, TimeProvider 
     private static AuthenticationHeaderValue Bearer(string token) => new("Bearer", token);
 
     private RegistryCredentials? For(string host) =>
-        credentials is not null && string.Equals(_credentialsHost, host, StringComparison.OrdinalIgnoreCase) ? credentials : null;
+        credentials is not null && string.Equals(_credentialsHost, WithoutHttpsPort(host), StringComparison.OrdinalIgnoreCase) ? credentials : null;
+
+    /// <summary>A host without <c>:443</c>, the port registries are spoken to on when none is named: <c>ghcr.io:443</c>
+    /// (PROXY_REGISTRY_URL or the image's) is <c>ghcr.io</c>, whose credentials were silently unused.</summary>
+    private static string WithoutHttpsPort(string host) => host.EndsWith(":443", StringComparison.Ordinal) ? host[..^4] : host;
 
     private static AuthenticationHeaderValue Basic(string user, string password) =>
         new("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes($"{user}:{password}")));

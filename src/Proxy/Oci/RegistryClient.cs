@@ -119,7 +119,7 @@ public sealed class RegistryClient(HttpClient http, RegistryAuth auth, Func<stri
         await using var body = await response.Content.ReadAsStreamAsync(cancellationToken);
         var offset = 0;
         int read;
-        while (offset < data.Length && (read = await body.ReadAsync(data.AsMemory(offset), cancellationToken)) > 0)
+        while (offset < data.Length && (read = await ReadBlobAsync(body, data.AsMemory(offset), reference, layer, offset, cancellationToken)) > 0)
         {
             offset += read;
             if (received is not null)
@@ -128,13 +128,27 @@ public sealed class RegistryClient(HttpClient http, RegistryAuth auth, Func<stri
             }
         }
 
-        if (offset < data.Length || await body.ReadAsync(new byte[1], cancellationToken) > 0)
+        if (offset < data.Length || await ReadBlobAsync(body, new byte[1], reference, layer, offset, cancellationToken) > 0)
         {
             throw new RegistryException($"image {reference}: blob {layer.Digest} is not the {layer.Size} bytes its manifest says");
         }
 
         Verify(reference, data, layer.Digest, "blob");
         return data;
+    }
+
+    /// <summary>One read of a blob's body; the connection cut mid-way (outside <see cref="SendAsync"/>, which maps those of
+    /// the request) is a <see cref="RegistryException"/> naming the image and the registry, not an unexpected error.</summary>
+    private static async ValueTask<int> ReadBlobAsync(Stream body, Memory<byte> buffer, ImageReference reference, Descriptor layer, long offset, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await body.ReadAsync(buffer, cancellationToken);
+        }
+        catch (Exception ex) when (ex is HttpRequestException or IOException)
+        {
+            throw new RegistryException($"image {reference}: registry {reference.ApiHost} cut blob {layer.Digest} off after {offset} of {layer.Size} bytes ({ex.Message})", ex);
+        }
     }
 
     /// <summary>Uploads <paramref name="data"/> as a blob of <paramref name="reference"/>'s repository (monolithic POST +
@@ -262,22 +276,29 @@ public sealed class RegistryClient(HttpClient http, RegistryAuth auth, Func<stri
             .OrderByDescending(m => LooksWasm(m))
             .Take(MaxIndexEntries)
             .ToList();
-        for (var i = 0; i < entries.Count; i++)
-        {
-            Check(reference, entries[i], "an entry of the index");
-        }
-
+        // Each entry checked just before it is fetched, and one that fails (a bad digest, a 404, a type we do not read)
+        // is passed over for the next: one such entry (an image for another platform) aborted the pull.
+        RegistryException? firstError = null;
         foreach (var entry in entries)
         {
-            var (document, mediaType) = await GetManifestAsync(reference, entry.Digest, cancellationToken);
-            if (!OciMediaTypes.IsIndex(mediaType) && document.Layers?.Any(l => OciMediaTypes.IsWasm(l.MediaType)) == true)
+            try
             {
-                return document;
+                Check(reference, entry, "an entry of the index");
+                var (document, mediaType) = await GetManifestAsync(reference, entry.Digest, cancellationToken);
+                if (!OciMediaTypes.IsIndex(mediaType) && document.Layers?.Any(l => OciMediaTypes.IsWasm(l.MediaType)) == true)
+                {
+                    return document;
+                }
+            }
+            catch (RegistryException ex)
+            {
+                firstError ??= ex;
             }
         }
 
         var platforms = string.Join(", ", (index.Manifests ?? []).Select(m => m.Platform?.ToString() ?? m.ArtifactType ?? m.MediaType ?? "?"));
-        throw new RegistryException($"image {reference} is an index without a Wasm artefact (its manifests: {(platforms.Length > 0 ? platforms : "none")}); push the module with a {OciMediaTypes.WasmLayer} layer");
+        var message = $"image {reference} is an index without a Wasm artefact (its manifests: {(platforms.Length > 0 ? platforms : "none")}); push the module with a {OciMediaTypes.WasmLayer} layer";
+        throw firstError is null ? new RegistryException(message) : new RegistryException($"{message} (the first entry that failed: {firstError.Message})", firstError);
     }
 
     /// <summary>Refuses a descriptor without a digest of the form <c>algorithm:hex</c> (sha256: 64 digits, sha512: 128)
@@ -367,6 +388,28 @@ public sealed class RegistryClient(HttpClient http, RegistryAuth auth, Func<stri
         }
     }
 
+    /// <summary>A token service's GET, with the registry's transient retry: a 503 or 429 from the realm was the pull's
+    /// failure at once.</summary>
+    private async Task<HttpResponseMessage> SendTokenRequestAsync(ImageReference reference, Func<HttpRequestMessage> create, CancellationToken cancellationToken)
+    {
+        var context = ResilienceContextPool.Shared.Get(cancellationToken);
+        context.Properties.Set(ReferenceKey, reference.ToString());
+        try
+        {
+            return await _retries.ExecuteAsync(
+                async c =>
+                {
+                    using var request = create();
+                    return await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, c.CancellationToken);
+                },
+                context);
+        }
+        finally
+        {
+            ResilienceContextPool.Shared.Return(context);
+        }
+    }
+
     /// <summary>Whether a GET's outcome is worth another attempt: a status that says "later" or a connection that failed
     /// before the answer (not a timeout: HttpClient's is the whole PROXY_REGISTRY_TIMEOUT).</summary>
     private static bool Transient(Outcome<HttpResponseMessage> outcome) => outcome switch
@@ -413,7 +456,7 @@ public sealed class RegistryClient(HttpClient http, RegistryAuth auth, Func<stri
 
             try
             {
-                retryWith = await auth.ChallengeAsync(response, sent, http, reference.ApiHost, scope, !plainHttp(reference.ApiHost), cancellationToken);
+                retryWith = await auth.ChallengeAsync(response, sent, (create, ct) => SendTokenRequestAsync(reference, create, ct), reference.ApiHost, scope, cancellationToken);
             }
             catch (HttpRequestException ex)
             {

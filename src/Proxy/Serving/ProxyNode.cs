@@ -341,6 +341,7 @@ public sealed class ProxyNode : IAsyncDisposable
                 // Not while a delivery of the image is under way: registry/failure names the image alone, so it would
                 // fail every proplet waiting for that delivery too. This request's proplet asks again (ours, after
                 // PROPLET_CHUNK_STALL) or waits for its timeout.
+                Metrics.Failed();
                 _ = PublishFailureAsync(app, $"the proxy is busy ({_inFlight.Count} images in flight); try again later");
             }
 
@@ -417,22 +418,20 @@ public sealed class ProxyNode : IAsyncDisposable
     {
         while (true)
         {
-            if (_inFlight.TryGetValue(flight, out var existing))
+            var existing = _inFlight.TryGetValue(flight, out var found) ? found : null;
+            if (existing is not null && existing.Join(delivery.Have))
             {
-                if (existing.Join(delivery.Have))
-                {
-                    Metrics.Deduplicate();
-                    ProxyLog.Deduplicated(_logger, delivery.App);
-                    return;
-                }
-
-                continue; // it has just ended: start a flight of our own
+                Metrics.Deduplicate();
+                ProxyLog.Deduplicated(_logger, delivery.App);
+                return;
             }
 
+            // None, or one whose delivery has ended (it refuses requests from then on, see Flight.Ended): a flight of
+            // our own, in its place.
             var admitted = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
             var next = new Flight(delivery);
             next.Work = ServeWhenAdmittedAsync(admitted.Task, flight, next);
-            if (_inFlight.TryAdd(flight, next))
+            if (existing is null ? _inFlight.TryAdd(flight, next) : _inFlight.TryUpdate(flight, next, existing))
             {
                 admitted.SetResult(true);
                 return;
@@ -458,8 +457,8 @@ public sealed class ProxyNode : IAsyncDisposable
         }
         finally
         {
-            _inFlight.TryRemove(flight, out _);
             again = state.Close();
+            _inFlight.TryRemove(KeyValuePair.Create(flight, state)); // not the flight that may have taken its place
         }
 
         if (again is not null && !_lifetime.IsCancellationRequested)
@@ -472,23 +471,32 @@ public sealed class ProxyNode : IAsyncDisposable
     {
         var app = delivery.App;
         var token = _lifetime.Token;
+        var delivered = false;
         try
         {
-            await _fetchSlots.WaitAsync(token);
             try
             {
-                await DeliverAsync(delivery, flight, token);
+                await _fetchSlots.WaitAsync(token);
+                try
+                {
+                    await DeliverAsync(delivery, flight, token);
+                    delivered = true;
+                }
+                finally
+                {
+                    _fetchSlots.Release();
+                }
             }
             finally
             {
-                _fetchSlots.Release();
+                flight.Ended(delivered); // before its failure waits for the others: two failing flights never wait on each other
             }
         }
         catch (RegistryException ex)
         {
             Metrics.Failed();
             ProxyLog.FetchFailed(_logger, app, ex.Message);
-            await PublishFailureAsync(app, ex.Message);
+            await ReportFailureAsync(flight, ex.Message);
         }
         catch (Exception ex) when (token.IsCancellationRequested && ex is not OutOfMemoryException)
         {
@@ -501,7 +509,7 @@ public sealed class ProxyNode : IAsyncDisposable
             // the proxy goes on; before, it vanished unlogged and its proplets waited for their timeout.
             Metrics.Failed();
             ProxyLog.Crashed(_logger, app, ex);
-            await PublishFailureAsync(app, ex is OutOfMemoryException ? $"the proxy ran out of memory delivering {app}: {ex.Message}" : $"the proxy failed to deliver {app}: {ex.Message}");
+            await ReportFailureAsync(flight, ex is OutOfMemoryException ? $"the proxy ran out of memory delivering {app}: {ex.Message}" : $"the proxy failed to deliver {app}: {ex.Message}");
         }
     }
 
@@ -624,6 +632,25 @@ public sealed class ProxyNode : IAsyncDisposable
         return bodies;
     }
 
+    /// <summary>
+    /// Publishes <paramref name="flight"/>'s failure, unless another delivery of its image delivered: registry/failure
+    /// names the image alone, and a proplet fails every assembly of it when one comes (ChunkAssembler.Fail), so a JSON
+    /// flight's failure ended a healthy binary flight's delivery. While other flights of the image run, the failure waits
+    /// for their ends and is published only if none of them delivered (the busy path's reasoning, <see cref="Handle"/>).
+    /// </summary>
+    private async Task ReportFailureAsync(Flight flight, string reason)
+    {
+        var app = flight.Delivery.App;
+        var others = _inFlight.Values.Where(f => f != flight && f.Delivery.App == app).Select(f => f.Outcome).ToArray();
+        if (others.Length > 0 && (await Task.WhenAll(others)).Any(delivered => delivered))
+        {
+            ProxyLog.FailureWithheld(_logger, app, reason);
+            return;
+        }
+
+        await PublishFailureAsync(app, reason);
+    }
+
     private async Task PublishFailureAsync(string app, string reason)
     {
         if (_connection is not { } connection)
@@ -638,7 +665,7 @@ public sealed class ProxyNode : IAsyncDisposable
         }
         catch (Exception ex) when (ex is TimeoutException or BrokerPublishException or MqttCommunicationException or ObjectDisposedException or OperationCanceledException)
         {
-            ProxyLog.ChunkFailed(_logger, -1, app, ex.Message);
+            ProxyLog.FailurePublishFailed(_logger, app, ex.Message);
         }
     }
 
@@ -653,9 +680,13 @@ public sealed class ProxyNode : IAsyncDisposable
         private IReadOnlyList<string> _have = delivery.Have;
         private bool _decided;
         private IReadOnlyList<string>? _again;
+        private readonly TaskCompletionSource<bool> _outcome = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private bool _closed;
 
         public Delivery Delivery { get; } = delivery;
+
+        /// <summary>Whether its delivery delivered, once it has ended (before its failure, if any, is reported).</summary>
+        public Task<bool> Outcome => _outcome.Task;
 
         public Task Work { get; set; } = Task.CompletedTask;
 
@@ -705,7 +736,19 @@ public sealed class ProxyNode : IAsyncDisposable
             }
         }
 
-        /// <summary>Ends the flight (after it left the table); the delivery to run again for the requests that came once
+        /// <summary>Its delivery has ended: from now on it takes no request (one that comes starts a flight in its place;
+        /// absorbed, it got no delivery if this one failed before its first chunk).</summary>
+        public void Ended(bool delivered)
+        {
+            lock (_lock)
+            {
+                _closed = true;
+            }
+
+            _outcome.TrySetResult(delivered);
+        }
+
+        /// <summary>Ends the flight (before it leaves the table); the delivery to run again for the requests that came once
         /// it had decided (null: none).</summary>
         public Delivery? Close()
         {
