@@ -51,7 +51,7 @@ internal static class CliApp
     {
         foreach (var parseError in parse.Errors)
         {
-            await error.WriteLineAsync("propeller: " + parseError.Message.ReplaceLineEndings(" "));
+            await error.WriteLineAsync("propeller: " + Output.Printable.Line(parseError.Message));
         }
 
         // The parser's own typo corrections (its edit distances), captured: each unmatched token's header line (the

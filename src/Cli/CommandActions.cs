@@ -21,12 +21,12 @@ internal sealed class CommandActions(GlobalOptions options, CliHost host)
             {
                 // What JsonElement throws when an answer lacks a property or has another kind of value: a manager of
                 // another version, or something else at that URL. One line, like every other failure.
-                await host.Error.WriteLineAsync($"propeller: unexpected answer from the manager at {context.Manager.BaseAddress}: {ex.Message.ReplaceLineEndings(" ")}");
+                await host.Error.WriteLineAsync($"propeller: unexpected answer from the manager at {context.Manager.BaseAddress}: {Output.Printable.Line(ex.Message)}");
                 return CliException.Failed;
             }
             catch (CliException ex)
             {
-                await host.Error.WriteLineAsync("propeller: " + ex.Message);
+                await host.Error.WriteLineAsync("propeller: " + Output.Printable.Line(ex.Message));
                 return ex.ExitCode;
             }
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)

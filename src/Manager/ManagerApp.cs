@@ -186,7 +186,7 @@ public static class ManagerApp
             app.UseCors();
         }
 
-        app.UseCrossOriginProtection(config.HttpTrustedOrigins);
+        app.UseCrossOriginProtection(config.HttpTrustedOrigins, config.HttpAllowedHosts, config.HttpHost);
         var metrics = app.Services.GetRequiredService<PrometheusMetrics>();
         app.MapGet("/metrics", async (IServiceProvider services, MetricsSamplers samplers, CancellationToken cancellationToken) =>
         {

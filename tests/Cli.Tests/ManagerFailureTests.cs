@@ -76,28 +76,20 @@ public sealed partial class ManagerFailureTests : IDisposable
         manager.Requests.ShouldContain($"GET {FakeManager.Url}/tasks/{Id}?wait=30s");
     }
 
-    /// <summary>An id with characters a path cannot hold is escaped in every request a watch makes, as in get and start.</summary>
+    /// <summary>
+    /// An id with characters a path cannot hold is no task id: refused before any request (task ids are GUIDs; such an
+    /// id was escaped in every request, and "." and ".." could not be).
+    /// </summary>
     [Fact]
-    public async Task Watch_OfAnIdWithReservedCharacters_EscapesItInEveryRequest()
+    public async Task Watch_OfAnIdWithReservedCharacters_IsAUsageError_BeforeAnyRequest()
     {
-        const string Odd = "a b/c?d#e";
-        const string Escaped = "a%20b%2Fc%3Fd%23e";
-        var seen = new System.Collections.Concurrent.ConcurrentQueue<string>();
-        var manager = new FakeManager((request, _) =>
-        {
-            seen.Enqueue(request.RequestUri!.AbsolutePath + request.RequestUri.Query);
-            return Task.FromResult(request.RequestUri.AbsolutePath == "/events"
-                ? FakeManager.Events(FakeManager.Part(FakeManager.Hello), FakeManager.Cut)
-                : request.RequestUri.AbsolutePath.EndsWith("/history", StringComparison.Ordinal) ? FakeManager.Json("[]") : FakeManager.Json(FakeManager.Task(3)));
-        });
+        var manager = new FakeManager((_, _) => Task.FromResult(FakeManager.Json(FakeManager.Task(3))));
 
-        var watch = await Cli.RunAsync(manager, "task", "watch", Odd);
+        var watch = await Cli.RunAsync(manager, "task", "watch", "a b/c?d#e");
 
-        watch.Exit.ShouldBe(0, watch.ToString());
-        seen.ShouldContain($"/events?task={Escaped}");
-        seen.ShouldContain($"/tasks/{Escaped}/history?last=1");
-        seen.ShouldContain($"/tasks/{Escaped}");
-        seen.ShouldNotContain(r => r.Contains("a b", StringComparison.Ordinal) || r.Contains("/c", StringComparison.Ordinal), watch.ToString());
+        watch.Exit.ShouldBe(2, watch.ToString());
+        watch.Err.ShouldStartWith("propeller: the task id must be a task's id, such as 0193a5b0-7c2e-7000-8000-000000000001 (got 'a b/c?d#e')", Case.Sensitive, watch.ToString());
+        manager.Requests.ShouldBeEmpty();
     }
 
     /// <summary>A body that breaks while it is read is the manager not answering: one line and exit 3, not a stack trace.</summary>
@@ -276,7 +268,7 @@ public sealed partial class ManagerFailureTests : IDisposable
     /// </summary>
     [Theory]
     [InlineData("task list --limit 101", "propeller: --limit must be between 1 and 100\npropeller: see 'propeller task list --help'")]
-    [InlineData("task watch x --timeout 2000h", "propeller: '2000h' is too long (at most 1000h)\npropeller: see 'propeller task watch --help'")]
+    [InlineData("task watch 0193a5b0-7c2e-7000-8000-000000000001 --timeout 2000h", "propeller: '2000h' is too long (at most 1000h)\npropeller: see 'propeller task watch --help'")]
     [InlineData("task list --bogus", "propeller: Unrecognized command or argument '--bogus'.\npropeller: see 'propeller task list --help'")]
     [InlineData(
         "task lst",
@@ -662,5 +654,221 @@ public sealed partial class ManagerFailureTests : IDisposable
         run.Exit.ShouldBe(2, run.ToString());
         run.Err.Trim().ShouldBe($"propeller: {file} is too large: 76 MiB, as base64 over the manager's request limit of 100 MiB (a module of at most 75 MiB fits)", run.ToString());
         manager.Requests.ShouldBeEmpty();
+    }
+
+    /// <summary>A module of FB EF BE bytes repeated: its base64 is all '+', which JSON's default encoder writes as \u002B.</summary>
+    private string PlusModule(long length)
+    {
+        var bytes = new byte[length];
+        for (var i = 0; i < bytes.Length; i++)
+        {
+            bytes[i] = (i % 3) switch { 0 => 0xFB, 1 => 0xEF, _ => 0xBE };
+        }
+
+        Wasm.Addition.AsSpan(0, 8).CopyTo(bytes);
+        var file = Path.Combine(_dir.FullName, "plus.wasm");
+        File.WriteAllBytes(file, bytes);
+        return file;
+    }
+
+    /// <summary>A manager that refuses a body over its limit (413) as the real one does, else creates the task.</summary>
+    private static FakeManager SizeLimitedManager(List<long> bodies) => new(async (request, cancellationToken) =>
+    {
+        var body = new SlowStream(TimeSpan.Zero);
+        if (request.Content is not null)
+        {
+            await request.Content.CopyToAsync(body, cancellationToken);
+        }
+
+        var length = body.Written;
+        lock (bodies)
+        {
+            bodies.Add(length);
+        }
+
+        return length > 100L * 1024 * 1024
+            ? new HttpResponseMessage(HttpStatusCode.RequestEntityTooLarge) { Content = new StringContent("""{"error":"request body too large"}""") }
+            : FakeManager.Json(FakeManager.Task(0));
+    });
+
+    /// <summary>
+    /// A module whose base64 (all '+') is just under the limit is sent in a body under the limit: with the default
+    /// encoder each '+' took 6 bytes, the body was 600 MiB and the manager's 413 read as "cannot reach the manager".
+    /// </summary>
+    [Fact]
+    public async Task AModuleOfPlusSignsWithinTheLimit_IsSentInABodyWithinTheLimit()
+    {
+        var file = PlusModule((100L * 1024 * 1024 / 4 * 3) - 3072);
+        var bodies = new List<long>();
+        var manager = SizeLimitedManager(bodies);
+
+        var create = await Cli.RunAsync(manager, "task", "create", "-n", "main", "--file", file);
+
+        create.Exit.ShouldBe(0, create.ToString());
+        bodies.ShouldHaveSingleItem().ShouldBeLessThanOrEqualTo(100L * 1024 * 1024);
+    }
+
+    /// <summary>One whose base64 alone fits but whose whole body does not is a usage error before any request.</summary>
+    [Fact]
+    public async Task AModuleOfPlusSignsWhoseBodyIsOverTheLimit_IsAUsageError_BeforeAnyRequest()
+    {
+        var file = PlusModule(100L * 1024 * 1024 / 4 * 3);
+        var manager = SizeLimitedManager([]);
+
+        var create = await Cli.RunAsync(manager, "task", "create", "-n", "main", "--file", file);
+
+        create.Exit.ShouldBe(2, create.ToString());
+        create.Err.ShouldStartWith("propeller: request too large: the body of POST /tasks is 100 MiB, over the manager's request limit of 100 MiB", Case.Sensitive, create.ToString());
+        manager.Requests.ShouldBeEmpty();
+    }
+
+    /// <summary>The manager's 413 is a usage error that says so (exit 2), not a failure of the manager.</summary>
+    [Fact]
+    public async Task TheManagersRequestTooLarge_IsAUsageErrorThatSaysSo()
+    {
+        var manager = new FakeManager((_, _) => Task.FromResult(new HttpResponseMessage(HttpStatusCode.RequestEntityTooLarge) { Content = new StringContent("") }));
+
+        var create = await Cli.RunAsync(manager, "task", "create", "-n", "main", "--file", PlusModule(4096));
+
+        create.Exit.ShouldBe(2, create.ToString());
+        create.Err.ShouldStartWith("propeller: request too large: the manager at http://manager.fake/ refused the body of POST /tasks (413", Case.Sensitive, create.ToString());
+    }
+
+    /// <summary>
+    /// Sending the body does not count against --request-timeout: a manager that reads a body slowly (longer in all than
+    /// the timeout, each part well within it) gets it, and the command succeeds; it timed out mid-upload (exit 3).
+    /// </summary>
+    [Fact]
+    public async Task ASlowUpload_IsNotCountedAgainstTheRequestTimeout()
+    {
+        var manager = new FakeManager(async (request, cancellationToken) =>
+        {
+            await request.Content!.CopyToAsync(new SlowStream(TimeSpan.FromMilliseconds(250)), cancellationToken);
+            return FakeManager.Json(FakeManager.Task(0));
+        });
+
+        var create = await Cli.RunAsync(manager, "task", "create", "-n", "main", "--file", PlusModule(12 * 48 * 1024), "--request-timeout", "2s");
+
+        create.Exit.ShouldBe(0, create.ToString());
+    }
+
+    /// <summary>An error's text from the manager is printed on one line, its control characters (ESC) shown escaped.</summary>
+    [Theory]
+    [InlineData("task", "get")]
+    [InlineData("proplet", "get")]
+    public async Task AManagersErrorText_IsPrintedOnOneLineWithoutControlCharacters(string noun, string verb)
+    {
+        var manager = new FakeManager((_, _) => Task.FromResult(new HttpResponseMessage(HttpStatusCode.BadRequest)
+        {
+            Content = new StringContent("{\"error\":\"a\\nb\\u001b[31m\\r\\nc\"}", Encoding.UTF8, "application/json"),
+        }));
+
+        var get = await Cli.RunAsync(manager, noun, verb, noun == "task" ? Id : "p1");
+
+        get.Exit.ShouldBe(1, get.ToString());
+        get.Err.TrimEnd('\n').ShouldNotContain('\n');
+        get.Err.ShouldNotContain('\u001b');
+        get.Err.ShouldEndWith(": a b\\u001b[31m c\n", Case.Sensitive, get.ToString());
+    }
+
+    /// <summary>A task's error (a guest's or a plugin's text) is shown on one line in its table and in run's last line.</summary>
+    [Fact]
+    public async Task ATasksErrorText_IsShownOnOneLineWithoutControlCharacters()
+    {
+        const string failed = $$"""{"id":"{{Id}}","name":"main","state":4,"error":"trap\nat \u001b]0;title\u0007 x"}""";
+        var manager = new FakeManager((_, _) => Task.FromResult(FakeManager.Json(failed)));
+
+        var get = await Cli.RunAsync(manager, "task", "get", Id);
+
+        get.Exit.ShouldBe(0, get.ToString());
+        get.Out.ShouldNotContain('\u001b');
+        get.Out.ShouldNotContain('\u0007');
+        get.Out.ShouldContain("trap at \\u001b]0;title\\u0007 x");
+    }
+
+    /// <summary>"." and ".." are no ids: they were resolved away as path segments (GET /tasks/, the list, shown as a task).</summary>
+    [Theory]
+    [InlineData("task", ".")]
+    [InlineData("task", "..")]
+    [InlineData("task", "not-a-guid")]
+    [InlineData("proplet", ".")]
+    [InlineData("proplet", "..")]
+    public async Task ADotSegmentOrANonGuidTaskId_IsAUsageError_BeforeAnyRequest(string noun, string id)
+    {
+        var manager = new FakeManager((_, _) => Task.FromResult(FakeManager.Json("""{"offset":0,"limit":100,"total":0,"tasks":[],"proplets":[]}""")));
+
+        var get = await Cli.RunAsync(manager, noun, "get", id);
+
+        get.Exit.ShouldBe(2, get.ToString());
+        manager.Requests.ShouldBeEmpty();
+    }
+
+    /// <summary>Each task command takes a task id only.</summary>
+    [Theory]
+    [InlineData("start")]
+    [InlineData("stop")]
+    [InlineData("delete")]
+    [InlineData("history")]
+    public async Task EveryTaskCommand_RefusesADotSegmentId(string verb)
+    {
+        var manager = new FakeManager((_, _) => Task.FromResult(FakeManager.Json("{}")));
+
+        var run = await Cli.RunAsync(manager, "task", verb, "..");
+
+        run.Exit.ShouldBe(2, run.ToString());
+        manager.Requests.ShouldBeEmpty();
+    }
+
+    /// <summary>--version and --at together, or a version below 1, is a usage error before any request.</summary>
+    [Theory]
+    [InlineData("--version", "2", "--at", "2026-01-01T00:00:00Z")]
+    [InlineData("--version", "0")]
+    [InlineData("--version", "-1")]
+    [InlineData("--version", "x")]
+    public async Task GetWithConflictingOrNonPositiveReplayOptions_IsAUsageError_BeforeAnyRequest(params string[] options)
+    {
+        var manager = new FakeManager((_, _) => Task.FromResult(FakeManager.Json(FakeManager.Task(0))));
+
+        var get = await Cli.RunAsync(manager, ["task", "get", Id, .. options]);
+
+        get.Exit.ShouldBe(2, get.ToString());
+        manager.Requests.ShouldBeEmpty();
+    }
+
+    /// <summary>A stream that counts what is written, taking <paramref name="delay"/> per 64 KiB: a manager reading a body (over a slow link).</summary>
+    private sealed class SlowStream(TimeSpan delay) : Stream
+    {
+        public override bool CanRead => false;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => true;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public override void Flush()
+        {
+        }
+
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException("written asynchronously");
+
+        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+        public long Written { get; private set; }
+
+        public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            await Task.Delay(delay * buffer.Length / (64 * 1024), cancellationToken);
+            Written += buffer.Length;
+        }
     }
 }

@@ -156,8 +156,9 @@ public sealed class TaskCommandTests(CliCluster cluster) : IDisposable
         usage.Exit.ShouldBe(2);
         usage.Err.ShouldContain("sleeping");
 
+        // A task id is a GUID: anything else is refused before the manager is asked (its answer was a 400, exit 1).
         var rejected = await Cli.RunAsync(Url, "task", "start", "not-a-uuid");
-        rejected.Exit.ShouldBe(1);
-        rejected.Err.Trim().ShouldBe("propeller: 400 Bad Request from POST /tasks/not-a-uuid/start: invalid query parameters");
+        rejected.Exit.ShouldBe(2);
+        rejected.Err.ShouldStartWith("propeller: the task id must be a task's id, such as 0193a5b0-7c2e-7000-8000-000000000001 (got 'not-a-uuid')");
     }
 }

@@ -461,6 +461,54 @@ public sealed class DashboardTests(DashboardCluster cluster) : IAsyncLifetime
         _errors.RemoveAll(e => e.Contains("502", StringComparison.Ordinal)); // the browser logs the refused connections
     }
 
+    /// <summary>
+    /// A page whose first load failed (the manager's 503 while it restarts) is not left blank: the reconnection's resync
+    /// loads it again. It stayed blank, as only a view that had drawn once had a handler and a timer.
+    /// </summary>
+    [Fact]
+    public async Task APageWhoseFirstLoadFailed_IsLoadedAgain()
+    {
+        await _page.RouteAsync("**/events*", route => route.AbortAsync()); // the stream is down
+        var failed = 0;
+        await _page.RouteAsync(url => new Uri(url).AbsolutePath == "/proplets", async route =>
+        {
+            if (Interlocked.Increment(ref failed) == 1)
+            {
+                await route.FulfillAsync(new() { Status = 503, ContentType = "application/json", Body = """{"error":"the event store is unavailable"}""" });
+            }
+            else
+            {
+                await route.ContinueAsync();
+            }
+        });
+        await _page.GotoAsync(Ui(cluster.Cluster, "#/proplets"));
+        await Assertions.Expect(_page.Locator("#message.error")).ToContainTextAsync("the event store is unavailable");
+        await Assertions.Expect(_page.Locator("#live")).ToHaveAttributeAsync("data-state", "down");
+
+        await _page.UnrouteAsync("**/events*"); // reconnects: resync
+
+        await Assertions.Expect(_page.Locator($"tr[data-id='{cluster.PropletId}']")).ToBeVisibleAsync(new() { Timeout = 20000 });
+        _errors.RemoveAll(e => e.Contains("503", StringComparison.Ordinal) || e.Contains("ERR_FAILED", StringComparison.Ordinal));
+    }
+
+    /// <summary>
+    /// An id "." or ".." in the address is refused, not sent: as a path segment it was resolved away (#/proplets/..
+    /// asked for the manager's root).
+    /// </summary>
+    [Theory]
+    [InlineData("#/proplets/..")]
+    [InlineData("#/proplets/.")]
+    [InlineData("#/tasks/..")]
+    public async Task ADotSegmentId_IsRefused_NotSent(string hash)
+    {
+        var sent = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        _page.Request += (_, request) => sent.Enqueue(new Uri(request.Url).AbsolutePath);
+        await _page.GotoAsync(Ui(cluster.Cluster, hash));
+
+        await Assertions.Expect(_page.Locator("#message.error")).ToContainTextAsync("an id may not be \".\" or \"..\"");
+        sent.ShouldNotContain("/");
+    }
+
     /// <summary>An environment line without '=' is refused by the form (as the CLI does) instead of sent as KEY=.</summary>
     [Fact]
     public async Task AnEnvironmentLineWithoutEquals_IsRefused()

@@ -1,6 +1,5 @@
 using System.Net;
 using System.Net.Http.Headers;
-using System.Net.Http.Json;
 using System.Net.ServerSentEvents;
 using System.Runtime.CompilerServices;
 using System.Text;
@@ -58,8 +57,32 @@ internal sealed class ManagerClient : IDisposable
     public Task<JsonElement> GetAsync(string path, TimeSpan wait, CancellationToken cancellationToken) =>
         SendAsync(new HttpRequestMessage(HttpMethod.Get, Relative(path)), wait, cancellationToken);
 
-    public Task<JsonElement> PostAsync(string path, object? body, CancellationToken cancellationToken) =>
-        SendAsync(new HttpRequestMessage(HttpMethod.Post, Relative(path)) { Content = body is null ? null : JsonContent.Create(body) }, TimeSpan.Zero, cancellationToken);
+    /// <summary>
+    /// Request bodies are written with relaxed escaping: the default encoder wrote each <c>+</c> of a module's base64 as
+    /// <c>\u002B</c> (6 bytes), so a module that passed the size check could make a body of up to six times its size.
+    /// </summary>
+    private static readonly JsonSerializerOptions BodyOptions = new(JsonSerializerDefaults.Web) { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    /// <summary>A body of more than <see cref="SpecOptions.MaxRequestBytes"/> is a usage error (exit 2) before any request.</summary>
+    public Task<JsonElement> PostAsync(string path, object? body, CancellationToken cancellationToken)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Post, Relative(path));
+        if (body is not null)
+        {
+            var bytes = JsonSerializer.SerializeToUtf8Bytes(body, body.GetType(), BodyOptions);
+            if (bytes.Length > SpecOptions.MaxRequestBytes)
+            {
+                request.Dispose();
+                throw new CliException(
+                    string.Create(System.Globalization.CultureInfo.InvariantCulture, $"request too large: the body of POST {PathOf(request)} is {bytes.Length / (1024.0 * 1024):0.#} MiB, over the manager's request limit of {SpecOptions.MaxRequestBytes / (1024 * 1024)} MiB"),
+                    CliException.Usage);
+            }
+
+            request.Content = new UploadContent(bytes);
+        }
+
+        return SendAsync(request, TimeSpan.Zero, cancellationToken);
+    }
 
     /// <summary>A delete's answer is not read: the manager's is a 204, and an empty 200 (a proxy's rewrite of it) is as good.</summary>
     public Task<JsonElement> DeleteAsync(string path, CancellationToken cancellationToken) =>
@@ -163,11 +186,32 @@ internal sealed class ManagerClient : IDisposable
 
     private const int MaxErrorBytes = 64 * 1024;
 
-    /// <summary>Runs <paramref name="call"/> with the request timeout (plus <paramref name="wait"/>): exit 3 when it runs out.</summary>
+    /// <summary>
+    /// Runs <paramref name="call"/> with the request timeout (plus <paramref name="wait"/>): exit 3 when it runs out. A
+    /// request body's upload is not counted against it: the timer starts again after each part of the body is sent (a
+    /// large module over a slow link took longer than 30 s to send, and failed), so it limits a stalled upload and,
+    /// after the last part, the wait for the answer (docs/cli.md).
+    /// </summary>
     private async Task<T> WithinTimeoutAsync<T>(HttpRequestMessage request, TimeSpan wait, Func<HttpRequestMessage, CancellationToken, Task<T>> call, CancellationToken cancellationToken)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(_requestTimeout + wait);
+        if (request.Content is UploadContent upload)
+        {
+            var limit = _requestTimeout + wait;
+            upload.Progress = () =>
+            {
+                try
+                {
+                    timeout.CancelAfter(limit);
+                }
+                catch (ObjectDisposedException)
+                {
+                    // the answer came before the body was all sent
+                }
+            };
+        }
+
         try
         {
             return await call(request, timeout.Token);
@@ -191,11 +235,20 @@ internal sealed class ManagerClient : IDisposable
             // Reported as any transport failure, it was "cannot reach the manager" (exit 3) after reading 2 GiB.
             throw new CliException($"the manager at {BaseAddress} answered {request.Method} {PathOf(request)} with more than {MaxAnswerBytes / (1024 * 1024)} MiB: not an answer of the manager's", CliException.Failed);
         }
+        catch (HttpRequestException ex) when (request.Content is UploadContent { Sent: > 0 } upload && upload.Sent < upload.Length && upload.Length > LargeBody)
+        {
+            // The manager (or a proxy) refusing a large body answers 413 and closes the connection while it is sent.
+            throw new CliException(
+                $"the connection to the manager at {BaseAddress} broke while sending the {upload.Length / (1024 * 1024)} MiB body of {request.Method} {PathOf(request)} (a request too large for a proxy before it?): {ex.Message}",
+                CliException.Unreachable);
+        }
         catch (HttpRequestException ex)
         {
             throw new CliException($"cannot reach the manager at {BaseAddress}: {ex.Message} (set --url or PROPELLER_URL)", CliException.Unreachable);
         }
     }
+
+    private const int LargeBody = 1024 * 1024;
 
     /// <summary>Reads a body: a connection lost on the way is the manager not answering (exit 3), not a crash.</summary>
     private async Task<T> ReadAsync<T>(HttpRequestMessage? request, Func<Task<T>> read)
@@ -227,6 +280,13 @@ internal sealed class ManagerClient : IDisposable
         }
 
         var text = await ReadAsync(request, () => ReadErrorAsync(response.Content, cancellationToken));
+        if (response.StatusCode == HttpStatusCode.RequestEntityTooLarge)
+        {
+            throw new CliException(
+                $"request too large: the manager at {BaseAddress} refused the body of {request?.Method} {(request is null ? "" : PathOf(request))} (413; its limit is {SpecOptions.MaxRequestBytes / (1024 * 1024)} MiB, a proxy's may be lower)",
+                CliException.Usage);
+        }
+
         var message = Shorten(text);
         try
         {
@@ -251,5 +311,45 @@ internal sealed class ManagerClient : IDisposable
     {
         var line = text.ReplaceLineEndings(" ").Trim();
         return line.Length == 0 ? "(empty body)" : line.Length <= 300 ? line : line[..300] + "…";
+    }
+
+    /// <summary>A JSON body sent in parts, each reported to <see cref="Progress"/> (the request timeout starts again).</summary>
+    private sealed class UploadContent : HttpContent
+    {
+        private const int Part = 64 * 1024;
+        private readonly byte[] _body;
+
+        public UploadContent(byte[] body)
+        {
+            _body = body;
+            Headers.ContentType = new MediaTypeHeaderValue("application/json") { CharSet = "utf-8" };
+        }
+
+        public Action? Progress { get; set; }
+
+        public long Length => _body.Length;
+
+        public long Sent { get; private set; }
+
+        protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context) =>
+            SerializeToStreamAsync(stream, context, CancellationToken.None);
+
+        protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context, CancellationToken cancellationToken)
+        {
+            Sent = 0;
+            for (var offset = 0; offset < _body.Length; offset += Part)
+            {
+                var part = Math.Min(Part, _body.Length - offset);
+                await stream.WriteAsync(_body.AsMemory(offset, part), cancellationToken);
+                Sent = offset + part;
+                Progress?.Invoke();
+            }
+        }
+
+        protected override bool TryComputeLength(out long length)
+        {
+            length = _body.Length;
+            return true;
+        }
     }
 }

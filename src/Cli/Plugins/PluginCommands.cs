@@ -38,7 +38,7 @@ internal static class PluginCommands
         }
 
         // Read before anything is printed: an answer of another shape prints no part of a table.
-        var skipped = listing.GetProperty("skipped").EnumerateArray().Select(s => $"skipped {Tables.Str(s, "file")}: {Tables.Str(s, "error")}").ToList();
+        var skipped = listing.GetProperty("skipped").EnumerateArray().Select(s => $"skipped {Tables.Str(s, "file")}: {Printable.Line(Tables.Str(s, "error"))}").ToList();
         context.Console.Write(table);
         foreach (var line in skipped)
         {

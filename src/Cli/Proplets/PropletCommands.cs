@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.CommandLine.Parsing;
 using System.Globalization;
 using System.Text.Json;
 using Propeller.Cli.Output;
@@ -55,7 +56,7 @@ internal static class PropletCommands
 
     private static Command Get(CommandActions actions)
     {
-        var id = new Argument<string>("id") { Description = "The proplet's id", Validators = { TaskCommands.RefuseEmpty("the proplet id") } };
+        var id = new Argument<string>("id") { Description = "The proplet's id", Validators = { TaskCommands.RefuseEmpty("the proplet id"), RefuseDotSegment } };
         var command = new Command("get", "Show a proplet: liveness, metadata, its latest CPU and memory, its running tasks") { id };
         actions.Set(command, async (context, parse, cancellationToken) =>
         {
@@ -108,4 +109,13 @@ internal static class PropletCommands
 
     private static string Bytes(JsonElement value, string name) =>
         value.TryGetProperty(name, out var n) && n.TryGetDouble(out var bytes) ? (bytes / (1024 * 1024)).ToString("0.0", CultureInfo.InvariantCulture) + " MiB" : "";
+
+    /// <summary>"." and ".." would be resolved away as path segments (<c>/proplets/..</c> is the API's root): refused.</summary>
+    private static void RefuseDotSegment(SymbolResult result)
+    {
+        if (result.Tokens.Count > 0 && result.Tokens[0].Value is "." or "..")
+        {
+            result.AddError($"the proplet id must not be '{result.Tokens[0].Value}'");
+        }
+    }
 }

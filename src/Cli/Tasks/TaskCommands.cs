@@ -25,7 +25,19 @@ internal static class TaskCommands
         return task;
     }
 
-    private static Argument<string> IdArgument() => new("id") { Description = "The task's id", Validators = { RefuseEmpty("the task id") } };
+    /// <summary>
+    /// A task id is a GUID (the manager's ids; anything else is its 400 or 404): checked before any request, as "." and
+    /// ".." were resolved away as path segments (<c>task get .</c> asked for <c>/tasks/</c>, the list, shown as a task).
+    /// </summary>
+    private static Argument<string> IdArgument() => new("id") { Description = "The task's id", Validators = { RefuseEmpty("the task id"), RefuseNonGuid } };
+
+    private static void RefuseNonGuid(SymbolResult result)
+    {
+        if (result.Tokens.Count > 0 && result.Tokens[0].Value is { Length: > 0 } value && !Guid.TryParse(value, out _))
+        {
+            result.AddError($"the task id must be a task's id, such as 0193a5b0-7c2e-7000-8000-000000000001 (got '{value}')");
+        }
+    }
 
     /// <summary>
     /// Refuses an empty value (<c>""</c>, an unset shell variable) of an argument or option. An empty id asked for
@@ -113,9 +125,20 @@ internal static class TaskCommands
     private static Command Get(CommandActions actions)
     {
         var id = IdArgument();
-        var version = new Option<long?>("--version") { Description = "The task as it was at this version of its history (replay)" };
+        var version = new Option<long?>("--version")
+        {
+            Description = "The task as it was at this version of its history (replay; 1 or more)",
+            CustomParser = result => Paging.ParseWhole(result, "--version", 1L, null),
+        };
         var at = new Option<string?>("--at") { Description = "The task as it was at this time (RFC 3339; replay)" };
         var command = new Command("get", "Show a task, now or as it was at a version or time") { id, version, at };
+        command.Validators.Add(result =>
+        {
+            if (result.GetResult(version) is { Implicit: false } && result.GetResult(at) is { Implicit: false })
+            {
+                result.AddError("--version and --at cannot be used together: the task is shown at one of them");
+            }
+        });
         actions.Set(
             command,
             (context, parse, cancellationToken) =>
@@ -325,7 +348,7 @@ internal static class TaskCommands
         var where = Tables.Str(task, "proplet_id") is { Length: > 0 } proplet ? $" on proplet {proplet}" : "";
         context.Error.WriteLine(completed
             ? $"task {Tables.Str(task, "id")} completed{where}{took}"
-            : $"propeller: task {Tables.Str(task, "id")} {state}{where}{took}" + (Tables.Str(task, "error") is { Length: > 0 } error ? $": {error}" : ""));
+            : $"propeller: task {Tables.Str(task, "id")} {state}{where}{took}" + (Tables.Str(task, "error") is { Length: > 0 } error ? $": {Printable.Line(error)}" : ""));
         return completed ? 0 : 1;
     }
 

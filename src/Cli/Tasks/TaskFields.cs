@@ -32,6 +32,6 @@ internal static class TaskFields
         ("started", Tables.Stamp(Tables.Time(task, "start_time"))),
         ("finished", Tables.Stamp(Tables.Time(task, "finish_time"))),
         ("results", Tables.Results(task)),
-        ("error", Tables.Str(task, "error")),
+        ("error", Printable.Line(Tables.Str(task, "error"))),
     ]);
 }

@@ -43,6 +43,13 @@ internal sealed record ManagerConfig
     /// </summary>
     public IReadOnlyList<string> HttpTrustedOrigins { get; init; } = [];
 
+    /// <summary>
+    /// MANAGER_HTTP_ALLOWED_HOSTS (comma-separated host names, or <c>*</c> for any): the names besides the loopback ones,
+    /// IP addresses, MANAGER_HTTP_HOST, the addresses listened on and the machine's name that a browser may reach the
+    /// API by; a browser's request by any other name is refused (DNS rebinding; <see cref="Http.CrossOriginProtection"/>).
+    /// </summary>
+    public IReadOnlyList<string> HttpAllowedHosts { get; init; } = [];
+
     /// <summary>Null: no broker (the HTTP API and the event store only; nothing is dispatched).</summary>
     public string? MqttAddress { get; init; }
 
@@ -440,6 +447,19 @@ internal sealed record ManagerConfig
             }
         }
 
+        var allowedHosts = new List<string>();
+        foreach (var host in (Get("MANAGER_HTTP_ALLOWED_HOSTS") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (host == "*" || Uri.CheckHostName(host.Trim('[', ']')) != UriHostNameType.Unknown)
+            {
+                allowedHosts.Add(host);
+            }
+            else
+            {
+                errors.Add($"MANAGER_HTTP_ALLOWED_HOSTS must list host names such as manager.example.com (no scheme or port), or * (got '{host}')");
+            }
+        }
+
         // Marten is the only event store since issue 14 (ADR 0010); the old switch is still read so that a setting that
         // asks for the deleted store fails clearly instead of starting on an empty Marten schema.
         switch ((Get("EventStore:Provider") ?? Get("MANAGER_EVENT_STORE"))?.ToLowerInvariant())
@@ -493,6 +513,7 @@ internal sealed record ManagerConfig
             HttpIdleTimeout = idleTimeout,
             HttpMaxHeaderBytes = maxHeaderBytes,
             HttpTrustedOrigins = trustedOrigins,
+            HttpAllowedHosts = allowedHosts,
             MqttAddress = mqttAddress,
             MqttQos = (MqttQualityOfServiceLevel)Int("MANAGER_MQTT_QOS", 2, 0, 2),
             MqttProtocolVersion = BrokerOptions.TryParseProtocolVersion(Get("MANAGER_MQTT_PROTOCOL_VERSION"), out var version)

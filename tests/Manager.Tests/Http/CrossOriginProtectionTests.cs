@@ -89,6 +89,46 @@ public sealed class CrossOriginProtectionTests
         createdThere.Headers.GetValues("Access-Control-Expose-Headers").ShouldContain(h => h.Contains("Location", StringComparison.OrdinalIgnoreCase));
     }
 
+    [Fact]
+    public async Task GivenAPageWhoseNameIsReboundToTheManager_WhenItReadsOrWrites_ThenAnUnknownHostIsRefused()
+    {
+        await using var server = await ManagerServer.StartAsync("api_dns_rebinding", new Dictionary<string, string> { ["MANAGER_HTTP_ALLOWED_HOSTS"] = "manager.example.com" });
+        var http = server.Client;
+        var port = http.BaseAddress!.Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+        // http://evil.example:7070 rebound to the manager's address: its own requests are same-origin to the browser.
+        foreach (var (method, path) in new[] { (HttpMethod.Post, "/plugins/reload"), (HttpMethod.Get, "/tasks") })
+        {
+            using var rebound = Send(method, path, "http://evil.example:" + port, "same-origin");
+            rebound.Headers.Host = "evil.example:" + port;
+            using var refused = await http.SendAsync(rebound, Ct);
+            refused.StatusCode.ShouldBe(HttpStatusCode.Forbidden, $"{method} {path}");
+            JsonDocument.Parse(await refused.Content.ReadAsStringAsync(Ct)).RootElement.GetProperty("error").GetString()
+                .ShouldBe("cross-origin request refused: host 'evil.example:" + port + "' is not allowed for a browser (MANAGER_HTTP_ALLOWED_HOSTS lists the names the manager is reached by)");
+        }
+
+        // A read by a browser that sends Sec-Fetch-Site only (a same-origin GET has no Origin).
+        using (var read = Send(HttpMethod.Get, "/tasks", null, "same-origin"))
+        {
+            read.Headers.Host = "evil.example:" + port;
+            (await http.SendAsync(read, Ct)).StatusCode.ShouldBe(HttpStatusCode.Forbidden);
+        }
+
+        server.Warnings.ToString().ShouldContain("Refused a browser's GET /tasks to host 'evil.example:" + port + "'");
+
+        // Known names (an allowed one, localhost, an IP address) pass, and so does a client that is no browser whatever its Host.
+        foreach (var (host, browser) in new[] { ("manager.example.com", true), ("MANAGER.example.com.", true), ("localhost", true), ("127.0.0.1", true), ("[::1]", true), ("evil.example", false) })
+        {
+            foreach (var (method, path) in new[] { (HttpMethod.Post, "/plugins/reload"), (HttpMethod.Get, "/tasks") })
+            {
+                using var request = Send(method, path, browser ? $"http://{host}:{port}" : null, browser ? "same-origin" : null);
+                request.Headers.Host = $"{host}:{port}";
+                using var answer = await http.SendAsync(request, Ct);
+                answer.StatusCode.ShouldNotBe(HttpStatusCode.Forbidden, $"{host} {method} {path}");
+            }
+        }
+    }
+
     [Theory]
     [InlineData("POST", null, null, true)]
     [InlineData("GET", "https://evil.example", "cross-site", true)]

@@ -11,7 +11,12 @@ export class ApiError extends Error {
 // The dashboard is served under /ui/ by the manager: the API is one level up (also behind a path prefix).
 export const apiBase = new URL('../', document.baseURI);
 
-export const apiUrl = (path) => new URL(path.replace(/^\//, ''), apiBase).href;
+// A segment "." or ".." (an id such as #/proplets/.., which encodeURIComponent leaves as it is, and %2E%2E is read the
+// same) would be resolved away: /proplets/.. asked for the API's root. Such a path is refused, not sent.
+export const apiUrl = (path) => {
+  if (path.split(/[?#]/)[0].split('/').some((s) => /^(\.|%2e){1,2}$/i.test(s))) throw new ApiError(`${path}: an id may not be "." or ".."`, 400);
+  return new URL(path.replace(/^\//, ''), apiBase).href;
+};
 
 // The user the manager records in the history and shows to plugins (X-User-Id); there is no login. A header value is
 // printable ASCII, as the CLI's --user: fetch refuses characters above U+00FF and the manager answers 400 to other
@@ -35,9 +40,10 @@ export const user = {
 // signal (optional) aborts the call: it then rejects with the signal's AbortError, which views do not show.
 async function request(method, path, { body, headers = {}, signal } = {}) {
   const who = user.get();
+  const url = apiUrl(path);
   let response;
   try {
-    response = await fetch(apiUrl(path), { method, body, signal, headers: { Accept: 'application/json', ...(who ? { 'X-User-Id': who } : {}), ...headers } });
+    response = await fetch(url, { method, body, signal, headers: { Accept: 'application/json', ...(who ? { 'X-User-Id': who } : {}), ...headers } });
   } catch (e) {
     if (signal?.aborted) throw e;
     throw new ApiError(`cannot reach the manager (${e.message})`, 0);

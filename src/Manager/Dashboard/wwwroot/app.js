@@ -71,8 +71,14 @@ async function route() {
       Promise.resolve(current?.onChange?.('resync', null)).catch(mine.fail);
     }
   } catch (e) {
+    if (mine.signal.aborted) return; // left meanwhile: the new page is the current one
     mine.show();
     mine.fail(e);
+    // The first draw failed (the manager restarting, a proxy's 503), so the view has no handler of its own and no
+    // timer: without one the page stayed blank for good. Until a draw succeeds, the next change, resync (reconnection)
+    // or a 5 s retry renders the page again.
+    const retry = setTimeout(() => { if (page === mine) route(); }, 5000);
+    current = { onChange: () => route(), dispose: () => clearTimeout(retry) };
   }
 }
 

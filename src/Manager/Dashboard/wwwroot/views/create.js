@@ -3,6 +3,9 @@ import { api } from '../api.js';
 import { message, flash } from '../message.js';
 import { h } from '../dom.js';
 
+const MIB = 1024 * 1024;
+const MAX_UPLOAD = 100 * MIB - 64 * 1024;
+
 export async function render(page) {
   const form = h('form', { class: 'create card', id: 'create' },
     h('label', {}, 'WebAssembly module (.wasm)', h('input', { type: 'file', name: 'file', accept: '.wasm', required: true })),
@@ -17,6 +20,12 @@ export async function render(page) {
     e.preventDefault();
     const data = new FormData(form);
     const file = data.get('file');
+    // The manager reads at most 100 MiB of a request (ManagerApp.MaxRequestBodyBytes); the form's own parts take a few
+    // hundred bytes. Checked before anything is sent: over it, the upload failed after the task was created.
+    if (file && file.size > MAX_UPLOAD) {
+      message(`${file.name} is too large: ${(file.size / MIB).toFixed(1)} MiB, over the manager's request limit of 100 MiB`);
+      return;
+    }
     const body = { name: data.get('name').trim() };
     const inputs = data.get('inputs').trim();
     if (inputs) body.inputs = inputs.split(',').map((s) => s.trim());
