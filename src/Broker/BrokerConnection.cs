@@ -816,10 +816,15 @@ public sealed class BrokerConnection : IAsyncDisposable
             }
         }
 
+        // MQTTnet applies its own timeout only to a token that cannot be cancelled: without this one a broker (or proxy)
+        // that never answers the SUBSCRIBE left the connect waiting for ever, its keep-alive holding the link up, never
+        // ready and ignoring the end of the connection (the loop attempting). An unanswered subscription fails the connect.
+        using var answered = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+        answered.CancelAfter(_options.ConnectTimeout);
         var renew = result.IsSessionPresent && _options.StaleSubscriptions.Count > 0;
         if (renew)
         {
-            await UnsubscribeAllAsync(_options.StaleSubscriptions, stoppingToken);
+            await UnsubscribeAllAsync(_options.StaleSubscriptions, answered.Token);
         }
 
         if (!result.IsSessionPresent || renew || _subscriptionsUnsure)
@@ -840,7 +845,7 @@ public sealed class BrokerConnection : IAsyncDisposable
                 // again after the backoff, never reported ready while deaf to a topic until some later reconnect. Until
                 // the broker took them all, the next connect subscribes again even when it finds the session.
                 _subscriptionsUnsure = true;
-                if (await SubscribeAllAsync(subscriptions, stoppingToken) is { } refused)
+                if (await SubscribeAllAsync(subscriptions, answered.Token) is { } refused)
                 {
                     RefusedSubscription = refused;
                     throw new InvalidOperationException($"the broker refused the subscription to {refused}");

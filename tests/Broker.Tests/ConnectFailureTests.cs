@@ -187,4 +187,34 @@ public sealed class ConnectFailureTests
             }
         }
     }
+
+    /// <summary>
+    /// MQTTnet waits for a SUBACK as long as the token lets it: a broker or proxy that never sent it left the connect
+    /// waiting for ever (keep-alive holding the link up), never ready, every publish timing out. An unanswered
+    /// subscription fails the connect, which is made again.
+    /// </summary>
+    [Theory]
+    [InlineData(MqttProtocolVersion.V311)]
+    [InlineData(MqttProtocolVersion.V500)]
+    public async Task GivenAProxyThatSwallowsTheFirstSuback_WhenConnecting_ThenTheConnectFailsAndIsMadeAgainAndBecomesReady(MqttProtocolVersion version)
+    {
+        await using var relay = MqttRelay.Start(TestBroker.Address);
+        var swallowed = 0;
+        relay.DropFromBroker = header => (header & 0xF0) == 0x90 && Interlocked.Exchange(ref swallowed, 1) == 0;
+        var topic = TestBroker.UniqueTopic("unanswered-suback");
+        var options = TestBroker.Options(version).WithAddress($"tcp://127.0.0.1:{relay.Port}");
+        options.ConnectTimeout = TimeSpan.FromSeconds(2);
+        options.Subscriptions.Add((topic, MqttQualityOfServiceLevel.AtLeastOnce));
+        var logger = new CountingLogger();
+        await using var client = new BrokerConnection(options, logger);
+        var inbox = Inbox.Of(client);
+
+        await client.StartAsync(Ct).WaitAsync(TestBroker.Timeout, Ct);
+
+        Volatile.Read(ref swallowed).ShouldBe(1);
+        logger.Count(7103).ShouldBeGreaterThanOrEqualTo(1); // ConnectFailed
+        relay.Accepted.ShouldBeGreaterThanOrEqualTo(2);
+        await client.PublishAsync(topic, "x"u8.ToArray(), MqttQualityOfServiceLevel.AtLeastOnce, Ct);
+        (await inbox.ReceiveAsync(Ct)).Topic.ShouldBe(topic);
+    }
 }
