@@ -262,7 +262,7 @@ public sealed class BrokerConnection : IAsyncDisposable
     /// Ends this client's session at the broker and disconnects, for a connection that borrowed another client's session
     /// to drain it: MQTT 5 sends DISCONNECT with a session expiry of one second; MQTT 3.1.1, which has no such field, disconnects and
     /// connects once more with a clean session, which the broker drops at that connection's DISCONNECT. Stops
-    /// reconnecting. False, and the session is left alone, when the connection was no longer up (its owner took it back).
+    /// reconnecting. False, and the session is left alone, when the connection was no longer up (its owner took it back), or (3.1.1) the broker refused the clean-session connect.
     /// </summary>
     public async Task<bool> EndSessionAsync(CancellationToken cancellationToken)
     {
@@ -286,7 +286,12 @@ public sealed class BrokerConnection : IAsyncDisposable
         await _client.DisconnectAsync(disconnect, cancellationToken);
         _clientOptions.CleanSession = true;
         _clientOptions.WillTopic = null;
-        await _client.ConnectAsync(_clientOptions, cancellationToken);
+        // MQTTnet 5 returns a refusal instead of throwing (as in ConnectAsync): the broker then still holds the session.
+        if ((await _client.ConnectAsync(_clientOptions, cancellationToken)).ResultCode != MqttClientConnectResultCode.Success)
+        {
+            return false;
+        }
+
         await _client.DisconnectAsync(disconnect, cancellationToken);
         return true;
     }

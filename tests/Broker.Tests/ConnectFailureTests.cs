@@ -200,7 +200,7 @@ public sealed class ConnectFailureTests
     {
         await using var relay = MqttRelay.Start(TestBroker.Address);
         var swallowed = 0;
-        relay.DropFromBroker = header => (header & 0xF0) == 0x90 && Interlocked.Exchange(ref swallowed, 1) == 0;
+        relay.FromBroker = packet => (packet[0] & 0xF0) == 0x90 && Interlocked.Exchange(ref swallowed, 1) == 0 ? null : packet;
         var topic = TestBroker.UniqueTopic("unanswered-suback");
         var options = TestBroker.Options(version).WithAddress($"tcp://127.0.0.1:{relay.Port}");
         options.ConnectTimeout = TimeSpan.FromSeconds(2);
@@ -216,5 +216,28 @@ public sealed class ConnectFailureTests
         relay.Accepted.ShouldBeGreaterThanOrEqualTo(2);
         await client.PublishAsync(topic, "x"u8.ToArray(), MqttQualityOfServiceLevel.AtLeastOnce, Ct);
         (await inbox.ReceiveAsync(Ct)).Topic.ShouldBe(topic);
+    }
+
+    /// <summary>
+    /// MQTT 3.1.1 ends a borrowed session by connecting once more with a clean session. MQTTnet 5 returns a refused
+    /// CONNACK instead of throwing: taken for success, the session was reported ended (and its row deleted by
+    /// SessionRecovery) while the broker still held it.
+    /// </summary>
+    [Fact]
+    public async Task GivenTheCleanSessionConnectIsRefused_WhenEndingASessionOverMqtt311_ThenItIsNotReportedEnded()
+    {
+        await using var relay = MqttRelay.Start(TestBroker.Address);
+        var connacks = 0;
+        // The second CONNACK (the clean-session connect) refuses: 3.1.1 return code 5, not authorised.
+        relay.FromBroker = packet => (packet[0] & 0xF0) == 0x20 && Interlocked.Increment(ref connacks) == 2 ? [0x20, 0x02, 0x00, 0x05] : packet;
+        var options = TestBroker.Options(MqttProtocolVersion.V311).WithAddress($"tcp://127.0.0.1:{relay.Port}");
+        options.CleanStart = false;
+        await using var client = new BrokerConnection(options);
+        await client.StartAsync(Ct).WaitAsync(TestBroker.Timeout, Ct);
+
+        var ended = await client.EndSessionAsync(Ct).WaitAsync(TestBroker.Timeout, Ct);
+
+        Volatile.Read(ref connacks).ShouldBe(2);
+        ended.ShouldBeFalse();
     }
 }

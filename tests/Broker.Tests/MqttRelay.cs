@@ -6,7 +6,7 @@ namespace Propeller.Broker.Tests;
 
 /// <summary>
 /// Forwards loopback connections to a broker, as a network (or a proxy) between it and a client that misbehaves on
-/// demand: <see cref="DropFromBroker"/> swallows chosen packets the broker sends (read packet by packet), and
+/// demand: <see cref="FromBroker"/> swallows or rewrites chosen packets the broker sends (read packet by packet), and
 /// <see cref="StallAfterClientBytes"/> stops reading what the client sends once that much passed on a connection, then
 /// hangs up on it (FIN to the client, whose write is still pending; the broker side closed).
 /// </summary>
@@ -38,8 +38,8 @@ internal sealed class MqttRelay : IAsyncDisposable
     /// <summary>Connections accepted so far.</summary>
     public int Accepted => Volatile.Read(ref _accepted);
 
-    /// <summary>Given the first byte of a packet from the broker (type and flags), whether to swallow it.</summary>
-    public Func<byte, bool>? DropFromBroker { get; set; }
+    /// <summary>Given a whole packet from the broker, what to send the client instead (null: nothing).</summary>
+    public Func<byte[], byte[]?>? FromBroker { get; set; }
 
     /// <summary>Once (the next connection to pass that many bytes from the client): stall and hang up, as above.</summary>
     public long StallAfterClientBytes
@@ -148,15 +148,13 @@ internal sealed class MqttRelay : IAsyncDisposable
                     }
                 }
 
-                var body = new byte[length];
-                await reading.ReadExactlyAsync(body, stop);
-                if (DropFromBroker?.Invoke(header[0]) == true)
+                var packet = new byte[count + length];
+                header.AsSpan(0, count).CopyTo(packet);
+                await reading.ReadExactlyAsync(packet.AsMemory(count), stop);
+                if ((FromBroker is { } rewrite ? rewrite(packet) : packet) is { } forwarded)
                 {
-                    continue;
+                    await writing.WriteAsync(forwarded, stop);
                 }
-
-                await writing.WriteAsync(header.AsMemory(0, count), stop);
-                await writing.WriteAsync(body, stop);
             }
         }
         catch (Exception)
