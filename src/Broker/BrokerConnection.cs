@@ -536,9 +536,16 @@ public sealed class BrokerConnection : IAsyncDisposable
         {
             send.Done.TrySetResult(await publish);
         }
+        catch (OperationCanceledException ex) when (acknowledged?.IsCancellationRequested == true || _stopping.IsCancellationRequested)
+        {
+            send.Done.TrySetCanceled(ex.CancellationToken); // no acknowledgement within the operation timeout, or stopping
+        }
         catch (OperationCanceledException ex)
         {
-            send.Done.TrySetCanceled(ex.CancellationToken);
+            // Neither token: MQTTnet disposed the socket under a pending write (the connection was lost) and reports the
+            // aborted write (SocketError.OperationAborted) as a bare OperationCanceledException. Taken for a timeout, it
+            // failed the publish at once instead of sending it again on the next connection.
+            send.Done.TrySetException(new MqttCommunicationException("The connection to the broker was lost while publishing.", ex));
         }
         catch (Exception ex)
         {
@@ -586,6 +593,9 @@ public sealed class BrokerConnection : IAsyncDisposable
     {
         using var timeout = Timeout(remaining, cancellationToken);
         var token = timeout.Token;
+        // At least a moment: an error raised before MQTTnet noticed the loss (the client still connected) sent the
+        // publish again at once, over and over until its deadline.
+        await DelayAsync(TimeSpan.FromMilliseconds(10), token, cancellationToken);
         // The client saw the loss before DisconnectedAsync ran: give the event a moment so that the wait that follows is
         // for the next connection, not the dead one.
         while (Interlocked.Read(ref _generation) == generation && _connected.Task.IsCompleted && !_client.IsConnected)
