@@ -217,7 +217,8 @@ public sealed class PropletNode : IAsyncDisposable
         EdgeLog.Stopped(_logger, _settings.EntityId);
     }
 
-    private BrokerOptions ClientOptions()
+    /// <summary>The broker connection's settings (internal: tests check what the settings turn into).</summary>
+    internal BrokerOptions ClientOptions()
     {
         var options = new BrokerOptions
         {
@@ -241,7 +242,9 @@ public sealed class PropletNode : IAsyncDisposable
             options.Subscriptions.Add((Topics.Of(_settings.BaseTopic, path), _settings.Qos));
         }
 
-        if (options.Tls is not null || _settings.TlsCaCert is not null)
+        // TLS on a tcp:// address when any TLS setting is given, as the manager and the proxy decide (it took a CA file:
+        // a client certificate or the insecure flag alone was ignored, and the proplet spoke plain MQTT).
+        if (options.Tls is not null || _settings.TlsCaCert is not null || _settings.TlsClientCert is not null || _settings.TlsInsecureSkipVerify)
         {
             options.Tls = new BrokerTls
             {
