@@ -262,7 +262,7 @@ public sealed class BrokerConnection : IAsyncDisposable
     /// Ends this client's session at the broker and disconnects, for a connection that borrowed another client's session
     /// to drain it: MQTT 5 sends DISCONNECT with a session expiry of one second; MQTT 3.1.1, which has no such field, disconnects and
     /// connects once more with a clean session, which the broker drops at that connection's DISCONNECT. Stops
-    /// reconnecting. False, and the session is left alone, when the connection was no longer up (its owner took it back).
+    /// reconnecting. False, and the session is left alone, when the connection was no longer up (its owner took it back), or (3.1.1) the broker refused the clean-session connect.
     /// </summary>
     public async Task<bool> EndSessionAsync(CancellationToken cancellationToken)
     {
@@ -286,7 +286,12 @@ public sealed class BrokerConnection : IAsyncDisposable
         await _client.DisconnectAsync(disconnect, cancellationToken);
         _clientOptions.CleanSession = true;
         _clientOptions.WillTopic = null;
-        await _client.ConnectAsync(_clientOptions, cancellationToken);
+        // MQTTnet 5 returns a refusal instead of throwing (as in ConnectAsync): the broker then still holds the session.
+        if ((await _client.ConnectAsync(_clientOptions, cancellationToken)).ResultCode != MqttClientConnectResultCode.Success)
+        {
+            return false;
+        }
+
         await _client.DisconnectAsync(disconnect, cancellationToken);
         return true;
     }
@@ -531,9 +536,16 @@ public sealed class BrokerConnection : IAsyncDisposable
         {
             send.Done.TrySetResult(await publish);
         }
+        catch (OperationCanceledException ex) when (acknowledged?.IsCancellationRequested == true || _stopping.IsCancellationRequested)
+        {
+            send.Done.TrySetCanceled(ex.CancellationToken); // no acknowledgement within the operation timeout, or stopping
+        }
         catch (OperationCanceledException ex)
         {
-            send.Done.TrySetCanceled(ex.CancellationToken);
+            // Neither token: MQTTnet disposed the socket under a pending write (the connection was lost) and reports the
+            // aborted write (SocketError.OperationAborted) as a bare OperationCanceledException. Taken for a timeout, it
+            // failed the publish at once instead of sending it again on the next connection.
+            send.Done.TrySetException(new MqttCommunicationException("The connection to the broker was lost while publishing.", ex));
         }
         catch (Exception ex)
         {
@@ -581,6 +593,9 @@ public sealed class BrokerConnection : IAsyncDisposable
     {
         using var timeout = Timeout(remaining, cancellationToken);
         var token = timeout.Token;
+        // At least a moment: an error raised before MQTTnet noticed the loss (the client still connected) sent the
+        // publish again at once, over and over until its deadline.
+        await DelayAsync(TimeSpan.FromMilliseconds(10), token, cancellationToken);
         // The client saw the loss before DisconnectedAsync ran: give the event a moment so that the wait that follows is
         // for the next connection, not the dead one.
         while (Interlocked.Read(ref _generation) == generation && _connected.Task.IsCompleted && !_client.IsConnected)
@@ -816,10 +831,15 @@ public sealed class BrokerConnection : IAsyncDisposable
             }
         }
 
+        // MQTTnet applies its own timeout only to a token that cannot be cancelled: without this one a broker (or proxy)
+        // that never answers the SUBSCRIBE left the connect waiting for ever, its keep-alive holding the link up, never
+        // ready and ignoring the end of the connection (the loop attempting). An unanswered subscription fails the connect.
+        using var answered = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+        answered.CancelAfter(_options.ConnectTimeout);
         var renew = result.IsSessionPresent && _options.StaleSubscriptions.Count > 0;
         if (renew)
         {
-            await UnsubscribeAllAsync(_options.StaleSubscriptions, stoppingToken);
+            await UnsubscribeAllAsync(_options.StaleSubscriptions, answered.Token);
         }
 
         if (!result.IsSessionPresent || renew || _subscriptionsUnsure)
@@ -840,7 +860,7 @@ public sealed class BrokerConnection : IAsyncDisposable
                 // again after the backoff, never reported ready while deaf to a topic until some later reconnect. Until
                 // the broker took them all, the next connect subscribes again even when it finds the session.
                 _subscriptionsUnsure = true;
-                if (await SubscribeAllAsync(subscriptions, stoppingToken) is { } refused)
+                if (await SubscribeAllAsync(subscriptions, answered.Token) is { } refused)
                 {
                     RefusedSubscription = refused;
                     throw new InvalidOperationException($"the broker refused the subscription to {refused}");

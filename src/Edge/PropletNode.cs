@@ -41,6 +41,7 @@ public sealed class PropletNode : IAsyncDisposable
     private BrokerConnection? _client;
     private MetricsServer? _metrics;
     private long _connects;
+    private long _malformed;
 
     private static readonly TimeSpan RediscoveryInterval = TimeSpan.FromMinutes(5);
 
@@ -216,7 +217,8 @@ public sealed class PropletNode : IAsyncDisposable
         EdgeLog.Stopped(_logger, _settings.EntityId);
     }
 
-    private BrokerOptions ClientOptions()
+    /// <summary>The broker connection's settings (internal: tests check what the settings turn into).</summary>
+    internal BrokerOptions ClientOptions()
     {
         var options = new BrokerOptions
         {
@@ -240,7 +242,9 @@ public sealed class PropletNode : IAsyncDisposable
             options.Subscriptions.Add((Topics.Of(_settings.BaseTopic, path), _settings.Qos));
         }
 
-        if (options.Tls is not null || _settings.TlsCaCert is not null)
+        // TLS on a tcp:// address when any TLS setting is given, as the manager and the proxy decide (it took a CA file:
+        // a client certificate or the insecure flag alone was ignored, and the proplet spoke plain MQTT).
+        if (options.Tls is not null || _settings.TlsCaCert is not null || _settings.TlsClientCert is not null || _settings.TlsInsecureSkipVerify)
         {
             options.Tls = new BrokerTls
             {
@@ -332,7 +336,7 @@ public sealed class PropletNode : IAsyncDisposable
             // what it forwards to a subscription: a retained one is a message kept from before this subscription,
             // handed out on every (re)subscribe. Run, a retained start ran again at each reconnect of every proplet on
             // the channel, long after it was answered; a retained stop or invoke was replayed the same way.
-            EdgeLog.Malformed(_logger, topic, ReceivedMessage.RetainedCommand);
+            Malformed(topic, ReceivedMessage.RetainedCommand);
             return;
         }
 
@@ -355,7 +359,7 @@ public sealed class PropletNode : IAsyncDisposable
                 var rejected = _chunks.AddJson(message.Payload.Span);
                 if (rejected is not null)
                 {
-                    EdgeLog.Malformed(_logger, topic, rejected);
+                    Malformed(topic, rejected);
                 }
             }
             else if (topic.Contains(Topics.RegistryBinaryChunks, StringComparison.Ordinal))
@@ -364,7 +368,7 @@ public sealed class PropletNode : IAsyncDisposable
                 var rejected = _chunks.AddBinary(message.Payload.Span);
                 if (rejected is not null)
                 {
-                    EdgeLog.Malformed(_logger, topic, rejected);
+                    Malformed(topic, rejected);
                 }
             }
             else if (topic.Contains(Topics.RegistryFailure, StringComparison.Ordinal))
@@ -373,7 +377,7 @@ public sealed class PropletNode : IAsyncDisposable
                 var failure = JsonSerializer.Deserialize<RegistryFailureMessage>(message.Payload.Span);
                 if (failure?.AppName is not { Length: > 0 } app)
                 {
-                    EdgeLog.Malformed(_logger, topic, "app_name is required");
+                    Malformed(topic, "app_name is required");
                 }
                 else
                 {
@@ -384,7 +388,7 @@ public sealed class PropletNode : IAsyncDisposable
         catch (Exception ex) when (ex is JsonException or InvalidOperationException)
         {
             // InvalidOperationException: a string that is not valid UTF-8.
-            EdgeLog.Malformed(_logger, topic, ex.Message);
+            Malformed(topic, ex.Message);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
@@ -392,11 +396,18 @@ public sealed class PropletNode : IAsyncDisposable
         }
     }
 
+    /// <summary>A command dropped as malformed: logged and counted (proplet_mqtt_malformed_total, with the invalid starts).</summary>
+    private void Malformed(string topic, string reason)
+    {
+        Interlocked.Increment(ref _malformed);
+        EdgeLog.Malformed(_logger, topic, reason);
+    }
+
     private Task PublishAliveAsync(CancellationToken cancellationToken) =>
         _publisher.PublishAsync(
             Topics.PropletAlive, JsonSerializer.SerializeToUtf8Bytes(new AliveMessage(_settings.EntityId, "alive", _settings.Namespace)), cancellationToken);
 
-    /// <summary>The Prometheus series of the original (spec §4.2), and ours: proplet_chunks_rejected_total.</summary>
+    /// <summary>The Prometheus series of the original (spec §4.2), and ours: proplet_chunks_rejected_total, proplet_mqtt_malformed_total.</summary>
     private List<(string Name, string Type, double Value)> Series()
     {
         using var process = System.Diagnostics.Process.GetCurrentProcess();
@@ -409,6 +420,7 @@ public sealed class PropletNode : IAsyncDisposable
             ("proplet_mqtt_reconnects_total", "counter", Math.Max(0, Interlocked.Read(ref _connects) - 1)),
             ("proplet_wasm_fetch_bytes_total", "counter", _fetcher.FetchedBytes),
             ("proplet_chunks_rejected_total", "counter", _chunks.Rejected),
+            ("proplet_mqtt_malformed_total", "counter", Interlocked.Read(ref _malformed) + _runner.InvalidStarts),
             ("proplet_cpu_usage_ratio", "gauge", _scrapeSampler.SystemCpuPercent() / 100),
             ("proplet_cpu_user_seconds", "gauge", process.UserProcessorTime.TotalSeconds),
             ("proplet_cpu_system_seconds", "gauge", process.PrivilegedProcessorTime.TotalSeconds),

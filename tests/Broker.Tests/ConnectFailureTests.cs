@@ -187,4 +187,57 @@ public sealed class ConnectFailureTests
             }
         }
     }
+
+    /// <summary>
+    /// MQTTnet waits for a SUBACK as long as the token lets it: a broker or proxy that never sent it left the connect
+    /// waiting for ever (keep-alive holding the link up), never ready, every publish timing out. An unanswered
+    /// subscription fails the connect, which is made again.
+    /// </summary>
+    [Theory]
+    [InlineData(MqttProtocolVersion.V311)]
+    [InlineData(MqttProtocolVersion.V500)]
+    public async Task GivenAProxyThatSwallowsTheFirstSuback_WhenConnecting_ThenTheConnectFailsAndIsMadeAgainAndBecomesReady(MqttProtocolVersion version)
+    {
+        await using var relay = MqttRelay.Start(TestBroker.Address);
+        var swallowed = 0;
+        relay.FromBroker = packet => (packet[0] & 0xF0) == 0x90 && Interlocked.Exchange(ref swallowed, 1) == 0 ? null : packet;
+        var topic = TestBroker.UniqueTopic("unanswered-suback");
+        var options = TestBroker.Options(version).WithAddress($"tcp://127.0.0.1:{relay.Port}");
+        options.ConnectTimeout = TimeSpan.FromSeconds(2);
+        options.Subscriptions.Add((topic, MqttQualityOfServiceLevel.AtLeastOnce));
+        var logger = new CountingLogger();
+        await using var client = new BrokerConnection(options, logger);
+        var inbox = Inbox.Of(client);
+
+        await client.StartAsync(Ct).WaitAsync(TestBroker.Timeout, Ct);
+
+        Volatile.Read(ref swallowed).ShouldBe(1);
+        logger.Count(7103).ShouldBeGreaterThanOrEqualTo(1); // ConnectFailed
+        relay.Accepted.ShouldBeGreaterThanOrEqualTo(2);
+        await client.PublishAsync(topic, "x"u8.ToArray(), MqttQualityOfServiceLevel.AtLeastOnce, Ct);
+        (await inbox.ReceiveAsync(Ct)).Topic.ShouldBe(topic);
+    }
+
+    /// <summary>
+    /// MQTT 3.1.1 ends a borrowed session by connecting once more with a clean session. MQTTnet 5 returns a refused
+    /// CONNACK instead of throwing: taken for success, the session was reported ended (and its row deleted by
+    /// SessionRecovery) while the broker still held it.
+    /// </summary>
+    [Fact]
+    public async Task GivenTheCleanSessionConnectIsRefused_WhenEndingASessionOverMqtt311_ThenItIsNotReportedEnded()
+    {
+        await using var relay = MqttRelay.Start(TestBroker.Address);
+        var connacks = 0;
+        // The second CONNACK (the clean-session connect) refuses: 3.1.1 return code 5, not authorised.
+        relay.FromBroker = packet => (packet[0] & 0xF0) == 0x20 && Interlocked.Increment(ref connacks) == 2 ? [0x20, 0x02, 0x00, 0x05] : packet;
+        var options = TestBroker.Options(MqttProtocolVersion.V311).WithAddress($"tcp://127.0.0.1:{relay.Port}");
+        options.CleanStart = false;
+        await using var client = new BrokerConnection(options);
+        await client.StartAsync(Ct).WaitAsync(TestBroker.Timeout, Ct);
+
+        var ended = await client.EndSessionAsync(Ct).WaitAsync(TestBroker.Timeout, Ct);
+
+        Volatile.Read(ref connacks).ShouldBe(2);
+        ended.ShouldBeFalse();
+    }
 }

@@ -73,6 +73,32 @@ public sealed class DispatchTests
     }
 
     /// <summary>
+    /// MQTTnet reports a write its socket was disposed under (the connection lost mid-write) as a bare
+    /// OperationCanceledException, neither the caller's token nor the acknowledgement timeout: a lost connection, sent
+    /// again, not a timeout thrown at once.
+    /// </summary>
+    [Theory]
+    [InlineData(MqttQualityOfServiceLevel.AtMostOnce)]
+    [InlineData(MqttQualityOfServiceLevel.AtLeastOnce)]
+    public async Task GivenAPublishThatMqttnetCancelsOnItsOwn_ThenItIsSentAgain(MqttQualityOfServiceLevel qos)
+    {
+        var topic = TestBroker.UniqueTopic("publish-aborted");
+        await using var subscriber = new BrokerConnection(TestBroker.Options(MqttProtocolVersion.V500));
+        var inbox = Inbox.Of(subscriber);
+        await using var publisher = new BrokerConnection(TestBroker.Options(MqttProtocolVersion.V500));
+        var publishes = 0;
+        publisher.PublishingForTests = _ => Interlocked.Increment(ref publishes) == 1 ? new OperationCanceledException() : null;
+        await subscriber.StartAsync(Ct).WaitAsync(TestBroker.Timeout, Ct);
+        await publisher.StartAsync(Ct).WaitAsync(TestBroker.Timeout, Ct);
+        await subscriber.SubscribeAsync(topic, MqttQualityOfServiceLevel.AtLeastOnce, Ct);
+
+        await publisher.PublishAsync(topic, "1"u8.ToArray(), qos, Ct).WaitAsync(TestBroker.Timeout, Ct);
+
+        (await inbox.ReceiveAsync(Ct)).Payload.ToArray().ShouldBe("1"u8.ToArray());
+        Volatile.Read(ref publishes).ShouldBe(2);
+    }
+
+    /// <summary>
     /// A publish the connection lost (failed here as MQTTnet fails one when it is not connected) is sent again, and a
     /// publish with the same order key called meanwhile goes out after it, at QoS 1 as at QoS 2. Before, at QoS 1 the
     /// later one went first: a task's stop called while its start was being sent again reached the proplet before the

@@ -159,4 +159,34 @@ public sealed class OutageTests
         options.OperationTimeout = operationTimeout;
         return options;
     }
+
+    /// <summary>
+    /// A connection lost while a large publish is being written: MQTTnet disposes the socket under the pending write and
+    /// reports the aborted write as a bare OperationCanceledException. That is a lost connection, not a timeout: the
+    /// publish waits for the next connection and is sent again (it failed at once with a TimeoutException).
+    /// </summary>
+    [Fact]
+    public async Task GivenALargePublishWhoseConnectionIsLostMidWrite_WhenTheConnectionReturns_ThenItIsSentAgainAndArrives()
+    {
+        var topic = TestBroker.UniqueTopic("lost-mid-write");
+        var subscriberOptions = TestBroker.Options(MqttProtocolVersion.V500);
+        subscriberOptions.Subscriptions.Add((topic, MqttQualityOfServiceLevel.AtLeastOnce));
+        await using var subscriber = new BrokerConnection(subscriberOptions);
+        var inbox = Inbox.Of(subscriber);
+        await subscriber.StartAsync(Ct).WaitAsync(TestBroker.Timeout, Ct);
+        await using var relay = MqttRelay.Start(TestBroker.Address);
+        await using var publisher = new BrokerConnection(TestBroker.Options(MqttProtocolVersion.V500).WithAddress($"tcp://127.0.0.1:{relay.Port}"));
+        await publisher.StartAsync(Ct).WaitAsync(TestBroker.Timeout, Ct);
+        var payload = new byte[16 * 1024 * 1024];
+        Random.Shared.NextBytes(payload);
+        relay.StallAfterClientBytes = 1024 * 1024;
+
+        await publisher.PublishAsync(topic, payload, MqttQualityOfServiceLevel.AtLeastOnce, Ct).WaitAsync(TestBroker.Timeout * 2, Ct);
+
+        relay.StallAfterClientBytes.ShouldBe(-1, "the relay stalled and hung up mid-write");
+        relay.Accepted.ShouldBeGreaterThanOrEqualTo(2);
+        var received = await inbox.ReceiveAsync(Ct);
+        received.Payload.Length.ShouldBe(payload.Length);
+        received.Payload.Span.SequenceEqual(payload).ShouldBeTrue();
+    }
 }

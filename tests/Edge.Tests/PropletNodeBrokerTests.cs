@@ -210,6 +210,41 @@ public sealed class PropletNodeBrokerTests : IAsyncLifetime
         missing.StatusCode.ShouldBe(System.Net.HttpStatusCode.NotFound);
     }
 
+    /// <summary>A malformed command is counted where the proplet's other series are (it was only logged).</summary>
+    [Fact]
+    public async Task GivenAMalformedStart_WhenReceived_ThenItIsCountedAndTheNextValidStartRuns()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var port = FreePort();
+        var settings = TestSettings.Create() with { MetricsEnabled = true, MetricsPort = port };
+        await _observer.SubscribeAsync(Topics.Of(settings.BaseTopic, Topics.Results), MqttQualityOfServiceLevel.AtLeastOnce, ct);
+        await using var node = new PropletNode(settings, NullLoggerFactory.Instance, TimeProvider.System);
+        await node.StartAsync(ct);
+        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+        var start = Topics.Of(settings.BaseTopic, Topics.Start);
+
+        await _observer.PublishAsync(start, "{"u8.ToArray(), MqttQualityOfServiceLevel.AtLeastOnce, retain: false, orderKey: null, ct);
+        var valid = new StartMessage { Id = "after-malformed", Name = "main", File = Modules.AdditionBase64, Inputs = ["1", "1"] };
+        await _observer.PublishAsync(start, JsonSerializer.SerializeToUtf8Bytes(valid), MqttQualityOfServiceLevel.AtLeastOnce, retain: false, orderKey: null, ct);
+
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        timeout.CancelAfter(TimeSpan.FromSeconds(30));
+        while (true)
+        {
+            var message = await _observed.ReadAsync(timeout.Token);
+            if (message.Topic == Topics.Of(settings.BaseTopic, Topics.Results))
+            {
+                var result = JsonSerializer.Deserialize<JsonElement>(message.Payload.Span);
+                result.GetProperty("task_id").GetString().ShouldBe("after-malformed");
+                result.GetProperty("results").GetString().ShouldBe("2");
+                break;
+            }
+        }
+
+        var metrics = await http.GetStringAsync("/metrics", ct);
+        metrics.ShouldContain("# TYPE proplet_mqtt_malformed_total counter\nproplet_mqtt_malformed_total 1\n");
+    }
+
     private static int FreePort()
     {
         using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);

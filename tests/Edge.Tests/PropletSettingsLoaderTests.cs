@@ -95,6 +95,45 @@ public sealed class PropletSettingsLoaderTests : IDisposable
         (settings.TlsClientCert, settings.TlsClientKey).ShouldBe((tls.Certificate, tls.Key));
     }
 
+    /// <summary>
+    /// Any MQTT TLS setting turns TLS on for a tcp:// address, as the manager decides (MANAGER_MQTT_TLS_*): only a CA file
+    /// did, and a client certificate or the insecure flag alone left the proplet on plain MQTT.
+    /// </summary>
+    [Theory]
+    [InlineData(false, false)]
+    [InlineData(true, false)]
+    [InlineData(false, true)]
+    public async Task GivenMqttTlsSettingsWithoutACaFile_WhenTheConnectionIsConfigured_ThenItUsesTlsOnATcpAddress(bool clientCertificate, bool insecure)
+    {
+        using var tls = new TlsFiles();
+        var env = new Dictionary<string, string>(Identity) { ["PROPLET_MQTT_ADDRESS"] = "tcp://127.0.0.1:1883" };
+        if (clientCertificate)
+        {
+            env["PROPLET_MQTT_TLS_CLIENT_CERT"] = tls.Certificate;
+            env["PROPLET_MQTT_TLS_CLIENT_KEY"] = tls.Key;
+        }
+
+        if (insecure)
+        {
+            env["PROPLET_MQTT_TLS_INSECURE_SKIP_VERIFY"] = "true";
+        }
+
+        await using var node = new PropletNode(Load(env), Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance, TimeProvider.System);
+
+        var options = node.ClientOptions();
+        if (!clientCertificate && !insecure)
+        {
+            options.Tls.ShouldBeNull();
+            return;
+        }
+
+        var used = options.Tls.ShouldNotBeNull();
+        used.CaFile.ShouldBeNull();
+        used.ClientCertificateFile.ShouldBe(clientCertificate ? tls.Certificate : null);
+        used.ClientKeyFile.ShouldBe(clientCertificate ? tls.Key : null);
+        used.AllowUntrustedCertificates.ShouldBe(insecure);
+    }
+
     [Fact]
     public void GivenEveryVariable_WhenLoaded_ThenEachIsRead()
     {

@@ -58,6 +58,7 @@ public sealed class TaskRunner : IAsyncDisposable
     private long _started;
     private long _completed;
     private long _failed;
+    private long _invalid;
     private int _closing;
 
     public TaskRunner(
@@ -126,6 +127,9 @@ public sealed class TaskRunner : IAsyncDisposable
 
     public long Failed => Interlocked.Read(ref _failed);
 
+    /// <summary>Start commands dropped as malformed (their JSON, or a required field).</summary>
+    public long InvalidStarts => Interlocked.Read(ref _invalid);
+
     /// <summary>Handles a start command; returns at once (execution continues in the background).</summary>
     public void HandleStart(ReadOnlyMemory<byte> payload)
     {
@@ -143,6 +147,7 @@ public sealed class TaskRunner : IAsyncDisposable
 
         if (parse.Request is not { } request)
         {
+            Interlocked.Increment(ref _invalid);
             EdgeLog.InvalidStart(_logger, parse.Id ?? "(none)", parse.Error!);
             if (parse.Id is { } badId)
             {
