@@ -55,13 +55,7 @@ internal sealed class MartenSchemaHostedService(IDocumentStore store, NpgsqlData
     /// </summary>
     private async Task ApplyAsync(string schema, CancellationToken cancellationToken)
     {
-        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        await using (var take = new NpgsqlCommand("select pg_advisory_lock(hashtext('propeller.schema.' || $1))", connection))
-        {
-            take.Parameters.Add(new NpgsqlParameter { Value = schema });
-            await take.ExecuteNonQueryAsync(cancellationToken);
-        }
-
+        await using var held = await SchemaLock.TakeAsync(dataSource, schema, cancellationToken);
         var apply = store.Storage.ApplyAllConfiguredChangesToDatabaseAsync();
         try
         {
@@ -72,9 +66,6 @@ internal sealed class MartenSchemaHostedService(IDocumentStore store, NpgsqlData
             // A stop while the changes run does not stop them (Weasel runs them on connections of its own): the lock is
             // held until they end, or another node would change the schema beside them.
             await Task.WhenAny(apply);
-            await using var release = new NpgsqlCommand("select pg_advisory_unlock(hashtext('propeller.schema.' || $1))", connection);
-            release.Parameters.Add(new NpgsqlParameter { Value = schema });
-            await release.ExecuteNonQueryAsync(CancellationToken.None);
         }
     }
 

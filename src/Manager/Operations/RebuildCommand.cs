@@ -1,4 +1,5 @@
 using Marten;
+using Microsoft.Extensions.Options;
 using Npgsql;
 using Propeller.Application.Tasks;
 using Propeller.Infrastructure.MartenStore;
@@ -11,7 +12,8 @@ namespace Propeller.Manager.Operations;
 /// (with the manager's settings), logging progress. Marten's rebuild first deletes the projection's documents: a manager
 /// running meanwhile would decide its commands on tasks it cannot find (a result lost as "task not found"), so the
 /// command refuses while managers hold connections on the schema (pg_stat_activity, by the name their connections
-/// carry), unless --force. Exit codes: 0 done, 2 usage, settings or managers running, 1 failure or interrupted.
+/// carry), unless --force; it holds the schema's lock (<see cref="SchemaLock"/>) throughout, so a manager starting
+/// meanwhile waits for it. Exit codes: 0 done, 2 usage, settings or managers running, 1 failure or interrupted.
 /// </summary>
 internal static class RebuildCommand
 {
@@ -56,7 +58,12 @@ internal static class RebuildCommand
                     return 2;
                 }
 
-                if (!force && await RunningManagersAsync(app.Services.GetRequiredService<NpgsqlDataSource>(), stop.Token) is > 0 and var connections)
+                // The schema's lock for the whole run, taken before looking for managers: one starting after the look waits
+                // at its schema step until the rebuild ends (it changed the schema beside the rebuild and served from the
+                // documents the rebuild had deleted).
+                var dataSource = app.Services.GetRequiredService<NpgsqlDataSource>();
+                await using var schemaLock = await SchemaLock.TakeAsync(dataSource, app.Services.GetRequiredService<IOptions<EventStoreOptions>>().Value.Schema, stop.Token);
+                if (!force && await RunningManagersAsync(dataSource, schemaLock.ProcessId, stop.Token) is > 0 and var connections)
                 {
                     await error.WriteLineAsync(
                         $"propeller-manager rebuild: managers are running on this schema ({connections} connection(s) in pg_stat_activity): " +
@@ -92,13 +99,14 @@ internal static class RebuildCommand
         }
     }
 
-    /// <summary>Connections other than this one that carry the name a manager's connections on this schema carry.</summary>
-    private static async Task<long> RunningManagersAsync(NpgsqlDataSource dataSource, CancellationToken cancellationToken)
+    /// <summary>Connections other than this one and the lock's (<paramref name="lockProcess"/>) that carry the name a manager's connections on this schema carry.</summary>
+    private static async Task<long> RunningManagersAsync(NpgsqlDataSource dataSource, int lockProcess, CancellationToken cancellationToken)
     {
         var name = new NpgsqlConnectionStringBuilder(dataSource.ConnectionString).ApplicationName;
         await using var command = dataSource.CreateCommand(
-            "select count(*) from pg_stat_activity where datname = current_database() and application_name = $1 and pid <> pg_backend_pid()");
+            "select count(*) from pg_stat_activity where datname = current_database() and application_name = $1 and pid <> pg_backend_pid() and pid <> $2");
         command.Parameters.Add(new NpgsqlParameter { Value = name });
+        command.Parameters.Add(new NpgsqlParameter { Value = lockProcess });
         return (long)(await command.ExecuteScalarAsync(cancellationToken))!;
     }
 }

@@ -69,7 +69,12 @@ public sealed class MartenTaskQueriesTests : IAsyncLifetime
             MonitoringProfile = """{"enabled":true,"interval":5}""",
             HalStoragePath = "",
         };
-        await HandleAsync(new CreateTask(id, spec, T0));
+        var created = await HandleAsync(new CreateTask(id, spec, T0));
+        (await _queries.GetAsync(id, Ct)).ShouldBe(created);
+
+        // Running (a task with dependencies is not started while no workflow coordinator exists: without them).
+        id = NewId();
+        await HandleAsync(new CreateTask(id, spec with { DependsOn = EquatableArray<string>.Empty }, T0));
         await HandleAsync(new StartTask(id, T0.AddSeconds(1)));
         var running = await HandleAsync(new DispatchTask(id, "p1", T0.AddSeconds(2)));
 

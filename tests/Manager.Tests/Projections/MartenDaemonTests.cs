@@ -173,6 +173,41 @@ public sealed class MartenDaemonTests
     }
 
     /// <summary>
+    /// A rebuild holds the schema's lock from before it looks for managers to its end: a manager starting meanwhile
+    /// waits at its schema step (it applied the schema beside the rebuild, then served from deleted documents). Shown
+    /// from the other side: while the lock is held (as a starting manager holds it), the rebuild waits for it.
+    /// </summary>
+    [Fact]
+    public async Task TheRebuildCommand_HoldsTheSchemasLock_SoAManagerStartingMeanwhileWaits()
+    {
+        const string schema = Schema + "_rebuild_lock";
+        await using (var server = await ManagerServer.StartAsync(schema, Solo))
+        {
+            await CreateTasksAsync(server.Client, 2);
+        }
+
+        var db = await TestPostgres.ConnectionStringAsync();
+        await using var dataSource = Npgsql.NpgsqlDataSource.Create(db);
+        string[] settings = [$"--EventStore:ConnectionString={db}", $"--EventStore:Schema={schema}", "--MANAGER_MQTT_ADDRESS=", "--MANAGER_LOG_LEVEL=warn"];
+        Task<int> rebuild;
+        await using (await Propeller.Infrastructure.MartenStore.SchemaLock.TakeAsync(dataSource, schema, Ct))
+        {
+            rebuild = RebuildCommand.RunAsync([TaskActivityProjection.ProjectionName, .. settings]);
+            await EventuallyAsync(
+                async () =>
+                {
+                    await using var waiting = dataSource.CreateCommand(
+                        "select count(*) from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and wait_event = 'advisory'");
+                    return (long)(await waiting.ExecuteScalarAsync(Ct))! > 0;
+                },
+                "the rebuild waits for the schema's lock");
+            rebuild.IsCompleted.ShouldBeFalse();
+        }
+
+        (await rebuild.WaitAsync(TimeSpan.FromMinutes(2), Ct)).ShouldBe(0);
+    }
+
+    /// <summary>
     /// A rebuild deletes the projection's documents before it replays: a manager running meanwhile would decide on tasks
     /// it cannot find. The command refuses while a manager holds connections on the schema (exit 2), unless --force.
     /// </summary>
