@@ -67,6 +67,9 @@ internal sealed class MartenSchemaHostedService(IDocumentStore store, NpgsqlData
             // held until they end, or another node would change the schema beside them.
             await Task.WhenAny(apply);
         }
+
+        await using var carry = dataSource.CreateCommand(PropletLiveness.CarryOverSql(Sql.Identifier(schema)));
+        await carry.ExecuteNonQueryAsync(cancellationToken);
     }
 
     private static string Describe(EventStoreOptions settings)

@@ -152,6 +152,23 @@ public sealed record PropletLiveness(
         $"select (d.data -> 'state' ->> 'offline')::boolean from {schema}.mt_doc_propletdocument d where d.id = $1 and (d.data -> 'state' ->> 'deleted') is distinct from 'true'",
     ];
 
+    /// <summary>
+    /// Carries liveness over from proplet documents written before this table (their <c>last_alive_at</c>,
+    /// <c>alive_history</c> and <c>held_reported_at</c>) into rows that do not exist yet; run at every schema step, it
+    /// finds nothing once the projection rewrote those documents. Without it, a proplet that died around the upgrade,
+    /// before any node recorded a heartbeat of it here, had no last sign and was never found silent.
+    /// </summary>
+    internal static string CarryOverSql(string schema) =>
+        $"""
+         insert into {schema}.{TableName} (id, registration, last_alive_at, alive_history, held_reported_at)
+         select d.id, {Registration("d")}, (d.data ->> 'last_alive_at')::timestamptz,
+                coalesce(array(select jsonb_array_elements_text(case when jsonb_typeof(d.data -> 'alive_history') = 'array' then d.data -> 'alive_history' else '[]'::jsonb end)::timestamptz), array[]::timestamptz[]),
+                (d.data ->> 'held_reported_at')::timestamptz
+         from {schema}.mt_doc_propletdocument d
+         where (d.data ? 'last_alive_at' or d.data ? 'held_reported_at') and (d.data -> 'state' ->> 'deleted') is distinct from 'true'
+         on conflict (id) do nothing
+         """;
+
     private static PropletLiveness Parse(string json)
     {
         var row = JsonSerializer.Deserialize<PropletLiveness>(json) ?? throw new InvalidOperationException("a liveness row read as null");

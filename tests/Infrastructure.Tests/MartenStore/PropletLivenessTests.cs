@@ -39,6 +39,34 @@ public sealed class PropletLivenessTests : IAsyncLifetime
         _db.Store.AppendAsync(PropletAggregate.StreamId(id), PropletAggregate.StreamType, ExpectedVersion.Exact(version), [new PropletWentOffline(id, "last will", T0.AddSeconds(1))], Meta(), Ct);
 
     /// <summary>
+    /// A database from before the liveness table: its proplet documents carry last_alive_at, alive_history and
+    /// held_reported_at. The schema step carries them into rows (not over rows that exist): a proplet that died around
+    /// the upgrade had no last sign here and was never found silent.
+    /// </summary>
+    [Fact]
+    public async Task GivenDocumentsFromBeforeTheTable_WhenTheSchemaIsApplied_ThenTheirLivenessIsCarriedOver()
+    {
+        var old = await RegisterAsync("old");
+        var current = await RegisterAsync("current");
+        await new MartenPropletRegistry(_db.Marten, new FixedClock(T0.AddMinutes(1))).RecordHeartbeatAsync(current, T0.AddSeconds(30), Ct);
+        const string before = """{"last_alive_at":"2026-01-01T00:00:10Z","alive_history":["2026-01-01T00:00:05Z","2026-01-01T00:00:10Z"],"held_reported_at":"2026-01-01T00:00:07Z"}""";
+        await using (var write = _db.DataSource.CreateCommand($"update {_db.Quoted}.mt_doc_propletdocument set data = data || $1::jsonb"))
+        {
+            write.Parameters.Add(new NpgsqlParameter { Value = before });
+            await write.ExecuteNonQueryAsync(Ct);
+        }
+
+        await new MartenSchemaHostedService(_db.Marten, _db.DataSource, _db.Options, new ListLogger<MartenSchemaHostedService>()).StartAsync(Ct);
+
+        await using var session = _db.Marten.QuerySession();
+        var carried = (await PropletLiveness.LoadAsync(session, KeyOf(old), Ct)).ShouldNotBeNull();
+        carried.LastAliveAt.ShouldBe(DateTimeOffset.Parse("2026-01-01T00:00:10Z"));
+        carried.AliveHistory.ShouldBe([DateTimeOffset.Parse("2026-01-01T00:00:05Z"), DateTimeOffset.Parse("2026-01-01T00:00:10Z")]);
+        carried.HeldReportedAt.ShouldBe(DateTimeOffset.Parse("2026-01-01T00:00:07Z"));
+        (await PropletLiveness.LoadAsync(session, KeyOf(current), Ct)).ShouldNotBeNull().LastAliveAt.ShouldBe(T0.AddSeconds(30));
+    }
+
+    /// <summary>
     /// A node loads the proplet for writing (its heartbeat found it offline); another records the proplet's report of
     /// what it holds, and a heartbeat; the first commits PropletCameOnline. Its inline projection wrote the document back
     /// whole with the report time it had loaded (none), and the Last Will's re-dispatch then moved the tasks the proplet
