@@ -14,7 +14,9 @@ namespace Propeller.Manager.Http;
 /// neither header (curl, the CLI, SDKs, other servers) passes. A refusal is a 403 <c>{"error"}</c> and a log line.
 /// A browser's request (one with <c>Sec-Fetch-Site</c> or <c>Origin</c>), a read too, must also name a known host in
 /// <c>Host</c> unless its origin is trusted: a page of <c>http://evil.example:7070</c> whose name is rebound to the
-/// manager's address is same-origin to itself, so only its Host header tells it apart (DNS rebinding; ADR 0020).
+/// manager's address is same-origin to itself, so only its Host header tells it apart (DNS rebinding; ADR 0020). Over
+/// plain HTTP a browser's same-origin read carries neither header: with MANAGER_HTTP_ALLOWED_HOSTS set, every request's
+/// Host is checked.
 /// </summary>
 internal static partial class CrossOriginProtection
 {
@@ -24,15 +26,25 @@ internal static partial class CrossOriginProtection
         var trusted = new HashSet<string>(trustedOrigins, StringComparer.OrdinalIgnoreCase);
         var logger = app.ApplicationServices.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(CrossOriginProtection));
         // The addresses listened on are known once the server has started, before the first request.
-        var hosts = new Lazy<HashSet<string>>(() => KnownHosts(
-            allowedHosts, listenHost, app.ServerFeatures.Get<IServerAddressesFeature>()?.Addresses ?? []));
+        // Named in MANAGER_HTTP_ALLOWED_HOSTS (not *): every request's Host is checked, as ASP.NET Core's host filtering
+        // does. Over plain HTTP a browser sends no Sec-Fetch-Site (only to trustworthy origins: https, localhost) and no
+        // Origin on a same-origin GET, so a rebound page's reads look like any other client's and only this catches them.
+        var strict = allowedHosts.Count > 0 && !allowedHosts.Contains("*");
+        var hosts = new Lazy<HashSet<string>>(() =>
+        {
+            var known = KnownHosts(allowedHosts, listenHost, app.ServerFeatures.Get<IServerAddressesFeature>()?.Addresses ?? []);
+            KnownHostsAre(logger, strict ? "every request" : "a browser's request", string.Join(", ", known.Order(StringComparer.OrdinalIgnoreCase)));
+            return known;
+        });
         return app.Use((context, next) =>
         {
             var request = context.Request;
-            if (!HostAllowed(request, trusted, hosts.Value))
+            if (!HostAllowed(request, trusted, hosts.Value, strict))
             {
                 HostRefused(logger, request.Method, request.Path, request.Host.Value ?? "", request.Headers.Origin.ToString(), request.Headers["Sec-Fetch-Site"].ToString());
-                return ApiResults.Error(StatusCodes.Status403Forbidden, $"cross-origin request refused: host '{request.Host.Value}' is not allowed for a browser (MANAGER_HTTP_ALLOWED_HOSTS lists the names the manager is reached by)")
+                return ApiResults.Error(
+                    StatusCodes.Status403Forbidden,
+                    $"cross-origin request refused: host '{request.Host.Value}' is not allowed{(strict ? "" : " for a browser")} (MANAGER_HTTP_ALLOWED_HOSTS lists the names the manager is reached by)")
                     .ExecuteAsync(context);
             }
 
@@ -71,15 +83,16 @@ internal static partial class CrossOriginProtection
     }
 
     /// <summary>
-    /// Whether a request may be answered by its Host: one that is not a browser's (no <c>Sec-Fetch-Site</c>, no
-    /// <c>Origin</c>) and one from a trusted origin always; a browser's when its host is an IP address (a page served by
-    /// that address is the manager's own: rebinding needs a name), <c>localhost</c>, or in <paramref name="knownHosts"/>
-    /// (or that holds <c>*</c>). The port is not compared: the rebinding page uses the manager's own.
+    /// Whether a request may be answered by its Host: one from a trusted origin always, and (unless
+    /// <paramref name="strict"/>) one that is not a browser's (no <c>Sec-Fetch-Site</c>, no <c>Origin</c>); else when its
+    /// host is an IP address (a page served by that address is the manager's own: rebinding needs a name),
+    /// <c>localhost</c>, or in <paramref name="knownHosts"/> (or that holds <c>*</c>). The port is not compared: the
+    /// rebinding page uses the manager's own.
     /// </summary>
-    internal static bool HostAllowed(HttpRequest request, IReadOnlySet<string> trustedOrigins, IReadOnlySet<string> knownHosts)
+    internal static bool HostAllowed(HttpRequest request, IReadOnlySet<string> trustedOrigins, IReadOnlySet<string> knownHosts, bool strict = false)
     {
         var origin = request.Headers.Origin.ToString();
-        if ((origin.Length == 0 && request.Headers["Sec-Fetch-Site"].ToString().Length == 0) || trustedOrigins.Contains(origin) || knownHosts.Contains("*"))
+        if ((!strict && origin.Length == 0 && request.Headers["Sec-Fetch-Site"].ToString().Length == 0) || trustedOrigins.Contains(origin) || knownHosts.Contains("*"))
         {
             return true;
         }
@@ -128,6 +141,9 @@ internal static partial class CrossOriginProtection
 
     [LoggerMessage(EventId = 4002, Level = LogLevel.Warning, Message = "Refused a cross-origin {Method} {Path} from a browser (Origin '{Origin}', Sec-Fetch-Site '{Site}'); MANAGER_HTTP_TRUSTED_ORIGINS lists the origins allowed")]
     private static partial void Refused(ILogger logger, string method, string path, string origin, string site);
+
+    [LoggerMessage(EventId = 4006, Level = LogLevel.Information, Message = "The Host of {Which} must be an IP address, localhost or one of: {Hosts} (MANAGER_HTTP_ALLOWED_HOSTS adds names)")]
+    private static partial void KnownHostsAre(ILogger logger, string which, string hosts);
 
     [LoggerMessage(EventId = 4005, Level = LogLevel.Warning, Message = "Refused a browser's {Method} {Path} to host '{Host}' (Origin '{Origin}', Sec-Fetch-Site '{Site}'): a name the manager is not known by (DNS rebinding?); MANAGER_HTTP_ALLOWED_HOSTS lists the names allowed")]
     private static partial void HostRefused(ILogger logger, string method, string path, string host, string origin, string site);

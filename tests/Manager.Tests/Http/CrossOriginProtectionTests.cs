@@ -104,7 +104,7 @@ public sealed class CrossOriginProtectionTests
             using var refused = await http.SendAsync(rebound, Ct);
             refused.StatusCode.ShouldBe(HttpStatusCode.Forbidden, $"{method} {path}");
             JsonDocument.Parse(await refused.Content.ReadAsStringAsync(Ct)).RootElement.GetProperty("error").GetString()
-                .ShouldBe("cross-origin request refused: host 'evil.example:" + port + "' is not allowed for a browser (MANAGER_HTTP_ALLOWED_HOSTS lists the names the manager is reached by)");
+                .ShouldBe("cross-origin request refused: host 'evil.example:" + port + "' is not allowed (MANAGER_HTTP_ALLOWED_HOSTS lists the names the manager is reached by)");
         }
 
         // A read by a browser that sends Sec-Fetch-Site only (a same-origin GET has no Origin).
@@ -116,8 +116,16 @@ public sealed class CrossOriginProtectionTests
 
         server.Warnings.ToString().ShouldContain("Refused a browser's GET /tasks to host 'evil.example:" + port + "'");
 
-        // Known names (an allowed one, localhost, an IP address) pass, and so does a client that is no browser whatever its Host.
-        foreach (var (host, browser) in new[] { ("manager.example.com", true), ("MANAGER.example.com.", true), ("localhost", true), ("127.0.0.1", true), ("[::1]", true), ("evil.example", false) })
+        // Over plain HTTP a browser's same-origin read carries neither header (no Fetch Metadata to an origin that is not
+        // trustworthy, no Origin on a same-origin GET): with MANAGER_HTTP_ALLOWED_HOSTS set every request's Host counts.
+        using (var plain = new HttpRequestMessage(HttpMethod.Get, "/tasks"))
+        {
+            plain.Headers.Host = "evil.example:" + port;
+            (await http.SendAsync(plain, Ct)).StatusCode.ShouldBe(HttpStatusCode.Forbidden);
+        }
+
+        // Known names (an allowed one, localhost, an IP address) pass, for a browser and for any other client.
+        foreach (var (host, browser) in new[] { ("manager.example.com", true), ("MANAGER.example.com.", true), ("localhost", true), ("127.0.0.1", true), ("[::1]", true), ("manager.example.com", false), ("127.0.0.1", false) })
         {
             foreach (var (method, path) in new[] { (HttpMethod.Post, "/plugins/reload"), (HttpMethod.Get, "/tasks") })
             {
@@ -127,6 +135,16 @@ public sealed class CrossOriginProtectionTests
                 answer.StatusCode.ShouldNotBe(HttpStatusCode.Forbidden, $"{host} {method} {path}");
             }
         }
+    }
+
+    /// <summary>Without MANAGER_HTTP_ALLOWED_HOSTS a client that is no browser passes whatever its Host (curl by any name).</summary>
+    [Fact]
+    public async Task GivenNoAllowedHostsSet_WhenAClientThatIsNoBrowserNamesAnyHost_ThenItPasses()
+    {
+        await using var server = await ManagerServer.StartAsync("api_dns_rebinding_lax");
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/tasks");
+        request.Headers.Host = "manager.internal.example";
+        (await server.Client.SendAsync(request, Ct)).StatusCode.ShouldBe(HttpStatusCode.OK);
     }
 
     [Theory]

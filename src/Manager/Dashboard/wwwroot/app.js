@@ -74,11 +74,13 @@ async function route() {
     if (mine.signal.aborted) return; // left meanwhile: the new page is the current one
     mine.show();
     mine.fail(e);
-    // The first draw failed (the manager restarting, a proxy's 503), so the view has no handler of its own and no
-    // timer: without one the page stayed blank for good. Until a draw succeeds, the next change, resync (reconnection)
-    // or a 5 s retry renders the page again.
+    // The first draw failed, so the view has no handler of its own and no timer: after a passing failure (the
+    // manager restarting, a proxy's 503, the network) the page stayed blank for good. Such a page is drawn again at
+    // the next resync (the stream reconnected) or after 5 s, not at every change (on a busy manager that re-read it
+    // back to back); one the manager refused for good (a 4xx: a deleted task) is not retried at all.
+    if (e?.status !== undefined && e.status > 0 && e.status < 500) return;
     const retry = setTimeout(() => { if (page === mine) route(); }, 5000);
-    current = { onChange: () => route(), dispose: () => clearTimeout(retry) };
+    current = { onChange: (type) => { if (type === 'resync') route(); }, dispose: () => clearTimeout(retry) };
   }
 }
 
