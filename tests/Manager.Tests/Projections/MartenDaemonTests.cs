@@ -197,7 +197,8 @@ public sealed class MartenDaemonTests
                 async () =>
                 {
                     await using var waiting = dataSource.CreateCommand(
-                        "select count(*) from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and wait_event = 'advisory'");
+                        "select count(*) from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and wait_event = 'advisory' and application_name = $1");
+                    waiting.Parameters.Add(new Npgsql.NpgsqlParameter { Value = "propeller-manager/" + schema }); // the rebuild's, not another test's manager
                     return (long)(await waiting.ExecuteScalarAsync(Ct))! > 0;
                 },
                 "the rebuild waits for the schema's lock");
