@@ -215,22 +215,24 @@ public sealed class PlacementPlanner(
     internal static Placement SelectAndCount(SchedulingPolicy policy, PlacementRequest request, List<PropletCandidate> candidates, RoundRobinCursors roundRobin)
     {
         var placement = PropletSelector.Select(policy, request, candidates, roundRobin);
-        var index = placement.PropletId is { } chosen ? candidates.FindIndex(c => c.Id == chosen) : -1;
-        if (index >= 0)
+        if (placement.PropletId is { } chosen)
         {
-            candidates[index] = candidates[index] with { RunningTasks = candidates[index].RunningTasks + 1 };
+            Count(candidates, chosen, +1);
         }
 
         return placement;
     }
 
     /// <summary>Takes off the task <see cref="SelectAndCount"/> counted in on <paramref name="propletId"/> (the caller holds the placement lock).</summary>
-    internal static void Uncount(List<PropletCandidate> candidates, string propletId)
+    internal static void Uncount(List<PropletCandidate> candidates, string propletId) => Count(candidates, propletId, -1);
+
+    /// <summary>Adds <paramref name="by"/> to the running tasks of <paramref name="propletId"/> among <paramref name="candidates"/> (never below zero).</summary>
+    internal static void Count(List<PropletCandidate> candidates, string propletId, int by)
     {
         var index = candidates.FindIndex(c => c.Id == propletId);
-        if (index >= 0 && candidates[index].RunningTasks > 0)
+        if (index >= 0)
         {
-            candidates[index] = candidates[index] with { RunningTasks = candidates[index].RunningTasks - 1 };
+            candidates[index] = candidates[index] with { RunningTasks = Math.Max(0, candidates[index].RunningTasks + by) };
         }
     }
 

@@ -72,11 +72,7 @@ public sealed class PlacementsInFlight(TimeProvider time)
                     continue;
                 }
 
-                var index = candidates.FindIndex(c => c.Id == propletId);
-                if (index >= 0)
-                {
-                    candidates[index] = candidates[index] with { RunningTasks = candidates[index].RunningTasks + 1 };
-                }
+                PlacementPlanner.Count(candidates, propletId, +1);
             }
 
             foreach (var streamId in expired ?? [])
