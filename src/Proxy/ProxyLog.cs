@@ -44,6 +44,9 @@ internal static partial class ProxyLog
     [LoggerMessage(EventId = 9015, Level = LogLevel.Information, Message = "Image {App}: another delivery of it delivered; this one's failure is not published ({Reason})")]
     public static partial void FailureWithheld(ILogger logger, string app, string reason);
 
+    [LoggerMessage(EventId = 9016, Level = LogLevel.Information, Message = "Image {App}: delivered once more for the requests of the delivery that failed (what delivered was another format's or fewer chunks)")]
+    public static partial void DeliveringAgain(ILogger logger, string app);
+
     [LoggerMessage(EventId = 9010, Level = LogLevel.Warning, Message = "Too many images in flight ({Count}); refusing {App}")]
     public static partial void Busy(ILogger logger, int count, string app);
 }

@@ -349,10 +349,12 @@ public sealed class ProxyNodeTests : IAsyncLifetime
     /// <summary>
     /// A JSON flight of an image failing while a binary flight of it is under way: its failure waits for that flight and,
     /// as it delivered, is not published (registry/failure names the image alone; a proplet fails every assembly of it).
-    /// Before, the failure went out at once and ended the binary delivery's assembly on every proplet.
+    /// Before, the failure went out at once and ended the binary delivery's assembly on every proplet. The JSON flight's
+    /// own proplets, which do not read binary chunks, get the image by a second run of their flight (from the cache the
+    /// binary one filled); before, they got neither chunks nor a failure until their fetch timed out.
     /// </summary>
     [Fact]
-    public async Task GivenAFlightThatFailsWhileAnotherFlightOfTheImageDelivers_WhenItEnds_ThenNoFailureIsPublished()
+    public async Task GivenAFlightThatFailsWhileAnotherFlightOfTheImageDelivers_WhenItEnds_ThenNoFailureIsPublishedAndItsRequestsAreServed()
     {
         var (stub, release) = SecondManifestMissing(Modules.Addition);
         using var registry = stub;
@@ -367,10 +369,13 @@ public sealed class ProxyNodeTests : IAsyncLifetime
         await WhileAsync(() => node.Metrics.Failures == 0);
         release.SetResult();
         var image = await ReceiveBinaryImageAsync(app); // a failure on the way would end it
+        var json = await ReceiveImageAsync(app);
         await WhileAsync(() => node.InFlight > 0);
 
         image.Bytes.ShouldBe(Modules.Addition);
+        json.Bytes.ShouldBe(Modules.Addition);
         node.Metrics.Failures.ShouldBe(1);
+        stub.Count(StubRegistry.DigestOf(Modules.Addition)).ShouldBe(1, "the second run is served from the cache");
         logs.Lines.ShouldContain(l => l.StartsWith($"Information: Image {app}: another delivery of it delivered; this one's failure is not published", StringComparison.Ordinal));
     }
 

@@ -429,10 +429,11 @@ public sealed class ProxyNode : IAsyncDisposable
             // None, or one whose delivery has ended (it refuses requests from then on, see Flight.Ended): a flight of
             // our own, in its place.
             var admitted = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
-            var next = new Flight(delivery);
+            var next = new Flight(flight, delivery);
             next.Work = ServeWhenAdmittedAsync(admitted.Task, flight, next);
             if (existing is null ? _inFlight.TryAdd(flight, next) : _inFlight.TryUpdate(flight, next, existing))
             {
+                existing?.Superseded();
                 admitted.SetResult(true);
                 return;
             }
@@ -523,7 +524,7 @@ public sealed class ProxyNode : IAsyncDisposable
     private async Task DeliverAsync(Delivery delivery, Flight flight, CancellationToken cancellationToken)
     {
         var connection = _connection ?? throw new InvalidOperationException("The proxy is not started.");
-        var (app, wanted, _, binary) = delivery;
+        var (app, wanted, _, binary, _) = delivery;
         var topic = Topics.Of(_settings.BaseTopic, binary ? Topics.RegistryBinaryChunks : Topics.RegistryChunks);
         var format = binary ? ", binary" : "";
 
@@ -637,6 +638,10 @@ public sealed class ProxyNode : IAsyncDisposable
     /// names the image alone, and a proplet fails every assembly of it when one comes (ChunkAssembler.Fail), so a JSON
     /// flight's failure ended a healthy binary flight's delivery. While other flights of the image run, the failure waits
     /// for their ends and is published only if none of them delivered (the busy path's reasoning, <see cref="Handle"/>).
+    /// A withheld failure leaves the flight's own proplets without an answer when what delivered was another format's
+    /// flight (which they do not read) or a re-request's few chunks: the flight runs once more then (from the cache the
+    /// other delivery filled), unless a flight of the same requests took its place meanwhile (its chunks, all published
+    /// after this flight ended, reach them) or it is that second run already (its failure, withheld again, is final).
     /// </summary>
     private async Task ReportFailureAsync(Flight flight, string reason)
     {
@@ -645,6 +650,12 @@ public sealed class ProxyNode : IAsyncDisposable
         if (others.Length > 0 && (await Task.WhenAll(others)).Any(delivered => delivered))
         {
             ProxyLog.FailureWithheld(_logger, app, reason);
+            if (flight.Retry() is { } again && !_lifetime.IsCancellationRequested)
+            {
+                ProxyLog.DeliveringAgain(_logger, app);
+                Admit(flight.Key, again);
+            }
+
             return;
         }
 
@@ -669,12 +680,13 @@ public sealed class ProxyNode : IAsyncDisposable
         }
     }
 
-    /// <summary>What one flight publishes: the image, the chunks listed (null: all), the held digests, the format.</summary>
-    private sealed record Delivery(string App, IReadOnlyList<int>? Wanted, IReadOnlyList<string> Have, bool Binary);
+    /// <summary>What one flight publishes: the image, the chunks listed (null: all), the held digests, the format; whether
+    /// it is a failed flight's second run (<see cref="ReportFailureAsync"/>).</summary>
+    private sealed record Delivery(string App, IReadOnlyList<int>? Wanted, IReadOnlyList<string> Have, bool Binary, bool Again = false);
 
     /// <summary>One delivery in flight and the requests it absorbed (see <see cref="Admit"/>), with the images every one
     /// of them holds (their <c>have</c>s in common).</summary>
-    private sealed class Flight(Delivery delivery)
+    private sealed class Flight(string key, Delivery delivery)
     {
         private readonly Lock _lock = new();
         private IReadOnlyList<string> _have = delivery.Have;
@@ -682,6 +694,10 @@ public sealed class ProxyNode : IAsyncDisposable
         private IReadOnlyList<string>? _again;
         private readonly TaskCompletionSource<bool> _outcome = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private bool _closed;
+        private bool _superseded;
+
+        /// <summary>Its key in the flight table (<see cref="FlightOf"/>).</summary>
+        public string Key { get; } = key;
 
         public Delivery Delivery { get; } = delivery;
 
@@ -746,6 +762,25 @@ public sealed class ProxyNode : IAsyncDisposable
             }
 
             _outcome.TrySetResult(delivered);
+        }
+
+        /// <summary>A flight of the same requests took its place in the table (it had ended).</summary>
+        public void Superseded()
+        {
+            lock (_lock)
+            {
+                _superseded = true;
+            }
+        }
+
+        /// <summary>The delivery to run once more for the requests it served, its failure withheld (see
+        /// <see cref="ReportFailureAsync"/>); null when a flight took its place or it is a second run already.</summary>
+        public Delivery? Retry()
+        {
+            lock (_lock)
+            {
+                return _superseded || Delivery.Again ? null : Delivery with { Have = _have, Again = true };
+            }
         }
 
         /// <summary>Ends the flight (before it leaves the table); the delivery to run again for the requests that came once
