@@ -10,7 +10,8 @@
 # Settings (environment): DEMO_HTTP_PORT (first port tried for the manager, default 7070), DEMO_SCHEMA (event store
 # schema, default demo), DEMO_KEEP_LOGS=1 (keep the log folder), DEMO_KEEP_INFRA=1 (leave PostgreSQL, mosquitto and
 # the registries running when this script started them; it stops those it started otherwise, and only those),
-# DEMO_HTTP=tcp (never use curl). Needs the .NET SDK (curl and jq are used when present).
+# DEMO_HTTP=tcp (never use curl). Needs the .NET SDK; scripts/infra.sh installs what else it needs (PostgreSQL,
+# mosquitto, docker-registry, curl, openssl) with apt-get; jq is used when present.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -56,7 +57,7 @@ trap 'exit 130' INT TERM
 
 # http_on PORT METHOD PATH [JSON]: prints the response body of 127.0.0.1:PORT; fails on a non-2xx status, and after
 # 10 s (a server that accepts and never answers must not stall the waits below for ever). Uses curl when present, else
-# bash's /dev/tcp with HTTP/1.0 (no chunked encoding), so the demo needs nothing beyond bash and the .NET SDK.
+# bash's /dev/tcp with HTTP/1.0 (no chunked encoding; DEMO_HTTP=tcp forces it), where curl is missing.
 http_on() {
   local to="$1" method="$2" path="$3" body="${4:-}"
   if [ "${DEMO_HTTP:-}" != tcp ] && command -v curl >/dev/null; then

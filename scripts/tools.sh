@@ -13,7 +13,11 @@ command -v python3 >/dev/null || need+=(python3)
 command -v mosquitto_pub >/dev/null || need+=(mosquitto-clients)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -eq 0 ]; then echo "tools: all present"; exit 0; fi
-sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+die() { printf 'tools: error: %s\n' "$*" >&2; exit 1; }
+command -v apt-get >/dev/null || die "apt-get not found: install the packages for ${need[*]} yourself"
+sudo_() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else die "need root (or sudo) to install ${need[*]}"; fi
+}
 echo "tools: apt-get install ${need[*]}"
 # Bounded, and waiting at most 2 min for a dpkg lock another apt-get holds, instead of hanging CI (scripts/test.sh).
 sudo_ timeout --kill-after=30s 10m apt-get -o DPkg::Lock::Timeout=120 update -qq >/dev/null
