@@ -129,36 +129,40 @@ public sealed class PropletLivenessTests : IAsyncLifetime
     }
 
     /// <summary>
-    /// Two recordings, the later heartbeat's first, both held up by a lock on the proplet's document: each read the
-    /// document before the other wrote, and the one landing last (the earlier heartbeat) moved the newest back. Recorded
-    /// in one statement on the liveness row, the newest is the later one whatever the order.
+    /// Two recordings, the later heartbeat's first, both waiting on the proplet's liveness row (locked here as a liveness
+    /// check locks it), so that both statements are under way at once and the earlier heartbeat's lands last. Before the
+    /// liveness table each recording read the document and wrote it back, and the one landing last moved the newest
+    /// back; recorded in one statement on the row (PostgreSQL re-reads a row it waited for), the newest is the later one
+    /// and the history does not take the earlier one after it.
     /// </summary>
     [Fact]
     public async Task GivenConcurrentRecordings_WhenTheEarlierHeartbeatLandsLast_ThenTheNewestDoesNotMoveBack()
     {
         var id = await RegisterAsync("concurrent");
         var clock = new FixedClock(T0.AddMinutes(1));
+        (await new MartenPropletRegistry(_db.Marten, clock).RecordHeartbeatAsync(id, T0.AddSeconds(5), Ct)).ShouldBe(false);
         Task<bool?> later, earlier;
         await using (var holder = await _db.DataSource.OpenConnectionAsync(Ct))
         await using (var transaction = await holder.BeginTransactionAsync(Ct))
         {
-            await using (var lockRow = new NpgsqlCommand($"select 1 from {_db.Quoted}.mt_doc_propletdocument where id = $1 for update", holder, transaction))
+            await using (var lockRow = new NpgsqlCommand($"select 1 from {_db.Quoted}.{PropletLiveness.TableName} where id = $1 for update", holder, transaction))
             {
                 lockRow.Parameters.AddWithValue(KeyOf(id));
-                await lockRow.ExecuteNonQueryAsync(Ct);
+                (await lockRow.ExecuteScalarAsync(Ct)).ShouldBe(1, "the first heartbeat made the row");
             }
 
             later = new MartenPropletRegistry(_db.Marten, clock).RecordHeartbeatAsync(id, T0.AddSeconds(20), Ct);
             await UntilDoneOrWaitingAsync(later, 1);
             earlier = new MartenPropletRegistry(_db.Marten, clock).RecordHeartbeatAsync(id, T0.AddSeconds(10), Ct);
             await UntilDoneOrWaitingAsync(earlier, 2);
+            (later.IsCompleted, earlier.IsCompleted).ShouldBe((false, false), "both wait for the row");
             await transaction.CommitAsync(Ct);
         }
 
         await Task.WhenAll(later, earlier);
         var view = (await new MartenPropletRegistry(_db.Marten, clock).GetAsync(id, Ct))!;
         view.LastAliveAt.ShouldBe(T0.AddSeconds(20));
-        view.AliveHistory.ShouldBe([T0.AddSeconds(20)]);
+        view.AliveHistory.ShouldBe([T0.AddSeconds(5), T0.AddSeconds(20)]);
     }
 
     /// <summary>
