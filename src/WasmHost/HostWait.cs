@@ -18,8 +18,11 @@ internal static class HostWait
         // WaitHandle then throws).
         for (var now = Stopwatch.GetTimestamp(); now < deadline && !cancellation.IsCancellationRequested; now = Stopwatch.GetTimestamp())
         {
+            // A wait longer than a slice is a slice, decided before the multiplication: the guest chooses the length,
+            // and `left * 1000 + Frequency - 1` overflowed for lengths just under long.MaxValue / 1000 ticks (about
+            // 106.75 days on Linux), making WaitOne's argument negative (ArgumentOutOfRangeException out of the call).
             var left = deadline - now;
-            var milliseconds = left > long.MaxValue / 1000 ? MaxSliceMilliseconds
+            var milliseconds = left >= MaxSliceMilliseconds * (Stopwatch.Frequency / 1000) ? MaxSliceMilliseconds
                 : Math.Min(((left * 1000) + Stopwatch.Frequency - 1) / Stopwatch.Frequency, MaxSliceMilliseconds);
             cancellation.WaitHandle.WaitOne((int)milliseconds);
         }

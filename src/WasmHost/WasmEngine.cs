@@ -97,8 +97,9 @@ public sealed class WasmEngine : IDisposable
 
     /// <summary>
     /// Chooses the shared engine's pool (null: Wasmtime's on-demand allocator) before its first use. The engine is one
-    /// per process, so the first configuration wins: false when the engine already exists, or is being made, with
-    /// another pool (a second proplet in a test process); once its creation has begun, a configuration waits for it.
+    /// per process: until its first use each configuration replaces the one before (the last before it wins; the only
+    /// caller, InProcessRuntime, uses the engine at once); from then on a configuration waits for its creation and is
+    /// false when it has another pool (a second proplet in a test process).
     /// </summary>
     public static bool ConfigureShared(WasmPool? pool)
     {

@@ -205,6 +205,40 @@ public sealed class HttpProxyComponentTests : IDisposable
     }
 
     /// <summary>
+    /// A handler blocked on a 10 s clock pollable when its request is ended (the task's time limit here): the request fails
+    /// with the reason the runtime gives, as one that computes past the limit does. It failed as "The operation was
+    /// canceled.".
+    /// </summary>
+    [Fact]
+    public void GivenAHandlerBlockedOnAClock_WhenTheRequestIsEnded_ThenItFailsWithTheReason()
+    {
+        var component = Components.Probe(
+            """
+            (call $block (call $subscribe (i64.const 10000000000)))
+            (i32.const 200)
+            """,
+            [
+                ("subscribe", """(canon lower (func $clock "subscribe-duration"))""", "(param i64) (result i32)"),
+                ("block", """(canon lower (func $poll "[method]pollable.block"))""", "(param i32)"),
+            ],
+            poll: """(export "[method]pollable.block" (func (param "self" (borrow $pollable))))""",
+            imports: Clock);
+        using var ended = new CancellationTokenSource();
+        ended.Cancel();
+
+        using var proxy = HttpProxyComponent.Create(WasmEngine.Shared.Engine, new ModuleCache(WasmEngine.Shared).GetOrCompileComponent(component));
+        using var store = new Store(WasmEngine.Shared.Engine);
+        store.Fuel = ulong.MaxValue;
+        using var ticking = WasmEngine.Shared.Watch(store, () => { });
+        var response = proxy.Handle(
+            store,
+            new HttpProxyRequest("GET", "/", "http", "localhost", [], []),
+            new HttpProxyOptions([], [], 1 << 20, ended.Token, EndedReason: () => "the request exceeded the task's time limit of 0.3 s"));
+
+        response.Error.ShouldNotBeNull().ShouldContain("the request exceeded the task's time limit of 0.3 s");
+    }
+
+    /// <summary>
     /// subscribe-duration with a duration past the end of the monotonic clock saturates to "never": the pollable is not
     /// ready (it used to wrap into the past and be ready at once).
     /// </summary>
@@ -373,6 +407,45 @@ public sealed class HttpProxyComponentTests : IDisposable
             types: AppendType);
 
         HandleProbe(component).Error.ShouldNotBeNull().ShouldContain("the fields exceed their limit of 131072 bytes");
+    }
+
+    /// <summary>
+    /// Responses made from a clone of 100 KB of fields and dropped, a hundred times: the request never holds more than
+    /// two such fields at once, so it stays within the 4 MiB budget. A response's fields were counted until the end of the
+    /// request, and the loop trapped at the budget.
+    /// </summary>
+    [Fact]
+    public void GivenResponsesMadeAndDroppedInALoop_WhenTheirFieldsAddUpPastTheBudget_ThenTheirFieldsAreNoLongerCounted()
+    {
+        var component = Components.Probe(
+            """
+            (i32.store (i32.const 1024) (i32.const 0x612D78))
+            (memory.fill (i32.const 2048) (i32.const 118) (i32.const 1000))
+            (local.set $a (call $fields-new))
+            (loop $fill
+              (call $append (local.get $a) (i32.const 1024) (i32.const 3) (i32.const 2048) (i32.const 1000) (i32.const 64))
+              (if (i32.load8_u (i32.const 64)) (then (br $answer (i32.const 501))))
+              (local.set $i (i32.add (local.get $i) (i32.const 1)))
+              (br_if $fill (i32.lt_u (local.get $i) (i32.const 100))))
+            (local.set $i (i32.const 0))
+            (loop $again
+              (call $drop-response (call $response-new (call $clone (local.get $a))))
+              (local.set $i (i32.add (local.get $i) (i32.const 1)))
+              (br_if $again (i32.lt_u (local.get $i) (i32.const 100))))
+            (i32.const 200)
+            """,
+            [
+                ("append", """(canon lower (func $types "[method]fields.append") (memory $mem))""", "(param i32 i32 i32 i32 i32 i32)"),
+                ("clone", """(canon lower (func $types "[method]fields.clone"))""", "(param i32) (result i32)"),
+                ("drop-response", "(canon resource.drop $outgoing-response)", "(param i32)"),
+            ],
+            types: AppendType + """(export "[method]fields.clone" (func (param "self" (borrow $fields)) (result (own $fields))))""",
+            imports: """(alias export $types "outgoing-response" (type $outgoing-response))""");
+
+        var response = HandleProbe(component);
+
+        response.Error.ShouldBeNull();
+        response.Status.ShouldBe(200);
     }
 
     /// <summary>

@@ -52,6 +52,28 @@ public sealed class WasiPollTests
         guest.Memory.ReadInt32(2048).ShouldBe(0); // no event
     }
 
+    /// <summary>
+    /// A relative timeout just under long.MaxValue / 1000 ticks (about 106.75 days; the guest chooses it): a sleep that
+    /// the limit ends. The wait's millisecond arithmetic overflowed, and WaitOne's negative argument failed the call with
+    /// .NET's "millisecondsTimeout" error instead.
+    /// </summary>
+    [Fact]
+    public void GivenARelativeTimeoutNearTheMillisecondArithmeticsEdge_WhenPolled_ThenItWaitsUntilTheLimitEndsTheCall()
+    {
+        using var stop = new CancellationTokenSource();
+        var limit = new Limit { Cancellation = stop.Token }; // no deadline: the guest's own length is the wait's
+        using var guest = new Guest(pages: 1, limit);
+        var ticks = (long.MaxValue / 1000) - (Stopwatch.Frequency / 2); // left * 1000 + Frequency - 1 > long.MaxValue
+        var nanoseconds = (ulong)(ticks / (double)Stopwatch.Frequency * 1e9);
+        guest.Subscription(0, index: 0, userData: 7, tag: 0, clock: 1, timeout: nanoseconds, absolute: false);
+        stop.CancelAfter(TimeSpan.FromMilliseconds(200));
+
+        var trap = Should.Throw<WasmtimeException>(() => guest.Poll(0, 1024, count: 1, 2048));
+
+        trap.InnerException.ShouldBeOfType<OperationCanceledException>();
+        guest.Memory.ReadInt32(2048).ShouldBe(0); // no event
+    }
+
     /// <summary>An absolute realtime timeout already past fires at once.</summary>
     [Fact]
     public void GivenAnAbsoluteRealtimeTimeoutInThePast_WhenPolled_ThenItFiresAtOnce()
@@ -128,12 +150,12 @@ public sealed class WasiPollTests
     }
 
     /// <summary>A limit the test sets once the guest is ready (compiling it may take a while); a wait it cut ends the
-    /// call with a <see cref="TimeoutException"/>.</summary>
+    /// call with a <see cref="TimeoutException"/>, one its cancellation ended with an <see cref="OperationCanceledException"/>.</summary>
     private sealed class Limit : IWaitLimit
     {
         public long Deadline { get; set; } = long.MaxValue;
 
-        public CancellationToken Cancellation => CancellationToken.None;
+        public CancellationToken Cancellation { get; init; }
 
         public void ThrowIfEnded(bool cut)
         {
@@ -141,6 +163,8 @@ public sealed class WasiPollTests
             {
                 throw new TimeoutException("the test's limit");
             }
+
+            Cancellation.ThrowIfCancellationRequested();
         }
     }
 }

@@ -33,6 +33,7 @@ public sealed class WaveTests
         { "u64", "18446744073709551615", "18446744073709551615" },
         { "f32", "1.5", "1.5" },
         { "f32", "0.1", "0.1" },
+        { "f32", "1.000000059604644775390625001", "1.0000001" }, // just above halfway between 1 and the next float: was 1 (parsed as a double, then rounded again)
         { "f64", "-0.1", "-0.1" },
         { "f64", "1e3", "1000" },
         { "f64", "2.5E-3", "0.0025" },
@@ -165,6 +166,18 @@ public sealed class WaveTests
         clock.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(1));
         error.ShouldEndWith(" is out of range for u64 at 0");
         Wave.Write(zeros).ShouldBe("7");
+    }
+
+    /// <summary>A value whose text passes the limit fails as soon as it does, naming the limit (a guest's string of
+    /// control characters grew sixfold in text before anything checked its size).</summary>
+    [Fact]
+    public void GivenAValueWhoseTextPassesTheLimit_WhenWritten_ThenItFailsNamingTheLimit()
+    {
+        var value = ComponentValue.String(new string('\u0001', 1_000_000));
+
+        Should.Throw<WaveException>(() => Wave.Write(value, 1 << 20)).Message.ShouldBe("its WAVE text is longer than 1048576 characters");
+        Wave.Write(ComponentValue.List([ComponentValue.U8(1), ComponentValue.U8(2)]), 6).ShouldBe("[1, 2]");
+        Should.Throw<WaveException>(() => Wave.Write(ComponentValue.List([ComponentValue.U8(1), ComponentValue.U8(2)]), 5));
     }
 
     [Fact]

@@ -125,14 +125,27 @@ public sealed partial class InProcessRuntime
         }
 
         var callable = function.Interface is null ? instance!.GetFunction(function.Name) : instance!.GetFunction(function.Interface, function.Name);
+        ComponentValue? result;
         try
         {
-            var result = callable!.Call(arguments);
-            return TaskOutcome.Success(result is null ? "" : Wave.Write(result));
+            result = callable!.Call(arguments);
         }
         catch (WasmtimeException ex)
         {
             return Stopped(task) ?? TaskOutcome.Failure($"Failed to call export '{name}' on component: {Describe(ex, Limits(task), null)}");
+        }
+
+        // The text is bounded as a program's stdout is (PROPLET_TASK_OUTPUT_LIMIT), or by the packet size the proplet
+        // takes when that is larger: its size is the guest's choice, and a result longer than any packet the broker
+        // takes could not be published anyway.
+        var limit = Math.Max(_settings.OutputLimit, _settings.MaxPacketSize);
+        try
+        {
+            return TaskOutcome.Success(result is null ? "" : Wave.Write(result, limit));
+        }
+        catch (WaveException ex)
+        {
+            return TaskOutcome.Failure($"The result of export '{name}' cannot be sent: {ex.Message} (PROPLET_TASK_OUTPUT_LIMIT, PROPLET_MQTT_MAX_PACKET_SIZE)");
         }
     }
 

@@ -233,20 +233,23 @@ public sealed partial class InProcessRuntime
             ended.CancelAfter(timeout);
         }
 
+        string Reason() => task.Reason != StopReason.None
+            ? $"task {task.Id} ended: {task.Reason}"
+            : requestAborted.IsCancellationRequested ? "the client closed the request"
+            : $"the request exceeded the task's time limit of {limits.Timeout?.TotalSeconds:0.###} s";
+
         using var store = NewStore(task, null, out var ticking, () =>
         {
             if (ended.IsCancellationRequested)
             {
-                throw new OperationCanceledException(task.Reason != StopReason.None
-                    ? $"task {task.Id} ended: {task.Reason}"
-                    : requestAborted.IsCancellationRequested ? "the client closed the request"
-                    : $"the request exceeded the task's time limit of {limits.Timeout?.TotalSeconds:0.###} s");
+                throw new OperationCanceledException(Reason());
             }
         });
         using var held = ticking;
         try
         {
-            var response = proxy.Handle(store, request, new HttpProxyOptions(Environment(task.Request), [task.Request.Name], _settings.OutputLimit, ended.Token));
+            var response = proxy.Handle(
+                store, request, new HttpProxyOptions(Environment(task.Request), [task.Request.Name], _settings.OutputLimit, ended.Token, EndedReason: Reason));
             return response.Error == "wasm trap: all fuel consumed"
                 ? response with { Error = $"wasm trap: all fuel consumed (fuel limit {limits.Fuel})" }
                 : response;

@@ -9,7 +9,7 @@ namespace Propeller.WasmHost.Components;
 /// WAVE, the WebAssembly Value Encoding (bytecodealliance/wasm-tools `wasm-wave`): component values as text, the way the
 /// original proplet takes a custom export's inputs and prints its first result (spec §2.5). Our own, because no .NET
 /// library serves it (ADR 0011). <see cref="Parse"/> reads text against a <see cref="WitType"/>;
-/// <see cref="Write(ComponentValue)"/> prints a value (its kind carries everything the text needs).
+/// <see cref="Write(ComponentValue, int)"/> prints a value (its kind carries everything the text needs).
 /// </summary>
 /// <remarks>
 /// Text forms: <c>true</c>/<c>false</c>; decimal integers (range-checked); floats with optional fraction and exponent,
@@ -44,7 +44,7 @@ public static class Wave
 
     /// <summary>
     /// Whether every value of <paramref name="type"/> has WAVE text: not when it is, or holds, a resource handle (own,
-    /// borrow), a future, a stream or an error context, which <see cref="Write(ComponentValue)"/> refuses. Lets a caller
+    /// borrow), a future, a stream or an error context, which <see cref="Write(ComponentValue, int)"/> refuses. Lets a caller
     /// refuse such a function before it runs rather than after (its result then lost).
     /// </summary>
     public static bool CanWrite(WitType type)
@@ -58,17 +58,26 @@ public static class Wave
                && type.Cases.All(c => c.Type is null || CanWrite(c.Type));
     }
 
-    /// <summary>The WAVE text of <paramref name="value"/>.</summary>
-    public static string Write(ComponentValue value)
+    /// <summary>The WAVE text of <paramref name="value"/>; longer than <paramref name="maxLength"/> characters, a
+    /// <see cref="WaveException"/> naming the limit, thrown as soon as the text passes it (the value is the guest's: a
+    /// 100 MiB string of control characters, each written as <c>\u{1}</c>, grew to 600 million characters first).</summary>
+    public static string Write(ComponentValue value, int maxLength = int.MaxValue)
     {
         ArgumentNullException.ThrowIfNull(value);
         var text = new StringBuilder();
-        Write(text, value);
-        return text.ToString();
+        Write(text, value, maxLength);
+        return text.Length > maxLength ? throw TooLong(maxLength) : text.ToString();
     }
 
-    private static void Write(StringBuilder text, ComponentValue value)
+    private static WaveException TooLong(int maxLength) => new($"its WAVE text is longer than {maxLength} characters");
+
+    private static void Write(StringBuilder text, ComponentValue value, int maxLength)
     {
+        if (text.Length > maxLength)
+        {
+            throw TooLong(maxLength);
+        }
+
         switch (value.Kind)
         {
             case ComponentValueKind.Bool or ComponentValueKind.S8 or ComponentValueKind.U8 or ComponentValueKind.S16 or ComponentValueKind.U16
@@ -77,16 +86,16 @@ public static class Wave
                 text.Append(Scalar(value));
                 break;
             case ComponentValueKind.Char:
-                Quote(text, value.AsRune().ToString(), '\'');
+                Quote(text, value.AsRune().ToString(), '\'', maxLength);
                 break;
             case ComponentValueKind.String:
-                Quote(text, value.AsString(), '"');
+                Quote(text, value.AsString(), '"', maxLength);
                 break;
             case ComponentValueKind.List:
-                Sequence(text, '[', value.AsList(), ']');
+                Sequence(text, '[', value.AsList(), ']', maxLength);
                 break;
             case ComponentValueKind.Tuple:
-                Sequence(text, '(', value.AsTuple(), ')');
+                Sequence(text, '(', value.AsTuple(), ')', maxLength);
                 break;
             case ComponentValueKind.Record:
                 var fields = value.AsRecord();
@@ -100,14 +109,14 @@ public static class Wave
                 for (var i = 0; i < fields.Count; i++)
                 {
                     text.Append(i == 0 ? "" : ", ").Append(Label(fields[i].Key)).Append(": ");
-                    Write(text, fields[i].Value);
+                    Write(text, fields[i].Value, maxLength);
                 }
 
                 text.Append('}');
                 break;
             case ComponentValueKind.Variant:
                 text.Append(Label(value.AsVariant()));
-                Payload(text, value.Payload);
+                Payload(text, value.Payload, maxLength);
                 break;
             case ComponentValueKind.Enum:
                 text.Append(Label(value.AsEnum()));
@@ -116,7 +125,7 @@ public static class Wave
                 if (value.IsSome)
                 {
                     text.Append("some");
-                    Payload(text, value.Payload);
+                    Payload(text, value.Payload, maxLength);
                 }
                 else
                 {
@@ -126,7 +135,7 @@ public static class Wave
                 break;
             case ComponentValueKind.Result:
                 text.Append(value.IsOk ? "ok" : "err");
-                Payload(text, value.Payload);
+                Payload(text, value.Payload, maxLength);
                 break;
             case ComponentValueKind.Flags:
                 text.Append('{').AppendJoin(", ", value.AsFlags().Select(Label)).Append('}');
@@ -151,23 +160,23 @@ public static class Wave
         _ => double.IsNaN(value.AsF64()) ? "nan" : FloatText.Format(value.AsF64()),
     };
 
-    private static void Payload(StringBuilder text, ComponentValue? payload)
+    private static void Payload(StringBuilder text, ComponentValue? payload, int maxLength)
     {
         if (payload is not null)
         {
             text.Append('(');
-            Write(text, payload);
+            Write(text, payload, maxLength);
             text.Append(')');
         }
     }
 
-    private static void Sequence(StringBuilder text, char open, IReadOnlyList<ComponentValue> items, char close)
+    private static void Sequence(StringBuilder text, char open, IReadOnlyList<ComponentValue> items, char close, int maxLength)
     {
         text.Append(open);
         for (var i = 0; i < items.Count; i++)
         {
             text.Append(i == 0 ? "" : ", ");
-            Write(text, items[i]);
+            Write(text, items[i], maxLength);
         }
 
         text.Append(close);
@@ -175,11 +184,16 @@ public static class Wave
 
     private static string Label(string name) => Keywords.Contains(name) ? "%" + name : name;
 
-    private static void Quote(StringBuilder text, string value, char quote)
+    private static void Quote(StringBuilder text, string value, char quote, int maxLength)
     {
         text.Append(quote);
         foreach (var rune in value.EnumerateRunes())
         {
+            if (text.Length > maxLength)
+            {
+                throw TooLong(maxLength);
+            }
+
             switch (rune.Value)
             {
                 case '\\':
@@ -359,13 +373,16 @@ public static class Wave
                 throw ErrorAt(start, $"expected a {Name(type)} (a number, nan, inf or -inf)");
             }
 
-            var value = double.Parse(text.AsSpan(start, _at - start), NumberStyles.Float, CultureInfo.InvariantCulture);
-            if (type.Kind == WitKind.F32 && float.IsInfinity((float)value))
+            if (type.Kind == WitKind.F32)
             {
-                throw ErrorAt(start, $"{text[start.._at]} is out of range for f32");
+                // Parsed as a float, not as a double cast to float: rounding twice moved values just above a halfway
+                // point between two floats onto the lower one (1.000000059604644775390625001 became 1). A float is
+                // exactly a double, so the caller's cast is exact.
+                var single = float.Parse(text.AsSpan(start, _at - start), NumberStyles.Float, CultureInfo.InvariantCulture);
+                return float.IsInfinity(single) ? throw ErrorAt(start, $"{text[start.._at]} is out of range for f32") : single;
             }
 
-            return value;
+            return double.Parse(text.AsSpan(start, _at - start), NumberStyles.Float, CultureInfo.InvariantCulture);
         }
 
         private ComponentValue Char()

@@ -87,7 +87,9 @@ internal sealed unsafe class HttpProxyCall(HttpProxyRequest request, HttpProxyOp
     public T Take<T>(Val* value)
         where T : class => Lookup<T>(value, take: true);
 
-    /// <summary>The guest dropped its handle with this rep.</summary>
+    /// <summary>The guest dropped its handle with this rep. Fields no longer held stop counting against the budget: its
+    /// own, or a response's (the fields its constructor took; they were counted for the rest of the request, so a handler
+    /// that built and dropped responses in a loop trapped at the budget while it held almost nothing).</summary>
     public void Drop(uint rep)
     {
         if (rep >= 1 && rep <= _resources.Count && _resources[(int)rep - 1] is { } resource)
@@ -95,6 +97,10 @@ internal sealed unsafe class HttpProxyCall(HttpProxyRequest request, HttpProxyOp
             if (resource is WasiResources.Fields fields)
             {
                 Release(fields);
+            }
+            else if (resource is WasiResources.OutgoingResponse response)
+            {
+                Release(response.Headers);
             }
 
             Free((int)rep - 1);

@@ -58,7 +58,8 @@ internal static unsafe partial class WasiProxyWorld
 
     /// <summary>Waits until <paramref name="deadline"/> (monotonic nanoseconds, <see cref="HttpProxyCall.Now"/>) has really
     /// passed (<see cref="HostWait"/>: <c>block</c> returns with its pollable ready and <c>poll</c> never answers an empty
-    /// list), or until the request is ended.</summary>
+    /// list), or until the request is ended: then the call fails with the options' reason (it failed as "The operation was
+    /// canceled.", where a handler that computes past the time limit is told which limit ended it).</summary>
     private static void Block(HttpProxyCall call, ulong deadline)
     {
         var ended = call.Options.Ended;
@@ -68,7 +69,10 @@ internal static unsafe partial class WasiProxyWorld
             HostWait.Until(HostWait.After(System.Diagnostics.Stopwatch.GetTimestamp(), deadline - now), ended);
         }
 
-        ended.ThrowIfCancellationRequested();
+        if (ended.IsCancellationRequested)
+        {
+            throw new OperationCanceledException(call.Options.EndedReason?.Invoke() ?? "the request was ended while it waited", null, ended);
+        }
     }
 
     private static void PollList(HttpProxyCall call, Val* arguments, Val* results)
