@@ -247,6 +247,13 @@ public sealed class BrokerConnection : IAsyncDisposable
     public Task PublishAsync(string topic, ReadOnlySequence<byte> payload, MqttQualityOfServiceLevel qos, CancellationToken cancellationToken) =>
         PublishAsync(topic, payload, qos, retain: false, orderKey: null, cancellationToken);
 
+    /// <summary>
+    /// Makes disposing close the connection without DISCONNECT, as a killed process would, so that the broker publishes
+    /// the Last Will (MQTT 3.1.1 has no DISCONNECT that keeps it; this works for both versions): for a client that could
+    /// not say goodbye itself, e.g. whose "offline" publish failed on the way out.
+    /// </summary>
+    public void LeaveWithWill() => AbortOnDispose = true;
+
     /// <summary>Sends DISCONNECT (no Last Will) and stops reconnecting. Disposing does the same.</summary>
     public async Task DisconnectAsync(CancellationToken cancellationToken)
     {

@@ -169,6 +169,9 @@ internal static partial class EdgeLog
     [LoggerMessage(EventId = 8083, Level = LogLevel.Critical, Message = "Proplet stopped on an error: {Error}; exiting with code 1")]
     public static partial void PropletFailed(ILogger logger, string error, Exception exception);
 
+    [LoggerMessage(EventId = 8084, Level = LogLevel.Warning, Message = "Proplet {EntityId} could not publish \"offline\" on its way out: leaving without DISCONNECT, so that the broker publishes its Last Will")]
+    public static partial void LeavingWithWill(ILogger logger, string entityId);
+
     [LoggerMessage(EventId = 8071, Level = LogLevel.Warning, Message = "Task metrics for {TaskId}: a sample failed ({Reason}); the next interval tries again")]
     public static partial void TaskMetricsSampleFailed(ILogger logger, string taskId, string reason);
 }

@@ -163,7 +163,11 @@ public sealed class PropletNode : IAsyncDisposable
         }
     }
 
-    /// <summary>Ends the tasks, says "offline" (the manager then re-dispatches what ran here) and disconnects.</summary>
+    /// <summary>How long leaving waits for its "offline" publish and DISCONNECT (internal: tests make the publish fail).</summary>
+    internal TimeSpan GoodbyeTimeout { get; set; } = TimeSpan.FromSeconds(3);
+
+    /// <summary>Ends the tasks, says "offline" (the manager then re-dispatches what ran here) and disconnects; when the
+    /// "offline" does not go out, leaves without DISCONNECT, so that the broker publishes the Last Will instead.</summary>
     public async ValueTask DisposeAsync()
     {
         await _lifetime.CancelAsync();
@@ -193,19 +197,29 @@ public sealed class PropletNode : IAsyncDisposable
 
         if (_client is { } client)
         {
+            var saidOffline = false;
             try
             {
-                using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(3));
+                using var timeout = new CancellationTokenSource(GoodbyeTimeout);
                 if (client.IsConnected)
                 {
                     await client.PublishAsync(Topics.Of(_settings.BaseTopic, Topics.PropletAlive), OfflinePayload(), _settings.Qos, timeout.Token);
+                    saidOffline = true;
+                    await client.DisconnectAsync(timeout.Token);
                 }
-
-                await client.DisconnectAsync(timeout.Token);
             }
             catch (Exception ex) when (ex is MQTTnet.Exceptions.MqttCommunicationException or BrokerPublishException or TimeoutException or OperationCanceledException or IOException)
             {
-                // leaving anyway; the Last Will covers it
+                // leaving anyway; the Last Will covers it (below)
+            }
+
+            if (!saidOffline)
+            {
+                // The "offline" did not go out (timed out, refused, not connected): the connection is dropped without
+                // DISCONNECT, so that the broker publishes the Last Will. A normal DISCONNECT tells it to discard the
+                // Will, and the manager heard nothing until its liveness window ran out.
+                EdgeLog.LeavingWithWill(_logger, _settings.EntityId);
+                client.LeaveWithWill();
             }
 
             await client.DisposeAsync();

@@ -2,6 +2,9 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Configuration.Memory;
 using Microsoft.Extensions.Logging.Abstractions;
 using Propeller.Contracts.Mqtt;
 using Propeller.Edge.Configuration;
@@ -125,6 +128,28 @@ public sealed class HttpProxyServingTests : IAsyncDisposable
 
         server.ShouldBeNull();
         error.ShouldStartWith($"Failed to bind HTTP proxy to port {port}: ");
+    }
+
+    /// <summary>
+    /// The served app takes no configuration: no appsettings*.json of the working directory (whose watcher, one recursive
+    /// inotify instance per served proxy, ran the user's 128 out) and no ASPNETCORE_* variables, which gave its Kestrel
+    /// endpoints (Kestrel:Endpoints) the task never asked for. It serves on the port it was given.
+    /// </summary>
+    [Fact]
+    public async Task GivenAServedProxy_WhenItListens_ThenItsAppHasNoConfigurationSourcesAndServesItsPort()
+    {
+        var port = FreePort();
+
+        var (server, error) = await HttpProxyServer.StartAsync(port, port, context => context.Response.WriteAsync("hi", context.RequestAborted), Ct);
+
+        error.ShouldBeNull();
+        await using (server)
+        {
+            // In memory only (the empty builder's own: its content root): no file, no environment variables.
+            Providers((IConfigurationRoot)server!.Configuration).ShouldAllBe(p => p is MemoryConfigurationProvider);
+            using var http = new HttpClient();
+            (await http.GetStringAsync(new Uri($"http://127.0.0.1:{port}/"), Ct)).ShouldBe("hi");
+        }
     }
 
     /// <summary>
@@ -379,6 +404,9 @@ public sealed class HttpProxyServingTests : IAsyncDisposable
 
         condition().ShouldBeTrue();
     }
+
+    private static IEnumerable<IConfigurationProvider> Providers(IConfigurationRoot root) =>
+        root.Providers.SelectMany(p => p is ChainedConfigurationProvider { Configuration: IConfigurationRoot inner } ? Providers(inner) : [p]);
 
     private static int FreePort()
     {

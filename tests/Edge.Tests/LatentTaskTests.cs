@@ -315,6 +315,68 @@ public sealed class LatentTaskTests : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// A latent start is compiled in a concurrency slot, as a run is: with the only slot taken, it waits, and compiles
+    /// once the slot is free. Before, latent starts compiled outside the limit, all at once, each on a guest thread.
+    /// </summary>
+    [Fact]
+    public async Task GivenTheOnlySlotTaken_WhenALatentTaskIsStarted_ThenItCompilesOnlyOnceTheSlotIsFree()
+    {
+        var settings = _settings with { MaxConcurrentTasks = 1 };
+        using var http = new HttpClient();
+        var runtime = new HogAndPrepareRuntime();
+        await using var runner = new TaskRunner(settings, runtime, new BinaryFetcher(settings, new ChunkAssembler(settings.MaxBinarySize, TimeProvider.System), _published, http), _published, null, NullLogger<TaskRunner>.Instance);
+        runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(new { id = "hog", name = "main", file = Modules.AdditionBase64 }));
+        await runtime.HogBegan.Task.WaitAsync(TimeSpan.FromSeconds(30), Ct);
+
+        runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(new { id = "lat", name = "main", file = Modules.AdditionBase64, latent = true }));
+        await Task.Delay(300, Ct); // room for a compile outside the slots to happen (the order below then fails)
+        runtime.ReleaseHog();
+
+        (await _published.NextAsync(Topics.Results, Ct)).GetProperty("task_id").GetString().ShouldBe("hog");
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        timeout.CancelAfter(TimeSpan.FromSeconds(30));
+        while (!runner.IsDeployed("lat"))
+        {
+            await Task.Delay(5, timeout.Token);
+        }
+
+        runtime.Events.ShouldBe(["hog began", "hog returned", "lat prepared"]);
+    }
+
+    /// <summary>Runs until released; prepares any latent task at once (a handle that is never invoked).</summary>
+    private sealed class HogAndPrepareRuntime : IWasmRuntime
+    {
+        private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public TaskCompletionSource HogBegan { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public System.Collections.Concurrent.ConcurrentQueue<string> Events { get; } = new();
+
+        public string Name => "fake";
+
+        public void ReleaseHog() => _released.TrySetResult();
+
+        public async Task<TaskOutcome> RunAsync(RunningTask task, byte[] binary, CancellationToken cancellationToken)
+        {
+            Events.Enqueue($"{task.Id} began");
+            HogBegan.TrySetResult();
+            await _released.Task;
+            Events.Enqueue($"{task.Id} returned");
+            return TaskOutcome.Success("done");
+        }
+
+        public bool ServesHttpProxy(byte[] binary) => false;
+
+        public LatentPreparation Prepare(RunningTask task, byte[] binary)
+        {
+            Events.Enqueue($"{task.Id} prepared");
+            return new LatentPreparation(new object(), false, null);
+        }
+
+        public Task<TaskOutcome> InvokeAsync(RunningTask invocation, object prepared, CancellationToken cancellationToken) => throw new NotSupportedException();
+    }
+
     /// <summary>The in-process runtime whose precompile waits for a gate (a large component still compiling).</summary>
     private sealed class GatedPrepare(InProcessRuntime inner, ManualResetEventSlim gate) : IWasmRuntime
     {

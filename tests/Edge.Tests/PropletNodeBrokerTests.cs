@@ -245,6 +245,30 @@ public sealed class PropletNodeBrokerTests : IAsyncLifetime
         metrics.ShouldContain("# TYPE proplet_mqtt_malformed_total counter\nproplet_mqtt_malformed_total 1\n");
     }
 
+    /// <summary>
+    /// Leaving, a proplet whose "offline" cannot be published (its time is up at once here; the broker slow or away on
+    /// SIGTERM) drops the connection without DISCONNECT: the broker publishes its Last Will, so the manager still hears
+    /// "offline". Before, the normal DISCONNECT that followed told the broker to discard the Will, and the manager heard
+    /// nothing until its liveness window ran out.
+    /// </summary>
+    [Fact]
+    public async Task GivenAnOfflinePublishThatFails_WhenThePropletLeaves_ThenTheBrokerPublishesItsLastWill()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var settings = _settings with { EntityId = "p-" + Guid.NewGuid().ToString("N")[..8] };
+        var node = new PropletNode(settings, NullLoggerFactory.Instance, TimeProvider.System);
+        await node.StartAsync(ct);
+        await NextAsync(Topics.PropletCreate, match: d => d.GetProperty("proplet_id").GetString() == settings.EntityId);
+        node.GoodbyeTimeout = TimeSpan.Zero;
+
+        await node.DisposeAsync();
+
+        // within 30 s, or NextAsync fails: the heartbeats stopped with the node, and only the Will can say "offline"
+        var offline = await NextAsync(Topics.PropletAlive, match: a => a.GetProperty("proplet_id").GetString() == settings.EntityId
+                                                                     && a.GetProperty("status").GetString() == "offline");
+        offline.GetProperty("namespace").GetString().ShouldBe("default");
+    }
+
     private static int FreePort()
     {
         using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);

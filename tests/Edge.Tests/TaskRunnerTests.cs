@@ -789,6 +789,126 @@ public sealed class TaskRunnerTests : IAsyncDisposable
         runner.Started.ShouldBe(2);
     }
 
+    /// <summary>
+    /// A stopped guest whose thread lives on (blocked in a preview 2 <c>wasi:io/poll</c> wait, or compiling): its stopped
+    /// result goes out after the grace period, but its slot is given back only when its thread has returned, so the task
+    /// waiting for the only slot starts after that. Before, the slot was freed with the result and the next guest ran
+    /// beside the stopped one: repeated, more guests than PROPLET_MAX_CONCURRENT_TASKS, and the wasm pool exhausted.
+    /// </summary>
+    [Fact]
+    public async Task GivenAStoppedGuestWhoseThreadLivesOn_WhenAnotherTaskWaitsForTheOnlySlot_ThenItStartsOnlyOnceThatThreadHasReturned()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var http = new HttpClient();
+        var runtime = new LingeringGuestRuntime();
+        await using var runner = new TaskRunner(_settings, runtime, new BinaryFetcher(_settings, _chunks, _published, http), _published, null, NullLogger<TaskRunner>.Instance);
+        runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(new { id = "stuck", name = "main", file = Modules.AdditionBase64 }));
+        await runtime.StuckBegan.Task.WaitAsync(TimeSpan.FromSeconds(30), ct);
+        runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(new { id = "next", name = "main", file = Modules.AdditionBase64 }));
+
+        runner.HandleStop(Encoding.UTF8.GetBytes("""{"id":"stuck"}"""));
+        (await NextResultAsync()).GetProperty("task_id").GetString().ShouldBe("stuck");
+        await Task.Delay(300, ct); // room for a slot freed with the result to be taken (the order below then fails)
+        runtime.ReturnStuckGuest();
+
+        (await NextResultAsync()).GetProperty("task_id").GetString().ShouldBe("next");
+        runtime.Events.ShouldBe(["stuck began", "stuck returned", "next began"]);
+    }
+
+    /// <summary>
+    /// A daemon stopped while its "started" result is on its way (the broker slow or away): that result may reach the
+    /// manager after the stop, so the run's end follows it (<c>"running":false</c>). Before, nothing followed, and the
+    /// manager could take the stopped daemon for running.
+    /// </summary>
+    [Fact]
+    public async Task GivenADaemonStoppedWhileItsStartedResultIsHeld_WhenReleased_ThenItsEndFollows()
+    {
+        using var http = new HttpClient();
+        var publisher = new HeldResultsPublisher(_published);
+        await using var runner = new TaskRunner(_settings, _runtime, new BinaryFetcher(_settings, _chunks, publisher, http), publisher, null, NullLogger<TaskRunner>.Instance);
+        runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(new { id = "late", name = "main", file = Convert.ToBase64String(Modules.Spin), daemon = true }));
+        await publisher.Holding.Task.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
+
+        runner.HandleStop(Encoding.UTF8.GetBytes("""{"id":"late"}"""));
+        publisher.Release();
+
+        var started = await NextResultAsync();
+        started.GetProperty("running").GetBoolean().ShouldBeTrue();
+        var end = await NextResultAsync();
+        end.GetProperty("task_id").GetString().ShouldBe("late");
+        end.GetProperty("running").GetBoolean().ShouldBeFalse();
+        end.GetProperty("error").GetString().ShouldBe("Task late was stopped before completion");
+    }
+
+    /// <summary>
+    /// A run that outlasts shutdown's drain still ends cleanly when it finally returns: it gives its slot back and lets go
+    /// of its id. Before, the slots were disposed after the drain, its release threw, and the task held its id.
+    /// </summary>
+    [Fact]
+    public async Task GivenARunOutlastingTheShutdownDrain_WhenItEnds_ThenItLetsGoOfItsIdWithoutError()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var http = new HttpClient();
+        var runtime = new SlowUnwindRuntime();
+        var runner = new TaskRunner(_settings, runtime, new BinaryFetcher(_settings, _chunks, _published, http), _published, null, NullLogger<TaskRunner>.Instance)
+        {
+            DrainBudget = TimeSpan.Zero,
+        };
+        runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(new { id = "lasting", name = "main", file = Modules.AdditionBase64 }));
+        await runtime.Began.Task.WaitAsync(TimeSpan.FromSeconds(30), ct);
+        await runner.DisposeAsync();
+
+        runtime.Release();
+
+        for (var i = 0; i < 600 && runner.RunningCount > 0; i++)
+        {
+            await Task.Delay(50, ct);
+        }
+
+        runner.RunningCount.ShouldBe(0);
+    }
+
+    /// <summary>Runs "stuck" until it is stopped, then reports it stopped (as InProcessRuntime does after its grace)
+    /// while its guest thread goes on until <see cref="ReturnStuckGuest"/>; runs anything else at once.</summary>
+    private sealed class LingeringGuestRuntime : IWasmRuntime
+    {
+        private readonly TaskCompletionSource _return = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public TaskCompletionSource StuckBegan { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public System.Collections.Concurrent.ConcurrentQueue<string> Events { get; } = new();
+
+        public string Name => "fake";
+
+        public void ReturnStuckGuest() => _return.TrySetResult();
+
+        public async Task<TaskOutcome> RunAsync(RunningTask task, byte[] binary, CancellationToken cancellationToken)
+        {
+            Events.Enqueue($"{task.Id} began");
+            if (task.Id != "stuck")
+            {
+                return TaskOutcome.Success("ran");
+            }
+
+            task.RunsGuest(GuestAsync());
+            StuckBegan.TrySetResult();
+            await Task.Delay(Timeout.InfiniteTimeSpan, task.Aborted).ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            return TaskOutcome.Failure($"Task {task.Id} was stopped before completion");
+        }
+
+        private async Task GuestAsync()
+        {
+            await _return.Task;
+            Events.Enqueue("stuck returned");
+        }
+
+        public bool ServesHttpProxy(byte[] binary) => false;
+
+        public LatentPreparation Prepare(RunningTask task, byte[] binary) => throw new NotSupportedException();
+
+        public Task<TaskOutcome> InvokeAsync(RunningTask invocation, object prepared, CancellationToken cancellationToken) => throw new NotSupportedException();
+    }
+
     /// <summary>A runtime that runs out of memory whatever it is asked to do: it asks for an array over .NET's largest
     /// (OutOfMemoryException, "Array dimensions exceeded supported range", nothing allocated).</summary>
     private sealed class OutOfMemoryRuntime : IWasmRuntime

@@ -4,7 +4,7 @@ using System.Net.Sockets;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Configuration;
 
 namespace Propeller.Edge.Execution;
 
@@ -135,10 +135,17 @@ internal sealed class HttpProxyServer : IAsyncDisposable
         }
     }
 
+    /// <summary>The served app's configuration (its sources: none), for the tests.</summary>
+    internal IConfiguration Configuration => _app.Configuration;
+
     private static async Task<HttpProxyServer> ListenAsync(IPAddress address, int port, RequestDelegate handler, CancellationToken cancellationToken)
     {
-        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
-        builder.Logging.ClearProviders();
+        // An empty builder: no configuration sources at all, Kestrel's core without its configuration binding. The slim
+        // builder read appsettings*.json of the working directory (watched by a recursive inotify watcher per served proxy:
+        // the user's 128 inotify instances ran out and Build threw, reported as a failure to bind) and ASPNETCORE_*, and
+        // its Kestrel took extra endpoints (Kestrel:Endpoints) from them: ports the task never asked for, bound with it.
+        var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions { Args = [] });
+        builder.WebHost.UseKestrelCore();
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;

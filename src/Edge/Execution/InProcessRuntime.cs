@@ -97,10 +97,12 @@ public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
     /// The guest's own outcome; but when the task is ended and the guest does not stop within <see cref="StopGrace"/>, the
     /// stop's outcome at once. Epoch interruption reaches guest code only; a WASI preview1 <c>poll_oneoff</c> sleep is
     /// ours (<see cref="WasiPoll"/>) and ends with the task, but a guest blocked in another host call (a preview 2
-    /// <c>wasi:io/poll</c> wait) ends when that call returns, on its guest thread, after the task's result is out.
+    /// <c>wasi:io/poll</c> wait) ends when that call returns, on its guest thread, after the task's result is out. The
+    /// task knows of that thread (<see cref="RunningTask.GuestReturned"/>): its slot is not freed before it returns.
     /// </summary>
     private async Task<TaskOutcome> WaitAsync(RunningTask task, Task<TaskOutcome> run)
     {
+        task.RunsGuest(run);
         try
         {
             return await run.WaitAsync(task.Aborted);

@@ -14,6 +14,7 @@ public sealed class RunningTask(StartRequest request) : IDisposable
     private readonly TaskCompletionSource<string> _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _ended = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Process? _process;
+    private Task _guest = Task.CompletedTask;
     private int _reason;
     private readonly AdoptedDispatch _dispatch = new(request.Message.Dispatch);
 
@@ -52,6 +53,17 @@ public sealed class RunningTask(StartRequest request) : IDisposable
     /// <summary>True once its "started" result (a daemon's, a served HTTP proxy's) is being published: the run goes on,
     /// and a start of its attempt again gets that result again.</summary>
     public bool Serving { get; set; }
+
+    /// <summary>
+    /// Completes when the thread that runs its guest has returned (at once when there is none). A stopped guest blocked
+    /// in a host call (a preview 2 <c>wasi:io/poll</c> wait) or compiling is reported stopped after a grace period while
+    /// its thread goes on, holding its store, pool instance and epoch lease: its concurrency slot is given back only
+    /// after this.
+    /// </summary>
+    public Task GuestReturned => Volatile.Read(ref _guest);
+
+    /// <summary>Set by the runtime to the task of the thread it runs the guest on.</summary>
+    internal void RunsGuest(Task guest) => Volatile.Write(ref _guest, guest);
 
     /// <summary>Completed once the task has ended and let go of its id (disposed).</summary>
     public Task Ended => _ended.Task;

@@ -769,7 +769,7 @@ public sealed class TaskRunner : IAsyncDisposable
         {
             if (slot)
             {
-                _slots.Release();
+                ReleaseSlotAfter(invocation.GuestReturned);
             }
 
             latent.Invocations.TryRemove(invocation, out _);
@@ -785,13 +785,22 @@ public sealed class TaskRunner : IAsyncDisposable
         await Task.Yield();
         var request = task.Request;
         string error;
+        var slot = false;
         try
         {
+            // Fetched and compiled in a slot, as a run is: a compile is a guest thread's work (and memory) too, and 50
+            // latent starts at once compiled at once, each on a thread of its own, their inline modules held beyond
+            // PROPLET_MAX_WAITING_BYTES. The slot goes back once compiled: a deployed task holds none, its invocations
+            // take theirs.
+            await WaitForSlotAsync(task);
+            slot = true;
             var binary = (await _fetcher.FetchAsync(request, task.Aborted)).Bytes;
             task.Aborted.ThrowIfCancellationRequested(); // stopped as its binary came: not compiled for nothing
             // Compiled on a guest thread, as a run is (InProcessRuntime): a component takes seconds to compile, and on a
             // .NET pool thread each deployment blocked one that MQTT and the timers need.
             var preparation = await GuestThreads.RunAsync(() => _runtime.Prepare(task, binary));
+            _slots.Release();
+            slot = false;
             if (preparation.Error is null)
             {
                 var deployed = new LatentTask(task, preparation.Prepared!, preparation.IsHttpProxy);
@@ -827,7 +836,7 @@ public sealed class TaskRunner : IAsyncDisposable
         {
             error = InProcessRuntime.Stopped(task)?.Error ?? $"Task {request.Id} was stopped before completion";
         }
-        catch (FetchException ex)
+        catch (Exception ex) when (ex is FetchException or WaitingFullException)
         {
             error = ex.Message;
         }
@@ -836,6 +845,13 @@ public sealed class TaskRunner : IAsyncDisposable
             // Out of memory too, as ExecuteAsync: the deployment fails and lets go of its id.
             EdgeLog.TaskCrashed(_logger, request.Id, ex);
             error = $"internal proplet error: {ex.Message}";
+        }
+        finally
+        {
+            if (slot)
+            {
+                _slots.Release();
+            }
         }
 
         RecordFinished(request.Id, task.Run);
@@ -870,13 +886,18 @@ public sealed class TaskRunner : IAsyncDisposable
         }
 
         await _lifetime.CancelAsync();
-        await DrainAsync(TimeSpan.FromSeconds(10));
+        await DrainAsync(DrainBudget);
         await _publishing.CancelAsync(); // the budget is spent: results still waiting for the broker are dropped
         await DrainAsync(TimeSpan.FromSeconds(1));
-        _lifetime.Dispose();
-        _publishing.Dispose();
-        _slots.Dispose();
+
+        // The slots, the lifetime and the publishing source are not disposed: an execution still running past the drain
+        // (a guest in a host call, an external runtime slow to die) uses them as it ends, and a start that passed the
+        // closing check as it was set takes the lifetime's token. Disposed, its slot's release threw, and the task never
+        // let go of its id; none holds anything a disposal would free (no timer, no wait handle asked for).
     }
+
+    /// <summary>How long shutdown waits for the executions to end before it drops the results still being published.</summary>
+    internal TimeSpan DrainBudget { get; init; } = TimeSpan.FromSeconds(10);
 
     private async Task DrainAsync(TimeSpan budget)
     {
@@ -902,6 +923,10 @@ public sealed class TaskRunner : IAsyncDisposable
         var request = task.Request;
         var daemon = request.Message.Daemon;
         var resultSent = false; // a daemon's or a served proxy's "started" result: the end of its run sends none
+        // Stopped while its "started" result was being published (the broker slow or away): that result may reach the
+        // manager after the stop, so its end follows it. A stop before it is published: no "started" result at all, the
+        // stopped one below (as for a stop while it was fetched).
+        var stoppedWhileStarting = false;
         var slot = false;
         TaskOutcome outcome;
         using var monitoring = CancellationTokenSource.CreateLinkedTokenSource(task.Aborted);
@@ -935,10 +960,14 @@ public sealed class TaskRunner : IAsyncDisposable
                 // The original reports a daemon as done at once (spec §2.9); the workload keeps running. Started first and
                 // reported after: the publish waits while the broker is unreachable, and the daemon did not run for all
                 // that time. Its run sends no result of its own (below), so nothing of it can overtake this one.
-                _plugins?.OnTaskComplete(request.Id, true, null, null); // as the original: its "completion" is the start
-                task.Serving = true;
-                await PublishResultAsync(request.Id, TaskOutcome.Success(""), request.Attempt, task.Dispatch, stillRunning: true);
-                resultSent = true;
+                if (task.Reason == StopReason.None)
+                {
+                    _plugins?.OnTaskComplete(request.Id, true, null, null); // as the original: its "completion" is the start
+                    task.Serving = true;
+                    await PublishResultAsync(request.Id, TaskOutcome.Success(""), request.Attempt, task.Dispatch, stillRunning: true);
+                    resultSent = true;
+                    stoppedWhileStarting = task.Reason == StopReason.Stopped;
+                }
             }
 
             if (!daemon && await Task.WhenAny(run, task.Started) != run)
@@ -950,10 +979,14 @@ public sealed class TaskRunner : IAsyncDisposable
                 _slots.Release();
                 slot = false;
                 var started = await task.Started;
-                _plugins?.OnTaskComplete(request.Id, true, started, null);
-                task.Serving = true;
-                await PublishResultAsync(request.Id, TaskOutcome.Success(started), request.Attempt, task.Dispatch, stillRunning: true);
-                resultSent = true;
+                if (task.Reason == StopReason.None)
+                {
+                    _plugins?.OnTaskComplete(request.Id, true, started, null);
+                    task.Serving = true;
+                    await PublishResultAsync(request.Id, TaskOutcome.Success(started), request.Attempt, task.Dispatch, stillRunning: true);
+                    resultSent = true;
+                    stoppedWhileStarting = task.Reason == StopReason.Stopped;
+                }
             }
 
             outcome = await run;
@@ -978,7 +1011,7 @@ public sealed class TaskRunner : IAsyncDisposable
         {
             if (slot)
             {
-                _slots.Release();
+                ReleaseSlotAfter(task.GuestReturned);
             }
 
             await monitoring.CancelAsync();
@@ -1021,7 +1054,8 @@ public sealed class TaskRunner : IAsyncDisposable
             // stopped while fetching, gets its error below). A stop or the proplet's shutdown ended it: the manager
             // stopped it or learns of the shutdown otherwise. Ended on its own (exited, trapped, crashed), its end is
             // published ("running": false), so the manager no longer takes it for serving (the original sends nothing).
-            if (task.Reason == StopReason.None)
+            // So is the end of one stopped while its "started" result was on its way: that may have come after the stop.
+            if (task.Reason == StopReason.None || stoppedWhileStarting)
             {
                 EdgeLog.ServingRunEnded(_logger, request.Id, outcome.Error ?? "no error");
                 await PublishResultAsync(request.Id, outcome, request.Attempt, task.Dispatch, ended: true);
@@ -1038,6 +1072,24 @@ public sealed class TaskRunner : IAsyncDisposable
 
         _plugins?.OnTaskComplete(request.Id, outcome.Succeeded, outcome.Results is { Length: > 0 } output ? output : null, outcome.Error);
         await PublishResultAsync(request.Id, outcome, request.Attempt, task.Dispatch);
+    }
+
+    /// <summary>
+    /// Gives a slot back once <paramref name="guest"/>, the thread running a task's guest, has returned. A stopped or
+    /// timed-out guest blocked in a host call (a preview 2 <c>wasi:io/poll</c> sleep) or in an uninterruptible compile
+    /// has its stopped result out after the grace period (InProcessRuntime) while its thread, store, pool instance and
+    /// epoch lease live on: freed at once, its slot let another guest start beside it, and repeated stops of such guests
+    /// ran more guests than PROPLET_MAX_CONCURRENT_TASKS and exhausted PROPLET_WASM_POOL_INSTANCES.
+    /// </summary>
+    private void ReleaseSlotAfter(Task guest)
+    {
+        if (guest.IsCompleted)
+        {
+            _slots.Release();
+            return;
+        }
+
+        _ = guest.ContinueWith(_ => _slots.Release(), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
     /// <summary>
