@@ -149,7 +149,7 @@ public sealed class GateTests : IDisposable
         outcome.Reason!.ShouldStartWith("plugin s on_before_proplet_select: malformed JSON answer");
 
         File.Delete(Path.Combine(_dir.Path, "s.wasm"));
-        _dir.Catalog().Reload();
+        _dir.Catalog().Reload(Ct);
         var raw = await _dir.Gate().BeforePropletSelectAsync(Create, Task, Ct);
         raw.Allowed.ShouldBeFalse();
         raw.Reason!.ShouldStartWith("plugin u on_before_proplet_select: malformed JSON answer");

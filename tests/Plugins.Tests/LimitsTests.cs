@@ -265,6 +265,73 @@ public sealed class LimitsTests : IDisposable
         set.Find("zz-good").ShouldNotBeNull();
     }
 
+    /// <summary>A module whose start function sleeps for ever (poll_oneoff for ~30 years), with the ABI and an authorize that allows.</summary>
+    private const string SleepyStart = """
+        (module
+          (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") 2)
+          (func (export "plugin_alloc") (param i32) (result i32) (i32.const 65536))
+          (func (export "plugin_free") (param i32 i32))
+          (data (i32.const 3000) "{\"allow\":true}")
+          (func (export "authorize") (param i32 i32) (result i64) (i64.const 12884901888014))
+          (func $start
+            (i64.store (i32.const 1024) (i64.const 7))
+            (i32.store8 (i32.const 1032) (i32.const 0))
+            (i32.store (i32.const 1040) (i32.const 1))
+            (i64.store (i32.const 1048) (i64.const 1000000000000000000))
+            (i64.store (i32.const 1056) (i64.const 0))
+            (i32.store16 (i32.const 1064) (i32.const 0))
+            (drop (call $poll (i32.const 1024) (i32.const 2048) (i32.const 1) (i32.const 4096))))
+          (start $start))
+        """;
+
+    /// <summary>
+    /// A load holds a start function to the host's load limit when the plugin's own time limit is longer (timeout_ms up to
+    /// a day): the plugin is skipped at load with the load limit named, and on a reload a plugin loaded before keeps its
+    /// previous version. Before, the trial instance had the whole timeout_ms, so a sleeping start function held the
+    /// manager's start-up, or every reload, for up to a day.
+    /// </summary>
+    [Fact]
+    public async Task GivenAStartFunctionSleepingPastTheLoadLimit_WhenLoadedOrReloaded_ThenItIsSkippedAtTheLoadLimit_AndAReloadKeepsTheOldVersion()
+    {
+        const string day = """{"limits":{"timeout_ms":86400000}}""";
+        _dir.Add("a-sleepy", SleepyStart, day);
+        _dir.Add("b-auth", Wat.Plugin(Wat.Answer("authorize", """{"allow":false,"reason":"old version"}""")));
+
+        // Generous: without the load limit the load takes a day, and the test fails here instead of hanging.
+        var catalog = await System.Threading.Tasks.Task.Run(() => _dir.Catalog(configure: o => o.LoadTimeout = TimeSpan.FromMilliseconds(300)), Ct)
+            .WaitAsync(TimeSpan.FromSeconds(30), Ct);
+        catalog.Current.Find("a-sleepy").ShouldBeNull();
+        catalog.Current.Skipped.Single().Error.ShouldContain("start function timed out after 300 ms");
+
+        _dir.Add("b-auth", SleepyStart, day);
+        var next = await System.Threading.Tasks.Task.Run(() => catalog.Reload(Ct), Ct).WaitAsync(TimeSpan.FromSeconds(30), Ct);
+
+        next.Kept.Single().Plugin.ShouldBe("b-auth");
+        next.Kept.Single().Error.ShouldContain("start function timed out after 300 ms");
+        (await _dir.Gate().AuthorizeAsync(Start, Task, Ct)).Reason.ShouldBe("old version");
+    }
+
+    /// <summary>
+    /// A drain ended by the host's stop token (which at shutdown usually fires before the drain timeout) does not throw
+    /// out of the host's stop, and logs the notifications still running. Before, the cancellation escaped and the
+    /// warning was never written.
+    /// </summary>
+    [Fact]
+    public async Task GivenANotificationRunning_WhenTheDrainIsCancelled_ThenItReturnsAndLogsTheWarning()
+    {
+        _dir.Add("spin-notify", Wat.Plugin("""(func (export "on_task_complete") (param i32 i32) (loop $l (br $l)))"""), """{"limits":{"fuel":1000000000000000,"timeout_ms":2000}}""");
+        var gate = _dir.Gate();
+        gate.OnTaskCompleted(Task, success: true, error: null);
+        using var stopping = new CancellationTokenSource();
+        await stopping.CancelAsync();
+
+        await Should.NotThrowAsync(() => gate.DrainAsync(stopping.Token));
+
+        _dir.GateLog.Lines.ShouldContain(l => l.StartsWith("Warning: Shutdown: 1 plugin notifications still running", StringComparison.Ordinal));
+        await gate.DrainAsync(Ct); // the spin ends at its time limit
+    }
+
     [Fact]
     public async Task ConcurrentCalls_NeverShareAnInstance()
     {

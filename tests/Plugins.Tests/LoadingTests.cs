@@ -58,15 +58,15 @@ public sealed class LoadingTests : IDisposable
     public void MissingDirectory_IsAWarning_NotADirectory_IsAnError()
     {
         using var missing = new PluginCatalog(new PluginHostOptions { Directory = Path.Combine(_dir.Path, "nope") }, new ListLogger<PluginCatalog>(), _dir.Metrics);
-        missing.Reload().All.ShouldBeEmpty();
+        missing.Reload(Ct).All.ShouldBeEmpty();
         var file = Path.Combine(_dir.Path, "file");
         File.WriteAllText(file, "x");
         var log = new ListLogger<PluginCatalog>();
         using var notDir = new PluginCatalog(new PluginHostOptions { Directory = file }, log, _dir.Metrics);
-        Should.Throw<PluginDirectoryException>(notDir.Reload);
+        Should.Throw<PluginDirectoryException>(() => notDir.Reload(Ct));
         log.Lines.ShouldContain(l => l.StartsWith("Error:", StringComparison.Ordinal) && l.Contains("Plugins not reloaded", StringComparison.Ordinal), "the operator's log says it, not only the HTTP answer");
         using var empty = new PluginCatalog(new PluginHostOptions { Directory = "" }, new ListLogger<PluginCatalog>(), _dir.Metrics);
-        empty.Reload().All.ShouldBeEmpty();
+        empty.Reload(Ct).All.ShouldBeEmpty();
     }
 
     [Fact]
@@ -143,7 +143,7 @@ public sealed class LoadingTests : IDisposable
         var inFlight = Enumerable.Range(0, 4).Select(_ => Task.Run(async () => await gate.AuthorizeAsync(context, task, Ct), Ct)).ToArray();
         File.Delete(Path.Combine(_dir.Path, "slow.wasm"));
         _dir.Add("deny", Wat.Plugin(Wat.Answer("authorize", """{"allow":false,"reason":"new set"}""")));
-        var next = catalog.Reload();
+        var next = catalog.Reload(Ct);
         next.All.Select(p => p.Name).ShouldBe(["deny"]);
         foreach (var outcome in await Task.WhenAll(inFlight))
         {
@@ -153,6 +153,61 @@ public sealed class LoadingTests : IDisposable
 
         (await gate.AuthorizeAsync(context, task, Ct)).Reason.ShouldBe("new set");
         catalog.Counters("slow").Failures.ShouldBe(0);
+    }
+
+    public static TheoryData<string, string> BrokenOnReload => new()
+    {
+        { "truncated", "" },
+        { "bad-manifest", "{ not json" },
+    };
+
+    /// <summary>
+    /// A reload while a plugin's .wasm is half copied, or with a bad manifest, keeps the version loaded before: it still
+    /// denies, the reload's answer lists the file under "kept" (with why and the hash of the version still running), and
+    /// a warning names the file. Before, the file was skipped, the working version retired and the chain left empty, which
+    /// allows everything.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(BrokenOnReload))]
+    public async Task GivenADenyAllPlugin_WhenItsFileIsBrokenAndTheDirectoryReloaded_ThenItsPreviousVersionStillDenies(string broken, string manifest)
+    {
+        _dir.Add("auth", Wat.Plugin(Wat.Answer("authorize", """{"allow":false,"reason":"deny all"}""")));
+        var catalog = _dir.Catalog();
+        var gate = _dir.Gate();
+        var context = new PluginAuthContext("u", PluginAction.Start);
+        var task = new PluginTaskInfo { Id = "t", Name = "n" };
+        var hash = catalog.Current.Find("auth")!.Hash;
+        var file = Path.Combine(_dir.Path, "auth.wasm");
+        if (broken == "truncated")
+        {
+            var good = await File.ReadAllBytesAsync(file, Ct);
+            await File.WriteAllBytesAsync(file, good[..(good.Length / 2)], Ct);
+        }
+        else
+        {
+            await File.WriteAllTextAsync(Path.Combine(_dir.Path, "auth.json"), manifest, Ct);
+        }
+
+        var next = catalog.Reload(Ct);
+
+        var outcome = await gate.AuthorizeAsync(context, task, Ct);
+        outcome.Allowed.ShouldBeFalse();
+        outcome.Reason.ShouldBe("deny all");
+        next.Find("auth")!.Hash.ShouldBe(hash);
+        next.Skipped.ShouldBeEmpty();
+        var kept = PluginEndpoints.Describe(catalog, next).Kept.ShouldHaveSingleItem();
+        (kept.Name, kept.File, kept.Sha256).ShouldBe(("auth", "auth.wasm", hash));
+        kept.Error.ShouldNotBeNullOrEmpty();
+        _dir.Log.Lines.ShouldContain(l => l.StartsWith("Warning:", StringComparison.Ordinal) && l.Contains(file, StringComparison.Ordinal) && l.Contains("previous version", StringComparison.Ordinal));
+
+        // The kept version is not retired: it still answers after another reload of the same broken file.
+        (await gate.AuthorizeAsync(context, task, Ct)).Reason.ShouldBe("deny all");
+        catalog.Reload(Ct).Kept.ShouldHaveSingleItem();
+        (await gate.AuthorizeAsync(context, task, Ct)).Reason.ShouldBe("deny all");
+
+        // Removed on purpose (the .wasm gone): dropped.
+        File.Delete(file);
+        catalog.Reload(Ct).All.ShouldBeEmpty();
     }
 
     public void Dispose() => _dir.Dispose();

@@ -25,7 +25,7 @@ public sealed class NotificationCallsTests
                 {
                     for (var i = 0; i < 250_000; i++)
                     {
-                        calls.TryStart(() => Task.CompletedTask);
+                        calls.TryStart("p", () => Task.CompletedTask);
                     }
                 },
                 Ct)));
@@ -39,8 +39,8 @@ public sealed class NotificationCallsTests
 
             // The whole limit is free again: as many calls as it allows run at once.
             var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            Enumerable.Range(0, limit).Select(_ => calls.TryStart(() => release.Task)).ShouldAllBe(started => started);
-            calls.TryStart(() => Task.CompletedTask).ShouldBeFalse();
+            Enumerable.Range(0, limit).Select(_ => calls.TryStart("p", () => release.Task)).ShouldAllBe(started => started);
+            calls.TryStart("p", () => Task.CompletedTask).ShouldBeFalse();
             release.SetResult();
         }
     }
@@ -53,7 +53,7 @@ public sealed class NotificationCallsTests
         {
             for (var i = 0; i < 1024; i++)
             {
-                calls.TryStart(() => Task.CompletedTask);
+                calls.TryStart("p", () => Task.CompletedTask);
             }
 
             for (var waited = 0; calls.Count > 0 && waited < 300; waited++)
@@ -64,6 +64,66 @@ public sealed class NotificationCallsTests
             calls.Count.ShouldBe(0);
         }
 
-        calls.TryStart(() => Task.CompletedTask).ShouldBeTrue();
+        calls.TryStart("p", () => Task.CompletedTask).ShouldBeTrue();
+    }
+
+    /// <summary>
+    /// The pending limit is per plugin: plugin A's notifications hang (held by a gate) and fill A's limit of 8, while every
+    /// one of plugin B's 50 is accepted and runs. Before, the limit was shared: A's eight filled it and B's were dropped.
+    /// </summary>
+    [Fact]
+    public async Task GivenOnePluginsNotificationsHanging_WhenAnotherPluginIsNotified_ThenNoneOfItsAreDropped()
+    {
+        const int limit = 8;
+        var calls = new NotificationCalls(limit);
+        var hang = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var seen = 0;
+        var startedA = 0;
+        var startedB = 0;
+        for (var i = 0; i < 50; i++)
+        {
+            if (calls.TryStart("a", () => hang.Task))
+            {
+                startedA++;
+            }
+
+            using var ran = new SemaphoreSlim(0);
+            if (calls.TryStart("b", () =>
+                {
+                    Interlocked.Increment(ref seen);
+                    ran.Release();
+                    return Task.CompletedTask;
+                }))
+            {
+                startedB++;
+                await ran.WaitAsync(Ct); // B's call has run: at most one of B's is pending at a time
+            }
+        }
+
+        startedA.ShouldBe(limit);
+        calls.PendingOf("a").ShouldBe(limit);
+        hang.SetResult();
+        (await calls.DrainAsync(TimeSpan.FromMinutes(1), Ct)).ShouldBeTrue();
+        startedB.ShouldBe(50);
+        Volatile.Read(ref seen).ShouldBe(50);
+    }
+
+    /// <summary>
+    /// The host's stop token ends the drain as its timeout does: false, no exception. Before, only the timeout was caught
+    /// and the cancellation (which usually fires first at shutdown) left the host's StopAsync with nothing logged.
+    /// </summary>
+    [Fact]
+    public async Task GivenANotificationHanging_WhenTheDrainIsCancelled_ThenItReturnsFalseWithoutThrowing()
+    {
+        var calls = new NotificationCalls(4);
+        var hang = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        calls.TryStart("a", () => hang.Task).ShouldBeTrue();
+        using var stopping = new CancellationTokenSource();
+        await stopping.CancelAsync();
+
+        (await calls.DrainAsync(TimeSpan.FromMinutes(10), stopping.Token)).ShouldBeFalse();
+
+        calls.Count.ShouldBe(1);
+        hang.SetResult();
     }
 }

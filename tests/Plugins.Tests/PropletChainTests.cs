@@ -111,6 +111,37 @@ public sealed class PropletChainTests : IDisposable
           (export "propeller:proplet-plugin/lifecycle@0.1.0" (instance $lifecycle)))
         """);
 
+    /// <summary>
+    /// A caller's cancellation (a task stop) of a call that then ends (the epoch check stops guest code within a tick) does
+    /// not count it as blocked: after four authorize calls cancelled at once, none is blocked and the next call runs
+    /// (here until its own cancellation) instead of failing at once with "4 earlier calls are still blocked". Before,
+    /// every cancelled call counted as blocked until it ended.
+    /// </summary>
+    [Fact]
+    public async Task GivenFourAuthorizeCallsCancelled_WhenTheNextCallIsMade_ThenItIsNotRefusedAsBlocked()
+    {
+        await File.WriteAllBytesAsync(Path.Combine(_dir, "spin.wasm"), Components.Plugin(authorize: "(loop $l (br $l))"), Ct);
+        using var chain = PropletPluginChain.Load(_dir, new ListLogger<PropletPluginChain>(), new Hosting.PluginLimits { Fuel = long.MaxValue / 2, Timeout = TimeSpan.FromMinutes(10) });
+        var plugin = chain.Components.ShouldHaveSingleItem();
+        var task = PropletPluginChain.TaskInfoValue(Task);
+
+        using (var stop = CancellationTokenSource.CreateLinkedTokenSource(Ct))
+        {
+            var calls = Enumerable.Range(0, ComponentPlugin.MaxBlocked).Select(_ => plugin.CallAsync("authorize", task, stop.Token)).ToArray();
+            await stop.CancelAsync();
+            foreach (var call in calls)
+            {
+                await Should.ThrowAsync<OperationCanceledException>(call);
+            }
+        }
+
+        plugin.Blocked.ShouldBe(0);
+        using var next = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        var running = plugin.CallAsync("authorize", task, next.Token);
+        await next.CancelAsync();
+        await Should.ThrowAsync<OperationCanceledException>(running); // not ComponentPluginException "still blocked"
+    }
+
     [Fact]
     public async Task MissingOrUnusableDirectory_GivesAnEmptyChain()
     {

@@ -35,16 +35,21 @@ public sealed class PluginCatalog : IDisposable
 
     /// <summary>
     /// Loads the directory again and swaps the set atomically. Throws <see cref="PluginDirectoryException"/> (the old set
-    /// stays) when the directory is not usable; files that fail are skipped and listed in <see cref="PluginSet.Skipped"/>.
+    /// stays) when the directory is not usable, and <see cref="OperationCanceledException"/> (the old set stays) when
+    /// <paramref name="cancellationToken"/> stopped a start function. Files that fail are skipped and listed in
+    /// <see cref="PluginSet.Skipped"/>, except a file of a plugin loaded before: that plugin keeps its loaded version
+    /// (listed in <see cref="PluginSet.Kept"/>, logged as a warning). A reload while <c>auth.wasm</c> was half copied, or
+    /// with a bad <c>auth.json</c>, retired the working version and left the chain without it: an empty chain allows
+    /// everything. A plugin whose <c>.wasm</c> is gone was removed on purpose and is dropped.
     /// </summary>
-    public PluginSet Reload()
+    public PluginSet Reload(CancellationToken cancellationToken = default)
     {
         lock (_reloadLock)
         {
-            PluginSet next;
+            PluginSet loaded;
             try
             {
-                next = PluginLoader.Load(Runtime, Options.Directory, _counters);
+                loaded = PluginLoader.Load(Runtime, Options.Directory, _counters, cancellationToken: cancellationToken);
             }
             catch (PluginDirectoryException e)
             {
@@ -52,16 +57,66 @@ public sealed class PluginCatalog : IDisposable
                 PluginLog.ReloadFailed(Runtime.Logger, e.Message);
                 throw;
             }
+            catch (OperationCanceledException)
+            {
+                PluginLog.ReloadFailed(Runtime.Logger, "the reload was cancelled");
+                throw;
+            }
 
-            var previous = Interlocked.Exchange(ref _current, next);
+            var previous = Current;
+            var next = KeepPreviousVersions(previous, loaded);
+            Interlocked.Exchange(ref _current, next);
             LoadedAt = DateTimeOffset.UtcNow;
-            foreach (var plugin in previous.All)
+            foreach (var plugin in previous.All.Where(p => !next.All.Contains(p)))
             {
                 plugin.Retire();
             }
 
-            PluginLog.Reloaded(Runtime.Logger, next.All.Count, next.Skipped.Count);
+            PluginLog.Reloaded(Runtime.Logger, next.All.Count, next.Skipped.Count, next.Kept.Count);
             return next;
+        }
+    }
+
+    /// <summary>
+    /// <paramref name="loaded"/> with each skipped file of a plugin in <paramref name="previous"/> replaced by the previous
+    /// version, when the file is still there (a half-copied module, a bad manifest, a start function over its time).
+    /// </summary>
+    private PluginSet KeepPreviousVersions(PluginSet previous, PluginSet loaded)
+    {
+        var plugins = loaded.All.ToList();
+        var skipped = new List<PluginLoadError>();
+        var kept = new List<PluginLoadError>();
+        foreach (var error in loaded.Skipped)
+        {
+            if (previous.Find(error.Plugin) is { } old && plugins.All(p => p.Name != error.Plugin) && StillThere(error.File))
+            {
+                plugins.Add(old);
+                kept.Add(error);
+                Runtime.Metrics.ReloadKept(old.Name);
+                PluginLog.KeptPrevious(Runtime.Logger, old.Name, error.File, error.Error, old.Hash[..12]);
+            }
+            else
+            {
+                skipped.Add(error);
+            }
+        }
+
+        return kept.Count == 0
+            ? loaded
+            : new PluginSet([.. plugins.OrderBy(p => Path.GetFileName(p.File), StringComparer.Ordinal)], skipped, kept);
+    }
+
+    /// <summary>Whether the plugin's file (or a link of that name) is in the directory: one that is gone was removed.</summary>
+    private static bool StillThere(string file)
+    {
+        try
+        {
+            var info = new FileInfo(file);
+            return info.Exists || info.LinkTarget is not null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Security.SecurityException)
+        {
+            return true;
         }
     }
 

@@ -15,11 +15,12 @@ public static class PluginEndpoints
             .WithSummary("List plugins")
             .WithDescription("The plugins loaded from the plugin directory in the order they run, their hooks, limits and counters, and the files skipped with why.")
             .Produces<PluginListing>();
-        endpoints.MapPost("/plugins/reload", (PluginCatalog catalog) =>
+        endpoints.MapPost("/plugins/reload", (PluginCatalog catalog, HttpContext http) =>
         {
             try
             {
-                return Results.Json(Describe(catalog, catalog.Reload()));
+                // The request's token ends a start function still running when the caller went away (the old set stays).
+                return Results.Json(Describe(catalog, catalog.Reload(http.RequestAborted)));
             }
             catch (PluginDirectoryException e)
             {
@@ -27,7 +28,7 @@ public static class PluginEndpoints
             }
         }).WithName("reload-plugins")
             .WithSummary("Reload plugins")
-            .WithDescription("Loads the plugin directory again; 500 {\"error\"} when it cannot be read (the plugins loaded before stay).")
+            .WithDescription("Loads the plugin directory again; 500 {\"error\"} when it cannot be read (the plugins loaded before stay). A file of a plugin loaded before that fails to load leaves that plugin at its previous version, listed under \"kept\" with why.")
             .Produces<PluginListing>()
             .Produces<Dictionary<string, string>>(StatusCodes.Status500InternalServerError)
             .Produces<Dictionary<string, string>>(StatusCodes.Status403Forbidden);
@@ -57,7 +58,10 @@ public static class PluginEndpoints
                 new PluginCountersDescription(
                     p.Counters.Calls, p.Counters.Denies, p.Counters.Failures, p.Counters.JobsEnqueued,
                     p.Counters.JobsRejected, p.Counters.JobsSucceeded, p.Counters.JobsFailed)))],
-            [.. set.Skipped.Select(s => new PluginSkipped(s.Plugin, Path.GetFileName(s.File), s.Error))]);
+            [.. set.Skipped.Select(s => new PluginSkipped(s.Plugin, Path.GetFileName(s.File), s.Error))])
+        {
+            Kept = [.. set.Kept.Select(k => new PluginKept(k.Plugin, Path.GetFileName(k.File), k.Error, set.Find(k.Plugin)?.Hash ?? ""))],
+        };
     }
 }
 
@@ -65,7 +69,12 @@ public sealed record PluginListing(
     [property: System.Text.Json.Serialization.JsonPropertyName("directory")] string Directory,
     [property: System.Text.Json.Serialization.JsonPropertyName("loaded_at")] DateTimeOffset? LoadedAt,
     [property: System.Text.Json.Serialization.JsonPropertyName("plugins")] IReadOnlyList<PluginDescription> Plugins,
-    [property: System.Text.Json.Serialization.JsonPropertyName("skipped")] IReadOnlyList<PluginSkipped> Skipped);
+    [property: System.Text.Json.Serialization.JsonPropertyName("skipped")] IReadOnlyList<PluginSkipped> Skipped)
+{
+    /// <summary>Files that failed on the last reload while their plugin stayed at the version loaded before (its sha256).</summary>
+    [System.Text.Json.Serialization.JsonPropertyName("kept")]
+    public IReadOnlyList<PluginKept> Kept { get; init; } = [];
+}
 
 public sealed record PluginDescription(
     [property: System.Text.Json.Serialization.JsonPropertyName("name")] string Name,
@@ -100,3 +109,9 @@ public sealed record PluginSkipped(
     [property: System.Text.Json.Serialization.JsonPropertyName("name")] string Name,
     [property: System.Text.Json.Serialization.JsonPropertyName("file")] string File,
     [property: System.Text.Json.Serialization.JsonPropertyName("error")] string Error);
+
+public sealed record PluginKept(
+    [property: System.Text.Json.Serialization.JsonPropertyName("name")] string Name,
+    [property: System.Text.Json.Serialization.JsonPropertyName("file")] string File,
+    [property: System.Text.Json.Serialization.JsonPropertyName("error")] string Error,
+    [property: System.Text.Json.Serialization.JsonPropertyName("sha256")] string Sha256);

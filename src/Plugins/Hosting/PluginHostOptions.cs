@@ -22,10 +22,20 @@ public sealed class PluginHostOptions
     /// <summary>Bytes of a plugin's stdout/stderr kept per call; the rest is counted and dropped.</summary>
     public int OutputCaptureBytes { get; set; } = 64 * 1024;
 
+    /// <summary>
+    /// Most time a plugin's start function may run when the plugin is loaded (at start-up and on every reload), whatever
+    /// its <c>timeout_ms</c> (up to a day): a load holds the start-up or the reload. A plugin whose start runs longer is
+    /// skipped ("start function timed out"), or on a reload keeps its previous version. Later instances (pool, jobs) run
+    /// their start under the call's own limits.
+    /// </summary>
+    public TimeSpan LoadTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
     /// <summary>How long <c>DrainAsync</c> waits for outstanding on_task_start/on_task_complete calls at shutdown.</summary>
     public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>Most notification calls (on_task_*) queued or running at once; beyond it new ones are dropped and counted.</summary>
+    /// <summary>Most notification calls (on_task_*) of one plugin queued or running at once; beyond it that plugin's new
+    /// ones are dropped and counted. Per plugin: one slow plugin filling a shared budget made every other plugin's
+    /// notifications drop.</summary>
     public int MaxPendingNotifications { get; set; } = 1024;
 
     /// <summary>The job bridge (seed 004). Null disables <c>queue.enqueue</c> (it answers ENOSYS) and the job worker.</summary>

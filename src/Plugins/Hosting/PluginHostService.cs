@@ -20,7 +20,7 @@ internal sealed class PluginHostService(PluginCatalog catalog, WasmPluginGate ga
 
         if (catalog.LoadedAt is null)
         {
-            catalog.Reload();
+            catalog.Reload(cancellationToken);
         }
     }
 

@@ -43,7 +43,8 @@ public static class PluginServiceCollectionExtensions
             var catalog = new PluginCatalog(options, sp.GetRequiredService<ILogger<PluginCatalog>>(), sp.GetRequiredService<PluginMetrics>(), sp.GetService<IPluginJobSink>());
             try
             {
-                catalog.Reload();
+                // No token here (a factory has none): each start function is bounded by PluginHostOptions.LoadTimeout.
+                catalog.Reload(CancellationToken.None);
             }
             catch
             {

@@ -174,7 +174,9 @@ public sealed class WasmPluginGate(PluginCatalog catalog, ILogger<WasmPluginGate
 
     /// <summary>
     /// Waits for the notifications still running (graceful shutdown, spec §7.8), at most
-    /// <see cref="PluginHostOptions.DrainTimeout"/>; new notifications are dropped from now on.
+    /// <see cref="PluginHostOptions.DrainTimeout"/> or until <paramref name="cancellationToken"/> (the host's stop token)
+    /// fires; new notifications are dropped from now on. Either end with notifications still running is logged as a
+    /// warning, and neither throws: the host's stop goes on.
     /// </summary>
     public async Task DrainAsync(CancellationToken cancellationToken)
     {
@@ -200,8 +202,8 @@ public sealed class WasmPluginGate(PluginCatalog catalog, ILogger<WasmPluginGate
             bytes ??= request();
             if (!_notifications.TryStart(plugin, hookName, bytes))
             {
-                catalog.Runtime.Metrics.NotificationDropped(hookName);
-                PluginLog.NotificationDropped(logger, hookName, _notifications.Count);
+                catalog.Runtime.Metrics.NotificationDropped(plugin.Name, hookName);
+                PluginLog.NotificationDropped(logger, hookName, plugin.Name, _notifications.PendingOf(plugin.Name));
             }
         }
     }

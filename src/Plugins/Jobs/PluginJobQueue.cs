@@ -7,8 +7,8 @@ using Propeller.Plugins.Runtime;
 namespace Propeller.Plugins.Jobs;
 
 /// <summary>
-/// The <c>queue.enqueue</c> side of the job bridge (seed 004): validates the request, applies the plugin's rate limit,
-/// rewrites the type to <c>plugin:{name}:{type}</c> on the <c>plugins</c> queue and stores the job durably.
+/// The <c>queue.enqueue</c> side of the job bridge (seed 004): validates the request, applies the plugin's rate limit
+/// (to jobs it would store: a repeated <c>idempotency_key</c> returns the first job's id without spending a token), rewrites the type to <c>plugin:{name}:{type}</c> on the <c>plugins</c> queue and stores the job durably.
 /// Options are whitelisted: <c>delay</c> and <c>unique_for</c> (seconds), <c>max_retry</c> (capped) and
 /// <c>idempotency_key</c>; any other key (a queue, say) is EINVAL.
 /// </summary>
@@ -65,11 +65,6 @@ public sealed class PluginJobQueue : IPluginJobSink
             return PluginErrno.Invalid;
         }
 
-        if (!_limiter.TryAcquire(plugin.Name, plugin.Manifest.RatePerMinute ?? _options.DefaultRatePerMinute))
-        {
-            return PluginErrno.RateLimit;
-        }
-
         var type = $"plugin:{plugin.Name}:{taskType}";
         var uniqueKey = uniqueFor is null
             ? null
@@ -94,30 +89,54 @@ public sealed class PluginJobQueue : IPluginJobSink
             return PluginErrno.IO;
         }
 
-        Guid? stored;
+        // The rate limit is asked by the insert, after it looked the idempotency key up and just before it stores: a
+        // retried hook repeating an enqueue gets the first job's id even with its tokens spent, and a repeat, a duplicate
+        // or an EIO costs no token (before, the limiter ran first: a repeated key could be ERATELIMIT, and every EIO
+        // spent a token for nothing stored).
+        var rate = plugin.Manifest.RatePerMinute ?? _options.DefaultRatePerMinute;
+        var acquired = false;
+        PluginJobInsertResult stored;
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         deadline.CancelAfter(budget);
         try
         {
             // The host call is synchronous (Wasmtime calls it on the guest thread, which has no synchronization context to
-            // deadlock on), and only the asynchronous API takes one token for connecting and for every statement.
+            // deadlock on), and only the asynchronous API takes one token for connecting and for every statement. It
+            // blocks that thread-pool thread for the insert (docs/adr/0004-plugin-host.md).
 #pragma warning disable VSTHRD002
-            stored = _store.InsertAsync(job, deadline.Token).GetAwaiter().GetResult();
+            stored = _store.InsertAsync(job, () => acquired = _limiter.TryAcquire(plugin.Name, rate), deadline.Token).GetAwaiter().GetResult();
 #pragma warning restore VSTHRD002
         }
         catch (Exception e) when (e is NpgsqlException or InvalidOperationException or TimeoutException or OperationCanceledException)
         {
+            if (acquired)
+            {
+                _limiter.Refund(plugin.Name, rate);
+            }
+
             return PluginErrno.IO;
         }
 
-        if (stored is not { } id)
+        switch (stored.Outcome)
         {
-            return PluginErrno.Exists;
-        }
+            case PluginJobInsertOutcome.Refused:
+                return PluginErrno.RateLimit;
+            case PluginJobInsertOutcome.Duplicate:
+                return PluginErrno.Exists;
+            case PluginJobInsertOutcome.Repeated:
+                // A concurrent enqueue of the key stored it between the look-up and the insert: nothing stored by this one.
+                if (acquired)
+                {
+                    _limiter.Refund(plugin.Name, rate);
+                }
 
-        jobId = id;
-        Enqueued?.Invoke(this, EventArgs.Empty);
-        return PluginErrno.Success;
+                jobId = stored.Id;
+                return PluginErrno.Success;
+            default:
+                jobId = stored.Id;
+                Enqueued?.Invoke(this, EventArgs.Empty);
+                return PluginErrno.Success;
+        }
     }
 
     /// <summary>

@@ -96,11 +96,14 @@ public sealed partial class PluginJobStore : IAsyncDisposable
     }
 
     /// <summary>
-    /// Inserts a job. An existing idempotency key returns the existing job's id; a live <c>unique_for</c> duplicate
-    /// returns null. It runs inside the plugin's host call, outside the reach of its interrupt: <paramref name="cancellationToken"/>
-    /// is its one deadline, for connecting, the <c>unique_for</c> lock and every statement.
+    /// Inserts a job. An existing idempotency key returns the existing job's id (<see cref="PluginJobInsertOutcome.Repeated"/>);
+    /// a live <c>unique_for</c> duplicate is <see cref="PluginJobInsertOutcome.Duplicate"/>. <paramref name="admit"/> (the
+    /// rate limit) is asked only for a job that would be stored, just before the insert: a repeated key or a duplicate
+    /// costs the plugin nothing, and false is <see cref="PluginJobInsertOutcome.Refused"/> with nothing stored. It runs
+    /// inside the plugin's host call, outside the reach of its interrupt: <paramref name="cancellationToken"/> is its one
+    /// deadline, for connecting, the <c>unique_for</c> lock and every statement.
     /// </summary>
-    internal async Task<Guid?> InsertAsync(NewPluginJob job, CancellationToken cancellationToken)
+    internal async Task<PluginJobInsertResult> InsertAsync(NewPluginJob job, Func<bool>? admit, CancellationToken cancellationToken)
     {
         await using var connection = await _insertSource.OpenConnectionAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
@@ -109,7 +112,7 @@ public sealed partial class PluginJobStore : IAsyncDisposable
             // A repeated key returns the first job's id before anything else: a retried hook repeating an enqueue with both
             // options got EEXIST from the unique_for check while its window was open.
             await transaction.CommitAsync(cancellationToken);
-            return repeated;
+            return new(PluginJobInsertOutcome.Repeated, repeated);
         }
 
         if (job.UniqueKey is not null)
@@ -125,8 +128,13 @@ public sealed partial class PluginJobStore : IAsyncDisposable
             check.Parameters.Add(new NpgsqlParameter { Value = job.Plugin });
             if (await check.ExecuteScalarAsync(cancellationToken) is not null)
             {
-                return null;
+                return new(PluginJobInsertOutcome.Duplicate, default);
             }
+        }
+
+        if (admit is not null && !admit())
+        {
+            return new(PluginJobInsertOutcome.Refused, default);
         }
 
         await using var insert = new NpgsqlCommand(
@@ -155,7 +163,7 @@ public sealed partial class PluginJobStore : IAsyncDisposable
         {
             var found = (await ExistingIdAsync(connection, transaction, job, cancellationToken))!.Value; // inserted by a concurrent enqueue of the key
             await transaction.CommitAsync(cancellationToken);
-            return found;
+            return new(PluginJobInsertOutcome.Repeated, found);
         }
 
         await using (var history = new NpgsqlCommand($"insert into {_history} (job_id, event, detail) values ($1, 'enqueued', $2)", connection, transaction))
@@ -166,7 +174,7 @@ public sealed partial class PluginJobStore : IAsyncDisposable
         }
 
         await transaction.CommitAsync(cancellationToken);
-        return id;
+        return new(PluginJobInsertOutcome.Inserted, id);
     }
 
     /// <summary>The id of the job of <paramref name="job"/>'s plugin with its idempotency key; null when there is none.</summary>
@@ -400,3 +408,23 @@ internal sealed record NewPluginJob(
     double? UniqueForSeconds,
     int MaxRetry,
     double DelaySeconds);
+
+/// <summary>What <see cref="PluginJobStore.InsertAsync"/> did.</summary>
+internal enum PluginJobInsertOutcome
+{
+    /// <summary>The job was stored under its id.</summary>
+    Inserted,
+
+    /// <summary>A job with its idempotency key was there: its id.</summary>
+    Repeated,
+
+    /// <summary>A live <c>unique_for</c> duplicate: nothing stored.</summary>
+    Duplicate,
+
+    /// <summary>The admission (rate limit) said no: nothing stored.</summary>
+    Refused,
+}
+
+/// <summary>The outcome of an insert and the job's id (for <see cref="PluginJobInsertOutcome.Inserted"/> and
+/// <see cref="PluginJobInsertOutcome.Repeated"/>).</summary>
+internal readonly record struct PluginJobInsertResult(PluginJobInsertOutcome Outcome, Guid Id);

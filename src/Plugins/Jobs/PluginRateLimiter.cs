@@ -26,6 +26,18 @@ internal sealed class PluginRateLimiter(TimeProvider time)
         }
     }
 
+    /// <summary>Gives back a token <see cref="TryAcquire"/> took for a job that was not stored (an I/O error, a repeat).</summary>
+    public void Refund(string plugin, int perMinute)
+    {
+        if (_buckets.TryGetValue(plugin, out var bucket))
+        {
+            lock (bucket)
+            {
+                bucket.Tokens = Math.Min(perMinute, bucket.Tokens + 1);
+            }
+        }
+    }
+
     private sealed class Bucket(double tokens, long stamp)
     {
         public double Tokens { get; set; } = tokens;

@@ -93,9 +93,15 @@ public sealed class ComponentPlugin
     public bool Has(string function) => _component.Find($"{Lifecycle}#{function}") is not null;
 
     private int _blocked;
+    private int _abandoned;
 
-    /// <summary>Calls given up (<see cref="CallAsync"/>) and still blocked in a host call.</summary>
+    /// <summary>Calls given up (<see cref="CallAsync"/>) still blocked in a host call: timed out, or cancelled and still
+    /// running past the grace. They count towards <see cref="MaxBlocked"/>.</summary>
     public int Blocked => Volatile.Read(ref _blocked);
+
+    /// <summary>Calls given up (timed out or cancelled) that have not ended yet, blocked or about to end: their store and
+    /// the linker are in use until they do.</summary>
+    public int Abandoned => Volatile.Read(ref _abandoned);
 
     /// <summary>
     /// <see cref="Call"/>, waited for until its time limit or <paramref name="cancellationToken"/>. The limits end guest
@@ -103,8 +109,10 @@ public sealed class ComponentPlugin
     /// cannot be interrupted, so a plugin sleeping past its limit held the admission (and a stop of the task) for the
     /// whole sleep. Such a call is given up: the time limit fails it as any other (<see cref="ComponentPluginException"/>),
     /// a stop cancels it (<see cref="OperationCanceledException"/>), and it ends in the background when its host call
-    /// returns, its store disposed then. At most <see cref="MaxBlocked"/> such calls per plugin; past them its calls fail
-    /// at once.
+    /// returns, its store disposed then. At most <see cref="MaxBlocked"/> blocked calls per plugin; past them its calls
+    /// fail at once. A call that timed out counts as blocked; a cancelled one only when it is still running
+    /// <see cref="GiveUpGrace"/> after the cancellation (the epoch check ends one running guest code within a tick): before,
+    /// every cancelled call counted, so four task stops during authorize calls made the next calls fail at once.
     /// </summary>
     public async Task<ComponentValue?> CallAsync(string function, ComponentValue argument, CancellationToken cancellationToken)
     {
@@ -118,25 +126,70 @@ public sealed class ComponentPlugin
         {
             return await call.WaitAsync(_limits.Timeout + GiveUpGrace, cancellationToken);
         }
-        catch (Exception e) when (e is TimeoutException or OperationCanceledException)
+        catch (TimeoutException e)
+        {
+            Abandon(call, blocked: true);
+            throw new ComponentPluginException($"{Name} {function}: {TimeLimitExceeded}", e);
+        }
+        catch (OperationCanceledException)
+        {
+            Abandon(call, blocked: false);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Counts a call given up until it ends (its failure is observed: it was answered already). A blocked one counts
+    /// towards <see cref="MaxBlocked"/> at once; a cancelled one from when it is still running <see cref="GiveUpGrace"/>
+    /// later, without holding up the cancellation.
+    /// </summary>
+    private void Abandon(Task call, bool blocked)
+    {
+        Interlocked.Increment(ref _abandoned);
+        if (blocked)
         {
             Interlocked.Increment(ref _blocked);
-            _ = call.ContinueWith(
-                static (ended, state) =>
-                {
-                    _ = ended.Exception; // observed: its failure was answered already
-                    Interlocked.Decrement(ref ((ComponentPlugin)state!)._blocked);
-                },
-                this,
-                CancellationToken.None,
-                TaskContinuationOptions.ExecuteSynchronously,
-                TaskScheduler.Default);
-            if (e is OperationCanceledException)
+        }
+
+        _ = WatchAsync();
+
+        async Task WatchAsync()
+        {
+            var counted = blocked;
+            if (!counted)
             {
-                throw;
+                try
+                {
+                    await call.WaitAsync(GiveUpGrace).ConfigureAwait(false);
+                }
+                catch (TimeoutException)
+                {
+                    Interlocked.Increment(ref _blocked); // still running past the grace: blocked in a host call
+                    counted = true;
+                }
+#pragma warning disable CA1031 // The call's own failure: answered already (the caller was cancelled).
+                catch (Exception)
+#pragma warning restore CA1031
+                {
+                }
             }
 
-            throw new ComponentPluginException($"{Name} {function}: {TimeLimitExceeded}", e);
+            try
+            {
+                await call.ConfigureAwait(false);
+            }
+#pragma warning disable CA1031 // The call's own failure: answered already.
+            catch (Exception)
+#pragma warning restore CA1031
+            {
+            }
+
+            if (counted)
+            {
+                Interlocked.Decrement(ref _blocked);
+            }
+
+            Interlocked.Decrement(ref _abandoned);
         }
     }
 

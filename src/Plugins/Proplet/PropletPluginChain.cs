@@ -297,7 +297,7 @@ public sealed class PropletPluginChain : IDisposable
             }
 
             var value = argument();
-            var started = _notifications.TryStart(async () =>
+            var started = _notifications.TryStart(component.Name, async () =>
             {
                 try
                 {
@@ -316,15 +316,15 @@ public sealed class PropletPluginChain : IDisposable
             });
             if (!started)
             {
-                Dropped(function);
+                Dropped(component.Name, function);
             }
         }
     }
 
-    private void Dropped(string hookName)
+    private void Dropped(string plugin, string hookName)
     {
-        _runtime.Metrics.NotificationDropped(hookName);
-        PluginLog.NotificationDropped(_logger, hookName, _notifications.Count);
+        _runtime.Metrics.NotificationDropped(plugin, hookName);
+        PluginLog.NotificationDropped(_logger, hookName, plugin, _notifications.PendingOf(plugin));
     }
 
     private void Notify(PluginHooks hook, string hookName, Func<byte[]> request)
@@ -340,14 +340,14 @@ public sealed class PropletPluginChain : IDisposable
             bytes ??= request();
             if (!_notifications.TryStart(plugin, hookName, bytes))
             {
-                Dropped(hookName);
+                Dropped(plugin.Name, hookName);
             }
         }
     }
 
     public void Dispose()
     {
-        if (_notifications.Count > 0 || Components.Any(c => c.Blocked > 0))
+        if (_notifications.Count > 0 || Components.Any(c => c.Abandoned > 0))
         {
             // A drain that timed out, or calls given up blocked in a host call: the calls still running use the plugins'
             // native objects, which the process's exit frees instead.

@@ -74,9 +74,11 @@ public sealed class LoadedPlugin : IDisposable
     /// <summary>
     /// Reads, compiles and instantiates once (the instance is kept for the pool). Throws <see cref="PluginLoadException"/>
     /// when the file cannot be used: unreadable, not a module, bad manifest, missing memory/plugin_alloc/plugin_free,
-    /// a hook with the wrong signature, or an instantiation failure (unknown import, start trap, memory over the limit).
+    /// a hook with the wrong signature, or an instantiation failure (unknown import, start trap, memory over the limit,
+    /// a start function over <see cref="PluginHostOptions.LoadTimeout"/> or the plugin's time limit, the smaller).
+    /// Throws <see cref="OperationCanceledException"/> when <paramref name="cancellationToken"/> ended the start function.
     /// </summary>
-    public static LoadedPlugin Load(PluginRuntime runtime, string path, PluginCounters counters)
+    public static LoadedPlugin Load(PluginRuntime runtime, string path, PluginCounters counters, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(runtime);
         var name = Path.GetFileNameWithoutExtension(path);
@@ -88,8 +90,19 @@ public sealed class LoadedPlugin : IDisposable
             var module = runtime.Modules.GetOrCompile(name, bytes);
             var hooks = CheckExports(module);
             var plugin = new LoadedPlugin(runtime, name, path, hash, manifest, module, hooks, counters);
-            // The trial instance runs the start function under the hook limit (a load has no caller's token).
-            plugin._idle.Enqueue(plugin.CreateInstance(manifest.Limits.MemoryMb, manifest.Limits.Fuel, manifest.Limits.Timeout, CancellationToken.None));
+            // The trial instance runs the start function under the hook limits, its time capped by the load limit: a load
+            // runs at start-up (in the catalog's factory) and under the reload lock, and timeout_ms may be a day, so a
+            // start function that slept held the start-up or every reload for up to that long.
+            var timeout = LoadLimit(manifest.Limits.Timeout, runtime.Options.LoadTimeout);
+            try
+            {
+                plugin._idle.Enqueue(plugin.CreateInstance(manifest.Limits.MemoryMb, manifest.Limits.Fuel, timeout, cancellationToken));
+            }
+            catch (WasmtimeException e) when (e.InnerException is OperationCanceledException && cancellationToken.IsCancellationRequested)
+            {
+                throw new OperationCanceledException("the plugin load was cancelled", e, cancellationToken);
+            }
+
             return plugin;
         }
         catch (Exception e) when (e is WasmtimeException or IOException or UnauthorizedAccessException or FormatException or PluginCallException)
@@ -97,6 +110,10 @@ public sealed class LoadedPlugin : IDisposable
             throw new PluginLoadException(name, path, e.Message, e);
         }
     }
+
+    /// <summary>The smaller of the plugin's time limit and the host's load limit (a negative one is no limit).</summary>
+    private static TimeSpan LoadLimit(TimeSpan timeout, TimeSpan loadTimeout) =>
+        loadTimeout < TimeSpan.Zero ? timeout : timeout < TimeSpan.Zero || loadTimeout < timeout ? loadTimeout : timeout;
 
     /// <summary>The ABI's exports and their signatures (spec §7.3), read from the module before anything runs.</summary>
     private static PluginHooks CheckExports(Module module)

@@ -5,13 +5,17 @@ namespace Propeller.Plugins.Runtime;
 /// <summary>
 /// Fire-and-forget hook calls (on_task_start, on_task_complete): each runs in the background under the plugin's limits,
 /// failures are only logged and counted (by the plugin), and <see cref="DrainAsync"/> waits for those still running.
-/// At most <paramref name="maxPending"/> run at once and none start once draining began: the caller drops (and reports)
-/// a notification <see cref="TryStart(Func{Task})"/> refuses, so a slow plugin cannot pile calls up without bound and
-/// nothing runs on a plugin being disposed.
+/// At most <paramref name="maxPendingPerPlugin"/> of one plugin run at once and none start once draining began: the
+/// caller drops (and reports) a notification <see cref="TryStart(string, Func{Task})"/> refuses, so a slow plugin cannot
+/// pile calls up without bound and nothing runs on a plugin being disposed. The limit is per plugin: with one budget for
+/// all, a plugin whose on_task_complete ran to its time limit filled it, and every other plugin's notifications dropped.
 /// </summary>
-internal sealed class NotificationCalls(int maxPending)
+internal sealed class NotificationCalls(int maxPendingPerPlugin)
 {
     private readonly ConcurrentDictionary<long, Task> _running = new();
+
+    // Pending calls by plugin; changed under _gate only (read there too), so a plain dictionary.
+    private readonly Dictionary<string, int> _pending = new(StringComparer.Ordinal);
 
     // Guards the check, the registration and the start of the drain together: a call is counted before it can end (so
     // its removal always follows its registration and nothing stays counted), the limit is never passed by two callers
@@ -20,10 +24,20 @@ internal sealed class NotificationCalls(int maxPending)
     private long _next;
     private bool _draining;
 
+    /// <summary>Calls queued or running, of every plugin.</summary>
     public int Count => _running.Count;
 
+    /// <summary>Calls of <paramref name="plugin"/> queued or running.</summary>
+    public int PendingOf(string plugin)
+    {
+        lock (_gate)
+        {
+            return _pending.GetValueOrDefault(plugin);
+        }
+    }
+
     /// <summary>Calls <paramref name="hook"/> of <paramref name="plugin"/> in the background; false: dropped.</summary>
-    public bool TryStart(LoadedPlugin plugin, string hook, byte[] request) => TryStart(async () =>
+    public bool TryStart(LoadedPlugin plugin, string hook, byte[] request) => TryStart(plugin.Name, async () =>
     {
         try
         {
@@ -35,15 +49,16 @@ internal sealed class NotificationCalls(int maxPending)
         }
     });
 
-    /// <summary>Runs <paramref name="call"/> in the background (it handles its own failures); false: dropped, because
-    /// the drain began or <c>maxPending</c> calls are running.</summary>
-    public bool TryStart(Func<Task> call)
+    /// <summary>Runs <paramref name="call"/> of <paramref name="plugin"/> in the background (it handles its own
+    /// failures); false: dropped, because the drain began or <c>maxPendingPerPlugin</c> calls of that plugin are running.</summary>
+    public bool TryStart(string plugin, Func<Task> call)
     {
         long id;
         Task run;
         lock (_gate)
         {
-            if (_draining || _running.Count >= maxPending)
+            var pending = _pending.GetValueOrDefault(plugin);
+            if (_draining || pending >= maxPendingPerPlugin)
             {
                 return false;
             }
@@ -51,6 +66,7 @@ internal sealed class NotificationCalls(int maxPending)
             id = ++_next;
             run = Task.Run(call);
             _running[id] = run;
+            _pending[plugin] = pending + 1;
         }
 
         // Attached after the registration: it runs once the call has ended, at once if it already has. A failure the call
@@ -60,7 +76,18 @@ internal sealed class NotificationCalls(int maxPending)
             ended =>
             {
                 _ = ended.Exception;
-                _running.TryRemove(id, out Task? _);
+                lock (_gate)
+                {
+                    _running.TryRemove(id, out Task? _);
+                    if (_pending[plugin] is var left && left > 1)
+                    {
+                        _pending[plugin] = left - 1;
+                    }
+                    else
+                    {
+                        _pending.Remove(plugin);
+                    }
+                }
             },
             CancellationToken.None,
             TaskContinuationOptions.ExecuteSynchronously,
@@ -68,7 +95,8 @@ internal sealed class NotificationCalls(int maxPending)
         return true;
     }
 
-    /// <summary>Starts no more calls and waits for those running now; false when <paramref name="timeout"/> passed first.</summary>
+    /// <summary>Starts no more calls and waits for those running now; false when <paramref name="timeout"/> passed or
+    /// <paramref name="cancellationToken"/> was cancelled first (it never throws for either).</summary>
     public async Task<bool> DrainAsync(TimeSpan timeout, CancellationToken cancellationToken)
     {
         Task[] pending;
@@ -90,6 +118,12 @@ internal sealed class NotificationCalls(int maxPending)
         }
         catch (TimeoutException)
         {
+            return false;
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // The host's stop token (its shutdown timeout) usually fires before ours: that is the drain giving up too, and
+            // the caller logs what is still running. Before, the cancellation left StopAsync and nothing said so.
             return false;
         }
     }

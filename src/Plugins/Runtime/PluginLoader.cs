@@ -11,7 +11,9 @@ public static class PluginLoader
 {
     /// <param name="skipComponents">The proplet loads component plugins itself (<see cref="ComponentFiles"/>); elsewhere a
     /// component is a file that cannot be loaded.</param>
-    public static PluginSet Load(PluginRuntime runtime, string? directory, ConcurrentDictionary<string, PluginCounters> counters, bool skipComponents = false)
+    /// <param name="cancellationToken">Ends a start function that runs or sleeps: the load throws
+    /// <see cref="OperationCanceledException"/> and the plugins loaded so far are retired.</param>
+    public static PluginSet Load(PluginRuntime runtime, string? directory, ConcurrentDictionary<string, PluginCounters> counters, bool skipComponents = false, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(runtime);
         ArgumentNullException.ThrowIfNull(counters);
@@ -83,7 +85,7 @@ public static class PluginLoader
 
             try
             {
-                var plugin = LoadedPlugin.Load(runtime, file, counters.GetOrAdd(name, _ => new PluginCounters()));
+                var plugin = LoadedPlugin.Load(runtime, file, counters.GetOrAdd(name, _ => new PluginCounters()), cancellationToken);
                 loaded.Add(plugin);
                 PluginLog.Loaded(runtime.Logger, name, file, plugin.Hash[..12], string.Join(',', PluginHookNames.Names(plugin.Hooks)));
                 if (!plugin.Active)
@@ -99,6 +101,15 @@ public static class PluginLoader
             {
                 PluginLog.Skipped(runtime.Logger, name, file, e.Message);
                 skipped.Add(new PluginLoadError(name, file, e.Message));
+            }
+            catch (OperationCanceledException)
+            {
+                foreach (var plugin in loaded)
+                {
+                    plugin.Retire();
+                }
+
+                throw;
             }
         }
 

@@ -34,13 +34,13 @@ internal static partial class PluginLog
     [LoggerMessage(EventId = 5008, Level = LogLevel.Warning, Message = "Plugin {Plugin} {Hook} failed ({Kind}): {Error}")]
     public static partial void CallFailed(ILogger logger, string plugin, string hook, PluginFailureKind kind, string error);
 
-    [LoggerMessage(EventId = 5009, Level = LogLevel.Information, Message = "Plugins reloaded: {Count} loaded, {Skipped} skipped")]
-    public static partial void Reloaded(ILogger logger, int count, int skipped);
+    [LoggerMessage(EventId = 5009, Level = LogLevel.Information, Message = "Plugins reloaded: {Count} loaded, {Skipped} skipped, {Kept} kept at their previous version")]
+    public static partial void Reloaded(ILogger logger, int count, int skipped, int kept);
 
-    [LoggerMessage(EventId = 5010, Level = LogLevel.Warning, Message = "Dropped an {Hook} notification: {Pending} notifications pending")]
-    public static partial void NotificationDropped(ILogger logger, string hook, int pending);
+    [LoggerMessage(EventId = 5010, Level = LogLevel.Warning, Message = "Dropped an {Hook} notification of plugin {Plugin}: {Pending} of its notifications pending")]
+    public static partial void NotificationDropped(ILogger logger, string hook, string plugin, int pending);
 
-    [LoggerMessage(EventId = 5011, Level = LogLevel.Warning, Message = "Shutdown: {Pending} plugin notifications still running after the drain timeout")]
+    [LoggerMessage(EventId = 5011, Level = LogLevel.Warning, Message = "Shutdown: {Pending} plugin notifications still running when the drain ended (its timeout passed or the host's stop was cancelled)")]
     public static partial void DrainTimedOut(ILogger logger, int pending);
 
     [LoggerMessage(EventId = 5012, Level = LogLevel.Information, Message = "Plugin {Plugin} is inactive (manifest); it is listed but not called")]
@@ -48,4 +48,7 @@ internal static partial class PluginLog
 
     [LoggerMessage(EventId = 5013, Level = LogLevel.Error, Message = "Plugins not reloaded, the ones loaded before stay in place: {Reason}")]
     public static partial void ReloadFailed(ILogger logger, string reason);
+
+    [LoggerMessage(EventId = 5016, Level = LogLevel.Warning, Message = "Plugin {Plugin}: {File} was not loaded by the reload ({Error}); its previous version (sha256 {Hash}) stays loaded")]
+    public static partial void KeptPrevious(ILogger logger, string plugin, string file, string error, string hash);
 }

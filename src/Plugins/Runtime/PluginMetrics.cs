@@ -16,6 +16,7 @@ public sealed class PluginMetrics : IDisposable
     private readonly Counter<long> _denies;
     private readonly Counter<long> _failures;
     private readonly Counter<long> _dropped;
+    private readonly Counter<long> _reloadKept;
     private readonly Histogram<double> _duration;
     private readonly Counter<long> _jobsEnqueued;
     private readonly Counter<long> _jobsRejected;
@@ -27,7 +28,8 @@ public sealed class PluginMetrics : IDisposable
         _calls = _meter.CreateCounter<long>("propeller.plugins.calls", description: "Plugin hook calls");
         _denies = _meter.CreateCounter<long>("propeller.plugins.denies", description: "Hook calls that denied (failures included)");
         _failures = _meter.CreateCounter<long>("propeller.plugins.failures", description: "Hook calls that trapped, timed out, ran out of a limit or answered garbage");
-        _dropped = _meter.CreateCounter<long>("propeller.plugins.notifications.dropped", description: "on_task_* notifications dropped because too many were pending");
+        _dropped = _meter.CreateCounter<long>("propeller.plugins.notifications.dropped", description: "on_task_* notifications dropped because too many of the plugin's were pending");
+        _reloadKept = _meter.CreateCounter<long>("propeller.plugins.reload.kept", description: "Plugins whose file failed to load on a reload and whose previous version was kept");
         _duration = _meter.CreateHistogram<double>("propeller.plugins.call.duration", unit: "s", description: "Plugin hook call duration");
         _jobsEnqueued = _meter.CreateCounter<long>("propeller.plugins.jobs.enqueued", description: "Jobs enqueued by plugins");
         _jobsRejected = _meter.CreateCounter<long>("propeller.plugins.jobs.rejected", description: "queue.enqueue calls refused (errno tag)");
@@ -54,7 +56,9 @@ public sealed class PluginMetrics : IDisposable
 
     internal void Deny(string plugin, string hook) => _denies.Add(1, new TagList { { "plugin", plugin }, { "hook", hook } });
 
-    internal void NotificationDropped(string hook) => _dropped.Add(1, new KeyValuePair<string, object?>("hook", hook));
+    internal void NotificationDropped(string plugin, string hook) => _dropped.Add(1, new TagList { { "plugin", plugin }, { "hook", hook } });
+
+    internal void ReloadKept(string plugin) => _reloadKept.Add(1, new KeyValuePair<string, object?>("plugin", plugin));
 
     internal void JobEnqueued(string plugin) => _jobsEnqueued.Add(1, new KeyValuePair<string, object?>("plugin", plugin));
 

@@ -43,7 +43,7 @@ internal sealed class PluginDir : IDisposable
             var options = new PluginHostOptions { Directory = Path };
             configure?.Invoke(options);
             _catalog = new PluginCatalog(options, Log, Metrics, jobs);
-            _catalog.Reload();
+            _catalog.Reload(TestContext.Current.CancellationToken);
         }
 
         return _catalog;
