@@ -42,7 +42,8 @@ public sealed record RedispatchTasksOf(string PropletId, string Reason, DateTime
 /// <summary>
 /// A timer chain's identity, stored as a Marten document beside the events ("sweep", "liveness:{proplet}"): the token
 /// of the one live chain and when its next message is due. A new chain replaces the token, and the old chain's message
-/// finds a different token when it fires and stops.
+/// finds a different token when it fires and stops. Each link stores a new token for its next one too: a link handled
+/// twice leaves only the last writer's next link (with the token it came with, both would pass the check for good).
 /// </summary>
 public sealed class SchedulerTimer
 {

@@ -122,18 +122,24 @@ public static class BrokerMessageHandler
     /// <summary>
     /// A message that can never be published (an empty topic: ArgumentException) is a dead letter at once. One that
     /// fails because the broker or PostgreSQL cannot be reached now (no connection or no acknowledgement within
-    /// MANAGER_MQTT_TIMEOUT: TimeoutException; PostgreSQL's transient errors) waits in PostgreSQL and is tried again
-    /// after 0.1, 1, 5 s and then every 30 s for as long as it takes: as a dead letter, its task would stay Running on a
-    /// proplet that never got it. Any other failed publish (the broker refuses it) is tried again four times, then it is
-    /// a dead letter in PostgreSQL (GET /dead-letters, replayable).
+    /// MANAGER_MQTT_TIMEOUT: TimeoutException; PostgreSQL's transient errors) waits in PostgreSQL and is tried again for
+    /// as long as it takes, after a pause that grows with the message's age (0.1 s while it is under a second old, 1 s
+    /// under 10 s, 5 s under a minute, then every 30 s): as a dead letter, its task would stay Running on a proplet that
+    /// never got it. Any other failed publish (the broker refuses it) is tried again four times (after 0.1, 1, 5 and
+    /// 30 s), then it is a dead letter in PostgreSQL (GET /dead-letters, replayable). Those four are counted by the
+    /// envelope's attempts, which is why a failure of the first kind is not counted as one (<see cref="UncountedRetry"/>):
+    /// Wolverine numbers a rule's slots by all attempts, and a start that timed out four times was a dead letter at its
+    /// first refusal.
     /// </summary>
     public static void Configure(HandlerChain chain)
     {
         ArgumentNullException.ThrowIfNull(chain);
         chain.OnException<ArgumentException>().MoveToErrorQueue();
         chain.OnException<BrokerPublishException>(e => e.MaximumPacketSize is not null, "larger than the broker's maximum packet size").MoveToErrorQueue();
-        chain.OnException(Infrastructure.PostgresFailures.IsTransient, "broker or PostgreSQL unreachable")
-            .ScheduleRetryIndefinitely(TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(30));
+        chain.OnException(Infrastructure.PostgresFailures.IsTransient, "broker or PostgreSQL unreachable").ContinueWith(new UncountedRetry(
+            [TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(10), TimeSpan.FromMinutes(1)],
+            OwnRetries.Slots(p => p.ScheduleRetry(TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(30))),
+            "a scheduled retry for as long as it takes, not counted as an attempt"));
         chain.OnAnyException().ScheduleRetry(TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(30));
     }
 

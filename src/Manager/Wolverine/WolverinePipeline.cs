@@ -131,18 +131,27 @@ internal static class WolverinePipeline
 
             // A lost race on a stream decides again on the new state (Marten's optimistic concurrency): as many tries
             // as our CommandHandler's and more, each after a short, jittered pause, so many writers on one stream
-            // (twelve in the test) all get through.
-            opts.OnException<JasperFx.ConcurrencyException>().RetryWithCooldown(
-                [.. Enumerable.Range(0, 12).Select(i => TimeSpan.FromMilliseconds(Math.Min(2 << i, 100)))]).WithFullJitter();
-            opts.OnException<Marten.Exceptions.ExistingStreamIdCollisionException>().RetryTimes(3);
+            // (twelve in the test) all get through. Each rule counts only its own failures (OwnRetries): Wolverine's
+            // slots are numbered by the envelope's attempts of any kind, so a message that lost races first found a
+            // later transient error's tries used up (and the other way round) and was a dead letter at once.
+            opts.OnException<JasperFx.ConcurrencyException>().ContinueWith(new OwnRetries(
+                "conflict", OwnRetries.Slots(p => p.RetryWithCooldown([.. Enumerable.Range(0, 12).Select(i => TimeSpan.FromMilliseconds(Math.Min(2 << i, 100)))]).WithFullJitter()),
+                OwnRetries.DeadLetter, "a dead letter"));
+            opts.OnException<Marten.Exceptions.ExistingStreamIdCollisionException>().ContinueWith(new OwnRetries(
+                "stream-collision", OwnRetries.Slots(p => p.RetryTimes(3)), OwnRetries.DeadLetter, "a dead letter"));
 
-            // PostgreSQL unreachable, restarting or deadlocked (also wrapped in Marten's errors): tried again shortly,
-            // then later, rather than dead-lettered at once. The sweep and liveness timers are chains in which each
-            // link schedules the next, so a link lost to a failover would have stopped its chain; what still fails
-            // after the last try is a dead letter (GET /dead-letters, replayable).
-            opts.OnException(Infrastructure.PostgresFailures.IsTransient, "PostgreSQL unreachable or transient")
-                .RetryWithCooldown(TimeSpan.FromMilliseconds(50), TimeSpan.FromMilliseconds(250), TimeSpan.FromSeconds(1))
-                .Then.ScheduleRetry(TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(30), TimeSpan.FromMinutes(2), TimeSpan.FromMinutes(5));
+            // PostgreSQL unreachable, restarting or deadlocked (also wrapped in Marten's errors): tried again shortly
+            // (three times in a row), then later, for as long as it takes: a durable message (placement, the sweep and
+            // liveness links, a re-dispatch) decides on the state it finds, so another try is always safe, and the sweep
+            // and liveness timers are chains in which each link schedules the next, so a link lost to a failover would
+            // have stopped its chain. The later try is scheduled 5 s, 30 s, 2 min, then every 5 min ahead, by the
+            // envelope's attempts (each scheduled try begins with its three quick ones again). A message invoked inline
+            // (a command of the API, a proplet's result) gets the quick tries; then its caller gets the error.
+            var later = OwnRetries.Slots(p => p.ScheduleRetry(TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(30), TimeSpan.FromMinutes(2), TimeSpan.FromMinutes(5)));
+            opts.OnException(Infrastructure.PostgresFailures.IsTransient, "PostgreSQL unreachable or transient").ContinueWith(new OwnRetries(
+                "transient", OwnRetries.Slots(p => p.RetryWithCooldown(TimeSpan.FromMilliseconds(50), TimeSpan.FromMilliseconds(250), TimeSpan.FromSeconds(1))),
+                (ex, envelope) => OwnRetries.Continue(later[Math.Clamp((envelope.Attempts - 1) / 4, 0, later.Count - 1)], ex, envelope),
+                "a scheduled retry for as long as it takes"));
 
             opts.CodeGeneration.TypeLoadMode = TypeLoadMode.Static;
         });
@@ -302,4 +311,113 @@ internal sealed partial class SweepAtStart(IHostApplicationLifetime lifetime, IW
 
     [LoggerMessage(EventId = 6107, Level = LogLevel.Warning, Message = "The start-up sweep of waiting tasks could not be published (attempt {Attempt}); trying again in {Delay}")]
     private static partial void LogSweepNotPublished(ILogger logger, int attempt, TimeSpan delay, Exception exception);
+}
+
+/// <summary>
+/// Retries of one kind of failure that count only failures of that kind. A Wolverine failure rule acts on the slot
+/// numbered by the envelope's total attempts, which includes failures other rules caught: a scheduling message that lost
+/// seven stream races then met a transient PostgreSQL error found the transient rule's seven slots used up and was a dead
+/// letter at once; a start that timed out four times then was refused once was a dead letter with no retry. This source,
+/// plugged into a rule with <c>ContinueWith</c> (applied on every attempt), counts its own failures in an envelope header
+/// and carries out Wolverine's own continuation for that step (<see cref="Steps"/>: built with Wolverine's policy DSL),
+/// then <see cref="After"/>'s once they are used up. The header lives as long as the envelope in memory: across inline
+/// retries, not a scheduled retry (Wolverine stores only the attempt count and reads the envelope again from PostgreSQL),
+/// so it counts the failures of one run of inline retries; it is removed when the steps are used up, so a dead letter
+/// replayed later starts afresh.
+/// </summary>
+internal sealed class OwnRetries(string kind, IReadOnlyList<FailureSlot> steps, Func<Exception, Envelope, IContinuation> after, string afterDescription) : IContinuationSource
+{
+    private readonly string _header = "propeller-retries-" + kind;
+
+    /// <summary>Wolverine's continuation for each own failure, in turn.</summary>
+    public IReadOnlyList<FailureSlot> Steps => steps;
+
+    /// <summary>What follows once the steps are used up (a dead letter, a scheduled retry).</summary>
+    public Func<Exception, Envelope, IContinuation> After => after;
+
+    public string Description => $"{kind}: {string.Join(", then ", steps.Select(s => s.Describe()))}, then {afterDescription} (counting only {kind} failures)";
+
+    public IContinuation Build(Exception ex, Envelope envelope)
+    {
+        ArgumentNullException.ThrowIfNull(envelope);
+        var count = (envelope.Headers.TryGetValue(_header, out var value) && int.TryParse(value, System.Globalization.CultureInfo.InvariantCulture, out var n) ? n : 0) + 1;
+        if (count <= steps.Count)
+        {
+            envelope.Headers[_header] = count.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            return Continue(steps[count - 1], ex, envelope);
+        }
+
+        envelope.Headers.Remove(_header);
+        return after(ex, envelope);
+    }
+
+    /// <summary>Wolverine's continuations as its policy DSL builds them (<paramref name="policy"/> on a rule matching
+    /// everything), one slot per step.</summary>
+    public static IReadOnlyList<FailureSlot> Slots(Action<PolicyExpression> policy)
+    {
+        ArgumentNullException.ThrowIfNull(policy);
+        var holder = new Holder();
+        policy(holder.OnException(_ => true, "any"));
+        return [.. holder.Failures.Single()];
+    }
+
+    /// <summary>Wolverine's dead letter continuation.</summary>
+    public static IContinuation DeadLetter(Exception ex, Envelope envelope) => Continue(DeadLetterSlot.Value, ex, envelope);
+
+    /// <summary>The continuation Wolverine's <paramref name="slot"/> builds for this failure.</summary>
+    public static IContinuation Continue(FailureSlot slot, Exception ex, Envelope envelope)
+    {
+        ArgumentNullException.ThrowIfNull(slot);
+        return slot.Build(ex, envelope) ?? throw new InvalidOperationException($"Wolverine built no continuation for \"{slot.Describe()}\"");
+    }
+
+    private static readonly Lazy<FailureSlot> DeadLetterSlot = new(() => Slots(p => p.MoveToErrorQueue())[0]);
+
+    private sealed class Holder : IWithFailurePolicies
+    {
+        public FailureRuleCollection Failures { get; } = new();
+    }
+}
+
+/// <summary>
+/// A retry that is not counted as an attempt: the envelope's attempt count is put back before it is scheduled again, so
+/// the rules that count attempts (a refused publish's four retries) see only the failures that were not this kind.
+/// For failures that say nothing about the message (the broker or PostgreSQL unreachable), retried for as long as it
+/// takes: the pause grows with the message's age (<see cref="Delay"/>), since the attempt count no longer tells.
+/// </summary>
+internal sealed class UncountedRetry(IReadOnlyList<TimeSpan> ages, IReadOnlyList<FailureSlot> retries, string description) : IContinuationSource
+{
+    public string Description => description;
+
+    /// <summary>The retry for a message of this age: the one at the index of the first age bound it is under (one retry
+    /// more than bounds: the last is for any older message).</summary>
+    public FailureSlot Delay(TimeSpan age)
+    {
+        var index = 0;
+        while (index < ages.Count && age >= ages[index])
+        {
+            index++;
+        }
+
+        return retries[Math.Min(index, retries.Count - 1)];
+    }
+
+    public IContinuation Build(Exception ex, Envelope envelope)
+    {
+        ArgumentNullException.ThrowIfNull(envelope);
+        return new PutBack(OwnRetries.Continue(Delay(DateTimeOffset.UtcNow - envelope.SentAt), ex, envelope));
+    }
+
+    private sealed class PutBack(IContinuation inner) : IContinuation
+    {
+        public ValueTask ExecuteAsync(IEnvelopeLifecycle lifecycle, IWolverineRuntime runtime, DateTimeOffset now, System.Diagnostics.Activity? activity)
+        {
+            if (lifecycle.Envelope is { Attempts: > 0 } envelope)
+            {
+                envelope.Attempts--;
+            }
+
+            return inner.ExecuteAsync(lifecycle, runtime, now, activity);
+        }
+    }
 }

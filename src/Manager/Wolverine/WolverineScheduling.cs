@@ -265,6 +265,12 @@ public sealed partial class WolverineScheduling(
             await hook(waiting, cancellationToken);
         }
 
+        // A fresh token for the next link, not the one this link came with: this link may be handled twice (a stalled
+        // node's envelope recovered by a survivor while the node finishes it; a commit that succeeded on the server
+        // retried inline after a connection error), and with the same token both handlings' next links would pass the
+        // token check, a second chain for good. With a new token per handling only the last writer's link matches the
+        // document; the other stops when it fires, and a handling after a commit finds the token changed and stops.
+        timer.Token = Guid.NewGuid();
         ScheduleSweep(session, outgoing, timer, NextSweep(waiting));
     }
 
@@ -483,8 +489,11 @@ public sealed partial class WolverineScheduling(
     /// <summary>Attaches the metadata listener to a scheduling handler's session (system user, no correlation of its own).</summary>
     public CommandSessionListener Attach(IDocumentSession session) => sessions.Attach(session, SystemMetadata(null));
 
+    /// <summary>The next check of the liveness chain <paramref name="timer"/>, due at <paramref name="dueAt"/>, under a fresh
+    /// token (as the sweep chain's next link, <see cref="ContinueChainAsync"/>): a check handled twice leaves one chain.</summary>
     private static void ScheduleLiveness(IDocumentSession session, OutgoingMessages outgoing, SchedulerTimer timer, string propletId, DateTimeOffset dueAt)
     {
+        timer.Token = Guid.NewGuid();
         timer.DueAt = dueAt;
         session.Store(timer);
         outgoing.Schedule(new CheckLiveness(propletId, timer.Token), dueAt);
