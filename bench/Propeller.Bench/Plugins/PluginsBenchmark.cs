@@ -37,7 +37,7 @@ internal static class PluginsBenchmark
             File.Delete(wasm);
             using var metrics = new PluginMetrics();
             using var catalog = new PluginCatalog(new PluginHostOptions { Directory = dir.FullName }, NullLogger<PluginCatalog>.Instance, metrics);
-            catalog.Reload();
+            catalog.Reload(cancellationToken);
             await using var gate = new WasmPluginGate(catalog, NullLogger<WasmPluginGate>.Instance);
             var context = new PluginAuthContext("alice", PluginAction.Start);
             var task = new PluginTaskInfo
