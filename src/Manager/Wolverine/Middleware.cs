@@ -84,7 +84,9 @@ public sealed class RunTaskCommandValidator : AbstractValidator<RunTaskCommand>
 /// The plugin gate as middleware of the task command handler (ADR 0014, spec §7.5, §7.6, §7.9): before the decision it
 /// authorizes the command (a deny throws <see cref="PluginDeniedException"/>: nothing is decided or appended, the
 /// route answers 403) and enriches a create; every decision goes into the events' metadata as headers. After the
-/// commit it sends <c>on_task_start</c> for a start that appended. With no plugins nothing is read or called.
+/// commit it sends <c>on_task_start</c> for a start that appended. With no plugins nothing is read or called. A command
+/// that comes already gated (<see cref="RunTaskCommand.Gated"/>: <see cref="TaskCommandBatcher"/> gated it on its
+/// request's flow before queueing it) keeps that outcome: the plugins are not asked twice.
 /// </summary>
 public static class PluginGateMiddleware
 {
@@ -93,6 +95,11 @@ public static class PluginGateMiddleware
         ArgumentNullException.ThrowIfNull(message);
         ArgumentNullException.ThrowIfNull(plugins);
         ArgumentNullException.ThrowIfNull(queries);
+        if (message.Gated is { } gatedBefore)
+        {
+            return gatedBefore;
+        }
+
         if (!plugins.Active)
         {
             return new GatedCommand(message.Command, message.Metadata, null);

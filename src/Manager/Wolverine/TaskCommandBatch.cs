@@ -25,47 +25,41 @@ public sealed record RunTaskCommands(IReadOnlyList<RunTaskCommand> Commands);
 
 /// <summary>
 /// What one command of a <see cref="RunTaskCommands"/> came to: its result and the gated command (for the plugin
-/// notifications after the commit), or the refusal (a failed validation, a plugin's deny) that kept it from the decider.
+/// notifications after the commit).
 /// </summary>
-public sealed record TaskCommandOutcome(CommandResult<TaskEvent, TaskState>? Result, GatedCommand? Gated, Exception? Refusal);
+public sealed record TaskCommandOutcome(CommandResult<TaskEvent, TaskState> Result, GatedCommand Gated);
 
 /// <summary>The outcomes of a <see cref="RunTaskCommands"/>, in the batch's order.</summary>
 public sealed record TaskCommandOutcomes(IReadOnlyList<TaskCommandOutcome> Outcomes);
 
 /// <summary>
-/// Decides a batch of task commands in one transaction (ADR 0016). Each command goes through what the single command's
-/// middleware does (FluentValidation, then the plugin gate) and is refused alone when they say no; the others are
-/// decided by <see cref="TaskCommandHandler.DecideAsync"/> on their task as fetched for writing in one batched query (a
-/// create, whose id the API has just made, starts its stream without that read). The events (each stream stamped with
-/// its own command's metadata) and the cascaded start and stop messages commit together through Wolverine's
-/// transactional middleware; a lost race on any stream fails the batch with Marten's concurrency error, and the conflict
-/// policy decides the whole batch again.
+/// Decides a batch of task commands in one transaction (ADR 0016). Every command comes already validated and gated
+/// (<see cref="RunTaskCommand.Gated"/>: <see cref="TaskCommandBatcher"/> ran FluentValidation and the plugin gate on
+/// the submitter's flow, with its cancellation, before queueing it), so no plugin call runs here and a slow one holds
+/// up no other command. Each is decided by <see cref="TaskCommandHandler.DecideAsync"/> on its task as fetched for
+/// writing in one batched query (a create, whose id the API has just made, starts its stream without that read). The
+/// events (each stream stamped with its own command's metadata, the plugin decisions among its headers) and the
+/// cascaded start and stop messages commit together through Wolverine's transactional middleware; a lost race on any
+/// stream fails the batch with Marten's concurrency error, and the conflict policy decides the whole batch again, with
+/// the gate outcomes the commands were queued with.
 /// </summary>
 public static class RunTaskCommandsHandler
 {
     public static async Task<(TaskCommandOutcomes, OutgoingMessages)> HandleAsync(
-        RunTaskCommands message, IDocumentSession session, IValidator<RunTaskCommand> validator, TaskPlugins plugins, ITaskQueries queries,
-        CommandSessionServices services, StopMessages stops, WolverinePlacement placement, CancellationToken cancellationToken)
+        RunTaskCommands message, IDocumentSession session, CommandSessionServices services, StopMessages stops, WolverinePlacement placement,
+        CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(message);
         ArgumentNullException.ThrowIfNull(services);
         var commands = message.Commands;
-        var gated = new GatedCommand?[commands.Count];
+        var gated = new GatedCommand[commands.Count];
         var outcomes = new TaskCommandOutcome[commands.Count];
         for (var i = 0; i < commands.Count; i++)
         {
-            try
-            {
-                FluentValidationMiddleware.Validate(commands[i], validator);
-                gated[i] = await PluginGateMiddleware.BeforeAsync(commands[i], plugins, queries, cancellationToken);
-            }
-            catch (Exception ex) when (ex is ValidationException or PluginDeniedException)
-            {
-                outcomes[i] = new TaskCommandOutcome(null, null, ex);
-            }
+            gated[i] = commands[i].Gated ?? throw new InvalidOperationException($"task {commands[i].TaskId}'s command reached a batch without going through the gate");
         }
 
-        var existing = Enumerable.Range(0, commands.Count).Where(i => gated[i] is { Command: not CreateTask }).ToList();
+        var existing = Enumerable.Range(0, commands.Count).Where(i => gated[i].Command is not CreateTask).ToList();
         var fetched = await WolverineStreams.FetchForWritingAsync<TaskState>(session, existing.Select(i => commands[i].TaskId.Value), cancellationToken);
         var streams = new IEventStream<TaskState>?[commands.Count];
         for (var j = 0; j < existing.Count; j++)
@@ -77,11 +71,7 @@ public static class RunTaskCommandsHandler
         CommandSessionListener? listener = null;
         for (var i = 0; i < commands.Count; i++)
         {
-            if (gated[i] is not { } command)
-            {
-                continue;
-            }
-
+            var command = gated[i];
             var stream = streams[i];
             var result = await TaskCommandHandler.DecideAsync(
                 commands[i], command, stream?.Aggregate, stream?.CurrentVersion ?? 0, session, stops, placement, outgoing, cancellationToken);
@@ -94,7 +84,7 @@ public static class RunTaskCommandsHandler
                     : listener.Append(stream, streamId, result.Appended, result.State, command.Metadata);
             }
 
-            outcomes[i] = new TaskCommandOutcome(result, command, null);
+            outcomes[i] = new TaskCommandOutcome(result, command);
         }
 
         return (new TaskCommandOutcomes(outcomes), outgoing);
@@ -102,16 +92,20 @@ public static class RunTaskCommandsHandler
 }
 
 /// <summary>
-/// Group commit for the API's task commands (ADR 0016): a request's command waits in a queue; up to
+/// Group commit for the API's task commands (ADR 0016): a request's command is validated and gated by the plugins on
+/// the request's own flow and cancellation (a slow plugin holds up only that request; a client that goes away cancels
+/// its plugin call), then waits in a queue; up to
 /// <c>MANAGER_COMMAND_BATCHES</c> loops each take every command waiting (at most <see cref="MaxBatch"/>) and run them
 /// as one <see cref="RunTaskCommands"/>, so the commands that arrive while a batch commits share the next transaction.
 /// Two commands for one task go in successive rounds (each decides on the state the one before left). When a batch
 /// fails for a reason its retries did not cure, each of its commands runs again alone through the single command's
-/// handler, so one bad command costs only itself. The plugin notifications (on_task_start) follow each commit. Each
+/// handler, so one bad command costs only itself (with the gate outcome it was queued with: the plugins are not asked
+/// again). The plugin notifications (on_task_start) follow each commit. Each
 /// round's size and duration are in /metrics (<c>manager_command_batch_size</c>,
 /// <c>manager_command_batch_duration_seconds</c>): how many commands share a transaction and how long they wait for it.
 /// </summary>
-public sealed partial class TaskCommandBatcher(IWolverineRuntime runtime, TaskPlugins plugins, int batches, ILogger<TaskCommandBatcher> logger)
+public sealed partial class TaskCommandBatcher(
+    IWolverineRuntime runtime, TaskPlugins plugins, IValidator<RunTaskCommand> validator, ITaskQueries queries, int batches, ILogger<TaskCommandBatcher> logger)
     : BackgroundService
 {
     /// <summary>The most commands one batch takes.</summary>
@@ -127,7 +121,7 @@ public sealed partial class TaskCommandBatcher(IWolverineRuntime runtime, TaskPl
         "manager_command_batch_size", "{command}", "Task commands (API commands and proplet results) decided and committed together in one batch");
 
     private static readonly Histogram<double> QueueWait = ManagerMeter.Meter.CreateHistogram<double>(
-        "manager_command_queue_seconds", "s", "Time a task command waited, from its request or broker message, until a batch loop took it");
+        "manager_command_queue_seconds", "s", "Time a task command waited, from its gated request or broker message, until a batch loop took it");
 
     private static readonly Histogram<double> BatchDuration = ManagerMeter.Meter.CreateHistogram<double>(
         "manager_command_batch_duration_seconds", "s", "Time from a batch's start to its commands' answers (decide, commit, notifications)");
@@ -138,32 +132,72 @@ public sealed partial class TaskCommandBatcher(IWolverineRuntime runtime, TaskPl
     public bool Enabled => batches > 0;
 
     /// <summary>
-    /// Decides <paramref name="command"/> in the next batch; its result once committed, or the refusal
-    /// (<see cref="ValidationException"/>, <see cref="PluginDeniedException"/>) or failure thrown.
+    /// Validates and gates <paramref name="command"/> here, on the caller's flow and with its
+    /// <paramref name="cancellationToken"/> (the request's, or the broker message's), then decides it in the next batch;
+    /// its result once committed, or the refusal (<see cref="ValidationException"/>, <see cref="PluginDeniedException"/>)
+    /// or failure thrown.
     /// </summary>
     public async Task<CommandResult<TaskEvent, TaskState>> InvokeAsync(RunTaskCommand command, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(command);
-        var pending = new Pending(command, new TaskCompletionSource<CommandResult<TaskEvent, TaskState>>(TaskCreationOptions.RunContinuationsAsynchronously), Stopwatch.GetTimestamp());
-        if (!Enabled || !_queue.Writer.TryWrite(pending))
+        if (!Enabled)
         {
+            // The single command's handler chain validates and gates it, on this flow too.
             return await new MessageBus(runtime).InvokeAsync<CommandResult<TaskEvent, TaskState>>(command, cancellationToken);
+        }
+
+        // The plugin calls run before the queue, not in the batch: a batch decides and commits commands already gated,
+        // so an authorize that runs to its time limit holds up its own request, never the commands and results queued
+        // beside it.
+        var gated = await GateAsync(command, cancellationToken);
+        var pending = new Pending(gated, new TaskCompletionSource<CommandResult<TaskEvent, TaskState>>(TaskCreationOptions.RunContinuationsAsynchronously), Stopwatch.GetTimestamp());
+        if (!_queue.Writer.TryWrite(pending))
+        {
+            return await new MessageBus(runtime).InvokeAsync<CommandResult<TaskEvent, TaskState>>(gated, cancellationToken);
         }
 
         // The command commits whether or not its request is still waiting (as a single InvokeAsync would).
         return await pending.Done.Task.WaitAsync(cancellationToken);
     }
 
-    /// <summary>Runs <paramref name="commands"/> as one batch now, outside the queue (tests: what a batch that arrived together does).</summary>
+    /// <summary>
+    /// Gates <paramref name="commands"/> and runs those the gate let through as one batch now, outside the queue (tests:
+    /// what a batch that arrived together does); a refused command's task holds its refusal.
+    /// </summary>
     internal async Task<Task<CommandResult<TaskEvent, TaskState>>[]> RunTogetherAsync(IReadOnlyList<RunTaskCommand> commands, CancellationToken cancellationToken)
     {
-        var pending = commands.Select(c => new Pending(c, new TaskCompletionSource<CommandResult<TaskEvent, TaskState>>(TaskCreationOptions.RunContinuationsAsynchronously), Stopwatch.GetTimestamp())).ToList();
+        var answers = new Task<CommandResult<TaskEvent, TaskState>>[commands.Count];
+        var pending = new List<Pending>(commands.Count);
+        for (var i = 0; i < commands.Count; i++)
+        {
+            try
+            {
+                var queued = new Pending(await GateAsync(commands[i], cancellationToken), new TaskCompletionSource<CommandResult<TaskEvent, TaskState>>(TaskCreationOptions.RunContinuationsAsynchronously), Stopwatch.GetTimestamp());
+                pending.Add(queued);
+                answers[i] = queued.Done.Task;
+            }
+            catch (Exception ex) when (ex is ValidationException or PluginDeniedException)
+            {
+                answers[i] = Task.FromException<CommandResult<TaskEvent, TaskState>>(ex);
+            }
+        }
+
         foreach (var round in TaskRounds.Split(pending, p => p.Command.TaskId))
         {
             await RunAsync(round, cancellationToken);
         }
 
-        return [.. pending.Select(p => p.Done.Task)];
+        return answers;
+    }
+
+    /// <summary>
+    /// What the single command's handler chain does before deciding (FluentValidation, then the plugin gate), here on
+    /// the caller's flow: the command with its <see cref="RunTaskCommand.Gated"/> outcome, or the refusal thrown.
+    /// </summary>
+    private async Task<RunTaskCommand> GateAsync(RunTaskCommand command, CancellationToken cancellationToken)
+    {
+        FluentValidationMiddleware.Validate(command, validator);
+        return command with { Gated = await PluginGateMiddleware.BeforeAsync(command, plugins, queries, cancellationToken) };
     }
 
     protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
@@ -258,15 +292,9 @@ public sealed partial class TaskCommandBatcher(IWolverineRuntime runtime, TaskPl
         for (var i = 0; i < round.Count; i++)
         {
             var outcome = outcomes.Outcomes[i];
-            if (outcome.Refusal is not null)
-            {
-                round[i].Done.TrySetException(outcome.Refusal);
-                continue;
-            }
-
             try
             {
-                PluginGateMiddleware.AfterCommit(outcome.Gated!, outcome.Result!, plugins);
+                PluginGateMiddleware.AfterCommit(outcome.Gated, outcome.Result, plugins);
             }
             catch (Exception ex)
             {
@@ -274,10 +302,14 @@ public sealed partial class TaskCommandBatcher(IWolverineRuntime runtime, TaskPl
                 LogNotificationFailed(logger, round[i].Command.TaskId.ToString(), ex);
             }
 
-            round[i].Done.TrySetResult(outcome.Result!);
+            round[i].Done.TrySetResult(outcome.Result);
         }
     }
 
+    /// <summary>
+    /// One command of a failed batch through the single command's handler; it carries its gate outcome
+    /// (<see cref="RunTaskCommand.Gated"/>), which the handler's gate middleware keeps: the plugins are not asked again.
+    /// </summary>
     private static async Task RunAloneAsync(MessageBus bus, Pending pending, CancellationToken stoppingToken)
     {
         try

@@ -9,9 +9,13 @@ namespace Propeller.Manager.Wolverine;
 /// A task command on its way through Wolverine (ADR 0014): the pure command the decider takes, the stream it targets
 /// (the aggregate handler workflow reads <see cref="TaskId"/>), the request's metadata (correlation, user), which
 /// lands on the events, and for a create the request body, which the validation middleware checks before the handler
-/// (the command's spec is mapped from it). Invoked in process, never serialized.
+/// (the command's spec is mapped from it). Invoked in process, never serialized. <paramref name="Gated"/> is the plugin
+/// gate's outcome when the gate already ran on the submitter's flow (<see cref="TaskCommandBatcher"/> gates a command
+/// before it queues it, so a slow plugin holds up only its own request): the gate middleware then hands it on instead
+/// of asking the plugins again, so a command run again alone after its batch failed keeps the decision it was queued
+/// with.
 /// </summary>
-public sealed record RunTaskCommand(TaskId TaskId, TaskCommand Command, EventMetadata Metadata, TaskJson? Body = null);
+public sealed record RunTaskCommand(TaskId TaskId, TaskCommand Command, EventMetadata Metadata, TaskJson? Body = null, GatedCommand? Gated = null);
 
 /// <summary>
 /// What the plugin gate middleware hands the handler: the command to decide (a create enriched by <c>enrich_task</c>),
