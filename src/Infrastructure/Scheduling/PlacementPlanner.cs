@@ -28,6 +28,10 @@ public sealed record PlannedPlacement(TaskState Task, TaskCommand Command, IRead
 public sealed class PlacementPlanner(
     IPropletRegistry proplets, IOptions<SchedulerOptions> options, TimeProvider time, IPluginGate? plugins = null, PlacementsInFlight? inFlight = null) : IDisposable
 {
+    /// <summary>How many <c>on_before_proplet_select</c> calls of one round run at once (a plugin's instance pool has at
+    /// least four).</summary>
+    private const int SelectHookConcurrency = 4;
+
     /// <summary>How old the proplet snapshot used for placement at the start may get before it is read again.</summary>
     private static readonly TimeSpan SnapshotAge = TimeSpan.FromMilliseconds(250);
 
@@ -92,7 +96,9 @@ public sealed class PlacementPlanner(
     /// <summary>
     /// Plans the waiting tasks in order on one fresh read of the proplets, taken under the placement lock (load counts
     /// include this node's dispatches not committed yet and what this round placed), running the plugin hooks for each
-    /// task that is not broadcast.
+    /// task that is not broadcast: <c>on_before_proplet_select</c> before the lock (<see cref="SelectHooksAsync"/>),
+    /// <c>on_before_dispatch</c> under it (it is asked about the proplet chosen on the round's counts, and a refusal takes
+    /// the task off that proplet's count before the round's next task is placed).
     /// </summary>
     public async Task<IReadOnlyList<PlannedPlacement>> PlanAsync(IReadOnlyList<TaskState> waiting, CancellationToken cancellationToken)
     {
@@ -102,6 +108,7 @@ public sealed class PlacementPlanner(
             return [];
         }
 
+        var selections = PluginsTakePart ? await SelectHooksAsync(waiting, cancellationToken) : null;
         var planned = new List<PlannedPlacement>(waiting.Count);
         await _placing.WaitAsync(cancellationToken);
         try
@@ -111,9 +118,9 @@ public sealed class PlacementPlanner(
             var views = (await proplets.ListAsync(cancellationToken)).ToDictionary(p => p.Id.Value, StringComparer.Ordinal);
             var candidates = Candidates(views.Values, now);
             _inFlight.CountIn(candidates);
-            foreach (var task in waiting)
+            for (var i = 0; i < waiting.Count; i++)
             {
-                var plan = await PlanOneAsync(task, views, candidates, now, cancellationToken);
+                var plan = await PlanOneAsync(waiting[i], selections?[i], views, candidates, now, cancellationToken);
                 InFlight(plan);
                 planned.Add(plan);
             }
@@ -134,8 +141,29 @@ public sealed class PlacementPlanner(
     /// <summary>The start message for a task that has just been dispatched (spec propeller-edge.md §1.8).</summary>
     public OutgoingMessage StartMessage(TaskState dispatched, string? correlationId) => StartMessages.For(dispatched, Options.BaseTopic, correlationId);
 
+    /// <summary>
+    /// <c>on_before_proplet_select</c> (spec §7.7) for the round's tasks that are not broadcast, <see cref="SelectHookConcurrency"/>
+    /// at a time, before the placement lock: it depends on the task alone. Under the lock, a select hook running to its
+    /// time limit (1 s by default) held every round and start placement of the node for that long, per task of the
+    /// round (up to 200).
+    /// </summary>
+    private async Task<SelectOutcome?[]> SelectHooksAsync(IReadOnlyList<TaskState> waiting, CancellationToken cancellationToken)
+    {
+        var outcomes = new SelectOutcome?[waiting.Count];
+        var parallel = new ParallelOptions { MaxDegreeOfParallelism = SelectHookConcurrency, CancellationToken = cancellationToken };
+        await Parallel.ForEachAsync(Enumerable.Range(0, waiting.Count), parallel, async (i, token) =>
+        {
+            var task = waiting[i];
+            if (task.Spec is { Broadcast: false })
+            {
+                outcomes[i] = await _plugins.BeforePropletSelectAsync(new PluginAuthContext(task.RequestedBy, PluginAction.None), PluginTaskInfos.From(task)!, token);
+            }
+        });
+        return outcomes;
+    }
+
     private async Task<PlannedPlacement> PlanOneAsync(
-        TaskState task, Dictionary<string, PropletView> views, List<PropletCandidate> candidates, DateTimeOffset now, CancellationToken cancellationToken)
+        TaskState task, SelectOutcome? selected, Dictionary<string, PropletView> views, List<PropletCandidate> candidates, DateTimeOffset now, CancellationToken cancellationToken)
     {
         var spec = task.Spec!;
         if (spec.Broadcast)
@@ -148,8 +176,8 @@ public sealed class PlacementPlanner(
         var context = new PluginAuthContext(task.RequestedBy, PluginAction.None);
         if (PluginsTakePart)
         {
-            // on_before_proplet_select (spec §7.7): may refuse, or narrow the candidates.
-            var select = await _plugins.BeforePropletSelectAsync(context, PluginTaskInfos.From(task)!, cancellationToken);
+            // on_before_proplet_select (spec §7.7), asked before the lock: may refuse, or narrow the candidates.
+            var select = selected ?? await _plugins.BeforePropletSelectAsync(context, PluginTaskInfos.From(task)!, cancellationToken);
             decisions = select.Decisions;
             if (!select.Allowed)
             {

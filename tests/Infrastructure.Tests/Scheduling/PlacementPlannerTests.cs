@@ -36,6 +36,29 @@ public sealed class PlacementPlannerTests
         planned[1].Command.ShouldBeOfType<DispatchTask>().PropletId.ShouldBe("p1");
     }
 
+    /// <summary>
+    /// A round whose select hook is held (a plugin running to its time limit) does not hold the next round: its
+    /// on_before_proplet_select runs before the placement lock. Before, every round and start placement of the node waited
+    /// for it, per task of the round.
+    /// </summary>
+    [Fact]
+    public async Task GivenARoundWhoseSelectHookIsHeld_WhenAnotherRoundIsPlanned_ThenThatRoundIsPlacedMeanwhile()
+    {
+        var slow = Scheduled("slow");
+        var gate = new HeldSelectGate(slow.Id.ToString());
+        using var planner = Planner(gate, View("p1", running: 0), View("p2", running: 0));
+
+        var held = planner.PlanAsync([slow], Ct);
+        await gate.Entered.Task.WaitAsync(TimeSpan.FromSeconds(30), Ct);
+        var other = await planner.PlanAsync([Scheduled("b")], Ct).WaitAsync(TimeSpan.FromSeconds(30), Ct);
+        held.IsCompleted.ShouldBeFalse();
+        gate.Release.SetResult();
+        var slowPlanned = await held;
+
+        other[0].Command.ShouldBeOfType<DispatchTask>().PropletId.ShouldBe("p1");
+        slowPlanned[0].Command.ShouldBeOfType<DispatchTask>().PropletId.ShouldBe("p2", "the other round's dispatch is in flight on p1");
+    }
+
     /// <summary>A refusal without a reason (the gate's default is the prefix itself) is said once: it read
     /// "dispatch blocked by plugin: dispatch blocked by plugin".</summary>
     [Fact]
@@ -131,6 +154,40 @@ public sealed class PlacementPlannerTests
         public Task<PropletFleet> ListFleetAsync(CancellationToken cancellationToken) => throw new NotSupportedException();
 
         public Task<bool?> RecordHeartbeatAsync(PropletId id, DateTimeOffset at, CancellationToken cancellationToken) => throw new NotSupportedException();
+    }
+
+    /// <summary>Allows everything; the select hook of task <paramref name="heldTask"/> waits for <see cref="Release"/>.</summary>
+    private sealed class HeldSelectGate(string heldTask) : IPluginGate
+    {
+        public TaskCompletionSource Entered { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public TaskCompletionSource Release { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public ValueTask<GateOutcome> AuthorizeAsync(PluginAuthContext context, PluginTaskInfo task, CancellationToken cancellationToken) => ValueTask.FromResult(GateOutcome.Allow);
+
+        public ValueTask<EnrichOutcome> EnrichAsync(PluginAuthContext context, PluginTaskInfo task, CancellationToken cancellationToken) => ValueTask.FromResult(EnrichOutcome.None);
+
+        public async ValueTask<SelectOutcome> BeforePropletSelectAsync(PluginAuthContext context, PluginTaskInfo task, CancellationToken cancellationToken)
+        {
+            if (task.Id == heldTask)
+            {
+                Entered.TrySetResult();
+                await Release.Task.WaitAsync(cancellationToken);
+            }
+
+            return SelectOutcome.Allow;
+        }
+
+        public ValueTask<DispatchOutcome> BeforeDispatchAsync(PluginAuthContext context, PluginTaskInfo task, PluginPropletInfo proplet, CancellationToken cancellationToken) =>
+            ValueTask.FromResult(DispatchOutcome.Allow);
+
+        public void OnTaskStarted(PluginTaskInfo task)
+        {
+        }
+
+        public void OnTaskCompleted(PluginTaskInfo task, bool success, string? error)
+        {
+        }
     }
 
     /// <summary>Allows everything but the dispatches <c>refuse(task id, proplet id)</c> gives a reason for.</summary>
