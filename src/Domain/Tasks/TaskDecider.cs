@@ -157,6 +157,9 @@ public static class TaskDecider
                 ? spec with { Env = spec.Env.SetItems(extra) }
                 : state.Spec,
         },
+        // A serving run (a daemon or HTTP proxy whose "started" result completed it) re-dispatched from a proplet that
+        // went away: its results ("started at port N" on that proplet) and finish time were the lost run's, and stayed
+        // on the task while it ran again elsewhere (a finish before its start; a port on a proplet that is gone).
         TaskRedispatchRequested e => state with
         {
             Status = TaskStatus.Scheduled,
@@ -165,6 +168,9 @@ public static class TaskDecider
             RedispatchesCounted = e.Counted ?? e.Redispatches,
             WaitReason = e.Reason,
             StartTime = null,
+            Results = null,
+            FinishTime = null,
+            ResultLeftRunning = false,
             UpdatedAt = e.RequestedAt,
         },
         TaskCompleted e => state with { Status = TaskStatus.Completed, Results = e.Results, FinishTime = e.CompletedAt, UpdatedAt = e.CompletedAt, ResultLeftRunning = e.StillRunning == true },

@@ -285,6 +285,22 @@ public sealed class TaskDeciderTests
         state.WaitReason.ShouldBe("proplet proplet-1 went offline");
     }
 
+    /// <summary>
+    /// A serving run (a daemon whose "started" result completed it) whose proplet went away: re-dispatched, the task no
+    /// longer shows the lost run's results and finish time (its port on a proplet that is gone; a finish before the next
+    /// run's start).
+    /// </summary>
+    [Fact]
+    public void GivenAServingRun_WhenRedispatched_ThenTheLostRunsResultsAndFinishTimeAreGone()
+    {
+        var state = Given(Created, StartRequested(), Dispatched(), new TaskCompleted(Id, 1, "\"started at port 8080\"", At(3), true))
+            .When(new RedispatchTask(Id, "proplet proplet-1 went offline", 2, At(5)))
+            .Then(new TaskRedispatchRequested(Id, 1, "proplet-1", "proplet proplet-1 went offline", 1, At(5)));
+
+        state.Status.ShouldBe(TaskStatus.Scheduled);
+        (state.Results, state.FinishTime, state.ResultLeftRunning).ShouldBe((null, null, false));
+    }
+
     [Fact]
     public void GivenRedispatchLimitReached_WhenRedispatchTask_ThenFailedSayingWhy() =>
         Given(Created, StartRequested(), Dispatched(), new TaskRedispatchRequested(Id, 1, "proplet-1", "gone", 1, At(5)), new TaskDispatched(Id, 1, "proplet-2", At(6)))
