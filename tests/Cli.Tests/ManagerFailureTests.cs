@@ -316,6 +316,22 @@ public sealed partial class ManagerFailureTests : IDisposable
         manager.Requests.ToArray().ShouldBe([$"GET {FakeManager.Url}/propeller/tasks/{Id}"], get.ToString());
     }
 
+    /// <summary>A reload that kept a plugin at its previous version (its new file failed to load) says so, with why.</summary>
+    [Fact]
+    public async Task PluginReload_WithAPluginKept_SaysItRunsItsPreviousVersion()
+    {
+        const string Body = """
+            {"plugins":[],"skipped":[],"directory":"/plugins",
+             "kept":[{"name":"auth","file":"auth.wasm","error":"truncated\nmodule","sha256":"0123456789abcdef0123"}]}
+            """;
+        var manager = new FakeManager((_, _) => Task.FromResult(FakeManager.Json(Body)));
+
+        var reload = await Cli.RunAsync(manager, "plugin", "reload");
+
+        reload.Exit.ShouldBe(0, reload.ToString());
+        reload.Out.ShouldContain("kept auth at its previous version (sha256 0123456789ab): auth.wasm: truncated module");
+    }
+
     /// <summary>A 2xx answer of an unexpected shape is one line and exit 1, whatever the command.</summary>
     [Theory]
     [InlineData("{}", "task", "list")]

@@ -39,8 +39,15 @@ internal static class PluginCommands
 
         // Read before anything is printed: an answer of another shape prints no part of a table.
         var skipped = listing.GetProperty("skipped").EnumerateArray().Select(s => $"skipped {Tables.Str(s, "file")}: {Printable.Line(Tables.Str(s, "error"))}").ToList();
+
+        // A plugin whose new file failed to load runs on at its previous version (a manager before that answered without
+        // "kept"): said, or an operator reading "reloaded" would believe the new version is in.
+        var kept = listing.TryGetProperty("kept", out var keptList)
+            ? keptList.EnumerateArray().Select(k =>
+                $"kept {Tables.Str(k, "name")} at its previous version{(Tables.Str(k, "sha256") is { Length: >= 12 } sha ? $" (sha256 {sha[..12]})" : "")}: {Tables.Str(k, "file")}: {Printable.Line(Tables.Str(k, "error"))}").ToList()
+            : [];
         context.Console.Write(table);
-        foreach (var line in skipped)
+        foreach (var line in skipped.Concat(kept))
         {
             context.Output.WriteLine(line);
         }
