@@ -14,6 +14,9 @@ public sealed class DashboardCluster : IAsyncLifetime
 
     internal string PropletId { get; private set; } = "";
 
+    /// <summary>The guarded manager's plugin directory (a test that changes it puts it back).</summary>
+    internal string PluginDirectory => _plugins.FullName;
+
     internal Browser Browser { get; private set; } = null!;
 
     public async ValueTask InitializeAsync()

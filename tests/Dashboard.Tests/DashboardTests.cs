@@ -164,6 +164,29 @@ public sealed class DashboardTests(DashboardCluster cluster) : IAsyncLifetime
         await Assertions.Expect(_page.Locator("#message.info")).ToContainTextAsync("Plugins reloaded");
     }
 
+    /// <summary>A reload whose plugin file is broken (half copied) keeps the plugin at its previous version: the page
+    /// says so, with why, and the plugin stays listed.</summary>
+    [Fact]
+    public async Task APluginKeptByAReload_IsShownWithWhy()
+    {
+        var file = Path.Combine(cluster.PluginDirectory, "10-plugin-auth.wasm");
+        var good = await File.ReadAllBytesAsync(file, Ct);
+        try
+        {
+            await File.WriteAllBytesAsync(file, good[..(good.Length / 2)], Ct);
+            await _page.GotoAsync(Ui(cluster.Guarded, "#/plugins"));
+            await _page.Locator("#reload").ClickAsync();
+
+            await Assertions.Expect(_page.Locator("#kept li[data-name='10-plugin-auth']")).ToContainTextAsync("10-plugin-auth.wasm");
+            await Assertions.Expect(_page.Locator("tr[data-name='10-plugin-auth']")).ToBeVisibleAsync();
+        }
+        finally
+        {
+            await File.WriteAllBytesAsync(file, good, CancellationToken.None);
+            (await cluster.Guarded.Http.PostAsync(new Uri("/plugins/reload", UriKind.Relative), null, CancellationToken.None)).EnsureSuccessStatusCode();
+        }
+    }
+
     [Fact]
     public async Task WhenTheStreamDrops_ThePageSaysSo_AndCatchesUpAfterReconnecting()
     {

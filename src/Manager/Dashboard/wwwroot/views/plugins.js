@@ -1,4 +1,5 @@
-// The manager's Wasm plugins: order, hooks, counters, the skipped ones with why, and reload.
+// The manager's Wasm plugins: order, hooks, counters, the skipped ones with why, the ones a reload kept at their
+// previous version (their new file failed to load), and reload.
 import { api } from '../api.js';
 import { message } from '../message.js';
 import { h, stamp } from '../dom.js';
@@ -26,7 +27,9 @@ function show(page, listing) {
       ? h('table', {}, h('thead', {}, h('tr', {}, ['#', 'Name', 'Version', 'Active', 'Hooks', 'Calls', 'Denies', 'Failures', 'Jobs queued', 'Jobs ok', 'Jobs failed'].map((c) => h('th', {}, c)))), h('tbody', {}, rows))
       : h('p', { class: 'muted' }, 'No plugins loaded.'),
     listing.skipped.length ? h('section', { class: 'card error' }, h('h2', {}, 'Skipped'),
-      h('ul', {}, listing.skipped.map((s) => h('li', {}, h('strong', {}, s.file), `: ${s.error}`)))) : '');
+      h('ul', {}, listing.skipped.map((s) => h('li', {}, h('strong', {}, s.file), `: ${s.error}`)))) : '',
+    listing.kept?.length ? h('section', { id: 'kept', class: 'card error' }, h('h2', {}, 'Kept at their previous version'),
+      h('ul', {}, listing.kept.map((k) => h('li', { dataset: { name: k.name } }, h('strong', {}, k.name), ` (${k.file}, running sha256 ${(k.sha256 ?? '').slice(0, 12)}): ${k.error}`)))) : '');
 }
 
 export async function render(page) {
