@@ -170,14 +170,51 @@ synchronous_commit = off
 idle_in_transaction_session_timeout = 60s
 EOF
   fi
+  # A postmaster.pid left by a crash or a reboot whose pid now runs another program makes postgres refuse to start.
+  drop_stale "$pg_data/postmaster.pid" postgres postgres -D "$pg_data" || true
   log "starting postgres on 127.0.0.1:$pg_port"
   as_pg "$bin/pg_ctl" -D "$pg_data" -l "$pg_log" -w -t 60 start >/dev/null || { tail -20 "$pg_log" >&2; die "postgres failed to start"; }
   wait_for postgres 60 pg_running
   pg_databases
 }
 
-mq_pid() { [ -s "$mq_dir/mosquitto.pid" ] && cat "$mq_dir/mosquitto.pid"; }
-mq_running() { local p; p="$(mq_pid)" && kill -0 "$p" 2>/dev/null && port_open "$mqtt_port"; }
+# Pid files survive a reboot (.infra is on disk), and the pid in one may since belong to an unrelated process: a pid
+# counts only while /proc/PID/cmdline is the command this script started (argv[0] in any directory, then the same
+# arguments), so neither `down` nor `up` signals or trusts a stranger.
+cmdline_is() { # PID NAME ARGS...
+  local pid="$1" name="$2" argv=()
+  shift 2
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  mapfile -d '' argv 2>/dev/null <"/proc/$pid/cmdline" || return 1
+  [ ${#argv[@]} -gt 0 ] && [ "${argv[0]##*/}" = "$name" ] && [ "${argv[*]:1}" = "$*" ]
+}
+
+# pid_of FILE NAME ARGS...: prints the pid in FILE when that process runs the command NAME ARGS...
+pid_of() {
+  local file="$1" pid
+  shift
+  pid="$(head -1 "$file" 2>/dev/null)" && cmdline_is "$pid" "$@" && echo "$pid"
+}
+
+# drop_stale FILE WHAT NAME ARGS...: removes FILE (saying so) when it names no running NAME ARGS...; fails then.
+drop_stale() {
+  local file="$1" what="$2" pid
+  shift 2
+  [ -e "$file" ] || return 1
+  pid_of "$file" "$@" >/dev/null && return 0
+  pid="$(head -1 "$file" 2>/dev/null)" || true
+  if [[ "$pid" =~ ^[0-9]+$ ]] && [ -d "/proc/$pid" ]; then
+    log "$file is stale: pid $pid is now another program ($(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | cut -c1-80)), not $what; removing the file, not signalling it"
+  else
+    log "$file is stale: pid ${pid:-?} no longer runs; removing the file"
+  fi
+  rm -f "$file"
+  return 1
+}
+
+mq_cmd=(mosquitto -c "$mq_dir/mosquitto.conf" -d)
+mq_pid() { pid_of "$mq_dir/mosquitto.pid" "${mq_cmd[@]}"; }
+mq_running() { mq_pid >/dev/null && port_open "$mqtt_port"; }
 
 mq_up() {
   if mq_running; then log "mosquitto already running on 127.0.0.1:$mqtt_port"; return 0; fi
@@ -216,7 +253,8 @@ EOF
 
 # One registry: name (anon|auth), port. Storage under .infra/registry/<name>; the auth one checks an htpasswd file
 # (bcrypt of "propeller", made once with Python's crypt: the registry accepts only bcrypt).
-reg_running() { local p; p="$(cat "$reg_dir/$1.pid" 2>/dev/null)" && kill -0 "$p" 2>/dev/null && port_open "$2"; }
+reg_pid() { pid_of "$reg_dir/$1.pid" docker-registry serve "$reg_dir/$1.yml"; }
+reg_running() { reg_pid "$1" >/dev/null && port_open "$2"; }
 
 reg_start() {
   local name="$1" port="$2"
@@ -300,10 +338,10 @@ reg_down() {
   local name p port rc=0
   for name in anon auth token; do
     case "$name" in anon) port="$reg_port" ;; auth) port="$reg_auth_port" ;; token) port="$reg_token_port" ;; esac
-    if p="$(cat "$reg_dir/$name.pid" 2>/dev/null)" && kill -0 "$p" 2>/dev/null; then
-      stop_pid "registry ($name)" "$p" "$port" || rc=1
+    if drop_stale "$reg_dir/$name.pid" "registry ($name)" docker-registry serve "$reg_dir/$name.yml"; then
+      stop_pid "registry ($name)" "$(reg_pid "$name")" "$port" || rc=1
+      rm -f "$reg_dir/$name.pid"
     fi
-    rm -f "$reg_dir/$name.pid"
   done
   return $rc
 }
@@ -318,7 +356,8 @@ cmd_up() {
 
 pg_down() {
   local bin
-  if bin="$(pg_bin)" && [ -s "$pg_data/postmaster.pid" ]; then
+  # pg_ctl stop signals the pid in postmaster.pid without checking what runs under it.
+  if bin="$(pg_bin)" && drop_stale "$pg_data/postmaster.pid" postgres postgres -D "$pg_data"; then
     log "stopping postgres"
     # pg_ctl -w waits until the server has ended (60 s at most); immediate mode when the fast shutdown did not finish.
     as_pg "$bin/pg_ctl" -D "$pg_data" -m fast -w -t 60 stop >/dev/null \
@@ -329,10 +368,10 @@ pg_down() {
 
 mq_down() {
   local p rc=0
-  if p="$(mq_pid)" && kill -0 "$p" 2>/dev/null; then
-    stop_pid mosquitto "$p" "$mqtt_port" || rc=1
+  if drop_stale "$mq_dir/mosquitto.pid" mosquitto "${mq_cmd[@]}"; then
+    stop_pid mosquitto "$(mq_pid)" "$mqtt_port" || rc=1
+    rm -f "$mq_dir/mosquitto.pid"
   fi
-  rm -f "$mq_dir/mosquitto.pid"
   return $rc
 }
 
