@@ -272,10 +272,10 @@ drop_leftover_schemas
 for proj in "${projects[@]}"; do
   name="$(basename "$proj" .csproj)"
   step "test $name"
-  # A test that hangs is stopped after 5 minutes (the run counts it as failed), a project after 30 or at the end of
+  # A test that hangs is stopped after 8 minutes (the run counts it as failed), a project after 30 or at the end of
   # the time budget (no results, so it counts as broken below) instead of holding CI for ever.
   rc=0
-  bounded 30 "$name" dotnet test "$proj" -c Release --no-build --nologo --blame-hang-timeout 5m --blame-hang-dump-type none \
+  bounded 30 "$name" dotnet test "$proj" -c Release --no-build --nologo --blame-hang-timeout 8m --blame-hang-dump-type none \
     --logger "trx;LogFileName=$name.trx" --results-directory "$results/$name" || rc=$?
   trx="$results/$name/$name.trx"
   if [ "$rc" = 125 ]; then broken=$((broken + 1)); continue; fi # not run: the time budget is spent (said above)
