@@ -418,16 +418,7 @@ public sealed class HttpProxyComponentTests : IDisposable
     public void GivenResponsesMadeAndDroppedInALoop_WhenTheirFieldsAddUpPastTheBudget_ThenTheirFieldsAreNoLongerCounted()
     {
         var component = Components.Probe(
-            """
-            (i32.store (i32.const 1024) (i32.const 0x612D78))
-            (memory.fill (i32.const 2048) (i32.const 118) (i32.const 1000))
-            (local.set $a (call $fields-new))
-            (loop $fill
-              (call $append (local.get $a) (i32.const 1024) (i32.const 3) (i32.const 2048) (i32.const 1000) (i32.const 64))
-              (if (i32.load8_u (i32.const 64)) (then (br $answer (i32.const 501))))
-              (local.set $i (i32.add (local.get $i) (i32.const 1)))
-              (br_if $fill (i32.lt_u (local.get $i) (i32.const 100))))
-            (local.set $i (i32.const 0))
+            FillFields + """
             (loop $again
               (call $drop-response (call $response-new (call $clone (local.get $a))))
               (local.set $i (i32.add (local.get $i) (i32.const 1)))
@@ -457,16 +448,7 @@ public sealed class HttpProxyComponentTests : IDisposable
     public void GivenLargeFieldsClonedInALoop_WhenTheClonesPassTheRequestsBudget_ThenTheRequestFailsClearly()
     {
         var component = Components.Probe(
-            """
-            (i32.store (i32.const 1024) (i32.const 0x612D78))
-            (memory.fill (i32.const 2048) (i32.const 118) (i32.const 1000))
-            (local.set $a (call $fields-new))
-            (loop $fill
-              (call $append (local.get $a) (i32.const 1024) (i32.const 3) (i32.const 2048) (i32.const 1000) (i32.const 64))
-              (if (i32.load8_u (i32.const 64)) (then (br $answer (i32.const 501))))
-              (local.set $i (i32.add (local.get $i) (i32.const 1)))
-              (br_if $fill (i32.lt_u (local.get $i) (i32.const 100))))
-            (local.set $i (i32.const 0))
+            FillFields + """
             (loop $again
               (drop (call $clone (local.get $a)))
               (local.set $i (i32.add (local.get $i) (i32.const 1)))
@@ -652,6 +634,21 @@ public sealed class HttpProxyComponentTests : IDisposable
         response.Error.ShouldBeNull();
         Encoding.ASCII.GetString(response.Body).ShouldBe("AAAA");
     }
+
+    /// <summary>Probe code that fills a new fields object <c>$a</c> with 100 headers <c>a-x</c> of 1,000 bytes (about 100
+    /// KB), then zeroes <c>$i</c>.</summary>
+    private const string FillFields = """
+        (i32.store (i32.const 1024) (i32.const 0x612D78))
+        (memory.fill (i32.const 2048) (i32.const 118) (i32.const 1000))
+        (local.set $a (call $fields-new))
+        (loop $fill
+          (call $append (local.get $a) (i32.const 1024) (i32.const 3) (i32.const 2048) (i32.const 1000) (i32.const 64))
+          (if (i32.load8_u (i32.const 64)) (then (br $answer (i32.const 501))))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $fill (i32.lt_u (local.get $i) (i32.const 100))))
+        (local.set $i (i32.const 0))
+
+        """;
 
     private const string AppendType = """(export "[method]fields.append" (func (param "self" (borrow $fields)) (param "name" string) (param "value" (list u8)) (result (result (error $header-error)))))""";
 

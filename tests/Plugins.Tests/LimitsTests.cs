@@ -239,22 +239,7 @@ public sealed class LimitsTests : IDisposable
     [Fact]
     public async Task APluginWhoseStartSleepsForEver_IsSkippedAtLoad_WithATimeout()
     {
-        _dir.Add("sleepy-start", """
-            (module
-              (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
-              (memory (export "memory") 2)
-              (func (export "plugin_alloc") (param i32) (result i32) (i32.const 65536))
-              (func (export "plugin_free") (param i32 i32))
-              (func $start
-                (i64.store (i32.const 1024) (i64.const 7))
-                (i32.store8 (i32.const 1032) (i32.const 0))
-                (i32.store (i32.const 1040) (i32.const 1))
-                (i64.store (i32.const 1048) (i64.const 1000000000000000000))
-                (i64.store (i32.const 1056) (i64.const 0))
-                (i32.store16 (i32.const 1064) (i32.const 0))
-                (drop (call $poll (i32.const 1024) (i32.const 2048) (i32.const 1) (i32.const 4096))))
-              (start $start))
-            """, """{"limits":{"timeout_ms":200}}""");
+        _dir.Add("sleepy-start", SleepyStart, """{"limits":{"timeout_ms":200}}""");
         _dir.Add("zz-good", Wat.Plugin(Wat.Answer("authorize", """{"allow":true}""")));
 
         // Generous: without the limit the load never returns, and the test fails here instead of hanging.
