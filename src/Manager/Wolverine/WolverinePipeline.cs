@@ -25,6 +25,23 @@ namespace Propeller.Manager.Wolverine;
 /// </summary>
 internal static class WolverinePipeline
 {
+    /// <summary>How old a durable message failing with a transient PostgreSQL error may get before it is a dead letter.</summary>
+    public static readonly TimeSpan TransientRetryCeiling = TimeSpan.FromDays(1);
+
+    private static readonly Lazy<IReadOnlyList<FailureSlot>> LaterRetries = new(() =>
+        OwnRetries.Slots(p => p.ScheduleRetry(TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(30), TimeSpan.FromMinutes(2), TimeSpan.FromMinutes(5))));
+
+    /// <summary>What follows a transient failure's quick tries: a scheduled try 5 s, 30 s, 2 min, then every 5 min ahead
+    /// (by the envelope's attempts), or, once the message is <see cref="TransientRetryCeiling"/> old, a dead letter.</summary>
+    internal static IContinuation AfterTransientRetries(Exception ex, Envelope envelope, DateTimeOffset now)
+    {
+        ArgumentNullException.ThrowIfNull(envelope);
+        var later = LaterRetries.Value;
+        return now - envelope.SentAt >= TransientRetryCeiling
+            ? OwnRetries.DeadLetter(ex, envelope)
+            : OwnRetries.Continue(later[Math.Clamp((envelope.Attempts - 1) / 4, 0, later.Count - 1)], ex, envelope);
+    }
+
     /// <summary>
     /// Integrates Wolverine with the Marten registration (its envelope tables beside Marten's). With
     /// <paramref name="distributeProjections"/> (Balanced mode) Wolverine runs Marten's async projections itself, each on
@@ -145,13 +162,15 @@ internal static class WolverinePipeline
             // liveness links, a re-dispatch) decides on the state it finds, so another try is always safe, and the sweep
             // and liveness timers are chains in which each link schedules the next, so a link lost to a failover would
             // have stopped its chain. The later try is scheduled 5 s, 30 s, 2 min, then every 5 min ahead, by the
-            // envelope's attempts (each scheduled try begins with its three quick ones again). A message invoked inline
-            // (a command of the API, a proplet's result) gets the quick tries; then its caller gets the error.
-            var later = OwnRetries.Slots(p => p.ScheduleRetry(TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(30), TimeSpan.FromMinutes(2), TimeSpan.FromMinutes(5)));
+            // envelope's attempts (each scheduled try begins with its three quick ones again), until the message is a
+            // day old: then it is a dead letter (listed, replayable), for a "transient" failure that is in fact the
+            // message's own for good (a statement that always hits its timeout, 57014, matches too) was retried unseen
+            // for ever. A message invoked inline (a command of the API, a proplet's result) gets the quick tries; then
+            // its caller gets the error.
             opts.OnException(Infrastructure.PostgresFailures.IsTransient, "PostgreSQL unreachable or transient").ContinueWith(new OwnRetries(
                 "transient", OwnRetries.Slots(p => p.RetryWithCooldown(TimeSpan.FromMilliseconds(50), TimeSpan.FromMilliseconds(250), TimeSpan.FromSeconds(1))),
-                (ex, envelope) => OwnRetries.Continue(later[Math.Clamp((envelope.Attempts - 1) / 4, 0, later.Count - 1)], ex, envelope),
-                "a scheduled retry for as long as it takes"));
+                (ex, envelope) => AfterTransientRetries(ex, envelope, DateTimeOffset.UtcNow),
+                "a scheduled retry until the message is a day old, then a dead letter"));
 
             opts.CodeGeneration.TypeLoadMode = TypeLoadMode.Static;
         });

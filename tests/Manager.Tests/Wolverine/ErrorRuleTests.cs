@@ -75,6 +75,24 @@ public sealed class ErrorRuleTests : IAsyncLifetime
         failures.ShouldBeEmpty();
     }
 
+    /// <summary>
+    /// A durable message whose transient failures go on (a statement that always hits its timeout is "transient" too) is
+    /// tried again later while it is under a day old, and is then a dead letter, listed and replayable; it was scheduled
+    /// again every 5 minutes for ever, unseen.
+    /// </summary>
+    [Fact]
+    public void GivenTransientFailures_WhenTheMessageIsADayOld_ThenItIsADeadLetter_NotRetriedForEver()
+    {
+        var now = DateTimeOffset.UtcNow;
+        var failure = new Npgsql.NpgsqlException("a statement timeout, for the test", new TimeoutException());
+
+        var young = WolverinePipeline.AfterTransientRetries(failure, new Envelope(new PlaceSweepPage([])) { SentAt = now.AddHours(-23), Attempts = 40 }, now);
+        var old = WolverinePipeline.AfterTransientRetries(failure, new Envelope(new PlaceSweepPage([])) { SentAt = now.AddDays(-1), Attempts = 40 }, now);
+
+        young.GetType().Name.ShouldBe("ScheduledRetryContinuation"); // Wolverine's own continuations are internal
+        old.GetType().Name.ShouldBe("MoveToErrorQueue");
+    }
+
     private async Task<long> DeadLettersAsync()
     {
         var dataSource = _server.Services.GetRequiredService<Npgsql.NpgsqlDataSource>();
