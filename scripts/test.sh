@@ -23,7 +23,7 @@ step() { printf '\n==> %s\n' "$*"; }
 budget_seconds="$(awk -v m="${PROPELLER_TEST_BUDGET_MINUTES:-80}" 'BEGIN { if (m ~ /^[0-9]+([.][0-9]+)?$/ && m > 0) printf "%d", m * 60 }')"
 [ -n "$budget_seconds" ] || { echo "test.sh: PROPELLER_TEST_BUDGET_MINUTES must be a positive number of minutes" >&2; exit 2; }
 budget_label="${PROPELLER_TEST_BUDGET_MINUTES:-80}" budget_margin=60
-[ "$budget_seconds" -ge 600 ] || budget_margin=$((budget_seconds / 10))
+[ "$budget_seconds" -ge 600 ] || budget_margin=$(( budget_seconds / 10 > 45 ? budget_seconds / 10 : 45 ))
 
 # Runs one step (argv[2:]) in its own session and process group, for at most argv[1] seconds (then SIGTERM to the
 # group, SIGKILL 30 s later), as a child subreaper: a process the step leaves behind (a manager, proplet, proxy or
