@@ -44,11 +44,14 @@ public static class PostgresFailures
     /// <summary>
     /// The PostgreSQL error when <paramref name="ex"/> (or what it wraps) says a value cannot be stored: a <c>\u0000</c>
     /// in text or jsonb, a number beyond jsonb's numeric range, a character outside the encoding, text jsonb cannot
-    /// read. Input a client sent, not a failure of ours: the API answers it with 400.
+    /// read, a value beyond one of PostgreSQL's limits (54000: a text too long for a btree index's row, ~2.7 KB, or for
+    /// jsonb). Input a client sent, not a failure of ours: the API answers it with 400 (the validators refuse the known
+    /// cases first, naming the field; this is the safety net).
     /// </summary>
     public static PostgresException? BadValue(Exception ex) =>
         Chain(ex).OfType<PostgresException>().FirstOrDefault(e => e.SqlState is PostgresErrorCodes.UntranslatableCharacter
-            or PostgresErrorCodes.CharacterNotInRepertoire or PostgresErrorCodes.NumericValueOutOfRange or PostgresErrorCodes.InvalidTextRepresentation);
+            or PostgresErrorCodes.CharacterNotInRepertoire or PostgresErrorCodes.NumericValueOutOfRange or PostgresErrorCodes.InvalidTextRepresentation
+            or PostgresErrorCodes.ProgramLimitExceeded);
 
     private static IEnumerable<Exception> Chain(Exception ex)
     {

@@ -165,7 +165,7 @@ public static class ManagerApp
         // their pages send JSON and read the answers; CrossOriginProtection lets their writes through.
         builder.Services.AddCors(o => o.AddDefaultPolicy(policy => policy
             .WithOrigins([.. config.HttpTrustedOrigins]).AllowAnyMethod().AllowAnyHeader().WithExposedHeaders("Location")));
-        builder.Services.AddOpenApi(o => o.AddDocumentTransformer((document, _, _) =>
+        builder.Services.AddOpenApi(o => o.AddConverterSchemas().AddDocumentTransformer((document, _, _) =>
         {
             document.Info.Title = "Propeller manager API";
             document.Info.Description = "The original Propeller manager's task and proplet routes, plus history, replay, long polling, health and metrics.";

@@ -1,5 +1,8 @@
+using System.Text.Json.Serialization;
+using Microsoft.AspNetCore.OpenApi;
 using Microsoft.OpenApi;
 using Propeller.Contracts;
+using Propeller.Contracts.Json;
 
 namespace Propeller.Manager.Http;
 
@@ -12,10 +15,41 @@ namespace Propeller.Manager.Http;
 /// </summary>
 internal static class ApiDocs
 {
-    /// <summary>The answer of every refusal: <c>{"error": "..."}</c>.</summary>
+    /// <summary>
+    /// The schema of a field written through a converter of ours, which the generator cannot see through (it gave
+    /// <c>{}</c>, any value, or a <c>format</c> without a type): <see cref="NullAsDefaultConverter{T}"/> writes its
+    /// type (state and priority integers, the flags booleans), <see cref="WireTimeConverter"/> an
+    /// RFC 3339 string. A nullable field may also be <c>null</c>.
+    /// </summary>
+    public static OpenApiOptions AddConverterSchemas(this OpenApiOptions options) => options.AddSchemaTransformer((schema, context, _) =>
+    {
+        var nullable = context.JsonPropertyInfo is { } property && Nullable.GetUnderlyingType(property.PropertyType) is not null;
+        // The attribute's type, not JsonPropertyInfo.CustomConverter: on a nullable field that is System.Text.Json's
+        // wrapper of ours.
+        var converter = context.JsonPropertyInfo?.AttributeProvider?.GetCustomAttributes(typeof(JsonConverterAttribute), inherit: true)
+            .OfType<JsonConverterAttribute>().FirstOrDefault()?.ConverterType;
+        (JsonSchemaType? Type, string? Format) known = converter switch
+        {
+            _ when converter == typeof(WireTimeConverter) => (JsonSchemaType.String, "date-time"),
+            _ when converter == typeof(NullAsDefaultConverter<int>) => (JsonSchemaType.Integer, "int32"),
+            _ when converter == typeof(NullAsDefaultConverter<long>) => (JsonSchemaType.Integer, "int64"),
+            _ when converter == typeof(NullAsDefaultConverter<bool>) => (JsonSchemaType.Boolean, null),
+            _ => (null, null),
+        };
+        if (known.Type is { } type && schema is OpenApiSchema target)
+        {
+            target.Type = nullable ? type | JsonSchemaType.Null : type;
+            target.Format = known.Format;
+        }
+
+        return Task.CompletedTask;
+    });
+
+    /// <summary>The answer of every refusal: <c>{"error": "..."}</c>; and of a failure of ours, which any route may
+    /// answer (500 <c>internal error</c>, ApiExceptionHandler).</summary>
     public static RouteHandlerBuilder Refuses(this RouteHandlerBuilder route, params int[] statuses)
     {
-        foreach (var status in statuses)
+        foreach (var status in statuses.Append(StatusCodes.Status500InternalServerError).Distinct())
         {
             route.Produces<ErrorJson>(status);
         }
@@ -50,9 +84,10 @@ internal static class ApiDocs
     /// <summary>
     /// The request body: <typeparamref name="T"/>'s schema as application/json. Not <c>Accepts&lt;T&gt;</c>,
     /// which also makes routing refuse other content types with a 415, where the handlers answer the original's 400.
+    /// A body over the 100 MiB limit is refused with 413 (Kestrel's limit, ApiExceptionHandler).
     /// </summary>
     public static RouteHandlerBuilder Body<T>(this RouteHandlerBuilder route, string description, bool required = true) =>
-        route.AddOpenApiOperationTransformer(async (operation, context, cancellationToken) =>
+        route.Produces<ErrorJson>(StatusCodes.Status413PayloadTooLarge).AddOpenApiOperationTransformer(async (operation, context, cancellationToken) =>
         {
             var schema = await context.GetOrCreateSchemaAsync(typeof(T), null, cancellationToken);
             operation.RequestBody = new OpenApiRequestBody

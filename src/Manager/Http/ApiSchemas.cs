@@ -1,11 +1,14 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Propeller.Contracts.Json;
 using Propeller.Contracts.Proplets;
 
 namespace Propeller.Manager.Http;
 
 // The answers the handlers write, each shape stated once: the handlers return these records and the OpenAPI document
 // (ApiDocs) describes them; tests/Manager.Tests/Http/ApiFuzzTests.cs checks the real answers against the document.
+// Every time is written with WireTimeConverter (spec §1.1: RFC 3339 in UTC, `Z`): a DateTimeOffset as Npgsql reads it
+// (offset 0) is otherwise written `+00:00` by System.Text.Json, which the original never writes.
 
 /// <summary>POST /tasks/{id}/start.</summary>
 internal sealed record StartedJson([property: JsonPropertyName("started")] bool Started);
@@ -23,7 +26,7 @@ internal sealed record InvokedJson([property: JsonPropertyName("invoked")] bool 
 internal sealed record TaskActivityJson(
     [property: JsonPropertyName("events")] IReadOnlyDictionary<string, long> Events,
     [property: JsonPropertyName("last_sequence")] long LastSequence,
-    [property: JsonPropertyName("last_event_at")] DateTimeOffset? LastEventAt);
+    [property: JsonPropertyName("last_event_at"), JsonConverter(typeof(WireTimeConverter))] DateTimeOffset? LastEventAt);
 
 /// <summary>GET /proplets.</summary>
 internal sealed record PropletPageJson(
@@ -52,7 +55,7 @@ internal sealed record TaskMetricsSampleJson(
     [property: JsonPropertyName("proplet_id")] string PropletId,
     [property: JsonPropertyName("metrics")] JsonElement Metrics,
     [property: JsonPropertyName("aggregated"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] JsonElement? Aggregated,
-    [property: JsonPropertyName("timestamp")] DateTimeOffset Timestamp);
+    [property: JsonPropertyName("timestamp"), JsonConverter(typeof(WireTimeConverter))] DateTimeOffset Timestamp);
 
 /// <summary>GET /proplets/{id}/metrics.</summary>
 internal sealed record PropletMetricsPageJson(
@@ -65,7 +68,7 @@ internal sealed record PropletMetricsPageJson(
 internal sealed record PropletMetricsSampleJson(
     [property: JsonPropertyName("proplet_id")] string PropletId,
     [property: JsonPropertyName("namespace")] string Namespace,
-    [property: JsonPropertyName("timestamp")] DateTimeOffset Timestamp,
+    [property: JsonPropertyName("timestamp"), JsonConverter(typeof(WireTimeConverter))] DateTimeOffset Timestamp,
     [property: JsonPropertyName("cpu_metrics")] JsonElement CpuMetrics,
     [property: JsonPropertyName("memory_metrics")] JsonElement MemoryMetrics);
 
@@ -81,7 +84,8 @@ internal sealed record HealthJson(
 /// <summary>GET /health/live.</summary>
 internal sealed record LiveJson([property: JsonPropertyName("status")] string Status);
 
-/// <summary>GET /health/ready: <c>pass</c> or <c>fail</c>, and each check's outcome (<c>pass</c>, <c>not configured</c> or why it failed).</summary>
+/// <summary>GET /health/ready: <c>pass</c> or <c>fail</c>, and each check's outcome (<c>pass</c>, <c>not configured</c>, or what failed: a
+/// failure of PostgreSQL's is answered <c>failed (the reason is logged)</c>, its text naming the database's address).</summary>
 internal sealed record ReadyJson([property: JsonPropertyName("status")] string Status, [property: JsonPropertyName("checks")] ReadyChecksJson Checks);
 
 /// <summary>The checks of GET /health/ready.</summary>

@@ -7,7 +7,7 @@ using Propeller.Manager.Configuration;
 namespace Propeller.Manager.Http;
 
 /// <summary>GET /health (the original's HealthInfo), /health/live and /health/ready (PostgreSQL reachable, broker connected, async projections running and caught up).</summary>
-internal static class HealthEndpoints
+internal static partial class HealthEndpoints
 {
     public static IEndpointRouteBuilder MapHealthEndpoints(this IEndpointRouteBuilder app)
     {
@@ -30,8 +30,12 @@ internal static class HealthEndpoints
         return app;
     }
 
+    /// <summary>What a failed check answers: the driver's text names the database's address (host:port) and is logged instead
+    /// (docs/compatibility.md: the database's address is kept out of answers).</summary>
+    internal const string CheckFailed = "failed (the reason is logged)";
+
     /// <summary>Ready = PostgreSQL answers and, when a broker is configured, the manager is connected and subscribed.</summary>
-    private static async Task<IResult> ReadyAsync(NpgsqlDataSource dataSource, IServiceProvider services, CancellationToken cancellationToken)
+    private static async Task<IResult> ReadyAsync(NpgsqlDataSource dataSource, IServiceProvider services, ILoggerFactory loggers, CancellationToken cancellationToken)
     {
         string postgres;
         try
@@ -42,7 +46,8 @@ internal static class HealthEndpoints
         }
         catch (Exception ex) when (IsCheckFailure(ex, cancellationToken))
         {
-            postgres = ex.Message;
+            LogCheckFailed(loggers.CreateLogger(typeof(HealthEndpoints).FullName!), ex, "postgres");
+            postgres = CheckFailed;
         }
 
         var mqtt = services.GetService<ManagerMqtt>() is { } bridge ? (bridge.IsReady ? "pass" : bridge.RefusedSubscription is { } refused ? $"the broker refuses the subscription to {refused}" : "not connected to the broker") : "not configured";
@@ -58,7 +63,8 @@ internal static class HealthEndpoints
             }
             catch (Exception ex) when (IsCheckFailure(ex, cancellationToken))
             {
-                projections = ex.Message;
+                LogCheckFailed(loggers.CreateLogger(typeof(HealthEndpoints).FullName!), ex, "projections");
+                projections = CheckFailed;
             }
         }
 
@@ -77,4 +83,7 @@ internal static class HealthEndpoints
         NpgsqlException or MartenException or TimeoutException => true,
         _ => ex.InnerException is NpgsqlException or TimeoutException,
     };
+
+    [LoggerMessage(EventId = 4007, Level = LogLevel.Warning, Message = "/health/ready: the {Check} check failed")]
+    private static partial void LogCheckFailed(ILogger logger, Exception exception, string check);
 }

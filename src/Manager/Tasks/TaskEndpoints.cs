@@ -61,7 +61,7 @@ internal static class TaskEndpoints
             .Refuses(400, 404, 503);
         app.MapPut("/tasks/{taskId}", UpdateAsync).WithName("update-task")
             .WithSummary("Update a task")
-            .WithDescription("Sets the fields the body names (the original's update: name, file, image_url, inputs, cli_args, env, daemon, encrypted, schedule, priority, monitoring profile, metadata ...); the rest stay as they are.")
+            .WithDescription("Sets the fields the original's update applies (spec §2.6): name (when not empty), inputs (when present; null clears them), file (when present), priority (when not 0), metadata (when present), schedule with is_recurring and timezone (when present; \"\" clears it). Every other field (image_url, cli_args, env, daemon, encrypted, monitoring_profile, proplet_id, state ...) is ignored, as the original ignores it; the task keeps what is not set.")
             .Path("taskId", Id)
             .Body<TaskJson>("The fields to set.")
             .Produces<TaskJson>()

@@ -536,12 +536,14 @@ public partial class DispatchTests : IAsyncLifetime
         newest.GetProperty("metrics").GetProperty("cpu_percent").GetDouble().ShouldBe(20.0);
         newest.GetProperty("aggregated").GetProperty("sample_count").GetInt32().ShouldBe(2);
         newest.GetProperty("proplet_id").GetString().ShouldBe(propletId);
+        newest.GetProperty("timestamp").GetString().ShouldBe("2026-01-01T00:00:01Z"); // as the original writes times (spec §1.1), not +00:00
         taskMetrics.GetProperty("metrics")[1].TryGetProperty("aggregated", out _).ShouldBeFalse();
         var sample = propletMetrics.GetProperty("metrics")[0];
         sample.GetProperty("cpu_metrics").GetProperty("user_seconds").GetDouble().ShouldBe(1.5);
         sample.GetProperty("memory_metrics").GetProperty("rss_bytes").GetInt64().ShouldBe(4096);
         sample.GetProperty("namespace").GetString().ShouldBe("default");
         (DateTimeOffset.UtcNow - sample.GetProperty("timestamp").GetDateTimeOffset()).ShouldBeLessThan(TimeSpan.FromMinutes(5)); // receipt time for a non-string timestamp
+        sample.GetProperty("timestamp").GetString().ShouldEndWith("Z");
         (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{taskId}/metrics?offset=1&limit=1", Ct)).GetProperty("metrics").GetArrayLength().ShouldBe(1);
         (await Http.GetAsync($"/tasks/{taskId}/metrics?limit=0", Ct)).StatusCode.ShouldBe(HttpStatusCode.BadRequest);
 

@@ -73,4 +73,24 @@ public sealed class DatabaseOutageTests
         checks.GetProperty("postgres").GetString().ShouldBe("pass");
         checks.GetProperty("projections").GetString().ShouldNotBe("pass");
     }
+
+    /// <summary>The driver's text of a failed connection names the database's address (host:port): it is logged, and the
+    /// answer says only that the check failed (it answered the driver's text).</summary>
+    [Fact]
+    public async Task GivenPostgresBecameUnreachable_WhenReadinessIsChecked_ThenThe503KeepsTheDriversTextOutAndLogsIt()
+    {
+        var (relay, connectionString) = await TcpRelay.InFrontOfTestPostgresAsync();
+        await using var relayOwned = relay;
+        await using var server = await ManagerServer.StartAsync("ready_unreachable", new Dictionary<string, string> { ["EventStore:ConnectionString"] = connectionString });
+        (await server.Client.GetAsync("/health/ready", Ct)).StatusCode.ShouldBe(HttpStatusCode.OK);
+
+        relay.Cut();
+        var response = await server.Client.GetAsync("/health/ready", Ct);
+        var body = await response.Content.ReadAsStringAsync(Ct);
+
+        response.StatusCode.ShouldBe(HttpStatusCode.ServiceUnavailable, body);
+        JsonDocument.Parse(body).RootElement.GetProperty("checks").GetProperty("postgres").GetString().ShouldBe("failed (the reason is logged)");
+        body.ShouldNotContain(relay.Port.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        server.Warnings.ToString().ShouldContain("/health/ready: the postgres check failed");
+    }
 }

@@ -835,4 +835,47 @@ public sealed class TaskApiTests : IAsyncLifetime
         waited.GetProperty("state").GetInt32().ShouldBe(6);
         clock.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(10), "the view is read again soon, not at the end of the wait");
     }
+    /// <summary>
+    /// An unknown task is answered {"error":"task not found"} on every route, as the reading routes did: PUT, DELETE,
+    /// start and stop answered the decider's "task &lt;id&gt; not found" (the id stays in the decider's reason).
+    /// </summary>
+    [Fact]
+    public async Task AnUnknownTask_IsAnsweredTaskNotFound_OnEveryRoute()
+    {
+        var unknown = Guid.NewGuid();
+        var answers = new[]
+        {
+            await Http.GetAsync($"/tasks/{unknown}", Ct),
+            await Http.PutAsync($"/tasks/{unknown}", Json("""{"name":"x"}"""), Ct),
+            await Http.DeleteAsync($"/tasks/{unknown}", Ct),
+            await Http.PostAsync($"/tasks/{unknown}/start", null, Ct),
+            await Http.PostAsync($"/tasks/{unknown}/stop", null, Ct),
+            await Http.GetAsync($"/tasks/{unknown}/results", Ct),
+            await Http.PostAsync($"/tasks/{unknown}/invoke", null, Ct),
+        };
+
+        foreach (var answer in answers)
+        {
+            answer.StatusCode.ShouldBe(HttpStatusCode.NotFound, answer.RequestMessage!.RequestUri!.ToString());
+            (await BodyAsync(answer)).GetProperty("error").GetString().ShouldBe("task not found", $"{answer.RequestMessage.Method} {answer.RequestMessage.RequestUri}");
+        }
+    }
+
+    /// <summary>
+    /// A proplet_id longer than any id a proplet announces is a 400 naming the field: stored, a random one of more than
+    /// ~2.7 KB broke PostgreSQL's btree row limit on the proplet column's index (54000), a 500 "internal error".
+    /// </summary>
+    [Fact]
+    public async Task Create_WithAPropletIdLongerThanTheLimit_IsABadRequestNamingIt()
+    {
+        var random = new Random(45);
+        var id = new string([.. Enumerable.Range(0, 10_000).Select(_ => (char)random.Next('!', '~' + 1))]);
+
+        var refused = await Http.PostAsync("/tasks", Json(JsonSerializer.Serialize(new { name = "a", proplet_id = id })), Ct);
+
+        refused.StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await BodyAsync(refused)).GetProperty("error").GetString()!.ShouldContain("proplet_id");
+        var atTheLimit = await Http.PostAsync("/tasks", Json(JsonSerializer.Serialize(new { name = "a", proplet_id = id[..1024] })), Ct);
+        atTheLimit.StatusCode.ShouldBe(HttpStatusCode.Created);
+    }
 }
