@@ -54,7 +54,7 @@ public sealed class EpochLeaseTests : IDisposable
 
         using var stopped = NewTask("main", [], new TaskLimits(null, null, null));
         var spinning = _runtime.RunAsync(stopped, Modules.Spin, Ct);
-        await Task.Delay(100, Ct);
+        await LeasedAsync(spinning);
         WasmEngine.Shared.Leases.ShouldBe(1); // the running guest holds one
         stopped.Abort(StopReason.Stopped);
         (await spinning.WaitAsync(TimeSpan.FromSeconds(30), Ct)).Error.ShouldNotBeNull();
@@ -153,6 +153,20 @@ public sealed class EpochLeaseTests : IDisposable
 
         await Task.Delay(200, Ct);
         task.Abort(reason);
+    }
+
+    /// <summary>Waits until a lease is held on the shared engine: the guest of <paramref name="running"/> has started (its
+    /// module is compiled first, which may take a while on a loaded machine; within 30 s), and fails at once if the task
+    /// ended without taking one.</summary>
+    private static async Task LeasedAsync(Task<TaskOutcome> running)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (WasmEngine.Shared.Leases == 0)
+        {
+            running.IsCompleted.ShouldBeFalse("the task ended before its guest held a lease");
+            DateTime.UtcNow.ShouldBeLessThan(deadline, "the guest never started");
+            await Task.Delay(10, Ct);
+        }
     }
 
     /// <summary>No lease held on the shared engine (within 30 s: a guest ends at its next tick or when its host call returns).</summary>

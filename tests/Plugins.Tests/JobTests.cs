@@ -70,9 +70,12 @@ public sealed class JobTests : IAsyncLifetime
 
     private PluginJobWorker Worker() => new(_dir.Catalog(_queue), _store, _queue, _options, new ListLogger<PluginJobWorker>());
 
+    /// <summary>Polls until a round starts no job; fails after 200 rounds (jobs that keep enqueueing jobs, or a worker
+    /// that keeps starting the same one) instead of returning as if the queue were quiet.</summary>
     private static async Task RunUntilQuietAsync(PluginJobWorker worker)
     {
-        for (var round = 0; round < 200; round++)
+        const int Rounds = 200;
+        for (var round = 0; round < Rounds; round++)
         {
             var started = await worker.PollOnceAsync(Ct);
             await worker.WhenIdleAsync();
@@ -81,6 +84,8 @@ public sealed class JobTests : IAsyncLifetime
                 return;
             }
         }
+
+        throw new ShouldAssertException($"the worker still started jobs after {Rounds} rounds");
     }
 
     [Fact]

@@ -135,10 +135,14 @@ public sealed class LimitsTests : IDisposable
         await Should.ThrowAsync<OperationCanceledException>(async () => await gate.AuthorizeAsync(Start, Task, cts.Token));
     }
 
-    /// <summary>A plugin "slow-notify" whose authorize allows and whose on_task_complete sleeps 15 s (WASI poll_oneoff).</summary>
+    /// <summary>A plugin "slow-notify" whose authorize allows and whose on_task_complete sleeps 15 s (WASI poll_oneoff).
+    /// Just before it sleeps, on_task_complete calls queue.enqueue, which a plugin without the queue capability is refused
+    /// (counted in <see cref="Propeller.Plugins.Runtime.PluginCounters.JobsRejected"/>): the test's signal that a notification holds its instance
+    /// (<see cref="AsleepAsync"/>).</summary>
     private void AddSlowNotifier() => _dir.Add("slow-notify", Wat.Plugin(
         Wat.Answer("authorize", """{"allow":true}""") + """
         (func (export "on_task_complete") (param i32 i32)
+          (drop (call $enqueue (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)))
           (i64.store (i32.const 30000) (i64.const 7))
           (i32.store8 (i32.const 30008) (i32.const 0))
           (i32.store (i32.const 30016) (i32.const 1))
@@ -147,7 +151,23 @@ public sealed class LimitsTests : IDisposable
           (i32.store16 (i32.const 30040) (i32.const 0))
           (drop (call $poll (i32.const 30000) (i32.const 31000) (i32.const 1) (i32.const 32000))))
         """,
-        imports: """(import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))"""), """{"limits":{"timeout_ms":60000}}""");
+        imports: """
+            (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+            (import "queue" "enqueue" (func $enqueue (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+            """), """{"limits":{"timeout_ms":60000}}""");
+
+    /// <summary>Waits until <paramref name="count"/> on_task_complete calls of "slow-notify" have reached their sleep
+    /// (<see cref="AddSlowNotifier"/>; within 30 s: the first call instantiates the module).</summary>
+    private async Task AsleepAsync(int count)
+    {
+        var counters = _dir.Catalog().Current.Find("slow-notify").ShouldNotBeNull().Counters;
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (counters.JobsRejected < count)
+        {
+            DateTime.UtcNow.ShouldBeLessThan(deadline, $"{counters.JobsRejected} of {count} notifications asleep");
+            await System.Threading.Tasks.Task.Delay(10, Ct);
+        }
+    }
 
     /// <summary>
     /// Slow notifications hold at most half of a plugin's instance slots, so a hook someone waits for is not queued
@@ -161,11 +181,13 @@ public sealed class LimitsTests : IDisposable
         var gate = _dir.Gate();
         gate.OnTaskCompleted(Task, success: true, error: null);
         gate.OnTaskCompleted(Task, success: true, error: null);
-        await System.Threading.Tasks.Task.Delay(300, Ct); // both notifications asleep in the plugin
+        await AsleepAsync(1); // one asleep in the plugin, holding its slot; the other asleep too or waiting for its share
 
-        var started = System.Diagnostics.Stopwatch.GetTimestamp();
         (await gate.AuthorizeAsync(Start, Task, Ct)).Allowed.ShouldBeTrue();
-        System.Diagnostics.Stopwatch.GetElapsedTime(started).ShouldBeLessThan(TimeSpan.FromSeconds(2), "authorize waited for the sleeping notifications");
+
+        // Answered while both notifications are still pending (they sleep 15 s): authorize that waited for a slot would
+        // have been answered only once one of them had ended.
+        gate.PendingNotifications.ShouldBe(2, "authorize waited for the sleeping notifications");
         await gate.DrainAsync(Ct);
     }
 
@@ -182,9 +204,7 @@ public sealed class LimitsTests : IDisposable
         _dir.Catalog(configure: o => o.MaxInstancesPerPlugin = 1);
         var gate = _dir.Gate();
         gate.OnTaskCompleted(Task, success: true, error: null);
-        // The notification asleep in the plugin, holding its instance (no signal comes out of a sleeping guest: a late
-        // start lets authorize take the slot first, and the test passes without saying anything, never fails wrongly).
-        await System.Threading.Tasks.Task.Delay(1000, Ct);
+        await AsleepAsync(1); // the notification asleep in the plugin, holding its instance
 
         (await gate.AuthorizeAsync(Start, Task, Ct)).Allowed.ShouldBeTrue();
         var drained = gate.DrainAsync(Ct);

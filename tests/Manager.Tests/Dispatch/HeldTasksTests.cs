@@ -3,9 +3,15 @@ using System.Text;
 using System.Text.Json;
 using System.Threading.Channels;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using MQTTnet.Protocol;
+using Propeller.Application.Proplets;
 using Propeller.Broker;
 using Propeller.Broker.Tests;
+using Propeller.Domain.Proplets;
+using Propeller.Infrastructure.MartenStore;
+using Propeller.Infrastructure.Wolverine;
+using Propeller.Manager.Tests.Telemetry;
 using Propeller.Manager.Wolverine;
 
 namespace Propeller.Manager.Tests.Dispatch;
@@ -20,6 +26,9 @@ public sealed class HeldTasksTests : IAsyncLifetime
     private readonly string _tenant = "h" + Guid.NewGuid().ToString("N")[..12];
     private readonly string _propletId = Guid.NewGuid().ToString();
     private readonly Channel<JsonElement> _stops = Channel.CreateUnbounded<JsonElement>();
+
+    // The scheduling's information entries (a proplet back within the delay keeps its tasks: logged, nothing else shows).
+    private readonly LogRecorder _scheduling = new();
     private ManagerServer _server = null!;
 
     private string Base => $"m/{_tenant}/c/ch";
@@ -40,7 +49,7 @@ public sealed class HeldTasksTests : IAsyncLifetime
             ["MANAGER_ENTITY_ID"] = "manager-" + _tenant,
             ["MANAGER_MQTT_QOS"] = "1",
             ["MANAGER_OFFLINE_REDISPATCH_DELAY"] = "4s", // a proplet back after its Last Will: room for a slow machine
-        });
+        }, services: s => s.AddLogging(l => l.AddProvider(_scheduling).AddFilter<LogRecorder>(typeof(WolverineScheduling).FullName, LogLevel.Information)));
 
         // A start on time is not sent again for 5 s after its dispatch (it may be on its way): at once here.
         var reconciler = _server.Services.GetRequiredService<HeldTasksReconciler>();
@@ -68,14 +77,23 @@ public sealed class HeldTasksTests : IAsyncLifetime
         }
 
         await first.DisposeAsync(); // a clean disconnect: no Last Will, the proplet stays alive for the liveness window
-        var id = await CreateAndStartAsync();
-        await ManagerWaits.UntilAsync(async () => (await TypesAsync(id)).Contains("task.dispatched.v1"), "the task dispatched", detail: _server.Warnings.ToString);
-        await Task.Delay(500, Ct); // its start published meanwhile, to no session
+
+        // Another client on the start topic sees the start go out (the outbox publishes it after the dispatch commits,
+        // later on a loaded machine): only then is the proplet's session connected again, so the broker dropped it.
+        var observed = Channel.CreateUnbounded<JsonElement>();
+        string id;
+        await using (await ObserveStartsAsync(observed))
+        {
+            id = await CreateAndStartAsync();
+            (await NextAsync(observed)).GetProperty("id").GetString().ShouldBe(id);
+        }
 
         await using var second = await ConnectAsync(starts);
         await PublishAsync(second, "control/proplet/create", """{"proplet_id":"PROPLET","tasks":[{"task_id":"not a task"}]}""".Replace("PROPLET", _propletId, StringComparison.Ordinal));
-        await Task.Delay(1000, Ct);
+        await ManagerWaits.UntilAsync(() => Task.FromResult(_server.Warnings.ToString().Contains("is not reconciled", StringComparison.Ordinal)), "the malformed report logged", detail: _server.Warnings.ToString);
+        await Task.Delay(1000, Ct); // a start its reconciliation would have sent (there is none) is on its way
         starts.Reader.TryRead(out var early).ShouldBeFalse($"a start after a malformed report: {early}");
+        (await TypesAsync(id)).ShouldNotContain("task.start_resent.v1");
 
         await ReportAsync(second, []);
         var start = await NextAsync(starts);
@@ -83,8 +101,8 @@ public sealed class HeldTasksTests : IAsyncLifetime
             .ShouldBe((id, 1, 1, _propletId));
         (await TypesAsync(id)).ShouldBe(["task.created.v1", "task.start_requested.v1", "task.dispatched.v1", "task.start_resent.v1"]);
 
-        await ReportAsync(second, [(id, 1)]);
-        await Task.Delay(1000, Ct);
+        await ReconciledAsync(() => ReportAsync(second, [(id, 1)]));
+        (await TypesAsync(id)).Count(t => t == "task.start_resent.v1").ShouldBe(1, "sent again though held"); // committed with its start
         starts.Reader.TryRead(out var extra).ShouldBeFalse($"sent again though held: {extra}");
 
         await PublishAsync(second, "control/proplet/results", JsonSerializer.Serialize(new { task_id = id, proplet_id = _propletId, results = "42", error = (string?)null, attempt = 1 }));
@@ -362,9 +380,13 @@ public sealed class HeldTasksTests : IAsyncLifetime
             await PublishAsync(proplet, "control/proplet/create", JsonSerializer.Serialize(new { proplet_id = _propletId, @namespace = "default", metadata = new { hostname = "sim" } }));
         }
 
-        await Task.Delay(TimeSpan.FromSeconds(6), Ct); // past the delay and the scheduled message's polling
         if (reports)
         {
+            // The re-dispatch, due once the delay is past, found the report and kept the tasks (it logs that, and sends
+            // and records nothing).
+            await ManagerWaits.UntilAsync(
+                () => Task.FromResult(Logged($"Proplet {_propletId} came back")), "the tasks kept on the proplet's return",
+                detail: _server.Warnings.ToString);
             starts.Reader.TryRead(out var again).ShouldBeFalse($"started again: {again}");
             _stops.Reader.TryRead(out var stop).ShouldBeFalse($"stopped: {stop}");
             await PublishAsync(proplet, "control/proplet/results", PlainResult(id));
@@ -489,6 +511,47 @@ public sealed class HeldTasksTests : IAsyncLifetime
 
     private string Result(string id, string? results, string? error, bool running) =>
         JsonSerializer.Serialize(new { task_id = id, proplet_id = _propletId, results, error, attempt = 1, running });
+
+    /// <summary>Another client (not the proplet) subscribed to the start topic: what the manager publishes there goes
+    /// to <paramref name="observed"/>, whether or not the proplet is connected.</summary>
+    private async Task<BrokerConnection> ObserveStartsAsync(Channel<JsonElement> observed)
+    {
+        var client = new BrokerConnection(new BrokerOptions { ClientId = "observer-" + _propletId, CleanStart = true }.WithAddress(Broker))
+        {
+            Handler = Inbox.Each((message, _) =>
+            {
+                observed.Writer.TryWrite(JsonDocument.Parse(message.Payload).RootElement.Clone());
+                return ValueTask.CompletedTask;
+            }),
+        };
+        await client.StartAsync(Ct);
+        await client.SubscribeAsync($"{Base}/control/manager/start", MqttQualityOfServiceLevel.AtLeastOnce, Ct);
+        return client;
+    }
+
+    /// <summary>Sends a report of what the proplet holds (<paramref name="report"/>) and waits until its reconciliation has
+    /// committed (the proplet's held report time moves on, in the transaction that records and sends what it resends).</summary>
+    private async Task ReconciledAsync(Func<Task> report)
+    {
+        var before = await HeldReportedAtAsync();
+        await report();
+        await ManagerWaits.UntilAsync(async () => await HeldReportedAtAsync() is { } at && (before is null || at > before), "the report reconciled", detail: _server.Warnings.ToString);
+    }
+
+    private async Task<DateTimeOffset?> HeldReportedAtAsync()
+    {
+        await using var session = _server.Services.GetRequiredService<Marten.IDocumentStore>().QuerySession();
+        var key = WolverineStreams.Key(PropletAggregate.StreamId(new PropletId(_propletId)));
+        return (await PropletLiveness.LoadAsync(session, key, Ct))?.HeldReportedAt;
+    }
+
+    private bool Logged(string text)
+    {
+        lock (_scheduling.Lines)
+        {
+            return _scheduling.Lines.Any(line => line.Contains(text, StringComparison.Ordinal));
+        }
+    }
 
     /// <summary>A simulated proplet with a clean session (its start messages to <paramref name="starts"/>, stops to <see cref="_stops"/> once subscribed).</summary>
     private async Task<BrokerConnection> ConnectAsync(Channel<JsonElement> starts)

@@ -50,8 +50,19 @@ public sealed class EventStreamShutdownTests : IAsyncLifetime
         var created = await _server.Client.PostAsync("/tasks", new StringContent("""{"name":"waits"}""", System.Text.Encoding.UTF8, "application/json"), Ct);
         created.StatusCode.ShouldBe(HttpStatusCode.Created);
         var id = System.Text.Json.JsonDocument.Parse(await created.Content.ReadAsStringAsync(Ct)).RootElement.GetProperty("id").GetString();
+        var watched = _server.Services.GetRequiredService<Propeller.Application.Aggregates.StreamChanges>();
+        var before = watched.WatchedStreams;
         var waiting = _server.Client.GetAsync($"/tasks/{id}?wait=60s", Ct);
-        await Task.Delay(500, Ct); // the wait has begun
+
+        // The wait has begun (it watches the task's stream): a request Kestrel has not yet taken when the host stops
+        // would be refused, not answered.
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (watched.WatchedStreams <= before)
+        {
+            waiting.IsCompleted.ShouldBeFalse("the long poll was answered before the host stopped");
+            DateTime.UtcNow.ShouldBeLessThan(deadline, "the long poll never began to wait");
+            await Task.Delay(10, Ct);
+        }
 
         var clock = Stopwatch.StartNew();
         await _server.StopAsync();

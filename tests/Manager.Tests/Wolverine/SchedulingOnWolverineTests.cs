@@ -29,6 +29,13 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
     private readonly string _tenant = "s" + Guid.NewGuid().ToString("N")[..12];
     private readonly FirstDispatchFails _failover = new(() =>
         new InvalidOperationException("Marten's wrapper", new Npgsql.NpgsqlException("PostgreSQL went away, for the test", new System.Net.Sockets.SocketException(104))));
+    /// <summary>
+    /// The liveness window of most tests, in seconds: short, so that a silent proplet goes offline soon, yet 13 heartbeats
+    /// of <see cref="BeatAsync"/> long, so that a beating proplet is not taken offline because the test process stalled
+    /// (a GC pause, the thread pool on a loaded machine) for a second or two.
+    /// </summary>
+    private const int WindowSeconds = 4;
+
     private readonly HeartbeatAfterRead _heartbeatAfterRead = new();
     private ManagerServer _server = null!;
 
@@ -51,7 +58,7 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
         ["MANAGER_ENTITY_ID"] = "manager-" + _tenant,
         ["MANAGER_MQTT_QOS"] = "1",
         // Long where a test wants a proplet discovered but never heard from left online (not alive, no event when it is).
-        ["MANAGER_PROPLET_LIVENESS_WINDOW"] = TestContext.Current.TestMethod?.MethodName == nameof(GivenADeadSweepChain_WhenAPropletIsAliveByItsHeartbeatsAlone_ThenTheWaitingTaskIsPlaced) ? "60s" : "2s",
+        ["MANAGER_PROPLET_LIVENESS_WINDOW"] = TestContext.Current.TestMethod?.MethodName == nameof(GivenADeadSweepChain_WhenAPropletIsAliveByItsHeartbeatsAlone_ThenTheWaitingTaskIsPlaced) ? "60s" : $"{WindowSeconds}s",
         ["MANAGER_SCHEDULER_POLICY"] = TestContext.Current.TestMethod?.MethodName == nameof(GivenAnOfflinePropletsTasks_WhenTheyArePlacedAgain_ThenTheHighestPriorityTakesTheLeastLoadedProplet) ? "least-loaded" : "round-robin",
         ["MANAGER_PROPLET_RECONNECT_ALLOWANCE"] = "1ms",
         ["MANAGER_MAX_REDISPATCHES"] = "1",
@@ -292,7 +299,7 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
         var types = (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}/history", Ct)).EnumerateArray().Select(e => e.GetProperty("type").GetString())
             .Where(t => t != "task.dispatch_deferred.v1").ToList();
         types.ShouldBe(["task.created.v1", "task.start_requested.v1", "task.dispatched.v1", "task.redispatch_requested.v1", "task.dispatched.v1", "task.failed.v1"]);
-        (await CountAsync($"select count(*) from {Schema}.mt_events where data::text like '%no heartbeat for 2 s%'")).ShouldBe(2);
+        (await CountAsync($"select count(*) from {Schema}.mt_events where data::text like '%no heartbeat for {WindowSeconds} s%'")).ShouldBe(2);
     }
 
     /// <summary>
@@ -332,7 +339,10 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
         await WaitForStateAsync(running, 2);
 
         // Another proplet, registered, never beating (so never checked); its stream row locked, its next discovery waits,
-        // and with it (the window of 8 batches full after ~2.4 s of heartbeats) every heartbeat after it, for three windows.
+        // and with it (the window of 8 batches full after ~2.4 s of heartbeats) every heartbeat after it, for more than
+        // two liveness windows and until a liveness check of the beating proplet has run while they waited.
+        var checks = $"select count(*) from {Schema}.wolverine_incoming_envelopes where status = 'Handled' and message_type like '%CheckLiveness%' "
+            + $"and position(convert_to('{propletId}', 'UTF8') in body) > 0";
         var other = Guid.NewGuid().ToString();
         await PublishAsync(proplet, "control/proplet/create", new { proplet_id = other });
         await WaitForPropletAsync(other);
@@ -346,15 +356,14 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
             }
 
             await PublishAsync(proplet, "control/proplet/create", new { proplet_id = other, metadata = new { os = "changed" } });
-            await Task.Delay(TimeSpan.FromSeconds(6), Ct);
+            await WaitForAsync(async () => await StalledSecondsAsync() > WindowSeconds ? default(JsonElement) : (JsonElement?)null);
+            var checkedBefore = await CountAsync(checks);
+            await WaitForAsync(async () => await StalledSecondsAsync() > 2 * WindowSeconds && await CountAsync(checks) > checkedBefore ? default(JsonElement) : (JsonElement?)null);
             (await Http.GetFromJsonAsync<JsonElement>($"/proplets/{propletId}", Ct)).GetProperty("alive").GetBoolean().ShouldBeFalse("its heartbeats wait");
-            var stalled = (await Http.GetStringAsync("/metrics", Ct)).Split('\n')
-                .Single(line => line.StartsWith("mqtt_receive_unhandled_seconds{", StringComparison.Ordinal) && line.Contains($"client_id=\"manager-{_tenant}\"", StringComparison.Ordinal));
-            double.Parse(stalled[(stalled.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture).ShouldBeGreaterThan(4, stalled);
             await transaction.RollbackAsync(Ct);
         }
 
-        await Task.Delay(TimeSpan.FromSeconds(3), Ct); // a check due while the heartbeats waited has run
+        await WaitForAliveAsync(propletId); // the heartbeats that waited are handled
         await heartbeats.CancelAsync();
         await beating;
 
@@ -769,7 +778,7 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
             return Task.CompletedTask;
         };
 
-        // One heartbeat, then silence: the liveness check marks it offline about 2 s later (the window here).
+        // One heartbeat, then silence: the liveness check marks it offline about a window (WindowSeconds) later.
         var propletId = Guid.NewGuid().ToString();
         await using var proplet = await ConnectPropletAsync(propletId, answer: false);
         await PublishAsync(proplet, "control/proplet/create", new { proplet_id = propletId });
@@ -958,7 +967,7 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
         return client;
     }
 
-    /// <summary>Heartbeats every 300 ms until <paramref name="stop"/> (the liveness window here is 2 s).</summary>
+    /// <summary>Heartbeats every 300 ms until <paramref name="stop"/> (the liveness window here is <see cref="WindowSeconds"/>).</summary>
     private Task BeatAsync(BrokerConnection client, string propletId, CancellationToken stop) => Task.Run(
         async () =>
         {
@@ -1013,6 +1022,15 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
 
             await Task.Delay(50, Ct);
         }
+    }
+
+    /// <summary>How long the oldest message this node received and has not handled has waited (/metrics; 0 while not
+    /// reported).</summary>
+    private async Task<double> StalledSecondsAsync()
+    {
+        var stalled = (await Http.GetStringAsync("/metrics", Ct)).Split('\n')
+            .SingleOrDefault(line => line.StartsWith("mqtt_receive_unhandled_seconds{", StringComparison.Ordinal) && line.Contains($"client_id=\"manager-{_tenant}\"", StringComparison.Ordinal));
+        return stalled is null ? 0 : double.Parse(stalled[(stalled.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture);
     }
 
     private async Task<long> CountAsync(string sql)
