@@ -960,14 +960,7 @@ public sealed class TaskRunner : IAsyncDisposable
                 // The original reports a daemon as done at once (spec §2.9); the workload keeps running. Started first and
                 // reported after: the publish waits while the broker is unreachable, and the daemon did not run for all
                 // that time. Its run sends no result of its own (below), so nothing of it can overtake this one.
-                if (task.Reason == StopReason.None)
-                {
-                    _plugins?.OnTaskComplete(request.Id, true, null, null); // as the original: its "completion" is the start
-                    task.Serving = true;
-                    await PublishResultAsync(request.Id, TaskOutcome.Success(""), request.Attempt, task.Dispatch, stillRunning: true);
-                    resultSent = true;
-                    stoppedWhileStarting = task.Reason == StopReason.Stopped;
-                }
+                await PublishStartedAsync(null); // as the original: its "completion" is the start
             }
 
             if (!daemon && await Task.WhenAny(run, task.Started) != run)
@@ -978,18 +971,26 @@ public sealed class TaskRunner : IAsyncDisposable
                 daemon = true;
                 _slots.Release();
                 slot = false;
-                var started = await task.Started;
-                if (task.Reason == StopReason.None)
-                {
-                    _plugins?.OnTaskComplete(request.Id, true, started, null);
-                    task.Serving = true;
-                    await PublishResultAsync(request.Id, TaskOutcome.Success(started), request.Attempt, task.Dispatch, stillRunning: true);
-                    resultSent = true;
-                    stoppedWhileStarting = task.Reason == StopReason.Stopped;
-                }
+                await PublishStartedAsync(await task.Started);
             }
 
             outcome = await run;
+
+            // A serving run's "started" result (a daemon's empty one, a proxy's "started at port N"), unless it was stopped
+            // first; a stop during its publish makes its end follow it (see stoppedWhileStarting).
+            async Task PublishStartedAsync(string? started)
+            {
+                if (task.Reason != StopReason.None)
+                {
+                    return;
+                }
+
+                _plugins?.OnTaskComplete(request.Id, true, started, null);
+                task.Serving = true;
+                await PublishResultAsync(request.Id, TaskOutcome.Success(started ?? ""), request.Attempt, task.Dispatch, stillRunning: true);
+                resultSent = true;
+                stoppedWhileStarting = task.Reason == StopReason.Stopped;
+            }
         }
         catch (OperationCanceledException) when (task.Aborted.IsCancellationRequested)
         {
