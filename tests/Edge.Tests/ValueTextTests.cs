@@ -51,25 +51,10 @@ public sealed class ValueTextTests
         tooSmall.ShouldEndWith("as i32: number too small to fit in target type");
         leadingZeros.AsInt32().ShouldBe(7);
 
-        var linear = Fastest(() => ValueText.TryParse(ValueKind.Int32, zeros, out _, out _).ShouldBeTrue());
-        var outOfRange = Fastest(() => ValueText.TryParse(ValueKind.Int64, huge, out _, out _).ShouldBeFalse());
+        var linear = LeastTime.Of(() => ValueText.TryParse(ValueKind.Int32, zeros, out _, out _).ShouldBeTrue());
+        var outOfRange = LeastTime.Of(() => ValueText.TryParse(ValueKind.Int64, huge, out _, out _).ShouldBeFalse());
         TestContext.Current.TestOutputHelper?.WriteLine($"leading zeros: {linear.TotalMilliseconds} ms; out of range: {outOfRange.TotalMilliseconds} ms");
         outOfRange.ShouldBeLessThan(linear * 20, $"against {linear.TotalMilliseconds} ms for as many leading zeros");
-    }
-
-    /// <summary>The least time of three runs of <paramref name="action"/>.</summary>
-    private static TimeSpan Fastest(Action action)
-    {
-        var least = TimeSpan.MaxValue;
-        for (var run = 0; run < 3; run++)
-        {
-            var started = System.Diagnostics.Stopwatch.GetTimestamp();
-            action();
-            var took = System.Diagnostics.Stopwatch.GetElapsedTime(started);
-            least = took < least ? took : least;
-        }
-
-        return least;
     }
 
     [Theory]
