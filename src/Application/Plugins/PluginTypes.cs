@@ -19,7 +19,11 @@ public sealed record PluginAuthContext(string? UserId, PluginAction Action)
     public const string SystemUser = "system";
 }
 
-/// <summary>The task as plugins see it (spec §7.4 TaskInfo). <see cref="Id"/> is empty during create.</summary>
+/// <summary>
+/// The task as plugins see it (spec §7.4 TaskInfo). <see cref="Id"/> is empty during create. Equal when every field is,
+/// the lists item by item and the environment as a set of pairs: what a plugin decided on one is what it would decide
+/// on the other (the gate's check that the task it authorized is the task the command decides on).
+/// </summary>
 public sealed record PluginTaskInfo
 {
     public required string Id { get; init; }
@@ -45,6 +49,16 @@ public sealed record PluginTaskInfo
     public bool Encrypted { get; init; }
 
     public DateTimeOffset? CreatedAt { get; init; }
+
+    public bool Equals(PluginTaskInfo? other) =>
+        other is not null
+        && (ReferenceEquals(this, other)
+            || (Id == other.Id && Name == other.Name && Kind == other.Kind && ImageUrl == other.ImageUrl && PropletId == other.PropletId
+                && Priority == other.Priority && Daemon == other.Daemon && Encrypted == other.Encrypted && CreatedAt == other.CreatedAt
+                && Inputs.SequenceEqual(other.Inputs, StringComparer.Ordinal) && CliArgs.SequenceEqual(other.CliArgs, StringComparer.Ordinal)
+                && Env.Count == other.Env.Count && Env.All(kv => other.Env.TryGetValue(kv.Key, out var value) && value == kv.Value)));
+
+    public override int GetHashCode() => HashCode.Combine(Id, Name, Kind, ImageUrl, PropletId, Priority, Inputs.Count, Env.Count);
 }
 
 /// <summary>The chosen proplet as <c>on_before_dispatch</c> sees it.</summary>

@@ -117,29 +117,45 @@ public static class PluginGateMiddleware
                 var (spec, decisions) = await plugins.EnrichAsync(user, create.Spec, cancellationToken);
                 (command, enriched) = (create with { Spec = spec }, decisions);
                 break;
-            case UpdateTask update:
-                var current = await queries.GetAsync(update.TaskId, cancellationToken);
-                gated = current is not { Spec: { } stored }
-                    ? TaskPlugins.Gated.Allowed
-                    : Allowed(await plugins.AuthorizeAsync(user, PluginAction.Update, PluginTaskInfos.From(update.TaskId.ToString(), update.Patch.ApplyTo(stored), current.PropletId, current.CreatedAt), cancellationToken));
-                break;
             case RecordResult or RecordInvocation:
                 // A proplet's result: nothing to authorize (on_task_complete follows the commit); an invocation was
                 // authorized by its route before it ran (its decisions are in the metadata already).
                 gated = TaskPlugins.Gated.Allowed;
                 break;
-            case StartTask start:
-                before = await queries.GetAsync(start.TaskId, cancellationToken) is { } state ? PluginTaskInfos.From(state) : null;
-                gated = before is null ? TaskPlugins.Gated.Allowed : Allowed(await plugins.AuthorizeAsync(user, PluginAction.Start, before, cancellationToken));
-                break;
             default:
-                gated = Allowed(await plugins.AuthorizeAsync(user, Action(command), command.TaskId, cancellationToken));
-                break;
+                // An update, start, stop or delete of a stored task: the plugins decide on the task as read here (an
+                // update's as it would be patched); the handler checks it is still that task (IsStale).
+                var current = await queries.GetAsync(command.TaskId, cancellationToken);
+                before = Seen(current);
+                gated = before is null || current?.Spec is not { } stored
+                    ? TaskPlugins.Gated.Allowed
+                    : Allowed(await plugins.AuthorizeAsync(
+                        user,
+                        Action(command),
+                        command is UpdateTask update ? PluginTaskInfos.From(update.TaskId.ToString(), update.Patch.ApplyTo(stored), current.PropletId, current.CreatedAt) : before,
+                        cancellationToken));
+                var headers = PluginTaskInfos.Headers(gated.Decisions);
+                return new GatedCommand(command, headers is null ? message.Metadata : message.Metadata with { Headers = headers }, before, Read: true);
         }
 
-        var headers = PluginTaskInfos.Headers([.. gated.Decisions, .. enriched]);
-        return new GatedCommand(command, headers is null ? message.Metadata : message.Metadata with { Headers = headers }, before);
+        var decided = PluginTaskInfos.Headers([.. gated.Decisions, .. enriched]);
+        return new GatedCommand(command, decided is null ? message.Metadata : message.Metadata with { Headers = decided }, before);
     }
+
+    /// <summary>
+    /// Whether the plugins authorized <paramref name="gated"/> on a task other than <paramref name="current"/>, the task
+    /// as the handler fetched it for writing (null: none): another command committed on it after the gate read it (the
+    /// view, read outside the command's transaction). Its command must then be gated again, not decided: before, a
+    /// batch's conflict retry reused the outcome of an <c>authorize</c> that had seen the task before an update.
+    /// </summary>
+    public static bool IsStale(GatedCommand gated, TaskState? current)
+    {
+        ArgumentNullException.ThrowIfNull(gated);
+        return gated.Read && !Equals(gated.Before, Seen(current));
+    }
+
+    /// <summary>The task as the plugins see it, as <see cref="ITaskQueries.GetAsync"/> gives it (none once deleted).</summary>
+    private static PluginTaskInfo? Seen(TaskState? state) => state is { Deleted: false } ? PluginTaskInfos.From(state) : null;
 
     /// <summary>
     /// After the commit: <c>on_task_start</c> with the task as it was before a start that appended, and
@@ -168,6 +184,7 @@ public static class PluginGateMiddleware
     {
         DeleteTask => PluginAction.Delete,
         StopTask => PluginAction.Stop,
+        StartTask => PluginAction.Start,
         _ => PluginAction.Update,
     };
 }

@@ -25,9 +25,10 @@ public sealed record RunTaskCommands(IReadOnlyList<RunTaskCommand> Commands);
 
 /// <summary>
 /// What one command of a <see cref="RunTaskCommands"/> came to: its result and the gated command (for the plugin
-/// notifications after the commit).
+/// notifications after the commit). No result: its task changed after the plugins authorized the command
+/// (<see cref="PluginGateMiddleware.IsStale"/>), so it was not decided and must be gated again.
 /// </summary>
-public sealed record TaskCommandOutcome(CommandResult<TaskEvent, TaskState> Result, GatedCommand Gated);
+public sealed record TaskCommandOutcome(CommandResult<TaskEvent, TaskState>? Result, GatedCommand Gated);
 
 /// <summary>The outcomes of a <see cref="RunTaskCommands"/>, in the batch's order.</summary>
 public sealed record TaskCommandOutcomes(IReadOnlyList<TaskCommandOutcome> Outcomes);
@@ -40,8 +41,9 @@ public sealed record TaskCommandOutcomes(IReadOnlyList<TaskCommandOutcome> Outco
 /// writing in one batched query (a create, whose id the API has just made, starts its stream without that read). The
 /// events (each stream stamped with its own command's metadata, the plugin decisions among its headers) and the
 /// cascaded start and stop messages commit together through Wolverine's transactional middleware; a lost race on any
-/// stream fails the batch with Marten's concurrency error, and the conflict policy decides the whole batch again, with
-/// the gate outcomes the commands were queued with.
+/// stream fails the batch with Marten's concurrency error, and the conflict policy decides the whole batch again. A
+/// command whose task is no longer the one its plugins authorized (another command committed on it since the gate read
+/// it) is not decided: its outcome has no result and the batcher gates it again.
 /// </summary>
 public static class RunTaskCommandsHandler
 {
@@ -73,6 +75,12 @@ public static class RunTaskCommandsHandler
         {
             var command = gated[i];
             var stream = streams[i];
+            if (PluginGateMiddleware.IsStale(command, stream?.Aggregate))
+            {
+                outcomes[i] = new TaskCommandOutcome(null, command);
+                continue;
+            }
+
             var result = await TaskCommandHandler.DecideAsync(
                 commands[i], command, stream?.Aggregate, stream?.CurrentVersion ?? 0, session, stops, placement, outgoing, cancellationToken);
             if (result.Appended.Count > 0)
@@ -111,6 +119,13 @@ public sealed partial class TaskCommandBatcher(
     /// <summary>The most commands one batch takes.</summary>
     public const int MaxBatch = 64;
 
+    /// <summary>
+    /// How many times a command is gated, at most, while its task keeps changing between the gate and the decision
+    /// (each time another command on the task committed, so the task's commands as a whole make progress); then it is
+    /// refused (<see cref="GateRaceException"/>, 409).
+    /// </summary>
+    public const int MaxGates = 16;
+
     /// <summary>Passes through the thread pool's queue a loop makes before it takes its batch (see LoopAsync).</summary>
     private const int YieldPasses = 10;
 
@@ -123,6 +138,9 @@ public sealed partial class TaskCommandBatcher(
     private static readonly Histogram<double> QueueWait = ManagerMeter.Meter.CreateHistogram<double>(
         "manager_command_queue_seconds", "s", "Time a task command waited, from its gated request or broker message, until a batch loop took it");
 
+    private static readonly Counter<long> Regated = ManagerMeter.Meter.CreateCounter<long>(
+        "manager_command_regated_total", "{command}", "Task commands gated again because their task changed after the plugins authorized them");
+
     private static readonly Histogram<double> BatchDuration = ManagerMeter.Meter.CreateHistogram<double>(
         "manager_command_batch_duration_seconds", "s", "Time from a batch's start to its commands' answers (decide, commit, notifications)");
 
@@ -134,26 +152,53 @@ public sealed partial class TaskCommandBatcher(
     /// <summary>
     /// Validates and gates <paramref name="command"/> here, on the caller's flow and with its
     /// <paramref name="cancellationToken"/> (the request's, or the broker message's), then decides it in the next batch;
-    /// its result once committed, or the refusal (<see cref="ValidationException"/>, <see cref="PluginDeniedException"/>)
-    /// or failure thrown.
+    /// its result once committed, or the refusal (<see cref="ValidationException"/>, <see cref="PluginDeniedException"/>,
+    /// <see cref="GateRaceException"/>) or failure thrown. When its task changed after the plugins authorized it (another
+    /// command on the task committed in between), it is gated again on the task as it now stands, up to
+    /// <see cref="MaxGates"/> times.
     /// </summary>
     public async Task<CommandResult<TaskEvent, TaskState>> InvokeAsync(RunTaskCommand command, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(command);
+        for (var gates = 1; ; gates++)
+        {
+            if (await DecideOnceAsync(command, cancellationToken) is { } result)
+            {
+                return result;
+            }
+
+            Regated.Add(1);
+            if (gates == MaxGates)
+            {
+                throw new GateRaceException(command.TaskId, gates);
+            }
+        }
+    }
+
+    /// <summary>The command gated and decided once: its result, or null when its task changed after the gate.</summary>
+    private async Task<CommandResult<TaskEvent, TaskState>?> DecideOnceAsync(RunTaskCommand command, CancellationToken cancellationToken)
+    {
+        var bus = new MessageBus(runtime);
         if (!Enabled)
         {
             // The single command's handler chain validates and gates it, on this flow too.
-            return await new MessageBus(runtime).InvokeAsync<CommandResult<TaskEvent, TaskState>>(command, cancellationToken);
+            try
+            {
+                return await bus.InvokeAsync<CommandResult<TaskEvent, TaskState>>(command, cancellationToken);
+            }
+            catch (StaleGateException)
+            {
+                return null;
+            }
         }
 
         // The plugin calls run before the queue, not in the batch: a batch decides and commits commands already gated,
         // so an authorize that runs to its time limit holds up its own request, never the commands and results queued
         // beside it.
-        var gated = await GateAsync(command, cancellationToken);
-        var pending = new Pending(gated, new TaskCompletionSource<CommandResult<TaskEvent, TaskState>>(TaskCreationOptions.RunContinuationsAsynchronously), Stopwatch.GetTimestamp());
+        var pending = new Pending(await GateAsync(command, cancellationToken), new TaskCompletionSource<CommandResult<TaskEvent, TaskState>?>(TaskCreationOptions.RunContinuationsAsynchronously), Stopwatch.GetTimestamp());
         if (!_queue.Writer.TryWrite(pending))
         {
-            return await new MessageBus(runtime).InvokeAsync<CommandResult<TaskEvent, TaskState>>(gated, cancellationToken);
+            await RunAloneAsync(bus, pending, cancellationToken);
         }
 
         // The command commits whether or not its request is still waiting (as a single InvokeAsync would).
@@ -172,9 +217,9 @@ public sealed partial class TaskCommandBatcher(
         {
             try
             {
-                var queued = new Pending(await GateAsync(commands[i], cancellationToken), new TaskCompletionSource<CommandResult<TaskEvent, TaskState>>(TaskCreationOptions.RunContinuationsAsynchronously), Stopwatch.GetTimestamp());
+                var queued = new Pending(await GateAsync(commands[i], cancellationToken), new TaskCompletionSource<CommandResult<TaskEvent, TaskState>?>(TaskCreationOptions.RunContinuationsAsynchronously), Stopwatch.GetTimestamp());
                 pending.Add(queued);
-                answers[i] = queued.Done.Task;
+                answers[i] = DecidedAsync(queued.Done.Task, commands[i].TaskId);
             }
             catch (Exception ex) when (ex is ValidationException or PluginDeniedException)
             {
@@ -188,6 +233,9 @@ public sealed partial class TaskCommandBatcher(
         }
 
         return answers;
+
+        static async Task<CommandResult<TaskEvent, TaskState>> DecidedAsync(Task<CommandResult<TaskEvent, TaskState>?> done, TaskId id) =>
+            await done ?? throw new StaleGateException(id);
     }
 
     /// <summary>
@@ -292,6 +340,12 @@ public sealed partial class TaskCommandBatcher(
         for (var i = 0; i < round.Count; i++)
         {
             var outcome = outcomes.Outcomes[i];
+            if (outcome.Result is null)
+            {
+                round[i].Done.TrySetResult(null);
+                continue;
+            }
+
             try
             {
                 PluginGateMiddleware.AfterCommit(outcome.Gated, outcome.Result, plugins);
@@ -308,13 +362,18 @@ public sealed partial class TaskCommandBatcher(
 
     /// <summary>
     /// One command of a failed batch through the single command's handler; it carries its gate outcome
-    /// (<see cref="RunTaskCommand.Gated"/>), which the handler's gate middleware keeps: the plugins are not asked again.
+    /// (<see cref="RunTaskCommand.Gated"/>), which the handler's gate middleware keeps: the plugins are not asked again
+    /// (unless its task changed since they were: no result, and it is gated again).
     /// </summary>
     private static async Task RunAloneAsync(MessageBus bus, Pending pending, CancellationToken stoppingToken)
     {
         try
         {
             pending.Done.TrySetResult(await bus.InvokeAsync<CommandResult<TaskEvent, TaskState>>(pending.Command, stoppingToken));
+        }
+        catch (StaleGateException)
+        {
+            pending.Done.TrySetResult(null);
         }
         catch (Exception ex)
         {
@@ -331,7 +390,7 @@ public sealed partial class TaskCommandBatcher(
     [LoggerMessage(EventId = 6203, Level = LogLevel.Warning, Message = "The plugin notification after task {TaskId}'s committed command failed")]
     private static partial void LogNotificationFailed(ILogger logger, string taskId, Exception exception);
 
-    private sealed record Pending(RunTaskCommand Command, TaskCompletionSource<CommandResult<TaskEvent, TaskState>> Done, long QueuedAt);
+    private sealed record Pending(RunTaskCommand Command, TaskCompletionSource<CommandResult<TaskEvent, TaskState>?> Done, long QueuedAt);
 }
 
 /// <summary>Commands for several tasks split into rounds that each hold at most one command per task, in order.</summary>

@@ -48,6 +48,13 @@ public static class TaskCommandHandler
         ArgumentNullException.ThrowIfNull(gated);
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(services);
+        if (PluginGateMiddleware.IsStale(gated, stream.Aggregate))
+        {
+            // The plugins authorized the command on the task before another command changed it: gated again by the
+            // caller (TaskCommandBatcher), nothing decided here.
+            throw new StaleGateException(message.TaskId);
+        }
+
         var outgoing = new OutgoingMessages();
         var result = await DecideAsync(message, gated, stream.Aggregate, stream.CurrentVersion ?? 0, session, stops, placement, outgoing, cancellationToken);
         if (result.Appended.Count > 0)

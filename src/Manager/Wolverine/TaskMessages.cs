@@ -19,12 +19,30 @@ public sealed record RunTaskCommand(TaskId TaskId, TaskCommand Command, EventMet
 
 /// <summary>
 /// What the plugin gate middleware hands the handler: the command to decide (a create enriched by <c>enrich_task</c>),
-/// the metadata with every plugin decision as headers, and the task as it was before a start (for <c>on_task_start</c>).
+/// the metadata with every plugin decision as headers, and the task as the gate read it (<paramref name="Before"/>:
+/// what <c>authorize</c> of an update, start, stop or delete was shown of it, null when it did not exist; a start's is
+/// also what <c>on_task_start</c> gets). <paramref name="Read"/>: whether the plugins decided on the stored task, so
+/// the handler must check that the task it decides on is still that one (<see cref="PluginGateMiddleware.IsStale"/>).
 /// </summary>
-public sealed record GatedCommand(TaskCommand Command, EventMetadata Metadata, PluginTaskInfo? Before);
+public sealed record GatedCommand(TaskCommand Command, EventMetadata Metadata, PluginTaskInfo? Before, bool Read = false);
 
 /// <summary>A plugin said no: the command is not decided; the route answers 403 with <see cref="Exception.Message"/> as the error.</summary>
 public sealed class PluginDeniedException(string reason) : Exception(reason);
+
+/// <summary>
+/// The task changed between the plugin gate's read and the command's decision (another command committed on it), so the
+/// plugins' decision was about a task that no longer is: nothing is decided; the command is gated again on the task as
+/// it now stands (<see cref="TaskCommandBatcher"/>).
+/// </summary>
+public sealed class StaleGateException(TaskId taskId)
+    : Exception($"task {taskId} changed after the plugins authorized its command; it is authorized again");
+
+/// <summary>
+/// A command's task changed under it every time the plugins authorized it (<see cref="TaskCommandBatcher.MaxGates"/>
+/// times): the route answers 409 with <see cref="Exception.Message"/> as the error and nothing is decided.
+/// </summary>
+public sealed class GateRaceException(TaskId taskId, int gates)
+    : Exception($"task {taskId} changed each of the {gates} times its command was authorized; try again");
 
 /// <summary>
 /// A message for the broker (a start or a stop), cascaded in the command's transaction; published from the durable local

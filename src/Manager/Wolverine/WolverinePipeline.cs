@@ -205,6 +205,10 @@ public sealed class WolverineTaskCommands(TaskCommandBatcher batcher)
         {
             return (null, ApiResults.Error(StatusCodes.Status403Forbidden, ex.Message));
         }
+        catch (GateRaceException ex)
+        {
+            return (null, ApiResults.Error(StatusCodes.Status409Conflict, ex.Message));
+        }
     }
 
     /// <summary>

@@ -116,6 +116,77 @@ public sealed class PluginGateTests : IAsyncLifetime
         _gate.Started.ShouldBeEmpty();
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task AStartWhoseTaskChangesWhileItIsAuthorized_IsAuthorizedAgain_OnTheTaskAsItNowIs(bool batched)
+    {
+        // Another client's update commits while the start's authorize is deciding on the task as it was: the start is
+        // not decided on that outcome (it was allowed on "harmless") but gated again, on "forbidden", and refused.
+        await using var alone = batched ? null : await ManagerServer.StartAsync(
+            "api_plugins_alone", new Dictionary<string, string> { ["MANAGER_COMMAND_BATCHES"] = "0" }, services: s => s.AddSingleton<IPluginGate>(_gate));
+        var http = alone?.Client ?? Http;
+        var created = await http.PostAsync("/tasks", new StringContent("""{"name":"harmless"}""", Encoding.UTF8, "application/json"), Ct);
+        var id = (await created.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetString()!;
+        _gate.DenyTask = (action, task) => action == PluginAction.Start && task.Name == "forbidden" ? "forbidden tasks do not start" : null;
+        var changed = 0;
+        _gate.BeforeAuthorize = async (context, _) =>
+        {
+            if (context.Action == PluginAction.Start && Interlocked.Exchange(ref changed, 1) == 0)
+            {
+                using var update = new HttpRequestMessage(HttpMethod.Put, $"/tasks/{id}") { Content = new StringContent("""{"name":"forbidden"}""", Encoding.UTF8, "application/json") };
+                var updated = await http.SendAsync(update, Ct);
+                updated.StatusCode.ShouldBe(HttpStatusCode.OK, await updated.Content.ReadAsStringAsync(Ct));
+            }
+        };
+
+        var started = await http.PostAsync($"/tasks/{id}/start", null, Ct);
+
+        started.StatusCode.ShouldBe(HttpStatusCode.Forbidden, (alone ?? _server).Warnings.ToString());
+        (await started.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("error").GetString().ShouldBe("forbidden tasks do not start");
+        _gate.Calls.Where(c => c.Hook == "authorize" && c.Action == PluginAction.Start).Select(c => c.Task.Name).ShouldBe(["harmless", "forbidden"]);
+        var history = (await http.GetFromJsonAsync<JsonElement>($"/tasks/{id}/history", Ct)).EnumerateArray().Select(e => e.GetProperty("type").GetString()).ToList();
+        history.ShouldBe(["task.created.v1", "task.updated.v1"]);
+        _gate.Started.ShouldBeEmpty();
+    }
+
+    [Fact]
+    public async Task AStartWhoseTaskChangesAtEveryGate_Is409_AfterSixteenGates_AndNothingIsStored()
+    {
+        var id = await CreateAsync("""{"name":"busy"}""");
+        var renames = 0;
+        _gate.BeforeAuthorize = async (context, _) =>
+        {
+            if (context.Action == PluginAction.Start)
+            {
+                using var update = new HttpRequestMessage(HttpMethod.Put, $"/tasks/{id}") { Content = new StringContent($$"""{"name":"busy-{{Interlocked.Increment(ref renames)}}"}""", Encoding.UTF8, "application/json") };
+                (await Http.SendAsync(update, Ct)).StatusCode.ShouldBe(HttpStatusCode.OK);
+            }
+        };
+
+        var started = await PostAsync($"/tasks/{id}/start", null);
+
+        started.StatusCode.ShouldBe(HttpStatusCode.Conflict);
+        (await started.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("error").GetString().ShouldBe($"task {id} changed each of the 16 times its command was authorized; try again");
+        _gate.Calls.Count(c => c.Hook == "authorize" && c.Action == PluginAction.Start).ShouldBe(16);
+        var history = (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}/history", Ct)).EnumerateArray().Select(e => e.GetProperty("type").GetString()).ToList();
+        history.ShouldNotContain("task.started.v1");
+        history.Count.ShouldBe(17);
+    }
+
+    [Fact]
+    public async Task ATaskThatDoesNotChange_IsAuthorizedOnce_PerCommand()
+    {
+        var id = await CreateAsync("""{"name":"steady","env":{"B":"2","A":"1"},"inputs":[1,2]}""");
+
+        (await PostAsync($"/tasks/{id}/start", null)).StatusCode.ShouldBe(HttpStatusCode.OK);
+        (await PostAsync($"/tasks/{id}/stop", null)).StatusCode.ShouldBe(HttpStatusCode.OK);
+
+        // What the gate read of the task (the view) equals the task as fetched for writing: no second authorize.
+        _gate.Calls.Count(c => c.Hook == "authorize" && c.Action == PluginAction.Start).ShouldBe(1);
+        _gate.Calls.Count(c => c.Hook == "authorize" && c.Action == PluginAction.Stop).ShouldBe(1);
+    }
+
     [Fact]
     public async Task SelectionDenied_FailsTheAttemptWithTheReason()
     {
@@ -305,6 +376,12 @@ public sealed class PluginGateTests : IAsyncLifetime
 
         public Func<string, PluginAction, string?> Deny { get; set; } = (_, _) => null;
 
+        /// <summary>An authorize's deny by what it is shown of the task (after <see cref="Deny"/>).</summary>
+        public Func<PluginAction, PluginTaskInfo, string?> DenyTask { get; set; } = (_, _) => null;
+
+        /// <summary>Runs at the start of every authorize, before it decides (on the task as it was shown).</summary>
+        public Func<PluginAuthContext, PluginTaskInfo, Task> BeforeAuthorize { get; set; } = (_, _) => Task.CompletedTask;
+
         public EnrichOutcome Enrich { get; set; } = EnrichOutcome.None;
 
         public SelectOutcome Select { get; set; } = SelectOutcome.Allow;
@@ -314,14 +391,15 @@ public sealed class PluginGateTests : IAsyncLifetime
         private PluginDecision[] Record(string hook, PluginAuthContext context, PluginTaskInfo task, PluginPropletInfo? proplet, out string? denied)
         {
             Calls.Enqueue(new Call(hook, context.Action, context.UserId, task, proplet));
-            denied = Deny(hook, context.Action);
+            denied = Deny(hook, context.Action) ?? (hook == "authorize" ? DenyTask(context.Action, task) : null);
             return [new PluginDecision("scripted", hook, denied is null, denied, TimeSpan.FromMicroseconds(5))];
         }
 
-        public ValueTask<GateOutcome> AuthorizeAsync(PluginAuthContext context, PluginTaskInfo task, CancellationToken cancellationToken)
+        public async ValueTask<GateOutcome> AuthorizeAsync(PluginAuthContext context, PluginTaskInfo task, CancellationToken cancellationToken)
         {
+            await BeforeAuthorize(context, task);
             var decisions = Record("authorize", context, task, null, out var denied);
-            return ValueTask.FromResult(new GateOutcome(denied is null, denied, decisions));
+            return new GateOutcome(denied is null, denied, decisions);
         }
 
         public ValueTask<EnrichOutcome> EnrichAsync(PluginAuthContext context, PluginTaskInfo task, CancellationToken cancellationToken)
