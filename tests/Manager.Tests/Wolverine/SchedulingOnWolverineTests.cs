@@ -814,6 +814,7 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
         letter.GetProperty("message_type").GetString()!.ShouldContain("PublishToBroker", Case.Insensitive);
         letter.GetProperty("exception_type").GetString()!.ShouldContain("ArgumentException");
         letter.GetProperty("replayable").GetBoolean().ShouldBeFalse();
+        letter.GetProperty("sent_at").GetString()!.ShouldEndWith("Z"); // UTC with Z, as every time the API writes
         (await Http.GetStringAsync("/metrics", Ct)).ShouldContain("wolverine_dead_letters 1");
         // It expires after MANAGER_DEAD_LETTER_RETENTION (30 days by default): the table grew for ever.
         (await CountAsync($"select count(*) from {Schema}.wolverine_dead_letters where expires between now() + interval '29 days' and now() + interval '31 days'")).ShouldBe(1);
