@@ -486,11 +486,15 @@ public sealed class DashboardTests(DashboardCluster cluster) : IAsyncLifetime
 
     /// <summary>
     /// A page whose first load failed (the manager's 503 while it restarts) is not left blank: the reconnection's resync
-    /// loads it again. It stayed blank, as only a view that had drawn once had a handler and a timer.
+    /// loads it again. It stayed blank, as only a view that had drawn once had a handler and a timer. The page's clock
+    /// is paused, so the 5 s retry cannot load it instead (the test passed on that timer with the resync path broken).
     /// </summary>
     [Fact]
     public async Task APageWhoseFirstLoadFailed_IsLoadedAgain()
     {
+        var now = DateTime.UtcNow;
+        await _page.Clock.InstallAsync(new() { TimeDate = now });
+        await _page.Clock.PauseAtAsync(now.AddSeconds(1)); // no page timer fires from here on
         await _page.RouteAsync("**/events*", route => route.AbortAsync()); // the stream is down
         var failed = 0;
         await _page.RouteAsync(url => new Uri(url).AbsolutePath == "/proplets", async route =>
@@ -730,5 +734,216 @@ public sealed class DashboardTests(DashboardCluster cluster) : IAsyncLifetime
         await Assertions.Expect(_page.Locator("#message.info")).ToContainTextAsync("Delete: done");
         using var gone = await cluster.Cluster.Http.GetAsync($"/tasks/{id}", Ct);
         gone.StatusCode.ShouldBe(System.Net.HttpStatusCode.NotFound);
+    }
+
+    /// <summary>A task list read (GET /tasks?...) counted as it goes through.</summary>
+    private async Task<Func<int>> CountTaskListReadsAsync()
+    {
+        var reads = 0;
+        await _page.RouteAsync(IsTaskList, async route =>
+        {
+            Interlocked.Increment(ref reads);
+            await route.ContinueAsync();
+        });
+        return () => Volatile.Read(ref reads);
+    }
+
+    /// <summary>
+    /// The changes of a task older than a full first page do not reload the list (the list is ordered by creation, so
+    /// it cannot enter that page; with a few hundred tasks running every open list re-read 4 times a second), and a
+    /// new task still appears.
+    /// </summary>
+    [Fact]
+    public async Task ChangesOfATaskOlderThanAFullFirstPage_DoNotReloadTheList_ButANewTaskDoes()
+    {
+        var name = Unique("full");
+        var ids = new List<string>();
+        for (var i = 0; i < 60; i++)
+        {
+            ids.Add(await cluster.Cluster.CreateTaskAsync(new { name }, Ct));
+        }
+
+        await OpenLiveAsync(Ui(cluster.Cluster, $"#/tasks?name={name}"));
+        await Assertions.Expect(_page.Locator("table.tasks tbody tr")).ToHaveCountAsync(50);
+        var reads = await CountTaskListReadsAsync();
+
+        for (var i = 0; i < 10; i++)
+        {
+            using var updated = await cluster.Cluster.Http.PutAsJsonAsync($"/tasks/{ids[0]}", new { name, inputs = new[] { i } }, Ct);
+            updated.EnsureSuccessStatusCode();
+        }
+
+        // The page's newest task, deleted after them: one stream brings the events in order, so once its row is
+        // marked the page has had the ten changes.
+        using var deleted = await cluster.Cluster.Http.DeleteAsync($"/tasks/{ids[^1]}", Ct);
+        deleted.EnsureSuccessStatusCode();
+        await Assertions.Expect(_page.Locator($"tr[data-id='{ids[^1]}']")).ToHaveClassAsync(new System.Text.RegularExpressions.Regex("deleted"));
+        reads().ShouldBe(0, "a change of a task older than the full page reloaded the list");
+
+        var added = await cluster.Cluster.CreateTaskAsync(new { name }, Ct);
+
+        await Assertions.Expect(_page.Locator($"tr[data-id='{added}']")).ToBeVisibleAsync();
+        reads().ShouldBe(1, "the list was reloaded for the changes of a task older than the page");
+    }
+
+    /// <summary>
+    /// A list whose first read failed for a passing reason (a 503) while the stream stayed up is read again, and the
+    /// error goes once it is shown: the view caught its own failure, so the router's retry never came and the list
+    /// stayed empty on a quiet manager.
+    /// </summary>
+    [Fact]
+    public async Task AListWhoseFirstReadFailed_IsReadAgain_AndTheErrorGoes()
+    {
+        var name = Unique("retried");
+        var id = await cluster.Cluster.CreateTaskAsync(new { name }, Ct);
+        await _page.Clock.InstallAsync();
+        var reads = 0;
+        await _page.RouteAsync(IsTaskList, async route =>
+        {
+            if (Interlocked.Increment(ref reads) == 1)
+            {
+                await route.FulfillAsync(new() { Status = 503, ContentType = "application/json", Body = """{"error":"the event store is unavailable"}""" });
+            }
+            else
+            {
+                await route.ContinueAsync();
+            }
+        });
+        await OpenLiveAsync(Ui(cluster.Cluster, $"#/tasks?name={name}"));
+        await Assertions.Expect(_page.Locator("#message.error")).ToContainTextAsync("the event store is unavailable");
+
+        await _page.Clock.RunForAsync(5000);
+
+        await Assertions.Expect(_page.Locator($"tr[data-id='{id}']")).ToBeVisibleAsync();
+        await Assertions.Expect(_page.Locator("#message")).ToBeHiddenAsync();
+        _errors.RemoveAll(e => e.Contains("503", StringComparison.Ordinal));
+    }
+
+    /// <summary>
+    /// A task deleted while the stream was down is shown as deleted after reconnecting, its actions disabled (the
+    /// resync's 404 was shown as "task not found" with Start, Stop and Delete still enabled).
+    /// </summary>
+    [Fact]
+    public async Task ATaskDeletedWhileTheStreamWasDown_SaysSoAfterReconnecting()
+    {
+        var id = await cluster.Cluster.CreateTaskAsync(new { name = "main" }, Ct);
+        await _page.RouteAsync("**/events*", route => route.AbortAsync()); // the stream is down
+        await _page.GotoAsync(Ui(cluster.Cluster, $"#/tasks/{id}"));
+        await Assertions.Expect(_page.Locator("#timeline li")).ToHaveCountAsync(1);
+        await Assertions.Expect(_page.Locator("#live")).ToHaveAttributeAsync("data-state", "down");
+        using var deleted = await cluster.Cluster.Http.DeleteAsync($"/tasks/{id}", Ct);
+        deleted.EnsureSuccessStatusCode();
+
+        await _page.UnrouteAsync("**/events*"); // reconnects: resync
+
+        await Assertions.Expect(_page.Locator("#live")).ToHaveAttributeAsync("data-state", "up", new() { Timeout = 20000 });
+        await Assertions.Expect(_page.Locator("#message")).ToContainTextAsync("This task was deleted");
+        foreach (var action in new[] { "Start", "Stop", "Delete" })
+        {
+            await Assertions.Expect(_page.Locator(".actions button", new() { HasText = action })).ToBeDisabledAsync();
+        }
+
+        _errors.RemoveAll(e => e.Contains("ERR_FAILED", StringComparison.Ordinal) || e.Contains("404", StringComparison.Ordinal));
+    }
+
+    /// <summary>
+    /// In a list filtered by state, a row whose task leaves the state is marked stale, and no longer once it is back
+    /// (a completed task run again: it stayed marked).
+    /// </summary>
+    [Fact]
+    public async Task ARowBackInTheFilteredState_IsNoLongerStale()
+    {
+        var name = Unique("stale");
+        var again = await cluster.Cluster.CreateTaskAsync(new { name, file = Convert.ToBase64String(Wasm.Addition), inputs = new[] { 1, 2 } }, Ct);
+        var marker = await cluster.Cluster.CreateTaskAsync(new { name, file = Convert.ToBase64String(Wasm.Addition), inputs = new[] { 3, 4 } }, Ct);
+        foreach (var id in new[] { again, marker })
+        {
+            await cluster.Cluster.StartTaskAsync(id, Ct);
+            await cluster.Cluster.WaitForTaskAsync(id, t => t.GetProperty("state").GetInt32() == 3, Ct);
+        }
+
+        var firstRun = (await cluster.Cluster.GetTaskAsync(again, Ct)).GetProperty("finish_time").GetString();
+        await OpenLiveAsync(Ui(cluster.Cluster, $"#/tasks?state=completed&name={name}"));
+        var row = _page.Locator($"tr[data-id='{again}']");
+        await Assertions.Expect(row.Locator("[data-state='completed']")).ToBeVisibleAsync();
+
+        await cluster.Cluster.StartTaskAsync(again, Ct); // scheduled, running (stale), completed
+        await cluster.Cluster.WaitForTaskAsync(again, t => t.GetProperty("state").GetInt32() == 3 && t.GetProperty("finish_time").GetString() != firstRun, Ct);
+        using var deleted = await cluster.Cluster.Http.DeleteAsync($"/tasks/{marker}", Ct);
+        deleted.EnsureSuccessStatusCode();
+        await Assertions.Expect(_page.Locator($"tr[data-id='{marker}']")).ToHaveClassAsync(new System.Text.RegularExpressions.Regex("deleted")); // the run's events came before
+
+        await Assertions.Expect(row.Locator("[data-state='completed']")).ToBeVisibleAsync();
+        await Assertions.Expect(row).Not.ToHaveClassAsync(new System.Text.RegularExpressions.Regex("stale"));
+    }
+
+    /// <summary>The error of a failed periodic re-read (a 503) goes when the next one succeeds (it stayed until the user left).</summary>
+    [Fact]
+    public async Task TheErrorOfAFailedReRead_GoesWhenTheNextSucceeds()
+    {
+        await _page.Clock.InstallAsync();
+        await _page.GotoAsync(Ui(cluster.Cluster, "#/proplets"));
+        var row = _page.Locator($"tr[data-id='{cluster.PropletId}']");
+        await Assertions.Expect(row).ToContainTextAsync("alive");
+        var reads = 0;
+        await _page.RouteAsync(url => new Uri(url).AbsolutePath == "/proplets", async route =>
+        {
+            if (Interlocked.Increment(ref reads) == 1)
+            {
+                await route.FulfillAsync(new() { Status = 503, ContentType = "application/json", Body = """{"error":"the event store is unavailable"}""" });
+            }
+            else
+            {
+                await route.ContinueAsync();
+            }
+        });
+
+        await _page.Clock.RunForAsync(5000); // the periodic re-read: 503
+        await Assertions.Expect(_page.Locator("#message.error")).ToContainTextAsync("the event store is unavailable");
+        await _page.Clock.RunForAsync(5000); // the next one: 200
+
+        await Assertions.Expect(_page.Locator("#message")).ToBeHiddenAsync();
+        await Assertions.Expect(row).ToContainTextAsync("alive");
+        _errors.RemoveAll(e => e.Contains("503", StringComparison.Ordinal));
+    }
+
+    /// <summary>
+    /// An address whose id is not percent-encoded UTF-8 is no such page (decodeURIComponent's URIError was shown as
+    /// "URI malformed" and retried every 5 s).
+    /// </summary>
+    [Fact]
+    public async Task AMalformedAddress_IsNoSuchPage()
+    {
+        await _page.GotoAsync(Ui(cluster.Cluster, "#/tasks/%E0%A4%A"));
+
+        await Assertions.Expect(_page.Locator("#message.error")).ToContainTextAsync("no such page: #/tasks/%E0%A4"); // the browser keeps the address as %E0%A4%25A
+    }
+
+    /// <summary>
+    /// A file that is not a binary WebAssembly module (a .wat text, an archive named .wasm) is refused by the form
+    /// before anything is sent (the task was created first, and the upload's refusal left it without a module).
+    /// </summary>
+    [Theory]
+    [InlineData("add.wat", "(module (func (export \"main\")))", "its name must end in .wasm")]
+    [InlineData("add.wasm", "PK\u0003\u0004 an archive", "this file starts with 50 4b 03 04")]
+    public async Task AFileThatIsNotAWasmModule_IsRefusedBeforeATaskIsCreated(string file, string content, string why)
+    {
+        var sent = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        _page.Request += (_, request) =>
+        {
+            if (request.Method != "GET")
+            {
+                sent.Enqueue($"{request.Method} {new Uri(request.Url).AbsolutePath}");
+            }
+        };
+        await _page.GotoAsync(Ui(cluster.Cluster, "#/new"));
+        await _page.Locator("input[name=file]").SetInputFilesAsync(new FilePayload { Name = file, MimeType = "application/octet-stream", Buffer = System.Text.Encoding.Latin1.GetBytes(content) });
+
+        await _page.GetByRole(AriaRole.Button, new() { Name = "Create task" }).ClickAsync();
+
+        await Assertions.Expect(_page.Locator("#message.error")).ToContainTextAsync($"{file} is not a WebAssembly module");
+        await Assertions.Expect(_page.Locator("#message.error")).ToContainTextAsync(why);
+        _page.Url.ShouldEndWith("#/new");
+        sent.ShouldBeEmpty();
     }
 }

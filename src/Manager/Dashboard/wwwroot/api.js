@@ -8,6 +8,13 @@ export class ApiError extends Error {
   }
 }
 
+/**
+ * Whether a failed call may pass by itself (the manager unreachable or restarting, a proxy's 502 or 503: status 0 or
+ * 5xx), so it is worth making again later. A 4xx is the manager's answer for good, and an error that is not the API's
+ * (a fault in the page) would only fail again.
+ */
+export const passing = (e) => e instanceof ApiError && (e.status === 0 || e.status >= 500);
+
 // The dashboard is served under /ui/ by the manager: the API is one level up (also behind a path prefix).
 export const apiBase = new URL('../', document.baseURI);
 
@@ -48,7 +55,13 @@ async function request(method, path, { body, headers = {}, signal } = {}) {
     if (signal?.aborted) throw e;
     throw new ApiError(`cannot reach the manager (${e.message})`, 0);
   }
-  const text = await response.text();
+  let text;
+  try {
+    text = await response.text();
+  } catch (e) {
+    if (signal?.aborted) throw e;
+    throw new ApiError(`cannot read the manager's answer (${e.message})`, 0); // the connection dropped mid-answer
+  }
   let json = null;
   if (text) {
     try { json = JSON.parse(text); } catch { /* not JSON: shown as text below */ }

@@ -3,7 +3,7 @@
 // never as a blank page.
 import { connect, onChange } from './live.js';
 import { message, clearMessage } from './message.js';
-import { api, user } from './api.js';
+import { api, user, passing } from './api.js';
 import * as tasks from './views/tasks.js';
 import * as task from './views/task.js';
 import * as create from './views/create.js';
@@ -25,15 +25,15 @@ let controller = null; // aborted when the user leaves the page: the view's fetc
 let missed = false; // a change arrived while a view was still rendering (it may predate or postdate what it fetched)
 
 /**
- * What a view draws through: show() replaces <main> and fail(e) shows an error, both only while the view is the
- * current page (a draw that was awaiting a fetch when the user navigated away must not overwrite the new page);
- * get(path) is api.get aborted when the user leaves.
+ * What a view draws through: show() replaces <main> and fail(e) shows an error (returning the message's id, or null
+ * when not shown), both only while the view is the current page (a draw that was awaiting a fetch when the user
+ * navigated away must not overwrite the new page); get(path) is api.get aborted when the user leaves.
  */
 function pageFor(main, signal) {
   return {
     signal,
     show: (...nodes) => { if (!signal.aborted) main.replaceChildren(...nodes); },
-    fail: (e) => { if (!signal.aborted) message(e.message); },
+    fail: (e) => (signal.aborted ? null : message(e.message)),
     get: (path) => api.get(path, signal),
   };
 }
@@ -52,14 +52,20 @@ async function route() {
   page = mine;
   clearMessage();
   for (const a of document.querySelectorAll('nav a')) a.classList.toggle('active', a.dataset.nav === nav);
-  if (!view) {
+  // An id that is not percent-encoded UTF-8 (#/tasks/%E0%A4%A, typed or cut short) names no page either. Decoded
+  // before the load: its URIError was taken for a failed load, shown as "URI malformed" and retried every 5 s.
+  let params = null;
+  try {
+    params = view ? match.slice(1).map(decodeURIComponent) : null;
+  } catch { /* no such page */ }
+  if (!params) {
     mine.show();
     message(`no such page: ${hash}`);
     return;
   }
   missed = false;
   try {
-    const rendered = await view.render(mine, match.slice(1).map(decodeURIComponent), query);
+    const rendered = await view.render(mine, params, query);
     if (mine.signal.aborted) {
       rendered?.dispose?.();
       return;
@@ -77,8 +83,8 @@ async function route() {
     // The first draw failed, so the view has no handler of its own and no timer: after a passing failure (the
     // manager restarting, a proxy's 503, the network) the page stayed blank for good. Such a page is drawn again at
     // the next resync (the stream reconnected) or after 5 s, not at every change (on a busy manager that re-read it
-    // back to back); one the manager refused for good (a 4xx: a deleted task) is not retried at all.
-    if (e?.status !== undefined && e.status > 0 && e.status < 500) return;
+    // back to back); one the manager refused for good (a 4xx: a deleted task) or a fault in the page is not retried.
+    if (!passing(e)) return;
     const retry = setTimeout(() => { if (page === mine) route(); }, 5000);
     current = { onChange: (type) => { if (type === 'resync') route(); }, dispose: () => clearTimeout(retry) };
   }

@@ -1,8 +1,14 @@
 // The message bar above the view: API errors and confirmations.
 
-/** Shows a message above the view: kind 'error' (kept until dismissed or the next page) or 'info' (fades). */
+let shown = 0; // which message the bar shows: a later one replaces it, and dismiss(id) then leaves that one alone
+
+/**
+ * Shows a message above the view: kind 'error' (kept until dismissed or the next page) or 'info' (fades). Returns its
+ * id, for dismiss.
+ */
 export function message(text, kind = 'error') {
   const bar = document.getElementById('message');
+  const id = ++shown;
   bar.replaceChildren();
   bar.className = kind;
   bar.append(document.createTextNode(text));
@@ -12,7 +18,13 @@ export function message(text, kind = 'error') {
   close.addEventListener('click', () => { bar.hidden = true; });
   bar.append(close);
   bar.hidden = false;
-  if (kind === 'info') setTimeout(() => { if (bar.textContent.startsWith(text)) bar.hidden = true; }, 4000);
+  if (kind === 'info') setTimeout(() => dismiss(id), 4000);
+  return id;
+}
+
+/** Hides message id if the bar still shows it (a later message stays). */
+export function dismiss(id) {
+  if (id === shown) document.getElementById('message').hidden = true;
 }
 
 let flashed = null;

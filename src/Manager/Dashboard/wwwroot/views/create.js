@@ -5,6 +5,18 @@ import { h } from '../dom.js';
 
 const MIB = 1024 * 1024;
 const MAX_UPLOAD = 100 * MIB - 64 * 1024;
+const WASM_MAGIC = [0x00, 0x61, 0x73, 0x6d]; // "\0asm", the first bytes of every binary WebAssembly module
+
+/** Why file cannot be a binary .wasm module (a .wat text, an archive), or null. */
+async function notWasm(file) {
+  if (!/\.wasm$/i.test(file.name)) return `${file.name} is not a WebAssembly module: its name must end in .wasm (a .wat text is compiled first, e.g. by wat2wasm)`;
+  const head = new Uint8Array(await file.slice(0, 4).arrayBuffer());
+  if (head.length < 4 || WASM_MAGIC.some((b, i) => head[i] !== b)) {
+    const seen = head.length ? `starts with ${Array.from(head, (b) => b.toString(16).padStart(2, '0')).join(' ')}` : 'is empty';
+    return `${file.name} is not a WebAssembly module: a module starts with the bytes 00 61 73 6d ("\\0asm"), this file ${seen}`;
+  }
+  return null;
+}
 
 export async function render(page) {
   const form = h('form', { class: 'create card', id: 'create' },
@@ -24,6 +36,12 @@ export async function render(page) {
     // hundred bytes. Checked before anything is sent: over it, the upload failed after the task was created.
     if (file && file.size > MAX_UPLOAD) {
       message(`${file.name} is too large: ${(file.size / MIB).toFixed(1)} MiB, over the manager's request limit of 100 MiB`);
+      return;
+    }
+    // The manager checks the module at the upload, after the task was created: a wrong file left a task without one.
+    const wrong = file ? await notWasm(file) : null;
+    if (wrong) {
+      message(wrong);
       return;
     }
     const body = { name: data.get('name').trim() };

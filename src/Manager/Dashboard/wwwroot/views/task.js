@@ -66,7 +66,7 @@ export async function render(page, [id]) {
   const timeline = h('ol', { class: 'timeline', id: 'timeline' });
   const earlier = h('div', { class: 'earlier muted', id: 'earlier' });
 
-  let deleted = false; // the task's deletion was announced: its actions can only fail (404)
+  let deleted = false; // the task is gone (its deletion announced, or a reload answered 404): its actions can only fail
   const act = (label, run, confirmText, done = () => message(`${label}: done`, 'info')) => h('button', {
     class: label === 'Delete' ? 'danger' : '',
     disabled: deleted,
@@ -141,6 +141,12 @@ export async function render(page, [id]) {
   page.show(head, h('div', { class: 'columns' }, h('div', {}, outcomeBox, summaryBox), h('div', {},
     h('section', { class: 'card' }, h('h2', {}, 'History'), earlier, timeline), replayBox)));
 
+  const markDeleted = () => {
+    deleted = true;
+    for (const button of head.querySelectorAll('.actions button')) button.disabled = true;
+    message('This task was deleted.'); // kept until the user leaves the page, as the page can no longer change
+  };
+
   // One history read at a time (one asked for meanwhile follows it), so an older answer never replaces a newer one.
   const redrawHistory = redrawer(async () => showHistory(await readHistory()), { gap: 100, signal: page.signal, fail: page.fail });
   // GET /tasks/{id} carries no version: a read that an event overtook may predate that event (it was read before the
@@ -152,8 +158,18 @@ export async function render(page, [id]) {
   return {
     async onChange(type, data) {
       if (type === 'resync') {
+        if (deleted) return;
         const before = events;
-        const t = await page.get(path);
+        let t;
+        try {
+          t = await page.get(path);
+        } catch (e) {
+          // deleted while the stream was down (no event told): as the announced deletion, not "404 task not found"
+          // with its actions enabled
+          if (e.status !== 404) throw e;
+          markDeleted();
+          return;
+        }
         if (events === before) showTask(t);
         redrawHistory();
       } else if (type === 'task' && data.id === id) {
@@ -161,9 +177,7 @@ export async function render(page, [id]) {
         shown = data.version;
         events++;
         if (data.deleted) {
-          deleted = true;
-          for (const button of head.querySelectorAll('.actions button')) button.disabled = true;
-          message('This task was deleted.'); // kept until the user leaves the page, as the page can no longer change
+          markDeleted();
           return;
         }
         showTask(data.task);

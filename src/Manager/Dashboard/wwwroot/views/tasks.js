@@ -1,8 +1,9 @@
 // The task list: a page at a time (newest first by default), filtered by state, name and metadata through the
 // manager's query; rows change in place as task events arrive, and new tasks appear on the first page. Reloads replace
 // only the table and pager: the filter form keeps what is being typed in it.
-import { h, STATES, stateBadge, age, stateName } from '../dom.js';
+import { h, STATES, stateBadge, age, stateName, time } from '../dom.js';
 import { redrawer } from '../redraw.js';
+import { passing } from '../api.js';
 
 const LIMIT = 50;
 
@@ -28,7 +29,7 @@ export async function render(page, _params, query) {
       return true;
     }
     const t = data.task;
-    if (state && stateName(t.state) !== state) tr.classList.add('stale'); // no longer matches the filter
+    tr.classList.toggle('stale', Boolean(state) && stateName(t.state) !== state); // no longer (or again) matches the filter
     tr.querySelector('.state-cell').replaceChildren(stateBadge(t.state));
     tr.children[3].replaceChildren(propletLink(t));
     return true;
@@ -38,6 +39,12 @@ export async function render(page, _params, query) {
   if (state) search.set('state', state);
   if (name) search.set('name', name);
   if (metadata) search.set('metadata', metadata);
+
+  // What the page shows, for the events of tasks not on it: a first page of LIMIT rows ends at `oldest` (the list is
+  // ordered by created_at), so a task created before that cannot enter it.
+  let full = false;
+  let oldest = null;
+  let loaded = false;
 
   const results = h('div', { class: 'results' });
   const draw = async () => {
@@ -63,6 +70,9 @@ export async function render(page, _params, query) {
     };
     const body = h('tbody', {}, list.tasks.map(row));
     rows = next;
+    full = list.tasks.length >= LIMIT;
+    oldest = time(list.tasks.at(-1)?.created_at);
+    loaded = true;
     for (const data of during.values()) apply(data);
     during = null;
     const table = h('table', { class: 'tasks' },
@@ -78,7 +88,24 @@ export async function render(page, _params, query) {
     performance.mark('tasks-rendered'); // read by the dashboard benchmark (first paint of the list)
   };
   // A task that is not on this page may belong here (a new one on the first page): redraw, at most 4 times a second.
-  const redraw = redrawer(draw, { gap: 250, signal: page.signal, fail: page.fail });
+  // Until the list has been read once, a read that failed for a passing reason (the manager restarting, a proxy's
+  // 503) is made again after 5 s: the view catches its first draw's failure, so the router's retry never came and
+  // the list stayed empty on a quiet manager.
+  let retry = null;
+  const failed = (e) => {
+    if (!loaded && !retry && passing(e) && !page.signal.aborted) retry = setTimeout(() => { retry = null; redraw(); }, 5000);
+    return page.fail(e);
+  };
+  const redraw = redrawer(draw, { gap: 250, signal: page.signal, fail: failed });
+  // Whether a change of a task not shown may put it on this page: the first page in newest order, when not full or
+  // when the task is not older than its last row. A change of an older task (one of hundreds running) reloaded every
+  // open list 4 times a second.
+  const mayEnter = (data) => {
+    if (data.deleted || offset !== 0 || order !== 'newest') return false;
+    if (!full || !oldest) return true;
+    const created = time(data.task?.created_at);
+    return !created || created >= oldest;
+  };
 
   const shown = { state, name, metadata, order, offset: String(offset) };
   const go = (changes) => {
@@ -109,7 +136,9 @@ export async function render(page, _params, query) {
   try {
     await draw();
   } catch (e) {
-    page.fail(e); // a filter the manager refuses: the form stays, with what was typed, to be corrected
+    // A filter the manager refuses: the form stays, with what was typed, to be corrected (a passing failure is read
+    // again, above).
+    redraw.failed(e);
   }
   page.show(h('h1', {}, 'Tasks'), filter, results);
 
@@ -118,7 +147,8 @@ export async function render(page, _params, query) {
       if (type === 'resync') return redraw();
       if (type !== 'task') return;
       if (during && !(during.get(data.id)?.version >= data.version)) during.set(data.id, data);
-      if (!apply(data) && !data.deleted && offset === 0 && order === 'newest') redraw();
+      if (!apply(data) && mayEnter(data)) redraw();
     },
+    dispose() { clearTimeout(retry); },
   };
 }
