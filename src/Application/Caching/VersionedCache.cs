@@ -4,9 +4,11 @@ namespace Propeller.Application.Caching;
 
 /// <summary>
 /// A concurrent map of the newest known version of something per key: an entry never moves backwards (a slower
-/// writer of an older version does not replace a newer one). Bounded: past <see cref="Capacity"/> entries it starts
-/// over. The size is counted on the side, since <see cref="ConcurrentDictionary{TKey, TValue}.Count"/> takes every
-/// lock of the map and cost more than the lookups on the hot path.
+/// writer of an older version does not replace a newer one) while it is held. Bounded: past <see cref="Capacity"/>
+/// entries it starts over, and the versions go with the entries: an older version set after that takes its key, so a
+/// reader must take an entry as possibly stale (AggregateCache's is: another node's commits make it so anyway). The
+/// size is counted on the side, since <see cref="ConcurrentDictionary{TKey, TValue}.Count"/> takes every lock of the
+/// map and cost more than the lookups on the hot path.
 /// </summary>
 /// <typeparam name="TKey">The key.</typeparam>
 /// <typeparam name="TValue">The cached value.</typeparam>

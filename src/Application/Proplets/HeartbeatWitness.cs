@@ -22,11 +22,19 @@ public sealed class HeartbeatWitness
 {
     private const long Never = long.MinValue;
 
+    /// <summary><see cref="_storingSince"/> while storing fails.</summary>
+    private const long Failing = long.MaxValue;
+
     private long _listeningSince = Never;
     private Func<bool>? _connected;
     private Func<TimeSpan>? _unhandledFor;
+
+    /// <summary>
+    /// Since when storing has worked (ticks, UTC), or <see cref="Failing"/>: one word, so a reader sees either the
+    /// failure or the moment storing came back. As a flag beside the moment, the flag was cleared before the moment was
+    /// written, and a liveness check in between judged proplets from their heartbeats before the outage (offline).
+    /// </summary>
     private long _storingSince = Never;
-    private int _storingFails;
 
     /// <summary>The broker connection is up and subscribed from <paramref name="at"/>; <paramref name="connected"/> says
     /// whether it still is, <paramref name="unhandledFor"/> how long the oldest message it received and not yet handled
@@ -39,16 +47,17 @@ public sealed class HeartbeatWitness
     }
 
     /// <summary>Storing a proplet message failed because PostgreSQL cannot be used now (unreachable, out of resources).</summary>
-    public void StoringFailed() => Volatile.Write(ref _storingFails, 1);
+    public void StoringFailed() => Interlocked.Exchange(ref _storingSince, Failing);
 
     /// <summary>A proplet message was stored: after failures, storing works again from now (read from
     /// <paramref name="time"/> only then).</summary>
     public void Stored(TimeProvider time)
     {
         ArgumentNullException.ThrowIfNull(time);
-        if (Volatile.Read(ref _storingFails) == 1 && Interlocked.Exchange(ref _storingFails, 0) == 1)
+        if (Interlocked.Read(ref _storingSince) == Failing)
         {
-            Interlocked.Exchange(ref _storingSince, time.GetUtcNow().UtcTicks);
+            // Failing until the moment replaces it, in one write; of stores racing here the first sets the moment.
+            Interlocked.CompareExchange(ref _storingSince, time.GetUtcNow().UtcTicks, Failing);
         }
     }
 
@@ -68,12 +77,13 @@ public sealed class HeartbeatWitness
         }
 
         var listening = Interlocked.Read(ref _listeningSince);
-        if (listening == Never || Volatile.Read(ref _connected)?.Invoke() == false || Volatile.Read(ref _storingFails) == 1)
+        var storing = Interlocked.Read(ref _storingSince);
+        if (listening == Never || Volatile.Read(ref _connected)?.Invoke() == false || storing == Failing)
         {
             return now;
         }
 
-        var since = Math.Max(listening + reconnectAllowance.Ticks, Interlocked.Read(ref _storingSince));
+        var since = Math.Max(listening + reconnectAllowance.Ticks, storing);
         var sign = since > last.UtcTicks ? new DateTimeOffset(since, TimeSpan.Zero) : last;
         var unhandled = Volatile.Read(ref _unhandledFor)?.Invoke() ?? TimeSpan.Zero;
         return unhandled <= TimeSpan.Zero ? sign : sign + unhandled < now ? sign + unhandled : now;

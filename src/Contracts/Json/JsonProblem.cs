@@ -43,6 +43,7 @@ public static class JsonProblem
     {
         var type = body;
         var rest = path.AsSpan(1);
+        var comparison = options.PropertyNameCaseInsensitive ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal;
         while (!rest.IsEmpty)
         {
             var info = options.GetTypeInfo(type);
@@ -71,7 +72,8 @@ public static class JsonProblem
             {
                 type = value;
             }
-            else if (info.Kind == JsonTypeInfoKind.Object && info.Properties.FirstOrDefault(p => p.Name == name) is { } property)
+            // Named as the body wrote it: read case-insensitively ("Priority" for priority), the path has its spelling.
+            else if (info.Kind == JsonTypeInfoKind.Object && info.Properties.FirstOrDefault(p => string.Equals(p.Name, name, comparison)) is { } property)
             {
                 type = property.PropertyType;
             }

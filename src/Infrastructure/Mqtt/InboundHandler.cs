@@ -241,7 +241,9 @@ public sealed class InboundHandler(
 
     /// <summary>
     /// An invocation's answer goes to the request waiting for it (nothing is stored here: the endpoint records the
-    /// invocation). The original requires results to be a string and error a string or null.
+    /// invocation). The original requires results to be a string and error a string or null (spec propeller-edge.md
+    /// §1.12): a null results is malformed. An invocation id that is null, as one that is empty, matches no request:
+    /// ignored, as the original ignores an empty or unknown id.
     /// </summary>
     private Work? AcceptInvokeResult(ReceivedMessage message)
     {
@@ -250,9 +252,13 @@ public sealed class InboundHandler(
         {
             Malformed(message.Topic, "null invoke result");
         }
+        else if (result.Results is null)
+        {
+            Malformed(message.Topic, "results must be a string");
+        }
         else if (invocations?.Complete(result) != true)
         {
-            MqttBridgeLog.InvocationUnknown(logger, result.TaskId, result.InvocationId);
+            MqttBridgeLog.InvocationUnknown(logger, result.TaskId ?? "", result.InvocationId ?? "");
         }
 
         return null;

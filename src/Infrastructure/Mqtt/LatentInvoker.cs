@@ -30,7 +30,7 @@ public sealed class LatentInvoker(ManagerMqtt mqtt, IPropletRegistry proplets, I
     public bool Complete(InvokeResultMessage result)
     {
         ArgumentNullException.ThrowIfNull(result);
-        return result.InvocationId.Length > 0 && _pending.TryRemove(result.InvocationId, out var waiter) && waiter.TrySetResult(result);
+        return result.InvocationId is { Length: > 0 } id && _pending.TryRemove(id, out var waiter) && waiter.TrySetResult(result);
     }
 
     public async Task<InvocationOutcome> InvokeAsync(

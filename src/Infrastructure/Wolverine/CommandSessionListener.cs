@@ -90,15 +90,20 @@ public sealed class CommandSessionListener : DocumentSessionListenerBase
 
     public override Task AfterCommitAsync(IDocumentSession session, IChangeSet commit, CancellationToken token)
     {
-        foreach (var (streamId, state, version) in _committed)
+        foreach (var (streamId, committed, version) in _committed)
         {
-            // Its one reader waits for an active task's end: a task that is not active keeps only its version (so an
-            // older state committed late cannot take its place), not its spec, whose module may be megabytes.
+            // In the view's form (a large module as its reference): the live views show the task view (its module
+            // redacted), a stalled /events client holds up to 4096 notices, and the cache holds an active task for as
+            // long as it runs. An update is allowed in any state, so a Scheduled or Running task's state could carry a
+            // module of up to 100 MiB (267 MB as UTF-16 base64) until its next commit, which may never come.
+            var state = committed is TaskState task ? ModuleReference.Referenced(task) : committed;
+
+            // Its one reader waits for an active task's end (it needs the status; the answer redacts a reference as it
+            // does a module): a task that is not active keeps only its version (so an older state committed late cannot
+            // take its place), not its spec.
             _services.Cache.Set(streamId, state is TaskState { IsActive: false } or TaskState { Deleted: true } ? null : state, version);
 
-            // The live views show the task view (its module redacted) and a stalled /events client holds up to 4096
-            // notices: in the view's form (a large module as its reference), not with megabytes of module each.
-            _services.Changes.Notify(streamId, version, state is TaskState task ? ModuleReference.Referenced(task) : state);
+            _services.Changes.Notify(streamId, version, state);
 
             // A dispatch committed is in the task view's load counts now: no longer counted as in flight.
             _services.InFlight?.Settle(streamId);

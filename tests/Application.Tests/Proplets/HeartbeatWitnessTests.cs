@@ -75,6 +75,35 @@ public sealed class HeartbeatWitnessTests
         witness.LastSign(LongAgo, Now, TimeSpan.Zero).ShouldBe(LongAgo);
     }
 
+    /// <summary>
+    /// A liveness check while a store marks storing as working again (here from the clock's read, between the steps)
+    /// still sees the outage: storing's failure was cleared before its end was written, and a check in that gap judged
+    /// proplets from their heartbeats before the outage, marking them offline.
+    /// </summary>
+    [Fact]
+    public void GivenStoringFailed_WhenAStoreEndsItWhileALivenessCheckRuns_ThenTheCheckSeesTheOutageOrItsEnd()
+    {
+        var witness = Listening(Now.AddHours(-1));
+        witness.StoringFailed();
+        var recovered = Now.AddSeconds(2);
+        DateTimeOffset? during = null;
+
+        witness.Stored(new ReadWith(recovered, () => during = witness.LastSign(LongAgo, recovered, TimeSpan.Zero)));
+
+        during.ShouldBe(recovered);
+        witness.LastSign(LongAgo, Now.AddSeconds(3), TimeSpan.Zero).ShouldBe(recovered);
+    }
+
+    /// <summary>A clock that runs <paramref name="onRead"/> as it is read.</summary>
+    private sealed class ReadWith(DateTimeOffset now, Action onRead) : TimeProvider
+    {
+        public override DateTimeOffset GetUtcNow()
+        {
+            onRead();
+            return now;
+        }
+    }
+
     private sealed class FixedTime(DateTimeOffset now) : TimeProvider
     {
         public override DateTimeOffset GetUtcNow() => now;

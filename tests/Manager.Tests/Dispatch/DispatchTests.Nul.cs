@@ -39,4 +39,31 @@ public partial class DispatchTests
         warnings.ShouldNotContain("22P05");
         warnings.ShouldNotContain("22003");
     }
+
+    /// <summary>
+    /// JSON null reaches a string property whatever its annotation: an invoke result whose invocation_id is null failed
+    /// the handler with a NullReferenceException (logged with its stack trace, as a fault of ours). It is ignored now, as
+    /// an empty id is; a null task_id is ignored with its unknown id; a null results is malformed (spec §1.12: results
+    /// must be a string).
+    /// </summary>
+    [Fact]
+    public async Task GivenInvokeResultsWithNullFields_WhenHandled_ThenTheyAreIgnoredOrMalformed_NotAFailure()
+    {
+        ReceivedMessage Message(string json) => new($"{Base}/control/proplet/invoke_results", Encoding.UTF8.GetBytes(json), MqttQualityOfServiceLevel.AtLeastOnce, Retain: false, Duplicate: false);
+        var task = Guid.NewGuid().ToString();
+
+        await _server.Services.GetRequiredService<Infrastructure.Mqtt.InboundHandler>().AcceptBatchAsync(
+            [
+                Message($$"""{"task_id":"{{task}}","invocation_id":null,"proplet_id":"p","results":"1","error":null}"""),
+                Message($$"""{"task_id":null,"invocation_id":"{{Guid.NewGuid()}}","results":"1"}"""),
+                Message($$"""{"task_id":"{{task}}","invocation_id":"{{Guid.NewGuid()}}","results":null,"error":"boom"}"""),
+            ],
+            Ct);
+
+        var warnings = _server.Warnings.ToString();
+        warnings.ShouldNotContain("NullReferenceException");
+        warnings.ShouldNotContain("Handling a message on");
+        warnings.ShouldContain($"Dropped a malformed message on {Base}/control/proplet/invoke_results (acknowledged, counted in mqtt_malformed_messages): results must be a string");
+        warnings.Split('\n').Count(w => w.Contains("malformed", StringComparison.Ordinal)).ShouldBe(1, warnings);
+    }
 }

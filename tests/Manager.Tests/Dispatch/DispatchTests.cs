@@ -469,6 +469,29 @@ public partial class DispatchTests : IAsyncLifetime
         cache.TryGet<Domain.Tasks.TaskState>(stream, out _).ShouldBeFalse();
     }
 
+    /// <summary>
+    /// An active task's state is cached in the view's form: a large module as its reference. An update is allowed in any
+    /// state, and a Scheduled task updated with a large module was cached with the module whole (up to 267 MB for a
+    /// 100 MiB file) until its next commit, which may never come.
+    /// </summary>
+    [Fact]
+    public async Task GivenAScheduledTask_WhenUpdatedWithALargeModule_ThenTheCommandCacheHoldsTheModulesReference()
+    {
+        var cache = _server.Services.GetRequiredService<Application.Aggregates.AggregateCache>();
+        var id = await CreateAndStartAsync("""{"name":"waiting"}"""); // no proplet: it stays Scheduled
+        (await WaitForStateAsync(id, 1)).GetProperty("state").GetInt32().ShouldBe(1);
+        var module = Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(100_000));
+        module.Length.ShouldBeGreaterThan(Application.Tasks.ModuleReference.InlineLimit);
+
+        var updated = await Http.PutAsync($"/tasks/{id}", new StringContent($$"""{"file":"{{module}}"}""", Encoding.UTF8, "application/json"), Ct);
+
+        updated.StatusCode.ShouldBe(HttpStatusCode.OK);
+        cache.TryGet<Domain.Tasks.TaskState>($"task-{id}", out var cached).ShouldBeTrue();
+        cached.State.Status.ShouldBe(Domain.Tasks.TaskStatus.Scheduled);
+        Application.Tasks.ModuleReference.IsReference(cached.State.Spec?.File).ShouldBeTrue();
+        cached.State.Spec!.File!.Length.ShouldBeLessThan(100);
+    }
+
     [Fact]
     public async Task LongPolling_ReturnsOnceTheTaskEnded_OrAtTheTimeoutWithTheCurrentState()
     {

@@ -160,6 +160,8 @@ public sealed class TaskApiTests : IAsyncLifetime
     [InlineData("""{"name":"a","env":"A=1"}""", "invalid JSON body: env: expected an object of strings")]
     [InlineData("""{"name":"a","priority":"high"}""", "invalid JSON body: priority: expected a whole number")]
     [InlineData("""{"name":"a","daemon":"yes"}""", "invalid JSON body: daemon: expected true or false")]
+    [InlineData("""{"name":"a","Priority":"x"}""", "invalid JSON body: Priority: expected a whole number")] // read case-insensitively
+    [InlineData("""{"Env":{"A":1}}""", "invalid JSON body: Env.A: expected a string")]
     [InlineData("""[{"name":"a"}]""", "invalid JSON body: expected a JSON object")]
     [InlineData("""{"name":"a\u0000b"}""", "name must not contain \\u0000")]
     [InlineData("""{"name":"a","metadata":{"n":1e1000000}}""", "cannot be stored")]
@@ -714,6 +716,8 @@ public sealed class TaskApiTests : IAsyncLifetime
         }
 
         (await BodyAsync(await Http.GetAsync($"/tasks/{id}?at={Uri.EscapeDataString(createdAt!.Replace('T', ' '))}", Ct))).GetProperty("state").GetInt32().ShouldBe(0);
+        // RFC 3339 allows a lowercase t and z too (Go refuses them; docs/compatibility.md).
+        (await BodyAsync(await Http.GetAsync($"/tasks/{id}?at={Uri.EscapeDataString(createdAt!.Replace('T', 't').Replace('Z', 'z'))}", Ct))).GetProperty("state").GetInt32().ShouldBe(0);
 
         // An offset's "+" sent unencoded (it reads as a space in a query string): was refused.
         var plus = DateTimeOffset.Parse(createdAt!, System.Globalization.CultureInfo.InvariantCulture).ToOffset(TimeSpan.FromHours(1)).ToString("yyyy-MM-dd'T'HH:mm:ss.fffffffzzz", System.Globalization.CultureInfo.InvariantCulture);
