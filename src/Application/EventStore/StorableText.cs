@@ -66,15 +66,52 @@ public static class StorableText
         return null;
     }
 
+    /// <summary>
+    /// How long <paramref name="element"/> reads back from jsonb, which writes every number out in full (<c>1e300</c> as a
+    /// 1 and 300 zeros, <c>0e-300</c> as 0. and 300 zeros): the text's length with its numbers written out (the space
+    /// jsonb puts after each comma and colon not counted), and in <paramref name="longestNumber"/> the most digits one of
+    /// its numbers takes. A number of 8 bytes can read back as 131,000 characters.
+    /// </summary>
+    public static long WrittenOutLength(JsonElement element, out long longestNumber)
+    {
+        var json = JsonMarshal.GetRawUtf8Value(element);
+        long length = json.Length;
+        longestNumber = 0;
+        var reader = new Utf8JsonReader(json);
+        while (reader.Read())
+        {
+            if (reader.TokenType != JsonTokenType.Number)
+            {
+                continue;
+            }
+
+            var digits = reader.ValueSpan.IndexOfAny((byte)'e', (byte)'E') < 0
+                ? reader.ValueSpan.Length
+                : Size(Encoding.UTF8.GetString(reader.ValueSpan)) is (var integerDigits, var scale, var nonZero)
+                    ? (nonZero ? Math.Max(integerDigits, 1) : 1) + Math.Max(scale, 0)
+                    : long.MaxValue / 2;
+            longestNumber = Math.Max(longestNumber, digits);
+            length += Math.Max(digits - reader.ValueSpan.Length, 0);
+        }
+
+        return length;
+    }
+
     /// <summary>Whether the JSON number <paramref name="number"/> has more integer digits or a larger scale than numeric takes.</summary>
-    private static bool IsHuge(string number)
+    private static bool IsHuge(string number) =>
+        Size(number) is not (var integerDigits, var scale, var nonZero) // PostgreSQL refuses such an exponent whatever the value, 0 included
+        || scale > MaxScale || (integerDigits > MaxIntegerDigits && nonZero);
+
+    /// <summary>The JSON number <paramref name="number"/> as numeric holds it: its digits before the point, its scale
+    /// (digits after it), whether it is not zero; null for an exponent numeric refuses.</summary>
+    private static (long IntegerDigits, long Scale, bool NonZero)? Size(string number)
     {
         var e = number.IndexOfAny(['e', 'E']);
         var mantissa = (e < 0 ? number : number[..e]).TrimStart('-');
         if (!long.TryParse(e < 0 ? "0" : number[(e + 1)..], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var exponent)
             || Math.Abs(exponent) >= int.MaxValue / 2)
         {
-            return true; // PostgreSQL refuses such an exponent whatever the value, 0 included
+            return null;
         }
 
         var point = mantissa.IndexOf('.', StringComparison.Ordinal);
@@ -82,6 +119,6 @@ public static class StorableText
         var fraction = point < 0 ? "" : mantissa[(point + 1)..];
         var scale = fraction.Length - exponent;
         var integerDigits = integer.Length > 0 ? integer.Length + exponent : exponent - (fraction.Length - fraction.TrimStart('0').Length);
-        return scale > MaxScale || (integerDigits > MaxIntegerDigits && mantissa.Any(c => c is >= '1' and <= '9'));
+        return (integerDigits, scale, mantissa.Any(c => c is >= '1' and <= '9'));
     }
 }

@@ -331,12 +331,28 @@ public sealed class InboundHandler(
         return inbound.RecordResultAsync(command, metadata, cancellationToken);
     }
 
+    /// <summary>
+    /// The longest proplet id taken, as the HTTP API's <c>proplet_id</c>. Indexes hold it whole (the liveness timer's
+    /// key, proplet_metrics' index), and PostgreSQL refuses an index row over 2,704 bytes (54000): a discovery, each
+    /// heartbeat and each metrics sample of such a proplet failed with a stack trace, not counted as malformed.
+    /// </summary>
+    internal const int MaxPropletIdLength = 1024;
+
+    private static string? PropletIdProblem(string propletId) =>
+        propletId.Length > MaxPropletIdLength ? $"proplet_id is longer than {MaxPropletIdLength} characters" : null;
+
     private DiscoveryWork? AcceptDiscovery(ReceivedMessage message)
     {
         var discovery = Read<DiscoveryMessage>(message.Topic, message.Payload.Span);
         if (discovery?.PropletId is not { Length: > 0 } propletId)
         {
             Malformed(message.Topic, "proplet_id must be a non-empty string");
+            return null;
+        }
+
+        if (PropletIdProblem(propletId) is { } problem)
+        {
+            Malformed(message.Topic, problem);
             return null;
         }
 
@@ -439,6 +455,12 @@ public sealed class InboundHandler(
             return null;
         }
 
+        if (PropletIdProblem(propletId) is { } problem)
+        {
+            Malformed(message.Topic, problem);
+            return null;
+        }
+
         // A Last Will (the original counted it as a heartbeat, §6.3 [QUIRK]).
         var offline = string.Equals(alive.Status, "offline", StringComparison.OrdinalIgnoreCase);
         if (!offline && message.Retain)
@@ -515,8 +537,14 @@ public sealed class InboundHandler(
             return null;
         }
 
-        var aggregated = metrics.Aggregated is { ValueKind: JsonValueKind.Object } a ? a.GetRawText() : null;
-        return new TaskMetricsWork(message.Topic, guid, propletId.GetString()!, SampledAt(metrics.Timestamp), sample.GetRawText(), aggregated);
+        var aggregated = metrics.Aggregated is { ValueKind: JsonValueKind.Object } a ? a : (JsonElement?)null;
+        if ((PropletIdProblem(propletId.GetString()!) ?? MetricsProblem("metrics", sample) ?? MetricsProblem("aggregated", aggregated)) is { } problem)
+        {
+            Malformed(message.Topic, problem);
+            return null;
+        }
+
+        return new TaskMetricsWork(message.Topic, guid, propletId.GetString()!, SampledAt(metrics.Timestamp), sample.GetRawText(), aggregated?.GetRawText());
     }
 
     private PropletMetricsWork? AcceptPropletMetrics(ReceivedMessage message)
@@ -528,9 +556,41 @@ public sealed class InboundHandler(
             return null;
         }
 
-        var cpu = metrics.CpuMetrics is { ValueKind: JsonValueKind.Object } c ? c.GetRawText() : "{}";
-        var memory = metrics.MemoryMetrics is { ValueKind: JsonValueKind.Object } m ? m.GetRawText() : "{}";
-        return new PropletMetricsWork(message.Topic, propletId, metrics.Namespace, SampledAt(metrics.Timestamp), cpu, memory);
+        var cpu = metrics.CpuMetrics is { ValueKind: JsonValueKind.Object } c ? c : (JsonElement?)null;
+        var memory = metrics.MemoryMetrics is { ValueKind: JsonValueKind.Object } m ? m : (JsonElement?)null;
+        if ((PropletIdProblem(propletId) ?? MetricsProblem("cpu_metrics", cpu) ?? MetricsProblem("memory_metrics", memory)) is { } problem)
+        {
+            Malformed(message.Topic, problem);
+            return null;
+        }
+
+        return new PropletMetricsWork(message.Topic, propletId, metrics.Namespace, SampledAt(metrics.Timestamp), cpu?.GetRawText() ?? "{}", memory?.GetRawText() ?? "{}");
+    }
+
+    /// <summary>The most digits a number in a stored metrics object may take written out (every double's fits: 309
+    /// before the point, 326 with a subnormal's after it).</summary>
+    internal const int MaxMetricsNumberDigits = 400;
+
+    /// <summary>The largest a stored metrics object may read back (its numbers written out); a proplet's sample is a
+    /// few dozen fields.</summary>
+    internal const int MaxMetricsBytes = 64 * 1024;
+
+    /// <summary>
+    /// What makes a metrics object unfit to store, or null. jsonb keeps a number as numeric and writes it out in full,
+    /// so <c>1e131000</c> (8 bytes, within numeric's range: StorableText takes it) reads back as 131,001 digits: a 20 KB
+    /// sample became ~300 MB on every read of its metrics page. Bounded by the text as it reads back, not as it came.
+    /// </summary>
+    private static string? MetricsProblem(string field, JsonElement? value)
+    {
+        if (value is not { } json)
+        {
+            return null;
+        }
+
+        var length = StorableText.WrittenOutLength(json, out var longestNumber);
+        return longestNumber > MaxMetricsNumberDigits ? $"{field} holds a number of more than {MaxMetricsNumberDigits} digits written out (as stored)"
+            : length > MaxMetricsBytes ? $"{field} is larger than {MaxMetricsBytes / 1024} KiB (its numbers written out, as stored)"
+            : null;
     }
 
     /// <summary>An RFC 3339 string timestamp (in UTC: Npgsql refuses another offset for timestamptz, and the sample was

@@ -1,7 +1,10 @@
+using System.Diagnostics;
 using System.Net.ServerSentEvents;
 using System.Runtime.CompilerServices;
+using System.Text.Json.Serialization;
 using Propeller.Application.Changes;
 using Propeller.Contracts.Events;
+using Propeller.Contracts.Json;
 using Propeller.Domain.Proplets;
 using Propeller.Domain.Tasks;
 using Propeller.Manager.Http;
@@ -13,22 +16,17 @@ namespace Propeller.Manager.Events;
 /// <c>GET /events</c> (beyond the original): a server-sent-events stream of committed task and proplet changes, for
 /// the dashboard and <c>propeller task watch</c>. Events: <c>hello</c> once connected, <c>task</c>
 /// (<see cref="TaskChangedJson"/>), <c>proplet</c> (<see cref="PropletChangedJson"/>), <c>resync</c> when the reader
-/// fell behind and changes were dropped (reload what you show), <c>ping</c> every 15 s of quiet. Filters:
-/// <c>?task=ID</c> (that task only), <c>?types=task,proplet</c>. Fed by <see cref="IChangeFeed"/>: this node's
+/// fell behind and changes were dropped (reload what you show), <c>ping</c> after 15 s in which nothing was written.
+/// Filters: <c>?task=ID</c> (that task only), <c>?types=task,proplet</c>. Fed by <see cref="IChangeFeed"/>: this node's
 /// commits; there is no replay, so a client reloads what it shows whenever it (re)connects.
 /// </summary>
 internal static class EventEndpoints
 {
-    private static readonly TimeSpan PingInterval = TimeSpan.FromSeconds(15);
-
-    /// <summary>How many streams one reader remembers the newest sent version of.</summary>
-    private const int MaxStreamsTracked = 10_000;
-
     public static IEndpointRouteBuilder MapEventEndpoints(this IEndpointRouteBuilder app)
     {
         app.MapGet("/events", Stream).WithName("events")
             .WithSummary("Follow changes (server-sent events)")
-            .WithDescription("A text/event-stream of task and proplet changes as they are committed (events `task` and `proplet`, a comment every 15 s to keep the connection open).")
+            .WithDescription("A text/event-stream of task and proplet changes as they are committed (events `task` and `proplet`, `ping` after 15 s in which nothing was written, to keep the connection open).")
             .Query("task", "Only this task's changes (its id).")
             .Query("types", "A comma-separated list of task and proplet (default both).")
             .Produces(StatusCodes.Status200OK, contentType: "text/event-stream")
@@ -57,11 +55,12 @@ internal static class EventEndpoints
 
         // Subscribe before the response starts, so nothing committed after this request arrived is missed.
         var subscription = feed.Subscribe();
-        return TypedResults.ServerSentEvents(ReadAsync(subscription, onlyStream, types.Contains("task"), types.Contains("proplet"), request.HttpContext.RequestAborted, lifetime.ApplicationStopping));
+        var limits = request.HttpContext.RequestServices.GetService<Limits>() ?? Limits.Default;
+        return TypedResults.ServerSentEvents(ReadAsync(subscription, onlyStream, types.Contains("task"), types.Contains("proplet"), limits, request.HttpContext.RequestAborted, lifetime.ApplicationStopping));
     }
 
     private static async IAsyncEnumerable<SseItem<object>> ReadAsync(
-        ChangeSubscription subscription, string? onlyStream, bool tasks, bool proplets, CancellationToken requestAborted, CancellationToken stopping,
+        ChangeSubscription subscription, string? onlyStream, bool tasks, bool proplets, Limits limits, CancellationToken requestAborted, CancellationToken stopping,
         [EnumeratorCancellation] CancellationToken enumeration = default)
     {
         using var _ = subscription;
@@ -70,20 +69,26 @@ internal static class EventEndpoints
         // shutdown for the whole shutdown timeout, and the hosted services after it would stop with a cancelled token.
         using var ending = CancellationTokenSource.CreateLinkedTokenSource(requestAborted, stopping, enumeration);
         var cancellationToken = ending.Token;
-        yield return new SseItem<object>(new { at = DateTimeOffset.UtcNow }, "hello") { ReconnectionInterval = TimeSpan.FromSeconds(1) };
+        yield return new SseItem<object>(new Tick(DateTimeOffset.UtcNow), "hello") { ReconnectionInterval = TimeSpan.FromSeconds(1) };
+        // Quiet is measured from the last thing written, not from the last wake-up: notices this reader filters out
+        // (?task=, ?types=) wake it and write nothing, and on a busy manager a timer restarted by each of them never
+        // fired, so a proxy cut the filtered stream as idle (commonly after 60 s).
+        var lastWrite = Stopwatch.GetTimestamp();
         var reader = subscription.Reader;
-        // The newest version sent per stream: each commit is announced after it, so two commits on one stream can be
-        // announced out of order; an older one after a newer one is not sent (a client would show a state gone by).
-        var sent = new Dictionary<string, long>(StringComparer.Ordinal);
+        var sent = new SentVersions(limits.MaxStreamsTracked);
         Task<bool>? waiting = null;
         while (!cancellationToken.IsCancellationRequested)
         {
             // One pending wait across pings; WaitAsync's timer goes away with each answer (no timer per change).
             waiting ??= reader.WaitToReadAsync(cancellationToken).AsTask();
-            bool? open;
+            var quiet = limits.PingInterval - Stopwatch.GetElapsedTime(lastWrite);
+            bool? open = null;
             try
             {
-                open = await waiting.WaitAsync(PingInterval, cancellationToken);
+                if (quiet > TimeSpan.Zero)
+                {
+                    open = await waiting.WaitAsync(quiet, cancellationToken);
+                }
             }
             catch (TimeoutException)
             {
@@ -97,7 +102,8 @@ internal static class EventEndpoints
             if (open is null)
             {
                 // A drop seen by nothing yet (it happened after the last drain) must not wait for the next change.
-                yield return subscription.Overflowed() ? Resync() : new SseItem<object>(new { at = DateTimeOffset.UtcNow }, "ping");
+                yield return subscription.Overflowed() ? Resync() : new SseItem<object>(new Tick(DateTimeOffset.UtcNow), "ping");
+                lastWrite = Stopwatch.GetTimestamp();
                 continue;
             }
 
@@ -114,27 +120,22 @@ internal static class EventEndpoints
                     continue;
                 }
 
-                if (sent.TryGetValue(notice.StreamId, out var newest) && notice.Version <= newest)
+                if (!sent.Newer(notice.StreamId, notice.Version))
                 {
                     continue;
                 }
-
-                if (sent.Count >= MaxStreamsTracked)
-                {
-                    sent.Clear(); // bounded: a long-lived stream over many tasks keeps only the recent ones
-                }
-
-                sent[notice.StreamId] = notice.Version;
 
                 switch (notice.State)
                 {
                     case TaskState task when tasks:
                         yield return new SseItem<object>(
                             new TaskChangedJson(task.Id.ToString(), notice.Version, task.Deleted, task.Deleted ? null : TaskMapping.ToJson(task)), "task");
+                        lastWrite = Stopwatch.GetTimestamp();
                         break;
                     case PropletState proplet when proplets:
                         yield return new SseItem<object>(
                             new PropletChangedJson(proplet.Id.Value, notice.Version, proplet.Name, proplet.Offline, proplet.Deleted), "proplet");
+                        lastWrite = Stopwatch.GetTimestamp();
                         break;
                 }
             }
@@ -144,10 +145,61 @@ internal static class EventEndpoints
             if (subscription.Overflowed())
             {
                 yield return Resync();
+                lastWrite = Stopwatch.GetTimestamp();
             }
         }
     }
 
     private static SseItem<object> Resync() =>
         new(new { reason = "changes were dropped while this reader was behind" }, "resync");
+
+    /// <summary><c>hello</c>'s and <c>ping</c>'s data: the time in UTC with <c>Z</c>, as every time the API writes.</summary>
+    private sealed record Tick([property: JsonPropertyName("at"), JsonConverter(typeof(WireTimeConverter))] DateTimeOffset At);
+
+    /// <summary>How often a quiet stream is pinged, how many streams a reader remembers (tests lower them: registered
+    /// as a service, they replace <see cref="Default"/>).</summary>
+    internal sealed record Limits(TimeSpan PingInterval, int MaxStreamsTracked)
+    {
+        public static readonly Limits Default = new(TimeSpan.FromSeconds(15), 10_000);
+    }
+
+    /// <summary>
+    /// The newest version sent per stream: each commit is announced after it, so two commits on one stream can be
+    /// announced out of order; an older one after a newer one is not sent (a client would show a state gone by).
+    /// Bounded for a long-lived reader over many tasks: past the limit the stream sent least recently is forgotten, never
+    /// the one just sent. (Forgetting them all at once let a late older notice through right after, out of order; a
+    /// stream is now forgotten only after as many other streams were sent since its last notice, far more than the few
+    /// commits that can pass each other between committing and being announced.)
+    /// </summary>
+    private sealed class SentVersions(int capacity)
+    {
+        private readonly Dictionary<string, LinkedListNode<(string StreamId, long Version)>> _byStream = new(StringComparer.Ordinal);
+        private readonly LinkedList<(string StreamId, long Version)> _leastRecentFirst = new();
+
+        /// <summary>True, and remembered as the newest sent, when <paramref name="version"/> is newer than the stream's last sent.</summary>
+        public bool Newer(string streamId, long version)
+        {
+            if (_byStream.TryGetValue(streamId, out var node))
+            {
+                if (version <= node.Value.Version)
+                {
+                    return false;
+                }
+
+                _leastRecentFirst.Remove(node);
+                node.Value = (streamId, version);
+                _leastRecentFirst.AddLast(node);
+                return true;
+            }
+
+            if (_byStream.Count >= capacity)
+            {
+                _byStream.Remove(_leastRecentFirst.First!.Value.StreamId);
+                _leastRecentFirst.RemoveFirst();
+            }
+
+            _byStream[streamId] = _leastRecentFirst.AddLast((streamId, version));
+            return true;
+        }
+    }
 }

@@ -32,17 +32,20 @@ internal sealed partial class OutageLogCondenser(ILoggerFactory inner, TimeProvi
     private sealed class Gate
     {
         private readonly Lock _lock = new();
-        private DateTimeOffset _opened = DateTimeOffset.MinValue;
+        private long? _opened;
+        private DateTimeOffset _openedAt;
         private int _leftOut;
 
-        /// <summary>True when an entry at <paramref name="now"/> is to be logged (<paramref name="leftOut"/>: how many were
-        /// left out since the one logged at <paramref name="since"/>); false when it is to be counted and dropped.</summary>
-        public bool Admit(DateTimeOffset now, out int leftOut, out DateTimeOffset since)
+        /// <summary>True when an entry is to be logged now (<paramref name="leftOut"/>: how many were left out since the
+        /// one logged at <paramref name="since"/>); false when it is to be counted and dropped. The window is measured on
+        /// the monotonic clock: on the wall clock, a step back (NTP correcting a clock that ran ahead) made the time since the window opened
+        /// negative, and every entry was dropped until the clock caught up.</summary>
+        public bool Admit(TimeProvider time, out int leftOut, out DateTimeOffset since)
         {
             lock (_lock)
             {
-                since = _opened;
-                if (now - _opened < Window)
+                since = _openedAt;
+                if (_opened is { } opened && time.GetElapsedTime(opened) < Window)
                 {
                     _leftOut++;
                     leftOut = 0;
@@ -51,7 +54,8 @@ internal sealed partial class OutageLogCondenser(ILoggerFactory inner, TimeProvi
 
                 leftOut = _leftOut;
                 _leftOut = 0;
-                _opened = now;
+                _opened = time.GetTimestamp();
+                _openedAt = time.GetUtcNow();
                 return true;
             }
         }
@@ -68,7 +72,7 @@ internal sealed partial class OutageLogCondenser(ILoggerFactory inner, TimeProvi
         {
             if (logLevel >= LogLevel.Warning && exception is not null && PostgresFailures.IsUnavailable(exception))
             {
-                if (!gate.Admit(time.GetUtcNow(), out var leftOut, out var since))
+                if (!gate.Admit(time, out var leftOut, out var since))
                 {
                     return;
                 }
