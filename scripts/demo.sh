@@ -95,9 +95,11 @@ env_lines="$(scripts/infra.sh env)" || fail "scripts/infra.sh env failed"
 eval "$env_lines"
 
 step "[2/6] building the manager and the proplet (Release)"
+# --disable-build-servers: no MSBuild nodes, compiler server (VBCSCompiler) or Razor server left running after the
+# build, since the demo stops everything it started.
 for project in src/Manager/Propeller.Manager.csproj src/Edge/Propeller.Edge.csproj; do
   echo "building $project"
-  dotnet build "$project" -c Release -nologo -v minimal -clp:NoSummary | sed 's/^/  /'
+  dotnet build "$project" -c Release --disable-build-servers -nologo -v minimal -clp:NoSummary | sed 's/^/  /'
 done
 manager_dll=src/Manager/bin/Release/net10.0/propeller-manager.dll
 proplet_dll=src/Edge/bin/Release/net10.0/propeller-proplet.dll
@@ -174,7 +176,7 @@ fi
 
 if [ "$image" = 1 ]; then
   step "[+] the same module as an image task: registry -> propeller-proxy -> MQTT chunks -> proplet"
-  dotnet build src/Proxy/Propeller.Proxy.csproj -c Release -nologo -v minimal -clp:NoSummary | sed 's/^/  /'
+  dotnet build src/Proxy/Propeller.Proxy.csproj -c Release --disable-build-servers -nologo -v minimal -clp:NoSummary | sed 's/^/  /'
   proxy_dll=src/Proxy/bin/Release/net10.0/propeller-proxy.dll
   printf '%s' 'AGFzbQEAAAABBwFgAn9/AX8DAgEABwgBBG1haW4AAAoJAQcAIAAgAWoL' | base64 -d >"$logs/add.wasm"
   image_ref="$PROPELLER_TEST_REGISTRY/demo/add:$run"

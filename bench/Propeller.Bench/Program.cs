@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Propeller.Bench;
 using Propeller.Bench.Support;
 
@@ -11,11 +12,22 @@ if (args.Length == 0 || !benchmarks.TryGetValue(args[0], out var run))
 }
 
 using var cts = new CancellationTokenSource();
+var interruptedExit = 130; // 128 + SIGINT; 128 + SIGTERM after a SIGTERM, as a shell reports them
 Console.CancelKeyPress += (_, e) =>
 {
     e.Cancel = true;
     cts.Cancel();
 };
+// SIGTERM (a `kill`, a CI job's timeout, a container stop) as Ctrl+C. Without it the runtime exits at once, skipping the
+// benchmark's finally blocks, so the proplets and managers it started run on (manager-startup's manager did); or, where
+// the benchmark hosts the manager in this process, that host's own handler stops only the manager and the run waits on
+// it until a task's 2-minute limit.
+using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, context =>
+{
+    context.Cancel = true;
+    interruptedExit = 143;
+    cts.Cancel();
+});
 try
 {
     return await run(args[1..], cts.Token);
@@ -28,9 +40,9 @@ catch (BenchUsageException e)
 }
 catch (OperationCanceledException) when (cts.IsCancellationRequested)
 {
-    // Ctrl+C: the benchmark's finally blocks have stopped what it started.
+    // Ctrl+C or SIGTERM: the benchmark's finally blocks have stopped what it started.
     Console.Error.WriteLine($"propeller-bench {args[0]}: interrupted");
-    return 130;
+    return interruptedExit;
 }
 catch (BenchFailedException e)
 {

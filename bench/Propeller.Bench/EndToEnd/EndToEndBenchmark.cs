@@ -47,13 +47,28 @@ internal static class EndToEndBenchmark
         var starts = new ConcurrentDictionary<string, long>(StringComparer.Ordinal);
         var hops = new ConcurrentBag<double>();
         var direct = new ConcurrentDictionary<string, TaskCompletionSource>(StringComparer.Ordinal);
+        // The first error result seen: a proplet that fails every task answers at once, so its errors timed as results
+        // would print a fast hop and a fast direct rate. Either case fails the run on it instead.
+        string? failedResult = null;
         await using var watcher = await BrokerWatcher.StartAsync(
             broker,
             baseTopic,
             "watch-" + tenant,
             (id, at) => starts.TryAdd(id, at),
-            (id, at) =>
+            (id, at, error) =>
             {
+                if (error is not null)
+                {
+                    Interlocked.CompareExchange(ref failedResult, $"the proplet's result for task {id} is an error: {error}", null);
+                    starts.TryRemove(id, out _);
+                    if (direct.TryRemove(id, out var failed))
+                    {
+                        failed.TrySetException(new BenchFailedException($"the proplet's result for direct start {id} is an error: {error}"));
+                    }
+
+                    return;
+                }
+
                 if (starts.TryRemove(id, out var started))
                 {
                     hops.Add(Stopwatch.GetElapsedTime(started, at).TotalMilliseconds);
@@ -78,7 +93,7 @@ internal static class EndToEndBenchmark
                 processes.Add(StartProplet(proplet, broker, tenant, propletId));
             }
 
-            await WaitActiveAsync(http, n => n >= proplets, cancellationToken);
+            await WaitActiveAsync(http, $"at least {proplets}", n => n >= proplets, cancellationToken);
             // Warm-up outside the clock, until the JIT has settled in this process (the proplets warm up alongside).
             await ManagerBenchmark.WarmUpAsync(count => RunTasksAsync(http, count, clients, cancellationToken), ManagerBenchmark.Option(args, "--warmup", 0, min: 0));
             hops.Clear();
@@ -89,6 +104,11 @@ internal static class EndToEndBenchmark
             var batches = CommandBatches.Listen();
             var real = await MeasureAsync(http, tasks, clients, cancellationToken);
             batches.Dispose();
+            if (Volatile.Read(ref failedResult) is { } failure)
+            {
+                throw new BenchFailedException(failure);
+            }
+
             var cpu = (
                 Self: ProcCpu.Ms(Environment.ProcessId) - selfBefore,
                 Proplets: PropletsMs() - propletsBefore,
@@ -100,8 +120,8 @@ internal static class EndToEndBenchmark
             hop.Sort();
 
             // The same proplets without the manager.
-            await DirectAsync(watcher, baseTopic, propletIds, direct, Math.Min(200, tasks), clients, cancellationToken); // warm-up
-            var propletsDirect = await DirectAsync(watcher, baseTopic, propletIds, direct, tasks, clients, cancellationToken);
+            await DirectAsync(watcher, baseTopic, propletIds, processes, direct, Math.Min(200, tasks), clients, cancellationToken); // warm-up
+            var propletsDirect = await DirectAsync(watcher, baseTopic, propletIds, processes, direct, tasks, clients, cancellationToken);
 
             foreach (var process in processes)
             {
@@ -109,7 +129,7 @@ internal static class EndToEndBenchmark
                 await process.WaitForExitAsync(cancellationToken);
             }
 
-            await WaitActiveAsync(http, n => n == 0, cancellationToken); // their Last Wills took them offline
+            await WaitActiveAsync(http, "none", n => n == 0, cancellationToken); // their Last Wills took them offline
 
             // Reference: simulated proplets that answer at once, same manager, same task stream.
             var simulated = new List<BrokerConnection>();
@@ -118,7 +138,7 @@ internal static class EndToEndBenchmark
                 simulated.Add(await ManagerBenchmark.StartPropletAsync(broker, baseTopic, Guid.NewGuid().ToString(), cancellationToken));
             }
 
-            await WaitActiveAsync(http, n => n >= proplets, cancellationToken);
+            await WaitActiveAsync(http, $"at least {proplets}", n => n >= proplets, cancellationToken);
             await RunTasksAsync(http, Math.Min(50, tasks), clients, cancellationToken);
             var reference = await MeasureAsync(http, tasks, clients, cancellationToken);
             foreach (var client in simulated)
@@ -163,9 +183,17 @@ internal static class EndToEndBenchmark
     }
 
     /// <summary>Publishes <paramref name="count"/> addition starts straight to the proplets (round robin, at most
-    /// <paramref name="inFlight"/> outstanding) and times each until its result is seen.</summary>
+    /// <paramref name="inFlight"/> outstanding) and times each until its result is seen; an error result (the watcher
+    /// fails its waiter) or none within 60 s fails the run.</summary>
     private static async Task<(double PerSecond, double P50, double P99)> DirectAsync(
-        BrokerConnection client, string baseTopic, List<string> propletIds, ConcurrentDictionary<string, TaskCompletionSource> waiters, int count, int inFlight, CancellationToken cancellationToken)
+        BrokerConnection client,
+        string baseTopic,
+        List<string> propletIds,
+        List<Process> processes,
+        ConcurrentDictionary<string, TaskCompletionSource> waiters,
+        int count,
+        int inFlight,
+        CancellationToken cancellationToken)
     {
         var latencies = new ConcurrentBag<double>();
         var next = -1;
@@ -188,7 +216,18 @@ internal static class EndToEndBenchmark
                 });
                 var began = Stopwatch.GetTimestamp();
                 await client.PublishAsync($"{baseTopic}/control/manager/start", start, MqttQualityOfServiceLevel.AtLeastOnce, retain: false, orderKey: null, cancellationToken);
-                await done.Task.WaitAsync(TimeSpan.FromSeconds(60), cancellationToken);
+                try
+                {
+                    await done.Task.WaitAsync(TimeSpan.FromSeconds(60), cancellationToken);
+                }
+                catch (TimeoutException)
+                {
+                    waiters.TryRemove(id, out var _);
+                    var exited = processes.Select((p, k) => (p, k)).Where(x => x.p.HasExited).Select(x => $"{propletIds[x.k]} (exit code {x.p.ExitCode})").ToList();
+                    throw new BenchFailedException(
+                        $"no result for direct start {id} (proplet {propletIds[i % propletIds.Count]}) within 60 s; proplets exited: {(exited.Count > 0 ? string.Join(", ", exited) : "none")}");
+                }
+
                 latencies.Add(Stopwatch.GetElapsedTime(began).TotalMilliseconds);
             }
         }, cancellationToken)));
@@ -206,25 +245,25 @@ internal static class EndToEndBenchmark
         {
             while (Interlocked.Increment(ref next) < count)
             {
-                using var created = await http.PostAsync("/tasks", new StringContent(AdditionBody, Encoding.UTF8, "application/json"), cancellationToken);
-                var id = (await created.Content.ReadFromJsonAsync<JsonElement>(cancellationToken)).GetProperty("id").GetString();
+                var id = await ManagerBenchmark.CreateTaskAsync(http, AdditionBody, cancellationToken);
                 var start = Stopwatch.GetTimestamp();
-                (await http.PostAsync($"/tasks/{id}/start", null, cancellationToken)).EnsureSuccessStatusCode();
-                await ManagerBenchmark.WaitCompletedAsync(http, id!, cancellationToken);
+                await ManagerBenchmark.StartTaskAsync(http, id, cancellationToken);
+                await ManagerBenchmark.WaitCompletedAsync(http, id, cancellationToken);
                 latencies.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
             }
         }, cancellationToken)));
         return [.. latencies];
     }
 
-    private static async Task WaitActiveAsync(HttpClient http, Func<int, bool> done, CancellationToken cancellationToken)
+    private static async Task WaitActiveAsync(HttpClient http, string expected, Func<int, bool> done, CancellationToken cancellationToken)
     {
         var deadline = Stopwatch.GetTimestamp();
-        while (!done((await http.GetFromJsonAsync<JsonElement>("/proplets?status=active", cancellationToken)).GetProperty("total").GetInt32()))
+        int active;
+        while (!done(active = (await http.GetFromJsonAsync<JsonElement>("/proplets?status=active", cancellationToken)).GetProperty("total").GetInt32()))
         {
             if (Stopwatch.GetElapsedTime(deadline) > TimeSpan.FromSeconds(120))
             {
-                throw new TimeoutException("proplets did not reach the expected liveness");
+                throw new BenchFailedException($"proplets did not reach the expected liveness within 120 s ({active} active, wanted {expected})");
             }
 
             await Task.Delay(50, cancellationToken);

@@ -29,6 +29,16 @@ internal static class EventStoreBenchmark
     {
         BenchArgs.Positional(args, 1, "[scale, default 1.0]");
         var scale = args.Length > 0 ? BenchArgs.ParseDouble("scale", args[0]) : 1.0;
+        foreach (var (batch, writers) in Cases)
+        {
+            // A case with no timed call would print a rate of 0 and ratios of 0/0 as if measured.
+            if (CallsPerWriter(batch, writers, scale) / StreamsPerSession == 0)
+            {
+                throw new BenchUsageException(FormattableString.Invariant(
+                    $"scale {args[0]}: too small, case b{batch}_w{writers} would make no timed call (each writer needs at least {StreamsPerSession} batches of {batch})"));
+            }
+        }
+
         var connectionString = Environment.GetEnvironmentVariable("PROPELLER_TEST_DB") is { Length: > 0 } cs
             ? cs
             : "Host=127.0.0.1;Port=55432;Username=propeller;Password=propeller;Database=propeller_test";
@@ -53,10 +63,9 @@ internal static class EventStoreBenchmark
         var port = new MartenEventStore(quick, dataSource, Options.Create(new EventStoreOptions { ConnectionString = connectionString, Schema = QuickSchema }), registry);
 
         var martenTotal = 0L;
-        foreach (var (batch, writers) in new[] { (1, 1), (10, 1), (1, 8), (10, 8) })
+        foreach (var (batch, writers) in Cases)
         {
-            var events = (int)((batch == 1 ? 24_000 : 80_000) * scale);
-            var perWriter = events / writers / batch;
+            var perWriter = CallsPerWriter(batch, writers, scale);
             var streams = Enumerable.Range(0, writers).Select(_ => Enumerable.Range(0, 16).Select(_ => Guid.CreateVersion7()).ToArray()).ToArray();
             var raw = await MeasureAsync(writers, perWriter, batch, 1, (w, i, payload) => RawInsertAsync(dataSource, w, i, batch, payload, cancellationToken), cancellationToken);
             var ours = await MeasureAsync(writers, perWriter, batch, 1, (w, i, payload) => port.AppendAsync($"bench-b{batch}w{writers}-{w}-{Slot(i)}", "task", ExpectedVersion.Any, payload, EventMetadata.At(DateTimeOffset.UtcNow), cancellationToken), cancellationToken);
@@ -79,8 +88,19 @@ internal static class EventStoreBenchmark
             Console.WriteLine(FormattableString.Invariant($"eventstore case=projection_rebuild store=marten options={label} events={martenApplied} events_per_s={martenApplied / seconds:F0}"));
         }
 
-        return martenApplied == martenTotal ? 0 : 1;
+        if (martenApplied != martenTotal)
+        {
+            throw new BenchFailedException($"the projection rebuild applied {martenApplied} events, but {martenTotal} were appended to the Quick schema");
+        }
+
+        return 0;
     }
+
+    /// <summary>The cases: (events per append, concurrent writers).</summary>
+    private static readonly (int Batch, int Writers)[] Cases = [(1, 1), (10, 1), (1, 8), (10, 8)];
+
+    /// <summary>Timed appends per writer in a case: 24,000 single events or 80,000 in batches, times the scale.</summary>
+    private static int CallsPerWriter(int batch, int writers, double scale) => (int)((batch == 1 ? 24_000 : 80_000) * scale) / writers / batch;
 
     private const string QuickSchema = Schema + "_marten_quick";
     private const string RichSchema = Schema + "_marten_rich";

@@ -30,6 +30,9 @@ internal static class ManagerBenchmark
     public static async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
     {
         BenchArgs.Known(args, ["--tasks", "--proplets", "--clients", "--warmup", "--module-kib"], ["--durability", "--waiting"]);
+        // The waiting case creates its tasks before any proplet is there: nothing to warm up, and no module option.
+        BenchArgs.NotWith(args, "--durability", "--waiting");
+        BenchArgs.NotWith(args, "--waiting", "--warmup", "--module-kib");
         if (args.Contains("--durability"))
         {
             // Wolverine's durability modes side by side (ADR 0014): Solo is the reference for Balanced on one node.
@@ -99,7 +102,8 @@ internal static class ManagerBenchmark
             baseTopic,
             "watch-" + manager.Tenant,
             (id, at) => seen.AddOrUpdate(id, _ => (at, 0), (_, v) => (at, v.Result)),
-            (id, at) => seen.AddOrUpdate(id, _ => (0, at), (_, v) => (v.Start, at)),
+            // An error result fails its task, and WaitCompletedAsync fails the run on it: its time need not be told apart here.
+            (id, at, error) => seen.AddOrUpdate(id, _ => (0, at), (_, v) => (v.Start, at)),
             cancellationToken);
         var stages = new ConcurrentBag<(string Id, long Start, long Started, long Done)>();
         var busyBefore = MachineBusy();
@@ -134,6 +138,8 @@ internal static class ManagerBenchmark
         // Reference, same run and database: Marten alone (decide a create, append it, the inline task view, commit) at the
         // same concurrency. A task needs three such appends (create, start with its dispatch, result), so appends/s ÷ 3
         // is the ceiling the event store alone allows; ratio = what the whole manager reaches of it.
+        // Its own warm-up first (the manager's side had its rounds): untimed, its first appends pay for JIT and plans.
+        await ReferenceAppendsPerSecondAsync(app.Services, clients, 500, cancellationToken);
         var appendsPerSecond = await ReferenceAppendsPerSecondAsync(app.Services, clients, Math.Max(400, tasks), cancellationToken);
         Console.WriteLine(FormattableString.Invariant(
             $"manager case=dispatch{(settings?.GetValueOrDefault("MANAGER_DURABILITY_MODE") is { } mode ? " durability=" + mode : "")}{(moduleKib > 0 ? $" module_kib={moduleKib}" : "")} tasks={tasks} proplets={proplets} clients={clients} tasks_per_s={tasksPerSecond:F0} p50_ms={Percentile(latencies, 0.50):F1} p99_ms={Percentile(latencies, 0.99):F1} reference_appends_per_s={appendsPerSecond:F0} ratio={tasksPerSecond / (appendsPerSecond / 3):F2}"));
@@ -169,9 +175,8 @@ internal static class ManagerBenchmark
         {
             while (Interlocked.Increment(ref next) < tasks)
             {
-                var created = await http.PostAsync("/tasks", new StringContent("""{"name":"main","inputs":["1","2"]}""", Encoding.UTF8, "application/json"), cancellationToken);
-                var id = (await created.Content.ReadFromJsonAsync<JsonElement>(cancellationToken)).GetProperty("id").GetString();
-                (await http.PostAsync($"/tasks/{id}/start", null, cancellationToken)).EnsureSuccessStatusCode();
+                var id = await CreateTaskAsync(http, DefaultBody, cancellationToken);
+                await StartTaskAsync(http, id, cancellationToken);
             }
         }, cancellationToken)));
 
@@ -183,7 +188,8 @@ internal static class ManagerBenchmark
         }
 
         TimeSpan? placed = null;
-        while ((await http.GetFromJsonAsync<JsonElement>("/tasks?state=3&limit=1", cancellationToken)).GetProperty("total").GetInt32() < tasks)
+        int completed;
+        while ((completed = (await http.GetFromJsonAsync<JsonElement>("/tasks?state=3&limit=1", cancellationToken)).GetProperty("total").GetInt32()) < tasks)
         {
             if (placed is null && (await http.GetFromJsonAsync<JsonElement>("/tasks?state=1&limit=1", cancellationToken)).GetProperty("total").GetInt32() == 0)
             {
@@ -192,7 +198,7 @@ internal static class ManagerBenchmark
 
             if (stopwatch.Elapsed > TimeSpan.FromMinutes(5))
             {
-                throw new TimeoutException("waiting tasks were not all completed within 5 minutes");
+                throw new BenchFailedException($"{completed} of {tasks} waiting tasks completed within 5 minutes ({(placed is null ? "some still waiting" : "all dispatched")})");
             }
 
             await Task.Delay(20, cancellationToken);
@@ -257,18 +263,67 @@ internal static class ManagerBenchmark
         {
             while (Interlocked.Increment(ref next) < count)
             {
-                var created = await http.PostAsync("/tasks", new StringContent(body, Encoding.UTF8, "application/json"), cancellationToken);
-                var id = (await created.Content.ReadFromJsonAsync<JsonElement>(cancellationToken)).GetProperty("id").GetString();
+                var id = await CreateTaskAsync(http, body, cancellationToken);
                 var start = Stopwatch.GetTimestamp();
-                (await http.PostAsync($"/tasks/{id}/start", null, cancellationToken)).EnsureSuccessStatusCode();
+                await StartTaskAsync(http, id, cancellationToken);
                 var started = Stopwatch.GetTimestamp();
-                await WaitCompletedAsync(http, id!, cancellationToken);
+                await WaitCompletedAsync(http, id, cancellationToken);
                 var done = Stopwatch.GetTimestamp();
                 latencies.Add(Stopwatch.GetElapsedTime(start, done).TotalMilliseconds);
-                stages?.Add((id!, start, started, done));
+                stages?.Add((id, start, started, done));
             }
         }, cancellationToken)));
         return [.. latencies];
+    }
+
+    /// <summary>
+    /// POST /tasks with <paramref name="body"/>; the new task's id. Any other answer (a problem body, a 503 while the
+    /// manager sheds load) fails the run with its status and body, not with a missing-property exception.
+    /// </summary>
+    internal static async Task<string> CreateTaskAsync(HttpClient http, string body, CancellationToken cancellationToken)
+    {
+        using var created = await SendAsync(http, "/tasks", new StringContent(body, Encoding.UTF8, "application/json"), cancellationToken);
+        var text = await created.Content.ReadAsStringAsync(cancellationToken);
+        if (!created.IsSuccessStatusCode)
+        {
+            throw new BenchFailedException($"POST /tasks answered {(int)created.StatusCode}: {text}");
+        }
+
+        try
+        {
+            using var json = JsonDocument.Parse(text);
+            return json.RootElement.GetProperty("id").GetString() ?? throw new BenchFailedException($"POST /tasks answered a null id: {text}");
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
+        {
+            throw new BenchFailedException($"POST /tasks answered {(int)created.StatusCode} without a task id: {text}");
+        }
+    }
+
+    /// <summary>POST /tasks/{id}/start; any answer but a success fails the run with its status and body.</summary>
+    internal static async Task StartTaskAsync(HttpClient http, string id, CancellationToken cancellationToken)
+    {
+        using var started = await SendAsync(http, $"/tasks/{id}/start", null, cancellationToken);
+        if (!started.IsSuccessStatusCode)
+        {
+            throw new BenchFailedException($"POST /tasks/{id}/start answered {(int)started.StatusCode}: {await started.Content.ReadAsStringAsync(cancellationToken)}");
+        }
+    }
+
+    /// <summary>
+    /// POST <paramref name="path"/>; a connection the manager closed (Kestrel answers a body over its limit, a
+    /// --module-kib too large, with 413 and a reset while the client still sends) fails the run, with no stack trace.
+    /// </summary>
+    private static async Task<HttpResponseMessage> SendAsync(HttpClient http, string path, HttpContent? content, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await http.PostAsync(path, content, cancellationToken);
+        }
+        catch (HttpRequestException e)
+        {
+            throw new BenchFailedException($"POST {path} failed: {e.Message}{(e.InnerException is { } inner ? " (" + inner.Message + ")" : "")}");
+        }
     }
 
     /// <summary>
@@ -365,16 +420,24 @@ internal static class ManagerBenchmark
     /// CPU time the whole machine spent busy so far, in ms (all processes: PostgreSQL, mosquitto, this one), from
     /// /proc/stat; 0 where there is none. Per task, it is steadier than throughput on a shared machine.
     /// </summary>
-    internal static double MachineBusy()
+    internal static double MachineBusy() => File.Exists("/proc/stat") ? BusyMs(File.ReadLines("/proc/stat").First()) : 0;
+
+    /// <summary>
+    /// The busy milliseconds of /proc/stat's aggregate `cpu` line: user + nice + system + irq + softirq (fields 1, 2, 3, 6
+    /// and 7 of proc(5)). Not idle and iowait; not steal either (time the hypervisor gave another guest: on a shared VM
+    /// it is not work of this machine, and it grows when the machine is slow); not guest and guest_nice, which the kernel
+    /// already counts inside user and nice.
+    /// </summary>
+    internal static double BusyMs(string cpuLine)
     {
-        if (!File.Exists("/proc/stat"))
+        var fields = cpuLine.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        if (fields.Length < 8 || !string.Equals(fields[0], "cpu", StringComparison.Ordinal))
         {
-            return 0;
+            throw new FormatException($"not /proc/stat's cpu line: {cpuLine}");
         }
 
-        var fields = File.ReadLines("/proc/stat").First().Split(' ', StringSplitOptions.RemoveEmptyEntries).Skip(1).Select(long.Parse).ToArray();
-        var idle = fields[3] + (fields.Length > 4 ? fields[4] : 0);
-        return (fields.Sum() - idle) * 1000.0 / 100; // USER_HZ = 100
+        long Field(int index) => long.Parse(fields[index + 1], NumberStyles.None, CultureInfo.InvariantCulture);
+        return (Field(0) + Field(1) + Field(2) + Field(5) + Field(6)) * 1000.0 / 100; // USER_HZ = 100
     }
 
     internal static double Percentile(List<double> sorted, double p) => sorted.Count == 0 ? 0 : sorted[Math.Min(sorted.Count - 1, (int)Math.Ceiling(p * sorted.Count) - 1)];

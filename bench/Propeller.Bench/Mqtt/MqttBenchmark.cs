@@ -560,6 +560,9 @@ internal static partial class BenchmarkRegistry
                 RedirectStandardInput = redirectInput,
                 UseShellExecute = false,
             };
+            // bash's `times` writes its seconds with the locale's decimal separator ("0m0,210s" under de_DE), which
+            // ChildCpu would read as 210 s: the C locale for the children, whatever the user's.
+            info.Environment["LC_ALL"] = "C";
             return Process.Start(info) ?? throw new InvalidOperationException($"{file} did not start");
         }
 

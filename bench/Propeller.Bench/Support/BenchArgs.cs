@@ -9,7 +9,11 @@ namespace Propeller.Bench.Support;
 /// </summary>
 internal static class BenchArgs
 {
-    /// <summary>Rejects any `--flag` not among <paramref name="valueOptions"/> (each followed by its value) or <paramref name="flags"/>.</summary>
+    /// <summary>
+    /// Rejects any token that is neither one of <paramref name="valueOptions"/> (each followed by its value), nor that
+    /// value, nor one of <paramref name="flags"/>: `manager 1000` or `manager -t 1000` would otherwise run the defaults as
+    /// if they had been asked for.
+    /// </summary>
     public static void Known(string[] args, string[] valueOptions, string[]? flags = null)
     {
         for (var i = 0; i < args.Length; i++)
@@ -21,11 +25,24 @@ internal static class BenchArgs
                     throw new BenchUsageException($"{args[i - 1]} needs a value");
                 }
             }
-            else if (flags?.Contains(args[i], StringComparer.Ordinal) != true && args[i].StartsWith("--", StringComparison.Ordinal))
+            else if (flags?.Contains(args[i], StringComparer.Ordinal) != true)
             {
                 var known = string.Join(' ', valueOptions.Concat(flags ?? []));
-                throw new BenchUsageException($"unknown option {args[i]} (known: {(known.Length > 0 ? known : "none")})");
+                var what = args[i].StartsWith('-') ? "unknown option" : "unexpected argument";
+                throw new BenchUsageException($"{what} {args[i]} (known: {(known.Length > 0 ? known : "none")})");
             }
+        }
+    }
+
+    /// <summary>
+    /// Rejects any of <paramref name="ignored"/> given with <paramref name="mode"/>, whose run does not read them (a figure
+    /// printed as if measured with them would not be).
+    /// </summary>
+    public static void NotWith(string[] args, string mode, params string[] ignored)
+    {
+        if (args.Contains(mode, StringComparer.Ordinal) && ignored.FirstOrDefault(o => args.Contains(o, StringComparer.Ordinal)) is { } option)
+        {
+            throw new BenchUsageException($"{option} has no effect with {mode}");
         }
     }
 
