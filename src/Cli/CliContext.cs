@@ -1,12 +1,13 @@
 using System.CommandLine;
 using System.Text.Json;
 using Propeller.Cli.Http;
+using Propeller.Cli.Tasks;
 using Spectre.Console;
 
 namespace Propeller.Cli;
 
 /// <summary>What a command's action needs: the manager client, the output format and the consoles.</summary>
-internal sealed class CliContext(ManagerClient manager, OutputFormat format, IAnsiConsole console, TextWriter output, TextWriter error, bool interactive) : IDisposable
+internal sealed class CliContext(ManagerClient manager, OutputFormat format, IAnsiConsole console, TextWriter output, TextWriter error, bool interactive, WaitTiming timing) : IDisposable
 {
     private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
 
@@ -23,6 +24,9 @@ internal sealed class CliContext(ManagerClient manager, OutputFormat format, IAn
 
     /// <summary>stdout is a terminal: live status lines are drawn.</summary>
     public bool Interactive { get; } = interactive;
+
+    /// <summary>The timers of a watch (<see cref="WaitTiming.Default"/> but in tests).</summary>
+    public WaitTiming Timing { get; } = timing;
 
     public bool Json => Format == OutputFormat.Json;
 
@@ -68,7 +72,7 @@ internal sealed class CliContext(ManagerClient manager, OutputFormat format, IAn
         }
 
         var client = new ManagerClient(uri, apiKey, user, parse.GetValue(options.RequestTimeout), host.Handler);
-        return new CliContext(client, parse.GetValue(options.Output), console, host.Output, host.Error, host.Interactive);
+        return new CliContext(client, parse.GetValue(options.Output), console, host.Output, host.Error, host.Interactive, host.Timing ?? WaitTiming.Default);
     }
 
     /// <summary>Printable ASCII: what a header value may hold (the manager's Kestrel refuses other bytes too).</summary>

@@ -1,7 +1,9 @@
+using Propeller.Cli.Tasks;
+
 namespace Propeller.Cli;
 
-/// <summary>Where the CLI runs: its streams, environment and (for tests) the HTTP handler.</summary>
-internal sealed record CliHost(TextWriter Output, TextWriter Error, Func<string, string?> Environment, bool Interactive = false, HttpMessageHandler? Handler = null)
+/// <summary>Where the CLI runs: its streams, environment and (for tests) the HTTP handler and a watch's timers.</summary>
+internal sealed record CliHost(TextWriter Output, TextWriter Error, Func<string, string?> Environment, bool Interactive = false, HttpMessageHandler? Handler = null, WaitTiming? Timing = null)
 {
     public static CliHost FromConsole() => new(
         System.Console.Out,

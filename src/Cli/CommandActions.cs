@@ -17,7 +17,7 @@ internal sealed class CommandActions(GlobalOptions options, CliHost host)
                 context = CliContext.From(parse, options, host);
                 return await action(context, parse, cancellationToken);
             }
-            catch (Exception ex) when (context is not null && ex is KeyNotFoundException or InvalidOperationException or FormatException or JsonException)
+            catch (Exception ex) when (context is not null && IsAnswerReading(ex))
             {
                 // What JsonElement throws when an answer lacks a property or has another kind of value: a manager of
                 // another version, or something else at that URL. One line, like every other failure.
@@ -39,6 +39,15 @@ internal sealed class CommandActions(GlobalOptions options, CliHost host)
                 context?.Dispose();
             }
         });
+
+    /// <summary>
+    /// An exception of System.Text.Json reading an answer (a missing property, a value of another kind or out of range,
+    /// JSON that does not parse). Only those: an InvalidOperationException of anything else (HttpClient, Spectre) is a
+    /// fault of the CLI's, and reported as the manager's answer it sent the reader looking at the wrong program.
+    /// </summary>
+    private static bool IsAnswerReading(Exception ex) =>
+        ex is JsonException
+        || (ex is KeyNotFoundException or InvalidOperationException or FormatException && ex.TargetSite?.DeclaringType?.Assembly == typeof(JsonElement).Assembly);
 
     /// <summary>An action that prints the manager's answer: its JSON, or <paramref name="table"/> of it.</summary>
     public void Set(Command command, Func<CliContext, ParseResult, CancellationToken, Task<JsonElement>> call, Action<CliContext, JsonElement> table) =>

@@ -77,12 +77,42 @@ public sealed class ClientCommandTests(CliCluster cluster)
         bash.Out.ShouldContain("complete -o default -F _propeller_complete propeller");
     }
 
+    /// <summary>
+    /// The built program (propeller.dll, as a shell runs it) reads PROPELLER_URL and exits with the task's outcome: 0
+    /// and the result when it completed, 1 and the error when it failed (a trap).
+    /// </summary>
     [Fact]
     public async Task TheBuiltProgram_ReadsPropellerUrl_AndExitsWithTheTasksOutcome()
     {
+        var dir = Directory.CreateTempSubdirectory("cli-program");
+        try
+        {
+            var add = Path.Combine(dir.FullName, "add.wasm");
+            var trap = Path.Combine(dir.FullName, "trap.wasm");
+            await File.WriteAllBytesAsync(add, Wasm.Addition, TestContext.Current.CancellationToken);
+            await File.WriteAllBytesAsync(trap, Wasm.Trap, TestContext.Current.CancellationToken);
+
+            var (completedExit, completedOut, completedErr) = await RunProgramAsync("task", "run", add, "--inputs", "10,32");
+            var (failedExit, failedOut, failedErr) = await RunProgramAsync("task", "run", trap);
+
+            completedExit.ShouldBe(0, completedErr);
+            completedOut.Trim().ShouldBe("42", completedErr);
+            failedExit.ShouldBe(1, failedErr);
+            failedOut.ShouldBeEmpty(failedErr);
+            failedErr.ShouldContain("failed", Case.Sensitive, failedErr);
+            failedErr.ShouldContain("unreachable", Case.Sensitive, failedErr);
+        }
+        finally
+        {
+            dir.Delete(true);
+        }
+    }
+
+    private async Task<(int Exit, string Out, string Err)> RunProgramAsync(params string[] args)
+    {
         var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "propeller.dll"));
-        foreach (var arg in new[] { "task", "list", "--limit", "1", "-o", "json" })
+        foreach (var arg in args)
         {
             info.ArgumentList.Add(arg);
         }
@@ -92,8 +122,6 @@ public sealed class ClientCommandTests(CliCluster cluster)
         var stdout = process.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
         var stderr = process.StandardError.ReadToEndAsync(TestContext.Current.CancellationToken);
         await process.WaitForExitAsync(TestContext.Current.CancellationToken);
-
-        process.ExitCode.ShouldBe(0, await stderr);
-        (await stdout).ShouldContain("\"total\"");
+        return (process.ExitCode, await stdout, await stderr);
     }
 }

@@ -802,6 +802,65 @@ public sealed partial class ManagerFailureTests : IDisposable
         get.Out.ShouldContain("trap at \\u001b]0;title\\u0007 x");
     }
 
+    /// <summary>
+    /// Names, ids, image URLs, a proplet's metadata and a plugin's reasons come from users, edge devices and plugins:
+    /// every table cell is made printable, as an error is; they reached the terminal with their ESC and BEL.
+    /// </summary>
+    [Theory]
+    [InlineData("""{"offset":0,"limit":20,"total":1,"tasks":[{"id":"t\u001b[2J","name":"evil\u001b]0;title\u0007","state":2,"proplet_id":"p\u001b[31m"}]}""", "task", "list")]
+    [InlineData("""{"id":"t","name":"evil\u001b]0;title\u0007","state":0,"kind":"k\u001b","image_url":"reg/\u001b[31m"}""", "task", "get", Id)]
+    [InlineData("""{"offset":0,"limit":100,"total":1,"proplets":[{"id":"p\u001b[2J","name":"evil\u001b]0;title\u0007","alive":true,"task_count":0}]}""", "proplet", "list")]
+    [InlineData("""{"id":"p\u001b[2J","name":"evil\u001b]0;title\u0007","alive":true,"task_count":0,"metadata":{"hostname":"h\u001b[31m","os":"\u0007"},"metrics":[],"tasks":[]}""", "proplet", "get", "p1")]
+    [InlineData("""[{"version":1,"type":"task.created.v1","user_id":"u\u001b","headers":{"plugins":"[{\"plugin\":\"a\",\"hook\":\"authorize\",\"allow\":false,\"reason\":\"evil\\u001b]0;title\\u0007\"}]"}}]""", "task", "history", Id)]
+    [InlineData("""{"plugins":[{"order":1,"name":"evil\u001b]0;title\u0007","version":"1","active":true,"hooks":[],"counters":{}}],"skipped":[{"file":"f\u001b.wasm","error":"e"}],"directory":"/d\u0007"}""", "plugin", "list")]
+    public async Task TextFromTheManager_ReachesTheTerminalWithoutControlCharacters(string body, params string[] args)
+    {
+        var manager = new FakeManager((_, _) => Task.FromResult(FakeManager.Json(body)));
+
+        var outcome = await Cli.RunAsync(manager, args);
+
+        outcome.Exit.ShouldBe(0, outcome.ToString());
+        outcome.Out.ShouldNotContain('\u001b', outcome.ToString());
+        outcome.Out.ShouldNotContain('\u0007', outcome.ToString());
+        outcome.Out.ShouldContain("\\u001b", Case.Sensitive, outcome.ToString());
+    }
+
+    /// <summary>A watch's state lines and its last line name the proplet (an edge device's id): made printable too.</summary>
+    [Fact]
+    public async Task AWatchsLines_AreShownWithoutControlCharacters()
+    {
+        const string Evil = "p\\u001b]0;title\\u0007";
+        var manager = new FakeManager((request, _) => Task.FromResult(request.RequestUri!.AbsolutePath switch
+        {
+            "/events" => FakeManager.Events(FakeManager.Part(FakeManager.Hello)),
+            $"/tasks/{Id}/history" => FakeManager.Json("[]"),
+            _ => FakeManager.Json(FakeManager.Task(request.RequestUri.Query.StartsWith("?wait=", StringComparison.Ordinal) ? 3 : 2, Evil)),
+        }));
+
+        var watch = await Cli.RunAsync(manager, "task", "watch", Id);
+
+        watch.Exit.ShouldBe(0, watch.ToString());
+        StateLines(watch.Out).ShouldBe(["running on p\\u001b]0;title\\u0007", "completed on p\\u001b]0;title\\u0007"], watch.ToString());
+        (watch.Out + watch.Err).ShouldNotContain('\u001b', watch.ToString());
+        (watch.Out + watch.Err).ShouldNotContain('\u0007', watch.ToString());
+    }
+
+    /// <summary>
+    /// An InvalidOperationException that does not come from reading an answer (here the HTTP handler's) is not reported
+    /// as "unexpected answer from the manager": that sent the reader looking at the manager for a fault of the CLI's.
+    /// </summary>
+    [Fact]
+    public async Task AnInvalidOperationNotFromReadingAnAnswer_IsNotBlamedOnTheManager()
+    {
+        var manager = new FakeManager((_, _) => throw new InvalidOperationException("a fault of the client's"));
+
+        var list = await Cli.RunAsync(manager, "task", "list");
+
+        list.Exit.ShouldNotBe(0, list.ToString());
+        list.Err.ShouldNotContain("unexpected answer from the manager", Case.Sensitive, list.ToString());
+        list.Err.ShouldContain("a fault of the client's", Case.Sensitive, list.ToString());
+    }
+
     /// <summary>"." and ".." are no ids: they were resolved away as path segments (GET /tasks/, the list, shown as a task).</summary>
     [Theory]
     [InlineData("task", ".")]

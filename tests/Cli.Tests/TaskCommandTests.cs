@@ -110,8 +110,9 @@ public sealed class TaskCommandTests(CliCluster cluster) : IDisposable
         gone.Err.Trim().ShouldBe($"propeller: 404 Not Found from GET /tasks/{id}: task not found");
     }
 
+    /// <summary>A watch of a task still pending follows its start (by another command) to its outcome.</summary>
     [Fact]
-    public async Task Watch_OfARunningTask_EndsWithItsOutcome()
+    public async Task Watch_OfAPendingTask_FollowsItsStartToItsOutcome()
     {
         var created = await Cli.RunAsync(Url, "task", "create", "-n", "main", "--file", Write("add.wasm", Wasm.Addition), "-i", "20,22", "-o", "json");
         var id = created.Json.GetProperty("id").GetString()!;

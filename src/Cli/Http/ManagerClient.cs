@@ -1,7 +1,5 @@
 using System.Net;
 using System.Net.Http.Headers;
-using System.Net.ServerSentEvents;
-using System.Runtime.CompilerServices;
 using System.Text;
 using System.Text.Json;
 using Propeller.Cli.Tasks;
@@ -89,49 +87,48 @@ internal sealed class ManagerClient : IDisposable
         SendAsync(new HttpRequestMessage(HttpMethod.Delete, Relative(path)), TimeSpan.Zero, cancellationToken, emptyAnswer: true);
 
     /// <summary>
-    /// The events of <c>GET /events{query}</c> until the stream ends, breaks (the connection lost: the caller goes on
-    /// another way) or the token is cancelled. The request timeout covers the answer's headers only: the stream is open-ended.
+    /// Opens <c>GET /events{query}</c>: returns once the answer's headers have arrived (the manager has subscribed by
+    /// then), or throws as any request does. The request timeout covers the headers (and an error's body) only: the
+    /// stream is open-ended.
     /// </summary>
-    public async IAsyncEnumerable<SseItem<string>> EventsAsync(string query, [EnumeratorCancellation] CancellationToken cancellationToken)
+    public async Task<EventStream> OpenEventsAsync(string query, CancellationToken cancellationToken)
     {
-        using var request = new HttpRequestMessage(HttpMethod.Get, Relative("/events" + query));
-        // An error's body is read within the request timeout too (a proxy's 5xx whose body stalls was waited for until
-        // the watch's own --timeout, exit 4).
-        using var response = await WithinTimeoutAsync(
-            request,
-            TimeSpan.Zero,
-            async (request, token) =>
-            {
-                var answer = await TransportAsync(request, HttpCompletionOption.ResponseHeadersRead, token);
-                try
-                {
-                    await ThrowIfErrorAsync(answer, token);
-                    return answer;
-                }
-                catch
-                {
-                    answer.Dispose();
-                    throw;
-                }
-            },
-            cancellationToken);
-        await using var stream = await ReadAsync(request, () => response.Content.ReadAsStreamAsync(cancellationToken));
-        await using var events = SseParser.Create(stream).EnumerateAsync(cancellationToken).GetAsyncEnumerator(cancellationToken);
-        while (true)
+        var request = new HttpRequestMessage(HttpMethod.Get, Relative("/events" + query));
+        HttpResponseMessage? response = null;
+        try
         {
-            try
-            {
-                if (!await events.MoveNextAsync())
+            // An error's body is read within the request timeout too (a proxy's 5xx whose body stalls was waited for until
+            // the watch's own --timeout, exit 4).
+            response = await WithinTimeoutAsync(
+                request,
+                TimeSpan.Zero,
+                async (request, token) =>
                 {
-                    break;
-                }
-            }
-            catch (Exception ex) when (ex is IOException or HttpRequestException && !cancellationToken.IsCancellationRequested)
-            {
-                break; // cut (the manager stopped, a proxy timed out): like an end
-            }
-
-            yield return events.Current;
+                    var answer = await TransportAsync(request, HttpCompletionOption.ResponseHeadersRead, token);
+                    try
+                    {
+                        await ThrowIfErrorAsync(answer, token);
+                        return answer;
+                    }
+                    catch
+                    {
+                        answer.Dispose();
+                        throw;
+                    }
+                },
+                cancellationToken);
+            var body = await ReadAsync(request, () => response.Content.ReadAsStreamAsync(cancellationToken));
+            return new EventStream(
+                request,
+                response,
+                body,
+                $"the manager at {BaseAddress} sent an event of more than {EventStream.MaxEventBytes / (1024 * 1024)} MiB on GET {PathOf(request)}: not an event of the manager's");
+        }
+        catch
+        {
+            response?.Dispose();
+            request.Dispose();
+            throw;
         }
     }
 

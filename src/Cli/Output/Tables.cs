@@ -5,7 +5,7 @@ using Spectre.Console.Rendering;
 
 namespace Propeller.Cli.Output;
 
-/// <summary>How the CLI shows the manager's JSON to people: plain-text cells (never markup), states by name, ages.</summary>
+/// <summary>How the CLI shows the manager's JSON to people: plain-text cells (never markup, made printable), states by name, ages.</summary>
 internal static class Tables
 {
     private static readonly string[] StateNames = ["pending", "scheduled", "running", "completed", "failed", "skipped", "interrupted"];
@@ -56,7 +56,12 @@ internal static class Tables
         return table;
     }
 
-    public static void Row(Table table, params string[] cells) => table.AddRow(cells.Select(c => (IRenderable)new Text(c)).ToArray());
+    /// <summary>
+    /// A row of plain-text cells, each made printable (<see cref="Printable.Line"/>): names, ids, image URLs, a proplet's
+    /// metadata and a plugin's reasons come from users, edge devices and plugins, and Spectre writes a cell's control
+    /// characters (ESC sequences that recolour, move the cursor or retitle the window) to the terminal as they are.
+    /// </summary>
+    public static void Row(Table table, params string[] cells) => table.AddRow(cells.Select(c => (IRenderable)new Text(Printable.Line(c))).ToArray());
 
     /// <summary>A two-column table of a single object's fields.</summary>
     public static Table Fields(IEnumerable<(string Name, string Value)> fields)

@@ -38,20 +38,21 @@ internal static class PluginCommands
         }
 
         // Read before anything is printed: an answer of another shape prints no part of a table.
-        var skipped = listing.GetProperty("skipped").EnumerateArray().Select(s => $"skipped {Tables.Str(s, "file")}: {Printable.Line(Tables.Str(s, "error"))}").ToList();
+        var skipped = listing.GetProperty("skipped").EnumerateArray().Select(s => $"skipped {Tables.Str(s, "file")}: {Tables.Str(s, "error")}").ToList();
 
         // A plugin whose new file failed to load runs on at its previous version (a manager before that answered without
         // "kept"): said, or an operator reading "reloaded" would believe the new version is in.
         var kept = listing.TryGetProperty("kept", out var keptList)
             ? keptList.EnumerateArray().Select(k =>
-                $"kept {Tables.Str(k, "name")} at its previous version{(Tables.Str(k, "sha256") is { Length: >= 12 } sha ? $" (sha256 {sha[..12]})" : "")}: {Tables.Str(k, "file")}: {Printable.Line(Tables.Str(k, "error"))}").ToList()
+                $"kept {Tables.Str(k, "name")} at its previous version{(Tables.Str(k, "sha256") is { Length: >= 12 } sha ? $" (sha256 {sha[..12]})" : "")}: {Tables.Str(k, "file")}: {Tables.Str(k, "error")}").ToList()
             : [];
         context.Console.Write(table);
+        // Each on one line, made printable: file names and errors come from the plugin directory and the plugins.
         foreach (var line in skipped.Concat(kept))
         {
-            context.Output.WriteLine(line);
+            context.Output.WriteLine(Printable.Line(line));
         }
 
-        context.Output.WriteLine(Tables.Str(listing, "directory") is { Length: > 0 } directory ? $"directory {directory}" : "no plugin directory configured (MANAGER_PLUGIN_DIR)");
+        context.Output.WriteLine(Tables.Str(listing, "directory") is { Length: > 0 } directory ? $"directory {Printable.Line(directory)}" : "no plugin directory configured (MANAGER_PLUGIN_DIR)");
     }
 }

@@ -314,7 +314,7 @@ internal static class TaskCommands
             {
                 if (!context.Json)
                 {
-                    await context.Output.WriteLineAsync($"task {id}");
+                    await context.Output.WriteLineAsync($"task {Printable.Line(id)}");
                 }
 
                 task = await TaskWaiter.WatchAsync(context, id, clock, parse.GetValue(timeout), StartAsync, cancellationToken);
@@ -346,9 +346,10 @@ internal static class TaskCommands
 
         var took = clock is null ? "" : $" in {clock.Elapsed.TotalSeconds.ToString("0.000", CultureInfo.InvariantCulture)}s";
         var where = Tables.Str(task, "proplet_id") is { Length: > 0 } proplet ? $" on proplet {proplet}" : "";
-        context.Error.WriteLine(completed
+        // Made printable: the proplet's id is an edge device's, the error a guest's or a plugin's text.
+        context.Error.WriteLine(Printable.Line(completed
             ? $"task {Tables.Str(task, "id")} completed{where}{took}"
-            : $"propeller: task {Tables.Str(task, "id")} {state}{where}{took}" + (Tables.Str(task, "error") is { Length: > 0 } error ? $": {Printable.Line(error)}" : ""));
+            : $"propeller: task {Tables.Str(task, "id")} {state}{where}{took}" + (Tables.Str(task, "error") is { Length: > 0 } error ? $": {error}" : "")));
         return completed ? 0 : 1;
     }
 

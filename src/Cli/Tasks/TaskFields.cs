@@ -32,6 +32,6 @@ internal static class TaskFields
         ("started", Tables.Stamp(Tables.Time(task, "start_time"))),
         ("finished", Tables.Stamp(Tables.Time(task, "finish_time"))),
         ("results", Tables.Results(task)),
-        ("error", Printable.Line(Tables.Str(task, "error"))),
+        ("error", Tables.Str(task, "error")), // made printable as every cell is (on one line: a guest's or a plugin's text)
     ]);
 }

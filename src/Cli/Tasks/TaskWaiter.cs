@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
+using Propeller.Cli.Http;
 using Propeller.Cli.Output;
 using Spectre.Console;
 
@@ -21,7 +22,7 @@ internal static class TaskWaiter
     {
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         deadline.CancelAfter(timeout);
-        var wait = PollLoopAsync(context, id, deadline.Token);
+        var wait = PollLoopAsync(context, id, resilient: false, deadline.Token);
         if (context.Interactive && !context.Json)
         {
             await context.Console.Status().StartAsync(what, async status =>
@@ -39,7 +40,8 @@ internal static class TaskWaiter
 
     /// <summary>
     /// Follows the task's events, printing each state it reaches, until its attempt ends. <paramref name="subscribed"/>
-    /// runs once the stream is open (so a start it makes cannot be missed).
+    /// runs once the stream's headers have arrived (the manager has subscribed by then, so a start it makes cannot be
+    /// missed), or once the stream was refused.
     /// </summary>
     public static async Task<JsonElement> WatchAsync(CliContext context, string id, Stopwatch clock, TimeSpan timeout, Func<Task>? subscribed, CancellationToken cancellationToken)
     {
@@ -56,7 +58,7 @@ internal static class TaskWaiter
             var line = Tables.StateName(task) + (Tables.Str(task, "proplet_id") is { Length: > 0 } proplet ? " on " + proplet : "");
             if (line != shown && !context.Json)
             {
-                context.Output.WriteLine($"+{clock.Elapsed.TotalSeconds.ToString("0.000", CultureInfo.InvariantCulture)}s  {line}");
+                context.Output.WriteLine($"+{clock.Elapsed.TotalSeconds.ToString("0.000", CultureInfo.InvariantCulture)}s  {Printable.Line(line)}");
             }
 
             shown = line;
@@ -68,61 +70,139 @@ internal static class TaskWaiter
             return task;
         }
 
-        await using var events = context.Manager.EventsAsync("?task=" + Uri.EscapeDataString(id), cancellationToken).GetAsyncEnumerator(cancellationToken);
-        var open = await events.MoveNextAsync();
-        if (subscribed is not null)
+        EventStream? stream;
+        try
         {
-            await subscribed();
+            stream = await context.Manager.OpenEventsAsync("?task=" + Uri.EscapeDataString(id), cancellationToken);
+        }
+        catch (CliException ex) when (ex.ExitCode == CliException.Failed)
+        {
+            // Refused (a manager without /events: 404; a proxy that does not pass it on: 502, 503): long polling needs no
+            // stream. `task run --watch` still starts its task (it was left pending, and waited for until --timeout).
+            await context.Error.WriteLineAsync($"propeller: {Printable.Line(ex.Message)}; waiting by long polling instead");
+            stream = null;
         }
 
-        if (!open)
+        await using (stream)
         {
-            return Shown(await PollLoopAsync(context, id, cancellationToken)); // no stream (ended or broke at once): long polling misses nothing
-        }
-
-        var (task, version) = await CurrentAsync(context, id, cancellationToken);
-        Show(task);
-        while (!Tables.Ended(task))
-        {
-            if (!await events.MoveNextAsync())
+            if (subscribed is not null)
             {
-                return Shown(await PollLoopAsync(context, id, cancellationToken)); // the stream ended or broke: finish by long polling
+                await subscribed();
             }
 
-            switch (events.Current.EventType)
+            return stream is null
+                ? Shown(await PollLoopAsync(context, id, resilient: true, cancellationToken))
+                : await FollowStreamAsync(context, id, stream, Show, Shown, cancellationToken);
+        }
+    }
+
+    private static async Task<JsonElement> FollowStreamAsync(
+        CliContext context, string id, EventStream stream, Action<JsonElement> show, Func<JsonElement, JsonElement> shown, CancellationToken cancellationToken)
+    {
+        // Its own token: an event still awaited when the task has ended (read again after a quiet while) is cancelled,
+        // and waited for, before the enumerator is disposed (an async iterator cannot be disposed while it runs).
+        using var reading = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        await using var events = stream.ReadAsync(reading.Token).GetAsyncEnumerator(reading.Token);
+        Task<bool>? next = null;
+        try
+        {
+            var (task, version) = await CurrentAsync(context, id, cancellationToken);
+            show(task);
+            var quiet = Stopwatch.StartNew();
+            while (!Tables.Ended(task))
             {
-                case "task":
-                    using (var change = JsonDocument.Parse(events.Current.Data))
+                next ??= events.MoveNextAsync().AsTask();
+                if (!await ArrivesWithinAsync(next, context.Timing.Quiet - quiet.Elapsed, cancellationToken))
+                {
+                    // No change of the task for a while: the stream carries only the commits of the manager node it is
+                    // connected to (docs/architecture.md), so the end committed by another node never comes on it, and a
+                    // busy node never pings. The task is read again; a manager that cannot be reached now is asked again
+                    // after the next quiet while (the stream, if it broke, ends the wait by long polling).
+                    quiet.Restart();
+                    try
                     {
-                        // Changes committed before the task was read may still be queued in the stream: not newer than
-                        // what is shown, they would take it back to an earlier state.
-                        var changed = change.RootElement.TryGetProperty("version", out var v) && v.TryGetInt64(out var n) ? n : long.MaxValue;
-                        if (changed <= version)
+                        var read = await CurrentAsync(context, id, cancellationToken);
+                        if (read.Version >= version)
                         {
-                            continue;
+                            (task, version) = read;
+                            show(task);
                         }
-
-                        if (change.RootElement.TryGetProperty("deleted", out var deleted) && deleted.GetBoolean())
-                        {
-                            throw new CliException($"task {id} was deleted", CliException.Failed);
-                        }
-
-                        task = change.RootElement.GetProperty("task").Clone();
-                        version = changed;
+                    }
+                    catch (CliException ex) when (ex.ExitCode == CliException.Unreachable)
+                    {
+                        // asked again after the next quiet while
                     }
 
-                    break;
-                case "resync" or "hello":
-                    (task, version) = await CurrentAsync(context, id, cancellationToken);
-                    break;
-                default:
                     continue;
+                }
+
+                var more = await next;
+                next = null;
+                if (!more)
+                {
+                    return shown(await PollLoopAsync(context, id, resilient: true, cancellationToken)); // the stream ended or broke: finish by long polling
+                }
+
+                switch (events.Current.EventType)
+                {
+                    case "task":
+                        using (var change = JsonDocument.Parse(events.Current.Data))
+                        {
+                            // Changes committed before the task was read may still be queued in the stream: not newer than
+                            // what is shown, they would take it back to an earlier state.
+                            var changed = change.RootElement.TryGetProperty("version", out var v) && v.TryGetInt64(out var n) ? n : long.MaxValue;
+                            if (changed <= version)
+                            {
+                                continue;
+                            }
+
+                            if (change.RootElement.TryGetProperty("deleted", out var deleted) && deleted.GetBoolean())
+                            {
+                                throw new CliException($"task {id} was deleted", CliException.Failed);
+                            }
+
+                            task = change.RootElement.GetProperty("task").Clone();
+                            version = changed;
+                            quiet.Restart();
+                        }
+
+                        break;
+                    case "resync":
+                        // Changes were dropped: read again. (Not on hello: the task was read once the stream was open.)
+                        (task, version) = await CurrentAsync(context, id, cancellationToken);
+                        quiet.Restart();
+                        break;
+                    default:
+                        continue;
+                }
+
+                show(task);
             }
 
-            Show(task);
+            return task;
+        }
+        finally
+        {
+            if (next is { IsCompleted: false })
+            {
+                await reading.CancelAsync();
+                await Task.WhenAny(next); // its cancellation is the end asked for, not a failure
+            }
+        }
+    }
+
+    /// <summary>Whether <paramref name="next"/> completes within <paramref name="within"/> (false at once when that is not positive).</summary>
+    private static async Task<bool> ArrivesWithinAsync(Task<bool> next, TimeSpan within, CancellationToken cancellationToken)
+    {
+        if (next.IsCompleted || within <= TimeSpan.Zero)
+        {
+            return next.IsCompleted;
         }
 
-        return task;
+        using var timer = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var first = await Task.WhenAny(next, Task.Delay(within, timer.Token));
+        await timer.CancelAsync();
+        return first == next;
     }
 
     /// <summary>
@@ -139,18 +219,48 @@ internal static class TaskWaiter
         return (task, version);
     }
 
-    private static async Task<JsonElement> PollLoopAsync(CliContext context, string id, CancellationToken cancellationToken)
+    /// <summary>
+    /// Long polls until the attempt ends. <paramref name="resilient"/> (a watch's polls, which follow a stream that ended
+    /// as the manager restarted, or was refused): a manager that cannot be reached is asked again, 1 s later, then 2 s,
+    /// up to 5 s, until --timeout; and an answer of a task not ended well before the wait (a manager stopping answers
+    /// at once) is followed by a pause, not by the next poll at once.
+    /// </summary>
+    private static async Task<JsonElement> PollLoopAsync(CliContext context, string id, bool resilient, CancellationToken cancellationToken)
     {
         var path = "/tasks/" + Uri.EscapeDataString(id) + "?wait=" + ((int)PollWait.TotalSeconds).ToString(CultureInfo.InvariantCulture) + "s";
+        var retry = TimeSpan.Zero;
         while (true)
         {
-            var task = await context.Manager.GetAsync(path, PollWait, cancellationToken);
+            var asked = Stopwatch.StartNew();
+            JsonElement task;
+            try
+            {
+                task = await context.Manager.GetAsync(path, PollWait, cancellationToken);
+            }
+            catch (CliException ex) when (resilient && ex.ExitCode == CliException.Unreachable)
+            {
+                if (retry == TimeSpan.Zero)
+                {
+                    await context.Error.WriteLineAsync($"propeller: {Printable.Line(ex.Message)}; asking again until --timeout");
+                }
+
+                retry = retry == TimeSpan.Zero ? context.Timing.FirstRetry : TimeSpan.FromTicks(Math.Min(retry.Ticks * 2, context.Timing.MaxRetry.Ticks));
+                await Task.Delay(retry, cancellationToken);
+                continue;
+            }
+
+            retry = TimeSpan.Zero;
             // An answer without a state is no task (another server at the URL, answering at once): reading it throws,
             // the unexpected answer it is, instead of asking again without pause until --timeout.
             _ = task.GetProperty("state").GetInt32();
             if (Tables.Ended(task))
             {
                 return task;
+            }
+
+            if (resilient && asked.Elapsed < PollWait / 2)
+            {
+                await Task.Delay(context.Timing.EarlyAnswerPause, cancellationToken);
             }
         }
     }
