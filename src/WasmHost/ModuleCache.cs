@@ -8,7 +8,8 @@ namespace Propeller.WasmHost;
 
 /// <summary>
 /// Compiled modules and components by the SHA-256 of their bytes, so a repeated binary never compiles again: in memory
-/// (at most <see cref="MaxModules"/> of each), and on disk through <c>Serialize</c> when a directory is given. Disk
+/// (of each kind at most <see cref="MaxModules"/>, and binaries of at most <paramref name="maxMemoryBytes"/> together:
+/// past either, the entries used longest ago are dropped down to three quarters, never the one just added), and on disk through <c>Serialize</c> when a directory is given. Disk
 /// entries are named by the hash and by the engine's <see cref="WasmEngine.ConfigKey"/> (Wasmtime refuses code compiled
 /// under another configuration); an entry that does not load is compiled again and rewritten. The directory holds at
 /// most <paramref name="maxDiskBytes"/> of entries: after a write takes it over, the entries used longest ago are
@@ -16,10 +17,18 @@ namespace Propeller.WasmHost;
 /// finished (a crash between the write and the rename) are deleted once they are <see cref="StaleTemporaryAge"/> old.
 /// The directory must be private to the proplet: deserialized code is trusted.
 /// </summary>
-public sealed class ModuleCache(WasmEngine engine, string? directory = null, long maxDiskBytes = ModuleCache.DefaultMaxDiskBytes)
+public sealed class ModuleCache(
+    WasmEngine engine, string? directory = null, long maxDiskBytes = ModuleCache.DefaultMaxDiskBytes, long maxMemoryBytes = ModuleCache.DefaultMaxMemoryBytes)
 {
-    /// <summary>Entries kept in memory; beyond that an arbitrary entry is dropped (an instance in use keeps its code alive).</summary>
+    /// <summary>Entries of each kind kept in memory (an instance in use keeps its code alive when its entry is dropped).</summary>
     public const int MaxModules = 256;
+
+    /// <summary>
+    /// The binaries behind each kind's entries in memory, together, by default: 256 MiB. Compiled code takes about as
+    /// much again as its binary or more, and a count alone let 256 large modules (each up to the proplet's image limit)
+    /// hold gigabytes on an edge device.
+    /// </summary>
+    public const long DefaultMaxMemoryBytes = 256L << 20;
 
     /// <summary>The disk entries' total size by default: 1 GiB.</summary>
     public const long DefaultMaxDiskBytes = 1L << 30;
@@ -34,8 +43,9 @@ public sealed class ModuleCache(WasmEngine engine, string? directory = null, lon
 
     private readonly Lock _pruning = new();
 
-    private readonly ConcurrentDictionary<string, Module> _modules = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, CompiledComponent> _components = new(StringComparer.Ordinal);
+    private readonly Shelf<Module> _modules = new();
+    private readonly Shelf<CompiledComponent> _components = new();
+    private long _uses;
     private readonly string _configHash = Convert.ToHexStringLower(SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(engine.ConfigKey)))[..16];
 
     public WasmEngine Engine { get; } = engine;
@@ -44,7 +54,7 @@ public sealed class ModuleCache(WasmEngine engine, string? directory = null, lon
     public Module GetOrCompile(string name, ReadOnlySpan<byte> bytes)
     {
         var hash = Hash(bytes);
-        return _modules.TryGetValue(hash, out var cached) ? cached : Compile(name, bytes.ToArray(), hash);
+        return Cached(_modules, hash) ?? Compile(name, bytes.ToArray(), hash);
     }
 
     /// <summary>
@@ -58,7 +68,7 @@ public sealed class ModuleCache(WasmEngine engine, string? directory = null, lon
     {
         ArgumentNullException.ThrowIfNull(bytes);
         var hash = sha256 ?? Hash(bytes);
-        return _modules.TryGetValue(hash, out var cached) ? cached : Compile(name, bytes, hash);
+        return Cached(_modules, hash) ?? Compile(name, bytes, hash);
     }
 
     /// <summary>
@@ -68,7 +78,7 @@ public sealed class ModuleCache(WasmEngine engine, string? directory = null, lon
     public CompiledComponent GetOrCompileComponent(ReadOnlySpan<byte> bytes)
     {
         var hash = Hash(bytes);
-        if (_components.TryGetValue(hash, out var cached))
+        if (Cached(_components, hash) is { } cached)
         {
             return cached;
         }
@@ -76,7 +86,7 @@ public sealed class ModuleCache(WasmEngine engine, string? directory = null, lon
         var copy = bytes.ToArray();
         var component = Load(
             hash, "cwasmc", () => Component.FromBytes(Engine.Engine, copy), path => Component.DeserializeFile(Engine.Engine, path), c => c.Serialize());
-        return Add(_components, hash, new CompiledComponent(component, ComponentTypes.Functions(component, Engine.Engine), WasmBinary.IsHttpProxy(copy)));
+        return Add(_components, hash, copy.Length, new CompiledComponent(component, ComponentTypes.Functions(component, Engine.Engine), WasmBinary.IsHttpProxy(copy)));
     }
 
     private Module Compile(string name, byte[] bytes, string hash)
@@ -89,23 +99,60 @@ public sealed class ModuleCache(WasmEngine engine, string? directory = null, lon
 
         var module = Load(
             hash, "cwasm", () => Module.FromBytes(Engine.Engine, name, bytes), path => Module.DeserializeFile(Engine.Engine, name, path), m => m.Serialize());
-        return Add(_modules, hash, module);
+        return Add(_modules, hash, bytes.Length, module);
     }
 
     private static string Hash(ReadOnlySpan<byte> bytes) => Convert.ToHexStringLower(SHA256.HashData(bytes));
 
-    private static T Add<T>(ConcurrentDictionary<string, T> entries, string hash, T entry)
+    private T? Cached<T>(Shelf<T> shelf, string hash)
+        where T : class
     {
-        if (entries.Count >= MaxModules)
+        if (!shelf.Entries.TryGetValue(hash, out var entry))
         {
-            foreach (var key in entries.Keys.Take(MaxModules / 4))
+            return null;
+        }
+
+        Volatile.Write(ref entry.Used, Interlocked.Increment(ref _uses));
+        return entry.Value;
+    }
+
+    private T Add<T>(Shelf<T> shelf, string hash, long bytes, T value)
+        where T : class
+    {
+        var added = new Shelf<T>.Entry(value, bytes) { Used = Interlocked.Increment(ref _uses) };
+        var entry = shelf.Entries.GetOrAdd(hash, added);
+        if (!ReferenceEquals(entry, added))
+        {
+            return entry.Value;
+        }
+
+        if (Interlocked.Add(ref shelf.Bytes, bytes) > maxMemoryBytes || shelf.Entries.Count > MaxModules)
+        {
+            lock (shelf)
             {
-                entries.TryRemove(key, out _);
+                // The entries used longest ago go first, down to three quarters of both bounds; never the one just
+                // added (a binary over the whole budget is kept alone).
+                foreach (var (key, old) in shelf.Entries.OrderBy(p => Volatile.Read(ref p.Value.Used)).ToList())
+                {
+                    if (Volatile.Read(ref shelf.Bytes) <= maxMemoryBytes / 4 * 3 && shelf.Entries.Count <= MaxModules / 4 * 3)
+                    {
+                        break;
+                    }
+
+                    if (key != hash && shelf.Entries.TryRemove(new KeyValuePair<string, Shelf<T>.Entry>(key, old)))
+                    {
+                        Interlocked.Add(ref shelf.Bytes, -old.Bytes);
+                    }
+                }
             }
         }
 
-        return entries.GetOrAdd(hash, entry);
+        return value;
     }
+
+    /// <summary>How many entries of each kind are in memory, and the size of their binaries together.</summary>
+    public (int Modules, long ModuleBytes, int Components, long ComponentBytes) InMemory =>
+        (_modules.Entries.Count, Volatile.Read(ref _modules.Bytes), _components.Entries.Count, Volatile.Read(ref _components.Bytes));
 
     private T Load<T>(string hash, string extension, Func<T> compile, Func<string, T> deserialize, Func<T, byte[]> serialize)
     {
@@ -210,6 +257,24 @@ public sealed class ModuleCache(WasmEngine engine, string? directory = null, lon
         {
             // in use elsewhere or gone already
             return false;
+        }
+    }
+
+    /// <summary>One kind's entries in memory: by hash, with their binaries' size together and when each was last used.</summary>
+    private sealed class Shelf<T>
+        where T : class
+    {
+        public ConcurrentDictionary<string, Entry> Entries { get; } = new(StringComparer.Ordinal);
+
+        public long Bytes;
+
+        public sealed class Entry(T value, long bytes)
+        {
+            public T Value { get; } = value;
+
+            public long Bytes { get; } = bytes;
+
+            public long Used;
         }
     }
 }

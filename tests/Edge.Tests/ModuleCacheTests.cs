@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using Propeller.Tests.Shared;
 using Propeller.WasmHost;
 using Wasmtime;
 
@@ -21,6 +22,31 @@ public sealed class ModuleCacheTests : IDisposable
 
         second.ShouldBeSameAs(first);
         cache.GetOrCompile("c", Modules.Trap).ShouldNotBeSameAs(first);
+    }
+
+    /// <summary>
+    /// Memory keeps to its budget of binaries: past it, the entries used longest ago are dropped down to three quarters
+    /// (before, only a count of 256 bounded it, and the entries dropped were arbitrary). Four modules of about 10 KB on
+    /// a budget of 35 KB, the first used again before the fourth: the fourth drops the second and third, and keeps the
+    /// first and itself.
+    /// </summary>
+    [Fact]
+    public void GivenAMemoryBudget_WhenAModuleTakesTheCacheOverIt_ThenTheModulesUsedLongestAgoAreDropped()
+    {
+        var modules = Enumerable.Range(1, 4).Select(i => Wat.ToWasm($$"""
+            (module (memory 1) (data (i32.const 0) "{{new string('x', 10_000)}}") (func (export "main") (result i32) i32.const {{i}}))
+            """)).ToArray();
+        var cache = new ModuleCache(WasmEngine.Shared, maxMemoryBytes: 35_000);
+        var compiled = modules.Take(3).Select(m => cache.GetOrCompile("m", m)).ToArray();
+        cache.GetOrCompile("m", modules[0]).ShouldBeSameAs(compiled[0]);
+
+        var fourth = cache.GetOrCompile("m", modules[3]);
+
+        cache.InMemory.Modules.ShouldBe(2);
+        cache.InMemory.ModuleBytes.ShouldBe(modules[0].Length + modules[3].Length);
+        cache.GetOrCompile("m", modules[0]).ShouldBeSameAs(compiled[0]);
+        cache.GetOrCompile("m", modules[3]).ShouldBeSameAs(fourth);
+        cache.GetOrCompile("m", modules[1]).ShouldNotBeSameAs(compiled[1]);
     }
 
     [Fact]
