@@ -47,18 +47,21 @@ public sealed class BrokerConnection : IAsyncDisposable
     private readonly Channel<bool> _reconnect = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
     private readonly Channel<Delivery> _received;
     private readonly Channel<Send> _sends = Channel.CreateUnbounded<Send>(new UnboundedChannelOptions { SingleReader = true });
-    private readonly SemaphoreSlim _window;
+    private readonly InflightWindow _window;
     private readonly KeyedOrder _publishOrder = new();
     private readonly Lock _gate = new();
     private TaskCompletionSource _connected = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Task _connectLoop = Task.CompletedTask;
     private Task _dispatchLoop = Task.CompletedTask;
     private Task _sendLoop = Task.CompletedTask;
-    private int _windowSize;
     private int _windowTarget;
     private long _generation;
     private int _attempting;
     private long _connectedAt;
+
+    /// <summary>1 once a connection made was lost and <see cref="BrokerOptions.ReconnectAfterLoss"/> is false: no more
+    /// attempts.</summary>
+    private int _lostForGood;
 
     /// <summary>The Maximum Packet Size the broker announced at the last connect (MQTT 5 CONNACK); 0: none.</summary>
     private long _brokerMaximumPacketSize;
@@ -89,8 +92,8 @@ public sealed class BrokerConnection : IAsyncDisposable
         _options = options;
         _logger = logger ?? NullLogger.Instance;
         _time = time ?? TimeProvider.System;
-        _windowSize = _windowTarget = options.MaxInflight;
-        _window = new SemaphoreSlim(options.MaxInflight, 65535);
+        _windowTarget = options.MaxInflight;
+        _window = new InflightWindow(options.MaxInflight, _stopping.Token);
         _received = Channel.CreateBounded<Delivery>(new BoundedChannelOptions(options.ReceiveQueueCapacity) { SingleReader = true, SingleWriter = true });
         _clientOptions = BuildClientOptions(options);
         _client = new MqttClientFactory().CreateMqttClient();
@@ -116,6 +119,9 @@ public sealed class BrokerConnection : IAsyncDisposable
     public TimeSpan UnhandledFor => Volatile.Read(ref _oldestUnhandled) is var arrived and not 0 ? Stopwatch.GetElapsedTime(arrived) : TimeSpan.Zero;
 
     public BrokerOptions Options => _options;
+
+    /// <summary>The connect loop (tests: it ends once the connection stops for good).</summary>
+    internal Task ConnectLoop => _connectLoop;
 
     /// <summary>Publishes queued for the send loop (tests: what an outage holds).</summary>
     internal int QueuedSends => Volatile.Read(ref _queuedSends);
@@ -152,6 +158,16 @@ public sealed class BrokerConnection : IAsyncDisposable
         lock (_gate)
         {
             return _connected.Task.WaitAsync(cancellationToken);
+        }
+    }
+
+    /// <summary>The topic filters subscribed at every connect, as they are now: a copy taken under the lock the
+    /// <see cref="BrokerOptions.Subscribing"/> callback runs under (it may replace them at a reconnect meanwhile).</summary>
+    public IReadOnlyList<string> SubscribedFilters()
+    {
+        lock (_gate)
+        {
+            return [.. _options.Subscriptions.Select(s => s.Filter)];
         }
     }
 
@@ -664,6 +680,7 @@ public sealed class BrokerConnection : IAsyncDisposable
 
         if (e.ClientWasConnected && !_options.ReconnectAfterLoss)
         {
+            Volatile.Write(ref _lostForGood, 1);
             NextConnection();
             _reconnect.Writer.TryComplete();
             return Task.CompletedTask;
@@ -735,7 +752,7 @@ public sealed class BrokerConnection : IAsyncDisposable
                 Volatile.Write(ref _attempting, 0);
             }
 
-            if (!_client.IsConnected && !stoppingToken.IsCancellationRequested)
+            if (!_client.IsConnected && !stoppingToken.IsCancellationRequested && Volatile.Read(ref _lostForGood) == 0)
             {
                 // Lost between the connect and here: its event found the loop still attempting and left it to the loop.
                 _reconnect.Writer.TryWrite(true);
@@ -761,9 +778,12 @@ public sealed class BrokerConnection : IAsyncDisposable
             delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, _options.MaxReconnectDelay.Ticks));
         }
 
-        for (var attempt = 1; !_client.IsConnected && !stoppingToken.IsCancellationRequested; attempt++)
+        // Also ended by a loss that must not be followed by a reconnect (a borrowed session handed back to its owner while
+        // this attempt still subscribed: attempting again would take the session back from the owner).
+        for (var attempt = 1; !_client.IsConnected && !stoppingToken.IsCancellationRequested && Volatile.Read(ref _lostForGood) == 0; attempt++)
         {
             NextConnection();
+            var made = false;
             try
             {
                 using var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
@@ -776,11 +796,21 @@ public sealed class BrokerConnection : IAsyncDisposable
                     throw new MqttConnectingFailedException($"{result.ResultCode}{(result.ReasonString is { Length: > 0 } why ? ": " + why : "")}", null);
                 }
 
+                made = true;
                 await OnConnectedAsync(result, stoppingToken);
                 break;
             }
             catch (Exception ex) when (!stoppingToken.IsCancellationRequested && ex is not OutOfMemoryException)
             {
+                if (made && !_options.ReconnectAfterLoss && !_client.IsConnected)
+                {
+                    // Lost after the CONNACK (its event, which may come late, logs it): for a borrowed session, its owner
+                    // took it back while this connection removed its subscriptions.
+                    Volatile.Write(ref _lostForGood, 1);
+                    _reconnect.Writer.TryComplete();
+                    break;
+                }
+
                 // Equal jitter: half the delay fixed, half random, so that many clients do not return at once.
                 var wait = delay / 2 + delay / 2 * Random.Shared.NextDouble();
                 BrokerLog.ConnectFailed(_logger, _options.Host, _options.Port, attempt, (long)wait.TotalMilliseconds, Reason(ex));
@@ -843,20 +873,20 @@ public sealed class BrokerConnection : IAsyncDisposable
         // ready and ignoring the end of the connection (the loop attempting). An unanswered subscription fails the connect.
         using var answered = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
         answered.CancelAfter(_options.ConnectTimeout);
-        var renew = result.IsSessionPresent && _options.StaleSubscriptions.Count > 0;
-        if (renew)
+        (string Filter, MqttQualityOfServiceLevel Qos)[] subscriptions;
+        string[] stale;
+        bool renew;
+        lock (_gate)
         {
-            await UnsubscribeAllAsync(_options.StaleSubscriptions, answered.Token);
+            subscriptions = [.. _options.Subscriptions];
+            renew = result.IsSessionPresent && _options.StaleSubscriptions.Count > 0;
+            // A filter named both wanted and stale is kept: removed after the subscribe below, it would be missing until
+            // the next renewal.
+            stale = [.. _options.StaleSubscriptions.Except(subscriptions.Select(s => s.Filter), StringComparer.Ordinal)];
         }
 
         if (!result.IsSessionPresent || renew || _subscriptionsUnsure)
         {
-            (string, MqttQualityOfServiceLevel)[] subscriptions;
-            lock (_gate)
-            {
-                subscriptions = [.. _options.Subscriptions];
-            }
-
             if (subscriptions.Length == 0)
             {
                 _subscriptionsUnsure = false; // nothing the session could lack
@@ -877,6 +907,15 @@ public sealed class BrokerConnection : IAsyncDisposable
                 RefusedSubscription = null;
                 BrokerLog.Subscribed(_logger, subscriptions.Length, result.IsSessionPresent);
             }
+        }
+
+        if (renew && stale.Length > 0)
+        {
+            // Removed once the new filters are in place, not before: in between, a message on a topic moving from a
+            // plain filter to a shared one (or back) matched none of this client's subscriptions and was dropped by the
+            // broker (a result lost; MQTT 5 answers "no matching subscribers"). Meanwhile it may match both and arrive
+            // twice, which the handler takes (it is idempotent, and the manager's inbox drops the second).
+            await UnsubscribeAllAsync(stale, answered.Token);
         }
 
         lock (_gate)
@@ -945,38 +984,11 @@ public sealed class BrokerConnection : IAsyncDisposable
     }
 
     /// <summary>Keeps the publishes in flight below the broker's Receive Maximum (pitfall 1): holds back permits when
-    /// the target is lower than the window, gives them back when it is higher.</summary>
+    /// the target is lower than the window, gives them back when it is higher (<see cref="InflightWindow"/>).</summary>
     private void ResizeWindow(int target)
     {
         Volatile.Write(ref _windowTarget, target);
-        lock (_gate)
-        {
-            var change = target - _windowSize;
-            _windowSize = target;
-            if (change > 0)
-            {
-                _window.Release(change);
-            }
-            else if (change < 0)
-            {
-                _ = Task.Run(
-                    async () =>
-                    {
-                        try
-                        {
-                            for (var i = 0; i < -change; i++)
-                            {
-                                await _window.WaitAsync(_stopping.Token);
-                            }
-                        }
-                        catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException)
-                        {
-                            // stopping
-                        }
-                    },
-                    CancellationToken.None);
-            }
-        }
+        _window.Resize(target);
     }
 
     private async Task OnReceivedAsync(MqttApplicationMessageReceivedEventArgs e)

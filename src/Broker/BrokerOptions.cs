@@ -105,7 +105,8 @@ public sealed class BrokerOptions
     /// <summary>
     /// Whether a connection that was made and then lost is made again (the default). False for a connection that only
     /// borrows another client's session: when the broker hands that session back to its owner (a connect with the same
-    /// client id takes it over), connecting again would take it from the owner in turn.
+    /// client id takes it over), connecting again would take it from the owner in turn. Also a loss after the CONNACK,
+    /// while the connect still subscribes or unsubscribes, ends the attempts.
     /// </summary>
     public bool ReconnectAfterLoss { get; set; } = true;
 

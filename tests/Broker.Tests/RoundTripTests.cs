@@ -171,6 +171,58 @@ public sealed class RoundTripTests
         (await inbox.NothingAsync(TimeSpan.FromMilliseconds(300), ct)).ShouldBeTrue();
     }
 
+    /// <summary>
+    /// Replacing a kept session's filters subscribes the new ones before it removes the stale ones: a message published
+    /// in between (here: while the relay holds the UNSUBACK back, so the broker has removed the stale filter) reaches the
+    /// new filter. Before, the stale filter went first, and such a message matched none of the client's subscriptions
+    /// and was dropped (for the manager moving between plain and shared filters: a result lost).
+    /// </summary>
+    [Theory]
+    [InlineData(MqttProtocolVersion.V500)]
+    [InlineData(MqttProtocolVersion.V311)]
+    public async Task GivenAKeptSession_WhenItsPlainFilterIsReplacedByASharedOne_ThenAMessagePublishedMeanwhileArrives(MqttProtocolVersion version)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var topic = TestBroker.UniqueTopic("no-gap");
+        var clientId = "t-" + Guid.NewGuid().ToString("N")[..12];
+        var before = PersistentOptions(version, clientId);
+        before.Subscriptions.Add((topic, MqttQualityOfServiceLevel.AtLeastOnce));
+        await using (var first = new BrokerConnection(before))
+        {
+            await first.StartAsync(ct);
+        }
+
+        await using var relay = MqttRelay.Start(TestBroker.Address);
+        var unsubscribed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var release = new ManualResetEventSlim();
+        relay.FromBroker = packet =>
+        {
+            if ((packet[0] & 0xF0) == 0xB0 && unsubscribed.TrySetResult())
+            {
+                release.Wait(TestBroker.Timeout, CancellationToken.None); // the UNSUBACK, and what the broker sends after it, held
+            }
+
+            return packet;
+        };
+        var after = PersistentOptions(version, clientId).WithAddress($"tcp://127.0.0.1:{relay.Port}");
+        after.Subscriptions.Add(($"$share/g/{topic}", MqttQualityOfServiceLevel.AtLeastOnce));
+        after.StaleSubscriptions.Add(topic);
+        await using var second = new BrokerConnection(after);
+        var inbox = Inbox.Of(second);
+        await using var publisher = new BrokerConnection(TestBroker.Options(version));
+        await publisher.StartAsync(ct);
+
+        var starting = second.StartAsync(ct);
+        await unsubscribed.Task.WaitAsync(TestBroker.Timeout, ct);
+        await publisher.PublishAsync(topic, "meanwhile"u8.ToArray(), MqttQualityOfServiceLevel.AtLeastOnce, ct); // acknowledged: the broker routed it
+        release.Set();
+        await starting.WaitAsync(TestBroker.Timeout, ct);
+        await publisher.PublishAsync(topic, "after"u8.ToArray(), MqttQualityOfServiceLevel.AtLeastOnce, ct);
+
+        Encoding.UTF8.GetString((await inbox.ReceiveAsync(ct)).Payload.Span).ShouldBe("meanwhile");
+        Encoding.UTF8.GetString((await inbox.ReceiveAsync(ct)).Payload.Span).ShouldBe("after");
+    }
+
     /// <summary>A process subscribes on its first connect even when the broker kept the session: the session is what an
     /// earlier process left (an older version with fewer filters, or one whose renewal failed), and a filter added since
     /// was never subscribed while the session lived.</summary>

@@ -51,4 +51,52 @@ public sealed class TakeoverTests
         first.IsConnected.ShouldBeTrue();
         logs[0].Count(7102).ShouldBe(lost, "the remaining client keeps its connection");
     }
+
+    /// <summary>
+    /// A connection that borrows another client's session (<see cref="BrokerOptions.ReconnectAfterLoss"/> false, as the
+    /// manager's session recovery) is taken over by the session's owner coming back while it still removes the session's
+    /// subscriptions (here: the relay holds its UNSUBACK back, and the owner connects). It stops there. Before, its own
+    /// connect loop took the failed unsubscribe for a failed attempt, waited the backoff and connected again under the
+    /// owner's client id, taking the session back from the owner.
+    /// </summary>
+    [Theory]
+    [InlineData(MqttProtocolVersion.V500)]
+    [InlineData(MqttProtocolVersion.V311)]
+    public async Task GivenABorrowedSession_WhenItsOwnerTakesItBackBeforeTheUnsuback_ThenTheBorrowerDoesNotConnectAgain(MqttProtocolVersion version)
+    {
+        var clientId = "owner-" + Guid.NewGuid().ToString("N")[..12];
+        var topic = TestBroker.UniqueTopic("borrowed");
+        BrokerOptions Session()
+        {
+            var options = TestBroker.Options(version, clientId);
+            options.CleanStart = false;
+            options.SessionExpiryInterval = 60;
+            return options;
+        }
+
+        var owned = Session();
+        owned.Subscriptions.Add((topic, MQTTnet.Protocol.MqttQualityOfServiceLevel.AtLeastOnce));
+        await using (var gone = new BrokerConnection(owned))
+        {
+            await gone.StartAsync(Ct).WaitAsync(TestBroker.Timeout, Ct);
+        }
+
+        await using var relay = MqttRelay.Start(TestBroker.Address);
+        var unsubscribing = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        relay.FromBroker = packet => (packet[0] & 0xF0) == 0xB0 && unsubscribing.TrySetResult() ? null : packet; // the first UNSUBACK swallowed
+        var borrowing = Session().WithAddress($"tcp://127.0.0.1:{relay.Port}");
+        borrowing.ReconnectAfterLoss = false;
+        borrowing.ReconnectDelay = TimeSpan.FromMilliseconds(50);
+        borrowing.StaleSubscriptions.Add(topic);
+        await using var borrower = new BrokerConnection(borrowing);
+        _ = borrower.StartAsync(Ct);
+        await unsubscribing.Task.WaitAsync(TestBroker.Timeout, Ct);
+
+        await using var owner = new BrokerConnection(Session());
+        await owner.StartAsync(Ct).WaitAsync(TestBroker.Timeout, Ct);
+
+        await borrower.ConnectLoop.WaitAsync(TestBroker.Timeout, Ct);
+        relay.Accepted.ShouldBe(1, "the borrower connected again, taking the session back from its owner");
+        owner.IsConnected.ShouldBeTrue();
+    }
 }

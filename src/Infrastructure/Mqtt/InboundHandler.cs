@@ -41,6 +41,9 @@ public sealed class InboundHandler(
     private static readonly Counter<long> MalformedMessages =
         Meter.CreateCounter<long>("mqtt_malformed_messages", "{message}", "Proplet messages dropped as malformed (logged with their topic, acknowledged)");
 
+    private const string RetainedAlive =
+        "a retained message (a Last Will or heartbeat the broker kept from before this subscription) says nothing about liveness now; ignored";
+
     private readonly string _base = options.Value.BaseTopic + "/";
     private readonly KeyedOrder _order = new();
     private readonly KeyedOrder _resultOrder = new();
@@ -448,6 +451,17 @@ public sealed class InboundHandler(
 
     private AliveWork? AcceptAlive(ReceivedMessage message)
     {
+        if (message.Retain)
+        {
+            // The broker clears the flag on what it forwards to a live subscription, so a retained message is one it kept
+            // from before this subscription and hands out again at every (re)subscribe (each reconnect under 3.1.1). The
+            // embedded C proplet publishes its Last Will retained (§6.3): replayed, an old "offline" marked a live proplet
+            // offline and its tasks were dispatched again, running twice. Neither it nor a retained heartbeat says
+            // anything about liveness now; a proplet that is really gone is found by its missing heartbeats.
+            Malformed(message.Topic, RetainedAlive);
+            return null;
+        }
+
         var alive = Read<AliveMessage>(message.Topic, message.Payload.Span);
         if (alive?.PropletId is not { Length: > 0 } propletId)
         {
@@ -463,11 +477,6 @@ public sealed class InboundHandler(
 
         // A Last Will (the original counted it as a heartbeat, §6.3 [QUIRK]).
         var offline = string.Equals(alive.Status, "offline", StringComparison.OrdinalIgnoreCase);
-        if (!offline && message.Retain)
-        {
-            return null; // a retained heartbeat says nothing about liveness now
-        }
-
         return new AliveWork(message.Topic, propletId, offline);
     }
 

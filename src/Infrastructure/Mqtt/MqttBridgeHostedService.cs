@@ -63,7 +63,7 @@ internal sealed class MqttBridgeHostedService(ManagerMqtt mqtt, InboundHandler h
         try
         {
             await mqtt.Connection.StartAsync(stoppingToken);
-            MqttBridgeLog.Listening(logger, BrokerOptions.Redacted(mqtt.Options.Address), string.Join(", ", mqtt.Connection.Options.Subscriptions.Select(s => s.Filter)));
+            MqttBridgeLog.Listening(logger, BrokerOptions.Redacted(mqtt.Options.Address), string.Join(", ", mqtt.Connection.SubscribedFilters()));
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {

@@ -61,6 +61,9 @@ internal sealed partial class SessionRecovery(
     private readonly string _table = Sql.Identifier(storeOptions.Value.Schema) + ".mqtt_sessions";
     private readonly ILogger _logger = loggers.CreateLogger<SessionRecovery>();
 
+    /// <summary>Tests only: runs on the borrowed connection of a drained session just before it is ended.</summary>
+    internal Func<BrokerConnection, Task>? BeforeEndSession { get; set; }
+
     /// <summary>How often a node marks its session alive (and looks for sessions to recover): a fifth of the stale timeout.</summary>
     private TimeSpan MarkInterval => TimeSpan.FromTicks(Math.Max(mqtt.Options.SessionStaleTimeout.Ticks / 5, TimeSpan.FromMilliseconds(100).Ticks));
 
@@ -273,8 +276,16 @@ internal sealed partial class SessionRecovery(
             }
         }
 
+        if (BeforeEndSession is { } hook)
+        {
+            await hook(connection);
+        }
+
         if (!await connection.EndSessionAsync(cancellationToken))
         {
+            // Lost (or, under 3.1.1, the clean-session connect refused) just before the end: as when lost while draining,
+            // the claim lapses after two mark intervals, not at the claim timeout.
+            await ReleaseAsync(clientId, self, lapseAfter: 2 * MarkInterval);
             Log.TakenBack(_logger, clientId, Volatile.Read(ref received));
             return true;
         }

@@ -843,6 +843,33 @@ public partial class DispatchTests : IAsyncLifetime
     }
 
     /// <summary>
+    /// The embedded C proplet publishes its Last Will retained (spec §6.3): the broker hands it out again at every
+    /// (re)subscribe of the manager, long after the proplet came back. Such a replay, retained, is ignored (logged and
+    /// counted); before, it marked the live proplet offline and its running task was dispatched again, running twice.
+    /// </summary>
+    [Fact]
+    public async Task GivenAnAlivePropletRunningATask_WhenARetainedLastWillIsReplayed_ThenItStaysAlive_AndTheTaskIsNotRedispatched()
+    {
+        var propletId = Guid.NewGuid().ToString();
+        await using var proplet = await StartPropletAsync(propletId, _ => throw new InvalidOperationException("never answers"));
+        await WaitForAliveAsync(propletId);
+        var id = await CreateAndStartAsync("""{"name":"main"}""");
+        (await WaitForStateAsync(id, 2)).GetProperty("proplet_id").GetString().ShouldBe(propletId);
+
+        var will = JsonSerializer.SerializeToUtf8Bytes(new { status = "offline", proplet_id = propletId });
+        await _server.Services.GetRequiredService<Infrastructure.Mqtt.InboundHandler>().AcceptBatchAsync(
+            [new($"{Base}/control/proplet/alive", will, MqttQualityOfServiceLevel.AtLeastOnce, Retain: true, Duplicate: false)], Ct);
+
+        var store = _server.Services.GetRequiredService<IEventStore>();
+        var stream = await store.ReadStreamAsync(PropletAggregate.StreamId(new PropletId(propletId)), new StreamReadOptions(), Ct);
+        stream!.Events.Select(e => e.Type).ShouldNotContain("proplet.went_offline.v1");
+        (await Http.GetFromJsonAsync<JsonElement>($"/proplets/{propletId}", Ct)).GetProperty("alive").GetBoolean().ShouldBeTrue();
+        var types = (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}/history", Ct)).EnumerateArray().Select(e => e.GetProperty("type").GetString()).ToList();
+        types.ShouldNotContain("task.redispatch_requested.v1");
+        _server.Warnings.ToString().ShouldContain("says nothing about liveness now");
+    }
+
+    /// <summary>
     /// A proplet deleted in the moment a task is placed on it: the deletion counts no running task (the placement has
     /// not committed), and the task then runs on a proplet nobody watches any more. It is re-dispatched (by the deletion,
     /// or by the next sweep when the placement commits after it) and completes elsewhere, instead of staying Running.
