@@ -8,6 +8,7 @@ using Propeller.Application.EventStore;
 using Propeller.Application.Proplets;
 using Propeller.Contracts.Json;
 using Propeller.Contracts.Mqtt;
+using Propeller.Contracts.Proplets;
 using Propeller.Domain.Common;
 using Propeller.Domain.Proplets;
 using Propeller.Domain.Tasks;
@@ -334,15 +335,8 @@ public sealed class InboundHandler(
         return inbound.RecordResultAsync(command, metadata, cancellationToken);
     }
 
-    /// <summary>
-    /// The longest proplet id taken, as the HTTP API's <c>proplet_id</c>. Indexes hold it whole (the liveness timer's
-    /// key, proplet_metrics' index), and PostgreSQL refuses an index row over 2,704 bytes (54000): a discovery, each
-    /// heartbeat and each metrics sample of such a proplet failed with a stack trace, not counted as malformed.
-    /// </summary>
-    internal const int MaxPropletIdLength = 1024;
-
-    private static string? PropletIdProblem(string propletId) =>
-        propletId.Length > MaxPropletIdLength ? $"proplet_id is longer than {MaxPropletIdLength} characters" : null;
+    /// <summary>The proplet id's limit (<see cref="PropletIds"/>), as the HTTP API's <c>proplet_id</c>'s.</summary>
+    private static string? PropletIdProblem(string propletId) => PropletIds.Problem(propletId);
 
     private DiscoveryWork? AcceptDiscovery(ReceivedMessage message)
     {
@@ -455,9 +449,10 @@ public sealed class InboundHandler(
         {
             // The broker clears the flag on what it forwards to a live subscription, so a retained message is one it kept
             // from before this subscription and hands out again at every (re)subscribe (each reconnect under 3.1.1). The
-            // embedded C proplet publishes its Last Will retained (§6.3): replayed, an old "offline" marked a live proplet
-            // offline and its tasks were dispatched again, running twice. Neither it nor a retained heartbeat says
-            // anything about liveness now; a proplet that is really gone is found by its missing heartbeats.
+            // embedded C proplet may publish its Last Will retained (manager spec §6.3; edge spec §1.5 says not):
+            // replayed, an old "offline" marked a live proplet offline and its tasks were dispatched again, running
+            // twice. Neither it nor a retained heartbeat says anything about liveness now; a proplet that is really gone
+            // is found by its missing heartbeats.
             Malformed(message.Topic, RetainedAlive);
             return null;
         }

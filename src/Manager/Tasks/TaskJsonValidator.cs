@@ -11,20 +11,14 @@ internal sealed class TaskJsonValidator : AbstractValidator<TaskJson>
     /// <summary>The original's limit: the metadata as Go's json.Marshal writes it (compact UTF-8) at most 1 MiB.</summary>
     public const int MaxMetadataBytes = 1024 * 1024;
 
-    /// <summary>
-    /// Ours (docs/compatibility.md): the longest <c>proplet_id</c> a task may name. The task view's proplet column has a
-    /// btree index, whose rows PostgreSQL limits to ~2.7 KB: a longer random id failed the insert (SQLSTATE 54000, a 500).
-    /// A proplet's id is its PROPLET_ENTITY_ID (a UUID, 36 characters): no legitimate id comes near.
-    /// </summary>
-    public const int MaxPropletIdLength = 1024;
-
     public TaskJsonValidator()
     {
         // The original refuses only an empty name (FluentValidation's NotEmpty refuses whitespace too).
         RuleFor(t => t.Name).Must(name => !string.IsNullOrEmpty(name)).WithMessage("missing identity name");
         RuleFor(t => t.RunIf).Must(r => r is null or "" or "success" or "failure").WithMessage("run_if must be \"\", \"success\" or \"failure\"");
         RuleFor(t => t.Priority).InclusiveBetween(0, 100).WithMessage("priority must be between 0 and 100");
-        RuleFor(t => t.PropletId).Must(p => p is null || p.Length <= MaxPropletIdLength).WithMessage($"proplet_id is longer than {MaxPropletIdLength} characters");
+        // Ours (docs/compatibility.md): the task view's proplet column is indexed (PropletIds).
+        RuleFor(t => t.PropletId).Must(p => p is null || Contracts.Proplets.PropletIds.Problem(p) is null).WithMessage($"proplet_id is longer than {Contracts.Proplets.PropletIds.MaxBytes} bytes (UTF-8)");
         RuleFor(t => t).Must(t => !(t.Broadcast && !string.IsNullOrEmpty(t.PropletId))).WithMessage("broadcast and proplet_id are mutually exclusive");
         RuleFor(t => t).Must(t => t.DependsOn is not { Count: > 0 } || !string.IsNullOrEmpty(t.WorkflowId))
             .WithMessage("workflow_id is required when depends_on is specified");

@@ -136,7 +136,7 @@ public sealed record DeadLetterJson(
     [property: JsonPropertyName("received_at")] string ReceivedAt,
     [property: JsonPropertyName("exception_type")] string ExceptionType,
     [property: JsonPropertyName("exception_message")] string ExceptionMessage,
-    [property: JsonPropertyName("sent_at")] DateTimeOffset SentAt,
+    [property: JsonPropertyName("sent_at"), JsonConverter(typeof(Contracts.Json.WireTimeConverter))] DateTimeOffset SentAt,
     [property: JsonPropertyName("replayable")] bool Replayable,
     [property: JsonPropertyName("replay_count")] int ReplayCount,
     [property: JsonPropertyName("message")] JsonElement? Message);

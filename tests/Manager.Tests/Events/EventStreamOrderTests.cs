@@ -1,6 +1,3 @@
-using System.Net;
-using System.Net.ServerSentEvents;
-using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
 using Propeller.Application.Changes;
 using Propeller.Domain.Tasks;
@@ -19,8 +16,10 @@ public sealed class EventStreamOrderTests : IAsyncLifetime
 
     private ManagerServer _server = null!;
 
+    // Task 1's v6 before its v5; task 2's v2 (its own stream is not held back by task 1's); then newer ones.
     public async ValueTask InitializeAsync() =>
-        _server = await ManagerServer.StartAsync("api_events_order", services: s => s.AddSingleton<IChangeFeed, OutOfOrderFeed>());
+        _server = await ManagerServer.StartAsync("api_events_order", services: s => s.AddSingleton<IChangeFeed>(
+            new ScriptedFeed((Task1, 6), (Task1, 5), (Task2, 2), (Task1, 6), (Task1, 7), (Task2, 3))));
 
     public ValueTask DisposeAsync() => _server.DisposeAsync();
 
@@ -29,41 +28,8 @@ public sealed class EventStreamOrderTests : IAsyncLifetime
     [Fact]
     public async Task GivenANoticeOlderThanOneSent_WhenStreamed_ThenItIsNotSent_AndNewerOnesAre()
     {
-        using var response = await _server.Client.GetAsync("/events?types=task", HttpCompletionOption.ResponseHeadersRead, Ct);
-        response.StatusCode.ShouldBe(HttpStatusCode.OK);
-        var seen = new List<(string Id, long Version)>();
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Ct);
-        timeout.CancelAfter(TimeSpan.FromSeconds(10));
-        await foreach (var item in SseParser.Create(await response.Content.ReadAsStreamAsync(Ct)).EnumerateAsync(timeout.Token))
-        {
-            if (item.EventType != "task")
-            {
-                continue;
-            }
-
-            var data = JsonDocument.Parse(item.Data).RootElement;
-            seen.Add((data.GetProperty("id").GetString()!, data.GetProperty("version").GetInt64()));
-            if (seen.Count == 4)
-            {
-                break;
-            }
-        }
+        var seen = await ScriptedFeed.ReadTasksAsync(_server.Client, s => s.Count == 4, Ct);
 
         seen.ShouldBe([(Task1.ToString(), 6), (Task2.ToString(), 2), (Task1.ToString(), 7), (Task2.ToString(), 3)]);
-    }
-
-    /// <summary>Task 1's v6 before its v5; task 2's v2 (its own stream is not held back by task 1's); then newer ones.</summary>
-    private sealed class OutOfOrderFeed : IChangeFeed
-    {
-        public ChangeSubscription Subscribe()
-        {
-            var subscription = new ChangeSubscription(16, _ => { });
-            foreach (var (id, version) in new[] { (Task1, 6L), (Task1, 5L), (Task2, 2L), (Task1, 6L), (Task1, 7L), (Task2, 3L) })
-            {
-                subscription.Post(new ChangeNotice($"task-{id.Value}", version, TaskState.Initial with { Exists = true, Deleted = true, Id = id }));
-            }
-
-            return subscription;
-        }
     }
 }

@@ -881,5 +881,12 @@ public sealed class TaskApiTests : IAsyncLifetime
         (await BodyAsync(refused)).GetProperty("error").GetString()!.ShouldContain("proplet_id");
         var atTheLimit = await Http.PostAsync("/tasks", Json(JsonSerializer.Serialize(new { name = "a", proplet_id = id[..1024] })), Ct);
         atTheLimit.StatusCode.ShouldBe(HttpStatusCode.Created);
+
+        // Counted in UTF-8 bytes, as PostgreSQL counts: 1,000 CJK characters are 3,000 bytes (a 500 when counted in
+        // characters).
+        var wide = new string([.. Enumerable.Range(0, 1000).Select(_ => (char)random.Next(0x4E00, 0x9FFF))]);
+        var refusedWide = await Http.PostAsync("/tasks", Json(JsonSerializer.Serialize(new { name = "a", proplet_id = wide })), Ct);
+        refusedWide.StatusCode.ShouldBe(HttpStatusCode.BadRequest);
+        (await BodyAsync(refusedWide)).GetProperty("error").GetString().ShouldBe("proplet_id is longer than 1024 bytes (UTF-8)");
     }
 }
