@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Microsoft.Extensions.Logging.Abstractions;
 using Propeller.Contracts.Mqtt;
 using Propeller.Edge.Execution;
@@ -241,9 +242,17 @@ public sealed class ExternalRuntimeTests : IDisposable
     [Fact]
     public async Task GivenARuntimeLeavingAProcessHoldingItsOutput_WhenItExits_ThenTheTaskEndsWithWhatWasWritten()
     {
-        var outcome = await RunAsync("sleep 60 & echo done", Request("main", [], [], [])).WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
+        var left = Path.Combine(_dir.FullName, "left.pid");
+        try
+        {
+            var outcome = await RunAsync($"sleep 60 & echo $! > '{left}'; echo done", Request("main", [], [], [])).WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
 
-        outcome.ShouldBe(TaskOutcome.Success("done\n"));
+            outcome.ShouldBe(TaskOutcome.Success("done\n"));
+        }
+        finally
+        {
+            KillLeft(left);
+        }
     }
 
     /// <summary>A timeout that fires after the child exited by itself, while its output is still waited for (a process it
@@ -253,7 +262,8 @@ public sealed class ExternalRuntimeTests : IDisposable
     {
         var go = Path.Combine(_dir.FullName, "go");
         using var task = new RunningTask(Request("_start", [], [], []));
-        var running = Runtime($"while [ ! -e '{go}' ]; do sleep 0.01; done; sleep 5 & echo done").RunAsync(task, [0], TestContext.Current.CancellationToken);
+        var left = Path.Combine(_dir.FullName, "left.pid");
+        var running = Runtime($"while [ ! -e '{go}' ]; do sleep 0.01; done; sleep 5 & echo $! > '{left}'; echo done").RunAsync(task, [0], TestContext.Current.CancellationToken);
         while (task.ProcessId is null && !running.IsCompleted)
         {
             await Task.Delay(10, TestContext.Current.CancellationToken);
@@ -269,6 +279,29 @@ public sealed class ExternalRuntimeTests : IDisposable
         task.Abort(StopReason.TimedOut);
 
         (await running.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken)).ShouldBe(TaskOutcome.Success("done\n"));
+        KillLeft(left);
+    }
+
+    /// <summary>
+    /// Ends the process a test's script left running on purpose (its pid written to <paramref name="pidFile"/>): it
+    /// outlived the test, and the test runner found it left behind.
+    /// </summary>
+    private static void KillLeft(string pidFile)
+    {
+        if (!File.Exists(pidFile) || !int.TryParse(File.ReadAllText(pidFile).Trim(), out var pid))
+        {
+            return;
+        }
+
+        try
+        {
+            using var left = Process.GetProcessById(pid);
+            left.Kill();
+        }
+        catch (Exception ex) when (ex is ArgumentException or InvalidOperationException)
+        {
+            // Already gone.
+        }
     }
 
     private async Task<TaskOutcome> RunAsync(string script, StartRequest request, byte[]? binary = null)
