@@ -15,11 +15,20 @@ public sealed class StreamChanges : IChangeFeed
     /// <summary>Changes a subscriber may lag behind before it is told to reload.</summary>
     private const int SubscriptionCapacity = 4096;
 
+    /// <summary>
+    /// Bytes of changes a subscriber may hold before it is told to reload: the count alone let a reader just fast enough
+    /// not to be cut hold 4096 whole task states (up to 1 MiB of metadata each) that the caches had let go.
+    /// </summary>
+    private const long SubscriptionBytes = ChangeSubscription.DefaultByteBudget;
+
     private readonly ConcurrentDictionary<string, ImmutableArray<Watch>> _watches = new(StringComparer.Ordinal);
 
     private ImmutableArray<ChangeSubscription> _subscriptions = [];
 
-    /// <summary>Called after every append: hands the new state (when known) to the stream's watches and the subscribers.</summary>
+    /// <summary>
+    /// Called after every append: hands the new state (when known) to the stream's watches and the subscribers. The
+    /// notice's size is estimated once, from its state's string lengths, and only when someone subscribes.
+    /// </summary>
     public void Notify(string streamId, long version, object? state)
     {
         var subscriptions = _subscriptions;
@@ -55,7 +64,7 @@ public sealed class StreamChanges : IChangeFeed
     /// <inheritdoc />
     public ChangeSubscription Subscribe()
     {
-        var subscription = new ChangeSubscription(SubscriptionCapacity, s => ImmutableInterlocked.Update(ref _subscriptions, static (list, item) => list.Remove(item), s));
+        var subscription = new ChangeSubscription(SubscriptionCapacity, SubscriptionBytes, s => ImmutableInterlocked.Update(ref _subscriptions, static (list, item) => list.Remove(item), s));
         ImmutableInterlocked.Update(ref _subscriptions, static (list, item) => list.Add(item), subscription);
         return subscription;
     }
