@@ -83,6 +83,94 @@ public sealed partial class WatchFallbackTests
     }
 
     /// <summary>
+    /// The stream ends as the manager restarts, and a gateway or load balancer before it answers the long polls 502, 503
+    /// or 504 until it is back: asked again (with backoff) like a manager not reached, exit 0. The first such answer ended
+    /// the watch with exit 1.
+    /// </summary>
+    [Theory]
+    [InlineData(HttpStatusCode.BadGateway)]
+    [InlineData(HttpStatusCode.ServiceUnavailable)]
+    [InlineData(HttpStatusCode.GatewayTimeout)]
+    public async Task Watch_WhenAGatewayAnswers5xxWhileTheManagerRestarts_AsksAgainUntilItAnswers(HttpStatusCode status)
+    {
+        var polls = 0;
+        var manager = new FakeManager((request, _) => Task.FromResult(request.RequestUri!.AbsolutePath switch
+        {
+            "/events" => FakeManager.Events(FakeManager.Part(FakeManager.Hello)),
+            $"/tasks/{Id}/history" => History(2),
+            $"/tasks/{Id}" when IsWait(request) => Interlocked.Increment(ref polls) <= 3
+                ? new HttpResponseMessage(status) { Content = new StringContent("<html>upstream not there</html>") }
+                : FakeManager.Json(FakeManager.Task(3)),
+            $"/tasks/{Id}" => FakeManager.Json(FakeManager.Task(2)),
+            _ => new HttpResponseMessage(HttpStatusCode.NotFound),
+        }));
+
+        var watch = await Cli.RunFastAsync(manager, "task", "watch", Id, "--timeout", "30s");
+
+        watch.Exit.ShouldBe(0, watch.ToString());
+        watch.Out.Trim().Split('\n')[^1].ShouldBe("42");
+        polls.ShouldBe(4);
+        watch.Err.ShouldContain($"{(int)status} ", Case.Sensitive, watch.ToString());
+        watch.Err.ShouldContain("asking again until --timeout", Case.Sensitive, watch.ToString());
+    }
+
+    /// <summary>
+    /// Other error answers of the long polls (here a 500) are the manager's answer, not its absence: exit 1 at once, the
+    /// status on stderr, not asked again until --timeout.
+    /// </summary>
+    [Fact]
+    public async Task Watch_WhenALongPollIsAnswered500_FailsWithExit1()
+    {
+        var polls = 0;
+        var manager = new FakeManager((request, _) => Task.FromResult(request.RequestUri!.AbsolutePath switch
+        {
+            "/events" => FakeManager.Events(FakeManager.Part(FakeManager.Hello)),
+            $"/tasks/{Id}/history" => History(2),
+            $"/tasks/{Id}" when IsWait(request) => Interlocked.Increment(ref polls) == 1
+                ? new HttpResponseMessage(HttpStatusCode.InternalServerError) { Content = new StringContent("""{"error":"boom"}""") }
+                : FakeManager.Json(FakeManager.Task(3)),
+            $"/tasks/{Id}" => FakeManager.Json(FakeManager.Task(2)),
+            _ => new HttpResponseMessage(HttpStatusCode.NotFound),
+        }));
+
+        var watch = await Cli.RunFastAsync(manager, "task", "watch", Id, "--timeout", "30s");
+
+        watch.Exit.ShouldBe(1, watch.ToString());
+        polls.ShouldBe(1);
+        watch.Err.ShouldContain("500 Internal Server Error from GET", Case.Sensitive, watch.ToString());
+        watch.Err.ShouldContain("boom", Case.Sensitive, watch.ToString());
+        watch.Err.ShouldNotContain("asking again", Case.Sensitive, watch.ToString());
+    }
+
+    /// <summary>
+    /// The task is read again after a quiet while of the stream, and a gateway answers 503 (the node behind it restarting):
+    /// read again after the next quiet while, found completed, exit 0. The 503 ended the watch with exit 1.
+    /// </summary>
+    [Fact]
+    public async Task Watch_WhenTheReadAfterAQuietWhileIsAnswered503_ReadsAgainAfterTheNext()
+    {
+        var reads = 0;
+        var manager = new FakeManager((request, _) => Task.FromResult(request.RequestUri!.AbsolutePath switch
+        {
+            "/events" => FakeManager.Events(FakeManager.Part(FakeManager.Hello), FakeManager.After(TimeSpan.FromHours(1), Ping)),
+            $"/tasks/{Id}/history" => History(2),
+            $"/tasks/{Id}" when !IsWait(request) => Interlocked.Increment(ref reads) switch
+            {
+                1 => FakeManager.Json(FakeManager.Task(2)),
+                2 => new HttpResponseMessage(HttpStatusCode.ServiceUnavailable) { Content = new StringContent("no upstream") },
+                _ => FakeManager.Json(FakeManager.Task(3)),
+            },
+            _ => new HttpResponseMessage(HttpStatusCode.NotFound),
+        }));
+
+        var watch = await Cli.RunFastAsync(manager, "task", "watch", Id, "--timeout", "10s");
+
+        watch.Exit.ShouldBe(0, watch.ToString());
+        StateLines(watch.Out).ShouldBe(["running on p1", "completed on p1"], watch.ToString());
+        reads.ShouldBe(3);
+    }
+
+    /// <summary>
     /// `task run --watch` whose event stream is refused (a manager without /events, a proxy that does not pass it on)
     /// still starts its task and waits for it by long polling: exit 0. It stopped with the refusal (exit 1), the task
     /// created and never started.

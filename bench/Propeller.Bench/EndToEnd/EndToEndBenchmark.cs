@@ -1,7 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
-using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
 using Propeller.Bench.Manager;
@@ -259,7 +258,7 @@ internal static class EndToEndBenchmark
     {
         var deadline = Stopwatch.GetTimestamp();
         int active;
-        while (!done(active = (await http.GetFromJsonAsync<JsonElement>("/proplets?status=active", cancellationToken)).GetProperty("total").GetInt32()))
+        while (!done(active = await ManagerBenchmark.GetTotalAsync(http, "/proplets?status=active", cancellationToken)))
         {
             if (Stopwatch.GetElapsedTime(deadline) > TimeSpan.FromSeconds(120))
             {

@@ -1,7 +1,5 @@
 using System.Diagnostics;
-using System.Net.Http.Json;
 using System.Text;
-using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
@@ -107,7 +105,7 @@ internal sealed class BenchManager : IAsyncDisposable
     {
         var deadline = Stopwatch.StartNew();
         var active = 0;
-        while ((active = (await Http.GetFromJsonAsync<JsonElement>("/proplets?status=active", cancellationToken)).GetProperty("total").GetInt32()) < count)
+        while ((active = await ManagerBenchmark.GetTotalAsync(Http, "/proplets?status=active", cancellationToken)) < count)
         {
             if (proplet is { HasExited: true })
             {

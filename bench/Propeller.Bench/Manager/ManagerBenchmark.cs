@@ -1,7 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
-using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
@@ -189,9 +188,9 @@ internal static class ManagerBenchmark
 
         TimeSpan? placed = null;
         int completed;
-        while ((completed = (await http.GetFromJsonAsync<JsonElement>("/tasks?state=3&limit=1", cancellationToken)).GetProperty("total").GetInt32()) < tasks)
+        while ((completed = await GetTotalAsync(http, "/tasks?state=3&limit=1", cancellationToken)) < tasks)
         {
-            if (placed is null && (await http.GetFromJsonAsync<JsonElement>("/tasks?state=1&limit=1", cancellationToken)).GetProperty("total").GetInt32() == 0)
+            if (placed is null && await GetTotalAsync(http, "/tasks?state=1&limit=1", cancellationToken) == 0)
             {
                 placed = stopwatch.Elapsed;
             }
@@ -311,6 +310,52 @@ internal static class ManagerBenchmark
     }
 
     /// <summary>
+    /// GET <paramref name="path"/>'s JSON. An error answer (a 503 while PostgreSQL is unavailable, a 500) fails the run
+    /// with the request, status and body, as a connection that fails does: GetFromJsonAsync threw HttpRequestException
+    /// with a stack trace and no body.
+    /// </summary>
+    internal static async Task<JsonElement> GetJsonAsync(HttpClient http, string path, CancellationToken cancellationToken)
+    {
+        HttpResponseMessage answered;
+        try
+        {
+            answered = await http.GetAsync(path, cancellationToken);
+        }
+        catch (HttpRequestException e)
+        {
+            throw new BenchFailedException($"GET {path} failed: {e.Message}{(e.InnerException is { } inner ? " (" + inner.Message + ")" : "")}");
+        }
+
+        using (answered)
+        {
+            var text = await answered.Content.ReadAsStringAsync(cancellationToken);
+            if (!answered.IsSuccessStatusCode)
+            {
+                throw new BenchFailedException($"GET {path} answered {(int)answered.StatusCode}: {text}");
+            }
+
+            try
+            {
+                using var json = JsonDocument.Parse(text);
+                return json.RootElement.Clone();
+            }
+            catch (JsonException)
+            {
+                throw new BenchFailedException($"GET {path} answered {(int)answered.StatusCode} with a body that is not JSON: {text}");
+            }
+        }
+    }
+
+    /// <summary>The <c>total</c> of a list's page (GET /tasks?state=…, /proplets?status=…), by <see cref="GetJsonAsync"/>.</summary>
+    internal static async Task<int> GetTotalAsync(HttpClient http, string path, CancellationToken cancellationToken)
+    {
+        var page = await GetJsonAsync(http, path, cancellationToken);
+        return page.ValueKind == JsonValueKind.Object && page.TryGetProperty("total", out var total) && total.TryGetInt32(out var n)
+            ? n
+            : throw new BenchFailedException($"GET {path} answered without a total: {page.GetRawText()}");
+    }
+
+    /// <summary>
     /// POST <paramref name="path"/>; a connection the manager closed (Kestrel answers a body over its limit, a
     /// --module-kib too large, with 413 and a reset while the client still sends) fails the run, with no stack trace.
     /// </summary>
@@ -336,7 +381,7 @@ internal static class ManagerBenchmark
         var deadline = Stopwatch.StartNew();
         while (true)
         {
-            var task = await http.GetFromJsonAsync<JsonElement>($"/tasks/{id}?wait=10s", cancellationToken);
+            var task = await GetJsonAsync(http, $"/tasks/{id}?wait=10s", cancellationToken);
             switch ((Propeller.Domain.Tasks.TaskStatus)task.GetProperty("state").GetInt32())
             {
                 case Propeller.Domain.Tasks.TaskStatus.Completed:

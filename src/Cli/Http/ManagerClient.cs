@@ -298,7 +298,7 @@ internal sealed class ManagerClient : IDisposable
             // not JSON: show the text as it is
         }
 
-        throw new CliException($"{(int)response.StatusCode} {response.ReasonPhrase} from {request?.Method} {request?.RequestUri?.PathAndQuery}: {message}", CliException.Failed);
+        throw new CliException($"{(int)response.StatusCode} {response.ReasonPhrase} from {request?.Method} {request?.RequestUri?.PathAndQuery}: {message}", CliException.Failed, response.StatusCode);
     }
 
     private string PathOf(HttpRequestMessage request) =>

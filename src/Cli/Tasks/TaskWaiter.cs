@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Net;
 using System.Text.Json;
 using Propeller.Cli.Http;
 using Propeller.Cli.Output;
@@ -116,7 +117,7 @@ internal static class TaskWaiter
                 {
                     // No change of the task for a while: the stream carries only the commits of the manager node it is
                     // connected to (docs/architecture.md), so the end committed by another node never comes on it, and a
-                    // busy node never pings. The task is read again; a manager that cannot be reached now is asked again
+                    // busy node never pings. The task is read again; a manager away now (IsAway) is asked again
                     // after the next quiet while (the stream, if it broke, ends the wait by long polling).
                     quiet.Restart();
                     try
@@ -128,7 +129,7 @@ internal static class TaskWaiter
                             show(task);
                         }
                     }
-                    catch (CliException ex) when (ex.ExitCode == CliException.Unreachable)
+                    catch (CliException ex) when (IsAway(ex))
                     {
                         // asked again after the next quiet while
                     }
@@ -220,8 +221,18 @@ internal static class TaskWaiter
     }
 
     /// <summary>
+    /// Whether a failure is the manager away for now, asked again by a watch: not reached (or not answering in time), or
+    /// a gateway or load balancer before it answering 502, 503 or 504 while it restarts (the manager's own 503: PostgreSQL
+    /// unavailable). Those ended the watch with exit 1 while a manager not reached at all was waited for. Other statuses
+    /// are answers, and end it.
+    /// </summary>
+    private static bool IsAway(CliException ex) =>
+        ex.ExitCode == CliException.Unreachable
+        || ex.Status is HttpStatusCode.BadGateway or HttpStatusCode.ServiceUnavailable or HttpStatusCode.GatewayTimeout;
+
+    /// <summary>
     /// Long polls until the attempt ends. <paramref name="resilient"/> (a watch's polls, which follow a stream that ended
-    /// as the manager restarted, or was refused): a manager that cannot be reached is asked again, 1 s later, then 2 s,
+    /// as the manager restarted, or was refused): a manager away (<see cref="IsAway"/>) is asked again, 1 s later, then 2 s,
     /// up to 5 s, until --timeout; and an answer of a task not ended well before the wait (a manager stopping answers
     /// at once) is followed by a pause, not by the next poll at once.
     /// </summary>
@@ -237,7 +248,7 @@ internal static class TaskWaiter
             {
                 task = await context.Manager.GetAsync(path, PollWait, cancellationToken);
             }
-            catch (CliException ex) when (resilient && ex.ExitCode == CliException.Unreachable)
+            catch (CliException ex) when (resilient && IsAway(ex))
             {
                 if (retry == TimeSpan.Zero)
                 {
