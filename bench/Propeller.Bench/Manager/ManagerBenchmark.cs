@@ -323,7 +323,7 @@ internal static class ManagerBenchmark
         }
         catch (HttpRequestException e)
         {
-            throw new BenchFailedException($"GET {path} failed: {e.Message}{(e.InnerException is { } inner ? " (" + inner.Message + ")" : "")}");
+            throw Failed("GET", path, e);
         }
 
         using (answered)
@@ -355,6 +355,10 @@ internal static class ManagerBenchmark
             : throw new BenchFailedException($"GET {path} answered without a total: {page.GetRawText()}");
     }
 
+    /// <summary>A request that got no answer (the connection failed or was closed): the run fails, naming it, with no stack trace.</summary>
+    private static BenchFailedException Failed(string method, string path, HttpRequestException e) =>
+        new($"{method} {path} failed: {e.Message}{(e.InnerException is { } inner ? " (" + inner.Message + ")" : "")}");
+
     /// <summary>
     /// POST <paramref name="path"/>; a connection the manager closed (Kestrel answers a body over its limit, a
     /// --module-kib too large, with 413 and a reset while the client still sends) fails the run, with no stack trace.
@@ -367,7 +371,7 @@ internal static class ManagerBenchmark
         }
         catch (HttpRequestException e)
         {
-            throw new BenchFailedException($"POST {path} failed: {e.Message}{(e.InnerException is { } inner ? " (" + inner.Message + ")" : "")}");
+            throw Failed("POST", path, e);
         }
     }
 

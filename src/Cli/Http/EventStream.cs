@@ -62,22 +62,23 @@ internal sealed class EventStream(HttpRequestMessage request, HttpResponseMessag
 
         public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
 
-        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
-        {
-            if (SinceEvent >= MaxEventBytes)
-            {
-                throw new CliException(tooLarge, CliException.Failed);
-            }
-
-            var n = await inner.ReadAsync(buffer[..(int)Math.Min(buffer.Length, MaxEventBytes - SinceEvent)], cancellationToken);
-            SinceEvent += n;
-            return n;
-        }
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) =>
+            Counted(await inner.ReadAsync(buffer[..Allowed(buffer.Length)], cancellationToken));
 
         public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
             ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
 
-        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException("read asynchronously");
+        public override int Read(byte[] buffer, int offset, int count) => Counted(inner.Read(buffer, offset, Allowed(count)));
+
+        /// <summary>How much of <paramref name="wanted"/> may be read before the cap; throws once it is reached.</summary>
+        private int Allowed(int wanted) =>
+            SinceEvent < MaxEventBytes ? (int)Math.Min(wanted, MaxEventBytes - SinceEvent) : throw new CliException(tooLarge, CliException.Failed);
+
+        private int Counted(int read)
+        {
+            SinceEvent += read;
+            return read;
+        }
 
         public override void Flush()
         {

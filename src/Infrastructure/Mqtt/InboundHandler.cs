@@ -335,9 +335,6 @@ public sealed class InboundHandler(
         return inbound.RecordResultAsync(command, metadata, cancellationToken);
     }
 
-    /// <summary>The proplet id's limit (<see cref="PropletIds"/>), as the HTTP API's <c>proplet_id</c>'s.</summary>
-    private static string? PropletIdProblem(string propletId) => PropletIds.Problem(propletId);
-
     private DiscoveryWork? AcceptDiscovery(ReceivedMessage message)
     {
         var discovery = Read<DiscoveryMessage>(message.Topic, message.Payload.Span);
@@ -347,7 +344,7 @@ public sealed class InboundHandler(
             return null;
         }
 
-        if (PropletIdProblem(propletId) is { } problem)
+        if (PropletIds.Problem(propletId) is { } problem)
         {
             Malformed(message.Topic, problem);
             return null;
@@ -464,7 +461,7 @@ public sealed class InboundHandler(
             return null;
         }
 
-        if (PropletIdProblem(propletId) is { } problem)
+        if (PropletIds.Problem(propletId) is { } problem)
         {
             Malformed(message.Topic, problem);
             return null;
@@ -542,7 +539,7 @@ public sealed class InboundHandler(
         }
 
         var aggregated = metrics.Aggregated is { ValueKind: JsonValueKind.Object } a ? a : (JsonElement?)null;
-        if ((PropletIdProblem(propletId.GetString()!) ?? MetricsProblem("metrics", sample) ?? MetricsProblem("aggregated", aggregated)) is { } problem)
+        if ((PropletIds.Problem(propletId.GetString()!) ?? MetricsProblem("metrics", sample) ?? MetricsProblem("aggregated", aggregated)) is { } problem)
         {
             Malformed(message.Topic, problem);
             return null;
@@ -562,7 +559,7 @@ public sealed class InboundHandler(
 
         var cpu = metrics.CpuMetrics is { ValueKind: JsonValueKind.Object } c ? c : (JsonElement?)null;
         var memory = metrics.MemoryMetrics is { ValueKind: JsonValueKind.Object } m ? m : (JsonElement?)null;
-        if ((PropletIdProblem(propletId) ?? MetricsProblem("cpu_metrics", cpu) ?? MetricsProblem("memory_metrics", memory)) is { } problem)
+        if ((PropletIds.Problem(propletId) ?? MetricsProblem("cpu_metrics", cpu) ?? MetricsProblem("memory_metrics", memory)) is { } problem)
         {
             Malformed(message.Topic, problem);
             return null;

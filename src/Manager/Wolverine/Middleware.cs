@@ -108,6 +108,7 @@ public static class PluginGateMiddleware
         var user = message.Metadata.UserId;
         var command = message.Command;
         PluginTaskInfo? before = null;
+        var read = false;
         TaskPlugins.Gated gated;
         IReadOnlyList<PluginDecision> enriched = [];
         switch (command)
@@ -126,7 +127,7 @@ public static class PluginGateMiddleware
                 // An update, start, stop or delete of a stored task: the plugins decide on the task as read here (an
                 // update's as it would be patched); the handler checks it is still that task (IsStale).
                 var current = await queries.GetAsync(command.TaskId, cancellationToken);
-                before = Seen(current);
+                (before, read) = (Seen(current), true);
                 gated = before is null || current?.Spec is not { } stored
                     ? TaskPlugins.Gated.Allowed
                     : Allowed(await plugins.AuthorizeAsync(
@@ -134,12 +135,11 @@ public static class PluginGateMiddleware
                         Action(command),
                         command is UpdateTask update ? PluginTaskInfos.From(update.TaskId.ToString(), update.Patch.ApplyTo(stored), current.PropletId, current.CreatedAt) : before,
                         cancellationToken));
-                var headers = PluginTaskInfos.Headers(gated.Decisions);
-                return new GatedCommand(command, headers is null ? message.Metadata : message.Metadata with { Headers = headers }, before, Read: true);
+                break;
         }
 
-        var decided = PluginTaskInfos.Headers([.. gated.Decisions, .. enriched]);
-        return new GatedCommand(command, decided is null ? message.Metadata : message.Metadata with { Headers = decided }, before);
+        var headers = PluginTaskInfos.Headers([.. gated.Decisions, .. enriched]);
+        return new GatedCommand(command, headers is null ? message.Metadata : message.Metadata with { Headers = headers }, before, read);
     }
 
     /// <summary>
