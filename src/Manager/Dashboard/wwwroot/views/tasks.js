@@ -44,7 +44,6 @@ export async function render(page, _params, query) {
   // ordered by created_at), so a task created before that cannot enter it.
   let full = false;
   let oldest = null;
-  let loaded = false;
 
   const results = h('div', { class: 'results' });
   const draw = async () => {
@@ -72,7 +71,6 @@ export async function render(page, _params, query) {
     rows = next;
     full = list.tasks.length >= LIMIT;
     oldest = time(list.tasks.at(-1)?.created_at);
-    loaded = true;
     for (const data of during.values()) apply(data);
     during = null;
     const table = h('table', { class: 'tasks' },
@@ -88,15 +86,7 @@ export async function render(page, _params, query) {
     performance.mark('tasks-rendered'); // read by the dashboard benchmark (first paint of the list)
   };
   // A task that is not on this page may belong here (a new one on the first page): redraw, at most 4 times a second.
-  // Until the list has been read once, a read that failed for a passing reason (the manager restarting, a proxy's
-  // 503) is made again after 5 s: the view catches its first draw's failure, so the router's retry never came and
-  // the list stayed empty on a quiet manager.
-  let retry = null;
-  const failed = (e) => {
-    if (!loaded && !retry && passing(e) && !page.signal.aborted) retry = setTimeout(() => { retry = null; redraw(); }, 5000);
-    return page.fail(e);
-  };
-  const redraw = redrawer(draw, { gap: 250, signal: page.signal, fail: failed });
+  const redraw = redrawer(draw, { gap: 250, signal: page.signal, fail: page.fail });
   // Whether a change of a task not shown may put it on this page: the first page in newest order, when not full or
   // when the task is not older than its last row. A change of an older task (one of hundreds running) reloaded every
   // open list 4 times a second.
@@ -136,8 +126,11 @@ export async function render(page, _params, query) {
   try {
     await draw();
   } catch (e) {
-    // A filter the manager refuses: the form stays, with what was typed, to be corrected (a passing failure is read
-    // again, above).
+    // A read that failed for a passing reason (the manager restarting, a proxy's 503) goes to the router, which draws
+    // the page again after 5 s or at the stream's resync, as for every view (caught here, it never came, and the list
+    // stayed empty on a quiet manager). A filter the manager refuses: the form stays, with what was typed, to be
+    // corrected.
+    if (passing(e)) throw e;
     redraw.failed(e);
   }
   page.show(h('h1', {}, 'Tasks'), filter, results);
@@ -149,6 +142,5 @@ export async function render(page, _params, query) {
       if (during && !(during.get(data.id)?.version >= data.version)) during.set(data.id, data);
       if (!apply(data) && mayEnter(data)) redraw();
     },
-    dispose() { clearTimeout(retry); },
   };
 }
