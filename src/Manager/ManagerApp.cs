@@ -152,6 +152,7 @@ public static class ManagerApp
             builder.Services.AddWolverineScheduling();
         }
 
+        builder.Services.TryAddSingleton(new Events.EventReaders(config.EventsMaxStreams));
         builder.Services.AddSingleton(new StopMessages(config.MqttAddress is null ? null : baseTopic));
         builder.Services.AddSingleton<Plugins.TaskPlugins>();
         builder.Services.AddSingleton<IValidator<TaskJson>, TaskJsonValidator>();

@@ -122,6 +122,12 @@ internal sealed record ManagerConfig
 
     public required string PostgresConnectionString { get; init; }
 
+    /// <summary>
+    /// MANAGER_EVENTS_MAX_STREAMS: the most GET /events streams this node serves at once (each may hold up to 64 MiB for
+    /// a reader that stopped reading); past it a new stream is answered 503.
+    /// </summary>
+    public int EventsMaxStreams { get; init; } = 256;
+
     /// <summary>How many events an async projection may be behind before /health/ready fails (MANAGER_PROJECTION_MAX_LAG).</summary>
     public long ProjectionMaxLag { get; init; } = 10_000;
 
@@ -501,6 +507,7 @@ internal sealed record ManagerConfig
             Durability = durability,
             NodeStaleTimeout = Duration("MANAGER_NODE_STALE_TIMEOUT", TimeSpan.FromSeconds(10), minimum: TimeSpan.FromSeconds(1)),
             ProjectionMaxLag = Int("MANAGER_PROJECTION_MAX_LAG", 10_000, 0, int.MaxValue),
+            EventsMaxStreams = Int("MANAGER_EVENTS_MAX_STREAMS", 256, 1, 100_000),
             ProjectionStallTimeout = Duration("MANAGER_PROJECTION_STALL_TIMEOUT", TimeSpan.FromSeconds(60)),
             CommandBatches = Int("MANAGER_COMMAND_BATCHES", 2, 0, 64),
             MqttTls = tlsCa is not null || tlsCert is not null || tlsInsecure

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Diagnostics.Metrics;
 using System.Net.ServerSentEvents;
 using System.Runtime.CompilerServices;
 using System.Text.Json.Serialization;
@@ -18,7 +19,10 @@ namespace Propeller.Manager.Events;
 /// (<see cref="TaskChangedJson"/>), <c>proplet</c> (<see cref="PropletChangedJson"/>), <c>resync</c> when the reader
 /// fell behind and changes were dropped (reload what you show), <c>ping</c> after 15 s in which nothing was written.
 /// Filters: <c>?task=ID</c> (that task only), <c>?types=task,proplet</c>. Fed by <see cref="IChangeFeed"/>: this node's
-/// commits; there is no replay, so a client reloads what it shows whenever it (re)connects.
+/// commits; there is no replay, so a client reloads what it shows whenever it (re)connects. A node serves at most
+/// MANAGER_EVENTS_MAX_STREAMS streams at once (<see cref="EventReaders"/>): past it a new one is answered 503, which the
+/// dashboard and the CLI answer by reading again later or by long polling. Open streams and the resyncs sent because a
+/// reader fell behind are in /metrics (<c>manager_event_streams</c>, <c>manager_event_resyncs_total</c>).
 /// </summary>
 internal static class EventEndpoints
 {
@@ -30,11 +34,11 @@ internal static class EventEndpoints
             .Query("task", "Only this task's changes (its id).")
             .Query("types", "A comma-separated list of task and proplet (default both).")
             .Produces(StatusCodes.Status200OK, contentType: "text/event-stream")
-            .Refuses(400);
+            .Refuses(400, 503);
         return app;
     }
 
-    private static IResult Stream(HttpRequest request, IChangeFeed feed, IHostApplicationLifetime lifetime)
+    private static IResult Stream(HttpRequest request, IChangeFeed feed, EventReaders readers, IHostApplicationLifetime lifetime)
     {
         string? onlyStream = null;
         if (request.Query["task"].FirstOrDefault() is { Length: > 0 } task)
@@ -53,17 +57,29 @@ internal static class EventEndpoints
             return ApiResults.BadRequest("types must be a comma-separated list of task and proplet");
         }
 
+        // Each stream may buffer up to ChangeSubscription.DefaultByteBudget for a reader that stopped reading, so their
+        // number is bounded; the place is taken here and given back when the stream ends.
+        if (readers.TryEnter() is not { } place)
+        {
+            request.HttpContext.Response.Headers.RetryAfter = "5";
+            return ApiResults.Error(StatusCodes.Status503ServiceUnavailable, $"this manager already serves {readers.Max} event streams (MANAGER_EVENTS_MAX_STREAMS); try again later");
+        }
+
+        // Given back by the stream's end, or by the request's end if the stream never started (disposed once).
+        request.HttpContext.Response.RegisterForDispose(place);
+
         // Subscribe before the response starts, so nothing committed after this request arrived is missed.
         var subscription = feed.Subscribe();
         var limits = request.HttpContext.RequestServices.GetService<Limits>() ?? Limits.Default;
-        return TypedResults.ServerSentEvents(ReadAsync(subscription, onlyStream, types.Contains("task"), types.Contains("proplet"), limits, request.HttpContext.RequestAborted, lifetime.ApplicationStopping));
+        return TypedResults.ServerSentEvents(ReadAsync(place, subscription, onlyStream, types.Contains("task"), types.Contains("proplet"), limits, request.HttpContext.RequestAborted, lifetime.ApplicationStopping));
     }
 
     private static async IAsyncEnumerable<SseItem<object>> ReadAsync(
-        ChangeSubscription subscription, string? onlyStream, bool tasks, bool proplets, Limits limits, CancellationToken requestAborted, CancellationToken stopping,
+        IDisposable place, ChangeSubscription subscription, string? onlyStream, bool tasks, bool proplets, Limits limits, CancellationToken requestAborted, CancellationToken stopping,
         [EnumeratorCancellation] CancellationToken enumeration = default)
     {
-        using var _ = subscription;
+        using var _ = place;
+        using var __ = subscription;
 
         // The stream also ends (cleanly) when the host stops: an open stream would otherwise hold Kestrel's graceful
         // shutdown for the whole shutdown timeout, and the hosted services after it would stop with a cancelled token.
@@ -150,8 +166,14 @@ internal static class EventEndpoints
         }
     }
 
-    private static SseItem<object> Resync() =>
-        new(new { reason = "changes were dropped while this reader was behind" }, "resync");
+    private static readonly Counter<long> Resyncs = ManagerMeter.Meter.CreateCounter<long>(
+        "manager_event_resyncs_total", "{event}", "resync events sent on /events because a reader fell behind and changes meant for it were dropped");
+
+    private static SseItem<object> Resync()
+    {
+        Resyncs.Add(1);
+        return new(new { reason = "changes were dropped while this reader was behind" }, "resync");
+    }
 
     /// <summary><c>hello</c>'s and <c>ping</c>'s data: the time in UTC with <c>Z</c>, as every time the API writes.</summary>
     private sealed record Tick([property: JsonPropertyName("at"), JsonConverter(typeof(WireTimeConverter))] DateTimeOffset At);

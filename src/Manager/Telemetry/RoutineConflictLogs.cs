@@ -1,4 +1,5 @@
 using Propeller.Infrastructure;
+using Propeller.Manager.Wolverine;
 
 namespace Propeller.Manager.Telemetry;
 
@@ -10,7 +11,9 @@ namespace Propeller.Manager.Telemetry;
 /// violation on the stream's version, before Marten names it) and Wolverine each failed try of a handler ("Invocation
 /// of … failed!", "Failed to process message …"): measured, ~1,000 error entries in 150 s of the chaos test, every one
 /// of them retried. Those entries are written at debug level instead; everything else passes unchanged, a message moved
-/// to the error queue among them.
+/// to the error queue among them. So is Wolverine's entry for an invocation refused on purpose (a plugin's deny, a
+/// failed validation, a gate that met a change of its task): its caller answers it (403, 400, a gate again or 409) and
+/// the refusal has its own entry where it is decided; as an error it read as a fault of the manager.
 /// </summary>
 internal sealed class RoutineConflictLogs(ILoggerFactory inner) : ILoggerFactory
 {
@@ -28,6 +31,10 @@ internal sealed class RoutineConflictLogs(ILoggerFactory inner) : ILoggerFactory
     private static bool IsAttempt(string message) =>
         message.StartsWith("Invocation of ", StringComparison.Ordinal) || message.StartsWith("Failed to process message ", StringComparison.Ordinal);
 
+    /// <summary>A refusal an invocation's caller answers: not a failure of the handler.</summary>
+    private static bool IsRefusal(Exception exception) =>
+        exception is PluginDeniedException or StaleGateException or GateRaceException or FluentValidation.ValidationException;
+
     private sealed class DemotingLogger(ILogger inner, bool martenCommands) : ILogger
     {
         public IDisposable? BeginScope<TState>(TState state)
@@ -37,8 +44,9 @@ internal sealed class RoutineConflictLogs(ILoggerFactory inner) : ILoggerFactory
 
         public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
         {
-            if (logLevel >= LogLevel.Warning && exception is not null && PostgresFailures.IsConflict(exception)
-                && (martenCommands || IsAttempt(formatter(state, exception))))
+            if (logLevel >= LogLevel.Warning && exception is not null
+                && ((PostgresFailures.IsConflict(exception) && (martenCommands || IsAttempt(formatter(state, exception))))
+                    || (IsRefusal(exception) && formatter(state, exception).StartsWith("Invocation of ", StringComparison.Ordinal))))
             {
                 logLevel = LogLevel.Debug;
                 if (!inner.IsEnabled(logLevel))

@@ -24,6 +24,18 @@ public sealed class EventStreamResyncTests : IAsyncLifetime
     [Fact]
     public async Task GivenMoreChangesThanTheBufferHolds_WhenNothingElseChanges_ThenResyncArrivesAfterEveryBufferedTask()
     {
+        // Counted in /metrics (manager_event_resyncs_total); other tests' resyncs may add to it, never take from it.
+        long resyncs = 0;
+        using var listener = new System.Diagnostics.Metrics.MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter.Name == ManagerMeter.Name && instrument.Name == "manager_event_resyncs_total")
+            {
+                l.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<long>((_, value, _, _) => Interlocked.Add(ref resyncs, value));
+        listener.Start();
         using var response = await _server.Client.GetAsync("/events?types=task", HttpCompletionOption.ResponseHeadersRead, Ct);
         response.StatusCode.ShouldBe(HttpStatusCode.OK);
         var seen = new List<string>();
@@ -45,6 +57,7 @@ public sealed class EventStreamResyncTests : IAsyncLifetime
         }
 
         seen.ShouldBe(["hello", .. Enumerable.Repeat("task", Capacity), "resync"]);
+        Interlocked.Read(ref resyncs).ShouldBeGreaterThanOrEqualTo(1);
     }
 
     /// <summary>A feed whose every subscription starts with more changes than its buffer holds (the rest dropped).</summary>

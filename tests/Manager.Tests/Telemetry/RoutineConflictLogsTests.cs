@@ -33,4 +33,25 @@ public sealed class RoutineConflictLogsTests
 
         written.Levels.ShouldBe([LogLevel.Debug, LogLevel.Debug, LogLevel.Debug, LogLevel.Debug, LogLevel.Error, LogLevel.Error, LogLevel.Error, LogLevel.Error]);
     }
+    /// <summary>
+    /// A command refused on purpose (a plugin's deny, a failed validation, a gate that met a change) fails its invocation:
+    /// Wolverine's entry for it is a debug entry, since the caller answers it (403, 400, a gate again, 409); the same
+    /// exceptions logged anywhere else keep their level.
+    /// </summary>
+    [Fact]
+    public void GivenRefusedInvocations_WhenWolverineLogsThem_ThenTheyAreDebugEntries()
+    {
+        var written = new LogRecorder();
+        using var factory = new RoutineConflictLogs(LoggerFactory.Create(b => b.AddProvider(written).SetMinimumLevel(LogLevel.Trace)));
+        var handler = factory.CreateLogger("Wolverine.Runtime.WolverineRuntime");
+        var task = new Propeller.Domain.Tasks.TaskId(Guid.NewGuid());
+
+        handler.LogError(new Propeller.Manager.Wolverine.PluginDeniedException("not in this zone"), "Invocation of RunTaskCommand failed!");
+        handler.LogError(new FluentValidation.ValidationException("name is required"), "Invocation of RunTaskCommand failed!");
+        handler.LogError(new Propeller.Manager.Wolverine.StaleGateException(task), "Invocation of RunTaskCommand failed!");
+        handler.LogError(new Propeller.Manager.Wolverine.GateRaceException(task, 16), "Invocation of RunTaskCommand failed!");
+        handler.LogError(new Propeller.Manager.Wolverine.PluginDeniedException("not in this zone"), "Failed to process message PlaceTasks#01 from local://scheduling/");
+
+        written.Levels.ShouldBe([LogLevel.Debug, LogLevel.Debug, LogLevel.Debug, LogLevel.Debug, LogLevel.Error]);
+    }
 }
