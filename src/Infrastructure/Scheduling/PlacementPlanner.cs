@@ -59,11 +59,6 @@ public sealed class PlacementPlanner(
         }
 
         var now = time.GetUtcNow();
-        if (spec.Broadcast)
-        {
-            return new PlannedPlacement(scheduled, new DispatchTask(scheduled.Id, TaskSpec.BroadcastTarget, now), []);
-        }
-
         var request = new PlacementRequest(spec.PropletId, new HashSet<string>(), 0, spec.Priority);
         await _placing.WaitAsync(cancellationToken);
         try
@@ -75,12 +70,12 @@ public sealed class PlacementPlanner(
                 fresh = true;
             }
 
-            var placement = Select(request, _snapshot.Candidates);
+            var placement = spec.Broadcast ? PropletSelector.Broadcast(_snapshot.Candidates) : Select(request, _snapshot.Candidates);
             if (placement.PropletId is null && !fresh)
             {
                 // A proplet may have appeared since the snapshot: waiting is decided on a fresh read.
                 _snapshot = new Snapshot(now, await ReadCandidatesAsync(now, cancellationToken));
-                placement = Select(request, _snapshot.Candidates);
+                placement = spec.Broadcast ? PropletSelector.Broadcast(_snapshot.Candidates) : Select(request, _snapshot.Candidates);
             }
 
             var plan = new PlannedPlacement(scheduled, Command(scheduled.Id, placement, null, now), []);
@@ -168,7 +163,7 @@ public sealed class PlacementPlanner(
         var spec = task.Spec!;
         if (spec.Broadcast)
         {
-            return new PlannedPlacement(task, new DispatchTask(task.Id, TaskSpec.BroadcastTarget, now), []);
+            return new PlannedPlacement(task, Command(task.Id, PropletSelector.Broadcast(candidates), null, now), []);
         }
 
         var request = new PlacementRequest(spec.PropletId, new HashSet<string>(), 0, spec.Priority);

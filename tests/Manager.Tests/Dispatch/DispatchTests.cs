@@ -669,6 +669,28 @@ public partial class DispatchTests : IAsyncLifetime
         task.GetProperty("results").GetString().ShouldBe("done");
     }
 
+    /// <summary>
+    /// A broadcast task started with no proplet alive waits as any task does, and goes to every proplet once one is
+    /// alive. Before, it was broadcast to nobody and stayed Running for ever (no proplet answered it, and it ran on no
+    /// proplet whose going offline re-dispatched it).
+    /// </summary>
+    [Fact]
+    public async Task WithoutProplets_ABroadcastTaskWaitsAndSaysWhy_ThenIsBroadcastWhenOneAppears()
+    {
+        var id = await CreateAndStartAsync("""{"name":"main","file":"AGFzbQEAAAABBwFgAn9/AX8DAgEABwgBBG1haW4AAAoJAQcAIAAgAWoL","broadcast":true}""");
+        var waiting = await WaitForStateAsync(id, 1);
+        waiting.GetProperty("state").GetInt32().ShouldBe(1, "scheduled: waiting for a proplet, not Running on none");
+        var history = await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}/history", Ct);
+        history.EnumerateArray().Select(e => e.GetProperty("type").GetString()).ShouldBe(["task.created.v1", "task.start_requested.v1", "task.dispatch_deferred.v1"]);
+        history.EnumerateArray().Last().GetProperty("data").GetProperty("reason").GetString().ShouldBe("no active proplets available");
+
+        var propletId = Guid.NewGuid().ToString();
+        await using var proplet = await StartPropletAsync(propletId, start => start.TryGetProperty("proplet_id", out _) ? "addressed" : "everyone");
+
+        var task = await WaitForStateAsync(id, 3);
+        task.GetProperty("results").GetString().ShouldBe("everyone");
+    }
+
     [Fact]
     public async Task MalformedPropletMessages_AreDroppedAndChangeNothing()
     {
