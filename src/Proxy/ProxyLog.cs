@@ -23,6 +23,9 @@ internal static partial class ProxyLog
     [LoggerMessage(EventId = 9007, Level = LogLevel.Warning, Message = "Publishing chunk {Index} of {App} failed (the proplet asks for it again): {Reason}")]
     public static partial void ChunkFailed(ILogger logger, int index, string app, string reason);
 
+    [LoggerMessage(EventId = 9020, Level = LogLevel.Warning, Message = "Image {App}: the broker connection is down; the rest of this delivery's chunks are skipped (the proplets ask for them again)")]
+    public static partial void PublicationBroken(ILogger logger, string app);
+
     [LoggerMessage(EventId = 9008, Level = LogLevel.Error, Message = "Image {App}: unexpected proxy error")]
     public static partial void Crashed(ILogger logger, string app, Exception exception);
 

@@ -10,7 +10,12 @@ internal static class PushCommand
 {
     public const string Usage = "FILE.wasm host/repository[:tag]";
 
-    public static async Task<int> RunAsync(string[] args, TextWriter output, TextWriter error, CancellationToken cancellationToken)
+    public static Task<int> RunAsync(string[] args, TextWriter output, TextWriter error, CancellationToken cancellationToken) =>
+        RunAsync(args, Environment.GetEnvironmentVariable, output, error, cancellationToken);
+
+    /// <summary>As <see cref="RunAsync(string[], TextWriter, TextWriter, CancellationToken)"/>, reading the environment
+    /// through <paramref name="env"/> (tests).</summary>
+    internal static async Task<int> RunAsync(string[] args, Func<string, string?> env, TextWriter output, TextWriter error, CancellationToken cancellationToken)
     {
         if (args.Length != 2)
         {
@@ -37,19 +42,22 @@ internal static class PushCommand
 
         // The serving credentials are for PROXY_REGISTRY_URL's host when that is set, and RegistryAuth sends them to that
         // host only (they went to whatever host a reference named, a typo or a public registry included).
-        var user = Environment.GetEnvironmentVariable("PROXY_REGISTRY_USERNAME")?.Trim();
-        var registry = Environment.GetEnvironmentVariable("PROXY_REGISTRY_URL")?.Trim() is { Length: > 0 } url ? ProxySettingsLoader.HostOf(url) : null;
+        var user = env("PROXY_REGISTRY_USERNAME")?.Trim();
+        var registry = env("PROXY_REGISTRY_URL")?.Trim() is { Length: > 0 } url ? ProxySettingsLoader.HostOf(url) : null;
         var credentials = user is { Length: > 0 }
-            ? new RegistryCredentials(registry ?? reference.ApiHost, user, Environment.GetEnvironmentVariable("PROXY_REGISTRY_PASSWORD")?.Trim(), null)
+            ? new RegistryCredentials(registry ?? reference.ApiHost, user, env("PROXY_REGISTRY_PASSWORD")?.Trim(), null)
             : null;
-        if (credentials is not null && !string.Equals(ImageReference.ApiHostOf(credentials.Host), reference.ApiHost, StringComparison.OrdinalIgnoreCase))
+        // Asked of RegistryAuth, which decides where they go (ghcr.io:443 is ghcr.io there; compared here as written,
+        // the warning was printed for credentials that were then sent).
+        var auth = new RegistryAuth(credentials, TimeProvider.System);
+        if (credentials is not null && !auth.HasCredentialsFor(reference.ApiHost))
         {
             await error.WriteLineAsync($"propeller-proxy push: PROXY_REGISTRY_USERNAME is for {registry} (PROXY_REGISTRY_URL), not {reference.ApiHost}: pushing without credentials");
         }
 
         using var http = new HttpClient { Timeout = TimeSpan.FromMinutes(2) };
-        var plain = PlainHttpPolicy.Parse(Environment.GetEnvironmentVariable("PROXY_PLAIN_HTTP"));
-        var client = new RegistryClient(http, new RegistryAuth(credentials, TimeProvider.System), plain.Allows);
+        var plain = PlainHttpPolicy.Parse(env("PROXY_PLAIN_HTTP"));
+        var client = new RegistryClient(http, auth, plain.Allows);
         try
         {
             var digest = await client.PushWasmAsync(reference, module, cancellationToken);

@@ -46,4 +46,15 @@ public sealed class ImageReferenceTests
         error.ShouldStartWith($"'{text}' is not an image reference host/repository[:tag|@digest]");
         error.ShouldContain(problem);
     }
+
+    /// <summary>The error repeated the text whole, of any length, in the failure published to the proplets and logged.</summary>
+    [Fact]
+    public void GivenAVeryLongText_WhenParsed_ThenTheErrorShowsOnlyItsStart()
+    {
+        var text = "reg.local/" + new string('a', 100_000);
+
+        ImageReference.TryParse(text, out _, out var error).ShouldBeFalse();
+
+        error.ShouldBe($"'{text[..200]}…' is not an image reference host/repository[:tag|@digest]: it is longer than 1024 characters");
+    }
 }

@@ -10,7 +10,7 @@ public sealed class ManifestDescriptorTests
 
     [Theory]
     [InlineData(null, 8, "layer 0 of the manifest has no digest")]
-    [InlineData("sha256:abc", 8, "layer 0 of the manifest has an invalid digest 'sha256:abc' (expected algorithm:hex, such as sha256: and 64 hex digits)")]
+    [InlineData("sha256:abc", 8, "layer 0 of the manifest has an invalid digest 'sha256:abc' (expected sha256: and 64 hex digits, or sha512: and 128)")]
     [InlineData("../../blobs/x", 8, "layer 0 of the manifest has an invalid digest '../../blobs/x'")]
     [InlineData("sha256:0000000000000000000000000000000000000000000000000000000000000000?x", 8, "has an invalid digest")]
     [InlineData("", -1, "layer 0 of the manifest has a negative size (-1)")]

@@ -499,6 +499,48 @@ public sealed class ProxyNodeTests : IAsyncLifetime
         node.Metrics.Fetches.ShouldBe(1);
     }
 
+    /// <summary>A blob body that gives at most <paramref name="slice"/> bytes per read, and throws once its reader's
+    /// token is cancelled (as a socket's read does).</summary>
+    private sealed class SlicedStream(byte[] data, int slice) : Stream
+    {
+        private int _position;
+
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => false;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position { get => _position; set => throw new NotSupportedException(); }
+
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            await Task.Yield();
+            cancellationToken.ThrowIfCancellationRequested();
+            var count = Math.Min(Math.Min(buffer.Length, slice), data.Length - _position);
+            data.AsMemory(_position, count).CopyTo(buffer);
+            _position += count;
+            return count;
+        }
+
+        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        public override void Flush()
+        {
+        }
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+    }
+
     /// <summary>A blob body whose first <paramref name="early"/> bytes come at once and the rest once
     /// <paramref name="rest"/> completes.</summary>
     private sealed class TricklingStream(byte[] data, int early, Task rest) : Stream
@@ -808,14 +850,19 @@ public sealed class ProxyNodeTests : IAsyncLifetime
     [Fact]
     public async Task GivenASlowBroker_WhenAPullIsPublishedWhileItArrives_ThenTheRegistryTimeoutCountsOnlyTheRegistry()
     {
-        var proxy = await StartProxyAsync(chunkSize: 1024, registryTimeout: TimeSpan.FromSeconds(1));
+        // The blob comes a chunk per read (a real registry may send 40 KB in one), so the publication's waits fall
+        // between the registry's reads, each of which sees the registry timeout's token.
+        var module = RandomNumberGenerator.GetBytes(40 * 1024);
+        using var stub = new StubRegistry((request, _) => Task.FromResult(request.RequestUri!.AbsolutePath.Contains("/blobs/", StringComparison.Ordinal)
+            ? new HttpResponseMessage(HttpStatusCode.OK) { Content = new StreamContent(new SlicedStream(module, 1024)) }
+            : StubRegistry.Manifest(module)));
+        var proxy = await StartProxyAsync(chunkSize: 1024, registryTimeout: TimeSpan.FromSeconds(1), registry: stub);
         proxy.LoseChunk = async (_, _) =>
         {
             await Task.Delay(400, Ct); // 40 chunks, 8 at once: ~2 s of publishing
             return false;
         };
-        var module = RandomNumberGenerator.GetBytes(40 * 1024);
-        var app = await PushAsync("slow-broker", module);
+        var app = $"{StubRegistry.Host}/test/slow-broker:v1";
 
         await RequestAsync(app, formats: ["binary"]);
         var image = await ReceiveBinaryImageAsync(app);
@@ -823,6 +870,118 @@ public sealed class ProxyNodeTests : IAsyncLifetime
         image.Bytes.ShouldBe(module);
         proxy.Metrics.Fetches.ShouldBe(1);
         proxy.Metrics.ChunkFailures.ShouldBe(0);
+    }
+
+    /// <summary>
+    /// A broker outage mid-delivery: each chunk's publish waited PROXY_MQTT_TIMEOUT for the connection, eight at a time,
+    /// so a 100 MiB image held its flight and fetch slot for about 50 minutes. Once a publish times out with the
+    /// connection down, the rest are counted as failed without being sent and the delivery ends. The hook plays the
+    /// publishes' timeouts; the connection is really down (disconnected, and not reconnecting).
+    /// </summary>
+    [Fact]
+    public async Task GivenTheBrokerGoneMidDelivery_WhenAPublishTimesOut_ThenTheRestAreCountedFailedWithoutBeingSentAndTheDeliveryEnds()
+    {
+        var module = RandomNumberGenerator.GetBytes(400 * 100);
+        var app = await PushAsync("outage", module);
+        var proxy = await StartProxyAsync(chunkSize: 100);
+        var calls = 0;
+        var disconnected = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        proxy.LoseChunk = async (_, _) =>
+        {
+            if (Interlocked.Increment(ref calls) == 1)
+            {
+                await proxy.Connection!.DisconnectAsync(Ct);
+                disconnected.SetResult();
+            }
+
+            await disconnected.Task.WaitAsync(Ct);
+            throw new TimeoutException("Not connected within 30 s (test)");
+        };
+
+        await RequestAsync(app, formats: ["binary"]);
+        for (var i = 0; i < 1500 && (proxy.Metrics.ChunkFailures < 400 || proxy.InFlight > 0); i++)
+        {
+            await Task.Delay(20, Ct);
+        }
+
+        proxy.Metrics.ChunkFailures.ShouldBe(400);
+        proxy.InFlight.ShouldBe(0, "the delivery ended");
+        calls.ShouldBeLessThanOrEqualTo(ChunkPublication.Window, "only the publishes under way when the connection went down were tried");
+        proxy.Metrics.Chunks.ShouldBe(0);
+    }
+
+    /// <summary>Only what a pull needs of a layer's descriptor is remembered for a digest reference: its annotations
+    /// (up to the manifest's 4 MiB) were pinned for the proxy's life, 10,000 references at most.</summary>
+    [Fact]
+    public async Task GivenALayerWithALargeAnnotation_WhenRequestedByDigest_ThenTheRememberedLayerHasOnlyItsDigestAndSize()
+    {
+        var module = Modules.Addition;
+        var manifest = StubRegistry.ManifestJson(module, annotations: new Dictionary<string, string> { ["note"] = new('x', 1 << 20) });
+        using var stub = new StubRegistry((request, _) => Task.FromResult(request.RequestUri!.AbsolutePath.Contains("/blobs/", StringComparison.Ordinal)
+            ? StubRegistry.Blob(module)
+            : StubRegistry.ManifestOf(manifest)));
+        var node = await StartProxyAsync(chunkSize: 4096, registry: stub);
+        var app = $"{StubRegistry.Host}/test/annotated@{StubRegistry.DigestOf(manifest)}";
+
+        await RequestAsync(app, formats: ["binary"]);
+        (await ReceiveBinaryImageAsync(app)).Bytes.ShouldBe(module);
+
+        var layer = node.LayersByDigestReference.ShouldHaveSingleItem().Value;
+        layer.ShouldBe(new Descriptor(null, StubRegistry.DigestOf(module), module.Length));
+        layer.Annotations.ShouldBeNull();
+    }
+
+    /// <summary>A digest of an algorithm Verify cannot check was accepted with hex of any length, and remembered for its
+    /// reference or tag before the blob failed: it is refused before anything is remembered.</summary>
+    [Fact]
+    public async Task GivenALayerDigestOfAnUnknownAlgorithmWithMegabytesOfHex_WhenRequested_ThenItFailsAsInvalidAndNothingIsRemembered()
+    {
+        var module = Modules.Addition;
+        var manifest = StubRegistry.ManifestJson(module, digest: "foo:" + new string('a', 10_000));
+        using var stub = new StubRegistry((request, _) => Task.FromResult(request.RequestUri!.AbsolutePath.Contains("/blobs/", StringComparison.Ordinal)
+            ? StubRegistry.Blob(module)
+            : StubRegistry.ManifestOf(manifest)));
+        var node = await StartProxyAsync(chunkSize: 4096, registry: stub);
+        var byTag = $"{StubRegistry.Host}/test/foo-digest:v1";
+        var byDigest = $"{StubRegistry.Host}/test/foo-digest@{StubRegistry.DigestOf(manifest)}";
+
+        await RequestAsync(byTag, formats: ["binary"]);
+        var first = JsonSerializer.Deserialize<RegistryFailureMessage>((await NextMessageOnAsync(Topics.RegistryFailure)).Payload.Span)!;
+        await RequestAsync(byDigest, formats: ["binary"]);
+        var second = JsonSerializer.Deserialize<RegistryFailureMessage>((await NextMessageOnAsync(Topics.RegistryFailure)).Payload.Span)!;
+
+        first.Error.ShouldNotBeNull().ShouldContain("layer 0 of the manifest has an invalid digest 'foo:aaaa");
+        second.Error.ShouldNotBeNull().ShouldContain("has an invalid digest");
+        node.LayersByDigestReference.ShouldBeEmpty();
+        node.TagsRemembered.ShouldBe(0);
+    }
+
+    /// <summary>A request's <c>chunks</c> (copied into its flight's key and a deferred set) and <c>app_name</c> (repeated
+    /// in the failure, published and logged) were taken at any length: over the proplet's 100,000 chunks, a negative
+    /// index or a name over 1,024 characters is malformed.</summary>
+    [Theory]
+    [InlineData("many-chunks", "chunks lists 100001 entries, over 100000")]
+    [InlineData("negative-chunk", "chunks lists a negative index")]
+    [InlineData("long-name", "app_name is 1025 characters, over 1024")]
+    public async Task GivenARequestWithOversizedFields_WhenReceived_ThenItIsIgnoredAsMalformed(string kind, string reason)
+    {
+        var logs = new LogLines();
+        using var loggers = LoggerFactory.Create(builder => builder.AddProvider(logs));
+        var node = await StartProxyAsync(chunkSize: 4096, loggers: loggers);
+        var app = await PushAsync("oversized", Modules.Addition);
+        var request = kind switch
+        {
+            "many-chunks" => new RegistryRequestMessage(app) { Chunks = [.. Enumerable.Range(0, 100_001)] },
+            "negative-chunk" => new RegistryRequestMessage(app) { Chunks = [0, -1] },
+            _ => new RegistryRequestMessage(app + new string('x', 1025 - app.Length)),
+        };
+
+        await _observer.PublishAsync(Topics.Of(BaseTopic, Topics.RegistryRequest), JsonSerializer.SerializeToUtf8Bytes(request), MqttQualityOfServiceLevel.ExactlyOnce, Ct);
+        await RequestAsync(app);
+        (await ReceiveImageAsync(app)).Bytes.ShouldBe(Modules.Addition);
+
+        logs.Lines.ShouldContain($"Warning: Ignored a malformed message on {Topics.Of(BaseTopic, Topics.RegistryRequest)}: {reason}", string.Join('\n', logs.Lines));
+        node.Metrics.Requests.ShouldBe(1);
     }
 
     [Fact]

@@ -146,6 +146,75 @@ public sealed class RegistryAuthTests
         auth.CachedTokens.ShouldBe(1, "the three expired tokens were dropped when the fourth was cached");
     }
 
+    /// <summary>An expires_in of 68 years was taken as it was: every repository's token stayed cached for the proxy's
+    /// life. A token is cached for an hour at most.</summary>
+    [Fact]
+    public async Task GivenTokensThatClaimToLastForDecades_WhenTwoHoursHavePassed_ThenTheyAreDroppedAsTheNextIsCached()
+    {
+        var clock = new SteppingClock();
+        using var stub = AnonymousTokenRegistry("""{"token":"t","expires_in":2147483647}""");
+        using var http = new HttpClient(stub);
+        var auth = new RegistryAuth(null, clock);
+        var client = new RegistryClient(http, auth, _ => true);
+
+        for (var i = 0; i < 3; i++)
+        {
+            await client.ResolveLayerAsync(ImageReference.Parse($"{StubRegistry.Host}/test/decades-{i}:v1"), 1 << 20, Ct);
+        }
+
+        clock.Advance(TimeSpan.FromHours(2));
+        await client.ResolveLayerAsync(ImageReference.Parse($"{StubRegistry.Host}/test/decades-3:v1"), 1 << 20, Ct);
+
+        auth.CachedTokens.ShouldBe(1);
+    }
+
+    /// <summary>Any host's anonymous Bearer challenge is answered: the cache holds at most 1,000 tokens, the one that
+    /// expires soonest making room.</summary>
+    [Fact]
+    public async Task GivenMoreRepositoriesThanTheTokenCacheHolds_WhenEachIsPulled_ThenTheCacheStaysAtItsLimit()
+    {
+        var clock = new SteppingClock { Step = TimeSpan.FromMilliseconds(1) }; // every token expires a little later than the one before
+        using var stub = AnonymousTokenRegistry("""{"token":"t","expires_in":300}""");
+        using var http = new HttpClient(stub);
+        var auth = new RegistryAuth(null, clock);
+        var client = new RegistryClient(http, auth, _ => true);
+
+        for (var i = 0; i <= RegistryAuth.MaxCachedTokens; i++)
+        {
+            await client.ResolveLayerAsync(ImageReference.Parse($"{StubRegistry.Host}/test/bounded-{i}:v1"), 1 << 20, Ct);
+        }
+
+        auth.CachedTokens.ShouldBe(RegistryAuth.MaxCachedTokens);
+        var before = stub.Count("/token");
+        await client.ResolveLayerAsync(ImageReference.Parse($"{StubRegistry.Host}/test/bounded-{RegistryAuth.MaxCachedTokens}:v1"), 1 << 20, Ct);
+        stub.Count("/token").ShouldBe(before, "the newest token is cached");
+    }
+
+    /// <summary>A token of up to 1 MiB was cached like any other: one longer than 16 KiB is used, not kept.</summary>
+    [Fact]
+    public async Task GivenATokenOverTheCachedLength_WhenAPullIsChallenged_ThenItIsUsedButNotCached()
+    {
+        var token = new string('t', RegistryAuth.MaxCachedTokenLength + 1);
+        using var stub = new StubRegistry((request, _) => Task.FromResult(
+            request.RequestUri!.AbsolutePath == "/token" ? Json($$"""{"token":"{{token}}","expires_in":300}""")
+            : request.Headers.Authorization?.ToString() == "Bearer " + token ? StubRegistry.Manifest(Module)
+            : StubRegistry.Challenge($"Bearer realm=\"http://{StubRegistry.Host}/token\",service=\"stub\"")));
+        using var http = new HttpClient(stub);
+        var auth = new RegistryAuth(null, TimeProvider.System);
+        var client = new RegistryClient(http, auth, _ => true);
+
+        var layer = await client.ResolveLayerAsync(ImageReference.Parse($"{StubRegistry.Host}/test/long-token:v1"), 1 << 20, Ct);
+
+        layer.Digest.ShouldBe(StubRegistry.DigestOf(Module));
+        auth.CachedTokens.ShouldBe(0);
+    }
+
+    /// <summary>A registry that challenges for an anonymous token from its <c>/token</c>, answered with <paramref name="answer"/>.</summary>
+    private static StubRegistry AnonymousTokenRegistry(string answer) => new((request, _) => Task.FromResult(
+        request.RequestUri!.AbsolutePath == "/token" ? Json(answer)
+        : request.Headers.Authorization is { Scheme: "Bearer" } ? StubRegistry.Manifest(Module)
+        : StubRegistry.Challenge($"Bearer realm=\"http://{StubRegistry.Host}/token\",service=\"stub\"")));
+
     /// <summary>Spec §3.5: with the username and password set, the original uses them, and the token only when they are
     /// not both set. The static token used to be sent as soon as it was set; this registry refuses it.</summary>
     [Fact]

@@ -24,7 +24,15 @@ internal sealed class StubRegistry(Func<HttpRequestMessage, CancellationToken, T
     public int Count(string suffix) => Requests.Count(r => r.Split(' ')[1].EndsWith(suffix, StringComparison.Ordinal));
 
     /// <summary>An OCI manifest with one Wasm layer of <paramref name="module"/> (digest and size as given, else its own).</summary>
-    public static HttpResponseMessage Manifest(byte[] module, string? digest = "", long? size = null)
+    public static HttpResponseMessage Manifest(byte[] module, string? digest = "", long? size = null) => ManifestOf(ManifestJson(module, digest, size));
+
+    /// <summary>A 200 carrying the manifest <paramref name="json"/>.</summary>
+    public static HttpResponseMessage ManifestOf(byte[] json) =>
+        new(HttpStatusCode.OK) { Content = new ByteArrayContent(json) { Headers = { ContentType = new MediaTypeHeaderValue(OciMediaTypes.ImageManifest) } } };
+
+    /// <summary>The bytes of <see cref="Manifest(byte[], string?, long?)"/>'s manifest; its layer annotated with
+    /// <paramref name="annotations"/> when given.</summary>
+    public static byte[] ManifestJson(byte[] module, string? digest = "", long? size = null, IReadOnlyDictionary<string, string>? annotations = null)
     {
         var layer = new Dictionary<string, object?> { ["mediaType"] = OciMediaTypes.WasmLayer, ["size"] = size ?? module.Length };
         if (digest is not null)
@@ -32,14 +40,18 @@ internal sealed class StubRegistry(Func<HttpRequestMessage, CancellationToken, T
             layer["digest"] = digest.Length > 0 ? digest : DigestOf(module);
         }
 
-        var json = JsonSerializer.SerializeToUtf8Bytes(new Dictionary<string, object>
+        if (annotations is not null)
+        {
+            layer["annotations"] = annotations;
+        }
+
+        return JsonSerializer.SerializeToUtf8Bytes(new Dictionary<string, object>
         {
             ["schemaVersion"] = 2,
             ["mediaType"] = OciMediaTypes.ImageManifest,
             ["config"] = new { mediaType = OciMediaTypes.WasmConfig, digest = DigestOf("{}"u8.ToArray()), size = 2 },
             ["layers"] = new[] { layer },
         });
-        return new HttpResponseMessage(HttpStatusCode.OK) { Content = new ByteArrayContent(json) { Headers = { ContentType = new MediaTypeHeaderValue(OciMediaTypes.ImageManifest) } } };
     }
 
     public static HttpResponseMessage Blob(byte[] data) => new(HttpStatusCode.OK) { Content = new ByteArrayContent(data) };

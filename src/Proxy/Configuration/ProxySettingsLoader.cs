@@ -16,7 +16,7 @@ namespace Propeller.Proxy.Configuration;
 public static class ProxySettingsLoader
 {
     /// <summary>The most chunks a proplet assembles into one image (src/Edge/Fetching/ChunkAssembler.cs, MaxChunks).</summary>
-    private const long MaxChunks = 100_000;
+    internal const int MaxChunks = 100_000;
 
     private static readonly (string Variable, string Key, string AliasVariable, string AliasKey)[] Identity =
     [
@@ -122,7 +122,9 @@ public static class ProxySettingsLoader
             MaxArtifactBytes = Integer(Get, "PROXY_MAX_ARTIFACT_BYTES", 100L << 20, 1, long.MaxValue),
             CacheBytes = Integer(Get, "PROXY_CACHE_BYTES", 256L << 20, 0, long.MaxValue),
             MaxConcurrentFetches = (int)Integer(Get, "PROXY_MAX_CONCURRENT_FETCHES", 50, 1, 10_000),
-            RegistryTimeout = Duration(Get, "PROXY_REGISTRY_TIMEOUT", TimeSpan.FromMinutes(2)),
+            // HttpClient.Timeout takes at most int.MaxValue ms (about 596 h): a longer one passed here and threw, unhandled,
+            // when the proxy was built. PROXY_MQTT_TIMEOUT reaches timers only, which take GoDuration.MaxTimer.
+            RegistryTimeout = Duration(Get, "PROXY_REGISTRY_TIMEOUT", TimeSpan.FromMinutes(2), TimeSpan.FromMilliseconds(int.MaxValue)),
         };
 
         if (settings.MaxArtifactBytes > Array.MaxLength)
@@ -220,16 +222,17 @@ public static class ProxySettingsLoader
             : throw new ProxyConfigurationException($"{name} '{text}' must be an integer from {min} to {max}");
     }
 
-    private static TimeSpan Duration(Func<string, string?> get, string name, TimeSpan defaultValue)
+    private static TimeSpan Duration(Func<string, string?> get, string name, TimeSpan defaultValue, TimeSpan? max = null)
     {
         if (get(name) is not { } text)
         {
             return defaultValue;
         }
 
-        return GoDuration.TryParse(text, out var value) && value > TimeSpan.Zero && value <= GoDuration.MaxTimer
+        var most = max ?? GoDuration.MaxTimer;
+        return GoDuration.TryParse(text, out var value) && value > TimeSpan.Zero && value <= most
             ? value
-            : throw new ProxyConfigurationException($"{name} '{text}' must be a positive duration such as 30s or 1m30s, at most {GoDuration.MaxTimer.TotalHours:F0}h");
+            : throw new ProxyConfigurationException($"{name} '{text}' must be a positive duration such as 30s or 1m30s, at most {Math.Floor(most.TotalHours):F0}h");
     }
 
     private static string? ExistingFile(Func<string, string?> get, string name) => get(name) switch

@@ -30,14 +30,19 @@ public sealed partial record ImageReference(string Host, string Repository, stri
         return reference;
     }
 
+    /// <summary>The longest reference accepted, in characters.</summary>
+    public const int MaxLength = 1024;
+
     public static bool TryParse(string? text, out ImageReference reference, out string error)
     {
         reference = null!;
         var input = text?.Trim() ?? "";
-        string Bad(string why) => $"'{text}' is not an image reference host/repository[:tag|@digest]: {why}";
-        if (input.Length is 0 or > 1024)
+        // The text as given, cut short: the error is published to the proplets and logged, and the text may be of any length.
+        var shown = text is { Length: > 200 } ? text[..200] + "…" : text;
+        string Bad(string why) => $"'{shown}' is not an image reference host/repository[:tag|@digest]: {why}";
+        if (input.Length is 0 or > MaxLength)
         {
-            error = Bad(input.Length == 0 ? "it is empty" : "it is longer than 1024 characters");
+            error = Bad(input.Length == 0 ? "it is empty" : $"it is longer than {MaxLength} characters");
             return false;
         }
 

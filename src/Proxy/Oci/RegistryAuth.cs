@@ -10,7 +10,8 @@ namespace Propeller.Proxy.Oci;
 /// known for its host (a cached bearer token for its scope, or basic credentials once the host asked for them); on a
 /// 401 the <c>WWW-Authenticate</c> challenge decides: <c>Basic</c> → the static username and password; <c>Bearer
 /// realm,service,scope</c> → a token from the realm (anonymously, or with the username and password), cached by host
-/// and scope until it expires (expired ones are dropped as others are cached); a static token (PROXY_REGISTRY_TOKEN) is
+/// and scope until it expires (at most an hour; expired ones are dropped as others are cached, at most 1,000 are kept, a
+/// token over 16 KiB is used but not cached); a static token (PROXY_REGISTRY_TOKEN) is
 /// sent as the bearer token itself, unless the username and password are both set (spec §3.5: the original uses them
 /// then, the token only otherwise). Basic credentials go to a realm over https or on loopback only. The realm's GET is
 /// retried as the registry's are (<c>send</c>: the client's transient retry).
@@ -23,12 +24,24 @@ public sealed class RegistryAuth(RegistryCredentials? credentials, TimeProvider 
     /// <summary>The most of a token service's answer read.</summary>
     private const long MaxTokenAnswerBytes = 1 << 20;
 
+    /// <summary>The most tokens cached; one more drops the one that expires soonest. Any host's anonymous Bearer challenge
+    /// is answered (an image names its registry), so the cache's keys are the requests' to choose.</summary>
+    internal const int MaxCachedTokens = 1000;
+
+    /// <summary>The longest token cached (a token is a few KiB); a longer one is used for its request but not kept, so
+    /// the cache holds at most <see cref="MaxCachedTokens"/> × 16 KiB.</summary>
+    internal const int MaxCachedTokenLength = 16 << 10;
+
+    /// <summary>The longest a token is cached, whatever its <c>expires_in</c> says (up to 68 years were taken).</summary>
+    internal static readonly TimeSpan MaxTokenLifetime = TimeSpan.FromHours(1);
+
     /// <summary>The API host the credentials are for: PROXY_REGISTRY_URL's Docker Hub names (docker.io, index.docker.io)
     /// are served by registry-1.docker.io, the host requests go to (they never matched before).</summary>
     private readonly string? _credentialsHost = credentials is null ? null : WithoutHttpsPort(ImageReference.ApiHostOf(credentials.Host.ToLowerInvariant()));
 
     private readonly ConcurrentDictionary<string, bool> _basicHosts = new(StringComparer.OrdinalIgnoreCase);
     private readonly ConcurrentDictionary<(string Host, string Scope), (string Token, DateTimeOffset Expires)> _tokens = new();
+    private readonly Lock _remembering = new();
 
     /// <summary>Sets the Authorization header known to work for <paramref name="host"/> and <paramref name="scope"/>.</summary>
     public void Apply(HttpRequestMessage request, string host, string scope)
@@ -146,7 +159,9 @@ public sealed class RegistryAuth(RegistryCredentials? credentials, TimeProvider 
                 var token = (root.TryGetProperty("token", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString() : null)
                     ?? (root.TryGetProperty("access_token", out var a) && a.ValueKind == JsonValueKind.String ? a.GetString() : null)
                     ?? throw new RegistryException($"the token service of registry {host} answered without a token");
-                var lifetime = root.TryGetProperty("expires_in", out var e) && e.TryGetInt32(out var seconds) && seconds > 0 ? seconds : 60;
+                var lifetime = root.TryGetProperty("expires_in", out var e) && e.TryGetInt32(out var seconds) && seconds > 0
+                    ? Math.Min(seconds, (int)MaxTokenLifetime.TotalSeconds)
+                    : 60;
                 Remember(host, scope, token, time.GetUtcNow().AddSeconds(lifetime - Math.Min(10, lifetime / 2)));
                 return Bearer(token); // this request's retry takes the token fetched for it, whatever the cache holds by then
             }
@@ -178,26 +193,45 @@ public sealed class RegistryAuth(RegistryCredentials? credentials, TimeProvider 
     /// <summary>Tokens cached (for tests).</summary>
     internal int CachedTokens => _tokens.Count;
 
-    /// <summary>Caches <paramref name="token"/> for <paramref name="scope"/> and drops the tokens that have expired: one
-    /// entry per repository pulled, which were never dropped before.</summary>
+    /// <summary>Caches <paramref name="token"/> for <paramref name="scope"/> (at most <see cref="MaxTokenLifetime"/>; not
+    /// at all when longer than <see cref="MaxCachedTokenLength"/>) and drops the tokens that have expired: one entry per
+    /// repository pulled, which were never dropped before. With <see cref="MaxCachedTokens"/> cached, the one that
+    /// expires soonest makes room.</summary>
     private void Remember(string host, string scope, string token, DateTimeOffset expires)
     {
-        var now = time.GetUtcNow();
-        foreach (var entry in _tokens)
+        if (token.Length > MaxCachedTokenLength)
         {
-            if (entry.Value.Expires <= now)
-            {
-                _tokens.TryRemove(entry);
-            }
+            return;
         }
 
-        _tokens[(host, scope)] = (token, expires);
+        lock (_remembering)
+        {
+            var now = time.GetUtcNow();
+            foreach (var entry in _tokens)
+            {
+                if (entry.Value.Expires <= now)
+                {
+                    _tokens.TryRemove(entry);
+                }
+            }
+
+            if (_tokens.Count >= MaxCachedTokens && !_tokens.ContainsKey((host, scope)))
+            {
+                _tokens.TryRemove(_tokens.MinBy(entry => entry.Value.Expires));
+            }
+
+            _tokens[(host, scope)] = (token, expires < now + MaxTokenLifetime ? expires : now + MaxTokenLifetime);
+        }
     }
 
     private static bool IsScheme(AuthenticationHeaderValue? header, string scheme) =>
         header is not null && string.Equals(header.Scheme, scheme, StringComparison.OrdinalIgnoreCase);
 
     private static AuthenticationHeaderValue Bearer(string token) => new("Bearer", token);
+
+    /// <summary>Whether the credentials are sent to <paramref name="host"/> (an API host): the same comparison as every
+    /// request's, for a caller that warns when they will not be.</summary>
+    public bool HasCredentialsFor(string host) => For(host) is not null;
 
     private RegistryCredentials? For(string host) =>
         credentials is not null && string.Equals(_credentialsHost, WithoutHttpsPort(host), StringComparison.OrdinalIgnoreCase) ? credentials : null;

@@ -303,7 +303,8 @@ public sealed class RegistryClient(HttpClient http, RegistryAuth auth, Func<stri
 
     /// <summary>Refuses a descriptor without a digest of the form <c>algorithm:hex</c> (sha256: 64 digits, sha512: 128)
     /// or with a negative size, before anything is fetched or remembered by it. JSON leaves a missing <c>digest</c> null
-    /// whatever the record says.</summary>
+    /// whatever the record says. Another algorithm is refused here too, not only once the blob is in (<see cref="Verify"/>
+    /// cannot check it): a digest <c>foo:</c> with megabytes of hex was remembered for its reference or tag first.</summary>
     private static void Check(ImageReference reference, Descriptor descriptor, string what)
     {
         var digest = (string?)descriptor.Digest;
@@ -319,10 +320,11 @@ public sealed class RegistryClient(HttpClient http, RegistryAuth auth, Func<stri
             && algorithm.All(c => char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c) || c is '+' or '.' or '_' or '-')
             && char.IsAsciiLetterOrDigit(algorithm[0]) && char.IsAsciiLetterOrDigit(algorithm[^1])
             && hex.All(char.IsAsciiHexDigit)
-            && algorithm switch { "sha256" => hex.Length == 64, "sha512" => hex.Length == 128, _ => true };
+            && algorithm switch { "sha256" => hex.Length == 64, "sha512" => hex.Length == 128, _ => false };
         if (!valid)
         {
-            throw new RegistryException($"image {reference}: {what} has an invalid digest '{(digest.Length > 200 ? digest[..200] + "…" : digest)}' (expected algorithm:hex, such as sha256: and 64 hex digits)");
+            throw new RegistryException(
+                $"image {reference}: {what} has an invalid digest '{(digest.Length > 200 ? digest[..200] + "…" : digest)}' (expected sha256: and 64 hex digits, or sha512: and 128)");
         }
 
         if (descriptor.Size < 0)

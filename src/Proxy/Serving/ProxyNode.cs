@@ -94,6 +94,14 @@ public sealed class ProxyNode : IAsyncDisposable
 
     public int InFlight => _inFlight.Count;
 
+    /// <summary>For tests: the layers remembered by digest reference, and how many tags are remembered.</summary>
+    internal IReadOnlyDictionary<string, Descriptor> LayersByDigestReference => _layersByDigestReference;
+
+    internal int TagsRemembered => _digestsByTag.Count;
+
+    /// <summary>For tests: the broker connection, once started.</summary>
+    internal BrokerConnection? Connection => _connection;
+
     public bool IsConnected => _connection?.IsConnected ?? false;
 
     /// <summary>Connects (retrying while the broker is unreachable) and subscribes to <c>registry/proplet</c>.</summary>
@@ -155,7 +163,10 @@ public sealed class ProxyNode : IAsyncDisposable
             var key = reference.Digest is null ? null : $"{reference.ApiHost}/{reference.Repository}@{reference.Digest}";
             if (key is null || !_layersByDigestReference.TryGetValue(key, out var layer))
             {
-                layer = await _registry.ResolveLayerAsync(reference, _settings.MaxArtifactBytes, timeout.Token);
+                // Only what a pull needs is kept: the manifest's descriptor brings its annotations, platform and media
+                // type (up to the manifest's 4 MiB), which the tables below pinned for the proxy's life.
+                var resolved = await _registry.ResolveLayerAsync(reference, _settings.MaxArtifactBytes, timeout.Token);
+                layer = new Descriptor(null, resolved.Digest, resolved.Size);
                 if (key is not null && _layersByDigestReference.Count < 10_000)
                 {
                     _layersByDigestReference[key] = layer;
@@ -312,6 +323,22 @@ public sealed class ProxyNode : IAsyncDisposable
         if (request?.AppName is not { Length: > 0 } app)
         {
             ProxyLog.Malformed(_logger, message.Topic, "app_name must be a non-empty string");
+            return;
+        }
+
+        // Bounded before anything keeps or repeats them: the name keys flights, deferred re-requests and the failure
+        // message (an image reference is at most 1,024 characters, ImageReference); the chunk list is copied into the
+        // flight's key and a deferred set, and no proplet assembles more chunks than ChunkAssembler.MaxChunks.
+        if (app.Length > ImageReference.MaxLength)
+        {
+            ProxyLog.Malformed(_logger, message.Topic, $"app_name is {app.Length} characters, over {ImageReference.MaxLength}");
+            return;
+        }
+
+        if (request.Chunks is { } listed && (listed.Count > ProxySettingsLoader.MaxChunks || listed.Any(i => i < 0)))
+        {
+            ProxyLog.Malformed(
+                _logger, message.Topic, listed.Count > ProxySettingsLoader.MaxChunks ? $"chunks lists {listed.Count} entries, over {ProxySettingsLoader.MaxChunks}" : "chunks lists a negative index");
             return;
         }
 
