@@ -11,6 +11,10 @@ internal static partial class MartenLog
     [LoggerMessage(EventId = 2101, Level = LogLevel.Information, Message = "Marten event store schema applied in {Schema}")]
     public static partial void SchemaApplied(ILogger logger, string schema);
 
+    [LoggerMessage(EventId = 2105, Level = LogLevel.Information,
+        Message = "Waiting for the schema lock of {Schema}, held by another process (a node applying the schema, or a projection rebuild): this node starts once it is released")]
+    public static partial void SchemaLockWaiting(ILogger logger, string schema);
+
     [LoggerMessage(EventId = 2102, Level = LogLevel.Information, Message = "Rebuilding projection {Projection} from {Events} events (up to sequence {Sequence})")]
     public static partial void RebuildStarted(ILogger logger, string projection, long events, long sequence);
 

@@ -15,7 +15,10 @@ public sealed class MartenProjectionRebuilder(IDocumentStore store, ILogger<Mart
     /// <summary>Every registered projection's name, inline and async (task_state, proplet_view, task_activity).</summary>
     public IReadOnlyList<string> Projections => [.. store.Options.Events.Projections().Select(p => p.Name)];
 
-    /// <summary>Rebuilds <paramref name="projection"/> (its name, e.g. "task_state"); returns how many events the store held when it started.</summary>
+    /// <summary>
+    /// Rebuilds <paramref name="projection"/> (its name, e.g. "task_state"); returns how many events the store held when
+    /// it started. <paramref name="timeout"/> bounds the whole replay (Marten's shard timeout), not a page of it.
+    /// </summary>
     /// <exception cref="ArgumentException">No projection of that name is registered.</exception>
     public async Task<long> RebuildAsync(string projection, TimeSpan timeout, CancellationToken cancellationToken)
     {

@@ -9,9 +9,10 @@ namespace Propeller.Infrastructure.MartenStore;
 
 /// <summary>
 /// Applies Marten's schema (event tables, append function, projected documents, and our outbox, inbox and telemetry
-/// tables) at startup, so no request pays for it. Several nodes starting at once are serialised by Marten's own
-/// advisory lock. PostgreSQL unreachable: retried with backoff, each attempt logged with the setting to check, then a
-/// clear failure; any other failure stops the host with a message naming the schema and the cause.
+/// tables) at startup, so no request pays for it. Several nodes starting at once are serialised by the schema's
+/// advisory lock (<see cref="SchemaLock"/>), which a projection rebuild holds for its whole run: a node waits for it as
+/// long as it takes, saying so once. PostgreSQL unreachable: retried with backoff, each attempt logged with the setting
+/// to check, then a clear failure; any other failure stops the host with a message naming the schema and the cause.
 /// </summary>
 internal sealed class MartenSchemaHostedService(IDocumentStore store, NpgsqlDataSource dataSource, IOptions<EventStoreOptions> options, ILogger<MartenSchemaHostedService> logger) : IHostedService
 {
@@ -19,12 +20,26 @@ internal sealed class MartenSchemaHostedService(IDocumentStore store, NpgsqlData
     {
         var settings = options.Value;
         var delay = settings.StartupRetryDelay;
+        var told = false;
         for (var attempt = 1; ; attempt++)
         {
             try
             {
-                await ApplyAsync(settings.Schema, cancellationToken);
+                await ApplyAsync(settings.Schema, () =>
+                {
+                    if (!told)
+                    {
+                        told = true;
+                        MartenLog.SchemaLockWaiting(logger, settings.Schema);
+                    }
+                }, cancellationToken);
                 break;
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                // A stop while waiting for the lock: Npgsql's cancelled statement carries PostgreSQL's 57014, which
+                // would otherwise read as PostgreSQL unavailable.
+                throw;
             }
             catch (Exception ex) when (IsUnreachable(ex) && attempt < settings.StartupAttempts && !cancellationToken.IsCancellationRequested)
             {
@@ -53,9 +68,9 @@ internal sealed class MartenSchemaHostedService(IDocumentStore store, NpgsqlData
     /// Applies the schema holding an advisory lock of this schema's: Weasel's DDL is not safe against itself (two nodes
     /// creating the schema at once failed on Marten's functions), so the later nodes wait and then find nothing to do.
     /// </summary>
-    private async Task ApplyAsync(string schema, CancellationToken cancellationToken)
+    private async Task ApplyAsync(string schema, Action waiting, CancellationToken cancellationToken)
     {
-        await using var held = await SchemaLock.TakeAsync(dataSource, schema, cancellationToken);
+        await using var held = await SchemaLock.TakeAsync(dataSource, schema, waiting, cancellationToken);
         var apply = store.Storage.ApplyAllConfiguredChangesToDatabaseAsync();
         try
         {

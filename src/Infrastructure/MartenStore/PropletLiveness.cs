@@ -126,8 +126,10 @@ public sealed record PropletLiveness(
     /// clock, $4 <see cref="HistoryMargin"/>). The first records it atomically, no read-modify-write, for a registered
     /// proplet not deleted: the newest becomes the later of the recorded one, taken as no later than this node's clock
     /// (a node whose clock ran ahead, or an NTP step back, held the proplet alive for that lead), and this one; the
-    /// history takes it when it is later than the newest kept (also taken as no later than the clock) by more than the
-    /// margin, keeping the last <see cref="HistoryLength"/>. The second reads whether the proplet is offline (no row: not
+    /// history first drops the times later than this node's clock (a node ahead recorded them: kept, no heartbeat was
+    /// later than them by the margin, so none joined the history for that lead, and the newest shown was in the future),
+    /// then takes this one when it is later than the newest kept by more than the margin, keeping the last
+    /// <see cref="HistoryLength"/>. The second reads whether the proplet is offline (no row: not
     /// registered, or deleted) in a snapshot of its own, taken after the first had the row: a liveness check that
     /// locked it (<see cref="LockLastAliveAsync"/>) and marked the proplet offline has committed by then, so the caller
     /// marks it online again.
@@ -144,10 +146,12 @@ public sealed record PropletLiveness(
                                 else greatest(least(l.last_alive_at, $3), excluded.last_alive_at) end,
            alive_history = case
              when l.registration is distinct from excluded.registration then excluded.alive_history
-             when cardinality(l.alive_history) = 0
-                  or excluded.last_alive_at > least(l.alive_history[cardinality(l.alive_history)], $3) + $4
-               then (l.alive_history || excluded.last_alive_at)[greatest(1, cardinality(l.alive_history) + 2 - {HistoryLength}):]
-             else l.alive_history end
+             else (select case
+                            when cardinality(k.kept) = 0 or excluded.last_alive_at > k.kept[cardinality(k.kept)] + $4
+                              then (k.kept || excluded.last_alive_at)[greatest(1, cardinality(k.kept) + 2 - {HistoryLength}):]
+                            else k.kept end
+                   from (select array(select h from unnest(l.alive_history) with ordinality u(h, i) where h <= $3 order by i) as kept) k)
+             end
          """,
         $"select (d.data -> 'state' ->> 'offline')::boolean from {schema}.mt_doc_propletdocument d where d.id = $1 and (d.data -> 'state' ->> 'deleted') is distinct from 'true'",
     ];

@@ -23,15 +23,32 @@ public sealed class SchemaLock : IAsyncDisposable
     public int ProcessId => _connection.ProcessID;
 
     /// <summary>Waits for the lock of <paramref name="schema"/> and holds it until disposed.</summary>
-    public static async Task<SchemaLock> TakeAsync(NpgsqlDataSource dataSource, string schema, CancellationToken cancellationToken)
+    public static Task<SchemaLock> TakeAsync(NpgsqlDataSource dataSource, string schema, CancellationToken cancellationToken) =>
+        TakeAsync(dataSource, schema, waiting: null, cancellationToken);
+
+    /// <summary>
+    /// Waits for the lock of <paramref name="schema"/> and holds it until disposed; <paramref name="waiting"/> is called
+    /// once, before the wait, when another process holds it.
+    /// </summary>
+    public static async Task<SchemaLock> TakeAsync(NpgsqlDataSource dataSource, string schema, Action? waiting, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(dataSource);
         var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         try
         {
-            await using var take = new NpgsqlCommand("select pg_advisory_lock(hashtext('propeller.schema.' || $1))", connection);
-            take.Parameters.Add(new NpgsqlParameter { Value = schema });
-            await take.ExecuteNonQueryAsync(cancellationToken);
+            await using var attempt = new NpgsqlCommand("select pg_try_advisory_lock(hashtext('propeller.schema.' || $1))", connection);
+            attempt.Parameters.Add(new NpgsqlParameter { Value = schema });
+            if (await attempt.ExecuteScalarAsync(cancellationToken) is not true)
+            {
+                waiting?.Invoke();
+                // No command timeout: a rebuild holds the lock for its whole run, minutes or hours. Under Npgsql's default
+                // (30 s) the wait failed as a timeout, which the schema step took for PostgreSQL unreachable: a manager
+                // started during a long rebuild gave up after its retries. Cancellation still ends the wait.
+                await using var take = new NpgsqlCommand("select pg_advisory_lock(hashtext('propeller.schema.' || $1))", connection) { CommandTimeout = 0 };
+                take.Parameters.Add(new NpgsqlParameter { Value = schema });
+                await take.ExecuteNonQueryAsync(cancellationToken);
+            }
+
             return new SchemaLock(connection, schema);
         }
         catch

@@ -89,6 +89,57 @@ public sealed class MartenSchemaTests : IAsyncLifetime
     }
 
     /// <summary>
+    /// A node starting while another process holds the schema's lock (a projection rebuild holds it for its whole run)
+    /// waits for it however long, saying so once, and starts after its release. The wait ran under the connection's
+    /// command timeout (Npgsql's 30 s by default), which read as PostgreSQL unreachable: after its retries a manager
+    /// started during a long rebuild gave up.
+    /// </summary>
+    [Fact]
+    public async Task ANodeStartingWhileTheSchemaLockIsHeld_WaitsBeyondTheCommandTimeout_AndStartsAfterItsRelease()
+    {
+        var builder = new NpgsqlConnectionStringBuilder(_db.ConnectionString) { CommandTimeout = 1 };
+        await using var dataSource = NpgsqlDataSource.Create(builder.ConnectionString);
+        using var store = TestDatabase.NewMarten(dataSource, _db.Schema);
+        var logger = new ListLogger<MartenSchemaHostedService>();
+        var service = new MartenSchemaHostedService(store, dataSource, _db.Options, logger);
+
+        Task start;
+        await using (await SchemaLock.TakeAsync(_db.DataSource, _db.Schema, Ct))
+        {
+            start = service.StartAsync(Ct);
+            await TestDatabase.WaitUntilAsync(() => Task.FromResult(logger.Lines.Any(l => l.Contains("Waiting for the schema lock", StringComparison.Ordinal))));
+            // Held three times the command timeout: the wait outlasts it.
+            await Task.Delay(TimeSpan.FromSeconds(3), Ct);
+            start.IsCompleted.ShouldBeFalse();
+        }
+
+        await start.WaitAsync(TimeSpan.FromMinutes(1), Ct);
+        logger.Lines.ShouldNotContain(l => l.Contains("unreachable", StringComparison.Ordinal));
+        logger.Lines.Count(l => l.Contains("Waiting for the schema lock", StringComparison.Ordinal)).ShouldBe(1);
+        logger.Lines.ShouldContain(l => l.Contains("schema applied", StringComparison.Ordinal));
+    }
+
+    /// <summary>
+    /// A stop while a node waits for the schema's lock ends the wait as a cancellation, not as PostgreSQL unavailable
+    /// (the cancelled statement carries PostgreSQL's 57014).
+    /// </summary>
+    [Fact]
+    public async Task AStopWhileWaitingForTheSchemaLock_EndsTheStartAsCancelled()
+    {
+        var logger = new ListLogger<MartenSchemaHostedService>();
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        await using (await SchemaLock.TakeAsync(_db.DataSource, _db.Schema, Ct))
+        {
+            var start = Service(_db.Marten, logger).StartAsync(stop.Token);
+            await TestDatabase.WaitUntilAsync(() => Task.FromResult(logger.Lines.Any(l => l.Contains("Waiting for the schema lock", StringComparison.Ordinal))));
+            await stop.CancelAsync();
+            await Should.ThrowAsync<OperationCanceledException>(() => start);
+        }
+
+        logger.Lines.ShouldNotContain(l => l.Contains("unreachable", StringComparison.Ordinal));
+    }
+
+    /// <summary>
     /// A database restarting under the schema's application at startup (a failover: the server ends the connection with
     /// 57P01 admin_shutdown or 57P02 crash_shutdown) is waited for like one not up yet; these stopped the manager at
     /// once. A refusal of the statement itself (no rights) still stops it with its message.

@@ -294,6 +294,27 @@ public sealed class MartenViewTests : IAsyncLifetime
         view.IsAlive(T0.AddMinutes(1), TimeSpan.FromSeconds(30)).ShouldBeFalse();
     }
 
+    /// <summary>
+    /// The alive history after a heartbeat from a node whose clock runs ten minutes ahead: the right-clocked nodes drop
+    /// that future time and keep appending. Kept, no heartbeat joined the history for those ten minutes (none was later
+    /// than it by the margin) and the API showed the future time as the newest.
+    /// </summary>
+    [Fact]
+    public async Task GivenAHeartbeatFromAClockAhead_WhenNodesWithTheRightTimeRecordMore_ThenTheHistoryKeepsTheirs()
+    {
+        var id = new PropletId("edge-node-ahead-history");
+        await AppendAsync(id, ExpectedVersion.NoStream, new PropletRegistered(id, "Abbott-Crane", PropletMetadata.Empty, T0));
+        await new MartenPropletRegistry(_marten, new FixedClock(T0.AddMinutes(10))).RecordHeartbeatAsync(id, T0.AddMinutes(10), Ct);
+
+        await new MartenPropletRegistry(_marten, new FixedClock(T0.AddSeconds(1))).RecordHeartbeatAsync(id, T0.AddSeconds(1), Ct);
+        var registry = new MartenPropletRegistry(_marten, new FixedClock(T0.AddSeconds(2)));
+        await registry.RecordHeartbeatAsync(id, T0.AddSeconds(2), Ct);
+
+        var view = (await registry.GetAsync(id, Ct))!;
+        view.AliveHistory.ShouldBe([T0.AddSeconds(1), T0.AddSeconds(2)]);
+        view.LastAliveAt.ShouldBe(T0.AddSeconds(2));
+    }
+
     [Fact]
     public async Task PropletState_IsTheDecidersFold_UnderTheStreamsGuid_AndARebuildGivesItBack()
     {

@@ -175,10 +175,11 @@ public sealed class MartenDaemonTests
     /// <summary>
     /// A rebuild holds the schema's lock from before it looks for managers to its end: a manager starting meanwhile
     /// waits at its schema step (it applied the schema beside the rebuild, then served from deleted documents). Shown
-    /// from the other side: while the lock is held (as a starting manager holds it), the rebuild waits for it.
+    /// from the rebuild's side: while the lock is held (as a starting manager holds it), the rebuild waits for it. The
+    /// manager's side, a start waiting for the lock beyond the command timeout, is MartenSchemaTests'.
     /// </summary>
     [Fact]
-    public async Task TheRebuildCommand_HoldsTheSchemasLock_SoAManagerStartingMeanwhileWaits()
+    public async Task TheRebuildCommand_TakesTheSchemasLock_WaitingWhileAnotherProcessHoldsIt()
     {
         const string schema = Schema + "_rebuild_lock";
         await using (var server = await ManagerServer.StartAsync(schema, Solo))
@@ -231,7 +232,60 @@ public sealed class MartenDaemonTests
         unknown.ToString().ShouldContain("no projection named 'no_such_view' (registered: ");
         unknown.ToString().ShouldContain(TaskActivityProjection.ProjectionName);
 
-        // Forced: the inline task view (an async one would race the running manager's daemon, as the docs warn).
-        (await RebuildCommand.RunAsync(["task_state", "--force", .. settings])).ShouldBe(0);
+        // Forced, the views commands decide on are still refused: the managers would decide on deleted documents, and
+        // the replay would overwrite a document an event of theirs wrote meanwhile.
+        foreach (var view in (string[])["task_state", "proplet_view", "all"])
+        {
+            var forced = new StringWriter();
+            (await RebuildCommand.RunAsync([view, "--force", .. settings], forced)).ShouldBe(2);
+            forced.ToString().ShouldContain("--force does not rebuild");
+            forced.ToString().ShouldContain(view == "proplet_view" ? "proplet_view" : "task_state");
+        }
+    }
+
+    /// <summary>
+    /// --force rebuilds the async activity view beside running managers (here one whose daemon does not run: a running
+    /// daemon writes beside the rebuild, as the docs warn).
+    /// </summary>
+    [Fact]
+    public async Task TheRebuildCommand_Forced_RebuildsTheActivityViewBesideARunningManager()
+    {
+        const string schema = Schema + "_rebuild_forced";
+        await using var server = await ManagerServer.StartAsync(schema, Solo, runDaemon: false);
+        await CreateTasksAsync(server.Client, 2);
+
+        var db = await TestPostgres.ConnectionStringAsync();
+        string[] settings = [$"--EventStore:ConnectionString={db}", $"--EventStore:Schema={schema}", "--MANAGER_MQTT_ADDRESS=", "--MANAGER_LOG_LEVEL=warn"];
+        (await RebuildCommand.RunAsync([TaskActivityProjection.ProjectionName, "--force", "--timeout", "10m", .. settings])).ShouldBe(0);
+    }
+
+    /// <summary>
+    /// A failure exits 1 with a message (it escaped as an unhandled exception: a stack trace and an abort): PostgreSQL
+    /// unreachable, and a replay past --timeout; a --timeout that is not a duration is a usage error.
+    /// </summary>
+    [Fact]
+    public async Task TheRebuildCommand_Failing_ExitsOneWithAMessage()
+    {
+        string[] unreachable = ["--EventStore:ConnectionString=Host=127.0.0.1;Port=1;Username=x;Password=y;Database=z;Timeout=2", "--MANAGER_MQTT_ADDRESS=", "--MANAGER_LOG_LEVEL=warn"];
+        var down = new StringWriter();
+        (await RebuildCommand.RunAsync(["task_state", .. unreachable], down)).ShouldBe(1);
+        down.ToString().ShouldStartWith("propeller-manager rebuild: ");
+        down.ToString().ShouldContain("the projection is incomplete until rebuilt again");
+
+        var bad = new StringWriter();
+        (await RebuildCommand.RunAsync(["task_state", "--timeout", "soon", .. unreachable], bad)).ShouldBe(2);
+        bad.ToString().ShouldContain("--timeout takes a positive duration");
+
+        const string schema = Schema + "_rebuild_timeout";
+        await using (var server = await ManagerServer.StartAsync(schema, Solo))
+        {
+            await CreateTasksAsync(server.Client, 2);
+        }
+
+        var db = await TestPostgres.ConnectionStringAsync();
+        string[] settings = [$"--EventStore:ConnectionString={db}", $"--EventStore:Schema={schema}", "--MANAGER_MQTT_ADDRESS=", "--MANAGER_LOG_LEVEL=warn"];
+        var late = new StringWriter();
+        (await RebuildCommand.RunAsync([TaskActivityProjection.ProjectionName, "--timeout", "1ms", .. settings], late)).ShouldBe(1);
+        late.ToString().ShouldContain("--timeout, now 00:00:00.0010000");
     }
 }
