@@ -147,11 +147,21 @@ public sealed class TaskRunner : IAsyncDisposable
 
         if (parse.Request is not { } request)
         {
+            // Answered as a run of the attempt and dispatch it named, as a valid start's result is: one naming none applies
+            // to the manager's current attempt (a stale invalid start failed a newer one), and it is remembered as finished,
+            // so a start of it delivered again gets that result again, not a fresh one.
+            var badRun = parse.Attempt is { } badAttempt && parse.Dispatch is { } badDispatch ? new Run(badAttempt, badDispatch) : (Run?)null;
+            if (parse.Id is { } finishedId && badRun is { } finishedRun && AnsweredAsFinished(finishedId, finishedRun))
+            {
+                return;
+            }
+
             Interlocked.Increment(ref _invalid);
             EdgeLog.InvalidStart(_logger, parse.Id ?? "(none)", parse.Error!);
             if (parse.Id is { } badId)
             {
-                Track(PublishResultAsync(badId, TaskOutcome.Failure(parse.Error!), attempt: null, dispatch: null));
+                RecordFinished(badId, badRun);
+                Track(PublishResultAsync(badId, TaskOutcome.Failure(parse.Error!), parse.Attempt, parse.Dispatch));
             }
 
             return;
@@ -179,20 +189,8 @@ public sealed class TaskRunner : IAsyncDisposable
             return;
         }
 
-        if (request.Run is { } run && _finishedRuns.Covers(request.Id, run))
+        if (request.Run is { } run && AnsweredAsFinished(request.Id, run))
         {
-            // Not run twice. The manager sends a start again only while it has the task running here and this proplet's
-            // report lacked it: the run's result was lost on the way, so it goes again (the manager ignores a copy it has).
-            if (_finishedResults.Find(request.Id, run.Attempt) is { } result)
-            {
-                EdgeLog.ResultOfFinishedRunSentAgain(_logger, request.Id, run.Attempt, run.Dispatch);
-                Track(PublishResultPayloadAsync(request.Id, result));
-            }
-            else
-            {
-                EdgeLog.StartOfFinishedRun(_logger, request.Id, run.Attempt, run.Dispatch);
-            }
-
             return;
         }
 
@@ -219,6 +217,30 @@ public sealed class TaskRunner : IAsyncDisposable
         }
 
         Admit(request);
+    }
+
+    /// <summary>True, and the start answered, when <paramref name="run"/> of task <paramref name="id"/> (or a later one)
+    /// finished here.</summary>
+    private bool AnsweredAsFinished(string id, Run run)
+    {
+        if (!_finishedRuns.Covers(id, run))
+        {
+            return false;
+        }
+
+        // Not run twice. The manager sends a start again only while it has the task running here and this proplet's
+        // report lacked it: the run's result was lost on the way, so it goes again (the manager ignores a copy it has).
+        if (_finishedResults.Find(id, run.Attempt) is { } result)
+        {
+            EdgeLog.ResultOfFinishedRunSentAgain(_logger, id, run.Attempt, run.Dispatch);
+            Track(PublishResultPayloadAsync(id, result));
+        }
+        else
+        {
+            EdgeLog.StartOfFinishedRun(_logger, id, run.Attempt, run.Dispatch);
+        }
+
+        return true;
     }
 
     /// <summary>
@@ -431,8 +453,8 @@ public sealed class TaskRunner : IAsyncDisposable
         await EndAdmissionAsync(request, admission, refusal);
     }
 
-    /// <summary>Runs an admitted start unless it was stopped meanwhile (then the stopped result) or refused (then the
-    /// refusal), and lets its admission go. It goes on as the dispatch the admission is by then.</summary>
+    /// <summary>Runs an admitted start unless it was stopped meanwhile (then the stopped result), refused (then the
+    /// refusal) or its run finished meanwhile (then nothing: that run's result), and lets its admission go. It goes on as the dispatch the admission is by then.</summary>
     private async Task EndAdmissionAsync(StartRequest request, Admission admission, TaskOutcome? refusal)
     {
         var id = request.Id;
@@ -447,7 +469,17 @@ public sealed class TaskRunner : IAsyncDisposable
             stopped = admission.Cancellation.IsCancellationRequested;
             if (!stopped && refusal is null)
             {
-                Admit(request);
+                if (request.Run is { } run && _finishedRuns.Covers(id, run))
+                {
+                    // That run finished while this start waited (a QoS 1/2 start delivered again while the run timed out
+                    // and unwound, or was with the plugins): it is recorded before it lets go of the id, so it is seen
+                    // here. Its own result is on its way; admitted, the task ran a second time and sent a second result.
+                    EdgeLog.StartOfFinishedRun(_logger, id, run.Attempt, run.Dispatch);
+                }
+                else
+                {
+                    Admit(request);
+                }
             }
         }
 
