@@ -306,6 +306,22 @@ public sealed class TaskRunnerTests : IAsyncDisposable
         (await NextResultAsync()).GetProperty("results").GetString().ShouldBe("42");
     }
 
+    /// <summary>A remote binary is fetched outside the slots: an image_url start whose proxy does not answer holds none
+    /// while it waits, and an inline task runs meanwhile. Before, it held the only slot for up to PROPLET_CHUNK_WAIT (60 s).</summary>
+    [Fact]
+    public async Task GivenOneSlotAndAnImageNobodySends_WhenAnInlineTaskStarts_ThenItRunsWhileTheFetchWaits()
+    {
+        Start(new { id = "remote", name = "main", image_url = "registry.local/silent:v1" });
+        await _published.NextAsync(Topics.RegistryRequest, TestContext.Current.CancellationToken); // fetching (before: in the slot)
+
+        Start(new { id = "inline", name = "main", file = Modules.AdditionBase64, inputs = new[] { "1", "2" } });
+
+        var result = await NextResultAsync();
+        result.GetProperty("task_id").GetString().ShouldBe("inline");
+        result.GetProperty("results").GetString().ShouldBe("3");
+        _runner.Held().Select(h => h.TaskId).ShouldBe(["remote"]); // still waiting for its image
+    }
+
     [Fact]
     public async Task GivenChunksWhoseSha256DoesNotMatch_WhenAssembled_ThenTheTaskFailsWithAVerificationError()
     {
