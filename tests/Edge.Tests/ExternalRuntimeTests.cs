@@ -129,6 +129,16 @@ public sealed class ExternalRuntimeTests : IDisposable
         outcome.ShouldBe(TaskOutcome.Success("run --invoke add --env K=V --env PROPLET_ID=me FILE 1 2\nenv=V\n"));
     }
 
+    /// <summary>A task id longer than a file name may be (255 bytes with "proplet_" and ".wasm") still runs: the binary's
+    /// file name is cut (before, writing it failed, "internal proplet error: File name too long").</summary>
+    [Fact]
+    public async Task GivenATaskIdOfThreeHundredCharacters_WhenRunByAnExternalRuntime_ThenItSucceeds()
+    {
+        var outcome = await RunAsync("test -f \"$(eval echo \\${$#})\" && echo ran", Request("_start", [], [], [], id: new string('x', 300)));
+
+        outcome.ShouldBe(TaskOutcome.Success("ran\n"));
+    }
+
     /// <summary>Every task's env has PROPLET_ID (spec §2.1 step 13), this proplet's id unless the task sets its own: the
     /// child gets it in its environment and, for the guest, as an --env flag.</summary>
     [Fact]

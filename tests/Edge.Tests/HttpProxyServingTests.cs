@@ -152,6 +152,34 @@ public sealed class HttpProxyServingTests : IAsyncDisposable
         }
     }
 
+    /// <summary>A stop during a served proxy's compile (which nothing interrupts) is answered after the grace period, as a
+    /// run's is, not when the compile ends; the task's guest thread, which its slot waits for, is the compile's until it
+    /// returns.</summary>
+    [Fact]
+    public async Task GivenAProxyStillCompiling_WhenStopped_ThenTheStoppedOutcomeComesBeforeTheCompileEnds()
+    {
+        using var compiling = new ManualResetEventSlim();
+        using var gate = new ManualResetEventSlim();
+        using var runtime = new InProcessRuntime(_settings, NullLogger<InProcessRuntime>.Instance)
+        {
+            BeforeProxyLink = () =>
+            {
+                compiling.Set();
+                gate.Wait(TimeSpan.FromSeconds(60), CancellationToken.None); // the test's token may be gone by then
+            },
+        };
+        using var task = new RunningTask(new StartRequest(new StartMessage { Id = "compiling", Name = "proxy" }, new TaskLimits(null, null, null), MonitoringProfile.Standard));
+        var serving = runtime.RunAsync(task, Components.Proxy, Ct);
+        compiling.Wait(TimeSpan.FromSeconds(30), Ct).ShouldBeTrue();
+
+        task.Abort(StopReason.Stopped);
+
+        (await serving.WaitAsync(TimeSpan.FromSeconds(30), Ct)).Error.ShouldBe("Task compiling was stopped before completion");
+        task.GuestReturned.IsCompleted.ShouldBeFalse("its slot waits for the compile");
+        gate.Set();
+        await task.GuestReturned.WaitAsync(TimeSpan.FromSeconds(30), Ct);
+    }
+
     /// <summary>
     /// Requests are admitted (the bound's Running and Queued) before their bodies are read: with room for two, a third
     /// upload whose body has not come is answered 503 at once, while the two admitted ones wait for theirs. Before, every

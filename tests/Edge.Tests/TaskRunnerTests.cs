@@ -55,6 +55,41 @@ public sealed class TaskRunnerTests : IAsyncDisposable
         result.GetProperty("error").GetString().ShouldBe("either file or image_url must be provided");
     }
 
+    /// <summary>An invalid start's error result names the attempt and dispatch the start named, as a valid one's does: one
+    /// naming none applies to the manager's current attempt, so a stale invalid start failed a newer attempt.</summary>
+    [Fact]
+    public async Task GivenAnInvalidStartOfAnAttempt_WhenHandled_ThenItsErrorResultNamesThatAttempt()
+    {
+        Start(new { id = "bad", name = "main", file = Modules.AdditionBase64, cli_args = new[] { "--timeout", "0" }, attempt = 3, dispatch = 2 });
+        Start(new { id = "bad-env", name = "main", file = Modules.AdditionBase64, env = new Dictionary<string, string> { ["A=B"] = "x" }, attempt = 4, dispatch = 1 });
+        _runner.HandleStart(Encoding.UTF8.GetBytes("""{"id":"bad-json","name":"main","inputs":[true],"attempt":5,"dispatch":1}""")); // not decoded: read leniently
+
+        var results = new[] { await NextResultAsync(), await NextResultAsync(), await NextResultAsync() }.ToDictionary(r => r.GetProperty("task_id").GetString()!);
+
+        results["bad"].GetProperty("error").GetString()!.ShouldStartWith("invalid start request: --timeout '0'");
+        results["bad"].GetProperty("attempt").GetInt32().ShouldBe(3);
+        results["bad"].GetProperty("dispatch").GetInt32().ShouldBe(2);
+        results["bad-env"].GetProperty("attempt").GetInt32().ShouldBe(4);
+        results["bad-json"].GetProperty("attempt").GetInt32().ShouldBe(5);
+    }
+
+    /// <summary>An inline module is capped by PROPLET_MAX_BINARY_SIZE, as a download and an assembly are.</summary>
+    [Fact]
+    public async Task GivenAnInlineModuleOverTheBinarySizeLimit_WhenStarted_ThenAnErrorResultNamesTheLimit()
+    {
+        var settings = _settings with { MaxBinarySize = 1024 };
+        await using var runner = new TaskRunner(settings, _runtime, new BinaryFetcher(settings, _chunks, _published, _http), _published, null, NullLogger<TaskRunner>.Instance);
+        // The addition module with a 2 KiB custom section: it runs when nothing caps it.
+        var size = 2 + 2048;
+        byte[] section = [0, (byte)(0x80 | (size & 0x7f)), (byte)(size >> 7), 1, (byte)'p'];
+        byte[] module = [.. Modules.Addition, .. section, .. new byte[2048]];
+
+        runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(new { id = "big", name = "main", file = Convert.ToBase64String(module), inputs = new[] { "1", "2" } }));
+
+        (await NextResultAsync()).GetProperty("error").GetString()
+            .ShouldBe($"the inline wasm file of {module.Length} bytes is larger than PROPLET_MAX_BINARY_SIZE (1024 bytes)");
+    }
+
     [Fact]
     public async Task GivenStartsForOtherProplets_WhenHandled_ThenNothingIsPublished()
     {
@@ -271,6 +306,22 @@ public sealed class TaskRunnerTests : IAsyncDisposable
         (await NextResultAsync()).GetProperty("results").GetString().ShouldBe("42");
     }
 
+    /// <summary>A remote binary is fetched outside the slots: an image_url start whose proxy does not answer holds none
+    /// while it waits, and an inline task runs meanwhile. Before, it held the only slot for up to PROPLET_CHUNK_WAIT (60 s).</summary>
+    [Fact]
+    public async Task GivenOneSlotAndAnImageNobodySends_WhenAnInlineTaskStarts_ThenItRunsWhileTheFetchWaits()
+    {
+        Start(new { id = "remote", name = "main", image_url = "registry.local/silent:v1" });
+        await _published.NextAsync(Topics.RegistryRequest, TestContext.Current.CancellationToken); // fetching (before: in the slot)
+
+        Start(new { id = "inline", name = "main", file = Modules.AdditionBase64, inputs = new[] { "1", "2" } });
+
+        var result = await NextResultAsync();
+        result.GetProperty("task_id").GetString().ShouldBe("inline");
+        result.GetProperty("results").GetString().ShouldBe("3");
+        _runner.Held().Select(h => h.TaskId).ShouldBe(["remote"]); // still waiting for its image
+    }
+
     [Fact]
     public async Task GivenChunksWhoseSha256DoesNotMatch_WhenAssembled_ThenTheTaskFailsWithAVerificationError()
     {
@@ -363,25 +414,54 @@ public sealed class TaskRunnerTests : IAsyncDisposable
     }
 
     /// <summary>A start waiting for its stopped run to unwind is itself stopped by a stop that comes meanwhile: it never
-    /// runs (it ran after the stop, and its success followed the manager's stop). Both spin: the first run may have
-    /// unwound before the second stop (a loaded machine), and then the stop ends the second run; a stop lost for the
-    /// waiting start would leave it spinning with no result.</summary>
+    /// runs (it ran after the stop, and its success followed the manager's stop). The first run unwinds until released, so
+    /// the second start is surely waiting when its stop comes, and the runtime's count tells never-ran from ran-and-stopped.</summary>
     [Fact]
     public async Task GivenAStartWaitingForAStoppedRun_WhenStoppedToo_ThenItNeverRuns()
     {
-        Start(new { id = "twice", name = "main", file = Convert.ToBase64String(Modules.Spin) });
-        _runner.HandleStop(Encoding.UTF8.GetBytes("""{"id":"twice"}"""));
-        Start(new { id = "twice", name = "main", file = Convert.ToBase64String(Modules.Spin) });
-        _runner.HandleStop(Encoding.UTF8.GetBytes("""{"id":"twice"}"""));
+        var runtime = new GatedUnwindRuntime();
+        await using var runner = new TaskRunner(_settings, runtime, new BinaryFetcher(_settings, _chunks, _published, _http), _published, null, NullLogger<TaskRunner>.Instance);
+        var start = JsonSerializer.SerializeToUtf8Bytes(new { id = "twice", name = "main", file = Modules.AdditionBase64 });
+        runner.HandleStart(start);
+        await runtime.Began.Task.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
+        runner.HandleStop(Encoding.UTF8.GetBytes("""{"id":"twice"}"""));
+        runner.HandleStart(start); // waits for the stopped run, which unwinds until released
+        runner.HandleStop(Encoding.UTF8.GetBytes("""{"id":"twice"}"""));
+        runtime.Release();
 
         (await NextResultAsync()).GetProperty("error").GetString().ShouldBe("Task twice was stopped before completion");
         (await NextResultAsync()).GetProperty("error").GetString().ShouldBe("Task twice was stopped before completion");
-        while (_runner.RunningCount > 0)
+        while (runner.RunningCount > 0 || runner.Held().Count > 0)
         {
             await Task.Delay(20, TestContext.Current.CancellationToken);
         }
 
-        await Task.Delay(200, TestContext.Current.CancellationToken);
+        runtime.Runs.ShouldBe(1);
+        _published.TryNext(out var extra).ShouldBeFalse(extra.Payload.ToString());
+    }
+
+    /// <summary>
+    /// A start delivered again (QoS 1/2) while its own run, timed out, still unwinds waits for that run to let go of the
+    /// id, as a start after a stop does; then that run has finished, and it is not run again. Before, it ran the task a
+    /// second time and sent a second result.
+    /// </summary>
+    [Fact]
+    public async Task GivenATimedOutRunUnwinding_WhenItsStartIsDeliveredAgain_ThenTheTaskRunsOnceWithOneResult()
+    {
+        var runtime = new GatedUnwindRuntime();
+        var log = new EventLogger();
+        await using var runner = new TaskRunner(_settings, runtime, new BinaryFetcher(_settings, _chunks, _published, _http), _published, null, log);
+        var start = JsonSerializer.SerializeToUtf8Bytes(new { id = "late", name = "main", file = Modules.AdditionBase64, cli_args = new[] { "--timeout", "0.05" }, attempt = 1, dispatch = 1 });
+        runner.HandleStart(start);
+        await runtime.Aborted.Task.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken); // timed out, unwinding
+
+        runner.HandleStart(start); // waits for the timed-out run (it would run next, as after a stop)
+        runtime.Release();
+
+        (await NextResultAsync()).GetProperty("error").GetString().ShouldBe("Task late exceeded its time limit of 0.05 s and was stopped");
+        var dropped = log.Logged(8072); // "that run finished here"
+        (await Task.WhenAny(dropped, runtime.RanAgain.Task).WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken)).ShouldBe(dropped);
+        runtime.Runs.ShouldBe(1);
         _published.TryNext(out var extra).ShouldBeFalse(extra.Payload.ToString());
     }
 
@@ -989,6 +1069,65 @@ public sealed class TaskRunnerTests : IAsyncDisposable
         public LatentPreparation Prepare(RunningTask task, byte[] binary) => throw new NotSupportedException();
 
         public Task<TaskOutcome> InvokeAsync(RunningTask invocation, object prepared, CancellationToken cancellationToken) => throw new NotSupportedException();
+    }
+
+    /// <summary>Runs until aborted, then unwinds until released (a timed-out external runtime slow to die, a guest in its
+    /// grace period), and reports the stop; a second run succeeds at once.</summary>
+    private sealed class GatedUnwindRuntime : IWasmRuntime
+    {
+        private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private int _runs;
+
+        public TaskCompletionSource Began { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public TaskCompletionSource Aborted { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public TaskCompletionSource RanAgain { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public int Runs => Volatile.Read(ref _runs);
+
+        public string Name => "fake";
+
+        public void Release() => _released.TrySetResult();
+
+        public async Task<TaskOutcome> RunAsync(RunningTask task, byte[] binary, CancellationToken cancellationToken)
+        {
+            if (Interlocked.Increment(ref _runs) > 1)
+            {
+                RanAgain.TrySetResult();
+                return TaskOutcome.Success("again");
+            }
+
+            Began.TrySetResult();
+            await Task.Delay(Timeout.InfiniteTimeSpan, task.Aborted).ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            Aborted.TrySetResult();
+            await _released.Task;
+            return InProcessRuntime.Stopped(task)!;
+        }
+
+        public bool ServesHttpProxy(byte[] binary) => false;
+
+        public LatentPreparation Prepare(RunningTask task, byte[] binary) => throw new NotSupportedException();
+
+        public Task<TaskOutcome> InvokeAsync(RunningTask invocation, object prepared, CancellationToken cancellationToken) => throw new NotSupportedException();
+    }
+
+    /// <summary>Tells when an event of an id was first logged.</summary>
+    private sealed class EventLogger : Microsoft.Extensions.Logging.ILogger<TaskRunner>
+    {
+        private readonly System.Collections.Concurrent.ConcurrentDictionary<int, TaskCompletionSource> _events = new();
+
+        public Task Logged(int eventId) => Event(eventId).Task;
+
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(Microsoft.Extensions.Logging.LogLevel logLevel) => true;
+
+        public void Log<TState>(Microsoft.Extensions.Logging.LogLevel logLevel, Microsoft.Extensions.Logging.EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+            Event(eventId.Id).TrySetResult();
+
+        private TaskCompletionSource Event(int eventId) => _events.GetOrAdd(eventId, static _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
     }
 
     /// <summary>Holds results until released, as an unreachable broker holds a publish; passes everything else on.</summary>

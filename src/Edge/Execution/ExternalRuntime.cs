@@ -341,5 +341,8 @@ public sealed class ExternalRuntime(string executable, PropletSettings settings,
         return env;
     }
 
-    private static string SafeName(string id) => string.Concat(id.Select(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' ? c : '_'));
+    /// <summary><paramref name="id"/> as a file name part: ASCII letters, digits, '-' and '_', at most 200 of them (a file
+    /// name has 255 bytes: an id of ~243 characters made writing the binary fail, "internal proplet error"). Cut ids may
+    /// share a name; each run's directory is its own.</summary>
+    private static string SafeName(string id) => string.Concat(id.Take(200).Select(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' ? c : '_'));
 }

@@ -35,6 +35,9 @@ public sealed partial class InProcessRuntime
     /// <summary>The address served proxies listen on: all of the host's, as the original's (spec §2.11); `serve --addr` names one.</summary>
     internal System.Net.IPAddress ProxyAddress { get; init; } = System.Net.IPAddress.Any;
 
+    /// <summary>Runs on the guest thread before a served proxy is compiled: a test holds an uninterruptible compile there.</summary>
+    internal Action? BeforeProxyLink { get; init; }
+
     public bool ServesHttpProxy(byte[] binary) => _settings.HttpEnabled && WasmBinary.IsComponent(binary) && WasmBinary.IsHttpProxy(binary);
 
     private async Task<TaskOutcome> ServeHttpProxyAsync(RunningTask task, byte[] binary)
@@ -45,7 +48,35 @@ public sealed partial class InProcessRuntime
             return TaskOutcome.Failure(portError);
         }
 
-        var (proxy, error) = await GuestThreads.RunAsync(() => LinkProxy(binary));
+        // Compiled on a guest thread the task knows of (its slot goes back once that returns), and a stop or shutdown during
+        // the compile, which nothing interrupts, is answered after the grace period as a run's is (WaitAsync); before, only
+        // when the compile ended. A proxy linked after that is disposed unused.
+        var link = GuestThreads.RunAsync(() =>
+        {
+            BeforeProxyLink?.Invoke();
+            return LinkProxy(binary);
+        });
+        task.RunsGuest(link);
+        try
+        {
+            await link.WaitAsync(task.Aborted);
+        }
+        catch (OperationCanceledException) when (task.Reason != StopReason.None)
+        {
+            try
+            {
+                await link.WaitAsync(StopGrace, CancellationToken.None);
+            }
+            catch (TimeoutException)
+            {
+                EdgeLog.GuestInHostCall(_logger, task.Id);
+                _ = link.ContinueWith(
+                    static linked => linked.Result.Proxy?.Dispose(), CancellationToken.None, TaskContinuationOptions.OnlyOnRanToCompletion | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+                return Stopped(task)!;
+            }
+        }
+
+        var (proxy, error) = await link;
         if (proxy is null)
         {
             return TaskOutcome.Failure(error!);

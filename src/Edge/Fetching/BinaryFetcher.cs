@@ -38,6 +38,14 @@ public sealed class BinaryFetcher(PropletSettings settings, ChunkAssembler chunk
         if (request.Message.File is { Length: > 0 } file)
         {
             cancellationToken.ThrowIfCancellationRequested(); // nothing below waits: a stopped task's module is not decoded
+            // Capped as a download and an assembly are: PROPLET_MAX_BINARY_SIZE bounds what the runtime is given (an inline
+            // module is bounded by the broker's packet size too, but that is set apart, and may be the larger).
+            // The text's length bounds the bytes (white space only lowers them): most modules are not scanned.
+            if (file.Length / 4 * 3L > settings.MaxBinarySize && DecodedLength(file) is var length && length > settings.MaxBinarySize)
+            {
+                throw new FetchException($"the inline wasm file of {length} bytes is larger than PROPLET_MAX_BINARY_SIZE ({settings.MaxBinarySize} bytes)");
+            }
+
             try
             {
                 return new FetchedBinary(Convert.FromBase64String(file), null);
@@ -83,6 +91,26 @@ public sealed class BinaryFetcher(PropletSettings settings, ChunkAssembler chunk
         {
             throw new FetchException(ex.Message, ex);
         }
+    }
+
+    /// <summary>The bytes base64 <paramref name="text"/> decodes to (as <see cref="Convert.FromBase64String"/> reads it:
+    /// white space skipped, '=' padding at the end), without decoding it; malformed text is left to the decoder.</summary>
+    private static long DecodedLength(string text)
+    {
+        long characters = 0;
+        var padding = 0;
+        foreach (var c in text)
+        {
+            if (char.IsWhiteSpace(c))
+            {
+                continue;
+            }
+
+            characters++;
+            padding = c == '=' ? padding + 1 : 0;
+        }
+
+        return (characters / 4 * 3) - Math.Min(padding, 2);
     }
 
     private async Task<byte[]> DownloadAsync(string url, CancellationToken cancellationToken)

@@ -1,8 +1,8 @@
 namespace Propeller.Edge.Tasks;
 
-/// <summary>The id, invocation id and target (null when broadcast or none) salvaged from a command that could not be
-/// decoded (<see cref="StartRequestParser.Salvage"/>).</summary>
-internal sealed record SalvagedCommand(string? Id, string? InvocationId, string? Target)
+/// <summary>The id, invocation id, target (null when broadcast or none), attempt and dispatch salvaged from a command that
+/// could not be decoded (<see cref="StartRequestParser.Salvage"/>).</summary>
+internal sealed record SalvagedCommand(string? Id, string? InvocationId, string? Target, int? Attempt = null, int? Dispatch = null)
 {
     public static SalvagedCommand None { get; } = new(null, null, null);
 

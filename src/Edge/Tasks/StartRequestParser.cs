@@ -23,7 +23,7 @@ public static class StartRequestParser
             var salvaged = Salvage(payload);
             return salvaged.TargetedElsewhere(myId)
                 ? StartParse.NotForMe
-                : new StartParse(null, salvaged.Id, $"invalid start request: {JsonProblem.Describe(ex, typeof(StartMessage), JsonSerializerOptions.Default)}");
+                : new StartParse(null, salvaged.Id, $"invalid start request: {JsonProblem.Describe(ex, typeof(StartMessage), JsonSerializerOptions.Default)}", salvaged.Attempt, salvaged.Dispatch);
         }
 
         if (message is null)
@@ -40,7 +40,7 @@ public static class StartRequestParser
         var problem = Validate(message) ?? NullElement(message);
         if (problem is not null)
         {
-            return new StartParse(null, id, problem);
+            return new StartParse(null, id, problem, message.Attempt, message.Dispatch);
         }
 
         try
@@ -51,7 +51,7 @@ public static class StartRequestParser
         }
         catch (FormatException ex)
         {
-            return new StartParse(null, id, $"invalid start request: {ex.Message}");
+            return new StartParse(null, id, $"invalid start request: {ex.Message}", message.Attempt, message.Dispatch);
         }
     }
 
@@ -155,8 +155,11 @@ public static class StartRequestParser
             }
 
             string? Text(string key) => root.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
+            int? Number(string key) => root.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out var n) ? n : null;
             var broadcast = root.TryGetProperty("broadcast", out var b) && b.ValueKind == JsonValueKind.True;
-            return new SalvagedCommand(Text("id") is { Length: > 0 } id ? id : null, Text("invocation_id"), broadcast ? null : Text("proplet_id"));
+            var attempt = Number("attempt");
+            return new SalvagedCommand(
+                Text("id") is { Length: > 0 } id ? id : null, Text("invocation_id"), broadcast ? null : Text("proplet_id"), attempt, attempt is null ? null : Number("dispatch"));
         }
         catch (Exception ex) when (ex is JsonException or InvalidOperationException)
         {

@@ -41,7 +41,8 @@ public sealed class TaskRunner : IAsyncDisposable
     private readonly FinishedResults _finishedResults = new(TimeProvider.System);
     private readonly Lock _admissionGate = new();
     private readonly SemaphoreSlim _slots;
-    private long _waitingBytes; // what the starts waiting for a slot hold of inline modules (WaitForSlotAsync)
+    private readonly SemaphoreSlim _fetches; // remote fetches at once (FetchForSlotAsync): as many as slots
+    private long _waitingBytes; // what the starts waiting for a slot hold of modules (WaitForSlotAsync)
     private readonly PropletSettings _settings;
     private readonly IWasmRuntime _runtime;
     private readonly BinaryFetcher _fetcher;
@@ -75,11 +76,12 @@ public sealed class TaskRunner : IAsyncDisposable
         _logger = logger;
         _defaults = TaskLimits.Defaults(settings);
         _slots = new SemaphoreSlim(settings.MaxConcurrentTasks, settings.MaxConcurrentTasks);
+        _fetches = new SemaphoreSlim(settings.MaxConcurrentTasks, settings.MaxConcurrentTasks);
     }
 
     public int RunningCount => _running.Count;
 
-    /// <summary>What the starts waiting for a slot hold of inline modules now, in bytes (PROPLET_MAX_WAITING_BYTES).</summary>
+    /// <summary>What the starts waiting for a slot hold of modules now, in bytes (PROPLET_MAX_WAITING_BYTES).</summary>
     internal long WaitingBytes => Interlocked.Read(ref _waitingBytes);
 
     /// <summary>
@@ -147,11 +149,21 @@ public sealed class TaskRunner : IAsyncDisposable
 
         if (parse.Request is not { } request)
         {
+            // Answered as a run of the attempt and dispatch it named, as a valid start's result is: one naming none applies
+            // to the manager's current attempt (a stale invalid start failed a newer one), and it is remembered as finished,
+            // so a start of it delivered again gets that result again, not a fresh one.
+            var badRun = parse.Attempt is { } badAttempt && parse.Dispatch is { } badDispatch ? new Run(badAttempt, badDispatch) : (Run?)null;
+            if (parse.Id is { } finishedId && badRun is { } finishedRun && AnsweredAsFinished(finishedId, finishedRun))
+            {
+                return;
+            }
+
             Interlocked.Increment(ref _invalid);
             EdgeLog.InvalidStart(_logger, parse.Id ?? "(none)", parse.Error!);
             if (parse.Id is { } badId)
             {
-                Track(PublishResultAsync(badId, TaskOutcome.Failure(parse.Error!), attempt: null, dispatch: null));
+                RecordFinished(badId, badRun);
+                Track(PublishResultAsync(badId, TaskOutcome.Failure(parse.Error!), parse.Attempt, parse.Dispatch));
             }
 
             return;
@@ -179,20 +191,8 @@ public sealed class TaskRunner : IAsyncDisposable
             return;
         }
 
-        if (request.Run is { } run && _finishedRuns.Covers(request.Id, run))
+        if (request.Run is { } run && AnsweredAsFinished(request.Id, run))
         {
-            // Not run twice. The manager sends a start again only while it has the task running here and this proplet's
-            // report lacked it: the run's result was lost on the way, so it goes again (the manager ignores a copy it has).
-            if (_finishedResults.Find(request.Id, run.Attempt) is { } result)
-            {
-                EdgeLog.ResultOfFinishedRunSentAgain(_logger, request.Id, run.Attempt, run.Dispatch);
-                Track(PublishResultPayloadAsync(request.Id, result));
-            }
-            else
-            {
-                EdgeLog.StartOfFinishedRun(_logger, request.Id, run.Attempt, run.Dispatch);
-            }
-
             return;
         }
 
@@ -219,6 +219,30 @@ public sealed class TaskRunner : IAsyncDisposable
         }
 
         Admit(request);
+    }
+
+    /// <summary>True, and the start answered, when <paramref name="run"/> of task <paramref name="id"/> (or a later one)
+    /// finished here.</summary>
+    private bool AnsweredAsFinished(string id, Run run)
+    {
+        if (!_finishedRuns.Covers(id, run))
+        {
+            return false;
+        }
+
+        // Not run twice. The manager sends a start again only while it has the task running here and this proplet's
+        // report lacked it: the run's result was lost on the way, so it goes again (the manager ignores a copy it has).
+        if (_finishedResults.Find(id, run.Attempt) is { } result)
+        {
+            EdgeLog.ResultOfFinishedRunSentAgain(_logger, id, run.Attempt, run.Dispatch);
+            Track(PublishResultPayloadAsync(id, result));
+        }
+        else
+        {
+            EdgeLog.StartOfFinishedRun(_logger, id, run.Attempt, run.Dispatch);
+        }
+
+        return true;
     }
 
     /// <summary>
@@ -431,8 +455,8 @@ public sealed class TaskRunner : IAsyncDisposable
         await EndAdmissionAsync(request, admission, refusal);
     }
 
-    /// <summary>Runs an admitted start unless it was stopped meanwhile (then the stopped result) or refused (then the
-    /// refusal), and lets its admission go. It goes on as the dispatch the admission is by then.</summary>
+    /// <summary>Runs an admitted start unless it was stopped meanwhile (then the stopped result), refused (then the
+    /// refusal) or its run finished meanwhile (then nothing: that run's result), and lets its admission go. It goes on as the dispatch the admission is by then.</summary>
     private async Task EndAdmissionAsync(StartRequest request, Admission admission, TaskOutcome? refusal)
     {
         var id = request.Id;
@@ -447,7 +471,17 @@ public sealed class TaskRunner : IAsyncDisposable
             stopped = admission.Cancellation.IsCancellationRequested;
             if (!stopped && refusal is null)
             {
-                Admit(request);
+                if (request.Run is { } run && _finishedRuns.Covers(id, run))
+                {
+                    // That run finished while this start waited (a QoS 1/2 start delivered again while the run timed out
+                    // and unwound, or was with the plugins): it is recorded before it lets go of the id, so it is seen
+                    // here. Its own result is on its way; admitted, the task ran a second time and sent a second result.
+                    EdgeLog.StartOfFinishedRun(_logger, id, run.Attempt, run.Dispatch);
+                }
+                else
+                {
+                    Admit(request);
+                }
             }
         }
 
@@ -788,13 +822,11 @@ public sealed class TaskRunner : IAsyncDisposable
         var slot = false;
         try
         {
-            // Fetched and compiled in a slot, as a run is: a compile is a guest thread's work (and memory) too, and 50
-            // latent starts at once compiled at once, each on a thread of its own, their inline modules held beyond
-            // PROPLET_MAX_WAITING_BYTES. The slot goes back once compiled: a deployed task holds none, its invocations
-            // take theirs.
-            await WaitForSlotAsync(task);
-            slot = true;
-            var binary = (await _fetcher.FetchAsync(request, task.Aborted)).Bytes;
+            // Compiled in a slot, as a run is (fetched as a run's binary is, FetchForSlotAsync): a compile is a guest
+            // thread's work (and memory) too, and 50 latent starts at once compiled at once, each on a thread of its own,
+            // their inline modules held beyond PROPLET_MAX_WAITING_BYTES. The slot goes back once compiled: a deployed
+            // task holds none, its invocations take theirs.
+            var binary = (await FetchForSlotAsync(task, () => slot = true)).Bytes;
             task.Aborted.ThrowIfCancellationRequested(); // stopped as its binary came: not compiled for nothing
             // Compiled on a guest thread, as a run is (InProcessRuntime): a component takes seconds to compile, and on a
             // .NET pool thread each deployment blocked one that MQTT and the timers need.
@@ -934,13 +966,7 @@ public sealed class TaskRunner : IAsyncDisposable
         Task<TaskOutcome>? run = null;
         try
         {
-            if (!daemon)
-            {
-                await WaitForSlotAsync(task);
-                slot = true;
-            }
-
-            var fetched = await _fetcher.FetchAsync(request, task.Aborted);
+            var fetched = daemon ? await _fetcher.FetchAsync(request, task.Aborted) : await FetchForSlotAsync(task, () => slot = true);
             var binary = fetched.Bytes;
             task.BinarySha256 = fetched.Sha256;
             // A served HTTP proxy's time limit applies to each request (below), so its timer is never armed: armed here,
@@ -1094,19 +1120,53 @@ public sealed class TaskRunner : IAsyncDisposable
     }
 
     /// <summary>
-    /// Takes a slot for <paramref name="task"/>, waiting for one when all are taken. A waiting start holds its inline
-    /// module (a start message may be as large as the broker's packets, ~20 MB of text in memory for 10 MiB), so what the
-    /// waiting starts hold together is bounded by PROPLET_MAX_WAITING_BYTES: a flood of large starts beyond it is refused
-    /// (<see cref="WaitingFullException"/>, the task's error result) instead of exhausting the proplet's memory.
+    /// Gets <paramref name="task"/>'s binary and a slot to run it in (<paramref name="tookSlot"/> is called once it has
+    /// one). An inline module takes its slot first: what waits is then its text, bounded by PROPLET_MAX_WAITING_BYTES,
+    /// and decoding it is quick. A remote one is fetched first, outside the slots: a fetch waits for the network, and in a
+    /// slot the starts whose proxy did not answer held every slot for PROPLET_CHUNK_WAIT while inline tasks queued behind
+    /// them. The fetches are bounded on their own (as many at once as there are slots, so what they download or assemble
+    /// is bounded as before), and a fetched binary waiting for its slot counts against PROPLET_MAX_WAITING_BYTES as an
+    /// inline module does.
     /// </summary>
-    private async Task WaitForSlotAsync(RunningTask task)
+    private async Task<FetchedBinary> FetchForSlotAsync(RunningTask task, Action tookSlot)
+    {
+        if (task.Request.Message.File is { Length: > 0 } file)
+        {
+            await WaitForSlotAsync(task, 2L * file.Length);
+            tookSlot();
+            return await _fetcher.FetchAsync(task.Request, task.Aborted);
+        }
+
+        FetchedBinary fetched;
+        await _fetches.WaitAsync(task.Aborted);
+        try
+        {
+            fetched = await _fetcher.FetchAsync(task.Request, task.Aborted);
+        }
+        finally
+        {
+            _fetches.Release();
+        }
+
+        await WaitForSlotAsync(task, fetched.Bytes.Length);
+        tookSlot();
+        return fetched;
+    }
+
+    /// <summary>
+    /// Takes a slot for <paramref name="task"/>, waiting for one when all are taken. A waiting start holds its module
+    /// (<paramref name="held"/> bytes: an inline one's text, a start message may be as large as the broker's packets, ~20
+    /// MB in memory for 10 MiB; a fetched one's bytes), so what the waiting starts hold together is bounded by
+    /// PROPLET_MAX_WAITING_BYTES: a flood of large starts beyond it is refused (<see cref="WaitingFullException"/>, the
+    /// task's error result) instead of exhausting the proplet's memory.
+    /// </summary>
+    private async Task WaitForSlotAsync(RunningTask task, long held)
     {
         if (await _slots.WaitAsync(0, task.Aborted))
         {
             return;
         }
 
-        var held = 2L * (task.Request.Message.File?.Length ?? 0);
         var waiting = Interlocked.Add(ref _waitingBytes, held);
         try
         {
