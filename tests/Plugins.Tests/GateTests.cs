@@ -190,6 +190,27 @@ public sealed class GateTests : IDisposable
         denied.Reason.ShouldBe("dispatch blocked by plugin");
     }
 
+    /// <summary>
+    /// A malformed answer's failure reason names a plugin's key by at most its start: it becomes the task's error, goes
+    /// into events and logs, and is cut like a deny reason. Before, <c>extra_env</c> with one huge key and a value that is
+    /// not a string put the whole key (up to 1 MiB) into the reason.
+    /// </summary>
+    [Fact]
+    public async Task Dispatch_AMalformedAnswerWithAHugeKey_HasAShortReason()
+    {
+        var key = new string('k', 10_000);
+        var proplet = new PluginPropletInfo("p1", "edge-1", [], 1024, null);
+        _dir.Add("a", Wat.Plugin(Wat.Answer("on_before_dispatch", $$$"""{"allow":true,"extra_env":{"{{{key}}}":1}}""")));
+
+        var outcome = await _dir.Gate().BeforeDispatchAsync(Create, Task, proplet, Ct);
+
+        outcome.Allowed.ShouldBeFalse();
+        outcome.Reason!.ShouldStartWith("plugin a on_before_dispatch: \"extra_env.kkkk");
+        outcome.Reason!.ShouldContain("must be a string, got Number");
+        outcome.Reason!.Length.ShouldBeLessThan(200);
+        _dir.Log.Lines.ShouldAllBe(l => l.Length < 1000);
+    }
+
     [Fact]
     public async Task Notifications_RunInTheBackground_AndDrain()
     {

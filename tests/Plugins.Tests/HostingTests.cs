@@ -21,10 +21,15 @@ public sealed class HostingTests : IDisposable
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
-    private static async Task<(WebApplication App, HttpClient Client)> StartAsync(PluginHostOptions options)
+    private static async Task<(WebApplication App, HttpClient Client)> StartAsync(PluginHostOptions options, ILogger<PluginCatalog>? log = null)
     {
         var builder = WebApplication.CreateSlimBuilder(["--urls", "http://127.0.0.1:0"]);
         builder.Logging.ClearProviders();
+        if (log is not null)
+        {
+            builder.Services.AddSingleton(log);
+        }
+
         builder.Services.AddSingleton<IPluginGate>(AllowAllPluginGate.Instance);
         builder.Services.AddWasmPlugins(options);
         var app = builder.Build();
@@ -77,6 +82,47 @@ public sealed class HostingTests : IDisposable
                 error.RootElement.GetProperty("error").GetString()!.ShouldContain("is not a directory");
                 File.Delete(_dir.Path);
                 Directory.CreateDirectory(_dir.Path);
+            }
+        }
+    }
+
+    /// <summary>
+    /// A reload while another runs is refused at once with 409, not queued: a reload runs every start function (up to the
+    /// load limit each), and each request waiting for it held a thread-pool thread. The running reload answers 200.
+    /// </summary>
+    [Fact]
+    public async Task GivenAReloadRunning_WhenMoreReloadsArrive_ThenTheyAre409_AndTheRunningOneAnswers200()
+    {
+        _dir.Add("a", Wat.Plugin(Wat.Answer("authorize", """{"allow":true}""")));
+        var (app, client) = await StartAsync(new PluginHostOptions { Directory = _dir.Path, LoadTimeout = TimeSpan.FromSeconds(5) }, _dir.Log);
+        await using (app)
+        {
+            using (client)
+            {
+                // b's start function sleeps until the load limit ends it; the reload has loaded a before it starts b.
+                _dir.Add("b", LimitsTests.SleepyStart(), """{"limits":{"timeout_ms":60000}}""");
+                var running = client.PostAsync("/plugins/reload", null, Ct);
+                while (_dir.Log.Lines.Count(l => l.Contains("Plugin a loaded", StringComparison.Ordinal)) < 2)
+                {
+                    running.IsCompleted.ShouldBeFalse();
+                    await System.Threading.Tasks.Task.Delay(10, Ct);
+                }
+
+                var refused = await System.Threading.Tasks.Task.WhenAll(Enumerable.Range(0, 3).Select(_ => client.PostAsync("/plugins/reload", null, Ct)));
+                foreach (var response in refused)
+                {
+                    using (response)
+                    {
+                        response.StatusCode.ShouldBe(HttpStatusCode.Conflict);
+                        using var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync(Ct));
+                        body.RootElement.GetProperty("error").GetString().ShouldBe("a reload of the plugins is already running; try again when it has finished");
+                    }
+                }
+
+                using var done = await running;
+                done.StatusCode.ShouldBe(HttpStatusCode.OK);
+                using var listing = JsonDocument.Parse(await done.Content.ReadAsStringAsync(Ct));
+                listing.RootElement.GetProperty("plugins").EnumerateArray().Select(p => p.GetProperty("name").GetString()).ShouldBe(["a", "b"]);
             }
         }
     }

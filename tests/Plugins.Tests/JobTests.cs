@@ -126,6 +126,16 @@ public sealed class JobTests : IAsyncLifetime
         (await EnqueueAsync()).ShouldBe(errno);
     }
 
+    /// <summary>An idempotency_key with U+0000 is refused as EINVAL and nothing is stored. Before, it passed the options
+    /// check, PostgreSQL refused the insert (a text column cannot hold it), and the plugin got EIO.</summary>
+    [Fact]
+    public async Task Enqueue_AnIdempotencyKeyWithANul_IsEINVAL_AndNothingIsStored()
+    {
+        _dir.Add("p", Enqueuer("""{"idempotency_key":"a\u0000b"}"""), Queue);
+        (await EnqueueAsync()).ShouldBe("0028");
+        (await TestDatabase.ScalarAsync<long>($"select count(*) from {Schema}.plugin_jobs")).ShouldBe(0);
+    }
+
     [Theory]
     [InlineData("""{"n":"\ud800"}""")]
     [InlineData("""{"\ud800":1}""")]
@@ -519,11 +529,36 @@ public sealed class JobTests : IAsyncLifetime
         await RunUntilQuietAsync(worker);
         (await _store.GetAsync(id, Ct))!.State.ShouldBe("pending");
 
+        // This node ran the plugin before it was deactivated: past the timeout since then too, the job is dropped.
         await TestDatabase.ScalarAsync<object>($"update {Schema}.plugin_jobs set run_at = now() - interval '25 hours' where id = $1", id);
+        await TestDatabase.ScalarAsync<object>($"update {Schema}.plugin_job_runners set seen_at = now() - interval '25 hours'");
         await RunUntilQuietAsync(worker);
         var job = (await _store.GetAsync(id, Ct))!;
         job.State.ShouldBe("dropped");
         job.Attempts.ShouldBe(0);
+    }
+
+    /// <summary>
+    /// A job due for longer than the orphan timeout is not dropped by a node without its plugin while a node that has the
+    /// plugin at the job's version polls (a backlog: that node's concurrency is its own); only once no node has had it for
+    /// the timeout. Before, the job's age alone counted, and a node without the plugin dropped the backlog.
+    /// </summary>
+    [Fact]
+    public async Task GivenABacklogOlderThanTheOrphanTimeout_OnANodeWithThePlugin_WhenANodeWithoutItPolls_ThenTheJobsStay()
+    {
+        _dir.Add("p", Enqueuer(extra: Wat.Answer("handle_job", "{}")), Queue);
+        var id = Guid.Parse(await EnqueueAsync());
+        await TestDatabase.ScalarAsync<object>($"update {Schema}.plugin_jobs set run_at = now() - interval '25 hours' where id = $1", id);
+
+        // The node with the plugin polls (its claims are elsewhere: only its record of what it can run matters here).
+        (await _store.DropOrphansAsync([("p", Hash("p"))], TimeSpan.FromHours(24), Ct)).ShouldBe(0);
+        (await _store.DropOrphansAsync([("other", "x")], TimeSpan.FromHours(24), Ct)).ShouldBe(0);
+        (await _store.GetAsync(id, Ct))!.State.ShouldBe("pending");
+
+        // The node with the plugin last polled 25 hours ago.
+        await TestDatabase.ScalarAsync<object>($"update {Schema}.plugin_job_runners set seen_at = now() - interval '25 hours' where plugin = 'p'");
+        (await _store.DropOrphansAsync([("other", "x")], TimeSpan.FromHours(24), Ct)).ShouldBe(1);
+        (await _store.GetAsync(id, Ct))!.State.ShouldBe("dropped");
     }
 
     [Fact]
@@ -544,6 +579,7 @@ public sealed class JobTests : IAsyncLifetime
         (await _store.DropOrphansAsync([("p", Hash("p"))], TimeSpan.Zero, Ct)).ShouldBe(0);
 
         await TestDatabase.ScalarAsync<object>($"update {Schema}.plugin_jobs set locked_until = now() - interval '25 hours' where id = $1", id);
+        await TestDatabase.ScalarAsync<object>($"update {Schema}.plugin_job_runners set seen_at = now() - interval '25 hours'");
         (await _store.DropOrphansAsync([("other", "x")], TimeSpan.FromHours(24), Ct)).ShouldBe(1);
         var job = (await _store.GetAsync(id, Ct))!;
         job.State.ShouldBe("dropped");

@@ -126,33 +126,72 @@ public sealed class LoadingTests : IDisposable
         _dir.Log.Lines.ShouldContain(l => l.StartsWith("Error:", StringComparison.Ordinal) && l.Contains(error, StringComparison.Ordinal));
     }
 
+    /// <summary>
+    /// Calls running when a reload swaps the set finish on the set they started with. The plugin's authorize blocks in a
+    /// host call (queue.enqueue, answered by a sink the test holds) until all four calls are inside it, the reload swaps in
+    /// a set that denies, and only then are the calls let go: each is allowed by the old plugin.
+    /// </summary>
     [Fact]
     public async Task Reload_SwapsTheSet_WithoutDroppingCallsInFlight()
     {
-        _dir.Add("slow", Wat.Plugin("""
-            (data (i32.const 30000) "{\"allow\":true}")
-            (func (export "authorize") (param i32 i32) (result i64) (local $i i32)
-              (local.set $i (i32.const 3000000))
-              (loop $l (local.set $i (i32.sub (local.get $i) (i32.const 1))) (br_if $l (local.get $i)))
-              (i64.const 128849018880014))
-            """), """{"limits":{"fuel":1000000000}}""");
-        var catalog = _dir.Catalog();
-        var gate = _dir.Gate();
+        const int Calls = 4;
+        _dir.Add(
+            "slow",
+            Wat.Plugin(
+                """
+                (data (i32.const 3000) "ping")
+                (data (i32.const 30000) "{\"allow\":true}")
+                (func (export "authorize") (param i32 i32) (result i64)
+                  (drop (call $enqueue (i32.const 3000) (i32.const 4) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)))
+                  (i64.const 128849018880014))
+                """,
+                imports: """(import "queue" "enqueue" (func $enqueue (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))"""),
+            """{"capabilities":["queue"],"limits":{"timeout_ms":60000}}""");
+        using var sink = new BlockingSink(Calls);
+        var catalog = _dir.Catalog(sink, o => o.MaxInstancesPerPlugin = Calls);
+        var gate = _dir.Gate(sink);
         var context = new PluginAuthContext("u", PluginAction.Start);
         var task = new PluginTaskInfo { Id = "t", Name = "n" };
-        var inFlight = Enumerable.Range(0, 4).Select(_ => Task.Run(async () => await gate.AuthorizeAsync(context, task, Ct), Ct)).ToArray();
+        var inFlight = Enumerable.Range(0, Calls).Select(_ => Task.Run(async () => await gate.AuthorizeAsync(context, task, Ct), Ct)).ToArray();
+        await Task.Run(() => sink.Entered.Wait(Ct), Ct).WaitAsync(TimeSpan.FromSeconds(30), Ct);
+
         File.Delete(Path.Combine(_dir.Path, "slow.wasm"));
         _dir.Add("deny", Wat.Plugin(Wat.Answer("authorize", """{"allow":false,"reason":"new set"}""")));
         var next = catalog.Reload(Ct);
         next.All.Select(p => p.Name).ShouldBe(["deny"]);
+        inFlight.ShouldAllBe(t => !t.IsCompleted);
+        sink.Release.Set();
+
         foreach (var outcome in await Task.WhenAll(inFlight))
         {
-            // Each call ran on the set it started with: the old plugin allowed, or the new one denied.
-            (outcome.Allowed || outcome.Reason == "new set").ShouldBeTrue();
+            outcome.Allowed.ShouldBeTrue();
+            outcome.Decisions.Single().Plugin.ShouldBe("slow");
         }
 
         (await gate.AuthorizeAsync(context, task, Ct)).Reason.ShouldBe("new set");
         catalog.Counters("slow").Failures.ShouldBe(0);
+    }
+
+    /// <summary>A job sink whose enqueue counts the calls that reached it and holds each until <see cref="Release"/>.</summary>
+    private sealed class BlockingSink(int calls) : IPluginJobSink, IDisposable
+    {
+        public CountdownEvent Entered { get; } = new(calls);
+
+        public ManualResetEventSlim Release { get; } = new();
+
+        public int Enqueue(LoadedPlugin plugin, string? hook, string taskType, ReadOnlySpan<byte> payload, ReadOnlySpan<byte> options, TimeSpan timeLeft, CancellationToken cancellationToken, out Guid jobId)
+        {
+            Entered.Signal();
+            Release.Wait(cancellationToken);
+            jobId = Guid.Empty;
+            return PluginErrno.Success;
+        }
+
+        public void Dispose()
+        {
+            Entered.Dispose();
+            Release.Dispose();
+        }
     }
 
     public static TheoryData<string, string> BrokenOnReload => new()

@@ -23,6 +23,9 @@ internal static class PluginResponses
     /// <summary>The longest deny reason or job error kept (it goes into events, the task and job history).</summary>
     public const int MaxReasonChars = 4096;
 
+    /// <summary>The most of a plugin's answer key that an error message repeats.</summary>
+    private const int MaxShownKeyChars = 64;
+
     /// <summary>Appended to a reason cut at <see cref="MaxReasonChars"/>.</summary>
     public const string TruncatedMarker = "… (truncated)";
 
@@ -239,9 +242,16 @@ internal static class PluginResponses
         var map = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var property in value.EnumerateObject())
         {
-            map[property.Name] = String(property.Value, name + "." + property.Name);
+            map[property.Name] = String(property.Value, name + "." + Shown(property.Name));
         }
 
         return map;
     }
+
+    /// <summary>A plugin's key as an error names it: at most <see cref="MaxShownKeyChars"/> of it. An answer of 1 MiB
+    /// with one key put the whole key into the failure reason, and with it into the task's error, events and logs.</summary>
+    private static string Shown(string key) =>
+        key.Length <= MaxShownKeyChars
+            ? key
+            : string.Concat(key.AsSpan(0, char.IsHighSurrogate(key[MaxShownKeyChars - 1]) ? MaxShownKeyChars - 1 : MaxShownKeyChars), TruncatedMarker);
 }

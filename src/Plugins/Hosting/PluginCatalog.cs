@@ -12,7 +12,11 @@ namespace Propeller.Plugins.Hosting;
 public sealed class PluginCatalog : IDisposable
 {
     private readonly ConcurrentDictionary<string, PluginCounters> _counters = new(StringComparer.Ordinal);
-    private readonly Lock _reloadLock = new();
+
+    // One reload at a time. POST /plugins/reload does not wait for it (TryReload): a reload runs every start function (up
+    // to PluginHostOptions.LoadTimeout each), and each request waiting on a lock held a thread-pool thread that its
+    // RequestAborted could not free.
+    private readonly SemaphoreSlim _reloading = new(1, 1);
     private PluginSet _current = PluginSet.Empty;
 
     public PluginCatalog(PluginHostOptions options, ILogger<PluginCatalog> logger, PluginMetrics metrics, IPluginJobSink? jobs = null)
@@ -44,42 +48,73 @@ public sealed class PluginCatalog : IDisposable
     /// </summary>
     public PluginSet Reload(CancellationToken cancellationToken = default)
     {
-        lock (_reloadLock)
+        _reloading.Wait(cancellationToken);
+        try
         {
-            PluginSet loaded;
-            try
-            {
-                loaded = PluginLoader.Load(Runtime, Options.Directory, _counters, cancellationToken: cancellationToken);
-            }
-            catch (PluginDirectoryException e)
-            {
-                // POST /plugins/reload answers it too; the operator's log says it as well.
-                PluginLog.ReloadFailed(Runtime.Logger, e.Message);
-                throw;
-            }
-            catch (OperationCanceledException)
-            {
-                PluginLog.ReloadFailed(Runtime.Logger, "the reload was cancelled");
-                throw;
-            }
-
-            var previous = Current;
-            var next = KeepPreviousVersions(previous, loaded);
-            Interlocked.Exchange(ref _current, next);
-            LoadedAt = DateTimeOffset.UtcNow;
-            foreach (var plugin in previous.All.Where(p => !next.All.Contains(p)))
-            {
-                plugin.Retire();
-            }
-
-            PluginLog.Reloaded(Runtime.Logger, next.All.Count, next.Skipped.Count, next.Kept.Count);
-            return next;
+            return ReloadHeld(cancellationToken);
+        }
+        finally
+        {
+            _reloading.Release();
         }
     }
 
     /// <summary>
+    /// As <see cref="Reload"/>, but returns null at once when another reload is running (the caller refuses the request;
+    /// the set that reload makes reads the same directory).
+    /// </summary>
+    public PluginSet? TryReload(CancellationToken cancellationToken)
+    {
+        if (!_reloading.Wait(0, cancellationToken))
+        {
+            return null;
+        }
+
+        try
+        {
+            return ReloadHeld(cancellationToken);
+        }
+        finally
+        {
+            _reloading.Release();
+        }
+    }
+
+    private PluginSet ReloadHeld(CancellationToken cancellationToken)
+    {
+        PluginSet loaded;
+        try
+        {
+            loaded = PluginLoader.Load(Runtime, Options.Directory, _counters, cancellationToken: cancellationToken);
+        }
+        catch (PluginDirectoryException e)
+        {
+            // POST /plugins/reload answers it too; the operator's log says it as well.
+            PluginLog.ReloadFailed(Runtime.Logger, e.Message);
+            throw;
+        }
+        catch (OperationCanceledException)
+        {
+            PluginLog.ReloadFailed(Runtime.Logger, "the reload was cancelled");
+            throw;
+        }
+
+        var previous = Current;
+        var next = KeepPreviousVersions(previous, loaded);
+        Interlocked.Exchange(ref _current, next);
+        LoadedAt = DateTimeOffset.UtcNow;
+        foreach (var plugin in previous.All.Where(p => !next.All.Contains(p)))
+        {
+            plugin.Retire();
+        }
+
+        PluginLog.Reloaded(Runtime.Logger, next.All.Count, next.Skipped.Count, next.Kept.Count);
+        return next;
+    }
+
+    /// <summary>
     /// <paramref name="loaded"/> with each skipped file of a plugin in <paramref name="previous"/> replaced by the previous
-    /// version, when the file is still there (a half-copied module, a bad manifest, a start function over its time).
+    /// version, when the file is still there (a half-copied module, a bad manifest, a start function that traps).
     /// </summary>
     private PluginSet KeepPreviousVersions(PluginSet previous, PluginSet loaded)
     {
@@ -128,5 +163,6 @@ public sealed class PluginCatalog : IDisposable
         }
 
         Runtime.Dispose();
+        _reloading.Dispose();
     }
 }

@@ -20,7 +20,11 @@ public static class PluginEndpoints
             try
             {
                 // The request's token ends a start function still running when the caller went away (the old set stays).
-                return Results.Json(Describe(catalog, catalog.Reload(http.RequestAborted)));
+                // A second reload while one runs is refused, not queued: each waiting request held a thread-pool thread
+                // for as long as the running reload's start functions took.
+                return catalog.TryReload(http.RequestAborted) is { } set
+                    ? Results.Json(Describe(catalog, set))
+                    : Results.Json(new Dictionary<string, string> { ["error"] = "a reload of the plugins is already running; try again when it has finished" }, statusCode: StatusCodes.Status409Conflict);
             }
             catch (PluginDirectoryException e)
             {
@@ -28,9 +32,10 @@ public static class PluginEndpoints
             }
         }).WithName("reload-plugins")
             .WithSummary("Reload plugins")
-            .WithDescription("Loads the plugin directory again; 500 {\"error\"} when it cannot be read (the plugins loaded before stay). A file of a plugin loaded before that fails to load leaves that plugin at its previous version, listed under \"kept\" with why.")
+            .WithDescription("Loads the plugin directory again; 500 {\"error\"} when it cannot be read (the plugins loaded before stay), 409 {\"error\"} while another reload runs. A file of a plugin loaded before that fails to load leaves that plugin at its previous version, listed under \"kept\" with why.")
             .Produces<PluginListing>()
             .Produces<Dictionary<string, string>>(StatusCodes.Status500InternalServerError)
+            .Produces<Dictionary<string, string>>(StatusCodes.Status409Conflict)
             .Produces<Dictionary<string, string>>(StatusCodes.Status403Forbidden);
         return endpoints;
     }

@@ -24,9 +24,10 @@ public sealed class PluginHostOptions
 
     /// <summary>
     /// Most time a plugin's start function may run when the plugin is loaded (at start-up and on every reload), whatever
-    /// its <c>timeout_ms</c> (up to a day): a load holds the start-up or the reload. A plugin whose start runs longer is
-    /// skipped ("start function timed out"), or on a reload keeps its previous version. Later instances (pool, jobs) run
-    /// their start under the call's own limits.
+    /// its <c>timeout_ms</c> (up to a day): a load holds the start-up or the reload. A plugin whose start runs longer stays
+    /// loaded without a ready instance (a warning): later instances (pool, jobs) run their start under the call's own
+    /// limits, and a call whose start times out fails (an authorize denies), where skipping the plugin left the chain
+    /// without it, which allows everything.
     /// </summary>
     public TimeSpan LoadTimeout { get; set; } = TimeSpan.FromSeconds(10);
 

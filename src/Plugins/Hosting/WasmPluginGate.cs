@@ -287,7 +287,7 @@ public sealed class WasmPluginGate(PluginCatalog catalog, ILogger<WasmPluginGate
         }
         catch (PluginCallException e)
         {
-            throw new PluginFailure($"plugin {plugin.Name} {hook}: {e.Message}", e);
+            throw new PluginFailure(PluginResponses.Truncate($"plugin {plugin.Name} {hook}: {e.Message}"), e);
         }
     }
 
@@ -299,8 +299,10 @@ public sealed class WasmPluginGate(PluginCatalog catalog, ILogger<WasmPluginGate
         }
         catch (FormatException e)
         {
+            // Cut like a deny reason: the failure becomes the task's error and goes into events and logs, and its message
+            // can repeat what the plugin answered.
             plugin.RecordMalformed(hook, e.Message);
-            throw new PluginFailure($"plugin {plugin.Name} {hook}: {e.Message}", e);
+            throw new PluginFailure(PluginResponses.Truncate($"plugin {plugin.Name} {hook}: {e.Message}"), e);
         }
     }
 }

@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Npgsql;
+using Propeller.Application.EventStore;
 using Propeller.Plugins.Runtime;
 
 namespace Propeller.Plugins.Jobs;
@@ -200,7 +201,8 @@ public sealed class PluginJobQueue : IPluginJobSink
                     case "max_retry" when value.ValueKind == JsonValueKind.Number && value.TryGetInt32(out var retries) && retries >= 0:
                         maxRetry = retries;
                         break;
-                    case "idempotency_key" when value.ValueKind == JsonValueKind.String && value.GetString() is { Length: > 0 and <= 256 } key:
+                    // No U+0000: the text column cannot hold it, and PostgreSQL's refusal came back as EIO, not EINVAL.
+                    case "idempotency_key" when value.ValueKind == JsonValueKind.String && value.GetString() is { Length: > 0 and <= 256 } key && !StorableText.HoldsNul(key):
                         idempotencyKey = key;
                         break;
                     default:

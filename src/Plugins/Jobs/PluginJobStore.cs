@@ -6,7 +6,8 @@ namespace Propeller.Plugins.Jobs;
 
 /// <summary>
 /// The job bridge's tables in their own schema (created by <see cref="MigrateAsync"/>, idempotent): <c>plugin_jobs</c>
-/// (one row per job, its state and retry bookkeeping) and <c>plugin_job_history</c> (the audit trail). Times come from
+/// (one row per job, its state and retry bookkeeping), <c>plugin_job_history</c> (the audit trail) and
+/// <c>plugin_job_runners</c> (when a node last could run each plugin at each version, for the orphan drop). Times come from
 /// the database clock, so every replica agrees on what is due.
 /// </summary>
 public sealed partial class PluginJobStore : IAsyncDisposable
@@ -23,6 +24,7 @@ public sealed partial class PluginJobStore : IAsyncDisposable
     private readonly NpgsqlDataSource _insertSource;
     private readonly string _jobs;
     private readonly string _history;
+    private readonly string _runners;
     private readonly string _schema;
 
     public PluginJobStore(PluginJobOptions options)
@@ -36,6 +38,7 @@ public sealed partial class PluginJobStore : IAsyncDisposable
         _schema = options.Schema;
         _jobs = $"\"{_schema}\".plugin_jobs";
         _history = $"\"{_schema}\".plugin_job_history";
+        _runners = $"\"{_schema}\".plugin_job_runners";
         _dataSource = NpgsqlDataSource.Create(options.ConnectionString);
         var seconds = Math.Max(1, (int)Math.Ceiling(options.EnqueueTimeout.TotalSeconds));
         var insert = new NpgsqlConnectionStringBuilder(options.ConnectionString) { CommandTimeout = seconds, Timeout = seconds };
@@ -78,6 +81,11 @@ public sealed partial class PluginJobStore : IAsyncDisposable
                 attempt int not null default 0,
                 detail text);
             create index if not exists plugin_job_history_job on {_history} (job_id, n);
+            create table if not exists {_runners} (
+                plugin text not null,
+                plugin_hash text not null,
+                seen_at timestamptz not null,
+                primary key (plugin, plugin_hash));
             """;
         await using var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
@@ -229,23 +237,30 @@ public sealed partial class PluginJobStore : IAsyncDisposable
     }
 
     /// <summary>
-    /// Drops (no retry) the jobs that no node has run for <paramref name="after"/> and that this node cannot run (their
-    /// plugin at their version is not in <paramref name="runnable"/>): pending ones due that long ago, and running ones
-    /// whose lease ran out that long ago (their worker died). A node that has the plugin at the job's version claims the
-    /// job as soon as it is due, so one still waiting that long has nowhere to run. Before, every poll dropped every due
-    /// job of a plugin missing from the polling node's set at that moment, across the shared database: a reload that
-    /// skipped a half-copied file, a node without the plugin or a rolling upgrade lost jobs for good. Returns how many.
+    /// Records that this node can run <paramref name="runnable"/> (each plugin at its version, seen now), and drops (no
+    /// retry) the jobs that no node has run for <paramref name="after"/> and that no node could run for as long: their
+    /// plugin at their version is not in <paramref name="runnable"/>, and no node recorded it within
+    /// <paramref name="after"/>. Those are pending ones due that long ago, and running ones whose lease ran out that long
+    /// ago (their worker died). Before, every poll dropped every due job of a plugin missing from the polling node's set at
+    /// that moment, across the shared database: a reload that skipped a half-copied file, a node without the plugin or a
+    /// rolling upgrade lost jobs for good. And a job's age alone was taken to mean no node could run it: a backlog older
+    /// than the timeout on the node that has the plugin (its concurrency is per node) was dropped by a node without it.
+    /// Returns how many.
     /// </summary>
     public async Task<int> DropOrphansAsync(IReadOnlyCollection<(string Plugin, string Hash)> runnable, TimeSpan after, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(runnable);
         await using var command = _dataSource.CreateCommand(
             $"""
-            with dropped as (
+            with seen as (
+                insert into {_runners} (plugin, plugin_hash, seen_at) select distinct plugin, hash, now() from unnest($1::text[], $2::text[]) r(plugin, hash)
+                on conflict (plugin, plugin_hash) do update set seen_at = excluded.seen_at),
+            dropped as (
                 update {_jobs} j set state = 'dropped', last_error = $3, locked_until = null, updated_at = now()
                 where ((j.state = 'pending' and j.run_at <= now() - make_interval(secs => $4))
                        or (j.state = 'running' and j.locked_until < now() - make_interval(secs => $4)))
                   and not exists (select 1 from unnest($1::text[], $2::text[]) r(plugin, hash) where r.plugin = j.plugin and r.hash = j.plugin_hash)
+                  and not exists (select 1 from {_runners} s where s.plugin = j.plugin and s.plugin_hash = j.plugin_hash and s.seen_at >= now() - make_interval(secs => $4))
                 returning j.id, j.attempts)
             insert into {_history} (job_id, event, attempt, detail) select id, 'dropped', attempts, $3 from dropped
             """);

@@ -253,14 +253,16 @@ public sealed partial class PluginJobWorker : BackgroundService
             {
                 error = PluginResponses.JobError(plugin!.CallJob(Request(job), cancellationToken));
             }
+            // Every error is cut like a job's own (it goes into the job's row, its history and the logs), also the failures
+            // the host words, whose message can repeat what the plugin answered.
             catch (PluginCallException e)
             {
-                error = e.Message;
+                error = PluginResponses.Truncate(e.Message);
             }
             catch (FormatException e)
             {
                 plugin!.RecordMalformed(PluginHookNames.HandleJob, e.Message);
-                error = e.Message;
+                error = PluginResponses.Truncate(e.Message);
             }
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
             {
@@ -271,7 +273,7 @@ public sealed partial class PluginJobWorker : BackgroundService
 #pragma warning restore CA1031
             {
                 LogRunCrashed(_logger, job.Id, job.Type, job.Attempts, e);
-                error = $"unexpected failure: {e.GetType().Name}: {e.Message}";
+                error = PluginResponses.Truncate($"unexpected failure: {e.GetType().Name}: {e.Message}");
             }
 
             if (error is null)

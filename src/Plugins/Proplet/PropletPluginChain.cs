@@ -116,7 +116,7 @@ public sealed class PropletPluginChain : IDisposable
                 }
                 catch (ComponentPluginException e)
                 {
-                    return (false, $"plugin error: {e.Message}");
+                    return (false, PluginResponses.Truncate($"plugin error: {e.Message}"));
                 }
 
                 continue;
@@ -141,7 +141,7 @@ public sealed class PropletPluginChain : IDisposable
                 }
 
                 plugin.RecordDeny(PluginHookNames.Authorize);
-                return (false, $"plugin error: {plugin.Name}: {e.Message}");
+                return (false, PluginResponses.Truncate($"plugin error: {plugin.Name}: {e.Message}"));
             }
 
             if (!answer.Allow)

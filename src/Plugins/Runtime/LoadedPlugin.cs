@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Security.Cryptography;
 using System.Text;
 using Microsoft.Extensions.Logging;
+using Propeller.Plugins.Abi;
 using Propeller.Plugins.Hosting;
 using Propeller.WasmHost;
 using Wasmtime;
@@ -74,8 +75,9 @@ public sealed class LoadedPlugin : IDisposable
     /// <summary>
     /// Reads, compiles and instantiates once (the instance is kept for the pool). Throws <see cref="PluginLoadException"/>
     /// when the file cannot be used: unreadable, not a module, bad manifest, missing memory/plugin_alloc/plugin_free,
-    /// a hook with the wrong signature, or an instantiation failure (unknown import, start trap, memory over the limit,
-    /// a start function over <see cref="PluginHostOptions.LoadTimeout"/> or the plugin's time limit, the smaller).
+    /// a hook with the wrong signature, or an instantiation failure (unknown import, start trap, memory over the limit).
+    /// A start function over its time at load (<see cref="PluginHostOptions.LoadTimeout"/> or the
+    /// plugin's time limit, the smaller) leaves the plugin loaded without a ready instance (logged as a warning).
     /// Throws <see cref="OperationCanceledException"/> when <paramref name="cancellationToken"/> ended the start function.
     /// </summary>
     public static LoadedPlugin Load(PluginRuntime runtime, string path, PluginCounters counters, CancellationToken cancellationToken = default)
@@ -101,6 +103,15 @@ public sealed class LoadedPlugin : IDisposable
             catch (WasmtimeException e) when (e.InnerException is OperationCanceledException && cancellationToken.IsCancellationRequested)
             {
                 throw new OperationCanceledException("the plugin load was cancelled", e, cancellationToken);
+            }
+            catch (PluginCallException e) when (e.Kind == PluginFailureKind.Timeout)
+            {
+                // A start function over its time (the load's cap, or the plugin's own limit on a slow or busy machine) is
+                // not a broken file: the plugin stays, with no instance ready, and each call makes its own under the
+                // plugin's limits, a call that times out failing (an authorize denies). Skipping it left an authorize
+                // plugin out of the chain, and a chain without it allows everything (at start-up there is no version
+                // loaded before to keep). The load stays bounded.
+                PluginLog.LoadedWithoutInstance(runtime.Logger, name, timeout.TotalMilliseconds, manifest.Limits.Timeout.TotalMilliseconds);
             }
 
             return plugin;
@@ -259,7 +270,7 @@ public sealed class LoadedPlugin : IDisposable
     {
         Counters.Failure();
         _runtime.Metrics.Failure(Name, hook, PluginFailureKind.Malformed);
-        PluginLog.CallFailed(_runtime.Logger, Name, hook, PluginFailureKind.Malformed, message);
+        PluginLog.CallFailed(_runtime.Logger, Name, hook, PluginFailureKind.Malformed, PluginResponses.Truncate(message));
     }
 
     internal void RecordDeny(string hook)

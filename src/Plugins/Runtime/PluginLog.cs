@@ -51,4 +51,7 @@ internal static partial class PluginLog
 
     [LoggerMessage(EventId = 5016, Level = LogLevel.Warning, Message = "Plugin {Plugin}: {File} was not loaded by the reload ({Error}); its previous version (sha256 {Hash}) stays loaded")]
     public static partial void KeptPrevious(ILogger logger, string plugin, string file, string error, string hash);
+
+    [LoggerMessage(EventId = 5017, Level = LogLevel.Warning, Message = "Plugin {Plugin}: its start function ran past {LoadLimitMs} ms at load; it stays loaded without a ready instance, and each call makes one under its own time limit of {TimeoutMs} ms (a call that times out is denied)")]
+    public static partial void LoadedWithoutInstance(ILogger logger, string plugin, double loadLimitMs, double timeoutMs);
 }
