@@ -280,8 +280,8 @@ public sealed partial class WolverineScheduling(
     /// The sweep: one round over every waiting task, highest priority first (<see cref="WaitingTaskKey"/>), in pages of
     /// <see cref="SchedulerOptions.BatchSize"/>: the first page is placed in this transaction, each further page (read
     /// by keyset, after the last task of the page before) in its own, cascaded as <see cref="PlaceTasks"/>. Then
-    /// re-dispatches the tasks of proplets marked offline or deleted (<see cref="PropletFleet.GoneWithRunningTasks"/>)
-    /// and starts the liveness timer of any proplet that has none (a timer lost, proplets from before this pipeline).
+    /// re-dispatches the tasks of proplets marked offline or deleted (<see cref="PropletFleet.GoneWithRunningTasks"/>),
+    /// and the running broadcast tasks once no proplet is left to answer them, and starts the liveness timer of any proplet that has none (a timer lost, proplets from before this pipeline).
     /// Returns whether tasks still wait.
     /// <para>
     /// The round never sends another sweep: a deferral that changes nothing appends nothing, so a sweep that read the
@@ -318,8 +318,9 @@ public sealed partial class WolverineScheduling(
         var now = time.GetUtcNow();
         var fleet = await proplets.ListFleetAsync(cancellationToken);
         var all = fleet.Proplets;
-        // A proplet that went offline by its Last Will has its tasks re-dispatched after OfflineRedispatchDelay (a result it
-        // sent just before may be on another node): the sweep catches what that missed, not what it waits for.
+        // A proplet marked offline has its tasks re-dispatched by a RedispatchTasksOf scheduled OfflineRedispatchDelay after
+        // (by its Last Will: a result it sent just before may be on another node; by silence: a sweep interval later still,
+        // for a dispatch that raced the first re-dispatch): the sweep catches what that missed, not what it waits for.
         foreach (var proplet in all.Where(p => p.Offline && p.RunningTasks > 0 && !(now - p.OfflineSince < Options.OfflineRedispatchDelay)))
         {
             outgoing.Add(new RedispatchTasksOf(proplet.Id.Value, $"proplet {proplet.Id} went offline", now));
@@ -328,6 +329,17 @@ public sealed partial class WolverineScheduling(
         foreach (var gone in fleet.GoneWithRunningTasks)
         {
             outgoing.Add(new RedispatchTasksOf(gone.Value, $"proplet {gone} was deleted", now));
+        }
+
+        // A broadcast task runs on no proplet in particular, so no proplet's going offline re-dispatches it: once no
+        // proplet is left that could answer it (each offline, past the delay a Last Will's re-dispatch waits, or never
+        // heard from), it is re-dispatched here (counted, failed at the limit) and waits as a broadcast started then
+        // would (PropletSelector.Broadcast), broadcast again once a proplet is alive. Else it stayed Running for ever when
+        // every proplet went away before one answered, or its start was lost. A run that goes on where its proplet comes
+        // back takes the new dispatch (the proplet adopts it); a result of the old one is ignored by its dispatch.
+        if (all.All(p => p.Offline ? !(now - p.OfflineSince < Options.OfflineRedispatchDelay) : p.LastAliveAt is null))
+        {
+            await RedispatchRunsAsync(session, listener, TaskSpec.BroadcastTarget, broadcast: true, "no proplet is online to run the broadcast", outgoing, null, cancellationToken);
         }
 
         var watched = all.Where(p => !p.Offline).ToList();
@@ -376,8 +388,9 @@ public sealed partial class WolverineScheduling(
     /// <summary>
     /// A liveness check that fired with the current token: a proplet alive (or never heard from: as LivenessMonitor,
     /// silence counts only after a first heartbeat) is checked again a window after its last heartbeat; a silent one
-    /// is marked offline (PropletWentOffline) and its running tasks re-dispatched in this transaction, and its timer
-    /// ends (coming back online starts a new one).
+    /// is marked offline (PropletWentOffline) and its running tasks re-dispatched in this transaction (and what was
+    /// dispatched to it since by a scheduled <see cref="RedispatchTasksOf"/>), and its timer ends (coming back online
+    /// starts a new one).
     /// </summary>
     public async Task CheckLivenessAsync(IDocumentSession session, CommandSessionListener listener, SchedulerTimer timer, string propletId, OutgoingMessages outgoing, CancellationToken cancellationToken)
     {
@@ -420,9 +433,20 @@ public sealed partial class WolverineScheduling(
         }
 
         EndLiveness(session, timer);
-        await RedispatchAsync(session, listener, propletId, $"proplet {propletId} went offline", outgoing, cancellationToken);
-        await RecheckSoonAsync(session, outgoing, cancellationToken);
+        var offline = $"proplet {propletId} went offline";
+        await RedispatchAsync(session, listener, propletId, offline, outgoing, cancellationToken);
+
+        // A placement that read the proplet as alive just before (a snapshot up to PlanAtOnceAsync's age) may commit its
+        // dispatch after the re-dispatch above looked. The sweep does not catch it soon: it leaves an offline proplet to
+        // the re-dispatch a Last Will schedules until OfflineRedispatchDelay has passed since OfflineSince (here this
+        // check's time), and a link a sweep interval ahead (what RecheckSoonAsync brought forward) came before that, found
+        // nothing waiting and went idle. So this path schedules that re-dispatch too, once the delay and a sweep interval
+        // have passed: it moves whatever was dispatched to the proplet since, keeps what a proplet back online reported
+        // holding (SchedulingHandler), and then brings the chain forward (a broadcast task left without a live proplet).
+        outgoing.Schedule(new RedispatchTasksOf(propletId, offline, now), now + Max(Options.OfflineRedispatchDelay, TimeSpan.Zero) + Options.SweepInterval);
     }
+
+    private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
 
     private bool Silent(PropletView proplet, DateTimeOffset now) => LastSign(proplet, now) is { } last && now - last > Options.LivenessWindow;
 
@@ -441,7 +465,14 @@ public sealed partial class WolverineScheduling(
     /// <see cref="SchedulerOptions.MaxRedispatches"/>) and cascades their placement; with <paramref name="dispatchedBy"/>
     /// only those dispatched to it by then.
     /// </summary>
-    public async Task RedispatchAsync(IDocumentSession session, CommandSessionListener listener, string propletId, string reason, OutgoingMessages outgoing, CancellationToken cancellationToken, DateTimeOffset? dispatchedBy = null)
+    public Task RedispatchAsync(IDocumentSession session, CommandSessionListener listener, string propletId, string reason, OutgoingMessages outgoing, CancellationToken cancellationToken, DateTimeOffset? dispatchedBy = null) =>
+        RedispatchRunsAsync(session, listener, propletId, broadcast: false, reason, outgoing, dispatchedBy, cancellationToken);
+
+    /// <summary>
+    /// Re-dispatches the runs listed on <paramref name="propletId"/>: a proplet's (<paramref name="broadcast"/> false),
+    /// or the broadcast tasks' (their dispatch names <see cref="TaskSpec.BroadcastTarget"/>, <paramref name="broadcast"/> true).
+    /// </summary>
+    private async Task RedispatchRunsAsync(IDocumentSession session, CommandSessionListener listener, string propletId, bool broadcast, string reason, OutgoingMessages outgoing, DateTimeOffset? dispatchedBy, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(listener);
         ArgumentNullException.ThrowIfNull(outgoing);
@@ -453,10 +484,11 @@ public sealed partial class WolverineScheduling(
 
         var now = time.GetUtcNow();
         var redispatched = new List<Guid>();
+        // A broadcast task runs on no proplet in particular (its dispatch names the broadcast marker, not a proplet): it
+        // moves only when the broadcast runs are asked for (SweepAsync), never with a proplet that was once called so.
         foreach (var stream in await WolverineStreams.FetchForWritingAsync<TaskState>(session, running.Select(t => t.Id.Value), cancellationToken))
         {
-            // A broadcast task runs on no proplet in particular (its dispatch names the broadcast marker, not a proplet).
-            if (stream.Aggregate is not { RunGoesOn: true } state || state.PropletId != propletId || state.StartTime > dispatchedBy || state.Spec is { Broadcast: true })
+            if (stream.Aggregate is not { RunGoesOn: true } state || state.PropletId != propletId || state.StartTime > dispatchedBy || (state.Spec is { Broadcast: true }) != broadcast)
             {
                 continue;
             }

@@ -79,6 +79,12 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
             s.AddSingleton<IPropletRegistry>(sp => _heartbeatAfterRead.Around(ActivatorUtilities.CreateInstance<MartenPropletRegistry>(sp)));
         }
 
+        // An idle chain far off where a test tells a re-dispatch that comes soon from one that waits for the idle link.
+        if (TestContext.Current.TestMethod?.MethodName == nameof(AProplet_MarkedOfflineBySilence_ATaskDispatchedToItJustAfter_IsRedispatchedSoon))
+        {
+            s.PostConfigure<SchedulerOptions>(o => o.IdleSweepInterval = TimeSpan.FromMinutes(5));
+        }
+
         // The check of the sweep chain (SweepChainWatch) every 2 s where a test kills the chain.
         if (TestContext.Current.TestMethod?.MethodName == nameof(GivenADeadSweepChain_WhenAPropletIsAliveByItsHeartbeatsAlone_ThenTheWaitingTaskIsPlaced))
         {
@@ -225,19 +231,26 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
     /// A proplet announcing the id "broadcast" (the marker a broadcast task's dispatch names) is refused: malformed,
     /// logged and acknowledged, not registered; its Last Will re-dispatches nothing. It was registered, counted the
     /// running broadcast tasks as its own, and its Last Will re-dispatched every one of them. A second proplet's Last
-    /// Will, published after, is the barrier: its own task is re-dispatched by then.
+    /// Will, published after, is the barrier: its own task is re-dispatched by then. A third proplet beats throughout, so
+    /// that the broadcast task is not re-dispatched for having no proplet left (SweepAsync).
     /// </summary>
     [Fact]
     public async Task GivenAPropletCalledBroadcast_WhenItIsDiscoveredBeatsAndLeaves_ThenItIsRefused_AndNoBroadcastTaskMoves()
     {
         var propletId = Guid.NewGuid().ToString();
+        var keeperId = Guid.NewGuid().ToString();
         await using var proplet = await ConnectPropletAsync(propletId, answer: false);
+        await using var keeper = await ConnectPropletAsync(keeperId, answer: false);
         await PublishAsync(proplet, "control/proplet/create", new { proplet_id = propletId });
+        await PublishAsync(keeper, "control/proplet/create", new { proplet_id = keeperId });
         using var heartbeats = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        using var keeperBeats = CancellationTokenSource.CreateLinkedTokenSource(Ct);
         var beating = BeatAsync(proplet, propletId, heartbeats.Token);
+        var keeperBeating = BeatAsync(keeper, keeperId, keeperBeats.Token);
         await WaitForAliveAsync(propletId);
+        await WaitForAliveAsync(keeperId);
         var everywhere = await CreateAndStartAsync("""{"name":"main","file":"AGFzbQEAAAABBwFgAn9/AX8DAgEABwgBBG1haW4AAAoJAQcAIAAgAWoL","broadcast":true}""");
-        var own = await CreateAndStartAsync("""{"name":"own"}""");
+        var own = await CreateAndStartAsync($$"""{"name":"own","proplet_id":"{{propletId}}"}""");
         await WaitForStateAsync(everywhere, 2);
         (await WaitForStateAsync(own, 2)).GetProperty("proplet_id").GetString().ShouldBe(propletId);
 
@@ -255,6 +268,8 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
         var types = (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{everywhere}/history", Ct)).EnumerateArray().Select(e => e.GetProperty("type").GetString()).ToList();
         types.ShouldBe(["task.created.v1", "task.start_requested.v1", "task.dispatched.v1"]);
         (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{everywhere}", Ct)).GetProperty("state").GetInt32().ShouldBe(2);
+        await keeperBeats.CancelAsync();
+        await keeperBeating;
     }
 
     /// <summary>
@@ -756,27 +771,28 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
     }
 
     /// <summary>
-    /// A proplet marked offline with nothing waiting: the sweep chain, idle (30 s), is brought forward, so a link looks
-    /// within seconds. That link re-dispatches a task whose placement read the proplet as alive and committed just
-    /// after the offline re-dispatch had looked at its running tasks; otherwise the task stayed on the dead proplet
-    /// until the idle link.
+    /// A proplet marked offline by silence while nothing waits (the sweep chain idle, here 5 minutes): a task whose
+    /// placement read the proplet as alive commits its dispatch just after the offline re-dispatch looked at the
+    /// proplet's running tasks (done here by hand, at once after the proplet is marked offline). It is re-dispatched
+    /// within seconds by the re-dispatch the check schedules OfflineRedispatchDelay and a sweep interval later. Before,
+    /// only the sweep link the check brought forward could see it, a sweep interval after the check; but the sweep
+    /// leaves an offline proplet alone for OfflineRedispatchDelay (2 s) after it went offline, so the link skipped it,
+    /// found nothing waiting and went idle: the task stayed on the dead proplet until the idle link.
     /// </summary>
     [Fact]
-    public async Task AProplet_MarkedOffline_BringsTheIdleSweepForward()
+    public async Task AProplet_MarkedOfflineBySilence_ATaskDispatchedToItJustAfter_IsRedispatchedSoon()
     {
         var scheduling = _server.Services.GetRequiredService<WolverineScheduling>();
         var store = _server.Services.GetRequiredService<Marten.IDocumentStore>();
         await WaitForAsync(async () =>
         {
             await using var query = store.QuerySession();
-            return await query.LoadAsync<SchedulerTimer>(WolverineScheduling.SweepTimerId, Ct) is { } timer && timer.DueAt > DateTimeOffset.UtcNow.AddSeconds(20) ? default(JsonElement) : (JsonElement?)null;
+            return await query.LoadAsync<SchedulerTimer>(WolverineScheduling.SweepTimerId, Ct) is { } timer && timer.DueAt > DateTimeOffset.UtcNow.AddMinutes(1) ? default(JsonElement) : (JsonElement?)null;
         });
-        var links = System.Threading.Channels.Channel.CreateUnbounded<DateTimeOffset>();
-        scheduling.LinkLookedHook = (_, _) =>
-        {
-            links.Writer.TryWrite(DateTimeOffset.UtcNow);
-            return Task.CompletedTask;
-        };
+
+        // Created, not started: nothing waits, so nothing keeps the chain at the sweep interval.
+        var created = await Http.PostAsync("/tasks", new StringContent("""{"name":"raced"}""", Encoding.UTF8, "application/json"), Ct);
+        var id = (await created.Content.ReadFromJsonAsync<JsonElement>(Ct)).GetProperty("id").GetString()!;
 
         // One heartbeat, then silence: the liveness check marks it offline about a window (WindowSeconds) later.
         var propletId = Guid.NewGuid().ToString();
@@ -784,21 +800,58 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
         await PublishAsync(proplet, "control/proplet/create", new { proplet_id = propletId });
         await PublishAsync(proplet, "control/proplet/alive", new { proplet_id = propletId, status = "alive" });
         await WaitForAliveAsync(propletId);
-        await WaitForAsync(async () => (await Http.GetFromJsonAsync<JsonElement>($"/proplets/{propletId}", Ct)).GetProperty("alive").GetBoolean() ? null : default(JsonElement));
-        var offline = DateTimeOffset.UtcNow;
+        await WaitForOfflineAsync(propletId);
 
-        using var within = CancellationTokenSource.CreateLinkedTokenSource(Ct);
-        within.CancelAfter(TimeSpan.FromSeconds(10));
-        try
+        // The placement that saw it alive commits now: started and dispatched to the offline proplet in one transaction.
+        await using (var session = store.LightweightSession())
         {
-            while (await links.Reader.ReadAsync(within.Token) < offline.AddSeconds(-1))
+            var listener = scheduling.Attach(session);
+            var taskId = new Domain.Tasks.TaskId(Guid.Parse(id));
+            var stream = (await WolverineStreams.FetchForWritingAsync<Domain.Tasks.TaskState>(session, [taskId.Value], Ct)).Single();
+            var now = DateTimeOffset.UtcNow;
+            var state = stream.Aggregate!;
+            var events = new List<object>();
+            foreach (var command in new Domain.Tasks.TaskCommand[] { new Domain.Tasks.TaskCommand.StartTask(taskId, now), new Domain.Tasks.TaskCommand.DispatchTask(taskId, propletId, now) })
             {
+                var decision = Domain.Tasks.TaskDecider.Decide(command, state);
+                decision.Rejection.ShouldBeNull();
+                state = decision.Events.Aggregate(state, Domain.Tasks.TaskDecider.Evolve);
+                events.AddRange(decision.Events);
             }
+
+            listener.Append(stream, Application.Tasks.TaskAggregate.StreamId(taskId), events, state, scheduling.SystemMetadata(id));
+            await session.SaveChangesAsync(Ct);
         }
-        catch (OperationCanceledException ex) when (!Ct.IsCancellationRequested)
-        {
-            throw new ShouldAssertException($"no link of the sweep chain looked within 10 s after proplet {propletId} went offline (the idle interval is 30 s)", ex);
-        }
+
+        (await Http.GetFromJsonAsync<JsonElement>($"/tasks/{id}", Ct)).GetProperty("proplet_id").GetString().ShouldBe(propletId);
+        (await WaitForEventAsync(id, "task.redispatch_requested.v1")).GetProperty("data").GetProperty("reason").GetString().ShouldBe($"proplet {propletId} went offline");
+    }
+
+    /// <summary>
+    /// A broadcast task Running on its only proplet, which never answers, then falls silent and is marked offline: the
+    /// task is re-dispatched (counted) and waits for a live proplet, as a broadcast started with none does. Before, it
+    /// stayed Running for ever: it runs on no proplet whose going offline re-dispatches its tasks.
+    /// </summary>
+    [Fact]
+    public async Task ABroadcastTask_RunningWhenItsOnlyPropletFallsSilent_IsRedispatched_AndWaits()
+    {
+        var propletId = Guid.NewGuid().ToString();
+        await using var proplet = await ConnectPropletAsync(propletId, answer: false);
+        await PublishAsync(proplet, "control/proplet/create", new { proplet_id = propletId });
+        using var heartbeats = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        var beating = BeatAsync(proplet, propletId, heartbeats.Token);
+        await WaitForAliveAsync(propletId);
+        var id = await CreateAndStartAsync("""{"name":"main","file":"AGFzbQEAAAABBwFgAn9/AX8DAgEABwgBBG1haW4AAAoJAQcAIAAgAWoL","broadcast":true}""");
+        await WaitForStateAsync(id, 2);
+
+        await heartbeats.CancelAsync();
+        await beating;
+        await WaitForOfflineAsync(propletId);
+
+        (await WaitForEventAsync(id, "task.redispatch_requested.v1")).GetProperty("data").GetProperty("reason").GetString().ShouldBe("no proplet is online to run the broadcast");
+        var waiting = await WaitForStateAsync(id, 1);
+        waiting.GetProperty("state").GetInt32().ShouldBe(1);
+        (await WaitForEventAsync(id, "task.dispatch_deferred.v1")).GetProperty("data").GetProperty("reason").GetString().ShouldBe("no active proplets available");
     }
 
     [Fact]
@@ -1000,6 +1053,18 @@ public sealed class SchedulingOnWolverineTests : IAsyncLifetime
 
     private Task WaitForPropletAsync(string propletId) =>
         WaitForAsync(async () => (await Http.GetAsync($"/proplets/{propletId}", Ct)).IsSuccessStatusCode ? default(JsonElement) : (JsonElement?)null);
+
+    /// <summary>Waits until the proplet is marked offline (PropletWentOffline), not only past its liveness window.</summary>
+    private Task WaitForOfflineAsync(string propletId)
+    {
+        var store = _server.Services.GetRequiredService<Marten.IDocumentStore>();
+        var key = WolverineStreams.Key(Application.Proplets.PropletAggregate.StreamId(new Domain.Proplets.PropletId(propletId)));
+        return WaitForAsync(async () =>
+        {
+            await using var query = store.QuerySession();
+            return await query.LoadAsync<PropletDocument>(key, Ct) is { State.Offline: true } ? default(JsonElement) : (JsonElement?)null;
+        });
+    }
 
     private Task WaitForAliveAsync(string propletId) =>
         WaitForAsync(async () => await Http.GetAsync($"/proplets/{propletId}", Ct) is { IsSuccessStatusCode: true } response
