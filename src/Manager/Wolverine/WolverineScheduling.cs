@@ -501,7 +501,15 @@ public sealed partial class WolverineScheduling(
 
             var after = decision.Events.Aggregate(state, TaskDecider.Evolve);
             listener.Append(stream, TaskAggregate.StreamId(state.Id), decision.Events, after, SystemMetadata(state.Id.ToString()));
-            LogRedispatch(logger, state.Id.ToString(), propletId);
+            if (broadcast)
+            {
+                LogBroadcastRedispatch(logger, state.Id.ToString());
+            }
+            else
+            {
+                LogRedispatch(logger, state.Id.ToString(), propletId);
+            }
+
             if (after.Status == TaskStatus.Scheduled)
             {
                 redispatched.Add(state.Id.Value);
@@ -561,4 +569,7 @@ public sealed partial class WolverineScheduling(
 
     [LoggerMessage(EventId = 6102, Level = LogLevel.Warning, Message = "Task {TaskId} was running on offline proplet {PropletId}: re-dispatching (or failing at the limit)")]
     private static partial void LogRedispatch(ILogger logger, string taskId, string propletId);
+
+    [LoggerMessage(EventId = 6112, Level = LogLevel.Warning, Message = "Broadcast task {TaskId} was running with no proplet left alive to answer it: re-dispatching (or failing at the limit)")]
+    private static partial void LogBroadcastRedispatch(ILogger logger, string taskId);
 }
