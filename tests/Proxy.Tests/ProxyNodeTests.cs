@@ -501,49 +501,33 @@ public sealed class ProxyNodeTests : IAsyncLifetime
 
     /// <summary>A blob body that gives at most <paramref name="slice"/> bytes per read, and throws once its reader's
     /// token is cancelled (as a socket's read does).</summary>
-    private sealed class SlicedStream(byte[] data, int slice) : Stream
+    private sealed class SlicedStream(byte[] data, int slice) : ForwardBody(data)
     {
-        private int _position;
-
-        public override bool CanRead => true;
-
-        public override bool CanSeek => false;
-
-        public override bool CanWrite => false;
-
-        public override long Length => throw new NotSupportedException();
-
-        public override long Position { get => _position; set => throw new NotSupportedException(); }
-
         public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
         {
             await Task.Yield();
             cancellationToken.ThrowIfCancellationRequested();
-            var count = Math.Min(Math.Min(buffer.Length, slice), data.Length - _position);
-            data.AsMemory(_position, count).CopyTo(buffer);
-            _position += count;
-            return count;
+            return Take(buffer, slice);
         }
-
-        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-            ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-
-        public override void Flush()
-        {
-        }
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 
     /// <summary>A blob body whose first <paramref name="early"/> bytes come at once and the rest once
     /// <paramref name="rest"/> completes.</summary>
-    private sealed class TricklingStream(byte[] data, int early, Task rest) : Stream
+    private sealed class TricklingStream(byte[] data, int early, Task rest) : ForwardBody(data)
+    {
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            if (Position >= early)
+            {
+                await rest.WaitAsync(cancellationToken);
+            }
+
+            return Take(buffer, Position < early ? early - (int)Position : int.MaxValue);
+        }
+    }
+
+    /// <summary>A blob body read once from start to end, asynchronously, with no length (a chunked answer).</summary>
+    private abstract class ForwardBody(byte[] data) : Stream
     {
         private int _position;
 
@@ -557,19 +541,7 @@ public sealed class ProxyNodeTests : IAsyncLifetime
 
         public override long Position { get => _position; set => throw new NotSupportedException(); }
 
-        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
-        {
-            if (_position >= early)
-            {
-                await rest.WaitAsync(cancellationToken);
-            }
-
-            var end = _position < early ? early : data.Length;
-            var count = Math.Min(buffer.Length, end - _position);
-            data.AsMemory(_position, count).CopyTo(buffer);
-            _position += count;
-            return count;
-        }
+        public abstract override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default);
 
         public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
             ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
@@ -585,6 +557,15 @@ public sealed class ProxyNodeTests : IAsyncLifetime
         public override void SetLength(long value) => throw new NotSupportedException();
 
         public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        /// <summary>Copies the next bytes into <paramref name="buffer"/>, at most <paramref name="most"/>; 0 at the end.</summary>
+        protected int Take(Memory<byte> buffer, int most)
+        {
+            var count = Math.Min(Math.Min(buffer.Length, most), data.Length - _position);
+            data.AsMemory(_position, count).CopyTo(buffer);
+            _position += count;
+            return count;
+        }
     }
 
     [Fact]
