@@ -90,6 +90,31 @@ public sealed class TaskRunnerTests : IAsyncDisposable
             .ShouldBe($"the inline wasm file of {module.Length} bytes is larger than PROPLET_MAX_BINARY_SIZE (1024 bytes)");
     }
 
+    /// <summary>
+    /// The only slot busy, an inline module over PROPLET_MAX_BINARY_SIZE is refused at once with the size's error: before,
+    /// it waited for the slot (its text counted against PROPLET_MAX_WAITING_BYTES), and with the waiting room full it was
+    /// refused as busy instead.
+    /// </summary>
+    [Fact]
+    public async Task GivenTheSlotBusy_WhenAnInlineModuleOverTheBinarySizeLimitStarts_ThenItIsRefusedForItsSizeAtOnce()
+    {
+        var settings = _settings with { MaxBinarySize = 1024, MaxWaitingBytes = 4096 };
+        await using var runner = new TaskRunner(settings, _runtime, new BinaryFetcher(settings, _chunks, _published, _http), _published, null, NullLogger<TaskRunner>.Instance);
+        runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(new { id = "spin", name = "main", file = Convert.ToBase64String(Modules.Spin) }));
+        runner.RunningCount.ShouldBe(1);
+        var size = 2 + 4096;
+        byte[] section = [0, (byte)(0x80 | (size & 0x7f)), (byte)(size >> 7), 1, (byte)'p'];
+        byte[] module = [.. Modules.Addition, .. section, .. new byte[4096]];
+
+        runner.HandleStart(JsonSerializer.SerializeToUtf8Bytes(new { id = "big", name = "main", file = Convert.ToBase64String(module), inputs = new[] { "1", "2" } }));
+
+        var result = await NextResultAsync();
+        result.GetProperty("task_id").GetString().ShouldBe("big");
+        result.GetProperty("error").GetString().ShouldBe($"the inline wasm file of {module.Length} bytes is larger than PROPLET_MAX_BINARY_SIZE (1024 bytes)");
+        runner.HandleStop(Encoding.UTF8.GetBytes("""{"id":"spin","broadcast":false}"""));
+        (await NextResultAsync()).GetProperty("task_id").GetString().ShouldBe("spin");
+    }
+
     [Fact]
     public async Task GivenStartsForOtherProplets_WhenHandled_ThenNothingIsPublished()
     {

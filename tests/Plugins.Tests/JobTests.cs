@@ -561,6 +561,25 @@ public sealed class JobTests : IAsyncLifetime
         (await _store.GetAsync(id, Ct))!.State.ShouldBe("dropped");
     }
 
+    /// <summary>
+    /// A node records what it can run on every poll (twice a second), but writes its row again only once a tenth of the
+    /// orphan timeout old: before, every poll of every node rewrote the same rows (dead rows, WAL) for a time needed only
+    /// to within the timeout.
+    /// </summary>
+    [Fact]
+    public async Task GivenARunnerSeenJustNow_WhenItPollsAgain_ThenItsRowIsNotWrittenAgain_UntilATenthOfTheTimeoutHasPassed()
+    {
+        (await _store.DropOrphansAsync([("p", "h")], TimeSpan.FromHours(24), Ct)).ShouldBe(0);
+        var first = await TestDatabase.ScalarAsync<string>($"select xmin::text from {Schema}.plugin_job_runners where plugin = 'p'");
+
+        (await _store.DropOrphansAsync([("p", "h")], TimeSpan.FromHours(24), Ct)).ShouldBe(0);
+        (await TestDatabase.ScalarAsync<string>($"select xmin::text from {Schema}.plugin_job_runners where plugin = 'p'")).ShouldBe(first);
+
+        await TestDatabase.ScalarAsync<object>($"update {Schema}.plugin_job_runners set seen_at = now() - interval '3 hours' where plugin = 'p'");
+        (await _store.DropOrphansAsync([("p", "h")], TimeSpan.FromHours(24), Ct)).ShouldBe(0);
+        (await TestDatabase.ScalarAsync<bool>($"select seen_at > now() - interval '1 minute' from {Schema}.plugin_job_runners where plugin = 'p'")).ShouldBe(true);
+    }
+
     [Fact]
     public async Task AJobLeftRunningByADeadWorker_OfAPluginSinceRemoved_IsDroppedPastTheOrphanTimeout()
     {

@@ -276,6 +276,12 @@ public sealed class LimitsTests : IDisposable
         var outcome = await System.Threading.Tasks.Task.Run(() => _dir.Gate().AuthorizeAsync(Start, Task, Ct).AsTask(), Ct).WaitAsync(TimeSpan.FromSeconds(30), Ct);
         outcome.Allowed.ShouldBeFalse();
         outcome.Reason.ShouldBe("plugin sleepy-start authorize: start function timed out after 200 ms");
+
+        // The next call does not run the start function again for its whole time limit: denied at once (before, every
+        // call waited timeout_ms, up to a day, holding a slot and a store), until the retry interval has passed.
+        var again = await System.Threading.Tasks.Task.Run(() => _dir.Gate().AuthorizeAsync(Start, Task, Ct).AsTask(), Ct).WaitAsync(TimeSpan.FromSeconds(30), Ct);
+        again.Allowed.ShouldBeFalse();
+        again.Reason!.ShouldContain("it is tried again 30 s after");
     }
 
     /// <summary>A module whose start function sleeps <paramref name="nanoseconds"/> (by default ~30 years), with the ABI and

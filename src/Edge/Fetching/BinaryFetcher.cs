@@ -32,20 +32,29 @@ public sealed class BinaryFetcher(PropletSettings settings, ChunkAssembler chunk
         return fetched;
     }
 
+    /// <summary>
+    /// Throws <see cref="FetchException"/> when an inline module's text decodes to more than PROPLET_MAX_BINARY_SIZE:
+    /// capped as a download and an assembly are (an inline module is bounded by the broker's packet size too, but that
+    /// is set apart, and may be the larger). The text's length bounds the bytes (white space only lowers them): most
+    /// modules are not scanned. Checked before the start waits for a slot too, so an oversized module neither queues
+    /// against PROPLET_MAX_WAITING_BYTES nor is refused as "busy".
+    /// </summary>
+    public void CheckInlineSize(string file)
+    {
+        ArgumentNullException.ThrowIfNull(file);
+        if (file.Length / 4 * 3L > settings.MaxBinarySize && DecodedLength(file) is var length && length > settings.MaxBinarySize)
+        {
+            throw new FetchException($"the inline wasm file of {length} bytes is larger than PROPLET_MAX_BINARY_SIZE ({settings.MaxBinarySize} bytes)");
+        }
+    }
+
     private async Task<FetchedBinary> GetAsync(StartRequest request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
         if (request.Message.File is { Length: > 0 } file)
         {
             cancellationToken.ThrowIfCancellationRequested(); // nothing below waits: a stopped task's module is not decoded
-            // Capped as a download and an assembly are: PROPLET_MAX_BINARY_SIZE bounds what the runtime is given (an inline
-            // module is bounded by the broker's packet size too, but that is set apart, and may be the larger).
-            // The text's length bounds the bytes (white space only lowers them): most modules are not scanned.
-            if (file.Length / 4 * 3L > settings.MaxBinarySize && DecodedLength(file) is var length && length > settings.MaxBinarySize)
-            {
-                throw new FetchException($"the inline wasm file of {length} bytes is larger than PROPLET_MAX_BINARY_SIZE ({settings.MaxBinarySize} bytes)");
-            }
-
+            CheckInlineSize(file);
             try
             {
                 return new FetchedBinary(Convert.FromBase64String(file), null);

@@ -1132,6 +1132,7 @@ public sealed class TaskRunner : IAsyncDisposable
     {
         if (task.Request.Message.File is { Length: > 0 } file)
         {
+            _fetcher.CheckInlineSize(file);
             await WaitForSlotAsync(task, 2L * file.Length);
             tookSlot();
             return await _fetcher.FetchAsync(task.Request, task.Aborted);

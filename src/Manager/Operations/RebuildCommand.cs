@@ -58,16 +58,19 @@ internal static class RebuildCommand
             {
                 force = true;
             }
-            else if (args[i] == "--timeout")
+            else if (args[i] == "--timeout" || args[i].StartsWith("--timeout=", StringComparison.Ordinal))
             {
-                if (i + 1 >= args.Length || !GoDuration.TryParse(args[i + 1], out timeout) || timeout <= TimeSpan.Zero || timeout > MaxTimeout)
+                // --timeout 6h or --timeout=6h (the second was passed on as a setting, and the default applied silently).
+                var joined = args[i].Length > "--timeout".Length;
+                var value = joined ? args[i]["--timeout=".Length..] : i + 1 < args.Length ? args[i + 1] : null;
+                if (value is null || !GoDuration.TryParse(value, out timeout) || timeout <= TimeSpan.Zero || timeout > MaxTimeout)
                 {
                     await error.WriteLineAsync(
-                        $"propeller-manager rebuild: --timeout takes a positive duration such as 90m or 6h, at most {MaxTimeout.TotalDays:F0} days (got '{(i + 1 < args.Length ? args[i + 1] : "")}')");
+                        $"propeller-manager rebuild: --timeout takes a positive duration such as 90m or 6h, at most {MaxTimeout.TotalDays:F0} days (got '{value}')");
                     return 2;
                 }
 
-                i++;
+                i += joined ? 0 : 1;
             }
             else
             {

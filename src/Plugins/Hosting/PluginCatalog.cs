@@ -162,7 +162,8 @@ public sealed class PluginCatalog : IDisposable
             plugin.Retire();
         }
 
+        // _reloading is not disposed: a reload may still be running (a request at shutdown), and its Release would throw
+        // ObjectDisposedException over its outcome; a SemaphoreSlim whose wait handle was never asked for holds nothing.
         Runtime.Dispose();
-        _reloading.Dispose();
     }
 }

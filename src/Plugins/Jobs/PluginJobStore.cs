@@ -245,7 +245,9 @@ public sealed partial class PluginJobStore : IAsyncDisposable
     /// that moment, across the shared database: a reload that skipped a half-copied file, a node without the plugin or a
     /// rolling upgrade lost jobs for good. And a job's age alone was taken to mean no node could run it: a backlog older
     /// than the timeout on the node that has the plugin (its concurrency is per node) was dropped by a node without it.
-    /// Returns how many.
+    /// A runner's row is written again only once a tenth of <paramref name="after"/> old (every node polls twice a second:
+    /// rewriting it each time made dead rows and WAL for a time needed only to within the timeout), in a fixed order, so
+    /// nodes writing the same rows take their locks alike. Returns how many.
     /// </summary>
     public async Task<int> DropOrphansAsync(IReadOnlyCollection<(string Plugin, string Hash)> runnable, TimeSpan after, CancellationToken cancellationToken)
     {
@@ -253,8 +255,9 @@ public sealed partial class PluginJobStore : IAsyncDisposable
         await using var command = _dataSource.CreateCommand(
             $"""
             with seen as (
-                insert into {_runners} (plugin, plugin_hash, seen_at) select distinct plugin, hash, now() from unnest($1::text[], $2::text[]) r(plugin, hash)
-                on conflict (plugin, plugin_hash) do update set seen_at = excluded.seen_at),
+                insert into {_runners} (plugin, plugin_hash, seen_at) select distinct plugin, hash, now() from unnest($1::text[], $2::text[]) r(plugin, hash) order by 1, 2
+                on conflict (plugin, plugin_hash) do update set seen_at = excluded.seen_at
+                where {_runners}.seen_at < now() - make_interval(secs => $4 / 10)),
             dropped as (
                 update {_jobs} j set state = 'dropped', last_error = $3, locked_until = null, updated_at = now()
                 where ((j.state = 'pending' and j.run_at <= now() - make_interval(secs => $4))

@@ -35,6 +35,15 @@ public sealed class LoadedPlugin : IDisposable
     private readonly SemaphoreSlim _notificationSlots;
     private volatile bool _retired;
 
+    // When a call's start function last ran over the plugin's own time limit (a Stopwatch timestamp; 0 once one finished):
+    // for StartRetryInterval after it, a call that needs a new instance fails at once instead of running the start again.
+    // A start function that never returns otherwise held every call for the whole timeout_ms (up to a day) before it
+    // was denied, each holding a slot and a store.
+    private long _startTimedOutAt;
+
+    /// <summary>How long after a start function ran over its time calls fail without trying it again.</summary>
+    internal static readonly TimeSpan StartRetryInterval = TimeSpan.FromSeconds(30);
+
     private LoadedPlugin(PluginRuntime runtime, string name, string file, string hash, PluginManifest manifest, Module module, PluginHooks hooks, PluginCounters counters)
     {
         _runtime = runtime;
@@ -98,7 +107,7 @@ public sealed class LoadedPlugin : IDisposable
             var timeout = LoadLimit(manifest.Limits.Timeout, runtime.Options.LoadTimeout);
             try
             {
-                plugin._idle.Enqueue(plugin.CreateInstance(manifest.Limits.MemoryMb, manifest.Limits.Fuel, timeout, cancellationToken));
+                plugin._idle.Enqueue(plugin.CreateInstance(manifest.Limits.MemoryMb, manifest.Limits.Fuel, timeout, cancellationToken, trial: true));
             }
             catch (WasmtimeException e) when (e.InnerException is OperationCanceledException && cancellationToken.IsCancellationRequested)
             {
@@ -307,14 +316,30 @@ public sealed class LoadedPlugin : IDisposable
         _ => new(PluginFailureKind.Abi, e.Message, e),
     };
 
-    private PluginInstance CreateInstance(int memoryMb, long fuel, TimeSpan timeout, CancellationToken cancellationToken)
+    /// <summary>A new instance (its start function run). <paramref name="trial"/>: the load's, under the load's cap, whose
+    /// timeout says nothing of the plugin's own limit (a call tries the start function again at once).</summary>
+    private PluginInstance CreateInstance(int memoryMb, long fuel, TimeSpan timeout, CancellationToken cancellationToken, bool trial = false)
     {
+        var timedOutAt = Volatile.Read(ref _startTimedOutAt);
+        if (!trial && timedOutAt != 0 && Stopwatch.GetElapsedTime(timedOutAt) < StartRetryInterval)
+        {
+            throw new PluginCallException(
+                PluginFailureKind.Timeout, $"start function timed out {Stopwatch.GetElapsedTime(timedOutAt).TotalSeconds:0} s ago; it is tried again {StartRetryInterval.TotalSeconds:0} s after");
+        }
+
         try
         {
-            return new PluginInstance(_runtime, this, _module, memoryMb, fuel, timeout, cancellationToken);
+            var instance = new PluginInstance(_runtime, this, _module, memoryMb, fuel, timeout, cancellationToken);
+            Volatile.Write(ref _startTimedOutAt, 0);
+            return instance;
         }
         catch (WasmtimeException e) when (e.InnerException is TimeoutException)
         {
+            if (!trial)
+            {
+                Volatile.Write(ref _startTimedOutAt, Stopwatch.GetTimestamp());
+            }
+
             throw new PluginCallException(PluginFailureKind.Timeout, $"start function timed out after {timeout.TotalMilliseconds:0} ms", e);
         }
         catch (WasmtimeException e) when (e is not TrapException && e.Message.Contains("exceeds memory limits", StringComparison.Ordinal))

@@ -275,6 +275,9 @@ public sealed class MartenDaemonTests
         var bad = new StringWriter();
         (await RebuildCommand.RunAsync(["task_state", "--timeout", "soon", .. unreachable], bad)).ShouldBe(2);
         bad.ToString().ShouldContain("--timeout takes a positive duration");
+        var badJoined = new StringWriter();
+        (await RebuildCommand.RunAsync(["task_state", "--timeout=soon", .. unreachable], badJoined)).ShouldBe(2);
+        badJoined.ToString().ShouldContain("(got 'soon')");
 
         const string schema = Schema + "_rebuild_timeout";
         await using (var server = await ManagerServer.StartAsync(schema, Solo))
@@ -285,7 +288,8 @@ public sealed class MartenDaemonTests
         var db = await TestPostgres.ConnectionStringAsync();
         string[] settings = [$"--EventStore:ConnectionString={db}", $"--EventStore:Schema={schema}", "--MANAGER_MQTT_ADDRESS=", "--MANAGER_LOG_LEVEL=warn"];
         var late = new StringWriter();
-        (await RebuildCommand.RunAsync([TaskActivityProjection.ProjectionName, "--timeout", "1ms", .. settings], late)).ShouldBe(1);
+        // --timeout=1ms as --timeout 1ms (the joined form was taken for a setting, and the default applied).
+        (await RebuildCommand.RunAsync([TaskActivityProjection.ProjectionName, "--timeout=1ms", .. settings], late)).ShouldBe(1);
         late.ToString().ShouldContain("--timeout, now 00:00:00.0010000");
     }
 }
