@@ -51,6 +51,7 @@ public static class PropletSelector
     /// <summary>The order pending tasks are placed in: higher priority first, then oldest request first.</summary>
     public static IEnumerable<T> InDispatchOrder<T>(IEnumerable<T> pending, Func<T, int> priority, Func<T, DateTimeOffset> requestedAt) =>
         pending.OrderByDescending(priority).ThenBy(requestedAt);
+
     /// <summary>
     /// A broadcast task's placement: dispatched to every proplet (<see cref="Domain.Tasks.TaskSpec.BroadcastTarget"/>)
     /// while at least one is alive, else it waits as any task does. Broadcast to nobody, it stayed Running for ever: no

@@ -49,34 +49,18 @@ public sealed partial class InProcessRuntime
         }
 
         // Compiled on a guest thread the task knows of (its slot goes back once that returns), and a stop or shutdown during
-        // the compile, which nothing interrupts, is answered after the grace period as a run's is (WaitAsync); before, only
-        // when the compile ended. A proxy linked after that is disposed unused.
+        // the compile, which nothing interrupts, is answered after the grace period as a run's is; before, only when the
+        // compile ended. A proxy linked after that is disposed unused.
         var link = GuestThreads.RunAsync(() =>
         {
             BeforeProxyLink?.Invoke();
             return LinkProxy(binary);
         });
-        task.RunsGuest(link);
-        try
+        if (await WaitGuestAsync(task, link, static linked => linked.Proxy?.Dispose()) is not (false, var (proxy, error)))
         {
-            await link.WaitAsync(task.Aborted);
-        }
-        catch (OperationCanceledException) when (task.Reason != StopReason.None)
-        {
-            try
-            {
-                await link.WaitAsync(StopGrace, CancellationToken.None);
-            }
-            catch (TimeoutException)
-            {
-                EdgeLog.GuestInHostCall(_logger, task.Id);
-                _ = link.ContinueWith(
-                    static linked => linked.Result.Proxy?.Dispose(), CancellationToken.None, TaskContinuationOptions.OnlyOnRanToCompletion | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
-                return Stopped(task)!;
-            }
+            return Stopped(task)!;
         }
 
-        var (proxy, error) = await link;
         if (proxy is null)
         {
             return TaskOutcome.Failure(error!);

@@ -93,30 +93,42 @@ public sealed partial class InProcessRuntime : IWasmRuntime, IDisposable
         return WaitAsync(task, GuestThreads.RunAsync(() => Run(task, binary)));
     }
 
+    /// <summary>The guest's own outcome, or the stop's when the task is ended and the guest does not stop in time
+    /// (<see cref="WaitGuestAsync{T}"/>).</summary>
+    private async Task<TaskOutcome> WaitAsync(RunningTask task, Task<TaskOutcome> run) =>
+        await WaitGuestAsync(task, run) is (false, var outcome) ? outcome : Stopped(task)!;
+
     /// <summary>
-    /// The guest's own outcome; but when the task is ended and the guest does not stop within <see cref="StopGrace"/>, the
-    /// stop's outcome at once. Epoch interruption reaches guest code only; a WASI preview1 <c>poll_oneoff</c> sleep is
-    /// ours (<see cref="WasiPoll"/>) and ends with the task, but a guest blocked in another host call (a preview 2
-    /// <c>wasi:io/poll</c> wait) ends when that call returns, on its guest thread, after the task's result is out. The
-    /// task knows of that thread (<see cref="RunningTask.GuestReturned"/>): its slot is not freed before it returns.
+    /// What <paramref name="guest"/> (work on a guest thread: a run, a served proxy's compile) returns; but when the task is
+    /// ended and the guest does not stop within <see cref="StopGrace"/>, Ended at once (<paramref name="abandoned"/> then
+    /// gets the value when it comes). Epoch interruption reaches guest code only; a WASI preview1 <c>poll_oneoff</c> sleep
+    /// is ours (<see cref="WasiPoll"/>) and ends with the task, but a guest blocked in another host call (a preview 2
+    /// <c>wasi:io/poll</c> wait), or a compile, ends when that call returns, on its guest thread, after the task's result is
+    /// out. The task knows of that thread (<see cref="RunningTask.GuestReturned"/>): its slot is not freed before it returns.
     /// </summary>
-    private async Task<TaskOutcome> WaitAsync(RunningTask task, Task<TaskOutcome> run)
+    private async Task<(bool Ended, T Value)> WaitGuestAsync<T>(RunningTask task, Task<T> guest, Action<T>? abandoned = null)
     {
-        task.RunsGuest(run);
+        task.RunsGuest(guest);
         try
         {
-            return await run.WaitAsync(task.Aborted);
+            return (false, await guest.WaitAsync(task.Aborted));
         }
         catch (OperationCanceledException) when (task.Reason != StopReason.None)
         {
             try
             {
-                return await run.WaitAsync(StopGrace, CancellationToken.None);
+                return (false, await guest.WaitAsync(StopGrace, CancellationToken.None));
             }
             catch (TimeoutException)
             {
                 EdgeLog.GuestInHostCall(_logger, task.Id);
-                return Stopped(task)!;
+                if (abandoned is not null)
+                {
+                    _ = guest.ContinueWith(
+                        returned => abandoned(returned.Result), CancellationToken.None, TaskContinuationOptions.OnlyOnRanToCompletion | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+                }
+
+                return (true, default!);
             }
         }
     }

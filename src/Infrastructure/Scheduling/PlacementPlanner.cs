@@ -70,12 +70,12 @@ public sealed class PlacementPlanner(
                 fresh = true;
             }
 
-            var placement = spec.Broadcast ? PropletSelector.Broadcast(_snapshot.Candidates) : Select(request, _snapshot.Candidates);
+            var placement = Place(_snapshot.Candidates);
             if (placement.PropletId is null && !fresh)
             {
                 // A proplet may have appeared since the snapshot: waiting is decided on a fresh read.
                 _snapshot = new Snapshot(now, await ReadCandidatesAsync(now, cancellationToken));
-                placement = spec.Broadcast ? PropletSelector.Broadcast(_snapshot.Candidates) : Select(request, _snapshot.Candidates);
+                placement = Place(_snapshot.Candidates);
             }
 
             var plan = new PlannedPlacement(scheduled, Command(scheduled.Id, placement, null, now), []);
@@ -86,6 +86,8 @@ public sealed class PlacementPlanner(
         {
             _placing.Release();
         }
+
+        Placement Place(List<PropletCandidate> candidates) => spec.Broadcast ? PropletSelector.Broadcast(candidates) : Select(request, candidates);
     }
 
     /// <summary>

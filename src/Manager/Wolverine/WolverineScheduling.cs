@@ -443,10 +443,8 @@ public sealed partial class WolverineScheduling(
         // nothing waiting and went idle. So this path schedules that re-dispatch too, once the delay and a sweep interval
         // have passed: it moves whatever was dispatched to the proplet since, keeps what a proplet back online reported
         // holding (SchedulingHandler), and then brings the chain forward (a broadcast task left without a live proplet).
-        outgoing.Schedule(new RedispatchTasksOf(propletId, offline, now), now + Max(Options.OfflineRedispatchDelay, TimeSpan.Zero) + Options.SweepInterval);
+        outgoing.Schedule(new RedispatchTasksOf(propletId, offline, now), now + Options.OfflineRedispatchDelay + Options.SweepInterval);
     }
-
-    private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
 
     private bool Silent(PropletView proplet, DateTimeOffset now) => LastSign(proplet, now) is { } last && now - last > Options.LivenessWindow;
 

@@ -5,7 +5,7 @@ using Propeller.Plugins.Runtime;
 namespace Propeller.Plugins.Hosting;
 
 /// <summary>
-/// The current plugin set, swapped whole by <see cref="Reload"/>. A chain reads <see cref="Current"/> once and uses that
+/// The current plugin set, swapped whole by <see cref="Reload(CancellationToken)"/>. A chain reads <see cref="Current"/> once and uses that
 /// snapshot to the end, so a reload never mixes sets within a call, and calls in flight on the old set finish on it
 /// (its instances are disposed as they come back). Counters are kept by plugin name across reloads.
 /// </summary>
@@ -46,26 +46,18 @@ public sealed class PluginCatalog : IDisposable
     /// with a bad <c>auth.json</c>, retired the working version and left the chain without it: an empty chain allows
     /// everything. A plugin whose <c>.wasm</c> is gone was removed on purpose and is dropped.
     /// </summary>
-    public PluginSet Reload(CancellationToken cancellationToken = default)
-    {
-        _reloading.Wait(cancellationToken);
-        try
-        {
-            return ReloadHeld(cancellationToken);
-        }
-        finally
-        {
-            _reloading.Release();
-        }
-    }
+    public PluginSet Reload(CancellationToken cancellationToken = default) => Reload(wait: true, cancellationToken)!;
 
     /// <summary>
-    /// As <see cref="Reload"/>, but returns null at once when another reload is running (the caller refuses the request;
-    /// the set that reload makes reads the same directory).
+    /// As <see cref="Reload(CancellationToken)"/>, but returns null at once when another reload is running (the caller
+    /// refuses the request; the set that reload makes reads the same directory).
     /// </summary>
-    public PluginSet? TryReload(CancellationToken cancellationToken)
+    public PluginSet? TryReload(CancellationToken cancellationToken) => Reload(wait: false, cancellationToken);
+
+    /// <summary>The reload, after waiting for one running (<paramref name="wait"/>), else null when one is running.</summary>
+    private PluginSet? Reload(bool wait, CancellationToken cancellationToken)
     {
-        if (!_reloading.Wait(0, cancellationToken))
+        if (!_reloading.Wait(wait ? Timeout.Infinite : 0, cancellationToken))
         {
             return null;
         }
